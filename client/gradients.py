@@ -1,0 +1,41 @@
+"""Numerical differentiation on the host (reference for board-side estimators)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["numerical_gradient", "numerical_jacobian"]
+
+Array = npt.NDArray[np.float64]
+
+
+def numerical_gradient(
+    f: Callable[[Array], float], x: npt.ArrayLike, h: float = 1e-5
+) -> Array:
+    """Central-difference gradient of scalar ``f`` at ``x``: (f(x+h·e_i) − f(x−h·e_i)) / 2h.
+
+    Costs 2·x.size evaluations of ``f``; the error is O(h²).
+    """
+    return numerical_jacobian(lambda v: np.asarray([f(v)]), x, h)[0]
+
+
+def numerical_jacobian(
+    f: Callable[[Array], npt.ArrayLike], x: npt.ArrayLike, h: float = 1e-5
+) -> Array:
+    """Central-difference Jacobian J[i, j] = ∂f_i/∂x_j of vector ``f`` at ``x``."""
+    if not h > 0.0:
+        raise ValueError(f"h: got {h}, expected a positive step")
+    x0 = np.asarray(x, dtype=np.float64)
+    if x0.ndim != 1:
+        raise ValueError(f"x: got shape {list(x0.shape)}, expected a 1-D vector")
+    columns = []
+    for j in range(x0.size):
+        step = np.zeros_like(x0)
+        step[j] = h
+        plus = np.asarray(f(x0 + step), dtype=np.float64)
+        minus = np.asarray(f(x0 - step), dtype=np.float64)
+        columns.append((plus - minus) / (2.0 * h))
+    return np.stack(columns, axis=-1)

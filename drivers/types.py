@@ -1,0 +1,135 @@
+"""Value types that cross the driver interface (units in every field name)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "BoardInfo",
+    "BoardStats",
+    "Cost",
+    "MVMResult",
+    "PerturbReport",
+    "ProgramReport",
+    "ReadResult",
+    "Region",
+]
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Modeled hardware cost of an operation."""
+
+    time_ns: float = 0.0
+    energy_nj: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.time_ns + other.time_ns, self.energy_nj + other.energy_nj)
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """Cells [row_offset, row_offset + rows) × [col_offset, col_offset + cols) of a tile.
+
+    ``rows = 0`` / ``cols = 0`` mean "to the end of the tile", so ``Region()``
+    is the whole tile.
+    """
+
+    row_offset: int = 0
+    col_offset: int = 0
+    rows: int = 0
+    cols: int = 0
+
+    def resolve(self, tile_rows: int, tile_cols: int) -> Region:
+        """The same region with zero sizes replaced by the extent to the tile edge."""
+        return Region(
+            self.row_offset,
+            self.col_offset,
+            self.rows or max(tile_rows - self.row_offset, 0),
+            self.cols or max(tile_cols - self.col_offset, 0),
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows, self.cols)
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return (
+            slice(self.row_offset, self.row_offset + self.rows),
+            slice(self.col_offset, self.col_offset + self.cols),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BoardInfo:
+    """Static description of a board (mirrors ``BoardInfo`` in board.proto)."""
+
+    model: str
+    serial_number: str
+    firmware_version: str
+    tile_count: int
+    rows: int
+    cols: int
+    g_min_us: float
+    g_max_us: float
+    dac_bits: int
+    adc_bits: int
+    read_voltage_max_v: float
+    emulated: bool = False
+    emulator_preset: str = ""
+    profile: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BoardStats:
+    """Running totals since the board was opened."""
+
+    total_cost: Cost = Cost()
+    mvm_passes: int = 0
+    cell_writes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramReport:
+    """What write-verify programming achieved."""
+
+    cells_written: int
+    verify_iterations: int
+    pulses: int
+    rms_error_us: float
+    max_error_us: float
+    unconverged_cells: int
+    cost: Cost = Cost()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Measured conductances (µS) of a region."""
+
+    conductances: FloatArray
+    cost: Cost = Cost()
+
+
+@dataclass(frozen=True, slots=True)
+class MVMResult:
+    """Output currents (µA) of a batch of analog passes."""
+
+    currents: FloatArray
+    saturated_outputs: int = 0
+    cost: Cost = Cost()
+
+
+@dataclass(frozen=True, slots=True)
+class PerturbReport:
+    """What a Perturb APPLY or RESTORE wrote."""
+
+    cells_written: int
+    clipped_cells: int = 0
+    cost: Cost = Cost()

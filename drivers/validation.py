@@ -1,0 +1,121 @@
+"""Request checks every driver applies before a request reaches a board.
+
+Each check raises :class:`InvalidArgument` (malformed) or :class:`OutOfRange`
+(outside the board's limits) naming the request field, the value received and
+what is allowed. Checks never modify the board, so a rejected request leaves
+it unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers.errors import InvalidArgument, OutOfRange
+from sidra.drivers.types import BoardInfo, Region
+
+FloatArray = npt.NDArray[np.float32]
+
+__all__ = [
+    "check_amplitude",
+    "check_conductances",
+    "check_region",
+    "check_seed",
+    "check_sign",
+    "check_tile",
+    "check_voltages",
+    "float32_matrix",
+]
+
+
+def check_tile(info: BoardInfo, tile: int) -> None:
+    if not isinstance(tile, int | np.integer) or not 0 <= tile < info.tile_count:
+        raise OutOfRange("tile", tile, f"an integer in 0 .. {info.tile_count - 1} (tile_count)")
+
+
+def float32_matrix(field: str, value: Any) -> FloatArray:
+    """``value`` as a finite 2-D float32 array, or an error naming ``field``."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu":
+        raise InvalidArgument(f"{field}.dtype", array.dtype, "a real numeric array (float32)")
+    if array.ndim != 2:
+        raise InvalidArgument(f"{field}.shape", list(array.shape), "a 2-D array")
+    array = array.astype(np.float32, copy=False)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InvalidArgument(
+            field, f"{int(bad.sum())} NaN/Inf values (first {array[first]} at {list(first)})",
+            "finite numbers",
+        )
+    return array
+
+
+def check_region(info: BoardInfo, region: Region, field: str = "region") -> Region:
+    """The region with sizes resolved, if it lies inside a tile."""
+    if region.row_offset >= info.rows:
+        raise OutOfRange(f"{field}.row_offset", region.row_offset, f"0 .. {info.rows - 1}")
+    if region.col_offset >= info.cols:
+        raise OutOfRange(f"{field}.col_offset", region.col_offset, f"0 .. {info.cols - 1}")
+    resolved = region.resolve(info.rows, info.cols)
+    if resolved.row_offset + resolved.rows > info.rows:
+        raise OutOfRange(
+            f"{field}.rows", resolved.rows,
+            f"1 .. {info.rows - resolved.row_offset} (tile has {info.rows} rows, "
+            f"region starts at row {resolved.row_offset})",
+        )
+    if resolved.col_offset + resolved.cols > info.cols:
+        raise OutOfRange(
+            f"{field}.cols", resolved.cols,
+            f"1 .. {info.cols - resolved.col_offset} (tile has {info.cols} columns, "
+            f"region starts at column {resolved.col_offset})",
+        )
+    return resolved
+
+
+def check_conductances(info: BoardInfo, g: FloatArray, field: str = "conductances") -> None:
+    if g.size == 0:
+        raise InvalidArgument(f"{field}.shape", list(g.shape), "[rows >= 1, cols >= 1]")
+    outside = (g < info.g_min_us) | (g > info.g_max_us)
+    if outside.any():
+        first = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise OutOfRange(
+            field,
+            f"{float(g[first]):.6g} µS at {list(first)} ({int(outside.sum())} cells outside)",
+            f"values in [{info.g_min_us:g}, {info.g_max_us:g}] µS (g_min_us .. g_max_us)",
+        )
+
+
+def check_voltages(info: BoardInfo, v: FloatArray, inputs: int, what: str) -> None:
+    """``v`` must be [batch >= 1, inputs] within the read voltage range."""
+    if v.shape[0] == 0 or v.shape[1] != inputs:
+        raise InvalidArgument("voltages.shape", list(v.shape), f"[batch >= 1, {inputs}] ({what})")
+    limit = info.read_voltage_max_v
+    peak = np.abs(v)
+    worst = np.unravel_index(int(np.argmax(peak)), v.shape)
+    if peak[worst] > limit:
+        raise OutOfRange(
+            "voltages",
+            f"{float(v[worst]):.6g} V at {[int(i) for i in worst]}",
+            f"values in [-{limit:g}, +{limit:g}] V (read_voltage_max_v)",
+        )
+
+
+def check_seed(seed: int) -> None:
+    if not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+        raise InvalidArgument("seed", seed, "an unsigned 64-bit integer")
+
+
+def check_sign(sign: int) -> None:
+    if sign not in (1, -1):
+        raise InvalidArgument("sign", sign, "+1 or -1")
+
+
+def check_amplitude(info: BoardInfo, amplitude_us: float) -> None:
+    span = info.g_max_us - info.g_min_us
+    if not np.isfinite(amplitude_us):
+        raise InvalidArgument("amplitude_us", amplitude_us, f"a finite value in (0, {span:g}] µS")
+    if not 0.0 < amplitude_us <= span:
+        raise OutOfRange("amplitude_us", amplitude_us, f"(0, {span:g}] µS (g_max_us - g_min_us)")

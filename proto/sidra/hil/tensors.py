@@ -1,0 +1,55 @@
+"""numpy <-> ``sidra.hil.v1.Tensor``: little-endian, row-major bytes (see board.proto).
+
+Decoding checks dtype, shape and byte length and raises ``InvalidArgument``
+naming the field; it never trusts the sender. Decoded arrays are read-only
+views of the message bytes (zero copy); copy before mutating.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers.errors import InvalidArgument
+from sidra.hil.v1 import board_pb2 as pb
+
+__all__ = ["DTYPES", "decode", "encode"]
+
+DTYPES: dict[int, np.dtype[Any]] = {
+    pb.DTYPE_FLOAT32: np.dtype("<f4"),
+    pb.DTYPE_FLOAT64: np.dtype("<f8"),
+    pb.DTYPE_INT8: np.dtype("i1"),
+    pb.DTYPE_UINT8: np.dtype("u1"),
+    pb.DTYPE_INT16: np.dtype("<i2"),
+    pb.DTYPE_INT32: np.dtype("<i4"),
+}
+_CODES = {dtype: code for code, dtype in DTYPES.items()}
+
+
+def encode(array: npt.ArrayLike, dtype: int = pb.DTYPE_FLOAT32) -> pb.Tensor:
+    """``array`` as a Tensor of wire type ``dtype`` (float32 by default)."""
+    data = np.ascontiguousarray(array, dtype=DTYPES[dtype])
+    return pb.Tensor(dtype=dtype, shape=data.shape, data=data.tobytes())  # type: ignore[arg-type]
+
+
+def decode(
+    tensor: pb.Tensor, field: str, *, dtype: int = pb.DTYPE_FLOAT32, ndim: int = 2
+) -> npt.NDArray[Any]:
+    """The array a Tensor holds, checked to be of wire type ``dtype`` and ``ndim`` dims."""
+    if tensor.dtype != dtype:
+        name = pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else tensor.dtype
+        raise InvalidArgument(f"{field}.dtype", name, pb.DType.Name(dtype))
+    shape = tuple(tensor.shape)
+    if len(shape) != ndim or 0 in shape:
+        dims = ", ".join(["n >= 1"] * ndim)
+        raise InvalidArgument(f"{field}.shape", list(shape), f"{ndim} dimensions [{dims}]")
+    itemsize = DTYPES[dtype].itemsize
+    expected = int(np.prod(shape, dtype=np.int64)) * itemsize
+    if len(tensor.data) != expected:
+        raise InvalidArgument(
+            f"{field}.data", f"{len(tensor.data)} bytes",
+            f"{expected} bytes (shape {list(shape)} x {itemsize} bytes per element)",
+        )
+    return np.frombuffer(tensor.data, dtype=DTYPES[dtype]).reshape(shape)

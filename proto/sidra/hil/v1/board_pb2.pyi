@@ -1,0 +1,226 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DTYPE_UNSPECIFIED: _ClassVar[DType]
+    DTYPE_FLOAT32: _ClassVar[DType]
+    DTYPE_FLOAT64: _ClassVar[DType]
+    DTYPE_INT8: _ClassVar[DType]
+    DTYPE_UINT8: _ClassVar[DType]
+    DTYPE_INT16: _ClassVar[DType]
+    DTYPE_INT32: _ClassVar[DType]
+
+class PerturbMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PERTURB_MODE_UNSPECIFIED: _ClassVar[PerturbMode]
+    PERTURB_MODE_APPLY: _ClassVar[PerturbMode]
+    PERTURB_MODE_RESTORE: _ClassVar[PerturbMode]
+DTYPE_UNSPECIFIED: DType
+DTYPE_FLOAT32: DType
+DTYPE_FLOAT64: DType
+DTYPE_INT8: DType
+DTYPE_UINT8: DType
+DTYPE_INT16: DType
+DTYPE_INT32: DType
+PERTURB_MODE_UNSPECIFIED: PerturbMode
+PERTURB_MODE_APPLY: PerturbMode
+PERTURB_MODE_RESTORE: PerturbMode
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Region(_message.Message):
+    __slots__ = ("row_offset", "col_offset", "rows", "cols")
+    ROW_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    COL_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    row_offset: int
+    col_offset: int
+    rows: int
+    cols: int
+    def __init__(self, row_offset: _Optional[int] = ..., col_offset: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
+
+class OperationCost(_message.Message):
+    __slots__ = ("time_ns", "energy_nj")
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_NJ_FIELD_NUMBER: _ClassVar[int]
+    time_ns: float
+    energy_nj: float
+    def __init__(self, time_ns: _Optional[float] = ..., energy_nj: _Optional[float] = ...) -> None: ...
+
+class GetBoardInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetBoardInfoResponse(_message.Message):
+    __slots__ = ("info", "stats")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    info: BoardInfo
+    stats: BoardStats
+    def __init__(self, info: _Optional[_Union[BoardInfo, _Mapping]] = ..., stats: _Optional[_Union[BoardStats, _Mapping]] = ...) -> None: ...
+
+class BoardInfo(_message.Message):
+    __slots__ = ("model", "serial_number", "firmware_version", "tile_count", "rows", "cols", "g_min_us", "g_max_us", "dac_bits", "adc_bits", "read_voltage_max_v", "emulated", "emulator_preset", "profile_json")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    G_MIN_US_FIELD_NUMBER: _ClassVar[int]
+    G_MAX_US_FIELD_NUMBER: _ClassVar[int]
+    DAC_BITS_FIELD_NUMBER: _ClassVar[int]
+    ADC_BITS_FIELD_NUMBER: _ClassVar[int]
+    READ_VOLTAGE_MAX_V_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_FIELD_NUMBER: _ClassVar[int]
+    EMULATOR_PRESET_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_JSON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    serial_number: str
+    firmware_version: str
+    tile_count: int
+    rows: int
+    cols: int
+    g_min_us: float
+    g_max_us: float
+    dac_bits: int
+    adc_bits: int
+    read_voltage_max_v: float
+    emulated: bool
+    emulator_preset: str
+    profile_json: str
+    def __init__(self, model: _Optional[str] = ..., serial_number: _Optional[str] = ..., firmware_version: _Optional[str] = ..., tile_count: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., g_min_us: _Optional[float] = ..., g_max_us: _Optional[float] = ..., dac_bits: _Optional[int] = ..., adc_bits: _Optional[int] = ..., read_voltage_max_v: _Optional[float] = ..., emulated: _Optional[bool] = ..., emulator_preset: _Optional[str] = ..., profile_json: _Optional[str] = ...) -> None: ...
+
+class BoardStats(_message.Message):
+    __slots__ = ("total_cost", "mvm_passes", "cell_writes")
+    TOTAL_COST_FIELD_NUMBER: _ClassVar[int]
+    MVM_PASSES_FIELD_NUMBER: _ClassVar[int]
+    CELL_WRITES_FIELD_NUMBER: _ClassVar[int]
+    total_cost: OperationCost
+    mvm_passes: int
+    cell_writes: int
+    def __init__(self, total_cost: _Optional[_Union[OperationCost, _Mapping]] = ..., mvm_passes: _Optional[int] = ..., cell_writes: _Optional[int] = ...) -> None: ...
+
+class ProgramRequest(_message.Message):
+    __slots__ = ("tile", "row_offset", "col_offset", "conductances")
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    ROW_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    COL_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CONDUCTANCES_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    row_offset: int
+    col_offset: int
+    conductances: Tensor
+    def __init__(self, tile: _Optional[int] = ..., row_offset: _Optional[int] = ..., col_offset: _Optional[int] = ..., conductances: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class ProgramResponse(_message.Message):
+    __slots__ = ("cells_written", "verify_iterations", "pulses", "rms_error_us", "max_error_us", "unconverged_cells", "cost")
+    CELLS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    PULSES_FIELD_NUMBER: _ClassVar[int]
+    RMS_ERROR_US_FIELD_NUMBER: _ClassVar[int]
+    MAX_ERROR_US_FIELD_NUMBER: _ClassVar[int]
+    UNCONVERGED_CELLS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    cells_written: int
+    verify_iterations: int
+    pulses: int
+    rms_error_us: float
+    max_error_us: float
+    unconverged_cells: int
+    cost: OperationCost
+    def __init__(self, cells_written: _Optional[int] = ..., verify_iterations: _Optional[int] = ..., pulses: _Optional[int] = ..., rms_error_us: _Optional[float] = ..., max_error_us: _Optional[float] = ..., unconverged_cells: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+
+class ReadConductanceRequest(_message.Message):
+    __slots__ = ("tile", "region")
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    region: Region
+    def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
+
+class ReadConductanceResponse(_message.Message):
+    __slots__ = ("conductances", "cost")
+    CONDUCTANCES_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    conductances: Tensor
+    cost: OperationCost
+    def __init__(self, conductances: _Optional[_Union[Tensor, _Mapping]] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+
+class MVMRequest(_message.Message):
+    __slots__ = ("tile", "voltages")
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    VOLTAGES_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    voltages: Tensor
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class MVMResponse(_message.Message):
+    __slots__ = ("currents", "saturated_outputs", "cost")
+    CURRENTS_FIELD_NUMBER: _ClassVar[int]
+    SATURATED_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    currents: Tensor
+    saturated_outputs: int
+    cost: OperationCost
+    def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+
+class TransposeMVMRequest(_message.Message):
+    __slots__ = ("tile", "voltages")
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    VOLTAGES_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    voltages: Tensor
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class TransposeMVMResponse(_message.Message):
+    __slots__ = ("currents", "saturated_outputs", "cost")
+    CURRENTS_FIELD_NUMBER: _ClassVar[int]
+    SATURATED_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    currents: Tensor
+    saturated_outputs: int
+    cost: OperationCost
+    def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+
+class PerturbRequest(_message.Message):
+    __slots__ = ("tile", "mode", "seed", "amplitude_us", "sign", "region")
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    AMPLITUDE_US_FIELD_NUMBER: _ClassVar[int]
+    SIGN_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    mode: PerturbMode
+    seed: int
+    amplitude_us: float
+    sign: int
+    region: Region
+    def __init__(self, tile: _Optional[int] = ..., mode: _Optional[_Union[PerturbMode, str]] = ..., seed: _Optional[int] = ..., amplitude_us: _Optional[float] = ..., sign: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
+
+class PerturbResponse(_message.Message):
+    __slots__ = ("cells_written", "clipped_cells", "cost")
+    CELLS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    CLIPPED_CELLS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    cells_written: int
+    clipped_cells: int
+    cost: OperationCost
+    def __init__(self, cells_written: _Optional[int] = ..., clipped_cells: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
