@@ -31,12 +31,15 @@ def splitmix64(seed: int, count: int) -> npt.NDArray[np.uint64]:
     return z ^ (z >> np.uint64(31))
 
 
-def rademacher(seed: int, shape: tuple[int, int]) -> npt.NDArray[np.float32]:
-    """The +1/-1 perturbation matrix of ``seed`` for a region of ``shape`` (rows, cols)."""
-    rows, cols = shape
-    n = rows * cols
+def rademacher(seed: int, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
+    """The +1/-1 perturbation matrix of ``seed`` for a region of ``shape`` (rows, cols).
+
+    Any shape is filled in row-major order from the same sign stream, so a
+    parameter vector and the tile region it is mapped to see the same signs.
+    """
+    n = int(np.prod(shape, dtype=np.int64))
     words = splitmix64(seed, -(-n // 64))
     # Little-endian bytes with little-endian bit order put stream bit n at
     # position n: bit (n mod 64) of word n // 64.
     bits = np.unpackbits(words.astype("<u8").view(np.uint8), bitorder="little")[:n]
-    return (bits.astype(np.float32) * 2.0 - 1.0).reshape(rows, cols)
+    return (bits.astype(np.float32) * 2.0 - 1.0).reshape(shape)
