@@ -1,0 +1,59 @@
+"""The ``sidra`` command: serve over a real socket, the demo job, clear errors on bad URLs."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+from rich.console import Console
+
+from sidra.client import connect
+from sidra.server.cli.demo import run_demo
+
+SIDRA = [sys.executable, "-m", "sidra.server.cli"]
+
+
+def test_serve_answers_until_terminated() -> None:
+    proc = subprocess.Popen(
+        [*SIDRA, "serve", "--board", "emu://?preset=ideal&seed=4", "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        with connect(f"127.0.0.1:{match.group(1)}") as board:
+            assert board.info.serial_number == "EMU-4"
+            g = np.full((2, 2), 5.0, np.float32)
+            board.program(3, g, row_offset=10, col_offset=20)
+            assert board.mvm(3, np.zeros((1, 256), np.float32)).currents.shape == (1, 256)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_serve_rejects_unknown_scheme_with_the_known_ones() -> None:
+    result = subprocess.run(
+        [*SIDRA, "serve", "--board", "nope://x"], capture_output=True, text=True, timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "emu://" in result.stderr and "nope://x" in result.stderr
+
+
+def test_demo_runs_end_to_end_and_reports_accuracy() -> None:
+    console = Console(record=True, width=120)
+    code = run_demo("emu://?preset=sidra-y1&seed=3", steps=100, seed=3, console=console)
+    text = console.export_text()
+    assert code == 0, text
+    assert "MVM vs numpy" in text and "ok" in text
+    match = re.search(r"test accuracy: ([\d.]+) %", text)
+    assert match and float(match.group(1)) > 30.0, text

@@ -1,0 +1,66 @@
+"""The repository folders install as one ``sidra.*`` namespace, and generated code is fresh."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAPPED = {
+    "server": "sidra/server",
+    "drivers": "sidra/drivers",
+    "client": "sidra/client",
+    "emulator": "sidra/emulator",
+    "proto/sidra/hil": "sidra/hil",
+}
+
+
+def test_generated_code_is_not_stale() -> None:
+    """Regenerating with the pinned grpcio-tools reproduces the committed files byte for byte."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "proto" / "generate.py"), "--check"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", ["server", "client", "drivers", "emulator"])
+def test_bare_folder_names_are_not_installed(name: str) -> None:
+    """Only ``sidra`` is a top-level name; a fresh interpreter outside the repo cannot import
+    the bare folder names (``proto`` is left out: another PyPI package owns it)."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {name}"], cwd="/", capture_output=True, text=True,
+        check=False,
+    )
+    assert "ModuleNotFoundError" in result.stderr
+
+
+def test_public_surfaces_are_listed() -> None:
+    for module in ("sidra.client", "sidra.drivers", "sidra.emulator", "sidra.server"):
+        mod = importlib.import_module(module)
+        missing = [name for name in mod.__all__ if not hasattr(mod, name)]
+        assert not missing, f"{module}.__all__ names missing attributes: {missing}"
+
+
+def test_wheel_holds_every_module_under_sidra(tmp_path: Path) -> None:
+    """Every .py of every mapped folder, the proto, stubs and py.typed markers, nothing else."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("sidra_hil-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packaged = {n for n in names if not n.startswith("sidra_hil-")}
+    assert all(n.startswith("sidra/") for n in packaged), sorted(packaged)[:5]
+    expected = set()
+    for folder, prefix in MAPPED.items():
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in {".py", ".pyi", ".proto"} or path.name == "py.typed":
+                expected.add(f"{prefix}/{path.relative_to(ROOT / folder).as_posix()}")
+    assert expected - packaged == set()
+    assert "sidra/hil/v1/board.proto" in packaged
