@@ -83,7 +83,7 @@ def check_conductances(info: BoardInfo, g: FloatArray, field: str = "conductance
         first = tuple(int(i) for i in np.argwhere(outside)[0])
         raise OutOfRange(
             field,
-            f"{float(g[first]):.6g} µS at {list(first)} ({int(outside.sum())} cells outside)",
+            f"{float(g[first]):.9g} µS at {list(first)} ({int(outside.sum())} cells outside)",
             f"values in [{info.g_min_us:g}, {info.g_max_us:g}] µS (g_min_us .. g_max_us)",
         )
 
@@ -98,7 +98,7 @@ def check_voltages(info: BoardInfo, v: FloatArray, inputs: int, what: str) -> No
     if peak[worst] > limit:
         raise OutOfRange(
             "voltages",
-            f"{float(v[worst]):.6g} V at {[int(i) for i in worst]}",
+            f"{float(v[worst]):.9g} V at {[int(i) for i in worst]}",
             f"values in [-{limit:g}, +{limit:g}] V (read_voltage_max_v)",
         )
 
