@@ -1,43 +1,49 @@
 # Two commands set everything up: `make demo` and `make test`.
-# Both bootstrap .venv idempotently: it is rebuilt only when the project
-# metadata or the package folder structure changes (strict editable installs
-# need a reinstall to see new files).
+# Both bootstrap .venv idempotently. It is reinstalled only when the project
+# metadata or the package folder structure changes: strict editable installs
+# must be redone to see new files, and a new file changes its folder's mtime.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 PKG_DIRS := $(shell find proto/sidra server drivers client emulator -type d -not -name __pycache__ 2>/dev/null)
+INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test check lint typecheck proto bench clean
+.PHONY: demo test check lint typecheck pytest proto clean
 
-$(STAMP): pyproject.toml setup.py $(PKG_DIRS)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-demo: $(STAMP)
+# Runtime dependencies only: what `make demo` needs.
+$(VENV)/.runtime: $(BIN)/python pyproject.toml setup.py $(PKG_DIRS)
+	$(INSTALL) -e . --config-settings editable_mode=strict
+	touch $@
+
+# Runtime plus test, lint and code-generation tools.
+$(VENV)/.dev: $(BIN)/python pyproject.toml setup.py $(PKG_DIRS)
+	$(INSTALL) -e '.[dev]' --config-settings editable_mode=strict
+	touch $@ $(VENV)/.runtime
+
+demo: $(VENV)/.runtime
 	$(BIN)/sidra demo
 
-test: $(STAMP)
+test: lint typecheck pytest
+
+pytest: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(VENV)/.dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(VENV)/.dev
 	$(BIN)/mypy -p sidra.hil -p sidra.drivers -p sidra.emulator -p sidra.server -p sidra.client
 
-check: lint typecheck test
+check: test
+	$(BIN)/ruff format --check .
 
 # Regenerate the committed gRPC/protobuf code with the pinned grpcio-tools.
-proto: $(STAMP)
+proto: $(VENV)/.dev
 	$(BIN)/python proto/generate.py
-
-bench: $(STAMP)
-	$(BIN)/sidra bench emulator
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

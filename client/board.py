@@ -18,8 +18,8 @@ import numpy as np
 from sidra.client.errors import from_rpc_error
 from sidra.drivers import (
     BoardInfo,
-    BoardUnavailable,
     BoardStats,
+    BoardUnavailable,
     MVMResult,
     PerturbReport,
     ProgramReport,
@@ -60,7 +60,9 @@ class RemoteBoard:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -94,7 +96,9 @@ class RemoteBoard:
     ) -> ProgramReport:
         """Write-verify ``conductances`` (µS, [rows, cols]) at (row_offset, col_offset)."""
         request = pb.ProgramRequest(
-            tile=tile, row_offset=row_offset, col_offset=col_offset,
+            tile=tile,
+            row_offset=row_offset,
+            col_offset=col_offset,
             conductances=tensors.encode(_float32(conductances)),
         )
         return convert.program_from_pb(self._call(self._stub.Program, request))
@@ -115,13 +119,21 @@ class RemoteBoard:
         return convert.mvm_from_pb(self._call(self._stub.TransposeMVM, request))
 
     def perturb(
-        self, tile: int, seed: int, amplitude_us: float, sign: int = 1,
+        self,
+        tile: int,
+        seed: int,
+        amplitude_us: float,
+        sign: int = 1,
         region: Region | None = None,
     ) -> PerturbReport:
         """Set ``region`` to G_prog + sign·amplitude_us·Δ(seed); Δ from ``rademacher``."""
         request = pb.PerturbRequest(
-            tile=tile, mode=pb.PERTURB_MODE_APPLY, seed=seed, amplitude_us=amplitude_us,
-            sign=sign, region=convert.region_to_pb(region),
+            tile=tile,
+            mode=pb.PERTURB_MODE_APPLY,
+            seed=seed,
+            amplitude_us=amplitude_us,
+            sign=sign,
+            region=convert.region_to_pb(region),
         )
         return convert.perturb_from_pb(self._call(self._stub.Perturb, request))
 

@@ -28,8 +28,8 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.SidraError]] = {
 
 def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
     """The SIDRA exception for a failed call (raise it ``from exc``)."""
-    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-    message: str = exc.details() or code.name  # type: ignore[attr-defined]
+    code: grpc.StatusCode = exc.code()
+    message: str = exc.details() or code.name
     cls = _BY_CODE.get(code, errors.SidraError)
     if issubclass(cls, errors.InvalidArgument):
         info = _error_info(exc)
@@ -43,7 +43,7 @@ def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
 
 
 def _error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     if status is None:
         return None
     for detail in status.details:

@@ -12,14 +12,14 @@ __all__ = ["numerical_gradient", "numerical_jacobian"]
 Array = npt.NDArray[np.float64]
 
 
-def numerical_gradient(
-    f: Callable[[Array], float], x: npt.ArrayLike, h: float = 1e-5
-) -> Array:
+def numerical_gradient(f: Callable[[Array], float], x: npt.ArrayLike, h: float = 1e-5) -> Array:
     """Central-difference gradient of scalar ``f`` at ``x``: (f(x+h·e_i) − f(x−h·e_i)) / 2h.
 
     Costs 2·x.size evaluations of ``f``; the error is O(h²).
     """
-    return numerical_jacobian(lambda v: np.asarray([f(v)]), x, h)[0]
+    jacobian = numerical_jacobian(lambda v: np.asarray([f(v)]), x, h)
+    gradient: Array = jacobian[0, :]
+    return gradient
 
 
 def numerical_jacobian(

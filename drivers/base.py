@@ -50,7 +50,11 @@ class Board(Protocol):
     def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult: ...
 
     def perturb(
-        self, tile: int, seed: int, amplitude_us: float, sign: int = 1,
+        self,
+        tile: int,
+        seed: int,
+        amplitude_us: float,
+        sign: int = 1,
         region: Region | None = None,
     ) -> PerturbReport: ...
 
@@ -76,7 +80,9 @@ class BoardDriver(ABC):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -113,7 +119,11 @@ class BoardDriver(ABC):
         return self._transpose_mvm(tile, v)
 
     def perturb(
-        self, tile: int, seed: int, amplitude_us: float, sign: int = 1,
+        self,
+        tile: int,
+        seed: int,
+        amplitude_us: float,
+        sign: int = 1,
         region: Region | None = None,
     ) -> PerturbReport:
         """Set ``region`` to G_prog + sign·amplitude_us·Δ(seed) (see board.proto)."""

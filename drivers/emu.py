@@ -52,8 +52,9 @@ class EmulatorDriver(BoardDriver):
             try:
                 profile = load_profile(options["profile"])
             except (OSError, ValueError, ValidationError) as exc:
-                raise InvalidArgument("url profile", options["profile"], f"a readable board "
-                                      f"profile ({exc})") from exc
+                raise InvalidArgument(
+                    "url profile", options["profile"], f"a readable board profile ({exc})"
+                ) from exc
         else:
             name = options.get("preset", DEFAULT_PRESET)
             if name not in PRESETS:

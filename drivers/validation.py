@@ -47,7 +47,8 @@ def float32_matrix(field: str, value: Any) -> FloatArray:
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InvalidArgument(
-            field, f"{int(bad.sum())} NaN/Inf values (first {array[first]} at {list(first)})",
+            field,
+            f"{int(bad.sum())} NaN/Inf values (first {array[first]} at {list(first)})",
             "finite numbers",
         )
     return array
@@ -62,13 +63,15 @@ def check_region(info: BoardInfo, region: Region, field: str = "region") -> Regi
     resolved = region.resolve(info.rows, info.cols)
     if resolved.row_offset + resolved.rows > info.rows:
         raise OutOfRange(
-            f"{field}.rows", resolved.rows,
+            f"{field}.rows",
+            resolved.rows,
             f"1 .. {info.rows - resolved.row_offset} (tile has {info.rows} rows, "
             f"region starts at row {resolved.row_offset})",
         )
     if resolved.col_offset + resolved.cols > info.cols:
         raise OutOfRange(
-            f"{field}.cols", resolved.cols,
+            f"{field}.cols",
+            resolved.cols,
             f"1 .. {info.cols - resolved.col_offset} (tile has {info.cols} columns, "
             f"region starts at column {resolved.col_offset})",
         )

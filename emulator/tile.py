@@ -70,9 +70,7 @@ class CrossbarTile:
             # with std σ·‖V_b‖₂: the same distribution at a fraction of the
             # random numbers (batch × outputs instead of batch × rows × cols).
             scale = sigma * np.sqrt(np.einsum("bi,bi->b", voltages, voltages))
-            currents += scale[:, None] * self._rng.standard_normal(
-                currents.shape, dtype=np.float32
-            )
+            currents += scale[:, None] * self._rng.standard_normal(currents.shape, dtype=np.float32)
         return currents
 
     # -- writes -------------------------------------------------------------

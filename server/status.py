@@ -65,9 +65,7 @@ def to_status(exc: errors.SidraError) -> grpc.Status:
     details.append(
         _pack(error_details_pb2.ErrorInfo(reason=code.name, domain=DOMAIN, metadata=metadata))
     )
-    status = status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=str(exc), details=details
-    )
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=str(exc), details=details)
     return rpc_status.to_status(status)
 
 

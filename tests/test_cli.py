@@ -19,7 +19,8 @@ SIDRA = [sys.executable, "-m", "sidra.server.cli"]
 def test_serve_answers_until_terminated() -> None:
     proc = subprocess.Popen(
         [*SIDRA, "serve", "--board", "emu://?preset=ideal&seed=4", "--listen", "127.0.0.1:0"],
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stderr is not None
@@ -42,7 +43,10 @@ def test_serve_answers_until_terminated() -> None:
 
 def test_serve_rejects_unknown_scheme_with_the_known_ones() -> None:
     result = subprocess.run(
-        [*SIDRA, "serve", "--board", "nope://x"], capture_output=True, text=True, timeout=30,
+        [*SIDRA, "serve", "--board", "nope://x"],
+        capture_output=True,
+        text=True,
+        timeout=30,
         check=False,
     )
     assert result.returncode != 0

@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from sidra.drivers import BoardDriver
 
 INTEROP_DIR = Path(__file__).resolve().parent / "interop"

@@ -24,7 +24,9 @@ def test_generated_code_is_not_stale() -> None:
     """Regenerating with the pinned grpcio-tools reproduces the committed files byte for byte."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "proto" / "generate.py"), "--check"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
@@ -34,7 +36,10 @@ def test_bare_folder_names_are_not_installed(name: str) -> None:
     """Only ``sidra`` is a top-level name; a fresh interpreter outside the repo cannot import
     the bare folder names (``proto`` is left out: another PyPI package owns it)."""
     result = subprocess.run(
-        [sys.executable, "-c", f"import {name}"], cwd="/", capture_output=True, text=True,
+        [sys.executable, "-c", f"import {name}"],
+        cwd="/",
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert "ModuleNotFoundError" in result.stderr
@@ -50,8 +55,19 @@ def test_public_surfaces_are_listed() -> None:
 def test_wheel_holds_every_module_under_sidra(tmp_path: Path) -> None:
     """Every .py of every mapped folder, the proto, stubs and py.typed markers, nothing else."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     (wheel,) = tmp_path.glob("sidra_hil-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

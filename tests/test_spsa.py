@@ -55,8 +55,13 @@ def test_exact_evaluation_counts(steps: int, resamplings: int) -> None:
     """2 loss evaluations per resampling per step, nothing hidden."""
     objective = Quadratic(np.ones((2, 3)))
     result = minimize_spsa(
-        objective, np.zeros((2, 3)), steps=steps, learning_rate=constant(0.01),
-        perturbation=constant(0.1), rng=np.random.default_rng(0), resamplings=resamplings,
+        objective,
+        np.zeros((2, 3)),
+        steps=steps,
+        learning_rate=constant(0.01),
+        perturbation=constant(0.1),
+        rng=np.random.default_rng(0),
+        resamplings=resamplings,
     )
     assert objective.calls == steps * resamplings
     assert result.nfev == 2 * steps * resamplings
@@ -69,7 +74,11 @@ def test_single_step_matches_the_spsa_formula() -> None:
     objective = Quadratic(target)
     x0 = np.zeros((2, 3), np.float32)
     result = minimize_spsa(
-        objective, x0, steps=1, learning_rate=constant(0.05), perturbation=constant(0.2),
+        objective,
+        x0,
+        steps=1,
+        learning_rate=constant(0.05),
+        perturbation=constant(0.2),
         rng=np.random.default_rng(42),
     )
     seed = int(np.random.default_rng(42).integers(0, 2**63, size=1)[0])
@@ -84,8 +93,12 @@ def test_converges_on_noisy_quadratic() -> None:
     objective = Quadratic(target, noise=0.01, seed=2)
     rate, pert = spall_gains(0.2, 0.1, steps=3000)
     result = minimize_spsa(
-        objective, np.zeros_like(target), steps=3000, learning_rate=rate,
-        perturbation=pert, rng=np.random.default_rng(3),
+        objective,
+        np.zeros_like(target),
+        steps=3000,
+        learning_rate=rate,
+        perturbation=pert,
+        rng=np.random.default_rng(3),
     )
     assert np.linalg.norm(result.x - target) < 0.05 * np.linalg.norm(target)
 
@@ -99,8 +112,13 @@ def test_bounds_clip_and_callback_stops_early() -> None:
         return step.step == 5
 
     result = minimize_spsa(
-        objective, np.zeros((1, 4)), steps=100, learning_rate=constant(1.0),
-        perturbation=constant(0.1), rng=np.random.default_rng(0), bounds=(-1.0, 1.0),
+        objective,
+        np.zeros((1, 4)),
+        steps=100,
+        learning_rate=constant(1.0),
+        perturbation=constant(0.1),
+        rng=np.random.default_rng(0),
+        bounds=(-1.0, 1.0),
         callback=stop_at_five,
     )
     assert result.nit == 5 and result.nfev == 10 and len(seen) == 5
@@ -111,8 +129,11 @@ def test_bounds_clip_and_callback_stops_early() -> None:
 def test_same_seed_same_trajectory() -> None:
     def run() -> np.ndarray:
         return minimize_spsa(
-            Quadratic(np.ones((3, 3))), np.zeros((3, 3)), steps=20,
-            learning_rate=constant(0.1), perturbation=constant(0.1),
+            Quadratic(np.ones((3, 3))),
+            np.zeros((3, 3)),
+            steps=20,
+            learning_rate=constant(0.1),
+            perturbation=constant(0.1),
             rng=np.random.default_rng(9),
         ).x
 

@@ -24,8 +24,14 @@ class AnalogLinear:
     """``inputs + 1`` rows × ``outputs`` columns at the top-left of ``tile``."""
 
     def __init__(
-        self, board: Board, tile: int, inputs: int, outputs: int, *,
-        weight_limit: float = 1.5, input_clip: float = 4.0,
+        self,
+        board: Board,
+        tile: int,
+        inputs: int,
+        outputs: int,
+        *,
+        weight_limit: float = 1.5,
+        input_clip: float = 4.0,
     ) -> None:
         info = board.info
         if inputs + 1 > info.rows or outputs > info.cols:
@@ -72,7 +78,8 @@ class AnalogLinear:
         currents = self.board.mvm(self.tile, v).currents[:, : self.outputs]
         self.mvm_calls += 1
         offset = self.g_ref_us * v.sum(axis=1, keepdims=True)
-        return ((currents - offset) / (self.scale_us * self.volts_per_unit)).astype(np.float32)
+        outputs: Array = (currents - offset) / np.float32(self.scale_us * self.volts_per_unit)
+        return outputs.astype(np.float32, copy=False)
 
     def perturb(self, seed: int, c: float, sign: int) -> None:
         """Weights on the board become W_prog + sign·c·Δ(seed) (c in weight units)."""

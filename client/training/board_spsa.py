@@ -33,7 +33,11 @@ class BoardSoftmaxObjective:
     """
 
     def __init__(
-        self, layer: AnalogLinear, x: Array, y: npt.NDArray[np.int64], batch_size: int,
+        self,
+        layer: AnalogLinear,
+        x: Array,
+        y: npt.NDArray[np.int64],
+        batch_size: int,
         rng: np.random.Generator,
     ) -> None:
         self.layer, self.x, self.y = layer, x, y
@@ -49,8 +53,8 @@ class BoardSoftmaxObjective:
             self.programmed = weights.copy()
             self.programs += 1
 
-    def __call__(self, weights: Array, seed: int, c: float) -> tuple[float, float]:
-        self.sync(weights)
+    def __call__(self, x: Array, seed: int, c: float) -> tuple[float, float]:
+        self.sync(x)
         batch = self.rng.choice(len(self.x), self.batch_size, replace=False)
         xb, yb = self.x[batch], self.y[batch]
         losses = []

@@ -49,7 +49,9 @@ def load_dataset(name: str, *, test_size: float = 0.3, random_state: int = 0) ->
     elif name.endswith(".npz") and Path(name).is_file():
         with np.load(name) as archive:
             if "X" not in archive or "y" not in archive:
-                raise ValueError(f"dataset: {name} holds {sorted(archive)}, expected arrays X and y")
+                raise ValueError(
+                    f"dataset: {name} holds {sorted(archive)}, expected arrays X and y"
+                )
             x, y = archive["X"], archive["y"]
     else:
         raise ValueError(

@@ -35,7 +35,12 @@ def constant(value: float) -> Schedule:
 
 
 def spall_gains(
-    a: float, c: float, steps: int, *, alpha: float = SPALL_ALPHA, gamma: float = SPALL_GAMMA,
+    a: float,
+    c: float,
+    steps: int,
+    *,
+    alpha: float = SPALL_ALPHA,
+    gamma: float = SPALL_GAMMA,
     stability: float | None = None,
 ) -> tuple[Schedule, Schedule]:
     """Learning rate a_k = a/(A + k)^α and perturbation c_k = c/k^γ, k = 1, 2, ...

@@ -120,8 +120,11 @@ def _train(console: Console, board: RemoteBoard, steps: int, seed: int) -> None:
     started = time.perf_counter()
     smoothed: list[float] = []
     columns = (
-        TextColumn("[progress.description]{task.description}"), BarColumn(),
-        MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("training", total=steps, loss=float("nan"))
@@ -143,7 +146,9 @@ def _train(console: Console, board: RemoteBoard, steps: int, seed: int) -> None:
     table.add_row("test accuracy", f"[bold]{100 * result.test_accuracy:.2f} %[/]")
     table.add_row("train accuracy", f"{100 * result.train_accuracy:.2f} %")
     table.add_row("loss evaluations", str(result.loss_evaluations))
-    table.add_row("MVM calls (passes)", f"{result.mvm_calls} ({after.mvm_passes - before.mvm_passes})")
+    table.add_row(
+        "MVM calls (passes)", f"{result.mvm_calls} ({after.mvm_passes - before.mvm_passes})"
+    )
     table.add_row("cell writes", str(after.cell_writes - before.cell_writes))
     table.add_row("modeled board time", f"{cost / 1e3:.1f} µs")
     table.add_row("modeled board energy", f"{energy / 1e3:.1f} µJ")

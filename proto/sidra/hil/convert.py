@@ -47,8 +47,10 @@ def region_to_pb(region: Region | None) -> pb.Region | None:
     if region is None:
         return None
     return pb.Region(
-        row_offset=region.row_offset, col_offset=region.col_offset,
-        rows=region.rows, cols=region.cols,
+        row_offset=region.row_offset,
+        col_offset=region.col_offset,
+        rows=region.rows,
+        cols=region.cols,
     )
 
 

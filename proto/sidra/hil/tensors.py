@@ -49,7 +49,8 @@ def decode(
     expected = int(np.prod(shape, dtype=np.int64)) * itemsize
     if len(tensor.data) != expected:
         raise InvalidArgument(
-            f"{field}.data", f"{len(tensor.data)} bytes",
+            f"{field}.data",
+            f"{len(tensor.data)} bytes",
             f"{expected} bytes (shape {list(shape)} x {itemsize} bytes per element)",
         )
     return np.frombuffer(tensor.data, dtype=DTYPES[dtype]).reshape(shape)
