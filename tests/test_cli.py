@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from rich.console import Console
 
 from sidra.client import connect
@@ -61,3 +63,29 @@ def test_demo_runs_end_to_end_and_reports_accuracy() -> None:
     assert "MVM vs numpy" in text and "ok" in text
     match = re.search(r"test accuracy: ([\d.]+) %", text)
     assert match and float(match.group(1)) > 30.0, text
+
+
+def test_serve_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sidra.server.settings import ServerSettings
+
+    monkeypatch.setenv("SIDRA_BOARD", "emu://?preset=ideal")
+    monkeypatch.setenv("SIDRA_MAX_MESSAGE_MB", "128")
+    settings = ServerSettings(listen="127.0.0.1:0")
+    assert (settings.board, settings.listen, settings.max_message_mb) == (
+        "emu://?preset=ideal",
+        "127.0.0.1:0",
+        128,
+    )
+
+
+def test_invalid_setting_names_field_and_limit() -> None:
+    result = subprocess.run(
+        [*SIDRA, "serve", "--workers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode != 0
+    assert "workers" in result.stderr and "greater than or equal to 1" in result.stderr

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from grpc_health.v1 import health
+from pydantic import ValidationError
 
 from sidra.drivers import SidraError, open_board
-from sidra.server.app import DEFAULT_MAX_MESSAGE_BYTES, create_server
+from sidra.server.app import create_server
+from sidra.server.settings import ServerSettings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="SIDRA HIL: analog board control."
@@ -20,35 +23,58 @@ app = typer.Typer(
 @app.command()
 def serve(
     board: Annotated[
-        str, typer.Option(help="Board URL: emu://?preset=..., serial://..., pcie://...")
-    ] = "emu://",
+        str | None, typer.Option(help="Board URL (emu://?preset=..., serial://..., pcie://...).")
+    ] = None,
     listen: Annotated[
-        str, typer.Option(help="host:port to listen on (port 0 picks a free one).")
-    ] = "127.0.0.1:50051",
-    max_message_mb: Annotated[
-        int, typer.Option(min=1, help="Largest gRPC message, MiB.")
-    ] = DEFAULT_MAX_MESSAGE_BYTES // 2**20,
-    workers: Annotated[int, typer.Option(min=1, help="Server worker threads.")] = 8,
+        str | None, typer.Option(help="host:port to listen on; port 0 picks a free one.")
+    ] = None,
+    max_message_mb: Annotated[int | None, typer.Option(help="Largest gRPC message, MiB.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server worker threads.")] = None,
 ) -> None:
-    """Serve one board over gRPC until interrupted."""
+    """Serve one board over gRPC until interrupted (SIGINT/SIGTERM drain and stop).
+
+    Options not given come from SIDRA_BOARD, SIDRA_LISTEN, SIDRA_MAX_MESSAGE_MB,
+    SIDRA_WORKERS, SIDRA_REFLECTION, then the defaults.
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    given: dict[str, Any] = {
+        "board": board,
+        "listen": listen,
+        "max_message_mb": max_message_mb,
+        "workers": workers,
+    }
     try:
-        driver = open_board(board)
+        settings = ServerSettings(**{k: v for k, v in given.items() if v is not None})
+        driver = open_board(settings.board)
+    except (ValidationError, SidraError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    health_servicer = health.HealthServicer()
+    try:
         server, port = create_server(
-            driver, listen, max_message_bytes=max_message_mb * 2**20, max_workers=workers
+            driver,
+            settings.listen,
+            max_message_bytes=settings.max_message_mb * 2**20,
+            max_workers=settings.workers,
+            reflection_enabled=settings.reflection,
+            health_servicer=health_servicer,
         )
-    except (SidraError, OSError) as exc:
+    except OSError as exc:
+        driver.close()
         raise typer.BadParameter(str(exc)) from exc
     server.start()
-    host = listen.rsplit(":", 1)[0]
+    host = settings.listen.rsplit(":", 1)[0]
     info = driver.info
-    typer.echo(f"serving {info.model} ({info.serial_number}, {board}) on {host}:{port}", err=True)
+    typer.echo(
+        f"serving {info.model} ({info.serial_number}, {settings.board}) on {host}:{port}", err=True
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    # Tell health watchers first, then let in-flight calls finish.
+    health_servicer.enter_graceful_shutdown()
     server.stop(grace=2.0).wait()
     driver.close()
 
