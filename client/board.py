@@ -26,6 +26,7 @@ from sidra.drivers import (
     ReadResult,
     Region,
 )
+from sidra.drivers.validation import to_float32
 from sidra.hil import convert, tensors
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
@@ -99,7 +100,7 @@ class RemoteBoard:
             tile=tile,
             row_offset=row_offset,
             col_offset=col_offset,
-            conductances=tensors.encode(_float32(conductances)),
+            conductances=tensors.encode(_float32("conductances", conductances)),
         )
         return convert.program_from_pb(self._call(self._stub.Program, request))
 
@@ -110,12 +111,14 @@ class RemoteBoard:
 
     def mvm(self, tile: int, voltages: Any) -> MVMResult:
         """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
-        request = pb.MVMRequest(tile=tile, voltages=tensors.encode(_float32(voltages)))
+        request = pb.MVMRequest(tile=tile, voltages=tensors.encode(_float32("voltages", voltages)))
         return convert.mvm_from_pb(self._call(self._stub.MVM, request))
 
     def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult:
         """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
-        request = pb.TransposeMVMRequest(tile=tile, voltages=tensors.encode(_float32(voltages)))
+        request = pb.TransposeMVMRequest(
+            tile=tile, voltages=tensors.encode(_float32("voltages", voltages))
+        )
         return convert.mvm_from_pb(self._call(self._stub.TransposeMVM, request))
 
     def perturb(
@@ -145,9 +148,10 @@ class RemoteBoard:
         return convert.perturb_from_pb(self._call(self._stub.Perturb, request))
 
 
-def _float32(array: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
-    # float64 -> float32 here; NaN, shape and range are the server's to judge.
-    return np.asarray(array, dtype=np.float32)
+def _float32(field: str, array: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
+    # The wire carries float32: refuse here only what it cannot represent.
+    # NaN, shape and range are the server's to judge.
+    return to_float32(field, array)
 
 
 def connect(

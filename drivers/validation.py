@@ -27,12 +27,45 @@ __all__ = [
     "check_tile",
     "check_voltages",
     "float32_matrix",
+    "to_float32",
 ]
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_real(value: Any) -> bool:
+    return _is_integer(value) or isinstance(value, float | np.floating)
+
+
 def check_tile(info: BoardInfo, tile: int) -> None:
-    if not isinstance(tile, int | np.integer) or not 0 <= tile < info.tile_count:
-        raise OutOfRange("tile", tile, f"an integer in 0 .. {info.tile_count - 1} (tile_count)")
+    allowed = f"an integer in 0 .. {info.tile_count - 1} (tile_count)"
+    if not _is_integer(tile):
+        raise InvalidArgument("tile", tile, allowed)
+    if not 0 <= tile < info.tile_count:
+        raise OutOfRange("tile", tile, allowed)
+
+
+def to_float32(field: str, value: Any) -> FloatArray:
+    """``value`` as a float32 array; finite values beyond float32's range are OutOfRange.
+
+    Casting them would silently turn a finite number into Inf.
+    """
+    array = np.asarray(value)
+    if array.dtype.kind == "f" and array.dtype.itemsize > 4:
+        big = np.isfinite(array) & (np.abs(array) > FLOAT32_MAX)
+        if big.any():
+            first = tuple(int(i) for i in np.argwhere(big)[0])
+            raise OutOfRange(
+                field,
+                f"{float(array[first]):.9g} at {list(first)}",
+                f"values representable as float32 (|value| <= {FLOAT32_MAX:.9g})",
+            )
+    return array.astype(np.float32, copy=False)
 
 
 def float32_matrix(field: str, value: Any) -> FloatArray:
@@ -42,7 +75,6 @@ def float32_matrix(field: str, value: Any) -> FloatArray:
         raise InvalidArgument(f"{field}.dtype", array.dtype, "a real numeric array (float32)")
     if array.ndim != 2:
         raise InvalidArgument(f"{field}.shape", list(array.shape), "a 2-D array")
-    array = array.astype(np.float32, copy=False)
     bad = ~np.isfinite(array)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -51,11 +83,15 @@ def float32_matrix(field: str, value: Any) -> FloatArray:
             f"{int(bad.sum())} NaN/Inf values (first {array[first]} at {list(first)})",
             "finite numbers",
         )
-    return array
+    return to_float32(field, array)
 
 
 def check_region(info: BoardInfo, region: Region, field: str = "region") -> Region:
     """The region with sizes resolved, if it lies inside a tile."""
+    for name in ("row_offset", "col_offset", "rows", "cols"):
+        value = getattr(region, name)
+        if not _is_integer(value) or value < 0:
+            raise OutOfRange(f"{field}.{name}", value, "an integer >= 0")
     if region.row_offset >= info.rows:
         raise OutOfRange(f"{field}.row_offset", region.row_offset, f"0 .. {info.rows - 1}")
     if region.col_offset >= info.cols:
@@ -107,18 +143,18 @@ def check_voltages(info: BoardInfo, v: FloatArray, inputs: int, what: str) -> No
 
 
 def check_seed(seed: int) -> None:
-    if not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+    if not _is_integer(seed) or not 0 <= seed < 2**64:
         raise InvalidArgument("seed", seed, "an unsigned 64-bit integer")
 
 
 def check_sign(sign: int) -> None:
-    if sign not in (1, -1):
+    if not _is_integer(sign) or sign not in (1, -1):
         raise InvalidArgument("sign", sign, "+1 or -1")
 
 
 def check_amplitude(info: BoardInfo, amplitude_us: float) -> None:
     span = info.g_max_us - info.g_min_us
-    if not np.isfinite(amplitude_us):
+    if not _is_real(amplitude_us) or not np.isfinite(amplitude_us):
         raise InvalidArgument("amplitude_us", amplitude_us, f"a finite value in (0, {span:g}] µS")
     if not 0.0 < amplitude_us <= span:
         raise OutOfRange("amplitude_us", amplitude_us, f"(0, {span:g}] µS (g_max_us - g_min_us)")

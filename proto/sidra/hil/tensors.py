@@ -7,6 +7,7 @@ views of the message bytes (zero copy); copy before mutating.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ def decode(
         dims = ", ".join(["n >= 1"] * ndim)
         raise InvalidArgument(f"{field}.shape", list(shape), f"{ndim} dimensions [{dims}]")
     itemsize = DTYPES[dtype].itemsize
-    expected = int(np.prod(shape, dtype=np.int64)) * itemsize
+    expected = math.prod(shape) * itemsize  # Python ints: no overflow for huge shapes
     if len(tensor.data) != expected:
         raise InvalidArgument(
             f"{field}.data",
