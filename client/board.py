@@ -20,11 +20,13 @@ from sidra.drivers import (
     BoardInfo,
     BoardStats,
     BoardUnavailable,
+    CalibrationReport,
     MVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
     Region,
+    WriteCounts,
 )
 from sidra.drivers.validation import to_float32
 from sidra.hil import convert, tensors
@@ -146,6 +148,22 @@ class RemoteBoard:
             tile=tile, mode=pb.PERTURB_MODE_RESTORE, region=convert.region_to_pb(region)
         )
         return convert.perturb_from_pb(self._call(self._stub.Perturb, request))
+
+    def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts:
+        """Per-cell write counters (endurance) of ``region`` (default: the whole tile)."""
+        request = pb.ReadWriteCountsRequest(tile=tile, region=convert.region_to_pb(region))
+        return convert.write_counts_from_pb(self._call(self._stub.ReadWriteCounts, request))
+
+    def calibrate(self, tile: int) -> CalibrationReport:
+        """Global drift compensation of ``tile``; returns the output gain now applied."""
+        request = pb.CalibrateRequest(tile=tile)
+        return convert.calibration_from_pb(self._call(self._stub.Calibrate, request))
+
+    def advance_clock(self, seconds: float) -> float:
+        """Advance an emulated board's virtual clock; returns the new time, s."""
+        request = pb.AdvanceClockRequest(seconds=seconds)
+        clock: float = self._call(self._stub.AdvanceClock, request).clock_s
+        return clock
 
 
 def _float32(field: str, array: Any) -> np.ndarray[Any, np.dtype[np.float32]]:

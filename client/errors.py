@@ -22,6 +22,7 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.SidraError]] = {
     grpc.StatusCode.UNAVAILABLE: errors.BoardUnavailable,
     grpc.StatusCode.ABORTED: errors.BoardReset,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.UNIMPLEMENTED: errors.Unsupported,
     grpc.StatusCode.INTERNAL: errors.BoardFault,
 }
 

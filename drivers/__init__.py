@@ -15,17 +15,20 @@ from sidra.drivers.errors import (
     InvalidArgument,
     OutOfRange,
     SidraError,
+    Unsupported,
 )
 from sidra.drivers.rademacher import rademacher
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    CalibrationReport,
     Cost,
     MVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
     Region,
+    WriteCounts,
 )
 from sidra.drivers.url import open_board, register_scheme, schemes
 
@@ -37,6 +40,7 @@ __all__ = [
     "BoardReset",
     "BoardStats",
     "BoardUnavailable",
+    "CalibrationReport",
     "Cost",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -48,6 +52,8 @@ __all__ = [
     "ReadResult",
     "Region",
     "SidraError",
+    "Unsupported",
+    "WriteCounts",
     "open_board",
     "rademacher",
     "register_scheme",

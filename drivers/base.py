@@ -16,15 +16,18 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from sidra.drivers import validation as check
+from sidra.drivers.errors import Unsupported
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    CalibrationReport,
     FloatArray,
     MVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
     Region,
+    WriteCounts,
 )
 
 __all__ = ["Board", "BoardDriver"]
@@ -59,6 +62,12 @@ class Board(Protocol):
     ) -> PerturbReport: ...
 
     def restore(self, tile: int, region: Region | None = None) -> PerturbReport: ...
+
+    def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts: ...
+
+    def calibrate(self, tile: int) -> CalibrationReport: ...
+
+    def advance_clock(self, seconds: float) -> float: ...
 
     def close(self) -> None: ...
 
@@ -140,6 +149,22 @@ class BoardDriver(ABC):
         resolved = check.check_region(self.info, region or Region())
         return self._restore(tile, resolved)
 
+    def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts:
+        """Per-cell write counters (endurance) of ``region`` (default: the whole tile)."""
+        check.check_tile(self.info, tile)
+        resolved = check.check_region(self.info, region or Region())
+        return self._read_write_counts(tile, resolved)
+
+    def calibrate(self, tile: int) -> CalibrationReport:
+        """Global drift compensation of ``tile``: measure a probe, rescale outputs."""
+        check.check_tile(self.info, tile)
+        return self._calibrate(tile)
+
+    def advance_clock(self, seconds: float) -> float:
+        """Advance an emulated board's virtual clock (drift ages); returns the new time, s."""
+        check.check_seconds(seconds)
+        return self._advance_clock(float(seconds))
+
     # -- what a transport implements; arguments are already validated --------
 
     @abstractmethod
@@ -161,3 +186,12 @@ class BoardDriver(ABC):
 
     @abstractmethod
     def _restore(self, tile: int, region: Region) -> PerturbReport: ...
+
+    @abstractmethod
+    def _read_write_counts(self, tile: int, region: Region) -> WriteCounts: ...
+
+    @abstractmethod
+    def _calibrate(self, tile: int) -> CalibrationReport: ...
+
+    def _advance_clock(self, seconds: float) -> float:
+        raise Unsupported("advance_clock: only an emulated board has a virtual clock")

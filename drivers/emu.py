@@ -20,12 +20,14 @@ from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    CalibrationReport,
     FloatArray,
     MVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
     Region,
+    WriteCounts,
 )
 from sidra.drivers.url import query_options
 from sidra.emulator import DEFAULT_PRESET, PRESETS, EmulatedBoard, load_profile, preset
@@ -91,3 +93,12 @@ class EmulatorDriver(BoardDriver):
 
     def _restore(self, tile: int, region: Region) -> PerturbReport:
         return self.board.restore(tile, region)
+
+    def _read_write_counts(self, tile: int, region: Region) -> WriteCounts:
+        return self.board.read_write_counts(tile, region)
+
+    def _calibrate(self, tile: int) -> CalibrationReport:
+        return self.board.calibrate(tile)
+
+    def _advance_clock(self, seconds: float) -> float:
+        return self.board.advance_clock(seconds)

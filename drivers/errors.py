@@ -12,6 +12,7 @@ against a local driver and a remote board catches the same exceptions::
     ├── BoardUnavailable (ConnectionError) board or server unreachable
     ├── BoardReset                        board restarted during the call
     ├── DeadlineExceeded (TimeoutError)   the call ran out of time
+    ├── Unsupported                       this board cannot do that (e.g. a virtual clock)
     └── BoardFault                        fault inside the board or server
 
 Argument errors carry ``field``, ``value`` and ``allowed`` so a message always
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidArgument",
     "OutOfRange",
     "SidraError",
+    "Unsupported",
 ]
 
 
@@ -69,6 +71,10 @@ class BoardReset(SidraError):
 
 class DeadlineExceeded(SidraError, TimeoutError):
     """The call did not finish before its deadline."""
+
+
+class Unsupported(SidraError):
+    """The board does not offer this operation (e.g. a virtual clock on hardware)."""
 
 
 class BoardFault(SidraError):

@@ -11,12 +11,14 @@ import numpy.typing as npt
 __all__ = [
     "BoardInfo",
     "BoardStats",
+    "CalibrationReport",
     "Cost",
     "MVMResult",
     "PerturbReport",
     "ProgramReport",
     "ReadResult",
     "Region",
+    "WriteCounts",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -94,6 +96,10 @@ class BoardStats:
     total_cost: Cost = Cost()
     mvm_passes: int = 0
     cell_writes: int = 0
+    clock_s: float = 0.0
+    """Board clock (virtual on an emulator), seconds since the board was opened."""
+    max_cell_writes: int = 0
+    """Largest write count of any cell (endurance)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,8 @@ class ProgramReport:
     rms_error_us: float
     max_error_us: float
     unconverged_cells: int
+    cells_over_budget: int = 0
+    """Cells past their endurance write budget after this call (WARN policy)."""
     cost: Cost = Cost()
 
 
@@ -132,4 +140,21 @@ class PerturbReport:
 
     cells_written: int
     clipped_cells: int = 0
+    cells_over_budget: int = 0
+    cost: Cost = Cost()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCounts:
+    """Per-cell write counters of a region and the endurance budget (0 = unlimited)."""
+
+    counts: npt.NDArray[np.uint32]
+    write_budget: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationReport:
+    """Result of a global drift calibration: the output gain now applied."""
+
+    gain: float
     cost: Cost = Cost()

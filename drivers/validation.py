@@ -22,6 +22,7 @@ __all__ = [
     "check_amplitude",
     "check_conductances",
     "check_region",
+    "check_seconds",
     "check_seed",
     "check_sign",
     "check_tile",
@@ -150,6 +151,11 @@ def check_seed(seed: int) -> None:
 def check_sign(sign: int) -> None:
     if not _is_integer(sign) or sign not in (1, -1):
         raise InvalidArgument("sign", sign, "+1 or -1")
+
+
+def check_seconds(seconds: float) -> None:
+    if not _is_real(seconds) or not np.isfinite(seconds) or seconds < 0:
+        raise InvalidArgument("seconds", seconds, "a finite number of seconds >= 0")
 
 
 def check_amplitude(info: BoardInfo, amplitude_us: float) -> None:

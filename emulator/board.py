@@ -1,36 +1,43 @@
-"""The emulated board: tiles, one seeded random source, cost and usage accounting."""
+"""The emulated board: tiles, a virtual clock, one seeded random source, accounting.
+
+Inputs are trusted: the driver layer (``sidra.drivers.emu``) validates every
+request against :attr:`EmulatedBoard.info` before it reaches the board, as
+firmware would. One ``seed`` drives every random source; each tile gets an
+independent stream spawned from it, so the same seed and call sequence give
+bit-identical results and tiles never share random numbers.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
+from sidra.drivers.errors import OutOfRange
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    CalibrationReport,
     Cost,
     MVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
     Region,
+    WriteCounts,
 )
-from sidra.emulator.config import BoardProfile
+from sidra.emulator.config import BoardProfile, EndurancePolicy
 from sidra.emulator.tile import CrossbarTile, FloatArray
 
-__all__ = ["EmulatedBoard"]
+__all__ = ["EMULATOR_VERSION", "EmulatedBoard"]
 
-EMULATOR_VERSION = "sidra-emulator-0.1"
+EMULATOR_VERSION = "sidra-emulator-0.2"
+CALIBRATION_PASSES = 16
+"""Probe passes averaged by a drift calibration."""
+_UNLIMITED = np.iinfo(np.int64).max
 
 
 class EmulatedBoard:
-    """A SIDRA board in software.
-
-    Inputs are trusted: the driver layer (``sidra.drivers.emu``) validates every
-    request against :attr:`info` before it reaches the board, as firmware would.
-    One ``seed`` drives every random source; each tile gets an independent
-    stream spawned from it, so the same seed and call sequence reproduce
-    bit-identical results and tiles never share random numbers.
-    """
+    """A SIDRA board in software."""
 
     def __init__(self, profile: BoardProfile, seed: int = 0) -> None:
         self.profile = profile
@@ -39,9 +46,9 @@ class EmulatedBoard:
         self.tiles = [
             CrossbarTile(profile, np.random.Generator(np.random.SFC64(s))) for s in streams
         ]
+        self.clock_s = 0.0
         self._cost = Cost()
         self._mvm_passes = 0
-        self._cell_writes = 0
         self.info = BoardInfo(
             model=profile.model,
             serial_number=f"EMU-{seed}",
@@ -51,8 +58,8 @@ class EmulatedBoard:
             cols=profile.geometry.cols,
             g_min_us=profile.conductance.g_min_us,
             g_max_us=profile.conductance.g_max_us,
-            dac_bits=0,
-            adc_bits=0,
+            dac_bits=profile.converters.dac_bits,
+            adc_bits=profile.converters.adc_bits,
             read_voltage_max_v=profile.read_voltage_max_v,
             emulated=True,
             emulator_preset=profile.preset,
@@ -60,13 +67,21 @@ class EmulatedBoard:
         )
 
     def stats(self) -> BoardStats:
-        return BoardStats(self._cost, self._mvm_passes, self._cell_writes)
+        return BoardStats(
+            total_cost=self._cost,
+            mvm_passes=self._mvm_passes,
+            cell_writes=sum(int(t.writes.sum(dtype=np.int64)) for t in self.tiles),
+            clock_s=self.clock_s,
+            max_cell_writes=max(int(t.writes.max()) for t in self.tiles),
+        )
+
+    # -- writes -------------------------------------------------------------
 
     def program(self, tile: int, region: Region, targets: FloatArray) -> ProgramReport:
-        outcome = self.tiles[tile].program(region, targets)
+        budget = self._write_budget(tile, region, writes_needed=1)
+        outcome = self.tiles[tile].program(region, targets, self.clock_s, budget)
         t = self.profile.timing
         cost = self._spend(outcome.iterations * (t.write_pass_ns + t.verify_read_ns))
-        self._cell_writes += outcome.pulses
         return ProgramReport(
             cells_written=region.rows * region.cols,
             verify_iterations=outcome.iterations,
@@ -74,34 +89,79 @@ class EmulatedBoard:
             rms_error_us=outcome.rms_error_us,
             max_error_us=outcome.max_error_us,
             unconverged_cells=outcome.unconverged,
+            cells_over_budget=self._over_budget(tile, region),
             cost=cost,
         )
-
-    def read_conductance(self, tile: int, region: Region) -> ReadResult:
-        # Conductances are read row by row: one pass per row with a one-hot input.
-        cost = self._spend(region.rows * self.profile.timing.mvm_pass_ns)
-        return ReadResult(self.tiles[tile].read(region), cost)
-
-    def mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
-        return MVMResult(self.tiles[tile].mvm(voltages), 0, self._passes(len(voltages)))
-
-    def transpose_mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
-        return MVMResult(self.tiles[tile].transpose_mvm(voltages), 0, self._passes(len(voltages)))
 
     def perturb(
         self, tile: int, region: Region, seed: int, amplitude_us: float, sign: int
     ) -> PerturbReport:
-        clipped = self.tiles[tile].perturb(region, seed, amplitude_us, sign)
-        return self._write_pass(region, clipped)
+        self._write_budget(tile, region, writes_needed=1)
+        clipped = self.tiles[tile].perturb(region, seed, amplitude_us, sign, self.clock_s)
+        return self._write_pass(tile, region, clipped)
 
     def restore(self, tile: int, region: Region) -> PerturbReport:
-        self.tiles[tile].restore(region)
-        return self._write_pass(region, 0)
+        self._write_budget(tile, region, writes_needed=1)
+        self.tiles[tile].restore(region, self.clock_s)
+        return self._write_pass(tile, region, 0)
 
-    def _write_pass(self, region: Region, clipped: int) -> PerturbReport:
-        cells = region.rows * region.cols
-        self._cell_writes += cells
-        return PerturbReport(cells, clipped, self._spend(self.profile.timing.write_pass_ns))
+    def _write_pass(self, tile: int, region: Region, clipped: int) -> PerturbReport:
+        cost = self._spend(self.profile.timing.write_pass_ns)
+        over = self._over_budget(tile, region)
+        return PerturbReport(region.rows * region.cols, clipped, over, cost)
+
+    def _write_budget(self, tile: int, region: Region, writes_needed: int) -> npt.NDArray[np.int64]:
+        """Pulses each cell of the region may still take; refuses per the endurance policy."""
+        e = self.profile.endurance
+        writes = self.tiles[tile].writes[region.slices].astype(np.int64)
+        if e.write_budget == 0 or e.policy is EndurancePolicy.WARN:
+            return np.full(region.shape, _UNLIMITED, np.int64)
+        exhausted = int(np.count_nonzero(writes + writes_needed > e.write_budget))
+        if exhausted:
+            raise OutOfRange(
+                "endurance",
+                f"{exhausted} cells of tile {tile} in the region at their write budget",
+                f"cells with fewer than {e.write_budget} writes (endurance.write_budget)",
+            )
+        return e.write_budget - writes
+
+    def _over_budget(self, tile: int, region: Region) -> int:
+        budget = self.profile.endurance.write_budget
+        if budget == 0:
+            return 0
+        return int(np.count_nonzero(self.tiles[tile].writes[region.slices] > budget))
+
+    # -- reads --------------------------------------------------------------
+
+    def read_conductance(self, tile: int, region: Region) -> ReadResult:
+        # Conductances are read row by row: one pass per row with a one-hot input.
+        cost = self._spend(region.rows * self.profile.timing.mvm_pass_ns)
+        return ReadResult(self.tiles[tile].read(region, self.clock_s), cost)
+
+    def mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
+        result = self.tiles[tile].mvm(voltages, self.clock_s)
+        return MVMResult(result.currents, result.saturated, self._passes(len(voltages)))
+
+    def transpose_mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
+        result = self.tiles[tile].transpose_mvm(voltages, self.clock_s)
+        return MVMResult(result.currents, result.saturated, self._passes(len(voltages)))
+
+    def read_write_counts(self, tile: int, region: Region) -> WriteCounts:
+        counts = self.tiles[tile].writes[region.slices].copy()
+        return WriteCounts(counts, self.profile.endurance.write_budget)
+
+    # -- time and drift -----------------------------------------------------
+
+    def advance_clock(self, seconds: float) -> float:
+        """Moves the virtual clock forward (drift and flicker noise age); returns it."""
+        self.clock_s += seconds
+        return self.clock_s
+
+    def calibrate(self, tile: int) -> CalibrationReport:
+        gain = self.tiles[tile].calibrate(self.clock_s, CALIBRATION_PASSES)
+        return CalibrationReport(gain, self._passes(CALIBRATION_PASSES))
+
+    # -- accounting ---------------------------------------------------------
 
     def _passes(self, n: int) -> Cost:
         self._mvm_passes += n

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "SCHEMA_VERSION",
     "BoardProfile",
+    "ConductanceNoiseModel",
     "ConductanceRange",
+    "Converters",
+    "Drift",
+    "DriftModel",
+    "Endurance",
+    "EndurancePolicy",
     "Geometry",
+    "IRDrop",
     "PerturbationWrites",
     "Programming",
     "ReadNoise",
     "Timing",
+    "Variation",
     "load_profile",
 ]
 
@@ -61,14 +70,47 @@ class ConductanceRange(_Frozen):
         return self
 
 
+class Converters(_Frozen):
+    """Input DAC and output ADC of every analog pass (both directions)."""
+
+    dac_bits: int = Field(0, ge=0, le=24)
+    """Signed input resolution, bits; 0 = ideal. Inputs are rounded to
+    2^(bits−1) − 1 levels per polarity over ±read_voltage_max_v (aihwkit's
+    inp_res = 1/126 is 7 bits in this convention)."""
+    adc_bits: int = Field(0, ge=0, le=24)
+    """Signed output resolution, bits; 0 = ideal (no quantisation, no clipping)."""
+    adc_full_scale_ua: float = Field(100.0, gt=0.0)
+    """Output bound, µA: currents beyond ±adc_full_scale_ua saturate (and are
+    counted) when adc_bits > 0."""
+
+
+class ConductanceNoiseModel(StrEnum):
+    """How conductance-referred read noise depends on the cell."""
+
+    CONSTANT = "constant"
+    """Same σ for every cell: σ = sigma_g_fraction · g_max_us."""
+    PCM_FLICKER = "pcm-flicker"
+    """Accumulated 1/f noise of PCM (Nandakumar et al. 2019, aihwkit PCMLikeNoiseModel):
+    σ = G·Q_s·sqrt(ln((t + t0 + t_read)/(2·t_read))), Q_s = min(0.0088/x^0.65, 0.2),
+    x = G/g_max, t = time since programming."""
+
+
 class ReadNoise(_Frozen):
     """Fresh Gaussian noise on every analog pass (MVM, TransposeMVM, conductance read)."""
 
+    output_noise_ua: float = Field(0.0, ge=0.0)
+    """Output-referred noise: std of Gaussian noise added to each output current, µA
+    (sense amplifier and ADC input noise)."""
     sigma_g_fraction: float = Field(0.0, ge=0.0, le=1.0)
-    """Conductance-referred read noise: each pass sees every cell at G + σ·ξ with
-    σ = sigma_g_fraction · g_max_us (µS) and ξ ~ N(0, 1) independent per cell and
-    pass. On an output this is Gaussian with std σ·‖V‖₂ (µA), which is how it is
-    computed."""
+    """Conductance-referred noise of the CONSTANT model: every pass sees each cell at
+    G + σ·ξ, σ = sigma_g_fraction · g_max_us (µS), ξ ~ N(0, 1) per cell and pass.
+    On an output this is Gaussian with std σ·‖V‖₂ (µA), which is how it is computed."""
+    conductance_model: ConductanceNoiseModel = ConductanceNoiseModel.CONSTANT
+    """Which conductance-referred model applies."""
+    flicker_scale: float = Field(1.0, ge=0.0)
+    """Multiplier of the PCM_FLICKER σ (1 = the published statistics)."""
+    t_read_s: float = Field(250e-9, gt=0.0)
+    """Read pulse duration of the PCM_FLICKER model, s."""
 
 
 class Programming(_Frozen):
@@ -84,6 +126,11 @@ class Programming(_Frozen):
     """Cycle-to-cycle relative spread (std) of pulse_gain, dimensionless."""
     pulse_noise_us: float = Field(0.0, ge=0.0)
     """Additive programming noise per pulse, std in µS."""
+    relaxation_poly_us: tuple[float, ...] = ()
+    """Noise the verify loop cannot see (conductance relaxation right after the
+    last pulse): std σ(x) = Σ_k c_k·x^k µS with x = target/g_max, applied once
+    per programmed cell. Empty = none. PCM: (0.26348, 1.9650, −1.1731)·g_max/25
+    (Nandakumar 2019); RRAM: (0.01122, 0.01129·g_max) (ReRamCMO, 2 % acceptance)."""
 
 
 class PerturbationWrites(_Frozen):
@@ -91,6 +138,81 @@ class PerturbationWrites(_Frozen):
 
     write_noise_us: float = Field(0.0, ge=0.0)
     """Std of the error a perturbation write leaves on a cell, µS."""
+
+
+class DriftModel(StrEnum):
+    """How the drift exponent ν of a cell is drawn at programming."""
+
+    NONE = "none"
+    """No drift."""
+    CONSTANT = "constant"
+    """ν = |nu_mean + nu_std·ξ| for every cell (aihwkit StateIndependent: 0.1 ± 0.05)."""
+    PCM = "pcm"
+    """State-dependent PCM statistics (Nandakumar 2019, aihwkit PCMLikeNoiseModel):
+    μ_ν = clip(−0.0155·ln x + 0.0244, 0.049, 0.1), σ_ν = clip(−0.0125·ln x − 0.0059,
+    0.008, 0.045), x = G/g_max; ν = |μ_ν + σ_ν·ξ|."""
+
+
+class Drift(_Frozen):
+    """Conductance decay G(t) = G_prog·((t + t0)/t0)^(−ν) on the board's virtual clock."""
+
+    model: DriftModel = DriftModel.NONE
+    """How ν is drawn per cell at programming time."""
+    nu_mean: float = Field(0.0, ge=0.0, le=1.0)
+    """Mean drift exponent of the CONSTANT model, dimensionless."""
+    nu_std: float = Field(0.0, ge=0.0, le=1.0)
+    """Device-to-device std of ν in the CONSTANT model."""
+    t0_s: float = Field(20.0, gt=0.0)
+    """Reference time after programming at which G = G_prog, s."""
+
+
+class Variation(_Frozen):
+    """Static device-to-device variation and defects, drawn once per board from its seed."""
+
+    gain_spread: float = Field(0.0, ge=0.0, le=1.0)
+    """Device-to-device relative std of each cell's conductance gain: a cell
+    programmed (and verified by its own read path) to G conducts G·(1 + s·ξ)
+    in MVMs. Dimensionless."""
+    stuck_at_min_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    """Fraction of cells stuck at g_min_us (open / never-formed devices)."""
+    stuck_at_max_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    """Fraction of cells stuck at g_max_us (shorted devices)."""
+
+
+class IRDrop(_Frozen):
+    """First-order wire-resistance (IR drop) model.
+
+    Word lines run along rows with their periphery (drivers in MVM, sense in
+    TransposeMVM) at column 0; bit lines run along columns with their
+    periphery at the last row. To first order in the segment resistances the
+    crossbar stays linear: each cell's effective conductance is reduced by
+    G_ij·(r_wl·A_ij + r_bl·B_ij), with A_ij = Σ_m G_im·(min(m, j) + 1) and
+    B_ij = Σ_n G_nj·(R − max(n, i)). By reciprocity the same effective matrix
+    serves the transpose direction.
+    """
+
+    wordline_segment_ohm: float = Field(0.0, ge=0.0)
+    """Word-line resistance between adjacent cells (and periphery to first cell), Ω."""
+    bitline_segment_ohm: float = Field(0.0, ge=0.0)
+    """Bit-line resistance between adjacent cells (and last cell to periphery), Ω."""
+
+
+class EndurancePolicy(StrEnum):
+    """What happens when a write would take a cell past its budget."""
+
+    WARN = "warn"
+    """Write anyway; the response counts the cells over budget."""
+    REFUSE = "refuse"
+    """Refuse the whole request with OUT_OF_RANGE; the board is unchanged."""
+
+
+class Endurance(_Frozen):
+    """Per-cell write counting (programming pulses and perturbation writes)."""
+
+    write_budget: int = Field(0, ge=0)
+    """Writes a cell may take; 0 = unlimited."""
+    policy: EndurancePolicy = EndurancePolicy.REFUSE
+    """Behaviour when a write would exceed write_budget."""
 
 
 class Timing(_Frozen):
@@ -102,6 +224,8 @@ class Timing(_Frozen):
     """One parallel write pass over a tile region (a perturbation or a program pulse), ns."""
     verify_read_ns: float = Field(10.0, ge=0.0)
     """One verify read pass during write-verify programming, ns."""
+    host_loss_ns: float = Field(100.0, ge=0.0)
+    """Host (CMOS) computation of one loss from the outputs, ns; clients charge it."""
     board_power_w: float = Field(3.0, ge=0.0)
     """Board power while operating, W (ns × W = nJ)."""
 
@@ -123,12 +247,22 @@ class BoardProfile(_Frozen):
     """Programmable conductance window."""
     read_voltage_max_v: float = Field(0.2, gt=0.0)
     """Read voltages must lie in [−read_voltage_max_v, +read_voltage_max_v], V."""
+    converters: Converters = Converters()
+    """Input DAC and output ADC."""
     read_noise: ReadNoise = ReadNoise()
     """Per-pass read noise."""
     programming: Programming = Programming()
     """Write-verify programming loop."""
     perturbation: PerturbationWrites = PerturbationWrites()
     """Perturbation writes."""
+    drift: Drift = Drift()
+    """Conductance drift on the virtual clock."""
+    variation: Variation = Variation()
+    """Device-to-device variation and stuck cells."""
+    ir_drop: IRDrop = IRDrop()
+    """Wire resistance."""
+    endurance: Endurance = Endurance()
+    """Write budget per cell."""
     timing: Timing = Timing()
     """Time and energy model."""
 

@@ -1,9 +1,14 @@
 """One crossbar tile: conductance state and the physics of every operation on it.
 
-All device physics of the emulator lives here, so the full model grows in one
-place. State per cell: ``g_prog`` (what the last Program left, µS) and ``g``
-(the present conductance: g_prog plus any active perturbation). Arithmetic is
-float32 end to end; each tile owns its random stream.
+State per cell: ``g_prog`` (what the last Program left, µS), ``g`` (the
+written conductance: g_prog plus any perturbation), the drift exponent ν, the
+virtual time of the last write and a write counter; per tile, static defects
+(stuck cells, gain variation) drawn once from the tile's own random stream.
+
+Everything an analog pass needs that depends only on the state and the clock
+(drift, defects, IR drop, DAC/ADC scaling) is folded into one cached matrix,
+so a pass costs one float32 matmul plus its per-pass effects: DAC rounding,
+read noise and ADC rounding/saturation.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import numpy.typing as npt
 
 from sidra.drivers.rademacher import rademacher
 from sidra.drivers.types import Region
-from sidra.emulator.config import BoardProfile
+from sidra.emulator import drift
+from sidra.emulator.config import BoardProfile, ConductanceNoiseModel, DriftModel
+from sidra.emulator.gaussian import gaussian
+from sidra.emulator.ir_drop import effective_conductance
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -31,6 +39,33 @@ class WriteVerifyOutcome:
     unconverged: int
 
 
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """Output of analog passes: currents (µA) and saturated ADC outputs."""
+
+    currents: FloatArray
+    saturated: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Kernel:
+    """State-dependent part of a pass, recomputed only when state or clock change."""
+
+    measured: FloatArray
+    """Conductances a read sees: drift, gain variation and stuck cells applied (µS)."""
+    matrix: FloatArray
+    """IR-dropped effective conductances × DAC step / output unit."""
+    cell_sigma_us: FloatArray | None
+    """Per-cell read-noise std (PCM flicker), µS, or None for state-independent noise."""
+    cell_variance: FloatArray | None
+    """cell_sigma_us² × (DAC step / output unit)², ready for V² @ σ²."""
+
+
+def _levels(bits: int) -> int:
+    """Codes per polarity of a signed converter."""
+    return (1 << (bits - 1)) - 1 if bits > 1 else 1
+
+
 class CrossbarTile:
     """A rows × cols crossbar with its own random stream."""
 
@@ -38,74 +73,195 @@ class CrossbarTile:
         self._p = profile
         self._rng = rng
         shape = (profile.geometry.rows, profile.geometry.cols)
-        # A fresh tile sits in its high-resistance state.
-        self.g_prog: FloatArray = np.full(shape, profile.conductance.g_min_us, np.float32)
+        lo = profile.conductance.g_min_us
+        # A fresh tile sits in its high-resistance state, "programmed" there at t = 0.
+        self.g_prog: FloatArray = np.full(shape, lo, np.float32)
         self.g: FloatArray = self.g_prog.copy()
+        self.nu: FloatArray = np.zeros(shape, np.float32)
+        self.written_at_s = np.zeros(shape, np.float64)
+        self.writes = np.zeros(shape, np.uint32)
+        var = profile.variation
+        self.gain: FloatArray = (
+            1.0 + var.gain_spread * rng.standard_normal(shape, dtype=np.float32)
+            if var.gain_spread > 0.0
+            else np.ones(shape, np.float32)
+        )
+        u = rng.random(shape, dtype=np.float32)
+        self.stuck_min = u < var.stuck_at_min_fraction
+        self.stuck_max = (u >= var.stuck_at_min_fraction) & (
+            u < var.stuck_at_min_fraction + var.stuck_at_max_fraction
+        )
+        self.compensation = 1.0
+        self._kernel_key: tuple[int, float] | None = None
+        self._kernel: _Kernel | None = None
+        self._version = 0
+
+        dac, adc = profile.converters.dac_bits, profile.converters.adc_bits
+        self.dac_step_v = profile.read_voltage_max_v / _levels(dac) if dac else 0.0
+        self.adc_levels = _levels(adc) if adc else 0
+        self.adc_lsb_ua = profile.converters.adc_full_scale_ua / self.adc_levels if adc else 0.0
+
+    # -- state-dependent kernel -----------------------------------------------
+
+    def _touch(self) -> None:
+        self._version += 1
+
+    def kernel(self, now_s: float) -> _Kernel:
+        key = (self._version, now_s)
+        if self._kernel is None or self._kernel_key != key:
+            self._kernel = self._build_kernel(now_s)
+            self._kernel_key = key
+        return self._kernel
+
+    def _age_s(self, now_s: float) -> npt.NDArray[np.float32]:
+        return (now_s - self.written_at_s).astype(np.float32)
+
+    def _build_kernel(self, now_s: float) -> _Kernel:
+        p = self._p
+        g = self.g
+        if p.drift.model is not DriftModel.NONE:
+            g = g * drift.drift_factor(self.nu, self._age_s(now_s), p.drift.t0_s)
+        measured = (g * self.gain).astype(np.float32)
+        measured[self.stuck_min] = p.conductance.g_min_us
+        measured[self.stuck_max] = p.conductance.g_max_us
+        scale = (self.dac_step_v or 1.0) / (self.adc_lsb_ua or 1.0)
+        ir = p.ir_drop
+        g_eff = effective_conductance(measured, ir.wordline_segment_ohm, ir.bitline_segment_ohm)
+        sigma = None
+        if p.read_noise.conductance_model is ConductanceNoiseModel.PCM_FLICKER:
+            t_read, t0 = p.read_noise.t_read_s, p.drift.t0_s
+            time_term = np.log((self._age_s(now_s) + t0 + t_read) / (2.0 * t_read))
+            q = drift.pcm_flicker_q(measured, p.conductance.g_max_us)
+            sigma = (p.read_noise.flicker_scale * measured * q * np.sqrt(time_term)).astype(
+                np.float32
+            )
+        return _Kernel(
+            measured=measured,
+            matrix=(g_eff * np.float32(scale)).astype(np.float32),
+            cell_sigma_us=sigma,
+            cell_variance=None if sigma is None else ((sigma * np.float32(scale)) ** 2),
+        )
 
     # -- analog reads -------------------------------------------------------
 
-    def mvm(self, voltages: FloatArray) -> FloatArray:
-        """Row-driven pass: currents[b, j] = Σ_i V[b, i]·G[i, j] + read noise (µA)."""
-        return self._with_read_noise(voltages @ self.g, voltages)
+    def mvm(self, voltages: FloatArray, now_s: float) -> PassResult:
+        """Row-driven passes: currents[b, j] = Σ_i V[b, i]·G_eff[i, j] + noise (µA)."""
+        k = self.kernel(now_s)
+        return self._pass(voltages, k.matrix, k.cell_variance)
 
-    def transpose_mvm(self, voltages: FloatArray) -> FloatArray:
-        """Column-driven pass: currents[b, i] = Σ_j V[b, j]·G[i, j] + read noise (µA)."""
-        return self._with_read_noise(voltages @ self.g.T, voltages)
+    def transpose_mvm(self, voltages: FloatArray, now_s: float) -> PassResult:
+        """Column-driven passes: currents[b, i] = Σ_j V[b, j]·G_eff[i, j] + noise (µA)."""
+        k = self.kernel(now_s)
+        variance = None if k.cell_variance is None else k.cell_variance.T
+        return self._pass(voltages, k.matrix.T, variance)
 
-    def read(self, region: Region) -> FloatArray:
+    def _pass(
+        self, voltages: FloatArray, matrix: FloatArray, cell_variance: FloatArray | None
+    ) -> PassResult:
+        # Inputs become DAC codes; the step is folded into `matrix`.
+        x: FloatArray = voltages
+        if self.dac_step_v:
+            x = voltages * np.float32(1.0 / self.dac_step_v)
+            np.rint(x, out=x)
+        y: FloatArray = x @ matrix  # in ADC LSBs when there is an ADC, else µA
+        self._add_read_noise(y, x, cell_variance)
+        saturated = 0
+        if self.adc_levels:
+            np.rint(y, out=y)
+            top = float(self.adc_levels)
+            saturated = int(np.count_nonzero(y > top)) + int(np.count_nonzero(y < -top))
+            np.clip(y, -top, top, out=y)
+        unit = (self.adc_lsb_ua or 1.0) * self.compensation
+        if unit != 1.0:
+            y *= np.float32(unit)
+        return PassResult(y, saturated)
+
+    def _add_read_noise(
+        self, y: FloatArray, x: FloatArray, cell_variance: FloatArray | None
+    ) -> None:
+        """Adds output-referred and conductance-referred noise to ``y`` in place."""
+        rn = self._p.read_noise
+        out_unit = self.adc_lsb_ua or 1.0
+        in_unit = self.dac_step_v or 1.0
+        out_var = (rn.output_noise_ua / out_unit) ** 2
+        constant_g = rn.conductance_model is ConductanceNoiseModel.CONSTANT
+        g_sigma = rn.sigma_g_fraction * self._p.conductance.g_max_us * in_unit / out_unit
+        if out_var == 0.0 and (g_sigma == 0.0 or not constant_g) and cell_variance is None:
+            return
+        # Per-row variance (σ_out² + σ_g²·‖V‖²) and, for state-dependent noise,
+        # per-output variance (V² @ σ_ij²).
+        variance: FloatArray = np.full((1, 1), out_var, np.float32)
+        if constant_g and g_sigma > 0.0:
+            norms: FloatArray = np.einsum("bi,bi->b", x, x)
+            variance = variance + np.float32(g_sigma**2) * norms[:, None]
+        if cell_variance is not None:
+            per_output = np.asarray((x * x) @ cell_variance, dtype=np.float32)
+            variance = variance + per_output
+        noise = gaussian(self._rng, y.shape)
+        noise *= np.sqrt(variance, dtype=np.float32)
+        y += noise
+
+    def read(self, region: Region, now_s: float) -> FloatArray:
         """Measured conductances of a region, one noisy read per cell (µS)."""
-        g = self.g[region.slices].copy()
-        sigma = self._read_sigma_us()
-        if sigma > 0.0:
-            g += sigma * self._rng.standard_normal(g.shape, dtype=np.float32)
+        k = self.kernel(now_s)
+        g = k.measured[region.slices].copy()
+        if k.cell_sigma_us is not None:
+            g += k.cell_sigma_us[region.slices] * gaussian(self._rng, g.shape)
+        elif self._p.read_noise.conductance_model is ConductanceNoiseModel.CONSTANT:
+            sigma = self._p.read_noise.sigma_g_fraction * self._p.conductance.g_max_us
+            if sigma > 0.0:
+                g += np.float32(sigma) * gaussian(self._rng, g.shape)
         return g
-
-    def _read_sigma_us(self) -> float:
-        return self._p.read_noise.sigma_g_fraction * self._p.conductance.g_max_us
-
-    def _with_read_noise(self, currents: FloatArray, voltages: FloatArray) -> FloatArray:
-        sigma = self._read_sigma_us()
-        if sigma > 0.0:
-            # Independent per-cell noise σ·ξ_ij sums on each output to a Gaussian
-            # with std σ·‖V_b‖₂: the same distribution at a fraction of the
-            # random numbers (batch × outputs instead of batch × rows × cols).
-            scale = sigma * np.sqrt(np.einsum("bi,bi->b", voltages, voltages))
-            currents += scale[:, None] * self._rng.standard_normal(currents.shape, dtype=np.float32)
-        return currents
 
     # -- writes -------------------------------------------------------------
 
-    def program(self, region: Region, targets: FloatArray) -> WriteVerifyOutcome:
-        """Write-verify the region towards ``targets`` (µS); clears its perturbation."""
+    def program(
+        self, region: Region, targets: FloatArray, now_s: float, pulse_budget: npt.NDArray[np.int64]
+    ) -> WriteVerifyOutcome:
+        """Write-verify the region towards ``targets`` (µS); clears its perturbation.
+
+        ``pulse_budget`` caps the pulses each cell may take (endurance).
+        """
         cfg = self._p.programming
         lo, hi = self._p.conductance.g_min_us, self._p.conductance.g_max_us
-        g = self.g_prog[region.slices].copy()
-        pulses = iterations = 0
+        sl = region.slices
+        g = self.g_prog[sl].copy()
+        stuck = self.stuck_min[sl] | self.stuck_max[sl]
+        stuck_value = np.where(self.stuck_max[sl], hi, lo).astype(np.float32)
+        pulses = np.zeros(region.shape, np.int64)
+        iterations = 0
         for _ in range(cfg.max_iterations):
-            error = targets - g
-            active = np.abs(error) > cfg.tolerance_us
-            if iterations > 0 and not active.any():
+            seen = np.where(stuck, stuck_value, g)  # verify reads the real device
+            active = (np.abs(targets - seen) > cfg.tolerance_us) | (iterations == 0)
+            active &= pulses < pulse_budget
+            if not active.any():
                 break
-            if iterations == 0:
-                # Every cell of the region is written at least once.
-                active = np.ones_like(active)
             iterations += 1
+            pulses += active
             n = int(active.sum())
-            pulses += n
             if self._exact_pulses:
                 # g + (target - g) is not always target in float32: write it as is.
                 g[active] = targets[active]
                 continue
-            step = error[active] * self._pulse_gain(n)
+            step = (targets - g)[active] * self._pulse_gain(n)
             if cfg.pulse_noise_us > 0.0:
                 step += cfg.pulse_noise_us * self._rng.standard_normal(n, dtype=np.float32)
             g[active] = np.clip(g[active] + step, lo, hi)
-        residual = g - targets
-        self.g_prog[region.slices] = g
-        self.g[region.slices] = g
+        if cfg.relaxation_poly_us:
+            x = targets / hi
+            sigma = np.polynomial.polynomial.polyval(x, cfg.relaxation_poly_us).astype(np.float32)
+            g = np.clip(g + sigma * self._rng.standard_normal(g.shape, dtype=np.float32), lo, hi)
+        written = pulses > 0
+        self.g_prog[sl] = g
+        self.g[sl] = g
+        self.nu[sl] = np.where(written, drift.draw_nu(self._p, g, self._rng), self.nu[sl])
+        self.written_at_s[sl] = np.where(written, now_s, self.written_at_s[sl])
+        self.writes[sl] += pulses.astype(np.uint32)
+        self._touch()
+        residual = np.where(stuck, stuck_value, g) - targets
         return WriteVerifyOutcome(
             iterations=iterations,
-            pulses=pulses,
+            pulses=int(pulses.sum()),
             rms_error_us=float(np.sqrt(np.mean(residual.astype(np.float64) ** 2))),
             max_error_us=float(np.max(np.abs(residual))),
             unconverged=int(np.count_nonzero(np.abs(residual) > cfg.tolerance_us)),
@@ -123,7 +279,9 @@ class CrossbarTile:
         spread = self._rng.standard_normal(n, dtype=np.float32)
         return cfg.pulse_gain * (1.0 + cfg.pulse_gain_spread * spread)
 
-    def perturb(self, region: Region, seed: int, amplitude_us: float, sign: int) -> int:
+    def perturb(
+        self, region: Region, seed: int, amplitude_us: float, sign: int, now_s: float
+    ) -> int:
         """Sets the region to g_prog + sign·amplitude·Δ(seed); returns clipped cells."""
         delta = rademacher(seed, region.shape)
         g = self.g_prog[region.slices] + np.float32(sign * amplitude_us) * delta
@@ -132,9 +290,38 @@ class CrossbarTile:
             g += noise * self._rng.standard_normal(g.shape, dtype=np.float32)
         lo, hi = self._p.conductance.g_min_us, self._p.conductance.g_max_us
         clipped = int(np.count_nonzero((g < lo) | (g > hi)))
-        self.g[region.slices] = np.clip(g, lo, hi)
+        self._write(region, np.clip(g, lo, hi), now_s)
         return clipped
 
-    def restore(self, region: Region) -> None:
+    def restore(self, region: Region, now_s: float) -> None:
         """Returns the region to its programmed state."""
-        self.g[region.slices] = self.g_prog[region.slices]
+        self._write(region, self.g_prog[region.slices], now_s)
+
+    def _write(self, region: Region, g: FloatArray, now_s: float) -> None:
+        # A single-pulse write of every cell of the region.
+        self.g[region.slices] = g
+        self.written_at_s[region.slices] = now_s
+        self.writes[region.slices] += 1
+        self._touch()
+
+    # -- drift compensation ---------------------------------------------------
+
+    def calibrate(self, now_s: float, passes: int) -> float:
+        """Global drift compensation; returns the new output gain.
+
+        The reference is the noise-free response of the programmed state
+        (g_prog with the tile's defects, no drift) to a probe with every row at
+        half the read range; the measurement averages ``passes`` real passes
+        of the same probe. Outputs are scaled by reference / measurement from
+        now on (aihwkit GlobalDriftCompensationWithExactReference).
+        """
+        p = self._p
+        probe = np.full((passes, p.geometry.rows), p.read_voltage_max_v / 2.0, np.float32)
+        programmed = self.g_prog * self.gain
+        programmed[self.stuck_min] = p.conductance.g_min_us
+        programmed[self.stuck_max] = p.conductance.g_max_us
+        reference = float(np.mean(np.abs(probe[:1] @ programmed)))
+        self.compensation = 1.0
+        measured = float(np.mean(np.abs(self.mvm(probe, now_s).currents)))
+        self.compensation = reference / measured if measured > 0.0 else 1.0
+        return self.compensation

@@ -21,7 +21,9 @@ __all__ = ["SERVICE_NAME", "BoardServicer"]
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 
 
-def _region(msg: pb.ReadConductanceRequest | pb.PerturbRequest) -> Region | None:
+def _region(
+    msg: pb.ReadConductanceRequest | pb.PerturbRequest | pb.ReadWriteCountsRequest,
+) -> Region | None:
     return convert.region_from_pb(msg.region) if msg.HasField("region") else None
 
 
@@ -105,6 +107,30 @@ class BoardServicer(pb_grpc.BoardServiceServicer):
                 "mode", _enum_name(request.mode), "PERTURB_MODE_APPLY or PERTURB_MODE_RESTORE"
             )
         return convert.perturb_to_pb(report)
+
+    @map_errors
+    def ReadWriteCounts(
+        self, request: pb.ReadWriteCountsRequest, context: grpc.ServicerContext
+    ) -> pb.ReadWriteCountsResponse:
+        with self.lock:
+            counts = self.board.read_write_counts(request.tile, _region(request))
+        return convert.write_counts_to_pb(counts)
+
+    @map_errors
+    def Calibrate(
+        self, request: pb.CalibrateRequest, context: grpc.ServicerContext
+    ) -> pb.CalibrateResponse:
+        with self.lock:
+            report = self.board.calibrate(request.tile)
+        return convert.calibration_to_pb(report)
+
+    @map_errors
+    def AdvanceClock(
+        self, request: pb.AdvanceClockRequest, context: grpc.ServicerContext
+    ) -> pb.AdvanceClockResponse:
+        with self.lock:
+            clock = self.board.advance_clock(request.seconds)
+        return pb.AdvanceClockResponse(clock_s=clock)
 
 
 def _enum_name(value: int) -> str | int:

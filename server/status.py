@@ -36,6 +36,7 @@ STATUS_CODES: list[tuple[type[errors.SidraError], grpc.StatusCode]] = [
     (errors.BoardUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.BoardReset, grpc.StatusCode.ABORTED),
     (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.Unsupported, grpc.StatusCode.UNIMPLEMENTED),
     (errors.BoardFault, grpc.StatusCode.INTERNAL),
     (errors.SidraError, grpc.StatusCode.UNKNOWN),
 ]

@@ -17,7 +17,17 @@ from sidra.drivers import BoardDriver
 from sidra.server import SERVICE_NAME
 
 BOARD_SERVICE = "sidra.hil.v1.BoardService"
-BOARD_METHODS = {"GetBoardInfo", "Program", "ReadConductance", "MVM", "TransposeMVM", "Perturb"}
+BOARD_METHODS = {
+    "GetBoardInfo",
+    "Program",
+    "ReadConductance",
+    "MVM",
+    "TransposeMVM",
+    "Perturb",
+    "ReadWriteCounts",
+    "Calibrate",
+    "AdvanceClock",
+}
 
 
 @pytest.fixture

@@ -7,17 +7,21 @@ import json
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    CalibrationReport,
     Cost,
     MVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
     Region,
+    WriteCounts,
 )
 from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
 
 __all__ = [
+    "calibration_from_pb",
+    "calibration_to_pb",
     "cost_from_pb",
     "cost_to_pb",
     "info_from_pb",
@@ -32,6 +36,8 @@ __all__ = [
     "region_to_pb",
     "stats_from_pb",
     "stats_to_pb",
+    "write_counts_from_pb",
+    "write_counts_to_pb",
 ]
 
 
@@ -101,11 +107,19 @@ def stats_to_pb(stats: BoardStats) -> pb.BoardStats:
         total_cost=cost_to_pb(stats.total_cost),
         mvm_passes=stats.mvm_passes,
         cell_writes=stats.cell_writes,
+        clock_s=stats.clock_s,
+        max_cell_writes=stats.max_cell_writes,
     )
 
 
 def stats_from_pb(msg: pb.BoardStats) -> BoardStats:
-    return BoardStats(cost_from_pb(msg.total_cost), msg.mvm_passes, msg.cell_writes)
+    return BoardStats(
+        total_cost=cost_from_pb(msg.total_cost),
+        mvm_passes=msg.mvm_passes,
+        cell_writes=msg.cell_writes,
+        clock_s=msg.clock_s,
+        max_cell_writes=msg.max_cell_writes,
+    )
 
 
 def program_to_pb(report: ProgramReport) -> pb.ProgramResponse:
@@ -116,6 +130,7 @@ def program_to_pb(report: ProgramReport) -> pb.ProgramResponse:
         rms_error_us=report.rms_error_us,
         max_error_us=report.max_error_us,
         unconverged_cells=report.unconverged_cells,
+        cells_over_budget=report.cells_over_budget,
         cost=cost_to_pb(report.cost),
     )
 
@@ -128,6 +143,7 @@ def program_from_pb(msg: pb.ProgramResponse) -> ProgramReport:
         rms_error_us=msg.rms_error_us,
         max_error_us=msg.max_error_us,
         unconverged_cells=msg.unconverged_cells,
+        cells_over_budget=msg.cells_over_budget,
         cost=cost_from_pb(msg.cost),
     )
 
@@ -150,9 +166,34 @@ def perturb_to_pb(report: PerturbReport) -> pb.PerturbResponse:
     return pb.PerturbResponse(
         cells_written=report.cells_written,
         clipped_cells=report.clipped_cells,
+        cells_over_budget=report.cells_over_budget,
         cost=cost_to_pb(report.cost),
     )
 
 
 def perturb_from_pb(msg: pb.PerturbResponse) -> PerturbReport:
-    return PerturbReport(msg.cells_written, msg.clipped_cells, cost_from_pb(msg.cost))
+    return PerturbReport(
+        cells_written=msg.cells_written,
+        clipped_cells=msg.clipped_cells,
+        cells_over_budget=msg.cells_over_budget,
+        cost=cost_from_pb(msg.cost),
+    )
+
+
+def write_counts_to_pb(counts: WriteCounts) -> pb.ReadWriteCountsResponse:
+    return pb.ReadWriteCountsResponse(
+        counts=tensors.encode(counts.counts, pb.DTYPE_UINT32), write_budget=counts.write_budget
+    )
+
+
+def write_counts_from_pb(msg: pb.ReadWriteCountsResponse) -> WriteCounts:
+    counts = tensors.decode(msg.counts, "counts", dtype=pb.DTYPE_UINT32).copy()
+    return WriteCounts(counts, msg.write_budget)
+
+
+def calibration_to_pb(report: CalibrationReport) -> pb.CalibrateResponse:
+    return pb.CalibrateResponse(gain=report.gain, cost=cost_to_pb(report.cost))
+
+
+def calibration_from_pb(msg: pb.CalibrateResponse) -> CalibrationReport:
+    return CalibrationReport(msg.gain, cost_from_pb(msg.cost))

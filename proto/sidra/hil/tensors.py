@@ -25,6 +25,7 @@ DTYPES: dict[int, np.dtype[Any]] = {
     pb.DTYPE_UINT8: np.dtype("u1"),
     pb.DTYPE_INT16: np.dtype("<i2"),
     pb.DTYPE_INT32: np.dtype("<i4"),
+    pb.DTYPE_UINT32: np.dtype("<u4"),
 }
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
 

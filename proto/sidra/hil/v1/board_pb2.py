@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sidra/hil/v1/board.proto\x12\x0csidra.hil.v1\"I\n\x06Tensor\x12\"\n\x05\x64type\x18\x01 \x01(\x0e\x32\x13.sidra.hil.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"L\n\x06Region\x12\x12\n\nrow_offset\x18\x01 \x01(\r\x12\x12\n\ncol_offset\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0c\n\x04\x63ols\x18\x04 \x01(\r\"3\n\rOperationCost\x12\x0f\n\x07time_ns\x18\x01 \x01(\x01\x12\x11\n\tenergy_nj\x18\x02 \x01(\x01\"\x15\n\x13GetBoardInfoRequest\"f\n\x14GetBoardInfoResponse\x12%\n\x04info\x18\x01 \x01(\x0b\x32\x17.sidra.hil.v1.BoardInfo\x12\'\n\x05stats\x18\x02 \x01(\x0b\x32\x18.sidra.hil.v1.BoardStats\"\xa0\x02\n\tBoardInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\x12\x18\n\x10\x66irmware_version\x18\x03 \x01(\t\x12\x12\n\ntile_count\x18\x04 \x01(\r\x12\x0c\n\x04rows\x18\x05 \x01(\r\x12\x0c\n\x04\x63ols\x18\x06 \x01(\r\x12\x10\n\x08g_min_us\x18\x07 \x01(\x01\x12\x10\n\x08g_max_us\x18\x08 \x01(\x01\x12\x10\n\x08\x64\x61\x63_bits\x18\t \x01(\r\x12\x10\n\x08\x61\x64\x63_bits\x18\n \x01(\r\x12\x1a\n\x12read_voltage_max_v\x18\x0b \x01(\x01\x12\x10\n\x08\x65mulated\x18\x0c \x01(\x08\x12\x17\n\x0f\x65mulator_preset\x18\r \x01(\t\x12\x14\n\x0cprofile_json\x18\x0e \x01(\t\"f\n\nBoardStats\x12/\n\ntotal_cost\x18\x01 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\x12\x12\n\nmvm_passes\x18\x02 \x01(\x04\x12\x13\n\x0b\x63\x65ll_writes\x18\x03 \x01(\x04\"r\n\x0eProgramRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12\x12\n\nrow_offset\x18\x02 \x01(\r\x12\x12\n\ncol_offset\x18\x03 \x01(\r\x12*\n\x0c\x63onductances\x18\x04 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\"\xc5\x01\n\x0fProgramResponse\x12\x15\n\rcells_written\x18\x01 \x01(\x04\x12\x19\n\x11verify_iterations\x18\x02 \x01(\r\x12\x0e\n\x06pulses\x18\x03 \x01(\x04\x12\x14\n\x0crms_error_us\x18\x04 \x01(\x01\x12\x14\n\x0cmax_error_us\x18\x05 \x01(\x01\x12\x19\n\x11unconverged_cells\x18\x06 \x01(\x04\x12)\n\x04\x63ost\x18\x07 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\"L\n\x16ReadConductanceRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12$\n\x06region\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Region\"p\n\x17ReadConductanceResponse\x12*\n\x0c\x63onductances\x18\x01 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\x12)\n\x04\x63ost\x18\x02 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\"B\n\nMVMRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12&\n\x08voltages\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\"{\n\x0bMVMResponse\x12&\n\x08\x63urrents\x18\x01 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\x12\x19\n\x11saturated_outputs\x18\x02 \x01(\x04\x12)\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\"K\n\x13TransposeMVMRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12&\n\x08voltages\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\"\x84\x01\n\x14TransposeMVMResponse\x12&\n\x08\x63urrents\x18\x01 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\x12\x19\n\x11saturated_outputs\x18\x02 \x01(\x04\x12)\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\"\x9f\x01\n\x0ePerturbRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12\'\n\x04mode\x18\x02 \x01(\x0e\x32\x19.sidra.hil.v1.PerturbMode\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x14\n\x0c\x61mplitude_us\x18\x04 \x01(\x01\x12\x0c\n\x04sign\x18\x05 \x01(\x11\x12$\n\x06region\x18\x06 \x01(\x0b\x32\x14.sidra.hil.v1.Region\"j\n\x0fPerturbResponse\x12\x15\n\rcells_written\x18\x01 \x01(\x04\x12\x15\n\rclipped_cells\x18\x02 \x01(\x04\x12)\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost*\x87\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT64\x10\x02\x12\x0e\n\nDTYPE_INT8\x10\x03\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x04\x12\x0f\n\x0b\x44TYPE_INT16\x10\x05\x12\x0f\n\x0b\x44TYPE_INT32\x10\x06*]\n\x0bPerturbMode\x12\x1c\n\x18PERTURB_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12PERTURB_MODE_APPLY\x10\x01\x12\x18\n\x14PERTURB_MODE_RESTORE\x10\x02\x32\xe8\x03\n\x0c\x42oardService\x12U\n\x0cGetBoardInfo\x12!.sidra.hil.v1.GetBoardInfoRequest\x1a\".sidra.hil.v1.GetBoardInfoResponse\x12\x46\n\x07Program\x12\x1c.sidra.hil.v1.ProgramRequest\x1a\x1d.sidra.hil.v1.ProgramResponse\x12^\n\x0fReadConductance\x12$.sidra.hil.v1.ReadConductanceRequest\x1a%.sidra.hil.v1.ReadConductanceResponse\x12:\n\x03MVM\x12\x18.sidra.hil.v1.MVMRequest\x1a\x19.sidra.hil.v1.MVMResponse\x12U\n\x0cTransposeMVM\x12!.sidra.hil.v1.TransposeMVMRequest\x1a\".sidra.hil.v1.TransposeMVMResponse\x12\x46\n\x07Perturb\x12\x1c.sidra.hil.v1.PerturbRequest\x1a\x1d.sidra.hil.v1.PerturbResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sidra/hil/v1/board.proto\x12\x0csidra.hil.v1\"I\n\x06Tensor\x12\"\n\x05\x64type\x18\x01 \x01(\x0e\x32\x13.sidra.hil.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"L\n\x06Region\x12\x12\n\nrow_offset\x18\x01 \x01(\r\x12\x12\n\ncol_offset\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0c\n\x04\x63ols\x18\x04 \x01(\r\"3\n\rOperationCost\x12\x0f\n\x07time_ns\x18\x01 \x01(\x01\x12\x11\n\tenergy_nj\x18\x02 \x01(\x01\"\x15\n\x13GetBoardInfoRequest\"f\n\x14GetBoardInfoResponse\x12%\n\x04info\x18\x01 \x01(\x0b\x32\x17.sidra.hil.v1.BoardInfo\x12\'\n\x05stats\x18\x02 \x01(\x0b\x32\x18.sidra.hil.v1.BoardStats\"\xa0\x02\n\tBoardInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\x12\x18\n\x10\x66irmware_version\x18\x03 \x01(\t\x12\x12\n\ntile_count\x18\x04 \x01(\r\x12\x0c\n\x04rows\x18\x05 \x01(\r\x12\x0c\n\x04\x63ols\x18\x06 \x01(\r\x12\x10\n\x08g_min_us\x18\x07 \x01(\x01\x12\x10\n\x08g_max_us\x18\x08 \x01(\x01\x12\x10\n\x08\x64\x61\x63_bits\x18\t \x01(\r\x12\x10\n\x08\x61\x64\x63_bits\x18\n \x01(\r\x12\x1a\n\x12read_voltage_max_v\x18\x0b \x01(\x01\x12\x10\n\x08\x65mulated\x18\x0c \x01(\x08\x12\x17\n\x0f\x65mulator_preset\x18\r \x01(\t\x12\x14\n\x0cprofile_json\x18\x0e \x01(\t\"\x90\x01\n\nBoardStats\x12/\n\ntotal_cost\x18\x01 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\x12\x12\n\nmvm_passes\x18\x02 \x01(\x04\x12\x13\n\x0b\x63\x65ll_writes\x18\x03 \x01(\x04\x12\x0f\n\x07\x63lock_s\x18\x04 \x01(\x01\x12\x17\n\x0fmax_cell_writes\x18\x05 \x01(\x04\"r\n\x0eProgramRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12\x12\n\nrow_offset\x18\x02 \x01(\r\x12\x12\n\ncol_offset\x18\x03 \x01(\r\x12*\n\x0c\x63onductances\x18\x04 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\"\xe0\x01\n\x0fProgramResponse\x12\x15\n\rcells_written\x18\x01 \x01(\x04\x12\x19\n\x11verify_iterations\x18\x02 \x01(\r\x12\x0e\n\x06pulses\x18\x03 \x01(\x04\x12\x14\n\x0crms_error_us\x18\x04 \x01(\x01\x12\x14\n\x0cmax_error_us\x18\x05 \x01(\x01\x12\x19\n\x11unconverged_cells\x18\x06 \x01(\x04\x12)\n\x04\x63ost\x18\x07 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\x12\x19\n\x11\x63\x65lls_over_budget\x18\x08 \x01(\x04\"L\n\x16ReadConductanceRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12$\n\x06region\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Region\"p\n\x17ReadConductanceResponse\x12*\n\x0c\x63onductances\x18\x01 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\x12)\n\x04\x63ost\x18\x02 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\"B\n\nMVMRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12&\n\x08voltages\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\"{\n\x0bMVMResponse\x12&\n\x08\x63urrents\x18\x01 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\x12\x19\n\x11saturated_outputs\x18\x02 \x01(\x04\x12)\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\"K\n\x13TransposeMVMRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12&\n\x08voltages\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\"\x84\x01\n\x14TransposeMVMResponse\x12&\n\x08\x63urrents\x18\x01 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\x12\x19\n\x11saturated_outputs\x18\x02 \x01(\x04\x12)\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\"\x9f\x01\n\x0ePerturbRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12\'\n\x04mode\x18\x02 \x01(\x0e\x32\x19.sidra.hil.v1.PerturbMode\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x14\n\x0c\x61mplitude_us\x18\x04 \x01(\x01\x12\x0c\n\x04sign\x18\x05 \x01(\x11\x12$\n\x06region\x18\x06 \x01(\x0b\x32\x14.sidra.hil.v1.Region\"\x85\x01\n\x0fPerturbResponse\x12\x15\n\rcells_written\x18\x01 \x01(\x04\x12\x15\n\rclipped_cells\x18\x02 \x01(\x04\x12)\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\x12\x19\n\x11\x63\x65lls_over_budget\x18\x04 \x01(\x04\"L\n\x16ReadWriteCountsRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12$\n\x06region\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Region\"U\n\x17ReadWriteCountsResponse\x12$\n\x06\x63ounts\x18\x01 \x01(\x0b\x32\x14.sidra.hil.v1.Tensor\x12\x14\n\x0cwrite_budget\x18\x02 \x01(\x04\" \n\x10\x43\x61librateRequest\x12\x0c\n\x04tile\x18\x01 \x01(\r\"L\n\x11\x43\x61librateResponse\x12\x0c\n\x04gain\x18\x01 \x01(\x01\x12)\n\x04\x63ost\x18\x02 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost\"&\n\x13\x41\x64vanceClockRequest\x12\x0f\n\x07seconds\x18\x01 \x01(\x01\"\'\n\x14\x41\x64vanceClockResponse\x12\x0f\n\x07\x63lock_s\x18\x01 \x01(\x01*\x99\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x11\n\rDTYPE_FLOAT64\x10\x02\x12\x0e\n\nDTYPE_INT8\x10\x03\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x04\x12\x0f\n\x0b\x44TYPE_INT16\x10\x05\x12\x0f\n\x0b\x44TYPE_INT32\x10\x06\x12\x10\n\x0c\x44TYPE_UINT32\x10\x07*]\n\x0bPerturbMode\x12\x1c\n\x18PERTURB_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12PERTURB_MODE_APPLY\x10\x01\x12\x18\n\x14PERTURB_MODE_RESTORE\x10\x02\x32\xed\x05\n\x0c\x42oardService\x12U\n\x0cGetBoardInfo\x12!.sidra.hil.v1.GetBoardInfoRequest\x1a\".sidra.hil.v1.GetBoardInfoResponse\x12\x46\n\x07Program\x12\x1c.sidra.hil.v1.ProgramRequest\x1a\x1d.sidra.hil.v1.ProgramResponse\x12^\n\x0fReadConductance\x12$.sidra.hil.v1.ReadConductanceRequest\x1a%.sidra.hil.v1.ReadConductanceResponse\x12:\n\x03MVM\x12\x18.sidra.hil.v1.MVMRequest\x1a\x19.sidra.hil.v1.MVMResponse\x12U\n\x0cTransposeMVM\x12!.sidra.hil.v1.TransposeMVMRequest\x1a\".sidra.hil.v1.TransposeMVMResponse\x12\x46\n\x07Perturb\x12\x1c.sidra.hil.v1.PerturbRequest\x1a\x1d.sidra.hil.v1.PerturbResponse\x12^\n\x0fReadWriteCounts\x12$.sidra.hil.v1.ReadWriteCountsRequest\x1a%.sidra.hil.v1.ReadWriteCountsResponse\x12L\n\tCalibrate\x12\x1e.sidra.hil.v1.CalibrateRequest\x1a\x1f.sidra.hil.v1.CalibrateResponse\x12U\n\x0c\x41\x64vanceClock\x12!.sidra.hil.v1.AdvanceClockRequest\x1a\".sidra.hil.v1.AdvanceClockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sidra.hil.v1.board_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DTYPE']._serialized_start=1954
-  _globals['_DTYPE']._serialized_end=2089
-  _globals['_PERTURBMODE']._serialized_start=2091
-  _globals['_PERTURBMODE']._serialized_end=2184
+  _globals['_DTYPE']._serialized_start=2410
+  _globals['_DTYPE']._serialized_end=2563
+  _globals['_PERTURBMODE']._serialized_start=2565
+  _globals['_PERTURBMODE']._serialized_end=2658
   _globals['_TENSOR']._serialized_start=42
   _globals['_TENSOR']._serialized_end=115
   _globals['_REGION']._serialized_start=117
@@ -47,28 +47,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETBOARDINFORESPONSE']._serialized_end=373
   _globals['_BOARDINFO']._serialized_start=376
   _globals['_BOARDINFO']._serialized_end=664
-  _globals['_BOARDSTATS']._serialized_start=666
-  _globals['_BOARDSTATS']._serialized_end=768
-  _globals['_PROGRAMREQUEST']._serialized_start=770
-  _globals['_PROGRAMREQUEST']._serialized_end=884
-  _globals['_PROGRAMRESPONSE']._serialized_start=887
-  _globals['_PROGRAMRESPONSE']._serialized_end=1084
-  _globals['_READCONDUCTANCEREQUEST']._serialized_start=1086
-  _globals['_READCONDUCTANCEREQUEST']._serialized_end=1162
-  _globals['_READCONDUCTANCERESPONSE']._serialized_start=1164
-  _globals['_READCONDUCTANCERESPONSE']._serialized_end=1276
-  _globals['_MVMREQUEST']._serialized_start=1278
-  _globals['_MVMREQUEST']._serialized_end=1344
-  _globals['_MVMRESPONSE']._serialized_start=1346
-  _globals['_MVMRESPONSE']._serialized_end=1469
-  _globals['_TRANSPOSEMVMREQUEST']._serialized_start=1471
-  _globals['_TRANSPOSEMVMREQUEST']._serialized_end=1546
-  _globals['_TRANSPOSEMVMRESPONSE']._serialized_start=1549
-  _globals['_TRANSPOSEMVMRESPONSE']._serialized_end=1681
-  _globals['_PERTURBREQUEST']._serialized_start=1684
-  _globals['_PERTURBREQUEST']._serialized_end=1843
-  _globals['_PERTURBRESPONSE']._serialized_start=1845
-  _globals['_PERTURBRESPONSE']._serialized_end=1951
-  _globals['_BOARDSERVICE']._serialized_start=2187
-  _globals['_BOARDSERVICE']._serialized_end=2675
+  _globals['_BOARDSTATS']._serialized_start=667
+  _globals['_BOARDSTATS']._serialized_end=811
+  _globals['_PROGRAMREQUEST']._serialized_start=813
+  _globals['_PROGRAMREQUEST']._serialized_end=927
+  _globals['_PROGRAMRESPONSE']._serialized_start=930
+  _globals['_PROGRAMRESPONSE']._serialized_end=1154
+  _globals['_READCONDUCTANCEREQUEST']._serialized_start=1156
+  _globals['_READCONDUCTANCEREQUEST']._serialized_end=1232
+  _globals['_READCONDUCTANCERESPONSE']._serialized_start=1234
+  _globals['_READCONDUCTANCERESPONSE']._serialized_end=1346
+  _globals['_MVMREQUEST']._serialized_start=1348
+  _globals['_MVMREQUEST']._serialized_end=1414
+  _globals['_MVMRESPONSE']._serialized_start=1416
+  _globals['_MVMRESPONSE']._serialized_end=1539
+  _globals['_TRANSPOSEMVMREQUEST']._serialized_start=1541
+  _globals['_TRANSPOSEMVMREQUEST']._serialized_end=1616
+  _globals['_TRANSPOSEMVMRESPONSE']._serialized_start=1619
+  _globals['_TRANSPOSEMVMRESPONSE']._serialized_end=1751
+  _globals['_PERTURBREQUEST']._serialized_start=1754
+  _globals['_PERTURBREQUEST']._serialized_end=1913
+  _globals['_PERTURBRESPONSE']._serialized_start=1916
+  _globals['_PERTURBRESPONSE']._serialized_end=2049
+  _globals['_READWRITECOUNTSREQUEST']._serialized_start=2051
+  _globals['_READWRITECOUNTSREQUEST']._serialized_end=2127
+  _globals['_READWRITECOUNTSRESPONSE']._serialized_start=2129
+  _globals['_READWRITECOUNTSRESPONSE']._serialized_end=2214
+  _globals['_CALIBRATEREQUEST']._serialized_start=2216
+  _globals['_CALIBRATEREQUEST']._serialized_end=2248
+  _globals['_CALIBRATERESPONSE']._serialized_start=2250
+  _globals['_CALIBRATERESPONSE']._serialized_end=2326
+  _globals['_ADVANCECLOCKREQUEST']._serialized_start=2328
+  _globals['_ADVANCECLOCKREQUEST']._serialized_end=2366
+  _globals['_ADVANCECLOCKRESPONSE']._serialized_start=2368
+  _globals['_ADVANCECLOCKRESPONSE']._serialized_end=2407
+  _globals['_BOARDSERVICE']._serialized_start=2661
+  _globals['_BOARDSERVICE']._serialized_end=3410
 # @@protoc_insertion_point(module_scope)

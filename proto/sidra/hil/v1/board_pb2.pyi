@@ -16,6 +16,7 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DTYPE_UINT8: _ClassVar[DType]
     DTYPE_INT16: _ClassVar[DType]
     DTYPE_INT32: _ClassVar[DType]
+    DTYPE_UINT32: _ClassVar[DType]
 
 class PerturbMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -29,6 +30,7 @@ DTYPE_INT8: DType
 DTYPE_UINT8: DType
 DTYPE_INT16: DType
 DTYPE_INT32: DType
+DTYPE_UINT32: DType
 PERTURB_MODE_UNSPECIFIED: PerturbMode
 PERTURB_MODE_APPLY: PerturbMode
 PERTURB_MODE_RESTORE: PerturbMode
@@ -108,14 +110,18 @@ class BoardInfo(_message.Message):
     def __init__(self, model: _Optional[str] = ..., serial_number: _Optional[str] = ..., firmware_version: _Optional[str] = ..., tile_count: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., g_min_us: _Optional[float] = ..., g_max_us: _Optional[float] = ..., dac_bits: _Optional[int] = ..., adc_bits: _Optional[int] = ..., read_voltage_max_v: _Optional[float] = ..., emulated: _Optional[bool] = ..., emulator_preset: _Optional[str] = ..., profile_json: _Optional[str] = ...) -> None: ...
 
 class BoardStats(_message.Message):
-    __slots__ = ("total_cost", "mvm_passes", "cell_writes")
+    __slots__ = ("total_cost", "mvm_passes", "cell_writes", "clock_s", "max_cell_writes")
     TOTAL_COST_FIELD_NUMBER: _ClassVar[int]
     MVM_PASSES_FIELD_NUMBER: _ClassVar[int]
     CELL_WRITES_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_CELL_WRITES_FIELD_NUMBER: _ClassVar[int]
     total_cost: OperationCost
     mvm_passes: int
     cell_writes: int
-    def __init__(self, total_cost: _Optional[_Union[OperationCost, _Mapping]] = ..., mvm_passes: _Optional[int] = ..., cell_writes: _Optional[int] = ...) -> None: ...
+    clock_s: float
+    max_cell_writes: int
+    def __init__(self, total_cost: _Optional[_Union[OperationCost, _Mapping]] = ..., mvm_passes: _Optional[int] = ..., cell_writes: _Optional[int] = ..., clock_s: _Optional[float] = ..., max_cell_writes: _Optional[int] = ...) -> None: ...
 
 class ProgramRequest(_message.Message):
     __slots__ = ("tile", "row_offset", "col_offset", "conductances")
@@ -130,7 +136,7 @@ class ProgramRequest(_message.Message):
     def __init__(self, tile: _Optional[int] = ..., row_offset: _Optional[int] = ..., col_offset: _Optional[int] = ..., conductances: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class ProgramResponse(_message.Message):
-    __slots__ = ("cells_written", "verify_iterations", "pulses", "rms_error_us", "max_error_us", "unconverged_cells", "cost")
+    __slots__ = ("cells_written", "verify_iterations", "pulses", "rms_error_us", "max_error_us", "unconverged_cells", "cost", "cells_over_budget")
     CELLS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     VERIFY_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     PULSES_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +144,7 @@ class ProgramResponse(_message.Message):
     MAX_ERROR_US_FIELD_NUMBER: _ClassVar[int]
     UNCONVERGED_CELLS_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    CELLS_OVER_BUDGET_FIELD_NUMBER: _ClassVar[int]
     cells_written: int
     verify_iterations: int
     pulses: int
@@ -145,7 +152,8 @@ class ProgramResponse(_message.Message):
     max_error_us: float
     unconverged_cells: int
     cost: OperationCost
-    def __init__(self, cells_written: _Optional[int] = ..., verify_iterations: _Optional[int] = ..., pulses: _Optional[int] = ..., rms_error_us: _Optional[float] = ..., max_error_us: _Optional[float] = ..., unconverged_cells: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+    cells_over_budget: int
+    def __init__(self, cells_written: _Optional[int] = ..., verify_iterations: _Optional[int] = ..., pulses: _Optional[int] = ..., rms_error_us: _Optional[float] = ..., max_error_us: _Optional[float] = ..., unconverged_cells: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ..., cells_over_budget: _Optional[int] = ...) -> None: ...
 
 class ReadConductanceRequest(_message.Message):
     __slots__ = ("tile", "region")
@@ -216,11 +224,55 @@ class PerturbRequest(_message.Message):
     def __init__(self, tile: _Optional[int] = ..., mode: _Optional[_Union[PerturbMode, str]] = ..., seed: _Optional[int] = ..., amplitude_us: _Optional[float] = ..., sign: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
 
 class PerturbResponse(_message.Message):
-    __slots__ = ("cells_written", "clipped_cells", "cost")
+    __slots__ = ("cells_written", "clipped_cells", "cost", "cells_over_budget")
     CELLS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     CLIPPED_CELLS_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    CELLS_OVER_BUDGET_FIELD_NUMBER: _ClassVar[int]
     cells_written: int
     clipped_cells: int
     cost: OperationCost
-    def __init__(self, cells_written: _Optional[int] = ..., clipped_cells: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+    cells_over_budget: int
+    def __init__(self, cells_written: _Optional[int] = ..., clipped_cells: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ..., cells_over_budget: _Optional[int] = ...) -> None: ...
+
+class ReadWriteCountsRequest(_message.Message):
+    __slots__ = ("tile", "region")
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    region: Region
+    def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
+
+class ReadWriteCountsResponse(_message.Message):
+    __slots__ = ("counts", "write_budget")
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    counts: Tensor
+    write_budget: int
+    def __init__(self, counts: _Optional[_Union[Tensor, _Mapping]] = ..., write_budget: _Optional[int] = ...) -> None: ...
+
+class CalibrateRequest(_message.Message):
+    __slots__ = ("tile",)
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    def __init__(self, tile: _Optional[int] = ...) -> None: ...
+
+class CalibrateResponse(_message.Message):
+    __slots__ = ("gain", "cost")
+    GAIN_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    gain: float
+    cost: OperationCost
+    def __init__(self, gain: _Optional[float] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+
+class AdvanceClockRequest(_message.Message):
+    __slots__ = ("seconds",)
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    seconds: float
+    def __init__(self, seconds: _Optional[float] = ...) -> None: ...
+
+class AdvanceClockResponse(_message.Message):
+    __slots__ = ("clock_s",)
+    CLOCK_S_FIELD_NUMBER: _ClassVar[int]
+    clock_s: float
+    def __init__(self, clock_s: _Optional[float] = ...) -> None: ...

@@ -65,6 +65,21 @@ class BoardServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbResponse.FromString,
                 _registered_method=True)
+        self.ReadWriteCounts = channel.unary_unary(
+                '/sidra.hil.v1.BoardService/ReadWriteCounts',
+                request_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.ReadWriteCountsRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.ReadWriteCountsResponse.FromString,
+                _registered_method=True)
+        self.Calibrate = channel.unary_unary(
+                '/sidra.hil.v1.BoardService/Calibrate',
+                request_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.CalibrateRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.CalibrateResponse.FromString,
+                _registered_method=True)
+        self.AdvanceClock = channel.unary_unary(
+                '/sidra.hil.v1.BoardService/AdvanceClock',
+                request_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockResponse.FromString,
+                _registered_method=True)
 
 
 class BoardServiceServicer:
@@ -121,6 +136,30 @@ class BoardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadWriteCounts(self, request, context):
+        """Per-cell write counters (endurance) of a tile or a region of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Calibrate(self, request, context):
+        """Global drift compensation of one tile: the board measures a probe input
+        against the response of its programmed state and rescales the tile's
+        outputs from then on (the gain is returned).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdvanceClock(self, request, context):
+        """Advances the virtual clock of an emulated board, so drift and 1/f read
+        noise age deterministically. Hardware boards answer UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BoardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +192,21 @@ def add_BoardServiceServicer_to_server(servicer, server):
                     servicer.Perturb,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbResponse.SerializeToString,
+            ),
+            'ReadWriteCounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadWriteCounts,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.ReadWriteCountsRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.ReadWriteCountsResponse.SerializeToString,
+            ),
+            'Calibrate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Calibrate,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.CalibrateRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.CalibrateResponse.SerializeToString,
+            ),
+            'AdvanceClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdvanceClock,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +372,87 @@ class BoardService:
             '/sidra.hil.v1.BoardService/Perturb',
             sidra_dot_hil_dot_v1_dot_board__pb2.PerturbRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_board__pb2.PerturbResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadWriteCounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.BoardService/ReadWriteCounts',
+            sidra_dot_hil_dot_v1_dot_board__pb2.ReadWriteCountsRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_board__pb2.ReadWriteCountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Calibrate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.BoardService/Calibrate',
+            sidra_dot_hil_dot_v1_dot_board__pb2.CalibrateRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_board__pb2.CalibrateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdvanceClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.BoardService/AdvanceClock',
+            sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockResponse.FromString,
             options,
             channel_credentials,
             insecure,
