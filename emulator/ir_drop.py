@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["effective_conductance"]
+__all__ = ["bitline_load", "effective_conductance", "wordline_load"]
 
 Array = npt.NDArray[np.float32]
 
 
-def _wordline_load(g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def wordline_load(g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """A[i, j] = Σ_{m<j} G[i, m]·(m + 1) + (j + 1)·Σ_{m≥j} G[i, m]."""
     cols = g.shape[1]
     weights = np.arange(1, cols + 1, dtype=np.float64)
@@ -32,7 +32,7 @@ def _wordline_load(g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return load
 
 
-def _bitline_load(g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def bitline_load(g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """B[i, j] = Σ_{n>i} G[n, j]·(R − n) + (R − i)·Σ_{n≤i} G[n, j]."""
     rows = g.shape[0]
     weights = (rows - np.arange(rows, dtype=np.float64))[:, None]  # R − n
@@ -47,5 +47,5 @@ def effective_conductance(g: Array, wordline_ohm: float, bitline_ohm: float) -> 
     if wordline_ohm == 0.0 and bitline_ohm == 0.0:
         return g
     g64 = g.astype(np.float64)
-    loss = 1e-6 * (wordline_ohm * _wordline_load(g64) + bitline_ohm * _bitline_load(g64))
+    loss = 1e-6 * (wordline_ohm * wordline_load(g64) + bitline_ohm * bitline_load(g64))
     return (g64 * (1.0 - loss)).astype(np.float32)

@@ -21,9 +21,9 @@ import numpy.typing as npt
 from sidra.drivers.rademacher import rademacher
 from sidra.drivers.types import Region
 from sidra.emulator import drift
-from sidra.emulator.config import BoardProfile, ConductanceNoiseModel, DriftModel
+from sidra.emulator.config import BoardProfile, ConductanceNoiseModel
 from sidra.emulator.gaussian import gaussian
-from sidra.emulator.ir_drop import effective_conductance
+from sidra.emulator.kernel import PassKernel
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -45,20 +45,6 @@ class PassResult:
 
     currents: FloatArray
     saturated: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Kernel:
-    """State-dependent part of a pass, recomputed only when state or clock change."""
-
-    measured: FloatArray
-    """Conductances a read sees: drift, gain variation and stuck cells applied (µS)."""
-    matrix: FloatArray
-    """IR-dropped effective conductances × DAC step / output unit."""
-    cell_sigma_us: FloatArray | None
-    """Per-cell read-noise std (PCM flicker), µS, or None for state-independent noise."""
-    cell_variance: FloatArray | None
-    """cell_sigma_us² × (DAC step / output unit)², ready for V² @ σ²."""
 
 
 def _levels(bits: int) -> int:
@@ -92,55 +78,22 @@ class CrossbarTile:
             u < var.stuck_at_min_fraction + var.stuck_at_max_fraction
         )
         self.compensation = 1.0
-        self._kernel_key: tuple[int, float] | None = None
-        self._kernel: _Kernel | None = None
-        self._version = 0
 
         dac, adc = profile.converters.dac_bits, profile.converters.adc_bits
         self.dac_step_v = profile.read_voltage_max_v / _levels(dac) if dac else 0.0
         self.adc_levels = _levels(adc) if adc else 0
         self.adc_lsb_ua = profile.converters.adc_full_scale_ua / self.adc_levels if adc else 0.0
+        self._kernel = PassKernel(self, (self.dac_step_v or 1.0) / (self.adc_lsb_ua or 1.0))
+
+    @property
+    def profile(self) -> BoardProfile:
+        return self._p
 
     # -- state-dependent kernel -----------------------------------------------
 
-    def _touch(self) -> None:
-        self._version += 1
-
-    def kernel(self, now_s: float) -> _Kernel:
-        key = (self._version, now_s)
-        if self._kernel is None or self._kernel_key != key:
-            self._kernel = self._build_kernel(now_s)
-            self._kernel_key = key
-        return self._kernel
-
-    def _age_s(self, now_s: float) -> npt.NDArray[np.float32]:
-        return (now_s - self.written_at_s).astype(np.float32)
-
-    def _build_kernel(self, now_s: float) -> _Kernel:
-        p = self._p
-        g = self.g
-        if p.drift.model is not DriftModel.NONE:
-            g = g * drift.drift_factor(self.nu, self._age_s(now_s), p.drift.t0_s)
-        measured = (g * self.gain).astype(np.float32)
-        measured[self.stuck_min] = p.conductance.g_min_us
-        measured[self.stuck_max] = p.conductance.g_max_us
-        scale = (self.dac_step_v or 1.0) / (self.adc_lsb_ua or 1.0)
-        ir = p.ir_drop
-        g_eff = effective_conductance(measured, ir.wordline_segment_ohm, ir.bitline_segment_ohm)
-        sigma = None
-        if p.read_noise.conductance_model is ConductanceNoiseModel.PCM_FLICKER:
-            t_read, t0 = p.read_noise.t_read_s, p.drift.t0_s
-            time_term = np.log((self._age_s(now_s) + t0 + t_read) / (2.0 * t_read))
-            q = drift.pcm_flicker_q(measured, p.conductance.g_max_us)
-            sigma = (p.read_noise.flicker_scale * measured * q * np.sqrt(time_term)).astype(
-                np.float32
-            )
-        return _Kernel(
-            measured=measured,
-            matrix=(g_eff * np.float32(scale)).astype(np.float32),
-            cell_sigma_us=sigma,
-            cell_variance=None if sigma is None else ((sigma * np.float32(scale)) ** 2),
-        )
+    def kernel(self, now_s: float) -> PassKernel:
+        """The pass kernel, brought up to date with the state and the clock."""
+        return self._kernel.refresh(now_s)
 
     # -- analog reads -------------------------------------------------------
 
@@ -257,7 +210,7 @@ class CrossbarTile:
         self.nu[sl] = np.where(written, drift.draw_nu(self._p, g, self._rng), self.nu[sl])
         self.written_at_s[sl] = np.where(written, now_s, self.written_at_s[sl])
         self.writes[sl] += pulses.astype(np.uint32)
-        self._touch()
+        self._kernel.mark_dirty(region)
         residual = np.where(stuck, stuck_value, g) - targets
         return WriteVerifyOutcome(
             iterations=iterations,
@@ -302,7 +255,7 @@ class CrossbarTile:
         self.g[region.slices] = g
         self.written_at_s[region.slices] = now_s
         self.writes[region.slices] += 1
-        self._touch()
+        self._kernel.mark_dirty(region)
 
     # -- drift compensation ---------------------------------------------------
 

@@ -26,8 +26,9 @@ __all__ = ["run_demo"]
 
 CHECK_TILE = 1
 TRAIN_TILE = 0
-MVM_TOLERANCE = 0.05
-"""Largest relative RMS deviation from numpy accepted by the MVM check."""
+MVM_TOLERANCE = 0.10
+"""Largest relative RMS deviation from numpy accepted by the MVM check: the
+default preset's read noise alone is about 5 % of a typical output."""
 
 
 def run_demo(board_url: str, steps: int, seed: int, console: Console | None = None) -> int:
@@ -91,7 +92,7 @@ def _check_mvm(console: Console, board: RemoteBoard, seed: int) -> bool:
         )
     # A region programmed away from the window edges, so no perturbed cell clips.
     region = Region(0, 0, 32, 32)
-    amplitude = 0.1 * (info.g_max_us - info.g_min_us)
+    amplitude = 0.15 * (info.g_max_us - info.g_min_us)
     mid = rng.uniform(info.g_min_us + 2 * amplitude, info.g_max_us - 2 * amplitude, region.shape)
     board.program(CHECK_TILE, mid.astype(np.float32))
     before = board.read_conductance(CHECK_TILE, region).conductances
