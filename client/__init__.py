@@ -7,6 +7,7 @@
 The exception tree is shared with the drivers (``sidra.drivers.errors``).
 """
 
+from sidra.client.accounting import CostLedger
 from sidra.client.board import DEFAULT_TIMEOUT_S, RemoteBoard, connect
 from sidra.client.gradients import numerical_gradient, numerical_jacobian
 from sidra.drivers.errors import (
@@ -27,6 +28,7 @@ __all__ = [
     "BoardFault",
     "BoardReset",
     "BoardUnavailable",
+    "CostLedger",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from sidra.client.accounting import CostLedger
 from sidra.drivers import Board, Region
 
 __all__ = ["AnalogLinear"]
@@ -48,6 +49,8 @@ class AnalogLinear:
         self.volts_per_unit = info.read_voltage_max_v / input_clip
         self._rows = info.rows
         self.mvm_calls = 0
+        self.ledger = CostLedger.for_board(board)
+        """Modeled cost of every board operation this layer issued."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -61,7 +64,7 @@ class AnalogLinear:
 
     def program(self, weights: npt.ArrayLike) -> None:
         """Write-verify ``weights`` into the tile region."""
-        self.board.program(self.tile, self.conductances(weights))
+        self.ledger.add(self.board.program(self.tile, self.conductances(weights)).cost)
 
     def voltages(self, x: npt.ArrayLike) -> Array:
         """Row voltages [batch, tile rows] for inputs x [batch, inputs]; bias row at +1."""
@@ -75,16 +78,19 @@ class AnalogLinear:
     def forward(self, x: npt.ArrayLike) -> Array:
         """Outputs [batch, outputs] of the layer as the board computes them."""
         v = self.voltages(x)
-        currents = self.board.mvm(self.tile, v).currents[:, : self.outputs]
+        result = self.board.mvm(self.tile, v)
+        self.ledger.add(result.cost)
         self.mvm_calls += 1
+        currents = result.currents[:, : self.outputs]
         offset = self.g_ref_us * v.sum(axis=1, keepdims=True)
         outputs: Array = (currents - offset) / np.float32(self.scale_us * self.volts_per_unit)
         return outputs.astype(np.float32, copy=False)
 
     def perturb(self, seed: int, c: float, sign: int) -> None:
         """Weights on the board become W_prog + sign·c·Δ(seed) (c in weight units)."""
-        self.board.perturb(self.tile, seed, c * self.scale_us, sign, self.region)
+        report = self.board.perturb(self.tile, seed, c * self.scale_us, sign, self.region)
+        self.ledger.add(report.cost)
 
     def restore(self) -> None:
         """Remove any perturbation: the board holds the programmed weights again."""
-        self.board.restore(self.tile, self.region)
+        self.ledger.add(self.board.restore(self.tile, self.region).cost)

@@ -61,6 +61,7 @@ class BoardSoftmaxObjective:
         for sign in (1, -1):
             self.layer.perturb(seed, c, sign)
             losses.append(cross_entropy(self.layer.forward(xb), yb))
+            self.layer.ledger.charge_host_loss()
         return losses[0], losses[1]
 
 
@@ -73,6 +74,9 @@ class SPSATrainingResult:
     loss_evaluations: int
     mvm_calls: int
     programs: int
+    modeled_time_ns: float
+    """Modeled hardware time of the whole run: board operations plus host losses."""
+    modeled_energy_nj: float
     loss_history: list[float] = field(default_factory=list)
 
 
@@ -126,13 +130,17 @@ def train_softmax_spsa(
         callback=record,
     )
     objective.sync(result.x)
+    test_accuracy = evaluate_accuracy(layer, data.x_test, data.y_test)
+    train_accuracy = evaluate_accuracy(layer, data.x_train, data.y_train)
     return SPSATrainingResult(
         weights=result.x,
-        test_accuracy=evaluate_accuracy(layer, data.x_test, data.y_test),
-        train_accuracy=evaluate_accuracy(layer, data.x_train, data.y_train),
+        test_accuracy=test_accuracy,
+        train_accuracy=train_accuracy,
         steps=result.nit,
         loss_evaluations=result.nfev,
         mvm_calls=layer.mvm_calls,
         programs=objective.programs,
+        modeled_time_ns=layer.ledger.total.time_ns,
+        modeled_energy_nj=layer.ledger.total.energy_nj,
         loss_history=losses,
     )
