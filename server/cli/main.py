@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from sidra.drivers import SidraError, open_board
 from sidra.server.app import create_server
+from sidra.server.cli.bench import bench_app
 from sidra.server.settings import ServerSettings
 
 app = typer.Typer(
@@ -93,6 +94,9 @@ def demo(
     from sidra.server.cli.demo import run_demo
 
     raise typer.Exit(run_demo(board_url=board, steps=steps, seed=seed))
+
+
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:
