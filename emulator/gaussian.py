@@ -38,5 +38,6 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> npt.NDArray[np
     n = int(np.prod(shape, dtype=np.int64))
     words = rng.bit_generator.random_raw(-(-n // 4))
     index = np.asarray(words, dtype="<u8").view("<u2")[:n]
-    samples: npt.NDArray[np.float32] = quantile_table()[index]
+    # take(mode="clip") skips the bounds checks of fancy indexing: half the time.
+    samples: npt.NDArray[np.float32] = np.take(quantile_table(), index, mode="clip")
     return samples.reshape(shape)

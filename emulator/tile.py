@@ -13,6 +13,7 @@ read noise and ADC rounding/saturation.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,15 @@ class PassResult:
     saturated: int
 
 
+PARALLEL_MIN_BATCH = 128
+"""Batches at least this large finish their passes on two threads."""
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sidra-pass")
+
+
+def _rows(std: FloatArray | None, rows: slice) -> FloatArray | None:
+    return None if std is None else std[rows]
+
+
 def _levels(bits: int) -> int:
     """Codes per polarity of a signed converter."""
     return (1 << (bits - 1)) - 1 if bits > 1 else 1
@@ -58,6 +68,7 @@ class CrossbarTile:
     def __init__(self, profile: BoardProfile, rng: np.random.Generator) -> None:
         self._p = profile
         self._rng = rng
+        self._noise_rngs = rng.spawn(2)
         shape = (profile.geometry.rows, profile.geometry.cols)
         lo = profile.conductance.g_min_us
         # A fresh tile sits in its high-resistance state, "programmed" there at t = 0.
@@ -117,22 +128,41 @@ class CrossbarTile:
             x = voltages * np.float32(1.0 / self.dac_step_v)
             np.rint(x, out=x)
         y: FloatArray = x @ matrix  # in ADC LSBs when there is an ADC, else µA
-        self._add_read_noise(y, x, cell_variance)
+        std = self._noise_std(x, cell_variance)
+        # The per-output work (noise, ADC) runs on two halves of the batch, each
+        # with its own random stream: in parallel for large batches, inline for
+        # small ones, with identical results either way.
+        half = len(y) // 2
+        chunks = [(slice(0, half), self._noise_rngs[0]), (slice(half, None), self._noise_rngs[1])]
+        if len(y) >= PARALLEL_MIN_BATCH:
+            saturated = sum(
+                _POOL.map(lambda c: self._finish(y[c[0]], _rows(std, c[0]), c[1]), chunks)
+            )
+        else:
+            saturated = sum(self._finish(y[sl], _rows(std, sl), rng) for sl, rng in chunks)
+        return PassResult(y, saturated)
+
+    def _finish(self, y: FloatArray, std: FloatArray | None, rng: np.random.Generator) -> int:
+        """Read noise, ADC and unit conversion of a block of outputs, in place."""
+        if std is not None and len(y):
+            noise = gaussian(rng, y.shape)
+            noise *= std
+            y += noise
         saturated = 0
-        if self.adc_levels:
+        if self.adc_levels and len(y):
             np.rint(y, out=y)
             top = float(self.adc_levels)
-            saturated = int(np.count_nonzero(y > top)) + int(np.count_nonzero(y < -top))
-            np.clip(y, -top, top, out=y)
+            # Saturation is rare: two cheap reductions decide whether to count and clip.
+            if float(y.max()) > top or float(y.min()) < -top:
+                saturated = int(np.count_nonzero(y > top)) + int(np.count_nonzero(y < -top))
+                np.clip(y, -top, top, out=y)
         unit = (self.adc_lsb_ua or 1.0) * self.compensation
         if unit != 1.0:
             y *= np.float32(unit)
-        return PassResult(y, saturated)
+        return saturated
 
-    def _add_read_noise(
-        self, y: FloatArray, x: FloatArray, cell_variance: FloatArray | None
-    ) -> None:
-        """Adds output-referred and conductance-referred noise to ``y`` in place."""
+    def _noise_std(self, x: FloatArray, cell_variance: FloatArray | None) -> FloatArray | None:
+        """Std of the read noise of each output, [batch, 1] or [batch, outputs]; None if 0."""
         rn = self._p.read_noise
         out_unit = self.adc_lsb_ua or 1.0
         in_unit = self.dac_step_v or 1.0
@@ -140,19 +170,16 @@ class CrossbarTile:
         constant_g = rn.conductance_model is ConductanceNoiseModel.CONSTANT
         g_sigma = rn.sigma_g_fraction * self._p.conductance.g_max_us * in_unit / out_unit
         if out_var == 0.0 and (g_sigma == 0.0 or not constant_g) and cell_variance is None:
-            return
-        # Per-row variance (σ_out² + σ_g²·‖V‖²) and, for state-dependent noise,
-        # per-output variance (V² @ σ_ij²).
-        variance: FloatArray = np.full((1, 1), out_var, np.float32)
+            return None
+        # Per-row variance σ_out² + σ_g²·‖V‖² and, for state-dependent noise,
+        # per-output variance V² @ σ_ij².
+        variance: FloatArray = np.full((len(x), 1), out_var, np.float32)
         if constant_g and g_sigma > 0.0:
             norms: FloatArray = np.einsum("bi,bi->b", x, x)
-            variance = variance + np.float32(g_sigma**2) * norms[:, None]
+            variance += np.float32(g_sigma**2) * norms[:, None]
         if cell_variance is not None:
-            per_output = np.asarray((x * x) @ cell_variance, dtype=np.float32)
-            variance = variance + per_output
-        noise = gaussian(self._rng, y.shape)
-        noise *= np.sqrt(variance, dtype=np.float32)
-        y += noise
+            variance = variance + np.asarray((x * x) @ cell_variance, dtype=np.float32)
+        return np.sqrt(variance, dtype=np.float32)
 
     def read(self, region: Region, now_s: float) -> FloatArray:
         """Measured conductances of a region, one noisy read per cell (µS)."""
