@@ -75,13 +75,14 @@ class Converters(_Frozen):
 
     dac_bits: int = Field(0, ge=0, le=24)
     """Signed input resolution, bits; 0 = ideal. Inputs are rounded to
-    2^(bits−1) − 1 levels per polarity over ±read_voltage_max_v (aihwkit's
-    inp_res = 1/126 is 7 bits in this convention)."""
+    max(2^(bits−1) − 1, 1) levels per polarity over ±read_voltage_max_v
+    (aihwkit's inp_res = 1/126 is 7 bits in this convention)."""
     adc_bits: int = Field(0, ge=0, le=24)
     """Signed output resolution, bits; 0 = ideal (no quantisation, no clipping)."""
     adc_full_scale_ua: float = Field(100.0, gt=0.0)
-    """Output bound, µA: currents beyond ±adc_full_scale_ua saturate (and are
-    counted) when adc_bits > 0."""
+    """Output bound, µA, when adc_bits > 0: outputs are clipped to
+    ±adc_full_scale_ua and every output whose code reaches full scale is
+    counted as saturated."""
 
 
 class ConductanceNoiseModel(StrEnum):
@@ -91,12 +92,17 @@ class ConductanceNoiseModel(StrEnum):
     """Same σ for every cell: σ = sigma_g_fraction · g_max_us."""
     PCM_FLICKER = "pcm-flicker"
     """Accumulated 1/f noise of PCM (Nandakumar et al. 2019, aihwkit PCMLikeNoiseModel):
-    σ = G·Q_s·sqrt(ln((t + t0 + t_read)/(2·t_read))), Q_s = min(0.0088/x^0.65, 0.2),
-    x = G/g_max, t = time since programming."""
+    σ = G·Q_s·sqrt(ln((t + t0 + t_read)/(2·t_read))), Q_s = min(0.0088/max(x^0.65,
+    10⁻³), 0.2), x = G/g_max, t = time since the cell was last written (any write
+    resets it), t0 = drift.t0_s."""
 
 
 class ReadNoise(_Frozen):
-    """Fresh Gaussian noise on every analog pass (MVM, TransposeMVM, conductance read)."""
+    """Fresh Gaussian noise on every analog pass.
+
+    MVM and TransposeMVM see both forms; ReadConductance sees the
+    conductance-referred form only (it reads cells, not column sums).
+    """
 
     output_noise_ua: float = Field(0.0, ge=0.0)
     """Output-referred noise: std of Gaussian noise added to each output current, µA
@@ -154,7 +160,11 @@ class DriftModel(StrEnum):
 
 
 class Drift(_Frozen):
-    """Conductance decay G(t) = G_prog·((t + t0)/t0)^(−ν) on the board's virtual clock."""
+    """Conductance decay G(t) = G_w·((t + t0)/t0)^(−ν) on the board's virtual clock.
+
+    G_w is the conductance a write left in the cell and t the time since that
+    write (Program, Perturb and RESTORE all write, so each resets t to 0).
+    """
 
     model: DriftModel = DriftModel.NONE
     """How ν is drawn per cell at programming time."""
@@ -163,16 +173,17 @@ class Drift(_Frozen):
     nu_std: float = Field(0.0, ge=0.0, le=1.0)
     """Device-to-device std of ν in the CONSTANT model."""
     t0_s: float = Field(20.0, gt=0.0)
-    """Reference time after programming at which G = G_prog, s."""
+    """Time scale of the decay, s: G has fallen by the factor 2^(−ν) once t = t0."""
 
 
 class Variation(_Frozen):
     """Static device-to-device variation and defects, drawn once per board from its seed."""
 
     gain_spread: float = Field(0.0, ge=0.0, le=1.0)
-    """Device-to-device relative std of each cell's conductance gain: a cell
-    programmed (and verified by its own read path) to G conducts G·(1 + s·ξ)
-    in MVMs. Dimensionless."""
+    """Device-to-device relative std of each cell's conductance gain: a cell the
+    write-verify loop leaves at G conducts G·(1 + s·ξ) in MVMs and reads (the
+    verify path does not see the mismatch, so Program's reported errors do not
+    include it). Dimensionless; drawn once per board, before the stuck map."""
     stuck_at_min_fraction: float = Field(0.0, ge=0.0, le=1.0)
     """Fraction of cells stuck at g_min_us (open / never-formed devices)."""
     stuck_at_max_fraction: float = Field(0.0, ge=0.0, le=1.0)
@@ -203,7 +214,7 @@ class EndurancePolicy(StrEnum):
     WARN = "warn"
     """Write anyway; the response counts the cells over budget."""
     REFUSE = "refuse"
-    """Refuse the whole request with OUT_OF_RANGE; the board is unchanged."""
+    """Refuse the request with OUT_OF_RANGE (board unchanged); see Endurance.policy."""
 
 
 class Endurance(_Frozen):
@@ -212,7 +223,10 @@ class Endurance(_Frozen):
     write_budget: int = Field(0, ge=0)
     """Writes a cell may take; 0 = unlimited."""
     policy: EndurancePolicy = EndurancePolicy.REFUSE
-    """Behaviour when a write would exceed write_budget."""
+    """Behaviour when a write would exceed write_budget. With REFUSE, Perturb
+    is refused if any cell of its region is at the budget, and Program if any
+    cell has no write left; otherwise Program caps each cell's pulses at what
+    the cell has left (cells cut short are reported unconverged)."""
 
 
 class Timing(_Frozen):
@@ -236,7 +250,8 @@ class BoardProfile(_Frozen):
     schema_version: int = Field(SCHEMA_VERSION, ge=1)
     """Version of this profile schema; newer versions than SCHEMA_VERSION are refused."""
     preset: str = "custom"
-    """Name of the preset this profile came from ("custom" when loaded from a file)."""
+    """Name reported as the emulator preset: the preset's name, or whatever a
+    profile file says ("custom" if it says nothing)."""
     model: str = "SIDRA-Y1"
     """Board model reported by GetBoardInfo."""
     firmware_version: str = "emulator-1"

@@ -16,19 +16,19 @@ __all__ = ["draw_nu", "drift_factor", "pcm_flicker_q"]
 Array = npt.NDArray[np.float32]
 
 
-def draw_nu(profile: BoardProfile, targets: Array, rng: np.random.Generator) -> Array:
-    """Drift exponents for freshly programmed cells with conductances ``targets`` (µS)."""
+def draw_nu(profile: BoardProfile, conductances: Array, rng: np.random.Generator) -> Array:
+    """Drift exponents for freshly programmed cells with ``conductances`` (µS)."""
     d = profile.drift
     if d.model is DriftModel.NONE:
-        return np.zeros_like(targets)
+        return np.zeros_like(conductances)
     if d.model is DriftModel.CONSTANT:
-        mean = np.full_like(targets, d.nu_mean)
-        std = np.full_like(targets, d.nu_std)
+        mean = np.full_like(conductances, d.nu_mean)
+        std = np.full_like(conductances, d.nu_std)
     else:
-        log_x = np.log(np.clip(targets / profile.conductance.g_max_us, 1e-6, None))
+        log_x = np.log(np.clip(conductances / profile.conductance.g_max_us, 1e-6, None))
         mean = np.clip(-0.0155 * log_x + 0.0244, 0.049, 0.1)
         std = np.clip(-0.0125 * log_x - 0.0059, 0.008, 0.045)
-    nu = np.abs(mean + std * rng.standard_normal(targets.shape, dtype=np.float32))
+    nu = np.abs(mean + std * rng.standard_normal(conductances.shape, dtype=np.float32))
     return nu.astype(np.float32)
 
 

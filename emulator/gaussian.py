@@ -3,8 +3,9 @@
 numpy's ziggurat costs about three times a 256×256×1024 float32 matmul, so
 read noise would dominate every MVM. Instead each sample is a lookup of a
 uniformly random 16-bit index into a table of the standard normal's
-quantiles at (k + ½)/65536: exactly Gaussian up to that resolution, with the
-tails truncated at ±4.17σ (a probability of 3·10⁻⁵ is moved inward). Random
+quantiles at (k + ½)/65536, rescaled to unit variance: Gaussian up to that
+resolution, with the tails truncated (the outermost entries sit at ±4.32σ
+after rescaling; the 3·10⁻⁵ of mass beyond lands on them). Random
 bits come from the tile's own generator, so results stay seeded and
 reproducible.
 """

@@ -152,9 +152,10 @@ class CrossbarTile:
         if self.adc_levels and len(y):
             np.rint(y, out=y)
             top = float(self.adc_levels)
-            # Saturation is rare: two cheap reductions decide whether to count and clip.
-            if float(y.max()) > top or float(y.min()) < -top:
-                saturated = int(np.count_nonzero(y > top)) + int(np.count_nonzero(y < -top))
+            # An output saturates when its code reaches full scale. That is rare:
+            # two cheap reductions decide whether to count and clip at all.
+            if float(y.max()) >= top or float(y.min()) <= -top:
+                saturated = int(np.count_nonzero(y >= top)) + int(np.count_nonzero(y <= -top))
                 np.clip(y, -top, top, out=y)
         unit = (self.adc_lsb_ua or 1.0) * self.compensation
         if unit != 1.0:
@@ -290,16 +291,30 @@ class CrossbarTile:
         """Global drift compensation; returns the new output gain.
 
         The reference is the noise-free response of the programmed state
-        (g_prog with the tile's defects, no drift) to a probe with every row at
-        half the read range; the measurement averages ``passes`` real passes
-        of the same probe. Outputs are scaled by reference / measurement from
-        now on (aihwkit GlobalDriftCompensationWithExactReference).
+        (g_prog with the tile's static defects, no drift) to a probe; the
+        measurement averages ``passes`` real passes of the same probe. Outputs are scaled by reference / measurement
+        from then on (aihwkit GlobalDriftCompensationWithExactReference). The
+        probe stays at or below half the read range and is sized so that no
+        output exceeds half the ADC's full scale, and it sits on a DAC level, so
+        only drift, read noise and IR drop separate measurement from reference.
+        Calibrate with no perturbation active.
         """
         p = self._p
-        probe = np.full((passes, p.geometry.rows), p.read_voltage_max_v / 2.0, np.float32)
         programmed = self.g_prog * self.gain
         programmed[self.stuck_min] = p.conductance.g_min_us
         programmed[self.stuck_max] = p.conductance.g_max_us
+        rows = p.geometry.rows
+        volts, driven = p.read_voltage_max_v / 2.0, rows
+        if self.adc_levels:
+            # Mean conductance per row of the fullest column bounds every output.
+            per_row_us = max(float(programmed.sum(axis=0).max()) / rows, 1e-12)
+            half_scale = 0.5 * p.converters.adc_full_scale_ua
+            driven = int(min(rows, max(1.0, half_scale / (volts * per_row_us))))
+            volts = min(volts, half_scale / (driven * per_row_us))
+        if self.dac_step_v:
+            volts = max(np.floor(volts / self.dac_step_v), 1.0) * self.dac_step_v
+        probe = np.zeros((passes, rows), np.float32)
+        probe[:, np.unique(np.linspace(0, rows - 1, driven).round().astype(int))] = volts
         reference = float(np.mean(np.abs(probe[:1] @ programmed)))
         self.compensation = 1.0
         measured = float(np.mean(np.abs(self.mvm(probe, now_s).currents)))
