@@ -292,12 +292,13 @@ class CrossbarTile:
 
         The reference is the noise-free response of the programmed state
         (g_prog with the tile's static defects, no drift) to a probe; the
-        measurement averages ``passes`` real passes of the same probe. Outputs are scaled by reference / measurement
-        from then on (aihwkit GlobalDriftCompensationWithExactReference). The
-        probe stays at or below half the read range and is sized so that no
-        output exceeds half the ADC's full scale, and it sits on a DAC level, so
-        only drift, read noise and IR drop separate measurement from reference.
-        Calibrate with no perturbation active.
+        measurement averages ``passes`` real passes of the same probe. Outputs
+        are scaled by reference / measurement from then on (aihwkit
+        GlobalDriftCompensationWithExactReference). The probe drives evenly
+        spread rows at one voltage (at most half the read range, on a DAC
+        level), few enough that no output should pass half the ADC's full
+        scale, so only drift, read noise and IR drop separate measurement from
+        reference. Calibrate with no perturbation active.
         """
         p = self._p
         programmed = self.g_prog * self.gain
