@@ -138,3 +138,142 @@ def test_same_seed_same_trajectory() -> None:
         ).x
 
     np.testing.assert_array_equal(run(), run())
+
+
+# -- ask/tell optimizer options ---------------------------------------------------
+
+from sidra.client.training import SPSA, SPSASettings, calibrate, run  # noqa: E402
+from sidra.client.training.spsa import Point, perturbation_matrix  # noqa: E402
+
+
+class CountingQuadratic:
+    """Evaluator over points; records every evaluation."""
+
+    def __init__(self, target: np.ndarray, noise: float = 0.0, seed: int = 0) -> None:
+        self.q = Quadratic(target, noise, seed)
+        self.evaluations = 0
+
+    def __call__(self, x: np.ndarray, points: list[Point]) -> list[float]:
+        self.evaluations += len(points)
+        return [self.q.loss(x + perturbation_matrix(p, x.shape)) for p in points]
+
+
+def settings(**overrides: object) -> SPSASettings:
+    base = {"learning_rate": constant(0.05), "perturbation": constant(0.1)}
+    return SPSASettings(**(base | overrides))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "per_step", "extra"),
+    [
+        ({}, 2, 0),
+        ({"resamplings": 3}, 6, 0),
+        ({"blocking": True}, 3, 1),  # Qiskit: 3·maxiter + 1
+        ({"second_order": True}, 4, 0),
+        ({"second_order": True, "blocking": True}, 5, 1),  # Qiskit 2-SPSA: 5·maxiter + 1
+    ],
+)
+def test_exact_evaluation_counts_per_option(options: dict, per_step: int, extra: int) -> None:
+    objective = CountingQuadratic(np.ones((2, 3)))
+    result = run(
+        SPSA(np.zeros((2, 3)), settings(**options), np.random.default_rng(0), 7), objective
+    )
+    assert objective.evaluations == result.nfev == per_step * 7 + extra
+
+
+def test_blocking_rejects_steps_that_raise_the_loss() -> None:
+    """With a huge learning rate every proposal overshoots; blocking keeps x0."""
+    objective = CountingQuadratic(np.ones((1, 4)))
+    opt = SPSA(
+        np.zeros((1, 4)),
+        settings(learning_rate=constant(50.0), blocking=True),
+        np.random.default_rng(1),
+        10,
+    )
+    result = run(opt, objective)
+    assert result.rejected == 10
+    np.testing.assert_array_equal(result.x, np.zeros((1, 4)))
+
+
+def test_trust_region_caps_the_step_norm() -> None:
+    seen = []
+    opt = SPSA(
+        np.zeros((3, 3)),
+        settings(learning_rate=constant(10.0), trust_radius=0.05),
+        np.random.default_rng(2),
+        5,
+    )
+    opt.callback = seen.append
+    run(opt, CountingQuadratic(np.full((3, 3), 5.0)))
+    assert all(s.step_norm <= 0.05 + 1e-6 for s in seen)
+    assert np.linalg.norm(opt.x) <= 5 * 0.05 + 1e-5
+
+
+def test_last_avg_returns_the_mean_of_the_last_iterates() -> None:
+    history = []
+    opt = SPSA(np.zeros((2, 2)), settings(last_avg=3), np.random.default_rng(3), 6)
+    opt.callback = lambda s: history.append(s.x.copy())
+    result = run(opt, CountingQuadratic(np.ones((2, 2))))
+    np.testing.assert_allclose(result.x, np.mean(history[-3:], axis=0), rtol=1e-6)
+
+
+def test_second_order_converges_faster_on_an_ill_conditioned_quadratic() -> None:
+    """Curvatures 1 and 100: the diagonal preconditioner equalises them."""
+    scales = np.array([[1.0, 100.0]], np.float32)
+
+    def evaluate(x: np.ndarray, points: list[Point]) -> list[float]:
+        return [
+            float(0.5 * np.sum(scales * (x + perturbation_matrix(p, x.shape) - 1.0) ** 2))
+            for p in points
+        ]
+
+    def final_error(second_order: bool, rate: float) -> float:
+        opt = SPSA(
+            np.zeros((1, 2)),
+            settings(
+                learning_rate=constant(rate), perturbation=constant(0.05), second_order=second_order
+            ),
+            np.random.default_rng(4),
+            300,
+        )
+        return float(np.abs(run(opt, evaluate).x - 1.0).max())
+
+    # First order must keep a·100 < 2 to stay stable, so the flat direction crawls.
+    assert final_error(True, 0.5) < 0.05 < final_error(False, 0.009)
+
+
+def test_checkpoint_and_resume_reproduce_the_uninterrupted_run() -> None:
+    def fresh() -> SPSA:
+        return SPSA(np.zeros((2, 3)), settings(resamplings=2), np.random.default_rng(5), 10)
+
+    whole = run(fresh(), CountingQuadratic(np.ones((2, 3))))
+    first = fresh()
+    first.steps = 4
+    run(first, CountingQuadratic(np.ones((2, 3))))
+    state = first.state_dict()
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    result = run(resumed, CountingQuadratic(np.ones((2, 3))))
+    np.testing.assert_array_equal(result.x, whole.x)
+    assert result.nfev == whole.nfev
+
+
+def test_calibration_follows_spall_rules_and_counts_its_evaluations() -> None:
+    objective = CountingQuadratic(np.ones((4, 4)), noise=0.3, seed=6)
+    cal = calibrate(
+        objective,
+        np.zeros((4, 4)),
+        steps=1000,
+        rng=np.random.default_rng(7),
+        target_step=0.02,
+        samples=25,
+        noise_samples=10,
+    )
+    assert cal.nfev == objective.evaluations == 10 + 50
+    assert cal.stability == pytest.approx(100.0)
+    assert cal.c == pytest.approx(cal.noise_std) and 0.2 < cal.noise_std < 0.4
+    # Rule 4: the first step moves a typical weight by the target. The SPSA
+    # component magnitude exceeds the true |g_i| = 1 (other components leak in).
+    first_rate = next(cal.schedules(1000)[0]())
+    assert first_rate * cal.mean_gradient == pytest.approx(0.02)
+    assert cal.mean_gradient > 1.0

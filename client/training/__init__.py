@@ -7,13 +7,32 @@ from sidra.client.training.board_spsa import (
     evaluate_accuracy,
     train_softmax_spsa,
 )
+from sidra.client.training.calibration import Calibration, calibrate, noise_level
 from sidra.client.training.datasets import BUNDLED, Dataset, load_dataset
 from sidra.client.training.schedules import constant, powerseries, spall_gains
 from sidra.client.training.softmax import accuracy, cross_entropy
-from sidra.client.training.spsa import PairEvaluator, SPSAResult, SPSAStep, minimize_spsa
+from sidra.client.training.spsa import (
+    SPSA,
+    Ask,
+    Evaluator,
+    PairEvaluator,
+    SPSAResult,
+    SPSASettings,
+    SPSAStep,
+    minimize_spsa,
+    run,
+)
 
 __all__ = [
     "BUNDLED",
+    "SPSA",
+    "Ask",
+    "Calibration",
+    "Evaluator",
+    "SPSASettings",
+    "calibrate",
+    "noise_level",
+    "run",
     "AnalogLinear",
     "BoardSoftmaxObjective",
     "Dataset",

@@ -114,7 +114,7 @@ def train_softmax_spsa(
     losses: list[float] = []
 
     def record(step: SPSAStep) -> None:
-        losses.append(0.5 * (step.loss_plus + step.loss_minus))
+        losses.append(step.loss)
         if on_step is not None:
             on_step(step)
 

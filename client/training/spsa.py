@@ -1,21 +1,25 @@
-"""Simultaneous-perturbation stochastic approximation (SPSA, Spall 1992).
+"""Simultaneous-perturbation stochastic approximation (SPSA, Spall 1992), ask/tell.
 
 Each step perturbs every parameter at once by ±c_k·Δ (Δ Rademacher, drawn
-from a seed with the board's own generator so Δ can be applied on the board
-without crossing the wire), measures the two losses and moves
+from a seed with the board's own generator, so Δ can be applied on the board
+without crossing the wire), measures the losses and moves
 
-    x ← clip(x − a_k · (L⁺ − L⁻)/(2c_k) · Δ)       (1/Δ = Δ for ±1 entries)
+    x ← clip(x − a_k · mean_r[(L⁺ − L⁻)/(2c_k)·Δ_r])       (1/Δ = Δ for ±1 entries)
 
-The loss pair comes from a :class:`PairEvaluator`; on hardware it perturbs
-the tile with the Perturb RPC, on the host it can be plain numpy. Every
-evaluation is counted.
+Options, as in Spall's papers and Qiskit's implementation: resamplings,
+blocking (reject a step that raises the loss by more than an allowed
+increase), a trust region, iterate averaging and a diagonal second-order
+(2-SPSA) preconditioner. The optimizer never evaluates anything itself: it
+asks for points (x plus a sum of seeded ±1 perturbations) and is told their
+losses, so the same code drives a host function, a board perturbed by the
+Perturb RPC, or host-held weights. Every requested evaluation is counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,9 +27,38 @@ import numpy.typing as npt
 from sidra.client.training.schedules import Schedule
 from sidra.drivers.rademacher import rademacher
 
-__all__ = ["PairEvaluator", "SPSAResult", "SPSAStep", "minimize_spsa"]
+__all__ = [
+    "Ask",
+    "Evaluator",
+    "PairEvaluator",
+    "Point",
+    "SPSA",
+    "SPSAResult",
+    "SPSASettings",
+    "SPSAStep",
+    "minimize_spsa",
+    "perturbation_matrix",
+    "run",
+]
 
 Array = npt.NDArray[np.float32]
+
+Point = tuple[tuple[int, float], ...]
+"""A point relative to x: terms (seed, coefficient) meaning x + Σ coefficient·Δ(seed)."""
+
+
+def perturbation_matrix(point: Point, shape: tuple[int, ...]) -> Array:
+    """Σ coefficient·Δ(seed) of ``point`` (zeros for the unperturbed point)."""
+    total = np.zeros(shape, np.float32)
+    for seed, coefficient in point:
+        total += np.float32(coefficient) * rademacher(seed, shape)
+    return total
+
+
+class Evaluator(Protocol):
+    """Losses at ``x`` plus each point's perturbation, all on one minibatch."""
+
+    def __call__(self, x: Array, points: Sequence[Point]) -> list[float]: ...
 
 
 class PairEvaluator(Protocol):
@@ -35,21 +68,51 @@ class PairEvaluator(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class SPSASettings:
+    """How SPSA steps. Gains are schedules (see ``schedules``)."""
+
+    learning_rate: Schedule
+    """a_k, k = 1, 2, ... (weight units per unit gradient)."""
+    perturbation: Schedule
+    """c_k, k = 1, 2, ... (weight units)."""
+    resamplings: int = 1
+    """Gradient estimates (fresh Δ each) averaged per step: 2 evaluations each."""
+    blocking: bool = False
+    """Reject a step whose loss exceeds the current one by more than allowed_increase
+    (+1 evaluation per step, +1 at the start)."""
+    allowed_increase: float = 0.0
+    """Loss increase blocking tolerates (nats); estimate it with ``noise_level``."""
+    trust_radius: float | None = None
+    """If set, updates are rescaled to this 2-norm at most (weight units)."""
+    last_avg: int = 1
+    """Return the mean of the last ``last_avg`` iterates (iterate averaging)."""
+    second_order: bool = False
+    """Diagonal 2-SPSA preconditioner: 4 evaluations per resampling instead of 2."""
+    regularization: float = 0.01
+    """Added to |H_ii| before dividing (2-SPSA)."""
+    hessian_delay: int = 0
+    """Steps that only accumulate the Hessian before it preconditions (2-SPSA)."""
+    bounds: tuple[float, float] | None = None
+    """Clip x to [low, high] after every update."""
+
+
+@dataclass(frozen=True, slots=True)
 class SPSAStep:
     """What the callback sees after each step."""
 
     step: int
     """1-based step number."""
     x: Array
-    """Parameters after the update."""
-    loss_plus: float
-    loss_minus: float
+    """Parameters after the step (unchanged if it was rejected)."""
+    loss: float
+    """Mean loss of the step's perturbed evaluations."""
     learning_rate: float
     perturbation: float
     step_norm: float
-    """‖x_k − x_(k−1)‖₂."""
+    """‖x_k − x_(k−1)‖₂ of the proposed update."""
+    accepted: bool
     nfev: int
-    """Loss evaluations so far."""
+    """Evaluations so far."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +121,234 @@ class SPSAResult:
     nit: int
     """Steps taken."""
     nfev: int
-    """Loss evaluations (2 × resamplings per step)."""
+    """Evaluations requested (calibration excluded unless passed in)."""
+    rejected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """Evaluate the loss at ``x`` + each point (one minibatch for all of them)."""
+
+    x: Array
+    points: tuple[Point, ...]
+
+
+@dataclass
+class _State:
+    x: Array
+    k: int = 0
+    nfev: int = 0
+    rejected: int = 0
+    fx: float | None = None
+    hessian: Array | None = None
+    history: list[Array] = field(default_factory=list)
+
+
+class SPSA:
+    """Ask/tell SPSA. ``ask()`` returns what to evaluate, ``tell(losses)`` consumes it."""
+
+    def __init__(
+        self,
+        x0: npt.ArrayLike,
+        settings: SPSASettings,
+        rng: np.random.Generator,
+        steps: int,
+    ) -> None:
+        if steps < 1 or settings.resamplings < 1 or settings.last_avg < 1:
+            raise ValueError(
+                f"steps ({steps}), resamplings ({settings.resamplings}) and last_avg "
+                f"({settings.last_avg}) must be >= 1"
+            )
+        self.settings = settings
+        self.steps = steps
+        self.rng = rng
+        self._s = _State(np.array(x0, dtype=np.float32))
+        self._rates = settings.learning_rate()
+        self._perts = settings.perturbation()
+        self._pending: tuple[str, Any] | None = None
+        self._queued: tuple[str, Any] | None = None
+        self.callback: Callable[[SPSAStep], bool | None] | None = None
+        self._stopped = False
+
+    # -- ask / tell -----------------------------------------------------------
+
+    @property
+    def x(self) -> Array:
+        return self._s.x
+
+    @property
+    def nfev(self) -> int:
+        return self._s.nfev
+
+    @property
+    def done(self) -> bool:
+        return self._queued is None and (self._stopped or self._s.k >= self.steps)
+
+    def ask(self) -> Ask:
+        if self._pending is not None:
+            raise RuntimeError("ask() called twice without tell()")
+        if self._queued is not None:  # blocking: the candidate's unperturbed loss
+            self._pending, self._queued = self._queued, None
+            return Ask(self._pending[1][0], ((),))
+        s = self._s
+        if self.settings.blocking and s.fx is None:
+            self._pending = ("initial", None)
+            return Ask(s.x, ((),))
+        a_k, c_k = next(self._rates), next(self._perts)
+        seeds = [int(v) for v in self.rng.integers(0, 2**63, size=self._seeds_per_step())]
+        points = self._gradient_points(seeds, c_k)
+        self._pending = ("gradient", (a_k, c_k, seeds))
+        return Ask(s.x, points)
+
+    def tell(self, losses: Sequence[float]) -> None:
+        if self._pending is None:
+            raise RuntimeError("tell() without ask()")
+        kind, data = self._pending
+        self._pending = None
+        self._s.nfev += len(losses)
+        if kind == "initial":
+            self._s.fx = float(losses[0])
+        elif kind == "gradient":
+            self._after_gradient(losses, *data)
+        else:
+            self._after_blocking(float(losses[0]), *data)
+
+    # -- internals ------------------------------------------------------------
+
+    def _seeds_per_step(self) -> int:
+        return self.settings.resamplings * (2 if self.settings.second_order else 1)
+
+    def _gradient_points(self, seeds: list[int], c: float) -> tuple[Point, ...]:
+        points: list[Point] = []
+        if not self.settings.second_order:
+            for seed in seeds:
+                points += [((seed, c),), ((seed, -c),)]
+            return tuple(points)
+        for d1, d2 in zip(seeds[::2], seeds[1::2], strict=True):
+            points += [
+                ((d1, c),),
+                ((d1, -c),),
+                ((d1, c), (d2, c)),
+                ((d1, -c), (d2, c)),
+            ]
+        return tuple(points)
+
+    def _after_gradient(
+        self, losses: Sequence[float], a_k: float, c_k: float, seeds: list[int]
+    ) -> None:
+        s, cfg = self._s, self.settings
+        shape = s.x.shape
+        gradient = np.zeros(shape, np.float32)
+        hessian = np.zeros(shape, np.float32)
+        per = 4 if cfg.second_order else 2
+        pairs = seeds[::2] if cfg.second_order else seeds
+        for r, seed in enumerate(pairs):
+            chunk = losses[per * r : per * (r + 1)]
+            delta = rademacher(seed, shape)
+            gradient += np.float32((chunk[0] - chunk[1]) / (2.0 * c_k)) * delta
+            if cfg.second_order:
+                delta2 = rademacher(seeds[2 * r + 1], shape)
+                curvature = ((chunk[2] - chunk[0]) - (chunk[3] - chunk[1])) / (2.0 * c_k**2)
+                hessian += np.float32(curvature) * delta * delta2
+        gradient /= np.float32(len(pairs))
+        update = gradient
+        if cfg.second_order:
+            update = self._precondition(gradient, hessian / np.float32(len(pairs)))
+        step = np.float32(a_k) * update
+        norm = float(np.linalg.norm(step))
+        if cfg.trust_radius is not None and norm > cfg.trust_radius:
+            step *= np.float32(cfg.trust_radius / norm)
+            norm = cfg.trust_radius
+        candidate = s.x - step
+        if cfg.bounds is not None:
+            np.clip(candidate, *cfg.bounds, out=candidate)
+        loss = float(np.mean(losses))
+        s.k += 1
+        if cfg.blocking:
+            self._queued = ("blocking", (candidate, a_k, c_k, norm, loss))
+            return
+        self._accept(candidate, a_k, c_k, norm, loss, True)
+
+    def _precondition(self, gradient: Array, hessian: Array) -> Array:
+        s, cfg = self._s, self.settings
+        # Running mean of the per-step diagonal estimates (Spall 2000, 2SPSA).
+        k = np.float32(s.k)
+        average = hessian if s.hessian is None else (k * s.hessian + hessian) / (k + 1)
+        s.hessian = np.asarray(average, dtype=np.float32)
+        if s.k < cfg.hessian_delay:
+            return gradient
+        scale = np.abs(s.hessian) + np.float32(cfg.regularization)
+        return np.asarray(gradient / scale, dtype=np.float32)
+
+    def _after_blocking(
+        self, f_candidate: float, candidate: Array, a_k: float, c_k: float, norm: float, loss: float
+    ) -> None:
+        s = self._s
+        assert s.fx is not None
+        accepted = f_candidate < s.fx + self.settings.allowed_increase
+        if accepted:
+            s.fx = f_candidate
+        else:
+            s.rejected += 1
+        self._accept(candidate if accepted else s.x, a_k, c_k, norm, loss, accepted)
+
+    def _accept(
+        self, x: Array, a_k: float, c_k: float, norm: float, loss: float, accepted: bool
+    ) -> None:
+        s = self._s
+        s.x = x
+        if accepted:
+            s.history.append(x)
+            del s.history[: -self.settings.last_avg]
+        if self.callback is not None:
+            report = SPSAStep(s.k, x, loss, a_k, c_k, norm, accepted, s.nfev)
+            if self.callback(report):
+                self._stopped = True
+
+    def result(self) -> SPSAResult:
+        s = self._s
+        x = np.mean(s.history, axis=0).astype(np.float32) if s.history else s.x
+        return SPSAResult(x, s.k, s.nfev, s.rejected)
+
+    # -- checkpoint / resume ---------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: arrays and the random generator state."""
+        if self._pending is not None or self._queued is not None:
+            raise RuntimeError("checkpoint between steps, not in the middle of one")
+        s = self._s
+        return {
+            "x": s.x.copy(),
+            "k": s.k,
+            "nfev": s.nfev,
+            "rejected": s.rejected,
+            "fx": s.fx,
+            "hessian": None if s.hessian is None else s.hessian.copy(),
+            "history": [h.copy() for h in s.history],
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`; schedules are fast-forwarded to step k."""
+        s = self._s
+        s.x = np.array(state["x"], dtype=np.float32)
+        s.k, s.nfev, s.rejected, s.fx = state["k"], state["nfev"], state["rejected"], state["fx"]
+        s.hessian = None if state["hessian"] is None else np.array(state["hessian"], np.float32)
+        s.history = [np.array(h, np.float32) for h in state["history"]]
+        self.rng.bit_generator.state = state["rng"]
+        self._rates = self.settings.learning_rate()
+        self._perts = self.settings.perturbation()
+        for _ in range(s.k):
+            next(self._rates)
+            next(self._perts)
+
+
+def run(optimizer: SPSA, evaluate: Evaluator) -> SPSAResult:
+    """Drives ``optimizer`` to completion with ``evaluate``."""
+    while not optimizer.done:
+        ask = optimizer.ask()
+        optimizer.tell(evaluate(ask.x, ask.points))
+    return optimizer.result()
 
 
 def minimize_spsa(
@@ -73,32 +363,20 @@ def minimize_spsa(
     bounds: tuple[float, float] | None = None,
     callback: Callable[[SPSAStep], bool | None] | None = None,
 ) -> SPSAResult:
-    """Runs ``steps`` SPSA steps from ``x0``; a callback returning True stops early.
+    """Plain SPSA over a pair evaluator; a callback returning True stops early."""
+    settings = SPSASettings(
+        learning_rate=learning_rate,
+        perturbation=perturbation,
+        resamplings=resamplings,
+        bounds=bounds,
+    )
+    optimizer = SPSA(x0, settings, rng, steps)
+    optimizer.callback = callback
 
-    Seeds of Δ come from ``rng``; ``resamplings`` gradient estimates (each a
-    fresh Δ) are averaged per step; ``bounds`` clip x after every update.
-    """
-    if steps < 1 or resamplings < 1:
-        raise ValueError(f"steps ({steps}) and resamplings ({resamplings}) must be >= 1")
-    x = np.array(x0, dtype=np.float32)
-    rates, perturbations = learning_rate(), perturbation()
-    nfev = 0
-    for k in range(1, steps + 1):
-        a_k, c_k = next(rates), next(perturbations)
-        gradient = np.zeros_like(x)
-        last = (0.0, 0.0)
-        for seed in rng.integers(0, 2**63, size=resamplings):
-            last = evaluate(x, int(seed), c_k)
-            nfev += 2
-            gradient += np.float32((last[0] - last[1]) / (2.0 * c_k)) * rademacher(
-                int(seed), x.shape
-            )
-        step = np.float32(a_k / resamplings) * gradient
-        x = x - step
-        if bounds is not None:
-            np.clip(x, bounds[0], bounds[1], out=x)
-        if callback is not None:
-            report = SPSAStep(k, x, last[0], last[1], a_k, c_k, float(np.linalg.norm(step)), nfev)
-            if callback(report):
-                return SPSAResult(x, k, nfev)
-    return SPSAResult(x, steps, nfev)
+    def evaluate_points(x: Array, points: Sequence[Point]) -> list[float]:
+        losses: list[float] = []
+        for ((seed, c),) in points[::2]:  # (+c, −c) pairs of one seed
+            losses += evaluate(x, seed, c)
+        return losses
+
+    return run(optimizer, evaluate_points)
