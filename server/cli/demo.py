@@ -131,7 +131,7 @@ def _train(console: Console, board: RemoteBoard, steps: int, seed: int) -> None:
         task = progress.add_task("training", total=steps, loss=float("nan"))
 
         def on_step(step: SPSAStep) -> None:
-            loss = 0.5 * (step.loss_plus + step.loss_minus)
+            loss = step.loss
             smoothed.append(loss if not smoothed else 0.98 * smoothed[-1] + 0.02 * loss)
             if step.step % 20 == 0 or step.step == steps:
                 progress.update(task, completed=step.step, loss=smoothed[-1])
