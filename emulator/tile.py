@@ -212,8 +212,10 @@ class CrossbarTile:
         pulses = np.zeros(region.shape, np.int64)
         iterations = 0
         for _ in range(cfg.max_iterations):
-            seen = np.where(stuck, stuck_value, g)  # verify reads the real device
-            active = (np.abs(targets - seen) > cfg.tolerance_us) | (iterations == 0)
+            # Verify first: a cell already within tolerance takes no pulse, so
+            # re-programming unchanged targets costs no endurance.
+            seen = np.where(stuck, stuck_value, g)
+            active = np.abs(targets - seen) > cfg.tolerance_us
             active &= pulses < pulse_budget
             if not active.any():
                 break
