@@ -7,7 +7,8 @@ import numpy as np
 from sidra.client import RemoteBoard
 from sidra.client.training import (
     AnalogLinear,
-    BoardSoftmaxObjective,
+    HostHeldEvaluator,
+    OnBoardEvaluator,
     load_dataset,
     train_softmax_spsa,
 )
@@ -44,30 +45,83 @@ def test_board_perturbation_is_weight_perturbation(remote: RemoteBoard) -> None:
     np.testing.assert_allclose(layer.forward(x), xb @ w, atol=1e-3)
 
 
-def test_objective_counts_and_programs_only_on_change(ideal_driver: BoardDriver) -> None:
+def test_on_board_evaluator_programs_only_on_change(ideal_driver: BoardDriver) -> None:
     data = load_dataset("digits")
     layer = AnalogLinear(ideal_driver, 0, data.features, data.classes)
-    objective = BoardSoftmaxObjective(
-        layer, data.x_train, data.y_train, 64, np.random.default_rng(0)
-    )
+    evaluator = OnBoardEvaluator(layer, data.x_train, data.y_train, 64, np.random.default_rng(0))
     w = np.zeros(layer.shape, np.float32)
-    objective(w, 1, 0.1)
-    objective(w, 2, 0.1)
-    assert objective.programs == 1
-    objective(w + 0.01, 3, 0.1)
-    assert objective.programs == 2
-    assert layer.mvm_calls == 6  # one forward per sign per evaluation pair
+    evaluator(w, [((1, 0.1),), ((1, -0.1),)])
+    evaluator(w, [((2, 0.1),), ((2, -0.1),)])
+    assert evaluator.programs == 1
+    evaluator(w + 0.01, [((3, 0.1),), ((3, -0.1),)])
+    assert evaluator.programs == 2
+    assert layer.mvm_calls == 6  # one forward per point
+    assert layer.ledger.loss_evaluations == 6
 
 
-def test_short_spsa_run_learns_digits_over_grpc(remote: RemoteBoard) -> None:
+def test_host_held_evaluator_matches_on_board_losses_on_ideal_board(
+    ideal_driver: BoardDriver,
+) -> None:
+    """Board pass of W_prog + digital remainder == the board holding W ± cΔ (ideal preset)."""
+    data = load_dataset("digits")
+    layer = AnalogLinear(ideal_driver, 0, data.features, data.classes)
+    host = HostHeldEvaluator(layer, data.x_train, data.y_train, 64, np.random.default_rng(0), 3)
+    board = OnBoardEvaluator(layer, data.x_train, data.y_train, 64, np.random.default_rng(0))
+    w0 = np.random.default_rng(1).uniform(-0.5, 0.5, layer.shape).astype(np.float32)
+    w1 = w0 + 0.05
+    host(w0, [()])  # programs w0
+    board.batches.draw()  # both evaluators now draw the same next minibatch
+    points = [((7, 0.2),), ((7, -0.2),), ()]
+    host_losses = host(w1, points)  # board still holds w0: remainder is digital
+    assert host.programs == 1
+    board_losses = board(w1, points)  # programs w1 and perturbs on the board
+    np.testing.assert_allclose(host_losses, board_losses, rtol=1e-4)
+
+
+def test_host_held_programs_every_k_updates(ideal_driver: BoardDriver) -> None:
+    data = load_dataset("digits")
+    layer = AnalogLinear(ideal_driver, 0, data.features, data.classes)
+    host = HostHeldEvaluator(layer, data.x_train, data.y_train, 16, np.random.default_rng(0), 5)
+    w = np.zeros(layer.shape, np.float32)
+    for k in range(12):
+        host(w + 0.01 * k, [((k, 0.1),), ((k, -0.1),)])
+    assert host.programs == 3  # at the start, after update 5 and after update 10
+    assert layer.mvm_calls == 12  # one shared pass per call
+
+
+def test_short_spsa_run_learns_digits_over_grpc(remote: RemoteBoard, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """300 SPSA steps over real gRPC lift digits well above chance (10 %)."""
     data = load_dataset("digits")
-    result = train_softmax_spsa(remote, data, steps=300, seed=0, a=0.5, c=0.2)
-    assert result.loss_evaluations == 600
-    # 600 training forwards + 1 test chunk (540) + 2 train chunks (1,257 in chunks of 1,024)
-    assert result.mvm_calls == 600 + 1 + 2
-    assert result.test_accuracy > 0.5
-    assert result.loss_history[-1] < result.loss_history[0]
+    record = train_softmax_spsa(remote, data, steps=300, seed=0, a=0.5, c=0.2, eval_every=100)
+    assert record.loss_evaluations == 600
+    # 600 training forwards + 3 checkpoint evaluations + final test (540 rows)
+    # + train accuracy (1,257 rows in chunks of 1,024).
+    assert record.mvm_calls == 600 + 3 + 1 + 2
+    assert record.test_accuracy > 0.5
+    assert [c.step for c in record.checkpoints] == [100, 200, 300]
+    assert np.mean(record.losses[-50:]) < np.mean(record.losses[:50])
+    assert record.device_writes > 0
+    folder = record.save(tmp_path / "run")
+    for name in ("settings.json", "summary.json", "steps.csv", "checkpoints.csv", "plot.png"):
+        assert (folder / name).stat().st_size > 0
+
+
+def test_host_held_mode_spends_far_fewer_writes() -> None:
+    data = load_dataset("digits")
+    writes = {}
+    for mode in ("board", "host"):
+        with open_board("emu://?preset=sidra-y1&seed=3") as board:
+            record = train_softmax_spsa(board, data, steps=100, seed=3, mode=mode)
+        writes[mode] = record.device_writes
+    assert writes["host"] * 5 < writes["board"]
+
+
+def test_calibrated_run_counts_calibration_evaluations() -> None:
+    data = load_dataset("digits")
+    with open_board("emu://?preset=ideal&seed=4") as board:
+        record = train_softmax_spsa(board, data, steps=10, seed=4, a=None, c=None)
+    assert record.loss_evaluations == 20 + 10 + 2 * 25  # steps + noise samples + ĝ₀ samples
+    assert record.settings["a"] > 0 and record.settings["c"] >= 0.1
 
 
 def test_training_is_reproducible_for_a_seed() -> None:
@@ -75,6 +129,8 @@ def test_training_is_reproducible_for_a_seed() -> None:
 
     def run() -> np.ndarray:
         with open_board("emu://?preset=sidra-y1&seed=5") as board:
-            return train_softmax_spsa(board, data, steps=30, seed=5).weights
+            weights = train_softmax_spsa(board, data, steps=30, seed=5).weights
+            assert weights is not None
+            return weights
 
     np.testing.assert_array_equal(run(), run())

@@ -1,14 +1,11 @@
 """Training with the board in the loop: SPSA today; last-layer and hybrid training grow here."""
 
 from sidra.client.training.analog_layer import AnalogLinear
-from sidra.client.training.board_spsa import (
-    BoardSoftmaxObjective,
-    SPSATrainingResult,
-    evaluate_accuracy,
-    train_softmax_spsa,
-)
+from sidra.client.training.board_spsa import SPSAOptions, train_softmax_spsa
 from sidra.client.training.calibration import Calibration, calibrate, noise_level
 from sidra.client.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.client.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
+from sidra.client.training.records import Checkpoint, TrainingRecord
 from sidra.client.training.schedules import constant, powerseries, spall_gains
 from sidra.client.training.softmax import accuracy, cross_entropy
 from sidra.client.training.spsa import (
@@ -34,16 +31,18 @@ __all__ = [
     "noise_level",
     "run",
     "AnalogLinear",
-    "BoardSoftmaxObjective",
+    "Checkpoint",
+    "HostHeldEvaluator",
+    "OnBoardEvaluator",
+    "SPSAOptions",
+    "TrainingRecord",
     "Dataset",
     "PairEvaluator",
     "SPSAResult",
     "SPSAStep",
-    "SPSATrainingResult",
     "accuracy",
     "constant",
     "cross_entropy",
-    "evaluate_accuracy",
     "load_dataset",
     "minimize_spsa",
     "powerseries",

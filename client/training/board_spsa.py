@@ -1,146 +1,136 @@
 """SPSA training of an analog softmax layer with the board in the loop.
 
-Host-held weights are programmed as absolute targets whenever they change;
-the ± perturbations are applied on the board with the Perturb RPC (Δ from a
-seed, never sent); the board computes the logits; the host computes the loss.
+One call trains a ``features → classes`` layer mapped on a tile, with either
+perturbation mode (see ``evaluators``), Spall gains given or calibrated on
+the board, and a :class:`TrainingRecord` that counts every loss evaluation,
+MVM call and device write and the modeled hardware time and energy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from sidra.client.training.analog_layer import AnalogLinear
+from sidra.client.training.calibration import calibrate
 from sidra.client.training.datasets import Dataset
+from sidra.client.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
+from sidra.client.training.records import Checkpoint, TrainingRecord
 from sidra.client.training.schedules import spall_gains
-from sidra.client.training.softmax import accuracy, cross_entropy
-from sidra.client.training.spsa import SPSAStep, minimize_spsa
+from sidra.client.training.softmax import accuracy
+from sidra.client.training.spsa import SPSA, SPSASettings, SPSAStep
 from sidra.drivers import Board
 
-__all__ = ["BoardSoftmaxObjective", "SPSATrainingResult", "evaluate_accuracy", "train_softmax_spsa"]
+__all__ = ["SPSAOptions", "train_softmax_spsa"]
 
-Array = npt.NDArray[np.float32]
-
-
-class BoardSoftmaxObjective:
-    """Cross-entropy of one minibatch at W ± cΔ, measured on the board.
-
-    The same minibatch serves both signs (common random numbers: the loss
-    difference then reflects the perturbation, not the sampling).
-    """
-
-    def __init__(
-        self,
-        layer: AnalogLinear,
-        x: Array,
-        y: npt.NDArray[np.int64],
-        batch_size: int,
-        rng: np.random.Generator,
-    ) -> None:
-        self.layer, self.x, self.y = layer, x, y
-        self.batch_size = min(batch_size, len(x))
-        self.rng = rng
-        self.programmed: Array | None = None
-        self.programs = 0
-
-    def sync(self, weights: Array) -> None:
-        """Program ``weights`` unless the board already holds them."""
-        if self.programmed is None or not np.array_equal(weights, self.programmed):
-            self.layer.program(weights)
-            self.programmed = weights.copy()
-            self.programs += 1
-
-    def __call__(self, x: Array, seed: int, c: float) -> tuple[float, float]:
-        self.sync(x)
-        batch = self.rng.choice(len(self.x), self.batch_size, replace=False)
-        xb, yb = self.x[batch], self.y[batch]
-        losses = []
-        for sign in (1, -1):
-            self.layer.perturb(seed, c, sign)
-            losses.append(cross_entropy(self.layer.forward(xb), yb))
-            self.layer.ledger.charge_host_loss()
-        return losses[0], losses[1]
+Mode = Literal["board", "host"]
 
 
 @dataclass(frozen=True, slots=True)
-class SPSATrainingResult:
-    weights: Array
-    test_accuracy: float
-    train_accuracy: float
-    steps: int
-    loss_evaluations: int
-    mvm_calls: int
-    programs: int
-    modeled_time_ns: float
-    """Modeled hardware time of the whole run: board operations plus host losses."""
-    modeled_energy_nj: float
-    loss_history: list[float] = field(default_factory=list)
+class SPSAOptions:
+    """Settings of an SPSA training run (gains in weight units)."""
 
-
-def evaluate_accuracy(
-    layer: AnalogLinear, x: Array, y: npt.NDArray[np.int64], chunk: int = 1024
-) -> float:
-    """Accuracy of the programmed (unperturbed) layer on the board."""
-    layer.restore()
-    logits = np.concatenate([layer.forward(x[i : i + chunk]) for i in range(0, len(x), chunk)])
-    return accuracy(logits, y)
+    steps: int = 4000
+    seed: int = 0
+    batch_size: int = 64
+    a: float | None = 0.5
+    """Learning-rate gain; None = calibrate by Spall's rule 4 (costs evaluations)."""
+    c: float | None = 0.2
+    """Perturbation gain; None = calibrate by Spall's rule 3."""
+    resamplings: int = 1
+    mode: Mode = "board"
+    """"board": Perturb RPC, weights programmed every step; "host": host-held weights."""
+    program_every: int = 10
+    """Host-held mode: program the weights every this many updates."""
+    blocking: bool = False
+    last_avg: int = 1
+    second_order: bool = False
+    eval_every: int = 500
+    """Steps between test-accuracy checkpoints in the record."""
+    tile: int = 0
 
 
 def train_softmax_spsa(
     board: Board,
     data: Dataset,
+    options: SPSAOptions | None = None,
     *,
-    steps: int,
-    seed: int,
-    tile: int = 0,
-    batch_size: int = 64,
-    a: float = 0.3,
-    c: float = 0.1,
-    resamplings: int = 1,
     on_step: Callable[[SPSAStep], None] | None = None,
-) -> SPSATrainingResult:
-    """Trains a ``features → classes`` softmax layer on ``board`` with SPSA.
+    **overrides: object,
+) -> TrainingRecord:
+    """Trains a softmax layer on ``board`` with SPSA; returns the run's record."""
+    opts = options or SPSAOptions()
+    if overrides:
+        opts = SPSAOptions(**{**_fields(opts), **overrides})  # type: ignore[arg-type]
+    rng = np.random.default_rng(opts.seed)
+    layer = AnalogLinear(board, opts.tile, data.features, data.classes)
+    evaluator: OnBoardEvaluator | HostHeldEvaluator
+    if opts.mode == "board":
+        evaluator = OnBoardEvaluator(layer, data.x_train, data.y_train, opts.batch_size, rng)
+    else:
+        evaluator = HostHeldEvaluator(
+            layer, data.x_train, data.y_train, opts.batch_size, rng, opts.program_every
+        )
+    writes_before = board.stats().cell_writes
+    x0 = np.zeros(layer.shape, np.float32)
+    calibration_evals = 0
+    if opts.a is None or opts.c is None:
+        cal = calibrate(evaluator, x0, opts.steps, rng, c_floor=opts.c or 0.1)
+        calibration_evals = cal.nfev
+        a, c = opts.a or cal.a, opts.c or cal.c
+    else:
+        a, c = opts.a, opts.c
+    learning_rate, perturbation = spall_gains(a, c, opts.steps)
+    settings = SPSASettings(
+        learning_rate=learning_rate,
+        perturbation=perturbation,
+        resamplings=opts.resamplings,
+        blocking=opts.blocking,
+        last_avg=opts.last_avg,
+        second_order=opts.second_order,
+        bounds=(-layer.weight_limit, layer.weight_limit),
+    )
+    optimizer = SPSA(x0, settings, rng, opts.steps)
+    record = TrainingRecord(settings=_fields(opts) | {"a": a, "c": c, "job": "spsa"})
 
-    ``a`` and ``c`` are Spall's gains in weight units (A = 10 % of ``steps``,
-    α = 0.602, γ = 0.101); ``seed`` drives minibatches and perturbations.
-    """
-    rng = np.random.default_rng(seed)
-    layer = AnalogLinear(board, tile, data.features, data.classes)
-    objective = BoardSoftmaxObjective(layer, data.x_train, data.y_train, batch_size, rng)
-    learning_rate, perturbation = spall_gains(a, c, steps)
-    losses: list[float] = []
+    def test_accuracy(weights: np.ndarray, final: bool = False) -> float:
+        if isinstance(evaluator, HostHeldEvaluator):
+            logits = evaluator.predict(weights, data.x_test, final=final)
+        else:
+            logits = evaluator.predict(weights, data.x_test)
+        return accuracy(logits, data.y_test)
 
-    def record(step: SPSAStep) -> None:
-        losses.append(step.loss)
+    def callback(step: SPSAStep) -> None:
+        record.losses.append(step.loss)
+        if step.step % opts.eval_every == 0:
+            record.checkpoints.append(
+                Checkpoint(
+                    step.step, test_accuracy(step.x), board.stats().cell_writes - writes_before
+                )
+            )
         if on_step is not None:
             on_step(step)
 
-    result = minimize_spsa(
-        objective,
-        np.zeros(layer.shape, np.float32),
-        steps=steps,
-        learning_rate=learning_rate,
-        perturbation=perturbation,
-        rng=rng,
-        resamplings=resamplings,
-        bounds=(-layer.weight_limit, layer.weight_limit),
-        callback=record,
-    )
-    objective.sync(result.x)
-    test_accuracy = evaluate_accuracy(layer, data.x_test, data.y_test)
-    train_accuracy = evaluate_accuracy(layer, data.x_train, data.y_train)
-    return SPSATrainingResult(
-        weights=result.x,
-        test_accuracy=test_accuracy,
-        train_accuracy=train_accuracy,
-        steps=result.nit,
-        loss_evaluations=result.nfev,
-        mvm_calls=layer.mvm_calls,
-        programs=objective.programs,
-        modeled_time_ns=layer.ledger.total.time_ns,
-        modeled_energy_nj=layer.ledger.total.energy_nj,
-        loss_history=losses,
-    )
+    optimizer.callback = callback
+    while not optimizer.done:
+        ask = optimizer.ask()
+        optimizer.tell(evaluator(ask.x, ask.points))
+    result = optimizer.result()
+    record.weights = result.x
+    record.test_accuracy = test_accuracy(result.x, final=True)
+    record.train_accuracy = accuracy(evaluator.predict(result.x, data.x_train), data.y_train)
+    record.steps = result.nit
+    record.loss_evaluations = result.nfev + calibration_evals
+    record.mvm_calls = layer.mvm_calls
+    record.device_writes = board.stats().cell_writes - writes_before
+    record.programs = evaluator.programs
+    record.modeled_time_ns = layer.ledger.total.time_ns
+    record.modeled_energy_nj = layer.ledger.total.energy_nj
+    return record
+
+
+def _fields(options: SPSAOptions) -> dict[str, object]:
+    return {name: getattr(options, name) for name in SPSAOptions.__slots__}

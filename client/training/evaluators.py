@@ -1,0 +1,158 @@
+"""Loss evaluators that put the board in the SPSA loop, in two perturbation modes.
+
+``OnBoardEvaluator``: the board holds the weights (programmed as absolute
+targets whenever they change) and applies each ±c·Δ itself with the Perturb
+RPC; Δ comes from a seed and never crosses the wire. Two perturbation writes
+and two MVMs per gradient estimate.
+
+``HostHeldEvaluator``: the host holds the weights and programs them as
+absolute targets only every ``program_every`` updates (no accumulation of
+write noise, far fewer writes). Between programs the board computes x·W_prog
+in one MVM per minibatch and the host adds the small digital remainder
+x·(W − W_prog ± c·Δ), so the ± points share one analog pass.
+
+Both draw one minibatch per call and use it for every point (common random
+numbers), compute the loss on the host and charge it to the layer's ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.client.training.analog_layer import AnalogLinear
+from sidra.client.training.softmax import cross_entropy
+from sidra.client.training.spsa import Point, perturbation_matrix
+from sidra.drivers import Unsupported
+
+__all__ = ["HostHeldEvaluator", "OnBoardEvaluator"]
+
+Array = npt.NDArray[np.float32]
+Labels = npt.NDArray[np.int64]
+
+
+class _Minibatches:
+    def __init__(self, x: Array, y: Labels, batch_size: int, rng: np.random.Generator) -> None:
+        self.x, self.y, self.rng = x, y, rng
+        self.batch_size = min(batch_size, len(x))
+
+    def draw(self) -> tuple[Array, Labels]:
+        index = self.rng.choice(len(self.x), self.batch_size, replace=False)
+        return self.x[index], self.y[index]
+
+
+class OnBoardEvaluator:
+    """Perturbations applied on the board by the Perturb RPC."""
+
+    def __init__(
+        self,
+        layer: AnalogLinear,
+        x: Array,
+        y: Labels,
+        batch_size: int,
+        rng: np.random.Generator,
+    ) -> None:
+        self.layer = layer
+        self.batches = _Minibatches(x, y, batch_size, rng)
+        self.programmed: Array | None = None
+        self.programs = 0
+
+    def sync(self, weights: Array) -> None:
+        """Program ``weights`` unless the board already holds them."""
+        if self.programmed is None or not np.array_equal(weights, self.programmed):
+            self.layer.program(weights)
+            self.programmed = weights.copy()
+            self.programs += 1
+
+    def __call__(self, x: Array, points: Sequence[Point]) -> list[float]:
+        weights = x
+        self.sync(weights)
+        xb, yb = self.batches.draw()
+        losses = []
+        for point in points:
+            if not point:
+                self.layer.restore()
+            elif len(point) == 1:
+                seed, coefficient = point[0]
+                self.layer.perturb(seed, abs(coefficient), 1 if coefficient > 0 else -1)
+            else:
+                raise Unsupported(
+                    "on-board Perturb applies one Δ at a time; use host-held mode for 2-SPSA"
+                )
+            losses.append(cross_entropy(self.layer.forward(xb), yb))
+        self.layer.ledger.charge_host_loss(len(points))
+        return losses
+
+    def predict(self, weights: Array, x: Array) -> Array:
+        """Outputs of the layer holding ``weights``, unperturbed, from the board."""
+        self.sync(weights)
+        self.layer.restore()
+        return _forward_chunks(self.layer, x)
+
+
+def _forward_chunks(layer: AnalogLinear, x: Array, chunk: int = 1024) -> Array:
+    return np.concatenate([layer.forward(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+
+
+class HostHeldEvaluator:
+    """Host-held weights, programmed as absolute targets every ``program_every`` updates."""
+
+    def __init__(
+        self,
+        layer: AnalogLinear,
+        x: Array,
+        y: Labels,
+        batch_size: int,
+        rng: np.random.Generator,
+        program_every: int = 10,
+    ) -> None:
+        if program_every < 1:
+            raise ValueError(f"program_every: got {program_every}, expected >= 1")
+        self.layer = layer
+        self.batches = _Minibatches(x, y, batch_size, rng)
+        self.program_every = program_every
+        self.programmed: Array | None = None
+        self.programs = 0
+        self._last: Array | None = None
+        self._updates = 0
+
+    def sync(self, weights: Array, *, force: bool = False) -> None:
+        """Count an update when ``weights`` changed; program every ``program_every``."""
+        if self._last is not None and not np.array_equal(weights, self._last):
+            self._updates += 1
+        self._last = weights.copy()
+        if self.programmed is None or force or self._updates >= self.program_every:
+            if self.programmed is None or not np.array_equal(weights, self.programmed):
+                self.layer.program(weights)
+                self.programmed = weights.copy()
+                self.programs += 1
+            self._updates = 0
+
+    def __call__(self, x: Array, points: Sequence[Point]) -> list[float]:
+        weights = x
+        self.sync(weights)
+        assert self.programmed is not None
+        xb, yb = self.batches.draw()
+        analog = self.layer.forward(xb)  # x·W_prog: one pass shared by every point
+        inputs = self._inputs(xb)
+        remainder = weights - self.programmed
+        losses = []
+        for point in points:
+            digital = inputs @ (remainder + perturbation_matrix(point, weights.shape))
+            losses.append(cross_entropy(analog + digital, yb))
+        self.layer.ledger.charge_host_loss(len(points))
+        return losses
+
+    def _inputs(self, x: Array) -> Array:
+        clip = self.layer.input_clip
+        return np.hstack([np.clip(x, -clip, clip), np.ones((len(x), 1), np.float32)])
+
+    def predict(self, weights: Array, x: Array, *, final: bool = False) -> Array:
+        """Outputs at ``weights``: board pass plus digital remainder, or, with
+        ``final``, programmed first so the answer is the board's alone."""
+        self.sync(weights, force=final)
+        assert self.programmed is not None
+        analog = _forward_chunks(self.layer, x)
+        return analog + self._inputs(x) @ (weights - self.programmed)

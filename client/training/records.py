@@ -1,0 +1,118 @@
+"""Run records: settings, per-step loss, accuracy checkpoints, counts; saved with a plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Checkpoint", "TrainingRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Test accuracy after ``step`` steps and the device writes spent so far."""
+
+    step: int
+    test_accuracy: float
+    device_writes: int
+
+
+@dataclass
+class TrainingRecord:
+    """Everything a training run measured. Counts include calibration."""
+
+    settings: dict[str, Any]
+    losses: list[float] = field(default_factory=list)
+    """Mean loss of each step's evaluations."""
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    weights: npt.NDArray[np.float32] | None = None
+    test_accuracy: float = 0.0
+    train_accuracy: float = 0.0
+    steps: int = 0
+    loss_evaluations: int = 0
+    mvm_calls: int = 0
+    device_writes: int = 0
+    """Cell writes (programming pulses and perturbation writes) during the run."""
+    programs: int = 0
+    """Program calls issued."""
+    modeled_time_ns: float = 0.0
+    modeled_energy_nj: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The final figures (what ``--json`` prints)."""
+        return {
+            "test_accuracy": self.test_accuracy,
+            "train_accuracy": self.train_accuracy,
+            "steps": self.steps,
+            "loss_evaluations": self.loss_evaluations,
+            "mvm_calls": self.mvm_calls,
+            "device_writes": self.device_writes,
+            "programs": self.programs,
+            "modeled_time_ns": self.modeled_time_ns,
+            "modeled_energy_nj": self.modeled_energy_nj,
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Writes settings.json, summary.json, steps.csv, checkpoints.csv, weights.npy, plot.png."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "settings.json").write_text(json.dumps(self.settings, indent=2, default=str))
+        (out / "summary.json").write_text(json.dumps(self.summary(), indent=2))
+        with (out / "steps.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "loss"])
+            writer.writerows((i + 1, loss) for i, loss in enumerate(self.losses))
+        with (out / "checkpoints.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "test_accuracy", "device_writes"])
+            writer.writerows((c.step, c.test_accuracy, c.device_writes) for c in self.checkpoints)
+        if self.weights is not None:
+            np.save(out / "weights.npy", self.weights)
+        self.plot(out / "plot.png")
+        return out
+
+    def plot(self, path: Path) -> None:
+        """Loss and accuracy against steps and against device writes."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        if self.losses:
+            steps = np.arange(1, len(self.losses) + 1)
+            window = max(1, len(self.losses) // 100)
+            smooth = np.convolve(self.losses, np.ones(window) / window, mode="valid")
+            left.plot(steps, self.losses, alpha=0.25, label="loss per step")
+            left.plot(steps[window - 1 :], smooth, label=f"mean of {window}")
+        left.set_xlabel("step")
+        left.set_ylabel("cross-entropy (nats)")
+        twin = left.twinx()
+        if self.checkpoints:
+            twin.plot(
+                [c.step for c in self.checkpoints],
+                [100 * c.test_accuracy for c in self.checkpoints],
+                "k.-",
+                label="test accuracy",
+            )
+            right.plot(
+                [c.device_writes for c in self.checkpoints],
+                [100 * c.test_accuracy for c in self.checkpoints],
+                "k.-",
+            )
+        twin.set_ylabel("test accuracy (%)")
+        left.legend(loc="upper right")
+        right.set_xlabel("device writes (cells)")
+        right.set_ylabel("test accuracy (%)")
+        right.set_title(f"final {100 * self.test_accuracy:.2f} %")
+        job, dataset = self.settings.get("job", "training"), self.settings.get("dataset", "")
+        fig.suptitle(f"{job} on {dataset}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
