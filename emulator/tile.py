@@ -22,7 +22,7 @@ import numpy.typing as npt
 from sidra.drivers.rademacher import rademacher
 from sidra.drivers.types import Region
 from sidra.emulator import drift
-from sidra.emulator.config import BoardProfile, ConductanceNoiseModel
+from sidra.emulator.config import BoardProfile, ConductanceNoiseModel, DriftModel
 from sidra.emulator.gaussian import gaussian
 from sidra.emulator.kernel import PassKernel
 
@@ -206,7 +206,10 @@ class CrossbarTile:
         cfg = self._p.programming
         lo, hi = self._p.conductance.g_min_us, self._p.conductance.g_max_us
         sl = region.slices
-        g = self.g_prog[sl].copy()
+        # Verify reads the device as it is now: perturbation and drift included
+        # (gain variation is outside the verify path, see Variation).
+        present = self.g[sl] * self._drift_factor(sl, now_s)
+        g = present.copy()
         stuck = self.stuck_min[sl] | self.stuck_max[sl]
         stuck_value = np.where(self.stuck_max[sl], hi, lo).astype(np.float32)
         pulses = np.zeros(region.shape, np.int64)
@@ -230,18 +233,22 @@ class CrossbarTile:
             if cfg.pulse_noise_us > 0.0:
                 step += cfg.pulse_noise_us * self._rng.standard_normal(n, dtype=np.float32)
             g[active] = np.clip(g[active] + step, lo, hi)
-        if cfg.relaxation_poly_us:
-            x = targets / hi
-            sigma = np.polynomial.polynomial.polyval(x, cfg.relaxation_poly_us).astype(np.float32)
-            g = np.clip(g + sigma * self._rng.standard_normal(g.shape, dtype=np.float32), lo, hi)
         written = pulses > 0
-        self.g_prog[sl] = g
-        self.g[sl] = g
+        if cfg.relaxation_poly_us and written.any():
+            sigma = np.polynomial.polynomial.polyval(targets / hi, cfg.relaxation_poly_us)
+            noise = sigma.astype(np.float32) * self._rng.standard_normal(g.shape, dtype=np.float32)
+            g = np.where(written, np.clip(g + noise, lo, hi), g)
+        # Pulsed cells start afresh (new state, age 0, new ν); untouched cells keep
+        # their state and age. Either way the region's programmed state is what
+        # the cell holds now, so a later RESTORE returns here.
+        base = np.where(written, g, self.g[sl])
+        self.g[sl] = base
+        self.g_prog[sl] = base
         self.nu[sl] = np.where(written, drift.draw_nu(self._p, g, self._rng), self.nu[sl])
         self.written_at_s[sl] = np.where(written, now_s, self.written_at_s[sl])
         self.writes[sl] += pulses.astype(np.uint32)
         self._kernel.mark_dirty(region)
-        residual = np.where(stuck, stuck_value, g) - targets
+        residual = np.where(stuck, stuck_value, np.where(written, g, present)) - targets
         return WriteVerifyOutcome(
             iterations=iterations,
             pulses=int(pulses.sum()),
@@ -249,6 +256,13 @@ class CrossbarTile:
             max_error_us=float(np.max(np.abs(residual))),
             unconverged=int(np.count_nonzero(np.abs(residual) > cfg.tolerance_us)),
         )
+
+    def _drift_factor(self, sl: tuple[slice, slice], now_s: float) -> FloatArray:
+        d = self._p.drift
+        if d.model is DriftModel.NONE:
+            return np.ones(self.g[sl].shape, np.float32)
+        age = (now_s - self.written_at_s[sl]).astype(np.float32)
+        return drift.drift_factor(self.nu[sl], age, d.t0_s)
 
     @property
     def _exact_pulses(self) -> bool:

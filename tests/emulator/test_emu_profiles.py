@@ -1,0 +1,151 @@
+"""Board profiles from files: ``emu://?profile=path`` with TOML and JSON, and refusals."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from emu_support import serve
+
+from sidra.drivers import InvalidArgument, open_board
+from sidra.emulator import SCHEMA_VERSION, BoardProfile, load_profile
+from sidra.hil.v1 import board_pb2 as pb
+
+LAB_TOML = """\
+schema_version = 1
+preset = "lab-a"
+model = "SIDRA-LAB-A"
+firmware_version = "lab-7"
+read_voltage_max_v = 0.25
+
+[geometry]
+tiles = 3
+rows = 16
+cols = 8
+
+[conductance]
+g_min_us = 2.0
+g_max_us = 30.0
+
+[converters]
+dac_bits = 6
+adc_bits = 9
+adc_full_scale_ua = 80.0
+
+[read_noise]
+output_noise_ua = 0.1
+conductance_model = "pcm-flicker"
+
+[drift]
+model = "pcm"
+t0_s = 10.0
+
+[programming]
+tolerance_us = 0.3
+max_iterations = 7
+relaxation_poly_us = [0.1, 0.2]
+
+[endurance]
+write_budget = 500
+policy = "warn"
+"""
+
+
+def _lab_profile() -> BoardProfile:
+    return BoardProfile(
+        preset="lab-a",
+        model="SIDRA-LAB-A",
+        firmware_version="lab-7",
+        read_voltage_max_v=0.25,
+        geometry={"tiles": 3, "rows": 16, "cols": 8},
+        conductance={"g_min_us": 2.0, "g_max_us": 30.0},
+        converters={"dac_bits": 6, "adc_bits": 9, "adc_full_scale_ua": 80.0},
+        read_noise={"output_noise_ua": 0.1, "conductance_model": "pcm-flicker"},
+        drift={"model": "pcm", "t0_s": 10.0},
+        programming={"tolerance_us": 0.3, "max_iterations": 7, "relaxation_poly_us": (0.1, 0.2)},
+        endurance={"write_budget": 500, "policy": "warn"},
+    )
+
+
+def _write(tmp_path: Path, suffix: str) -> Path:
+    path = tmp_path / f"lab-a{suffix}"
+    if suffix == ".toml":
+        path.write_text(LAB_TOML, encoding="utf-8")
+    else:
+        path.write_text(json.dumps(_lab_profile().model_dump(mode="json")), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_profile_file_loads_and_is_reported(tmp_path: Path, suffix: str) -> None:
+    path = _write(tmp_path, suffix)
+    expected = _lab_profile()
+    assert load_profile(path) == expected
+    with open_board(f"emu://?profile={path}&seed=9") as board:
+        info = board.info
+        assert (info.tile_count, info.rows, info.cols) == (3, 16, 8)
+        assert (info.g_min_us, info.g_max_us) == (2.0, 30.0)
+        assert (info.dac_bits, info.adc_bits, info.read_voltage_max_v) == (6, 9, 0.25)
+        assert info.model == "SIDRA-LAB-A" and info.serial_number == "EMU-9"
+        assert info.firmware_version.endswith("lab-7")
+        # The board really runs the profile: a 0.25 V input is legal, 16 rows drive 8 columns.
+        out = board.mvm(2, np.full((1, 16), 0.25, np.float32))
+        assert out.currents.shape == (1, 8)
+        with serve(board) as (remote, stub):
+            wire = stub.GetBoardInfo(pb.GetBoardInfoRequest()).info
+            assert wire.emulator_preset == "lab-a"
+            assert BoardProfile.model_validate_json(wire.profile_json) == expected
+            assert remote.info.rows == 16
+
+
+def test_profile_without_preset_name_reports_custom(tmp_path: Path) -> None:
+    path = tmp_path / "bare.toml"
+    path.write_text("[geometry]\ntiles = 1\nrows = 4\ncols = 4\n", encoding="utf-8")
+    with open_board(f"emu://?profile={path}") as board:
+        assert board.info.emulator_preset == "custom"
+        assert board.info.profile["schema_version"] == SCHEMA_VERSION
+
+
+REFUSED = {
+    "unknown top-level field": ("speed_ghz = 3\n", "speed_ghz"),
+    "unknown nested field": ("[read_noise]\nflicker_db = 1.0\n", "flicker_db"),
+    "newer schema": (f"schema_version = {SCHEMA_VERSION + 1}\n", "schema_version"),
+    "bad value": ("[geometry]\nrows = 0\n", "rows"),
+    "bad enum": ('[drift]\nmodel = "linear"\n', "model"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_invalid_profile_is_refused_with_a_clear_error(
+    tmp_path: Path, case: str, suffix: str
+) -> None:
+    """Unknown fields (anywhere), a newer schema_version and invalid values are refused
+    when the board is opened, naming the profile option and the offending field."""
+    toml_text, offending = REFUSED[case]
+    path = tmp_path / f"bad{suffix}"
+    if suffix == ".toml":
+        path.write_text(toml_text, encoding="utf-8")
+    else:
+        path.write_text(json.dumps(tomllib.loads(toml_text)), encoding="utf-8")
+    with pytest.raises(InvalidArgument) as info:
+        open_board(f"emu://?profile={path}")
+    assert info.value.field == "url profile"
+    assert offending in str(info.value)
+    if case == "newer schema":
+        assert f"newer than this emulator supports ({SCHEMA_VERSION})" in str(info.value)
+
+
+def test_unreadable_or_unknown_format_profile_is_refused(tmp_path: Path) -> None:
+    yaml = tmp_path / "lab.yaml"
+    yaml.write_text("geometry: {}\n", encoding="utf-8")
+    for path, words in ((yaml, ".toml or .json"), (tmp_path / "missing.toml", "missing.toml")):
+        with pytest.raises(InvalidArgument) as info:
+            open_board(f"emu://?profile={path}")
+        assert info.value.field == "url profile"
+        assert words in str(info.value)
+    with pytest.raises(InvalidArgument):
+        open_board(f"emu://?profile={_write(tmp_path, '.toml')}&preset=ideal")
