@@ -13,6 +13,7 @@ __all__ = [
     "BoardStats",
     "CalibrationReport",
     "Cost",
+    "LinkStats",
     "MVMResult",
     "PerturbReport",
     "ProgramReport",
@@ -90,6 +91,35 @@ class BoardInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkStats:
+    """Counters of the host end of a board link (serial): traffic and what went wrong."""
+
+    up: bool = True
+    """The board answers; False after a lost link until it answers again."""
+    frames_sent: int = 0
+    frames_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    crc_errors: int = 0
+    """Received frames whose CRC-32 did not match."""
+    framing_errors: int = 0
+    """Received frames with bad COBS, a short body, a wrong length or an oversize run."""
+    timeouts: int = 0
+    """Attempts that got no valid response in time."""
+    retries: int = 0
+    """Requests sent again with the same request id."""
+    naks: int = 0
+    """NAK frames received (the board could not decode something we sent)."""
+    duplicates: int = 0
+    """Valid responses discarded as duplicates or answers to an earlier request."""
+    resyncs: int = 0
+    resets: int = 0
+    """Board restarts detected through the boot epoch."""
+    reconnects: int = 0
+    """Times the port was reopened after being lost."""
+
+
+@dataclass(frozen=True, slots=True)
 class BoardStats:
     """Running totals since the board was opened."""
 
@@ -100,6 +130,9 @@ class BoardStats:
     """Board clock (virtual on an emulator), seconds since the board was opened."""
     max_cell_writes: int = 0
     """Largest write count of any cell (endurance)."""
+    link: LinkStats | None = field(default=None, compare=False)
+    """Link counters of a serial board (None in process); they change with every call,
+    so they take no part in comparisons."""
 
 
 @dataclass(frozen=True, slots=True)

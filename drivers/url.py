@@ -59,3 +59,8 @@ def _register_builtins() -> None:
         from sidra.drivers.emu import EmulatorDriver
 
         register_scheme("emu", EmulatorDriver.from_url)
+    if "serial" not in _FACTORIES:
+        from sidra.drivers.serial import SerialDriver
+
+        register_scheme("serial", SerialDriver.from_url)
+        register_scheme("socket", SerialDriver.from_url)  # pyserial's TCP port URLs

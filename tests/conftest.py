@@ -1,4 +1,11 @@
-"""Shared fixtures: a real gRPC server on loopback in front of an emulated board."""
+"""Shared fixtures: a real gRPC server on loopback in front of an emulated board.
+
+``ideal_driver`` (and so ``served``, ``remote`` and ``stub``) is parametrised
+over board transports: the in-process emulator (``emu://``) and the serial
+driver talking to the virtual board firmware over a real pseudo-terminal
+(``serial:///dev/pts/N``), both the ideal preset with seed 1. Every test built
+on it is a conformance test that runs unchanged on both.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,22 @@ import pytest
 
 from sidra.client import RemoteBoard, connect
 from sidra.drivers import BoardDriver, open_board
+from sidra.emulator import preset
+from sidra.emulator.firmware import serve_virtual_board
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server import create_server
 
+IDEAL_URL = "emu://?preset=ideal&seed=1"
 
-@pytest.fixture
-def ideal_driver() -> Iterator[BoardDriver]:
-    with open_board("emu://?preset=ideal&seed=1") as driver:
+
+@pytest.fixture(params=["emu", "serial"])
+def ideal_driver(request: pytest.FixtureRequest) -> Iterator[BoardDriver]:
+    """The ideal board, seed 1: in process, or over a pty to the virtual board."""
+    if request.param == "emu":
+        with open_board(IDEAL_URL) as driver:
+            yield driver
+        return
+    with serve_virtual_board(preset("ideal"), seed=1) as server, open_board(server.url) as driver:
         yield driver
 
 

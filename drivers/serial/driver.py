@@ -1,0 +1,354 @@
+"""``serial://`` and ``socket://`` transports: a SIDRA board over a serial link.
+
+URLs (options in the query string)::
+
+    serial:///dev/ttyUSB0?baud=921600
+    serial:///dev/pts/7?timeout=0.05&retries=5
+    socket://127.0.0.1:7000           (pyserial's TCP "serial port")
+
+Options: ``baud`` (line rate, default 921600; scales timeouts), ``timeout``
+(fixed part of each attempt's timeout, s, default 0.25), ``retries``
+(retransmissions per round, default 3), ``max_payload`` (largest frame
+payload offered in HELLO, default 65535), ``switch_baud`` (rate to switch to
+after HELLO), ``exclusive`` (flock the port, serial:// only, default 1).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from urllib.parse import SplitResult
+
+import numpy as np
+import serial
+
+from sidra.drivers.base import BoardDriver
+from sidra.drivers.errors import (
+    BoardFault,
+    BoardReset,
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    Unsupported,
+)
+from sidra.drivers.serial import messages as m
+from sidra.drivers.serial.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
+from sidra.drivers.serial.link import Link, LinkSettings, Port
+from sidra.drivers.serial.messages import Feature, Msg, Status
+from sidra.drivers.types import (
+    BoardInfo,
+    BoardStats,
+    CalibrationReport,
+    Cost,
+    FloatArray,
+    LinkStats,
+    MVMResult,
+    PerturbReport,
+    ProgramReport,
+    ReadResult,
+    Region,
+    WriteCounts,
+)
+from sidra.drivers.url import query_options
+
+__all__ = ["SerialDriver"]
+
+_OPTIONS = {"baud", "timeout", "retries", "max_payload", "switch_baud", "exclusive"}
+
+
+def _cost(data: bytes, offset: int) -> Cost:
+    return Cost(*m.COST.unpack_from(data, offset))
+
+
+class SerialDriver(BoardDriver):
+    """A board behind the SIDRA wire protocol (docs/wire-protocol.md)."""
+
+    def __init__(self, opener: Callable[[], Port], name: str, settings: LinkSettings) -> None:
+        self._link = Link(opener, name, settings)
+        hello = self._link.connect()
+        self.features = hello.features
+        profile: dict[str, object] = {}
+        if hello.features & Feature.PROFILE:
+            frame, payload = self._call(Msg.GET_PROFILE, b"", expect=4096)
+            profile = json.loads(self._result(frame, payload, 0).decode("utf-8"))
+        self._info = BoardInfo(
+            model=hello.model,
+            serial_number=hello.serial_number,
+            firmware_version=hello.firmware_version,
+            tile_count=hello.tile_count,
+            rows=hello.rows,
+            cols=hello.cols,
+            g_min_us=hello.g_min_us,
+            g_max_us=hello.g_max_us,
+            dac_bits=hello.dac_bits,
+            adc_bits=hello.adc_bits,
+            read_voltage_max_v=hello.read_voltage_max_v,
+            emulated=bool(hello.features & Feature.EMULATED),
+            emulator_preset=hello.preset,
+            profile=profile,
+        )
+
+    @classmethod
+    def from_url(cls, url: SplitResult) -> SerialDriver:
+        options = query_options(
+            url, _OPTIONS if url.scheme == "serial" else _OPTIONS - {"exclusive"}
+        )
+        settings = LinkSettings(
+            baud=_int_option(options, "baud", 921_600, 50, 100_000_000),
+            timeout_s=_float_option(options, "timeout", 0.25),
+            retries=_int_option(options, "retries", 3, 0, 50),
+            max_payload=_int_option(
+                options, "max_payload", MAX_PAYLOAD_LIMIT, 256, MAX_PAYLOAD_LIMIT
+            ),
+            want_baud=_int_option(options, "switch_baud", 0, 0, 100_000_000),
+        )
+        if url.scheme == "serial":
+            device = url.netloc + url.path
+            if not device:
+                raise InvalidArgument(
+                    "url", url.geturl(), "serial://<device path>, e.g. serial:///dev/ttyUSB0"
+                )
+            exclusive = _int_option(options, "exclusive", 1, 0, 1) == 1
+            port_url, extra = device, {"exclusive": exclusive}
+        else:
+            port_url, extra = f"{url.scheme}://{url.netloc}", {}
+        write_timeout = settings.attempt_timeout(max_wire_bytes(settings.max_payload), 0) + 1.0
+
+        def opener() -> Port:
+            port: Port = serial.serial_for_url(
+                port_url, baudrate=settings.baud, timeout=0, write_timeout=write_timeout, **extra
+            )
+            return port
+
+        return cls(opener, url.geturl(), settings)
+
+    # -- link ------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> BoardInfo:
+        return self._info
+
+    @property
+    def link_up(self) -> bool:
+        return self._link.up
+
+    @property
+    def closed(self) -> bool:
+        return self._link.closed
+
+    def add_link_listener(self, listener: Callable[[bool], None]) -> None:
+        """``listener(up)`` runs when the link goes down or comes back."""
+        self._link.add_listener(listener)
+
+    def probe_link(self) -> bool:
+        """Reconnects a lost link or pings an idle one; True when the board answers."""
+        return self._link.probe()
+
+    def link_stats(self) -> LinkStats:
+        return self._link.stats()
+
+    def device_link_stats(self) -> dict[str, int]:
+        """The board's own link counters (GET_LINK_STATS)."""
+        _, payload = self._call(Msg.GET_LINK_STATS, b"", expect=m.LINK_STATS_RESP.size)
+        return dict(zip(m.LINK_STATS_FIELDS, m.LINK_STATS_RESP.unpack(payload), strict=True))
+
+    @property
+    def max_payload(self) -> int:
+        hello = self._link.hello
+        return hello.max_payload if hello is not None else 256
+
+    def close(self) -> None:
+        self._link.close()
+
+    def _call(
+        self, msg: Msg, payload: bytes, *, expect: int = 0, device_s: float = 0.0
+    ) -> tuple[Frame, bytes]:
+        frame = self._link.exchange(msg, payload, expect=expect, device_s=device_s)
+        if frame.status != Status.OK:
+            raise _error(msg, frame)
+        return frame, frame.payload
+
+    def _result(self, frame: Frame, payload: bytes, head: int) -> bytes:
+        """The op's result array: the inline part, then RESULT_READs for the rest."""
+        total, crc = m.RESULT_HEAD.unpack_from(payload, head)
+        data = bytearray(payload[head + m.RESULT_HEAD.size :])
+        while len(data) < total:
+            n = min(total - len(data), self.max_payload)
+            request = m.RESULT_READ_REQ.pack(frame.req_id, 0, len(data), n)
+            _, part = self._call(Msg.RESULT_READ, request, expect=n)
+            if not part:
+                raise BoardFault(f"RESULT_READ returned nothing at byte {len(data)} of {total}")
+            data += part
+        if zlib.crc32(data) != crc:
+            raise BoardFault("result CRC mismatch after reassembly")
+        return bytes(data)
+
+    def _stage(self, data: bytes) -> tuple[int, int]:
+        """Uploads ``data`` to the board's stage, offset-addressed, and verifies its CRC."""
+        crc = zlib.crc32(data)
+        _, reply = self._call(Msg.STAGE_BEGIN, m.STAGE_BEGIN_REQ.pack(len(data)))
+        stage_id = m.STAGE_BEGIN_RESP.unpack(reply)[0]
+        chunk = self.max_payload - m.STAGE_DATA_HEAD.size
+        view = memoryview(data)
+        for _ in range(2):  # a failed verify means a board memory fault: send once more
+            for offset in range(0, len(data), chunk):
+                head = m.STAGE_DATA_HEAD.pack(stage_id, 0, offset)
+                self._call(Msg.STAGE_DATA, head + view[offset : offset + chunk])
+            frame = self._link.exchange(
+                Msg.STAGE_VERIFY, m.STAGE_VERIFY_REQ.pack(stage_id, 0, crc), expect=4,
+                device_s=len(data) / 200e6,
+            )  # fmt: skip
+            if frame.status == Status.OK:
+                return stage_id, crc
+            if frame.status != Status.VERIFY_FAILED:
+                raise _error(Msg.STAGE_VERIFY, frame)
+        raise BoardFault("the staged image failed its CRC check twice")
+
+    # -- board operations ------------------------------------------------------------------
+
+    def stats(self) -> BoardStats:
+        _, payload = self._call(Msg.GET_STATS, b"", expect=m.STATS_RESP.size)
+        time_ns, energy_nj, passes, writes, clock_s, max_writes = m.STATS_RESP.unpack(payload)
+        return BoardStats(
+            Cost(time_ns, energy_nj), passes, writes, clock_s, max_writes, self.link_stats()
+        )
+
+    def _program(self, tile: int, region: Region, targets: FloatArray) -> ProgramReport:
+        stage_id, crc = self._stage(targets.astype("<f4").tobytes())
+        request = m.PROGRAM_REQ.pack(*m.region_fields(tile, region), stage_id, crc)
+        cells = region.rows * region.cols
+        _, p = self._call(Msg.PROGRAM_COMMIT, request, expect=64, device_s=1.0 + 20e-6 * cells)
+        cells_written, iterations, pulses, rms, peak, unconverged, over = (
+            m.PROGRAM_RESP.unpack_from(p)
+        )
+        cost = _cost(p, m.PROGRAM_RESP.size)
+        return ProgramReport(cells_written, iterations, pulses, rms, peak, unconverged, over, cost)
+
+    def _read_conductance(self, tile: int, region: Region) -> ReadResult:
+        request = m.REGION_REQ.pack(*m.region_fields(tile, region))
+        size = 4 * region.rows * region.cols
+        frame, p = self._call(
+            Msg.READ_CONDUCTANCE, request, expect=min(size, self.max_payload),
+            device_s=0.2 + 1e-6 * region.rows * region.cols,
+        )  # fmt: skip
+        data = self._result(frame, p, m.COST.size)
+        g = np.frombuffer(data, "<f4").astype(np.float32).reshape(region.shape)
+        return ReadResult(g, _cost(p, 0))
+
+    def _mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
+        return self._pass(Msg.MVM, tile, voltages, self.info.cols)
+
+    def _transpose_mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
+        return self._pass(Msg.TRANSPOSE_MVM, tile, voltages, self.info.rows)
+
+    def _pass(self, msg: Msg, tile: int, voltages: FloatArray, outputs: int) -> MVMResult:
+        hello = self._link.hello
+        capacity = hello.stage_capacity if hello is not None else 0
+        per_call = max(1, capacity // (4 * voltages.shape[1]))
+        if voltages.shape[0] <= per_call:
+            return self._one_pass(msg, tile, voltages, outputs)
+        # A batch larger than the board's stage runs as consecutive passes.
+        parts = [
+            self._one_pass(msg, tile, voltages[i : i + per_call], outputs)
+            for i in range(0, voltages.shape[0], per_call)
+        ]
+        cost = sum((p.cost for p in parts), Cost())
+        currents = np.concatenate([p.currents for p in parts])
+        return MVMResult(currents, sum(p.saturated_outputs for p in parts), cost)
+
+    def _one_pass(self, msg: Msg, tile: int, voltages: FloatArray, outputs: int) -> MVMResult:
+        batch = voltages.shape[0]
+        data = voltages.astype("<f4").tobytes()
+        if m.MVM_REQ.size + len(data) <= self.max_payload:
+            request = m.MVM_REQ.pack(tile, 0, 0, batch, 0, 0, 0) + data
+        else:
+            stage_id, crc = self._stage(data)
+            request = m.MVM_REQ.pack(tile, 1, 0, batch, stage_id, 0, crc)
+        out_bytes = 4 * batch * outputs
+        device_s = 0.2 + 50e-9 * batch * self.info.rows * self.info.cols
+        frame, p = self._call(
+            msg, request, expect=min(out_bytes + 40, self.max_payload), device_s=device_s
+        )
+        head = m.MVM_RESP.size + m.COST.size
+        currents = np.frombuffer(self._result(frame, p, head), "<f4").astype(np.float32)
+        saturated = m.MVM_RESP.unpack_from(p)[0]
+        return MVMResult(currents.reshape(batch, outputs), saturated, _cost(p, m.MVM_RESP.size))
+
+    def _perturb(
+        self, tile: int, region: Region, seed: int, amplitude_us: float, sign: int
+    ) -> PerturbReport:
+        fields = m.region_fields(tile, region)
+        request = m.PERTURB_REQ.pack(*fields, sign, seed, amplitude_us)
+        return self._write_pass(Msg.PERTURB, request, region)
+
+    def _restore(self, tile: int, region: Region) -> PerturbReport:
+        request = m.REGION_REQ.pack(*m.region_fields(tile, region))
+        return self._write_pass(Msg.RESTORE, request, region)
+
+    def _write_pass(self, msg: Msg, request: bytes, region: Region) -> PerturbReport:
+        device_s = 0.2 + 1e-6 * region.rows * region.cols
+        _, p = self._call(msg, request, expect=m.PERTURB_RESP.size + 16, device_s=device_s)
+        cells, clipped, over, _ = m.PERTURB_RESP.unpack_from(p)
+        return PerturbReport(cells, clipped, over, _cost(p, m.PERTURB_RESP.size))
+
+    def _read_write_counts(self, tile: int, region: Region) -> WriteCounts:
+        request = m.REGION_REQ.pack(*m.region_fields(tile, region))
+        size = 4 * region.rows * region.cols
+        frame, p = self._call(Msg.READ_WRITE_COUNTS, request, expect=min(size, self.max_payload))
+        data = self._result(frame, p, m.COUNTS_RESP.size)
+        counts = np.frombuffer(data, "<u4").astype(np.uint32).reshape(region.shape)
+        return WriteCounts(counts, m.COUNTS_RESP.unpack_from(p)[0])
+
+    def _calibrate(self, tile: int) -> CalibrationReport:
+        _, p = self._call(
+            Msg.CALIBRATE, m.CALIBRATE_REQ.pack(tile), expect=24,
+            device_s=1.0 + 1e-6 * self.info.rows * self.info.cols,
+        )  # fmt: skip
+        return CalibrationReport(m.CALIBRATE_RESP.unpack_from(p)[0], _cost(p, 8))
+
+    def _advance_clock(self, seconds: float) -> float:
+        _, p = self._call(Msg.ADVANCE_CLOCK, m.CLOCK.pack(seconds), expect=8)
+        return float(m.CLOCK.unpack(p)[0])
+
+
+def _error(msg: Msg, frame: Frame) -> Exception:
+    """The SIDRA exception for a non-OK response."""
+    field, value, text = m.decode_error(frame.payload)
+    try:
+        status = Status(frame.status)
+    except ValueError:
+        return BoardFault(f"{msg.name}: the board answered unknown status 0x{frame.status:04x}")
+    if status == Status.OUT_OF_RANGE:
+        return OutOfRange(field, value, text)
+    if status == Status.INVALID_ARGUMENT:
+        return InvalidArgument(field, value, text)
+    if status == Status.FAILED_PRECONDITION:
+        return FailedPrecondition(text)
+    if status == Status.UNSUPPORTED:
+        return Unsupported(text)
+    if status == Status.STALE_EPOCH:
+        return BoardReset(text)
+    return BoardFault(f"{msg.name} failed on the board ({status.name}): {text}")
+
+
+def _int_option(options: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    text = options.get(key)
+    if text is None:
+        return default
+    if not text.isdigit() or not lo <= int(text) <= hi:
+        raise InvalidArgument(f"url {key}", text, f"an integer in {lo} .. {hi}")
+    return int(text)
+
+
+def _float_option(options: dict[str, str], key: str, default: float) -> float:
+    text = options.get(key)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 600.0:
+        raise InvalidArgument(f"url {key}", text, "seconds in (0, 600]")
+    return value

@@ -1,0 +1,199 @@
+"""Fault injection for a serial link: a shim that damages a byte stream on purpose.
+
+The shim sits between the host and the board (inside the virtual board's
+server, or as a proxy in front of a real port) and, per direction, flips bits
+at a bit-error rate, drops bytes, drops / duplicates / delays whole frames,
+can power-cycle the board mid-transfer and can unplug it for a while. It is
+frame-aware only through the 0x00 delimiter, as a real line fault is not.
+
+Configure it with a spec string, as on the command line::
+
+    FaultConfig.parse("ber=1e-4,drop=0.01,dup=0.01,seed=7")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FaultConfig", "FaultShim"]
+
+Chunk = tuple[float, bytes]
+"""Seconds to wait before sending, then the bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    """What the shim does to each direction of the link. Rates are probabilities."""
+
+    ber: float = 0.0
+    """Bit-error rate: each bit on the wire flips with this probability."""
+    byte_drop: float = 0.0
+    """Each byte is lost with this probability."""
+    drop: float = 0.0
+    """Each frame is lost with this probability."""
+    dup: float = 0.0
+    """Each frame is sent twice with this probability."""
+    delay: float = 0.0
+    """Each frame is held back ``delay_s`` with this probability."""
+    delay_s: float = 0.002
+    reset_after: int = 0
+    """Power-cycle the board when this many frames have reached it (0: never)."""
+    unplug_after: int = 0
+    """Unplug the board when this many frames have reached it (0: never)."""
+    unplug_s: float = 1.0
+    """How long an unplug lasts, seconds."""
+    seed: int = 0
+    """Seed of the fault pattern, so a failing run can be replayed."""
+
+    def __post_init__(self) -> None:
+        for name in ("ber", "byte_drop", "drop", "dup", "delay"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"fault {name}: got {getattr(self, name)}, expected 0 .. 1")
+        for name in ("delay_s", "unplug_s", "reset_after", "unplug_after", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"fault {name}: got {getattr(self, name)}, expected >= 0")
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultConfig:
+        """``"ber=1e-4,drop=0.01"`` -> FaultConfig; unknown keys are errors."""
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        values: dict[str, float | int] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            key, sep, text = item.partition("=")
+            if not sep or key not in fields:
+                raise ValueError(
+                    f"fault spec item {item!r}: expected key=value with key one of "
+                    f"{', '.join(fields)}"
+                )
+            try:
+                values[key] = int(text) if fields[key] == "int" else float(text)
+            except ValueError as exc:
+                raise ValueError(f"fault spec {key}: {text!r} is not a number") from exc
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def active(self) -> bool:
+        return self != FaultConfig(seed=self.seed)
+
+
+class _Direction:
+    """Frame-level then bit-level damage for one direction of the stream."""
+
+    def __init__(self, config: FaultConfig, rng: np.random.Generator, counts: dict[str, int]):
+        self.config, self.rng, self.counts = config, rng, counts
+        self._partial = bytearray()
+
+    def process(self, data: bytes) -> list[tuple[float, bytes]]:
+        self._partial += data
+        end = self._partial.rfind(b"\x00")
+        if end < 0:
+            return []
+        complete, self._partial = bytes(self._partial[: end + 1]), self._partial[end + 1 :]
+        out: list[Chunk] = []
+        c, rng = self.config, self.rng
+        for frame in complete.split(b"\x00")[:-1]:
+            wire = frame + b"\x00"
+            self.counts["frames"] += 1
+            if c.drop and rng.random() < c.drop:
+                self.counts["dropped"] += 1
+                continue
+            wait = c.delay_s if c.delay and rng.random() < c.delay else 0.0
+            self.counts["delayed"] += wait > 0
+            copies = 2 if c.dup and rng.random() < c.dup else 1
+            self.counts["duplicated"] += copies - 1
+            for _ in range(copies):
+                out.append((wait, self._damage(wire)))
+                wait = 0.0
+        return out
+
+    def _damage(self, wire: bytes) -> bytes:
+        c, rng = self.config, self.rng
+        if not (c.ber or c.byte_drop):
+            return wire
+        buf = np.frombuffer(wire, np.uint8).copy()
+        flips = rng.binomial(8 * len(buf), c.ber) if c.ber else 0
+        if flips:
+            bits = rng.integers(0, 8 * len(buf), flips)
+            np.bitwise_xor.at(buf, bits // 8, (1 << (bits % 8)).astype(np.uint8))
+            self.counts["bits_flipped"] += int(flips)
+        lost = rng.binomial(len(buf), c.byte_drop) if c.byte_drop else 0
+        if lost:
+            buf = np.delete(buf, rng.choice(len(buf), lost, replace=False))
+            self.counts["bytes_dropped"] += int(lost)
+        return buf.tobytes()
+
+
+class FaultShim:
+    """Damages both directions of a link; thread-safe.
+
+    ``on_reset`` power-cycles the board (the virtual board's server passes its
+    reset); ``unplug`` silences the link both ways, as a pulled cable does.
+    """
+
+    def __init__(self, config: FaultConfig, on_reset: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.on_reset = on_reset
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("frames", "dropped", "duplicated", "delayed", "bits_flipped", "bytes_dropped"), 0
+        )
+        self.events: dict[str, int] = {"resets": 0, "unplugs": 0}
+        rng = np.random.Generator(np.random.PCG64(config.seed))
+        up_rng, down_rng = rng.spawn(2)
+        self._to_device = _Direction(config, up_rng, self.counts)
+        self._to_host = _Direction(config, down_rng, self.counts)
+        self._frames_in = 0
+        self._unplugged_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def unplugged(self) -> bool:
+        return time.monotonic() < self._unplugged_until
+
+    def unplug(self, seconds: float | None = None) -> None:
+        """Silence the link for ``seconds`` (default: the config's unplug_s; inf: until
+        :meth:`replug`)."""
+        with self._lock:
+            duration = self.config.unplug_s if seconds is None else seconds
+            self._unplugged_until = time.monotonic() + duration
+            self.events["unplugs"] += 1
+
+    def replug(self) -> None:
+        with self._lock:
+            self._unplugged_until = 0.0
+
+    def reset_board(self) -> None:
+        self.events["resets"] += 1
+        if self.on_reset is not None:
+            self.on_reset()
+
+    def to_device(self, data: bytes) -> list[Chunk]:
+        """What reaches the board of ``data`` sent by the host."""
+        if self.unplugged:
+            return []
+        with self._lock:
+            chunks = self._to_device.process(data)
+        c, kept = self.config, []
+        for wait, wire in chunks:
+            self._frames_in += 1
+            if c.reset_after and self._frames_in == c.reset_after:
+                self.reset_board()  # the frame in flight dies with the board
+                continue
+            if c.unplug_after and self._frames_in == c.unplug_after:
+                self.unplug()
+            if self.unplugged:
+                continue
+            kept.append((wait, wire))
+        return kept
+
+    def to_host(self, data: bytes) -> list[Chunk]:
+        """What reaches the host of ``data`` sent by the board."""
+        if self.unplugged:
+            return []
+        with self._lock:
+            return self._to_host.process(data)

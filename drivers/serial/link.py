@@ -1,0 +1,394 @@
+"""The host end of a serial link: one request, one response, whatever the wire does.
+
+Stop-and-wait (docs/wire-protocol.md §5): each request gets a fresh 16-bit id
+and is retransmitted with the *same* id when its response is lost, damaged or
+NAKed, so the board answers a retry from its response cache instead of running
+the command twice. Responses to anything but the outstanding request are
+duplicates and are dropped. Every response carries the board's boot epoch; a
+new epoch means the board restarted and lost its state, which is reported as
+:class:`BoardReset` rather than papered over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, SidraError
+from sidra.drivers.serial.framing import (
+    PROTOCOL_VERSION,
+    Flag,
+    Frame,
+    FrameError,
+    FrameSplitter,
+    decode_frame,
+    encode_frame,
+    max_wire_bytes,
+)
+from sidra.drivers.serial.messages import HELLO_REQ, Hello, Msg, Status, unpack_hello
+from sidra.drivers.types import LinkStats
+
+__all__ = ["Link", "LinkSettings", "Port"]
+
+_TIMEOUT, _BAD = "timeout", "bad"
+_COUNTERS = [f.name for f in dataclasses.fields(LinkStats) if f.name != "up"]
+
+
+class Port(Protocol):
+    """What the link needs of a pyserial port (``serial.Serial`` or a URL handler)."""
+
+    baudrate: int
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def read(self, size: int = 1, /) -> bytes: ...
+
+    def fileno(self) -> int: ...
+
+    def reset_input_buffer(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """Timing and retry policy of a link (URL options of ``serial://``)."""
+
+    baud: int = 921_600
+    """Line rate used to scale timeouts (10 bits per byte on the wire)."""
+    timeout_s: float = 0.25
+    """Fixed part of every attempt's timeout (host and board latency)."""
+    retries: int = 3
+    """Retransmissions per round; after a round fails the link resyncs and tries once more."""
+    max_payload: int = 0xFFFF
+    """Largest payload the host offers in HELLO; the board may lower it."""
+    want_baud: int = 0
+    """Line rate to switch to after HELLO (0 keeps ``baud``)."""
+
+    def attempt_timeout(self, out_bytes: int, in_bytes: int, device_s: float = 0.0) -> float:
+        """base + twice the wire time both ways + the board's own time for the command."""
+        return self.timeout_s + 2 * 10 * (out_bytes + in_bytes) / self.baud + device_s
+
+
+class Link:
+    """Request/response engine over one port; thread-safe (one exchange at a time)."""
+
+    def __init__(
+        self, opener: Callable[[], Port], name: str, settings: LinkSettings = LinkSettings()
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._opener = opener
+        self._port: Port | None = None
+        self._splitter = FrameSplitter()
+        self._inbox: deque[bytes] = deque()
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[bool], None]] = []
+        self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self._up = True
+        self._req_id = int.from_bytes(os.urandom(2), "little")  # no reuse across host restarts
+        self.epoch = 0
+        self.hello: Hello | None = None
+        self._needs_hello = True
+        self._reset_notice: str | None = None
+        self.closed = False
+        self.last_exchange = 0.0
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    def stats(self) -> LinkStats:
+        return LinkStats(up=self._up, **self._counts)
+
+    def add_listener(self, listener: Callable[[bool], None]) -> None:
+        """Calls ``listener(up)`` whenever the link goes down or comes back."""
+        self._listeners.append(listener)
+
+    def connect(self) -> Hello:
+        """Opens the port if needed and says HELLO; raises BoardUnavailable if nobody answers."""
+        with self._lock:
+            self._ensure_connected()
+            assert self.hello is not None
+            return self.hello
+
+    def exchange(
+        self, msg: Msg, payload: bytes = b"", *, expect: int = 0, device_s: float = 0.0
+    ) -> Frame:
+        """Sends one request and returns its response (any status).
+
+        ``expect`` is the size of the expected response payload and ``device_s``
+        the board's time for the command; both stretch the timeout.
+        """
+        with self._lock:
+            self._ensure_connected()
+            if self._reset_notice is not None:
+                notice, self._reset_notice = self._reset_notice, None
+                raise BoardReset(notice)
+            return self._exchange(msg, payload, expect, device_s, rounds=2)
+
+    def probe(self, idle_s: float = 0.5) -> bool:
+        """Health check for a watcher thread: reconnects a lost link, pings an idle one.
+
+        Never waits for a busy link (a call in progress proves it either way).
+        """
+        if self.closed or not self._lock.acquire(blocking=False):
+            return self.up and not self.closed
+        try:
+            if self._port is None or self._needs_hello or not self.up:
+                self._ensure_connected()
+            elif time.monotonic() - self.last_exchange >= idle_s:
+                self._exchange(Msg.PING, b"", 0, 0.0, rounds=1)
+        except BoardReset as exc:
+            self._reset_notice = str(exc)  # the next call reports it
+        except SidraError:
+            pass
+        finally:
+            self._lock.release()
+        return self.up
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._close_port()
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _ensure_connected(self) -> None:
+        if self.closed:
+            raise BoardUnavailable(f"the link to {self.name} is closed")
+        if self._port is None:
+            try:
+                self._port = self._opener()
+            except (OSError, ValueError) as exc:  # SerialException is an OSError
+                self._set_up(False)
+                raise BoardUnavailable(f"cannot open {self.name}: {exc}") from exc
+            self._splitter.clear()
+            self._inbox.clear()
+            if self.hello is not None:
+                self._count(reconnects=1)
+            self._needs_hello = True
+        if self._needs_hello:
+            self._say_hello()
+
+    def _say_hello(self) -> None:
+        payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, self.settings.max_payload, 0)
+        reply = self._exchange(Msg.HELLO, payload, 256, 0.0, rounds=1, check_epoch=False)
+        if reply.status != Status.OK:
+            raise BoardUnavailable(
+                f"{self.name} refused HELLO (status {_status_name(reply.status)}): "
+                f"{reply.payload.decode('utf-8', 'replace')}"
+            )
+        hello = unpack_hello(reply.payload)
+        if self.hello is not None and hello.boot_counter != self.hello.boot_counter:
+            self._count(resets=1)
+            self._reset_notice = (
+                f"board at {self.name} restarted while the link was down (boot counter "
+                f"{self.hello.boot_counter} -> {hello.boot_counter}); its state is lost"
+            )
+        self.hello, self.epoch, self._needs_hello = hello, hello.epoch, False
+        self._splitter = FrameSplitter(hello.max_payload)
+        if self.settings.want_baud and self.settings.want_baud != self.settings.baud:
+            self._switch_baud(self.settings.want_baud)
+        self._set_up(True)
+
+    def _switch_baud(self, baud: int) -> None:
+        """esptool's CHANGE_BAUDRATE: ask at the old rate, both switch, then PING."""
+        assert self.hello is not None and self._port is not None
+        if baud not in self.hello.bauds:
+            raise BoardUnavailable(
+                f"{self.name} cannot run at {baud} Bd (it offers {list(self.hello.bauds)})"
+            )
+        payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, self.settings.max_payload, baud)
+        self._exchange(Msg.HELLO, payload, 256, 0.0, rounds=1)
+        self._port.baudrate = baud
+        self.settings = dataclasses.replace(self.settings, baud=baud)
+        time.sleep(0.05)
+        self._flush_input()
+        self._exchange(Msg.PING, b"", 0, 0.0, rounds=1)
+
+    # -- one exchange ----------------------------------------------------------------------
+
+    def _exchange(
+        self,
+        msg: Msg,
+        payload: bytes,
+        expect: int,
+        device_s: float,
+        *,
+        rounds: int,
+        check_epoch: bool = True,
+    ) -> Frame:
+        self._req_id = (self._req_id + 1) & 0xFFFF
+        request = Frame(msg, self._req_id, payload, epoch=self.epoch)
+        first = encode_frame(request)
+        # Retransmissions lead with a delimiter: it flushes whatever partial frame
+        # the error left in the board's receiver.
+        again = b"\x00" + encode_frame(dataclasses.replace(request, flags=Flag.RETRY))
+        timeout = self.settings.attempt_timeout(len(first), max_wire_bytes(expect), device_s)
+        attempts = 0
+        for round_ in range(rounds):
+            if round_:
+                self._resync()
+            for _ in range(1 + self.settings.retries):
+                self._send(first if attempts == 0 else again)
+                if attempts:
+                    self._count(retries=1)
+                attempts += 1
+                reply = self._await(request, timeout)
+                if isinstance(reply, Frame):
+                    self.last_exchange = time.monotonic()
+                    self._set_up(True)
+                    if check_epoch:
+                        self._check_epoch(reply)
+                    return reply
+        return self._give_up(msg, attempts, timeout)
+
+    def _give_up(self, msg: Msg, attempts: int, timeout: float) -> Frame:
+        what = f"{msg.name} to {self.name}: no valid response after {attempts} attempts"
+        if self._ping_once():
+            raise DeadlineExceeded(f"{what} ({timeout:.3f} s each); the board answers PING")
+        self._set_up(False)
+        raise BoardUnavailable(f"{what} and a resync; the link is down")
+
+    def _ping_once(self) -> bool:
+        self._req_id = (self._req_id + 1) & 0xFFFF
+        ping = Frame(Msg.PING, self._req_id, epoch=self.epoch)
+        self._send(b"\x00" + encode_frame(ping))
+        return isinstance(self._await(ping, self.settings.attempt_timeout(32, 32)), Frame)
+
+    def _resync(self) -> None:
+        """Flush both directions, then make sure the board answers at all."""
+        self._count(resyncs=1)
+        self._send(b"\x00\x00\x00")
+        self._flush_input()
+
+    def _flush_input(self) -> None:
+        port = self._require_port()
+        try:
+            port.reset_input_buffer()
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        self._splitter.clear()
+        self._inbox.clear()
+
+    def _check_epoch(self, reply: Frame) -> None:
+        if reply.epoch != self.epoch or reply.status == Status.STALE_EPOCH:
+            self._needs_hello = True
+            self._count(resets=1)
+            raise BoardReset(
+                f"board at {self.name} restarted (boot epoch {self.epoch} -> {reply.epoch}): "
+                "its conductances and any transfer in progress are lost"
+            )
+
+    def _await(self, request: Frame, timeout: float) -> Frame | str:
+        """The response to ``request``, or _BAD (retransmit now) or _TIMEOUT."""
+        deadline = time.monotonic() + timeout
+        while True:
+            damaged = False
+            while self._inbox:
+                outcome = self._classify(self._inbox.popleft(), request)
+                if isinstance(outcome, Frame):
+                    return outcome
+                damaged = damaged or outcome == _BAD
+            if damaged:
+                return _BAD
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._count(timeouts=1)
+                return _TIMEOUT
+            self._inbox.extend(self._splitter.feed(self._read(remaining)))
+
+    def _classify(self, raw: bytes, request: Frame) -> Frame | str | None:
+        try:
+            frame = decode_frame(raw)
+        except FrameError as exc:
+            if exc.kind == "crc":
+                self._count(crc_errors=1)
+            else:
+                self._count(framing_errors=1)
+            return _BAD
+        self._count(frames_received=1)
+        if frame.version != PROTOCOL_VERSION or not frame.is_response:
+            self._count(framing_errors=1)
+            return None
+        if frame.flags & Flag.NAK:
+            self._count(naks=1)
+            return _BAD
+        if frame.flags & Flag.BOOT:
+            if self.hello is not None and frame.epoch != self.epoch:
+                self._check_epoch(frame)  # raises BoardReset
+            return None
+        if frame.req_id != request.req_id or frame.msg != request.msg:
+            self._count(duplicates=1)
+            return None
+        return frame
+
+    # -- port I/O --------------------------------------------------------------------------
+
+    def _require_port(self) -> Port:
+        if self._port is None:
+            raise BoardUnavailable(f"the link to {self.name} is not open")
+        return self._port
+
+    def _send(self, data: bytes) -> None:
+        port = self._require_port()
+        try:
+            port.write(data)
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        self._count(frames_sent=1, bytes_sent=len(data))
+
+    def _read(self, timeout: float) -> bytes:
+        port = self._require_port()
+        try:
+            ready, _, _ = select.select([port.fileno()], [], [], timeout)
+            data = port.read(1 << 16) if ready else b""
+        except (OSError, ValueError) as exc:
+            raise self._lost(exc) from exc
+        self._count(bytes_received=len(data))
+        return data
+
+    def _lost(self, exc: Exception) -> BoardUnavailable:
+        """The port failed (unplugged, closed by the far end): drop it, report the link down."""
+        self._close_port()
+        self._set_up(False)
+        return BoardUnavailable(f"serial link to {self.name} lost: {exc}")
+
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        self._needs_hello = True
+        if port is not None:
+            with contextlib.suppress(OSError):  # already gone
+                port.close()
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _count(self, **deltas: int) -> None:
+        for key, delta in deltas.items():
+            self._counts[key] += delta
+
+    def _set_up(self, up: bool) -> None:
+        if not up:
+            self._needs_hello = True  # whoever talks next must re-establish the link
+        if up == self._up:
+            return
+        self._up = up
+        for listener in list(self._listeners):
+            listener(up)
+
+
+def _status_name(status: int) -> str:
+    try:
+        return Status(status).name
+    except ValueError:
+        return f"0x{status:04x}"

@@ -1,0 +1,242 @@
+"""The virtual board: the emulator behind the serial wire protocol.
+
+:class:`VirtualBoard` is transport-free firmware: bytes in, bytes out. It
+decodes frames, answers retried requests from a response cache instead of
+running them again, refuses requests from before its last boot (stale epoch)
+and requests older than the newest it ran (stale request id), and hands the
+rest to :class:`~sidra.emulator.firmware.commands.Commands`. The pty and TCP
+servers (``sidra.emulator.firmware.serve``) move its bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import OrderedDict
+
+from sidra.drivers.emu import EmulatorDriver
+from sidra.drivers.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    SidraError,
+    Unsupported,
+)
+from sidra.drivers.serial import messages as m
+from sidra.drivers.serial.framing import (
+    MAX_PAYLOAD_LIMIT,
+    PROTOCOL_VERSION,
+    Flag,
+    Frame,
+    FrameError,
+    FrameSplitter,
+    decode_frame,
+    encode_frame,
+)
+from sidra.drivers.serial.messages import Feature, Hello, Msg, Status
+from sidra.emulator.config import BoardProfile
+from sidra.emulator.firmware.commands import Commands, WireError
+
+__all__ = ["DEFAULT_BAUDS", "DEVICE_MAX_PAYLOAD", "RESPONSE_CACHE", "VirtualBoard"]
+
+DEVICE_MAX_PAYLOAD = MAX_PAYLOAD_LIMIT
+"""Largest payload the virtual board accepts and sends (the 16-bit length limit)."""
+MIN_PAYLOAD = 256
+"""No HELLO may negotiate below this: every fixed-size message must fit."""
+RESPONSE_CACHE = 16
+"""Responses kept for replay, by request id."""
+DEFAULT_BAUDS = (115_200, 921_600, 3_000_000)
+
+
+class VirtualBoard:
+    """Firmware of an emulated SIDRA board; thread-safe (one frame at a time)."""
+
+    def __init__(
+        self,
+        profile: BoardProfile,
+        seed: int = 0,
+        *,
+        boot_counter: int | None = None,
+        max_payload: int = DEVICE_MAX_PAYLOAD,
+        stage_capacity: int | None = None,
+        bauds: tuple[int, ...] = DEFAULT_BAUDS,
+    ) -> None:
+        self.profile, self.seed = profile, seed
+        self.device_max_payload = max(MIN_PAYLOAD, min(max_payload, MAX_PAYLOAD_LIMIT))
+        geometry = profile.geometry
+        # Room for a full tile image or a 64 MiB batch (the gRPC message limit).
+        self.stage_capacity = stage_capacity or max(4 * geometry.rows * geometry.cols, 64 << 20)
+        self.bauds = bauds
+        self.baud = bauds[0]
+        # A random first boot counter stands in for one kept in NVM: a restarted
+        # emulator process must not look like the board the host knew.
+        self.boot_counter = boot_counter or int.from_bytes(os.urandom(4), "little") or 1
+        self.counters: dict[str, int] = dict.fromkeys(m.LINK_STATS_FIELDS, 0)
+        self._lock = threading.Lock()
+        self._splitter = FrameSplitter(self.device_max_payload)
+        self._boot()
+
+    def _boot(self) -> None:
+        self.commands = Commands(EmulatorDriver(self.profile, self.seed), self.stage_capacity)
+        self.commands.max_payload = self.device_max_payload
+        self.cache: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
+        self.newest: int | None = None  # id of the newest request run since boot
+        self.booted_at = time.monotonic()
+        self._splitter.clear()
+
+    @property
+    def epoch(self) -> int:
+        return m.epoch_of(self.boot_counter)
+
+    @property
+    def driver(self) -> EmulatorDriver:
+        """The emulated board itself (tests inspect it)."""
+        return self.commands.driver
+
+    def reset(self) -> bytes:
+        """Power-cycles the board: state, stage, cache lost, a new boot epoch. Returns
+        the BOOT notice to send to the host."""
+        with self._lock:
+            self.boot_counter = (self.boot_counter + 1) & 0xFFFFFFFF or 1
+            self._boot()
+            hello = m.pack_hello(self.hello())
+            return self._send(Frame(Msg.HELLO, 0, hello, Flag.RESP | Flag.BOOT, 0, self.epoch))
+
+    def receive(self, data: bytes) -> bytes:
+        """Feeds bytes from the host; returns the bytes to send back."""
+        with self._lock:
+            self.counters["rx_bytes"] += len(data)
+            out = [self._handle(raw) for raw in self._splitter.feed(data)]
+            return b"".join(r for r in out if r)
+
+    # -- one frame -------------------------------------------------------------------------
+
+    def _handle(self, raw: bytes) -> bytes | None:
+        try:
+            frame = decode_frame(raw)
+        except FrameError:
+            self.counters["bad_frames"] += 1
+            self.counters["naks_sent"] += 1
+            nak = Frame(0, 0, b"", Flag.RESP | Flag.NAK, Status.BAD_FRAME, self.epoch)
+            return self._send(nak)
+        self.counters["rx_frames"] += 1
+        if frame.is_response:
+            return None  # our own output looped back; never answer it
+        if frame.version != PROTOCOL_VERSION:
+            return self._reply(frame, Status.UNSUPPORTED_VERSION, b"", cache=False)
+        digest = zlib.crc32(frame.payload, frame.msg)
+        cached = self.cache.get(frame.req_id)
+        if cached is not None and cached[0] == digest:
+            self.counters["replays"] += 1
+            return self._send_raw(cached[1])
+        if frame.msg in (Msg.HELLO, Msg.PING):
+            return self._control(frame, digest)
+        if frame.epoch != self.epoch:
+            self.counters["stale_epoch"] += 1
+            text = f"request for boot epoch {frame.epoch}; this board booted as {self.epoch}"
+            return self._reply(frame, Status.STALE_EPOCH, m.encode_error("", None, text), False)
+        if self.newest is not None and not 0 < (frame.req_id - self.newest) & 0xFFFF < 0x8000:
+            self.counters["stale_requests"] += 1
+            text = f"request {frame.req_id} is not newer than {self.newest}"
+            return self._reply(frame, Status.STALE_REQUEST, m.encode_error("", None, text), False)
+        self.newest = frame.req_id
+        status, payload = self._execute(frame)
+        return self._reply(frame, status, payload, digest=digest)
+
+    def _control(self, frame: Frame, digest: int) -> bytes:
+        """HELLO and PING work in any epoch: they are how a host (re)learns it."""
+        if frame.msg == Msg.PING:
+            return self._reply(frame, Status.OK, b"", cache=False)
+        try:
+            version, _, host_max, want_baud = m.HELLO_REQ.unpack_from(frame.payload)
+        except struct.error as exc:
+            return self._reply(frame, Status.BAD_PAYLOAD, m.encode_error("", None, str(exc)))
+        if want_baud and want_baud not in self.bauds:
+            text = f"{want_baud} Bd not offered; bauds: {list(self.bauds)}"
+            return self._reply(frame, Status.UNSUPPORTED, m.encode_error("", None, text), False)
+        self.commands.max_payload = max(MIN_PAYLOAD, min(host_max, self.device_max_payload))
+        self.newest = frame.req_id
+        self.baud = want_baud or self.baud
+        return self._reply(frame, Status.OK, m.pack_hello(self.hello()), digest=digest)
+
+    def hello(self) -> Hello:
+        info = self.driver.info
+        return Hello(
+            proto_version=PROTOCOL_VERSION,
+            features=Feature.EMULATED | Feature.PROFILE,
+            boot_counter=self.boot_counter,
+            max_payload=self.commands.max_payload,
+            stage_capacity=self.stage_capacity,
+            uptime_ms=int(1000 * (time.monotonic() - self.booted_at)) & 0xFFFFFFFF,
+            tile_count=info.tile_count,
+            rows=info.rows,
+            cols=info.cols,
+            dac_bits=info.dac_bits,
+            adc_bits=info.adc_bits,
+            g_min_us=info.g_min_us,
+            g_max_us=info.g_max_us,
+            read_voltage_max_v=info.read_voltage_max_v,
+            bauds=self.bauds,
+            model=info.model,
+            serial_number=info.serial_number,
+            firmware_version=info.firmware_version,
+            preset=info.emulator_preset,
+        )
+
+    def _execute(self, frame: Frame) -> tuple[Status, bytes]:
+        self.counters["executed"] += 1
+        if frame.msg == Msg.GET_LINK_STATS:
+            values = (self.counters[k] for k in m.LINK_STATS_FIELDS)
+            return Status.OK, m.LINK_STATS_RESP.pack(*values)
+        try:
+            handler = self.commands.handlers[Msg(frame.msg)]
+        except (ValueError, KeyError):
+            text = f"unknown message 0x{frame.msg:04x}"
+            return Status.UNKNOWN_MESSAGE, m.encode_error("msg", frame.msg, text)
+        try:
+            return handler(frame.req_id, frame.payload)
+        except WireError as exc:
+            return exc.status, m.encode_error("", None, str(exc))
+        except struct.error as exc:
+            return Status.BAD_PAYLOAD, m.encode_error("", None, f"malformed payload: {exc}")
+        except OutOfRange as exc:
+            return Status.OUT_OF_RANGE, m.encode_error(exc.field, exc.value, exc.allowed)
+        except InvalidArgument as exc:
+            return Status.INVALID_ARGUMENT, m.encode_error(exc.field, exc.value, exc.allowed)
+        except FailedPrecondition as exc:
+            return Status.FAILED_PRECONDITION, m.encode_error("", None, str(exc))
+        except Unsupported as exc:
+            return Status.UNSUPPORTED, m.encode_error("", None, str(exc))
+        except (SidraError, ValueError) as exc:
+            return Status.INTERNAL, m.encode_error("", None, f"{type(exc).__name__}: {exc}")
+
+    # -- output ----------------------------------------------------------------------------
+
+    def _reply(
+        self,
+        request: Frame,
+        status: Status,
+        payload: bytes,
+        cache: bool = True,
+        digest: int | None = None,
+    ) -> bytes:
+        flags = Flag.RESP
+        reply = Frame(request.msg, request.req_id, payload, flags, status, self.epoch)
+        wire = encode_frame(reply)
+        if cache and digest is not None:
+            self.cache[request.req_id] = (digest, wire)
+            self.cache.move_to_end(request.req_id)
+            while len(self.cache) > RESPONSE_CACHE:
+                self.cache.popitem(last=False)
+        return self._send_raw(wire)
+
+    def _send(self, frame: Frame) -> bytes:
+        return self._send_raw(encode_frame(frame))
+
+    def _send_raw(self, wire: bytes) -> bytes:
+        self.counters["tx_frames"] += 1
+        self.counters["tx_bytes"] += len(wire)
+        return wire
