@@ -5,6 +5,7 @@ from sidra.client.training.board_spsa import SPSAOptions, train_softmax_spsa
 from sidra.client.training.calibration import Calibration, calibrate, noise_level
 from sidra.client.training.datasets import BUNDLED, Dataset, load_dataset
 from sidra.client.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
+from sidra.client.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
 from sidra.client.training.records import Checkpoint, TrainingRecord
 from sidra.client.training.schedules import constant, powerseries, spall_gains
 from sidra.client.training.softmax import accuracy, cross_entropy
@@ -33,6 +34,8 @@ __all__ = [
     "AnalogLinear",
     "Checkpoint",
     "HostHeldEvaluator",
+    "HybridNetwork",
+    "LastLayerOptions",
     "OnBoardEvaluator",
     "SPSAOptions",
     "TrainingRecord",
@@ -47,5 +50,6 @@ __all__ = [
     "minimize_spsa",
     "powerseries",
     "spall_gains",
+    "train_last_layer",
     "train_softmax_spsa",
 ]

@@ -1,0 +1,169 @@
+"""Hybrid training: frozen analog feature layers, the last N layers trained with exact gradients.
+
+SIDRA's Y3/Y10 path. Forward passes run on the board. The output error
+δ = softmax(z) − onehot(y) is computed on the host; for earlier trainable
+layers δ flows back through TransposeMVM and the ReLU derivative; the weight
+gradient is the host outer product [h, 1]ᵀ·δ. Updates are kept on the host
+and programmed with write-verify only for cells whose target moved by more
+than ``threshold`` (weight units), so tiny updates do not burn writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.client.training.analog_layer import AnalogLinear
+from sidra.client.training.datasets import Dataset
+from sidra.client.training.records import Checkpoint, TrainingRecord
+from sidra.client.training.softmax import accuracy, cross_entropy
+from sidra.drivers import Board
+
+__all__ = ["HybridNetwork", "LastLayerOptions", "train_last_layer"]
+
+Array = npt.NDArray[np.float32]
+
+
+class HybridNetwork:
+    """Analog layers with ReLU between them; the last ``trainable`` ones learn."""
+
+    def __init__(
+        self,
+        layers: Sequence[AnalogLinear],
+        weights: Sequence[Array],
+        trainable: int = 1,
+        *,
+        threshold: float = 0.0,
+    ) -> None:
+        if not 1 <= trainable <= len(layers):
+            raise ValueError(f"trainable: got {trainable}, expected 1 .. {len(layers)}")
+        self.layers = list(layers)
+        self.weights = [np.array(w, dtype=np.float32) for w in weights]
+        self.targets = [w.copy() for w in self.weights]
+        self.trainable = trainable
+        self.threshold = threshold
+        for layer, w in zip(self.layers, self.weights, strict=True):
+            layer.program(w)
+
+    def forward(self, x: Array) -> tuple[list[Array], list[Array]]:
+        """Inputs of every layer (after ReLU) and pre-activations of every layer."""
+        inputs, pre = [x], []
+        for i, layer in enumerate(self.layers):
+            z = layer.forward(inputs[-1])
+            pre.append(z)
+            if i < len(self.layers) - 1:
+                inputs.append(np.maximum(z, 0.0))
+        return inputs, pre
+
+    def predict(self, x: Array, chunk: int = 1024) -> Array:
+        return np.concatenate(
+            [self.forward(x[i : i + chunk])[1][-1] for i in range(0, len(x), chunk)]
+        )
+
+    def step(self, x: Array, y: npt.NDArray[np.int64], learning_rate: float) -> float:
+        """One exact-gradient step on a minibatch; returns its loss before the update."""
+        inputs, pre = self.forward(x)
+        logits = pre[-1]
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        delta = p
+        delta[np.arange(len(y)), y] -= 1.0
+        delta /= np.float32(len(y))
+        loss = cross_entropy(logits, y)
+        first = len(self.layers) - self.trainable
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            h = np.hstack(
+                [
+                    np.clip(inputs[i], -layer.input_clip, layer.input_clip),
+                    np.ones((len(x), 1), np.float32),
+                ]
+            )
+            gradient = h.T @ delta
+            if i > first:  # δ for the layer below: TransposeMVM, then ReLU'
+                delta = layer.backward(delta) * (pre[i - 1] > 0.0)
+            self.weights[i] -= np.float32(learning_rate) * gradient
+            np.clip(self.weights[i], -layer.weight_limit, layer.weight_limit, out=self.weights[i])
+            self._program(i)
+        return loss
+
+    def _program(self, i: int) -> None:
+        moved = np.abs(self.weights[i] - self.targets[i]) > self.threshold
+        if moved.any():
+            self.targets[i][moved] = self.weights[i][moved]
+            self.layers[i].program(self.targets[i])
+
+
+@dataclass(frozen=True, slots=True)
+class LastLayerOptions:
+    """A fixed random ReLU feature layer on the board and trained layers above it."""
+
+    hidden: int = 256
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 0.05
+    threshold: float = 0.002
+    """Weight change below which a cell is not reprogrammed (weight units)."""
+    trainable: int = 1
+    seed: int = 0
+    feature_tile: int = 0
+    head_tiles: tuple[int, ...] = (1, 2)
+
+
+def train_last_layer(
+    board: Board,
+    data: Dataset,
+    options: LastLayerOptions | None = None,
+    *,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainingRecord:
+    """Random features W1 ~ N(0, 1/n_in), b1 ~ N(0, 0.25) frozen on a tile; the head is
+    trained with exact host gradients and programmed with write-verify."""
+    o = options or LastLayerOptions()
+    rng = np.random.default_rng(o.seed)
+    n_in = data.features
+    features = AnalogLinear(board, o.feature_tile, n_in, o.hidden, weight_limit=2.0)
+    head = AnalogLinear(
+        board, o.head_tiles, o.hidden, data.classes, weight_limit=2.0, input_clip=6.0
+    )
+    w1 = np.vstack(
+        [rng.normal(0, 1 / np.sqrt(n_in), (n_in, o.hidden)), rng.normal(0, 0.5, (1, o.hidden))]
+    ).astype(np.float32)
+    writes_before = board.stats().cell_writes
+    net = HybridNetwork(
+        [features, head],
+        [w1, np.zeros(head.shape, np.float32)],
+        trainable=o.trainable,
+        threshold=o.threshold,
+    )
+    record = TrainingRecord(
+        settings={**{k: getattr(o, k) for k in o.__slots__}, "job": "last-layer"}
+    )
+    batches_per_epoch = int(np.ceil(len(data.x_train) / o.batch_size))
+    for epoch in range(1, o.epochs + 1):
+        order = rng.permutation(len(data.x_train))
+        for b in range(batches_per_epoch):
+            index = order[b * o.batch_size : (b + 1) * o.batch_size]
+            record.losses.append(
+                net.step(data.x_train[index], data.y_train[index], o.learning_rate)
+            )
+            record.loss_evaluations += 1
+            features.ledger.charge_host_loss()
+        test = accuracy(net.predict(data.x_test), data.y_test)
+        record.checkpoints.append(
+            Checkpoint(epoch * batches_per_epoch, test, board.stats().cell_writes - writes_before)
+        )
+        if on_epoch is not None:
+            on_epoch(epoch, test)
+    record.weights = net.weights[-1]
+    record.steps = o.epochs * batches_per_epoch
+    record.test_accuracy = accuracy(net.predict(data.x_test), data.y_test)
+    record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
+    record.mvm_calls = features.mvm_calls + head.mvm_calls
+    record.device_writes = board.stats().cell_writes - writes_before
+    total = features.ledger.total + head.ledger.total
+    record.modeled_time_ns, record.modeled_energy_nj = total.time_ns, total.energy_nj
+    return record
