@@ -96,6 +96,8 @@ class LinkStats:
 
     up: bool = True
     """The board answers; False after a lost link until it answers again."""
+    exchanges: int = 0
+    """Requests that got their response (each counted once, however many tries it took)."""
     frames_sent: int = 0
     frames_received: int = 0
     bytes_sent: int = 0

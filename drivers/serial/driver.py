@@ -54,6 +54,16 @@ from sidra.drivers.url import query_options
 
 __all__ = ["SerialDriver"]
 
+# The board's own time per command, added to each attempt's timeout. Generous
+# upper bounds (the emulator on a slow CI core): a late answer costs a retry,
+# a too-short bound a failed call.
+_PROGRAM_S_PER_CELL = 20e-6
+"""Write-verify of one cell (several pulse/verify rounds)."""
+_PASS_S_PER_CELL = 100e-9
+"""One cell of one analog pass (MVM, calibration probe)."""
+_CELL_S = 1e-6
+"""Reading or rewriting one cell (ReadConductance, Perturb, Restore)."""
+
 _OPTIONS = {"baud", "timeout", "retries", "max_payload", "switch_baud", "exclusive"}
 
 
@@ -218,7 +228,9 @@ class SerialDriver(BoardDriver):
         stage_id, crc = self._stage(targets.astype("<f4").tobytes())
         request = m.PROGRAM_REQ.pack(*m.region_fields(tile, region), stage_id, crc)
         cells = region.rows * region.cols
-        _, p = self._call(Msg.PROGRAM_COMMIT, request, expect=64, device_s=1.0 + 20e-6 * cells)
+        _, p = self._call(
+            Msg.PROGRAM_COMMIT, request, expect=64, device_s=_PROGRAM_S_PER_CELL * cells
+        )
         cells_written, iterations, pulses, rms, peak, unconverged, over = (
             m.PROGRAM_RESP.unpack_from(p)
         )
@@ -230,7 +242,7 @@ class SerialDriver(BoardDriver):
         size = 4 * region.rows * region.cols
         frame, p = self._call(
             Msg.READ_CONDUCTANCE, request, expect=min(size, self.max_payload),
-            device_s=0.2 + 1e-6 * region.rows * region.cols,
+            device_s=_CELL_S * region.rows * region.cols,
         )  # fmt: skip
         data = self._result(frame, p, m.COST.size)
         g = np.frombuffer(data, "<f4").astype(np.float32).reshape(region.shape)
@@ -266,7 +278,7 @@ class SerialDriver(BoardDriver):
             stage_id, crc = self._stage(data)
             request = m.MVM_REQ.pack(tile, 1, 0, batch, stage_id, 0, crc)
         out_bytes = 4 * batch * outputs
-        device_s = 0.2 + 50e-9 * batch * self.info.rows * self.info.cols
+        device_s = _PASS_S_PER_CELL * batch * self.info.rows * self.info.cols
         frame, p = self._call(
             msg, request, expect=min(out_bytes + 40, self.max_payload), device_s=device_s
         )
@@ -287,7 +299,7 @@ class SerialDriver(BoardDriver):
         return self._write_pass(Msg.RESTORE, request, region)
 
     def _write_pass(self, msg: Msg, request: bytes, region: Region) -> PerturbReport:
-        device_s = 0.2 + 1e-6 * region.rows * region.cols
+        device_s = _CELL_S * region.rows * region.cols
         _, p = self._call(msg, request, expect=m.PERTURB_RESP.size + 16, device_s=device_s)
         cells, clipped, over, _ = m.PERTURB_RESP.unpack_from(p)
         return PerturbReport(cells, clipped, over, _cost(p, m.PERTURB_RESP.size))
@@ -303,7 +315,7 @@ class SerialDriver(BoardDriver):
     def _calibrate(self, tile: int) -> CalibrationReport:
         _, p = self._call(
             Msg.CALIBRATE, m.CALIBRATE_REQ.pack(tile), expect=24,
-            device_s=1.0 + 1e-6 * self.info.rows * self.info.cols,
+            device_s=64 * _PASS_S_PER_CELL * self.info.rows * self.info.cols,
         )  # fmt: skip
         return CalibrationReport(m.CALIBRATE_RESP.unpack_from(p)[0], _cost(p, 8))
 

@@ -246,6 +246,7 @@ class Link:
                 attempts += 1
                 reply = self._await(request, timeout)
                 if isinstance(reply, Frame):
+                    self._count(exchanges=1)
                     self.last_exchange = time.monotonic()
                     self._set_up(True)
                     if check_epoch:
