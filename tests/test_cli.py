@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +91,74 @@ def test_invalid_setting_names_field_and_limit() -> None:
     )
     assert result.returncode != 0
     assert "workers" in result.stderr and "greater than or equal to 1" in result.stderr
+
+
+def test_train_spsa_prints_json_and_saves_a_record(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *SIDRA,
+            "train",
+            "spsa",
+            "--dataset",
+            "iris",
+            "--steps",
+            "60",
+            "--board",
+            "emu://?preset=sidra-y1&seed=1",
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for key in (
+        "test_accuracy",
+        "loss_evaluations",
+        "mvm_calls",
+        "device_writes",
+        "modeled_time_ns",
+        "modeled_energy_nj",
+    ):
+        assert key in summary
+    assert summary["loss_evaluations"] == 120
+    assert (tmp_path / "run" / "plot.png").stat().st_size > 0
+
+
+def test_train_last_layer_over_a_remote_server(tmp_path: Path) -> None:
+    from sidra.drivers import open_board
+    from sidra.server import create_server
+
+    server, port = create_server(open_board("emu://?preset=ideal&seed=2"), "127.0.0.1:0")
+    server.start()
+    try:
+        result = subprocess.run(
+            [
+                *SIDRA,
+                "train",
+                "last-layer",
+                "--dataset",
+                "wine",
+                "--epochs",
+                "3",
+                "--hidden",
+                "32",
+                "--server",
+                f"127.0.0.1:{port}",
+                "--out",
+                str(tmp_path / "ll"),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        server.stop(grace=None)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["test_accuracy"] > 0.8

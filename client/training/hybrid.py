@@ -45,6 +45,8 @@ class HybridNetwork:
         self.targets = [w.copy() for w in self.weights]
         self.trainable = trainable
         self.threshold = threshold
+        self.programs = 0
+        """Program calls issued by training updates."""
         for layer, w in zip(self.layers, self.weights, strict=True):
             layer.program(w)
 
@@ -95,6 +97,7 @@ class HybridNetwork:
         if moved.any():
             self.targets[i][moved] = self.weights[i][moved]
             self.layers[i].program(self.targets[i])
+            self.programs += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,7 @@ def train_last_layer(
     record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
     record.mvm_calls = features.mvm_calls + head.mvm_calls
     record.device_writes = board.stats().cell_writes - writes_before
+    record.programs = net.programs
     total = features.ledger.total + head.ledger.total
     record.modeled_time_ns, record.modeled_energy_nj = total.time_ns, total.energy_nj
     return record

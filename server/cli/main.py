@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sidra.drivers import SidraError, open_board
 from sidra.server.app import create_server
 from sidra.server.cli.bench import bench_app
+from sidra.server.cli.train import train_app
 from sidra.server.settings import ServerSettings
 
 app = typer.Typer(
@@ -97,6 +98,7 @@ def demo(
 
 
 app.add_typer(bench_app, name="bench")
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:

@@ -1,0 +1,169 @@
+"""``sidra train``: SPSA and last-layer training jobs with records, plots and --json."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sidra.client import connect
+from sidra.client.training import (
+    LastLayerOptions,
+    SPSAOptions,
+    SPSAStep,
+    TrainingRecord,
+    load_dataset,
+    train_last_layer,
+    train_softmax_spsa,
+)
+from sidra.drivers import Board, SidraError, open_board
+
+train_app = typer.Typer(no_args_is_help=True, help="Train with the board in the loop.")
+
+Dataset = Annotated[
+    str, typer.Option(help="digits, iris, wine, breast_cancer, or an .npz with X and y.")
+]
+BoardUrl = Annotated[str, typer.Option("--board", help="Board URL opened in-process.")]
+ServerAddress = Annotated[
+    str | None, typer.Option("--server", help="HOST:PORT of a remote sidra serve.")
+]
+Out = Annotated[Path | None, typer.Option(help="Record folder (default runs/<job>-<time>).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")]
+
+
+@contextlib.contextmanager
+def _board(url: str, server: str | None) -> Iterator[Board]:
+    try:
+        if server is not None:
+            with connect(server) as remote:
+                yield remote
+        else:
+            with open_board(url) as local:
+                yield local
+    except SidraError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _finish(
+    record: TrainingRecord,
+    dataset: str,
+    job: str,
+    out: Path | None,
+    as_json: bool,
+    console: Console,
+) -> None:
+    record.settings["dataset"] = dataset
+    folder = record.save(out or Path("runs") / f"{job}-{time.strftime('%Y%m%d-%H%M%S')}")
+    summary = record.summary() | {"record": str(folder)}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(title=f"{job} on {dataset}", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@train_app.command("spsa")
+def spsa(
+    dataset: Dataset = "digits",
+    steps: Annotated[int, typer.Option(min=1)] = 4000,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    mode: Annotated[str, typer.Option(help="board (Perturb RPC) or host (host-held).")] = "board",
+    resamplings: Annotated[int, typer.Option(min=1)] = 1,
+    program_every: Annotated[int, typer.Option(min=1, help="Host mode: steps per Program.")] = 10,
+    a: Annotated[float | None, typer.Option(help="Learning-rate gain; omit to calibrate.")] = 0.5,
+    c: Annotated[float | None, typer.Option(help="Perturbation gain; omit to calibrate.")] = 0.2,
+    calibrate: Annotated[bool, typer.Option(help="Calibrate a and c by Spall's rules.")] = False,
+    blocking: bool = False,
+    last_avg: Annotated[int, typer.Option(min=1)] = 1,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    out: Out = None,
+    as_json: AsJson = False,
+) -> None:
+    """SPSA training of a softmax layer (features → classes) on the board."""
+    if mode not in ("board", "host"):
+        raise typer.BadParameter(f"mode: got {mode!r}, expected board or host")
+    console = Console(stderr=as_json)
+    data = load_dataset(dataset)
+    options = SPSAOptions(
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        a=None if calibrate else a,
+        c=None if calibrate else c,
+        resamplings=resamplings,
+        mode=mode,  # type: ignore[arg-type]
+        program_every=program_every,
+        blocking=blocking,
+        last_avg=last_avg,
+        eval_every=max(1, steps // 20),
+    )
+    with _board(board, server) as target, _progress(console) as progress:
+        task = progress.add_task("spsa", total=steps, status="")
+
+        def on_step(step: SPSAStep) -> None:
+            if step.step % 10 == 0 or step.step == steps:
+                progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
+
+        record = train_softmax_spsa(target, data, options, on_step=on_step)
+    _finish(record, dataset, "spsa", out, as_json, console)
+
+
+@train_app.command("last-layer")
+def last_layer(
+    dataset: Dataset = "digits",
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    hidden: Annotated[int, typer.Option(min=1, help="Random ReLU features.")] = 256,
+    trainable: Annotated[int, typer.Option(min=1, max=2, help="Layers trained.")] = 1,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.1,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    out: Out = None,
+    as_json: AsJson = False,
+) -> None:
+    """Fixed random feature layer on the board, head trained with exact gradients."""
+    console = Console(stderr=as_json)
+    data = load_dataset(dataset)
+    options = LastLayerOptions(
+        hidden=hidden,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        trainable=trainable,
+        seed=seed,
+    )
+    with _board(board, server) as target, _progress(console) as progress:
+        task = progress.add_task("last-layer", total=epochs, status="")
+        record = train_last_layer(
+            target,
+            data,
+            options,
+            on_epoch=lambda e, acc: progress.update(
+                task, completed=e, status=f"test {100 * acc:.2f} %"
+            ),
+        )
+    _finish(record, dataset, "last-layer", out, as_json, console)
