@@ -11,7 +11,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sidra.drivers import Board
+from sidra.drivers.monitor import LinkMonitored
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
+from sidra.server.link_watch import LinkWatcher
 from sidra.server.servicer import SERVICE_NAME, BoardServicer
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "create_server", "is_loopback"]
@@ -35,7 +37,8 @@ def create_server(
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). The standard health
-    service reports ``""`` and ``sidra.hil.v1.BoardService`` as SERVING; server
+    service reports ``""`` and ``sidra.hil.v1.BoardService`` as SERVING (for a board
+    behind a link, NOT_SERVING while the link is down: ``LinkWatcher``); server
     reflection lets grpcurl and other tools discover the API without the proto.
     """
     limits = [
@@ -49,6 +52,8 @@ def create_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if isinstance(board, LinkMonitored):  # a serial board: health follows its link
+        LinkWatcher(board, health_servicer, ("", SERVICE_NAME)).start()
 
     if reflection_enabled:
         names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)

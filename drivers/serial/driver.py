@@ -122,7 +122,7 @@ class SerialDriver(BoardDriver):
             exclusive = _int_option(options, "exclusive", 1, 0, 1) == 1
             port_url, extra = device, {"exclusive": exclusive}
         else:
-            port_url, extra = f"{url.scheme}://{url.netloc}", {}
+            device, port_url, extra = "", f"{url.scheme}://{url.netloc}", {}
         write_timeout = settings.attempt_timeout(max_wire_bytes(settings.max_payload), 0) + 1.0
 
         def opener() -> Port:
@@ -131,7 +131,9 @@ class SerialDriver(BoardDriver):
             )
             return port
 
-        return cls(opener, url.geturl(), settings)
+        return cls(
+            opener, f"{url.scheme}://{device}" if url.scheme == "serial" else port_url, settings
+        )
 
     # -- link ------------------------------------------------------------------------------
 

@@ -148,6 +148,9 @@ class FaultShim:
         self._to_device = _Direction(config, up_rng, self.counts)
         self._to_host = _Direction(config, down_rng, self.counts)
         self._frames_in = 0
+        self._reset_at = config.reset_after or None
+        self._unplug_at = config.unplug_after or None
+        self._unplug_for = config.unplug_s
         self._unplugged_until = 0.0
         self._lock = threading.Lock()
 
@@ -162,6 +165,19 @@ class FaultShim:
             duration = self.config.unplug_s if seconds is None else seconds
             self._unplugged_until = time.monotonic() + duration
             self.events["unplugs"] += 1
+
+    def arm(
+        self, *, reset_in: int | None = None, unplug_in: int | None = None,
+        unplug_s: float | None = None,
+    ) -> None:  # fmt: skip
+        """Reset or unplug the board when ``n`` more host frames have reached it (the
+        n-th is lost with it): a fault in the middle of a transfer, placed exactly."""
+        with self._lock:
+            if reset_in is not None:
+                self._reset_at = self._frames_in + reset_in
+            if unplug_in is not None:
+                self._unplug_at = self._frames_in + unplug_in
+                self._unplug_for = self.config.unplug_s if unplug_s is None else unplug_s
 
     def replug(self) -> None:
         with self._lock:
@@ -178,14 +194,14 @@ class FaultShim:
             return []
         with self._lock:
             chunks = self._to_device.process(data)
-        c, kept = self.config, []
+        kept = []
         for wait, wire in chunks:
             self._frames_in += 1
-            if c.reset_after and self._frames_in == c.reset_after:
+            if self._frames_in == self._reset_at:
                 self.reset_board()  # the frame in flight dies with the board
                 continue
-            if c.unplug_after and self._frames_in == c.unplug_after:
-                self.unplug()
+            if self._frames_in == self._unplug_at:
+                self.unplug(self._unplug_for)
             if self.unplugged:
                 continue
             kept.append((wait, wire))

@@ -96,6 +96,7 @@ class Link:
         self._req_id = int.from_bytes(os.urandom(2), "little")  # no reuse across host restarts
         self.epoch = 0
         self.hello: Hello | None = None
+        self._known_boot: int | None = None  # None: no board yet, or its reset was reported
         self._needs_hello = True
         self._reset_notice: str | None = None
         self.closed = False
@@ -189,13 +190,14 @@ class Link:
                 f"{reply.payload.decode('utf-8', 'replace')}"
             )
         hello = unpack_hello(reply.payload)
-        if self.hello is not None and hello.boot_counter != self.hello.boot_counter:
+        if self._known_boot is not None and hello.boot_counter != self._known_boot:
             self._count(resets=1)
             self._reset_notice = (
                 f"board at {self.name} restarted while the link was down (boot counter "
-                f"{self.hello.boot_counter} -> {hello.boot_counter}); its state is lost"
+                f"{self._known_boot} -> {hello.boot_counter}); its state is lost"
             )
         self.hello, self.epoch, self._needs_hello = hello, hello.epoch, False
+        self._known_boot = hello.boot_counter
         self._splitter = FrameSplitter(hello.max_payload)
         if self.settings.want_baud and self.settings.want_baud != self.settings.baud:
             self._switch_baud(self.settings.want_baud)
@@ -285,6 +287,7 @@ class Link:
     def _check_epoch(self, reply: Frame) -> None:
         if reply.epoch != self.epoch or reply.status == Status.STALE_EPOCH:
             self._needs_hello = True
+            self._known_boot = None  # reported here; the next HELLO must not report it again
             self._count(resets=1)
             raise BoardReset(
                 f"board at {self.name} restarted (boot epoch {self.epoch} -> {reply.epoch}): "
@@ -369,8 +372,13 @@ class Link:
         port, self._port = self._port, None
         self._needs_hello = True
         if port is not None:
+            # pyserial's socket:// close() skips socket.close() when shutdown() fails
+            # on a connection the peer already dropped: close the socket ourselves.
+            sock = getattr(port, "_socket", None)
             with contextlib.suppress(OSError):  # already gone
                 port.close()
+            if sock is not None:
+                sock.close()
 
     # -- bookkeeping -----------------------------------------------------------------------
 

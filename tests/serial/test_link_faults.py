@@ -1,0 +1,159 @@
+"""Board reset and unplug mid-operation: clear errors, the server stays up, health follows.
+
+The virtual board runs on a real pty behind the fault shim; the serial driver
+is served over gRPC exactly as ``sidra serve --board serial://...`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sidra.client import RemoteBoard, connect
+from sidra.drivers import BoardReset, BoardUnavailable, open_board
+from sidra.drivers.serial import FaultConfig, SerialDriver
+from sidra.emulator import preset
+from sidra.emulator.config import Geometry
+from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, serve_virtual_board
+from sidra.server import SERVICE_NAME, create_server
+
+PROFILE = preset("ideal").model_copy(update={"geometry": Geometry(tiles=2, rows=32, cols=16)})
+FAST = "timeout=0.05&retries=2&max_payload=256"  # 2 KiB image = 9 chunks
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+G = np.random.default_rng(4).uniform(1.0, 40.0, (32, 16)).astype(np.float32)
+
+
+@dataclass
+class Rig:
+    server: LinkServer
+    driver: SerialDriver
+    remote: RemoteBoard
+    health: health_pb2_grpc.HealthStub
+
+    def status(self, service: str = "") -> int:
+        request = health_pb2.HealthCheckRequest(service=service)
+        return int(self.health.Check(request, timeout=5).status)
+
+    def wait_for(self, status: int, within_s: float = 5.0) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < within_s:
+            if self.status() == status and self.status(SERVICE_NAME) == status:
+                return time.monotonic() - start
+            time.sleep(0.02)
+        raise AssertionError(f"health did not become {status} within {within_s} s")
+
+
+def rig(tcp: bool = False) -> Callable[[], Iterator[Rig]]:
+    def make() -> Iterator[Rig]:
+        address = ("127.0.0.1", 0) if tcp else None
+        with (
+            serve_virtual_board(PROFILE, 1, faults=FaultConfig(), tcp=address) as server,
+            open_board(f"{server.url}?{FAST}") as driver,
+        ):
+            assert isinstance(driver, SerialDriver)
+            grpc_server, port = create_server(driver, "127.0.0.1:0")
+            grpc_server.start()
+            try:
+                with (
+                    connect(f"127.0.0.1:{port}") as remote,
+                    grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+                ):
+                    yield Rig(server, driver, remote, health_pb2_grpc.HealthStub(channel))
+            finally:
+                grpc_server.stop(grace=None)
+
+    return make
+
+
+pty_rig = pytest.fixture(rig())
+tcp_rig = pytest.fixture(rig(tcp=True))
+
+
+def test_unplug_mid_program_then_replug(pty_rig: Rig) -> None:
+    """The cable goes dead in the middle of a staged Program: the call fails UNAVAILABLE
+    naming the board, health turns NOT_SERVING, and SERVING again once the cable is back;
+    the board kept its state and the next Program works."""
+    r = pty_rig
+    r.remote.program(0, G)
+    assert r.status() == SERVING
+    shim = r.server.shim
+    assert shim is not None
+    shim.arm(unplug_in=4, unplug_s=float("inf"))  # during the image chunks
+    with pytest.raises(BoardUnavailable, match=r"UNAVAILABLE: .*serial:///dev/pts/\d+.*down"):
+        r.remote.program(1, G[::-1].copy())
+    r.wait_for(NOT_SERVING)
+    with pytest.raises(BoardUnavailable):  # fails fast while down, server still up
+        r.remote.mvm(0, np.zeros((1, 32), np.float32))
+    shim.replug()
+    r.wait_for(SERVING)
+    assert np.array_equal(r.remote.read_conductance(0).conductances, G)  # state survived
+    r.remote.program(1, G)
+    assert np.array_equal(r.remote.read_conductance(1).conductances, G)
+    link = r.driver.link_stats()
+    assert link.up and link.timeouts > 0 and link.resyncs > 0
+
+
+def test_reset_mid_program_is_reported_and_link_recovers(pty_rig: Rig) -> None:
+    """The board power-cycles in the middle of a staged Program: the call fails ABORTED
+    (BoardReset) saying the state is lost; health stays SERVING (the link is fine); the
+    next calls run on the fresh board, where nothing of the old state remains."""
+    r = pty_rig
+    r.remote.program(0, G)
+    shim = r.server.shim
+    assert shim is not None
+    shim.arm(reset_in=3)
+    with pytest.raises(BoardReset, match=r"ABORTED: .*restarted.*lost"):
+        r.remote.program(1, G)
+    assert r.status() == SERVING
+    fresh = r.remote.read_conductance(0).conductances
+    assert np.all(fresh == PROFILE.conductance.g_min_us)  # power-up state: the old G is gone
+    assert r.remote.stats().cell_writes == 0
+    r.remote.program(1, G)
+    assert np.array_equal(r.remote.read_conductance(1).conductances, G)
+    assert r.driver.link_stats().resets == 1
+
+
+def test_reset_while_idle_is_reported_on_the_next_call(pty_rig: Rig) -> None:
+    """A reset between calls announces itself (BOOT notice, new epoch): the next call
+    raises BoardReset, the one after works."""
+    r = pty_rig
+    r.remote.program(0, G)
+    r.server.reset_board()
+    with pytest.raises(BoardReset):
+        r.remote.mvm(0, np.zeros((1, 32), np.float32))
+    assert r.remote.mvm(0, np.zeros((1, 32), np.float32)).currents.shape == (1, 16)
+
+
+def test_pty_hangup_is_unavailable_and_not_serving(pty_rig: Rig) -> None:
+    """The pty disappears (USB adapter pulled): UNAVAILABLE, health NOT_SERVING for good."""
+    r = pty_rig
+    assert isinstance(r.server, PtyServer)
+    r.server.hangup()
+    with pytest.raises(BoardUnavailable, match="UNAVAILABLE"):
+        r.remote.mvm(0, np.zeros((1, 32), np.float32))
+    r.wait_for(NOT_SERVING)
+    time.sleep(1.0)  # probes keep failing: the device node is gone
+    assert r.status() == NOT_SERVING
+
+
+def test_tcp_disconnect_is_noticed_and_reconnected_while_idle(tcp_rig: Rig) -> None:
+    """socket://: the board drops the connection while nobody calls; the watcher's probe
+    notices (NOT_SERVING), reconnects (SERVING) and the board state is intact."""
+    r = tcp_rig
+    r.remote.program(0, G)
+    assert isinstance(r.server, TcpServer)
+    r.server.disconnect()
+    r.wait_for(SERVING, within_s=0.1)
+    deadline = time.monotonic() + 5
+    while r.driver.link_stats().reconnects == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.driver.link_stats().reconnects == 1
+    r.wait_for(SERVING)
+    assert np.array_equal(r.remote.read_conductance(0).conductances, G)
