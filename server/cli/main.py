@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from sidra.drivers import SidraError, open_board
 from sidra.server.app import create_server
 from sidra.server.cli.bench import bench_app
+from sidra.server.cli.bench_serial import serial_command
+from sidra.server.cli.board import board_app
 from sidra.server.cli.train import train_app
 from sidra.server.settings import ServerSettings
 
@@ -97,7 +99,9 @@ def demo(
     raise typer.Exit(run_demo(board_url=board, steps=steps, seed=seed))
 
 
+bench_app.command("serial")(serial_command)
 app.add_typer(bench_app, name="bench")
+app.add_typer(board_app, name="board")
 app.add_typer(train_app, name="train")
 
 

@@ -1,0 +1,93 @@
+"""``sidra board serve``: the virtual board firmware on a pty or a TCP port.
+
+The first line on stdout is what to give ``sidra serve --board``: the pty's
+``serial:///dev/pts/N`` URL or ``socket://host:port``. The board serves until
+SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from sidra.drivers.serial import FaultConfig
+from sidra.emulator import DEFAULT_PRESET, PRESETS, load_profile, preset
+from sidra.emulator.config import BoardProfile
+from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, VirtualBoard
+
+__all__ = ["board_app"]
+
+board_app = typer.Typer(no_args_is_help=True, help="Virtual board firmware on a serial link.")
+
+
+def _profile(preset_name: str, profile_path: str | None) -> BoardProfile:
+    if profile_path is not None:
+        try:
+            return load_profile(profile_path)
+        except (OSError, ValueError, ValidationError) as exc:
+            raise typer.BadParameter(f"profile {profile_path!r}: {exc}") from exc
+    if preset_name not in PRESETS:
+        raise typer.BadParameter(f"preset {preset_name!r}: one of {', '.join(sorted(PRESETS))}")
+    return preset(preset_name)
+
+
+def _tcp_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise typer.BadParameter(f"--tcp {text!r}: expected HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
+@board_app.command("serve")
+def serve(
+    pty: Annotated[bool, typer.Option("--pty", help="Serve on a new pseudo-terminal.")] = False,
+    tcp: Annotated[
+        str | None, typer.Option(help="Serve on HOST:PORT (socket:// URLs) instead.")
+    ] = None,
+    preset_name: Annotated[str, typer.Option("--preset", help="Board preset.")] = DEFAULT_PRESET,
+    profile: Annotated[
+        str | None, typer.Option(help="Board profile file (.toml/.json) instead of a preset.")
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the emulated board.")] = 0,
+    faults: Annotated[
+        str | None,
+        typer.Option(help="Fault shim on the line, e.g. 'ber=1e-4,drop=0.01,dup=0.01'."),
+    ] = None,
+    max_payload: Annotated[
+        int, typer.Option(min=256, max=65535, help="Largest frame payload the board accepts.")
+    ] = 65535,
+) -> None:
+    """Serve an emulated board over the SIDRA wire protocol until interrupted."""
+    if pty == (tcp is not None):
+        raise typer.BadParameter("give exactly one of --pty or --tcp HOST:PORT")
+    try:
+        fault_config = FaultConfig.parse(faults) if faults else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    board = VirtualBoard(_profile(preset_name, profile), seed, max_payload=max_payload)
+    server: LinkServer
+    if tcp is not None:
+        try:
+            server = TcpServer(board, *_tcp_address(tcp), faults=fault_config)
+        except OSError as exc:
+            raise typer.BadParameter(f"--tcp {tcp}: {exc}") from exc
+    else:
+        server = PtyServer(board, fault_config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        sys.stdout.write(server.url + "\n")
+        sys.stdout.flush()
+        info = board.driver.info
+        typer.echo(
+            f"virtual board {info.model} ({info.serial_number}, boot counter "
+            f"{board.boot_counter}) on {server.url}",
+            err=True,
+        )
+        stop.wait()

@@ -1,0 +1,141 @@
+"""The command line end to end: ``sidra board serve --pty`` + ``sidra serve --board serial://``.
+
+Two real processes and a real pty between them; the same gRPC session against
+``sidra serve --board emu://`` with the same preset and seed must give
+bit-identical answers (sidra-y1 is noisy, so this also proves no command ran twice).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sidra.client import Region, RemoteBoard, connect
+
+SIDRA = [sys.executable, "-m", "sidra.server.cli"]
+
+
+@contextmanager
+def process(
+    *args: str, first_line_from: str = "stdout"
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Runs ``sidra ARGS``; yields its first line on stdout/stderr and the process."""
+    proc = subprocess.Popen(
+        [*SIDRA, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stream = proc.stdout if first_line_from == "stdout" else proc.stderr
+        assert stream is not None
+        yield stream.readline().strip(), proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            stream.close()
+
+
+@contextmanager
+def served(board_url: str) -> Iterator[RemoteBoard]:
+    with process("serve", "--board", board_url, "--listen", "127.0.0.1:0",
+                 first_line_from="stderr") as (line, _):  # fmt: skip
+        match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        with connect(f"127.0.0.1:{match.group(1)}") as board:
+            yield board
+
+
+def session(board: RemoteBoard) -> list[Any]:
+    rng = np.random.default_rng(8)
+    g = rng.uniform(2.0, 38.0, (256, 256)).astype(np.float32)
+    v = rng.uniform(-0.2, 0.2, (3, 256)).astype(np.float32)
+    out: list[Any] = [board.info, board.program(0, g), board.program(2, g[:9, :7], row_offset=4)]
+    out += [board.mvm(0, v).currents, board.transpose_mvm(0, v).currents]
+    out.append(board.mvm(0, rng.uniform(-0.2, 0.2, (400, 256)).astype(np.float32)).currents)
+    out.append(board.perturb(0, seed=9, amplitude_us=0.5, sign=-1, region=Region(3, 4, 20, 30)))
+    out += [board.read_conductance(0).conductances, board.restore(0), board.advance_clock(60.0)]
+    out += [board.calibrate(0), board.read_write_counts(0).counts, board.stats()]
+    return out
+
+
+def test_sidra_serve_on_a_serial_pty_matches_emu() -> None:
+    """Every RPC through sidra serve -> serial:///dev/pts/N -> sidra board serve --pty equals
+    the same calls through sidra serve -> emu:// (same preset, same seed), bit for bit."""
+    with process("board", "serve", "--pty", "--preset", "sidra-y1", "--seed", "6") as (url, _):
+        assert re.fullmatch(r"serial:///dev/pts/\d+", url), url
+        with served(url) as board:
+            over_serial = session(board)
+    with served("emu://?preset=sidra-y1&seed=6") as board:
+        in_process = session(board)
+    for got, want in zip(over_serial, in_process, strict=True):
+        if isinstance(got, np.ndarray):
+            assert np.array_equal(got, want)
+        else:
+            assert got == want
+
+
+def test_board_serve_over_tcp_with_faults() -> None:
+    """--tcp serves socket:// URLs; --faults puts the shim on the line and calls still
+    succeed (with frames small enough for the bit-error rate: 1 KiB payloads)."""
+    with (
+        process(
+            "board",
+            "serve",
+            "--tcp",
+            "127.0.0.1:0",
+            "--preset",
+            "ideal",
+            "--faults",
+            "ber=1e-5,drop=0.02,dup=0.02,seed=3",
+        ) as (url, _),  # fmt: skip
+    ):
+        assert re.fullmatch(r"socket://127\.0\.0\.1:\d+", url), url
+        with served(url + "?timeout=0.05&retries=8&max_payload=1024") as board:
+            g = np.full((256, 256), 5.0, np.float32)
+            board.program(1, g)
+            for _ in range(30):
+                currents = board.mvm(1, np.full((1, 256), 0.125, np.float32)).currents
+                assert np.all(currents == np.float32(0.125 * 5.0 * 256))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pty", "--tcp", "127.0.0.1:0"], "exactly one of --pty or --tcp"),
+        (["--pty", "--faults", "ber=2"], "expected 0 .. 1"),
+        (["--pty", "--faults", "jitter=1"], "jitter=1"),
+        (["--pty", "--preset", "nope"], "one of"),
+    ],
+)
+def test_board_serve_rejects_bad_options(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [*SIDRA, "board", "serve", *args], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_bench_serial_json() -> None:
+    """sidra bench serial --json: one JSON object with the acceptance keys; a full-tile
+    Program goes over the wire at >= 0.99 efficiency."""
+    result = subprocess.run(
+        [*SIDRA, "bench", "serial", "--json", "--programs", "2", "--mvms", "200"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    keys = {"program_s", "payload_mb_s", "raw_pty_mb_s", "wire_efficiency", "mvm_p50_us",
+            "mvm_p99_us"}  # fmt: skip
+    assert keys <= report.keys()
+    assert report["wire_efficiency"] >= 0.99
+    assert report["program_s"] > 0 and report["mvm_p50_us"] <= report["mvm_p99_us"]
