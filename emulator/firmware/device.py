@@ -109,7 +109,10 @@ class VirtualBoard:
         """Feeds bytes from the host; returns the bytes to send back."""
         with self._lock:
             self.counters["rx_bytes"] += len(data)
+            oversize = self._splitter.oversize
             out = [self._handle(raw) for raw in self._splitter.feed(data)]
+            for _ in range(self._splitter.oversize - oversize):  # too long: damaged too
+                out.append(self._nak())
             return b"".join(r for r in out if r)
 
     # -- one frame -------------------------------------------------------------------------
@@ -118,10 +121,7 @@ class VirtualBoard:
         try:
             frame = decode_frame(raw)
         except FrameError:
-            self.counters["bad_frames"] += 1
-            self.counters["naks_sent"] += 1
-            nak = Frame(0, 0, b"", Flag.RESP | Flag.NAK, Status.BAD_FRAME, self.epoch)
-            return self._send(nak)
+            return self._nak()
         self.counters["rx_frames"] += 1
         if frame.is_response:
             return None  # our own output looped back; never answer it
@@ -161,6 +161,11 @@ class VirtualBoard:
         self.newest = frame.req_id
         self.baud = want_baud or self.baud
         return self._reply(frame, Status.OK, m.pack_hello(self.hello()), digest=digest)
+
+    def _nak(self) -> bytes:
+        self.counters["bad_frames"] += 1
+        self.counters["naks_sent"] += 1
+        return self._send(Frame(0, 0, b"", Flag.RESP | Flag.NAK, Status.BAD_FRAME, self.epoch))
 
     def hello(self) -> Hello:
         info = self.driver.info
