@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from sidra.drivers.types import (
@@ -9,6 +10,7 @@ from sidra.drivers.types import (
     BoardStats,
     CalibrationReport,
     Cost,
+    LinkStats,
     MVMResult,
     PerturbReport,
     ProgramReport,
@@ -103,22 +105,30 @@ def info_from_pb(msg: pb.BoardInfo) -> BoardInfo:
 
 
 def stats_to_pb(stats: BoardStats) -> pb.BoardStats:
+    link = None if stats.link is None else pb.LinkStats(**dataclasses.asdict(stats.link))
     return pb.BoardStats(
         total_cost=cost_to_pb(stats.total_cost),
         mvm_passes=stats.mvm_passes,
         cell_writes=stats.cell_writes,
         clock_s=stats.clock_s,
         max_cell_writes=stats.max_cell_writes,
+        link=link,
     )
 
 
 def stats_from_pb(msg: pb.BoardStats) -> BoardStats:
+    link = None
+    if msg.HasField("link"):
+        link = LinkStats(
+            **{f.name: getattr(msg.link, f.name) for f in dataclasses.fields(LinkStats)}
+        )
     return BoardStats(
         total_cost=cost_from_pb(msg.total_cost),
         mvm_passes=msg.mvm_passes,
         cell_writes=msg.cell_writes,
         clock_s=msg.clock_s,
         max_cell_writes=msg.max_cell_writes,
+        link=link,
     )
 
 

@@ -110,18 +110,54 @@ class BoardInfo(_message.Message):
     def __init__(self, model: _Optional[str] = ..., serial_number: _Optional[str] = ..., firmware_version: _Optional[str] = ..., tile_count: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., g_min_us: _Optional[float] = ..., g_max_us: _Optional[float] = ..., dac_bits: _Optional[int] = ..., adc_bits: _Optional[int] = ..., read_voltage_max_v: _Optional[float] = ..., emulated: _Optional[bool] = ..., emulator_preset: _Optional[str] = ..., profile_json: _Optional[str] = ...) -> None: ...
 
 class BoardStats(_message.Message):
-    __slots__ = ("total_cost", "mvm_passes", "cell_writes", "clock_s", "max_cell_writes")
+    __slots__ = ("total_cost", "mvm_passes", "cell_writes", "clock_s", "max_cell_writes", "link")
     TOTAL_COST_FIELD_NUMBER: _ClassVar[int]
     MVM_PASSES_FIELD_NUMBER: _ClassVar[int]
     CELL_WRITES_FIELD_NUMBER: _ClassVar[int]
     CLOCK_S_FIELD_NUMBER: _ClassVar[int]
     MAX_CELL_WRITES_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
     total_cost: OperationCost
     mvm_passes: int
     cell_writes: int
     clock_s: float
     max_cell_writes: int
-    def __init__(self, total_cost: _Optional[_Union[OperationCost, _Mapping]] = ..., mvm_passes: _Optional[int] = ..., cell_writes: _Optional[int] = ..., clock_s: _Optional[float] = ..., max_cell_writes: _Optional[int] = ...) -> None: ...
+    link: LinkStats
+    def __init__(self, total_cost: _Optional[_Union[OperationCost, _Mapping]] = ..., mvm_passes: _Optional[int] = ..., cell_writes: _Optional[int] = ..., clock_s: _Optional[float] = ..., max_cell_writes: _Optional[int] = ..., link: _Optional[_Union[LinkStats, _Mapping]] = ...) -> None: ...
+
+class LinkStats(_message.Message):
+    __slots__ = ("up", "exchanges", "frames_sent", "frames_received", "bytes_sent", "bytes_received", "crc_errors", "framing_errors", "timeouts", "retries", "naks", "duplicates", "resyncs", "resets", "reconnects")
+    UP_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_SENT_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    CRC_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    FRAMING_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    NAKS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    RESYNCS_FIELD_NUMBER: _ClassVar[int]
+    RESETS_FIELD_NUMBER: _ClassVar[int]
+    RECONNECTS_FIELD_NUMBER: _ClassVar[int]
+    up: bool
+    exchanges: int
+    frames_sent: int
+    frames_received: int
+    bytes_sent: int
+    bytes_received: int
+    crc_errors: int
+    framing_errors: int
+    timeouts: int
+    retries: int
+    naks: int
+    duplicates: int
+    resyncs: int
+    resets: int
+    reconnects: int
+    def __init__(self, up: _Optional[bool] = ..., exchanges: _Optional[int] = ..., frames_sent: _Optional[int] = ..., frames_received: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_received: _Optional[int] = ..., crc_errors: _Optional[int] = ..., framing_errors: _Optional[int] = ..., timeouts: _Optional[int] = ..., retries: _Optional[int] = ..., naks: _Optional[int] = ..., duplicates: _Optional[int] = ..., resyncs: _Optional[int] = ..., resets: _Optional[int] = ..., reconnects: _Optional[int] = ...) -> None: ...
 
 class ProgramRequest(_message.Message):
     __slots__ = ("tile", "row_offset", "col_offset", "conductances")
