@@ -38,7 +38,8 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> npt.NDArray[np
     """Independent N(0, 1) float32 samples of ``shape`` drawn from ``rng``."""
     n = int(np.prod(shape, dtype=np.int64))
     words = rng.bit_generator.random_raw(-(-n // 4))
-    index = np.asarray(words, dtype="<u8").view("<u2")[:n]
-    # take(mode="clip") skips the bounds checks of fancy indexing: half the time.
+    # Native-width indices and take(mode="clip") (no bounds checks) make the
+    # gather about twice as fast as fancy indexing with 16-bit indices.
+    index = np.asarray(words, dtype="<u8").view("<u2")[:n].astype(np.intp)
     samples: npt.NDArray[np.float32] = np.take(quantile_table(), index, mode="clip")
     return samples.reshape(shape)
