@@ -47,6 +47,7 @@ class AnalogLinear:
         *,
         weight_limit: float = 1.5,
         input_clip: float = 4.0,
+        read_repeats: int = 1,
     ) -> None:
         info = board.info
         tile_list = [tiles] if isinstance(tiles, int) else list(tiles)
@@ -71,6 +72,10 @@ class AnalogLinear:
         self.g_ref_us = (info.g_min_us + info.g_max_us) / 2.0
         self.scale_us = (info.g_max_us - info.g_min_us) / 2.0 / weight_limit
         self.input_clip = input_clip
+        if read_repeats < 1:
+            raise ValueError(f"read_repeats: got {read_repeats}, expected >= 1")
+        self.read_repeats = read_repeats
+        """Analog passes averaged per input vector (read noise falls as 1/√repeats)."""
         self.volts_per_unit = info.read_voltage_max_v / input_clip
         self._v_max = info.read_voltage_max_v
         self._rows, self._cols = info.rows, info.cols
@@ -123,10 +128,12 @@ class AnalogLinear:
         total = np.zeros((u.shape[0], self.outputs), np.float32)
         for block in self.blocks:
             v = self._pad(u[:, block.rows], self._rows)
-            result = self.board.mvm(block.tile, v)
+            # Repeated reads travel as one batch: [v; v; ...] -> mean over repeats.
+            result = self.board.mvm(block.tile, np.tile(v, (self.read_repeats, 1)))
             self.ledger.add(result.cost)
             self.mvm_calls += 1
-            total += result.currents[:, : self.outputs] - self.g_ref_us * v.sum(axis=1)[:, None]
+            currents = result.currents[:, : self.outputs].reshape(self.read_repeats, len(v), -1)
+            total += currents.mean(axis=0) - self.g_ref_us * v.sum(axis=1)[:, None]
         outputs: Array = total / np.float32(self.scale_us * self.volts_per_unit)
         return outputs.astype(np.float32, copy=False)
 

@@ -114,6 +114,8 @@ class LastLayerOptions:
     seed: int = 0
     feature_tile: int = 0
     head_tiles: tuple[int, ...] = (1, 2)
+    read_repeats: int = 1
+    """Analog passes averaged per input vector in every forward pass."""
 
 
 def train_last_layer(
@@ -128,9 +130,17 @@ def train_last_layer(
     o = options or LastLayerOptions()
     rng = np.random.default_rng(o.seed)
     n_in = data.features
-    features = AnalogLinear(board, o.feature_tile, n_in, o.hidden, weight_limit=2.0)
+    features = AnalogLinear(
+        board, o.feature_tile, n_in, o.hidden, weight_limit=2.0, read_repeats=o.read_repeats
+    )
     head = AnalogLinear(
-        board, o.head_tiles, o.hidden, data.classes, weight_limit=2.0, input_clip=6.0
+        board,
+        o.head_tiles,
+        o.hidden,
+        data.classes,
+        weight_limit=2.0,
+        input_clip=6.0,
+        read_repeats=o.read_repeats,
     )
     w1 = np.vstack(
         [rng.normal(0, 1 / np.sqrt(n_in), (n_in, o.hidden)), rng.normal(0, 0.5, (1, o.hidden))]

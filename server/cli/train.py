@@ -142,6 +142,9 @@ def last_layer(
     trainable: Annotated[int, typer.Option(min=1, max=2, help="Layers trained.")] = 1,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.1,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    read_repeats: Annotated[
+        int, typer.Option(min=1, help="Analog passes averaged per input (noise / √n).")
+    ] = 1,
     out: Out = None,
     as_json: AsJson = False,
 ) -> None:
@@ -155,6 +158,7 @@ def last_layer(
         learning_rate=learning_rate,
         trainable=trainable,
         seed=seed,
+        read_repeats=read_repeats,
     )
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("last-layer", total=epochs, status="")
