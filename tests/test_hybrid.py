@@ -98,3 +98,56 @@ def test_read_repeats_average_the_read_noise() -> None:
             stds.append(float(np.std(layer.forward(x) - layer.forward(x)) / np.sqrt(2)))
             assert board.stats().mvm_passes == 2 * 64 * repeats
     assert 3.4 < stds[0] / stds[1] < 4.6
+
+
+def test_differential_mapping_forward_backward_and_perturb() -> None:
+    """G± = g_ref ± W·s/2: I⁺ − I⁻ gives [x, 1]·W, the inverted column drive gives δ·Wᵀ,
+    and a paired perturbation gives W ± cΔ (ideal preset, exact to float32)."""
+    from sidra.client.training.analog_layer import Mapping
+    from sidra.drivers import open_board, rademacher
+
+    rng = np.random.default_rng(5)
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        layer = AnalogLinear(board, 0, 20, 6, mapping=Mapping.DIFFERENTIAL)
+        assert layer.region.cols == 12
+        w = rng.uniform(-1.4, 1.4, layer.shape).astype(np.float32)
+        layer.program(w)
+        g = board.read_conductance(0).conductances
+        np.testing.assert_allclose(g[:21, :6] - g[:21, 6:12], w * layer.scale_us, atol=1e-4)
+        x = rng.normal(size=(4, 20)).astype(np.float32)
+        h = _rows_with_bias(x, layer.input_clip)
+        np.testing.assert_allclose(layer.forward(x), h @ w, atol=2e-3)
+        delta = rng.normal(size=(4, 6)).astype(np.float32)
+        np.testing.assert_allclose(layer.backward(delta), delta @ w[:-1].T, atol=2e-3)
+        layer.perturb(42, 0.1, -1)
+        expected = h @ (w - 0.1 * rademacher(42, layer.shape))
+        np.testing.assert_allclose(layer.forward(x), expected, atol=2e-3)
+        layer.restore()
+        np.testing.assert_allclose(layer.forward(x), h @ w, atol=2e-3)
+
+
+def test_differential_mapping_cancels_global_drift_in_the_signal() -> None:
+    """A uniform conductance decay scales I⁺ − I⁻ by the same factor (argmax unchanged),
+    while the offset mapping's digital g_ref·ΣV subtraction leaves a bias error."""
+    from sidra.client.training.analog_layer import Mapping
+    from sidra.drivers.emu import EmulatorDriver
+    from sidra.emulator import BoardProfile, preset
+    from sidra.emulator.config import Drift, DriftModel
+
+    profile: BoardProfile = preset("ideal").model_copy(
+        update={"drift": Drift(model=DriftModel.CONSTANT, nu_mean=0.05, t0_s=20.0)}
+    )
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(32, 16)).astype(np.float32)
+    w = rng.uniform(-1, 1, (17, 5)).astype(np.float32)
+    errors = {}
+    for mapping in (Mapping.OFFSET, Mapping.DIFFERENTIAL):
+        with EmulatorDriver(profile, seed=0) as board:
+            layer = AnalogLinear(board, 0, 16, 5, mapping=mapping)
+            layer.program(w)
+            fresh = layer.forward(x)
+            board.advance_clock(86_400.0)
+            aged = layer.forward(x)
+            gain = float(np.sum(aged * fresh) / np.sum(fresh * fresh))
+            errors[mapping] = float(np.abs(aged - gain * fresh).max())
+    assert errors[Mapping.DIFFERENTIAL] < 1e-3 < errors[Mapping.OFFSET]

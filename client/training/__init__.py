@@ -1,6 +1,6 @@
 """Training with the board in the loop: SPSA today; last-layer and hybrid training grow here."""
 
-from sidra.client.training.analog_layer import AnalogLinear
+from sidra.client.training.analog_layer import AnalogLinear, Mapping
 from sidra.client.training.board_spsa import SPSAOptions, train_softmax_spsa
 from sidra.client.training.calibration import Calibration, calibrate, noise_level
 from sidra.client.training.datasets import BUNDLED, Dataset, load_dataset
@@ -36,6 +36,7 @@ __all__ = [
     "HostHeldEvaluator",
     "HybridNetwork",
     "LastLayerOptions",
+    "Mapping",
     "OnBoardEvaluator",
     "SPSAOptions",
     "TrainingRecord",

@@ -1,9 +1,16 @@
-"""A dense layer y = [x, 1] · W mapped onto one or more tiles, with offset conductance mapping.
+"""A dense layer y = [x, 1] · W mapped onto one or more tiles.
 
-Weights map to conductances around the middle of the window,
-``G = g_ref + W · scale_us``, so every cell carries one signed weight and a
-board perturbation ±c_us·Δ is exactly a weight perturbation ±(c_us/scale_us)·Δ.
-The ``g_ref · ΣV`` term the offset adds to every output is removed digitally.
+Two conductance mappings, both centred on the middle of the window g_ref:
+
+- OFFSET: one cell per weight, ``G = g_ref + W·scale_us``; the ``g_ref·ΣV``
+  the offset adds to every output is removed digitally. A board perturbation
+  ±c_us·Δ is exactly a weight perturbation ±(c_us/scale_us)·Δ.
+- DIFFERENTIAL: a pair of columns per output, ``G± = g_ref ± W·scale_us/2``;
+  the output is I⁺ − I⁻, so the common mode (offset, global drift, common
+  IR drop) cancels in the array. Perturbations move the pair in opposite
+  directions with the same seed. Twice the columns and twice the read noise
+  cells per weight.
+
 Inputs are scaled to read voltages (clipped to the DAC range) and a bias row
 is driven at the voltage of input 1. A matrix with more rows than a tile
 spans several tiles: each holds a block of rows, and the host adds the
@@ -15,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -22,9 +30,16 @@ import numpy.typing as npt
 from sidra.client.accounting import CostLedger
 from sidra.drivers import Board, Region, Unsupported
 
-__all__ = ["AnalogLinear"]
+__all__ = ["AnalogLinear", "Mapping"]
 
 Array = npt.NDArray[np.float32]
+
+
+class Mapping(StrEnum):
+    """How a signed weight becomes conductances."""
+
+    OFFSET = "offset"
+    DIFFERENTIAL = "differential"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +63,18 @@ class AnalogLinear:
         weight_limit: float = 1.5,
         input_clip: float = 4.0,
         read_repeats: int = 1,
+        mapping: Mapping = Mapping.OFFSET,
     ) -> None:
         info = board.info
         tile_list = [tiles] if isinstance(tiles, int) else list(tiles)
         needed = math.ceil((inputs + 1) / info.rows)
-        if outputs > info.cols or needed > len(tile_list):
+        self.mapping = Mapping(mapping)
+        self._pair = 2 if self.mapping is Mapping.DIFFERENTIAL else 1
+        columns = outputs * self._pair
+        if columns > info.cols or needed > len(tile_list):
             raise ValueError(
-                f"layer {inputs}+1 x {outputs} needs {needed} tile(s) of {info.rows} x "
-                f"{info.cols}; got tiles {tile_list}"
+                f"layer {inputs}+1 x {outputs} ({self.mapping.value}: {columns} columns) needs "
+                f"{needed} tile(s) of {info.rows} x {info.cols}; got tiles {tile_list}"
             )
         self.board = board
         self.inputs, self.outputs = inputs, outputs
@@ -63,14 +82,16 @@ class AnalogLinear:
             _Block(
                 tile_list[b],
                 slice(b * info.rows, min((b + 1) * info.rows, inputs + 1)),
-                Region(0, 0, min((b + 1) * info.rows, inputs + 1) - b * info.rows, outputs),
+                Region(0, 0, min((b + 1) * info.rows, inputs + 1) - b * info.rows, columns),
             )
             for b in range(needed)
         ]
         self.tile, self.region = self.blocks[0].tile, self.blocks[0].region
         self.weight_limit = weight_limit
         self.g_ref_us = (info.g_min_us + info.g_max_us) / 2.0
-        self.scale_us = (info.g_max_us - info.g_min_us) / 2.0 / weight_limit
+        # Conductance signal per unit weight: a full half-window at weight_limit
+        # (split over the two cells of a differential pair).
+        self.scale_us = (info.g_max_us - info.g_min_us) / 2.0 / weight_limit * self._pair
         self.input_clip = input_clip
         if read_repeats < 1:
             raise ValueError(f"read_repeats: got {read_repeats}, expected >= 1")
@@ -91,7 +112,19 @@ class AnalogLinear:
     def conductances(self, weights: npt.ArrayLike) -> Array:
         """Target conductances (µS) of ``weights`` (clipped to ±weight_limit)."""
         w = np.clip(np.asarray(weights, dtype=np.float32), -self.weight_limit, self.weight_limit)
-        return (self.g_ref_us + w * self.scale_us).astype(np.float32)
+        if self.mapping is Mapping.OFFSET:
+            return (self.g_ref_us + w * self.scale_us).astype(np.float32)
+        half = w * (self.scale_us / 2.0)
+        return np.hstack([self.g_ref_us + half, self.g_ref_us - half]).astype(np.float32)
+
+    def _signal(self, currents: Array, volts: Array) -> Array:
+        """The weight-carrying part of column currents [batch, columns] (µA)."""
+        o = self.outputs
+        if self.mapping is Mapping.OFFSET:
+            signal: Array = currents[:, :o] - self.g_ref_us * volts.sum(axis=1)[:, None]
+        else:
+            signal = currents[:, :o] - currents[:, o : 2 * o]
+        return signal
 
     def program(self, weights: npt.ArrayLike) -> None:
         """Write-verify ``weights`` into the tiles."""
@@ -132,8 +165,9 @@ class AnalogLinear:
             result = self.board.mvm(block.tile, np.tile(v, (self.read_repeats, 1)))
             self.ledger.add(result.cost)
             self.mvm_calls += 1
-            currents = result.currents[:, : self.outputs].reshape(self.read_repeats, len(v), -1)
-            total += currents.mean(axis=0) - self.g_ref_us * v.sum(axis=1)[:, None]
+            columns = self.outputs * self._pair
+            currents = result.currents[:, :columns].reshape(self.read_repeats, len(v), columns)
+            total += self._signal(currents.mean(axis=0), v)
         outputs: Array = total / np.float32(self.scale_us * self.volts_per_unit)
         return outputs.astype(np.float32, copy=False)
 
@@ -146,8 +180,13 @@ class AnalogLinear:
         d = np.asarray(delta, dtype=np.float32)
         peak = np.abs(d).max(axis=1, keepdims=True)
         peak[peak == 0.0] = 1.0
-        v = self._pad(d / peak * np.float32(self._v_max), self._cols)
-        offset = self.g_ref_us * v.sum(axis=1)[:, None]
+        scaled = d / peak * np.float32(self._v_max)
+        if self.mapping is Mapping.DIFFERENTIAL:
+            scaled = np.hstack([scaled, -scaled])  # drive G⁻ columns inverted: no common mode
+            offset = np.zeros((len(d), 1), np.float32)
+        else:
+            offset = self.g_ref_us * scaled.sum(axis=1)[:, None]
+        v = self._pad(scaled, self._cols)
         parts = []
         for block in self.blocks:
             result = self.board.transpose_mvm(block.tile, v)
@@ -162,8 +201,16 @@ class AnalogLinear:
         """Weights on the board become W_prog + sign·c·Δ(seed) (c in weight units)."""
         if len(self.blocks) > 1:
             raise Unsupported("on-board perturbation of a layer spanning several tiles")
-        report = self.board.perturb(self.tile, seed, c * self.scale_us, sign, self.region)
-        self.ledger.add(report.cost)
+        if self.mapping is Mapping.OFFSET:
+            report = self.board.perturb(self.tile, seed, c * self.scale_us, sign, self.region)
+            self.ledger.add(report.cost)
+            return
+        # Same Δ on both halves of each pair, opposite directions: W ± c·Δ.
+        rows, o = self.region.rows, self.outputs
+        for offset, direction in ((0, sign), (o, -sign)):
+            half = Region(0, offset, rows, o)
+            report = self.board.perturb(self.tile, seed, c * self.scale_us / 2, direction, half)
+            self.ledger.add(report.cost)
 
     def restore(self) -> None:
         """Remove any perturbation: the board holds the programmed weights again."""
