@@ -4,6 +4,20 @@ from sidra.client.training.analog_layer import AnalogLinear, Mapping
 from sidra.client.training.board_spsa import SPSAOptions, train_softmax_spsa
 from sidra.client.training.calibration import Calibration, calibrate, noise_level
 from sidra.client.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.client.training.estimators import (
+    AntitheticES,
+    AnyPoint,
+    CentralDifferences,
+    Coordinate,
+    Direction,
+    ForwardGradient,
+    GradientEstimator,
+    HostEvaluator,
+    HostHeldAnyEvaluator,
+    SPSAGradient,
+    descend,
+    displacement,
+)
 from sidra.client.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.client.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
 from sidra.client.training.records import Checkpoint, TrainingRecord
@@ -53,4 +67,16 @@ __all__ = [
     "spall_gains",
     "train_last_layer",
     "train_softmax_spsa",
+    "AntitheticES",
+    "AnyPoint",
+    "CentralDifferences",
+    "Coordinate",
+    "Direction",
+    "ForwardGradient",
+    "GradientEstimator",
+    "HostEvaluator",
+    "HostHeldAnyEvaluator",
+    "SPSAGradient",
+    "descend",
+    "displacement",
 ]
