@@ -19,6 +19,7 @@ from sidra.client.training.estimators import (
     displacement,
 )
 from sidra.client.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
+from sidra.client.training.feedback_alignment import FeedbackAlignmentNetwork, random_feedback
 from sidra.client.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
 from sidra.client.training.records import Checkpoint, TrainingRecord
 from sidra.client.training.schedules import constant, powerseries, spall_gains
@@ -72,6 +73,7 @@ __all__ = [
     "CentralDifferences",
     "Coordinate",
     "Direction",
+    "FeedbackAlignmentNetwork",
     "ForwardGradient",
     "GradientEstimator",
     "HostEvaluator",
@@ -79,4 +81,5 @@ __all__ = [
     "SPSAGradient",
     "descend",
     "displacement",
+    "random_feedback",
 ]
