@@ -64,13 +64,20 @@ class AnalogLinear:
         input_clip: float = 4.0,
         read_repeats: int = 1,
         mapping: Mapping = Mapping.OFFSET,
+        reference_column: bool = False,
     ) -> None:
         info = board.info
         tile_list = [tiles] if isinstance(tiles, int) else list(tiles)
         needed = math.ceil((inputs + 1) / info.rows)
         self.mapping = Mapping(mapping)
         self._pair = 2 if self.mapping is Mapping.DIFFERENTIAL else 1
-        columns = outputs * self._pair
+        if reference_column and self.mapping is not Mapping.OFFSET:
+            raise ValueError("reference_column: only the offset mapping uses one")
+        self.reference_column = reference_column
+        """Offset mapping: one extra column at g_ref whose current replaces the digital
+        g_ref·ΣV subtraction, so the offset ages (drifts) with the array."""
+        columns = outputs * self._pair + int(reference_column)
+        self.columns = columns
         if columns > info.cols or needed > len(tile_list):
             raise ValueError(
                 f"layer {inputs}+1 x {outputs} ({self.mapping.value}: {columns} columns) needs "
@@ -113,15 +120,20 @@ class AnalogLinear:
         """Target conductances (µS) of ``weights`` (clipped to ±weight_limit)."""
         w = np.clip(np.asarray(weights, dtype=np.float32), -self.weight_limit, self.weight_limit)
         if self.mapping is Mapping.OFFSET:
-            return (self.g_ref_us + w * self.scale_us).astype(np.float32)
+            g = self.g_ref_us + w * self.scale_us
+            if self.reference_column:
+                g = np.hstack([g, np.full((len(g), 1), self.g_ref_us, np.float32)])
+            return g.astype(np.float32)
         half = w * (self.scale_us / 2.0)
         return np.hstack([self.g_ref_us + half, self.g_ref_us - half]).astype(np.float32)
 
     def _signal(self, currents: Array, volts: Array) -> Array:
         """The weight-carrying part of column currents [batch, columns] (µA)."""
         o = self.outputs
-        if self.mapping is Mapping.OFFSET:
-            signal: Array = currents[:, :o] - self.g_ref_us * volts.sum(axis=1)[:, None]
+        if self.reference_column:
+            signal: Array = currents[:, :o] - currents[:, o : o + 1]
+        elif self.mapping is Mapping.OFFSET:
+            signal = currents[:, :o] - self.g_ref_us * volts.sum(axis=1)[:, None]
         else:
             signal = currents[:, :o] - currents[:, o : 2 * o]
         return signal
@@ -165,7 +177,7 @@ class AnalogLinear:
             result = self.board.mvm(block.tile, np.tile(v, (self.read_repeats, 1)))
             self.ledger.add(result.cost)
             self.mvm_calls += 1
-            columns = self.outputs * self._pair
+            columns = self.columns
             currents = result.currents[:, :columns].reshape(self.read_repeats, len(v), columns)
             total += self._signal(currents.mean(axis=0), v)
         outputs: Array = total / np.float32(self.scale_us * self.volts_per_unit)
@@ -202,7 +214,8 @@ class AnalogLinear:
         if len(self.blocks) > 1:
             raise Unsupported("on-board perturbation of a layer spanning several tiles")
         if self.mapping is Mapping.OFFSET:
-            report = self.board.perturb(self.tile, seed, c * self.scale_us, sign, self.region)
+            weights = Region(0, 0, self.region.rows, self.outputs)  # never the reference
+            report = self.board.perturb(self.tile, seed, c * self.scale_us, sign, weights)
             self.ledger.add(report.cost)
             return
         # Same Δ on both halves of each pair, opposite directions: W ± c·Δ.

@@ -37,7 +37,9 @@ class HybridNetwork:
         trainable: int = 1,
         *,
         threshold: float = 0.0,
+        program: bool = True,
     ) -> None:
+        """``program=False`` adopts layers already holding ``weights`` (e.g. aged ones)."""
         if not 1 <= trainable <= len(layers):
             raise ValueError(f"trainable: got {trainable}, expected 1 .. {len(layers)}")
         self.layers = list(layers)
@@ -47,8 +49,9 @@ class HybridNetwork:
         self.threshold = threshold
         self.programs = 0
         """Program calls issued by training updates."""
-        for layer, w in zip(self.layers, self.weights, strict=True):
-            layer.program(w)
+        if program:
+            for layer, w in zip(self.layers, self.weights, strict=True):
+                layer.program(w)
 
     def forward(self, x: Array) -> tuple[list[Array], list[Array]]:
         """Inputs of every layer (after ReLU) and pre-activations of every layer."""

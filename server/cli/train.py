@@ -171,3 +171,44 @@ def last_layer(
             ),
         )
     _finish(record, dataset, "last-layer", out, as_json, console)
+
+
+@train_app.command("drift-recovery")
+def drift_recovery_command(
+    dataset: Dataset = "digits",
+    board: BoardUrl = "emu://?preset=pcm&seed=0",
+    age_days: Annotated[float, typer.Option(min=0.0, help="Board time to age, days.")] = 365.0,
+    epochs: Annotated[int, typer.Option(min=1)] = 20,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.01,
+    reference_column: Annotated[
+        bool, typer.Option(help="Offset mapping with a drifting reference column.")
+    ] = True,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: AsJson = False,
+) -> None:
+    """Deploy a digitally trained 64→H→10 net, age the board, retrain the last layer on it."""
+    from sidra.client.training.recovery import RecoveryOptions, drift_recovery
+
+    data = load_dataset(dataset)
+    options = RecoveryOptions(
+        age_s=age_days * 86_400.0,
+        epochs=epochs,
+        seed=seed,
+        learning_rate=learning_rate,
+        reference_column=reference_column,
+    )
+    with _board(board, None) as target:
+        report = drift_recovery(target, data, options)
+    summary = {
+        "digital_accuracy": report.digital_accuracy,
+        "deployed_accuracy": report.deployed_accuracy,
+        "aged_accuracy": report.aged_accuracy,
+        "recovered_accuracy": report.recovered_accuracy,
+        "recovered_fraction": report.recovered_fraction,
+        "device_writes": report.device_writes,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key:20s} {value:.4f}" if isinstance(value, float) else f"{key:20s} {value}")
