@@ -18,7 +18,6 @@ import numpy.typing as npt
 
 from sidra.client.training.analog_layer import AnalogLinear
 from sidra.client.training.hybrid import HybridNetwork
-from sidra.client.training.softmax import cross_entropy
 
 __all__ = ["FeedbackAlignmentNetwork", "random_feedback"]
 
@@ -48,6 +47,7 @@ class FeedbackAlignmentNetwork(HybridNetwork):
         trainable: int = 1,
         *,
         threshold: float = 0.0,
+        program: bool = True,
     ) -> None:
         matrices = [np.array(b, dtype=np.float32) for b in feedback]
         if len(matrices) != len(layers) - 1:
@@ -61,7 +61,7 @@ class FeedbackAlignmentNetwork(HybridNetwork):
                     f"feedback for layer {k}: got shape {b.shape}, "
                     f"expected {(layer.outputs, layer.inputs)}"
                 )
-        super().__init__(layers, weights, trainable, threshold=threshold)
+        super().__init__(layers, weights, trainable, threshold=threshold, program=program)
         self.feedback = matrices
         """Fixed random B_l for layers 1 .. L−1: never updated."""
 
@@ -69,32 +69,3 @@ class FeedbackAlignmentNetwork(HybridNetwork):
         """Error at the input of layer ``i``: δ·B_i, on the host (replaces δ·W_iᵀ)."""
         result: Array = delta @ self.feedback[i - 1]
         return result
-
-    def step(self, x: Array, y: npt.NDArray[np.int64], learning_rate: float) -> float:
-        """``HybridNetwork.step`` with :meth:`backward` in place of TransposeMVM."""
-        # Mirrors HybridNetwork.step line for line but for the δ line; a hook
-        # there (backward(i, δ)) would let this class override only that.
-        inputs, pre = self.forward(x)
-        logits = pre[-1]
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        delta = p
-        delta[np.arange(len(y)), y] -= 1.0
-        delta /= np.float32(len(y))
-        loss = cross_entropy(logits, y)
-        first = len(self.layers) - self.trainable
-        for i in range(len(self.layers) - 1, first - 1, -1):
-            layer = self.layers[i]
-            h = np.hstack(
-                [
-                    np.clip(inputs[i], -layer.input_clip, layer.input_clip),
-                    np.ones((len(x), 1), np.float32),
-                ]
-            )
-            gradient = h.T @ delta
-            if i > first:  # δ for the layer below: fixed feedback matrix, then ReLU'
-                delta = self.backward(i, delta) * (pre[i - 1] > 0.0)
-            self.weights[i] -= np.float32(learning_rate) * gradient
-            np.clip(self.weights[i], -layer.weight_limit, layer.weight_limit, out=self.weights[i])
-            self._program(i)
-        return loss

@@ -89,11 +89,15 @@ class HybridNetwork:
             )
             gradient = h.T @ delta
             if i > first:  # δ for the layer below: TransposeMVM, then ReLU'
-                delta = layer.backward(delta) * (pre[i - 1] > 0.0)
+                delta = self.backward(i, delta) * (pre[i - 1] > 0.0)
             self.weights[i] -= np.float32(learning_rate) * gradient
             np.clip(self.weights[i], -layer.weight_limit, layer.weight_limit, out=self.weights[i])
             self._program(i)
         return loss
+
+    def backward(self, i: int, delta: Array) -> Array:
+        """Error at the input of layer ``i``: δ·W_iᵀ by TransposeMVM on the board."""
+        return self.layers[i].backward(delta)
 
     def _program(self, i: int) -> None:
         moved = np.abs(self.weights[i] - self.targets[i]) > self.threshold
