@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sidra.client.training import AnalogLinear, load_dataset
 from sidra.client.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
@@ -186,3 +187,33 @@ def test_drift_recovery_reports_each_stage() -> None:
     assert report.digital_accuracy > 0.9 and report.deployed_accuracy > 0.85
     assert report.recovered_accuracy > 0.85
     assert report.device_writes > 0
+
+
+@pytest.mark.parametrize(
+    ("mapping", "reference"),
+    [("offset", False), ("offset", True), ("differential", False)],
+)
+def test_layer_spanning_rows_and_columns_of_tiles(mapping: str, reference: bool) -> None:
+    """300 inputs × 300 outputs: 2 row blocks × 2 (or 3) output blocks over 4 (or 6) tiles;
+    forward and backward equal numpy."""
+    from sidra.client.training.analog_layer import Mapping
+    from sidra.drivers.emu import EmulatorDriver
+    from sidra.emulator import preset
+    from sidra.emulator.config import Geometry
+
+    profile = preset("ideal").model_copy(update={"geometry": Geometry(tiles=6, rows=256, cols=256)})
+    rng = np.random.default_rng(8)
+    with EmulatorDriver(profile, seed=0) as board:
+        layer = AnalogLinear(
+            board, range(6), 300, 300, mapping=Mapping(mapping), reference_column=reference
+        )
+        w = rng.uniform(-1, 1, layer.shape).astype(np.float32)
+        layer.program(w)
+        x = rng.normal(size=(3, 300)).astype(np.float32)
+        np.testing.assert_allclose(
+            layer.forward(x), _rows_with_bias(x, layer.input_clip) @ w, atol=5e-3
+        )
+        delta = rng.normal(size=(3, 300)).astype(np.float32)
+        np.testing.assert_allclose(layer.backward(delta), delta @ w[:-1].T, rtol=1e-4, atol=5e-3)
+    outputs_per_tile = {"offset": 256 - reference, "differential": 128}[mapping]
+    assert len(layer.blocks) == 2 * -(-300 // outputs_per_tile)

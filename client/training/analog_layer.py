@@ -12,14 +12,14 @@ Two conductance mappings, both centred on the middle of the window g_ref:
   cells per weight.
 
 Inputs are scaled to read voltages (clipped to the DAC range) and a bias row
-is driven at the voltage of input 1. A matrix with more rows than a tile
-spans several tiles: each holds a block of rows, and the host adds the
-blocks' partial sums (the crossbar's own Kirchhoff sum, continued digitally).
+is driven at the voltage of input 1. A matrix larger than a tile spans
+several tiles in blocks of rows × outputs: the host adds the partial sums of
+the row blocks (the crossbar's own Kirchhoff sum, continued digitally) and
+places the output blocks side by side.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,7 +47,15 @@ class _Block:
     tile: int
     rows: slice
     """Rows of the weight matrix this tile holds."""
+    outputs: slice
+    """Outputs (weight-matrix columns) this tile holds."""
     region: Region
+    """Cells used on the tile: weights (× 2 if differential) plus a reference column."""
+
+    @property
+    def width(self) -> int:
+        """Outputs in this block."""
+        return int(self.outputs.stop) - int(self.outputs.start)
 
 
 class AnalogLinear:
@@ -68,31 +76,34 @@ class AnalogLinear:
     ) -> None:
         info = board.info
         tile_list = [tiles] if isinstance(tiles, int) else list(tiles)
-        needed = math.ceil((inputs + 1) / info.rows)
         self.mapping = Mapping(mapping)
         self._pair = 2 if self.mapping is Mapping.DIFFERENTIAL else 1
         if reference_column and self.mapping is not Mapping.OFFSET:
             raise ValueError("reference_column: only the offset mapping uses one")
+        if read_repeats < 1:
+            raise ValueError(f"read_repeats: got {read_repeats}, expected >= 1")
         self.reference_column = reference_column
-        """Offset mapping: one extra column at g_ref whose current replaces the digital
-        g_ref·ΣV subtraction, so the offset ages (drifts) with the array."""
-        columns = outputs * self._pair + int(reference_column)
-        self.columns = columns
-        if columns > info.cols or needed > len(tile_list):
+        """Offset mapping: one extra column at g_ref per tile whose current replaces the
+        digital g_ref·ΣV subtraction, so the offset ages (drifts) with the array."""
+        per_tile = (info.cols - int(reference_column)) // self._pair
+        row_starts = range(0, inputs + 1, info.rows)
+        out_starts = range(0, outputs, per_tile)
+        needed = len(row_starts) * len(out_starts)
+        if per_tile < 1 or needed > len(tile_list):
             raise ValueError(
-                f"layer {inputs}+1 x {outputs} ({self.mapping.value}: {columns} columns) needs "
-                f"{needed} tile(s) of {info.rows} x {info.cols}; got tiles {tile_list}"
+                f"layer {inputs}+1 x {outputs} ({self.mapping.value}) needs {needed} tile(s) "
+                f"of {info.rows} x {info.cols}; got tiles {tile_list}"
             )
         self.board = board
         self.inputs, self.outputs = inputs, outputs
-        self.blocks = [
-            _Block(
-                tile_list[b],
-                slice(b * info.rows, min((b + 1) * info.rows, inputs + 1)),
-                Region(0, 0, min((b + 1) * info.rows, inputs + 1) - b * info.rows, columns),
-            )
-            for b in range(needed)
-        ]
+        self.blocks: list[_Block] = []
+        for r in row_starts:
+            rows = slice(r, min(r + info.rows, inputs + 1))
+            for o in out_starts:
+                outs = slice(o, min(o + per_tile, outputs))
+                width = (outs.stop - outs.start) * self._pair + int(reference_column)
+                region = Region(0, 0, rows.stop - rows.start, width)
+                self.blocks.append(_Block(tile_list[len(self.blocks)], rows, outs, region))
         self.tile, self.region = self.blocks[0].tile, self.blocks[0].region
         self.weight_limit = weight_limit
         self.g_ref_us = (info.g_min_us + info.g_max_us) / 2.0
@@ -100,8 +111,6 @@ class AnalogLinear:
         # (split over the two cells of a differential pair).
         self.scale_us = (info.g_max_us - info.g_min_us) / 2.0 / weight_limit * self._pair
         self.input_clip = input_clip
-        if read_repeats < 1:
-            raise ValueError(f"read_repeats: got {read_repeats}, expected >= 1")
         self.read_repeats = read_repeats
         """Analog passes averaged per input vector (read noise falls as 1/√repeats)."""
         self.volts_per_unit = info.read_voltage_max_v / input_clip
@@ -116,8 +125,13 @@ class AnalogLinear:
         """Weight matrix shape: (inputs + 1 bias row, outputs)."""
         return (self.inputs + 1, self.outputs)
 
+    @property
+    def columns(self) -> int:
+        """Tile columns the first block uses."""
+        return self.region.cols
+
     def conductances(self, weights: npt.ArrayLike) -> Array:
-        """Target conductances (µS) of ``weights`` (clipped to ±weight_limit)."""
+        """Target conductances (µS) of a weight block (clipped to ±weight_limit)."""
         w = np.clip(np.asarray(weights, dtype=np.float32), -self.weight_limit, self.weight_limit)
         if self.mapping is Mapping.OFFSET:
             g = self.g_ref_us + w * self.scale_us
@@ -127,22 +141,22 @@ class AnalogLinear:
         half = w * (self.scale_us / 2.0)
         return np.hstack([self.g_ref_us + half, self.g_ref_us - half]).astype(np.float32)
 
-    def _signal(self, currents: Array, volts: Array) -> Array:
-        """The weight-carrying part of column currents [batch, columns] (µA)."""
-        o = self.outputs
+    def _signal(self, currents: Array, volts: Array, width: int) -> Array:
+        """The weight-carrying part of a block's column currents [batch, columns] (µA)."""
         if self.reference_column:
-            signal: Array = currents[:, :o] - currents[:, o : o + 1]
+            signal: Array = currents[:, :width] - currents[:, width : width + 1]
         elif self.mapping is Mapping.OFFSET:
-            signal = currents[:, :o] - self.g_ref_us * volts.sum(axis=1)[:, None]
+            signal = currents[:, :width] - self.g_ref_us * volts.sum(axis=1)[:, None]
         else:
-            signal = currents[:, :o] - currents[:, o : 2 * o]
+            signal = currents[:, :width] - currents[:, width : 2 * width]
         return signal
 
     def program(self, weights: npt.ArrayLike) -> None:
         """Write-verify ``weights`` into the tiles."""
-        g = self.conductances(weights)
+        w = np.asarray(weights, dtype=np.float32)
         for block in self.blocks:
-            self.ledger.add(self.board.program(block.tile, g[block.rows]).cost)
+            targets = self.conductances(w[block.rows, block.outputs])
+            self.ledger.add(self.board.program(block.tile, targets).cost)
 
     def voltages(self, x: npt.ArrayLike) -> Array:
         """Row voltages [batch, tile rows] for inputs x [batch, inputs]; bias row at +1.
@@ -177,9 +191,9 @@ class AnalogLinear:
             result = self.board.mvm(block.tile, np.tile(v, (self.read_repeats, 1)))
             self.ledger.add(result.cost)
             self.mvm_calls += 1
-            columns = self.columns
-            currents = result.currents[:, :columns].reshape(self.read_repeats, len(v), columns)
-            total += self._signal(currents.mean(axis=0), v)
+            used = block.region.cols
+            currents = result.currents[:, :used].reshape(self.read_repeats, len(v), used)
+            total[:, block.outputs] += self._signal(currents.mean(axis=0), v, block.width)
         outputs: Array = total / np.float32(self.scale_us * self.volts_per_unit)
         return outputs.astype(np.float32, copy=False)
 
@@ -193,33 +207,33 @@ class AnalogLinear:
         peak = np.abs(d).max(axis=1, keepdims=True)
         peak[peak == 0.0] = 1.0
         scaled = d / peak * np.float32(self._v_max)
-        if self.mapping is Mapping.DIFFERENTIAL:
-            scaled = np.hstack([scaled, -scaled])  # drive G⁻ columns inverted: no common mode
-            offset = np.zeros((len(d), 1), np.float32)
-        else:
-            offset = self.g_ref_us * scaled.sum(axis=1)[:, None]
-        v = self._pad(scaled, self._cols)
-        parts = []
+        rows = np.zeros((len(d), self.inputs + 1), np.float32)
         for block in self.blocks:
-            result = self.board.transpose_mvm(block.tile, v)
+            part = scaled[:, block.outputs]
+            if self.mapping is Mapping.DIFFERENTIAL:
+                # Drive the G⁻ columns inverted: the common mode cancels.
+                drive, offset = np.hstack([part, -part]), np.float32(0.0)
+            else:
+                drive = part  # the reference column, if any, stays undriven
+                offset = self.g_ref_us * part.sum(axis=1)[:, None]
+            result = self.board.transpose_mvm(block.tile, self._pad(drive, self._cols))
             self.ledger.add(result.cost)
             self.mvm_calls += 1
-            parts.append(result.currents[:, : block.region.rows] - offset)
-        rows = np.concatenate(parts, axis=1)[:, : self.inputs]
-        grad: Array = rows * (peak / np.float32(self.scale_us * self._v_max))
+            rows[:, block.rows] += result.currents[:, : block.region.rows] - offset
+        grad: Array = rows[:, : self.inputs] * (peak / np.float32(self.scale_us * self._v_max))
         return grad.astype(np.float32, copy=False)
 
     def perturb(self, seed: int, c: float, sign: int) -> None:
         """Weights on the board become W_prog + sign·c·Δ(seed) (c in weight units)."""
         if len(self.blocks) > 1:
             raise Unsupported("on-board perturbation of a layer spanning several tiles")
+        rows, o = self.region.rows, self.outputs
         if self.mapping is Mapping.OFFSET:
-            weights = Region(0, 0, self.region.rows, self.outputs)  # never the reference
+            weights = Region(0, 0, rows, o)  # never the reference column
             report = self.board.perturb(self.tile, seed, c * self.scale_us, sign, weights)
             self.ledger.add(report.cost)
             return
         # Same Δ on both halves of each pair, opposite directions: W ± c·Δ.
-        rows, o = self.region.rows, self.outputs
         for offset, direction in ((0, sign), (o, -sign)):
             half = Region(0, offset, rows, o)
             report = self.board.perturb(self.tile, seed, c * self.scale_us / 2, direction, half)

@@ -24,14 +24,16 @@ __all__ = ["RecoveryOptions", "RecoveryReport", "drift_recovery"]
 
 @dataclass(frozen=True, slots=True)
 class RecoveryOptions:
-    hidden: int = 255
-    """Hidden units; 255 leaves a column for the reference."""
+    hidden: int = 256
     age_s: float = 30 * 86_400.0
     """Board time between deployment and retraining, s (default 30 days)."""
     epochs: int = 5
     """Last-layer retraining epochs on the board."""
     learning_rate: float = 0.02
     batch_size: int = 32
+    threshold: float = 0.1
+    """Reprogram a head cell only once its target moved this far (weight units):
+    PCM programming noise is ≈ 0.1 weight units here, so smaller writes add noise."""
     read_repeats: int = 4
     reference_column: bool = True
     """Offset mapping with a drifting reference column (see AnalogLinear)."""
@@ -79,9 +81,10 @@ def drift_recovery(
     w1, w2 = _train_digital(data, o.hidden, o.seed)
     limit1 = float(np.abs(w1).max()) * 1.05
     limit2 = float(np.abs(w2).max()) * 1.05
+    # With a reference column, 256 hidden units need 257 columns: tile 3 takes the rest.
     features = AnalogLinear(
         board,
-        0,
+        (0, 3),
         data.features,
         o.hidden,
         weight_limit=limit1,
@@ -105,7 +108,9 @@ def drift_recovery(
     board.advance_clock(o.age_s)
     aged = accuracy(net.predict(data.x_test), data.y_test)
     writes = board.stats().cell_writes
-    retrain = HybridNetwork([features, head], [w1, w2], trainable=1, program=False)
+    retrain = HybridNetwork(
+        [features, head], [w1, w2], trainable=1, program=False, threshold=o.threshold
+    )
     rng = np.random.default_rng(o.seed)
     for _ in range(o.epochs):
         order = rng.permutation(len(data.x_train))
