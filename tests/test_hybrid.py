@@ -183,7 +183,9 @@ def test_drift_recovery_reports_each_stage() -> None:
 
     data = load_dataset("digits")
     with open_board("emu://?preset=pcm&seed=1") as board:
-        report = drift_recovery(board, data, RecoveryOptions(hidden=32, epochs=2, age_s=86_400.0))
+        report = drift_recovery(
+            board, data, RecoveryOptions(hidden=32, epochs=2, threshold=0.01, age_s=86_400.0)
+        )
     assert report.digital_accuracy > 0.9 and report.deployed_accuracy > 0.85
     assert report.recovered_accuracy > 0.85
     assert report.device_writes > 0
