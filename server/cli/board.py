@@ -90,4 +90,5 @@ def serve(
             f"{board.boot_counter}) on {server.url}",
             err=True,
         )
-        stop.wait()
+        while not stop.wait(timeout=0.5):  # wake up regularly: signals are handled promptly
+            pass

@@ -76,7 +76,8 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(timeout=0.5):  # wake up regularly: signals are handled promptly
+        pass
     # Tell health watchers first, then let in-flight calls finish.
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=2.0).wait()
