@@ -158,13 +158,6 @@ class AnalogLinear:
             targets = self.conductances(w[block.rows, block.outputs])
             self.ledger.add(self.board.program(block.tile, targets).cost)
 
-    def voltages(self, x: npt.ArrayLike) -> Array:
-        """Row voltages [batch, tile rows] for inputs x [batch, inputs]; bias row at +1.
-
-        Single-tile layers only; see :meth:`forward` for the general case.
-        """
-        return self._pad(self._input_volts(x)[:, self.blocks[0].rows], self._rows)
-
     def _input_volts(self, x: npt.ArrayLike) -> Array:
         x = np.asarray(x, dtype=np.float32)
         u = np.empty((x.shape[0], self.inputs + 1), np.float32)
