@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from sidra.client import RemoteBoard
 from sidra.client.training import (
     AnalogLinear,
     HostHeldEvaluator,
     OnBoardEvaluator,
+    SPSAStep,
     load_dataset,
     train_softmax_spsa,
 )
@@ -134,3 +139,52 @@ def test_training_is_reproducible_for_a_seed() -> None:
             return weights
 
     np.testing.assert_array_equal(run(), run())
+
+
+@pytest.mark.parametrize("mode", ["board", "host"])
+def test_interrupted_run_resumes_from_its_checkpoint(mode: str, tmp_path: Path) -> None:
+    """A run stopped after step 13 and resumed from its step-10 checkpoint ends with the
+    same weights and evaluation count as an uninterrupted run (ideal board)."""
+    data = load_dataset("iris")
+    path = tmp_path / "checkpoint.json"
+
+    def board() -> BoardDriver:
+        return open_board("emu://?preset=ideal&seed=0")
+
+    whole = train_softmax_spsa(board(), data, steps=20, seed=1, mode=mode)
+
+    def crash(step: SPSAStep) -> None:
+        if step.step == 13:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_softmax_spsa(
+            board(),
+            data,
+            steps=20,
+            seed=1,
+            mode=mode,
+            on_step=crash,
+            checkpoint=path,
+            checkpoint_every=5,
+        )
+    assert json.loads(path.read_text())["optimizer"]["k"] == 10
+    resumed = train_softmax_spsa(
+        board(), data, steps=20, seed=1, mode=mode, checkpoint=path, resume=True
+    )
+    assert resumed.weights is not None and whole.weights is not None
+    np.testing.assert_array_equal(resumed.weights, whole.weights)
+    assert resumed.loss_evaluations == whole.loss_evaluations == 40
+    assert resumed.losses == whole.losses
+
+
+def test_resume_refuses_a_checkpoint_of_other_options(tmp_path: Path) -> None:
+    data = load_dataset("iris")
+    path = tmp_path / "checkpoint.json"
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        train_softmax_spsa(board, data, steps=4, seed=1, checkpoint=path, checkpoint_every=2)
+    with (
+        open_board("emu://?preset=ideal&seed=0") as board,
+        pytest.raises(ValueError, match="steps"),
+    ):
+        train_softmax_spsa(board, data, steps=8, seed=1, checkpoint=path, resume=True)

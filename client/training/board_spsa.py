@@ -8,9 +8,12 @@ MVM call and device write and the modeled hardware time and energy.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -59,12 +62,22 @@ def train_softmax_spsa(
     options: SPSAOptions | None = None,
     *,
     on_step: Callable[[SPSAStep], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
     **overrides: object,
 ) -> TrainingRecord:
-    """Trains a softmax layer on ``board`` with SPSA; returns the run's record."""
+    """Trains a softmax layer on ``board`` with SPSA; returns the run's record.
+
+    With ``checkpoint`` and ``checkpoint_every`` the optimizer state, the random
+    generator and the record so far are written to that JSON file every so
+    many steps; ``resume=True`` continues from it (same options required; the
+    board is reprogrammed with the checkpointed weights on the first step).
+    """
     opts = options or SPSAOptions()
     if overrides:
         opts = SPSAOptions(**{**_fields(opts), **overrides})  # type: ignore[arg-type]
+    saved = _load_checkpoint(checkpoint, opts) if resume else None
     rng = np.random.default_rng(opts.seed)
     layer = AnalogLinear(board, opts.tile, data.features, data.classes)
     evaluator: OnBoardEvaluator | HostHeldEvaluator
@@ -77,7 +90,10 @@ def train_softmax_spsa(
     writes_before = board.stats().cell_writes
     x0 = np.zeros(layer.shape, np.float32)
     calibration_evals = 0
-    if opts.a is None or opts.c is None:
+    if saved is not None:
+        a, c = saved["settings"]["a"], saved["settings"]["c"]
+        calibration_evals = saved["calibration_evals"]
+    elif opts.a is None or opts.c is None:
         cal = calibrate(evaluator, x0, opts.steps, rng, c_floor=opts.c or 0.1)
         calibration_evals = cal.nfev
         a, c = opts.a or cal.a, opts.c or cal.c
@@ -95,6 +111,12 @@ def train_softmax_spsa(
     )
     optimizer = SPSA(x0, settings, rng, opts.steps)
     record = TrainingRecord(settings=_fields(opts) | {"a": a, "c": c, "job": "spsa"})
+    before = {"mvm_calls": 0, "device_writes": 0, "time_ns": 0.0, "energy_nj": 0.0}
+    if saved is not None:
+        optimizer.load_state_dict(_decode_state(saved["optimizer"]))
+        record.losses = list(saved["losses"])
+        record.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
+        before = saved["counts"]
 
     def test_accuracy(weights: np.ndarray, final: bool = False) -> float:
         if isinstance(evaluator, HostHeldEvaluator):
@@ -114,22 +136,96 @@ def train_softmax_spsa(
         if on_step is not None:
             on_step(step)
 
+    def counts() -> dict[str, Any]:
+        return {
+            "mvm_calls": before["mvm_calls"] + layer.mvm_calls,
+            "device_writes": before["device_writes"] + board.stats().cell_writes - writes_before,
+            "time_ns": before["time_ns"] + layer.ledger.total.time_ns,
+            "energy_nj": before["energy_nj"] + layer.ledger.total.energy_nj,
+        }
+
     optimizer.callback = callback
     while not optimizer.done:
         ask = optimizer.ask()
         optimizer.tell(evaluator(ask.x, ask.points))
+        k = optimizer.result().nit
+        if (
+            checkpoint
+            and checkpoint_every
+            and optimizer.at_step_boundary
+            and k % checkpoint_every == 0
+        ):
+            _save_checkpoint(checkpoint, optimizer, record, calibration_evals, counts())
     result = optimizer.result()
     record.weights = result.x
     record.test_accuracy = test_accuracy(result.x, final=True)
     record.train_accuracy = accuracy(evaluator.predict(result.x, data.x_train), data.y_train)
     record.steps = result.nit
     record.loss_evaluations = result.nfev + calibration_evals
-    record.mvm_calls = layer.mvm_calls
-    record.device_writes = board.stats().cell_writes - writes_before
+    final = counts()
+    record.mvm_calls = final["mvm_calls"]
+    record.device_writes = final["device_writes"]
     record.programs = evaluator.programs
-    record.modeled_time_ns = layer.ledger.total.time_ns
-    record.modeled_energy_nj = layer.ledger.total.energy_nj
+    record.modeled_time_ns = final["time_ns"]
+    record.modeled_energy_nj = final["energy_nj"]
     return record
+
+
+CHECKPOINT_VERSION = 1
+
+
+def _save_checkpoint(
+    path: str | Path,
+    optimizer: SPSA,
+    record: TrainingRecord,
+    calibration_evals: int,
+    counts: dict[str, Any],
+) -> None:
+    state = optimizer.state_dict()
+    payload = {
+        "version": CHECKPOINT_VERSION,
+        "settings": record.settings,
+        "calibration_evals": calibration_evals,
+        "optimizer": {
+            **state,
+            "x": state["x"].tolist(),
+            "hessian": None if state["hessian"] is None else state["hessian"].tolist(),
+            "history": [h.tolist() for h in state["history"]],
+        },
+        "losses": record.losses,
+        "checkpoints": [dataclasses.asdict(c) for c in record.checkpoints],
+        "counts": counts,
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps(payload))
+    partial.replace(target)  # atomic: a crash never leaves half a checkpoint
+
+
+def _load_checkpoint(path: str | Path | None, options: SPSAOptions) -> dict[str, Any]:
+    if path is None:
+        raise ValueError("resume: needs a checkpoint path")
+    saved: dict[str, Any] = json.loads(Path(path).read_text())
+    if saved.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path}: version {saved.get('version')}, expected 1")
+    mismatched = [
+        name
+        for name, value in _fields(options).items()
+        if name not in ("a", "c", "eval_every") and saved["settings"].get(name) != value
+    ]
+    if mismatched:
+        raise ValueError(f"checkpoint {path}: options differ from the run's: {mismatched}")
+    return saved
+
+
+def _decode_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **state,
+        "x": np.array(state["x"], np.float32),
+        "hessian": None if state["hessian"] is None else np.array(state["hessian"], np.float32),
+        "history": [np.array(h, np.float32) for h in state["history"]],
+    }
 
 
 def _fields(options: SPSAOptions) -> dict[str, object]:

@@ -181,6 +181,11 @@ class SPSA:
         return self._s.nfev
 
     @property
+    def at_step_boundary(self) -> bool:
+        """True between steps: the moment :meth:`state_dict` may be taken."""
+        return self._pending is None and self._queued is None
+
+    @property
     def done(self) -> bool:
         return self._queued is None and (self._stopped or self._s.k >= self.steps)
 

@@ -99,6 +99,10 @@ def spsa(
     blocking: bool = False,
     last_avg: Annotated[int, typer.Option(min=1)] = 1,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=0, help="Save <out>/checkpoint.json every N steps (0: never).")
+    ] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoint.json.")] = False,
     out: Out = None,
     as_json: AsJson = False,
 ) -> None:
@@ -106,6 +110,9 @@ def spsa(
     if mode not in ("board", "host"):
         raise typer.BadParameter(f"mode: got {mode!r}, expected board or host")
     console = Console(stderr=as_json)
+    if resume and out is None:
+        raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
+    out = out or Path("runs") / f"spsa-{time.strftime('%Y%m%d-%H%M%S')}"
     data = load_dataset(dataset)
     options = SPSAOptions(
         steps=steps,
@@ -127,7 +134,18 @@ def spsa(
             if step.step % 10 == 0 or step.step == steps:
                 progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
 
-        record = train_softmax_spsa(target, data, options, on_step=on_step)
+        try:
+            record = train_softmax_spsa(
+                target,
+                data,
+                options,
+                on_step=on_step,
+                checkpoint=out / "checkpoint.json",
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+            )
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from exc
     _finish(record, dataset, "spsa", out, as_json, console)
 
 
