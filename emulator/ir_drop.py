@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["bitline_load", "effective_conductance", "wordline_load"]
+__all__ = ["attenuation", "bitline_load", "effective_conductance", "wordline_load"]
 
 Array = npt.NDArray[np.float32]
 
@@ -42,10 +42,25 @@ def bitline_load(g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return load
 
 
+def attenuation(
+    wordline: npt.NDArray[np.float64],
+    bitline: npt.NDArray[np.float64],
+    wordline_ohm: float,
+    bitline_ohm: float,
+) -> npt.NDArray[np.float64]:
+    """G_eff / G = 1 − r_wl·A − r_bl·B for loads A, B (µS) and resistances in Ω."""
+    factor: npt.NDArray[np.float64] = 1.0 - 1e-6 * (wordline_ohm * wordline + bitline_ohm * bitline)
+    return factor
+
+
 def effective_conductance(g: Array, wordline_ohm: float, bitline_ohm: float) -> Array:
-    """G_eff of ``g`` (µS) with segment resistances in Ω; ``g`` itself if both are 0."""
+    """G_eff of ``g`` (µS) with segment resistances in Ω; ``g`` itself if both are 0.
+
+    The whole-tile reference; the pass kernel updates the same formula by rows
+    and columns as cells are written.
+    """
     if wordline_ohm == 0.0 and bitline_ohm == 0.0:
         return g
     g64 = g.astype(np.float64)
-    loss = 1e-6 * (wordline_ohm * wordline_load(g64) + bitline_ohm * bitline_load(g64))
-    return (g64 * (1.0 - loss)).astype(np.float32)
+    factor = attenuation(wordline_load(g64), bitline_load(g64), wordline_ohm, bitline_ohm)
+    return (g64 * factor).astype(np.float32)

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from sidra.drivers.types import Region
 from sidra.emulator import drift
 from sidra.emulator.config import ConductanceNoiseModel, DriftModel
-from sidra.emulator.ir_drop import bitline_load, wordline_load
+from sidra.emulator.ir_drop import attenuation, bitline_load, wordline_load
 
 if TYPE_CHECKING:
     from sidra.emulator.tile import CrossbarTile
@@ -114,5 +114,5 @@ class PassKernel:
         self._wl[r0:r1, :] = wordline_load(g[r0:r1, :].astype(np.float64))
         self._bl[:, c0:c1] = bitline_load(g[:, c0:c1].astype(np.float64))
         for sl in (np.s_[r0:r1, :], np.s_[:, c0:c1]):
-            loss = 1e-6 * (r_wl * self._wl[sl] + r_bl * self._bl[sl])
-            self.matrix[sl] = (g[sl] * (1.0 - loss) * self._scale).astype(np.float32)
+            factor = attenuation(self._wl[sl], self._bl[sl], r_wl, r_bl)
+            self.matrix[sl] = (g[sl] * factor * self._scale).astype(np.float32)
