@@ -181,7 +181,8 @@ class AnalogLinear:
         for block in self.blocks:
             v = self._pad(u[:, block.rows], self._rows)
             # Repeated reads travel as one batch: [v; v; ...] -> mean over repeats.
-            result = self.board.mvm(block.tile, np.tile(v, (self.read_repeats, 1)))
+            batch = v if self.read_repeats == 1 else np.tile(v, (self.read_repeats, 1))
+            result = self.board.mvm(block.tile, batch)
             self.ledger.add(result.cost)
             self.mvm_calls += 1
             used = block.region.cols

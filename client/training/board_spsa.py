@@ -119,11 +119,7 @@ def train_softmax_spsa(
         before = saved["counts"]
 
     def test_accuracy(weights: np.ndarray, final: bool = False) -> float:
-        if isinstance(evaluator, HostHeldEvaluator):
-            logits = evaluator.predict(weights, data.x_test, final=final)
-        else:
-            logits = evaluator.predict(weights, data.x_test)
-        return accuracy(logits, data.y_test)
+        return accuracy(evaluator.predict(weights, data.x_test, final=final), data.y_test)
 
     def callback(step: SPSAStep) -> None:
         record.losses.append(step.loss)
@@ -148,12 +144,11 @@ def train_softmax_spsa(
     while not optimizer.done:
         ask = optimizer.ask()
         optimizer.tell(evaluator(ask.x, ask.points))
-        k = optimizer.result().nit
         if (
             checkpoint
             and checkpoint_every
             and optimizer.at_step_boundary
-            and k % checkpoint_every == 0
+            and optimizer.step % checkpoint_every == 0
         ):
             _save_checkpoint(checkpoint, optimizer, record, calibration_evals, counts())
     result = optimizer.result()

@@ -43,8 +43,8 @@ class _Minibatches:
         return self.x[index], self.y[index]
 
 
-class OnBoardEvaluator:
-    """Perturbations applied on the board by the Perturb RPC."""
+class _LayerEvaluator:
+    """What both modes share: the layer, its minibatches, what the board holds."""
 
     def __init__(
         self,
@@ -57,14 +57,22 @@ class OnBoardEvaluator:
         self.layer = layer
         self.batches = _Minibatches(x, y, batch_size, rng)
         self.programmed: Array | None = None
+        """The weights the board holds (as last programmed)."""
         self.programs = 0
 
-    def sync(self, weights: Array) -> None:
-        """Program ``weights`` unless the board already holds them."""
+    def _program_if_changed(self, weights: Array) -> None:
         if self.programmed is None or not np.array_equal(weights, self.programmed):
             self.layer.program(weights)
             self.programmed = weights.copy()
             self.programs += 1
+
+
+class OnBoardEvaluator(_LayerEvaluator):
+    """Perturbations applied on the board by the Perturb RPC."""
+
+    def sync(self, weights: Array) -> None:
+        """Program ``weights`` unless the board already holds them."""
+        self._program_if_changed(weights)
 
     def __call__(self, x: Array, points: Sequence[Point]) -> list[float]:
         weights = x
@@ -85,8 +93,9 @@ class OnBoardEvaluator:
         self.layer.ledger.charge_host_loss(len(points))
         return losses
 
-    def predict(self, weights: Array, x: Array) -> Array:
-        """Outputs of the layer holding ``weights``, unperturbed, from the board."""
+    def predict(self, weights: Array, x: Array, *, final: bool = False) -> Array:
+        """Outputs of the layer holding ``weights``, unperturbed, from the board (the
+        board always holds the weights here, so ``final`` changes nothing)."""
         self.sync(weights)
         self.layer.restore()
         return _forward_chunks(self.layer, x)
@@ -96,7 +105,7 @@ def _forward_chunks(layer: AnalogLinear, x: Array, chunk: int = 1024) -> Array:
     return np.concatenate([layer.forward(x[i : i + chunk]) for i in range(0, len(x), chunk)])
 
 
-class HostHeldEvaluator:
+class HostHeldEvaluator(_LayerEvaluator):
     """Host-held weights, programmed as absolute targets every ``program_every`` updates."""
 
     def __init__(
@@ -110,11 +119,8 @@ class HostHeldEvaluator:
     ) -> None:
         if program_every < 1:
             raise ValueError(f"program_every: got {program_every}, expected >= 1")
-        self.layer = layer
-        self.batches = _Minibatches(x, y, batch_size, rng)
+        super().__init__(layer, x, y, batch_size, rng)
         self.program_every = program_every
-        self.programmed: Array | None = None
-        self.programs = 0
         self._last: Array | None = None
         self._updates = 0
 
@@ -124,10 +130,7 @@ class HostHeldEvaluator:
             self._updates += 1
         self._last = weights.copy()
         if self.programmed is None or force or self._updates >= self.program_every:
-            if self.programmed is None or not np.array_equal(weights, self.programmed):
-                self.layer.program(weights)
-                self.programmed = weights.copy()
-                self.programs += 1
+            self._program_if_changed(weights)
             self._updates = 0
 
     def __call__(self, x: Array, points: Sequence[Point]) -> list[float]:

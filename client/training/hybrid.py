@@ -19,7 +19,7 @@ import numpy.typing as npt
 from sidra.client.training.analog_layer import AnalogLinear
 from sidra.client.training.datasets import Dataset
 from sidra.client.training.records import Checkpoint, TrainingRecord
-from sidra.client.training.softmax import accuracy, cross_entropy
+from sidra.client.training.softmax import accuracy, cross_entropy, softmax
 from sidra.drivers import Board
 
 __all__ = ["HybridNetwork", "LastLayerOptions", "train_last_layer"]
@@ -72,9 +72,7 @@ class HybridNetwork:
         """One exact-gradient step on a minibatch; returns its loss before the update."""
         inputs, pre = self.forward(x)
         logits = pre[-1]
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        delta = p
+        delta = softmax(logits)
         delta[np.arange(len(y)), y] -= 1.0
         delta /= np.float32(len(y))
         loss = cross_entropy(logits, y)

@@ -181,6 +181,11 @@ class SPSA:
         return self._s.nfev
 
     @property
+    def step(self) -> int:
+        """Steps taken so far."""
+        return self._s.k
+
+    @property
     def at_step_boundary(self) -> bool:
         """True between steps: the moment :meth:`state_dict` may be taken."""
         return self._pending is None and self._queued is None
