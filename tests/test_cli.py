@@ -162,3 +162,34 @@ def test_train_last_layer_over_a_remote_server(tmp_path: Path) -> None:
         server.stop(grace=None)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["test_accuracy"] > 0.8
+
+
+def test_train_drift_recovery_prints_every_stage() -> None:
+    result = subprocess.run(
+        [
+            *SIDRA,
+            "train",
+            "drift-recovery",
+            "--age-days",
+            "30",
+            "--no-reference-column",
+            "--epochs",
+            "1",
+            "--read-repeats",
+            "1",
+            "--eval-read-repeats",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["aged_accuracy"] < summary["deployed_accuracy"] - 0.05
+    assert summary["calibrated_accuracy"] > summary["aged_accuracy"]
+    # Features on tile 0; the head's 257 rows (256 + bias) span tiles 1 and 2.
+    assert len(summary["calibration_gains"]) == 3
+    assert summary["device_writes"] > 0

@@ -64,6 +64,37 @@ def test_two_trainable_layers_match_host_backprop_on_ideal_board(
     np.testing.assert_allclose(net.weights[0], w1 - 0.1 * h0.T @ d1, atol=2e-4)
 
 
+def test_digital_bias_stays_off_the_array(ideal_driver: BoardDriver) -> None:
+    """A bias 20× the weights: added on the host, it neither takes a row nor sets the
+    range; forward equals numpy, on-board perturbation is refused, training leaves it
+    unclipped."""
+    from sidra.drivers import Unsupported
+
+    rng = np.random.default_rng(4)
+    layer = AnalogLinear(ideal_driver, 0, 8, 3, weight_limit=0.5, digital_bias=True)
+    assert layer.region.rows == 8  # no bias row on the tile
+    w = rng.uniform(-0.5, 0.5, layer.shape).astype(np.float32)
+    w[-1] = [10.0, -10.0, 3.0]
+    layer.program(w)
+    x = rng.normal(size=(5, 8)).astype(np.float32)
+    np.testing.assert_allclose(
+        layer.forward(x), _rows_with_bias(x, layer.input_clip) @ w, rtol=1e-4, atol=2e-3
+    )
+    with pytest.raises(Unsupported, match="digital bias"):
+        layer.perturb(seed=1, c=0.1, sign=1)
+    net = HybridNetwork([layer], [w], program=False)
+    net.step(x, np.array([0, 1, 2, 0, 1]), learning_rate=0.01)
+    assert np.abs(net.weights[0][-1]).max() > 9.0  # the bias is not clipped to ±0.5
+    assert np.abs(net.weights[0][:-1]).max() <= 0.5
+
+
+def test_layer_rejects_a_non_positive_range(ideal_driver: BoardDriver) -> None:
+    with pytest.raises(ValueError, match=r"weight_limit: got 0\.0, expected > 0"):
+        AnalogLinear(ideal_driver, 0, 4, 2, weight_limit=0.0)
+    with pytest.raises(ValueError, match="input_clip"):
+        AnalogLinear(ideal_driver, 0, 4, 2, input_clip=-1.0)
+
+
 def test_threshold_skips_tiny_updates(ideal_driver: BoardDriver) -> None:
     layer = AnalogLinear(ideal_driver, 0, 4, 2)
     net = HybridNetwork([layer], [np.zeros(layer.shape, np.float32)], threshold=10.0)
@@ -78,8 +109,13 @@ def test_last_layer_training_on_ideal_board() -> None:
 
     data = load_dataset("digits")
     with open_board("emu://?preset=ideal&seed=0") as board:
-        record = train_last_layer(board, data, LastLayerOptions(epochs=3, learning_rate=0.1))
+        record = train_last_layer(
+            board, data, LastLayerOptions(epochs=3, read_repeats=1, final_learning_rate=0.0)
+        )
     assert record.test_accuracy > 0.9
+    # Linear decay 0.2 → 0.1 → 0: the last epoch moves no weight, so writes nothing.
+    assert record.checkpoints[2].device_writes == record.checkpoints[1].device_writes
+    assert record.checkpoints[1].device_writes > record.checkpoints[0].device_writes
     assert len(record.checkpoints) == 3
     assert record.device_writes > 0 and record.mvm_calls > 0
 
@@ -178,17 +214,46 @@ def test_reference_column_makes_uniform_drift_a_pure_gain() -> None:
 
 
 def test_drift_recovery_reports_each_stage() -> None:
+    """Digital offset subtraction on a pcm board: 30 days of drift cost many points,
+    Calibrate wins most back without a write, retraining the head on board adds more."""
     from sidra.client.training.recovery import RecoveryOptions, drift_recovery
     from sidra.drivers import open_board
 
     data = load_dataset("digits")
+    options = RecoveryOptions(
+        hidden=32,
+        epochs=2,
+        read_repeats=2,
+        eval_read_repeats=4,
+        age_s=30 * 86_400.0,
+        reference_column=False,
+    )
     with open_board("emu://?preset=pcm&seed=1") as board:
-        report = drift_recovery(
-            board, data, RecoveryOptions(hidden=32, epochs=2, threshold=0.01, age_s=86_400.0)
-        )
-    assert report.digital_accuracy > 0.9 and report.deployed_accuracy > 0.85
-    assert report.recovered_accuracy > 0.85
+        report = drift_recovery(board, data, options)
+    assert report.digital_accuracy > 0.9 and report.deployed_accuracy > 0.9
+    assert report.aged_accuracy < report.deployed_accuracy - 0.1
+    # One tile per layer at 32 hidden units; drift lowers every conductance, so
+    # each tile's compensating gain is above 1.
+    assert len(report.calibration_gains) == 2 and min(report.calibration_gains) > 1.0
+    assert report.calibrated_accuracy > report.aged_accuracy + 0.1
+    assert report.recovered_accuracy > report.calibrated_accuracy
+    assert report.recovered_fraction > 0.8
     assert report.device_writes > 0
+
+
+def test_drift_recovery_without_calibration_reports_no_gains() -> None:
+    from sidra.client.training.recovery import RecoveryOptions, drift_recovery
+    from sidra.drivers import open_board
+
+    data = load_dataset("digits")
+    options = RecoveryOptions(
+        hidden=32, epochs=1, read_repeats=1, eval_read_repeats=2, age_s=86_400.0, calibrate=False
+    )
+    with open_board("emu://?preset=pcm&seed=2") as board:
+        report = drift_recovery(board, data, options)
+    assert report.calibration_gains == ()
+    assert report.calibrated_accuracy == report.aged_accuracy
+    assert report.retraining_fraction == report.recovered_fraction
 
 
 @pytest.mark.parametrize(

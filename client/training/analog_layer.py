@@ -12,10 +12,13 @@ Two conductance mappings, both centred on the middle of the window g_ref:
   cells per weight.
 
 Inputs are scaled to read voltages (clipped to the DAC range) and a bias row
-is driven at the voltage of input 1. A matrix larger than a tile spans
-several tiles in blocks of rows × outputs: the host adds the partial sums of
-the row blocks (the crossbar's own Kirchhoff sum, continued digitally) and
-places the output blocks side by side.
+is driven at the voltage of input 1, or, with ``digital_bias``, the bias is
+added on the host after the ADC (as aihwkit's inference presets do): a bias
+far larger than the weights then no longer sets the conductance range.
+
+A matrix larger than a tile spans several tiles in blocks of rows × outputs:
+the host adds the partial sums of the row blocks (the crossbar's own Kirchhoff
+sum, continued digitally) and places the output blocks side by side.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ class _Block:
 
 
 class AnalogLinear:
-    """``inputs + 1`` rows × ``outputs`` columns at the top-left of ``tiles``."""
+    """``inputs + 1`` rows (``inputs`` with a digital bias) × ``outputs`` columns at the
+    top-left of ``tiles``."""
 
     def __init__(
         self,
@@ -73,6 +77,7 @@ class AnalogLinear:
         read_repeats: int = 1,
         mapping: Mapping = Mapping.OFFSET,
         reference_column: bool = False,
+        digital_bias: bool = False,
     ) -> None:
         info = board.info
         tile_list = [tiles] if isinstance(tiles, int) else list(tiles)
@@ -82,11 +87,17 @@ class AnalogLinear:
             raise ValueError("reference_column: only the offset mapping uses one")
         if read_repeats < 1:
             raise ValueError(f"read_repeats: got {read_repeats}, expected >= 1")
+        for name, value in (("weight_limit", weight_limit), ("input_clip", input_clip)):
+            if not value > 0.0:
+                raise ValueError(f"{name}: got {value}, expected > 0 (weight units)")
         self.reference_column = reference_column
         """Offset mapping: one extra column at g_ref per tile whose current replaces the
         digital g_ref·ΣV subtraction, so the offset ages (drifts) with the array."""
         per_tile = (info.cols - int(reference_column)) // self._pair
-        row_starts = range(0, inputs + 1, info.rows)
+        self.digital_bias = digital_bias
+        self._bias = np.zeros(outputs, np.float32)
+        analog_rows = inputs + int(not digital_bias)
+        row_starts = range(0, analog_rows, info.rows)
         out_starts = range(0, outputs, per_tile)
         needed = len(row_starts) * len(out_starts)
         if per_tile < 1 or needed > len(tile_list):
@@ -98,7 +109,7 @@ class AnalogLinear:
         self.inputs, self.outputs = inputs, outputs
         self.blocks: list[_Block] = []
         for r in row_starts:
-            rows = slice(r, min(r + info.rows, inputs + 1))
+            rows = slice(r, min(r + info.rows, analog_rows))
             for o in out_starts:
                 outs = slice(o, min(o + per_tile, outputs))
                 width = (outs.stop - outs.start) * self._pair + int(reference_column)
@@ -154,15 +165,18 @@ class AnalogLinear:
     def program(self, weights: npt.ArrayLike) -> None:
         """Write-verify ``weights`` into the tiles."""
         w = np.asarray(weights, dtype=np.float32)
+        if self.digital_bias:
+            self._bias = w[self.inputs].copy()
         for block in self.blocks:
             targets = self.conductances(w[block.rows, block.outputs])
             self.ledger.add(self.board.program(block.tile, targets).cost)
 
     def _input_volts(self, x: npt.ArrayLike) -> Array:
         x = np.asarray(x, dtype=np.float32)
-        u = np.empty((x.shape[0], self.inputs + 1), np.float32)
+        u = np.empty((x.shape[0], self.inputs + int(not self.digital_bias)), np.float32)
         u[:, : self.inputs] = x
-        u[:, self.inputs] = 1.0
+        if not self.digital_bias:
+            u[:, self.inputs] = 1.0
         u *= self.volts_per_unit
         # Clip in volts: clip-then-scale can land a rounding step above the limit.
         v_max = np.float32(self._v_max)
@@ -189,6 +203,8 @@ class AnalogLinear:
             currents = result.currents[:, :used].reshape(self.read_repeats, len(v), used)
             total[:, block.outputs] += self._signal(currents.mean(axis=0), v, block.width)
         outputs: Array = total / np.float32(self.scale_us * self.volts_per_unit)
+        if self.digital_bias:
+            outputs += self._bias
         return outputs.astype(np.float32, copy=False)
 
     def backward(self, delta: npt.ArrayLike) -> Array:
@@ -221,6 +237,8 @@ class AnalogLinear:
         """Weights on the board become W_prog + sign·c·Δ(seed) (c in weight units)."""
         if len(self.blocks) > 1:
             raise Unsupported("on-board perturbation of a layer spanning several tiles")
+        if self.digital_bias:
+            raise Unsupported("on-board perturbation of a layer with a digital bias")
         rows, o = self.region.rows, self.outputs
         if self.mapping is Mapping.OFFSET:
             weights = Region(0, 0, rows, o)  # never the reference column
@@ -232,6 +250,21 @@ class AnalogLinear:
             half = Region(0, offset, rows, o)
             report = self.board.perturb(self.tile, seed, c * self.scale_us / 2, direction, half)
             self.ledger.add(report.cost)
+
+    def calibrate(self) -> list[float]:
+        """Global drift compensation of every tile the layer uses; returns their output gains.
+
+        The board rescales each tile's outputs so a probe reads as it did when
+        the cells were programmed: a common drift factor cancels, the spread of
+        drift between cells does not. Cells written later start afresh, so
+        calibrate again after reprogramming a large part of a tile.
+        """
+        gains = []
+        for block in self.blocks:
+            report = self.board.calibrate(block.tile)
+            self.ledger.add(report.cost)
+            gains.append(report.gain)
+        return gains
 
     def restore(self) -> None:
         """Remove any perturbation: the board holds the programmed weights again."""

@@ -89,7 +89,9 @@ class HybridNetwork:
             if i > first:  # δ for the layer below: TransposeMVM, then ReLU'
                 delta = self.backward(i, delta) * (pre[i - 1] > 0.0)
             self.weights[i] -= np.float32(learning_rate) * gradient
-            np.clip(self.weights[i], -layer.weight_limit, layer.weight_limit, out=self.weights[i])
+            # Only what the array holds is bounded by its conductance window.
+            analog = self.weights[i][: layer.inputs] if layer.digital_bias else self.weights[i]
+            np.clip(analog, -layer.weight_limit, layer.weight_limit, out=analog)
             self._program(i)
         return loss
 
@@ -110,17 +112,26 @@ class LastLayerOptions:
     """A fixed random ReLU feature layer on the board and trained layers above it."""
 
     hidden: int = 256
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 32
-    learning_rate: float = 0.05
+    learning_rate: float = 0.2
+    final_learning_rate: float | None = 0.02
+    """Learning rate of the last epoch, reached by linear decay; None keeps it constant.
+    Small late steps average the read noise in the gradients instead of following it."""
     threshold: float = 0.002
     """Weight change below which a cell is not reprogrammed (weight units)."""
     trainable: int = 1
     seed: int = 0
     feature_tile: int = 0
     head_tiles: tuple[int, ...] = (1, 2)
-    read_repeats: int = 1
+    read_repeats: int = 4
     """Analog passes averaged per input vector in every forward pass."""
+    digital_bias: bool = True
+    """Add both layers' biases on the host instead of a bias row on the array."""
+    head_weight_limit: float = 0.75
+    """Head weight mapped to the edge of the conductance window (weight units); weights
+    beyond it are clipped. A tighter range puts more conductance per weight unit, so
+    state-independent read noise costs less."""
 
 
 def train_last_layer(
@@ -135,21 +146,28 @@ def train_last_layer(
     o = options or LastLayerOptions()
     rng = np.random.default_rng(o.seed)
     n_in = data.features
+    w1 = np.vstack(
+        [rng.normal(0, 1 / np.sqrt(n_in), (n_in, o.hidden)), rng.normal(0, 0.5, (1, o.hidden))]
+    ).astype(np.float32)
     features = AnalogLinear(
-        board, o.feature_tile, n_in, o.hidden, weight_limit=2.0, read_repeats=o.read_repeats
+        board,
+        o.feature_tile,
+        n_in,
+        o.hidden,
+        weight_limit=float(np.abs(w1[:n_in]).max()) if o.digital_bias else 2.0,
+        read_repeats=o.read_repeats,
+        digital_bias=o.digital_bias,
     )
     head = AnalogLinear(
         board,
         o.head_tiles,
         o.hidden,
         data.classes,
-        weight_limit=2.0,
+        weight_limit=o.head_weight_limit,
         input_clip=6.0,
         read_repeats=o.read_repeats,
+        digital_bias=o.digital_bias,
     )
-    w1 = np.vstack(
-        [rng.normal(0, 1 / np.sqrt(n_in), (n_in, o.hidden)), rng.normal(0, 0.5, (1, o.hidden))]
-    ).astype(np.float32)
     writes_before = board.stats().cell_writes
     net = HybridNetwork(
         [features, head],
@@ -161,13 +179,14 @@ def train_last_layer(
         settings={**{k: getattr(o, k) for k in o.__slots__}, "job": "last-layer"}
     )
     batches_per_epoch = int(np.ceil(len(data.x_train) / o.batch_size))
+    final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
+    rates = np.linspace(o.learning_rate, final, o.epochs)
     for epoch in range(1, o.epochs + 1):
         order = rng.permutation(len(data.x_train))
+        rate = float(rates[epoch - 1])
         for b in range(batches_per_epoch):
             index = order[b * o.batch_size : (b + 1) * o.batch_size]
-            record.losses.append(
-                net.step(data.x_train[index], data.y_train[index], o.learning_rate)
-            )
+            record.losses.append(net.step(data.x_train[index], data.y_train[index], rate))
             record.loss_evaluations += 1
             features.ledger.charge_host_loss()
         test = accuracy(net.predict(data.x_test), data.y_test)

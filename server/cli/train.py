@@ -152,17 +152,26 @@ def spsa(
 @train_app.command("last-layer")
 def last_layer(
     dataset: Dataset = "digits",
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     board: BoardUrl = "emu://?preset=sidra-y1",
     server: ServerAddress = None,
     hidden: Annotated[int, typer.Option(min=1, help="Random ReLU features.")] = 256,
     trainable: Annotated[int, typer.Option(min=1, max=2, help="Layers trained.")] = 1,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.1,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.2,
+    final_learning_rate: Annotated[
+        float, typer.Option(min=0.0, help="Reached by linear decay in the last epoch.")
+    ] = 0.02,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     read_repeats: Annotated[
         int, typer.Option(min=1, help="Analog passes averaged per input (noise / √n).")
-    ] = 1,
+    ] = 4,
+    digital_bias: Annotated[
+        bool, typer.Option(help="Biases added on the host, not a bias row on the array.")
+    ] = True,
+    head_weight_limit: Annotated[
+        float, typer.Option(min=0.01, help="Head weight at the edge of the conductance window.")
+    ] = 0.75,
     out: Out = None,
     as_json: AsJson = False,
 ) -> None:
@@ -174,9 +183,12 @@ def last_layer(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        final_learning_rate=final_learning_rate,
         trainable=trainable,
         seed=seed,
         read_repeats=read_repeats,
+        digital_bias=digital_bias,
+        head_weight_limit=head_weight_limit,
     )
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("last-layer", total=epochs, status="")
@@ -196,24 +208,40 @@ def drift_recovery_command(
     dataset: Dataset = "digits",
     board: BoardUrl = "emu://?preset=pcm&seed=0",
     age_days: Annotated[float, typer.Option(min=0.0, help="Board time to age, days.")] = 365.0,
+    calibrate: Annotated[
+        bool, typer.Option(help="Global drift compensation of every tile before retraining.")
+    ] = True,
     epochs: Annotated[int, typer.Option(min=1)] = 20,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.01,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.05,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, help="Reprogram a head cell once it moved this far.")
+    ] = 0.05,
+    read_repeats: Annotated[
+        int, typer.Option(min=1, help="Analog passes averaged per input while retraining.")
+    ] = 16,
+    eval_read_repeats: Annotated[
+        int, typer.Option(min=1, help="Analog passes averaged per input to measure accuracy.")
+    ] = 64,
     reference_column: Annotated[
         bool, typer.Option(help="Offset mapping with a drifting reference column.")
     ] = True,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the digital net and shuffles.")] = 0,
     as_json: AsJson = False,
 ) -> None:
-    """Deploy a digitally trained 64→H→10 net, age the board, retrain the last layer on it."""
+    """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer."""
     from sidra.client.training.recovery import RecoveryOptions, drift_recovery
 
     data = load_dataset(dataset)
     options = RecoveryOptions(
         age_s=age_days * 86_400.0,
+        calibrate=calibrate,
         epochs=epochs,
-        seed=seed,
         learning_rate=learning_rate,
+        threshold=threshold,
+        read_repeats=read_repeats,
+        eval_read_repeats=eval_read_repeats,
         reference_column=reference_column,
+        seed=seed,
     )
     with _board(board, None) as target:
         report = drift_recovery(target, data, options)
@@ -221,12 +249,20 @@ def drift_recovery_command(
         "digital_accuracy": report.digital_accuracy,
         "deployed_accuracy": report.deployed_accuracy,
         "aged_accuracy": report.aged_accuracy,
+        "calibrated_accuracy": report.calibrated_accuracy,
         "recovered_accuracy": report.recovered_accuracy,
         "recovered_fraction": report.recovered_fraction,
+        "retraining_fraction": report.retraining_fraction,
         "device_writes": report.device_writes,
+        "calibration_gains": list(report.calibration_gains),
     }
     if as_json:
         typer.echo(json.dumps(summary))
         return
     for key, value in summary.items():
-        typer.echo(f"{key:20s} {value:.4f}" if isinstance(value, float) else f"{key:20s} {value}")
+        if isinstance(value, float):
+            typer.echo(f"{key:20s} {value:.4f}")
+        elif isinstance(value, list):
+            typer.echo(f"{key:20s} {' '.join(f'{g:.3f}' for g in value)}")
+        else:
+            typer.echo(f"{key:20s} {value}")
