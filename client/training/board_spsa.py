@@ -54,6 +54,9 @@ class SPSAOptions:
     eval_every: int = 500
     """Steps between test-accuracy checkpoints in the record."""
     tile: int = 0
+    weight_limit: float = 1.5
+    """Weight at the edge of the conductance window (weight units); SPSA's bounds. A
+    tighter window puts more µS per weight unit, so read noise costs less."""
 
 
 def train_softmax_spsa(
@@ -79,7 +82,9 @@ def train_softmax_spsa(
         opts = SPSAOptions(**{**_fields(opts), **overrides})  # type: ignore[arg-type]
     saved = _load_checkpoint(checkpoint, opts) if resume else None
     rng = np.random.default_rng(opts.seed)
-    layer = AnalogLinear(board, opts.tile, data.features, data.classes)
+    layer = AnalogLinear(
+        board, opts.tile, data.features, data.classes, weight_limit=opts.weight_limit
+    )
     evaluator: OnBoardEvaluator | HostHeldEvaluator
     if opts.mode == "board":
         evaluator = OnBoardEvaluator(layer, data.x_train, data.y_train, opts.batch_size, rng)

@@ -99,6 +99,9 @@ def spsa(
     blocking: bool = False,
     last_avg: Annotated[int, typer.Option(min=1)] = 1,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    weight_limit: Annotated[
+        float, typer.Option(min=0.01, help="Weight at the edge of the conductance window.")
+    ] = 1.5,
     checkpoint_every: Annotated[
         int, typer.Option(min=0, help="Save <out>/checkpoint.json every N steps (0: never).")
     ] = 0,
@@ -126,6 +129,7 @@ def spsa(
         blocking=blocking,
         last_avg=last_avg,
         eval_every=max(1, steps // 20),
+        weight_limit=weight_limit,
     )
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("spsa", total=steps, status="")
