@@ -3,6 +3,7 @@
 from sidra.client.training.analog_layer import AnalogLinear, Mapping
 from sidra.client.training.board_spsa import SPSAOptions, train_softmax_spsa
 from sidra.client.training.calibration import Calibration, calibrate, noise_level
+from sidra.client.training.compare import EstimatorResult, compare_estimators, standard_estimators
 from sidra.client.training.datasets import BUNDLED, Dataset, load_dataset
 from sidra.client.training.estimators import (
     AntitheticES,
@@ -22,6 +23,7 @@ from sidra.client.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.client.training.feedback_alignment import FeedbackAlignmentNetwork, random_feedback
 from sidra.client.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
 from sidra.client.training.records import Checkpoint, TrainingRecord
+from sidra.client.training.recovery import RecoveryOptions, RecoveryReport, drift_recovery
 from sidra.client.training.schedules import constant, powerseries, spall_gains
 from sidra.client.training.softmax import accuracy, cross_entropy
 from sidra.client.training.spsa import (
@@ -82,4 +84,10 @@ __all__ = [
     "descend",
     "displacement",
     "random_feedback",
+    "EstimatorResult",
+    "compare_estimators",
+    "standard_estimators",
+    "RecoveryOptions",
+    "RecoveryReport",
+    "drift_recovery",
 ]

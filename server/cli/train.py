@@ -207,6 +207,55 @@ def last_layer(
     _finish(record, dataset, "last-layer", out, as_json, console)
 
 
+@train_app.command("compare")
+def compare(
+    dataset: Dataset = "digits",
+    budget: Annotated[
+        int, typer.Option(min=1, help="Loss evaluations each estimator may spend.")
+    ] = 20_000,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    a: Annotated[float, typer.Option(min=0.0, help="Learning-rate gain (Spall).")] = 0.5,
+    c: Annotated[float, typer.Option(min=0.0, help="Perturbation size, weight units.")] = 0.2,
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    as_json: AsJson = False,
+) -> None:
+    """SPSA, central differences, forward gradient and antithetic ES on one budget."""
+    from sidra.client.training.compare import compare_estimators, standard_estimators
+
+    console = Console(stderr=as_json)
+    data = load_dataset(dataset)
+    table = Table(title=f"estimators on {dataset}, {budget:,} loss evaluations each")
+    for column in ("estimator", "steps", "evaluations", "test accuracy", "MVM calls", "writes"):
+        table.add_column(column)
+    with _board(board, server) as target:
+        try:
+            results = compare_estimators(
+                target,
+                data,
+                budget,
+                estimators=standard_estimators(c),
+                a=a,
+                seed=seed,
+                on_result=lambda r: console.log(f"{r.name}: {100 * r.test_accuracy:.2f} %"),
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results]))
+        return
+    for r in results:
+        table.add_row(
+            r.name,
+            f"{r.steps:,}",
+            f"{r.loss_evaluations:,}",
+            f"{100 * r.test_accuracy:.2f} %",
+            f"{r.mvm_calls:,}",
+            f"{r.device_writes:,}",
+        )
+    console.print(table)
+
+
 @train_app.command("drift-recovery")
 def drift_recovery_command(
     dataset: Dataset = "digits",
