@@ -28,7 +28,7 @@ from sidra.client.training.estimators import (
     SPSAGradient,
     descend,
 )
-from sidra.client.training.schedules import spall_gains
+from sidra.client.training.schedules import SPALL_ALPHA, powerseries
 from sidra.client.training.softmax import accuracy
 from sidra.drivers import Board
 
@@ -93,7 +93,7 @@ def compare_estimators(
             layer, data.x_train, data.y_train, batch_size, rng, program_every
         )
         writes = board.stats().cell_writes
-        learning_rate, _ = spall_gains(a, 1.0, steps)
+        learning_rate = powerseries(a, SPALL_ALPHA, 0.1 * steps)  # Spall's a_k, A = 10 %
         x, nfev = descend(
             estimator,
             evaluator,
