@@ -14,44 +14,17 @@ import json
 import numpy as np
 import numpy.typing as npt
 import pytest
+from board_data import F32, G_MAX, G_MIN, V_MAX, dyadic_g, dyadic_v, uniform_g, uniform_v
 
 from sidra.client import Region, RemoteBoard, numerical_jacobian, rademacher
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 
 ROWS = COLS = 256
-G_MIN, G_MAX = 1.0, 40.0
-V_MAX = 0.2
 MVM_PASS_NS = 10.0
 WRITE_PASS_NS = 100.0
 VERIFY_READ_NS = 10.0
 POWER_W = 3.0
-
-F32 = npt.NDArray[np.float32]
-
-
-def uniform_g(
-    rng: np.random.Generator, shape: tuple[int, int], lo: float = G_MIN, hi: float = G_MAX
-) -> F32:
-    """Continuous conductances in [lo, hi] µS."""
-    return rng.uniform(lo, hi, shape).astype(np.float32)
-
-
-def dyadic_g(
-    rng: np.random.Generator, shape: tuple[int, int], lo: float = G_MIN, hi: float = G_MAX
-) -> F32:
-    """Conductances on a 1/16 µS grid in [lo, hi]: sums and ±0.5 steps are exact in float32."""
-    return (rng.integers(int(lo * 16), int(hi * 16) + 1, shape) / 16).astype(np.float32)
-
-
-def dyadic_v(rng: np.random.Generator, shape: tuple[int, int], vmax: float = V_MAX) -> F32:
-    """Voltages on a 1/256 V grid within ±vmax: V·G over 256 rows is exact in float32."""
-    k = int(vmax * 256)
-    return (rng.integers(-k, k + 1, shape) / 256).astype(np.float32)
-
-
-def uniform_v(rng: np.random.Generator, shape: tuple[int, int]) -> F32:
-    return rng.uniform(-V_MAX, V_MAX, shape).astype(np.float32)
 
 
 def assert_currents(got: F32, v: F32, g: npt.NDArray[np.floating]) -> None:

@@ -23,16 +23,10 @@ from sidra.emulator.config import Geometry
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server import create_server
 
-F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 SMALL = Geometry(tiles=2, rows=64, cols=32)
 """Default geometry of these tests: large enough for the statistics, small enough to be fast."""
-
-V_MAX = 0.2
-"""read_voltage_max_v of the default profile, V."""
-G_MIN, G_MAX = 1.0, 40.0
-"""Default conductance window, µS."""
 
 
 def make_profile(geometry: Geometry = SMALL, **sections: Any) -> BoardProfile:
@@ -42,24 +36,6 @@ def make_profile(geometry: Geometry = SMALL, **sections: Any) -> BoardProfile:
 
 def make_driver(profile: BoardProfile, seed: int = 1) -> EmulatorDriver:
     return EmulatorDriver(profile, seed)
-
-
-def uniform_g(
-    rng: np.random.Generator, shape: tuple[int, int], lo: float = G_MIN, hi: float = G_MAX
-) -> F32:
-    """Continuous conductances in [lo, hi] µS."""
-    return rng.uniform(lo, hi, shape).astype(np.float32)
-
-
-def dyadic_g(
-    rng: np.random.Generator, shape: tuple[int, int], lo: float = G_MIN, hi: float = G_MAX
-) -> F32:
-    """Conductances on a 1/16 µS grid in [lo, hi] (exact in float32)."""
-    return (rng.integers(int(lo * 16), int(hi * 16) + 1, shape) / 16).astype(np.float32)
-
-
-def uniform_v(rng: np.random.Generator, shape: tuple[int, int], vmax: float = V_MAX) -> F32:
-    return rng.uniform(-vmax, vmax, shape).astype(np.float32)
 
 
 def matmul64(v: npt.ArrayLike, g: npt.ArrayLike) -> F64:

@@ -10,15 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from emu_support import (
-    G_MAX,
-    V_MAX,
-    dyadic_g,
-    make_driver,
-    make_profile,
-    matmul64,
-    uniform_v,
-)
+from board_data import G_MAX, V_MAX, dyadic_g, uniform_v
+from emu_support import make_driver, make_profile, matmul64
 
 from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator.config import ConductanceRange, Converters, Geometry

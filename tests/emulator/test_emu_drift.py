@@ -11,17 +11,8 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
-from emu_support import (
-    G_MAX,
-    V_MAX,
-    make_driver,
-    make_profile,
-    matmul64,
-    read64,
-    std_bound,
-    uniform_g,
-    uniform_v,
-)
+from board_data import G_MAX, V_MAX, uniform_g, uniform_v
+from emu_support import make_driver, make_profile, matmul64, read64, std_bound
 
 from sidra.drivers import Region
 from sidra.drivers.emu import EmulatorDriver

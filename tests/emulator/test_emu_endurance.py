@@ -7,7 +7,8 @@ from collections.abc import Callable
 import grpc
 import numpy as np
 import pytest
-from emu_support import make_driver, make_profile, read64, serve, uniform_g
+from board_data import uniform_g
+from emu_support import make_driver, make_profile, read64, serve
 
 from sidra.drivers import OutOfRange, Region, rademacher
 from sidra.drivers.emu import EmulatorDriver

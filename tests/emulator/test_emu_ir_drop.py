@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
-from emu_support import make_driver, make_profile, uniform_v
+from board_data import uniform_v
+from emu_support import make_driver, make_profile
 
 from sidra.drivers import Region
 from sidra.emulator.config import Drift, DriftModel, Geometry, IRDrop, Variation

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from emu_support import (
-    make_driver,
-    make_profile,
-    read64,
-    std_bound,
-    uniform_g,
-    z_bound,
-)
+from board_data import uniform_g
+from emu_support import make_driver, make_profile, read64, std_bound, z_bound
 
 from sidra.drivers import Region, rademacher
 from sidra.emulator.config import (

@@ -12,18 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from emu_support import (
-    F64,
-    G_MAX,
-    V_MAX,
-    make_driver,
-    make_profile,
-    matmul64,
-    std_bound,
-    uniform_g,
-    uniform_v,
-    z_bound,
-)
+from board_data import G_MAX, V_MAX, uniform_g, uniform_v
+from emu_support import F64, make_driver, make_profile, matmul64, std_bound, z_bound
 
 from sidra.drivers import Board
 from sidra.emulator.config import (

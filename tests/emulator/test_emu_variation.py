@@ -7,18 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from emu_support import (
-    G_MAX,
-    G_MIN,
-    make_driver,
-    make_profile,
-    matmul64,
-    read64,
-    std_bound,
-    uniform_g,
-    uniform_v,
-    z_bound,
-)
+from board_data import G_MAX, G_MIN, uniform_g, uniform_v
+from emu_support import make_driver, make_profile, matmul64, read64, std_bound, z_bound
 
 from sidra.drivers import Region
 from sidra.emulator.config import ConductanceRange, Geometry, Programming, Variation
