@@ -14,6 +14,7 @@ import typer
 
 from sidra.drivers import Region
 from sidra.emulator import EmulatedBoard, preset
+from sidra.server.cli.options import AsJson, Preset
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks; ratios are measured in one run.")
 
@@ -62,8 +63,8 @@ def emulator_benchmark(
 
 @bench_app.command("emulator")
 def emulator_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    preset_name: Annotated[str, typer.Option("--preset", help="Board preset.")] = "sidra-y1",
+    as_json: AsJson = False,
+    preset_name: Preset = "sidra-y1",
     batch: Annotated[int, typer.Option(min=1, help="Input vectors per MVM.")] = 1024,
     repeats: Annotated[int, typer.Option(min=3, help="Timed repetitions.")] = 21,
 ) -> None:

@@ -23,6 +23,7 @@ import typer
 
 from sidra.drivers import open_board
 from sidra.drivers.serial import SerialDriver
+from sidra.server.cli.options import AsJson, Preset
 
 __all__ = ["serial_benchmark", "serial_command"]
 
@@ -125,8 +126,8 @@ def serial_benchmark(
 
 
 def serial_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    preset_name: Annotated[str, typer.Option("--preset", help="Board preset.")] = "ideal",
+    as_json: AsJson = False,
+    preset_name: Preset = "ideal",
     programs: Annotated[int, typer.Option(min=1, help="Full-tile Programs timed.")] = 5,
     mvms: Annotated[int, typer.Option(min=10, help="Single-vector MVMs timed.")] = 2000,
 ) -> None:

@@ -19,6 +19,7 @@ from sidra.drivers.serial import FaultConfig
 from sidra.emulator import DEFAULT_PRESET, PRESETS, load_profile, preset
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, VirtualBoard
+from sidra.server.cli.options import Preset
 
 __all__ = ["board_app"]
 
@@ -49,7 +50,7 @@ def serve(
     tcp: Annotated[
         str | None, typer.Option(help="Serve on HOST:PORT (socket:// URLs) instead.")
     ] = None,
-    preset_name: Annotated[str, typer.Option("--preset", help="Board preset.")] = DEFAULT_PRESET,
+    preset_name: Preset = DEFAULT_PRESET,
     profile: Annotated[
         str | None, typer.Option(help="Board profile file (.toml/.json) instead of a preset.")
     ] = None,

@@ -26,6 +26,7 @@ from sidra.client.training import (
     train_softmax_spsa,
 )
 from sidra.drivers import Board, SidraError, open_board
+from sidra.server.cli.options import AsJson
 
 train_app = typer.Typer(no_args_is_help=True, help="Train with the board in the loop.")
 
@@ -37,7 +38,6 @@ ServerAddress = Annotated[
     str | None, typer.Option("--server", help="HOST:PORT of a remote sidra serve.")
 ]
 Out = Annotated[Path | None, typer.Option(help="Record folder (default runs/<job>-<time>).")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")]
 WeightLimit = Annotated[
     float, typer.Option(min=0.01, help="Weight at the edge of the conductance window.")
 ]
