@@ -9,14 +9,14 @@ BIN    := $(VENV)/bin
 PKG_DIRS := $(shell find proto/sidra server drivers client emulator -type d -not -name __pycache__ 2>/dev/null)
 INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test check lint typecheck pytest proto clean
+.PHONY: demo test check lint contracts typecheck pytest proto clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime dependencies only: what `make demo` needs.
+# Runtime dependencies plus the training extra (data sets, plots): what `make demo` needs.
 $(VENV)/.runtime: $(BIN)/python pyproject.toml setup.py $(PKG_DIRS)
-	$(INSTALL) -e . --config-settings editable_mode=strict
+	$(INSTALL) -e '.[training]' --config-settings editable_mode=strict
 	touch $@
 
 # Runtime plus test, lint and code-generation tools.
@@ -27,7 +27,7 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml setup.py $(PKG_DIRS)
 demo: $(VENV)/.runtime
 	$(BIN)/sidra demo
 
-test: lint typecheck pytest
+test: lint contracts typecheck pytest
 
 pytest: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
@@ -35,8 +35,12 @@ pytest: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 
+# Package contracts (pyproject.toml [tool.importlinter]): one dependency direction.
+contracts: $(VENV)/.dev
+	$(BIN)/lint-imports
+
 typecheck: $(VENV)/.dev
-	$(BIN)/mypy -p sidra.hil -p sidra.drivers -p sidra.emulator -p sidra.server -p sidra.client
+	$(BIN)/mypy -p sidra.hil -p sidra.drivers -p sidra.emulator -p sidra.server -p sidra.client -p sidra.training -p sidra.cli
 
 check: test
 	$(BIN)/ruff format --check .

@@ -1,8 +1,11 @@
-"""Computes the package list for the folder-to-namespace mapping in pyproject.toml.
+"""Computes the package list for the folder-to-namespace mapping.
 
-A static ``packages`` list silently drops new sub-folders from the wheel, so
-every mapped folder is walked here and each sub-package is named under its
-``sidra.*`` prefix.
+The top-level folders map into one ``sidra.*`` namespace; two sub-folders of
+``client/`` are packages of their own because they do not need the gRPC client:
+``client/training`` (training loops over any board) is ``sidra.training`` and
+``client/cli`` (the ``sidra`` command line) is ``sidra.cli``. A static
+``packages`` list silently drops new sub-folders from the wheel, so every
+mapped folder is walked here and each sub-package is named under its prefix.
 """
 
 from setuptools import find_packages, setup
@@ -12,6 +15,8 @@ PACKAGE_DIRS = {
     "sidra.server": "server",
     "sidra.drivers": "drivers",
     "sidra.client": "client",
+    "sidra.training": "client/training",
+    "sidra.cli": "client/cli",
     "sidra.emulator": "emulator",
 }
 
@@ -19,8 +24,15 @@ PACKAGE_DIRS = {
 def _packages() -> list[str]:
     names: list[str] = []
     for prefix, folder in PACKAGE_DIRS.items():
+        # Folders mapped under a name of their own are not also sub-packages here.
+        nested = [
+            other[len(folder) + 1 :]
+            for other in PACKAGE_DIRS.values()
+            if other.startswith(folder + "/")
+        ]
+        exclude = [n for name in nested for n in (name, name + ".*")]
         names.append(prefix)
-        names.extend(f"{prefix}.{sub}" for sub in find_packages(folder))
+        names.extend(f"{prefix}.{sub}" for sub in find_packages(folder, exclude=exclude))
     return names
 
 

@@ -1,15 +1,15 @@
-"""SIDRA HIL client: drive a board over gRPC with numpy arrays.
+"""SIDRA HIL client: drive a board behind ``sidra serve`` over gRPC, numpy in and out.
 
     from sidra.client import connect
     with connect("127.0.0.1:50051") as board:
         currents = board.mvm(0, voltages).currents
 
-The exception tree is shared with the drivers (``sidra.drivers.errors``).
+``open_board("grpc://127.0.0.1:50051")`` returns the same :class:`RemoteBoard`.
+The exception tree is shared with the drivers (``sidra.drivers.errors``); training
+loops that run on any board live in ``sidra.training``.
 """
 
-from sidra.client.accounting import CostLedger
-from sidra.client.board import DEFAULT_TIMEOUT_S, RemoteBoard, connect
-from sidra.client.gradients import numerical_gradient, numerical_jacobian
+from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
 from sidra.drivers.errors import (
     BoardFault,
     BoardReset,
@@ -19,6 +19,7 @@ from sidra.drivers.errors import (
     InvalidArgument,
     OutOfRange,
     SidraError,
+    Unsupported,
 )
 from sidra.drivers.rademacher import rademacher
 from sidra.drivers.types import Region
@@ -28,7 +29,6 @@ __all__ = [
     "BoardFault",
     "BoardReset",
     "BoardUnavailable",
-    "CostLedger",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
@@ -36,8 +36,7 @@ __all__ = [
     "Region",
     "RemoteBoard",
     "SidraError",
+    "Unsupported",
     "connect",
-    "numerical_gradient",
-    "numerical_jacobian",
     "rademacher",
 ]

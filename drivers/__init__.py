@@ -21,6 +21,7 @@ from sidra.drivers.rademacher import rademacher
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    BoardTiming,
     CalibrationReport,
     Cost,
     LinkStats,
@@ -40,6 +41,7 @@ __all__ = [
     "BoardInfo",
     "BoardReset",
     "BoardStats",
+    "BoardTiming",
     "BoardUnavailable",
     "CalibrationReport",
     "Cost",

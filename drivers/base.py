@@ -71,6 +71,15 @@ class Board(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
 
 class BoardDriver(ABC):
     """Validating front of a local transport (emulator, serial link, PCIe)."""

@@ -17,6 +17,11 @@ against a local driver and a remote board catches the same exceptions::
 
 Argument errors carry ``field``, ``value`` and ``allowed`` so a message always
 names what was wrong, what was received and what would have been accepted.
+
+Each boundary has one table here, read in both directions: :data:`GRPC_STATUS`
+(exception <-> gRPC status code name, used by ``sidra.server.status`` and
+``sidra.client.errors``) and :data:`WIRE_STATUS` (exception <-> wire status name
+of docs/wire-protocol.md, used by the serial driver and the board firmware).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "GRPC_STATUS",
+    "WIRE_STATUS",
     "BoardFault",
     "BoardReset",
     "BoardUnavailable",
@@ -33,6 +40,8 @@ __all__ = [
     "OutOfRange",
     "SidraError",
     "Unsupported",
+    "exception_for",
+    "status_for",
 ]
 
 
@@ -79,6 +88,46 @@ class Unsupported(SidraError):
 
 class BoardFault(SidraError):
     """A fault inside the board or the server that the caller cannot fix."""
+
+
+ErrorTable = tuple[tuple[type[SidraError], str], ...]
+
+# Most specific class first: OutOfRange is an InvalidArgument, every class a SidraError.
+GRPC_STATUS: ErrorTable = (
+    (OutOfRange, "OUT_OF_RANGE"),
+    (InvalidArgument, "INVALID_ARGUMENT"),
+    (FailedPrecondition, "FAILED_PRECONDITION"),
+    (BoardUnavailable, "UNAVAILABLE"),
+    (BoardReset, "ABORTED"),
+    (DeadlineExceeded, "DEADLINE_EXCEEDED"),
+    (Unsupported, "UNIMPLEMENTED"),
+    (BoardFault, "INTERNAL"),
+    (SidraError, "UNKNOWN"),
+)
+"""Exception <-> gRPC status code name (``grpc.StatusCode[name]``)."""
+
+# A board on a link cannot be "unavailable" or "past a deadline" in its own
+# answer: the host decides those. BoardReset travels as STALE_EPOCH.
+WIRE_STATUS: ErrorTable = (
+    (OutOfRange, "OUT_OF_RANGE"),
+    (InvalidArgument, "INVALID_ARGUMENT"),
+    (FailedPrecondition, "FAILED_PRECONDITION"),
+    (BoardReset, "STALE_EPOCH"),
+    (Unsupported, "UNSUPPORTED"),
+    (BoardFault, "INTERNAL"),
+    (SidraError, "INTERNAL"),
+)
+"""Exception <-> wire status name (``sidra.drivers.wire.messages.Status[name]``)."""
+
+
+def status_for(exc: SidraError, table: ErrorTable) -> str:
+    """The status name ``table`` gives ``exc`` (its most specific class listed)."""
+    return next(name for cls, name in table if isinstance(exc, cls))
+
+
+def exception_for(name: str, table: ErrorTable) -> type[SidraError]:
+    """The exception class of status ``name`` (the first listed), SidraError if unknown."""
+    return next((cls for cls, known in table if known == name), SidraError)
 
 
 def _show(value: Any) -> str:

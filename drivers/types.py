@@ -11,6 +11,7 @@ import numpy.typing as npt
 __all__ = [
     "BoardInfo",
     "BoardStats",
+    "BoardTiming",
     "CalibrationReport",
     "Cost",
     "LinkStats",
@@ -71,6 +72,22 @@ class Region:
 
 
 @dataclass(frozen=True, slots=True)
+class BoardTiming:
+    """Timing and power model behind a board's costs (all zero: not reported)."""
+
+    mvm_pass_ns: float = 0.0
+    """One analog MVM pass (one input vector, either direction), ns."""
+    write_pass_ns: float = 0.0
+    """One parallel write pass over a tile region (a perturbation, a program pulse), ns."""
+    verify_read_ns: float = 0.0
+    """One verify read pass during write-verify programming, ns."""
+    host_loss_ns: float = 0.0
+    """One loss computation from the outputs next to the array, ns (clients charge it)."""
+    board_power_w: float = 0.0
+    """Board power while operating, W (ns × W = nJ)."""
+
+
+@dataclass(frozen=True, slots=True)
 class BoardInfo:
     """Static description of a board (mirrors ``BoardInfo`` in board.proto)."""
 
@@ -88,6 +105,8 @@ class BoardInfo:
     emulated: bool = False
     emulator_preset: str = ""
     profile: dict[str, Any] = field(default_factory=dict)
+    timing: BoardTiming = BoardTiming()
+    """Timing and power model of the board's costs (zeros when it reports none)."""
 
 
 @dataclass(frozen=True, slots=True)

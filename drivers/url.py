@@ -1,42 +1,62 @@
 """Board URLs: ``open_board(url)`` picks a transport by scheme, as pyserial does.
 
-Transports register a factory per scheme; ``register_scheme`` lets a lab add
-its own (or a test add a shim) at run time.
+Transports are found through the ``sidra.boards`` entry-point group: each entry
+names a URL scheme and a factory that takes the split URL. This package ships
+``serial://`` and ``socket://``; the emulator registers ``emu://`` and the gRPC
+client ``grpc://`` from their own packages (pyproject.toml), so the driver layer
+imports neither. ``register_scheme`` lets a lab add its own transport (or a test a
+shim) at run time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
-from sidra.drivers.base import BoardDriver
 from sidra.drivers.errors import InvalidArgument
 
-__all__ = ["open_board", "query_options", "register_scheme", "schemes"]
+if TYPE_CHECKING:
+    from sidra.drivers.base import Board
 
-_FACTORIES: dict[str, Callable[[SplitResult], BoardDriver]] = {}
+__all__ = ["ENTRY_POINT_GROUP", "open_board", "query_options", "register_scheme", "schemes"]
+
+ENTRY_POINT_GROUP = "sidra.boards"
+"""Entry-point group of board transports: name = URL scheme, value = factory(SplitResult)."""
+
+BoardFactory = Callable[[SplitResult], "Board"]
+
+_FACTORIES: dict[str, BoardFactory] = {}
 
 
-def register_scheme(scheme: str, factory: Callable[[SplitResult], BoardDriver]) -> None:
+def register_scheme(scheme: str, factory: BoardFactory) -> None:
     """Makes ``open_board`` hand URLs of ``scheme`` to ``factory``."""
     _FACTORIES[scheme] = factory
 
 
 def schemes() -> list[str]:
     """The URL schemes ``open_board`` knows."""
-    _register_builtins()
-    return sorted(_FACTORIES)
+    return sorted(set(_FACTORIES) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
-def open_board(url: str) -> BoardDriver:
+def open_board(url: str) -> Board:
     """Opens the board at ``url`` (e.g. ``emu://?preset=ideal&seed=1``)."""
-    _register_builtins()
     parts = urlsplit(url)
-    factory = _FACTORIES.get(parts.scheme)
+    factory = _FACTORIES.get(parts.scheme) or _installed_factory(parts.scheme)
     if factory is None:
-        known = ", ".join(f"{s}://" for s in sorted(_FACTORIES))
+        known = ", ".join(f"{s}://" for s in schemes())
         raise InvalidArgument("board url", url, f"a URL starting with one of {known}")
     return factory(parts)
+
+
+def _installed_factory(scheme: str) -> BoardFactory | None:
+    found = entry_points(group=ENTRY_POINT_GROUP, name=scheme)
+    if not scheme or not found:
+        return None
+    factory: BoardFactory = next(iter(found)).load()
+    _FACTORIES[scheme] = factory
+    return factory
 
 
 def query_options(url: SplitResult, known: set[str]) -> dict[str, str]:
@@ -51,16 +71,3 @@ def query_options(url: SplitResult, known: set[str]) -> dict[str, str]:
             raise InvalidArgument("board url option", key, "each option at most once")
         options[key] = value
     return options
-
-
-def _register_builtins() -> None:
-    # Imported late: transports import this module for query_options.
-    if "emu" not in _FACTORIES:
-        from sidra.drivers.emu import EmulatorDriver
-
-        register_scheme("emu", EmulatorDriver.from_url)
-    if "serial" not in _FACTORIES:
-        from sidra.drivers.serial import SerialDriver
-
-        register_scheme("serial", SerialDriver.from_url)
-        register_scheme("socket", SerialDriver.from_url)  # pyserial's TCP port URLs

@@ -1,6 +1,6 @@
 """The emulated board: tiles, a virtual clock, one seeded random source, accounting.
 
-Inputs are trusted: the driver layer (``sidra.drivers.emu``) validates every
+Inputs are trusted: the driver layer (``sidra.emulator.driver``) validates every
 request against :attr:`EmulatedBoard.info` before it reaches the board, as
 firmware would. One ``seed`` drives every random source; each tile gets an
 independent stream spawned from it, so the same seed and call sequence give
@@ -16,6 +16,7 @@ from sidra.drivers.errors import OutOfRange
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    BoardTiming,
     CalibrationReport,
     Cost,
     MVMResult,
@@ -64,6 +65,7 @@ class EmulatedBoard:
             emulated=True,
             emulator_preset=profile.preset,
             profile=profile.model_dump(mode="json"),
+            timing=BoardTiming(**profile.timing.model_dump()),
         )
 
     def stats(self) -> BoardStats:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
-SIDRA = [sys.executable, "-m", "sidra.server.cli"]
+SIDRA = [sys.executable, "-m", "sidra.cli"]
 
 
 def run_sidra(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sidra.client import CostLedger
-from sidra.client.training import load_dataset, train_softmax_spsa
 from sidra.drivers import Region, open_board
+from sidra.training import load_dataset, train_softmax_spsa
+from sidra.training.accounting import CostLedger
 
 
 def test_spsa_iteration_costs_220_ns_and_100_iterations_22_us_66_uj() -> None:

@@ -21,8 +21,8 @@ from grpc_status import rpc_status
 
 from sidra.client import InvalidArgument, OutOfRange, Region, RemoteBoard, connect
 from sidra.drivers import BoardDriver, BoardStats, open_board
-from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator.config import BoardProfile, Geometry
+from sidra.emulator.driver import EmulatorDriver
 from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc

@@ -13,8 +13,8 @@ import pytest
 from cli_support import SIDRA, run_sidra, sidra_json
 from rich.console import Console
 
+from sidra.cli.demo import run_demo
 from sidra.client import connect
-from sidra.server.cli.demo import run_demo
 
 
 def test_serve_answers_until_terminated() -> None:

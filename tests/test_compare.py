@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from cli_support import sidra_json
 
-from sidra.client.training import load_dataset
-from sidra.client.training.compare import compare_estimators, standard_estimators
 from sidra.drivers import open_board
+from sidra.training import load_dataset
+from sidra.training.compare import compare_estimators, standard_estimators
 
 
 def test_every_estimator_spends_its_budget_in_whole_estimates() -> None:

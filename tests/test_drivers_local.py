@@ -21,9 +21,9 @@ from sidra.drivers import (
     rademacher,
     schemes,
 )
-from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator import PRESETS
 from sidra.emulator.config import BoardProfile, ReadNoise
+from sidra.emulator.driver import EmulatorDriver
 
 ROWS = COLS = 256
 F32 = npt.NDArray[np.float32]

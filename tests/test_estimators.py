@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sidra.client.training import (
+from sidra.drivers import open_board, rademacher
+from sidra.training import (
     AnalogLinear,
     AntitheticES,
     AnyPoint,
@@ -39,7 +40,6 @@ from sidra.client.training import (
     minimize_spsa,
     random_feedback,
 )
-from sidra.drivers import open_board, rademacher
 
 SHAPE = (2, 3)
 P = 6

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sidra.client import numerical_gradient, numerical_jacobian
+from sidra.training.gradients import numerical_gradient, numerical_jacobian
 
 
 def f(v: np.ndarray) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sidra.client.training import AnalogLinear, load_dataset
-from sidra.client.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
 from sidra.drivers import BoardDriver
+from sidra.training import AnalogLinear, load_dataset
+from sidra.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
 
 
 def _rows_with_bias(x: np.ndarray, clip: float) -> np.ndarray:
@@ -139,8 +139,8 @@ def test_read_repeats_average_the_read_noise() -> None:
 def test_differential_mapping_forward_backward_and_perturb() -> None:
     """G± = g_ref ± W·s/2: I⁺ − I⁻ gives [x, 1]·W, the inverted column drive gives δ·Wᵀ,
     and a paired perturbation gives W ± cΔ (ideal preset, exact to float32)."""
-    from sidra.client.training.analog_layer import Mapping
     from sidra.drivers import open_board, rademacher
+    from sidra.training.analog_layer import Mapping
 
     rng = np.random.default_rng(5)
     with open_board("emu://?preset=ideal&seed=0") as board:
@@ -165,10 +165,10 @@ def test_differential_mapping_forward_backward_and_perturb() -> None:
 def test_differential_mapping_cancels_global_drift_in_the_signal() -> None:
     """A uniform conductance decay scales I⁺ − I⁻ by the same factor (argmax unchanged),
     while the offset mapping's digital g_ref·ΣV subtraction leaves a bias error."""
-    from sidra.client.training.analog_layer import Mapping
-    from sidra.drivers.emu import EmulatorDriver
     from sidra.emulator import BoardProfile, preset
     from sidra.emulator.config import Drift, DriftModel
+    from sidra.emulator.driver import EmulatorDriver
+    from sidra.training.analog_layer import Mapping
 
     profile: BoardProfile = preset("ideal").model_copy(
         update={"drift": Drift(model=DriftModel.CONSTANT, nu_mean=0.05, t0_s=20.0)}
@@ -192,9 +192,9 @@ def test_differential_mapping_cancels_global_drift_in_the_signal() -> None:
 def test_reference_column_makes_uniform_drift_a_pure_gain() -> None:
     """With a reference column at g_ref the offset drifts with the array: uniform decay
     scales the outputs (the naive digital g_ref·ΣV subtraction does not track it)."""
-    from sidra.drivers.emu import EmulatorDriver
     from sidra.emulator import preset
     from sidra.emulator.config import Drift, DriftModel
+    from sidra.emulator.driver import EmulatorDriver
 
     profile = preset("ideal").model_copy(
         update={"drift": Drift(model=DriftModel.CONSTANT, nu_mean=0.05, t0_s=20.0)}
@@ -215,8 +215,8 @@ def test_reference_column_makes_uniform_drift_a_pure_gain() -> None:
 def test_drift_recovery_reports_each_stage() -> None:
     """Digital offset subtraction on a pcm board: 30 days of drift cost many points,
     Calibrate wins most back without a write, retraining the head on board adds more."""
-    from sidra.client.training.recovery import RecoveryOptions, drift_recovery
     from sidra.drivers import open_board
+    from sidra.training.recovery import RecoveryOptions, drift_recovery
 
     data = load_dataset("digits")
     options = RecoveryOptions(
@@ -241,8 +241,8 @@ def test_drift_recovery_reports_each_stage() -> None:
 
 
 def test_drift_recovery_without_calibration_reports_no_gains() -> None:
-    from sidra.client.training.recovery import RecoveryOptions, drift_recovery
     from sidra.drivers import open_board
+    from sidra.training.recovery import RecoveryOptions, drift_recovery
 
     data = load_dataset("digits")
     options = RecoveryOptions(
@@ -262,10 +262,10 @@ def test_drift_recovery_without_calibration_reports_no_gains() -> None:
 def test_layer_spanning_rows_and_columns_of_tiles(mapping: str, reference: bool) -> None:
     """300 inputs × 300 outputs: 2 row blocks × 2 (or 3) output blocks over 4 (or 6) tiles;
     forward and backward equal numpy."""
-    from sidra.client.training.analog_layer import Mapping
-    from sidra.drivers.emu import EmulatorDriver
     from sidra.emulator import preset
     from sidra.emulator.config import Geometry
+    from sidra.emulator.driver import EmulatorDriver
+    from sidra.training.analog_layer import Mapping
 
     profile = preset("ideal").model_copy(update={"geometry": Geometry(tiles=6, rows=256, cols=256)})
     rng = np.random.default_rng(8)

@@ -16,9 +16,10 @@ import numpy.typing as npt
 import pytest
 from board_data import F32, G_MAX, G_MIN, V_MAX, dyadic_g, dyadic_v, uniform_g, uniform_v
 
-from sidra.client import Region, RemoteBoard, numerical_jacobian, rademacher
+from sidra.client import Region, RemoteBoard, rademacher
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
+from sidra.training.gradients import numerical_jacobian
 
 ROWS = COLS = 256
 MVM_PASS_NS = 10.0

@@ -7,14 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from sidra.client.training import (
+from sidra.drivers import rademacher
+from sidra.training import (
     SPSAStep,
     constant,
     minimize_spsa,
     powerseries,
     spall_gains,
 )
-from sidra.drivers import rademacher
 
 
 class Quadratic:
@@ -142,8 +142,8 @@ def test_same_seed_same_trajectory() -> None:
 
 # -- ask/tell optimizer options ---------------------------------------------------
 
-from sidra.client.training import SPSA, SPSASettings, calibrate, run  # noqa: E402
-from sidra.client.training.spsa import Point, perturbation_matrix  # noqa: E402
+from sidra.training import SPSA, SPSASettings, calibrate, run  # noqa: E402
+from sidra.training.spsa import Point, perturbation_matrix  # noqa: E402
 
 
 class CountingQuadratic:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sidra.client import RemoteBoard
-from sidra.client.training import (
+from sidra.drivers import BoardDriver, open_board
+from sidra.training import (
     AnalogLinear,
     HostHeldEvaluator,
     OnBoardEvaluator,
@@ -17,7 +18,6 @@ from sidra.client.training import (
     load_dataset,
     train_softmax_spsa,
 )
-from sidra.drivers import BoardDriver, open_board
 
 
 def test_layer_forward_equals_host_matmul_on_ideal_board(remote: RemoteBoard) -> None:

@@ -1,11 +1,18 @@
-"""Training with the board in the loop: SPSA today; last-layer and hybrid training grow here."""
+"""Training with the board in the loop: SPSA, last-layer and hybrid training, estimators.
 
-from sidra.client.training.analog_layer import AnalogLinear, Mapping
-from sidra.client.training.board_spsa import SPSAOptions, train_softmax_spsa
-from sidra.client.training.calibration import Calibration, calibrate, noise_level
-from sidra.client.training.compare import EstimatorResult, compare_estimators, standard_estimators
-from sidra.client.training.datasets import BUNDLED, Dataset, load_dataset
-from sidra.client.training.estimators import (
+Everything here needs only the :class:`sidra.drivers.Board` interface, so it runs on a
+local driver (``open_board("emu://")``) or a remote board alike and imports no gRPC.
+scikit-learn (data sets) and matplotlib (plots) are the optional ``training`` extra,
+imported only where they are used.
+"""
+
+from sidra.training.accounting import CostLedger
+from sidra.training.analog_layer import AnalogLinear, Mapping
+from sidra.training.board_spsa import SPSAOptions, train_softmax_spsa
+from sidra.training.calibration import Calibration, calibrate, noise_level
+from sidra.training.compare import EstimatorResult, compare_estimators, standard_estimators
+from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.estimators import (
     AntitheticES,
     AnyPoint,
     CentralDifferences,
@@ -19,14 +26,15 @@ from sidra.client.training.estimators import (
     descend,
     displacement,
 )
-from sidra.client.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
-from sidra.client.training.feedback_alignment import FeedbackAlignmentNetwork, random_feedback
-from sidra.client.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
-from sidra.client.training.records import Checkpoint, TrainingRecord
-from sidra.client.training.recovery import RecoveryOptions, RecoveryReport, drift_recovery
-from sidra.client.training.schedules import constant, powerseries, spall_gains
-from sidra.client.training.softmax import accuracy, cross_entropy
-from sidra.client.training.spsa import (
+from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
+from sidra.training.feedback_alignment import FeedbackAlignmentNetwork, random_feedback
+from sidra.training.gradients import numerical_gradient, numerical_jacobian
+from sidra.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
+from sidra.training.records import Checkpoint, TrainingRecord
+from sidra.training.recovery import RecoveryOptions, RecoveryReport, drift_recovery
+from sidra.training.schedules import constant, powerseries, spall_gains
+from sidra.training.softmax import accuracy, cross_entropy
+from sidra.training.spsa import (
     SPSA,
     Ask,
     Evaluator,
@@ -39,6 +47,9 @@ from sidra.client.training.spsa import (
 )
 
 __all__ = [
+    "CostLedger",
+    "numerical_gradient",
+    "numerical_jacobian",
     "BUNDLED",
     "SPSA",
     "Ask",

@@ -30,8 +30,8 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from sidra.client.accounting import CostLedger
 from sidra.drivers import Board, Region, Unsupported
+from sidra.training.accounting import CostLedger
 
 __all__ = ["AnalogLinear", "Mapping"]
 

@@ -17,15 +17,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sidra.client.training.analog_layer import AnalogLinear
-from sidra.client.training.calibration import calibrate
-from sidra.client.training.datasets import Dataset
-from sidra.client.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
-from sidra.client.training.records import Checkpoint, TrainingRecord
-from sidra.client.training.schedules import spall_gains
-from sidra.client.training.softmax import accuracy
-from sidra.client.training.spsa import SPSA, SPSASettings, SPSAStep
 from sidra.drivers import Board
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.calibration import calibrate
+from sidra.training.datasets import Dataset
+from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
+from sidra.training.records import Checkpoint, TrainingRecord
+from sidra.training.schedules import spall_gains
+from sidra.training.softmax import accuracy
+from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
 
 __all__ = ["SPSAOptions", "train_softmax_spsa"]
 

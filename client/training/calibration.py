@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sidra.client.training.schedules import SPALL_ALPHA, Schedule, spall_gains
-from sidra.client.training.spsa import Evaluator
 from sidra.drivers.rademacher import rademacher
+from sidra.training.schedules import SPALL_ALPHA, Schedule, spall_gains
+from sidra.training.spsa import Evaluator
 
 __all__ = ["Calibration", "calibrate", "noise_level"]
 

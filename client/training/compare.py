@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from sidra.client.training.analog_layer import AnalogLinear
-from sidra.client.training.datasets import Dataset
-from sidra.client.training.estimators import (
+from sidra.drivers import Board
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.datasets import Dataset
+from sidra.training.estimators import (
     AntitheticES,
     CentralDifferences,
     ForwardGradient,
@@ -28,9 +29,8 @@ from sidra.client.training.estimators import (
     SPSAGradient,
     descend,
 )
-from sidra.client.training.schedules import SPALL_ALPHA, powerseries
-from sidra.client.training.softmax import accuracy
-from sidra.drivers import Board
+from sidra.training.schedules import SPALL_ALPHA, powerseries
+from sidra.training.softmax import accuracy
 
 __all__ = ["EstimatorResult", "compare_estimators", "standard_estimators"]
 

@@ -5,7 +5,7 @@ told their losses (all measured on one minibatch); it returns a gradient
 estimate of x's shape. :func:`descend` turns any of them into plain
 stochastic gradient descent and counts every evaluation.
 
-Points extend SPSA's vocabulary (:data:`~sidra.client.training.spsa.Point`,
+Points extend SPSA's vocabulary (:data:`~sidra.training.spsa.Point`,
 x + Σ coefficient·Δ(seed) with Rademacher Δ from the board's generator) by
 two explicit kinds:
 
@@ -50,11 +50,11 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from sidra.client.training.evaluators import HostHeldEvaluator
-from sidra.client.training.schedules import Schedule
-from sidra.client.training.softmax import cross_entropy
-from sidra.client.training.spsa import Point, perturbation_matrix
 from sidra.drivers.rademacher import rademacher
+from sidra.training.evaluators import HostHeldEvaluator
+from sidra.training.schedules import Schedule
+from sidra.training.softmax import cross_entropy
+from sidra.training.spsa import Point, perturbation_matrix
 
 __all__ = [
     "AnyPoint",

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sidra.client.training.analog_layer import AnalogLinear
-from sidra.client.training.softmax import cross_entropy
-from sidra.client.training.spsa import Point, perturbation_matrix
 from sidra.drivers import Unsupported
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.softmax import cross_entropy
+from sidra.training.spsa import Point, perturbation_matrix
 
 __all__ = ["HostHeldEvaluator", "OnBoardEvaluator"]
 

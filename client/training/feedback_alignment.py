@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sidra.client.training.analog_layer import AnalogLinear
-from sidra.client.training.hybrid import HybridNetwork
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.hybrid import HybridNetwork
 
 __all__ = ["FeedbackAlignmentNetwork", "random_feedback"]
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sidra.client.training.analog_layer import AnalogLinear
-from sidra.client.training.datasets import Dataset
-from sidra.client.training.records import Checkpoint, TrainingRecord
-from sidra.client.training.softmax import accuracy, cross_entropy, softmax
 from sidra.drivers import Board
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.datasets import Dataset
+from sidra.training.records import Checkpoint, TrainingRecord
+from sidra.training.softmax import accuracy, cross_entropy, softmax
 
 __all__ = ["HybridNetwork", "LastLayerOptions", "train_last_layer"]
 

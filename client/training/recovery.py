@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sidra.client.training.analog_layer import AnalogLinear
-from sidra.client.training.datasets import Dataset
-from sidra.client.training.hybrid import HybridNetwork
-from sidra.client.training.softmax import accuracy
 from sidra.drivers import Board
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.datasets import Dataset
+from sidra.training.hybrid import HybridNetwork
+from sidra.training.softmax import accuracy
 
 __all__ = ["RecoveryOptions", "RecoveryReport", "drift_recovery"]
 

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from sidra.client.training.schedules import Schedule
 from sidra.drivers.rademacher import rademacher
+from sidra.training.schedules import Schedule
 
 __all__ = [
     "Ask",

@@ -32,13 +32,11 @@ from sidra.drivers.errors import (
     OutOfRange,
     Unsupported,
 )
-from sidra.drivers.serial import messages as m
-from sidra.drivers.serial.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
 from sidra.drivers.serial.link import Link, LinkSettings, Port
-from sidra.drivers.serial.messages import Feature, Msg, Status
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    BoardTiming,
     CalibrationReport,
     Cost,
     FloatArray,
@@ -51,6 +49,9 @@ from sidra.drivers.types import (
     WriteCounts,
 )
 from sidra.drivers.url import query_options
+from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
+from sidra.drivers.wire.messages import Feature, Msg, Status
 
 __all__ = ["SerialDriver"]
 
@@ -97,6 +98,7 @@ class SerialDriver(BoardDriver):
             emulated=bool(hello.features & Feature.EMULATED),
             emulator_preset=hello.preset,
             profile=profile,
+            timing=_timing(profile),
         )
 
     @classmethod
@@ -324,6 +326,15 @@ class SerialDriver(BoardDriver):
     def _advance_clock(self, seconds: float) -> float:
         _, p = self._call(Msg.ADVANCE_CLOCK, m.CLOCK.pack(seconds), expect=8)
         return float(m.CLOCK.unpack(p)[0])
+
+
+def _timing(profile: dict[str, object]) -> BoardTiming:
+    """The timing model from the board's profile (zeros when it reports none)."""
+    timing = profile.get("timing")
+    if not isinstance(timing, dict):
+        return BoardTiming()
+    names = BoardTiming.__dataclass_fields__
+    return BoardTiming(**{k: float(v) for k, v in timing.items() if k in names})
 
 
 def _error(msg: Msg, frame: Frame) -> Exception:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, SidraError
-from sidra.drivers.serial.framing import (
+from sidra.drivers.types import LinkStats
+from sidra.drivers.wire.framing import (
     PROTOCOL_VERSION,
     Flag,
     Frame,
@@ -32,8 +33,7 @@ from sidra.drivers.serial.framing import (
     encode_frame,
     max_wire_bytes,
 )
-from sidra.drivers.serial.messages import HELLO_REQ, Hello, Msg, Status, unpack_hello
-from sidra.drivers.types import LinkStats
+from sidra.drivers.wire.messages import HELLO_REQ, Hello, Msg, Status, unpack_hello
 
 __all__ = ["Link", "LinkSettings", "Port"]
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sidra.drivers.emu import EmulatorDriver
-from sidra.drivers.serial import messages as m
-from sidra.drivers.serial.messages import Msg, Status
 from sidra.drivers.types import Cost, PerturbReport, Region
+from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.messages import Msg, Status
+from sidra.emulator.driver import EmulatorDriver
 
 __all__ = ["Commands", "Reply", "WireError"]
 

@@ -17,7 +17,6 @@ import time
 import zlib
 from collections import OrderedDict
 
-from sidra.drivers.emu import EmulatorDriver
 from sidra.drivers.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -25,8 +24,8 @@ from sidra.drivers.errors import (
     SidraError,
     Unsupported,
 )
-from sidra.drivers.serial import messages as m
-from sidra.drivers.serial.framing import (
+from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.framing import (
     MAX_PAYLOAD_LIMIT,
     PROTOCOL_VERSION,
     Flag,
@@ -36,8 +35,9 @@ from sidra.drivers.serial.framing import (
     decode_frame,
     encode_frame,
 )
-from sidra.drivers.serial.messages import Feature, Hello, Msg, Status
+from sidra.drivers.wire.messages import Feature, Hello, Msg, Status
 from sidra.emulator.config import BoardProfile
+from sidra.emulator.driver import EmulatorDriver
 from sidra.emulator.firmware.commands import Commands, WireError
 
 __all__ = ["DEFAULT_BAUDS", "DEVICE_MAX_PAYLOAD", "RESPONSE_CACHE", "VirtualBoard"]

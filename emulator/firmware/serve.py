@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
-from sidra.drivers.serial.faults import FaultConfig, FaultShim
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, VirtualBoard
+from sidra.emulator.firmware.faults import FaultConfig, FaultShim
 
 __all__ = ["LinkServer", "PtyServer", "TcpServer", "serve_virtual_board"]
 

@@ -17,9 +17,9 @@ import numpy.typing as npt
 
 from sidra.client import RemoteBoard, connect
 from sidra.drivers import Board
-from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator import BoardProfile
 from sidra.emulator.config import Geometry
+from sidra.emulator.driver import EmulatorDriver
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server import create_server
 

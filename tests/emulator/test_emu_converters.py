@@ -13,8 +13,8 @@ import pytest
 from board_data import G_MAX, V_MAX, dyadic_g, uniform_v
 from emu_support import make_driver, make_profile, matmul64
 
-from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator.config import ConductanceRange, Converters, Geometry
+from sidra.emulator.driver import EmulatorDriver
 
 ROWS, COLS = 64, 32
 

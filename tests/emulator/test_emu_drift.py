@@ -15,7 +15,6 @@ from board_data import G_MAX, V_MAX, uniform_g, uniform_v
 from emu_support import make_driver, make_profile, matmul64, read64, std_bound
 
 from sidra.drivers import Region
-from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator.config import (
     ConductanceRange,
     Converters,
@@ -24,6 +23,7 @@ from sidra.emulator.config import (
     Geometry,
     Programming,
 )
+from sidra.emulator.driver import EmulatorDriver
 
 T0 = 20.0
 

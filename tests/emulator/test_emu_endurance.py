@@ -11,8 +11,8 @@ from board_data import uniform_g
 from emu_support import make_driver, make_profile, read64, serve
 
 from sidra.drivers import OutOfRange, Region, rademacher
-from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator.config import Endurance, EndurancePolicy, Programming
+from sidra.emulator.driver import EmulatorDriver
 from sidra.hil.v1 import board_pb2 as pb
 
 ROWS, COLS = 64, 32

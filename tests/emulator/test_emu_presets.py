@@ -18,8 +18,8 @@ import pytest
 from emu_support import matmul64, serve
 
 from sidra.drivers import Region, rademacher
-from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator import PRESETS, BoardProfile, preset
+from sidra.emulator.driver import EmulatorDriver
 from sidra.hil.v1 import board_pb2 as pb
 
 ACCURACY = {"ideal": 1e-6, "sidra-y1": 0.12, "pcm": 0.16, "rram": 0.05, "stress": 0.4}

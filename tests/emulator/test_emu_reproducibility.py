@@ -15,9 +15,9 @@ import pytest
 from emu_support import make_driver, z_bound
 
 from sidra.drivers import Region
-from sidra.drivers.emu import EmulatorDriver
 from sidra.emulator import PRESETS, BoardProfile, preset
 from sidra.emulator.config import Geometry
+from sidra.emulator.driver import EmulatorDriver
 
 GEOMETRY = Geometry(tiles=2, rows=64, cols=32)
 

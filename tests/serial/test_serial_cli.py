@@ -21,7 +21,7 @@ import pytest
 
 from sidra.client import Region, RemoteBoard, connect
 
-SIDRA = [sys.executable, "-m", "sidra.server.cli"]
+SIDRA = [sys.executable, "-m", "sidra.cli"]
 
 
 @contextmanager

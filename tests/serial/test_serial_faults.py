@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from sidra.drivers import BoardDriver, MVMResult, Region, open_board
-from sidra.drivers.emu import EmulatorDriver
-from sidra.drivers.serial import FaultConfig, SerialDriver
+from sidra.drivers.serial import SerialDriver
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
+from sidra.emulator.driver import EmulatorDriver
 from sidra.emulator.firmware import serve_virtual_board
+from sidra.emulator.firmware.faults import FaultConfig
 
 SEED = 11
 GEOMETRY = Geometry(tiles=2, rows=32, cols=16)

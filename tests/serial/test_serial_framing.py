@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidra.drivers.serial import FaultConfig
-from sidra.drivers.serial.framing import (
+from sidra.drivers.wire.framing import (
     Flag,
     Frame,
     FrameError,
@@ -14,7 +13,8 @@ from sidra.drivers.serial.framing import (
     encode_frame,
     max_wire_bytes,
 )
-from sidra.drivers.serial.messages import Msg
+from sidra.drivers.wire.messages import Msg
+from sidra.emulator.firmware.faults import FaultConfig
 
 PING_VECTOR = bytes.fromhex("02 01 02 02 03 02 01 01 01 01 01 01 04 f4 56 d7 01 00")
 

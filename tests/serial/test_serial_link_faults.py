@@ -17,10 +17,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidra.client import RemoteBoard, connect
 from sidra.drivers import BoardReset, BoardUnavailable, open_board
-from sidra.drivers.serial import FaultConfig, SerialDriver
+from sidra.drivers.serial import SerialDriver
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
 from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, serve_virtual_board
+from sidra.emulator.firmware.faults import FaultConfig
 from sidra.server import SERVICE_NAME, create_server
 
 PROFILE = preset("ideal").model_copy(update={"geometry": Geometry(tiles=2, rows=32, cols=16)})

@@ -158,7 +158,7 @@ class SpecHost:
 
 @pytest.fixture
 def host() -> Iterator[SpecHost]:
-    command = [sys.executable, "-m", "sidra.server.cli", "board", "serve", "--pty"]
+    command = [sys.executable, "-m", "sidra.cli", "board", "serve", "--pty"]
     proc = subprocess.Popen(
         [*command, "--preset", "ideal", "--seed", "3", "--max-payload", "1024"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

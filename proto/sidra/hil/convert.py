@@ -8,6 +8,7 @@ import json
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
+    BoardTiming,
     CalibrationReport,
     Cost,
     LinkStats,
@@ -82,6 +83,7 @@ def info_to_pb(info: BoardInfo) -> pb.BoardInfo:
         emulated=info.emulated,
         emulator_preset=info.emulator_preset,
         profile_json=json.dumps(info.profile, sort_keys=True) if info.profile else "",
+        timing=pb.BoardTiming(**dataclasses.asdict(info.timing)),
     )
 
 
@@ -101,6 +103,9 @@ def info_from_pb(msg: pb.BoardInfo) -> BoardInfo:
         emulated=msg.emulated,
         emulator_preset=msg.emulator_preset,
         profile=json.loads(msg.profile_json) if msg.profile_json else {},
+        timing=BoardTiming(
+            **{f.name: getattr(msg.timing, f.name) for f in dataclasses.fields(BoardTiming)}
+        ),
     )
 
 

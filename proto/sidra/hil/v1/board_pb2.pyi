@@ -78,7 +78,7 @@ class GetBoardInfoResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[BoardInfo, _Mapping]] = ..., stats: _Optional[_Union[BoardStats, _Mapping]] = ...) -> None: ...
 
 class BoardInfo(_message.Message):
-    __slots__ = ("model", "serial_number", "firmware_version", "tile_count", "rows", "cols", "g_min_us", "g_max_us", "dac_bits", "adc_bits", "read_voltage_max_v", "emulated", "emulator_preset", "profile_json")
+    __slots__ = ("model", "serial_number", "firmware_version", "tile_count", "rows", "cols", "g_min_us", "g_max_us", "dac_bits", "adc_bits", "read_voltage_max_v", "emulated", "emulator_preset", "profile_json", "timing")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class BoardInfo(_message.Message):
     EMULATED_FIELD_NUMBER: _ClassVar[int]
     EMULATOR_PRESET_FIELD_NUMBER: _ClassVar[int]
     PROFILE_JSON_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
     model: str
     serial_number: str
     firmware_version: str
@@ -107,7 +108,22 @@ class BoardInfo(_message.Message):
     emulated: bool
     emulator_preset: str
     profile_json: str
-    def __init__(self, model: _Optional[str] = ..., serial_number: _Optional[str] = ..., firmware_version: _Optional[str] = ..., tile_count: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., g_min_us: _Optional[float] = ..., g_max_us: _Optional[float] = ..., dac_bits: _Optional[int] = ..., adc_bits: _Optional[int] = ..., read_voltage_max_v: _Optional[float] = ..., emulated: _Optional[bool] = ..., emulator_preset: _Optional[str] = ..., profile_json: _Optional[str] = ...) -> None: ...
+    timing: BoardTiming
+    def __init__(self, model: _Optional[str] = ..., serial_number: _Optional[str] = ..., firmware_version: _Optional[str] = ..., tile_count: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., g_min_us: _Optional[float] = ..., g_max_us: _Optional[float] = ..., dac_bits: _Optional[int] = ..., adc_bits: _Optional[int] = ..., read_voltage_max_v: _Optional[float] = ..., emulated: _Optional[bool] = ..., emulator_preset: _Optional[str] = ..., profile_json: _Optional[str] = ..., timing: _Optional[_Union[BoardTiming, _Mapping]] = ...) -> None: ...
+
+class BoardTiming(_message.Message):
+    __slots__ = ("mvm_pass_ns", "write_pass_ns", "verify_read_ns", "host_loss_ns", "board_power_w")
+    MVM_PASS_NS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_PASS_NS_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_READ_NS_FIELD_NUMBER: _ClassVar[int]
+    HOST_LOSS_NS_FIELD_NUMBER: _ClassVar[int]
+    BOARD_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    mvm_pass_ns: float
+    write_pass_ns: float
+    verify_read_ns: float
+    host_loss_ns: float
+    board_power_w: float
+    def __init__(self, mvm_pass_ns: _Optional[float] = ..., write_pass_ns: _Optional[float] = ..., verify_read_ns: _Optional[float] = ..., host_loss_ns: _Optional[float] = ..., board_power_w: _Optional[float] = ...) -> None: ...
 
 class BoardStats(_message.Message):
     __slots__ = ("total_cost", "mvm_passes", "cell_writes", "clock_s", "max_cell_writes", "link")

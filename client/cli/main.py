@@ -11,12 +11,12 @@ import typer
 from grpc_health.v1 import health
 from pydantic import ValidationError
 
+from sidra.cli.bench import bench_app
+from sidra.cli.bench_serial import serial_command
+from sidra.cli.board import board_app
+from sidra.cli.train import train_app
 from sidra.drivers import SidraError, open_board
 from sidra.server.app import create_server
-from sidra.server.cli.bench import bench_app
-from sidra.server.cli.bench_serial import serial_command
-from sidra.server.cli.board import board_app
-from sidra.server.cli.train import train_app
 from sidra.server.settings import ServerSettings
 
 app = typer.Typer(
@@ -95,7 +95,7 @@ def demo(
     ] = "emu://?preset=sidra-y1",
 ) -> None:
     """Main job on the emulator: serve, check MVM/TransposeMVM, train digits with SPSA."""
-    from sidra.server.cli.demo import run_demo
+    from sidra.cli.demo import run_demo
 
     raise typer.Exit(run_demo(board_url=board, steps=steps, seed=seed))
 

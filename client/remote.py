@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import SplitResult
 
 import grpc
 import numpy as np
@@ -21,6 +22,7 @@ from sidra.drivers import (
     BoardStats,
     BoardUnavailable,
     CalibrationReport,
+    InvalidArgument,
     MVMResult,
     PerturbReport,
     ProgramReport,
@@ -33,7 +35,7 @@ from sidra.hil import convert, tensors
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 
-__all__ = ["DEFAULT_TIMEOUT_S", "RemoteBoard", "connect"]
+__all__ = ["DEFAULT_TIMEOUT_S", "RemoteBoard", "connect", "from_url"]
 
 DEFAULT_TIMEOUT_S = 30.0
 """Deadline of each call, seconds (a full-tile write-verify fits well inside)."""
@@ -164,6 +166,13 @@ class RemoteBoard:
         request = pb.AdvanceClockRequest(seconds=seconds)
         clock: float = self._call(self._stub.AdvanceClock, request).clock_s
         return clock
+
+
+def from_url(url: SplitResult) -> RemoteBoard:
+    """``grpc://host:port``: the board behind a ``sidra serve`` (the ``sidra.boards`` entry)."""
+    if not url.netloc or url.path not in ("", "/") or url.query:
+        raise InvalidArgument("board url", url.geturl(), "grpc://host:port")
+    return connect(url.netloc)
 
 
 def _float32(field: str, array: Any) -> np.ndarray[Any, np.dtype[np.float32]]:

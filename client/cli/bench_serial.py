@@ -21,9 +21,9 @@ import numpy as np
 import serial
 import typer
 
+from sidra.cli.options import AsJson, Preset
 from sidra.drivers import open_board
 from sidra.drivers.serial import SerialDriver
-from sidra.server.cli.options import AsJson, Preset
 
 __all__ = ["serial_benchmark", "serial_command"]
 
@@ -31,7 +31,7 @@ TILE_BYTES = 256 * 256 * 4
 
 
 def _virtual_board(preset_name: str) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "sidra.server.cli", "board", "serve", "--pty"]
+    command = [sys.executable, "-m", "sidra.cli", "board", "serve", "--pty"]
     proc = subprocess.Popen(
         [*command, "--preset", preset_name], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True,

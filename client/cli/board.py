@@ -15,11 +15,11 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from sidra.drivers.serial import FaultConfig
+from sidra.cli.options import Preset
 from sidra.emulator import DEFAULT_PRESET, PRESETS, load_profile, preset
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, VirtualBoard
-from sidra.server.cli.options import Preset
+from sidra.emulator.firmware.faults import FaultConfig
 
 __all__ = ["board_app"]
 

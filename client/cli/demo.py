@@ -18,9 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sidra.client import RemoteBoard, connect, rademacher
-from sidra.client.training import SPSAStep, load_dataset, train_softmax_spsa
 from sidra.drivers import Region, open_board
 from sidra.server import create_server
+from sidra.training import SPSAStep, load_dataset, train_softmax_spsa
 
 __all__ = ["run_demo"]
 

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from sidra.cli.options import AsJson, Preset
 from sidra.drivers import Region
 from sidra.emulator import EmulatedBoard, preset
-from sidra.server.cli.options import AsJson, Preset
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks; ratios are measured in one run.")
 

@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sidra.cli.options import AsJson
 from sidra.client import connect
-from sidra.client.training import (
+from sidra.drivers import Board, SidraError, open_board
+from sidra.training import (
     LastLayerOptions,
     RecoveryOptions,
     SPSAOptions,
@@ -25,8 +27,6 @@ from sidra.client.training import (
     train_last_layer,
     train_softmax_spsa,
 )
-from sidra.drivers import Board, SidraError, open_board
-from sidra.server.cli.options import AsJson
 
 train_app = typer.Typer(no_args_is_help=True, help="Train with the board in the loop.")
 
@@ -236,7 +236,7 @@ def compare(
     as_json: AsJson = False,
 ) -> None:
     """SPSA, central differences, forward gradient and antithetic ES on one budget."""
-    from sidra.client.training.compare import compare_estimators, standard_estimators
+    from sidra.training.compare import compare_estimators, standard_estimators
 
     console = Console(stderr=as_json)
     data = load_dataset(dataset)
@@ -301,7 +301,7 @@ def drift_recovery_command(
     as_json: AsJson = False,
 ) -> None:
     """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer."""
-    from sidra.client.training.recovery import drift_recovery
+    from sidra.training.recovery import drift_recovery
 
     data = load_dataset(dataset)
     options = RecoveryOptions(

@@ -1,5 +1,5 @@
 """The ``sidra`` command line."""
 
-from sidra.server.cli.main import app, main
+from sidra.cli.main import app, main
 
 __all__ = ["app", "main"]

@@ -31,12 +31,9 @@ class CostLedger:
 
     @classmethod
     def for_board(cls, board: Board) -> CostLedger:
-        """A ledger using the board profile's timing (zero host cost if it reports none)."""
-        timing = board.info.profile.get("timing", {})
-        return cls(
-            host_loss_ns=float(timing.get("host_loss_ns", 0.0)),
-            power_w=float(timing.get("board_power_w", 0.0)),
-        )
+        """A ledger using the board's reported timing (zero host cost if it reports none)."""
+        timing = board.info.timing
+        return cls(host_loss_ns=timing.host_loss_ns, power_w=timing.board_power_w)
 
     def add(self, cost: Cost) -> None:
         """Adds what a board operation reported."""

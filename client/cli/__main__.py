@@ -1,0 +1,5 @@
+"""``python -m sidra.cli`` = ``sidra``."""
+
+from sidra.cli.main import main
+
+main()
