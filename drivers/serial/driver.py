@@ -24,19 +24,11 @@ import numpy as np
 import serial
 
 from sidra.drivers.base import BoardDriver
-from sidra.drivers.errors import (
-    BoardFault,
-    BoardReset,
-    FailedPrecondition,
-    InvalidArgument,
-    OutOfRange,
-    Unsupported,
-)
+from sidra.drivers.errors import BoardFault, InvalidArgument
 from sidra.drivers.serial.link import Link, LinkSettings, Port
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
-    BoardTiming,
     CalibrationReport,
     Cost,
     FloatArray,
@@ -98,7 +90,7 @@ class SerialDriver(BoardDriver):
             emulated=bool(hello.features & Feature.EMULATED),
             emulator_preset=hello.preset,
             profile=profile,
-            timing=_timing(profile),
+            timing=hello.timing,  # from HELLO: a real board reports it without a profile
         )
 
     @classmethod
@@ -328,33 +320,9 @@ class SerialDriver(BoardDriver):
         return float(m.CLOCK.unpack(p)[0])
 
 
-def _timing(profile: dict[str, object]) -> BoardTiming:
-    """The timing model from the board's profile (zeros when it reports none)."""
-    timing = profile.get("timing")
-    if not isinstance(timing, dict):
-        return BoardTiming()
-    names = BoardTiming.__dataclass_fields__
-    return BoardTiming(**{k: float(v) for k, v in timing.items() if k in names})
-
-
 def _error(msg: Msg, frame: Frame) -> Exception:
-    """The SIDRA exception for a non-OK response."""
-    field, value, text = m.decode_error(frame.payload)
-    try:
-        status = Status(frame.status)
-    except ValueError:
-        return BoardFault(f"{msg.name}: the board answered unknown status 0x{frame.status:04x}")
-    if status == Status.OUT_OF_RANGE:
-        return OutOfRange(field, value, text)
-    if status == Status.INVALID_ARGUMENT:
-        return InvalidArgument(field, value, text)
-    if status == Status.FAILED_PRECONDITION:
-        return FailedPrecondition(text)
-    if status == Status.UNSUPPORTED:
-        return Unsupported(text)
-    if status == Status.STALE_EPOCH:
-        return BoardReset(text)
-    return BoardFault(f"{msg.name} failed on the board ({status.name}): {text}")
+    """The SIDRA exception for a non-OK response (the WIRE_STATUS table, read back)."""
+    return m.error_exception(msg.name, frame.status, frame.payload)
 
 
 def _int_option(options: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:

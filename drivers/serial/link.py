@@ -1,12 +1,14 @@
 """The host end of a serial link: one request, one response, whatever the wire does.
 
-Stop-and-wait (docs/wire-protocol.md §5): each request gets a fresh 16-bit id
+Stop-and-wait (docs/wire-protocol.md §4): each request gets a fresh 16-bit id
 and is retransmitted with the *same* id when its response is lost, damaged or
 NAKed, so the board answers a retry from its response cache instead of running
 the command twice. Responses to anything but the outstanding request are
 duplicates and are dropped. Every response carries the board's boot epoch; a
 new epoch means the board restarted and lost its state, which is reported as
-:class:`BoardReset` rather than papered over.
+:class:`BoardReset` rather than papered over. One request outstanding at a time
+is also what lets the smallest board work: it needs to keep only
+``cache_depth`` ≥ 1 responses for replay (HELLO says how many it keeps).
 """
 
 from __future__ import annotations
@@ -15,15 +17,23 @@ import contextlib
 import dataclasses
 import os
 import select
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, SidraError
+from sidra.drivers.errors import (
+    BoardReset,
+    BoardUnavailable,
+    DeadlineExceeded,
+    InvalidArgument,
+    SidraError,
+)
 from sidra.drivers.types import LinkStats
 from sidra.drivers.wire.framing import (
+    MIN_PAYLOAD,
     PROTOCOL_VERSION,
     Flag,
     Frame,
@@ -33,9 +43,16 @@ from sidra.drivers.wire.framing import (
     encode_frame,
     max_wire_bytes,
 )
-from sidra.drivers.wire.messages import HELLO_REQ, Hello, Msg, Status, unpack_hello
+from sidra.drivers.wire.messages import (
+    HELLO_REQ,
+    Hello,
+    Msg,
+    Status,
+    decode_error,
+    unpack_hello,
+)
 
-__all__ = ["Link", "LinkSettings", "Port"]
+__all__ = ["Link", "LinkSettings", "Port", "check_hello"]
 
 _TIMEOUT, _BAD = "timeout", "bad"
 _COUNTERS = [f.name for f in dataclasses.fields(LinkStats) if f.name != "up"]
@@ -62,13 +79,14 @@ class LinkSettings:
     """Timing and retry policy of a link (URL options of ``serial://``)."""
 
     baud: int = 921_600
-    """Line rate used to scale timeouts (10 bits per byte on the wire)."""
+    """Line rate used to scale timeouts (10 bits per byte on the wire), Bd. A pty or TCP
+    link has no line rate: the timeouts then assume this nominal one."""
     timeout_s: float = 0.25
-    """Fixed part of every attempt's timeout (host and board latency)."""
+    """Fixed part of every attempt's timeout (host and board latency), s."""
     retries: int = 3
     """Retransmissions per round; after a round fails the link resyncs and tries once more."""
     max_payload: int = 0xFFFF
-    """Largest payload the host offers in HELLO; the board may lower it."""
+    """Largest payload the host offers in HELLO, bytes; the board may lower it."""
     want_baud: int = 0
     """Line rate to switch to after HELLO (0 keeps ``baud``)."""
 
@@ -187,9 +205,13 @@ class Link:
         if reply.status != Status.OK:
             raise BoardUnavailable(
                 f"{self.name} refused HELLO (status {_status_name(reply.status)}): "
-                f"{reply.payload.decode('utf-8', 'replace')}"
+                f"{decode_error(reply.payload)[2]}"
             )
-        hello = unpack_hello(reply.payload)
+        try:
+            hello = unpack_hello(reply.payload)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise BoardUnavailable(f"{self.name} sent a malformed HELLO response: {exc}") from exc
+        check_hello(hello, self.settings.max_payload, self.name)
         if self._known_boot is not None and hello.boot_counter != self._known_boot:
             self._count(resets=1)
             self._reset_notice = (
@@ -230,6 +252,12 @@ class Link:
         rounds: int,
         check_epoch: bool = True,
     ) -> Frame:
+        limit = MIN_PAYLOAD if self._needs_hello or self.hello is None else self.hello.max_payload
+        if len(payload) > limit:  # the board would drop it as damaged: a bug of the caller
+            raise InvalidArgument(
+                f"{msg.name} payload", f"{len(payload)} bytes",
+                f"at most {limit} bytes (the max_payload negotiated with {self.name})",
+            )  # fmt: skip
         self._req_id = (self._req_id + 1) & 0xFFFF
         request = Frame(msg, self._req_id, payload, epoch=self.epoch)
         first = encode_frame(request)
@@ -328,7 +356,7 @@ class Link:
         if frame.flags & Flag.NAK:
             self._count(naks=1)
             return _BAD
-        if frame.flags & Flag.BOOT:
+        if frame.msg == Msg.BOOT or frame.flags & Flag.BOOT:  # never an answer to a request
             if self.hello is not None and frame.epoch != self.epoch:
                 self._check_epoch(frame)  # raises BoardReset
             return None
@@ -394,6 +422,24 @@ class Link:
         self._up = up
         for listener in list(self._listeners):
             listener(up)
+
+
+def check_hello(hello: Hello, offered: int, name: str) -> None:
+    """Refuses (BoardUnavailable) a HELLO answer this host cannot work with: a payload
+    limit outside what both ends can handle, or no response cache to replay from."""
+    allowed = min(offered, hello.board_max_payload)
+    problems = []
+    if hello.proto_version != PROTOCOL_VERSION:
+        problems.append(f"proto_version {hello.proto_version}, expected {PROTOCOL_VERSION}")
+    if not MIN_PAYLOAD <= hello.max_payload <= allowed:
+        problems.append(
+            f"max_payload {hello.max_payload} bytes, expected {MIN_PAYLOAD} .. {allowed} "
+            f"(offered {offered}, board_max_payload {hello.board_max_payload})"
+        )
+    if hello.cache_depth < 1:
+        problems.append("cache_depth 0, expected >= 1 (retransmissions replay from it)")
+    if problems:
+        raise BoardUnavailable(f"{name} answered HELLO with " + "; ".join(problems))
 
 
 def _status_name(status: int) -> str:

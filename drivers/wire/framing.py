@@ -20,6 +20,7 @@ __all__ = [
     "CRC_BYTES",
     "HEADER",
     "MAX_PAYLOAD_LIMIT",
+    "MIN_PAYLOAD",
     "PROTOCOL_VERSION",
     "Flag",
     "Frame",
@@ -36,6 +37,9 @@ HEADER = struct.Struct("<BBHHHHH")
 CRC_BYTES = 4
 MAX_PAYLOAD_LIMIT = 0xFFFF
 """The ``length`` field is 16 bits wide."""
+MIN_PAYLOAD = 256
+"""Every board and host handles payloads this long: the limit before HELLO has
+negotiated one, and the floor of any negotiation (every fixed-size message fits)."""
 
 
 class Flag(IntFlag):
@@ -48,7 +52,8 @@ class Flag(IntFlag):
     RETRY = 0x04
     """A host retransmission of a request already sent with this req_id."""
     BOOT = 0x08
-    """Unsolicited notice the device sends once after it (re)booted."""
+    """Set on the unsolicited BOOT notice (msg ``BOOT``) a device sends once after it
+    (re)booted."""
 
 
 @dataclass(frozen=True, slots=True)

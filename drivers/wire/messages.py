@@ -3,24 +3,40 @@
 Host (``sidra.drivers.serial``) and virtual firmware (``sidra.emulator.firmware``)
 both use these codecs, so one table defines the wire. Every integer and float is
 little-endian; analog arrays are float32 so the serial path carries exactly the
-values the gRPC contract does. docs/wire-protocol.md §4 is the normative text.
+values the gRPC contract does. docs/wire-protocol.md is the normative text
+(§3 HELLO, §6 messages, §8 status codes and error payloads).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Any
 
-from sidra.drivers.types import Cost, Region
+from sidra.drivers.errors import (
+    WIRE_STATUS,
+    BoardFault,
+    InvalidArgument,
+    SidraError,
+    exception_for,
+    status_for,
+)
+from sidra.drivers.types import BoardTiming, Cost, Region
+from sidra.drivers.wire.framing import MIN_PAYLOAD
 
 __all__ = [
     "COST",
-    "ERROR_TEXT",
+    "DEFAULT_CACHE_DEPTH",
+    "ERROR_FIELD_LIMIT",
+    "ERROR_TEXT_LIMIT",
+    "ERROR_VALUE_LIMIT",
+    "HELLO_LIMITS",
     "HELLO_REQ",
     "MVM_REQ",
+    "NO_VALUE",
     "PERTURB_REQ",
     "PROGRAM_REQ",
     "REGION_REQ",
@@ -36,6 +52,8 @@ __all__ = [
     "Status",
     "decode_error",
     "encode_error",
+    "error_exception",
+    "error_reply",
     "pack_hello",
     "pack_str",
     "region_fields",
@@ -53,6 +71,9 @@ class Msg(IntEnum):
     GET_LINK_STATS = 0x04
     GET_PROFILE = 0x05
     RESULT_READ = 0x06
+    BOOT = 0x07
+    """Board to host only: the unsolicited notice after a (re)boot. No request carries it,
+    so it can never be mistaken for the answer to one."""
     STAGE_BEGIN = 0x10
     STAGE_DATA = 0x11
     STAGE_VERIFY = 0x12
@@ -122,7 +143,14 @@ HELLO_REQ = struct.Struct("<HHII")  # host_version, reserved, host_max_payload, 
 HELLO_FIXED = struct.Struct("<HHIIIIHHHBBdddB")
 """proto_version, features, boot_counter, max_payload, stage_capacity, uptime_ms,
 tile_count, rows, cols, dac_bits, adc_bits, g_min_us, g_max_us, read_voltage_max_v,
-n_bauds; then u32 bauds[n_bauds] and str8 model, serial, firmware, preset."""
+n_bauds; then u32 bauds[n_bauds], str8 model, serial, firmware, preset, then
+:data:`HELLO_LIMITS`."""
+HELLO_LIMITS = struct.Struct("<IHH5d")
+"""board_max_payload, cache_depth, reserved, then the timing model: mvm_pass_ns,
+write_pass_ns, verify_read_ns, host_loss_ns, board_power_w. Appended after the
+strings so that a host reading only the older fields still parses the response."""
+DEFAULT_CACHE_DEPTH = 16
+"""Cache depth assumed of a board whose HELLO response ends before HELLO_LIMITS."""
 LINK_STATS_FIELDS = (
     "rx_frames",
     "tx_frames",
@@ -136,7 +164,13 @@ LINK_STATS_FIELDS = (
     "executed",
 )
 LINK_STATS_RESP = struct.Struct("<" + "Q" * len(LINK_STATS_FIELDS))
-ERROR_TEXT = "field, value (JSON), text: three str16"
+ERROR_FIELD_LIMIT = 64
+"""Most bytes of ``field`` in an error payload."""
+ERROR_VALUE_LIMIT = 200
+"""Most bytes of the echoed value (its JSON text) in an error payload: an error about a
+huge request stays small."""
+ERROR_TEXT_LIMIT = 512
+"""Most bytes of ``text`` in an error payload."""
 
 
 def region_fields(tile: int, region: Region) -> tuple[int, int, int, int, int]:
@@ -152,8 +186,16 @@ def unpack_cost(data: bytes, offset: int = 0) -> Cost:
 
 
 def pack_str(text: str, width: int = 1) -> bytes:
-    raw = text.encode("utf-8")[: (1 << (8 * width)) - 1]
+    raw = _utf8_prefix(text, (1 << (8 * width)) - 1)
     return len(raw).to_bytes(width, "little") + raw
+
+
+def _utf8_prefix(text: str, limit: int) -> bytes:
+    """``text`` as UTF-8, cut to at most ``limit`` bytes without splitting a character."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return raw
+    return raw[: max(limit, 0)].decode("utf-8", "ignore").encode("utf-8")
 
 
 def unpack_str(data: bytes, offset: int, width: int = 1) -> tuple[str, int]:
@@ -188,6 +230,13 @@ class Hello:
     serial_number: str
     firmware_version: str
     preset: str
+    board_max_payload: int = 0
+    """Largest payload the board can ever receive or send (its frame buffers), bytes."""
+    cache_depth: int = DEFAULT_CACHE_DEPTH
+    """Responses the board keeps for replay (§4.3); a host never has more requests
+    outstanding than this."""
+    timing: BoardTiming = BoardTiming()
+    """The board's timing and power model (zeros: not reported)."""
 
     @property
     def epoch(self) -> int:
@@ -208,7 +257,12 @@ def pack_hello(h: Hello) -> bytes:
     )  # fmt: skip
     bauds = struct.pack(f"<{len(h.bauds)}I", *h.bauds)
     names = (h.model, h.serial_number, h.firmware_version, h.preset)
-    return fixed + bauds + b"".join(pack_str(s) for s in names)
+    t = h.timing
+    limits = HELLO_LIMITS.pack(
+        h.board_max_payload, h.cache_depth, 0,
+        t.mvm_pass_ns, t.write_pass_ns, t.verify_read_ns, t.host_loss_ns, t.board_power_w,
+    )  # fmt: skip
+    return fixed + bauds + b"".join(pack_str(s) for s in names) + limits
 
 
 def unpack_hello(data: bytes) -> Hello:
@@ -223,27 +277,115 @@ def unpack_hello(data: bytes) -> Hello:
         names.append(text)
     (version, features, boot, max_payload, capacity, uptime, tiles, rows, cols, dac, adc,
      g_min, g_max, v_max, _) = fixed  # fmt: skip
+    # A board written before HELLO_LIMITS existed ends here: its buffers are what it
+    # negotiated, its cache the 16 the spec then required, its timing unknown.
+    board_max, depth, timing = max_payload, DEFAULT_CACHE_DEPTH, BoardTiming()
+    if len(data) - offset >= HELLO_LIMITS.size:
+        board_max, depth, _, *times = HELLO_LIMITS.unpack_from(data, offset)
+        timing = BoardTiming(*times)
+    model, serial_number, firmware, preset = names
     return Hello(
         version, Feature(features), boot, max_payload, capacity, uptime, tiles, rows, cols,
-        dac, adc, g_min, g_max, v_max, bauds, *names,
+        dac, adc, g_min, g_max, v_max, bauds, model, serial_number, firmware, preset,
+        board_max, depth, timing,
     )  # fmt: skip
 
 
-def encode_error(field: str, value: Any, text: str) -> bytes:
-    """Error payload: which field, its value as JSON (so numbers stay numbers), and the
-    allowed values (argument errors) or a message (other errors)."""
-    try:
-        value_json = json.dumps(value)
-    except (TypeError, ValueError):
-        value_json = json.dumps(str(value))
-    return b"".join(pack_str(s, 2) for s in (field, value_json, text))
+NO_VALUE: Any = object()
+"""``encode_error``'s value when the error echoes none (the value field stays empty)."""
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+"""JSON has no NaN or infinity: the error payload carries them as these strings."""
+
+
+def encode_error(
+    text: str, field: str = "", value: Any = NO_VALUE, *, limit: int = MIN_PAYLOAD
+) -> bytes:
+    """Error payload (three str16): the field, the value received as JSON (empty when
+    there is none) and what is allowed or what went wrong. Each part is capped, and
+    the whole never exceeds ``limit`` bytes (the negotiated max payload)."""
+    field_raw = _utf8_prefix(field, ERROR_FIELD_LIMIT)
+    budget = limit - 6 - len(field_raw)
+    value_raw = b"" if value is NO_VALUE else _json(value, min(ERROR_VALUE_LIMIT, budget // 2))
+    text_raw = _utf8_prefix(text, min(ERROR_TEXT_LIMIT, budget - len(value_raw)))
+    return b"".join(len(r).to_bytes(2, "little") + r for r in (field_raw, value_raw, text_raw))
+
+
+def _json(value: Any, cap: int) -> bytes:
+    """``value`` as strict JSON of at most ``cap`` bytes; longer values become a JSON
+    string holding their start and ``...``."""
+    plain = _plain(value, cap)
+    raw = json.dumps(plain, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(raw) <= cap:
+        return raw
+    text, keep = raw.decode("utf-8"), cap
+    while True:
+        cut = json.dumps(text[:keep] + "...", ensure_ascii=False).encode("utf-8")
+        if len(cut) <= cap or keep == 0:
+            return cut
+        keep = max(0, keep - max(1, len(cut) - cap))
+
+
+def _plain(value: Any, cap: int) -> Any:
+    """``value`` as plain JSON types: numpy values unwrapped, non-finite floats as
+    strings, sequences cut past ``cap`` items (they could not be echoed whole anyway)."""
+    if getattr(value, "size", 0) > cap and hasattr(value, "reshape"):
+        value = value.reshape(-1)[: cap + 1]  # a huge array: only its start can be shown
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, list | tuple):
+        return [_plain(v, cap) for v in value[: cap + 1]]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, cap) for k, v in list(value.items())[: cap + 1]}
+    return str(value)
 
 
 def decode_error(data: bytes) -> tuple[str, Any, str]:
+    """``(field, value, text)`` of an error payload; value None when empty, and the
+    strings NaN / Infinity / -Infinity read back as floats."""
     try:
         field, offset = unpack_str(data, 0, 2)
         value_json, offset = unpack_str(data, offset, 2)
         text, _ = unpack_str(data, offset, 2)
-        return field, json.loads(value_json) if value_json else None, text
+        return field, _restore(json.loads(value_json)) if value_json else None, text
     except (struct.error, UnicodeDecodeError, ValueError):
         return "", None, data.decode("utf-8", "replace")
+
+
+def _restore(value: Any) -> Any:
+    if isinstance(value, str):
+        return _NON_FINITE.get(value, value)
+    if isinstance(value, list):
+        return [_restore(v) for v in value]
+    return value
+
+
+def error_reply(exc: SidraError, limit: int = MIN_PAYLOAD) -> tuple[Status, bytes]:
+    """The status and error payload a board answers for ``exc`` (table WIRE_STATUS)."""
+    status = Status[status_for(exc, WIRE_STATUS)]
+    if isinstance(exc, InvalidArgument):
+        return status, encode_error(exc.allowed, exc.field, exc.value, limit=limit)
+    return status, encode_error(str(exc), limit=limit)
+
+
+def error_exception(msg_name: str, status: int, payload: bytes) -> SidraError:
+    """The exception a host raises for a non-OK response (table WIRE_STATUS, read the
+    other way). Protocol statuses (UNKNOWN_MESSAGE, BAD_PAYLOAD, NO_STAGE, ...) are
+    faults of the board or of the host's code, never the caller's: BoardFault."""
+    field, value, text = decode_error(payload)
+    try:
+        name = Status(status).name
+    except ValueError:
+        return BoardFault(f"{msg_name}: the board answered unknown status 0x{status:04x}")
+    cls = exception_for(name, WIRE_STATUS)
+    if issubclass(cls, InvalidArgument):
+        return cls(field, value, text)
+    if cls in (SidraError, BoardFault):
+        return BoardFault(f"{msg_name} failed on the board ({name}): {text}")
+    return cls(text)

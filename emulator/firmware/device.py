@@ -17,16 +17,11 @@ import time
 import zlib
 from collections import OrderedDict
 
-from sidra.drivers.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    OutOfRange,
-    SidraError,
-    Unsupported,
-)
+from sidra.drivers.errors import SidraError
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import (
     MAX_PAYLOAD_LIMIT,
+    MIN_PAYLOAD,
     PROTOCOL_VERSION,
     Flag,
     Frame,
@@ -44,10 +39,8 @@ __all__ = ["DEFAULT_BAUDS", "DEVICE_MAX_PAYLOAD", "RESPONSE_CACHE", "VirtualBoar
 
 DEVICE_MAX_PAYLOAD = MAX_PAYLOAD_LIMIT
 """Largest payload the virtual board accepts and sends (the 16-bit length limit)."""
-MIN_PAYLOAD = 256
-"""No HELLO may negotiate below this: every fixed-size message must fit."""
 RESPONSE_CACHE = 16
-"""Responses kept for replay, by request id."""
+"""Responses kept for replay, by request id (advertised in HELLO as cache_depth)."""
 DEFAULT_BAUDS = (115_200, 921_600, 3_000_000)
 
 
@@ -62,10 +55,14 @@ class VirtualBoard:
         boot_counter: int | None = None,
         max_payload: int = DEVICE_MAX_PAYLOAD,
         stage_capacity: int | None = None,
+        cache_depth: int = RESPONSE_CACHE,
         bauds: tuple[int, ...] = DEFAULT_BAUDS,
     ) -> None:
+        if cache_depth < 1:
+            raise ValueError(f"cache_depth: got {cache_depth}, expected >= 1 (at-most-once)")
         self.profile, self.seed = profile, seed
         self.device_max_payload = max(MIN_PAYLOAD, min(max_payload, MAX_PAYLOAD_LIMIT))
+        self.cache_depth = cache_depth
         geometry = profile.geometry
         # Room for a full tile image or a 64 MiB batch (the gRPC message limit).
         self.stage_capacity = stage_capacity or max(4 * geometry.rows * geometry.cols, 64 << 20)
@@ -81,7 +78,7 @@ class VirtualBoard:
 
     def _boot(self) -> None:
         self.commands = Commands(EmulatorDriver(self.profile, self.seed), self.stage_capacity)
-        self.commands.max_payload = self.device_max_payload
+        self.commands.max_payload = MIN_PAYLOAD  # what every host handles, until HELLO
         self.cache: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
         self.newest: int | None = None  # id of the newest request run since boot
         self.booted_at = time.monotonic()
@@ -98,12 +95,13 @@ class VirtualBoard:
 
     def reset(self) -> bytes:
         """Power-cycles the board: state, stage, cache lost, a new boot epoch. Returns
-        the BOOT notice to send to the host."""
+        the BOOT notice to send to the host: its own message id, so no host can take it
+        for the answer to a request."""
         with self._lock:
             self.boot_counter = (self.boot_counter + 1) & 0xFFFFFFFF or 1
             self._boot()
             hello = m.pack_hello(self.hello())
-            return self._send(Frame(Msg.HELLO, 0, hello, Flag.RESP | Flag.BOOT, 0, self.epoch))
+            return self._send(Frame(Msg.BOOT, 0, hello, Flag.RESP | Flag.BOOT, 0, self.epoch))
 
     def receive(self, data: bytes) -> bytes:
         """Feeds bytes from the host; returns the bytes to send back."""
@@ -126,7 +124,8 @@ class VirtualBoard:
         if frame.is_response:
             return None  # our own output looped back; never answer it
         if frame.version != PROTOCOL_VERSION:
-            return self._reply(frame, Status.UNSUPPORTED_VERSION, b"", cache=False)
+            text = f"protocol version {frame.version}; this board speaks {PROTOCOL_VERSION}"
+            return self._reply(frame, Status.UNSUPPORTED_VERSION, self._text(text), False)
         digest = zlib.crc32(frame.payload, frame.msg)
         cached = self.cache.get(frame.req_id)
         if cached is not None and cached[0] == digest:
@@ -137,26 +136,29 @@ class VirtualBoard:
         if frame.epoch != self.epoch:
             self.counters["stale_epoch"] += 1
             text = f"request for boot epoch {frame.epoch}; this board booted as {self.epoch}"
-            return self._reply(frame, Status.STALE_EPOCH, m.encode_error("", None, text), False)
+            return self._reply(frame, Status.STALE_EPOCH, self._text(text), False)
         if self.newest is not None and not 0 < (frame.req_id - self.newest) & 0xFFFF < 0x8000:
             self.counters["stale_requests"] += 1
             text = f"request {frame.req_id} is not newer than {self.newest}"
-            return self._reply(frame, Status.STALE_REQUEST, m.encode_error("", None, text), False)
+            return self._reply(frame, Status.STALE_REQUEST, self._text(text), False)
         self.newest = frame.req_id
         status, payload = self._execute(frame)
         return self._reply(frame, status, payload, digest=digest)
 
     def _control(self, frame: Frame, digest: int) -> bytes:
-        """HELLO and PING work in any epoch: they are how a host (re)learns it."""
+        """HELLO and PING work in any epoch: they are how a host (re)learns it. A refused
+        HELLO changes nothing: not cached, request-id window and line rate kept."""
         if frame.msg == Msg.PING:
             return self._reply(frame, Status.OK, b"", cache=False)
         try:
-            version, _, host_max, want_baud = m.HELLO_REQ.unpack_from(frame.payload)
+            # unpack_from: a later host may append fields; this board reads its 12 bytes.
+            _, _, host_max, want_baud = m.HELLO_REQ.unpack_from(frame.payload)
         except struct.error as exc:
-            return self._reply(frame, Status.BAD_PAYLOAD, m.encode_error("", None, str(exc)))
+            text = f"HELLO payload of {len(frame.payload)} bytes, need {m.HELLO_REQ.size}: {exc}"
+            return self._reply(frame, Status.BAD_PAYLOAD, self._text(text), False)
         if want_baud and want_baud not in self.bauds:
-            text = f"{want_baud} Bd not offered; bauds: {list(self.bauds)}"
-            return self._reply(frame, Status.UNSUPPORTED, m.encode_error("", None, text), False)
+            text = f"want_baud {want_baud} Bd not offered; bauds: {list(self.bauds)}"
+            return self._reply(frame, Status.UNSUPPORTED, self._text(text), False)
         self.commands.max_payload = max(MIN_PAYLOAD, min(host_max, self.device_max_payload))
         self.newest = frame.req_id
         self.baud = want_baud or self.baud
@@ -189,6 +191,9 @@ class VirtualBoard:
             serial_number=info.serial_number,
             firmware_version=info.firmware_version,
             preset=info.emulator_preset,
+            board_max_payload=self.device_max_payload,
+            cache_depth=self.cache_depth,
+            timing=info.timing,
         )
 
     def _execute(self, frame: Frame) -> tuple[Status, bytes]:
@@ -199,24 +204,29 @@ class VirtualBoard:
         try:
             handler = self.commands.handlers[Msg(frame.msg)]
         except (ValueError, KeyError):
-            text = f"unknown message 0x{frame.msg:04x}"
-            return Status.UNKNOWN_MESSAGE, m.encode_error("msg", frame.msg, text)
+            ids = {Msg.HELLO, Msg.PING, Msg.GET_LINK_STATS, *self.commands.handlers}
+            text = "a request message id: " + ", ".join(f"0x{k:02x}" for k in sorted(ids))
+            limit = self.commands.max_payload
+            return Status.UNKNOWN_MESSAGE, m.encode_error(text, "msg", frame.msg, limit=limit)
+        # A refused command leaves the board as it was: a consumed stage or a replaced
+        # result buffer is put back (the emulator itself validates before it writes).
+        stage, result = self.commands.stage, self.commands.result
         try:
             return handler(frame.req_id, frame.payload)
-        except WireError as exc:
-            return exc.status, m.encode_error("", None, str(exc))
+        except WireError as exc:  # protocol statuses: NO_STAGE, STAGE_OVERFLOW, ...
+            status, payload = exc.status, self._text(str(exc))
         except struct.error as exc:
-            return Status.BAD_PAYLOAD, m.encode_error("", None, f"malformed payload: {exc}")
-        except OutOfRange as exc:
-            return Status.OUT_OF_RANGE, m.encode_error(exc.field, exc.value, exc.allowed)
-        except InvalidArgument as exc:
-            return Status.INVALID_ARGUMENT, m.encode_error(exc.field, exc.value, exc.allowed)
-        except FailedPrecondition as exc:
-            return Status.FAILED_PRECONDITION, m.encode_error("", None, str(exc))
-        except Unsupported as exc:
-            return Status.UNSUPPORTED, m.encode_error("", None, str(exc))
-        except (SidraError, ValueError) as exc:
-            return Status.INTERNAL, m.encode_error("", None, f"{type(exc).__name__}: {exc}")
+            status, payload = Status.BAD_PAYLOAD, self._text(f"malformed payload: {exc}")
+        except SidraError as exc:
+            status, payload = m.error_reply(exc, self.commands.max_payload)
+        except ValueError as exc:  # a fault of this firmware, not of the request
+            status, payload = Status.INTERNAL, self._text(f"{type(exc).__name__}: {exc}")
+        self.commands.stage, self.commands.result = stage, result
+        return status, payload
+
+    def _text(self, text: str) -> bytes:
+        """An error payload with only a message (no field, no value)."""
+        return m.encode_error(text, limit=self.commands.max_payload)
 
     # -- output ----------------------------------------------------------------------------
 
@@ -234,7 +244,7 @@ class VirtualBoard:
         if cache and digest is not None:
             self.cache[request.req_id] = (digest, wire)
             self.cache.move_to_end(request.req_id)
-            while len(self.cache) > RESPONSE_CACHE:
+            while len(self.cache) > self.cache_depth:
                 self.cache.popitem(last=False)
         return self._send_raw(wire)
 

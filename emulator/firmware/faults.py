@@ -29,27 +29,35 @@ Chunk = tuple[float, bytes]
 
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
-    """What the shim does to each direction of the link. Rates are probabilities."""
+    """What the shim does to each direction of the link.
+
+    Rates are probabilities in 0 .. 1, each drawn independently per unit named
+    (bit, byte or frame, where a frame is everything up to and including a 0x00);
+    durations are seconds; counts are host frames the shim passes on to the
+    board (after its own drops; a duplicated frame counts twice).
+    """
 
     ber: float = 0.0
-    """Bit-error rate: each bit on the wire flips with this probability."""
+    """Bit-error rate, per bit on the wire (0 .. 1): each bit flips with this probability."""
     byte_drop: float = 0.0
-    """Each byte is lost with this probability."""
+    """Per byte (0 .. 1): each byte is lost with this probability."""
     drop: float = 0.0
-    """Each frame is lost with this probability."""
+    """Per frame (0 .. 1): each frame is lost whole with this probability."""
     dup: float = 0.0
-    """Each frame is sent twice with this probability."""
+    """Per frame (0 .. 1): each frame is sent twice with this probability."""
     delay: float = 0.0
-    """Each frame is held back ``delay_s`` with this probability."""
+    """Per frame (0 .. 1): each frame is held back ``delay_s`` with this probability."""
     delay_s: float = 0.002
+    """How long a delayed frame is held back, s."""
     reset_after: int = 0
-    """Power-cycle the board when this many frames have reached it (0: never)."""
+    """Power-cycle the board when this many host frames have reached it, frames (0: never).
+    The frame that triggers it is lost with the board's state."""
     unplug_after: int = 0
-    """Unplug the board when this many frames have reached it (0: never)."""
+    """Unplug the board when this many host frames have reached it, frames (0: never)."""
     unplug_s: float = 1.0
-    """How long an unplug lasts, seconds."""
+    """How long an unplug lasts, s (inf: until replugged)."""
     seed: int = 0
-    """Seed of the fault pattern, so a failing run can be replayed."""
+    """Seed of the fault pattern (an integer ≥ 0), so a failing run can be replayed."""
 
     def __post_init__(self) -> None:
         for name in ("ber", "byte_drop", "drop", "dup", "delay"):

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Self
 
 from sidra.emulator.config import BoardProfile
-from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, VirtualBoard
+from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, RESPONSE_CACHE, VirtualBoard
 from sidra.emulator.firmware.faults import FaultConfig, FaultShim
 
 __all__ = ["LinkServer", "PtyServer", "TcpServer", "serve_virtual_board"]
@@ -238,13 +238,21 @@ def serve_virtual_board(
     faults: FaultConfig | None = None,
     tcp: tuple[str, int] | None = None,
     max_payload: int | None = None,
+    cache_depth: int = RESPONSE_CACHE,
+    stage_capacity: int | None = None,
 ) -> Iterator[LinkServer]:
     """A virtual board served on a fresh pty (or TCP) in a background thread::
 
     with serve_virtual_board(preset("ideal"), seed=1) as server:
         board = open_board(server.url)
+
+    ``max_payload`` (bytes), ``cache_depth`` (responses) and ``stage_capacity`` (bytes)
+    size the board's buffers, down to those of a small microcontroller.
     """
-    board = VirtualBoard(profile, seed, max_payload=max_payload or DEVICE_MAX_PAYLOAD)
+    board = VirtualBoard(
+        profile, seed, max_payload=max_payload or DEVICE_MAX_PAYLOAD,
+        cache_depth=cache_depth, stage_capacity=stage_capacity,
+    )  # fmt: skip
     server: LinkServer = TcpServer(board, *tcp, faults=faults) if tcp else PtyServer(board, faults)
     with server:
         yield server
