@@ -120,6 +120,8 @@ class VirtualBoard:
             frame = decode_frame(raw)
         except FrameError:
             return self._nak()
+        if len(frame.payload) > self.device_max_payload:  # would not fit a real receive buffer
+            return self._nak()
         self.counters["rx_frames"] += 1
         if frame.is_response:
             return None  # our own output looped back; never answer it

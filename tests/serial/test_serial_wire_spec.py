@@ -1,0 +1,248 @@
+"""The virtual board answers exactly as docs/wire-protocol.md says, frame by frame.
+
+A raw host on the board's real pty sends hand-built frames (the framing codec is
+the only sidra code it uses) and checks headers, statuses and error payloads
+byte for byte: the cases a firmware author reads in the spec and cannot see in
+a happy-path session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import struct
+import tty
+import zlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.framing import Flag, Frame, decode_frame, encode_frame
+from sidra.drivers.wire.messages import Msg, Status
+from sidra.emulator import preset
+from sidra.emulator.config import Geometry
+from sidra.emulator.firmware import PtyServer, VirtualBoard
+
+PROFILE = preset("ideal").model_copy(update={"geometry": Geometry(tiles=2, rows=32, cols=16)})
+
+
+def strict_json(text: bytes) -> object:
+    """JSON as RFC 8259 has it: NaN / Infinity literals are refused."""
+
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def error_parts(payload: bytes) -> tuple[bytes, bytes, bytes]:
+    """field, value, text of an error payload, as raw bytes (§8: three str16)."""
+    parts, offset = [], 0
+    for _ in range(3):
+        (n,) = struct.unpack_from("<H", payload, offset)
+        parts.append(payload[offset + 2 : offset + 2 + n])
+        offset += 2 + n
+    assert offset == len(payload)
+    return parts[0], parts[1], parts[2]
+
+
+class RawHost:
+    """Sends single frames on the pty and reads single frames back."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self.fd)
+        self.buffer = b""
+        self.epoch = 0
+        self.req_id = 100
+
+    def send(self, wire: bytes) -> None:
+        view = memoryview(wire)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def receive(self, timeout: float = 5.0) -> Frame:
+        while b"\x00" not in self.buffer:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            assert ready, "no frame from the board"
+            self.buffer += os.read(self.fd, 1 << 16)
+        raw, self.buffer = self.buffer.split(b"\x00", 1)
+        return decode_frame(raw) if raw else self.receive(timeout)
+
+    def quiet(self, timeout: float = 0.2) -> bool:
+        """Nothing more arrives within ``timeout``."""
+        return not self.buffer and not select.select([self.fd], [], [], timeout)[0]
+
+    def call(self, msg: int, payload: bytes = b"", *, req_id: int | None = None) -> Frame:
+        if req_id is None:
+            self.req_id = (self.req_id + 1) & 0xFFFF
+            req_id = self.req_id
+        self.send(encode_frame(Frame(msg, req_id, payload, epoch=self.epoch)))
+        reply = self.receive()
+        assert (reply.msg, reply.req_id) == (msg, req_id)
+        return reply
+
+    def hello(self, offer: int = 1024, want_baud: int = 0, **kw: int) -> Frame:
+        reply = self.call(Msg.HELLO, m.HELLO_REQ.pack(1, 0, offer, want_baud), **kw)
+        if reply.status == Status.OK:
+            self.epoch = reply.epoch
+        return reply
+
+
+@pytest.fixture
+def board() -> Iterator[tuple[PtyServer, RawHost]]:
+    server = PtyServer(VirtualBoard(PROFILE, 1, max_payload=1024, stage_capacity=4096))
+    with server:
+        host = RawHost(server.path)
+        try:
+            yield server, host
+        finally:
+            os.close(host.fd)
+
+
+def test_error_value_is_empty_without_one_and_json_with_one(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    """§8: a protocol error has empty field and value (not `null`); UNKNOWN_MESSAGE names
+    `msg` and the id; an argument error carries its value as strict JSON, NaN as "NaN"."""
+    _, host = board
+    stale = host.call(Msg.GET_STATS)  # epoch 0 before HELLO
+    assert stale.status == Status.STALE_EPOCH
+    field, value, text = error_parts(stale.payload)
+    assert (field, value) == (b"", b"") and b"epoch" in text
+
+    host.hello()
+    unknown = host.call(0x7E)
+    assert unknown.status == Status.UNKNOWN_MESSAGE
+    field, value, text = error_parts(unknown.payload)
+    assert (field, strict_json(value)) == (b"msg", 126) and b"0x22" in text
+
+    nan = m.PERTURB_REQ.pack(0, 0, 0, 0, 0, 1, 5, float("nan"))
+    refused = host.call(Msg.PERTURB, nan)
+    assert refused.status == Status.INVALID_ARGUMENT
+    field, value, text = error_parts(refused.payload)
+    assert (field, strict_json(value)) == (b"amplitude_us", "NaN")
+    assert m.decode_error(refused.payload)[1] != m.decode_error(refused.payload)[1]  # NaN back
+
+
+def test_echoed_values_are_capped_and_errors_fit_the_payload_limit() -> None:
+    """An error about a huge value stays small: value ≤ ERROR_VALUE_LIMIT bytes of valid
+    JSON, the whole payload ≤ the negotiated max_payload."""
+    huge = list(range(5000))
+    for limit in (256, 65535):
+        payload = m.encode_error("x" * 5000, "voltages.shape", huge, limit=limit)
+        field, value, text = error_parts(payload)
+        assert len(payload) <= min(limit, 6 + 64 + m.ERROR_VALUE_LIMIT + m.ERROR_TEXT_LIMIT)
+        assert len(value) <= m.ERROR_VALUE_LIMIT
+        shown = strict_json(value)
+        assert isinstance(shown, str) and shown.startswith("[0,1,2") and shown.endswith("...")
+    assert m.encode_error("only a message") == b"\x00\x00\x00\x00\x0e\x00only a message"
+
+
+def test_unsupported_version_echoes_msg_and_id_and_is_not_cached(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    _, host = board
+    host.hello()
+    frame = Frame(Msg.PING, 0x4242, b"", version=2, epoch=host.epoch)
+    for _ in range(2):  # asked twice: answered twice, never replayed from the cache
+        host.send(encode_frame(frame))
+        reply = host.receive()
+        assert (reply.version, reply.msg, reply.req_id) == (1, Msg.PING, 0x4242)
+        assert reply.status == Status.UNSUPPORTED_VERSION
+        assert b"version 2" in error_parts(reply.payload)[2]
+    assert 0x4242 not in board[0].board.cache
+
+
+def test_refused_hello_keeps_the_id_window(board: tuple[PtyServer, RawHost]) -> None:
+    """§3.1: a refused HELLO is not cached and moves nothing: had it set the window to its
+    id (newest + 1000), the next ordinary request (newest + 1) would be STALE_REQUEST."""
+    server, host = board
+    host.hello()
+    newest = host.req_id
+    refused = host.hello(want_baud=12_345, req_id=newest + 1000)
+    assert refused.status == Status.UNSUPPORTED
+    assert newest + 1000 not in server.board.cache
+    assert host.call(Msg.GET_STATS, req_id=newest + 1).status == Status.OK
+    short = host.call(Msg.HELLO, b"\x01\x00", req_id=newest + 2000)
+    assert short.status == Status.BAD_PAYLOAD
+    assert host.call(Msg.GET_STATS, req_id=newest + 2).status == Status.OK
+
+
+def test_receive_limit_is_the_board_maximum_before_and_after_hello(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    """§2.4: the board reads any frame up to board_max_payload (1024 here), HELLO or not;
+    a longer one is damaged (NAK)."""
+    _, host = board
+    fits = host.call(Msg.STAGE_DATA, bytes(1024))  # before HELLO: read, refused by epoch
+    assert fits.status == Status.STALE_EPOCH
+    host.send(encode_frame(Frame(Msg.STAGE_DATA, 7, bytes(1025))))
+    nak = host.receive()
+    assert nak.flags & Flag.NAK and nak.status == Status.BAD_FRAME
+    host.hello(offer=256)  # negotiated 256; the receive buffer stays 1024
+    assert host.call(Msg.STAGE_DATA, bytes(1000)).status == Status.NO_STAGE
+
+
+def test_result_read_at_and_past_the_end(board: tuple[PtyServer, RawHost]) -> None:
+    """§5.2: reads are clipped at the end, empty at result_len, BAD_PAYLOAD past it."""
+    _, host = board
+    host.hello(offer=256)
+    reply = host.call(Msg.READ_CONDUCTANCE, m.REGION_REQ.pack(0, 0, 0, 0, 0))
+    total, crc = m.RESULT_HEAD.unpack_from(reply.payload, m.COST.size)
+    assert total == 4 * 32 * 16
+    rid = host.req_id
+
+    def read(offset: int, length: int) -> Frame:
+        return host.call(Msg.RESULT_READ, m.RESULT_READ_REQ.pack(rid, 0, offset, length))
+
+    tail = read(total - 10, 200)
+    assert tail.status == Status.OK and len(tail.payload) == 10
+    end = read(total, 200)
+    assert end.status == Status.OK and end.payload == b""
+    past = read(total + 1, 1)
+    assert past.status == Status.BAD_PAYLOAD and b"offset" in error_parts(past.payload)[2]
+    assert read(0, 257).status == Status.BAD_PAYLOAD  # longer than max_payload
+    whole = b"".join(read(at, 256).payload for at in range(0, total, 256))
+    assert zlib.crc32(whole) == crc
+
+
+def test_refused_staged_mvm_keeps_its_stage(board: tuple[PtyServer, RawHost]) -> None:
+    """§5.1: a command that fails leaves the stage as it was; only success consumes it."""
+    _, host = board
+    host.hello()
+    v = np.full((4, 32), 0.1, "<f4").tobytes()
+    sid = m.STAGE_BEGIN_RESP.unpack(
+        host.call(Msg.STAGE_BEGIN, m.STAGE_BEGIN_REQ.pack(512)).payload
+    )[0]
+    host.call(Msg.STAGE_DATA, m.STAGE_DATA_HEAD.pack(sid, 0, 0) + v)
+    crc = zlib.crc32(v)
+    assert host.call(Msg.STAGE_VERIFY, m.STAGE_VERIFY_REQ.pack(sid, 0, crc)).status == Status.OK
+    bad_tile = host.call(Msg.MVM, m.MVM_REQ.pack(9, 1, 0, 4, sid, 0, crc))
+    assert bad_tile.status == Status.OUT_OF_RANGE
+    assert error_parts(bad_tile.payload)[:2] == (b"tile", b"9")
+    good = host.call(Msg.MVM, m.MVM_REQ.pack(1, 1, 0, 4, sid, 0, crc))
+    assert good.status == Status.OK
+    again = host.call(Msg.MVM, m.MVM_REQ.pack(1, 1, 0, 4, sid, 0, crc))
+    assert again.status == Status.NO_STAGE  # consumed by the successful one
+
+
+def test_boot_notice_has_its_own_message_id(board: tuple[PtyServer, RawHost]) -> None:
+    """§3.3: msg BOOT (0x07), flags RESP|BOOT, req_id 0, the new epoch, a HELLO payload
+    with nothing negotiated (max_payload 256)."""
+    server, host = board
+    host.hello(offer=1024)
+    old_epoch = host.epoch
+    server.reset_board()
+    notice = host.receive()
+    assert (notice.msg, notice.req_id, notice.status) == (Msg.BOOT, 0, Status.OK)
+    assert notice.flags == Flag.RESP | Flag.BOOT and notice.epoch != old_epoch
+    hello = m.unpack_hello(notice.payload)
+    assert (hello.max_payload, hello.board_max_payload) == (256, 1024)
+    assert hello.epoch == notice.epoch and host.quiet()
+    assert host.call(Msg.BOOT).status == Status.STALE_EPOCH  # a host never sends it
+    host.epoch = notice.epoch
+    assert host.call(Msg.BOOT).status == Status.UNKNOWN_MESSAGE
