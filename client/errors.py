@@ -1,40 +1,39 @@
 """The one place where gRPC status codes become SIDRA exceptions again.
 
-The server packs an ErrorInfo (and, for argument errors, a BadRequest) into
-the status details; they are read back here so a remote ``OutOfRange`` carries
-the same ``field``, ``value`` and ``allowed`` as a local one.
+The class comes from :data:`sidra.drivers.errors.GRPC_STATUS`, the table the
+server reads the other way round. The server packs an ErrorInfo (and, for
+argument errors, a BadRequest) into the status details; they are read back here
+so a remote ``OutOfRange`` carries the same ``field``, ``value`` and ``allowed``
+as a local one. A trailer that is missing, garbled or disagrees with the call's
+own code and message is ignored: the code and message alone still give the class.
 """
 
 from __future__ import annotations
 
 import grpc
-from google.rpc import error_details_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sidra.drivers import errors
 
-__all__ = ["from_rpc_error"]
+__all__ = ["exception_class", "from_rpc_error"]
 
-_BY_CODE: dict[grpc.StatusCode, type[errors.SidraError]] = {
-    grpc.StatusCode.OUT_OF_RANGE: errors.OutOfRange,
-    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
-    grpc.StatusCode.UNAVAILABLE: errors.BoardUnavailable,
-    grpc.StatusCode.ABORTED: errors.BoardReset,
-    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
-    grpc.StatusCode.UNIMPLEMENTED: errors.Unsupported,
-    grpc.StatusCode.INTERNAL: errors.BoardFault,
-}
+
+def exception_class(code: grpc.StatusCode) -> type[errors.SidraError]:
+    """The SIDRA exception class of a status code; SidraError for codes the server
+    never sends on purpose (CANCELLED, RESOURCE_EXHAUSTED, ...)."""
+    return errors.exception_for(code.name, errors.GRPC_STATUS)
 
 
 def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
     """The SIDRA exception for a failed call (raise it ``from exc``)."""
     code: grpc.StatusCode = exc.code()
     message: str = exc.details() or code.name
-    cls = _BY_CODE.get(code, errors.SidraError)
+    cls = exception_class(code)
     if issubclass(cls, errors.InvalidArgument):
         info = _error_info(exc)
-        if info is not None and "field" in info.metadata:
+        if info is not None and {"field", "value", "allowed"} <= info.metadata.keys():
             meta = info.metadata
             error = cls(meta["field"], meta["value"], meta["allowed"])
             error.args = (message,)  # the server's wording, verbatim
@@ -43,8 +42,17 @@ def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
     return cls(f"{code.name}: {message}")
 
 
+def _rich_status(exc: grpc.RpcError) -> status_pb2.Status | None:
+    # from_call raises ValueError when the trailer's code or message disagree with
+    # the call's (a proxy rewrote one of them), DecodeError when it is not a Status.
+    try:
+        return rpc_status.from_call(exc)
+    except (ValueError, DecodeError):
+        return None
+
+
 def _error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    status = rpc_status.from_call(exc)
+    status = _rich_status(exc)
     if status is None:
         return None
     for detail in status.details:

@@ -17,6 +17,8 @@ against a local driver and a remote board catches the same exceptions::
 
 Argument errors carry ``field``, ``value`` and ``allowed`` so a message always
 names what was wrong, what was received and what would have been accepted.
+Echoed text is capped at :data:`ECHO_LIMIT` characters (:func:`shown`), so an
+error about a huge request never outgrows the request itself.
 
 Each boundary has one table here, read in both directions: :data:`GRPC_STATUS`
 (exception <-> gRPC status code name, used by ``sidra.server.status`` and
@@ -29,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ECHO_LIMIT",
     "GRPC_STATUS",
     "WIRE_STATUS",
     "BoardFault",
@@ -40,7 +43,9 @@ __all__ = [
     "OutOfRange",
     "SidraError",
     "Unsupported",
+    "capped",
     "exception_for",
+    "shown",
     "status_for",
 ]
 
@@ -56,7 +61,7 @@ class InvalidArgument(SidraError, ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field}: got {_show(value)}, expected {allowed}")
+        super().__init__(f"{field}: got {shown(value)}, expected {capped(allowed)}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.field, self.value, self.allowed))
@@ -130,6 +135,21 @@ def exception_for(name: str, table: ErrorTable) -> type[SidraError]:
     return next((cls for cls, known in table if known == name), SidraError)
 
 
-def _show(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+ECHO_LIMIT = 200
+"""Most characters of a received value (or of an ``allowed`` text built from one)
+that an error message, ErrorInfo metadata or BadRequest description repeats.
+A 5 KB request declaring 1,000 dimensions must not get a 12 KB error back: a
+default gRPC client refuses trailers beyond about 8 KiB (RESOURCE_EXHAUSTED)."""
+
+
+def capped(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    marker = f"... ({len(text) - limit} more characters)"
+    return text[:limit] + marker
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error echoes it: strings quoted, capped at :data:`ECHO_LIMIT`."""
+    return capped(repr(value) if isinstance(value, str) else str(value))

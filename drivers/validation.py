@@ -19,6 +19,7 @@ from sidra.drivers.types import BoardInfo, Region
 FloatArray = npt.NDArray[np.float32]
 
 __all__ = [
+    "CLOCK_LIMIT_S",
     "check_amplitude",
     "check_conductances",
     "check_region",
@@ -87,32 +88,66 @@ def float32_matrix(field: str, value: Any) -> FloatArray:
     return to_float32(field, array)
 
 
+# Where each part of a region comes from in the request, so an error names a real
+# field path: Read/Perturb/ReadWriteCounts carry a Region message; Program places
+# its conductance tensor at the top-level row_offset/col_offset and takes the
+# region's size from the tensor's shape.
+_REGION_PATHS: dict[str, dict[str, str]] = {
+    "region": {name: f"region.{name}" for name in ("row_offset", "col_offset", "rows", "cols")},
+    "conductances": {
+        "row_offset": "row_offset",
+        "col_offset": "col_offset",
+        "rows": "conductances.shape",
+        "cols": "conductances.shape",
+    },
+}
+
+
 def check_region(info: BoardInfo, region: Region, field: str = "region") -> Region:
-    """The region with sizes resolved, if it lies inside a tile."""
+    """The region with sizes resolved, if it lies inside a tile.
+
+    ``field`` says where the region came from: ``"region"`` (a Region message) or
+    ``"conductances"`` (Program: offsets plus the tensor's shape); errors name the
+    matching request paths (``region.rows``; ``row_offset``, ``conductances.shape``).
+    """
+    path = _REGION_PATHS[field]
     for name in ("row_offset", "col_offset", "rows", "cols"):
         value = getattr(region, name)
-        if not _is_integer(value) or value < 0:
-            raise OutOfRange(f"{field}.{name}", value, "an integer >= 0")
+        if not _is_integer(value):
+            raise InvalidArgument(path[name], value, "an integer >= 0")
+        if value < 0:
+            raise OutOfRange(path[name], value, "an integer >= 0")
     if region.row_offset >= info.rows:
-        raise OutOfRange(f"{field}.row_offset", region.row_offset, f"0 .. {info.rows - 1}")
+        raise OutOfRange(path["row_offset"], region.row_offset, f"0 .. {info.rows - 1}")
     if region.col_offset >= info.cols:
-        raise OutOfRange(f"{field}.col_offset", region.col_offset, f"0 .. {info.cols - 1}")
+        raise OutOfRange(path["col_offset"], region.col_offset, f"0 .. {info.cols - 1}")
     resolved = region.resolve(info.rows, info.cols)
     if resolved.row_offset + resolved.rows > info.rows:
         raise OutOfRange(
-            f"{field}.rows",
-            resolved.rows,
-            f"1 .. {info.rows - resolved.row_offset} (tile has {info.rows} rows, "
-            f"region starts at row {resolved.row_offset})",
+            path["rows"],
+            _size(field, resolved, "rows"),
+            f"{_size_allowed(field, 'rows', info.rows - resolved.row_offset)} (tile has "
+            f"{info.rows} rows, region starts at row {resolved.row_offset})",
         )
     if resolved.col_offset + resolved.cols > info.cols:
         raise OutOfRange(
-            f"{field}.cols",
-            resolved.cols,
-            f"1 .. {info.cols - resolved.col_offset} (tile has {info.cols} columns, "
-            f"region starts at column {resolved.col_offset})",
+            path["cols"],
+            _size(field, resolved, "cols"),
+            f"{_size_allowed(field, 'cols', info.cols - resolved.col_offset)} (tile has "
+            f"{info.cols} columns, region starts at column {resolved.col_offset})",
         )
     return resolved
+
+
+def _size(field: str, region: Region, name: str) -> Any:
+    # A Region field is one number; a tensor's shape is [rows, cols].
+    return getattr(region, name) if field == "region" else [region.rows, region.cols]
+
+
+def _size_allowed(field: str, name: str, room: int) -> str:
+    if field == "region":
+        return f"1 .. {room}"
+    return f"{name} in 1 .. {room}"
 
 
 def check_conductances(info: BoardInfo, g: FloatArray, field: str = "conductances") -> None:
@@ -143,9 +178,16 @@ def check_voltages(info: BoardInfo, v: FloatArray, inputs: int, what: str) -> No
         )
 
 
+# Scalars follow one rule: a value of the wrong kind, NaN/Inf or not one of a fixed
+# set of choices (sign, like an enum) is malformed -> InvalidArgument; a finite
+# number outside its limits is OutOfRange.
+
+
 def check_seed(seed: int) -> None:
-    if not _is_integer(seed) or not 0 <= seed < 2**64:
+    if not _is_integer(seed):
         raise InvalidArgument("seed", seed, "an unsigned 64-bit integer")
+    if not 0 <= seed < 2**64:
+        raise OutOfRange("seed", seed, f"an integer in 0 .. {2**64 - 1} (unsigned 64-bit)")
 
 
 def check_sign(sign: int) -> None:
@@ -153,9 +195,26 @@ def check_sign(sign: int) -> None:
         raise InvalidArgument("sign", sign, "+1 or -1")
 
 
-def check_seconds(seconds: float) -> None:
-    if not _is_real(seconds) or not np.isfinite(seconds) or seconds < 0:
-        raise InvalidArgument("seconds", seconds, "a finite number of seconds >= 0")
+CLOCK_LIMIT_S = 1e12
+"""Latest reading a virtual board clock may reach, seconds (about 31,700 years).
+
+Each advance is finite, but their sum need not be: two advances of 1.7e308 s
+make the clock Inf and drift (log t, t^-nu) then turns every read into NaN. No
+experiment needs more than a few decades; the bound keeps every reading finite."""
+
+
+def check_seconds(seconds: float, clock_s: float = 0.0) -> None:
+    """``seconds`` must be a finite advance >= 0 that keeps a clock now at ``clock_s``
+    within :data:`CLOCK_LIMIT_S`."""
+    headroom = CLOCK_LIMIT_S - clock_s
+    allowed = (
+        f"seconds in [0, {headroom:.9g}] (the clock is at {clock_s:.9g} s and may not "
+        f"pass {CLOCK_LIMIT_S:g} s)"
+    )
+    if not _is_real(seconds) or not np.isfinite(seconds):
+        raise InvalidArgument("seconds", seconds, f"finite {allowed}")
+    if not 0 <= seconds <= headroom:
+        raise OutOfRange("seconds", seconds, allowed)
 
 
 def check_amplitude(info: BoardInfo, amplitude_us: float) -> None:

@@ -26,6 +26,7 @@ from sidra.drivers.types import (
     Region,
     WriteCounts,
 )
+from sidra.drivers.validation import check_seconds
 from sidra.emulator.config import BoardProfile, EndurancePolicy
 from sidra.emulator.tile import CrossbarTile, FloatArray
 
@@ -155,7 +156,13 @@ class EmulatedBoard:
     # -- time and drift -----------------------------------------------------
 
     def advance_clock(self, seconds: float) -> float:
-        """Moves the virtual clock forward (drift and flicker noise age); returns it."""
+        """Moves the virtual clock forward (drift and flicker noise age); returns it.
+
+        The driver checked ``seconds`` alone; only the board knows its clock, so the
+        total is checked here, before anything changes: the clock never passes
+        ``CLOCK_LIMIT_S`` (an unbounded sum would reach Inf and every read NaN).
+        """
+        check_seconds(seconds, self.clock_s)
         self.clock_s += seconds
         return self.clock_s
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
@@ -16,13 +16,27 @@ from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server.link_watch import LinkWatcher
 from sidra.server.servicer import SERVICE_NAME, BoardServicer
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "create_server", "is_loopback"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "HEALTH_NAMES",
+    "REFLECTION_NAMES",
+    "create_server",
+    "is_loopback",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """64 MiB: a batch of 1024 float32 vectors on a 256×256 tile is 1 MiB each way,
 with room for full conductance maps of large tiles."""
+
+HEALTH_NAMES = ("", SERVICE_NAME)
+"""Service names grpc.health.v1.Health answers for: the server as a whole and BoardService."""
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+REFLECTION_NAMES = (REFLECTION_V1, reflection.SERVICE_NAME)
+"""Server reflection is served as v1 and v1alpha: current tools (grpcurl, Postman)
+ask v1 first, older ones only know v1alpha."""
 
 
 def create_server(
@@ -37,9 +51,10 @@ def create_server(
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). The standard health
-    service reports ``""`` and ``sidra.hil.v1.BoardService`` as SERVING (for a board
-    behind a link, NOT_SERVING while the link is down: ``LinkWatcher``); server
-    reflection lets grpcurl and other tools discover the API without the proto.
+    service reports :data:`HEALTH_NAMES` (``""`` and ``sidra.hil.v1.BoardService``)
+    as SERVING (for a board behind a link, NOT_SERVING while the link is down:
+    ``LinkWatcher``); server reflection, v1 and v1alpha (:data:`REFLECTION_NAMES`),
+    lets grpcurl and other tools discover the API without the proto.
     """
     limits = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -49,15 +64,14 @@ def create_server(
     pb_grpc.add_BoardServiceServicer_to_server(BoardServicer(board), server)
 
     health_servicer = health_servicer or health.HealthServicer()
-    for name in ("", SERVICE_NAME):
+    for name in HEALTH_NAMES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if isinstance(board, LinkMonitored):  # a serial board: health follows its link
-        LinkWatcher(board, health_servicer, ("", SERVICE_NAME)).start()
+        LinkWatcher(board, health_servicer, HEALTH_NAMES).start()
 
     if reflection_enabled:
-        names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server)
+        _enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, *REFLECTION_NAMES))
 
     try:
         port = server.add_insecure_port(address)
@@ -66,6 +80,25 @@ def create_server(
     if not is_loopback(address):
         log.warning("serving without TLS on non-loopback address %s", address)
     return server, port
+
+
+def _enable_reflection(server: grpc.Server, names: tuple[str, ...]) -> None:
+    """Serves reflection as v1alpha and as v1 from one servicer.
+
+    grpcio-reflection 1.85 ships only v1alpha. The v1 protocol is the same
+    messages, field for field, under the package grpc.reflection.v1, and a
+    message's bytes do not carry its package name, so the v1 method is routed
+    to the v1alpha servicer with the v1alpha (de)serializers.
+    """
+    servicer = reflection.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1_info = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    v1 = grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1_info})
+    server.add_generic_rpc_handlers((v1,))
 
 
 def is_loopback(address: str) -> bool:

@@ -1,10 +1,15 @@
 """The one place where SIDRA errors become gRPC status codes.
 
-Each servicer method is wrapped by :func:`map_errors`. A :class:`SidraError`
-becomes its status code with rich details (google.rpc.BadRequest for argument
-errors, google.rpc.ErrorInfo always) in the ``grpc-status-details-bin``
-trailer; anything else is a bug, logged with its traceback and reported as
-INTERNAL without crashing the server.
+Which code an exception gets is not decided here: it is read from
+:data:`sidra.drivers.errors.GRPC_STATUS`, the table the client reads the other
+way round. Each servicer method is wrapped by :func:`map_errors`. A
+:class:`SidraError` becomes its status code with rich details (google.rpc.ErrorInfo
+always; google.rpc.BadRequest for argument errors whose field is a path into the
+request) in the ``grpc-status-details-bin`` trailer; anything else is a bug,
+logged with its traceback and reported as INTERNAL without crashing the server.
+
+Echoed values are capped (:data:`sidra.drivers.errors.ECHO_LIMIT`) so an error
+never outgrows the request that caused it.
 """
 
 from __future__ import annotations
@@ -12,38 +17,44 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sidra.drivers import errors
 
-__all__ = ["DOMAIN", "STATUS_CODES", "map_errors", "to_status"]
+__all__ = ["DOMAIN", "MESSAGE_LIMIT", "code_for", "is_request_path", "map_errors", "to_status"]
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "sidra.hil"
 """ErrorInfo domain of every error this service reports."""
 
-# Most specific class first: OutOfRange is an InvalidArgument.
-STATUS_CODES: list[tuple[type[errors.SidraError], grpc.StatusCode]] = [
-    (errors.OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
-    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.BoardUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.BoardReset, grpc.StatusCode.ABORTED),
-    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (errors.Unsupported, grpc.StatusCode.UNIMPLEMENTED),
-    (errors.BoardFault, grpc.StatusCode.INTERNAL),
-    (errors.SidraError, grpc.StatusCode.UNKNOWN),
-]
+MESSAGE_LIMIT = 1024
+"""Most characters of a status message. Argument errors cap their echoed value
+and allowed text on their own; this bounds every other message (an internal
+error's repr) too."""
 
 
-def _code_of(exc: errors.SidraError) -> grpc.StatusCode:
-    return next(code for cls, code in STATUS_CODES if isinstance(exc, cls))
+def code_for(exc: errors.SidraError) -> grpc.StatusCode:
+    """The gRPC status code of ``exc``, from the shared table."""
+    return grpc.StatusCode[errors.status_for(exc, errors.GRPC_STATUS)]
+
+
+def is_request_path(descriptor: Descriptor, path: str) -> bool:
+    """True when the dotted ``path`` names a field of ``descriptor``, nested messages
+    followed (``region.rows``, ``conductances.shape``)."""
+    message: Descriptor | None = descriptor
+    *parents, leaf = path.split(".")
+    for name in parents:
+        field = message.fields_by_name.get(name) if message else None
+        message = field.message_type if field else None
+    return message is not None and leaf in message.fields_by_name
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -52,36 +63,58 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
-def to_status(exc: errors.SidraError) -> grpc.Status:
-    """``exc`` as a gRPC status with BadRequest/ErrorInfo details."""
-    code = _code_of(exc)
+def to_status(exc: errors.SidraError, request_type: Descriptor | None = None) -> grpc.Status:
+    """``exc`` as a gRPC status with ErrorInfo and, where it applies, BadRequest.
+
+    With ``request_type`` (the request message's descriptor) a BadRequest is sent
+    only for a field of that message; an argument error about something else (a
+    cell's write budget, field "endurance") travels in ErrorInfo alone, so a
+    client never gets a field path its request does not have.
+    """
+    code = code_for(exc)
+    message = errors.capped(str(exc), MESSAGE_LIMIT)
     metadata = {"exception": type(exc).__name__}
     details = []
     if isinstance(exc, errors.InvalidArgument):
-        metadata |= {"field": exc.field, "value": str(exc.value), "allowed": exc.allowed}
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field=exc.field, description=str(exc)
-        )
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+        value, allowed = errors.capped(str(exc.value)), errors.capped(exc.allowed)
+        metadata |= {"field": exc.field, "value": value, "allowed": allowed}
+        if request_type is None or is_request_path(request_type, exc.field):
+            violation = error_details_pb2.BadRequest.FieldViolation(
+                field=exc.field, description=message
+            )
+            details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     details.append(
         _pack(error_details_pb2.ErrorInfo(reason=code.name, domain=DOMAIN, metadata=metadata))
     )
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=str(exc), details=details)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
     return rpc_status.to_status(status)
+
+
+def _request_type(owner: Any, request: Any) -> Descriptor | None:
+    # A parsed request names its own type; a route that takes raw bytes (to answer
+    # unparsable ones itself) declares it as ``request_type``.
+    if isinstance(request, Message):
+        return cast(Descriptor, request.DESCRIPTOR)
+    declared = getattr(owner, "request_type", None)
+    return declared if isinstance(declared, Descriptor) else None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def map_errors(method: F) -> F:
-    """Wraps a servicer method so every failure leaves as a proper gRPC status."""
+    """Wraps a servicer method so every failure leaves as a proper gRPC status.
+
+    The method's owner may declare ``request_type`` (a message Descriptor) when
+    the method receives raw bytes; BadRequest paths are then checked against it.
+    """
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
         except errors.SidraError as exc:
-            context.abort_with_status(to_status(exc))
+            context.abort_with_status(to_status(exc, _request_type(self, request)))
         except Exception as exc:
             log.exception("%s failed", method.__name__)
             fault = errors.BoardFault(f"internal error in {method.__name__}: {exc!r}")

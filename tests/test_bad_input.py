@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import pytest
+from google.protobuf.descriptor import Descriptor
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -73,10 +74,11 @@ def assert_still_serving(board: RemoteBoard, base: Baseline) -> None:
 
 
 def stats_equal(a: BoardStats, b: BoardStats) -> bool:
-    return (a.mvm_passes, a.cell_writes, a.total_cost) == (
+    return (a.mvm_passes, a.cell_writes, a.total_cost, a.clock_s) == (
         b.mvm_passes,
         b.cell_writes,
         b.total_cost,
+        b.clock_s,
     )
 
 
@@ -431,9 +433,9 @@ CASES: dict[str, Bad] = {
         "Program",
         lambda: pb.ProgramRequest(row_offset=250, conductances=f32(np.full((10, 4), 5.0))),
         RANGE,
-        "conductances.rows",
-        "got 10",
-        "1 .. 6",
+        "conductances.shape",
+        "got [10, 4]",
+        "rows in 1 .. 6",
     ),
     "program-offset-cols": Bad(
         "Program",
@@ -441,15 +443,15 @@ CASES: dict[str, Bad] = {
             row_offset=3, col_offset=255, conductances=f32(np.full((2, 2), 5.0))
         ),
         RANGE,
-        "conductances.cols",
-        "got 2",
-        "1 .. 1",
+        "conductances.shape",
+        "got [2, 2]",
+        "cols in 1 .. 1",
     ),
     "program-row-offset-outside": Bad(
         "Program",
         lambda: pb.ProgramRequest(row_offset=256, conductances=f32(np.full((1, 1), 5.0))),
         RANGE,
-        "conductances.row_offset",
+        "row_offset",
         "got 256",
         "0 .. 255",
     ),
@@ -457,7 +459,7 @@ CASES: dict[str, Bad] = {
         "Program",
         lambda: pb.ProgramRequest(col_offset=1000, conductances=f32(np.full((1, 1), 5.0))),
         RANGE,
-        "conductances.col_offset",
+        "col_offset",
         "got 1000",
         "0 .. 255",
     ),
@@ -465,9 +467,9 @@ CASES: dict[str, Bad] = {
         "Program",
         lambda: pb.ProgramRequest(conductances=f32(np.full((257, 1), 5.0))),
         RANGE,
-        "conductances.rows",
-        "got 257",
-        "1 .. 256",
+        "conductances.shape",
+        "got [257, 1]",
+        "rows in 1 .. 256",
     ),
     # ReadConductance -----------------------------------------------------------------------
     "read-tile": Bad(
@@ -584,6 +586,60 @@ CASES: dict[str, Bad] = {
         "got 2",
         "1 .. 1",
     ),
+    # ReadWriteCounts -----------------------------------------------------------------------
+    "counts-tile": Bad(
+        "ReadWriteCounts",
+        lambda: pb.ReadWriteCountsRequest(tile=4),
+        RANGE,
+        "tile",
+        "got 4",
+        "0 .. 3",
+    ),
+    "counts-region": Bad(
+        "ReadWriteCounts",
+        lambda: pb.ReadWriteCountsRequest(region=pb.Region(col_offset=256)),
+        RANGE,
+        "region.col_offset",
+        "got 256",
+        "0 .. 255",
+    ),
+    # Calibrate -----------------------------------------------------------------------------
+    "calibrate-tile": Bad(
+        "Calibrate", lambda: pb.CalibrateRequest(tile=5), RANGE, "tile", "got 5", "0 .. 3"
+    ),
+    # AdvanceClock: NaN/Inf is malformed, a finite number outside [0, headroom] out of range --
+    "clock-nan": Bad(
+        "AdvanceClock",
+        lambda: pb.AdvanceClockRequest(seconds=NAN),
+        INVALID,
+        "seconds",
+        "got nan",
+        "finite seconds in [0, 1e+12]",
+    ),
+    "clock-inf": Bad(
+        "AdvanceClock",
+        lambda: pb.AdvanceClockRequest(seconds=INF),
+        INVALID,
+        "seconds",
+        "got inf",
+        "finite seconds in [0, 1e+12]",
+    ),
+    "clock-negative": Bad(
+        "AdvanceClock",
+        lambda: pb.AdvanceClockRequest(seconds=-1.0),
+        RANGE,
+        "seconds",
+        "got -1.0",
+        "seconds in [0, 1e+12]",
+    ),
+    "clock-past-limit": Bad(
+        "AdvanceClock",
+        lambda: pb.AdvanceClockRequest(seconds=1.7e308),
+        RANGE,
+        "seconds",
+        "got 1.7e+308",
+        "may not pass 1e+12 s",
+    ),
 }
 
 
@@ -637,6 +693,51 @@ def test_bad_request_is_rejected_cleanly(
     assert_still_serving(remote, baseline)
 
 
+def resolves(message: Descriptor, path: str) -> bool:
+    """Walks ``path`` field by field through ``message``'s descriptor."""
+    *parents, leaf = path.split(".")
+    for name in parents:
+        field = message.fields_by_name.get(name)
+        if field is None or field.message_type is None:
+            return False
+        message = field.message_type
+    return leaf in message.fields_by_name
+
+
+def test_resolves_rejects_paths_that_are_not_in_the_request() -> None:
+    """The walker itself: the old Program paths were not fields of ProgramRequest."""
+    program = pb.ProgramRequest.DESCRIPTOR
+    assert resolves(program, "conductances.shape")
+    assert resolves(program, "row_offset")
+    assert not resolves(program, "conductances.rows")
+    assert not resolves(program, "conductances.row_offset")
+    assert not resolves(program, "tile.rows")  # tile is a scalar, nothing below it
+    assert resolves(pb.PerturbRequest.DESCRIPTOR, "region.rows")
+
+
+def test_every_rpc_with_arguments_has_bad_cases() -> None:
+    """CASES covers every RPC of the service that takes an argument."""
+    service = pb.DESCRIPTOR.services_by_name["BoardService"]
+    with_arguments = {m.name for m in service.methods if m.input_type.fields}
+    assert with_arguments == {case.rpc for case in CASES.values()}
+
+
+def test_every_bad_request_field_is_a_path_into_its_request(
+    stub: pb_grpc.BoardServiceStub,
+) -> None:
+    """Each BadRequest field of every case names a field of that RPC's request message
+    (a dotted path through nested messages; a repeated leaf such as ``shape`` is fine)."""
+    service = pb.DESCRIPTOR.services_by_name["BoardService"]
+    for name, case in CASES.items():
+        with pytest.raises(grpc.RpcError) as caught:
+            getattr(stub, case.rpc)(case.request(), timeout=10)
+        bad_request, error_info = bad_request_details(caught.value)
+        request_type = service.methods_by_name[case.rpc].input_type
+        for violation in bad_request.field_violations:
+            assert resolves(request_type, violation.field), (name, violation.field)
+        assert resolves(request_type, error_info.metadata["field"]), name
+
+
 def test_many_bad_requests_in_a_row_leave_server_healthy(
     stub: pb_grpc.BoardServiceStub, remote: RemoteBoard, baseline: Baseline
 ) -> None:
@@ -688,8 +789,8 @@ TYPED: dict[str, tuple[Call, type[InvalidArgument], str, str]] = {
     "program-offset": (
         lambda b: b.program(0, np.full((3, 3), 5.0), row_offset=255),
         OutOfRange,
-        "conductances.rows",
-        "3",
+        "conductances.shape",
+        "[3, 3]",
     ),
     "read-region": (
         lambda b: b.read_conductance(0, Region(0, 300)),

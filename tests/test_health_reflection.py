@@ -67,12 +67,13 @@ def _reflect(
 
 
 def test_reflection_lists_board_service(channel: grpc.Channel) -> None:
-    """ListServices names BoardService, health and reflection itself."""
+    """ListServices names BoardService, health and reflection itself (v1 and v1alpha)."""
     reply = _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
     names = {s.name for s in reply.list_services_response.service}
     assert BOARD_SERVICE in names
     assert "grpc.health.v1.Health" in names
     assert "grpc.reflection.v1alpha.ServerReflection" in names
+    assert "grpc.reflection.v1.ServerReflection" in names
 
 
 def test_reflection_serves_board_proto(channel: grpc.Channel) -> None:

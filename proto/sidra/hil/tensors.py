@@ -1,7 +1,8 @@
 """numpy <-> ``sidra.hil.v1.Tensor``: little-endian, row-major bytes (see board.proto).
 
 Decoding checks dtype, shape and byte length and raises ``InvalidArgument``
-naming the field; it never trusts the sender. Decoded arrays are read-only
+naming the field; it never trusts the sender, nor echoes more of a shape than
+:data:`ECHO_DIMS` dimensions (a request may declare millions). Decoded arrays are read-only
 views of the message bytes (zero copy); copy before mutating.
 """
 
@@ -16,7 +17,7 @@ import numpy.typing as npt
 from sidra.drivers.errors import InvalidArgument
 from sidra.hil.v1 import board_pb2 as pb
 
-__all__ = ["DTYPES", "decode", "encode"]
+__all__ = ["DTYPES", "ECHO_DIMS", "decode", "encode"]
 
 DTYPES: dict[int, np.dtype[Any]] = {
     pb.DTYPE_FLOAT32: np.dtype("<f4"),
@@ -28,6 +29,9 @@ DTYPES: dict[int, np.dtype[Any]] = {
     pb.DTYPE_UINT32: np.dtype("<u4"),
 }
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
+
+ECHO_DIMS = 8
+"""Most dimensions of a rejected shape an error repeats; the rest are counted."""
 
 
 def encode(array: npt.ArrayLike, dtype: int = pb.DTYPE_FLOAT32) -> pb.Tensor:
@@ -46,7 +50,7 @@ def decode(
     shape = tuple(tensor.shape)
     if len(shape) != ndim or 0 in shape:
         dims = ", ".join(["n >= 1"] * ndim)
-        raise InvalidArgument(f"{field}.shape", list(shape), f"{ndim} dimensions [{dims}]")
+        raise InvalidArgument(f"{field}.shape", _echo(shape), f"{ndim} dimensions [{dims}]")
     itemsize = DTYPES[dtype].itemsize
     expected = math.prod(shape) * itemsize  # Python ints: no overflow for huge shapes
     if len(tensor.data) != expected:
@@ -56,3 +60,12 @@ def decode(
             f"{expected} bytes (shape {list(shape)} x {itemsize} bytes per element)",
         )
     return np.frombuffer(tensor.data, dtype=DTYPES[dtype]).reshape(shape)
+
+
+def _echo(shape: tuple[int, ...]) -> list[int] | str:
+    # Short shapes are echoed whole; a long one as its first dimensions and a count,
+    # so the error stays small without building the text of the whole shape.
+    if len(shape) <= ECHO_DIMS:
+        return list(shape)
+    head = ", ".join(str(n) for n in shape[:ECHO_DIMS])
+    return f"[{head}, ...] ({len(shape)} dimensions)"

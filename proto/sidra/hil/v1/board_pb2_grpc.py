@@ -89,6 +89,7 @@ class BoardServiceServicer:
     def GetBoardInfo(self, request, context):
         """Describes the board: geometry, conductance and voltage ranges, converter
         resolution, the emulator preset when emulated, and running cost totals.
+        Argument errors: none besides unparsable bytes (INVALID_ARGUMENT, "request").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -99,6 +100,18 @@ class BoardServiceServicer:
         Each cell is pulsed and read back until it is within the board's
         programming tolerance of its target or the pulse budget is spent.
         Programming also clears any perturbation (see Perturb) in the region.
+        BadRequest paths and codes:
+        tile                 OUT_OF_RANGE      not in 0 .. tile_count - 1
+        conductances.dtype   INVALID_ARGUMENT  not DTYPE_FLOAT32 (also when unset)
+        conductances.shape   INVALID_ARGUMENT  not 2 dimensions, or a dimension 0
+        conductances.data    INVALID_ARGUMENT  length != rows x cols x 4 bytes
+        conductances         INVALID_ARGUMENT  a NaN or Inf value
+        conductances         OUT_OF_RANGE      a value outside [g_min_us, g_max_us]
+        row_offset           OUT_OF_RANGE      >= BoardInfo.rows
+        col_offset           OUT_OF_RANGE      >= BoardInfo.cols
+        conductances.shape   OUT_OF_RANGE      the region passes the tile's last
+        row or column
+        OUT_OF_RANGE field "endurance" (ErrorInfo only): a cell at its write budget.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +119,9 @@ class BoardServiceServicer:
 
     def ReadConductance(self, request, context):
         """Measures the conductances of a tile or a region of it.
+        BadRequest paths and codes (all OUT_OF_RANGE): tile; region.row_offset,
+        region.col_offset (past the tile's last row / column); region.rows,
+        region.cols (the region passes the tile edge).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +130,13 @@ class BoardServiceServicer:
     def MVM(self, request, context):
         """Forward analog MVM: drive the rows, read the columns.
         currents[b, j] = sum_i voltages[b, i] * G[i, j]   (uA = V x uS)
+        BadRequest paths and codes:
+        tile             OUT_OF_RANGE      not in 0 .. tile_count - 1
+        voltages.dtype   INVALID_ARGUMENT  not DTYPE_FLOAT32 (also when unset)
+        voltages.shape   INVALID_ARGUMENT  not [batch >= 1, BoardInfo.rows]
+        voltages.data    INVALID_ARGUMENT  length != batch x rows x 4 bytes
+        voltages         INVALID_ARGUMENT  a NaN or Inf value
+        voltages         OUT_OF_RANGE      |value| > read_voltage_max_v
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +145,8 @@ class BoardServiceServicer:
     def TransposeMVM(self, request, context):
         """Transpose analog MVM: drive the columns, read the rows (backward pass).
         currents[b, i] = sum_j voltages[b, j] * G[i, j]   (uA = V x uS)
+        BadRequest paths and codes: as MVM, with [batch >= 1, BoardInfo.cols] for
+        voltages.shape.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +156,17 @@ class BoardServiceServicer:
         """Simultaneous perturbation of every cell of a tile region by a seeded
         Rademacher (+1/-1) matrix, or restoration of the programmed state. The
         matrix never crosses the wire: both sides regenerate it from the seed.
+        BadRequest paths and codes:
+        tile                 OUT_OF_RANGE      not in 0 .. tile_count - 1
+        mode                 INVALID_ARGUMENT  PERTURB_MODE_UNSPECIFIED or unknown
+        sign                 INVALID_ARGUMENT  not +1 or -1 (APPLY only)
+        amplitude_us         INVALID_ARGUMENT  NaN or Inf (APPLY only)
+        amplitude_us         OUT_OF_RANGE      not in (0, g_max_us - g_min_us]
+        (APPLY only)
+        region.row_offset, region.col_offset, region.rows, region.cols
+        OUT_OF_RANGE      as ReadConductance
+        Every seed is valid. OUT_OF_RANGE field "endurance" (ErrorInfo only): a
+        cell of the region at its write budget.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +174,7 @@ class BoardServiceServicer:
 
     def ReadWriteCounts(self, request, context):
         """Per-cell write counters (endurance) of a tile or a region of it.
+        BadRequest paths and codes: as ReadConductance.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,6 +184,7 @@ class BoardServiceServicer:
         """Global drift compensation of one tile: the board measures a probe input
         against the response of its programmed state and rescales the tile's
         outputs from then on (the gain is returned).
+        BadRequest paths and codes: tile (OUT_OF_RANGE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +193,13 @@ class BoardServiceServicer:
     def AdvanceClock(self, request, context):
         """Advances the virtual clock of an emulated board, so drift and 1/f read
         noise age deterministically. Hardware boards answer UNIMPLEMENTED.
+        The clock never passes 1e12 s (about 31,700 years): an unbounded sum of
+        advances would reach infinity and make every later read NaN.
+        BadRequest paths and codes:
+        seconds   INVALID_ARGUMENT  NaN or Inf
+        seconds   OUT_OF_RANGE      < 0, or more than the headroom left
+        (1e12 s - BoardStats.clock_s); the message
+        states the headroom and the clock is unchanged
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
