@@ -1,37 +1,166 @@
-"""Shared fixtures: a real gRPC server on loopback in front of an emulated board.
+"""Shared fixtures, and the board URLs the conformance suite runs on.
 
-``ideal_driver`` (and so ``served``, ``remote`` and ``stub``) is parametrised
-over board transports: the in-process emulator (``emu://``) and the serial
-driver talking to the virtual board firmware over a real pseudo-terminal
-(``serial:///dev/pts/N``), both the ideal preset with seed 1. Every test built
-on it is a conformance test that runs unchanged on both.
+Board URLs (pyserial's ``PORT``): ``--board-url URL`` (repeatable) and the
+``SIDRA_HW_URL`` environment variable name the boards the conformance suite
+(``tests/conformance/``, ``pytest -m conformance``) runs on. Without them it runs
+on the default boards: the in-process emulator (``emu://?preset=ideal&seed=1``)
+and the virtual board firmware on a real pseudo-terminal (ideal preset, seed 1).
+A test asks for a board through the ``board_target`` fixture (directly or through
+the conformance fixtures); it is then parametrised over every target, marked
+``conformance``, and, if marked ``fresh_board``, kept only for targets this run
+can open at power-up (see :class:`BoardTarget`).
+
+Outside the conformance suite ``ideal_driver`` (and ``served``, ``remote`` and
+``stub`` on it) is always the ideal board with seed 1, in process or over a pty,
+whatever URL is given: training and service tests that need exact arithmetic
+and a fresh board use it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
 
 from sidra.client import RemoteBoard, connect
-from sidra.drivers import BoardDriver, open_board
-from sidra.emulator import preset
-from sidra.emulator.firmware import serve_virtual_board
+from sidra.drivers import Board, BoardDriver, open_board
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server import create_server
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
+HW_URL_ENV = "SIDRA_HW_URL"
+
+
+@contextmanager
+def ideal_board_on_a_pty() -> Iterator[BoardDriver]:
+    """The virtual board firmware (ideal preset, seed 1) on a fresh pty, opened by URL."""
+    # Imported here: only the default boards are built from the emulator.
+    from sidra.emulator import preset
+    from sidra.emulator.firmware import serve_virtual_board
+
+    with serve_virtual_board(preset("ideal"), seed=1) as server, open_board(server.url) as driver:
+        assert isinstance(driver, BoardDriver)
+        yield driver
+
+
+@dataclass(frozen=True)
+class BoardTarget:
+    """A board the conformance suite runs on: a URL, or the default virtual board on a pty.
+
+    ``opens_fresh``: every :meth:`open` gives a new board at power-up (emu:// builds
+    a new emulator; the pty default starts new firmware). A serial://, socket:// or
+    grpc:// board exists before the run and may have been used: it is opened once.
+    """
+
+    id: str
+    url: str
+    """Board URL for ``open_board``; empty for the default virtual board on a pty."""
+
+    @property
+    def opens_fresh(self) -> bool:
+        return not self.url or urlsplit(self.url).scheme == "emu"
+
+    def open(self) -> AbstractContextManager[Board]:
+        if not self.url:
+            return ideal_board_on_a_pty()
+        return open_board(self.url)
+
+
+DEFAULT_TARGETS = (BoardTarget("emu", IDEAL_URL), BoardTarget("pty", ""))
+
+_TARGETS = pytest.StashKey[list[BoardTarget]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("sidra").addoption(
+        "--board-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help=(
+            "run the conformance suite on the board at URL (repeatable; e.g. "
+            "serial:///dev/ttyUSB0, socket://host:port, grpc://host:port, "
+            f"emu://?preset=sidra-y1&seed=3); {HW_URL_ENV} is honoured too. "
+            "Default: emu:// and the virtual board on a pty, ideal preset, seed 1."
+        ),
+    )
+
+
+def board_targets(config: pytest.Config) -> list[BoardTarget]:
+    """The boards named by --board-url and SIDRA_HW_URL, or the default boards."""
+    urls: list[str] = list(config.getoption("board_url"))
+    env = os.environ.get(HW_URL_ENV, "").strip()
+    if env and env not in urls:
+        urls.append(env)
+    return [BoardTarget(url, url) for url in urls] or list(DEFAULT_TARGETS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_TARGETS] = board_targets(config)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    targets = config.stash[_TARGETS]
+    return "conformance boards: " + ", ".join(t.url or "virtual board on a pty" for t in targets)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "board_target" in metafunc.fixturenames:
+        targets = metafunc.config.stash[_TARGETS]
+        metafunc.parametrize(
+            "board_target", targets, ids=[t.id for t in targets], indirect=True, scope="session"
+        )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the conformance mark
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Board tests are conformance tests; power-up tests go only to boards opened fresh."""
+    kept, dropped = [], []
+    for item in items:
+        target = _target_of(item)
+        if target is not None:
+            item.add_marker(pytest.mark.conformance)
+            if item.get_closest_marker("fresh_board") and not target.opens_fresh:
+                # A board that existed before the run is not at power-up: the test does not
+                # apply to it (deselected, not skipped: it says nothing about the board).
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _target_of(item: pytest.Item) -> BoardTarget | None:
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get("board_target") if callspec is not None else None
+    return target if isinstance(target, BoardTarget) else None
+
+
+@pytest.fixture(scope="session")
+def board_target(request: pytest.FixtureRequest) -> BoardTarget:
+    """The board a conformance test runs on (parametrised by pytest_generate_tests)."""
+    target: BoardTarget = request.param
+    return target
+
+
+# -- the ideal board outside the conformance suite ------------------------------------------
 
 
 @pytest.fixture(params=["emu", "serial"])
 def ideal_driver(request: pytest.FixtureRequest) -> Iterator[BoardDriver]:
-    """The ideal board, seed 1: in process, or over a pty to the virtual board."""
+    """The ideal board, seed 1, fresh: in process, or over a pty to the virtual board."""
     if request.param == "emu":
         with open_board(IDEAL_URL) as driver:
+            assert isinstance(driver, BoardDriver)
             yield driver
         return
-    with serve_virtual_board(preset("ideal"), seed=1) as server, open_board(server.url) as driver:
+    with ideal_board_on_a_pty() as driver:
         yield driver
 
 

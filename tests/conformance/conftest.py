@@ -1,0 +1,102 @@
+"""Fixtures of the conformance suite: one board per target, reached locally and over gRPC.
+
+Each target of ``board_target`` (tests/conftest.py: the ``--board-url`` boards,
+or emu:// and the virtual board on a pty) is opened once per session and shared
+by every test, as a board started by hand in the lab is: tests program what they
+read, compare against what they programmed and count writes and passes as
+differences. ``board`` is that board twice over: the driver ``open_board`` gave
+(``[...-local]``) and a :class:`~sidra.client.RemoteBoard` through a real gRPC
+server on loopback in front of it (``[...-grpc]``). ``served``, ``remote`` and
+``stub`` are the gRPC side alone, for tests that only make sense over gRPC.
+
+Markers (registered in pyproject.toml):
+
+* ``ideal_only``: the check holds only on an ideal board (exact V·G, exact
+  programming); skipped, with the reason, when ``info.emulator_preset`` is not
+  ``"ideal"``.
+* ``fresh_board``: the test needs a board at power-up (the ``fresh_board``
+  fixture); it runs only on targets this run opens itself (tests/conftest.py).
+
+Nothing here imports the emulator: the default boards are built in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from sidra.client import RemoteBoard, connect
+from sidra.drivers import Board
+from sidra.hil.v1 import board_pb2_grpc as pb_grpc
+from sidra.server import create_server
+
+
+@pytest.fixture(scope="session")
+def shared_board(board_target: Any) -> Iterator[Board]:
+    """The target's board as ``open_board`` gives it, opened once for the session."""
+    with board_target.open() as board:
+        yield board
+
+
+@pytest.fixture(scope="session")
+def served(shared_board: Board) -> Iterator[tuple[Board, int]]:
+    """The shared board behind a gRPC server on a free loopback port: (board, port)."""
+    server, port = create_server(shared_board, "127.0.0.1:0")
+    server.start()
+    yield shared_board, port
+    server.stop(grace=None)
+
+
+@pytest.fixture(scope="session")
+def remote(served: tuple[Board, int]) -> Iterator[RemoteBoard]:
+    """A gRPC client of the served board."""
+    with connect(f"127.0.0.1:{served[1]}") as board:
+        yield board
+
+
+@pytest.fixture
+def stub(served: tuple[Board, int]) -> Iterator[pb_grpc.BoardServiceStub]:
+    """A raw generated stub, for requests the client library would never send."""
+    with grpc.insecure_channel(f"127.0.0.1:{served[1]}") as channel:
+        yield pb_grpc.BoardServiceStub(channel)
+
+
+@pytest.fixture(params=["local", "grpc"])
+def board(request: pytest.FixtureRequest, board_target: Any) -> Board:
+    """The target's board through its local driver, then through gRPC."""
+    name = "shared_board" if request.param == "local" else "remote"
+    found: Board = request.getfixturevalue(name)
+    return found
+
+
+@pytest.fixture(params=["local", "grpc"])
+def fresh_board(request: pytest.FixtureRequest, board_target: Any) -> Iterator[Board]:
+    """A board at power-up opened for this test alone (``fresh_board`` tests only),
+    through its local driver, then through gRPC."""
+    assert request.node.get_closest_marker("fresh_board"), "mark the test fresh_board"
+    with board_target.open() as driver:
+        if request.param == "local":
+            yield driver
+            return
+        server, port = create_server(driver, "127.0.0.1:0")
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as client:
+                yield client
+        finally:
+            server.stop(grace=None)
+
+
+@pytest.fixture(autouse=True)
+def _skip_ideal_only_checks(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("ideal_only") is None:
+        return
+    if "board_target" not in request.fixturenames:
+        return
+    info = request.getfixturevalue("shared_board").info
+    if info.emulator_preset != "ideal":
+        preset = info.emulator_preset or "none: not an emulator"
+        pytest.skip(f"ideal-only: exact arithmetic needs an ideal board (preset {preset})")
