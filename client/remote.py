@@ -8,45 +8,45 @@ SIDRA exception tree (``sidra.drivers.errors``), never a raw ``grpc.RpcError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 from urllib.parse import SplitResult
 
 import grpc
-import numpy as np
 
 from sidra.client.errors import from_rpc_error
-from sidra.drivers import (
-    BoardInfo,
-    BoardStats,
-    BoardUnavailable,
-    CalibrationReport,
-    InvalidArgument,
-    MVMResult,
-    PerturbReport,
-    ProgramReport,
-    ReadResult,
-    Region,
-    WriteCounts,
+from sidra.drivers import BoardInfo, BoardUnavailable, InvalidArgument
+from sidra.drivers.operations import OPERATIONS, BoardMethods, Operation, operation_of
+from sidra.drivers.requests import (
+    GetBoardInfoRequest,
+    MVMRequest,
+    ProgramRequest,
+    Request,
+    TransposeMVMRequest,
 )
+from sidra.drivers.types import BoardDescription
 from sidra.drivers.validation import to_float32
-from sidra.hil import convert, tensors
+from sidra.hil import convert
 from sidra.hil.v1 import board_pb2 as pb
-from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 
-__all__ = ["DEFAULT_TIMEOUT_S", "RemoteBoard", "connect", "from_url"]
+__all__ = ["DEFAULT_TIMEOUT_S", "SERVICE_NAME", "RemoteBoard", "connect", "from_url"]
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 
 DEFAULT_TIMEOUT_S = 30.0
 """Deadline of each call, seconds (a full-tile write-verify fits well inside)."""
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-R = TypeVar("R")
 
+class RemoteBoard(BoardMethods):
+    """A board reached through ``sidra serve``; use as a context manager.
 
-class RemoteBoard:
-    """A board reached through ``sidra serve``; use as a context manager."""
+    Its methods are the local drivers' (:class:`~sidra.drivers.operations.BoardMethods`);
+    :meth:`run` sends each request as its RPC. The server validates; the client
+    refuses only what the wire cannot carry (a float64 beyond float32's range).
+    """
 
     def __init__(
         self,
@@ -57,9 +57,9 @@ class RemoteBoard:
     ) -> None:
         self._channel = channel
         self._owns_channel = owns_channel
-        self._stub = pb_grpc.BoardServiceStub(channel)
         self.timeout_s = timeout_s
         self._info: BoardInfo | None = None
+        self._calls = {op.request: _unary_call(channel, op) for op in OPERATIONS}
 
     def __enter__(self) -> Self:
         return self
@@ -76,96 +76,42 @@ class RemoteBoard:
         if self._owns_channel:
             self._channel.close()
 
-    def _call(self, rpc: Callable[..., R], request: Any) -> R:
-        try:
-            return rpc(request, timeout=self.timeout_s)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-
     @property
     def info(self) -> BoardInfo:
         """Board description (fetched once, then cached: it does not change)."""
         if self._info is None:
-            self._info = convert.info_from_pb(
-                self._call(self._stub.GetBoardInfo, pb.GetBoardInfoRequest()).info
-            )
+            description: BoardDescription = self.run(GetBoardInfoRequest())
+            self._info = description.info
         return self._info
 
-    def stats(self) -> BoardStats:
-        """Running totals: modeled time and energy, MVM passes, cell writes."""
-        reply = self._call(self._stub.GetBoardInfo, pb.GetBoardInfoRequest())
-        return convert.stats_from_pb(reply.stats)
+    def run(self, request: Request) -> Any:
+        """Sends ``request`` as its RPC; returns the result, or raises the SIDRA exception."""
+        op = operation_of(request)
+        message = convert.request_to_pb(_representable(request), op)
+        try:
+            reply = self._calls[op.request](message, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return convert.result_from_pb(reply, op)
 
-    def program(
-        self, tile: int, conductances: Any, *, row_offset: int = 0, col_offset: int = 0
-    ) -> ProgramReport:
-        """Write-verify ``conductances`` (µS, [rows, cols]) at (row_offset, col_offset)."""
-        request = pb.ProgramRequest(
-            tile=tile,
-            row_offset=row_offset,
-            col_offset=col_offset,
-            conductances=tensors.encode(_float32("conductances", conductances)),
-        )
-        return convert.program_from_pb(self._call(self._stub.Program, request))
 
-    def read_conductance(self, tile: int, region: Region | None = None) -> ReadResult:
-        """Measured conductances (µS) of ``region`` (default: the whole tile)."""
-        request = pb.ReadConductanceRequest(tile=tile, region=convert.region_to_pb(region))
-        return convert.read_from_pb(self._call(self._stub.ReadConductance, request))
+def _unary_call(channel: grpc.Channel, op: Operation) -> grpc.UnaryUnaryMultiCallable:
+    return channel.unary_unary(
+        f"/{SERVICE_NAME}/{op.rpc}",
+        request_serializer=getattr(pb, f"{op.rpc}Request").SerializeToString,
+        response_deserializer=getattr(pb, f"{op.rpc}Response").FromString,
+    )
 
-    def mvm(self, tile: int, voltages: Any) -> MVMResult:
-        """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
-        request = pb.MVMRequest(tile=tile, voltages=tensors.encode(_float32("voltages", voltages)))
-        return convert.mvm_from_pb(self._call(self._stub.MVM, request))
 
-    def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult:
-        """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
-        request = pb.TransposeMVMRequest(
-            tile=tile, voltages=tensors.encode(_float32("voltages", voltages))
-        )
-        return convert.mvm_from_pb(self._call(self._stub.TransposeMVM, request))
-
-    def perturb(
-        self,
-        tile: int,
-        seed: int,
-        amplitude_us: float,
-        sign: int = 1,
-        region: Region | None = None,
-    ) -> PerturbReport:
-        """Set ``region`` to G_prog + sign·amplitude_us·Δ(seed); Δ from ``rademacher``."""
-        request = pb.PerturbRequest(
-            tile=tile,
-            mode=pb.PERTURB_MODE_APPLY,
-            seed=seed,
-            amplitude_us=amplitude_us,
-            sign=sign,
-            region=convert.region_to_pb(region),
-        )
-        return convert.perturb_from_pb(self._call(self._stub.Perturb, request))
-
-    def restore(self, tile: int, region: Region | None = None) -> PerturbReport:
-        """Return ``region`` (default: the whole tile) to its programmed state."""
-        request = pb.PerturbRequest(
-            tile=tile, mode=pb.PERTURB_MODE_RESTORE, region=convert.region_to_pb(region)
-        )
-        return convert.perturb_from_pb(self._call(self._stub.Perturb, request))
-
-    def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts:
-        """Per-cell write counters (endurance) of ``region`` (default: the whole tile)."""
-        request = pb.ReadWriteCountsRequest(tile=tile, region=convert.region_to_pb(region))
-        return convert.write_counts_from_pb(self._call(self._stub.ReadWriteCounts, request))
-
-    def calibrate(self, tile: int) -> CalibrationReport:
-        """Global drift compensation of ``tile``; returns the output gain now applied."""
-        request = pb.CalibrateRequest(tile=tile)
-        return convert.calibration_from_pb(self._call(self._stub.Calibrate, request))
-
-    def advance_clock(self, seconds: float) -> float:
-        """Advance an emulated board's virtual clock; returns the new time, s."""
-        request = pb.AdvanceClockRequest(seconds=seconds)
-        clock: float = self._call(self._stub.AdvanceClock, request).clock_s
-        return clock
+def _representable(request: Request) -> Request:
+    # The wire carries float32: refuse here only what it cannot represent.
+    # NaN, shape and range are the server's to judge.
+    if isinstance(request, ProgramRequest):
+        g = to_float32("conductances", request.conductances)
+        return dataclasses.replace(request, conductances=g)
+    if isinstance(request, MVMRequest | TransposeMVMRequest):
+        return dataclasses.replace(request, voltages=to_float32("voltages", request.voltages))
+    return request
 
 
 def from_url(url: SplitResult) -> RemoteBoard:
@@ -173,12 +119,6 @@ def from_url(url: SplitResult) -> RemoteBoard:
     if not url.netloc or url.path not in ("", "/") or url.query:
         raise InvalidArgument("board url", url.geturl(), "grpc://host:port")
     return connect(url.netloc)
-
-
-def _float32(field: str, array: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
-    # The wire carries float32: refuse here only what it cannot represent.
-    # NaN, shape and range are the server's to judge.
-    return to_float32(field, array)
 
 
 def connect(

@@ -9,10 +9,12 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BoardDescription",
     "BoardInfo",
     "BoardStats",
     "BoardTiming",
     "CalibrationReport",
+    "ClockReading",
     "Cost",
     "LinkStats",
     "MVMResult",
@@ -212,3 +214,18 @@ class CalibrationReport:
 
     gain: float
     cost: Cost = Cost()
+
+
+@dataclass(frozen=True, slots=True)
+class ClockReading:
+    """The board clock after an AdvanceClock, s."""
+
+    clock_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BoardDescription:
+    """What GetBoardInfo answers: the static description and the running totals."""
+
+    info: BoardInfo
+    stats: BoardStats

@@ -11,24 +11,27 @@ of a preset) and ``seed`` (unsigned integer, default 0). Examples::
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import SplitResult
 
 from pydantic import ValidationError
 
 from sidra.drivers.base import BoardDriver
 from sidra.drivers.errors import InvalidArgument
-from sidra.drivers.types import (
-    BoardInfo,
-    BoardStats,
-    CalibrationReport,
-    FloatArray,
-    MVMResult,
-    PerturbReport,
-    ProgramReport,
-    ReadResult,
-    Region,
-    WriteCounts,
+from sidra.drivers.requests import (
+    AdvanceClockRequest,
+    CalibrateRequest,
+    GetBoardInfoRequest,
+    MVMRequest,
+    PerturbMode,
+    PerturbRequest,
+    ProgramRequest,
+    ReadConductanceRequest,
+    ReadWriteCountsRequest,
+    Request,
+    TransposeMVMRequest,
 )
+from sidra.drivers.types import BoardDescription, BoardInfo, ClockReading, Region
 from sidra.drivers.url import query_options
 from sidra.emulator import DEFAULT_PRESET, PRESETS, EmulatedBoard, load_profile, preset
 from sidra.emulator.config import BoardProfile
@@ -68,37 +71,30 @@ class EmulatorDriver(BoardDriver):
     def info(self) -> BoardInfo:
         return self.board.info
 
-    def stats(self) -> BoardStats:
-        return self.board.stats()
-
     def close(self) -> None:
         """Nothing to release: the emulator lives in this process."""
 
-    def _program(self, tile: int, region: Region, targets: FloatArray) -> ProgramReport:
-        return self.board.program(tile, region, targets)
-
-    def _read_conductance(self, tile: int, region: Region) -> ReadResult:
-        return self.board.read_conductance(tile, region)
-
-    def _mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
-        return self.board.mvm(tile, voltages)
-
-    def _transpose_mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
-        return self.board.transpose_mvm(tile, voltages)
-
-    def _perturb(
-        self, tile: int, region: Region, seed: int, amplitude_us: float, sign: int
-    ) -> PerturbReport:
-        return self.board.perturb(tile, region, seed, amplitude_us, sign)
-
-    def _restore(self, tile: int, region: Region) -> PerturbReport:
-        return self.board.restore(tile, region)
-
-    def _read_write_counts(self, tile: int, region: Region) -> WriteCounts:
-        return self.board.read_write_counts(tile, region)
-
-    def _calibrate(self, tile: int) -> CalibrationReport:
-        return self.board.calibrate(tile)
-
-    def _advance_clock(self, seconds: float) -> float:
-        return self.board.advance_clock(seconds)
+    def _handle(self, request: Request) -> Any:
+        board = self.board
+        match request:
+            case GetBoardInfoRequest():
+                return BoardDescription(board.info, board.stats())
+            case ProgramRequest(tile=tile, conductances=targets):
+                return board.program(tile, request.region, targets)
+            case ReadConductanceRequest(tile=tile, region=Region() as region):
+                return board.read_conductance(tile, region)
+            case MVMRequest(tile=tile, voltages=voltages):
+                return board.mvm(tile, voltages)
+            case TransposeMVMRequest(tile=tile, voltages=voltages):
+                return board.transpose_mvm(tile, voltages)
+            case PerturbRequest(mode=PerturbMode.APPLY, tile=tile, region=Region() as region):
+                return board.perturb(tile, region, request.seed, request.amplitude_us, request.sign)
+            case PerturbRequest(mode=PerturbMode.RESTORE, tile=tile, region=Region() as region):
+                return board.restore(tile, region)
+            case ReadWriteCountsRequest(tile=tile, region=Region() as region):
+                return board.read_write_counts(tile, region)
+            case CalibrateRequest(tile=tile):
+                return board.calibrate(tile)
+            case AdvanceClockRequest(seconds=seconds):
+                return ClockReading(board.advance_clock(seconds))
+        raise TypeError(f"not a validated board request: {request!r}")

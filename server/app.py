@@ -12,9 +12,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
-from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server.link_watch import LinkWatcher
-from sidra.server.servicer import SERVICE_NAME, BoardServicer
+from sidra.server.servicer import SERVICE_NAME, BoardServicer, board_service_handler
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -61,7 +60,7 @@ def create_server(
         ("grpc.max_send_message_length", max_message_bytes),
     ]
     server = grpc.server(ThreadPoolExecutor(max_workers=max_workers), options=limits)
-    pb_grpc.add_BoardServiceServicer_to_server(BoardServicer(board), server)
+    server.add_generic_rpc_handlers((board_service_handler(BoardServicer(board)),))
 
     health_servicer = health_servicer or health.HealthServicer()
     for name in HEALTH_NAMES:

@@ -1,137 +1,84 @@
 """``sidra.hil.v1.BoardService`` over any :class:`~sidra.drivers.Board`.
 
-Servicers only decode, call the driver under the board lock, and encode; the
-driver validates, ``sidra.server.status`` maps errors.
+One route per declared operation (``sidra.drivers.operations.OPERATIONS``):
+parse the request bytes, convert to the driver's request, run it on the board
+under the board lock, convert the result back. The driver validates;
+``sidra.server.status`` maps errors. Bytes that do not parse as the request
+message are the caller's fault (INVALID_ARGUMENT), so requests arrive as raw
+bytes and are parsed here rather than by gRPC's deserializer, which would
+answer INTERNAL.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
-from sidra.drivers import Board, InvalidArgument, Region
-from sidra.hil import convert, tensors
+from sidra.drivers import Board, InvalidArgument
+from sidra.drivers.operations import OPERATIONS, Operation
+from sidra.hil import convert
 from sidra.hil.v1 import board_pb2 as pb
-from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server.status import map_errors
 
-__all__ = ["SERVICE_NAME", "BoardServicer"]
+__all__ = ["SERVICE_NAME", "BoardServicer", "board_service_handler"]
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 
 
-def _region(
-    msg: pb.ReadConductanceRequest | pb.PerturbRequest | pb.ReadWriteCountsRequest,
-) -> Region | None:
-    return convert.region_from_pb(msg.region) if msg.HasField("region") else None
-
-
-class BoardServicer(pb_grpc.BoardServiceServicer):
+class BoardServicer:
     """Serves one board; one lock per board so calls never interleave on it."""
 
     def __init__(self, board: Board) -> None:
         self.board = board
         self.lock = threading.Lock()
 
-    @map_errors
-    def GetBoardInfo(
-        self, request: pb.GetBoardInfoRequest, context: grpc.ServicerContext
-    ) -> pb.GetBoardInfoResponse:
+    def call(self, op: Operation, data: bytes) -> Message:
+        """Runs one RPC of ``op`` on the board: request bytes in, response message out."""
+        request = convert.request_from_pb(_parse(op, data), op)
         with self.lock:
-            info, stats = self.board.info, self.board.stats()
-        return pb.GetBoardInfoResponse(
-            info=convert.info_to_pb(info), stats=convert.stats_to_pb(stats)
+            result = self.board.run(request)
+        return convert.result_to_pb(result, op)
+
+
+class _Route:
+    """The handler of one RPC: ``op`` on ``servicer``, errors mapped to gRPC status."""
+
+    def __init__(self, servicer: BoardServicer, op: Operation) -> None:
+        self.servicer = servicer
+        self.op = op
+        # Raw bytes arrive, so map_errors learns the request type here to check
+        # that each BadRequest field path exists in it.
+        self.request_type = getattr(pb, f"{op.rpc}Request").DESCRIPTOR
+
+    @map_errors
+    def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
+        return self.servicer.call(self.op, data)
+
+
+def board_service_handler(servicer: BoardServicer) -> grpc.GenericRpcHandler:
+    """Every BoardService RPC, routed to ``servicer`` (register with add_generic_rpc_handlers)."""
+    handlers: dict[str, Any] = {
+        op.rpc: grpc.unary_unary_rpc_method_handler(
+            _Route(servicer, op),
+            request_deserializer=None,  # raw bytes: parsed in BoardServicer.call
+            response_serializer=getattr(pb, f"{op.rpc}Response").SerializeToString,
         )
-
-    @map_errors
-    def Program(
-        self, request: pb.ProgramRequest, context: grpc.ServicerContext
-    ) -> pb.ProgramResponse:
-        targets = tensors.decode(request.conductances, "conductances")
-        with self.lock:
-            report = self.board.program(
-                request.tile, targets, row_offset=request.row_offset, col_offset=request.col_offset
-            )
-        return convert.program_to_pb(report)
-
-    @map_errors
-    def ReadConductance(
-        self, request: pb.ReadConductanceRequest, context: grpc.ServicerContext
-    ) -> pb.ReadConductanceResponse:
-        with self.lock:
-            result = self.board.read_conductance(request.tile, _region(request))
-        return pb.ReadConductanceResponse(
-            conductances=tensors.encode(result.conductances), cost=convert.cost_to_pb(result.cost)
-        )
-
-    @map_errors
-    def MVM(self, request: pb.MVMRequest, context: grpc.ServicerContext) -> pb.MVMResponse:
-        voltages = tensors.decode(request.voltages, "voltages")
-        with self.lock:
-            result = self.board.mvm(request.tile, voltages)
-        return pb.MVMResponse(
-            currents=tensors.encode(result.currents),
-            saturated_outputs=result.saturated_outputs,
-            cost=convert.cost_to_pb(result.cost),
-        )
-
-    @map_errors
-    def TransposeMVM(
-        self, request: pb.TransposeMVMRequest, context: grpc.ServicerContext
-    ) -> pb.TransposeMVMResponse:
-        voltages = tensors.decode(request.voltages, "voltages")
-        with self.lock:
-            result = self.board.transpose_mvm(request.tile, voltages)
-        return pb.TransposeMVMResponse(
-            currents=tensors.encode(result.currents),
-            saturated_outputs=result.saturated_outputs,
-            cost=convert.cost_to_pb(result.cost),
-        )
-
-    @map_errors
-    def Perturb(
-        self, request: pb.PerturbRequest, context: grpc.ServicerContext
-    ) -> pb.PerturbResponse:
-        region = _region(request)
-        if request.mode == pb.PERTURB_MODE_APPLY:
-            with self.lock:
-                report = self.board.perturb(
-                    request.tile, request.seed, request.amplitude_us, request.sign, region
-                )
-        elif request.mode == pb.PERTURB_MODE_RESTORE:
-            with self.lock:
-                report = self.board.restore(request.tile, region)
-        else:
-            raise InvalidArgument(
-                "mode", _enum_name(request.mode), "PERTURB_MODE_APPLY or PERTURB_MODE_RESTORE"
-            )
-        return convert.perturb_to_pb(report)
-
-    @map_errors
-    def ReadWriteCounts(
-        self, request: pb.ReadWriteCountsRequest, context: grpc.ServicerContext
-    ) -> pb.ReadWriteCountsResponse:
-        with self.lock:
-            counts = self.board.read_write_counts(request.tile, _region(request))
-        return convert.write_counts_to_pb(counts)
-
-    @map_errors
-    def Calibrate(
-        self, request: pb.CalibrateRequest, context: grpc.ServicerContext
-    ) -> pb.CalibrateResponse:
-        with self.lock:
-            report = self.board.calibrate(request.tile)
-        return convert.calibration_to_pb(report)
-
-    @map_errors
-    def AdvanceClock(
-        self, request: pb.AdvanceClockRequest, context: grpc.ServicerContext
-    ) -> pb.AdvanceClockResponse:
-        with self.lock:
-            clock = self.board.advance_clock(request.seconds)
-        return pb.AdvanceClockResponse(clock_s=clock)
+        for op in OPERATIONS
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-def _enum_name(value: int) -> str | int:
-    return pb.PerturbMode.Name(value) if value in pb.PerturbMode.values() else value
+def _parse(op: Operation, data: bytes) -> Message:
+    message_type = getattr(pb, f"{op.rpc}Request")
+    try:
+        message: Message = message_type.FromString(data)
+    except DecodeError as exc:
+        raise InvalidArgument(
+            "request",
+            f"{len(data)} bytes that do not parse ({exc})",
+            f"a serialized {message_type.DESCRIPTOR.full_name}",
+        ) from exc
+    return message

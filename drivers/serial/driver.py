@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 from urllib.parse import SplitResult
 
 import numpy as np
@@ -25,43 +27,18 @@ import serial
 
 from sidra.drivers.base import BoardDriver
 from sidra.drivers.errors import BoardFault, InvalidArgument
+from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
 from sidra.drivers.serial.link import Link, LinkSettings, Port
-from sidra.drivers.types import (
-    BoardInfo,
-    BoardStats,
-    CalibrationReport,
-    Cost,
-    FloatArray,
-    LinkStats,
-    MVMResult,
-    PerturbReport,
-    ProgramReport,
-    ReadResult,
-    Region,
-    WriteCounts,
-)
+from sidra.drivers.types import BoardDescription, BoardInfo, Cost, LinkStats, MVMResult
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
 from sidra.drivers.wire.messages import Feature, Msg, Status
+from sidra.drivers.wire.operations import StagedData, entry_of
 
 __all__ = ["SerialDriver"]
 
-# The board's own time per command, added to each attempt's timeout. Generous
-# upper bounds (the emulator on a slow CI core): a late answer costs a retry,
-# a too-short bound a failed call.
-_PROGRAM_S_PER_CELL = 20e-6
-"""Write-verify of one cell (several pulse/verify rounds)."""
-_PASS_S_PER_CELL = 100e-9
-"""One cell of one analog pass (MVM, calibration probe)."""
-_CELL_S = 1e-6
-"""Reading or rewriting one cell (ReadConductance, Perturb, Restore)."""
-
 _OPTIONS = {"baud", "timeout", "retries", "max_payload", "switch_baud", "exclusive"}
-
-
-def _cost(data: bytes, offset: int) -> Cost:
-    return Cost(*m.COST.unpack_from(data, offset))
 
 
 class SerialDriver(BoardDriver):
@@ -213,111 +190,51 @@ class SerialDriver(BoardDriver):
 
     # -- board operations ------------------------------------------------------------------
 
-    def stats(self) -> BoardStats:
-        _, payload = self._call(Msg.GET_STATS, b"", expect=m.STATS_RESP.size)
-        time_ns, energy_nj, passes, writes, clock_s, max_writes = m.STATS_RESP.unpack(payload)
-        return BoardStats(
-            Cost(time_ns, energy_nj), passes, writes, clock_s, max_writes, self.link_stats()
-        )
+    def _handle(self, request: Request) -> Any:
+        """One request as its wire entry says (sidra.drivers.wire.operations); an MVM
+        batch larger than the board's stage runs as consecutive passes."""
+        if isinstance(request, MVMRequest | TransposeMVMRequest):
+            per_call = max(1, self._stage_capacity // (4 * request.voltages.shape[1]))
+            if request.voltages.shape[0] > per_call:
+                v = request.voltages
+                parts = [
+                    self._exchange(replace(request, voltages=v[i : i + per_call]))
+                    for i in range(0, v.shape[0], per_call)
+                ]
+                return _concatenate(parts)
+        result = self._exchange(request)
+        if isinstance(request, GetBoardInfoRequest):  # GET_STATS: the totals, plus our link
+            return BoardDescription(self.info, replace(result, link=self.link_stats()))
+        return result
 
-    def _program(self, tile: int, region: Region, targets: FloatArray) -> ProgramReport:
-        stage_id, crc = self._stage(targets.astype("<f4").tobytes())
-        request = m.PROGRAM_REQ.pack(*m.region_fields(tile, region), stage_id, crc)
-        cells = region.rows * region.cols
-        _, p = self._call(
-            Msg.PROGRAM_COMMIT, request, expect=64, device_s=_PROGRAM_S_PER_CELL * cells
-        )
-        cells_written, iterations, pulses, rms, peak, unconverged, over = (
-            m.PROGRAM_RESP.unpack_from(p)
-        )
-        cost = _cost(p, m.PROGRAM_RESP.size)
-        return ProgramReport(cells_written, iterations, pulses, rms, peak, unconverged, over, cost)
+    def _exchange(self, request: Request) -> Any:
+        entry = entry_of(request)
+        data = entry.data(request)
+        staged = None
+        if entry.always_staged or len(data) + 64 > self.max_payload:
+            staged = StagedData(*self._stage(data))
+        payload = entry.pack_request(request, staged)
+        expect = min(entry.result_bytes(request, self.info), self.max_payload)
+        device_s = entry.device_seconds(request, self.info)
+        frame, reply = self._call(entry.msg(request), payload, expect=expect, device_s=device_s)
+        if entry.result_at is None:
+            return entry.unpack_result(request, reply, None)
+        data = self._result(frame, reply, entry.result_at)
+        return entry.unpack_result(request, reply[: entry.result_at], data)
 
-    def _read_conductance(self, tile: int, region: Region) -> ReadResult:
-        request = m.REGION_REQ.pack(*m.region_fields(tile, region))
-        size = 4 * region.rows * region.cols
-        frame, p = self._call(
-            Msg.READ_CONDUCTANCE, request, expect=min(size, self.max_payload),
-            device_s=_CELL_S * region.rows * region.cols,
-        )  # fmt: skip
-        data = self._result(frame, p, m.COST.size)
-        g = np.frombuffer(data, "<f4").astype(np.float32).reshape(region.shape)
-        return ReadResult(g, _cost(p, 0))
-
-    def _mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
-        return self._pass(Msg.MVM, tile, voltages, self.info.cols)
-
-    def _transpose_mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
-        return self._pass(Msg.TRANSPOSE_MVM, tile, voltages, self.info.rows)
-
-    def _pass(self, msg: Msg, tile: int, voltages: FloatArray, outputs: int) -> MVMResult:
+    @property
+    def _stage_capacity(self) -> int:
         hello = self._link.hello
-        capacity = hello.stage_capacity if hello is not None else 0
-        per_call = max(1, capacity // (4 * voltages.shape[1]))
-        if voltages.shape[0] <= per_call:
-            return self._one_pass(msg, tile, voltages, outputs)
-        # A batch larger than the board's stage runs as consecutive passes.
-        parts = [
-            self._one_pass(msg, tile, voltages[i : i + per_call], outputs)
-            for i in range(0, voltages.shape[0], per_call)
-        ]
-        cost = sum((p.cost for p in parts), Cost())
-        currents = np.concatenate([p.currents for p in parts])
-        return MVMResult(currents, sum(p.saturated_outputs for p in parts), cost)
+        return hello.stage_capacity if hello is not None else 0
 
-    def _one_pass(self, msg: Msg, tile: int, voltages: FloatArray, outputs: int) -> MVMResult:
-        batch = voltages.shape[0]
-        data = voltages.astype("<f4").tobytes()
-        if m.MVM_REQ.size + len(data) <= self.max_payload:
-            request = m.MVM_REQ.pack(tile, 0, 0, batch, 0, 0, 0) + data
-        else:
-            stage_id, crc = self._stage(data)
-            request = m.MVM_REQ.pack(tile, 1, 0, batch, stage_id, 0, crc)
-        out_bytes = 4 * batch * outputs
-        device_s = _PASS_S_PER_CELL * batch * self.info.rows * self.info.cols
-        frame, p = self._call(
-            msg, request, expect=min(out_bytes + 40, self.max_payload), device_s=device_s
-        )
-        head = m.MVM_RESP.size + m.COST.size
-        currents = np.frombuffer(self._result(frame, p, head), "<f4").astype(np.float32)
-        saturated = m.MVM_RESP.unpack_from(p)[0]
-        return MVMResult(currents.reshape(batch, outputs), saturated, _cost(p, m.MVM_RESP.size))
 
-    def _perturb(
-        self, tile: int, region: Region, seed: int, amplitude_us: float, sign: int
-    ) -> PerturbReport:
-        fields = m.region_fields(tile, region)
-        request = m.PERTURB_REQ.pack(*fields, sign, seed, amplitude_us)
-        return self._write_pass(Msg.PERTURB, request, region)
-
-    def _restore(self, tile: int, region: Region) -> PerturbReport:
-        request = m.REGION_REQ.pack(*m.region_fields(tile, region))
-        return self._write_pass(Msg.RESTORE, request, region)
-
-    def _write_pass(self, msg: Msg, request: bytes, region: Region) -> PerturbReport:
-        device_s = _CELL_S * region.rows * region.cols
-        _, p = self._call(msg, request, expect=m.PERTURB_RESP.size + 16, device_s=device_s)
-        cells, clipped, over, _ = m.PERTURB_RESP.unpack_from(p)
-        return PerturbReport(cells, clipped, over, _cost(p, m.PERTURB_RESP.size))
-
-    def _read_write_counts(self, tile: int, region: Region) -> WriteCounts:
-        request = m.REGION_REQ.pack(*m.region_fields(tile, region))
-        size = 4 * region.rows * region.cols
-        frame, p = self._call(Msg.READ_WRITE_COUNTS, request, expect=min(size, self.max_payload))
-        data = self._result(frame, p, m.COUNTS_RESP.size)
-        counts = np.frombuffer(data, "<u4").astype(np.uint32).reshape(region.shape)
-        return WriteCounts(counts, m.COUNTS_RESP.unpack_from(p)[0])
-
-    def _calibrate(self, tile: int) -> CalibrationReport:
-        _, p = self._call(
-            Msg.CALIBRATE, m.CALIBRATE_REQ.pack(tile), expect=24,
-            device_s=64 * _PASS_S_PER_CELL * self.info.rows * self.info.cols,
-        )  # fmt: skip
-        return CalibrationReport(m.CALIBRATE_RESP.unpack_from(p)[0], _cost(p, 8))
-
-    def _advance_clock(self, seconds: float) -> float:
-        _, p = self._call(Msg.ADVANCE_CLOCK, m.CLOCK.pack(seconds), expect=8)
-        return float(m.CLOCK.unpack(p)[0])
+def _concatenate(parts: list[MVMResult]) -> MVMResult:
+    """One MVM result of consecutive passes over parts of a batch."""
+    return MVMResult(
+        np.concatenate([p.currents for p in parts]),
+        sum(p.saturated_outputs for p in parts),
+        sum((p.cost for p in parts), Cost()),
+    )
 
 
 def _error(msg: Msg, frame: Frame) -> Exception:

@@ -1,10 +1,13 @@
 """What the virtual board does for each message (docs/wire-protocol.md §6).
 
 Each handler takes the request payload and returns ``(status, payload)``. The
-board behind them is an :class:`EmulatorDriver`, whose public methods validate
-every request exactly as real firmware must (the host validates too, but a
-board never trusts its host). Arrays cross as little-endian float32 / uint32,
-so results are bit-identical to ``emu://`` for the same seed.
+protocol's own messages (stage, result reads, profile) are handled here; every
+board operation is decoded and encoded by its wire entry
+(:mod:`sidra.drivers.wire.operations`, the table the host driver uses too) and
+run by an :class:`EmulatorDriver`, whose ``run`` validates every request
+exactly as real firmware must (the host validates too, but a board never
+trusts its host). Arrays cross as little-endian float32 / uint32, so results
+are bit-identical to ``emu://`` for the same seed.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from sidra.drivers.types import Cost, PerturbReport, Region
+from sidra.drivers.types import BoardInfo
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Msg, Status
+from sidra.drivers.wire.operations import ENTRIES, InlineSizeError, WireEntry
 from sidra.emulator.driver import EmulatorDriver
 
 __all__ = ["Commands", "Reply", "WireError"]
@@ -48,15 +51,6 @@ class _Result:
     data: bytes
 
 
-def _region(fields: tuple[int, ...]) -> tuple[int, Region]:
-    tile, row_offset, col_offset, rows, cols = fields[:5]
-    return tile, Region(row_offset, col_offset, rows, cols)
-
-
-def _cost(cost: Cost) -> bytes:
-    return m.COST.pack(cost.time_ns, cost.energy_nj)
-
-
 class Commands:
     """Message handlers over one emulated board, with its stage and result buffers."""
 
@@ -67,22 +61,15 @@ class Commands:
         self.stage: _Stage | None = None
         self.result: _Result | None = None
         self.handlers: dict[Msg, Callable[[int, bytes], Reply]] = {
-            Msg.GET_STATS: self.get_stats,
             Msg.GET_PROFILE: self.get_profile,
             Msg.RESULT_READ: self.result_read,
             Msg.STAGE_BEGIN: self.stage_begin,
             Msg.STAGE_DATA: self.stage_data,
             Msg.STAGE_VERIFY: self.stage_verify,
-            Msg.PROGRAM_COMMIT: self.program_commit,
-            Msg.READ_CONDUCTANCE: self.read_conductance,
-            Msg.MVM: lambda req_id, payload: self.mvm(req_id, payload, transpose=False),
-            Msg.TRANSPOSE_MVM: lambda req_id, payload: self.mvm(req_id, payload, transpose=True),
-            Msg.PERTURB: self.perturb,
-            Msg.RESTORE: self.restore,
-            Msg.READ_WRITE_COUNTS: self.read_write_counts,
-            Msg.CALIBRATE: self.calibrate,
-            Msg.ADVANCE_CLOCK: self.advance_clock,
         }
+        for entry in ENTRIES:  # every board operation, from its wire entry
+            for msg in entry.messages:
+                self.handlers[msg] = self.operation(entry, msg)
 
     # -- results larger than a frame -------------------------------------------------------
 
@@ -150,81 +137,32 @@ class Commands:
 
     # -- board operations ------------------------------------------------------------------
 
-    def program_commit(self, req_id: int, payload: bytes) -> Reply:
-        fields = m.PROGRAM_REQ.unpack(payload)
-        tile, region = _region(fields)
-        stage_id, crc = fields[5:]
-        data = self._verified(stage_id, crc, 4 * region.rows * region.cols)
-        g = np.frombuffer(data, "<f4").reshape(region.rows, region.cols)
-        r = self.driver.program(tile, g, row_offset=region.row_offset, col_offset=region.col_offset)
-        self.stage = None  # consumed: a re-sent COMMIT can never program twice
-        head = m.PROGRAM_RESP.pack(
-            r.cells_written, r.verify_iterations, r.pulses, r.rms_error_us,
-            r.max_error_us, r.unconverged_cells, r.cells_over_budget,
-        )  # fmt: skip
-        return Status.OK, head + _cost(r.cost)
+    @property
+    def info(self) -> BoardInfo:
+        """The board's description (array widths for the request decoders)."""
+        return self.driver.info
 
-    def mvm(self, req_id: int, payload: bytes, *, transpose: bool) -> Reply:
-        tile, source, _, batch, stage_id, _, crc = m.MVM_REQ.unpack_from(payload)
-        info = self.driver.info
-        width = info.cols if transpose else info.rows
-        size = 4 * batch * width
-        if source == 0:
-            data = payload[m.MVM_REQ.size :]
-            if len(data) != size:
-                raise WireError(Status.BAD_PAYLOAD, f"{len(data)} input bytes, need {size}")
-        else:
-            data = self._verified(stage_id, crc, size)
-            self.stage = None
-        v = np.frombuffer(data, "<f4").reshape(batch, width)
-        run = self.driver.transpose_mvm if transpose else self.driver.mvm
-        result = run(tile, v)
-        head = m.MVM_RESP.pack(result.saturated_outputs, 0) + _cost(result.cost)
-        return self._with_result(req_id, head, result.currents.astype("<f4").tobytes())
+    def verified(self, stage_id: int, crc: int, size: int) -> bytes:
+        """The stage's bytes for a command that names it; the stage is consumed, so a
+        re-sent command can never run on it twice."""
+        data = self._verified(stage_id, crc, size)
+        self.stage = None
+        return data
 
-    def read_conductance(self, req_id: int, payload: bytes) -> Reply:
-        tile, region = _region(m.REGION_REQ.unpack(payload))
-        result = self.driver.read_conductance(tile, region)
-        data = result.conductances.astype("<f4").tobytes()
-        return self._with_result(req_id, _cost(result.cost), data)
+    def operation(self, entry: WireEntry[Any, Any], msg: Msg) -> Callable[[int, bytes], Reply]:
+        """The handler of message ``msg`` of one board operation: decode, run, encode."""
 
-    def perturb(self, req_id: int, payload: bytes) -> Reply:
-        fields = m.PERTURB_REQ.unpack(payload)
-        tile, region = _region(fields)
-        sign, seed, amplitude_us = fields[5:]
-        report = self.driver.perturb(tile, seed, amplitude_us, sign, region)
-        return Status.OK, self._perturb_reply(report)
+        def handle(req_id: int, payload: bytes) -> Reply:
+            try:
+                request = entry.unpack_request(msg, payload, self)
+            except InlineSizeError as exc:
+                raise WireError(Status.BAD_PAYLOAD, str(exc)) from exc
+            head, data = entry.pack_result(self.driver.run(request))
+            if data is None:
+                return Status.OK, head
+            return self._with_result(req_id, head, data)
 
-    def restore(self, req_id: int, payload: bytes) -> Reply:
-        tile, region = _region(m.REGION_REQ.unpack(payload))
-        return Status.OK, self._perturb_reply(self.driver.restore(tile, region))
-
-    @staticmethod
-    def _perturb_reply(r: PerturbReport) -> bytes:
-        head = m.PERTURB_RESP.pack(r.cells_written, r.clipped_cells, r.cells_over_budget, 0)
-        return head + _cost(r.cost)
-
-    def read_write_counts(self, req_id: int, payload: bytes) -> Reply:
-        tile, region = _region(m.REGION_REQ.unpack(payload))
-        counts = self.driver.read_write_counts(tile, region)
-        data = counts.counts.astype("<u4").tobytes()
-        return self._with_result(req_id, m.COUNTS_RESP.pack(counts.write_budget), data)
-
-    def calibrate(self, req_id: int, payload: bytes) -> Reply:
-        (tile,) = m.CALIBRATE_REQ.unpack(payload)
-        report = self.driver.calibrate(tile)
-        return Status.OK, m.CALIBRATE_RESP.pack(report.gain) + _cost(report.cost)
-
-    def advance_clock(self, req_id: int, payload: bytes) -> Reply:
-        (seconds,) = m.CLOCK.unpack(payload)
-        return Status.OK, m.CLOCK.pack(self.driver.advance_clock(seconds))
-
-    def get_stats(self, req_id: int, payload: bytes) -> Reply:
-        s = self.driver.stats()
-        return Status.OK, m.STATS_RESP.pack(
-            s.total_cost.time_ns, s.total_cost.energy_nj, s.mvm_passes,
-            s.cell_writes, s.clock_s, s.max_cell_writes,
-        )  # fmt: skip
+        return handle
 
     def get_profile(self, req_id: int, payload: bytes) -> Reply:
         text = json.dumps(self.driver.info.profile, separators=(",", ":")).encode("utf-8")

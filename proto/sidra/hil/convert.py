@@ -1,21 +1,29 @@
-"""Driver value types <-> ``sidra.hil.v1`` messages, both directions in one place."""
+"""Driver requests and results <-> ``sidra.hil.v1`` messages, by field name.
+
+Request and result types (sidra.drivers.requests, sidra.drivers.types) carry
+board.proto's field names, so one walk over a dataclass's fields converts it
+either way: arrays travel as Tensor, regions as Region, costs as
+OperationCost, enums as their numbers. The few fields whose proto form differs
+(BoardInfo.profile is JSON text, a Tensor's element type) are listed here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
+from google.protobuf.message import Message
+
+from sidra.drivers.errors import InvalidArgument
+from sidra.drivers.operations import Operation
+from sidra.drivers.requests import PerturbMode, Request
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
     BoardTiming,
-    CalibrationReport,
     Cost,
     LinkStats,
-    MVMResult,
-    PerturbReport,
-    ProgramReport,
-    ReadResult,
     Region,
     WriteCounts,
 )
@@ -23,192 +31,119 @@ from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
 
 __all__ = [
-    "calibration_from_pb",
-    "calibration_to_pb",
-    "cost_from_pb",
-    "cost_to_pb",
     "info_from_pb",
     "info_to_pb",
-    "mvm_from_pb",
-    "perturb_from_pb",
-    "perturb_to_pb",
-    "program_from_pb",
-    "program_to_pb",
-    "read_from_pb",
-    "region_from_pb",
-    "region_to_pb",
-    "stats_from_pb",
-    "stats_to_pb",
-    "write_counts_from_pb",
-    "write_counts_to_pb",
+    "request_from_pb",
+    "request_to_pb",
+    "result_from_pb",
+    "result_to_pb",
 ]
 
-
-def cost_to_pb(cost: Cost) -> pb.OperationCost:
-    return pb.OperationCost(time_ns=cost.time_ns, energy_nj=cost.energy_nj)
-
-
-def cost_from_pb(msg: pb.OperationCost) -> Cost:
-    return Cost(msg.time_ns, msg.energy_nj)
-
-
-def region_to_pb(region: Region | None) -> pb.Region | None:
-    if region is None:
-        return None
-    return pb.Region(
-        row_offset=region.row_offset,
-        col_offset=region.col_offset,
-        rows=region.rows,
-        cols=region.cols,
-    )
+# Nested value types and the messages they travel as.
+_NESTED: dict[type[Any], type[Message]] = {
+    Region: pb.Region,
+    Cost: pb.OperationCost,
+    BoardStats: pb.BoardStats,
+    LinkStats: pb.LinkStats,
+    BoardTiming: pb.BoardTiming,
+}
+_ENUMS: dict[str, type[PerturbMode]] = {"mode": PerturbMode}
+# Tensor fields that are not float32.
+_TENSOR_DTYPES: dict[tuple[type[Any], str], int] = {(WriteCounts, "counts"): pb.DTYPE_UINT32}
 
 
-def region_from_pb(msg: pb.Region) -> Region:
-    return Region(msg.row_offset, msg.col_offset, msg.rows, msg.cols)
+def request_to_pb(request: Request, op: Operation) -> Message:
+    """``request`` as its ``<rpc>Request`` message."""
+    return _to_pb(request, getattr(pb, f"{op.rpc}Request"))
+
+
+def request_from_pb(message: Message, op: Operation) -> Request:
+    """The request a ``<rpc>Request`` message carries; bad tensors and enums raise
+    InvalidArgument naming the field."""
+    request: Request = _from_pb(message, op.request)
+    return request
+
+
+def result_to_pb(result: Any, op: Operation) -> Message:
+    """``result`` as its ``<rpc>Response`` message."""
+    return _to_pb(result, getattr(pb, f"{op.rpc}Response"))
+
+
+def result_from_pb(message: Message, op: Operation) -> Any:
+    """The result a ``<rpc>Response`` message carries (arrays copied, writable)."""
+    return _from_pb(message, op.result, copy=True)
 
 
 def info_to_pb(info: BoardInfo) -> pb.BoardInfo:
+    fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(BoardInfo)}
+    profile = fields.pop("profile")
+    fields["timing"] = _to_pb(info.timing, pb.BoardTiming)
     return pb.BoardInfo(
-        model=info.model,
-        serial_number=info.serial_number,
-        firmware_version=info.firmware_version,
-        tile_count=info.tile_count,
-        rows=info.rows,
-        cols=info.cols,
-        g_min_us=info.g_min_us,
-        g_max_us=info.g_max_us,
-        dac_bits=info.dac_bits,
-        adc_bits=info.adc_bits,
-        read_voltage_max_v=info.read_voltage_max_v,
-        emulated=info.emulated,
-        emulator_preset=info.emulator_preset,
-        profile_json=json.dumps(info.profile, sort_keys=True) if info.profile else "",
-        timing=pb.BoardTiming(**dataclasses.asdict(info.timing)),
+        **fields, profile_json=json.dumps(profile, sort_keys=True) if profile else ""
     )
 
 
 def info_from_pb(msg: pb.BoardInfo) -> BoardInfo:
+    names = [f.name for f in dataclasses.fields(BoardInfo) if f.name not in ("profile", "timing")]
     return BoardInfo(
-        model=msg.model,
-        serial_number=msg.serial_number,
-        firmware_version=msg.firmware_version,
-        tile_count=msg.tile_count,
-        rows=msg.rows,
-        cols=msg.cols,
-        g_min_us=msg.g_min_us,
-        g_max_us=msg.g_max_us,
-        dac_bits=msg.dac_bits,
-        adc_bits=msg.adc_bits,
-        read_voltage_max_v=msg.read_voltage_max_v,
-        emulated=msg.emulated,
-        emulator_preset=msg.emulator_preset,
+        **{name: getattr(msg, name) for name in names},
         profile=json.loads(msg.profile_json) if msg.profile_json else {},
-        timing=BoardTiming(
-            **{f.name: getattr(msg.timing, f.name) for f in dataclasses.fields(BoardTiming)}
-        ),
+        timing=_from_pb(msg.timing, BoardTiming),
     )
 
 
-def stats_to_pb(stats: BoardStats) -> pb.BoardStats:
-    link = None if stats.link is None else pb.LinkStats(**dataclasses.asdict(stats.link))
-    return pb.BoardStats(
-        total_cost=cost_to_pb(stats.total_cost),
-        mvm_passes=stats.mvm_passes,
-        cell_writes=stats.cell_writes,
-        clock_s=stats.clock_s,
-        max_cell_writes=stats.max_cell_writes,
-        link=link,
-    )
+def _to_pb(value: Any, message_type: type[Message]) -> Message:
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(value):
+        item = getattr(value, field.name)
+        if item is None:
+            continue  # an unset optional message (region: the whole tile)
+        target = message_type.DESCRIPTOR.fields_by_name[field.name]
+        fields[field.name] = _item_to_pb(type(value), field.name, item, target)
+    return message_type(**fields)
 
 
-def stats_from_pb(msg: pb.BoardStats) -> BoardStats:
-    link = None
-    if msg.HasField("link"):
-        link = LinkStats(
-            **{f.name: getattr(msg.link, f.name) for f in dataclasses.fields(LinkStats)}
-        )
-    return BoardStats(
-        total_cost=cost_from_pb(msg.total_cost),
-        mvm_passes=msg.mvm_passes,
-        cell_writes=msg.cell_writes,
-        clock_s=msg.clock_s,
-        max_cell_writes=msg.max_cell_writes,
-        link=link,
-    )
+def _item_to_pb(owner: type[Any], name: str, item: Any, target: Any) -> Any:
+    if target.message_type is None:
+        return int(item) if target.enum_type is not None else item
+    if target.message_type is pb.Tensor.DESCRIPTOR:
+        return tensors.encode(item, _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32))
+    if target.message_type is pb.BoardInfo.DESCRIPTOR:
+        return info_to_pb(item)
+    return _to_pb(item, _NESTED[type(item)])
 
 
-def program_to_pb(report: ProgramReport) -> pb.ProgramResponse:
-    return pb.ProgramResponse(
-        cells_written=report.cells_written,
-        verify_iterations=report.verify_iterations,
-        pulses=report.pulses,
-        rms_error_us=report.rms_error_us,
-        max_error_us=report.max_error_us,
-        unconverged_cells=report.unconverged_cells,
-        cells_over_budget=report.cells_over_budget,
-        cost=cost_to_pb(report.cost),
-    )
+def _from_pb(message: Message, cls: type[Any], *, copy: bool = False) -> Any:
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        source = message.DESCRIPTOR.fields_by_name[field.name]
+        unset = source.message_type is not None and not message.HasField(field.name)
+        if unset and field.default is not dataclasses.MISSING:
+            values[field.name] = field.default  # None: an optional region; or a zero Cost
+            continue
+        item = getattr(message, field.name)
+        values[field.name] = _item_from_pb(cls, field.name, item, source, copy)
+    return cls(**values)
 
 
-def program_from_pb(msg: pb.ProgramResponse) -> ProgramReport:
-    return ProgramReport(
-        cells_written=msg.cells_written,
-        verify_iterations=msg.verify_iterations,
-        pulses=msg.pulses,
-        rms_error_us=msg.rms_error_us,
-        max_error_us=msg.max_error_us,
-        unconverged_cells=msg.unconverged_cells,
-        cells_over_budget=msg.cells_over_budget,
-        cost=cost_from_pb(msg.cost),
-    )
+def _item_from_pb(owner: type[Any], name: str, item: Any, source: Any, copy: bool) -> Any:
+    if source.enum_type is not None:
+        return _enum(name, item)
+    if source.message_type is None:
+        return item
+    if source.message_type is pb.Tensor.DESCRIPTOR:
+        dtype = _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32)
+        array = tensors.decode(item, name, dtype=dtype)
+        return array.copy() if copy else array
+    if source.message_type is pb.BoardInfo.DESCRIPTOR:
+        return info_from_pb(item)
+    nested = next(cls for cls, msg in _NESTED.items() if msg.DESCRIPTOR is source.message_type)
+    return _from_pb(item, nested, copy=copy)
 
 
-def read_from_pb(msg: pb.ReadConductanceResponse) -> ReadResult:
-    return ReadResult(
-        tensors.decode(msg.conductances, "conductances").copy(), cost_from_pb(msg.cost)
-    )
-
-
-def mvm_from_pb(msg: pb.MVMResponse | pb.TransposeMVMResponse) -> MVMResult:
-    return MVMResult(
-        tensors.decode(msg.currents, "currents").copy(),
-        msg.saturated_outputs,
-        cost_from_pb(msg.cost),
-    )
-
-
-def perturb_to_pb(report: PerturbReport) -> pb.PerturbResponse:
-    return pb.PerturbResponse(
-        cells_written=report.cells_written,
-        clipped_cells=report.clipped_cells,
-        cells_over_budget=report.cells_over_budget,
-        cost=cost_to_pb(report.cost),
-    )
-
-
-def perturb_from_pb(msg: pb.PerturbResponse) -> PerturbReport:
-    return PerturbReport(
-        cells_written=msg.cells_written,
-        clipped_cells=msg.clipped_cells,
-        cells_over_budget=msg.cells_over_budget,
-        cost=cost_from_pb(msg.cost),
-    )
-
-
-def write_counts_to_pb(counts: WriteCounts) -> pb.ReadWriteCountsResponse:
-    return pb.ReadWriteCountsResponse(
-        counts=tensors.encode(counts.counts, pb.DTYPE_UINT32), write_budget=counts.write_budget
-    )
-
-
-def write_counts_from_pb(msg: pb.ReadWriteCountsResponse) -> WriteCounts:
-    counts = tensors.decode(msg.counts, "counts", dtype=pb.DTYPE_UINT32).copy()
-    return WriteCounts(counts, msg.write_budget)
-
-
-def calibration_to_pb(report: CalibrationReport) -> pb.CalibrateResponse:
-    return pb.CalibrateResponse(gain=report.gain, cost=cost_to_pb(report.cost))
-
-
-def calibration_from_pb(msg: pb.CalibrateResponse) -> CalibrationReport:
-    return CalibrationReport(msg.gain, cost_from_pb(msg.cost))
+def _enum(name: str, number: int) -> PerturbMode:
+    enum = _ENUMS[name]
+    if number not in enum.__members__.values():
+        allowed = " or ".join(f"PERTURB_MODE_{m.name}" for m in enum if m)
+        raise InvalidArgument(name, number, allowed)
+    return enum(number)

@@ -1,0 +1,174 @@
+"""The board's operation set, declared once.
+
+Each :class:`Operation` names one BoardService RPC (board.proto), its request
+and result types, whether it writes the array and what its modeled cost
+counts. Everything else is derived from this table:
+
+- :class:`BoardMethods` — the public methods (``board.mvm(tile, v)``, ...) that
+  build a request and hand it to ``run``; local drivers and the gRPC client
+  share them, so a method exists once for every kind of board;
+- ``BoardDriver.run`` (drivers/base.py) validates with ``request.checked`` and
+  hands the request to the transport's one ``_handle``;
+- the gRPC servicer routes and the client's calls (sidra.server.servicer,
+  sidra.client.remote), by RPC name;
+- the serial codec entries (sidra.drivers.wire.operations), by request type.
+
+Adding an operation touches: board.proto, a request type in
+:mod:`sidra.drivers.requests`, its row here and a method in
+:class:`BoardMethods`, the emulator's implementation, its wire entry, and its
+tests. ``tests/test_operations.py`` fails when an RPC lacks any of these.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from sidra.drivers.requests import (
+    AdvanceClockRequest,
+    CalibrateRequest,
+    GetBoardInfoRequest,
+    MVMRequest,
+    PerturbMode,
+    PerturbRequest,
+    ProgramRequest,
+    ReadConductanceRequest,
+    ReadWriteCountsRequest,
+    Request,
+    TransposeMVMRequest,
+)
+from sidra.drivers.types import (
+    BoardDescription,
+    BoardInfo,
+    BoardStats,
+    CalibrationReport,
+    ClockReading,
+    MVMResult,
+    PerturbReport,
+    ProgramReport,
+    ReadResult,
+    Region,
+    WriteCounts,
+)
+
+__all__ = ["OPERATIONS", "BoardMethods", "Operation", "operation_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One board operation: an RPC of BoardService and what it means for the board."""
+
+    rpc: str
+    """RPC name in board.proto; its messages are ``<rpc>Request`` / ``<rpc>Response``."""
+    request: type[Request]
+    result: type[Any]
+    writes_array: bool
+    """True when the operation changes conductances or write counts."""
+    cost: str
+    """What the modeled cost (OperationCost) of one call counts."""
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GetBoardInfo", GetBoardInfoRequest, BoardDescription, False, "nothing (no cost)"),
+    Operation(
+        "Program", ProgramRequest, ProgramReport, True,
+        "verify iterations × (write pass + verify read)",
+    ),
+    Operation(
+        "ReadConductance", ReadConductanceRequest, ReadResult, False,
+        "one MVM pass per row of the region",
+    ),
+    Operation("MVM", MVMRequest, MVMResult, False, "one MVM pass per input vector"),
+    Operation("TransposeMVM", TransposeMVMRequest, MVMResult, False, "one MVM pass per vector"),
+    Operation("Perturb", PerturbRequest, PerturbReport, True, "one write pass"),
+    Operation("ReadWriteCounts", ReadWriteCountsRequest, WriteCounts, False, "nothing"),
+    Operation("Calibrate", CalibrateRequest, CalibrationReport, False, "the probe's MVM passes"),
+    Operation("AdvanceClock", AdvanceClockRequest, ClockReading, False, "nothing (virtual)"),
+)  # fmt: skip
+"""Every board operation, in board.proto's order."""
+
+_BY_REQUEST = {op.request: op for op in OPERATIONS}
+
+
+def operation_of(request: Request) -> Operation:
+    """The declaration of ``request``'s operation."""
+    return _BY_REQUEST[type(request)]
+
+
+class BoardMethods(ABC):
+    """The public board methods, written once: each builds a request and runs it.
+
+    Conductances in µS, voltages in V, currents in µA. A subclass implements
+    :meth:`run` (a local driver: validate and execute; the gRPC client: send)
+    and :attr:`info`.
+    """
+
+    @property
+    @abstractmethod
+    def info(self) -> BoardInfo:
+        """Static description of the board: geometry, ranges, timing."""
+
+    @abstractmethod
+    def run(self, request: Any) -> Any:
+        """Executes one request; returns its operation's result type."""
+
+    def stats(self) -> BoardStats:
+        """Running totals: modeled time and energy, MVM passes, cell writes, clock."""
+        description: BoardDescription = self.run(GetBoardInfoRequest())
+        return description.stats
+
+    def program(
+        self, tile: int, conductances: Any, *, row_offset: int = 0, col_offset: int = 0
+    ) -> ProgramReport:
+        """Write-verify ``conductances`` (µS, [rows, cols]) at (row_offset, col_offset)."""
+        report: ProgramReport = self.run(ProgramRequest(tile, conductances, row_offset, col_offset))
+        return report
+
+    def read_conductance(self, tile: int, region: Region | None = None) -> ReadResult:
+        """Measured conductances (µS) of ``region`` (default: the whole tile)."""
+        result: ReadResult = self.run(ReadConductanceRequest(tile, region))
+        return result
+
+    def mvm(self, tile: int, voltages: Any) -> MVMResult:
+        """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
+        result: MVMResult = self.run(MVMRequest(tile, voltages))
+        return result
+
+    def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult:
+        """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
+        result: MVMResult = self.run(TransposeMVMRequest(tile, voltages))
+        return result
+
+    def perturb(
+        self,
+        tile: int,
+        seed: int,
+        amplitude_us: float,
+        sign: int = 1,
+        region: Region | None = None,
+    ) -> PerturbReport:
+        """Set ``region`` to G_prog + sign·amplitude_us·Δ(seed) (Δ: ``rademacher``)."""
+        request = PerturbRequest(tile, PerturbMode.APPLY, seed, amplitude_us, sign, region)
+        report: PerturbReport = self.run(request)
+        return report
+
+    def restore(self, tile: int, region: Region | None = None) -> PerturbReport:
+        """Return ``region`` (default: the whole tile) to its programmed state."""
+        report: PerturbReport = self.run(PerturbRequest(tile, PerturbMode.RESTORE, region=region))
+        return report
+
+    def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts:
+        """Per-cell write counters (endurance) of ``region`` (default: the whole tile)."""
+        counts: WriteCounts = self.run(ReadWriteCountsRequest(tile, region))
+        return counts
+
+    def calibrate(self, tile: int) -> CalibrationReport:
+        """Global drift compensation of ``tile``; returns the output gain now applied."""
+        report: CalibrationReport = self.run(CalibrateRequest(tile))
+        return report
+
+    def advance_clock(self, seconds: float) -> float:
+        """Advance an emulated board's virtual clock; returns the new time, s."""
+        reading: ClockReading = self.run(AdvanceClockRequest(seconds))
+        return reading.clock_s

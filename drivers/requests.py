@@ -1,0 +1,203 @@
+"""One request type per board operation, named and shaped as in board.proto.
+
+A request is what crosses every layer: the client builds it, gRPC and the wire
+protocol carry it, a transport executes it. Field names are board.proto's, so
+a BadRequest field path ("voltages.shape", "region.rows") names the same thing
+in Python, in the proto and in the error.
+
+``checked(info)`` is the one place a request is validated against a board: it
+returns the request in canonical form (float32 arrays, regions resolved to the
+tile edge) or raises :class:`InvalidArgument` / :class:`OutOfRange` naming the
+field, the value and what is allowed. It never touches the board.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Self
+
+from sidra.drivers import validation as check
+from sidra.drivers.errors import InvalidArgument
+from sidra.drivers.types import BoardInfo, Region
+
+__all__ = [
+    "AdvanceClockRequest",
+    "CalibrateRequest",
+    "GetBoardInfoRequest",
+    "MVMRequest",
+    "PerturbMode",
+    "PerturbRequest",
+    "ProgramRequest",
+    "ReadConductanceRequest",
+    "ReadWriteCountsRequest",
+    "Request",
+    "TransposeMVMRequest",
+]
+
+
+class PerturbMode(IntEnum):
+    """What a Perturb does (values as board.proto's PerturbMode)."""
+
+    UNSPECIFIED = 0
+    APPLY = 1
+    """Set the region to G_prog + sign·amplitude_us·Δ(seed)."""
+    RESTORE = 2
+    """Return the region to G_prog."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetBoardInfoRequest:
+    """The board's description and running totals."""
+
+    def checked(self, info: BoardInfo) -> Self:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramRequest:
+    """Write-verify ``conductances`` (µS, [rows, cols]) at (row_offset, col_offset)."""
+
+    tile: int
+    conductances: Any
+    row_offset: int = 0
+    col_offset: int = 0
+
+    @property
+    def region(self) -> Region:
+        rows, cols = self.conductances.shape
+        return Region(self.row_offset, self.col_offset, rows, cols)
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_tile(info, self.tile)
+        g = check.float32_matrix("conductances", self.conductances)
+        check.check_conductances(info, g)
+        region = Region(self.row_offset, self.col_offset, *g.shape)
+        check.check_region(info, region, field="conductances")
+        return type(self)(self.tile, g, self.row_offset, self.col_offset)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadConductanceRequest:
+    """Measured conductances (µS) of ``region`` (None: the whole tile)."""
+
+    tile: int
+    region: Region | None = None
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_tile(info, self.tile)
+        return type(self)(self.tile, check.check_region(info, self.region or Region()))
+
+
+@dataclass(frozen=True, slots=True)
+class MVMRequest:
+    """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
+
+    tile: int
+    voltages: Any
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_tile(info, self.tile)
+        v = check.float32_matrix("voltages", self.voltages)
+        check.check_voltages(info, v, info.rows, "tile rows")
+        return type(self)(self.tile, v)
+
+
+@dataclass(frozen=True, slots=True)
+class TransposeMVMRequest:
+    """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
+
+    tile: int
+    voltages: Any
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_tile(info, self.tile)
+        v = check.float32_matrix("voltages", self.voltages)
+        check.check_voltages(info, v, info.cols, "tile columns")
+        return type(self)(self.tile, v)
+
+
+@dataclass(frozen=True, slots=True)
+class PerturbRequest:
+    """APPLY: region = G_prog + sign·amplitude_us·Δ(seed); RESTORE: region = G_prog."""
+
+    tile: int
+    mode: PerturbMode
+    seed: int = 0
+    amplitude_us: float = 0.0
+    sign: int = 1
+    region: Region | None = None
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_tile(info, self.tile)
+        if self.mode not in (PerturbMode.APPLY, PerturbMode.RESTORE):
+            raise InvalidArgument(
+                "mode", _mode_name(self.mode), "PERTURB_MODE_APPLY or PERTURB_MODE_RESTORE"
+            )
+        region = check.check_region(info, self.region or Region())
+        if self.mode is PerturbMode.RESTORE:  # seed, amplitude and sign are ignored
+            return type(self)(self.tile, PerturbMode.RESTORE, region=region)
+        check.check_seed(self.seed)
+        check.check_sign(self.sign)
+        check.check_amplitude(info, self.amplitude_us)
+        return type(self)(
+            self.tile,
+            PerturbMode.APPLY,
+            int(self.seed),
+            float(self.amplitude_us),
+            int(self.sign),
+            region,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadWriteCountsRequest:
+    """Per-cell write counters (endurance) of ``region`` (None: the whole tile)."""
+
+    tile: int
+    region: Region | None = None
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_tile(info, self.tile)
+        return type(self)(self.tile, check.check_region(info, self.region or Region()))
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrateRequest:
+    """Global drift compensation of ``tile``: measure a probe, rescale its outputs."""
+
+    tile: int
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_tile(info, self.tile)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceClockRequest:
+    """Move an emulated board's virtual clock forward by ``seconds`` (s)."""
+
+    seconds: float
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_seconds(self.seconds)
+        return type(self)(float(self.seconds))
+
+
+Request = (
+    GetBoardInfoRequest
+    | ProgramRequest
+    | ReadConductanceRequest
+    | MVMRequest
+    | TransposeMVMRequest
+    | PerturbRequest
+    | ReadWriteCountsRequest
+    | CalibrateRequest
+    | AdvanceClockRequest
+)
+"""Any board request."""
+
+
+def _mode_name(mode: Any) -> str | int:
+    known = mode in PerturbMode.__members__.values()
+    return f"PERTURB_MODE_{PerturbMode(mode).name}" if known else int(mode)

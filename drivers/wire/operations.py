@@ -1,0 +1,473 @@
+"""How each board operation travels on the wire: one entry per operation.
+
+The host driver (sidra.drivers.serial) encodes requests and decodes results
+with these entries; board firmware (sidra.emulator.firmware) decodes requests
+and encodes results with the same ones, so both ends read one table.
+docs/wire-protocol.md §6 is the normative text of each layout.
+
+A request is a fixed-layout *head* and, for Program and the MVMs, an array
+(*data*): the MVMs carry it inline after the head when it fits in one frame,
+otherwise (and Program always) it is uploaded to the board's stage first and
+the head names the stage and its CRC-32. A response is a head and, for the
+reads and the MVMs, a *result* buffer that the host fetches with RESULT_READ
+beyond what fits inline.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from sidra.drivers.requests import (
+    AdvanceClockRequest,
+    CalibrateRequest,
+    GetBoardInfoRequest,
+    MVMRequest,
+    PerturbMode,
+    PerturbRequest,
+    ProgramRequest,
+    ReadConductanceRequest,
+    ReadWriteCountsRequest,
+    Request,
+    TransposeMVMRequest,
+)
+from sidra.drivers.types import (
+    BoardDescription,
+    BoardInfo,
+    BoardStats,
+    CalibrationReport,
+    ClockReading,
+    Cost,
+    MVMResult,
+    PerturbReport,
+    ProgramReport,
+    ReadResult,
+    Region,
+    WriteCounts,
+)
+from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.messages import Msg
+
+__all__ = [
+    "ENTRIES",
+    "InlineSizeError",
+    "StagedData",
+    "StageReader",
+    "WireEntry",
+    "entry_for_message",
+    "entry_of",
+]
+
+Q = TypeVar("Q")
+R = TypeVar("R")
+
+# The board's own time per command, added to each attempt's timeout. Generous
+# upper bounds (the emulator on a slow CI core): a late answer costs a retry,
+# a too-short bound a failed call.
+PROGRAM_S_PER_CELL = 20e-6
+"""Write-verify of one cell (several pulse/verify rounds)."""
+PASS_S_PER_CELL = 100e-9
+"""One cell of one analog pass (MVM, calibration probe)."""
+CELL_S = 1e-6
+"""Reading or rewriting one cell (ReadConductance, Perturb, Restore)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StagedData:
+    """Where a request's array lies: in the stage ``stage_id`` with CRC-32 ``crc``."""
+
+    stage_id: int
+    crc: int
+
+
+class StageReader(Protocol):
+    """What firmware offers a request decoder: its board and its verified stage."""
+
+    @property
+    def info(self) -> BoardInfo: ...
+
+    def verified(self, stage_id: int, crc: int, size: int) -> bytes:
+        """The stage's bytes, if ``stage_id`` is open, verified with ``crc`` and ``size`` long."""
+        ...
+
+
+class WireEntry(ABC, Generic[Q, R]):
+    """One operation on the wire: its messages, request and response layouts."""
+
+    request_type: ClassVar[type[Any]]
+    messages: ClassVar[tuple[Msg, ...]]
+    always_staged: ClassVar[bool] = False
+    """True when the array always goes through the stage (Program)."""
+    result_at: ClassVar[int | None] = None
+    """Offset of RESULT_HEAD in the response (the head before it), None when the
+    response has no result buffer."""
+
+    def msg(self, request: Q) -> Msg:
+        return self.messages[0]
+
+    def data(self, request: Q) -> bytes:
+        """The request's array bytes, to send inline or staged (b"": none)."""
+        return b""
+
+    @abstractmethod
+    def pack_request(self, request: Q, staged: StagedData | None) -> bytes:
+        """The payload: head, then the data inline when ``staged`` is None."""
+
+    @abstractmethod
+    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> Q:
+        """Firmware: the request a payload carries (struct.error when malformed)."""
+
+    @abstractmethod
+    def pack_result(self, result: R) -> tuple[bytes, bytes | None]:
+        """Firmware: the response head and the result buffer (None: no buffer)."""
+
+    @abstractmethod
+    def unpack_result(self, request: Q, head: bytes, data: bytes | None) -> Any:
+        """Host: the result of ``request`` from the response head and result buffer."""
+
+    def result_bytes(self, request: Q, info: BoardInfo) -> int:
+        """Response size to expect, bytes (scales the attempt timeout)."""
+        return 64
+
+    def device_seconds(self, request: Q, info: BoardInfo) -> float:
+        """Upper bound of the board's own time for the request, s."""
+        return 0.0
+
+
+def _region_fields(tile: int, region: Region) -> tuple[int, int, int, int, int]:
+    return (tile, region.row_offset, region.col_offset, region.rows, region.cols)
+
+
+def _region(fields: tuple[Any, ...]) -> tuple[int, Region]:
+    tile, row_offset, col_offset, rows, cols = fields[:5]
+    return tile, Region(row_offset, col_offset, rows, cols)
+
+
+def _resolved(region: Region | None) -> Region:
+    assert region is not None, "requests reach the wire validated, regions resolved"
+    return region
+
+
+def _cost(cost: Cost) -> bytes:
+    return m.COST.pack(cost.time_ns, cost.energy_nj)
+
+
+def _unpack_cost(head: bytes, offset: int) -> Cost:
+    return Cost(*m.COST.unpack_from(head, offset))
+
+
+def _array(data: bytes | None, dtype: str, shape: tuple[int, ...]) -> Any:
+    return np.frombuffer(data or b"", dtype).astype(dtype[1:]).reshape(shape)
+
+
+class BoardInfoEntry(WireEntry[GetBoardInfoRequest, BoardDescription]):
+    """GET_STATS: the running totals (the description itself comes with HELLO)."""
+
+    request_type = GetBoardInfoRequest
+    messages = (Msg.GET_STATS,)
+
+    def pack_request(self, request: GetBoardInfoRequest, staged: StagedData | None) -> bytes:
+        return b""
+
+    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> GetBoardInfoRequest:
+        return GetBoardInfoRequest()
+
+    def pack_result(self, result: BoardDescription) -> tuple[bytes, bytes | None]:
+        s = result.stats
+        head = m.STATS_RESP.pack(
+            s.total_cost.time_ns, s.total_cost.energy_nj, s.mvm_passes,
+            s.cell_writes, s.clock_s, s.max_cell_writes,
+        )  # fmt: skip
+        return head, None
+
+    def unpack_result(
+        self, request: GetBoardInfoRequest, head: bytes, data: bytes | None
+    ) -> BoardStats:
+        time_ns, energy_nj, passes, writes, clock_s, max_writes = m.STATS_RESP.unpack(head)
+        return BoardStats(Cost(time_ns, energy_nj), passes, writes, clock_s, max_writes)
+
+
+class ProgramEntry(WireEntry[ProgramRequest, ProgramReport]):
+    """PROGRAM_COMMIT: targets staged as float32 [rows, cols], row-major."""
+
+    request_type = ProgramRequest
+    messages = (Msg.PROGRAM_COMMIT,)
+    always_staged = True
+
+    def data(self, request: ProgramRequest) -> bytes:
+        return np.asarray(request.conductances, "<f4").tobytes()
+
+    def pack_request(self, request: ProgramRequest, staged: StagedData | None) -> bytes:
+        assert staged is not None, "Program's targets always travel through the stage"
+        fields = _region_fields(request.tile, request.region)
+        return m.PROGRAM_REQ.pack(*fields, staged.stage_id, staged.crc)
+
+    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> ProgramRequest:
+        fields = m.PROGRAM_REQ.unpack(payload)
+        tile, region = _region(fields)
+        stage_id, crc = fields[5:]
+        data = stage.verified(stage_id, crc, 4 * region.rows * region.cols)
+        g = np.frombuffer(data, "<f4").reshape(region.rows, region.cols)
+        return ProgramRequest(tile, g, region.row_offset, region.col_offset)
+
+    def pack_result(self, r: ProgramReport) -> tuple[bytes, bytes | None]:
+        head = m.PROGRAM_RESP.pack(
+            r.cells_written, r.verify_iterations, r.pulses, r.rms_error_us,
+            r.max_error_us, r.unconverged_cells, r.cells_over_budget,
+        )  # fmt: skip
+        return head + _cost(r.cost), None
+
+    def unpack_result(self, request: ProgramRequest, head: bytes, data: bytes | None) -> Any:
+        cells, iterations, pulses, rms, peak, unconverged, over = m.PROGRAM_RESP.unpack_from(head)
+        cost = _unpack_cost(head, m.PROGRAM_RESP.size)
+        return ProgramReport(cells, iterations, pulses, rms, peak, unconverged, over, cost)
+
+    def device_seconds(self, request: ProgramRequest, info: BoardInfo) -> float:
+        cells: int = request.conductances.size
+        return PROGRAM_S_PER_CELL * cells
+
+
+class ReadConductanceEntry(WireEntry[ReadConductanceRequest, ReadResult]):
+    """READ_CONDUCTANCE: the region's conductances as a float32 result buffer."""
+
+    request_type = ReadConductanceRequest
+    messages = (Msg.READ_CONDUCTANCE,)
+    result_at = m.COST.size
+
+    def pack_request(self, request: ReadConductanceRequest, staged: StagedData | None) -> bytes:
+        return m.REGION_REQ.pack(*_region_fields(request.tile, _resolved(request.region)))
+
+    def unpack_request(
+        self, msg: Msg, payload: bytes, stage: StageReader
+    ) -> ReadConductanceRequest:
+        return ReadConductanceRequest(*_region(m.REGION_REQ.unpack(payload)))
+
+    def pack_result(self, result: ReadResult) -> tuple[bytes, bytes | None]:
+        return _cost(result.cost), result.conductances.astype("<f4").tobytes()
+
+    def unpack_result(
+        self, request: ReadConductanceRequest, head: bytes, data: bytes | None
+    ) -> ReadResult:
+        g = _array(data, "<f4", _resolved(request.region).shape)
+        return ReadResult(g, _unpack_cost(head, 0))
+
+    def result_bytes(self, request: ReadConductanceRequest, info: BoardInfo) -> int:
+        rows, cols = _resolved(request.region).shape
+        return 4 * rows * cols
+
+    def device_seconds(self, request: ReadConductanceRequest, info: BoardInfo) -> float:
+        rows, cols = _resolved(request.region).shape
+        return CELL_S * rows * cols
+
+
+class _PassEntry(WireEntry[Q, MVMResult]):
+    """MVM / TRANSPOSE_MVM: voltages float32 [batch, inputs], inline or staged."""
+
+    result_at = m.MVM_RESP.size + m.COST.size
+
+    def data(self, request: Any) -> bytes:
+        return np.asarray(request.voltages, "<f4").tobytes()
+
+    def pack_request(self, request: Any, staged: StagedData | None) -> bytes:
+        batch = request.voltages.shape[0]
+        if staged is None:
+            return m.MVM_REQ.pack(request.tile, 0, 0, batch, 0, 0, 0) + self.data(request)
+        return m.MVM_REQ.pack(request.tile, 1, 0, batch, staged.stage_id, 0, staged.crc)
+
+    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> Q:
+        tile, source, _, batch, stage_id, _, crc = m.MVM_REQ.unpack_from(payload)
+        width = self.inputs(stage.info)
+        size = 4 * batch * width
+        if source == 0:
+            data = payload[m.MVM_REQ.size :]
+            if len(data) != size:
+                raise InlineSizeError(f"{len(data)} input bytes, need {size}")
+        else:
+            data = stage.verified(stage_id, crc, size)
+        voltages = np.frombuffer(data, "<f4").reshape(batch, width)
+        request: Q = self.request_type(tile, voltages)
+        return request
+
+    def pack_result(self, result: MVMResult) -> tuple[bytes, bytes | None]:
+        head = m.MVM_RESP.pack(result.saturated_outputs, 0) + _cost(result.cost)
+        return head, result.currents.astype("<f4").tobytes()
+
+    def unpack_result(self, request: Any, head: bytes, data: bytes | None) -> MVMResult:
+        batch = request.voltages.shape[0]
+        currents = _array(data, "<f4", (batch, -1))
+        saturated = m.MVM_RESP.unpack_from(head)[0]
+        return MVMResult(currents, saturated, _unpack_cost(head, m.MVM_RESP.size))
+
+    @abstractmethod
+    def inputs(self, info: BoardInfo) -> int: ...
+
+    def result_bytes(self, request: Any, info: BoardInfo) -> int:
+        batch: int = request.voltages.shape[0]
+        return 4 * batch * (info.rows + info.cols - self.inputs(info)) + 40
+
+    def device_seconds(self, request: Any, info: BoardInfo) -> float:
+        batch: int = request.voltages.shape[0]
+        return PASS_S_PER_CELL * batch * info.rows * info.cols
+
+
+class MVMEntry(_PassEntry[MVMRequest]):
+    request_type = MVMRequest
+    messages = (Msg.MVM,)
+
+    def inputs(self, info: BoardInfo) -> int:
+        return info.rows
+
+
+class TransposeMVMEntry(_PassEntry[TransposeMVMRequest]):
+    request_type = TransposeMVMRequest
+    messages = (Msg.TRANSPOSE_MVM,)
+
+    def inputs(self, info: BoardInfo) -> int:
+        return info.cols
+
+
+class PerturbEntry(WireEntry[PerturbRequest, PerturbReport]):
+    """PERTURB (APPLY: region, sign, seed, amplitude_us) or RESTORE (region)."""
+
+    request_type = PerturbRequest
+    messages = (Msg.PERTURB, Msg.RESTORE)
+
+    def msg(self, request: PerturbRequest) -> Msg:
+        return Msg.PERTURB if request.mode is PerturbMode.APPLY else Msg.RESTORE
+
+    def pack_request(self, request: PerturbRequest, staged: StagedData | None) -> bytes:
+        fields = _region_fields(request.tile, _resolved(request.region))
+        if request.mode is PerturbMode.RESTORE:
+            return m.REGION_REQ.pack(*fields)
+        return m.PERTURB_REQ.pack(*fields, request.sign, request.seed, request.amplitude_us)
+
+    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> PerturbRequest:
+        if msg == Msg.RESTORE:
+            tile, region = _region(m.REGION_REQ.unpack(payload))
+            return PerturbRequest(tile, PerturbMode.RESTORE, region=region)
+        fields = m.PERTURB_REQ.unpack(payload)
+        tile, region = _region(fields)
+        sign, seed, amplitude_us = fields[5:]
+        return PerturbRequest(tile, PerturbMode.APPLY, seed, amplitude_us, sign, region)
+
+    def pack_result(self, r: PerturbReport) -> tuple[bytes, bytes | None]:
+        head = m.PERTURB_RESP.pack(r.cells_written, r.clipped_cells, r.cells_over_budget, 0)
+        return head + _cost(r.cost), None
+
+    def unpack_result(self, request: PerturbRequest, head: bytes, data: bytes | None) -> Any:
+        cells, clipped, over, _ = m.PERTURB_RESP.unpack_from(head)
+        return PerturbReport(cells, clipped, over, _unpack_cost(head, m.PERTURB_RESP.size))
+
+    def result_bytes(self, request: PerturbRequest, info: BoardInfo) -> int:
+        return m.PERTURB_RESP.size + m.COST.size
+
+    def device_seconds(self, request: PerturbRequest, info: BoardInfo) -> float:
+        rows, cols = _resolved(request.region).shape
+        return CELL_S * rows * cols
+
+
+class ReadWriteCountsEntry(WireEntry[ReadWriteCountsRequest, WriteCounts]):
+    """READ_WRITE_COUNTS: write_budget, then the counts as a uint32 result buffer."""
+
+    request_type = ReadWriteCountsRequest
+    messages = (Msg.READ_WRITE_COUNTS,)
+    result_at = m.COUNTS_RESP.size
+
+    def pack_request(self, request: ReadWriteCountsRequest, staged: StagedData | None) -> bytes:
+        return m.REGION_REQ.pack(*_region_fields(request.tile, _resolved(request.region)))
+
+    def unpack_request(
+        self, msg: Msg, payload: bytes, stage: StageReader
+    ) -> ReadWriteCountsRequest:
+        return ReadWriteCountsRequest(*_region(m.REGION_REQ.unpack(payload)))
+
+    def pack_result(self, result: WriteCounts) -> tuple[bytes, bytes | None]:
+        return m.COUNTS_RESP.pack(result.write_budget), result.counts.astype("<u4").tobytes()
+
+    def unpack_result(
+        self, request: ReadWriteCountsRequest, head: bytes, data: bytes | None
+    ) -> WriteCounts:
+        counts = _array(data, "<u4", _resolved(request.region).shape)
+        return WriteCounts(counts, m.COUNTS_RESP.unpack_from(head)[0])
+
+    def result_bytes(self, request: ReadWriteCountsRequest, info: BoardInfo) -> int:
+        rows, cols = _resolved(request.region).shape
+        return 4 * rows * cols
+
+
+class CalibrateEntry(WireEntry[CalibrateRequest, CalibrationReport]):
+    """CALIBRATE: tile in, gain and cost out."""
+
+    request_type = CalibrateRequest
+    messages = (Msg.CALIBRATE,)
+
+    def pack_request(self, request: CalibrateRequest, staged: StagedData | None) -> bytes:
+        return m.CALIBRATE_REQ.pack(request.tile)
+
+    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> CalibrateRequest:
+        return CalibrateRequest(*m.CALIBRATE_REQ.unpack(payload))
+
+    def pack_result(self, result: CalibrationReport) -> tuple[bytes, bytes | None]:
+        return m.CALIBRATE_RESP.pack(result.gain) + _cost(result.cost), None
+
+    def unpack_result(self, request: CalibrateRequest, head: bytes, data: bytes | None) -> Any:
+        gain = m.CALIBRATE_RESP.unpack_from(head)[0]
+        return CalibrationReport(gain, _unpack_cost(head, m.CALIBRATE_RESP.size))
+
+    def device_seconds(self, request: CalibrateRequest, info: BoardInfo) -> float:
+        return 64 * PASS_S_PER_CELL * info.rows * info.cols
+
+
+class AdvanceClockEntry(WireEntry[AdvanceClockRequest, ClockReading]):
+    """ADVANCE_CLOCK: seconds in, the board clock (s) out."""
+
+    request_type = AdvanceClockRequest
+    messages = (Msg.ADVANCE_CLOCK,)
+
+    def pack_request(self, request: AdvanceClockRequest, staged: StagedData | None) -> bytes:
+        return m.CLOCK.pack(request.seconds)
+
+    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> AdvanceClockRequest:
+        return AdvanceClockRequest(*m.CLOCK.unpack(payload))
+
+    def pack_result(self, result: ClockReading) -> tuple[bytes, bytes | None]:
+        return m.CLOCK.pack(result.clock_s), None
+
+    def unpack_result(self, request: AdvanceClockRequest, head: bytes, data: bytes | None) -> Any:
+        return ClockReading(float(m.CLOCK.unpack(head)[0]))
+
+
+class InlineSizeError(ValueError):
+    """An inline array whose length does not match the head (BAD_PAYLOAD)."""
+
+
+ENTRIES: tuple[WireEntry[Any, Any], ...] = (
+    BoardInfoEntry(),
+    ProgramEntry(),
+    ReadConductanceEntry(),
+    MVMEntry(),
+    TransposeMVMEntry(),
+    PerturbEntry(),
+    ReadWriteCountsEntry(),
+    CalibrateEntry(),
+    AdvanceClockEntry(),
+)
+"""The wire entry of every board operation (sidra.drivers.operations.OPERATIONS)."""
+
+_BY_REQUEST = {entry.request_type: entry for entry in ENTRIES}
+_BY_MESSAGE: dict[int, WireEntry[Any, Any]] = {
+    int(msg): entry for entry in ENTRIES for msg in entry.messages
+}
+
+
+def entry_of(request: Request) -> WireEntry[Any, Any]:
+    """The wire entry of ``request``'s operation."""
+    return _BY_REQUEST[type(request)]
+
+
+def entry_for_message(msg: int) -> WireEntry[Any, Any] | None:
+    """The wire entry that handles message id ``msg`` (None: not a board operation)."""
+    return _BY_MESSAGE.get(msg)
