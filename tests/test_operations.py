@@ -284,3 +284,25 @@ def test_operation_table_is_the_only_list_of_rpcs() -> None:
         assert op.cost, op.rpc
     writers = {op.rpc for op in OPERATIONS if op.writes_array}
     assert writers == {"Program", "Perturb"}
+
+
+@pytest.mark.parametrize("rpc", RPCS)
+def test_bytes_that_do_not_parse_get_invalid_argument(rpc: str) -> None:
+    """Not a protobuf message at all: the caller's fault, answered INVALID_ARGUMENT (gRPC's
+    own deserializer would answer INTERNAL and log a traceback), the board untouched."""
+    import grpc
+
+    board = open_board("emu://?preset=ideal&seed=1")
+    server, port = create_server(board, "127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(f"/{SERVICE.full_name}/{rpc}")
+            # Field 1 declared length-delimited with a length past the end of the bytes.
+            with pytest.raises(grpc.RpcError) as caught:
+                call(b"\x0a\xff\xff\xff\x0f\x01", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"sidra.hil.v1.{rpc}Request" in (caught.value.details() or "")
+        assert board.stats().cell_writes == 0
+    finally:
+        server.stop(grace=None)
