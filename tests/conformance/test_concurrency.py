@@ -15,9 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from sidra.client import RemoteBoard, connect, rademacher
-from sidra.drivers import BoardDriver
+from sidra.drivers import Board
+
+# Exact equality with one whole state needs exact arithmetic; gRPC only (many clients), and
+# kept off the local driver: it is the costliest conformance test.
+pytestmark = pytest.mark.ideal_only
 
 ROWS = COLS = 256
 TILES = 4
@@ -63,7 +68,7 @@ def run_threads(workers: list[Callable[[], None]]) -> None:
 
 
 def test_perturb_and_mvm_never_interleave_across_tiles(
-    served: tuple[BoardDriver, int], remote: RemoteBoard
+    served: tuple[Board, int], remote: RemoteBoard
 ) -> None:
     """8 clients: per tile one APPLY/MVM/RESTORE loop and one reader sweeping all tiles.
     Every MVM equals V·G or V·(G + cΔ) of its tile exactly; the writer's own MVM right after
@@ -115,9 +120,7 @@ def test_perturb_and_mvm_never_interleave_across_tiles(
     assert remote.stats().mvm_passes == passes_before + 2 * TILES * ITERATIONS * BATCH
 
 
-def test_competing_writers_on_one_tile(
-    served: tuple[BoardDriver, int], remote: RemoteBoard
-) -> None:
+def test_competing_writers_on_one_tile(served: tuple[Board, int], remote: RemoteBoard) -> None:
     """4 clients APPLY different seeds to the same tile (then RESTORE) while 4 clients run MVM
     and TransposeMVM on it: every result is exactly one whole state, never a blend."""
     _, port = served
