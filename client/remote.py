@@ -9,15 +9,14 @@ SIDRA exception tree (``sidra.drivers.errors``), never a raw ``grpc.RpcError``.
 from __future__ import annotations
 
 import dataclasses
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import SplitResult
 
 import grpc
 
 from sidra.client.errors import from_rpc_error
-from sidra.drivers import BoardInfo, BoardUnavailable, InvalidArgument
-from sidra.drivers.operations import OPERATIONS, BoardMethods, Operation, operation_of
+from sidra.drivers import Board, BoardInfo, BoardUnavailable, InvalidArgument
+from sidra.drivers.operations import OPERATIONS, Operation, operation_of
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
     MVMRequest,
@@ -40,7 +39,7 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
-class RemoteBoard(BoardMethods):
+class RemoteBoard(Board):
     """A board reached through ``sidra serve``; use as a context manager.
 
     Its methods are the local drivers' (:class:`~sidra.drivers.operations.BoardMethods`);
@@ -61,17 +60,6 @@ class RemoteBoard(BoardMethods):
         self._info: BoardInfo | None = None
         self._calls = {op.request: _unary_call(channel, op) for op in OPERATIONS}
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         if self._owns_channel:
             self._channel.close()
@@ -87,12 +75,23 @@ class RemoteBoard(BoardMethods):
     def run(self, request: Request) -> Any:
         """Sends ``request`` as its RPC; returns the result, or raises the SIDRA exception."""
         op = operation_of(request)
-        message = convert.request_to_pb(_representable(request), op)
+        message = self._message(_representable(request), op)
         try:
             reply = self._calls[op.request](message, timeout=self.timeout_s)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
         return convert.result_from_pb(reply, op)
+
+
+    def _message(self, request: Request, op: Operation) -> Any:
+        try:
+            return convert.request_to_pb(request, op)
+        except (ValueError, TypeError) as exc:
+            # An integer the wire's field cannot carry (a negative tile, a seed of
+            # 2**64): the same check a local driver runs names the field; the server
+            # never sees the request.
+            request.checked(self.info)
+            raise InvalidArgument(op.rpc, repr(request)[:200], f"a {op.rpc}Request") from exc
 
 
 def _unary_call(channel: grpc.Channel, op: Operation) -> grpc.UnaryUnaryMultiCallable:
