@@ -332,8 +332,11 @@ class CrossbarTile:
             volts = max(np.floor(volts / self.dac_step_v), 1.0) * self.dac_step_v
         probe = np.zeros((passes, rows), np.float32)
         probe[:, np.unique(np.linspace(0, rows - 1, driven).round().astype(int))] = volts
-        reference = float(np.mean(np.abs(probe[:1] @ programmed)))
+        # Reference and measurement over the same batch, averaged in float64: an
+        # ideal tile then measures exactly its reference (gain 1, outputs unchanged)
+        # instead of differing by float32 summation order.
+        reference = float(np.mean(np.abs(probe @ programmed), dtype=np.float64))
         self.compensation = 1.0
-        measured = float(np.mean(np.abs(self.mvm(probe, now_s).currents)))
+        measured = float(np.mean(np.abs(self.mvm(probe, now_s).currents), dtype=np.float64))
         self.compensation = reference / measured if measured > 0.0 else 1.0
         return self.compensation
