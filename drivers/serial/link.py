@@ -233,7 +233,12 @@ class Link:
                 f"{self.name} cannot run at {baud} Bd (it offers {list(self.hello.bauds)})"
             )
         payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, self.settings.max_payload, baud)
-        self._exchange(Msg.HELLO, payload, 256, 0.0, rounds=1)
+        reply = self._exchange(Msg.HELLO, payload, 256, 0.0, rounds=1)
+        if reply.status != Status.OK:  # refused: the board kept its rate, so must we
+            raise BoardUnavailable(
+                f"{self.name} refused {baud} Bd (status {_status_name(reply.status)}): "
+                f"{decode_error(reply.payload)[2]}"
+            )
         self._port.baudrate = baud
         self.settings = dataclasses.replace(self.settings, baud=baud)
         time.sleep(0.05)

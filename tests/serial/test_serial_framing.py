@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from sidra.drivers.errors import (
+    WIRE_STATUS,
+    BoardFault,
+    BoardReset,
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    SidraError,
+    Unsupported,
+)
+from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import (
     Flag,
     Frame,
@@ -13,7 +24,7 @@ from sidra.drivers.wire.framing import (
     encode_frame,
     max_wire_bytes,
 )
-from sidra.drivers.wire.messages import Msg
+from sidra.drivers.wire.messages import Msg, Status
 from sidra.emulator.firmware.faults import FaultConfig
 
 PING_VECTOR = bytes.fromhex("02 01 02 02 03 02 01 01 01 01 01 01 04 f4 56 d7 01 00")
@@ -63,3 +74,36 @@ def test_fault_spec_parsing() -> None:
     for bad, message in [("ber=2", "0 .. 1"), ("wobble=1", "key one of"), ("drop=x", "number")]:
         with pytest.raises(ValueError, match=message):
             FaultConfig.parse(bad)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OutOfRange("tile", 9, "an integer in 0 .. 3"),
+        InvalidArgument("amplitude_us", float("inf"), "a finite value"),
+        FailedPrecondition("the board is busy"),
+        Unsupported("no virtual clock"),
+        BoardReset("rebooted"),
+        BoardFault("adc stuck"),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_wire_errors_round_trip_through_the_table(exc: SidraError) -> None:
+    """Board side and host side read one table (WIRE_STATUS) in opposite directions."""
+    status, payload = m.error_reply(exc)
+    assert status.name == dict((cls, name) for cls, name in WIRE_STATUS)[type(exc)]
+    back = m.error_exception("MVM", status, payload)
+    assert type(back) is type(exc)
+    if isinstance(exc, InvalidArgument):
+        assert isinstance(back, InvalidArgument)
+        assert (back.field, back.value, back.allowed) == (exc.field, exc.value, exc.allowed)
+    else:
+        assert str(exc) in str(back)
+
+
+def test_protocol_statuses_and_unknown_codes_are_board_faults() -> None:
+    text = m.encode_error("no open stage 7")
+    for status in (Status.NO_STAGE, Status.BAD_PAYLOAD, Status.UNKNOWN_MESSAGE, 0x7777):
+        back = m.error_exception("STAGE_DATA", status, text)
+        assert type(back) is BoardFault and "STAGE_DATA" in str(back)
+    assert all(name in Status.__members__ for _, name in WIRE_STATUS)
