@@ -391,12 +391,6 @@ def test_link_stats_reach_grpc_clients(served: tuple[Board, int], remote: Remote
 
 @pytest.mark.ideal_only
 @pytest.mark.fresh_board
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator: Calibrate on the ideal preset returns gain 0.9999987 (float32 reference "
-    "and measurement summed in different orders), so a calibrated ideal tile stops computing "
-    "V·G exactly",
-)
 def test_calibrate_keeps_an_ideal_board_exact(fresh_board: Board) -> None:
     """On an ideal board there is nothing to compensate: gain 1, and every MVM after a
     calibration is bit-identical to the same MVM before it (the tile at power-up)."""

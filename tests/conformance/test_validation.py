@@ -14,18 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sidra.client import RemoteBoard
 from sidra.drivers import Board, BoardInfo, InvalidArgument, OutOfRange, Region
-
-# Integers the wire's unsigned fields cannot carry (negative, >= 2**64): RemoteBoard lets
-# protobuf raise a bare ValueError("Value out of range") instead of InvalidArgument.
-UNCARRIED = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="client: RemoteBoard raises protobuf's bare ValueError, not InvalidArgument/"
-    "OutOfRange naming the field, for an integer the uint wire field cannot carry",
-)
-UNCARRIED_CASES = {"tile-negative", "perturb-seed-2**64", "perturb-seed-negative"}
 
 Call = Callable[[Board, BoardInfo], Any]
 
@@ -250,15 +239,9 @@ def counters(board: Board) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
-def test_bad_request_is_refused_before_the_board(
-    board: Board, case: Bad, request: pytest.FixtureRequest
-) -> None:
+def test_bad_request_is_refused_before_the_board(board: Board, case: Bad) -> None:
     """The exact class with .field, .value and .allowed, a message "field: got value, expected
     allowed", and nothing written or charged."""
-    if isinstance(board, RemoteBoard) and any(
-        f"-{name}-" in f"-{request.node.callspec.id}-" for name in UNCARRIED_CASES
-    ):
-        request.applymarker(UNCARRIED)
     info = board.info
     before = counters(board)
     with pytest.raises(case.cls) as caught:
@@ -294,12 +277,10 @@ NEGATIVE = {
 
 @pytest.mark.parametrize(("call", "field"), list(NEGATIVE.values()), ids=list(NEGATIVE))
 def test_negative_offsets_and_sizes_refused(
-    board: Board, call: Callable[[Board], Any], field: str, request: pytest.FixtureRequest
+    board: Board, call: Callable[[Board], Any], field: str
 ) -> None:
     """Negative region offsets or sizes (possible in Python, impossible on the uint32 wire)
     are refused naming the field, and nothing is written."""
-    if isinstance(board, RemoteBoard):
-        request.applymarker(UNCARRIED)
     before = counters(board)
     with pytest.raises(InvalidArgument) as caught:
         call(board)
