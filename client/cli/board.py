@@ -19,6 +19,7 @@ from sidra.cli.options import Preset
 from sidra.emulator import DEFAULT_PRESET, PRESETS, load_profile, preset
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, VirtualBoard
+from sidra.emulator.firmware.device import RESPONSE_CACHE
 from sidra.emulator.firmware.faults import FaultConfig
 
 __all__ = ["board_app"]
@@ -60,8 +61,17 @@ def serve(
         typer.Option(help="Fault shim on the line, e.g. 'ber=1e-4,drop=0.01,dup=0.01'."),
     ] = None,
     max_payload: Annotated[
-        int, typer.Option(min=256, max=65535, help="Largest frame payload the board accepts.")
+        int,
+        typer.Option(min=256, max=65535, help="Largest frame payload the board accepts, bytes."),
     ] = 65535,
+    cache_depth: Annotated[
+        int,
+        typer.Option(min=1, max=256, help="Responses the board keeps for replay (HELLO)."),
+    ] = RESPONSE_CACHE,
+    stage_capacity: Annotated[
+        int | None,
+        typer.Option(min=1024, help="Stage size, bytes (default: a full tile or a 64 MiB batch)."),
+    ] = None,
 ) -> None:
     """Serve an emulated board over the SIDRA wire protocol until interrupted."""
     if pty == (tcp is not None):
@@ -70,7 +80,13 @@ def serve(
         fault_config = FaultConfig.parse(faults) if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    board = VirtualBoard(_profile(preset_name, profile), seed, max_payload=max_payload)
+    board = VirtualBoard(
+        _profile(preset_name, profile),
+        seed,
+        max_payload=max_payload,
+        cache_depth=cache_depth,
+        stage_capacity=stage_capacity,
+    )
     server: LinkServer
     if tcp is not None:
         try:
