@@ -178,16 +178,15 @@ def check_voltages(info: BoardInfo, v: FloatArray, inputs: int, what: str) -> No
         )
 
 
-# Scalars follow one rule: a value of the wrong kind, NaN/Inf or not one of a fixed
-# set of choices (sign, like an enum) is malformed -> InvalidArgument; a finite
-# number outside its limits is OutOfRange.
+# Scalars follow one rule: a value of the wrong kind, not representable in its
+# wire type (a seed outside uint64), NaN/Inf, or not one of a fixed set of choices
+# (sign, like an enum) is malformed -> InvalidArgument; a finite number the wire
+# can carry but outside the board's limits is OutOfRange.
 
 
 def check_seed(seed: int) -> None:
-    if not _is_integer(seed):
+    if not _is_integer(seed) or not 0 <= seed < 2**64:
         raise InvalidArgument("seed", seed, "an unsigned 64-bit integer")
-    if not 0 <= seed < 2**64:
-        raise OutOfRange("seed", seed, f"an integer in 0 .. {2**64 - 1} (unsigned 64-bit)")
 
 
 def check_sign(sign: int) -> None:

@@ -27,4 +27,4 @@ class ServerSettings(BaseSettings):
     workers: int = Field(8, ge=1, le=256)
     """Worker threads of the gRPC server (calls on one board are serialised anyway)."""
     reflection: bool = True
-    """Register gRPC server reflection so grpcurl-style tools discover the API."""
+    """Register gRPC server reflection, v1 and v1alpha, so grpcurl-style tools discover the API."""
