@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sidra.drivers import Region, open_board
-from sidra.training import load_dataset, train_softmax_spsa
+from sidra.training import SPSAOptions, load_dataset, train_softmax_spsa
 from sidra.training.accounting import CostLedger
 
 
@@ -48,9 +48,33 @@ def test_board_totals_match_the_sum_of_responses() -> None:
 def test_training_reports_modeled_cost() -> None:
     data = load_dataset("digits")
     with open_board("emu://?preset=sidra-y1&seed=2") as board:
-        result = train_softmax_spsa(board, data, steps=20, seed=2)
+        result = train_softmax_spsa(board, data, SPSAOptions(steps=20, seed=2))
     # At least: 20 steps × (2 perturbation writes + 2 batched forwards of 64 vectors)
     # + 40 host losses.
     floor = 20 * (2 * 100 + 2 * 64 * 10) + 40 * 100
     assert result.modeled_time_ns > floor
     assert result.modeled_energy_nj == pytest.approx(3.0 * result.modeled_time_ns)
+
+
+def test_job_meter_counts_from_its_start_plus_what_it_carries() -> None:
+    from sidra.training import AnalogLinear, JobCounts, JobMeter
+
+    with open_board("emu://?preset=sidra-y1&seed=3") as board:
+        layer = AnalogLinear(board, 0, 4, 2)
+        layer.program(np.zeros(layer.shape, np.float32))  # before the meter: not counted
+        layer.forward(np.zeros((1, 4), np.float32))
+        carried = JobCounts(5, 6, 7, 8.0, 9.0)
+        meter = JobMeter(board, [layer], carried)
+        assert meter.read() == carried
+        writes = board.stats().cell_writes
+        layer.program(np.full(layer.shape, 0.5, np.float32))
+        layer.forward(np.zeros((3, 4), np.float32))
+        meter.charge_losses(3)
+        spent = meter.read()
+        assert spent.device_writes == 7 + board.stats().cell_writes - writes > 7
+    assert spent.loss_evaluations == 5 + 3
+    assert spent.mvm_calls == 6 + 1
+    # One 3-vector MVM pass (10 ns per vector) and three host losses (100 ns) at
+    # least, on top of the carried 8 ns; energy at the board's 3 W.
+    assert spent.modeled_time_ns > 8.0 + 3 * 10 + 3 * 100
+    assert spent.modeled_energy_nj - 9.0 == pytest.approx(3.0 * (spent.modeled_time_ns - 8.0))

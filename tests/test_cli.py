@@ -155,3 +155,56 @@ def test_train_drift_recovery_prints_every_stage() -> None:
     # Features on tile 0; the head's 257 rows (256 + bias) span tiles 1 and 2.
     assert len(summary["calibration_gains"]) == 3
     assert summary["device_writes"] > 0
+
+
+# Parameters a ``sidra train`` command keeps for itself; every other parameter is a
+# field of the job's option model, named like it.
+_COMMAND_ONLY = {
+    "spsa": {"dataset", "board", "server", "calibrate", "checkpoint_every", "resume", "out"},
+    "last-layer": {"dataset", "board", "server", "out"},
+    "compare": {"dataset", "board", "server"},
+    "drift-recovery": {"dataset", "board"},
+}
+# Defaults the command sets itself (documented in the flag's help).
+_COMMAND_DEFAULTS = {("spsa", "eval_every")}
+
+
+@pytest.mark.parametrize("command", list(_COMMAND_ONLY))
+def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> None:
+    import typer
+
+    from sidra.cli.train import train_app
+    from sidra.training import CompareOptions, LastLayerOptions, RecoveryOptions, SPSAOptions
+
+    model = {
+        "spsa": SPSAOptions,
+        "last-layer": LastLayerOptions,
+        "compare": CompareOptions,
+        "drift-recovery": RecoveryOptions,
+    }[command]
+    group = typer.main.get_command(train_app)
+    params = {p.name: p for p in group.commands[command].params}  # type: ignore[attr-defined]
+    assert params.keys() - {"as_json"} - _COMMAND_ONLY[command] == model.model_fields.keys()
+    defaults = model()
+    for name, field in model.model_fields.items():
+        param = params[name]
+        if (command, name) in _COMMAND_DEFAULTS:
+            continue
+        assert param.help == " ".join((field.description or "").split()), name
+        flagged = model(**{name: param.default})
+        assert getattr(flagged, name) == getattr(defaults, name), name
+
+
+def test_an_invalid_option_names_the_flag_the_value_and_the_limit() -> None:
+    result = run_sidra("train", "spsa", "--steps", "0", "--batch-size", "0", timeout=60)
+    assert result.returncode == 2
+    assert "--steps: got 0; input should be greater than or equal to 1" in result.stderr
+    assert "--batch-size: got 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_options_that_do_not_fit_together_are_refused_before_training() -> None:
+    result = run_sidra("train", "spsa", "--second-order", "--mode", "board", timeout=60)
+    assert result.returncode == 2
+    assert "--second-order: got True with mode board" in result.stderr
+    assert "Traceback" not in result.stderr

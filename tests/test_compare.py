@@ -7,13 +7,13 @@ from cli_support import sidra_json
 
 from sidra.drivers import open_board
 from sidra.training import load_dataset
-from sidra.training.compare import compare_estimators, standard_estimators
+from sidra.training.compare import CompareOptions, compare_estimators, standard_estimators
 
 
 def test_every_estimator_spends_its_budget_in_whole_estimates() -> None:
     data = load_dataset("iris")  # 4 features + bias, 3 classes: 15 parameters
     with open_board("emu://?preset=sidra-y1&seed=0") as board:
-        results = compare_estimators(board, data, 100)
+        results = compare_estimators(board, data, CompareOptions(budget=100))
     by_name = {r.name: r for r in results}
     assert list(by_name) == list(standard_estimators())
     # evaluations per estimate: 2, 8, 2·15 = 30, 1 + 1 = 2, 2
@@ -42,7 +42,7 @@ def test_a_budget_below_one_estimate_names_the_estimator() -> None:
         open_board("emu://?preset=ideal&seed=0") as board,
         pytest.raises(ValueError, match="central-differences needs 30 evaluations"),
     ):
-        compare_estimators(board, data, 20)
+        compare_estimators(board, data, CompareOptions(budget=20))
 
 
 def test_compare_command_prints_json() -> None:

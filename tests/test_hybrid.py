@@ -224,7 +224,7 @@ def test_drift_recovery_reports_each_stage() -> None:
         epochs=2,
         read_repeats=2,
         eval_read_repeats=4,
-        age_s=30 * 86_400.0,
+        age_days=30.0,
         reference_column=False,
     )
     with open_board("emu://?preset=pcm&seed=1") as board:
@@ -246,7 +246,7 @@ def test_drift_recovery_without_calibration_reports_no_gains() -> None:
 
     data = load_dataset("digits")
     options = RecoveryOptions(
-        hidden=32, epochs=1, read_repeats=1, eval_read_repeats=2, age_s=86_400.0, calibrate=False
+        hidden=32, epochs=1, read_repeats=1, eval_read_repeats=2, age_days=1.0, calibrate=False
     )
     with open_board("emu://?preset=pcm&seed=2") as board:
         report = drift_recovery(board, data, options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from sidra.training import (
     AnalogLinear,
     HostHeldEvaluator,
     OnBoardEvaluator,
+    SPSAOptions,
     SPSAStep,
     load_dataset,
     train_softmax_spsa,
@@ -97,7 +99,9 @@ def test_host_held_programs_every_k_updates(ideal_driver: BoardDriver) -> None:
 def test_short_spsa_run_learns_digits_over_grpc(remote: RemoteBoard, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """300 SPSA steps over real gRPC lift digits well above chance (10 %)."""
     data = load_dataset("digits")
-    record = train_softmax_spsa(remote, data, steps=300, seed=0, a=0.5, c=0.2, eval_every=100)
+    record = train_softmax_spsa(
+        remote, data, SPSAOptions(steps=300, seed=0, a=0.5, c=0.2, eval_every=100)
+    )
     assert record.loss_evaluations == 600
     # 600 training forwards + 3 checkpoint evaluations + final test (540 rows)
     # + train accuracy (1,257 rows in chunks of 1,024).
@@ -116,7 +120,7 @@ def test_host_held_mode_spends_far_fewer_writes() -> None:
     writes = {}
     for mode in ("board", "host"):
         with open_board("emu://?preset=sidra-y1&seed=3") as board:
-            record = train_softmax_spsa(board, data, steps=100, seed=3, mode=mode)
+            record = train_softmax_spsa(board, data, SPSAOptions(steps=100, seed=3, mode=mode))
         writes[mode] = record.device_writes
     assert writes["host"] * 5 < writes["board"]
 
@@ -124,7 +128,7 @@ def test_host_held_mode_spends_far_fewer_writes() -> None:
 def test_calibrated_run_counts_calibration_evaluations() -> None:
     data = load_dataset("digits")
     with open_board("emu://?preset=ideal&seed=4") as board:
-        record = train_softmax_spsa(board, data, steps=10, seed=4, a=None, c=None)
+        record = train_softmax_spsa(board, data, SPSAOptions(steps=10, seed=4, a=None, c=None))
     assert record.loss_evaluations == 20 + 10 + 2 * 25  # steps + noise samples + ĝ₀ samples
     assert record.settings["a"] > 0 and record.settings["c"] >= 0.1
 
@@ -134,7 +138,7 @@ def test_training_is_reproducible_for_a_seed() -> None:
 
     def run() -> np.ndarray:
         with open_board("emu://?preset=sidra-y1&seed=5") as board:
-            weights = train_softmax_spsa(board, data, steps=30, seed=5).weights
+            weights = train_softmax_spsa(board, data, SPSAOptions(steps=30, seed=5)).weights
             assert weights is not None
             return weights
 
@@ -151,7 +155,8 @@ def test_interrupted_run_resumes_from_its_checkpoint(mode: str, tmp_path: Path) 
     def board() -> BoardDriver:
         return open_board("emu://?preset=ideal&seed=0")
 
-    whole = train_softmax_spsa(board(), data, steps=20, seed=1, mode=mode)
+    options = SPSAOptions(steps=20, seed=1, mode=mode)
+    whole = train_softmax_spsa(board(), data, options)
 
     def crash(step: SPSAStep) -> None:
         if step.step == 13:
@@ -161,17 +166,13 @@ def test_interrupted_run_resumes_from_its_checkpoint(mode: str, tmp_path: Path) 
         train_softmax_spsa(
             board(),
             data,
-            steps=20,
-            seed=1,
-            mode=mode,
+            options,
             on_step=crash,
             checkpoint=path,
             checkpoint_every=5,
         )
     assert json.loads(path.read_text())["optimizer"]["k"] == 10
-    resumed = train_softmax_spsa(
-        board(), data, steps=20, seed=1, mode=mode, checkpoint=path, resume=True
-    )
+    resumed = train_softmax_spsa(board(), data, options, checkpoint=path, resume=True)
     assert resumed.weights is not None and whole.weights is not None
     np.testing.assert_array_equal(resumed.weights, whole.weights)
     assert resumed.loss_evaluations == whole.loss_evaluations == 40
@@ -182,9 +183,67 @@ def test_resume_refuses_a_checkpoint_of_other_options(tmp_path: Path) -> None:
     data = load_dataset("iris")
     path = tmp_path / "checkpoint.json"
     with open_board("emu://?preset=ideal&seed=0") as board:
-        train_softmax_spsa(board, data, steps=4, seed=1, checkpoint=path, checkpoint_every=2)
+        train_softmax_spsa(
+            board, data, SPSAOptions(steps=4, seed=1), checkpoint=path, checkpoint_every=2
+        )
     with (
         open_board("emu://?preset=ideal&seed=0") as board,
         pytest.raises(ValueError, match="steps"),
     ):
-        train_softmax_spsa(board, data, steps=8, seed=1, checkpoint=path, resume=True)
+        train_softmax_spsa(board, data, SPSAOptions(steps=8, seed=1), checkpoint=path, resume=True)
+
+
+def test_a_version_1_checkpoint_still_resumes(tmp_path: Path) -> None:
+    """Checkpoints written before the counts became JobCounts (version 1: counts
+    mvm_calls, device_writes, time_ns, energy_nj) resume to the same run. Saved at
+    step 10, where host mode programs anyway, so the resumed run programs alike."""
+    data = load_dataset("iris")
+    path = tmp_path / "checkpoint.json"
+    options = SPSAOptions(steps=12, seed=2, mode="host")
+
+    def board() -> BoardDriver:
+        return open_board("emu://?preset=ideal&seed=0")
+
+    whole = train_softmax_spsa(board(), data, options)
+    with pytest.raises(KeyboardInterrupt):
+        train_softmax_spsa(
+            board(), data, options, on_step=_stop_at(11), checkpoint=path, checkpoint_every=10
+        )
+    saved = json.loads(path.read_text())
+    counts = saved["counts"]
+    saved["version"] = 1
+    saved["counts"] = {
+        "mvm_calls": counts["mvm_calls"],
+        "device_writes": counts["device_writes"],
+        "time_ns": counts["modeled_time_ns"],
+        "energy_nj": counts["modeled_energy_nj"],
+    }
+    path.write_text(json.dumps(saved))
+    resumed = train_softmax_spsa(board(), data, options, checkpoint=path, resume=True)
+    assert resumed.weights is not None and whole.weights is not None
+    np.testing.assert_array_equal(resumed.weights, whole.weights)
+    assert resumed.loss_evaluations == whole.loss_evaluations == 24
+
+
+def test_options_refuse_bad_values_unknown_names_and_changes() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"steps\n.*greater than or equal to 1"):
+        SPSAOptions(steps=0)
+    with pytest.raises(ValidationError, match="stepz"):
+        SPSAOptions(stepz=10)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="'board' or 'host'"):
+        SPSAOptions(mode="both")  # type: ignore[arg-type]
+    options = SPSAOptions()
+    with pytest.raises(ValidationError, match="frozen"):
+        options.steps = 5  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="weight_limit"):
+        options.replace(weight_limit=0.0)
+
+
+def _stop_at(k: int) -> Callable[[SPSAStep], None]:
+    def stop(step: SPSAStep) -> None:
+        if step.step == k:
+            raise KeyboardInterrupt
+
+    return stop

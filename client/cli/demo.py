@@ -20,7 +20,7 @@ from rich.table import Table
 from sidra.client import RemoteBoard, connect, rademacher
 from sidra.drivers import Region, open_board
 from sidra.server import create_server
-from sidra.training import SPSAStep, load_dataset, train_softmax_spsa
+from sidra.training import SPSAOptions, SPSAStep, load_dataset, train_softmax_spsa
 
 __all__ = ["run_demo"]
 
@@ -136,9 +136,8 @@ def _train(console: Console, board: RemoteBoard, steps: int, seed: int) -> None:
             if step.step % 20 == 0 or step.step == steps:
                 progress.update(task, completed=step.step, loss=smoothed[-1])
 
-        result = train_softmax_spsa(
-            board, data, steps=steps, seed=seed, tile=TRAIN_TILE, a=0.5, c=0.2, on_step=on_step
-        )
+        options = SPSAOptions(steps=steps, seed=seed, tile=TRAIN_TILE, a=0.5, c=0.2)
+        result = train_softmax_spsa(board, data, options, on_step=on_step)
     elapsed = time.perf_counter() - started
     after = board.stats()
     table = Table(title="SPSA training", show_header=False)

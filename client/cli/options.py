@@ -1,12 +1,57 @@
-"""Command-line options several ``sidra`` commands share."""
+"""Command-line options several ``sidra`` commands share, and the one place that turns
+a training job's option model into typer options.
+
+A ``sidra train`` command names one parameter after each field of its option
+model and declares it with :func:`field_option`, so the field's docstring
+(with its unit) is the flag's help; :func:`job_options` builds and validates
+the model from the parsed parameters and turns a refused value into a
+``BadParameter`` naming the flag, the value and what is allowed. Which
+parameters are fields and which belong to the command alone is checked by
+``tests/test_cli.py``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["AsJson", "Preset"]
+__all__ = ["AsJson", "Preset", "field_option", "job_options"]
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")]
 Preset = Annotated[str, typer.Option("--preset", help="Emulator board preset.")]
+
+Options = TypeVar("Options", bound=BaseModel)
+
+
+def field_option(model: type[BaseModel], name: str, *flags: str) -> Any:
+    """A typer option for field ``name`` of ``model``, its docstring as the help text."""
+    description = model.model_fields[name].description or ""
+    return typer.Option(*flags, help=" ".join(description.split()))
+
+
+def job_options(model: type[Options], ctx: typer.Context, **changes: Any) -> Options:
+    """``model`` from the command's parameters named like its fields, with ``changes``
+    (values the command derives itself); a refused value raises ``BadParameter``."""
+    values = {name: ctx.params[name] for name in model.model_fields} | changes
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise typer.BadParameter(_explain(exc, ctx)) from exc
+
+
+def _explain(exc: ValidationError, ctx: typer.Context) -> str:
+    """One line per refused value: the flag, the value given and what is allowed."""
+    flags = {param.name: param.opts[0] for param in ctx.command.params if param.opts}
+    lines = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            name = str(error["loc"][0])
+            allowed = message[:1].lower() + message[1:]
+            lines.append(f"{flags.get(name, name)}: got {error['input']!r}; {allowed}")
+        else:  # a check across fields: its message starts with the field's name
+            name, _, rest = message.partition(":")
+            lines.append(f"{flags.get(name, name)}:{rest}" if rest else message)
+    return "\n".join(lines)

@@ -7,18 +7,21 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sidra.cli.options import AsJson
+from sidra.cli.options import AsJson, field_option, job_options
 from sidra.client import connect
 from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
+    CompareOptions,
+    EstimatorName,
     LastLayerOptions,
+    PerturbationMode,
     RecoveryOptions,
     SPSAOptions,
     SPSAStep,
@@ -38,14 +41,33 @@ ServerAddress = Annotated[
     str | None, typer.Option("--server", help="HOST:PORT of a remote sidra serve.")
 ]
 Out = Annotated[Path | None, typer.Option(help="Record folder (default runs/<job>-<time>).")]
-WeightLimit = Annotated[
-    float, typer.Option(min=0.01, help="Weight at the edge of the conductance window.")
-]
 
-# Defaults come from the option classes: the library and the CLI cannot drift apart.
+# Each option of a job is a parameter named like the field of its option model and
+# declared with field_option (help = the field's docstring); the defaults are the
+# model's. tests/test_cli.py checks that every field has a flag and every other
+# parameter is one the command keeps for itself.
 _SPSA = SPSAOptions()
 _LAST_LAYER = LastLayerOptions()
+_COMPARE = CompareOptions()
 _RECOVERY = RecoveryOptions()
+_HEAD_TILES = list(_LAST_LAYER.head_tiles)
+_ESTIMATORS = list(_COMPARE.estimators)
+
+
+def _spsa(name: str, *flags: str) -> Any:
+    return field_option(SPSAOptions, name, *flags)
+
+
+def _last_layer(name: str, *flags: str) -> Any:
+    return field_option(LastLayerOptions, name, *flags)
+
+
+def _compare(name: str, *flags: str) -> Any:
+    return field_option(CompareOptions, name, *flags)
+
+
+def _recovery(name: str, *flags: str) -> Any:
+    return field_option(RecoveryOptions, name, *flags)
 
 
 @contextlib.contextmanager
@@ -94,29 +116,30 @@ def _finish(
 
 @train_app.command("spsa")
 def spsa(
+    ctx: typer.Context,
     dataset: Dataset = "digits",
-    steps: Annotated[int, typer.Option(min=1)] = _SPSA.steps,
-    seed: Annotated[int, typer.Option(min=0)] = _SPSA.seed,
     board: BoardUrl = "emu://?preset=sidra-y1",
     server: ServerAddress = None,
-    mode: Annotated[
-        str, typer.Option(help="board (Perturb RPC) or host (host-held).")
-    ] = _SPSA.mode,
-    resamplings: Annotated[int, typer.Option(min=1)] = _SPSA.resamplings,
-    program_every: Annotated[
-        int, typer.Option(min=1, help="Host mode: steps per Program.")
-    ] = _SPSA.program_every,
-    a: Annotated[
-        float | None, typer.Option(help="Learning-rate gain; omit to calibrate.")
-    ] = _SPSA.a,
-    c: Annotated[
-        float | None, typer.Option(help="Perturbation gain; omit to calibrate.")
-    ] = _SPSA.c,
-    calibrate: Annotated[bool, typer.Option(help="Calibrate a and c by Spall's rules.")] = False,
-    blocking: bool = _SPSA.blocking,
-    last_avg: Annotated[int, typer.Option(min=1)] = _SPSA.last_avg,
-    batch_size: Annotated[int, typer.Option(min=1)] = _SPSA.batch_size,
-    weight_limit: WeightLimit = _SPSA.weight_limit,
+    steps: Annotated[int, _spsa("steps")] = _SPSA.steps,
+    seed: Annotated[int, _spsa("seed")] = _SPSA.seed,
+    batch_size: Annotated[int, _spsa("batch_size")] = _SPSA.batch_size,
+    a: Annotated[float | None, _spsa("a")] = _SPSA.a,
+    c: Annotated[float | None, _spsa("c")] = _SPSA.c,
+    calibrate: Annotated[
+        bool, typer.Option(help="Calibrate a and c on the board by Spall's rules 3 and 4.")
+    ] = False,
+    resamplings: Annotated[int, _spsa("resamplings")] = _SPSA.resamplings,
+    mode: Annotated[PerturbationMode, _spsa("mode")] = _SPSA.mode,
+    program_every: Annotated[int, _spsa("program_every")] = _SPSA.program_every,
+    blocking: Annotated[bool, _spsa("blocking")] = _SPSA.blocking,
+    last_avg: Annotated[int, _spsa("last_avg")] = _SPSA.last_avg,
+    second_order: Annotated[bool, _spsa("second_order")] = _SPSA.second_order,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Steps between test-accuracy checkpoints [default: 5 % of --steps]."),
+    ] = None,
+    tile: Annotated[int, _spsa("tile")] = _SPSA.tile,
+    weight_limit: Annotated[float, _spsa("weight_limit")] = _SPSA.weight_limit,
     checkpoint_every: Annotated[
         int, typer.Option(min=0, help="Save <out>/checkpoint.json every N steps (0: never).")
     ] = 0,
@@ -125,32 +148,23 @@ def spsa(
     as_json: AsJson = False,
 ) -> None:
     """SPSA training of a softmax layer (features → classes) on the board."""
-    if mode not in ("board", "host"):
-        raise typer.BadParameter(f"mode: got {mode!r}, expected board or host")
+    options = job_options(
+        SPSAOptions,
+        ctx,
+        a=None if calibrate else a,
+        c=None if calibrate else c,
+        eval_every=max(1, steps // 20) if eval_every is None else eval_every,
+    )
     console = Console(stderr=as_json)
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
     out = out or Path("runs") / f"spsa-{time.strftime('%Y%m%d-%H%M%S')}"
     data = load_dataset(dataset)
-    options = SPSAOptions(
-        steps=steps,
-        seed=seed,
-        batch_size=batch_size,
-        a=None if calibrate else a,
-        c=None if calibrate else c,
-        resamplings=resamplings,
-        mode=mode,  # type: ignore[arg-type]
-        program_every=program_every,
-        blocking=blocking,
-        last_avg=last_avg,
-        eval_every=max(1, steps // 20),
-        weight_limit=weight_limit,
-    )
     with _board(board, server) as target, _progress(console) as progress:
-        task = progress.add_task("spsa", total=steps, status="")
+        task = progress.add_task("spsa", total=options.steps, status="")
 
         def on_step(step: SPSAStep) -> None:
-            if step.step % 10 == 0 or step.step == steps:
+            if step.step % 10 == 0 or step.step == options.steps:
                 progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
 
         try:
@@ -170,88 +184,78 @@ def spsa(
 
 @train_app.command("last-layer")
 def last_layer(
+    ctx: typer.Context,
     dataset: Dataset = "digits",
-    epochs: Annotated[int, typer.Option(min=1)] = _LAST_LAYER.epochs,
-    seed: Annotated[int, typer.Option(min=0)] = _LAST_LAYER.seed,
     board: BoardUrl = "emu://?preset=sidra-y1",
     server: ServerAddress = None,
-    hidden: Annotated[int, typer.Option(min=1, help="Random ReLU features.")] = _LAST_LAYER.hidden,
-    trainable: Annotated[
-        int, typer.Option(min=1, max=2, help="Layers trained.")
-    ] = _LAST_LAYER.trainable,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = _LAST_LAYER.learning_rate,
+    hidden: Annotated[int, _last_layer("hidden")] = _LAST_LAYER.hidden,
+    epochs: Annotated[int, _last_layer("epochs")] = _LAST_LAYER.epochs,
+    batch_size: Annotated[int, _last_layer("batch_size")] = _LAST_LAYER.batch_size,
+    learning_rate: Annotated[float, _last_layer("learning_rate")] = _LAST_LAYER.learning_rate,
     final_learning_rate: Annotated[
-        float | None, typer.Option(min=0.0, help="Reached by linear decay in the last epoch.")
+        float | None, _last_layer("final_learning_rate")
     ] = _LAST_LAYER.final_learning_rate,
-    batch_size: Annotated[int, typer.Option(min=1)] = _LAST_LAYER.batch_size,
-    read_repeats: Annotated[
-        int, typer.Option(min=1, help="Analog passes averaged per input (noise / √n).")
-    ] = _LAST_LAYER.read_repeats,
-    digital_bias: Annotated[
-        bool, typer.Option(help="Biases added on the host, not a bias row on the array.")
-    ] = _LAST_LAYER.digital_bias,
-    head_weight_limit: WeightLimit = _LAST_LAYER.head_weight_limit,
+    threshold: Annotated[float, _last_layer("threshold")] = _LAST_LAYER.threshold,
+    trainable: Annotated[int, _last_layer("trainable")] = _LAST_LAYER.trainable,
+    seed: Annotated[int, _last_layer("seed")] = _LAST_LAYER.seed,
+    feature_tile: Annotated[int, _last_layer("feature_tile")] = _LAST_LAYER.feature_tile,
+    head_tiles: Annotated[list[int], _last_layer("head_tiles")] = _HEAD_TILES,
+    read_repeats: Annotated[int, _last_layer("read_repeats")] = _LAST_LAYER.read_repeats,
+    digital_bias: Annotated[bool, _last_layer("digital_bias")] = _LAST_LAYER.digital_bias,
+    head_weight_limit: Annotated[
+        float, _last_layer("head_weight_limit")
+    ] = _LAST_LAYER.head_weight_limit,
     out: Out = None,
     as_json: AsJson = False,
 ) -> None:
     """Fixed random feature layer on the board, head trained with exact gradients."""
+    options = job_options(LastLayerOptions, ctx)
     console = Console(stderr=as_json)
     data = load_dataset(dataset)
-    options = LastLayerOptions(
-        hidden=hidden,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        final_learning_rate=final_learning_rate,
-        trainable=trainable,
-        seed=seed,
-        read_repeats=read_repeats,
-        digital_bias=digital_bias,
-        head_weight_limit=head_weight_limit,
-    )
     with _board(board, server) as target, _progress(console) as progress:
-        task = progress.add_task("last-layer", total=epochs, status="")
-        record = train_last_layer(
-            target,
-            data,
-            options,
-            on_epoch=lambda e, acc: progress.update(
-                task, completed=e, status=f"test {100 * acc:.2f} %"
-            ),
-        )
+        task = progress.add_task("last-layer", total=options.epochs, status="")
+        try:
+            record = train_last_layer(
+                target,
+                data,
+                options,
+                on_epoch=lambda e, acc: progress.update(
+                    task, completed=e, status=f"test {100 * acc:.2f} %"
+                ),
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
     _finish(record, dataset, "last-layer", out, as_json, console)
 
 
 @train_app.command("compare")
 def compare(
+    ctx: typer.Context,
     dataset: Dataset = "digits",
-    budget: Annotated[
-        int, typer.Option(min=1, help="Loss evaluations each estimator may spend.")
-    ] = 20_000,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
-    a: Annotated[float, typer.Option(min=0.0, help="Learning-rate gain (Spall).")] = 0.5,
-    c: Annotated[float, typer.Option(min=0.0, help="Perturbation size, weight units.")] = 0.2,
     board: BoardUrl = "emu://?preset=sidra-y1",
     server: ServerAddress = None,
+    budget: Annotated[int, _compare("budget")] = _COMPARE.budget,
+    a: Annotated[float, _compare("a")] = _COMPARE.a,
+    c: Annotated[float, _compare("c")] = _COMPARE.c,
+    seed: Annotated[int, _compare("seed")] = _COMPARE.seed,
+    batch_size: Annotated[int, _compare("batch_size")] = _COMPARE.batch_size,
+    program_every: Annotated[int, _compare("program_every")] = _COMPARE.program_every,
+    tile: Annotated[int, _compare("tile")] = _COMPARE.tile,
+    estimators: Annotated[list[EstimatorName], _compare("estimators", "--estimator")] = _ESTIMATORS,
     as_json: AsJson = False,
 ) -> None:
     """SPSA, central differences, forward gradient and antithetic ES on one budget."""
-    from sidra.training.compare import compare_estimators, standard_estimators
+    from sidra.training.compare import compare_estimators
 
+    options = job_options(CompareOptions, ctx)
     console = Console(stderr=as_json)
     data = load_dataset(dataset)
-    table = Table(title=f"estimators on {dataset}, {budget:,} loss evaluations each")
-    for column in ("estimator", "steps", "evaluations", "test accuracy", "MVM calls", "writes"):
-        table.add_column(column)
     with _board(board, server) as target:
         try:
             results = compare_estimators(
                 target,
                 data,
-                budget,
-                estimators=standard_estimators(c),
-                a=a,
-                seed=seed,
+                options,
                 on_result=lambda r: console.log(f"{r.name}: {100 * r.test_accuracy:.2f} %"),
             )
         except ValueError as exc:
@@ -259,6 +263,10 @@ def compare(
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results]))
         return
+    title = f"estimators on {dataset}, {options.budget:,} loss evaluations each"
+    table = Table(title=title)
+    for column in ("estimator", "steps", "evaluations", "test accuracy", "MVM calls", "writes"):
+        table.add_column(column)
     for r in results:
         table.add_row(
             r.name,
@@ -273,50 +281,30 @@ def compare(
 
 @train_app.command("drift-recovery")
 def drift_recovery_command(
+    ctx: typer.Context,
     dataset: Dataset = "digits",
     board: BoardUrl = "emu://?preset=pcm&seed=0",
-    age_days: Annotated[
-        float, typer.Option(min=0.0, help="Board time to age, days.")
-    ] = _RECOVERY.age_s / 86_400.0,
-    calibrate: Annotated[
-        bool, typer.Option(help="Global drift compensation of every tile before retraining.")
-    ] = _RECOVERY.calibrate,
-    epochs: Annotated[int, typer.Option(min=1)] = _RECOVERY.epochs,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = _RECOVERY.learning_rate,
-    threshold: Annotated[
-        float, typer.Option(min=0.0, help="Reprogram a head cell once it moved this far.")
-    ] = _RECOVERY.threshold,
-    read_repeats: Annotated[
-        int, typer.Option(min=1, help="Analog passes averaged per input while retraining.")
-    ] = _RECOVERY.read_repeats,
-    eval_read_repeats: Annotated[
-        int, typer.Option(min=1, help="Analog passes averaged per input to measure accuracy.")
-    ] = _RECOVERY.eval_read_repeats,
-    reference_column: Annotated[
-        bool, typer.Option(help="Offset mapping with a drifting reference column.")
-    ] = _RECOVERY.reference_column,
-    seed: Annotated[
-        int, typer.Option(min=0, help="Seed of the digital net and shuffles.")
-    ] = _RECOVERY.seed,
+    hidden: Annotated[int, _recovery("hidden")] = _RECOVERY.hidden,
+    age_days: Annotated[float, _recovery("age_days")] = _RECOVERY.age_days,
+    calibrate: Annotated[bool, _recovery("calibrate")] = _RECOVERY.calibrate,
+    epochs: Annotated[int, _recovery("epochs")] = _RECOVERY.epochs,
+    learning_rate: Annotated[float, _recovery("learning_rate")] = _RECOVERY.learning_rate,
+    batch_size: Annotated[int, _recovery("batch_size")] = _RECOVERY.batch_size,
+    threshold: Annotated[float, _recovery("threshold")] = _RECOVERY.threshold,
+    read_repeats: Annotated[int, _recovery("read_repeats")] = _RECOVERY.read_repeats,
+    eval_read_repeats: Annotated[int, _recovery("eval_read_repeats")] = _RECOVERY.eval_read_repeats,
+    reference_column: Annotated[bool, _recovery("reference_column")] = _RECOVERY.reference_column,
+    seed: Annotated[int, _recovery("seed")] = _RECOVERY.seed,
     as_json: AsJson = False,
 ) -> None:
     """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer."""
     from sidra.training.recovery import drift_recovery
 
+    options = job_options(RecoveryOptions, ctx)
     data = load_dataset(dataset)
-    options = RecoveryOptions(
-        age_s=age_days * 86_400.0,
-        calibrate=calibrate,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        threshold=threshold,
-        read_repeats=read_repeats,
-        eval_read_repeats=eval_read_repeats,
-        reference_column=reference_column,
-        seed=seed,
-    )
     with _board(board, None) as target:
         report = drift_recovery(target, data, options)
+    spent = report.retraining
     summary = {
         "digital_accuracy": report.digital_accuracy,
         "deployed_accuracy": report.deployed_accuracy,
@@ -327,14 +315,18 @@ def drift_recovery_command(
         "retraining_fraction": report.retraining_fraction,
         "device_writes": report.device_writes,
         "calibration_gains": list(report.calibration_gains),
+        "retraining_loss_evaluations": spent.loss_evaluations,
+        "retraining_mvm_calls": spent.mvm_calls,
+        "retraining_time_ns": spent.modeled_time_ns,
+        "retraining_energy_nj": spent.modeled_energy_nj,
     }
     if as_json:
         typer.echo(json.dumps(summary))
         return
     for key, value in summary.items():
         if isinstance(value, float):
-            typer.echo(f"{key:20s} {value:.4f}")
+            typer.echo(f"{key:28s} {value:.4f}")
         elif isinstance(value, list):
-            typer.echo(f"{key:20s} {' '.join(f'{g:.3f}' for g in value)}")
+            typer.echo(f"{key:28s} {' '.join(f'{g:.3f}' for g in value)}")
         else:
-            typer.echo(f"{key:20s} {value}")
+            typer.echo(f"{key:28s} {value}")

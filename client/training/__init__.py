@@ -6,9 +6,9 @@ scikit-learn (data sets) and matplotlib (plots) are the optional ``training`` ex
 imported only where they are used.
 """
 
-from sidra.training.accounting import CostLedger
+from sidra.training.accounting import CostLedger, JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear, Mapping
-from sidra.training.board_spsa import SPSAOptions, train_softmax_spsa
+from sidra.training.board_spsa import SPSACheckpoint, SPSAJob, train_softmax_spsa
 from sidra.training.calibration import Calibration, calibrate, noise_level
 from sidra.training.compare import EstimatorResult, compare_estimators, standard_estimators
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
@@ -29,9 +29,18 @@ from sidra.training.estimators import (
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.feedback_alignment import FeedbackAlignmentNetwork, random_feedback
 from sidra.training.gradients import numerical_gradient, numerical_jacobian
-from sidra.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
+from sidra.training.hybrid import HybridNetwork, train_last_layer
+from sidra.training.options import (
+    CompareOptions,
+    EstimatorName,
+    JobOptions,
+    LastLayerOptions,
+    PerturbationMode,
+    RecoveryOptions,
+    SPSAOptions,
+)
 from sidra.training.records import Checkpoint, TrainingRecord
-from sidra.training.recovery import RecoveryOptions, RecoveryReport, drift_recovery
+from sidra.training.recovery import RecoveryReport, drift_recovery
 from sidra.training.schedules import constant, powerseries, spall_gains
 from sidra.training.softmax import accuracy, cross_entropy
 from sidra.training.spsa import (
@@ -47,7 +56,15 @@ from sidra.training.spsa import (
 )
 
 __all__ = [
+    "CompareOptions",
     "CostLedger",
+    "EstimatorName",
+    "JobCounts",
+    "JobMeter",
+    "JobOptions",
+    "PerturbationMode",
+    "SPSACheckpoint",
+    "SPSAJob",
     "numerical_gradient",
     "numerical_jacobian",
     "BUNDLED",

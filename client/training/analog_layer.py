@@ -61,6 +61,22 @@ class _Block:
         return int(self.outputs.stop) - int(self.outputs.start)
 
 
+def _check_settings(
+    mapping: Mapping,
+    reference_column: bool,
+    read_repeats: int,
+    weight_limit: float,
+    input_clip: float,
+) -> None:
+    if reference_column and mapping is not Mapping.OFFSET:
+        raise ValueError("reference_column: only the offset mapping uses one")
+    if read_repeats < 1:
+        raise ValueError(f"read_repeats: got {read_repeats}, expected >= 1")
+    for name, value in (("weight_limit", weight_limit), ("input_clip", input_clip)):
+        if not value > 0.0:
+            raise ValueError(f"{name}: got {value}, expected > 0 (weight units)")
+
+
 class AnalogLinear:
     """``inputs + 1`` rows (``inputs`` with a digital bias) × ``outputs`` columns at the
     top-left of ``tiles``."""
@@ -83,13 +99,7 @@ class AnalogLinear:
         tile_list = [tiles] if isinstance(tiles, int) else list(tiles)
         self.mapping = Mapping(mapping)
         self._pair = 2 if self.mapping is Mapping.DIFFERENTIAL else 1
-        if reference_column and self.mapping is not Mapping.OFFSET:
-            raise ValueError("reference_column: only the offset mapping uses one")
-        if read_repeats < 1:
-            raise ValueError(f"read_repeats: got {read_repeats}, expected >= 1")
-        for name, value in (("weight_limit", weight_limit), ("input_clip", input_clip)):
-            if not value > 0.0:
-                raise ValueError(f"{name}: got {value}, expected > 0 (weight units)")
+        _check_settings(self.mapping, reference_column, read_repeats, weight_limit, input_clip)
         self.reference_column = reference_column
         """Offset mapping: one extra column at g_ref per tile whose current replaces the
         digital g_ref·ΣV subtraction, so the offset ages (drifts) with the array."""
@@ -108,14 +118,7 @@ class AnalogLinear:
             )
         self.board = board
         self.inputs, self.outputs = inputs, outputs
-        self.blocks: list[_Block] = []
-        for r in row_starts:
-            rows = slice(r, min(r + info.rows, self.analog_rows))
-            for o in out_starts:
-                outs = slice(o, min(o + per_tile, outputs))
-                width = (outs.stop - outs.start) * self._pair + int(reference_column)
-                region = Region(0, 0, rows.stop - rows.start, width)
-                self.blocks.append(_Block(tile_list[len(self.blocks)], rows, outs, region))
+        self.blocks = self._layout(tile_list, row_starts, out_starts, info.rows, per_tile)
         self.tile, self.region = self.blocks[0].tile, self.blocks[0].region
         self.weight_limit = weight_limit
         self.g_ref_us = (info.g_min_us + info.g_max_us) / 2.0
@@ -131,6 +134,25 @@ class AnalogLinear:
         self.mvm_calls = 0
         self.ledger = CostLedger.for_board(board)
         """Modeled cost of every board operation this layer issued."""
+
+    def _layout(
+        self,
+        tiles: list[int],
+        row_starts: range,
+        out_starts: range,
+        tile_rows: int,
+        per_tile: int,
+    ) -> list[_Block]:
+        """Row blocks × output blocks, one tile each, in ``tiles`` order."""
+        blocks: list[_Block] = []
+        for r in row_starts:
+            rows = slice(r, min(r + tile_rows, self.analog_rows))
+            for o in out_starts:
+                outs = slice(o, min(o + per_tile, self.outputs))
+                width = (outs.stop - outs.start) * self._pair + int(self.reference_column)
+                region = Region(0, 0, rows.stop - rows.start, width)
+                blocks.append(_Block(tiles[len(blocks)], rows, outs, region))
+        return blocks
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,9 +1,14 @@
 """SPSA training of an analog softmax layer with the board in the loop.
 
-One call trains a ``features → classes`` layer mapped on a tile, with either
-perturbation mode (see ``evaluators``), Spall gains given or calibrated on
-the board, and a :class:`TrainingRecord` that counts every loss evaluation,
-MVM call and device write and the modeled hardware time and energy.
+:class:`SPSAJob` trains a ``features → classes`` layer mapped on a tile, with
+either perturbation mode (see ``evaluators``), Spall gains given or
+calibrated on the board, and a :class:`TrainingRecord` whose loss
+evaluations, MVM calls, device writes and modeled hardware time and energy
+come from the job's :class:`JobMeter`. :func:`train_softmax_spsa` runs one.
+
+A run can be checkpointed between steps and resumed exactly
+(:class:`SPSACheckpoint`): optimizer state, the random generator, the record
+so far and the counts.
 """
 
 from __future__ import annotations
@@ -13,50 +18,26 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from sidra.drivers import Board
+from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.calibration import calibrate
 from sidra.training.datasets import Dataset
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
+from sidra.training.options import PerturbationMode, SPSAOptions
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.schedules import spall_gains
 from sidra.training.softmax import accuracy
 from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
 
-__all__ = ["SPSAOptions", "train_softmax_spsa"]
+__all__ = ["SPSACheckpoint", "SPSAJob", "SPSAOptions", "train_softmax_spsa"]
 
-Mode = Literal["board", "host"]
-
-
-@dataclass(frozen=True, slots=True)
-class SPSAOptions:
-    """Settings of an SPSA training run (gains in weight units)."""
-
-    steps: int = 4000
-    seed: int = 0
-    batch_size: int = 64
-    a: float | None = 0.5
-    """Learning-rate gain; None = calibrate by Spall's rule 4 (costs evaluations)."""
-    c: float | None = 0.2
-    """Perturbation gain; None = calibrate by Spall's rule 3."""
-    resamplings: int = 1
-    mode: Mode = "board"
-    """"board": Perturb RPC, weights programmed every step; "host": host-held weights."""
-    program_every: int = 10
-    """Host-held mode: program the weights every this many updates."""
-    blocking: bool = False
-    last_avg: int = 1
-    second_order: bool = False
-    eval_every: int = 500
-    """Steps between test-accuracy checkpoints in the record."""
-    tile: int = 0
-    weight_limit: float = 1.5
-    """Weight at the edge of the conductance window (weight units); SPSA's bounds. A
-    tighter window puts more µS per weight unit, so read noise costs less."""
+Array = npt.NDArray[np.float32]
 
 
 def train_softmax_spsa(
@@ -68,165 +49,236 @@ def train_softmax_spsa(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
-    **overrides: object,
 ) -> TrainingRecord:
     """Trains a softmax layer on ``board`` with SPSA; returns the run's record.
 
-    With ``checkpoint`` and ``checkpoint_every`` the optimizer state, the random
-    generator and the record so far are written to that JSON file every so
-    many steps; ``resume=True`` continues from it (same options required; the
-    board is reprogrammed with the checkpointed weights on the first step).
+    With ``checkpoint`` and ``checkpoint_every`` the run is saved to that JSON
+    file every so many steps; ``resume=True`` continues from it (same options
+    required; the board is reprogrammed with the checkpointed weights on the
+    first step).
     """
     opts = options or SPSAOptions()
-    if overrides:
-        opts = SPSAOptions(**{**_fields(opts), **overrides})  # type: ignore[arg-type]
-    saved = _load_checkpoint(checkpoint, opts) if resume else None
-    rng = np.random.default_rng(opts.seed)
-    layer = AnalogLinear(
-        board, opts.tile, data.features, data.classes, weight_limit=opts.weight_limit
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every: got {checkpoint_every}, expected >= 0 (0: never)")
+    saved = SPSACheckpoint.load(checkpoint, opts) if resume else None
+    job = SPSAJob(board, data, opts, on_step=on_step)
+    return job.run(
+        saved, checkpoint=checkpoint if checkpoint_every else None, every=checkpoint_every
     )
-    evaluator: OnBoardEvaluator | HostHeldEvaluator
-    if opts.mode == "board":
-        evaluator = OnBoardEvaluator(layer, data.x_train, data.y_train, opts.batch_size, rng)
-    else:
-        evaluator = HostHeldEvaluator(
-            layer, data.x_train, data.y_train, opts.batch_size, rng, opts.program_every
+
+
+class SPSAJob:
+    """One SPSA run: build the layer and evaluator, choose the gains, step, report.
+
+    One generator seeded with ``options.seed`` draws the minibatches, the
+    perturbation seeds and the calibration samples, in that shared order.
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        data: Dataset,
+        options: SPSAOptions,
+        *,
+        on_step: Callable[[SPSAStep], None] | None = None,
+    ) -> None:
+        self.board, self.data, self.options = board, data, options
+        self.on_step = on_step
+        self.rng = np.random.default_rng(options.seed)
+        self.layer = AnalogLinear(
+            board, options.tile, data.features, data.classes, weight_limit=options.weight_limit
         )
-    writes_before = board.stats().cell_writes
-    x0 = np.zeros(layer.shape, np.float32)
-    calibration_evals = 0
-    if saved is not None:
-        a, c = saved["settings"]["a"], saved["settings"]["c"]
-        calibration_evals = saved["calibration_evals"]
-    elif opts.a is None or opts.c is None:
-        cal = calibrate(evaluator, x0, opts.steps, rng, c_floor=opts.c or 0.1)
-        calibration_evals = cal.nfev
-        a, c = opts.a or cal.a, opts.c or cal.c
-    else:
-        a, c = opts.a, opts.c
-    learning_rate, perturbation = spall_gains(a, c, opts.steps)
-    settings = SPSASettings(
-        learning_rate=learning_rate,
-        perturbation=perturbation,
-        resamplings=opts.resamplings,
-        blocking=opts.blocking,
-        last_avg=opts.last_avg,
-        second_order=opts.second_order,
-        bounds=(-layer.weight_limit, layer.weight_limit),
-    )
-    optimizer = SPSA(x0, settings, rng, opts.steps)
-    record = TrainingRecord(settings=_fields(opts) | {"a": a, "c": c, "job": "spsa"})
-    before = {"mvm_calls": 0, "device_writes": 0, "time_ns": 0.0, "energy_nj": 0.0}
-    if saved is not None:
-        optimizer.load_state_dict(_decode_state(saved["optimizer"]))
-        record.losses = list(saved["losses"])
-        record.checkpoints = [Checkpoint(**c) for c in saved["checkpoints"]]
-        before = saved["counts"]
+        self.evaluator = self._evaluator()
+        self.meter = JobMeter(board, [self.layer])
+        self.calibration_evals = 0
+        """Loss evaluations spent calibrating the gains (0 if given)."""
+        self.record = TrainingRecord(settings={})
 
-    def test_accuracy(weights: np.ndarray, final: bool = False) -> float:
-        return accuracy(evaluator.predict(weights, data.x_test, final=final), data.y_test)
+    def _evaluator(self) -> OnBoardEvaluator | HostHeldEvaluator:
+        o, d = self.options, self.data
+        if o.mode is PerturbationMode.BOARD:
+            return OnBoardEvaluator(self.layer, d.x_train, d.y_train, o.batch_size, self.rng)
+        return HostHeldEvaluator(
+            self.layer, d.x_train, d.y_train, o.batch_size, self.rng, o.program_every
+        )
 
-    def callback(step: SPSAStep) -> None:
-        record.losses.append(step.loss)
-        if step.step % opts.eval_every == 0:
-            record.checkpoints.append(
-                Checkpoint(
-                    step.step, test_accuracy(step.x), board.stats().cell_writes - writes_before
-                )
-            )
-        if on_step is not None:
-            on_step(step)
+    def run(
+        self, saved: SPSACheckpoint | None = None, *, checkpoint: str | Path | None, every: int
+    ) -> TrainingRecord:
+        """Steps to the end (from ``saved`` if given), saving to ``checkpoint`` every
+        ``every`` steps; returns the record."""
+        optimizer = self.start(saved)
+        while not optimizer.done:
+            ask = optimizer.ask()
+            optimizer.tell(self.evaluator(ask.x, ask.points))
+            if checkpoint and optimizer.at_step_boundary and optimizer.step % every == 0:
+                SPSACheckpoint.take(self, optimizer).save(checkpoint)
+        return self.finish(optimizer)
 
-    def counts() -> dict[str, Any]:
-        return {
-            "mvm_calls": before["mvm_calls"] + layer.mvm_calls,
-            "device_writes": before["device_writes"] + board.stats().cell_writes - writes_before,
-            "time_ns": before["time_ns"] + layer.ledger.total.time_ns,
-            "energy_nj": before["energy_nj"] + layer.ledger.total.energy_nj,
+    def start(self, saved: SPSACheckpoint | None = None) -> SPSA:
+        """The optimizer at step 0 (gains given or calibrated) or at ``saved``'s step."""
+        o = self.options
+        x0 = np.zeros(self.layer.shape, np.float32)
+        a, c = self._gains(x0, saved)
+        learning_rate, perturbation = spall_gains(a, c, o.steps)
+        settings = SPSASettings(
+            learning_rate=learning_rate,
+            perturbation=perturbation,
+            resamplings=o.resamplings,
+            blocking=o.blocking,
+            last_avg=o.last_avg,
+            second_order=o.second_order,
+            bounds=(-self.layer.weight_limit, self.layer.weight_limit),
+        )
+        optimizer = SPSA(x0, settings, self.rng, o.steps)
+        self.record = TrainingRecord(settings=o.settings() | {"a": a, "c": c, "job": "spsa"})
+        if saved is not None:
+            saved.restore(optimizer, self.record)
+            self.meter.carried = saved.counts
+        optimizer.callback = self._after_step
+        return optimizer
+
+    def _gains(self, x0: Array, saved: SPSACheckpoint | None) -> tuple[float, float]:
+        o = self.options
+        if saved is not None:
+            self.calibration_evals = saved.calibration_evals
+            return saved.settings["a"], saved.settings["c"]
+        if o.a is None or o.c is None:
+            cal = calibrate(self.evaluator, x0, o.steps, self.rng, c_floor=o.c or 0.1)
+            self.calibration_evals = cal.nfev
+            return o.a or cal.a, o.c or cal.c
+        return o.a, o.c
+
+    def test_accuracy(self, weights: Array, final: bool = False) -> float:
+        """Accuracy on the test set of the layer holding ``weights``."""
+        predicted = self.evaluator.predict(weights, self.data.x_test, final=final)
+        return accuracy(predicted, self.data.y_test)
+
+    def _after_step(self, step: SPSAStep) -> None:
+        self.record.losses.append(step.loss)
+        if step.step % self.options.eval_every == 0:
+            test = self.test_accuracy(step.x)  # before counting: it may program the board
+            self.record.checkpoints.append(Checkpoint(step.step, test, self.meter.device_writes))
+        if self.on_step is not None:
+            self.on_step(step)
+
+    def finish(self, optimizer: SPSA) -> TrainingRecord:
+        """Final weights, accuracies and counts into the record."""
+        result = optimizer.result()
+        record, data = self.record, self.data
+        record.weights = result.x
+        record.test_accuracy = self.test_accuracy(result.x, final=True)
+        train = self.evaluator.predict(result.x, data.x_train)
+        record.train_accuracy = accuracy(train, data.y_train)
+        record.steps = result.nit
+        record.count(self.meter.read())
+        record.programs = self.evaluator.programs
+        return record
+
+
+CHECKPOINT_VERSION = 2
+"""2: ``counts`` holds the :class:`JobCounts` fields. Version 1 files (``counts`` with
+mvm_calls, device_writes, time_ns, energy_nj; loss evaluations from the optimizer
+state) still resume."""
+
+
+@dataclass(frozen=True, slots=True)
+class SPSACheckpoint:
+    """A run saved between two steps: what resuming it exactly needs."""
+
+    settings: dict[str, Any]
+    """The record's settings (options, gains a and c, job)."""
+    optimizer: dict[str, Any]
+    """``SPSA.state_dict()``: arrays, counters and the generator state."""
+    losses: list[float]
+    checkpoints: list[Checkpoint]
+    counts: JobCounts
+    """What the run had spent when saved."""
+    calibration_evals: int = 0
+
+    @classmethod
+    def take(cls, job: SPSAJob, optimizer: SPSA) -> SPSACheckpoint:
+        record = job.record
+        return cls(
+            settings=record.settings,
+            optimizer=optimizer.state_dict(),
+            losses=list(record.losses),
+            checkpoints=list(record.checkpoints),
+            counts=job.meter.read(),
+            calibration_evals=job.calibration_evals,
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Writes the checkpoint atomically: a crash never leaves half a file."""
+        state = self.optimizer
+        payload = {
+            "version": CHECKPOINT_VERSION,
+            "settings": self.settings,
+            "calibration_evals": self.calibration_evals,
+            "optimizer": {
+                **state,
+                "x": state["x"].tolist(),
+                "hessian": None if state["hessian"] is None else state["hessian"].tolist(),
+                "history": [h.tolist() for h in state["history"]],
+            },
+            "losses": self.losses,
+            "checkpoints": [dataclasses.asdict(c) for c in self.checkpoints],
+            "counts": dataclasses.asdict(self.counts),
         }
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_text(json.dumps(payload))
+        partial.replace(target)
 
-    optimizer.callback = callback
-    while not optimizer.done:
-        ask = optimizer.ask()
-        optimizer.tell(evaluator(ask.x, ask.points))
-        if (
-            checkpoint
-            and checkpoint_every
-            and optimizer.at_step_boundary
-            and optimizer.step % checkpoint_every == 0
-        ):
-            _save_checkpoint(checkpoint, optimizer, record, calibration_evals, counts())
-    result = optimizer.result()
-    record.weights = result.x
-    record.test_accuracy = test_accuracy(result.x, final=True)
-    record.train_accuracy = accuracy(evaluator.predict(result.x, data.x_train), data.y_train)
-    record.steps = result.nit
-    record.loss_evaluations = result.nfev + calibration_evals
-    final = counts()
-    record.mvm_calls = final["mvm_calls"]
-    record.device_writes = final["device_writes"]
-    record.programs = evaluator.programs
-    record.modeled_time_ns = final["time_ns"]
-    record.modeled_energy_nj = final["energy_nj"]
-    return record
+    @classmethod
+    def load(cls, path: str | Path | None, options: SPSAOptions) -> SPSACheckpoint:
+        """Reads ``path``; refuses another version or a run of other options."""
+        if path is None:
+            raise ValueError("resume: needs a checkpoint path")
+        saved: dict[str, Any] = json.loads(Path(path).read_text())
+        version = saved.get("version")
+        if version not in (1, CHECKPOINT_VERSION):
+            raise ValueError(f"checkpoint {path}: version {version}, expected 1 or 2")
+        mismatched = [
+            name
+            for name, value in options.settings().items()
+            if name not in ("a", "c", "eval_every") and saved["settings"].get(name) != value
+        ]
+        if mismatched:
+            raise ValueError(f"checkpoint {path}: options differ from the run's: {mismatched}")
+        state = saved["optimizer"]
+        return cls(
+            settings=saved["settings"],
+            optimizer={
+                **state,
+                "x": np.array(state["x"], np.float32),
+                "hessian": None
+                if state["hessian"] is None
+                else np.array(state["hessian"], np.float32),
+                "history": [np.array(h, np.float32) for h in state["history"]],
+            },
+            losses=list(saved["losses"]),
+            checkpoints=[Checkpoint(**c) for c in saved["checkpoints"]],
+            counts=_counts(saved),
+            calibration_evals=saved["calibration_evals"],
+        )
 
-
-CHECKPOINT_VERSION = 1
-
-
-def _save_checkpoint(
-    path: str | Path,
-    optimizer: SPSA,
-    record: TrainingRecord,
-    calibration_evals: int,
-    counts: dict[str, Any],
-) -> None:
-    state = optimizer.state_dict()
-    payload = {
-        "version": CHECKPOINT_VERSION,
-        "settings": record.settings,
-        "calibration_evals": calibration_evals,
-        "optimizer": {
-            **state,
-            "x": state["x"].tolist(),
-            "hessian": None if state["hessian"] is None else state["hessian"].tolist(),
-            "history": [h.tolist() for h in state["history"]],
-        },
-        "losses": record.losses,
-        "checkpoints": [dataclasses.asdict(c) for c in record.checkpoints],
-        "counts": counts,
-    }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    partial.write_text(json.dumps(payload))
-    partial.replace(target)  # atomic: a crash never leaves half a checkpoint
+    def restore(self, optimizer: SPSA, record: TrainingRecord) -> None:
+        """Puts the optimizer and the record where the run was saved."""
+        optimizer.load_state_dict(self.optimizer)
+        record.losses = list(self.losses)
+        record.checkpoints = list(self.checkpoints)
 
 
-def _load_checkpoint(path: str | Path | None, options: SPSAOptions) -> dict[str, Any]:
-    if path is None:
-        raise ValueError("resume: needs a checkpoint path")
-    saved: dict[str, Any] = json.loads(Path(path).read_text())
-    if saved.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path}: version {saved.get('version')}, expected 1")
-    mismatched = [
-        name
-        for name, value in _fields(options).items()
-        if name not in ("a", "c", "eval_every") and saved["settings"].get(name) != value
-    ]
-    if mismatched:
-        raise ValueError(f"checkpoint {path}: options differ from the run's: {mismatched}")
-    return saved
-
-
-def _decode_state(state: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **state,
-        "x": np.array(state["x"], np.float32),
-        "hessian": None if state["hessian"] is None else np.array(state["hessian"], np.float32),
-        "history": [np.array(h, np.float32) for h in state["history"]],
-    }
-
-
-def _fields(options: SPSAOptions) -> dict[str, object]:
-    return {name: getattr(options, name) for name in SPSAOptions.__slots__}
+def _counts(saved: dict[str, Any]) -> JobCounts:
+    counts = saved["counts"]
+    if saved["version"] >= 2:
+        return JobCounts(**counts)
+    return JobCounts(
+        loss_evaluations=saved["optimizer"]["nfev"] + saved["calibration_evals"],
+        mvm_calls=counts["mvm_calls"],
+        device_writes=counts["device_writes"],
+        modeled_time_ns=counts["time_ns"],
+        modeled_energy_nj=counts["energy_nj"],
+    )

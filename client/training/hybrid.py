@@ -11,14 +11,15 @@ than ``threshold`` (weight units), so tiny updates do not burn writes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers import Board
+from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
+from sidra.training.options import LastLayerOptions
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, cross_entropy, softmax
 
@@ -118,33 +119,6 @@ class HybridNetwork:
             self.programs += 1
 
 
-@dataclass(frozen=True, slots=True)
-class LastLayerOptions:
-    """A fixed random ReLU feature layer on the board and trained layers above it."""
-
-    hidden: int = 256
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 0.2
-    final_learning_rate: float | None = 0.02
-    """Learning rate of the last epoch, reached by linear decay; None keeps it constant.
-    Small late steps average the read noise in the gradients instead of following it."""
-    threshold: float = 0.002
-    """Weight change below which a cell is not reprogrammed (weight units)."""
-    trainable: int = 1
-    seed: int = 0
-    feature_tile: int = 0
-    head_tiles: tuple[int, ...] = (1, 2)
-    read_repeats: int = 4
-    """Analog passes averaged per input vector in every forward pass."""
-    digital_bias: bool = True
-    """Add both layers' biases on the host instead of a bias row on the array."""
-    head_weight_limit: float = 0.75
-    """Head weight mapped to the edge of the conductance window (weight units); weights
-    beyond it are clipped. A tighter range puts more conductance per weight unit, so
-    state-independent read noise costs less."""
-
-
 def train_last_layer(
     board: Board,
     data: Dataset,
@@ -156,6 +130,38 @@ def train_last_layer(
     trained with exact host gradients and programmed with write-verify."""
     o = options or LastLayerOptions()
     rng = np.random.default_rng(o.seed)
+    features, head, w1 = _last_layer_tiles(board, data, o, rng)
+    meter = JobMeter(board, [features, head])
+    net = HybridNetwork(
+        [features, head],
+        [w1, np.zeros(head.shape, np.float32)],
+        trainable=o.trainable,
+        threshold=o.threshold,
+    )
+    record = TrainingRecord(settings=o.settings() | {"job": "last-layer"})
+    final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
+    for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+        losses = net.epoch(data.x_train, data.y_train, float(rate), o.batch_size, rng)
+        record.losses += losses
+        meter.charge_losses(len(losses))
+        test = accuracy(net.predict(data.x_test), data.y_test)
+        record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
+        if on_epoch is not None:
+            on_epoch(epoch, test)
+    record.weights = net.weights[-1]
+    record.steps = len(record.losses)
+    record.test_accuracy = record.checkpoints[-1].test_accuracy  # measured after the last epoch
+    record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
+    record.count(meter.read())
+    record.programs = net.programs
+    return record
+
+
+def _last_layer_tiles(
+    board: Board, data: Dataset, o: LastLayerOptions, rng: np.random.Generator
+) -> tuple[AnalogLinear, AnalogLinear, Array]:
+    """The feature and head layers, and the random feature weights [W1; b1] (drawn first
+    from ``rng``)."""
     n_in = data.features
     w1 = np.vstack(
         [rng.normal(0, 1 / np.sqrt(n_in), (n_in, o.hidden)), rng.normal(0, 0.5, (1, o.hidden))]
@@ -181,35 +187,4 @@ def train_last_layer(
         read_repeats=o.read_repeats,
         digital_bias=o.digital_bias,
     )
-    writes_before = board.stats().cell_writes
-    net = HybridNetwork(
-        [features, head],
-        [w1, np.zeros(head.shape, np.float32)],
-        trainable=o.trainable,
-        threshold=o.threshold,
-    )
-    record = TrainingRecord(
-        settings={**{k: getattr(o, k) for k in o.__slots__}, "job": "last-layer"}
-    )
-    final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
-    for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
-        losses = net.epoch(data.x_train, data.y_train, float(rate), o.batch_size, rng)
-        record.losses += losses
-        record.loss_evaluations += len(losses)
-        features.ledger.charge_host_loss(len(losses))
-        test = accuracy(net.predict(data.x_test), data.y_test)
-        record.checkpoints.append(
-            Checkpoint(len(record.losses), test, board.stats().cell_writes - writes_before)
-        )
-        if on_epoch is not None:
-            on_epoch(epoch, test)
-    record.weights = net.weights[-1]
-    record.steps = len(record.losses)
-    record.test_accuracy = record.checkpoints[-1].test_accuracy  # measured after the last epoch
-    record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
-    record.mvm_calls = features.mvm_calls + head.mvm_calls
-    record.device_writes = board.stats().cell_writes - writes_before
-    record.programs = net.programs
-    total = features.ledger.total + head.ledger.total
-    record.modeled_time_ns, record.modeled_energy_nj = total.time_ns, total.energy_nj
-    return record
+    return features, head, w1

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sidra.training.accounting import JobCounts
+
 __all__ = ["Checkpoint", "TrainingRecord"]
 
 
@@ -42,7 +44,17 @@ class TrainingRecord:
     programs: int = 0
     """Program calls issued."""
     modeled_time_ns: float = 0.0
+    """Modeled hardware time of the run, ns."""
     modeled_energy_nj: float = 0.0
+    """Modeled hardware energy of the run, nJ."""
+
+    def count(self, counts: JobCounts) -> None:
+        """Takes the run's loss evaluations, MVM calls, writes and modeled cost."""
+        self.loss_evaluations = counts.loss_evaluations
+        self.mvm_calls = counts.mvm_calls
+        self.device_writes = counts.device_writes
+        self.modeled_time_ns = counts.modeled_time_ns
+        self.modeled_energy_nj = counts.modeled_energy_nj
 
     def summary(self) -> dict[str, Any]:
         """The final figures (what ``--json`` prints)."""

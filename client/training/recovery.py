@@ -20,43 +20,21 @@ read noise does not hide differences of a few test samples.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from sidra.drivers import Board
+from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
 from sidra.training.hybrid import HybridNetwork
+from sidra.training.options import RecoveryOptions
 from sidra.training.softmax import accuracy
 
 __all__ = ["RecoveryOptions", "RecoveryReport", "drift_recovery"]
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryOptions:
-    hidden: int = 256
-    age_s: float = 365 * 86_400.0
-    """Board time between deployment and recovery, s (default one year)."""
-    calibrate: bool = True
-    """Run global drift compensation on every tile before retraining."""
-    epochs: int = 20
-    """Last-layer retraining epochs on the board."""
-    learning_rate: float = 0.05
-    batch_size: int = 32
-    threshold: float = 0.05
-    """Reprogram a head cell only once its target moved this far (weight units): a few
-    times the head's PCM programming noise (0.26–1.05 µS at ≈ 32 µS per weight unit,
-    0.01–0.03), so a write moves the weight by more than it adds noise."""
-    read_repeats: int = 16
-    """Analog passes averaged per input during retraining."""
-    eval_read_repeats: int = 64
-    """Analog passes averaged per input when measuring accuracy."""
-    reference_column: bool = True
-    """Offset mapping with a drifting reference column (see AnalogLinear)."""
-    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +44,20 @@ class RecoveryReport:
     deployed_accuracy: float
     """On the board right after programming."""
     aged_accuracy: float
-    """On the board after ``age_s`` of drift."""
+    """On the board after ``age_days`` of drift."""
     calibrated_accuracy: float
     """After global drift compensation (equals ``aged_accuracy`` without it)."""
     recovered_accuracy: float
     """After last-layer retraining on the aged board."""
-    device_writes: int
-    """Cell writes spent by the retraining (head rewrite included)."""
+    retraining: JobCounts
+    """What the retraining spent (head rewrite and recalibration included)."""
     calibration_gains: tuple[float, ...] = ()
     """Output gain Calibrate applied to each tile of the network, features first."""
+
+    @property
+    def device_writes(self) -> int:
+        """Cell writes spent by the retraining (head rewrite included)."""
+        return self.retraining.device_writes
 
     @property
     def recovered_fraction(self) -> float:
@@ -108,7 +91,7 @@ def _train_digital(data: Dataset, hidden: int, seed: int) -> tuple[list[np.ndarr
 
 
 @contextmanager
-def _read_repeats(layers: list[AnalogLinear], repeats: int) -> Iterator[None]:
+def _read_repeats(layers: Sequence[AnalogLinear], repeats: int) -> Iterator[None]:
     saved = [layer.read_repeats for layer in layers]
     for layer in layers:
         layer.read_repeats = repeats
@@ -125,6 +108,39 @@ def drift_recovery(
     """Runs the scenario on ``board`` (needs a virtual clock: an emulated board)."""
     o = options or RecoveryOptions()
     (w1, w2), digital = _train_digital(data, o.hidden, o.seed)
+    net = _deploy(board, data, o, w1, w2)
+    features, head = net.layers
+
+    def test_accuracy() -> float:
+        with _read_repeats(net.layers, o.eval_read_repeats):
+            return accuracy(net.predict(data.x_test), data.y_test)
+
+    deployed = test_accuracy()
+    board.advance_clock(o.age_days * 86_400.0)
+    aged = calibrated = test_accuracy()
+    gains: list[float] = []
+    if o.calibrate:
+        gains = features.calibrate() + head.calibrate()
+        calibrated = test_accuracy()
+    meter = JobMeter(board, net.layers)
+    # Rewrite the head as deployed: drift moved its cells; features stay aged.
+    head.program(w2)
+    if o.calibrate:
+        head.calibrate()
+    rng = np.random.default_rng(o.seed)
+    for _ in range(o.epochs):
+        losses = net.epoch(data.x_train, data.y_train, o.learning_rate, o.batch_size, rng)
+        meter.charge_losses(len(losses))
+    retraining = meter.read()
+    recovered = test_accuracy()
+    return RecoveryReport(digital, deployed, aged, calibrated, recovered, retraining, tuple(gains))
+
+
+def _deploy(
+    board: Board, data: Dataset, o: RecoveryOptions, w1: np.ndarray, w2: np.ndarray
+) -> HybridNetwork:
+    """The digital weights programmed on the board, each layer mapped to 1.05× its
+    largest weight; only the head is trainable."""
     limit1 = float(np.abs(w1).max()) * 1.05
     limit2 = float(np.abs(w2).max()) * 1.05
     # With a reference column, 256 hidden units need 257 columns: tile 3 takes the rest.
@@ -147,35 +163,4 @@ def drift_recovery(
         read_repeats=o.read_repeats,
         reference_column=o.reference_column,
     )
-    layers = [features, head]
-    net = HybridNetwork(layers, [w1, w2], trainable=1, threshold=o.threshold)
-
-    def test_accuracy() -> float:
-        with _read_repeats(layers, o.eval_read_repeats):
-            return accuracy(net.predict(data.x_test), data.y_test)
-
-    deployed = test_accuracy()
-    board.advance_clock(o.age_s)
-    aged = calibrated = test_accuracy()
-    gains: list[float] = []
-    if o.calibrate:
-        gains = features.calibrate() + head.calibrate()
-        calibrated = test_accuracy()
-    writes = board.stats().cell_writes
-    # Rewrite the head as deployed: drift moved its cells; features stay aged.
-    head.program(w2)
-    if o.calibrate:
-        head.calibrate()
-    rng = np.random.default_rng(o.seed)
-    for _ in range(o.epochs):
-        net.epoch(data.x_train, data.y_train, o.learning_rate, o.batch_size, rng)
-    recovered = test_accuracy()
-    return RecoveryReport(
-        digital,
-        deployed,
-        aged,
-        calibrated,
-        recovered,
-        board.stats().cell_writes - writes,
-        tuple(gains),
-    )
+    return HybridNetwork([features, head], [w1, w2], trainable=1, threshold=o.threshold)

@@ -1,0 +1,217 @@
+"""Options of the training jobs: frozen, validated, one documented field per setting.
+
+As aihwkit's configuration classes: the docstring under each field gives its
+meaning and unit (pydantic reads it as the field's description, so
+``sidra train … --help`` shows the same text), choices are enums, not string
+literals, and a model refuses unknown names and out-of-range values when it
+is built, with an error naming the option, the value and what is allowed
+(``pydantic.ValidationError``, a ``ValueError``).
+
+Weight units: the layer's weights as the host holds them; a weight of
+``weight_limit`` sits at the edge of the conductance window.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "CompareOptions",
+    "EstimatorName",
+    "JobOptions",
+    "LastLayerOptions",
+    "PerturbationMode",
+    "RecoveryOptions",
+    "SPSAOptions",
+]
+
+Tile = Annotated[int, Field(ge=0)]
+
+
+class JobOptions(BaseModel):
+    """What every job's options share: frozen, no unknown names, documented fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    def settings(self) -> dict[str, Any]:
+        """The options as JSON values (what a run record and a checkpoint store)."""
+        return self.model_dump(mode="json")
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, validated like the original."""
+        return self.model_validate(self.model_dump() | changes)
+
+
+class PerturbationMode(StrEnum):
+    """Where SPSA's ±c·Δ is applied."""
+
+    BOARD = "board"
+    """On the board by the Perturb RPC; the weights are programmed every step."""
+    HOST = "host"
+    """Host-held weights programmed every ``program_every`` steps; ±c·Δ added digitally."""
+
+
+class SPSAOptions(JobOptions):
+    """An SPSA training run of a softmax layer (features → classes) on one tile."""
+
+    steps: int = Field(4000, ge=1)
+    """SPSA steps: one gradient estimate and one update each."""
+    seed: int = Field(0, ge=0)
+    """Seed of the run's generator: minibatches, perturbation seeds, calibration."""
+    batch_size: int = Field(64, ge=1)
+    """Training samples per minibatch, shared by every point of a step."""
+    a: float | None = Field(0.5, gt=0.0)
+    """Learning-rate gain a in a_k = a/(A + k)^0.602, weight units per unit gradient;
+    None = calibrate by Spall's rule 4 (costs loss evaluations, counted)."""
+    c: float | None = Field(0.2, gt=0.0)
+    """Perturbation gain c in c_k = c/k^0.101, weight units; None = calibrate by Spall's
+    rule 3 (the loss noise, at least 0.1)."""
+    resamplings: int = Field(1, ge=1)
+    """Gradient estimates (fresh Δ each) averaged per step: 2 loss evaluations each."""
+    mode: PerturbationMode = PerturbationMode.BOARD
+    """board: Perturb RPC, weights programmed every step; host: host-held weights."""
+    program_every: int = Field(10, ge=1)
+    """Host mode: steps between two Programs of the weights."""
+    blocking: bool = False
+    """Reject a step that raises the loss (+1 loss evaluation per step, +1 at the start)."""
+    last_avg: int = Field(1, ge=1)
+    """Final weights: the mean of the last this many accepted iterates."""
+    second_order: bool = False
+    """Diagonal 2-SPSA preconditioner: 4 loss evaluations per resampling (host mode)."""
+    eval_every: int = Field(500, ge=1)
+    """Steps between test-accuracy checkpoints in the record (a test-set pass each)."""
+    tile: Tile = 0
+    """Board tile holding the layer."""
+    weight_limit: float = Field(1.5, gt=0.0)
+    """Weight at the edge of the conductance window, weight units; SPSA's bounds. A
+    tighter window puts more µS per weight unit, so read noise costs less."""
+
+    @model_validator(mode="after")
+    def _second_order_needs_host_mode(self) -> Self:
+        if self.second_order and self.mode is PerturbationMode.BOARD:
+            raise ValueError(
+                "second_order: got True with mode board; 2-SPSA needs mode host "
+                "(the Perturb RPC applies one Δ at a time)"
+            )
+        return self
+
+
+class LastLayerOptions(JobOptions):
+    """A fixed random ReLU feature layer on the board and trained layers above it."""
+
+    hidden: int = Field(256, ge=1)
+    """Random ReLU feature units (columns of the feature tile)."""
+    epochs: int = Field(40, ge=1)
+    """Passes over the training set."""
+    batch_size: int = Field(32, ge=1)
+    """Training samples per minibatch (one exact-gradient step each)."""
+    learning_rate: float = Field(0.2, ge=0.0)
+    """Learning rate of the first epoch, weight units per unit gradient."""
+    final_learning_rate: float | None = Field(0.02, ge=0.0)
+    """Learning rate of the last epoch, reached by linear decay; None keeps it constant.
+    Small late steps average the read noise in the gradients instead of following it."""
+    threshold: float = Field(0.002, ge=0.0)
+    """Weight change below which a cell is not reprogrammed, weight units."""
+    trainable: int = Field(1, ge=1, le=2)
+    """Layers trained, counted from the top (1: the head; 2: the features too)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the random features and the minibatch order."""
+    feature_tile: Tile = 0
+    """Board tile holding the feature layer."""
+    head_tiles: tuple[Tile, ...] = Field((1, 2), min_length=1)
+    """Board tiles holding the head (a 256 + 1 row head spans two tiles)."""
+    read_repeats: int = Field(4, ge=1)
+    """Analog passes averaged per input vector in every forward pass (noise / √n)."""
+    digital_bias: bool = True
+    """Add both layers' biases on the host instead of a bias row on the array."""
+    head_weight_limit: float = Field(0.75, gt=0.0)
+    """Head weight mapped to the edge of the conductance window, weight units; weights
+    beyond it are clipped. A tighter range puts more conductance per weight unit, so
+    state-independent read noise costs less."""
+
+    @model_validator(mode="after")
+    def _tiles_apart(self) -> Self:
+        if self.feature_tile in self.head_tiles:
+            raise ValueError(
+                f"head_tiles: got {list(self.head_tiles)}, must not include "
+                f"feature_tile {self.feature_tile}"
+            )
+        return self
+
+
+class EstimatorName(StrEnum):
+    """The gradient estimators ``compare`` can run (see ``standard_estimators``)."""
+
+    SPSA = "spsa"
+    """SPSA, one Rademacher perturbation per step (2 loss evaluations)."""
+    SPSA_4 = "spsa-4"
+    """SPSA, four perturbations averaged per step (8 loss evaluations)."""
+    CENTRAL_DIFFERENCES = "central-differences"
+    """Every weight ±h in turn (2 loss evaluations per weight)."""
+    FORWARD_GRADIENT = "forward-gradient"
+    """One Gaussian direction against the unperturbed loss (2 loss evaluations)."""
+    ANTITHETIC_ES = "antithetic-es"
+    """One antithetic Gaussian pair (2 loss evaluations)."""
+
+
+class CompareOptions(JobOptions):
+    """Gradient estimators compared on one loss-evaluation budget."""
+
+    budget: int = Field(20_000, ge=1)
+    """Loss evaluations each estimator may spend (whole estimates only)."""
+    a: float = Field(0.5, gt=0.0)
+    """Learning-rate gain a in a_k = a/(A + k)^0.602, A = 10 % of the steps; weight units
+    per unit gradient."""
+    c: float = Field(0.2, gt=0.0)
+    """Perturbation size of every estimator (SPSA c, difference step h, forward-gradient
+    ε, ES σ), weight units."""
+    seed: int = Field(0, ge=0)
+    """Seed of each estimator's generator (the same for all)."""
+    batch_size: int = Field(64, ge=1)
+    """Training samples per minibatch, shared by every point of an estimate."""
+    program_every: int = Field(10, ge=1)
+    """Steps between two Programs of the host-held weights."""
+    tile: Tile = 0
+    """Board tile holding the layer."""
+    estimators: tuple[EstimatorName, ...] = Field(tuple(EstimatorName), min_length=1)
+    """Estimators to run, in this order (the board's state carries from one to the next)."""
+
+    @model_validator(mode="after")
+    def _estimators_once(self) -> Self:
+        if len(set(self.estimators)) != len(self.estimators):
+            raise ValueError(
+                f"estimators: got {[str(e) for e in self.estimators]}, each at most once"
+            )
+        return self
+
+
+class RecoveryOptions(JobOptions):
+    """Deploy a digitally trained network, age the board, calibrate, retrain the head."""
+
+    hidden: int = Field(256, ge=1)
+    """Hidden ReLU units of the digitally trained 64→hidden→10 network."""
+    age_days: float = Field(365.0, ge=0.0)
+    """Board time between deployment and recovery, days (86,400 s each)."""
+    calibrate: bool = True
+    """Run global drift compensation on every tile before retraining."""
+    epochs: int = Field(20, ge=1)
+    """Last-layer retraining epochs on the board."""
+    learning_rate: float = Field(0.05, ge=0.0)
+    """Retraining learning rate, weight units per unit gradient."""
+    batch_size: int = Field(32, ge=1)
+    """Training samples per retraining minibatch."""
+    threshold: float = Field(0.05, ge=0.0)
+    """Reprogram a head cell only once its target moved this far, weight units: a few
+    times the head's PCM programming noise (0.26–1.05 µS at ≈ 32 µS per weight unit,
+    0.01–0.03), so a write moves the weight by more than it adds noise."""
+    read_repeats: int = Field(16, ge=1)
+    """Analog passes averaged per input during retraining."""
+    eval_read_repeats: int = Field(64, ge=1)
+    """Analog passes averaged per input when measuring accuracy."""
+    reference_column: bool = True
+    """Offset mapping with a drifting reference column per tile (see AnalogLinear)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the digital network and the retraining minibatch order."""
