@@ -15,9 +15,19 @@ MAPPED = {
     "server": "sidra/server",
     "drivers": "sidra/drivers",
     "client": "sidra/client",
+    "client/training": "sidra/training",
+    "client/cli": "sidra/cli",
     "emulator": "sidra/emulator",
     "proto/sidra/hil": "sidra/hil",
 }
+
+
+def installed_name(path: Path) -> str:
+    """Where a repository file lands in the wheel: under its most specific mapped folder."""
+    folder = max(
+        (f for f in MAPPED if path.is_relative_to(ROOT / f)), key=lambda f: len(Path(f).parts)
+    )
+    return f"{MAPPED[folder]}/{path.relative_to(ROOT / folder).as_posix()}"
 
 
 def test_generated_code_is_not_stale() -> None:
@@ -46,7 +56,13 @@ def test_bare_folder_names_are_not_installed(name: str) -> None:
 
 
 def test_public_surfaces_are_listed() -> None:
-    for module in ("sidra.client", "sidra.drivers", "sidra.emulator", "sidra.server"):
+    for module in (
+        "sidra.client",
+        "sidra.drivers",
+        "sidra.emulator",
+        "sidra.server",
+        "sidra.training",
+    ):
         mod = importlib.import_module(module)
         missing = [name for name in mod.__all__ if not hasattr(mod, name)]
         assert not missing, f"{module}.__all__ names missing attributes: {missing}"
@@ -74,9 +90,30 @@ def test_wheel_holds_every_module_under_sidra(tmp_path: Path) -> None:
     packaged = {n for n in names if not n.startswith("sidra_hil-")}
     assert all(n.startswith("sidra/") for n in packaged), sorted(packaged)[:5]
     expected = set()
-    for folder, prefix in MAPPED.items():
+    for folder in MAPPED:
         for path in (ROOT / folder).rglob("*"):
             if path.suffix in {".py", ".pyi", ".proto"} or path.name == "py.typed":
-                expected.add(f"{prefix}/{path.relative_to(ROOT / folder).as_posix()}")
+                expected.add(installed_name(path))
     assert expected - packaged == set()
+    assert not any(n.startswith(("sidra/client/training/", "sidra/client/cli/")) for n in packaged)
     assert "sidra/hil/v1/board.proto" in packaged
+
+
+def test_service_and_board_packages_load_no_training_dependencies() -> None:
+    """The service, client, drivers and emulator run without scikit-learn and matplotlib
+    (the optional ``training`` extra); training code runs without gRPC."""
+    script = (
+        "import sys, sidra.server, sidra.client, sidra.drivers, sidra.emulator\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'matplotlib'))\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    script = "import sys, sidra.training\nassert 'grpc' not in sys.modules, 'grpc loaded'\n"
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_board_schemes_come_from_entry_points() -> None:
+    """emu:// and grpc:// are registered by their own packages, not imported by the drivers."""
+    from sidra.drivers import schemes
+
+    assert {"emu", "grpc", "serial", "socket"} <= set(schemes())
