@@ -62,9 +62,7 @@ def train_softmax_spsa(
         raise ValueError(f"checkpoint_every: got {checkpoint_every}, expected >= 0 (0: never)")
     saved = SPSACheckpoint.load(checkpoint, opts) if resume else None
     job = SPSAJob(board, data, opts, on_step=on_step)
-    return job.run(
-        saved, checkpoint=checkpoint if checkpoint_every else None, every=checkpoint_every
-    )
+    return job.run(saved, checkpoint=checkpoint, every=checkpoint_every)
 
 
 class SPSAJob:
@@ -103,15 +101,19 @@ class SPSAJob:
         )
 
     def run(
-        self, saved: SPSACheckpoint | None = None, *, checkpoint: str | Path | None, every: int
+        self,
+        saved: SPSACheckpoint | None = None,
+        *,
+        checkpoint: str | Path | None = None,
+        every: int = 0,
     ) -> TrainingRecord:
         """Steps to the end (from ``saved`` if given), saving to ``checkpoint`` every
-        ``every`` steps; returns the record."""
+        ``every`` steps (0: never); returns the record."""
         optimizer = self.start(saved)
         while not optimizer.done:
             ask = optimizer.ask()
             optimizer.tell(self.evaluator(ask.x, ask.points))
-            if checkpoint and optimizer.at_step_boundary and optimizer.step % every == 0:
+            if checkpoint and every and optimizer.at_step_boundary and optimizer.step % every == 0:
                 SPSACheckpoint.take(self, optimizer).save(checkpoint)
         return self.finish(optimizer)
 
