@@ -209,11 +209,11 @@ class SerialDriver(BoardDriver):
 
     def _exchange(self, request: Request) -> Any:
         entry = entry_of(request)
-        data = entry.data(request)
-        staged = None
-        if entry.always_staged or len(data) + 64 > self.max_payload:
-            staged = StagedData(*self._stage(data))
-        payload = entry.pack_request(request, staged)
+        # Arrays travel inline when the whole payload fits one frame, else staged first.
+        payload = None if entry.always_staged else entry.pack_request(request, None)
+        if payload is None or len(payload) > self.max_payload:
+            staged = StagedData(*self._stage(entry.data(request)))
+            payload = entry.pack_request(request, staged)
         expect = min(entry.result_bytes(request, self.info), self.max_payload)
         device_s = entry.device_seconds(request, self.info)
         frame, reply = self._call(entry.msg(request), payload, expect=expect, device_s=device_s)
