@@ -82,7 +82,6 @@ class RemoteBoard(Board):
             raise from_rpc_error(exc) from exc
         return convert.result_from_pb(reply, op)
 
-
     def _message(self, request: Request, op: Operation) -> Any:
         try:
             return convert.request_to_pb(request, op)
