@@ -1,0 +1,919 @@
+"""Hostile requests and the board state a refusal must leave alone, for any board.
+
+The tables of ``test_bad_requests.py`` (and of the emulator comparisons in
+tests/test_bad_input.py, which import them): raw protobuf requests the client
+library would never send (``CASES``) and calls of the typed client (``TYPED``).
+Every geometry and limit in them comes from the board's :class:`BoardInfo`
+(rows, cols, tile_count, g_min_us, g_max_us, read_voltage_max_v): a case is a
+function of the info that builds the request, and the texts the error must show
+are functions of it too. The comment beside a case gives its value on the
+256 x 256, 4-tile, 1 .. 40 µS, 0.2 V boards (ideal and sidra-y1).
+
+A refused request must leave the board unchanged: stats (passes, writes, cost,
+clock) and write counters are compared exactly, conductances exactly on an ideal
+board and within twice the read-back contract elsewhere (:func:`assert_unchanged`).
+
+Not a test module: nothing is collected here. Imports nothing from the emulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+from board_checks import (
+    OUTLIER_FRACTION,
+    READ_CELL_OF_SPAN,
+    READ_RMS_OF_SPAN,
+    assert_currents_close,
+    is_ideal,
+    mid_range_g,
+    span,
+    sparse_voltages,
+)
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from sidra.drivers import Board, BoardInfo, BoardStats, InvalidArgument, OutOfRange, Region
+from sidra.drivers.validation import CLOCK_LIMIT_S
+from sidra.hil import tensors
+from sidra.hil.v1 import board_pb2 as pb
+
+F32 = npt.NDArray[np.float32]
+
+Text = str | Callable[[BoardInfo], str]
+"""What an error must show: fixed text, or text derived from the board's info."""
+
+
+def text(expected: Text, info: BoardInfo) -> str:
+    return expected if isinstance(expected, str) else expected(info)
+
+
+# -- board state before / after -----------------------------------------------------------
+
+
+@dataclass
+class Baseline:
+    """What the board holds before a bad request: every tile programmed (mid-window
+    conductances), tile ``perturbed`` holding a pending perturbation of ``region``."""
+
+    read: list[F32]
+    """Each tile as read back once the baseline was set (``perturbed`` after its APPLY)."""
+    perturbed: int
+    mark: tuple[int, float]
+    """(stats.cell_writes, stats.clock_s) once set: if either moved, another test wrote to
+    the shared board (or aged it) and the baseline must be set again."""
+
+
+def establish(board: Board) -> Baseline:
+    """Programs every tile, perturbs a region of tile 1 (APPLY, not restored)."""
+    info = board.info
+    rng = np.random.default_rng(2024)
+    for tile in range(info.tile_count):
+        board.program(tile, mid_range_g(info, rng, (info.rows, info.cols)))
+    perturbed = min(1, info.tile_count - 1)
+    region = Region(3, 4, min(20, info.rows - 3), min(30, info.cols - 4))
+    board.perturb(perturbed, seed=11, amplitude_us=0.1 * span(info), sign=1, region=region)
+    stats = board.stats()
+    return Baseline(snapshot(board), perturbed, (stats.cell_writes, stats.clock_s))
+
+
+class BaselineKeeper:
+    """The baseline of one shared board, set again only when something else wrote to it."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.current: Baseline | None = None
+
+    def get(self) -> Baseline:
+        stats = self.board.stats()
+        if self.current is None or (stats.cell_writes, stats.clock_s) != self.current.mark:
+            self.current = establish(self.board)
+        return self.current
+
+
+def snapshot(board: Board) -> list[F32]:
+    return [board.read_conductance(t).conductances for t in range(board.info.tile_count)]
+
+
+def write_counts(board: Board) -> bytes:
+    """Every cell's write counter, every tile (exact on any board)."""
+    counts = [board.read_write_counts(t).counts for t in range(board.info.tile_count)]
+    return np.stack(counts).tobytes()
+
+
+SAME_CELL_OF_SPAN = 2 * READ_CELL_OF_SPAN
+SAME_RMS_OF_SPAN = 2 * READ_RMS_OF_SPAN
+SAME_OUTLIER_FRACTION = 2 * OUTLIER_FRACTION
+"""Two reads of an unchanged cell: each is within the read-back contract of the cell's
+value (board_checks: 15 % of the span per cell but 1 % of the cells, 5 % rms), so they
+differ by at most twice that (30 % per cell but 2 % + 2 cells, 10 % rms). sidra-y1: the
+difference of two reads has σ = √2 · 1.0 µS = 3.6 % of its 39 µS span."""
+
+
+def assert_same_conductances(before: F32, after: F32, info: BoardInfo, what: str) -> None:
+    """``after`` reads the same cells as ``before``: bit for bit on an ideal board, within
+    twice the read-back contract elsewhere (and finite: a NaN clock or drift shows here)."""
+    assert after.shape == before.shape, what
+    assert np.isfinite(after).all(), f"{what}: NaN/Inf conductances"
+    if is_ideal(info):
+        assert np.array_equal(before, after), f"{what}: changed"
+        return
+    s = span(info)
+    diff = np.abs(after.astype(np.float64) - before.astype(np.float64))
+    moved = diff > SAME_CELL_OF_SPAN * s
+    allowed = int(SAME_OUTLIER_FRACTION * diff.size) + 2
+    assert int(moved.sum()) <= allowed, f"{what}: {int(moved.sum())} cells moved"
+    rms = float(np.sqrt(np.mean(diff[~moved] ** 2)))
+    assert rms < SAME_RMS_OF_SPAN * s, f"{what}: rms change {rms:.3g} µS"
+
+
+def assert_unchanged(board: Board, before: list[F32]) -> None:
+    after = snapshot(board)
+    for tile, (a, b) in enumerate(zip(before, after, strict=True)):
+        assert_same_conductances(a, b, board.info, f"tile {tile} after a rejected request")
+
+
+def assert_holds_baseline(board: Board, before: list[F32], base: Baseline) -> None:
+    """The board read ``before`` still holds the baseline (tile 1 still perturbed)."""
+    for tile, (a, b) in enumerate(zip(base.read, before, strict=True)):
+        assert_same_conductances(a, b, board.info, f"tile {tile} against the baseline")
+
+
+def assert_still_serving(board: Board, base: Baseline) -> None:
+    """A valid MVM right after the rejection returns V·G (G as read for the baseline):
+    every input driven on an ideal board; elsewhere 8 inputs at most v_max/2, so the
+    outputs stay within any ADC's range (board_checks.DRIVEN_ROWS)."""
+    info = board.info
+    rng = np.random.default_rng(7)
+    if is_ideal(info):
+        vmax = info.read_voltage_max_v
+        v = rng.uniform(-vmax, vmax, (3, info.rows)).astype(np.float32)
+    else:
+        v = sparse_voltages(info, rng, 3, info.rows, (info.rows - 8) // 2)
+    assert_currents_close(board.mvm(0, v).currents, v, base.read[0], info)
+
+
+def stats_equal(a: BoardStats, b: BoardStats) -> bool:
+    return (a.mvm_passes, a.cell_writes, a.total_cost, a.clock_s) == (
+        b.mvm_passes,
+        b.cell_writes,
+        b.total_cost,
+        b.clock_s,
+    )
+
+
+def bad_request_details(
+    err: grpc.RpcError,
+) -> tuple[error_details_pb2.BadRequest, error_details_pb2.ErrorInfo]:
+    status = rpc_status.from_call(err)
+    assert status is not None, "no grpc-status-details-bin trailer"
+    assert status.code == err.code().value[0]
+    found: dict[str, Any] = {}
+    for detail in status.details:
+        for cls in (error_details_pb2.BadRequest, error_details_pb2.ErrorInfo):
+            if detail.Is(cls.DESCRIPTOR):
+                msg = cls()
+                detail.Unpack(msg)
+                found[cls.__name__] = msg
+    assert set(found) == {"BadRequest", "ErrorInfo"}
+    return found["BadRequest"], found["ErrorInfo"]
+
+
+# -- request builders ---------------------------------------------------------------------
+
+
+def f32(array: Any) -> pb.Tensor:
+    return tensors.encode(np.asarray(array, dtype=np.float32))
+
+
+def raw(dtype: int, shape: list[int], nbytes: int) -> pb.Tensor:
+    """A Tensor exactly as given, however inconsistent (zero-filled data)."""
+    tensor = pb.Tensor(shape=shape, data=b"\x00" * nbytes)
+    tensor.dtype = dtype  # type: ignore[assignment]  # any enum number, valid or not
+    return tensor
+
+
+def vrow(info: BoardInfo, value: float, width: int | None = None, batch: int = 2) -> F32:
+    """A valid batch of zeros (``width``: tile rows by default) with one bad value at
+    [batch - 1, 5]."""
+    v = np.zeros((batch, width or info.rows), np.float32)
+    v[batch - 1, 5] = value
+    return v
+
+
+def gmat(info: BoardInfo, value: float, shape: tuple[int, int] = (3, 4)) -> F32:
+    """Mid-window conductances with one value at [1, 2]."""
+    g = np.full(shape, (info.g_min_us + info.g_max_us) / 2, np.float32)
+    g[1, 2] = value
+    return g
+
+
+def apply(**kw: Any) -> pb.PerturbRequest:
+    fields = {
+        "tile": 0,
+        "mode": pb.PERTURB_MODE_APPLY,
+        "seed": 1,
+        "amplitude_us": 1.0,
+        "sign": 1,
+    } | kw
+    return pb.PerturbRequest(**fields)
+
+
+def other_width(n: int) -> int:
+    """A width that is not ``n`` (100 on a 256-wide tile)."""
+    return 100 if n != 100 else 101
+
+
+# What the errors show, from the board's info.
+
+
+def tiles(info: BoardInfo) -> str:
+    return f"0 .. {info.tile_count - 1}"
+
+
+def window(info: BoardInfo) -> str:
+    return f"[{info.g_min_us:g}, {info.g_max_us:g}] µS"
+
+
+def volts(info: BoardInfo) -> str:
+    return f"[-{info.read_voltage_max_v:g}, +{info.read_voltage_max_v:g}] V"
+
+
+def amplitudes(info: BoardInfo) -> str:
+    return f"(0, {span(info):g}] µS"
+
+
+def as_float32(x: float) -> str:
+    """How an error shows a tensor value: the float32 the board received, 9 digits."""
+    return f"{float(np.float32(x)):.9g}"
+
+
+def over_v(info: BoardInfo, factor: float) -> float:
+    """``factor`` x read_voltage_max_v (factors chosen to be exact in float32)."""
+    return factor * info.read_voltage_max_v
+
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+RANGE = grpc.StatusCode.OUT_OF_RANGE
+NAN, INF = float("nan"), float("inf")
+CLOCK = f"seconds in [0, {CLOCK_LIMIT_S:.9g}]"
+"""AdvanceClock's allowed range as a request check states it (the documented clock limit)."""
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One bad request: expected code and substrings of field, value and allowed range."""
+
+    rpc: str
+    request: Callable[[BoardInfo], Any]
+    code: grpc.StatusCode
+    field: str
+    value: Text
+    allowed: Text
+
+
+CASES: dict[str, Bad] = {
+    # MVM ---------------------------------------------------------------------------------
+    "mvm-wrong-width": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=f32(np.zeros((2, other_width(i.rows))))),
+        INVALID,
+        "voltages.shape",
+        lambda i: f"[2, {other_width(i.rows)}]",
+        lambda i: f"[batch >= 1, {i.rows}] (tile rows)",
+    ),
+    "mvm-float64": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(pb.DTYPE_FLOAT64, [1, i.rows], 8 * i.rows)),
+        INVALID,
+        "voltages.dtype",
+        "DTYPE_FLOAT64",
+        "DTYPE_FLOAT32",
+    ),
+    "mvm-int32": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(pb.DTYPE_INT32, [1, i.rows], 4 * i.rows)),
+        INVALID,
+        "voltages.dtype",
+        "DTYPE_INT32",
+        "DTYPE_FLOAT32",
+    ),
+    "mvm-dtype-unspecified": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(pb.DTYPE_UNSPECIFIED, [1, i.rows], 4 * i.rows)),
+        INVALID,
+        "voltages.dtype",
+        "DTYPE_UNSPECIFIED",
+        "DTYPE_FLOAT32",
+    ),
+    "mvm-dtype-unknown-number": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(99, [1, i.rows], 4 * i.rows)),
+        INVALID,
+        "voltages.dtype",
+        "got 99",
+        "DTYPE_FLOAT32",
+    ),
+    "mvm-voltages-unset": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(tile=0),
+        INVALID,
+        "voltages.dtype",
+        "DTYPE_UNSPECIFIED",
+        "DTYPE_FLOAT32",
+    ),
+    "mvm-bytes-short": Bad(  # 1020 bytes for 1024
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(pb.DTYPE_FLOAT32, [1, i.rows], 4 * i.rows - 4)),
+        INVALID,
+        "voltages.data",
+        lambda i: f"{4 * i.rows - 4} bytes",
+        lambda i: f"{4 * i.rows} bytes",
+    ),
+    "mvm-bytes-long": Bad(  # 2048 bytes for 1024
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(pb.DTYPE_FLOAT32, [1, i.rows], 8 * i.rows)),
+        INVALID,
+        "voltages.data",
+        lambda i: f"{8 * i.rows} bytes",
+        lambda i: f"{4 * i.rows} bytes",
+    ),
+    "mvm-3d": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(pb.DTYPE_FLOAT32, [1, 1, i.rows], 4 * i.rows)),
+        INVALID,
+        "voltages.shape",
+        lambda i: f"[1, 1, {i.rows}]",
+        "2 dimensions",
+    ),
+    "mvm-1d": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(pb.DTYPE_FLOAT32, [i.rows], 4 * i.rows)),
+        INVALID,
+        "voltages.shape",
+        lambda i: f"[{i.rows}]",
+        "2 dimensions",
+    ),
+    "mvm-empty-batch": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=raw(pb.DTYPE_FLOAT32, [0, i.rows], 0)),
+        INVALID,
+        "voltages.shape",
+        lambda i: f"[0, {i.rows}]",
+        "n >= 1",
+    ),
+    "mvm-nan": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=f32(vrow(i, NAN))),
+        INVALID,
+        "voltages",
+        "NaN/Inf",
+        "finite",
+    ),
+    "mvm-inf": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=f32(vrow(i, -INF))),
+        INVALID,
+        "voltages",
+        "NaN/Inf",
+        "finite",
+    ),
+    "mvm-over-voltage": Bad(  # 0.25 V
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=f32(vrow(i, over_v(i, 1.25)))),
+        RANGE,
+        "voltages",
+        lambda i: f"{as_float32(over_v(i, 1.25))} V at [1, 5]",
+        volts,
+    ),
+    "mvm-under-voltage": Bad(  # -0.375 V
+        "MVM",
+        lambda i: pb.MVMRequest(voltages=f32(vrow(i, over_v(i, -1.875)))),
+        RANGE,
+        "voltages",
+        lambda i: f"{as_float32(over_v(i, -1.875))} V at [1, 5]",
+        volts,
+    ),
+    "mvm-tile": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(tile=i.tile_count, voltages=f32(np.zeros((1, i.rows)))),
+        RANGE,
+        "tile",
+        lambda i: f"got {i.tile_count}",
+        tiles,
+    ),
+    "mvm-tile-max": Bad(
+        "MVM",
+        lambda i: pb.MVMRequest(tile=2**32 - 1, voltages=f32(np.zeros((1, i.rows)))),
+        RANGE,
+        "tile",
+        "got 4294967295",
+        tiles,
+    ),
+    # TransposeMVM --------------------------------------------------------------------------
+    "tmvm-wrong-width": Bad(
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(voltages=f32(np.zeros((1, other_width(i.cols))))),
+        INVALID,
+        "voltages.shape",
+        lambda i: f"[1, {other_width(i.cols)}]",
+        lambda i: f"[batch >= 1, {i.cols}] (tile columns)",
+    ),
+    "tmvm-float64": Bad(
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(voltages=raw(pb.DTYPE_FLOAT64, [1, i.cols], 8 * i.cols)),
+        INVALID,
+        "voltages.dtype",
+        "DTYPE_FLOAT64",
+        "DTYPE_FLOAT32",
+    ),
+    "tmvm-bytes": Bad(  # 1024 bytes for 2048
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(voltages=raw(pb.DTYPE_FLOAT32, [2, i.cols], 4 * i.cols)),
+        INVALID,
+        "voltages.data",
+        lambda i: f"{4 * i.cols} bytes",
+        lambda i: f"{8 * i.cols} bytes",
+    ),
+    "tmvm-empty-batch": Bad(
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(voltages=raw(pb.DTYPE_FLOAT32, [0, i.cols], 0)),
+        INVALID,
+        "voltages.shape",
+        lambda i: f"[0, {i.cols}]",
+        "n >= 1",
+    ),
+    "tmvm-nan": Bad(
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(voltages=f32(vrow(i, NAN, i.cols))),
+        INVALID,
+        "voltages",
+        "NaN/Inf",
+        "finite",
+    ),
+    "tmvm-inf": Bad(
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(voltages=f32(vrow(i, INF, i.cols))),
+        INVALID,
+        "voltages",
+        "NaN/Inf",
+        "finite",
+    ),
+    "tmvm-over-voltage": Bad(  # 0.2109375 V, just past the limit
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(voltages=f32(vrow(i, over_v(i, 1.0546875), i.cols))),
+        RANGE,
+        "voltages",
+        lambda i: f"{as_float32(over_v(i, 1.0546875))} V at [1, 5]",
+        volts,
+    ),
+    "tmvm-tile": Bad(  # tile 7 of 4
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(
+            tile=i.tile_count + 3, voltages=f32(np.zeros((1, i.cols)))
+        ),
+        RANGE,
+        "tile",
+        lambda i: f"got {i.tile_count + 3}",
+        tiles,
+    ),
+    # Program -------------------------------------------------------------------------------
+    "program-float64": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=raw(pb.DTYPE_FLOAT64, [2, 2], 32)),
+        INVALID,
+        "conductances.dtype",
+        "DTYPE_FLOAT64",
+        "DTYPE_FLOAT32",
+    ),
+    "program-int32": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=raw(pb.DTYPE_INT32, [2, 2], 16)),
+        INVALID,
+        "conductances.dtype",
+        "DTYPE_INT32",
+        "DTYPE_FLOAT32",
+    ),
+    "program-bytes": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=raw(pb.DTYPE_FLOAT32, [2, 3], 20)),
+        INVALID,
+        "conductances.data",
+        "20 bytes",
+        "24 bytes",
+    ),
+    "program-3d": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=raw(pb.DTYPE_FLOAT32, [2, 2, 2], 32)),
+        INVALID,
+        "conductances.shape",
+        "[2, 2, 2]",
+        "2 dimensions",
+    ),
+    "program-empty": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=raw(pb.DTYPE_FLOAT32, [0, 4], 0)),
+        INVALID,
+        "conductances.shape",
+        "[0, 4]",
+        "n >= 1",
+    ),
+    "program-nan": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=f32(gmat(i, NAN))),
+        INVALID,
+        "conductances",
+        "NaN/Inf",
+        "finite",
+    ),
+    "program-inf": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=f32(gmat(i, INF))),
+        INVALID,
+        "conductances",
+        "NaN/Inf",
+        "finite",
+    ),
+    "program-below-gmin": Bad(  # 0.5 µS
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=f32(gmat(i, i.g_min_us - 0.5))),
+        RANGE,
+        "conductances",
+        lambda i: f"{as_float32(i.g_min_us - 0.5)} µS at [1, 2]",
+        window,
+    ),
+    "program-above-gmax": Bad(  # 40.5 µS
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=f32(gmat(i, i.g_max_us + 0.5))),
+        RANGE,
+        "conductances",
+        lambda i: f"{as_float32(i.g_max_us + 0.5)} µS at [1, 2]",
+        window,
+    ),
+    "program-negative": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=f32(gmat(i, -3.0))),
+        RANGE,
+        "conductances",
+        "-3 µS",
+        window,
+    ),
+    "program-tile": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(tile=i.tile_count, conductances=f32(gmat(i, i.g_min_us))),
+        RANGE,
+        "tile",
+        lambda i: f"got {i.tile_count}",
+        tiles,
+    ),
+    "program-offset-rows": Bad(  # 10 rows from row 250 of 256
+        "Program",
+        lambda i: pb.ProgramRequest(
+            row_offset=i.rows - 6, conductances=f32(np.full((10, 4), i.g_min_us))
+        ),
+        RANGE,
+        "conductances.shape",
+        "got [10, 4]",
+        "rows in 1 .. 6",
+    ),
+    "program-offset-cols": Bad(  # 2 columns from column 255 of 256
+        "Program",
+        lambda i: pb.ProgramRequest(
+            row_offset=3, col_offset=i.cols - 1, conductances=f32(np.full((2, 2), i.g_min_us))
+        ),
+        RANGE,
+        "conductances.shape",
+        "got [2, 2]",
+        "cols in 1 .. 1",
+    ),
+    "program-row-offset-outside": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(
+            row_offset=i.rows, conductances=f32(np.full((1, 1), i.g_min_us))
+        ),
+        RANGE,
+        "row_offset",
+        lambda i: f"got {i.rows}",
+        lambda i: f"0 .. {i.rows - 1}",
+    ),
+    "program-col-offset-outside": Bad(  # column 1024 of 256
+        "Program",
+        lambda i: pb.ProgramRequest(
+            col_offset=4 * i.cols, conductances=f32(np.full((1, 1), i.g_min_us))
+        ),
+        RANGE,
+        "col_offset",
+        lambda i: f"got {4 * i.cols}",
+        lambda i: f"0 .. {i.cols - 1}",
+    ),
+    "program-too-tall": Bad(
+        "Program",
+        lambda i: pb.ProgramRequest(conductances=f32(np.full((i.rows + 1, 1), i.g_min_us))),
+        RANGE,
+        "conductances.shape",
+        lambda i: f"got [{i.rows + 1}, 1]",
+        lambda i: f"rows in 1 .. {i.rows}",
+    ),
+    # ReadConductance -----------------------------------------------------------------------
+    "read-tile": Bad(
+        "ReadConductance",
+        lambda i: pb.ReadConductanceRequest(tile=i.tile_count),
+        RANGE,
+        "tile",
+        lambda i: f"got {i.tile_count}",
+        tiles,
+    ),
+    "read-row-offset": Bad(
+        "ReadConductance",
+        lambda i: pb.ReadConductanceRequest(region=pb.Region(row_offset=i.rows)),
+        RANGE,
+        "region.row_offset",
+        lambda i: f"got {i.rows}",
+        lambda i: f"0 .. {i.rows - 1}",
+    ),
+    "read-rows": Bad(  # 57 rows from row 200 of 256
+        "ReadConductance",
+        lambda i: pb.ReadConductanceRequest(region=pb.Region(row_offset=i.rows - 56, rows=57)),
+        RANGE,
+        "region.rows",
+        "got 57",
+        "1 .. 56",
+    ),
+    "read-cols": Bad(  # 247 columns from column 10 of 256
+        "ReadConductance",
+        lambda i: pb.ReadConductanceRequest(region=pb.Region(col_offset=10, cols=i.cols - 9)),
+        RANGE,
+        "region.cols",
+        lambda i: f"got {i.cols - 9}",
+        lambda i: f"1 .. {i.cols - 10}",
+    ),
+    # Perturb -------------------------------------------------------------------------------
+    "perturb-mode-unspecified": Bad(
+        "Perturb",
+        lambda i: apply(mode=pb.PERTURB_MODE_UNSPECIFIED),
+        INVALID,
+        "mode",
+        "PERTURB_MODE_UNSPECIFIED",
+        "PERTURB_MODE_APPLY or PERTURB_MODE_RESTORE",
+    ),
+    "perturb-mode-unknown": Bad(
+        "Perturb",
+        lambda i: apply(mode=7),
+        INVALID,
+        "mode",
+        "got 7",
+        "PERTURB_MODE_APPLY or PERTURB_MODE_RESTORE",
+    ),
+    "perturb-sign-0": Bad("Perturb", lambda i: apply(sign=0), INVALID, "sign", "got 0", "+1 or -1"),
+    "perturb-sign-2": Bad("Perturb", lambda i: apply(sign=2), INVALID, "sign", "got 2", "+1 or -1"),
+    "perturb-sign-minus-2": Bad(
+        "Perturb", lambda i: apply(sign=-2), INVALID, "sign", "got -2", "+1 or -1"
+    ),
+    "perturb-amplitude-nan": Bad(
+        "Perturb",
+        lambda i: apply(amplitude_us=NAN),
+        INVALID,
+        "amplitude_us",
+        "got nan",
+        lambda i: f"finite value in (0, {span(i):g}]",
+    ),
+    "perturb-amplitude-inf": Bad(
+        "Perturb",
+        lambda i: apply(amplitude_us=INF),
+        INVALID,
+        "amplitude_us",
+        "got inf",
+        lambda i: f"finite value in (0, {span(i):g}]",
+    ),
+    "perturb-amplitude-negative": Bad(
+        "Perturb",
+        lambda i: apply(amplitude_us=-1.0),
+        RANGE,
+        "amplitude_us",
+        "got -1.0",
+        amplitudes,
+    ),
+    "perturb-amplitude-zero": Bad(
+        "Perturb", lambda i: apply(amplitude_us=0.0), RANGE, "amplitude_us", "got 0.0", amplitudes
+    ),
+    "perturb-amplitude-too-large": Bad(  # 39.5 µS on a 39 µS span
+        "Perturb",
+        lambda i: apply(amplitude_us=span(i) + 0.5),
+        RANGE,
+        "amplitude_us",
+        lambda i: f"got {span(i) + 0.5}",
+        amplitudes,
+    ),
+    "perturb-apply-tile": Bad(
+        "Perturb",
+        lambda i: apply(tile=i.tile_count),
+        RANGE,
+        "tile",
+        lambda i: f"got {i.tile_count}",
+        tiles,
+    ),
+    "perturb-restore-tile": Bad(  # tile 100 of 4
+        "Perturb",
+        lambda i: pb.PerturbRequest(tile=25 * i.tile_count, mode=pb.PERTURB_MODE_RESTORE),
+        RANGE,
+        "tile",
+        lambda i: f"got {25 * i.tile_count}",
+        tiles,
+    ),
+    "perturb-apply-region": Bad(  # row 300 of 256
+        "Perturb",
+        lambda i: apply(region=pb.Region(row_offset=i.rows + 44)),
+        RANGE,
+        "region.row_offset",
+        lambda i: f"got {i.rows + 44}",
+        lambda i: f"0 .. {i.rows - 1}",
+    ),
+    "perturb-apply-region-cols": Bad(  # 7 columns from column 250 of 256
+        "Perturb",
+        lambda i: apply(region=pb.Region(col_offset=i.cols - 6, cols=7)),
+        RANGE,
+        "region.cols",
+        "got 7",
+        "1 .. 6",
+    ),
+    "perturb-restore-region": Bad(  # 2 rows from the last row
+        "Perturb",
+        lambda i: pb.PerturbRequest(
+            mode=pb.PERTURB_MODE_RESTORE, region=pb.Region(row_offset=i.rows - 1, rows=2)
+        ),
+        RANGE,
+        "region.rows",
+        "got 2",
+        "1 .. 1",
+    ),
+    # ReadWriteCounts -----------------------------------------------------------------------
+    "counts-tile": Bad(
+        "ReadWriteCounts",
+        lambda i: pb.ReadWriteCountsRequest(tile=i.tile_count),
+        RANGE,
+        "tile",
+        lambda i: f"got {i.tile_count}",
+        tiles,
+    ),
+    "counts-region": Bad(
+        "ReadWriteCounts",
+        lambda i: pb.ReadWriteCountsRequest(region=pb.Region(col_offset=i.cols)),
+        RANGE,
+        "region.col_offset",
+        lambda i: f"got {i.cols}",
+        lambda i: f"0 .. {i.cols - 1}",
+    ),
+    # Calibrate -----------------------------------------------------------------------------
+    "calibrate-tile": Bad(  # tile 5 of 4
+        "Calibrate",
+        lambda i: pb.CalibrateRequest(tile=i.tile_count + 1),
+        RANGE,
+        "tile",
+        lambda i: f"got {i.tile_count + 1}",
+        tiles,
+    ),
+    # AdvanceClock: NaN/Inf is malformed, a finite number outside [0, headroom] out of range.
+    # Checked before the board is asked, so every board answers so (emulated or not). --------
+    "clock-nan": Bad(
+        "AdvanceClock",
+        lambda i: pb.AdvanceClockRequest(seconds=NAN),
+        INVALID,
+        "seconds",
+        "got nan",
+        f"finite {CLOCK}",
+    ),
+    "clock-inf": Bad(
+        "AdvanceClock",
+        lambda i: pb.AdvanceClockRequest(seconds=INF),
+        INVALID,
+        "seconds",
+        "got inf",
+        f"finite {CLOCK}",
+    ),
+    "clock-negative": Bad(
+        "AdvanceClock",
+        lambda i: pb.AdvanceClockRequest(seconds=-1.0),
+        RANGE,
+        "seconds",
+        "got -1.0",
+        CLOCK,
+    ),
+    "clock-past-limit": Bad(
+        "AdvanceClock",
+        lambda i: pb.AdvanceClockRequest(seconds=1.7e308),
+        RANGE,
+        "seconds",
+        "got 1.7e+308",
+        f"may not pass {CLOCK_LIMIT_S:g} s",
+    ),
+}
+
+
+# -- typed exceptions on the client --------------------------------------------------------
+
+Call = Callable[[Board, BoardInfo], Any]
+
+
+@dataclass(frozen=True)
+class Typed:
+    """A bad call of the typed client: the class it raises, its field, text of its value."""
+
+    call: Call
+    cls: type[InvalidArgument]
+    field: str
+    value: Text
+
+
+TYPED: dict[str, Typed] = {
+    "mvm-width": Typed(
+        lambda b, i: b.mvm(0, np.zeros((1, other_width(i.rows)))),
+        InvalidArgument,
+        "voltages.shape",
+        lambda i: f"[1, {other_width(i.rows)}]",
+    ),
+    "mvm-3d": Typed(
+        lambda b, i: b.mvm(0, np.zeros((2, 2, i.rows))),
+        InvalidArgument,
+        "voltages.shape",
+        lambda i: f"[2, 2, {i.rows}]",
+    ),
+    "mvm-nan": Typed(lambda b, i: b.mvm(0, vrow(i, NAN)), InvalidArgument, "voltages", "NaN"),
+    "mvm-over-voltage": Typed(  # 0.5 V
+        lambda b, i: b.mvm(0, vrow(i, over_v(i, 2.5))),
+        OutOfRange,
+        "voltages",
+        lambda i: f"{as_float32(over_v(i, 2.5))} V",
+    ),
+    "tmvm-tile": Typed(  # tile 9 of 4
+        lambda b, i: b.transpose_mvm(i.tile_count + 5, np.zeros((1, i.cols))),
+        OutOfRange,
+        "tile",
+        lambda i: str(i.tile_count + 5),
+    ),
+    "program-above-gmax": Typed(  # 50 µS
+        lambda b, i: b.program(0, np.full((2, 2), i.g_max_us + 10.0)),
+        OutOfRange,
+        "conductances",
+        lambda i: f"{as_float32(i.g_max_us + 10.0)} µS",
+    ),
+    "program-empty": Typed(
+        lambda b, i: b.program(0, np.zeros((0, 3))),
+        InvalidArgument,
+        "conductances.shape",
+        "[0, 3]",
+    ),
+    "program-inf": Typed(
+        lambda b, i: b.program(0, gmat(i, INF)), InvalidArgument, "conductances", "Inf"
+    ),
+    "program-offset": Typed(
+        lambda b, i: b.program(0, np.full((3, 3), i.g_min_us), row_offset=i.rows - 1),
+        OutOfRange,
+        "conductances.shape",
+        "[3, 3]",
+    ),
+    "read-region": Typed(  # column 300 of 256
+        lambda b, i: b.read_conductance(0, Region(0, i.cols + 44)),
+        OutOfRange,
+        "region.col_offset",
+        lambda i: str(i.cols + 44),
+    ),
+    "read-tile": Typed(
+        lambda b, i: b.read_conductance(i.tile_count),
+        OutOfRange,
+        "tile",
+        lambda i: str(i.tile_count),
+    ),
+    "perturb-amplitude": Typed(  # 100 µS (or twice the span, if more)
+        lambda b, i: b.perturb(0, seed=1, amplitude_us=max(100.0, 2 * span(i))),
+        OutOfRange,
+        "amplitude_us",
+        lambda i: f"{max(100.0, 2 * span(i)):g}",
+    ),
+    "perturb-amplitude-nan": Typed(
+        lambda b, i: b.perturb(0, seed=1, amplitude_us=NAN),
+        InvalidArgument,
+        "amplitude_us",
+        "nan",
+    ),
+    "perturb-sign": Typed(
+        lambda b, i: b.perturb(0, seed=1, amplitude_us=1.0, sign=0),
+        InvalidArgument,
+        "sign",
+        "0",
+    ),
+    "restore-tile": Typed(
+        lambda b, i: b.restore(i.tile_count),
+        OutOfRange,
+        "tile",
+        lambda i: str(i.tile_count),
+    ),
+}
+
+WIRE_SHAPE_CHECKED = {"voltages.shape", "conductances.shape"}
+"""Malformed tensors are caught by the server's wire decoder, whose wording ("2 dimensions
+[n >= 1, n >= 1]") differs from a local driver's; field and class still match."""
