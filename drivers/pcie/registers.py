@@ -1,0 +1,221 @@
+"""BAR0 of a SIDRA PCIe board: the one definition of its registers, rings and windows.
+
+The host driver, the virtual PCIe board and docs/pcie-register-map.md (generated
+from this module, checked fresh by a test) all read these tables. Everything is
+little-endian. Registers are accessed only as single aligned 32- or 64-bit
+loads and stores; rings and data windows are plain memory, bulk-copied.
+
+Layout (queue depth D, slot window W bytes)::
+
+    0x0000  registers (4 KiB)
+    0x0100  identity strings (4 × 64 bytes, UTF-8, NUL-padded)
+    0x1000  submission ring: D entries × 64 bytes (host writes)
+    SQ_END  completion ring: D entries × 32 bytes (device writes)
+    0x10000 slot windows: slot i has an input window (host writes) and an output
+            window (device writes), each W bytes, at WINDOWS + i·2W and + i·2W + W
+
+Commands travel as the payloads of docs/wire-protocol.md §6, one operation per
+wire message id (``opcode``): the host writes the request payload (head, then
+the array inline) into its slot's input window, fills a submission entry and
+writes the SQ tail doorbell last. The device answers in the slot's output
+window (response head, then the result array) and then writes a completion
+entry whose phase bit, flipping on every pass around the ring, tells the host
+it is new (NVMe 2.0 §4.6).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntFlag
+
+__all__ = [
+    "BAR_SIZE",
+    "BOARD_ID",
+    "COMPLETION",
+    "CQ_OFFSET",
+    "IDENTITY_OFFSET",
+    "IDENTITY_STRINGS",
+    "MAGIC",
+    "OFFSET",
+    "QUEUE_DEPTH",
+    "REGISTERS",
+    "SLOT_WINDOW_BYTES",
+    "SQ_OFFSET",
+    "SUBMISSION",
+    "VERSION",
+    "WINDOWS",
+    "WINDOWS_OFFSET",
+    "Control",
+    "Register",
+    "Status",
+    "Window",
+    "in_window",
+    "out_window",
+]
+
+MAGIC = 0x41524453
+"""``'SDRA'`` read as a little-endian u32: the first thing a host checks."""
+VERSION = 0x0001_0000
+"""Register-map version, major << 16 | minor. A host refuses another major."""
+BOARD_ID = 0x5331
+"""Board family id (``'S1'``): SIDRA analog crossbar boards."""
+QUEUE_DEPTH = 8
+"""Entries per ring of the virtual board (a board reports its own in QUEUE_DEPTH)."""
+SLOT_WINDOW_BYTES = (1 << 20) + (64 << 10)
+"""Input and output window of each slot: a 1024-vector batch of 256 float32
+inputs (1 MiB) or a full 256 × 256 tile, plus room for the payload head."""
+
+
+class Status(IntFlag):
+    """STATUS register bits."""
+
+    READY = 0x1
+    """The device services the rings."""
+    BUSY = 0x2
+    """At least one command is executing."""
+    ERROR = 0x4
+    """A device fault; ERROR_CODE says which."""
+    NEEDS_INIT = 0x8
+    """After a reset: the host must re-read the identity and restart its rings."""
+
+
+class Control(IntFlag):
+    """CONTROL register bits (host writes)."""
+
+    ENABLE = 0x1
+    """Start servicing the rings (cleared by reset)."""
+    RESET = 0x2
+    """Reset the rings (not the array): heads and tails to 0, phase to 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """One register of BAR0."""
+
+    name: str
+    offset: int
+    bits: int
+    """32 or 64: the width of its single aligned access."""
+    access: str
+    """RO (device writes), WO (host writes), RW."""
+    kind: str
+    """u32, u64 or f64 (an IEEE-754 double's bit pattern in a 64-bit register)."""
+    unit: str
+    description: str
+
+
+_REGISTERS = [
+    ("MAGIC", 32, "RO", "u32", "", "0x41524453 ('SDRA'); anything else is not a SIDRA board"),
+    ("VERSION", 32, "RO", "u32", "", "register-map version, major << 16 | minor"),
+    ("BOARD_ID", 32, "RO", "u32", "", "board family id, 0x5331 ('S1')"),
+    ("BOOT_COUNT", 32, "RO", "u32", "boots", "increments at every device (re)boot: the epoch"),
+    ("STATUS", 32, "RO", "u32", "", "READY 0x1, BUSY 0x2, ERROR 0x4, NEEDS_INIT 0x8; a read "
+     "flushes the host's posted writes"),
+    ("ERROR_CODE", 32, "RO", "u32", "", "wire status of the last device fault (0 = none)"),
+    ("CONTROL", 32, "RW", "u32", "", "ENABLE 0x1, RESET 0x2 (rings only)"),
+    ("SCRATCH", 32, "RW", "u32", "", "free for the host: a write-then-read link check"),
+    ("TILES", 32, "RO", "u32", "tiles", "number of crossbar tiles"),
+    ("ROWS", 32, "RO", "u32", "rows", "rows per tile (MVM inputs)"),
+    ("COLS", 32, "RO", "u32", "columns", "columns per tile (MVM outputs)"),
+    ("DAC_BITS", 32, "RO", "u32", "bits", "input resolution, 0 = ideal"),
+    ("ADC_BITS", 32, "RO", "u32", "bits", "output resolution, 0 = ideal"),
+    ("FEATURES", 32, "RO", "u32", "", "bit 0: emulated (virtual clock); bit 1: profile"),
+    ("QUEUE_DEPTH", 32, "RO", "u32", "entries", "entries per ring (>= 8)"),
+    ("SLOT_WINDOW_BYTES", 32, "RO", "u32", "bytes", "size of each slot's input and output "
+     "window"),
+    ("G_MIN_US", 64, "RO", "f64", "µS", "lowest programmable conductance"),
+    ("G_MAX_US", 64, "RO", "f64", "µS", "highest programmable conductance"),
+    ("READ_VOLTAGE_MAX_V", 64, "RO", "f64", "V", "read voltages lie in ± this"),
+    ("MVM_PASS_NS", 64, "RO", "f64", "ns", "one analog pass (timing model)"),
+    ("WRITE_PASS_NS", 64, "RO", "f64", "ns", "one parallel write pass"),
+    ("VERIFY_READ_NS", 64, "RO", "f64", "ns", "one verify read pass"),
+    ("HOST_LOSS_NS", 64, "RO", "f64", "ns", "one loss computation next to the array"),
+    ("BOARD_POWER_W", 64, "RO", "f64", "W", "board power while operating"),
+    ("SQ_TAIL", 32, "WO", "u32", "entry", "submission-ring tail doorbell: written last"),
+    ("CQ_HEAD", 32, "WO", "u32", "entry", "completion-ring head doorbell: entries consumed"),
+    ("SQ_HEAD", 32, "RO", "u32", "entry", "submission entries the device has taken"),
+]  # fmt: skip
+
+
+def _layout() -> tuple[Register, ...]:
+    registers, offset = [], 0
+    for name, bits, access, kind, unit, description in _REGISTERS:
+        size = bits // 8
+        offset = -(-offset // size) * size  # natural alignment
+        registers.append(Register(name, offset, bits, access, kind, unit, description))
+        offset += size
+    return tuple(registers)
+
+
+REGISTERS: tuple[Register, ...] = _layout()
+"""Every register, in address order."""
+OFFSET = {r.name: r.offset for r in REGISTERS}
+"""Register name -> byte offset in BAR0."""
+
+IDENTITY_OFFSET = 0x100
+IDENTITY_STRINGS = ("model", "serial_number", "firmware_version", "emulator_preset")
+"""UTF-8, NUL-padded, 64 bytes each, at IDENTITY_OFFSET in this order."""
+IDENTITY_BYTES = 64
+
+SQ_OFFSET = 0x1000
+SUBMISSION = struct.Struct("<HHIII" + "48x")
+"""Submission entry, 64 bytes: command_id u16, opcode u16 (wire message id), epoch u32
+(BOOT_COUNT the host last read), payload_len u32 (bytes in the slot's input window),
+slot u32 (its window); 48 reserved bytes."""
+CQ_OFFSET = SQ_OFFSET + QUEUE_DEPTH * SUBMISSION.size
+COMPLETION = struct.Struct("<HHIIIdd")
+"""Completion entry, 32 bytes: command_id u16, status u16 (wire status), phase_and_slot u32
+(bit 0: phase; bits 8..: slot), head_len u32 and result_len u32 (the response in the
+slot's output window: head, then result bytes), time_ns f64, energy_nj f64 (modeled
+cost). The device writes the first word (with the phase) last."""
+WINDOWS_OFFSET = 0x10000
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A memory region of BAR0 (rings, identity, data windows)."""
+
+    name: str
+    offset: int
+    size: int
+    writer: str
+    description: str
+
+
+def in_window(slot: int) -> int:
+    """Offset of slot ``slot``'s input window."""
+    return WINDOWS_OFFSET + slot * 2 * SLOT_WINDOW_BYTES
+
+
+def out_window(slot: int) -> int:
+    """Offset of slot ``slot``'s output window."""
+    return in_window(slot) + SLOT_WINDOW_BYTES
+
+
+WINDOWS: tuple[Window, ...] = (
+    Window("IDENTITY", IDENTITY_OFFSET, len(IDENTITY_STRINGS) * IDENTITY_BYTES, "device",
+           "model, serial_number, firmware_version, emulator_preset: 64 B each"),
+    Window("SQ", SQ_OFFSET, QUEUE_DEPTH * SUBMISSION.size, "host", "submission ring"),
+    Window("CQ", CQ_OFFSET, QUEUE_DEPTH * COMPLETION.size, "device", "completion ring"),
+    *(
+        w
+        for slot in range(QUEUE_DEPTH)
+        for w in (
+            Window(f"IN[{slot}]", in_window(slot), SLOT_WINDOW_BYTES, "host",
+                   f"request payload of slot {slot}"),
+            Window(f"OUT[{slot}]", out_window(slot), SLOT_WINDOW_BYTES, "device",
+                   f"response of slot {slot}"),
+        )
+    ),
+)  # fmt: skip
+"""Every memory region after the registers, in address order."""
+
+
+def _bar_size() -> int:
+    end = out_window(QUEUE_DEPTH - 1) + SLOT_WINDOW_BYTES
+    return 1 << (end - 1).bit_length()  # BARs are powers of two
+
+
+BAR_SIZE = _bar_size()
+"""Size of BAR0, bytes (a power of two, as PCI requires)."""
