@@ -33,6 +33,7 @@ __all__ = [
     "BAR_SIZE",
     "BOARD_ID",
     "COMPLETION",
+    "COMPLETION_FIELDS",
     "CQ_OFFSET",
     "IDENTITY_OFFSET",
     "IDENTITY_STRINGS",
@@ -43,6 +44,7 @@ __all__ = [
     "SLOT_WINDOW_BYTES",
     "SQ_OFFSET",
     "SUBMISSION",
+    "SUBMISSION_FIELDS",
     "VERSION",
     "WINDOWS",
     "WINDOWS_OFFSET",
@@ -163,12 +165,32 @@ SUBMISSION = struct.Struct("<HHIII" + "48x")
 """Submission entry, 64 bytes: command_id u16, opcode u16 (wire message id), epoch u32
 (BOOT_COUNT the host last read), payload_len u32 (bytes in the slot's input window),
 slot u32 (its window); 48 reserved bytes."""
+SUBMISSION_FIELDS = (
+    ("command_id", "H", "host-chosen id, echoed by the completion"),
+    ("opcode", "H", "wire message id of the operation (docs/wire-protocol.md §6)"),
+    ("epoch", "I", "BOOT_COUNT the host last read; another value is a stale command"),
+    ("payload_len", "I", "bytes of request payload in the slot's input window"),
+    ("slot", "I", "slot whose input and output windows the command uses"),
+    ("reserved", "48x", "zero"),
+)
+"""SUBMISSION field by field: (name, struct code, meaning); the codes spell its format."""
 CQ_OFFSET = SQ_OFFSET + QUEUE_DEPTH * SUBMISSION.size
 COMPLETION = struct.Struct("<HHIIIdd")
 """Completion entry, 32 bytes: command_id u16, status u16 (wire status), phase_and_slot u32
 (bit 0: phase; bits 8..: slot), head_len u32 and result_len u32 (the response in the
 slot's output window: head, then result bytes), time_ns f64, energy_nj f64 (modeled
 cost). The device writes the first word (with the phase) last."""
+COMPLETION_FIELDS = (
+    ("command_id", "H", "command_id of the submission entry answered"),
+    ("status", "H", "wire status (0 = success)"),
+    ("phase_and_slot", "I", "bit 0: phase (flips on every pass around the ring); "
+     "bits 8..: slot"),
+    ("head_len", "I", "bytes of response head at the start of the slot's output window"),
+    ("result_len", "I", "bytes of result array after the head"),
+    ("time_ns", "d", "modeled time of the command, ns"),
+    ("energy_nj", "d", "modeled energy of the command, nJ"),
+)  # fmt: skip
+"""COMPLETION field by field: (name, struct code, meaning); the codes spell its format."""
 WINDOWS_OFFSET = 0x10000
 
 
