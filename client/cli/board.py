@@ -7,6 +7,7 @@ SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -15,7 +16,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from sidra.cli.options import Preset
+from sidra.cli.options import AsJson, Preset
+from sidra.drivers import SidraError
 from sidra.emulator import DEFAULT_PRESET, PRESETS, load_profile, preset
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, VirtualBoard
@@ -109,3 +111,20 @@ def serve(
         )
         while not stop.wait(timeout=0.5):  # wake up regularly: signals are handled promptly
             pass
+
+
+@board_app.command("probe")
+def probe(
+    url: Annotated[str, typer.Argument(help="Board URL: emu://, serial://, pcie://, grpc://...")],
+    as_json: AsJson = False,
+) -> None:
+    """Print a board's identification, capabilities and link state (exit 1 if unreachable)."""
+    from sidra.cli.board_probe import format_probe
+    from sidra.cli.board_probe import probe as probe_board
+
+    try:
+        report = probe_board(url)
+    except SidraError as exc:  # the driver's message names what is wrong: no traceback
+        typer.echo(f"sidra board probe {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(report) if as_json else format_probe(report))

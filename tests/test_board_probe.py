@@ -1,0 +1,146 @@
+"""``sidra board probe URL`` against the in-process emulator, a virtual board on a pty,
+the virtual PCIe board, and URLs that cannot be opened."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli_support import SIDRA, run_sidra, sidra_json
+
+import sidra.drivers
+from sidra.cli.board_probe import format_probe, probe
+from sidra.drivers import open_board
+from sidra.emulator import preset
+from sidra.emulator.firmware import serve_virtual_board
+
+
+def _expected(url: str) -> dict[str, object]:
+    with open_board(url) as board:
+        info = board.info
+    return {
+        "model": info.model,
+        "serial_number": info.serial_number,
+        "firmware_version": info.firmware_version,
+        "emulator_preset": info.emulator_preset,
+        "tiles": info.tile_count,
+        "rows": info.rows,
+        "g_max_us": info.g_max_us,
+        "adc_bits": info.adc_bits,
+        "mvm_pass_ns": info.timing.mvm_pass_ns,
+    }
+
+
+def _flat(report: dict[str, object]) -> dict[str, object]:
+    ident, caps = report["identification"], report["capabilities"]
+    assert isinstance(ident, dict) and isinstance(caps, dict)
+    return {**ident, **caps, **caps["timing"]}
+
+
+def test_emulator_json_matches_board_info() -> None:
+    url = "emu://?preset=sidra-y1&seed=3"
+    report = sidra_json("board", "probe", url)
+    assert report["url"] == url
+    assert report["transport"] == "EmulatorDriver"
+    flat = _flat(report)
+    for key, value in _expected(url).items():
+        assert flat[key] == value, key
+    assert report["link"] == {}  # in process: no link
+
+
+def test_emulator_text_names_units() -> None:
+    result = run_sidra("board", "probe", "emu://?preset=ideal")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "array         4 tiles x 256 rows x 256 cols" in text
+    for unit in ("µS", " V", " ns", " W", "bits"):
+        assert unit in text, unit
+    assert "link          none (in-process board)" in text
+
+
+def test_format_lists_every_link_counter() -> None:
+    report = probe("emu://?preset=ideal")
+    report["link"] = {"up": True, "crc_errors": 2, "device": {"rx_frames": 7}}
+    text = format_probe(report)
+    assert "link.up       True" in text
+    assert "link.crc_errors 2" in text
+    assert "link.device   rx_frames 7" in text
+
+
+def test_serial_board_reports_link_counters() -> None:
+    with serve_virtual_board(preset("ideal"), seed=1) as server:
+        report = sidra_json("board", "probe", server.url)
+    assert report["transport"] == "SerialDriver"
+    assert report["identification"]["emulator_preset"] == "ideal"
+    assert report["capabilities"]["rows"] == 256
+    link = report["link"]
+    assert link["up"] is True
+    assert link["exchanges"] >= 1  # HELLO at least
+    assert link["bytes_received"] > 0 and link["crc_errors"] == 0
+    assert link["device"]["rx_frames"] >= 1  # the board's own counters of the same link
+    assert link["max_payload"] >= 256
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (f"socket://127.0.0.1:{_closed_port()}", "Connection refused"),
+        ("serial:///dev/no-such-sidra-tty", "No such file or directory"),
+        ("nope://board", "a URL starting with one of"),
+        ("emu://?preset=nonsense", "expected one of"),
+    ],
+    ids=["refused", "no-device", "unknown-scheme", "bad-option"],
+)
+def test_unreachable_board_says_what_is_wrong(url: str, says: str) -> None:
+    for args in (("board", "probe", url), ("board", "probe", url, "--json")):
+        result = run_sidra(*args)
+        assert result.returncode == 1, result
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith(f"sidra board probe {url}: ")
+        assert says in result.stderr
+        assert result.stdout == ""
+
+
+@pytest.fixture
+def pcie_board(tmp_path: Path) -> Iterator[str]:
+    """A virtual PCIe board in its own process; yields its pcie+file:// URL."""
+    proc = subprocess.Popen(
+        [*SIDRA, "board", "serve", "--pcie-file", str(tmp_path / "bar0"), "--preset", "ideal"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("pcie+file://"), url
+        yield url
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+@pytest.mark.skipif(
+    "pcie+file" not in sidra.drivers.schemes(), reason="the PCIe driver is not installed"
+)
+def test_pcie_board(pcie_board: str) -> None:
+    report = sidra_json("board", "probe", pcie_board)
+    assert report["identification"]["emulator_preset"] == "ideal"
+    assert report["capabilities"]["cols"] == 256
+    link = report["link"]
+    assert link, "the PCIe driver reports no link state"
+    assert link.get("queue_depth", 8) >= 8
+    json.dumps(report)  # plain JSON all the way down
