@@ -130,7 +130,10 @@ def _entry(title: str, name: str, fields: Iterable[tuple[str, str, str]]) -> str
         size = struct.calcsize(fmt) - offset
         rows.append((f"`{_hex(offset, 2)}`", f"{size}", _type_name(code), f"`{field}`", meaning))
     if fmt != layout.format:  # the field list and the struct are two spellings of one thing
-        raise ValueError(f"{title}: fields spell {fmt!r}, the struct is {layout.format!r}")
+        raise ValueError(
+            f"{title}: registers.{name}_FIELDS spell {fmt!r} but registers.{name} is "
+            f"{layout.format!r}; make the field list match the struct"
+        )
     return (
         f"## {title} ({layout.size} bytes, struct `{layout.format}`)\n\n"
         + _attribute_docs(inspect.getsource(r))[name]
