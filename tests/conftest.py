@@ -3,8 +3,9 @@
 Board URLs (pyserial's ``PORT``): ``--board-url URL`` (repeatable) and the
 ``SIDRA_HW_URL`` environment variable name the boards the conformance suite
 (``tests/conformance/``, ``pytest -m conformance``) runs on. Without them it runs
-on the default boards: the in-process emulator (``emu://?preset=ideal&seed=1``)
-and the virtual board firmware on a real pseudo-terminal (ideal preset, seed 1).
+on the default boards: the in-process emulator (``emu://?preset=ideal&seed=1``),
+the virtual board firmware on a real pseudo-terminal and the virtual PCIe board
+in its own process behind a mapped BAR file (both ideal preset, seed 1).
 A test asks for a board through the ``board_target`` fixture (directly or through
 the conformance fixtures); it is then parametrised over every target, marked
 ``conformance``, and, if marked ``fresh_board``, kept only for targets this run
@@ -48,6 +49,17 @@ def ideal_board_on_a_pty() -> Iterator[BoardDriver]:
         yield driver
 
 
+@contextmanager
+def ideal_board_on_pcie() -> Iterator[BoardDriver]:
+    """The virtual PCIe board (ideal preset, seed 1) in its own process, opened by URL."""
+    from sidra.emulator import preset
+    from sidra.emulator.pcie import serve_virtual_pcie_board
+
+    with serve_virtual_pcie_board(preset("ideal"), seed=1) as board, open_board(board.url) as d:
+        assert isinstance(d, BoardDriver)
+        yield d
+
+
 @dataclass(frozen=True)
 class BoardTarget:
     """A board the conformance suite runs on: a URL, or the default virtual board on a pty.
@@ -59,7 +71,9 @@ class BoardTarget:
 
     id: str
     url: str
-    """Board URL for ``open_board``; empty for the default virtual board on a pty."""
+    """Board URL for ``open_board``; empty for a default virtual board (``virtual``)."""
+    virtual: str = "pty"
+    """Which default virtual board an empty URL means: "pty" (serial) or "pcie"."""
 
     @property
     def opens_fresh(self) -> bool:
@@ -67,11 +81,15 @@ class BoardTarget:
 
     def open(self) -> AbstractContextManager[Board]:
         if not self.url:
-            return ideal_board_on_a_pty()
+            return ideal_board_on_pcie() if self.virtual == "pcie" else ideal_board_on_a_pty()
         return open_board(self.url)
 
 
-DEFAULT_TARGETS = (BoardTarget("emu", IDEAL_URL), BoardTarget("pty", ""))
+DEFAULT_TARGETS = (
+    BoardTarget("emu", IDEAL_URL),
+    BoardTarget("pty", ""),
+    BoardTarget("pcie", "", "pcie"),
+)
 
 _TARGETS = pytest.StashKey[list[BoardTarget]]()
 
@@ -86,7 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "run the conformance suite on the board at URL (repeatable; e.g. "
             "serial:///dev/ttyUSB0, socket://host:port, grpc://host:port, "
             f"emu://?preset=sidra-y1&seed=3); {HW_URL_ENV} is honoured too. "
-            "Default: emu:// and the virtual board on a pty, ideal preset, seed 1."
+            "Default: emu://, the virtual board on a pty and the virtual PCIe board, "
+            "ideal preset, seed 1."
         ),
     )
 
@@ -106,7 +125,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     targets = config.stash[_TARGETS]
-    return "conformance boards: " + ", ".join(t.url or "virtual board on a pty" for t in targets)
+    names = {"pty": "virtual board on a pty", "pcie": "virtual PCIe board"}
+    return "conformance boards: " + ", ".join(t.url or names[t.virtual] for t in targets)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,8 +1,8 @@
-"""``sidra board serve``: the virtual board firmware on a pty or a TCP port.
+"""``sidra board serve``: the virtual board firmware on a pty, a TCP port or a PCIe BAR file.
 
 The first line on stdout is what to give ``sidra serve --board``: the pty's
-``serial:///dev/pts/N`` URL or ``socket://host:port``. The board serves until
-SIGINT/SIGTERM.
+``serial:///dev/pts/N`` URL, ``socket://host:port`` or ``pcie+file://PATH``. The
+board serves until SIGINT/SIGTERM (the PCIe board then removes its file).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, VirtualBoard
 from sidra.emulator.firmware.device import RESPONSE_CACHE
 from sidra.emulator.firmware.faults import FaultConfig
+from sidra.emulator.pcie import PcieFaults, run_device
 
 __all__ = ["board_app"]
 
@@ -53,6 +54,10 @@ def serve(
     tcp: Annotated[
         str | None, typer.Option(help="Serve on HOST:PORT (socket:// URLs) instead.")
     ] = None,
+    pcie_file: Annotated[
+        str | None,
+        typer.Option(help="Serve a virtual PCIe board whose BAR0 is this file (pcie+file://)."),
+    ] = None,
     preset_name: Preset = DEFAULT_PRESET,
     profile: Annotated[
         str | None, typer.Option(help="Board profile file (.toml/.json) instead of a preset.")
@@ -60,7 +65,10 @@ def serve(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the emulated board.")] = 0,
     faults: Annotated[
         str | None,
-        typer.Option(help="Fault shim on the line, e.g. 'ber=1e-4,drop=0.01,dup=0.01'."),
+        typer.Option(
+            help="Fault shim on the line, e.g. 'ber=1e-4,drop=0.01,dup=0.01'; with "
+            "--pcie-file: 'hang=N', 'error=N', 'remove_after=N', 'reset_after=N', 'reverse=1'."
+        ),
     ] = None,
     max_payload: Annotated[
         int,
@@ -75,9 +83,12 @@ def serve(
         typer.Option(min=1024, help="Stage size, bytes (default: a full tile or a 64 MiB batch)."),
     ] = None,
 ) -> None:
-    """Serve an emulated board over the SIDRA wire protocol until interrupted."""
-    if pty == (tcp is not None):
-        raise typer.BadParameter("give exactly one of --pty or --tcp HOST:PORT")
+    """Serve an emulated board over the SIDRA wire protocol or a PCIe BAR until interrupted."""
+    if [pty, tcp is not None, pcie_file is not None].count(True) != 1:
+        raise typer.BadParameter("give exactly one of --pty or --tcp HOST:PORT or --pcie-file PATH")
+    if pcie_file is not None:
+        _serve_pcie(pcie_file, _profile(preset_name, profile), seed, faults)
+        return
     try:
         fault_config = FaultConfig.parse(faults) if faults else None
     except ValueError as exc:
@@ -128,3 +139,18 @@ def probe(
         typer.echo(f"sidra board probe {url}: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(report) if as_json else format_probe(report))
+
+
+def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None) -> None:
+    """The virtual PCIe board in this process until SIGINT/SIGTERM."""
+    try:
+        fault_config = PcieFaults.parse(faults) if faults else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        run_device(path, profile, seed, fault_config, stop, sys.stdout)
+    except OSError as exc:
+        raise typer.BadParameter(f"--pcie-file {path}: {exc}") from exc

@@ -161,25 +161,29 @@ IDENTITY_STRINGS = ("model", "serial_number", "firmware_version", "emulator_pres
 IDENTITY_BYTES = 64
 
 SQ_OFFSET = 0x1000
-SUBMISSION = struct.Struct("<HHIII" + "48x")
+SUBMISSION = struct.Struct("<HHIIII" + "44x")
 """Submission entry, 64 bytes: command_id u16, opcode u16 (wire message id), epoch u32
 (BOOT_COUNT the host last read), payload_len u32 (bytes in the slot's input window),
-slot u32 (its window); 48 reserved bytes."""
+slot u32 (its window), head_len u32 (bytes of the payload head; an array that always
+travels staged, Program's, follows it in the window); 44 reserved bytes."""
 SUBMISSION_FIELDS = (
     ("command_id", "H", "host-chosen id, echoed by the completion"),
     ("opcode", "H", "wire message id of the operation (docs/wire-protocol.md §6)"),
     ("epoch", "I", "BOOT_COUNT the host last read; another value is a stale command"),
     ("payload_len", "I", "bytes of request payload in the slot's input window"),
     ("slot", "I", "slot whose input and output windows the command uses"),
-    ("reserved", "48x", "zero"),
-)
+    ("head_len", "I", "bytes of payload head when an array always travels staged (Program: "
+     "the targets follow the head in the window); 0 = the whole payload is the head"),
+    ("reserved", "44x", "zero"),
+)  # fmt: skip
 """SUBMISSION field by field: (name, struct code, meaning); the codes spell its format."""
 CQ_OFFSET = SQ_OFFSET + QUEUE_DEPTH * SUBMISSION.size
 COMPLETION = struct.Struct("<HHIIIdd")
 """Completion entry, 32 bytes: command_id u16, status u16 (wire status), phase_and_slot u32
 (bit 0: phase; bits 8..: slot), head_len u32 and result_len u32 (the response in the
-slot's output window: head, then result bytes), time_ns f64, energy_nj f64 (modeled
-cost). The device writes the first word (with the phase) last."""
+slot's output window: head, then result bytes; an error payload is the head), time_ns
+f64, energy_nj f64 (modeled cost). The device writes phase_and_slot (offset 4) last,
+as one aligned 32-bit store; the host polls it."""
 COMPLETION_FIELDS = (
     ("command_id", "H", "command_id of the submission entry answered"),
     ("status", "H", "wire status (0 = success)"),

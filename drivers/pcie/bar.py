@@ -1,0 +1,224 @@
+"""The register seam: BAR0 mapped into this process, one aligned access per register.
+
+:class:`RegisterIO` is everything the PCIe driver (and the virtual board) does
+to a BAR: single aligned 32- and 64-bit loads and stores, and bulk copies into
+and out of memory regions (rings, identity strings, data windows). Two
+implementations map a real BAR: :class:`SysfsBar` (``resource0`` of a PCI
+device) and :class:`FileBar` (a file of exactly BAR_SIZE bytes, for emulation).
+
+Why single aligned accesses: a PCIe device sees each CPU load or store as one
+TLP. A 32-bit register written byte by byte (``struct.pack_into('<L')`` on
+LP64, slice assignment, a numpy copy) becomes four 1-byte writes, and a
+doorbell would fire on the first. ``memoryview(mm).cast('I')[i]`` compiles to
+one aligned 32-bit move; ``cast('Q')`` to one 64-bit move. Windows are plain
+memory: numpy copies them in bulk.
+
+Lifetime: the memoryviews and numpy views hold exports on the mmap, so they are
+released before ``mmap.close()`` (else ``BufferError``).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sidra.drivers.errors import BoardUnavailable
+from sidra.drivers.pcie.registers import BAR_SIZE
+
+__all__ = [
+    "ALL_ONES",
+    "BarError",
+    "BarSizeError",
+    "FileBar",
+    "MappedBar",
+    "RegisterIO",
+    "SysfsBar",
+    "f64_bits",
+    "f64_of",
+]
+
+ALL_ONES = 0xFFFF_FFFF
+"""What every read of a surprise-removed PCIe device returns (a master abort)."""
+SYSFS_DEVICES = Path("/sys/bus/pci/devices")
+ACCESS_HELP = (
+    "give this user the BAR: bind the device to vfio-pci or uio_pci_generic and add a "
+    "udev rule for resource0 (docs/pcie.md, 'Giving a process the BAR')"
+)
+
+
+class BarError(BoardUnavailable):
+    """BAR0 cannot be mapped: no device, no permission, owned by a kernel driver."""
+
+
+class BarSizeError(BarError):
+    """The BAR (or emulation file) is not the size of a SIDRA BAR0."""
+
+    def __init__(self, path: str, size: int, required: int = BAR_SIZE) -> None:
+        self.path, self.size, self.required = path, size, required
+        super().__init__(
+            f"{path}: BAR of {size} bytes, a SIDRA BAR0 is {required} bytes "
+            f"(for emulation: sidra board serve --pcie-file {path})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.size, self.required))
+
+
+def f64_bits(value: float) -> int:
+    """The IEEE-754 bit pattern of ``value``: what a 64-bit f64 register holds."""
+    bits: int = struct.unpack("<Q", struct.pack("<d", value))[0]
+    return bits
+
+
+def f64_of(bits: int) -> float:
+    """The double whose bit pattern is ``bits``."""
+    value: float = struct.unpack("<d", struct.pack("<Q", bits))[0]
+    return value
+
+
+class RegisterIO(Protocol):
+    """What a transport does to BAR0. Offsets are bytes from the start of the BAR."""
+
+    name: str
+
+    def read32(self, offset: int) -> int: ...
+    def write32(self, offset: int, value: int) -> None: ...
+    def read64(self, offset: int) -> int: ...
+    def write64(self, offset: int, value: int) -> None: ...
+    def read_bytes(self, offset: int, size: int) -> bytes:
+        """Bulk copy out of a memory region (never a register)."""
+        ...
+
+    def write_bytes(self, offset: int, data: bytes | np.ndarray) -> None:
+        """Bulk copy into a memory region (never a register)."""
+        ...
+
+    def present(self) -> bool:
+        """False once the device is gone (removed file, unbound device)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MappedBar:
+    """A BAR mapped with ``mmap``: the accesses themselves, shared by both kinds."""
+
+    def __init__(self, name: str, fd: int, size: int) -> None:
+        self.name = name
+        self._fd = fd
+        self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._u32 = memoryview(self._mm).cast("I")
+        self._u64 = memoryview(self._mm).cast("Q")
+        self._bytes = np.frombuffer(self._mm, np.uint8)
+
+    def read32(self, offset: int) -> int:
+        return int(self._u32[_index(offset, 4)])
+
+    def write32(self, offset: int, value: int) -> None:
+        self._u32[_index(offset, 4)] = value
+
+    def read64(self, offset: int) -> int:
+        return int(self._u64[_index(offset, 8)])
+
+    def write64(self, offset: int, value: int) -> None:
+        self._u64[_index(offset, 8)] = value
+
+    def read_bytes(self, offset: int, size: int) -> bytes:
+        return self._bytes[offset : offset + size].tobytes()
+
+    def write_bytes(self, offset: int, data: bytes | np.ndarray) -> None:
+        src = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data.view(np.uint8)
+        self._bytes[offset : offset + src.size] = src.reshape(-1)
+
+    def present(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        del self._bytes  # numpy's export first, then the memoryviews, then the map
+        self._u32.release()
+        self._u64.release()
+        self._mm.close()
+        os.close(self._fd)
+        self._fd = -1
+
+
+def _index(offset: int, width: int) -> int:
+    if offset % width:
+        raise ValueError(f"BAR offset 0x{offset:x} is not {width}-byte aligned")
+    return offset // width
+
+
+class FileBar(MappedBar):
+    """A file of exactly BAR_SIZE bytes standing in for BAR0 (``pcie+file://``)."""
+
+    def __init__(self, path: str | os.PathLike[str], size: int = BAR_SIZE) -> None:
+        self.path = os.fspath(path)
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError as exc:
+            raise BarError(
+                f"{self.path}: no such BAR file (start a virtual board: "
+                f"sidra board serve --pcie-file {self.path})"
+            ) from exc
+        except PermissionError as exc:
+            raise BarError(f"{self.path}: no read/write permission for this user") from exc
+        actual = os.fstat(fd).st_size
+        if actual != size:
+            os.close(fd)
+            raise BarSizeError(self.path, actual, size)
+        self._inode = os.fstat(fd).st_ino
+        super().__init__(f"pcie+file://{self.path}", fd, size)
+
+    def present(self) -> bool:
+        """The file still exists and is the one mapped (a new board makes a new file)."""
+        try:
+            return os.stat(self.path).st_ino == self._inode
+        except OSError:
+            return False
+
+
+class SysfsBar(MappedBar):
+    """BAR0 of PCI device ``bdf`` (``0000:01:00.0``) through sysfs ``resource0``."""
+
+    def __init__(self, bdf: str, size: int = BAR_SIZE, root: Path = SYSFS_DEVICES) -> None:
+        self.device = root / bdf
+        if not self.device.is_dir():
+            raise BarError(
+                f"no PCI device {bdf} (lspci -D lists the addresses; is the board "
+                f"powered and enumerated?)"
+            )
+        bound = self.device / "driver"
+        if bound.exists():
+            owner = os.path.basename(os.readlink(bound))
+            if owner not in ("uio_pci_generic", "pci-stub"):
+                raise BarError(
+                    f"PCI device {bdf}: BAR0 is owned by kernel driver {owner!r}; unbind it "
+                    f"(echo {bdf} > /sys/bus/pci/drivers/{owner}/unbind) or bind the device "
+                    f"to uio_pci_generic (docs/pcie.md)"
+                )
+        resource = self.device / "resource0"
+        try:
+            fd = os.open(resource, os.O_RDWR | os.O_SYNC)
+        except FileNotFoundError as exc:
+            raise BarError(f"PCI device {bdf} has no BAR0 ({resource})") from exc
+        except PermissionError as exc:
+            raise BarError(f"{resource}: permission denied; {ACCESS_HELP}") from exc
+        actual = os.fstat(fd).st_size
+        if actual != size:
+            os.close(fd)
+            raise BarSizeError(str(resource), actual, size)
+        try:
+            super().__init__(f"pcie://{bdf}", fd, size)
+        except OSError as exc:  # CONFIG_IO_STRICT_DEVMEM, kernel lockdown
+            os.close(fd)
+            raise BarError(f"{resource}: mmap refused ({exc}); {ACCESS_HELP}") from exc
+
+    def present(self) -> bool:
+        return (self.device / "resource0").exists()

@@ -1,0 +1,322 @@
+"""``pcie://`` and ``pcie+file://`` transports: a SIDRA board behind BAR0.
+
+URLs (options in the query string)::
+
+    pcie://0000:01:00.0              BAR0 of a PCI device (sysfs resource0)
+    pcie+file:///tmp/sidra.bar       a file of BAR_SIZE bytes (the virtual PCIe board)
+    pcie+file:///tmp/sidra.bar?timeout=0.2
+
+Option: ``timeout`` (s, default 1.0): the margin added to each command's modeled
+time (its wire entry's ``device_seconds``) before a missing completion is a
+DeadlineExceeded, and the wait for a ring-reset acknowledgement.
+
+Each command's payload is exactly the wire payload of its operation
+(sidra.drivers.wire.operations, docs/wire-protocol.md §6), its opcode the wire
+message id: Program's targets follow its head in the input window, named by
+``StagedData(slot, crc32)``. Up to QUEUE_DEPTH commands are in flight
+(:meth:`PcieDriver.run_many`, and an MVM batch larger than a window, split into
+chunks). The memory ordering rules are in :mod:`sidra.drivers.pcie.queues`.
+
+A changed BOOT_COUNT is a :class:`BoardReset` (the rings are restarted, the
+next call runs); a removed device (file gone, registers reading 0xFFFFFFFF) a
+:class:`BoardUnavailable` with the link down until :meth:`probe_link` finds it
+back; a completion that never comes a :class:`DeadlineExceeded`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import SplitResult
+
+import numpy as np
+
+from sidra.drivers.base import BoardDriver
+from sidra.drivers.errors import (
+    BoardReset,
+    BoardUnavailable,
+    InvalidArgument,
+)
+from sidra.drivers.pcie import registers as r
+from sidra.drivers.pcie.bar import FileBar, RegisterIO, SysfsBar
+from sidra.drivers.pcie.queues import (
+    Command,
+    Completion,
+    DeviceSilent,
+    Queues,
+    crc32,
+    identify,
+)
+from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
+from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult
+from sidra.drivers.url import query_options
+from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.messages import Feature, Msg, Status
+from sidra.drivers.wire.operations import StagedData, entry_of
+
+__all__ = ["DEFAULT_TIMEOUT_S", "PcieDriver"]
+
+DEFAULT_TIMEOUT_S = 1.0
+"""Margin on each command's modeled time before it is overdue, s."""
+_BDF = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+
+
+class PcieDriver(BoardDriver):
+    """A board whose BAR0 ``opener()`` maps (see the module docstring)."""
+
+    def __init__(self, opener: Callable[[], RegisterIO], timeout_s: float = DEFAULT_TIMEOUT_S):
+        self._opener = opener
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[bool], None]] = []
+        self._up = False
+        self._closed = False
+        self._reset_notice: str | None = None
+        self._known_boot: int | None = None
+        self._bar: RegisterIO | None = None
+        self._queues: Queues | None = None
+        info, self.features = self._attach()
+        profile: dict[str, object] = {}
+        if self.features & Feature.PROFILE:
+            done = self._run([Command(Msg.GET_PROFILE, [])])[0]
+            profile = json.loads(self._checked(Msg.GET_PROFILE, done).data.decode("utf-8"))
+        self._info = replace(info, profile=profile)
+
+    @classmethod
+    def from_url(cls, url: SplitResult) -> PcieDriver:
+        options = query_options(url, {"timeout"})
+        timeout_s = _seconds(options.get("timeout"), DEFAULT_TIMEOUT_S)
+        if url.scheme == "pcie":
+            bdf = url.netloc
+            if not _BDF.match(bdf) or url.path:
+                raise InvalidArgument(
+                    "url", url.geturl(), "pcie://DDDD:BB:DD.F, e.g. pcie://0000:01:00.0"
+                )
+            return cls(lambda: SysfsBar(bdf), timeout_s)
+        path = url.netloc + url.path
+        if not path:
+            raise InvalidArgument(
+                "url", url.geturl(), "pcie+file://<path>, e.g. pcie+file:///tmp/b"
+            )
+        return cls(lambda: FileBar(path), timeout_s)
+
+    @property
+    def info(self) -> BoardInfo:
+        return self._info
+
+    @property
+    def name(self) -> str:
+        return self._bar.name if self._bar is not None else "PCIe board"
+
+    # -- link ------------------------------------------------------------------------------
+
+    @property
+    def link_up(self) -> bool:
+        return self._up
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def add_link_listener(self, listener: Callable[[bool], None]) -> None:
+        self._listeners.append(listener)
+
+    def probe_link(self) -> bool:
+        """Re-maps a lost BAR or pings an idle board through the rings (GET_STATS);
+        never waits for a call in progress."""
+        if self._closed or not self._lock.acquire(blocking=False):
+            return self._up and not self._closed
+        try:
+            if self._queues is None:
+                self._attach()
+            else:
+                self._run([Command(Msg.GET_STATS, [])])
+        except BoardReset as exc:
+            self._reset_notice = str(exc)  # the next call reports it
+        except BoardUnavailable:
+            pass
+        except Exception:  # noqa: BLE001 - a probe only reports; the next call raises
+            pass
+        finally:
+            self._lock.release()
+        return self._up
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._detach()
+
+    def _set_up(self, up: bool) -> None:
+        if up != self._up:
+            self._up = up
+            for listener in self._listeners:
+                listener(up)
+
+    def _attach(self) -> tuple[BoardInfo, Feature]:
+        """Maps BAR0, identifies the board and restarts the rings."""
+        self._detach()
+        try:
+            bar = self._opener()
+        except BoardUnavailable:
+            self._set_up(False)
+            raise
+        try:
+            info, boot, features = identify(bar)
+            known = self._known_boot
+            self._queues = Queues(bar, boot, self.timeout_s)
+        except BaseException:
+            bar.close()
+            self._set_up(False)
+            raise
+        self._bar = bar
+        if known is not None and boot != known:
+            self._reset_notice = (
+                f"board at {bar.name} restarted while the link was down (boot count {known} "
+                f"-> {boot}); its state is lost"
+            )
+        self._known_boot = boot
+        self._set_up(True)
+        return info, features
+
+    def _detach(self) -> None:
+        self._queues = None
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _run(self, commands: Sequence[Command]) -> list[Completion]:
+        """Runs commands on the rings; turns what went wrong into the link's state."""
+        if self._closed:
+            raise BoardUnavailable(f"the driver of {self.name} is closed")
+        if self._queues is None:
+            try:
+                self._attach()
+            except DeviceSilent as exc:  # mapped, but nobody services the rings
+                raise BoardUnavailable(f"{self.name} does not answer: {exc}") from exc
+        if self._reset_notice is not None:
+            notice, self._reset_notice = self._reset_notice, None
+            raise BoardReset(notice)
+        queues = self._queues
+        assert queues is not None
+        try:
+            done = queues.run(commands)
+        except BoardReset:
+            self._restart(queues)
+            raise
+        except BoardUnavailable:
+            self._detach()
+            self._set_up(False)
+            raise
+        except DeviceSilent:  # a hung command whose device then ignored a ring reset
+            self._detach()
+            self._set_up(False)
+            raise
+        if any(c.status == Status.STALE_EPOCH for c in done):
+            self._restart(queues)
+            raise BoardReset(f"board at {self.name} restarted (a command from the old epoch)")
+        self._set_up(True)
+        return done
+
+    def _restart(self, queues: Queues) -> None:
+        """After a device reset: adopt the new boot count and restart the rings."""
+        assert self._bar is not None
+        self._known_boot = queues.boot_count = self._bar.read32(r.OFFSET["BOOT_COUNT"])
+        try:
+            queues.reset_rings()
+        except Exception:
+            self._detach()
+            self._set_up(False)
+            raise
+
+    @staticmethod
+    def _checked(msg: int, done: Completion) -> Completion:
+        if done.status != Status.OK:
+            raise m.error_exception(_name(msg), done.status, done.head)
+        return done
+
+    # -- board operations ------------------------------------------------------------------
+
+    def _handle(self, request: Request) -> Any:
+        with self._lock:
+            return self._execute([request])[0]
+
+    def run_many(self, requests: Sequence[Request]) -> list[Any]:
+        """Validates every request, then runs them with up to QUEUE_DEPTH in flight;
+        results in request order. The first failed request's error is raised after
+        all have completed."""
+        checked = [request.checked(self.info) for request in requests]
+        with self._lock:
+            return self._execute(checked)
+
+    def _execute(self, requests: Sequence[Request]) -> list[Any]:
+        plans = [_split(request, self.info) for request in requests]
+        done = self._run([self._command(piece) for pieces in plans for piece in pieces])
+        results, at = [], 0
+        for pieces in plans:
+            parts = [self._decode(piece, done[at + i]) for i, piece in enumerate(pieces)]
+            at += len(pieces)
+            results.append(parts[0] if len(parts) == 1 else _concatenate(parts))
+        return results
+
+    def _command(self, request: Request) -> Command:
+        entry = entry_of(request)
+        device_s = entry.device_seconds(request, self.info)
+        if not entry.always_staged:
+            return Command(entry.msg(request), [entry.pack_request(request, None)], device_s)
+        data = entry.data(request)  # Program: the targets follow the head in the window
+        head = entry.pack_request(request, StagedData(0, crc32([data])))
+        return Command(entry.msg(request), [head, data], device_s, head_len=len(head))
+
+    def _decode(self, request: Request, done: Completion) -> Any:
+        entry = entry_of(request)
+        self._checked(entry.msg(request), done)
+        result = entry.unpack_result(
+            request, done.head, None if entry.result_at is None else done.data
+        )
+        if isinstance(request, GetBoardInfoRequest):
+            return BoardDescription(self.info, result)
+        return result
+
+
+def _split(request: Request, info: BoardInfo) -> list[Request]:
+    """An MVM batch larger than one slot window, as chunks that each fit."""
+    if not isinstance(request, MVMRequest | TransposeMVMRequest):
+        return [request]
+    batch, width = request.voltages.shape
+    widest = max(width, info.rows + info.cols - width)
+    per_window = max(1, (r.SLOT_WINDOW_BYTES - 64) // (4 * widest))
+    if batch <= per_window:
+        return [request]
+    v = request.voltages
+    return [replace(request, voltages=v[i : i + per_window]) for i in range(0, batch, per_window)]
+
+
+def _concatenate(parts: list[MVMResult]) -> MVMResult:
+    return MVMResult(
+        np.concatenate([p.currents for p in parts]),
+        sum(p.saturated_outputs for p in parts),
+        sum((p.cost for p in parts), Cost()),
+    )
+
+
+def _name(msg: int) -> str:
+    try:
+        return Msg(msg).name
+    except ValueError:
+        return f"opcode 0x{msg:02x}"
+
+
+def _seconds(text: str | None, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 600.0:
+        raise InvalidArgument("url timeout", text, "seconds in (0, 600]")
+    return value

@@ -1,0 +1,321 @@
+"""The host end of BAR0's rings: identify the board, submit commands, reap completions.
+
+Ring indices (SQ_TAIL, SQ_HEAD, CQ_HEAD and the device's completion tail) are
+free-running u32 counters; the entry they name is ``counter mod depth``. A
+completion is new when its phase bit equals ``1 ^ (pass & 1)``, pass being
+``counter // depth``: the device clears the completion ring on a ring reset, so
+the first pass looks for phase 1 (NVMe 2.0 §4.6).
+
+Memory ordering the host relies on (docs/pcie.md, "Memory ordering"):
+
+1. Host: payload into the slot's input window, then the submission entry, then
+   SQ_TAIL (the doorbell) last, then a STATUS read. Stores from one CPU reach a
+   PCIe device in program order (posted writes are never reordered with each
+   other), and the read does not complete before the posted writes ahead of
+   it: after it, the device has the doorbell.
+2. Device: response into the slot's output window, then the completion entry,
+   and the entry's phase word last, as one aligned 32-bit store. A host that
+   sees the new phase therefore sees the whole entry and the window (a device's
+   writes to host-visible memory are ordered too).
+3. The host reads the phase word first, then the rest of the entry, then the
+   window; it writes CQ_HEAD only after it has copied the response out, and
+   reuses a slot only after its completion: the device never writes a window
+   the host is still reading.
+4. Each register is one aligned 32- or 64-bit access (bar.py), so no store is
+   ever split, torn, or merged with a neighbour's.
+
+For the file-backed virtual board both ends are CPU processes sharing a
+MAP_SHARED page: x86-64 keeps stores in order (TSO) and so do these rules;
+ARM64 would need barriers Python cannot emit.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, FailedPrecondition
+from sidra.drivers.pcie import registers as r
+from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
+from sidra.drivers.types import BoardInfo, BoardTiming
+from sidra.drivers.wire.messages import Feature
+
+__all__ = [
+    "Command",
+    "Completion",
+    "DeviceSilent",
+    "IncompatibleBoard",
+    "Queues",
+    "identify",
+]
+
+SPIN_S = 50e-6
+"""Busy-poll this long first: a fast command answers within a doorbell round trip."""
+YIELD_S = 2e-3
+"""Then poll with sleep(0) (lets the GIL go) up to this long, then sleep 50 µs / 1 ms."""
+CHECK_EVERY_S = 1e-3
+"""How often a waiting host checks BOOT_COUNT and that the device is still there."""
+
+
+class IncompatibleBoard(BoardUnavailable):
+    """BAR0 answers, but not as a SIDRA board this driver speaks to."""
+
+
+class DeviceSilent(DeadlineExceeded):
+    """The device did not even acknowledge a ring reset: nobody services the rings."""
+
+
+@dataclass
+class Command:
+    """One command for the rings: its opcode, payload parts and modeled time."""
+
+    opcode: int
+    parts: Sequence[bytes | np.ndarray]
+    device_s: float = 0.0
+    """Upper bound of the board's time for it, s (stretches the deadline)."""
+    head_len: int = 0
+    """Bytes of the payload head when an array follows it staged (Program), else 0."""
+    payload_len: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.payload_len = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    status: int
+    head: bytes
+    data: bytes
+
+
+def identify(bar: RegisterIO) -> tuple[BoardInfo, int, Feature]:
+    """Checks MAGIC, VERSION and BOARD_ID; returns (info without profile, BOOT_COUNT,
+    features). Raises BoardUnavailable (removed) or IncompatibleBoard."""
+    reg = r.OFFSET
+    magic = bar.read32(reg["MAGIC"])
+    if magic == ALL_ONES:
+        raise BoardUnavailable(f"{bar.name}: every register reads 0xFFFFFFFF (device removed)")
+    if magic != r.MAGIC:
+        raise IncompatibleBoard(
+            f"{bar.name}: MAGIC 0x{magic:08x}, a SIDRA board reads 0x{r.MAGIC:08x} ('SDRA')"
+        )
+    version = bar.read32(reg["VERSION"])
+    if version >> 16 != r.VERSION >> 16:
+        raise IncompatibleBoard(
+            f"{bar.name}: register map version {version >> 16}.{version & 0xFFFF}; this driver "
+            f"speaks major version {r.VERSION >> 16}"
+        )
+    board_id = bar.read32(reg["BOARD_ID"])
+    if board_id != r.BOARD_ID:
+        raise IncompatibleBoard(
+            f"{bar.name}: BOARD_ID 0x{board_id:04x} unknown; this driver drives 0x{r.BOARD_ID:04x}"
+        )
+    depth, window = bar.read32(reg["QUEUE_DEPTH"]), bar.read32(reg["SLOT_WINDOW_BYTES"])
+    if not 1 <= depth <= r.QUEUE_DEPTH or window != r.SLOT_WINDOW_BYTES:
+        raise IncompatibleBoard(
+            f"{bar.name}: queue depth {depth} / slot window {window} B; the map of version "
+            f"{r.VERSION >> 16} has room for depth 1..{r.QUEUE_DEPTH}, windows of "
+            f"{r.SLOT_WINDOW_BYTES} B"
+        )
+    raw = bar.read_bytes(r.IDENTITY_OFFSET, len(r.IDENTITY_STRINGS) * r.IDENTITY_BYTES)
+    names = [
+        raw[i * r.IDENTITY_BYTES : (i + 1) * r.IDENTITY_BYTES].rstrip(b"\0").decode("utf-8")
+        for i in range(len(r.IDENTITY_STRINGS))
+    ]
+    features = Feature(bar.read32(reg["FEATURES"]) & 0xFFFF)
+    f64 = {name: f64_of(bar.read64(reg[name])) for name in _F64}
+    info = BoardInfo(
+        model=names[0],
+        serial_number=names[1],
+        firmware_version=names[2],
+        emulator_preset=names[3],
+        tile_count=bar.read32(reg["TILES"]),
+        rows=bar.read32(reg["ROWS"]),
+        cols=bar.read32(reg["COLS"]),
+        dac_bits=bar.read32(reg["DAC_BITS"]),
+        adc_bits=bar.read32(reg["ADC_BITS"]),
+        g_min_us=f64["G_MIN_US"],
+        g_max_us=f64["G_MAX_US"],
+        read_voltage_max_v=f64["READ_VOLTAGE_MAX_V"],
+        emulated=bool(features & Feature.EMULATED),
+        timing=BoardTiming(*(f64[name] for name in _TIMING)),
+    )
+    return info, bar.read32(reg["BOOT_COUNT"]), features
+
+
+_TIMING = ("MVM_PASS_NS", "WRITE_PASS_NS", "VERIFY_READ_NS", "HOST_LOSS_NS", "BOARD_POWER_W")
+_F64 = ("G_MIN_US", "G_MAX_US", "READ_VOLTAGE_MAX_V", *_TIMING)
+
+
+@dataclass
+class _InFlight:
+    index: int
+    slot: int
+    deadline: float
+
+
+class Queues:
+    """The submission and completion rings of one mapped BAR (not thread-safe)."""
+
+    def __init__(self, bar: RegisterIO, boot_count: int, timeout_s: float) -> None:
+        self.bar = bar
+        self.boot_count = boot_count
+        self.timeout_s = timeout_s
+        self.depth = bar.read32(r.OFFSET["QUEUE_DEPTH"])
+        self.reset_rings()
+
+    # -- ring reset ------------------------------------------------------------------------
+
+    def reset_rings(self) -> None:
+        """CONTROL = RESET | ENABLE and wait for the device to clear RESET: both ends
+        start again at entry 0, phase 1, with an empty completion ring."""
+        self.sq_tail = self.cq_head = 0
+        self.next_id = 0
+        self.free = list(range(self.depth))
+        control = r.OFFSET["CONTROL"]
+        self.bar.write32(control, r.Control.RESET | r.Control.ENABLE)
+        deadline = time.monotonic() + self.timeout_s
+        waited = _Backoff()
+        while self.bar.read32(control) & r.Control.RESET:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise DeviceSilent(
+                    f"{self.bar.name}: the device did not acknowledge a ring reset within "
+                    f"{self.timeout_s:.3f} s (is the board's device loop running?)"
+                )
+            waited.wait()
+
+    # -- commands --------------------------------------------------------------------------
+
+    def run(self, commands: Sequence[Command]) -> list[Completion]:
+        """Runs ``commands`` with up to ``depth`` in flight; completions in command order.
+
+        A completion may come back out of order: it is matched by command id."""
+        if not self.bar.present():  # a stat, ~2 µs: a removed board answers nothing
+            raise BoardUnavailable(f"{self.bar.name}: the device is gone (removed)")
+        results: list[Completion | None] = [None] * len(commands)
+        in_flight: dict[int, _InFlight] = {}
+        queued = iter(enumerate(commands))
+        nxt = next(queued, None)
+        while nxt is not None or in_flight:
+            while nxt is not None and self.free:
+                index, command = nxt
+                self._submit(index, command, in_flight)
+                nxt = next(queued, None)
+            self.bar.read32(r.OFFSET["STATUS"])  # flush the posted doorbell writes
+            cid, completion = self._reap(in_flight)
+            results[in_flight.pop(cid).index] = completion
+        return [c for c in results if c is not None]
+
+    def _submit(self, index: int, command: Command, in_flight: dict[int, _InFlight]) -> None:
+        if command.payload_len > r.SLOT_WINDOW_BYTES:
+            raise FailedPrecondition(
+                f"a command payload of {command.payload_len} bytes does not fit a slot window "
+                f"of {r.SLOT_WINDOW_BYTES} bytes"
+            )
+        slot = self.free.pop()
+        offset = r.in_window(slot)
+        for part in command.parts:  # 1. the payload, bulk
+            self.bar.write_bytes(offset, part)
+            offset += len(part) if isinstance(part, bytes) else part.nbytes
+        cid, self.next_id = self.next_id, (self.next_id + 1) & 0xFFFF
+        entry = r.SUBMISSION.pack(
+            cid, command.opcode, self.boot_count, command.payload_len, slot, command.head_len
+        )
+        # 2. the submission entry (ring memory, one bulk copy)
+        self.bar.write_bytes(r.SQ_OFFSET + (self.sq_tail % self.depth) * r.SUBMISSION.size, entry)
+        self.sq_tail = (self.sq_tail + 1) & 0xFFFF_FFFF
+        # The deadline: this command's modeled time after those queued ahead of it.
+        start = max((f.deadline for f in in_flight.values()), default=0.0)
+        start = max(start - self.timeout_s, time.monotonic())
+        in_flight[cid] = _InFlight(index, slot, start + command.device_s + self.timeout_s)
+        self.bar.write32(r.OFFSET["SQ_TAIL"], self.sq_tail)  # 3. the doorbell, last
+
+    def _reap(self, in_flight: dict[int, _InFlight]) -> tuple[int, Completion]:
+        """Waits for the next completion; returns its command id and response."""
+        offset = r.CQ_OFFSET + (self.cq_head % self.depth) * r.COMPLETION.size
+        phase = 1 ^ ((self.cq_head // self.depth) & 1)
+        waited = _Backoff()
+        next_check = time.monotonic() + CHECK_EVERY_S
+        while self.bar.read32(offset + 4) & 1 != phase:
+            if waited.elapsed() > SPIN_S and time.monotonic() >= next_check:
+                next_check = time.monotonic() + CHECK_EVERY_S
+                self._check_alive()
+                deadline = min(f.deadline for f in in_flight.values())
+                if time.monotonic() > deadline:
+                    self._timed_out(deadline, in_flight)
+            waited.wait()
+        cid, status, phase_slot, head_len, result_len, time_ns, energy_nj = r.COMPLETION.unpack(
+            self.bar.read_bytes(offset, r.COMPLETION.size)
+        )
+        flight = in_flight.get(cid)
+        if flight is None or phase_slot >> 8 != flight.slot:
+            raise BoardUnavailable(
+                f"{self.bar.name}: completion for command {cid} in slot {phase_slot >> 8}, "
+                f"which is not in flight; the rings are out of step"
+            )
+        out = r.out_window(flight.slot)
+        head = self.bar.read_bytes(out, head_len)
+        data = self.bar.read_bytes(out + head_len, result_len)
+        self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
+        self.bar.write32(r.OFFSET["CQ_HEAD"], self.cq_head)  # consumed: the slot is ours
+        self.free.append(flight.slot)
+        return cid, Completion(status, head, data)
+
+    # -- what went wrong -------------------------------------------------------------------
+
+    def _check_alive(self) -> None:
+        """Raises BoardUnavailable for a removed device, BoardReset for a new boot."""
+        if not self.bar.present():
+            raise BoardUnavailable(f"{self.bar.name}: the device is gone (removed)")
+        boot = self.bar.read32(r.OFFSET["BOOT_COUNT"])
+        if boot == ALL_ONES and self.bar.read32(r.OFFSET["MAGIC"]) == ALL_ONES:
+            raise BoardUnavailable(
+                f"{self.bar.name}: every register reads 0xFFFFFFFF (surprise removal)"
+            )
+        if boot != self.boot_count:
+            raise BoardReset(
+                f"board at {self.bar.name} restarted (boot count {self.boot_count} -> {boot}); "
+                f"its state is lost and the commands in flight did not run"
+            )
+
+    def _timed_out(self, deadline: float, in_flight: dict[int, _InFlight]) -> None:
+        """A completion is overdue: the device is hung or gone. Abort everything in flight
+        with a ring reset (the device drops what it holds) and raise DeadlineExceeded."""
+        late = time.monotonic() - deadline
+        what = (
+            f"{self.bar.name}: no completion for {len(in_flight)} command(s) in flight, "
+            f"{late * 1e3:.0f} ms past the deadline (modeled time + {self.timeout_s:.3f} s)"
+        )
+        try:
+            self.reset_rings()
+        except DeviceSilent as exc:
+            raise DeviceSilent(f"{what}; the device does not answer at all") from exc
+        raise DeadlineExceeded(f"{what}; the device answered a ring reset, commands aborted")
+
+
+class _Backoff:
+    """Spin, then sleep(0), then short sleeps: a 2-core machine and the GIL need turns."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def wait(self) -> None:
+        elapsed = self.elapsed()
+        if elapsed < SPIN_S:
+            return
+        time.sleep(0 if elapsed < YIELD_S else 50e-6 if elapsed < 20e-3 else 1e-3)
+
+
+def crc32(parts: Sequence[bytes | np.ndarray]) -> int:
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part if isinstance(part, bytes) else part.tobytes(), crc)
+    return crc

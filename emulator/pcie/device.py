@@ -1,0 +1,299 @@
+"""The virtual PCIe board: the emulator behind BAR0's rings, in a mapped file.
+
+:class:`PcieDevice` creates the BAR file (sized to BAR_SIZE *before* it is
+mapped: touching a page past the end of a file is SIGBUS), writes identity,
+capabilities and timing from an :class:`EmulatorDriver`, then renames it into
+place, so a host never maps a half-written board. :meth:`PcieDevice.serve`
+is the device loop: it polls CONTROL and SQ_TAIL, runs each submission through
+its wire entry (the same table the serial firmware uses) and the emulator,
+writes the response into the slot's output window and then the completion,
+its phase word last (sidra.drivers.pcie.queues, "Memory ordering").
+
+An idle board busy-polls briefly, then yields and sleeps (up to 1 ms), so it
+never holds a core a host process needs (CI machines have two).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+
+from sidra.drivers.errors import SidraError
+from sidra.drivers.pcie import registers as r
+from sidra.drivers.pcie.bar import ALL_ONES, FileBar, f64_bits
+from sidra.drivers.types import BoardInfo
+from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.messages import Feature, Msg, Status
+from sidra.drivers.wire.operations import InlineSizeError, entry_for_message
+from sidra.emulator.config import BoardProfile
+from sidra.emulator.driver import EmulatorDriver
+from sidra.emulator.pcie.faults import PcieFaults
+
+__all__ = ["PcieDevice"]
+
+ERROR_LIMIT = 4096
+"""Largest error payload the device writes, bytes."""
+SPIN_S = 100e-6
+"""An idle device busy-polls this long: a host's next command usually comes that soon."""
+
+
+def _idle_sleep(idle_s: float) -> float:
+    """Sleep of a device idle for ``idle_s``: 1 ms, then 5 ms after a second (an idle
+    board costs well under 1 % of a core; its first command waits at most that long)."""
+    return 1e-3 if idle_s < 1.0 else 5e-3
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    cid: int
+    opcode: int
+    epoch: int
+    payload_len: int
+    slot: int
+    head_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    entry: _Entry
+    status: int
+    head: bytes
+    data: bytes = b""
+    time_ns: float = 0.0
+    energy_nj: float = 0.0
+
+
+class _Window:
+    """The StageReader of one command: its staged array lies after the head."""
+
+    def __init__(self, device: PcieDevice, array: bytes) -> None:
+        self.device, self.array = device, array
+
+    @property
+    def info(self) -> BoardInfo:
+        return self.device.driver.info
+
+    def verified(self, stage_id: int, crc: int, size: int) -> bytes:
+        """The array after the head (``stage_id`` is the slot: the window is the stage)."""
+        if len(self.array) != size:
+            raise _Refused(Status.BAD_PAYLOAD, f"{len(self.array)} array bytes, need {size}")
+        if zlib.crc32(self.array) != crc:
+            raise _Refused(Status.VERIFY_FAILED, "the array in the input window fails its CRC")
+        return self.array
+
+
+class _Refused(Exception):
+    def __init__(self, status: Status, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class PcieDevice:
+    """One virtual PCIe board in the file ``path`` (not thread-safe: one device loop)."""
+
+    def __init__(
+        self,
+        path: str,
+        profile: BoardProfile,
+        seed: int = 0,
+        faults: PcieFaults | None = None,
+        boot_count: int | None = None,
+    ) -> None:
+        self.path, self.profile, self.seed = path, profile, seed
+        self.faults = faults or PcieFaults()
+        # A random first boot count stands in for one kept in NVM (as the serial board's).
+        self.boot_count = boot_count or int.from_bytes(os.urandom(4), "little") % 0xFFFF_FFFE + 1
+        self.executed = 0
+        self.removed = False
+        self.bar = _create(path)
+        self._boot()
+
+    # -- power-up --------------------------------------------------------------------------
+
+    def _boot(self) -> None:
+        self.driver = EmulatorDriver(self.profile, self.seed)
+        self.sq_head = self.cq_tail = 0
+        info, bar, reg = self.driver.info, self.bar, r.OFFSET
+        names = (info.model, info.serial_number, info.firmware_version, info.emulator_preset)
+        raw = b"".join(n.encode()[: r.IDENTITY_BYTES].ljust(r.IDENTITY_BYTES, b"\0") for n in names)
+        bar.write_bytes(r.IDENTITY_OFFSET, raw)
+        u32 = {
+            "MAGIC": r.MAGIC, "VERSION": r.VERSION, "BOARD_ID": r.BOARD_ID,
+            "TILES": info.tile_count, "ROWS": info.rows, "COLS": info.cols,
+            "DAC_BITS": info.dac_bits, "ADC_BITS": info.adc_bits,
+            "FEATURES": Feature.EMULATED | Feature.PROFILE, "QUEUE_DEPTH": r.QUEUE_DEPTH,
+            "SLOT_WINDOW_BYTES": r.SLOT_WINDOW_BYTES, "ERROR_CODE": 0,
+        }  # fmt: skip
+        for name, value in u32.items():
+            bar.write32(reg[name], int(value))
+        t = info.timing
+        f64: dict[str, float] = {
+            "G_MIN_US": info.g_min_us, "G_MAX_US": info.g_max_us,
+            "READ_VOLTAGE_MAX_V": info.read_voltage_max_v, "MVM_PASS_NS": t.mvm_pass_ns,
+            "WRITE_PASS_NS": t.write_pass_ns, "VERIFY_READ_NS": t.verify_read_ns,
+            "HOST_LOSS_NS": t.host_loss_ns, "BOARD_POWER_W": t.board_power_w,
+        }  # fmt: skip
+        for name, number in f64.items():
+            bar.write64(reg[name], f64_bits(number))
+        bar.write32(reg["BOOT_COUNT"], self.boot_count)
+        # Until the host restarts the rings nothing runs: it must learn this boot first.
+        bar.write32(reg["STATUS"], r.Status.READY | r.Status.NEEDS_INIT)
+
+    def publish(self) -> None:
+        """Moves the initialised file to ``path``: hosts see a whole board or none."""
+        os.replace(self.bar.path, self.path)
+
+    def reset(self) -> None:
+        """Power-cycles the board: array state and rings lost, BOOT_COUNT + 1."""
+        self.boot_count = (self.boot_count + 1) & 0xFFFF_FFFF or 1
+        self._boot()
+
+    def remove(self) -> None:
+        """Surprise removal: every register reads all ones and the file disappears."""
+        for offset in range(0, r.IDENTITY_OFFSET, 4):
+            self.bar.write32(offset, ALL_ONES)
+        self.removed = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    # -- the device loop -------------------------------------------------------------------
+
+    def serve(self, stop: threading.Event) -> None:
+        """Services the rings until ``stop`` is set or the board is removed."""
+        idle_since = time.perf_counter()
+        while not stop.is_set() and not self.removed:
+            if self.step():
+                idle_since = time.perf_counter()
+                continue
+            idle = time.perf_counter() - idle_since
+            if idle > SPIN_S:  # spin, then yield, then sleep longer: a core for the host
+                time.sleep(0 if idle < 2e-3 else 50e-6 if idle < 50e-3 else _idle_sleep(idle))
+
+    def step(self) -> bool:
+        """One pass: a ring reset or the submissions waiting. True if it did anything."""
+        reg = r.OFFSET
+        if self.bar.read32(reg["CONTROL"]) & r.Control.RESET:
+            self._reset_rings()
+            return True
+        if self.bar.read32(reg["STATUS"]) & r.Status.NEEDS_INIT:
+            return False
+        if self.bar.read32(reg["SQ_TAIL"]) == self.sq_head:
+            return False
+        if self.faults.reverse:  # let a burst of submissions arrive, to answer it reversed
+            time.sleep(2e-3)
+        entries = self._take()
+        self.bar.write32(reg["STATUS"], r.Status.READY | r.Status.BUSY)
+        answers = [a for a in (self._run(e) for e in entries) if a is not None]
+        if self.faults.reverse:
+            answers.reverse()
+        for answer in answers:
+            if self.removed or self.bar.read32(reg["STATUS"]) & r.Status.NEEDS_INIT:
+                return True  # removed or reset mid-batch: the rest is lost
+            self._complete(answer)
+        self.bar.write32(reg["STATUS"], r.Status.READY)
+        return True
+
+    def _reset_rings(self) -> None:
+        reg = r.OFFSET
+        self.sq_head = self.cq_tail = 0
+        self.bar.write_bytes(r.CQ_OFFSET, bytes(r.QUEUE_DEPTH * r.COMPLETION.size))
+        for name in ("SQ_TAIL", "CQ_HEAD", "SQ_HEAD"):
+            self.bar.write32(reg[name], 0)
+        self.bar.write32(reg["STATUS"], r.Status.READY)
+        self.bar.write32(reg["CONTROL"], r.Control.ENABLE)  # RESET cleared: the ack, last
+
+    def _take(self) -> list[_Entry]:
+        tail = self.bar.read32(r.OFFSET["SQ_TAIL"])
+        entries: list[_Entry] = []
+        while self.sq_head != tail and len(entries) < r.QUEUE_DEPTH:
+            offset = r.SQ_OFFSET + (self.sq_head % r.QUEUE_DEPTH) * r.SUBMISSION.size
+            entries.append(_Entry(*r.SUBMISSION.unpack(self.bar.read_bytes(offset, 64))))
+            self.sq_head = (self.sq_head + 1) & 0xFFFF_FFFF
+        self.bar.write32(r.OFFSET["SQ_HEAD"], self.sq_head)
+        return entries
+
+    def _run(self, entry: _Entry) -> _Answer | None:
+        """Executes one submission; None when it is never to be answered."""
+        self.executed += 1
+        n, faults = self.executed, self.faults
+        if faults.remove_after and n > faults.remove_after:
+            self.remove()
+            return None
+        if n == faults.reset_after:
+            self.reset()  # the command is lost with the board's state
+            return None
+        if n == faults.hang:
+            return None
+        if n == faults.error:
+            return _Answer(entry, Status.INTERNAL, m.encode_error("injected fault: error status"))
+        if entry.epoch != self.boot_count:
+            text = f"command for boot {entry.epoch}; this board booted as {self.boot_count}"
+            return _Answer(entry, Status.STALE_EPOCH, m.encode_error(text))
+        if not 0 <= entry.slot < r.QUEUE_DEPTH or entry.payload_len > r.SLOT_WINDOW_BYTES:
+            text = f"slot {entry.slot} / payload {entry.payload_len} B outside the BAR"
+            return _Answer(entry, Status.BAD_PAYLOAD, m.encode_error(text))
+        payload = self.bar.read_bytes(r.in_window(entry.slot), entry.payload_len)
+        try:
+            return self._execute(entry, payload)
+        except _Refused as exc:
+            status, body = exc.status, m.encode_error(str(exc))
+        except (struct.error, InlineSizeError) as exc:
+            status, body = Status.BAD_PAYLOAD, m.encode_error(f"malformed payload: {exc}")
+        except SidraError as exc:
+            status, body = m.error_reply(exc, ERROR_LIMIT)
+        except ValueError as exc:  # a fault of this firmware, not of the request
+            status, body = Status.INTERNAL, m.encode_error(f"{type(exc).__name__}: {exc}")
+        return _Answer(entry, status, body)
+
+    def _execute(self, entry: _Entry, payload: bytes) -> _Answer:
+        if entry.opcode == Msg.GET_PROFILE:
+            text = json.dumps(self.driver.info.profile, separators=(",", ":")).encode()
+            return _Answer(entry, Status.OK, b"", text)
+        wire = entry_for_message(entry.opcode)
+        if wire is None:
+            raise _Refused(Status.UNKNOWN_MESSAGE, f"opcode 0x{entry.opcode:02x} unknown")
+        head_len = entry.head_len or len(payload)
+        reader = _Window(self, payload[head_len:])
+        request = wire.unpack_request(Msg(entry.opcode), payload[:head_len], reader)
+        result = self.driver.run(request)
+        head, data = wire.pack_result(result)
+        cost = getattr(result, "cost", None)
+        time_ns, energy_nj = (cost.time_ns, cost.energy_nj) if cost is not None else (0.0, 0.0)
+        return _Answer(entry, Status.OK, head, data or b"", time_ns, energy_nj)
+
+    def _complete(self, a: _Answer) -> None:
+        """Output window, then the completion entry, its phase word last."""
+        while self.cq_tail - self.bar.read32(r.OFFSET["CQ_HEAD"]) >= r.QUEUE_DEPTH:
+            time.sleep(50e-6)  # the host has not consumed: never overwrite an entry
+        out = r.out_window(a.entry.slot)
+        self.bar.write_bytes(out, a.head)
+        self.bar.write_bytes(out + len(a.head), a.data)
+        offset = r.CQ_OFFSET + (self.cq_tail % r.QUEUE_DEPTH) * r.COMPLETION.size
+        phase = 1 ^ ((self.cq_tail // r.QUEUE_DEPTH) & 1)
+        raw = r.COMPLETION.pack(
+            a.entry.cid, a.status, 0, len(a.head), len(a.data), a.time_ns, a.energy_nj
+        )
+        self.bar.write_bytes(offset, raw[:4])
+        self.bar.write_bytes(offset + 8, raw[8:])
+        self.bar.write32(offset + 4, phase | a.entry.slot << 8)
+        self.cq_tail = (self.cq_tail + 1) & 0xFFFF_FFFF
+
+
+def _create(path: str) -> FileBar:
+    """A zeroed BAR file of exactly BAR_SIZE bytes, mapped, under a temporary name."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.ftruncate(fd, r.BAR_SIZE)  # before mmap: a page past the end is SIGBUS
+    finally:
+        os.close(fd)
+    return FileBar(tmp)

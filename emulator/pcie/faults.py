@@ -1,0 +1,54 @@
+"""Faults the virtual PCIe board injects on purpose (``--faults``).
+
+Commands are counted from 1 at device start, every command the rings carry
+(the host's GET_PROFILE at open is command 1). Configure with a spec string::
+
+    PcieFaults.parse("hang=3")           command 3 never completes
+    PcieFaults.parse("error=2")          command 2 answers INTERNAL
+    PcieFaults.parse("remove_after=4")   after 4 commands: registers read 0xFFFFFFFF, file gone
+    PcieFaults.parse("reset_after=3")    command 3 power-cycles the board (BOOT_COUNT + 1)
+    PcieFaults.parse("reverse=1")        each burst of submissions completes in reverse order
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["PcieFaults"]
+
+
+@dataclass(frozen=True, slots=True)
+class PcieFaults:
+    """Which command (1-based count since device start) each fault hits; 0: never."""
+
+    hang: int = 0
+    """This command is taken off the ring and never completed."""
+    error: int = 0
+    """This command is answered with status INTERNAL and an error payload."""
+    remove_after: int = 0
+    """After this many commands the device is surprise-removed."""
+    reset_after: int = 0
+    """This command power-cycles the board; it is lost with the board's state."""
+    reverse: int = 0
+    """1: gather each burst of submissions (2 ms) and complete it in reverse order."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValueError(f"fault {f.name}: got {getattr(self, f.name)}, expected >= 0")
+
+    @classmethod
+    def parse(cls, spec: str) -> PcieFaults:
+        """``"hang=3,reverse=1"`` -> PcieFaults; unknown keys are errors."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        values: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            key, sep, text = item.partition("=")
+            if not sep or key not in names or not text.isdigit():
+                raise ValueError(
+                    f"PCIe fault spec item {item!r}: expected key=N, N a command count >= 0, "
+                    f"key one of {', '.join(names)}"
+                )
+            values[key] = int(text)
+        return cls(**values)

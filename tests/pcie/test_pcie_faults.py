@@ -1,0 +1,168 @@
+"""Faults of a PCIe board, each ending in a clear typed error or the right result.
+
+Real processes: the virtual PCIe board runs in its own process behind a real
+mmapped file and injects its faults itself (``--faults``), or is killed, or has
+its file removed. The gRPC server in front of the driver stays up, and health
+follows the board: NOT_SERVING while it is gone, SERVING when it is back.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pcie_support import FAST_S, board, driver
+
+from sidra.client import connect
+from sidra.drivers.errors import BoardFault, BoardReset, BoardUnavailable, DeadlineExceeded
+from sidra.drivers.pcie.driver import PcieDriver
+from sidra.server import create_server
+
+G = np.random.default_rng(5).uniform(1.0, 40.0, (16, 16)).astype(np.float32)
+V = np.full((2, 256), 0.1, np.float32)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _mvm_ok(d: PcieDriver) -> None:
+    """A call that works and gives the exact ideal answer on whatever the array holds."""
+    g = d.read_conductance(0).conductances
+    assert np.allclose(d.mvm(0, V).currents, V @ g, rtol=1e-5)
+
+
+def test_a_completion_that_never_comes_is_a_deadline_then_the_board_works() -> None:
+    """Command 3 hangs: DeadlineExceeded after modeled time + margin; the driver aborts
+    it with a ring reset, the link stays up, and the next call is right."""
+    with board("hang=3") as served, driver(served) as d:
+        d.program(0, G)  # command 2
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match="answered a ring reset"):
+            d.mvm(0, V)
+        assert FAST_S <= time.monotonic() - start < FAST_S + 2.0
+        assert d.link_up
+        _mvm_ok(d)
+
+
+def test_an_error_status_is_the_typed_exception() -> None:
+    """Command 2 answers INTERNAL: BoardFault naming the operation and the board's text."""
+    with board("error=2") as served, driver(served) as d:
+        with pytest.raises(BoardFault, match=r"MVM failed on the board \(INTERNAL\): injected"):
+            d.mvm(0, V)
+        _mvm_ok(d)
+
+
+def test_a_board_reset_is_reported_once_and_the_state_is_lost() -> None:
+    """Command 3 power-cycles the board: BoardReset saying so; the next call runs on the
+    new boot, whose array is back at power-up (g_min everywhere)."""
+    with board("reset_after=3") as served, driver(served) as d:
+        d.program(0, G)
+        with pytest.raises(BoardReset, match="restarted .boot count"):
+            d.mvm(0, V)
+        g = d.read_conductance(0).conductances
+        assert np.all(g == d.info.g_min_us)
+        _mvm_ok(d)
+
+
+def test_the_board_process_killed_mid_command() -> None:
+    """The device dies while it holds a command: DeadlineExceeded saying the device does
+    not answer; the link is down and later calls are BoardUnavailable, not hangs."""
+    with board("hang=2") as served, driver(served) as d:
+        threading.Timer(0.1, served.kill).start()
+        with pytest.raises(DeadlineExceeded, match="does not answer at all"):
+            d.mvm(0, V)
+        assert not d.link_up
+        with pytest.raises(BoardUnavailable, match="does not answer"):
+            d.mvm(0, V)
+
+
+def test_surprise_removal_mid_session() -> None:
+    """After 2 commands the board is removed (registers read 0xFFFFFFFF, file gone): the
+    command in flight ends in BoardUnavailable, and so does every call after it."""
+    with board("remove_after=3") as served, driver(served) as d:
+        _mvm_ok(d)
+        with pytest.raises(BoardUnavailable, match="0xFFFFFFFF|gone"):
+            d.mvm(0, V)
+        assert not d.link_up
+        with pytest.raises(BoardUnavailable, match="no such BAR file"):
+            d.mvm(0, V)
+
+
+def test_the_file_removed_under_a_running_board() -> None:
+    with board() as served, driver(served) as d:
+        _mvm_ok(d)
+        os.unlink(served.path)
+        with pytest.raises(BoardUnavailable, match="gone"):
+            d.mvm(0, V)
+        assert not d.link_up
+
+
+@contextmanager
+def _grpc_health(d: PcieDriver) -> Iterator[tuple[health_pb2_grpc.HealthStub, str]]:
+    server, port = create_server(d, "127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield health_pb2_grpc.HealthStub(channel), f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+def _wait_for(health: health_pb2_grpc.HealthStub, status: int, within_s: float = 10.0) -> None:
+    start = time.monotonic()
+    while time.monotonic() - start < within_s:
+        if health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == status:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"health did not become {status} within {within_s} s")
+
+
+def _device(path: str) -> subprocess.Popen[str]:
+    """A virtual PCIe board started the way a user does, at ``path``."""
+    argv = [sys.executable, "-m", "sidra.cli", "board", "serve", "--pcie-file", path]
+    process = subprocess.Popen([*argv, "--preset", "ideal"], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == f"pcie+file://{path}"
+    return process
+
+
+def test_grpc_server_stays_up_health_follows_the_board(tmp_path: os.PathLike[str]) -> None:
+    """Board killed: the server answers UNAVAILABLE, health NOT_SERVING; a new board at
+    the same path: health SERVING, the first call says the board was reset, then calls
+    work again. The server process never stops."""
+    path = os.path.join(tmp_path, "bar0")
+    first = _device(path)
+    try:
+        d = PcieDriver.from_url(urlsplit(f"pcie+file://{path}?timeout={FAST_S}"))
+        with d, _grpc_health(d) as (health, address), connect(address) as remote:
+            _wait_for(health, SERVING)
+            remote.program(0, G)
+            first.kill()
+            first.wait()
+            os.unlink(path)  # a killed board leaves its file: the bus forgets the device
+            _wait_for(health, NOT_SERVING)
+            with pytest.raises(BoardUnavailable):
+                remote.mvm(0, V)
+            second = _device(path)
+            try:
+                _wait_for(health, SERVING)
+                with pytest.raises(BoardReset, match="restarted while the link was down"):
+                    remote.mvm(0, V)
+                assert remote.mvm(0, V).currents.shape == (2, 256)
+            finally:
+                second.terminate()
+                second.wait(timeout=10)
+                second.stdout.close()  # type: ignore[union-attr]
+    finally:
+        first.kill()
+        first.wait()
+        first.stdout.close()  # type: ignore[union-attr]
