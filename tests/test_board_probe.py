@@ -4,14 +4,11 @@ the virtual PCIe board, and URLs that cannot be opened."""
 from __future__ import annotations
 
 import json
-import signal
 import socket
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from cli_support import SIDRA, run_sidra, sidra_json
+from cli_support import run_sidra, sidra_json
 
 import sidra.drivers
 from sidra.cli.board_probe import format_probe, probe
@@ -67,9 +64,10 @@ def test_format_lists_every_link_counter() -> None:
     report = probe("emu://?preset=ideal")
     report["link"] = {"up": True, "crc_errors": 2, "device": {"rx_frames": 7}}
     text = format_probe(report)
-    assert "link.up       True" in text
-    assert "link.crc_errors 2" in text
-    assert "link.device   rx_frames 7" in text
+    assert "\nlink\n" in text
+    assert "\n  up               True" in text
+    assert "\n  crc_errors       2" in text
+    assert "\n  device           rx_frames 7" in text
 
 
 def test_serial_board_reports_link_counters() -> None:
@@ -113,24 +111,12 @@ def test_unreachable_board_says_what_is_wrong(url: str, says: str) -> None:
 
 
 @pytest.fixture
-def pcie_board(tmp_path: Path) -> Iterator[str]:
+def pcie_board() -> Iterator[str]:
     """A virtual PCIe board in its own process; yields its pcie+file:// URL."""
-    proc = subprocess.Popen(
-        [*SIDRA, "board", "serve", "--pcie-file", str(tmp_path / "bar0"), "--preset", "ideal"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("pcie+file://"), url
-        yield url
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    finally:
-        proc.kill()
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+    from sidra.emulator.pcie import serve_virtual_pcie_board
+
+    with serve_virtual_pcie_board(preset("ideal"), seed=1) as board:
+        yield board.url
 
 
 @pytest.mark.skipif(
@@ -142,5 +128,8 @@ def test_pcie_board(pcie_board: str) -> None:
     assert report["capabilities"]["cols"] == 256
     link = report["link"]
     assert link, "the PCIe driver reports no link state"
-    assert link.get("queue_depth", 8) >= 8
+    assert link["queue_depth"] >= 8
+    assert link["link_up"] is True
+    assert "READY" in link["status_bits"]
+    assert link["error_code"] == 0
     json.dumps(report)  # plain JSON all the way down

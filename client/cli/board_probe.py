@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import urlsplit
 
 from sidra.drivers import Board, BoardInfo, LinkStats, open_board
+from sidra.drivers.pcie import registers as r
+from sidra.drivers.pcie.bar import FileBar, MappedBar, SysfsBar
 
 __all__ = ["LINK_ATTRIBUTES", "format_probe", "probe"]
 
 LINK_ATTRIBUTES = (
     "link_up",
+    "timeout_s",
     "queue_depth",
     "boot_count",
     "slot_window_bytes",
@@ -35,12 +39,14 @@ def probe(url: str) -> dict[str, Any]:
     """
     with open_board(url) as board:
         info = board.info
+        link = link_state(board)
+        link.update(bar_registers(url))
         return {
             "url": url,
             "transport": type(board).__name__,
             "identification": _identification(info),
             "capabilities": _capabilities(info),
-            "link": link_state(board),
+            "link": link,
         }
 
 
@@ -85,6 +91,31 @@ def link_state(board: Board) -> dict[str, Any]:
     return state
 
 
+BAR_REGISTERS = ("BOOT_COUNT", "STATUS", "ERROR_CODE", "QUEUE_DEPTH", "SQ_HEAD")
+"""Read-only BAR0 registers a probe reports: the epoch, the state and the rings'
+progress. Reading them has no side effect on the board."""
+
+
+def bar_registers(url: str) -> dict[str, Any]:
+    """BAR_REGISTERS of a ``pcie://`` or ``pcie+file://`` board ({} for other URLs),
+    read through a second mapping of the same BAR: what the board itself shows,
+    whatever the driver has made of it."""
+    parts = urlsplit(url)
+    bar: MappedBar
+    if parts.scheme == "pcie":
+        bar = SysfsBar(parts.netloc)
+    elif parts.scheme == "pcie+file":
+        bar = FileBar(parts.netloc + parts.path)
+    else:
+        return {}
+    try:
+        values: dict[str, Any] = {n.lower(): bar.read32(r.OFFSET[n]) for n in BAR_REGISTERS}
+    finally:
+        bar.close()
+    values["status_bits"] = r.Status(values["status"]).name or "none"
+    return values
+
+
 def format_probe(report: dict[str, Any]) -> str:
     """``report`` (from :func:`probe`) as lines for a person."""
     ident, caps = report["identification"], report["capabilities"]
@@ -105,12 +136,10 @@ def format_probe(report: dict[str, Any]) -> str:
         f"host loss {timing['host_loss_ns']:g} ns, power {timing['board_power_w']:g} W",
     ]
     link = report["link"]
-    if not link:
-        lines.append("link          none (in-process board)")
+    lines.append("link" + ("" if link else "          none (in-process board)"))
     for name, value in link.items():
-        if isinstance(value, dict):
-            counters = ", ".join(f"{k} {v}" for k, v in value.items())
-            lines.append(f"link.{name:<8} {counters}")
-        else:
-            lines.append(f"link.{name:<8} {value}")
+        shown = (
+            ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+        )
+        lines.append(f"  {name:<16} {shown}")
     return "\n".join(lines)

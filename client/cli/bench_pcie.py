@@ -1,0 +1,189 @@
+"""``sidra bench pcie``: the PCIe path against the in-process emulator, in one run.
+
+The virtual PCIe board runs in its own process (``sidra board serve
+--pcie-file``), as a board is a separate device: a round trip includes both
+ends' ring handling and the wait for the other process to notice a doorbell,
+not a call inside one interpreter. The in-process emulator (``emu://``) with
+the same preset and seed is the reference: the ratio says what the transport
+costs, on the same machine, under the same load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from sidra.cli.options import AsJson, Preset
+from sidra.drivers import Board, open_board
+from sidra.drivers.pcie import registers as r
+from sidra.drivers.pcie.bar import FileBar
+
+__all__ = ["pcie_benchmark", "pcie_command"]
+
+BATCH = 1024
+"""Vectors per batch MVM: a full slot window of 256-input float32 vectors."""
+START_TIMEOUT_S = 60.0
+"""How long the board process may take to print its URL (a cold start on a loaded CI core)."""
+
+
+@contextmanager
+def _virtual_board(preset_name: str, seed: int) -> Iterator[str]:
+    """``sidra board serve --pcie-file`` on a fresh temporary file; yields its URL."""
+    with tempfile.TemporaryDirectory(prefix="sidra-bench-pcie-") as tmp:
+        command = [sys.executable, "-m", "sidra.cli", "board", "serve"]
+        command += ["--pcie-file", os.path.join(tmp, "bar0"), "--preset", preset_name]
+        command += ["--seed", str(seed)]
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        try:
+            yield _first_line(proc, " ".join(command[2:]))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
+
+
+def _first_line(proc: subprocess.Popen[str], command: str) -> str:
+    # A reader thread, so a board that never starts costs START_TIMEOUT_S, not forever.
+    lines: list[str] = []
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(START_TIMEOUT_S)
+    url = lines[0].strip() if lines else ""
+    if not url.startswith("pcie+file://"):
+        proc.kill()
+        raise RuntimeError(
+            f"`sidra {command}` printed {url!r} within {START_TIMEOUT_S:g} s, "
+            f"not a pcie+file:// URL (exit code {proc.poll()})"
+        )
+    return url
+
+
+def _queue_depth(board: Board, url: str) -> int:
+    """The board's QUEUE_DEPTH register (the driver's own figure when it keeps one)."""
+    depth = getattr(board, "queue_depth", None)
+    if isinstance(depth, int):
+        return depth
+    bar = FileBar(url.removeprefix("pcie+file://"))
+    try:
+        return bar.read32(r.OFFSET["QUEUE_DEPTH"])
+    finally:
+        bar.close()
+
+
+def _times_s(call: Callable[[], Any], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _program_same(boards: list[Board], seed: int) -> None:
+    info = boards[0].info
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols)).astype(np.float32)
+    for board in boards:
+        board.program(0, g)
+
+
+def pcie_benchmark(
+    preset_name: str = "ideal", mvms: int = 2000, batches: int = 21, seed: int = 0
+) -> dict[str, Any]:
+    """Single-vector MVM round trip (p50/p99) and batch-1024 throughput, PCIe vs in process."""
+    with (
+        _virtual_board(preset_name, seed) as url,
+        open_board(url) as pcie,
+        open_board(f"emu://?preset={preset_name}&seed={seed}") as local,
+    ):
+        _program_same([pcie, local], seed)
+        rows = pcie.info.rows
+        rng = np.random.default_rng(seed + 1)
+        v_max = pcie.info.read_voltage_max_v
+        one = rng.uniform(-v_max / 4, v_max / 4, (1, rows)).astype(np.float32)
+        batch = rng.uniform(-v_max / 4, v_max / 4, (BATCH, rows)).astype(np.float32)
+        for _ in range(50):  # warm-up: page faults in the windows, kernel caches, BLAS threads
+            pcie.mvm(0, one)
+            local.mvm(0, one)
+        for _ in range(3):
+            pcie.mvm(0, batch)
+            local.mvm(0, batch)
+        pcie_one = _times_s(lambda: pcie.mvm(0, one), mvms)
+        local_one = _times_s(lambda: local.mvm(0, one), mvms)
+        # Interleave the batch runs so machine load affects both alike.
+        pcie_batch, local_batch = [], []
+        for _ in range(batches):
+            pcie_batch += _times_s(lambda: pcie.mvm(0, batch), 1)
+            local_batch += _times_s(lambda: local.mvm(0, batch), 1)
+        depth = _queue_depth(pcie, url)
+    pcie_batch_s, local_batch_s = statistics.median(pcie_batch), statistics.median(local_batch)
+    return {
+        "mvm1_p50_us": round(1e6 * float(np.percentile(pcie_one, 50)), 1),
+        "mvm1_p99_us": round(1e6 * float(np.percentile(pcie_one, 99)), 1),
+        "inproc_mvm1_us": round(1e6 * statistics.median(local_one), 1),
+        "batch1024_ratio": round(local_batch_s / pcie_batch_s, 3),  # = PCIe vec/s / local vec/s
+        "batch1024_pcie_vps": round(BATCH / pcie_batch_s),
+        "batch1024_inproc_vps": round(BATCH / local_batch_s),
+        "queue_depth": depth,
+        "shape": [BATCH, rows, pcie.info.cols],
+        "mvms": mvms,
+        "batches": batches,
+        "preset": preset_name,
+        "machine": _machine(),
+    }
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:  # platform.processor() is often empty on Linux; the kernel knows the model
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {sys.platform}"
+
+
+def pcie_command(
+    as_json: AsJson = False,
+    preset_name: Preset = "ideal",
+    mvms: Annotated[int, typer.Option(min=10, help="Single-vector MVMs timed.")] = 2000,
+    batches: Annotated[int, typer.Option(min=3, help=f"Batch-{BATCH} MVMs timed.")] = 21,
+) -> None:
+    """Single-vector MVM round trip and batch-1024 throughput: virtual PCIe board vs emu://."""
+    res = pcie_benchmark(preset_name, mvms, batches)
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    batch, rows, cols = res["shape"]
+    typer.echo(
+        f"{res['machine']}\n"
+        f"virtual PCIe board ({res['preset']}) in its own process, queue depth "
+        f"{res['queue_depth']}, vs the in-process emulator\n"
+        f"MVM 1x{rows} @ {rows}x{cols} round trip: PCIe p50 {res['mvm1_p50_us']:.1f} us, "
+        f"p99 {res['mvm1_p99_us']:.1f} us; in process {res['inproc_mvm1_us']:.1f} us median\n"
+        f"MVM {batch}x{rows} throughput: PCIe {res['batch1024_pcie_vps']} vectors/s, in process "
+        f"{res['batch1024_inproc_vps']} vectors/s, ratio {res['batch1024_ratio']:.3f}"
+    )
