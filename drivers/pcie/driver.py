@@ -216,8 +216,12 @@ class PcieDriver(BoardDriver):
             self._set_up(False)
             raise
         if any(c.status == Status.STALE_EPOCH for c in done):
+            old = queues.boot_count
             self._restart(queues)
-            raise BoardReset(f"board at {self.name} restarted (a command from the old epoch)")
+            raise BoardReset(
+                f"board at {self.name} restarted (boot count {old} -> {queues.boot_count}; "
+                f"it refused a command of the old boot); its state is lost"
+            )
         self._set_up(True)
         return done
 

@@ -176,7 +176,10 @@ class PcieDevice:
                 continue
             idle = time.perf_counter() - idle_since
             if idle > SPIN_S:  # spin, then yield, then sleep longer: a core for the host
-                time.sleep(0 if idle < 2e-3 else 50e-6 if idle < 50e-3 else _idle_sleep(idle))
+                if idle < 2e-3:
+                    os.sched_yield()  # sleep(0) would nap ~60 µs (timer slack)
+                else:
+                    time.sleep(50e-6 if idle < 50e-3 else _idle_sleep(idle))
 
     def step(self) -> bool:
         """One pass: a ring reset or the submissions waiting. True if it did anything."""
@@ -199,7 +202,8 @@ class PcieDevice:
             if self.removed or self.bar.read32(reg["STATUS"]) & r.Status.NEEDS_INIT:
                 return True  # removed or reset mid-batch: the rest is lost
             self._complete(answer)
-        self.bar.write32(reg["STATUS"], r.Status.READY)
+        if not self.removed and not self.bar.read32(reg["STATUS"]) & r.Status.NEEDS_INIT:
+            self.bar.write32(reg["STATUS"], r.Status.READY)  # a reset keeps NEEDS_INIT
         return True
 
     def _reset_rings(self) -> None:
