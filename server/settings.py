@@ -19,7 +19,8 @@ class ServerSettings(BaseSettings):
 
     board: str = "emu://"
     """Board URL: ``emu://?preset=...``, ``serial:///dev/ttyUSB0?baud=921600``,
-    ``socket://host:port`` (a board behind the wire protocol), later ``pcie://...``."""
+    ``socket://host:port`` (a board behind the wire protocol), ``pcie://0000:01:00.0`` or
+    ``pcie+file:///path`` (a PCIe board's BAR0, or a virtual one behind a mapped file)."""
     listen: str = "127.0.0.1:50051"
     """host:port to listen on; port 0 picks a free one. Loopback unless TLS is configured."""
     max_message_mb: int = Field(DEFAULT_MAX_MESSAGE_BYTES // 2**20, ge=1, le=2047)
