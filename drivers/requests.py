@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from sidra.drivers import validation as check
 from sidra.drivers.errors import InvalidArgument
@@ -26,6 +26,7 @@ __all__ = [
     "CalibrateRequest",
     "GetBoardInfoRequest",
     "MVMRequest",
+    "PERTURB_MODES",
     "PerturbMode",
     "PerturbRequest",
     "ProgramRequest",
@@ -33,6 +34,7 @@ __all__ = [
     "ReadWriteCountsRequest",
     "Request",
     "TransposeMVMRequest",
+    "perturb_mode",
 ]
 
 
@@ -78,8 +80,8 @@ class ProgramRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class ReadConductanceRequest:
-    """Measured conductances (µS) of ``region`` (None: the whole tile)."""
+class _RegionRequest:
+    """A tile and a region of it (None: the whole tile)."""
 
     tile: int
     region: Region | None = None
@@ -90,31 +92,51 @@ class ReadConductanceRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class MVMRequest:
-    """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
+class ReadConductanceRequest(_RegionRequest):
+    """Measured conductances (µS) of ``region`` (None: the whole tile)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PassRequest:
+    """A batch of analog passes: voltages [batch, inputs] (V) on the driven side of a tile."""
 
     tile: int
     voltages: Any
+    driven: ClassVar[str]
+    """What the inputs drive, for messages ("tile rows", "tile columns")."""
+
+    @classmethod
+    def inputs(cls, info: BoardInfo) -> int:
+        """Input vector length on ``info``'s tiles."""
+        raise NotImplementedError
 
     def checked(self, info: BoardInfo) -> Self:
         check.check_tile(info, self.tile)
         v = check.float32_matrix("voltages", self.voltages)
-        check.check_voltages(info, v, info.rows, "tile rows")
+        check.check_voltages(info, v, self.inputs(info), self.driven)
         return type(self)(self.tile, v)
 
 
 @dataclass(frozen=True, slots=True)
-class TransposeMVMRequest:
+class MVMRequest(_PassRequest):
+    """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
+
+    driven: ClassVar[str] = "tile rows"
+
+    @classmethod
+    def inputs(cls, info: BoardInfo) -> int:
+        return info.rows
+
+
+@dataclass(frozen=True, slots=True)
+class TransposeMVMRequest(_PassRequest):
     """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
 
-    tile: int
-    voltages: Any
+    driven: ClassVar[str] = "tile columns"
 
-    def checked(self, info: BoardInfo) -> Self:
-        check.check_tile(info, self.tile)
-        v = check.float32_matrix("voltages", self.voltages)
-        check.check_voltages(info, v, info.cols, "tile columns")
-        return type(self)(self.tile, v)
+    @classmethod
+    def inputs(cls, info: BoardInfo) -> int:
+        return info.cols
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +153,7 @@ class PerturbRequest:
     def checked(self, info: BoardInfo) -> Self:
         check.check_tile(info, self.tile)
         if self.mode not in (PerturbMode.APPLY, PerturbMode.RESTORE):
-            raise InvalidArgument(
-                "mode", _mode_name(self.mode), "PERTURB_MODE_APPLY or PERTURB_MODE_RESTORE"
-            )
+            raise InvalidArgument("mode", _mode_name(self.mode), PERTURB_MODES)
         region = check.check_region(info, self.region or Region())
         if self.mode is PerturbMode.RESTORE:  # seed, amplitude and sign are ignored
             return type(self)(self.tile, PerturbMode.RESTORE, region=region)
@@ -151,15 +171,8 @@ class PerturbRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class ReadWriteCountsRequest:
+class ReadWriteCountsRequest(_RegionRequest):
     """Per-cell write counters (endurance) of ``region`` (None: the whole tile)."""
-
-    tile: int
-    region: Region | None = None
-
-    def checked(self, info: BoardInfo) -> Self:
-        check.check_tile(info, self.tile)
-        return type(self)(self.tile, check.check_region(info, self.region or Region()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +209,18 @@ Request = (
     | AdvanceClockRequest
 )
 """Any board request."""
+
+
+PERTURB_MODES = "PERTURB_MODE_APPLY or PERTURB_MODE_RESTORE"
+"""What ``mode`` allows, as board.proto names it."""
+
+
+def perturb_mode(number: int) -> PerturbMode:
+    """The mode a PerturbRequest's enum number names; unknown numbers are malformed.
+    (UNSPECIFIED is known here and refused by ``PerturbRequest.checked``.)"""
+    if number not in PerturbMode.__members__.values():
+        raise InvalidArgument("mode", number, PERTURB_MODES)
+    return PerturbMode(number)
 
 
 def _mode_name(mode: Any) -> str | int:

@@ -301,8 +301,10 @@ class _PassEntry(WireEntry[Q, MVMResult]):
         saturated = m.MVM_RESP.unpack_from(head)[0]
         return MVMResult(currents, saturated, _unpack_cost(head, m.MVM_RESP.size))
 
-    @abstractmethod
-    def inputs(self, info: BoardInfo) -> int: ...
+    def inputs(self, info: BoardInfo) -> int:
+        """Input vector length: the request type knows which side of the tile it drives."""
+        width: int = self.request_type.inputs(info)
+        return width
 
     def result_bytes(self, request: Any, info: BoardInfo) -> int:
         batch: int = request.voltages.shape[0]
@@ -317,16 +319,10 @@ class MVMEntry(_PassEntry[MVMRequest]):
     request_type = MVMRequest
     messages = (Msg.MVM,)
 
-    def inputs(self, info: BoardInfo) -> int:
-        return info.rows
-
 
 class TransposeMVMEntry(_PassEntry[TransposeMVMRequest]):
     request_type = TransposeMVMRequest
     messages = (Msg.TRANSPOSE_MVM,)
-
-    def inputs(self, info: BoardInfo) -> int:
-        return info.cols
 
 
 class PerturbEntry(WireEntry[PerturbRequest, PerturbReport]):
