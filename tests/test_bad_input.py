@@ -26,14 +26,10 @@ from sidra.server import create_server
 sys.path.insert(0, str(Path(__file__).with_name("conformance")))
 from bad_requests import (  # noqa: E402
     TYPED,
-    WIRE_SHAPE_CHECKED,
     Baseline,
     Typed,
-    assert_unchanged,
+    assert_same_typed_error,
     establish,
-    snapshot,
-    stats_equal,
-    text,
 )
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
@@ -62,26 +58,7 @@ def test_remote_raises_same_typed_error_as_reference_emulator(
     """RemoteBoard over the ideal board (in process, or the virtual board on a pty) raises the
     SIDRA exception class of the status code, with .field, .value and .allowed from the server,
     and a separate in-process emulator raises the same class for the same field."""
-    info = remote.info
-    before = snapshot(remote)
-    stats_before = remote.stats()
-    with pytest.raises(case.cls) as remote_caught:
-        case.call(remote, info)
-    with pytest.raises(case.cls) as local_caught:
-        case.call(local_board, local_board.info)
-    for exc in (remote_caught.value, local_caught.value):
-        assert type(exc) is case.cls  # InvalidArgument cases must not come back as OutOfRange
-        assert isinstance(exc, ValueError)
-        assert exc.field == case.field
-        assert text(case.value, info) in str(exc.value)
-        assert exc.allowed
-        assert str(exc).startswith(f"{case.field}: got ")
-    if case.field not in WIRE_SHAPE_CHECKED:
-        # Same check on both sides: the server's message reaches the caller verbatim.
-        assert str(remote_caught.value) == str(local_caught.value)
-        assert remote_caught.value.allowed == local_caught.value.allowed
-    assert stats_equal(remote.stats(), stats_before)
-    assert_unchanged(remote, before)
+    assert_same_typed_error(case, remote, local_board)
 
 
 # -- wrong shape on a non-square board: rows and columns cannot be confused ------------------

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 import numpy as np
 import numpy.typing as npt
+import pytest
 from board_checks import (
     OUTLIER_FRACTION,
     READ_CELL_OF_SPAN,
@@ -917,3 +918,29 @@ TYPED: dict[str, Typed] = {
 WIRE_SHAPE_CHECKED = {"voltages.shape", "conductances.shape"}
 """Malformed tensors are caught by the server's wire decoder, whose wording ("2 dimensions
 [n >= 1, n >= 1]") differs from a local driver's; field and class still match."""
+
+
+def assert_same_typed_error(case: Typed, remote: Board, local: Board) -> None:
+    """``case`` raises the same class, field, value and allowed text through the gRPC
+    client ``remote`` as on ``local`` (a driver for the same kind of board), and neither
+    writes nor charges anything on the served board."""
+    info = remote.info
+    before = snapshot(remote)
+    stats_before = remote.stats()
+    with pytest.raises(case.cls) as remote_caught:
+        case.call(remote, info)
+    with pytest.raises(case.cls) as local_caught:
+        case.call(local, local.info)
+    for exc in (remote_caught.value, local_caught.value):
+        assert type(exc) is case.cls  # InvalidArgument cases must not come back as OutOfRange
+        assert isinstance(exc, ValueError)
+        assert exc.field == case.field
+        assert text(case.value, info) in str(exc.value)
+        assert exc.allowed
+        assert str(exc).startswith(f"{case.field}: got ")
+    if case.field not in WIRE_SHAPE_CHECKED:
+        # Same check on both sides: the server's message reaches the caller verbatim.
+        assert str(remote_caught.value) == str(local_caught.value)
+        assert remote_caught.value.allowed == local_caught.value.allowed
+    assert stats_equal(remote.stats(), stats_before)
+    assert_unchanged(remote, before)

@@ -23,12 +23,12 @@ from bad_requests import (
     CASES,
     INVALID,
     TYPED,
-    WIRE_SHAPE_CHECKED,
     Bad,
     Baseline,
     BaselineKeeper,
     Typed,
     assert_holds_baseline,
+    assert_same_typed_error,
     assert_still_serving,
     assert_unchanged,
     bad_request_details,
@@ -167,27 +167,7 @@ def test_remote_raises_same_typed_error_as_local_driver(
     """RemoteBoard raises the SIDRA exception class of the status code, with .field, .value and
     .allowed from the server, and the board's own local driver (the one being served) raises
     the same class for the same field; nothing is written or charged."""
-    local = served[0]
-    info = remote.info
-    before = snapshot(remote)
-    stats_before = remote.stats()
-    with pytest.raises(case.cls) as remote_caught:
-        case.call(remote, info)
-    with pytest.raises(case.cls) as local_caught:
-        case.call(local, info)
-    for exc in (remote_caught.value, local_caught.value):
-        assert type(exc) is case.cls  # InvalidArgument cases must not come back as OutOfRange
-        assert isinstance(exc, ValueError)
-        assert exc.field == case.field
-        assert text(case.value, info) in str(exc.value)
-        assert exc.allowed
-        assert str(exc).startswith(f"{case.field}: got ")
-    if case.field not in WIRE_SHAPE_CHECKED:
-        # Same check on both sides: the server's message reaches the caller verbatim.
-        assert str(remote_caught.value) == str(local_caught.value)
-        assert remote_caught.value.allowed == local_caught.value.allowed
-    assert stats_equal(remote.stats(), stats_before)
-    assert_unchanged(remote, before)
+    assert_same_typed_error(case, remote, served[0])
 
 
 # -- message size ---------------------------------------------------------------------------
