@@ -63,6 +63,14 @@ CHECK_EVERY_S = 1e-3
 """How often a waiting host checks BOOT_COUNT and that the device is still there."""
 
 
+# Offsets and bits the rings use on every command: plain ints, looked up once (an IntFlag
+# ``&`` builds a new enum member, a dict lookup per access adds up on the MVM path).
+_STATUS, _CONTROL, _SQ_TAIL, _CQ_HEAD, _BOOT_COUNT, _MAGIC = (
+    r.OFFSET[name] for name in ("STATUS", "CONTROL", "SQ_TAIL", "CQ_HEAD", "BOOT_COUNT", "MAGIC")
+)
+_RESET, _ENABLE = int(r.Control.RESET), int(r.Control.ENABLE)
+
+
 class IncompatibleBoard(BoardUnavailable):
     """BAR0 answers, but not as a SIDRA board this driver speaks to."""
 
@@ -178,11 +186,10 @@ class Queues:
         self.sq_tail = self.cq_head = 0
         self.next_id = 0
         self.free = list(range(self.depth))
-        control = r.OFFSET["CONTROL"]
-        self.bar.write32(control, r.Control.RESET | r.Control.ENABLE)
+        self.bar.write32(_CONTROL, _RESET | _ENABLE)
         deadline = time.monotonic() + self.timeout_s
         waited = _Backoff()
-        while self.bar.read32(control) & r.Control.RESET:
+        while self.bar.read32(_CONTROL) & _RESET:
             self._check_alive()
             if time.monotonic() > deadline:
                 raise DeviceSilent(
@@ -208,7 +215,7 @@ class Queues:
                 index, command = nxt
                 self._submit(index, command, in_flight)
                 nxt = next(queued, None)
-            self.bar.read32(r.OFFSET["STATUS"])  # flush the posted doorbell writes
+            self.bar.read32(_STATUS)  # flush the posted doorbell writes
             cid, completion = self._reap(in_flight)
             results[in_flight.pop(cid).index] = completion
         return [c for c in results if c is not None]
@@ -235,7 +242,7 @@ class Queues:
         start = max((f.deadline for f in in_flight.values()), default=0.0)
         start = max(start - self.timeout_s, time.monotonic())
         in_flight[cid] = _InFlight(index, slot, start + command.device_s + self.timeout_s)
-        self.bar.write32(r.OFFSET["SQ_TAIL"], self.sq_tail)  # 3. the doorbell, last
+        self.bar.write32(_SQ_TAIL, self.sq_tail)  # 3. the doorbell, last
 
     def _reap(self, in_flight: dict[int, _InFlight]) -> tuple[int, Completion]:
         """Waits for the next completion; returns its command id and response."""
@@ -264,7 +271,7 @@ class Queues:
         head = self.bar.read_bytes(out, head_len)
         data = self.bar.read_bytes(out + head_len, result_len)
         self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
-        self.bar.write32(r.OFFSET["CQ_HEAD"], self.cq_head)  # consumed: the slot is ours
+        self.bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
         self.free.append(flight.slot)
         return cid, Completion(status, head, data)
 
@@ -274,8 +281,8 @@ class Queues:
         """Raises BoardUnavailable for a removed device, BoardReset for a new boot."""
         if not self.bar.present():
             raise BoardUnavailable(f"{self.bar.name}: the device is gone (removed)")
-        boot = self.bar.read32(r.OFFSET["BOOT_COUNT"])
-        if boot == ALL_ONES and self.bar.read32(r.OFFSET["MAGIC"]) == ALL_ONES:
+        boot = self.bar.read32(_BOOT_COUNT)
+        if boot == ALL_ONES and self.bar.read32(_MAGIC) == ALL_ONES:
             raise BoardUnavailable(
                 f"{self.bar.name}: every register reads 0xFFFFFFFF (surprise removal)"
             )

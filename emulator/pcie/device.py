@@ -43,6 +43,15 @@ SPIN_S = 100e-6
 """An idle device busy-polls this long: a host's next command usually comes that soon."""
 
 
+# The device loop polls these: plain ints, looked up once (an IntFlag ``&`` builds a new
+# enum member on every poll, and a dict lookup per register read adds up).
+_CONTROL, _STATUS, _SQ_TAIL, _SQ_HEAD, _CQ_HEAD = (
+    r.OFFSET[name] for name in ("CONTROL", "STATUS", "SQ_TAIL", "SQ_HEAD", "CQ_HEAD")
+)
+_RESET, _ENABLE = int(r.Control.RESET), int(r.Control.ENABLE)
+_READY, _BUSY, _NEEDS_INIT = int(r.Status.READY), int(r.Status.BUSY), int(r.Status.NEEDS_INIT)
+
+
 def _idle_sleep(idle_s: float) -> float:
     """Sleep of a device idle for ``idle_s``: 1 ms, then 5 ms after a second (an idle
     board costs well under 1 % of a core; its first command waits at most that long)."""
@@ -143,7 +152,7 @@ class PcieDevice:
             bar.write64(reg[name], f64_bits(number))
         bar.write32(reg["BOOT_COUNT"], self.boot_count)
         # Until the host restarts the rings nothing runs: it must learn this boot first.
-        bar.write32(reg["STATUS"], r.Status.READY | r.Status.NEEDS_INIT)
+        bar.write32(_STATUS, _READY | _NEEDS_INIT)
 
     def publish(self) -> None:
         """Moves the initialised file to ``path``: hosts see a whole board or none."""
@@ -183,46 +192,46 @@ class PcieDevice:
 
     def step(self) -> bool:
         """One pass: a ring reset or the submissions waiting. True if it did anything."""
-        reg = r.OFFSET
-        if self.bar.read32(reg["CONTROL"]) & r.Control.RESET:
+        bar = self.bar
+        if bar.read32(_CONTROL) & _RESET:
             self._reset_rings()
             return True
-        if self.bar.read32(reg["STATUS"]) & r.Status.NEEDS_INIT:
+        if bar.read32(_STATUS) & _NEEDS_INIT:
             return False
-        if self.bar.read32(reg["SQ_TAIL"]) == self.sq_head:
+        if bar.read32(_SQ_TAIL) == self.sq_head:
             return False
         if self.faults.reverse:  # let a burst of submissions arrive, to answer it reversed
             time.sleep(2e-3)
         entries = self._take()
-        self.bar.write32(reg["STATUS"], r.Status.READY | r.Status.BUSY)
+        bar.write32(_STATUS, _READY | _BUSY)
         answers = [a for a in (self._run(e) for e in entries) if a is not None]
         if self.faults.reverse:
             answers.reverse()
         for answer in answers:
-            if self.removed or self.bar.read32(reg["STATUS"]) & r.Status.NEEDS_INIT:
+            if self.removed or bar.read32(_STATUS) & _NEEDS_INIT:
                 return True  # removed or reset mid-batch: the rest is lost
             self._complete(answer)
-        if not self.removed and not self.bar.read32(reg["STATUS"]) & r.Status.NEEDS_INIT:
-            self.bar.write32(reg["STATUS"], r.Status.READY)  # a reset keeps NEEDS_INIT
+        if not self.removed and not bar.read32(_STATUS) & _NEEDS_INIT:
+            bar.write32(_STATUS, _READY)  # a reset keeps NEEDS_INIT
         return True
 
     def _reset_rings(self) -> None:
-        reg = r.OFFSET
         self.sq_head = self.cq_tail = 0
         self.bar.write_bytes(r.CQ_OFFSET, bytes(r.QUEUE_DEPTH * r.COMPLETION.size))
-        for name in ("SQ_TAIL", "CQ_HEAD", "SQ_HEAD"):
-            self.bar.write32(reg[name], 0)
-        self.bar.write32(reg["STATUS"], r.Status.READY)
-        self.bar.write32(reg["CONTROL"], r.Control.ENABLE)  # RESET cleared: the ack, last
+        for offset in (_SQ_TAIL, _CQ_HEAD, _SQ_HEAD):
+            self.bar.write32(offset, 0)
+        self.bar.write32(_STATUS, _READY)
+        self.bar.write32(_CONTROL, _ENABLE)  # RESET cleared: the ack, last
 
     def _take(self) -> list[_Entry]:
-        tail = self.bar.read32(r.OFFSET["SQ_TAIL"])
+        tail = self.bar.read32(_SQ_TAIL)
         entries: list[_Entry] = []
         while self.sq_head != tail and len(entries) < r.QUEUE_DEPTH:
             offset = r.SQ_OFFSET + (self.sq_head % r.QUEUE_DEPTH) * r.SUBMISSION.size
-            entries.append(_Entry(*r.SUBMISSION.unpack(self.bar.read_bytes(offset, 64))))
+            raw = self.bar.read_bytes(offset, r.SUBMISSION.size)
+            entries.append(_Entry(*r.SUBMISSION.unpack(raw)))
             self.sq_head = (self.sq_head + 1) & 0xFFFF_FFFF
-        self.bar.write32(r.OFFSET["SQ_HEAD"], self.sq_head)
+        self.bar.write32(_SQ_HEAD, self.sq_head)
         return entries
 
     def _run(self, entry: _Entry) -> _Answer | None:
@@ -276,7 +285,7 @@ class PcieDevice:
 
     def _complete(self, a: _Answer) -> None:
         """Output window, then the completion entry, its phase word last."""
-        while self.cq_tail - self.bar.read32(r.OFFSET["CQ_HEAD"]) >= r.QUEUE_DEPTH:
+        while self.cq_tail - self.bar.read32(_CQ_HEAD) >= r.QUEUE_DEPTH:
             time.sleep(50e-6)  # the host has not consumed: never overwrite an entry
         out = r.out_window(a.entry.slot)
         self.bar.write_bytes(out, a.head)
