@@ -7,7 +7,7 @@ loads and stores; rings and data windows are plain memory, bulk-copied.
 
 Layout (queue depth D, slot window W bytes)::
 
-    0x0000  registers (4 KiB)
+    0x0000  registers
     0x0100  identity strings (4 × 64 bytes, UTF-8, NUL-padded)
     0x1000  submission ring: D entries × 64 bytes (host writes)
     SQ_END  completion ring: D entries × 32 bytes (device writes)
@@ -60,8 +60,8 @@ MAGIC = 0x41524453
 """``'SDRA'`` read as a little-endian u32: the first thing a host checks."""
 VERSION = 0x0001_0000
 """Register-map version, major << 16 | minor. A host refuses another major."""
-BOARD_ID = 0x5331
-"""Board family id (``'S1'``): SIDRA analog crossbar boards."""
+BOARD_ID = 0x3153
+"""Board family id, ``'S1'`` read as a little-endian u32: SIDRA analog crossbar boards."""
 QUEUE_DEPTH = 8
 """Entries per ring of the virtual board (a board reports its own in QUEUE_DEPTH)."""
 SLOT_WINDOW_BYTES = (1 << 20) + (64 << 10)
@@ -110,7 +110,7 @@ class Register:
 _REGISTERS = [
     ("MAGIC", 32, "RO", "u32", "", "0x41524453 ('SDRA'); anything else is not a SIDRA board"),
     ("VERSION", 32, "RO", "u32", "", "register-map version, major << 16 | minor"),
-    ("BOARD_ID", 32, "RO", "u32", "", "board family id, 0x5331 ('S1')"),
+    ("BOARD_ID", 32, "RO", "u32", "", f"board family id, {BOARD_ID:#06x} ('S1')"),
     ("BOOT_COUNT", 32, "RO", "u32", "boots", "increments at every device (re)boot: the epoch"),
     ("STATUS", 32, "RO", "u32", "", "READY 0x1, BUSY 0x2, ERROR 0x4, NEEDS_INIT 0x8; a read "
      "flushes the host's posted writes"),
@@ -161,11 +161,13 @@ IDENTITY_STRINGS = ("model", "serial_number", "firmware_version", "emulator_pres
 IDENTITY_BYTES = 64
 
 SQ_OFFSET = 0x1000
-SUBMISSION = struct.Struct("<HHIIII" + "44x")
-"""Submission entry, 64 bytes: command_id u16, opcode u16 (wire message id), epoch u32
-(BOOT_COUNT the host last read), payload_len u32 (bytes in the slot's input window),
-slot u32 (its window), head_len u32 (bytes of the payload head; an array that always
-travels staged, Program's, follows it in the window); 44 reserved bytes."""
+
+
+def _entry_struct(fields: tuple[tuple[str, str, str], ...]) -> struct.Struct:
+    """The little-endian struct a field list spells: one spelling of each entry."""
+    return struct.Struct("<" + "".join(code for _, code, _ in fields))
+
+
 SUBMISSION_FIELDS = (
     ("command_id", "H", "host-chosen id, echoed by the completion"),
     ("opcode", "H", "wire message id of the operation (docs/wire-protocol.md §6)"),
@@ -176,14 +178,11 @@ SUBMISSION_FIELDS = (
      "the targets follow the head in the window); 0 = the whole payload is the head"),
     ("reserved", "44x", "zero"),
 )  # fmt: skip
-"""SUBMISSION field by field: (name, struct code, meaning); the codes spell its format."""
+"""Submission entry field by field: (name, struct code, meaning)."""
+SUBMISSION = _entry_struct(SUBMISSION_FIELDS)
+"""Submission entry, 64 bytes: the host fills one per command, after the payload is in
+the slot's input window and before it writes SQ_TAIL."""
 CQ_OFFSET = SQ_OFFSET + QUEUE_DEPTH * SUBMISSION.size
-COMPLETION = struct.Struct("<HHIIIdd")
-"""Completion entry, 32 bytes: command_id u16, status u16 (wire status), phase_and_slot u32
-(bit 0: phase; bits 8..: slot), head_len u32 and result_len u32 (the response in the
-slot's output window: head, then result bytes; an error payload is the head), time_ns
-f64, energy_nj f64 (modeled cost). The device writes phase_and_slot (offset 4) last,
-as one aligned 32-bit store; the host polls it."""
 COMPLETION_FIELDS = (
     ("command_id", "H", "command_id of the submission entry answered"),
     ("status", "H", "wire status (0 = success)"),
@@ -194,7 +193,11 @@ COMPLETION_FIELDS = (
     ("time_ns", "d", "modeled time of the command, ns"),
     ("energy_nj", "d", "modeled energy of the command, nJ"),
 )  # fmt: skip
-"""COMPLETION field by field: (name, struct code, meaning); the codes spell its format."""
+"""Completion entry field by field: (name, struct code, meaning)."""
+COMPLETION = _entry_struct(COMPLETION_FIELDS)
+"""Completion entry, 32 bytes: the response lies in the slot's output window (head, then
+result; an error payload is the head). The device writes phase_and_slot (offset 4)
+last, as one aligned 32-bit store; the host polls it."""
 WINDOWS_OFFSET = 0x10000
 
 

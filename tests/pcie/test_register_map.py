@@ -129,20 +129,14 @@ def test_windows_hold_the_largest_payloads(what: str, array_bytes: int) -> None:
     assert needed <= r.SLOT_WINDOW_BYTES, f"a {what} needs {needed} bytes"
 
 
-@pytest.mark.parametrize(
-    ("layout", "fields"),
-    [(r.SUBMISSION, r.SUBMISSION_FIELDS), (r.COMPLETION, r.COMPLETION_FIELDS)],
-    ids=["submission", "completion"],
-)
-def test_field_lists_spell_the_entry_structs(
-    layout: struct.Struct, fields: tuple[tuple[str, str, str], ...]
-) -> None:
-    assert "<" + "".join(code for _, code, _ in fields) == layout.format
-    assert layout.size in (32, 64)  # whole entries per cache line
+@pytest.mark.parametrize("layout", [r.SUBMISSION, r.COMPLETION], ids=["submission", "completion"])
+def test_entries_are_whole_fractions_of_a_cache_line(layout: struct.Struct) -> None:
+    assert layout.size in (32, 64)
 
 
 def test_identity_values() -> None:
     assert r.MAGIC.to_bytes(4, "little") == b"SDRA"
+    assert r.BOARD_ID.to_bytes(4, "little") == b"S1\0\0"  # as the map says it reads
     assert r.VERSION >> 16 >= 1
     reg = {reg.name: reg for reg in r.REGISTERS}
     assert reg["MAGIC"].offset == 0  # the first thing a host reads
