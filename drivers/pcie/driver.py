@@ -13,9 +13,10 @@ DeadlineExceeded, and the wait for a ring-reset acknowledgement.
 Each command's payload is exactly the wire payload of its operation
 (sidra.drivers.wire.operations, docs/wire-protocol.md §6), its opcode the wire
 message id: Program's targets follow its head in the input window, named by
-``StagedData(slot, crc32)``. Up to QUEUE_DEPTH commands are in flight
-(:meth:`PcieDriver.run_many`, and an MVM batch larger than a window, split into
-chunks). The memory ordering rules are in :mod:`sidra.drivers.pcie.queues`.
+``StagedData(0, crc32)`` (stage 0: the command's own input window). Up to
+QUEUE_DEPTH commands are in flight (:meth:`PcieDriver.run_many`, and an MVM
+batch larger than a window, split into chunks). The memory ordering rules are in
+:mod:`sidra.drivers.pcie.queues`.
 
 A changed BOOT_COUNT is a :class:`BoardReset` (the rings are restarted, the
 next call runs); a removed device (file gone, registers reading 0xFFFFFFFF) a
@@ -28,12 +29,11 @@ from __future__ import annotations
 import json
 import re
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import SplitResult
-
-import numpy as np
 
 from sidra.drivers.base import BoardDriver
 from sidra.drivers.errors import (
@@ -43,16 +43,10 @@ from sidra.drivers.errors import (
 )
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, RegisterIO, SysfsBar
-from sidra.drivers.pcie.queues import (
-    Command,
-    Completion,
-    DeviceSilent,
-    Queues,
-    crc32,
-    identify,
-)
+from sidra.drivers.pcie.queues import Command, Completion, DeviceSilent, Queues, identify
 from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
-from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult
+from sidra.drivers.serial.driver import _concatenate, _float_option
+from sidra.drivers.types import BoardDescription, BoardInfo
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
@@ -89,7 +83,7 @@ class PcieDriver(BoardDriver):
     @classmethod
     def from_url(cls, url: SplitResult) -> PcieDriver:
         options = query_options(url, {"timeout"})
-        timeout_s = _seconds(options.get("timeout"), DEFAULT_TIMEOUT_S)
+        timeout_s = _float_option(options, "timeout", DEFAULT_TIMEOUT_S)
         if url.scheme == "pcie":
             bdf = url.netloc
             if not _BDF.match(bdf) or url.path:
@@ -272,7 +266,7 @@ class PcieDriver(BoardDriver):
         if not entry.always_staged:
             return Command(entry.msg(request), [entry.pack_request(request, None)], device_s)
         data = entry.data(request)  # Program: the targets follow the head in the window
-        head = entry.pack_request(request, StagedData(0, crc32([data])))
+        head = entry.pack_request(request, StagedData(0, zlib.crc32(data)))
         return Command(entry.msg(request), [head, data], device_s, head_len=len(head))
 
     def _decode(self, request: Request, done: Completion) -> Any:
@@ -299,28 +293,8 @@ def _split(request: Request, info: BoardInfo) -> list[Request]:
     return [replace(request, voltages=v[i : i + per_window]) for i in range(0, batch, per_window)]
 
 
-def _concatenate(parts: list[MVMResult]) -> MVMResult:
-    return MVMResult(
-        np.concatenate([p.currents for p in parts]),
-        sum(p.saturated_outputs for p in parts),
-        sum((p.cost for p in parts), Cost()),
-    )
-
-
 def _name(msg: int) -> str:
     try:
         return Msg(msg).name
     except ValueError:
         return f"opcode 0x{msg:02x}"
-
-
-def _seconds(text: str | None, default: float) -> float:
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value <= 600.0:
-        raise InvalidArgument("url timeout", text, "seconds in (0, 600]")
-    return value

@@ -33,11 +33,8 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, FailedPrecondition
 from sidra.drivers.pcie import registers as r
@@ -84,7 +81,7 @@ class Command:
     """One command for the rings: its opcode, payload parts and modeled time."""
 
     opcode: int
-    parts: Sequence[bytes | np.ndarray]
+    parts: Sequence[bytes]
     device_s: float = 0.0
     """Upper bound of the board's time for it, s (stretches the deadline)."""
     head_len: int = 0
@@ -92,7 +89,7 @@ class Command:
     payload_len: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.payload_len = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in self.parts)
+        self.payload_len = sum(map(len, self.parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +227,7 @@ class Queues:
         offset = r.in_window(slot)
         for part in command.parts:  # 1. the payload, bulk
             self.bar.write_bytes(offset, part)
-            offset += len(part) if isinstance(part, bytes) else part.nbytes
+            offset += len(part)
         cid, self.next_id = self.next_id, (self.next_id + 1) & 0xFFFF
         entry = r.SUBMISSION.pack(
             cid, command.opcode, self.boot_count, command.payload_len, slot, command.head_len
@@ -324,10 +321,3 @@ class _Backoff:
             os.sched_yield()  # drops the GIL and the CPU for ~1 µs; sleep(0) naps ~60 µs
         else:
             time.sleep(50e-6 if elapsed < 20e-3 else 1e-3)
-
-
-def crc32(parts: Sequence[bytes | np.ndarray]) -> int:
-    crc = 0
-    for part in parts:
-        crc = zlib.crc32(part if isinstance(part, bytes) else part.tobytes(), crc)
-    return crc

@@ -89,7 +89,13 @@ class _Window:
         return self.device.driver.info
 
     def verified(self, stage_id: int, crc: int, size: int) -> bytes:
-        """The array after the head (``stage_id`` is the slot: the window is the stage)."""
+        """The array after the head: stage 0 is the command's own input window."""
+        if stage_id != 0:
+            raise _Refused(
+                Status.BAD_PAYLOAD,
+                f"stage {stage_id}: a PCIe command's array "
+                "lies after its head in its own input window (stage 0)",
+            )
         if len(self.array) != size:
             raise _Refused(Status.BAD_PAYLOAD, f"{len(self.array)} array bytes, need {size}")
         if zlib.crc32(self.array) != crc:
