@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -54,24 +55,16 @@ _HEAD_TILES = list(_LAST_LAYER.head_tiles)
 _ESTIMATORS = list(_COMPARE.estimators)
 
 
-def _spsa(name: str, *flags: str) -> Any:
-    return field_option(SPSAOptions, name, *flags)
-
-
-def _last_layer(name: str, *flags: str) -> Any:
-    return field_option(LastLayerOptions, name, *flags)
-
-
-def _compare(name: str, *flags: str) -> Any:
-    return field_option(CompareOptions, name, *flags)
-
-
-def _recovery(name: str, *flags: str) -> Any:
-    return field_option(RecoveryOptions, name, *flags)
+_spsa = functools.partial(field_option, SPSAOptions)
+_last_layer = functools.partial(field_option, LastLayerOptions)
+_compare = functools.partial(field_option, CompareOptions)
+_recovery = functools.partial(field_option, RecoveryOptions)
 
 
 @contextlib.contextmanager
 def _board(url: str, server: str | None) -> Iterator[Board]:
+    """The board a job runs on. What the board or the job refuses (a board error, a value
+    the job cannot use, a checkpoint it cannot read) is reported as a usage error."""
     try:
         if server is not None:
             with connect(server) as remote:
@@ -79,7 +72,7 @@ def _board(url: str, server: str | None) -> Iterator[Board]:
         else:
             with open_board(url) as local:
                 yield local
-    except SidraError as exc:
+    except (SidraError, ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
 
 
@@ -94,6 +87,11 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def _folder(out: Path | None, job: str) -> Path:
+    """The record folder: ``out``, or ``runs/<job>-<time>``."""
+    return out or Path("runs") / f"{job}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _finish(
     record: TrainingRecord,
     dataset: str,
@@ -103,7 +101,7 @@ def _finish(
     console: Console,
 ) -> None:
     record.settings["dataset"] = dataset
-    folder = record.save(out or Path("runs") / f"{job}-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder = record.save(_folder(out, job))
     summary = record.summary() | {"record": str(folder)}
     if as_json:
         typer.echo(json.dumps(summary))
@@ -158,7 +156,7 @@ def spsa(
     console = Console(stderr=as_json)
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
-    out = out or Path("runs") / f"spsa-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = _folder(out, "spsa")
     data = load_dataset(dataset)
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("spsa", total=options.steps, status="")
@@ -167,18 +165,15 @@ def spsa(
             if step.step % 10 == 0 or step.step == options.steps:
                 progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
 
-        try:
-            record = train_softmax_spsa(
-                target,
-                data,
-                options,
-                on_step=on_step,
-                checkpoint=out / "checkpoint.json",
-                checkpoint_every=checkpoint_every,
-                resume=resume,
-            )
-        except (OSError, ValueError) as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        record = train_softmax_spsa(
+            target,
+            data,
+            options,
+            on_step=on_step,
+            checkpoint=out / "checkpoint.json",
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
     _finish(record, dataset, "spsa", out, as_json, console)
 
 
@@ -214,17 +209,14 @@ def last_layer(
     data = load_dataset(dataset)
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("last-layer", total=options.epochs, status="")
-        try:
-            record = train_last_layer(
-                target,
-                data,
-                options,
-                on_epoch=lambda e, acc: progress.update(
-                    task, completed=e, status=f"test {100 * acc:.2f} %"
-                ),
-            )
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        record = train_last_layer(
+            target,
+            data,
+            options,
+            on_epoch=lambda e, acc: progress.update(
+                task, completed=e, status=f"test {100 * acc:.2f} %"
+            ),
+        )
     _finish(record, dataset, "last-layer", out, as_json, console)
 
 
@@ -251,15 +243,12 @@ def compare(
     console = Console(stderr=as_json)
     data = load_dataset(dataset)
     with _board(board, server) as target:
-        try:
-            results = compare_estimators(
-                target,
-                data,
-                options,
-                on_result=lambda r: console.log(f"{r.name}: {100 * r.test_accuracy:.2f} %"),
-            )
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        results = compare_estimators(
+            target,
+            data,
+            options,
+            on_result=lambda r: console.log(f"{r.name}: {100 * r.test_accuracy:.2f} %"),
+        )
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results]))
         return
