@@ -7,6 +7,7 @@ board serves until SIGINT/SIGTERM (the PCIe board then removes its file).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -18,10 +19,11 @@ from pydantic import ValidationError
 
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import SidraError
+from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
 from sidra.emulator import DEFAULT_PRESET, PRESETS, load_profile, preset
 from sidra.emulator.config import BoardProfile
-from sidra.emulator.firmware import LinkServer, PtyServer, TcpServer, VirtualBoard
-from sidra.emulator.firmware.device import RESPONSE_CACHE
+from sidra.emulator.firmware import serve_virtual_board
+from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, RESPONSE_CACHE
 from sidra.emulator.firmware.faults import FaultConfig
 from sidra.emulator.pcie import PcieFaults, run_device
 
@@ -72,8 +74,12 @@ def serve(
     ] = None,
     max_payload: Annotated[
         int,
-        typer.Option(min=256, max=65535, help="Largest frame payload the board accepts, bytes."),
-    ] = 65535,
+        typer.Option(
+            min=MIN_PAYLOAD,
+            max=MAX_PAYLOAD_LIMIT,
+            help="Largest frame payload the board accepts, bytes.",
+        ),
+    ] = DEVICE_MAX_PAYLOAD,
     cache_depth: Annotated[
         int,
         typer.Option(min=1, max=256, help="Responses the board keeps for replay (HELLO)."),
@@ -93,31 +99,30 @@ def serve(
         fault_config = FaultConfig.parse(faults) if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    board = VirtualBoard(
+    running = serve_virtual_board(
         _profile(preset_name, profile),
         seed,
+        faults=fault_config,
+        tcp=None if tcp is None else _tcp_address(tcp),
         max_payload=max_payload,
         cache_depth=cache_depth,
         stage_capacity=stage_capacity,
     )
-    server: LinkServer
-    if tcp is not None:
-        try:
-            server = TcpServer(board, *_tcp_address(tcp), faults=fault_config)
-        except OSError as exc:
-            raise typer.BadParameter(f"--tcp {tcp}: {exc}") from exc
-    else:
-        server = PtyServer(board, fault_config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with server:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running)
+        except OSError as exc:
+            link = "--pty" if tcp is None else f"--tcp {tcp}"
+            raise typer.BadParameter(f"{link}: {exc}") from exc
         sys.stdout.write(server.url + "\n")
         sys.stdout.flush()
-        info = board.driver.info
+        info = server.board.driver.info
         typer.echo(
             f"virtual board {info.model} ({info.serial_number}, boot counter "
-            f"{board.boot_counter}) on {server.url}",
+            f"{server.board.boot_counter}) on {server.url}",
             err=True,
         )
         while not stop.wait(timeout=0.5):  # wake up regularly: signals are handled promptly
