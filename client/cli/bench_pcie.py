@@ -1,9 +1,9 @@
 """``sidra bench pcie``: the PCIe path against the in-process emulator, in one run.
 
-The virtual PCIe board runs in its own process (``sidra board serve
---pcie-file``), as a board is a separate device: a round trip includes both
-ends' ring handling and the wait for the other process to notice a doorbell,
-not a call inside one interpreter. The in-process emulator (``emu://``) with
+The virtual PCIe board runs in its own process (``serve_virtual_pcie_board``, the
+board ``sidra board serve --pcie-file`` runs), as a board is a separate device: a
+round trip includes both ends' ring handling and the wait for the other process
+to notice a doorbell, not a call inside one interpreter. The in-process emulator (``emu://``) with
 the same preset and seed is the reference: the ratio says what the transport
 costs, on the same machine, under the same load.
 """
@@ -14,13 +14,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -28,68 +24,13 @@ import typer
 
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import Board, open_board
-from sidra.drivers.pcie import registers as r
-from sidra.drivers.pcie.bar import FileBar
+from sidra.emulator import preset
+from sidra.emulator.pcie import serve_virtual_pcie_board
 
 __all__ = ["pcie_benchmark", "pcie_command"]
 
 BATCH = 1024
 """Vectors per batch MVM: a full slot window of 256-input float32 vectors."""
-START_TIMEOUT_S = 60.0
-"""How long the board process may take to print its URL (a cold start on a loaded CI core)."""
-
-
-@contextmanager
-def _virtual_board(preset_name: str, seed: int) -> Iterator[str]:
-    """``sidra board serve --pcie-file`` on a fresh temporary file; yields its URL."""
-    with tempfile.TemporaryDirectory(prefix="sidra-bench-pcie-") as tmp:
-        command = [sys.executable, "-m", "sidra.cli", "board", "serve"]
-        command += ["--pcie-file", os.path.join(tmp, "bar0"), "--preset", preset_name]
-        command += ["--seed", str(seed)]
-        proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        try:
-            yield _first_line(proc, " ".join(command[2:]))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            assert proc.stdout is not None
-            proc.stdout.close()
-
-
-def _first_line(proc: subprocess.Popen[str], command: str) -> str:
-    # A reader thread, so a board that never starts costs START_TIMEOUT_S, not forever.
-    lines: list[str] = []
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(START_TIMEOUT_S)
-    url = lines[0].strip() if lines else ""
-    if not url.startswith("pcie+file://"):
-        proc.kill()
-        raise RuntimeError(
-            f"`sidra {command}` printed {url!r} within {START_TIMEOUT_S:g} s, "
-            f"not a pcie+file:// URL (exit code {proc.poll()})"
-        )
-    return url
-
-
-def _queue_depth(board: Board, url: str) -> int:
-    """The board's QUEUE_DEPTH register (the driver's own figure when it keeps one)."""
-    depth = getattr(board, "queue_depth", None)
-    if isinstance(depth, int):
-        return depth
-    bar = FileBar(url.removeprefix("pcie+file://"))
-    try:
-        return bar.read32(r.OFFSET["QUEUE_DEPTH"])
-    finally:
-        bar.close()
 
 
 def _times_s(call: Callable[[], Any], repeats: int) -> list[float]:
@@ -114,8 +55,8 @@ def pcie_benchmark(
 ) -> dict[str, Any]:
     """Single-vector MVM round trip (p50/p99) and batch-1024 throughput, PCIe vs in process."""
     with (
-        _virtual_board(preset_name, seed) as url,
-        open_board(url) as pcie,
+        serve_virtual_pcie_board(preset(preset_name), seed) as board,
+        open_board(board.url) as pcie,
         open_board(f"emu://?preset={preset_name}&seed={seed}") as local,
     ):
         _program_same([pcie, local], seed)
@@ -137,7 +78,7 @@ def pcie_benchmark(
         for _ in range(batches):
             pcie_batch += _times_s(lambda: pcie.mvm(0, batch), 1)
             local_batch += _times_s(lambda: local.mvm(0, batch), 1)
-        depth = _queue_depth(pcie, url)
+        depth = getattr(pcie, "queue_depth", 0)
     pcie_batch_s, local_batch_s = statistics.median(pcie_batch), statistics.median(local_batch)
     return {
         "mvm1_p50_us": round(1e6 * float(np.percentile(pcie_one, 50)), 1),

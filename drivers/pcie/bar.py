@@ -46,7 +46,7 @@ ALL_ONES = 0xFFFF_FFFF
 """What every read of a surprise-removed PCIe device returns (a master abort)."""
 SYSFS_DEVICES = Path("/sys/bus/pci/devices")
 ACCESS_HELP = (
-    "give this user the BAR: bind the device to vfio-pci or uio_pci_generic and add a "
+    "give this user the BAR: bind the device to uio_pci_generic (or pci-stub) and add a "
     "udev rule for resource0 (docs/pcie.md, 'Giving a process the BAR')"
 )
 

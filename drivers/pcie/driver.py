@@ -150,6 +150,16 @@ class PcieDriver(BoardDriver):
             for listener in self._listeners:
                 listener(up)
 
+    @property
+    def queue_depth(self) -> int:
+        """Entries per ring of the mapped board (0 while the link is down)."""
+        return self._queues.depth if self._queues is not None else 0
+
+    @property
+    def boot_count(self) -> int:
+        """The board's BOOT_COUNT when this driver last attached (0: never)."""
+        return self._known_boot or 0
+
     def _attach(self) -> tuple[BoardInfo, Feature]:
         """Maps BAR0, identifies the board and restarts the rings."""
         self._detach()
