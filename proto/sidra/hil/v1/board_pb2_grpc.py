@@ -100,12 +100,7 @@ class BoardServiceServicer:
         Each cell is pulsed and read back until it is within the board's
         programming tolerance of its target or the pulse budget is spent.
         Programming also clears any perturbation (see Perturb) in the region.
-        BadRequest paths and codes:
-        tile                 OUT_OF_RANGE      not in 0 .. tile_count - 1
-        conductances.dtype   INVALID_ARGUMENT  not DTYPE_FLOAT32 (also when unset)
-        conductances.shape   INVALID_ARGUMENT  not 2 dimensions, or a dimension 0
-        conductances.data    INVALID_ARGUMENT  length != rows x cols x 4 bytes
-        conductances         INVALID_ARGUMENT  a NaN or Inf value
+        BadRequest paths and codes: tile and T = conductances (see Errors), and
         conductances         OUT_OF_RANGE      a value outside [g_min_us, g_max_us]
         row_offset           OUT_OF_RANGE      >= BoardInfo.rows
         col_offset           OUT_OF_RANGE      >= BoardInfo.cols
@@ -119,9 +114,7 @@ class BoardServiceServicer:
 
     def ReadConductance(self, request, context):
         """Measures the conductances of a tile or a region of it.
-        BadRequest paths and codes (all OUT_OF_RANGE): tile; region.row_offset,
-        region.col_offset (past the tile's last row / column); region.rows,
-        region.cols (the region passes the tile edge).
+        BadRequest paths and codes: tile and region.* (see Errors; all OUT_OF_RANGE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,12 +123,8 @@ class BoardServiceServicer:
     def MVM(self, request, context):
         """Forward analog MVM: drive the rows, read the columns.
         currents[b, j] = sum_i voltages[b, i] * G[i, j]   (uA = V x uS)
-        BadRequest paths and codes:
-        tile             OUT_OF_RANGE      not in 0 .. tile_count - 1
-        voltages.dtype   INVALID_ARGUMENT  not DTYPE_FLOAT32 (also when unset)
+        BadRequest paths and codes: tile and T = voltages (see Errors), and
         voltages.shape   INVALID_ARGUMENT  not [batch >= 1, BoardInfo.rows]
-        voltages.data    INVALID_ARGUMENT  length != batch x rows x 4 bytes
-        voltages         INVALID_ARGUMENT  a NaN or Inf value
         voltages         OUT_OF_RANGE      |value| > read_voltage_max_v
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -156,15 +145,12 @@ class BoardServiceServicer:
         """Simultaneous perturbation of every cell of a tile region by a seeded
         Rademacher (+1/-1) matrix, or restoration of the programmed state. The
         matrix never crosses the wire: both sides regenerate it from the seed.
-        BadRequest paths and codes:
-        tile                 OUT_OF_RANGE      not in 0 .. tile_count - 1
+        BadRequest paths and codes: tile and region.* (see Errors; RESTORE too), and
         mode                 INVALID_ARGUMENT  PERTURB_MODE_UNSPECIFIED or unknown
         sign                 INVALID_ARGUMENT  not +1 or -1 (APPLY only)
         amplitude_us         INVALID_ARGUMENT  NaN or Inf (APPLY only)
         amplitude_us         OUT_OF_RANGE      not in (0, g_max_us - g_min_us]
         (APPLY only)
-        region.row_offset, region.col_offset, region.rows, region.cols
-        OUT_OF_RANGE      as ReadConductance
         Every seed is valid. OUT_OF_RANGE field "endurance" (ErrorInfo only): a
         cell of the region at its write budget.
         """
@@ -174,7 +160,7 @@ class BoardServiceServicer:
 
     def ReadWriteCounts(self, request, context):
         """Per-cell write counters (endurance) of a tile or a region of it.
-        BadRequest paths and codes: as ReadConductance.
+        BadRequest paths and codes: tile and region.* (see Errors; all OUT_OF_RANGE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,7 +170,7 @@ class BoardServiceServicer:
         """Global drift compensation of one tile: the board measures a probe input
         against the response of its programmed state and rescales the tile's
         outputs from then on (the gain is returned).
-        BadRequest paths and codes: tile (OUT_OF_RANGE).
+        BadRequest paths and codes: tile (see Errors).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
