@@ -35,7 +35,7 @@ from sidra.training.schedules import spall_gains
 from sidra.training.softmax import accuracy
 from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
 
-__all__ = ["SPSACheckpoint", "SPSAJob", "SPSAOptions", "train_softmax_spsa"]
+__all__ = ["SPSACheckpoint", "SPSAJob", "train_softmax_spsa"]
 
 Array = npt.NDArray[np.float32]
 
@@ -88,8 +88,6 @@ class SPSAJob:
         )
         self.evaluator = self._evaluator()
         self.meter = JobMeter(board, [self.layer])
-        self.calibration_evals = 0
-        """Loss evaluations spent calibrating the gains (0 if given)."""
         self.record = TrainingRecord(settings={})
 
     def _evaluator(self) -> OnBoardEvaluator | HostHeldEvaluator:
@@ -143,11 +141,9 @@ class SPSAJob:
     def _gains(self, x0: Array, saved: SPSACheckpoint | None) -> tuple[float, float]:
         o = self.options
         if saved is not None:
-            self.calibration_evals = saved.calibration_evals
             return saved.settings["a"], saved.settings["c"]
-        if o.a is None or o.c is None:
+        if o.a is None or o.c is None:  # the calibration's loss evaluations reach the meter
             cal = calibrate(self.evaluator, x0, o.steps, self.rng, c_floor=o.c or 0.1)
-            self.calibration_evals = cal.nfev
             return o.a or cal.a, o.c or cal.c
         return o.a, o.c
 
@@ -181,7 +177,7 @@ class SPSAJob:
 CHECKPOINT_VERSION = 2
 """2: ``counts`` holds the :class:`JobCounts` fields. Version 1 files (``counts`` with
 mvm_calls, device_writes, time_ns, energy_nj; loss evaluations from the optimizer
-state) still resume."""
+state plus ``calibration_evals``) still resume."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +191,7 @@ class SPSACheckpoint:
     losses: list[float]
     checkpoints: list[Checkpoint]
     counts: JobCounts
-    """What the run had spent when saved."""
-    calibration_evals: int = 0
+    """What the run had spent when saved (calibration included)."""
 
     @classmethod
     def take(cls, job: SPSAJob, optimizer: SPSA) -> SPSACheckpoint:
@@ -207,7 +202,6 @@ class SPSACheckpoint:
             losses=list(record.losses),
             checkpoints=list(record.checkpoints),
             counts=job.meter.read(),
-            calibration_evals=job.calibration_evals,
         )
 
     def save(self, path: str | Path) -> None:
@@ -216,7 +210,6 @@ class SPSACheckpoint:
         payload = {
             "version": CHECKPOINT_VERSION,
             "settings": self.settings,
-            "calibration_evals": self.calibration_evals,
             "optimizer": {
                 **state,
                 "x": state["x"].tolist(),
@@ -263,7 +256,6 @@ class SPSACheckpoint:
             losses=list(saved["losses"]),
             checkpoints=[Checkpoint(**c) for c in saved["checkpoints"]],
             counts=_counts(saved),
-            calibration_evals=saved["calibration_evals"],
         )
 
     def restore(self, optimizer: SPSA, record: TrainingRecord) -> None:
