@@ -6,8 +6,8 @@ import pytest
 from cli_support import sidra_json
 
 from sidra.drivers import open_board
-from sidra.training import load_dataset
-from sidra.training.compare import CompareOptions, compare_estimators, standard_estimators
+from sidra.training import CompareOptions, load_dataset
+from sidra.training.compare import compare_estimators, standard_estimators
 
 
 def test_every_estimator_spends_its_budget_in_whole_estimates() -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sidra.drivers import BoardDriver
-from sidra.training import AnalogLinear, load_dataset
-from sidra.training.hybrid import HybridNetwork, LastLayerOptions, train_last_layer
+from sidra.training import AnalogLinear, LastLayerOptions, load_dataset
+from sidra.training.hybrid import HybridNetwork, train_last_layer
 
 
 def _rows_with_bias(x: np.ndarray, clip: float) -> np.ndarray:
@@ -216,7 +216,8 @@ def test_drift_recovery_reports_each_stage() -> None:
     """Digital offset subtraction on a pcm board: 30 days of drift cost many points,
     Calibrate wins most back without a write, retraining the head on board adds more."""
     from sidra.drivers import open_board
-    from sidra.training.recovery import RecoveryOptions, drift_recovery
+    from sidra.training import RecoveryOptions
+    from sidra.training.recovery import drift_recovery
 
     data = load_dataset("digits")
     options = RecoveryOptions(
@@ -242,7 +243,8 @@ def test_drift_recovery_reports_each_stage() -> None:
 
 def test_drift_recovery_without_calibration_reports_no_gains() -> None:
     from sidra.drivers import open_board
-    from sidra.training.recovery import RecoveryOptions, drift_recovery
+    from sidra.training import RecoveryOptions
+    from sidra.training.recovery import drift_recovery
 
     data = load_dataset("digits")
     options = RecoveryOptions(

@@ -34,13 +34,7 @@ from sidra.training.options import CompareOptions, EstimatorName
 from sidra.training.schedules import SPALL_ALPHA, powerseries
 from sidra.training.softmax import accuracy
 
-__all__ = [
-    "CompareOptions",
-    "EstimatorName",
-    "EstimatorResult",
-    "compare_estimators",
-    "standard_estimators",
-]
+__all__ = ["EstimatorResult", "compare_estimators", "standard_estimators"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from sidra.training.options import LastLayerOptions
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, cross_entropy, softmax
 
-__all__ = ["HybridNetwork", "LastLayerOptions", "train_last_layer"]
+__all__ = ["HybridNetwork", "train_last_layer"]
 
 Array = npt.NDArray[np.float32]
 

@@ -34,7 +34,7 @@ from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import RecoveryOptions
 from sidra.training.softmax import accuracy
 
-__all__ = ["RecoveryOptions", "RecoveryReport", "drift_recovery"]
+__all__ = ["RecoveryReport", "drift_recovery"]
 
 
 @dataclass(frozen=True, slots=True)
