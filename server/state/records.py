@@ -1,0 +1,117 @@
+"""What the state store hands back: typed, immutable records (units in field names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers import Region
+
+__all__ = [
+    "BoardRecord",
+    "BoardSummary",
+    "GoldenMap",
+    "ProgramKind",
+    "ProgramRecord",
+    "TileSummary",
+    "WriteCountMap",
+]
+
+
+class ProgramKind(StrEnum):
+    """Why a Program was written to the board."""
+
+    PROGRAM = "program"
+    """A client's Program RPC (or a direct ``record_program`` call)."""
+    RESTORE = "restore"
+    """The golden targets written back by ``restore`` after a crash or a board reset."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRecord:
+    """A board the store has seen, keyed by its serial number (``BoardInfo.serial_number``)."""
+
+    serial_number: str
+    model: str
+    tile_count: int
+    rows: int
+    cols: int
+    g_min_us: float
+    g_max_us: float
+    first_seen_utc: datetime
+    last_seen_utc: datetime
+    last_boot_id: str
+    """The boot/instance id seen last: another value now means the board's state was lost."""
+
+
+class GoldenMap(NamedTuple):
+    """A tile's golden programmed targets: what restore writes back.
+
+    Unpacks as ``targets, programmed = store.golden(serial, tile)``.
+    """
+
+    targets_us: npt.NDArray[np.float32]
+    """Programmed conductance targets, µS, [rows, cols]; 0 where ``programmed`` is False."""
+    programmed: npt.NDArray[np.bool_]
+    """True for cells some Program has set; False for cells never programmed."""
+
+
+class WriteCountMap(NamedTuple):
+    """A tile's per-cell write counts as last read from the board."""
+
+    counts: npt.NDArray[np.uint32]
+    """Write counts, [rows, cols]; 0 where ``read`` is False."""
+    read: npt.NDArray[np.bool_]
+    """True for cells whose count has been read at least once."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramRecord:
+    """One Program that reached the board, as the history keeps it."""
+
+    id: int
+    """Position in the history: larger is later."""
+    board_serial: str
+    tile: int
+    region: Region
+    """The cells written (offsets and size of the targets)."""
+    principal: str
+    """Who asked for it (the authenticated principal; "local" without authentication)."""
+    time_utc: datetime
+    boot_id: str
+    """The board's boot/instance id when it was written."""
+    kind: ProgramKind
+    cells_written: int
+    verify_iterations: int
+    pulses: int
+    rms_error_us: float
+    max_error_us: float
+    unconverged_cells: int
+    cells_over_budget: int
+
+
+@dataclass(frozen=True, slots=True)
+class TileSummary:
+    """What the store holds for one tile."""
+
+    tile: int
+    cells: int
+    programmed_cells: int
+    """Cells with a golden target."""
+    programs: int
+    """Program records of this tile in the history (restores included)."""
+    last_program_utc: datetime | None
+    """Time of the latest record, None when the tile was never programmed."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoardSummary:
+    """A board and what the store holds for each of its tiles."""
+
+    board: BoardRecord
+    tiles: tuple[TileSummary, ...]

@@ -1,0 +1,136 @@
+"""Writing a board's golden targets back after a crash or a board reset.
+
+``restore(board, store)`` looks the board up by serial number and, tile by
+tile, programs the cells the store says were programmed, with the targets it
+holds; cells never programmed are left alone. Each Program is recorded in the
+history as a restore, so the record of writes to the board stays complete.
+
+Call it before the board is served (``sidra serve --restore``), or with the
+servicer's board lock held: it issues ordinary Programs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sidra.drivers import Board, FailedPrecondition, ProgramReport
+from sidra.server.state.errors import StateStoreError
+from sidra.server.state.maps import rectangles
+from sidra.server.state.records import BoardRecord, ProgramKind
+from sidra.server.state.store import StateStore
+
+__all__ = ["RESTORE_PRINCIPAL", "RestoreReport", "TileRestore", "restore"]
+
+RESTORE_PRINCIPAL = "local"
+"""Who a restore is attributed to unless the caller says: the operator at the server."""
+
+
+@dataclass(frozen=True, slots=True)
+class TileRestore:
+    """What restore wrote to one tile."""
+
+    tile: int
+    cells: int
+    """Cells written back (the tile's programmed cells)."""
+    programs: int
+    """Program calls it took (one per rectangle of programmed cells)."""
+    rms_error_us: float
+    """RMS write-verify error over the restored cells, µS."""
+    max_error_us: float
+    unconverged_cells: int
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    """What restore did to one board."""
+
+    board_serial: str
+    known: bool
+    """False when the store has never seen this board: nothing to restore."""
+    tiles: tuple[TileRestore, ...] = ()
+    """Tiles with golden targets, restored, in tile order."""
+    untouched_tiles: tuple[int, ...] = ()
+    """Tiles never programmed: left as they are."""
+
+    @property
+    def cells(self) -> int:
+        return sum(t.cells for t in self.tiles)
+
+    def describe(self) -> str:
+        """One line per tile, for the log of ``sidra serve --restore``."""
+        if not self.known:
+            return f"restore {self.board_serial}: not in the state store, nothing restored"
+        lines = [f"restore {self.board_serial}: {self.cells} cells on {len(self.tiles)} tiles"]
+        lines += [
+            f"  tile {t.tile}: {t.cells} cells in {t.programs} programs, "
+            f"rms error {t.rms_error_us:.4g} µS, max {t.max_error_us:.4g} µS, "
+            f"{t.unconverged_cells} unconverged"
+            for t in self.tiles
+        ]
+        if self.untouched_tiles:
+            untouched = ", ".join(map(str, self.untouched_tiles))
+            lines.append(f"  never programmed, left as they are: tiles {untouched}")
+        return "\n".join(lines)
+
+
+def restore(
+    board: Board, store: StateStore, *, principal: str = RESTORE_PRINCIPAL, boot_id: str = ""
+) -> RestoreReport:
+    """Programs ``store``'s golden targets of every tile onto ``board``.
+
+    ``boot_id`` is the board's boot/instance id, recorded with each Program.
+    A board whose geometry differs from the store's record raises
+    FailedPrecondition before anything is written. A failing Program raises;
+    the tiles before it are restored and recorded.
+    """
+    info = board.info
+    try:
+        record = store.board(info.serial_number)
+    except StateStoreError:
+        return RestoreReport(info.serial_number, known=False)
+    _check_geometry(record, (info.tile_count, info.rows, info.cols))
+    restored, untouched = [], []
+    for tile in range(info.tile_count):
+        targets, programmed = store.golden(info.serial_number, tile)
+        if not programmed.any():
+            untouched.append(tile)
+            continue
+        reports = []
+        for region in rectangles(programmed):
+            report = board.program(
+                tile,
+                targets[region.slices],
+                row_offset=region.row_offset,
+                col_offset=region.col_offset,
+            )
+            store.record_program(
+                info.serial_number, tile, region.row_offset, region.col_offset,
+                targets[region.slices], report, principal, boot_id, kind=ProgramKind.RESTORE,
+            )  # fmt: skip
+            reports.append((region.rows * region.cols, report))
+        restored.append(_tile_restore(tile, reports))
+    return RestoreReport(info.serial_number, True, tuple(restored), tuple(untouched))
+
+
+def _check_geometry(record: BoardRecord, found: tuple[int, int, int]) -> None:
+    stored = (record.tile_count, record.rows, record.cols)
+    if found != stored:
+        raise FailedPrecondition(
+            f"board {record.serial_number}: geometry (tiles, rows, cols): got {found}, "
+            f"expected {stored} as the state store recorded it; nothing restored"
+        )
+
+
+def _tile_restore(tile: int, reports: list[tuple[int, ProgramReport]]) -> TileRestore:
+    cells = sum(n for n, _ in reports)
+    # Combine per-region RMS errors weighted by cell count: the RMS over all cells.
+    mean_square = sum(n * r.rms_error_us**2 for n, r in reports) / cells
+    return TileRestore(
+        tile,
+        cells,
+        len(reports),
+        math.sqrt(mean_square),
+        max(r.max_error_us for _, r in reports),
+        sum(r.unconverged_cells for _, r in reports),
+    )

@@ -1,0 +1,146 @@
+"""The state store's schema, as numbered migrations applied in order.
+
+A new store gets every migration; an older one gets those past its version,
+each in its own transaction, so a crash mid-upgrade leaves the previous
+version intact. To change the schema, append a migration (never edit a
+published one): its statements run on stores of every earlier version.
+
+``schema_version`` holds one row per applied migration. A store written by a
+newer SIDRA HIL (a version beyond :data:`SCHEMA_VERSION`) is refused rather
+than read with the wrong meaning.
+
+Maps are blobs: little-endian, row-major, ``rows × cols`` items (float32 µS
+targets, uint32 write counts, one byte 0/1 per cell for the masks), with the
+shape beside them, so the file reads without SIDRA HIL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "migrate", "schema_version"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """The statements that take a store from ``version - 1`` to ``version``."""
+
+    version: int
+    statements: tuple[str, ...]
+
+
+_V1 = Migration(
+    1,
+    (
+        """CREATE TABLE boards (
+            serial_number TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            tile_count INTEGER NOT NULL CHECK (tile_count > 0),
+            rows INTEGER NOT NULL CHECK (rows > 0),
+            cols INTEGER NOT NULL CHECK (cols > 0),
+            g_min_us REAL NOT NULL,
+            g_max_us REAL NOT NULL,
+            first_seen_utc TEXT NOT NULL,
+            last_seen_utc TEXT NOT NULL,
+            last_boot_id TEXT NOT NULL
+        )""",
+        # One row per tile ever programmed: the golden map and which cells it covers.
+        """CREATE TABLE golden (
+            board_serial TEXT NOT NULL REFERENCES boards (serial_number),
+            tile INTEGER NOT NULL CHECK (tile >= 0),
+            rows INTEGER NOT NULL,
+            cols INTEGER NOT NULL,
+            targets_us BLOB NOT NULL CHECK (length(targets_us) = 4 * rows * cols),
+            programmed BLOB NOT NULL CHECK (length(programmed) = rows * cols),
+            programmed_cells INTEGER NOT NULL,
+            updated_utc TEXT NOT NULL,
+            PRIMARY KEY (board_serial, tile)
+        )""",
+        """CREATE TABLE programs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            board_serial TEXT NOT NULL REFERENCES boards (serial_number),
+            tile INTEGER NOT NULL,
+            row_offset INTEGER NOT NULL,
+            col_offset INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            cols INTEGER NOT NULL,
+            principal TEXT NOT NULL,
+            time_utc TEXT NOT NULL,
+            boot_id TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('program', 'restore')),
+            cells_written INTEGER NOT NULL,
+            verify_iterations INTEGER NOT NULL,
+            pulses INTEGER NOT NULL,
+            rms_error_us REAL NOT NULL,
+            max_error_us REAL NOT NULL,
+            unconverged_cells INTEGER NOT NULL,
+            cells_over_budget INTEGER NOT NULL
+        )""",
+        "CREATE INDEX programs_by_tile ON programs (board_serial, tile, id)",
+        """CREATE TABLE write_counts (
+            board_serial TEXT NOT NULL REFERENCES boards (serial_number),
+            tile INTEGER NOT NULL CHECK (tile >= 0),
+            rows INTEGER NOT NULL,
+            cols INTEGER NOT NULL,
+            counts BLOB NOT NULL CHECK (length(counts) = 4 * rows * cols),
+            read BLOB NOT NULL CHECK (length(read) = rows * cols),
+            read_utc TEXT NOT NULL,
+            PRIMARY KEY (board_serial, tile)
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1,)
+"""Every migration, oldest first; versions run 1, 2, ... without gaps."""
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+"""The version this code writes and reads."""
+
+_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    applied_utc TEXT NOT NULL
+)"""
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The store's schema version; 0 for an empty database."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Applies the migrations ``db`` lacks (``db`` in autocommit mode); returns its version.
+
+    Raises ``ValueError`` naming both versions for a store newer than this code.
+    """
+    current = schema_version(db)
+    if current > SCHEMA_VERSION:
+        raise ValueError(
+            f"schema_version: got {current}, expected at most {SCHEMA_VERSION} "
+            "(the store was written by a newer SIDRA HIL)"
+        )
+    for migration in MIGRATIONS[current:]:
+        # BEGIN IMMEDIATE takes the write lock before the version is read again, so
+        # two processes opening a new store at once cannot both apply a migration.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(_VERSION_TABLE)
+            if schema_version(db) < migration.version:
+                for statement in migration.statements:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_version (version, applied_utc) VALUES (?, ?)",
+                    (migration.version, datetime.now(UTC).isoformat()),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return schema_version(db)

@@ -1,0 +1,482 @@
+"""The durable board state: one SQLite file per service (or per lab), stdlib sqlite3.
+
+What it keeps, per board (keyed by ``BoardInfo.serial_number``) and tile: the
+golden programmed targets (float32 µS and a mask of the cells ever programmed),
+the program history (who, when, which region, what write-verify achieved), the
+per-cell write counts as last read, and the board's last boot/instance id.
+
+Durability. Every write is one ``BEGIN IMMEDIATE … COMMIT`` transaction and
+returns only after COMMIT, so a caller that acknowledges after the call (the
+servicer answering a Program) never acknowledges what a crash could take back.
+The journal is a write-ahead log (readers such as ``sidra state show`` never
+block the server) with ``synchronous=FULL``: the WAL is fsynced at every
+commit. ``NORMAL`` would be safe against a killed process (the OS keeps the
+written pages) and never corrupts the file, but after a power cut it may roll
+back the last commits, which would break the promise "acknowledged means
+stored"; one fsync per Program is small next to a write-verify. Foreign keys
+are on, so a record can never name a board the store does not know.
+
+The connection is shared by the server's worker threads behind one lock; other
+processes open their own (``busy_timeout`` makes them wait for a writer rather
+than fail).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+
+from sidra.drivers import BoardInfo, InvalidArgument, ProgramReport, Region
+from sidra.drivers.validation import float32_matrix
+from sidra.server.state import maps
+from sidra.server.state.errors import StateStoreError
+from sidra.server.state.records import (
+    BoardRecord,
+    BoardSummary,
+    GoldenMap,
+    ProgramKind,
+    ProgramRecord,
+    TileSummary,
+    WriteCountMap,
+)
+from sidra.server.state.schema import SCHEMA_VERSION, migrate, schema_version
+
+__all__ = ["BUSY_TIMEOUT_S", "StateStore"]
+
+BUSY_TIMEOUT_S = 10.0
+"""How long a write waits for another process's transaction before failing, s."""
+
+_BOARD_COLUMNS = (
+    "serial_number, model, tile_count, rows, cols, g_min_us, g_max_us, first_seen_utc, "
+    "last_seen_utc, last_boot_id"
+)
+_PROGRAM_COLUMNS = (
+    "id, board_serial, tile, row_offset, col_offset, rows, cols, principal, time_utc, "
+    "boot_id, kind, cells_written, verify_iterations, pulses, rms_error_us, max_error_us, "
+    "unconverged_cells, cells_over_budget"
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StateStore:
+    """The state store at ``path``, created (with its folder) and migrated if needed.
+
+    ``read_only=True`` opens an existing store for reading only (the ``sidra
+    state`` commands): no file is created, nothing is migrated.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._clock = clock
+        self._lock = threading.Lock()
+        with self._failures("open"):
+            self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            if not self.path.is_file():
+                raise StateStoreError(f"state store {self.path}: no such file")
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._configure(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _configure(self, db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        if self.read_only:
+            version = schema_version(db)
+            if version != SCHEMA_VERSION:
+                raise StateStoreError(
+                    f"state store {self.path}: schema_version: got {version}, expected "
+                    f"{SCHEMA_VERSION} (start the service on it once to migrate)"
+                )
+            return
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StateStoreError(
+                f"state store {self.path}: journal_mode: got {mode!r}, expected 'wal' "
+                "(a file on a local file system)"
+            )
+        db.execute("PRAGMA synchronous = FULL")
+        try:
+            migrate(db)
+        except ValueError as exc:
+            raise StateStoreError(f"state store {self.path}: {exc}") from exc
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: "ok", or what is damaged."""
+        with self._reading("integrity check") as db:
+            rows = db.execute("PRAGMA integrity_check").fetchall()
+        return "\n".join(str(row[0]) for row in rows)
+
+    # -- boards ----------------------------------------------------------------------------
+
+    def note_board(self, info: BoardInfo, boot_id: str) -> BoardRecord | None:
+        """Records that ``info``'s board is present with ``boot_id``; returns the record
+        as it was before (None for a board new to the store), whose ``last_boot_id``
+        tells whether the board restarted since it was last seen."""
+        now = self._now()
+        with self._writing("note board") as db:
+            before = self._board_or_none(db, info.serial_number)
+            db.execute(
+                f"""INSERT INTO boards ({_BOARD_COLUMNS})
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (serial_number) DO UPDATE SET model = excluded.model,
+                    tile_count = excluded.tile_count, rows = excluded.rows,
+                    cols = excluded.cols, g_min_us = excluded.g_min_us,
+                    g_max_us = excluded.g_max_us, last_seen_utc = excluded.last_seen_utc,
+                    last_boot_id = excluded.last_boot_id""",
+                (
+                    info.serial_number, info.model, info.tile_count, info.rows, info.cols,
+                    info.g_min_us, info.g_max_us, now, now, boot_id,
+                ),
+            )  # fmt: skip
+        return before
+
+    def board(self, board_serial: str) -> BoardRecord:
+        """The record of board ``board_serial``; StateStoreError if the store never saw it."""
+        with self._reading("read board") as db:
+            return self._known_board(db, board_serial)
+
+    def boards(self) -> list[BoardRecord]:
+        """Every board in the store, by serial number."""
+        with self._reading("list boards") as db:
+            query = f"SELECT {_BOARD_COLUMNS} FROM boards ORDER BY serial_number"
+            rows = db.execute(query).fetchall()
+        return [_board_record(row) for row in rows]
+
+    # -- programs --------------------------------------------------------------------------
+
+    def record_program(
+        self,
+        board_serial: str,
+        tile: int,
+        row_offset: int,
+        col_offset: int,
+        targets: Any,
+        report: ProgramReport,
+        principal: str,
+        boot_id: str,
+        *,
+        kind: ProgramKind = ProgramKind.PROGRAM,
+    ) -> ProgramRecord:
+        """Stores one Program that reached the board: ``targets`` (µS, [rows, cols]) become
+        the golden map of that region of ``tile``, and the history gains a record.
+        Committed (durable) when this returns."""
+        g = float32_matrix("targets", targets)
+        now = self._now()
+        with self._writing("record program") as db:
+            board = self._known_board(db, board_serial)
+            region = _checked_region(board, tile, Region(row_offset, col_offset, *g.shape))
+            golden = self._golden(db, board, tile)
+            golden.targets_us[region.slices] = g
+            golden.programmed[region.slices] = True
+            db.execute(
+                """INSERT INTO golden (board_serial, tile, rows, cols, targets_us, programmed,
+                    programmed_cells, updated_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (board_serial, tile) DO UPDATE SET
+                    targets_us = excluded.targets_us, programmed = excluded.programmed,
+                    programmed_cells = excluded.programmed_cells,
+                    updated_utc = excluded.updated_utc""",
+                (
+                    board_serial, tile, board.rows, board.cols,
+                    maps.to_blob(golden.targets_us, maps.TARGETS),
+                    maps.to_blob(golden.programmed, maps.MASK),
+                    int(golden.programmed.sum()), now,
+                ),
+            )  # fmt: skip
+            cursor = db.execute(
+                f"""INSERT INTO programs ({_PROGRAM_COLUMNS.removeprefix("id, ")})
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    board_serial, tile, region.row_offset, region.col_offset, region.rows,
+                    region.cols, principal, now, boot_id, kind.value, report.cells_written,
+                    report.verify_iterations, report.pulses, report.rms_error_us,
+                    report.max_error_us, report.unconverged_cells, report.cells_over_budget,
+                ),
+            )  # fmt: skip
+            db.execute(
+                "UPDATE boards SET last_seen_utc = ?, last_boot_id = ? WHERE serial_number = ?",
+                (now, boot_id, board_serial),
+            )
+            row = db.execute(
+                f"SELECT {_PROGRAM_COLUMNS} FROM programs WHERE id = ?", (cursor.lastrowid,)
+            ).fetchone()
+        return _program_record(row)
+
+    def golden(self, board_serial: str, tile: int) -> GoldenMap:
+        """The golden targets of ``tile`` (µS) and the mask of cells ever programmed."""
+        with self._reading("read golden targets") as db:
+            board = self._known_board(db, board_serial)
+            _checked_region(board, tile, Region(0, 0, board.rows, board.cols))
+            return self._golden(db, board, tile)
+
+    def history(
+        self, board_serial: str | None = None, tile: int | None = None, limit: int | None = None
+    ) -> list[ProgramRecord]:
+        """Program records, oldest first; only ``board_serial``'s / ``tile``'s if given,
+        only the latest ``limit`` if given."""
+        if limit is not None and limit < 0:
+            raise InvalidArgument("limit", limit, "None (all records) or a count >= 0")
+        where, args = _filters(board_serial, tile)
+        query = f"SELECT {_PROGRAM_COLUMNS} FROM programs {where} ORDER BY id DESC LIMIT ?"
+        with self._reading("read history") as db:
+            rows = db.execute(query, (*args, -1 if limit is None else limit)).fetchall()
+        return [_program_record(row) for row in reversed(rows)]
+
+    # -- write counts ----------------------------------------------------------------------
+
+    def record_write_counts(
+        self, board_serial: str, tile: int, row_offset: int, col_offset: int, counts: Any
+    ) -> None:
+        """Stores per-cell write counts read from ``tile`` at (row_offset, col_offset)."""
+        read = np.asarray(counts)
+        if read.ndim != 2 or read.dtype.kind not in "iu" or (read.size and read.min() < 0):
+            raise InvalidArgument(
+                "counts", f"{read.dtype} {list(read.shape)}", "a 2-D array of counts >= 0"
+            )
+        with self._writing("record write counts") as db:
+            board = self._known_board(db, board_serial)
+            region = _checked_region(board, tile, Region(row_offset, col_offset, *read.shape))
+            known = self._write_counts(db, board, tile)
+            known.counts[region.slices] = read
+            known.read[region.slices] = True
+            db.execute(
+                """INSERT INTO write_counts (board_serial, tile, rows, cols, counts, read,
+                    read_utc) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (board_serial, tile) DO UPDATE SET counts = excluded.counts,
+                    read = excluded.read, read_utc = excluded.read_utc""",
+                (
+                    board_serial, tile, board.rows, board.cols,
+                    maps.to_blob(known.counts, maps.WRITE_COUNTS),
+                    maps.to_blob(known.read, maps.MASK), self._now(),
+                ),
+            )  # fmt: skip
+
+    def write_counts(self, board_serial: str, tile: int) -> WriteCountMap:
+        """The write counts of ``tile`` as last read, and the mask of cells ever read."""
+        with self._reading("read write counts") as db:
+            board = self._known_board(db, board_serial)
+            _checked_region(board, tile, Region(0, 0, board.rows, board.cols))
+            return self._write_counts(db, board, tile)
+
+    # -- overviews -------------------------------------------------------------------------
+
+    def summary(self) -> list[BoardSummary]:
+        """Every board with, per tile, programmed cells, records and the last program time."""
+        with self._reading("summarise") as db:
+            boards = [
+                _board_record(row)
+                for row in db.execute(f"SELECT {_BOARD_COLUMNS} FROM boards ORDER BY serial_number")
+            ]
+            programmed = {
+                (row[0], row[1]): int(row[2])
+                for row in db.execute("SELECT board_serial, tile, programmed_cells FROM golden")
+            }
+            programs = {
+                (row[0], row[1]): (int(row[2]), datetime.fromisoformat(row[3]))
+                for row in db.execute(
+                    "SELECT board_serial, tile, count(*), max(time_utc) FROM programs "
+                    "GROUP BY board_serial, tile"
+                )
+            }
+        return [
+            BoardSummary(
+                board,
+                tuple(
+                    TileSummary(
+                        tile,
+                        board.rows * board.cols,
+                        programmed.get((board.serial_number, tile), 0),
+                        *programs.get((board.serial_number, tile), (0, None)),
+                    )
+                    for tile in range(board.tile_count)
+                ),
+            )
+            for board in boards
+        ]
+
+    def export_npz(self, board_serial: str, path: str | os.PathLike[str]) -> Path:
+        """Writes ``board_serial``'s golden maps and write counts to an ``.npz`` file.
+
+        Arrays, one slice per tile: ``targets_us`` float32 [tiles, rows, cols]
+        (0 where not programmed), ``programmed`` bool, ``write_counts`` uint32 (0
+        where never read), ``counts_read`` bool; and ``board_serial`` (a string).
+        """
+        board = self.board(board_serial)
+        tiles = range(board.tile_count)
+        golden = [self.golden(board_serial, t) for t in tiles]
+        counts = [self.write_counts(board_serial, t) for t in tiles]
+        target = Path(path)
+        with target.open("wb") as file:
+            np.savez(
+                file,
+                board_serial=np.array(board_serial),
+                targets_us=np.stack([g.targets_us for g in golden]),
+                programmed=np.stack([g.programmed for g in golden]),
+                write_counts=np.stack([c.counts for c in counts]),
+                counts_read=np.stack([c.read for c in counts]),
+            )
+        return target
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return self._clock().astimezone(UTC).isoformat(timespec="microseconds")
+
+    @contextmanager
+    def _failures(self, what: str) -> Iterator[None]:
+        """SQLite's errors as StateStoreError naming the store and the operation."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"state store {self.path}: {what} failed: {exc}") from exc
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._failures(what):
+            yield self._db
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed on leaving or rolled back on any error."""
+        if self.read_only:
+            raise StateStoreError(f"state store {self.path}: {what}: opened read-only")
+        with self._lock, self._failures(what):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _board_or_none(self, db: sqlite3.Connection, serial: str) -> BoardRecord | None:
+        row = db.execute(
+            f"SELECT {_BOARD_COLUMNS} FROM boards WHERE serial_number = ?", (serial,)
+        ).fetchone()
+        return None if row is None else _board_record(row)
+
+    def _known_board(self, db: sqlite3.Connection, serial: str) -> BoardRecord:
+        board = self._board_or_none(db, serial)
+        if board is None:
+            known = [row[0] for row in db.execute("SELECT serial_number FROM boards")]
+            raise StateStoreError(
+                f"board_serial: got {serial!r}, expected a board the store has seen "
+                f"({', '.join(map(repr, known)) or 'none yet'})"
+            )
+        return board
+
+    def _golden(self, db: sqlite3.Connection, board: BoardRecord, tile: int) -> GoldenMap:
+        row = db.execute(
+            "SELECT targets_us, programmed FROM golden WHERE board_serial = ? AND tile = ?",
+            (board.serial_number, tile),
+        ).fetchone()
+        shape = (board.rows, board.cols)
+        if row is None:
+            return GoldenMap(np.zeros(shape, np.float32), np.zeros(shape, bool))
+        targets = maps.from_blob(row[0], maps.TARGETS, *shape)
+        return GoldenMap(targets, maps.from_blob(row[1], maps.MASK, *shape).astype(bool))
+
+    def _write_counts(self, db: sqlite3.Connection, board: BoardRecord, tile: int) -> WriteCountMap:
+        row = db.execute(
+            "SELECT counts, read FROM write_counts WHERE board_serial = ? AND tile = ?",
+            (board.serial_number, tile),
+        ).fetchone()
+        shape = (board.rows, board.cols)
+        if row is None:
+            return WriteCountMap(np.zeros(shape, np.uint32), np.zeros(shape, bool))
+        counts = maps.from_blob(row[0], maps.WRITE_COUNTS, *shape)
+        return WriteCountMap(counts, maps.from_blob(row[1], maps.MASK, *shape).astype(bool))
+
+
+def _checked_region(board: BoardRecord, tile: int, region: Region) -> Region:
+    """``region`` of ``tile`` if it lies on ``board``, else InvalidArgument naming the field."""
+    if not 0 <= tile < board.tile_count:
+        raise InvalidArgument("tile", tile, f"a tile index in [0, {board.tile_count - 1}]")
+    for name, offset, size, extent in (
+        ("row_offset", region.row_offset, region.rows, board.rows),
+        ("col_offset", region.col_offset, region.cols, board.cols),
+    ):
+        if offset < 0 or size < 1 or offset + size > extent:
+            raise InvalidArgument(
+                name,
+                f"{offset} with {size} cells",
+                f"a region of at least one cell inside the tile's {extent}",
+            )
+    return region
+
+
+def _filters(board_serial: str | None, tile: int | None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if board_serial is not None:
+        clauses.append("board_serial = ?")
+        args.append(board_serial)
+    if tile is not None:
+        clauses.append("tile = ?")
+        args.append(tile)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+
+def _board_record(row: Any) -> BoardRecord:
+    (serial, model, tiles, rows, cols, g_min, g_max, first, last, boot) = tuple(row)
+    return BoardRecord(
+        serial, model, tiles, rows, cols, g_min, g_max,
+        datetime.fromisoformat(first), datetime.fromisoformat(last), boot,
+    )  # fmt: skip
+
+
+def _program_record(row: Any) -> ProgramRecord:
+    (id_, serial, tile, r0, c0, rows, cols, principal, time, boot, kind, *figures) = tuple(row)
+    written, iterations, pulses, rms, worst, unconverged, over_budget = figures
+    return ProgramRecord(
+        id_, serial, tile, Region(r0, c0, rows, cols), principal,
+        datetime.fromisoformat(time), boot, ProgramKind(kind), written, iterations, pulses,
+        rms, worst, unconverged, over_budget,
+    )  # fmt: skip
