@@ -7,40 +7,139 @@ under the board lock, convert the result back. The driver validates;
 message are the caller's fault (INVALID_ARGUMENT), so requests arrive as raw
 bytes and are parsed here rather than by gRPC's deserializer, which would
 answer INTERNAL.
+
+With a :class:`~sidra.server.state.StateStore`, every Program that succeeds on
+the board is recorded in it (golden targets, history) inside the same
+board-locked section and committed before the response leaves, so an
+acknowledged Program is durable; write counts a client reads are kept too.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from sidra.drivers import Board, InvalidArgument
+from sidra.drivers import Board, InvalidArgument, ProgramReport, SidraError, WriteCounts
 from sidra.drivers.operations import OPERATIONS, Operation
+from sidra.drivers.requests import ProgramRequest, ReadWriteCountsRequest, Request
 from sidra.hil import convert
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.server.state import ProgramNotRecorded, StateStore
 from sidra.server.status import map_errors
 
-__all__ = ["SERVICE_NAME", "BoardServicer", "board_service_handler"]
+__all__ = [
+    "LOCAL_PRINCIPAL",
+    "SERVICE_NAME",
+    "BoardServicer",
+    "PrincipalOf",
+    "board_service_handler",
+    "local_principal",
+]
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 
+PrincipalOf = Callable[[grpc.ServicerContext], str]
+"""Who made a call, from its context (the authentication layer supplies the real one)."""
+
+LOCAL_PRINCIPAL = "local"
+"""The principal of every call while the service has no authentication."""
+
+
+def local_principal(context: grpc.ServicerContext) -> str:
+    """Every caller is "local": the service without authentication (loopback only)."""
+    return LOCAL_PRINCIPAL
+
 
 class BoardServicer:
-    """Serves one board; one lock per board so calls never interleave on it."""
+    """Serves one board; one lock per board so calls never interleave on it.
 
-    def __init__(self, board: Board) -> None:
+    ``store`` (optional) records each successful Program before it is answered,
+    attributed to ``principal_of(context)``. ``boot_id`` names the board's
+    current boot/instance in the records; by default a new random id per
+    servicer, since an in-process board starts afresh with the server.
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        store: StateStore | None = None,
+        principal_of: PrincipalOf = local_principal,
+        boot_id: str | None = None,
+    ) -> None:
         self.board = board
         self.lock = threading.Lock()
+        self.store = store
+        self.principal_of = principal_of
+        self.boot_id = boot_id or uuid.uuid4().hex
+        if store is not None:
+            # Fails at start, not at the first Program, when the store cannot be written.
+            store.note_board(board.info, self.boot_id)
 
-    def call(self, op: Operation, data: bytes) -> Message:
+    def call(self, op: Operation, data: bytes, context: grpc.ServicerContext) -> Message:
         """Runs one RPC of ``op`` on the board: request bytes in, response message out."""
         request = convert.request_from_pb(_parse(op, data), op)
+        # Asked before the board is touched: a write must never lack its author.
+        principal = self.principal_of(context) if self.store is not None else LOCAL_PRINCIPAL
         with self.lock:
             result = self.board.run(request)
+            if self.store is not None:
+                self._record(self.store, request, result, principal)
         return convert.result_to_pb(result, op)
+
+    def _record(self, store: StateStore, request: Request, result: Any, principal: str) -> None:
+        """Stores what ``request`` did to the board (lock held: nothing ran since)."""
+        if isinstance(request, ProgramRequest) and isinstance(result, ProgramReport):
+            self._record_program(store, request, result, principal)
+        elif isinstance(request, ReadWriteCountsRequest) and isinstance(result, WriteCounts):
+            self._record_write_counts(store, request, result)
+
+    def _record_program(
+        self, store: StateStore, request: ProgramRequest, report: ProgramReport, principal: str
+    ) -> None:
+        region = request.region
+        try:
+            # The request in the canonical form the board was given (float32 targets).
+            done = request.checked(self.board.info)
+            store.record_program(
+                self.board.info.serial_number, done.tile, done.row_offset, done.col_offset,
+                done.conductances, report, principal, self.boot_id,
+            )  # fmt: skip
+        except Exception as exc:
+            # The board holds the new targets; saying only "failed" would invite a
+            # client to believe the tile unchanged.
+            raise ProgramNotRecorded(
+                f"tile {request.tile} was programmed on the board (rows {region.row_offset}.."
+                f"{region.row_offset + region.rows - 1}, cols {region.col_offset}.."
+                f"{region.col_offset + region.cols - 1}, rms error {report.rms_error_us:.4g} "
+                f"µS) but its record was not stored, so the state store's golden targets "
+                f"for this tile are stale and a restore would not bring it back: {exc}"
+            ) from exc
+
+    def _record_write_counts(
+        self, store: StateStore, request: ReadWriteCountsRequest, counts: WriteCounts
+    ) -> None:
+        # Counts are a reading, not a write: a failure to keep them is logged and the
+        # client still gets what the board answered.
+        region = request.checked(self.board.info).region
+        assert region is not None  # checked() resolves the region
+        try:
+            store.record_write_counts(
+                self.board.info.serial_number,
+                request.tile,
+                region.row_offset,
+                region.col_offset,
+                counts.counts,
+            )
+        except SidraError as exc:
+            log.warning("write counts of tile %d not stored: %s", request.tile, exc)
 
 
 class _Route:
@@ -55,7 +154,7 @@ class _Route:
 
     @map_errors
     def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
-        return self.servicer.call(self.op, data)
+        return self.servicer.call(self.op, data, context)
 
 
 def board_service_handler(servicer: BoardServicer) -> grpc.GenericRpcHandler:

@@ -439,15 +439,15 @@ def _checked_region(board: BoardRecord, tile: int, region: Region) -> Region:
     """``region`` of ``tile`` if it lies on ``board``, else InvalidArgument naming the field."""
     if not 0 <= tile < board.tile_count:
         raise InvalidArgument("tile", tile, f"a tile index in [0, {board.tile_count - 1}]")
-    for name, offset, size, extent in (
-        ("row_offset", region.row_offset, region.rows, board.rows),
-        ("col_offset", region.col_offset, region.cols, board.cols),
+    for name, offset, size, extent, axis in (
+        ("row_offset", region.row_offset, region.rows, board.rows, "rows"),
+        ("col_offset", region.col_offset, region.cols, board.cols, "cols"),
     ):
-        if offset < 0 or size < 1 or offset + size > extent:
+        if not 1 <= size <= extent:
+            raise InvalidArgument(axis, size, f"1 to {extent} {axis} (the tile's size)")
+        if not 0 <= offset <= extent - size:
             raise InvalidArgument(
-                name,
-                f"{offset} with {size} cells",
-                f"a region of at least one cell inside the tile's {extent}",
+                name, offset, f"an offset in [0, {extent - size}] ({size} {axis} of {extent})"
             )
     return region
 

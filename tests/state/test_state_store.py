@@ -1,0 +1,197 @@
+"""The state store on real SQLite files: golden maps, history, write counts, schema, export."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from state_support import REPORT, TEST_BOARD, targets
+
+from sidra.drivers import InvalidArgument, Region
+from sidra.server.state import (
+    SCHEMA_VERSION,
+    ProgramKind,
+    StateStore,
+    StateStoreError,
+)
+from sidra.server.state.maps import rectangles
+
+SERIAL = TEST_BOARD.serial_number
+SHAPE = (TEST_BOARD.rows, TEST_BOARD.cols)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    store = StateStore(tmp_path / "state.sqlite3")
+    store.note_board(TEST_BOARD, "boot-a")
+    return store
+
+
+def test_a_new_store_is_wal_with_full_sync_foreign_keys_and_the_current_schema(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "deeper" / "state.sqlite3"  # the folder is created too
+    with StateStore(path) as store:
+        db = store._db
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert store.integrity_check() == "ok"
+    with sqlite3.connect(path) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_golden_targets_round_trip_bit_for_bit_through_the_file(
+    store: StateStore, tmp_path: Path
+) -> None:
+    g = targets(np.random.default_rng(1), SHAPE)
+    # Values float32 holds exactly but decimal text would not: the blob keeps every bit.
+    g[0, :4] = [np.nextafter(np.float32(1), np.float32(2)), 39.999996, 1.0, 40.0]
+    store.record_program(SERIAL, 1, 0, 0, g, REPORT, "alice", "boot-a")
+    store.close()
+    with StateStore(tmp_path / "state.sqlite3", read_only=True) as again:
+        golden, programmed = again.golden(SERIAL, 1)
+    assert golden.dtype == np.float32 and golden.shape == SHAPE
+    assert golden.tobytes() == g.tobytes()
+    assert programmed.all()
+
+
+def test_never_programmed_cells_are_marked_and_a_region_updates_only_itself(
+    store: StateStore,
+) -> None:
+    rng = np.random.default_rng(2)
+    first, second = targets(rng, (10, 20)), targets(rng, (8, 8))
+    store.record_program(SERIAL, 2, 5, 10, first, REPORT, "alice", "boot-a")
+    store.record_program(SERIAL, 2, 12, 25, second, REPORT, "bob", "boot-a")  # overlaps first
+
+    golden, programmed = store.golden(SERIAL, 2)
+    expected = np.zeros(SHAPE, np.float32)
+    expected[5:15, 10:30] = first
+    expected[12:20, 25:33] = second
+    assert np.array_equal(golden, expected)
+    mask = np.zeros(SHAPE, bool)
+    mask[5:15, 10:30] = mask[12:20, 25:33] = True
+    assert np.array_equal(programmed, mask)
+    # Other tiles are untouched and wholly unprogrammed.
+    untouched, none_programmed = store.golden(SERIAL, 0)
+    assert not none_programmed.any() and not untouched.any()
+
+
+def test_history_keeps_order_and_every_figure(tmp_path: Path) -> None:
+    start = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    ticks = iter(start + timedelta(seconds=s) for s in range(100))
+    store = StateStore(tmp_path / "state.sqlite3", clock=lambda: next(ticks))
+    store.note_board(TEST_BOARD, "boot-a")
+    rng = np.random.default_rng(3)
+    calls = [
+        (0, 0, 0, (4, 4), "alice", "boot-a", REPORT),
+        (1, 10, 20, (3, 5), "bob", "boot-a", dataclasses.replace(REPORT, rms_error_us=0.25)),
+        (0, 60, 40, (4, 8), "alice", "boot-b", dataclasses.replace(REPORT, pulses=7)),
+    ]
+    for tile, r0, c0, shape, who, boot, report in calls:
+        store.record_program(SERIAL, tile, r0, c0, targets(rng, shape), report, who, boot)
+
+    records = store.history()
+    assert [r.id for r in records] == sorted(r.id for r in records)
+    for record, (tile, r0, c0, shape, who, boot, report) in zip(records, calls, strict=True):
+        assert (record.board_serial, record.tile) == (SERIAL, tile)
+        assert record.region == Region(r0, c0, *shape)
+        assert (record.principal, record.boot_id, record.kind) == (who, boot, ProgramKind.PROGRAM)
+        assert (record.rms_error_us, record.max_error_us) == (report.rms_error_us, 0.5)
+        assert (record.pulses, record.verify_iterations) == (report.pulses, 3)
+        assert (record.cells_written, record.unconverged_cells) == (12, 1)
+    assert [r.time_utc for r in records] == [start + timedelta(seconds=s) for s in (1, 2, 3)]
+    assert [r.principal for r in store.history(tile=0)] == ["alice", "alice"]
+    assert [r.tile for r in store.history(limit=2)] == [1, 0]  # the latest two, oldest first
+    assert store.history(board_serial="OTHER") == []
+    assert store.board(SERIAL).last_boot_id == "boot-b"
+
+
+def test_note_board_returns_what_was_known_before(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.sqlite3")
+    assert store.note_board(TEST_BOARD, "boot-a") is None
+    before = store.note_board(TEST_BOARD, "boot-b")
+    assert before is not None and before.last_boot_id == "boot-a"
+    assert store.board(SERIAL).last_boot_id == "boot-b"
+    assert [b.serial_number for b in store.boards()] == [SERIAL]
+
+
+def test_write_counts_as_last_read_by_region(store: StateStore) -> None:
+    store.record_write_counts(SERIAL, 0, 2, 3, np.full((2, 2), 7, np.uint32))
+    store.record_write_counts(SERIAL, 0, 3, 3, np.array([[9, 1]], np.uint32))
+    counts, read = store.write_counts(SERIAL, 0)
+    assert counts[2:4, 3:5].tolist() == [[7, 7], [9, 1]]
+    assert int(read.sum()) == 4 and counts.dtype == np.uint32
+    with pytest.raises(InvalidArgument, match="counts"):
+        store.record_write_counts(SERIAL, 0, 0, 0, np.array([[-1]]))
+
+
+def test_bad_records_name_the_field_and_store_nothing(store: StateStore) -> None:
+    g = np.ones((4, 4), np.float32)
+    with pytest.raises(StateStoreError, match="board_serial: got 'NOPE'.*'TEST-1'"):
+        store.record_program("NOPE", 0, 0, 0, g, REPORT, "alice", "boot-a")
+    with pytest.raises(InvalidArgument, match=r"tile: got 3, expected a tile index in \[0, 2\]"):
+        store.record_program(SERIAL, 3, 0, 0, g, REPORT, "alice", "boot-a")
+    outside = r"col_offset: got 46, expected an offset in \[0, 44\] \(4 cols of 48\)"
+    with pytest.raises(InvalidArgument, match=outside):
+        store.record_program(SERIAL, 0, 0, 46, g, REPORT, "alice", "boot-a")
+    with pytest.raises(InvalidArgument, match="targets"):
+        store.record_program(SERIAL, 0, 0, 0, np.full((2, 2), np.nan), REPORT, "a", "b")
+    assert store.history() == []
+    assert not store.golden(SERIAL, 0).programmed.any()
+
+
+def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    StateStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO schema_version VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StateStoreError, match=f"schema_version: got {SCHEMA_VERSION + 1}"):
+        StateStore(path)
+
+
+def test_read_only_opening_creates_nothing_and_refuses_writes(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.sqlite3"
+    with pytest.raises(StateStoreError, match="no such file"):
+        StateStore(missing, read_only=True)
+    assert not missing.exists()
+    StateStore(tmp_path / "state.sqlite3").close()
+    with (
+        StateStore(tmp_path / "state.sqlite3", read_only=True) as store,
+        pytest.raises(StateStoreError, match="read-only"),
+    ):
+        store.note_board(TEST_BOARD, "boot-a")
+
+
+def test_export_npz_holds_every_tile_with_its_masks(store: StateStore, tmp_path: Path) -> None:
+    g = targets(np.random.default_rng(4), (5, 6))
+    store.record_program(SERIAL, 1, 7, 8, g, REPORT, "alice", "boot-a")
+    store.record_write_counts(SERIAL, 2, 0, 0, np.full((1, 3), 4, np.uint32))
+    with np.load(store.export_npz(SERIAL, tmp_path / "golden.npz")) as saved:
+        assert str(saved["board_serial"]) == SERIAL
+        assert saved["targets_us"].shape == (3, *SHAPE)
+        assert saved["targets_us"].dtype == np.float32
+        assert np.array_equal(saved["targets_us"][1, 7:12, 8:14], g)
+        assert int(saved["programmed"].sum()) == g.size
+        assert saved["write_counts"][2, 0, :3].tolist() == [4, 4, 4]
+        assert int(saved["counts_read"].sum()) == 3
+
+
+def test_rectangles_cover_exactly_the_programmed_cells() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        mask = np.zeros((20, 30), bool)
+        for _ in range(rng.integers(0, 5)):
+            r, c = rng.integers(0, 20), rng.integers(0, 30)
+            mask[r : r + rng.integers(1, 8), c : c + rng.integers(1, 12)] = True
+        covered = np.zeros(mask.shape, int)
+        for region in rectangles(mask):
+            covered[region.slices] += 1
+        assert np.array_equal(covered, mask.astype(int))  # every cell once, none outside
+    whole = np.ones((20, 30), bool)
+    assert rectangles(whole) == [Region(0, 0, 20, 30)]
