@@ -1,0 +1,165 @@
+"""Who is calling, and may they: the server interceptor and the current principal.
+
+:class:`AccessControl` sits in front of every service. With a tokens file it
+reads ``authorization: Bearer <token>`` from the call's metadata, finds the
+principal and compares its role with the one the method needs
+(:func:`~sidra.server.security.roles.required_role`): no or an unknown token
+gets UNAUTHENTICATED, too little role PERMISSION_DENIED, each message naming
+the RPC and the role it needs. Without a tokens file every call is
+:data:`~sidra.server.security.tokens.LOCAL`'s (the service then listens on
+loopback only, or was told ``allow_insecure``).
+
+The handler then runs with its principal bound: :func:`current_principal`
+tells any code under an RPC who made it, so writes can be attributed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from sidra.server.security.roles import Role, required_role
+from sidra.server.security.tokens import LOCAL, Principal, TokensFile
+
+__all__ = ["AUTHORIZATION", "AccessControl", "current_principal"]
+
+log = logging.getLogger(__name__)
+
+AUTHORIZATION = "authorization"
+"""Metadata key of the bearer token (gRPC metadata keys are lowercase)."""
+
+_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("sidra_principal")
+
+
+def current_principal() -> Principal:
+    """The principal of the RPC being served on this thread.
+
+    ``local`` when the service runs without ``[auth]``. Raises LookupError
+    outside an RPC, rather than guess whom to blame.
+    """
+    try:
+        return _PRINCIPAL.get()
+    except LookupError:
+        raise LookupError("no principal: current_principal() is called outside an RPC") from None
+
+
+class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
+    """Authenticates and authorises every call; ``tokens=None`` lets every call in as local."""
+
+    def __init__(self, tokens: TokensFile | None) -> None:
+        self.tokens = tokens
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
+        needed = required_role(details.method)
+        if self.tokens is None or needed is None:
+            return _bound(handler, LOCAL if self.tokens is None else _ANONYMOUS)
+        rpc = details.method.rpartition("/")[2]
+        token = _bearer_token(details.invocation_metadata or ())
+        principal = self.tokens.principal_for(token) if token else None
+        if principal is None:
+            why = "carries no bearer token" if not token else "carries an unknown bearer token"
+            log.warning("refused %s: the call %s", details.method, why)
+            return _refusal(
+                handler,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"{rpc} needs a bearer token of role {needed.label} or above; the call {why} "
+                f"(send metadata '{AUTHORIZATION}: Bearer <token>')",
+            )
+        if principal.role < needed:
+            log.warning(
+                "refused %s to %s (%s)", details.method, principal.name, principal.role.label
+            )
+            return _refusal(
+                handler,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{rpc} needs role {needed.label} or above; principal {principal.name!r} "
+                f"has {principal.role.label}",
+            )
+        return _bound(handler, principal)
+
+
+_ANONYMOUS = Principal("anonymous", Role.VIEWER)
+"""Who calls an open method (health) on a service with auth: no token was asked for."""
+
+
+def _bearer_token(metadata: Any) -> str | None:
+    for key, value in metadata:
+        if key == AUTHORIZATION and isinstance(value, str):
+            scheme, _, token = value.strip().partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def _refusal(
+    handler: grpc.RpcMethodHandler | None, code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler:
+    """A handler that refuses the call, of the same kind (unary or streaming) as ``handler``,
+    so gRPC reads the request the way the client sends it before the refusal."""
+
+    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    if handler is None or not (handler.request_streaming or handler.response_streaming):
+        return grpc.unary_unary_rpc_method_handler(refuse)
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    return grpc.unary_stream_rpc_method_handler(refuse)
+
+
+def _bound(
+    handler: grpc.RpcMethodHandler | None, principal: Principal
+) -> grpc.RpcMethodHandler | None:
+    """``handler`` running with ``principal`` bound for :func:`current_principal`.
+
+    gRPC runs the handler on a worker thread, not the one that called this
+    interceptor, so the principal is bound inside the behaviour itself.
+    """
+    if handler is None:
+        return None
+    if handler.unary_unary is not None:
+        return handler._replace(unary_unary=_unary(handler.unary_unary, principal))
+    if handler.stream_unary is not None:
+        return handler._replace(stream_unary=_unary(handler.stream_unary, principal))
+    if handler.unary_stream is not None:
+        return handler._replace(unary_stream=_streaming(handler.unary_stream, principal))
+    return handler._replace(stream_stream=_streaming(handler.stream_stream, principal))
+
+
+def _unary(behavior: Callable[..., Any], principal: Principal) -> Callable[..., Any]:
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        bound = _PRINCIPAL.set(principal)
+        try:
+            return behavior(request, context)
+        finally:
+            _PRINCIPAL.reset(bound)
+
+    return run
+
+
+def _streaming(behavior: Callable[..., Any], principal: Principal) -> Callable[..., Any]:
+    # The response iterator runs after the behaviour returns, one item per next():
+    # bind around each step so code inside the generator sees the principal too.
+    def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        responses = _unary(behavior, principal)(request, context)
+        while True:
+            bound = _PRINCIPAL.set(principal)
+            try:
+                item = next(responses)
+            except StopIteration:
+                return
+            finally:
+                _PRINCIPAL.reset(bound)
+            yield item
+
+    return run

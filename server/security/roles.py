@@ -1,0 +1,89 @@
+"""Roles, and the role each RPC needs: one table, checked against the operation set.
+
+Roles are ordered; each includes the ones below it:
+
+- ``viewer``: what the board is (GetBoardInfo) and server reflection;
+- ``operator``: reads that leave the array as it is (MVM, TransposeMVM,
+  ReadConductance, ReadWriteCounts);
+- ``programmer``: writes to the array and its calibration (Program, Perturb, Calibrate);
+- ``admin``: board-wide actions (AdvanceClock) and any method not listed here.
+
+Health checks are open: a load balancer or a watchdog asks them without a token.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from grpc_health.v1 import health
+from grpc_reflection.v1alpha import reflection
+
+from sidra.hil.v1 import board_pb2 as pb
+
+__all__ = ["OPEN_SERVICES", "RPC_ROLES", "Role", "required_role"]
+
+BOARD_SERVICE: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
+
+
+class Role(enum.IntEnum):
+    """What a principal may do; a higher role includes every lower one."""
+
+    VIEWER = 1
+    OPERATOR = 2
+    PROGRAMMER = 3
+    ADMIN = 4
+
+    @property
+    def label(self) -> str:
+        """The role as written in tokens files and messages: ``programmer``."""
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, text: str) -> Role:
+        """The role named ``text``; ValueError listing the allowed names otherwise."""
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            allowed = ", ".join(role.label for role in cls)
+            raise ValueError(f"role {text!r} is not one of {allowed}") from None
+
+
+RPC_ROLES: Mapping[str, Role] = MappingProxyType(
+    {
+        "GetBoardInfo": Role.VIEWER,
+        "MVM": Role.OPERATOR,
+        "TransposeMVM": Role.OPERATOR,
+        "ReadConductance": Role.OPERATOR,
+        "ReadWriteCounts": Role.OPERATOR,
+        "Program": Role.PROGRAMMER,
+        "Perturb": Role.PROGRAMMER,
+        "Calibrate": Role.PROGRAMMER,
+        "AdvanceClock": Role.ADMIN,
+    }
+)
+"""The role each BoardService RPC needs, keyed by the RPC names of
+``sidra.drivers.operations.OPERATIONS`` (tests/server checks that every RPC has one)."""
+
+OPEN_SERVICES = frozenset({health.SERVICE_NAME})
+"""Services every caller reaches without a token: health checking."""
+
+VIEWER_SERVICES = frozenset({reflection.SERVICE_NAME, "grpc.reflection.v1.ServerReflection"})
+"""Services a viewer may use: reflection describes the API, nothing of the board."""
+
+
+def required_role(method: str) -> Role | None:
+    """The role a call of ``method`` (``/package.Service/Method``) needs; None when open.
+
+    A method this table does not know needs admin: a service added later stays
+    closed until someone decides who may call it.
+    """
+    service, _, name = method.lstrip("/").rpartition("/")
+    if service in OPEN_SERVICES:
+        return None
+    if service in VIEWER_SERVICES:
+        return Role.VIEWER
+    if service == BOARD_SERVICE:
+        return RPC_ROLES.get(name, Role.ADMIN)
+    return Role.ADMIN

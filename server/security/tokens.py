@@ -1,0 +1,240 @@
+"""Principals and their bearer tokens, kept in a TOML file as SHA-256 digests.
+
+A tokens file names each principal, its role and the SHA-256 of its token::
+
+    [principals."alice"]
+    role = "programmer"
+    token_sha256 = "5e88...42d8"
+
+The token itself is never stored: ``sidra token add`` prints it once and
+writes only its digest. A plain (unsalted, single-round) SHA-256 is enough
+because every token is 256 random bits from :func:`secrets.token_urlsafe`;
+slow salted hashes defend guessable passwords, which these are not.
+
+:class:`TokensFile` re-reads the file when it changes, so a token added,
+rotated or removed takes effect without restarting the service. A file that
+stops parsing refuses every token until it is mended (logged): a revoked token
+must never come back because the file holding its revocation is broken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+import threading
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sidra.server.security.roles import Role
+
+__all__ = [
+    "LOCAL",
+    "Principal",
+    "TokenEntry",
+    "TokensFile",
+    "add_principal",
+    "hash_token",
+    "new_token",
+    "read_tokens",
+    "remove_principal",
+]
+
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+"""Principal names: what appears in logs and history, so short and printable."""
+NAME_ALLOWED = "1-64 of A-Z a-z 0-9 _ . @ -, starting with a letter or digit"
+
+MISSING = (-1, -1, -1)
+"""The change stamp of a tokens file that cannot be found."""
+
+TOKEN_BYTES = 32
+"""Random bytes per token (256 bits; 43 URL-safe characters)."""
+
+HEADER = """\
+# SIDRA HIL tokens file: each principal's role and the SHA-256 of its bearer token.
+# Written by `sidra token add` / `sidra token remove`; the tokens themselves are never stored.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made a call: a tokens file name (or ``local`` with auth off) and its role."""
+
+    name: str
+    role: Role
+
+
+LOCAL = Principal("local", Role.ADMIN)
+"""The principal of every call when the service runs without ``[auth]`` (loopback only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    """One principal of a tokens file and the SHA-256 (hex) of its token."""
+
+    principal: Principal
+    token_sha256: str
+
+
+def new_token() -> str:
+    """A fresh random bearer token."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 of ``token`` as 64 lowercase hex digits: what a tokens file stores."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def read_tokens(path: Path) -> dict[str, TokenEntry]:
+    """The principals of the tokens file at ``path``, by name.
+
+    Raises ValueError naming the file and the entry at fault (``principals.bob.role:
+    role 'boss' is not one of viewer, ...``); OSError when it cannot be read.
+    """
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not valid TOML ({exc})") from None
+    unknown = set(document) - {"principals"}
+    if unknown:
+        raise ValueError(f"{str(path)!r}: unknown key {sorted(unknown)[0]!r}; allowed: principals")
+    principals = document.get("principals", {})
+    if not isinstance(principals, dict):
+        raise ValueError(f"{str(path)!r}: principals must be a table of principals")
+    return {name: _entry(path, name, fields) for name, fields in principals.items()}
+
+
+def _entry(path: Path, name: str, fields: Any) -> TokenEntry:
+    where = f"{str(path)!r}: principals.{name}"
+    problem = _name_problem(name)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+    if not isinstance(fields, dict) or set(fields) != {"role", "token_sha256"}:
+        raise ValueError(f"{where}: needs exactly the keys role and token_sha256")
+    digest = fields["token_sha256"]
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError(f"{where}.token_sha256: not 64 lowercase hex digits (a SHA-256)")
+    try:
+        role = Role.from_label(str(fields["role"]))
+    except ValueError as exc:
+        raise ValueError(f"{where}.role: {exc}") from None
+    return TokenEntry(Principal(name, role), digest)
+
+
+def _name_problem(name: str) -> str | None:
+    if name == LOCAL.name:
+        return f"the name {LOCAL.name!r} is reserved for calls on a service without [auth]"
+    if not NAME_PATTERN.fullmatch(name):
+        return f"name {name!r} is not {NAME_ALLOWED}"
+    return None
+
+
+def write_tokens(path: Path, entries: Mapping[str, TokenEntry]) -> None:
+    """Writes ``entries`` to ``path`` atomically, readable by its owner only.
+
+    A service reading the file meanwhile sees the old or the new file, never half
+    of one (the new file is renamed over the old).
+    """
+    lines = [HEADER]
+    for name, entry in sorted(entries.items()):
+        # TOML basic strings are JSON strings for the printable ASCII names allow.
+        lines.append(f"\n[principals.{json.dumps(name)}]\n")
+        lines.append(f"role = {json.dumps(entry.principal.role.label)}\n")
+        lines.append(f"token_sha256 = {json.dumps(entry.token_sha256)}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write("".join(lines))
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def add_principal(path: Path, name: str, role: Role, *, replace: bool = False) -> str:
+    """Adds ``name`` with ``role`` and a new token to the tokens file; returns the token.
+
+    The file is created when missing. An existing name is refused unless
+    ``replace`` (which rotates its token and sets its role).
+    """
+    problem = _name_problem(name)
+    if problem:
+        raise ValueError(f"principal: {problem}")
+    entries = read_tokens(path) if path.exists() else {}
+    if name in entries and not replace:
+        raise ValueError(f"principal: {name!r} is already in {str(path)!r} (--replace rotates)")
+    token = new_token()
+    entries[name] = TokenEntry(Principal(name, role), hash_token(token))
+    write_tokens(path, entries)
+    return token
+
+
+def remove_principal(path: Path, name: str) -> None:
+    """Removes ``name`` from the tokens file; its token stops working at once."""
+    entries = read_tokens(path)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ValueError(f"principal: {name!r} is not in {str(path)!r} (it has: {known})")
+    del entries[name]
+    write_tokens(path, entries)
+
+
+class TokensFile:
+    """The principals of a tokens file, re-read whenever the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp = self._stamp_now()
+        self._entries: tuple[TokenEntry, ...] = tuple(read_tokens(path).values())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def principal_for(self, token: str) -> Principal | None:
+        """The principal whose token is ``token``; None for an unknown token."""
+        digest = hash_token(token)
+        found = None
+        # Every entry is compared, in constant time each: how long this takes
+        # tells nothing about which digest came close.
+        for entry in self._current():
+            if hmac.compare_digest(digest, entry.token_sha256):
+                found = entry.principal
+        return found
+
+    def _stamp_now(self) -> tuple[int, int, int]:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return MISSING
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+    def _current(self) -> tuple[TokenEntry, ...]:
+        with self._lock:
+            stamp = self._stamp_now()
+            if stamp != self._stamp:  # re-read (and log) once per change, not per call
+                self._stamp = stamp
+                self._entries = self._reread()
+            return self._entries
+
+    def _reread(self) -> tuple[TokenEntry, ...]:
+        try:
+            entries = tuple(read_tokens(self.path).values())
+        except (OSError, ValueError) as exc:
+            log.error("tokens file unusable, every token refused until it is mended: %s", exc)
+            return ()
+        log.info("tokens file %s re-read: %d principals", self.path, len(entries))
+        return entries
