@@ -112,8 +112,7 @@ class _PassRequest:
 
     def checked(self, info: BoardInfo) -> Self:
         check.check_tile(info, self.tile)
-        v = check.float32_matrix("voltages", self.voltages)
-        check.check_voltages(info, v, self.inputs(info), self.driven)
+        v = check.pass_voltages(info, self.voltages, self.inputs(info), self.driven)
         return type(self)(self.tile, v)
 
 

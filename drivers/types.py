@@ -13,6 +13,7 @@ __all__ = [
     "BoardInfo",
     "BoardStats",
     "BoardTiming",
+    "Buffer",
     "CalibrationReport",
     "ClockReading",
     "Cost",
@@ -26,6 +27,9 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float32]
+
+Buffer = bytes | bytearray | memoryview
+"""Bytes to copy in bulk (an array travels as ``array.data``, a memoryview of it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ __all__ = [
     "check_sign",
     "check_tile",
     "check_voltages",
+    "pass_voltages",
     "float32_matrix",
     "to_float32",
 ]
@@ -176,6 +177,37 @@ def check_voltages(info: BoardInfo, v: FloatArray, inputs: int, what: str) -> No
             f"{float(v[worst]):.9g} V at {[int(i) for i in worst]}",
             f"values in [-{limit:g}, +{limit:g}] V (read_voltage_max_v)",
         )
+
+
+def pass_voltages(info: BoardInfo, value: Any, inputs: int, what: str) -> FloatArray:
+    """``value`` as the float32 voltages [batch >= 1, inputs] of an analog pass, or the
+    error :func:`float32_matrix` and :func:`check_voltages` give.
+
+    Every MVM goes through here, on the host and again on the board, so the common
+    case is decided in one reduction: the largest magnitude is NaN when any value
+    is NaN and above the limit when any is infinite or too large. Anything that
+    fails it takes the detailed checks, which name the first bad value.
+    """
+    array = np.asarray(value)
+    shape, limit = array.shape, info.read_voltage_max_v
+    if array.dtype.kind in "fiu" and len(shape) == 2 and shape[0] >= 1 and shape[1] == inputs:
+        v = array
+        # The limit applies to the float32 values the board gets; another dtype is
+        # checked before the cast too, so that the cast cannot overflow.
+        if v.dtype != np.float32 and _peak(v) <= limit:
+            v = v.astype(np.float32)
+        if v.dtype == np.float32 and _peak(v) <= limit:  # False for NaN
+            return v
+    v = float32_matrix("voltages", array)
+    check_voltages(info, v, inputs, what)
+    return v
+
+
+def _peak(array: npt.NDArray[Any]) -> float:
+    # Two reductions allocate nothing; np.abs would copy a large batch first.
+    if array.size <= 4096:
+        return float(np.abs(array).max())
+    return max(float(array.max()), -float(array.min()))
 
 
 # Scalars follow one rule: a value of the wrong kind, not representable in its

@@ -134,7 +134,9 @@ class CrossbarTile:
         # small ones, with identical results either way.
         half = len(y) // 2
         chunks = [(slice(0, half), self._noise_rngs[0]), (slice(half, None), self._noise_rngs[1])]
-        if len(y) >= PARALLEL_MIN_BATCH:
+        if std is None and len(y) < PARALLEL_MIN_BATCH:  # no noise: no streams to split
+            saturated = self._finish(y, None, self._noise_rngs[0])
+        elif len(y) >= PARALLEL_MIN_BATCH:
             saturated = sum(
                 _POOL.map(lambda c: self._finish(y[c[0]], _rows(std, c[0]), c[1]), chunks)
             )

@@ -19,6 +19,7 @@ released before ``mmap.close()`` (else ``BufferError``).
 
 from __future__ import annotations
 
+import gc
 import mmap
 import os
 import struct
@@ -26,9 +27,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from sidra.drivers.errors import BoardUnavailable
 from sidra.drivers.pcie.registers import BAR_SIZE
+from sidra.drivers.types import Buffer
 
 __all__ = [
     "ALL_ONES",
@@ -94,7 +97,16 @@ class RegisterIO(Protocol):
         """Bulk copy out of a memory region (never a register)."""
         ...
 
-    def write_bytes(self, offset: int, data: bytes | np.ndarray) -> None:
+    def read_array(self, offset: int, size: int) -> npt.NDArray[np.uint8]:
+        """Bulk copy out of a memory region into a new, writable array."""
+        ...
+
+    def view(self, offset: int, size: int) -> memoryview:
+        """The memory region itself, not a copy: for a reader that must not copy a
+        large window. Release it (or drop it) before :meth:`close`."""
+        ...
+
+    def write_bytes(self, offset: int, data: Buffer) -> None:
         """Bulk copy into a memory region (never a register)."""
         ...
 
@@ -115,6 +127,7 @@ class MappedBar:
         self._u32 = memoryview(self._mm).cast("I")
         self._u64 = memoryview(self._mm).cast("Q")
         self._bytes = np.frombuffer(self._mm, np.uint8)
+        self._view = memoryview(self._mm)
 
     # The alignment check is inline: these run in every poll of the MVM path.
     def read32(self, offset: int) -> int:
@@ -139,12 +152,20 @@ class MappedBar:
             raise _misaligned(offset, 8)
         self._u64[offset >> 3] = value
 
+    # Windows and rings are memory: a slice of the mmap is one memcpy each way.
     def read_bytes(self, offset: int, size: int) -> bytes:
-        return self._bytes[offset : offset + size].tobytes()
+        return self._mm[offset : offset + size]
 
-    def write_bytes(self, offset: int, data: bytes | np.ndarray) -> None:
-        src = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data.view(np.uint8)
-        self._bytes[offset : offset + src.size] = src.reshape(-1)
+    def read_array(self, offset: int, size: int) -> npt.NDArray[np.uint8]:
+        return self._bytes[offset : offset + size].copy()
+
+    def view(self, offset: int, size: int) -> memoryview:
+        return self._view[offset : offset + size]
+
+    def write_bytes(self, offset: int, data: Buffer) -> None:
+        if isinstance(data, memoryview) and data.format != "B":
+            data = data.cast("B")  # an array's .data: count and copy bytes
+        self._view[offset : offset + len(data)] = data
 
     def present(self) -> bool:
         return True
@@ -155,7 +176,12 @@ class MappedBar:
         del self._bytes  # numpy's export first, then the memoryviews, then the map
         self._u32.release()
         self._u64.release()
-        self._mm.close()
+        self._view.release()
+        try:
+            self._mm.close()
+        except BufferError:  # a view() still held by a dying frame: collect it, retry
+            gc.collect()
+            self._mm.close()
         os.close(self._fd)
         self._fd = -1
 
@@ -182,13 +208,13 @@ class FileBar(MappedBar):
         if actual != size:
             os.close(fd)
             raise BarSizeError(self.path, actual, size)
-        self._inode = os.fstat(fd).st_ino
         super().__init__(f"pcie+file://{self.path}", fd, size)
 
     def present(self) -> bool:
-        """The file still exists and is the one mapped (a new board makes a new file)."""
+        """The mapped file still has a name: removing it, or a new board renamed over
+        it, leaves the mapping nameless (an fstat: no path lookup, it runs per call)."""
         try:
-            return os.stat(self.path).st_ino == self._inode
+            return os.fstat(self._fd).st_nlink > 0
         except OSError:
             return False
 

@@ -77,7 +77,7 @@ class PcieDriver(BoardDriver):
         profile: dict[str, object] = {}
         if self.features & Feature.PROFILE:
             done = self._run([Command(Msg.GET_PROFILE, [])])[0]
-            profile = json.loads(self._checked(Msg.GET_PROFILE, done).data.decode("utf-8"))
+            profile = json.loads(self._checked(Msg.GET_PROFILE, done).data.tobytes())
         self._info = replace(info, profile=profile)
 
     @classmethod
@@ -274,7 +274,7 @@ class PcieDriver(BoardDriver):
         entry = entry_of(request)
         device_s = entry.device_seconds(request, self.info)
         if not entry.always_staged:
-            return Command(entry.msg(request), [entry.pack_request(request, None)], device_s)
+            return Command(entry.msg(request), entry.request_parts(request), device_s)
         data = entry.data(request)  # Program: the targets follow the head in the window
         head = entry.pack_request(request, StagedData(0, zlib.crc32(data)))
         return Command(entry.msg(request), [head, data], device_s, head_len=len(head))
@@ -283,7 +283,7 @@ class PcieDriver(BoardDriver):
         entry = entry_of(request)
         self._checked(entry.msg(request), done)
         result = entry.unpack_result(
-            request, done.head, None if entry.result_at is None else done.data
+            request, done.head, None if entry.result_at is None else done.data.data
         )
         if isinstance(request, GetBoardInfoRequest):
             return BoardDescription(self.info, result)

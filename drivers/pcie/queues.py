@@ -36,10 +36,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, FailedPrecondition
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
-from sidra.drivers.types import BoardInfo, BoardTiming
+from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
 from sidra.drivers.wire.messages import Feature
 
 __all__ = [
@@ -51,13 +54,21 @@ __all__ = [
     "identify",
 ]
 
-SPIN_S = 50e-6
-"""Busy-poll this long first (holding the GIL: keep it short), then yield."""
-YIELD_S = 2e-3
+SPIN_S = 100e-6
+"""Busy-poll this long first: a small command (one MVM) is answered sooner than any
+sleep could wake up (~60 µs of timer slack)."""
+YIELD_S = 1e-3
 """Then poll with sched_yield (lets the GIL and the core go) up to this long, then sleep
 50 µs / 1 ms. Not sleep(0): Linux timer slack makes it a ~60 µs nap."""
 CHECK_EVERY_S = 1e-3
 """How often a waiting host checks BOOT_COUNT and that the device is still there."""
+HYBRID_MIN_S = 300e-6
+"""Commands whose mean completion time is longer are waited for as the Linux block
+layer waits for polled NVMe I/O (hybrid polling): sleep half the mean, then poll. A
+long command's device then has both cores (its BLAS threads) instead of sharing one
+with a spinning host."""
+_EWMA = 0.25
+"""Weight of the newest completion time in the running mean of its command kind."""
 
 
 # Offsets and bits the rings use on every command: plain ints, looked up once (an IntFlag
@@ -81,7 +92,9 @@ class Command:
     """One command for the rings: its opcode, payload parts and modeled time."""
 
     opcode: int
-    parts: Sequence[bytes]
+    parts: Sequence[Buffer]
+    """The payload, in order: bytes, or C-contiguous arrays copied into the window as
+    they are (a batch is not serialized first)."""
     device_s: float = 0.0
     """Upper bound of the board's time for it, s (stretches the deadline)."""
     head_len: int = 0
@@ -89,14 +102,15 @@ class Command:
     payload_len: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.payload_len = sum(map(len, self.parts))
+        self.payload_len = sum(memoryview(part).nbytes for part in self.parts)
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
     status: int
     head: bytes
-    data: bytes
+    data: npt.NDArray[np.uint8]
+    """The result array's bytes, copied out of the window into memory of its own."""
 
 
 def identify(bar: RegisterIO) -> tuple[BoardInfo, int, Feature]:
@@ -158,11 +172,14 @@ _TIMING = ("MVM_PASS_NS", "WRITE_PASS_NS", "VERIFY_READ_NS", "HOST_LOSS_NS", "BO
 _F64 = ("G_MIN_US", "G_MAX_US", "READ_VOLTAGE_MAX_V", *_TIMING)
 
 
-@dataclass
+@dataclass(slots=True)
 class _InFlight:
     index: int
     slot: int
     deadline: float
+    kind: tuple[int, int]
+    """(opcode, payload size class): commands whose completion times are alike."""
+    submitted: float
 
 
 class Queues:
@@ -173,6 +190,8 @@ class Queues:
         self.boot_count = boot_count
         self.timeout_s = timeout_s
         self.depth = bar.read32(r.OFFSET["QUEUE_DEPTH"])
+        self._mean_s: dict[tuple[int, int], float] = {}
+        """Running mean completion time of each command kind, s (hybrid polling)."""
         self.reset_rings()
 
     # -- ring reset ------------------------------------------------------------------------
@@ -201,21 +220,19 @@ class Queues:
         """Runs ``commands`` with up to ``depth`` in flight; completions in command order.
 
         A completion may come back out of order: it is matched by command id."""
-        if not self.bar.present():  # a stat, ~2 µs: a removed board answers nothing
+        if not self.bar.present():  # an fstat: a removed board answers nothing
             raise BoardUnavailable(f"{self.bar.name}: the device is gone (removed)")
         results: list[Completion | None] = [None] * len(commands)
         in_flight: dict[int, _InFlight] = {}
-        queued = iter(enumerate(commands))
-        nxt = next(queued, None)
-        while nxt is not None or in_flight:
-            while nxt is not None and self.free:
-                index, command = nxt
-                self._submit(index, command, in_flight)
-                nxt = next(queued, None)
+        queued = 0
+        while queued < len(commands) or in_flight:
+            while queued < len(commands) and self.free:
+                self._submit(queued, commands[queued], in_flight)
+                queued += 1
             self.bar.read32(_STATUS)  # flush the posted doorbell writes
             cid, completion = self._reap(in_flight)
             results[in_flight.pop(cid).index] = completion
-        return [c for c in results if c is not None]
+        return results  # type: ignore[return-value]  # every index was filled
 
     def _submit(self, index: int, command: Command, in_flight: dict[int, _InFlight]) -> None:
         if command.payload_len > r.SLOT_WINDOW_BYTES:
@@ -223,31 +240,67 @@ class Queues:
                 f"a command payload of {command.payload_len} bytes does not fit a slot window "
                 f"of {r.SLOT_WINDOW_BYTES} bytes"
             )
+        bar = self.bar
         slot = self.free.pop()
         offset = r.in_window(slot)
         for part in command.parts:  # 1. the payload, bulk
-            self.bar.write_bytes(offset, part)
-            offset += len(part)
+            bar.write_bytes(offset, part)
+            offset += memoryview(part).nbytes
         cid, self.next_id = self.next_id, (self.next_id + 1) & 0xFFFF
         entry = r.SUBMISSION.pack(
             cid, command.opcode, self.boot_count, command.payload_len, slot, command.head_len
         )
         # 2. the submission entry (ring memory, one bulk copy)
-        self.bar.write_bytes(r.SQ_OFFSET + (self.sq_tail % self.depth) * r.SUBMISSION.size, entry)
+        bar.write_bytes(r.SQ_OFFSET + (self.sq_tail % self.depth) * r.SUBMISSION.size, entry)
         self.sq_tail = (self.sq_tail + 1) & 0xFFFF_FFFF
         # The deadline: this command's modeled time after those queued ahead of it.
-        start = max((f.deadline for f in in_flight.values()), default=0.0)
-        start = max(start - self.timeout_s, time.monotonic())
-        in_flight[cid] = _InFlight(index, slot, start + command.device_s + self.timeout_s)
-        self.bar.write32(_SQ_TAIL, self.sq_tail)  # 3. the doorbell, last
+        now = time.monotonic()
+        start = now
+        if in_flight:
+            start = max(now, max(f.deadline for f in in_flight.values()) - self.timeout_s)
+        kind = (command.opcode, command.payload_len.bit_length())
+        deadline = start + command.device_s + self.timeout_s
+        in_flight[cid] = _InFlight(index, slot, deadline, kind, time.perf_counter())
+        bar.write32(_SQ_TAIL, self.sq_tail)  # 3. the doorbell, last
 
     def _reap(self, in_flight: dict[int, _InFlight]) -> tuple[int, Completion]:
         """Waits for the next completion; returns its command id and response."""
+        bar = self.bar
         offset = r.CQ_OFFSET + (self.cq_head % self.depth) * r.COMPLETION.size
         phase = 1 ^ ((self.cq_head // self.depth) & 1)
+        if bar.read32(offset + 4) & 1 != phase:
+            self._wait(offset + 4, phase, in_flight)
+        cid, status, phase_slot, head_len, result_len, _, _ = r.COMPLETION.unpack(
+            bar.read_bytes(offset, r.COMPLETION.size)
+        )
+        flight = in_flight.get(cid)
+        if flight is None or phase_slot >> 8 != flight.slot:
+            raise BoardUnavailable(
+                f"{bar.name}: completion for command {cid} in slot {phase_slot >> 8}, "
+                f"which is not in flight; the rings are out of step"
+            )
+        out = r.out_window(flight.slot)
+        head = bar.read_bytes(out, head_len)
+        data = bar.read_array(out + head_len, result_len)
+        self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
+        bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
+        self.free.append(flight.slot)
+        took = time.perf_counter() - flight.submitted
+        mean = self._mean_s.get(flight.kind, took)
+        self._mean_s[flight.kind] = mean + _EWMA * (took - mean)
+        return cid, Completion(status, head, data)
+
+    def _wait(self, phase_at: int, phase: int, in_flight: dict[int, _InFlight]) -> None:
+        """Until the completion entry at ``phase_at`` turns ``phase``: sleep through most
+        of a long command, then spin, yield and sleep; check the device on the way."""
+        bar = self.bar
+        now = time.perf_counter()
+        expected = min(f.submitted + self._mean_s.get(f.kind, 0.0) for f in in_flight.values())
+        if expected - now > 2 * HYBRID_MIN_S:
+            time.sleep((expected - now) / 2)
         waited = _Backoff()
         next_check = time.monotonic() + CHECK_EVERY_S
-        while self.bar.read32(offset + 4) & 1 != phase:
+        while bar.read32(phase_at) & 1 != phase:
             if waited.elapsed() > SPIN_S and time.monotonic() >= next_check:
                 next_check = time.monotonic() + CHECK_EVERY_S
                 self._check_alive()
@@ -255,22 +308,6 @@ class Queues:
                 if time.monotonic() > deadline:
                     self._timed_out(deadline, in_flight)
             waited.wait()
-        cid, status, phase_slot, head_len, result_len, time_ns, energy_nj = r.COMPLETION.unpack(
-            self.bar.read_bytes(offset, r.COMPLETION.size)
-        )
-        flight = in_flight.get(cid)
-        if flight is None or phase_slot >> 8 != flight.slot:
-            raise BoardUnavailable(
-                f"{self.bar.name}: completion for command {cid} in slot {phase_slot >> 8}, "
-                f"which is not in flight; the rings are out of step"
-            )
-        out = r.out_window(flight.slot)
-        head = self.bar.read_bytes(out, head_len)
-        data = self.bar.read_bytes(out + head_len, result_len)
-        self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
-        self.bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
-        self.free.append(flight.slot)
-        return cid, Completion(status, head, data)
 
     # -- what went wrong -------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from sidra.drivers.types import (
     BoardDescription,
     BoardInfo,
     BoardStats,
+    Buffer,
     CalibrationReport,
     ClockReading,
     Cost,
@@ -116,16 +117,23 @@ class WireEntry(ABC, Generic[Q, R]):
     def pack_request(self, request: Q, staged: StagedData | None) -> bytes:
         """The payload: head, then the data inline when ``staged`` is None."""
 
+    def request_parts(self, request: Q) -> list[Buffer]:
+        """The inline payload as parts to copy one after the other, so a transport
+        that places them itself (a PCIe window) never joins a large array into bytes
+        first. Their concatenation is ``pack_request(request, None)``."""
+        return [self.pack_request(request, None)]
+
     @abstractmethod
-    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> Q:
+    def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> Q:
         """Firmware: the request a payload carries (struct.error when malformed)."""
 
     @abstractmethod
-    def pack_result(self, result: R) -> tuple[bytes, bytes | None]:
-        """Firmware: the response head and the result buffer (None: no buffer)."""
+    def pack_result(self, result: R) -> tuple[bytes, Buffer | None]:
+        """Firmware: the response head and the result buffer (None: no buffer), a
+        bytes-like object of bytes (``len`` and slices count bytes)."""
 
     @abstractmethod
-    def unpack_result(self, request: Q, head: bytes, data: bytes | None) -> Any:
+    def unpack_result(self, request: Q, head: bytes, data: Buffer | None) -> Any:
         """Host: the result of ``request`` from the response head and result buffer."""
 
     def result_bytes(self, request: Q, info: BoardInfo) -> int:
@@ -159,8 +167,18 @@ def _unpack_cost(head: bytes, offset: int) -> Cost:
     return Cost(*m.COST.unpack_from(head, offset))
 
 
-def _array(data: bytes | None, dtype: str, shape: tuple[int, ...]) -> Any:
-    return np.frombuffer(data or b"", dtype).astype(dtype[1:]).reshape(shape)
+def _array(data: Buffer | None, dtype: str, shape: tuple[int, ...]) -> Any:
+    array = np.frombuffer(b"" if data is None else data, dtype)
+    # Bytes from frames are read-only: copy them into an array of the caller's own.
+    # A buffer already copied out for this result (a PCIe window) is used as it is.
+    if not array.flags.writeable or not array.dtype.isnative:
+        array = array.astype(dtype[1:])
+    return array.reshape(shape)
+
+
+def _le_bytes(array: Any, dtype: str) -> memoryview:
+    """``array`` as little-endian ``dtype`` bytes, copied only when it must be converted."""
+    return np.ascontiguousarray(array, dtype).data.cast("B")
 
 
 class BoardInfoEntry(WireEntry[GetBoardInfoRequest, BoardDescription]):
@@ -172,7 +190,7 @@ class BoardInfoEntry(WireEntry[GetBoardInfoRequest, BoardDescription]):
     def pack_request(self, request: GetBoardInfoRequest, staged: StagedData | None) -> bytes:
         return b""
 
-    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> GetBoardInfoRequest:
+    def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> GetBoardInfoRequest:
         return GetBoardInfoRequest()
 
     def pack_result(self, result: BoardDescription) -> tuple[bytes, bytes | None]:
@@ -184,7 +202,7 @@ class BoardInfoEntry(WireEntry[GetBoardInfoRequest, BoardDescription]):
         return head, None
 
     def unpack_result(
-        self, request: GetBoardInfoRequest, head: bytes, data: bytes | None
+        self, request: GetBoardInfoRequest, head: bytes, data: Buffer | None
     ) -> BoardStats:
         time_ns, energy_nj, passes, writes, clock_s, max_writes = m.STATS_RESP.unpack(head)
         return BoardStats(Cost(time_ns, energy_nj), passes, writes, clock_s, max_writes)
@@ -205,7 +223,7 @@ class ProgramEntry(WireEntry[ProgramRequest, ProgramReport]):
         fields = _region_fields(request.tile, request.region)
         return m.PROGRAM_REQ.pack(*fields, staged.stage_id, staged.crc)
 
-    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> ProgramRequest:
+    def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> ProgramRequest:
         fields = m.PROGRAM_REQ.unpack(payload)
         tile, region = _region(fields)
         stage_id, crc = fields[5:]
@@ -220,7 +238,7 @@ class ProgramEntry(WireEntry[ProgramRequest, ProgramReport]):
         )  # fmt: skip
         return head + _cost(r.cost), None
 
-    def unpack_result(self, request: ProgramRequest, head: bytes, data: bytes | None) -> Any:
+    def unpack_result(self, request: ProgramRequest, head: bytes, data: Buffer | None) -> Any:
         cells, iterations, pulses, rms, peak, unconverged, over = m.PROGRAM_RESP.unpack_from(head)
         cost = _unpack_cost(head, m.PROGRAM_RESP.size)
         return ProgramReport(cells, iterations, pulses, rms, peak, unconverged, over, cost)
@@ -241,7 +259,7 @@ class ReadConductanceEntry(WireEntry[ReadConductanceRequest, ReadResult]):
         return m.REGION_REQ.pack(*_region_fields(request.tile, _resolved(request.region)))
 
     def unpack_request(
-        self, msg: Msg, payload: bytes, stage: StageReader
+        self, msg: Msg, payload: Buffer, stage: StageReader
     ) -> ReadConductanceRequest:
         return ReadConductanceRequest(*_region(m.REGION_REQ.unpack(payload)))
 
@@ -249,7 +267,7 @@ class ReadConductanceEntry(WireEntry[ReadConductanceRequest, ReadResult]):
         return _cost(result.cost), result.conductances.astype("<f4").tobytes()
 
     def unpack_result(
-        self, request: ReadConductanceRequest, head: bytes, data: bytes | None
+        self, request: ReadConductanceRequest, head: bytes, data: Buffer | None
     ) -> ReadResult:
         g = _array(data, "<f4", _resolved(request.region).shape)
         return ReadResult(g, _unpack_cost(head, 0))
@@ -272,12 +290,16 @@ class _PassEntry(WireEntry[Q, MVMResult]):
         return np.asarray(request.voltages, "<f4").tobytes()
 
     def pack_request(self, request: Any, staged: StagedData | None) -> bytes:
-        batch = request.voltages.shape[0]
         if staged is None:
-            return m.MVM_REQ.pack(request.tile, 0, 0, batch, 0, 0, 0) + self.data(request)
+            return b"".join(self.request_parts(request))
+        batch = request.voltages.shape[0]
         return m.MVM_REQ.pack(request.tile, 1, 0, batch, staged.stage_id, 0, staged.crc)
 
-    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> Q:
+    def request_parts(self, request: Any) -> list[Buffer]:
+        head = m.MVM_REQ.pack(request.tile, 0, 0, request.voltages.shape[0], 0, 0, 0)
+        return [head, _le_bytes(request.voltages, "<f4")]
+
+    def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> Q:
         tile, source, _, batch, stage_id, _, crc = m.MVM_REQ.unpack_from(payload)
         width = self.inputs(stage.info)
         size = 4 * batch * width
@@ -291,11 +313,11 @@ class _PassEntry(WireEntry[Q, MVMResult]):
         request: Q = self.request_type(tile, voltages)
         return request
 
-    def pack_result(self, result: MVMResult) -> tuple[bytes, bytes | None]:
+    def pack_result(self, result: MVMResult) -> tuple[bytes, Buffer | None]:
         head = m.MVM_RESP.pack(result.saturated_outputs, 0) + _cost(result.cost)
-        return head, result.currents.astype("<f4").tobytes()
+        return head, _le_bytes(result.currents, "<f4")
 
-    def unpack_result(self, request: Any, head: bytes, data: bytes | None) -> MVMResult:
+    def unpack_result(self, request: Any, head: bytes, data: Buffer | None) -> MVMResult:
         batch = request.voltages.shape[0]
         currents = _array(data, "<f4", (batch, -1))
         saturated = m.MVM_RESP.unpack_from(head)[0]
@@ -340,7 +362,7 @@ class PerturbEntry(WireEntry[PerturbRequest, PerturbReport]):
             return m.REGION_REQ.pack(*fields)
         return m.PERTURB_REQ.pack(*fields, request.sign, request.seed, request.amplitude_us)
 
-    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> PerturbRequest:
+    def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> PerturbRequest:
         if msg == Msg.RESTORE:
             tile, region = _region(m.REGION_REQ.unpack(payload))
             return PerturbRequest(tile, PerturbMode.RESTORE, region=region)
@@ -353,7 +375,7 @@ class PerturbEntry(WireEntry[PerturbRequest, PerturbReport]):
         head = m.PERTURB_RESP.pack(r.cells_written, r.clipped_cells, r.cells_over_budget, 0)
         return head + _cost(r.cost), None
 
-    def unpack_result(self, request: PerturbRequest, head: bytes, data: bytes | None) -> Any:
+    def unpack_result(self, request: PerturbRequest, head: bytes, data: Buffer | None) -> Any:
         cells, clipped, over, _ = m.PERTURB_RESP.unpack_from(head)
         return PerturbReport(cells, clipped, over, _unpack_cost(head, m.PERTURB_RESP.size))
 
@@ -376,7 +398,7 @@ class ReadWriteCountsEntry(WireEntry[ReadWriteCountsRequest, WriteCounts]):
         return m.REGION_REQ.pack(*_region_fields(request.tile, _resolved(request.region)))
 
     def unpack_request(
-        self, msg: Msg, payload: bytes, stage: StageReader
+        self, msg: Msg, payload: Buffer, stage: StageReader
     ) -> ReadWriteCountsRequest:
         return ReadWriteCountsRequest(*_region(m.REGION_REQ.unpack(payload)))
 
@@ -384,7 +406,7 @@ class ReadWriteCountsEntry(WireEntry[ReadWriteCountsRequest, WriteCounts]):
         return m.COUNTS_RESP.pack(result.write_budget), result.counts.astype("<u4").tobytes()
 
     def unpack_result(
-        self, request: ReadWriteCountsRequest, head: bytes, data: bytes | None
+        self, request: ReadWriteCountsRequest, head: bytes, data: Buffer | None
     ) -> WriteCounts:
         counts = _array(data, "<u4", _resolved(request.region).shape)
         return WriteCounts(counts, m.COUNTS_RESP.unpack_from(head)[0])
@@ -403,13 +425,13 @@ class CalibrateEntry(WireEntry[CalibrateRequest, CalibrationReport]):
     def pack_request(self, request: CalibrateRequest, staged: StagedData | None) -> bytes:
         return m.CALIBRATE_REQ.pack(request.tile)
 
-    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> CalibrateRequest:
+    def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> CalibrateRequest:
         return CalibrateRequest(*m.CALIBRATE_REQ.unpack(payload))
 
     def pack_result(self, result: CalibrationReport) -> tuple[bytes, bytes | None]:
         return m.CALIBRATE_RESP.pack(result.gain) + _cost(result.cost), None
 
-    def unpack_result(self, request: CalibrateRequest, head: bytes, data: bytes | None) -> Any:
+    def unpack_result(self, request: CalibrateRequest, head: bytes, data: Buffer | None) -> Any:
         gain = m.CALIBRATE_RESP.unpack_from(head)[0]
         return CalibrationReport(gain, _unpack_cost(head, m.CALIBRATE_RESP.size))
 
@@ -426,13 +448,13 @@ class AdvanceClockEntry(WireEntry[AdvanceClockRequest, ClockReading]):
     def pack_request(self, request: AdvanceClockRequest, staged: StagedData | None) -> bytes:
         return m.CLOCK.pack(request.seconds)
 
-    def unpack_request(self, msg: Msg, payload: bytes, stage: StageReader) -> AdvanceClockRequest:
+    def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> AdvanceClockRequest:
         return AdvanceClockRequest(*m.CLOCK.unpack(payload))
 
     def pack_result(self, result: ClockReading) -> tuple[bytes, bytes | None]:
         return m.CLOCK.pack(result.clock_s), None
 
-    def unpack_result(self, request: AdvanceClockRequest, head: bytes, data: bytes | None) -> Any:
+    def unpack_result(self, request: AdvanceClockRequest, head: bytes, data: Buffer | None) -> Any:
         return ClockReading(float(m.CLOCK.unpack(head)[0]))
 
 

@@ -160,7 +160,7 @@ class Commands:
             head, data = entry.pack_result(self.driver.run(request))
             if data is None:
                 return Status.OK, head
-            return self._with_result(req_id, head, data)
+            return self._with_result(req_id, head, bytes(data))
 
         return handle
 

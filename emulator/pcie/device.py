@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sidra.drivers.errors import SidraError
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, FileBar, f64_bits
-from sidra.drivers.types import BoardInfo
+from sidra.drivers.types import BoardInfo, Buffer
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
 from sidra.drivers.wire.operations import InlineSizeError, entry_for_message
@@ -73,7 +73,7 @@ class _Answer:
     entry: _Entry
     status: int
     head: bytes
-    data: bytes = b""
+    data: Buffer = b""
     time_ns: float = 0.0
     energy_nj: float = 0.0
 
@@ -81,7 +81,7 @@ class _Answer:
 class _Window:
     """The StageReader of one command: its staged array lies after the head."""
 
-    def __init__(self, device: PcieDevice, array: bytes) -> None:
+    def __init__(self, device: PcieDevice, array: memoryview) -> None:
         self.device, self.array = device, array
 
     @property
@@ -100,7 +100,7 @@ class _Window:
             raise _Refused(Status.BAD_PAYLOAD, f"{len(self.array)} array bytes, need {size}")
         if zlib.crc32(self.array) != crc:
             raise _Refused(Status.VERIFY_FAILED, "the array in the input window fails its CRC")
-        return self.array
+        return bytes(self.array)  # a copy: the board keeps nothing that lies in the window
 
 
 class _Refused(Exception):
@@ -260,7 +260,9 @@ class PcieDevice:
         if not 0 <= entry.slot < r.QUEUE_DEPTH or entry.payload_len > r.SLOT_WINDOW_BYTES:
             text = f"slot {entry.slot} / payload {entry.payload_len} B outside the BAR"
             return _Answer(entry, Status.BAD_PAYLOAD, m.encode_error(text))
-        payload = self.bar.read_bytes(r.in_window(entry.slot), entry.payload_len)
+        # The window itself, not a copy: the host leaves it alone until the completion,
+        # and an inline batch is read once, by the validation and the pass.
+        payload = self.bar.view(r.in_window(entry.slot), entry.payload_len)
         try:
             return self._execute(entry, payload)
         except _Refused as exc:
@@ -273,7 +275,7 @@ class PcieDevice:
             status, body = Status.INTERNAL, m.encode_error(f"{type(exc).__name__}: {exc}")
         return _Answer(entry, status, body)
 
-    def _execute(self, entry: _Entry, payload: bytes) -> _Answer:
+    def _execute(self, entry: _Entry, payload: memoryview) -> _Answer:
         if entry.opcode == Msg.GET_PROFILE:
             text = json.dumps(self.driver.info.profile, separators=(",", ":")).encode()
             return _Answer(entry, Status.OK, b"", text)
@@ -287,7 +289,7 @@ class PcieDevice:
         head, data = wire.pack_result(result)
         cost = getattr(result, "cost", None)
         time_ns, energy_nj = (cost.time_ns, cost.energy_nj) if cost is not None else (0.0, 0.0)
-        return _Answer(entry, Status.OK, head, data or b"", time_ns, energy_nj)
+        return _Answer(entry, Status.OK, head, b"" if data is None else data, time_ns, energy_nj)
 
     def _complete(self, a: _Answer) -> None:
         """Output window, then the completion entry, its phase word last."""

@@ -16,6 +16,7 @@ import numpy as np
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar
 from sidra.drivers.pcie.driver import PcieDriver
+from sidra.drivers.types import Buffer
 from sidra.emulator import preset
 from sidra.emulator.pcie import VirtualPcieBoard, serve_virtual_pcie_board
 
@@ -70,9 +71,19 @@ class RecordingBar:
         self.log.append(("read_bytes", offset, size))
         return self.bar.read_bytes(offset, size)
 
-    def write_bytes(self, offset: int, data: bytes | np.ndarray) -> None:
+    def read_array(self, offset: int, size: int) -> np.ndarray:
+        assert offset >= r.IDENTITY_OFFSET, f"bulk read over registers at 0x{offset:x}"
+        self.log.append(("read_bytes", offset, size))
+        return self.bar.read_array(offset, size)
+
+    def view(self, offset: int, size: int) -> memoryview:
+        assert offset >= r.IDENTITY_OFFSET, f"bulk read over registers at 0x{offset:x}"
+        self.log.append(("read_bytes", offset, size))
+        return self.bar.view(offset, size)
+
+    def write_bytes(self, offset: int, data: Buffer) -> None:
         assert offset >= r.IDENTITY_OFFSET, f"bulk write over registers at 0x{offset:x}"
-        self.log.append(("write_bytes", offset, len(data)))
+        self.log.append(("write_bytes", offset, memoryview(data).nbytes))
         self.bar.write_bytes(offset, data)
 
     def present(self) -> bool:
