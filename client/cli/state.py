@@ -1,0 +1,216 @@
+"""``sidra state``: what the service's state store holds, read without the service.
+
+``show`` lists boards and, per tile, the programmed cells and the last program;
+``history`` prints the program history (``--json`` for scripts); ``export``
+writes a board's golden targets, masks and write counts to an ``.npz`` file.
+The store is opened read-only, so these commands are safe while a server runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sidra.cli.options import AsJson
+from sidra.server.state import (
+    BoardSummary,
+    ProgramRecord,
+    StateStore,
+    StateStoreError,
+    default_store_path,
+)
+
+__all__ = ["state_app"]
+
+state_app = typer.Typer(
+    no_args_is_help=True, help="The service's durable board state: show, history, export."
+)
+
+StorePath = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="State store file (SQLite); default: the user data folder's sidra-hil/state.sqlite3.",
+    ),
+]
+BoardSerial = Annotated[
+    str | None,
+    typer.Option("--board", help="Board serial number (needed when the store holds several)."),
+]
+
+
+@contextmanager
+def _opened(path: Path | None) -> Iterator[StateStore]:
+    """The store at ``path`` (default location if None), read-only; errors as BadParameter."""
+    try:
+        with StateStore(path or default_store_path(), read_only=True) as store:
+            yield store
+    except StateStoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--store") from exc
+
+
+def _time(moment: datetime | None) -> str:
+    return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+@state_app.command("show")
+def show(store_path: StorePath = None, as_json: AsJson = False) -> None:
+    """Boards in the store and, per tile, programmed cells, programs and the last one's time."""
+    with _opened(store_path) as store:
+        summaries = store.summary()
+    if as_json:
+        typer.echo(json.dumps([_summary_json(s) for s in summaries]))
+        return
+    console = Console()
+    if not summaries:
+        console.print("the state store holds no board yet")
+    for summary in summaries:
+        board = summary.board
+        # A line of its own: a table title would wrap to the table's width.
+        console.print(
+            f"{board.serial_number} ({board.model}), last seen {_time(board.last_seen_utc)} UTC, "
+            f"boot {board.last_boot_id or 'unknown'}",
+            highlight=False,
+        )
+        table = Table()
+        for column in ("tile", "programmed cells", "programs", "last program (UTC)"):
+            table.add_column(column)
+        for tile in summary.tiles:
+            table.add_row(
+                str(tile.tile),
+                f"{tile.programmed_cells:,} / {tile.cells:,}",
+                f"{tile.programs:,}",
+                _time(tile.last_program_utc),
+            )
+        console.print(table)
+
+
+@state_app.command("history")
+def history(
+    store_path: StorePath = None,
+    board: BoardSerial = None,
+    tile: Annotated[int | None, typer.Option(min=0, help="Only this tile.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the latest N records.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The program history, oldest first: who programmed which region when, and how well."""
+    with _opened(store_path) as store:
+        records = store.history(board, tile, limit)
+    if as_json:
+        typer.echo(json.dumps([_program_json(r) for r in records]))
+        return
+    table = Table(title=f"program history ({len(records)} records)")
+    columns = ("#", "time (UTC)", "board", "tile", "region", "principal", "kind", "cells")
+    for column in (*columns, "rms error µS", "max error µS", "unconverged"):
+        table.add_column(column)
+    for r in records:
+        region = r.region
+        table.add_row(
+            str(r.id),
+            _time(r.time_utc),
+            r.board_serial,
+            str(r.tile),
+            f"[{region.row_offset}:{region.row_offset + region.rows}, "
+            f"{region.col_offset}:{region.col_offset + region.cols}]",
+            r.principal,
+            r.kind.value,
+            f"{r.cells_written:,}",
+            f"{r.rms_error_us:.4g}",
+            f"{r.max_error_us:.4g}",
+            str(r.unconverged_cells),
+        )
+    Console().print(table)
+
+
+@state_app.command("export")
+def export(
+    out: Annotated[Path, typer.Argument(help="The .npz file to write.")],
+    store_path: StorePath = None,
+    board: BoardSerial = None,
+) -> None:
+    """Write a board's golden targets (µS), programmed masks and write counts to an .npz file.
+
+    Arrays: targets_us float32 [tiles, rows, cols] (0 where never programmed),
+    programmed bool, write_counts uint32 (as last read; 0 where never read),
+    counts_read bool, board_serial.
+    """
+    with _opened(store_path) as store:
+        serial = board if board is not None else _only_board(store)
+        try:
+            written = store.export_npz(serial, out)
+        except StateStoreError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--board") from exc
+        except OSError as exc:
+            raise typer.BadParameter(f"{out}: {exc.strerror or exc}", param_hint="OUT") from exc
+    typer.echo(f"wrote {written} ({serial})", err=True)
+
+
+def _only_board(store: StateStore) -> str:
+    serials = [b.serial_number for b in store.boards()]
+    if len(serials) != 1:
+        known = ", ".join(serials) or "none"
+        raise typer.BadParameter(
+            f"not given; the store holds {len(serials)} boards ({known}): name one",
+            param_hint="--board",
+        )
+    return serials[0]
+
+
+def _summary_json(summary: BoardSummary) -> dict[str, Any]:
+    board = summary.board
+    return {
+        "serial_number": board.serial_number,
+        "model": board.model,
+        "tile_count": board.tile_count,
+        "rows": board.rows,
+        "cols": board.cols,
+        "first_seen_utc": board.first_seen_utc.isoformat(),
+        "last_seen_utc": board.last_seen_utc.isoformat(),
+        "last_boot_id": board.last_boot_id,
+        "tiles": [
+            {
+                "tile": t.tile,
+                "cells": t.cells,
+                "programmed_cells": t.programmed_cells,
+                "programs": t.programs,
+                "last_program_utc": None
+                if t.last_program_utc is None
+                else t.last_program_utc.isoformat(),
+            }
+            for t in summary.tiles
+        ],
+    }
+
+
+def _program_json(record: ProgramRecord) -> dict[str, Any]:
+    region = record.region
+    return {
+        "id": record.id,
+        "board_serial": record.board_serial,
+        "tile": record.tile,
+        "region": {
+            "row_offset": region.row_offset,
+            "col_offset": region.col_offset,
+            "rows": region.rows,
+            "cols": region.cols,
+        },
+        "principal": record.principal,
+        "time_utc": record.time_utc.isoformat(),
+        "boot_id": record.boot_id,
+        "kind": record.kind.value,
+        "cells_written": record.cells_written,
+        "verify_iterations": record.verify_iterations,
+        "pulses": record.pulses,
+        "rms_error_us": record.rms_error_us,
+        "max_error_us": record.max_error_us,
+        "unconverged_cells": record.unconverged_cells,
+        "cells_over_budget": record.cells_over_budget,
+    }

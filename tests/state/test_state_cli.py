@@ -1,0 +1,87 @@
+"""``sidra state show|history|export`` on a real store, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from state_support import REPORT, TEST_BOARD, targets
+
+from sidra.server.state import StateStore
+
+# The state commands as their own program until `sidra state` is registered in main.py.
+STATE = [sys.executable, "-c", "from sidra.cli.state import state_app; state_app()"]
+SERIAL = TEST_BOARD.serial_number
+
+
+def run_state(*args: str) -> subprocess.CompletedProcess[str]:
+    # A wide terminal: rich wraps tables to 80 columns when output is not a tty.
+    env = os.environ | {"COLUMNS": "200"}
+    return subprocess.run(
+        [*STATE, *args], capture_output=True, text=True, timeout=120, check=False, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("state") / "state.sqlite3"
+    rng = np.random.default_rng(1)
+    with StateStore(path) as store:
+        store.note_board(TEST_BOARD, "boot-a")
+        store.record_program(SERIAL, 0, 0, 0, targets(rng, (64, 48)), REPORT, "alice", "boot-a")
+        store.record_program(SERIAL, 2, 3, 4, targets(rng, (5, 6)), REPORT, "bob", "boot-a")
+    return path
+
+
+def test_show_lists_boards_and_programmed_cells_per_tile(store_path: Path) -> None:
+    result = run_state("show", "--store", str(store_path))
+    assert result.returncode == 0, result.stderr
+    assert "TEST-1 (SIDRA-TEST)" in result.stdout and "boot boot-a" in result.stdout
+    assert "3,072 / 3,072" in result.stdout and "30 / 3,072" in result.stdout
+    assert "never" in result.stdout  # tile 1
+
+    shown = json.loads(run_state("show", "--store", str(store_path), "--json").stdout)
+    (board,) = shown
+    assert board["serial_number"] == SERIAL and board["last_boot_id"] == "boot-a"
+    assert [t["programmed_cells"] for t in board["tiles"]] == [3072, 0, 30]
+    assert [t["programs"] for t in board["tiles"]] == [1, 0, 1]
+    assert board["tiles"][1]["last_program_utc"] is None
+
+
+def test_history_as_a_table_and_as_json(store_path: Path) -> None:
+    table = run_state("history", "--store", str(store_path))
+    assert table.returncode == 0, table.stderr
+    assert "alice" in table.stdout and "bob" in table.stdout and "[3:8, 4:10]" in table.stdout
+
+    records = json.loads(run_state("history", "--store", str(store_path), "--json").stdout)
+    assert [r["principal"] for r in records] == ["alice", "bob"]
+    assert records[1]["region"] == {"row_offset": 3, "col_offset": 4, "rows": 5, "cols": 6}
+    assert records[1]["rms_error_us"] == REPORT.rms_error_us and records[1]["kind"] == "program"
+    latest = run_state("history", "--store", str(store_path), "--tile", "2", "--json")
+    assert [r["principal"] for r in json.loads(latest.stdout)] == ["bob"]
+
+
+def test_export_writes_the_golden_targets_and_masks(store_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "golden.npz"
+    result = run_state("export", str(out), "--store", str(store_path))
+    assert result.returncode == 0, result.stderr
+    with StateStore(store_path, read_only=True) as store:
+        golden = store.golden(SERIAL, 2)
+    with np.load(out) as saved:
+        assert saved["targets_us"][2].tobytes() == golden.targets_us.tobytes()
+        assert np.array_equal(saved["programmed"][2], golden.programmed)
+        assert saved["programmed"][0].all() and not saved["programmed"][1].any()
+
+
+def test_a_missing_store_or_board_is_a_clear_error(store_path: Path, tmp_path: Path) -> None:
+    missing = run_state("show", "--store", str(tmp_path / "none.sqlite3"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert not (tmp_path / "none.sqlite3").exists()
+    unknown = run_state("export", str(tmp_path / "x.npz"), "--store", str(store_path),
+                        "--board", "NOPE")  # fmt: skip
+    assert unknown.returncode == 2 and "board_serial: got 'NOPE'" in unknown.stderr
