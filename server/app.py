@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,22 +11,22 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
+from sidra.server.address import is_loopback
 from sidra.server.link_watch import LinkWatcher
+from sidra.server.security import AccessControl, TokensFile, server_credentials
 from sidra.server.servicer import SERVICE_NAME, BoardServicer, board_service_handler
+from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, ServerSettings
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "HEALTH_NAMES",
     "REFLECTION_NAMES",
+    "create_configured_server",
     "create_server",
     "is_loopback",
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""64 MiB: a batch of 1024 float32 vectors on a 256×256 tile is 1 MiB each way,
-with room for full conductance maps of large tiles."""
 
 HEALTH_NAMES = ("", SERVICE_NAME)
 """Service names grpc.health.v1.Health answers for: the server as a whole and BoardService."""
@@ -46,11 +45,17 @@ def create_server(
     max_workers: int = 8,
     reflection_enabled: bool = True,
     health_servicer: health.HealthServicer | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    tokens: TokensFile | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
-    Bind ``127.0.0.1:0`` to get a free port (tests do). The standard health
-    service reports :data:`HEALTH_NAMES` (``""`` and ``sidra.hil.v1.BoardService``)
+    Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
+    (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
+    with ``tokens`` every call needs a bearer token of the role its method
+    needs (:class:`~sidra.server.security.AccessControl`); without them every
+    call is the ``local`` principal's. The standard health service reports
+    :data:`HEALTH_NAMES` (``""`` and ``sidra.hil.v1.BoardService``)
     as SERVING (for a board behind a link, NOT_SERVING while the link is down:
     ``LinkWatcher``); server reflection, v1 and v1alpha (:data:`REFLECTION_NAMES`),
     lets grpcurl and other tools discover the API without the proto.
@@ -59,7 +64,11 @@ def create_server(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
-    server = grpc.server(ThreadPoolExecutor(max_workers=max_workers), options=limits)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=max_workers),
+        options=limits,
+        interceptors=(AccessControl(tokens),),
+    )
     server.add_generic_rpc_handlers((board_service_handler(BoardServicer(board)),))
 
     health_servicer = health_servicer or health.HealthServicer()
@@ -73,12 +82,38 @@ def create_server(
         _enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, *REFLECTION_NAMES))
 
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise OSError(f"listen: cannot bind {address!r} ({exc})") from exc
-    if not is_loopback(address):
-        log.warning("serving without TLS on non-loopback address %s", address)
+    if not is_loopback(address):  # sidra serve gets here only with allow_insecure
+        if credentials is None:
+            log.warning("serving without TLS on %s: traffic and tokens travel in clear", address)
+        if tokens is None:
+            log.warning("serving without [auth] on %s: every client may do everything", address)
     return server, port
+
+
+def create_configured_server(
+    board: Board,
+    settings: ServerSettings,
+    *,
+    health_servicer: health.HealthServicer | None = None,
+) -> tuple[grpc.Server, int]:
+    """:func:`create_server` as ``settings`` say: address, limits, reflection, TLS, tokens."""
+    tls = settings.tls
+    return create_server(
+        board,
+        settings.listen,
+        max_message_bytes=settings.max_message_mb * 2**20,
+        max_workers=settings.workers,
+        reflection_enabled=settings.reflection,
+        health_servicer=health_servicer,
+        credentials=server_credentials(tls.cert, tls.key, tls.client_ca) if tls else None,
+        tokens=TokensFile(settings.auth.tokens_file) if settings.auth else None,
+    )
 
 
 def _enable_reflection(server: grpc.Server, names: tuple[str, ...]) -> None:
@@ -98,14 +133,3 @@ def _enable_reflection(server: grpc.Server, names: tuple[str, ...]) -> None:
     )
     v1 = grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1_info})
     server.add_generic_rpc_handlers((v1,))
-
-
-def is_loopback(address: str) -> bool:
-    """True for ``127.0.0.1:port``, ``[::1]:port``, ``localhost:port``."""
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

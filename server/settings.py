@@ -1,31 +1,317 @@
-"""Server settings from the command line, the environment (``SIDRA_*``) or defaults."""
+"""How ``sidra serve`` runs: one settings model from a TOML file, ``SIDRA_*`` and options.
+
+Sources, strongest first: command-line options (keyword arguments), environment
+variables (``SIDRA_LISTEN``; nested keys with a double underscore:
+``SIDRA_TLS__CERT``), the TOML file named by ``--config`` (or ``SIDRA_CONFIG``),
+then the defaults below. :func:`load_settings` turns every refused value into a
+:class:`ConfigError` whose lines each name the key, what was given and what is
+allowed (``tls.cert: file not found '/x.pem'``).
+
+Two rules hold across keys: a listen address reachable from the network needs
+TLS and ``[auth]`` unless ``allow_insecure = true``; without ``[auth]`` the
+service is open to whoever can connect, which by the first rule is loopback only.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import tomllib
+from pathlib import Path
+from typing import Any
 
-from sidra.server.app import DEFAULT_MAX_MESSAGE_BYTES
+from platformdirs import user_data_dir
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-__all__ = ["ServerSettings"]
+from sidra.server.address import is_loopback, split_address
+from sidra.server.security.tls import key_pair_problem, pem_problem
+from sidra.server.security.tokens import read_tokens
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "AuthSettings",
+    "ConfigError",
+    "LimitsSettings",
+    "MetricsSettings",
+    "ServerSettings",
+    "StateSettings",
+    "TlsSettings",
+    "default_state_path",
+    "load_settings",
+]
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""64 MiB: a batch of 1024 float32 vectors on a 256×256 tile is 1 MiB each way,
+with room for full conductance maps of large tiles."""
+
+NONE = type(None)
+
+SECTION = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class ConfigError(ValueError):
+    """Settings that cannot run: one line per problem, each starting with its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _listen_address(value: str) -> str:
+    split_address(value)  # ValueError saying what a listen address looks like
+    return value
+
+
+def _pem(path: Path, kind: str) -> Path:
+    problem = pem_problem(path, kind)
+    if problem:
+        raise ValueError(problem)
+    return path
+
+
+class TlsSettings(BaseModel):
+    """``[tls]``: the server's certificate, and the CA of client certificates for mutual TLS."""
+
+    model_config = SECTION
+
+    cert: Path
+    """PEM file: the certificate chain the server presents, its own certificate first."""
+    key: Path
+    """PEM file: the private key of ``cert`` (readable by the service's user only)."""
+    client_ca: Path | None = None
+    """PEM file: CA certificate(s) that sign client certificates. Set: every client must
+    present one (mutual TLS), others fail the handshake. Unset: any client may connect."""
+
+    @field_validator("cert", "client_ca")
+    @classmethod
+    def _certificate(cls, path: Path | None) -> Path | None:
+        return None if path is None else _pem(path, "CERTIFICATE")
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, path: Path) -> Path:
+        return _pem(path, "PRIVATE KEY")
+
+    @model_validator(mode="after")
+    def _key_fits_cert(self) -> TlsSettings:
+        problem = key_pair_problem(self.cert, self.key)
+        if problem:
+            raise ValueError(f"tls.key: {problem}")
+        return self
+
+
+class AuthSettings(BaseModel):
+    """``[auth]``: bearer tokens; present, every call needs a token of a sufficient role."""
+
+    model_config = SECTION
+
+    tokens_file: Path
+    """TOML file of principals, roles and token digests (``sidra token add`` writes it).
+    Re-read when it changes, so adding or removing a principal needs no restart."""
+
+    @field_validator("tokens_file")
+    @classmethod
+    def _readable_tokens(cls, path: Path) -> Path:
+        if not path.is_file():
+            raise ValueError(f"file not found {str(path)!r} (sidra token add creates it)")
+        try:
+            principals = read_tokens(path)
+        except OSError as exc:
+            raise ValueError(f"cannot read {str(path)!r} ({exc.strerror})") from None
+        if not principals:
+            raise ValueError(f"{str(path)!r} holds no principals (sidra token add adds one)")
+        return path
+
+
+class LimitsSettings(BaseModel):
+    """``[limits]``: what one principal may ask of the board at a time.
+
+    Declared and validated here; the service does not enforce them yet.
+    """
+
+    model_config = SECTION
+
+    max_message_mb: int | None = Field(None, ge=1, le=2047)
+    """Largest request one principal may send, MiB; unset: the server-wide ``max_message_mb``."""
+    max_batch: int = Field(4096, ge=1, le=1_048_576)
+    """Most input vectors in one MVM or TransposeMVM request, vectors."""
+    max_in_flight: int = Field(4, ge=1, le=1024)
+    """Most requests one principal may have running or queued at once, requests."""
+
+
+def default_state_path() -> Path:
+    """``user_data_dir("sidra-hil")/state.sqlite3``: per user, surviving reboots
+    (``~/.local/share/sidra-hil/state.sqlite3`` on Linux)."""
+    return Path(user_data_dir("sidra-hil", appauthor=False)) / "state.sqlite3"
+
+
+class StateSettings(BaseModel):
+    """``[state]``: where the service keeps what it knows about the board between runs."""
+
+    model_config = SECTION
+
+    path: Path = Field(default_factory=default_state_path)
+    """SQLite file of the board's durable state; default: :func:`default_state_path`."""
+
+
+class MetricsSettings(BaseModel):
+    """``[metrics]``: the Prometheus endpoint."""
+
+    model_config = SECTION
+
+    listen: str | None = None
+    """host:port of the metrics endpoint, apart from the gRPC port; unset: no endpoint."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_an_address(cls, value: str | None) -> str | None:
+        return None if value is None else _listen_address(value)
 
 
 class ServerSettings(BaseSettings):
-    """How ``sidra serve`` runs; each field can be set as ``SIDRA_<FIELD>``."""
+    """How ``sidra serve`` runs; see the module docstring for where values come from."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SIDRA_", frozen=True, extra="forbid", use_attribute_docstrings=True
+        env_prefix="SIDRA_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
     )
 
+    config: Path | None = None
+    """The TOML file the other settings were read from (``--config``, ``SIDRA_CONFIG``)."""
     board: str = "emu://"
     """Board URL: ``emu://?preset=...``, ``serial:///dev/ttyUSB0?baud=921600``,
     ``socket://host:port`` (a board behind the wire protocol), ``pcie://0000:01:00.0`` or
     ``pcie+file:///path`` (a PCIe board's BAR0, or a virtual one behind a mapped file)."""
     listen: str = "127.0.0.1:50051"
-    """host:port to listen on; port 0 picks a free one. Loopback unless TLS is configured."""
+    """host:port to listen on; port 0 picks a free one. Beyond loopback it needs
+    ``[tls]`` and ``[auth]``, or ``allow_insecure = true``."""
     max_message_mb: int = Field(DEFAULT_MAX_MESSAGE_BYTES // 2**20, ge=1, le=2047)
     """Largest gRPC message sent or received, MiB."""
     workers: int = Field(8, ge=1, le=256)
     """Worker threads of the gRPC server (calls on one board are serialised anyway)."""
     reflection: bool = True
-    """Register gRPC server reflection, v1 and v1alpha, so grpcurl-style tools discover the API."""
+    """Register gRPC server reflection, v1 and v1alpha, so grpcurl-style tools discover the
+    API (with ``[auth]``, reflection needs a viewer token)."""
+    allow_insecure: bool = False
+    """Serve a non-loopback address without TLS or without ``[auth]`` anyway (logged as a
+    warning at start): only on a network where everyone who can connect is trusted."""
+    tls: TlsSettings | None = None
+    """``[tls]``; unset: plaintext (loopback only unless ``allow_insecure``)."""
+    auth: AuthSettings | None = None
+    """``[auth]``; unset: every caller may do everything (loopback only unless
+    ``allow_insecure``)."""
+    limits: LimitsSettings = LimitsSettings()
+    """``[limits]``: per-principal limits."""
+    state: StateSettings = Field(default_factory=StateSettings)
+    """``[state]``: durable board state."""
+    metrics: MetricsSettings = MetricsSettings()
+    """``[metrics]``: the metrics endpoint."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Options, then SIDRA_*, then the file: the file is read last so the
+        # options and the environment can name it (--config, SIDRA_CONFIG).
+        return init_settings, env_settings, TomlFileSource(settings_cls)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_an_address(cls, value: str) -> str:
+        return _listen_address(value)
+
+    @model_validator(mode="after")
+    def _network_needs_protection(self) -> ServerSettings:
+        if is_loopback(self.listen) or self.allow_insecure:
+            return self
+        missing = [name for name, part in (("[tls]", self.tls), ("[auth]", self.auth)) if not part]
+        if missing:
+            raise ValueError(
+                f"listen: {self.listen!r} is reachable from the network, which needs "
+                f"{' and '.join(missing)} (or allow_insecure = true on a trusted network); "
+                "loopback addresses (127.0.0.1, [::1], localhost) need neither"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _limits_fit_the_server(self) -> ServerSettings:
+        per_principal = self.limits.max_message_mb
+        if per_principal is not None and per_principal > self.max_message_mb:
+            raise ValueError(
+                f"limits.max_message_mb: {per_principal} is above max_message_mb = "
+                f"{self.max_message_mb}, the largest message the server accepts at all"
+            )
+        return self
+
+
+class TomlFileSource(PydanticBaseSettingsSource):
+    """The TOML file that a stronger source (options, environment) names as ``config``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.current_state.get("config")
+        if path is None:
+            return {}
+        try:
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"config: file not found {str(path)!r}"]) from None
+        except OSError as exc:
+            raise ConfigError([f"config: cannot read {str(path)!r} ({exc.strerror})"]) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"config: {str(path)!r} is not valid TOML ({exc})"]) from None
+        if "config" in values:
+            raise ConfigError(["config: name the file with --config or SIDRA_CONFIG, not in it"])
+        return values
+
+
+def load_settings(config: Path | None = None, **options: Any) -> ServerSettings:
+    """The settings from ``options`` (None values left out), ``SIDRA_*`` and ``config``.
+
+    Raises :class:`ConfigError` listing every problem, each naming its key.
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    if config is not None:
+        given["config"] = config
+    try:
+        return ServerSettings(**given)
+    except ValidationError as exc:
+        raise ConfigError([_problem(error) for error in exc.errors()]) from None
+
+
+def _problem(error: Any) -> str:
+    """One refused value as ``key: what is wrong (got value)``."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    key = ".".join(str(part) for part in error["loc"])
+    if not key or message.startswith(f"{key}."):
+        return message  # a rule across keys: its message starts with the key it is about
+    if error["type"] == "missing":
+        return f"{key}: required, not given"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (allowed: {_allowed_keys(error['loc'])})"
+    if error["type"] == "value_error":
+        return f"{key}: {message}"
+    return f"{key}: {message[:1].lower()}{message[1:]}; got {error['input']!r}"
+
+
+def _allowed_keys(location: tuple[Any, ...]) -> str:
+    model: Any = ServerSettings
+    for part in location[:-1]:
+        annotation = model.model_fields[str(part)].annotation
+        # A section is ``Section`` or ``Section | None``: the model is the non-None part.
+        model = next(a for a in getattr(annotation, "__args__", (annotation,)) if a is not NONE)
+    return ", ".join(name for name in model.model_fields if name != "config")

@@ -1,23 +1,24 @@
-"""``sidra``: serve a board, run the demo, benchmark."""
+"""``sidra``: serve a board, run the demo, benchmark, manage access tokens."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from grpc_health.v1 import health
-from pydantic import ValidationError
 
 from sidra.cli.bench import bench_app
 from sidra.cli.bench_serial import serial_command
 from sidra.cli.board import board_app
+from sidra.cli.token import token_app
 from sidra.cli.train import train_app
 from sidra.drivers import SidraError, open_board
-from sidra.server.app import create_server
-from sidra.server.settings import ServerSettings
+from sidra.server.app import create_configured_server
+from sidra.server.settings import ConfigError, ServerSettings, load_settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="SIDRA HIL: analog board control."
@@ -26,6 +27,10 @@ app = typer.Typer(
 
 @app.command()
 def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML settings file (docs/operations.md); options given here win."),
+    ] = None,
     board: Annotated[
         str | None, typer.Option(help="Board URL (emu://?preset=..., serial://..., pcie://...).")
     ] = None,
@@ -37,33 +42,22 @@ def serve(
 ) -> None:
     """Serve one board over gRPC until interrupted (SIGINT/SIGTERM drain and stop).
 
-    Options not given come from SIDRA_BOARD, SIDRA_LISTEN, SIDRA_MAX_MESSAGE_MB,
-    SIDRA_WORKERS, SIDRA_REFLECTION, then the defaults.
+    Settings not given as options come from SIDRA_* variables (SIDRA_LISTEN,
+    SIDRA_TLS__CERT, ...), then the --config file (or SIDRA_CONFIG), then the defaults.
     """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    given: dict[str, Any] = {
-        "board": board,
-        "listen": listen,
-        "max_message_mb": max_message_mb,
-        "workers": workers,
-    }
+    settings = _settings_or_exit(
+        config, board=board, listen=listen, max_message_mb=max_message_mb, workers=workers
+    )
     try:
-        settings = ServerSettings(**{k: v for k, v in given.items() if v is not None})
         driver = open_board(settings.board)
-    except (ValidationError, SidraError) as exc:
+    except SidraError as exc:
         raise typer.BadParameter(str(exc)) from exc
     health_servicer = health.HealthServicer()
     try:
-        server, port = create_server(
-            driver,
-            settings.listen,
-            max_message_bytes=settings.max_message_mb * 2**20,
-            max_workers=settings.workers,
-            reflection_enabled=settings.reflection,
-            health_servicer=health_servicer,
-        )
+        server, port = create_configured_server(driver, settings, health_servicer=health_servicer)
     except OSError as exc:
         driver.close()
         raise typer.BadParameter(str(exc)) from exc
@@ -71,7 +65,9 @@ def serve(
     host = settings.listen.rsplit(":", 1)[0]
     info = driver.info
     typer.echo(
-        f"serving {info.model} ({info.serial_number}, {settings.board}) on {host}:{port}", err=True
+        f"serving {info.model} ({info.serial_number}, {settings.board}) on {host}:{port}"
+        f" [{_protection(settings)}]",
+        err=True,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,6 +78,25 @@ def serve(
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=2.0).wait()
     driver.close()
+
+
+def _settings_or_exit(config: Path | None, **options: Any) -> ServerSettings:
+    """The settings, or exit 2 after one line per key at fault (a traceback would bury them)."""
+    try:
+        return load_settings(config, **options)
+    except ConfigError as exc:
+        typer.echo("sidra serve: invalid configuration", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _protection(settings: ServerSettings) -> str:
+    """How the service is protected, for its first line: TLS mode and authentication."""
+    tls = settings.tls
+    transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
+    auth = "no auth" if settings.auth is None else f"tokens {settings.auth.tokens_file}"
+    return f"{transport}, {auth}"
 
 
 @app.command()
@@ -103,6 +118,7 @@ def demo(
 bench_app.command("serial")(serial_command)
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
+app.add_typer(token_app, name="token")
 app.add_typer(train_app, name="train")
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import grpc
 
-__all__ = ["pem_problem", "server_credentials"]
+__all__ = ["key_pair_problem", "pem_problem", "server_credentials"]
 
 
 def pem_problem(path: Path, kind: str) -> str | None:
@@ -23,6 +24,22 @@ def pem_problem(path: Path, kind: str) -> str | None:
         return f"cannot read {str(path)!r} ({exc.strerror})"
     if b"-----BEGIN " not in text or kind.encode() not in text:
         return f"{str(path)!r} holds no PEM {kind.lower()}"
+    return None
+
+
+def key_pair_problem(cert: Path, key: Path) -> str | None:
+    """Why ``key`` cannot serve ``cert`` (not its key, encrypted, unreadable); None if it can.
+
+    gRPC's own message for a mismatch is "failed to bind", which sends people
+    looking at the address instead of the files.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        return f"{str(key)!r} is not the private key of {str(cert)!r} ({exc.reason})"
+    except OSError as exc:
+        return f"cannot load {str(key)!r} with {str(cert)!r} ({exc})"
     return None
 
 
