@@ -4,11 +4,14 @@
     with connect("127.0.0.1:50051") as board:
         currents = board.mvm(0, voltages).currents
 
-``open_board("grpc://127.0.0.1:50051")`` returns the same :class:`RemoteBoard`.
+``open_board("grpc://127.0.0.1:50051")`` returns the same :class:`RemoteBoard`. A
+secured server takes ``connect(address, tls=TlsCredentials(root_ca=...), token=...)``
+(the token defaults to ``SIDRA_TOKEN``) or ``grpcs://host:port?ca=PATH`` URLs.
 The exception tree is shared with the drivers (``sidra.drivers.errors``); training
 loops that run on any board live in ``sidra.training``.
 """
 
+from sidra.client.credentials import TlsCredentials
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
 from sidra.drivers.errors import (
     BoardFault,
@@ -36,6 +39,7 @@ __all__ = [
     "Region",
     "RemoteBoard",
     "SidraError",
+    "TlsCredentials",
     "Unsupported",
     "connect",
     "rademacher",

@@ -9,11 +9,18 @@ SIDRA exception tree (``sidra.drivers.errors``), never a raw ``grpc.RpcError``.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult
 
 import grpc
 
+from sidra.client.credentials import (
+    BearerToken,
+    TlsCredentials,
+    check_token_transport,
+    token_from_env,
+)
 from sidra.client.errors import from_rpc_error
 from sidra.drivers import Board, BoardInfo, BoardUnavailable, InvalidArgument
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
@@ -25,6 +32,7 @@ from sidra.drivers.requests import (
     TransposeMVMRequest,
 )
 from sidra.drivers.types import BoardDescription
+from sidra.drivers.url import query_options
 from sidra.drivers.validation import to_float32
 from sidra.hil import convert
 from sidra.hil.v1 import board_pb2 as pb
@@ -112,11 +120,24 @@ def _representable(request: Request) -> Request:
     return request
 
 
+GRPCS_OPTIONS = {"ca", "cert", "key"}
+"""grpcs:// URL options: PEM files of the server's CA and the client's certificate and key."""
+
+
 def from_url(url: SplitResult) -> RemoteBoard:
-    """``grpc://host:port``: the board behind a ``sidra serve`` (the ``sidra.boards`` entry)."""
-    if not url.netloc or url.path not in ("", "/") or url.query:
-        raise InvalidArgument("board url", url.geturl(), "grpc://host:port")
-    return connect(url.netloc)
+    """``grpc://host:port`` or ``grpcs://host:port?ca=PATH&cert=PATH&key=PATH`` (TLS; cert
+    and key for mutual TLS): the board behind a ``sidra serve`` (the ``sidra.boards`` entry).
+    The bearer token, if the server wants one, comes from ``SIDRA_TOKEN``."""
+    shape = "grpcs://host:port[?ca=PATH&cert=PATH&key=PATH]"
+    if url.scheme == "grpc":
+        shape = "grpc://host:port"
+    if not url.netloc or url.path not in ("", "/") or (url.query and url.scheme == "grpc"):
+        raise InvalidArgument("board url", url.geturl(), shape)
+    if url.scheme == "grpc":
+        return connect(url.netloc)
+    files = {key: Path(value) for key, value in query_options(url, GRPCS_OPTIONS).items()}
+    tls = TlsCredentials(root_ca=files.get("ca"), cert=files.get("cert"), key=files.get("key"))
+    return connect(url.netloc, tls=tls)
 
 
 def connect(
@@ -125,25 +146,38 @@ def connect(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     wait_ready_s: float | None = 10.0,
+    tls: TlsCredentials | None = None,
+    token: str | None = None,
 ) -> RemoteBoard:
     """Opens a channel to ``address`` (``host:port``) and returns the board behind it.
 
+    ``tls``: connect over TLS (mutual TLS when it holds a client certificate).
+    ``token``: the bearer token sent with every call; None reads ``SIDRA_TOKEN``.
+    A token goes in clear only to a loopback address: elsewhere it needs ``tls``.
     Waits up to ``wait_ready_s`` seconds for the server (``None``: don't wait) and
     raises :class:`~sidra.drivers.BoardUnavailable` if it does not answer.
     """
-    channel = grpc.insecure_channel(
-        address,
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ],
-    )
+    token = token if token is not None else token_from_env()
+    if token:
+        check_token_transport(address, tls)
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    if tls is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        channel = grpc.secure_channel(address, tls.channel_credentials(), options=options)
     if wait_ready_s is not None:
         try:
             grpc.channel_ready_future(channel).result(timeout=wait_ready_s)
         except grpc.FutureTimeoutError as exc:
             channel.close()
+            handshake = " (or the TLS handshake failed: check the CA and client certificate)"
             raise BoardUnavailable(
                 f"no SIDRA server answered at {address} within {wait_ready_s:g} s"
+                + (handshake if tls else "")
             ) from exc
+    if token:
+        channel = grpc.intercept_channel(channel, BearerToken(token))
     return RemoteBoard(channel, timeout_s=timeout_s, owns_channel=True)

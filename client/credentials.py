@@ -1,0 +1,124 @@
+"""How a client proves itself to a secured ``sidra serve``: TLS and a bearer token.
+
+:class:`TlsCredentials` names the CA that signed the server's certificate and,
+for a server that asks for client certificates (mutual TLS), the client's own
+certificate and key. A bearer token travels as ``authorization: Bearer <token>``
+metadata on every call; :func:`token_from_env` reads it from ``SIDRA_TOKEN`` so
+scripts and training jobs keep it out of their command lines.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from sidra.drivers import InvalidArgument
+
+__all__ = [
+    "TOKEN_ENV",
+    "BearerToken",
+    "TlsCredentials",
+    "check_token_transport",
+    "token_from_env",
+]
+
+TOKEN_ENV = "SIDRA_TOKEN"
+"""Environment variable holding the bearer token when none is passed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCredentials:
+    """TLS to the server; with ``cert`` and ``key`` also a client certificate (mutual TLS)."""
+
+    root_ca: Path | None = None
+    """PEM CA certificate(s) that signed the server's certificate; None: the system's roots."""
+    cert: Path | None = None
+    """PEM client certificate, for a server with ``[tls] client_ca``."""
+    key: Path | None = None
+    """PEM private key of ``cert``."""
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """gRPC channel credentials; InvalidArgument naming a file that cannot be read."""
+        if (self.cert is None) != (self.key is None):
+            given = "cert" if self.cert is not None else "key"
+            raise InvalidArgument(f"tls.{given}", "without its pair", "cert and key together")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_pem("tls.root_ca", self.root_ca),
+            private_key=_pem("tls.key", self.key),
+            certificate_chain=_pem("tls.cert", self.cert),
+        )
+
+
+def _pem(field: str, path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(field, str(path), f"a readable PEM file ({exc.strerror})") from exc
+
+
+def token_from_env() -> str | None:
+    """The token in ``SIDRA_TOKEN``; None when unset or empty."""
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def check_token_transport(address: str, tls: TlsCredentials | None) -> None:
+    """Refuses to send a token in clear beyond loopback, where anyone on the path could
+    read and reuse it; InvalidArgument saying what would carry it safely."""
+    host = address.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    if tls is None and not _is_loopback(host):
+        raise InvalidArgument(
+            "token",
+            f"a token for {address}",
+            "a TLS connection (tls=TlsCredentials(...) or a grpcs:// URL) beyond loopback",
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc has no types
+    """Adds ``authorization: Bearer <token>`` to every unary call of a channel."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = ("authorization", f"Bearer {token}")
+
+    def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        metadata = [*(details.metadata or ()), self._metadata]
+        return continuation(_with_metadata(details, metadata), request)
+
+
+@dataclass(frozen=True, slots=True)
+class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]  # grpc has no types
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+def _with_metadata(details: Any, metadata: list[tuple[str, str]]) -> _CallDetails:
+    return _CallDetails(
+        details.method,
+        details.timeout,
+        metadata,
+        details.credentials,
+        details.wait_for_ready,
+        details.compression,
+    )

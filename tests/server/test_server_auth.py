@@ -1,0 +1,220 @@
+"""Bearer tokens and roles: every RPC refused without a token, with a bad one and with
+each role too low for it; the principal of each call; tokens stored only as hashes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from security_support import served, tokens_for_every_role
+
+from sidra.client import InvalidArgument, connect
+from sidra.drivers.operations import OPERATIONS
+from sidra.server.security import (
+    RPC_ROLES,
+    Role,
+    add_principal,
+    current_principal,
+    hash_token,
+    remove_principal,
+    required_role,
+)
+from sidra.server.servicer import SERVICE_NAME
+
+AUTH_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+RPCS = [op.rpc for op in OPERATIONS]
+
+
+@pytest.fixture(scope="module")
+def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("auth") / "tokens.toml"
+
+
+@pytest.fixture(scope="module")
+def tokens(tokens_file: Path) -> dict[Role, str]:
+    return tokens_for_every_role(tokens_file)
+
+
+@pytest.fixture(scope="module")
+def channel(tokens_file: Path, tokens: dict[Role, str]) -> Iterator[grpc.Channel]:
+    with served(tokens_file=tokens_file) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        yield ch
+
+
+def call(channel: grpc.Channel, rpc: str, token: str | None) -> grpc.StatusCode:
+    """Calls ``rpc`` with an empty request and ``token``; the status code it gets."""
+    method = channel.unary_unary(f"/{SERVICE_NAME}/{rpc}")
+    metadata = () if token is None else (("authorization", f"Bearer {token}"),)
+    try:
+        method(b"", timeout=10, metadata=metadata)
+    except grpc.RpcError as exc:
+        code: grpc.StatusCode = exc.code()
+        if code in AUTH_CODES:  # the message names the RPC and the role it needs
+            assert rpc in exc.details() and f"role {RPC_ROLES[rpc].label}" in exc.details()
+        return code
+    return grpc.StatusCode.OK
+
+
+def test_every_rpc_has_a_role() -> None:
+    """The role table is keyed by exactly the declared operations' RPC names."""
+    assert set(RPC_ROLES) == set(RPCS)
+
+
+def test_roles_follow_the_documented_ladder() -> None:
+    assert RPC_ROLES["GetBoardInfo"] == Role.VIEWER
+    assert {
+        RPC_ROLES[r] for r in ("MVM", "TransposeMVM", "ReadConductance", "ReadWriteCounts")
+    } == {Role.OPERATOR}
+    assert {RPC_ROLES[r] for r in ("Program", "Perturb", "Calibrate")} == {Role.PROGRAMMER}
+    assert RPC_ROLES["AdvanceClock"] == Role.ADMIN
+    assert required_role("/grpc.health.v1.Health/Check") is None
+    assert required_role("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo") == Role.VIEWER
+    assert required_role("/some.Other/Service") == Role.ADMIN  # unknown: closed
+
+
+@pytest.mark.parametrize("rpc", RPCS)
+def test_rpc_without_a_token_is_unauthenticated(channel: grpc.Channel, rpc: str) -> None:
+    assert call(channel, rpc, None) == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("rpc", RPCS)
+def test_rpc_with_a_bad_token_is_unauthenticated(channel: grpc.Channel, rpc: str) -> None:
+    assert call(channel, rpc, "not-a-token-anyone-was-given") == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("rpc", RPCS)
+def test_rpc_with_each_lower_role_is_permission_denied(
+    channel: grpc.Channel, tokens: dict[Role, str], rpc: str
+) -> None:
+    lower = [role for role in Role if role < RPC_ROLES[rpc]]
+    for role in lower:
+        assert call(channel, rpc, tokens[role]) == grpc.StatusCode.PERMISSION_DENIED, role
+
+
+@pytest.mark.parametrize("rpc", RPCS)
+def test_rpc_with_its_role_or_above_gets_through(
+    channel: grpc.Channel, tokens: dict[Role, str], rpc: str
+) -> None:
+    """The role needed and every higher one pass the check (the empty request may still
+    be refused by the board, as it would be without auth)."""
+    for role in (role for role in Role if role >= RPC_ROLES[rpc]):
+        assert call(channel, rpc, tokens[role]) not in AUTH_CODES, role
+
+
+@pytest.mark.parametrize(
+    "header", ["Basic dmlld2VyOnB3", "Bearer", "Bearer   ", "token-without-scheme"]
+)
+def test_malformed_authorization_is_unauthenticated(
+    channel: grpc.Channel, tokens: dict[Role, str], header: str
+) -> None:
+    method = channel.unary_unary(f"/{SERVICE_NAME}/GetBoardInfo")
+    with pytest.raises(grpc.RpcError) as caught:
+        method(b"", timeout=10, metadata=(("authorization", header),))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_health_needs_no_token(channel: grpc.Channel) -> None:
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_needs_a_viewer_token(channel: grpc.Channel, tokens: dict[Role, str]) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.ServerReflectionInfo(iter([request]), timeout=10))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    metadata = (("authorization", f"Bearer {tokens[Role.VIEWER]}"),)
+    (reply,) = stub.ServerReflectionInfo(iter([request]), timeout=10, metadata=metadata)
+    assert SERVICE_NAME in {s.name for s in reply.list_services_response.service}
+
+
+def test_client_library_sends_the_token(tmp_path: Path) -> None:
+    """connect(token=...) reaches a board that wants one; too low a role raises."""
+    tokens_file = tmp_path / "tokens.toml"
+    operator = add_principal(tokens_file, "ops", Role.OPERATOR)
+    with served(tokens_file=tokens_file) as port, connect(f"127.0.0.1:{port}", token=operator) as b:
+        assert b.mvm(0, np.zeros((1, b.info.rows), np.float32)).currents.shape == (1, b.info.cols)
+        with pytest.raises(Exception, match="Program needs role programmer"):
+            b.program(0, np.full((2, 2), 5.0, np.float32))
+
+
+def test_client_library_reads_sidra_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    monkeypatch.setenv("SIDRA_TOKEN", add_principal(tokens_file, "viewer1", Role.VIEWER))
+    with served(tokens_file=tokens_file) as port, connect(f"127.0.0.1:{port}") as board:
+        assert board.info.rows == 256
+
+
+def test_client_refuses_a_token_in_clear_beyond_loopback() -> None:
+    """A token never leaves the host unencrypted: no TLS, no connection."""
+    with pytest.raises(InvalidArgument, match="TLS"):
+        connect("192.0.2.1:50051", token="secret", wait_ready_s=None)
+
+
+def test_tokens_file_holds_only_hashes(tokens_file: Path, tokens: dict[Role, str]) -> None:
+    text = tokens_file.read_text(encoding="utf-8")
+    for token in tokens.values():
+        assert token not in text
+        assert hash_token(token) in text
+    assert tokens_file.stat().st_mode & 0o077 == 0  # owner only
+
+
+def test_tokens_file_changes_apply_without_restart(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    first = add_principal(tokens_file, "first", Role.VIEWER)
+    with served(tokens_file=tokens_file) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        late = add_principal(tokens_file, "late", Role.VIEWER)
+        assert call(ch, "GetBoardInfo", late) == grpc.StatusCode.OK
+        remove_principal(tokens_file, "late")
+        assert call(ch, "GetBoardInfo", late) == grpc.StatusCode.UNAUTHENTICATED
+        assert call(ch, "GetBoardInfo", first) == grpc.StatusCode.OK
+        tokens_file.write_text("not toml [", encoding="utf-8")  # broken: nobody gets in
+        assert call(ch, "GetBoardInfo", first) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def _whoami_handler() -> grpc.GenericRpcHandler:
+    """A method that answers with the name of the principal calling it."""
+
+    def name(_request: bytes, _context: grpc.ServicerContext) -> bytes:
+        return current_principal().name.encode()
+
+    method = grpc.unary_unary_rpc_method_handler(name)
+    return grpc.method_handlers_generic_handler("test.Whoami", {"Name": method})
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_handlers_see_the_authenticated_principal(tmp_path: Path, role: Role) -> None:
+    """current_principal() inside a handler names whoever made the call; an unknown
+    service needs admin, so lower roles are refused before the handler runs."""
+    tokens = tokens_for_every_role(tmp_path / "tokens.toml")
+    with (
+        served(tokens_file=tmp_path / "tokens.toml", extra=(_whoami_handler(),)) as port,
+        grpc.insecure_channel(f"127.0.0.1:{port}") as ch,
+    ):
+        whoami = ch.unary_unary("/test.Whoami/Name")
+        metadata = (("authorization", f"Bearer {tokens[role]}"),)
+        if role < Role.ADMIN:
+            with pytest.raises(grpc.RpcError) as caught:
+                whoami(b"", timeout=10, metadata=metadata)
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        else:
+            assert whoami(b"", timeout=10, metadata=metadata) == b"admin"
+
+
+def test_without_auth_every_call_is_local() -> None:
+    with (
+        served(extra=(_whoami_handler(),)) as port,
+        grpc.insecure_channel(f"127.0.0.1:{port}") as ch,
+    ):
+        assert ch.unary_unary("/test.Whoami/Name")(b"", timeout=10) == b"local"
+
+
+def test_current_principal_outside_a_call_refuses_to_guess() -> None:
+    with pytest.raises(LookupError, match="outside an RPC"):
+        current_principal()
