@@ -13,7 +13,7 @@ from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
 from sidra.server.address import is_loopback
 from sidra.server.link_watch import LinkWatcher
-from sidra.server.security import AccessControl, TokensFile, server_credentials
+from sidra.server.security import AccessControl, TokensFile, principal_name, server_credentials
 from sidra.server.servicer import SERVICE_NAME, BoardServicer, board_service_handler
 from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, ServerSettings
 
@@ -69,7 +69,8 @@ def create_server(
         options=limits,
         interceptors=(AccessControl(tokens),),
     )
-    server.add_generic_rpc_handlers((board_service_handler(BoardServicer(board)),))
+    servicer = BoardServicer(board, principal_of=principal_name)
+    server.add_generic_rpc_handlers((board_service_handler(servicer),))
 
     health_servicer = health_servicer or health.HealthServicer()
     for name in HEALTH_NAMES:

@@ -7,7 +7,12 @@
 - :mod:`~sidra.server.security.tls`: server TLS and mutual-TLS credentials.
 """
 
-from sidra.server.security.access import AccessControl, current_principal
+from sidra.server.security.access import (
+    AccessControl,
+    current_principal,
+    principal_name,
+    principal_of,
+)
 from sidra.server.security.roles import RPC_ROLES, Role, required_role
 from sidra.server.security.tls import server_credentials
 from sidra.server.security.tokens import (
@@ -30,6 +35,8 @@ __all__ = [
     "add_principal",
     "current_principal",
     "hash_token",
+    "principal_name",
+    "principal_of",
     "read_tokens",
     "remove_principal",
     "required_role",

@@ -25,7 +25,7 @@ import grpc
 from sidra.server.security.roles import Role, required_role
 from sidra.server.security.tokens import LOCAL, Principal, TokensFile
 
-__all__ = ["AUTHORIZATION", "AccessControl", "current_principal"]
+__all__ = ["AUTHORIZATION", "AccessControl", "current_principal", "principal_name", "principal_of"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,20 @@ def current_principal() -> Principal:
         return _PRINCIPAL.get()
     except LookupError:
         raise LookupError("no principal: current_principal() is called outside an RPC") from None
+
+
+def principal_of(context: grpc.ServicerContext) -> Principal:
+    """The principal of the call ``context`` belongs to, for a handler serving it.
+
+    The context itself carries no principal: the interceptor binds it to the
+    thread serving the call, which is the one calling this.
+    """
+    return current_principal()
+
+
+def principal_name(context: grpc.ServicerContext) -> str:
+    """:func:`principal_of`'s name: how ``BoardServicer`` attributes a write."""
+    return principal_of(context).name
 
 
 class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types

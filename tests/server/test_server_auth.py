@@ -21,6 +21,8 @@ from sidra.server.security import (
     add_principal,
     current_principal,
     hash_token,
+    principal_name,
+    principal_of,
     remove_principal,
     required_role,
 )
@@ -181,8 +183,9 @@ def test_tokens_file_changes_apply_without_restart(tmp_path: Path) -> None:
 def _whoami_handler() -> grpc.GenericRpcHandler:
     """A method that answers with the name of the principal calling it."""
 
-    def name(_request: bytes, _context: grpc.ServicerContext) -> bytes:
-        return current_principal().name.encode()
+    def name(_request: bytes, context: grpc.ServicerContext) -> bytes:
+        assert principal_of(context) == current_principal()
+        return principal_name(context).encode()
 
     method = grpc.unary_unary_rpc_method_handler(name)
     return grpc.method_handlers_generic_handler("test.Whoami", {"Name": method})
