@@ -48,22 +48,19 @@ from sidra.server.state.records import (
     TileSummary,
     WriteCountMap,
 )
+from sidra.server.state.rows import (
+    BOARD_COLUMNS,
+    PROGRAM_COLUMNS,
+    board_record,
+    history_filter,
+    program_record,
+)
 from sidra.server.state.schema import SCHEMA_VERSION, migrate, schema_version
 
 __all__ = ["BUSY_TIMEOUT_S", "StateStore"]
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's transaction before failing, s."""
-
-_BOARD_COLUMNS = (
-    "serial_number, model, tile_count, rows, cols, g_min_us, g_max_us, first_seen_utc, "
-    "last_seen_utc, last_boot_id"
-)
-_PROGRAM_COLUMNS = (
-    "id, board_serial, tile, row_offset, col_offset, rows, cols, principal, time_utc, "
-    "boot_id, kind, cells_written, verify_iterations, pulses, rms_error_us, max_error_us, "
-    "unconverged_cells, cells_over_budget"
-)
 
 
 def _utc_now() -> datetime:
@@ -163,7 +160,7 @@ class StateStore:
         with self._writing("note board") as db:
             before = self._board_or_none(db, info.serial_number)
             db.execute(
-                f"""INSERT INTO boards ({_BOARD_COLUMNS})
+                f"""INSERT INTO boards ({BOARD_COLUMNS})
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (serial_number) DO UPDATE SET model = excluded.model,
                     tile_count = excluded.tile_count, rows = excluded.rows,
@@ -185,9 +182,9 @@ class StateStore:
     def boards(self) -> list[BoardRecord]:
         """Every board in the store, by serial number."""
         with self._reading("list boards") as db:
-            query = f"SELECT {_BOARD_COLUMNS} FROM boards ORDER BY serial_number"
+            query = f"SELECT {BOARD_COLUMNS} FROM boards ORDER BY serial_number"
             rows = db.execute(query).fetchall()
-        return [_board_record(row) for row in rows]
+        return [board_record(row) for row in rows]
 
     # -- programs --------------------------------------------------------------------------
 
@@ -230,7 +227,7 @@ class StateStore:
                 ),
             )  # fmt: skip
             cursor = db.execute(
-                f"""INSERT INTO programs ({_PROGRAM_COLUMNS.removeprefix("id, ")})
+                f"""INSERT INTO programs ({PROGRAM_COLUMNS.removeprefix("id, ")})
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     board_serial, tile, region.row_offset, region.col_offset, region.rows,
@@ -244,9 +241,9 @@ class StateStore:
                 (now, boot_id, board_serial),
             )
             row = db.execute(
-                f"SELECT {_PROGRAM_COLUMNS} FROM programs WHERE id = ?", (cursor.lastrowid,)
+                f"SELECT {PROGRAM_COLUMNS} FROM programs WHERE id = ?", (cursor.lastrowid,)
             ).fetchone()
-        return _program_record(row)
+        return program_record(row)
 
     def golden(self, board_serial: str, tile: int) -> GoldenMap:
         """The golden targets of ``tile`` (µS) and the mask of cells ever programmed."""
@@ -262,11 +259,11 @@ class StateStore:
         only the latest ``limit`` if given."""
         if limit is not None and limit < 0:
             raise InvalidArgument("limit", limit, "None (all records) or a count >= 0")
-        where, args = _filters(board_serial, tile)
-        query = f"SELECT {_PROGRAM_COLUMNS} FROM programs {where} ORDER BY id DESC LIMIT ?"
+        where, args = history_filter(board_serial, tile)
+        query = f"SELECT {PROGRAM_COLUMNS} FROM programs {where} ORDER BY id DESC LIMIT ?"
         with self._reading("read history") as db:
             rows = db.execute(query, (*args, -1 if limit is None else limit)).fetchall()
-        return [_program_record(row) for row in reversed(rows)]
+        return [program_record(row) for row in reversed(rows)]
 
     # -- write counts ----------------------------------------------------------------------
 
@@ -310,8 +307,8 @@ class StateStore:
         """Every board with, per tile, programmed cells, records and the last program time."""
         with self._reading("summarise") as db:
             boards = [
-                _board_record(row)
-                for row in db.execute(f"SELECT {_BOARD_COLUMNS} FROM boards ORDER BY serial_number")
+                board_record(row)
+                for row in db.execute(f"SELECT {BOARD_COLUMNS} FROM boards ORDER BY serial_number")
             ]
             programmed = {
                 (row[0], row[1]): int(row[2])
@@ -398,9 +395,9 @@ class StateStore:
 
     def _board_or_none(self, db: sqlite3.Connection, serial: str) -> BoardRecord | None:
         row = db.execute(
-            f"SELECT {_BOARD_COLUMNS} FROM boards WHERE serial_number = ?", (serial,)
+            f"SELECT {BOARD_COLUMNS} FROM boards WHERE serial_number = ?", (serial,)
         ).fetchone()
-        return None if row is None else _board_record(row)
+        return None if row is None else board_record(row)
 
     def _known_board(self, db: sqlite3.Connection, serial: str) -> BoardRecord:
         board = self._board_or_none(db, serial)
@@ -450,33 +447,3 @@ def _checked_region(board: BoardRecord, tile: int, region: Region) -> Region:
                 name, offset, f"an offset in [0, {extent - size}] ({size} {axis} of {extent})"
             )
     return region
-
-
-def _filters(board_serial: str | None, tile: int | None) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    if board_serial is not None:
-        clauses.append("board_serial = ?")
-        args.append(board_serial)
-    if tile is not None:
-        clauses.append("tile = ?")
-        args.append(tile)
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
-
-
-def _board_record(row: Any) -> BoardRecord:
-    (serial, model, tiles, rows, cols, g_min, g_max, first, last, boot) = tuple(row)
-    return BoardRecord(
-        serial, model, tiles, rows, cols, g_min, g_max,
-        datetime.fromisoformat(first), datetime.fromisoformat(last), boot,
-    )  # fmt: skip
-
-
-def _program_record(row: Any) -> ProgramRecord:
-    (id_, serial, tile, r0, c0, rows, cols, principal, time, boot, kind, *figures) = tuple(row)
-    written, iterations, pulses, rms, worst, unconverged, over_budget = figures
-    return ProgramRecord(
-        id_, serial, tile, Region(r0, c0, rows, cols), principal,
-        datetime.fromisoformat(time), boot, ProgramKind(kind), written, iterations, pulses,
-        rms, worst, unconverged, over_budget,
-    )  # fmt: skip

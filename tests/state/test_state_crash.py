@@ -81,6 +81,8 @@ def test_killed_writers_never_corrupt_the_store_or_lose_an_acknowledged_record(
         acks += [int(line.split()[1]) for line in rest.splitlines()]
         last_acknowledged = acks[-1]
 
+        with StateStore(path, read_only=True) as reader:  # `sidra state` before any restart
+            read_only_history = reader.history()
         assert _integrity(path) == "ok", f"kill {kill}"
         with StateStore(path) as store:  # reopened as a restarted server would
             history = store.history()
@@ -88,6 +90,7 @@ def test_killed_writers_never_corrupt_the_store_or_lose_an_acknowledged_record(
         # Every acknowledged record is there; at most one more, committed but killed
         # before its ack line was written.
         committed = len(history)
+        assert read_only_history == history
         assert committed - 1 in (last_acknowledged, last_acknowledged + 1), f"kill {kill}"
         unacknowledged_commits += committed - 1 - last_acknowledged
         assert [r.boot_id for r in history] == [f"run-{k}" for k in range(committed)]
