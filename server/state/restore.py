@@ -12,6 +12,7 @@ servicer's board lock held: it issues ordinary Programs.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 
 from sidra.drivers import Board, FailedPrecondition, ProgramReport
@@ -48,6 +49,8 @@ class RestoreReport:
     board_serial: str
     known: bool
     """False when the store has never seen this board: nothing to restore."""
+    boot_id: str = ""
+    """The boot/instance id the restore's records carry."""
     tiles: tuple[TileRestore, ...] = ()
     """Tiles with golden targets, restored, in tile order."""
     untouched_tiles: tuple[int, ...] = ()
@@ -75,20 +78,27 @@ class RestoreReport:
 
 
 def restore(
-    board: Board, store: StateStore, *, principal: str = RESTORE_PRINCIPAL, boot_id: str = ""
+    board: Board,
+    store: StateStore,
+    *,
+    principal: str = RESTORE_PRINCIPAL,
+    boot_id: str | None = None,
 ) -> RestoreReport:
     """Programs ``store``'s golden targets of every tile onto ``board``.
 
-    ``boot_id`` is the board's boot/instance id, recorded with each Program.
+    ``boot_id`` is the board's boot/instance id, recorded with each Program
+    (default: a new random id, as the servicer's, since a restored board is a new
+    instance of its state).
     A board whose geometry differs from the store's record raises
     FailedPrecondition before anything is written. A failing Program raises;
     the tiles before it are restored and recorded.
     """
     info = board.info
+    boot_id = boot_id or uuid.uuid4().hex
     try:
         record = store.board(info.serial_number)
     except StateStoreError:
-        return RestoreReport(info.serial_number, known=False)
+        return RestoreReport(info.serial_number, known=False, boot_id=boot_id)
     _check_geometry(record, (info.tile_count, info.rows, info.cols))
     restored, untouched = [], []
     for tile in range(info.tile_count):
@@ -110,7 +120,7 @@ def restore(
             )  # fmt: skip
             reports.append((region.rows * region.cols, report))
         restored.append(_tile_restore(tile, reports))
-    return RestoreReport(info.serial_number, True, tuple(restored), tuple(untouched))
+    return RestoreReport(info.serial_number, True, boot_id, tuple(restored), tuple(untouched))
 
 
 def _check_geometry(record: BoardRecord, found: tuple[int, int, int]) -> None:

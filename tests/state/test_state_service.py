@@ -134,7 +134,7 @@ def test_restore_brings_every_tile_back_bit_for_bit_on_a_fresh_board(tmp_path: P
     assert np.array_equal(after[1], at_power_up)  # never programmed: left alone
     assert [t.tile for t in report.tiles] == [0, 2] and report.untouched_tiles == (1, 3)
     assert report.cells == 256 * 256 + int(golden[2].programmed.sum())
-    assert {r.boot_id for r in restores} == {"after"}
+    assert {r.boot_id for r in restores} == {"after"} == {report.boot_id}
     assert len(restores) == sum(t.programs for t in report.tiles)
     assert "tile 2:" in report.describe()
 
