@@ -19,7 +19,7 @@ __all__ = ["token_app"]
 token_app = typer.Typer(no_args_is_help=True, help="Principals and bearer tokens of sidra serve.")
 
 TokensFileOption = Annotated[
-    Path, typer.Option("--tokens-file", help="The tokens file ([auth] tokens_file).")
+    Path, typer.Option("--tokens-file", help="The tokens file (auth.tokens_file of sidra serve).")
 ]
 ROLES = ", ".join(role.label for role in Role)
 
