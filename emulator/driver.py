@@ -76,17 +76,17 @@ class EmulatorDriver(BoardDriver):
 
     def _handle(self, request: Request) -> Any:
         board = self.board
-        match request:
+        match request:  # the passes first: they are nearly every call
+            case MVMRequest(tile=tile, voltages=voltages):
+                return board.mvm(tile, voltages)
+            case TransposeMVMRequest(tile=tile, voltages=voltages):
+                return board.transpose_mvm(tile, voltages)
             case GetBoardInfoRequest():
                 return BoardDescription(board.info, board.stats())
             case ProgramRequest(tile=tile, conductances=targets):
                 return board.program(tile, request.region, targets)
             case ReadConductanceRequest(tile=tile, region=Region() as region):
                 return board.read_conductance(tile, region)
-            case MVMRequest(tile=tile, voltages=voltages):
-                return board.mvm(tile, voltages)
-            case TransposeMVMRequest(tile=tile, voltages=voltages):
-                return board.transpose_mvm(tile, voltages)
             case PerturbRequest(mode=PerturbMode.APPLY, tile=tile, region=Region() as region):
                 return board.perturb(tile, region, request.seed, request.amplitude_us, request.sign)
             case PerturbRequest(mode=PerturbMode.RESTORE, tile=tile, region=Region() as region):

@@ -95,6 +95,15 @@ class CrossbarTile:
         self.adc_levels = _levels(adc) if adc else 0
         self.adc_lsb_ua = profile.converters.adc_full_scale_ua / self.adc_levels if adc else 0.0
         self._kernel = PassKernel(self, (self.dac_step_v or 1.0) / (self.adc_lsb_ua or 1.0))
+        # Read noise in converter units, fixed by the profile (worked out once: every
+        # pass needs it). Output variance in LSB², conductance sigma per input step.
+        rn, out_unit = profile.read_noise, self.adc_lsb_ua or 1.0
+        g_sigma = rn.sigma_g_fraction * profile.conductance.g_max_us
+        self._read_noise = (
+            (rn.output_noise_ua / out_unit) ** 2,
+            g_sigma * (self.dac_step_v or 1.0) / out_unit,
+            rn.conductance_model is ConductanceNoiseModel.CONSTANT,
+        )
 
     @property
     def profile(self) -> BoardProfile:
@@ -166,12 +175,7 @@ class CrossbarTile:
 
     def _noise_std(self, x: FloatArray, cell_variance: FloatArray | None) -> FloatArray | None:
         """Std of the read noise of each output, [batch, 1] or [batch, outputs]; None if 0."""
-        rn = self._p.read_noise
-        out_unit = self.adc_lsb_ua or 1.0
-        in_unit = self.dac_step_v or 1.0
-        out_var = (rn.output_noise_ua / out_unit) ** 2
-        constant_g = rn.conductance_model is ConductanceNoiseModel.CONSTANT
-        g_sigma = rn.sigma_g_fraction * self._p.conductance.g_max_us * in_unit / out_unit
+        out_var, g_sigma, constant_g = self._read_noise
         if out_var == 0.0 and (g_sigma == 0.0 or not constant_g) and cell_variance is None:
             return None
         # Per-row variance σ_out² + σ_g²·‖V‖² and, for state-dependent noise,

@@ -31,7 +31,7 @@ ARM64 would need barriers Python cannot emit.
 
 from __future__ import annotations
 
-import os
+import select
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,12 +54,13 @@ __all__ = [
     "identify",
 ]
 
-SPIN_S = 100e-6
+SPIN_S = 200e-6
 """Busy-poll this long first: a small command (one MVM) is answered sooner than any
 sleep could wake up (~60 µs of timer slack)."""
-YIELD_S = 1e-3
-"""Then poll with sched_yield (lets the GIL and the core go) up to this long, then sleep
-50 µs / 1 ms. Not sleep(0): Linux timer slack makes it a ~60 µs nap."""
+POLL_S = 1e-3
+"""Then poll with a zero-timeout select up to this long (each lets other threads have
+the GIL, without giving the core away as sched_yield would: on a busy machine a yield
+can cost a whole scheduler tick), then sleep 50 µs / 1 ms between polls."""
 CHECK_EVERY_S = 1e-3
 """How often a waiting host checks BOOT_COUNT and that the device is still there."""
 HYBRID_MIN_S = 300e-6
@@ -342,7 +343,7 @@ class Queues:
 
 
 class _Backoff:
-    """Spin, then yield, then short sleeps: a 2-core machine and the GIL need turns."""
+    """Spin, then poll, then short sleeps: a 2-core machine and the GIL need turns."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
@@ -354,7 +355,7 @@ class _Backoff:
         elapsed = self.elapsed()
         if elapsed < SPIN_S:
             return
-        if elapsed < YIELD_S:
-            os.sched_yield()  # drops the GIL and the CPU for ~1 µs; sleep(0) naps ~60 µs
+        if elapsed < POLL_S:
+            select.select([], [], [], 0)  # drops the GIL for ~1 µs; sleep(0) naps ~60 µs
         else:
             time.sleep(50e-6 if elapsed < 20e-3 else 1e-3)

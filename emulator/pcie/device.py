@@ -9,8 +9,8 @@ its wire entry (the same table the serial firmware uses) and the emulator,
 writes the response into the slot's output window and then the completion,
 its phase word last (sidra.drivers.pcie.queues, "Memory ordering").
 
-An idle board busy-polls briefly, then yields and sleeps (up to 1 ms), so it
-never holds a core a host process needs (CI machines have two).
+An idle board busy-polls briefly, then sleeps between polls (50 µs, later up to
+5 ms), so it never holds a core a host process needs (CI machines have two).
 """
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ __all__ = ["PcieDevice"]
 
 ERROR_LIMIT = 4096
 """Largest error payload the device writes, bytes."""
-SPIN_S = 100e-6
-"""An idle device busy-polls this long: a host's next command usually comes that soon."""
+SPIN_S = 200e-6
+"""An idle device busy-polls this long: a host's next command usually comes that soon.
+Then it sleeps between polls (never sched_yield: on a busy machine a yield can cost a
+whole scheduler tick, and a device that spins longer would take a core the host's own
+work needs)."""
 
 
 # The device loop polls these: plain ints, looked up once (an IntFlag ``&`` builds a new
@@ -50,6 +53,10 @@ _CONTROL, _STATUS, _SQ_TAIL, _SQ_HEAD, _CQ_HEAD = (
 )
 _RESET, _ENABLE = int(r.Control.RESET), int(r.Control.ENABLE)
 _READY, _BUSY, _NEEDS_INIT = int(r.Status.READY), int(r.Status.BUSY), int(r.Status.NEEDS_INIT)
+
+
+_MSG = {int(msg): msg for msg in Msg}
+"""Opcode -> message id, without building an enum member per command."""
 
 
 def _idle_sleep(idle_s: float) -> float:
@@ -190,11 +197,8 @@ class PcieDevice:
                 idle_since = time.perf_counter()
                 continue
             idle = time.perf_counter() - idle_since
-            if idle > SPIN_S:  # spin, then yield, then sleep longer: a core for the host
-                if idle < 2e-3:
-                    os.sched_yield()  # sleep(0) would nap ~60 µs (timer slack)
-                else:
-                    time.sleep(50e-6 if idle < 50e-3 else _idle_sleep(idle))
+            if idle > SPIN_S:
+                time.sleep(50e-6 if idle < 50e-3 else _idle_sleep(idle))
 
     def step(self) -> bool:
         """One pass: a ring reset or the submissions waiting. True if it did anything."""
@@ -210,13 +214,16 @@ class PcieDevice:
             time.sleep(2e-3)
         entries = self._take()
         bar.write32(_STATUS, _READY | _BUSY)
-        answers = [a for a in (self._run(e) for e in entries) if a is not None]
+        # Each answer is posted as soon as it is ready: the host copies one result out
+        # while the next command runs. (The reverse fault answers the burst backwards.)
+        answers = (self._run(e) for e in entries)
         if self.faults.reverse:
-            answers.reverse()
+            answers = reversed(list(answers))  # type: ignore[assignment]
         for answer in answers:
             if self.removed or bar.read32(_STATUS) & _NEEDS_INIT:
                 return True  # removed or reset mid-batch: the rest is lost
-            self._complete(answer)
+            if answer is not None:
+                self._complete(answer)
         if not self.removed and not bar.read32(_STATUS) & _NEEDS_INIT:
             bar.write32(_STATUS, _READY)  # a reset keeps NEEDS_INIT
         return True
@@ -284,7 +291,7 @@ class PcieDevice:
             raise _Refused(Status.UNKNOWN_MESSAGE, f"opcode 0x{entry.opcode:02x} unknown")
         head_len = entry.head_len or len(payload)
         reader = _Window(self, payload[head_len:])
-        request = wire.unpack_request(Msg(entry.opcode), payload[:head_len], reader)
+        request = wire.unpack_request(_MSG[entry.opcode], payload[:head_len], reader)
         result = self.driver.run(request)
         head, data = wire.pack_result(result)
         cost = getattr(result, "cost", None)
