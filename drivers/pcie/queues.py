@@ -64,10 +64,14 @@ can cost a whole scheduler tick), then sleep 50 µs / 1 ms between polls."""
 CHECK_EVERY_S = 1e-3
 """How often a waiting host checks BOOT_COUNT and that the device is still there."""
 HYBRID_MIN_S = 300e-6
-"""Commands whose mean completion time is longer are waited for as the Linux block
-layer waits for polled NVMe I/O (hybrid polling): sleep half the mean, then poll. A
-long command's device then has both cores (its BLAS threads) instead of sharing one
-with a spinning host."""
+"""Commands whose mean completion time is longer are slept through: the host sleeps
+until HYBRID_MARGIN_S before the mean, then polls (the Linux block layer's hybrid
+polling of NVMe, with a fixed margin rather than half the mean). A long command's
+board then has both cores (its BLAS threads) instead of sharing one with a host
+that spins: on a 2-core machine spinning through half a batch MVM slows it down."""
+HYBRID_MARGIN_S = 150e-6
+"""How long before the expected completion a sleeping host wakes up to poll (longer
+than a sleep's timer slack, ~60 µs, so the running mean never learns the oversleep)."""
 _EWMA = 0.25
 """Weight of the newest completion time in the running mean of its command kind."""
 
@@ -297,8 +301,8 @@ class Queues:
         bar = self.bar
         now = time.perf_counter()
         expected = min(f.submitted + self._mean_s.get(f.kind, 0.0) for f in in_flight.values())
-        if expected - now > 2 * HYBRID_MIN_S:
-            time.sleep((expected - now) / 2)
+        if expected - now > HYBRID_MIN_S:
+            time.sleep(expected - now - HYBRID_MARGIN_S)
         waited = _Backoff()
         next_check = time.monotonic() + CHECK_EVERY_S
         while bar.read32(phase_at) & 1 != phase:
