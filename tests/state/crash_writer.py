@@ -1,4 +1,4 @@
-"""The writer the crash test kills: records Programs in a loop, one "ack N" line per commit.
+"""The writer the crash tests kill: records Programs in a loop, one "ack N" line per commit.
 
 Run as ``python crash_writer.py STORE``. Record N's tile, region and targets
 depend on N alone (:func:`program_of`), so the test can replay what the store
@@ -37,6 +37,25 @@ def program_of(n: int) -> tuple[int, int, int, npt.NDArray[np.float32]]:
     r0 = int(rng.integers(0, BOARD.rows - rows + 1))
     c0 = int(rng.integers(0, BOARD.cols - cols + 1))
     return tile, r0, c0, rng.uniform(1, 40, (rows, cols)).astype(np.float32)
+
+
+class Replay:
+    """The golden maps the store must hold after its first ``n`` records."""
+
+    def __init__(self) -> None:
+        shape = (BOARD.tile_count, BOARD.rows, BOARD.cols)
+        self.targets_us = np.zeros(shape, np.float32)
+        self.programmed = np.zeros(shape, bool)
+        self.applied = 0
+
+    def after(self, n: int) -> Replay:
+        for k in range(self.applied, n):
+            tile, r0, c0, g = program_of(k)
+            cells = (tile, slice(r0, r0 + g.shape[0]), slice(c0, c0 + g.shape[1]))
+            self.targets_us[cells] = g
+            self.programmed[cells] = True
+        self.applied = n
+        return self
 
 
 def main(path: str) -> None:

@@ -12,31 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from crash_writer import BOARD, program_of
+from crash_writer import BOARD, Replay
 
 from sidra.server.state import StateStore
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 KILLS = 20
-
-
-class Replay:
-    """The golden maps the store must hold after its first ``n`` records."""
-
-    def __init__(self) -> None:
-        shape = (BOARD.tile_count, BOARD.rows, BOARD.cols)
-        self.targets_us = np.zeros(shape, np.float32)
-        self.programmed = np.zeros(shape, bool)
-        self.applied = 0
-
-    def after(self, n: int) -> Replay:
-        for k in range(self.applied, n):
-            tile, r0, c0, g = program_of(k)
-            cells = (tile, slice(r0, r0 + g.shape[0]), slice(c0, c0 + g.shape[1]))
-            self.targets_us[cells] = g
-            self.programmed[cells] = True
-        self.applied = n
-        return self
 
 
 def _acks(writer: subprocess.Popen[str], wanted: int) -> list[int]:
