@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -107,24 +108,27 @@ def history(
     if as_json:
         typer.echo(json.dumps([_program_json(r) for r in records]))
         return
-    table = Table(title=f"program history ({len(records)} records)")
-    columns = ("#", "time (UTC)", "board", "tile", "region", "principal", "kind", "cells")
-    for column in (*columns, "rms error µS", "max error µS", "unconverged"):
-        table.add_column(column)
+    boards = sorted({r.board_serial for r in records})
+    several = len(boards) > 1  # one board: named in the title, not on every row
+    title = f"program history of {', '.join(boards) or 'no board'} ({len(records)} records)"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "region"]
+    for column in (*columns, "principal", "kind", "cells", "rms µS", "max µS", "unconv."):
+        table.add_column(column, no_wrap=column in ("time (UTC)", "region"))
     for r in records:
         region = r.region
         table.add_row(
             str(r.id),
             _time(r.time_utc),
-            r.board_serial,
+            *([r.board_serial] if several else []),
             str(r.tile),
             f"[{region.row_offset}:{region.row_offset + region.rows}, "
             f"{region.col_offset}:{region.col_offset + region.cols}]",
             r.principal,
             r.kind.value,
             f"{r.cells_written:,}",
-            f"{r.rms_error_us:.4g}",
-            f"{r.max_error_us:.4g}",
+            f"{r.rms_error_us:.3g}",
+            f"{r.max_error_us:.3g}",
             str(r.unconverged_cells),
         )
     Console().print(table)
