@@ -3,8 +3,8 @@
 URLs (options in the query string)::
 
     pcie://0000:01:00.0              BAR0 of a PCI device (sysfs resource0)
-    pcie+file:///tmp/sidra.bar       a file of BAR_SIZE bytes (the virtual PCIe board)
-    pcie+file:///tmp/sidra.bar?timeout=0.2
+    pcie+file:///dev/shm/sidra.bar       a file of BAR_SIZE bytes (the virtual PCIe board)
+    pcie+file:///dev/shm/sidra.bar?timeout=0.2
 
 Option: ``timeout`` (s, default 1.0): the margin added to each command's modeled
 time (its wire entry's ``device_seconds``) before a missing completion is a

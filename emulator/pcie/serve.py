@@ -5,11 +5,14 @@
 then remove the file (a stopped board is gone). :func:`serve_virtual_pcie_board`
 starts it as a separate process (``python -m sidra.emulator.pcie``), as a real
 board is a separate device: the host's polling never competes with it for the GIL.
+Its BAR file goes in /dev/shm (:func:`memory_dir`): a BAR is memory, and a file
+on a disk filesystem is written back by the kernel, which stalls doorbells.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -23,10 +26,54 @@ from sidra.emulator.config import BoardProfile
 from sidra.emulator.pcie.device import PcieDevice
 from sidra.emulator.pcie.faults import PcieFaults
 
-__all__ = ["VirtualPcieBoard", "run_device", "serve_virtual_pcie_board"]
+__all__ = [
+    "MEMORY_FILESYSTEMS",
+    "VirtualPcieBoard",
+    "filesystem_of",
+    "memory_dir",
+    "run_device",
+    "serve_virtual_pcie_board",
+]
+
+log = logging.getLogger(__name__)
+
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "hugetlbfs"})
+"""Filesystems whose files live in memory only: a BAR file there is never written back.
+
+A BAR file on a disk filesystem is dirty memory the kernel writes back every few
+seconds; each write to a page after that faults into the filesystem (ext4 journals
+it), so a doorbell can stall for milliseconds and the disk sees every window."""
+SHM_DIR = "/dev/shm"
 
 START_TIMEOUT_S = 30.0
 """How long a child board may take to publish its BAR (a cold import on a slow CI core)."""
+
+
+def filesystem_of(path: str) -> str:
+    """The type of the filesystem holding ``path`` (its folder when it does not exist
+    yet), from /proc/self/mounts; "" when that cannot be read."""
+    where = os.path.realpath(path if os.path.isdir(path) else os.path.dirname(path) or ".")
+    best, kind = "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = where == point or where.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        return ""
+    return kind
+
+
+def memory_dir() -> str | None:
+    """/dev/shm when it is a writable memory filesystem, else None (the default temp
+    folder): where a virtual board's BAR file belongs."""
+    usable = os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK | os.X_OK)
+    return SHM_DIR if usable and filesystem_of(SHM_DIR) in MEMORY_FILESYSTEMS else None
 
 
 def run_device(
@@ -39,6 +86,13 @@ def run_device(
 ) -> PcieDevice:
     """Creates the board at ``path``, announces its URL on ``out`` and serves until
     ``stop`` is set or the board is removed (a fault); the file is removed after."""
+    kind = filesystem_of(path)
+    if kind and kind not in MEMORY_FILESYSTEMS:
+        log.warning(
+            "the BAR file %s is on %s, a disk filesystem: the kernel writes it back and "
+            "doorbells can stall for milliseconds; put it in %s (a memory filesystem)",
+            path, kind, SHM_DIR,
+        )  # fmt: skip
     device = PcieDevice(path, profile, seed, faults)
     try:
         device.publish()
@@ -89,7 +143,7 @@ def serve_virtual_pcie_board(
         with serve_virtual_pcie_board(preset("ideal"), seed=1) as board:
             driver = open_board(board.url)
     """
-    with tempfile.TemporaryDirectory(prefix="sidra-pcie-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sidra-pcie-", dir=memory_dir()) as tmp:
         path = path or os.path.join(tmp, "bar0")
         profile_file = os.path.join(tmp, "profile.json")
         with open(profile_file, "w", encoding="utf-8") as f:

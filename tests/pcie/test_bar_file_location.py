@@ -1,0 +1,54 @@
+"""Where a virtual board's BAR file lives: in memory, never on a disk file system."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from sidra.emulator import preset
+from sidra.emulator.pcie import run_device, serve_virtual_pcie_board
+from sidra.emulator.pcie.serve import MEMORY_FILESYSTEMS, filesystem_of, memory_dir
+
+
+def _mounts() -> dict[str, str]:
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+        return {line.split()[1]: line.split()[2] for line in f if len(line.split()) >= 3}
+
+
+def test_filesystem_of_names_the_mount_a_path_lies_on(tmp_path: Path) -> None:
+    assert filesystem_of("/proc/self") == "proc"
+    assert filesystem_of("/") == _mounts()["/"]
+    # A file that does not exist yet is placed by its folder.
+    assert filesystem_of(str(tmp_path / "bar0")) == filesystem_of(str(tmp_path))
+
+
+def test_boards_the_tests_start_live_in_memory() -> None:
+    where = memory_dir()
+    if where is None:
+        pytest.skip("no writable memory file system at /dev/shm on this machine")
+    assert filesystem_of(where) in MEMORY_FILESYSTEMS
+    with serve_virtual_pcie_board(preset("ideal"), seed=1) as board:
+        assert os.path.dirname(os.path.dirname(board.path)) == where
+        assert filesystem_of(board.path) in MEMORY_FILESYSTEMS
+
+
+def test_a_bar_file_on_a_disk_file_system_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kind = filesystem_of(str(tmp_path))
+    if kind in MEMORY_FILESYSTEMS:
+        pytest.skip(f"the temporary folder is on {kind}, a memory file system")
+    stop = threading.Event()
+    stop.set()  # the board starts, publishes its file and stops at once
+    with (
+        caplog.at_level(logging.WARNING, logger="sidra.emulator.pcie.serve"),
+        open(os.devnull, "w", encoding="utf-8") as out,
+    ):
+        run_device(str(tmp_path / "bar0"), preset("ideal"), 1, None, stop, out)
+    assert f"is on {kind}, a disk filesystem" in caplog.text
+    assert "/dev/shm" in caplog.text
+    assert not (tmp_path / "bar0").exists()  # a stopped board removes its file
