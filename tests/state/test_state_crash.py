@@ -71,7 +71,10 @@ def test_killed_writers_never_corrupt_the_store_or_lose_an_acknowledged_record(
         # Every acknowledged record is there; at most one more, committed but killed
         # before its ack line was written.
         committed = len(history)
-        assert read_only_history == history
+        # A reader that may not write (no WAL recovery) can miss the one commit a kill
+        # interrupted before COMMIT returned, never an acknowledged one.
+        assert read_only_history == history[: len(read_only_history)], f"kill {kill}"
+        assert len(read_only_history) - 1 >= last_acknowledged, f"kill {kill}"
         assert committed - 1 in (last_acknowledged, last_acknowledged + 1), f"kill {kill}"
         unacknowledged_commits += committed - 1 - last_acknowledged
         assert [r.boot_id for r in history] == [f"run-{k}" for k in range(committed)]
