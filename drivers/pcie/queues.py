@@ -31,7 +31,6 @@ ARM64 would need barriers Python cannot emit.
 
 from __future__ import annotations
 
-import select
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ import numpy.typing as npt
 from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, FailedPrecondition
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
+from sidra.drivers.pcie.waiting import SPIN_S, Backoff, ServiceTimes
 from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
 from sidra.drivers.wire.messages import Feature
 
@@ -54,26 +54,8 @@ __all__ = [
     "identify",
 ]
 
-SPIN_S = 200e-6
-"""Busy-poll this long first: a small command (one MVM) is answered sooner than any
-sleep could wake up (~60 µs of timer slack)."""
-POLL_S = 1e-3
-"""Then poll with a zero-timeout select up to this long (each lets other threads have
-the GIL, without giving the core away as sched_yield would: on a busy machine a yield
-can cost a whole scheduler tick), then sleep 50 µs / 1 ms between polls."""
 CHECK_EVERY_S = 1e-3
 """How often a waiting host checks BOOT_COUNT and that the device is still there."""
-HYBRID_MIN_S = 300e-6
-"""Commands whose mean completion time is longer are slept through: the host sleeps
-until HYBRID_MARGIN_S before the mean, then polls (the Linux block layer's hybrid
-polling of NVMe, with a fixed margin rather than half the mean). A long command's
-board then has both cores (its BLAS threads) instead of sharing one with a host
-that spins: on a 2-core machine spinning through half a batch MVM slows it down."""
-HYBRID_MARGIN_S = 150e-6
-"""How long before the expected completion a sleeping host wakes up to poll (longer
-than a sleep's timer slack, ~60 µs, so the running mean never learns the oversleep)."""
-_EWMA = 0.25
-"""Weight of the newest completion time in the running mean of its command kind."""
 
 
 # Offsets and bits the rings use on every command: plain ints, looked up once (an IntFlag
@@ -195,8 +177,8 @@ class Queues:
         self.boot_count = boot_count
         self.timeout_s = timeout_s
         self.depth = bar.read32(r.OFFSET["QUEUE_DEPTH"])
-        self._mean_s: dict[tuple[int, int], float] = {}
-        """Running mean completion time of each command kind, s (hybrid polling)."""
+        self.service_times = ServiceTimes()
+        """Expected completion time of each command kind (sidra.drivers.pcie.waiting)."""
         self.reset_rings()
 
     # -- ring reset ------------------------------------------------------------------------
@@ -209,7 +191,7 @@ class Queues:
         self.free = list(range(self.depth))
         self.bar.write32(_CONTROL, _RESET | _ENABLE)
         deadline = time.monotonic() + self.timeout_s
-        waited = _Backoff()
+        waited = Backoff()
         while self.bar.read32(_CONTROL) & _RESET:
             self._check_alive()
             if time.monotonic() > deadline:
@@ -273,8 +255,9 @@ class Queues:
         bar = self.bar
         offset = r.CQ_OFFSET + (self.cq_head % self.depth) * r.COMPLETION.size
         phase = 1 ^ ((self.cq_head // self.depth) & 1)
+        overslept = False
         if bar.read32(offset + 4) & 1 != phase:
-            self._wait(offset + 4, phase, in_flight)
+            overslept = self._wait(offset + 4, phase, in_flight)
         cid, status, phase_slot, head_len, result_len, _, _ = r.COMPLETION.unpack(
             bar.read_bytes(offset, r.COMPLETION.size)
         )
@@ -284,26 +267,27 @@ class Queues:
                 f"{bar.name}: completion for command {cid} in slot {phase_slot >> 8}, "
                 f"which is not in flight; the rings are out of step"
             )
+        self.service_times.learn(flight.kind, time.perf_counter() - flight.submitted, overslept)
         out = r.out_window(flight.slot)
         head = bar.read_bytes(out, head_len)
         data = bar.read_array(out + head_len, result_len)
         self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
         bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
         self.free.append(flight.slot)
-        took = time.perf_counter() - flight.submitted
-        mean = self._mean_s.get(flight.kind, took)
-        self._mean_s[flight.kind] = mean + _EWMA * (took - mean)
         return cid, Completion(status, head, data)
 
-    def _wait(self, phase_at: int, phase: int, in_flight: dict[int, _InFlight]) -> None:
+    def _wait(self, phase_at: int, phase: int, in_flight: dict[int, _InFlight]) -> bool:
         """Until the completion entry at ``phase_at`` turns ``phase``: sleep through most
-        of a long command, then spin, yield and sleep; check the device on the way."""
+        of a long command, then spin, poll and sleep; check the device on the way.
+        True when a sleep ended with the completion already there (it was too long)."""
         bar = self.bar
         now = time.perf_counter()
-        expected = min(f.submitted + self._mean_s.get(f.kind, 0.0) for f in in_flight.values())
-        if expected - now > HYBRID_MIN_S:
-            time.sleep(expected - now - HYBRID_MARGIN_S)
-        waited = _Backoff()
+        nap = min(self.service_times.sleep_s(f.kind, now - f.submitted) for f in in_flight.values())
+        if nap > 0.0:
+            time.sleep(nap)
+            if bar.read32(phase_at) & 1 == phase:
+                return True
+        waited = Backoff()
         next_check = time.monotonic() + CHECK_EVERY_S
         while bar.read32(phase_at) & 1 != phase:
             if waited.elapsed() > SPIN_S and time.monotonic() >= next_check:
@@ -313,6 +297,7 @@ class Queues:
                 if time.monotonic() > deadline:
                     self._timed_out(deadline, in_flight)
             waited.wait()
+        return False
 
     # -- what went wrong -------------------------------------------------------------------
 
@@ -344,22 +329,3 @@ class Queues:
         except DeviceSilent as exc:
             raise DeviceSilent(f"{what}; the device does not answer at all") from exc
         raise DeadlineExceeded(f"{what}; the device answered a ring reset, commands aborted")
-
-
-class _Backoff:
-    """Spin, then poll, then short sleeps: a 2-core machine and the GIL need turns."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def wait(self) -> None:
-        elapsed = self.elapsed()
-        if elapsed < SPIN_S:
-            return
-        if elapsed < POLL_S:
-            select.select([], [], [], 0)  # drops the GIL for ~1 µs; sleep(0) naps ~60 µs
-        else:
-            time.sleep(50e-6 if elapsed < 20e-3 else 1e-3)
