@@ -71,7 +71,10 @@ class StateStore:
     """The state store at ``path``, created (with its folder) and migrated if needed.
 
     ``read_only=True`` opens an existing store for reading only (the ``sidra
-    state`` commands): no file is created, nothing is migrated.
+    state`` commands): no file is created, nothing is migrated. Such a reader
+    cannot run WAL recovery, so after a crash it may not see the one transaction
+    the crash interrupted before COMMIT returned (never acknowledged); the next
+    writable opening decides it.
     """
 
     def __init__(
