@@ -19,10 +19,12 @@ released before ``mmap.close()`` (else ``BufferError``).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import mmap
 import os
 import struct
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers.errors import BoardUnavailable
+from sidra.drivers.pcie import futex
 from sidra.drivers.pcie.registers import BAR_SIZE
 from sidra.drivers.types import Buffer
 
@@ -114,6 +117,21 @@ class RegisterIO(Protocol):
         """False once the device is gone (removed file, unbound device)."""
         ...
 
+    can_sleep: bool
+    """True when :meth:`wait_word` sleeps in the kernel until the other side changes
+    the word and :meth:`kick` wakes it (a virtual board's shared mapping); False
+    when a waiter has to poll (a hardware BAR: interrupts need VFIO, not used)."""
+
+    def wait_word(self, offset: int, value: int, timeout_s: float) -> None:
+        """Sleeps while the u32 register at ``offset`` reads ``value``, at most
+        ``timeout_s`` (a short sleep when it cannot: callers re-read the word)."""
+        ...
+
+    def kick(self, offset: int) -> None:
+        """Wakes whoever sleeps in :meth:`wait_word` on ``offset`` (nothing on hardware,
+        which sees its registers written)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -128,6 +146,15 @@ class MappedBar:
         self._u64 = memoryview(self._mm).cast("Q")
         self._bytes = np.frombuffer(self._mm, np.uint8)
         self._view = memoryview(self._mm)
+        self.can_sleep = False
+        self._base: ctypes.c_char | None = None
+        """The mapping's first byte as ctypes sees it: futex addresses count from it."""
+
+    def _sleep_on_words(self) -> None:
+        """Lets :meth:`wait_word` and :meth:`kick` use futexes on this mapping."""
+        if futex.AVAILABLE:
+            self._base = ctypes.c_char.from_buffer(self._mm)
+            self.can_sleep = True
 
     # The alignment check is inline: these run in every poll of the MVM path.
     def read32(self, offset: int) -> int:
@@ -170,9 +197,23 @@ class MappedBar:
     def present(self) -> bool:
         return True
 
+    def wait_word(self, offset: int, value: int, timeout_s: float) -> None:
+        if offset & 3:
+            raise _misaligned(offset, 4)
+        if self._base is None:
+            time.sleep(min(timeout_s, 50e-6))
+            return
+        futex.wait(ctypes.addressof(self._base) + offset, value, timeout_s)
+
+    def kick(self, offset: int) -> None:
+        if self._base is not None:
+            futex.wake(ctypes.addressof(self._base) + offset)
+
     def close(self) -> None:
         if self._fd < 0:
             return
+        self._base = None  # ctypes' export too
+        self.can_sleep = False
         del self._bytes  # numpy's export first, then the memoryviews, then the map
         self._u32.release()
         self._u64.release()
@@ -209,6 +250,7 @@ class FileBar(MappedBar):
             os.close(fd)
             raise BarSizeError(self.path, actual, size)
         super().__init__(f"pcie+file://{self.path}", fd, size)
+        self._sleep_on_words()  # both ends are processes sharing this file's pages
 
     def present(self) -> bool:
         """The mapped file still has a name: removing it, or a new board renamed over

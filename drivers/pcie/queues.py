@@ -60,10 +60,12 @@ CHECK_EVERY_S = 1e-3
 
 # Offsets and bits the rings use on every command: plain ints, looked up once (an IntFlag
 # ``&`` builds a new enum member, a dict lookup per access adds up on the MVM path).
-_STATUS, _CONTROL, _SQ_TAIL, _CQ_HEAD, _BOOT_COUNT, _MAGIC = (
-    r.OFFSET[name] for name in ("STATUS", "CONTROL", "SQ_TAIL", "CQ_HEAD", "BOOT_COUNT", "MAGIC")
+_STATUS, _CONTROL, _SQ_TAIL, _CQ_HEAD, _BOOT_COUNT, _MAGIC, _IRQ_ARM = (
+    r.OFFSET[name]
+    for name in ("STATUS", "CONTROL", "SQ_TAIL", "CQ_HEAD", "BOOT_COUNT", "MAGIC", "IRQ_ARM")
 )
 _RESET, _ENABLE = int(r.Control.RESET), int(r.Control.ENABLE)
+_PARKED = int(r.Status.PARKED)
 
 
 class IncompatibleBoard(BoardUnavailable):
@@ -190,6 +192,7 @@ class Queues:
         self.next_id = 0
         self.free = list(range(self.depth))
         self.bar.write32(_CONTROL, _RESET | _ENABLE)
+        self._kick_if_parked()
         deadline = time.monotonic() + self.timeout_s
         waited = Backoff()
         while self.bar.read32(_CONTROL) & _RESET:
@@ -216,7 +219,7 @@ class Queues:
             while queued < len(commands) and self.free:
                 self._submit(queued, commands[queued], in_flight)
                 queued += 1
-            self.bar.read32(_STATUS)  # flush the posted doorbell writes
+            self._kick_if_parked()
             cid, completion = self._reap(in_flight)
             results[in_flight.pop(cid).index] = completion
         return results  # type: ignore[return-value]  # every index was filled
@@ -250,6 +253,12 @@ class Queues:
         in_flight[cid] = _InFlight(index, slot, deadline, kind, time.perf_counter())
         bar.write32(_SQ_TAIL, self.sq_tail)  # 3. the doorbell, last
 
+    def _kick_if_parked(self) -> None:
+        """Reads STATUS, which flushes the posted doorbell writes; a virtual board whose
+        loop sleeps (PARKED) is kicked as well."""
+        if self.bar.read32(_STATUS) & _PARKED:
+            self.bar.kick(_SQ_TAIL)
+
     def _reap(self, in_flight: dict[int, _InFlight]) -> tuple[int, Completion]:
         """Waits for the next completion; returns its command id and response."""
         bar = self.bar
@@ -277,26 +286,38 @@ class Queues:
         return cid, Completion(status, head, data)
 
     def _wait(self, phase_at: int, phase: int, in_flight: dict[int, _InFlight]) -> bool:
-        """Until the completion entry at ``phase_at`` turns ``phase``: sleep through most
-        of a long command, then spin, poll and sleep; check the device on the way.
-        True when a sleep ended with the completion already there (it was too long)."""
+        """Until the completion entry at ``phase_at`` turns ``phase``; checks the device
+        on the way. A board that can raise interrupts (a virtual board: IRQ_ARM) is
+        slept on after a short spin, or at once for a long command; otherwise the host
+        sleeps through most of a long command, then spins, polls and naps. True when
+        such a sleep ended with the completion already there (it was too long)."""
         bar = self.bar
         now = time.perf_counter()
         nap = min(self.service_times.sleep_s(f.kind, now - f.submitted) for f in in_flight.values())
-        if nap > 0.0:
+        if nap > 0.0 and not bar.can_sleep:
             time.sleep(nap)
             if bar.read32(phase_at) & 1 == phase:
                 return True
+        sleep_now = nap > 0.0 and bar.can_sleep  # a long command: no spinning at all
         waited = Backoff()
         next_check = time.monotonic() + CHECK_EVERY_S
         while bar.read32(phase_at) & 1 != phase:
-            if waited.elapsed() > SPIN_S and time.monotonic() >= next_check:
+            if time.monotonic() >= next_check and waited.elapsed() > SPIN_S:
                 next_check = time.monotonic() + CHECK_EVERY_S
                 self._check_alive()
                 deadline = min(f.deadline for f in in_flight.values())
                 if time.monotonic() > deadline:
                     self._timed_out(deadline, in_flight)
-            waited.wait()
+            if sleep_now or (bar.can_sleep and waited.elapsed() > SPIN_S):
+                # Arm, look once more, sleep: a completion posted in between either shows
+                # in the look or finds IRQ_ARM set and wakes us. (Both sides store, then
+                # load, without a fence; the timeout bounds that rare lost wake-up.)
+                bar.write32(_IRQ_ARM, 1)
+                if bar.read32(phase_at) & 1 == phase:
+                    break
+                bar.wait_word(_IRQ_ARM, 1, CHECK_EVERY_S)
+            else:
+                waited.wait()
         return False
 
     # -- what went wrong -------------------------------------------------------------------

@@ -58,8 +58,9 @@ __all__ = [
 
 MAGIC = 0x41524453
 """``'SDRA'`` read as a little-endian u32: the first thing a host checks."""
-VERSION = 0x0001_0000
-"""Register-map version, major << 16 | minor. A host refuses another major."""
+VERSION = 0x0001_0001
+"""Register-map version, major << 16 | minor. A host refuses another major.
+1.1 added IRQ_ARM and STATUS.PARKED (a host of 1.0 polls, and still works)."""
 BOARD_ID = 0x3153
 """Board family id, ``'S1'`` read as a little-endian u32: SIDRA analog crossbar boards."""
 QUEUE_DEPTH = 8
@@ -80,6 +81,10 @@ class Status(IntFlag):
     """A device fault; ERROR_CODE says which."""
     NEEDS_INIT = 0x8
     """After a reset: the host must re-read the identity and restart its rings."""
+    PARKED = 0x10
+    """Virtual boards only: the device loop sleeps, and a host that writes a doorbell
+    also kicks it (a futex wake on SQ_TAIL). Hardware sees doorbells itself and never
+    sets it."""
 
 
 class Control(IntFlag):
@@ -112,8 +117,8 @@ _REGISTERS = [
     ("VERSION", 32, "RO", "u32", "", "register-map version, major << 16 | minor"),
     ("BOARD_ID", 32, "RO", "u32", "", f"board family id, {BOARD_ID:#06x} ('S1')"),
     ("BOOT_COUNT", 32, "RO", "u32", "boots", "increments at every device (re)boot: the epoch"),
-    ("STATUS", 32, "RO", "u32", "", "READY 0x1, BUSY 0x2, ERROR 0x4, NEEDS_INIT 0x8; a read "
-     "flushes the host's posted writes"),
+    ("STATUS", 32, "RO", "u32", "", "READY 0x1, BUSY 0x2, ERROR 0x4, NEEDS_INIT 0x8, "
+     "PARKED 0x10; a read flushes the host's posted writes"),
     ("ERROR_CODE", 32, "RO", "u32", "", "wire status of the last device fault (0 = none)"),
     ("CONTROL", 32, "RW", "u32", "", "ENABLE 0x1, RESET 0x2 (rings only)"),
     ("SCRATCH", 32, "RW", "u32", "", "free for the host: a write-then-read link check"),
@@ -137,6 +142,9 @@ _REGISTERS = [
     ("SQ_TAIL", 32, "WO", "u32", "entry", "submission-ring tail doorbell: written last"),
     ("CQ_HEAD", 32, "WO", "u32", "entry", "completion-ring head doorbell: entries consumed"),
     ("SQ_HEAD", 32, "RO", "u32", "entry", "submission entries the device has taken"),
+    ("IRQ_ARM", 32, "RW", "u32", "", "host writes 1 before it sleeps for a completion; the "
+     "device clears it to 0 after its next completion entry and raises the interrupt "
+     "(a virtual board: a futex wake on this register)"),
 ]  # fmt: skip
 
 

@@ -48,11 +48,12 @@ work needs)."""
 
 # The device loop polls these: plain ints, looked up once (an IntFlag ``&`` builds a new
 # enum member on every poll, and a dict lookup per register read adds up).
-_CONTROL, _STATUS, _SQ_TAIL, _SQ_HEAD, _CQ_HEAD = (
-    r.OFFSET[name] for name in ("CONTROL", "STATUS", "SQ_TAIL", "SQ_HEAD", "CQ_HEAD")
+_CONTROL, _STATUS, _SQ_TAIL, _SQ_HEAD, _CQ_HEAD, _IRQ_ARM = (
+    r.OFFSET[name] for name in ("CONTROL", "STATUS", "SQ_TAIL", "SQ_HEAD", "CQ_HEAD", "IRQ_ARM")
 )
 _RESET, _ENABLE = int(r.Control.RESET), int(r.Control.ENABLE)
 _READY, _BUSY, _NEEDS_INIT = int(r.Status.READY), int(r.Status.BUSY), int(r.Status.NEEDS_INIT)
+_PARKED = int(r.Status.PARKED)
 
 
 _MSG = {int(msg): msg for msg in Msg}
@@ -175,11 +176,13 @@ class PcieDevice:
         """Power-cycles the board: array state and rings lost, BOOT_COUNT + 1."""
         self.boot_count = (self.boot_count + 1) & 0xFFFF_FFFF or 1
         self._boot()
+        self.bar.kick(_IRQ_ARM)  # a sleeping host looks now, and finds the new boot
 
     def remove(self) -> None:
         """Surprise removal: every register reads all ones and the file disappears."""
         for offset in range(0, r.IDENTITY_OFFSET, 4):
             self.bar.write32(offset, ALL_ONES)
+        self.bar.kick(_IRQ_ARM)  # a sleeping host looks now, and finds the board gone
         self.removed = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
@@ -198,7 +201,25 @@ class PcieDevice:
                 continue
             idle = time.perf_counter() - idle_since
             if idle > SPIN_S:
-                time.sleep(50e-6 if idle < 50e-3 else _idle_sleep(idle))
+                self._park(1e-3 if idle < 50e-3 else _idle_sleep(idle))
+
+    def _park(self, timeout_s: float) -> None:
+        """Sleeps until a doorbell kick or ``timeout_s``: STATUS says PARKED meanwhile,
+        so a host that rings also kicks (sidra.drivers.pcie.futex). Without futexes, a
+        plain sleep. (The host stores SQ_TAIL then loads STATUS; this stores STATUS then
+        loads SQ_TAIL; without a fence both may see the old value, and then the
+        timeout bounds the missed kick.)"""
+        bar = self.bar
+        if not bar.can_sleep:
+            time.sleep(min(timeout_s, 50e-6))
+            return
+        status = bar.read32(_STATUS)
+        bar.write32(_STATUS, status | _PARKED)
+        tail = bar.read32(_SQ_TAIL)
+        if tail == self.sq_head and not bar.read32(_CONTROL) & _RESET:
+            bar.wait_word(_SQ_TAIL, tail, timeout_s)
+        if not self.removed:
+            bar.write32(_STATUS, bar.read32(_STATUS) & ~_PARKED)
 
     def step(self) -> bool:
         """One pass: a ring reset or the submissions waiting. True if it did anything."""
@@ -231,7 +252,7 @@ class PcieDevice:
     def _reset_rings(self) -> None:
         self.sq_head = self.cq_tail = 0
         self.bar.write_bytes(r.CQ_OFFSET, bytes(r.QUEUE_DEPTH * r.COMPLETION.size))
-        for offset in (_SQ_TAIL, _CQ_HEAD, _SQ_HEAD):
+        for offset in (_SQ_TAIL, _CQ_HEAD, _SQ_HEAD, _IRQ_ARM):
             self.bar.write32(offset, 0)
         self.bar.write32(_STATUS, _READY)
         self.bar.write32(_CONTROL, _ENABLE)  # RESET cleared: the ack, last
@@ -314,6 +335,9 @@ class PcieDevice:
         self.bar.write_bytes(offset + 8, raw[8:])
         self.bar.write32(offset + 4, phase | a.entry.slot << 8)
         self.cq_tail = (self.cq_tail + 1) & 0xFFFF_FFFF
+        if self.bar.read32(_IRQ_ARM):  # the host sleeps: raise the interrupt
+            self.bar.write32(_IRQ_ARM, 0)
+            self.bar.kick(_IRQ_ARM)
 
 
 def _create(path: str) -> FileBar:

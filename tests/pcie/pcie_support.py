@@ -89,6 +89,19 @@ class RecordingBar:
     def present(self) -> bool:
         return self.bar.present()
 
+    @property
+    def can_sleep(self) -> bool:
+        return self.bar.can_sleep
+
+    def wait_word(self, offset: int, value: int, timeout_s: float) -> None:
+        self._register("wait on", offset, 32)
+        self.bar.wait_word(offset, value, timeout_s)
+
+    def kick(self, offset: int) -> None:
+        self._register("kick", offset, 32)
+        self.log.append(("kick", offset, 0))
+        self.bar.kick(offset)
+
     def close(self) -> None:
         self.bar.close()
 
