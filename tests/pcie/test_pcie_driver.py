@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -134,3 +135,29 @@ def test_a_file_that_is_not_a_sidra_board_is_named(tmp_path: os.PathLike[str]) -
         f.truncate(r.BAR_SIZE)
     with pytest.raises(IncompatibleBoard, match="MAGIC 0x00000000"):
         open_board(f"pcie+file://{path}")
+
+
+def test_a_host_sleeps_on_the_interrupt_and_kicks_a_parked_board() -> None:
+    """A batch MVM outlasts the host's spin: it arms IRQ_ARM and sleeps, and the board's
+    interrupt wakes it with the right result. A board idle long enough parks (STATUS
+    PARKED): the host's STATUS read after the doorbell sees it and kicks SQ_TAIL."""
+    rng = np.random.default_rng(3)
+    batch = rng.uniform(-0.2, 0.2, (1024, 256)).astype(np.float32)
+    one = rng.uniform(-0.2, 0.2, (1, 256)).astype(np.float32)
+    with board() as served:
+        driver, bars = recorded(served)
+        with driver:
+            driver.program(0, G)
+            for _ in range(6):
+                assert np.allclose(driver.mvm(0, batch).currents, batch @ G, rtol=1e-5)
+            kicked = False
+            for _ in range(5):  # a parked board wakes every millisecond to look around
+                time.sleep(0.05)
+                start = len(bars[0].log)
+                assert np.allclose(driver.mvm(0, one).currents, one @ G, rtol=1e-5)
+                kicked = ("kick", OFF["SQ_TAIL"], 0) in bars[0].log[start:]
+                if kicked:
+                    break
+        log = bars[0].log
+    assert ("write32", OFF["IRQ_ARM"], 1) in log, "the host never slept on the interrupt"
+    assert kicked, "a parked board was never kicked"
