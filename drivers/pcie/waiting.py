@@ -33,7 +33,10 @@ __all__ = [
 ]
 
 SPIN_S = 200e-6
-"""Busy-poll this long first."""
+"""Busy-poll this long first: longer than a short command takes, with room for a board
+that has to be woken first (a futex wake-up on a virtual machine costs ~10-20 µs), so
+that host and board do not fall into taking turns to sleep; short enough that a host
+sharing its core with the board (a busy machine) soon lets the board run."""
 POLL_S = 1e-3
 """Then poll with a zero-timeout select up to this long (each lets other threads have
 the GIL, without giving the core away), then sleep 50 µs / 1 ms between polls."""

@@ -39,11 +39,11 @@ __all__ = ["PcieDevice"]
 
 ERROR_LIMIT = 4096
 """Largest error payload the device writes, bytes."""
-SPIN_S = 200e-6
-"""An idle device busy-polls this long: a host's next command usually comes that soon.
-Then it sleeps between polls (never sched_yield: on a busy machine a yield can cost a
-whole scheduler tick, and a device that spins longer would take a core the host's own
-work needs)."""
+SPIN_S = 1e-3
+"""An idle device busy-polls this long: a host's next command usually comes that soon,
+even when the host slept and had to be woken first. Then it parks (sleeps until a kick,
+never sched_yield: on a busy machine a yield can cost a whole scheduler tick), and takes
+no core while the host computes."""
 
 
 # The device loop polls these: plain ints, looked up once (an IntFlag ``&`` builds a new
