@@ -41,7 +41,7 @@ import numpy.typing as npt
 from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, FailedPrecondition
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
-from sidra.drivers.pcie.waiting import SPIN_S, Backoff, ServiceTimes
+from sidra.drivers.pcie.waiting import SPIN_S, Backoff, ServiceTimes, SpinGate
 from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
 from sidra.drivers.wire.messages import Feature
 
@@ -179,6 +179,8 @@ class Queues:
         self.boot_count = boot_count
         self.timeout_s = timeout_s
         self.depth = bar.read32(r.OFFSET["QUEUE_DEPTH"])
+        self.spin_gate = SpinGate()
+        """Whether spinning pays on this machine right now (sidra.drivers.pcie.waiting)."""
         self.service_times = ServiceTimes()
         """Expected completion time of each command kind (sidra.drivers.pcie.waiting)."""
         self.reset_rings()
@@ -298,7 +300,10 @@ class Queues:
             time.sleep(nap)
             if bar.read32(phase_at) & 1 == phase:
                 return True
-        sleep_now = nap > 0.0 and bar.can_sleep  # a long command: no spinning at all
+        # A long command, or a board that does not run while we spin: no spinning.
+        spin = not (nap > 0.0 and bar.can_sleep) and (
+            not bar.can_sleep or self.spin_gate.should_spin()
+        )
         waited = Backoff()
         next_check = time.monotonic() + CHECK_EVERY_S
         while bar.read32(phase_at) & 1 != phase:
@@ -308,7 +313,10 @@ class Queues:
                 deadline = min(f.deadline for f in in_flight.values())
                 if time.monotonic() > deadline:
                     self._timed_out(deadline, in_flight)
-            if sleep_now or (bar.can_sleep and waited.elapsed() > SPIN_S):
+            if not spin or (bar.can_sleep and waited.elapsed() > SPIN_S):
+                if spin:
+                    self.spin_gate.spun(answered=False)
+                    spin = False
                 # Arm, look once more, sleep: a completion posted in between either shows
                 # in the look or finds IRQ_ARM set and wakes us. (Both sides store, then
                 # load, without a fence; the timeout bounds that rare lost wake-up.)
@@ -318,6 +326,8 @@ class Queues:
                 bar.wait_word(_IRQ_ARM, 1, CHECK_EVERY_S)
             else:
                 waited.wait()
+        if spin and bar.can_sleep:
+            self.spin_gate.spun(answered=True)
         return False
 
     # -- what went wrong -------------------------------------------------------------------

@@ -30,6 +30,7 @@ __all__ = [
     "SPIN_S",
     "Backoff",
     "ServiceTimes",
+    "SpinGate",
 ]
 
 SPIN_S = 200e-6
@@ -74,6 +75,41 @@ class Backoff:
             select.select([], [], [], 0)  # drops the GIL for ~1 µs; sleep(0) naps ~60 µs
         else:
             time.sleep(50e-6 if elapsed < 20e-3 else 1e-3)
+
+
+_MISSES = 2
+"""Spins in a row that ran out before the answer came: the board is not running."""
+_SKIPPED = 32
+"""Waits that then sleep at once, before spinning is tried again."""
+
+
+class SpinGate:
+    """Whether a spin is worth it: only while the board runs on another core.
+
+    On a busy machine the board process may share the host's core; a spinning
+    host then keeps the board from running until the scheduler preempts it, and
+    every round trip costs the whole spin and more. When spins keep running out,
+    the host sleeps on the interrupt at once for a while (two wake-ups per round
+    trip, tens of µs), then tries spinning again."""
+
+    def __init__(self) -> None:
+        self._misses = 0
+        self._skipped = 0
+
+    def should_spin(self) -> bool:
+        if self._skipped:
+            self._skipped -= 1
+            return False
+        return True
+
+    def spun(self, answered: bool) -> None:
+        """Records a spin that got its answer (``answered``) or ran out."""
+        if answered:
+            self._misses = 0
+            return
+        self._misses += 1
+        if self._misses >= _MISSES:
+            self._misses, self._skipped = 0, _SKIPPED
 
 
 class ServiceTimes:

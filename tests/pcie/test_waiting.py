@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidra.drivers.pcie.waiting import HYBRID_MARGIN_S, HYBRID_MIN_S, ServiceTimes
+from sidra.drivers.pcie.waiting import HYBRID_MARGIN_S, HYBRID_MIN_S, ServiceTimes, SpinGate
 
 MVM1, BATCH = ("MVM", 11), ("MVM", 21)
 
@@ -57,3 +57,18 @@ def test_a_kind_that_got_slower_is_followed() -> None:
     _learned(times, BATCH, *[1e-3] * 4)
     _learned(times, BATCH, *[4e-3] * 12)
     assert times.expected_s(BATCH) == pytest.approx(4e-3, rel=0.05)
+
+
+def test_spinning_stops_for_a_while_when_spins_keep_running_out() -> None:
+    gate = SpinGate()
+    gate.spun(answered=False)
+    assert gate.should_spin()  # one miss: the board may just have been slow
+    gate.spun(answered=False)
+    skipped = 0
+    while not gate.should_spin():
+        skipped += 1
+    assert skipped == 32  # then it tries again
+    gate.spun(answered=False)
+    gate.spun(answered=True)  # an answered spin forgets the misses
+    gate.spun(answered=False)
+    assert gate.should_spin()
