@@ -108,9 +108,7 @@ def serve(
         cache_depth=cache_depth,
         stage_capacity=stage_capacity,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_on_signals()
     with contextlib.ExitStack() as stack:
         try:
             server = stack.enter_context(running)
@@ -152,10 +150,16 @@ def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None)
         fault_config = PcieFaults.parse(faults) if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_on_signals()
     try:
         run_device(path, profile, seed, fault_config, stop, sys.stdout)
     except OSError as exc:
         raise typer.BadParameter(f"--pcie-file {path}: {exc}") from exc
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event SIGINT and SIGTERM set: a served board stops cleanly on either."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
