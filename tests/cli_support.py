@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from sidra.client import RemoteBoard, connect
 
 SIDRA = [sys.executable, "-m", "sidra.cli"]
 
@@ -22,3 +28,37 @@ def sidra_json(*args: str, timeout: float = 120.0) -> Any:
     result = run_sidra(*args, "--json", timeout=timeout)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+@contextmanager
+def process(
+    *args: str, first_line_from: str = "stdout"
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Runs ``sidra ARGS``; yields its first line on stdout/stderr and the process;
+    SIGTERM must then stop it cleanly."""
+    proc = subprocess.Popen(
+        [*SIDRA, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stream = proc.stdout if first_line_from == "stdout" else proc.stderr
+        assert stream is not None
+        yield stream.readline().strip(), proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0  # generous: CI machines can be loaded
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            stream.close()
+
+
+@contextmanager
+def served(board_url: str) -> Iterator[RemoteBoard]:
+    """``sidra serve --board URL`` on a free loopback port, and a client connected to it."""
+    with process("serve", "--board", board_url, "--listen", "127.0.0.1:0",
+                 first_line_from="stderr") as (line, _):  # fmt: skip
+        match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        with connect(f"127.0.0.1:{match.group(1)}") as board:
+            yield board

@@ -8,49 +8,14 @@ seed gives bit-identical answers (sidra-y1 is noisy: no command ran twice or was
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
 from typing import Any
 
 import numpy as np
+from cli_support import process, served
 
-from sidra.client import Region, RemoteBoard, connect
-
-SIDRA = [sys.executable, "-m", "sidra.cli"]
-
-
-@contextmanager
-def process(*args: str, first_line_from: str = "stdout") -> Iterator[str]:
-    """Runs ``sidra ARGS``; yields its first line; SIGTERM must stop it cleanly."""
-    proc = subprocess.Popen(
-        [*SIDRA, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        stream = proc.stdout if first_line_from == "stdout" else proc.stderr
-        assert stream is not None
-        yield stream.readline().strip()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            assert stream is not None
-            stream.close()
-
-
-@contextmanager
-def served(board_url: str) -> Iterator[RemoteBoard]:
-    with process("serve", "--board", board_url, "--listen", "127.0.0.1:0",
-                 first_line_from="stderr") as line:  # fmt: skip
-        match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
-        assert match, line
-        with connect(f"127.0.0.1:{match.group(1)}") as board:
-            yield board
+from sidra.client import Region, RemoteBoard
+from sidra.emulator.pcie.serve import memory_dir
 
 
 def session(board: RemoteBoard) -> list[Any]:
@@ -66,15 +31,15 @@ def session(board: RemoteBoard) -> list[Any]:
     return out
 
 
-def test_sidra_serve_on_a_virtual_pcie_board_matches_emu(tmp_path: os.PathLike[str]) -> None:
-    path = os.path.join(tmp_path, "bar0")
-    with process(
-        "board", "serve", "--pcie-file", path, "--preset", "sidra-y1", "--seed", "6"
-    ) as url:
-        assert url == f"pcie+file://{path}"
-        with served(url) as board:
-            over_pcie = session(board)
-    assert not os.path.exists(path), "a stopped board removes its BAR file"
+def test_sidra_serve_on_a_virtual_pcie_board_matches_emu() -> None:
+    with tempfile.TemporaryDirectory(dir=memory_dir()) as folder:
+        path = os.path.join(folder, "bar0")
+        board_args = ("--pcie-file", path, "--preset", "sidra-y1", "--seed", "6")
+        with process("board", "serve", *board_args) as (url, _):
+            assert url == f"pcie+file://{path}"
+            with served(url) as board:
+                over_pcie = session(board)
+        assert not os.path.exists(path), "a stopped board removes its BAR file"
     with served("emu://?preset=sidra-y1&seed=6") as board:
         in_process = session(board)
     for got, want in zip(over_pcie, in_process, strict=True):

@@ -7,53 +7,14 @@ bit-identical answers (sidra-y1 is noisy, so this also proves no command ran twi
 
 from __future__ import annotations
 
-import json
 import re
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
+from cli_support import process, run_sidra, served, sidra_json
 
-from sidra.client import Region, RemoteBoard, connect
-
-SIDRA = [sys.executable, "-m", "sidra.cli"]
-
-
-@contextmanager
-def process(
-    *args: str, first_line_from: str = "stdout"
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Runs ``sidra ARGS``; yields its first line on stdout/stderr and the process."""
-    proc = subprocess.Popen(
-        [*SIDRA, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        stream = proc.stdout if first_line_from == "stdout" else proc.stderr
-        assert stream is not None
-        yield stream.readline().strip(), proc
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0  # generous: CI machines can be loaded
-    finally:
-        proc.kill()
-        proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            assert stream is not None
-            stream.close()
-
-
-@contextmanager
-def served(board_url: str) -> Iterator[RemoteBoard]:
-    with process("serve", "--board", board_url, "--listen", "127.0.0.1:0",
-                 first_line_from="stderr") as (line, _):  # fmt: skip
-        match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
-        assert match, line
-        with connect(f"127.0.0.1:{match.group(1)}") as board:
-            yield board
+from sidra.client import Region, RemoteBoard
 
 
 def session(board: RemoteBoard) -> list[Any]:
@@ -119,9 +80,7 @@ def test_board_serve_over_tcp_with_faults() -> None:
     ],
 )
 def test_board_serve_rejects_bad_options(args: list[str], message: str) -> None:
-    result = subprocess.run(
-        [*SIDRA, "board", "serve", *args], capture_output=True, text=True, timeout=30
-    )
+    result = run_sidra("board", "serve", *args, timeout=30)
     assert result.returncode == 2
     assert message in result.stderr
 
@@ -129,11 +88,7 @@ def test_board_serve_rejects_bad_options(args: list[str], message: str) -> None:
 def test_bench_serial_json() -> None:
     """sidra bench serial --json: one JSON object with the acceptance keys; a full-tile
     Program goes over the wire at >= 0.99 efficiency."""
-    result = subprocess.run(
-        [*SIDRA, "bench", "serial", "--json", "--programs", "2", "--mvms", "200"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    report = json.loads(result.stdout)
+    report = sidra_json("bench", "serial", "--programs", "2", "--mvms", "200")
     keys = {"program_s", "payload_mb_s", "raw_pty_mb_s", "wire_efficiency", "mvm_p50_us",
             "mvm_p99_us"}  # fmt: skip
     assert keys <= report.keys()
