@@ -13,6 +13,7 @@ from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
 from sidra.server.address import is_loopback
 from sidra.server.link_watch import LinkWatcher
+from sidra.server.observability import CallObserver, ServiceMetrics, watch_board
 from sidra.server.security import AccessControl, TokensFile, principal_name, server_credentials
 from sidra.server.servicer import SERVICE_NAME, BoardServicer, board_service_handler
 from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, ServerSettings
@@ -47,6 +48,7 @@ def create_server(
     health_servicer: health.HealthServicer | None = None,
     credentials: grpc.ServerCredentials | None = None,
     tokens: TokensFile | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
@@ -59,16 +61,28 @@ def create_server(
     as SERVING (for a board behind a link, NOT_SERVING while the link is down:
     ``LinkWatcher``); server reflection, v1 and v1alpha (:data:`REFLECTION_NAMES`),
     lets grpcurl and other tools discover the API without the proto.
+
+    Every call is timed, counted and logged (one line, with a request id sent
+    back as ``x-request-id`` in its trailing metadata) into ``metrics``: pass a
+    :class:`~sidra.server.observability.ServiceMetrics` and serve its registry
+    (:class:`~sidra.server.observability.MetricsEndpoint`) to scrape them; without
+    one the server keeps its own, unserved.
     """
     limits = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
+    metrics = metrics or ServiceMetrics()
+    observer = CallObserver(metrics)
+    # The observer goes first so it sees refused calls too; the principal tag goes
+    # after authentication, inside which alone the principal is bound.
+    access = AccessControl(tokens, on_refusal=observer.refused)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers),
         options=limits,
-        interceptors=(AccessControl(tokens),),
+        interceptors=(observer, access, observer.principal_tag),
     )
+    watch_board(metrics, board)
     servicer = BoardServicer(board, principal_of=principal_name)
     server.add_generic_rpc_handlers((board_service_handler(servicer),))
 
@@ -102,8 +116,13 @@ def create_configured_server(
     settings: ServerSettings,
     *,
     health_servicer: health.HealthServicer | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
-    """:func:`create_server` as ``settings`` say: address, limits, reflection, TLS, tokens."""
+    """:func:`create_server` as ``settings`` say: address, limits, reflection, TLS, tokens.
+
+    The metrics endpoint (``settings.metrics.listen``) is the caller's to start, on
+    ``metrics.registry``: its lifetime is the process's, not the gRPC server's.
+    """
     tls = settings.tls
     return create_server(
         board,
@@ -114,6 +133,7 @@ def create_configured_server(
         health_servicer=health_servicer,
         credentials=server_credentials(tls.cert, tls.key, tls.client_ca) if tls else None,
         tokens=TokensFile(settings.auth.tokens_file) if settings.auth else None,
+        metrics=metrics,
     )
 
 

@@ -8,6 +8,13 @@ always; google.rpc.BadRequest for argument errors whose field is a path into the
 request) in the ``grpc-status-details-bin`` trailer; anything else is a bug,
 logged with its traceback and reported as INTERNAL without crashing the server.
 
+What is logged here is the service's own faults, once each, with a traceback:
+an unexpected exception, or a SidraError whose code is a service fault
+(:data:`SERVICE_FAULT_CODES`: a board fault, INTERNAL). A caller's bad input
+(:data:`CALLER_CODES`) and the board's conditions (UNAVAILABLE, ABORTED) are
+not: the client was told, and the call's one RPC log line
+(:mod:`sidra.server.observability.logs`) records its code without a traceback.
+
 Echoed values are capped (:data:`sidra.drivers.errors.ECHO_LIMIT`) so an error
 never outgrows the request that caused it.
 """
@@ -28,7 +35,16 @@ from grpc_status import rpc_status
 
 from sidra.drivers import errors
 
-__all__ = ["DOMAIN", "MESSAGE_LIMIT", "code_for", "is_request_path", "map_errors", "to_status"]
+__all__ = [
+    "CALLER_CODES",
+    "DOMAIN",
+    "MESSAGE_LIMIT",
+    "SERVICE_FAULT_CODES",
+    "code_for",
+    "is_request_path",
+    "map_errors",
+    "to_status",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +55,28 @@ MESSAGE_LIMIT = 1024
 """Most characters of a status message. Argument errors cap their echoed value
 and allowed text on their own; this bounds every other message (an internal
 error's repr) too."""
+
+
+CALLER_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+"""Codes of a call refused for what the caller sent or is: its own fault, logged
+without a traceback (a hostile client must not fill the log with them)."""
+
+SERVICE_FAULT_CODES = frozenset(
+    {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
+)
+"""Codes of the service's (or the board's) own faults: logged with a traceback, once."""
 
 
 def code_for(exc: errors.SidraError) -> grpc.StatusCode:
@@ -114,10 +152,28 @@ def map_errors(method: F) -> F:
         try:
             return method(self, request, context)
         except errors.SidraError as exc:
+            if code_for(exc) in SERVICE_FAULT_CODES:
+                log.error("%s failed: %s", _name(self, method), exc, exc_info=True)
             context.abort_with_status(to_status(exc, _request_type(self, request)))
         except Exception as exc:
-            log.exception("%s failed", method.__name__)
-            fault = errors.BoardFault(f"internal error in {method.__name__}: {exc!r}")
+            if _aborted(context):
+                raise  # the method aborted with a status of its own: gRPC sends it as is
+            log.exception("%s failed", _name(self, method))
+            fault = errors.BoardFault(f"internal error in {_name(self, method)}: {exc!r}")
             context.abort_with_status(to_status(fault))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _aborted(context: grpc.ServicerContext) -> bool:
+    """True once ``context.abort`` set a status: the exception it raises is the way
+    gRPC unwinds an aborted call, not a fault to log and report as INTERNAL."""
+    code = context.code() if hasattr(context, "code") else None
+    return code is not None and code != grpc.StatusCode.OK
+
+
+def _name(owner: Any, method: Callable[..., Any]) -> str:
+    """What failed, for the log: a route's RPC name (``Program``) rather than ``__call__``."""
+    op = getattr(owner, "op", None)
+    rpc = getattr(op, "rpc", None)
+    return rpc if isinstance(rpc, str) else method.__name__

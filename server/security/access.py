@@ -11,6 +11,11 @@ loopback only, or was told ``allow_insecure``).
 
 The handler then runs with its principal bound: :func:`current_principal`
 tells any code under an RPC who made it, so writes can be attributed.
+
+An ``on_refusal`` listener hears of each refused call (its code, a
+:data:`REFUSAL_REASONS` reason and the principal when one was named), on the
+thread serving the call just before the refusal is sent: the service's metrics
+count auth failures through it (:mod:`sidra.server.observability`).
 """
 
 from __future__ import annotations
@@ -25,12 +30,31 @@ import grpc
 from sidra.server.security.roles import Role, required_role
 from sidra.server.security.tokens import LOCAL, Principal, TokensFile
 
-__all__ = ["AUTHORIZATION", "AccessControl", "current_principal", "principal_name", "principal_of"]
+__all__ = [
+    "AUTHORIZATION",
+    "REFUSAL_REASONS",
+    "AccessControl",
+    "RefusalListener",
+    "current_principal",
+    "principal_name",
+    "principal_of",
+]
 
 log = logging.getLogger(__name__)
 
 AUTHORIZATION = "authorization"
 """Metadata key of the bearer token (gRPC metadata keys are lowercase)."""
+
+REFUSAL_REASONS = {
+    "missing_token": grpc.StatusCode.UNAUTHENTICATED,
+    "unknown_token": grpc.StatusCode.UNAUTHENTICATED,
+    "insufficient_role": grpc.StatusCode.PERMISSION_DENIED,
+}
+"""Why a call was refused -> the code it gets (a bounded set: metrics label by it)."""
+
+RefusalListener = Callable[[grpc.StatusCode, str, Principal | None], None]
+"""``listener(code, reason, principal)`` of a refused call; ``principal`` None when the
+call named nobody (no or an unknown token)."""
 
 _PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("sidra_principal")
 
@@ -64,8 +88,11 @@ def principal_name(context: grpc.ServicerContext) -> str:
 class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Authenticates and authorises every call; ``tokens=None`` lets every call in as local."""
 
-    def __init__(self, tokens: TokensFile | None) -> None:
+    def __init__(
+        self, tokens: TokensFile | None, on_refusal: RefusalListener | None = None
+    ) -> None:
         self.tokens = tokens
+        self.on_refusal = on_refusal
 
     def intercept_service(
         self,
@@ -82,9 +109,10 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
         if principal is None:
             why = "carries no bearer token" if not token else "carries an unknown bearer token"
             log.warning("refused %s: the call %s", details.method, why)
-            return _refusal(
+            return self._refusal(
                 handler,
-                grpc.StatusCode.UNAUTHENTICATED,
+                "unknown_token" if token else "missing_token",
+                None,
                 f"{rpc} needs a bearer token of role {needed.label} or above; the call {why} "
                 f"(send metadata '{AUTHORIZATION}: Bearer <token>')",
             )
@@ -92,13 +120,31 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
             log.warning(
                 "refused %s to %s (%s)", details.method, principal.name, principal.role.label
             )
-            return _refusal(
+            return self._refusal(
                 handler,
-                grpc.StatusCode.PERMISSION_DENIED,
+                "insufficient_role",
+                principal,
                 f"{rpc} needs role {needed.label} or above; principal {principal.name!r} "
                 f"has {principal.role.label}",
             )
         return _bound(handler, principal)
+
+    def _refusal(
+        self,
+        handler: grpc.RpcMethodHandler | None,
+        reason: str,
+        principal: Principal | None,
+        message: str,
+    ) -> grpc.RpcMethodHandler:
+        code = REFUSAL_REASONS[reason]
+        listener = self.on_refusal
+
+        def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+            if listener is not None:
+                listener(code, reason, principal)
+            context.abort(code, message)
+
+        return _refusal(handler, refuse)
 
 
 _ANONYMOUS = Principal("anonymous", Role.VIEWER)
@@ -114,14 +160,10 @@ def _bearer_token(metadata: Any) -> str | None:
 
 
 def _refusal(
-    handler: grpc.RpcMethodHandler | None, code: grpc.StatusCode, message: str
+    handler: grpc.RpcMethodHandler | None, refuse: Callable[[Any, grpc.ServicerContext], Any]
 ) -> grpc.RpcMethodHandler:
-    """A handler that refuses the call, of the same kind (unary or streaming) as ``handler``,
+    """``refuse`` as a handler of the same kind (unary or streaming) as ``handler``,
     so gRPC reads the request the way the client sends it before the refusal."""
-
-    def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(code, message)
-
     if handler is None or not (handler.request_streaming or handler.response_streaming):
         return grpc.unary_unary_rpc_method_handler(refuse)
     if handler.request_streaming and handler.response_streaming:

@@ -1,0 +1,146 @@
+"""The service's Prometheus metrics: one :class:`ServiceMetrics` per server.
+
+Each server owns a :class:`~prometheus_client.CollectorRegistry` of its own
+rather than the library's global one, so several servers in one process (the
+tests start many) never register the same name twice or read each other's
+counts. Names start with ``sidra_`` and carry their unit (``_seconds``,
+``_bytes``, ``_total``). Labels are kept to bounded sets (services, methods,
+status codes, declared operations): never a principal, a request id or a tile,
+which would make a new time series per caller or per request.
+
+docs/operations.md ("Metrics and alerts") lists every metric with its labels;
+``tests/observability`` checks that list against this registry.
+
+Lease events (granted, renewed, expired, released; issue 10 item 3) belong
+here as ``sidra_lease_events_total{event}`` once leases exist: a counter and a
+``count_lease_event(event)`` method beside :meth:`ServiceMetrics.count_auth_failure`,
+pre-set to 0 per event like the operations below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from sidra.drivers import BoardInfo
+from sidra.drivers.operations import OPERATIONS
+
+__all__ = [
+    "DURATION_BUCKETS_S",
+    "SIZE_BUCKETS_BYTES",
+    "WRITING_RPCS",
+    "ServiceMetrics",
+    "split_method",
+]
+
+DURATION_BUCKETS_S = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+"""Latency buckets, s: a one-vector MVM answers in about 0.5 ms, a Program of a large
+tile or a 64 MiB batch takes seconds."""
+
+SIZE_BUCKETS_BYTES = tuple(float(4**power) for power in range(3, 15))
+"""Message size buckets, bytes: 64 B (an empty reply) to 256 MiB by factors of 4
+(one float32 vector of 256 is 1 KiB, a 1024-vector batch 1 MiB)."""
+
+WRITING_RPCS = frozenset(
+    op.rpc for op in OPERATIONS if "cells_written" in {f.name for f in fields(op.result)}
+)
+"""BoardService RPCs whose result reports ``cells_written`` (Program, Perturb): the
+declared operations whose responses count device cell writes."""
+
+
+class ServiceMetrics:
+    """Every metric of one server, in its own registry; :attr:`registry` is what to serve."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        rpc = ("service", "method")
+        self.rpcs = Counter(
+            "sidra_rpc_requests", "RPCs finished, by method and gRPC status code.",
+            (*rpc, "code"), registry=registry,
+        )  # fmt: skip
+        self.rpc_seconds = Histogram(
+            "sidra_rpc_duration_seconds",
+            "Time from a call's arrival at the service to its status, s, by method and code.",
+            (*rpc, "code"), buckets=DURATION_BUCKETS_S, registry=registry,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "sidra_rpc_in_flight", "RPCs being served now (running or waiting for the board).",
+            rpc, registry=registry,
+        )  # fmt: skip
+        self.request_bytes = Histogram(
+            "sidra_rpc_request_size_bytes", "Size of each request message received, bytes.",
+            rpc, buckets=SIZE_BUCKETS_BYTES, registry=registry,
+        )  # fmt: skip
+        self.response_bytes = Histogram(
+            "sidra_rpc_response_size_bytes", "Size of each response message sent, bytes.",
+            rpc, buckets=SIZE_BUCKETS_BYTES, registry=registry,
+        )  # fmt: skip
+        self.operations = Counter(
+            "sidra_board_operations",
+            "Board operations completed (BoardService calls answered OK), by declared operation.",
+            ("operation",), registry=registry,
+        )  # fmt: skip
+        self.cell_writes = Counter(
+            "sidra_board_cell_writes",
+            "Device cell writes reported by completed operations (endurance), by operation.",
+            ("operation",), registry=registry,
+        )  # fmt: skip
+        self.auth_failures = Counter(
+            "sidra_auth_failures",
+            "Calls refused by authentication or authorisation, by status code and reason.",
+            ("code", "reason"), registry=registry,
+        )  # fmt: skip
+        self.board = Info("sidra_board", "The board this server serves.", registry=registry)
+        # Every operation's series exists from the start, so rate() and absent-series
+        # alerts see 0 rather than nothing before the first call.
+        for op in OPERATIONS:
+            self.operations.labels(op.rpc)
+            if op.rpc in WRITING_RPCS:
+                self.cell_writes.labels(op.rpc)
+
+    def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        """One finished call of ``method`` (``/package.Service/Method``)."""
+        service, name = split_method(method)
+        self.rpcs.labels(service, name, code.name).inc()
+        self.rpc_seconds.labels(service, name, code.name).observe(seconds)
+
+    def observe_request_size(self, method: str, size_bytes: int) -> None:
+        self.request_bytes.labels(*split_method(method)).observe(size_bytes)
+
+    def observe_response_size(self, method: str, size_bytes: int) -> None:
+        self.response_bytes.labels(*split_method(method)).observe(size_bytes)
+
+    def in_flight_of(self, method: str) -> Gauge:
+        """The in-flight gauge of ``method`` (inc when a call starts, dec when it ends)."""
+        return self.in_flight.labels(*split_method(method))
+
+    def count_operation(self, rpc: str, cells_written: int | None) -> None:
+        """A declared operation completed on the board; ``cells_written`` from its report."""
+        self.operations.labels(rpc).inc()
+        if cells_written:
+            self.cell_writes.labels(rpc).inc(cells_written)
+
+    def count_auth_failure(self, code: grpc.StatusCode, reason: str) -> None:
+        self.auth_failures.labels(code.name, reason).inc()
+
+    def describe_board(self, info: BoardInfo) -> None:
+        """``sidra_board_info{model, serial, firmware}``: joins other series to a board."""
+        self.board.info(
+            {
+                "model": info.model,
+                "serial": info.serial_number,
+                "firmware": info.firmware_version,
+                "emulator_preset": info.emulator_preset if info.emulated else "",
+            }
+        )
+
+
+def split_method(method: str) -> tuple[str, str]:
+    """``("sidra.hil.v1.BoardService", "MVM")`` of ``/sidra.hil.v1.BoardService/MVM``."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service, name
