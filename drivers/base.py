@@ -7,19 +7,65 @@ methods (from :class:`~sidra.drivers.operations.BoardMethods`) build a request,
 validate it once, then pass it to the one method a transport implements,
 ``_handle(request)``.
 
+Every board names its **instance** (:attr:`Board.instance_id`): one power-up of a
+physical board, one run of an emulator. The id changes exactly when the board's
+state (conductances, write counts, clock, totals) is lost, so whoever compares it
+between calls knows whether what it left on the board is still there.
+
 Drivers are not thread-safe; the server serialises calls per board.
 """
 
 from __future__ import annotations
 
+import threading
+import uuid
 from abc import abstractmethod
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
 from sidra.drivers.operations import BoardMethods
 from sidra.drivers.requests import Request
+from sidra.drivers.types import BoardDescription
 
-__all__ = ["Board", "BoardDriver"]
+__all__ = [
+    "INSTANCE_ID_LIMIT",
+    "Board",
+    "BoardDriver",
+    "boot_instance_id",
+    "printable_ascii",
+    "run_instance_id",
+]
+
+INSTANCE_ID_LIMIT = 200
+"""Most characters of an instance id (it travels in gRPC metadata with every response)."""
+_SERIAL_PART_LIMIT = 160  # leaves room for "/boot-4294967295" or "/run-<32 hex digits>"
+
+_FIRST_READ = threading.Lock()  # one id per board, even when two threads ask first at once
+
+
+def printable_ascii(text: str, limit: int = INSTANCE_ID_LIMIT) -> str:
+    """``text`` as printable ASCII, at most ``limit`` characters: gRPC metadata values
+    must be ASCII 0x20-0x7E, and a serial number is UTF-8 of the board's choosing.
+    Spaces, ``%`` and anything else outside 0x21-0x7E become ``%XX`` (its UTF-8 bytes),
+    so distinct texts stay distinct."""
+    out = "".join(
+        ch if "!" <= ch <= "~" and ch != "%" else "".join(f"%{b:02X}" for b in ch.encode())
+        for ch in text
+    )
+    return out[:limit]
+
+
+def boot_instance_id(serial_number: str, boot_count: int) -> str:
+    """The instance id of a board that counts its boots: ``<serial>/boot-<count>``."""
+    return f"{printable_ascii(serial_number, _SERIAL_PART_LIMIT)}/boot-{boot_count}"
+
+
+def run_instance_id(serial_number: str) -> str:
+    """A fresh instance id for a board without a boot count (an emulator, a fake):
+    ``<serial>/run-<32 random hex digits>``. Random, never derived from a seed: two
+    emulators built alike are still two boards, each with its own state."""
+    return f"{printable_ascii(serial_number, _SERIAL_PART_LIMIT)}/run-{uuid.uuid4().hex}"
 
 
 class Board(BoardMethods):
@@ -30,6 +76,24 @@ class Board(BoardMethods):
     ``info``, ``close`` and use as a context manager. Training code takes a
     ``Board`` and runs unchanged on a local driver or a server's board.
     """
+
+    _instance_id: str | None = None
+
+    @property
+    def instance_id(self) -> str:
+        """The board instance: changes whenever the board's state is lost, never otherwise.
+
+        Opaque printable ASCII of at most :data:`INSTANCE_ID_LIMIT` characters (compare
+        it whole). Cheap to read: the server reads it after every call. A board with a
+        boot count says ``<serial>/boot-<count>`` (:func:`boot_instance_id`) and changes
+        it when it detects a restart; this default, for boards with state in this
+        process, is a random id made at the first read (:func:`run_instance_id`).
+        """
+        if self._instance_id is None:
+            with _FIRST_READ:
+                if self._instance_id is None:
+                    self._instance_id = run_instance_id(self.info.serial_number)
+        return self._instance_id
 
     @abstractmethod
     def close(self) -> None:
@@ -57,8 +121,13 @@ class BoardDriver(Board):
     """
 
     def run(self, request: Request) -> Any:
-        """Validates ``request`` (raising before the board is touched), then executes it."""
-        return self._handle(request.checked(self.info))
+        """Validates ``request`` (raising before the board is touched), then executes it.
+        GetBoardInfo's answer names the instance its totals belong to (read after the
+        call: a reset the call met is already counted)."""
+        result = self._handle(request.checked(self.info))
+        if isinstance(result, BoardDescription):
+            return replace(result, instance_id=self.instance_id)
+        return result
 
     @abstractmethod
     def _handle(self, request: Request) -> Any:

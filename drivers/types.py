@@ -229,7 +229,11 @@ class ClockReading:
 
 @dataclass(frozen=True, slots=True)
 class BoardDescription:
-    """What GetBoardInfo answers: the static description and the running totals."""
+    """What GetBoardInfo answers: the static description, the running totals and the
+    board instance they belong to."""
 
     info: BoardInfo
     stats: BoardStats
+    instance_id: str = ""
+    """The board instance (``Board.instance_id``): changes whenever the board's state
+    is lost. Drivers fill it in (``BoardDriver.run``); "" from a board that reports none."""

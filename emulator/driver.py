@@ -16,7 +16,7 @@ from urllib.parse import SplitResult
 
 from pydantic import ValidationError
 
-from sidra.drivers.base import BoardDriver
+from sidra.drivers.base import BoardDriver, run_instance_id
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.requests import (
     AdvanceClockRequest,
@@ -40,10 +40,15 @@ __all__ = ["EmulatorDriver"]
 
 
 class EmulatorDriver(BoardDriver):
-    """Drives an in-process :class:`EmulatedBoard`."""
+    """Drives an in-process :class:`EmulatedBoard`.
+
+    Each driver is a board instance of its own (:attr:`instance_id`, random): two
+    drivers with the same seed, in one process or two, hold separate state.
+    """
 
     def __init__(self, profile: BoardProfile, seed: int = 0) -> None:
         self.board = EmulatedBoard(profile, seed)
+        self._instance_id = run_instance_id(self.board.info.serial_number)
 
     @classmethod
     def from_url(cls, url: SplitResult) -> EmulatorDriver:

@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import SplitResult
 
-from sidra.drivers.base import BoardDriver
+from sidra.drivers.base import BoardDriver, boot_instance_id
 from sidra.drivers.errors import (
     BoardReset,
     BoardUnavailable,
@@ -159,6 +159,12 @@ class PcieDriver(BoardDriver):
     def boot_count(self) -> int:
         """The board's BOOT_COUNT when this driver last attached (0: never)."""
         return self._known_boot or 0
+
+    @property
+    def instance_id(self) -> str:
+        """``<serial>/boot-<BOOT_COUNT>``: changes as soon as a reset is detected (a
+        refused command of the old boot, or a new count found when re-attaching)."""
+        return boot_instance_id(self._info.serial_number, self.boot_count)
 
     def _attach(self) -> tuple[BoardInfo, Feature]:
         """Maps BAR0, identifies the board and restarts the rings."""

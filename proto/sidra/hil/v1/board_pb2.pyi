@@ -70,12 +70,14 @@ class GetBoardInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetBoardInfoResponse(_message.Message):
-    __slots__ = ("info", "stats")
+    __slots__ = ("info", "stats", "instance_id")
     INFO_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     info: BoardInfo
     stats: BoardStats
-    def __init__(self, info: _Optional[_Union[BoardInfo, _Mapping]] = ..., stats: _Optional[_Union[BoardStats, _Mapping]] = ...) -> None: ...
+    instance_id: str
+    def __init__(self, info: _Optional[_Union[BoardInfo, _Mapping]] = ..., stats: _Optional[_Union[BoardStats, _Mapping]] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class BoardInfo(_message.Message):
     __slots__ = ("model", "serial_number", "firmware_version", "tile_count", "rows", "cols", "g_min_us", "g_max_us", "dac_bits", "adc_bits", "read_voltage_max_v", "emulated", "emulator_preset", "profile_json", "timing")

@@ -88,7 +88,8 @@ class BoardServiceServicer:
 
     def GetBoardInfo(self, request, context):
         """Describes the board: geometry, conductance and voltage ranges, converter
-        resolution, the emulator preset when emulated, and running cost totals.
+        resolution, the emulator preset when emulated, running cost totals and the
+        board instance they belong to.
         Argument errors: none besides unparsable bytes (INVALID_ARGUMENT, "request").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,0 +1,9 @@
+"""gRPC metadata keys of the contract (board.proto), shared by the service and its clients."""
+
+from __future__ import annotations
+
+__all__ = ["INSTANCE_ID_KEY"]
+
+INSTANCE_ID_KEY = "sidra-instance-id"
+"""Trailing metadata of every BoardService response: the board instance the call ended
+on (board.proto, "Board instance"). gRPC metadata keys are lowercase ASCII."""
