@@ -3,6 +3,8 @@
 URLs (options in the query string)::
 
     serial:///dev/ttyUSB0?baud=921600
+    serial:///dev/serial/by-id/usb-SIDRA_Y1_0007-if00
+    serial://?serial_number=SIDRA-Y1-0007     (the port that answers as that board)
     serial:///dev/pts/7?timeout=0.05&retries=5
     socket://127.0.0.1:7000           (pyserial's TCP "serial port")
 
@@ -10,7 +12,17 @@ Options: ``baud`` (line rate, default 921600; scales timeouts), ``timeout``
 (fixed part of each attempt's timeout, s, default 0.25), ``retries``
 (retransmissions per round, default 3), ``max_payload`` (largest frame
 payload offered in HELLO, default 65535), ``switch_baud`` (rate to switch to
-after HELLO), ``exclusive`` (flock the port, serial:// only, default 1).
+after HELLO), ``exclusive`` (flock the port, serial:// only, default 1),
+``serial_number`` (the board's; the driver talks only to the board that answers
+HELLO with it, and serial:// searches the ports for it whenever the link is
+made) and ``search_ptys`` (1: the search includes pseudo-terminals, where the
+virtual board lives; default 0).
+
+Without ``serial_number`` the first board that answers is the board: a device
+answering later with another serial number is refused
+(:class:`~sidra.drivers.serial.finder.IdentityMismatch`, the link stays down).
+The driver's :attr:`SerialDriver.instance_id` is ``<serial>/boot-<boot counter>``
+from HELLO; it changes when the driver detects that the board restarted.
 """
 
 from __future__ import annotations
@@ -25,27 +37,50 @@ from urllib.parse import SplitResult
 import numpy as np
 import serial
 
-from sidra.drivers.base import BoardDriver
+from sidra.drivers.base import BoardDriver, boot_instance_id
 from sidra.drivers.errors import BoardFault, InvalidArgument
 from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
+from sidra.drivers.serial.finder import BoardFinder, SameBoard
 from sidra.drivers.serial.link import Link, LinkSettings, Port
 from sidra.drivers.types import BoardDescription, BoardInfo, Cost, LinkStats, MVMResult
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
-from sidra.drivers.wire.messages import Feature, Msg, Status
+from sidra.drivers.wire.messages import Feature, Hello, Msg, Status
 from sidra.drivers.wire.operations import StagedData, entry_of
 
 __all__ = ["SerialDriver"]
 
-_OPTIONS = {"baud", "timeout", "retries", "max_payload", "switch_baud", "exclusive"}
+_OPTIONS = {"baud", "timeout", "retries", "max_payload", "switch_baud", "serial_number"}
+_SERIAL_ONLY = {"exclusive", "search_ptys"}
+_SERIAL_NUMBER_BYTES = 255  # a str8 in HELLO
 
 
 class SerialDriver(BoardDriver):
-    """A board behind the SIDRA wire protocol (docs/wire-protocol.md)."""
+    """A board behind the SIDRA wire protocol (docs/wire-protocol.md).
 
-    def __init__(self, opener: Callable[[], Port], name: str, settings: LinkSettings) -> None:
-        self._link = Link(opener, name, settings)
+    ``finder`` opens the port and checks each HELLO's serial number (``from_url``
+    builds one); with a bare ``opener`` the first board met is the board.
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[], Port],
+        name: str,
+        settings: LinkSettings,
+        *,
+        finder: BoardFinder | None = None,
+    ) -> None:
+        self._finder = finder
+        if finder is not None:
+            check = finder.check
+        else:
+            same = SameBoard(None)
+
+            def check(hello: Hello) -> None:
+                same.check(hello, name)
+
+        self._link = Link(opener, name, settings, check_identity=check)
         hello = self._link.connect()
         self.features = hello.features
         profile: dict[str, object] = {}
@@ -73,7 +108,7 @@ class SerialDriver(BoardDriver):
     @classmethod
     def from_url(cls, url: SplitResult) -> SerialDriver:
         options = query_options(
-            url, _OPTIONS if url.scheme == "serial" else _OPTIONS - {"exclusive"}
+            url, _OPTIONS | _SERIAL_ONLY if url.scheme == "serial" else _OPTIONS
         )
         settings = LinkSettings(
             baud=_int_option(options, "baud", 921_600, 50, 100_000_000),
@@ -84,33 +119,55 @@ class SerialDriver(BoardDriver):
             ),
             want_baud=_int_option(options, "switch_baud", 0, 0, 100_000_000),
         )
+        serial_number = _serial_number_option(options)
+        search_ptys = _int_option(options, "search_ptys", 0, 0, 1) == 1
+        if search_ptys and serial_number is None:
+            raise InvalidArgument("url search_ptys", "1", "search_ptys=1 only with serial_number=")
         if url.scheme == "serial":
             device = url.netloc + url.path
-            if not device:
+            if not device and serial_number is None:
                 raise InvalidArgument(
-                    "url", url.geturl(), "serial://<device path>, e.g. serial:///dev/ttyUSB0"
-                )
+                    "url", url.geturl(),
+                    "serial://<device path> or serial://?serial_number=<the board's>, "
+                    "e.g. serial:///dev/ttyUSB0",
+                )  # fmt: skip
             exclusive = _int_option(options, "exclusive", 1, 0, 1) == 1
-            port_url, extra = device, {"exclusive": exclusive}
+            extra: dict[str, Any] = {"exclusive": exclusive}
+            name = f"serial://{device}" if device else f"serial://?serial_number={serial_number}"
         else:
-            device, port_url, extra = "", f"{url.scheme}://{url.netloc}", {}
+            device, extra = f"{url.scheme}://{url.netloc}", {}
+            name = device
         write_timeout = settings.attempt_timeout(max_wire_bytes(settings.max_payload), 0) + 1.0
 
-        def opener() -> Port:
+        def open_port(path: str) -> Port:
             port: Port = serial.serial_for_url(
-                port_url, baudrate=settings.baud, timeout=0, write_timeout=write_timeout, **extra
+                path, baudrate=settings.baud, timeout=0, write_timeout=write_timeout, **extra
             )
             return port
 
-        return cls(
-            opener, f"{url.scheme}://{device}" if url.scheme == "serial" else port_url, settings
-        )
+        finder = BoardFinder(
+            device, serial_number, open_port, settings,
+            search=url.scheme == "serial" and serial_number is not None,
+            search_ptys=search_ptys,
+        )  # fmt: skip
+        return cls(finder.open, name, settings, finder=finder)
 
     # -- link ------------------------------------------------------------------------------
 
     @property
     def info(self) -> BoardInfo:
         return self._info
+
+    @property
+    def instance_id(self) -> str:
+        """``<serial>/boot-<boot counter>`` of the board's last HELLO: a detected restart
+        changes it at once (the link says HELLO as soon as it sees a new boot epoch)."""
+        return boot_instance_id(self._info.serial_number, self._link.boot_counter)
+
+    @property
+    def device(self) -> str:
+        """The device the board was found at last (a path, or a socket:// URL)."""
+        return self._finder.device if self._finder is not None else self._link.name
 
     @property
     def link_up(self) -> bool:
@@ -240,6 +297,18 @@ def _concatenate(parts: list[MVMResult]) -> MVMResult:
 def _error(msg: Msg, frame: Frame) -> Exception:
     """The SIDRA exception for a non-OK response (the WIRE_STATUS table, read back)."""
     return m.error_exception(msg.name, frame.status, frame.payload)
+
+
+def _serial_number_option(options: dict[str, str]) -> str | None:
+    text = options.get("serial_number")
+    if text is None:
+        return None
+    if not text or len(text.encode()) > _SERIAL_NUMBER_BYTES:
+        raise InvalidArgument(
+            "url serial_number", text, f"the board's serial number, 1 to {_SERIAL_NUMBER_BYTES} "
+            "bytes of UTF-8 (as its HELLO answer says it)",
+        )  # fmt: skip
+    return text
 
 
 def _int_option(options: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:

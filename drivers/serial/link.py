@@ -6,7 +6,11 @@ NAKed, so the board answers a retry from its response cache instead of running
 the command twice. Responses to anything but the outstanding request are
 duplicates and are dropped. Every response carries the board's boot epoch; a
 new epoch means the board restarted and lost its state, which is reported as
-:class:`BoardReset` rather than papered over. One request outstanding at a time
+:class:`BoardReset` rather than papered over (the link says HELLO at once, so the
+new boot counter, and with it the board's instance, is known when the reset is
+reported). Every HELLO answer passes the owner's identity check first: a device
+that answers as another board is closed again before anything else is written
+to it. One request outstanding at a time
 is also what lets the smallest board work: it needs to keep only
 ``cache_depth`` ≥ 1 responses for replay (HELLO says how many it keeps).
 """
@@ -52,7 +56,7 @@ from sidra.drivers.wire.messages import (
     unpack_hello,
 )
 
-__all__ = ["Link", "LinkSettings", "Port", "check_hello"]
+__all__ = ["IdentityCheck", "Link", "LinkSettings", "Port", "check_hello"]
 
 _TIMEOUT, _BAD = "timeout", "bad"
 _COUNTERS = [f.name for f in dataclasses.fields(LinkStats) if f.name != "up"]
@@ -72,6 +76,11 @@ class Port(Protocol):
     def reset_input_buffer(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+IdentityCheck = Callable[[Hello], None]
+"""Called with every HELLO answer before the link uses it; raises (a SidraError) to
+refuse the device, which the link then closes without writing anything more to it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,11 +108,16 @@ class Link:
     """Request/response engine over one port; thread-safe (one exchange at a time)."""
 
     def __init__(
-        self, opener: Callable[[], Port], name: str, settings: LinkSettings = LinkSettings()
+        self,
+        opener: Callable[[], Port],
+        name: str,
+        settings: LinkSettings = LinkSettings(),
+        check_identity: IdentityCheck | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self._opener = opener
+        self._check_identity = check_identity
         self._port: Port | None = None
         self._splitter = FrameSplitter()
         self._inbox: deque[bytes] = deque()
@@ -125,6 +139,12 @@ class Link:
     @property
     def up(self) -> bool:
         return self._up
+
+    @property
+    def boot_counter(self) -> int:
+        """The boot counter of the board's last accepted HELLO (0 before the first)."""
+        hello = self.hello
+        return hello.boot_counter if hello is not None else 0
 
     def stats(self) -> LinkStats:
         return LinkStats(up=self._up, **self._counts)
@@ -188,6 +208,9 @@ class Link:
         if self._port is None:
             try:
                 self._port = self._opener()
+            except SidraError:  # the opener's own verdict (no such board, a refused device)
+                self._set_up(False)
+                raise
             except (OSError, ValueError) as exc:  # SerialException is an OSError
                 self._set_up(False)
                 raise BoardUnavailable(f"cannot open {self.name}: {exc}") from exc
@@ -212,6 +235,13 @@ class Link:
         except (struct.error, UnicodeDecodeError) as exc:
             raise BoardUnavailable(f"{self.name} sent a malformed HELLO response: {exc}") from exc
         check_hello(hello, self.settings.max_payload, self.name)
+        if self._check_identity is not None:
+            try:
+                self._check_identity(hello)
+            except SidraError:
+                self._close_port()  # refused: not one more byte to that device
+                self._set_up(False)
+                raise
         if self._known_boot is not None and hello.boot_counter != self._known_boot:
             self._count(resets=1)
             self._reset_notice = (
@@ -319,13 +349,28 @@ class Link:
 
     def _check_epoch(self, reply: Frame) -> None:
         if reply.epoch != self.epoch or reply.status == Status.STALE_EPOCH:
+            old_epoch, old_boot = self.epoch, self.boot_counter
             self._needs_hello = True
             self._known_boot = None  # reported here; the next HELLO must not report it again
             self._count(resets=1)
+            self._relearn_boot()
+            boot = (
+                f"boot counter {old_boot} -> {self.boot_counter}"
+                if not self._needs_hello
+                else f"boot epoch {old_epoch} -> {reply.epoch}"
+            )
             raise BoardReset(
-                f"board at {self.name} restarted (boot epoch {self.epoch} -> {reply.epoch}): "
+                f"board at {self.name} restarted ({boot}): "
                 "its conductances and any transfer in progress are lost"
             )
+
+    def _relearn_boot(self) -> None:
+        """HELLO right after a detected reset: the new boot counter (the board's new
+        instance) is then known when the reset is reported, so whoever reads it learns of
+        one reset, not of a second one at the next call. A board that does not answer now
+        is asked again before the next request."""
+        with contextlib.suppress(SidraError):
+            self._say_hello()
 
     def _await(self, request: Frame, timeout: float) -> Frame | str:
         """The response to ``request``, or _BAD (retransmit now) or _TIMEOUT."""
@@ -362,7 +407,9 @@ class Link:
             self._count(naks=1)
             return _BAD
         if frame.msg == Msg.BOOT or frame.flags & Flag.BOOT:  # never an answer to a request
-            if self.hello is not None and frame.epoch != self.epoch:
+            # While a HELLO is due (a reset already reported, a link being re-made) the
+            # HELLO's boot counter tells; the notice adds nothing.
+            if self.hello is not None and not self._needs_hello and frame.epoch != self.epoch:
                 self._check_epoch(frame)  # raises BoardReset
             return None
         if frame.req_id != request.req_id or frame.msg != request.msg:

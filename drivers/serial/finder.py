@@ -1,0 +1,340 @@
+"""Which device is the board: found by path, or by serial number over the ports.
+
+A board behind a serial link is a board, not a device path: USB re-enumeration,
+a hub or an adapter's reboot moves it to another node (``ttyUSB0`` becomes
+``ttyUSB1``; the virtual board comes back on a new ``/dev/pts/N``), and another
+device can take the old one. :class:`BoardFinder` is the link's opener and its
+identity check (docs/wire-protocol.md §3.5):
+
+- opened by path (``serial:///dev/ttyUSB0``, ``serial:///dev/serial/by-id/...``),
+  it opens that path, and the first board that answers HELLO there is the board;
+- opened by serial number (``serial://?serial_number=SIDRA-Y1-0007``), whenever
+  the link is made it asks the path given first (if any), then the serial ports
+  (``serial.tools.list_ports``; with ``search_ptys`` also the pseudo-terminals
+  ``/dev/pts/*``) for the one that answers HELLO with that serial number.
+
+Either way, a device whose HELLO names another serial number is refused with
+:class:`IdentityMismatch` and closed before anything but that HELLO is written
+to it, and it is not asked again until its device node changes (another device
+took the path). A port that did not answer is asked again after
+:data:`SILENT_RETRY_S` (a board may power up behind an adapter that stays).
+Searching writes nothing but HELLO to any port; it skips ports another process
+holds (the driver opens ports with an exclusive lock) and pseudo-terminals that
+are some process's controlling terminal (someone's shell).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import os
+import select
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from serial.tools import list_ports
+
+from sidra.drivers.errors import BoardUnavailable
+from sidra.drivers.serial.link import LinkSettings, Port
+from sidra.drivers.wire.framing import (
+    PROTOCOL_VERSION,
+    Flag,
+    Frame,
+    FrameError,
+    FrameSplitter,
+    decode_frame,
+    encode_frame,
+    max_wire_bytes,
+)
+from sidra.drivers.wire.messages import HELLO_REQ, Hello, Msg, Status, unpack_hello
+
+__all__ = [
+    "SILENT_RETRY_S",
+    "BoardFinder",
+    "IdentityMismatch",
+    "SameBoard",
+    "ask_serial_number",
+    "candidate_ports",
+    "controlling_terminals",
+    "pseudo_terminals",
+]
+
+SILENT_RETRY_S = 10.0
+"""A port that did not answer HELLO is not asked again for this long, s (a search runs
+at every reconnect attempt; a silent instrument must not get HELLO twice a second)."""
+
+DeviceStamp = tuple[int, int, int]
+"""(device number, inode, inode change time) of a device node: a new device at the
+same path has a new stamp."""
+
+
+class IdentityMismatch(BoardUnavailable):
+    """A device answered HELLO as another board than the one this driver drives."""
+
+    def __init__(self, device: str, expected: str, found: str, source: str) -> None:
+        self.device = device
+        self.expected = expected
+        self.found = found
+        self.source = source
+        super().__init__(
+            f"{device} answers HELLO as serial number {found!r}, not {expected!r} ({source}): "
+            "refused; nothing but HELLO was written to it, and the link stays down until "
+            f"board {expected!r} answers"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.device, self.expected, self.found, self.source))
+
+
+class SameBoard:
+    """Identity check of a link: the board named by serial number, or else the first
+    board met, is the board; a HELLO from any other is refused."""
+
+    def __init__(self, serial_number: str | None) -> None:
+        self.serial_number = serial_number
+        self.source = (
+            "the serial_number the board URL names"
+            if serial_number is not None
+            else "the board this driver first met"
+        )
+
+    def check(self, hello: Hello, device: str) -> None:
+        """Raises :class:`IdentityMismatch` when ``hello`` comes from another board."""
+        if self.serial_number is None:
+            self.serial_number = hello.serial_number
+        elif hello.serial_number != self.serial_number:
+            raise IdentityMismatch(device, self.serial_number, hello.serial_number, self.source)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a device answered when last asked."""
+
+    stamp: DeviceStamp
+    serial_number: str | None
+    """The serial number it answered HELLO with; None: it did not answer."""
+    at: float
+    """time.monotonic() of the answer."""
+
+
+_BUSY = "busy"  # the port could not be opened (held by another process): nothing was written
+
+
+class BoardFinder:
+    """Opener and identity check of one board's link (see the module docstring).
+
+    ``path``: the device path of the URL ("" when the board is named only by serial
+    number). ``open_port(path)`` opens a port with the link's settings (exclusive).
+    With ``search`` and a serial number the ports are searched whenever ``path`` does
+    not answer as that board; otherwise only ``path`` is opened (a ``socket://`` URL).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        serial_number: str | None,
+        open_port: Callable[[str], Port],
+        settings: LinkSettings,
+        *,
+        search: bool = True,
+        search_ptys: bool = False,
+    ) -> None:
+        self.path = path
+        self.same = SameBoard(serial_number)
+        self.search = search and serial_number is not None
+        self.search_ptys = search_ptys
+        self.device = path
+        """The device the link opened last (the path the board was found at)."""
+        self._open_port = open_port
+        self._settings = settings
+        self._verdicts: dict[str, _Verdict] = {}
+
+    def open(self) -> Port:
+        """The board's port, open: the link's opener."""
+        if not self.search:
+            self._refuse_known(self.path)
+            self.device = self.path
+            return self._open_port(self.path)
+        return self._find()
+
+    def check(self, hello: Hello) -> None:
+        """The link's identity check; a refused device is remembered until it changes."""
+        try:
+            self.same.check(hello, self.device)
+        except IdentityMismatch:
+            self._remember(self.device, hello.serial_number)
+            raise
+
+    # -- by path ---------------------------------------------------------------------------
+
+    def _refuse_known(self, device: str) -> None:
+        """Refuses, without writing to it, a device that already answered as another board."""
+        verdict = self._verdicts.get(device)
+        if verdict is None or verdict.serial_number is None:
+            return
+        if verdict.stamp == device_stamp(device) and self.same.serial_number is not None:
+            raise IdentityMismatch(
+                device, self.same.serial_number, verdict.serial_number, self.same.source
+            )
+
+    def _remember(self, device: str, serial_number: str | None) -> None:
+        stamp = device_stamp(device)
+        if stamp is not None:
+            self._verdicts[device] = _Verdict(stamp, serial_number, time.monotonic())
+
+    # -- by serial number ------------------------------------------------------------------
+
+    def _find(self) -> Port:
+        wanted = self.same.serial_number
+        assert wanted is not None  # search is on only with a serial number
+        others: list[str] = []
+        asked: list[str] = []
+        for device in self._candidates():
+            verdict = self._verdicts.get(device)
+            stamp = device_stamp(device)
+            if stamp is None:
+                continue  # gone since it was listed
+            if verdict is not None and verdict.stamp == stamp and not self._due(verdict):
+                if verdict.serial_number is not None:
+                    others.append(f"{device} is {verdict.serial_number!r}")
+                continue
+            answer = self._ask(device)
+            if answer == _BUSY:
+                continue
+            asked.append(device)
+            if answer == wanted:
+                self._verdicts.pop(device, None)
+                self.device = device
+                return self._open_port(device)
+            self._remember(device, answer)
+            if answer is not None:
+                others.append(f"{device} is {answer!r}")
+        raise BoardUnavailable(
+            f"no serial port answers HELLO as serial number {wanted!r} (asked: "
+            f"{', '.join(asked) or 'none'}; other boards: {', '.join(others) or 'none'}"
+            f"{'' if self.search_ptys else '; pseudo-terminals not searched'})"
+        )
+
+    def _candidates(self) -> list[str]:
+        """The given path, where the board was last, then every port; each once."""
+        seen: set[str] = set()
+        ordered = []
+        for device in [self.path, self.device, *candidate_ports(ptys=self.search_ptys)]:
+            real = os.path.realpath(device) if device else ""
+            if device and real not in seen:
+                seen.add(real)
+                ordered.append(device)
+        return ordered
+
+    @staticmethod
+    def _due(verdict: _Verdict) -> bool:
+        """A silent port is asked again after SILENT_RETRY_S; another board only when its
+        device node changes."""
+        silent = verdict.serial_number is None
+        return silent and time.monotonic() - verdict.at >= SILENT_RETRY_S
+
+    def _ask(self, device: str) -> str | None:
+        """The serial number ``device`` answers HELLO with (None: no answer), or _BUSY."""
+        try:
+            port = self._open_port(device)
+        except (OSError, ValueError):  # held by another process, no permission, gone
+            return _BUSY
+        try:
+            return ask_serial_number(port, self._settings)
+        except OSError:
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                port.close()
+
+
+def ask_serial_number(port: Port, settings: LinkSettings) -> str | None:
+    """Says HELLO on ``port`` (nothing else, retried at most once) and returns the serial
+    number of the answer; None when no valid HELLO answer comes in time."""
+    req_id = int.from_bytes(os.urandom(2), "little")
+    payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, settings.max_payload, 0)
+    request = Frame(Msg.HELLO, req_id, payload)
+    splitter = FrameSplitter()
+    timeout = settings.attempt_timeout(len(encode_frame(request)), max_wire_bytes(256))
+    for attempt in range(1 + min(settings.retries, 1)):
+        if attempt:  # a delimiter first flushes whatever the board half-received
+            port.write(b"\x00" + encode_frame(dataclasses.replace(request, flags=Flag.RETRY)))
+        else:
+            port.write(encode_frame(request))
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([port.fileno()], [], [], remaining)
+            if not ready:
+                break
+            for raw in splitter.feed(port.read(1 << 16)):
+                serial_number = _hello_serial_number(raw, req_id)
+                if serial_number is not None:
+                    return serial_number
+    return None
+
+
+def _hello_serial_number(raw: bytes, req_id: int) -> str | None:
+    try:
+        frame = decode_frame(raw)
+    except FrameError:
+        return None
+    if not frame.is_response or frame.msg != Msg.HELLO or frame.req_id != req_id:
+        return None
+    if frame.status != Status.OK:
+        return None
+    try:
+        return unpack_hello(frame.payload).serial_number
+    except (struct.error, UnicodeDecodeError):
+        return None
+
+
+def device_stamp(path: str) -> DeviceStamp | None:
+    """The stamp of the device node at ``path`` (symlinks followed); None if none is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_rdev, st.st_ino, st.st_ctime_ns)
+
+
+def candidate_ports(*, ptys: bool) -> list[str]:
+    """The serial ports to search: what ``serial.tools.list_ports`` finds, then, with
+    ``ptys``, the pseudo-terminals no process has as its controlling terminal."""
+    devices = sorted(info.device for info in list_ports.comports())
+    return devices + pseudo_terminals() if ptys else devices
+
+
+def pseudo_terminals() -> list[str]:
+    """``/dev/pts/N`` in numeric order, leaving out every controlling terminal (a
+    shell's, an ssh session's): HELLO bytes must never land in someone's terminal."""
+    taken = controlling_terminals()
+    found = []
+    for path in sorted(glob.glob("/dev/pts/[0-9]*"), key=lambda p: int(p.rpartition("/")[2])):
+        try:
+            rdev = os.stat(path).st_rdev
+        except OSError:
+            continue
+        if rdev not in taken:
+            found.append(path)
+    return found
+
+
+def controlling_terminals() -> set[int]:
+    """Device numbers of the terminals processes here have as controlling terminal
+    (``tty_nr``, the 7th field of ``/proc/<pid>/stat``; proc(5))."""
+    numbers = set()
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            text = Path(stat).read_text()
+        except OSError:  # the process ended
+            continue
+        fields = text.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        tty_nr = int(fields[4]) if len(fields) > 4 else 0
+        if tty_nr:
+            major = (tty_nr >> 8) & 0xFFF
+            minor = (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00)
+            numbers.add(os.makedev(major, minor))
+    return numbers
