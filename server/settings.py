@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,6 +36,7 @@ __all__ = [
     "AuthSettings",
     "ConfigError",
     "LimitsSettings",
+    "LoggingSettings",
     "MetricsSettings",
     "ServerSettings",
     "StateSettings",
@@ -172,6 +173,18 @@ class MetricsSettings(BaseModel):
         return None if value is None else _listen_address(value)
 
 
+class LoggingSettings(BaseModel):
+    """``[logging]``: how the service's log lines look (sidra.server.observability.logs)."""
+
+    model_config = SECTION
+
+    format: Literal["text", "json"] = "text"
+    """``text``: ``time LEVEL logger: message`` lines; ``json``: one JSON object per line."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged. At ``info`` each RPC logs one line, except routine calls
+    answered OK (MVM, TransposeMVM, Perturb, health checks), which log at ``debug``."""
+
+
 class ServerSettings(BaseSettings):
     """How ``sidra serve`` runs; see the module docstring for where values come from."""
 
@@ -213,6 +226,8 @@ class ServerSettings(BaseSettings):
     """``[state]``: durable board state."""
     metrics: MetricsSettings = MetricsSettings()
     """``[metrics]``: the metrics endpoint."""
+    logging: LoggingSettings = LoggingSettings()
+    """``[logging]``: log format and level."""
 
     @classmethod
     def settings_customise_sources(
@@ -242,6 +257,18 @@ class ServerSettings(BaseSettings):
                 f"listen: {self.listen!r} is reachable from the network, which needs "
                 f"{' and '.join(missing)} (or allow_insecure = true on a trusted network); "
                 "loopback addresses (127.0.0.1, [::1], localhost) need neither"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_port_of_its_own(self) -> ServerSettings:
+        if self.metrics.listen is None:
+            return self
+        port = split_address(self.metrics.listen)[1]
+        if port != 0 and port == split_address(self.listen)[1]:
+            raise ValueError(
+                f"metrics.listen: {self.metrics.listen!r} takes port {port}, the gRPC port "
+                f"(listen = {self.listen!r}); the metrics endpoint needs a port of its own"
             )
         return self
 

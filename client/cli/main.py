@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -18,6 +17,7 @@ from sidra.cli.token import token_app
 from sidra.cli.train import train_app
 from sidra.drivers import SidraError, open_board
 from sidra.server.app import create_configured_server
+from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
 from sidra.server.settings import ConfigError, ServerSettings, load_settings
 
 app = typer.Typer(
@@ -44,21 +44,29 @@ def serve(
 
     Settings not given as options come from SIDRA_* variables (SIDRA_LISTEN,
     SIDRA_TLS__CERT, ...), then the --config file (or SIDRA_CONFIG), then the defaults.
+    With [metrics] listen, Prometheus metrics are served there (docs/operations.md).
     """
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = _settings_or_exit(
         config, board=board, listen=listen, max_message_mb=max_message_mb, workers=workers
     )
+    configure_logging(settings.logging.format, settings.logging.level)
     try:
         driver = open_board(settings.board)
     except SidraError as exc:
         raise typer.BadParameter(str(exc)) from exc
     health_servicer = health.HealthServicer()
+    metrics = ServiceMetrics()
     try:
-        server, port = create_configured_server(driver, settings, health_servicer=health_servicer)
+        server, port = create_configured_server(
+            driver, settings, health_servicer=health_servicer, metrics=metrics
+        )
     except OSError as exc:
+        driver.close()
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        endpoint = _metrics_endpoint(metrics, settings)
+    except OSError as exc:
+        server.stop(grace=None)
         driver.close()
         raise typer.BadParameter(str(exc)) from exc
     server.start()
@@ -66,7 +74,7 @@ def serve(
     info = driver.info
     typer.echo(
         f"serving {info.model} ({info.serial_number}, {settings.board}) on {host}:{port}"
-        f" [{_protection(settings)}]",
+        f" [{_protection(settings)}]{_metrics_note(settings, endpoint)}",
         err=True,
     )
     stop = threading.Event()
@@ -77,6 +85,8 @@ def serve(
     # Tell health watchers first, then let in-flight calls finish.
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=2.0).wait()
+    if endpoint is not None:
+        endpoint.close()
     driver.close()
 
 
@@ -97,6 +107,21 @@ def _protection(settings: ServerSettings) -> str:
     transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
     auth = "no auth" if settings.auth is None else f"tokens {settings.auth.tokens_file}"
     return f"{transport}, {auth}"
+
+
+def _metrics_endpoint(metrics: ServiceMetrics, settings: ServerSettings) -> MetricsEndpoint | None:
+    """The metrics endpoint ``[metrics] listen`` asks for, serving ``metrics``; None if unset."""
+    if settings.metrics.listen is None:
+        return None
+    return MetricsEndpoint.start(metrics.registry, settings.metrics.listen)
+
+
+def _metrics_note(settings: ServerSettings, endpoint: MetricsEndpoint | None) -> str:
+    """Where the metrics are, for the first line: the URL a scrape config names."""
+    if endpoint is None or settings.metrics.listen is None:
+        return ""
+    host = settings.metrics.listen.rsplit(":", 1)[0]
+    return f", metrics on http://{host}:{endpoint.port}/metrics"
 
 
 @app.command()

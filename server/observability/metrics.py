@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from sidra.drivers import BoardInfo
 from sidra.drivers.operations import OPERATIONS
+from sidra.server.security.access import REFUSAL_REASONS
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -102,6 +103,8 @@ class ServiceMetrics:
             self.operations.labels(op.rpc)
             if op.rpc in WRITING_RPCS:
                 self.cell_writes.labels(op.rpc)
+        for reason, code in REFUSAL_REASONS.items():
+            self.auth_failures.labels(code.name, reason)
 
     def observe_rpc(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         """One finished call of ``method`` (``/package.Service/Method``)."""

@@ -40,15 +40,6 @@ def scrape(port: int) -> dict[Sample, float]:
     }
 
 
-def families(port: int) -> set[str]:
-    """Names of the metric families ``GET /metrics`` on ``port`` exposes (``_total`` kept)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode("utf-8")
-    return {
-        line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")
-    }
-
-
 def board_rpc(method: str, code: str, service: str = SERVICE_NAME) -> Sample:
     """The ``sidra_rpc_requests_total`` sample of ``method`` ending with ``code``."""
     labels = {"service": service, "method": method, "code": code}

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from observability_support import (
     IDEAL_URL,
     Sample,
@@ -73,7 +74,11 @@ def test_counts_and_latencies_move_by_exactly_the_calls_made(
         board_rpc("TransposeMVM", "OK"): 2,
         board_rpc("MVM", "OUT_OF_RANGE"): 2,
     }
-    for method, code, n in (("MVM", "OK", 5), ("TransposeMVM", "OK", 2), ("MVM", "OUT_OF_RANGE", 2)):
+    for method, code, n in (
+        ("MVM", "OK", 5),
+        ("TransposeMVM", "OK", 2),
+        ("MVM", "OUT_OF_RANGE", 2),
+    ):
         labels = rpc_labels(method, code)
         assert changes[sample("sidra_rpc_duration_seconds_count", **labels)] == n
         assert changes[sample("sidra_rpc_duration_seconds_bucket", **labels, le="+Inf")] == n
@@ -189,3 +194,23 @@ def test_auth_failures_by_reason_and_refused_calls_by_code(tmp_path: Path) -> No
         board_rpc("Program", "PERMISSION_DENIED"): 2,
         board_rpc("GetBoardInfo", "OK"): 1,
     }
+
+
+def test_streaming_calls_are_counted_per_message(rig: tuple[Served, RemoteBoard]) -> None:
+    served, _ = rig
+    service = "grpc.reflection.v1alpha.ServerReflection"
+    with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        asks = [reflection_pb2.ServerReflectionRequest(list_services="")] * 3
+        before = served.scrape()
+        answers = list(stub.ServerReflectionInfo(iter(asks), timeout=10))
+        changes = moved(before, served.scrape())
+    assert len(answers) == 3
+    method = {"service": service, "method": "ServerReflectionInfo"}
+    assert changes[sample("sidra_rpc_requests_total", **method, code="OK")] == 1
+    assert changes[sample("sidra_rpc_request_size_bytes_count", **method)] == 3
+    assert changes[sample("sidra_rpc_response_size_bytes_count", **method)] == 3
+    assert changes[sample("sidra_rpc_response_size_bytes_sum", **method)] == sum(
+        answer.ByteSize() for answer in answers
+    )
+    assert served.scrape()[sample("sidra_rpc_in_flight", **method)] == 0
