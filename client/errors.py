@@ -6,6 +6,10 @@ argument errors, a BadRequest) into the status details; they are read back here
 so a remote ``OutOfRange`` carries the same ``field``, ``value`` and ``allowed``
 as a local one. A trailer that is missing, garbled or disagrees with the call's
 own code and message is ignored: the code and message alone still give the class.
+
+:class:`BoardInstanceChanged` is the client's own :class:`BoardReset`: raised when
+a response names another board instance than this client saw before (the
+``sidra-instance-id`` trailer), whoever's call met the reset.
 """
 
 from __future__ import annotations
@@ -17,7 +21,26 @@ from grpc_status import rpc_status
 
 from sidra.drivers import errors
 
-__all__ = ["exception_class", "from_rpc_error"]
+__all__ = ["BoardInstanceChanged", "exception_class", "from_rpc_error"]
+
+
+class BoardInstanceChanged(errors.BoardReset):
+    """The board instance changed since this client's previous call: the board restarted
+    (or a server came back on a fresh emulator) and the state this client left on it is
+    gone. The call that noticed ran on the new instance; its result is not returned."""
+
+    def __init__(self, previous_id: str, instance_id: str, what: str) -> None:
+        self.previous_id = previous_id
+        self.instance_id = instance_id
+        self.what = what
+        super().__init__(
+            f"board instance changed from {previous_id!r} to {instance_id!r} since this "
+            f"client's previous call ({what}): the board's state (conductances, write "
+            "counts, clock) was lost; program it again"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.previous_id, self.instance_id, self.what))
 
 
 def exception_class(code: grpc.StatusCode) -> type[errors.SidraError]:

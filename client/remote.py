@@ -4,6 +4,12 @@ It satisfies the same :class:`sidra.drivers.Board` interface as a local
 driver, so training code runs unchanged against ``open_board("emu://")`` or
 ``connect("host:50051")``. Every call has a deadline; failures raise the
 SIDRA exception tree (``sidra.drivers.errors``), never a raw ``grpc.RpcError``.
+
+Every response names the board instance it ended on (trailing metadata
+``sidra-instance-id``); a ``RemoteBoard`` remembers the first and raises
+:class:`~sidra.client.errors.BoardInstanceChanged` (a ``BoardReset``) on the
+call that shows another, then carries on with the new one
+(:mod:`sidra.client.instance`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sidra.client.credentials import (
     token_from_env,
 )
 from sidra.client.errors import from_rpc_error
+from sidra.client.instance import InstanceTracker
 from sidra.drivers import Board, BoardInfo, BoardUnavailable, InvalidArgument
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
 from sidra.drivers.requests import (
@@ -35,6 +42,7 @@ from sidra.drivers.types import BoardDescription
 from sidra.drivers.url import query_options
 from sidra.drivers.validation import to_float32
 from sidra.hil import convert
+from sidra.hil.metadata import INSTANCE_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 
 __all__ = ["DEFAULT_TIMEOUT_S", "SERVICE_NAME", "RemoteBoard", "connect", "from_url"]
@@ -67,6 +75,7 @@ class RemoteBoard(Board):
         self.timeout_s = timeout_s
         self._info: BoardInfo | None = None
         self._calls = {op.request: _unary_call(channel, op) for op in OPERATIONS}
+        self._instance = InstanceTracker()
 
     def close(self) -> None:
         if self._owns_channel:
@@ -80,15 +89,31 @@ class RemoteBoard(Board):
             self._info = description.info
         return self._info
 
+    @property
+    def instance_id(self) -> str:
+        """The board instance the server named in its last response (asked with
+        GetBoardInfo if this client has made no call yet)."""
+        if self._instance.current is None:
+            description: BoardDescription = self.run(GetBoardInfoRequest())
+            return self._instance.current or description.instance_id
+        return self._instance.current
+
     def run(self, request: Request) -> Any:
-        """Sends ``request`` as its RPC; returns the result, or raises the SIDRA exception."""
+        """Sends ``request`` as its RPC; returns the result, or raises the SIDRA exception
+        (:class:`~sidra.client.errors.BoardInstanceChanged` when the response names another
+        board instance than this client's previous one)."""
         op = operation_of(request)
         message = self._message(_representable(request), op)
         try:
-            reply = self._calls[op.request](message, timeout=self.timeout_s)
+            reply, call = self._calls[op.request].with_call(message, timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        return convert.result_from_pb(reply, op)
+            error = from_rpc_error(exc)
+            raise self._instance.failed(_instance_of(exc), error, op.rpc) from exc
+        result = convert.result_from_pb(reply, op)
+        # A server that sends no trailer still names the instance in GetBoardInfo.
+        named = _instance_of(call) or getattr(result, "instance_id", None)
+        self._instance.succeeded(named, op.rpc)
+        return result
 
     def _message(self, request: Request, op: Operation) -> Any:
         try:
@@ -99,6 +124,18 @@ class RemoteBoard(Board):
             # never sees the request.
             request.checked(self.info)
             raise InvalidArgument(op.rpc, repr(request)[:200], f"a {op.rpc}Request") from exc
+
+
+def _instance_of(call: Any) -> str | None:
+    """The ``sidra-instance-id`` a finished call's trailing metadata carries, if any."""
+    try:
+        trailers = call.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001 - a call that never reached a server has none
+        return None
+    for key, value in trailers:
+        if key == INSTANCE_ID_KEY and isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _unary_call(channel: grpc.Channel, op: Operation) -> grpc.UnaryUnaryMultiCallable:
