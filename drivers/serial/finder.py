@@ -19,8 +19,9 @@ to it, and it is not asked again until its device node changes (another device
 took the path). A port that did not answer is asked again after
 :data:`SILENT_RETRY_S` (a board may power up behind an adapter that stays).
 Searching writes nothing but HELLO to any port; it skips ports another process
-holds (the driver opens ports with an exclusive lock) and pseudo-terminals that
-are some process's controlling terminal (someone's shell).
+holds (the driver opens ports with an exclusive lock) and, among
+pseudo-terminals, every controlling terminal (someone's shell) and every one a
+host already has open (see :func:`pseudo_terminals`).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ __all__ = [
     "SameBoard",
     "ask_serial_number",
     "candidate_ports",
-    "controlling_terminals",
+    "device_stamp",
     "pseudo_terminals",
+    "terminal_use",
 ]
 
 SILENT_RETRY_S = 10.0
@@ -308,33 +310,46 @@ def candidate_ports(*, ptys: bool) -> list[str]:
 
 
 def pseudo_terminals() -> list[str]:
-    """``/dev/pts/N`` in numeric order, leaving out every controlling terminal (a
-    shell's, an ssh session's): HELLO bytes must never land in someone's terminal."""
-    taken = controlling_terminals()
+    """``/dev/pts/N`` in numeric order that may hold a board nobody is talking to.
+
+    Left out: every controlling terminal (a shell's, an ssh session's: HELLO bytes
+    must never land in someone's terminal) and every pty open more than once (a
+    board server keeps one end of its own pty open; a second opener is a host
+    talking to the board, which a HELLO in between would disturb, lock or no lock).
+    """
+    controlling, opened = terminal_use()
     found = []
     for path in sorted(glob.glob("/dev/pts/[0-9]*"), key=lambda p: int(p.rpartition("/")[2])):
         try:
             rdev = os.stat(path).st_rdev
         except OSError:
             continue
-        if rdev not in taken:
+        if rdev not in controlling and opened.get(path, 0) <= 1:
             found.append(path)
     return found
 
 
-def controlling_terminals() -> set[int]:
-    """Device numbers of the terminals processes here have as controlling terminal
-    (``tty_nr``, the 7th field of ``/proc/<pid>/stat``; proc(5))."""
-    numbers = set()
-    for stat in glob.glob("/proc/[0-9]*/stat"):
+def terminal_use() -> tuple[set[int], dict[str, int]]:
+    """What the processes visible here do with terminals (proc(5)): the device numbers
+    of their controlling terminals (``tty_nr`` in ``/proc/<pid>/stat``) and, per
+    ``/dev/pts/N``, how many of their file descriptors have it open."""
+    controlling: set[int] = set()
+    opened: dict[str, int] = {}
+    for proc in glob.glob("/proc/[0-9]*"):
         try:
-            text = Path(stat).read_text()
-        except OSError:  # the process ended
+            stat = Path(proc, "stat").read_text()
+            fds = os.listdir(Path(proc, "fd"))
+        except OSError:  # the process ended, or is not ours to look into
             continue
-        fields = text.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        fields = stat.rpartition(")")[2].split()  # after the command name (it may hold spaces)
         tty_nr = int(fields[4]) if len(fields) > 4 else 0
         if tty_nr:
             major = (tty_nr >> 8) & 0xFFF
             minor = (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00)
-            numbers.add(os.makedev(major, minor))
-    return numbers
+            controlling.add(os.makedev(major, minor))
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                target = os.readlink(Path(proc, "fd", fd))
+                if target.startswith("/dev/pts/"):
+                    opened[target] = opened.get(target, 0) + 1
+    return controlling, opened
