@@ -15,19 +15,24 @@ import secrets
 import select
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sidra.client import connect
 from sidra.drivers import BoardReset, BoardUnavailable, InvalidArgument, open_board
 from sidra.drivers.serial import SerialDriver
 from sidra.drivers.serial.finder import IdentityMismatch, pseudo_terminals
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
 from sidra.emulator.firmware import PtyServer, VirtualBoard
+from sidra.server import SERVICE_NAME, create_server
 
 PROFILE = preset("ideal").model_copy(update={"geometry": Geometry(tiles=2, rows=32, cols=16)})
 G = np.random.default_rng(9).uniform(1.0, 40.0, (32, 16)).astype(np.float32)
@@ -230,3 +235,41 @@ def read_line(fd: int, timeout_s: float = 10.0) -> str:
         assert ready, "the child did not print its terminal"
         data += os.read(fd, 1024)
     return data.decode().splitlines()[0].strip()
+
+
+def test_a_served_board_found_again_by_serial_number_needs_no_restart() -> None:
+    """``sidra serve --board serial://?serial_number=...``: the board's pty vanishes and
+    health turns NOT_SERVING; the board comes back on a new pty and, with no client
+    calling, the server's link watcher finds it: SERVING again, state intact."""
+    ours = fresh_board()
+    first = serve(ours)
+    driver = open_serial(f"serial://?serial_number={serial_of(ours)}&search_ptys=1&{OPTIONS}")
+    server, port = create_server(driver, "127.0.0.1:0")
+    server.start()
+    try:
+        with (
+            connect(f"127.0.0.1:{port}") as client,
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        ):
+            health = health_pb2_grpc.HealthStub(channel)
+            client.program(0, G)
+            second = serve(ours)
+            first.hangup()
+            wait_for_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
+            wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
+            assert driver.device == second.path
+            assert np.array_equal(client.read_conductance(0).conductances, G)
+            second.stop()
+    finally:
+        server.stop(grace=None)
+        driver.close()
+
+
+def wait_for_health(health: health_pb2_grpc.HealthStub, status: int, within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
+        if reply.status == status:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"health did not become {status} within {within_s} s")
