@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -62,9 +61,8 @@ class BoardServicer:
     """Serves one board; one lock per board so calls never interleave on it.
 
     ``store`` (optional) records each successful Program before it is answered,
-    attributed to ``principal_of(context)``. ``boot_id`` names the board's
-    current boot/instance in the records; by default a new random id per
-    servicer, since an in-process board starts afresh with the server.
+    attributed to ``principal_of(context)`` and to the board instance
+    (``board.instance_id``) that holds it.
     """
 
     def __init__(
@@ -72,16 +70,14 @@ class BoardServicer:
         board: Board,
         store: StateStore | None = None,
         principal_of: PrincipalOf = local_principal,
-        boot_id: str | None = None,
     ) -> None:
         self.board = board
         self.lock = threading.Lock()
         self.store = store
         self.principal_of = principal_of
-        self.boot_id = boot_id or uuid.uuid4().hex
         if store is not None:
             # Fails at start, not at the first Program, when the store cannot be written.
-            store.note_board(board.info, self.boot_id)
+            _note_instance(store, board)
 
     def call(self, op: Operation, data: bytes, context: grpc.ServicerContext) -> Message:
         """Runs one RPC of ``op`` on the board: request bytes in, response message out."""
@@ -110,7 +106,7 @@ class BoardServicer:
             done = request.checked(self.board.info)
             store.record_program(
                 self.board.info.serial_number, done.tile, done.row_offset, done.col_offset,
-                done.conductances, report, principal, self.boot_id,
+                done.conductances, report, principal, self.board.instance_id,
             )  # fmt: skip
         except Exception as exc:
             # The board holds the new targets; saying only "failed" would invite a
@@ -140,6 +136,19 @@ class BoardServicer:
             )
         except SidraError as exc:
             log.warning("write counts of tile %d not stored: %s", request.tile, exc)
+
+
+def _note_instance(store: StateStore, board: Board) -> None:
+    """Records the board's instance; warns when the store last saw another one, whose
+    programmed state the board no longer holds unless it was restored."""
+    info, instance = board.info, board.instance_id
+    before = store.note_board(info, instance)
+    if before is not None and before.last_boot_id != instance:
+        log.warning(
+            "board %s is instance %s, last recorded as %s: what was programmed then is not "
+            "on the board unless restored (sidra serve --restore)",
+            info.serial_number, instance, before.last_boot_id,
+        )  # fmt: skip
 
 
 class _Route:

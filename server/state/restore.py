@@ -12,7 +12,6 @@ servicer's board lock held: it issues ordinary Programs.
 from __future__ import annotations
 
 import math
-import uuid
 from dataclasses import dataclass
 
 from sidra.drivers import Board, FailedPrecondition, ProgramReport
@@ -86,15 +85,14 @@ def restore(
 ) -> RestoreReport:
     """Programs ``store``'s golden targets of every tile onto ``board``.
 
-    ``boot_id`` is the board's boot/instance id, recorded with each Program
-    (default: a new random id, as the servicer's, since a restored board is a new
-    instance of its state).
+    ``boot_id`` is recorded with each Program; default: the board's instance
+    (``board.instance_id``), the one the restored state now lives in.
     A board whose geometry differs from the store's record raises
     FailedPrecondition before anything is written. A failing Program raises;
     the tiles before it are restored and recorded.
     """
     info = board.info
-    boot_id = boot_id or uuid.uuid4().hex
+    boot_id = boot_id or board.instance_id
     try:
         record = store.board(info.serial_number)
     except StateStoreError:

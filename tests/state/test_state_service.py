@@ -37,15 +37,28 @@ def test_a_program_through_grpc_is_in_the_store_when_the_rpc_returns(tmp_path: P
     assert (record.rms_error_us, record.pulses) == (report.rms_error_us, report.pulses)
 
 
-def test_the_servicer_notes_the_board_and_its_boot_id_at_start(tmp_path: Path) -> None:
+def test_records_carry_the_board_instance_and_a_new_instance_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.sqlite3"
     with (
         open_board(IDEAL_URL) as board,
-        StateStore(tmp_path / "state.sqlite3") as store,
-        served_with_store(board, store),
+        StateStore(path) as store,
+        served_with_store(board, store) as port,
+        connect(f"127.0.0.1:{port}") as client,
     ):
-        (seen,) = store.boards()
-    assert seen.serial_number == board.info.serial_number
-    assert len(seen.last_boot_id) == 32  # a fresh random instance id per servicer
+        client.program(0, targets(np.random.default_rng(5), (2, 2)))
+        (record,) = store.history()
+        first = board.instance_id
+        assert store.board(board.info.serial_number).last_boot_id == first
+    assert record.boot_id == first and first.startswith("EMU-1/run-")
+    assert "is instance" not in caplog.text  # a board new to the store: nothing lost
+
+    # The same serial number, a new instance (a restarted emulator): the store says
+    # what it last saw, so the operator learns that a restore is due.
+    with open_board(IDEAL_URL) as again, StateStore(path) as store, served_with_store(again, store):
+        assert store.board(again.info.serial_number).last_boot_id == again.instance_id != first
+    assert f"last recorded as {first}" in caplog.text and "sidra serve --restore" in caplog.text
 
 
 def test_write_counts_read_through_the_service_are_kept(tmp_path: Path) -> None:
@@ -122,7 +135,7 @@ def test_restore_brings_every_tile_back_bit_for_bit_on_a_fresh_board(tmp_path: P
     # The server is gone; a fresh board with the same serial number is at power-up.
     with open_board(IDEAL_URL) as fresh, StateStore(path) as store:
         at_power_up = fresh.read_conductance(1).conductances
-        report = restore(fresh, store, boot_id="after")
+        report = restore(fresh, store)
         after = [fresh.read_conductance(t).conductances for t in range(4)]
         golden = [store.golden(fresh.info.serial_number, t) for t in range(4)]
         restores = [r for r in store.history() if r.kind is ProgramKind.RESTORE]
@@ -134,7 +147,7 @@ def test_restore_brings_every_tile_back_bit_for_bit_on_a_fresh_board(tmp_path: P
     assert np.array_equal(after[1], at_power_up)  # never programmed: left alone
     assert [t.tile for t in report.tiles] == [0, 2] and report.untouched_tiles == (1, 3)
     assert report.cells == 256 * 256 + int(golden[2].programmed.sum())
-    assert {r.boot_id for r in restores} == {"after"} == {report.boot_id}
+    assert {r.boot_id for r in restores} == {fresh.instance_id} == {report.boot_id}
     assert len(restores) == sum(t.programs for t in report.tiles)
     assert "tile 2:" in report.describe()
 
