@@ -71,7 +71,10 @@ def test_another_board_at_the_old_path_is_refused_then_ours_is_back(tmp_path: Pa
     """A by-id style path leads to board A; A goes, the path now leads to board B: the
     driver refuses B naming both serial numbers, stays down, and B gets one HELLO and
     nothing more, however often the driver retries. When the path leads to A again
-    (A kept its state), calls work and the instance is the same."""
+    (A kept its state), calls work and the instance is the same.
+
+    B's pty is held open a second time so that a search by another test process on
+    this machine passes it by (a pty open twice is in use) and B's count stays ours."""
     ours, other = fresh_board(), fresh_board()
     by_id = tmp_path / "usb-SIDRA_Y1-if00"
     first = serve(ours)
@@ -82,6 +85,7 @@ def test_another_board_at_the_old_path_is_refused_then_ours_is_back(tmp_path: Pa
         instance = driver.instance_id
         first.hangup()
         squatter = serve(other)
+        guard = os.open(squatter.path, os.O_RDWR | os.O_NOCTTY)  # see below
         by_id.unlink()
         by_id.symlink_to(squatter.path)
         lose_the_port(driver)
@@ -107,6 +111,7 @@ def test_another_board_at_the_old_path_is_refused_then_ours_is_back(tmp_path: Pa
         by_id.symlink_to(back.path)
         assert np.array_equal(driver.read_conductance(0).conductances, G)
         assert driver.link_up and driver.instance_id == instance
+        os.close(guard)
         squatter.stop()
         back.stop()
     finally:
