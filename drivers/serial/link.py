@@ -8,11 +8,13 @@ duplicates and are dropped. Every response carries the board's boot epoch; a
 new epoch means the board restarted and lost its state, which is reported as
 :class:`BoardReset` rather than papered over (the link says HELLO at once, so the
 new boot counter, and with it the board's instance, is known when the reset is
-reported). Every HELLO answer passes the owner's identity check first: a device
-that answers as another board is closed again before anything else is written
-to it. One request outstanding at a time
-is also what lets the smallest board work: it needs to keep only
-``cache_depth`` ≥ 1 responses for replay (HELLO says how many it keeps).
+reported). One request outstanding at a time is also what lets the smallest
+board work: it needs to keep only ``cache_depth`` ≥ 1 responses for replay
+(HELLO says how many it keeps).
+
+Every HELLO answer passes the owner's identity check (``check_identity``) before
+the link uses it: a device that answers as another board is closed again before
+anything else is written to it.
 """
 
 from __future__ import annotations
