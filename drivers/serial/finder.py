@@ -17,7 +17,8 @@ Either way, a device whose HELLO names another serial number is refused with
 :class:`IdentityMismatch` and closed before anything but that HELLO is written
 to it, and it is not asked again until its device node changes (another device
 took the path). A port that did not answer is asked again after
-:data:`SILENT_RETRY_S` (a board may power up behind an adapter that stays).
+:data:`SILENT_RETRY_S` (a board may power up behind an adapter that stays), the
+path given and the device the board was last found at every time.
 Searching writes nothing but HELLO to any port; it skips ports another process
 holds (the driver opens ports with an exclusive lock) and, among
 pseudo-terminals, every controlling terminal (someone's shell) and every one a
@@ -199,7 +200,7 @@ class BoardFinder:
             stamp = device_stamp(device)
             if stamp is None:
                 continue  # gone since it was listed
-            if verdict is not None and verdict.stamp == stamp and not self._due(verdict):
+            if verdict is not None and verdict.stamp == stamp and not self._due(verdict, device):
                 if verdict.serial_number is not None:
                     others.append(f"{device} is {verdict.serial_number!r}")
                 continue
@@ -231,12 +232,15 @@ class BoardFinder:
                 ordered.append(device)
         return ordered
 
-    @staticmethod
-    def _due(verdict: _Verdict) -> bool:
-        """A silent port is asked again after SILENT_RETRY_S; another board only when its
-        device node changes."""
-        silent = verdict.serial_number is None
-        return silent and time.monotonic() - verdict.at >= SILENT_RETRY_S
+    def _due(self, verdict: _Verdict, device: str) -> bool:
+        """Another board is asked again only when its device node changes; a silent port
+        after SILENT_RETRY_S, except where the board is most likely to come back (the
+        path given, the device it was found at last): those every time."""
+        if verdict.serial_number is not None:
+            return False
+        return device in (self.path, self.device) or (
+            time.monotonic() - verdict.at >= SILENT_RETRY_S
+        )
 
     def _ask(self, device: str) -> str | None:
         """The serial number ``device`` answers HELLO with (None: no answer), or _BUSY."""
