@@ -8,9 +8,9 @@ logged under an RPC can name its request id (:func:`current_request_id`).
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,7 +65,7 @@ def request_id_from(metadata: Any) -> str:
     for key, value in metadata or ():
         if key == REQUEST_ID and isinstance(value, str) and _USABLE_ID.fullmatch(value):
             return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # uuid4's randomness without building a UUID
 
 
 def current_call() -> CallRecord | None:

@@ -32,7 +32,7 @@ from sidra.server.observability.calls import (
     request_id_from,
 )
 from sidra.server.observability.logs import log_rpc
-from sidra.server.observability.metrics import WRITING_RPCS, ServiceMetrics, split_method
+from sidra.server.observability.metrics import WRITING_RPCS, ServiceMetrics
 from sidra.server.security import Principal, current_principal
 from sidra.server.servicer import SERVICE_NAME
 
@@ -71,7 +71,7 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
 
         def run(request: Any, context: grpc.ServicerContext) -> Any:
             request = self._sized_requests(request, call, handler.request_streaming)
-            with bound_call(call), self.metrics.in_flight_of(call.method).track_inprogress():
+            with bound_call(call), self.metrics.series(call.method).in_flight.track_inprogress():
                 try:
                     response = behavior(request, context)
                 except BaseException:
@@ -90,7 +90,7 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
         # the call stays bound around each step, and it ends when the iterator does.
         def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             request = self._sized_requests(request, call, request_streaming)
-            in_flight = self.metrics.in_flight_of(call.method)
+            in_flight = self.metrics.series(call.method).in_flight
             in_flight.inc()
             failed, without_status = True, grpc.StatusCode.UNKNOWN
             try:
@@ -129,20 +129,21 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
     def _count_request(self, call: CallRecord, message: Any) -> None:
         size = _size(message)
         call.request_bytes += size
-        self.metrics.observe_request_size(call.method, size)
+        self.metrics.series(call.method).request_bytes.observe(size)
 
     def _count_response(self, call: CallRecord, message: Any) -> None:
         size = _size(message)
         call.response_bytes += size
-        self.metrics.observe_response_size(call.method, size)
+        self.metrics.series(call.method).response_bytes.observe(size)
 
     def _finish(
         self, call: CallRecord, context: grpc.ServicerContext, response: Any = None
     ) -> None:
         trailers = tuple(context.trailing_metadata() or ())
         context.set_trailing_metadata((*trailers, (REQUEST_ID, call.request_id)))
-        self.metrics.observe_rpc(call.method, call.code, call.elapsed_s)
-        service, rpc = split_method(call.method)
+        series = self.metrics.series(call.method)
+        series.finished(call.code, call.elapsed_s)
+        service, rpc = series.labels
         if service == SERVICE_NAME and call.code == grpc.StatusCode.OK:
             written = getattr(response, "cells_written", None) if rpc in WRITING_RPCS else None
             self.metrics.count_operation(rpc, written)
