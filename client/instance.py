@@ -49,7 +49,9 @@ class InstanceTracker:
             raise BoardInstanceChanged(previous, instance_id, f"noticed by {what}")
 
     def failed(self, instance_id: str | None, error: SidraError, what: str) -> SidraError:
-        """After a call that failed with ``error``: the exception to raise for it."""
+        """After a call that failed with ``error``: the exception to raise for it, ``error``
+        itself or, when the call shows a new instance, BoardInstanceChanged (raise it from
+        ``error``: the reset is the news)."""
         with self._lock:
             if isinstance(error, BoardReset):
                 # The server told this client of the reset: no second report of it.
@@ -63,9 +65,7 @@ class InstanceTracker:
             previous = self._adopt(instance_id)
         if previous is None or instance_id is None:
             return error
-        changed = BoardInstanceChanged(previous, instance_id, f"noticed by {what}: {error}")
-        changed.__cause__ = error
-        return changed
+        return BoardInstanceChanged(previous, instance_id, f"noticed by {what}: {error}")
 
     def _adopt(self, instance_id: str | None) -> str | None:
         """Takes ``instance_id`` as the current one; the id it replaced, if that change is

@@ -108,7 +108,10 @@ class RemoteBoard(Board):
             reply, call = self._calls[op.request].with_call(message, timeout=self.timeout_s)
         except grpc.RpcError as exc:
             error = from_rpc_error(exc)
-            raise self._instance.failed(_instance_of(exc), error, op.rpc) from exc
+            reported = self._instance.failed(_instance_of(exc), error, op.rpc)
+            if reported is error:
+                raise error from exc
+            raise reported from error  # the reset is the news; the call's own error its cause
         result = convert.result_from_pb(reply, op)
         # A server that sends no trailer still names the instance in GetBoardInfo.
         named = _instance_of(call) or getattr(result, "instance_id", None)

@@ -61,7 +61,7 @@ def test_a_failed_call_that_shows_a_new_instance_reports_the_reset() -> None:
     tracker.succeeded(OLD, "MVM")
     error = OutOfRange("tile", 9, "0 .. 3")
     reported = tracker.failed(NEW, error, "Calibrate")
-    assert isinstance(reported, BoardInstanceChanged) and reported.__cause__ is error
+    assert isinstance(reported, BoardInstanceChanged) and reported.instance_id == NEW
     assert "tile" in str(reported)
     assert tracker.failed(NEW, error, "Calibrate") is error
 
