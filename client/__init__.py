@@ -7,11 +7,14 @@
 ``open_board("grpc://127.0.0.1:50051")`` returns the same :class:`RemoteBoard`. A
 secured server takes ``connect(address, tls=TlsCredentials(root_ca=...), token=...)``
 (the token defaults to ``SIDRA_TOKEN``) or ``grpcs://host:port?ca=PATH`` URLs.
-The exception tree is shared with the drivers (``sidra.drivers.errors``); training
+The exception tree is shared with the drivers (``sidra.drivers.errors``), plus
+:class:`BoardInstanceChanged`, the :class:`BoardReset` a client raises when the
+server names another board instance than before; training
 loops that run on any board live in ``sidra.training``.
 """
 
 from sidra.client.credentials import TlsCredentials
+from sidra.client.errors import BoardInstanceChanged
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
 from sidra.drivers.errors import (
     BoardFault,
@@ -30,6 +33,7 @@ from sidra.drivers.types import Region
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "BoardFault",
+    "BoardInstanceChanged",
     "BoardReset",
     "BoardUnavailable",
     "DeadlineExceeded",

@@ -12,11 +12,13 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
 from sidra.server.address import is_loopback
+from sidra.server.instance import InstanceMetadata
 from sidra.server.link_watch import LinkWatcher
 from sidra.server.observability import CallObserver, ServiceMetrics, watch_board
 from sidra.server.security import AccessControl, TokensFile, principal_name, server_credentials
 from sidra.server.servicer import SERVICE_NAME, BoardServicer, board_service_handler
 from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, ServerSettings
+from sidra.server.state import StateStore
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -49,8 +51,12 @@ def create_server(
     credentials: grpc.ServerCredentials | None = None,
     tokens: TokensFile | None = None,
     metrics: ServiceMetrics | None = None,
+    store: StateStore | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
+
+    With ``store`` (:class:`~sidra.server.state.StateStore`) every successful
+    Program is recorded in it before it is answered.
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -80,10 +86,11 @@ def create_server(
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers),
         options=limits,
-        interceptors=(observer, access, observer.principal_tag),
+        # Then every BoardService response names the board instance it ended on.
+        interceptors=(observer, access, observer.principal_tag, InstanceMetadata(board)),
     )
     watch_board(metrics, board)
-    servicer = BoardServicer(board, principal_of=principal_name)
+    servicer = BoardServicer(board, store, principal_of=principal_name)
     server.add_generic_rpc_handlers((board_service_handler(servicer),))
 
     health_servicer = health_servicer or health.HealthServicer()
@@ -117,6 +124,7 @@ def create_configured_server(
     *,
     health_servicer: health.HealthServicer | None = None,
     metrics: ServiceMetrics | None = None,
+    store: StateStore | None = None,
 ) -> tuple[grpc.Server, int]:
     """:func:`create_server` as ``settings`` say: address, limits, reflection, TLS, tokens.
 
@@ -134,6 +142,7 @@ def create_configured_server(
         credentials=server_credentials(tls.cert, tls.key, tls.client_ca) if tls else None,
         tokens=TokensFile(settings.auth.tokens_file) if settings.auth else None,
         metrics=metrics,
+        store=store,
     )
 
 

@@ -18,7 +18,6 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -30,6 +29,7 @@ from pydantic_settings import (
 from sidra.server.address import is_loopback, split_address
 from sidra.server.security.tls import key_pair_problem, pem_problem
 from sidra.server.security.tokens import read_tokens
+from sidra.server.state.paths import default_store_path
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -146,8 +146,8 @@ class LimitsSettings(BaseModel):
 
 def default_state_path() -> Path:
     """``user_data_dir("sidra-hil")/state.sqlite3``: per user, surviving reboots
-    (``~/.local/share/sidra-hil/state.sqlite3`` on Linux)."""
-    return Path(user_data_dir("sidra-hil", appauthor=False)) / "state.sqlite3"
+    (``~/.local/share/sidra-hil/state.sqlite3`` on Linux); the store defines it."""
+    return default_store_path()
 
 
 class StateSettings(BaseModel):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 from sidra.client import RemoteBoard, connect
 
@@ -57,8 +57,24 @@ def process(
 def served(board_url: str) -> Iterator[RemoteBoard]:
     """``sidra serve --board URL`` on a free loopback port, and a client connected to it."""
     with process("serve", "--board", board_url, "--listen", "127.0.0.1:0",
-                 first_line_from="stderr") as (line, _):  # fmt: skip
+                 first_line_from="stderr") as (first, proc):  # fmt: skip
+        assert proc.stderr is not None
+        line = first if first.startswith("serving") else serving_line(proc.stderr)
         match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
         assert match, line
         with connect(f"127.0.0.1:{match.group(1)}") as board:
             yield board
+
+
+def serving_line(stream: IO[str]) -> str:
+    """Reads ``sidra serve``'s stderr up to its "serving ... on HOST:PORT" line and
+    returns it; warnings may come first (a state store that last saw another
+    instance of the board says so before the server starts)."""
+    seen = []
+    for line in stream:
+        seen.append(line)
+        if re.match(r"serving .* on \S+:\d+", line):
+            return line.strip()
+        if len(seen) > 50:
+            break
+    raise AssertionError("sidra serve printed no 'serving' line:\n" + "".join(seen))

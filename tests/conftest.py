@@ -37,6 +37,20 @@ IDEAL_URL = "emu://?preset=ideal&seed=1"
 HW_URL_ENV = "SIDRA_HW_URL"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_store_of_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every ``sidra serve`` the tests start keeps its state in this run's temporary
+    folder, never in the user's data folder (the variable reaches child processes)."""
+    key = "SIDRA_STATE__PATH"
+    before = os.environ.get(key)
+    os.environ[key] = str(tmp_path_factory.mktemp("state") / "state.sqlite3")
+    yield
+    if before is None:
+        del os.environ[key]
+    else:
+        os.environ[key] = before
+
+
 @contextmanager
 def ideal_board_on_a_pty() -> Iterator[BoardDriver]:
     """The virtual board firmware (ideal preset, seed 1) on a fresh pty, opened by URL."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_support import SIDRA, run_sidra, sidra_json
+from cli_support import SIDRA, run_sidra, serving_line, sidra_json
 from rich.console import Console
 
 from sidra.cli.demo import run_demo
@@ -25,7 +25,7 @@ def test_serve_answers_until_terminated() -> None:
     )
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline()
+        line = serving_line(proc.stderr)
         match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
         assert match, line
         with connect(f"127.0.0.1:{match.group(1)}") as board:

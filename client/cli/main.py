@@ -13,12 +13,14 @@ from grpc_health.v1 import health
 from sidra.cli.bench import bench_app
 from sidra.cli.bench_serial import serial_command
 from sidra.cli.board import board_app
+from sidra.cli.state import state_app
 from sidra.cli.token import token_app
 from sidra.cli.train import train_app
 from sidra.drivers import SidraError, open_board
 from sidra.server.app import create_configured_server
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
 from sidra.server.settings import ConfigError, ServerSettings, load_settings
+from sidra.server.state import StateStore, StateStoreError, restore
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="SIDRA HIL: analog board control."
@@ -39,6 +41,14 @@ def serve(
     ] = None,
     max_message_mb: Annotated[int | None, typer.Option(help="Largest gRPC message, MiB.")] = None,
     workers: Annotated[int | None, typer.Option(help="Server worker threads.")] = None,
+    restore_state: Annotated[
+        bool,
+        typer.Option(
+            "--restore",
+            help="Before serving, program the golden targets the state store holds for this "
+            "board (after a crash or a board reset) and report what was restored.",
+        ),
+    ] = False,
 ) -> None:
     """Serve one board over gRPC until interrupted (SIGINT/SIGTERM drain and stop).
 
@@ -54,20 +64,35 @@ def serve(
         driver = open_board(settings.board)
     except SidraError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    try:
+        store = StateStore(settings.state.path)
+    except StateStoreError as exc:
+        driver.close()
+        raise typer.BadParameter(str(exc), param_hint="state.path") from exc
+    if restore_state:
+        try:
+            typer.echo(restore(driver, store).describe(), err=True)
+        except SidraError as exc:
+            driver.close()
+            store.close()
+            typer.echo(f"sidra serve --restore: {exc}", err=True)
+            raise typer.Exit(1) from None
     health_servicer = health.HealthServicer()
     metrics = ServiceMetrics()
     try:
         server, port = create_configured_server(
-            driver, settings, health_servicer=health_servicer, metrics=metrics
+            driver, settings, health_servicer=health_servicer, metrics=metrics, store=store
         )
-    except OSError as exc:
+    except (OSError, SidraError) as exc:
         driver.close()
+        store.close()
         raise typer.BadParameter(str(exc)) from exc
     try:
         endpoint = _metrics_endpoint(metrics, settings)
     except OSError as exc:
         server.stop(grace=None)
         driver.close()
+        store.close()
         raise typer.BadParameter(str(exc)) from exc
     server.start()
     host = settings.listen.rsplit(":", 1)[0]
@@ -88,6 +113,7 @@ def serve(
     if endpoint is not None:
         endpoint.close()
     driver.close()
+    store.close()
 
 
 def _settings_or_exit(config: Path | None, **options: Any) -> ServerSettings:
@@ -143,6 +169,7 @@ def demo(
 bench_app.command("serial")(serial_command)
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
+app.add_typer(state_app, name="state")
 app.add_typer(token_app, name="token")
 app.add_typer(train_app, name="train")
 

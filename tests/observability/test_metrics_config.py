@@ -15,7 +15,7 @@ import socket
 import subprocess
 
 import pytest
-from cli_support import SIDRA
+from cli_support import SIDRA, serving_line
 from observability_support import board_rpc, sample, scrape
 
 from sidra.client import connect
@@ -84,7 +84,7 @@ def test_sidra_serve_serves_metrics_and_logs_json() -> None:
     )
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline()
+        line = serving_line(proc.stderr)
         match = re.search(
             r"on 127\.0\.0\.1:(\d+) \[.*\], metrics on http://127\.0\.0\.1:(\d+)/metrics$",
             line.strip(),
