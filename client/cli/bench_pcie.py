@@ -31,10 +31,12 @@ __all__ = ["pcie_benchmark", "pcie_command"]
 
 BATCH = 1024
 """Vectors per batch MVM: a full slot window of 256-input float32 vectors."""
-BURST = 3
+BURST = 5
 """Batch MVMs timed back to back, as a job streaming batches issues them."""
-SETTLE_S = 5e-3
-"""Pause before each in-process burst: the board's idle poll is asleep by then."""
+SETTLE_S = 0.3
+"""Pause before each burst, PCIe and in-process alike: the board process has parked and
+both processes' BLAS worker threads, which spin for a while after each product, have
+gone to sleep, so neither side's burst runs next to the other's leftovers."""
 
 
 def _times_s(call: Callable[[], Any], repeats: int) -> list[float]:
@@ -77,11 +79,11 @@ def pcie_benchmark(
             local.mvm(0, batch)
         pcie_one = _times_s(lambda: pcie.mvm(0, one), mvms)
         local_one = _times_s(lambda: local.mvm(0, one), mvms)
-        # Interleave bursts of batches so machine load affects both alike. Before each
-        # in-process burst the board is let go idle (it polls by sleeping then), so it
-        # takes no core from the in-process reference; each PCIe burst pays the wake-up.
+        # Interleave bursts of batches so machine load affects both alike, each burst
+        # started from rest (SETTLE_S): both pay the same wake-ups.
         pcie_batch, local_batch = [], []
         for _ in range(batches):
+            time.sleep(SETTLE_S)
             pcie_batch.append(sum(_times_s(lambda: pcie.mvm(0, batch), BURST)))
             time.sleep(SETTLE_S)
             local_batch.append(sum(_times_s(lambda: local.mvm(0, batch), BURST)))
