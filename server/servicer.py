@@ -2,7 +2,7 @@
 
 One route per declared operation (``sidra.drivers.operations.OPERATIONS``):
 parse the request bytes, convert to the driver's request, run it on the board
-under the board lock, convert the result back. The driver validates;
+under the board lock (turns by principal), convert the result back. The driver validates;
 ``sidra.server.status`` maps errors. Bytes that do not parse as the request
 message are the caller's fault (INVALID_ARGUMENT), so requests arrive as raw
 bytes and are parsed here rather than by gRPC's deserializer, which would
@@ -17,7 +17,6 @@ acknowledged Program is durable; write counts a client reads are kept too.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from sidra.hil import convert
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.server.state import ProgramNotRecorded, StateStore
 from sidra.server.status import map_errors
+from sidra.server.turns import BoardTurns
 
 __all__ = [
     "LOCAL_PRINCIPAL",
@@ -58,7 +58,8 @@ def local_principal(context: grpc.ServicerContext) -> str:
 
 
 class BoardServicer:
-    """Serves one board; one lock per board so calls never interleave on it.
+    """Serves one board; calls never interleave on it, and waiting principals take
+    turns (:class:`~sidra.server.turns.BoardTurns`).
 
     ``store`` (optional) records each successful Program before it is answered,
     attributed to ``principal_of(context)`` and to the board instance
@@ -72,7 +73,8 @@ class BoardServicer:
         principal_of: PrincipalOf = local_principal,
     ) -> None:
         self.board = board
-        self.lock = threading.Lock()
+        self.turns = BoardTurns()
+        """The board lock, granted round robin by principal (sidra.server.turns)."""
         self.store = store
         self.principal_of = principal_of
         if store is not None:
@@ -82,9 +84,10 @@ class BoardServicer:
     def call(self, op: Operation, data: bytes, context: grpc.ServicerContext) -> Message:
         """Runs one RPC of ``op`` on the board: request bytes in, response message out."""
         request = convert.request_from_pb(_parse(op, data), op)
-        # Asked before the board is touched: a write must never lack its author.
-        principal = self.principal_of(context) if self.store is not None else LOCAL_PRINCIPAL
-        with self.lock:
+        # Asked before the board is touched: a write must never lack its author, and
+        # the board is shared out in turns between principals.
+        principal = self.principal_of(context)
+        with self.turns.turn(principal):
             result = self.board.run(request)
             if self.store is not None:
                 self._record(self.store, request, result, principal)

@@ -1,0 +1,60 @@
+"""The board lock, granted in turns: round robin over the principals waiting for it.
+
+Calls on one board never interleave, so they queue for it. A plain lock lets any
+waiter in next, and a client that keeps many calls waiting (a flood of large
+batches) would mostly win; a FIFO queue would still serve all of its queued
+calls before a newcomer's one. :class:`BoardTurns` instead rotates over the
+principals that are waiting: each in turn gets one call on the board, in the
+order its own calls arrived, then goes to the back of the rotation. A client
+alone on the board is never slowed; two clients alternate whatever their rates.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["BoardTurns"]
+
+
+class BoardTurns:
+    """A lock for one board whose waiters are served round robin by principal."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy = False
+        # Principal -> its waiting calls, oldest first; the dict's order is the rotation.
+        self._waiting: OrderedDict[str, deque[object]] = OrderedDict()
+
+    @contextmanager
+    def turn(self, principal: str) -> Iterator[None]:
+        """Holds the board for one call of ``principal`` (blocks until its turn)."""
+        ticket = object()
+        with self._changed:
+            self._waiting.setdefault(principal, deque()).append(ticket)
+            while self._busy or not self._is_next(principal, ticket):
+                self._changed.wait()
+            calls = self._waiting[principal]
+            calls.popleft()
+            if calls:
+                self._waiting.move_to_end(principal)  # the others go first next time
+            else:
+                del self._waiting[principal]
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+
+    def waiting(self) -> int:
+        """Calls waiting for a turn now."""
+        with self._changed:
+            return sum(len(calls) for calls in self._waiting.values())
+
+    def _is_next(self, principal: str, ticket: object) -> bool:
+        first = next(iter(self._waiting))
+        return first == principal and self._waiting[principal][0] is ticket
