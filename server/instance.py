@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from sidra.drivers import Board, SidraError
-from sidra.drivers.base import printable_ascii
+from sidra.drivers.base import INSTANCE_ID_LIMIT, printable_ascii
 from sidra.hil.metadata import INSTANCE_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 
@@ -39,10 +39,16 @@ Metadata = tuple[tuple[str, str], ...]
 def instance_metadata(board: Board) -> Metadata:
     """The trailing metadata that names ``board``'s current instance.
 
-    The value is printable ASCII whatever the board says (gRPC refuses anything else
-    in a text metadata value, and would fail the call for it).
+    ``Board.instance_id`` is printable ASCII already (it is built that way), and is
+    sent as it is, so the trailer and GetBoardInfo's ``instance_id`` always agree.
+    Only a board that breaks that contract has its id escaped (gRPC refuses anything
+    else in a text metadata value, and would fail the call for it): escaping a valid
+    id again would turn its ``%XX`` into ``%25XX``.
     """
-    return ((INSTANCE_ID_KEY, printable_ascii(board.instance_id)),)
+    value = board.instance_id
+    if not (value.isascii() and value.isprintable() and len(value) <= INSTANCE_ID_LIMIT):
+        value = printable_ascii(value)
+    return ((INSTANCE_ID_KEY, value),)
 
 
 class InstanceMetadata(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types

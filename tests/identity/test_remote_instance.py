@@ -21,6 +21,7 @@ import pytest
 from sidra.client import BoardReset, BoardUnavailable, OutOfRange, RemoteBoard, connect
 from sidra.client.errors import BoardInstanceChanged
 from sidra.drivers import Board, open_board
+from sidra.drivers.base import boot_instance_id
 from sidra.drivers.serial import SerialDriver
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
@@ -160,3 +161,17 @@ def test_every_response_carries_the_instance_and_errors_keep_their_details() -> 
         with RemoteBoard(channel) as client, pytest.raises(OutOfRange) as refused:
             client.calibrate(99)
         assert refused.value.field == "tile"
+
+
+def test_an_escaped_instance_id_reaches_the_trailer_as_it_is() -> None:
+    """An id whose serial number needed escaping (``%20``) goes out unchanged: the
+    trailer and GetBoardInfo's field name the same instance (escaping it again would
+    send ``%2520``)."""
+    board = open_board("emu://?preset=ideal&seed=4")
+    board._instance_id = boot_instance_id("SIDRA Y1 50%", 3)  # as a board with that serial
+    assert "%20" in board.instance_id
+    with served(board) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.BoardServiceStub(channel)
+        reply, call = stub.GetBoardInfo.with_call(pb.GetBoardInfoRequest(), timeout=10)
+        assert dict(call.trailing_metadata())[INSTANCE_ID_KEY] == reply.instance_id
+        assert reply.instance_id == board.instance_id
