@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from sidra.client import RemoteBoard, connect
+import numpy as np
+
+from sidra.client import Region, RemoteBoard, connect
 
 SIDRA = [sys.executable, "-m", "sidra.cli"]
 
@@ -78,3 +80,19 @@ def serving_line(stream: IO[str]) -> str:
         if len(seen) > 50:
             break
     raise AssertionError("sidra serve printed no 'serving' line:\n" + "".join(seen))
+
+
+def session(board: RemoteBoard, batch: int) -> list[Any]:
+    """Every board operation once, through ``board``: what the CLI end-to-end tests
+    compare between a transport and the in-process emulator (``batch``: vectors of
+    the one batch MVM)."""
+    rng = np.random.default_rng(8)
+    g = rng.uniform(2.0, 38.0, (256, 256)).astype(np.float32)
+    v = rng.uniform(-0.2, 0.2, (3, 256)).astype(np.float32)
+    out: list[Any] = [board.info, board.program(0, g), board.program(2, g[:9, :7], row_offset=4)]
+    out += [board.mvm(0, v).currents, board.transpose_mvm(0, v).currents]
+    out.append(board.mvm(0, rng.uniform(-0.2, 0.2, (batch, 256)).astype(np.float32)).currents)
+    out.append(board.perturb(0, seed=9, amplitude_us=0.5, sign=-1, region=Region(3, 4, 20, 30)))
+    out += [board.read_conductance(0).conductances, board.restore(0), board.advance_clock(60.0)]
+    out += [board.calibrate(0), board.read_write_counts(0).counts, board.stats()]
+    return out

@@ -8,26 +8,10 @@ bit-identical answers (sidra-y1 is noisy, so this also proves no command ran twi
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 import pytest
-from cli_support import process, run_sidra, served, sidra_json
-
-from sidra.client import Region, RemoteBoard
-
-
-def session(board: RemoteBoard) -> list[Any]:
-    rng = np.random.default_rng(8)
-    g = rng.uniform(2.0, 38.0, (256, 256)).astype(np.float32)
-    v = rng.uniform(-0.2, 0.2, (3, 256)).astype(np.float32)
-    out: list[Any] = [board.info, board.program(0, g), board.program(2, g[:9, :7], row_offset=4)]
-    out += [board.mvm(0, v).currents, board.transpose_mvm(0, v).currents]
-    out.append(board.mvm(0, rng.uniform(-0.2, 0.2, (400, 256)).astype(np.float32)).currents)
-    out.append(board.perturb(0, seed=9, amplitude_us=0.5, sign=-1, region=Region(3, 4, 20, 30)))
-    out += [board.read_conductance(0).conductances, board.restore(0), board.advance_clock(60.0)]
-    out += [board.calibrate(0), board.read_write_counts(0).counts, board.stats()]
-    return out
+from cli_support import process, run_sidra, served, session, sidra_json
 
 
 def test_sidra_serve_on_a_serial_pty_matches_emu() -> None:
@@ -36,9 +20,9 @@ def test_sidra_serve_on_a_serial_pty_matches_emu() -> None:
     with process("board", "serve", "--pty", "--preset", "sidra-y1", "--seed", "6") as (url, _):
         assert re.fullmatch(r"serial:///dev/pts/\d+", url), url
         with served(url) as board:
-            over_serial = session(board)
+            over_serial = session(board, 400)
     with served("emu://?preset=sidra-y1&seed=6") as board:
-        in_process = session(board)
+        in_process = session(board, 400)
     for got, want in zip(over_serial, in_process, strict=True):
         if isinstance(got, np.ndarray):
             assert np.array_equal(got, want)
