@@ -62,7 +62,18 @@ def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
             error.args = (message,)  # the server's wording, verbatim
             return error
         return cls("request", message, "a valid request")
-    return cls(f"{code.name}: {message}")
+    return _refined(cls, exc)(f"{code.name}: {message}")
+
+
+def _refined(cls: type[errors.SidraError], exc: grpc.RpcError) -> type[errors.SidraError]:
+    """The subclass of ``cls`` the server named in ErrorInfo ("exception"), when it is one
+    of the classes that share their parent's code (:data:`~sidra.drivers.errors.REFINED`)."""
+    info = _error_info(exc)
+    named = info.metadata.get("exception") if info is not None else None
+    for refined in errors.REFINED:
+        if refined.__name__ == named and issubclass(refined, cls):
+            return refined
+    return cls
 
 
 def _rich_status(exc: grpc.RpcError) -> status_pb2.Status | None:

@@ -9,6 +9,8 @@ against a local driver and a remote board catches the same exceptions::
     ├── InvalidArgument (ValueError)      malformed request: dtype, shape, NaN, enum
     │   └── OutOfRange                    well-formed but outside the board's limits
     ├── FailedPrecondition                board state does not allow the call
+    │   ├── LeaseHeld                     a tile or the board is leased by another session
+    │   └── SessionClosed                 the session a call names is not open
     ├── BoardUnavailable (ConnectionError) board or server unreachable
     ├── BoardReset                        board restarted during the call
     ├── DeadlineExceeded (TimeoutError)   the call ran out of time
@@ -40,7 +42,9 @@ __all__ = [
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
+    "LeaseHeld",
     "OutOfRange",
+    "SessionClosed",
     "SidraError",
     "Unsupported",
     "capped",
@@ -73,6 +77,16 @@ class OutOfRange(InvalidArgument):
 
 class FailedPrecondition(SidraError):
     """The board's state does not allow the call (e.g. a lease held elsewhere)."""
+
+
+class LeaseHeld(FailedPrecondition):
+    """The call would write (or, by the server's policy, read) a tile, or act on the
+    whole board, leased by another session; the message names the holder and the expiry."""
+
+
+class SessionClosed(FailedPrecondition):
+    """The session a call names is not open: it expired, was closed, or never was the
+    caller's (a restarted server knows no sessions)."""
 
 
 class BoardUnavailable(SidraError, ConnectionError):
@@ -110,6 +124,10 @@ GRPC_STATUS: ErrorTable = (
     (SidraError, "UNKNOWN"),
 )
 """Exception <-> gRPC status code name (``grpc.StatusCode[name]``)."""
+
+REFINED: tuple[type[SidraError], ...] = (LeaseHeld, SessionClosed)
+"""Classes that share their status code with their parent: the server names the class
+in ErrorInfo metadata "exception" and the client raises it (``sidra.client.errors``)."""
 
 # A board on a link cannot be "unavailable" or "past a deadline" in its own
 # answer: the host decides those. BoardReset travels as STALE_EPOCH.
