@@ -3,9 +3,10 @@
 The class comes from :data:`sidra.drivers.errors.GRPC_STATUS`, the table the
 server reads the other way round. The server packs an ErrorInfo (and, for
 argument errors, a BadRequest) into the status details; they are read back here
-so a remote ``OutOfRange`` carries the same ``field``, ``value`` and ``allowed``
-as a local one. A trailer that is missing, garbled or disagrees with the call's
-own code and message is ignored: the code and message alone still give the class.
+so a remote ``OutOfRange`` (or ``ResourceExhausted``) carries the same ``field``,
+``value`` and ``allowed`` as a local one. A trailer that is missing, garbled or
+disagrees with the call's own code and message is ignored: the code and message
+alone still give the class.
 
 :class:`BoardInstanceChanged` is the client's own :class:`BoardReset`: raised when
 a response names another board instance than this client saw before (the
@@ -45,7 +46,7 @@ class BoardInstanceChanged(errors.BoardReset):
 
 def exception_class(code: grpc.StatusCode) -> type[errors.SidraError]:
     """The SIDRA exception class of a status code; SidraError for codes the server
-    never sends on purpose (CANCELLED, RESOURCE_EXHAUSTED, ...)."""
+    never sends on purpose (CANCELLED, NOT_FOUND, ...)."""
     return errors.exception_for(code.name, errors.GRPC_STATUS)
 
 
@@ -54,12 +55,17 @@ def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
     code: grpc.StatusCode = exc.code()
     message: str = exc.details() or code.name
     cls = exception_class(code)
-    if issubclass(cls, errors.InvalidArgument):
+    if issubclass(cls, (errors.InvalidArgument, errors.ResourceExhausted)):
         info = _error_info(exc)
         if info is not None and {"field", "value", "allowed"} <= info.metadata.keys():
             meta = info.metadata
             error = cls(meta["field"], meta["value"], meta["allowed"])
             error.args = (message,)  # the server's wording, verbatim
+            return error
+        if issubclass(cls, errors.ResourceExhausted):
+            # gRPC's own refusal (a message over a receive limit) comes without details.
+            error = cls("request", message, "a request within the server's limits")
+            error.args = (f"{code.name}: {message}",)
             return error
         return cls("request", message, "a valid request")
     return _refined(cls, exc)(f"{code.name}: {message}")

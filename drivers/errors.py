@@ -15,10 +15,14 @@ against a local driver and a remote board catches the same exceptions::
     ├── BoardReset                        board restarted during the call
     ├── DeadlineExceeded (TimeoutError)   the call ran out of time
     ├── Unsupported                       this board cannot do that (e.g. a virtual clock)
+    ├── ResourceExhausted                 a per-caller limit of the service refused the call
     └── BoardFault                        fault inside the board or server
 
 Argument errors carry ``field``, ``value`` and ``allowed`` so a message always
-names what was wrong, what was received and what would have been accepted.
+names what was wrong, what was received and what would have been accepted;
+so does :class:`ResourceExhausted`, whose field is the limit
+(``limits.max_batch``). It is not an argument error: the same call may pass
+later (once the caller's other calls finish) or under another limit.
 Echoed text is capped at :data:`ECHO_LIMIT` characters (:func:`shown`), so an
 error about a huge request never outgrows the request itself.
 
@@ -44,6 +48,7 @@ __all__ = [
     "InvalidArgument",
     "LeaseHeld",
     "OutOfRange",
+    "ResourceExhausted",
     "SessionClosed",
     "SidraError",
     "Unsupported",
@@ -105,6 +110,25 @@ class Unsupported(SidraError):
     """The board does not offer this operation (e.g. a virtual clock on hardware)."""
 
 
+class ResourceExhausted(SidraError):
+    """A limit the service sets per caller refused the call before it reached the board:
+    request size, vectors per batch, calls in flight (``[limits]`` of ``sidra serve``).
+
+    ``field`` names the limit (``limits.max_batch``), ``value`` what the call asked for
+    with its unit (``"10000 vectors"``), ``allowed`` the limit and whose it is. Unlike
+    an argument error the value is the service's own description, shown unquoted.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}: got {capped(str(value))}, expected {capped(allowed)}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.field, self.value, self.allowed))
+
+
 class BoardFault(SidraError):
     """A fault inside the board or the server that the caller cannot fix."""
 
@@ -120,6 +144,7 @@ GRPC_STATUS: ErrorTable = (
     (BoardReset, "ABORTED"),
     (DeadlineExceeded, "DEADLINE_EXCEEDED"),
     (Unsupported, "UNIMPLEMENTED"),
+    (ResourceExhausted, "RESOURCE_EXHAUSTED"),
     (BoardFault, "INTERNAL"),
     (SidraError, "UNKNOWN"),
 )
@@ -130,7 +155,9 @@ REFINED: tuple[type[SidraError], ...] = (LeaseHeld, SessionClosed)
 in ErrorInfo metadata "exception" and the client raises it (``sidra.client.errors``)."""
 
 # A board on a link cannot be "unavailable" or "past a deadline" in its own
-# answer: the host decides those. BoardReset travels as STALE_EPOCH.
+# answer: the host decides those. BoardReset travels as STALE_EPOCH. Limits are the
+# service's, never a board's: ResourceExhausted has no wire status (INTERNAL if a
+# board driver ever raised one).
 WIRE_STATUS: ErrorTable = (
     (OutOfRange, "OUT_OF_RANGE"),
     (InvalidArgument, "INVALID_ARGUMENT"),

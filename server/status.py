@@ -3,9 +3,10 @@
 Which code an exception gets is not decided here: it is read from
 :data:`sidra.drivers.errors.GRPC_STATUS`, the table the client reads the other
 way round. Each servicer method is wrapped by :func:`map_errors`. A
-:class:`SidraError` becomes its status code with rich details (google.rpc.ErrorInfo
-always; google.rpc.BadRequest for argument errors whose field is a path into the
-request) in the ``grpc-status-details-bin`` trailer; anything else is a bug,
+:class:`SidraError` becomes its status code with rich details in the
+``grpc-status-details-bin`` trailer: google.rpc.ErrorInfo always, with ``field``,
+``value`` and ``allowed`` for argument errors and refused limits; google.rpc.BadRequest
+for argument errors whose field is a path into the request. Anything else is a bug,
 logged with its traceback and reported as INTERNAL without crashing the server.
 
 What is logged here is the service's own faults, once each, with a traceback:
@@ -113,14 +114,17 @@ def to_status(exc: errors.SidraError, request_type: Descriptor | None = None) ->
     message = errors.capped(str(exc), MESSAGE_LIMIT)
     metadata = {"exception": type(exc).__name__}
     details = []
-    if isinstance(exc, errors.InvalidArgument):
+    if isinstance(exc, (errors.InvalidArgument, errors.ResourceExhausted)):
         value, allowed = errors.capped(str(exc.value)), errors.capped(exc.allowed)
         metadata |= {"field": exc.field, "value": value, "allowed": allowed}
-        if request_type is None or is_request_path(request_type, exc.field):
-            violation = error_details_pb2.BadRequest.FieldViolation(
-                field=exc.field, description=message
-            )
-            details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+    # A limit's field (limits.max_batch) is the service's, not a path into the request.
+    if isinstance(exc, errors.InvalidArgument) and (
+        request_type is None or is_request_path(request_type, exc.field)
+    ):
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=exc.field, description=message
+        )
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     details.append(
         _pack(error_details_pb2.ErrorInfo(reason=code.name, domain=DOMAIN, metadata=metadata))
     )
