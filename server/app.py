@@ -13,11 +13,12 @@ from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
 from sidra.server.address import is_loopback
 from sidra.server.instance import InstanceMetadata
+from sidra.server.limits import PrincipalLimits
 from sidra.server.link_watch import LinkWatcher
 from sidra.server.observability import CallObserver, ServiceMetrics, watch_board
 from sidra.server.security import AccessControl, TokensFile, principal_name, server_credentials
 from sidra.server.servicer import SERVICE_NAME, BoardServicer, board_service_handler
-from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, ServerSettings
+from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, LimitsSettings, ServerSettings
 from sidra.server.state import StateStore
 
 __all__ = [
@@ -52,11 +53,15 @@ def create_server(
     tokens: TokensFile | None = None,
     metrics: ServiceMetrics | None = None,
     store: StateStore | None = None,
+    limits: LimitsSettings | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
     With ``store`` (:class:`~sidra.server.state.StateStore`) every successful
-    Program is recorded in it before it is answered.
+    Program is recorded in it before it is answered. ``limits`` (default: the
+    :class:`~sidra.server.settings.LimitsSettings` defaults) bounds what each
+    principal may ask at a time (:class:`~sidra.server.limits.PrincipalLimits`);
+    a call over them is refused with RESOURCE_EXHAUSTED.
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -74,7 +79,7 @@ def create_server(
     (:class:`~sidra.server.observability.MetricsEndpoint`) to scrape them; without
     one the server keeps its own, unserved.
     """
-    limits = [
+    options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
@@ -85,12 +90,15 @@ def create_server(
     access = AccessControl(tokens, on_refusal=observer.refused)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers),
-        options=limits,
+        options=options,
         # Then every BoardService response names the board instance it ended on.
         interceptors=(observer, access, observer.principal_tag, InstanceMetadata(board)),
     )
     watch_board(metrics, board)
-    servicer = BoardServicer(board, store, principal_of=principal_name)
+    per_principal = PrincipalLimits(
+        limits, max_message_bytes=max_message_bytes, on_refusal=metrics.count_limit_refusal
+    )
+    servicer = BoardServicer(board, store, principal_of=principal_name, limits=per_principal)
     server.add_generic_rpc_handlers((board_service_handler(servicer),))
 
     health_servicer = health_servicer or health.HealthServicer()
@@ -143,6 +151,7 @@ def create_configured_server(
         tokens=TokensFile(settings.auth.tokens_file) if settings.auth else None,
         metrics=metrics,
         store=store,
+        limits=settings.limits,
     )
 
 

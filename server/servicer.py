@@ -1,8 +1,9 @@
 """``sidra.hil.v1.BoardService`` over any :class:`~sidra.drivers.Board`.
 
 One route per declared operation (``sidra.drivers.operations.OPERATIONS``):
-parse the request bytes, convert to the driver's request, run it on the board
-under the board lock (turns by principal), convert the result back. The driver validates;
+admit the call under the caller's limits (``sidra.server.limits``), parse the
+request bytes, convert to the driver's request, run it on the board under the
+board lock (turns by principal), convert the result back. The driver validates;
 ``sidra.server.status`` maps errors. Bytes that do not parse as the request
 message are the caller's fault (INVALID_ARGUMENT), so requests arrive as raw
 bytes and are parsed here rather than by gRPC's deserializer, which would
@@ -28,6 +29,7 @@ from sidra.drivers.operations import OPERATIONS, Operation
 from sidra.drivers.requests import ProgramRequest, ReadWriteCountsRequest, Request
 from sidra.hil import convert
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.server.limits import PrincipalLimits
 from sidra.server.state import ProgramNotRecorded, StateStore
 from sidra.server.status import map_errors
 from sidra.server.turns import BoardTurns
@@ -63,7 +65,8 @@ class BoardServicer:
 
     ``store`` (optional) records each successful Program before it is answered,
     attributed to ``principal_of(context)`` and to the board instance
-    (``board.instance_id``) that holds it.
+    (``board.instance_id``) that holds it. ``limits`` refuses a principal's call
+    over its ``[limits]`` before the request is converted (default: the defaults).
     """
 
     def __init__(
@@ -71,10 +74,13 @@ class BoardServicer:
         board: Board,
         store: StateStore | None = None,
         principal_of: PrincipalOf = local_principal,
+        limits: PrincipalLimits | None = None,
     ) -> None:
         self.board = board
         self.turns = BoardTurns()
         """The board lock, granted round robin by principal (sidra.server.turns)."""
+        self.limits = limits or PrincipalLimits()
+        """Per-principal request size, batch size and calls in flight (sidra.server.limits)."""
         self.store = store
         self.principal_of = principal_of
         if store is not None:
@@ -83,15 +89,18 @@ class BoardServicer:
 
     def call(self, op: Operation, data: bytes, context: grpc.ServicerContext) -> Message:
         """Runs one RPC of ``op`` on the board: request bytes in, response message out."""
-        request = convert.request_from_pb(_parse(op, data), op)
-        # Asked before the board is touched: a write must never lack its author, and
-        # the board is shared out in turns between principals.
+        # Asked first: limits count per principal, a write must never lack its author,
+        # and the board is shared out in turns between principals.
         principal = self.principal_of(context)
-        with self.turns.turn(principal):
-            result = self.board.run(request)
-            if self.store is not None:
-                self._record(self.store, request, result, principal)
-        return convert.result_to_pb(result, op)
+        with self.limits.admitted(principal, len(data)):
+            message = _parse(op, data)
+            self.limits.check_batch(principal, message)  # before the tensor becomes an array
+            request = convert.request_from_pb(message, op)
+            with self.turns.turn(principal):
+                result = self.board.run(request)
+                if self.store is not None:
+                    self._record(self.store, request, result, principal)
+            return convert.result_to_pb(result, op)
 
     def _record(self, store: StateStore, request: Request, result: Any, principal: str) -> None:
         """Stores what ``request`` did to the board (lock held: nothing ran since)."""

@@ -129,10 +129,9 @@ class AuthSettings(BaseModel):
 
 
 class LimitsSettings(BaseModel):
-    """``[limits]``: what one principal may ask of the board at a time.
-
-    Declared and validated here; the service does not enforce them yet.
-    """
+    """``[limits]``: what one principal may ask of the board at a time; every principal
+    has the same limits, counted for it alone. Enforced by sidra.server.limits: a call
+    over one is refused with RESOURCE_EXHAUSTED before it reaches the board."""
 
     model_config = SECTION
 

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from sidra.drivers import BoardInfo
 from sidra.drivers.operations import OPERATIONS
+from sidra.server.limits import LIMIT_NAMES
 from sidra.server.security.access import REFUSAL_REASONS
 
 __all__ = [
@@ -97,6 +98,11 @@ class ServiceMetrics:
             "Calls refused by authentication or authorisation, by status code and reason.",
             ("code", "reason"), registry=registry,
         )  # fmt: skip
+        self.limit_refusals = Counter(
+            "sidra_limit_refusals",
+            "Calls refused with RESOURCE_EXHAUSTED by a per-principal limit, by [limits] key.",
+            ("limit",), registry=registry,
+        )  # fmt: skip
         self.board = Info("sidra_board", "The board this server serves.", registry=registry)
         # Every operation's series exists from the start, so rate() and absent-series
         # alerts see 0 rather than nothing before the first call.
@@ -104,6 +110,7 @@ class ServiceMetrics:
         self._cell_writes = {rpc: self.cell_writes.labels(rpc) for rpc in WRITING_RPCS}
         for reason, code in REFUSAL_REASONS.items():
             self.auth_failures.labels(code.name, reason)
+        self._limit_refusals = {name: self.limit_refusals.labels(name) for name in LIMIT_NAMES}
         self._series: dict[str, MethodSeries] = {}
 
     def series(self, method: str) -> MethodSeries:
@@ -122,6 +129,10 @@ class ServiceMetrics:
 
     def count_auth_failure(self, code: grpc.StatusCode, reason: str) -> None:
         self.auth_failures.labels(code.name, reason).inc()
+
+    def count_limit_refusal(self, limit: str) -> None:
+        """A call was refused by ``limit`` (a ``[limits]`` key: sidra.server.limits)."""
+        self._limit_refusals[limit].inc()
 
     def describe_board(self, info: BoardInfo) -> None:
         """``sidra_board_info{model, serial, firmware}``: joins other series to a board."""

@@ -32,6 +32,12 @@ from sidra.client import RemoteBoard, connect
 from sidra.drivers import Board
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server import create_server
+from sidra.server.settings import LimitsSettings
+
+SUITE_LIMITS = LimitsSettings(max_batch=1_048_576, max_in_flight=64)
+"""Above the service's default [limits]: the concurrency tests run 8 clients at once as
+one principal (no [auth]: every caller is "local") and one test sends an 8 MiB MVM
+(8192 vectors on a 256-row tile). The limits themselves are tests/server/test_limits.py's."""
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +50,7 @@ def shared_board(board_target: Any) -> Iterator[Board]:
 @pytest.fixture(scope="session")
 def served(shared_board: Board) -> Iterator[tuple[Board, int]]:
     """The shared board behind a gRPC server on a free loopback port: (board, port)."""
-    server, port = create_server(shared_board, "127.0.0.1:0")
+    server, port = create_server(shared_board, "127.0.0.1:0", limits=SUITE_LIMITS)
     server.start()
     yield shared_board, port
     server.stop(grace=None)
@@ -81,7 +87,7 @@ def fresh_board(request: pytest.FixtureRequest, board_target: Any) -> Iterator[B
         if request.param == "local":
             yield driver
             return
-        server, port = create_server(driver, "127.0.0.1:0")
+        server, port = create_server(driver, "127.0.0.1:0", limits=SUITE_LIMITS)
         server.start()
         try:
             with connect(f"127.0.0.1:{port}") as client:

@@ -202,14 +202,15 @@ def test_huge_shape_reports_true_byte_count(
     stub: pb_grpc.BoardServiceStub, remote: RemoteBoard, baseline: Baseline
 ) -> None:
     """A shape whose byte count overflows int64 is INVALID_ARGUMENT and the message states the
-    true expected byte count ((2**32 - 1)**2 x 4), not a wrapped-around negative number."""
+    true expected byte count ((2**32 - 1)**2 x 4), not a wrapped-around negative number.
+    (A Program: an MVM of 2**32 - 1 vectors is refused for its batch, limits.max_batch.)"""
     shape = [2**32 - 1, 2**32 - 1]
-    request = pb.MVMRequest(voltages=raw(pb.DTYPE_FLOAT32, shape, 1024))
+    request = pb.ProgramRequest(conductances=raw(pb.DTYPE_FLOAT32, shape, 1024))
     with pytest.raises(grpc.RpcError) as caught:
-        stub.MVM(request, timeout=10)
+        stub.Program(request, timeout=10)
     assert caught.value.code() == INVALID
     message = caught.value.details()
-    assert message.startswith("voltages.data: got '1024 bytes'"), message
+    assert message.startswith("conductances.data: got '1024 bytes'"), message
     assert f"expected {(2**32 - 1) ** 2 * 4} bytes" in message, message
     assert_still_serving(remote, baseline)
 

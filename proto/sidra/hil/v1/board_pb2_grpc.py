@@ -127,6 +127,9 @@ class BoardServiceServicer:
         BadRequest paths and codes: tile and T = voltages (see Errors), and
         voltages.shape   INVALID_ARGUMENT  not [batch >= 1, BoardInfo.rows]
         voltages         OUT_OF_RANGE      |value| > read_voltage_max_v
+        RESOURCE_EXHAUSTED field "limits.max_batch" (ErrorInfo only): a batch above
+        the server's max_batch (default 4096), judged from a 2-dimension
+        voltages.shape before the data is read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,7 +139,7 @@ class BoardServiceServicer:
         """Transpose analog MVM: drive the columns, read the rows (backward pass).
         currents[b, i] = sum_j voltages[b, j] * G[i, j]   (uA = V x uS)
         BadRequest paths and codes: as MVM, with [batch >= 1, BoardInfo.cols] for
-        voltages.shape.
+        voltages.shape; limits.max_batch as MVM.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,128 @@
+"""What one principal may ask of the board at a time: ``[limits]`` of ``sidra serve``, enforced.
+
+Three limits, each counted per principal and checked before the board is touched,
+so a refused call changes neither the board nor the state store:
+
+- ``max_message_mb``: the request's size, checked on its bytes before they are
+  parsed (a message over the server-wide ``max_message_mb`` never reaches the
+  service: gRPC refuses it with the same code);
+- ``max_batch``: vectors in one MVM or TransposeMVM, read from the parsed
+  request's tensor shape before its data is turned into an array;
+- ``max_in_flight``: the principal's calls running or waiting for the board. The
+  one over the limit is refused at once rather than queued: a flooding client
+  then holds at most that many worker threads and request buffers, and the board's
+  turns (:class:`~sidra.server.turns.BoardTurns`) keep the others' waits short.
+
+Every refusal is a :class:`~sidra.drivers.ResourceExhausted` (gRPC
+RESOURCE_EXHAUSTED) naming the limit, what the call asked for and for whom.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from google.protobuf.message import Message
+
+from sidra.drivers import ResourceExhausted
+from sidra.hil.v1 import board_pb2 as pb
+from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, LimitsSettings
+
+__all__ = ["LIMIT_NAMES", "PrincipalLimits", "RefusalListener"]
+
+MIB = 2**20
+
+LIMIT_NAMES = ("max_message_mb", "max_batch", "max_in_flight")
+"""The ``[limits]`` keys this module enforces (a refusal's ``field`` is ``limits.<name>``)."""
+
+RefusalListener = Callable[[str], None]
+"""Told the name of the limit (one of :data:`LIMIT_NAMES`) each time one refuses a call."""
+
+
+class PrincipalLimits:
+    """Enforces ``settings`` for every principal; one instance per served board.
+
+    ``max_message_bytes`` is the server-wide message limit, which a principal's
+    ``max_message_mb`` (unset: the same) may only lower. ``on_refusal`` hears of
+    each refusal (metrics).
+    """
+
+    def __init__(
+        self,
+        settings: LimitsSettings | None = None,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        on_refusal: RefusalListener | None = None,
+    ) -> None:
+        settings = settings or LimitsSettings()
+        per_principal = settings.max_message_mb
+        self.max_request_bytes = min(
+            max_message_bytes, max_message_bytes if per_principal is None else per_principal * MIB
+        )
+        """Largest request one principal may send, bytes."""
+        self.max_batch = settings.max_batch
+        """Most vectors in one MVM or TransposeMVM request."""
+        self.max_in_flight = settings.max_in_flight
+        """Most calls one principal may have running or waiting for the board."""
+        self._on_refusal = on_refusal
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}  # only principals with a call in flight
+
+    @contextmanager
+    def admitted(self, principal: str, request_bytes: int) -> Iterator[None]:
+        """Holds one of ``principal``'s in-flight places for a call of ``request_bytes``,
+        or raises :class:`ResourceExhausted` (message size, then calls in flight)."""
+        if request_bytes > self.max_request_bytes:
+            self._refuse(
+                "max_message_mb",
+                f"{request_bytes} bytes ({request_bytes / MIB:.1f} MiB)",
+                f"at most {self.max_request_bytes} bytes ({self.max_request_bytes / MIB:g} MiB) "
+                f"per request for principal {principal!r}",
+            )
+        with self._lock:
+            running = self._in_flight.get(principal, 0)
+            if running < self.max_in_flight:
+                self._in_flight[principal] = running + 1
+        if running >= self.max_in_flight:
+            self._refuse(
+                "max_in_flight",
+                f"a call while {running} of principal {principal!r} are running or queued",
+                f"at most {self.max_in_flight} calls in flight per principal; retry when one "
+                "has finished",
+            )
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._in_flight[principal] - 1
+                if left:
+                    self._in_flight[principal] = left
+                else:
+                    del self._in_flight[principal]  # the table holds active principals only
+
+    def check_batch(self, principal: str, request: Message) -> None:
+        """Raises :class:`ResourceExhausted` for an MVM or TransposeMVM ``request`` (parsed,
+        not yet converted) of more vectors than ``max_batch``; other requests pass."""
+        if not isinstance(request, pb.MVMRequest | pb.TransposeMVMRequest):
+            return
+        shape = request.voltages.shape
+        # Only a [batch, width] shape has a batch; any other is malformed, which the
+        # driver refuses as INVALID_ARGUMENT: the more useful answer.
+        if len(shape) == 2 and shape[0] > self.max_batch:
+            rpc = request.DESCRIPTOR.name.removesuffix("Request")
+            self._refuse(
+                "max_batch",
+                f"{shape[0]} vectors",
+                f"at most {self.max_batch} vectors per {rpc} request for principal {principal!r}",
+            )
+
+    def in_flight(self, principal: str) -> int:
+        """Calls of ``principal`` admitted and not yet finished."""
+        with self._lock:
+            return self._in_flight.get(principal, 0)
+
+    def _refuse(self, limit: str, asked: str, allowed: str) -> None:
+        if self._on_refusal is not None:
+            self._on_refusal(limit)
+        raise ResourceExhausted(f"limits.{limit}", asked, allowed)

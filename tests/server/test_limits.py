@@ -1,0 +1,398 @@
+"""Per-principal limits ([limits]): request size, vectors per batch and calls in flight.
+
+Each limit refuses with RESOURCE_EXHAUSTED and an ErrorInfo naming the limit
+(``limits.<key>``), what the call asked for and for which principal, before the
+request reaches the board: board and state store stay as they were, and the
+client raises :class:`~sidra.client.ResourceExhausted`. Calls in flight are
+counted per principal; concurrency is made deterministic by holding every MVM on
+the board until the test lets it go.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from cli_support import process, serving_line
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from sidra.client import InvalidArgument, ResourceExhausted, SidraError, connect
+from sidra.client.errors import from_rpc_error
+from sidra.drivers import BoardDriver, open_board
+from sidra.drivers.requests import MVMRequest
+from sidra.hil.v1 import board_pb2 as pb
+from sidra.hil.v1 import board_pb2_grpc as pb_grpc
+from sidra.server.app import DEFAULT_MAX_MESSAGE_BYTES, create_configured_server, create_server
+from sidra.server.limits import PrincipalLimits
+from sidra.server.observability import ServiceMetrics
+from sidra.server.security import Role, TokensFile, add_principal
+from sidra.server.settings import LimitsSettings, load_settings
+from sidra.server.state import StateStore
+
+IDEAL_URL = "emu://?preset=ideal&seed=1"
+ROWS = COLS = 256  # the ideal preset's tiles
+MIB = 2**20
+EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@dataclass
+class Served:
+    board: BoardDriver
+    port: int
+    metrics: ServiceMetrics
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def refusals(self, limit: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "sidra_limit_refusals_total", {"limit": limit}
+        )
+        assert value is not None
+        return value
+
+
+@contextmanager
+def serving(
+    limits: LimitsSettings,
+    *,
+    tokens_file: Path | None = None,
+    store: StateStore | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> Iterator[Served]:
+    """The ideal board served on 127.0.0.1 under ``limits``."""
+    with open_board(IDEAL_URL) as board:
+        assert isinstance(board, BoardDriver)
+        metrics = ServiceMetrics()
+        server, port = create_server(
+            board,
+            "127.0.0.1:0",
+            limits=limits,
+            tokens=TokensFile(tokens_file) if tokens_file else None,
+            store=store,
+            metrics=metrics,
+            max_message_bytes=max_message_bytes,
+        )
+        server.start()
+        try:
+            yield Served(board, port, metrics)
+        finally:
+            server.stop(grace=None).wait()
+
+
+class BoardGate:
+    """Holds every MVM at the board until :meth:`open`: calls of the test pile up in
+    the service (one on the board, the rest waiting for their turn) for as long as it
+    needs, with no timing involved."""
+
+    def __init__(self, board: BoardDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.on_board = threading.Event()
+        self._opened = threading.Event()
+        run = board.run
+
+        def gated(request: Any) -> Any:
+            if isinstance(request, MVMRequest):
+                self.on_board.set()
+                assert self._opened.wait(timeout=60), "the test never let the MVM go"
+            return run(request)
+
+        monkeypatch.setattr(board, "run", gated)
+
+    def open(self) -> None:
+        self._opened.set()
+
+
+def first_to_end(calls: list[Any]) -> Any:
+    """The first of ``calls`` (gRPC futures) to end."""
+    ended: list[Any] = []
+    signal = threading.Event()
+
+    def note(call: Any) -> None:
+        ended.append(call)
+        signal.set()
+
+    for call in calls:
+        call.add_done_callback(note)
+    assert signal.wait(timeout=30), "no call ended"
+    return ended[0]
+
+
+def voltages(batch: int, width: int = ROWS) -> np.ndarray:
+    return np.full((batch, width), 0.1, np.float32)
+
+
+def mvm_request(batch: int) -> pb.MVMRequest:
+    data = voltages(batch).tobytes()
+    return pb.MVMRequest(
+        tile=0, voltages=pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[batch, ROWS], data=data)
+    )
+
+
+def error_info(exc: grpc.RpcError) -> dict[str, str]:
+    """The ErrorInfo metadata of a failed call; asserts there is no BadRequest (a limit
+    is not a field of the request)."""
+    status = rpc_status.from_call(exc)
+    assert status is not None
+    found: dict[str, str] = {}
+    for detail in status.details:
+        assert not detail.Is(error_details_pb2.BadRequest.DESCRIPTOR)
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            assert info.reason == "RESOURCE_EXHAUSTED"
+            found = dict(info.metadata)
+    assert found, "no ErrorInfo"
+    return found
+
+
+@contextmanager
+def unchanged(board: BoardDriver) -> Iterator[None]:
+    """Asserts that what runs inside changes nothing on ``board``: its totals (time,
+    energy, passes, writes), tile 0's conductances and write counts."""
+    conductances = board.read_conductance(0).conductances.tobytes()
+    counts = board.read_write_counts(0).counts.tobytes()
+    stats = board.stats()  # read last: the reads above count in the totals
+    yield
+    assert board.stats() == stats
+    assert board.read_conductance(0).conductances.tobytes() == conductances
+    assert board.read_write_counts(0).counts.tobytes() == counts
+
+
+# -- vectors per batch -------------------------------------------------------------------------
+
+
+def test_a_batch_over_max_batch_is_refused_naming_the_limit() -> None:
+    with serving(LimitsSettings(max_batch=8)) as served, connect(served.address) as board:
+        assert board.mvm(0, voltages(8)).currents.shape == (8, COLS)  # at the limit: served
+
+        with unchanged(served.board):
+            with pytest.raises(ResourceExhausted) as caught:
+                board.mvm(0, voltages(9))
+            with pytest.raises(ResourceExhausted, match="per TransposeMVM request"):
+                board.transpose_mvm(0, voltages(9, COLS))
+        error = caught.value
+        assert (error.field, error.value) == ("limits.max_batch", "9 vectors")
+        assert error.allowed == "at most 8 vectors per MVM request for principal 'local'"
+        assert str(error) == (
+            "limits.max_batch: got 9 vectors, expected at most 8 vectors per MVM request "
+            "for principal 'local'"
+        )
+        assert not isinstance(error, InvalidArgument)  # another try may pass; bad input never
+        assert served.refusals("max_batch") == 2
+
+
+def test_the_batch_is_judged_from_the_shape_before_the_data_is_read() -> None:
+    """A shape over the limit whose data is missing altogether is refused for its batch,
+    not for its bytes: the limit is checked before the tensor becomes an array."""
+    with (
+        serving(LimitsSettings(max_batch=8)) as served,
+        grpc.insecure_channel(served.address) as channel,
+    ):
+        stub = pb_grpc.BoardServiceStub(channel)
+        hollow = pb.MVMRequest(voltages=pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[10_000, ROWS]))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.MVM(hollow, timeout=10)
+        assert caught.value.code() == EXHAUSTED
+        assert error_info(caught.value) == {
+            "exception": "ResourceExhausted",
+            "field": "limits.max_batch",
+            "value": "10000 vectors",
+            "allowed": "at most 8 vectors per MVM request for principal 'local'",
+        }
+        # Within the limit, the same hollow tensor is the driver's to refuse, as before.
+        hollow.voltages.shape[0] = 8
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.MVM(hollow, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# -- request size ------------------------------------------------------------------------------
+
+
+def test_a_request_over_max_message_mb_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    """2 MiB of bytes that would not even parse, under a 1 MiB limit: refused for their
+    size; the board and the state store are untouched."""
+    with (
+        StateStore(tmp_path / "state.sqlite3") as store,
+        serving(LimitsSettings(max_message_mb=1), store=store) as served,
+        grpc.insecure_channel(served.address) as channel,
+    ):
+        program = channel.unary_unary(f"/{pb.DESCRIPTOR.package}.BoardService/Program")
+        with unchanged(served.board), pytest.raises(grpc.RpcError) as caught:
+            program(b"\xff" * (2 * MIB), timeout=10)
+        assert caught.value.code() == EXHAUSTED
+        assert error_info(caught.value) == {
+            "exception": "ResourceExhausted",
+            "field": "limits.max_message_mb",
+            "value": "2097152 bytes (2.0 MiB)",
+            "allowed": "at most 1048576 bytes (1 MiB) per request for principal 'local'",
+        }
+        assert store.history() == []
+        assert served.refusals("max_message_mb") == 1
+
+        with connect(served.address) as board:
+            # 1024 vectors of 256 float32 is 1 MiB of data alone: over, with its framing.
+            with pytest.raises(ResourceExhausted, match=r"^limits\.max_message_mb: got 10"):
+                board.mvm(0, voltages(1024))
+            assert board.mvm(0, voltages(1000)).currents.shape == (1000, COLS)
+
+
+def test_a_message_over_the_server_wide_limit_is_refused_by_grpc_with_the_same_class() -> None:
+    """Over the server-wide max_message_mb gRPC itself refuses, before the service: the
+    client raises the same ResourceExhausted (without a limit's details)."""
+    with (
+        serving(LimitsSettings(), max_message_bytes=1 * MIB) as served,
+        connect(served.address) as board,
+    ):
+        with pytest.raises(ResourceExhausted, match="RESOURCE_EXHAUSTED") as caught:
+            board.mvm(0, voltages(2048))
+        assert caught.value.field == "request"
+        assert board.mvm(0, voltages(4)).currents.shape == (4, COLS)
+
+
+# -- calls in flight ---------------------------------------------------------------------------
+
+
+def test_calls_in_flight_are_counted_per_principal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice has one MVM on the board and asks for 2 more under max_in_flight = 2: exactly
+    one of those is refused at once, naming her, while the board is still busy; bob's
+    call meanwhile is his first and waits for its turn. Once the board is let go, every
+    admitted call is served."""
+    tokens = tmp_path / "tokens.toml"
+    alice = add_principal(tokens, "alice", Role.OPERATOR)
+    bob = add_principal(tokens, "bob", Role.OPERATOR)
+    with (
+        serving(LimitsSettings(max_in_flight=2), tokens_file=tokens) as served,
+        grpc.insecure_channel(served.address) as channel,
+    ):
+        gate = BoardGate(served.board, monkeypatch)
+        stub = pb_grpc.BoardServiceStub(channel)
+
+        def mvm(token: str) -> Any:
+            metadata = (("authorization", f"Bearer {token}"),)
+            return stub.MVM.future(mvm_request(1), timeout=60, metadata=metadata)
+
+        try:
+            first = mvm(alice)
+            assert gate.on_board.wait(timeout=30)
+            more = [mvm(alice), mvm(alice)]
+            ended = first_to_end(more)
+            assert [call.done() for call in more].count(True) == 1  # the board is still held
+            refused = ended.exception()
+            assert isinstance(refused, grpc.RpcError) and refused.code() == EXHAUSTED
+            assert error_info(refused)["field"] == "limits.max_in_flight"
+            assert "while 2 of principal 'alice' are running or queued" in refused.details()
+            error = from_rpc_error(refused)
+            assert isinstance(error, ResourceExhausted) and error.field == "limits.max_in_flight"
+            bobs = mvm(bob)
+        finally:
+            gate.open()
+        admitted = [first, *(call for call in more if call is not ended), bobs]
+        for call in admitted:
+            assert list(call.result(timeout=30).currents.shape) == [1, COLS]
+        assert served.refusals("max_in_flight") == 1
+
+
+def test_a_place_in_flight_is_given_back_whatever_the_call_ends_with() -> None:
+    """Under max_in_flight = 1, calls refused for every reason (unparsable bytes, a bad
+    tile, a batch or size limit) each give their place back: the next call is served."""
+    limits = LimitsSettings(max_in_flight=1, max_batch=4, max_message_mb=1)
+    with (
+        serving(limits) as served,
+        connect(served.address) as board,
+        grpc.insecure_channel(served.address) as channel,
+    ):
+        raw_mvm = channel.unary_unary(f"/{pb.DESCRIPTOR.package}.BoardService/MVM")
+        failing = [
+            lambda: raw_mvm(b"\x0a\xff", timeout=10),
+            lambda: board.mvm(99, voltages(1)),
+            lambda: board.mvm(0, voltages(5)),
+            lambda: raw_mvm(b"\x00" * (2 * MIB), timeout=10),
+        ]
+        for _ in range(3):
+            for call in failing:
+                with pytest.raises((grpc.RpcError, SidraError)) as caught:
+                    call()
+                assert "max_in_flight" not in str(caught.value)
+            assert board.mvm(0, voltages(1)).currents.shape == (1, COLS)
+        assert served.refusals("max_in_flight") == 0
+
+
+def test_principal_limits_hold_and_give_back_places() -> None:
+    """The counting itself, under the default limit of 4: the 5th concurrent call is
+    refused, another principal is not, an error inside a call frees its place, and a
+    principal with nothing in flight leaves no entry behind."""
+    refused: list[str] = []
+    limits = PrincipalLimits(on_refusal=refused.append)
+    held = [limits.admitted("alice", 10) for _ in range(4)]
+    for place in held:
+        place.__enter__()
+    with pytest.raises(ResourceExhausted) as caught, limits.admitted("alice", 10):
+        pass
+    assert caught.value.allowed.startswith("at most 4 calls in flight per principal")
+    with limits.admitted("bob", 10):
+        assert limits.in_flight("bob") == 1
+    held.pop().__exit__(None, None, None)
+    with pytest.raises(RuntimeError), limits.admitted("alice", 10):
+        assert limits.in_flight("alice") == 4
+        raise RuntimeError("the board failed")
+    assert limits.in_flight("alice") == 3
+    for place in held:
+        place.__exit__(None, None, None)
+    assert limits.in_flight("alice") == 0 and limits._in_flight == {}
+    assert refused == ["max_in_flight"]
+
+
+def test_a_principal_limit_may_only_lower_the_server_wide_one() -> None:
+    assert PrincipalLimits().max_request_bytes == DEFAULT_MAX_MESSAGE_BYTES
+    lower = PrincipalLimits(LimitsSettings(max_message_mb=2), max_message_bytes=8 * MIB)
+    assert lower.max_request_bytes == 2 * MIB
+    unset = PrincipalLimits(LimitsSettings(), max_message_bytes=8 * MIB)
+    assert unset.max_request_bytes == 8 * MIB
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_limits_of_the_configuration_reach_the_service(tmp_path: Path) -> None:
+    config = tmp_path / "sidra.toml"
+    config.write_text('listen = "127.0.0.1:0"\n[limits]\nmax_batch = 3\n', encoding="utf-8")
+    settings = load_settings(config)
+    with open_board(IDEAL_URL) as driver:
+        server, port = create_configured_server(driver, settings)
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as board:
+                board.mvm(0, voltages(3))
+                with pytest.raises(ResourceExhausted, match="at most 3 vectors"):
+                    board.mvm(0, voltages(4))
+        finally:
+            server.stop(grace=None).wait()
+
+
+def test_sidra_serve_enforces_the_limits_section_of_its_config(tmp_path: Path) -> None:
+    config = tmp_path / "sidra.toml"
+    config.write_text(
+        f'board = "{IDEAL_URL}"\nlisten = "127.0.0.1:0"\n[limits]\nmax_batch = 2\n',
+        encoding="utf-8",
+    )
+    with process("serve", "--config", str(config), first_line_from="stderr") as (first, proc):
+        assert proc.stderr is not None
+        line = first if first.startswith("serving") else serving_line(proc.stderr)
+        port = line.rsplit("127.0.0.1:", 1)[1].split()[0]
+        with connect(f"127.0.0.1:{port}") as board:
+            with pytest.raises(ResourceExhausted) as caught:
+                board.mvm(0, voltages(3))
+            assert caught.value.field == "limits.max_batch"
+            assert board.mvm(0, voltages(2)).currents.shape == (2, COLS)
