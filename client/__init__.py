@@ -10,12 +10,14 @@ secured server takes ``connect(address, tls=TlsCredentials(root_ca=...), token=.
 The exception tree is shared with the drivers (``sidra.drivers.errors``), plus
 :class:`BoardInstanceChanged`, the :class:`BoardReset` a client raises when the
 server names another board instance than before; training
-loops that run on any board live in ``sidra.training``.
+loops that run on any board live in ``sidra.training``. ``board.session()`` opens a
+session whose :meth:`Session.lease` keeps tiles to this client (session.proto).
 """
 
 from sidra.client.credentials import TlsCredentials
 from sidra.client.errors import BoardInstanceChanged
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
+from sidra.client.session import Lease, Session, SessionState, TileLease
 from sidra.drivers.errors import (
     BoardFault,
     BoardReset,
@@ -42,13 +44,17 @@ __all__ = [
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
+    "Lease",
     "LeaseHeld",
     "OutOfRange",
     "Region",
     "RemoteBoard",
     "ResourceExhausted",
+    "Session",
     "SessionClosed",
+    "SessionState",
     "SidraError",
+    "TileLease",
     "TlsCredentials",
     "Unsupported",
     "connect",

@@ -15,6 +15,7 @@ call that shows another, then carries on with the new one
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult
@@ -29,7 +30,21 @@ from sidra.client.credentials import (
 )
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
-from sidra.drivers import Board, BoardInfo, BoardUnavailable, InvalidArgument
+from sidra.client.session import (
+    Session,
+    TileLease,
+    list_leases,
+    session_call,
+    session_state,
+)
+from sidra.drivers import (
+    Board,
+    BoardInfo,
+    BoardUnavailable,
+    FailedPrecondition,
+    InvalidArgument,
+    SidraError,
+)
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
@@ -42,10 +57,13 @@ from sidra.drivers.types import BoardDescription
 from sidra.drivers.url import query_options
 from sidra.drivers.validation import to_float32
 from sidra.hil import convert
-from sidra.hil.metadata import INSTANCE_ID_KEY
+from sidra.hil.metadata import INSTANCE_ID_KEY, SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.hil.v1 import session_pb2
 
 __all__ = ["DEFAULT_TIMEOUT_S", "SERVICE_NAME", "RemoteBoard", "connect", "from_url"]
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 
@@ -69,15 +87,56 @@ class RemoteBoard(Board):
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         owns_channel: bool = False,
+        address: str | None = None,
     ) -> None:
         self._channel = channel
+        self.address = address
+        """``host:port`` of the server, when known (:func:`connect` sets it)."""
         self._owns_channel = owns_channel
         self.timeout_s = timeout_s
         self._info: BoardInfo | None = None
         self._calls = {op.request: _unary_call(channel, op) for op in OPERATIONS}
         self._instance = InstanceTracker()
+        self._session: Session | None = None
+        self._metadata: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The gRPC channel to the server (credentials and token included)."""
+        return self._channel
+
+    def session(self, ttl_s: float = 0.0, label: str = "", *, heartbeat: bool = True) -> Session:
+        """Opens a session on the server: every later call of this board carries it, and
+        :meth:`Session.lease` leases tiles to it (session.proto). ``ttl_s``: seconds the
+        session lives without a sign of life (0: the server's default); ``heartbeat``
+        renews it from a thread every ``ttl_s / 3``. Use as a context manager."""
+        if self._session is not None:
+            raise FailedPrecondition(
+                f"this board already has session {self._session.id[:8]}... open; close it "
+                "first or connect again for a second session"
+            )
+        request = session_pb2.OpenSessionRequest(ttl_s=ttl_s, label=label)
+        reply = session_call(self._channel, "OpenSession", request, self.timeout_s)
+        session = Session(self, session_state(reply), heartbeat=heartbeat)
+        self._session = session
+        self._metadata = ((SESSION_ID_KEY, session.id),)
+        return session
+
+    def leases(self) -> list[TileLease]:
+        """Every lease on the board now, ascending by tile."""
+        return list_leases(self._channel, self.timeout_s)
+
+    def _left_session(self, session: Session) -> None:
+        if self._session is session:
+            self._session = None
+            self._metadata = ()
 
     def close(self) -> None:
+        if self._session is not None:
+            try:
+                self._session.close()
+            except SidraError as exc:  # the server is gone: its sessions with it
+                log.warning("closing session %s: %s", self._session.id[:8], exc)
         if self._owns_channel:
             self._channel.close()
 
@@ -105,7 +164,9 @@ class RemoteBoard(Board):
         op = operation_of(request)
         message = self._message(_representable(request), op)
         try:
-            reply, call = self._calls[op.request].with_call(message, timeout=self.timeout_s)
+            reply, call = self._calls[op.request].with_call(
+                message, timeout=self.timeout_s, metadata=self._metadata
+            )
         except grpc.RpcError as exc:
             error = from_rpc_error(exc)
             reported = self._instance.failed(_instance_of(exc), error, op.rpc)
@@ -220,4 +281,4 @@ def connect(
             ) from exc
     if token:
         channel = grpc.intercept_channel(channel, BearerToken(token))
-    return RemoteBoard(channel, timeout_s=timeout_s, owns_channel=True)
+    return RemoteBoard(channel, timeout_s=timeout_s, owns_channel=True, address=address)

@@ -16,10 +16,30 @@ from sidra.server.instance import InstanceMetadata
 from sidra.server.limits import PrincipalLimits
 from sidra.server.link_watch import LinkWatcher
 from sidra.server.observability import CallObserver, ServiceMetrics, watch_board
-from sidra.server.security import AccessControl, TokensFile, principal_name, server_credentials
+from sidra.server.security import (
+    AccessControl,
+    Role,
+    TokensFile,
+    principal_name,
+    principal_of,
+    server_credentials,
+)
 from sidra.server.servicer import SERVICE_NAME, BoardServicer, board_service_handler
-from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, LimitsSettings, ServerSettings
+from sidra.server.sessions import (
+    SESSION_SERVICE_NAME,
+    LeaseKeeper,
+    LeaseRegistry,
+    SessionServicer,
+    session_service_handler,
+)
+from sidra.server.settings import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    LeaseSettings,
+    LimitsSettings,
+    ServerSettings,
+)
 from sidra.server.state import StateStore
+from sidra.server.turns import BoardTurns
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -54,6 +74,7 @@ def create_server(
     metrics: ServiceMetrics | None = None,
     store: StateStore | None = None,
     limits: LimitsSettings | None = None,
+    leases: LeaseSettings | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
@@ -61,7 +82,10 @@ def create_server(
     Program is recorded in it before it is answered. ``limits`` (default: the
     :class:`~sidra.server.settings.LimitsSettings` defaults) bounds what each
     principal may ask at a time (:class:`~sidra.server.limits.PrincipalLimits`);
-    a call over them is refused with RESOURCE_EXHAUSTED.
+    a call over them is refused with RESOURCE_EXHAUSTED. Clients lease tiles through
+    ``sidra.hil.v1.SessionService`` (:mod:`sidra.server.sessions`, configured by
+    ``leases``, default: the :class:`~sidra.server.settings.LeaseSettings` defaults);
+    a thread ends sessions that expire, for as long as the process lives.
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -98,8 +122,19 @@ def create_server(
     per_principal = PrincipalLimits(
         limits, max_message_bytes=max_message_bytes, on_refusal=metrics.count_limit_refusal
     )
-    servicer = BoardServicer(board, store, principal_of=principal_name, limits=per_principal)
-    server.add_generic_rpc_handlers((board_service_handler(servicer),))
+    turns = BoardTurns()
+    keeper = LeaseKeeper(
+        board, turns, lease_registry(board, leases or LeaseSettings()),
+        on_event=metrics.count_lease_event,
+    ).start()  # fmt: skip
+    servicer = BoardServicer(
+        board, store, principal_of=principal_name, limits=per_principal,
+        turns=turns, leases=keeper, admin_of=_is_admin,
+    )  # fmt: skip
+    sessions = SessionServicer(keeper, caller_of=_caller, limits=per_principal)
+    server.add_generic_rpc_handlers(
+        (board_service_handler(servicer), session_service_handler(sessions))
+    )
 
     health_servicer = health_servicer or health.HealthServicer()
     for name in HEALTH_NAMES:
@@ -109,7 +144,9 @@ def create_server(
         LinkWatcher(board, health_servicer, HEALTH_NAMES).start()
 
     if reflection_enabled:
-        _enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME, *REFLECTION_NAMES))
+        _enable_reflection(
+            server, (SERVICE_NAME, SESSION_SERVICE_NAME, health.SERVICE_NAME, *REFLECTION_NAMES)
+        )
 
     try:
         if credentials is None:
@@ -124,6 +161,26 @@ def create_server(
         if tokens is None:
             log.warning("serving without [auth] on %s: every client may do everything", address)
     return server, port
+
+
+def lease_registry(board: Board, settings: LeaseSettings) -> LeaseRegistry:
+    """The sessions and leases of ``board``, as ``[leases]`` says."""
+    return LeaseRegistry(
+        board.info.tile_count,
+        default_ttl_s=settings.default_ttl_s,
+        max_ttl_s=settings.max_ttl_s,
+        max_sessions=settings.max_sessions_per_principal,
+        exclusive_reads=settings.reads == "exclusive",
+    )
+
+
+def _is_admin(context: grpc.ServicerContext) -> bool:
+    return principal_of(context).role >= Role.ADMIN
+
+
+def _caller(context: grpc.ServicerContext) -> tuple[str, bool]:
+    principal = principal_of(context)
+    return principal.name, principal.role >= Role.ADMIN
 
 
 def create_configured_server(
@@ -152,6 +209,7 @@ def create_configured_server(
         metrics=metrics,
         store=store,
         limits=settings.limits,
+        leases=settings.leases,
     )
 
 

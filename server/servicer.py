@@ -22,14 +22,17 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
-from sidra.drivers import Board, InvalidArgument, ProgramReport, SidraError, WriteCounts
+from sidra.drivers import Board, ProgramReport, SidraError, WriteCounts
 from sidra.drivers.operations import OPERATIONS, Operation
 from sidra.drivers.requests import ProgramRequest, ReadWriteCountsRequest, Request
 from sidra.hil import convert
+from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.server.limits import PrincipalLimits
+from sidra.server.parsing import parse_request
+from sidra.server.sessions import LeaseKeeper
 from sidra.server.state import ProgramNotRecorded, StateStore
 from sidra.server.status import map_errors
 from sidra.server.turns import BoardTurns
@@ -50,6 +53,9 @@ SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 PrincipalOf = Callable[[grpc.ServicerContext], str]
 """Who made a call, from its context (the authentication layer supplies the real one)."""
 
+AdminOf = Callable[[grpc.ServicerContext], bool]
+"""Whether a call's principal has the admin role (leases let an admin act board-wide)."""
+
 LOCAL_PRINCIPAL = "local"
 """The principal of every call while the service has no authentication."""
 
@@ -67,6 +73,9 @@ class BoardServicer:
     attributed to ``principal_of(context)`` and to the board instance
     (``board.instance_id``) that holds it. ``limits`` refuses a principal's call
     over its ``[limits]`` before the request is converted (default: the defaults).
+    ``leases`` (:class:`~sidra.server.sessions.LeaseKeeper`, over the same
+    ``turns``) admits each call, in its turn, only if no other session's lease
+    forbids it (session.proto, "Leases"); ``admin_of`` tells it who is an admin.
     """
 
     def __init__(
@@ -75,14 +84,20 @@ class BoardServicer:
         store: StateStore | None = None,
         principal_of: PrincipalOf = local_principal,
         limits: PrincipalLimits | None = None,
+        *,
+        turns: BoardTurns | None = None,
+        leases: LeaseKeeper | None = None,
+        admin_of: AdminOf = lambda context: True,
     ) -> None:
         self.board = board
-        self.turns = BoardTurns()
+        self.turns = turns or BoardTurns()
         """The board lock, granted round robin by principal (sidra.server.turns)."""
         self.limits = limits or PrincipalLimits()
         """Per-principal request size, batch size and calls in flight (sidra.server.limits)."""
         self.store = store
         self.principal_of = principal_of
+        self.admin_of = admin_of
+        self.leases = leases
         if store is not None:
             # Fails at start, not at the first Program, when the store cannot be written.
             _note_instance(store, board)
@@ -96,8 +111,15 @@ class BoardServicer:
             message = _parse(op, data)
             self.limits.check_batch(principal, message)  # before the tensor becomes an array
             request = convert.request_from_pb(message, op)
+            leases = self.leases
             with self.turns.turn(principal):
+                if leases is not None:
+                    session = _session_of(context)
+                    admin = self.admin_of(context)
+                    leases.admit(op.rpc, request, principal, session, admin=admin)
                 result = self.board.run(request)
+                if leases is not None:
+                    leases.ran(request)
                 if self.store is not None:
                     self._record(self.store, request, result, principal)
             return convert.result_to_pb(result, op)
@@ -191,14 +213,14 @@ def board_service_handler(servicer: BoardServicer) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
+def _session_of(context: grpc.ServicerContext) -> str | None:
+    """The session id a call carries (metadata ``sidra-session-id``), None without one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == SESSION_ID_KEY:
+            return value if isinstance(value, str) else None
+    return None
+
+
 def _parse(op: Operation, data: bytes) -> Message:
-    message_type = getattr(pb, f"{op.rpc}Request")
-    try:
-        message: Message = message_type.FromString(data)
-    except DecodeError as exc:
-        raise InvalidArgument(
-            "request",
-            f"{len(data)} bytes that do not parse ({exc})",
-            f"a serialized {message_type.DESCRIPTOR.full_name}",
-        ) from exc
+    message: Message = parse_request(getattr(pb, f"{op.rpc}Request"), data)
     return message

@@ -143,6 +143,30 @@ class LimitsSettings(BaseModel):
     """Most requests one principal may have running or queued at once, requests."""
 
 
+class LeaseSettings(BaseModel):
+    """``[leases]``: sessions and tile leases (session.proto)."""
+
+    model_config = SECTION
+
+    default_ttl_s: float = Field(30.0, ge=1.0, le=86_400.0)
+    """Session time to live when a client asks for 0, s."""
+    max_ttl_s: float = Field(3600.0, ge=1.0, le=86_400.0)
+    """Longest session time to live a client may ask for, s."""
+    reads: Literal["shared", "exclusive"] = "shared"
+    """Reads of a tile leased by another session: ``shared`` serves them (the reader
+    sees the tile as its holder left it), ``exclusive`` refuses them like writes."""
+    max_sessions_per_principal: int = Field(8, ge=1, le=1024)
+    """Open sessions one principal may have at once, sessions."""
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> LeaseSettings:
+        if self.default_ttl_s > self.max_ttl_s:
+            raise ValueError(
+                f"default_ttl_s: {self.default_ttl_s:g} is above max_ttl_s = {self.max_ttl_s:g}"
+            )
+        return self
+
+
 def default_state_path() -> Path:
     """``user_data_dir("sidra-hil")/state.sqlite3``: per user, surviving reboots
     (``~/.local/share/sidra-hil/state.sqlite3`` on Linux); the store defines it."""
@@ -221,6 +245,8 @@ class ServerSettings(BaseSettings):
     ``allow_insecure``)."""
     limits: LimitsSettings = LimitsSettings()
     """``[limits]``: per-principal limits."""
+    leases: LeaseSettings = LeaseSettings()
+    """``[leases]``: sessions and tile leases."""
     state: StateSettings = Field(default_factory=StateSettings)
     """``[state]``: durable board state."""
     metrics: MetricsSettings = MetricsSettings()

@@ -13,6 +13,7 @@ from grpc_health.v1 import health
 from sidra.cli.bench import bench_app
 from sidra.cli.bench_serial import serial_command
 from sidra.cli.board import board_app
+from sidra.cli.leases import leases
 from sidra.cli.state import state_app
 from sidra.cli.token import token_app
 from sidra.cli.train import train_app
@@ -167,6 +168,7 @@ def demo(
 
 
 bench_app.command("serial")(serial_command)
+app.command("leases")(leases)
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
 app.add_typer(state_app, name="state")

@@ -11,10 +11,9 @@ which would make a new time series per caller or per request.
 docs/operations.md ("Metrics and alerts") lists every metric with its labels;
 ``tests/observability`` checks that list against this registry.
 
-Lease events (granted, renewed, expired, released; issue 10 item 3) belong
-here as ``sidra_lease_events_total{event}`` once leases exist: a counter and a
-``count_lease_event(event)`` method beside :meth:`ServiceMetrics.count_auth_failure`,
-pre-set to 0 per event like the operations below.
+Lease events (``sidra_lease_events_total{event}``, the events of
+:data:`~sidra.server.sessions.keeper.LEASE_EVENTS`) are pre-set to 0 per event
+like the operations below.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from sidra.drivers import BoardInfo
 from sidra.drivers.operations import OPERATIONS
 from sidra.server.limits import LIMIT_NAMES
 from sidra.server.security.access import REFUSAL_REASONS
+from sidra.server.sessions.keeper import LEASE_EVENTS
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -103,6 +103,11 @@ class ServiceMetrics:
             "Calls refused with RESOURCE_EXHAUSTED by a per-principal limit, by [limits] key.",
             ("limit",), registry=registry,
         )  # fmt: skip
+        self.lease_events = Counter(
+            "sidra_lease_events",
+            "Session and lease events (opened, granted, refused, expired, restored, ...).",
+            ("event",), registry=registry,
+        )  # fmt: skip
         self.board = Info("sidra_board", "The board this server serves.", registry=registry)
         # Every operation's series exists from the start, so rate() and absent-series
         # alerts see 0 rather than nothing before the first call.
@@ -111,6 +116,7 @@ class ServiceMetrics:
         for reason, code in REFUSAL_REASONS.items():
             self.auth_failures.labels(code.name, reason)
         self._limit_refusals = {name: self.limit_refusals.labels(name) for name in LIMIT_NAMES}
+        self._lease_events = {event: self.lease_events.labels(event) for event in LEASE_EVENTS}
         self._series: dict[str, MethodSeries] = {}
 
     def series(self, method: str) -> MethodSeries:
@@ -133,6 +139,10 @@ class ServiceMetrics:
     def count_limit_refusal(self, limit: str) -> None:
         """A call was refused by ``limit`` (a ``[limits]`` key: sidra.server.limits)."""
         self._limit_refusals[limit].inc()
+
+    def count_lease_event(self, event: str) -> None:
+        """A session or lease event (:data:`~sidra.server.sessions.keeper.LEASE_EVENTS`)."""
+        self._lease_events[event].inc()
 
     def describe_board(self, info: BoardInfo) -> None:
         """``sidra_board_info{model, serial, firmware}``: joins other series to a board."""

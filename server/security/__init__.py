@@ -13,7 +13,7 @@ from sidra.server.security.access import (
     principal_name,
     principal_of,
 )
-from sidra.server.security.roles import RPC_ROLES, Role, required_role
+from sidra.server.security.roles import RPC_ROLES, SESSION_ROLES, Role, required_role
 from sidra.server.security.tls import server_credentials
 from sidra.server.security.tokens import (
     LOCAL,
@@ -28,6 +28,7 @@ from sidra.server.security.tokens import (
 __all__ = [
     "LOCAL",
     "RPC_ROLES",
+    "SESSION_ROLES",
     "AccessControl",
     "Principal",
     "Role",

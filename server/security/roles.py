@@ -5,8 +5,14 @@ Roles are ordered; each includes the ones below it:
 - ``viewer``: what the board is (GetBoardInfo) and server reflection;
 - ``operator``: reads that leave the array as it is (MVM, TransposeMVM,
   ReadConductance, ReadWriteCounts);
-- ``programmer``: writes to the array and its calibration (Program, Perturb, Calibrate);
-- ``admin``: board-wide actions (AdvanceClock) and any method not listed here.
+- ``programmer``: writes to the array and its calibration (Program, Perturb, Calibrate),
+  and board-wide actions (AdvanceClock) while it leases the whole board;
+- ``admin``: board-wide actions without a lease (while nobody else holds one), closing
+  anyone's session, and any method not listed here.
+
+Sessions (``sidra.hil.v1.SessionService``): listing leases is a viewer's; opening a
+session and leasing tiles an operator's (a lease also guards reads when the server
+makes them exclusive). Leases themselves are checked by ``sidra.server.sessions``.
 
 Health checks are open: a load balancer or a watchdog asks them without a token.
 """
@@ -21,8 +27,9 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.hil.v1 import session_pb2
 
-__all__ = ["OPEN_SERVICES", "RPC_ROLES", "Role", "required_role"]
+__all__ = ["OPEN_SERVICES", "RPC_ROLES", "SESSION_ROLES", "Role", "required_role"]
 
 BOARD_SERVICE: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 
@@ -60,11 +67,25 @@ RPC_ROLES: Mapping[str, Role] = MappingProxyType(
         "Program": Role.PROGRAMMER,
         "Perturb": Role.PROGRAMMER,
         "Calibrate": Role.PROGRAMMER,
-        "AdvanceClock": Role.ADMIN,
+        "AdvanceClock": Role.PROGRAMMER,
     }
 )
 """The role each BoardService RPC needs, keyed by the RPC names of
 ``sidra.drivers.operations.OPERATIONS`` (tests/server checks that every RPC has one)."""
+
+SESSION_SERVICE: str = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+
+SESSION_ROLES: Mapping[str, Role] = MappingProxyType(
+    {
+        "ListLeases": Role.VIEWER,
+        "OpenSession": Role.OPERATOR,
+        "Heartbeat": Role.OPERATOR,
+        "CloseSession": Role.OPERATOR,
+        "AcquireLease": Role.OPERATOR,
+        "ReleaseLease": Role.OPERATOR,
+    }
+)
+"""The role each SessionService RPC needs (tests/server checks that every RPC has one)."""
 
 OPEN_SERVICES = frozenset({health.SERVICE_NAME})
 """Services every caller reaches without a token: health checking."""
@@ -86,4 +107,6 @@ def required_role(method: str) -> Role | None:
         return Role.VIEWER
     if service == BOARD_SERVICE:
         return RPC_ROLES.get(name, Role.ADMIN)
+    if service == SESSION_SERVICE:
+        return SESSION_ROLES.get(name, Role.ADMIN)
     return Role.ADMIN

@@ -15,8 +15,10 @@ from security_support import served, tokens_for_every_role
 
 from sidra.client import InvalidArgument, connect
 from sidra.drivers.operations import OPERATIONS
+from sidra.hil.v1 import session_pb2
 from sidra.server.security import (
     RPC_ROLES,
+    SESSION_ROLES,
     Role,
     add_principal,
     current_principal,
@@ -27,9 +29,21 @@ from sidra.server.security import (
     required_role,
 )
 from sidra.server.servicer import SERVICE_NAME
+from sidra.server.sessions import SESSION_SERVICE_NAME
 
 AUTH_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-RPCS = [op.rpc for op in OPERATIONS]
+BOARD_RPCS = [op.rpc for op in OPERATIONS]
+SESSION_RPCS = [m.name for m in session_pb2.DESCRIPTOR.services_by_name["SessionService"].methods]
+RPCS = [f"/{SERVICE_NAME}/{rpc}" for rpc in BOARD_RPCS] + [
+    f"/{SESSION_SERVICE_NAME}/{rpc}" for rpc in SESSION_RPCS
+]
+"""Every method of both services (full names): each is refused as its role says."""
+
+
+def role_of(method: str) -> Role:
+    role = required_role(method)
+    assert role is not None, method
+    return role
 
 
 @pytest.fixture(scope="module")
@@ -49,22 +63,25 @@ def channel(tokens_file: Path, tokens: dict[Role, str]) -> Iterator[grpc.Channel
 
 
 def call(channel: grpc.Channel, rpc: str, token: str | None) -> grpc.StatusCode:
-    """Calls ``rpc`` with an empty request and ``token``; the status code it gets."""
-    method = channel.unary_unary(f"/{SERVICE_NAME}/{rpc}")
+    """Calls method ``rpc`` (full name) with an empty request and ``token``; the code it gets."""
+    method = channel.unary_unary(rpc)
     metadata = () if token is None else (("authorization", f"Bearer {token}"),)
     try:
         method(b"", timeout=10, metadata=metadata)
     except grpc.RpcError as exc:
         code: grpc.StatusCode = exc.code()
         if code in AUTH_CODES:  # the message names the RPC and the role it needs
-            assert rpc in exc.details() and f"role {RPC_ROLES[rpc].label}" in exc.details()
+            name = rpc.rpartition("/")[2]
+            assert name in exc.details() and f"role {role_of(rpc).label}" in exc.details()
         return code
     return grpc.StatusCode.OK
 
 
 def test_every_rpc_has_a_role() -> None:
-    """The role table is keyed by exactly the declared operations' RPC names."""
-    assert set(RPC_ROLES) == set(RPCS)
+    """The role tables are keyed by exactly the declared operations' RPC names and
+    session.proto's."""
+    assert set(RPC_ROLES) == set(BOARD_RPCS)
+    assert set(SESSION_ROLES) == set(SESSION_RPCS)
 
 
 def test_roles_follow_the_documented_ladder() -> None:
@@ -73,7 +90,9 @@ def test_roles_follow_the_documented_ladder() -> None:
         RPC_ROLES[r] for r in ("MVM", "TransposeMVM", "ReadConductance", "ReadWriteCounts")
     } == {Role.OPERATOR}
     assert {RPC_ROLES[r] for r in ("Program", "Perturb", "Calibrate")} == {Role.PROGRAMMER}
-    assert RPC_ROLES["AdvanceClock"] == Role.ADMIN
+    assert RPC_ROLES["AdvanceClock"] == Role.PROGRAMMER  # and the whole board leased
+    assert SESSION_ROLES["ListLeases"] == Role.VIEWER
+    assert set(SESSION_ROLES.values()) - {Role.VIEWER} == {Role.OPERATOR}
     assert required_role("/grpc.health.v1.Health/Check") is None
     assert required_role("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo") == Role.VIEWER
     assert required_role("/some.Other/Service") == Role.ADMIN  # unknown: closed
@@ -93,7 +112,7 @@ def test_rpc_with_a_bad_token_is_unauthenticated(channel: grpc.Channel, rpc: str
 def test_rpc_with_each_lower_role_is_permission_denied(
     channel: grpc.Channel, tokens: dict[Role, str], rpc: str
 ) -> None:
-    lower = [role for role in Role if role < RPC_ROLES[rpc]]
+    lower = [role for role in Role if role < role_of(rpc)]
     for role in lower:
         assert call(channel, rpc, tokens[role]) == grpc.StatusCode.PERMISSION_DENIED, role
 
@@ -104,7 +123,7 @@ def test_rpc_with_its_role_or_above_gets_through(
 ) -> None:
     """The role needed and every higher one pass the check (the empty request may still
     be refused by the board, as it would be without auth)."""
-    for role in (role for role in Role if role >= RPC_ROLES[rpc]):
+    for role in (role for role in Role if role >= role_of(rpc)):
         assert call(channel, rpc, tokens[role]) not in AUTH_CODES, role
 
 
@@ -172,12 +191,12 @@ def test_tokens_file_changes_apply_without_restart(tmp_path: Path) -> None:
     first = add_principal(tokens_file, "first", Role.VIEWER)
     with served(tokens_file=tokens_file) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         late = add_principal(tokens_file, "late", Role.VIEWER)
-        assert call(ch, "GetBoardInfo", late) == grpc.StatusCode.OK
+        assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", late) == grpc.StatusCode.OK
         remove_principal(tokens_file, "late")
-        assert call(ch, "GetBoardInfo", late) == grpc.StatusCode.UNAUTHENTICATED
-        assert call(ch, "GetBoardInfo", first) == grpc.StatusCode.OK
+        assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", late) == grpc.StatusCode.UNAUTHENTICATED
+        assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", first) == grpc.StatusCode.OK
         tokens_file.write_text("not toml [", encoding="utf-8")  # broken: nobody gets in
-        assert call(ch, "GetBoardInfo", first) == grpc.StatusCode.UNAUTHENTICATED
+        assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", first) == grpc.StatusCode.UNAUTHENTICATED
 
 
 def _whoami_handler() -> grpc.GenericRpcHandler:

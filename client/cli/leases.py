@@ -1,0 +1,51 @@
+"""``sidra leases URL``: who holds which tiles of the board behind a server, until when."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from sidra.cli.options import AsJson
+from sidra.client import RemoteBoard
+from sidra.drivers import SidraError, open_board
+
+__all__ = ["leases"]
+
+
+def leases(
+    url: Annotated[str, typer.Argument(help="Server URL: grpc://host:port or grpcs://...")],
+    as_json: AsJson = False,
+) -> None:
+    """List the tile leases on the board behind a server (exit 1 if it cannot be asked)."""
+    try:
+        with open_board(url) as board:
+            if not isinstance(board, RemoteBoard):
+                raise typer.BadParameter(
+                    f"{url} is a board, not a server: leases live in `sidra serve`",
+                    param_hint="URL",
+                )
+            held = board.leases()
+    except SidraError as exc:
+        typer.echo(f"sidra leases {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps([asdict(lease) for lease in held]))
+        return
+    if not held:
+        typer.echo("no tile is leased")
+        return
+    table = Table(box=box.SIMPLE)
+    for column in ("tile", "principal", "session label", "whole board", "expires in, s"):
+        table.add_column(column)
+    for lease in held:
+        table.add_row(
+            str(lease.tile), lease.principal, lease.label,
+            "yes" if lease.whole_board else "", f"{lease.expires_in_s:.1f}",
+        )  # fmt: skip
+    Console().print(table)

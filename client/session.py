@@ -1,0 +1,223 @@
+"""Sessions and tile leases from the client side (session.proto), kept alive by a thread.
+
+    with board.session(label="spsa digits") as session:
+        with session.lease([0, 1]):
+            ...   # nobody else can Program, Perturb or Calibrate tiles 0 and 1
+
+While a :class:`Session` is open, every call of its :class:`RemoteBoard` carries
+the session id, so the server knows the calls come from the lease holder, and
+a thread renews the session every ``ttl_s / 3``. When the server no longer
+knows the session (it expired while the client was stalled, an admin closed it,
+the server restarted), the next board call raises
+:class:`~sidra.drivers.errors.SessionClosed`: a loop that believed it held its
+tiles learns at once that it does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from sidra.client.errors import from_rpc_error
+from sidra.drivers.errors import SessionClosed, SidraError
+from sidra.hil.v1 import session_pb2 as pb
+
+if TYPE_CHECKING:
+    from sidra.client.remote import RemoteBoard
+
+__all__ = [
+    "Lease",
+    "Session",
+    "SessionState",
+    "TileLease",
+    "list_leases",
+    "session_call",
+    "session_state",
+]
+
+log = logging.getLogger(__name__)
+
+_SERVICE = pb.DESCRIPTOR.services_by_name["SessionService"]
+SESSION_SERVICE: str = _SERVICE.full_name
+
+HEARTBEATS_PER_TTL = 3
+"""Heartbeats per time to live: two may be lost before the session expires."""
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """A session as the server last reported it."""
+
+    session_id: str
+    principal: str
+    label: str
+    ttl_s: float
+    """Time to live without a sign of life, s."""
+    expires_in_s: float
+    """Seconds from the server's answer until expiry unless renewed."""
+    tiles: tuple[int, ...]
+    whole_board: bool
+
+
+@dataclass(frozen=True)
+class TileLease:
+    """One leased tile on the board (ListLeases)."""
+
+    tile: int
+    principal: str
+    label: str
+    whole_board: bool
+    expires_in_s: float
+    """Seconds until the lease expires unless its session is renewed."""
+
+
+def session_call(channel: grpc.Channel, rpc: str, request: Any, timeout_s: float) -> Any:
+    response = getattr(pb, _SERVICE.methods_by_name[rpc].output_type.name)
+    method = channel.unary_unary(
+        f"/{SESSION_SERVICE}/{rpc}",
+        request_serializer=type(request).SerializeToString,
+        response_deserializer=response.FromString,
+    )
+    try:
+        return method(request, timeout=timeout_s)
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc
+
+
+def session_state(message: pb.SessionState) -> SessionState:
+    return SessionState(
+        message.session_id,
+        message.principal,
+        message.label,
+        message.ttl_s,
+        message.expires_in_s,
+        tuple(message.tiles),
+        message.whole_board,
+    )
+
+
+def list_leases(channel: grpc.Channel, timeout_s: float = 30.0) -> list[TileLease]:
+    """Every lease on the board behind ``channel``, ascending by tile."""
+    reply = session_call(channel, "ListLeases", pb.ListLeasesRequest(), timeout_s)
+    return [
+        TileLease(x.tile, x.principal, x.label, x.whole_board, x.expires_in_s) for x in reply.leases
+    ]
+
+
+class Session:
+    """An open session of a :class:`RemoteBoard` (made by :meth:`RemoteBoard.session`)."""
+
+    def __init__(self, board: RemoteBoard, state: SessionState, *, heartbeat: bool) -> None:
+        self.board = board
+        self.state = state
+        self.id = state.session_id
+        self.lost: SidraError | None = None
+        """Why the session ended on the server, once a heartbeat learnt it did."""
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        if heartbeat:
+            self._beat = threading.Thread(
+                target=self._heartbeats, name=f"sidra-session-{self.id[:8]}", daemon=True
+            )
+            self._beat.start()
+
+    def lease(
+        self, tiles: Iterable[int] = (), *, whole_board: bool = False, wait_s: float = 0.0
+    ) -> Lease:
+        """Leases ``tiles`` (or the whole board) until the returned :class:`Lease` is
+        released or left as a context manager; waits up to ``wait_s`` for tiles others
+        hold, then raises :class:`~sidra.drivers.errors.LeaseHeld` naming the holder."""
+        wanted = tuple(int(t) for t in tiles)
+        request = pb.AcquireLeaseRequest(
+            session_id=self.id, tiles=wanted, whole_board=whole_board, wait_s=wait_s
+        )
+        self.state = session_state(self._call("AcquireLease", request, wait_s))
+        return Lease(self, wanted, whole_board)
+
+    def heartbeat(self) -> SessionState:
+        """Renews the session now (the thread does it every ``ttl_s / 3``)."""
+        self.state = session_state(self._call("Heartbeat", pb.HeartbeatRequest(session_id=self.id)))
+        return self.state
+
+    def release(self, tiles: Iterable[int] = (), *, all_tiles: bool = False) -> tuple[int, ...]:
+        """Releases ``tiles`` (or every lease); returns the tiles whose cells were restored."""
+        request = pb.ReleaseLeaseRequest(session_id=self.id, tiles=list(tiles), all=all_tiles)
+        reply = self._call("ReleaseLease", request)
+        self.state = session_state(reply.session)
+        return tuple(reply.restored_tiles)
+
+    def close(self) -> tuple[int, ...]:
+        """Ends the session and its leases; returns the tiles whose cells were restored.
+        Closing a session the server already ended is not an error."""
+        self._stop.set()
+        if self._beat is not None and self._beat is not threading.current_thread():
+            self._beat.join(timeout=5)
+        self.board._left_session(self)
+        try:
+            reply = self._call("CloseSession", pb.CloseSessionRequest(session_id=self.id))
+        except SessionClosed:
+            return ()
+        return tuple(reply.restored_tiles)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, rpc: str, request: Any, wait_s: float = 0.0) -> Any:
+        board = self.board
+        return session_call(board.channel, rpc, request, board.timeout_s + wait_s)
+
+    def _heartbeats(self) -> None:
+        period = self.state.ttl_s / HEARTBEATS_PER_TTL
+        while not self._stop.wait(period):
+            try:
+                self.heartbeat()
+            except SessionClosed as exc:
+                self.lost = exc
+                log.warning("session %s ended on the server: %s", self.id[:8], exc)
+                return
+            except SidraError as exc:  # unreachable for now: the next beat tries again
+                log.warning("heartbeat of session %s failed: %s", self.id[:8], exc)
+
+
+class Lease:
+    """Tiles (or the whole board) leased to a :class:`Session`; a context manager."""
+
+    def __init__(self, session: Session, tiles: Sequence[int], whole_board: bool) -> None:
+        self.session = session
+        self.tiles = tuple(tiles)
+        self.whole_board = whole_board
+        self.restored: tuple[int, ...] = ()
+        """Tiles whose perturbed cells the server restored when this lease was released."""
+
+    def release(self) -> tuple[int, ...]:
+        """Ends the lease; returns the tiles whose perturbed cells were restored."""
+        self.restored = self.session.release(self.tiles, all_tiles=self.whole_board)
+        return self.restored
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # A session that ended on the server holds nothing any more.
+        with contextlib.suppress(SessionClosed):
+            self.release()

@@ -1,0 +1,225 @@
+"""Leases over the board: admitting calls, ending leases, restoring what they left.
+
+:class:`LeaseKeeper` joins the :class:`~sidra.server.sessions.registry.LeaseRegistry`
+(who holds what) to the board and its turns (``sidra.server.turns``). Order is
+what makes leases safe, so every step that changes who may touch a tile runs
+inside a board turn, where no call is running:
+
+- a call is admitted (``admit``) inside its own turn, just before it runs;
+- a lease ends (release, close, expiry) inside a turn that also restores the
+  cells it left perturbed, so the next call on the tile finds them restored;
+- a lease is granted outside any turn (it may wait for tiles), then the keeper
+  takes one empty turn, so every call admitted before the grant has finished
+  when AcquireLease answers.
+
+A restore the board refuses (link down) is kept pending and retried before the
+next call that touches the tile, which fails with the board's error meanwhile:
+a tile is never handed on perturbed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sidra.drivers import Board, Region, SidraError
+from sidra.drivers.requests import PerturbMode, PerturbRequest, Request
+from sidra.server.sessions.perturbed import PerturbedCells
+from sidra.server.sessions.registry import Ended, LeaseRegistry, SessionView
+from sidra.server.turns import BoardTurns
+
+__all__ = ["LEASE_EVENTS", "EXPIRY_PRINCIPAL", "LeaseEnd", "LeaseKeeper"]
+
+log = logging.getLogger(__name__)
+
+EXPIRY_PRINCIPAL = "sidra:lease-expiry"
+"""Whose turn the expiry of sessions takes on the board (not a token name: it has a colon)."""
+
+LEASE_EVENTS = (
+    "opened", "renewed", "granted", "refused", "released", "closed", "expired",
+    "restored", "restore_failed",
+)  # fmt: skip
+"""What the keeper reports to its ``on_event`` listener (the metrics count them)."""
+
+EventListener = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LeaseEnd:
+    """What ending leases did: the tiles freed and those whose cells were restored."""
+
+    ended: Ended
+    restored: tuple[int, ...]
+
+
+class LeaseKeeper:
+    """Sessions and leases of ``board``, whose calls take ``turns``."""
+
+    def __init__(
+        self,
+        board: Board,
+        turns: BoardTurns,
+        registry: LeaseRegistry,
+        *,
+        on_event: EventListener | None = None,
+    ) -> None:
+        self.board = board
+        self.turns = turns
+        self.registry = registry
+        self.perturbed = PerturbedCells(board.info)
+        self.on_event = on_event or (lambda event: None)
+        self._pending: set[int] = set()  # tiles whose restore the board refused
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # -- board calls (the servicer calls these inside the call's turn) --------------
+
+    def admit(
+        self, rpc: str, request: Request, principal: str, session_id: str | None, *, admin: bool
+    ) -> None:
+        """Raises unless ``request`` may run now; ends due sessions first."""
+        self._expire_due()
+        tile = getattr(request, "tile", None)
+        tile = tile if isinstance(tile, int) else None
+        if self._pending:
+            self._retry_pending(self._pending if tile is None else {tile} & self._pending)
+        try:
+            self.registry.admit(rpc, tile, principal, session_id, admin=admin)
+        except SidraError:
+            self.on_event("refused")
+            raise
+
+    def ran(self, request: Request) -> None:
+        """``request`` succeeded on the board: note the cells it perturbed or restored."""
+        self.perturbed.ran(request)
+
+    # -- SessionService ------------------------------------------------------------
+
+    def open(self, principal: str, ttl_s: float, label: str) -> SessionView:
+        view = self.registry.open(principal, ttl_s, label)
+        self.on_event("opened")
+        return view
+
+    def renew(self, principal: str, session_id: str) -> SessionView:
+        view = self.registry.renew(principal, session_id)
+        self.on_event("renewed")
+        return view
+
+    def acquire(
+        self,
+        principal: str,
+        session_id: str,
+        tiles: Iterable[int],
+        whole_board: bool,
+        wait_s: float,
+    ) -> SessionView:
+        try:
+            view = self.registry.acquire(principal, session_id, tiles, whole_board, wait_s)
+        except SidraError:
+            self.on_event("refused")
+            raise
+        with self.turns.turn(principal):
+            pass  # every call admitted before the grant has now finished
+        self.on_event("granted")
+        return view
+
+    def release(
+        self, principal: str, session_id: str, tiles: Iterable[int], all_tiles: bool
+    ) -> LeaseEnd:
+        with self.turns.turn(principal):
+            ended = self.registry.release(principal, session_id, tiles, all_tiles)
+            end = LeaseEnd(ended, self._restore(ended.tiles))
+        self.on_event("released")
+        return end
+
+    def close(self, principal: str, session_id: str, *, admin: bool) -> LeaseEnd:
+        with self.turns.turn(principal):
+            ended = self.registry.close(principal, session_id, admin=admin)
+            end = LeaseEnd(ended, self._restore(ended.tiles))
+        self.on_event("closed")
+        return end
+
+    # -- expiry --------------------------------------------------------------------
+
+    def expire(self) -> list[LeaseEnd]:
+        """Ends every session past its deadline (in a turn of its own) and restores."""
+        with self.turns.turn(EXPIRY_PRINCIPAL):
+            return self._expire_due()
+
+    def start(self) -> LeaseKeeper:
+        """Starts the thread that ends sessions when they expire; returns self."""
+        if self._reaper is None:
+            self._reaper = threading.Thread(
+                target=self._reap, name="sidra-lease-expiry", daemon=True
+            )
+            self._reaper.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=5)
+
+    def _reap(self) -> None:
+        # Sessions last at least MIN_TTL_S (1 s), so waking at least once a second
+        # catches a session opened while this thread slept.
+        while not self._stop.is_set():
+            deadline = self.registry.next_deadline()
+            now = self.registry.clock()
+            wait = 1.0 if deadline is None else min(max(deadline - now, 0.0), 1.0)
+            if self._stop.wait(wait):
+                return
+            if deadline is not None and self.registry.clock() >= deadline:
+                try:
+                    self.expire()
+                except Exception:  # the thread must outlive any one failure
+                    log.exception("ending expired sessions failed")
+                    time.sleep(0.1)
+
+    def _expire_due(self) -> list[LeaseEnd]:
+        ends = []
+        for ended in self.registry.expire():
+            session = ended.session
+            log.info(
+                "session %s of %s expired; tiles %s released",
+                session.label or session.id[:8], session.principal, list(ended.tiles),
+            )  # fmt: skip
+            self.on_event("expired")
+            ends.append(LeaseEnd(ended, self._restore(ended.tiles)))
+        return ends
+
+    # -- restoring (inside a turn) -------------------------------------------------
+
+    def _restore(self, tiles: Iterable[int]) -> tuple[int, ...]:
+        """Restores the perturbed cells of ``tiles``; those the board refuses stay pending."""
+        restored = []
+        for tile in tiles:
+            try:
+                if self._restore_tile(tile):
+                    restored.append(tile)
+            except SidraError as exc:
+                self._pending.add(tile)
+                self.on_event("restore_failed")
+                log.warning(
+                    "tile %d left perturbed: restore failed (%s); retried before its next call",
+                    tile,
+                    exc,
+                )
+        return tuple(restored)
+
+    def _retry_pending(self, tiles: Iterable[int]) -> None:
+        for tile in sorted(tiles):
+            self._restore_tile(tile)  # raises the board's error: the call fails with it
+            self._pending.discard(tile)
+
+    def _restore_tile(self, tile: int) -> bool:
+        region: Region | None = self.perturbed.region(tile)
+        if region is None:
+            return False
+        self.board.run(PerturbRequest(tile, PerturbMode.RESTORE, region=region))
+        self.perturbed.restored(tile, region)
+        self.on_event("restored")
+        return True

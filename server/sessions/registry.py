@@ -1,0 +1,477 @@
+"""Who holds which tiles: sessions, their leases, and whether a call may touch a tile.
+
+:class:`LeaseRegistry` is bookkeeping only; it never touches the board. The
+:class:`~sidra.server.sessions.keeper.LeaseKeeper` calls it under the board's
+turn where order matters (admitting a call, ending a lease) so that no call can
+slip between a lease's end and the restore of its tiles. Time comes from an
+injectable monotonic clock, so expiry is tested without sleeping.
+
+What each RPC is to a lease (``LEASE_ACCESS``), session.proto "Leases":
+a write (Program, Perturb, Calibrate) of a tile leased by another session is
+refused; a read is served unless reads are exclusive; a board-wide operation
+(AdvanceClock) needs the whole board, or the admin role while nobody else
+holds a lease.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sidra.drivers.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    LeaseHeld,
+    OutOfRange,
+    ResourceExhausted,
+    SessionClosed,
+)
+
+__all__ = [
+    "LABEL_LIMIT",
+    "LEASE_ACCESS",
+    "MIN_TTL_S",
+    "WAIT_LIMIT_S",
+    "Access",
+    "Ended",
+    "LeaseRegistry",
+    "Session",
+    "SessionView",
+    "TileHolder",
+]
+
+LABEL_LIMIT = 100
+"""Most characters of a session label."""
+
+MIN_TTL_S = 1.0
+"""Shortest session time to live, s: a client heartbeats three times per ttl_s."""
+
+WAIT_LIMIT_S = 60.0
+"""Longest AcquireLease wait for held tiles, s (a gRPC deadline bounds it too)."""
+
+
+class Access(enum.Enum):
+    """What an RPC does to the tile it names, as far as leases go."""
+
+    NONE = "none"
+    """Touches no tile (GetBoardInfo)."""
+    READ = "read"
+    """Reads a tile, leaves it as it is."""
+    WRITE = "write"
+    """Changes a tile's conductances or calibration."""
+    BOARD = "board"
+    """Acts on every tile at once."""
+
+
+LEASE_ACCESS: Mapping[str, Access] = MappingProxyType(
+    {
+        "GetBoardInfo": Access.NONE,
+        "MVM": Access.READ,
+        "TransposeMVM": Access.READ,
+        "ReadConductance": Access.READ,
+        "ReadWriteCounts": Access.READ,
+        "Program": Access.WRITE,
+        "Perturb": Access.WRITE,
+        "Calibrate": Access.WRITE,
+        "AdvanceClock": Access.BOARD,
+    }
+)
+"""Each BoardService RPC's access, keyed by the RPC names of
+``sidra.drivers.operations.OPERATIONS`` (a test checks that every RPC has one)."""
+
+
+@dataclass
+class Session:
+    """One open session (mutable; the registry's lock guards it)."""
+
+    id: str
+    principal: str
+    label: str
+    ttl_s: float
+    deadline: float
+    """Clock reading at which the session expires unless renewed, s."""
+    tiles: set[int] = field(default_factory=set)
+    whole_board: bool = False
+
+    def holds(self, tile: int) -> bool:
+        return self.whole_board or tile in self.tiles
+
+    def describe(self, now: float) -> str:
+        """ "alice's session 'spsa run' (expires in 8.2 s unless renewed)"."""
+        label = f" {self.label!r}" if self.label else ""
+        return (
+            f"{self.principal}'s session{label} "
+            f"(expires in {max(self.deadline - now, 0.0):.1f} s unless renewed)"
+        )
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session as a response reports it."""
+
+    id: str
+    principal: str
+    label: str
+    ttl_s: float
+    expires_in_s: float
+    tiles: tuple[int, ...]
+    whole_board: bool
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Leases that ended: the session that held them and the tiles they covered."""
+
+    session: SessionView
+    tiles: tuple[int, ...]
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """One waiting AcquireLease (compared by identity: two may want the same tiles)."""
+
+    tiles: set[int]
+
+
+@dataclass(frozen=True)
+class TileHolder:
+    """One leased tile, for ListLeases."""
+
+    tile: int
+    principal: str
+    label: str
+    whole_board: bool
+    expires_in_s: float
+
+
+class LeaseRegistry:
+    """Sessions and leases of one board of ``tile_count`` tiles.
+
+    ``default_ttl_s`` / ``max_ttl_s``: session time to live when a client asks
+    for 0, and the most it may ask for (s). ``max_sessions``: open sessions per
+    principal. ``exclusive_reads``: refuse reads of tiles leased by others too.
+    """
+
+    def __init__(
+        self,
+        tile_count: int,
+        *,
+        default_ttl_s: float = 30.0,
+        max_ttl_s: float = 3600.0,
+        max_sessions: int = 8,
+        exclusive_reads: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tile_count = tile_count
+        self.default_ttl_s = default_ttl_s
+        self.max_ttl_s = max_ttl_s
+        self.max_sessions = max_sessions
+        self.exclusive_reads = exclusive_reads
+        self.clock = clock
+        self._changed = threading.Condition()
+        self._sessions: dict[str, Session] = {}
+        self._holder: dict[int, Session] = {}  # tile -> session holding it
+        self._whole: Session | None = None  # the session holding the whole board
+        # Tiles each waiting AcquireLease asks for, oldest first: it goes before any
+        # later one that wants one of the same tiles.
+        self._waiters: deque[_Waiter] = deque()
+
+    # -- sessions ------------------------------------------------------------------
+
+    def open(self, principal: str, ttl_s: float, label: str) -> SessionView:
+        """A new session of ``principal``; ttl_s 0 takes the default."""
+        ttl = self._checked_ttl(ttl_s)
+        _check_label(label)
+        with self._changed:
+            now = self.clock()
+            mine = sum(1 for s in self._sessions.values() if s.principal == principal)
+            if mine >= self.max_sessions:
+                raise ResourceExhausted(
+                    "sessions",
+                    f"{mine + 1} open sessions of {principal!r}",
+                    f"at most {self.max_sessions} per principal ([leases] "
+                    "max_sessions_per_principal); close one first",
+                )
+            session = Session(secrets.token_hex(16), principal, label, ttl, now + ttl)
+            self._sessions[session.id] = session
+            return _view(session, now)
+
+    def renew(self, principal: str, session_id: str) -> SessionView:
+        """Heartbeat: the session lasts ttl_s from now."""
+        with self._changed:
+            now = self.clock()
+            return _view(self._renewed(principal, session_id, now), now)
+
+    def close(self, principal: str, session_id: str, *, admin: bool = False) -> Ended:
+        """Ends a session and its leases; ``admin`` may end anyone's."""
+        with self._changed:
+            session = self._sessions.get(session_id) if admin else None
+            if session is None:
+                session = self._renewed(principal, session_id, self.clock())
+            ended = self._end(session, all_tiles=True)
+            del self._sessions[session.id]
+            return ended
+
+    def expire(self) -> list[Ended]:
+        """Ends every session past its deadline; what their leases covered."""
+        with self._changed:
+            now = self.clock()
+            due = [s for s in self._sessions.values() if s.deadline <= now]
+            ended = []
+            for session in due:
+                ended.append(self._end(session, all_tiles=True))
+                del self._sessions[session.id]
+            return ended
+
+    def next_deadline(self) -> float | None:
+        """The earliest session deadline (clock reading, s), None with no session."""
+        with self._changed:
+            return min((s.deadline for s in self._sessions.values()), default=None)
+
+    def open_sessions(self) -> int:
+        with self._changed:
+            return len(self._sessions)
+
+    # -- leases --------------------------------------------------------------------
+
+    def acquire(
+        self,
+        principal: str,
+        session_id: str,
+        tiles: Iterable[int],
+        whole_board: bool,
+        wait_s: float = 0.0,
+    ) -> SessionView:
+        """Leases ``tiles`` (or the whole board) to the session: all or none.
+
+        Waits up to ``wait_s`` for tiles held by others, in the order callers asked;
+        then raises :class:`LeaseHeld` naming the holder.
+        """
+        wanted = self._checked_tiles(list(tiles), whole_board)
+        wait = _checked_wait(wait_s)
+        want = _Waiter(set(range(self.tile_count)) if whole_board else set(wanted))
+        with self._changed:
+            start = self.clock()
+            self._waiters.append(want)
+            try:
+                while True:
+                    now = self.clock()
+                    session = self._renewed(principal, session_id, now)
+                    blocker = self._blocker(session, wanted, whole_board)
+                    if blocker is None and not self._queued_before(want):
+                        break
+                    if now >= start + wait:
+                        raise self._held(blocker or "an earlier AcquireLease", wanted, now)
+                    # A blocker's expiry frees its tiles without a notify: wake by then.
+                    until = start + wait
+                    if blocker is not None:
+                        until = min(until, blocker.deadline)
+                    self._changed.wait(max(until - now, 0.001))
+                if whole_board:
+                    session.whole_board = True
+                    session.tiles = set(want.tiles)
+                    self._whole = session
+                for tile in wanted:
+                    session.tiles.add(tile)
+                    self._holder[tile] = session
+                return _view(session, now)
+            finally:
+                self._waiters.remove(want)
+                self._changed.notify_all()
+
+    def release(
+        self, principal: str, session_id: str, tiles: Iterable[int], all_tiles: bool
+    ) -> Ended:
+        """Ends some (``tiles``) or all of a session's leases."""
+        with self._changed:
+            session = self._renewed(principal, session_id, self.clock())
+            asked = list(tiles)
+            if asked and session.whole_board and not all_tiles:
+                raise InvalidArgument(
+                    "tiles", asked, "none while the session leases the whole board "
+                    "(release it whole, with all)",
+                )  # fmt: skip
+            if not all_tiles:
+                self._checked_tiles(asked, whole_board=False, allow_empty=True)
+            return self._end(session, all_tiles=all_tiles, tiles=set(asked))
+
+    def session_view(self, principal: str, session_id: str) -> SessionView:
+        with self._changed:
+            now = self.clock()
+            return _view(self._renewed(principal, session_id, now), now)
+
+    def holders(self) -> list[TileHolder]:
+        """Every leased tile, ascending."""
+        with self._changed:
+            now = self.clock()
+            held = {tile: s for tile, s in self._holder.items()}
+            if self._whole is not None:
+                held |= dict.fromkeys(range(self.tile_count), self._whole)
+            return [
+                TileHolder(tile, s.principal, s.label, s.whole_board, max(s.deadline - now, 0.0))
+                for tile, s in sorted(held.items())
+            ]
+
+    # -- admission of board calls --------------------------------------------------
+
+    def admit(
+        self,
+        rpc: str,
+        tile: int | None,
+        principal: str,
+        session_id: str | None,
+        *,
+        admin: bool,
+    ) -> None:
+        """Raises unless a call of ``rpc`` on ``tile`` may run now (session.proto "Leases").
+
+        A call naming a session must name an open one of its principal; it renews it.
+        """
+        access = LEASE_ACCESS.get(rpc, Access.BOARD)
+        with self._changed:
+            now = self.clock()
+            own = self._renewed(principal, session_id, now) if session_id else None
+            if access is Access.NONE or (access is Access.READ and not self.exclusive_reads):
+                return
+            if access is Access.BOARD:
+                self._admit_board_wide(rpc, own, admin, now)
+                return
+            if tile is None or not 0 <= tile < self.tile_count:
+                return  # the board names a bad tile itself
+            holder = self._whole or self._holder.get(tile)
+            if holder is not None and holder is not own:
+                what = "writes" if access is Access.WRITE else "reads"
+                raise LeaseHeld(
+                    f"{rpc} {what} tile {tile}, which is leased to {holder.describe(now)}; "
+                    f"{'this call carries no session' if own is None else 'not to this session'}"
+                    " (ListLeases shows every lease)"
+                )
+
+    def _admit_board_wide(self, rpc: str, own: Session | None, admin: bool, now: float) -> None:
+        if own is not None and own.whole_board:
+            return
+        others = {s.id: s for s in self._holder.values() if s is not own}
+        if self._whole is not None and self._whole is not own:
+            others[self._whole.id] = self._whole
+        if others:
+            named = "; ".join(s.describe(now) for s in others.values())
+            raise LeaseHeld(f"{rpc} acts on every tile, and other sessions hold leases: {named}")
+        if not admin:
+            raise FailedPrecondition(
+                f"{rpc} acts on every tile: it needs a lease of the whole board "
+                "(AcquireLease with whole_board) or the admin role"
+            )
+
+    # -- inside the lock -----------------------------------------------------------
+
+    def _renewed(self, principal: str, session_id: str | None, now: float) -> Session:
+        session = self._sessions.get(session_id or "")
+        if session is None or session.principal != principal or session.deadline <= now:
+            raise SessionClosed(
+                f"session {str(session_id)[:40]!r} is not an open session of {principal!r} "
+                "(it expired, was closed, or the server restarted): open a new one"
+            )
+        session.deadline = now + session.ttl_s
+        return session
+
+    def _blocker(self, session: Session, wanted: list[int], whole_board: bool) -> Session | None:
+        """Another session holding what ``session`` asks for, if any."""
+        if self._whole is not None and self._whole is not session:
+            return self._whole
+        if whole_board:
+            return next((s for s in self._holder.values() if s is not session), None)
+        return next(
+            (s for t in wanted if (s := self._holder.get(t)) is not None and s is not session),
+            None,
+        )
+
+    def _queued_before(self, want: _Waiter) -> bool:
+        """True when an earlier waiting AcquireLease wants one of the tiles ``want`` wants."""
+        for earlier in self._waiters:
+            if earlier is want:
+                return False
+            if earlier.tiles & want.tiles:
+                return True
+        return False
+
+    def _held(self, blocker: Session | str, wanted: list[int], now: float) -> LeaseHeld:
+        asked = "the whole board" if not wanted else f"tiles {wanted}"
+        who = blocker if isinstance(blocker, str) else blocker.describe(now)
+        return LeaseHeld(f"cannot lease {asked}: held by {who}")
+
+    def _end(self, session: Session, *, all_tiles: bool, tiles: Iterable[int] = ()) -> Ended:
+        now = self.clock()
+        if all_tiles:
+            freed = set(session.tiles)
+            if self._whole is session:
+                self._whole = None
+            session.whole_board = False
+        else:
+            freed = set(tiles) & session.tiles
+        for tile in freed:
+            if self._holder.get(tile) is session:
+                del self._holder[tile]
+        session.tiles -= freed
+        self._changed.notify_all()
+        return Ended(_view(session, now), tuple(sorted(freed)))
+
+    def _checked_ttl(self, ttl_s: float) -> float:
+        allowed = (
+            f"0 (the default, {self.default_ttl_s:g} s) or {MIN_TTL_S:g} .. {self.max_ttl_s:g} s"
+        )
+        if not math.isfinite(ttl_s):
+            raise InvalidArgument("ttl_s", ttl_s, allowed)
+        if ttl_s == 0:
+            return self.default_ttl_s
+        if not MIN_TTL_S <= ttl_s <= self.max_ttl_s:
+            raise OutOfRange("ttl_s", ttl_s, allowed)
+        return float(ttl_s)
+
+    def _checked_tiles(
+        self, tiles: list[int], whole_board: bool, *, allow_empty: bool = False
+    ) -> list[int]:
+        allowed = f"distinct tiles in 0 .. {self.tile_count - 1} (tile_count)"
+        if whole_board:
+            if tiles:
+                raise InvalidArgument(
+                    "tiles", tiles, "none with whole_board (it covers every tile)"
+                )
+            return []
+        if not tiles and not allow_empty:
+            raise InvalidArgument("tiles", tiles, f"at least one tile, or whole_board; {allowed}")
+        if len(set(tiles)) != len(tiles) or any(not 0 <= t < self.tile_count for t in tiles):
+            raise OutOfRange("tiles", tiles, allowed)
+        return sorted(tiles)
+
+
+def _check_label(label: str) -> None:
+    if len(label) > LABEL_LIMIT or not label.isprintable():
+        raise InvalidArgument("label", label, f"at most {LABEL_LIMIT} printable characters")
+
+
+def _checked_wait(wait_s: float) -> float:
+    allowed = f"0 .. {WAIT_LIMIT_S:g} s"
+    if not math.isfinite(wait_s):
+        raise InvalidArgument("wait_s", wait_s, allowed)
+    if not 0 <= wait_s <= WAIT_LIMIT_S:
+        raise OutOfRange("wait_s", wait_s, allowed)
+    return float(wait_s)
+
+
+def _view(session: Session, now: float) -> SessionView:
+    return SessionView(
+        session.id,
+        session.principal,
+        session.label,
+        session.ttl_s,
+        max(session.deadline - now, 0.0),
+        tuple(sorted(session.tiles)),
+        session.whole_board,
+    )

@@ -1,0 +1,152 @@
+"""``sidra.hil.v1.SessionService``: sessions and tile leases over gRPC (session.proto).
+
+Thin routes: parse the request bytes, ask the
+:class:`~sidra.server.sessions.keeper.LeaseKeeper`, answer with the session's
+state. Errors leave through ``sidra.server.status`` like BoardService's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from sidra.hil.v1 import session_pb2 as pb
+from sidra.server.limits import PrincipalLimits
+from sidra.server.parsing import parse_request
+from sidra.server.sessions.keeper import LeaseEnd, LeaseKeeper
+from sidra.server.sessions.registry import SessionView
+from sidra.server.status import map_errors
+
+__all__ = ["SESSION_SERVICE_NAME", "SessionServicer", "session_service_handler"]
+
+SESSION_SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["SessionService"].full_name
+
+CallerOf = Callable[[grpc.ServicerContext], tuple[str, bool]]
+"""``(principal name, is admin)`` of a call, from its context."""
+
+
+def local_caller(context: grpc.ServicerContext) -> tuple[str, bool]:
+    """Every caller is "local" and may do everything: the service without [auth]."""
+    return "local", True
+
+
+class SessionServicer:
+    """Serves SessionService for the board ``keeper`` guards."""
+
+    def __init__(
+        self,
+        keeper: LeaseKeeper,
+        caller_of: CallerOf = local_caller,
+        limits: PrincipalLimits | None = None,
+    ) -> None:
+        self.keeper = keeper
+        self.caller_of = caller_of
+        self.limits = limits or PrincipalLimits()
+        """Counted with the principal's BoardService calls: AcquireLease may wait
+        (wait_s), and a client must not hold every worker thread with waits."""
+
+    def OpenSession(self, request: pb.OpenSessionRequest, context: grpc.ServicerContext) -> Message:
+        principal, _ = self.caller_of(context)
+        return _state(self.keeper.open(principal, request.ttl_s, request.label))
+
+    def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> Message:
+        principal, _ = self.caller_of(context)
+        return _state(self.keeper.renew(principal, request.session_id))
+
+    def CloseSession(
+        self, request: pb.CloseSessionRequest, context: grpc.ServicerContext
+    ) -> Message:
+        principal, admin = self.caller_of(context)
+        end = self.keeper.close(principal, request.session_id, admin=admin)
+        return _release(end, with_session=False)
+
+    def AcquireLease(
+        self, request: pb.AcquireLeaseRequest, context: grpc.ServicerContext
+    ) -> Message:
+        principal, _ = self.caller_of(context)
+        view = self.keeper.acquire(
+            principal, request.session_id, request.tiles, request.whole_board, request.wait_s
+        )
+        return _state(view)
+
+    def ReleaseLease(
+        self, request: pb.ReleaseLeaseRequest, context: grpc.ServicerContext
+    ) -> Message:
+        principal, _ = self.caller_of(context)
+        end = self.keeper.release(principal, request.session_id, request.tiles, request.all)
+        return _release(end, with_session=True)
+
+    def ListLeases(self, request: pb.ListLeasesRequest, context: grpc.ServicerContext) -> Message:
+        registry = self.keeper.registry
+        leases = [
+            pb.TileLease(
+                tile=held.tile,
+                principal=held.principal,
+                label=held.label,
+                whole_board=held.whole_board,
+                expires_in_s=held.expires_in_s,
+            )
+            for held in registry.holders()
+        ]
+        return pb.ListLeasesResponse(leases=leases, open_sessions=registry.open_sessions())
+
+
+def _state(view: SessionView) -> pb.SessionState:
+    return pb.SessionState(
+        session_id=view.id,
+        principal=view.principal,
+        label=view.label,
+        ttl_s=view.ttl_s,
+        expires_in_s=view.expires_in_s,
+        tiles=view.tiles,
+        whole_board=view.whole_board,
+    )
+
+
+def _release(end: LeaseEnd, *, with_session: bool) -> pb.LeaseRelease:
+    reply = pb.LeaseRelease(released_tiles=end.ended.tiles, restored_tiles=end.restored)
+    if with_session:
+        reply.session.CopyFrom(_state(end.ended.session))
+    return reply
+
+
+class _Route:
+    """One SessionService RPC: raw bytes parsed here (unparsable: INVALID_ARGUMENT)."""
+
+    def __init__(self, servicer: SessionServicer, rpc: str) -> None:
+        self.servicer = servicer
+        self.method = getattr(servicer, rpc)
+        self.rpc = rpc
+        self.message_type = getattr(pb, f"{rpc}Request")
+        self.request_type = self.message_type.DESCRIPTOR  # for map_errors' BadRequest paths
+
+    @map_errors
+    def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
+        principal, _ = self.servicer.caller_of(context)
+        with self.servicer.limits.admitted(principal, len(data)):
+            message: Message = self.method(parse_request(self.message_type, data), context)
+        return message
+
+
+RESPONSES = {
+    method.name: getattr(pb, method.output_type.name)
+    for method in pb.DESCRIPTOR.services_by_name["SessionService"].methods
+}
+"""Every SessionService RPC of session.proto and its response message; each is a
+method of :class:`SessionServicer`."""
+
+
+def session_service_handler(servicer: SessionServicer) -> grpc.GenericRpcHandler:
+    """Every SessionService RPC, routed to ``servicer`` (add_generic_rpc_handlers)."""
+    handlers: dict[str, Any] = {
+        rpc: grpc.unary_unary_rpc_method_handler(
+            _Route(servicer, rpc),
+            request_deserializer=None,
+            response_serializer=response.SerializeToString,
+        )
+        for rpc, response in RESPONSES.items()
+    }
+    return grpc.method_handlers_generic_handler(SESSION_SERVICE_NAME, handlers)

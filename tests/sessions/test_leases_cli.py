@@ -1,0 +1,27 @@
+"""``sidra leases URL``: the leases of a served board, as a table or JSON."""
+
+from __future__ import annotations
+
+from cli_support import run_sidra, served, sidra_json
+
+
+def test_sidra_leases_lists_who_holds_what() -> None:
+    with served("emu://?preset=ideal&seed=3") as board:
+        url = f"grpc://{board.address}"
+        assert sidra_json("leases", url) == []
+        with board.session(label="drift study", ttl_s=60) as session, session.lease([1, 2]):
+            listed = sidra_json("leases", url)
+            assert [(x["tile"], x["principal"], x["label"]) for x in listed] == [
+                (1, "local", "drift study"),
+                (2, "local", "drift study"),
+            ]
+            assert all(0 < x["expires_in_s"] <= 60 for x in listed)
+            table = run_sidra("leases", url).stdout
+            assert "drift study" in table and "local" in table
+
+
+def test_sidra_leases_of_a_board_is_refused_clearly() -> None:
+    result = run_sidra("leases", "emu://")
+    assert result.returncode == 2
+    said = " ".join(result.stderr.replace("│", " ").split())  # rich wraps it in a box
+    assert "emu:// is a board, not a server: leases live in `sidra serve`" in said
