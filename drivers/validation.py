@@ -203,11 +203,15 @@ def pass_voltages(info: BoardInfo, value: Any, inputs: int, what: str) -> FloatA
     return v
 
 
+_MAX_OF = np.maximum.reduce
+"""The ufunc reduction itself: ``ndarray.max`` reaches it through a Python wrapper."""
+
+
 def _peak(array: npt.NDArray[Any]) -> float:
     # Two reductions allocate nothing; np.abs would copy a large batch first.
     if array.size <= 4096:
-        return float(np.abs(array).max())
-    return max(float(array.max()), -float(array.min()))
+        return float(_MAX_OF(np.abs(array), axis=None))
+    return max(float(_MAX_OF(array, axis=None)), -float(np.minimum.reduce(array, axis=None)))
 
 
 # Scalars follow one rule: a value of the wrong kind, not representable in its

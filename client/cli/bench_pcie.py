@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from sidra.cli.bench_pcie_calls import call_counts
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import Board, open_board
 from sidra.emulator import preset
@@ -124,8 +125,31 @@ def pcie_command(
     batches: Annotated[
         int, typer.Option(min=3, help=f"Bursts of {BURST} batch-{BATCH} MVMs timed.")
     ] = 21,
+    calls: Annotated[
+        bool,
+        typer.Option(
+            "--calls",
+            help="Instead: Python calls per single-vector MVM on each end (deterministic; "
+            "the board stepped in this process by each doorbell).",
+        ),
+    ] = False,
 ) -> None:
     """Single-vector MVM round trip and batch-1024 throughput: virtual PCIe board vs emu://."""
+    if calls:
+        counts = call_counts(preset_name)
+        if as_json:
+            typer.echo(json.dumps(counts))
+            return
+        typer.echo(
+            f"calls per 1-vector MVM: host {counts['host_calls']:.0f}, board "
+            f"{counts['board_calls']:.0f}, round trip {counts['round_trip_calls']:.0f}; in "
+            f"process {counts['inproc_calls']:.0f}\nfastest lockstep round trip (both ends' "
+            f"work, no waiting) {counts['lockstep_min_us']:.1f} us; in process "
+            f"{counts['inproc_min_us']:.1f} us"
+        )
+        for side, names in counts["top_calls"].items():
+            typer.echo(f"{side}: " + ", ".join(f"{n:g} {name}" for name, n in names.items()))
+        return
     res = pcie_benchmark(preset_name, mvms, batches)
     if as_json:
         typer.echo(json.dumps(res))

@@ -28,15 +28,20 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import SplitResult
 
+import numpy as np
+
+from sidra.drivers import validation as check
 from sidra.drivers.base import BoardDriver, boot_instance_id
 from sidra.drivers.errors import (
+    BoardFault,
     BoardReset,
     BoardUnavailable,
     InvalidArgument,
@@ -46,7 +51,7 @@ from sidra.drivers.pcie.bar import FileBar, RegisterIO, SysfsBar
 from sidra.drivers.pcie.queues import Command, Completion, DeviceSilent, Queues, identify
 from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
 from sidra.drivers.serial.driver import _concatenate, _float_option
-from sidra.drivers.types import BoardDescription, BoardInfo
+from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
@@ -79,6 +84,7 @@ class PcieDriver(BoardDriver):
             done = self._run([Command(Msg.GET_PROFILE, [])])[0]
             profile = json.loads(self._checked(Msg.GET_PROFILE, done).data.tobytes())
         self._info = replace(info, profile=profile)
+        self._pass_paths = _pass_paths(self._info)
 
     @classmethod
     def from_url(cls, url: SplitResult) -> PcieDriver:
@@ -200,6 +206,21 @@ class PcieDriver(BoardDriver):
 
     def _run(self, commands: Sequence[Command]) -> list[Completion]:
         """Runs commands on the rings; turns what went wrong into the link's state."""
+        queues = self._ready_queues()
+        try:
+            done = queues.run(commands)
+        except (BoardReset, BoardUnavailable, DeviceSilent) as exc:
+            self._failed(queues, exc)
+            raise
+        if any(c.status == Status.STALE_EPOCH for c in done):
+            self._stale(queues)
+        if not self._up:
+            self._set_up(True)
+        return done
+
+    def _ready_queues(self) -> Queues:
+        """The rings to run a command on: re-attaches a lost link and reports a reset
+        detected meanwhile."""
         if self._closed:
             raise BoardUnavailable(f"the driver of {self.name} is closed")
         if self._queues is None:
@@ -210,30 +231,25 @@ class PcieDriver(BoardDriver):
         if self._reset_notice is not None:
             notice, self._reset_notice = self._reset_notice, None
             raise BoardReset(notice)
-        queues = self._queues
-        assert queues is not None
-        try:
-            done = queues.run(commands)
-        except BoardReset:
+        assert self._queues is not None
+        return self._queues
+
+    def _failed(self, queues: Queues, exc: Exception) -> None:
+        """The link's state after running on ``queues`` raised ``exc``."""
+        if isinstance(exc, BoardReset):
             self._restart(queues)
-            raise
-        except BoardUnavailable:
+        else:  # removed, or a hung command whose device then ignored a ring reset
             self._detach()
             self._set_up(False)
-            raise
-        except DeviceSilent:  # a hung command whose device then ignored a ring reset
-            self._detach()
-            self._set_up(False)
-            raise
-        if any(c.status == Status.STALE_EPOCH for c in done):
-            old = queues.boot_count
-            self._restart(queues)
-            raise BoardReset(
-                f"board at {self.name} restarted (boot count {old} -> {queues.boot_count}; "
-                f"it refused a command of the old boot); its state is lost"
-            )
-        self._set_up(True)
-        return done
+
+    def _stale(self, queues: Queues) -> None:
+        """The board refused a command of the old boot: adopt the new one, raise."""
+        old = queues.boot_count
+        self._restart(queues)
+        raise BoardReset(
+            f"board at {self.name} restarted (boot count {old} -> {queues.boot_count}; "
+            f"it refused a command of the old boot); its state is lost"
+        )
 
     def _restart(self, queues: Queues) -> None:
         """After a device reset: adopt the new boot count and restart the rings."""
@@ -257,6 +273,61 @@ class PcieDriver(BoardDriver):
     def _handle(self, request: Request) -> Any:
         with self._lock:
             return self._execute([request])[0]
+
+    # -- the pass path: one MVM or TransposeMVM, nearly every call of a training loop -------
+
+    def run(self, request: Request) -> Any:
+        path = self._pass_paths.get(type(request))
+        if path is not None:
+            return self._pass(path, request.tile, request.voltages)  # type: ignore[union-attr]
+        return super().run(request)
+
+    def mvm(self, tile: int, voltages: Any) -> MVMResult:
+        return self._pass(self._pass_paths[MVMRequest], tile, voltages)
+
+    def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult:
+        return self._pass(self._pass_paths[TransposeMVMRequest], tile, voltages)
+
+    def _pass(self, path: _PassPath, tile: Any, voltages: Any) -> MVMResult:
+        """A pass as :meth:`run` would run it (the same checks, the same wire payload,
+        the same errors), straight onto the rings: no request object, no generic
+        encoding, one command. A batch larger than a slot window takes :meth:`run`'s
+        path (chunks in flight together)."""
+        info = self._info
+        if type(tile) is not int or not 0 <= tile < info.tile_count:
+            check.check_tile(info, tile)  # raises, unless a numpy integer in range
+        v = check.pass_voltages(info, voltages, path.inputs, path.driven)
+        batch = len(v)
+        if batch > path.per_window:
+            return BoardDriver.run(self, path.request(tile, v))  # type: ignore[no-any-return]
+        head = m.MVM_REQ.pack(tile, 0, 0, batch, 0, 0, 0)
+        data = np.ascontiguousarray(v, _WIRE_F32).data.cast("B")
+        with self._lock:
+            queues = self._ready_queues()
+            try:
+                status, answer, result = queues.run_one(
+                    path.opcode, head, data, path.device_s_per_vector * batch
+                )
+            except (BoardReset, BoardUnavailable, DeviceSilent) as exc:
+                self._failed(queues, exc)
+                raise
+            if status != Status.OK:
+                if status == Status.STALE_EPOCH:
+                    self._stale(queues)
+                raise m.error_exception(path.name, status, answer)
+            if not self._up:
+                self._set_up(True)
+        if len(answer) < _PASS_HEAD.size or len(result) != 4 * batch * path.outputs:
+            raise BoardFault(
+                f"{path.name}: the board answered {len(answer)} head and {len(result)} result "
+                f"bytes, a pass of {batch} vectors is {_PASS_HEAD.size} and "
+                f"{4 * batch * path.outputs}"
+            )
+        saturated, _, time_ns, energy_nj = _PASS_HEAD.unpack_from(answer)
+        currents = np.ndarray((batch, path.outputs), _WIRE_F32, result)
+        if not _WIRE_F32.isnative:  # a big-endian host: the caller gets native floats
+            currents = currents.astype(np.float32)
+        return MVMResult(currents, saturated, Cost(time_ns, energy_nj))
 
     def run_many(self, requests: Sequence[Request]) -> list[Any]:
         """Validates every request, then runs them with up to QUEUE_DEPTH in flight;
@@ -296,13 +367,56 @@ class PcieDriver(BoardDriver):
         return result
 
 
+_WIRE_F32 = np.dtype("<f4")
+"""Voltages and currents on the wire: little-endian float32."""
+_PASS_HEAD = struct.Struct(m.MVM_RESP.format + m.COST.format.lstrip("<"))
+"""A pass's response head: MVM_RESP then COST (docs/wire-protocol.md §6)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PassPath:
+    """What a pass of one kind needs per call, worked out once per board."""
+
+    request: type[MVMRequest] | type[TransposeMVMRequest]
+    name: str
+    opcode: int
+    inputs: int
+    outputs: int
+    driven: str
+    per_window: int
+    """Most vectors one command carries (more: chunks, the generic path)."""
+    device_s_per_vector: float
+    """The wire entry's upper bound of the board's time per vector, s."""
+
+
+def _pass_paths(info: BoardInfo) -> dict[type[Any], _PassPath]:
+    paths = {}
+    for request, inputs, outputs in (
+        (MVMRequest, info.rows, info.cols),
+        (TransposeMVMRequest, info.cols, info.rows),
+    ):
+        one = request(0, np.zeros((1, inputs), np.float32))
+        entry = entry_of(one)
+        msg = entry.msg(one)
+        paths[request] = _PassPath(
+            request, msg.name, int(msg), inputs, outputs, request.driven,
+            _vectors_per_window(inputs, info), entry.device_seconds(one, info),
+        )  # fmt: skip
+    return paths
+
+
+def _vectors_per_window(width: int, info: BoardInfo) -> int:
+    """Vectors of ``width`` inputs a slot window carries (and the answer's too)."""
+    widest = max(width, info.rows + info.cols - width)
+    return max(1, (r.SLOT_WINDOW_BYTES - 64) // (4 * widest))
+
+
 def _split(request: Request, info: BoardInfo) -> list[Request]:
     """An MVM batch larger than one slot window, as chunks that each fit."""
     if not isinstance(request, MVMRequest | TransposeMVMRequest):
         return [request]
     batch, width = request.voltages.shape
-    widest = max(width, info.rows + info.cols - width)
-    per_window = max(1, (r.SLOT_WINDOW_BYTES - 64) // (4 * widest))
+    per_window = _vectors_per_window(width, info)
     if batch <= per_window:
         return [request]
     v = request.voltages

@@ -183,6 +183,11 @@ class Queues:
         """Whether spinning pays on this machine right now (sidra.drivers.pcie.waiting)."""
         self.service_times = ServiceTimes()
         """Expected completion time of each command kind (sidra.drivers.pcie.waiting)."""
+        # Where everything of a slot and a ring entry lies, computed once (the MVM path).
+        self._in = [r.in_window(slot) for slot in range(self.depth)]
+        self._out = [r.out_window(slot) for slot in range(self.depth)]
+        self._sq = [r.SQ_OFFSET + i * r.SUBMISSION.size for i in range(self.depth)]
+        self._cq = [r.CQ_OFFSET + i * r.COMPLETION.size for i in range(self.depth)]
         self.reset_rings()
 
     # -- ring reset ------------------------------------------------------------------------
@@ -225,6 +230,66 @@ class Queues:
             cid, completion = self._reap(in_flight)
             results[in_flight.pop(cid).index] = completion
         return results  # type: ignore[return-value]  # every index was filled
+
+    def run_one(
+        self, opcode: int, head: bytes, data: memoryview, device_s: float
+    ) -> tuple[int, bytes, npt.NDArray[np.uint8]]:
+        """One command with nothing else in flight, payload ``head`` then ``data`` (bytes);
+        returns its completion's (status, response head, result bytes).
+
+        :meth:`run` for the one case that dominates a training loop (a single MVM),
+        without its bookkeeping for many: the same accesses in the same order (payload,
+        entry, doorbell, STATUS read; phase word, entry, window, CQ_HEAD), and whatever
+        need not come before the doorbell comes after it, while the board works."""
+        size = len(head) + len(data)
+        if size > r.SLOT_WINDOW_BYTES:
+            raise FailedPrecondition(
+                f"a command payload of {size} bytes does not fit a slot window "
+                f"of {r.SLOT_WINDOW_BYTES} bytes"
+            )
+        bar, depth = self.bar, self.depth
+        slot = self.free.pop()
+        offset = self._in[slot]
+        bar.write_bytes(offset, head)  # 1. the payload, bulk
+        bar.write_bytes(offset + len(head), data)
+        cid = self.next_id
+        self.next_id = (cid + 1) & 0xFFFF
+        entry = r.SUBMISSION.pack(cid, opcode, self.boot_count, size, slot, 0)
+        bar.write_bytes(self._sq[self.sq_tail % depth], entry)  # 2. the submission entry
+        self.sq_tail = tail = (self.sq_tail + 1) & 0xFFFF_FFFF
+        bar.write32(_SQ_TAIL, tail)  # 3. the doorbell, last
+        submitted = time.perf_counter()
+        self._kick_if_parked()  # the STATUS read that flushes it
+        # While the board runs the command: is the device still there? (A pass changes
+        # nothing a host could see again on a board that is gone, so asking now, not
+        # before the doorbell, loses nothing.)
+        if not bar.present():
+            raise BoardUnavailable(f"{bar.name}: the device is gone (removed)")
+        at = self.cq_head % depth
+        entry_at = self._cq[at]
+        phase = 1 ^ ((self.cq_head // depth) & 1)
+        kind = (opcode, size.bit_length())
+        overslept = False
+        if bar.read32(entry_at + 4) & 1 != phase:
+            deadline = time.monotonic() + device_s + self.timeout_s
+            flight = {cid: _InFlight(0, slot, deadline, kind, submitted)}
+            overslept = self._wait(entry_at + 4, phase, flight)
+        done_cid, status, phase_slot, head_len, result_len, _, _ = r.COMPLETION.unpack(
+            bar.read_bytes(entry_at, r.COMPLETION.size)
+        )
+        if done_cid != cid or phase_slot >> 8 != slot:
+            raise BoardUnavailable(
+                f"{bar.name}: completion for command {done_cid} in slot {phase_slot >> 8}, "
+                f"which is not in flight; the rings are out of step"
+            )
+        self.service_times.learn(kind, time.perf_counter() - submitted, overslept)
+        out = self._out[slot]
+        answer = bar.read_bytes(out, head_len)
+        result = bar.read_array(out + head_len, result_len)
+        self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
+        bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
+        self.free.append(slot)
+        return status, answer, result
 
     def _submit(self, index: int, command: Command, in_flight: dict[int, _InFlight]) -> None:
         if command.payload_len > r.SLOT_WINDOW_BYTES:

@@ -22,15 +22,22 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers import validation as check
 from sidra.drivers.errors import SidraError
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, FileBar, f64_bits
-from sidra.drivers.types import BoardInfo, Buffer
+from sidra.drivers.requests import MVMRequest, TransposeMVMRequest
+from sidra.drivers.types import BoardInfo, Buffer, MVMResult
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
 from sidra.drivers.wire.operations import InlineSizeError, entry_for_message
+from sidra.emulator.board import EmulatedBoard
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.driver import EmulatorDriver
 from sidra.emulator.pcie.faults import PcieFaults
@@ -56,6 +63,9 @@ _READY, _BUSY, _NEEDS_INIT = int(r.Status.READY), int(r.Status.BUSY), int(r.Stat
 _PARKED = int(r.Status.PARKED)
 
 
+_IN = [r.in_window(slot) for slot in range(r.QUEUE_DEPTH)]
+_OUT = [r.out_window(slot) for slot in range(r.QUEUE_DEPTH)]
+_CQ = [r.CQ_OFFSET + i * r.COMPLETION.size for i in range(r.QUEUE_DEPTH)]
 _MSG = {int(msg): msg for msg in Msg}
 """Opcode -> message id, without building an enum member per command."""
 
@@ -66,7 +76,7 @@ def _idle_sleep(idle_s: float) -> float:
     return 1e-3 if idle_s < 1.0 else 5e-3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     cid: int
     opcode: int
@@ -76,7 +86,7 @@ class _Entry:
     head_len: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Answer:
     entry: _Entry
     status: int
@@ -84,6 +94,34 @@ class _Answer:
     data: Buffer = b""
     time_ns: float = 0.0
     energy_nj: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _PassPath:
+    """How the board runs one kind of pass (MVM, TransposeMVM) straight from its window."""
+
+    info: BoardInfo
+    inputs: int
+    driven: str
+    run: Callable[[int, npt.NDArray[np.float32]], MVMResult]
+    """The emulator core's pass (EmulatedBoard.mvm or .transpose_mvm)."""
+
+
+def _pass_paths(board: EmulatedBoard) -> dict[int, _PassPath]:
+    info = board.info
+    return {
+        int(Msg.MVM): _PassPath(info, MVMRequest.inputs(info), MVMRequest.driven, board.mvm),
+        int(Msg.TRANSPOSE_MVM): _PassPath(
+            info, TransposeMVMRequest.inputs(info), TransposeMVMRequest.driven,
+            board.transpose_mvm,
+        ),
+    }  # fmt: skip
+
+
+_WIRE_F32 = np.dtype("<f4")
+_PASS_HEAD = struct.Struct(m.MVM_RESP.format + m.COST.format.lstrip("<"))
+"""A pass's response head: MVM_RESP then COST (docs/wire-protocol.md §6)."""
+_MVM_REQ_SIZE = m.MVM_REQ.size
 
 
 class _Window:
@@ -141,6 +179,7 @@ class PcieDevice:
 
     def _boot(self) -> None:
         self.driver = EmulatorDriver(self.profile, self.seed)
+        self._passes = _pass_paths(self.driver.board)
         self.sq_head = self.cq_tail = 0
         info, bar, reg = self.driver.info, self.bar, r.OFFSET
         names = (info.model, info.serial_number, info.firmware_version, info.emulator_preset)
@@ -229,17 +268,19 @@ class PcieDevice:
             return True
         if bar.read32(_STATUS) & _NEEDS_INIT:
             return False
-        if bar.read32(_SQ_TAIL) == self.sq_head:
+        tail = bar.read32(_SQ_TAIL)
+        if tail == self.sq_head:
             return False
         if self.faults.reverse:  # let a burst of submissions arrive, to answer it reversed
             time.sleep(2e-3)
-        entries = self._take()
+            tail = bar.read32(_SQ_TAIL)
+        entries = self._take(tail)
         bar.write32(_STATUS, _READY | _BUSY)
         # Each answer is posted as soon as it is ready: the host copies one result out
         # while the next command runs. (The reverse fault answers the burst backwards.)
-        answers = (self._run(e) for e in entries)
+        answers: Iterable[_Answer | None] = map(self._run, entries)
         if self.faults.reverse:
-            answers = reversed(list(answers))  # type: ignore[assignment]
+            answers = reversed(list(answers))
         for answer in answers:
             if self.removed or bar.read32(_STATUS) & _NEEDS_INIT:
                 return True  # removed or reset mid-batch: the rest is lost
@@ -257,8 +298,8 @@ class PcieDevice:
         self.bar.write32(_STATUS, _READY)
         self.bar.write32(_CONTROL, _ENABLE)  # RESET cleared: the ack, last
 
-    def _take(self) -> list[_Entry]:
-        tail = self.bar.read32(_SQ_TAIL)
+    def _take(self, tail: int) -> list[_Entry]:
+        """The submissions up to ``tail`` (SQ_TAIL as read), at most a ring's worth."""
         entries: list[_Entry] = []
         while self.sq_head != tail and len(entries) < r.QUEUE_DEPTH:
             offset = r.SQ_OFFSET + (self.sq_head % r.QUEUE_DEPTH) * r.SUBMISSION.size
@@ -290,9 +331,11 @@ class PcieDevice:
             return _Answer(entry, Status.BAD_PAYLOAD, m.encode_error(text))
         # The window itself, not a copy: the host leaves it alone until the completion,
         # and an inline batch is read once, by the validation and the pass.
-        payload = self.bar.view(r.in_window(entry.slot), entry.payload_len)
+        payload = self.bar.view(_IN[entry.slot], entry.payload_len)
         try:
-            return self._execute(entry, payload)
+            path = self._passes.get(entry.opcode)
+            answer = None if path is None else self._pass(entry, payload, path)
+            return answer or self._execute(entry, payload)
         except _Refused as exc:
             status, body = exc.status, m.encode_error(str(exc))
         except (struct.error, InlineSizeError) as exc:
@@ -319,25 +362,51 @@ class PcieDevice:
         time_ns, energy_nj = (cost.time_ns, cost.energy_nj) if cost is not None else (0.0, 0.0)
         return _Answer(entry, Status.OK, head, b"" if data is None else data, time_ns, energy_nj)
 
+    def _pass(self, entry: _Entry, payload: memoryview, path: _PassPath) -> _Answer | None:
+        """A pass whose voltages lie inline in the window, as the generic path would run
+        it (decode, ``driver.run``: the same checks, the same errors, then the emulator's
+        pass) without building a request; None for anything else (staged, malformed,
+        a bad tile), which the generic path then answers with its error."""
+        if len(payload) < _MVM_REQ_SIZE:
+            return None
+        tile, source, _, batch, _, _, _ = m.MVM_REQ.unpack_from(payload)
+        inputs = path.inputs
+        if source or len(payload) != _MVM_REQ_SIZE + 4 * batch * inputs:
+            return None
+        info = path.info
+        if not tile < info.tile_count:  # an unsigned field: >= 0
+            return None
+        voltages = np.ndarray((batch, inputs), _WIRE_F32, payload, _MVM_REQ_SIZE)
+        v = check.pass_voltages(info, voltages, inputs, path.driven)
+        result = path.run(tile, v)
+        cost = result.cost
+        time_ns, energy_nj = cost.time_ns, cost.energy_nj
+        head = _PASS_HEAD.pack(result.saturated_outputs, 0, time_ns, energy_nj)
+        currents = np.ascontiguousarray(result.currents, _WIRE_F32).data.cast("B")
+        return _Answer(entry, Status.OK, head, currents, time_ns, energy_nj)
+
     def _complete(self, a: _Answer) -> None:
         """Output window, then the completion entry, its phase word last."""
         while self.cq_tail - self.bar.read32(_CQ_HEAD) >= r.QUEUE_DEPTH:
             time.sleep(50e-6)  # the host has not consumed: never overwrite an entry
-        out = r.out_window(a.entry.slot)
-        self.bar.write_bytes(out, a.head)
-        self.bar.write_bytes(out + len(a.head), a.data)
-        offset = r.CQ_OFFSET + (self.cq_tail % r.QUEUE_DEPTH) * r.COMPLETION.size
+        bar, slot = self.bar, a.entry.slot
+        out = _OUT[slot]
+        bar.write_bytes(out, a.head)
+        bar.write_bytes(out + len(a.head), a.data)
+        offset = _CQ[self.cq_tail % r.QUEUE_DEPTH]
         phase = 1 ^ ((self.cq_tail // r.QUEUE_DEPTH) & 1)
+        # The entry in one copy with its phase bit still the old one (the host, polling
+        # that bit, sees nothing new yet), then the phase word alone: the entry is new.
         raw = r.COMPLETION.pack(
-            a.entry.cid, a.status, 0, len(a.head), len(a.data), a.time_ns, a.energy_nj
-        )
-        self.bar.write_bytes(offset, raw[:4])
-        self.bar.write_bytes(offset + 8, raw[8:])
-        self.bar.write32(offset + 4, phase | a.entry.slot << 8)
+            a.entry.cid, a.status, (phase ^ 1) | slot << 8, len(a.head), len(a.data),
+            a.time_ns, a.energy_nj,
+        )  # fmt: skip
+        bar.write_bytes(offset, raw)
+        bar.write32(offset + 4, phase | slot << 8)
         self.cq_tail = (self.cq_tail + 1) & 0xFFFF_FFFF
-        if self.bar.read32(_IRQ_ARM):  # the host sleeps: raise the interrupt
-            self.bar.write32(_IRQ_ARM, 0)
-            self.bar.kick(_IRQ_ARM)
+        if bar.read32(_IRQ_ARM):  # the host sleeps: raise the interrupt
+            bar.write32(_IRQ_ARM, 0)
+            bar.kick(_IRQ_ARM)
 
 
 def _create(path: str) -> FileBar:

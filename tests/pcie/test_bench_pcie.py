@@ -35,3 +35,17 @@ def test_bench_pcie_json_keys_and_types() -> None:
     assert report["shape"] == [1024, 256, 256]
     assert (report["mvms"], report["batches"]) == (10, 3)
     assert isinstance(report["machine"], str) and report["machine"]
+
+
+def test_bench_pcie_calls_counts_each_end() -> None:
+    """``--calls``: the board stepped in this process by each doorbell, calls counted per
+    side; the round trip is their sum and both ends make some."""
+    command = [sys.executable, "-m", "sidra.cli", "bench", "pcie", "--calls", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["host_calls"] > 0 and report["board_calls"] > 0
+    assert report["round_trip_calls"] == report["host_calls"] + report["board_calls"]
+    assert report["inproc_calls"] > 0
+    assert set(report["top_calls"]) == {"host", "board"}
+    assert report["lockstep_min_us"] > 0 and report["inproc_min_us"] > 0

@@ -1,0 +1,156 @@
+"""``sidra bench pcie --calls``: Python-level calls per single-vector MVM, on each end.
+
+Timings on a shared 2-vCPU machine move by 2× from one hour to the next; the
+number of interpreted calls a round trip makes does not, and it is what the
+round trip's cost mostly is (a bare ping-pong between the two processes takes
+1.5 µs). This counts them deterministically: the virtual PCIe board runs in
+this process on the same BAR file, its device loop stepped once by each
+doorbell the host writes (:class:`LockstepBar`), and ``sys.setprofile``
+counts every ``call`` (Python function) and ``c_call`` (builtin) event, on
+the host's side and on the board's separately.
+
+What the counts leave out: the host's waiting (in lockstep the completion is
+there at its first look; across processes a spinning host reads the phase
+word a few more times) and the board's idle polls between commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from sidra.drivers import open_board
+from sidra.drivers.pcie import registers as r
+from sidra.drivers.pcie.bar import FileBar
+from sidra.drivers.pcie.driver import PcieDriver
+from sidra.emulator import preset
+from sidra.emulator.pcie.device import PcieDevice
+from sidra.emulator.pcie.serve import memory_dir
+
+__all__ = ["CallCounter", "LockstepBar", "call_counts"]
+
+_STEPPED_BY = frozenset({r.OFFSET["SQ_TAIL"], r.OFFSET["CONTROL"]})
+"""Host writes after which the board's device loop takes one step: doorbells, ring resets."""
+
+
+@dataclass
+class CallCounter:
+    """``sys.setprofile`` hook: call and c_call events, per side ("host" or "board")."""
+
+    side: str = "host"
+    calls: Counter[str] = field(default_factory=Counter)
+    by_name: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call":
+            name = frame.f_code.co_qualname
+        elif event == "c_call":
+            name = getattr(arg, "__qualname__", repr(arg))
+        else:
+            return
+        self.calls[self.side] += 1
+        self.by_name.setdefault(self.side, Counter())[name] += 1
+
+
+class LockstepBar(FileBar):
+    """The host's BAR, whose doorbell and CONTROL writes run one step of ``device``'s loop
+    at once, in this thread: a round trip without waiting, counted call by call."""
+
+    device: PcieDevice | None = None
+    counter: CallCounter | None = None
+
+    def write32(self, offset: int, value: int) -> None:
+        super().write32(offset, value)
+        if offset in _STEPPED_BY and self.device is not None:
+            counter = self.counter
+            if counter is not None:
+                counter.side = "board"
+            self.device.step()
+            if counter is not None:
+                counter.side = "host"
+
+
+def call_counts(
+    preset_name: str = "ideal", mvms: int = 20, seed: int = 0, top: int = 12
+) -> dict[str, Any]:
+    """Calls per single-vector MVM (1 × rows) through the PCIe driver and the virtual
+    board, each side's counted apart, and through the in-process emulator; with the
+    lockstep round trip's fastest time (µs: one process, no waiting, so the sum of
+    both ends' work) and the ``top`` most frequent callees of each side."""
+    profile = preset(preset_name)
+    counter = CallCounter()
+    with tempfile.TemporaryDirectory(prefix="sidra-calls-", dir=memory_dir()) as tmp:
+        path = os.path.join(tmp, "bar0")
+        device = PcieDevice(path, profile, seed)
+        try:
+            device.publish()
+
+            def opener() -> LockstepBar:
+                bar = LockstepBar(path)
+                bar.device, bar.counter = device, counter
+                return bar
+
+            with (
+                PcieDriver(opener) as pcie,
+                open_board(f"emu://?preset={preset_name}&seed={seed}") as local,
+            ):
+                info = pcie.info
+                rng = np.random.default_rng(seed)
+                g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols))
+                v_max = info.read_voltage_max_v
+                one = rng.uniform(-v_max / 4, v_max / 4, (1, info.rows)).astype(np.float32)
+                for board in (pcie, local):
+                    board.program(0, g.astype(np.float32))
+                    for _ in range(50):  # warm-up: learned service times, caches
+                        board.mvm(0, one)
+                counted = _count(counter, lambda: pcie.mvm(0, one), mvms)
+                local_counter = CallCounter()
+                _count(local_counter, lambda: local.mvm(0, one), mvms)
+                fastest_s = min(_times_s(lambda: pcie.mvm(0, one), 2000))
+                local_fastest_s = min(_times_s(lambda: local.mvm(0, one), 2000))
+        finally:
+            device.close()
+    per = {side: n / mvms for side, n in counted.calls.items()}
+    return {
+        "host_calls": per.get("host", 0.0),
+        "board_calls": per.get("board", 0.0),
+        "round_trip_calls": per.get("host", 0.0) + per.get("board", 0.0),
+        "inproc_calls": local_counter.calls["host"] / mvms,
+        "lockstep_min_us": round(1e6 * fastest_s, 1),
+        "inproc_min_us": round(1e6 * local_fastest_s, 1),
+        "top_calls": {
+            side: {name: n / mvms for name, n in names.most_common(top)}
+            for side, names in counted.by_name.items()
+        },
+        "preset": preset_name,
+        "mvms": mvms,
+    }
+
+
+def _count(counter: CallCounter, call: Any, repeats: int) -> CallCounter:
+    sys.setprofile(counter)
+    try:
+        for _ in range(repeats):
+            call()
+    finally:
+        sys.setprofile(None)
+    counter.calls["host"] -= 1  # the setprofile(None) call itself
+    counter.by_name["host"]["setprofile"] -= 1
+    return counter
+
+
+def _times_s(call: Any, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
