@@ -31,6 +31,7 @@ from sidra.hil import convert
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.server.limits import PrincipalLimits
+from sidra.server.memory import LARGE_REQUEST_BYTES, give_back_memory
 from sidra.server.parsing import parse_request
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.state import ProgramNotRecorded, StateStore
@@ -104,6 +105,9 @@ class BoardServicer:
 
     def call(self, op: Operation, data: bytes, context: grpc.ServicerContext) -> Message:
         """Runs one RPC of ``op`` on the board: request bytes in, response message out."""
+        if len(data) >= LARGE_REQUEST_BYTES:
+            # Its buffers are freed once the response has left: give their pages back then.
+            context.add_callback(give_back_memory)
         # Asked first: limits count per principal, a write must never lack its author,
         # and the board is shared out in turns between principals.
         principal = self.principal_of(context)
@@ -111,6 +115,9 @@ class BoardServicer:
             message = _parse(op, data)
             self.limits.check_batch(principal, message)  # before the tensor becomes an array
             request = convert.request_from_pb(message, op)
+            # The request holds its own copy of the tensor bytes: drop the parsed message
+            # now rather than at return, one request's size less held while it waits and runs.
+            del message
             leases = self.leases
             with self.turns.turn(principal):
                 if leases is not None:
