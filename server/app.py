@@ -85,7 +85,7 @@ def create_server(
     a call over them is refused with RESOURCE_EXHAUSTED. Clients lease tiles through
     ``sidra.hil.v1.SessionService`` (:mod:`sidra.server.sessions`, configured by
     ``leases``, default: the :class:`~sidra.server.settings.LeaseSettings` defaults);
-    a thread ends sessions that expire, for as long as the process lives.
+    a thread ends sessions that expire while any is open.
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -126,7 +126,7 @@ def create_server(
     keeper = LeaseKeeper(
         board, turns, lease_registry(board, leases or LeaseSettings()),
         on_event=metrics.count_lease_event,
-    ).start()  # fmt: skip
+    )  # fmt: skip
     servicer = BoardServicer(
         board, store, principal_of=principal_name, limits=per_principal,
         turns=turns, leases=keeper, admin_of=_is_admin,

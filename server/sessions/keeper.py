@@ -73,6 +73,7 @@ class LeaseKeeper:
         self.on_event = on_event or (lambda event: None)
         self._pending: set[int] = set()  # tiles whose restore the board refused
         self._stop = threading.Event()
+        self._reaper_lock = threading.Lock()
         self._reaper: threading.Thread | None = None
 
     # -- board calls (the servicer calls these inside the call's turn) --------------
@@ -100,6 +101,7 @@ class LeaseKeeper:
 
     def open(self, principal: str, ttl_s: float, label: str) -> SessionView:
         view = self.registry.open(principal, ttl_s, label)
+        self._watch_expiry()
         self.on_event("opened")
         return view
 
@@ -149,30 +151,37 @@ class LeaseKeeper:
         with self.turns.turn(EXPIRY_PRINCIPAL):
             return self._expire_due()
 
-    def start(self) -> LeaseKeeper:
-        """Starts the thread that ends sessions when they expire; returns self."""
-        if self._reaper is None:
-            self._reaper = threading.Thread(
-                target=self._reap, name="sidra-lease-expiry", daemon=True
-            )
-            self._reaper.start()
-        return self
-
     def stop(self) -> None:
+        """Stops the expiry thread (sessions then end only when a call finds them due)."""
         self._stop.set()
-        if self._reaper is not None:
-            self._reaper.join(timeout=5)
+        with self._reaper_lock:
+            reaper = self._reaper
+        if reaper is not None:
+            reaper.join(timeout=5)
+
+    def _watch_expiry(self) -> None:
+        """Makes sure a thread ends sessions when they expire. It runs only while
+        sessions are open, so a server nobody leases from keeps no thread for it."""
+        with self._reaper_lock:
+            if self._reaper is None and not self._stop.is_set():
+                self._reaper = threading.Thread(
+                    target=self._reap, name="sidra-lease-expiry", daemon=True
+                )
+                self._reaper.start()
 
     def _reap(self) -> None:
         # Sessions last at least MIN_TTL_S (1 s), so waking at least once a second
-        # catches a session opened while this thread slept.
-        while not self._stop.is_set():
-            deadline = self.registry.next_deadline()
-            now = self.registry.clock()
-            wait = 1.0 if deadline is None else min(max(deadline - now, 0.0), 1.0)
+        # also catches a session renewed or opened while this thread slept.
+        while True:
+            with self._reaper_lock:
+                deadline = self.registry.next_deadline()
+                if deadline is None or self._stop.is_set():
+                    self._reaper = None  # the next OpenSession starts another
+                    return
+            wait = min(max(deadline - self.registry.clock(), 0.0), 1.0)
             if self._stop.wait(wait):
-                return
-            if deadline is not None and self.registry.clock() >= deadline:
+                continue
+            if self.registry.clock() >= deadline:
                 try:
                     self.expire()
                 except Exception:  # the thread must outlive any one failure

@@ -1,0 +1,142 @@
+"""LeaseKeeper on real boards: expiry restores what a lease left perturbed, and a restore
+the board cannot do (link down) is retried before the next call on the tile.
+
+Time is a hand-moved clock; the boards are real: the ideal emulator, and a virtual
+serial board on a pty whose cable the fault shim pulls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from sidra.drivers import Board, BoardUnavailable, Region, open_board
+from sidra.drivers.errors import LeaseHeld
+from sidra.drivers.requests import MVMRequest, PerturbMode, PerturbRequest, ProgramRequest
+from sidra.emulator import preset
+from sidra.emulator.config import Geometry
+from sidra.emulator.firmware import serve_virtual_board
+from sidra.emulator.firmware.faults import FaultConfig
+from sidra.server.sessions import LeaseKeeper, LeaseRegistry
+from sidra.server.turns import BoardTurns
+
+PROFILE = preset("ideal").model_copy(update={"geometry": Geometry(tiles=2, rows=32, cols=16)})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def keeper_of(board: Board, clock: Clock) -> LeaseKeeper:
+    registry = LeaseRegistry(board.info.tile_count, clock=clock)
+    return LeaseKeeper(board, BoardTurns(), registry)
+
+
+def run(keeper: LeaseKeeper, request: object, principal: str, session: str | None) -> object:
+    """One call as the servicer makes it: admitted in its turn, then run and noted."""
+    rpc = type(request).__name__.removesuffix("Request")
+    with keeper.turns.turn(principal):
+        keeper.admit(rpc, request, principal, session, admin=False)  # type: ignore[arg-type]
+        result = keeper.board.run(request)  # type: ignore[arg-type]
+        keeper.ran(request)  # type: ignore[arg-type]
+    return result
+
+
+def targets(board: Board, seed: int) -> np.ndarray:
+    info = board.info
+    rng = np.random.default_rng(seed)
+    return rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols)).astype(np.float32)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Board]:
+    with open_board("emu://?preset=ideal&seed=5") as board:
+        yield board
+
+
+def test_expiry_restores_exactly_the_perturbed_region(emulator: Board) -> None:
+    clock = Clock()
+    keeper = keeper_of(emulator, clock)
+    g = targets(emulator, 1)
+    session = keeper.open("alice", 5.0, "").id
+    keeper.acquire("alice", session, [0], whole_board=False, wait_s=0)
+    run(keeper, ProgramRequest(0, g), "alice", session)
+    region = Region(3, 4, 10, 20)
+    run(keeper, PerturbRequest(0, PerturbMode.APPLY, 9, 2.0, 1, region), "alice", session)
+    assert keeper.perturbed.region(0) == region
+    before = emulator.stats().cell_writes
+
+    clock.now += 5.0
+    [end] = keeper.expire()
+    assert end.ended.tiles == (0,) and end.restored == (0,)
+    np.testing.assert_array_equal(emulator.read_conductance(0).conductances, g)
+    assert emulator.stats().cell_writes - before == region.rows * region.cols  # nothing more
+    assert keeper.perturbed.region(0) is None
+
+
+def test_a_restored_or_reprogrammed_region_is_not_restored_again(emulator: Board) -> None:
+    keeper = keeper_of(emulator, Clock())
+    g = targets(emulator, 2)
+    session = keeper.open("alice", 0, "").id
+    keeper.acquire("alice", session, [0, 1], whole_board=False, wait_s=0)
+    for tile in (0, 1):
+        run(keeper, ProgramRequest(tile, g), "alice", session)
+        run(keeper, PerturbRequest(tile, PerturbMode.APPLY, 3, 1.0, 1), "alice", session)
+    run(keeper, PerturbRequest(0, PerturbMode.RESTORE), "alice", session)
+    run(keeper, ProgramRequest(1, g), "alice", session)
+    end = keeper.release("alice", session, [], all_tiles=True)
+    assert end.ended.tiles == (0, 1) and end.restored == ()
+
+
+def test_a_restore_the_board_refuses_is_retried_before_the_next_call() -> None:
+    with (
+        serve_virtual_board(PROFILE, 1, faults=FaultConfig()) as server,
+        open_board(f"{server.url}?timeout=0.05&retries=2") as board,
+    ):
+        shim = server.shim
+        assert shim is not None
+        clock = Clock()
+        keeper = keeper_of(board, clock)
+        g = targets(board, 3)
+        session = keeper.open("alice", 2.0, "").id
+        keeper.acquire("alice", session, [1], whole_board=False, wait_s=0)
+        run(keeper, ProgramRequest(1, g), "alice", session)
+        run(keeper, PerturbRequest(1, PerturbMode.APPLY, 4, 1.0, 1), "alice", session)
+
+        shim.unplug(float("inf"))
+        clock.now += 2.0
+        [end] = keeper.expire()
+        assert end.ended.tiles == (1,) and end.restored == ()  # the board could not
+        voltages = np.zeros((1, board.info.rows), np.float32)
+        with pytest.raises(BoardUnavailable):  # bob's read would see the perturbation
+            run(keeper, MVMRequest(1, voltages), "bob", None)
+
+        shim.replug()
+        run(keeper, MVMRequest(1, voltages), "bob", None)  # restores first, then runs
+        np.testing.assert_array_equal(board.read_conductance(1).conductances, g)
+
+
+def test_a_grant_waits_for_calls_admitted_before_it(emulator: Board) -> None:
+    """AcquireLease answers only once a call admitted before the grant has finished."""
+    import threading
+
+    keeper = keeper_of(emulator, Clock())
+    session = keeper.open("alice", 0, "").id
+    granted = threading.Event()
+    with keeper.turns.turn("bob"):  # bob's call is on the board
+        keeper.admit("Program", ProgramRequest(0, targets(emulator, 4)), "bob", None, admin=False)
+        thread = threading.Thread(
+            target=lambda: (keeper.acquire("alice", session, [0], False, 0), granted.set())
+        )
+        thread.start()
+        assert not granted.wait(0.3)  # registered, but not answered while bob runs
+        with pytest.raises(LeaseHeld):  # and no new call of bob's gets in meanwhile
+            keeper.registry.admit("Program", 0, "bob", None, admin=False)
+    thread.join(timeout=10)
+    assert granted.is_set()
