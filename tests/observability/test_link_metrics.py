@@ -55,10 +55,11 @@ def test_link_gauge_follows_unplug_and_replug_and_errors_are_counted() -> None:
         served.wait_for(LINK_UP, 0)
         down = served.scrape()
         assert down[LINK_DOWNS] == 1
-        assert down[sample("sidra_board_link_errors_total", kind="timeout")] > 0
-        assert down[sample("sidra_board_link_errors_total", kind="timeout")] == (
-            driver.link_stats().timeouts
-        )
+        timeouts = sample("sidra_board_link_errors_total", kind="timeout")
+        assert down[timeouts] > 0
+        # The server's link watcher keeps probing the dead link, so the count may move
+        # between two readings: the metric is the driver's count, read in between.
+        assert down[timeouts] <= driver.link_stats().timeouts <= served.scrape()[timeouts]
 
         shim.replug()  # the server's link watcher reconnects with nobody calling
         served.wait_for(LINK_UP, 1)
