@@ -57,8 +57,10 @@ class PrincipalLimits:
     ) -> None:
         settings = settings or LimitsSettings()
         per_principal = settings.max_message_mb
-        self.max_request_bytes = min(
-            max_message_bytes, max_message_bytes if per_principal is None else per_principal * MIB
+        self.max_request_bytes = (
+            max_message_bytes
+            if per_principal is None
+            else min(per_principal * MIB, max_message_bytes)
         )
         """Largest request one principal may send, bytes."""
         self.max_batch = settings.max_batch
