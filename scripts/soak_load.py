@@ -1,0 +1,219 @@
+"""Load soak of ``sidra serve``: many clients, a writer under them, then a flood.
+
+Long form of tests/server/test_load.py. Starts ``sidra serve`` in its own process
+(ideal emulator, 256 x 256 tiles, tokens: every client is a principal of its own,
+so the board is shared out in turns), then:
+
+1. load: ``--clients`` clients x ``--calls`` mixed calls of every RPC while one
+   more re-programs the tile they read (tests/server/load_support.py); prints the
+   calls, unexpected errors and torn reads (answers that are neither the old nor
+   the new state, bit for bit);
+2. idle: ``--probes`` clients each time ``--probe-calls`` MVMs (4 x 256 float32)
+   of that tile with nothing else running: p50 and p99;
+3. flood: the same probes while one more client sends MVM batches of
+   ``--flood-mb`` MiB of the same tile back to back: p50, p99 and the ratio of the
+   p99s (flood / idle).
+
+Every figure is measured in this one run and printed; nothing is compared with a
+target. Run from the repository with the development environment::
+
+    .venv/bin/python scripts/soak_load.py              # 16 x 1,000 calls, 64 MiB flood
+    .venv/bin/python scripts/soak_load.py --calls 200 --flood-mb 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+# The workload is the test suite's own, so the soak and `make test` check the same things.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "server"))
+
+from load_support import (  # noqa: E402
+    CONTESTED,
+    Contest,
+    Flooder,
+    Reader,
+    Tally,
+    Writer,
+    client,
+    dyadic_voltages,
+    exact,
+    run_all,
+)
+
+from sidra.client import RemoteBoard  # noqa: E402
+from sidra.server.security import Role, add_principal  # noqa: E402
+
+BOARD = "emu://?preset=ideal&seed=3"
+PROBE_BATCH = 4
+
+
+@contextmanager
+def sidra_serve(
+    folder: Path, names: list[str], workers: int
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """``sidra serve`` on a free loopback port with a token per name; yields the
+    address and the tokens."""
+    tokens_file = folder / "tokens.toml"
+    tokens = {name: add_principal(tokens_file, name, Role.ADMIN) for name in names}
+    config = folder / "sidra.toml"
+    config.write_text(
+        f'board = "{BOARD}"\nlisten = "127.0.0.1:0"\nworkers = {workers}\n'
+        f'[auth]\ntokens_file = "{tokens_file}"\n[state]\npath = "{folder / "state.sqlite3"}"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidra.cli", "serve", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            match = re.match(r"serving .* on \S+:(\d+) \[", line)
+            if match:
+                break
+        else:
+            raise SystemExit(f"sidra serve did not start (exit {proc.wait()})")
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # drain
+        yield f"127.0.0.1:{match.group(1)}", tokens
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def probe(board: RemoteBoard, contest: Contest, index: int, calls: int, warm: int) -> Tally:
+    """``calls`` timed MVMs of the contested tile, after ``warm`` untimed ones (a new
+    connection takes a few hundred calls to reach its steady pace)."""
+    tally = Tally(f"probe {index}")
+    rng = np.random.default_rng([77, index])
+    v = dyadic_voltages(board.info, rng, (PROBE_BATCH, board.info.rows))
+    forward = (exact(v, contest.a), exact(v, contest.b))
+    for _ in range(warm):
+        board.mvm(CONTESTED, v)
+    for _ in range(calls):
+        start = time.perf_counter()
+        try:
+            got = board.mvm(CONTESTED, v).currents
+        except Exception as exc:
+            tally.errors.append(f"{tally.name}: {type(exc).__name__}: {exc}")
+            continue
+        tally.mvm_latencies_s.append(time.perf_counter() - start)
+        tally.note("MVM", got, forward, contest)
+        tally.calls += 1
+    return tally
+
+
+def percentiles_ms(tallies: list[Tally]) -> tuple[float, float, int]:
+    times = np.concatenate([t.mvm_latencies_s for t in tallies]) * 1e3
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), len(times)
+
+
+def faults(tallies: list[Tally]) -> tuple[list[str], list[str]]:
+    return [e for t in tallies for e in t.errors], [e for t in tallies for e in t.torn]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--calls", type=int, default=1000, help="calls per client")
+    parser.add_argument("--probes", type=int, default=4, help="clients timing MVMs")
+    parser.add_argument("--probe-calls", type=int, default=300, help="timed MVMs per probe, idle")
+    parser.add_argument(
+        "--flood-probe-calls", type=int, default=50,
+        help="timed MVMs per probe during the flood (each may wait for a whole batch)",
+    )  # fmt: skip
+    parser.add_argument("--flood-mb", type=float, default=64.0, help="MiB per flood batch")
+    parser.add_argument("--workers", type=int, default=8, help="sidra serve worker threads")
+    args = parser.parse_args()
+
+    names = ["setup", "writer", "flooder"]
+    names += [f"reader-{i}" for i in range(args.clients)]
+    names += [f"probe-{i}" for i in range(args.probes)]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sidra_serve(Path(tmp), names, args.workers) as (
+            address,
+            tokens,
+        ),
+    ):
+        boards = {name: client(address, tokens[name]) for name in names}
+        info = boards["setup"].info
+        contest = Contest.make(info, seed=10)
+        contest.program_start(boards["setup"])
+        print(f"sidra serve: {BOARD}, {info.tile_count} tiles of {info.rows} x {info.cols}, "
+              f"{args.workers} workers, one principal per client")  # fmt: skip
+
+        # 1. load
+        readers = [Reader(boards[f"reader-{i}"], contest, i, seed=11) for i in range(args.clients)]
+        writer = Writer(boards["writer"], contest)
+        start = time.perf_counter()
+        tallies, (written,) = run_all([lambda r=r: r.run(args.calls) for r in readers], [writer])
+        elapsed = time.perf_counter() - start
+        errors, torn = faults([*tallies, written])
+        seen = sum((t.seen for t in tallies), start=Counter[str]())
+        calls = sum(t.calls for t in tallies)
+        print(f"load: {args.clients} clients, {calls} calls in {elapsed:.1f} s "
+              f"({calls / elapsed:.0f}/s) while 1 client re-programmed the tile "
+              f"{written.calls} times")  # fmt: skip
+        print(f"  unexpected errors: {len(errors)}")
+        print(f"  torn reads: {len(torn)} (answers wholly A: {seen['a']}, wholly B: {seen['b']})")
+        for line in (errors + torn)[:10]:
+            print(f"    {line}")
+
+        # 2. idle, 3. flood
+        probes = [boards[f"probe-{i}"] for i in range(args.probes)]
+
+        idle = run_all(
+            [
+                lambda i=i, b=b: probe(b, contest, i, args.probe_calls, warm=args.probe_calls)
+                for i, b in enumerate(probes)
+            ],  # fmt: skip
+            [],
+        )[0]
+        batch = int(args.flood_mb * 2**20 - 4096) // (4 * info.rows)  # room for framing
+        flooder = Flooder(boards["flooder"], contest, batch, seed=12)
+        start = time.perf_counter()
+        flooded, (flood,) = run_all(
+            [
+                lambda i=i, b=b: probe(b, contest, i, args.flood_probe_calls, warm=0)
+                for i, b in enumerate(probes)
+            ],  # fmt: skip
+            [flooder],
+        )
+        flood_s = time.perf_counter() - start
+        idle50, idle99, n_idle = percentiles_ms(idle)
+        flood50, flood99, n_flood = percentiles_ms(flooded)
+        errors, torn = faults([*idle, *flooded, flood])
+        print(f"MVM latency, {args.probes} clients timing MVMs of {PROBE_BATCH} x {info.rows} "
+              f"float32:")  # fmt: skip
+        print(f"  idle:  p50 {idle50:.2f} ms, p99 {idle99:.2f} ms ({n_idle} calls)")
+        print(f"  flood: p50 {flood50:.2f} ms, p99 {flood99:.2f} ms ({n_flood} calls), while 1 "
+              f"client sent {flood.calls} MVM batches of {batch} x {info.rows} "
+              f"({batch * info.rows * 4 / 2**20:.1f} MiB) in {flood_s:.1f} s")  # fmt: skip
+        print(f"  p99 ratio flood / idle: {flood99 / idle99:.1f}")
+        print(f"  unexpected errors: {len(errors)}, torn reads: {len(torn)}")
+        for line in (errors + torn)[:10]:
+            print(f"    {line}")
+        for board in boards.values():
+            board.close()
+
+
+if __name__ == "__main__":
+    main()
