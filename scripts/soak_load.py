@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,6 +55,7 @@ from load_support import (  # noqa: E402
 )
 
 from sidra.client import RemoteBoard  # noqa: E402
+from sidra.drivers import open_board  # noqa: E402
 from sidra.server.security import Role, add_principal  # noqa: E402
 
 BOARD = "emu://?preset=ideal&seed=3"
@@ -98,25 +99,34 @@ def sidra_serve(
             proc.wait()
 
 
-def probe(board: RemoteBoard, contest: Contest, index: int, calls: int, warm: int) -> Tally:
-    """``calls`` timed MVMs of the contested tile, after ``warm`` untimed ones (a new
-    connection takes a few hundred calls to reach its steady pace)."""
+def probe(
+    board: RemoteBoard,
+    contest: Contest,
+    index: int,
+    calls: int,
+    warm: int,
+    until: Callable[[], bool] = lambda: True,
+) -> Tally:
+    """At least ``calls`` timed MVMs of the contested tile, and more until ``until()``,
+    after ``warm`` untimed ones (a new connection takes a few hundred calls to reach
+    its steady pace)."""
     tally = Tally(f"probe {index}")
     rng = np.random.default_rng([77, index])
     v = dyadic_voltages(board.info, rng, (PROBE_BATCH, board.info.rows))
     forward = (exact(v, contest.a), exact(v, contest.b))
     for _ in range(warm):
         board.mvm(CONTESTED, v)
-    for _ in range(calls):
+    while tally.calls < calls or not until():
         start = time.perf_counter()
         try:
             got = board.mvm(CONTESTED, v).currents
         except Exception as exc:
             tally.errors.append(f"{tally.name}: {type(exc).__name__}: {exc}")
             continue
+        finally:
+            tally.calls += 1
         tally.mvm_latencies_s.append(time.perf_counter() - start)
         tally.note("MVM", got, forward, contest)
-        tally.calls += 1
     return tally
 
 
@@ -136,8 +146,8 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=4, help="clients timing MVMs")
     parser.add_argument("--probe-calls", type=int, default=300, help="timed MVMs per probe, idle")
     parser.add_argument(
-        "--flood-probe-calls", type=int, default=50,
-        help="timed MVMs per probe during the flood (each may wait for a whole batch)",
+        "--flood-batches", type=int, default=5,
+        help="the probes time MVMs until the flooder has sent this many batches",
     )  # fmt: skip
     parser.add_argument("--flood-mb", type=float, default=64.0, help="MiB per flood batch")
     parser.add_argument("--workers", type=int, default=8, help="sidra serve worker threads")
@@ -189,10 +199,14 @@ def main() -> None:
         )[0]
         batch = int(args.flood_mb * 2**20 - 4096) // (4 * info.rows)  # room for framing
         flooder = Flooder(boards["flooder"], contest, batch, seed=12)
+
+        def flood_done() -> bool:
+            return flooder.tally.calls >= args.flood_batches
+
         start = time.perf_counter()
         flooded, (flood,) = run_all(
             [
-                lambda i=i, b=b: probe(b, contest, i, args.flood_probe_calls, warm=0)
+                lambda i=i, b=b: probe(b, contest, i, 20, warm=0, until=flood_done)
                 for i, b in enumerate(probes)
             ],  # fmt: skip
             [flooder],
@@ -208,6 +222,14 @@ def main() -> None:
               f"client sent {flood.calls} MVM batches of {batch} x {info.rows} "
               f"({batch * info.rows * 4 / 2**20:.1f} MiB) in {flood_s:.1f} s")  # fmt: skip
         print(f"  p99 ratio flood / idle: {flood99 / idle99:.1f}")
+        with open_board(BOARD) as local:  # the same MVM without gRPC: the board's share
+            local.program(CONTESTED, contest.a)
+            start = time.perf_counter()
+            local.mvm(CONTESTED, flooder.v)
+            board_s = time.perf_counter() - start
+        print(f"  one flood batch: {np.mean(flood.mvm_latencies_s):.2f} s per call on average "
+              f"through gRPC, {board_s:.2f} s of it on the board (the same MVM on a local "
+              f"emulator), during which the board takes no other call")  # fmt: skip
         print(f"  unexpected errors: {len(errors)}, torn reads: {len(torn)}")
         for line in (errors + torn)[:10]:
             print(f"    {line}")

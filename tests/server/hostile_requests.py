@@ -34,20 +34,26 @@ from typing import Any
 import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from hypothesis import strategies as st
 
-from sidra.drivers import BoardInfo, SidraError
+from sidra.drivers import Board, BoardInfo, BoardStats, SidraError
 from sidra.drivers.operations import OPERATIONS
 from sidra.drivers.validation import CLOCK_LIMIT_S
 from sidra.hil import convert
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.server.servicer import SERVICE_NAME as SERVICE
 from sidra.server.status import code_for
 
 __all__ = [
     "REFUSALS",
+    "Cells",
     "Hostile",
     "HostileRequests",
+    "Sender",
     "expected_code",
+    "totals",
 ]
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -92,6 +98,76 @@ def expected_code(hostile: Hostile, info: BoardInfo, max_message_bytes: int) -> 
     except SidraError as exc:
         return code_for(exc)
     raise AssertionError(f"not hostile: {hostile.rpc} ({hostile.defect}) {message}")
+
+
+class Sender:
+    """Sends raw request bytes to a server and checks every answer against
+    :func:`expected_code`; counts the codes by RPC."""
+
+    def __init__(self, channel: grpc.Channel, info: BoardInfo, max_message_bytes: int) -> None:
+        self.calls = {op.rpc: channel.unary_unary(f"/{SERVICE}/{op.rpc}") for op in OPERATIONS}
+        self.info = info
+        self.max_message_bytes = max_message_bytes
+        self.codes: Counter[tuple[str, str]] = Counter()
+
+    def send(self, requests: list[Hostile], timeout_s: float = 60.0) -> list[str]:
+        """Sends ``requests`` all at once (the server takes them on its worker threads);
+        returns what was wrong with the answers, one line each (none: all as expected)."""
+        calls = [self.calls[h.rpc].future(h.data, timeout=timeout_s) for h in requests]
+        problems = []
+        for hostile, call in zip(requests, calls, strict=True):
+            what = f"{hostile.rpc} ({hostile.defect}, {len(hostile.data)} bytes)"
+            expected = expected_code(hostile, self.info, self.max_message_bytes)
+            err = call.exception()
+            if not isinstance(err, grpc.RpcError):
+                problems.append(f"{what}: answered OK")
+                continue
+            self.codes[hostile.rpc, err.code().name] += 1
+            if err.code() != expected:
+                problems.append(f"{what}: {err.code().name}, not {expected.name}: {err.details()}")
+            elif expected != EXHAUSTED:  # gRPC's own refusal of a large message has none
+                problems += [f"{what}: {p}" for p in error_info_problems(err, expected)]
+        return problems
+
+
+def error_info_problems(err: grpc.RpcError, code: grpc.StatusCode) -> list[str]:
+    """What is missing from the google.rpc.ErrorInfo detail a refusal must carry."""
+    status = rpc_status.from_call(err)
+    if status is None or status.code != code.value[0]:
+        return [f"no status details for {code.name}"]
+    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    if len(infos) != 1:
+        return [f"{len(infos)} ErrorInfo details"]
+    info = error_details_pb2.ErrorInfo()
+    infos[0].Unpack(info)
+    if (info.reason, info.domain) != (code.name, "sidra.hil"):
+        return [f"ErrorInfo reason {info.reason!r}, domain {info.domain!r}"]
+    return []
+
+
+# -- what a refusal must leave alone ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Conductances and write counts of every tile, as bytes (compared exactly)."""
+
+    conductances: bytes
+    counts: bytes
+
+    @classmethod
+    def read(cls, board: Board) -> Cells:
+        tiles = range(board.info.tile_count)
+        g = [board.read_conductance(t).conductances.tobytes() for t in tiles]
+        counts = [board.read_write_counts(t).counts.tobytes() for t in tiles]
+        return cls(b"".join(g), b"".join(counts))
+
+
+def totals(stats: BoardStats) -> tuple[object, ...]:
+    """The running totals a refused request must not move (read them right before and
+    right after: reading cells costs MVM passes)."""
+    return (stats.mvm_passes, stats.cell_writes, stats.max_cell_writes, stats.clock_s,
+            stats.total_cost)  # fmt: skip
 
 
 # -- the wire format, by hand (https://protobuf.dev/programming-guides/encoding/) ----------

@@ -268,7 +268,9 @@ class Flooder:
     def run(self) -> Tally:
         while not self.stop.is_set():
             try:
+                start = time.perf_counter()
                 got = self.board.mvm(CONTESTED, self.v).currents
+                self.tally.mvm_latencies_s.append(time.perf_counter() - start)
                 # Every repeat of a base vector, in every part of the batch, is one state.
                 first = got[:16]
                 self.tally.note("flood MVM", first, self.forward, self.contest)
