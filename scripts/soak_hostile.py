@@ -39,9 +39,10 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "server"))
 
-from hostile_requests import Cells, Hostile, HostileRequests, Sender, totals  # noqa: E402
+from hostile_requests import Cells, Hostile, HostileRequests, Limits, Sender, totals  # noqa: E402
 
 from sidra.client import Region, RemoteBoard, connect  # noqa: E402
+from sidra.server.settings import LimitsSettings  # noqa: E402
 from sidra.server.state import StateStore  # noqa: E402
 
 BOARD = "emu://?preset=ideal&seed=5"
@@ -49,12 +50,16 @@ RECIPES, FORMS = 25, 4  # 100 requests per batch
 
 
 @contextmanager
-def sidra_serve(folder: Path, max_message_mb: int) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def sidra_serve(
+    folder: Path, max_message_mb: int, limits: LimitsSettings
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``sidra serve`` on a free loopback port with a state store in ``folder``."""
     config = folder / "sidra.toml"
     config.write_text(
         f'board = "{BOARD}"\nlisten = "127.0.0.1:0"\nmax_message_mb = {max_message_mb}\n'
         f'[state]\npath = "{folder / "state.sqlite3"}"\n[logging]\nlevel = "warning"\n'
+        f"[limits]\nmax_message_mb = {limits.max_message_mb}\nmax_batch = {limits.max_batch}\n"
+        f"max_in_flight = {limits.max_in_flight}\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidra.cli", "serve", "--config", str(config)],
@@ -126,20 +131,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed")
-    parser.add_argument("--max-message-mb", type=int, default=4, help="sidra serve's limit")
+    parser.add_argument(
+        "--max-message-mb", type=int, default=4, help="sidra serve's max_message_mb (gRPC's)"
+    )
+    parser.add_argument(
+        "--request-mb", type=int, default=2, help="[limits] max_message_mb (per principal)"
+    )
     parser.add_argument(
         "--oversize-share", type=float, default=0.01, help="share of requests over the limit"
     )
     args = parser.parse_args()
-    limit = args.max_message_mb * 2**20
+    # Room for the 100 requests of a batch sent at once: the in-flight limit is not what
+    # this soak is about. The batch limit is the default.
+    configured = LimitsSettings(max_message_mb=args.request_mb, max_in_flight=256)
+    limits = Limits.of(configured, args.max_message_mb * 2**20)
     batches = -(-args.requests // (RECIPES * FORMS))
 
     with (
         tempfile.TemporaryDirectory() as tmp,
-        sidra_serve(Path(tmp), args.max_message_mb) as (
-            address,
-            proc,
-        ),
+        sidra_serve(Path(tmp), args.max_message_mb, configured) as (address, proc),
     ):
         store_path = Path(tmp) / "state.sqlite3"
         with connect(address) as board, grpc.insecure_channel(address) as channel:
@@ -147,9 +157,9 @@ def main() -> None:
             info = board.info
             with StateStore(store_path, read_only=True) as store:
                 records = len(store.history())
-            sender = Sender(channel, info, limit)
+            sender = Sender(channel, info, limits)
             strategies = HostileRequests(
-                info, limit, forms=FORMS, oversize_share=args.oversize_share
+                info, limits, forms=FORMS, oversize_share=args.oversize_share
             )
             problems: list[str] = []
             changes: list[str] = []
@@ -203,7 +213,8 @@ def main() -> None:
         for (_, code), count in codes.items():
             by_code[code] += count
         print(f"sidra serve: {BOARD}, {info.tile_count} tiles of {info.rows} x {info.cols}, "
-              f"max_message_mb {args.max_message_mb}, hypothesis seed {args.seed}")  # fmt: skip
+              f"max_message_mb {args.max_message_mb}, [limits] max_message_mb {args.request_mb}, "
+              f"max_batch {configured.max_batch}; hypothesis seed {args.seed}")  # fmt: skip
         print(f"requests sent: {sent} ({len(distinct)} distinct) in {elapsed:.1f} s, over "
               f"{len({rpc for rpc, _ in codes})} RPCs, {len(defects)} kinds of defect")  # fmt: skip
         print("codes: " + ", ".join(f"{code} {n}" for code, n in by_code.most_common()))

@@ -64,7 +64,7 @@ PROBE_BATCH = 4
 
 @contextmanager
 def sidra_serve(
-    folder: Path, names: list[str], workers: int
+    folder: Path, names: list[str], workers: int, max_batch: int
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """``sidra serve`` on a free loopback port with a token per name; yields the
     address and the tokens."""
@@ -74,6 +74,7 @@ def sidra_serve(
     config.write_text(
         f'board = "{BOARD}"\nlisten = "127.0.0.1:0"\nworkers = {workers}\n'
         f'[auth]\ntokens_file = "{tokens_file}"\n[state]\npath = "{folder / "state.sqlite3"}"\n'
+        f"[limits]\nmax_batch = {max_batch}\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidra.cli", "serve", "--config", str(config)],
@@ -151,6 +152,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--flood-mb", type=float, default=64.0, help="MiB per flood batch")
     parser.add_argument("--workers", type=int, default=8, help="sidra serve worker threads")
+    parser.add_argument(
+        "--max-batch", type=int, default=4096,
+        help="sidra serve's [limits] max_batch (default 4096 refuses a 64 MiB batch; 65536 "
+        "lets it run)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     names = ["setup", "writer", "flooder"]
@@ -158,7 +164,7 @@ def main() -> None:
     names += [f"probe-{i}" for i in range(args.probes)]
     with (
         tempfile.TemporaryDirectory() as tmp,
-        sidra_serve(Path(tmp), names, args.workers) as (
+        sidra_serve(Path(tmp), names, args.workers, args.max_batch) as (
             address,
             tokens,
         ),
@@ -168,7 +174,8 @@ def main() -> None:
         contest = Contest.make(info, seed=10)
         contest.program_start(boards["setup"])
         print(f"sidra serve: {BOARD}, {info.tile_count} tiles of {info.rows} x {info.cols}, "
-              f"{args.workers} workers, one principal per client")  # fmt: skip
+              f"{args.workers} workers, [limits] max_batch {args.max_batch}, one principal per "
+              "client")  # fmt: skip
 
         # 1. load
         readers = [Reader(boards[f"reader-{i}"], contest, i, seed=11) for i in range(args.clients)]
@@ -198,7 +205,7 @@ def main() -> None:
             [],
         )[0]
         batch = int(args.flood_mb * 2**20 - 4096) // (4 * info.rows)  # room for framing
-        flooder = Flooder(boards["flooder"], contest, batch, seed=12)
+        flooder = Flooder(boards["flooder"], contest, batch, seed=12, max_batch=args.max_batch)
 
         def flood_done() -> bool:
             return flooder.tally.calls >= args.flood_batches
@@ -218,18 +225,23 @@ def main() -> None:
         print(f"MVM latency, {args.probes} clients timing MVMs of {PROBE_BATCH} x {info.rows} "
               f"float32:")  # fmt: skip
         print(f"  idle:  p50 {idle50:.2f} ms, p99 {idle99:.2f} ms ({n_idle} calls)")
+        refused = f", {flood.refused} of them refused (max_batch)" if flood.refused else ""
         print(f"  flood: p50 {flood50:.2f} ms, p99 {flood99:.2f} ms ({n_flood} calls), while 1 "
               f"client sent {flood.calls} MVM batches of {batch} x {info.rows} "
-              f"({batch * info.rows * 4 / 2**20:.1f} MiB) in {flood_s:.1f} s")  # fmt: skip
+              f"({batch * info.rows * 4 / 2**20:.1f} MiB){refused} in {flood_s:.1f} s")  # fmt: skip
         print(f"  p99 ratio flood / idle: {flood99 / idle99:.1f}")
-        with open_board(BOARD) as local:  # the same MVM without gRPC: the board's share
-            local.program(CONTESTED, contest.a)
-            start = time.perf_counter()
-            local.mvm(CONTESTED, flooder.v)
-            board_s = time.perf_counter() - start
+        share = ""
+        if flood.refused < flood.calls:
+            with open_board(BOARD) as local:  # the same MVM without gRPC: the board's share
+                local.program(CONTESTED, contest.a)
+                start = time.perf_counter()
+                local.mvm(CONTESTED, flooder.v)
+                share = (
+                    f", {time.perf_counter() - start:.2f} s of it on the board (the same "
+                    "MVM on a local emulator), during which the board takes no other call"
+                )
         print(f"  one flood batch: {np.mean(flood.mvm_latencies_s):.2f} s per call on average "
-              f"through gRPC, {board_s:.2f} s of it on the board (the same MVM on a local "
-              f"emulator), during which the board takes no other call")  # fmt: skip
+              f"through gRPC{share}")  # fmt: skip
         print(f"  unexpected errors: {len(errors)}, torn reads: {len(torn)}")
         for line in (errors + torn)[:10]:
             print(f"    {line}")

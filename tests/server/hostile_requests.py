@@ -44,6 +44,7 @@ from sidra.drivers.validation import CLOCK_LIMIT_S
 from sidra.hil import convert
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.server.servicer import SERVICE_NAME as SERVICE
+from sidra.server.settings import LimitsSettings
 from sidra.server.status import code_for
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Cells",
     "Hostile",
     "HostileRequests",
+    "Limits",
     "Sender",
     "expected_code",
     "totals",
@@ -80,19 +82,49 @@ class Hostile:
     joined by ``+`` when the request breaks more than one."""
 
 
-def expected_code(hostile: Hostile, info: BoardInfo, max_message_bytes: int) -> grpc.StatusCode:
+@dataclass(frozen=True)
+class Limits:
+    """What the server refuses for size, as ``sidra serve`` is configured."""
+
+    message_bytes: int
+    """The server-wide ``max_message_mb``, bytes: gRPC refuses a larger message."""
+    request_bytes: int
+    """``[limits] max_message_mb`` of every principal, bytes: the service refuses a larger
+    request before parsing it (at most ``message_bytes``)."""
+    max_batch: int
+    """``[limits] max_batch``: the service refuses an MVM or TransposeMVM of more
+    vectors, judged from its shape before its data is read."""
+
+    @classmethod
+    def of(cls, settings: LimitsSettings, max_message_bytes: int) -> Limits:
+        per_principal = settings.max_message_mb
+        request = max_message_bytes if per_principal is None else per_principal * 2**20
+        return cls(max_message_bytes, min(request, max_message_bytes), settings.max_batch)
+
+    def refused_by_grpc(self, hostile: Hostile) -> bool:
+        """gRPC itself refuses it (with no details: the service never sees it)."""
+        return len(hostile.data) > self.message_bytes
+
+
+def expected_code(hostile: Hostile, info: BoardInfo, limits: Limits) -> grpc.StatusCode:
     """The status the service must answer ``hostile`` with on a board described by
-    ``info`` whose clock is far from its limit, served with ``max_message_bytes``.
+    ``info`` whose clock is far from its limit, served with ``limits`` (and room for
+    the calls in flight), in the order the service checks: size, parsing, batch,
+    then the request's own fields.
 
     Raises AssertionError when the request is valid after all.
     """
-    if len(hostile.data) > max_message_bytes:
-        return EXHAUSTED  # gRPC refuses to receive it
+    if len(hostile.data) > limits.request_bytes:
+        return EXHAUSTED
     op = OPS[hostile.rpc]
     try:
         message = getattr(pb, f"{op.rpc}Request").FromString(hostile.data)
     except DecodeError:
         return INVALID
+    if isinstance(message, pb.MVMRequest | pb.TransposeMVMRequest):
+        shape = message.voltages.shape
+        if len(shape) == 2 and shape[0] > limits.max_batch:
+            return EXHAUSTED
     try:
         convert.request_from_pb(message, op).checked(info)
     except SidraError as exc:
@@ -104,10 +136,10 @@ class Sender:
     """Sends raw request bytes to a server and checks every answer against
     :func:`expected_code`; counts the codes by RPC."""
 
-    def __init__(self, channel: grpc.Channel, info: BoardInfo, max_message_bytes: int) -> None:
+    def __init__(self, channel: grpc.Channel, info: BoardInfo, limits: Limits) -> None:
         self.calls = {op.rpc: channel.unary_unary(f"/{SERVICE}/{op.rpc}") for op in OPERATIONS}
         self.info = info
-        self.max_message_bytes = max_message_bytes
+        self.limits = limits
         self.codes: Counter[tuple[str, str]] = Counter()
 
     def send(self, requests: list[Hostile], timeout_s: float = 60.0) -> list[str]:
@@ -117,7 +149,7 @@ class Sender:
         problems = []
         for hostile, call in zip(requests, calls, strict=True):
             what = f"{hostile.rpc} ({hostile.defect}, {len(hostile.data)} bytes)"
-            expected = expected_code(hostile, self.info, self.max_message_bytes)
+            expected = expected_code(hostile, self.info, self.limits)
             err = call.exception()
             if not isinstance(err, grpc.RpcError):
                 problems.append(f"{what}: answered OK")
@@ -125,7 +157,7 @@ class Sender:
             self.codes[hostile.rpc, err.code().name] += 1
             if err.code() != expected:
                 problems.append(f"{what}: {err.code().name}, not {expected.name}: {err.details()}")
-            elif expected != EXHAUSTED:  # gRPC's own refusal of a large message has none
+            elif not self.limits.refused_by_grpc(hostile):  # gRPC's own refusal has none
                 problems += [f"{what}: {p}" for p in error_info_problems(err, expected)]
         return problems
 
@@ -424,18 +456,18 @@ def region_message(row: int, col: int, rows: int, cols: int) -> bytes:
 
 
 class HostileRequests:
-    """The strategies for one board (``info``) served with ``max_message_bytes``."""
+    """The strategies for one board (``info``) served with ``limits``."""
 
     def __init__(
         self,
         info: BoardInfo,
-        max_message_bytes: int,
+        limits: Limits,
         *,
         forms: int = 4,
         oversize_share: float = 0.01,
     ) -> None:
         self.info = info
-        self.max_message_bytes = max_message_bytes
+        self.limits = limits
         self.forms = forms
         """Wire forms of each recipe: the same RPC, defects and hostile values, each form
         with its own valid rest (other fields, values, field order, repeats, unknown
@@ -625,10 +657,18 @@ class HostileRequests:
         """MVM or TransposeMVM."""
         info, draw = self.info, parts.draw
         width = info.rows if rpc == "MVM" else info.cols
-        defects = draw(defect_sets(("voltages", "width", "tile")))
+        defects = draw(defect_sets(("voltages", "width", "batch", "tile")))
         self.tile(parts, "tile" in defects)
         batch, vmax = parts.between(1, 4), info.read_voltage_max_v
-        if "voltages" in defects:
+        if "batch" in defects:  # more vectors than [limits] max_batch
+            batch = draw(uint32s_beyond(self.limits.max_batch + 1))
+            size = 4 * (batch % 2**32) * width  # as the uint32 field holds it
+            # Whole when it fits the size limit (zeros: valid voltages), else the shape
+            # alone: the limit is judged from the shape before the data is read.
+            data = bytes(size) if size + 64 <= self.limits.request_bytes else bytes(4 * width)
+            chunk = tensor(pb.DTYPE_FLOAT32, [batch, width], data)
+            parts.hostile(len_field(2, chunk), "voltages.shape(max_batch)")
+        elif "voltages" in defects:
             self.broken_tensor(parts, 2, (batch, width), -vmax, vmax, "voltages")
         elif "width" in defects:
             other = draw(st.integers(1, width + 7))
@@ -701,15 +741,17 @@ class HostileRequests:
         return Hostile(rpc, data, "garbage")
 
     def oversize(self, parts: Parts, rpc: str) -> Hostile:
-        """A message over the server's limit; an MVM one is a well-formed batch of zeros."""
-        size = self.max_message_bytes + parts.draw(st.integers(1, 64 * 1024))
+        """A message over the principal's limit, or over the server's too; an MVM one is
+        a well-formed batch of zeros."""
+        low, high = self.limits.request_bytes, self.limits.message_bytes + 64 * 1024
+        size = parts.draw(st.integers(low + 1, high))
         if rpc in ("MVM", "TransposeMVM"):
             width = self.info.rows if rpc == "MVM" else self.info.cols
             batch = size // (4 * width) + 1
             data = len_field(2, tensor(pb.DTYPE_FLOAT32, [batch, width], bytes(4 * batch * width)))
         else:
             data = len_field(20000 + rpc_number(rpc), bytes(size))
-        assert len(data) > self.max_message_bytes
+        assert len(data) > self.limits.request_bytes
         return Hostile(rpc, data, "oversize")
 
 

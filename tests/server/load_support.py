@@ -30,7 +30,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from sidra.client import Region, RemoteBoard
+from sidra.client import Region, RemoteBoard, ResourceExhausted
 from sidra.client.credentials import BearerToken
 from sidra.drivers import BoardInfo
 
@@ -128,6 +128,9 @@ class Tally:
     """Contested-tile answers that were wholly A ("a") or wholly B ("b")."""
     mvm_latencies_s: list[float] = field(default_factory=list)
     """Wall time of each MVM of the contested tile, seconds (scripts print them)."""
+    refused: int = 0
+    """Calls a limit of the service refused (RESOURCE_EXHAUSTED): the flooder's batches
+    over [limits] max_batch."""
 
     def note(self, what: str, got: F32, forward: tuple[F32, F32], contest: Contest) -> None:
         state = contest.which(got, forward)
@@ -251,10 +254,15 @@ class Writer:
 
 class Flooder:
     """Sends MVM batches of ``batch`` vectors of the contested tile until told to stop;
-    each whole batch must be one state's answer."""
+    each whole batch must be one state's answer, or be refused for [limits] max_batch
+    when it is over it."""
 
-    def __init__(self, board: RemoteBoard, contest: Contest, batch: int, seed: int) -> None:
+    def __init__(
+        self, board: RemoteBoard, contest: Contest, batch: int, seed: int, max_batch: int = 4096
+    ) -> None:
         self.board, self.contest = board, contest
+        self.max_batch = max_batch
+        """The server's [limits] max_batch: a larger batch is refused, as it must be."""
         self.tally = Tally("flooder")
         self.stop = threading.Event()
         info = board.info
@@ -267,18 +275,23 @@ class Flooder:
 
     def run(self) -> Tally:
         while not self.stop.is_set():
+            start = time.perf_counter()
             try:
-                start = time.perf_counter()
                 got = self.board.mvm(CONTESTED, self.v).currents
-                self.tally.mvm_latencies_s.append(time.perf_counter() - start)
                 # Every repeat of a base vector, in every part of the batch, is one state.
                 first = got[:16]
                 self.tally.note("flood MVM", first, self.forward, self.contest)
                 if not np.array_equal(got, np.tile(first, (len(got) // 16 + 1, 1))[: len(got)]):
                     self.tally.torn.append("flooder: a batch mixes states")
+            except ResourceExhausted as exc:
+                if exc.field != "limits.max_batch" or len(self.v) <= self.max_batch:
+                    self.tally.errors.append(f"flooder: {exc}")
+                self.tally.refused += 1
             except Exception as exc:
                 self.tally.errors.append(f"flooder: {type(exc).__name__}: {exc}")
-            self.tally.calls += 1
+            finally:
+                self.tally.mvm_latencies_s.append(time.perf_counter() - start)
+                self.tally.calls += 1
         return self.tally
 
 

@@ -1,9 +1,10 @@
-"""Ten thousand hostile requests over every RPC: each refused with the code its defect
+"""Five thousand hostile requests over every RPC: each refused with the code its defect
 calls for, none changes the board or the state store, the server keeps serving.
 
 The requests come from hypothesis (hostile_requests.py: broken shapes, dtypes and
 lengths, NaN/Inf, huge and negative dimensions and ids, regions past the edge,
-unknown enums, garbage bytes, messages over the size limit), sent as raw bytes
+unknown enums, garbage bytes, batches over [limits] max_batch, messages over the
+per-principal and the server-wide size limits), sent as raw bytes
 through a real gRPC server on loopback to an ideal emulator with a real state
 store. Derandomized: every run sends the same requests.
 
@@ -25,7 +26,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hostile_requests import REFUSALS, Cells, Hostile, HostileRequests, Sender, totals
+from hostile_requests import REFUSALS, Cells, Hostile, HostileRequests, Limits, Sender, totals
 from hypothesis import HealthCheck, given, settings
 
 from sidra.client import RemoteBoard, connect
@@ -35,18 +36,23 @@ from sidra.emulator import preset
 from sidra.emulator.config import Geometry
 from sidra.emulator.driver import EmulatorDriver
 from sidra.server import create_server
+from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
 
-MAX_MESSAGE_BYTES = 1 << 20
-"""The server's message limit here: the smallest sidra serve allows (max_message_mb = 1),
-so that a request over it costs only 1 MiB to send."""
-EXAMPLES = 100
+MAX_MESSAGE_BYTES = 2 << 20
+LIMITS = LimitsSettings(max_message_mb=1, max_in_flight=256)
+"""Requests over 1 MiB are refused by the service's per-principal limit, over 2 MiB by
+gRPC itself (small limits: a request over one costs only that much to send); the
+batch limit is the default (4096 vectors); room for the 100 requests of a batch sent
+at once (the in-flight limit is not what this test is about)."""
+EXAMPLES = 50
+"""5,000 requests: about 15 s of CPU here (scripts/soak_hostile.py sends 20,000 and more)."""
 RECIPES = 25
 """Hostile recipes per example, each sent in FORMS wire forms (hostile_requests.py)."""
 FORMS = 4
 REQUESTS = EXAMPLES * RECIPES * FORMS
 OVERSIZE_SHARE = 0.005
-"""About a dozen recipes, 50 requests, over the limit in a run: gRPC takes ~0.1 s to
+"""About a dozen recipes, 50 requests, over a size limit in a run: gRPC takes ~0.1 s to
 refuse each."""
 GEOMETRY = Geometry(tiles=4, rows=40, cols=24)
 """Small tiles, rows != cols: reading every tile twice per example stays cheap, and a
@@ -64,13 +70,13 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """An ideal board with small tiles, its state store, a server limited to 1 MiB."""
+    """An ideal board with small tiles, its state store, a server with LIMITS."""
     profile = preset("ideal").model_copy(update={"geometry": GEOMETRY})
     board = EmulatorDriver(profile, seed=5)
     path: Path = tmp_path_factory.mktemp("hostile") / "state.sqlite3"
     with StateStore(path) as store:
         server, port = create_server(
-            board, "127.0.0.1:0", max_message_bytes=MAX_MESSAGE_BYTES, store=store
+            board, "127.0.0.1:0", max_message_bytes=MAX_MESSAGE_BYTES, store=store, limits=LIMITS
         )
         server.start()
         try:
@@ -101,10 +107,9 @@ def test_hostile_requests_are_refused_and_change_nothing(served: Served) -> None
         gs = establish(board)
         history = len(served.store.history())
         golden = [served.store.golden(served.serial, t) for t in range(len(gs))]
-        sender = Sender(channel, board.info, MAX_MESSAGE_BYTES)
-        strategies = HostileRequests(
-            board.info, MAX_MESSAGE_BYTES, forms=FORMS, oversize_share=OVERSIZE_SHARE
-        )
+        limits = Limits.of(LIMITS, MAX_MESSAGE_BYTES)
+        sender = Sender(channel, board.info, limits)
+        strategies = HostileRequests(board.info, limits, forms=FORMS, oversize_share=OVERSIZE_SHARE)
         batches = strategies.batches(RECIPES)
         vmax_steps = int(board.info.read_voltage_max_v * 256)
 
