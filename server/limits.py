@@ -15,6 +15,11 @@ so a refused call changes neither the board nor the state store:
 
 Every refusal is a :class:`~sidra.drivers.ResourceExhausted` (gRPC
 RESOURCE_EXHAUSTED) naming the limit, what the call asked for and for whom.
+
+Without ``[auth]`` every caller is the one principal ``local``; limits and the
+board's turns then count each client connection on its own (:func:`caller_key`),
+so two scripts on the lab PC do not share one allowance, and one of them
+flooding the board cannot starve the other.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ from google.protobuf.message import Message
 
 from sidra.drivers import ResourceExhausted
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.server.security.tokens import LOCAL
 from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, LimitsSettings
 
-__all__ = ["LIMIT_NAMES", "PrincipalLimits", "RefusalListener"]
+LOCAL_PRINCIPAL = LOCAL.name
+
+__all__ = ["LIMIT_NAMES", "PrincipalLimits", "RefusalListener", "caller_key"]
 
 MIB = 2**20
 
@@ -38,6 +46,20 @@ LIMIT_NAMES = ("max_message_mb", "max_batch", "max_in_flight")
 
 RefusalListener = Callable[[str], None]
 """Told the name of the limit (one of :data:`LIMIT_NAMES`) each time one refuses a call."""
+
+
+def caller_key(principal: str, peer: str) -> str:
+    """Whom limits and board turns count a call against: its principal, or, for the
+    ``local`` principal of a service without ``[auth]``, its connection
+    (``peer``: gRPC's ``ipv4:127.0.0.1:54321``), as ``local ipv4:127.0.0.1:54321``."""
+    return f"{principal} {peer}" if principal == LOCAL_PRINCIPAL else principal
+
+
+def _who(caller: str) -> str:
+    """A :func:`caller_key` as messages name it: "principal 'alice'", or "principal
+    'local' on connection ipv4:127.0.0.1:54321"."""
+    principal, _, peer = caller.partition(" ")
+    return f"principal {principal!r}" + (f" on connection {peer}" if peer else "")
 
 
 class PrincipalLimits:
@@ -80,7 +102,7 @@ class PrincipalLimits:
                 "max_message_mb",
                 f"{request_bytes} bytes ({request_bytes / MIB:.1f} MiB)",
                 f"at most {self.max_request_bytes} bytes ({self.max_request_bytes / MIB:g} MiB) "
-                f"per request for principal {principal!r}",
+                f"per request for {_who(principal)}",
             )
         with self._lock:
             running = self._in_flight.get(principal, 0)
@@ -89,7 +111,7 @@ class PrincipalLimits:
         if running >= self.max_in_flight:
             self._refuse(
                 "max_in_flight",
-                f"a call while {running} of principal {principal!r} are running or queued",
+                f"a call while {running} of {_who(principal)} are running or queued",
                 f"at most {self.max_in_flight} calls in flight per principal; retry when one "
                 "has finished",
             )
@@ -116,7 +138,7 @@ class PrincipalLimits:
             self._refuse(
                 "max_batch",
                 f"{shape[0]} vectors",
-                f"at most {self.max_batch} vectors per {rpc} request for principal {principal!r}",
+                f"at most {self.max_batch} vectors per {rpc} request for {_who(principal)}",
             )
 
     def in_flight(self, principal: str) -> int:

@@ -30,7 +30,7 @@ from sidra.drivers.requests import ProgramRequest, ReadWriteCountsRequest, Reque
 from sidra.hil import convert
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
-from sidra.server.limits import PrincipalLimits
+from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.memory import LARGE_REQUEST_BYTES, give_back_memory
 from sidra.server.parsing import parse_request
 from sidra.server.sessions import LeaseKeeper
@@ -111,15 +111,16 @@ class BoardServicer:
         # Asked first: limits count per principal, a write must never lack its author,
         # and the board is shared out in turns between principals.
         principal = self.principal_of(context)
-        with self.limits.admitted(principal, len(data)):
+        caller = caller_key(principal, context.peer())
+        with self.limits.admitted(caller, len(data)):
             message = _parse(op, data)
-            self.limits.check_batch(principal, message)  # before the tensor becomes an array
+            self.limits.check_batch(caller, message)  # before the tensor becomes an array
             request = convert.request_from_pb(message, op)
             # The request holds its own copy of the tensor bytes: drop the parsed message
             # now rather than at return, one request's size less held while it waits and runs.
             del message
             leases = self.leases
-            with self.turns.turn(principal):
+            with self.turns.turn(caller):
                 if leases is not None:
                     session = _session_of(context)
                     admin = self.admin_of(context)

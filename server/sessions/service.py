@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import Message
 
 from sidra.hil.v1 import session_pb2 as pb
-from sidra.server.limits import PrincipalLimits
+from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.sessions.keeper import LeaseEnd, LeaseKeeper
 from sidra.server.sessions.registry import SessionView
@@ -126,7 +126,7 @@ class _Route:
     @map_errors
     def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
         principal, _ = self.servicer.caller_of(context)
-        with self.servicer.limits.admitted(principal, len(data)):
+        with self.servicer.limits.admitted(caller_key(principal, context.peer()), len(data)):
             message: Message = self.method(parse_request(self.message_type, data), context)
         return message
 

@@ -10,6 +10,7 @@ the board until the test lets it go.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -181,10 +182,15 @@ def test_a_batch_over_max_batch_is_refused_naming_the_limit() -> None:
                 board.transpose_mvm(0, voltages(9, COLS))
         error = caught.value
         assert (error.field, error.value) == ("limits.max_batch", "9 vectors")
-        assert error.allowed == "at most 8 vectors per MVM request for principal 'local'"
-        assert str(error) == (
+        on_connection = r" on connection ipv4:127\.0\.0\.1:\d+"  # no [auth]: each its own
+        assert re.fullmatch(
+            "at most 8 vectors per MVM request for principal 'local'" + on_connection,
+            error.allowed,
+        )
+        assert re.fullmatch(
             "limits.max_batch: got 9 vectors, expected at most 8 vectors per MVM request "
-            "for principal 'local'"
+            "for principal 'local'" + on_connection,
+            str(error),
         )
         assert not isinstance(error, InvalidArgument)  # another try may pass; bad input never
         assert served.refusals("max_batch") == 2
@@ -202,11 +208,14 @@ def test_the_batch_is_judged_from_the_shape_before_the_data_is_read() -> None:
         with pytest.raises(grpc.RpcError) as caught:
             stub.MVM(hollow, timeout=10)
         assert caught.value.code() == EXHAUSTED
-        assert error_info(caught.value) == {
+        info = error_info(caught.value)
+        assert info.pop("allowed").startswith(
+            "at most 8 vectors per MVM request for principal 'local' on connection ipv4:"
+        )
+        assert info == {
             "exception": "ResourceExhausted",
             "field": "limits.max_batch",
             "value": "10000 vectors",
-            "allowed": "at most 8 vectors per MVM request for principal 'local'",
         }
         # Within the limit, the same hollow tensor is the driver's to refuse, as before.
         hollow.voltages.shape[0] = 8
@@ -230,11 +239,14 @@ def test_a_request_over_max_message_mb_is_refused_before_it_is_parsed(tmp_path: 
         with unchanged(served.board), pytest.raises(grpc.RpcError) as caught:
             program(b"\xff" * (2 * MIB), timeout=10)
         assert caught.value.code() == EXHAUSTED
-        assert error_info(caught.value) == {
+        info = error_info(caught.value)
+        assert info.pop("allowed").startswith(
+            "at most 1048576 bytes (1 MiB) per request for principal 'local' on connection ipv4:"
+        )
+        assert info == {
             "exception": "ResourceExhausted",
             "field": "limits.max_message_mb",
             "value": "2097152 bytes (2.0 MiB)",
-            "allowed": "at most 1048576 bytes (1 MiB) per request for principal 'local'",
         }
         assert store.history() == []
         assert served.refusals("max_message_mb") == 1
@@ -300,6 +312,34 @@ def test_calls_in_flight_are_counted_per_principal(
             gate.open()
         admitted = [first, *(call for call in more if call is not ended), bobs]
         for call in admitted:
+            assert list(call.result(timeout=30).currents.shape) == [1, COLS]
+        assert served.refusals("max_in_flight") == 1
+
+
+def test_without_auth_each_connection_has_its_own_places(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No [auth]: every caller is "local", yet two clients (connections) do not share one
+    allowance: under max_in_flight = 1 the first holds the board, its second call is
+    refused, and the other connection's call waits for its turn and is served."""
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]  # not shared between channels
+    with (
+        serving(LimitsSettings(max_in_flight=1)) as served,
+        grpc.insecure_channel(served.address, options=own_connection) as first_channel,
+        grpc.insecure_channel(served.address, options=own_connection) as other_channel,
+    ):
+        gate = BoardGate(served.board, monkeypatch)
+        first = pb_grpc.BoardServiceStub(first_channel)
+        other = pb_grpc.BoardServiceStub(other_channel)
+        try:
+            held = first.MVM.future(mvm_request(1), timeout=60)
+            assert gate.on_board.wait(timeout=30)
+            with pytest.raises(grpc.RpcError) as caught:
+                first.MVM(mvm_request(1), timeout=30)
+            assert caught.value.code() == EXHAUSTED
+            assert "of principal 'local' on connection ipv4:127.0.0.1:" in caught.value.details()
+            waiting = other.MVM.future(mvm_request(1), timeout=60)
+        finally:
+            gate.open()
+        for call in (held, waiting):
             assert list(call.result(timeout=30).currents.shape) == [1, COLS]
         assert served.refusals("max_in_flight") == 1
 
