@@ -141,12 +141,17 @@ class EmulatedBoard:
         cost = self._spend(region.rows * self.profile.timing.mvm_pass_ns)
         return ReadResult(self.tiles[tile].read(region, self.clock_s), cost)
 
-    def mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
-        result = self.tiles[tile].mvm(voltages, self.clock_s)
+    def mvm(self, tile: int, voltages: FloatArray, out: FloatArray | None = None) -> MVMResult:
+        """``out``: where to compute the currents, float32 [batch, cols] (a board's output
+        window: no copy after), else a new array."""
+        result = self.tiles[tile].mvm(voltages, self.clock_s, out)
         return MVMResult(result.currents, result.saturated, self._passes(len(voltages)))
 
-    def transpose_mvm(self, tile: int, voltages: FloatArray) -> MVMResult:
-        result = self.tiles[tile].transpose_mvm(voltages, self.clock_s)
+    def transpose_mvm(
+        self, tile: int, voltages: FloatArray, out: FloatArray | None = None
+    ) -> MVMResult:
+        """``out``: where to compute the currents, float32 [batch, rows], else a new array."""
+        result = self.tiles[tile].transpose_mvm(voltages, self.clock_s, out)
         return MVMResult(result.currents, result.saturated, self._passes(len(voltages)))
 
     def read_write_counts(self, tile: int, region: Region) -> WriteCounts:

@@ -117,26 +117,35 @@ class CrossbarTile:
 
     # -- analog reads -------------------------------------------------------
 
-    def mvm(self, voltages: FloatArray, now_s: float) -> PassResult:
-        """Row-driven passes: currents[b, j] = Σ_i V[b, i]·G_eff[i, j] + noise (µA)."""
+    def mvm(self, voltages: FloatArray, now_s: float, out: FloatArray | None = None) -> PassResult:
+        """Row-driven passes: currents[b, j] = Σ_i V[b, i]·G_eff[i, j] + noise (µA).
+        ``out``: a float32 [batch, cols] array the currents are computed in (else new)."""
         k = self.kernel(now_s)
-        return self._pass(voltages, k.matrix, k.cell_variance)
+        return self._pass(voltages, k.matrix, k.cell_variance, out)
 
-    def transpose_mvm(self, voltages: FloatArray, now_s: float) -> PassResult:
-        """Column-driven passes: currents[b, i] = Σ_j V[b, j]·G_eff[i, j] + noise (µA)."""
+    def transpose_mvm(
+        self, voltages: FloatArray, now_s: float, out: FloatArray | None = None
+    ) -> PassResult:
+        """Column-driven passes: currents[b, i] = Σ_j V[b, j]·G_eff[i, j] + noise (µA).
+        ``out``: a float32 [batch, rows] array the currents are computed in (else new)."""
         k = self.kernel(now_s)
         variance = None if k.cell_variance is None else k.cell_variance.T
-        return self._pass(voltages, k.matrix.T, variance)
+        return self._pass(voltages, k.matrix.T, variance, out)
 
     def _pass(
-        self, voltages: FloatArray, matrix: FloatArray, cell_variance: FloatArray | None
+        self,
+        voltages: FloatArray,
+        matrix: FloatArray,
+        cell_variance: FloatArray | None,
+        out: FloatArray | None,
     ) -> PassResult:
         # Inputs become DAC codes; the step is folded into `matrix`.
         x: FloatArray = voltages
         if self.dac_step_v:
             x = voltages * np.float32(1.0 / self.dac_step_v)
             np.rint(x, out=x)
-        y: FloatArray = x @ matrix  # in ADC LSBs when there is an ADC, else µA
+        # In ADC LSBs when there is an ADC, else µA; everything after works in place.
+        y: FloatArray = x @ matrix if out is None else np.matmul(x, matrix, out=out)
         std = self._noise_std(x, cell_variance)
         # The per-output work (noise, ADC) runs on two halves of the batch, each
         # with its own random stream: in parallel for large batches, inline for

@@ -41,7 +41,7 @@ import numpy.typing as npt
 from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, FailedPrecondition
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
-from sidra.drivers.pcie.waiting import SPIN_S, Backoff, ServiceTimes, SpinGate
+from sidra.drivers.pcie.waiting import HYBRID_MARGIN_S, SPIN_S, Backoff, ServiceTimes, SpinGate
 from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
 from sidra.drivers.wire.messages import Feature
 
@@ -369,6 +369,11 @@ class Queues:
         spin = not (nap > 0.0 and bar.can_sleep) and (
             not bar.can_sleep or self.spin_gate.should_spin()
         )
+        # A long command is slept through in one sleep, until shortly after it should be
+        # done: the interrupt ends it sooner, and a host waking up every millisecond
+        # would take a core from the board's product for nothing (a reset or a removal
+        # of a virtual board raises the interrupt too). After that, CHECK_EVERY_S.
+        sleep_s = max(CHECK_EVERY_S, nap + 2 * HYBRID_MARGIN_S)
         waited = Backoff()
         next_check = time.monotonic() + CHECK_EVERY_S
         while bar.read32(phase_at) & 1 != phase:
@@ -388,7 +393,8 @@ class Queues:
                 bar.write32(_IRQ_ARM, 1)
                 if bar.read32(phase_at) & 1 == phase:
                     break
-                bar.wait_word(_IRQ_ARM, 1, CHECK_EVERY_S)
+                bar.wait_word(_IRQ_ARM, 1, sleep_s)
+                sleep_s = CHECK_EVERY_S
             else:
                 waited.wait()
         if spin and bar.can_sleep:
