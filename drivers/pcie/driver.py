@@ -303,9 +303,11 @@ class PcieDriver(BoardDriver):
         head = m.MVM_REQ.pack(tile, 0, 0, batch, 0, 0, 0)
         data = np.ascontiguousarray(v, _WIRE_F32).data.cast("B")
         with self._lock:
-            queues = self._ready_queues()
+            queues = self._queues
+            if queues is None or self._closed or self._reset_notice is not None:
+                queues = self._ready_queues()
             try:
-                status, answer, result = queues.run_one(
+                status, head_len, response = queues.run_one(
                     path.opcode, head, data, path.device_s_per_vector * batch
                 )
             except (BoardReset, BoardUnavailable, DeviceSilent) as exc:
@@ -314,17 +316,17 @@ class PcieDriver(BoardDriver):
             if status != Status.OK:
                 if status == Status.STALE_EPOCH:
                     self._stale(queues)
-                raise m.error_exception(path.name, status, answer)
+                raise m.error_exception(path.name, status, response[:head_len].tobytes())
             if not self._up:
                 self._set_up(True)
-        if len(answer) < _PASS_HEAD.size or len(result) != 4 * batch * path.outputs:
+        if head_len != _PASS_HEAD.size or len(response) != head_len + 4 * batch * path.outputs:
             raise BoardFault(
-                f"{path.name}: the board answered {len(answer)} head and {len(result)} result "
-                f"bytes, a pass of {batch} vectors is {_PASS_HEAD.size} and "
-                f"{4 * batch * path.outputs}"
+                f"{path.name}: the board answered a {head_len}-byte head and "
+                f"{len(response) - head_len} result bytes; a pass of {batch} vectors is "
+                f"{_PASS_HEAD.size} and {4 * batch * path.outputs}"
             )
-        saturated, _, time_ns, energy_nj = _PASS_HEAD.unpack_from(answer)
-        currents = np.ndarray((batch, path.outputs), _WIRE_F32, result)
+        saturated, _, time_ns, energy_nj = _PASS_HEAD.unpack_from(response)
+        currents = np.ndarray((batch, path.outputs), _WIRE_F32, response, head_len)
         if not _WIRE_F32.isnative:  # a big-endian host: the caller gets native floats
             currents = currents.astype(np.float32)
         return MVMResult(currents, saturated, Cost(time_ns, energy_nj))
