@@ -325,7 +325,7 @@ class PcieDriver(BoardDriver):
                 f"{len(response) - head_len} result bytes; a pass of {batch} vectors is "
                 f"{_PASS_HEAD.size} and {4 * batch * path.outputs}"
             )
-        saturated, _, time_ns, energy_nj = _PASS_HEAD.unpack_from(response)
+        saturated, _, time_ns, energy_nj = _PASS_HEAD.unpack_from(response.data)
         currents = np.ndarray((batch, path.outputs), _WIRE_F32, response, head_len)
         if not _WIRE_F32.isnative:  # a big-endian host: the caller gets native floats
             currents = currents.astype(np.float32)
