@@ -141,11 +141,14 @@ def pcie_command(
             typer.echo(json.dumps(counts))
             return
         typer.echo(
-            f"calls per 1-vector MVM: host {counts['host_calls']:.0f}, board "
-            f"{counts['board_calls']:.0f}, round trip {counts['round_trip_calls']:.0f}; in "
-            f"process {counts['inproc_calls']:.0f}\nfastest lockstep round trip (both ends' "
-            f"work, no waiting) {counts['lockstep_min_us']:.1f} us; in process "
-            f"{counts['inproc_min_us']:.1f} us"
+            f"calls per 1-vector MVM: host {counts['host_calls']:.0f} (before the doorbell "
+            f"{counts['host_before_doorbell_calls']:.0f}, while the board works "
+            f"{counts['host_while_board_calls']:.0f}, after the answer "
+            f"{counts['host_after_answer_calls']:.0f}), board {counts['board_calls']:.0f}; "
+            f"round trip {counts['round_trip_calls']:.0f}, on its path "
+            f"{counts['critical_path_calls']:.0f}; in process {counts['inproc_calls']:.0f}\n"
+            f"fastest lockstep round trip (both ends' work, no waiting) "
+            f"{counts['lockstep_min_us']:.1f} us; in process {counts['inproc_min_us']:.1f} us"
         )
         for side, names in counts["top_calls"].items():
             typer.echo(f"{side}: " + ", ".join(f"{n:g} {name}" for name, n in names.items()))

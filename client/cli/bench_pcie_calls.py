@@ -9,6 +9,13 @@ doorbell the host writes (:class:`LockstepBar`), and ``sys.setprofile``
 counts every ``call`` (Python function) and ``c_call`` (builtin) event, on
 the host's side and on the board's separately.
 
+The host's calls are split at the doorbell and at its first look at the
+completion: those before the doorbell and after the answer is seen lie on the
+round trip's path; those in between (``host_while_board_calls``: the presence
+check, the deadline, learning the last completion time) run, across
+processes, while the board works. ``critical_path_calls`` is the host's before
+and after plus the board's.
+
 What the counts leave out: the host's waiting (in lockstep the completion is
 there at its first look; across processes a spinning host reads the phase
 word a few more times) and the board's idle polls between commands.
@@ -41,17 +48,29 @@ _STEPPED_BY = frozenset({r.OFFSET["SQ_TAIL"], r.OFFSET["CONTROL"]})
 """Host writes after which the board's device loop takes one step: doorbells, ring resets."""
 
 
+HOST_BEFORE, HOST_WHILE, HOST_AFTER, BOARD = "host_before", "host_while", "host_after", "board"
+"""The sides calls are counted on: the host before its doorbell, between the doorbell and
+its first look at the completion, after that look; the board."""
+
+
+_HARNESS = frozenset({"LockstepBar.write32", "LockstepBar.read32", "_is_phase_word"})
+"""This module's own functions, which the counts leave out (the accesses they make are
+the BAR's, and counted)."""
+
+
 @dataclass
 class CallCounter:
-    """``sys.setprofile`` hook: call and c_call events, per side ("host" or "board")."""
+    """``sys.setprofile`` hook: call and c_call events, per side (HOST_BEFORE, ...)."""
 
-    side: str = "host"
+    side: str = HOST_BEFORE
     calls: Counter[str] = field(default_factory=Counter)
     by_name: dict[str, Counter[str]] = field(default_factory=dict)
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
         if event == "call":
             name = frame.f_code.co_qualname
+            if name in _HARNESS:
+                return
         elif event == "c_call":
             name = getattr(arg, "__qualname__", repr(arg))
         else:
@@ -72,10 +91,20 @@ class LockstepBar(FileBar):
         if offset in _STEPPED_BY and self.device is not None:
             counter = self.counter
             if counter is not None:
-                counter.side = "board"
+                counter.side = BOARD
             self.device.step()
             if counter is not None:
-                counter.side = "host"
+                counter.side = HOST_WHILE
+
+    def read32(self, offset: int) -> int:
+        counter = self.counter
+        if counter is not None and counter.side == HOST_WHILE and _is_phase_word(offset):
+            counter.side = HOST_AFTER  # the host looks at the completion: the answer is in
+        return super().read32(offset)
+
+
+def _is_phase_word(offset: int) -> bool:
+    return r.CQ_OFFSET <= offset < r.WINDOWS_OFFSET and offset % r.COMPLETION.size == 4
 
 
 def call_counts(
@@ -118,16 +147,23 @@ def call_counts(
                 local_fastest_s = min(_times_s(lambda: local.mvm(0, one), 2000))
         finally:
             device.close()
-    per = {side: n / mvms for side, n in counted.calls.items()}
+    per = {
+        side: counted.calls[side] / mvms for side in (HOST_BEFORE, HOST_WHILE, HOST_AFTER, BOARD)
+    }
+    host = per[HOST_BEFORE] + per[HOST_WHILE] + per[HOST_AFTER]
     return {
-        "host_calls": per.get("host", 0.0),
-        "board_calls": per.get("board", 0.0),
-        "round_trip_calls": per.get("host", 0.0) + per.get("board", 0.0),
-        "inproc_calls": local_counter.calls["host"] / mvms,
+        "host_calls": host,
+        "board_calls": per[BOARD],
+        "round_trip_calls": host + per[BOARD],
+        "critical_path_calls": per[HOST_BEFORE] + per[BOARD] + per[HOST_AFTER],
+        "host_before_doorbell_calls": per[HOST_BEFORE],
+        "host_while_board_calls": per[HOST_WHILE],
+        "host_after_answer_calls": per[HOST_AFTER],
+        "inproc_calls": local_counter.calls[HOST_BEFORE] / mvms,
         "lockstep_min_us": round(1e6 * fastest_s, 1),
         "inproc_min_us": round(1e6 * local_fastest_s, 1),
         "top_calls": {
-            side: {name: n / mvms for name, n in names.most_common(top)}
+            side: {name: n / mvms for name, n in names.most_common(top) if n > 0}
             for side, names in counted.by_name.items()
         },
         "preset": preset_name,
@@ -136,14 +172,13 @@ def call_counts(
 
 
 def _count(counter: CallCounter, call: Any, repeats: int) -> CallCounter:
-    sys.setprofile(counter)
-    try:
-        for _ in range(repeats):
-            call()
-    finally:
+    for _ in range(repeats):
+        counter.side = HOST_BEFORE
+        sys.setprofile(counter)
+        call()
         sys.setprofile(None)
-    counter.calls["host"] -= 1  # the setprofile(None) call itself
-    counter.by_name["host"]["setprofile"] -= 1
+        counter.calls[counter.side] -= 1  # the setprofile(None) call itself
+        counter.by_name[counter.side]["setprofile"] -= 1
     return counter
 
 

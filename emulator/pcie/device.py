@@ -52,6 +52,11 @@ even when the host slept and had to be woken first. Then it parks (sleeps until 
 never sched_yield: on a busy machine a yield can cost a whole scheduler tick), and takes
 no core while the host computes."""
 
+LONG_STEP_S = 500e-6
+"""After commands that took this long the device parks at once instead of spinning: its
+host slept through them and is now busy copying the answer out and the next command in
+(on a 2-core machine a spinning board, next to its BLAS worker threads, would take a
+third of the host's core); the next doorbell kicks it."""
 
 # The device loop polls these: plain ints, looked up once (an IntFlag ``&`` builds a new
 # enum member on every poll, and a dict lookup per register read adds up).
@@ -245,10 +250,13 @@ class PcieDevice:
         bar = self.bar
         idle_since = time.perf_counter()
         while not stop.is_set() and not self.removed:
+            now = time.perf_counter()
             if self.step():
                 idle_since = time.perf_counter()
+                if idle_since - now > LONG_STEP_S:
+                    idle_since -= SPIN_S  # park now: see LONG_STEP_S
                 continue
-            idle = time.perf_counter() - idle_since
+            idle = now - idle_since
             if idle > SPIN_S:
                 self._park(1e-3 if idle < 50e-3 else _idle_sleep(idle))
                 continue

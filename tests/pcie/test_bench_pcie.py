@@ -47,5 +47,9 @@ def test_bench_pcie_calls_counts_each_end() -> None:
     assert report["host_calls"] > 0 and report["board_calls"] > 0
     assert report["round_trip_calls"] == report["host_calls"] + report["board_calls"]
     assert report["inproc_calls"] > 0
-    assert set(report["top_calls"]) == {"host", "board"}
+    parts = ("host_before_doorbell_calls", "host_while_board_calls", "host_after_answer_calls")
+    assert sum(report[part] for part in parts) == report["host_calls"]
+    assert report["critical_path_calls"] == report["round_trip_calls"] - report[parts[1]]
+    assert report["host_before_doorbell_calls"] > 0 and report["host_after_answer_calls"] > 0
+    assert set(report["top_calls"]) == {"host_before", "host_while", "host_after", "board"}
     assert report["lockstep_min_us"] > 0 and report["inproc_min_us"] > 0
