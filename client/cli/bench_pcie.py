@@ -78,7 +78,11 @@ def pcie_benchmark(
         for _ in range(3):
             pcie.mvm(0, batch)
             local.mvm(0, batch)
+        # After the warm-up's batches both processes' BLAS worker threads spin for a while
+        # (~0.1 s): single MVMs timed next to them would share the two cores with them.
+        time.sleep(SETTLE_S)
         pcie_one = _times_s(lambda: pcie.mvm(0, one), mvms)
+        time.sleep(SETTLE_S)
         local_one = _times_s(lambda: local.mvm(0, one), mvms)
         # Interleave bursts of batches so machine load affects both alike, each burst
         # started from rest (SETTLE_S): both pay the same wake-ups.
