@@ -150,11 +150,11 @@ class CrossbarTile:
         # The per-output work (noise, ADC) runs on two halves of the batch, each
         # with its own random stream: in parallel for large batches, inline for
         # small ones, with identical results either way.
+        if std is None and len(y) < PARALLEL_MIN_BATCH:  # no noise: no streams to split
+            return PassResult(y, self._finish(y, None, self._noise_rngs[0]))
         half = len(y) // 2
         chunks = [(slice(0, half), self._noise_rngs[0]), (slice(half, None), self._noise_rngs[1])]
-        if std is None and len(y) < PARALLEL_MIN_BATCH:  # no noise: no streams to split
-            saturated = self._finish(y, None, self._noise_rngs[0])
-        elif len(y) >= PARALLEL_MIN_BATCH:
+        if len(y) >= PARALLEL_MIN_BATCH:
             saturated = sum(
                 _POOL.map(lambda c: self._finish(y[c[0]], _rows(std, c[0]), c[1]), chunks)
             )

@@ -220,6 +220,9 @@ class PcieDevice:
         bar.write32(reg["BOOT_COUNT"], self.boot_count)
         # Until the host restarts the rings nothing runs: it must learn this boot first.
         bar.write32(_STATUS, _READY | _NEEDS_INIT)
+        self.needs_init = True
+        """STATUS.NEEDS_INIT as this device last wrote it (the host cannot write STATUS):
+        known without reading the register back on every poll."""
 
     def publish(self) -> None:
         """Moves the initialised file to ``path``: hosts see a whole board or none."""
@@ -290,7 +293,7 @@ class PcieDevice:
         if bar.read32(_CONTROL) & _RESET:
             self._reset_rings()
             return True
-        if bar.read32(_STATUS) & _NEEDS_INIT:
+        if self.needs_init:
             return False
         tail = bar.read32(_SQ_TAIL)
         if tail == self.sq_head:
@@ -306,11 +309,11 @@ class PcieDevice:
         if self.faults.reverse:
             answers = reversed(list(answers))
         for answer in answers:
-            if self.removed or bar.read32(_STATUS) & _NEEDS_INIT:
+            if self.removed or self.needs_init:
                 return True  # removed or reset mid-batch: the rest is lost
             if answer is not None:
                 self._complete(answer)
-        if not self.removed and not bar.read32(_STATUS) & _NEEDS_INIT:
+        if not self.removed and not self.needs_init:
             bar.write32(_STATUS, _READY)  # a reset keeps NEEDS_INIT
         return True
 
@@ -320,6 +323,7 @@ class PcieDevice:
         for offset in (_SQ_TAIL, _CQ_HEAD, _SQ_HEAD, _IRQ_ARM):
             self.bar.write32(offset, 0)
         self.bar.write32(_STATUS, _READY)
+        self.needs_init = False
         self.bar.write32(_CONTROL, _ENABLE)  # RESET cleared: the ack, last
 
     def _take(self, tail: int) -> list[_Entry]:
