@@ -187,6 +187,14 @@ class PcieDevice:
         self.executed = 0
         self.removed = False
         self.bar = _create(path)
+        self._windows = [
+            (
+                self.bar.view(_IN[slot], r.SLOT_WINDOW_BYTES),
+                self.bar.view(_OUT[slot], r.SLOT_WINDOW_BYTES),
+            )
+            for slot in range(r.QUEUE_DEPTH)
+        ]
+        """Each slot's (input, output) window, mapped once: a command takes slices of them."""
         self._boot()
 
     # -- power-up --------------------------------------------------------------------------
@@ -244,6 +252,7 @@ class PcieDevice:
             os.unlink(self.path)
 
     def close(self) -> None:
+        self._windows = []  # their exports on the mapping first
         self.bar.close()
 
     # -- the device loop -------------------------------------------------------------------
@@ -359,7 +368,7 @@ class PcieDevice:
             return _Answer(entry, Status.BAD_PAYLOAD, m.encode_error(text))
         # The window itself, not a copy: the host leaves it alone until the completion,
         # and an inline batch is read once, by the validation and the pass.
-        payload = self.bar.view(_IN[entry.slot], entry.payload_len)
+        payload = self._windows[entry.slot][0][: entry.payload_len]
         try:
             path = self._passes.get(entry.opcode)
             answer = None if path is None else self._pass(entry, payload, path)
@@ -408,7 +417,7 @@ class PcieDevice:
         v = check.pass_voltages(info, voltages, inputs, path.driven)
         # The currents are computed where the answer goes, after its head: no copy after.
         size = 4 * batch * path.outputs
-        window = self.bar.view(_OUT[entry.slot] + _PASS_HEAD.size, size)
+        window = self._windows[entry.slot][1][_PASS_HEAD.size : _PASS_HEAD.size + size]
         out = np.ndarray((batch, path.outputs), _WIRE_F32, window) if _IN_PLACE else None
         result = path.run(tile, v, out)
         cost = result.cost
