@@ -54,9 +54,9 @@ no core while the host computes."""
 
 LONG_STEP_S = 500e-6
 """After commands that took this long the device parks at once instead of spinning: its
-host slept through them and is now busy copying the answer out and the next command in
-(on a 2-core machine a spinning board, next to its BLAS worker threads, would take a
-third of the host's core); the next doorbell kicks it."""
+host slept through them and is now busy copying the answer out and the next command in,
+and on a 2-core machine a spinning board would take a share of the host's core; the next
+doorbell kicks it."""
 
 # The device loop polls these: plain ints, looked up once (an IntFlag ``&`` builds a new
 # enum member on every poll, and a dict lookup per register read adds up).
