@@ -417,6 +417,12 @@ class PcieDevice:
         v = check.pass_voltages(info, voltages, inputs, path.driven)
         # The currents are computed where the answer goes, after its head: no copy after.
         size = 4 * batch * path.outputs
+        if _PASS_HEAD.size + size > r.SLOT_WINDOW_BYTES:  # more outputs than inputs per vector
+            raise _Refused(
+                Status.BAD_PAYLOAD,
+                f"a pass of {batch} vectors answers {_PASS_HEAD.size + size} bytes; the output "
+                f"window holds {r.SLOT_WINDOW_BYTES}",
+            )
         window = self._windows[entry.slot][1][_PASS_HEAD.size : _PASS_HEAD.size + size]
         out = np.ndarray((batch, path.outputs), _WIRE_F32, window) if _IN_PLACE else None
         result = path.run(tile, v, out)
@@ -430,6 +436,9 @@ class PcieDevice:
 
     def _complete(self, a: _Answer) -> None:
         """Output window, then the completion entry, its phase word last."""
+        if len(a.head) + len(a.data) > r.SLOT_WINDOW_BYTES:  # never past the window
+            text = f"an answer of {len(a.head) + len(a.data)} bytes does not fit the window"
+            a = _Answer(a.entry, Status.INTERNAL, m.encode_error(text))
         while self.cq_tail - self.bar.read32(_CQ_HEAD) >= r.QUEUE_DEPTH:
             time.sleep(50e-6)  # the host has not consumed: never overwrite an entry
         bar, slot = self.bar, a.entry.slot

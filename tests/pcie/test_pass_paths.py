@@ -145,3 +145,26 @@ def test_pass_head_layout_is_mvm_resp_then_cost() -> None:
     packed = device._PASS_HEAD.pack(3, 0, 1.5, 2.5)
     assert packed == m.MVM_RESP.pack(3, 0) + m.COST.pack(1.5, 2.5)
     assert struct.calcsize(device._PASS_HEAD.format) == len(packed)
+
+
+def test_a_pass_whose_answer_outgrows_the_window_is_refused_before_it_runs(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """On a tile with 4× more columns than rows a payload can fit its input window while
+    its currents would not fit the output window: refused (BAD_PAYLOAD) before the pass,
+    the board's totals unchanged, nothing written past the window."""
+    base = preset("ideal")
+    profile = base.model_copy(update={"geometry": base.geometry.model_copy(update={"rows": 64})})
+    device = PcieDevice(os.path.join(tmp_path, "bar0"), profile, seed=1)
+    try:
+        next_slot = r.in_window(SLOT + 1)
+        before = (device.driver.board.stats(), device.bar.read_bytes(next_slot, 64))
+        v = np.full((2000, 64), 0.1, np.float32)  # 512 KiB in, 2 MiB of currents out
+        status, head, _ = _answer(device, Msg.MVM, _pass(0, v))
+        assert status == Status.BAD_PAYLOAD
+        assert "output window holds" in str(m.decode_error(head))
+        assert (device.driver.board.stats(), device.bar.read_bytes(next_slot, 64)) == before
+        ok = _answer(device, Msg.MVM, _pass(0, v[:100]))
+        assert ok[0] == Status.OK and len(ok[2]) == 4 * 100 * 256
+    finally:
+        device.close()
