@@ -24,6 +24,7 @@ target. Run from the repository with the development environment::
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import re
 import signal
 import subprocess
@@ -35,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "server")
 
 from load_support import (  # noqa: E402
     CONTESTED,
+    F32,
     Contest,
     Flooder,
     Reader,
@@ -64,7 +67,7 @@ PROBE_BATCH = 4
 
 @contextmanager
 def sidra_serve(
-    folder: Path, names: list[str], workers: int, max_batch: int
+    folder: Path, names: list[str], workers: int, max_batch: int, request_mb: int | None
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """``sidra serve`` on a free loopback port with a token per name; yields the
     address and the tokens."""
@@ -75,6 +78,7 @@ def sidra_serve(
         f'board = "{BOARD}"\nlisten = "127.0.0.1:0"\nworkers = {workers}\n'
         f'[auth]\ntokens_file = "{tokens_file}"\n[state]\npath = "{folder / "state.sqlite3"}"\n'
         f"[limits]\nmax_batch = {max_batch}\n"
+        + (f"max_message_mb = {request_mb}\n" if request_mb else "")
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidra.cli", "serve", "--config", str(config)],
@@ -131,6 +135,25 @@ def probe(
     return tally
 
 
+def flood_in_process(
+    address: str, token: str, contest: Contest, batch: int, max_batch: int,
+    stop: Any, done: Any, results: Any,
+) -> None:  # fmt: skip
+    """The flooder's process: MVM batches until ``stop``; counts them in ``done`` (1 once
+    connected, then 1 + the batches answered), puts its tally and voltages in ``results``."""
+    with client(address, token) as board:
+        flooder = Flooder(board, contest, batch, seed=12, max_batch=max_batch)
+        worker = threading.Thread(target=flooder.run)
+        worker.start()
+        done.value = 1
+        while not stop.wait(0.05):
+            done.value = 1 + flooder.tally.calls
+        flooder.stop.set()
+        worker.join()
+    results.put(flooder.tally)
+    results.put(flooder.v)
+
+
 def percentiles_ms(tallies: list[Tally]) -> tuple[float, float, int]:
     times = np.concatenate([t.mvm_latencies_s for t in tallies]) * 1e3
     return float(np.percentile(times, 50)), float(np.percentile(times, 99)), len(times)
@@ -157,6 +180,10 @@ def main() -> None:
         help="sidra serve's [limits] max_batch (default 4096 refuses a 64 MiB batch; 65536 "
         "lets it run)",
     )  # fmt: skip
+    parser.add_argument(
+        "--request-mb", type=int, default=None,
+        help="sidra serve's [limits] max_message_mb (default: unset, the server-wide 64)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     names = ["setup", "writer", "flooder"]
@@ -164,7 +191,7 @@ def main() -> None:
     names += [f"probe-{i}" for i in range(args.probes)]
     with (
         tempfile.TemporaryDirectory() as tmp,
-        sidra_serve(Path(tmp), names, args.workers, args.max_batch) as (
+        sidra_serve(Path(tmp), names, args.workers, args.max_batch, args.request_mb) as (
             address,
             tokens,
         ),
@@ -174,8 +201,8 @@ def main() -> None:
         contest = Contest.make(info, seed=10)
         contest.program_start(boards["setup"])
         print(f"sidra serve: {BOARD}, {info.tile_count} tiles of {info.rows} x {info.cols}, "
-              f"{args.workers} workers, [limits] max_batch {args.max_batch}, one principal per "
-              "client")  # fmt: skip
+              f"{args.workers} workers, [limits] max_batch {args.max_batch}, max_message_mb "
+              f"{args.request_mb or 'unset'}, one principal per client")  # fmt: skip
 
         # 1. load
         readers = [Reader(boards[f"reader-{i}"], contest, i, seed=11) for i in range(args.clients)]
@@ -205,27 +232,39 @@ def main() -> None:
             [],
         )[0]
         batch = int(args.flood_mb * 2**20 - 4096) // (4 * info.rows)  # room for framing
-        flooder = Flooder(boards["flooder"], contest, batch, seed=12, max_batch=args.max_batch)
-
-        def flood_done() -> bool:
-            return flooder.tally.calls >= args.flood_batches
-
+        # The flooder runs in a process of its own, as another user's client would: in
+        # this one, building and reading its 64 MiB messages would hold this process's
+        # GIL and delay the probes on the client side.
+        spawn = multiprocessing.get_context("spawn")
+        stop, done, results = spawn.Event(), spawn.Value("i", 0), spawn.Queue()
+        flood_args = (address, tokens["flooder"], contest, batch, args.max_batch)
+        flooding = spawn.Process(target=flood_in_process, args=(*flood_args, stop, done, results))
+        flooding.start()
+        while done.value == 0 and flooding.is_alive():  # connected and sending
+            time.sleep(0.01)
         start = time.perf_counter()
-        flooded, (flood,) = run_all(
+        flooded = run_all(
             [
-                lambda i=i, b=b: probe(b, contest, i, 20, warm=0, until=flood_done)
+                lambda i=i, b=b: probe(
+                    b, contest, i, 20, warm=0, until=lambda: done.value > args.flood_batches
+                )
                 for i, b in enumerate(probes)
             ],  # fmt: skip
-            [flooder],
-        )
+            [],
+        )[0]
         flood_s = time.perf_counter() - start
+        stop.set()
+        flood_tally: Tally = results.get(timeout=600)
+        flood_v: F32 = results.get(timeout=60)
+        flooding.join()
         idle50, idle99, n_idle = percentiles_ms(idle)
         flood50, flood99, n_flood = percentiles_ms(flooded)
-        errors, torn = faults([*idle, *flooded, flood])
+        errors, torn = faults([*idle, *flooded, flood_tally])
+        flood = flood_tally
         print(f"MVM latency, {args.probes} clients timing MVMs of {PROBE_BATCH} x {info.rows} "
               f"float32:")  # fmt: skip
         print(f"  idle:  p50 {idle50:.2f} ms, p99 {idle99:.2f} ms ({n_idle} calls)")
-        refused = f", {flood.refused} of them refused (max_batch)" if flood.refused else ""
+        refused = f", {flood.refused} of them refused (limits)" if flood.refused else ""
         print(f"  flood: p50 {flood50:.2f} ms, p99 {flood99:.2f} ms ({n_flood} calls), while 1 "
               f"client sent {flood.calls} MVM batches of {batch} x {info.rows} "
               f"({batch * info.rows * 4 / 2**20:.1f} MiB){refused} in {flood_s:.1f} s")  # fmt: skip
@@ -235,7 +274,7 @@ def main() -> None:
             with open_board(BOARD) as local:  # the same MVM without gRPC: the board's share
                 local.program(CONTESTED, contest.a)
                 start = time.perf_counter()
-                local.mvm(CONTESTED, flooder.v)
+                local.mvm(CONTESTED, flood_v)
                 share = (
                     f", {time.perf_counter() - start:.2f} s of it on the board (the same "
                     "MVM on a local emulator), during which the board takes no other call"
