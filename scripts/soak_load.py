@@ -10,14 +10,17 @@ so the board is shared out in turns), then:
    the new state, bit for bit);
 2. idle: ``--probes`` clients each time ``--probe-calls`` MVMs (4 x 256 float32)
    of that tile with nothing else running: p50 and p99;
-3. flood: the same probes while one more client sends MVM batches of
-   ``--flood-mb`` MiB of the same tile back to back: p50, p99 and the ratio of the
-   p99s (flood / idle).
+3. flood: the same probes while one more client, in a process of its own, sends
+   MVM batches of ``--flood-mb`` MiB of the same tile back to back: p50, p99 and
+   the ratio of the p99s (flood / idle). With the default ``[limits] max_batch``
+   (4096 vectors) a 64 MiB batch (65532 vectors) is refused; ``--max-batch 65536``
+   lets it run, ``--request-mb 5`` refuses it by its size before it is parsed.
 
 Every figure is measured in this one run and printed; nothing is compared with a
 target. Run from the repository with the development environment::
 
     .venv/bin/python scripts/soak_load.py              # 16 x 1,000 calls, 64 MiB flood
+    .venv/bin/python scripts/soak_load.py --calls 100 --max-batch 65536
     .venv/bin/python scripts/soak_load.py --calls 200 --flood-mb 4
 """
 
@@ -67,7 +70,12 @@ PROBE_BATCH = 4
 
 @contextmanager
 def sidra_serve(
-    folder: Path, names: list[str], workers: int, max_batch: int, request_mb: int | None
+    folder: Path,
+    names: list[str],
+    workers: int,
+    max_batch: int,
+    request_mb: int | None,
+    message_mb: int,
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """``sidra serve`` on a free loopback port with a token per name; yields the
     address and the tokens."""
@@ -76,6 +84,7 @@ def sidra_serve(
     config = folder / "sidra.toml"
     config.write_text(
         f'board = "{BOARD}"\nlisten = "127.0.0.1:0"\nworkers = {workers}\n'
+        f"max_message_mb = {message_mb}\n"
         f'[auth]\ntokens_file = "{tokens_file}"\n[state]\npath = "{folder / "state.sqlite3"}"\n'
         f"[limits]\nmax_batch = {max_batch}\n"
         + (f"max_message_mb = {request_mb}\n" if request_mb else "")
@@ -182,7 +191,11 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--request-mb", type=int, default=None,
-        help="sidra serve's [limits] max_message_mb (default: unset, the server-wide 64)",
+        help="sidra serve's [limits] max_message_mb (default: unset, the server-wide one)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-message-mb", type=int, default=64,
+        help="sidra serve's max_message_mb: larger messages gRPC itself refuses (default 64)",
     )  # fmt: skip
     args = parser.parse_args()
 
@@ -191,7 +204,9 @@ def main() -> None:
     names += [f"probe-{i}" for i in range(args.probes)]
     with (
         tempfile.TemporaryDirectory() as tmp,
-        sidra_serve(Path(tmp), names, args.workers, args.max_batch, args.request_mb) as (
+        sidra_serve(
+            Path(tmp), names, args.workers, args.max_batch, args.request_mb, args.max_message_mb
+        ) as (
             address,
             tokens,
         ),
@@ -201,8 +216,9 @@ def main() -> None:
         contest = Contest.make(info, seed=10)
         contest.program_start(boards["setup"])
         print(f"sidra serve: {BOARD}, {info.tile_count} tiles of {info.rows} x {info.cols}, "
-              f"{args.workers} workers, [limits] max_batch {args.max_batch}, max_message_mb "
-              f"{args.request_mb or 'unset'}, one principal per client")  # fmt: skip
+              f"{args.workers} workers, max_message_mb {args.max_message_mb}, [limits] "
+              f"max_batch {args.max_batch}, max_message_mb {args.request_mb or 'unset'}, one "
+              "principal per client")  # fmt: skip
 
         # 1. load
         readers = [Reader(boards[f"reader-{i}"], contest, i, seed=11) for i in range(args.clients)]

@@ -284,9 +284,9 @@ class Flooder:
                 if not np.array_equal(got, np.tile(first, (len(got) // 16 + 1, 1))[: len(got)]):
                     self.tally.torn.append("flooder: a batch mixes states")
             except ResourceExhausted as exc:
-                # Over max_batch it must be refused (by that limit, or by a request size
-                # limit checked first); within it, a refusal is an error.
-                if not exc.field.startswith("limits.") or len(self.v) <= self.max_batch:
+                # Over max_batch it must be refused (by that limit, or by a size limit
+                # checked first: the principal's, or gRPC's); within it, that is an error.
+                if len(self.v) <= self.max_batch:
                     self.tally.errors.append(f"flooder: {exc}")
                 self.tally.refused += 1
             except Exception as exc:
