@@ -4,7 +4,7 @@ answer shows part of a Program (load_support.py says how that is known).
 
 Two boards: the ideal emulator in process, and the virtual board on a pty with a
 stage of one tile, where a Program is staged in many frames and a flood batch runs
-as 16 passes, each its own exchange on the link. Without the board lock (tried by
+as 22 passes, each its own exchange on the link. Without the board lock (tried by
 making BoardTurns.turn a no-op) flood batches mix states on both, and on the
 serial board calls fail by the dozen as well. Tiles of 64 x 48 keep the serial
 transfers short.
@@ -36,7 +36,7 @@ PROFILE = preset("ideal").model_copy(update={"geometry": Geometry(tiles=4, rows=
 FLOOD_BATCH = 1024
 """Vectors per flood MVM: 256 KiB on a 64-row tile (the soak sends 64 MiB)."""
 STAGE_BYTES = 64 * 48 * 4
-"""The serial board's stage: one tile; a flood batch runs as 16 passes."""
+"""The serial board's stage: one tile; a flood batch runs as 22 passes of 48 vectors."""
 
 
 PRINCIPALS = ["setup", "writer", "flooder", *(f"reader-{i}" for i in range(READERS))]
