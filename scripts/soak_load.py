@@ -15,7 +15,8 @@ so the board is shared out in turns), then:
    sent as bytes): p50, p99 and
    the ratio of the p99s (flood / idle). With the default ``[limits] max_batch``
    (4096 vectors) a 64 MiB batch (65532 vectors) is refused; ``--max-batch 65536``
-   lets it run, ``--request-mb 5`` refuses it by its size before it is parsed.
+   lets it run, ``--request-mb 5`` refuses it by its size before it is parsed,
+   ``--max-message-mb 8`` has gRPC refuse it before the service sees it.
 
 Every figure is measured in this one run and printed; nothing is compared with a
 target. Run from the repository with the development environment::
