@@ -15,8 +15,9 @@ so the board is shared out in turns), then:
    sent as bytes): p50, p99 and
    the ratio of the p99s (flood / idle). With the default ``[limits] max_batch``
    (4096 vectors) a 64 MiB batch (65532 vectors) is refused; ``--max-batch 65536``
-   lets it run, ``--request-mb 5`` refuses it by its size before it is parsed,
-   ``--max-message-mb 8`` has gRPC refuse it before the service sees it.
+   lets it run, ``--request-mb 5`` refuses it by its size before it is parsed; with
+   the service's default ``max_message_mb`` (8) gRPC refuses it before the service
+   sees it (``--max-message-mb 64`` lets it through to be refused after parsing).
 
 Every figure is measured in this one run and printed; nothing is compared with a
 target. Run from the repository with the development environment::
@@ -70,6 +71,7 @@ from sidra.hil import tensors  # noqa: E402
 from sidra.hil.v1 import board_pb2 as pb  # noqa: E402
 from sidra.server.security import Role, add_principal  # noqa: E402
 from sidra.server.servicer import SERVICE_NAME as SERVICE  # noqa: E402
+from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES  # noqa: E402
 
 BOARD = "emu://?preset=ideal&seed=3"
 PROBE_BATCH = 4
@@ -230,8 +232,9 @@ def main() -> None:
         help="sidra serve's [limits] max_message_mb (default: unset, the server-wide one)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-message-mb", type=int, default=64,
-        help="sidra serve's max_message_mb: larger messages gRPC itself refuses (default 64)",
+        "--max-message-mb", type=int, default=DEFAULT_MAX_MESSAGE_BYTES // 2**20,
+        help="sidra serve's max_message_mb: larger messages gRPC itself refuses "
+        "(default: the service's, 8)",
     )  # fmt: skip
     args = parser.parse_args()
 

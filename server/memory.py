@@ -8,15 +8,41 @@ hundreds of MiB resident that no call uses. ``malloc_trim(0)`` returns the free
 pages of every arena. It walks the whole heap, so it runs only after a request of
 at least :data:`LARGE_REQUEST_BYTES`, once the call has ended (its buffers freed);
 small calls pay nothing. Elsewhere than glibc it does nothing.
+
+Requests of a few MiB leave their buffers in the arenas as well, and so do
+requests gRPC itself refuses for their size, which never reach the service; and
+trimming after each call would cost every training batch a heap walk.
+:func:`note_call` instead has one thread per process trim once the service has
+had no call for :data:`IDLE_TRIM_S`: a burst pays a clock read per call while it
+lasts, and its memory goes back when it is over.
+
+What trimming cannot return is a heap whose free space sits between live blocks.
+glibc serves blocks below its mmap threshold from the heap, and raises that
+threshold after freeing a mapped block (up to 32 MiB), so after one large request
+every buffer of a few MiB lands in the heap and fragments it. A service process
+fixes the threshold (:func:`map_large_buffers`, ``sidra serve`` does at start):
+buffers of :data:`MMAP_THRESHOLD_BYTES` or more are then mapped, and unmapped when
+freed; training batches of 1024 vectors (1 MiB) stay in the heap, reused at no cost.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import threading
+import time
 from collections.abc import Callable
 
-__all__ = ["LARGE_REQUEST_BYTES", "give_back_memory", "trim_available"]
+__all__ = [
+    "IDLE_TRIM_S",
+    "LARGE_REQUEST_BYTES",
+    "MMAP_THRESHOLD_BYTES",
+    "IdleTrim",
+    "give_back_memory",
+    "map_large_buffers",
+    "note_call",
+    "trim_available",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +63,24 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 _TRIM = _malloc_trim()
 
+MMAP_THRESHOLD_BYTES = 4 * 2**20
+"""4 MiB: allocations this large or larger are mapped and unmapped on their own
+(:func:`map_large_buffers`); glibc's default starts at 128 KiB and then moves."""
+
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number, glibc's malloc.h
+
+
+def map_large_buffers(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Fixes glibc's mmap threshold for this process (``mallopt(M_MMAP_THRESHOLD)``), so
+    freed large buffers go back to the system at once; False where it cannot (not glibc)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
+
 
 def trim_available() -> bool:
     """True where the C library can give free heap pages back (glibc)."""
@@ -47,3 +91,58 @@ def give_back_memory() -> None:
     """Returns the C heap's free pages to the system (glibc ``malloc_trim(0)``)."""
     if _TRIM is not None:
         _TRIM(0)
+
+
+IDLE_TRIM_S = 0.5
+"""Seconds without a call before the heap is trimmed, s."""
+
+
+class IdleTrim:
+    """Trims the heap once no noted request came for ``idle_s`` seconds (one thread,
+    started at the first note, waiting on an event between bursts)."""
+
+    def __init__(self, idle_s: float = IDLE_TRIM_S, trim: Callable[[], None] | None = None) -> None:
+        self.idle_s = idle_s
+        self.trim = trim or give_back_memory
+        self.trims = 0
+        """Trims done so far."""
+        self._last = 0.0
+        self._noted = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def note(self) -> None:
+        """A call has arrived: trim once the calls stop for ``idle_s``."""
+        self._last = time.monotonic()
+        if not self._noted.is_set():
+            self._noted.set()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="sidra-idle-trim", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._noted.wait()
+            while (left := self._last + self.idle_s - time.monotonic()) > 0:
+                time.sleep(left)
+            # Notes of the burst just waited out are covered by this trim; a later one
+            # (after the clear) sets the event again and gets its own.
+            self._noted.clear()
+            try:
+                self.trim()
+            except Exception:  # the thread must outlive any one failure
+                log.exception("giving memory back failed")
+            self.trims += 1
+
+
+_IDLE = IdleTrim()
+
+
+def note_call() -> None:
+    """A call has arrived: the heap is trimmed once the service is idle (glibc only)."""
+    if _TRIM is not None:
+        _IDLE.note()

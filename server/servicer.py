@@ -31,7 +31,7 @@ from sidra.hil import convert
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.server.limits import PrincipalLimits, caller_key
-from sidra.server.memory import LARGE_REQUEST_BYTES, give_back_memory
+from sidra.server.memory import LARGE_REQUEST_BYTES, give_back_memory, note_call
 from sidra.server.parsing import parse_request
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.state import ProgramNotRecorded, StateStore
@@ -105,6 +105,7 @@ class BoardServicer:
 
     def call(self, op: Operation, data: bytes, context: grpc.ServicerContext) -> Message:
         """Runs one RPC of ``op`` on the board: request bytes in, response message out."""
+        note_call()  # memory a burst of calls leaves is given back once it is over
         if len(data) >= LARGE_REQUEST_BYTES:
             # Its buffers are freed once the response has left: give their pages back then.
             context.add_callback(give_back_memory)

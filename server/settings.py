@@ -45,9 +45,12 @@ __all__ = [
     "load_settings",
 ]
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""64 MiB: a batch of 1024 float32 vectors on a 256×256 tile is 1 MiB each way,
-with room for full conductance maps of large tiles."""
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+"""8 MiB: twice the largest batch ``[limits] max_batch`` allows by default (4096
+float32 vectors on a 256-row tile, 4 MiB each way). gRPC refuses a larger message
+before the service sees it, so a flood of huge messages costs the service little;
+a message it accepts is copied and parsed under the interpreter lock, which every
+other call then waits for. Raise it together with ``max_batch``."""
 
 NONE = type(None)
 

@@ -35,9 +35,11 @@ from sidra.server import create_server
 from sidra.server.settings import LimitsSettings
 
 SUITE_LIMITS = LimitsSettings(max_batch=1_048_576, max_in_flight=64)
+SUITE_MAX_MESSAGE_BYTES = 64 * 2**20
 """Above the service's default [limits]: the concurrency tests run 8 clients at once as
 one principal (no [auth]: every caller is "local") and one test sends an 8 MiB MVM
-(8192 vectors on a 256-row tile). The limits themselves are tests/server/test_limits.py's."""
+(8192 vectors on a 256-row tile), over the default 8 MiB message size too
+(SUITE_MAX_MESSAGE_BYTES). The limits themselves are tests/server/test_limits.py's."""
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +52,9 @@ def shared_board(board_target: Any) -> Iterator[Board]:
 @pytest.fixture(scope="session")
 def served(shared_board: Board) -> Iterator[tuple[Board, int]]:
     """The shared board behind a gRPC server on a free loopback port: (board, port)."""
-    server, port = create_server(shared_board, "127.0.0.1:0", limits=SUITE_LIMITS)
+    server, port = create_server(
+        shared_board, "127.0.0.1:0", limits=SUITE_LIMITS, max_message_bytes=SUITE_MAX_MESSAGE_BYTES
+    )
     server.start()
     yield shared_board, port
     server.stop(grace=None)
@@ -87,7 +91,9 @@ def fresh_board(request: pytest.FixtureRequest, board_target: Any) -> Iterator[B
         if request.param == "local":
             yield driver
             return
-        server, port = create_server(driver, "127.0.0.1:0", limits=SUITE_LIMITS)
+        server, port = create_server(
+            driver, "127.0.0.1:0", limits=SUITE_LIMITS, max_message_bytes=SUITE_MAX_MESSAGE_BYTES
+        )
         server.start()
         try:
             with connect(f"127.0.0.1:{port}") as client:

@@ -8,6 +8,8 @@ more, once the call has ended, and never after a small one.
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 import threading
 
 import grpc
@@ -18,7 +20,12 @@ from sidra.drivers import open_board
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.server import servicer
 from sidra.server.app import create_server
-from sidra.server.memory import LARGE_REQUEST_BYTES, give_back_memory, trim_available
+from sidra.server.memory import (
+    LARGE_REQUEST_BYTES,
+    IdleTrim,
+    give_back_memory,
+    trim_available,
+)
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
 
@@ -26,6 +33,13 @@ IDEAL_URL = "emu://?preset=ideal&seed=1"
 def test_giving_memory_back_runs_on_this_c_library() -> None:
     give_back_memory()  # glibc's malloc_trim, or nothing elsewhere: never an error
     assert trim_available() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_mmap_threshold_can_be_fixed_on_this_c_library() -> None:
+    # In a process of its own: the setting is the whole process's, and sidra serve's.
+    code = "from sidra.server.memory import map_large_buffers; print(map_large_buffers())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
 
 
 def test_memory_is_given_back_after_a_large_request_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,3 +67,17 @@ def test_memory_is_given_back_after_a_large_request_only(monkeypatch: pytest.Mon
         finally:
             server.stop(grace=None).wait()
     assert not given.acquire(blocking=False), "memory given back after a small request"
+
+
+def test_a_burst_of_mib_sized_requests_is_trimmed_once_it_is_over() -> None:
+    """The idle trim waits for a pause after the last noted request, then trims once."""
+    done = threading.Semaphore(0)
+    trim = IdleTrim(idle_s=0.2, trim=done.release)
+    for _ in range(20):
+        trim.note()  # a burst: no trim while it lasts
+    assert done.acquire(timeout=30), "no trim after the burst"
+    assert trim.trims == 1
+    assert not done.acquire(timeout=0.5)  # one trim per burst, none while idle
+    trim.note()
+    assert done.acquire(timeout=30)
+    assert trim.trims == 2
