@@ -397,7 +397,11 @@ class Queues:
                     self._timed_out(deadline, in_flight)
             if not spin or (bar.can_sleep and waited.elapsed() > SPIN_S):
                 if spin:
-                    self.spin_gate.spun(answered=False)
+                    # Counted against spinning only when every command in flight was
+                    # known to be short: a long one not learned yet runs a spin out too.
+                    known = self.service_times.known_short
+                    if all(known(f.kind) for f in in_flight.values()):
+                        self.spin_gate.spun(answered=False)
                     spin = False
                 # Arm, look once more, sleep: a completion posted in between either shows
                 # in the look or finds IRQ_ARM set and wakes us. (Both sides store, then

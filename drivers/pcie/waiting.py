@@ -90,7 +90,9 @@ class SpinGate:
     host then keeps the board from running until the scheduler preempts it, and
     every round trip costs the whole spin and more. When spins keep running out,
     the host sleeps on the interrupt at once for a while (two wake-ups per round
-    trip, tens of µs), then tries spinning again."""
+    trip, tens of µs), then tries spinning again. Only spins for commands known to
+    be short count (:meth:`ServiceTimes.known_short`): the first long commands of a
+    kind, not learned yet, run a spin out too."""
 
     def __init__(self) -> None:
         self._misses = 0
@@ -130,6 +132,11 @@ class ServiceTimes:
         if self._seen.get(kind, 0) < _WARMUP:
             return 0.0
         return self._estimate_s[kind]
+
+    def known_short(self, kind: object) -> bool:
+        """Whether ``kind`` has been learned and is not slept through (HYBRID_MIN_S): a
+        spin that then runs out says the board did not run, not that the command was long."""
+        return 0.0 < self.expected_s(kind) <= HYBRID_MIN_S
 
     def sleep_s(self, kind: object, elapsed_s: float) -> float:
         """How long a host that waited ``elapsed_s`` already should sleep (0: don't)."""

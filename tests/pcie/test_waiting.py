@@ -72,3 +72,15 @@ def test_spinning_stops_for_a_while_when_spins_keep_running_out() -> None:
     gate.spun(answered=True)  # an answered spin forgets the misses
     gate.spun(answered=False)
     assert gate.should_spin()
+
+
+def test_only_a_kind_learned_short_is_known_short() -> None:
+    """A spin that runs out counts against spinning only for commands known to be short:
+    not before four completions of their kind, never for a long kind."""
+    times = ServiceTimes()
+    assert not times.known_short("mvm")  # not learned: a first long command runs out too
+    for _ in range(4):
+        times.learn("mvm", 40e-6, overslept=False)
+        times.learn("batch", 2e-3, overslept=False)
+    assert times.known_short("mvm")
+    assert not times.known_short("batch")
