@@ -302,16 +302,11 @@ class LeaseRegistry:
                 self._checked_tiles(asked, whole_board=False, allow_empty=True)
             return self._end(session, all_tiles=all_tiles, tiles=set(asked))
 
-    def session_view(self, principal: str, session_id: str) -> SessionView:
-        with self._changed:
-            now = self.clock()
-            return _view(self._renewed(principal, session_id, now), now)
-
     def holders(self) -> list[TileHolder]:
         """Every leased tile, ascending."""
         with self._changed:
             now = self.clock()
-            held = {tile: s for tile, s in self._holder.items()}
+            held = dict(self._holder)
             if self._whole is not None:
                 held |= dict.fromkeys(range(self.tile_count), self._whole)
             return [
