@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from sidra.drivers import InvalidArgument
 
 __all__ = [
     "TOKEN_ENV",
+    "AioBearerToken",
     "BearerToken",
     "TlsCredentials",
     "check_token_transport",
@@ -101,6 +103,22 @@ class BearerToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # gr
     ) -> Any:
         metadata = [*(details.metadata or ()), self._metadata]
         return continuation(_with_metadata(details, metadata), request)
+
+
+class AioBearerToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # no types
+    """Adds ``authorization: Bearer <token>`` to every unary call of an asyncio channel."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = ("authorization", f"Bearer {token}")
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        metadata = [*(details.metadata or ()), self._metadata]
+        changed = grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+        return await continuation(changed, request)
 
 
 @dataclass(frozen=True, slots=True)

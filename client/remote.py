@@ -61,7 +61,15 @@ from sidra.hil.metadata import INSTANCE_ID_KEY, SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2
 
-__all__ = ["DEFAULT_TIMEOUT_S", "SERVICE_NAME", "RemoteBoard", "connect", "from_url"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_TIMEOUT_S",
+    "SERVICE_NAME",
+    "RemoteBoard",
+    "connect",
+    "from_url",
+    "representable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,7 @@ DEFAULT_TIMEOUT_S = 30.0
 """Deadline of each call, seconds (a full-tile write-verify fits well inside)."""
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Largest message the client sends or receives, bytes (the server sets its own)."""
 
 
 class RemoteBoard(Board):
@@ -162,7 +171,7 @@ class RemoteBoard(Board):
         (:class:`~sidra.client.errors.BoardInstanceChanged` when the response names another
         board instance than this client's previous one)."""
         op = operation_of(request)
-        message = self._message(_representable(request), op)
+        message = self._message(representable(request), op)
         try:
             reply, call = self._calls[op.request].with_call(
                 message, timeout=self.timeout_s, metadata=self._metadata
@@ -210,9 +219,9 @@ def _unary_call(channel: grpc.Channel, op: Operation) -> grpc.UnaryUnaryMultiCal
     )
 
 
-def _representable(request: Request) -> Request:
-    # The wire carries float32: refuse here only what it cannot represent.
-    # NaN, shape and range are the server's to judge.
+def representable(request: Request) -> Request:
+    """``request`` with its arrays as the float32 the wire carries; refuses here only what
+    float32 cannot represent (NaN, shape and range are the server's to judge)."""
     if isinstance(request, ProgramRequest):
         g = to_float32("conductances", request.conductances)
         return dataclasses.replace(request, conductances=g)

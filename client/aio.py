@@ -1,0 +1,289 @@
+"""``AsyncRemoteBoard``: the board behind ``sidra serve`` for asyncio (``grpc.aio``).
+
+The same methods as :class:`~sidra.client.RemoteBoard`, as coroutines, so a loop can
+keep several calls in flight (``asyncio.gather``) where its algorithm allows::
+
+    async with await aio.connect("127.0.0.1:50051") as board:
+        info = await board.info()
+        plus, minus = await asyncio.gather(board.mvm(0, v1), board.mvm(1, v2))
+
+What each method sends and returns is written once, in
+:class:`~sidra.drivers.operations.BoardMethods`: a method here runs that one
+twice, first to learn the request it builds, then to shape the result the server
+answered (both runs only build dataclasses). Errors are the same SIDRA exceptions,
+the ``sidra-instance-id`` trailer is followed the same way
+(:class:`~sidra.client.BoardInstanceChanged`), and the board is described by
+``await board.info()`` rather than a property, since asking may need the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+import grpc.aio
+
+from sidra.client.credentials import (
+    AioBearerToken,
+    TlsCredentials,
+    check_token_transport,
+    token_from_env,
+)
+from sidra.client.errors import from_rpc_error
+from sidra.client.instance import InstanceTracker
+from sidra.client.remote import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    SERVICE_NAME,
+    representable,
+)
+from sidra.drivers import (
+    BoardInfo,
+    BoardStats,
+    BoardUnavailable,
+    CalibrationReport,
+    MVMResult,
+    PerturbReport,
+    ProgramReport,
+    ReadResult,
+    Region,
+    WriteCounts,
+)
+from sidra.drivers.operations import OPERATIONS, BoardMethods, operation_of
+from sidra.drivers.requests import GetBoardInfoRequest, Request
+from sidra.drivers.types import BoardDescription
+from sidra.hil import convert
+from sidra.hil.metadata import INSTANCE_ID_KEY
+from sidra.hil.v1 import board_pb2 as pb
+
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "AsyncRemoteBoard", "connect"]
+
+DEFAULT_MAX_IN_FLIGHT = 4
+"""Calls one client keeps in flight at once; more wait here for a place. The
+service's default ``[limits] max_in_flight``, which refuses the ones over it."""
+
+T = TypeVar("T")
+
+
+class _Built(Exception):
+    """Carries the request a BoardMethods method built out of it."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+
+class _Builder(BoardMethods):
+    """Runs a BoardMethods method up to its request, which it hands back as _Built."""
+
+    @property
+    def info(self) -> NoReturn:
+        raise AssertionError("a board method asked for info while building its request")
+
+    def run(self, request: Any) -> NoReturn:
+        raise _Built(request)
+
+
+class _Answered(BoardMethods):
+    """Runs a BoardMethods method with the server's answer as what ``run`` returns."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    @property
+    def info(self) -> NoReturn:
+        raise AssertionError("a board method asked for info while shaping its result")
+
+    def run(self, request: Any) -> Any:
+        return self.result
+
+
+class AsyncRemoteBoard:
+    """A board reached through ``sidra serve``, for asyncio; use ``async with``."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        address: str | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s
+        """Deadline of each call, s."""
+        self.address = address
+        """``host:port`` of the server, when known."""
+        self._info: BoardInfo | None = None
+        self._calls = {
+            op.request: channel.unary_unary(
+                f"/{SERVICE_NAME}/{op.rpc}",
+                request_serializer=getattr(pb, f"{op.rpc}Request").SerializeToString,
+                response_deserializer=getattr(pb, f"{op.rpc}Response").FromString,
+            )
+            for op in OPERATIONS
+        }
+        self._instance = InstanceTracker()
+        # Calls beyond the server's per-principal limit would be refused, not queued:
+        # queue them here instead.
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncRemoteBoard:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def info(self) -> BoardInfo:
+        """Board description (asked once, then cached: it does not change)."""
+        if self._info is None:
+            description: BoardDescription = await self.run(GetBoardInfoRequest())
+            self._info = description.info
+        return self._info
+
+    async def run(self, request: Request) -> Any:
+        """Sends ``request`` as its RPC; returns the result or raises the SIDRA exception."""
+        op = operation_of(request)
+        message = convert.request_to_pb(representable(request), op)
+        async with self._slots:
+            call = self._calls[op.request](message, timeout=self.timeout_s)
+            try:
+                reply = await call
+                trailers = await call.trailing_metadata()
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                named = _instance_in(exc.trailing_metadata())
+                reported = self._instance.failed(named, error, op.rpc)
+                if reported is error:
+                    raise error from exc
+                raise reported from error
+        result = convert.result_from_pb(reply, op)
+        named = _instance_in(trailers)
+        self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
+        return result
+
+    async def _via(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``method`` (a BoardMethods method) with its request sent over this channel."""
+        try:
+            method(_Builder(), *args, **kwargs)
+        except _Built as built:
+            request = built.request
+        else:  # pragma: no cover - every board method runs one request
+            raise AssertionError(f"{method.__name__} built no request")
+        return method(_Answered(await self.run(request)), *args, **kwargs)
+
+    # The methods of BoardMethods, as coroutines (tests check that none is missing).
+
+    async def stats(self) -> BoardStats:
+        """Running totals: modeled time and energy, MVM passes, cell writes, clock."""
+        return await self._via(BoardMethods.stats)
+
+    async def program(
+        self, tile: int, conductances: Any, *, row_offset: int = 0, col_offset: int = 0
+    ) -> ProgramReport:
+        """Write-verify ``conductances`` (µS, [rows, cols]) at (row_offset, col_offset)."""
+        return await self._via(
+            BoardMethods.program, tile, conductances, row_offset=row_offset, col_offset=col_offset
+        )
+
+    async def read_conductance(self, tile: int, region: Region | None = None) -> ReadResult:
+        """Measured conductances (µS) of ``region`` (default: the whole tile)."""
+        return await self._via(BoardMethods.read_conductance, tile, region)
+
+    async def mvm(self, tile: int, voltages: Any) -> MVMResult:
+        """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
+        return await self._via(BoardMethods.mvm, tile, voltages)
+
+    async def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult:
+        """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
+        return await self._via(BoardMethods.transpose_mvm, tile, voltages)
+
+    async def perturb(
+        self,
+        tile: int,
+        seed: int,
+        amplitude_us: float,
+        sign: int = 1,
+        region: Region | None = None,
+    ) -> PerturbReport:
+        """Set ``region`` to G_prog + sign·amplitude_us·Δ(seed) (Δ: ``rademacher``)."""
+        return await self._via(BoardMethods.perturb, tile, seed, amplitude_us, sign, region)
+
+    async def restore(self, tile: int, region: Region | None = None) -> PerturbReport:
+        """Return ``region`` (default: the whole tile) to its programmed state."""
+        return await self._via(BoardMethods.restore, tile, region)
+
+    async def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts:
+        """Per-cell write counters (endurance) of ``region`` (default: the whole tile)."""
+        return await self._via(BoardMethods.read_write_counts, tile, region)
+
+    async def calibrate(self, tile: int) -> CalibrationReport:
+        """Global drift compensation of ``tile``; returns the output gain now applied."""
+        return await self._via(BoardMethods.calibrate, tile)
+
+    async def advance_clock(self, seconds: float) -> float:
+        """Advance an emulated board's virtual clock; returns the new time, s."""
+        return await self._via(BoardMethods.advance_clock, seconds)
+
+
+def _instance_in(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == INSTANCE_ID_KEY and isinstance(value, str) and value:
+            return value
+    return None
+
+
+async def connect(
+    address: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    wait_ready_s: float | None = 10.0,
+    tls: TlsCredentials | None = None,
+    token: str | None = None,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> AsyncRemoteBoard:
+    """Opens an asyncio channel to ``address`` (``host:port``), as
+    :func:`sidra.client.connect` does for the synchronous client (same options; the
+    token, if any, goes in clear only to a loopback address). ``max_in_flight``: calls
+    sent at once; more wait in the client (set it to the server's ``[limits]``)."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    token = token if token is not None else token_from_env()
+    interceptors = []
+    if token:
+        check_token_transport(address, tls)
+        interceptors.append(AioBearerToken(token))
+    if tls is None:
+        channel = grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    else:
+        channel = grpc.aio.secure_channel(
+            address, tls.channel_credentials(), options=options, interceptors=interceptors
+        )
+    if wait_ready_s is not None:
+        try:
+            await _ready(channel, wait_ready_s)
+        except TimeoutError as exc:
+            await channel.close()
+            raise BoardUnavailable(
+                f"no SIDRA server answered at {address} within {wait_ready_s:g} s"
+            ) from exc
+    return AsyncRemoteBoard(
+        channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight
+    )
+
+
+async def _ready(channel: grpc.aio.Channel, within_s: float) -> None:
+    await asyncio.wait_for(channel.channel_ready(), timeout=within_s)

@@ -1,0 +1,135 @@
+"""AsyncRemoteBoard: the same methods and answers as the synchronous client, as
+coroutines; calls in flight together; the same exceptions; tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sidra.client import InvalidArgument, LeaseHeld, OutOfRange, Region, connect
+from sidra.client.aio import AsyncRemoteBoard
+from sidra.client.aio import connect as aio_connect
+from sidra.drivers import BoardDriver, BoardUnavailable
+from sidra.drivers.operations import BoardMethods
+from sidra.server.security import Role, add_principal
+from tests.server.security_support import served as served_with
+
+
+def test_every_board_method_is_a_coroutine_of_the_same_signature() -> None:
+    public = [n for n in vars(BoardMethods) if not n.startswith("_") and n not in ("run", "info")]
+    for name in public:
+        method = getattr(AsyncRemoteBoard, name)
+        assert inspect.iscoroutinefunction(method), name
+        assert inspect.signature(method) == inspect.signature(getattr(BoardMethods, name)), name
+
+
+def test_answers_equal_the_synchronous_clients(served: tuple[BoardDriver, int]) -> None:
+    address = f"127.0.0.1:{served[1]}"
+    rng = np.random.default_rng(5)
+
+    async def run() -> None:
+        with connect(address) as sync:
+            info = sync.info
+            g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols))
+            v = rng.uniform(-0.1, 0.1, (16, info.rows)).astype(np.float32)
+            async with await aio_connect(address) as board:
+                assert await board.info() == info
+                report = await board.program(1, g.astype(np.float32))
+                assert report.rms_error_us == sync.program(1, g.astype(np.float32)).rms_error_us
+                np.testing.assert_array_equal(
+                    (await board.read_conductance(1)).conductances,
+                    sync.read_conductance(1).conductances,
+                )
+                np.testing.assert_array_equal(
+                    (await board.mvm(1, v)).currents, sync.mvm(1, v).currents
+                )
+                back = v[:, : info.cols]
+                np.testing.assert_array_equal(
+                    (await board.transpose_mvm(1, back)).currents,
+                    sync.transpose_mvm(1, back).currents,
+                )
+                region = Region(2, 3, 4, 5)
+                await board.perturb(1, seed=9, amplitude_us=1.0, region=region)
+                perturbed = sync.read_conductance(1, region).conductances
+                await board.restore(1, region)
+                restored = (await board.read_conductance(1, region)).conductances
+                assert not np.array_equal(perturbed, restored)
+                counts = await board.read_write_counts(1, region)
+                np.testing.assert_array_equal(
+                    counts.counts, sync.read_write_counts(1, region).counts
+                )
+                await board.calibrate(1)
+                clock = sync.stats().clock_s
+                assert await board.advance_clock(2.0) == pytest.approx(clock + 2.0)
+                assert (await board.stats()).clock_s == sync.stats().clock_s
+
+    asyncio.run(run())
+
+
+def test_calls_in_flight_together_each_get_their_own_answer(
+    served: tuple[BoardDriver, int],
+) -> None:
+    address = f"127.0.0.1:{served[1]}"
+
+    async def run() -> None:
+        async with await aio_connect(address) as board:
+            info = await board.info()
+            # More than the server's default max_in_flight (4): the rest wait in the client.
+            batches = [np.full((1 + k, info.rows), 0.01 * k, np.float32) for k in range(8)]
+            results = await asyncio.gather(*(board.mvm(0, v) for v in batches))
+            for v, result in zip(batches, results, strict=True):
+                assert result.currents.shape == (len(v), info.cols)
+                with connect(address) as sync:
+                    np.testing.assert_array_equal(result.currents, sync.mvm(0, v).currents)
+
+    asyncio.run(run())
+
+
+def test_errors_are_the_same_exceptions(served: tuple[BoardDriver, int]) -> None:
+    address = f"127.0.0.1:{served[1]}"
+
+    async def run() -> None:
+        async with await aio_connect(address) as board:
+            info = await board.info()
+            with pytest.raises(OutOfRange) as caught:
+                await board.mvm(info.tile_count, np.zeros((1, info.rows), np.float32))
+            assert caught.value.field == "tile"
+            with pytest.raises(InvalidArgument, match="voltages"):
+                await board.mvm(0, np.zeros((1, info.rows + 1), np.float32))
+
+    asyncio.run(run())
+
+
+def test_tokens_and_leases_hold_for_the_async_client(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.toml"
+    alice = add_principal(tokens, "alice", Role.PROGRAMMER)
+    bob = add_principal(tokens, "bob", Role.PROGRAMMER)
+    with served_with(tokens_file=tokens) as port:
+        address = f"127.0.0.1:{port}"
+        with (
+            connect(address, token=alice) as holder,
+            holder.session(label="alice's run") as session,
+            session.lease([0]),
+        ):
+
+            async def run() -> None:
+                async with await aio_connect(address, token=bob) as board:
+                    info = await board.info()
+                    g = np.full((info.rows, info.cols), info.g_min_us, np.float32)
+                    with pytest.raises(LeaseHeld, match="alice's session"):
+                        await board.program(0, g)
+                    await board.program(1, g)
+
+            asyncio.run(run())
+
+
+def test_no_server_is_unavailable() -> None:
+    async def run() -> None:
+        with pytest.raises(BoardUnavailable, match="no SIDRA server answered"):
+            await aio_connect("127.0.0.1:1", wait_ready_s=0.5)
+
+    asyncio.run(run())
