@@ -14,11 +14,13 @@ answered (both runs only build dataclasses). Errors are the same SIDRA exception
 the ``sidra-instance-id`` trailer is followed the same way
 (:class:`~sidra.client.BoardInstanceChanged`), and the board is described by
 ``await board.info()`` rather than a property, since asking may need the network.
+Sessions and leases: ``await board.session()`` (:mod:`sidra.client.aio_session`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -26,6 +28,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import grpc.aio
 
+from sidra.client.aio_session import AsyncSession, call_session, list_leases
 from sidra.client.credentials import (
     AioBearerToken,
     TlsCredentials,
@@ -40,24 +43,28 @@ from sidra.client.remote import (
     SERVICE_NAME,
     representable,
 )
+from sidra.client.session import TileLease, session_state
 from sidra.drivers import (
     BoardInfo,
     BoardStats,
     BoardUnavailable,
     CalibrationReport,
+    FailedPrecondition,
     MVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
     Region,
+    SidraError,
     WriteCounts,
 )
 from sidra.drivers.operations import OPERATIONS, BoardMethods, operation_of
 from sidra.drivers.requests import GetBoardInfoRequest, Request
 from sidra.drivers.types import BoardDescription
 from sidra.hil import convert
-from sidra.hil.metadata import INSTANCE_ID_KEY
+from sidra.hil.metadata import INSTANCE_ID_KEY, SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.hil.v1 import session_pb2
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "AsyncRemoteBoard", "connect"]
 
@@ -66,6 +73,8 @@ DEFAULT_MAX_IN_FLIGHT = 4
 service's default ``[limits] max_in_flight``, which refuses the ones over it."""
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class _Built(Exception):
@@ -129,9 +138,42 @@ class AsyncRemoteBoard:
         # Calls beyond the server's per-principal limit would be refused, not queued:
         # queue them here instead.
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._session: AsyncSession | None = None
+        self._metadata: tuple[tuple[str, str], ...] = ()
 
     async def close(self) -> None:
+        if self._session is not None:
+            try:
+                await self._session.close()
+            except SidraError as exc:  # the server is gone: its sessions with it
+                log.warning("closing session %s: %s", self._session.id[:8], exc)
         await self.channel.close()
+
+    async def session(
+        self, ttl_s: float = 0.0, label: str = "", *, heartbeat: bool = True
+    ) -> AsyncSession:
+        """Opens a session on the server: every later call of this board carries it, and
+        :meth:`AsyncSession.lease` leases tiles to it (session.proto); ``heartbeat``
+        renews it from a task every ``ttl_s / 3``. Use with ``async with``."""
+        if self._session is not None:
+            raise FailedPrecondition(
+                f"this board already has session {self._session.id[:8]}... open; close it "
+                "first or connect again for a second session"
+            )
+        request = session_pb2.OpenSessionRequest(ttl_s=ttl_s, label=label)
+        reply = await call_session(self.channel, "OpenSession", request, self.timeout_s)
+        self._session = AsyncSession(self, session_state(reply), heartbeat=heartbeat)
+        self._metadata = ((SESSION_ID_KEY, self._session.id),)
+        return self._session
+
+    async def leases(self) -> list[TileLease]:
+        """Every lease on the board now, ascending by tile."""
+        return await list_leases(self.channel, self.timeout_s)
+
+    def _left_session(self, session: AsyncSession) -> None:
+        if self._session is session:
+            self._session = None
+            self._metadata = ()
 
     async def __aenter__(self) -> AsyncRemoteBoard:
         return self
@@ -156,7 +198,7 @@ class AsyncRemoteBoard:
         op = operation_of(request)
         message = convert.request_to_pb(representable(request), op)
         async with self._slots:
-            call = self._calls[op.request](message, timeout=self.timeout_s)
+            call = self._calls[op.request](message, timeout=self.timeout_s, metadata=self._metadata)
             try:
                 reply = await call
                 trailers = await call.trailing_metadata()

@@ -39,7 +39,9 @@ __all__ = [
     "TileLease",
     "list_leases",
     "session_call",
+    "session_method",
     "session_state",
+    "tile_leases",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,20 +80,26 @@ class TileLease:
     """Seconds until the lease expires unless its session is renewed."""
 
 
-def session_call(channel: grpc.Channel, rpc: str, request: Any, timeout_s: float) -> Any:
-    response = getattr(pb, _SERVICE.methods_by_name[rpc].output_type.name)
-    method = channel.unary_unary(
+def session_method(channel: Any, rpc: str) -> Any:
+    """SessionService's ``rpc`` on ``channel`` (a grpc or grpc.aio channel)."""
+    method = _SERVICE.methods_by_name[rpc]
+    return channel.unary_unary(
         f"/{SESSION_SERVICE}/{rpc}",
-        request_serializer=type(request).SerializeToString,
-        response_deserializer=response.FromString,
+        request_serializer=getattr(pb, method.input_type.name).SerializeToString,
+        response_deserializer=getattr(pb, method.output_type.name).FromString,
     )
+
+
+def session_call(channel: grpc.Channel, rpc: str, request: Any, timeout_s: float) -> Any:
+    """Calls SessionService's ``rpc``; failures raise the SIDRA exception."""
     try:
-        return method(request, timeout=timeout_s)
+        return session_method(channel, rpc)(request, timeout=timeout_s)
     except grpc.RpcError as exc:
         raise from_rpc_error(exc) from exc
 
 
 def session_state(message: pb.SessionState) -> SessionState:
+    """The session as the server's answer describes it."""
     return SessionState(
         message.session_id,
         message.principal,
@@ -105,7 +113,11 @@ def session_state(message: pb.SessionState) -> SessionState:
 
 def list_leases(channel: grpc.Channel, timeout_s: float = 30.0) -> list[TileLease]:
     """Every lease on the board behind ``channel``, ascending by tile."""
-    reply = session_call(channel, "ListLeases", pb.ListLeasesRequest(), timeout_s)
+    return tile_leases(session_call(channel, "ListLeases", pb.ListLeasesRequest(), timeout_s))
+
+
+def tile_leases(reply: pb.ListLeasesResponse) -> list[TileLease]:
+    """The leases a ListLeases answer lists."""
     return [
         TileLease(x.tile, x.principal, x.label, x.whole_board, x.expires_in_s) for x in reply.leases
     ]

@@ -133,3 +133,27 @@ def test_no_server_is_unavailable() -> None:
             await aio_connect("127.0.0.1:1", wait_ready_s=0.5)
 
     asyncio.run(run())
+
+
+def test_async_sessions_lease_tiles_and_restore_them(served: tuple[BoardDriver, int]) -> None:
+    address = f"127.0.0.1:{served[1]}"
+
+    async def run() -> None:
+        with connect(address) as other:
+            info = other.info
+            g = np.full((info.rows, info.cols), info.g_max_us / 2, np.float32)
+            async with await aio_connect(address) as board:
+                async with await board.session(label="es population") as session:
+                    async with await session.lease([2]) as lease:
+                        await board.program(2, g)
+                        await board.perturb(2, seed=4, amplitude_us=1.0)
+                        with pytest.raises(LeaseHeld, match="'es population'"):
+                            other.program(2, g)
+                        assert [x.tile for x in await board.leases()] == [2]
+                    assert lease.restored == (2,)
+                    np.testing.assert_array_equal(other.read_conductance(2).conductances, g)
+                    assert session.lost is None
+                assert await board.leases() == []
+                other.program(2, g)  # free again
+
+    asyncio.run(run())

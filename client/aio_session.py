@@ -1,0 +1,161 @@
+"""Sessions and tile leases for :class:`~sidra.client.aio.AsyncRemoteBoard` (session.proto).
+
+The asyncio form of :mod:`sidra.client.session`: the same session, leases and
+errors; the heartbeat is a task on the running loop rather than a thread::
+
+    async with await board.session(label="es population") as session:
+        async with await session.lease([0, 1]):
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from sidra.client.errors import from_rpc_error
+from sidra.client.session import (
+    HEARTBEATS_PER_TTL,
+    SessionState,
+    TileLease,
+    session_method,
+    session_state,
+    tile_leases,
+)
+from sidra.drivers.errors import SessionClosed, SidraError
+from sidra.hil.v1 import session_pb2 as pb
+
+if TYPE_CHECKING:
+    from sidra.client.aio import AsyncRemoteBoard
+
+__all__ = ["AsyncLease", "AsyncSession", "call_session", "list_leases"]
+
+log = logging.getLogger(__name__)
+
+
+async def call_session(channel: grpc.aio.Channel, rpc: str, request: Any, timeout_s: float) -> Any:
+    """Calls SessionService's ``rpc`` on an asyncio channel; failures raise SIDRA exceptions."""
+    try:
+        return await session_method(channel, rpc)(request, timeout=timeout_s)
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc
+
+
+async def list_leases(channel: grpc.aio.Channel, timeout_s: float) -> list[TileLease]:
+    """Every lease on the board behind ``channel``, ascending by tile."""
+    return tile_leases(await call_session(channel, "ListLeases", pb.ListLeasesRequest(), timeout_s))
+
+
+class AsyncSession:
+    """An open session of an :class:`AsyncRemoteBoard` (made by its ``session()``)."""
+
+    def __init__(self, board: AsyncRemoteBoard, state: SessionState, *, heartbeat: bool) -> None:
+        self.board = board
+        self.state = state
+        self.id = state.session_id
+        self.lost: SidraError | None = None
+        """Why the session ended on the server, once a heartbeat learnt it did."""
+        self._beat = asyncio.create_task(self._heartbeats()) if heartbeat else None
+
+    async def lease(
+        self, tiles: Iterable[int] = (), *, whole_board: bool = False, wait_s: float = 0.0
+    ) -> AsyncLease:
+        """Leases ``tiles`` (or the whole board); waits up to ``wait_s`` for tiles others hold,
+        then raises :class:`~sidra.drivers.errors.LeaseHeld` naming the holder."""
+        wanted = tuple(int(t) for t in tiles)
+        request = pb.AcquireLeaseRequest(
+            session_id=self.id, tiles=wanted, whole_board=whole_board, wait_s=wait_s
+        )
+        self.state = session_state(await self._call("AcquireLease", request, wait_s))
+        return AsyncLease(self, wanted, whole_board)
+
+    async def heartbeat(self) -> SessionState:
+        """Renews the session now (the task does it every ``ttl_s / 3``)."""
+        request = pb.HeartbeatRequest(session_id=self.id)
+        self.state = session_state(await self._call("Heartbeat", request))
+        return self.state
+
+    async def release(
+        self, tiles: Iterable[int] = (), *, all_tiles: bool = False
+    ) -> tuple[int, ...]:
+        """Releases ``tiles`` (or every lease); returns the tiles whose cells were restored."""
+        request = pb.ReleaseLeaseRequest(session_id=self.id, tiles=list(tiles), all=all_tiles)
+        reply = await self._call("ReleaseLease", request)
+        self.state = session_state(reply.session)
+        return tuple(reply.restored_tiles)
+
+    async def close(self) -> tuple[int, ...]:
+        """Ends the session and its leases; returns the tiles whose cells were restored.
+        Closing a session the server already ended is not an error."""
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+        self.board._left_session(self)
+        try:
+            reply = await self._call("CloseSession", pb.CloseSessionRequest(session_id=self.id))
+        except SessionClosed:
+            return ()
+        return tuple(reply.restored_tiles)
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _call(self, rpc: str, request: Any, wait_s: float = 0.0) -> Any:
+        board = self.board
+        return await call_session(board.channel, rpc, request, board.timeout_s + wait_s)
+
+    async def _heartbeats(self) -> None:
+        period = self.state.ttl_s / HEARTBEATS_PER_TTL
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.heartbeat()
+            except SessionClosed as exc:
+                self.lost = exc
+                log.warning("session %s ended on the server: %s", self.id[:8], exc)
+                return
+            except SidraError as exc:  # unreachable for now: the next beat tries again
+                log.warning("heartbeat of session %s failed: %s", self.id[:8], exc)
+
+
+class AsyncLease:
+    """Tiles (or the whole board) leased to an :class:`AsyncSession`; ``async with``."""
+
+    def __init__(self, session: AsyncSession, tiles: tuple[int, ...], whole_board: bool) -> None:
+        self.session = session
+        self.tiles = tiles
+        self.whole_board = whole_board
+        self.restored: tuple[int, ...] = ()
+        """Tiles whose perturbed cells the server restored when this lease was released."""
+
+    async def release(self) -> tuple[int, ...]:
+        """Ends the lease; returns the tiles whose perturbed cells were restored."""
+        self.restored = await self.session.release(self.tiles, all_tiles=self.whole_board)
+        return self.restored
+
+    async def __aenter__(self) -> AsyncLease:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(SessionClosed):  # ended on the server: nothing held
+            await self.release()
