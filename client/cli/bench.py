@@ -13,12 +13,14 @@ import numpy as np
 import typer
 
 from sidra.cli.bench_pcie import pcie_command
+from sidra.cli.bench_service import service_command
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import Region
 from sidra.emulator import EmulatedBoard, preset
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks; ratios are measured in one run.")
 bench_app.command("pcie")(pcie_command)
+bench_app.command("service")(service_command)
 
 
 def _median_ms(call: Callable[[], Any], repeats: int) -> float:

@@ -1,0 +1,160 @@
+"""``sidra bench service``: the gRPC service against the same board in process, in one run.
+
+The board is served by ``sidra serve`` in a process of its own, as in the lab; the
+in-process side is the same emulator preset opened with ``open_board``. Every figure
+comes from this one run, each beside its reference, and the keys issue 13's
+acceptance names are printed as ratios:
+
+- ``batch{1,64,1024}_float32_ratio``: MVM vectors per second over gRPC divided by in
+  process (float32 tensors);
+- ``mvm1_over_empty``: a 1-vector MVM round trip over an empty RPC (a health check)
+  on the same server, p50 over p50;
+- ``spsa_board_step_ratio`` / ``spsa_host_step_ratio``: an SPSA step on the digits
+  softmax layer over gRPC divided by in process, with on-board perturbation and
+  with host-held weights. A step's time is the difference between a run of
+  ``2n`` and one of ``n`` steps, over ``n``: setup and the final evaluation cancel.
+
+Keys for paths the service does not offer yet (shared memory, converter codes,
+jobs next to the board) are printed as null.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import grpc
+import numpy as np
+import typer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sidra.cli.options import AsJson, Preset
+from sidra.client import connect
+from sidra.drivers import Board, open_board
+from sidra.training.board_spsa import train_softmax_spsa
+from sidra.training.datasets import load_dataset
+from sidra.training.options import PerturbationMode, SPSAOptions
+
+__all__ = ["service_benchmark", "service_command"]
+
+NOT_YET = ("batch1024_shm_ratio", "batch1024_codes_ratio", "spsa_job_step_ratio_wan")
+"""Keys of paths the service does not offer yet: printed as null."""
+
+
+@contextmanager
+def _served(board_url: str) -> Iterator[str]:
+    """``sidra serve --board URL`` on a free loopback port; yields ``host:port``."""
+    command = [sys.executable, "-m", "sidra.cli", "serve", "--board", board_url]
+    proc = subprocess.Popen(
+        [*command, "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        stderr = proc.stderr
+        assert stderr is not None
+        seen = []
+        for line in stderr:
+            seen.append(line)
+            match = re.search(r"^serving .* on (127\.0\.0\.1:\d+)", line)
+            if match:
+                # It logs a line per call: keep reading, or a full pipe would stall it.
+                threading.Thread(target=stderr.read, daemon=True).start()
+                yield match.group(1)
+                return
+        raise RuntimeError("sidra serve stopped before serving: " + "".join(seen[-5:]))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _times_s(call: Callable[[], Any], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _vectors_per_s(board: Board, batch: int, repeats: int, rng: np.random.Generator) -> float:
+    info = board.info
+    v = rng.uniform(-0.05, 0.05, (batch, info.rows)).astype(np.float32)
+    for _ in range(2):  # warm-up: connections, BLAS threads, page faults
+        board.mvm(0, v)
+    return batch / statistics.median(_times_s(lambda: board.mvm(0, v), repeats))
+
+
+def _spsa_step_s(board: Board, mode: PerturbationMode, steps: int) -> float:
+    data = load_dataset("digits")
+
+    def run(n: int) -> float:
+        options = SPSAOptions(steps=n, mode=mode, eval_every=10 * n, seed=0)
+        start = time.perf_counter()
+        train_softmax_spsa(board, data, options)
+        return time.perf_counter() - start
+
+    run(steps)  # warm-up
+    return (run(2 * steps) - run(steps)) / steps
+
+
+def service_benchmark(
+    preset_name: str = "sidra-y1", repeats: int = 21, spsa_steps: int = 40, seed: int = 0
+) -> dict[str, Any]:
+    """Every figure of the service against in process, measured in one run."""
+    url = f"emu://?preset={preset_name}&seed={seed}"
+    result: dict[str, Any] = {"preset": preset_name, "repeats": repeats}
+    with _served(url) as address, open_board(url) as local, connect(address) as remote:
+        rng = np.random.default_rng(seed)
+        info = local.info
+        g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols)).astype(np.float32)
+        local.program(0, g)
+        remote.program(0, g)
+        for batch in (1, 64, 1024):
+            here = _vectors_per_s(local, batch, repeats, rng)
+            there = _vectors_per_s(remote, batch, repeats, rng)
+            result[f"batch{batch}_inprocess_vectors_per_s"] = round(here)
+            result[f"batch{batch}_grpc_vectors_per_s"] = round(there)
+            result[f"batch{batch}_float32_ratio"] = round(there / here, 3)
+
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            check = health_pb2.HealthCheckRequest()
+            empty = _times_s(lambda: health.Check(check, timeout=10), 10 * repeats)
+        v1 = np.zeros((1, info.rows), np.float32)
+        mvm1 = _times_s(lambda: remote.mvm(0, v1), 10 * repeats)
+        result["empty_rpc_p50_us"] = round(1e6 * statistics.median(empty), 1)
+        result["mvm1_p50_us"] = round(1e6 * statistics.median(mvm1), 1)
+        result["mvm1_over_empty"] = round(statistics.median(mvm1) / statistics.median(empty), 3)
+
+        for mode, key in ((PerturbationMode.BOARD, "board"), (PerturbationMode.HOST, "host")):
+            here = _spsa_step_s(local, mode, spsa_steps)
+            there = _spsa_step_s(remote, mode, spsa_steps)
+            result[f"spsa_{key}_step_inprocess_ms"] = round(1e3 * here, 3)
+            result[f"spsa_{key}_step_grpc_ms"] = round(1e3 * there, 3)
+            result[f"spsa_{key}_step_ratio"] = round(there / here, 3)
+    result |= dict.fromkeys(NOT_YET)
+    return result
+
+
+def service_command(
+    as_json: AsJson = False,
+    preset_name: Preset = "sidra-y1",
+    repeats: Annotated[int, typer.Option(min=3, help="Timed repetitions per batch size.")] = 21,
+    spsa_steps: Annotated[int, typer.Option(min=5, help="SPSA steps per timed run.")] = 40,
+) -> None:
+    """The gRPC service against the same board in process: MVM throughput, round trip
+    over an empty RPC, SPSA step time; ratios from this one run."""
+    result = service_benchmark(preset_name, repeats, spsa_steps)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:38} {'not offered yet' if value is None else value}")

@@ -1,0 +1,37 @@
+"""``sidra bench service --json`` runs end to end and reports every key issue 13 names.
+
+Timing figures are never pass marks here: docs/benchmarks.md holds the measured ones.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+RATIOS = (
+    "batch1_float32_ratio",
+    "batch64_float32_ratio",
+    "batch1024_float32_ratio",
+    "mvm1_over_empty",
+    "spsa_board_step_ratio",
+    "spsa_host_step_ratio",
+)
+NOT_YET = ("batch1024_shm_ratio", "batch1024_codes_ratio", "spsa_job_step_ratio_wan")
+
+
+def test_bench_service_json_keys_and_types() -> None:
+    command = [sys.executable, "-m", "sidra.cli", "bench", "service", "--json"]
+    result = subprocess.run(
+        [*command, "--repeats", "3", "--spsa-steps", "5", "--preset", "ideal"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in RATIOS:  # a step time is a difference of two runs: its sign is not checked
+        assert isinstance(report[key], float), key
+    for key in RATIOS[:4]:
+        assert report[key] > 0, key
+    for key in NOT_YET:
+        assert report[key] is None, key
+    assert report["mvm1_p50_us"] > 0 and report["empty_rpc_p50_us"] > 0
