@@ -41,6 +41,8 @@ from sidra.client.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
     SERVICE_NAME,
+    channel_options,
+    instance_in,
     representable,
 )
 from sidra.client.session import TileLease, session_state
@@ -62,7 +64,7 @@ from sidra.drivers.operations import OPERATIONS, BoardMethods, operation_of
 from sidra.drivers.requests import GetBoardInfoRequest, Request
 from sidra.drivers.types import BoardDescription
 from sidra.hil import convert
-from sidra.hil.metadata import INSTANCE_ID_KEY, SESSION_ID_KEY
+from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2
 
@@ -204,13 +206,13 @@ class AsyncRemoteBoard:
                 trailers = await call.trailing_metadata()
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
-                named = _instance_in(exc.trailing_metadata())
+                named = instance_in(exc.trailing_metadata())
                 reported = self._instance.failed(named, error, op.rpc)
                 if reported is error:
                     raise error from exc
                 raise reported from error
         result = convert.result_from_pb(reply, op)
-        named = _instance_in(trailers)
+        named = instance_in(trailers)
         self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
         return result
 
@@ -278,13 +280,6 @@ class AsyncRemoteBoard:
         return await self._via(BoardMethods.advance_clock, seconds)
 
 
-def _instance_in(metadata: Any) -> str | None:
-    for key, value in metadata or ():
-        if key == INSTANCE_ID_KEY and isinstance(value, str) and value:
-            return value
-    return None
-
-
 async def connect(
     address: str,
     *,
@@ -299,10 +294,7 @@ async def connect(
     :func:`sidra.client.connect` does for the synchronous client (same options; the
     token, if any, goes in clear only to a loopback address). ``max_in_flight``: calls
     sent at once; more wait in the client (set it to the server's ``[limits]``)."""
-    options = [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-    ]
+    options = channel_options(max_message_bytes)
     token = token if token is not None else token_from_env()
     interceptors = []
     if token:

@@ -66,8 +66,10 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "SERVICE_NAME",
     "RemoteBoard",
+    "channel_options",
     "connect",
     "from_url",
+    "instance_in",
     "representable",
 ]
 
@@ -202,13 +204,26 @@ class RemoteBoard(Board):
 def _instance_of(call: Any) -> str | None:
     """The ``sidra-instance-id`` a finished call's trailing metadata carries, if any."""
     try:
-        trailers = call.trailing_metadata() or ()
+        trailers = call.trailing_metadata()
     except Exception:  # noqa: BLE001 - a call that never reached a server has none
         return None
-    for key, value in trailers:
+    return instance_in(trailers)
+
+
+def instance_in(metadata: Any) -> str | None:
+    """The ``sidra-instance-id`` among trailing ``metadata`` (key, value pairs), if any."""
+    for key, value in metadata or ():
         if key == INSTANCE_ID_KEY and isinstance(value, str) and value:
             return value
     return None
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """gRPC channel options of a SIDRA client: messages up to ``max_message_bytes`` each way."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
 
 
 def _unary_call(channel: grpc.Channel, op: Operation) -> grpc.UnaryUnaryMultiCallable:
@@ -270,10 +285,7 @@ def connect(
     token = token if token is not None else token_from_env()
     if token:
         check_token_transport(address, tls)
-    options = [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-    ]
+    options = channel_options(max_message_bytes)
     if tls is None:
         channel = grpc.insecure_channel(address, options=options)
     else:

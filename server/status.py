@@ -177,7 +177,7 @@ def _aborted(context: grpc.ServicerContext) -> bool:
 
 
 def _name(owner: Any, method: Callable[..., Any]) -> str:
-    """What failed, for the log: a route's RPC name (``Program``) rather than ``__call__``."""
-    op = getattr(owner, "op", None)
-    rpc = getattr(op, "rpc", None)
+    """What failed, for the log: a route's RPC name (``Program``, from its ``op`` or its own
+    ``rpc``) rather than ``__call__``."""
+    rpc = getattr(getattr(owner, "op", owner), "rpc", None)
     return rpc if isinstance(rpc, str) else method.__name__

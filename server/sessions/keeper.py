@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from sidra.drivers import Board, Region, SidraError
 from sidra.drivers.requests import PerturbMode, PerturbRequest, Request
 from sidra.server.sessions.perturbed import PerturbedCells
-from sidra.server.sessions.registry import Ended, LeaseRegistry, SessionView
+from sidra.server.sessions.registry import (
+    LEASE_ACCESS,
+    Access,
+    Ended,
+    LeaseRegistry,
+    SessionView,
+)
 from sidra.server.turns import BoardTurns
 
 __all__ = ["LEASE_EVENTS", "EXPIRY_PRINCIPAL", "LeaseEnd", "LeaseKeeper"]
@@ -82,6 +88,13 @@ class LeaseKeeper:
         self, rpc: str, request: Request, principal: str, session_id: str | None, *, admin: bool
     ) -> None:
         """Raises unless ``request`` may run now; ends due sessions first."""
+        if (
+            session_id is None
+            and not self._pending
+            and not self.registry.has_sessions()
+            and LEASE_ACCESS.get(rpc) is not Access.BOARD  # that one needs a role check too
+        ):
+            return  # no session, no lease, nothing to restore: the usual case, on every call
         self._expire_due()
         tile = getattr(request, "tile", None)
         tile = tile if isinstance(tile, int) else None

@@ -235,6 +235,12 @@ class LeaseRegistry:
         with self._changed:
             return min((s.deadline for s in self._sessions.values()), default=None)
 
+    def has_sessions(self) -> bool:
+        """True while any session is open. Read without the lock: a session opened at
+        the same moment holds no lease yet, and a lease is granted only after the
+        calls admitted before it have finished (LeaseKeeper.acquire)."""
+        return bool(self._sessions)
+
     def open_sessions(self) -> int:
         with self._changed:
             return len(self._sessions)
