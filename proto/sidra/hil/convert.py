@@ -5,6 +5,12 @@ board.proto's field names, so one walk over a dataclass's fields converts it
 either way: arrays travel as Tensor, regions as Region, costs as
 OperationCost, enums as their numbers. The few fields whose proto form differs
 (BoardInfo.profile is JSON text, a Tensor's element type) are listed here.
+
+The walk is done once per pair of dataclass and message type, the first time
+the pair is converted: it yields a plan, one step per field chosen from the
+dataclass's fields and the message's descriptor, which every later call runs
+without looking either up again. A field added to both (a request's region, a
+new operation's messages) is converted without a line here.
 """
 
 from __future__ import annotations
@@ -53,94 +59,187 @@ _ENUMS: dict[str, Callable[[int], Any]] = {"mode": perturb_mode}
 # Tensor fields that are not float32.
 _TENSOR_DTYPES: dict[tuple[type[Any], str], int] = {(WriteCounts, "counts"): pb.DTYPE_UINT32}
 
+Fill = Callable[[Message, Any], None]
+"""Writes a dataclass value's fields into a message of its type (in place)."""
+Read = Callable[[Message], Any]
+"""Reads a dataclass value out of a message."""
+
 
 def request_to_pb(request: Request, op: Operation) -> Message:
     """``request`` as its ``<rpc>Request`` message."""
-    return _to_pb(request, getattr(pb, f"{op.rpc}Request"))
+    return _writer(type(request), _message_type(op.rpc, "Request"))(request)
 
 
 def request_from_pb(message: Message, op: Operation) -> Request:
     """The request a ``<rpc>Request`` message carries; bad tensors and enums raise
     InvalidArgument naming the field."""
-    request: Request = _from_pb(message, op.request)
+    request: Request = _reader(op.request, type(message), False)(message)
     return request
 
 
 def result_to_pb(result: Any, op: Operation) -> Message:
     """``result`` as its ``<rpc>Response`` message."""
-    return _to_pb(result, getattr(pb, f"{op.rpc}Response"))
+    return _writer(type(result), _message_type(op.rpc, "Response"))(result)
 
 
 def result_from_pb(message: Message, op: Operation) -> Any:
     """The result a ``<rpc>Response`` message carries (arrays copied, writable)."""
-    return _from_pb(message, op.result, copy=True)
+    return _reader(op.result, type(message), True)(message)
+
+
+def _message_type(rpc: str, kind: str) -> type[Message]:
+    """``<rpc>Request`` or ``<rpc>Response`` (cached by name: an Operation's own hash
+    walks all its fields)."""
+    message_type = _MESSAGE_TYPES.get((rpc, kind))
+    if message_type is None:
+        message_type = _MESSAGE_TYPES[rpc, kind] = getattr(pb, f"{rpc}{kind}")
+    return message_type
+
+
+_MESSAGE_TYPES: dict[tuple[str, str], type[Message]] = {}
+
+
+_INFO_FIELDS = tuple(f.name for f in dataclasses.fields(BoardInfo))
+_INFO_SCALARS = tuple(name for name in _INFO_FIELDS if name not in ("profile", "timing"))
 
 
 def info_to_pb(info: BoardInfo) -> pb.BoardInfo:
-    fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(BoardInfo)}
-    profile = fields.pop("profile")
-    fields["timing"] = _to_pb(info.timing, pb.BoardTiming)
-    return pb.BoardInfo(
+    fields = {name: getattr(info, name) for name in _INFO_SCALARS}
+    profile = info.profile
+    message = pb.BoardInfo(
         **fields, profile_json=json.dumps(profile, sort_keys=True) if profile else ""
     )
+    _filler(BoardTiming, pb.BoardTiming)(message.timing, info.timing)
+    return message
 
 
 def info_from_pb(msg: pb.BoardInfo) -> BoardInfo:
-    names = [f.name for f in dataclasses.fields(BoardInfo) if f.name not in ("profile", "timing")]
     return BoardInfo(
-        **{name: getattr(msg, name) for name in names},
+        **{name: getattr(msg, name) for name in _INFO_SCALARS},
         profile=json.loads(msg.profile_json) if msg.profile_json else {},
-        timing=_from_pb(msg.timing, BoardTiming),
+        timing=_reader(BoardTiming, pb.BoardTiming, False)(msg.timing),
     )
 
 
-def _to_pb(value: Any, message_type: type[Message]) -> Message:
-    fields: dict[str, Any] = {}
-    for field in dataclasses.fields(value):
-        item = getattr(value, field.name)
-        if item is None:
-            continue  # an unset optional message (region: the whole tile)
-        target = message_type.DESCRIPTOR.fields_by_name[field.name]
-        fields[field.name] = _item_to_pb(type(value), field.name, item, target)
-    return message_type(**fields)
+# -- plans: built once per (dataclass, message type) -------------------------------
+# Built on first use and kept; two threads building the same plan at once build equal
+# ones, and either may stay.
+_WRITERS: dict[tuple[type[Any], type[Message]], Callable[[Any], Message]] = {}
+_FILLERS: dict[tuple[type[Any], type[Message], bool], Fill] = {}
+_READERS: dict[tuple[type[Any], type[Message], bool], Read] = {}
 
 
-def _item_to_pb(owner: type[Any], name: str, item: Any, target: Any) -> Any:
-    if target.message_type is None:
-        return int(item) if target.enum_type is not None else item
-    if target.message_type is pb.Tensor.DESCRIPTOR:
-        return tensors.encode(item, _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32))
-    if target.message_type is pb.BoardInfo.DESCRIPTOR:
-        return info_to_pb(item)
-    return _to_pb(item, _NESTED[type(item)])
+def _writer(cls: type[Any], message_type: type[Message]) -> Callable[[Any], Message]:
+    """How a ``cls`` value becomes a new ``message_type`` message."""
+    writer = _WRITERS.get((cls, message_type))
+    if writer is None:
+        writer = _WRITERS[cls, message_type] = _build_writer(cls, message_type)
+    return writer
 
 
-def _from_pb(message: Message, cls: type[Any], *, copy: bool = False) -> Any:
-    values: dict[str, Any] = {}
+def _filler(cls: type[Any], message_type: type[Message], *, nested: bool = True) -> Fill:
+    """How a ``cls`` value is written into a ``message_type`` message: scalars set,
+    nested messages filled in place (no message built and copied in)."""
+    fill = _FILLERS.get((cls, message_type, nested))
+    if fill is None:
+        fill = _FILLERS[cls, message_type, nested] = _build_filler(cls, message_type, nested)
+    return fill
+
+
+def _reader(cls: type[Any], message_type: type[Message], copy: bool) -> Read:
+    """How a ``cls`` value is read out of a ``message_type`` message; ``copy``: arrays
+    copied (writable) rather than read-only views of the message's bytes."""
+    read = _READERS.get((cls, message_type, copy))
+    if read is None:
+        read = _READERS[cls, message_type, copy] = _build_reader(cls, message_type, copy)
+    return read
+
+
+def _build_writer(cls: type[Any], message_type: type[Message]) -> Callable[[Any], Message]:
+    fill = _filler(cls, message_type, nested=False)
+
+    def write(value: Any) -> Message:
+        message = message_type()
+        fill(message, value)
+        return message
+
+    return write
+
+
+def _build_filler(cls: type[Any], message_type: type[Message], nested: bool) -> Fill:
+    descriptor = message_type.DESCRIPTOR
+    scalars: list[tuple[str, bool]] = []  # name, whether an enum (sent as its number)
+    messages: list[tuple[str, Fill]] = []  # and repeated fields: filled in place
     for field in dataclasses.fields(cls):
-        source = message.DESCRIPTOR.fields_by_name[field.name]
-        unset = source.message_type is not None and not message.HasField(field.name)
-        if unset and field.default is not dataclasses.MISSING:
-            values[field.name] = field.default  # None: an optional region; or a zero Cost
-            continue
-        item = getattr(message, field.name)
-        values[field.name] = _item_from_pb(cls, field.name, item, source, copy)
-    return cls(**values)
+        target = descriptor.fields_by_name[field.name]
+        if target.message_type is None and target.is_repeated:
+            messages.append((field.name, _extend))
+        elif target.message_type is None:
+            scalars.append((field.name, target.enum_type is not None))
+        else:
+            messages.append((field.name, _nested_filler(cls, field.name, target)))
+
+    def fill(message: Message, value: Any) -> None:
+        for name, enum in scalars:
+            item = getattr(value, name)
+            if item is not None:
+                setattr(message, name, int(item) if enum else item)
+        for name, fill_item in messages:
+            item = getattr(value, name)
+            if item is not None:  # an unset optional message (region: the whole tile)
+                fill_item(getattr(message, name), item)
+        if nested:
+            message.SetInParent()  # a nested value of all defaults is still present
+
+    return fill
 
 
-def _item_from_pb(owner: type[Any], name: str, item: Any, source: Any, copy: bool) -> Any:
+def _extend(container: Any, items: Any) -> None:
+    container.extend(items)  # a repeated scalar field cannot be assigned
+
+
+def _nested_filler(owner: type[Any], name: str, target: Any) -> Fill:
+    if target.message_type is pb.Tensor.DESCRIPTOR:
+        dtype = _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32)
+        return lambda tensor, array: tensors.encode_into(tensor, array, dtype)  # type: ignore[arg-type]
+    if target.message_type is pb.BoardInfo.DESCRIPTOR:
+        return lambda message, info: message.CopyFrom(info_to_pb(info))
+    nested = _NESTED_BY_NAME[target.message_type.full_name]
+    return _filler(nested, _NESTED[nested])
+
+
+def _build_reader(cls: type[Any], message_type: type[Message], copy: bool) -> Read:
+    descriptor = message_type.DESCRIPTOR
+    steps: list[Read] = []
+    for field in dataclasses.fields(cls):
+        source = descriptor.fields_by_name[field.name]
+        step = _field_reader(cls, field.name, source, copy)
+        if source.message_type is not None and field.default is not dataclasses.MISSING:
+            # An unset message takes the default (None: an optional region; or a zero Cost).
+            step = _or_default(field.name, field.default, step)
+        steps.append(step)
+    if all(f.init and f.kw_only is not True for f in dataclasses.fields(cls)):
+        return lambda message: cls(*[step(message) for step in steps])
+    names = [f.name for f in dataclasses.fields(cls)]
+    return lambda message: cls(**{n: step(message) for n, step in zip(names, steps, strict=True)})
+
+
+def _or_default(name: str, default: Any, step: Read) -> Read:
+    return lambda message: step(message) if message.HasField(name) else default
+
+
+def _field_reader(owner: type[Any], name: str, source: Any, copy: bool) -> Read:
     if source.enum_type is not None:
-        return _enum(name, item)
+        to_value = _ENUMS[name]
+        return lambda message: to_value(getattr(message, name))
     if source.message_type is None:
-        return item
+        return lambda message: getattr(message, name)
     if source.message_type is pb.Tensor.DESCRIPTOR:
         dtype = _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32)
-        array = tensors.decode(item, name, dtype=dtype)
-        return array.copy() if copy else array
+        return lambda message: tensors.decode(getattr(message, name), name, dtype=dtype, copy=copy)
     if source.message_type is pb.BoardInfo.DESCRIPTOR:
-        return info_from_pb(item)
-    return _from_pb(item, _NESTED_BY_NAME[source.message_type.full_name], copy=copy)
-
-
-def _enum(name: str, number: int) -> Any:
-    return _ENUMS[name](number)
+        return lambda message: info_from_pb(getattr(message, name))
+    nested = _NESTED_BY_NAME[source.message_type.full_name]
+    message_type = _NESTED[nested]
+    read = _reader(nested, message_type, copy)
+    return lambda message: read(getattr(message, name))

@@ -2,8 +2,9 @@
 
 Decoding checks dtype, shape and byte length and raises ``InvalidArgument``
 naming the field; it never trusts the sender, nor echoes more of a shape than
-:data:`ECHO_DIMS` dimensions (a request may declare millions). Decoded arrays are read-only
-views of the message bytes (zero copy); copy before mutating.
+:data:`ECHO_DIMS` dimensions (a request may declare millions). Reading a Tensor's
+``data`` copies its bytes out of the message, so it is read once: decoded arrays
+are read-only views of that copy (``copy=True``: a writable array, one more copy).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy.typing as npt
 from sidra.drivers.errors import InvalidArgument
 from sidra.hil.v1 import board_pb2 as pb
 
-__all__ = ["DTYPES", "ECHO_DIMS", "decode", "encode"]
+__all__ = ["DTYPES", "ECHO_DIMS", "decode", "encode", "encode_into"]
 
 DTYPES: dict[int, np.dtype[Any]] = {
     pb.DTYPE_FLOAT32: np.dtype("<f4"),
@@ -36,30 +37,48 @@ ECHO_DIMS = 8
 
 def encode(array: npt.ArrayLike, dtype: int = pb.DTYPE_FLOAT32) -> pb.Tensor:
     """``array`` as a Tensor of wire type ``dtype`` (float32 by default)."""
+    tensor = pb.Tensor()
+    encode_into(tensor, array, dtype)
+    return tensor
+
+
+def encode_into(tensor: pb.Tensor, array: npt.ArrayLike, dtype: int = pb.DTYPE_FLOAT32) -> None:
+    """Writes ``array`` into ``tensor`` (a message's field, filled in place rather than
+    built apart and copied in) as wire type ``dtype``."""
     data = np.ascontiguousarray(array, dtype=DTYPES[dtype])
-    return pb.Tensor(dtype=dtype, shape=data.shape, data=data.tobytes())  # type: ignore[arg-type]
+    tensor.dtype = dtype  # type: ignore[assignment]
+    tensor.shape.extend(data.shape)
+    tensor.data = data.tobytes()
 
 
 def decode(
-    tensor: pb.Tensor, field: str, *, dtype: int = pb.DTYPE_FLOAT32, ndim: int = 2
+    tensor: pb.Tensor,
+    field: str,
+    *,
+    dtype: int = pb.DTYPE_FLOAT32,
+    ndim: int = 2,
+    copy: bool = False,
 ) -> npt.NDArray[Any]:
-    """The array a Tensor holds, checked to be of wire type ``dtype`` and ``ndim`` dims."""
+    """The array a Tensor holds, checked to be of wire type ``dtype`` and ``ndim`` dims;
+    read-only unless ``copy``."""
     if tensor.dtype != dtype:
         name = pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else tensor.dtype
         raise InvalidArgument(f"{field}.dtype", name, pb.DType.Name(dtype))
-    shape = tuple(tensor.shape)
+    shape = tuple(tensor.shape[:])  # a slice first: iterating the field itself is slower
     if len(shape) != ndim or 0 in shape:
         dims = ", ".join(["n >= 1"] * ndim)
         raise InvalidArgument(f"{field}.shape", _echo(shape), f"{ndim} dimensions [{dims}]")
-    itemsize = DTYPES[dtype].itemsize
-    expected = math.prod(shape) * itemsize  # Python ints: no overflow for huge shapes
-    if len(tensor.data) != expected:
+    element = DTYPES[dtype]
+    expected = math.prod(shape) * element.itemsize  # Python ints: no overflow for huge shapes
+    data = tensor.data  # a copy out of the message: taken once
+    if len(data) != expected:
         raise InvalidArgument(
             f"{field}.data",
-            f"{len(tensor.data)} bytes",
-            f"{expected} bytes (shape {list(shape)} x {itemsize} bytes per element)",
+            f"{len(data)} bytes",
+            f"{expected} bytes (shape {list(shape)} x {element.itemsize} bytes per element)",
         )
-    return np.frombuffer(tensor.data, dtype=DTYPES[dtype]).reshape(shape)
+    array = np.frombuffer(data, element).reshape(shape)
+    return array.copy() if copy else array
 
 
 def _echo(shape: tuple[int, ...]) -> list[int] | str:
