@@ -244,13 +244,17 @@ class AsyncRemoteBoard:
         """Measured conductances (µS) of ``region`` (default: the whole tile)."""
         return await self._via(BoardMethods.read_conductance, tile, region)
 
-    async def mvm(self, tile: int, voltages: Any) -> MVMResult:
-        """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
-        return await self._via(BoardMethods.mvm, tile, voltages)
+    async def mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+        """Row voltages [batch, region rows] (V) -> column currents [batch, region cols]
+        (µA); ``region`` None: the whole tile, [batch, rows] -> [batch, cols]."""
+        return await self._via(BoardMethods.mvm, tile, voltages, region)
 
-    async def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult:
-        """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
-        return await self._via(BoardMethods.transpose_mvm, tile, voltages)
+    async def transpose_mvm(
+        self, tile: int, voltages: Any, region: Region | None = None
+    ) -> MVMResult:
+        """Column voltages [batch, region cols] (V) -> row currents [batch, region rows]
+        (µA); ``region`` None: the whole tile, [batch, cols] -> [batch, rows]."""
+        return await self._via(BoardMethods.transpose_mvm, tile, voltages, region)
 
     async def perturb(
         self,

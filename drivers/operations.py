@@ -130,14 +130,16 @@ class BoardMethods(ABC):
         result: ReadResult = self.run(ReadConductanceRequest(tile, region))
         return result
 
-    def mvm(self, tile: int, voltages: Any) -> MVMResult:
-        """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
-        result: MVMResult = self.run(MVMRequest(tile, voltages))
+    def mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+        """Row voltages [batch, region rows] (V) -> column currents [batch, region cols]
+        (µA); ``region`` None: the whole tile, [batch, rows] -> [batch, cols]."""
+        result: MVMResult = self.run(MVMRequest(tile, voltages, region))
         return result
 
-    def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult:
-        """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
-        result: MVMResult = self.run(TransposeMVMRequest(tile, voltages))
+    def transpose_mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+        """Column voltages [batch, region cols] (V) -> row currents [batch, region rows]
+        (µA); ``region`` None: the whole tile, [batch, cols] -> [batch, rows]."""
+        result: MVMResult = self.run(TransposeMVMRequest(tile, voltages, region))
         return result
 
     def perturb(

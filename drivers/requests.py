@@ -98,44 +98,86 @@ class ReadConductanceRequest(_RegionRequest):
 
 @dataclass(frozen=True, slots=True)
 class _PassRequest:
-    """A batch of analog passes: voltages [batch, inputs] (V) on the driven side of a tile."""
+    """A batch of analog passes: voltages [batch, inputs] (V) on the driven side of
+    ``region`` (None: the whole tile); the outputs are the region's other side."""
 
     tile: int
     voltages: Any
+    region: Region | None = None
     driven: ClassVar[str]
     """What the inputs drive, for messages ("tile rows", "tile columns")."""
+    driven_in_region: ClassVar[str]
+    """The same within a region ("region rows", "region columns")."""
 
     @classmethod
     def inputs(cls, info: BoardInfo) -> int:
         """Input vector length on ``info``'s tiles."""
         raise NotImplementedError
 
+    @classmethod
+    def region_inputs(cls, region: Region) -> int:
+        """Input vector length of a pass over ``region`` (resolved)."""
+        raise NotImplementedError
+
+    @classmethod
+    def region_outputs(cls, region: Region) -> int:
+        """Output vector length of a pass over ``region`` (resolved)."""
+        raise NotImplementedError
+
     def checked(self, info: BoardInfo) -> Self:
+        """Canonical form: float32 voltages, the region resolved, and None for a region
+        that covers the whole tile (a whole-tile pass travels as one without a region)."""
         check.check_tile(info, self.tile)
-        v = check.pass_voltages(info, self.voltages, self.inputs(info), self.driven)
-        return type(self)(self.tile, v)
+        if self.region is None:
+            v = check.pass_voltages(info, self.voltages, self.inputs(info), self.driven)
+            return type(self)(self.tile, v)
+        region = check.check_region(info, self.region)
+        width, what = self.region_inputs(region), self.driven_in_region
+        v = check.pass_voltages(info, self.voltages, width, what)
+        whole = region.shape == (info.rows, info.cols)
+        return type(self)(self.tile, v, None if whole else region)
 
 
 @dataclass(frozen=True, slots=True)
 class MVMRequest(_PassRequest):
-    """Row voltages [batch, rows] (V) -> column currents [batch, cols] (µA)."""
+    """Row voltages [batch, region rows] (V) -> column currents [batch, region cols] (µA);
+    without a region, [batch, rows] -> [batch, cols]."""
 
     driven: ClassVar[str] = "tile rows"
+    driven_in_region: ClassVar[str] = "region rows"
 
     @classmethod
     def inputs(cls, info: BoardInfo) -> int:
         return info.rows
 
+    @classmethod
+    def region_inputs(cls, region: Region) -> int:
+        return region.rows
+
+    @classmethod
+    def region_outputs(cls, region: Region) -> int:
+        return region.cols
+
 
 @dataclass(frozen=True, slots=True)
 class TransposeMVMRequest(_PassRequest):
-    """Column voltages [batch, cols] (V) -> row currents [batch, rows] (µA)."""
+    """Column voltages [batch, region cols] (V) -> row currents [batch, region rows] (µA);
+    without a region, [batch, cols] -> [batch, rows]."""
 
     driven: ClassVar[str] = "tile columns"
+    driven_in_region: ClassVar[str] = "region columns"
 
     @classmethod
     def inputs(cls, info: BoardInfo) -> int:
         return info.cols
+
+    @classmethod
+    def region_inputs(cls, region: Region) -> int:
+        return region.cols
+
+    @classmethod
+    def region_outputs(cls, region: Region) -> int:
+        return region.rows
 
 
 @dataclass(frozen=True, slots=True)

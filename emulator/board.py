@@ -141,17 +141,28 @@ class EmulatedBoard:
         cost = self._spend(region.rows * self.profile.timing.mvm_pass_ns)
         return ReadResult(self.tiles[tile].read(region, self.clock_s), cost)
 
-    def mvm(self, tile: int, voltages: FloatArray, out: FloatArray | None = None) -> MVMResult:
-        """``out``: where to compute the currents, float32 [batch, cols] (a board's output
-        window: no copy after), else a new array."""
-        result = self.tiles[tile].mvm(voltages, self.clock_s, out)
+    def mvm(
+        self,
+        tile: int,
+        voltages: FloatArray,
+        out: FloatArray | None = None,
+        region: Region | None = None,
+    ) -> MVMResult:
+        """Passes over ``region`` (None: the whole tile), one per vector whatever its size.
+        ``out``: where to compute the currents, float32 [batch, region cols] (a board's
+        output window: no copy after), else a new array."""
+        result = self.tiles[tile].mvm(voltages, self.clock_s, out, region)
         return MVMResult(result.currents, result.saturated, self._passes(len(voltages)))
 
     def transpose_mvm(
-        self, tile: int, voltages: FloatArray, out: FloatArray | None = None
+        self,
+        tile: int,
+        voltages: FloatArray,
+        out: FloatArray | None = None,
+        region: Region | None = None,
     ) -> MVMResult:
-        """``out``: where to compute the currents, float32 [batch, rows], else a new array."""
-        result = self.tiles[tile].transpose_mvm(voltages, self.clock_s, out)
+        """``out``: where to compute the currents, float32 [batch, region rows], else new."""
+        result = self.tiles[tile].transpose_mvm(voltages, self.clock_s, out, region)
         return MVMResult(result.currents, result.saturated, self._passes(len(voltages)))
 
     def read_write_counts(self, tile: int, region: Region) -> WriteCounts:

@@ -82,10 +82,10 @@ class EmulatorDriver(BoardDriver):
     def _handle(self, request: Request) -> Any:
         board = self.board
         match request:  # the passes first: they are nearly every call
-            case MVMRequest(tile=tile, voltages=voltages):
-                return board.mvm(tile, voltages)
-            case TransposeMVMRequest(tile=tile, voltages=voltages):
-                return board.transpose_mvm(tile, voltages)
+            case MVMRequest(tile=tile, voltages=voltages, region=region):
+                return board.mvm(tile, voltages, region=region)
+            case TransposeMVMRequest(tile=tile, voltages=voltages, region=region):
+                return board.transpose_mvm(tile, voltages, region=region)
             case GetBoardInfoRequest():
                 return BoardDescription(board.info, board.stats())
             case ProgramRequest(tile=tile, conductances=targets):

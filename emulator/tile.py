@@ -57,6 +57,17 @@ def _rows(std: FloatArray | None, rows: slice) -> FloatArray | None:
     return None if std is None else std[rows]
 
 
+def _cells(
+    matrix: FloatArray, variance: FloatArray | None, region: Region | None
+) -> tuple[FloatArray, FloatArray | None]:
+    """The pass matrix and cell variance over ``region`` (resolved; None: the whole tile).
+    Views, never copies: a small region costs a small product."""
+    if region is None:
+        return matrix, variance
+    cells = region.slices
+    return matrix[cells], None if variance is None else variance[cells]
+
+
 def _levels(bits: int) -> int:
     """Codes per polarity of a signed converter."""
     return (1 << (bits - 1)) - 1 if bits > 1 else 1
@@ -117,20 +128,33 @@ class CrossbarTile:
 
     # -- analog reads -------------------------------------------------------
 
-    def mvm(self, voltages: FloatArray, now_s: float, out: FloatArray | None = None) -> PassResult:
-        """Row-driven passes: currents[b, j] = Σ_i V[b, i]·G_eff[i, j] + noise (µA).
-        ``out``: a float32 [batch, cols] array the currents are computed in (else new)."""
+    def mvm(
+        self,
+        voltages: FloatArray,
+        now_s: float,
+        out: FloatArray | None = None,
+        region: Region | None = None,
+    ) -> PassResult:
+        """Row-driven passes: currents[b, j] = Σ_i V[b, i]·G_eff[i, j] + noise (µA), i and j
+        over ``region``'s rows and columns (None: the whole tile). Undriven rows are 0 V
+        and unread columns unconverted, so only the region's cells enter the product.
+        ``out``: a float32 [batch, outputs] array the currents are computed in (else new)."""
         k = self.kernel(now_s)
-        return self._pass(voltages, k.matrix, k.cell_variance, out)
+        matrix, variance = _cells(k.matrix, k.cell_variance, region)
+        return self._pass(voltages, matrix, variance, out)
 
     def transpose_mvm(
-        self, voltages: FloatArray, now_s: float, out: FloatArray | None = None
+        self,
+        voltages: FloatArray,
+        now_s: float,
+        out: FloatArray | None = None,
+        region: Region | None = None,
     ) -> PassResult:
-        """Column-driven passes: currents[b, i] = Σ_j V[b, j]·G_eff[i, j] + noise (µA).
-        ``out``: a float32 [batch, rows] array the currents are computed in (else new)."""
+        """Column-driven passes: currents[b, i] = Σ_j V[b, j]·G_eff[i, j] + noise (µA), over
+        ``region`` as :meth:`mvm`. ``out``: a float32 [batch, outputs] array (else new)."""
         k = self.kernel(now_s)
-        variance = None if k.cell_variance is None else k.cell_variance.T
-        return self._pass(voltages, k.matrix.T, variance, out)
+        matrix, variance = _cells(k.matrix, k.cell_variance, region)
+        return self._pass(voltages, matrix.T, None if variance is None else variance.T, out)
 
     def _pass(
         self,

@@ -51,11 +51,17 @@ from sidra.drivers.pcie.bar import FileBar, RegisterIO, SysfsBar
 from sidra.drivers.pcie.queues import Command, Completion, DeviceSilent, Queues, identify
 from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
 from sidra.drivers.serial.driver import _concatenate, _float_option
-from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult
+from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult, Region
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
-from sidra.drivers.wire.operations import StagedData, entry_of
+from sidra.drivers.wire.operations import (
+    StagedData,
+    entry_of,
+    padded_to_tile,
+    pass_head,
+    region_outputs,
+)
 
 __all__ = ["DEFAULT_TIMEOUT_S", "PcieDriver"]
 
@@ -78,7 +84,9 @@ class PcieDriver(BoardDriver):
         self._known_boot: int | None = None
         self._bar: RegisterIO | None = None
         self._queues: Queues | None = None
-        info, self.features = self._attach()
+        self.features = Feature(0)
+        """FEATURES as the board said when last attached."""
+        info, _ = self._attach()
         profile: dict[str, object] = {}
         if self.features & Feature.PROFILE:
             done = self._run([Command(Msg.GET_PROFILE, [])])[0]
@@ -195,6 +203,7 @@ class PcieDriver(BoardDriver):
                 f"-> {boot}); its state is lost"
             )
         self._known_boot = boot
+        self.features = features  # read again on every attach: firmware may have changed
         self._set_up(True)
         return info, features
 
@@ -279,28 +288,41 @@ class PcieDriver(BoardDriver):
     def run(self, request: Request) -> Any:
         path = self._pass_paths.get(type(request))
         if path is not None:
-            return self._pass(path, request.tile, request.voltages)  # type: ignore[union-attr]
+            pass_request: MVMRequest | TransposeMVMRequest = request  # type: ignore[assignment]
+            return self._pass(path, pass_request.tile, pass_request.voltages, pass_request.region)
         return super().run(request)
 
-    def mvm(self, tile: int, voltages: Any) -> MVMResult:
-        return self._pass(self._pass_paths[MVMRequest], tile, voltages)
+    def mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+        return self._pass(self._pass_paths[MVMRequest], tile, voltages, region)
 
-    def transpose_mvm(self, tile: int, voltages: Any) -> MVMResult:
-        return self._pass(self._pass_paths[TransposeMVMRequest], tile, voltages)
+    def transpose_mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+        return self._pass(self._pass_paths[TransposeMVMRequest], tile, voltages, region)
 
-    def _pass(self, path: _PassPath, tile: Any, voltages: Any) -> MVMResult:
+    def _pass(
+        self, path: _PassPath, tile: Any, voltages: Any, region: Region | None = None
+    ) -> MVMResult:
         """A pass as :meth:`run` would run it (the same checks, the same wire payload,
         the same errors), straight onto the rings: no request object, no generic
-        encoding, one command. A batch larger than a slot window takes :meth:`run`'s
-        path (chunks in flight together)."""
+        encoding, one command. A batch larger than a slot window, and a region on a
+        board that takes none, take :meth:`run`'s path (chunks in flight together; the
+        region padded to the whole tile)."""
         info = self._info
         if type(tile) is not int or not 0 <= tile < info.tile_count:
             check.check_tile(info, tile)  # raises, unless a numpy integer in range
+        if region is not None:
+            region = check.check_region(info, region)
+            if region.shape == (info.rows, info.cols):
+                region = None  # the whole tile: the plain pass (as ``checked`` makes it)
+            else:
+                path = path.over(region, self.features)
         v = check.pass_voltages(info, voltages, path.inputs, path.driven)
         batch = len(v)
-        if batch > path.per_window:
-            return BoardDriver.run(self, path.request(tile, v))  # type: ignore[no-any-return]
-        head = m.MVM_REQ.pack(tile, 0, 0, batch, 0, 0, 0)
+        if batch > path.per_window or path.padded:
+            return BoardDriver.run(self, path.request(tile, v, region))  # type: ignore[no-any-return]
+        if region is None:
+            head = m.MVM_REQ.pack(tile, 0, 0, batch, 0, 0, 0)
+        else:
+            head = pass_head(tile, region, batch)
         data = np.ascontiguousarray(v, _WIRE_F32).data.cast("B")
         with self._lock:
             queues = self._queues
@@ -340,14 +362,28 @@ class PcieDriver(BoardDriver):
             return self._execute(checked)
 
     def _execute(self, requests: Sequence[Request]) -> list[Any]:
-        plans = [_split(request, self.info) for request in requests]
+        sent = [self._as_sent(request) for request in requests]
+        plans = [_split(request, self.info) for request in sent]
         done = self._run([self._command(piece) for pieces in plans for piece in pieces])
         results, at = [], 0
-        for pieces in plans:
+        for request, board_request, pieces in zip(requests, sent, plans, strict=True):
             parts = [self._decode(piece, done[at + i]) for i, piece in enumerate(pieces)]
             at += len(pieces)
-            results.append(parts[0] if len(parts) == 1 else _concatenate(parts))
+            result = parts[0] if len(parts) == 1 else _concatenate(parts)
+            if board_request is not request:  # padded to the whole tile: keep the region's
+                assert isinstance(request, MVMRequest | TransposeMVMRequest)
+                result = region_outputs(result, request)
+            results.append(result)
         return results
+
+    def _as_sent(self, request: Request) -> Request:
+        """``request`` as the board takes it: a region pass padded to the whole tile when
+        the board takes no region (FEATURES bit 2)."""
+        if not isinstance(request, MVMRequest | TransposeMVMRequest) or request.region is None:
+            return request
+        if self.features & Feature.REGION_PASS:
+            return request
+        return padded_to_tile(request, self.info)
 
     def _command(self, request: Request) -> Command:
         entry = entry_of(request)
@@ -377,7 +413,8 @@ _PASS_HEAD = struct.Struct(m.MVM_RESP.format + m.COST.format.lstrip("<"))
 
 @dataclass(frozen=True, slots=True)
 class _PassPath:
-    """What a pass of one kind needs per call, worked out once per board."""
+    """What a pass of one kind needs per call, worked out once per board (and per call
+    for a region: :meth:`over`)."""
 
     request: type[MVMRequest] | type[TransposeMVMRequest]
     name: str
@@ -389,6 +426,22 @@ class _PassPath:
     """Most vectors one command carries (more: chunks, the generic path)."""
     device_s_per_vector: float
     """The wire entry's upper bound of the board's time per vector, s."""
+    padded: bool = False
+    """A region pass on a board that takes none: padded to the whole tile (generic path)."""
+
+    def over(self, region: Region, features: Feature) -> _PassPath:
+        """This pass over ``region`` (resolved, smaller than the tile) on a board with
+        ``features``."""
+        inputs = self.request.region_inputs(region)
+        outputs = self.request.region_outputs(region)
+        return replace(
+            self,
+            inputs=inputs,
+            outputs=outputs,
+            driven=self.request.driven_in_region,
+            per_window=_vectors_per_window(inputs, outputs),
+            padded=not features & Feature.REGION_PASS,
+        )
 
 
 def _pass_paths(info: BoardInfo) -> dict[type[Any], _PassPath]:
@@ -402,14 +455,15 @@ def _pass_paths(info: BoardInfo) -> dict[type[Any], _PassPath]:
         msg = entry.msg(one)
         paths[request] = _PassPath(
             request, msg.name, int(msg), inputs, outputs, request.driven,
-            _vectors_per_window(inputs, info), entry.device_seconds(one, info),
+            _vectors_per_window(inputs, outputs), entry.device_seconds(one, info),
         )  # fmt: skip
     return paths
 
 
-def _vectors_per_window(width: int, info: BoardInfo) -> int:
-    """Vectors of ``width`` inputs a slot window carries (and the answer's too)."""
-    widest = max(width, info.rows + info.cols - width)
+def _vectors_per_window(inputs: int, outputs: int) -> int:
+    """Vectors of ``inputs`` inputs and ``outputs`` outputs a slot window carries (and the
+    answer's too)."""
+    widest = max(inputs, outputs)
     return max(1, (r.SLOT_WINDOW_BYTES - 64) // (4 * widest))
 
 
@@ -417,8 +471,9 @@ def _split(request: Request, info: BoardInfo) -> list[Request]:
     """An MVM batch larger than one slot window, as chunks that each fit."""
     if not isinstance(request, MVMRequest | TransposeMVMRequest):
         return [request]
-    batch, width = request.voltages.shape
-    per_window = _vectors_per_window(width, info)
+    batch, inputs = request.voltages.shape
+    region = request.region or Region().resolve(info.rows, info.cols)
+    per_window = _vectors_per_window(inputs, request.region_outputs(region))
     if batch <= per_window:
         return [request]
     v = request.voltages

@@ -127,7 +127,8 @@ _REGISTERS = [
     ("COLS", 32, "RO", "u32", "columns", "columns per tile (MVM outputs)"),
     ("DAC_BITS", 32, "RO", "u32", "bits", "input resolution, 0 = ideal"),
     ("ADC_BITS", 32, "RO", "u32", "bits", "output resolution, 0 = ideal"),
-    ("FEATURES", 32, "RO", "u32", "", "bit 0: emulated (virtual clock); bit 1: profile"),
+    ("FEATURES", 32, "RO", "u32", "", "bit 0: emulated (virtual clock); bit 1: profile; "
+     "bit 2: region passes (MVM flags bit 0)"),
     ("QUEUE_DEPTH", 32, "RO", "u32", "entries", "entries per ring (>= 8)"),
     ("SLOT_WINDOW_BYTES", 32, "RO", "u32", "bytes", "size of each slot's input and output "
      "window"),

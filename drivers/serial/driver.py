@@ -47,7 +47,13 @@ from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
 from sidra.drivers.wire.messages import Feature, Hello, Msg, Status
-from sidra.drivers.wire.operations import StagedData, entry_of
+from sidra.drivers.wire.operations import (
+    StagedData,
+    entry_of,
+    padded_to_tile,
+    region_outputs,
+    vectors_per_command,
+)
 
 __all__ = ["SerialDriver"]
 
@@ -249,9 +255,13 @@ class SerialDriver(BoardDriver):
 
     def _handle(self, request: Request) -> Any:
         """One request as its wire entry says (sidra.drivers.wire.operations); an MVM
-        batch larger than the board's stage runs as consecutive passes."""
+        batch larger than the board's stage runs as consecutive passes, and a region pass
+        on a board that takes no region as the whole-tile pass it stands for."""
         if isinstance(request, MVMRequest | TransposeMVMRequest):
-            per_call = max(1, self._stage_capacity // (4 * request.voltages.shape[1]))
+            if request.region is not None and not self._takes_regions:
+                whole = self._handle(padded_to_tile(request, self.info))
+                return region_outputs(whole, request)
+            per_call = vectors_per_command(request, self.info, self._stage_capacity)
             if request.voltages.shape[0] > per_call:
                 v = request.voltages
                 parts = [
@@ -278,6 +288,14 @@ class SerialDriver(BoardDriver):
             return entry.unpack_result(request, reply, None)
         data = self._result(frame, reply, entry.result_at)
         return entry.unpack_result(request, reply[: entry.result_at], data)
+
+    @property
+    def _takes_regions(self) -> bool:
+        """Whether the board, as its last HELLO described it, takes region passes (a
+        firmware update may change that across a reboot; unknown while the link is down,
+        and a pass padded to the whole tile is right on any board)."""
+        hello = self._link.hello
+        return hello is not None and bool(hello.features & Feature.REGION_PASS)
 
     @property
     def _stage_capacity(self) -> int:

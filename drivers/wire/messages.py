@@ -35,8 +35,10 @@ __all__ = [
     "ERROR_VALUE_LIMIT",
     "HELLO_LIMITS",
     "HELLO_REQ",
+    "MVM_REGION",
     "MVM_REQ",
     "NO_VALUE",
+    "PASS_REGION_FLAG",
     "PERTURB_REQ",
     "PROGRAM_REQ",
     "REGION_REQ",
@@ -117,6 +119,9 @@ class Feature(IntFlag):
     """The board is the software emulator (it has a virtual clock)."""
     PROFILE = 0x0002
     """GET_PROFILE returns a JSON board profile."""
+    REGION_PASS = 0x0004
+    """MVM and TRANSPOSE_MVM take a region (MVM_REGION after the head, flag
+    :data:`PASS_REGION_FLAG`); a host never sends one to a board without this bit."""
 
 
 REGION = "HHHHH"  # tile, row_offset, col_offset, rows, cols
@@ -130,7 +135,10 @@ STAGE_DATA_HEAD = struct.Struct("<HHI")  # stage_id, reserved, offset; data foll
 STAGE_VERIFY_REQ = struct.Struct("<HHI")  # stage_id, reserved, crc32
 PROGRAM_REQ = struct.Struct("<" + REGION + "HI")  # region, stage_id, crc32
 PROGRAM_RESP = struct.Struct("<IIQddII")  # cells, iterations, pulses, rms, max, unconv, over
-MVM_REQ = struct.Struct("<HBBIHHI")  # tile, source, reserved, batch, stage_id, reserved, crc32
+MVM_REQ = struct.Struct("<HBBIHHI")  # tile, source, flags, batch, stage_id, reserved, crc32
+MVM_REGION = struct.Struct("<HHHH")  # row_offset, col_offset, rows, cols: after MVM_REQ if flagged
+PASS_REGION_FLAG = 0x01
+"""MVM_REQ ``flags`` bit: MVM_REGION follows the head (boards with Feature.REGION_PASS)."""
 MVM_RESP = struct.Struct("<II")  # saturated_outputs, reserved
 PERTURB_REQ = struct.Struct("<" + REGION + "bxQd")  # region, sign, seed, amplitude_us
 PERTURB_RESP = struct.Struct("<IIII")  # cells_written, clipped, over_budget, reserved

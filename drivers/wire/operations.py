@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from sidra.drivers import validation as check
 from sidra.drivers.requests import (
     AdvanceClockRequest,
     CalibrateRequest,
@@ -282,7 +283,8 @@ class ReadConductanceEntry(WireEntry[ReadConductanceRequest, ReadResult]):
 
 
 class _PassEntry(WireEntry[Q, MVMResult]):
-    """MVM / TRANSPOSE_MVM: voltages float32 [batch, inputs], inline or staged."""
+    """MVM / TRANSPOSE_MVM: voltages float32 [batch, inputs], inline or staged; a region
+    (MVM_REGION, flagged in the head) when the pass does not span the whole tile."""
 
     result_at = m.MVM_RESP.size + m.COST.size
 
@@ -293,25 +295,37 @@ class _PassEntry(WireEntry[Q, MVMResult]):
         if staged is None:
             return b"".join(self.request_parts(request))
         batch = request.voltages.shape[0]
-        return m.MVM_REQ.pack(request.tile, 1, 0, batch, staged.stage_id, 0, staged.crc)
+        return pass_head(request.tile, request.region, batch, staged)
 
     def request_parts(self, request: Any) -> list[Buffer]:
-        head = m.MVM_REQ.pack(request.tile, 0, 0, request.voltages.shape[0], 0, 0, 0)
+        head = pass_head(request.tile, request.region, request.voltages.shape[0])
         return [head, _le_bytes(request.voltages, "<f4")]
 
     def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> Q:
-        tile, source, _, batch, stage_id, _, crc = m.MVM_REQ.unpack_from(payload)
-        width = self.inputs(stage.info)
+        tile, source, flags, batch, stage_id, _, crc = m.MVM_REQ.unpack_from(payload)
+        at, region = m.MVM_REQ.size, None
+        if flags & ~m.PASS_REGION_FLAG:
+            raise InlineSizeError(f"flags 0x{flags:02x}: only bit 0 (a region follows) is known")
+        if flags:
+            region = self._region(stage.info, tile, payload, at)
+            at += m.MVM_REGION.size
+        width = self.inputs(stage.info, region)
         size = 4 * batch * width
         if source == 0:
-            data = payload[m.MVM_REQ.size :]
+            data = payload[at:]
             if len(data) != size:
                 raise InlineSizeError(f"{len(data)} input bytes, need {size}")
         else:
             data = stage.verified(stage_id, crc, size)
         voltages = np.frombuffer(data, "<f4").reshape(batch, width)
-        request: Q = self.request_type(tile, voltages)
+        request: Q = self.request_type(tile, voltages, region)
         return request
+
+    def _region(self, info: BoardInfo, tile: int, payload: Buffer, at: int) -> Region:
+        """The flagged region, checked before its size decides how many input bytes to
+        expect (errors name region.rows etc., as the request's own checks would)."""
+        check.check_tile(info, tile)
+        return check.check_region(info, Region(*m.MVM_REGION.unpack_from(payload, at)))
 
     def pack_result(self, result: MVMResult) -> tuple[bytes, Buffer | None]:
         head = m.MVM_RESP.pack(result.saturated_outputs, 0) + _cost(result.cost)
@@ -323,18 +337,42 @@ class _PassEntry(WireEntry[Q, MVMResult]):
         saturated = m.MVM_RESP.unpack_from(head)[0]
         return MVMResult(currents, saturated, _unpack_cost(head, m.MVM_RESP.size))
 
-    def inputs(self, info: BoardInfo) -> int:
+    def inputs(self, info: BoardInfo, region: Region | None = None) -> int:
         """Input vector length: the request type knows which side of the tile it drives."""
-        width: int = self.request_type.inputs(info)
+        width: int = (
+            self.request_type.inputs(info)
+            if region is None
+            else self.request_type.region_inputs(region)
+        )
+        return width
+
+    def outputs(self, info: BoardInfo, region: Region | None = None) -> int:
+        """Output vector length of a pass over ``region`` (None: the whole tile)."""
+        if region is None:
+            return info.rows + info.cols - self.inputs(info)
+        width: int = self.request_type.region_outputs(region)
         return width
 
     def result_bytes(self, request: Any, info: BoardInfo) -> int:
         batch: int = request.voltages.shape[0]
-        return 4 * batch * (info.rows + info.cols - self.inputs(info)) + 40
+        return 4 * batch * self.outputs(info, request.region) + 40
 
     def device_seconds(self, request: Any, info: BoardInfo) -> float:
         batch: int = request.voltages.shape[0]
         return PASS_S_PER_CELL * batch * info.rows * info.cols
+
+
+def pass_head(
+    tile: int, region: Region | None, batch: int, staged: StagedData | None = None
+) -> bytes:
+    """An MVM / TRANSPOSE_MVM request head: MVM_REQ, then MVM_REGION for a region (resolved;
+    None: the whole tile, the layout every board reads). Inline inputs (``staged`` None)
+    follow it."""
+    source, stage_id, crc = (0, 0, 0) if staged is None else (1, staged.stage_id, staged.crc)
+    if region is None:
+        return m.MVM_REQ.pack(tile, source, 0, batch, stage_id, 0, crc)
+    head = m.MVM_REQ.pack(tile, source, m.PASS_REGION_FLAG, batch, stage_id, 0, crc)
+    return head + m.MVM_REGION.pack(region.row_offset, region.col_offset, region.rows, region.cols)
 
 
 class MVMEntry(_PassEntry[MVMRequest]):
@@ -459,7 +497,50 @@ class AdvanceClockEntry(WireEntry[AdvanceClockRequest, ClockReading]):
 
 
 class InlineSizeError(ValueError):
-    """An inline array whose length does not match the head (BAD_PAYLOAD)."""
+    """An inline array whose length does not match the head, or a head flag the board
+    does not know (BAD_PAYLOAD)."""
+
+
+PassRequest = MVMRequest | TransposeMVMRequest
+
+
+def vectors_per_command(request: PassRequest, info: BoardInfo, stage_capacity: int) -> int:
+    """Most vectors of ``request`` one command may carry (docs/wire-protocol.md §5.2): its
+    inputs fit the stage, and its result fits the largest result a whole-tile pass of a
+    full stage gives (the result buffer a board sizes, §11.1). At least 1."""
+    entry: _PassEntry[Any] = _BY_REQUEST[type(request)]  # type: ignore[assignment]
+    inputs, outputs = entry.inputs(info, request.region), entry.outputs(info, request.region)
+    tile_inputs, tile_outputs = entry.inputs(info), entry.outputs(info)
+    by_stage = stage_capacity // (4 * inputs)
+    by_result = stage_capacity * tile_outputs // (4 * tile_inputs * outputs)
+    return max(1, min(by_stage, by_result))
+
+
+def padded_to_tile(request: PassRequest, info: BoardInfo) -> PassRequest:
+    """A region pass as the whole-tile pass that gives the same answer, for a board
+    without Feature.REGION_PASS: the inputs at the region's lines, 0 V on every other
+    (undriven) line. :func:`region_outputs` keeps the region's part of its result."""
+    region = request.region
+    assert region is not None, "only a region pass needs padding"
+    entry: _PassEntry[Any] = _BY_REQUEST[type(request)]  # type: ignore[assignment]
+    v = request.voltages
+    padded = np.zeros((v.shape[0], entry.inputs(info)), np.float32)
+    padded[:, _lines(request, region, inputs=True)] = v
+    return type(request)(request.tile, padded)
+
+
+def region_outputs(result: MVMResult, request: PassRequest) -> MVMResult:
+    """The outputs of ``request``'s region in the result of its :func:`padded_to_tile`."""
+    assert request.region is not None
+    kept = np.ascontiguousarray(result.currents[:, _lines(request, request.region, inputs=False)])
+    return MVMResult(kept, result.saturated_outputs, result.cost)
+
+
+def _lines(request: PassRequest, region: Region, *, inputs: bool) -> slice:
+    """The tile lines (rows or columns) of ``region`` that a pass drives or reads."""
+    rows, cols = region.slices
+    driven_rows = isinstance(request, MVMRequest)
+    return rows if driven_rows == inputs else cols
 
 
 ENTRIES: tuple[WireEntry[Any, Any], ...] = (

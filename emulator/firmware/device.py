@@ -175,7 +175,7 @@ class VirtualBoard:
         info = self.driver.info
         return Hello(
             proto_version=PROTOCOL_VERSION,
-            features=Feature.EMULATED | Feature.PROFILE,
+            features=Feature.EMULATED | Feature.PROFILE | Feature.REGION_PASS,
             boot_counter=self.boot_counter,
             max_payload=self.commands.max_payload,
             stage_capacity=self.stage_capacity,

@@ -33,7 +33,7 @@ from sidra.drivers.errors import SidraError
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, FileBar, f64_bits
 from sidra.drivers.requests import MVMRequest, TransposeMVMRequest
-from sidra.drivers.types import BoardInfo, Buffer, MVMResult
+from sidra.drivers.types import BoardInfo, Buffer, MVMResult, Region
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
 from sidra.drivers.wire.operations import InlineSizeError, entry_for_message
@@ -110,21 +110,33 @@ class _PassPath:
     """How the board runs one kind of pass (MVM, TransposeMVM) straight from its window."""
 
     info: BoardInfo
+    request: type[MVMRequest] | type[TransposeMVMRequest]
     inputs: int
     outputs: int
-    driven: str
-    run: Callable[[int, npt.NDArray[np.float32], npt.NDArray[np.float32] | None], MVMResult]
+    run: Callable[
+        [int, npt.NDArray[np.float32], npt.NDArray[np.float32] | None, Region | None], MVMResult
+    ]
     """The emulator core's pass (EmulatedBoard.mvm or .transpose_mvm), computing in the
-    array it is given."""
+    array it is given, over a region (None: the whole tile)."""
+
+    def shape(self, region: Region | None) -> tuple[int, int, str]:
+        """(inputs, outputs, what the inputs drive) of a pass over ``region``."""
+        if region is None:
+            return self.inputs, self.outputs, self.request.driven
+        return (
+            self.request.region_inputs(region),
+            self.request.region_outputs(region),
+            self.request.driven_in_region,
+        )
 
 
 def _pass_paths(board: EmulatedBoard) -> dict[int, _PassPath]:
     info = board.info
     rows, cols = info.rows, info.cols
     return {
-        int(Msg.MVM): _PassPath(info, rows, cols, MVMRequest.driven, board.mvm),
+        int(Msg.MVM): _PassPath(info, MVMRequest, rows, cols, board.mvm),
         int(Msg.TRANSPOSE_MVM): _PassPath(
-            info, cols, rows, TransposeMVMRequest.driven, board.transpose_mvm
+            info, TransposeMVMRequest, cols, rows, board.transpose_mvm
         ),
     }
 
@@ -136,6 +148,18 @@ _MVM_REQ_SIZE = m.MVM_REQ.size
 _IN_PLACE = _WIRE_F32.isnative
 """Whether a pass can compute its currents in the output window itself (a little-endian
 machine: the window holds little-endian float32)."""
+
+
+def _region(payload: memoryview, flags: int, info: BoardInfo) -> Region | None:
+    """The region a pass's head flags (resolved, None for the whole tile as the request's
+    own checks make it); None too when it is anything the generic path must refuse."""
+    if flags != m.PASS_REGION_FLAG or len(payload) < _MVM_REQ_SIZE + m.MVM_REGION.size:
+        return None
+    try:
+        region = check.check_region(info, Region(*m.MVM_REGION.unpack_from(payload, _MVM_REQ_SIZE)))
+    except SidraError:
+        return None
+    return None if region.shape == (info.rows, info.cols) else region
 
 
 class _Window:
@@ -211,7 +235,8 @@ class PcieDevice:
             "MAGIC": r.MAGIC, "VERSION": r.VERSION, "BOARD_ID": r.BOARD_ID,
             "TILES": info.tile_count, "ROWS": info.rows, "COLS": info.cols,
             "DAC_BITS": info.dac_bits, "ADC_BITS": info.adc_bits,
-            "FEATURES": Feature.EMULATED | Feature.PROFILE, "QUEUE_DEPTH": r.QUEUE_DEPTH,
+            "FEATURES": Feature.EMULATED | Feature.PROFILE | Feature.REGION_PASS,
+            "QUEUE_DEPTH": r.QUEUE_DEPTH,
             "SLOT_WINDOW_BYTES": r.SLOT_WINDOW_BYTES, "ERROR_CODE": 0,
         }  # fmt: skip
         for name, value in u32.items():
@@ -406,17 +431,23 @@ class PcieDevice:
         a bad tile), which the generic path then answers with its error."""
         if len(payload) < _MVM_REQ_SIZE:
             return None
-        tile, source, _, batch, _, _, _ = m.MVM_REQ.unpack_from(payload)
-        inputs = path.inputs
-        if source or len(payload) != _MVM_REQ_SIZE + 4 * batch * inputs:
-            return None
+        tile, source, flags, batch, _, _, _ = m.MVM_REQ.unpack_from(payload)
         info = path.info
-        if not tile < info.tile_count:  # an unsigned field: >= 0
+        if source or not tile < info.tile_count:  # an unsigned field: >= 0
             return None
-        voltages = np.ndarray((batch, inputs), _WIRE_F32, payload, _MVM_REQ_SIZE)
-        v = check.pass_voltages(info, voltages, inputs, path.driven)
+        at, region = _MVM_REQ_SIZE, None
+        if flags:
+            region = _region(payload, flags, info)
+            if region is None:
+                return None
+            at += m.MVM_REGION.size
+        inputs, outputs, driven = path.shape(region)
+        if len(payload) != at + 4 * batch * inputs:
+            return None
+        voltages = np.ndarray((batch, inputs), _WIRE_F32, payload, at)
+        v = check.pass_voltages(info, voltages, inputs, driven)
         # The currents are computed where the answer goes, after its head: no copy after.
-        size = 4 * batch * path.outputs
+        size = 4 * batch * outputs
         if _PASS_HEAD.size + size > r.SLOT_WINDOW_BYTES:  # more outputs than inputs per vector
             raise _Refused(
                 Status.BAD_PAYLOAD,
@@ -424,8 +455,8 @@ class PcieDevice:
                 f"window holds {r.SLOT_WINDOW_BYTES}",
             )
         window = self._windows[entry.slot][1][_PASS_HEAD.size : _PASS_HEAD.size + size]
-        out = np.ndarray((batch, path.outputs), _WIRE_F32, window) if _IN_PLACE else None
-        result = path.run(tile, v, out)
+        out = np.ndarray((batch, outputs), _WIRE_F32, window) if _IN_PLACE else None
+        result = path.run(tile, v, out, region)
         cost = result.cost
         time_ns, energy_nj = cost.time_ns, cost.energy_nj
         head = _PASS_HEAD.pack(result.saturated_outputs, 0, time_ns, energy_nj)

@@ -416,6 +416,46 @@ CASES: dict[str, Bad] = {
         "got 4294967295",
         tiles,
     ),
+    "mvm-region-rows": Bad(  # 10 rows from row 250 of 256
+        "MVM",
+        lambda i: pb.MVMRequest(
+            voltages=f32(np.zeros((1, 10))), region=pb.Region(row_offset=i.rows - 6, rows=10)
+        ),
+        RANGE,
+        "region.rows",
+        "got 10",
+        "1 .. 6",
+    ),
+    "mvm-region-col-offset": Bad(  # column 256 of 256
+        "MVM",
+        lambda i: pb.MVMRequest(
+            voltages=f32(np.zeros((1, 4))), region=pb.Region(col_offset=i.cols, rows=4)
+        ),
+        RANGE,
+        "region.col_offset",
+        lambda i: f"got {i.cols}",
+        lambda i: f"0 .. {i.cols - 1}",
+    ),
+    "mvm-region-tile-width": Bad(  # whole-tile voltages for a 65-row region
+        "MVM",
+        lambda i: pb.MVMRequest(
+            voltages=f32(np.zeros((2, i.rows))), region=pb.Region(rows=min(65, i.rows - 1))
+        ),
+        INVALID,
+        "voltages.shape",
+        lambda i: f"[2, {i.rows}]",
+        lambda i: f"[batch >= 1, {min(65, i.rows - 1)}] (region rows)",
+    ),
+    "mvm-region-over-voltage": Bad(  # 0.25 V inside a region pass
+        "MVM",
+        lambda i: pb.MVMRequest(
+            voltages=f32(vrow(i, over_v(i, 1.25), width=10)), region=pb.Region(rows=10, cols=3)
+        ),
+        RANGE,
+        "voltages",
+        lambda i: f"{as_float32(over_v(i, 1.25))} V at [1, 5]",
+        volts,
+    ),
     # TransposeMVM --------------------------------------------------------------------------
     "tmvm-wrong-width": Bad(
         "TransposeMVM",
@@ -482,6 +522,36 @@ CASES: dict[str, Bad] = {
         "tile",
         lambda i: f"got {i.tile_count + 3}",
         tiles,
+    ),
+    "tmvm-region-cols": Bad(  # 7 columns from column 250 of 256
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(
+            voltages=f32(np.zeros((1, 7))), region=pb.Region(col_offset=i.cols - 6, cols=7)
+        ),
+        RANGE,
+        "region.cols",
+        "got 7",
+        "1 .. 6",
+    ),
+    "tmvm-region-row-offset": Bad(  # row 300 of 256
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(
+            voltages=f32(np.zeros((1, i.cols))), region=pb.Region(row_offset=i.rows + 44)
+        ),
+        RANGE,
+        "region.row_offset",
+        lambda i: f"got {i.rows + 44}",
+        lambda i: f"0 .. {i.rows - 1}",
+    ),
+    "tmvm-region-width": Bad(  # 9 voltages for a 10-column region
+        "TransposeMVM",
+        lambda i: pb.TransposeMVMRequest(
+            voltages=f32(np.zeros((3, 9))), region=pb.Region(row_offset=2, rows=5, cols=10)
+        ),
+        INVALID,
+        "voltages.shape",
+        "[3, 9]",
+        "[batch >= 1, 10] (region columns)",
     ),
     # Program -------------------------------------------------------------------------------
     "program-float64": Bad(
@@ -849,6 +919,18 @@ TYPED: dict[str, Typed] = {
         OutOfRange,
         "voltages",
         lambda i: f"{as_float32(over_v(i, 2.5))} V",
+    ),
+    "mvm-region": Typed(  # 3 rows from the last row
+        lambda b, i: b.mvm(0, np.zeros((1, 3)), Region(i.rows - 1, 0, 3, 2)),
+        OutOfRange,
+        "region.rows",
+        "3",
+    ),
+    "tmvm-region-width": Typed(
+        lambda b, i: b.transpose_mvm(0, np.zeros((1, i.cols)), Region(0, 0, 4, 6)),
+        InvalidArgument,
+        "voltages.shape",
+        lambda i: f"[1, {i.cols}]",
     ),
     "tmvm-tile": Typed(  # tile 9 of 4
         lambda b, i: b.transpose_mvm(i.tile_count + 5, np.zeros((1, i.cols))),

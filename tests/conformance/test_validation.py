@@ -114,6 +114,34 @@ CASES: dict[str, Bad] = {
         const("inf"),
         const("finite"),
     ),
+    "mvm-region-width": Bad(
+        lambda b, i: b.mvm(0, np.zeros((2, i.rows)), Region(3, 5, 10, 4)),
+        InvalidArgument,
+        "voltages.shape",
+        lambda i: f"[2, {i.rows}]",
+        const("[batch >= 1, 10] (region rows)"),
+    ),
+    "mvm-region-rows": Bad(  # 20 rows from 10 before the last
+        lambda b, i: b.mvm(0, np.zeros((1, 20)), Region(i.rows - 10, 0, 20, 4)),
+        OutOfRange,
+        "region.rows",
+        const("20"),
+        lambda i: f"1 .. 10 (tile has {i.rows} rows, region starts at row {i.rows - 10})",
+    ),
+    "tmvm-region-width": Bad(
+        lambda b, i: b.transpose_mvm(0, np.zeros((1, 5)), Region(0, 0, 3, 4)),
+        InvalidArgument,
+        "voltages.shape",
+        const("[1, 5]"),
+        const("[batch >= 1, 4] (region columns)"),
+    ),
+    "tmvm-region-col-offset": Bad(
+        lambda b, i: b.transpose_mvm(0, np.zeros((1, 4)), Region(0, i.cols, 3, 4)),
+        OutOfRange,
+        "region.col_offset",
+        lambda i: str(i.cols),
+        lambda i: f"0 .. {i.cols - 1}",
+    ),
     "program-above": Bad(
         lambda b, i: b.program(1, np.full((2, 2), i.g_max_us + 1.0)),
         OutOfRange,
@@ -272,6 +300,14 @@ NEGATIVE = {
         "region.cols",
     ),
     "restore-row-offset": (lambda b: b.restore(2, Region(-3, 0, 2, 2)), "region.row_offset"),
+    "mvm-region-rows": (
+        lambda b: b.mvm(0, np.zeros((1, 2)), Region(0, 0, -1, 2)),
+        "region.rows",
+    ),
+    "tmvm-region-col-offset": (
+        lambda b: b.transpose_mvm(0, np.zeros((1, 2)), Region(0, -5, 2, 2)),
+        "region.col_offset",
+    ),
 }
 
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
 from pcie_support import G, board, driver
 
+from sidra.drivers import Region
 from sidra.drivers.pcie import registers as r
+from sidra.drivers.pcie.queues import Command, Completion
 from sidra.drivers.requests import MVMRequest, TransposeMVMRequest
 from sidra.drivers.wire import messages as m
-from sidra.drivers.wire.messages import Msg, Status
+from sidra.drivers.wire.messages import Feature, Msg, Status
 from sidra.emulator import preset
 from sidra.emulator.pcie.device import PcieDevice, _Entry
 
@@ -53,8 +55,20 @@ def _answer(device: PcieDevice, opcode: int, payload: bytes) -> tuple[int, bytes
     return answer.status, bytes(answer.head), bytes(answer.data)
 
 
-def _pass(tile: int, voltages: np.ndarray, source: int = 0, crc: int = 0) -> bytes:
-    head = m.MVM_REQ.pack(tile, source, 0, len(voltages), 0, 0, crc)
+def _pass(
+    tile: int,
+    voltages: np.ndarray,
+    source: int = 0,
+    crc: int = 0,
+    region: tuple[int, int, int, int] | None = None,
+    flags: int | None = None,
+) -> bytes:
+    """A pass payload; ``region`` (row_offset, col_offset, rows, cols) after the head."""
+    if flags is None:
+        flags = 0 if region is None else m.PASS_REGION_FLAG
+    head = m.MVM_REQ.pack(tile, source, flags, len(voltages), 0, 0, crc)
+    if region is not None:
+        head += m.MVM_REGION.pack(*region)
     return head + np.ascontiguousarray(voltages, "<f4").tobytes()
 
 
@@ -74,6 +88,29 @@ def test_good_passes_are_answered_bit_for_bit_alike(twins: tuple[PcieDevice, Pci
     assert taken == [Msg.MVM, Msg.MVM, Msg.TRANSPOSE_MVM, Msg.MVM], "the fast path was not taken"
 
 
+def test_good_region_passes_are_answered_bit_for_bit_alike(
+    twins: tuple[PcieDevice, PcieDevice],
+) -> None:
+    """Region passes (inline, flags bit 0): the fast path answers as the generic one, on a
+    noisy board, with the region's outputs only; a whole-tile region as a plain pass."""
+    fast, generic = twins
+    rng = np.random.default_rng(17)
+    cases = [
+        (Msg.MVM, 1, (3, 5, 65, 10), 65, 10),
+        (Msg.MVM, 200, (3, 5, 65, 10), 65, 10),
+        (Msg.TRANSPOSE_MVM, 4, (3, 5, 65, 10), 10, 65),
+        (Msg.MVM, 2, (250, 251, 0, 0), 6, 5),  # open extents: to the tile edge
+        (Msg.TRANSPOSE_MVM, 3, (0, 0, 256, 256), 256, 256),  # the whole tile
+    ]
+    for opcode, batch, region, inputs, outputs in cases:
+        v = rng.uniform(-0.2, 0.2, (batch, inputs)).astype(np.float32)
+        answers = [_answer(device, opcode, _pass(1, v, region=region)) for device in twins]
+        assert answers[0][0] == Status.OK, m.decode_error(answers[0][1])
+        assert answers[0] == answers[1], (opcode, batch, region)
+        assert len(answers[0][2]) == 4 * batch * outputs
+    assert fast.driver.board.stats() == generic.driver.board.stats()
+
+
 def _bad_payloads() -> list[tuple[str, int, bytes]]:
     v = np.full((2, 256), 0.1, np.float32)
     nan, inf, high = v.copy(), v.copy(), v.copy()
@@ -90,6 +127,13 @@ def _bad_payloads() -> list[tuple[str, int, bytes]]:
         ("long inline array", Msg.MVM, _pass(0, v) + bytes(4)),
         ("head cut short", Msg.MVM, _pass(0, v)[:10]),
         ("staged source", Msg.MVM, _pass(0, v, source=1, crc=1234)),
+        ("region past the edge", Msg.MVM, _pass(0, v[:, :10], region=(250, 0, 10, 4))),
+        ("region offset outside", Msg.TRANSPOSE_MVM, _pass(0, v[:, :4], region=(0, 256, 2, 4))),
+        ("region, tile-wide inputs", Msg.MVM, _pass(0, v, region=(0, 0, 10, 4))),
+        ("region, NaN", Msg.MVM, _pass(0, nan[:, :10], region=(0, 0, 10, 4))),
+        ("region cut short", Msg.MVM, _pass(0, v[:0], region=(0, 0, 10, 4))[:20]),
+        ("unknown flag", Msg.MVM, _pass(0, v, flags=0x04)),
+        ("region, tile out of range", Msg.MVM, _pass(7, v[:, :10], region=(0, 0, 10, 4))),
     ]
 
 
@@ -132,9 +176,54 @@ def test_host_fast_path_equals_the_generic_path() -> None:
             t_fast = d.transpose_mvm(0, v)
             t_generic = d.run_many([TransposeMVMRequest(0, v)])[0]
             assert np.array_equal(t_fast.currents, t_generic.currents)
+        # a region pass: one command, as run_many's generic encoding sends it
+        region = Region(3, 5, 65, 10)
+        for batch in (1, 7, 5000):  # 5000: more than a slot window of 65-wide vectors
+            v = rng.uniform(-0.2, 0.2, (batch, 65)).astype(np.float32)
+            fast, generic = d.mvm(0, v, region), d.run_many([MVMRequest(0, v, region)])[0]
+            assert fast.currents.shape == (batch, 10)
+            assert np.array_equal(fast.currents, generic.currents)
+            assert (fast.saturated_outputs, fast.cost) == (generic.saturated_outputs, generic.cost)
+            vt = v[:, :10]
+            t_fast = d.transpose_mvm(0, vt, region)
+            t_generic = d.run_many([TransposeMVMRequest(0, vt, region)])[0]
+            assert np.array_equal(t_fast.currents, t_generic.currents)
         # through run() too (the server's way in), and a float64 list is converted alike
         listed = [[0.1] * 256]
         assert np.array_equal(d.run(MVMRequest(0, listed)).currents, d.mvm(0, listed).currents)
+
+
+def test_a_board_without_region_passes_gets_the_whole_tile_padded() -> None:
+    """A board whose FEATURES lack REGION_PASS (built before regions) never sees a region:
+    the host sends the whole-tile pass, 0 V outside the region's lines, and keeps the
+    region's outputs; the same currents as the board's own region pass (ideal board)."""
+    rng = np.random.default_rng(9)
+    region = Region(3, 5, 65, 10)
+    with board() as served, driver(served) as d:
+        d.program(0, G)
+        v = rng.uniform(-0.2, 0.2, (6, 65)).astype(np.float32)
+        native, native_t = d.mvm(0, v, region), d.transpose_mvm(0, v[:, :10], region)
+        d.features &= ~Feature.REGION_PASS
+        queues = d._queues
+        assert queues is not None
+        sent: list[Command] = []
+        run = queues.run
+
+        def recording(commands: Sequence[Command]) -> list[Completion]:
+            sent.extend(commands)
+            return run(commands)
+
+        queues.run = recording  # type: ignore[method-assign]
+        padded = d.mvm(0, v, region)
+        padded_t = d.run_many([TransposeMVMRequest(0, v[:, :10], region)])[0]
+        assert padded.currents.shape == (6, 10) and padded_t.currents.shape == (6, 65)
+        np.testing.assert_allclose(padded.currents, native.currents, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(padded_t.currents, native_t.currents, rtol=1e-5, atol=1e-3)
+        assert len(sent) == 2
+        for command, width in zip(sent, (256, 256), strict=True):
+            head = bytes(command.parts[0])
+            assert m.MVM_REQ.unpack_from(head)[2] == 0, "a flag sent to a board without regions"
+            assert command.payload_len == m.MVM_REQ.size + 4 * 6 * width
 
 
 def test_pass_head_layout_is_mvm_resp_then_cost() -> None:

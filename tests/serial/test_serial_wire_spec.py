@@ -246,3 +246,62 @@ def test_boot_notice_has_its_own_message_id(board: tuple[PtyServer, RawHost]) ->
     assert host.call(Msg.BOOT).status == Status.STALE_EPOCH  # a host never sends it
     host.epoch = notice.epoch
     assert host.call(Msg.BOOT).status == Status.UNKNOWN_MESSAGE
+
+
+def _result(reply: Frame, batch: int, outputs: int) -> np.ndarray:
+    """A pass's currents from its response (all inline here: small results)."""
+    assert reply.status == Status.OK, m.decode_error(reply.payload)
+    total, crc = m.RESULT_HEAD.unpack_from(reply.payload, 24)
+    data = reply.payload[24 + m.RESULT_HEAD.size :]
+    assert (total, zlib.crc32(data)) == (4 * batch * outputs, crc)
+    return np.frombuffer(data, "<f4").reshape(batch, outputs)
+
+
+def test_region_passes_take_and_give_the_region_only(board: tuple[PtyServer, RawHost]) -> None:
+    """§6.1: HELLO says REGION_PASS; flags bit 0 puts an 8-byte region after the head; MVM
+    takes f32[batch][region rows] (inline or staged) and answers f32[batch][region cols],
+    TRANSPOSE_MVM the other way round: the whole-tile pass of the same voltages, cut."""
+    _, host = board
+    hello = m.unpack_hello(host.hello().payload)
+    assert hello.features & m.Feature.REGION_PASS
+    region = m.MVM_REGION.pack(4, 3, 5, 2)  # rows 4..8, columns 3..4
+    v = (np.arange(10, dtype="<f4").reshape(2, 5) - 4) / 64  # dyadic: exact sums
+    head = m.MVM_REQ.pack(1, 0, m.PASS_REGION_FLAG, 2, 0, 0, 0)
+    got = _result(host.call(Msg.MVM, head + region + v.tobytes()), 2, 2)
+    whole_v = np.zeros((2, 32), "<f4")
+    whole_v[:, 4:9] = v
+    plain = m.MVM_REQ.pack(1, 0, 0, 2, 0, 0, 0) + whole_v.tobytes()
+    whole = _result(host.call(Msg.MVM, plain), 2, 16)
+    assert np.array_equal(got, whole[:, 3:5])
+
+    vt = v[:, :2].copy()  # staged: f32[batch][region cols]
+    sid = m.STAGE_BEGIN_RESP.unpack(
+        host.call(Msg.STAGE_BEGIN, m.STAGE_BEGIN_REQ.pack(vt.nbytes)).payload
+    )[0]
+    host.call(Msg.STAGE_DATA, m.STAGE_DATA_HEAD.pack(sid, 0, 0) + vt.tobytes())
+    crc = zlib.crc32(vt.tobytes())
+    assert host.call(Msg.STAGE_VERIFY, m.STAGE_VERIFY_REQ.pack(sid, 0, crc)).status == Status.OK
+    staged = m.MVM_REQ.pack(1, 1, m.PASS_REGION_FLAG, 2, sid, 0, crc) + region
+    got_t = _result(host.call(Msg.TRANSPOSE_MVM, staged), 2, 5)
+    whole_vt = np.zeros((2, 16), "<f4")
+    whole_vt[:, 3:5] = vt
+    plain_t = m.MVM_REQ.pack(1, 0, 0, 2, 0, 0, 0) + whole_vt.tobytes()
+    assert np.array_equal(got_t, _result(host.call(Msg.TRANSPOSE_MVM, plain_t), 2, 32)[:, 4:9])
+
+
+def test_bad_region_passes_are_refused(board: tuple[PtyServer, RawHost]) -> None:
+    """§6.1: a region past the tile edge is OUT_OF_RANGE naming the region field; an
+    unknown flag bit, or inputs sized for the whole tile, BAD_PAYLOAD; nothing runs."""
+    _, host = board
+    host.hello()
+    passes = m.STATS_RESP.unpack(host.call(Msg.GET_STATS).payload)[2]
+    head = m.MVM_REQ.pack(0, 0, m.PASS_REGION_FLAG, 1, 0, 0, 0)
+    past = host.call(Msg.MVM, head + m.MVM_REGION.pack(30, 0, 4, 2) + bytes(16))
+    assert past.status == Status.OUT_OF_RANGE
+    field, value, text = error_parts(past.payload)
+    assert (field, value) == (b"region.rows", b"4") and b"1 .. 2" in text
+    unknown = m.MVM_REQ.pack(0, 0, 0x02, 1, 0, 0, 0) + bytes(4 * 32)
+    assert host.call(Msg.MVM, unknown).status == Status.BAD_PAYLOAD
+    wide = head + m.MVM_REGION.pack(0, 0, 4, 2) + bytes(4 * 32)  # 32 inputs for 4 rows
+    assert host.call(Msg.MVM, wide).status == Status.BAD_PAYLOAD
+    assert m.STATS_RESP.unpack(host.call(Msg.GET_STATS).payload)[2] == passes

@@ -226,12 +226,14 @@ class ReadConductanceResponse(_message.Message):
     def __init__(self, conductances: _Optional[_Union[Tensor, _Mapping]] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
 
 class MVMRequest(_message.Message):
-    __slots__ = ("tile", "voltages")
+    __slots__ = ("tile", "voltages", "region")
     TILE_FIELD_NUMBER: _ClassVar[int]
     VOLTAGES_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
     tile: int
     voltages: Tensor
-    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    region: Region
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
 
 class MVMResponse(_message.Message):
     __slots__ = ("currents", "saturated_outputs", "cost")
@@ -244,12 +246,14 @@ class MVMResponse(_message.Message):
     def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
 
 class TransposeMVMRequest(_message.Message):
-    __slots__ = ("tile", "voltages")
+    __slots__ = ("tile", "voltages", "region")
     TILE_FIELD_NUMBER: _ClassVar[int]
     VOLTAGES_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
     tile: int
     voltages: Tensor
-    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    region: Region
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
 
 class TransposeMVMResponse(_message.Message):
     __slots__ = ("currents", "saturated_outputs", "cost")
