@@ -252,8 +252,8 @@ def tensor(dtype: int | None, shape: list[int] | None, data: bytes) -> bytes:
 FIELD_NUMBERS = {
     "Program": {"tile": 1, "row_offset": 2, "col_offset": 3, "conductances": 4},
     "ReadConductance": {"tile": 1, "region": 2},
-    "MVM": {"tile": 1, "voltages": 2},
-    "TransposeMVM": {"tile": 1, "voltages": 2},
+    "MVM": {"tile": 1, "voltages": 2, "region": 3},
+    "TransposeMVM": {"tile": 1, "voltages": 2, "region": 3},
     "Perturb": {"tile": 1, "mode": 2, "seed": 3, "amplitude_us": 4, "sign": 5, "region": 6},
     "ReadWriteCounts": {"tile": 1, "region": 2},
     "Calibrate": {"tile": 1},
@@ -563,13 +563,16 @@ class HostileRequests:
         cols = [0, parts.between(1, info.cols - col)][parts.between(0, 1)]
         return row, col, rows, cols
 
-    def region(self, parts: Parts, number: int, bad: bool) -> None:
+    def region(self, parts: Parts, number: int, bad: bool) -> tuple[int, int, int, int] | None:
         """The Region field ``number``: inside the tile, left out (the whole tile), or
-        leaving the tile (an offset past its edge, or a size that runs past it)."""
+        leaving the tile (an offset past its edge, or a size that runs past it). Returns
+        the valid region sent (None: left out, or a bad one)."""
         if not bad:
             if parts.coin():
-                parts.valid(len_field(number, region_message(*self.region_within(parts))))
-            return
+                within = self.region_within(parts)
+                parts.valid(len_field(number, region_message(*within)))
+                return within
+            return None
         info, draw = self.info, parts.draw
         row, col, rows, cols = self.region_within(parts)
         how = draw(REGION_DEFECTS)
@@ -582,6 +585,7 @@ class HostileRequests:
         else:
             cols = draw(uint32s_beyond(info.cols - col + 1))
         parts.hostile(len_field(number, region_message(row, col, rows, cols)), f"region.{how}")
+        return None
 
     def broken_tensor(
         self, parts: Parts, number: int, shape: tuple[int, int], low: float, high: float,
@@ -656,9 +660,14 @@ class HostileRequests:
     def analog_pass(self, rpc: str, parts: Parts) -> Hostile:
         """MVM or TransposeMVM."""
         info, draw = self.info, parts.draw
-        width = info.rows if rpc == "MVM" else info.cols
-        defects = draw(defect_sets(("voltages", "width", "batch", "tile")))
+        defects = draw(defect_sets(("voltages", "width", "batch", "tile", "region")))
         self.tile(parts, "tile" in defects)
+        # Inputs as wide as the region's driven side (the tile's without a region).
+        width = info.rows if rpc == "MVM" else info.cols
+        within = self.region(parts, 3, "region" in defects)
+        if within is not None:
+            row, col, rows, cols = within
+            width = (rows or info.rows - row) if rpc == "MVM" else (cols or info.cols - col)
         batch, vmax = parts.between(1, 4), info.read_voltage_max_v
         if "batch" in defects:  # more vectors than [limits] max_batch
             batch = draw(uint32s_beyond(self.limits.max_batch + 1))
