@@ -16,6 +16,7 @@ session whose :meth:`Session.lease` keeps tiles to this client (session.proto).
 
 from sidra.client.credentials import TlsCredentials
 from sidra.client.errors import BoardInstanceChanged
+from sidra.client.jobs import JobEvent, JobInfo, Jobs
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
 from sidra.client.session import Lease, Session, SessionState, TileLease
 from sidra.drivers.errors import (
@@ -36,6 +37,9 @@ from sidra.drivers.rademacher import rademacher
 from sidra.drivers.types import Region
 
 __all__ = [
+    "JobEvent",
+    "JobInfo",
+    "Jobs",
     "DEFAULT_TIMEOUT_S",
     "BoardFault",
     "BoardInstanceChanged",

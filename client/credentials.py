@@ -92,13 +92,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class BearerToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc has no types
-    """Adds ``authorization: Bearer <token>`` to every unary call of a channel."""
+class BearerToken(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]  # grpc has no types
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds ``authorization: Bearer <token>`` to every unary call of a channel, and to
+    every server-streaming one (JobService.WatchJob)."""
 
     def __init__(self, token: str) -> None:
         self._metadata = ("authorization", f"Bearer {token}")
 
     def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        metadata = [*(details.metadata or ()), self._metadata]
+        return continuation(_with_metadata(details, metadata), request)
+
+    def intercept_unary_stream(
         self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
     ) -> Any:
         metadata = [*(details.metadata or ()), self._metadata]

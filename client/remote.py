@@ -30,6 +30,7 @@ from sidra.client.credentials import (
 )
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
+from sidra.client.jobs import Jobs
 from sidra.client.session import (
     Session,
     TileLease,
@@ -132,6 +133,11 @@ class RemoteBoard(Board):
         self._session = session
         self._metadata = ((SESSION_ID_KEY, session.id),)
         return session
+
+    @property
+    def jobs(self) -> Jobs:
+        """Training jobs run inside the server, next to the board (jobs.proto)."""
+        return Jobs(self._channel, self.timeout_s)
 
     def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""

@@ -13,6 +13,14 @@ from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
 from sidra.server.address import is_loopback
 from sidra.server.instance import InstanceMetadata
+from sidra.server.jobs import (
+    JOB_SERVICE_NAME,
+    JobManager,
+    JobServicer,
+    job_service_handler,
+    load_runner,
+)
+from sidra.server.jobs.runner import RunnerLoader
 from sidra.server.limits import PrincipalLimits
 from sidra.server.link_watch import LinkWatcher
 from sidra.server.observability import CallObserver, ServiceMetrics, watch_board
@@ -75,6 +83,7 @@ def create_server(
     store: StateStore | None = None,
     limits: LimitsSettings | None = None,
     leases: LeaseSettings | None = None,
+    job_runner: RunnerLoader = load_runner,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
@@ -85,7 +94,10 @@ def create_server(
     a call over them is refused with RESOURCE_EXHAUSTED. Clients lease tiles through
     ``sidra.hil.v1.SessionService`` (:mod:`sidra.server.sessions`, configured by
     ``leases``, default: the :class:`~sidra.server.settings.LeaseSettings` defaults);
-    a thread ends sessions that expire while any is open.
+    a thread ends sessions that expire while any is open. Training jobs run in the
+    server through ``sidra.hil.v1.JobService`` (:mod:`sidra.server.jobs`; their
+    records go to ``store``, without which SubmitJob is refused); ``job_runner``
+    loads the training code at the first SubmitJob.
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -132,8 +144,16 @@ def create_server(
         turns=turns, leases=keeper, admin_of=_is_admin,
     )  # fmt: skip
     sessions = SessionServicer(keeper, caller_of=_caller, limits=per_principal)
+    jobs = JobManager(
+        servicer, keeper, store, max_jobs=(limits or LimitsSettings()).max_jobs,
+        load_runner=job_runner,
+    )  # fmt: skip
     server.add_generic_rpc_handlers(
-        (board_service_handler(servicer), session_service_handler(sessions))
+        (
+            board_service_handler(servicer),
+            session_service_handler(sessions),
+            job_service_handler(JobServicer(jobs, caller_of=_caller, limits=per_principal)),
+        )
     )
 
     health_servicer = health_servicer or health.HealthServicer()
@@ -145,8 +165,12 @@ def create_server(
 
     if reflection_enabled:
         _enable_reflection(
-            server, (SERVICE_NAME, SESSION_SERVICE_NAME, health.SERVICE_NAME, *REFLECTION_NAMES)
-        )
+            server,
+            (
+                SERVICE_NAME, SESSION_SERVICE_NAME, JOB_SERVICE_NAME, health.SERVICE_NAME,
+                *REFLECTION_NAMES,
+            ),
+        )  # fmt: skip
 
     try:
         if credentials is None:

@@ -120,18 +120,37 @@ class BoardServicer:
             # The request holds its own copy of the tensor bytes: drop the parsed message
             # now rather than at return, one request's size less held while it waits and runs.
             del message
-            leases = self.leases
-            with self.turns.turn(caller):
-                if leases is not None:
-                    session = _session_of(context)
-                    admin = self.admin_of(context)
-                    leases.admit(op.rpc, request, principal, session, admin=admin)
-                result = self.board.run(request)
-                if leases is not None:
-                    leases.ran(request)
-                if self.store is not None:
-                    self._record(self.store, request, result, principal)
+            admin = self.admin_of(context) if self.leases is not None else False
+            result = self.run_in_turn(
+                op.rpc, request, principal, caller, _session_of(context), admin=admin
+            )
             return convert.result_to_pb(result, op)
+
+    def run_in_turn(
+        self,
+        rpc: str,
+        request: Request,
+        principal: str,
+        caller: str,
+        session_id: str | None,
+        *,
+        admin: bool,
+    ) -> Any:
+        """Runs ``request`` (of ``rpc``) on the board in ``caller``'s turn, once the leases
+        admit it for ``principal`` in ``session_id``; records what it did in the store.
+
+        Every board call goes through here: a client's RPC and a job's call alike
+        (sidra.server.jobs), so both take turns and obey the same leases."""
+        leases = self.leases
+        with self.turns.turn(caller):
+            if leases is not None:
+                leases.admit(rpc, request, principal, session_id, admin=admin)
+            result = self.board.run(request)
+            if leases is not None:
+                leases.ran(request)
+            if self.store is not None:
+                self._record(self.store, request, result, principal)
+        return result
 
     def _record(self, store: StateStore, request: Request, result: Any, principal: str) -> None:
         """Stores what ``request`` did to the board (lock held: nothing ran since)."""

@@ -144,6 +144,8 @@ class LimitsSettings(BaseModel):
     """Most input vectors in one MVM or TransposeMVM request, vectors."""
     max_in_flight: int = Field(4, ge=1, le=1024)
     """Most requests one principal may have running or queued at once, requests."""
+    max_jobs: int = Field(2, ge=1, le=64)
+    """Most training jobs one principal may have running in the server at once, jobs."""
 
 
 class LeaseSettings(BaseModel):

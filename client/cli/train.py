@@ -293,22 +293,7 @@ def drift_recovery_command(
     data = load_dataset(dataset)
     with _board(board, None) as target:
         report = drift_recovery(target, data, options)
-    spent = report.retraining
-    summary = {
-        "digital_accuracy": report.digital_accuracy,
-        "deployed_accuracy": report.deployed_accuracy,
-        "aged_accuracy": report.aged_accuracy,
-        "calibrated_accuracy": report.calibrated_accuracy,
-        "recovered_accuracy": report.recovered_accuracy,
-        "recovered_fraction": report.recovered_fraction,
-        "retraining_fraction": report.retraining_fraction,
-        "device_writes": report.device_writes,
-        "calibration_gains": list(report.calibration_gains),
-        "retraining_loss_evaluations": spent.loss_evaluations,
-        "retraining_mvm_calls": spent.mvm_calls,
-        "retraining_time_ns": spent.modeled_time_ns,
-        "retraining_energy_nj": spent.modeled_energy_nj,
-    }
+    summary = report.summary()
     if as_json:
         typer.echo(json.dumps(summary))
         return

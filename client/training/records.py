@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,20 +75,33 @@ class TrainingRecord:
         """Writes settings.json, summary.json, steps.csv, checkpoints.csv, weights.npy, plot.png."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "settings.json").write_text(json.dumps(self.settings, indent=2, default=str))
-        (out / "summary.json").write_text(json.dumps(self.summary(), indent=2))
-        with (out / "steps.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["step", "loss"])
-            writer.writerows((i + 1, loss) for i, loss in enumerate(self.losses))
-        with (out / "checkpoints.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["step", "test_accuracy", "device_writes"])
-            writer.writerows((c.step, c.test_accuracy, c.device_writes) for c in self.checkpoints)
-        if self.weights is not None:
-            np.save(out / "weights.npy", self.weights)
+        for name, content in self.files().items():
+            (out / name).write_bytes(content)
         self.plot(out / "plot.png")
         return out
+
+    def files(self) -> dict[str, bytes]:
+        """The record's files but the plot, by name: what :meth:`save` writes beside it
+        (and what a job run in the service keeps in its state store)."""
+        files = {
+            "settings.json": json.dumps(self.settings, indent=2, default=str).encode(),
+            "summary.json": json.dumps(self.summary(), indent=2).encode(),
+        }
+        steps = io.StringIO(newline="")
+        writer = csv.writer(steps)
+        writer.writerow(["step", "loss"])
+        writer.writerows((i + 1, loss) for i, loss in enumerate(self.losses))
+        files["steps.csv"] = steps.getvalue().encode()
+        checkpoints = io.StringIO(newline="")
+        writer = csv.writer(checkpoints)
+        writer.writerow(["step", "test_accuracy", "device_writes"])
+        writer.writerows((c.step, c.test_accuracy, c.device_writes) for c in self.checkpoints)
+        files["checkpoints.csv"] = checkpoints.getvalue().encode()
+        if self.weights is not None:
+            weights = io.BytesIO()
+            np.save(weights, self.weights)
+            files["weights.npy"] = weights.getvalue()
+        return files
 
     def plot(self, path: Path) -> None:
         """Loss and accuracy against steps and against device writes."""

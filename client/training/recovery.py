@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,25 @@ class RecoveryReport:
     def retraining_fraction(self) -> float:
         """Share of the points still lost after calibration that retraining won back."""
         return _share(self.deployed_accuracy, self.calibrated_accuracy, self.recovered_accuracy)
+
+    def summary(self) -> dict[str, Any]:
+        """The figures ``sidra train drift-recovery --json`` prints (time ns, energy nJ)."""
+        spent = self.retraining
+        return {
+            "digital_accuracy": self.digital_accuracy,
+            "deployed_accuracy": self.deployed_accuracy,
+            "aged_accuracy": self.aged_accuracy,
+            "calibrated_accuracy": self.calibrated_accuracy,
+            "recovered_accuracy": self.recovered_accuracy,
+            "recovered_fraction": self.recovered_fraction,
+            "retraining_fraction": self.retraining_fraction,
+            "device_writes": self.device_writes,
+            "calibration_gains": list(self.calibration_gains),
+            "retraining_loss_evaluations": spent.loss_evaluations,
+            "retraining_mvm_calls": spent.mvm_calls,
+            "retraining_time_ns": spent.modeled_time_ns,
+            "retraining_energy_nj": spent.modeled_energy_nj,
+        }
 
 
 def _share(before: float, after: float, recovered: float) -> float:

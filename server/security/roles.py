@@ -14,6 +14,9 @@ Sessions (``sidra.hil.v1.SessionService``): listing leases is a viewer's; openin
 session and leasing tiles an operator's (a lease also guards reads when the server
 makes them exclusive). Leases themselves are checked by ``sidra.server.sessions``.
 
+Jobs (``sidra.hil.v1.JobService``): listing, reading and watching them is a viewer's;
+submitting and cancelling a programmer's.
+
 Health checks are open: a load balancer or a watchdog asks them without a token.
 """
 
@@ -27,9 +30,9 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from sidra.hil.v1 import board_pb2 as pb
-from sidra.hil.v1 import session_pb2
+from sidra.hil.v1 import jobs_pb2, session_pb2
 
-__all__ = ["OPEN_SERVICES", "RPC_ROLES", "SESSION_ROLES", "Role", "required_role"]
+__all__ = ["JOB_ROLES", "OPEN_SERVICES", "RPC_ROLES", "SESSION_ROLES", "Role", "required_role"]
 
 BOARD_SERVICE: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 
@@ -87,6 +90,21 @@ SESSION_ROLES: Mapping[str, Role] = MappingProxyType(
 )
 """The role each SessionService RPC needs (tests/server checks that every RPC has one)."""
 
+JOB_SERVICE: str = jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+
+JOB_ROLES: Mapping[str, Role] = MappingProxyType(
+    {
+        "ListJobs": Role.VIEWER,
+        "GetJob": Role.VIEWER,
+        "WatchJob": Role.VIEWER,
+        "SubmitJob": Role.PROGRAMMER,
+        "CancelJob": Role.PROGRAMMER,
+    }
+)
+"""The role each JobService RPC needs: a job writes the array as a programmer's calls
+would; following one reads no tile. Whose job may be cancelled is the job service's
+check (its principal's own, an admin anyone's)."""
+
 OPEN_SERVICES = frozenset({health.SERVICE_NAME})
 """Services every caller reaches without a token: health checking."""
 
@@ -109,4 +127,6 @@ def required_role(method: str) -> Role | None:
         return RPC_ROLES.get(name, Role.ADMIN)
     if service == SESSION_SERVICE:
         return SESSION_ROLES.get(name, Role.ADMIN)
+    if service == JOB_SERVICE:
+        return JOB_ROLES.get(name, Role.ADMIN)
     return Role.ADMIN

@@ -92,7 +92,53 @@ _V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2 = Migration(
+    2,
+    (
+        # Training jobs run by the service (sidra.server.jobs): options, state, progress.
+        """CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            options_json TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+            submitted_unix_s REAL NOT NULL,
+            started_unix_s REAL NOT NULL,
+            ended_unix_s REAL NOT NULL,
+            step INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            error TEXT NOT NULL,
+            tiles TEXT NOT NULL,
+            whole_board INTEGER NOT NULL,
+            summary_json TEXT NOT NULL
+        )""",
+        "CREATE INDEX jobs_by_time ON jobs (submitted_unix_s)",
+        # Progress, log lines and state changes, numbered from 0 per job.
+        """CREATE TABLE job_events (
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            idx INTEGER NOT NULL CHECK (idx >= 0),
+            unix_s REAL NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('progress', 'log', 'state')),
+            step INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            state TEXT NOT NULL,
+            PRIMARY KEY (job_id, idx)
+        )""",
+        # The run record of a finished job: the files `sidra train` writes.
+        """CREATE TABLE job_files (
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            name TEXT NOT NULL,
+            content BLOB NOT NULL,
+            PRIMARY KEY (job_id, name)
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

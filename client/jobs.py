@@ -1,0 +1,204 @@
+"""Training jobs run inside a server, from the client side (jobs.proto).
+
+    with connect("lab-pc:50051") as board:
+        job = board.jobs.submit("spsa", {"steps": 2000, "tile": 3})
+        for event in board.jobs.watch(job.job_id):
+            print(event.step, event.total, event.message)
+        record = board.jobs.get(job.job_id, include_record=True)
+
+A job runs next to the board whatever becomes of this client: closing the channel
+or losing the network does not stop it. :meth:`Jobs.watch` resumes a broken stream
+from the next event index, so a watcher misses no event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from sidra.client.errors import from_rpc_error
+from sidra.drivers import BoardUnavailable
+from sidra.hil.v1 import jobs_pb2 as pb
+
+__all__ = ["FINAL_STATES", "JOB_SERVICE", "JobEvent", "JobInfo", "Jobs"]
+
+log = logging.getLogger(__name__)
+
+_SERVICE = pb.DESCRIPTOR.services_by_name["JobService"]
+JOB_SERVICE: str = _SERVICE.full_name
+
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+"""States a job never leaves."""
+
+RECONNECT_LIMIT_S = 60.0
+"""How long :meth:`Jobs.watch` keeps trying to resume a broken stream, s."""
+
+
+def _state(value: int) -> str:
+    return pb.JobState.Name(value).removeprefix("JOB_STATE_").lower()
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as the server last reported it (times in seconds since the Unix epoch)."""
+
+    job_id: str
+    kind: str
+    principal: str
+    dataset: str
+    options: dict[str, Any]
+    """Every option the job runs with, defaults included."""
+    state: str
+    """running, succeeded, failed, cancelled or interrupted."""
+    submitted_unix_s: float
+    started_unix_s: float
+    ended_unix_s: float
+    step: int
+    total: int
+    message: str
+    error: str
+    tiles: tuple[int, ...]
+    whole_board: bool
+    events: int
+    summary: dict[str, Any] | None
+    """The run's summary once it succeeded (what ``sidra train --json`` prints)."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    """The run record's files (only when asked for with ``include_record``)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @classmethod
+    def from_pb(cls, job: pb.Job) -> JobInfo:
+        return cls(
+            job.job_id, job.kind, job.principal, job.dataset,
+            json.loads(job.options_json or "{}"), _state(job.state), job.submitted_unix_s,
+            job.started_unix_s, job.ended_unix_s, job.step, job.total, job.message, job.error,
+            tuple(job.tiles), job.whole_board, job.events,
+            json.loads(job.summary_json) if job.summary_json else None,
+            {f.name: f.content for f in job.files},
+        )  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        """The job as JSON values (files left out)."""
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in self.__dict__.items()
+            if name != "files"
+        }
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One event of a job: progress (step of total, message), a log line, or a state."""
+
+    index: int
+    unix_s: float
+    kind: str
+    """progress, log or state."""
+    step: int
+    total: int
+    message: str
+    state: str
+    """The state entered (kind state); "unspecified" otherwise."""
+
+    @classmethod
+    def from_pb(cls, event: pb.JobEvent) -> JobEvent:
+        kind = pb.JobEventKind.Name(event.kind).removeprefix("JOB_EVENT_KIND_").lower()
+        return cls(event.index, event.unix_s, kind, event.step, event.total, event.message,
+                   _state(event.state))  # fmt: skip
+
+
+class Jobs:
+    """JobService of the server behind ``channel``; every unary call has ``timeout_s``."""
+
+    def __init__(self, channel: grpc.Channel, timeout_s: float = 30.0) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s
+
+    def submit(
+        self,
+        kind: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        dataset: str = "digits",
+        lease_wait_s: float = 0.0,
+    ) -> JobInfo:
+        """Starts a ``kind`` job (spsa, last-layer, compare, drift-recovery) with
+        ``options`` (the fields of its option model; missing ones take defaults)."""
+        request = pb.SubmitJobRequest(
+            kind=kind, options_json=json.dumps(dict(options or {})), dataset=dataset,
+            lease_wait_s=lease_wait_s,
+        )  # fmt: skip
+        timeout = self.timeout_s + lease_wait_s
+        return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
+
+    def get(self, job_id: str, *, include_record: bool = False) -> JobInfo:
+        request = pb.GetJobRequest(job_id=job_id, include_record=include_record)
+        return JobInfo.from_pb(self._call("GetJob", request, pb.Job))
+
+    def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
+        """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100)."""
+        request = pb.ListJobsRequest(principal=principal, limit=limit)
+        reply = self._call("ListJobs", request, pb.ListJobsResponse)
+        return [JobInfo.from_pb(job) for job in reply.jobs]
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Asks the job to stop; it ends CANCELLED shortly (watch it)."""
+        return JobInfo.from_pb(self._call("CancelJob", pb.CancelJobRequest(job_id=job_id), pb.Job))
+
+    def watch(self, job_id: str, from_index: int = 0) -> Iterator[JobEvent]:
+        """The job's events from ``from_index`` until its final state. A stream the
+        network breaks is resumed from the next index for up to
+        :data:`RECONNECT_LIMIT_S`; other errors raise the SIDRA exception."""
+        method = self.channel.unary_stream(
+            f"/{JOB_SERVICE}/WatchJob",
+            request_serializer=pb.WatchJobRequest.SerializeToString,
+            response_deserializer=pb.JobEvent.FromString,
+        )
+        index = from_index
+        broken_since: float | None = None
+        while True:
+            stream = method(pb.WatchJobRequest(job_id=job_id, from_index=index))
+            try:
+                for message in stream:
+                    broken_since = None
+                    event = JobEvent.from_pb(message)
+                    index = event.index + 1
+                    yield event
+                return
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                if not isinstance(error, BoardUnavailable):
+                    raise error from exc
+                broken_since = broken_since or time.monotonic()
+                if time.monotonic() - broken_since > RECONNECT_LIMIT_S:
+                    raise error from exc
+                log.info("job %s: watch stream broken (%s); resuming at %d", job_id, exc, index)
+                time.sleep(0.5)
+            finally:
+                stream.cancel()
+
+    def wait(self, job_id: str) -> JobInfo:
+        """Follows the job to its end; returns it as it ended."""
+        for _ in self.watch(job_id):
+            pass
+        return self.get(job_id)
+
+    def _call(self, rpc: str, request: Any, response: Any, timeout_s: float | None = None) -> Any:
+        method = self.channel.unary_unary(
+            f"/{JOB_SERVICE}/{rpc}",
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response.FromString,
+        )
+        try:
+            return method(request, timeout=timeout_s or self.timeout_s)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc

@@ -1,0 +1,160 @@
+"""Training jobs as ``sidra serve`` runs them, next to the board (jobs.proto).
+
+The service finds :class:`TrainingJobs` through the ``sidra.jobs`` entry point and
+loads it at the first SubmitJob, so it imports no training code until a job is
+asked for. Each kind is a ``sidra train`` command with the same option model
+(:mod:`sidra.training.options`); the service hands :meth:`TrainingJobs.run` a
+board whose calls go through its turns and leases, and a reporter for progress.
+
+This module needs the ``training`` extra: it imports scikit-learn (the data sets)
+at import, so a service installed without the extra learns it at load time and
+refuses the job with an error naming the extra, rather than failing mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import sklearn  # noqa: F401  (the training extra: see the module docstring)
+
+from sidra.drivers import Board
+from sidra.training.board_spsa import train_softmax_spsa
+from sidra.training.compare import compare_estimators
+from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.hybrid import train_last_layer
+from sidra.training.options import (
+    CompareOptions,
+    JobOptions,
+    LastLayerOptions,
+    RecoveryOptions,
+    SPSAOptions,
+)
+from sidra.training.records import TrainingRecord
+from sidra.training.recovery import drift_recovery
+
+__all__ = ["KINDS", "JobReporter", "TrainingJobs"]
+
+KINDS: dict[str, type[JobOptions]] = {
+    "spsa": SPSAOptions,
+    "last-layer": LastLayerOptions,
+    "compare": CompareOptions,
+    "drift-recovery": RecoveryOptions,
+}
+"""Each job kind (the ``sidra train`` command's name) and its option model."""
+
+
+class JobReporter(Protocol):
+    """Where a job reports to; either call may raise to stop the job (cancellation)."""
+
+    def progress(self, step: int, total: int, message: str) -> None: ...
+
+    def log(self, line: str) -> None: ...
+
+
+Outcome = tuple[dict[str, Any], dict[str, bytes]]
+"""A finished job's summary (what ``sidra train --json`` prints) and record files."""
+
+
+class TrainingJobs:
+    """The training jobs a service can run (the ``sidra.jobs`` entry point)."""
+
+    kinds: tuple[str, ...] = tuple(KINDS)
+    datasets: tuple[str, ...] = BUNDLED
+
+    def options(self, kind: str, options_json: str) -> JobOptions:
+        """The validated options of a ``kind`` job; ValueError naming the option, the
+        value and what is allowed."""
+        model = KINDS[kind]
+        values = json.loads(options_json or "{}")
+        if not isinstance(values, dict):
+            raise ValueError(f"options_json: got {type(values).__name__}, expected a JSON object")
+        return model.model_validate(values)
+
+    def options_json(self, options: JobOptions) -> str:
+        """Every option's value, defaults included, as JSON."""
+        return json.dumps(options.settings(), sort_keys=True)
+
+    def claim(self, kind: str, options: JobOptions) -> tuple[tuple[int, ...], bool]:
+        """The tiles the job writes, and whether it needs the whole board."""
+        if isinstance(options, SPSAOptions | CompareOptions):
+            return (options.tile,), False
+        if isinstance(options, LastLayerOptions):
+            return tuple(sorted({options.feature_tile, *options.head_tiles})), False
+        return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
+
+    def run(
+        self, kind: str, options: JobOptions, dataset: str, board: Board, reporter: JobReporter
+    ) -> Outcome:
+        """Runs the job on ``board``; returns its summary and record files."""
+        reporter.log(f"loading data set {dataset}")
+        data = load_dataset(dataset)
+        reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
+        if isinstance(options, SPSAOptions):
+            return _spsa(board, data, options, reporter)
+        if isinstance(options, LastLayerOptions):
+            return _last_layer(board, data, options, reporter)
+        if isinstance(options, CompareOptions):
+            return _compare(board, data, options, reporter)
+        assert isinstance(options, RecoveryOptions)
+        return _recovery(board, data, options, reporter)
+
+
+def _record(record: TrainingRecord, dataset: str) -> Outcome:
+    record.settings["dataset"] = dataset
+    return record.summary(), record.files()
+
+
+def _spsa(board: Board, data: Dataset, options: SPSAOptions, reporter: JobReporter) -> Outcome:
+    def on_step(step: Any) -> None:
+        # Every step: the service decides which become events, and stops a cancelled
+        # job here, between steps.
+        reporter.progress(step.step, options.steps, f"loss {step.loss:.3f}")
+
+    record = train_softmax_spsa(board, data, options, on_step=on_step)
+    return _record(record, data.name)
+
+
+def _last_layer(
+    board: Board, data: Dataset, options: LastLayerOptions, reporter: JobReporter
+) -> Outcome:
+    def on_epoch(epoch: int, test: float) -> None:
+        reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
+
+    record = train_last_layer(board, data, options, on_epoch=on_epoch)
+    return _record(record, data.name)
+
+
+def _compare(
+    board: Board, data: Dataset, options: CompareOptions, reporter: JobReporter
+) -> Outcome:
+    done: list[Any] = []
+    total = len(options.estimators)
+
+    def on_result(result: Any) -> None:
+        done.append(result)
+        reporter.progress(len(done), total, f"{result.name} {100 * result.test_accuracy:.2f} %")
+
+    results = [r.as_dict() for r in compare_estimators(board, data, options, on_result=on_result)]
+    summary = {"dataset": data.name, "results": results}
+    files = {
+        "settings.json": json.dumps(options.settings() | {"job": "compare"}, indent=2).encode(),
+        "results.json": json.dumps(results, indent=2).encode(),
+    }
+    return summary, files
+
+
+def _recovery(
+    board: Board, data: Dataset, options: RecoveryOptions, reporter: JobReporter
+) -> Outcome:
+    reporter.progress(0, 1, "deploying, ageing, retraining")
+    report = drift_recovery(board, data, options)
+    summary = report.summary() | {"dataset": data.name}
+    reporter.progress(1, 1, f"recovered {100 * report.recovered_accuracy:.2f} %")
+    files = {
+        "settings.json": json.dumps(
+            options.settings() | {"job": "drift-recovery"}, indent=2
+        ).encode(),
+        "summary.json": json.dumps(summary, indent=2).encode(),
+    }
+    return summary, files

@@ -1,0 +1,22 @@
+"""Training jobs run inside the service, next to the board (jobs.proto).
+
+- :mod:`~sidra.server.jobs.runner`: the training code, found by entry point and
+  loaded at the first SubmitJob (refused naming the ``training`` extra without it);
+- :mod:`~sidra.server.jobs.board`: the board a job sees, through turns and leases;
+- :mod:`~sidra.server.jobs.manager`: submitting, running, watching, cancelling;
+- :mod:`~sidra.server.jobs.service`: ``sidra.hil.v1.JobService`` over gRPC.
+"""
+
+from sidra.server.jobs.manager import JobManager
+from sidra.server.jobs.runner import TRAINING_EXTRA, JobRunner, load_runner
+from sidra.server.jobs.service import JOB_SERVICE_NAME, JobServicer, job_service_handler
+
+__all__ = [
+    "JOB_SERVICE_NAME",
+    "TRAINING_EXTRA",
+    "JobManager",
+    "JobRunner",
+    "JobServicer",
+    "job_service_handler",
+    "load_runner",
+]

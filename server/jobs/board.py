@@ -1,0 +1,61 @@
+"""The board a job sees: the served board, reached through the same turns and leases
+as every client's calls.
+
+A job runs in the server, so it could call the driver directly; it must not, or
+its calls would interleave with clients' calls and ignore their leases. Each call
+of a :class:`JobBoard` goes through :meth:`BoardServicer.run_in_turn` in the job's
+session, exactly as an RPC carrying that session id would, and is recorded in the
+state store like one. Before each call it asks ``check`` whether the job may go
+on, so a cancelled job stops at its next board call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sidra.drivers import Board, BoardInfo
+from sidra.drivers.operations import operation_of
+from sidra.drivers.requests import Request
+from sidra.server.servicer import BoardServicer
+
+__all__ = ["JobBoard"]
+
+
+class JobBoard(Board):
+    """``servicer``'s board, as ``principal``'s session ``session_id`` uses it."""
+
+    def __init__(
+        self,
+        servicer: BoardServicer,
+        *,
+        principal: str,
+        caller: str,
+        session_id: str,
+        check: Callable[[], None],
+    ) -> None:
+        self.servicer = servicer
+        self.principal = principal
+        self.caller = caller
+        """Whose turn the job's calls take (sidra.server.limits.caller_key)."""
+        self.session_id = session_id
+        self.check = check
+        """Raises to stop the job (it was cancelled); called before every board call."""
+
+    @property
+    def info(self) -> BoardInfo:
+        return self.servicer.board.info
+
+    @property
+    def instance_id(self) -> str:
+        return self.servicer.board.instance_id
+
+    def run(self, request: Request) -> Any:
+        self.check()
+        rpc = operation_of(request).rpc
+        return self.servicer.run_in_turn(
+            rpc, request, self.principal, self.caller, self.session_id, admin=False
+        )
+
+    def close(self) -> None:
+        """Nothing to release: the served board outlives every job."""

@@ -1,0 +1,458 @@
+"""Training jobs in the service: submitted, run on a thread, watched, cancelled (jobs.proto).
+
+:class:`JobManager` owns every job this process runs. A job
+
+- is checked whole before anything happens (kind, data set, options, tiles, the
+  principal's ``[limits] max_jobs``), so a refused SubmitJob leaves no trace;
+- opens a session of its own and leases its tiles (waiting ``lease_wait_s`` for a
+  holder), then is stored as running and started on a thread;
+- runs the training loop on a :class:`~sidra.server.jobs.board.JobBoard`: the
+  served board through the same turns and lease admission as clients' calls;
+- reports progress and log lines as numbered events, kept in memory for watchers
+  and written to the state store about once a second;
+- stops at its next board call or step once cancelled;
+- closes its session when it ends, however it ends (the lease is released and
+  perturbed cells restored before the final state is announced), then stores its
+  final state with its record in one transaction.
+
+The job's session is renewed from a thread of its own, so host work between board
+calls (loading the data, a digital pre-training) never lets the lease lapse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidra.drivers import (
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    ResourceExhausted,
+    SidraError,
+)
+from sidra.server.jobs.board import JobBoard
+from sidra.server.jobs.runner import JobRunner, RunnerLoader, load_runner
+from sidra.server.limits import caller_key
+from sidra.server.servicer import BoardServicer
+from sidra.server.sessions import LeaseKeeper
+from sidra.server.sessions.registry import WAIT_LIMIT_S
+from sidra.server.state import StateStore
+from sidra.server.state.jobs import FINAL_STATES, JobEventRow, JobRecords, JobRow
+
+__all__ = [
+    "DEFAULT_DATASET",
+    "JobCancelled",
+    "JobManager",
+    "JobNotFound",
+    "NotJobOwner",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATASET = "digits"
+"""The data set of a job that names none (as ``sidra train``'s default)."""
+
+PROGRESS_INTERVAL_S = 0.1
+"""A progress report becomes an event when this long has passed since the last one, s,
+or when it completes another hundredth of the run, or is the last step."""
+
+FLUSH_INTERVAL_S = 1.0
+"""Most time a running job's events wait before they are written to the store, s."""
+
+WATCH_POLL_S = 0.5
+"""How often a waiting watcher checks that its client is still there, s."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's thread to stop it; never leaves the manager."""
+
+
+class JobNotFound(LookupError):
+    """No job of that id (NOT_FOUND)."""
+
+
+class NotJobOwner(PermissionError):
+    """Another principal's job, and the caller is not an admin (PERMISSION_DENIED)."""
+
+
+@dataclass(eq=False)
+class _LiveJob:
+    """A job this process started (the manager's condition guards it)."""
+
+    row: JobRow
+    session_id: str
+    events: list[JobEventRow] = field(default_factory=list)
+    stored: int = 0
+    """Events already written to the store."""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancelled_by: str = ""
+    last_progress_s: float = -math.inf
+    last_hundredth: int = -1
+    """Hundredths of the run done at the last progress event."""
+    last_flush_s: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class JobManager:
+    """Runs the jobs of one served board.
+
+    ``servicer`` runs the jobs' board calls (its turns, leases and store);
+    ``keeper`` opens their sessions and leases; ``store`` keeps their records (None:
+    SubmitJob is refused, nothing else to keep them in); ``max_jobs`` bounds a
+    principal's running jobs; ``load_runner`` finds the training code (tests swap it).
+    """
+
+    def __init__(
+        self,
+        servicer: BoardServicer,
+        keeper: LeaseKeeper,
+        store: StateStore | None,
+        *,
+        max_jobs: int = 2,
+        load_runner: RunnerLoader = load_runner,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.servicer = servicer
+        self.keeper = keeper
+        self.records = JobRecords(store) if store is not None else None
+        self.max_jobs = max_jobs
+        self._load_runner = load_runner
+        self._runner: JobRunner | None = None
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._live: dict[str, _LiveJob] = {}
+        self._starting: Counter[str] = Counter()  # principal -> SubmitJobs under way
+        if self.records is not None:
+            for job_id in self.records.interrupt_running(clock()):
+                log.warning("job %s was running when the server stopped: interrupted", job_id)
+
+    # -- SubmitJob -----------------------------------------------------------------
+
+    def submit(
+        self, principal: str, kind: str, options_json: str, dataset: str, lease_wait_s: float
+    ) -> JobRow:
+        """Starts a job of ``principal``; returns it as stored (state running)."""
+        records = self.records
+        if records is None:
+            raise FailedPrecondition(
+                "training jobs need the server's state store to keep their records "
+                "(sidra serve always has one; this server was built without)"
+            )
+        runner = self._runner_or_refuse()
+        if kind not in runner.kinds:
+            raise InvalidArgument("kind", kind, f"one of {', '.join(runner.kinds)}")
+        dataset = dataset or DEFAULT_DATASET
+        if dataset not in runner.datasets:
+            raise InvalidArgument(
+                "dataset", dataset, f"one of {', '.join(runner.datasets)} (bundled data sets)"
+            )
+        if not (math.isfinite(lease_wait_s) and 0 <= lease_wait_s <= WAIT_LIMIT_S):
+            raise OutOfRange("lease_wait_s", lease_wait_s, f"0 .. {WAIT_LIMIT_S:g} s")
+        try:
+            options = runner.options(kind, options_json)
+        except ValueError as exc:
+            raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
+        tiles, whole_board = runner.claim(kind, options)
+        count = self.servicer.board.info.tile_count
+        if any(not 0 <= t < count for t in tiles):
+            raise InvalidArgument(
+                "options_json", options_json, f"tiles in 0 .. {count - 1} (tile_count); the "
+                f"{kind} options name tiles {list(tiles)}",
+            )  # fmt: skip
+        with self._reserved(principal):
+            return self._start(records, runner, principal, kind, options, dataset,
+                               tiles, whole_board, lease_wait_s)  # fmt: skip
+
+    def _start(
+        self,
+        records: JobRecords,
+        runner: JobRunner,
+        principal: str,
+        kind: str,
+        options: Any,
+        dataset: str,
+        tiles: tuple[int, ...],
+        whole_board: bool,
+        lease_wait_s: float,
+    ) -> JobRow:
+        job_id = secrets.token_hex(8)
+        session = self.keeper.open(principal, 0.0, f"job {job_id} {kind}")
+        try:
+            held = self.keeper.acquire(principal, session.id, tiles, whole_board, lease_wait_s)
+            now = self._clock()
+            row = JobRow(
+                id=job_id, kind=kind, principal=principal, dataset=dataset,
+                options_json=runner.options_json(options), state="running",
+                submitted_unix_s=now, started_unix_s=now, tiles=held.tiles,
+                whole_board=held.whole_board,
+            )  # fmt: skip
+            records.add(row)
+        except BaseException:
+            self._close_session(principal, session.id)
+            raise
+        live = _LiveJob(row, session.id, last_flush_s=time.monotonic())
+        with self._changed:
+            self._live[job_id] = live
+            self._event(live, "state", state="running")
+        log.info("job %s (%s on %s) of %s started on tiles %s", job_id, kind, dataset,
+                 principal, "all" if whole_board else list(held.tiles))  # fmt: skip
+        threading.Thread(
+            target=self._run, args=(live, runner, options), name=f"sidra-job-{job_id}", daemon=True
+        ).start()
+        return self._snapshot(live)
+
+    @contextlib.contextmanager
+    def _reserved(self, principal: str) -> Iterator[None]:
+        """Holds one of ``principal``'s ``max_jobs`` places while its job starts."""
+        with self._changed:
+            running = sum(
+                1 for j in self._live.values()
+                if j.row.principal == principal and j.row.state == "running"
+            ) + self._starting[principal]  # fmt: skip
+            if running >= self.max_jobs:
+                raise ResourceExhausted(
+                    "limits.max_jobs",
+                    f"a job while {running} of principal {principal!r} are running",
+                    f"at most {self.max_jobs} running jobs per principal; wait for one to end "
+                    "or cancel one",
+                )
+            self._starting[principal] += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._starting[principal] -= 1
+                if not self._starting[principal]:
+                    del self._starting[principal]
+
+    def _runner_or_refuse(self) -> JobRunner:
+        if self._runner is None:
+            self._runner = self._load_runner()  # FailedPrecondition without the extra
+        return self._runner
+
+    # -- the job's thread ----------------------------------------------------------
+
+    def _run(self, live: _LiveJob, runner: JobRunner, options: Any) -> None:
+        row = live.row
+        board = JobBoard(
+            self.servicer,
+            principal=row.principal,
+            caller=caller_key(row.principal, f"job {row.id}"),
+            session_id=live.session_id,
+            check=lambda: self._check(live),
+        )
+        keep_alive = threading.Thread(
+            target=self._keep_alive, args=(live,), name=f"sidra-job-{row.id}-heartbeat",
+            daemon=True,
+        )  # fmt: skip
+        keep_alive.start()
+        summary: dict[str, Any] = {}
+        files: dict[str, bytes] = {}
+        try:
+            summary, files = runner.run(
+                row.kind, options, row.dataset, board, _Reporter(self, live)
+            )
+            state, error = "succeeded", ""
+        except JobCancelled:
+            state, error = "cancelled", f"cancelled by {live.cancelled_by}"
+        except Exception as exc:  # the job's failure is its record's, not the server's
+            if live.cancel.is_set() and isinstance(exc, SidraError):
+                state, error = "cancelled", f"cancelled by {live.cancelled_by}"
+            else:
+                log.warning("job %s failed", row.id, exc_info=True)
+                state, error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            live.done.set()
+            keep_alive.join()
+            self._close_session(row.principal, live.session_id)
+        self._finish(live, state, error, summary, files)
+
+    def _check(self, live: _LiveJob) -> None:
+        if live.cancel.is_set():
+            raise JobCancelled
+
+    def _keep_alive(self, live: _LiveJob) -> None:
+        """Renews the job's session every third of its time to live until the job ends."""
+        period = self.keeper.registry.default_ttl_s / 3
+        while not live.done.wait(period):
+            try:
+                self.keeper.renew(live.row.principal, live.session_id)
+            except SidraError as exc:  # closed by an admin: the job's next call fails
+                log.warning("job %s: its session ended (%s)", live.row.id, exc)
+                return
+
+    def _close_session(self, principal: str, session_id: str) -> None:
+        try:
+            self.keeper.close(principal, session_id, admin=False)
+        except SidraError as exc:  # already ended (an admin closed it, it expired)
+            log.info("job session %s already closed: %s", session_id[:8], exc)
+
+    def _finish(
+        self, live: _LiveJob, state: str, error: str, summary: dict[str, Any],
+        files: dict[str, bytes],
+    ) -> None:  # fmt: skip
+        with self._changed:
+            row = live.row
+            row.state, row.error, row.ended_unix_s = state, error, self._clock()
+            if state == "succeeded":
+                row.summary_json = json.dumps(summary, default=str)
+            self._event(live, "state", message=error, state=state)
+            pending = live.events[live.stored :]
+            snapshot = dataclasses.replace(row)
+        try:
+            assert self.records is not None
+            self.records.update(snapshot, pending, files if state == "succeeded" else None)
+            with self._changed:
+                live.stored += len(pending)
+        except SidraError:
+            log.exception("job %s ended %s but its record was not stored", row.id, state)
+        log.info("job %s %s%s", row.id, state, f": {error}" if error else "")
+        with self._changed:
+            self._changed.notify_all()
+
+    # -- events (the manager's condition held) -------------------------------------
+
+    def _event(self, live: _LiveJob, kind: str, **fields: Any) -> None:
+        live.events.append(JobEventRow(len(live.events), self._clock(), kind, **fields))
+        live.row.events = len(live.events)
+        self._changed.notify_all()
+
+    def _progress(self, live: _LiveJob, step: int, total: int, message: str) -> None:
+        self._check(live)
+        now = time.monotonic()
+        with self._changed:
+            row = live.row
+            row.step, row.total, row.message = step, total, message
+            hundredth = 100 * step // max(total, 1)
+            if (
+                step >= total
+                or hundredth != live.last_hundredth
+                or now - live.last_progress_s >= PROGRESS_INTERVAL_S
+            ):
+                live.last_progress_s, live.last_hundredth = now, hundredth
+                self._event(live, "progress", step=step, total=total, message=message)
+        self._flush_if_due(live, now)
+
+    def _log(self, live: _LiveJob, line: str) -> None:
+        self._check(live)
+        with self._changed:
+            self._event(live, "log", message=line)
+        self._flush_if_due(live, time.monotonic())
+
+    def _flush_if_due(self, live: _LiveJob, now: float) -> None:
+        """Writes a running job's new events and progress to the store about once a second."""
+        if now - live.last_flush_s < FLUSH_INTERVAL_S or self.records is None:
+            return
+        live.last_flush_s = now
+        with self._changed:
+            pending = live.events[live.stored :]
+            snapshot = dataclasses.replace(live.row)
+        try:
+            self.records.update(snapshot, pending)
+        except SidraError as exc:  # kept in memory; the final write tries again
+            log.warning("job %s: progress not stored: %s", live.row.id, exc)
+            return
+        with self._changed:
+            live.stored += len(pending)
+
+    # -- GetJob, ListJobs, CancelJob, WatchJob -------------------------------------
+
+    def get(self, job_id: str, *, with_files: bool = False) -> JobRow:
+        with self._changed:
+            live = self._live.get(job_id)
+            if live is not None and not (with_files and live.row.state in FINAL_STATES):
+                return self._snapshot(live)
+        stored = self.records.get(job_id, with_files=with_files) if self.records else None
+        if stored is None:
+            raise JobNotFound(f"job_id: no job {job_id[:40]!r} on this server (ListJobs)")
+        return stored
+
+    def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
+        rows = self.records.recent(principal, limit) if self.records is not None else []
+        with self._changed:  # live rows are fresher than the store's
+            return [self._snapshot(self._live[r.id]) if r.id in self._live else r for r in rows]
+
+    def cancel(self, job_id: str, principal: str, *, admin: bool) -> JobRow:
+        job = self.get(job_id)
+        if job.principal != principal and not admin:
+            raise NotJobOwner(
+                f"job {job_id} belongs to {job.principal!r}; a principal cancels only its own jobs "
+                "(an admin anyone's)"
+            )
+        with self._changed:
+            live = self._live.get(job_id)
+            if live is None or live.row.state in FINAL_STATES:
+                return job
+            if not live.cancel.is_set():
+                live.cancelled_by = principal
+                live.cancel.set()
+                log.info("job %s: cancel asked by %s", job_id, principal)
+            return self._snapshot(live)
+
+    def watch(
+        self, job_id: str, from_index: int, active: Callable[[], bool] = lambda: True
+    ) -> Iterator[JobEventRow]:
+        """The job's events from ``from_index`` on, until its final state (or until
+        ``active`` says the watcher has gone)."""
+        with self._changed:
+            live = self._live.get(job_id)
+        if live is None:
+            job = self.get(job_id)
+            self._check_index(job, from_index)
+            assert self.records is not None  # get() found it there
+            yield from self.records.events(job_id, from_index)
+            return
+        with self._changed:
+            self._check_index(live.row, from_index)
+        index = from_index
+        while True:
+            with self._changed:
+                while len(live.events) <= index and live.row.state not in FINAL_STATES:
+                    self._changed.wait(WATCH_POLL_S)
+                    if not active():
+                        return
+                fresh = live.events[index:]
+                final = live.row.state in FINAL_STATES
+            yield from fresh
+            index += len(fresh)
+            if final and index >= len(live.events):
+                return
+
+    def _check_index(self, job: JobRow, from_index: int) -> None:
+        if from_index > job.events:
+            raise OutOfRange(
+                "from_index", from_index, f"0 .. {job.events} (the job's events so far)"
+            )
+
+    def _snapshot(self, live: _LiveJob) -> JobRow:
+        return dataclasses.replace(live.row, files={})
+
+    def running(self) -> list[str]:
+        """Ids of jobs running in this process."""
+        with self._changed:
+            return [i for i, j in self._live.items() if j.row.state == "running"]
+
+
+class _Reporter:
+    """What the training code reports to (sidra.server.jobs.runner.JobReporter)."""
+
+    def __init__(self, manager: JobManager, live: _LiveJob) -> None:
+        self.manager = manager
+        self.live = live
+
+    def progress(self, step: int, total: int, message: str) -> None:
+        self.manager._progress(self.live, step, total, message)
+
+    def log(self, line: str) -> None:
+        self.manager._log(self.live, line)

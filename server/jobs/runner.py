@@ -1,0 +1,94 @@
+"""What runs a job's training loop: the ``sidra.jobs`` entry point, loaded when needed.
+
+The service imports no training code (pyproject's import contracts): the training
+package registers its runner (``sidra.training.jobs:TrainingJobs``) under the
+``sidra.jobs`` entry point group, and :func:`load_runner` loads it at the first
+SubmitJob. Loading fails without the ``training`` extra (scikit-learn), and the
+job is then refused with :class:`~sidra.drivers.FailedPrecondition` naming the
+extra; the rest of the service never needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from sidra.drivers import Board, FailedPrecondition
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "TRAINING_EXTRA",
+    "JobReporter",
+    "JobRunner",
+    "RunnerLoader",
+    "load_runner",
+]
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "sidra.jobs"
+"""Entry point group of the job runner (one entry, ``training``)."""
+
+TRAINING_EXTRA = "pip install 'sidra-hil[training]'"
+"""How to install what jobs need, as refusals say it."""
+
+
+class JobReporter(Protocol):
+    """Where a running job reports; either call raises to stop a cancelled job."""
+
+    def progress(self, step: int, total: int, message: str) -> None: ...
+
+    def log(self, line: str) -> None: ...
+
+
+class JobRunner(Protocol):
+    """Runs training jobs on a board (``sidra.training.jobs.TrainingJobs``)."""
+
+    kinds: tuple[str, ...]
+    """Job kinds: ``spsa``, ``last-layer``, ``compare``, ``drift-recovery``."""
+    datasets: tuple[str, ...]
+    """Data sets a job may name."""
+
+    def options(self, kind: str, options_json: str) -> Any:
+        """The validated options; ValueError naming the option, value and what is allowed."""
+        ...
+
+    def options_json(self, options: Any) -> str:
+        """Every option's value, defaults included, as JSON."""
+        ...
+
+    def claim(self, kind: str, options: Any) -> tuple[tuple[int, ...], bool]:
+        """The tiles the job writes, and whether it needs the whole board."""
+        ...
+
+    def run(
+        self, kind: str, options: Any, dataset: str, board: Board, reporter: JobReporter
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """Runs the job; returns its summary and its record files by name."""
+        ...
+
+
+RunnerLoader = Callable[[], JobRunner]
+
+
+def load_runner() -> JobRunner:
+    """The installed job runner; FailedPrecondition naming the training extra when the
+    training package or what it needs cannot be imported."""
+    found = entry_points(group=ENTRY_POINT_GROUP, name="training")
+    if not found:
+        raise FailedPrecondition(
+            f"training jobs need the training package, which is not installed ({TRAINING_EXTRA}"
+            " on the server)"
+        )
+    (entry,) = tuple(found)
+    try:
+        runner_class = entry.load()
+    except ImportError as exc:
+        log.warning("training jobs unavailable: %s", exc)
+        raise FailedPrecondition(
+            f"training jobs need the 'training' extra on the server ({TRAINING_EXTRA}): {exc}"
+        ) from exc
+    runner: JobRunner = runner_class()
+    return runner

@@ -1,0 +1,190 @@
+"""``sidra.hil.v1.JobService``: training jobs over gRPC (jobs.proto).
+
+Thin routes, as SessionService's: parse the request bytes, ask the
+:class:`~sidra.server.jobs.manager.JobManager`, answer. Errors leave through
+``sidra.server.status``; a job that does not exist is NOT_FOUND and another
+principal's job PERMISSION_DENIED (no SIDRA error class carries those codes:
+they are the job service's own). WatchJob streams, and is not counted against
+``[limits] max_in_flight``: a watcher holds its stream for the job's whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from sidra.drivers import SidraError
+from sidra.hil.v1 import jobs_pb2 as pb
+from sidra.server.jobs.manager import JobManager, JobNotFound, NotJobOwner
+from sidra.server.limits import PrincipalLimits, caller_key
+from sidra.server.parsing import parse_request
+from sidra.server.state.jobs import JobEventRow, JobRow
+from sidra.server.status import map_errors, to_status
+
+__all__ = ["JOB_SERVICE_NAME", "JobServicer", "job_service_handler"]
+
+JOB_SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["JobService"].full_name
+
+CallerOf = Callable[[grpc.ServicerContext], tuple[str, bool]]
+"""``(principal name, is admin)`` of a call, from its context."""
+
+STATES = {
+    "running": pb.JOB_STATE_RUNNING,
+    "succeeded": pb.JOB_STATE_SUCCEEDED,
+    "failed": pb.JOB_STATE_FAILED,
+    "cancelled": pb.JOB_STATE_CANCELLED,
+    "interrupted": pb.JOB_STATE_INTERRUPTED,
+}
+"""Stored job state -> JobState."""
+
+EVENT_KINDS = {
+    "progress": pb.JOB_EVENT_KIND_PROGRESS,
+    "log": pb.JOB_EVENT_KIND_LOG,
+    "state": pb.JOB_EVENT_KIND_STATE,
+}
+"""Stored event kind -> JobEventKind."""
+
+DEFAULT_LIST_LIMIT = 100
+
+
+def _local_caller(context: grpc.ServicerContext) -> tuple[str, bool]:
+    return "local", True
+
+
+class JobServicer:
+    """Serves JobService for ``manager``'s jobs."""
+
+    def __init__(
+        self,
+        manager: JobManager,
+        caller_of: CallerOf = _local_caller,
+        limits: PrincipalLimits | None = None,
+    ) -> None:
+        self.manager = manager
+        self.caller_of = caller_of
+        self.limits = limits or PrincipalLimits()
+
+    def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> Message:
+        principal, _ = self.caller_of(context)
+        job = self.manager.submit(
+            principal, request.kind, request.options_json, request.dataset, request.lease_wait_s
+        )
+        return job_message(job)
+
+    def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> Message:
+        return job_message(self.manager.get(request.job_id, with_files=request.include_record))
+
+    def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> Message:
+        jobs = self.manager.recent(request.principal, request.limit or DEFAULT_LIST_LIMIT)
+        return pb.ListJobsResponse(jobs=[job_message(j) for j in jobs])
+
+    def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> Message:
+        principal, admin = self.caller_of(context)
+        return job_message(self.manager.cancel(request.job_id, principal, admin=admin))
+
+    def WatchJob(
+        self, request: pb.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[Message]:
+        for event in self.manager.watch(request.job_id, request.from_index, context.is_active):
+            yield event_message(event)
+
+
+def job_message(job: JobRow) -> pb.Job:
+    """A stored job as its JobService message."""
+    return pb.Job(
+        job_id=job.id, kind=job.kind, principal=job.principal, dataset=job.dataset,
+        options_json=job.options_json, state=STATES[job.state],
+        submitted_unix_s=job.submitted_unix_s, started_unix_s=job.started_unix_s,
+        ended_unix_s=job.ended_unix_s, step=job.step, total=job.total, message=job.message,
+        error=job.error, tiles=job.tiles, whole_board=job.whole_board, events=job.events,
+        summary_json=job.summary_json,
+        files=[pb.JobFile(name=name, content=content) for name, content in job.files.items()],
+    )  # fmt: skip
+
+
+def event_message(event: JobEventRow) -> pb.JobEvent:
+    """A stored job event as its JobService message."""
+    return pb.JobEvent(
+        index=event.index, unix_s=event.unix_s, kind=EVENT_KINDS[event.kind], step=event.step,
+        total=event.total, message=event.message,
+        state=STATES.get(event.state, pb.JOB_STATE_UNSPECIFIED),
+    )  # fmt: skip
+
+
+def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
+    """NOT_FOUND / PERMISSION_DENIED for the job service's own refusals."""
+    if isinstance(exc, JobNotFound):
+        context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    if isinstance(exc, NotJobOwner):
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+
+
+class _Route:
+    """One unary JobService RPC: raw bytes parsed here (unparsable: INVALID_ARGUMENT)."""
+
+    def __init__(self, servicer: JobServicer, rpc: str) -> None:
+        self.servicer = servicer
+        self.method = getattr(servicer, rpc)
+        self.rpc = rpc
+        self.message_type = getattr(pb, f"{rpc}Request")
+        self.request_type = self.message_type.DESCRIPTOR  # for map_errors' BadRequest paths
+
+    @map_errors
+    def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
+        principal, _ = self.servicer.caller_of(context)
+        with self.servicer.limits.admitted(caller_key(principal, context.peer()), len(data)):
+            try:
+                message: Message = self.method(parse_request(self.message_type, data), context)
+            except (JobNotFound, NotJobOwner) as exc:
+                _abort_for(exc, context)
+                raise
+        return message
+
+
+class _StreamRoute:
+    """WatchJob: its errors are raised while the stream is being read, so they are
+    turned into a status here rather than by map_errors."""
+
+    rpc = "WatchJob"
+
+    def __init__(self, servicer: JobServicer) -> None:
+        self.servicer = servicer
+        self.request_type = pb.WatchJobRequest.DESCRIPTOR
+
+    def __call__(self, data: bytes, context: grpc.ServicerContext) -> Iterator[Message]:
+        try:
+            request = parse_request(pb.WatchJobRequest, data)
+            yield from self.servicer.WatchJob(request, context)
+        except (JobNotFound, NotJobOwner) as exc:
+            _abort_for(exc, context)
+        except SidraError as exc:
+            context.abort_with_status(to_status(exc))
+
+
+RESPONSES = {
+    method.name: getattr(pb, method.output_type.name)
+    for method in pb.DESCRIPTOR.services_by_name["JobService"].methods
+}
+"""Every JobService RPC of jobs.proto and its response message."""
+
+
+def job_service_handler(servicer: JobServicer) -> grpc.GenericRpcHandler:
+    """Every JobService RPC, routed to ``servicer`` (add_generic_rpc_handlers)."""
+    handlers: dict[str, Any] = {
+        rpc: grpc.unary_unary_rpc_method_handler(
+            _Route(servicer, rpc),
+            request_deserializer=None,
+            response_serializer=response.SerializeToString,
+        )
+        for rpc, response in RESPONSES.items()
+        if rpc != "WatchJob"
+    }
+    handlers["WatchJob"] = grpc.unary_stream_rpc_method_handler(
+        _StreamRoute(servicer),
+        request_deserializer=None,
+        response_serializer=pb.JobEvent.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(JOB_SERVICE_NAME, handlers)

@@ -1,0 +1,194 @@
+"""Training jobs in the state store: what ran, with which options, how it ended.
+
+A job's row is written when it is submitted and updated as it runs; its events
+(progress, log lines, state changes, numbered from 0 without gaps) are appended
+in batches; its run record files are written in the same transaction as its
+final state, so a job that reads as succeeded always has its record. Jobs found
+running when a service opens the store were cut off by the previous process's
+end: :meth:`JobRecords.interrupt_running` marks them ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidra.server.state.store import StateStore
+
+__all__ = ["FINAL_STATES", "JOB_STATES", "JobEventRow", "JobRecords", "JobRow"]
+
+JOB_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+"""Every state a job's row may hold (jobs.proto JobState, lowercase)."""
+
+FINAL_STATES = frozenset(JOB_STATES[1:])
+"""States a job never leaves."""
+
+_COLUMNS = (
+    "id, kind, principal, dataset, options_json, state, submitted_unix_s, started_unix_s, "
+    "ended_unix_s, step, total, message, error, tiles, whole_board, summary_json"
+)
+_EVENT_COLUMNS = "idx, unix_s, kind, step, total, message, state"
+
+
+@dataclass
+class JobRow:
+    """One job as stored (mutable: the service updates it as the job runs)."""
+
+    id: str
+    kind: str
+    principal: str
+    dataset: str
+    options_json: str
+    state: str
+    submitted_unix_s: float
+    started_unix_s: float = 0.0
+    ended_unix_s: float = 0.0
+    step: int = 0
+    total: int = 0
+    message: str = ""
+    error: str = ""
+    tiles: tuple[int, ...] = ()
+    whole_board: bool = False
+    summary_json: str = ""
+    events: int = 0
+    """Events stored or held for the job (not a column: counted)."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    """The run record's files, when read with them."""
+
+    def values(self) -> tuple[object, ...]:
+        return (
+            self.id, self.kind, self.principal, self.dataset, self.options_json, self.state,
+            self.submitted_unix_s, self.started_unix_s, self.ended_unix_s, self.step,
+            self.total, self.message, self.error, json.dumps(list(self.tiles)),
+            int(self.whole_board), self.summary_json,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JobEventRow:
+    """One event of a job (jobs.proto JobEvent; kind and state lowercase)."""
+
+    index: int
+    unix_s: float
+    kind: str
+    step: int = 0
+    total: int = 0
+    message: str = ""
+    state: str = ""
+
+
+class JobRecords:
+    """The jobs kept in ``store``."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def add(self, job: JobRow) -> None:
+        """Stores a new job."""
+        with self.store._writing("record job") as db:
+            db.execute(
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", job.values()
+            )
+
+    def update(
+        self,
+        job: JobRow,
+        events: Sequence[JobEventRow] = (),
+        files: dict[str, bytes] | None = None,
+    ) -> None:
+        """Writes ``job``'s row, appends ``events`` and, with ``files``, its record: one
+        transaction, so a final state is never stored without its record."""
+        with self.store._writing("update job") as db:
+            db.execute(
+                f"UPDATE jobs SET ({_COLUMNS}) = ({', '.join('?' * 16)}) WHERE id = ?",
+                (*job.values(), job.id),
+            )
+            db.executemany(
+                f"INSERT INTO job_events (job_id, {_EVENT_COLUMNS}) VALUES ({', '.join('?' * 8)})",
+                [
+                    (job.id, e.index, e.unix_s, e.kind, e.step, e.total, e.message, e.state)
+                    for e in events
+                ],
+            )
+            for name, content in (files or {}).items():
+                db.execute(
+                    "INSERT OR REPLACE INTO job_files (job_id, name, content) VALUES (?, ?, ?)",
+                    (job.id, name, content),
+                )
+
+    def get(self, job_id: str, *, with_files: bool = False) -> JobRow | None:
+        """The job ``job_id``, None if the store has none of that id."""
+        with self.store._reading("read job") as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job(row, _event_count(db, job_id))
+            if with_files:
+                job.files = {
+                    str(name): bytes(content)
+                    for name, content in db.execute(
+                        "SELECT name, content FROM job_files WHERE job_id = ? ORDER BY name",
+                        (job_id,),
+                    )
+                }
+        return job
+
+    def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
+        """Jobs, newest first; only ``principal``'s when given."""
+        where, args = ("WHERE principal = ?", (principal,)) if principal else ("", ())
+        with self.store._reading("list jobs") as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY submitted_unix_s DESC, id LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            return [_job(row, _event_count(db, str(row[0]))) for row in rows]
+
+    def events(self, job_id: str, from_index: int = 0) -> list[JobEventRow]:
+        """The stored events of ``job_id`` from ``from_index`` on, in order."""
+        with self.store._reading("read job events") as db:
+            rows = db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM job_events WHERE job_id = ? AND idx >= ? "
+                "ORDER BY idx",
+                (job_id, from_index),
+            ).fetchall()
+        return [JobEventRow(int(r[0]), float(r[1]), str(r[2]), int(r[3]), int(r[4]),
+                            str(r[5]), str(r[6])) for r in rows]  # fmt: skip
+
+    def interrupt_running(self, now_unix_s: float) -> list[str]:
+        """Marks every job stored as running ``interrupted`` (the process that ran it
+        is gone, its lease with it), each with a final state event; returns their ids."""
+        with self.store._writing("interrupt jobs") as db:
+            ids = [str(r[0]) for r in db.execute("SELECT id FROM jobs WHERE state = 'running'")]
+            why = "the server stopped while the job ran"
+            for job_id in ids:
+                index = _event_count(db, job_id)
+                db.execute(
+                    "UPDATE jobs SET state = 'interrupted', ended_unix_s = ?, error = ? "
+                    "WHERE id = ?",
+                    (now_unix_s, why, job_id),
+                )
+                db.execute(
+                    f"INSERT INTO job_events (job_id, {_EVENT_COLUMNS}) "
+                    "VALUES (?, ?, ?, 'state', 0, 0, ?, 'interrupted')",
+                    (job_id, index, now_unix_s, why),
+                )
+        return ids
+
+
+def _event_count(db: sqlite3.Connection, job_id: str) -> int:
+    row = db.execute("SELECT count(*) FROM job_events WHERE job_id = ?", (job_id,)).fetchone()
+    return int(row[0])
+
+
+def _job(r: Sequence[Any], events: int) -> JobRow:
+    return JobRow(
+        id=str(r[0]), kind=str(r[1]), principal=str(r[2]), dataset=str(r[3]),
+        options_json=str(r[4]), state=str(r[5]), submitted_unix_s=float(r[6]),
+        started_unix_s=float(r[7]), ended_unix_s=float(r[8]), step=int(r[9]),
+        total=int(r[10]), message=str(r[11]), error=str(r[12]),
+        tiles=tuple(json.loads(str(r[13]))), whole_board=bool(r[14]), summary_json=str(r[15]),
+        events=events,
+    )  # fmt: skip

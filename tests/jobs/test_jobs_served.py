@@ -1,0 +1,265 @@
+"""Training jobs inside a real server on loopback (jobs.proto): they outlive their
+client, can be cancelled, obey roles and leases, and keep their records in the
+state store. The board is the ideal emulator, so "restored" is checked exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sidra.client import RemoteBoard, connect
+from sidra.drivers import (
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    ResourceExhausted,
+    SidraError,
+    open_board,
+)
+from sidra.drivers.errors import LeaseHeld
+from sidra.server.app import create_server
+from sidra.server.security import Role, TokensFile, add_principal
+from sidra.server.settings import LimitsSettings
+from sidra.server.state import StateStore
+from sidra.server.state.jobs import JobRecords, JobRow
+
+IDEAL_URL = "emu://?preset=ideal&seed=1"
+SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
+"""An SPSA job that ends within seconds."""
+ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
+"""An SPSA job that runs until cancelled."""
+
+
+@contextmanager
+def served(
+    store_path: Path, tokens_file: Path | None = None, limits: LimitsSettings | None = None
+) -> Iterator[int]:
+    with open_board(IDEAL_URL) as board, StateStore(store_path) as store:
+        server, port = create_server(
+            board,
+            store=store,
+            tokens=TokensFile(tokens_file) if tokens_file else None,
+            limits=limits,
+        )
+        server.start()
+        try:
+            yield port
+        finally:
+            server.stop(grace=None).wait()
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "state.sqlite3"
+
+
+@pytest.fixture
+def port(store_path: Path) -> Iterator[int]:
+    with served(store_path) as port:
+        yield port
+
+
+def _client(port: int, token: str = "") -> RemoteBoard:
+    return connect(f"127.0.0.1:{port}", token=token)
+
+
+def _first_progress(board: RemoteBoard, job_id: str) -> int:
+    """Waits for the job's first progress event; returns its index."""
+    for event in board.jobs.watch(job_id):
+        if event.kind == "progress":
+            return event.index
+        assert event.state != "failed", event.message
+    raise AssertionError("the job ended before any progress")
+
+
+def test_a_job_survives_its_clients_disconnect_and_leaves_its_record(
+    port: int, store_path: Path
+) -> None:
+    submitter = _client(port)
+    job = submitter.jobs.submit("spsa", SHORT | {"tile": 1})
+    assert (job.state, job.tiles, job.principal) == ("running", (1,), "local")
+    assert job.options["steps"] == 12 and job.options["mode"] == "board"  # defaults filled in
+    submitter.close()  # the channel goes away while the job runs
+
+    with _client(port) as other:
+        events = list(other.jobs.watch(job.job_id))
+        assert [e.index for e in events] == list(range(len(events)))  # no gaps
+        assert events[-1].kind == "state" and events[-1].state == "succeeded"
+        progress = [e for e in events if e.kind == "progress"]
+        assert progress[-1].step == progress[-1].total == 12
+        # A watcher that resumes from an index gets exactly the rest.
+        assert list(other.jobs.watch(job.job_id, from_index=3)) == events[3:]
+        done = other.jobs.get(job.job_id, include_record=True)
+        assert done.state == "succeeded" and done.summary is not None
+        assert done.summary["steps"] == 12
+        steps = list(csv.reader(io.StringIO(done.files["steps.csv"].decode())))
+        assert steps[0] == ["step", "loss"] and len(steps) == 13
+        assert other.leases() == []  # the job's lease ended with it
+        assert [j.job_id for j in other.jobs.list()] == [job.job_id]
+
+    with StateStore(store_path, read_only=True) as store:
+        stored = JobRecords(store).get(job.job_id, with_files=True)
+        assert stored is not None and stored.state == "succeeded"
+        assert stored.files["steps.csv"] == done.files["steps.csv"]
+        assert len(JobRecords(store).events(job.job_id)) == len(events)
+        # The job's Programs are recorded like any client's, under its principal.
+        assert {r.principal for r in store.history(tile=1)} == {"local"}
+
+
+def test_a_cancelled_job_stops_releases_its_tiles_and_leaves_none_perturbed(
+    port: int, store_path: Path
+) -> None:
+    with _client(port) as board:
+        job = board.jobs.submit("spsa", ENDLESS | {"tile": 2})
+        index = _first_progress(board, job.job_id)
+        asked = board.jobs.cancel(job.job_id)
+        assert asked.job_id == job.job_id
+        events = list(board.jobs.watch(job.job_id, from_index=index))
+        assert events[-1].state == "cancelled" and "cancelled by local" in events[-1].message
+        ended = board.jobs.get(job.job_id)
+        assert ended.state == "cancelled" and ended.step < 1_000_000
+        assert board.leases() == []
+        # What is on the tile is what was last programmed: no cell left perturbed.
+        with StateStore(store_path, read_only=True) as store:
+            golden = store.golden(board.info.serial_number, 2)
+        read = board.read_conductance(2).conductances
+        np.testing.assert_array_equal(read[golden.programmed], golden.targets_us[golden.programmed])
+        board.perturb(2, seed=1, amplitude_us=1.0)  # the tile is free for anyone to write
+        assert board.jobs.cancel(job.job_id).state == "cancelled"  # again: not an error
+
+
+def test_a_job_waits_for_or_is_refused_tiles_another_session_leases(port: int) -> None:
+    with (
+        _client(port) as alice,
+        _client(port) as bob,
+        alice.session(label="alice's run") as session,
+        session.lease([0]),
+    ):
+        with pytest.raises(LeaseHeld, match="alice's run"):
+            bob.jobs.submit("spsa", SHORT | {"tile": 0})
+        assert bob.jobs.list() == []  # a refused job leaves no record
+        job = bob.jobs.submit("spsa", SHORT | {"tile": 3})  # another tile is free
+        # Shared rules: the job's lease refuses alice's writes to its tile.
+        with pytest.raises(LeaseHeld, match=f"job {job.job_id} spsa"):
+            alice.perturb(3, seed=1, amplitude_us=1.0)
+        assert bob.jobs.wait(job.job_id).state == "succeeded"
+
+
+def test_a_job_started_when_a_held_tile_frees_within_lease_wait(port: int) -> None:
+    import threading
+
+    with _client(port) as alice, _client(port) as bob:
+        session = alice.session(label="short hold")
+        session.lease([0])
+        timer = threading.Timer(0.5, session.close)
+        timer.start()
+        try:
+            job = bob.jobs.submit("spsa", SHORT | {"tile": 0}, lease_wait_s=20)
+        finally:
+            timer.join()
+        assert job.tiles == (0,)
+        assert bob.jobs.wait(job.job_id).state == "succeeded"
+
+
+def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
+    with _client(port) as board:
+        with pytest.raises(InvalidArgument, match="kind: got 'sgd'"):
+            board.jobs.submit("sgd")
+        with pytest.raises(InvalidArgument, match="options_json.*steps"):
+            board.jobs.submit("spsa", {"steps": 0})
+        with pytest.raises(InvalidArgument, match="options_json.*no_such_option"):
+            board.jobs.submit("spsa", {"no_such_option": 1})
+        with pytest.raises(InvalidArgument, match=r"tiles in 0 \.\. 3"):
+            board.jobs.submit("spsa", {"tile": 99})
+        with pytest.raises(InvalidArgument, match="dataset: got '/etc/passwd'"):
+            board.jobs.submit("spsa", dataset="/etc/passwd")
+        with pytest.raises(OutOfRange, match="lease_wait_s"):
+            board.jobs.submit("spsa", lease_wait_s=61)
+        with pytest.raises(SidraError, match="NOT_FOUND"):
+            board.jobs.get("0123456789abcdef")
+        assert board.jobs.list() == [] and board.leases() == []
+
+
+def test_roles_who_may_submit_and_cancel(store_path: Path, tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    token = {
+        name: add_principal(tokens_file, name, role)
+        for name, role in (
+            ("viewer", Role.VIEWER), ("alice", Role.PROGRAMMER), ("bob", Role.PROGRAMMER),
+            ("admin", Role.ADMIN),
+        )
+    }  # fmt: skip
+    with served(store_path, tokens_file) as port:
+        with (
+            _client(port, token["viewer"]) as viewer,
+            pytest.raises(SidraError, match="SubmitJob needs role programmer"),
+        ):
+            viewer.jobs.submit("spsa", SHORT)
+        with _client(port, token["alice"]) as alice, _client(port, token["bob"]) as bob:
+            job = alice.jobs.submit("spsa", ENDLESS)
+            assert job.principal == "alice"
+            with pytest.raises(SidraError, match="PERMISSION_DENIED.*belongs to 'alice'"):
+                bob.jobs.cancel(job.job_id)
+            with _client(port, token["viewer"]) as viewer:
+                assert [j.job_id for j in viewer.jobs.list()] == [job.job_id]  # viewers see
+            with _client(port, token["admin"]) as admin:
+                admin.jobs.cancel(job.job_id)
+            ended = alice.jobs.wait(job.job_id)
+            assert (ended.state, ended.error) == ("cancelled", "cancelled by admin")
+
+
+def test_a_principal_runs_at_most_max_jobs(store_path: Path) -> None:
+    with served(store_path, limits=LimitsSettings(max_jobs=1)) as port, _client(port) as board:
+        job = board.jobs.submit("spsa", ENDLESS | {"tile": 0})
+        with pytest.raises(ResourceExhausted, match="limits.max_jobs"):
+            board.jobs.submit("spsa", SHORT | {"tile": 1})
+        board.jobs.cancel(job.job_id)
+        board.jobs.wait(job.job_id)
+        assert board.jobs.wait(board.jobs.submit("spsa", SHORT | {"tile": 1}).job_id).finished
+
+
+def test_a_server_without_the_training_extra_refuses_jobs_naming_it(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if scikit-learn were not installed: importing it fails (sys.modules None).
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.delitem(sys.modules, "sidra.training.jobs", raising=False)
+    with _client(port) as board:
+        with pytest.raises(FailedPrecondition, match=r"'training' extra.*sidra-hil\[training\]"):
+            board.jobs.submit("spsa", SHORT)
+        assert board.jobs.list() == [] and board.leases() == []
+
+
+def test_jobs_running_when_the_server_stopped_are_interrupted_at_restart(
+    store_path: Path,
+) -> None:
+    with StateStore(store_path) as store:
+        records = JobRecords(store)
+        records.add(JobRow("00000000000000aa", "spsa", "alice", "digits", "{}", "running", 1.0))
+        with open_board(IDEAL_URL) as board:
+            server, _ = create_server(board, store=store)  # its JobManager opens the store
+            server.stop(grace=None)
+        job = records.get("00000000000000aa")
+        assert job is not None and job.state == "interrupted"
+        assert "server stopped" in job.error
+        (event,) = records.events(job.id)
+        assert (event.index, event.kind, event.state) == (0, "state", "interrupted")
+
+
+def test_without_a_state_store_jobs_are_refused() -> None:
+    with open_board(IDEAL_URL) as board:
+        server, port = create_server(board)
+        server.start()
+        try:
+            with _client(port) as client, pytest.raises(FailedPrecondition, match="state store"):
+                client.jobs.submit("spsa", SHORT)
+        finally:
+            server.stop(grace=None)
