@@ -22,6 +22,7 @@ tests. ``tests/test_operations.py`` fails when an RPC lacks any of these.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from sidra.drivers.requests import (
     CalibrateRequest,
     GetBoardInfoRequest,
     MVMRequest,
+    PerturbedMVMRequest,
     PerturbMode,
     PerturbRequest,
     ProgramRequest,
@@ -45,6 +47,8 @@ from sidra.drivers.types import (
     CalibrationReport,
     ClockReading,
     MVMResult,
+    PerturbationPoint,
+    PerturbedMVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
@@ -85,6 +89,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("ReadWriteCounts", ReadWriteCountsRequest, WriteCounts, False, "nothing"),
     Operation("Calibrate", CalibrateRequest, CalibrationReport, False, "the probe's MVM passes"),
     Operation("AdvanceClock", AdvanceClockRequest, ClockReading, False, "nothing (virtual)"),
+    Operation(
+        "PerturbedMVM", PerturbedMVMRequest, PerturbedMVMResult, True,
+        "per point one write pass and one MVM pass per vector, one write pass to restore",
+    ),
 )  # fmt: skip
 """Every board operation, in board.proto's order."""
 
@@ -159,6 +167,20 @@ class BoardMethods(ABC):
         """Return ``region`` (default: the whole tile) to its programmed state."""
         report: PerturbReport = self.run(PerturbRequest(tile, PerturbMode.RESTORE, region=region))
         return report
+
+    def perturbed_mvm(
+        self,
+        tile: int,
+        voltages: Any,
+        points: Sequence[PerturbationPoint],
+        region: Region | None = None,
+    ) -> PerturbedMVMResult:
+        """The batch ``voltages`` [batch, region rows] (V) through ``region`` (default: the
+        whole tile) at each point G_prog + sign·amplitude_us·Δ(seed) -> currents
+        [points, batch, region cols] (µA); the region is left restored to G_prog."""
+        request = PerturbedMVMRequest(tile, voltages, tuple(points), region)
+        result: PerturbedMVMResult = self.run(request)
+        return result
 
     def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts:
         """Per-cell write counters (endurance) of ``region`` (default: the whole tile)."""

@@ -19,16 +19,18 @@ from typing import Any, ClassVar, Self
 
 from sidra.drivers import validation as check
 from sidra.drivers.errors import InvalidArgument
-from sidra.drivers.types import BoardInfo, Region
+from sidra.drivers.types import BoardInfo, PerturbationPoint, Region
 
 __all__ = [
     "AdvanceClockRequest",
     "CalibrateRequest",
     "GetBoardInfoRequest",
+    "MAX_POINTS",
     "MVMRequest",
     "PERTURB_MODES",
     "PerturbMode",
     "PerturbRequest",
+    "PerturbedMVMRequest",
     "ProgramRequest",
     "ReadConductanceRequest",
     "ReadWriteCountsRequest",
@@ -211,6 +213,55 @@ class PerturbRequest:
         )
 
 
+MAX_POINTS = 64
+"""Most perturbation points one PerturbedMVM evaluates (an SPSA step needs 2 per
+resampling; a population of 64 covers evolution strategies too)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PerturbedMVMRequest:
+    """One input batch through ``region`` at each of ``points``, then the region restored.
+
+    Equivalent to, for each point, Perturb APPLY (region, point) then MVM of the batch
+    on the region, and a Perturb RESTORE of the region at the end, in one call: the
+    batch crosses the link once and the tile is never left perturbed. Voltages
+    [batch, region rows] (V) -> currents [points, batch, region cols] (µA).
+    """
+
+    tile: int
+    voltages: Any
+    points: tuple[PerturbationPoint, ...]
+    region: Region | None = None
+
+    def checked(self, info: BoardInfo) -> Self:
+        check.check_tile(info, self.tile)
+        region = check.check_region(info, self.region or Region())
+        points = _checked_points(info, self.points)
+        v = check.pass_voltages(info, self.voltages, region.rows, "the region's rows")
+        return type(self)(self.tile, v, points, region)
+
+
+def _checked_points(info: BoardInfo, points: Any) -> tuple[PerturbationPoint, ...]:
+    allowed = f"1 .. {MAX_POINTS} perturbation points"
+    try:
+        count = len(points)
+    except TypeError:
+        raise InvalidArgument("points", type(points).__name__, allowed) from None
+    if not 1 <= count <= MAX_POINTS:
+        raise InvalidArgument("points", count, allowed)
+    checked = []
+    for k, point in enumerate(points):
+        if not isinstance(point, PerturbationPoint):
+            raise InvalidArgument(f"points[{k}]", type(point).__name__, "a PerturbationPoint")
+        check.check_seed(point.seed, f"points[{k}].seed")
+        check.check_sign(point.sign, f"points[{k}].sign")
+        check.check_amplitude(info, point.amplitude_us, f"points[{k}].amplitude_us")
+        checked.append(
+            PerturbationPoint(int(point.seed), float(point.amplitude_us), int(point.sign))
+        )
+    return tuple(checked)
+
+
 @dataclass(frozen=True, slots=True)
 class ReadWriteCountsRequest(_RegionRequest):
     """Per-cell write counters (endurance) of ``region`` (None: the whole tile)."""
@@ -245,6 +296,7 @@ Request = (
     | MVMRequest
     | TransposeMVMRequest
     | PerturbRequest
+    | PerturbedMVMRequest
     | ReadWriteCountsRequest
     | CalibrateRequest
     | AdvanceClockRequest

@@ -20,6 +20,8 @@ __all__ = [
     "LinkStats",
     "MVMResult",
     "PerturbReport",
+    "PerturbationPoint",
+    "PerturbedMVMResult",
     "ProgramReport",
     "ReadResult",
     "Region",
@@ -201,6 +203,36 @@ class PerturbReport:
     cells_written: int
     clipped_cells: int = 0
     cells_over_budget: int = 0
+    cost: Cost = Cost()
+
+
+@dataclass(frozen=True, slots=True)
+class PerturbationPoint:
+    """One point of a PerturbedMVM: the region at G_prog + sign·amplitude_us·Δ(seed)."""
+
+    seed: int
+    """Seed of the Rademacher matrix Δ (any unsigned 64-bit value)."""
+    amplitude_us: float
+    """Perturbation amplitude c, µS: in (0, g_max_us - g_min_us]."""
+    sign: int = 1
+    """Direction, +1 or -1."""
+
+
+@dataclass(frozen=True, slots=True)
+class PerturbedMVMResult:
+    """Output currents (µA) of one input batch at each perturbation point, and what the
+    perturbation writes did."""
+
+    currents: FloatArray
+    """[points, batch, region cols], µA: ``currents[k]`` is the batch at point k."""
+    saturated_outputs: int = 0
+    """Outputs at the ADC's full scale, over every point."""
+    cells_written: int = 0
+    """Cell writes: the region once per point, and once more for the restore."""
+    clipped_cells: int = 0
+    """Perturbed conductances clipped to [g_min_us, g_max_us], over every point."""
+    cells_over_budget: int = 0
+    """Cells of the region past their endurance write budget after the call."""
     cost: Cost = Cost()
 
 

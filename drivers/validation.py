@@ -220,14 +220,14 @@ def _peak(array: npt.NDArray[Any]) -> float:
 # can carry but outside the board's limits is OutOfRange.
 
 
-def check_seed(seed: int) -> None:
+def check_seed(seed: int, field: str = "seed") -> None:
     if not _is_integer(seed) or not 0 <= seed < 2**64:
-        raise InvalidArgument("seed", seed, "an unsigned 64-bit integer")
+        raise InvalidArgument(field, seed, "an unsigned 64-bit integer")
 
 
-def check_sign(sign: int) -> None:
+def check_sign(sign: int, field: str = "sign") -> None:
     if not _is_integer(sign) or sign not in (1, -1):
-        raise InvalidArgument("sign", sign, "+1 or -1")
+        raise InvalidArgument(field, sign, "+1 or -1")
 
 
 CLOCK_LIMIT_S = 1e12
@@ -252,9 +252,9 @@ def check_seconds(seconds: float, clock_s: float = 0.0) -> None:
         raise OutOfRange("seconds", seconds, allowed)
 
 
-def check_amplitude(info: BoardInfo, amplitude_us: float) -> None:
+def check_amplitude(info: BoardInfo, amplitude_us: float, field: str = "amplitude_us") -> None:
     span = info.g_max_us - info.g_min_us
     if not _is_real(amplitude_us) or not np.isfinite(amplitude_us):
-        raise InvalidArgument("amplitude_us", amplitude_us, f"a finite value in (0, {span:g}] µS")
+        raise InvalidArgument(field, amplitude_us, f"a finite value in (0, {span:g}] µS")
     if not 0.0 < amplitude_us <= span:
-        raise OutOfRange("amplitude_us", amplitude_us, f"(0, {span:g}] µS (g_max_us - g_min_us)")
+        raise OutOfRange(field, amplitude_us, f"(0, {span:g}] µS (g_max_us - g_min_us)")

@@ -9,6 +9,8 @@ bit-identical results and tiles never share random numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -20,6 +22,8 @@ from sidra.drivers.types import (
     CalibrationReport,
     Cost,
     MVMResult,
+    PerturbationPoint,
+    PerturbedMVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
@@ -107,6 +111,33 @@ class EmulatedBoard:
         self._write_budget(tile, region, writes_needed=1)
         self.tiles[tile].restore(region, self.clock_s)
         return self._write_pass(tile, region, 0)
+
+    def perturbed_mvm(
+        self, tile: int, region: Region, voltages: FloatArray, points: Sequence[PerturbationPoint]
+    ) -> PerturbedMVMResult:
+        """Each point's perturbation, then the batch through the region; restored at the
+        end: the same calls, in the same order, as the Perturb / MVM / Restore sequence
+        it replaces, so the results and the random streams are the same too."""
+        # Every write of the call is checked against the endurance budget before the
+        # first one: a refused call changes nothing.
+        self._write_budget(tile, region, writes_needed=len(points) + 1)
+        driven = np.zeros((len(voltages), self.profile.geometry.rows), np.float32)
+        driven[:, region.row_offset : region.row_offset + region.rows] = voltages
+        columns = slice(region.col_offset, region.col_offset + region.cols)
+        currents = np.empty((len(points), len(voltages), region.cols), np.float32)
+        saturated = clipped = 0
+        cost = Cost()
+        for k, point in enumerate(points):
+            report = self.perturb(tile, region, point.seed, point.amplitude_us, point.sign)
+            result = self.mvm(tile, driven)
+            currents[k] = result.currents[:, columns]
+            saturated += result.saturated_outputs
+            clipped += report.clipped_cells
+            cost = cost + report.cost + result.cost
+        restored = self.restore(tile, region)
+        cells = region.rows * region.cols * (len(points) + 1)
+        over = restored.cells_over_budget
+        return PerturbedMVMResult(currents, saturated, cells, clipped, over, cost + restored.cost)
 
     def _write_pass(self, tile: int, region: Region, clipped: int) -> PerturbReport:
         cost = self._spend(self.profile.timing.write_pass_ns)

@@ -23,6 +23,7 @@ from sidra.drivers.requests import (
     CalibrateRequest,
     GetBoardInfoRequest,
     MVMRequest,
+    PerturbedMVMRequest,
     PerturbMode,
     PerturbRequest,
     ProgramRequest,
@@ -102,4 +103,6 @@ class EmulatorDriver(BoardDriver):
                 return board.calibrate(tile)
             case AdvanceClockRequest(seconds=seconds):
                 return ClockReading(board.advance_clock(seconds))
+            case PerturbedMVMRequest(tile=tile, region=Region() as region):
+                return board.perturbed_mvm(tile, region, request.voltages, request.points)
         raise TypeError(f"not a validated board request: {request!r}")

@@ -126,18 +126,26 @@ class PrincipalLimits:
                     del self._in_flight[principal]  # the table holds active principals only
 
     def check_batch(self, principal: str, request: Message) -> None:
-        """Raises :class:`ResourceExhausted` for an MVM or TransposeMVM ``request`` (parsed,
-        not yet converted) of more vectors than ``max_batch``; other requests pass."""
-        if not isinstance(request, pb.MVMRequest | pb.TransposeMVMRequest):
+        """Raises :class:`ResourceExhausted` for an MVM, TransposeMVM or PerturbedMVM
+        ``request`` (parsed, not yet converted) of more passes than ``max_batch`` (a
+        PerturbedMVM runs its batch once per point); other requests pass."""
+        if isinstance(request, pb.PerturbedMVMRequest):
+            points = max(len(request.points), 1)
+        elif isinstance(request, pb.MVMRequest | pb.TransposeMVMRequest):
+            points = 1
+        else:
             return
         shape = request.voltages.shape
         # Only a [batch, width] shape has a batch; any other is malformed, which the
         # driver refuses as INVALID_ARGUMENT: the more useful answer.
-        if len(shape) == 2 and shape[0] > self.max_batch:
+        if len(shape) == 2 and shape[0] * points > self.max_batch:
             rpc = request.DESCRIPTOR.name.removesuffix("Request")
+            asked = (
+                f"{shape[0]} vectors" if points == 1 else f"{points} points x {shape[0]} vectors"
+            )
             self._refuse(
                 "max_batch",
-                f"{shape[0]} vectors",
+                asked,
                 f"at most {self.max_batch} vectors per {rpc} request for {_who(principal)}",
             )
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -85,11 +86,15 @@ def code_for(exc: errors.SidraError) -> grpc.StatusCode:
     return grpc.StatusCode[errors.status_for(exc, errors.GRPC_STATUS)]
 
 
+_INDEX = re.compile(r"\[\d+\]$")
+
+
 def is_request_path(descriptor: Descriptor, path: str) -> bool:
     """True when the dotted ``path`` names a field of ``descriptor``, nested messages
-    followed (``region.rows``, ``conductances.shape``)."""
+    followed (``region.rows``, ``conductances.shape``; an element of a repeated message
+    field by its index, ``points[1].sign``)."""
     message: Descriptor | None = descriptor
-    *parents, leaf = path.split(".")
+    *parents, leaf = (_INDEX.sub("", part) for part in path.split("."))
     for name in parents:
         field = message.fields_by_name.get(name) if message else None
         message = field.message_type if field else None

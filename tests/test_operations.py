@@ -23,6 +23,7 @@ from sidra.drivers import (
     BoardDriver,
     BoardInfo,
     MVMResult,
+    PerturbationPoint,
     ProgramReport,
     ReadResult,
     Region,
@@ -33,6 +34,7 @@ from sidra.drivers.operations import OPERATIONS, BoardMethods, operation_of
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
     MVMRequest,
+    PerturbedMVMRequest,
     PerturbMode,
     PerturbRequest,
     ProgramRequest,
@@ -84,6 +86,8 @@ def sample_requests(info: BoardInfo) -> Iterator[Request]:
     yield PerturbRequest(1, PerturbMode.RESTORE, region=Region(4, 7, 3, 5))
     yield from (op.request(1) for op in OPERATIONS if op.rpc in ("ReadWriteCounts", "Calibrate"))
     yield from (op.request(2.5) for op in OPERATIONS if op.rpc == "AdvanceClock")
+    points = (PerturbationPoint(2**64 - 1, 0.5, -1), PerturbationPoint(3, 1.5, 1))
+    yield PerturbedMVMRequest(1, v[:, :3], points, Region(4, 7, 3, 5))
 
 
 @pytest.fixture
@@ -121,6 +125,7 @@ def test_every_board_method_builds_a_declared_request() -> None:
         "perturb": (0, 1, 0.5),
         "mvm": (0, np.zeros((1, 8))),
         "transpose_mvm": (0, np.zeros((1, 8))),
+        "perturbed_mvm": (0, np.zeros((1, 8)), [PerturbationPoint(1, 0.5)]),
         "advance_clock": (1.0,),
         "stats": (),
         "run": None,

@@ -39,7 +39,10 @@ __all__ = [
     "MVM_REQ",
     "NO_VALUE",
     "PASS_REGION_FLAG",
+    "PERTURBED_MVM_REQ",
+    "PERTURBED_MVM_RESP",
     "PERTURB_REQ",
+    "POINT",
     "PROGRAM_REQ",
     "REGION_REQ",
     "RESULT_HEAD",
@@ -88,6 +91,7 @@ class Msg(IntEnum):
     READ_WRITE_COUNTS = 0x26
     CALIBRATE = 0x27
     ADVANCE_CLOCK = 0x28
+    PERTURBED_MVM = 0x29
 
 
 class Status(IntEnum):
@@ -142,6 +146,12 @@ PASS_REGION_FLAG = 0x01
 MVM_RESP = struct.Struct("<II")  # saturated_outputs, reserved
 PERTURB_REQ = struct.Struct("<" + REGION + "bxQd")  # region, sign, seed, amplitude_us
 PERTURB_RESP = struct.Struct("<IIII")  # cells_written, clipped, over_budget, reserved
+PERTURBED_MVM_REQ = struct.Struct("<" + REGION + "BBHIHHIxx")
+"""region, source, reserved, points, batch, stage_id, reserved, crc32, reserved; then
+``points`` × :data:`POINT`, then the inline inputs (source 0)."""
+POINT = struct.Struct("<Qdb7x")  # seed, amplitude_us, sign, reserved
+PERTURBED_MVM_RESP = struct.Struct("<IIIIQ")
+"""saturated_outputs, clipped_cells, cells_over_budget, reserved, cells_written; then COST."""
 COUNTS_RESP = struct.Struct("<Q")  # write_budget; result follows
 CALIBRATE_REQ = struct.Struct("<H")
 CALIBRATE_RESP = struct.Struct("<d")  # gain

@@ -27,6 +27,7 @@ from sidra.drivers.requests import (
     CalibrateRequest,
     GetBoardInfoRequest,
     MVMRequest,
+    PerturbedMVMRequest,
     PerturbMode,
     PerturbRequest,
     ProgramRequest,
@@ -44,6 +45,8 @@ from sidra.drivers.types import (
     ClockReading,
     Cost,
     MVMResult,
+    PerturbationPoint,
+    PerturbedMVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
@@ -158,6 +161,16 @@ def _region(fields: tuple[Any, ...]) -> tuple[int, Region]:
 def _resolved(region: Region | None) -> Region:
     assert region is not None, "requests reach the wire validated, regions resolved"
     return region
+
+
+def _inside(region: Region, info: BoardInfo) -> bool:
+    """Whether a resolved region is a non-empty rectangle of the tile."""
+    return (
+        0 <= region.row_offset < info.rows
+        and 0 <= region.col_offset < info.cols
+        and 0 < region.rows <= info.rows - region.row_offset
+        and 0 < region.cols <= info.cols - region.col_offset
+    )
 
 
 def _cost(cost: Cost) -> bytes:
@@ -496,6 +509,91 @@ class AdvanceClockEntry(WireEntry[AdvanceClockRequest, ClockReading]):
         return ClockReading(float(m.CLOCK.unpack(head)[0]))
 
 
+class PerturbedMVMEntry(WireEntry[PerturbedMVMRequest, PerturbedMVMResult]):
+    """PERTURBED_MVM: region and counts, then the points and the inputs float32
+    [batch, region rows], inline or staged together; the result is float32
+    [points, batch, region cols]."""
+
+    request_type = PerturbedMVMRequest
+    messages = (Msg.PERTURBED_MVM,)
+    result_at = m.PERTURBED_MVM_RESP.size + m.COST.size
+
+    def data(self, request: PerturbedMVMRequest) -> bytes:
+        return b"".join(self._body(request))
+
+    @staticmethod
+    def _body(request: PerturbedMVMRequest) -> list[Buffer]:
+        points = b"".join(m.POINT.pack(p.seed, p.amplitude_us, p.sign) for p in request.points)
+        return [points, _le_bytes(request.voltages, "<f4")]
+
+    @staticmethod
+    def _head(request: PerturbedMVMRequest, staged: StagedData | None) -> bytes:
+        fields = _region_fields(request.tile, _resolved(request.region))
+        source, stage_id, crc = (0, 0, 0) if staged is None else (1, staged.stage_id, staged.crc)
+        batch = request.voltages.shape[0]
+        return m.PERTURBED_MVM_REQ.pack(
+            *fields, source, 0, len(request.points), batch, stage_id, 0, crc
+        )
+
+    def pack_request(self, request: PerturbedMVMRequest, staged: StagedData | None) -> bytes:
+        if staged is None:
+            return b"".join(self.request_parts(request))
+        return self._head(request, staged)
+
+    def request_parts(self, request: PerturbedMVMRequest) -> list[Buffer]:
+        return [self._head(request, None), *self._body(request)]
+
+    def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> PerturbedMVMRequest:
+        fields = m.PERTURBED_MVM_REQ.unpack_from(payload)
+        tile, region = _region(fields)
+        source, _, count, batch, stage_id, _, crc = fields[5:]
+        # The region as sent (0 = to the tile edge) sets the input width; a region
+        # outside the tile has none, and the board's check names its field.
+        info = stage.info
+        resolved = region.resolve(info.rows, info.cols)
+        if not _inside(resolved, info):
+            return PerturbedMVMRequest(tile, np.zeros((batch, 0), np.float32), (), region)
+        width = resolved.rows
+        size = count * m.POINT.size + 4 * batch * width
+        if source == 0:
+            body = payload[m.PERTURBED_MVM_REQ.size :]
+            if len(body) != size:
+                raise InlineSizeError(f"{len(body)} bytes of points and inputs, need {size}")
+        else:
+            body = stage.verified(stage_id, crc, size)
+        split = count * m.POINT.size
+        points = tuple(
+            PerturbationPoint(seed, amplitude_us, sign)
+            for seed, amplitude_us, sign in m.POINT.iter_unpack(bytes(body[:split]))
+        )
+        voltages = np.frombuffer(body[split:], "<f4").reshape(batch, width)
+        return PerturbedMVMRequest(tile, voltages, points, region)
+
+    def pack_result(self, r: PerturbedMVMResult) -> tuple[bytes, Buffer | None]:
+        head = m.PERTURBED_MVM_RESP.pack(
+            r.saturated_outputs, r.clipped_cells, r.cells_over_budget, 0, r.cells_written
+        )
+        return head + _cost(r.cost), _le_bytes(r.currents, "<f4")
+
+    def unpack_result(
+        self, request: PerturbedMVMRequest, head: bytes, data: Buffer | None
+    ) -> PerturbedMVMResult:
+        saturated, clipped, over, _, cells = m.PERTURBED_MVM_RESP.unpack_from(head)
+        shape = (len(request.points), request.voltages.shape[0], _resolved(request.region).cols)
+        currents = _array(data, "<f4", shape)
+        cost = _unpack_cost(head, m.PERTURBED_MVM_RESP.size)
+        return PerturbedMVMResult(currents, saturated, cells, clipped, over, cost)
+
+    def result_bytes(self, request: PerturbedMVMRequest, info: BoardInfo) -> int:
+        points, batch = len(request.points), int(request.voltages.shape[0])
+        return 4 * points * batch * _resolved(request.region).cols + m.PERTURBED_MVM_RESP.size + 16
+
+    def device_seconds(self, request: PerturbedMVMRequest, info: BoardInfo) -> float:
+        rows, cols = _resolved(request.region).shape
+        points, batch = len(request.points), int(request.voltages.shape[0])
+        return (points + 1) * CELL_S * rows * cols + points * PASS_S_PER_CELL * batch * rows * cols
+
+
 class InlineSizeError(ValueError):
     """An inline array whose length does not match the head, or a head flag the board
     does not know (BAD_PAYLOAD)."""
@@ -553,6 +651,7 @@ ENTRIES: tuple[WireEntry[Any, Any], ...] = (
     ReadWriteCountsEntry(),
     CalibrateEntry(),
     AdvanceClockEntry(),
+    PerturbedMVMEntry(),
 )
 """The wire entry of every board operation (sidra.drivers.operations.OPERATIONS)."""
 

@@ -51,8 +51,8 @@ SIZE_BUCKETS_BYTES = tuple(float(4**power) for power in range(3, 15))
 WRITING_RPCS = frozenset(
     op.rpc for op in OPERATIONS if "cells_written" in {f.name for f in fields(op.result)}
 )
-"""BoardService RPCs whose result reports ``cells_written`` (Program, Perturb): the
-declared operations whose responses count device cell writes."""
+"""BoardService RPCs whose result reports ``cells_written`` (Program, Perturb,
+PerturbedMVM): the declared operations whose responses count device cell writes."""
 
 
 class ServiceMetrics:

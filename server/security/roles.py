@@ -71,6 +71,7 @@ RPC_ROLES: Mapping[str, Role] = MappingProxyType(
         "Perturb": Role.PROGRAMMER,
         "Calibrate": Role.PROGRAMMER,
         "AdvanceClock": Role.PROGRAMMER,
+        "PerturbedMVM": Role.PROGRAMMER,
     }
 )
 """The role each BoardService RPC needs, keyed by the RPC names of

@@ -3,8 +3,8 @@
 A lease that ends must not hand its successor a tile still carrying its holder's
 perturbation (session.proto, "End of a lease"). The board knows G_prog but does
 not say which cells sit away from it, so the service keeps a mask per tile:
-Perturb APPLY sets the region's cells, Perturb RESTORE and Program clear them
-(both leave a cell at its programmed conductance).
+Perturb APPLY sets the region's cells, Perturb RESTORE, PerturbedMVM and Program
+clear them (each leaves a cell at its programmed conductance).
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import threading
 import numpy as np
 
 from sidra.drivers import BoardInfo, Region
-from sidra.drivers.requests import PerturbMode, PerturbRequest, ProgramRequest, Request
+from sidra.drivers.requests import (
+    PerturbedMVMRequest,
+    PerturbMode,
+    PerturbRequest,
+    ProgramRequest,
+    Request,
+)
 
 __all__ = ["PerturbedCells"]
 
@@ -32,6 +38,8 @@ class PerturbedCells:
         if isinstance(request, PerturbRequest):
             region = request.region or Region()
             self._set(request.tile, region, request.mode is PerturbMode.APPLY)
+        elif isinstance(request, PerturbedMVMRequest):  # it ends with the region restored
+            self._set(request.tile, request.region or Region(), False)
         elif isinstance(request, ProgramRequest):
             rows, cols = np.shape(request.conductances)
             self._set(

@@ -81,6 +81,7 @@ LEASE_ACCESS: Mapping[str, Access] = MappingProxyType(
         "Perturb": Access.WRITE,
         "Calibrate": Access.WRITE,
         "AdvanceClock": Access.BOARD,
+        "PerturbedMVM": Access.WRITE,
     }
 )
 """Each BoardService RPC's access, keyed by the RPC names of

@@ -225,6 +225,22 @@ def apply(**kw: Any) -> pb.PerturbRequest:
     return pb.PerturbRequest(**fields)
 
 
+def perturbed(info: BoardInfo, **kw: Any) -> pb.PerturbedMVMRequest:
+    """A valid PerturbedMVM on an 8 x 4 region (two points) but for ``kw``."""
+    point = {"seed": 7, "amplitude_us": 1.0, "sign": 1}
+    fields = {
+        "tile": 0,
+        "region": pb.Region(row_offset=2, col_offset=3, rows=8, cols=4),
+        "voltages": f32(np.zeros((2, 8), np.float32)),
+        "points": [pb.PerturbationPoint(**point), pb.PerturbationPoint(**point | {"sign": -1})],
+    } | kw
+    return pb.PerturbedMVMRequest(**fields)
+
+
+def point(**kw: Any) -> pb.PerturbationPoint:
+    return pb.PerturbationPoint(**{"seed": 7, "amplitude_us": 1.0, "sign": 1} | kw)
+
+
 def other_width(n: int) -> int:
     """A width that is not ``n`` (100 on a 256-wide tile)."""
     return 100 if n != 100 else 101
@@ -873,6 +889,79 @@ CASES: dict[str, Bad] = {
         "seconds",
         "got -1.0",
         CLOCK,
+    ),
+    # PerturbedMVM ------------------------------------------------------------------------
+    "pmvm-no-points": Bad(
+        "PerturbedMVM",
+        lambda i: perturbed(i, points=[]),
+        INVALID,
+        "points",
+        "got 0,",
+        "1 .. 64 perturbation points",
+    ),
+    "pmvm-65-points": Bad(
+        "PerturbedMVM",
+        lambda i: perturbed(i, points=[point(seed=k) for k in range(65)]),
+        INVALID,
+        "points",
+        "got 65,",
+        "1 .. 64 perturbation points",
+    ),
+    "pmvm-sign-0": Bad(
+        "PerturbedMVM",
+        lambda i: perturbed(i, points=[point(), point(sign=0)]),
+        INVALID,
+        "points[1].sign",
+        "got 0",
+        "+1 or -1",
+    ),
+    "pmvm-amplitude-nan": Bad(
+        "PerturbedMVM",
+        lambda i: perturbed(i, points=[point(amplitude_us=NAN)]),
+        INVALID,
+        "points[0].amplitude_us",
+        "got nan",
+        "a finite value",
+    ),
+    "pmvm-amplitude-too-large": Bad(  # 39.5 µS on a 39 µS span
+        "PerturbedMVM",
+        lambda i: perturbed(i, points=[point(), point(amplitude_us=span(i) + 0.5)]),
+        RANGE,
+        "points[1].amplitude_us",
+        lambda i: f"got {span(i) + 0.5}",
+        amplitudes,
+    ),
+    "pmvm-width-not-region-rows": Bad(  # a whole-tile row on an 8-row region
+        "PerturbedMVM",
+        lambda i: perturbed(i, voltages=f32(np.zeros((2, i.rows), np.float32))),
+        INVALID,
+        "voltages.shape",
+        lambda i: f"[2, {i.rows}]",
+        "[batch >= 1, 8] (the region's rows)",
+    ),
+    "pmvm-over-voltage": Bad(  # 0.5 V
+        "PerturbedMVM",
+        lambda i: perturbed(i, voltages=f32(vrow(i, over_v(i, 2.5), width=8))),
+        RANGE,
+        "voltages",
+        lambda i: f"{as_float32(over_v(i, 2.5))} V",
+        volts,
+    ),
+    "pmvm-region-past-edge": Bad(  # 8 rows from row 252 of 256
+        "PerturbedMVM",
+        lambda i: perturbed(i, region=pb.Region(row_offset=i.rows - 4, rows=8, cols=4)),
+        RANGE,
+        "region.rows",
+        "got 8",
+        "1 .. 4",
+    ),
+    "pmvm-tile": Bad(  # tile 9 of 4
+        "PerturbedMVM",
+        lambda i: perturbed(i, tile=i.tile_count + 5),
+        RANGE,
+        "tile",
+        lambda i: f"got {i.tile_count + 5}",
+        tiles,
     ),
     "clock-past-limit": Bad(
         "AdvanceClock",

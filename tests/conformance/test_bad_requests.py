@@ -16,6 +16,8 @@ conductances within bad_requests.assert_same_conductances (bit for bit on an ide
 
 from __future__ import annotations
 
+import re
+
 import grpc
 import numpy as np
 import pytest
@@ -93,7 +95,8 @@ def test_bad_request_is_rejected_cleanly(
 
 def resolves(message: Descriptor, path: str) -> bool:
     """Walks ``path`` field by field through ``message``'s descriptor."""
-    *parents, leaf = path.split(".")
+    # An element of a repeated message field is named with its index: points[1].sign.
+    *parents, leaf = (re.sub(r"\[\d+\]$", "", part) for part in path.split("."))
     for name in parents:
         field = message.fields_by_name.get(name)
         if field is None or field.message_type is None:
@@ -112,6 +115,8 @@ def test_resolves_rejects_paths_that_are_not_in_the_request() -> None:
     assert not resolves(program, "conductances.row_offset")
     assert not resolves(program, "tile.rows")  # tile is a scalar, nothing below it
     assert resolves(pb.PerturbRequest.DESCRIPTOR, "region.rows")
+    assert resolves(pb.PerturbedMVMRequest.DESCRIPTOR, "points[3].amplitude_us")
+    assert not resolves(pb.PerturbedMVMRequest.DESCRIPTOR, "points[3].rows")
 
 
 def test_every_rpc_with_arguments_has_bad_cases() -> None:

@@ -121,9 +121,11 @@ def expected_code(hostile: Hostile, info: BoardInfo, limits: Limits) -> grpc.Sta
         message = getattr(pb, f"{op.rpc}Request").FromString(hostile.data)
     except DecodeError:
         return INVALID
-    if isinstance(message, pb.MVMRequest | pb.TransposeMVMRequest):
+    if isinstance(message, pb.MVMRequest | pb.TransposeMVMRequest | pb.PerturbedMVMRequest):
         shape = message.voltages.shape
-        if len(shape) == 2 and shape[0] > limits.max_batch:
+        # A PerturbedMVM runs its batch once per point.
+        points = max(len(message.points), 1) if isinstance(message, pb.PerturbedMVMRequest) else 1
+        if len(shape) == 2 and shape[0] * points > limits.max_batch:
             return EXHAUSTED
     try:
         convert.request_from_pb(message, op).checked(info)
@@ -258,6 +260,7 @@ FIELD_NUMBERS = {
     "ReadWriteCounts": {"tile": 1, "region": 2},
     "Calibrate": {"tile": 1},
     "AdvanceClock": {"seconds": 1},
+    "PerturbedMVM": {"tile": 1, "voltages": 2, "points": 3, "region": 4},
 }
 
 
@@ -498,11 +501,12 @@ class HostileRequests:
             "ReadWriteCounts": functools.partial(self.region_request, "ReadWriteCounts"),
             "Calibrate": self.calibrate,
             "AdvanceClock": self.advance_clock,
+            "PerturbedMVM": self.perturbed_mvm,
         }
         # One request in eight is bytes that do not parse; the others break their RPC's
         # fields. Hypothesis favours the first entries of a list it samples from: the RPC
         # with no fields to break and the simplest defect go last.
-        rpcs = ["Program", "Perturb", "MVM", "TransposeMVM", "ReadConductance",
+        rpcs = ["Program", "Perturb", "PerturbedMVM", "MVM", "TransposeMVM", "ReadConductance",
                 "ReadWriteCounts", "Calibrate", "AdvanceClock", "GetBoardInfo"]  # fmt: skip
         assert sorted(rpcs) == sorted(op.rpc for op in OPERATIONS)
         kinds = [("fields", rpc) for rpc in rpcs] * 7 + [("garbage", rpc) for rpc in rpcs]
@@ -722,6 +726,51 @@ class HostileRequests:
             parts.valid(amplitude)
         self.region(parts, 6, "region" in defects)
         return parts.build("Perturb")
+
+    def point(self, parts: Parts, bad: bool) -> bytes:
+        """One PerturbationPoint message: valid, or with a bad sign or amplitude."""
+        seed = uint_field(1, int(parts.rng.integers(0, U64, dtype=np.uint64)))
+        amplitude = double_field(2, float(parts.rng.uniform(1e-3, self.span)))
+        sign = sint_field(3, [1, -1][parts.between(0, 1)])
+        if bad and parts.coin():
+            sign = sint_field(3, parts.draw(BAD_SIGNS))
+        elif bad:
+            amplitude = double_field(2, parts.draw(self.bad_amplitudes))
+        return seed + amplitude + sign
+
+    def perturbed_mvm(self, parts: Parts) -> Hostile:
+        info, draw = self.info, parts.draw
+        defects = draw(defect_sets(("voltages", "width", "points", "point", "region", "tile")))
+        self.tile(parts, "tile" in defects)
+        if "region" in defects:  # refused before the voltages are looked at: any width
+            self.region(parts, 4, True)
+            width = parts.between(1, 8)
+        else:
+            row, col, rows, cols = self.region_within(parts)
+            parts.valid(len_field(4, region_message(row, col, rows, cols)))
+            width = rows or info.rows - row
+        count = parts.between(1, 3)
+        if "points" in defects:  # none, or more than the 64 allowed
+            count = [0, parts.between(65, 70)][parts.between(0, 1)]
+            parts.defects.append("points")
+        broken = parts.between(0, count - 1) if "point" in defects and count else -1
+        for k in range(count):
+            chunk = len_field(3, self.point(parts, k == broken))
+            if k == broken:
+                parts.hostile(chunk, "point")
+            else:
+                parts.valid(chunk)
+        batch, vmax = parts.between(1, 4), info.read_voltage_max_v
+        if "voltages" in defects:
+            self.broken_tensor(parts, 2, (batch, width), -vmax, vmax, "voltages")
+        elif "width" in defects:
+            other = draw(st.integers(1, width + 7))
+            other += other >= width  # any width but the region's rows
+            values = parts.values((batch, other), -vmax, vmax)
+            parts.hostile(len_field(2, valid_tensor(values)), "voltages.shape(width)")
+        else:
+            parts.valid(len_field(2, valid_tensor(parts.values((batch, width), -vmax, vmax))))
+        return parts.build("PerturbedMVM")
 
     def calibrate(self, parts: Parts) -> Hostile:
         self.tile(parts, True)

@@ -30,6 +30,8 @@ from sidra.drivers.types import (
     BoardTiming,
     Cost,
     LinkStats,
+    PerturbationPoint,
+    PerturbedMVMResult,
     Region,
     WriteCounts,
 )
@@ -48,6 +50,7 @@ __all__ = [
 # Nested value types and the messages they travel as.
 _NESTED: dict[type[Any], type[Message]] = {
     Region: pb.Region,
+    PerturbationPoint: pb.PerturbationPoint,
     Cost: pb.OperationCost,
     BoardStats: pb.BoardStats,
     LinkStats: pb.LinkStats,
@@ -58,6 +61,8 @@ _NESTED_BY_NAME = {msg.DESCRIPTOR.full_name: cls for cls, msg in _NESTED.items()
 _ENUMS: dict[str, Callable[[int], Any]] = {"mode": perturb_mode}
 # Tensor fields that are not float32.
 _TENSOR_DTYPES: dict[tuple[type[Any], str], int] = {(WriteCounts, "counts"): pb.DTYPE_UINT32}
+# Tensor fields that are not 2-D.
+_TENSOR_NDIMS: dict[tuple[type[Any], str], int] = {(PerturbedMVMResult, "currents"): 3}
 
 Fill = Callable[[Message, Any], None]
 """Writes a dataclass value's fields into a message of its type (in place)."""
@@ -174,6 +179,8 @@ def _build_filler(cls: type[Any], message_type: type[Message], nested: bool) -> 
         target = descriptor.fields_by_name[field.name]
         if target.message_type is None and target.is_repeated:
             messages.append((field.name, _extend))
+        elif target.is_repeated:  # a tuple of nested values (PerturbedMVM's points)
+            messages.append((field.name, _repeated_filler(target)))
         elif target.message_type is None:
             scalars.append((field.name, target.enum_type is not None))
         else:
@@ -198,6 +205,17 @@ def _extend(container: Any, items: Any) -> None:
     container.extend(items)  # a repeated scalar field cannot be assigned
 
 
+def _repeated_filler(target: Any) -> Fill:
+    nested = _NESTED_BY_NAME[target.message_type.full_name]
+    fill_one = _filler(nested, _NESTED[nested])
+
+    def fill(container: Any, items: Any) -> None:
+        for item in items:
+            fill_one(container.add(), item)
+
+    return fill
+
+
 def _nested_filler(owner: type[Any], name: str, target: Any) -> Fill:
     if target.message_type is pb.Tensor.DESCRIPTOR:
         dtype = _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32)
@@ -214,7 +232,8 @@ def _build_reader(cls: type[Any], message_type: type[Message], copy: bool) -> Re
     for field in dataclasses.fields(cls):
         source = descriptor.fields_by_name[field.name]
         step = _field_reader(cls, field.name, source, copy)
-        if source.message_type is not None and field.default is not dataclasses.MISSING:
+        repeated = source.message_type is not None and source.is_repeated
+        if not repeated and source.message_type is not None and field.default is not dataclasses.MISSING:
             # An unset message takes the default (None: an optional region; or a zero Cost).
             step = _or_default(field.name, field.default, step)
         steps.append(step)
@@ -234,9 +253,16 @@ def _field_reader(owner: type[Any], name: str, source: Any, copy: bool) -> Read:
         return lambda message: to_value(getattr(message, name))
     if source.message_type is None:
         return lambda message: getattr(message, name)
+    if source.is_repeated:  # a tuple of nested values (PerturbedMVM's points)
+        element = _NESTED_BY_NAME[source.message_type.full_name]
+        read_one = _reader(element, _NESTED[element], copy)
+        return lambda message: tuple(read_one(item) for item in getattr(message, name))
     if source.message_type is pb.Tensor.DESCRIPTOR:
         dtype = _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32)
-        return lambda message: tensors.decode(getattr(message, name), name, dtype=dtype, copy=copy)
+        ndim = _TENSOR_NDIMS.get((owner, name), 2)
+        return lambda message: tensors.decode(
+            getattr(message, name), name, dtype=dtype, ndim=ndim, copy=copy
+        )
     if source.message_type is pb.BoardInfo.DESCRIPTOR:
         return lambda message: info_from_pb(getattr(message, name))
     nested = _NESTED_BY_NAME[source.message_type.full_name]

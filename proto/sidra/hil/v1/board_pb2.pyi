@@ -334,3 +334,41 @@ class AdvanceClockResponse(_message.Message):
     CLOCK_S_FIELD_NUMBER: _ClassVar[int]
     clock_s: float
     def __init__(self, clock_s: _Optional[float] = ...) -> None: ...
+
+class PerturbationPoint(_message.Message):
+    __slots__ = ("seed", "amplitude_us", "sign")
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    AMPLITUDE_US_FIELD_NUMBER: _ClassVar[int]
+    SIGN_FIELD_NUMBER: _ClassVar[int]
+    seed: int
+    amplitude_us: float
+    sign: int
+    def __init__(self, seed: _Optional[int] = ..., amplitude_us: _Optional[float] = ..., sign: _Optional[int] = ...) -> None: ...
+
+class PerturbedMVMRequest(_message.Message):
+    __slots__ = ("tile", "voltages", "points", "region")
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    VOLTAGES_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    voltages: Tensor
+    points: _containers.RepeatedCompositeFieldContainer[PerturbationPoint]
+    region: Region
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., points: _Optional[_Iterable[_Union[PerturbationPoint, _Mapping]]] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
+
+class PerturbedMVMResponse(_message.Message):
+    __slots__ = ("currents", "saturated_outputs", "cells_written", "clipped_cells", "cells_over_budget", "cost")
+    CURRENTS_FIELD_NUMBER: _ClassVar[int]
+    SATURATED_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    CLIPPED_CELLS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_OVER_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    currents: Tensor
+    saturated_outputs: int
+    cells_written: int
+    clipped_cells: int
+    cells_over_budget: int
+    cost: OperationCost
+    def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cells_written: _Optional[int] = ..., clipped_cells: _Optional[int] = ..., cells_over_budget: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...

@@ -80,6 +80,11 @@ class BoardServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockResponse.FromString,
                 _registered_method=True)
+        self.PerturbedMVM = channel.unary_unary(
+                '/sidra.hil.v1.BoardService/PerturbedMVM',
+                request_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMResponse.FromString,
+                _registered_method=True)
 
 
 class BoardServiceServicer:
@@ -195,6 +200,37 @@ class BoardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PerturbedMVM(self, request, context):
+        """Fused perturbed evaluation: one input batch through a tile region at each
+        of a list of seeded perturbations, then the region restored. Exactly
+        for each point k:  Perturb APPLY (region, points[k]); MVM of the batch
+        driving the region's rows, reading its columns
+        then:              Perturb RESTORE (region)
+        in one call, with nothing else running on the board in between: the batch
+        crosses the link once, and the region is never left perturbed (a point
+        whose write the board refuses stops nothing half way: every write is
+        checked before the first, see "endurance" below). An SPSA step is one call
+        with points (seed, c, +1) and (seed, c, -1). Rows of the tile outside the
+        region are not driven (0 V) and its other columns are not read.
+        currents[k, b, j] = sum_i voltages[b, i] * G_k[region.row_offset + i,
+        region.col_offset + j]   (uA = V x uS)
+        with G_k = G_prog + sign_k * amplitude_us_k * Delta(seed_k) on the region.
+        BadRequest paths and codes: tile, region.* and T = voltages (see Errors), and
+        voltages.shape           INVALID_ARGUMENT  not [batch >= 1, region rows]
+        voltages                 OUT_OF_RANGE      |value| > read_voltage_max_v
+        points                   INVALID_ARGUMENT  fewer than 1 or more than 64
+        points[k].sign           INVALID_ARGUMENT  not +1 or -1
+        points[k].amplitude_us   INVALID_ARGUMENT  NaN or Inf
+        points[k].amplitude_us   OUT_OF_RANGE      not in (0, g_max_us - g_min_us]
+        OUT_OF_RANGE field "endurance" (ErrorInfo only): a cell of the region
+        without room in its write budget for every write of the call (one per
+        point and the restore); nothing is written then. RESOURCE_EXHAUSTED field
+        "limits.max_batch": points x batch above the server's max_batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BoardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -242,6 +278,11 @@ def add_BoardServiceServicer_to_server(servicer, server):
                     servicer.AdvanceClock,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockResponse.SerializeToString,
+            ),
+            'PerturbedMVM': grpc.unary_unary_rpc_method_handler(
+                    servicer.PerturbedMVM,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -488,6 +529,33 @@ class BoardService:
             '/sidra.hil.v1.BoardService/AdvanceClock',
             sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_board__pb2.AdvanceClockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PerturbedMVM(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.BoardService/PerturbedMVM',
+            sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMResponse.FromString,
             options,
             channel_credentials,
             insecure,
