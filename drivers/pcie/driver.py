@@ -45,11 +45,18 @@ from sidra.drivers.errors import (
     BoardReset,
     BoardUnavailable,
     InvalidArgument,
+    OutOfRange,
 )
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, RegisterIO, SysfsBar
 from sidra.drivers.pcie.queues import Command, Completion, DeviceSilent, Queues, identify
-from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
+from sidra.drivers.requests import (
+    GetBoardInfoRequest,
+    MVMRequest,
+    PerturbedMVMRequest,
+    Request,
+    TransposeMVMRequest,
+)
 from sidra.drivers.serial.driver import _concatenate, _float_option
 from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult, Region
 from sidra.drivers.url import query_options
@@ -468,7 +475,12 @@ def _vectors_per_window(inputs: int, outputs: int) -> int:
 
 
 def _split(request: Request, info: BoardInfo) -> list[Request]:
-    """An MVM batch larger than one slot window, as chunks that each fit."""
+    """An MVM batch larger than one slot window, as chunks that each fit. A PerturbedMVM
+    cannot be cut (each part would perturb and restore again): one whose answer does
+    not fit a window is refused before it is sent."""
+    if isinstance(request, PerturbedMVMRequest):
+        _check_fits_a_window(request, info)
+        return [request]
     if not isinstance(request, MVMRequest | TransposeMVMRequest):
         return [request]
     batch, inputs = request.voltages.shape
@@ -478,6 +490,20 @@ def _split(request: Request, info: BoardInfo) -> list[Request]:
         return [request]
     v = request.voltages
     return [replace(request, voltages=v[i : i + per_window]) for i in range(0, batch, per_window)]
+
+
+def _check_fits_a_window(request: PerturbedMVMRequest, info: BoardInfo) -> None:
+    entry = entry_of(request)
+    sent = sum(memoryview(part).nbytes for part in entry.request_parts(request))
+    answer = entry.result_bytes(request, info)
+    if max(sent, answer) > r.SLOT_WINDOW_BYTES:
+        batch, rows = request.voltages.shape
+        raise OutOfRange(
+            "voltages.shape",
+            f"[{batch}, {rows}] at {len(request.points)} points ({sent} B in, {answer} B out)",
+            f"a request and an answer [points, batch, region cols] of float32 that each fit "
+            f"one PCIe slot window ({r.SLOT_WINDOW_BYTES} B): fewer points or vectors per call",
+        )
 
 
 def _name(msg: int) -> str:

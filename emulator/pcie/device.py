@@ -29,10 +29,10 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers import validation as check
-from sidra.drivers.errors import SidraError
+from sidra.drivers.errors import OutOfRange, SidraError
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, FileBar, f64_bits
-from sidra.drivers.requests import MVMRequest, TransposeMVMRequest
+from sidra.drivers.requests import MVMRequest, PerturbedMVMRequest, TransposeMVMRequest
 from sidra.drivers.types import BoardInfo, Buffer, MVMResult, Region
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
@@ -418,6 +418,16 @@ class PcieDevice:
         head_len = entry.head_len or len(payload)
         reader = _Window(self, payload[head_len:])
         request = wire.unpack_request(_MSG[entry.opcode], payload[:head_len], reader)
+        request = request.checked(self.driver.info)
+        # An answer that cannot fit the window is refused before anything runs (the
+        # host checks too): a PerturbedMVM would otherwise write and then fail.
+        answer = wire.result_bytes(request, self.driver.info)
+        if isinstance(request, PerturbedMVMRequest) and answer > r.SLOT_WINDOW_BYTES:
+            raise OutOfRange(
+                "voltages.shape",
+                f"{answer} B of answer",
+                f"an answer that fits the {r.SLOT_WINDOW_BYTES} B output window",
+            )
         result = self.driver.run(request)
         head, data = wire.pack_result(result)
         cost = getattr(result, "cost", None)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pcie_support import G, board, recorded
 
-from sidra.drivers import open_board
+from sidra.drivers import OutOfRange, PerturbationPoint, open_board
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import BarError, BarSizeError
@@ -161,3 +161,21 @@ def test_a_host_sleeps_on_the_interrupt_and_kicks_a_parked_board() -> None:
         log = bars[0].log
     assert ("write32", OFF["IRQ_ARM"], 1) in log, "the host never slept on the interrupt"
     assert kicked, "a parked board was never kicked"
+
+
+def test_perturbed_mvm_whose_answer_outgrows_a_window_is_refused_before_it_is_sent() -> None:
+    """A PerturbedMVM cannot be cut into chunks (each would perturb and restore again): one
+    whose answer [points, batch, cols] does not fit a slot window is refused by the host,
+    naming the shape and the window, and the board takes no write and no pass."""
+    with board() as served, open_board(served.url) as pcie:
+        before = pcie.stats()
+        points = [PerturbationPoint(k, 1.0, 1) for k in range(8)]
+        with pytest.raises(OutOfRange) as caught:
+            pcie.perturbed_mvm(0, np.zeros((256, pcie.info.rows), np.float32), points)
+        assert caught.value.field == "voltages.shape"
+        assert "[256, 256] at 8 points" in str(caught.value)
+        assert f"({r.SLOT_WINDOW_BYTES} B)" in str(caught.value)
+        after = pcie.stats()
+        assert (after.cell_writes, after.mvm_passes) == (before.cell_writes, before.mvm_passes)
+        fits = pcie.perturbed_mvm(0, np.zeros((128, pcie.info.rows), np.float32), points)
+        assert fits.currents.shape == (8, 128, pcie.info.cols)
