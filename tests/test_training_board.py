@@ -248,3 +248,63 @@ def _stop_at(k: int) -> Callable[[SPSAStep], None]:
             raise KeyboardInterrupt
 
     return stop
+
+
+class _PerturbAndMVM(AnalogLinear):
+    """The layer as it was before PerturbedMVM: each point a Perturb call and an MVM call."""
+
+    @property
+    def fused_perturbation(self) -> bool:
+        return False
+
+
+def test_fused_evaluation_gives_the_losses_of_perturb_and_mvm_calls(
+    ideal_driver: BoardDriver,
+) -> None:
+    """On the ideal board the one-call evaluation of a step's points gives the losses of a
+    Perturb and an MVM per point (the board's currents are the same bit for bit, see
+    tests/conformance/test_perturbed_mvm.py; the host sums the inputs of the region
+    rather than of the padded tile, a float32 rounding apart), and leaves the weights
+    programmed."""
+    data = load_dataset("digits")
+    w = np.random.default_rng(3).uniform(-0.5, 0.5, (data.features + 1, data.classes))
+    points = [((11, 0.1),), ((11, -0.1),), ((12, 0.05),)]
+    x = data.x_test[:16]
+    expected = np.hstack([np.clip(x, -4, 4), np.ones((16, 1))]) @ w
+    losses = []
+    for layer_type in (AnalogLinear, _PerturbAndMVM):
+        layer = layer_type(ideal_driver, 0, data.features, data.classes)
+        evaluator = OnBoardEvaluator(
+            layer, data.x_train, data.y_train, 64, np.random.default_rng(4)
+        )
+        losses.append(evaluator(w.astype(np.float32), points))
+        if layer_type is AnalogLinear:  # restored: the board holds W itself again
+            np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-7)
+
+
+def test_on_board_spsa_over_grpc_takes_one_call_per_step(
+    served: tuple[BoardDriver, int], remote: RemoteBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training over connect(...) uses PerturbedMVM by itself: each step of on-board SPSA
+    is one call to the board, and no Perturb APPLY reaches it."""
+    from collections import Counter
+
+    from sidra.drivers.requests import PerturbMode, PerturbRequest
+
+    board, _ = served
+    seen: Counter[str] = Counter()
+    run = board.run
+
+    def counting(request):  # type: ignore[no-untyped-def]
+        applies = isinstance(request, PerturbRequest) and request.mode is PerturbMode.APPLY
+        seen["Perturb APPLY" if applies else type(request).__name__] += 1
+        return run(request)
+
+    monkeypatch.setattr(board, "run", counting)
+    data = load_dataset("digits")
+    options = SPSAOptions(steps=6, a=0.5, c=0.1, eval_every=1000, mode="board", batch_size=32)
+    record = train_softmax_spsa(remote, data, options)
+    assert record.steps == 6
+    assert seen["PerturbedMVMRequest"] == 6
+    assert seen["Perturb APPLY"] == 0

@@ -30,7 +30,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board, Region, Unsupported
+from sidra.drivers import Board, PerturbationPoint, Region, Unsupported
 from sidra.training.accounting import CostLedger
 
 __all__ = ["AnalogLinear", "Mapping"]
@@ -273,6 +273,43 @@ class AnalogLinear:
             half = Region(0, offset, rows, o)
             report = self.board.perturb(self.tile, seed, c * self.scale_us / 2, direction, half)
             self.ledger.add(report.cost)
+
+    @property
+    def fused_perturbation(self) -> bool:
+        """Whether :meth:`perturbed_forward` can evaluate perturbations in one call: one
+        tile, the offset mapping, no reference column, an analog bias row (the perturbed
+        cells are then exactly the cells the pass reads)."""
+        return (
+            len(self.blocks) == 1
+            and self.mapping is Mapping.OFFSET
+            and not self.reference_column
+            and not self.digital_bias
+        )
+
+    def perturbed_forward(
+        self, x: npt.ArrayLike, perturbations: Sequence[tuple[int, float, int]]
+    ) -> Array:
+        """Outputs [points, batch, outputs] of the layer at W_prog + sign·c·Δ(seed) for each
+        ``(seed, c, sign)`` (c in weight units), in one PerturbedMVM: the minibatch
+        crosses the link once and the board ends with the programmed weights."""
+        if not self.fused_perturbation:
+            raise Unsupported(
+                "a fused perturbed evaluation needs a one-tile layer with the offset mapping, "
+                "no reference column and an analog bias"
+            )
+        block = self.blocks[0]
+        v = self._input_volts(x)  # [batch, analog rows]: exactly the region's rows
+        batch = v if self.read_repeats == 1 else np.tile(v, (self.read_repeats, 1))
+        points = [
+            PerturbationPoint(seed, c * self.scale_us, sign) for seed, c, sign in perturbations
+        ]
+        result = self.board.perturbed_mvm(block.tile, batch, points, block.region)
+        self.ledger.add(result.cost)
+        self.mvm_calls += len(points)
+        currents = result.currents.reshape(len(points), self.read_repeats, len(v), -1).mean(axis=1)
+        signal = currents - self.g_ref_us * v.sum(axis=1)[None, :, None]
+        outputs: Array = signal / np.float32(self.scale_us * self.volts_per_unit)
+        return outputs.astype(np.float32, copy=False)
 
     def calibrate(self) -> list[float]:
         """Global drift compensation of every tile the layer uses; returns their output gains.

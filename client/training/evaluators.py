@@ -1,9 +1,11 @@
 """Loss evaluators that put the board in the SPSA loop, in two perturbation modes.
 
 ``OnBoardEvaluator``: the board holds the weights (programmed as absolute
-targets whenever they change) and applies each ±c·Δ itself with the Perturb
-RPC; Δ comes from a seed and never crosses the wire. Two perturbation writes
-and two MVMs per gradient estimate.
+targets whenever they change) and applies each ±c·Δ itself; Δ comes from a
+seed and never crosses the wire. Every point of a step runs in one PerturbedMVM
+call (perturb, pass, and a restore at the end: three writes and two passes per
+gradient estimate, one round trip) where the layer allows it, else as Perturb
+and MVM calls.
 
 ``HostHeldEvaluator``: the host holds the weights and programs them as
 absolute targets only every ``program_every`` updates (no accumulation of
@@ -78,6 +80,13 @@ class OnBoardEvaluator(_LayerEvaluator):
         weights = x
         self.sync(weights)
         xb, yb = self.batches.draw()
+        if self.layer.fused_perturbation and points and all(len(p) == 1 for p in points):
+            # One PerturbedMVM for every point of the step: the board perturbs, passes
+            # and restores next to the array; the minibatch travels once.
+            perturbations = [(p[0][0], abs(p[0][1]), 1 if p[0][1] > 0 else -1) for p in points]
+            outputs = self.layer.perturbed_forward(xb, perturbations)
+            self.layer.ledger.charge_host_loss(len(points))
+            return [cross_entropy(out, yb) for out in outputs]
         losses = []
         for point in points:
             if not point:
