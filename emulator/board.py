@@ -121,16 +121,12 @@ class EmulatedBoard:
         # Every write of the call is checked against the endurance budget before the
         # first one: a refused call changes nothing.
         self._write_budget(tile, region, writes_needed=len(points) + 1)
-        driven = np.zeros((len(voltages), self.profile.geometry.rows), np.float32)
-        driven[:, region.row_offset : region.row_offset + region.rows] = voltages
-        columns = slice(region.col_offset, region.col_offset + region.cols)
         currents = np.empty((len(points), len(voltages), region.cols), np.float32)
         saturated = clipped = 0
         cost = Cost()
         for k, point in enumerate(points):
             report = self.perturb(tile, region, point.seed, point.amplitude_us, point.sign)
-            result = self.mvm(tile, driven)
-            currents[k] = result.currents[:, columns]
+            result = self.mvm(tile, voltages, currents[k], region)  # computed in place
             saturated += result.saturated_outputs
             clipped += report.clipped_cells
             cost = cost + report.cost + result.cost

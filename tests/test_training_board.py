@@ -262,10 +262,9 @@ def test_fused_evaluation_gives_the_losses_of_perturb_and_mvm_calls(
     ideal_driver: BoardDriver,
 ) -> None:
     """On the ideal board the one-call evaluation of a step's points gives the losses of a
-    Perturb and an MVM per point (the board's currents are the same bit for bit, see
-    tests/conformance/test_perturbed_mvm.py; the host sums the inputs of the region
-    rather than of the padded tile, a float32 rounding apart), and leaves the weights
-    programmed."""
+    Perturb and an MVM per point (a float32 rounding apart: the fused call drives the
+    region's rows, the older calls the padded tile, and float32 sums of the two differ
+    in their last bits), and leaves the weights programmed."""
     data = load_dataset("digits")
     w = np.random.default_rng(3).uniform(-0.5, 0.5, (data.features + 1, data.classes))
     points = [((11, 0.1),), ((11, -0.1),), ((12, 0.05),)]
@@ -280,7 +279,7 @@ def test_fused_evaluation_gives_the_losses_of_perturb_and_mvm_calls(
         losses.append(evaluator(w.astype(np.float32), points))
         if layer_type is AnalogLinear:  # restored: the board holds W itself again
             np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-7)
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
 
 
 def test_on_board_spsa_over_grpc_takes_one_call_per_step(

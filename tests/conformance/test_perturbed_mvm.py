@@ -52,16 +52,11 @@ def _programmed(board: Board, tile: int, region: Region, seed: int) -> np.ndarra
 
 
 def _sequence(board: Board, tile: int, region: Region, v: np.ndarray, points: tuple) -> np.ndarray:
-    """What PerturbedMVM replaces: Perturb, MVM (rows outside the region undriven,
-    columns outside it unread) per point, then Restore."""
-    info = board.info
-    driven = np.zeros((len(v), info.rows), np.float32)
-    driven[:, region.row_offset : region.row_offset + region.rows] = v
+    """What PerturbedMVM replaces: Perturb and a region MVM per point, then Restore."""
     outputs = []
     for p in points:
         board.perturb(tile, p.seed, p.amplitude_us, p.sign, region)
-        currents = board.mvm(tile, driven).currents
-        outputs.append(currents[:, region.col_offset : region.col_offset + region.cols])
+        outputs.append(board.mvm(tile, v, region).currents)
     board.restore(tile, region)
     return np.stack(outputs)
 

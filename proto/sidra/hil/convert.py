@@ -233,7 +233,11 @@ def _build_reader(cls: type[Any], message_type: type[Message], copy: bool) -> Re
         source = descriptor.fields_by_name[field.name]
         step = _field_reader(cls, field.name, source, copy)
         repeated = source.message_type is not None and source.is_repeated
-        if not repeated and source.message_type is not None and field.default is not dataclasses.MISSING:
+        if (
+            not repeated
+            and source.message_type is not None
+            and field.default is not dataclasses.MISSING
+        ):
             # An unset message takes the default (None: an optional region; or a zero Cost).
             step = _or_default(field.name, field.default, step)
         steps.append(step)
