@@ -160,11 +160,14 @@ def test_train_drift_recovery_prints_every_stage() -> None:
 # Parameters a ``sidra train`` command keeps for itself; every other parameter is a
 # field of the job's option model, named like it.
 _COMMAND_ONLY = {
-    "spsa": {"dataset", "board", "server", "calibrate", "checkpoint_every", "resume", "out"},
-    "last-layer": {"dataset", "board", "server", "out"},
-    "compare": {"dataset", "board", "server"},
-    "drift-recovery": {"dataset", "board"},
-}
+    "spsa": {
+        "dataset", "board", "server", "calibrate", "checkpoint_every", "resume", "out",
+        "remote_job",
+    },
+    "last-layer": {"dataset", "board", "server", "out", "remote_job"},
+    "compare": {"dataset", "board", "server", "out", "remote_job"},
+    "drift-recovery": {"dataset", "board", "server", "out", "remote_job"},
+}  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
 _COMMAND_DEFAULTS = {("spsa", "eval_every")}
 

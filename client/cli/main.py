@@ -13,6 +13,7 @@ from grpc_health.v1 import health
 from sidra.cli.bench import bench_app
 from sidra.cli.bench_serial import serial_command
 from sidra.cli.board import board_app
+from sidra.cli.jobs import jobs_app
 from sidra.cli.leases import leases
 from sidra.cli.state import state_app
 from sidra.cli.token import token_app
@@ -173,6 +174,7 @@ bench_app.command("serial")(serial_command)
 app.command("leases")(leases)
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(state_app, name="state")
 app.add_typer(token_app, name="token")
 app.add_typer(train_app, name="train")

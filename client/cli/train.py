@@ -8,19 +8,21 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sidra.cli.jobs import run_remote_job
 from sidra.cli.options import AsJson, field_option, job_options
 from sidra.client import connect
 from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
     CompareOptions,
     EstimatorName,
+    JobOptions,
     LastLayerOptions,
     PerturbationMode,
     RecoveryOptions,
@@ -42,6 +44,14 @@ ServerAddress = Annotated[
     str | None, typer.Option("--server", help="HOST:PORT of a remote sidra serve.")
 ]
 Out = Annotated[Path | None, typer.Option(help="Record folder (default runs/<job>-<time>).")]
+RemoteJob = Annotated[
+    bool,
+    typer.Option(
+        "--remote-job",
+        help="Run the job inside the --server, next to the board (it goes on if this "
+        "command stops; see sidra jobs); the record is saved here when it ends.",
+    ),
+]
 
 # Each option of a job is a parameter named like the field of its option model and
 # declared with field_option (help = the field's docstring); the defaults are the
@@ -102,14 +112,35 @@ def _finish(
 ) -> None:
     record.settings["dataset"] = dataset
     folder = record.save(_folder(out, job))
-    summary = record.summary() | {"record": str(folder)}
+    _print_summary(record.summary() | {"record": str(folder)}, f"{job} on {dataset}", as_json,
+                   console)  # fmt: skip
+
+
+def _print_summary(summary: dict[str, Any], title: str, as_json: bool, console: Console) -> None:
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    table = Table(title=f"{job} on {dataset}", show_header=False)
+    table = Table(title=title, show_header=False)
     for key, value in summary.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
+
+
+def _remote(
+    server: str | None,
+    job: str,
+    options: JobOptions,
+    dataset: str,
+    out: Path | None,
+    console: Console,
+) -> dict[str, Any]:
+    """Runs ``job`` inside ``server`` (--remote-job); its summary, with the job id and the
+    folder its record was saved into."""
+    if server is None:
+        raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
+    folder = _folder(out, job)
+    done = run_remote_job(server, job, options.settings(), dataset, folder, console)
+    return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
 
 
 @train_app.command("spsa")
@@ -143,6 +174,7 @@ def spsa(
     ] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoint.json.")] = False,
     out: Out = None,
+    remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
     """SPSA training of a softmax layer (features → classes) on the board."""
@@ -154,6 +186,15 @@ def spsa(
         eval_every=max(1, steps // 20) if eval_every is None else eval_every,
     )
     console = Console(stderr=as_json)
+    if remote_job:
+        if checkpoint_every or resume:
+            raise typer.BadParameter(
+                "--checkpoint-every and --resume are for runs from here; a --remote-job "
+                "keeps its record in the server"
+            )
+        summary = _remote(server, "spsa", options, dataset, out, console)
+        _print_summary(summary, f"spsa on {dataset} (job {summary['job_id']})", as_json, console)
+        return
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
     out = _folder(out, "spsa")
@@ -201,11 +242,17 @@ def last_layer(
         float, _last_layer("head_weight_limit")
     ] = _LAST_LAYER.head_weight_limit,
     out: Out = None,
+    remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Fixed random feature layer on the board, head trained with exact gradients."""
     options = job_options(LastLayerOptions, ctx)
     console = Console(stderr=as_json)
+    if remote_job:
+        summary = _remote(server, "last-layer", options, dataset, out, console)
+        title = f"last-layer on {dataset} (job {summary['job_id']})"
+        _print_summary(summary, title, as_json, console)
+        return
     data = load_dataset(dataset)
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("last-layer", total=options.epochs, status="")
@@ -234,6 +281,10 @@ def compare(
     program_every: Annotated[int, _compare("program_every")] = _COMPARE.program_every,
     tile: Annotated[int, _compare("tile")] = _COMPARE.tile,
     estimators: Annotated[list[EstimatorName], _compare("estimators", "--estimator")] = _ESTIMATORS,
+    out: Annotated[
+        Path | None, typer.Option(help="--remote-job: record folder (default runs/compare-<time>).")
+    ] = None,
+    remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
     """SPSA, central differences, forward gradient and antithetic ES on one budget."""
@@ -241,16 +292,20 @@ def compare(
 
     options = job_options(CompareOptions, ctx)
     console = Console(stderr=as_json)
-    data = load_dataset(dataset)
-    with _board(board, server) as target:
-        results = compare_estimators(
-            target,
-            data,
-            options,
-            on_result=lambda r: console.log(f"{r.name}: {100 * r.test_accuracy:.2f} %"),
-        )
+    if remote_job:
+        results = _remote(server, "compare", options, dataset, out, console)["results"]
+    else:
+        data = load_dataset(dataset)
+        with _board(board, server) as target:
+            done = compare_estimators(
+                target,
+                data,
+                options,
+                on_result=lambda r: console.log(f"{r.name}: {100 * r.test_accuracy:.2f} %"),
+            )
+        results = [r.as_dict() for r in done]
     if as_json:
-        typer.echo(json.dumps([r.as_dict() for r in results]))
+        typer.echo(json.dumps(results))
         return
     title = f"estimators on {dataset}, {options.budget:,} loss evaluations each"
     table = Table(title=title)
@@ -258,12 +313,12 @@ def compare(
         table.add_column(column)
     for r in results:
         table.add_row(
-            r.name,
-            f"{r.steps:,}",
-            f"{r.loss_evaluations:,}",
-            f"{100 * r.test_accuracy:.2f} %",
-            f"{r.mvm_calls:,}",
-            f"{r.device_writes:,}",
+            r["name"],
+            f"{r['steps']:,}",
+            f"{r['loss_evaluations']:,}",
+            f"{100 * r['test_accuracy']:.2f} %",
+            f"{r['mvm_calls']:,}",
+            f"{r['device_writes']:,}",
         )
     console.print(table)
 
@@ -273,6 +328,7 @@ def drift_recovery_command(
     ctx: typer.Context,
     dataset: Dataset = "digits",
     board: BoardUrl = "emu://?preset=pcm&seed=0",
+    server: ServerAddress = None,
     hidden: Annotated[int, _recovery("hidden")] = _RECOVERY.hidden,
     age_days: Annotated[float, _recovery("age_days")] = _RECOVERY.age_days,
     calibrate: Annotated[bool, _recovery("calibrate")] = _RECOVERY.calibrate,
@@ -284,16 +340,26 @@ def drift_recovery_command(
     eval_read_repeats: Annotated[int, _recovery("eval_read_repeats")] = _RECOVERY.eval_read_repeats,
     reference_column: Annotated[bool, _recovery("reference_column")] = _RECOVERY.reference_column,
     seed: Annotated[int, _recovery("seed")] = _RECOVERY.seed,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="--remote-job: record folder (default runs/drift-recovery-<time>)."),
+    ] = None,
+    remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer."""
+    """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer.
+
+    It ages the board (AdvanceClock): through --server it needs the whole board, which a
+    --remote-job leases; a run from here over --server needs the admin role."""
     from sidra.training.recovery import drift_recovery
 
     options = job_options(RecoveryOptions, ctx)
-    data = load_dataset(dataset)
-    with _board(board, None) as target:
-        report = drift_recovery(target, data, options)
-    summary = report.summary()
+    if remote_job:
+        summary = _remote(server, "drift-recovery", options, dataset, out, Console(stderr=True))
+    else:
+        data = load_dataset(dataset)
+        with _board(board, server) as target:
+            summary = drift_recovery(target, data, options).summary()
     if as_json:
         typer.echo(json.dumps(summary))
         return

@@ -1,0 +1,209 @@
+"""``sidra jobs``: training jobs running inside a server (list, show, cancel, logs), and
+the client half of ``sidra train … --server ADDR --remote-job``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sidra.cli.options import AsJson
+from sidra.client import JobEvent, JobInfo, RemoteBoard, connect
+from sidra.drivers import SidraError
+
+__all__ = ["event_line", "jobs_app", "run_remote_job"]
+
+jobs_app = typer.Typer(
+    no_args_is_help=True, help="Training jobs running inside a server, next to the board."
+)
+
+Server = Annotated[
+    str, typer.Option("--server", help="HOST:PORT of the sidra serve running the jobs.")
+]
+JobId = Annotated[str, typer.Argument(help="The job's id (sidra jobs list).")]
+
+
+@contextmanager
+def _server(address: str, what: str) -> Iterator[RemoteBoard]:
+    """The server, or exit 1 naming the command and what went wrong."""
+    try:
+        with connect(address) as board:
+            yield board
+    except SidraError as exc:
+        typer.echo(f"sidra jobs {what}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _when(unix_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix_s)) if unix_s else ""
+
+
+def _progress_text(job: JobInfo) -> str:
+    return f"{job.step}/{job.total}" if job.total else ""
+
+
+def event_line(event: JobEvent) -> str:
+    """One event as ``sidra jobs logs`` prints it."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.unix_s))
+    if event.kind == "progress":
+        text = f"step {event.step}/{event.total} {event.message}"
+    elif event.kind == "state":
+        text = f"{event.state}" + (f": {event.message}" if event.message else "")
+    else:
+        text = event.message
+    return f"{event.index:>6} {stamp} {event.kind:<8} {text}"
+
+
+@jobs_app.command("list")
+def list_jobs(
+    server: Server,
+    principal: Annotated[str, typer.Option(help="Only this principal's jobs.")] = "",
+    limit: Annotated[int, typer.Option(min=0, help="At most this many (0: 100).")] = 0,
+    as_json: AsJson = False,
+) -> None:
+    """Jobs on the server, newest first."""
+    with _server(server, "list") as board:
+        jobs = board.jobs.list(principal, limit)
+    if as_json:
+        typer.echo(json.dumps([job.as_dict() for job in jobs]))
+        return
+    if not jobs:
+        typer.echo("no jobs")
+        return
+    table = Table(box=box.SIMPLE)
+    for column in ("job", "kind", "principal", "state", "progress", "submitted", "last"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            job.job_id, job.kind, job.principal, job.state, _progress_text(job),
+            _when(job.submitted_unix_s), job.error or job.message,
+        )  # fmt: skip
+    Console().print(table)
+
+
+@jobs_app.command("show")
+def show(
+    job_id: JobId,
+    server: Server,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the run record's files into this folder.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """One job: options, state, progress, summary; --out saves its record."""
+    with _server(server, "show") as board:
+        job = board.jobs.get(job_id, include_record=out is not None)
+    if out is not None:
+        _save(job, out)
+    if as_json:
+        typer.echo(json.dumps(job.as_dict()))
+        return
+    table = Table(title=f"job {job.job_id}", show_header=False, box=box.SIMPLE)
+    for key, value in job.as_dict().items():
+        if key.endswith("_unix_s"):
+            value = _when(value)
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        table.add_row(key, str(value))
+    if out is not None:
+        table.add_row("record", str(out))
+    Console().print(table)
+
+
+@jobs_app.command("cancel")
+def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
+    """Ask a job to stop; it ends cancelled at its next board call or step."""
+    with _server(server, "cancel") as board:
+        job = board.jobs.cancel(job_id)
+    if as_json:
+        typer.echo(json.dumps(job.as_dict()))
+        return
+    state = "stopping" if job.state == "running" else job.state
+    typer.echo(f"job {job.job_id}: {state}")
+
+
+@jobs_app.command("logs")
+def logs(
+    job_id: JobId,
+    server: Server,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")
+    ] = False,
+    from_index: Annotated[
+        int, typer.Option("--from", min=0, help="First event index to print.")
+    ] = 0,
+) -> None:
+    """A job's events: progress, log lines, state changes (one line each, numbered)."""
+    with _server(server, "logs") as board:
+        known = board.jobs.get(job_id).events
+        for event in board.jobs.watch(job_id, from_index):
+            typer.echo(event_line(event))
+            if not follow and event.index >= known - 1:
+                break
+
+
+def _save(job: JobInfo, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in job.files.items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def run_remote_job(
+    server: str,
+    kind: str,
+    options: dict[str, Any],
+    dataset: str,
+    out: Path,
+    console: Console,
+) -> JobInfo:
+    """Submits a job to ``server``, follows it with a progress bar, saves its record
+    into ``out`` and returns it. Ctrl-C stops following, not the job."""
+    try:
+        with connect(server) as board:
+            job = board.jobs.submit(kind, options, dataset=dataset)
+            console.log(f"job {job.job_id} running on {server} (tiles "
+                        f"{'all' if job.whole_board else list(job.tiles)})")  # fmt: skip
+            try:
+                _follow(board, job, console)
+            except KeyboardInterrupt:
+                console.log(
+                    f"job {job.job_id} keeps running in the server: sidra jobs logs "
+                    f"{job.job_id} --follow --server {server}"
+                )
+                raise typer.Exit(130) from None
+            done = board.jobs.get(job.job_id, include_record=True)
+    except SidraError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if done.state != "succeeded":
+        typer.echo(f"job {done.job_id} {done.state}: {done.error}", err=True)
+        raise typer.Exit(1)
+    _save(done, out)
+    return done
+
+
+def _follow(board: RemoteBoard, job: JobInfo, console: Console) -> None:
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(job.kind, total=None, status="")
+        for event in board.jobs.watch(job.job_id):
+            if event.kind == "progress":
+                progress.update(task, completed=event.step, total=event.total,
+                                status=event.message)  # fmt: skip
+            elif event.kind == "log":
+                console.log(event.message)

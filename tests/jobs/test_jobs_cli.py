@@ -1,0 +1,58 @@
+"""``sidra train … --remote-job`` and ``sidra jobs`` against a real ``sidra serve``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from sidra.client import RemoteBoard
+from tests.cli_support import run_sidra, served, sidra_json
+
+
+def _address(board: RemoteBoard) -> str:
+    assert board.address is not None
+    return board.address
+
+
+def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> None:
+    with served("emu://?preset=ideal&seed=3") as board:
+        server = _address(board)
+        out = tmp_path / "record"
+        summary = sidra_json(
+            "train", "spsa", "--server", server, "--remote-job", "--steps", "8",
+            "--batch-size", "16", "--tile", "1", "--out", str(out),
+        )  # fmt: skip
+        assert summary["steps"] == 8 and summary["record"] == str(out)
+        job_id = summary["job_id"]
+        with (out / "steps.csv").open() as f:
+            assert len(list(csv.reader(f))) == 9  # header + one row per step
+        assert json.loads((out / "settings.json").read_text())["tile"] == 1
+
+        [listed] = sidra_json("jobs", "list", "--server", server)
+        assert (listed["job_id"], listed["state"], listed["step"]) == (job_id, "succeeded", 8)
+        shown = sidra_json("jobs", "show", job_id, "--server", server)
+        assert shown["options"]["steps"] == 8 and shown["summary"]["steps"] == 8
+
+        logs = run_sidra("jobs", "logs", job_id, "--server", server)
+        assert logs.returncode == 0, logs.stderr
+        lines = logs.stdout.splitlines()
+        assert "running" in lines[0] and "succeeded" in lines[-1]
+        assert [int(line.split()[0]) for line in lines] == list(range(len(lines)))
+
+        # A job left running is cancelled from another command.
+        job = board.jobs.submit("spsa", {"steps": 1_000_000, "batch_size": 16})
+        cancelled = run_sidra("jobs", "cancel", job.job_id, "--server", server)
+        assert cancelled.returncode == 0 and "stopping" in cancelled.stdout
+        followed = run_sidra("jobs", "logs", job.job_id, "--server", server, "--follow")
+        assert followed.stdout.splitlines()[-1].split()[3:] == [
+            "cancelled:", "cancelled", "by", "local",
+        ]  # fmt: skip
+
+        missing = run_sidra("jobs", "show", "0000000000000000", "--server", server)
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+def test_remote_job_needs_a_server() -> None:
+    result = run_sidra("train", "spsa", "--remote-job", "--steps", "2", timeout=60)
+    assert result.returncode == 2 and "give --server" in result.stderr
