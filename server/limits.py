@@ -25,8 +25,8 @@ flooding the board cannot starve the other.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import TracebackType
 
 from google.protobuf.message import Message
 
@@ -37,7 +37,7 @@ from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, LimitsSettings
 
 LOCAL_PRINCIPAL = LOCAL.name
 
-__all__ = ["LIMIT_NAMES", "PrincipalLimits", "RefusalListener", "caller_key"]
+__all__ = ["LIMIT_NAMES", "Admission", "PrincipalLimits", "RefusalListener", "caller_key"]
 
 MIB = 2**20
 
@@ -93,10 +93,13 @@ class PrincipalLimits:
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}  # only principals with a call in flight
 
-    @contextmanager
-    def admitted(self, principal: str, request_bytes: int) -> Iterator[None]:
-        """Holds one of ``principal``'s in-flight places for a call of ``request_bytes``,
-        or raises :class:`ResourceExhausted` (message size, then calls in flight)."""
+    def admitted(self, principal: str, request_bytes: int) -> Admission:
+        """Holds one of ``principal``'s in-flight places for a call of ``request_bytes``
+        while the ``with`` block runs, or raises :class:`ResourceExhausted` on entry
+        (message size, then calls in flight)."""
+        return Admission(self, principal, request_bytes)
+
+    def _admit(self, principal: str, request_bytes: int) -> None:
         if request_bytes > self.max_request_bytes:
             self._refuse(
                 "max_message_mb",
@@ -115,15 +118,14 @@ class PrincipalLimits:
                 f"at most {self.max_in_flight} calls in flight per principal; retry when one "
                 "has finished",
             )
-        try:
-            yield
-        finally:
-            with self._lock:
-                left = self._in_flight[principal] - 1
-                if left:
-                    self._in_flight[principal] = left
-                else:
-                    del self._in_flight[principal]  # the table holds active principals only
+
+    def _release(self, principal: str) -> None:
+        with self._lock:
+            left = self._in_flight[principal] - 1
+            if left:
+                self._in_flight[principal] = left
+            else:
+                del self._in_flight[principal]  # the table holds active principals only
 
     def check_batch(self, principal: str, request: Message) -> None:
         """Raises :class:`ResourceExhausted` for an MVM, TransposeMVM or PerturbedMVM
@@ -158,3 +160,27 @@ class PrincipalLimits:
         if self._on_refusal is not None:
             self._on_refusal(limit)
         raise ResourceExhausted(f"limits.{limit}", asked, allowed)
+
+
+class Admission:
+    """One call's in-flight place under :class:`PrincipalLimits`: taken (or refused) on
+    entry, given back on exit (a class rather than a generator: it is entered on every
+    call)."""
+
+    __slots__ = ("_limits", "_principal", "_request_bytes")
+
+    def __init__(self, limits: PrincipalLimits, principal: str, request_bytes: int) -> None:
+        self._limits = limits
+        self._principal = principal
+        self._request_bytes = request_bytes
+
+    def __enter__(self) -> None:
+        self._limits._admit(self._principal, self._request_bytes)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._limits._release(self._principal)

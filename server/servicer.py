@@ -250,5 +250,12 @@ def _session_of(context: grpc.ServicerContext) -> str | None:
 
 
 def _parse(op: Operation, data: bytes) -> Message:
-    message: Message = parse_request(getattr(pb, f"{op.rpc}Request"), data)
+    message_type = _REQUEST_TYPES.get(op.rpc)
+    if message_type is None:
+        message_type = _REQUEST_TYPES[op.rpc] = getattr(pb, f"{op.rpc}Request")
+    message: Message = parse_request(message_type, data)
     return message
+
+
+_REQUEST_TYPES: dict[str, type[Message]] = {}
+"""``<rpc>Request`` by RPC name, looked up once each."""

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
-__all__ = ["BoardTurns"]
+__all__ = ["BoardTurns", "Turn"]
 
 
 class BoardTurns:
@@ -28,11 +27,17 @@ class BoardTurns:
         # Principal -> its waiting calls, oldest first; the dict's order is the rotation.
         self._waiting: OrderedDict[str, deque[object]] = OrderedDict()
 
-    @contextmanager
-    def turn(self, principal: str) -> Iterator[None]:
-        """Holds the board for one call of ``principal`` (blocks until its turn)."""
-        ticket = object()
+    def turn(self, principal: str) -> Turn:
+        """Holds the board for one call of ``principal`` (blocks until its turn); use as
+        ``with turns.turn(principal):``."""
+        return Turn(self, principal)
+
+    def _take(self, principal: str) -> None:
         with self._changed:
+            if not self._busy and not self._waiting:
+                self._busy = True  # a free board and nobody waiting: every call's case alone
+                return
+            ticket = object()
             self._waiting.setdefault(principal, deque()).append(ticket)
             while self._busy or not self._is_next(principal, ticket):
                 self._changed.wait()
@@ -43,11 +48,11 @@ class BoardTurns:
             else:
                 del self._waiting[principal]
             self._busy = True
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._busy = False
+
+    def _give_back(self) -> None:
+        with self._changed:
+            self._busy = False
+            if self._waiting:  # only queued calls wait on the condition
                 self._changed.notify_all()
 
     def waiting(self) -> int:
@@ -58,3 +63,25 @@ class BoardTurns:
     def _is_next(self, principal: str, ticket: object) -> bool:
         first = next(iter(self._waiting))
         return first == principal and self._waiting[principal][0] is ticket
+
+
+class Turn:
+    """One call's turn on the board: taken on entry, given back on exit, error or not
+    (a class rather than a generator: it is entered on every call)."""
+
+    __slots__ = ("_principal", "_turns")
+
+    def __init__(self, turns: BoardTurns, principal: str) -> None:
+        self._turns = turns
+        self._principal = principal
+
+    def __enter__(self) -> None:
+        self._turns._take(self._principal)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._turns._give_back()
