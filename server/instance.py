@@ -26,6 +26,7 @@ from sidra.drivers import Board, SidraError
 from sidra.drivers.base import INSTANCE_ID_LIMIT, printable_ascii
 from sidra.hil.metadata import INSTANCE_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.server.wrapped import WrappedHandlers
 
 __all__ = ["INSTANCE_ID_KEY", "InstanceMetadata", "instance_metadata"]
 
@@ -56,6 +57,8 @@ class InstanceMetadata(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc sh
 
     def __init__(self, board: Board) -> None:
         self.board = board
+        self._wrapped = WrappedHandlers()
+        self._last: tuple[str, Metadata] = ("", ())
 
     def intercept_service(
         self,
@@ -65,6 +68,9 @@ class InstanceMetadata(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc sh
         handler = continuation(details)
         if handler is None or not details.method.startswith(_SERVICE_PREFIX):
             return handler  # health, reflection: not about the board's state
+        return self._wrapped.get(handler, self._wrap)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=self._unary(handler.unary_unary))
         if handler.stream_unary is not None:
@@ -94,10 +100,24 @@ class InstanceMetadata(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc sh
 
     def _attach(self, context: grpc.ServicerContext) -> None:
         try:
-            ours = instance_metadata(self.board)
+            ours = self._metadata()
         except SidraError as exc:  # a board that must ask someone (a proxied remote board)
             log.warning("no %s on this response: %s", INSTANCE_ID_KEY, exc)
             return
+        trailers = context.trailing_metadata()
+        if not trailers:  # an answered call: nothing else to keep
+            context.set_trailing_metadata(ours)
+            return
         # abort_with_status() set the status details trailer: keep it, and anything else.
-        kept = tuple((k, v) for k, v in (context.trailing_metadata() or ()) if k != INSTANCE_ID_KEY)
+        kept = tuple((k, v) for k, v in trailers if k != INSTANCE_ID_KEY)
         context.set_trailing_metadata(kept + ours)
+
+    def _metadata(self) -> Metadata:
+        """:func:`instance_metadata`, checked and built again only when the id changes."""
+        value = self.board.instance_id
+        last = self._last
+        if last[0] == value and value:
+            return last[1]
+        ours = instance_metadata(self.board)
+        self._last = (value, ours)
+        return ours

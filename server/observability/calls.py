@@ -21,10 +21,12 @@ import grpc
 __all__ = [
     "REQUEST_ID",
     "CallRecord",
+    "bind",
     "bound_call",
     "current_call",
     "current_request_id",
     "request_id_from",
+    "unbind",
 ]
 
 REQUEST_ID = "x-request-id"
@@ -77,6 +79,17 @@ def current_request_id() -> str | None:
     """The request id of the call being served on this thread; None outside a call."""
     call = _CALL.get(None)
     return call.request_id if call is not None else None
+
+
+def bind(call: CallRecord) -> contextvars.Token[CallRecord]:
+    """Binds ``call`` for :func:`current_call` until :func:`unbind` is given the token
+    (:func:`bound_call` without a generator, for the path every call takes)."""
+    return _CALL.set(call)
+
+
+def unbind(token: contextvars.Token[CallRecord]) -> None:
+    """Ends the binding :func:`bind` made."""
+    _CALL.reset(token)
 
 
 @contextmanager

@@ -27,14 +27,17 @@ from google.protobuf.message import Message
 from sidra.server.observability.calls import (
     REQUEST_ID,
     CallRecord,
+    bind,
     bound_call,
     current_call,
     request_id_from,
+    unbind,
 )
 from sidra.server.observability.logs import log_rpc
-from sidra.server.observability.metrics import WRITING_RPCS, ServiceMetrics
+from sidra.server.observability.metrics import WRITING_RPCS, MethodSeries, ServiceMetrics
 from sidra.server.security import Principal, current_principal
 from sidra.server.servicer import SERVICE_NAME
+from sidra.server.wrapped import WrappedHandlers
 
 __all__ = ["CallObserver", "PrincipalTag"]
 
@@ -68,20 +71,37 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
     def _observed(self, behavior: Behavior, call: CallRecord, handler: Any) -> Behavior:
         if handler.response_streaming:
             return self._streaming(behavior, call, handler.request_streaming)
+        # The method's series, looked up once for the call rather than at each count.
+        series = self.metrics.series(call.method)
+        request_streaming = handler.request_streaming
 
         def run(request: Any, context: grpc.ServicerContext) -> Any:
-            request = self._sized_requests(request, call, handler.request_streaming)
-            with bound_call(call), self.metrics.series(call.method).in_flight.track_inprogress():
+            if request_streaming:
+                request = self._each_sized(request, call)
+            else:
+                size = _size(request)
+                call.request_bytes += size
+                series.request_bytes.observe(size)
+            # The call is bound and counted in flight until its line is written.
+            bound = bind(call)
+            in_flight = series.in_flight
+            in_flight.inc()
+            try:
                 try:
                     response = behavior(request, context)
                 except BaseException:
                     call.code = _code(context, failed=True)
-                    self._finish(call, context)
+                    self._finish(call, context, series)
                     raise
                 call.code = _code(context, failed=False)
-                self._count_response(call, response)
-                self._finish(call, context, response)
+                size = _size(response)
+                call.response_bytes += size
+                series.response_bytes.observe(size)
+                self._finish(call, context, series, response)
                 return response
+            finally:
+                in_flight.dec()
+                unbind(bound)
 
         return run
 
@@ -137,11 +157,16 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
         self.metrics.series(call.method).response_bytes.observe(size)
 
     def _finish(
-        self, call: CallRecord, context: grpc.ServicerContext, response: Any = None
+        self,
+        call: CallRecord,
+        context: grpc.ServicerContext,
+        series: MethodSeries | None = None,
+        response: Any = None,
     ) -> None:
-        trailers = tuple(context.trailing_metadata() or ())
-        context.set_trailing_metadata((*trailers, (REQUEST_ID, call.request_id)))
-        series = self.metrics.series(call.method)
+        ours = (REQUEST_ID, call.request_id)
+        trailers = context.trailing_metadata()
+        context.set_trailing_metadata((*trailers, ours) if trailers else (ours,))
+        series = series or self.metrics.series(call.method)
         series.finished(call.code, call.elapsed_s)
         service, rpc = series.labels
         if service == SERVICE_NAME and call.code == grpc.StatusCode.OK:
@@ -153,11 +178,18 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
 class PrincipalTag(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Copies the principal authentication bound into the call's record (goes after it)."""
 
+    def __init__(self) -> None:
+        self._wrapped = WrappedHandlers()
+
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
-        return None if handler is None else _with_behavior(handler, _naming_principal)
+        return None if handler is None else self._wrapped.get(handler, _naming)
+
+
+def _naming(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    return _with_behavior(handler, _naming_principal)
 
 
 def _naming_principal(behavior: Behavior) -> Behavior:

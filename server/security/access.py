@@ -29,6 +29,7 @@ import grpc
 
 from sidra.server.security.roles import Role, required_role
 from sidra.server.security.tokens import LOCAL, Principal, TokensFile
+from sidra.server.wrapped import WrappedHandlers
 
 __all__ = [
     "AUTHORIZATION",
@@ -93,6 +94,7 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
     ) -> None:
         self.tokens = tokens
         self.on_refusal = on_refusal
+        self._wrapped = WrappedHandlers()
 
     def intercept_service(
         self,
@@ -100,9 +102,11 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
+        if self.tokens is None:
+            return self._bound(handler, LOCAL)
         needed = required_role(details.method)
-        if self.tokens is None or needed is None:
-            return _bound(handler, LOCAL if self.tokens is None else _ANONYMOUS)
+        if needed is None:
+            return self._bound(handler, _ANONYMOUS)
         rpc = details.method.rpartition("/")[2]
         token = _bearer_token(details.invocation_metadata or ())
         principal = self.tokens.principal_for(token) if token else None
@@ -127,7 +131,15 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
                 f"{rpc} needs role {needed.label} or above; principal {principal.name!r} "
                 f"has {principal.role.label}",
             )
-        return _bound(handler, principal)
+        return self._bound(handler, principal)
+
+    def _bound(
+        self, handler: grpc.RpcMethodHandler | None, principal: Principal
+    ) -> grpc.RpcMethodHandler | None:
+        """:func:`_bound`, made once per handler and principal."""
+        if handler is None:
+            return None
+        return self._wrapped.get(handler, lambda inner: _bound(inner, principal), principal)
 
     def _refusal(
         self,
