@@ -43,6 +43,8 @@ class InstanceTracker:
 
     def succeeded(self, instance_id: str | None, what: str) -> None:
         """After a call that returned OK; raises BoardInstanceChanged if the id changed."""
+        if instance_id and instance_id == self._current:
+            return  # the same instance again, every call's case: nothing to adopt or retire
         with self._lock:
             previous = self._adopt(instance_id)
         if previous is not None and instance_id is not None:

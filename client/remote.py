@@ -243,11 +243,14 @@ def _unary_call(channel: grpc.Channel, op: Operation) -> grpc.UnaryUnaryMultiCal
 def representable(request: Request) -> Request:
     """``request`` with its arrays as the float32 the wire carries; refuses here only what
     float32 cannot represent (NaN, shape and range are the server's to judge)."""
+    # A request already in float32 (every training step's) is sent as it is.
     if isinstance(request, ProgramRequest):
         g = to_float32("conductances", request.conductances)
-        return dataclasses.replace(request, conductances=g)
+        same = g is request.conductances
+        return request if same else dataclasses.replace(request, conductances=g)
     if isinstance(request, MVMRequest | TransposeMVMRequest):
-        return dataclasses.replace(request, voltages=to_float32("voltages", request.voltages))
+        v = to_float32("voltages", request.voltages)
+        return request if v is request.voltages else dataclasses.replace(request, voltages=v)
     return request
 
 
