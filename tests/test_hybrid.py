@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from sidra.drivers import BoardDriver
-from sidra.training import AnalogLinear, LastLayerOptions, load_dataset
+from sidra.drivers import BoardDriver, Region
+from sidra.drivers.requests import MVMRequest, Request, TransposeMVMRequest
+from sidra.training import AnalogLinear, LastLayerOptions, Mapping, load_dataset
 from sidra.training.hybrid import HybridNetwork, train_last_layer
 
 
@@ -25,6 +28,42 @@ def test_layer_spanning_two_tiles_equals_numpy(ideal_driver: BoardDriver) -> Non
     expected = _rows_with_bias(x, layer.input_clip) @ w
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-4, atol=2e-3)
     assert layer.mvm_calls == 2
+
+
+@pytest.mark.parametrize(
+    ("mapping", "reference", "columns"),
+    [("offset", False, 10), ("offset", True, 11), ("differential", False, 20)],
+)
+def test_layer_passes_carry_only_its_region(
+    ideal_driver: BoardDriver, mapping: str, reference: bool, columns: int
+) -> None:
+    """A 64 + bias x 10 layer on a 256 x 256 tile: every pass is scoped to the layer's
+    region, 65 voltages in and its columns out (forward), its columns in and 65 currents
+    out (backward), never padded to the tile; results still equal numpy."""
+    sent: list[Request] = []
+    run = ideal_driver.run
+
+    def recording(request: Request) -> Any:
+        sent.append(request)
+        return run(request)
+
+    ideal_driver.run = recording  # type: ignore[method-assign]
+    rng = np.random.default_rng(3)
+    layer = AnalogLinear(
+        ideal_driver, 0, inputs=64, outputs=10, mapping=Mapping(mapping), reference_column=reference
+    )
+    w = rng.uniform(-1, 1, layer.shape).astype(np.float32)
+    layer.program(w)
+    x = rng.normal(size=(6, 64)).astype(np.float32)
+    delta = rng.normal(size=(6, 10)).astype(np.float32)
+    sent.clear()
+    forward, backward = layer.forward(x), layer.backward(delta)
+    region = Region(0, 0, 65, columns)
+    assert [type(r) for r in sent] == [MVMRequest, TransposeMVMRequest]
+    assert (sent[0].region, np.shape(sent[0].voltages)) == (region, (6, 65))
+    assert (sent[1].region, np.shape(sent[1].voltages)) == (region, (6, columns))
+    np.testing.assert_allclose(forward, _rows_with_bias(x, layer.input_clip) @ w, atol=2e-3)
+    np.testing.assert_allclose(backward, delta @ w[:-1].T, rtol=1e-4, atol=2e-3)
 
 
 def test_backward_is_delta_times_w_transposed(ideal_driver: BoardDriver) -> None:

@@ -16,6 +16,10 @@ is driven at the voltage of input 1, or, with ``digital_bias``, the bias is
 added on the host after the ADC (as aihwkit's inference presets do): a bias
 far larger than the weights then no longer sets the conductance range.
 
+Each pass is scoped to the block's region of its tile (region-scoped MVM and
+TransposeMVM): a 65 × 10 layer on a 256 × 256 tile sends 65 voltages per vector
+and gets 10 currents back, not 256 and 256.
+
 A matrix larger than a tile spans several tiles in blocks of rows × outputs:
 the host adds the partial sums of the row blocks (the crossbar's own Kirchhoff
 sum, continued digitally) and places the output blocks side by side.
@@ -130,7 +134,6 @@ class AnalogLinear:
         """Analog passes averaged per input vector (read noise falls as 1/√repeats)."""
         self.volts_per_unit = info.read_voltage_max_v / input_clip
         self._v_max = info.read_voltage_max_v
-        self._rows, self._cols = info.rows, info.cols
         self.mvm_calls = 0
         self.ledger = CostLedger.for_board(board)
         """Modeled cost of every board operation this layer issued."""
@@ -207,6 +210,9 @@ class AnalogLinear:
 
     @staticmethod
     def _pad(v: Array, width: int) -> Array:
+        """``v`` with 0 V columns appended up to ``width``."""
+        if v.shape[1] == width:
+            return v
         padded = np.zeros((v.shape[0], width), np.float32)
         padded[:, : v.shape[1]] = v
         return padded
@@ -216,14 +222,16 @@ class AnalogLinear:
         u = self._input_volts(x)
         total = np.zeros((u.shape[0], self.outputs), np.float32)
         for block in self.blocks:
-            v = self._pad(u[:, block.rows], self._rows)
+            # The block's region only: its rows' voltages in, its columns' currents out
+            # (the tile's other rows undriven), no padding to the tile on the way.
+            v = u[:, block.rows]
             # Repeated reads travel as one batch: [v; v; ...] -> mean over repeats.
             batch = v if self.read_repeats == 1 else np.tile(v, (self.read_repeats, 1))
-            result = self.board.mvm(block.tile, batch)
+            result = self.board.mvm(block.tile, batch, block.region)
             self.ledger.add(result.cost)
             self.mvm_calls += 1
             used = block.region.cols
-            currents = result.currents[:, :used].reshape(self.read_repeats, len(v), used)
+            currents = result.currents.reshape(self.read_repeats, len(v), used)
             total[:, block.outputs] += self._signal(currents.mean(axis=0), v, block.width)
         outputs: Array = total / np.float32(self.scale_us * self.volts_per_unit)
         if self.digital_bias:
@@ -249,10 +257,12 @@ class AnalogLinear:
             else:
                 drive = part  # the reference column, if any, stays undriven
                 offset = self.g_ref_us * part.sum(axis=1)[:, None]
-            result = self.board.transpose_mvm(block.tile, self._pad(drive, self._cols))
+            # Region columns in (the reference column, if any, at 0 V), region rows out.
+            drive = self._pad(drive, block.region.cols)
+            result = self.board.transpose_mvm(block.tile, drive, block.region)
             self.ledger.add(result.cost)
             self.mvm_calls += 1
-            rows[:, block.rows] += result.currents[:, : block.region.rows] - offset
+            rows[:, block.rows] += result.currents - offset
         grad: Array = rows[:, : self.inputs] * (peak / np.float32(self.scale_us * self._v_max))
         return grad.astype(np.float32, copy=False)
 
