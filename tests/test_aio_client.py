@@ -53,6 +53,11 @@ def test_answers_equal_the_synchronous_clients(served: tuple[BoardDriver, int]) 
                     sync.transpose_mvm(1, back).currents,
                 )
                 region = Region(2, 3, 4, 5)
+                scoped = (await board.mvm(1, v[:, :4], region)).currents
+                assert scoped.shape == (16, 5)
+                np.testing.assert_array_equal(scoped, sync.mvm(1, v[:, :4], region).currents)
+                scoped_t = (await board.transpose_mvm(1, v[:, :5], region)).currents
+                assert scoped_t.shape == (16, 4)
                 await board.perturb(1, seed=9, amplitude_us=1.0, region=region)
                 perturbed = sync.read_conductance(1, region).conductances
                 await board.restore(1, region)

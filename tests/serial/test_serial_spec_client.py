@@ -234,6 +234,14 @@ def test_independent_host_talks_to_the_virtual_board(host: SpecHost) -> None:
     header, _ = host.receive()
     assert header[1] & NAK
 
+    # §6.1 the same pass scoped to the programmed block (the board says REGION_PASS): flags
+    # bit 0, the region after the head, 20 inputs inline (16 + 8 + 80 B), 30 currents back.
+    assert features & 4
+    region_pass = struct.pack("<HBBIHHI", 2, 0, 1, 1, 0, 0, 0) + struct.pack("<HHHH", 5, 7, 20, 30)
+    _, reply = host.call(MVM, region_pass + v[:, 5:25].tobytes())
+    scoped = np.frombuffer(host.result(host.req_id, reply[24:]), "<f4")
+    assert scoped.shape == (30,) and np.array_equal(scoped, expected[7:37])
+
     # PERTURB sign -1, amplitude 0.5, seed 12 over the programmed region; read it back in
     # pieces (2400 B result > 1024 B frames).
     request = struct.pack("<HHHHHbxQd", 2, 5, 7, 20, 30, -1, 12, 0.5)
