@@ -11,7 +11,7 @@ client was told); WARNING when the board was unavailable, restarted or too
 slow; ERROR for the service's own faults (INTERNAL, UNKNOWN, DATA_LOSS), whose
 traceback :func:`sidra.server.status.map_errors` logs once beside this line.
 The board's hot-loop calls answered OK (:data:`ROUTINE_METHODS`: MVM,
-TransposeMVM, Perturb, health checks) log at DEBUG: an SPSA run makes tens of
+TransposeMVM, Perturb, PerturbedMVM, health checks) log at DEBUG: an SPSA run makes tens of
 thousands of them, which at INFO would bury everything else; their counts and
 latencies are in the metrics, and any of them that fails logs at INFO or above.
 
@@ -53,6 +53,7 @@ ROUTINE_METHODS = frozenset(
         "/sidra.hil.v1.BoardService/MVM",
         "/sidra.hil.v1.BoardService/TransposeMVM",
         "/sidra.hil.v1.BoardService/Perturb",
+        "/sidra.hil.v1.BoardService/PerturbedMVM",
         "/grpc.health.v1.Health/Check",
     }
 )

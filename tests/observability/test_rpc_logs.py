@@ -26,7 +26,12 @@ from sidra.drivers.requests import MVMRequest
 from sidra.hil import convert
 from sidra.server import SERVICE_NAME
 from sidra.server.observability import REQUEST_ID, RPC_LOGGER
-from sidra.server.observability.logs import CallContextFilter, JsonFormatter, TextFormatter
+from sidra.server.observability.logs import (
+    CallContextFilter,
+    JsonFormatter,
+    TextFormatter,
+    level_of,
+)
 from sidra.server.status import map_errors
 
 BUGGY = "sidra.test.Buggy"
@@ -144,6 +149,8 @@ def test_one_line_per_rpc_with_principal_method_code_and_duration(
     assert all(f["principal"] == "local" and f["duration_ms"] > 0 for f in fields)
     # A routine MVM answered OK is DEBUG; one that failed is INFO, like any other call.
     assert [record.levelno for record in records] == [logging.INFO, logging.DEBUG, logging.INFO]
+    # On-board SPSA makes one PerturbedMVM per step: routine too.
+    assert level_of(f"/{SERVICE_NAME}/PerturbedMVM", grpc.StatusCode.OK) == logging.DEBUG
     line = records[0].getMessage()
     assert re.fullmatch(
         rf"rpc method=/{SERVICE_NAME}/GetBoardInfo code=OK duration_ms=[\d.]+ principal=local "
