@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
@@ -53,10 +53,13 @@ from sidra.drivers import (
     CalibrationReport,
     FailedPrecondition,
     MVMResult,
+    PerturbationPoint,
+    PerturbedMVMResult,
     PerturbReport,
     ProgramReport,
     ReadResult,
     Region,
+    SequenceResult,
     SidraError,
     WriteCounts,
 )
@@ -270,6 +273,23 @@ class AsyncRemoteBoard:
     async def restore(self, tile: int, region: Region | None = None) -> PerturbReport:
         """Return ``region`` (default: the whole tile) to its programmed state."""
         return await self._via(BoardMethods.restore, tile, region)
+
+    async def perturbed_mvm(
+        self,
+        tile: int,
+        voltages: Any,
+        points: Sequence[PerturbationPoint],
+        region: Region | None = None,
+    ) -> PerturbedMVMResult:
+        """The batch ``voltages`` [batch, region rows] (V) through ``region`` (default: the
+        whole tile) at each point G_prog + sign·amplitude_us·Δ(seed) -> currents
+        [points, batch, region cols] (µA); the region is left restored to G_prog."""
+        return await self._via(BoardMethods.perturbed_mvm, tile, voltages, points, region)
+
+    async def run_sequence(self, steps: Sequence[Request]) -> SequenceResult:
+        """Runs ``steps`` in order with no other call on the board between them, once every
+        one is valid; returns each step's result (none runs if one is invalid)."""
+        return await self._via(BoardMethods.run_sequence, steps)
 
     async def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts:
         """Per-cell write counters (endurance) of ``region`` (default: the whole tile)."""

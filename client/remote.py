@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult
@@ -50,9 +51,12 @@ from sidra.drivers.operations import OPERATIONS, Operation, operation_of
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
     MVMRequest,
+    PerturbedMVMRequest,
     ProgramRequest,
     Request,
+    SequenceRequest,
     TransposeMVMRequest,
+    step_member,
 )
 from sidra.drivers.types import BoardDescription
 from sidra.drivers.url import query_options
@@ -248,10 +252,21 @@ def representable(request: Request) -> Request:
         g = to_float32("conductances", request.conductances)
         same = g is request.conductances
         return request if same else dataclasses.replace(request, conductances=g)
-    if isinstance(request, MVMRequest | TransposeMVMRequest):
+    if isinstance(request, MVMRequest | TransposeMVMRequest | PerturbedMVMRequest):
         v = to_float32("voltages", request.voltages)
         return request if v is request.voltages else dataclasses.replace(request, voltages=v)
+    if isinstance(request, SequenceRequest):
+        return dataclasses.replace(request, steps=tuple(_steps_representable(request.steps)))
     return request
+
+
+def _steps_representable(steps: Any) -> Iterator[Any]:
+    for k, step in enumerate(steps):
+        try:
+            yield representable(step)
+        except InvalidArgument as exc:  # named as a path into the sequence
+            path = f"steps[{k}].{step_member(type(step))}.{exc.field}"
+            raise type(exc)(path, exc.value, exc.allowed) from exc
 
 
 GRPCS_OPTIONS = {"ca", "cert", "key"}

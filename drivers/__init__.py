@@ -35,6 +35,7 @@ from sidra.drivers.types import (
     ProgramReport,
     ReadResult,
     Region,
+    SequenceResult,
     WriteCounts,
 )
 from sidra.drivers.url import open_board, register_scheme, schemes
@@ -63,6 +64,7 @@ __all__ = [
     "ProgramReport",
     "ReadResult",
     "Region",
+    "SequenceResult",
     "ResourceExhausted",
     "SessionClosed",
     "SidraError",

@@ -25,8 +25,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from sidra.drivers.operations import BoardMethods
-from sidra.drivers.requests import Request
-from sidra.drivers.types import BoardDescription
+from sidra.drivers.requests import Request, SequenceRequest
+from sidra.drivers.types import BoardDescription, SequenceResult
 
 __all__ = [
     "INSTANCE_ID_LIMIT",
@@ -124,7 +124,10 @@ class BoardDriver(Board):
         """Validates ``request`` (raising before the board is touched), then executes it.
         GetBoardInfo's answer names the instance its totals belong to (read after the
         call: a reset the call met is already counted)."""
-        result = self._handle(request.checked(self.info))
+        checked = request.checked(self.info)
+        if isinstance(checked, SequenceRequest):  # every step valid: run them in order
+            return SequenceResult(tuple(self._handle(step) for step in checked.steps))
+        result = self._handle(checked)
         if isinstance(result, BoardDescription):
             return replace(result, instance_id=self.instance_id)
         return result

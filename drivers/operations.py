@@ -38,6 +38,7 @@ from sidra.drivers.requests import (
     ReadConductanceRequest,
     ReadWriteCountsRequest,
     Request,
+    SequenceRequest,
     TransposeMVMRequest,
 )
 from sidra.drivers.types import (
@@ -53,6 +54,7 @@ from sidra.drivers.types import (
     ProgramReport,
     ReadResult,
     Region,
+    SequenceResult,
     WriteCounts,
 )
 
@@ -71,6 +73,9 @@ class Operation:
     """True when the operation changes conductances or write counts."""
     cost: str
     """What the modeled cost (OperationCost) of one call counts."""
+    composite: bool = False
+    """True for RunSequence: its steps are operations of this table, each run by the
+    board as itself; it has no wire message of its own."""
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -92,6 +97,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "PerturbedMVM", PerturbedMVMRequest, PerturbedMVMResult, True,
         "per point one write pass and one MVM pass per vector, one write pass to restore",
+    ),
+    Operation(
+        "RunSequence", SequenceRequest, SequenceResult, True, "the sum of its steps' costs",
+        composite=True,
     ),
 )  # fmt: skip
 """Every board operation, in board.proto's order."""
@@ -180,6 +189,14 @@ class BoardMethods(ABC):
         [points, batch, region cols] (µA); the region is left restored to G_prog."""
         request = PerturbedMVMRequest(tile, voltages, tuple(points), region)
         result: PerturbedMVMResult = self.run(request)
+        return result
+
+    def run_sequence(self, steps: Sequence[Request]) -> SequenceResult:
+        """Runs ``steps`` (requests: ProgramRequest, PerturbedMVMRequest, ...) in order with
+        no other call on the board between them, once every one is valid; returns each
+        step's result. An invalid step (its field named ``steps[k].<step>.<field>``)
+        and none runs."""
+        result: SequenceResult = self.run(SequenceRequest(tuple(steps)))
         return result
 
     def read_write_counts(self, tile: int, region: Region | None = None) -> WriteCounts:

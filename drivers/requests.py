@@ -13,6 +13,7 @@ field, the value and what is allowed. It never touches the board.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Self
@@ -26,6 +27,7 @@ __all__ = [
     "CalibrateRequest",
     "GetBoardInfoRequest",
     "MAX_POINTS",
+    "MAX_STEPS",
     "MVMRequest",
     "PERTURB_MODES",
     "PerturbMode",
@@ -35,8 +37,12 @@ __all__ = [
     "ReadConductanceRequest",
     "ReadWriteCountsRequest",
     "Request",
+    "SEQUENCE_STEPS",
+    "STEP_NAMES",
+    "SequenceRequest",
     "TransposeMVMRequest",
     "perturb_mode",
+    "step_member",
 ]
 
 
@@ -289,6 +295,48 @@ class AdvanceClockRequest:
         return type(self)(float(self.seconds))
 
 
+MAX_STEPS = 16
+"""Most steps one RunSequence carries: a short recipe (program a region, then evaluate),
+not a program; a longer loop belongs in a job next to the board."""
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceRequest:
+    """Board operations run in order, under one hold of the board: no other call runs
+    between them. Every step is validated before the first runs; one invalid step
+    and none runs. GetBoardInfo and AdvanceClock (board-wide) are not steps."""
+
+    steps: tuple[Any, ...]
+
+    def checked(self, info: BoardInfo) -> Self:
+        allowed = f"1 .. {MAX_STEPS} steps"
+        try:
+            count = len(self.steps)
+        except TypeError:
+            raise InvalidArgument("steps", type(self.steps).__name__, allowed) from None
+        if not 1 <= count <= MAX_STEPS:
+            raise InvalidArgument("steps", count, allowed)
+        checked = []
+        for k, step in enumerate(self.steps):
+            if type(step) not in SEQUENCE_STEPS:
+                raise InvalidArgument(
+                    f"steps[{k}]", type(step).__name__, f"one of {', '.join(STEP_NAMES)}"
+                )
+            try:
+                checked.append(step.checked(info))
+            except InvalidArgument as exc:  # named as a path into the request
+                path = f"steps[{k}].{step_member(type(step))}.{exc.field}"
+                raise type(exc)(path, exc.value, exc.allowed) from exc
+        return type(self)(tuple(checked))
+
+
+def step_member(request_type: type[Any]) -> str:
+    """The field of a sequence step that carries a request of ``request_type``:
+    board.proto's SequenceStep names it after the RPC (TransposeMVM -> transpose_mvm)."""
+    rpc = request_type.__name__.removesuffix("Request")
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", rpc).lower()
+
+
 Request = (
     GetBoardInfoRequest
     | ProgramRequest
@@ -300,8 +348,23 @@ Request = (
     | ReadWriteCountsRequest
     | CalibrateRequest
     | AdvanceClockRequest
+    | SequenceRequest
 )
 """Any board request."""
+
+SEQUENCE_STEPS: tuple[type[Any], ...] = (
+    ProgramRequest,
+    ReadConductanceRequest,
+    MVMRequest,
+    TransposeMVMRequest,
+    PerturbRequest,
+    PerturbedMVMRequest,
+    ReadWriteCountsRequest,
+    CalibrateRequest,
+)
+"""The requests a sequence may carry: every operation on a tile (board.proto SequenceStep)."""
+
+STEP_NAMES = tuple(step_member(t) for t in SEQUENCE_STEPS)
 
 
 PERTURB_MODES = "PERTURB_MODE_APPLY or PERTURB_MODE_RESTORE"

@@ -25,6 +25,7 @@ __all__ = [
     "ProgramReport",
     "ReadResult",
     "Region",
+    "SequenceResult",
     "WriteCounts",
 ]
 
@@ -234,6 +235,22 @@ class PerturbedMVMResult:
     cells_over_budget: int = 0
     """Cells of the region past their endurance write budget after the call."""
     cost: Cost = Cost()
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceResult:
+    """The result of every step of a RunSequence, in step order (each its operation's
+    result type: ProgramReport, MVMResult, ...)."""
+
+    results: tuple[Any, ...]
+
+    @property
+    def cost(self) -> Cost:
+        """Modeled hardware cost of all the steps."""
+        total = Cost()
+        for result in self.results:
+            total = total + getattr(result, "cost", Cost())
+        return total
 
 
 @dataclass(frozen=True, slots=True)

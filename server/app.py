@@ -25,6 +25,7 @@ from sidra.server.limits import PrincipalLimits
 from sidra.server.link_watch import LinkWatcher
 from sidra.server.observability import CallObserver, ServiceMetrics, watch_board
 from sidra.server.security import (
+    RPC_ROLES,
     AccessControl,
     Role,
     TokensFile,
@@ -141,7 +142,7 @@ def create_server(
     )  # fmt: skip
     servicer = BoardServicer(
         board, store, principal_of=principal_name, limits=per_principal,
-        turns=turns, leases=keeper, admin_of=_is_admin,
+        turns=turns, leases=keeper, admin_of=_is_admin, refusal_of=_refusal_of,
     )  # fmt: skip
     sessions = SessionServicer(keeper, caller_of=_caller, limits=per_principal)
     jobs = JobManager(
@@ -200,6 +201,17 @@ def lease_registry(board: Board, settings: LeaseSettings) -> LeaseRegistry:
 
 def _is_admin(context: grpc.ServicerContext) -> bool:
     return principal_of(context).role >= Role.ADMIN
+
+
+def _refusal_of(context: grpc.ServicerContext, rpc: str) -> str | None:
+    """Why the call's principal may not run ``rpc`` (a sequence step), None if it may."""
+    principal, needed = principal_of(context), RPC_ROLES[rpc]
+    if principal.role >= needed:
+        return None
+    return (
+        f"{rpc} needs role {needed.label} or above; principal {principal.name!r} "
+        f"has {principal.role.label}"
+    )
 
 
 def _caller(context: grpc.ServicerContext) -> tuple[str, bool]:

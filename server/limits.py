@@ -131,6 +131,12 @@ class PrincipalLimits:
         """Raises :class:`ResourceExhausted` for an MVM, TransposeMVM or PerturbedMVM
         ``request`` (parsed, not yet converted) of more passes than ``max_batch`` (a
         PerturbedMVM runs its batch once per point); other requests pass."""
+        if isinstance(request, pb.RunSequenceRequest):  # each step as its own call
+            for step in request.steps:
+                member = step.WhichOneof("operation")
+                if member is not None:
+                    self.check_batch(principal, getattr(step, member))
+            return
         if isinstance(request, pb.PerturbedMVMRequest):
             points = max(len(request.points), 1)
         elif isinstance(request, pb.MVMRequest | pb.TransposeMVMRequest):

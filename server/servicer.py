@@ -24,9 +24,22 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from sidra.drivers import Board, ProgramReport, SidraError, WriteCounts
-from sidra.drivers.operations import OPERATIONS, Operation
-from sidra.drivers.requests import ProgramRequest, ReadWriteCountsRequest, Request
+from sidra.drivers import (
+    Board,
+    InvalidArgument,
+    ProgramReport,
+    SequenceResult,
+    SidraError,
+    WriteCounts,
+)
+from sidra.drivers.operations import OPERATIONS, Operation, operation_of
+from sidra.drivers.requests import (
+    ProgramRequest,
+    ReadWriteCountsRequest,
+    Request,
+    SequenceRequest,
+    step_member,
+)
 from sidra.hil import convert
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
@@ -56,6 +69,10 @@ PrincipalOf = Callable[[grpc.ServicerContext], str]
 
 AdminOf = Callable[[grpc.ServicerContext], bool]
 """Whether a call's principal has the admin role (leases let an admin act board-wide)."""
+
+RefusalOf = Callable[[grpc.ServicerContext, str], str | None]
+"""Why a call's principal may not run an RPC (a sequence step), None when it may: the
+authentication layer checks the RPC a call names, not the steps inside it."""
 
 LOCAL_PRINCIPAL = "local"
 """The principal of every call while the service has no authentication."""
@@ -89,6 +106,7 @@ class BoardServicer:
         turns: BoardTurns | None = None,
         leases: LeaseKeeper | None = None,
         admin_of: AdminOf = lambda context: True,
+        refusal_of: RefusalOf = lambda context, rpc: None,
     ) -> None:
         self.board = board
         self.turns = turns or BoardTurns()
@@ -98,6 +116,7 @@ class BoardServicer:
         self.store = store
         self.principal_of = principal_of
         self.admin_of = admin_of
+        self.refusal_of = refusal_of
         self.leases = leases
         if store is not None:
             # Fails at start, not at the first Program, when the store cannot be written.
@@ -120,11 +139,23 @@ class BoardServicer:
             # The request holds its own copy of the tensor bytes: drop the parsed message
             # now rather than at return, one request's size less held while it waits and runs.
             del message
+            if isinstance(request, SequenceRequest):
+                self._check_step_roles(request, context)
             admin = self.admin_of(context) if self.leases is not None else False
             result = self.run_in_turn(
                 op.rpc, request, principal, caller, _session_of(context), admin=admin
             )
-            return convert.result_to_pb(result, op)
+            return convert.result_to_pb(result, op, request)
+
+    def _check_step_roles(self, request: SequenceRequest, context: grpc.ServicerContext) -> None:
+        """Aborts with PERMISSION_DENIED when a step needs a role the caller lacks."""
+        for k, step in enumerate(request.steps):
+            refusal = self.refusal_of(context, operation_of(step).rpc)
+            if refusal is not None:
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"steps[{k}] ({step_member(type(step))}): {refusal}; no step ran",
+                )
 
     def run_in_turn(
         self,
@@ -143,6 +174,8 @@ class BoardServicer:
         (sidra.server.jobs), so both take turns and obey the same leases."""
         leases = self.leases
         with self.turns.turn(caller):
+            if isinstance(request, SequenceRequest):
+                return self._run_sequence(request, principal, session_id, admin=admin)
             if leases is not None:
                 leases.admit(rpc, request, principal, session_id, admin=admin)
             result = self.board.run(request)
@@ -151,6 +184,31 @@ class BoardServicer:
             if self.store is not None:
                 self._record(self.store, request, result, principal)
         return result
+
+    def _run_sequence(
+        self, request: SequenceRequest, principal: str, session_id: str | None, *, admin: bool
+    ) -> SequenceResult:
+        """The steps of ``request``, in the caller's turn (held): every step validated and
+        admitted before the first runs; then each run, noted and recorded as its own
+        call would be. A step the board refuses stops the sequence there."""
+        steps = request.checked(self.board.info).steps
+        leases = self.leases
+        if leases is not None:
+            for step in steps:
+                leases.admit(operation_of(step).rpc, step, principal, session_id, admin=admin)
+        results = []
+        for k, step in enumerate(steps):
+            try:
+                result = self.board.run(step)
+            except InvalidArgument as exc:  # e.g. "endurance": named within the sequence
+                path = f"steps[{k}].{step_member(type(step))}.{exc.field}"
+                raise type(exc)(path, exc.value, f"{exc.allowed} (steps before it ran)") from exc
+            if leases is not None:
+                leases.ran(step)
+            if self.store is not None:
+                self._record(self.store, step, result, principal)
+            results.append(result)
+        return SequenceResult(tuple(results))
 
     def _record(self, store: StateStore, request: Request, result: Any, principal: str) -> None:
         """Stores what ``request`` did to the board (lock held: nothing ran since)."""

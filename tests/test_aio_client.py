@@ -162,3 +162,24 @@ def test_async_sessions_lease_tiles_and_restore_them(served: tuple[BoardDriver, 
                 other.program(2, g)  # free again
 
     asyncio.run(run())
+
+
+def test_a_sequence_and_a_perturbed_mvm_as_coroutines(served: tuple[BoardDriver, int]) -> None:
+    """The newer operations answer through the asyncio client as through the blocking one."""
+    from sidra.drivers import PerturbationPoint
+    from sidra.drivers.requests import MVMRequest, ProgramRequest
+
+    address = f"127.0.0.1:{served[1]}"
+    region = Region(0, 0, 3, 2)
+    g = np.full(region.shape, 20.0, np.float32)
+    v = np.full((2, 3), 0.1, np.float32)
+
+    async def run() -> None:
+        async with await aio_connect(address) as board:
+            done = await board.run_sequence([ProgramRequest(1, g), MVMRequest(1, v, region)])
+            np.testing.assert_allclose(done.results[1].currents, np.full((2, 2), 6.0), rtol=1e-6)
+            point = PerturbationPoint(seed=5, amplitude_us=1.0, sign=1)
+            fused = await board.perturbed_mvm(1, v, [point], region)
+            assert fused.currents.shape == (1, 2, 2)
+
+    asyncio.run(run())

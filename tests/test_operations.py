@@ -40,6 +40,7 @@ from sidra.drivers.requests import (
     ProgramRequest,
     ReadConductanceRequest,
     Request,
+    SequenceRequest,
     TransposeMVMRequest,
 )
 from sidra.drivers.types import BoardDescription, BoardStats
@@ -72,6 +73,10 @@ def test_messages_of_each_rpc_match_its_declaration(rpc: str) -> None:
     assert result_fields == set(method.output_type.fields_by_name)
 
 
+SAMPLES = 12
+"""How many requests sample_requests yields (a test checks it)."""
+
+
 def sample_requests(info: BoardInfo) -> Iterator[Request]:
     """One valid request of every operation (both Perturb modes)."""
     rng = np.random.default_rng(0)
@@ -88,6 +93,9 @@ def sample_requests(info: BoardInfo) -> Iterator[Request]:
     yield from (op.request(2.5) for op in OPERATIONS if op.rpc == "AdvanceClock")
     points = (PerturbationPoint(2**64 - 1, 0.5, -1), PerturbationPoint(3, 1.5, 1))
     yield PerturbedMVMRequest(1, v[:, :3], points, Region(4, 7, 3, 5))
+    yield SequenceRequest(
+        (ProgramRequest(2, g), MVMRequest(2, v[:, :3], Region(0, 0, 3, 5)), MVMRequest(2, v))
+    )
 
 
 @pytest.fixture
@@ -98,8 +106,9 @@ def emulator() -> Iterator[BoardDriver]:
 
 
 def test_samples_cover_every_operation(emulator: BoardDriver) -> None:
-    covered = {operation_of(r).rpc for r in sample_requests(emulator.info)}
-    assert covered == set(RPCS)
+    samples = list(sample_requests(emulator.info))
+    assert len(samples) == SAMPLES
+    assert {operation_of(r).rpc for r in samples} == set(RPCS)
 
 
 def test_every_board_method_builds_a_declared_request() -> None:
@@ -126,6 +135,7 @@ def test_every_board_method_builds_a_declared_request() -> None:
         "mvm": (0, np.zeros((1, 8))),
         "transpose_mvm": (0, np.zeros((1, 8))),
         "perturbed_mvm": (0, np.zeros((1, 8)), [PerturbationPoint(1, 0.5)]),
+        "run_sequence": ([MVMRequest(0, np.zeros((1, 8)))],),
         "advance_clock": (1.0,),
         "stats": (),
         "run": None,
@@ -158,7 +168,10 @@ def test_every_operation_has_a_client_call() -> None:
 
 
 def test_every_operation_has_one_wire_entry_and_every_entry_a_message() -> None:
-    assert [e.request_type for e in ENTRIES] == [op.request for op in OPERATIONS]
+    # A sequence has no message of its own: a driver runs its steps one by one.
+    assert [e.request_type for e in ENTRIES] == [
+        op.request for op in OPERATIONS if not op.composite
+    ]
     messages = [msg for e in ENTRIES for msg in e.messages]
     assert len(messages) == len(set(messages)), "a message id handled by two entries"
     for msg in messages:
@@ -166,12 +179,14 @@ def test_every_operation_has_one_wire_entry_and_every_entry_a_message() -> None:
     assert entry_for_message(m.Msg.HELLO) is None  # a protocol message, not an operation
 
 
-@pytest.mark.parametrize("index", range(10))
+@pytest.mark.parametrize("index", range(SAMPLES))
 def test_request_round_trips_through_proto_and_wire(emulator: BoardDriver, index: int) -> None:
     request = list(sample_requests(emulator.info))[index].checked(emulator.info)
     op = operation_of(request)
     back = convert.request_from_pb(convert.request_to_pb(request, op), op)
     assert _same(back, request)
+    if op.composite:
+        return  # no wire message: its steps travel as themselves
 
     entry = entry_of(request)
     data = entry.data(request)
@@ -192,13 +207,16 @@ def test_request_round_trips_through_proto_and_wire(emulator: BoardDriver, index
         assert _same(entry.unpack_request(entry.msg(request), payload, Stage()), request)
 
 
-@pytest.mark.parametrize("index", range(10))
+@pytest.mark.parametrize("index", range(SAMPLES))
 def test_result_round_trips_through_proto_and_wire(emulator: BoardDriver, index: int) -> None:
     """Each result as the emulator produced it survives both encodings unchanged."""
     request = list(sample_requests(emulator.info))[index]
     result = emulator.run(request)
     op = operation_of(request)
-    assert _same(convert.result_from_pb(convert.result_to_pb(result, op), op), result)
+    message = convert.result_to_pb(result, op, request.checked(emulator.info))
+    assert _same(convert.result_from_pb(message, op), result)
+    if op.composite:
+        return
 
     entry = entry_of(request)
     head, data = entry.pack_result(result)
@@ -220,6 +238,8 @@ def test_writes_array_says_which_operations_write_cells(emulator: BoardDriver) -
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):  # a sequence's steps and results
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if dataclasses.is_dataclass(a) and not isinstance(a, type):
         return type(a) is type(b) and all(
             _same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)

@@ -24,6 +24,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from sidra.drivers.operations import OPERATIONS
+from sidra.drivers.requests import SEQUENCE_STEPS, step_member
 from sidra.server.observability.calls import (
     REQUEST_ID,
     CallRecord,
@@ -172,7 +174,18 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
         if service == SERVICE_NAME and call.code == grpc.StatusCode.OK:
             written = getattr(response, "cells_written", None) if rpc in WRITING_RPCS else None
             self.metrics.count_operation(rpc, written)
+            steps = response.results if rpc == "RunSequence" and response is not None else ()
+            for step in steps:  # each step counts as the operation it is
+                member = step.WhichOneof("result")
+                step_rpc = _STEP_RPCS[member]
+                result = getattr(step, member)
+                written = result.cells_written if step_rpc in WRITING_RPCS else None
+                self.metrics.count_operation(step_rpc, written)
         log_rpc(call)
+
+
+_STEP_RPCS = {step_member(op.request): op.rpc for op in OPERATIONS if op.request in SEQUENCE_STEPS}
+"""A RunSequence step result's field (``perturbed_mvm``) -> its operation (PerturbedMVM)."""
 
 
 class PrincipalTag(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types

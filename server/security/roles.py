@@ -72,6 +72,9 @@ RPC_ROLES: Mapping[str, Role] = MappingProxyType(
         "Calibrate": Role.PROGRAMMER,
         "AdvanceClock": Role.PROGRAMMER,
         "PerturbedMVM": Role.PROGRAMMER,
+        # The least any step needs; the service checks each step's own role before
+        # the first runs (sidra.server.servicer).
+        "RunSequence": Role.OPERATOR,
     }
 )
 """The role each BoardService RPC needs, keyed by the RPC names of

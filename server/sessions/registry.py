@@ -82,6 +82,7 @@ LEASE_ACCESS: Mapping[str, Access] = MappingProxyType(
         "Calibrate": Access.WRITE,
         "AdvanceClock": Access.BOARD,
         "PerturbedMVM": Access.WRITE,
+        "RunSequence": Access.NONE,  # admitted step by step, each as its own RPC
     }
 )
 """Each BoardService RPC's access, keyed by the RPC names of

@@ -237,6 +237,13 @@ def perturbed(info: BoardInfo, **kw: Any) -> pb.PerturbedMVMRequest:
     return pb.PerturbedMVMRequest(**fields)
 
 
+def read_step() -> pb.SequenceStep:
+    """A valid sequence step: read one cell of tile 0."""
+    return pb.SequenceStep(
+        read_conductance=pb.ReadConductanceRequest(region=pb.Region(rows=1, cols=1))
+    )
+
+
 def point(**kw: Any) -> pb.PerturbationPoint:
     return pb.PerturbationPoint(**{"seed": 7, "amplitude_us": 1.0, "sign": 1} | kw)
 
@@ -960,6 +967,57 @@ CASES: dict[str, Bad] = {
         lambda i: perturbed(i, tile=i.tile_count + 5),
         RANGE,
         "tile",
+        lambda i: f"got {i.tile_count + 5}",
+        tiles,
+    ),
+    # RunSequence -------------------------------------------------------------------------
+    "seq-no-steps": Bad(
+        "RunSequence",
+        lambda i: pb.RunSequenceRequest(),
+        INVALID,
+        "steps",
+        "got 0,",
+        "1 .. 16 steps",
+    ),
+    "seq-17-steps": Bad(
+        "RunSequence",
+        lambda i: pb.RunSequenceRequest(steps=[read_step()] * 17),
+        INVALID,
+        "steps",
+        "got 17,",
+        "1 .. 16 steps",
+    ),
+    "seq-step-without-operation": Bad(
+        "RunSequence",
+        lambda i: pb.RunSequenceRequest(steps=[read_step(), pb.SequenceStep()]),
+        INVALID,
+        "steps[1]",
+        "no operation set",
+        "one of program, read_conductance, mvm",
+    ),
+    "seq-bad-point-sign": Bad(
+        "RunSequence",
+        lambda i: pb.RunSequenceRequest(
+            steps=[read_step(), pb.SequenceStep(perturbed_mvm=perturbed(i, points=[point(sign=0)]))]
+        ),
+        INVALID,
+        "steps[1].perturbed_mvm.points[0].sign",
+        "got 0",
+        "+1 or -1",
+    ),
+    "seq-step-tile": Bad(  # tile 9 of 4
+        "RunSequence",
+        lambda i: pb.RunSequenceRequest(
+            steps=[
+                pb.SequenceStep(
+                    mvm=pb.MVMRequest(
+                        tile=i.tile_count + 5, voltages=f32(np.zeros((1, i.rows), np.float32))
+                    )
+                )
+            ]
+        ),
+        RANGE,
+        "steps[0].mvm.tile",
         lambda i: f"got {i.tile_count + 5}",
         tiles,
     ),

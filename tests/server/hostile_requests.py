@@ -121,12 +121,16 @@ def expected_code(hostile: Hostile, info: BoardInfo, limits: Limits) -> grpc.Sta
         message = getattr(pb, f"{op.rpc}Request").FromString(hostile.data)
     except DecodeError:
         return INVALID
-    if isinstance(message, pb.MVMRequest | pb.TransposeMVMRequest | pb.PerturbedMVMRequest):
-        shape = message.voltages.shape
-        # A PerturbedMVM runs its batch once per point.
-        points = max(len(message.points), 1) if isinstance(message, pb.PerturbedMVMRequest) else 1
-        if len(shape) == 2 and shape[0] * points > limits.max_batch:
-            return EXHAUSTED
+    steps = [message]
+    if isinstance(message, pb.RunSequenceRequest):  # each step as its own call
+        steps = [getattr(s, m) for s in message.steps if (m := s.WhichOneof("operation"))]
+    for one in steps:
+        if isinstance(one, pb.MVMRequest | pb.TransposeMVMRequest | pb.PerturbedMVMRequest):
+            shape = one.voltages.shape
+            # A PerturbedMVM runs its batch once per point.
+            points = max(len(one.points), 1) if isinstance(one, pb.PerturbedMVMRequest) else 1
+            if len(shape) == 2 and shape[0] * points > limits.max_batch:
+                return EXHAUSTED
     try:
         convert.request_from_pb(message, op).checked(info)
     except SidraError as exc:
@@ -261,7 +265,13 @@ FIELD_NUMBERS = {
     "Calibrate": {"tile": 1},
     "AdvanceClock": {"seconds": 1},
     "PerturbedMVM": {"tile": 1, "voltages": 2, "points": 3, "region": 4},
+    "RunSequence": {"steps": 1},
 }
+STEP_NUMBERS = {
+    "Program": 1, "ReadConductance": 2, "MVM": 3, "TransposeMVM": 4, "Perturb": 5,
+    "PerturbedMVM": 6, "ReadWriteCounts": 7, "Calibrate": 8,
+}  # fmt: skip
+"""SequenceStep's field number of each operation (board.proto)."""
 
 
 def _check_numbers() -> None:
@@ -271,6 +281,10 @@ def _check_numbers() -> None:
         descriptor = getattr(pb, f"{rpc}Request").DESCRIPTOR
         assert {f.name: f.number for f in descriptor.fields} == fields, rpc
     assert {op.rpc for op in OPERATIONS} == {*FIELD_NUMBERS, "GetBoardInfo"}
+    step = pb.SequenceStep.DESCRIPTOR
+    assert {f.message_type.name: f.number for f in step.fields} == {
+        f"{rpc}Request": number for rpc, number in STEP_NUMBERS.items()
+    }
 
 
 _check_numbers()
@@ -502,12 +516,14 @@ class HostileRequests:
             "Calibrate": self.calibrate,
             "AdvanceClock": self.advance_clock,
             "PerturbedMVM": self.perturbed_mvm,
+            "RunSequence": self.sequence,
         }
         # One request in eight is bytes that do not parse; the others break their RPC's
         # fields. Hypothesis favours the first entries of a list it samples from: the RPC
         # with no fields to break and the simplest defect go last.
-        rpcs = ["Program", "Perturb", "PerturbedMVM", "MVM", "TransposeMVM", "ReadConductance",
-                "ReadWriteCounts", "Calibrate", "AdvanceClock", "GetBoardInfo"]  # fmt: skip
+        rpcs = ["Program", "Perturb", "PerturbedMVM", "RunSequence", "MVM", "TransposeMVM",
+                "ReadConductance", "ReadWriteCounts", "Calibrate", "AdvanceClock",
+                "GetBoardInfo"]  # fmt: skip
         assert sorted(rpcs) == sorted(op.rpc for op in OPERATIONS)
         kinds = [("fields", rpc) for rpc in rpcs] * 7 + [("garbage", rpc) for rpc in rpcs]
         self.kinds = st.sampled_from(kinds)
@@ -771,6 +787,25 @@ class HostileRequests:
         else:
             parts.valid(len_field(2, valid_tensor(parts.values((batch, width), -vmax, vmax))))
         return parts.build("PerturbedMVM")
+
+    def sequence(self, parts: Parts) -> Hostile:
+        """A RunSequence: too few or too many steps, a step with no operation, or one
+        hostile step (any tile operation's, built by its own strategy) among valid ones."""
+        draw = parts.draw
+        how = draw(st.sampled_from(["step", "step", "count", "empty"]))
+        read = len_field(1, len_field(2, uint_field(1, parts.between(0, self.info.tile_count - 1))))
+        for _ in range(parts.between(0, 2) if how != "count" else 0):
+            parts.valid(read)
+        if how == "count":  # none, or more than the 16 allowed
+            parts.hostile(read * [0, parts.between(17, 20)][parts.between(0, 1)], "steps")
+        elif how == "empty":
+            parts.hostile(len_field(1, b""), "steps[k](empty)")
+        else:
+            rpc = draw(st.sampled_from(sorted(STEP_NUMBERS)))
+            inner = self.by_rpc[rpc](Parts(parts.draw, parts.rng))
+            step = len_field(STEP_NUMBERS[rpc], inner.data)
+            parts.hostile(len_field(1, step), f"steps[k].{rpc}({inner.defect})")
+        return parts.build("RunSequence")  # steps shuffled: valid ones before or after
 
     def calibrate(self, parts: Parts) -> Hostile:
         self.tile(parts, True)

@@ -22,8 +22,17 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from sidra.drivers.operations import Operation
-from sidra.drivers.requests import Request, perturb_mode
+from sidra.drivers.errors import InvalidArgument
+from sidra.drivers.operations import OPERATIONS, Operation
+from sidra.drivers.requests import (
+    MAX_STEPS,
+    SEQUENCE_STEPS,
+    STEP_NAMES,
+    Request,
+    SequenceRequest,
+    perturb_mode,
+    step_member,
+)
 from sidra.drivers.types import (
     BoardInfo,
     BoardStats,
@@ -33,6 +42,7 @@ from sidra.drivers.types import (
     PerturbationPoint,
     PerturbedMVMResult,
     Region,
+    SequenceResult,
     WriteCounts,
 )
 from sidra.hil import tensors
@@ -72,24 +82,90 @@ Read = Callable[[Message], Any]
 
 def request_to_pb(request: Request, op: Operation) -> Message:
     """``request`` as its ``<rpc>Request`` message."""
+    if isinstance(request, SequenceRequest):
+        return _sequence_to_pb(request)
     return _writer(type(request), _message_type(op.rpc, "Request"))(request)
 
 
 def request_from_pb(message: Message, op: Operation) -> Request:
     """The request a ``<rpc>Request`` message carries; bad tensors and enums raise
     InvalidArgument naming the field."""
+    if isinstance(message, pb.RunSequenceRequest):
+        return _sequence_from_pb(message)
     request: Request = _reader(op.request, type(message), False)(message)
     return request
 
 
-def result_to_pb(result: Any, op: Operation) -> Message:
-    """``result`` as its ``<rpc>Response`` message."""
+def result_to_pb(result: Any, op: Operation, request: Request | None = None) -> Message:
+    """``result`` as its ``<rpc>Response`` message (a sequence's needs its ``request``:
+    an MVM and a TransposeMVM step answer the same result type)."""
+    if isinstance(result, SequenceResult):
+        assert isinstance(request, SequenceRequest), "a sequence's result needs its steps"
+        return _sequence_result_to_pb(request, result)
     return _writer(type(result), _message_type(op.rpc, "Response"))(result)
 
 
 def result_from_pb(message: Message, op: Operation) -> Any:
     """The result a ``<rpc>Response`` message carries (arrays copied, writable)."""
+    if isinstance(message, pb.RunSequenceResponse):
+        return SequenceResult(
+            tuple(
+                result_from_pb(getattr(one, member), _STEP_OPS[member])
+                for one in message.results
+                if (member := one.WhichOneof("result")) is not None
+            )
+        )
     return _reader(op.result, type(message), True)(message)
+
+
+# -- sequences: each step converted as its own operation -------------------------------
+
+_STEP_OPS = {step_member(op.request): op for op in OPERATIONS if op.request in SEQUENCE_STEPS}
+"""SequenceStep's fields (``mvm``, ``perturbed_mvm``, ...) and the operations they carry."""
+
+
+def _sequence_to_pb(request: SequenceRequest) -> pb.RunSequenceRequest:
+    message = pb.RunSequenceRequest()
+    for k, step in enumerate(request.steps):
+        member = step_member(type(step))
+        op = _STEP_OPS.get(member)
+        if op is None:  # a board-wide call: refused here, as the service would
+            allowed = f"one of {', '.join(STEP_NAMES)}"
+            raise InvalidArgument(f"steps[{k}]", type(step).__name__, allowed)
+        _filler(type(step), _message_type(op.rpc, "Request"))(
+            getattr(message.steps.add(), member), step
+        )
+    return message
+
+
+def _sequence_from_pb(message: pb.RunSequenceRequest) -> SequenceRequest:
+    if not 1 <= len(message.steps) <= MAX_STEPS:  # before converting any of them
+        raise InvalidArgument("steps", len(message.steps), f"1 .. {MAX_STEPS} steps")
+    steps = []
+    for k, step in enumerate(message.steps):
+        member = step.WhichOneof("operation")
+        if member is None:
+            raise InvalidArgument(
+                f"steps[{k}]", "no operation set", f"one of {', '.join(STEP_NAMES)}"
+            )
+        try:
+            steps.append(request_from_pb(getattr(step, member), _STEP_OPS[member]))
+        except InvalidArgument as exc:  # a path into the whole request
+            raise type(exc)(f"steps[{k}].{member}.{exc.field}", exc.value, exc.allowed) from exc
+    return SequenceRequest(tuple(steps))
+
+
+def _sequence_result_to_pb(
+    request: SequenceRequest, result: SequenceResult
+) -> pb.RunSequenceResponse:
+    message = pb.RunSequenceResponse()
+    for step, one in zip(request.steps, result.results, strict=True):
+        member = step_member(type(step))
+        op = _STEP_OPS[member]
+        _filler(type(one), _message_type(op.rpc, "Response"))(
+            getattr(message.results.add(), member), one
+        )
+    return message
 
 
 def _message_type(rpc: str, kind: str) -> type[Message]:

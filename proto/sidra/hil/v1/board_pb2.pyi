@@ -372,3 +372,55 @@ class PerturbedMVMResponse(_message.Message):
     cells_over_budget: int
     cost: OperationCost
     def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cells_written: _Optional[int] = ..., clipped_cells: _Optional[int] = ..., cells_over_budget: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+
+class SequenceStep(_message.Message):
+    __slots__ = ("program", "read_conductance", "mvm", "transpose_mvm", "perturb", "perturbed_mvm", "read_write_counts", "calibrate")
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    READ_CONDUCTANCE_FIELD_NUMBER: _ClassVar[int]
+    MVM_FIELD_NUMBER: _ClassVar[int]
+    TRANSPOSE_MVM_FIELD_NUMBER: _ClassVar[int]
+    PERTURB_FIELD_NUMBER: _ClassVar[int]
+    PERTURBED_MVM_FIELD_NUMBER: _ClassVar[int]
+    READ_WRITE_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATE_FIELD_NUMBER: _ClassVar[int]
+    program: ProgramRequest
+    read_conductance: ReadConductanceRequest
+    mvm: MVMRequest
+    transpose_mvm: TransposeMVMRequest
+    perturb: PerturbRequest
+    perturbed_mvm: PerturbedMVMRequest
+    read_write_counts: ReadWriteCountsRequest
+    calibrate: CalibrateRequest
+    def __init__(self, program: _Optional[_Union[ProgramRequest, _Mapping]] = ..., read_conductance: _Optional[_Union[ReadConductanceRequest, _Mapping]] = ..., mvm: _Optional[_Union[MVMRequest, _Mapping]] = ..., transpose_mvm: _Optional[_Union[TransposeMVMRequest, _Mapping]] = ..., perturb: _Optional[_Union[PerturbRequest, _Mapping]] = ..., perturbed_mvm: _Optional[_Union[PerturbedMVMRequest, _Mapping]] = ..., read_write_counts: _Optional[_Union[ReadWriteCountsRequest, _Mapping]] = ..., calibrate: _Optional[_Union[CalibrateRequest, _Mapping]] = ...) -> None: ...
+
+class SequenceStepResult(_message.Message):
+    __slots__ = ("program", "read_conductance", "mvm", "transpose_mvm", "perturb", "perturbed_mvm", "read_write_counts", "calibrate")
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    READ_CONDUCTANCE_FIELD_NUMBER: _ClassVar[int]
+    MVM_FIELD_NUMBER: _ClassVar[int]
+    TRANSPOSE_MVM_FIELD_NUMBER: _ClassVar[int]
+    PERTURB_FIELD_NUMBER: _ClassVar[int]
+    PERTURBED_MVM_FIELD_NUMBER: _ClassVar[int]
+    READ_WRITE_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATE_FIELD_NUMBER: _ClassVar[int]
+    program: ProgramResponse
+    read_conductance: ReadConductanceResponse
+    mvm: MVMResponse
+    transpose_mvm: TransposeMVMResponse
+    perturb: PerturbResponse
+    perturbed_mvm: PerturbedMVMResponse
+    read_write_counts: ReadWriteCountsResponse
+    calibrate: CalibrateResponse
+    def __init__(self, program: _Optional[_Union[ProgramResponse, _Mapping]] = ..., read_conductance: _Optional[_Union[ReadConductanceResponse, _Mapping]] = ..., mvm: _Optional[_Union[MVMResponse, _Mapping]] = ..., transpose_mvm: _Optional[_Union[TransposeMVMResponse, _Mapping]] = ..., perturb: _Optional[_Union[PerturbResponse, _Mapping]] = ..., perturbed_mvm: _Optional[_Union[PerturbedMVMResponse, _Mapping]] = ..., read_write_counts: _Optional[_Union[ReadWriteCountsResponse, _Mapping]] = ..., calibrate: _Optional[_Union[CalibrateResponse, _Mapping]] = ...) -> None: ...
+
+class RunSequenceRequest(_message.Message):
+    __slots__ = ("steps",)
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    steps: _containers.RepeatedCompositeFieldContainer[SequenceStep]
+    def __init__(self, steps: _Optional[_Iterable[_Union[SequenceStep, _Mapping]]] = ...) -> None: ...
+
+class RunSequenceResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SequenceStepResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SequenceStepResult, _Mapping]]] = ...) -> None: ...

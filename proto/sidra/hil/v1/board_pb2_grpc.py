@@ -85,6 +85,11 @@ class BoardServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMResponse.FromString,
                 _registered_method=True)
+        self.RunSequence = channel.unary_unary(
+                '/sidra.hil.v1.BoardService/RunSequence',
+                request_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.RunSequenceRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.RunSequenceResponse.FromString,
+                _registered_method=True)
 
 
 class BoardServiceServicer:
@@ -231,6 +236,32 @@ class BoardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunSequence(self, request, context):
+        """Runs a short list of operations on tiles in order, next to the board and
+        under one hold of it: no other call (another client's, a job's) runs
+        between the steps, and the list costs one round trip. A step is any
+        operation on a tile (SequenceStep; GetBoardInfo and AdvanceClock are not
+        steps). Each step does exactly what its own RPC does and its response is
+        that RPC's response, in step order. Example: Program a region, then a
+        PerturbedMVM on it.
+        All or nothing before anything runs: every step is validated, admitted by
+        the leases, and its role checked before the first step runs; one bad step
+        and none runs. BadRequest paths name the step: steps[k].<step>.<field>,
+        e.g. steps[1].perturbed_mvm.points[0].sign; its codes are the step's RPC's.
+        steps      INVALID_ARGUMENT  fewer than 1 or more than 16 steps, or a step
+        with no operation set ("steps[k]")
+        PERMISSION_DENIED: a step needs a role the caller lacks (the message names
+        the step and the role); FAILED_PRECONDITION (LeaseHeld): a step's tile is
+        leased by another session; RESOURCE_EXHAUSTED limits.max_batch: a pass
+        step over the caller's max_batch. What the board itself refuses while
+        running (a cell at its endurance budget, field "endurance") stops the
+        sequence at that step: the error names it, and the steps before it have
+        run (their effects stay; a PerturbedMVM step leaves its region restored).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BoardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +314,11 @@ def add_BoardServiceServicer_to_server(servicer, server):
                     servicer.PerturbedMVM,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMResponse.SerializeToString,
+            ),
+            'RunSequence': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunSequence,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_board__pb2.RunSequenceRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_board__pb2.RunSequenceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -556,6 +592,33 @@ class BoardService:
             '/sidra.hil.v1.BoardService/PerturbedMVM',
             sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_board__pb2.PerturbedMVMResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunSequence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.BoardService/RunSequence',
+            sidra_dot_hil_dot_v1_dot_board__pb2.RunSequenceRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_board__pb2.RunSequenceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,151 @@
+"""RunSequence: board operations in order, in one call, validated all before any runs.
+
+On any board, locally (the driver runs the steps itself) and through gRPC (the
+service runs them next to the board, under one hold of it): every step answers
+what its own call would, in step order; one invalid step and none runs, the
+error naming the step as a path into the request; board-wide calls are not
+steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from board_checks import (
+    DRIVEN_ROWS,
+    assert_currents_close,
+    assert_reads_back,
+    is_ideal,
+    mid_range_g,
+    region_of,
+    span,
+    write_counts,
+)
+
+from sidra.drivers import (
+    Board,
+    InvalidArgument,
+    MVMResult,
+    OutOfRange,
+    PerturbationPoint,
+    PerturbedMVMResult,
+    ProgramReport,
+    ReadResult,
+    Region,
+)
+from sidra.drivers.requests import (
+    MAX_STEPS,
+    AdvanceClockRequest,
+    GetBoardInfoRequest,
+    MVMRequest,
+    PerturbedMVMRequest,
+    ProgramRequest,
+    ReadConductanceRequest,
+    TransposeMVMRequest,
+)
+
+
+def _program(tile: int, region: Region, g: np.ndarray) -> ProgramRequest:
+    return ProgramRequest(tile, g, region.row_offset, region.col_offset)
+
+
+def _volts(board: Board, batch: int, width: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, board.info.read_voltage_max_v / 2, (batch, width)).astype(np.float32)
+
+
+def test_steps_run_in_order_and_each_answers_as_its_own_call(board: Board) -> None:
+    """Program a region, read it, evaluate two perturbations and pass a batch through it:
+    four results of the four types, the read after the Program seeing its targets, the
+    PerturbedMVM leaving the region restored for the MVM after it."""
+    info = board.info
+    region = region_of(info, DRIVEN_ROWS, 5)
+    g = mid_range_g(info, np.random.default_rng(90), region.shape)
+    v = _volts(board, 3, region.rows, seed=91)
+    c = 0.1 * span(info)
+    points = (PerturbationPoint(92, c, 1), PerturbationPoint(92, c, -1))
+    before = write_counts(board, 1, region)
+    result = board.run_sequence(
+        [
+            _program(1, region, g),
+            ReadConductanceRequest(1, region),
+            PerturbedMVMRequest(1, v, points, region),
+            MVMRequest(1, v, region),
+        ]
+    )
+    program, read, perturbed, mvm = result.results
+    assert isinstance(program, ProgramReport) and program.cells_written == region.rows * 5
+    assert isinstance(read, ReadResult)
+    assert_reads_back(read.conductances, g, info)
+    assert isinstance(perturbed, PerturbedMVMResult)
+    assert perturbed.currents.shape == (2, 3, region.cols)
+    assert isinstance(mvm, MVMResult) and mvm.currents.shape == (3, region.cols)
+    assert_currents_close(mvm.currents, v, read.conductances, info)
+    assert result.cost.time_ns >= program.cost.time_ns + perturbed.cost.time_ns
+    grown = write_counts(board, 1, region) - before
+    assert grown.min() >= len(points) + 1  # perturbed twice and restored (and programmed)
+
+
+@pytest.mark.ideal_only
+def test_a_sequence_answers_what_its_steps_answer_one_by_one(board: Board) -> None:
+    info = board.info
+    region = Region(10, 20, 6, 7)
+    g = mid_range_g(info, np.random.default_rng(93), region.shape)
+    v = _volts(board, 2, region.rows, seed=94)
+    vt = _volts(board, 2, region.cols, seed=95)
+    points = (PerturbationPoint(96, 0.1 * span(info), 1),)
+    steps = [
+        _program(2, region, g),
+        PerturbedMVMRequest(2, v, points, region),
+        MVMRequest(2, v, region),
+        TransposeMVMRequest(2, vt, region),
+    ]
+    together = board.run_sequence(steps).results
+    one_by_one = [board.run(step) for step in steps]
+    for a, b in zip(together[1:], one_by_one[1:], strict=True):
+        assert np.array_equal(a.currents, b.currents)
+
+
+def test_one_invalid_step_and_none_runs(board: Board) -> None:
+    """A valid Program before an MVM of the wrong width: refused as a whole, the error
+    naming steps[1].mvm.voltages.shape; no write, no pass, the cells as they were."""
+    info = board.info
+    region = region_of(info, 4, 4)
+    board.program(3, mid_range_g(info, np.random.default_rng(97), region.shape),
+                  row_offset=region.row_offset, col_offset=region.col_offset)  # fmt: skip
+    held = board.read_conductance(3, region).conductances
+    counts, stats = write_counts(board, 3, region), board.stats()
+    g = np.full(region.shape, info.g_max_us, np.float32)
+    bad = MVMRequest(3, np.zeros((1, region.rows + 1), np.float32), region)
+    with pytest.raises(InvalidArgument) as caught:
+        board.run_sequence([_program(3, region, g), bad])
+    assert caught.value.field == "steps[1].mvm.voltages.shape"
+    after = board.stats()
+    assert (after.cell_writes, after.mvm_passes) == (stats.cell_writes, stats.mvm_passes)
+    assert np.array_equal(write_counts(board, 3, region), counts)
+    now = board.read_conductance(3, region).conductances
+    if is_ideal(info):
+        assert np.array_equal(now, held)
+    with pytest.raises(OutOfRange) as caught:
+        board.run_sequence([_program(info.tile_count + 1, region, g)])
+    assert caught.value.field == "steps[0].program.tile"
+
+
+@pytest.mark.parametrize("count", [0, MAX_STEPS + 1])
+def test_the_number_of_steps_is_bounded(board: Board, count: int) -> None:
+    info = board.info
+    steps = [ReadConductanceRequest(0, region_of(info, 1, 1))] * count
+    with pytest.raises(InvalidArgument) as caught:
+        board.run_sequence(steps)
+    assert caught.value.field == "steps"
+    assert f"1 .. {MAX_STEPS} steps" in str(caught.value)
+
+
+@pytest.mark.parametrize("step", [GetBoardInfoRequest(), AdvanceClockRequest(1.0)])
+def test_board_wide_calls_are_not_steps(board: Board, step: object) -> None:
+    stats = board.stats()
+    with pytest.raises(InvalidArgument) as caught:
+        board.run_sequence([ReadConductanceRequest(0, region_of(board.info, 2, 2)), step])
+    assert caught.value.field == "steps[1]"
+    assert "perturbed_mvm" in str(caught.value)  # the steps allowed are listed
+    assert board.stats().clock_s == stats.clock_s
