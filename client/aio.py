@@ -247,17 +247,39 @@ class AsyncRemoteBoard:
         """Measured conductances (µS) of ``region`` (default: the whole tile)."""
         return await self._via(BoardMethods.read_conductance, tile, region)
 
-    async def mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+    async def mvm(
+        self,
+        tile: int,
+        voltages: Any = None,
+        region: Region | None = None,
+        *,
+        input_codes: Any = None,
+        output_codes: bool = False,
+    ) -> MVMResult:
         """Row voltages [batch, region rows] (V) -> column currents [batch, region cols]
-        (µA); ``region`` None: the whole tile, [batch, rows] -> [batch, cols]."""
-        return await self._via(BoardMethods.mvm, tile, voltages, region)
+        (µA); ``region`` None: the whole tile, [batch, rows] -> [batch, cols]. Converter
+        codes (``input_codes``, ``output_codes``) as ``BoardMethods.mvm``."""
+        return await self._via(
+            BoardMethods.mvm, tile, voltages, region,
+            input_codes=input_codes, output_codes=output_codes,
+        )  # fmt: skip
 
     async def transpose_mvm(
-        self, tile: int, voltages: Any, region: Region | None = None
+        self,
+        tile: int,
+        voltages: Any = None,
+        region: Region | None = None,
+        *,
+        input_codes: Any = None,
+        output_codes: bool = False,
     ) -> MVMResult:
         """Column voltages [batch, region cols] (V) -> row currents [batch, region rows]
-        (µA); ``region`` None: the whole tile, [batch, cols] -> [batch, rows]."""
-        return await self._via(BoardMethods.transpose_mvm, tile, voltages, region)
+        (µA); ``region`` None: the whole tile, [batch, cols] -> [batch, rows]. Converter
+        codes as :meth:`mvm`."""
+        return await self._via(
+            BoardMethods.transpose_mvm, tile, voltages, region,
+            input_codes=input_codes, output_codes=output_codes,
+        )  # fmt: skip
 
     async def perturb(
         self,

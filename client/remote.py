@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import SplitResult
 
 import grpc
+import numpy as np
 
 from sidra.client.credentials import (
     BearerToken,
@@ -45,8 +46,10 @@ from sidra.drivers import (
     BoardUnavailable,
     FailedPrecondition,
     InvalidArgument,
+    OutOfRange,
     SidraError,
 )
+from sidra.drivers.codes import CODE_DTYPES
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
@@ -252,6 +255,12 @@ def representable(request: Request) -> Request:
         g = to_float32("conductances", request.conductances)
         same = g is request.conductances
         return request if same else dataclasses.replace(request, conductances=g)
+    if isinstance(request, MVMRequest | TransposeMVMRequest) and request.input_codes is not None:
+        codes = _wire_codes(request.input_codes)
+        if request.voltages is None:  # both set: sent as they are, for the server to refuse
+            return dataclasses.replace(request, input_codes=codes)
+        voltages = to_float32("voltages", request.voltages)
+        return dataclasses.replace(request, voltages=voltages, input_codes=codes)
     if isinstance(request, MVMRequest | TransposeMVMRequest | PerturbedMVMRequest):
         v = to_float32("voltages", request.voltages)
         return request if v is request.voltages else dataclasses.replace(request, voltages=v)
@@ -267,6 +276,26 @@ def _steps_representable(steps: Any) -> Iterator[Any]:
         except InvalidArgument as exc:  # named as a path into the sequence
             path = f"steps[{k}].{step_member(type(step))}.{exc.field}"
             raise type(exc)(path, exc.value, exc.allowed) from exc
+
+
+def _wire_codes(value: Any) -> Any:
+    """Converter codes as an integer type the wire carries (int8, int16, int32: the
+    narrowest that holds them, so codes of a small DAC take a byte each whatever array
+    type they came in); their range is the server's to judge."""
+    array = np.asarray(value)
+    if array.dtype in CODE_DTYPES:
+        return array
+    if array.dtype.kind not in "iu":
+        allowed = "a signed integer type: int8, int16 or int32"
+        raise InvalidArgument("input_codes.dtype", array.dtype, allowed)
+    if array.size == 0:
+        return array.astype(np.int8)
+    low, high = int(array.min()), int(array.max())
+    for dtype in CODE_DTYPES:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return array.astype(dtype)
+    raise OutOfRange("input_codes", f"{high if high > -low else low}", "codes within int32")
 
 
 GRPCS_OPTIONS = {"ca", "cert", "key"}

@@ -24,9 +24,16 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
+from sidra.drivers import codes
 from sidra.drivers.operations import BoardMethods
-from sidra.drivers.requests import Request, SequenceRequest
-from sidra.drivers.types import BoardDescription, SequenceResult
+from sidra.drivers.requests import (
+    CalibrateRequest,
+    MVMRequest,
+    Request,
+    SequenceRequest,
+    TransposeMVMRequest,
+)
+from sidra.drivers.types import BoardDescription, CalibrationReport, MVMResult, SequenceResult
 
 __all__ = [
     "INSTANCE_ID_LIMIT",
@@ -120,17 +127,63 @@ class BoardDriver(Board):
     implements ``info``, ``_handle`` and ``close``; a fake board fits in a page.
     """
 
+    _gains: dict[int, tuple[str, float]] | None = None
+
     def run(self, request: Request) -> Any:
         """Validates ``request`` (raising before the board is touched), then executes it.
         GetBoardInfo's answer names the instance its totals belong to (read after the
         call: a reset the call met is already counted)."""
         checked = request.checked(self.info)
         if isinstance(checked, SequenceRequest):  # every step valid: run them in order
-            return SequenceResult(tuple(self._handle(step) for step in checked.steps))
+            return SequenceResult(tuple(self._run_checked(step) for step in checked.steps))
+        return self._run_checked(checked)
+
+    def _run_checked(self, checked: Any) -> Any:
+        """Executes one validated request (a call, or a step of a sequence)."""
+        if isinstance(checked, MVMRequest | TransposeMVMRequest) and checked.uses_codes:
+            return self._run_codes(checked)
         result = self._handle(checked)
         if isinstance(result, BoardDescription):
             return replace(result, instance_id=self.instance_id)
+        if isinstance(result, CalibrationReport) and isinstance(checked, CalibrateRequest):
+            self._gain_table()[checked.tile] = (self.instance_id, result.gain)
         return result
+
+    def _run_codes(self, request: MVMRequest | TransposeMVMRequest) -> MVMResult:
+        """A pass given or answering converter codes (sidra.drivers.codes), run as the pass
+        of the voltages the codes drive; the currents are the ADC's codes times its step
+        and the tile's calibration gain, so the codes come back exactly."""
+        info = self.info
+        step_v = codes.dac_step_v(info) if request.input_codes is not None else 0.0
+        if request.input_codes is not None:
+            voltages = codes.voltages_of(request.input_codes, step_v)
+            request = replace(request, voltages=voltages, input_codes=None)
+        plain = replace(request, output_codes=False)
+        result: MVMResult = self._handle(plain)
+        if info.dac_bits and not step_v:
+            step_v = codes.dac_step_v(info)
+        step_ua = 0.0
+        if info.adc_bits and info.adc_full_scale_ua > 0.0:
+            step_ua = codes.adc_step_ua(info, self._gain(request.tile))
+        output = None
+        if request.output_codes:
+            output = codes.currents_to_codes(result.currents, step_ua, info.adc_bits)
+        return replace(result, output_codes=output, dac_step_v=step_v, adc_step_ua=step_ua)
+
+    def _gain(self, tile: int) -> float:
+        """The calibration gain ``tile`` applies now: the last Calibrate's on this board
+        instance, 1 before any (a reset board starts uncalibrated)."""
+        instance, gain = self._gain_table().get(tile, ("", 1.0))
+        return gain if instance == self.instance_id else 1.0
+
+    def _gain_table(self) -> dict[int, tuple[str, float]]:
+        """Tile -> (instance id, gain) of each tile's last Calibrate (made on first use:
+        transports need not call an initialiser of this base)."""
+        table = self._gains
+        if table is None:
+            table = {}
+            self._gains = table
+        return table
 
     @abstractmethod
     def _handle(self, request: Request) -> Any:

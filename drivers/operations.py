@@ -147,16 +147,39 @@ class BoardMethods(ABC):
         result: ReadResult = self.run(ReadConductanceRequest(tile, region))
         return result
 
-    def mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+    def mvm(
+        self,
+        tile: int,
+        voltages: Any = None,
+        region: Region | None = None,
+        *,
+        input_codes: Any = None,
+        output_codes: bool = False,
+    ) -> MVMResult:
         """Row voltages [batch, region rows] (V) -> column currents [batch, region cols]
-        (µA); ``region`` None: the whole tile, [batch, rows] -> [batch, cols]."""
-        result: MVMResult = self.run(MVMRequest(tile, voltages, region))
+        (µA); ``region`` None: the whole tile, [batch, rows] -> [batch, cols].
+
+        Converter codes (sidra.drivers.codes): ``input_codes`` (int8/int16/int32 DAC codes,
+        instead of ``voltages``) drive code · dac_step_v volts; ``output_codes``: the
+        result carries the ADC codes too (``output_codes``, with ``adc_step_ua``)."""
+        request = MVMRequest(tile, voltages, region, input_codes, output_codes)
+        result: MVMResult = self.run(request)
         return result
 
-    def transpose_mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+    def transpose_mvm(
+        self,
+        tile: int,
+        voltages: Any = None,
+        region: Region | None = None,
+        *,
+        input_codes: Any = None,
+        output_codes: bool = False,
+    ) -> MVMResult:
         """Column voltages [batch, region cols] (V) -> row currents [batch, region rows]
-        (µA); ``region`` None: the whole tile, [batch, cols] -> [batch, rows]."""
-        result: MVMResult = self.run(TransposeMVMRequest(tile, voltages, region))
+        (µA); ``region`` None: the whole tile, [batch, cols] -> [batch, rows]. Codes as
+        :meth:`mvm`."""
+        request = TransposeMVMRequest(tile, voltages, region, input_codes, output_codes)
+        result: MVMResult = self.run(request)
         return result
 
     def perturb(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Self
 
+from sidra.drivers import codes
 from sidra.drivers import validation as check
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.types import BoardInfo, PerturbationPoint, Region
@@ -107,15 +108,26 @@ class ReadConductanceRequest(_RegionRequest):
 @dataclass(frozen=True, slots=True)
 class _PassRequest:
     """A batch of analog passes: voltages [batch, inputs] (V) on the driven side of
-    ``region`` (None: the whole tile); the outputs are the region's other side."""
+    ``region`` (None: the whole tile); the outputs are the region's other side.
+
+    Converter codes (sidra.drivers.codes): ``input_codes`` [batch, inputs] (DAC codes,
+    int8/int16/int32) instead of ``voltages``; ``output_codes`` True: the result also
+    carries the ADC codes behind its currents, and both code steps."""
 
     tile: int
-    voltages: Any
+    voltages: Any = None
     region: Region | None = None
+    input_codes: Any = None
+    output_codes: bool = False
     driven: ClassVar[str]
     """What the inputs drive, for messages ("tile rows", "tile columns")."""
     driven_in_region: ClassVar[str]
     """The same within a region ("region rows", "region columns")."""
+
+    @property
+    def uses_codes(self) -> bool:
+        """True when the request carries or asks for converter codes."""
+        return self.input_codes is not None or self.output_codes
 
     @classmethod
     def inputs(cls, info: BoardInfo) -> int:
@@ -133,17 +145,32 @@ class _PassRequest:
         raise NotImplementedError
 
     def checked(self, info: BoardInfo) -> Self:
-        """Canonical form: float32 voltages, the region resolved, and None for a region
-        that covers the whole tile (a whole-tile pass travels as one without a region)."""
+        """Canonical form: float32 voltages (or checked input codes), the region resolved,
+        and None for a region that covers the whole tile (a whole-tile pass travels as one
+        without a region)."""
         check.check_tile(info, self.tile)
         if self.region is None:
-            v = check.pass_voltages(info, self.voltages, self.inputs(info), self.driven)
-            return type(self)(self.tile, v)
-        region = check.check_region(info, self.region)
-        width, what = self.region_inputs(region), self.driven_in_region
-        v = check.pass_voltages(info, self.voltages, width, what)
-        whole = region.shape == (info.rows, info.cols)
-        return type(self)(self.tile, v, None if whole else region)
+            width, what, region = self.inputs(info), self.driven, None
+        else:
+            region = check.check_region(info, self.region)
+            width, what = self.region_inputs(region), self.driven_in_region
+            if region.shape == (info.rows, info.cols):
+                region = None
+        if self.output_codes is not False and self.output_codes is not True:
+            raise InvalidArgument("output_codes", repr(self.output_codes)[:40], "true or false")
+        if self.output_codes:
+            codes.adc_step_ua(info)  # an ideal ADC has no codes
+        if self.input_codes is None:
+            v = check.pass_voltages(info, self.voltages, width, what)
+            if not self.output_codes:
+                return type(self)(self.tile, v, region)
+            return type(self)(self.tile, v, region, None, True)
+        if self.voltages is not None:
+            raise InvalidArgument(
+                "input_codes", "set with voltages", "one of voltages and input_codes, not both"
+            )
+        k = codes.input_codes(info, self.input_codes, width, what)
+        return type(self)(self.tile, None, region, k, self.output_codes)
 
 
 @dataclass(frozen=True, slots=True)

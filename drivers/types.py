@@ -116,6 +116,9 @@ class BoardInfo:
     profile: dict[str, Any] = field(default_factory=dict)
     timing: BoardTiming = BoardTiming()
     """Timing and power model of the board's costs (zeros when it reports none)."""
+    adc_full_scale_ua: float = 0.0
+    """Output bound of the ADC, µA: one ADC code is adc_full_scale_ua / (2^(adc_bits-1) - 1)
+    (before calibration gain). 0 when the ADC is ideal or the board does not report it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,14 @@ class MVMResult:
     currents: FloatArray
     saturated_outputs: int = 0
     cost: Cost = Cost()
+    output_codes: npt.NDArray[np.signedinteger[Any]] | None = None
+    """The ADC codes behind ``currents`` (currents = output_codes · adc_step_ua), when the
+    request asked for them (sidra.drivers.codes)."""
+    dac_step_v: float = 0.0
+    """Volts per input code, when the request carried or asked for codes (else 0)."""
+    adc_step_ua: float = 0.0
+    """Microamperes per output code, calibration gain included, when the request carried
+    or asked for codes (else 0)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,9 @@ class EmulatedBoard:
             emulator_preset=profile.preset,
             profile=profile.model_dump(mode="json"),
             timing=BoardTiming(**profile.timing.model_dump()),
+            adc_full_scale_ua=(
+                profile.converters.adc_full_scale_ua if profile.converters.adc_bits else 0.0
+            ),
         )
 
     def stats(self) -> BoardStats:

@@ -51,25 +51,33 @@ def _state_store_of_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         os.environ[key] = before
 
 
+CONVERTER_PRESET = "sidra-y1"
+"""The preset of the boards with converters (8-bit DAC, 12-bit ADC) the converter-code
+tests open beside an ideal target (BoardTarget.open_with_converters)."""
+
+
 @contextmanager
-def ideal_board_on_a_pty() -> Iterator[BoardDriver]:
+def ideal_board_on_a_pty(preset_name: str = "ideal") -> Iterator[BoardDriver]:
     """The virtual board firmware (ideal preset, seed 1) on a fresh pty, opened by URL."""
     # Imported here: only the default boards are built from the emulator.
     from sidra.emulator import preset
     from sidra.emulator.firmware import serve_virtual_board
 
-    with serve_virtual_board(preset("ideal"), seed=1) as server, open_board(server.url) as driver:
+    with (
+        serve_virtual_board(preset(preset_name), seed=1) as server,
+        open_board(server.url) as driver,
+    ):
         assert isinstance(driver, BoardDriver)
         yield driver
 
 
 @contextmanager
-def ideal_board_on_pcie() -> Iterator[BoardDriver]:
+def ideal_board_on_pcie(preset_name: str = "ideal") -> Iterator[BoardDriver]:
     """The virtual PCIe board (ideal preset, seed 1) in its own process, opened by URL."""
     from sidra.emulator import preset
     from sidra.emulator.pcie import serve_virtual_pcie_board
 
-    with serve_virtual_pcie_board(preset("ideal"), seed=1) as board, open_board(board.url) as d:
+    with serve_virtual_pcie_board(preset(preset_name), seed=1) as board, open_board(board.url) as d:
         assert isinstance(d, BoardDriver)
         yield d
 
@@ -96,6 +104,17 @@ class BoardTarget:
     def open(self) -> AbstractContextManager[Board]:
         if not self.url:
             return ideal_board_on_pcie() if self.virtual == "pcie" else ideal_board_on_a_pty()
+        return open_board(self.url)
+
+    def open_with_converters(self) -> AbstractContextManager[Board]:
+        """A board with DAC and ADC on the same transport: a default target's board with
+        the CONVERTER_PRESET instead of the ideal one; a board named by URL itself."""
+        if not self.url:
+            if self.virtual == "pcie":
+                return ideal_board_on_pcie(CONVERTER_PRESET)
+            return ideal_board_on_a_pty(CONVERTER_PRESET)
+        if self.url == IDEAL_URL:
+            return open_board(f"emu://?preset={CONVERTER_PRESET}&seed=1")
         return open_board(self.url)
 
 

@@ -7,6 +7,9 @@ acceptance names are printed as ratios:
 
 - ``batch{1,64,1024}_float32_ratio``: MVM vectors per second over gRPC divided by in
   process (float32 tensors);
+- ``batch1024_codes_ratio``: the same over gRPC with the inputs as DAC codes (int8) and
+  the outputs as ADC codes (int16; ``input_codes``, ``output_codes``), divided by in
+  process (float32): the acceptance asks for at least 2.5 x ``batch1024_float32_ratio``;
 - ``mvm1_over_empty``: a 1-vector MVM round trip over an empty RPC (a health check)
   on the same server, p50 over p50;
 - ``spsa_board_step_ratio`` / ``spsa_host_step_ratio``: an SPSA step on the digits
@@ -14,8 +17,8 @@ acceptance names are printed as ratios:
   with host-held weights. A step's time is the difference between a run of
   ``2n`` and one of ``n`` steps, over ``n``: setup and the final evaluation cancel.
 
-Keys for paths the service does not offer yet (shared memory, converter codes,
-jobs next to the board) are printed as null.
+Keys for paths the service does not offer yet (shared memory, jobs next to the board)
+are printed as null.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from sidra.training.options import PerturbationMode, SPSAOptions
 
 __all__ = ["service_benchmark", "service_command"]
 
-NOT_YET = ("batch1024_shm_ratio", "batch1024_codes_ratio", "spsa_job_step_ratio_wan")
+NOT_YET = ("batch1024_shm_ratio", "spsa_job_step_ratio_wan")
 """Keys of paths the service does not offer yet: printed as null."""
 
 
@@ -92,6 +95,17 @@ def _vectors_per_s(board: Board, batch: int, repeats: int, rng: np.random.Genera
     return batch / statistics.median(_times_s(lambda: board.mvm(0, v), repeats))
 
 
+def _codes_vectors_per_s(board: Board, batch: int, repeats: int, rng: np.random.Generator) -> float:
+    """MVM vectors per second with DAC codes in and ADC codes out."""
+    info = board.info
+    top = (1 << (info.dac_bits - 1)) - 1
+    k = rng.integers(-top // 4, top // 4 + 1, (batch, info.rows)).astype(np.int8)
+    for _ in range(2):
+        board.mvm(0, input_codes=k, output_codes=True)
+    calls = _times_s(lambda: board.mvm(0, input_codes=k, output_codes=True), repeats)
+    return batch / statistics.median(calls)
+
+
 def _spsa_step_s(board: Board, mode: PerturbationMode, steps: int) -> float:
     data = load_dataset("digits")
 
@@ -123,6 +137,10 @@ def service_benchmark(
             result[f"batch{batch}_inprocess_vectors_per_s"] = round(here)
             result[f"batch{batch}_grpc_vectors_per_s"] = round(there)
             result[f"batch{batch}_float32_ratio"] = round(there / here, 3)
+            if batch == 1024 and info.dac_bits and info.adc_bits:  # else no codes: null
+                codes = _codes_vectors_per_s(remote, batch, repeats, rng)
+                result["batch1024_grpc_codes_vectors_per_s"] = round(codes)
+                result["batch1024_codes_ratio"] = round(codes / here, 3)
 
         with grpc.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -140,6 +158,7 @@ def service_benchmark(
             result[f"spsa_{key}_step_inprocess_ms"] = round(1e3 * here, 3)
             result[f"spsa_{key}_step_grpc_ms"] = round(1e3 * there, 3)
             result[f"spsa_{key}_step_ratio"] = round(there / here, 3)
+    result.setdefault("batch1024_codes_ratio", None)
     result |= dict.fromkeys(NOT_YET)
     return result
 

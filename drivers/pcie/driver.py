@@ -294,15 +294,39 @@ class PcieDriver(BoardDriver):
 
     def run(self, request: Request) -> Any:
         path = self._pass_paths.get(type(request))
-        if path is not None:
+        if path is not None and not request.uses_codes:  # type: ignore[union-attr]
             pass_request: MVMRequest | TransposeMVMRequest = request  # type: ignore[assignment]
             return self._pass(path, pass_request.tile, pass_request.voltages, pass_request.region)
         return super().run(request)
 
-    def mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+    def mvm(
+        self,
+        tile: int,
+        voltages: Any = None,
+        region: Region | None = None,
+        *,
+        input_codes: Any = None,
+        output_codes: bool = False,
+    ) -> MVMResult:
+        if input_codes is not None or output_codes:  # converter codes: run's path
+            request = MVMRequest(tile, voltages, region, input_codes, output_codes)
+            result: MVMResult = self.run(request)
+            return result
         return self._pass(self._pass_paths[MVMRequest], tile, voltages, region)
 
-    def transpose_mvm(self, tile: int, voltages: Any, region: Region | None = None) -> MVMResult:
+    def transpose_mvm(
+        self,
+        tile: int,
+        voltages: Any = None,
+        region: Region | None = None,
+        *,
+        input_codes: Any = None,
+        output_codes: bool = False,
+    ) -> MVMResult:
+        if input_codes is not None or output_codes:  # converter codes: run's path
+            request = TransposeMVMRequest(tile, voltages, region, input_codes, output_codes)
+            result: MVMResult = self.run(request)
+            return result
         return self._pass(self._pass_paths[TransposeMVMRequest], tile, voltages, region)
 
     def _pass(

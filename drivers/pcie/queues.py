@@ -155,12 +155,13 @@ def identify(bar: RegisterIO) -> tuple[BoardInfo, int, Feature]:
         read_voltage_max_v=f64["READ_VOLTAGE_MAX_V"],
         emulated=bool(features & Feature.EMULATED),
         timing=BoardTiming(*(f64[name] for name in _TIMING)),
+        adc_full_scale_ua=f64["ADC_FULL_SCALE_UA"],
     )
     return info, bar.read32(reg["BOOT_COUNT"]), features
 
 
 _TIMING = ("MVM_PASS_NS", "WRITE_PASS_NS", "VERIFY_READ_NS", "HOST_LOSS_NS", "BOARD_POWER_W")
-_F64 = ("G_MIN_US", "G_MAX_US", "READ_VOLTAGE_MAX_V", *_TIMING)
+_F64 = ("G_MIN_US", "G_MAX_US", "READ_VOLTAGE_MAX_V", *_TIMING, "ADC_FULL_SCALE_UA")
 
 
 @dataclass(slots=True)

@@ -146,6 +146,8 @@ _REGISTERS = [
     ("IRQ_ARM", 32, "RW", "u32", "", "host writes 1 before it sleeps for a completion; the "
      "device clears it to 0 after its next completion entry and raises the interrupt "
      "(a virtual board: a futex wake on this register)"),
+    ("ADC_FULL_SCALE_UA", 64, "RO", "f64", "µA", "ADC output bound: one code is this / "
+     "(2^(ADC_BITS-1) - 1); 0 = ideal ADC or not reported"),
 ]  # fmt: skip
 
 

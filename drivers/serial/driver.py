@@ -109,6 +109,7 @@ class SerialDriver(BoardDriver):
             emulator_preset=hello.preset,
             profile=profile,
             timing=hello.timing,  # from HELLO: a real board reports it without a profile
+            adc_full_scale_ua=_adc_full_scale_ua(profile, hello.adc_bits),
         )
 
     @classmethod
@@ -349,3 +350,11 @@ def _float_option(options: dict[str, str], key: str, default: float) -> float:
     if not 0.0 < value <= 600.0:
         raise InvalidArgument(f"url {key}", text, "seconds in (0, 600]")
     return value
+
+
+def _adc_full_scale_ua(profile: dict[str, Any], adc_bits: int) -> float:
+    """The ADC's output bound (µA) as the board's profile states it; 0 when the ADC is
+    ideal or the board reports no profile (then it cannot answer in ADC codes)."""
+    converters = profile.get("converters")
+    value = converters.get("adc_full_scale_ua") if isinstance(converters, dict) else None
+    return float(value) if adc_bits and isinstance(value, int | float) else 0.0

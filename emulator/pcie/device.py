@@ -247,6 +247,7 @@ class PcieDevice:
             "READ_VOLTAGE_MAX_V": info.read_voltage_max_v, "MVM_PASS_NS": t.mvm_pass_ns,
             "WRITE_PASS_NS": t.write_pass_ns, "VERIFY_READ_NS": t.verify_read_ns,
             "HOST_LOSS_NS": t.host_loss_ns, "BOARD_POWER_W": t.board_power_w,
+            "ADC_FULL_SCALE_UA": info.adc_full_scale_ua,
         }  # fmt: skip
         for name, number in f64.items():
             bar.write64(reg[name], f64_bits(number))

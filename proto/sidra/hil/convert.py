@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from google.protobuf.message import Message
 
 from sidra.drivers.errors import InvalidArgument
@@ -28,8 +29,10 @@ from sidra.drivers.requests import (
     MAX_STEPS,
     SEQUENCE_STEPS,
     STEP_NAMES,
+    MVMRequest,
     Request,
     SequenceRequest,
+    TransposeMVMRequest,
     perturb_mode,
     step_member,
 )
@@ -39,6 +42,7 @@ from sidra.drivers.types import (
     BoardTiming,
     Cost,
     LinkStats,
+    MVMResult,
     PerturbationPoint,
     PerturbedMVMResult,
     Region,
@@ -73,6 +77,21 @@ _ENUMS: dict[str, Callable[[int], Any]] = {"mode": perturb_mode}
 _TENSOR_DTYPES: dict[tuple[type[Any], str], int] = {(WriteCounts, "counts"): pb.DTYPE_UINT32}
 # Tensor fields that are not 2-D.
 _TENSOR_NDIMS: dict[tuple[type[Any], str], int] = {(PerturbedMVMResult, "currents"): 3}
+# Tensor fields of converter codes: INT8, INT16 or INT32, the array's own type.
+_CODE_TENSORS = {
+    (MVMRequest, "input_codes"),
+    (TransposeMVMRequest, "input_codes"),
+    (MVMResult, "output_codes"),
+}
+# Fields that stand in for one another: (type, field) -> the field that replaces it. A
+# request's voltages left unset for its input codes reads as None (unset without codes,
+# it is refused as ever: voltages.dtype); a result's currents are not sent beside its
+# output codes, and are the codes times the step when read.
+_REPLACED_BY: dict[tuple[type[Any], str], str] = {
+    (MVMRequest, "voltages"): "input_codes",
+    (TransposeMVMRequest, "voltages"): "input_codes",
+    (MVMResult, "currents"): "output_codes",
+}
 
 Fill = Callable[[Message, Any], None]
 """Writes a dataclass value's fields into a message of its type (in place)."""
@@ -260,7 +279,11 @@ def _build_filler(cls: type[Any], message_type: type[Message], nested: bool) -> 
         elif target.message_type is None:
             scalars.append((field.name, target.enum_type is not None))
         else:
-            messages.append((field.name, _nested_filler(cls, field.name, target)))
+            fill_field = _nested_filler(cls, field.name, target)
+            replacement = _REPLACED_BY.get((cls, field.name))
+            if replacement is not None and cls is MVMResult:  # requests send both if given
+                fill_field = _unless_replaced(replacement, fill_field)
+            messages.append((field.name, fill_field))
 
     def fill(message: Message, value: Any) -> None:
         for name, enum in scalars:
@@ -270,10 +293,27 @@ def _build_filler(cls: type[Any], message_type: type[Message], nested: bool) -> 
         for name, fill_item in messages:
             item = getattr(value, name)
             if item is not None:  # an unset optional message (region: the whole tile)
-                fill_item(getattr(message, name), item)
+                fill_item(getattr(message, name), (item, value) if fill_item in _PAIRED else item)
         if nested:
             message.SetInParent()  # a nested value of all defaults is still present
 
+    return fill
+
+
+_PAIRED: set[Fill] = set()
+"""Fills that take (field value, whole value): those that look at another field."""
+
+
+def _unless_replaced(replacement: str, fill_field: Fill) -> Fill:
+    """``fill_field``, skipped when the value's ``replacement`` field is set (currents
+    beside output codes: the codes are sent instead)."""
+
+    def fill(message: Message, pair: Any) -> None:
+        item, value = pair
+        if getattr(value, replacement) is None:
+            fill_field(message, item)
+
+    _PAIRED.add(fill)
     return fill
 
 
@@ -293,6 +333,8 @@ def _repeated_filler(target: Any) -> Fill:
 
 
 def _nested_filler(owner: type[Any], name: str, target: Any) -> Fill:
+    if target.message_type is pb.Tensor.DESCRIPTOR and (owner, name) in _CODE_TENSORS:
+        return lambda tensor, array: tensors.encode_codes_into(tensor, array)  # type: ignore[arg-type]
     if target.message_type is pb.Tensor.DESCRIPTOR:
         dtype = _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32)
         return lambda tensor, array: tensors.encode_into(tensor, array, dtype)  # type: ignore[arg-type]
@@ -309,7 +351,10 @@ def _build_reader(cls: type[Any], message_type: type[Message], copy: bool) -> Re
         source = descriptor.fields_by_name[field.name]
         step = _field_reader(cls, field.name, source, copy)
         repeated = source.message_type is not None and source.is_repeated
-        if (
+        replacement = _REPLACED_BY.get((cls, field.name))
+        if replacement is not None:
+            step = _or_replaced(field.name, replacement, step)
+        elif (
             not repeated
             and source.message_type is not None
             and field.default is not dataclasses.MISSING
@@ -327,6 +372,25 @@ def _or_default(name: str, default: Any, step: Read) -> Read:
     return lambda message: step(message) if message.HasField(name) else default
 
 
+def _or_replaced(name: str, replacement: str, step: Read) -> Read:
+    """``step``, unless ``name`` is unset and ``replacement`` set: then None for voltages
+    replaced by input codes, and for currents replaced by output codes the codes times
+    the response's adc_step_ua (float32, as the board computed them)."""
+    derive = name == "currents"
+
+    def read(message: Any) -> Any:
+        if message.HasField(name) or not message.HasField(replacement):
+            return step(message)
+        if not derive:
+            return None
+        codes = tensors.decode_codes(getattr(message, replacement), replacement)
+        currents = codes.astype(np.float32)
+        currents *= np.float32(message.adc_step_ua)
+        return currents
+
+    return read
+
+
 def _field_reader(owner: type[Any], name: str, source: Any, copy: bool) -> Read:
     if source.enum_type is not None:
         to_value = _ENUMS[name]
@@ -337,6 +401,8 @@ def _field_reader(owner: type[Any], name: str, source: Any, copy: bool) -> Read:
         element = _NESTED_BY_NAME[source.message_type.full_name]
         read_one = _reader(element, _NESTED[element], copy)
         return lambda message: tuple(read_one(item) for item in getattr(message, name))
+    if source.message_type is pb.Tensor.DESCRIPTOR and (owner, name) in _CODE_TENSORS:
+        return lambda message: tensors.decode_codes(getattr(message, name), name, copy=copy)
     if source.message_type is pb.Tensor.DESCRIPTOR:
         dtype = _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32)
         ndim = _TENSOR_NDIMS.get((owner, name), 2)

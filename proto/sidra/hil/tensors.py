@@ -18,7 +18,16 @@ import numpy.typing as npt
 from sidra.drivers.errors import InvalidArgument
 from sidra.hil.v1 import board_pb2 as pb
 
-__all__ = ["DTYPES", "ECHO_DIMS", "decode", "encode", "encode_into"]
+__all__ = [
+    "CODE_DTYPES",
+    "DTYPES",
+    "ECHO_DIMS",
+    "decode",
+    "decode_codes",
+    "encode",
+    "encode_codes_into",
+    "encode_into",
+]
 
 DTYPES: dict[int, np.dtype[Any]] = {
     pb.DTYPE_FLOAT32: np.dtype("<f4"),
@@ -30,6 +39,9 @@ DTYPES: dict[int, np.dtype[Any]] = {
     pb.DTYPE_UINT32: np.dtype("<u4"),
 }
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
+CODE_DTYPES = (pb.DTYPE_INT8, pb.DTYPE_INT16, pb.DTYPE_INT32)
+"""Wire types of converter codes (board.proto, "Converter codes")."""
+_CODES_ALLOWED = "DTYPE_INT8, DTYPE_INT16 or DTYPE_INT32"
 
 ECHO_DIMS = 8
 """Most dimensions of a rejected shape an error repeats; the rest are counted."""
@@ -49,6 +61,27 @@ def encode_into(tensor: pb.Tensor, array: npt.ArrayLike, dtype: int = pb.DTYPE_F
     tensor.dtype = dtype  # type: ignore[assignment]
     tensor.shape.extend(data.shape)
     tensor.data = data.tobytes()
+
+
+def encode_codes_into(tensor: pb.Tensor, array: npt.NDArray[Any]) -> None:
+    """Writes converter codes into ``tensor`` as their own integer type (int8, int16 or
+    int32: the caller chose the narrowest that holds them)."""
+    code = _CODES.get(array.dtype)
+    if code not in CODE_DTYPES:
+        raise InvalidArgument(f"{array.dtype}", "codes", "int8, int16 or int32 codes")
+    data = np.ascontiguousarray(array, dtype=DTYPES[code])
+    tensor.dtype = code  # type: ignore[assignment]
+    tensor.shape.extend(data.shape)
+    tensor.data = data.tobytes()
+
+
+def decode_codes(tensor: pb.Tensor, field: str, *, copy: bool = False) -> npt.NDArray[Any]:
+    """The 2-D converter codes a Tensor holds: of any code type (INT8, INT16, INT32),
+    checked as :func:`decode` checks; read-only unless ``copy``."""
+    if tensor.dtype not in CODE_DTYPES:
+        name = pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else tensor.dtype
+        raise InvalidArgument(f"{field}.dtype", name, _CODES_ALLOWED)
+    return decode(tensor, field, dtype=tensor.dtype, copy=copy)
 
 
 def decode(

@@ -80,7 +80,7 @@ class GetBoardInfoResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[BoardInfo, _Mapping]] = ..., stats: _Optional[_Union[BoardStats, _Mapping]] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class BoardInfo(_message.Message):
-    __slots__ = ("model", "serial_number", "firmware_version", "tile_count", "rows", "cols", "g_min_us", "g_max_us", "dac_bits", "adc_bits", "read_voltage_max_v", "emulated", "emulator_preset", "profile_json", "timing")
+    __slots__ = ("model", "serial_number", "firmware_version", "tile_count", "rows", "cols", "g_min_us", "g_max_us", "dac_bits", "adc_bits", "read_voltage_max_v", "emulated", "emulator_preset", "profile_json", "timing", "adc_full_scale_ua")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class BoardInfo(_message.Message):
     EMULATOR_PRESET_FIELD_NUMBER: _ClassVar[int]
     PROFILE_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    ADC_FULL_SCALE_UA_FIELD_NUMBER: _ClassVar[int]
     model: str
     serial_number: str
     firmware_version: str
@@ -111,7 +112,8 @@ class BoardInfo(_message.Message):
     emulator_preset: str
     profile_json: str
     timing: BoardTiming
-    def __init__(self, model: _Optional[str] = ..., serial_number: _Optional[str] = ..., firmware_version: _Optional[str] = ..., tile_count: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., g_min_us: _Optional[float] = ..., g_max_us: _Optional[float] = ..., dac_bits: _Optional[int] = ..., adc_bits: _Optional[int] = ..., read_voltage_max_v: _Optional[float] = ..., emulated: _Optional[bool] = ..., emulator_preset: _Optional[str] = ..., profile_json: _Optional[str] = ..., timing: _Optional[_Union[BoardTiming, _Mapping]] = ...) -> None: ...
+    adc_full_scale_ua: float
+    def __init__(self, model: _Optional[str] = ..., serial_number: _Optional[str] = ..., firmware_version: _Optional[str] = ..., tile_count: _Optional[int] = ..., rows: _Optional[int] = ..., cols: _Optional[int] = ..., g_min_us: _Optional[float] = ..., g_max_us: _Optional[float] = ..., dac_bits: _Optional[int] = ..., adc_bits: _Optional[int] = ..., read_voltage_max_v: _Optional[float] = ..., emulated: _Optional[bool] = ..., emulator_preset: _Optional[str] = ..., profile_json: _Optional[str] = ..., timing: _Optional[_Union[BoardTiming, _Mapping]] = ..., adc_full_scale_ua: _Optional[float] = ...) -> None: ...
 
 class BoardTiming(_message.Message):
     __slots__ = ("mvm_pass_ns", "write_pass_ns", "verify_read_ns", "host_loss_ns", "board_power_w")
@@ -226,44 +228,64 @@ class ReadConductanceResponse(_message.Message):
     def __init__(self, conductances: _Optional[_Union[Tensor, _Mapping]] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
 
 class MVMRequest(_message.Message):
-    __slots__ = ("tile", "voltages", "region")
+    __slots__ = ("tile", "voltages", "region", "input_codes", "output_codes")
     TILE_FIELD_NUMBER: _ClassVar[int]
     VOLTAGES_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_CODES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_CODES_FIELD_NUMBER: _ClassVar[int]
     tile: int
     voltages: Tensor
     region: Region
-    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
+    input_codes: Tensor
+    output_codes: bool
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., input_codes: _Optional[_Union[Tensor, _Mapping]] = ..., output_codes: _Optional[bool] = ...) -> None: ...
 
 class MVMResponse(_message.Message):
-    __slots__ = ("currents", "saturated_outputs", "cost")
+    __slots__ = ("currents", "saturated_outputs", "cost", "output_codes", "dac_step_v", "adc_step_ua")
     CURRENTS_FIELD_NUMBER: _ClassVar[int]
     SATURATED_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_CODES_FIELD_NUMBER: _ClassVar[int]
+    DAC_STEP_V_FIELD_NUMBER: _ClassVar[int]
+    ADC_STEP_UA_FIELD_NUMBER: _ClassVar[int]
     currents: Tensor
     saturated_outputs: int
     cost: OperationCost
-    def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+    output_codes: Tensor
+    dac_step_v: float
+    adc_step_ua: float
+    def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ..., output_codes: _Optional[_Union[Tensor, _Mapping]] = ..., dac_step_v: _Optional[float] = ..., adc_step_ua: _Optional[float] = ...) -> None: ...
 
 class TransposeMVMRequest(_message.Message):
-    __slots__ = ("tile", "voltages", "region")
+    __slots__ = ("tile", "voltages", "region", "input_codes", "output_codes")
     TILE_FIELD_NUMBER: _ClassVar[int]
     VOLTAGES_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_CODES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_CODES_FIELD_NUMBER: _ClassVar[int]
     tile: int
     voltages: Tensor
     region: Region
-    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
+    input_codes: Tensor
+    output_codes: bool
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., input_codes: _Optional[_Union[Tensor, _Mapping]] = ..., output_codes: _Optional[bool] = ...) -> None: ...
 
 class TransposeMVMResponse(_message.Message):
-    __slots__ = ("currents", "saturated_outputs", "cost")
+    __slots__ = ("currents", "saturated_outputs", "cost", "output_codes", "dac_step_v", "adc_step_ua")
     CURRENTS_FIELD_NUMBER: _ClassVar[int]
     SATURATED_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_CODES_FIELD_NUMBER: _ClassVar[int]
+    DAC_STEP_V_FIELD_NUMBER: _ClassVar[int]
+    ADC_STEP_UA_FIELD_NUMBER: _ClassVar[int]
     currents: Tensor
     saturated_outputs: int
     cost: OperationCost
-    def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
+    output_codes: Tensor
+    dac_step_v: float
+    adc_step_ua: float
+    def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ..., output_codes: _Optional[_Union[Tensor, _Mapping]] = ..., dac_step_v: _Optional[float] = ..., adc_step_ua: _Optional[float] = ...) -> None: ...
 
 class PerturbRequest(_message.Message):
     __slots__ = ("tile", "mode", "seed", "amplitude_us", "sign", "region")
