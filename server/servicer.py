@@ -166,12 +166,17 @@ class BoardServicer:
         session_id: str | None,
         *,
         admin: bool,
+        record_later: Callable[[Callable[[], None]], None] | None = None,
     ) -> Any:
         """Runs ``request`` (of ``rpc``) on the board in ``caller``'s turn, once the leases
         admit it for ``principal`` in ``session_id``; records what it did in the store.
 
         Every board call goes through here: a client's RPC and a job's call alike
-        (sidra.server.jobs), so both take turns and obey the same leases."""
+        (sidra.server.jobs), so both take turns and obey the same leases. A client's
+        call is recorded inside its turn, before it is answered; ``record_later`` is
+        handed the recording instead, to run it in order behind the call (a job's
+        writer thread: no one is answered, and the job's next step need not wait for
+        the store's fsync)."""
         leases = self.leases
         with self.turns.turn(caller):
             if isinstance(request, SequenceRequest):
@@ -181,8 +186,12 @@ class BoardServicer:
             result = self.board.run(request)
             if leases is not None:
                 leases.ran(request)
-            if self.store is not None:
-                self._record(self.store, request, result, principal)
+            store = self.store
+            if store is not None:
+                if record_later is None:
+                    self._record(store, request, result, principal)
+                elif _recorded(request):
+                    record_later(lambda: self._record(store, request, result, principal))
         return result
 
     def _run_sequence(
@@ -256,6 +265,11 @@ class BoardServicer:
             )
         except SidraError as exc:
             log.warning("write counts of tile %d not stored: %s", request.tile, exc)
+
+
+def _recorded(request: Request) -> bool:
+    """Whether the store keeps anything of ``request`` (Program, ReadWriteCounts)."""
+    return isinstance(request, ProgramRequest | ReadWriteCountsRequest)
 
 
 def _note_instance(store: StateStore, board: Board) -> None:

@@ -17,14 +17,16 @@ RATIOS = (
     "spsa_board_step_ratio",
     "spsa_host_step_ratio",
     "batch1024_codes_ratio",
+    "spsa_job_step_ratio_wan",
 )
-NOT_YET = ("batch1024_shm_ratio", "spsa_job_step_ratio_wan")
+NOT_YET = ("batch1024_shm_ratio",)
 
 
 def test_bench_service_json_keys_and_types() -> None:
     command = [sys.executable, "-m", "sidra.cli", "bench", "service", "--json"]
     result = subprocess.run(
-        [*command, "--repeats", "3", "--spsa-steps", "5", "--preset", "sidra-y1"],
+        [*command, "--repeats", "3", "--spsa-steps", "5", "--preset", "sidra-y1",
+         "--job-rounds", "1", "--job-steps", "5"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -16,9 +16,15 @@ acceptance names are printed as ratios:
   softmax layer over gRPC divided by in process, with on-board perturbation and
   with host-held weights. A step's time is the difference between a run of
   ``2n`` and one of ``n`` steps, over ``n``: setup and the final evaluation cancel.
+- ``spsa_job_step_ratio_wan``: the same on-board SPSA run as a job inside the server
+  (jobs.proto), submitted and followed by a client that reaches the server through a
+  proxy adding :data:`WAN_DELAY_S` each way, over the in-process step. A job's time is
+  the client's, from SubmitJob to the end of its WatchJob stream; ``2n`` minus ``n``
+  steps again, so the round trips of submitting and watching cancel. Job and
+  in-process runs alternate over ``job_rounds`` rounds and each side's median is
+  taken: a machine busy with other work slows both alike.
 
-Keys for paths the service does not offer yet (shared memory, jobs next to the board)
-are printed as null.
+Keys for paths the service does not offer yet (shared memory) are printed as null.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import numpy as np
 import typer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sidra.cli.delay_proxy import DelayProxy
 from sidra.cli.options import AsJson, Preset
 from sidra.client import connect
 from sidra.drivers import Board, open_board
@@ -48,8 +55,11 @@ from sidra.training.options import PerturbationMode, SPSAOptions
 
 __all__ = ["service_benchmark", "service_command"]
 
-NOT_YET = ("batch1024_shm_ratio", "spsa_job_step_ratio_wan")
+NOT_YET = ("batch1024_shm_ratio",)
 """Keys of paths the service does not offer yet: printed as null."""
+
+WAN_DELAY_S = 0.020
+"""Delay the proxy adds each way between the client and the server for the job figure, s."""
 
 
 @contextmanager
@@ -119,8 +129,55 @@ def _spsa_step_s(board: Board, mode: PerturbationMode, steps: int) -> float:
     return (run(2 * steps) - run(steps)) / steps
 
 
+def _job_and_local_step_s(
+    local: Board, address: str, steps: int, rounds: int
+) -> tuple[float, float]:
+    """Per-step times of the same on-board SPSA run as a job inside the server at
+    ``address`` (as its client sees it: from SubmitJob to the end of the job's WatchJob
+    stream) and in process on ``local``: medians over ``rounds`` in which the two
+    alternate, so a machine busy with something else slows both alike."""
+    data = load_dataset("digits")
+
+    def options(n: int) -> SPSAOptions:
+        return SPSAOptions(steps=n, mode=PerturbationMode.BOARD, eval_every=10 * n, seed=0)
+
+    with connect(address) as board:
+
+        def job(n: int) -> float:
+            start = time.perf_counter()
+            submitted = board.jobs.submit("spsa", options(n).settings())
+            for _ in board.jobs.watch(submitted.job_id):
+                pass
+            elapsed = time.perf_counter() - start
+            done = board.jobs.get(submitted.job_id)
+            if done.state != "succeeded":
+                raise RuntimeError(f"benchmark job {done.job_id} {done.state}: {done.error}")
+            return elapsed
+
+        def here(n: int) -> float:
+            start = time.perf_counter()
+            train_softmax_spsa(local, data, options(n))
+            return time.perf_counter() - start
+
+        job(steps)  # warm-up: the server loads the training code at its first job
+        here(steps)
+        jobs: list[float] = []
+        locals_: list[float] = []
+        for r in range(rounds):
+            pair = (job, here) if r % 2 == 0 else (here, job)
+            for run in pair:
+                step = (run(2 * steps) - run(steps)) / steps
+                (jobs if run is job else locals_).append(step)
+    return statistics.median(jobs), statistics.median(locals_)
+
+
 def service_benchmark(
-    preset_name: str = "sidra-y1", repeats: int = 21, spsa_steps: int = 40, seed: int = 0
+    preset_name: str = "sidra-y1",
+    repeats: int = 21,
+    spsa_steps: int = 40,
+    seed: int = 0,
+    job_rounds: int = 5,
+    job_steps: int = 200,
 ) -> dict[str, Any]:
     """Every figure of the service against in process, measured in one run."""
     url = f"emu://?preset={preset_name}&seed={seed}"
@@ -158,6 +215,13 @@ def service_benchmark(
             result[f"spsa_{key}_step_inprocess_ms"] = round(1e3 * here, 3)
             result[f"spsa_{key}_step_grpc_ms"] = round(1e3 * there, 3)
             result[f"spsa_{key}_step_ratio"] = round(there / here, 3)
+
+        with DelayProxy(address, WAN_DELAY_S) as wan:
+            job_s, here_s = _job_and_local_step_s(local, wan.address, job_steps, job_rounds)
+        result["wan_delay_ms_each_way"] = round(1e3 * WAN_DELAY_S, 1)
+        result["spsa_job_step_wan_ms"] = round(1e3 * job_s, 3)
+        result["spsa_job_step_inprocess_ms"] = round(1e3 * here_s, 3)
+        result["spsa_job_step_ratio_wan"] = round(job_s / here_s, 3)
     result.setdefault("batch1024_codes_ratio", None)
     result |= dict.fromkeys(NOT_YET)
     return result
@@ -168,10 +232,18 @@ def service_command(
     preset_name: Preset = "sidra-y1",
     repeats: Annotated[int, typer.Option(min=3, help="Timed repetitions per batch size.")] = 21,
     spsa_steps: Annotated[int, typer.Option(min=5, help="SPSA steps per timed run.")] = 40,
+    job_rounds: Annotated[
+        int, typer.Option(min=1, help="Alternating job / in-process rounds (median).")
+    ] = 5,
+    job_steps: Annotated[
+        int, typer.Option(min=5, help="SPSA steps n of the job figure's n / 2n runs.")
+    ] = 200,
 ) -> None:
     """The gRPC service against the same board in process: MVM throughput, round trip
     over an empty RPC, SPSA step time; ratios from this one run."""
-    result = service_benchmark(preset_name, repeats, spsa_steps)
+    result = service_benchmark(
+        preset_name, repeats, spsa_steps, job_rounds=job_rounds, job_steps=job_steps
+    )
     if as_json:
         typer.echo(json.dumps(result))
         return

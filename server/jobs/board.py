@@ -6,7 +6,8 @@ its calls would interleave with clients' calls and ignore their leases. Each cal
 of a :class:`JobBoard` goes through :meth:`BoardServicer.run_in_turn` in the job's
 session, exactly as an RPC carrying that session id would, and is recorded in the
 state store like one. Before each call it asks ``check`` whether the job may go
-on, so a cancelled job stops at its next board call.
+on, so a cancelled job stops at its next board call. What the store keeps of its
+calls is recorded behind the job (:mod:`~sidra.server.jobs.recorder`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from sidra.drivers import Board, BoardInfo
 from sidra.drivers.operations import operation_of
 from sidra.drivers.requests import Request
+from sidra.server.jobs.recorder import BehindRecorder
 from sidra.server.servicer import BoardServicer
 
 __all__ = ["JobBoard"]
@@ -33,6 +35,7 @@ class JobBoard(Board):
         caller: str,
         session_id: str,
         check: Callable[[], None],
+        recorder: BehindRecorder,
     ) -> None:
         self.servicer = servicer
         self.principal = principal
@@ -41,6 +44,7 @@ class JobBoard(Board):
         self.session_id = session_id
         self.check = check
         """Raises to stop the job (it was cancelled); called before every board call."""
+        self.recorder = recorder
 
     @property
     def info(self) -> BoardInfo:
@@ -52,10 +56,12 @@ class JobBoard(Board):
 
     def run(self, request: Request) -> Any:
         self.check()
+        self.recorder.check()
         rpc = operation_of(request).rpc
         return self.servicer.run_in_turn(
-            rpc, request, self.principal, self.caller, self.session_id, admin=False
-        )
+            rpc, request, self.principal, self.caller, self.session_id, admin=False,
+            record_later=self.recorder.record,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Nothing to release: the served board outlives every job."""

@@ -42,6 +42,7 @@ from sidra.drivers import (
     SidraError,
 )
 from sidra.server.jobs.board import JobBoard
+from sidra.server.jobs.recorder import BehindRecorder
 from sidra.server.jobs.runner import JobRunner, RunnerLoader, load_runner
 from sidra.server.limits import caller_key
 from sidra.server.servicer import BoardServicer
@@ -245,12 +246,14 @@ class JobManager:
 
     def _run(self, live: _LiveJob, runner: JobRunner, options: Any) -> None:
         row = live.row
+        recorder = BehindRecorder(f"sidra-job-{row.id}-recorder")
         board = JobBoard(
             self.servicer,
             principal=row.principal,
             caller=caller_key(row.principal, f"job {row.id}"),
             session_id=live.session_id,
             check=lambda: self._check(live),
+            recorder=recorder,
         )
         keep_alive = threading.Thread(
             target=self._keep_alive, args=(live,), name=f"sidra-job-{row.id}-heartbeat",
@@ -260,9 +263,12 @@ class JobManager:
         summary: dict[str, Any] = {}
         files: dict[str, bytes] = {}
         try:
-            summary, files = runner.run(
-                row.kind, options, row.dataset, board, _Reporter(self, live)
-            )
+            try:
+                summary, files = runner.run(
+                    row.kind, options, row.dataset, board, _Reporter(self, live)
+                )
+            finally:
+                recorder.drain()  # every write the job made is in the store before it ends
             state, error = "succeeded", ""
         except JobCancelled:
             state, error = "cancelled", f"cancelled by {live.cancelled_by}"
