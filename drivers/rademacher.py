@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["rademacher", "splitmix64"]
+__all__ = ["rademacher", "seed_from_bit", "splitmix64"]
 
 _GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -43,3 +43,14 @@ def rademacher(seed: int, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
     # position n: bit (n mod 64) of word n // 64.
     bits = np.unpackbits(words.astype("<u8").view(np.uint8), bitorder="little")[:n]
     return (bits.astype(np.float32) * 2.0 - 1.0).reshape(shape)
+
+
+def seed_from_bit(seed: int, bit: int) -> int:
+    """The seed whose sign stream is ``seed``'s from stream bit ``bit`` on (a multiple of
+    64: SplitMix64's state after k words is seed + k·gamma, so the stream can start at
+    any word). A block of rows of a perturbed matrix is then a region of its own:
+    rows r0.. of a C-column Δ(seed) are Δ(seed_from_bit(seed, r0·C)) when r0·C is a
+    multiple of 64."""
+    if bit % 64:
+        raise ValueError(f"bit: got {bit}, expected a multiple of 64 (a word boundary)")
+    return (seed + (bit // 64) * int(_GOLDEN_GAMMA)) % 2**64

@@ -136,7 +136,7 @@ def _train(console: Console, board: RemoteBoard, steps: int, seed: int) -> None:
             if step.step % 20 == 0 or step.step == steps:
                 progress.update(task, completed=step.step, loss=smoothed[-1])
 
-        options = SPSAOptions(steps=steps, seed=seed, tile=TRAIN_TILE, a=0.5, c=0.2)
+        options = SPSAOptions(steps=steps, seed=seed, tiles=(TRAIN_TILE,), a=0.5, c=0.2)
         result = train_softmax_spsa(board, data, options, on_step=on_step)
     elapsed = time.perf_counter() - started
     after = board.stats()

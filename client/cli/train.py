@@ -61,7 +61,8 @@ _SPSA = SPSAOptions()
 _LAST_LAYER = LastLayerOptions()
 _COMPARE = CompareOptions()
 _RECOVERY = RecoveryOptions()
-_HEAD_TILES = list(_LAST_LAYER.head_tiles)
+_ANY_TILE: list[int] = []
+"""--tiles not given: the layers may go on any tile of the board."""
 _ESTIMATORS = list(_COMPARE.estimators)
 
 
@@ -116,13 +117,21 @@ def _finish(
                    console)  # fmt: skip
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict):  # the placement: layer -> tiles
+        return "; ".join(f"{k}: tiles {', '.join(map(str, v))}" for k, v in value.items())
+    return str(value)
+
+
 def _print_summary(summary: dict[str, Any], title: str, as_json: bool, console: Console) -> None:
     if as_json:
         typer.echo(json.dumps(summary))
         return
     table = Table(title=title, show_header=False)
     for key, value in summary.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, _shown(value))
     console.print(table)
 
 
@@ -167,7 +176,7 @@ def spsa(
         int | None,
         typer.Option(help="Steps between test-accuracy checkpoints [default: 5 % of --steps]."),
     ] = None,
-    tile: Annotated[int, _spsa("tile")] = _SPSA.tile,
+    tiles: Annotated[list[int], _spsa("tiles", "--tiles", "--tile")] = _ANY_TILE,
     weight_limit: Annotated[float, _spsa("weight_limit")] = _SPSA.weight_limit,
     checkpoint_every: Annotated[
         int, typer.Option(min=0, help="Save <out>/checkpoint.json every N steps (0: never).")
@@ -234,8 +243,9 @@ def last_layer(
     threshold: Annotated[float, _last_layer("threshold")] = _LAST_LAYER.threshold,
     trainable: Annotated[int, _last_layer("trainable")] = _LAST_LAYER.trainable,
     seed: Annotated[int, _last_layer("seed")] = _LAST_LAYER.seed,
-    feature_tile: Annotated[int, _last_layer("feature_tile")] = _LAST_LAYER.feature_tile,
-    head_tiles: Annotated[list[int], _last_layer("head_tiles")] = _HEAD_TILES,
+    feature_tile: Annotated[int | None, _last_layer("feature_tile")] = None,
+    head_tiles: Annotated[list[int] | None, _last_layer("head_tiles")] = None,
+    tiles: Annotated[list[int], _last_layer("tiles", "--tiles", "--tile")] = _ANY_TILE,
     read_repeats: Annotated[int, _last_layer("read_repeats")] = _LAST_LAYER.read_repeats,
     digital_bias: Annotated[bool, _last_layer("digital_bias")] = _LAST_LAYER.digital_bias,
     head_weight_limit: Annotated[
@@ -246,7 +256,8 @@ def last_layer(
     as_json: AsJson = False,
 ) -> None:
     """Fixed random feature layer on the board, head trained with exact gradients."""
-    options = job_options(LastLayerOptions, ctx)
+    # typer gives an option never named as an empty list: no head tiles means "placed".
+    options = job_options(LastLayerOptions, ctx, head_tiles=head_tiles or None)
     console = Console(stderr=as_json)
     if remote_job:
         summary = _remote(server, "last-layer", options, dataset, out, console)
@@ -279,7 +290,7 @@ def compare(
     seed: Annotated[int, _compare("seed")] = _COMPARE.seed,
     batch_size: Annotated[int, _compare("batch_size")] = _COMPARE.batch_size,
     program_every: Annotated[int, _compare("program_every")] = _COMPARE.program_every,
-    tile: Annotated[int, _compare("tile")] = _COMPARE.tile,
+    tiles: Annotated[list[int], _compare("tiles", "--tiles", "--tile")] = _ANY_TILE,
     estimators: Annotated[list[EstimatorName], _compare("estimators", "--estimator")] = _ESTIMATORS,
     out: Annotated[
         Path | None, typer.Option(help="--remote-job: record folder (default runs/compare-<time>).")

@@ -35,6 +35,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers import Board, PerturbationPoint, Region, Unsupported
+from sidra.drivers.rademacher import seed_from_bit
+from sidra.drivers.requests import PerturbedMVMRequest
 from sidra.training.accounting import CostLedger
 
 __all__ = ["AnalogLinear", "Mapping"]
@@ -267,57 +269,92 @@ class AnalogLinear:
         return grad.astype(np.float32, copy=False)
 
     def perturb(self, seed: int, c: float, sign: int) -> None:
-        """Weights on the board become W_prog + sign·c·Δ(seed) (c in weight units)."""
-        if len(self.blocks) > 1:
-            raise Unsupported("on-board perturbation of a layer spanning several tiles")
+        """Weights on the board become W_prog + sign·c·Δ(seed) (c in weight units).
+
+        A layer split by rows over several tiles perturbs each tile's rows with the
+        part of Δ(seed) they hold: the sign stream from the block's first weight on
+        (:func:`~sidra.drivers.rademacher.seed_from_bit`), so the whole matrix moves
+        by exactly sign·c·Δ(seed) as the host computes it."""
+        for block, block_seed in zip(self.blocks, self._block_seeds(seed), strict=True):
+            rows, o = block.region.rows, self.outputs
+            if self.mapping is Mapping.OFFSET:
+                weights = Region(0, 0, rows, o)  # never the reference column
+                amplitude = c * self.scale_us
+                report = self.board.perturb(block.tile, block_seed, amplitude, sign, weights)
+                self.ledger.add(report.cost)
+                continue
+            # Same Δ on both halves of each pair, opposite directions: W ± c·Δ.
+            for offset, direction in ((0, sign), (o, -sign)):
+                half = Region(0, offset, rows, o)
+                amplitude = c * self.scale_us / 2
+                report = self.board.perturb(block.tile, block_seed, amplitude, direction, half)
+                self.ledger.add(report.cost)
+
+    def _block_seeds(self, seed: int) -> list[int]:
+        """The seed of each block's part of Δ(seed) (a layer split by rows only)."""
         if self.digital_bias:
             raise Unsupported("on-board perturbation of a layer with a digital bias")
-        rows, o = self.region.rows, self.outputs
-        if self.mapping is Mapping.OFFSET:
-            weights = Region(0, 0, rows, o)  # never the reference column
-            report = self.board.perturb(self.tile, seed, c * self.scale_us, sign, weights)
-            self.ledger.add(report.cost)
-            return
-        # Same Δ on both halves of each pair, opposite directions: W ± c·Δ.
-        for offset, direction in ((0, sign), (o, -sign)):
-            half = Region(0, offset, rows, o)
-            report = self.board.perturb(self.tile, seed, c * self.scale_us / 2, direction, half)
-            self.ledger.add(report.cost)
+        if any(block.width != self.outputs for block in self.blocks):
+            raise Unsupported(
+                f"on-board perturbation of a layer whose {self.outputs} outputs span several "
+                f"tiles (split by columns): use host mode"
+            )
+        first_bits = [int(block.rows.start) * self.outputs for block in self.blocks]
+        if any(bit % 64 for bit in first_bits):
+            raise Unsupported(
+                "on-board perturbation of a layer whose row blocks do not start on a "
+                "64-sign boundary of Δ (tile rows times outputs)"
+            )
+        return [seed_from_bit(seed, bit) for bit in first_bits]
 
     @property
     def fused_perturbation(self) -> bool:
-        """Whether :meth:`perturbed_forward` can evaluate perturbations in one call: one
-        tile, the offset mapping, no reference column, an analog bias row (the perturbed
-        cells are then exactly the cells the pass reads)."""
+        """Whether :meth:`perturbed_forward` evaluates perturbations with PerturbedMVM: the
+        offset mapping, no reference column, an analog bias row (the perturbed cells are
+        then exactly the cells the pass reads), one tile or a split by rows only."""
         return (
-            len(self.blocks) == 1
-            and self.mapping is Mapping.OFFSET
+            self.mapping is Mapping.OFFSET
             and not self.reference_column
             and not self.digital_bias
+            and all(block.width == self.outputs for block in self.blocks)
         )
 
     def perturbed_forward(
         self, x: npt.ArrayLike, perturbations: Sequence[tuple[int, float, int]]
     ) -> Array:
         """Outputs [points, batch, outputs] of the layer at W_prog + sign·c·Δ(seed) for each
-        ``(seed, c, sign)`` (c in weight units), in one PerturbedMVM: the minibatch
-        crosses the link once and the board ends with the programmed weights."""
+        ``(seed, c, sign)`` (c in weight units), in one PerturbedMVM (one per tile of a
+        layer split by rows, sent together as one RunSequence): the minibatch crosses
+        the link once and the board ends with the programmed weights."""
         if not self.fused_perturbation:
             raise Unsupported(
-                "a fused perturbed evaluation needs a one-tile layer with the offset mapping, "
-                "no reference column and an analog bias"
+                "a fused perturbed evaluation needs the offset mapping, no reference column, "
+                "an analog bias and a layer split by rows only"
             )
-        block = self.blocks[0]
-        v = self._input_volts(x)  # [batch, analog rows]: exactly the region's rows
-        batch = v if self.read_repeats == 1 else np.tile(v, (self.read_repeats, 1))
-        points = [
-            PerturbationPoint(seed, c * self.scale_us, sign) for seed, c, sign in perturbations
-        ]
-        result = self.board.perturbed_mvm(block.tile, batch, points, block.region)
-        self.ledger.add(result.cost)
-        self.mvm_calls += len(points)
-        currents = result.currents.reshape(len(points), self.read_repeats, len(v), -1).mean(axis=1)
-        signal = currents - self.g_ref_us * v.sum(axis=1)[None, :, None]
+        u = self._input_volts(x)  # [batch, analog rows]
+        seeds = [self._block_seeds(seed) for seed, _, _ in perturbations]
+        steps = []
+        for b, block in enumerate(self.blocks):
+            v = u[:, block.rows]
+            batch = v if self.read_repeats == 1 else np.tile(v, (self.read_repeats, 1))
+            points = tuple(
+                PerturbationPoint(block_seeds[b], c * self.scale_us, sign)
+                for block_seeds, (_, c, sign) in zip(seeds, perturbations, strict=True)
+            )
+            steps.append(PerturbedMVMRequest(block.tile, batch, points, block.region))
+        if len(steps) == 1:
+            results = [self.board.perturbed_mvm(steps[0].tile, steps[0].voltages,
+                                                steps[0].points, steps[0].region)]  # fmt: skip
+        else:
+            results = list(self.board.run_sequence(steps).results)
+        currents = np.zeros((len(perturbations), len(u), self.outputs), np.float32)
+        for result in results:
+            self.ledger.add(result.cost)
+            currents += result.currents.reshape(
+                len(perturbations), self.read_repeats, len(u), -1
+            ).mean(axis=1)
+        self.mvm_calls += len(perturbations) * len(steps)
+        signal = currents - self.g_ref_us * u.sum(axis=1)[None, :, None]
         outputs: Array = signal / np.float32(self.scale_us * self.volts_per_unit)
         return outputs.astype(np.float32, copy=False)
 

@@ -23,19 +23,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board
+from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.calibration import calibrate
 from sidra.training.datasets import Dataset
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.options import PerturbationMode, SPSAOptions
+from sidra.training.placement import LayerShape, Placement, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.schedules import spall_gains
 from sidra.training.softmax import accuracy
 from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
 
-__all__ = ["SPSACheckpoint", "SPSAJob", "train_softmax_spsa"]
+__all__ = ["SPSACheckpoint", "SPSAJob", "spsa_placement", "train_softmax_spsa"]
 
 Array = npt.NDArray[np.float32]
 
@@ -65,6 +66,12 @@ def train_softmax_spsa(
     return job.run(saved, checkpoint=checkpoint, every=checkpoint_every)
 
 
+def spsa_placement(info: BoardInfo, data: Dataset, options: SPSAOptions) -> Placement:
+    """The tiles of the SPSA job's one layer (features + bias row x classes)."""
+    layer = LayerShape("layer", data.features, data.classes)
+    return place(info, [layer], allowed=options.tiles)
+
+
 class SPSAJob:
     """One SPSA run: build the layer and evaluator, choose the gains, step, report.
 
@@ -83,8 +90,13 @@ class SPSAJob:
         self.board, self.data, self.options = board, data, options
         self.on_step = on_step
         self.rng = np.random.default_rng(options.seed)
+        self.placement = spsa_placement(board.info, data, options)
         self.layer = AnalogLinear(
-            board, options.tile, data.features, data.classes, weight_limit=options.weight_limit
+            board,
+            self.placement.of("layer"),
+            data.features,
+            data.classes,
+            weight_limit=options.weight_limit,
         )
         self.evaluator = self._evaluator()
         self.meter = JobMeter(board, [self.layer])
@@ -131,7 +143,10 @@ class SPSAJob:
             bounds=(-self.layer.weight_limit, self.layer.weight_limit),
         )
         optimizer = SPSA(x0, settings, self.rng, o.steps)
-        self.record = TrainingRecord(settings=o.settings() | {"a": a, "c": c, "job": "spsa"})
+        placed = {"placement": self.placement.summary()}
+        self.record = TrainingRecord(
+            settings=o.settings() | {"a": a, "c": c, "job": "spsa"} | placed
+        )
         if saved is not None:
             saved.restore(optimizer, self.record)
             self.meter.carried = saved.counts

@@ -31,6 +31,7 @@ from sidra.training.estimators import (
     descend,
 )
 from sidra.training.options import CompareOptions, EstimatorName
+from sidra.training.placement import LayerShape, place
 from sidra.training.schedules import SPALL_ALPHA, powerseries
 from sidra.training.softmax import accuracy
 
@@ -106,7 +107,8 @@ def _train(
     o: CompareOptions,
 ) -> EstimatorResult:
     """One estimator's run: as many steps as the budget buys, from zero weights."""
-    layer = AnalogLinear(board, o.tile, data.features, data.classes)
+    tiles = place(board.info, [LayerShape("layer", data.features, data.classes)], allowed=o.tiles)
+    layer = AnalogLinear(board, tiles.of("layer"), data.features, data.classes)
     per_step = estimator.evaluations_per_estimate(layer.shape)
     steps = o.budget // per_step
     if steps < 1:

@@ -15,15 +15,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board
+from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
 from sidra.training.options import LastLayerOptions
+from sidra.training.placement import LayerShape, Placement, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, cross_entropy, softmax
 
-__all__ = ["HybridNetwork", "train_last_layer"]
+__all__ = ["HybridNetwork", "last_layer_placement", "train_last_layer"]
 
 Array = npt.NDArray[np.float32]
 
@@ -131,6 +132,7 @@ def train_last_layer(
     o = options or LastLayerOptions()
     rng = np.random.default_rng(o.seed)
     features, head, w1 = _last_layer_tiles(board, data, o, rng)
+    placed = {"features": [b.tile for b in features.blocks], "head": [b.tile for b in head.blocks]}
     meter = JobMeter(board, [features, head])
     net = HybridNetwork(
         [features, head],
@@ -138,7 +140,7 @@ def train_last_layer(
         trainable=o.trainable,
         threshold=o.threshold,
     )
-    record = TrainingRecord(settings=o.settings() | {"job": "last-layer"})
+    record = TrainingRecord(settings=o.settings() | {"job": "last-layer", "placement": placed})
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
     for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
         losses = net.epoch(data.x_train, data.y_train, float(rate), o.batch_size, rng)
@@ -157,6 +159,23 @@ def train_last_layer(
     return record
 
 
+def last_layer_placement(
+    info: BoardInfo, inputs: int, classes: int, o: LastLayerOptions
+) -> Placement:
+    """The tiles of the feature layer and the head: those the options fix, the rest placed
+    in ``o.tiles`` (features first)."""
+    layers = [
+        LayerShape("features", inputs, o.hidden, digital_bias=o.digital_bias),
+        LayerShape("head", o.hidden, classes, digital_bias=o.digital_bias),
+    ]
+    fixed: dict[str, tuple[int, ...]] = {}
+    if o.feature_tile is not None:
+        fixed["features"] = (o.feature_tile,)
+    if o.head_tiles is not None:
+        fixed["head"] = o.head_tiles
+    return place(info, layers, allowed=o.tiles, fixed=fixed)
+
+
 def _last_layer_tiles(
     board: Board, data: Dataset, o: LastLayerOptions, rng: np.random.Generator
 ) -> tuple[AnalogLinear, AnalogLinear, Array]:
@@ -168,9 +187,10 @@ def _last_layer_tiles(
     ).astype(np.float32)
     # The feature range is the largest weight the tile holds (the bias too, on the array).
     analog_rows = n_in + int(not o.digital_bias)
+    tiles = last_layer_placement(board.info, n_in, data.classes, o)
     features = AnalogLinear(
         board,
-        o.feature_tile,
+        tiles.of("features"),
         n_in,
         o.hidden,
         weight_limit=float(np.abs(w1[:analog_rows]).max()),
@@ -179,7 +199,7 @@ def _last_layer_tiles(
     )
     head = AnalogLinear(
         board,
-        o.head_tiles,
+        tiles.of("head"),
         o.hidden,
         data.classes,
         weight_limit=o.head_weight_limit,

@@ -18,11 +18,11 @@ from typing import Any, Protocol
 
 import sklearn  # noqa: F401  (the training extra: see the module docstring)
 
-from sidra.drivers import Board
-from sidra.training.board_spsa import train_softmax_spsa
+from sidra.drivers import Board, BoardInfo
+from sidra.training.board_spsa import spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_estimators
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
-from sidra.training.hybrid import train_last_layer
+from sidra.training.hybrid import last_layer_placement, train_last_layer
 from sidra.training.options import (
     CompareOptions,
     JobOptions,
@@ -30,6 +30,7 @@ from sidra.training.options import (
     RecoveryOptions,
     SPSAOptions,
 )
+from sidra.training.placement import LayerShape, place
 from sidra.training.records import TrainingRecord
 from sidra.training.recovery import drift_recovery
 
@@ -75,12 +76,22 @@ class TrainingJobs:
         """Every option's value, defaults included, as JSON."""
         return json.dumps(options.settings(), sort_keys=True)
 
-    def claim(self, kind: str, options: JobOptions) -> tuple[tuple[int, ...], bool]:
-        """The tiles the job writes, and whether it needs the whole board."""
-        if isinstance(options, SPSAOptions | CompareOptions):
-            return (options.tile,), False
+    def claim(
+        self, kind: str, options: JobOptions, dataset: str, info: BoardInfo
+    ) -> tuple[tuple[int, ...], bool]:
+        """The tiles the job writes (where its layers are placed on a board described by
+        ``info``, for ``dataset``'s shape), and whether it needs the whole board.
+        PlacementError (a ValueError) when the network does not fit."""
+        if isinstance(options, SPSAOptions):
+            return spsa_placement(info, load_dataset(dataset), options).of("layer"), False
+        if isinstance(options, CompareOptions):
+            data = load_dataset(dataset)
+            layer = LayerShape("layer", data.features, data.classes)
+            return place(info, [layer], allowed=options.tiles).of("layer"), False
         if isinstance(options, LastLayerOptions):
-            return tuple(sorted({options.feature_tile, *options.head_tiles})), False
+            data = load_dataset(dataset)
+            placed = last_layer_placement(info, data.features, data.classes, options)
+            return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     def run(

@@ -55,7 +55,7 @@ class PerturbationMode(StrEnum):
 
 
 class SPSAOptions(JobOptions):
-    """An SPSA training run of a softmax layer (features → classes) on one tile."""
+    """An SPSA training run of a softmax layer (features → classes) on the board."""
 
     steps: int = Field(4000, ge=1)
     """SPSA steps: one gradient estimate and one update each."""
@@ -83,8 +83,9 @@ class SPSAOptions(JobOptions):
     """Diagonal 2-SPSA preconditioner: 4 loss evaluations per resampling (host mode)."""
     eval_every: int = Field(500, ge=1)
     """Steps between test-accuracy checkpoints in the record (a test-set pass each)."""
-    tile: Tile = 0
-    """Board tile holding the layer."""
+    tiles: tuple[Tile, ...] = ()
+    """Board tiles the layer may be placed on, in this order (empty: every tile of the
+    board, 0 first); a layer with more rows than a tile spans several."""
     weight_limit: float = Field(1.5, gt=0.0)
     """Weight at the edge of the conductance window, weight units; SPSA's bounds. A
     tighter window puts more µS per weight unit, so read noise costs less."""
@@ -119,10 +120,13 @@ class LastLayerOptions(JobOptions):
     """Layers trained, counted from the top (1: the head; 2: the features too)."""
     seed: int = Field(0, ge=0)
     """Seed of the random features and the minibatch order."""
-    feature_tile: Tile = 0
-    """Board tile holding the feature layer."""
-    head_tiles: tuple[Tile, ...] = Field((1, 2), min_length=1)
-    """Board tiles holding the head (a 256 + 1 row head spans two tiles)."""
+    feature_tile: Tile | None = None
+    """Board tile of the feature layer's first block; None: placed (see ``tiles``)."""
+    head_tiles: tuple[Tile, ...] | None = Field(None, min_length=1)
+    """Board tiles of the head (a 256 + 1 row head spans two); None: placed."""
+    tiles: tuple[Tile, ...] = ()
+    """Board tiles the layers not given tiles above may be placed on, in this order
+    (empty: every tile of the board, 0 first): the feature layer first, then the head."""
     read_repeats: int = Field(4, ge=1)
     """Analog passes averaged per input vector in every forward pass (noise / √n)."""
     digital_bias: bool = True
@@ -134,7 +138,7 @@ class LastLayerOptions(JobOptions):
 
     @model_validator(mode="after")
     def _tiles_apart(self) -> Self:
-        if self.feature_tile in self.head_tiles:
+        if self.head_tiles is not None and self.feature_tile in self.head_tiles:
             raise ValueError(
                 f"head_tiles: got {list(self.head_tiles)}, must not include "
                 f"feature_tile {self.feature_tile}"
@@ -174,8 +178,9 @@ class CompareOptions(JobOptions):
     """Training samples per minibatch, shared by every point of an estimate."""
     program_every: int = Field(10, ge=1)
     """Steps between two Programs of the host-held weights."""
-    tile: Tile = 0
-    """Board tile holding the layer."""
+    tiles: tuple[Tile, ...] = ()
+    """Board tiles the layer may be placed on, in this order (empty: every tile of the
+    board, 0 first); a layer with more rows than a tile spans several."""
     estimators: tuple[EstimatorName, ...] = Field(tuple(EstimatorName), min_length=1)
     """Estimators to run, in this order (the board's state carries from one to the next)."""
 

@@ -69,7 +69,7 @@ class TrainingRecord:
             "programs": self.programs,
             "modeled_time_ns": self.modeled_time_ns,
             "modeled_energy_nj": self.modeled_energy_nj,
-        }
+        } | ({"placement": self.settings["placement"]} if "placement" in self.settings else {})
 
     def save(self, folder: str | Path) -> Path:
         """Writes settings.json, summary.json, steps.csv, checkpoints.csv, weights.npy, plot.png."""

@@ -164,8 +164,12 @@ class JobManager:
             options = runner.options(kind, options_json)
         except ValueError as exc:
             raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
-        tiles, whole_board = runner.claim(kind, options)
-        count = self.servicer.board.info.tile_count
+        info = self.servicer.board.info
+        try:
+            tiles, whole_board = runner.claim(kind, options, dataset, info)
+        except ValueError as exc:  # the network does not fit the tiles it may use
+            raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
+        count = info.tile_count
         if any(not 0 <= t < count for t in tiles):
             raise InvalidArgument(
                 "options_json", options_json, f"tiles in 0 .. {count - 1} (tile_count); the "

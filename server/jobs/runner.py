@@ -15,7 +15,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from sidra.drivers import Board, FailedPrecondition
+from sidra.drivers import Board, BoardInfo, FailedPrecondition
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -59,8 +59,11 @@ class JobRunner(Protocol):
         """Every option's value, defaults included, as JSON."""
         ...
 
-    def claim(self, kind: str, options: Any) -> tuple[tuple[int, ...], bool]:
-        """The tiles the job writes, and whether it needs the whole board."""
+    def claim(
+        self, kind: str, options: Any, dataset: str, info: BoardInfo
+    ) -> tuple[tuple[int, ...], bool]:
+        """The tiles the job writes (its layers placed on a board described by ``info`` for
+        ``dataset``), and whether it needs the whole board; ValueError when they do not fit."""
         ...
 
     def run(

@@ -27,7 +27,8 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
         job_id = summary["job_id"]
         with (out / "steps.csv").open() as f:
             assert len(list(csv.reader(f))) == 9  # header + one row per step
-        assert json.loads((out / "settings.json").read_text())["tile"] == 1
+        settings = json.loads((out / "settings.json").read_text())
+        assert (settings["tiles"], settings["placement"]) == ([1], {"layer": [1]})
 
         # The state store is the test session's: other tests' jobs may be listed too.
         listed = sidra_json("jobs", "list", "--server", server)

@@ -84,7 +84,7 @@ def test_a_job_survives_its_clients_disconnect_and_leaves_its_record(
     port: int, store_path: Path
 ) -> None:
     submitter = _client(port)
-    job = submitter.jobs.submit("spsa", SHORT | {"tile": 1})
+    job = submitter.jobs.submit("spsa", SHORT | {"tiles": [1]})
     assert (job.state, job.tiles, job.principal) == ("running", (1,), "local")
     assert job.options["steps"] == 12 and job.options["mode"] == "board"  # defaults filled in
     submitter.close()  # the channel goes away while the job runs
@@ -118,7 +118,7 @@ def test_a_cancelled_job_stops_releases_its_tiles_and_leaves_none_perturbed(
     port: int, store_path: Path
 ) -> None:
     with _client(port) as board:
-        job = board.jobs.submit("spsa", ENDLESS | {"tile": 2})
+        job = board.jobs.submit("spsa", ENDLESS | {"tiles": [2]})
         index = _first_progress(board, job.job_id)
         asked = board.jobs.cancel(job.job_id)
         assert asked.job_id == job.job_id
@@ -144,9 +144,9 @@ def test_a_job_waits_for_or_is_refused_tiles_another_session_leases(port: int) -
         session.lease([0]),
     ):
         with pytest.raises(LeaseHeld, match="alice's run"):
-            bob.jobs.submit("spsa", SHORT | {"tile": 0})
+            bob.jobs.submit("spsa", SHORT | {"tiles": [0]})
         assert bob.jobs.list() == []  # a refused job leaves no record
-        job = bob.jobs.submit("spsa", SHORT | {"tile": 3})  # another tile is free
+        job = bob.jobs.submit("spsa", SHORT | {"tiles": [3]})  # another tile is free
         # Shared rules: the job's lease refuses alice's writes to its tile.
         with pytest.raises(LeaseHeld, match=f"job {job.job_id} spsa"):
             alice.perturb(3, seed=1, amplitude_us=1.0)
@@ -162,7 +162,7 @@ def test_a_job_started_when_a_held_tile_frees_within_lease_wait(port: int) -> No
         timer = threading.Timer(0.5, session.close)
         timer.start()
         try:
-            job = bob.jobs.submit("spsa", SHORT | {"tile": 0}, lease_wait_s=20)
+            job = bob.jobs.submit("spsa", SHORT | {"tiles": [0]}, lease_wait_s=20)
         finally:
             timer.join()
         assert job.tiles == (0,)
@@ -177,8 +177,8 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
             board.jobs.submit("spsa", {"steps": 0})
         with pytest.raises(InvalidArgument, match="options_json.*no_such_option"):
             board.jobs.submit("spsa", {"no_such_option": 1})
-        with pytest.raises(InvalidArgument, match=r"tiles in 0 \.\. 3"):
-            board.jobs.submit("spsa", {"tile": 99})
+        with pytest.raises(InvalidArgument, match=r"got tile 99, expected tiles in 0 \.\. 3"):
+            board.jobs.submit("spsa", {"tiles": [99]})
         with pytest.raises(InvalidArgument, match="dataset: got '/etc/passwd'"):
             board.jobs.submit("spsa", dataset="/etc/passwd")
         with pytest.raises(OutOfRange, match="lease_wait_s"):
@@ -218,12 +218,12 @@ def test_roles_who_may_submit_and_cancel(store_path: Path, tmp_path: Path) -> No
 
 def test_a_principal_runs_at_most_max_jobs(store_path: Path) -> None:
     with served(store_path, limits=LimitsSettings(max_jobs=1)) as port, _client(port) as board:
-        job = board.jobs.submit("spsa", ENDLESS | {"tile": 0})
+        job = board.jobs.submit("spsa", ENDLESS | {"tiles": [0]})
         with pytest.raises(ResourceExhausted, match="limits.max_jobs"):
-            board.jobs.submit("spsa", SHORT | {"tile": 1})
+            board.jobs.submit("spsa", SHORT | {"tiles": [1]})
         board.jobs.cancel(job.job_id)
         board.jobs.wait(job.job_id)
-        assert board.jobs.wait(board.jobs.submit("spsa", SHORT | {"tile": 1}).job_id).finished
+        assert board.jobs.wait(board.jobs.submit("spsa", SHORT | {"tiles": [1]}).job_id).finished
 
 
 def test_a_server_without_the_training_extra_refuses_jobs_naming_it(

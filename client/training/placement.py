@@ -1,0 +1,140 @@
+"""Where a network's layers go on a board: tiles handed out layer by layer, in order.
+
+A layer of ``rows`` weight-matrix rows (its inputs and, unless digital, the bias
+row) and ``outputs`` columns needs ``ceil(rows / tile rows)`` row blocks times
+``ceil(outputs / outputs per tile)`` output blocks, one tile each (the analog
+layer adds the row blocks' partial sums on the host and places output blocks side
+by side). :func:`place` gives each layer the next tiles it needs from the tiles
+allowed (every tile of the board by default), or the tiles a job fixed for it,
+and refuses a network that does not fit with a message naming the layer, its size
+and what the board has left for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sidra.drivers import BoardInfo
+
+__all__ = ["LayerShape", "Placement", "PlacementError", "place"]
+
+
+class PlacementError(ValueError):
+    """The network does not fit the tiles it may use (names the layer and its size)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerShape:
+    """What a layer occupies on the array."""
+
+    name: str
+    inputs: int
+    """Inputs of the layer (the weight matrix has one more row for the bias)."""
+    outputs: int
+    pair: int = 1
+    """Columns per output: 2 with the differential mapping."""
+    reference_column: bool = False
+    """One extra column per tile (the offset mapping's drifting reference)."""
+    digital_bias: bool = False
+    """The bias is added on the host: no bias row on the array."""
+
+    @property
+    def rows(self) -> int:
+        """Weight-matrix rows held on the array."""
+        return self.inputs + int(not self.digital_bias)
+
+    def outputs_per_tile(self, info: BoardInfo) -> int:
+        return (info.cols - int(self.reference_column)) // self.pair
+
+    def tiles_needed(self, info: BoardInfo) -> int:
+        """Row blocks times output blocks; 0 when no tile can hold one output."""
+        per_tile = self.outputs_per_tile(info)
+        if per_tile < 1:
+            return 0
+        return math.ceil(self.rows / info.rows) * math.ceil(self.outputs / per_tile)
+
+    def describe(self) -> str:
+        """``"features: 300+1 x 256"``, as the errors and the records say it."""
+        bias = "" if self.digital_bias else "+1"
+        extra = ", differential" if self.pair == 2 else ""
+        extra += ", reference column" if self.reference_column else ""
+        return f"{self.name}: {self.inputs}{bias} x {self.outputs}{extra}"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The tiles of each layer, in network order."""
+
+    tiles: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def of(self, name: str) -> tuple[int, ...]:
+        return self.tiles[name]
+
+    def summary(self) -> dict[str, list[int]]:
+        """``{"layer": [0, 1]}``: what a run record's settings and the CLI summary show."""
+        return {name: list(tiles) for name, tiles in self.tiles.items()}
+
+
+def place(
+    info: BoardInfo,
+    layers: Sequence[LayerShape],
+    *,
+    allowed: Sequence[int] = (),
+    fixed: Mapping[str, Sequence[int]] | None = None,
+) -> Placement:
+    """Tiles for ``layers``, in order: a layer named in ``fixed`` gets those tiles (checked
+    to be enough and not shared), every other the next free ones of ``allowed`` (empty:
+    every tile of the board, 0 first)."""
+    fixed = fixed or {}
+    count = info.tile_count
+    for tile in [*allowed, *(t for tiles in fixed.values() for t in tiles)]:
+        if not 0 <= tile < count:
+            raise PlacementError(f"tiles: got tile {tile}, expected tiles in 0 .. {count - 1}")
+    free = [t for t in (allowed or range(count)) if not any(t in f for f in fixed.values())]
+    free = list(dict.fromkeys(free))  # each tile once, in the order given
+    placed: dict[str, tuple[int, ...]] = {}
+    taken: set[int] = set()
+    for layer in layers:
+        need = layer.tiles_needed(info)
+        if need == 0:
+            raise PlacementError(
+                f"layer {layer.describe()} cannot be placed: a tile of {info.cols} columns "
+                f"holds no output of it"
+            )
+        if layer.name in fixed:
+            tiles = tuple(fixed[layer.name])
+            if len(tiles) < need or taken & set(tiles):
+                raise PlacementError(
+                    f"layer {layer.describe()} needs {need} tile(s) of {info.rows} x "
+                    f"{info.cols} of its own; given tiles {list(tiles)}"
+                    + (
+                        f", {sorted(taken & set(tiles))} already in use"
+                        if taken & set(tiles)
+                        else ""
+                    )
+                )
+        else:
+            if need > len(free):
+                raise PlacementError(_too_big(info, layer, need, free, placed))
+            tiles, free = tuple(free[:need]), free[need:]
+        taken.update(tiles)
+        placed[layer.name] = tiles
+    return Placement(placed)
+
+
+def _too_big(
+    info: BoardInfo,
+    layer: LayerShape,
+    need: int,
+    free: list[int],
+    placed: Mapping[str, tuple[int, ...]],
+) -> str:
+    before = "; ".join(f"{name} on {list(tiles)}" for name, tiles in placed.items())
+    return (
+        f"layer {layer.describe()} needs {need} tile(s) of {info.rows} x {info.cols}; "
+        f"the board has {info.tile_count}, {len(free)} left for it ({free})"
+        + (f" after {before}" if before else "")
+        + ": use fewer inputs or outputs, or allow more tiles (--tiles)"
+    )

@@ -1,0 +1,99 @@
+"""Placement of a network's layers on a board's tiles, and layers split by rows trained
+on the board: the tiles each layer gets, the errors when it does not fit, Δ over row
+blocks, and the CLI on a data set wider than a tile."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sidra.drivers import BoardInfo, open_board, rademacher
+from sidra.training import AnalogLinear
+from sidra.training.placement import LayerShape, PlacementError, place
+from tests.cli_support import run_sidra
+
+INFO = BoardInfo("m", "s", "f", 4, 256, 256, 1.0, 40.0, 0, 0, 0.2)
+
+
+def test_layers_take_the_next_free_tiles_in_order() -> None:
+    layers = [LayerShape("features", 300, 256), LayerShape("head", 256, 10, digital_bias=True)]
+    placed = place(INFO, layers)
+    assert placed.summary() == {"features": [0, 1], "head": [2]}
+    assert place(INFO, layers, allowed=(3, 1, 0)).summary() == {"features": [3, 1], "head": [0]}
+
+
+def test_fixed_tiles_are_kept_and_the_rest_placed_around_them() -> None:
+    layers = [LayerShape("features", 64, 256), LayerShape("head", 256, 10)]
+    placed = place(INFO, layers, fixed={"head": (0, 1)})
+    assert placed.summary() == {"features": [2], "head": [0, 1]}
+
+
+def test_a_network_that_does_not_fit_names_the_layer_its_size_and_what_is_left() -> None:
+    layers = [LayerShape("features", 300, 256), LayerShape("head", 700, 10)]
+    with pytest.raises(PlacementError) as caught:
+        place(INFO, layers)
+    text = str(caught.value)
+    assert "layer head: 700+1 x 10 needs 3 tile(s) of 256 x 256" in text
+    assert "the board has 4, 2 left for it ([2, 3]) after features on [0, 1]" in text
+    with pytest.raises(PlacementError, match="needs 2 tile"):
+        place(INFO, [LayerShape("layer", 300, 12)], allowed=(2,))
+    with pytest.raises(PlacementError, match="tiles: got tile 7, expected tiles in 0 .. 3"):
+        place(INFO, [LayerShape("layer", 10, 2)], allowed=(7,))
+    with pytest.raises(PlacementError, match=r"given tiles \[1\]"):
+        place(INFO, [LayerShape("layer", 300, 12)], fixed={"layer": (1,)})
+
+
+def test_a_layer_split_by_rows_moves_by_exactly_the_host_delta() -> None:
+    """Each row block is perturbed with its part of Δ(seed) for the whole matrix, so the
+    board's outputs are [x, 1]·(W ± c·Δ(seed)) as the host computes them; one
+    RunSequence of PerturbedMVMs answers the same."""
+    with open_board("emu://?preset=ideal&seed=4") as board:
+        rng = np.random.default_rng(6)
+        layer = AnalogLinear(board, (1, 3), inputs=300, outputs=12)
+        assert [b.tile for b in layer.blocks] == [1, 3]
+        w = rng.uniform(-0.5, 0.5, layer.shape).astype(np.float32)
+        layer.program(w)
+        x = rng.normal(size=(5, 300)).astype(np.float32) / 4
+        xb = np.hstack([np.clip(x, -4, 4), np.ones((5, 1), np.float32)])
+        delta = rademacher(2**63 + 5, layer.shape)
+        expected = [xb @ (w + sign * 0.2 * delta) for sign in (1, -1)]
+        for sign, want in zip((1, -1), expected, strict=True):
+            layer.perturb(2**63 + 5, 0.2, sign)
+            np.testing.assert_allclose(layer.forward(x), want, rtol=1e-4, atol=2e-3)
+        layer.restore()
+        assert layer.fused_perturbation
+        fused = layer.perturbed_forward(x, [(2**63 + 5, 0.2, 1), (2**63 + 5, 0.2, -1)])
+        np.testing.assert_allclose(fused, np.stack(expected), rtol=1e-4, atol=2e-3)
+        np.testing.assert_allclose(layer.forward(x), xb @ w, rtol=1e-4, atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A user's data set of 300 features and 12 classes (an .npz with X and y)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "wide.npz"
+    np.savez(path, X=rng.normal(size=(240, 300)).astype(np.float32), y=np.arange(240) % 12)
+    return str(path)
+
+
+def test_spsa_on_a_data_set_wider_than_a_tile_places_it_on_two(wide: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = run_sidra(
+        "train", "spsa", "--dataset", wide, "--board", "emu://?preset=ideal", "--steps", "4",
+        "--batch-size", "16", "--json", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["placement"] == {"layer": [0, 1]}
+    assert summary["steps"] == 4
+
+
+def test_a_network_too_big_for_the_tiles_allowed_is_a_clear_usage_error(wide: str) -> None:
+    done = run_sidra(
+        "train", "spsa", "--dataset", wide, "--board", "emu://?preset=ideal", "--steps", "2",
+        "--tiles", "2",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "layer: 300+1 x 12 needs 2 tile(s) of 256 x 256" in done.stderr
