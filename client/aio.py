@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
@@ -46,6 +46,7 @@ from sidra.client.remote import (
     representable,
 )
 from sidra.client.session import TileLease, session_state
+from sidra.client.streams import DEFAULT_STREAM_DEPTH, STREAM_SERVICE_NAME, from_item_error
 from sidra.drivers import (
     BoardInfo,
     BoardStats,
@@ -64,12 +65,12 @@ from sidra.drivers import (
     WriteCounts,
 )
 from sidra.drivers.operations import OPERATIONS, BoardMethods, operation_of
-from sidra.drivers.requests import GetBoardInfoRequest, Request
+from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
 from sidra.drivers.types import BoardDescription
 from sidra.hil import convert
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
-from sidra.hil.v1 import session_pb2
+from sidra.hil.v1 import session_pb2, stream_pb2
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "AsyncRemoteBoard", "connect"]
 
@@ -139,6 +140,11 @@ class AsyncRemoteBoard:
             )
             for op in OPERATIONS
         }
+        self._mvm_stream = channel.stream_stream(
+            f"/{STREAM_SERVICE_NAME}/MVMStream",
+            request_serializer=stream_pb2.MVMStreamRequest.SerializeToString,
+            response_deserializer=stream_pb2.MVMStreamResponse.FromString,
+        )
         self._instance = InstanceTracker()
         # Calls beyond the server's per-principal limit would be refused, not queued:
         # queue them here instead.
@@ -281,6 +287,57 @@ class AsyncRemoteBoard:
             input_codes=input_codes, output_codes=output_codes,
         )  # fmt: skip
 
+    async def mvm_stream(
+        self,
+        tile: int,
+        batches: Iterable[Any] | AsyncIterable[Any],
+        region: Region | None = None,
+        *,
+        transpose: bool = False,
+        depth: int = DEFAULT_STREAM_DEPTH,
+    ) -> AsyncIterator[MVMResult]:
+        """The results of each batch of ``batches`` (as :meth:`mvm`, or :meth:`transpose_mvm`
+        with ``transpose``), in order, over one MVMStream with up to ``depth`` batches in
+        flight. A batch the server refuses raises its error where its result would be."""
+        op = operation_of(TransposeMVMRequest(tile, None) if transpose else MVMRequest(tile, None))
+        member = "transpose_mvm" if transpose else "mvm"
+        window = asyncio.Semaphore(max(depth, 1))
+        failure: list[BaseException] = []
+
+        async def items() -> AsyncIterator[stream_pb2.MVMStreamRequest]:
+            sequence = 0
+            try:
+                async for voltages in _aiter(batches):
+                    await window.acquire()
+                    built = MVMRequest if not transpose else TransposeMVMRequest
+                    message = convert.request_to_pb(
+                        representable(built(tile, voltages, region)), op
+                    )
+                    item = stream_pb2.MVMStreamRequest(sequence=sequence)
+                    getattr(item, member).CopyFrom(message)
+                    sequence += 1
+                    yield item
+            except Exception as exc:  # noqa: BLE001 - raised after the answers before it
+                failure.append(exc)
+
+        await self._slots.acquire()  # the stream is one call in flight for the server
+        call = self._mvm_stream(items(), metadata=self._metadata)
+        try:
+            async for response in call:
+                window.release()
+                if response.WhichOneof("result") == "error":
+                    raise from_item_error(response.error)
+                result: MVMResult = convert.result_from_pb(getattr(response, member), op)
+                yield result
+            if failure:
+                raise failure[0]
+            self._instance.succeeded(instance_in(await call.trailing_metadata()), "MVMStream")
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+            self._slots.release()
+
     async def perturb(
         self,
         tile: int,
@@ -363,6 +420,15 @@ async def connect(
     return AsyncRemoteBoard(
         channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight
     )
+
+
+async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
 
 
 async def _ready(channel: grpc.aio.Channel, within_s: float) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult
@@ -24,6 +24,7 @@ from urllib.parse import SplitResult
 import grpc
 import numpy as np
 
+from sidra.client import streams
 from sidra.client.credentials import (
     BearerToken,
     TlsCredentials,
@@ -46,7 +47,9 @@ from sidra.drivers import (
     BoardUnavailable,
     FailedPrecondition,
     InvalidArgument,
+    MVMResult,
     OutOfRange,
+    Region,
     SidraError,
 )
 from sidra.drivers.codes import CODE_DTYPES
@@ -56,21 +59,24 @@ from sidra.drivers.requests import (
     MVMRequest,
     PerturbedMVMRequest,
     ProgramRequest,
+    ReadConductanceRequest,
     Request,
     SequenceRequest,
     TransposeMVMRequest,
     step_member,
 )
-from sidra.drivers.types import BoardDescription
+from sidra.drivers.types import BoardDescription, ProgramReport, ReadResult
 from sidra.drivers.url import query_options
 from sidra.drivers.validation import to_float32
 from sidra.hil import convert
+from sidra.hil.chunks import CHUNK_FRAMING_BYTES, DEFAULT_CHUNK_BYTES
 from sidra.hil.metadata import INSTANCE_ID_KEY, SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
-from sidra.hil.v1 import session_pb2
+from sidra.hil.v1 import session_pb2, stream_pb2
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_SERVER_MESSAGE_BYTES",
     "DEFAULT_TIMEOUT_S",
     "SERVICE_NAME",
     "RemoteBoard",
@@ -91,6 +97,11 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest message the client sends or receives, bytes (the server sets its own)."""
 
+DEFAULT_SERVER_MESSAGE_BYTES = 8 * 1024 * 1024
+"""Largest message a server takes and sends unless told otherwise (``sidra serve``
+max_message_mb's default), bytes: a Program or ReadConductance that would pass it
+(or this client's own limit) travels as row bands (stream.proto)."""
+
 
 class RemoteBoard(Board):
     """A board reached through ``sidra serve``; use as a context manager.
@@ -107,6 +118,7 @@ class RemoteBoard(Board):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         owns_channel: bool = False,
         address: str | None = None,
+        message_limit_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
     ) -> None:
         self._channel = channel
         self.address = address
@@ -118,6 +130,26 @@ class RemoteBoard(Board):
         self._instance = InstanceTracker()
         self._session: Session | None = None
         self._metadata: tuple[tuple[str, str], ...] = ()
+        self.message_limit_bytes = message_limit_bytes
+        """Largest message both this channel and the server carry, bytes; a Program or
+        ReadConductance whose one message would pass it goes as row bands."""
+        self._chunk_bytes = min(DEFAULT_CHUNK_BYTES, message_limit_bytes - CHUNK_FRAMING_BYTES)
+        name = streams.STREAM_SERVICE_NAME
+        self._mvm_stream = channel.stream_stream(
+            f"/{name}/MVMStream",
+            request_serializer=stream_pb2.MVMStreamRequest.SerializeToString,
+            response_deserializer=stream_pb2.MVMStreamResponse.FromString,
+        )
+        self._program_chunked = channel.stream_unary(
+            f"/{name}/ProgramChunked",
+            request_serializer=stream_pb2.ProgramChunk.SerializeToString,
+            response_deserializer=pb.ProgramResponse.FromString,
+        )
+        self._read_chunked = channel.unary_stream(
+            f"/{name}/ReadConductanceChunked",
+            request_serializer=stream_pb2.ReadConductanceChunkedRequest.SerializeToString,
+            response_deserializer=stream_pb2.ConductanceChunk.FromString,
+        )
 
     @property
     def channel(self) -> grpc.Channel:
@@ -186,7 +218,10 @@ class RemoteBoard(Board):
         (:class:`~sidra.client.errors.BoardInstanceChanged` when the response names another
         board instance than this client's previous one)."""
         op = operation_of(request)
-        message = self._message(representable(request), op)
+        request = representable(request)
+        if self._too_large(request):
+            return self._chunked(request, op)
+        message = self._message(request, op)
         try:
             reply, call = self._calls[op.request].with_call(
                 message, timeout=self.timeout_s, metadata=self._metadata
@@ -203,6 +238,64 @@ class RemoteBoard(Board):
         self._instance.succeeded(named, op.rpc)
         return result
 
+    def mvm_stream(
+        self,
+        tile: int,
+        batches: Iterable[Any],
+        region: Region | None = None,
+        *,
+        transpose: bool = False,
+        depth: int = streams.DEFAULT_STREAM_DEPTH,
+    ) -> Iterator[MVMResult]:
+        """The results of each batch of ``batches`` (as :meth:`mvm`, or :meth:`transpose_mvm`
+        with ``transpose``), in order, over one MVMStream with up to ``depth`` batches in
+        flight: the board never waits for a round trip between them. A batch the server
+        refuses raises its error where its result would be (the stream is then closed)."""
+        feed = streams.MVMStreamFeed(tile, batches, region, transpose, depth, representable)
+        call = self._mvm_stream(iter(feed), metadata=self._metadata)
+        try:
+            yield from streams.mvm_stream_calls(call, feed)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        self._instance.succeeded(_instance_of(call), "MVMStream")
+
+    def _too_large(self, request: Request) -> bool:
+        """Whether ``request`` or its answer would pass :attr:`message_limit_bytes`."""
+        if isinstance(request, ProgramRequest):
+            data = getattr(request.conductances, "nbytes", 0)
+        elif isinstance(request, ReadConductanceRequest):
+            region = request.region
+            info = self.info
+            rows = region.rows if region and region.rows else info.rows - _row0(region)
+            cols = region.cols if region and region.cols else info.cols - _col0(region)
+            data = 4 * max(rows, 0) * max(cols, 0)
+        else:
+            return False
+        return bool(data > self.message_limit_bytes - CHUNK_FRAMING_BYTES)
+
+    def _chunked(self, request: Request, op: Operation) -> ProgramReport | ReadResult:
+        """``request`` (a large Program or ReadConductance) over StreamService."""
+        try:
+            if isinstance(request, ProgramRequest):
+                chunks = streams.program_chunks(request, self._chunk_bytes)
+                reply, call = self._program_chunked.with_call(
+                    chunks, timeout=self.timeout_s, metadata=self._metadata
+                )
+                result: ProgramReport | ReadResult = streams.program_report(reply)
+            else:
+                assert isinstance(request, ReadConductanceRequest)
+                message = streams.read_request(request, self._chunk_bytes)
+                call = self._read_chunked(message, timeout=self.timeout_s, metadata=self._metadata)
+                result = streams.read_from_chunks(call)
+        except grpc.RpcError as exc:
+            error = from_rpc_error(exc)
+            reported = self._instance.failed(_instance_of(exc), error, op.rpc)
+            if reported is error:
+                raise error from exc
+            raise reported from error
+        self._instance.succeeded(_instance_of(call), op.rpc)
+        return result
+
     def _message(self, request: Request, op: Operation) -> Any:
         try:
             return convert.request_to_pb(request, op)
@@ -212,6 +305,14 @@ class RemoteBoard(Board):
             # never sees the request.
             request.checked(self.info)
             raise InvalidArgument(op.rpc, repr(request)[:200], f"a {op.rpc}Request") from exc
+
+
+def _row0(region: Region | None) -> int:
+    return region.row_offset if region else 0
+
+
+def _col0(region: Region | None) -> int:
+    return region.col_offset if region else 0
 
 
 def _instance_of(call: Any) -> str | None:
@@ -326,6 +427,7 @@ def connect(
     wait_ready_s: float | None = 10.0,
     tls: TlsCredentials | None = None,
     token: str | None = None,
+    server_max_message_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
 ) -> RemoteBoard:
     """Opens a channel to ``address`` (``host:port``) and returns the board behind it.
 
@@ -334,6 +436,9 @@ def connect(
     A token goes in clear only to a loopback address: elsewhere it needs ``tls``.
     Waits up to ``wait_ready_s`` seconds for the server (``None``: don't wait) and
     raises :class:`~sidra.drivers.BoardUnavailable` if it does not answer.
+    ``server_max_message_bytes``: the server's message size (``sidra serve``
+    max_message_mb); a Program or read larger than it (or than ``max_message_bytes``)
+    travels in row bands.
     """
     token = token if token is not None else token_from_env()
     if token:
@@ -355,4 +460,7 @@ def connect(
             ) from exc
     if token:
         channel = grpc.intercept_channel(channel, BearerToken(token))
-    return RemoteBoard(channel, timeout_s=timeout_s, owns_channel=True, address=address)
+    return RemoteBoard(
+        channel, timeout_s=timeout_s, owns_channel=True, address=address,
+        message_limit_bytes=min(max_message_bytes, server_max_message_bytes),
+    )  # fmt: skip

@@ -22,7 +22,7 @@ tests. ``tests/test_operations.py`` fails when an RPC lacks any of these.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +181,25 @@ class BoardMethods(ABC):
         request = TransposeMVMRequest(tile, voltages, region, input_codes, output_codes)
         result: MVMResult = self.run(request)
         return result
+
+    def mvm_stream(
+        self,
+        tile: int,
+        batches: Iterable[Any],
+        region: Region | None = None,
+        *,
+        transpose: bool = False,
+    ) -> Iterator[MVMResult]:
+        """The result of each batch of ``batches`` in order, as :meth:`mvm` (or
+        :meth:`transpose_mvm` with ``transpose``) gives it. A local driver runs them one
+        after another as they are drawn; the gRPC client keeps several in flight on one
+        stream (stream.proto MVMStream), so the board never waits for a round trip."""
+        for voltages in batches:
+            yield (
+                self.transpose_mvm(tile, voltages, region)
+                if transpose
+                else self.mvm(tile, voltages, region)
+            )
 
     def perturb(
         self,

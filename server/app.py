@@ -48,6 +48,7 @@ from sidra.server.settings import (
     ServerSettings,
 )
 from sidra.server.state import StateStore
+from sidra.server.streams import STREAM_SERVICE_NAME, StreamServicer, stream_service_handler
 from sidra.server.turns import BoardTurns
 
 __all__ = [
@@ -152,6 +153,7 @@ def create_server(
     server.add_generic_rpc_handlers(
         (
             board_service_handler(servicer),
+            stream_service_handler(StreamServicer(servicer, max_message_bytes)),
             session_service_handler(sessions),
             job_service_handler(JobServicer(jobs, caller_of=_caller, limits=per_principal)),
         )
@@ -168,7 +170,8 @@ def create_server(
         _enable_reflection(
             server,
             (
-                SERVICE_NAME, SESSION_SERVICE_NAME, JOB_SERVICE_NAME, health.SERVICE_NAME,
+                SERVICE_NAME, STREAM_SERVICE_NAME, SESSION_SERVICE_NAME, JOB_SERVICE_NAME,
+                health.SERVICE_NAME,
                 *REFLECTION_NAMES,
             ),
         )  # fmt: skip

@@ -26,13 +26,18 @@ from sidra.drivers import Board, SidraError
 from sidra.drivers.base import INSTANCE_ID_LIMIT, printable_ascii
 from sidra.hil.metadata import INSTANCE_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
+from sidra.hil.v1 import stream_pb2
 from sidra.server.wrapped import WrappedHandlers
 
 __all__ = ["INSTANCE_ID_KEY", "InstanceMetadata", "instance_metadata"]
 
 log = logging.getLogger(__name__)
 
-_SERVICE_PREFIX = "/" + pb.DESCRIPTOR.services_by_name["BoardService"].full_name + "/"
+_SERVICE_PREFIXES = tuple(
+    "/" + module.DESCRIPTOR.services_by_name[name].full_name + "/"
+    for module, name in ((pb, "BoardService"), (stream_pb2, "StreamService"))
+)
+"""The services whose responses are about the board's state (streams carry its calls)."""
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -53,7 +58,8 @@ def instance_metadata(board: Board) -> Metadata:
 
 
 class InstanceMetadata(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
-    """Adds :func:`instance_metadata` of ``board`` to every BoardService response."""
+    """Adds :func:`instance_metadata` of ``board`` to every BoardService and StreamService
+    response."""
 
     def __init__(self, board: Board) -> None:
         self.board = board
@@ -66,7 +72,7 @@ class InstanceMetadata(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc sh
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(details)
-        if handler is None or not details.method.startswith(_SERVICE_PREFIX):
+        if handler is None or not details.method.startswith(_SERVICE_PREFIXES):
             return handler  # health, reflection: not about the board's state
         return self._wrapped.get(handler, self._wrap)
 

@@ -100,13 +100,7 @@ class PrincipalLimits:
         return Admission(self, principal, request_bytes)
 
     def _admit(self, principal: str, request_bytes: int) -> None:
-        if request_bytes > self.max_request_bytes:
-            self._refuse(
-                "max_message_mb",
-                f"{request_bytes} bytes ({request_bytes / MIB:.1f} MiB)",
-                f"at most {self.max_request_bytes} bytes ({self.max_request_bytes / MIB:g} MiB) "
-                f"per request for {_who(principal)}",
-            )
+        self.check_size(principal, request_bytes)
         with self._lock:
             running = self._in_flight.get(principal, 0)
             if running < self.max_in_flight:
@@ -117,6 +111,17 @@ class PrincipalLimits:
                 f"a call while {running} of {_who(principal)} are running or queued",
                 f"at most {self.max_in_flight} calls in flight per principal; retry when one "
                 "has finished",
+            )
+
+    def check_size(self, principal: str, request_bytes: int) -> None:
+        """Raises :class:`ResourceExhausted` for a request (or one message of a stream:
+        sidra.server.streams) of more than ``max_message_mb`` for ``principal``."""
+        if request_bytes > self.max_request_bytes:
+            self._refuse(
+                "max_message_mb",
+                f"{request_bytes} bytes ({request_bytes / MIB:.1f} MiB)",
+                f"at most {self.max_request_bytes} bytes ({self.max_request_bytes / MIB:g} MiB) "
+                f"per request for {_who(principal)}",
             )
 
     def _release(self, principal: str) -> None:

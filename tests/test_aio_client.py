@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,8 +24,45 @@ def test_every_board_method_is_a_coroutine_of_the_same_signature() -> None:
     public = [n for n in vars(BoardMethods) if not n.startswith("_") and n not in ("run", "info")]
     for name in public:
         method = getattr(AsyncRemoteBoard, name)
+        if inspect.isgeneratorfunction(getattr(BoardMethods, name)):  # mvm_stream
+            # An async iterator, with the same parameters and the client's stream depth.
+            assert inspect.isasyncgenfunction(method), name
+            theirs = list(inspect.signature(getattr(BoardMethods, name)).parameters)
+            assert list(inspect.signature(method).parameters) == [*theirs, "depth"], name
+            continue
         assert inspect.iscoroutinefunction(method), name
         assert inspect.signature(method) == inspect.signature(getattr(BoardMethods, name)), name
+
+
+def test_an_mvm_stream_answers_as_the_synchronous_clients(
+    served: tuple[BoardDriver, int],
+) -> None:
+    """Batches through the asyncio client's MVMStream, from a list and from an async
+    iterator: each result equals the blocking client's unary pass, in order."""
+    address = f"127.0.0.1:{served[1]}"
+    rng = np.random.default_rng(6)
+
+    async def run() -> None:
+        with connect(address) as sync:
+            info = sync.info
+            g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols))
+            sync.program(2, g.astype(np.float32))
+            batches = [rng.uniform(-0.1, 0.1, (3, info.rows)).astype(np.float32) for _ in range(9)]
+            expected = [sync.mvm(2, v).currents for v in batches]
+
+            async def produced() -> Any:
+                for v in batches:
+                    yield v
+
+            async with await aio_connect(address) as board:
+                listed = [r.currents async for r in board.mvm_stream(2, batches, depth=2)]
+                drawn = [r.currents async for r in board.mvm_stream(2, produced())]
+        for got in (listed, drawn):
+            assert len(got) == len(expected)
+            for a, b in zip(got, expected, strict=True):
+                np.testing.assert_array_equal(a, b)
+
+    asyncio.run(run())
 
 
 def test_answers_equal_the_synchronous_clients(served: tuple[BoardDriver, int]) -> None:

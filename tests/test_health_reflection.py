@@ -14,20 +14,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from sidra.drivers import BoardDriver
+from sidra.drivers.operations import OPERATIONS
 from sidra.server import SERVICE_NAME
 
 BOARD_SERVICE = "sidra.hil.v1.BoardService"
-BOARD_METHODS = {
-    "GetBoardInfo",
-    "Program",
-    "ReadConductance",
-    "MVM",
-    "TransposeMVM",
-    "Perturb",
-    "ReadWriteCounts",
-    "Calibrate",
-    "AdvanceClock",
-}
+BOARD_METHODS = {op.rpc for op in OPERATIONS}
 
 
 @pytest.fixture
@@ -77,7 +68,7 @@ def test_reflection_lists_board_service(channel: grpc.Channel) -> None:
 
 
 def test_reflection_serves_board_proto(channel: grpc.Channel) -> None:
-    """file_containing_symbol returns board.proto's descriptor with all six RPCs."""
+    """file_containing_symbol returns board.proto's descriptor with every operation's RPC."""
     reply = _reflect(
         channel, reflection_pb2.ServerReflectionRequest(file_containing_symbol=BOARD_SERVICE)
     )

@@ -140,8 +140,14 @@ def test_every_board_method_builds_a_declared_request() -> None:
         "stats": (),
         "run": None,
     }
+    streamed = {"mvm_stream": (0, [np.zeros((1, 8))])}  # a stream of an operation's calls
     for name in names:
         if arguments.get(name, ()) is None:
+            continue
+        if name in streamed:
+            count = len(sent)
+            results = list(getattr(board, name)(*streamed[name]))
+            assert len(results) == 1 and [operation_of(r).rpc for r in sent[count:]] == ["MVM"]
             continue
         getattr(board, name)(*arguments.get(name, (0,)))
     assert {operation_of(r).rpc for r in sent} == set(RPCS)

@@ -15,6 +15,7 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from sidra.drivers import BoardDriver
+from sidra.drivers.operations import OPERATIONS
 from sidra.server.app import HEALTH_NAMES, REFLECTION_NAMES, create_server
 
 BOARD_SERVICE = "sidra.hil.v1.BoardService"
@@ -40,13 +41,14 @@ def reflect_v1(channel: grpc.Channel, *requests: Request) -> list[Response]:
 
 
 def test_v1_lists_services_including_both_reflection_versions(channel: grpc.Channel) -> None:
-    """ListServices over v1 names BoardService, SessionService, JobService, health, and
-    reflection v1 and v1alpha."""
+    """ListServices over v1 names BoardService, StreamService, SessionService, JobService,
+    health, and reflection v1 and v1alpha."""
     [reply] = reflect_v1(channel, Request(list_services=""))
     assert reply.WhichOneof("message_response") == "list_services_response"
     names = {s.name for s in reply.list_services_response.service}
     assert names == {
         BOARD_SERVICE,
+        "sidra.hil.v1.StreamService",
         "sidra.hil.v1.SessionService",
         "sidra.hil.v1.JobService",
         "grpc.health.v1.Health",
@@ -73,7 +75,7 @@ def test_v1_file_containing_board_service(channel: grpc.Channel) -> None:
     board = next(f for f in files if f.package == "sidra.hil.v1")
     service = next(s for s in board.service if s.name == "BoardService")
     assert {m.name for m in service.method} >= {"GetBoardInfo", "Program", "MVM", "AdvanceClock"}
-    assert len(service.method) == 9
+    assert len(service.method) == len(OPERATIONS)  # one RPC per operation
 
 
 def test_v1_unknown_symbol_is_a_not_found_error_response(channel: grpc.Channel) -> None:

@@ -13,7 +13,13 @@ from sidra.server.security.access import (
     principal_name,
     principal_of,
 )
-from sidra.server.security.roles import RPC_ROLES, SESSION_ROLES, Role, required_role
+from sidra.server.security.roles import (
+    RPC_ROLES,
+    SESSION_ROLES,
+    STREAM_ROLES,
+    Role,
+    required_role,
+)
 from sidra.server.security.tls import server_credentials
 from sidra.server.security.tokens import (
     LOCAL,
@@ -29,6 +35,7 @@ __all__ = [
     "LOCAL",
     "RPC_ROLES",
     "SESSION_ROLES",
+    "STREAM_ROLES",
     "AccessControl",
     "Principal",
     "Role",

@@ -30,9 +30,17 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from sidra.hil.v1 import board_pb2 as pb
-from sidra.hil.v1 import jobs_pb2, session_pb2
+from sidra.hil.v1 import jobs_pb2, session_pb2, stream_pb2
 
-__all__ = ["JOB_ROLES", "OPEN_SERVICES", "RPC_ROLES", "SESSION_ROLES", "Role", "required_role"]
+__all__ = [
+    "JOB_ROLES",
+    "OPEN_SERVICES",
+    "RPC_ROLES",
+    "SESSION_ROLES",
+    "STREAM_ROLES",
+    "Role",
+    "required_role",
+]
 
 BOARD_SERVICE: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
 
@@ -79,6 +87,18 @@ RPC_ROLES: Mapping[str, Role] = MappingProxyType(
 )
 """The role each BoardService RPC needs, keyed by the RPC names of
 ``sidra.drivers.operations.OPERATIONS`` (tests/server checks that every RPC has one)."""
+
+STREAM_SERVICE: str = stream_pb2.DESCRIPTOR.services_by_name["StreamService"].full_name
+
+STREAM_ROLES: Mapping[str, Role] = MappingProxyType(
+    {
+        "MVMStream": RPC_ROLES["MVM"],  # = TransposeMVM's, the other pass an item may be
+        "ProgramChunked": RPC_ROLES["Program"],
+        "ReadConductanceChunked": RPC_ROLES["ReadConductance"],
+    }
+)
+"""The role each StreamService RPC needs: that of the BoardService RPC it carries
+(tests/server checks that every RPC has one)."""
 
 SESSION_SERVICE: str = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 
@@ -129,6 +149,8 @@ def required_role(method: str) -> Role | None:
         return Role.VIEWER
     if service == BOARD_SERVICE:
         return RPC_ROLES.get(name, Role.ADMIN)
+    if service == STREAM_SERVICE:
+        return STREAM_ROLES.get(name, Role.ADMIN)
     if service == SESSION_SERVICE:
         return SESSION_ROLES.get(name, Role.ADMIN)
     if service == JOB_SERVICE:

@@ -1,0 +1,261 @@
+"""Streams (stream.proto): pipelined MVM batches and transfers larger than one message.
+
+On every board target. ``mvm_stream`` locally (the driver runs the batches one
+after another) and through gRPC (one MVMStream with batches in flight) answers
+each batch exactly as its unary pass does, in order; a refused batch raises its
+error at its place. Over gRPC alone: an error item answers that item and the
+stream goes on; a cancelled stream leaves no pass half done and the server
+serving; a Program and a read larger than the server's message size travel as
+row bands and round-trip exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from board_checks import mid_range_g
+
+from sidra.client import connect
+from sidra.drivers import Board, OutOfRange, Region
+from sidra.drivers.operations import OPERATIONS
+from sidra.drivers.requests import ReadConductanceRequest
+from sidra.hil import convert, tensors
+from sidra.hil.v1 import board_pb2 as pb
+from sidra.hil.v1 import stream_pb2 as spb
+from sidra.hil.v1 import stream_pb2_grpc
+from sidra.server import create_server
+
+TILE = 3
+READ = next(op for op in OPERATIONS if op.rpc == "ReadConductance")
+SMALL_MESSAGE_BYTES = 96 * 2**10
+"""A server message size below one 256 x 256 tile of float32 (256 KiB): a whole-tile
+Program and read must go as row bands."""
+
+
+def _volts(board: Board, batch: int, width: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v_max = board.info.read_voltage_max_v
+    return rng.uniform(-v_max / 2, v_max / 2, (batch, width)).astype(np.float32)
+
+
+def _programmed(board: Board, seed: int) -> np.ndarray:
+    info = board.info
+    g = mid_range_g(info, np.random.default_rng(seed), (info.rows, info.cols))
+    board.program(TILE, g)
+    return g
+
+
+@pytest.mark.ideal_only
+def test_a_stream_answers_each_batch_as_its_unary_pass_in_order(board: Board) -> None:
+    """Twelve batches of different sizes, forward then transpose: each result equals the
+    unary pass of the same batch, exactly (ideal board), in the order sent."""
+    _programmed(board, seed=300)
+    rows, cols = board.info.rows, board.info.cols
+    forward = [_volts(board, 1 + k % 5, rows, seed=310 + k) for k in range(12)]
+    backward = [_volts(board, 1 + k % 3, cols, seed=330 + k) for k in range(12)]
+    streamed = list(board.mvm_stream(TILE, forward))
+    streamed_t = list(board.mvm_stream(TILE, backward, transpose=True))
+    assert len(streamed) == len(streamed_t) == 12
+    for v, result in zip(forward, streamed, strict=True):
+        np.testing.assert_array_equal(result.currents, board.mvm(TILE, v).currents)
+    for v, result in zip(backward, streamed_t, strict=True):
+        np.testing.assert_array_equal(result.currents, board.transpose_mvm(TILE, v).currents)
+
+
+def test_a_stream_over_a_region_passes_only_the_region(board: Board) -> None:
+    """Region batches stream as region passes: [batch, region rows] -> [batch, region cols]."""
+    region = Region(4, 8, 6, 5)
+    batches = [_volts(board, 2, region.rows, seed=340 + k) for k in range(3)]
+    shapes = [r.currents.shape for r in board.mvm_stream(TILE, batches, region)]
+    assert shapes == [(2, 5)] * 3
+
+
+def test_a_refused_batch_raises_at_its_place_after_the_results_before_it(board: Board) -> None:
+    """Batch 2 of 4 is out of range: batches 0 and 1 are answered, then OutOfRange names
+    the voltages; the board is as it was (passes do not write)."""
+    rows = board.info.rows
+    bad = np.full((1, rows), 10 * board.info.read_voltage_max_v, np.float32)
+    batches = [_volts(board, 2, rows, 350), _volts(board, 2, rows, 351), bad]
+    batches.append(_volts(board, 2, rows, 352))
+    results = []
+    with pytest.raises(OutOfRange) as caught:
+        for result in board.mvm_stream(TILE, batches):
+            results.append(result)
+    assert len(results) == 2
+    assert caught.value.field == "voltages"
+
+
+def test_an_empty_stream_answers_nothing(board: Board) -> None:
+    assert list(board.mvm_stream(TILE, [])) == []
+
+
+# -- over gRPC: the stream itself ----------------------------------------------------------
+
+
+@pytest.fixture
+def streams(served: tuple[Board, int]) -> Iterator[stream_pb2_grpc.StreamServiceStub]:
+    """A raw StreamService stub of the served board."""
+    with grpc.insecure_channel(f"127.0.0.1:{served[1]}") as channel:
+        yield stream_pb2_grpc.StreamServiceStub(channel)
+
+
+def _item(sequence: int, tile: int, voltages: np.ndarray) -> spb.MVMStreamRequest:
+    item = spb.MVMStreamRequest(sequence=sequence)
+    item.mvm.tile = tile
+    tensors.encode_into(item.mvm.voltages, voltages)
+    return item
+
+
+def test_an_error_item_answers_that_item_and_the_stream_goes_on(
+    served: tuple[Board, int], streams: stream_pb2_grpc.StreamServiceStub
+) -> None:
+    """Items 0..4, item 2 naming a tile that does not exist: item 2 is answered with its
+    error (code, field, value, allowed), items 3 and 4 with their currents; sequence
+    numbers are echoed in order."""
+    board = served[0]
+    rows = board.info.rows
+    tiles = [TILE, TILE, board.info.tile_count, TILE, TILE]
+    items = [_item(100 + k, t, _volts(board, 1, rows, 360 + k)) for k, t in enumerate(tiles)]
+    answers = list(streams.MVMStream(iter(items)))
+    assert [a.sequence for a in answers] == [100, 101, 102, 103, 104]
+    kinds = [a.WhichOneof("result") for a in answers]
+    assert kinds == ["mvm", "mvm", "error", "mvm", "mvm"]
+    error = answers[2].error
+    assert (error.code, error.field, error.exception) == ("OUT_OF_RANGE", "tile", "OutOfRange")
+    assert error.value == str(board.info.tile_count) and error.allowed
+    assert "tile" in error.message
+    assert answers[3].mvm.currents.shape == [1, board.info.cols]
+
+
+def test_an_item_that_sets_no_pass_ends_the_stream_with_invalid_argument(
+    streams: stream_pb2_grpc.StreamServiceStub,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        list(streams.MVMStream(iter([spb.MVMStreamRequest(sequence=7)])))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "sequence 7" in (caught.value.details() or "")
+
+
+def test_a_stream_cancelled_mid_way_leaves_whole_passes_and_the_server_serving(
+    served: tuple[Board, int], streams: stream_pb2_grpc.StreamServiceStub
+) -> None:
+    """A client sends items forever and cancels after three answers: every pass that ran
+    ran whole (the board's pass count grew by whole batches of 4), and the server answers
+    the next call."""
+    board, port = served
+    rows = board.info.rows
+    v = _volts(board, 4, rows, seed=370)
+    before = board.stats().mvm_passes
+
+    def forever() -> Iterator[spb.MVMStreamRequest]:
+        k = 0
+        while True:
+            yield _item(k, TILE, v)
+            k += 1
+
+    call = streams.MVMStream(forever())
+    answered = [next(call) for _ in range(3)]
+    call.cancel()
+    assert [a.sequence for a in answered] == [0, 1, 2]
+    with connect(f"127.0.0.1:{port}") as client:
+        np.testing.assert_array_equal(client.mvm(TILE, v).currents, _currents(answered[0]))
+    passes = board.stats().mvm_passes - before
+    assert passes >= 4 * 4 and passes % 4 == 0
+
+
+def _currents(answer: spb.MVMStreamResponse) -> Any:
+    return tensors.decode(answer.mvm.currents, "currents")
+
+
+# -- over gRPC: chunked Program and ReadConductance ----------------------------------------
+
+
+@pytest.fixture
+def small_messages(shared_board: Board) -> Iterator[int]:
+    """The shared board behind a server taking messages of SMALL_MESSAGE_BYTES; its port."""
+    server, port = create_server(shared_board, "127.0.0.1:0", max_message_bytes=SMALL_MESSAGE_BYTES)
+    server.start()
+    yield port
+    server.stop(grace=None)
+
+
+@pytest.mark.ideal_only
+def test_a_program_larger_than_one_message_round_trips_exactly(small_messages: int) -> None:
+    """A whole tile (256 KiB of targets) through a server of 96 KiB messages: Program goes
+    as row bands, the read comes back as row bands, both equal to the targets; the report
+    is the one a unary Program gives (every cell written)."""
+    with connect(f"127.0.0.1:{small_messages}", server_max_message_bytes=SMALL_MESSAGE_BYTES) as c:
+        info = c.info
+        assert 4 * info.rows * info.cols > SMALL_MESSAGE_BYTES
+        g = mid_range_g(info, np.random.default_rng(380), (info.rows, info.cols))
+        report = c.program(TILE, g)
+        assert report.cells_written == info.rows * info.cols
+        np.testing.assert_array_equal(c.read_conductance(TILE).conductances, g)
+
+
+def test_a_chunked_program_with_one_bad_value_writes_nothing(
+    small_messages: int, shared_board: Board
+) -> None:
+    """The last band holds one target above g_max_us: OutOfRange naming conductances, and
+    no cell of the tile was written (write counts unchanged)."""
+    with connect(f"127.0.0.1:{small_messages}", server_max_message_bytes=SMALL_MESSAGE_BYTES) as c:
+        info = c.info
+        g = mid_range_g(info, np.random.default_rng(381), (info.rows, info.cols))
+        g[-1, -1] = info.g_max_us * 2
+        before = shared_board.read_write_counts(TILE).counts.copy()
+        with pytest.raises(OutOfRange) as caught:
+            c.program(TILE, g)
+        assert caught.value.field == "conductances"
+        np.testing.assert_array_equal(shared_board.read_write_counts(TILE).counts, before)
+
+
+def test_bands_that_do_not_make_up_the_declared_shape_are_refused(small_messages: int) -> None:
+    """A first chunk declaring 4 rows followed by bands of 2 and 1 rows: INVALID_ARGUMENT
+    naming the chunks, and nothing ran."""
+    with grpc.insecure_channel(f"127.0.0.1:{small_messages}") as channel:
+        stub = stream_pb2_grpc.StreamServiceStub(channel)
+        g = np.full((2, 8), 20.0, np.float32)
+        first = spb.ProgramChunk(tile=TILE, shape=[4, 8])
+        tensors.encode_into(first.conductances, g)
+        second = spb.ProgramChunk()
+        tensors.encode_into(second.conductances, g[:1])
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ProgramChunked(iter([first, second]))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "3 rows sent" in (caught.value.details() or "")
+
+
+def test_a_chunked_read_names_its_fields_under_read(small_messages: int) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{small_messages}") as channel:
+        stub = stream_pb2_grpc.StreamServiceStub(channel)
+        request = spb.ReadConductanceChunkedRequest(read=pb.ReadConductanceRequest(tile=99))
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.ReadConductanceChunked(request))
+        assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
+        assert "read.tile" in (caught.value.details() or "")
+        too_big = spb.ReadConductanceChunkedRequest(
+            read=pb.ReadConductanceRequest(tile=TILE), chunk_bytes=SMALL_MESSAGE_BYTES
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.ReadConductanceChunked(too_big))
+        assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
+        assert "chunk_bytes" in (caught.value.details() or "")
+
+
+def test_a_chunked_read_has_one_reads_cost(small_messages: int, shared_board: Board) -> None:
+    """The bands of a chunked read are one ReadConductance: the same cost as a unary read
+    of the region, carried by the first band."""
+    region = Region(0, 0, 64, 256)
+    unary = shared_board.read_conductance(TILE, region)
+    with grpc.insecure_channel(f"127.0.0.1:{small_messages}") as channel:
+        stub = stream_pb2_grpc.StreamServiceStub(channel)
+        read = convert.request_to_pb(ReadConductanceRequest(TILE, region), READ)
+        request = spb.ReadConductanceChunkedRequest(read=read, chunk_bytes=16 * 1024)
+        chunks = list(stub.ReadConductanceChunked(request))
+    assert [c.row_start for c in chunks] == [0, 16, 32, 48]
+    assert list(chunks[0].shape) == [64, 256]
+    assert chunks[0].cost.time_ns == pytest.approx(unary.cost.time_ns)
