@@ -41,6 +41,8 @@ from sidra.client.session import (
     session_call,
     session_state,
 )
+from sidra.client.shared_memory import SharedArray, SharedRegion
+from sidra.client.shared_memory import new_name as new_shm_name
 from sidra.drivers import (
     Board,
     BoardInfo,
@@ -65,7 +67,7 @@ from sidra.drivers.requests import (
     TransposeMVMRequest,
     step_member,
 )
-from sidra.drivers.types import BoardDescription, ProgramReport, ReadResult
+from sidra.drivers.types import BoardDescription, Cost, ProgramReport, ReadResult
 from sidra.drivers.url import query_options
 from sidra.drivers.validation import to_float32
 from sidra.hil import convert
@@ -222,6 +224,15 @@ class RemoteBoard(Board):
         if self._too_large(request):
             return self._chunked(request, op)
         message = self._message(request, op)
+        reply, call = self._send(op, message)
+        result = convert.result_from_pb(reply, op)
+        # A server that sends no trailer still names the instance in GetBoardInfo.
+        named = _instance_of(call) or getattr(result, "instance_id", None)
+        self._instance.succeeded(named, op.rpc)
+        return result
+
+    def _send(self, op: Operation, message: Any) -> tuple[Any, Any]:
+        """``message`` sent as ``op``'s RPC: (reply, call), or the SIDRA exception."""
         try:
             reply, call = self._calls[op.request].with_call(
                 message, timeout=self.timeout_s, metadata=self._metadata
@@ -232,11 +243,56 @@ class RemoteBoard(Board):
             if reported is error:
                 raise error from exc
             raise reported from error  # the reset is the news; the call's own error its cause
-        result = convert.result_from_pb(reply, op)
-        # A server that sends no trailer still names the instance in GetBoardInfo.
-        named = _instance_of(call) or getattr(result, "instance_id", None)
-        self._instance.succeeded(named, op.rpc)
-        return result
+        return reply, call
+
+    def shared_memory(self, size_bytes: int, name: str = "") -> SharedRegion:
+        """A POSIX shared-memory region of ``size_bytes``, registered in this board's
+        session (open one first) for :meth:`mvm_shared`; the server must be on this
+        host and enable it (session.proto, "Shared memory"). Use as a context manager."""
+        if self._session is None:
+            raise FailedPrecondition(
+                "shared memory lives in a session: open one first (board.session())"
+            )
+        return SharedRegion(self, self._session.id, size_bytes, name or new_shm_name())
+
+    def mvm_shared(
+        self,
+        tile: int,
+        inputs: SharedArray,
+        outputs: SharedArray,
+        region: Region | None = None,
+        *,
+        output_codes: bool = False,
+        transpose: bool = False,
+    ) -> MVMResult:
+        """An MVM (``transpose``: TransposeMVM) whose inputs (float32 voltages, or DAC
+        codes) are read from, and whose outputs (float32 currents, or with
+        ``output_codes`` the ADC's codes) are written to, shared memory by the server;
+        the result's ``currents`` (or ``output_codes``) is ``outputs.array`` itself."""
+        request_type = TransposeMVMRequest if transpose else MVMRequest
+        op = operation_of(request_type(tile, None, region))
+        message = (pb.TransposeMVMRequest if transpose else pb.MVMRequest)(
+            tile=tile, output_codes=output_codes,
+            shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb(),
+        )  # fmt: skip
+        if region is not None:
+            message.region.CopyFrom(
+                pb.Region(
+                    row_offset=region.row_offset, col_offset=region.col_offset,
+                    rows=region.rows, cols=region.cols,
+                )
+            )  # fmt: skip
+        reply, call = self._send(op, message)
+        self._instance.succeeded(_instance_of(call), op.rpc)
+        codes = outputs.array if output_codes else None
+        currents = outputs.array
+        if codes is not None:
+            currents = codes.astype(np.float32)
+            currents *= np.float32(reply.adc_step_ua)
+        cost = Cost(reply.cost.time_ns, reply.cost.energy_nj)
+        return MVMResult(
+            currents, reply.saturated_outputs, cost, codes, reply.dac_step_v, reply.adc_step_ua
+        )
 
     def mvm_stream(
         self,

@@ -46,7 +46,9 @@ from sidra.server.settings import (
     LeaseSettings,
     LimitsSettings,
     ServerSettings,
+    SharedMemorySettings,
 )
+from sidra.server.shared_memory import SharedMemoryStore
 from sidra.server.state import StateStore
 from sidra.server.streams import STREAM_SERVICE_NAME, StreamServicer, stream_service_handler
 from sidra.server.turns import BoardTurns
@@ -85,6 +87,7 @@ def create_server(
     store: StateStore | None = None,
     limits: LimitsSettings | None = None,
     leases: LeaseSettings | None = None,
+    shared_memory: SharedMemorySettings | None = None,
     job_runner: RunnerLoader = load_runner,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
@@ -96,7 +99,9 @@ def create_server(
     a call over them is refused with RESOURCE_EXHAUSTED. Clients lease tiles through
     ``sidra.hil.v1.SessionService`` (:mod:`sidra.server.sessions`, configured by
     ``leases``, default: the :class:`~sidra.server.settings.LeaseSettings` defaults);
-    a thread ends sessions that expire while any is open. Training jobs run in the
+    a thread ends sessions that expire while any is open. Clients on this host may
+    keep MVM tensors in registered shared memory when ``shared_memory`` enables it
+    (:mod:`sidra.server.shared_memory`; off by default). Training jobs run in the
     server through ``sidra.hil.v1.JobService`` (:mod:`sidra.server.jobs`; their
     records go to ``store``, without which SubmitJob is refused); ``job_runner``
     loads the training code at the first SubmitJob.
@@ -141,11 +146,20 @@ def create_server(
         board, turns, lease_registry(board, leases or LeaseSettings()),
         on_event=metrics.count_lease_event,
     )  # fmt: skip
+    shm = shared_memory or SharedMemorySettings()
+    shared = SharedMemoryStore(
+        enabled=shm.enabled, session_open=keeper.registry.renew,
+        max_per_session=shm.max_regions_per_session, max_bytes=shm.max_region_mb * 2**20,
+    )  # fmt: skip
+    keeper.session_ended.append(shared.session_ended)
     servicer = BoardServicer(
         board, store, principal_of=principal_name, limits=per_principal,
         turns=turns, leases=keeper, admin_of=_is_admin, refusal_of=_refusal_of,
+        shared_memory=shared,
     )  # fmt: skip
-    sessions = SessionServicer(keeper, caller_of=_caller, limits=per_principal)
+    sessions = SessionServicer(
+        keeper, caller_of=_caller, limits=per_principal, shared_memory=shared
+    )
     jobs = JobManager(
         servicer, keeper, store, max_jobs=(limits or LimitsSettings()).max_jobs,
         load_runner=job_runner,
@@ -249,6 +263,7 @@ def create_configured_server(
         store=store,
         limits=settings.limits,
         leases=settings.leases,
+        shared_memory=settings.shared_memory,
     )
 
 

@@ -149,6 +149,12 @@ class PrincipalLimits:
         else:
             return
         shape = request.voltages.shape
+        if isinstance(request, pb.MVMRequest | pb.TransposeMVMRequest):
+            # Inputs as codes or in shared memory have their batch there.
+            if request.HasField("input_codes"):
+                shape = request.input_codes.shape
+            elif request.HasField("shared_inputs"):
+                shape = request.shared_inputs.shape
         # Only a [batch, width] shape has a batch; any other is malformed, which the
         # driver refuses as INVALID_ARGUMENT: the more useful answer.
         if len(shape) == 2 and shape[0] * points > self.max_batch:

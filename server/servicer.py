@@ -47,6 +47,14 @@ from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.memory import LARGE_REQUEST_BYTES, give_back_memory, note_call
 from sidra.server.parsing import parse_request
 from sidra.server.sessions import LeaseKeeper
+from sidra.server.shared_memory import (
+    SHARED_RPCS,
+    SharedMemoryDenied,
+    SharedMemoryStore,
+    names_shared_memory,
+    shared_pass,
+    written,
+)
 from sidra.server.state import ProgramNotRecorded, StateStore
 from sidra.server.status import map_errors
 from sidra.server.turns import BoardTurns
@@ -107,8 +115,11 @@ class BoardServicer:
         leases: LeaseKeeper | None = None,
         admin_of: AdminOf = lambda context: True,
         refusal_of: RefusalOf = lambda context, rpc: None,
+        shared_memory: SharedMemoryStore | None = None,
     ) -> None:
         self.board = board
+        self.shared_memory = shared_memory
+        """Shared-memory registrations MVM and TransposeMVM may name (None: none offered)."""
         self.turns = turns or BoardTurns()
         """The board lock, granted round robin by principal (sidra.server.turns)."""
         self.limits = limits or PrincipalLimits()
@@ -136,6 +147,9 @@ class BoardServicer:
             message = _parse(op, data)
             self.limits.check_batch(caller, message)  # before the tensor becomes an array
             request = convert.request_from_pb(message, op)
+            outputs = None
+            if op.rpc in SHARED_RPCS and names_shared_memory(message):
+                request, outputs = self._shared(message, request, principal, context)
             # The request holds its own copy of the tensor bytes: drop the parsed message
             # now rather than at return, one request's size less held while it waits and runs.
             del message
@@ -145,7 +159,25 @@ class BoardServicer:
             result = self.run_in_turn(
                 op.rpc, request, principal, caller, _session_of(context), admin=admin
             )
+            if outputs is not None:  # written in place: the response carries no tensor
+                answer = convert.result_to_pb(written(result, outputs), op, request)
+                answer.ClearField("currents")
+                return answer
             return convert.result_to_pb(result, op, request)
+
+    def _shared(
+        self, message: Message, request: Request, principal: str, context: grpc.ServicerContext
+    ) -> tuple[Request, Any]:
+        """``request`` with its tensors in the caller's shared memory (sidra.server.
+        shared_memory); PERMISSION_DENIED when it may not use them."""
+        try:
+            return shared_pass(
+                self.shared_memory, message, request, self.board.info, principal,
+                _session_of(context), context.peer(),
+            )  # fmt: skip
+        except SharedMemoryDenied as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise  # abort raises; this line is for the type checker
 
     def _check_step_roles(self, request: SequenceRequest, context: grpc.ServicerContext) -> None:
         """Aborts with PERMISSION_DENIED when a step needs a role the caller lacks."""

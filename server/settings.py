@@ -172,6 +172,22 @@ class LeaseSettings(BaseModel):
         return self
 
 
+class SharedMemorySettings(BaseModel):
+    """``[shared_memory]``: tensors in POSIX shared memory for clients on this host
+    (session.proto, "Shared memory"; docs/operations.md, "Shared memory")."""
+
+    model_config = SECTION
+
+    enabled: bool = False
+    """Offer shared-memory registrations to callers on this host (unix: or loopback
+    peers); off by default: a same-host client that truncates a registered object
+    while a call uses it can crash the server."""
+    max_regions_per_session: int = Field(16, ge=1, le=1024)
+    """Registrations one session may hold at once."""
+    max_region_mb: int = Field(1024, ge=1, le=65_536)
+    """Largest registration, MiB."""
+
+
 def default_state_path() -> Path:
     """``user_data_dir("sidra-hil")/state.sqlite3``: per user, surviving reboots
     (``~/.local/share/sidra-hil/state.sqlite3`` on Linux); the store defines it."""
@@ -252,6 +268,8 @@ class ServerSettings(BaseSettings):
     """``[limits]``: per-principal limits."""
     leases: LeaseSettings = LeaseSettings()
     """``[leases]``: sessions and tile leases."""
+    shared_memory: SharedMemorySettings = SharedMemorySettings()
+    """``[shared_memory]``: tensors in shared memory for clients on this host (off)."""
     state: StateSettings = Field(default_factory=StateSettings)
     """``[state]``: durable board state."""
     metrics: MetricsSettings = MetricsSettings()

@@ -109,9 +109,7 @@ class StreamServicer:
 
     # -- ProgramChunked -------------------------------------------------------------------
 
-    def program_chunked(
-        self, chunks: Iterator[bytes], context: grpc.ServicerContext
-    ) -> Message:
+    def program_chunked(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> Message:
         """The whole target set received and assembled, then one Program."""
         board = self.board
         principal = board.principal_of(context)

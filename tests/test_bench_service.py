@@ -18,8 +18,9 @@ RATIOS = (
     "spsa_host_step_ratio",
     "batch1024_codes_ratio",
     "spsa_job_step_ratio_wan",
+    "batch1024_shm_ratio",
 )
-NOT_YET = ("batch1024_shm_ratio",)
+NOT_YET: tuple[str, ...] = ()
 
 
 def test_bench_service_json_keys_and_types() -> None:
@@ -33,7 +34,7 @@ def test_bench_service_json_keys_and_types() -> None:
     report = json.loads(result.stdout)
     for key in RATIOS:  # a step time is a difference of two runs: its sign is not checked
         assert isinstance(report[key], float), key
-    for key in (*RATIOS[:4], "batch1024_codes_ratio"):
+    for key in (*RATIOS[:4], "batch1024_codes_ratio", "batch1024_shm_ratio"):
         assert report[key] > 0, key
     for key in NOT_YET:
         assert report[key] is None, key

@@ -10,6 +10,9 @@ acceptance names are printed as ratios:
 - ``batch1024_codes_ratio``: the same over gRPC with the inputs as DAC codes (int8) and
   the outputs as ADC codes (int16; ``input_codes``, ``output_codes``), divided by in
   process (float32): the acceptance asks for at least 2.5 x ``batch1024_float32_ratio``;
+- ``batch1024_shm_ratio``: the same over gRPC with the voltages and currents in shared
+  memory registered with the server (``board.mvm_shared``; the server enables it for
+  this run), divided by in process: the acceptance asks for at least 0.8;
 - ``mvm1_over_empty``: a 1-vector MVM round trip over an empty RPC (a health check)
   on the same server, p50 over p50;
 - ``spsa_board_step_ratio`` / ``spsa_host_step_ratio``: an SPSA step on the digits
@@ -24,12 +27,13 @@ acceptance names are printed as ratios:
   in-process runs alternate over ``job_rounds`` rounds and each side's median is
   taken: a machine busy with other work slows both alike.
 
-Keys for paths the service does not offer yet (shared memory) are printed as null.
+Every key issue 13 names is measured.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -47,7 +51,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidra.cli.delay_proxy import DelayProxy
 from sidra.cli.options import AsJson, Preset
-from sidra.client import connect
+from sidra.client import RemoteBoard, connect
 from sidra.drivers import Board, open_board
 from sidra.training.board_spsa import train_softmax_spsa
 from sidra.training.datasets import load_dataset
@@ -55,7 +59,7 @@ from sidra.training.options import PerturbationMode, SPSAOptions
 
 __all__ = ["service_benchmark", "service_command"]
 
-NOT_YET = ("batch1024_shm_ratio",)
+NOT_YET: tuple[str, ...] = ()
 """Keys of paths the service does not offer yet: printed as null."""
 
 WAN_DELAY_S = 0.020
@@ -66,9 +70,10 @@ WAN_DELAY_S = 0.020
 def _served(board_url: str) -> Iterator[str]:
     """``sidra serve --board URL`` on a free loopback port; yields ``host:port``."""
     command = [sys.executable, "-m", "sidra.cli", "serve", "--board", board_url]
+    env = {**os.environ, "SIDRA_SHARED_MEMORY__ENABLED": "true"}  # for batch1024_shm_ratio
     proc = subprocess.Popen(
         [*command, "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         stderr = proc.stderr
@@ -113,6 +118,22 @@ def _codes_vectors_per_s(board: Board, batch: int, repeats: int, rng: np.random.
     for _ in range(2):
         board.mvm(0, input_codes=k, output_codes=True)
     calls = _times_s(lambda: board.mvm(0, input_codes=k, output_codes=True), repeats)
+    return batch / statistics.median(calls)
+
+
+def _shm_vectors_per_s(
+    board: RemoteBoard, batch: int, repeats: int, rng: np.random.Generator
+) -> float:
+    """MVM vectors per second with voltages and currents in registered shared memory."""
+    info = board.info
+    inputs_bytes = batch * info.rows * 4
+    with board.session(), board.shared_memory(inputs_bytes + batch * info.cols * 4) as shm:
+        v = shm.array((batch, info.rows))
+        i = shm.array((batch, info.cols), offset_bytes=inputs_bytes)
+        v.array[:] = rng.uniform(-0.05, 0.05, v.array.shape)
+        for _ in range(2):
+            board.mvm_shared(0, v, i)
+        calls = _times_s(lambda: board.mvm_shared(0, v, i), repeats)
     return batch / statistics.median(calls)
 
 
@@ -198,6 +219,10 @@ def service_benchmark(
                 codes = _codes_vectors_per_s(remote, batch, repeats, rng)
                 result["batch1024_grpc_codes_vectors_per_s"] = round(codes)
                 result["batch1024_codes_ratio"] = round(codes / here, 3)
+            if batch == 1024:
+                shm = _shm_vectors_per_s(remote, batch, repeats, rng)
+                result["batch1024_grpc_shm_vectors_per_s"] = round(shm)
+                result["batch1024_shm_ratio"] = round(shm / here, 3)
 
         with grpc.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)

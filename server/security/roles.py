@@ -108,6 +108,8 @@ SESSION_ROLES: Mapping[str, Role] = MappingProxyType(
         "OpenSession": Role.OPERATOR,
         "Heartbeat": Role.OPERATOR,
         "CloseSession": Role.OPERATOR,
+        "RegisterSharedMemory": Role.OPERATOR,
+        "UnregisterSharedMemory": Role.OPERATOR,
         "AcquireLease": Role.OPERATOR,
         "ReleaseLease": Role.OPERATOR,
     }

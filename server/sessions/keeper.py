@@ -77,6 +77,9 @@ class LeaseKeeper:
         self.registry = registry
         self.perturbed = PerturbedCells(board.info)
         self.on_event = on_event or (lambda event: None)
+        self.session_ended: list[Callable[[str], None]] = []
+        """Called with the id of every session that ends (closed or expired): what lives
+        as long as a session (shared-memory registrations) ends with it."""
         self._pending: set[int] = set()  # tiles whose restore the board refused
         self._stop = threading.Event()
         self._reaper_lock = threading.Lock()
@@ -154,6 +157,7 @@ class LeaseKeeper:
         with self.turns.turn(principal):
             ended = self.registry.close(principal, session_id, admin=admin)
             end = LeaseEnd(ended, self._restore(ended.tiles))
+        self._ended(ended.session.id)
         self.on_event("closed")
         return end
 
@@ -211,7 +215,15 @@ class LeaseKeeper:
             )  # fmt: skip
             self.on_event("expired")
             ends.append(LeaseEnd(ended, self._restore(ended.tiles)))
+            self._ended(session.id)
         return ends
+
+    def _ended(self, session_id: str) -> None:
+        for listener in self.session_ended:
+            try:
+                listener(session_id)
+            except Exception:  # one listener's failure must not keep a session alive
+                log.exception("ending what lived with session %s failed", session_id[:8])
 
     # -- restoring (inside a turn) -------------------------------------------------
 

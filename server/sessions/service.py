@@ -8,7 +8,7 @@ state. Errors leave through ``sidra.server.status`` like BoardService's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -18,6 +18,7 @@ from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.sessions.keeper import LeaseEnd, LeaseKeeper
 from sidra.server.sessions.registry import SessionView
+from sidra.server.shared_memory import SharedMemoryDenied, SharedMemoryStore
 from sidra.server.status import map_errors
 
 __all__ = ["SESSION_SERVICE_NAME", "SessionServicer", "session_service_handler"]
@@ -41,8 +42,11 @@ class SessionServicer:
         keeper: LeaseKeeper,
         caller_of: CallerOf = local_caller,
         limits: PrincipalLimits | None = None,
+        shared_memory: SharedMemoryStore | None = None,
     ) -> None:
         self.keeper = keeper
+        self.shared_memory = shared_memory
+        """Shared-memory registrations (None: the server offers none)."""
         self.caller_of = caller_of
         self.limits = limits or PrincipalLimits()
         """Counted with the principal's BoardService calls: AcquireLease may wait
@@ -92,6 +96,54 @@ class SessionServicer:
             for held in registry.holders()
         ]
         return pb.ListLeasesResponse(leases=leases, open_sessions=registry.open_sessions())
+
+    def RegisterSharedMemory(
+        self, request: pb.RegisterSharedMemoryRequest, context: grpc.ServicerContext
+    ) -> Message:
+        principal, _ = self.caller_of(context)
+        store = self._store(context)
+        mapping = _denied_as_status(
+            context,
+            lambda: store.register(
+                principal, request.session_id, context.peer(), request.name, request.key,
+                request.size_bytes,
+            ),
+        )  # fmt: skip
+        return pb.SharedMemoryRegistration(
+            name=mapping.name, key=request.key, size_bytes=mapping.size_bytes,
+            session_registrations=store.session_registrations(request.session_id),
+        )  # fmt: skip
+
+    def UnregisterSharedMemory(
+        self, request: pb.UnregisterSharedMemoryRequest, context: grpc.ServicerContext
+    ) -> Message:
+        principal, _ = self.caller_of(context)
+        store = self._store(context)
+        _denied_as_status(
+            context,
+            lambda: store.unregister(principal, request.session_id, context.peer(), request.name),
+        )
+        return pb.SharedMemoryRegistration(
+            name=request.name, session_registrations=store.session_registrations(request.session_id)
+        )
+
+    def _store(self, context: grpc.ServicerContext) -> SharedMemoryStore:
+        if self.shared_memory is None:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "this server offers no shared memory")
+        assert self.shared_memory is not None
+        return self.shared_memory
+
+
+T = TypeVar("T")
+
+
+def _denied_as_status(context: grpc.ServicerContext, action: Callable[[], T]) -> T:
+    """``action()``; a SharedMemoryDenied leaves as PERMISSION_DENIED."""
+    try:
+        return action()
+    except SharedMemoryDenied as exc:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        raise  # abort raises; this line is for the type checker
 
 
 def _state(view: SessionView) -> pb.SessionState:

@@ -258,15 +258,21 @@ def tensor(dtype: int | None, shape: list[int] | None, data: bytes) -> bytes:
 FIELD_NUMBERS = {
     "Program": {"tile": 1, "row_offset": 2, "col_offset": 3, "conductances": 4},
     "ReadConductance": {"tile": 1, "region": 2},
-    "MVM": {"tile": 1, "voltages": 2, "region": 3},
-    "TransposeMVM": {"tile": 1, "voltages": 2, "region": 3},
+    "MVM": {
+        "tile": 1, "voltages": 2, "region": 3, "input_codes": 4, "output_codes": 5,
+        "shared_inputs": 6, "shared_outputs": 7,
+    },
+    "TransposeMVM": {
+        "tile": 1, "voltages": 2, "region": 3, "input_codes": 4, "output_codes": 5,
+        "shared_inputs": 6, "shared_outputs": 7,
+    },
     "Perturb": {"tile": 1, "mode": 2, "seed": 3, "amplitude_us": 4, "sign": 5, "region": 6},
     "ReadWriteCounts": {"tile": 1, "region": 2},
     "Calibrate": {"tile": 1},
     "AdvanceClock": {"seconds": 1},
     "PerturbedMVM": {"tile": 1, "voltages": 2, "points": 3, "region": 4},
     "RunSequence": {"steps": 1},
-}
+}  # fmt: skip
 STEP_NUMBERS = {
     "Program": 1, "ReadConductance": 2, "MVM": 3, "TransposeMVM": 4, "Perturb": 5,
     "PerturbedMVM": 6, "ReadWriteCounts": 7, "Calibrate": 8,

@@ -53,6 +53,7 @@ from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
 
 __all__ = [
+    "SERVER_RESOLVED_FIELDS",
     "info_from_pb",
     "info_to_pb",
     "request_from_pb",
@@ -60,6 +61,11 @@ __all__ = [
     "result_from_pb",
     "result_to_pb",
 ]
+
+SERVER_RESOLVED_FIELDS = frozenset({"shared_inputs", "shared_outputs"})
+"""Request fields with no driver-request counterpart: shared-memory references, which
+the server resolves into the request's arrays (sidra.server.shared_memory) before the
+board sees it. Every other field has a dataclass field of the same name."""
 
 # Nested value types and the messages they travel as.
 _NESTED: dict[type[Any], type[Message]] = {
@@ -378,8 +384,10 @@ def _or_replaced(name: str, replacement: str, step: Read) -> Read:
     the response's adc_step_ua (float32, as the board computed them)."""
     derive = name == "currents"
 
+    others = (replacement, "shared_inputs") if name == "voltages" else (replacement,)
+
     def read(message: Any) -> Any:
-        if message.HasField(name) or not message.HasField(replacement):
+        if message.HasField(name) or not any(message.HasField(o) for o in others):
             return step(message)
         if not derive:
             return None

@@ -45,6 +45,18 @@ class Tensor(_message.Message):
     data: bytes
     def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class SharedTensor(_message.Message):
+    __slots__ = ("region", "offset_bytes", "dtype", "shape")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    offset_bytes: int
+    dtype: DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, region: _Optional[str] = ..., offset_bytes: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class Region(_message.Message):
     __slots__ = ("row_offset", "col_offset", "rows", "cols")
     ROW_OFFSET_FIELD_NUMBER: _ClassVar[int]
@@ -228,18 +240,22 @@ class ReadConductanceResponse(_message.Message):
     def __init__(self, conductances: _Optional[_Union[Tensor, _Mapping]] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ...) -> None: ...
 
 class MVMRequest(_message.Message):
-    __slots__ = ("tile", "voltages", "region", "input_codes", "output_codes")
+    __slots__ = ("tile", "voltages", "region", "input_codes", "output_codes", "shared_inputs", "shared_outputs")
     TILE_FIELD_NUMBER: _ClassVar[int]
     VOLTAGES_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     INPUT_CODES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_CODES_FIELD_NUMBER: _ClassVar[int]
+    SHARED_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     tile: int
     voltages: Tensor
     region: Region
     input_codes: Tensor
     output_codes: bool
-    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., input_codes: _Optional[_Union[Tensor, _Mapping]] = ..., output_codes: _Optional[bool] = ...) -> None: ...
+    shared_inputs: SharedTensor
+    shared_outputs: SharedTensor
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., input_codes: _Optional[_Union[Tensor, _Mapping]] = ..., output_codes: _Optional[bool] = ..., shared_inputs: _Optional[_Union[SharedTensor, _Mapping]] = ..., shared_outputs: _Optional[_Union[SharedTensor, _Mapping]] = ...) -> None: ...
 
 class MVMResponse(_message.Message):
     __slots__ = ("currents", "saturated_outputs", "cost", "output_codes", "dac_step_v", "adc_step_ua")
@@ -258,18 +274,22 @@ class MVMResponse(_message.Message):
     def __init__(self, currents: _Optional[_Union[Tensor, _Mapping]] = ..., saturated_outputs: _Optional[int] = ..., cost: _Optional[_Union[OperationCost, _Mapping]] = ..., output_codes: _Optional[_Union[Tensor, _Mapping]] = ..., dac_step_v: _Optional[float] = ..., adc_step_ua: _Optional[float] = ...) -> None: ...
 
 class TransposeMVMRequest(_message.Message):
-    __slots__ = ("tile", "voltages", "region", "input_codes", "output_codes")
+    __slots__ = ("tile", "voltages", "region", "input_codes", "output_codes", "shared_inputs", "shared_outputs")
     TILE_FIELD_NUMBER: _ClassVar[int]
     VOLTAGES_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     INPUT_CODES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_CODES_FIELD_NUMBER: _ClassVar[int]
+    SHARED_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     tile: int
     voltages: Tensor
     region: Region
     input_codes: Tensor
     output_codes: bool
-    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., input_codes: _Optional[_Union[Tensor, _Mapping]] = ..., output_codes: _Optional[bool] = ...) -> None: ...
+    shared_inputs: SharedTensor
+    shared_outputs: SharedTensor
+    def __init__(self, tile: _Optional[int] = ..., voltages: _Optional[_Union[Tensor, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ..., input_codes: _Optional[_Union[Tensor, _Mapping]] = ..., output_codes: _Optional[bool] = ..., shared_inputs: _Optional[_Union[SharedTensor, _Mapping]] = ..., shared_outputs: _Optional[_Union[SharedTensor, _Mapping]] = ...) -> None: ...
 
 class TransposeMVMResponse(_message.Message):
     __slots__ = ("currents", "saturated_outputs", "cost", "output_codes", "dac_step_v", "adc_step_ua")

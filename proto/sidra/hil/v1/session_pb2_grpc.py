@@ -65,6 +65,16 @@ class SessionServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.ListLeasesRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.ListLeasesResponse.FromString,
                 _registered_method=True)
+        self.RegisterSharedMemory = channel.unary_unary(
+                '/sidra.hil.v1.SessionService/RegisterSharedMemory',
+                request_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.RegisterSharedMemoryRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.FromString,
+                _registered_method=True)
+        self.UnregisterSharedMemory = channel.unary_unary(
+                '/sidra.hil.v1.SessionService/UnregisterSharedMemory',
+                request_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.UnregisterSharedMemoryRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -115,6 +125,21 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterSharedMemory(self, request, context):
+        """Registers a POSIX shared-memory object of the caller under a name in one of
+        its sessions (see "Shared memory").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterSharedMemory(self, request, context):
+        """Ends a registration: the server unmaps the object (the client unlinks it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +172,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.ListLeases,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.ListLeasesRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.ListLeasesResponse.SerializeToString,
+            ),
+            'RegisterSharedMemory': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterSharedMemory,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.RegisterSharedMemoryRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.SerializeToString,
+            ),
+            'UnregisterSharedMemory': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterSharedMemory,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.UnregisterSharedMemoryRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +347,60 @@ class SessionService:
             '/sidra.hil.v1.SessionService/ListLeases',
             sidra_dot_hil_dot_v1_dot_session__pb2.ListLeasesRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_session__pb2.ListLeasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterSharedMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.SessionService/RegisterSharedMemory',
+            sidra_dot_hil_dot_v1_dot_session__pb2.RegisterSharedMemoryRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterSharedMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.SessionService/UnregisterSharedMemory',
+            sidra_dot_hil_dot_v1_dot_session__pb2.UnregisterSharedMemoryRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,328 @@
+"""Shared-memory tensors (session.proto, "Shared memory"; board.proto, SharedTensor) over gRPC.
+
+A client on the server's host registers a POSIX shared-memory object in its session and
+names tensors inside it in MVM / TransposeMVM requests: the server reads the inputs and
+writes the outputs in place. On every target, through a real server with shared memory
+enabled in front of the target's board: a pass through shared memory equals the pass
+with the tensors in the messages (bit for bit on an ideal board), codes go through it
+too, and every refusal is the documented one, leaving the board's counters unchanged:
+another session's registration (PERMISSION_DENIED), an unregistered one or one whose
+session ended (FAILED_PRECONDITION), a tensor past the registration's end (OUT_OF_RANGE),
+misaligned, of the wrong dtype or shape, or beside voltages (INVALID_ARGUMENT), an object
+truncated after registering (FAILED_PRECONDITION), and a server that does not enable it
+(the suite's ``served`` server: PERMISSION_DENIED). Shared memory applies only over gRPC.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from multiprocessing import shared_memory
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from board_checks import assert_currents_close, is_ideal, mid_range_g
+from grpc import StatusCode as SC
+
+from sidra.client import RemoteBoard, connect
+from sidra.drivers import Board, FailedPrecondition, InvalidArgument, Region, SidraError
+from sidra.hil.metadata import SESSION_ID_KEY
+from sidra.hil.v1 import board_pb2 as pb
+from sidra.hil.v1 import board_pb2_grpc as pb_grpc
+from sidra.hil.v1 import session_pb2
+from sidra.server import create_server
+from sidra.server.settings import SharedMemorySettings
+
+TILE = 3
+BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def shm_port(shared_board: Board) -> Iterator[int]:
+    """The target's board behind a server that enables shared memory."""
+    server, port = create_server(
+        shared_board, "127.0.0.1:0", shared_memory=SharedMemorySettings(enabled=True)
+    )
+    server.start()
+    yield port
+    server.stop(grace=None)
+
+
+@pytest.fixture
+def client(shm_port: int) -> Iterator[RemoteBoard]:
+    with connect(f"127.0.0.1:{shm_port}") as board, board.session():
+        yield board
+
+
+@pytest.fixture(scope="module")
+def g(shared_board: Board) -> Any:
+    info = shared_board.info
+    shared_board.program(
+        TILE % info.tile_count, mid_range_g(info, np.random.default_rng(8), (info.rows, info.cols))
+    )
+    return shared_board.read_conductance(TILE % info.tile_count).conductances
+
+
+def voltages(board: Board, width: int, seed: int) -> Any:
+    v = np.zeros((BATCH, width), np.float32)
+    v[:, 2:10] = np.random.default_rng(seed).uniform(
+        0, board.info.read_voltage_max_v / 2, (BATCH, 8)
+    )
+    return v
+
+
+def passes(board: Board) -> int:
+    return board.stats().mvm_passes
+
+
+def test_a_pass_through_shared_memory_is_the_pass(client: RemoteBoard, g: Any) -> None:
+    info, tile = client.info, TILE % client.info.tile_count
+    v = voltages(client, info.rows, 1)
+    with client.shared_memory(2 * v.nbytes + 8192) as shm:
+        inputs = shm.array(v.shape)
+        outputs = shm.array((BATCH, info.cols), offset_bytes=v.nbytes)
+        inputs.array[:] = v
+        result = client.mvm_shared(tile, inputs, outputs)
+        assert result.currents is outputs.array
+        assert result.cost.time_ns > 0
+        if is_ideal(info):  # the same float32 inputs, the same deterministic pass
+            np.testing.assert_array_equal(outputs.array, client.mvm(tile, v).currents)
+        assert_currents_close(outputs.array, v, g, info)
+        # TransposeMVM and a region, at offsets further in.
+        region = Region(4, 6, 20, 12)
+        vt = voltages(client, region.cols, 2)
+        back_in = shm.array(vt.shape, offset_bytes=2 * v.nbytes - vt.nbytes)
+        back_out = shm.array((BATCH, region.rows), offset_bytes=2 * v.nbytes)
+        back_in.array[:] = vt
+        client.mvm_shared(tile, back_in, back_out, region, transpose=True)
+        assert_currents_close(back_out.array, vt, np.asarray(g)[region.slices].T, info)
+
+
+def test_codes_through_shared_memory(client: RemoteBoard, g: Any) -> None:
+    info, tile = client.info, TILE % client.info.tile_count
+    with client.shared_memory(BATCH * (info.rows + 4 * info.cols)) as shm:
+        k = shm.array((BATCH, info.rows), np.int8)
+        k.array[:] = 0
+        k.array[:, 2:10] = np.random.default_rng(3).integers(0, 20, (BATCH, 8))
+        out = shm.array((BATCH, info.cols), np.float32, offset_bytes=BATCH * info.rows)
+        if info.dac_bits == 0:
+            with pytest.raises(InvalidArgument) as err:
+                client.mvm_shared(tile, k, out)
+            assert err.value.field == "input_codes"
+            return
+        result = client.mvm_shared(tile, k, out)
+        step_v = info.read_voltage_max_v / ((1 << (info.dac_bits - 1)) - 1)
+        assert_currents_close(result.currents, k.array * np.float32(step_v), g, info)
+
+
+def test_another_sessions_registration_is_refused(
+    client: RemoteBoard, shm_port: int, shared_board: Board
+) -> None:
+    info = client.info
+    with client.shared_memory(BATCH * info.rows * 8, name="mine") as shm:
+        inputs, outputs = (
+            shm.array((BATCH, info.rows)),
+            shm.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
+        )
+        with connect(f"127.0.0.1:{shm_port}") as other, other.session():
+            before = passes(shared_board)
+            with pytest.raises(SidraError) as err:
+                other.mvm_shared(0, inputs, outputs)
+            assert "another session" in str(err.value)
+            assert passes(shared_board) == before
+        # The same name without any session.
+        with grpc.insecure_channel(f"127.0.0.1:{shm_port}") as channel:
+            stub = pb_grpc.BoardServiceStub(channel)
+            request = pb.MVMRequest(shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb())
+            with pytest.raises(grpc.RpcError) as rpc:
+                stub.MVM(request, timeout=10)
+            assert rpc.value.code() == SC.PERMISSION_DENIED
+
+
+def test_unregistered_or_ended_registrations_are_refused(
+    client: RemoteBoard, shm_port: int
+) -> None:
+    info = client.info
+    shm = client.shared_memory(BATCH * info.rows * 8)
+    inputs, outputs = (
+        shm.array((BATCH, info.rows)),
+        shm.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
+    )
+    ghost = pb.SharedTensor(
+        region="never-registered", dtype=pb.DTYPE_FLOAT32, shape=[BATCH, info.rows]
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{shm_port}") as channel:
+        stub = pb_grpc.BoardServiceStub(channel)
+        metadata = ((SESSION_ID_KEY, shm.session_id),)
+        with pytest.raises(grpc.RpcError) as rpc:
+            stub.MVM(pb.MVMRequest(shared_inputs=ghost), metadata=metadata, timeout=10)
+        assert rpc.value.code() == SC.FAILED_PRECONDITION
+        shm.close()  # unregistered and unlinked
+        with pytest.raises(grpc.RpcError) as rpc:
+            request = pb.MVMRequest(shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb())
+            stub.MVM(request, metadata=metadata, timeout=10)
+        assert rpc.value.code() == SC.FAILED_PRECONDITION
+    # A registration ends with its session.
+    with connect(f"127.0.0.1:{shm_port}") as board:
+        session = board.session()
+        region = board.shared_memory(BATCH * info.rows * 8)
+        a, b = (
+            region.array((BATCH, info.rows)),
+            region.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
+        )
+        board.mvm_shared(0, a, b)
+        session_id = session.id
+        session.close()
+        with grpc.insecure_channel(f"127.0.0.1:{shm_port}") as channel:
+            stub = pb_grpc.BoardServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as rpc:
+                stub.MVM(
+                    pb.MVMRequest(shared_inputs=a.to_pb(), shared_outputs=b.to_pb()),
+                    metadata=((SESSION_ID_KEY, session_id),), timeout=10,
+                )  # fmt: skip
+            assert rpc.value.code() == SC.FAILED_PRECONDITION
+        region._release()  # noqa: SLF001 - the session that held it is gone
+
+
+def _bad(info: Any, name: str) -> dict[str, tuple[pb.MVMRequest, grpc.StatusCode, str]]:
+    rows, cols = info.rows, info.cols
+    size = BATCH * rows * 4
+
+    def t(
+        offset: int = 0, dtype: int = pb.DTYPE_FLOAT32, shape: tuple[int, ...] = (BATCH, rows)
+    ) -> pb.SharedTensor:
+        return pb.SharedTensor(region=name, offset_bytes=offset, dtype=dtype, shape=shape)
+
+    out = t(size, shape=(BATCH, cols))
+    return {
+        "past-the-end": (
+            pb.MVMRequest(shared_inputs=t(2 * size), shared_outputs=out),
+            SC.OUT_OF_RANGE,
+            "shared_inputs.offset_bytes",
+        ),
+        "misaligned": (
+            pb.MVMRequest(shared_inputs=t(2), shared_outputs=out),
+            SC.INVALID_ARGUMENT,
+            "shared_inputs.offset_bytes",
+        ),
+        "float64": (
+            pb.MVMRequest(shared_inputs=t(dtype=pb.DTYPE_FLOAT64), shared_outputs=out),
+            SC.INVALID_ARGUMENT,
+            "shared_inputs.dtype",
+        ),
+        "3-d": (
+            pb.MVMRequest(shared_inputs=t(shape=(1, BATCH, rows)), shared_outputs=out),
+            SC.INVALID_ARGUMENT,
+            "shared_inputs.shape",
+        ),
+        "output-shape": (
+            pb.MVMRequest(shared_inputs=t(), shared_outputs=t(size, shape=(BATCH, cols + 1))),
+            SC.INVALID_ARGUMENT,
+            "shared_outputs.shape",
+        ),
+        "output-dtype": (
+            pb.MVMRequest(shared_inputs=t(), shared_outputs=t(size, pb.DTYPE_INT16, (BATCH, cols))),
+            SC.INVALID_ARGUMENT,
+            "shared_outputs.dtype",
+        ),
+        "beside-voltages": (
+            pb.MVMRequest(
+                voltages=pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[1, rows], data=bytes(4 * rows)),
+                shared_inputs=t(),
+                shared_outputs=out,
+            ),
+            SC.INVALID_ARGUMENT,
+            "shared_inputs",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "past-the-end",
+        "misaligned",
+        "float64",
+        "3-d",
+        "output-shape",
+        "output-dtype",
+        "beside-voltages",
+    ],
+)
+def test_bad_shared_tensors(
+    case: str, client: RemoteBoard, shm_port: int, shared_board: Board
+) -> None:
+    info = client.info
+    with client.shared_memory(2 * BATCH * info.rows * 4 + 4096, name="bad") as shm:
+        request, code, field = _bad(info, shm.name)[case]
+        before = passes(shared_board)
+        with grpc.insecure_channel(f"127.0.0.1:{shm_port}") as channel:
+            stub = pb_grpc.BoardServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as rpc:
+                stub.MVM(request, metadata=((SESSION_ID_KEY, shm.session_id),), timeout=10)
+        assert rpc.value.code() == code, rpc.value.details()
+        assert rpc.value.details().startswith(field), rpc.value.details()
+        assert passes(shared_board) == before
+
+
+def test_a_truncated_object_is_refused(client: RemoteBoard, shared_board: Board) -> None:
+    info = client.info
+    with client.shared_memory(BATCH * info.rows * 8) as shm:
+        inputs, outputs = (
+            shm.array((BATCH, info.rows)),
+            shm.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
+        )
+        fd = os.open(f"/dev/shm/{shm.key.lstrip('/')}", os.O_RDWR)
+        try:
+            os.ftruncate(fd, 4096)
+        finally:
+            os.close(fd)
+        before = passes(shared_board)
+        with pytest.raises(FailedPrecondition) as err:
+            client.mvm_shared(0, inputs, outputs)
+        assert "shrank" in str(err.value)
+        assert passes(shared_board) == before
+        del inputs, outputs
+
+
+def test_registration_refusals(client: RemoteBoard, shm_port: int) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{shm_port}") as channel:
+        register = channel.unary_unary(
+            "/sidra.hil.v1.SessionService/RegisterSharedMemory",
+            request_serializer=session_pb2.RegisterSharedMemoryRequest.SerializeToString,
+            response_deserializer=session_pb2.SharedMemoryRegistration.FromString,
+        )
+        session_id = client._session.id  # noqa: SLF001
+        memory = shared_memory.SharedMemory(create=True, size=4096)
+        try:
+            cases = {
+                "no object": (
+                    dict(key="sidra-no-such-object", size_bytes=16),
+                    SC.FAILED_PRECONDITION,
+                ),
+                "bigger than the object": (
+                    dict(key=memory.name, size_bytes=1 << 20),
+                    SC.OUT_OF_RANGE,
+                ),
+                "a path": (dict(key="../etc/passwd", size_bytes=16), SC.INVALID_ARGUMENT),
+                "no session": (
+                    dict(key=memory.name, size_bytes=16, session_id="0" * 32),
+                    SC.FAILED_PRECONDITION,
+                ),
+            }
+            for what, (fields, code) in cases.items():
+                fields = {"session_id": session_id, "name": "r", **fields}
+                with pytest.raises(grpc.RpcError) as rpc:
+                    register(session_pb2.RegisterSharedMemoryRequest(**fields), timeout=10)
+                assert rpc.value.code() == code, (what, rpc.value.details())
+        finally:
+            memory.close()
+            memory.unlink()
+
+
+def test_a_server_without_shared_memory_refuses_it(remote: RemoteBoard) -> None:
+    with remote.session(), pytest.raises(SidraError) as err:
+        remote.shared_memory(4096)
+    assert "does not offer shared memory" in str(err.value)
