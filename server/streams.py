@@ -31,6 +31,7 @@ from sidra.hil.v1 import stream_pb2 as spb
 from sidra.server.limits import caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.servicer import BoardServicer, _session_of
+from sidra.server.shared_memory import names_shared_memory
 from sidra.server.status import MESSAGE_LIMIT, SERVICE_FAULT_CODES, code_for, map_errors
 
 __all__ = [
@@ -94,6 +95,11 @@ class StreamServicer:
             limits = self.board.limits
             limits.check_size(caller, len(data))
             limits.check_batch(caller, getattr(message, member))
+            if names_shared_memory(getattr(message, member)):
+                raise InvalidArgument(
+                    "shared_inputs", "shared memory in a stream item",
+                    "tensors in the item (shared memory is for unary MVM / TransposeMVM)",
+                )  # fmt: skip
             request = convert.request_from_pb(getattr(message, member), op)
             del message  # the request holds its own copy of the voltages
             result = self.board.run_in_turn(
