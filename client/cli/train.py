@@ -24,6 +24,7 @@ from sidra.training import (
     EstimatorName,
     JobOptions,
     LastLayerOptions,
+    MLPOptions,
     PerturbationMode,
     RecoveryOptions,
     SPSAOptions,
@@ -31,6 +32,7 @@ from sidra.training import (
     TrainingRecord,
     load_dataset,
     train_last_layer,
+    train_mlp,
     train_softmax_spsa,
 )
 
@@ -61,6 +63,8 @@ _SPSA = SPSAOptions()
 _LAST_LAYER = LastLayerOptions()
 _COMPARE = CompareOptions()
 _RECOVERY = RecoveryOptions()
+_MLP = MLPOptions()
+_MLP_HIDDEN = list(_MLP.hidden)
 _ANY_TILE: list[int] = []
 """--tiles not given: the layers may go on any tile of the board."""
 _ESTIMATORS = list(_COMPARE.estimators)
@@ -70,6 +74,7 @@ _spsa = functools.partial(field_option, SPSAOptions)
 _last_layer = functools.partial(field_option, LastLayerOptions)
 _compare = functools.partial(field_option, CompareOptions)
 _recovery = functools.partial(field_option, RecoveryOptions)
+_mlp = functools.partial(field_option, MLPOptions)
 
 
 @contextlib.contextmanager
@@ -276,6 +281,52 @@ def last_layer(
             ),
         )
     _finish(record, dataset, "last-layer", out, as_json, console)
+
+
+@train_app.command("mlp")
+def mlp(
+    ctx: typer.Context,
+    dataset: Dataset = "digits",
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    hidden: Annotated[list[int], _mlp("hidden")] = _MLP_HIDDEN,
+    epochs: Annotated[int, _mlp("epochs")] = _MLP.epochs,
+    batch_size: Annotated[int, _mlp("batch_size")] = _MLP.batch_size,
+    learning_rate: Annotated[float, _mlp("learning_rate")] = _MLP.learning_rate,
+    final_learning_rate: Annotated[
+        float | None, _mlp("final_learning_rate")
+    ] = _MLP.final_learning_rate,
+    threshold: Annotated[float, _mlp("threshold")] = _MLP.threshold,
+    weight_limit: Annotated[float, _mlp("weight_limit")] = _MLP.weight_limit,
+    read_repeats: Annotated[int, _mlp("read_repeats")] = _MLP.read_repeats,
+    digital_bias: Annotated[bool, _mlp("digital_bias")] = _MLP.digital_bias,
+    cosine_every: Annotated[int, _mlp("cosine_every")] = _MLP.cosine_every,
+    seed: Annotated[int, _mlp("seed")] = _MLP.seed,
+    tiles: Annotated[list[int], _mlp("tiles", "--tiles", "--tile")] = _ANY_TILE,
+    out: Out = None,
+    remote_job: RemoteJob = False,
+    as_json: AsJson = False,
+) -> None:
+    """Every layer on the board: forward by MVM, backward by TransposeMVM; the gradient's
+    cosine to the exact one per layer in the summary."""
+    options = job_options(MLPOptions, ctx)
+    console = Console(stderr=as_json)
+    if remote_job:
+        summary = _remote(server, "mlp", options, dataset, out, console)
+        _print_summary(summary, f"mlp on {dataset} (job {summary['job_id']})", as_json, console)
+        return
+    data = load_dataset(dataset)
+    with _board(board, server) as target, _progress(console) as progress:
+        task = progress.add_task("mlp", total=options.epochs, status="")
+        record = train_mlp(
+            target,
+            data,
+            options,
+            on_epoch=lambda e, acc: progress.update(
+                task, completed=e, status=f"test {100 * acc:.2f} %"
+            ),
+        )
+    _finish(record, dataset, "mlp", out, as_json, console)
 
 
 @train_app.command("compare")

@@ -30,11 +30,13 @@ from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.feedback_alignment import FeedbackAlignmentNetwork, random_feedback
 from sidra.training.gradients import numerical_gradient, numerical_jacobian
 from sidra.training.hybrid import HybridNetwork, train_last_layer
+from sidra.training.mlp import exact_gradients, train_mlp
 from sidra.training.options import (
     CompareOptions,
     EstimatorName,
     JobOptions,
     LastLayerOptions,
+    MLPOptions,
     PerturbationMode,
     RecoveryOptions,
     SPSAOptions,
@@ -56,6 +58,9 @@ from sidra.training.spsa import (
 )
 
 __all__ = [
+    "MLPOptions",
+    "exact_gradients",
+    "train_mlp",
     "CompareOptions",
     "CostLedger",
     "EstimatorName",

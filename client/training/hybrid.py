@@ -70,12 +70,21 @@ class HybridNetwork:
 
     def step(self, x: Array, y: npt.NDArray[np.int64], learning_rate: float) -> float:
         """One exact-gradient step on a minibatch; returns its loss before the update."""
+        loss, gradients = self.gradients(x, y)
+        self.apply(gradients, learning_rate)
+        return loss
+
+    def gradients(self, x: Array, y: npt.NDArray[np.int64]) -> tuple[float, list[Array | None]]:
+        """The minibatch's loss and each layer's weight gradient (None for a frozen layer),
+        from the board's forward pass; δ goes down each layer by TransposeMVM on the
+        board, with the ReLU derivative on the host."""
         inputs, pre = self.forward(x)
         logits = pre[-1]
         delta = softmax(logits)
         delta[np.arange(len(y)), y] -= 1.0
         delta /= np.float32(len(y))
         loss = cross_entropy(logits, y)
+        gradients: list[Array | None] = [None] * len(self.layers)
         first = len(self.layers) - self.trainable
         for i in range(len(self.layers) - 1, first - 1, -1):
             layer = self.layers[i]
@@ -85,15 +94,24 @@ class HybridNetwork:
                     np.ones((len(x), 1), np.float32),
                 ]
             )
-            gradient = h.T @ delta
+            gradients[i] = h.T @ delta
             if i > first:  # δ for the layer below: TransposeMVM, then ReLU'
                 delta = self.backward(i, delta) * (pre[i - 1] > 0.0)
+        return loss, gradients
+
+    def apply(self, gradients: Sequence[Array | None], learning_rate: float) -> None:
+        """Weights -= learning_rate · gradient, clipped to each window, then programmed
+        where a weight moved past the threshold (top layer first)."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            gradient = gradients[i]
+            if gradient is None:
+                continue
+            layer = self.layers[i]
             self.weights[i] -= np.float32(learning_rate) * gradient
             # Only what the array holds is bounded by its conductance window.
             analog = self.weights[i][: layer.analog_rows]
             np.clip(analog, -layer.weight_limit, layer.weight_limit, out=analog)
             self._program(i)
-        return loss
 
     def epoch(
         self,

@@ -23,10 +23,12 @@ from sidra.training.board_spsa import spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_estimators
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
 from sidra.training.hybrid import last_layer_placement, train_last_layer
+from sidra.training.mlp import mlp_placement, train_mlp
 from sidra.training.options import (
     CompareOptions,
     JobOptions,
     LastLayerOptions,
+    MLPOptions,
     RecoveryOptions,
     SPSAOptions,
 )
@@ -41,6 +43,7 @@ KINDS: dict[str, type[JobOptions]] = {
     "last-layer": LastLayerOptions,
     "compare": CompareOptions,
     "drift-recovery": RecoveryOptions,
+    "mlp": MLPOptions,
 }
 """Each job kind (the ``sidra train`` command's name) and its option model."""
 
@@ -92,6 +95,9 @@ class TrainingJobs:
             data = load_dataset(dataset)
             placed = last_layer_placement(info, data.features, data.classes, options)
             return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
+        if isinstance(options, MLPOptions):
+            placed = mlp_placement(info, load_dataset(dataset), options)
+            return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     def run(
@@ -107,6 +113,8 @@ class TrainingJobs:
             return _last_layer(board, data, options, reporter)
         if isinstance(options, CompareOptions):
             return _compare(board, data, options, reporter)
+        if isinstance(options, MLPOptions):
+            return _mlp(board, data, options, reporter)
         assert isinstance(options, RecoveryOptions)
         return _recovery(board, data, options, reporter)
 
@@ -133,6 +141,14 @@ def _last_layer(
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
     record = train_last_layer(board, data, options, on_epoch=on_epoch)
+    return _record(record, data.name)
+
+
+def _mlp(board: Board, data: Dataset, options: MLPOptions, reporter: JobReporter) -> Outcome:
+    def on_epoch(epoch: int, test: float) -> None:
+        reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
+
+    record = train_mlp(board, data, options, on_epoch=on_epoch)
     return _record(record, data.name)
 
 

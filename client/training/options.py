@@ -23,6 +23,7 @@ __all__ = [
     "EstimatorName",
     "JobOptions",
     "LastLayerOptions",
+    "MLPOptions",
     "PerturbationMode",
     "RecoveryOptions",
     "SPSAOptions",
@@ -144,6 +145,38 @@ class LastLayerOptions(JobOptions):
                 f"feature_tile {self.feature_tile}"
             )
         return self
+
+
+class MLPOptions(JobOptions):
+    """A multi-layer perceptron trained through every layer on the board: forward by MVM,
+    the error carried down by TransposeMVM, outer products and updates on the host."""
+
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field((128, 64), min_length=1)
+    """Hidden ReLU layer widths, input side first."""
+    epochs: int = Field(30, ge=1)
+    """Passes over the training set."""
+    batch_size: int = Field(32, ge=1)
+    """Training samples per minibatch (one step each)."""
+    learning_rate: float = Field(0.1, ge=0.0)
+    """Learning rate of the first epoch, weight units per unit gradient."""
+    final_learning_rate: float | None = Field(0.01, ge=0.0)
+    """Learning rate of the last epoch, reached by linear decay; None keeps it constant."""
+    threshold: float = Field(0.002, ge=0.0)
+    """Weight change below which a cell is not reprogrammed, weight units."""
+    weight_limit: float = Field(1.0, gt=0.0)
+    """Weight at the edge of the conductance window in every layer, weight units."""
+    read_repeats: int = Field(2, ge=1)
+    """Analog passes averaged per vector, forward and backward (noise / √n)."""
+    digital_bias: bool = True
+    """Add every layer's bias on the host instead of a bias row on the array."""
+    cosine_every: int = Field(25, ge=1)
+    """Steps between two measurements of each layer's gradient against the exact one
+    (host backpropagation through the host's copy of the weights; no board call)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the initial weights and the minibatch order."""
+    tiles: tuple[Tile, ...] = ()
+    """Board tiles the layers may be placed on, in this order (empty: every tile of the
+    board, 0 first): the input layer first."""
 
 
 class EstimatorName(StrEnum):

@@ -48,6 +48,9 @@ class TrainingRecord:
     """Modeled hardware time of the run, ns."""
     modeled_energy_nj: float = 0.0
     """Modeled hardware energy of the run, nJ."""
+    measures: dict[str, Any] = field(default_factory=dict)
+    """What a job measures beyond the counts (e.g. ``gradient_cosine`` per layer): in the
+    summary and summary.json as they are."""
 
     def count(self, counts: JobCounts) -> None:
         """Takes the run's loss evaluations, MVM calls, writes and modeled cost."""
@@ -59,17 +62,21 @@ class TrainingRecord:
 
     def summary(self) -> dict[str, Any]:
         """The final figures (what ``--json`` prints)."""
-        return {
-            "test_accuracy": self.test_accuracy,
-            "train_accuracy": self.train_accuracy,
-            "steps": self.steps,
-            "loss_evaluations": self.loss_evaluations,
-            "mvm_calls": self.mvm_calls,
-            "device_writes": self.device_writes,
-            "programs": self.programs,
-            "modeled_time_ns": self.modeled_time_ns,
-            "modeled_energy_nj": self.modeled_energy_nj,
-        } | ({"placement": self.settings["placement"]} if "placement" in self.settings else {})
+        return (
+            {
+                "test_accuracy": self.test_accuracy,
+                "train_accuracy": self.train_accuracy,
+                "steps": self.steps,
+                "loss_evaluations": self.loss_evaluations,
+                "mvm_calls": self.mvm_calls,
+                "device_writes": self.device_writes,
+                "programs": self.programs,
+                "modeled_time_ns": self.modeled_time_ns,
+                "modeled_energy_nj": self.modeled_energy_nj,
+            }
+            | ({"placement": self.settings["placement"]} if "placement" in self.settings else {})
+            | self.measures
+        )
 
     def save(self, folder: str | Path) -> Path:
         """Writes settings.json, summary.json, steps.csv, checkpoints.csv, weights.npy, plot.png."""

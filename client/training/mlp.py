@@ -1,0 +1,153 @@
+"""Full-depth analog training: every layer forward by MVM and backward by TransposeMVM.
+
+The SIDRA roadmap's full analog backward pass: a multi-layer perceptron whose layers
+all sit on the board. Each step runs the forward pass on the board (one MVM per
+layer block), takes the output error on the host, and carries it down layer by layer
+with TransposeMVM (δ·Wᵀ, then the ReLU derivative on the host); the outer products
+and the updates are the host's, and a weight is reprogrammed once it has moved past
+a threshold (:class:`~sidra.training.hybrid.HybridNetwork`, every layer trainable).
+
+The noise each analog pass adds accumulates with depth. Every ``cosine_every``
+steps the gradient the board gave each layer is compared with the exact one, host
+backpropagation through the host's copy of the same weights on the same minibatch
+(the inputs' clipping included): the cosine per layer, input side first, goes in
+the record (``gradient_cosine``: the mean over the run; ``gradient_cosine_last``:
+over its last tenth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers import Board, BoardInfo
+from sidra.training.accounting import JobMeter
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.datasets import Dataset
+from sidra.training.hybrid import HybridNetwork
+from sidra.training.options import MLPOptions
+from sidra.training.placement import LayerShape, Placement, place
+from sidra.training.records import Checkpoint, TrainingRecord
+from sidra.training.softmax import accuracy, softmax
+
+__all__ = ["exact_gradients", "mlp_placement", "train_mlp"]
+
+Array = npt.NDArray[np.float32]
+
+HIDDEN_INPUT_CLIP = 6.0
+"""Hidden activations map to the read voltages up to this value (ReLU outputs of a
+He-initialised layer rarely pass it); the input layer keeps AnalogLinear's 4.0 for
+standardised features."""
+
+
+def mlp_placement(info: BoardInfo, data: Dataset, o: MLPOptions) -> Placement:
+    """The tiles of each layer, input side first (``layer0``, ``layer1``, ...)."""
+    widths = [data.features, *o.hidden, data.classes]
+    layers = [
+        LayerShape(f"layer{i}", n_in, n_out, digital_bias=o.digital_bias)
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    ]
+    return place(info, layers, allowed=o.tiles)
+
+
+def train_mlp(
+    board: Board,
+    data: Dataset,
+    options: MLPOptions | None = None,
+    *,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainingRecord:
+    """Trains the perceptron on ``board``; returns its record."""
+    o = options or MLPOptions()
+    rng = np.random.default_rng(o.seed)
+    placement = mlp_placement(board.info, data, o)
+    widths = [data.features, *o.hidden, data.classes]
+    layers, weights = [], []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        # He initialisation for ReLU layers, biases 0, inside the conductance window.
+        w = rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in + 1, n_out)).astype(np.float32)
+        w[-1] = 0.0
+        np.clip(w, -o.weight_limit, o.weight_limit, out=w)
+        weights.append(w)
+        layers.append(
+            AnalogLinear(
+                board, placement.of(f"layer{i}"), n_in, n_out,
+                weight_limit=o.weight_limit, read_repeats=o.read_repeats,
+                digital_bias=o.digital_bias,
+                input_clip=4.0 if i == 0 else HIDDEN_INPUT_CLIP,
+            )
+        )  # fmt: skip
+    meter = JobMeter(board, layers)
+    net = HybridNetwork(layers, weights, trainable=len(layers), threshold=o.threshold)
+    record = TrainingRecord(
+        settings=o.settings() | {"job": "mlp", "placement": placement.summary()}
+    )
+    cosines: list[list[float]] = []
+    final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
+    for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+        order = rng.permutation(len(data.x_train))
+        for start in range(0, len(order), o.batch_size):
+            batch = order[start : start + o.batch_size]
+            x, y = data.x_train[batch], data.y_train[batch]
+            if len(record.losses) % o.cosine_every == 0:
+                exact = exact_gradients(net, x, y)  # the weights before this step's update
+                loss, analog = net.gradients(x, y)
+                cosines.append([_cosine(a, e) for a, e in zip(analog, exact, strict=True)])
+            else:
+                loss, analog = net.gradients(x, y)
+            net.apply(analog, float(rate))
+            record.losses.append(loss)
+        test = accuracy(net.predict(data.x_test), data.y_test)
+        record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
+        if on_epoch is not None:
+            on_epoch(epoch, test)
+    meter.charge_losses(len(record.losses))
+    record.weights = net.weights[-1]
+    record.steps = len(record.losses)
+    record.test_accuracy = record.checkpoints[-1].test_accuracy
+    record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
+    record.count(meter.read())
+    record.programs = net.programs
+    table = np.array(cosines)
+    tail = table[-max(1, len(table) // 10) :]
+    record.measures = {
+        "gradient_cosine": [round(float(c), 4) for c in table.mean(axis=0)],
+        "gradient_cosine_last": [round(float(c), 4) for c in tail.mean(axis=0)],
+    }
+    return record
+
+
+def exact_gradients(
+    net: HybridNetwork, x: Array, y: npt.NDArray[np.int64]
+) -> list[npt.NDArray[np.float64]]:
+    """Each layer's gradient by host backpropagation through ``net``'s weights as the
+    host holds them, in float64: what the board's gradients are compared with."""
+    layers, weights = net.layers, [w.astype(np.float64) for w in net.weights]
+    inputs: list[npt.NDArray[np.float64]] = [x.astype(np.float64)]
+    clipped: list[npt.NDArray[np.float64]] = []
+    pre: list[npt.NDArray[np.float64]] = []
+    for i, (layer, w) in enumerate(zip(layers, weights, strict=True)):
+        h = np.hstack([np.clip(inputs[i], -layer.input_clip, layer.input_clip),
+                       np.ones((len(x), 1))])  # fmt: skip
+        clipped.append(h)
+        pre.append(h @ w)
+        if i < len(layers) - 1:
+            inputs.append(np.maximum(pre[-1], 0.0))
+    delta = softmax(pre[-1].astype(np.float32)).astype(np.float64)
+    delta[np.arange(len(y)), y] -= 1.0
+    delta /= len(y)
+    gradients: list[npt.NDArray[np.float64]] = [np.zeros(0)] * len(layers)
+    for i in range(len(layers) - 1, -1, -1):
+        gradients[i] = clipped[i].T @ delta
+        if i > 0:
+            inside = np.abs(inputs[i]) < layers[i].input_clip  # clip passes no gradient
+            delta = (delta @ weights[i][:-1].T) * inside * (pre[i - 1] > 0.0)
+    return gradients
+
+
+def _cosine(a: Sequence[float] | npt.NDArray[np.float32] | None, b: npt.ArrayLike) -> float:
+    u, v = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
+    norm = float(np.linalg.norm(u) * np.linalg.norm(v))
+    return float(u @ v) / norm if norm > 0.0 else 0.0
