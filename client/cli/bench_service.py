@@ -14,7 +14,7 @@ acceptance names are printed as ratios:
   memory registered with the server (``board.mvm_shared``; the server enables it for
   this run), divided by in process: the acceptance asks for at least 0.8;
 - ``mvm1_over_empty``: a 1-vector MVM round trip over an empty RPC (a health check)
-  on the same server, p50 over p50;
+  on the same server, p50 over p50, the two timed in turns;
 - ``spsa_board_step_ratio`` / ``spsa_host_step_ratio``: an SPSA step on the digits
   softmax layer over gRPC divided by in process, with on-board perturbation and
   with host-held weights. A step's time is the difference between a run of
@@ -99,6 +99,24 @@ def _times_s(call: Callable[[], Any], repeats: int) -> list[float]:
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
+    return times
+
+
+def _alternating_times_s(
+    calls: tuple[Callable[[], Any], ...], repeats: int
+) -> tuple[list[float], ...]:
+    """Each of ``calls`` timed ``repeats`` times, in turns (a, b, a, b, ...) after a
+    warm-up of each: on a shared machine the load drifts within seconds, and calls timed
+    in turns meet the same drift, so their ratio does not depend on which went first."""
+    for call in calls:
+        for _ in range(10):
+            call()
+    times: tuple[list[float], ...] = tuple([] for _ in calls)
+    for _ in range(repeats):
+        for call, taken in zip(calls, times, strict=True):
+            start = time.perf_counter()
+            call()
+            taken.append(time.perf_counter() - start)
     return times
 
 
@@ -224,12 +242,14 @@ def service_benchmark(
                 result["batch1024_grpc_shm_vectors_per_s"] = round(shm)
                 result["batch1024_shm_ratio"] = round(shm / here, 3)
 
+        v1 = np.zeros((1, info.rows), np.float32)
         with grpc.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             check = health_pb2.HealthCheckRequest()
-            empty = _times_s(lambda: health.Check(check, timeout=10), 10 * repeats)
-        v1 = np.zeros((1, info.rows), np.float32)
-        mvm1 = _times_s(lambda: remote.mvm(0, v1), 10 * repeats)
+            empty, mvm1 = _alternating_times_s(
+                (lambda: health.Check(check, timeout=10), lambda: remote.mvm(0, v1)),
+                10 * repeats,
+            )
         result["empty_rpc_p50_us"] = round(1e6 * statistics.median(empty), 1)
         result["mvm1_p50_us"] = round(1e6 * statistics.median(mvm1), 1)
         result["mvm1_over_empty"] = round(statistics.median(mvm1) / statistics.median(empty), 3)
