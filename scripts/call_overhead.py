@@ -126,6 +126,11 @@ class CannedChannel:
 
         return Call()
 
+    def stream_stream(self, method: str, **serializers: Any) -> None:
+        """The client's streams are made at construction; none is used here."""
+
+    stream_unary = unary_stream = stream_stream
+
     def close(self) -> None:
         pass
 
