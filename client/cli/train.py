@@ -35,6 +35,7 @@ from sidra.training import (
     train_mlp,
     train_softmax_spsa,
 )
+from sidra.training import Dataset as TrainingData
 
 train_app = typer.Typer(no_args_is_help=True, help="Train with the board in the loop.")
 
@@ -90,6 +91,14 @@ def _board(url: str, server: str | None) -> Iterator[Board]:
                 yield local
     except (SidraError, ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _dataset(name: str) -> TrainingData:
+    """The data set ``--dataset`` names; one it cannot load is a usage error naming it."""
+    try:
+        return load_dataset(name)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
 
 
 def _progress(console: Console) -> Progress:
@@ -212,7 +221,7 @@ def spsa(
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
     out = _folder(out, "spsa")
-    data = load_dataset(dataset)
+    data = _dataset(dataset)
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("spsa", total=options.steps, status="")
 
@@ -269,7 +278,7 @@ def last_layer(
         title = f"last-layer on {dataset} (job {summary['job_id']})"
         _print_summary(summary, title, as_json, console)
         return
-    data = load_dataset(dataset)
+    data = _dataset(dataset)
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("last-layer", total=options.epochs, status="")
         record = train_last_layer(
@@ -315,7 +324,7 @@ def mlp(
         summary = _remote(server, "mlp", options, dataset, out, console)
         _print_summary(summary, f"mlp on {dataset} (job {summary['job_id']})", as_json, console)
         return
-    data = load_dataset(dataset)
+    data = _dataset(dataset)
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("mlp", total=options.epochs, status="")
         record = train_mlp(
@@ -357,7 +366,7 @@ def compare(
     if remote_job:
         results = _remote(server, "compare", options, dataset, out, console)["results"]
     else:
-        data = load_dataset(dataset)
+        data = _dataset(dataset)
         with _board(board, server) as target:
             done = compare_estimators(
                 target,
@@ -419,7 +428,7 @@ def drift_recovery_command(
     if remote_job:
         summary = _remote(server, "drift-recovery", options, dataset, out, Console(stderr=True))
     else:
-        data = load_dataset(dataset)
+        data = _dataset(dataset)
         with _board(board, server) as target:
             summary = drift_recovery(target, data, options).summary()
     if as_json:
