@@ -135,7 +135,8 @@ class RemoteBoard(Board):
         self.message_limit_bytes = message_limit_bytes
         """Largest message both this channel and the server carry, bytes; a Program or
         ReadConductance whose one message would pass it goes as row bands."""
-        self._chunk_bytes = min(DEFAULT_CHUNK_BYTES, message_limit_bytes - CHUNK_FRAMING_BYTES)
+        self.chunk_bytes = min(DEFAULT_CHUNK_BYTES, message_limit_bytes - CHUNK_FRAMING_BYTES)
+        """Data bytes per row band of a chunked Program or read (whole rows; at least one)."""
         name = streams.STREAM_SERVICE_NAME
         self._mvm_stream = channel.stream_stream(
             f"/{name}/MVMStream",
@@ -333,14 +334,14 @@ class RemoteBoard(Board):
         """``request`` (a large Program or ReadConductance) over StreamService."""
         try:
             if isinstance(request, ProgramRequest):
-                chunks = streams.program_chunks(request, self._chunk_bytes)
+                chunks = streams.program_chunks(request, self.chunk_bytes)
                 reply, call = self._program_chunked.with_call(
                     chunks, timeout=self.timeout_s, metadata=self._metadata
                 )
                 result: ProgramReport | ReadResult = streams.program_report(reply)
             else:
                 assert isinstance(request, ReadConductanceRequest)
-                message = streams.read_request(request, self._chunk_bytes)
+                message = streams.read_request(request, self.chunk_bytes)
                 call = self._read_chunked(message, timeout=self.timeout_s, metadata=self._metadata)
                 result = streams.read_from_chunks(call)
         except grpc.RpcError as exc:

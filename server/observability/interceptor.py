@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 
 from sidra.drivers.operations import OPERATIONS
 from sidra.drivers.requests import SEQUENCE_STEPS, step_member
+from sidra.hil.v1.stream_pb2 import MVMStreamResponse
 from sidra.server.observability.calls import (
     REQUEST_ID,
     CallRecord,
@@ -39,6 +40,7 @@ from sidra.server.observability.logs import log_rpc
 from sidra.server.observability.metrics import WRITING_RPCS, MethodSeries, ServiceMetrics
 from sidra.server.security import Principal, current_principal
 from sidra.server.servicer import SERVICE_NAME
+from sidra.server.streams import STREAM_SERVICE_NAME
 from sidra.server.wrapped import WrappedHandlers
 
 __all__ = ["CallObserver", "PrincipalTag"]
@@ -126,6 +128,8 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
                             failed = False
                             return
                     self._count_response(call, item)
+                    if isinstance(item, MVMStreamResponse):  # each pass counts as its own call
+                        self._count_stream_item(item)
                     yield item
             except GeneratorExit:  # the client went away mid-stream
                 without_status = grpc.StatusCode.CANCELLED
@@ -147,6 +151,11 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
         for item in requests:
             self._count_request(call, item)
             yield item
+
+    def _count_stream_item(self, item: MVMStreamResponse) -> None:
+        member = item.WhichOneof("result")
+        if member in _PASS_RPCS:
+            self.metrics.count_operation(_PASS_RPCS[member], None)
 
     def _count_request(self, call: CallRecord, message: Any) -> None:
         size = _size(message)
@@ -181,11 +190,22 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
                 result = getattr(step, member)
                 written = result.cells_written if step_rpc in WRITING_RPCS else None
                 self.metrics.count_operation(step_rpc, written)
+        elif service == STREAM_SERVICE_NAME and call.code == grpc.StatusCode.OK:
+            carried = _CARRIED_RPCS.get(rpc)  # a chunked transfer is one call of its RPC
+            if carried is not None:
+                written = getattr(response, "cells_written", None) if response else None
+                self.metrics.count_operation(carried, written)
         log_rpc(call)
 
 
 _STEP_RPCS = {step_member(op.request): op.rpc for op in OPERATIONS if op.request in SEQUENCE_STEPS}
 """A RunSequence step result's field (``perturbed_mvm``) -> its operation (PerturbedMVM)."""
+
+_PASS_RPCS = {"mvm": "MVM", "transpose_mvm": "TransposeMVM"}
+"""An MVMStream answer's result field -> the operation its item ran."""
+
+_CARRIED_RPCS = {"ProgramChunked": "Program", "ReadConductanceChunked": "ReadConductance"}
+"""A chunked StreamService RPC -> the one operation it runs."""
 
 
 class PrincipalTag(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types

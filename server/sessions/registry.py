@@ -10,7 +10,8 @@ What each RPC is to a lease (``LEASE_ACCESS``), session.proto "Leases":
 a write (Program, Perturb, Calibrate) of a tile leased by another session is
 refused; a read is served unless reads are exclusive; a board-wide operation
 (AdvanceClock) needs the whole board, or the admin role while nobody else
-holds a lease.
+holds a lease. StreamService RPCs (stream.proto) have no entry: each streamed pass
+and each chunked transfer is admitted as the BoardService RPC it carries.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 __all__ = ["CHUNK_FRAMING_BYTES", "DEFAULT_CHUNK_BYTES", "rows_per_band"]
 
-DEFAULT_CHUNK_BYTES = 1 * 2**20
-"""Data bytes of one band unless the caller names another size (docs/benchmarks.md)."""
+DEFAULT_CHUNK_BYTES = 512 * 2**10
+"""Data bytes of one band unless the caller names another size: the fastest of 64 KiB
+.. 4 MiB for a 16 MiB Program and read over loopback (docs/benchmarks.md)."""
 
 CHUNK_FRAMING_BYTES = 64 * 2**10
 """Room kept in a message for everything but a band's data (tags, shape, cost)."""

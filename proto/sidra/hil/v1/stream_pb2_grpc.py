@@ -126,7 +126,7 @@ class StreamServiceServicer:
         chunk_bytes            OUT_OF_RANGE      above the server's message size
         less 64 KiB of framing, or below
         one row (0 picks the server's
-        default, 1 MiB, capped likewise)
+        default, 512 KiB, capped likewise)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
