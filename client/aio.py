@@ -28,6 +28,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import grpc.aio
 
+from sidra.client import streams
 from sidra.client.aio_session import AsyncSession, call_session, list_leases
 from sidra.client.credentials import (
     AioBearerToken,
@@ -39,6 +40,7 @@ from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
 from sidra.client.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_SERVER_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
     SERVICE_NAME,
     channel_options,
@@ -65,9 +67,17 @@ from sidra.drivers import (
     WriteCounts,
 )
 from sidra.drivers.operations import OPERATIONS, BoardMethods, operation_of
-from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
+from sidra.drivers.requests import (
+    GetBoardInfoRequest,
+    MVMRequest,
+    ProgramRequest,
+    ReadConductanceRequest,
+    Request,
+    TransposeMVMRequest,
+)
 from sidra.drivers.types import BoardDescription
 from sidra.hil import convert
+from sidra.hil.chunks import CHUNK_FRAMING_BYTES, DEFAULT_CHUNK_BYTES
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2, stream_pb2
@@ -125,6 +135,7 @@ class AsyncRemoteBoard:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         address: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        message_limit_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
     ) -> None:
         self.channel = channel
         self.timeout_s = timeout_s
@@ -140,6 +151,21 @@ class AsyncRemoteBoard:
             )
             for op in OPERATIONS
         }
+        self.message_limit_bytes = message_limit_bytes
+        """Largest message both this channel and the server carry, bytes; a Program or
+        ReadConductance whose one message would pass it goes as row bands."""
+        self.chunk_bytes = min(DEFAULT_CHUNK_BYTES, message_limit_bytes - CHUNK_FRAMING_BYTES)
+        """Data bytes per row band of a chunked Program or read (whole rows; at least one)."""
+        self._program_chunked = channel.stream_unary(
+            f"/{STREAM_SERVICE_NAME}/ProgramChunked",
+            request_serializer=stream_pb2.ProgramChunk.SerializeToString,
+            response_deserializer=pb.ProgramResponse.FromString,
+        )
+        self._read_chunked = channel.unary_stream(
+            f"/{STREAM_SERVICE_NAME}/ReadConductanceChunked",
+            request_serializer=stream_pb2.ReadConductanceChunkedRequest.SerializeToString,
+            response_deserializer=stream_pb2.ConductanceChunk.FromString,
+        )
         self._mvm_stream = channel.stream_stream(
             f"/{STREAM_SERVICE_NAME}/MVMStream",
             request_serializer=stream_pb2.MVMStreamRequest.SerializeToString,
@@ -207,7 +233,15 @@ class AsyncRemoteBoard:
     async def run(self, request: Request) -> Any:
         """Sends ``request`` as its RPC; returns the result or raises the SIDRA exception."""
         op = operation_of(request)
-        message = convert.request_to_pb(representable(request), op)
+        request = representable(request)
+        if isinstance(request, ProgramRequest | ReadConductanceRequest):
+            info = await self.info() if streams.needs_geometry(request) else None
+            if (
+                streams.transfer_bytes(request, info)
+                > self.message_limit_bytes - CHUNK_FRAMING_BYTES
+            ):
+                return await self._chunked(request, op)
+        message = convert.request_to_pb(request, op)
         async with self._slots:
             call = self._calls[op.request](message, timeout=self.timeout_s, metadata=self._metadata)
             try:
@@ -223,6 +257,35 @@ class AsyncRemoteBoard:
         result = convert.result_from_pb(reply, op)
         named = instance_in(trailers)
         self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
+        return result
+
+    async def _chunked(self, request: Request, op: Any) -> ProgramReport | ReadResult:
+        """``request`` (a large Program or ReadConductance) as row bands over StreamService."""
+        async with self._slots:
+            try:
+                if isinstance(request, ProgramRequest):
+                    chunks = streams.program_chunks(request, self.chunk_bytes)
+                    call: Any = self._program_chunked(
+                        chunks, timeout=self.timeout_s, metadata=self._metadata
+                    )
+                    result: ProgramReport | ReadResult = streams.program_report(await call)
+                else:
+                    assert isinstance(request, ReadConductanceRequest)
+                    message = streams.read_request(request, self.chunk_bytes)
+                    call = self._read_chunked(
+                        message, timeout=self.timeout_s, metadata=self._metadata
+                    )
+                    result = streams.read_from_chunks([chunk async for chunk in call])
+                trailers = await call.trailing_metadata()
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                reported = self._instance.failed(
+                    instance_in(exc.trailing_metadata()), error, op.rpc
+                )
+                if reported is error:
+                    raise error from exc
+                raise reported from error
+        self._instance.succeeded(instance_in(trailers), op.rpc)
         return result
 
     async def _via(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -392,11 +455,14 @@ async def connect(
     tls: TlsCredentials | None = None,
     token: str | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    server_max_message_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
 ) -> AsyncRemoteBoard:
     """Opens an asyncio channel to ``address`` (``host:port``), as
     :func:`sidra.client.connect` does for the synchronous client (same options; the
     token, if any, goes in clear only to a loopback address). ``max_in_flight``: calls
-    sent at once; more wait in the client (set it to the server's ``[limits]``)."""
+    sent at once; more wait in the client (set it to the server's ``[limits]``).
+    ``server_max_message_bytes``: the server's message size; a larger Program or read
+    travels in row bands."""
     options = channel_options(max_message_bytes)
     token = token if token is not None else token_from_env()
     interceptors = []
@@ -418,8 +484,9 @@ async def connect(
                 f"no SIDRA server answered at {address} within {wait_ready_s:g} s"
             ) from exc
     return AsyncRemoteBoard(
-        channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight
-    )
+        channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight,
+        message_limit_bytes=min(max_message_bytes, server_max_message_bytes),
+    )  # fmt: skip
 
 
 async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:

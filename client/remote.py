@@ -222,7 +222,9 @@ class RemoteBoard(Board):
         board instance than this client's previous one)."""
         op = operation_of(request)
         request = representable(request)
-        if self._too_large(request):
+        if isinstance(request, ProgramRequest | ReadConductanceRequest) and self._too_large(
+            request
+        ):
             return self._chunked(request, op)
         message = self._message(request, op)
         reply, call = self._send(op, message)
@@ -318,17 +320,9 @@ class RemoteBoard(Board):
 
     def _too_large(self, request: Request) -> bool:
         """Whether ``request`` or its answer would pass :attr:`message_limit_bytes`."""
-        if isinstance(request, ProgramRequest):
-            data = getattr(request.conductances, "nbytes", 0)
-        elif isinstance(request, ReadConductanceRequest):
-            region = request.region
-            info = self.info
-            rows = region.rows if region and region.rows else info.rows - _row0(region)
-            cols = region.cols if region and region.cols else info.cols - _col0(region)
-            data = 4 * max(rows, 0) * max(cols, 0)
-        else:
-            return False
-        return bool(data > self.message_limit_bytes - CHUNK_FRAMING_BYTES)
+        info = self.info if streams.needs_geometry(request) else None
+        data = streams.transfer_bytes(request, info)
+        return data > self.message_limit_bytes - CHUNK_FRAMING_BYTES
 
     def _chunked(self, request: Request, op: Operation) -> ProgramReport | ReadResult:
         """``request`` (a large Program or ReadConductance) over StreamService."""
@@ -362,14 +356,6 @@ class RemoteBoard(Board):
             # never sees the request.
             request.checked(self.info)
             raise InvalidArgument(op.rpc, repr(request)[:200], f"a {op.rpc}Request") from exc
-
-
-def _row0(region: Region | None) -> int:
-    return region.row_offset if region else 0
-
-
-def _col0(region: Region | None) -> int:
-    return region.col_offset if region else 0
 
 
 def _instance_of(call: Any) -> str | None:

@@ -22,7 +22,7 @@ from sidra.drivers.requests import (
     ReadConductanceRequest,
     TransposeMVMRequest,
 )
-from sidra.drivers.types import MVMResult, ProgramReport, ReadResult, Region
+from sidra.drivers.types import BoardInfo, MVMResult, ProgramReport, ReadResult, Region
 from sidra.hil import convert, tensors
 from sidra.hil.chunks import rows_per_band
 from sidra.hil.v1 import board_pb2 as pb
@@ -33,8 +33,10 @@ __all__ = [
     "STREAM_SERVICE_NAME",
     "from_item_error",
     "mvm_stream_calls",
+    "needs_geometry",
     "program_chunks",
     "read_from_chunks",
+    "transfer_bytes",
 ]
 
 STREAM_SERVICE_NAME: str = spb.DESCRIPTOR.services_by_name["StreamService"].full_name
@@ -121,6 +123,30 @@ def mvm_stream_calls(call: Any, feed: MVMStreamFeed) -> Iterator[MVMResult]:
     finally:
         feed.stop()
         call.cancel()  # a no-op once the stream has ended
+
+
+def needs_geometry(request: object) -> bool:
+    """Whether :func:`transfer_bytes` needs the board's geometry for ``request``: a read
+    whose region runs to the tile's end (or the whole tile)."""
+    if not isinstance(request, ReadConductanceRequest):
+        return False
+    region = request.region
+    return region is None or not region.rows or not region.cols
+
+
+def transfer_bytes(request: object, info: BoardInfo | None) -> int:
+    """Data bytes a Program sends or a ReadConductance answers (0 for other requests);
+    ``info`` (the board's geometry) when :func:`needs_geometry` says so."""
+    if isinstance(request, ProgramRequest):
+        return int(getattr(request.conductances, "nbytes", 0))
+    if not isinstance(request, ReadConductanceRequest):
+        return 0
+    region = request.region or Region()
+    rows, cols = region.rows, region.cols
+    if info is not None:
+        rows = rows or info.rows - region.row_offset
+        cols = cols or info.cols - region.col_offset
+    return 4 * max(rows, 0) * max(cols, 0)
 
 
 def program_chunks(request: ProgramRequest, chunk_bytes: int) -> Iterator[spb.ProgramChunk]:

@@ -268,7 +268,12 @@ class _ReadAhead:
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
-            item = self._items.get()
+            try:
+                item = self._items.get(timeout=0.1)
+            except queue.Empty:
+                if self._stopped.is_set():  # cancelled while the client sent nothing
+                    return
+                continue
             if item is _END or isinstance(item, Exception):
                 return
             yield item

@@ -14,8 +14,9 @@ import pytest
 from sidra.client import InvalidArgument, LeaseHeld, OutOfRange, Region, connect
 from sidra.client.aio import AsyncRemoteBoard
 from sidra.client.aio import connect as aio_connect
-from sidra.drivers import BoardDriver, BoardUnavailable
+from sidra.drivers import BoardDriver, BoardUnavailable, open_board
 from sidra.drivers.operations import BoardMethods
+from sidra.server import create_server
 from sidra.server.security import Role, add_principal
 from tests.server.security_support import served as served_with
 
@@ -63,6 +64,34 @@ def test_an_mvm_stream_answers_as_the_synchronous_clients(
                 np.testing.assert_array_equal(a, b)
 
     asyncio.run(run())
+
+
+def test_a_program_and_read_larger_than_one_message_go_as_row_bands() -> None:
+    """Through a server of 96 KiB messages the asyncio client programs a whole tile (256
+    KiB) and reads it back, both as row bands, exactly (ideal board)."""
+    small = 96 * 2**10
+    with open_board("emu://?preset=ideal&seed=1") as driver:
+        server, port = create_server(driver, "127.0.0.1:0", max_message_bytes=small)
+        server.start()
+        try:
+
+            async def run() -> np.ndarray:
+                address = f"127.0.0.1:{port}"
+                async with await aio_connect(address, server_max_message_bytes=small) as board:
+                    info = await board.info()
+                    rng = np.random.default_rng(7)
+                    g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols))
+                    g = g.astype(np.float32)
+                    report = await board.program(1, g)
+                    assert report.cells_written == info.rows * info.cols
+                    read = await board.read_conductance(1)
+                    np.testing.assert_array_equal(read.conductances, g)
+                    return g
+
+            g = asyncio.run(run())
+            np.testing.assert_array_equal(driver.read_conductance(1).conductances, g)
+        finally:
+            server.stop(grace=None)
 
 
 def test_answers_equal_the_synchronous_clients(served: tuple[BoardDriver, int]) -> None:
