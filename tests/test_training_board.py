@@ -285,25 +285,34 @@ def test_fused_evaluation_gives_the_losses_of_perturb_and_mvm_calls(
 def test_on_board_spsa_over_grpc_takes_one_call_per_step(
     served: tuple[BoardDriver, int], remote: RemoteBoard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Training over connect(...) uses PerturbedMVM by itself: each step of on-board SPSA
-    is one call to the board, and no Perturb APPLY reaches it."""
+    """Training over connect(...) uses the fused path by itself: each step of on-board SPSA
+    is one RPC, a RunSequence that programs the step's weights and evaluates both points
+    in one PerturbedMVM; no Perturb APPLY reaches the board."""
     from collections import Counter
 
     from sidra.drivers.requests import PerturbMode, PerturbRequest
 
     board, _ = served
-    seen: Counter[str] = Counter()
-    run = board.run
+    on_board: Counter[str] = Counter()
+    sent: Counter[str] = Counter()
+    run, send = board.run, remote.run
 
     def counting(request):  # type: ignore[no-untyped-def]
         applies = isinstance(request, PerturbRequest) and request.mode is PerturbMode.APPLY
-        seen["Perturb APPLY" if applies else type(request).__name__] += 1
+        on_board["Perturb APPLY" if applies else type(request).__name__] += 1
         return run(request)
 
+    def sending(request):  # type: ignore[no-untyped-def]
+        sent[type(request).__name__] += 1
+        return send(request)
+
     monkeypatch.setattr(board, "run", counting)
+    monkeypatch.setattr(remote, "run", sending)
     data = load_dataset("digits")
     options = SPSAOptions(steps=6, a=0.5, c=0.1, eval_every=1000, mode="board", batch_size=32)
     record = train_softmax_spsa(remote, data, options)
     assert record.steps == 6
-    assert seen["PerturbedMVMRequest"] == 6
-    assert seen["Perturb APPLY"] == 0
+    assert sent["SequenceRequest"] == 6  # one per step
+    assert sent["PerturbRequest"] <= 2 and sent["ProgramRequest"] <= 1  # final evaluation
+    assert on_board["PerturbedMVMRequest"] == 6
+    assert on_board["Perturb APPLY"] == 0

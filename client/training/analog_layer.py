@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from sidra.drivers import Board, PerturbationPoint, Region, Unsupported
 from sidra.drivers.rademacher import seed_from_bit
-from sidra.drivers.requests import PerturbedMVMRequest
+from sidra.drivers.requests import PerturbedMVMRequest, ProgramRequest
 from sidra.training.accounting import CostLedger
 
 __all__ = ["AnalogLinear", "Mapping"]
@@ -192,12 +192,20 @@ class AnalogLinear:
 
     def program(self, weights: npt.ArrayLike) -> None:
         """Write-verify ``weights`` into the tiles."""
+        for step in self.program_steps(weights):
+            self.ledger.add(self.board.run(step).cost)
+
+    def program_steps(self, weights: npt.ArrayLike) -> list[ProgramRequest]:
+        """The Program request of each tile that writes ``weights`` (the digital bias, if
+        any, is kept on the host now): to run, or to send ahead of other steps in one
+        RunSequence."""
         w = np.asarray(weights, dtype=np.float32)
         if self.digital_bias:
             self._bias = w[self.inputs].copy()
-        for block in self.blocks:
-            targets = self.conductances(w[block.rows, block.outputs])
-            self.ledger.add(self.board.program(block.tile, targets).cost)
+        return [
+            ProgramRequest(block.tile, self.conductances(w[block.rows, block.outputs]))
+            for block in self.blocks
+        ]
 
     def _input_volts(self, x: npt.ArrayLike) -> Array:
         x = np.asarray(x, dtype=np.float32)
@@ -320,12 +328,18 @@ class AnalogLinear:
         )
 
     def perturbed_forward(
-        self, x: npt.ArrayLike, perturbations: Sequence[tuple[int, float, int]]
+        self,
+        x: npt.ArrayLike,
+        perturbations: Sequence[tuple[int, float, int]],
+        *,
+        program: npt.ArrayLike | None = None,
     ) -> Array:
         """Outputs [points, batch, outputs] of the layer at W_prog + sign·c·Δ(seed) for each
         ``(seed, c, sign)`` (c in weight units), in one PerturbedMVM (one per tile of a
         layer split by rows, sent together as one RunSequence): the minibatch crosses
-        the link once and the board ends with the programmed weights."""
+        the link once and the board ends with the programmed weights. With ``program``,
+        those weights are programmed first, in the same RunSequence: one round trip for
+        an SPSA step that moved the weights."""
         if not self.fused_perturbation:
             raise Unsupported(
                 "a fused perturbed evaluation needs the offset mapping, no reference column, "
@@ -342,11 +356,14 @@ class AnalogLinear:
                 for block_seeds, (_, c, sign) in zip(seeds, perturbations, strict=True)
             )
             steps.append(PerturbedMVMRequest(block.tile, batch, points, block.region))
-        if len(steps) == 1:
-            results = [self.board.perturbed_mvm(steps[0].tile, steps[0].voltages,
-                                                steps[0].points, steps[0].region)]  # fmt: skip
+        programs: list[ProgramRequest] = [] if program is None else self.program_steps(program)
+        if len(steps) == 1 and not programs:
+            results = [self.board.run(steps[0])]
         else:
-            results = list(self.board.run_sequence(steps).results)
+            results = list(self.board.run_sequence([*programs, *steps]).results)
+            for report in results[: len(programs)]:
+                self.ledger.add(report.cost)
+            results = results[len(programs) :]
         currents = np.zeros((len(perturbations), len(u), self.outputs), np.float32)
         for result in results:
             self.ledger.add(result.cost)

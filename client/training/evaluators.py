@@ -78,15 +78,23 @@ class OnBoardEvaluator(_LayerEvaluator):
 
     def __call__(self, x: Array, points: Sequence[Point]) -> list[float]:
         weights = x
-        self.sync(weights)
-        xb, yb = self.batches.draw()
         if self.layer.fused_perturbation and points and all(len(p) == 1 for p in points):
-            # One PerturbedMVM for every point of the step: the board perturbs, passes
-            # and restores next to the array; the minibatch travels once.
+            # One RunSequence for the step: Program the new weights (if they moved), then
+            # one PerturbedMVM for every point; the board perturbs, passes and restores
+            # next to the array, the minibatch travels once, one round trip in all.
+            changed = self.programmed is None or not np.array_equal(weights, self.programmed)
+            xb, yb = self.batches.draw()
             perturbations = [(p[0][0], abs(p[0][1]), 1 if p[0][1] > 0 else -1) for p in points]
-            outputs = self.layer.perturbed_forward(xb, perturbations)
+            outputs = self.layer.perturbed_forward(
+                xb, perturbations, program=weights if changed else None
+            )
+            if changed:
+                self.programmed = weights.copy()
+                self.programs += 1
             self.layer.ledger.charge_host_loss(len(points))
             return [cross_entropy(out, yb) for out in outputs]
+        self.sync(weights)
+        xb, yb = self.batches.draw()
         losses = []
         for point in points:
             if not point:
