@@ -2,10 +2,10 @@
 
 ``OnBoardEvaluator``: the board holds the weights (programmed as absolute
 targets whenever they change) and applies each ±c·Δ itself; Δ comes from a
-seed and never crosses the wire. Every point of a step runs in one PerturbedMVM
-call (perturb, pass, and a restore at the end: three writes and two passes per
-gradient estimate, one round trip) where the layer allows it, else as Perturb
-and MVM calls.
+seed and never crosses the wire. Where the layer allows it a step is one
+RunSequence: the step's weights programmed (when they moved), then every point in
+one PerturbedMVM (perturb, pass, and a restore at the end: three writes and two
+passes per gradient estimate), one round trip in all; else Perturb and MVM calls.
 
 ``HostHeldEvaluator``: the host holds the weights and programs them as
 absolute targets only every ``program_every`` updates (no accumulation of
