@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidra.drivers.requests import (
+    SEQUENCE_STEPS,
     AdvanceClockRequest,
     CalibrateRequest,
     GetBoardInfoRequest,
@@ -40,6 +41,7 @@ from sidra.drivers.requests import (
     Request,
     SequenceRequest,
     TransposeMVMRequest,
+    step_member,
 )
 from sidra.drivers.types import (
     BoardDescription,
@@ -58,7 +60,7 @@ from sidra.drivers.types import (
     WriteCounts,
 )
 
-__all__ = ["OPERATIONS", "BoardMethods", "Operation", "operation_of"]
+__all__ = ["OPERATIONS", "STEP_OPERATIONS", "BoardMethods", "Operation", "operation_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,13 @@ OPERATIONS: tuple[Operation, ...] = (
 """Every board operation, in board.proto's order."""
 
 _BY_REQUEST = {op.request: op for op in OPERATIONS}
+
+STEP_OPERATIONS: dict[str, Operation] = {
+    step_member(op.request): op for op in OPERATIONS if op.request in SEQUENCE_STEPS
+}
+"""RunSequence's step fields (``mvm``, ``perturbed_mvm``, ...) and the operations they
+carry, in board.proto's SequenceStep order: the one table the converters and the
+service's metrics read."""
 
 
 def operation_of(request: Request) -> Operation:

@@ -24,8 +24,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from sidra.drivers.operations import OPERATIONS
-from sidra.drivers.requests import SEQUENCE_STEPS, step_member
+from sidra.drivers.operations import STEP_OPERATIONS
 from sidra.hil.v1.stream_pb2 import MVMStreamResponse
 from sidra.server.observability.calls import (
     REQUEST_ID,
@@ -198,7 +197,7 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
         log_rpc(call)
 
 
-_STEP_RPCS = {step_member(op.request): op.rpc for op in OPERATIONS if op.request in SEQUENCE_STEPS}
+_STEP_RPCS = {member: op.rpc for member, op in STEP_OPERATIONS.items()}
 """A RunSequence step result's field (``perturbed_mvm``) -> its operation (PerturbedMVM)."""
 
 _PASS_RPCS = {"mvm": "MVM", "transpose_mvm": "TransposeMVM"}

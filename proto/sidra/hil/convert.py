@@ -24,10 +24,9 @@ import numpy as np
 from google.protobuf.message import Message
 
 from sidra.drivers.errors import InvalidArgument
-from sidra.drivers.operations import OPERATIONS, Operation
+from sidra.drivers.operations import STEP_OPERATIONS, Operation
 from sidra.drivers.requests import (
     MAX_STEPS,
-    SEQUENCE_STEPS,
     STEP_NAMES,
     MVMRequest,
     Request,
@@ -135,7 +134,7 @@ def result_from_pb(message: Message, op: Operation) -> Any:
     if isinstance(message, pb.RunSequenceResponse):
         return SequenceResult(
             tuple(
-                result_from_pb(getattr(one, member), _STEP_OPS[member])
+                result_from_pb(getattr(one, member), STEP_OPERATIONS[member])
                 for one in message.results
                 if (member := one.WhichOneof("result")) is not None
             )
@@ -145,15 +144,12 @@ def result_from_pb(message: Message, op: Operation) -> Any:
 
 # -- sequences: each step converted as its own operation -------------------------------
 
-_STEP_OPS = {step_member(op.request): op for op in OPERATIONS if op.request in SEQUENCE_STEPS}
-"""SequenceStep's fields (``mvm``, ``perturbed_mvm``, ...) and the operations they carry."""
-
 
 def _sequence_to_pb(request: SequenceRequest) -> pb.RunSequenceRequest:
     message = pb.RunSequenceRequest()
     for k, step in enumerate(request.steps):
         member = step_member(type(step))
-        op = _STEP_OPS.get(member)
+        op = STEP_OPERATIONS.get(member)
         if op is None:  # a board-wide call: refused here, as the service would
             allowed = f"one of {', '.join(STEP_NAMES)}"
             raise InvalidArgument(f"steps[{k}]", type(step).__name__, allowed)
@@ -174,7 +170,7 @@ def _sequence_from_pb(message: pb.RunSequenceRequest) -> SequenceRequest:
                 f"steps[{k}]", "no operation set", f"one of {', '.join(STEP_NAMES)}"
             )
         try:
-            steps.append(request_from_pb(getattr(step, member), _STEP_OPS[member]))
+            steps.append(request_from_pb(getattr(step, member), STEP_OPERATIONS[member]))
         except InvalidArgument as exc:  # a path into the whole request
             raise type(exc)(f"steps[{k}].{member}.{exc.field}", exc.value, exc.allowed) from exc
     return SequenceRequest(tuple(steps))
@@ -186,7 +182,7 @@ def _sequence_result_to_pb(
     message = pb.RunSequenceResponse()
     for step, one in zip(request.steps, result.results, strict=True):
         member = step_member(type(step))
-        op = _STEP_OPS[member]
+        op = STEP_OPERATIONS[member]
         _filler(type(one), _message_type(op.rpc, "Response"))(
             getattr(message.results.add(), member), one
         )
