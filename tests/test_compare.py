@@ -1,21 +1,28 @@
-"""The estimator comparison: equal budgets, exact evaluation counts, a clear refusal."""
+"""The comparison: equal budgets, exact evaluation counts, seeds with mean and spread, a
+record with a plot, clear refusals."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 from cli_support import sidra_json
 
 from sidra.drivers import open_board
-from sidra.training import CompareOptions, load_dataset
-from sidra.training.compare import compare_estimators, standard_estimators
+from sidra.training import CompareOptions, MethodName, load_dataset
+from sidra.training.compare import compare_methods, compare_tiles, standard_estimators
+
+ESTIMATORS = tuple(MethodName(str(name)) for name in standard_estimators())
 
 
 def test_every_estimator_spends_its_budget_in_whole_estimates() -> None:
     data = load_dataset("iris")  # 4 features + bias, 3 classes: 15 parameters
+    options = CompareOptions(budget=100, seeds=(0,), methods=ESTIMATORS)
     with open_board("emu://?preset=sidra-y1&seed=0") as board:
-        results = compare_estimators(board, data, CompareOptions(budget=100))
-    by_name = {r.name: r for r in results}
-    assert list(by_name) == list(standard_estimators())
+        runs = compare_methods(board, data, options).runs
+    by_name = {r.name: r for r in runs}
+    assert list(by_name) == [str(m) for m in ESTIMATORS]
     # evaluations per estimate: 2, 8, 2·15 = 30, 1 + 1 = 2, 2
     assert {n: r.steps for n, r in by_name.items()} == {
         "spsa": 50,
@@ -32,20 +39,93 @@ def test_every_estimator_spends_its_budget_in_whole_estimates() -> None:
         "antithetic-es": 100,
     }
     # Host-held: one board pass per step plus the final test pass.
-    assert all(r.mvm_calls == r.steps + 1 for r in results)
-    assert all(r.device_writes > 0 for r in results)
+    assert all(r.mvm_calls == r.steps + 1 for r in runs)
+    assert all(r.device_writes > 0 for r in runs)
 
 
-def test_a_budget_below_one_estimate_names_the_estimator() -> None:
+def test_the_algorithms_run_within_the_budget_in_whole_steps_or_epochs() -> None:
+    """iris: 105 training samples, so an epoch is 4 minibatches of 32 (last-layer, mlp);
+    on-board SPSA spends 2 evaluations per step."""
     data = load_dataset("iris")
-    with (
-        open_board("emu://?preset=ideal&seed=0") as board,
-        pytest.raises(ValueError, match="central-differences needs 30 evaluations"),
-    ):
-        compare_estimators(board, data, CompareOptions(budget=20))
+    methods = (MethodName.SPSA_BOARD, MethodName.LAST_LAYER, MethodName.MLP)
+    options = CompareOptions(budget=11, seeds=(0,), methods=methods)
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        runs = {r.name: r for r in compare_methods(board, data, options).runs}
+    assert {n: (r.steps, r.loss_evaluations) for n, r in runs.items()} == {
+        "spsa-board": (5, 10),
+        "last-layer": (8, 8),  # 2 epochs of 4 steps
+        "mlp": (8, 8),
+    }
+    assert all(r.device_writes > 0 and r.mvm_calls > 0 for r in runs.values())
 
 
-def test_compare_command_prints_json() -> None:
-    rows = sidra_json("train", "compare", "--dataset", "iris", "--budget", "60")
-    assert [r["name"] for r in rows] == list(standard_estimators())
-    assert rows[2]["loss_evaluations"] == 60  # central differences: 2 steps of 30
+def test_every_method_runs_once_per_seed_and_is_summarised_over_them() -> None:
+    data = load_dataset("iris")
+    methods = (MethodName.SPSA, MethodName.MLP)
+    options = CompareOptions(budget=40, seeds=(3, 5, 8), methods=methods)
+    seen = []
+    with open_board("emu://?preset=sidra-y1&seed=1") as board:
+        comparison = compare_methods(board, data, options, on_result=seen.append)
+    assert [(r.name, r.seed) for r in comparison.runs] == [
+        ("spsa", 3), ("mlp", 3), ("spsa", 5), ("mlp", 5), ("spsa", 8), ("mlp", 8),
+    ]  # fmt: skip
+    assert seen == comparison.runs
+    for summary in comparison.summaries():
+        accuracy = [r.test_accuracy for r in comparison.runs if r.name == summary.name]
+        assert summary.seeds == (3, 5, 8)
+        assert summary.test_accuracy == pytest.approx(np.mean(accuracy))
+        assert summary.test_accuracy_std == pytest.approx(np.std(accuracy, ddof=1))
+        assert (summary.test_accuracy_min, summary.test_accuracy_max) == (
+            min(accuracy),
+            max(accuracy),
+        )
+    spsa = next(s for s in comparison.summaries() if s.name == "spsa")
+    assert spsa.loss_evaluations == 40 and spsa.steps == 20
+
+
+def test_a_budget_below_one_step_or_epoch_names_the_method_before_anything_runs() -> None:
+    data = load_dataset("iris")
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        with pytest.raises(ValueError, match="central-differences needs 30 evaluations"):
+            compare_methods(board, data, CompareOptions(budget=20))
+        with pytest.raises(ValueError, match="mlp needs 4 evaluations for one epoch"):
+            compare_methods(board, data, CompareOptions(budget=3, methods=(MethodName.MLP,)))
+        assert board.stats().cell_writes == 0  # refused before any run
+
+
+def test_seeds_and_methods_are_each_given_once() -> None:
+    with pytest.raises(ValueError, match=r"seeds: got \['1', '1'\], each at most once"):
+        CompareOptions(seeds=(1, 1))
+    with pytest.raises(ValueError, match="methods: got"):
+        CompareOptions(methods=(MethodName.MLP, MethodName.MLP))
+
+
+def test_a_comparison_claims_every_tile_its_methods_place_layers_on() -> None:
+    data = load_dataset("digits")
+    with open_board("emu://?preset=ideal") as board:
+        info = board.info
+    estimators_only = CompareOptions(methods=ESTIMATORS)
+    assert compare_tiles(info, data, estimators_only) == (0,)
+    # mlp: 64 -> 128 -> 64 -> 10, one tile per layer; last-layer: features, head.
+    assert compare_tiles(info, data, CompareOptions()) == (0, 1, 2)
+
+
+def test_compare_command_prints_json_and_saves_a_record_with_a_plot(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "record"
+    done = sidra_json(
+        "train", "compare", "--dataset", "iris", "--budget", "60", "--seeds", "0",
+        "--seeds", "2", "--method", "spsa", "--method", "central-differences",
+        "--out", str(out),
+    )  # fmt: skip
+    assert [m["name"] for m in done["methods"]] == ["spsa", "central-differences"]
+    assert [(r["name"], r["seed"]) for r in done["runs"]] == [
+        ("spsa", 0), ("central-differences", 0), ("spsa", 2), ("central-differences", 2),
+    ]  # fmt: skip
+    assert done["runs"][1]["loss_evaluations"] == 60  # central differences: 2 steps of 30
+    assert done["methods"][0]["seeds"] == [0, 2]
+    assert done["record"] == str(out)
+    assert json.loads((out / "summary.json").read_text()) == {
+        k: done[k] for k in ("methods", "runs")
+    }
+    assert (out / "runs.csv").read_text().count("\n") == 5  # header + 4 runs
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"

@@ -21,9 +21,11 @@ from sidra.client import connect
 from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
     CompareOptions,
-    EstimatorName,
+    Comparison,
     JobOptions,
     LastLayerOptions,
+    MethodName,
+    MethodResult,
     MLPOptions,
     PerturbationMode,
     RecoveryOptions,
@@ -68,7 +70,8 @@ _MLP = MLPOptions()
 _MLP_HIDDEN = list(_MLP.hidden)
 _ANY_TILE: list[int] = []
 """--tiles not given: the layers may go on any tile of the board."""
-_ESTIMATORS = list(_COMPARE.estimators)
+_METHODS = list(_COMPARE.methods)
+_COMPARE_SEEDS = list(_COMPARE.seeds)
 
 
 _spsa = functools.partial(field_option, SPSAOptions)
@@ -347,51 +350,62 @@ def compare(
     budget: Annotated[int, _compare("budget")] = _COMPARE.budget,
     a: Annotated[float, _compare("a")] = _COMPARE.a,
     c: Annotated[float, _compare("c")] = _COMPARE.c,
-    seed: Annotated[int, _compare("seed")] = _COMPARE.seed,
+    seeds: Annotated[list[int], _compare("seeds", "--seeds", "--seed")] = _COMPARE_SEEDS,
     batch_size: Annotated[int, _compare("batch_size")] = _COMPARE.batch_size,
     program_every: Annotated[int, _compare("program_every")] = _COMPARE.program_every,
     tiles: Annotated[list[int], _compare("tiles", "--tiles", "--tile")] = _ANY_TILE,
-    estimators: Annotated[list[EstimatorName], _compare("estimators", "--estimator")] = _ESTIMATORS,
-    out: Annotated[
-        Path | None, typer.Option(help="--remote-job: record folder (default runs/compare-<time>).")
-    ] = None,
+    methods: Annotated[
+        list[MethodName], _compare("methods", "--methods", "--method", "--estimator")
+    ] = _METHODS,
+    out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """SPSA, central differences, forward gradient and antithetic ES on one budget."""
-    from sidra.training.compare import compare_estimators
+    """Every estimator and training algorithm on one loss-evaluation budget and one
+    board, once per seed: mean and spread per method, a record with a plot."""
+    from sidra.training.compare import compare_methods
 
     options = job_options(CompareOptions, ctx)
     console = Console(stderr=as_json)
+    folder = _folder(out, "compare")
     if remote_job:
-        results = _remote(server, "compare", options, dataset, out, console)["results"]
+        summary = _remote(server, "compare", options, dataset, folder, console)
+        runs = [MethodResult(**r) for r in summary["runs"]]
+        comparison = Comparison(options.settings() | {"job": "compare", "dataset": dataset}, runs)
+        comparison.plot(folder / "plot.png")
     else:
         data = _dataset(dataset)
+
+        def on_result(r: MethodResult) -> None:
+            console.log(f"{r.name}, seed {r.seed}: {100 * r.test_accuracy:.2f} %")
+
         with _board(board, server) as target:
-            done = compare_estimators(
-                target,
-                data,
-                options,
-                on_result=lambda r: console.log(f"{r.name}: {100 * r.test_accuracy:.2f} %"),
-            )
-        results = [r.as_dict() for r in done]
+            comparison = compare_methods(target, data, options, on_result=on_result)
+        comparison.settings["dataset"] = dataset
+        comparison.save(folder)
     if as_json:
-        typer.echo(json.dumps(results))
+        typer.echo(json.dumps(comparison.summary() | {"record": str(folder)}))
         return
-    title = f"estimators on {dataset}, {options.budget:,} loss evaluations each"
+    title = (
+        f"methods on {dataset}, {options.budget:,} loss evaluations per run, "
+        f"seeds {', '.join(map(str, options.seeds))}"
+    )
     table = Table(title=title)
-    for column in ("estimator", "steps", "evaluations", "test accuracy", "MVM calls", "writes"):
+    for column in ("method", "test accuracy (mean ± sd)", "min – max", "steps", "evaluations",
+                   "MVM calls", "writes"):  # fmt: skip
         table.add_column(column)
-    for r in results:
+    for m in comparison.summaries():
         table.add_row(
-            r["name"],
-            f"{r['steps']:,}",
-            f"{r['loss_evaluations']:,}",
-            f"{100 * r['test_accuracy']:.2f} %",
-            f"{r['mvm_calls']:,}",
-            f"{r['device_writes']:,}",
+            m.name,
+            f"{100 * m.test_accuracy:.2f} ± {100 * m.test_accuracy_std:.2f} %",
+            f"{100 * m.test_accuracy_min:.2f} – {100 * m.test_accuracy_max:.2f} %",
+            f"{m.steps:,.0f}",
+            f"{m.loss_evaluations:,.0f}",
+            f"{m.mvm_calls:,.0f}",
+            f"{m.device_writes:,.0f}",
         )
     console.print(table)
+    console.print(f"record: {folder}")
 
 
 @train_app.command("drift-recovery")

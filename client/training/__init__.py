@@ -10,7 +10,8 @@ from sidra.training.accounting import CostLedger, JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear, Mapping
 from sidra.training.board_spsa import SPSACheckpoint, SPSAJob, train_softmax_spsa
 from sidra.training.calibration import Calibration, calibrate, noise_level
-from sidra.training.compare import EstimatorResult, compare_estimators, standard_estimators
+from sidra.training.compare import compare_methods, standard_estimators
+from sidra.training.compare_record import Comparison, MethodResult, MethodSummary
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
 from sidra.training.estimators import (
     AntitheticES,
@@ -36,6 +37,7 @@ from sidra.training.options import (
     EstimatorName,
     JobOptions,
     LastLayerOptions,
+    MethodName,
     MLPOptions,
     PerturbationMode,
     RecoveryOptions,
@@ -64,6 +66,10 @@ __all__ = [
     "CompareOptions",
     "CostLedger",
     "EstimatorName",
+    "MethodName",
+    "Comparison",
+    "MethodResult",
+    "MethodSummary",
     "JobCounts",
     "JobMeter",
     "JobOptions",
@@ -117,8 +123,7 @@ __all__ = [
     "descend",
     "displacement",
     "random_feedback",
-    "EstimatorResult",
-    "compare_estimators",
+    "compare_methods",
     "standard_estimators",
     "RecoveryOptions",
     "RecoveryReport",

@@ -1,25 +1,34 @@
-"""Gradient estimators compared on the board under one loss-evaluation budget.
+"""Training methods compared on one loss-evaluation budget and one board, over seeds.
 
-Every estimator trains the same ``features → classes`` softmax layer from zero
-with host-held weights (programmed every ``program_every`` updates, one board
-pass per minibatch, perturbations added digitally), Spall's learning-rate
-sequence a_k = a/(A + k)^0.602 with A = 10 % of its steps, and as many steps
-as the budget buys: an estimator that needs more evaluations per estimate
-takes fewer, better-informed steps. Each run gets its own generator seeded
-alike, and the same board, so the table compares the estimators alone.
+The gradient estimators (SPSA with 1 and 4 perturbations, central differences,
+forward gradient, antithetic ES) each train the same ``features → classes`` softmax
+layer from zero with host-held weights (programmed every ``program_every`` updates,
+one board pass per minibatch, perturbations added digitally), Spall's learning-rate
+sequence a_k = a/(A + k)^0.602 with A = 10 % of its steps, and as many steps as the
+budget buys: an estimator that needs more evaluations per estimate takes fewer,
+better-informed steps. The whole algorithms run as their own jobs do, with their own
+defaults, sized by the same budget: on-board SPSA (``sidra train spsa --mode board``)
+takes budget / 2 steps; last-layer and full-depth (``mlp``) training spend one loss
+evaluation per minibatch step, so they run as many whole epochs as the budget buys.
+
+Every method runs once per seed on the same board (its generator seeded alike for
+all methods), so the table compares the methods alone; :class:`Comparison` holds the
+runs and gives each method's mean and spread over the seeds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from sidra.drivers import Board
+from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
+from sidra.training.board_spsa import train_softmax_spsa
+from sidra.training.compare_record import Comparison, MethodResult
 from sidra.training.datasets import Dataset
 from sidra.training.estimators import (
     AntitheticES,
@@ -30,35 +39,24 @@ from sidra.training.estimators import (
     SPSAGradient,
     descend,
 )
-from sidra.training.options import CompareOptions, EstimatorName
-from sidra.training.placement import LayerShape, place
+from sidra.training.hybrid import last_layer_placement, train_last_layer
+from sidra.training.mlp import mlp_placement, train_mlp
+from sidra.training.options import (
+    ESTIMATOR_METHODS,
+    CompareOptions,
+    EstimatorName,
+    LastLayerOptions,
+    MethodName,
+    MLPOptions,
+    PerturbationMode,
+    SPSAOptions,
+)
+from sidra.training.placement import LayerShape, Placement, place
+from sidra.training.records import TrainingRecord
 from sidra.training.schedules import SPALL_ALPHA, powerseries
 from sidra.training.softmax import accuracy
 
-__all__ = ["EstimatorResult", "compare_estimators", "standard_estimators"]
-
-
-@dataclass(frozen=True, slots=True)
-class EstimatorResult:
-    """One estimator's run."""
-
-    name: str
-    steps: int
-    """Steps the budget bought (budget // evaluations per estimate)."""
-    loss_evaluations: int
-    """Loss evaluations the run asked for (steps × evaluations per estimate)."""
-    test_accuracy: float
-    """Final test accuracy, the weights programmed (fraction, 0 … 1)."""
-    mvm_calls: int
-    device_writes: int
-    """Cell writes the run spent."""
-    modeled_time_ns: float
-    """Modeled hardware time, ns."""
-    modeled_energy_nj: float
-    """Modeled hardware energy, nJ."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+__all__ = ["compare_methods", "compare_tiles", "standard_estimators"]
 
 
 def standard_estimators(c: float = 0.2) -> dict[EstimatorName, GradientEstimator[Any]]:
@@ -73,72 +71,171 @@ def standard_estimators(c: float = 0.2) -> dict[EstimatorName, GradientEstimator
     }
 
 
-def compare_estimators(
+def compare_methods(
     board: Board,
     data: Dataset,
     options: CompareOptions | None = None,
     *,
     estimators: Mapping[str, GradientEstimator[Any]] | None = None,
-    on_result: Callable[[EstimatorResult], None] | None = None,
-) -> list[EstimatorResult]:
-    """Trains one layer per estimator within ``options.budget`` loss evaluations each.
+    on_result: Callable[[MethodResult], None] | None = None,
+) -> Comparison:
+    """Runs every method of ``options.methods`` once per seed of ``options.seeds``
+    (seeds outer, so every method has a first result early), each within
+    ``options.budget`` loss evaluations.
 
-    ``estimators`` replaces the standard ones (``options.estimators`` of
-    :func:`standard_estimators` with ``options.c``) by any named set.
+    ``estimators`` replaces the gradient estimators (``options.methods`` that are
+    estimators, built by :func:`standard_estimators` with ``options.c``) by any named
+    set, run before the algorithms.
+
+    Raises ``ValueError`` naming the method when the budget does not buy it one step
+    (or one epoch), before any run starts.
     """
     o = options or CompareOptions()
-    if estimators is None:
-        standard = standard_estimators(o.c)
-        estimators = {str(name): standard[name] for name in o.estimators}
-    results = []
-    for name, estimator in estimators.items():
-        result = _train(board, data, name, estimator, o)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
+    runs: dict[str, Callable[[int], MethodResult]] = {}
+    standard = standard_estimators(o.c)
+    if estimators is not None:
+        for name, estimator in estimators.items():
+            runs[name] = _estimator_run(board, data, o, name, estimator)
+    for method in o.methods:
+        if method not in ESTIMATOR_METHODS:
+            runs[str(method)] = _ALGORITHMS[method](board, data, o)
+        elif estimators is None:
+            estimator = standard[EstimatorName(str(method))]
+            runs[str(method)] = _estimator_run(board, data, o, str(method), estimator)
+    comparison = Comparison(o.settings() | {"job": "compare", "dataset": data.name})
+    for seed in o.seeds:
+        for run in runs.values():
+            result = run(seed)
+            comparison.runs.append(result)
+            if on_result is not None:
+                on_result(result)
+    return comparison
 
 
-def _train(
-    board: Board,
-    data: Dataset,
-    name: str,
-    estimator: GradientEstimator[Any],
-    o: CompareOptions,
-) -> EstimatorResult:
-    """One estimator's run: as many steps as the budget buys, from zero weights."""
-    tiles = place(board.info, [LayerShape("layer", data.features, data.classes)], allowed=o.tiles)
-    layer = AnalogLinear(board, tiles.of("layer"), data.features, data.classes)
-    per_step = estimator.evaluations_per_estimate(layer.shape)
-    steps = o.budget // per_step
-    if steps < 1:
-        raise ValueError(
-            f"budget: got {o.budget}, {name} needs {per_step} evaluations for one step"
+def compare_tiles(info: BoardInfo, data: Dataset, o: CompareOptions) -> tuple[int, ...]:
+    """Every tile the methods of ``o`` place a layer on, for ``data``'s shape on a board
+    described by ``info`` (what a comparison run as a job claims). PlacementError (a
+    ValueError) when a method's network does not fit."""
+    placements: list[Placement] = []
+    if any(m in ESTIMATOR_METHODS or m is MethodName.SPSA_BOARD for m in o.methods):
+        placements.append(place(info, [LayerShape("layer", data.features, data.classes)],
+                                allowed=o.tiles))  # fmt: skip
+    if MethodName.LAST_LAYER in o.methods:
+        placements.append(last_layer_placement(info, data.features, data.classes,
+                                               LastLayerOptions(tiles=o.tiles)))  # fmt: skip
+    if MethodName.MLP in o.methods:
+        placements.append(mlp_placement(info, data, MLPOptions(tiles=o.tiles)))
+    return tuple(sorted({t for p in placements for tiles in p.tiles.values() for t in tiles}))
+
+
+def _estimate_steps(
+    name: str, estimator: GradientEstimator[Any], data: Dataset, o: CompareOptions
+) -> int:
+    """Steps ``o.budget`` buys ``estimator`` on the softmax layer of ``data``."""
+    per_step = estimator.evaluations_per_estimate((data.features + 1, data.classes))
+    return _whole(name, o.budget, per_step, "one step")
+
+
+def _whole(name: str, budget: int, per_unit: int, unit: str) -> int:
+    """Whole units of ``per_unit`` loss evaluations within ``budget``; at least one."""
+    count = budget // per_unit
+    if count < 1:
+        raise ValueError(f"budget: got {budget}, {name} needs {per_unit} evaluations for {unit}")
+    return count
+
+
+def _estimator_run(
+    board: Board, data: Dataset, o: CompareOptions, name: str, estimator: GradientEstimator[Any]
+) -> Callable[[int], MethodResult]:
+    steps = _estimate_steps(name, estimator, data, o)
+
+    def run(seed: int) -> MethodResult:
+        """One estimator's run: as many steps as the budget buys, from zero weights."""
+        shape = LayerShape("layer", data.features, data.classes)
+        tiles = place(board.info, [shape], allowed=o.tiles)
+        layer = AnalogLinear(board, tiles.of("layer"), data.features, data.classes)
+        rng = np.random.default_rng(seed)
+        evaluator = HostHeldAnyEvaluator(
+            layer, data.x_train, data.y_train, o.batch_size, rng, o.program_every
         )
-    rng = np.random.default_rng(o.seed)
-    evaluator = HostHeldAnyEvaluator(
-        layer, data.x_train, data.y_train, o.batch_size, rng, o.program_every
-    )
-    meter = JobMeter(board, [layer])
-    learning_rate = powerseries(o.a, SPALL_ALPHA, 0.1 * steps)  # Spall's a_k, A = 10 %
-    x, _ = descend(
-        estimator,
-        evaluator,
-        np.zeros(layer.shape, np.float32),
-        steps,
-        learning_rate,
-        rng,
-        bounds=(-layer.weight_limit, layer.weight_limit),
-    )
-    test = accuracy(evaluator.predict(x, data.x_test, final=True), data.y_test)
-    spent = meter.read()
-    return EstimatorResult(
-        name,
-        steps,
-        spent.loss_evaluations,
-        test,
-        spent.mvm_calls,
-        spent.device_writes,
-        spent.modeled_time_ns,
-        spent.modeled_energy_nj,
-    )
+        meter = JobMeter(board, [layer])
+        learning_rate = powerseries(o.a, SPALL_ALPHA, 0.1 * steps)  # Spall's a_k, A = 10 %
+        x, _ = descend(
+            estimator,
+            evaluator,
+            np.zeros(layer.shape, np.float32),
+            steps,
+            learning_rate,
+            rng,
+            bounds=(-layer.weight_limit, layer.weight_limit),
+        )
+        test = accuracy(evaluator.predict(x, data.x_test, final=True), data.y_test)
+        spent = meter.read()
+        return MethodResult(
+            name, seed, steps, spent.loss_evaluations, test, spent.mvm_calls,
+            spent.device_writes, spent.modeled_time_ns, spent.modeled_energy_nj,
+        )  # fmt: skip
+
+    return run
+
+
+def _from_record(name: str, seed: int, record: TrainingRecord) -> MethodResult:
+    return MethodResult(
+        name, seed, record.steps, record.loss_evaluations, record.test_accuracy,
+        record.mvm_calls, record.device_writes, record.modeled_time_ns,
+        record.modeled_energy_nj,
+    )  # fmt: skip
+
+
+def _spsa_board(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
+    steps = _whole(str(MethodName.SPSA_BOARD), o.budget, 2, "one step")
+
+    def run(seed: int) -> MethodResult:
+        options = SPSAOptions(
+            steps=steps, seed=seed, batch_size=o.batch_size, a=o.a, c=o.c,
+            mode=PerturbationMode.BOARD, eval_every=steps, tiles=o.tiles,
+        )  # fmt: skip
+        record = train_softmax_spsa(board, data, options)
+        return _from_record(str(MethodName.SPSA_BOARD), seed, record)
+
+    return run
+
+
+def _epochs(name: MethodName, o: CompareOptions, data: Dataset, batch_size: int) -> int:
+    """Whole epochs of one loss evaluation per minibatch within the budget."""
+    per_epoch = math.ceil(len(data.x_train) / batch_size)
+    return _whole(str(name), o.budget, per_epoch, "one epoch")
+
+
+def _last_layer(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
+    name = MethodName.LAST_LAYER
+    epochs = _epochs(name, o, data, LastLayerOptions().batch_size)
+
+    def run(seed: int) -> MethodResult:
+        options = LastLayerOptions(epochs=epochs, seed=seed, tiles=o.tiles)
+        return _from_record(str(name), seed, train_last_layer(board, data, options))
+
+    return run
+
+
+def _mlp(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
+    name = MethodName.MLP
+    epochs = _epochs(name, o, data, MLPOptions().batch_size)
+
+    def run(seed: int) -> MethodResult:
+        options = MLPOptions(epochs=epochs, seed=seed, tiles=o.tiles)
+        return _from_record(str(name), seed, train_mlp(board, data, options))
+
+    return run
+
+
+Algorithm = Callable[[Board, Dataset, CompareOptions], Callable[[int], MethodResult]]
+"""Given the board, the data and the options, checks that the budget buys the method a
+run, and returns the run of one seed."""
+
+_ALGORITHMS: dict[MethodName, Algorithm] = {
+    MethodName.SPSA_BOARD: _spsa_board,
+    MethodName.LAST_LAYER: _last_layer,
+    MethodName.MLP: _mlp,
+}
+"""The whole training algorithms ``compare`` runs beside the estimators."""

@@ -20,7 +20,7 @@ import sklearn  # noqa: F401  (the training extra: see the module docstring)
 
 from sidra.drivers import Board, BoardInfo
 from sidra.training.board_spsa import spsa_placement, train_softmax_spsa
-from sidra.training.compare import compare_estimators
+from sidra.training.compare import compare_methods, compare_tiles
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
 from sidra.training.hybrid import last_layer_placement, train_last_layer
 from sidra.training.mlp import mlp_placement, train_mlp
@@ -32,7 +32,6 @@ from sidra.training.options import (
     RecoveryOptions,
     SPSAOptions,
 )
-from sidra.training.placement import LayerShape, place
 from sidra.training.records import TrainingRecord
 from sidra.training.recovery import drift_recovery
 
@@ -88,9 +87,7 @@ class TrainingJobs:
         if isinstance(options, SPSAOptions):
             return spsa_placement(info, load_dataset(dataset), options).of("layer"), False
         if isinstance(options, CompareOptions):
-            data = load_dataset(dataset)
-            layer = LayerShape("layer", data.features, data.classes)
-            return place(info, [layer], allowed=options.tiles).of("layer"), False
+            return compare_tiles(info, load_dataset(dataset), options), False
         if isinstance(options, LastLayerOptions):
             data = load_dataset(dataset)
             placed = last_layer_placement(info, data.features, data.classes, options)
@@ -156,19 +153,15 @@ def _compare(
     board: Board, data: Dataset, options: CompareOptions, reporter: JobReporter
 ) -> Outcome:
     done: list[Any] = []
-    total = len(options.estimators)
+    total = len(options.methods) * len(options.seeds)
 
     def on_result(result: Any) -> None:
         done.append(result)
-        reporter.progress(len(done), total, f"{result.name} {100 * result.test_accuracy:.2f} %")
+        status = f"{result.name} seed {result.seed}: {100 * result.test_accuracy:.2f} %"
+        reporter.progress(len(done), total, status)
 
-    results = [r.as_dict() for r in compare_estimators(board, data, options, on_result=on_result)]
-    summary = {"dataset": data.name, "results": results}
-    files = {
-        "settings.json": json.dumps(options.settings() | {"job": "compare"}, indent=2).encode(),
-        "results.json": json.dumps(results, indent=2).encode(),
-    }
-    return summary, files
+    comparison = compare_methods(board, data, options, on_result=on_result)
+    return comparison.summary() | {"dataset": data.name}, comparison.files()
 
 
 def _recovery(

@@ -19,11 +19,13 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ESTIMATOR_METHODS",
     "CompareOptions",
     "EstimatorName",
     "JobOptions",
     "LastLayerOptions",
     "MLPOptions",
+    "MethodName",
     "PerturbationMode",
     "RecoveryOptions",
     "SPSAOptions",
@@ -194,35 +196,68 @@ class EstimatorName(StrEnum):
     """One antithetic Gaussian pair (2 loss evaluations)."""
 
 
+class MethodName(StrEnum):
+    """The training methods ``compare`` runs: the gradient estimators above (host-held
+    weights, digital perturbations) and whole training algorithms on the board."""
+
+    SPSA = "spsa"
+    """SPSA, one Rademacher perturbation per step (2 loss evaluations)."""
+    SPSA_4 = "spsa-4"
+    """SPSA, four perturbations averaged per step (8 loss evaluations)."""
+    CENTRAL_DIFFERENCES = "central-differences"
+    """Every weight ±h in turn (2 loss evaluations per weight)."""
+    FORWARD_GRADIENT = "forward-gradient"
+    """One Gaussian direction against the unperturbed loss (2 loss evaluations)."""
+    ANTITHETIC_ES = "antithetic-es"
+    """One antithetic Gaussian pair (2 loss evaluations)."""
+    SPSA_BOARD = "spsa-board"
+    """SPSA with the perturbations written on the board (``sidra train spsa --mode
+    board``), the weights programmed every step (2 loss evaluations per step)."""
+    LAST_LAYER = "last-layer"
+    """Random ReLU features on the board, the head trained by its exact gradient
+    (``sidra train last-layer``; 1 loss evaluation per minibatch step)."""
+    MLP = "mlp"
+    """Every layer forward by MVM and backward by TransposeMVM (``sidra train mlp``;
+    1 loss evaluation per minibatch step)."""
+
+
+ESTIMATOR_METHODS = frozenset(MethodName(str(name)) for name in EstimatorName)
+"""The methods that are gradient estimators on host-held weights."""
+
+
 class CompareOptions(JobOptions):
-    """Gradient estimators compared on one loss-evaluation budget."""
+    """Training methods compared on one loss-evaluation budget and one board, over seeds."""
 
     budget: int = Field(20_000, ge=1)
-    """Loss evaluations each estimator may spend (whole estimates only)."""
+    """Loss evaluations each method may spend in each run (whole steps, or for the
+    minibatch-gradient algorithms whole epochs, only)."""
     a: float = Field(0.5, gt=0.0)
-    """Learning-rate gain a in a_k = a/(A + k)^0.602, A = 10 % of the steps; weight units
-    per unit gradient."""
+    """Learning-rate gain a in a_k = a/(A + k)^0.602, A = 10 % of the steps, of the SPSA
+    methods and the estimators; weight units per unit gradient."""
     c: float = Field(0.2, gt=0.0)
-    """Perturbation size of every estimator (SPSA c, difference step h, forward-gradient
-    ε, ES σ), weight units."""
-    seed: int = Field(0, ge=0)
-    """Seed of each estimator's generator (the same for all)."""
+    """Perturbation size of the SPSA methods and the estimators (SPSA c, difference step
+    h, forward-gradient ε, ES σ), weight units."""
+    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field((0, 1, 2), min_length=1)
+    """Seeds: every method runs once per seed, its generator seeded with it (the same
+    seeds for all methods); mean and spread are taken over them."""
     batch_size: int = Field(64, ge=1)
-    """Training samples per minibatch, shared by every point of an estimate."""
+    """Training samples per minibatch of the SPSA methods and the estimators, shared by
+    every point of an estimate (the other algorithms keep their own)."""
     program_every: int = Field(10, ge=1)
-    """Steps between two Programs of the host-held weights."""
+    """Steps between two Programs of the estimators' host-held weights."""
     tiles: tuple[Tile, ...] = ()
-    """Board tiles the layer may be placed on, in this order (empty: every tile of the
+    """Board tiles the layers may be placed on, in this order (empty: every tile of the
     board, 0 first); a layer with more rows than a tile spans several."""
-    estimators: tuple[EstimatorName, ...] = Field(tuple(EstimatorName), min_length=1)
-    """Estimators to run, in this order (the board's state carries from one to the next)."""
+    methods: tuple[MethodName, ...] = Field(tuple(MethodName), min_length=1)
+    """Methods to run, in this order for each seed (the board's state carries from one
+    run to the next)."""
 
     @model_validator(mode="after")
-    def _estimators_once(self) -> Self:
-        if len(set(self.estimators)) != len(self.estimators):
-            raise ValueError(
-                f"estimators: got {[str(e) for e in self.estimators]}, each at most once"
-            )
+    def _each_once(self) -> Self:
+        for name in ("seeds", "methods"):
+            given = [str(v) for v in getattr(self, name)]
+            if len(set(given)) != len(given):
+                raise ValueError(f"{name}: got {given}, each at most once")
         return self
 
 

@@ -59,3 +59,19 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
 def test_remote_job_needs_a_server() -> None:
     result = run_sidra("train", "spsa", "--remote-job", "--steps", "2", timeout=60)
     assert result.returncode == 2 and "give --server" in result.stderr
+
+
+def test_a_comparison_runs_as_a_remote_job_and_its_record_gets_the_plot(tmp_path: Path) -> None:
+    with served("emu://?preset=ideal&seed=4") as board:
+        out = tmp_path / "record"
+        summary = sidra_json(
+            "train", "compare", "--server", _address(board), "--remote-job", "--dataset",
+            "iris", "--budget", "12", "--seeds", "1", "--method", "spsa", "--method",
+            "spsa-board", "--out", str(out),
+        )  # fmt: skip
+    assert [(r["name"], r["seed"], r["steps"]) for r in summary["runs"]] == [
+        ("spsa", 1, 6), ("spsa-board", 1, 6),
+    ]  # fmt: skip
+    assert [m["name"] for m in summary["methods"]] == ["spsa", "spsa-board"]
+    assert json.loads((out / "summary.json").read_text())["runs"] == summary["runs"]
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
