@@ -228,7 +228,7 @@ ESTIMATOR_METHODS = frozenset(MethodName(str(name)) for name in EstimatorName)
 class CompareOptions(JobOptions):
     """Training methods compared on one loss-evaluation budget and one board, over seeds."""
 
-    budget: int = Field(20_000, ge=1)
+    budget: int = Field(4_000, ge=1)
     """Loss evaluations each method may spend in each run (whole steps, or for the
     minibatch-gradient algorithms whole epochs, only)."""
     a: float = Field(0.5, gt=0.0)
