@@ -4,8 +4,9 @@ A client on the same host creates a POSIX shared-memory object (``shm_open``; Py
 ``multiprocessing.shared_memory``), registers it once under a name in one of its
 sessions (RegisterSharedMemory), and its MVM and TransposeMVM requests then name a
 tensor inside it (``SharedTensor``: registration, byte offset, dtype, shape) instead of
-carrying bytes: the server reads the inputs from, and writes the outputs to, numpy
-views of its one mapping of the object. gRPC stays the control plane.
+carrying bytes: the server reads the inputs from the object (``pread``) and writes the
+outputs into it (``pwrite``) through the descriptor it opened at registration. gRPC
+stays the control plane.
 
 Who may: only with ``[shared_memory] enabled = true`` in ``sidra serve``'s settings
 (off by default), and only a caller whose connection comes from this host (a peer of
@@ -14,24 +15,25 @@ Who may: only with ``[shared_memory] enabled = true`` in ``sidra serve``'s setti
 a request of another session naming it is refused (PERMISSION_DENIED), one naming no
 registration of the caller's session (unregistered, or the session ended) is
 FAILED_PRECONDITION. It ends with UnregisterSharedMemory or its session (CloseSession,
-expiry, an admin's close), and the server unmaps it then.
+expiry, an admin's close), and the server closes its descriptor then.
 
-Mapping safely. The object is opened by name under /dev/shm without following links,
-must be a regular file owned by the server's user, and is fstat-ed before it is mapped:
-a registration larger than the object is refused, so the mapping never covers pages the
-object lacks. A client that unlinks the object after registering changes nothing: the
-mapping keeps the memory alive until it is unregistered. A client that *truncates* it
-would make reads past the new end fault (SIGBUS): before each use the server fstat-s the
-object again and refuses the call (FAILED_PRECONDITION) if it shrank, which leaves only
-a truncation racing the copy itself; shared memory is for co-located clients trusted
-not to attack the server that way, hence off by default.
+Why no mmap. The object is opened by name under /dev/shm without following links, must
+be a regular file owned by the server's user, and at least as large as the
+registration (fstat). A client that unlinks it after registering changes nothing: the
+descriptor keeps the memory until the registration ends. A client that *truncates* it
+would make a mapping fault (SIGBUS, which kills the server) on the first page past the
+new end, and no check before the copy can exclude a truncation racing the copy itself.
+``pread`` and ``pwrite`` cannot fault: a read past the end comes back short, and the call
+is refused (FAILED_PRECONDITION, "shrank"); a write past the end grows the object back.
+What that costs is one copy of the inputs (the outputs were copied anyway), about 60–130
+µs per MiB here, against a call of milliseconds. Any process of the server's user can
+still change the tensors a call reads: hence off by default, for co-located clients
+trusted like the server's own user.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import mmap
 import os
 import re
 import stat
@@ -53,6 +55,7 @@ from sidra.hil.v1 import board_pb2 as pb
 __all__ = [
     "SHM_DIR",
     "Mapping",
+    "SharedSpan",
     "SharedMemoryDenied",
     "SharedMemoryStore",
     "is_local_peer",
@@ -84,7 +87,7 @@ def is_local_peer(peer: str) -> bool:
 
 @dataclass
 class Mapping:
-    """One registration: the server's mapping of a client's shared-memory object."""
+    """One registration: the descriptor of a client's shared-memory object."""
 
     name: str
     key: str
@@ -92,18 +95,17 @@ class Mapping:
     principal: str
     session_id: str
     fd: int
-    memory: mmap.mmap
     closed: bool = False
 
     def __post_init__(self) -> None:
         # The descriptor lives as long as this object, not just until close(): a call
-        # that looked the registration up just before it ended still fstat-s this
+        # that looked the registration up just before it ended still reads this
         # object's file, never a descriptor number reused for another.
         weakref.finalize(self, os.close, self.fd)
 
-    def view(self, field: str, offset: int, dtype: int, shape: tuple[int, ...]) -> Any:
-        """A numpy view of ``shape`` elements of wire type ``dtype`` at byte ``offset``,
-        after checking the object still holds the whole registration."""
+    def tensor(self, field: str, offset: int, dtype: int, shape: tuple[int, ...]) -> SharedSpan:
+        """``shape`` elements of wire type ``dtype`` at byte ``offset``, checked to lie
+        inside the registration and be aligned to the element size."""
         element = tensors.DTYPES.get(dtype)
         if element is None or dtype not in _VIEW_DTYPES:
             name = _dtype_name(dtype)
@@ -121,28 +123,58 @@ class Mapping:
                 f"{offset} + {nbytes} bytes",
                 f"within the {self.size_bytes} bytes of registration {self.name!r}",
             )
-        self.check_size()
+        return SharedSpan(self, offset, np.dtype(element), shape)
+
+    def shrank(self, size: int) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"shared memory {self.key!r} of registration {self.name!r} shrank to {size} "
+            f"bytes, below the {self.size_bytes} registered: register it again"
+        )
+
+    def check_open(self) -> None:
         if self.closed:
             raise FailedPrecondition(f"shared memory {self.name!r} was unregistered")
-        array: npt.NDArray[Any] = np.frombuffer(
-            self.memory, element, count=nbytes // element.itemsize, offset=offset
-        )
-        return array.reshape(shape)
-
-    def check_size(self) -> None:
-        """Refuses (FAILED_PRECONDITION) when the object shrank below the registration."""
-        size = os.fstat(self.fd).st_size
-        if size < self.size_bytes:
-            raise FailedPrecondition(
-                f"shared memory {self.key!r} of registration {self.name!r} shrank to {size} "
-                f"bytes, below the {self.size_bytes} registered: register it again"
-            )
 
     def close(self) -> None:
-        """Unmaps the object (a running call's view keeps it mapped until it ends)."""
+        """Ends the registration (a running call keeps the descriptor until it ends)."""
         self.closed = True
-        with contextlib.suppress(BufferError):
-            self.memory.close()
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSpan:
+    """A checked tensor inside a registration: read it, or write a result into it."""
+
+    mapping: Mapping
+    offset: int
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def read(self) -> npt.NDArray[Any]:
+        """The tensor's current contents (a copy: ``pread``); refused when the object
+        shrank below it."""
+        self.mapping.check_open()
+        array: npt.NDArray[Any] = np.empty(self.shape, self.dtype)
+        buffer, done = array.data.cast("B"), 0
+        while done < self.nbytes:
+            got = os.preadv(self.mapping.fd, [buffer[done:]], self.offset + done)
+            if got == 0:  # past the end: truncated after registering
+                raise self.mapping.shrank(self.offset + done)
+            done += got
+        return array
+
+    def write(self, array: npt.NDArray[Any]) -> None:
+        """Writes ``array`` (this shape and dtype) into the tensor (``pwrite``)."""
+        if array.shape != self.shape or array.dtype != self.dtype:
+            raise TypeError(f"writing {array.dtype}{list(array.shape)} into "
+                            f"{self.dtype}{list(self.shape)}")  # fmt: skip
+        self.mapping.check_open()
+        buffer, done = np.ascontiguousarray(array).data.cast("B"), 0
+        while done < self.nbytes:
+            done += os.pwrite(self.mapping.fd, buffer[done:], self.offset + done)
 
 
 _VIEW_DTYPES = {
@@ -247,11 +279,10 @@ class SharedMemoryStore:
                 raise OutOfRange(
                     "size_bytes", size, f"at most the object's {info.st_size} bytes ({key!r})"
                 )
-            memory = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(fd)
             raise
-        return Mapping(name, key, size, principal, session_id, fd, memory)
+        return Mapping(name, key, size, principal, session_id, fd)
 
     def unregister(self, principal: str, session_id: str, peer: str, name: str) -> None:
         self._session_open(principal, session_id)
@@ -287,7 +318,7 @@ class SharedMemoryStore:
         return mapping
 
     def session_ended(self, session_id: str) -> None:
-        """Unmaps every registration of a session that ended (closed or expired)."""
+        """Ends every registration of a session that ended (closed or expired)."""
         with self._lock:
             mine = self._by_session.pop(session_id, {})
         for mapping in mine.values():
@@ -325,9 +356,9 @@ def shared_pass(
     principal: str,
     session_id: str | None,
     peer: str,
-) -> tuple[Any, npt.NDArray[Any] | None]:
-    """``request`` (converted from ``message``) with its inputs taken from shared memory,
-    and the view its outputs go to (None: they go in the response), all checked before
+) -> tuple[Any, SharedSpan | None]:
+    """``request`` (converted from ``message``) with its inputs read from shared memory,
+    and the span its outputs go to (None: they go in the response), all checked before
     the board is touched: registrations, bounds, dtypes and shapes."""
     if store is None:
         raise SharedMemoryDenied("this server does not offer shared memory")
@@ -337,14 +368,15 @@ def shared_pass(
                 "shared_inputs", "set with voltages or input_codes",
                 "one of voltages, input_codes and shared_inputs",
             )  # fmt: skip
-        inputs = _view(store, message.shared_inputs, "shared_inputs", principal, session_id, peer)
+        span = _span(store, message.shared_inputs, "shared_inputs", principal, session_id, peer)
+        inputs = span.read()
         if message.shared_inputs.dtype == pb.DTYPE_FLOAT32:
             request = _replace(request, voltages=inputs)
         else:
             request = _replace(request, input_codes=inputs)
     outputs = None
     if message.HasField("shared_outputs"):
-        outputs = _view(
+        outputs = _span(
             store, message.shared_outputs, "shared_outputs", principal, session_id, peer
         )
         checked = request.checked(info)  # the outputs' shape follows from the valid request
@@ -362,20 +394,19 @@ def shared_pass(
     return request, outputs
 
 
-def _view(
+def _span(
     store: SharedMemoryStore,
     tensor: Any,
     field: str,
     principal: str,
     session_id: str | None,
     peer: str,
-) -> npt.NDArray[Any]:
+) -> SharedSpan:
     mapping = store.lookup(principal, session_id, peer, tensor.region)
     shape = tuple(tensor.shape[:])
     if len(shape) != 2:
         raise InvalidArgument(f"{field}.shape", list(shape), "2 dimensions [n >= 1, n >= 1]")
-    view: npt.NDArray[Any] = mapping.view(field, tensor.offset_bytes, tensor.dtype, shape)
-    return view
+    return mapping.tensor(field, tensor.offset_bytes, tensor.dtype, shape)
 
 
 def _replace(request: Any, **changes: Any) -> Any:
@@ -385,9 +416,9 @@ def _replace(request: Any, **changes: Any) -> Any:
 _NO_CURRENTS = np.zeros((0, 0), np.float32)
 
 
-def written(result: Any, outputs: npt.NDArray[Any]) -> Any:
-    """Copies a pass's outputs into their shared-memory view; the result to answer (its
+def written(result: Any, outputs: SharedSpan) -> Any:
+    """Writes a pass's outputs into their shared-memory span; the result to answer (its
     arrays left out: the response carries neither currents nor codes)."""
     source = result.output_codes if result.output_codes is not None else result.currents
-    np.copyto(outputs, source, casting="no")
+    outputs.write(source)
     return _replace(result, currents=_NO_CURRENTS, output_codes=None)

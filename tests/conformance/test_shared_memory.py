@@ -9,13 +9,14 @@ too, and every refusal is the documented one, leaving the board's counters uncha
 another session's registration (PERMISSION_DENIED), an unregistered one or one whose
 session ended (FAILED_PRECONDITION), a tensor past the registration's end (OUT_OF_RANGE),
 misaligned, of the wrong dtype or shape, or beside voltages (INVALID_ARGUMENT), an object
-truncated after registering (FAILED_PRECONDITION), and a server that does not enable it
+truncated after registering, even while a call copies (FAILED_PRECONDITION), and a server that does not enable it
 (the suite's ``served`` server: PERMISSION_DENIED). Shared memory applies only over gRPC.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from multiprocessing import shared_memory
 from typing import Any
@@ -284,6 +285,53 @@ def test_a_truncated_object_is_refused(client: RemoteBoard, shared_board: Board)
             client.mvm_shared(0, inputs, outputs)
         assert "shrank" in str(err.value)
         assert passes(shared_board) == before
+        del inputs, outputs
+
+
+def test_truncations_racing_the_calls_fail_those_calls_and_never_the_server(
+    client: RemoteBoard, shared_board: Board, g: Any
+) -> None:
+    """The object shrinks and grows back again and again while calls read and write it:
+    each call either answers or is refused as "shrank"; the server (this process) never
+    faults, and answers a pass afterwards as before."""
+    info = client.info
+    tile = TILE % info.tile_count
+    size = BATCH * info.rows * 4 + BATCH * info.cols * 4
+    with client.shared_memory(size) as shm:
+        inputs = shm.array((BATCH, info.rows))
+        outputs = shm.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4)
+        inputs.array[:] = voltages(shared_board, info.rows, 11)
+        fd = os.open(f"/dev/shm/{shm.key.lstrip('/')}", os.O_RDWR)
+        stop = threading.Event()
+
+        def shrink_and_grow() -> None:
+            while not stop.is_set():
+                os.ftruncate(fd, 64)
+                os.ftruncate(fd, size)
+
+        racer = threading.Thread(target=shrink_and_grow)
+        racer.start()
+        answered = refused = 0
+        try:
+            for _ in range(150):
+                try:
+                    client.mvm_shared(tile, inputs, outputs)
+                    answered += 1
+                except FailedPrecondition as exc:
+                    assert "shrank" in str(exc)
+                    refused += 1
+        finally:
+            stop.set()
+            racer.join()
+            os.ftruncate(fd, size)
+            os.close(fd)
+        assert answered + refused == 150
+        # The object was zero-filled past 64 bytes by the shrinking: write the inputs again.
+        inputs.array[:] = voltages(shared_board, info.rows, 11)
+        done = client.mvm_shared(tile, inputs, outputs)
+        expected = client.mvm(tile, voltages(shared_board, info.rows, 11))
+        if is_ideal(info):
+            np.testing.assert_array_equal(done.currents, expected.currents)
         del inputs, outputs
 
 

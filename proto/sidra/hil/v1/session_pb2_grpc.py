@@ -134,7 +134,7 @@ class SessionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UnregisterSharedMemory(self, request, context):
-        """Ends a registration: the server unmaps the object (the client unlinks it).
+        """Ends a registration: the server closes the object (the client unlinks it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
