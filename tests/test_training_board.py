@@ -103,9 +103,11 @@ def test_short_spsa_run_learns_digits_over_grpc(remote: RemoteBoard, tmp_path) -
         remote, data, SPSAOptions(steps=300, seed=0, a=0.5, c=0.2, eval_every=100)
     )
     assert record.loss_evaluations == 600
-    # 600 training forwards + 3 checkpoint evaluations + final test (540 rows)
-    # + train accuracy (1,257 rows in chunks of 1,024).
-    assert record.mvm_calls == 600 + 3 + 1 + 2
+    # 600 training forwards, then accuracy measured with 8 passes per input (the
+    # eval_read_repeats default) in calls of at most 1,024 passes, 128 inputs: 3 checkpoint
+    # evaluations and the final test of 540 rows in 5 calls each, train accuracy (1,257
+    # rows) in 10.
+    assert record.mvm_calls == 600 + 3 * 5 + 5 + 10
     assert record.test_accuracy > 0.5
     assert [c.step for c in record.checkpoints] == [100, 200, 300]
     assert np.mean(record.losses[-50:]) < np.mean(record.losses[:50])
@@ -316,3 +318,65 @@ def test_on_board_spsa_over_grpc_takes_one_call_per_step(
     assert sent["PerturbRequest"] <= 2 and sent["ProgramRequest"] <= 1  # final evaluation
     assert on_board["PerturbedMVMRequest"] == 6
     assert on_board["Perturb APPLY"] == 0
+
+
+def test_accuracy_is_measured_on_the_mean_of_read_passes() -> None:
+    """predict(read_repeats=4) is exactly the mean of 4 passes of each input, sent as one
+    batch: the same as a second board of the same seed reading [x; x; x; x] in one call."""
+    data = load_dataset("digits")
+    x = data.x_test[:100]
+    weights = np.random.default_rng(0).normal(0.0, 0.3, (65, 10)).astype(np.float32)
+    with (
+        open_board("emu://?preset=sidra-y1&seed=3") as first,
+        open_board("emu://?preset=sidra-y1&seed=3") as second,
+    ):
+        layer = AnalogLinear(first, 0, data.features, data.classes)
+        evaluator = OnBoardEvaluator(
+            layer, data.x_train, data.y_train, 64, np.random.default_rng(0)
+        )
+        averaged = evaluator.predict(weights, x, read_repeats=4)
+        assert layer.mvm_calls == 1
+        reference = AnalogLinear(second, 0, data.features, data.classes)
+        reference.program(weights)
+        reference.restore()
+        passes = reference.forward(np.tile(x, (4, 1))).reshape(4, len(x), data.classes)
+    np.testing.assert_allclose(averaged, passes.mean(axis=0), rtol=0, atol=1e-5)
+    # Read noise differs between the passes, so one pass is not the mean.
+    assert np.abs(passes[0] - passes.mean(axis=0)).max() > 0.05
+
+
+@pytest.mark.parametrize("mode", ["board", "host"])
+def test_accuracy_measurements_use_eval_read_repeats_passes(mode: str) -> None:
+    """With 4 passes per input an accuracy measurement sends at most 1,024 passes per
+    call (256 inputs): the test set (540 rows) in 3 calls, the train set (1,257) in 5;
+    training evaluations are unchanged (one per point on board, one per step on host)."""
+    data = load_dataset("digits")
+    options = SPSAOptions(steps=10, seed=0, mode=mode, eval_every=5, eval_read_repeats=4)
+    with open_board("emu://?preset=sidra-y1&seed=0") as board:
+        record = train_softmax_spsa(board, data, options)
+    training = 20 if mode == "board" else 10
+    assert record.loss_evaluations == 20
+    assert record.mvm_calls == training + 2 * 3 + 3 + 5
+    assert [c.step for c in record.checkpoints] == [5, 10]
+
+
+def test_a_resumed_run_may_measure_accuracy_with_other_read_repeats(tmp_path: Path) -> None:
+    """eval_read_repeats changes how accuracy is measured, not the optimizer's path: a
+    checkpoint resumes under another value and ends with the same weights."""
+    data = load_dataset("iris")
+    path = tmp_path / "checkpoint.json"
+    options = SPSAOptions(steps=12, seed=2, mode="host")
+
+    def board() -> BoardDriver:
+        return open_board("emu://?preset=ideal&seed=0")
+
+    whole = train_softmax_spsa(board(), data, options)
+    with pytest.raises(KeyboardInterrupt):
+        train_softmax_spsa(
+            board(), data, options, on_step=_stop_at(11), checkpoint=path, checkpoint_every=10
+        )
+    resumed = train_softmax_spsa(
+        board(), data, options.replace(eval_read_repeats=2), checkpoint=path, resume=True
+    )
+    assert resumed.weights is not None and whole.weights is not None
+    np.testing.assert_array_equal(resumed.weights, whole.weights)

@@ -193,6 +193,7 @@ def spsa(
         int | None,
         typer.Option(help="Steps between test-accuracy checkpoints [default: 5 % of --steps]."),
     ] = None,
+    eval_read_repeats: Annotated[int, _spsa("eval_read_repeats")] = _SPSA.eval_read_repeats,
     tiles: Annotated[list[int], _spsa("tiles", "--tiles", "--tile")] = _ANY_TILE,
     weight_limit: Annotated[float, _spsa("weight_limit")] = _SPSA.weight_limit,
     checkpoint_every: Annotated[

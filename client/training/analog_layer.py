@@ -227,8 +227,12 @@ class AnalogLinear:
         padded[:, : v.shape[1]] = v
         return padded
 
-    def forward(self, x: npt.ArrayLike) -> Array:
-        """Outputs [batch, outputs] of the layer as the board computes them."""
+    def forward(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> Array:
+        """Outputs [batch, outputs] of the layer as the board computes them, each the mean
+        of ``read_repeats`` analog passes (default: the layer's :attr:`read_repeats`)."""
+        repeats = self.read_repeats if read_repeats is None else read_repeats
+        if repeats < 1:
+            raise ValueError(f"read_repeats: got {repeats}, expected >= 1")
         u = self._input_volts(x)
         total = np.zeros((u.shape[0], self.outputs), np.float32)
         for block in self.blocks:
@@ -236,12 +240,12 @@ class AnalogLinear:
             # (the tile's other rows undriven), no padding to the tile on the way.
             v = u[:, block.rows]
             # Repeated reads travel as one batch: [v; v; ...] -> mean over repeats.
-            batch = v if self.read_repeats == 1 else np.tile(v, (self.read_repeats, 1))
+            batch = v if repeats == 1 else np.tile(v, (repeats, 1))
             result = self.board.mvm(block.tile, batch, block.region)
             self.ledger.add(result.cost)
             self.mvm_calls += 1
             used = block.region.cols
-            currents = result.currents.reshape(self.read_repeats, len(v), used)
+            currents = result.currents.reshape(repeats, len(v), used)
             total[:, block.outputs] += self._signal(currents.mean(axis=0), v, block.width)
         outputs: Array = total / np.float32(self.scale_us * self.volts_per_unit)
         if self.digital_bias:

@@ -163,8 +163,11 @@ class SPSAJob:
         return o.a, o.c
 
     def test_accuracy(self, weights: Array, final: bool = False) -> float:
-        """Accuracy on the test set of the layer holding ``weights``."""
-        predicted = self.evaluator.predict(weights, self.data.x_test, final=final)
+        """Accuracy on the test set of the layer holding ``weights`` (each input the mean
+        of ``eval_read_repeats`` passes)."""
+        predicted = self.evaluator.predict(
+            weights, self.data.x_test, final=final, read_repeats=self.options.eval_read_repeats
+        )
         return accuracy(predicted, self.data.y_test)
 
     def _after_step(self, step: SPSAStep) -> None:
@@ -181,13 +184,19 @@ class SPSAJob:
         record, data = self.record, self.data
         record.weights = result.x
         record.test_accuracy = self.test_accuracy(result.x, final=True)
-        train = self.evaluator.predict(result.x, data.x_train)
+        train = self.evaluator.predict(
+            result.x, data.x_train, read_repeats=self.options.eval_read_repeats
+        )
         record.train_accuracy = accuracy(train, data.y_train)
         record.steps = result.nit
         record.count(self.meter.read())
         record.programs = self.evaluator.programs
         return record
 
+
+_MEASUREMENT_ONLY = ("a", "c", "eval_every", "eval_read_repeats")
+"""Settings a resumed run may change: the gains (stored in the checkpoint) and how
+accuracy is measured, which leaves the optimizer's path unchanged."""
 
 CHECKPOINT_VERSION = 2
 """2: ``counts`` holds the :class:`JobCounts` fields. Version 1 files (``counts`` with
@@ -253,7 +262,7 @@ class SPSACheckpoint:
         mismatched = [
             name
             for name, value in options.settings().items()
-            if name not in ("a", "c", "eval_every") and saved["settings"].get(name) != value
+            if name not in _MEASUREMENT_ONLY and saved["settings"].get(name) != value
         ]
         if mismatched:
             raise ValueError(f"checkpoint {path}: options differ from the run's: {mismatched}")

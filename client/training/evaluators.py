@@ -110,16 +110,31 @@ class OnBoardEvaluator(_LayerEvaluator):
         self.layer.ledger.charge_host_loss(len(points))
         return losses
 
-    def predict(self, weights: Array, x: Array, *, final: bool = False) -> Array:
-        """Outputs of the layer holding ``weights``, unperturbed, from the board (the
-        board always holds the weights here, so ``final`` changes nothing)."""
+    def predict(
+        self, weights: Array, x: Array, *, final: bool = False, read_repeats: int | None = None
+    ) -> Array:
+        """Outputs of the layer holding ``weights``, unperturbed, from the board, each the
+        mean of ``read_repeats`` analog passes (None: the layer's own; the board always
+        holds the weights here, so ``final`` changes nothing)."""
         self.sync(weights)
         self.layer.restore()
-        return _forward_chunks(self.layer, x)
+        return _forward_chunks(self.layer, x, read_repeats)
 
 
-def _forward_chunks(layer: AnalogLinear, x: Array, chunk: int = 1024) -> Array:
-    return np.concatenate([layer.forward(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+PASSES_PER_CALL = 1024
+"""Analog passes in one MVM call of an accuracy measurement (inputs × read repeats):
+within a served board's default ``max_batch`` (4096)."""
+
+
+def _forward_chunks(layer: AnalogLinear, x: Array, read_repeats: int | None) -> Array:
+    """``layer.forward`` of ``x`` in calls of at most :data:`PASSES_PER_CALL` passes."""
+    repeats = layer.read_repeats if read_repeats is None else read_repeats
+    if repeats < 1:
+        raise ValueError(f"read_repeats: got {repeats}, expected >= 1")
+    chunk = max(1, PASSES_PER_CALL // repeats)
+    return np.concatenate(
+        [layer.forward(x[i : i + chunk], read_repeats=repeats) for i in range(0, len(x), chunk)]
+    )
 
 
 class HostHeldEvaluator(_LayerEvaluator):
@@ -169,10 +184,13 @@ class HostHeldEvaluator(_LayerEvaluator):
         clip = self.layer.input_clip
         return np.hstack([np.clip(x, -clip, clip), np.ones((len(x), 1), np.float32)])
 
-    def predict(self, weights: Array, x: Array, *, final: bool = False) -> Array:
-        """Outputs at ``weights``: board pass plus digital remainder, or, with
-        ``final``, programmed first so the answer is the board's alone."""
+    def predict(
+        self, weights: Array, x: Array, *, final: bool = False, read_repeats: int | None = None
+    ) -> Array:
+        """Outputs at ``weights``: board pass (the mean of ``read_repeats``, None: the
+        layer's own) plus digital remainder, or, with ``final``, programmed first so the
+        answer is the board's alone."""
         self.sync(weights, force=final)
         assert self.programmed is not None
-        analog = _forward_chunks(self.layer, x)
+        analog = _forward_chunks(self.layer, x, read_repeats)
         return analog + self._inputs(x) @ (weights - self.programmed)
