@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
-from sidra.drivers import BoardUnavailable
+from sidra.drivers import BoardUnavailable, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = ["FINAL_STATES", "JOB_SERVICE", "JobEvent", "JobInfo", "Jobs"]
@@ -38,6 +38,8 @@ FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 
 RECONNECT_LIMIT_S = 60.0
 """How long :meth:`Jobs.watch` keeps trying to resume a broken stream, s."""
+STREAM_RETRY_S = 1.0
+"""How often :meth:`Jobs.watch` asks again for a stream the server had no place for, s."""
 
 
 def _state(value: int) -> str:
@@ -157,7 +159,10 @@ class Jobs:
     def watch(self, job_id: str, from_index: int = 0) -> Iterator[JobEvent]:
         """The job's events from ``from_index`` until its final state. A stream the
         network breaks is resumed from the next index for up to
-        :data:`RECONNECT_LIMIT_S`; other errors raise the SIDRA exception."""
+        :data:`RECONNECT_LIMIT_S`; one the server refuses because all its stream places
+        are taken (``limits.max_streams``) is asked for again every
+        :data:`STREAM_RETRY_S` until one frees, however long (the events wait in the
+        server's store); other errors raise the SIDRA exception."""
         method = self.channel.unary_stream(
             f"/{JOB_SERVICE}/WatchJob",
             request_serializer=pb.WatchJobRequest.SerializeToString,
@@ -176,6 +181,10 @@ class Jobs:
                 return
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
+                if isinstance(error, ResourceExhausted) and error.field == "limits.max_streams":
+                    log.info("job %s: %s; asking again in %g s", job_id, error, STREAM_RETRY_S)
+                    time.sleep(STREAM_RETRY_S)
+                    continue
                 if not isinstance(error, BoardUnavailable):
                     raise error from exc
                 broken_since = broken_since or time.monotonic()

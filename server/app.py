@@ -139,7 +139,10 @@ def create_server(
     )
     watch_board(metrics, board)
     per_principal = PrincipalLimits(
-        limits, max_message_bytes=max_message_bytes, on_refusal=metrics.count_limit_refusal
+        limits,
+        max_message_bytes=max_message_bytes,
+        workers=max_workers,
+        on_refusal=metrics.count_limit_refusal,
     )
     turns = BoardTurns()
     keeper = LeaseKeeper(

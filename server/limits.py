@@ -1,7 +1,7 @@
 """What one principal may ask of the board at a time: ``[limits]`` of ``sidra serve``, enforced.
 
-Three limits, each counted per principal and checked before the board is touched,
-so a refused call changes neither the board nor the state store:
+Three limits counted per principal and one for the whole server, each checked before
+the board is touched, so a refused call changes neither the board nor the state store:
 
 - ``max_message_mb``: the request's size, checked on its bytes before they are
   parsed (a message over the server-wide ``max_message_mb`` never reaches the
@@ -12,6 +12,13 @@ so a refused call changes neither the board nor the state store:
   one over the limit is refused at once rather than queued: a flooding client
   then holds at most that many worker threads and request buffers, and the board's
   turns (:class:`~sidra.server.turns.BoardTurns`) keep the others' waits short.
+- ``max_streams``: long-lived streams (WatchJob, MVMStream, ProgramChunked,
+  ReadConductanceChunked) open on the whole server. gRPC's sync server runs every
+  handler on one pool of ``workers`` threads and a stream holds its thread until it
+  ends, so without a cap a few job watchers (or one slow uploader per connection)
+  would take every thread and leave no one to answer a unary call, a health check
+  included. Counted over all principals because the pool is the server's; by
+  default half the workers, so unary calls always have the other half.
 
 Every refusal is a :class:`~sidra.drivers.ResourceExhausted` (gRPC
 RESOURCE_EXHAUSTED) naming the limit, what the call asked for and for whom.
@@ -24,8 +31,9 @@ flooding the board cannot starve the other.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from google.protobuf.message import Message
@@ -41,7 +49,7 @@ __all__ = ["LIMIT_NAMES", "Admission", "PrincipalLimits", "RefusalListener", "ca
 
 MIB = 2**20
 
-LIMIT_NAMES = ("max_message_mb", "max_batch", "max_in_flight")
+LIMIT_NAMES = ("max_message_mb", "max_batch", "max_in_flight", "max_streams")
 """The ``[limits]`` keys this module enforces (a refusal's ``field`` is ``limits.<name>``)."""
 
 RefusalListener = Callable[[str], None]
@@ -66,8 +74,9 @@ class PrincipalLimits:
     """Enforces ``settings`` for every principal; one instance per served board.
 
     ``max_message_bytes`` is the server-wide message limit, which a principal's
-    ``max_message_mb`` (unset: the same) may only lower. ``on_refusal`` hears of
-    each refusal (metrics).
+    ``max_message_mb`` (unset: the same) may only lower. ``workers``: the server's
+    worker threads, which open streams may not all take (``max_streams``, unset: half
+    of them). ``on_refusal`` hears of each refusal (metrics).
     """
 
     def __init__(
@@ -75,6 +84,7 @@ class PrincipalLimits:
         settings: LimitsSettings | None = None,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        workers: int = 8,
         on_refusal: RefusalListener | None = None,
     ) -> None:
         settings = settings or LimitsSettings()
@@ -89,9 +99,19 @@ class PrincipalLimits:
         """Most vectors in one MVM or TransposeMVM request."""
         self.max_in_flight = settings.max_in_flight
         """Most calls one principal may have running or waiting for the board."""
+        self.workers = workers
+        streams = settings.max_streams
+        self.max_streams = max(1, workers // 2) if streams is None else streams
+        """Most long-lived streams the server runs at once, over every principal."""
+        if streams is not None and streams >= workers:
+            raise ValueError(
+                f"limits.max_streams: {self.max_streams} is not below the server's {workers} "
+                "worker threads; unary calls need at least one left"
+            )
         self._on_refusal = on_refusal
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}  # only principals with a call in flight
+        self._streams = 0
 
     def admitted(self, principal: str, request_bytes: int) -> Admission:
         """Holds one of ``principal``'s in-flight places for a call of ``request_bytes``
@@ -112,6 +132,32 @@ class PrincipalLimits:
                 f"at most {self.max_in_flight} calls in flight per principal; retry when one "
                 "has finished",
             )
+
+    @contextlib.contextmanager
+    def stream(self, rpc: str) -> Iterator[None]:
+        """Holds one of the server's stream places while the ``with`` block runs (the
+        stream is open), or raises :class:`ResourceExhausted` on entry."""
+        with self._lock:
+            open_ = self._streams
+            if open_ < self.max_streams:
+                self._streams = open_ + 1
+        if open_ >= self.max_streams:
+            self._refuse(
+                "max_streams",
+                f"a {rpc} stream while {open_} streams are open on this server",
+                f"at most {self.max_streams} streams open at once on this server (each holds "
+                f"one of its {self.workers} worker threads); retry when one has ended",
+            )
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._streams -= 1
+
+    def open_streams(self) -> int:
+        """Streams open on the server now."""
+        with self._lock:
+            return self._streams
 
     def check_size(self, principal: str, request_bytes: int) -> None:
         """Raises :class:`ResourceExhausted` for a request (or one message of a stream:

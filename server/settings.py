@@ -146,6 +146,11 @@ class LimitsSettings(BaseModel):
     """Most requests one principal may have running or queued at once, requests."""
     max_jobs: int = Field(2, ge=1, le=64)
     """Most training jobs one principal may have running in the server at once, jobs."""
+    max_streams: int | None = Field(None, ge=1, le=255)
+    """Most long-lived streams (WatchJob, MVMStream, ProgramChunked,
+    ReadConductanceChunked) the whole server runs at once, over every principal,
+    streams; each holds a worker thread while open. Unset: half of ``workers``
+    (at least 1); below ``workers`` in any case, so unary calls always find one."""
 
 
 class LeaseSettings(BaseModel):
@@ -327,6 +332,12 @@ class ServerSettings(BaseSettings):
             raise ValueError(
                 f"limits.max_message_mb: {per_principal} is above max_message_mb = "
                 f"{self.max_message_mb}, the largest message the server accepts at all"
+            )
+        streams = self.limits.max_streams
+        if streams is not None and streams >= self.workers:
+            raise ValueError(
+                f"limits.max_streams: {streams} is not below workers = {self.workers}; every "
+                "open stream holds a worker thread, and unary calls need at least one left"
             )
         return self
 

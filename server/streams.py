@@ -69,7 +69,8 @@ class StreamServicer:
         caller = caller_key(principal, context.peer())
         session = _session_of(context)
         admin = board.admin_of(context) if board.leases is not None else False
-        with board.limits.admitted(caller, 0):  # the stream: one call in flight
+        # The stream: one of the server's stream places and one call in flight.
+        with board.limits.stream("MVMStream"), board.limits.admitted(caller, 0):
             ahead = _ReadAhead(requests, board.limits.max_in_flight)
             context.add_callback(ahead.stop)  # a cancelled stream stops reading at once
             try:
@@ -120,7 +121,7 @@ class StreamServicer:
         board = self.board
         principal = board.principal_of(context)
         caller = caller_key(principal, context.peer())
-        with board.limits.admitted(caller, 0):
+        with board.limits.stream("ProgramChunked"), board.limits.admitted(caller, 0):
             request = self._assembled(chunks, caller)
             admin = board.admin_of(context) if board.leases is not None else False
             op = _OPS["Program"]
@@ -168,7 +169,12 @@ class StreamServicer:
     # -- ReadConductanceChunked -----------------------------------------------------------
 
     def read_conductance_chunked(self, data: bytes, context: grpc.ServicerContext) -> Any:
-        """One read of the region, answered as row bands of at most chunk_bytes each."""
+        """One read of the region, answered as row bands of at most chunk_bytes each; one
+        of the server's stream places held until the last band is sent."""
+        with self.board.limits.stream("ReadConductanceChunked"):
+            yield from self._read_in_bands(data, context)
+
+    def _read_in_bands(self, data: bytes, context: grpc.ServicerContext) -> Iterator[Message]:
         board = self.board
         principal = board.principal_of(context)
         caller = caller_key(principal, context.peer())
@@ -192,7 +198,7 @@ class StreamServicer:
             )
         reply = convert.result_to_pb(result, op, request)
         assert isinstance(reply, pb.ReadConductanceResponse)
-        return _bands(g, chunk_bytes // row_bytes, reply.cost)
+        yield from _bands(g, chunk_bytes // row_bytes, reply.cost)
 
     def _chunk_bytes(self, asked: int) -> int:
         most = self.max_message_bytes - CHUNK_FRAMING_BYTES

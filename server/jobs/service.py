@@ -5,7 +5,9 @@ Thin routes, as SessionService's: parse the request bytes, ask the
 ``sidra.server.status``; a job that does not exist is NOT_FOUND and another
 principal's job PERMISSION_DENIED (no SIDRA error class carries those codes:
 they are the job service's own). WatchJob streams, and is not counted against
-``[limits] max_in_flight``: a watcher holds its stream for the job's whole run.
+``[limits] max_in_flight``: a watcher holds its stream for the job's whole run; it takes
+one of the server's ``max_streams`` places instead (a watcher refused one retries:
+sidra.client.jobs).
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ class _StreamRoute:
     def __call__(self, data: bytes, context: grpc.ServicerContext) -> Iterator[Message]:
         try:
             request = parse_request(pb.WatchJobRequest, data)
-            yield from self.servicer.WatchJob(request, context)
+            with self.servicer.limits.stream("WatchJob"):
+                yield from self.servicer.WatchJob(request, context)
         except (JobNotFound, NotJobOwner) as exc:
             _abort_for(exc, context)
         except SidraError as exc:

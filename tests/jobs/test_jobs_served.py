@@ -263,3 +263,56 @@ def test_without_a_state_store_jobs_are_refused() -> None:
                 client.jobs.submit("spsa", SHORT)
         finally:
             server.stop(grace=None)
+
+
+def test_open_streams_never_take_every_worker_and_a_refused_watcher_waits_for_a_place(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server of 4 worker threads keeps at most 2 streams open (half); more watchers
+    are refused RESOURCE_EXHAUSTED naming limits.max_streams while unary calls still
+    answer at once, and the client's watch asks again until a place frees."""
+    import threading
+
+    import grpc
+
+    from sidra.client import jobs as client_jobs
+    from sidra.hil.v1 import jobs_pb2
+
+    monkeypatch.setattr(client_jobs, "STREAM_RETRY_S", 0.05)
+    with open_board(IDEAL_URL) as board, StateStore(store_path) as store:
+        server, port = create_server(board, store=store, max_workers=4)
+        server.start()
+        try:
+            with _client(port) as client, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                watch = channel.unary_stream(
+                    "/sidra.hil.v1.JobService/WatchJob",
+                    request_serializer=jobs_pb2.WatchJobRequest.SerializeToString,
+                    response_deserializer=jobs_pb2.JobEvent.FromString,
+                )
+                job = client.jobs.submit("spsa", ENDLESS | {"tiles": [1]})
+                request = jobs_pb2.WatchJobRequest(job_id=job.job_id)
+                held = [watch(request) for _ in range(2)]
+                for stream in held:
+                    next(stream)  # open: each holds a worker thread
+                refused = [watch(request, timeout=10) for _ in range(3)]  # no hang: refused
+                for stream in refused:
+                    with pytest.raises(grpc.RpcError) as rpc:
+                        next(stream)
+                    assert rpc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    assert "limits.max_streams" in (rpc.value.details() or "")
+                # Two workers are left for unary calls: they answer as ever.
+                assert client.stats().mvm_passes >= 0
+                assert client.jobs.get(job.job_id).state == "running"
+
+                seen: list[str] = []
+                watcher = threading.Thread(
+                    target=lambda: seen.extend(e.state for e in client.jobs.watch(job.job_id))
+                )
+                watcher.start()  # refused, asking again
+                client.jobs.cancel(job.job_id)
+                for stream in held:
+                    stream.cancel()  # places free: the watcher gets one
+                watcher.join(timeout=60)
+                assert not watcher.is_alive() and seen[-1] == "cancelled"
+        finally:
+            server.stop(grace=None).wait()

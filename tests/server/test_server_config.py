@@ -145,6 +145,7 @@ def test_nested_environment_keys_reach_sections(pki: Pki, monkeypatch: pytest.Mo
         ('[auth]\ntokens_file = "/no/tokens.toml"\n', "auth.tokens_file: file not found"),
         ("[auth]\n", "auth.tokens_file: required, not given"),
         ("max_message_mb = 8\n[limits]\nmax_message_mb = 9\n", "limits.max_message_mb: 9 is above"),
+        ("workers = 4\n[limits]\nmax_streams = 4\n", "limits.max_streams: 4 is not below workers"),
         ("workers = \n", "is not valid TOML"),
         ('config = "/other.toml"\n', "config: name the file with --config or SIDRA_CONFIG"),
     ],
