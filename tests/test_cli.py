@@ -167,6 +167,7 @@ _COMMAND_ONLY = {
     "last-layer": {"dataset", "board", "server", "out", "remote_job"},
     "compare": {"dataset", "board", "server", "out", "remote_job"},
     "drift-recovery": {"dataset", "board", "server", "out", "remote_job"},
+    "ff": {"dataset", "board", "server", "out", "remote_job"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
 _COMMAND_DEFAULTS = {("spsa", "eval_every")}
@@ -177,13 +178,20 @@ def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> N
     import typer
 
     from sidra.cli.train import train_app
-    from sidra.training import CompareOptions, LastLayerOptions, RecoveryOptions, SPSAOptions
+    from sidra.training import (
+        CompareOptions,
+        FFOptions,
+        LastLayerOptions,
+        RecoveryOptions,
+        SPSAOptions,
+    )
 
     model = {
         "spsa": SPSAOptions,
         "last-layer": LastLayerOptions,
         "compare": CompareOptions,
         "drift-recovery": RecoveryOptions,
+        "ff": FFOptions,
     }[command]
     group = typer.main.get_command(train_app)
     params = {p.name: p for p in group.commands[command].params}  # type: ignore[attr-defined]

@@ -22,6 +22,8 @@ from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
     CompareOptions,
     Comparison,
+    FFEstimator,
+    FFOptions,
     JobOptions,
     LastLayerOptions,
     MethodName,
@@ -33,6 +35,7 @@ from sidra.training import (
     SPSAStep,
     TrainingRecord,
     load_dataset,
+    train_forward_forward,
     train_last_layer,
     train_mlp,
     train_softmax_spsa,
@@ -68,6 +71,8 @@ _COMPARE = CompareOptions()
 _RECOVERY = RecoveryOptions()
 _MLP = MLPOptions()
 _MLP_HIDDEN = list(_MLP.hidden)
+_FF = FFOptions()
+_FF_HIDDEN = list(_FF.hidden)
 _ANY_TILE: list[int] = []
 """--tiles not given: the layers may go on any tile of the board."""
 _METHODS = list(_COMPARE.methods)
@@ -79,6 +84,7 @@ _last_layer = functools.partial(field_option, LastLayerOptions)
 _compare = functools.partial(field_option, CompareOptions)
 _recovery = functools.partial(field_option, RecoveryOptions)
 _mlp = functools.partial(field_option, MLPOptions)
+_ff = functools.partial(field_option, FFOptions)
 
 
 @contextlib.contextmanager
@@ -340,6 +346,58 @@ def mlp(
             ),
         )
     _finish(record, dataset, "mlp", out, as_json, console)
+
+
+@train_app.command("ff")
+def forward_forward(
+    ctx: typer.Context,
+    dataset: Dataset = "digits",
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    hidden: Annotated[list[int], _ff("hidden")] = _FF_HIDDEN,
+    estimator: Annotated[FFEstimator, _ff("estimator")] = _FF.estimator,
+    epochs: Annotated[int, _ff("epochs")] = _FF.epochs,
+    batch_size: Annotated[int, _ff("batch_size")] = _FF.batch_size,
+    learning_rate: Annotated[float, _ff("learning_rate")] = _FF.learning_rate,
+    final_learning_rate: Annotated[
+        float | None, _ff("final_learning_rate")
+    ] = _FF.final_learning_rate,
+    goodness_threshold: Annotated[float, _ff("goodness_threshold")] = _FF.goodness_threshold,
+    label_scale: Annotated[float, _ff("label_scale")] = _FF.label_scale,
+    spsa_a: Annotated[float, _ff("spsa_a")] = _FF.spsa_a,
+    spsa_c: Annotated[float, _ff("spsa_c")] = _FF.spsa_c,
+    resamplings: Annotated[int, _ff("resamplings")] = _FF.resamplings,
+    eval_every: Annotated[int, _ff("eval_every")] = _FF.eval_every,
+    threshold: Annotated[float, _ff("threshold")] = _FF.threshold,
+    weight_limit: Annotated[float, _ff("weight_limit")] = _FF.weight_limit,
+    read_repeats: Annotated[int, _ff("read_repeats")] = _FF.read_repeats,
+    digital_bias: Annotated[bool | None, _ff("digital_bias")] = _FF.digital_bias,
+    seed: Annotated[int, _ff("seed")] = _FF.seed,
+    tiles: Annotated[list[int], _ff("tiles", "--tiles", "--tile")] = _ANY_TILE,
+    out: Out = None,
+    remote_job: RemoteJob = False,
+    as_json: AsJson = False,
+) -> None:
+    """Forward-forward: every layer's forward passes on the board, each layer trained on
+    its own goodness (exact local gradient, or layer-local SPSA), no backward pass."""
+    options = job_options(FFOptions, ctx)
+    console = Console(stderr=as_json)
+    if remote_job:
+        summary = _remote(server, "ff", options, dataset, out, console)
+        _print_summary(summary, f"ff on {dataset} (job {summary['job_id']})", as_json, console)
+        return
+    data = _dataset(dataset)
+    with _board(board, server) as target, _progress(console) as progress:
+        task = progress.add_task("ff", total=options.epochs, status="")
+        record = train_forward_forward(
+            target,
+            data,
+            options,
+            on_epoch=lambda e, acc: progress.update(
+                task, completed=e, status=f"test {100 * acc:.2f} %"
+            ),
+        )
+    _finish(record, dataset, "ff", out, as_json, console)
 
 
 @train_app.command("compare")

@@ -29,12 +29,15 @@ from sidra.training.estimators import (
 )
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.feedback_alignment import FeedbackAlignmentNetwork, random_feedback
+from sidra.training.forward_forward import ForwardForwardNetwork, train_forward_forward
 from sidra.training.gradients import numerical_gradient, numerical_jacobian
 from sidra.training.hybrid import HybridNetwork, train_last_layer
 from sidra.training.mlp import exact_gradients, train_mlp
 from sidra.training.options import (
     CompareOptions,
     EstimatorName,
+    FFEstimator,
+    FFOptions,
     JobOptions,
     LastLayerOptions,
     MethodName,
@@ -60,6 +63,10 @@ from sidra.training.spsa import (
 )
 
 __all__ = [
+    "FFEstimator",
+    "FFOptions",
+    "ForwardForwardNetwork",
+    "train_forward_forward",
     "MLPOptions",
     "exact_gradients",
     "train_mlp",

@@ -22,10 +22,12 @@ from sidra.drivers import Board, BoardInfo
 from sidra.training.board_spsa import spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.forward_forward import ff_placement, train_forward_forward
 from sidra.training.hybrid import last_layer_placement, train_last_layer
 from sidra.training.mlp import mlp_placement, train_mlp
 from sidra.training.options import (
     CompareOptions,
+    FFOptions,
     JobOptions,
     LastLayerOptions,
     MLPOptions,
@@ -43,6 +45,7 @@ KINDS: dict[str, type[JobOptions]] = {
     "compare": CompareOptions,
     "drift-recovery": RecoveryOptions,
     "mlp": MLPOptions,
+    "ff": FFOptions,
 }
 """Each job kind (the ``sidra train`` command's name) and its option model."""
 
@@ -95,6 +98,9 @@ class TrainingJobs:
         if isinstance(options, MLPOptions):
             placed = mlp_placement(info, load_dataset(dataset), options)
             return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
+        if isinstance(options, FFOptions):
+            placed = ff_placement(info, load_dataset(dataset), options)
+            return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     def run(
@@ -112,6 +118,8 @@ class TrainingJobs:
             return _compare(board, data, options, reporter)
         if isinstance(options, MLPOptions):
             return _mlp(board, data, options, reporter)
+        if isinstance(options, FFOptions):
+            return _forward_forward(board, data, options, reporter)
         assert isinstance(options, RecoveryOptions)
         return _recovery(board, data, options, reporter)
 
@@ -146,6 +154,16 @@ def _mlp(board: Board, data: Dataset, options: MLPOptions, reporter: JobReporter
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
     record = train_mlp(board, data, options, on_epoch=on_epoch)
+    return _record(record, data.name)
+
+
+def _forward_forward(
+    board: Board, data: Dataset, options: FFOptions, reporter: JobReporter
+) -> Outcome:
+    def on_epoch(epoch: int, test: float) -> None:
+        reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
+
+    record = train_forward_forward(board, data, options, on_epoch=on_epoch)
     return _record(record, data.name)
 
 

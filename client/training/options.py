@@ -22,6 +22,8 @@ __all__ = [
     "ESTIMATOR_METHODS",
     "CompareOptions",
     "EstimatorName",
+    "FFEstimator",
+    "FFOptions",
     "JobOptions",
     "LastLayerOptions",
     "MLPOptions",
@@ -185,6 +187,83 @@ class MLPOptions(JobOptions):
     tiles: tuple[Tile, ...] = ()
     """Board tiles the layers may be placed on, in this order (empty: every tile of the
     board, 0 first): the input layer first."""
+
+
+class FFEstimator(StrEnum):
+    """Where each forward-forward layer's update comes from."""
+
+    EXACT = "exact"
+    """The exact gradient of the layer's goodness loss, from its own input and output."""
+    SPSA = "spsa"
+    """Layer-local SPSA on the goodness loss: that layer perturbed on the board."""
+
+
+class FFOptions(JobOptions):
+    """Forward-forward training (Hinton 2022): every layer's forward pass on the board,
+    each layer trained alone on its goodness, no backward pass."""
+
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field((256, 256), min_length=1)
+    """Layer widths (ReLU units), input side first; the first layer's inputs are the
+    features and the one-hot label."""
+    estimator: FFEstimator = FFEstimator.EXACT
+    """exact: each layer's exact local gradient, Adam on the host; spsa: layer-local SPSA
+    on the goodness, ±c·Δ applied on the board (PerturbedMVM), no gradient computed."""
+    epochs: int = Field(20, ge=1)
+    """Passes over the training set."""
+    batch_size: int = Field(32, ge=1)
+    """Training samples per minibatch (one step each): every sample once with its own
+    label (positive) and once with a wrong one drawn at random (negative)."""
+    learning_rate: float = Field(0.01, ge=0.0)
+    """exact: Adam step size of the first epoch, weight units per step."""
+    final_learning_rate: float | None = Field(0.001, ge=0.0)
+    """exact: Adam step size of the last epoch, reached by linear decay; None keeps it
+    constant."""
+    goodness_threshold: float = Field(2.0, gt=0.0)
+    """θ: a layer's goodness (mean squared activation of its units) above θ says
+    positive; the loss is softplus(θ − g) on positive and softplus(g − θ) on negative data."""
+    label_scale: float = Field(2.0, gt=0.0)
+    """Value of the label's one-hot inputs appended to the features (standardised
+    feature units; the input clip is 4)."""
+    spsa_a: float = Field(2.0, gt=0.0)
+    """spsa: learning-rate gain a in a_k = a/(A + k)^0.602, A = 10 % of the steps; weight
+    units per unit gradient."""
+    spsa_c: float = Field(0.05, gt=0.0)
+    """spsa: perturbation gain c in c_k = c/k^0.101, weight units."""
+    resamplings: int = Field(1, ge=1)
+    """spsa: estimates (fresh Δ each) averaged per layer and step, 2 loss evaluations each."""
+    eval_every: int = Field(1, ge=1)
+    """Epochs between test-accuracy checkpoints (the last epoch always has one): each
+    shows every test sample with every label, a pass of classes × samples per layer."""
+    threshold: float = Field(0.002, ge=0.0)
+    """Weight change below which a cell is not reprogrammed, weight units."""
+    weight_limit: float = Field(1.0, gt=0.0)
+    """Weight at the edge of the conductance window in every layer, weight units."""
+    read_repeats: int = Field(2, ge=1)
+    """Analog passes averaged per vector (noise / √n)."""
+    digital_bias: bool | None = None
+    """Add every layer's bias on the host instead of a bias row on the array; None: on the
+    host for exact, on the array for spsa (the board's perturbation must reach it)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the initial weights, the minibatch order, the wrong labels and Δ."""
+    tiles: tuple[Tile, ...] = ()
+    """Board tiles the layers may be placed on, in this order (empty: every tile of the
+    board, 0 first): the input layer first."""
+
+    @model_validator(mode="after")
+    def _spsa_perturbs_the_bias_row(self) -> Self:
+        if self.estimator is FFEstimator.SPSA and self.digital_bias:
+            raise ValueError(
+                "digital_bias: got True with estimator spsa; the board perturbs the "
+                "bias with the weights (PerturbedMVM), so it must be a row on the array"
+            )
+        return self
+
+    @property
+    def bias_on_host(self) -> bool:
+        """Whether the biases are added on the host (``digital_bias`` resolved)."""
+        if self.digital_bias is None:
+            return self.estimator is FFEstimator.EXACT
+        return self.digital_bias
 
 
 class EstimatorName(StrEnum):
