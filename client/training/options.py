@@ -208,7 +208,7 @@ class FFOptions(JobOptions):
     estimator: FFEstimator = FFEstimator.EXACT
     """exact: each layer's exact local gradient, Adam on the host; spsa: layer-local SPSA
     on the goodness, ±c·Δ applied on the board (PerturbedMVM), no gradient computed."""
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(12, ge=1)
     """Passes over the training set."""
     batch_size: int = Field(32, ge=1)
     """Training samples per minibatch (one step each): every sample once with its own
@@ -227,7 +227,7 @@ class FFOptions(JobOptions):
     spsa_a: float = Field(2.0, gt=0.0)
     """spsa: learning-rate gain a in a_k = a/(A + k)^0.602, A = 10 % of the steps; weight
     units per unit gradient."""
-    spsa_c: float = Field(0.05, gt=0.0)
+    spsa_c: float = Field(0.1, gt=0.0)
     """spsa: perturbation gain c in c_k = c/k^0.101, weight units."""
     resamplings: int = Field(1, ge=1)
     """spsa: estimates (fresh Δ each) averaged per layer and step, 2 loss evaluations each."""
