@@ -169,10 +169,8 @@ def test_the_cli_prints_the_summary_and_refuses_bad_options(tmp_path) -> None:  
     refused = run_sidra("train", "ff", "--estimator", "spsa", "--digital-bias")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--digital-bias: got True with estimator spsa" in " ".join(refused.stderr.split())
-    refused = run_sidra("train", "ff", "--goodness-threshold", "0", "--estimator", "adam")
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "'--estimator'" in refused.stderr and "'adam' is not one of 'exact'" in refused.stderr
     refused = run_sidra("train", "ff", "--goodness-threshold", "0")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--goodness-threshold: got 0.0; input should be greater than 0" in " ".join(
         refused.stderr.split()
     )
