@@ -167,6 +167,7 @@ _COMMAND_ONLY = {
     "last-layer": {"dataset", "board", "server", "out", "remote_job"},
     "compare": {"dataset", "board", "server", "out", "remote_job"},
     "drift-recovery": {"dataset", "board", "server", "out", "remote_job"},
+    "eqprop": {"dataset", "board", "server", "out", "remote_job"},
     "ff": {"dataset", "board", "server", "out", "remote_job"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
@@ -180,6 +181,7 @@ def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> N
     from sidra.cli.train import train_app
     from sidra.training import (
         CompareOptions,
+        EqPropOptions,
         FFOptions,
         LastLayerOptions,
         RecoveryOptions,
@@ -191,6 +193,7 @@ def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> N
         "last-layer": LastLayerOptions,
         "compare": CompareOptions,
         "drift-recovery": RecoveryOptions,
+        "eqprop": EqPropOptions,
         "ff": FFOptions,
     }[command]
     group = typer.main.get_command(train_app)

@@ -100,7 +100,7 @@ def test_a_network_too_big_for_the_tiles_allowed_is_a_clear_usage_error(wide: st
 
 
 @pytest.mark.parametrize(
-    "command", ["spsa", "last-layer", "mlp", "ff", "compare", "drift-recovery"]
+    "command", ["spsa", "last-layer", "mlp", "ff", "eqprop", "compare", "drift-recovery"]
 )
 def test_a_data_set_that_cannot_be_loaded_is_a_usage_error(command: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """No `sidra train` command ends in a traceback for a user's data: an .npz without X

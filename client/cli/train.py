@@ -22,6 +22,7 @@ from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
     CompareOptions,
     Comparison,
+    EqPropOptions,
     FFEstimator,
     FFOptions,
     JobOptions,
@@ -29,12 +30,14 @@ from sidra.training import (
     MethodName,
     MethodResult,
     MLPOptions,
+    Nudging,
     PerturbationMode,
     RecoveryOptions,
     SPSAOptions,
     SPSAStep,
     TrainingRecord,
     load_dataset,
+    train_eqprop,
     train_forward_forward,
     train_last_layer,
     train_mlp,
@@ -73,6 +76,8 @@ _MLP = MLPOptions()
 _MLP_HIDDEN = list(_MLP.hidden)
 _FF = FFOptions()
 _FF_HIDDEN = list(_FF.hidden)
+_EQPROP = EqPropOptions()
+_EQPROP_HIDDEN = list(_EQPROP.hidden)
 _ANY_TILE: list[int] = []
 """--tiles not given: the layers may go on any tile of the board."""
 _METHODS = list(_COMPARE.methods)
@@ -85,6 +90,7 @@ _compare = functools.partial(field_option, CompareOptions)
 _recovery = functools.partial(field_option, RecoveryOptions)
 _mlp = functools.partial(field_option, MLPOptions)
 _ff = functools.partial(field_option, FFOptions)
+_eqprop = functools.partial(field_option, EqPropOptions)
 
 
 @contextlib.contextmanager
@@ -398,6 +404,58 @@ def forward_forward(
             ),
         )
     _finish(record, dataset, "ff", out, as_json, console)
+
+
+@train_app.command("eqprop")
+def eqprop(
+    ctx: typer.Context,
+    dataset: Dataset = "digits",
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    hidden: Annotated[list[int], _eqprop("hidden")] = _EQPROP_HIDDEN,
+    epochs: Annotated[int, _eqprop("epochs")] = _EQPROP.epochs,
+    batch_size: Annotated[int, _eqprop("batch_size")] = _EQPROP.batch_size,
+    learning_rate: Annotated[float, _eqprop("learning_rate")] = _EQPROP.learning_rate,
+    final_learning_rate: Annotated[
+        float | None, _eqprop("final_learning_rate")
+    ] = _EQPROP.final_learning_rate,
+    beta: Annotated[float, _eqprop("beta")] = _EQPROP.beta,
+    nudging: Annotated[Nudging, _eqprop("nudging")] = _EQPROP.nudging,
+    free_iterations: Annotated[int, _eqprop("free_iterations")] = _EQPROP.free_iterations,
+    nudged_iterations: Annotated[int, _eqprop("nudged_iterations")] = _EQPROP.nudged_iterations,
+    tolerance: Annotated[float, _eqprop("tolerance")] = _EQPROP.tolerance,
+    damping: Annotated[float, _eqprop("damping")] = _EQPROP.damping,
+    threshold: Annotated[float, _eqprop("threshold")] = _EQPROP.threshold,
+    weight_limit: Annotated[float, _eqprop("weight_limit")] = _EQPROP.weight_limit,
+    read_repeats: Annotated[int, _eqprop("read_repeats")] = _EQPROP.read_repeats,
+    cosine_every: Annotated[int, _eqprop("cosine_every")] = _EQPROP.cosine_every,
+    seed: Annotated[int, _eqprop("seed")] = _EQPROP.seed,
+    tiles: Annotated[list[int], _eqprop("tiles", "--tiles", "--tile")] = _ANY_TILE,
+    out: Out = None,
+    remote_job: RemoteJob = False,
+    as_json: AsJson = False,
+) -> None:
+    """Equilibrium propagation: free and nudged phases settle by MVM and TransposeMVM on the
+    same tiles; the local update contrasts the equilibria; settling cost in the summary."""
+    options = job_options(EqPropOptions, ctx)
+    console = Console(stderr=as_json)
+    if remote_job:
+        summary = _remote(server, "eqprop", options, dataset, out, console)
+        _print_summary(summary, f"eqprop on {dataset} (job {summary['job_id']})", as_json,
+                       console)  # fmt: skip
+        return
+    data = _dataset(dataset)
+    with _board(board, server) as target, _progress(console) as progress:
+        task = progress.add_task("eqprop", total=options.epochs, status="")
+        record = train_eqprop(
+            target,
+            data,
+            options,
+            on_epoch=lambda e, acc: progress.update(
+                task, completed=e, status=f"test {100 * acc:.2f} %"
+            ),
+        )
+    _finish(record, dataset, "eqprop", out, as_json, console)
 
 
 @train_app.command("compare")

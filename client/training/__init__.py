@@ -1,4 +1,5 @@
-"""Training with the board in the loop: SPSA, last-layer and hybrid training, estimators.
+"""Training with the board in the loop: SPSA, last-layer, hybrid and full-depth training,
+equilibrium propagation, estimators.
 
 Everything here needs only the :class:`sidra.drivers.Board` interface, so it runs on a
 local driver (``open_board("emu://")``) or a remote board alike and imports no gRPC.
@@ -13,6 +14,7 @@ from sidra.training.calibration import Calibration, calibrate, noise_level
 from sidra.training.compare import compare_methods, standard_estimators
 from sidra.training.compare_record import Comparison, MethodResult, MethodSummary
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.eqprop import EquilibriumNetwork, equilibrium_gradients, train_eqprop
 from sidra.training.estimators import (
     AntitheticES,
     AnyPoint,
@@ -35,6 +37,7 @@ from sidra.training.hybrid import HybridNetwork, train_last_layer
 from sidra.training.mlp import exact_gradients, train_mlp
 from sidra.training.options import (
     CompareOptions,
+    EqPropOptions,
     EstimatorName,
     FFEstimator,
     FFOptions,
@@ -42,6 +45,7 @@ from sidra.training.options import (
     LastLayerOptions,
     MethodName,
     MLPOptions,
+    Nudging,
     PerturbationMode,
     RecoveryOptions,
     SPSAOptions,
@@ -70,6 +74,11 @@ __all__ = [
     "MLPOptions",
     "exact_gradients",
     "train_mlp",
+    "EqPropOptions",
+    "EquilibriumNetwork",
+    "Nudging",
+    "equilibrium_gradients",
+    "train_eqprop",
     "CompareOptions",
     "CostLedger",
     "EstimatorName",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["numerical_gradient", "numerical_jacobian"]
+__all__ = ["cosine", "numerical_gradient", "numerical_jacobian"]
 
 Array = npt.NDArray[np.float64]
 
@@ -39,3 +39,11 @@ def numerical_jacobian(
         minus = np.asarray(f(x0 - step), dtype=np.float64)
         columns.append((plus - minus) / (2.0 * h))
     return np.stack(columns, axis=-1)
+
+
+def cosine(a: npt.ArrayLike | None, b: npt.ArrayLike) -> float:
+    """Cosine of the angle between ``a`` and ``b`` flattened (0 if either is zero): how
+    well a board-side gradient points along the exact one."""
+    u, v = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
+    norm = float(np.linalg.norm(u) * np.linalg.norm(v))
+    return float(u @ v) / norm if norm > 0.0 else 0.0

@@ -22,11 +22,13 @@ from sidra.drivers import Board, BoardInfo
 from sidra.training.board_spsa import spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.eqprop import eqprop_placement, train_eqprop
 from sidra.training.forward_forward import ff_placement, train_forward_forward
 from sidra.training.hybrid import last_layer_placement, train_last_layer
 from sidra.training.mlp import mlp_placement, train_mlp
 from sidra.training.options import (
     CompareOptions,
+    EqPropOptions,
     FFOptions,
     JobOptions,
     LastLayerOptions,
@@ -46,6 +48,7 @@ KINDS: dict[str, type[JobOptions]] = {
     "drift-recovery": RecoveryOptions,
     "mlp": MLPOptions,
     "ff": FFOptions,
+    "eqprop": EqPropOptions,
 }
 """Each job kind (the ``sidra train`` command's name) and its option model."""
 
@@ -101,6 +104,9 @@ class TrainingJobs:
         if isinstance(options, FFOptions):
             placed = ff_placement(info, load_dataset(dataset), options)
             return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
+        if isinstance(options, EqPropOptions):
+            placed = eqprop_placement(info, load_dataset(dataset), options)
+            return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     def run(
@@ -120,6 +126,8 @@ class TrainingJobs:
             return _mlp(board, data, options, reporter)
         if isinstance(options, FFOptions):
             return _forward_forward(board, data, options, reporter)
+        if isinstance(options, EqPropOptions):
+            return _eqprop(board, data, options, reporter)
         assert isinstance(options, RecoveryOptions)
         return _recovery(board, data, options, reporter)
 
@@ -164,6 +172,14 @@ def _forward_forward(
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
     record = train_forward_forward(board, data, options, on_epoch=on_epoch)
+    return _record(record, data.name)
+
+
+def _eqprop(board: Board, data: Dataset, options: EqPropOptions, reporter: JobReporter) -> Outcome:
+    def on_epoch(epoch: int, test: float) -> None:
+        reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
+
+    record = train_eqprop(board, data, options, on_epoch=on_epoch)
     return _record(record, data.name)
 
 

@@ -17,7 +17,7 @@ over its last tenth).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,7 @@ from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
+from sidra.training.gradients import cosine
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import MLPOptions
 from sidra.training.placement import LayerShape, Placement, place
@@ -94,7 +95,7 @@ def train_mlp(
             if len(record.losses) % o.cosine_every == 0:
                 exact = exact_gradients(net, x, y)  # the weights before this step's update
                 loss, analog = net.gradients(x, y)
-                cosines.append([_cosine(a, e) for a, e in zip(analog, exact, strict=True)])
+                cosines.append([cosine(a, e) for a, e in zip(analog, exact, strict=True)])
             else:
                 loss, analog = net.gradients(x, y)
             net.apply(analog, float(rate))
@@ -145,9 +146,3 @@ def exact_gradients(
             inside = np.abs(inputs[i]) < layers[i].input_clip  # clip passes no gradient
             delta = (delta @ weights[i][:-1].T) * inside * (pre[i - 1] > 0.0)
     return gradients
-
-
-def _cosine(a: Sequence[float] | npt.NDArray[np.float32] | None, b: npt.ArrayLike) -> float:
-    u, v = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
-    norm = float(np.linalg.norm(u) * np.linalg.norm(v))
-    return float(u @ v) / norm if norm > 0.0 else 0.0

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "ESTIMATOR_METHODS",
     "CompareOptions",
+    "EqPropOptions",
     "EstimatorName",
     "FFEstimator",
     "FFOptions",
@@ -28,6 +29,7 @@ __all__ = [
     "LastLayerOptions",
     "MLPOptions",
     "MethodName",
+    "Nudging",
     "PerturbationMode",
     "RecoveryOptions",
     "SPSAOptions",
@@ -373,3 +375,63 @@ class RecoveryOptions(JobOptions):
     """Offset mapping with a drifting reference column per tile (see AnalogLinear)."""
     seed: int = Field(0, ge=0)
     """Seed of the digital network and the retraining minibatch order."""
+
+
+class Nudging(StrEnum):
+    """Which nudged phases equilibrium propagation contrasts."""
+
+    POSITIVE = "positive"
+    """One nudged phase at +β against the free equilibrium (Scellier & Bengio 2017): the
+    estimate's bias grows with β."""
+    SYMMETRIC = "symmetric"
+    """Nudged phases at +β and −β, contrasted with each other (Laborieux et al. 2021):
+    the first-order bias in β cancels, for one more phase of settling."""
+
+
+class EqPropOptions(JobOptions):
+    """Equilibrium propagation: a layered network with symmetric couplings settles to an
+    energy minimum by repeated MVM (bottom-up) and TransposeMVM (top-down) on the same
+    tiles, free and nudged towards the target; the update contrasts the equilibria."""
+
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field((128,), min_length=1)
+    """Hidden layer widths, input side first (states in [0, 1], hard-sigmoid)."""
+    epochs: int = Field(5, ge=1)
+    """Passes over the training set."""
+    batch_size: int = Field(32, ge=1)
+    """Training samples per minibatch: one free and one or two nudged phases each."""
+    learning_rate: float = Field(0.3, ge=0.0)
+    """Learning rate of the first epoch, weight units per unit gradient estimate."""
+    final_learning_rate: float | None = Field(0.03, ge=0.0)
+    """Learning rate of the last epoch, reached by linear decay; None keeps it constant."""
+    beta: float = Field(0.5, gt=0.0, lt=1.0)
+    """Nudging strength β: the output cost ½‖y − onehot‖² enters the energy times β
+    (state units; the gradient estimate divides the contrast by β)."""
+    nudging: Nudging = Nudging.SYMMETRIC
+    """positive: free and +β phases; symmetric: +β and −β phases (bias cancels)."""
+    free_iterations: int = Field(20, ge=1)
+    """Cap on the free phase's settling sweeps (one MVM and one TransposeMVM per coupling
+    above the input each)."""
+    nudged_iterations: int = Field(10, ge=1)
+    """Cap on each nudged phase's settling sweeps (from the free equilibrium)."""
+    tolerance: float = Field(0.01, gt=0.0)
+    """Settled when no state changed by more than this in a sweep, state units ([0, 1])."""
+    damping: float = Field(0.5, gt=0.0, le=1.0)
+    """Fraction of the way each sweep moves a state to its fixed-point value (1: plain
+    fixed-point iteration; less averages the read noise of successive sweeps)."""
+    threshold: float = Field(0.002, ge=0.0)
+    """Weight change below which a cell is not reprogrammed, weight units."""
+    weight_limit: float = Field(0.3, gt=0.0)
+    """Weight at the edge of the conductance window in every coupling, weight units. The
+    states lie in [0, 1], so read noise (a fixed part of the window) weighs on them in
+    proportion: Glorot-initialised couplings on digits stay within about ±0.3."""
+    read_repeats: int = Field(2, ge=1)
+    """Analog passes averaged per vector, both directions (noise / √n)."""
+    cosine_every: int = Field(25, ge=1)
+    """Steps between two measurements of each coupling's update against the exact
+    gradient of the cost at the free equilibrium (host, implicit differentiation through
+    the host's copy of the weights; no board call)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the initial weights and the minibatch order."""
+    tiles: tuple[Tile, ...] = ()
+    """Board tiles the couplings may be placed on, in this order (empty: every tile of
+    the board, 0 first): the input coupling first."""

@@ -48,6 +48,8 @@ class TrainingRecord:
     """Modeled hardware time of the run, ns."""
     modeled_energy_nj: float = 0.0
     """Modeled hardware energy of the run, nJ."""
+    loss_label: str = "cross-entropy (nats)"
+    """What the per-step loss is, as the plot's axis names it."""
     measures: dict[str, Any] = field(default_factory=dict)
     """What a job measures beyond the counts (e.g. ``gradient_cosine`` per layer): in the
     summary and summary.json as they are."""
@@ -125,7 +127,7 @@ class TrainingRecord:
             left.plot(steps, self.losses, alpha=0.25, label="loss per step")
             left.plot(steps[window - 1 :], smooth, label=f"mean of {window}")
         left.set_xlabel("step")
-        left.set_ylabel("cross-entropy (nats)")
+        left.set_ylabel(self.loss_label)
         twin = left.twinx()
         if self.checkpoints:
             twin.plot(
