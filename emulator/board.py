@@ -50,7 +50,8 @@ class EmulatedBoard:
         self.seed = seed
         streams = np.random.SeedSequence(seed).spawn(profile.geometry.tiles)
         self.tiles = [
-            CrossbarTile(profile, np.random.Generator(np.random.SFC64(s))) for s in streams
+            CrossbarTile(profile, np.random.Generator(np.random.SFC64(s)), index)
+            for index, s in enumerate(streams)
         ]
         self.clock_s = 0.0
         self._cost = Cost()

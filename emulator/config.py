@@ -31,13 +31,19 @@ __all__ = [
     "PerturbationWrites",
     "Programming",
     "ReadNoise",
+    "StuckCells",
     "Timing",
     "Variation",
     "load_profile",
 ]
 
-SCHEMA_VERSION = 1
-"""Profile schema this emulator reads; files declaring a newer one are refused."""
+SCHEMA_VERSION = 2
+"""Profile schema this emulator reads; files declaring a newer one are refused.
+Version 2 added measured stuck-cell maps (``variation.stuck_maps``); every
+version-1 file reads unchanged."""
+
+STUCK_MAPS_SINCE = 2
+"""First schema version that may carry ``variation.stuck_maps``."""
 
 
 class _Frozen(BaseModel):
@@ -176,6 +182,36 @@ class Drift(_Frozen):
     """Time scale of the decay, s: G has fallen by the factor 2^(−ν) once t = t0."""
 
 
+Cell = tuple[int, int]
+"""(row, column) of a cell within its tile."""
+
+
+class StuckCells(_Frozen):
+    """The stuck cells of one tile, listed (a measured map, ``sidra board characterize``).
+
+    A tile with a map has exactly these stuck cells; the stuck fractions of
+    :class:`Variation` only draw the defects of tiles without one.
+    """
+
+    tile: int = Field(ge=0)
+    """Tile index the map belongs to."""
+    at_min: tuple[Cell, ...] = ()
+    """Cells stuck at g_min_us, as (row, column)."""
+    at_max: tuple[Cell, ...] = ()
+    """Cells stuck at g_max_us, as (row, column)."""
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> StuckCells:
+        both = set(self.at_min) & set(self.at_max)
+        if both:
+            cell = min(both)
+            raise ValueError(
+                f"stuck_maps tile {self.tile}: cell {list(cell)} listed both at_min and "
+                "at_max (a cell is stuck at one bound)"
+            )
+        return self
+
+
 class Variation(_Frozen):
     """Static device-to-device variation and defects, drawn once per board from its seed."""
 
@@ -188,6 +224,15 @@ class Variation(_Frozen):
     """Fraction of cells stuck at g_min_us (open / never-formed devices)."""
     stuck_at_max_fraction: float = Field(0.0, ge=0.0, le=1.0)
     """Fraction of cells stuck at g_max_us (shorted devices)."""
+    stuck_maps: tuple[StuckCells, ...] = ()
+    """Measured stuck cells, one map per listed tile (schema version 2): a listed tile
+    has exactly its map's stuck cells, the other tiles draw theirs from the fractions
+    above. The draw is made either way, so listing a map leaves every other random
+    number of the board unchanged."""
+
+    def stuck_map(self, tile: int) -> StuckCells | None:
+        """The map of ``tile``, None when the profile lists none for it."""
+        return next((m for m in self.stuck_maps if m.tile == tile), None)
 
 
 class IRDrop(_Frozen):
@@ -288,7 +333,31 @@ class BoardProfile(_Frozen):
                 f"schema_version {self.schema_version} is newer than this emulator "
                 f"supports ({SCHEMA_VERSION})"
             )
+        self._check_stuck_maps()
         return self
+
+    def _check_stuck_maps(self) -> None:
+        maps = self.variation.stuck_maps
+        if maps and self.schema_version < STUCK_MAPS_SINCE:
+            raise ValueError(
+                f"variation.stuck_maps needs schema_version >= {STUCK_MAPS_SINCE}, "
+                f"got {self.schema_version}"
+            )
+        g = self.geometry
+        seen: set[int] = set()
+        for stuck in maps:
+            if stuck.tile >= g.tiles or stuck.tile in seen:
+                raise ValueError(
+                    f"variation.stuck_maps tile: got {stuck.tile}, expected a tile index "
+                    f"below {g.tiles} listed once"
+                )
+            seen.add(stuck.tile)
+            for row, col in (*stuck.at_min, *stuck.at_max):
+                if not (0 <= row < g.rows and 0 <= col < g.cols):
+                    raise ValueError(
+                        f"variation.stuck_maps tile {stuck.tile}: cell {[row, col]} outside "
+                        f"the {g.rows}x{g.cols} tile"
+                    )
 
 
 def load_profile(path: str | Path) -> BoardProfile:

@@ -68,6 +68,15 @@ def _cells(
     return matrix[cells], None if variance is None else variance[cells]
 
 
+def _mask(shape: tuple[int, int], cells: tuple[tuple[int, int], ...]) -> npt.NDArray[np.bool_]:
+    """A boolean map of ``shape`` true at ``cells`` (row, column)."""
+    mask = np.zeros(shape, bool)
+    if cells:
+        rows, cols = zip(*cells, strict=True)
+        mask[list(rows), list(cols)] = True
+    return mask
+
+
 def _levels(bits: int) -> int:
     """Codes per polarity of a signed converter."""
     return (1 << (bits - 1)) - 1 if bits > 1 else 1
@@ -76,7 +85,8 @@ def _levels(bits: int) -> int:
 class CrossbarTile:
     """A rows × cols crossbar with its own random stream."""
 
-    def __init__(self, profile: BoardProfile, rng: np.random.Generator) -> None:
+    def __init__(self, profile: BoardProfile, rng: np.random.Generator, index: int = 0) -> None:
+        """``index``: the tile's place on the board (which stuck map applies)."""
         self._p = profile
         self._rng = rng
         self._noise_rngs = rng.spawn(2)
@@ -99,6 +109,10 @@ class CrossbarTile:
         self.stuck_max = (u >= var.stuck_at_min_fraction) & (
             u < var.stuck_at_min_fraction + var.stuck_at_max_fraction
         )
+        stuck = var.stuck_map(index)
+        if stuck is not None:  # a measured map replaces the draw (made anyway: same streams)
+            self.stuck_min = _mask(shape, stuck.at_min)
+            self.stuck_max = _mask(shape, stuck.at_max)
         self.compensation = 1.0
 
         dac, adc = profile.converters.dac_bits, profile.converters.adc_bits

@@ -88,6 +88,13 @@ def serve(
         int | None,
         typer.Option(min=1024, help="Stage size, bytes (default: a full tile or a 64 MiB batch)."),
     ] = None,
+    report_profile: Annotated[
+        bool,
+        typer.Option(
+            help="Report the profile (GET_PROFILE); --no-report-profile answers as a "
+            "physical board, with no profile and no preset name (serial and TCP)."
+        ),
+    ] = True,
 ) -> None:
     """Serve an emulated board over the SIDRA wire protocol or a PCIe BAR until interrupted."""
     if [pty, tcp is not None, pcie_file is not None].count(True) != 1:
@@ -107,6 +114,7 @@ def serve(
         max_payload=max_payload,
         cache_depth=cache_depth,
         stage_capacity=stage_capacity,
+        report_profile=report_profile,
     )
     stop = _stop_on_signals()
     with contextlib.ExitStack() as stack:

@@ -57,7 +57,11 @@ class VirtualBoard:
         stage_capacity: int | None = None,
         cache_depth: int = RESPONSE_CACHE,
         bauds: tuple[int, ...] = DEFAULT_BAUDS,
+        report_profile: bool = True,
     ) -> None:
+        """``report_profile`` False: the board answers like a physical one, with no
+        profile (no PROFILE feature, no GET_PROFILE) and no preset name; its virtual
+        clock stays (EMULATED)."""
         if cache_depth < 1:
             raise ValueError(f"cache_depth: got {cache_depth}, expected >= 1 (at-most-once)")
         self.profile, self.seed = profile, seed
@@ -68,6 +72,7 @@ class VirtualBoard:
         self.stage_capacity = stage_capacity or max(4 * geometry.rows * geometry.cols, 64 << 20)
         self.bauds = bauds
         self.baud = bauds[0]
+        self.report_profile = report_profile
         # A random first boot counter stands in for one kept in NVM: a restarted
         # emulator process must not look like the board the host knew.
         self.boot_counter = boot_counter or int.from_bytes(os.urandom(4), "little") or 1
@@ -175,7 +180,9 @@ class VirtualBoard:
         info = self.driver.info
         return Hello(
             proto_version=PROTOCOL_VERSION,
-            features=Feature.EMULATED | Feature.PROFILE | Feature.REGION_PASS,
+            features=Feature.EMULATED
+            | Feature.REGION_PASS
+            | (Feature.PROFILE if self.report_profile else Feature(0)),
             boot_counter=self.boot_counter,
             max_payload=self.commands.max_payload,
             stage_capacity=self.stage_capacity,
@@ -192,7 +199,7 @@ class VirtualBoard:
             model=info.model,
             serial_number=info.serial_number,
             firmware_version=info.firmware_version,
-            preset=info.emulator_preset,
+            preset=info.emulator_preset if self.report_profile else "",
             board_max_payload=self.device_max_payload,
             cache_depth=self.cache_depth,
             timing=info.timing,

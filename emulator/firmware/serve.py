@@ -240,6 +240,7 @@ def serve_virtual_board(
     max_payload: int | None = None,
     cache_depth: int = RESPONSE_CACHE,
     stage_capacity: int | None = None,
+    report_profile: bool = True,
 ) -> Iterator[LinkServer]:
     """A virtual board served on a fresh pty (or TCP) in a background thread::
 
@@ -248,10 +249,11 @@ def serve_virtual_board(
 
     ``max_payload`` (bytes), ``cache_depth`` (responses) and ``stage_capacity`` (bytes)
     size the board's buffers, down to those of a small microcontroller.
+    ``report_profile`` False: the board reports no profile, as a physical board.
     """
     board = VirtualBoard(
         profile, seed, max_payload=max_payload or DEVICE_MAX_PAYLOAD,
-        cache_depth=cache_depth, stage_capacity=stage_capacity,
+        cache_depth=cache_depth, stage_capacity=stage_capacity, report_profile=report_profile,
     )  # fmt: skip
     server: LinkServer = TcpServer(board, *tcp, faults=faults) if tcp else PtyServer(board, faults)
     with server:

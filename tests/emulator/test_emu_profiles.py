@@ -55,7 +55,9 @@ policy = "warn"
 
 
 def _lab_profile() -> BoardProfile:
+    # A version-1 file (written before stuck maps) reads unchanged under schema 2.
     return BoardProfile(
+        schema_version=1,
         preset="lab-a",
         model="SIDRA-LAB-A",
         firmware_version="lab-7",

@@ -5,13 +5,22 @@ Defects are drawn once per board from its seed and stay put through every write.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from board_data import G_MAX, G_MIN, uniform_g, uniform_v
 from emu_support import make_driver, make_profile, matmul64, read64, std_bound, z_bound
 
 from sidra.drivers import Region
-from sidra.emulator.config import ConductanceRange, Geometry, Programming, Variation
+from sidra.emulator.config import (
+    BoardProfile,
+    ConductanceRange,
+    Geometry,
+    Programming,
+    StuckCells,
+    Variation,
+)
 
 BIG = Geometry(tiles=2, rows=128, cols=128)
 
@@ -128,3 +137,46 @@ def test_finite_on_off_ratio_unprogrammed_tile_conducts_g_min(g_min: float) -> N
         out_t, np.broadcast_to(expected_t, out_t.shape), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_array_equal(board.read_conductance(1).conductances, g_min)
+
+
+def test_stuck_maps_fix_exactly_the_listed_cells_and_leave_other_tiles_drawn() -> None:
+    """A tile with a stuck map (schema 2) has exactly the listed stuck cells, whatever the
+    fractions say; a tile without one keeps the cells its seed draws, and so does every
+    other random number of the board (the draw is made either way)."""
+    fractions = Variation(stuck_at_min_fraction=0.05, stuck_at_max_fraction=0.05)
+    mapped = Variation(
+        stuck_at_min_fraction=0.05,
+        stuck_at_max_fraction=0.05,
+        stuck_maps=(StuckCells(tile=0, at_min=((0, 1), (5, 7)), at_max=((3, 3),)),),
+    )
+    target = np.full((128, 128), 20.0, np.float32)
+    boards = [make_driver(make_profile(geometry=BIG, variation=v)) for v in (fractions, mapped)]
+    for board in boards:
+        board.program(0, target)
+        board.program(1, target)
+    measured = read64(boards[1], 0)
+    expected = np.full((128, 128), 20.0)
+    expected[0, 1] = expected[5, 7] = G_MIN
+    expected[3, 3] = G_MAX
+    np.testing.assert_array_equal(measured, expected)
+    np.testing.assert_array_equal(read64(boards[0], 1), read64(boards[1], 1))
+
+
+@pytest.mark.parametrize(
+    ("maps", "words"),
+    [
+        ((StuckCells(tile=2),), "tile: got 2"),
+        ((StuckCells(tile=0), StuckCells(tile=0)), "listed once"),
+        ((StuckCells(tile=0, at_max=((128, 0),)),), "cell [128, 0] outside"),
+    ],
+)
+def test_stuck_maps_outside_the_board_are_refused(maps: tuple[StuckCells, ...], words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        make_profile(geometry=BIG, variation=Variation(stuck_maps=maps))
+
+
+def test_stuck_maps_need_schema_version_2_and_a_cell_at_one_bound() -> None:
+    with pytest.raises(ValueError, match="stuck_maps needs schema_version >= 2, got 1"):
+        BoardProfile(schema_version=1, variation=Variation(stuck_maps=(StuckCells(tile=0),)))
+    with pytest.raises(ValueError, match=re.escape("cell [1, 2] listed both")):
+        StuckCells(tile=0, at_min=((1, 2),), at_max=((1, 2),))
