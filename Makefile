@@ -40,7 +40,7 @@ contracts: $(VENV)/.dev
 	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.dev
-	$(BIN)/mypy -p sidra.hil -p sidra.drivers -p sidra.emulator -p sidra.server -p sidra.client -p sidra.training -p sidra.cli
+	$(BIN)/mypy -p sidra.hil -p sidra.drivers -p sidra.emulator -p sidra.server -p sidra.client -p sidra.training -p sidra.characterize -p sidra.cli
 
 check: test
 	$(BIN)/ruff format --check .

@@ -2,8 +2,9 @@
 
 The top-level folders map into one ``sidra.*`` namespace; two sub-folders of
 ``client/`` are packages of their own because they do not need the gRPC client:
-``client/training`` (training loops over any board) is ``sidra.training`` and
-``client/cli`` (the ``sidra`` command line) is ``sidra.cli``. A static
+``client/training`` (training loops over any board) is ``sidra.training``,
+``client/characterize`` (a board measured into an emulator profile) is
+``sidra.characterize`` and ``client/cli`` (the ``sidra`` command line) is ``sidra.cli``. A static
 ``packages`` list silently drops new sub-folders from the wheel, so every
 mapped folder is walked here and each sub-package is named under its prefix.
 """
@@ -16,6 +17,7 @@ PACKAGE_DIRS = {
     "sidra.drivers": "drivers",
     "sidra.client": "client",
     "sidra.training": "client/training",
+    "sidra.characterize": "client/characterize",
     "sidra.cli": "client/cli",
     "sidra.emulator": "emulator",
 }
