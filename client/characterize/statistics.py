@@ -184,12 +184,12 @@ def grid_fit(
         index = np.unravel_index(int(np.argmax(values)), values.shape)
         best = tuple(float(a[i]) for a, i in zip(axes, index, strict=True))
         finer = []
-        for a, i in zip(axes, index, strict=True):
-            i = int(i)
+        for a, at in zip(axes, index, strict=True):
+            i = int(at)
             if len(a) < 2:
                 finer.append(a)
                 continue
-            lo, hi = a[max(i - 1, 0)], a[min(i + 1, len(a) - 1)]
+            lo, hi = float(a[max(i - 1, 0)]), float(a[min(i + 1, len(a) - 1)])
             finer.append(np.linspace(lo, hi, 11))
         final_values, final_axes = values, axes
         axes = tuple(finer)

@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -150,6 +151,36 @@ def probe(
         typer.echo(f"sidra board probe {url}: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(report) if as_json else format_probe(report))
+
+
+@board_app.command("characterize")
+def characterize_board(
+    url: Annotated[str, typer.Argument(help="Board URL: emu://, serial://, pcie://, grpc://...")],
+    out: Annotated[Path, typer.Option(help="Where to write the profile (.toml).")],
+    tile: Annotated[int, typer.Option(min=0, help="Tile the block statistics run on.")] = 0,
+    block: Annotated[
+        int, typer.Option(min=8, max=256, help="Rows and columns of the measured block.")
+    ] = 32,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the test inputs.")] = 0,
+    drift: Annotated[
+        bool, typer.Option(help="Measure drift (advances the board's virtual clock).")
+    ] = True,
+) -> None:
+    """Measure a board through its operations and write its emulator profile (its twin).
+
+    The board is left programmed with test patterns and, with --drift, its clock
+    advanced by 65 536 s: characterize a board before putting work on it."""
+    from rich.console import Console
+
+    from sidra.cli.board_characterize import run_characterize
+
+    if out.suffix != ".toml":
+        raise typer.BadParameter(f"--out {str(out)!r}: expected a .toml file")
+    try:
+        run_characterize(url, out, tile, block, seed, drift, Console())
+    except (SidraError, ValueError) as exc:
+        typer.echo(f"sidra board characterize {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None) -> None:

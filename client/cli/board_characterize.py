@@ -1,0 +1,79 @@
+"""``sidra board characterize URL --out profile.toml``: a board measured into its twin's profile."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from sidra.characterize import Characterization, characterize
+from sidra.characterize.toml import dumps
+from sidra.drivers import open_board
+
+__all__ = ["format_tables", "run_characterize"]
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def format_tables(result: Characterization) -> list[Table]:
+    """The parameters (value ± SE, unit, how) and the budget of each measurement."""
+    params = Table(title="Characterized parameters (± one standard error)")
+    for column in ("parameter", "value", "±", "unit", "how / why not"):
+        params.add_column(column, overflow="fold")
+    for part in result.parts:
+        for e in part.estimates:
+            mark = "" if e.measured else " *"
+            params.add_row(e.name + mark, _number(e.value), _number(e.uncertainty), e.unit, e.note)
+    budget = Table(title="Budget spent")
+    for column in ("measurement", "calls", "cell writes", "MVM passes", "modeled", "clock", "wall"):
+        budget.add_column(column, justify="right" if column != "measurement" else "left")
+    rows = [(part.name, part.budget) for part in result.parts] + [("total", result.budget)]
+    for name, b in rows:
+        budget.add_row(
+            name,
+            str(b.calls),
+            str(b.cell_writes),
+            str(b.mvm_passes),
+            f"{b.modeled_time_ns / 1e3:.4g} µs",
+            f"{b.clock_advanced_s:g} s",
+            f"{b.wall_s:.2f} s",
+        )
+    return [params, budget]
+
+
+def _operations(result: Characterization) -> str:
+    ops = result.budget.operations
+    return ", ".join(f"{name} {count}" for name, count in sorted(ops.items()))
+
+
+def run_characterize(
+    url: str, out: Path, tile: int, block: int, seed: int, drift: bool, console: Console
+) -> Characterization:
+    """Characterizes the board at ``url``, prints the tables, writes the profile to ``out``."""
+    start = time.perf_counter()
+    with open_board(url) as board:
+        result = characterize(board, tile=tile, block_size=block, seed=seed, drift=drift)
+    elapsed = time.perf_counter() - start
+    for table in format_tables(result):
+        console.print(table)
+    console.print(f"operations: {_operations(result)}")
+    stuck = result.stuck
+    console.print(
+        f"stuck cells: {sum(int(m.sum()) for m in stuck.at_min)} at g_min, "
+        f"{sum(int(m.sum()) for m in stuck.at_max)} at g_max over {len(stuck.at_min)} tiles "
+        f"(healthy cells expected marked stuck: {stuck.expected_false_marks:.2g})"
+    )
+    for line in result.not_measured:
+        console.print(f"* {line}")
+    header = (
+        f"Board profile measured by `sidra board characterize {url}`\n"
+        f"(seed {seed}, tile {tile}, {block}x{block} block, {elapsed:.1f} s). Load it with\n"
+        f"emu://?profile={out.name} or `sidra board serve --profile {out.name}`."
+    )
+    out.write_text(dumps(result.profile.model_dump(mode="json"), header), encoding="utf-8")
+    console.print(f"profile written to {out} ({elapsed:.1f} s in all)")
+    return result
