@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board, Region
+from sidra.drivers import Board, ProgramReport, Region
 
 __all__ = ["block_of", "program_block", "read_repeated", "write_counts"]
 
@@ -18,10 +18,12 @@ def block_of(board: Board, rows: int = 32, cols: int = 32) -> Region:
     return Region(0, 0, min(rows, info.rows), min(cols, info.cols))
 
 
-def program_block(board: Board, tile: int, block: Region, targets: npt.ArrayLike) -> None:
+def program_block(
+    board: Board, tile: int, block: Region, targets: npt.ArrayLike
+) -> ProgramReport:
     """Write-verify ``targets`` (µS, broadcast to the block's shape) into ``block``."""
     g = np.broadcast_to(np.asarray(targets, np.float32), block.shape).copy()
-    board.program(tile, g, row_offset=block.row_offset, col_offset=block.col_offset)
+    return board.program(tile, g, row_offset=block.row_offset, col_offset=block.col_offset)
 
 
 def read_repeated(board: Board, tile: int, block: Region, reads: int) -> F64:
