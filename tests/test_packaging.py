@@ -16,6 +16,7 @@ MAPPED = {
     "drivers": "sidra/drivers",
     "client": "sidra/client",
     "client/training": "sidra/training",
+    "client/characterize": "sidra/characterize",
     "client/cli": "sidra/cli",
     "emulator": "sidra/emulator",
     "proto/sidra/hil": "sidra/hil",
@@ -62,6 +63,7 @@ def test_public_surfaces_are_listed() -> None:
         "sidra.emulator",
         "sidra.server",
         "sidra.training",
+        "sidra.characterize",
     ):
         mod = importlib.import_module(module)
         missing = [name for name in mod.__all__ if not hasattr(mod, name)]
@@ -95,7 +97,8 @@ def test_wheel_holds_every_module_under_sidra(tmp_path: Path) -> None:
             if path.suffix in {".py", ".pyi", ".proto"} or path.name == "py.typed":
                 expected.add(installed_name(path))
     assert expected - packaged == set()
-    assert not any(n.startswith(("sidra/client/training/", "sidra/client/cli/")) for n in packaged)
+    nested = ("sidra/client/training/", "sidra/client/characterize/", "sidra/client/cli/")
+    assert not any(n.startswith(nested) for n in packaged)
     assert "sidra/hil/v1/board.proto" in packaged
 
 

@@ -18,9 +18,7 @@ def block_of(board: Board, rows: int = 32, cols: int = 32) -> Region:
     return Region(0, 0, min(rows, info.rows), min(cols, info.cols))
 
 
-def program_block(
-    board: Board, tile: int, block: Region, targets: npt.ArrayLike
-) -> ProgramReport:
+def program_block(board: Board, tile: int, block: Region, targets: npt.ArrayLike) -> ProgramReport:
     """Write-verify ``targets`` (µS, broadcast to the block's shape) into ``block``."""
     g = np.broadcast_to(np.asarray(targets, np.float32), block.shape).copy()
     return board.program(tile, g, row_offset=block.row_offset, col_offset=block.col_offset)

@@ -48,7 +48,6 @@ F64 = npt.NDArray[np.float64]
 BINS = 24
 SETTLE_PROGRAMS = 6
 """Most programmings of the base per round (cells relaxing beyond tolerance are re-pulsed)."""
-_STUCK_IN_BLOCK: dict[int, int] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +73,16 @@ class ProgrammingFinding:
 
 
 def _pulses(
-    board: MeteredBoard, tile: int, block: Region, base: float, offsets: F64
+    board: MeteredBoard, tile: int, block: Region, base: float, offsets: F64, settled: float
 ) -> npt.NDArray[np.int64]:
-    """Programs ``base``, then ``base + offsets``; pulses each cell took for the second."""
+    """Programs ``base`` (again while more than ``settled`` cells are off target), then
+    ``base + offsets``; returns the pulses each cell took for the last."""
     info = board.info
-    stuck = _STUCK_IN_BLOCK.get(id(board), 0)
     for _ in range(SETTLE_PROGRAMS):
         # Programming again re-pulses only the cells whose residual (relaxation included)
         # the verify sees beyond tolerance: after a few, residuals sit within ±tol.
         report = program_block(board, tile, block, base)
-        if report.unconverged_cells <= stuck + 0.02 * block.rows * block.cols:
+        if report.unconverged_cells <= settled:
             break
     before = write_counts(board, tile, block)
     program_block(board, tile, block, np.clip(base + offsets, info.g_min_us, info.g_max_us))
@@ -121,13 +120,13 @@ def measure_programming(
     base = info.g_min_us + 0.1 * span  # low: PCM and RRAM relax least there
     healthy = ~stuck[block.slices]
     n_cells = block.rows * block.cols
-    _STUCK_IN_BLOCK[id(board)] = int((~healthy).sum())
+    settled = int((~healthy).sum()) + 0.02 * n_cells  # unconverged cells a settled base has
     stuck_counts: list[npt.NDArray[np.int64]] = []
     with board.spend() as spent:
         # Coarse: the smallest |δ| most cells are pulsed for sets the scale.
         ladder = np.geomspace(1e-4 * span, 0.05 * span, 16)
         coarse = rng.choice(np.concatenate([ladder, -ladder]), n_cells).reshape(block.shape)
-        counts = _pulses(board, tile, block, base, coarse)
+        counts = _pulses(board, tile, block, base, coarse, settled)
         pulsed = counts > 0
         stuck_counts.append(counts[~healthy])
         most = int(counts[healthy].max(initial=0))
@@ -145,7 +144,7 @@ def measure_programming(
         deltas, hits = [], []
         for _ in range(rounds):
             delta = rng.uniform(-3 * scale, 3 * scale, block.shape)
-            n = _pulses(board, tile, block, base, delta)
+            n = _pulses(board, tile, block, base, delta, settled)
             deltas.append(delta[healthy])
             hits.append(n[healthy] > 0)
             stuck_counts.append(n[~healthy])
@@ -175,7 +174,7 @@ def measure_programming(
                 if not exact
                 else np.full(block.shape, 0.1 * span)
             )
-            n = _pulses(board, tile, block, base, d)
+            n = _pulses(board, tile, block, base, d, settled)
             d_all.append(d[healthy])
             one.append(np.minimum(n[healthy], 2))
             stuck_counts.append(n[~healthy])

@@ -1,0 +1,116 @@
+"""``sidra board characterize`` on boards that report no profile, and what it refuses.
+
+The board a lab brings reports no profile: here the virtual board firmware is served by
+``sidra board serve --tcp --profile FILE --no-report-profile`` (a real transport, the
+SIDRA wire protocol over TCP), so characterize sees only the operations and HELLO.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cli_support import process, run_sidra
+
+from sidra.characterize import characterize
+from sidra.drivers import Unsupported, open_board
+from sidra.drivers.requests import AdvanceClockRequest, Request
+from sidra.emulator import BoardProfile, load_profile
+from sidra.emulator.config import (
+    Converters,
+    Drift,
+    DriftModel,
+    Geometry,
+    Programming,
+    ReadNoise,
+    Variation,
+)
+from sidra.emulator.driver import EmulatorDriver
+
+LAB = BoardProfile(
+    preset="lab-b",
+    model="SIDRA-LAB-B",
+    geometry=Geometry(tiles=1, rows=32, cols=32),
+    converters=Converters(dac_bits=7, adc_bits=11, adc_full_scale_ua=140.0),
+    read_noise=ReadNoise(output_noise_ua=0.1, sigma_g_fraction=0.02),
+    programming=Programming(
+        tolerance_us=0.25, max_iterations=12, pulse_gain=0.7, pulse_noise_us=0.1
+    ),
+    drift=Drift(model=DriftModel.CONSTANT, nu_mean=0.03, nu_std=0.01),
+    variation=Variation(gain_spread=0.02, stuck_at_min_fraction=0.01),
+)  # fmt: skip
+
+
+def _write_profile(path: Path, profile: BoardProfile) -> Path:
+    from sidra.characterize.toml import dumps
+
+    path.write_text(dumps(profile.model_dump(mode="json")), encoding="utf-8")
+    return path
+
+
+def test_a_board_reporting_no_profile_is_characterized_into_a_loadable_twin(
+    tmp_path: Path,
+) -> None:
+    source = _write_profile(tmp_path / "lab-b.toml", LAB)
+    out = tmp_path / "twin.toml"
+    with process(
+        "board", "serve", "--tcp", "127.0.0.1:0", "--profile", str(source), "--seed", "4",
+        "--no-report-profile",
+    ) as (url, _):  # fmt: skip
+        with open_board(url) as board:  # what the command will see: no profile at all
+            assert board.info.profile == {} and board.info.emulator_preset == ""
+            assert board.info.adc_full_scale_ua == 0.0
+        result = run_sidra("board", "characterize", url, "--out", str(out), "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    assert "Budget spent" in result.stdout and "profile written to" in result.stdout
+    twin = load_profile(out)
+    assert twin.schema_version == 2 and twin.preset == "characterized"
+    assert (twin.converters.dac_bits, twin.converters.adc_bits) == (7, 11)
+    assert abs(twin.converters.adc_full_scale_ua - 140.0) < 1e-3
+    assert abs(twin.read_noise.sigma_g_fraction - 0.02) < 0.004
+    assert abs(twin.read_noise.output_noise_ua - 0.1) < 0.02
+    assert abs(twin.drift.nu_mean - 0.03) < 0.006
+    assert twin.variation.stuck_maps and twin.variation.stuck_maps[0].at_min
+    # The file is what emu:// and sidra board serve --profile load.
+    with open_board(f"emu://?profile={out}&seed=1") as emulated:
+        assert emulated.info.emulator_preset == "characterized"
+    header = out.read_text(encoding="utf-8").splitlines()[0]
+    assert header.startswith("# Board profile measured by `sidra board characterize")
+    assert tomllib.loads(out.read_text(encoding="utf-8"))["schema_version"] == 2
+
+
+class NoClockBoard(EmulatorDriver):
+    """An emulated board without a virtual clock, as hardware: AdvanceClock is refused at
+    the transport's one seam, like a physical board's driver refuses it."""
+
+    def _handle(self, request: Request) -> Any:
+        if isinstance(request, AdvanceClockRequest):
+            raise Unsupported("AdvanceClock: this board has no virtual clock")
+        return super()._handle(request)
+
+
+def test_without_a_virtual_clock_drift_is_not_measured_and_said_so() -> None:
+    board = NoClockBoard(LAB, seed=2)
+    result = characterize(board, seed=1)
+    nu = result.estimates["drift.nu_mean"]
+    assert not nu.measured and "no virtual clock" in nu.note
+    assert any(line.startswith("drift.nu_mean: not measured") for line in result.not_measured)
+    assert result.profile.drift.model is DriftModel.NONE
+    assert result.budget.clock_advanced_s == 0.0
+    # Everything else was measured as usual.
+    assert result.profile.converters.adc_bits == 11
+    assert np.isclose(board.stats().clock_s, 0.0)
+
+
+def test_out_must_be_toml_and_a_bad_url_fails_with_a_message(tmp_path: Path) -> None:
+    bad = run_sidra(
+        "board", "characterize", "emu://?preset=ideal", "--out", str(tmp_path / "x.json")
+    )
+    assert bad.returncode != 0 and "expected a .toml file" in bad.stderr
+    missing = run_sidra(
+        "board", "characterize", "emu://?preset=nope", "--out", str(tmp_path / "x.toml")
+    )
+    assert missing.returncode == 1 and "preset" in missing.stderr
+    assert not (tmp_path / "x.toml").exists()
