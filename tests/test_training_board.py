@@ -320,6 +320,41 @@ def test_on_board_spsa_over_grpc_takes_one_call_per_step(
     assert on_board["Perturb APPLY"] == 0
 
 
+def test_a_layer_on_several_tiles_takes_one_call_per_pass_over_grpc(
+    served: tuple[BoardDriver, int], remote: RemoteBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 300-input layer spans two tiles by rows: its Program, forward (MVM) and backward
+    (TransposeMVM) each reach the server as one RunSequence of its two blocks, and give
+    what the blocks' calls one by one give (ideal board)."""
+    from collections import Counter
+
+    sent: Counter[str] = Counter()
+    send = remote.run
+
+    def sending(request):  # type: ignore[no-untyped-def]
+        sent[type(request).__name__] += 1
+        return send(request)
+
+    board, _ = served
+    rng = np.random.default_rng(5)
+    w = rng.uniform(-0.5, 0.5, (301, 12)).astype(np.float32)
+    x = rng.normal(0.0, 1.0, (8, 300)).astype(np.float32)
+    delta = rng.normal(0.0, 1.0, (8, 12)).astype(np.float32)
+    local = AnalogLinear(board, (2, 3), 300, 12)
+    local.program(w)
+    expected = local.forward(x), local.backward(delta)
+    monkeypatch.setattr(remote, "run", sending)
+    layer = AnalogLinear(remote, (2, 3), 300, 12)
+    assert len(layer.blocks) == 2
+    layer.program(w)
+    got = layer.forward(x), layer.backward(delta)
+    assert sent["SequenceRequest"] == 3
+    assert not sent.keys() & {"MVMRequest", "TransposeMVMRequest", "ProgramRequest"}
+    assert layer.mvm_calls == 4  # two blocks, forward and backward
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_accuracy_is_measured_on_the_mean_of_read_passes() -> None:
     """predict(read_repeats=4) is exactly the mean of 4 passes of each input, sent as one
     batch: the same as a second board of the same seed reading [x; x; x; x] in one call."""

@@ -30,13 +30,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers import Board, PerturbationPoint, Region, Unsupported
 from sidra.drivers.rademacher import seed_from_bit
-from sidra.drivers.requests import PerturbedMVMRequest, ProgramRequest
+from sidra.drivers.requests import (
+    MAX_STEPS,
+    MVMRequest,
+    PerturbedMVMRequest,
+    ProgramRequest,
+    Request,
+    TransposeMVMRequest,
+)
 from sidra.training.accounting import CostLedger
 
 __all__ = ["AnalogLinear", "Mapping"]
@@ -191,9 +199,21 @@ class AnalogLinear:
         return signal
 
     def program(self, weights: npt.ArrayLike) -> None:
-        """Write-verify ``weights`` into the tiles."""
-        for step in self.program_steps(weights):
-            self.ledger.add(self.board.run(step).cost)
+        """Write-verify ``weights`` into the tiles (one round trip for all of them)."""
+        for report in self._run_all(self.program_steps(weights)):
+            self.ledger.add(report.cost)
+
+    def _run_all(self, requests: Sequence[Request]) -> list[Any]:
+        """Each request's result, in order. A layer on several tiles sends its blocks'
+        requests as one RunSequence (of up to MAX_STEPS steps each): one round trip
+        to a remote board per pass of the layer instead of one per tile."""
+        if len(requests) == 1:
+            return [self.board.run(requests[0])]
+        results: list[Any] = []
+        for start in range(0, len(requests), MAX_STEPS):
+            chunk = requests[start : start + MAX_STEPS]
+            results += self.board.run_sequence(chunk).results
+        return results
 
     def program_steps(self, weights: npt.ArrayLike) -> list[ProgramRequest]:
         """The Program request of each tile that writes ``weights`` (the digital bias, if
@@ -235,15 +255,18 @@ class AnalogLinear:
             raise ValueError(f"read_repeats: got {repeats}, expected >= 1")
         u = self._input_volts(x)
         total = np.zeros((u.shape[0], self.outputs), np.float32)
+        requests = []
         for block in self.blocks:
             # The block's region only: its rows' voltages in, its columns' currents out
             # (the tile's other rows undriven), no padding to the tile on the way.
             v = u[:, block.rows]
             # Repeated reads travel as one batch: [v; v; ...] -> mean over repeats.
             batch = v if repeats == 1 else np.tile(v, (repeats, 1))
-            result = self.board.mvm(block.tile, batch, block.region)
+            requests.append(MVMRequest(block.tile, batch, block.region))
+        for block, result in zip(self.blocks, self._run_all(requests), strict=True):
             self.ledger.add(result.cost)
             self.mvm_calls += 1
+            v = u[:, block.rows]
             used = block.region.cols
             currents = result.currents.reshape(repeats, len(v), used)
             total[:, block.outputs] += self._signal(currents.mean(axis=0), v, block.width)
@@ -263,6 +286,7 @@ class AnalogLinear:
         peak[peak == 0.0] = 1.0
         scaled = d / peak * np.float32(self._v_max)
         rows = np.zeros((len(d), self.inputs + 1), np.float32)
+        requests, offsets = [], []
         for block in self.blocks:
             part = scaled[:, block.outputs]
             if self.mapping is Mapping.DIFFERENTIAL:
@@ -273,7 +297,10 @@ class AnalogLinear:
                 offset = self.g_ref_us * part.sum(axis=1)[:, None]
             # Region columns in (the reference column, if any, at 0 V), region rows out.
             drive = self._pad(drive, block.region.cols)
-            result = self.board.transpose_mvm(block.tile, drive, block.region)
+            requests.append(TransposeMVMRequest(block.tile, drive, block.region))
+            offsets.append(offset)
+        results = self._run_all(requests)
+        for block, result, offset in zip(self.blocks, results, offsets, strict=True):
             self.ledger.add(result.cost)
             self.mvm_calls += 1
             rows[:, block.rows] += result.currents - offset
@@ -361,13 +388,10 @@ class AnalogLinear:
             )
             steps.append(PerturbedMVMRequest(block.tile, batch, points, block.region))
         programs: list[ProgramRequest] = [] if program is None else self.program_steps(program)
-        if len(steps) == 1 and not programs:
-            results = [self.board.run(steps[0])]
-        else:
-            results = list(self.board.run_sequence([*programs, *steps]).results)
-            for report in results[: len(programs)]:
-                self.ledger.add(report.cost)
-            results = results[len(programs) :]
+        results = self._run_all([*programs, *steps])
+        for report in results[: len(programs)]:
+            self.ledger.add(report.cost)
+        results = results[len(programs) :]
         currents = np.zeros((len(perturbations), len(u), self.outputs), np.float32)
         for result in results:
             self.ledger.add(result.cost)

@@ -9,8 +9,9 @@ too, and every refusal is the documented one, leaving the board's counters uncha
 another session's registration (PERMISSION_DENIED), an unregistered one or one whose
 session ended (FAILED_PRECONDITION), a tensor past the registration's end (OUT_OF_RANGE),
 misaligned, of the wrong dtype or shape, or beside voltages (INVALID_ARGUMENT), an object
-truncated after registering, even while a call copies (FAILED_PRECONDITION), and a server that does not enable it
-(the suite's ``served`` server: PERMISSION_DENIED). Shared memory applies only over gRPC.
+truncated after registering, even while a call copies (FAILED_PRECONDITION), and a server
+that does not enable it (the suite's ``served`` server: PERMISSION_DENIED). Shared memory
+applies only over gRPC.
 """
 
 from __future__ import annotations
