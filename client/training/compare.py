@@ -8,8 +8,12 @@ sequence a_k = a/(A + k)^0.602 with A = 10 % of its steps, and as many steps as 
 budget buys: an estimator that needs more evaluations per estimate takes fewer,
 better-informed steps. The whole algorithms run as their own jobs do, with their own
 defaults, sized by the same budget: on-board SPSA (``sidra train spsa --mode board``)
-takes budget / 2 steps; last-layer and full-depth (``mlp``) training spend one loss
-evaluation per minibatch step, so they run as many whole epochs as the budget buys.
+takes budget / 2 steps; the minibatch algorithms (last-layer, full-depth ``mlp``,
+forward-forward with exact local gradients or layer-local SPSA, equilibrium
+propagation) run as many whole epochs as the budget buys at their own loss
+evaluations per minibatch step (one; forward-forward one per layer, twice that with
+SPSA). Their other settings are their jobs' defaults, but for test-accuracy
+checkpoints, taken once at the end.
 
 Every method runs once per seed on the same board (its generator seeded alike for
 all methods), so the table compares the methods alone; :class:`Comparison` holds the
@@ -30,6 +34,7 @@ from sidra.training.analog_layer import AnalogLinear
 from sidra.training.board_spsa import train_softmax_spsa
 from sidra.training.compare_record import Comparison, MethodResult
 from sidra.training.datasets import Dataset
+from sidra.training.eqprop import eqprop_placement, train_eqprop
 from sidra.training.estimators import (
     AntitheticES,
     CentralDifferences,
@@ -39,12 +44,16 @@ from sidra.training.estimators import (
     SPSAGradient,
     descend,
 )
+from sidra.training.forward_forward import ff_placement, train_forward_forward
 from sidra.training.hybrid import last_layer_placement, train_last_layer
 from sidra.training.mlp import mlp_placement, train_mlp
 from sidra.training.options import (
     ESTIMATOR_METHODS,
     CompareOptions,
+    EqPropOptions,
     EstimatorName,
+    FFEstimator,
+    FFOptions,
     LastLayerOptions,
     MethodName,
     MLPOptions,
@@ -125,6 +134,10 @@ def compare_tiles(info: BoardInfo, data: Dataset, o: CompareOptions) -> tuple[in
                                                LastLayerOptions(tiles=o.tiles)))  # fmt: skip
     if MethodName.MLP in o.methods:
         placements.append(mlp_placement(info, data, MLPOptions(tiles=o.tiles)))
+    if MethodName.FF in o.methods or MethodName.FF_SPSA in o.methods:
+        placements.append(ff_placement(info, data, FFOptions(tiles=o.tiles)))
+    if MethodName.EQPROP in o.methods:
+        placements.append(eqprop_placement(info, data, EqPropOptions(tiles=o.tiles)))
     return tuple(sorted({t for p in placements for tiles in p.tiles.values() for t in tiles}))
 
 
@@ -201,9 +214,11 @@ def _spsa_board(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int
     return run
 
 
-def _epochs(name: MethodName, o: CompareOptions, data: Dataset, batch_size: int) -> int:
-    """Whole epochs of one loss evaluation per minibatch within the budget."""
-    per_epoch = math.ceil(len(data.x_train) / batch_size)
+def _epochs(
+    name: MethodName, o: CompareOptions, data: Dataset, batch_size: int, per_step: int = 1
+) -> int:
+    """Whole epochs of ``per_step`` loss evaluations per minibatch within the budget."""
+    per_epoch = math.ceil(len(data.x_train) / batch_size) * per_step
     return _whole(str(name), o.budget, per_epoch, "one epoch")
 
 
@@ -229,6 +244,37 @@ def _mlp(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], Meth
     return run
 
 
+def _ff(estimator: FFEstimator) -> Algorithm:
+    name = MethodName.FF if estimator is FFEstimator.EXACT else MethodName.FF_SPSA
+
+    def algorithm(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
+        defaults = FFOptions(estimator=estimator)
+        per_layer = 1 if estimator is FFEstimator.EXACT else 2 * defaults.resamplings
+        per_step = len(defaults.hidden) * per_layer
+        epochs = _epochs(name, o, data, defaults.batch_size, per_step)
+
+        def run(seed: int) -> MethodResult:
+            options = FFOptions(
+                estimator=estimator, epochs=epochs, eval_every=epochs, seed=seed, tiles=o.tiles
+            )
+            return _from_record(str(name), seed, train_forward_forward(board, data, options))
+
+        return run
+
+    return algorithm
+
+
+def _eqprop(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
+    name = MethodName.EQPROP
+    epochs = _epochs(name, o, data, EqPropOptions().batch_size)
+
+    def run(seed: int) -> MethodResult:
+        options = EqPropOptions(epochs=epochs, seed=seed, tiles=o.tiles)
+        return _from_record(str(name), seed, train_eqprop(board, data, options))
+
+    return run
+
+
 Algorithm = Callable[[Board, Dataset, CompareOptions], Callable[[int], MethodResult]]
 """Given the board, the data and the options, checks that the budget buys the method a
 run, and returns the run of one seed."""
@@ -237,5 +283,8 @@ _ALGORITHMS: dict[MethodName, Algorithm] = {
     MethodName.SPSA_BOARD: _spsa_board,
     MethodName.LAST_LAYER: _last_layer,
     MethodName.MLP: _mlp,
+    MethodName.FF: _ff(FFEstimator.EXACT),
+    MethodName.FF_SPSA: _ff(FFEstimator.SPSA),
+    MethodName.EQPROP: _eqprop,
 }
 """The whole training algorithms ``compare`` runs beside the estimators."""

@@ -306,6 +306,16 @@ class MethodName(StrEnum):
     MLP = "mlp"
     """Every layer forward by MVM and backward by TransposeMVM (``sidra train mlp``;
     1 loss evaluation per minibatch step)."""
+    FF = "ff"
+    """Forward-forward, each layer's exact local goodness gradient (``sidra train ff``;
+    1 loss evaluation per layer and minibatch step)."""
+    FF_SPSA = "ff-spsa"
+    """Forward-forward with layer-local SPSA on the goodness, each layer perturbed on the
+    board (``sidra train ff --estimator spsa``; 2 loss evaluations per layer and
+    minibatch step)."""
+    EQPROP = "eqprop"
+    """Equilibrium propagation, free and nudged phases settled on the board (``sidra
+    train eqprop``; 1 loss evaluation per minibatch step)."""
 
 
 ESTIMATOR_METHODS = frozenset(MethodName(str(name)) for name in EstimatorName)
