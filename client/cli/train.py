@@ -492,9 +492,16 @@ def compare(
         comparison.plot(folder / "plot.png")
     else:
         data = _dataset(dataset)
+        # Every finished run is in the record at once (runs.csv, summary.json): a long
+        # comparison stopped midway keeps what it measured.
+        partial = Comparison(options.settings() | {"job": "compare", "dataset": dataset})
 
         def on_result(r: MethodResult) -> None:
             console.log(f"{r.name}, seed {r.seed}: {100 * r.test_accuracy:.2f} %")
+            partial.runs.append(r)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, content in partial.files().items():
+                (folder / name).write_bytes(content)
 
         with _board(board, server) as target:
             comparison = compare_methods(target, data, options, on_result=on_result)
