@@ -93,7 +93,7 @@ class SPSAOptions(JobOptions):
     eval_read_repeats: int = Field(8, ge=1)
     """Analog passes averaged per input when measuring accuracy (the checkpoints and the
     final test and train figures; training is not affected). On ``sidra-y1`` one pass
-    measures a trained layer 0.6 points under its noiseless accuracy on average and
+    measures a trained layer 0.8 points under its noiseless accuracy on average and
     spreads 0.5-0.7 points (std) between two measurements of the same weights; 8 passes
     come within 0.1 point of it."""
     tiles: tuple[Tile, ...] = ()
