@@ -204,9 +204,11 @@ def _spsa_board(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int
     steps = _whole(str(MethodName.SPSA_BOARD), o.budget, 2, "one step")
 
     def run(seed: int) -> MethodResult:
+        # One read pass per test input, as the host-held estimators above measure.
         options = SPSAOptions(
             steps=steps, seed=seed, batch_size=o.batch_size, a=o.a, c=o.c,
             mode=PerturbationMode.BOARD, eval_every=steps, tiles=o.tiles,
+            eval_read_repeats=1,
         )  # fmt: skip
         record = train_softmax_spsa(board, data, options)
         return _from_record(str(MethodName.SPSA_BOARD), seed, record)
