@@ -183,6 +183,39 @@ def characterize_board(
         raise typer.Exit(1) from exc
 
 
+@board_app.command("compare")
+def compare_board(
+    url: Annotated[str, typer.Argument(help="Board URL: emu://, serial://, pcie://, grpc://...")],
+    profile: Annotated[Path, typer.Option(help="The twin's profile (sidra board characterize).")],
+    tile: Annotated[int, typer.Option(min=0, help="Tile the workload runs on.")] = 0,
+    block: Annotated[int, typer.Option(min=1, max=256, help="Rows and columns used.")] = 32,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the workload.")] = 0,
+    twin_seed: Annotated[int, typer.Option(min=0, help="Seed of the emulated twin.")] = 1,
+    inputs: Annotated[int, typer.Option(min=1, max=256, help="Distinct input vectors.")] = 8,
+    repeats: Annotated[int, typer.Option(min=2, max=4096, help="Passes per input.")] = 256,
+    cycles: Annotated[
+        int, typer.Option(min=0, max=10_000, help="Program + perturb cycles before 'after'.")
+    ] = 10,
+    as_json: AsJson = False,
+) -> None:
+    """Run one workload on a board and on emu://?profile=PROFILE; print how far apart their
+    outputs are per column (mean and spread), MVM and TransposeMVM, at the start and after a
+    programmed-and-perturbed workload."""
+    from rich.console import Console
+
+    from sidra.cli.board_compare import run_compare
+
+    options = {
+        "tile": tile, "block_size": block, "seed": seed, "inputs": inputs,
+        "repeats": repeats, "cycles": cycles,
+    }  # fmt: skip
+    try:
+        run_compare(url, profile, twin_seed, options, as_json, Console())
+    except (SidraError, ValueError) as exc:
+        typer.echo(f"sidra board compare {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None) -> None:
     """The virtual PCIe board in this process until SIGINT/SIGTERM."""
     try:

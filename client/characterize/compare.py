@@ -1,0 +1,126 @@
+"""Twin quality: the same workload on a board and on its twin, output distributions compared.
+
+Both boards get identical calls. A block of one tile is programmed to a seeded random
+matrix W (uniform over the window) and ``inputs`` seeded non-negative input vectors are
+each passed ``repeats`` times, forward (MVM) and backward (TransposeMVM): the
+**start** phase. Then a programmed-and-perturbed workload runs (``cycles`` × Program
+of a fresh random matrix and a PerturbedMVM at two points of 2 % of the window), W is
+programmed again and the passes repeated: the **after** phase.
+
+Per output (column of MVM, row of TransposeMVM) and input, the board's and the twin's
+mean over the repeats are compared as |m_twin − m_board| / |m_board|, averaged over the
+inputs; the spreads as |s_twin − s_board| / max(s_board, s_twin) with s the output's
+standard deviation pooled over the inputs (√ of the mean variance): symmetric and at most
+1, so an output whose noise the ADC rounds away on one board (s = 0) counts as 100 %.
+Each phase and direction reports the mean of these over the outputs and the worst one.
+Sampling alone gives a spread distance of about 1/√(2·inputs·repeats) per side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.characterize.blocks import block_of, program_block
+from sidra.drivers import Board, PerturbationPoint, Region
+
+__all__ = ["Comparison", "Distance", "compare"]
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Distance:
+    """Board vs twin for one phase and direction, per output (relative, dimensionless)."""
+
+    phase: str
+    """``start`` or ``after`` (the programmed-and-perturbed workload)."""
+    direction: str
+    """``MVM`` or ``TransposeMVM``."""
+    mean_distance: F64
+    """Per output: |m_twin − m_board| / |m_board|, averaged over the inputs."""
+    spread_distance: F64
+    """Per output: |s_twin − s_board| / max(s_board, s_twin), s pooled over the inputs."""
+
+    @property
+    def mean_of_means(self) -> float:
+        return float(self.mean_distance.mean())
+
+    @property
+    def mean_of_spreads(self) -> float:
+        return float(self.spread_distance.mean())
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    distances: tuple[Distance, ...]
+    inputs: int
+    repeats: int
+    cycles: int
+
+
+def _passes(board: Board, tile: int, block: Region, x: F64, repeats: int, transpose: bool) -> F64:
+    """[inputs, repeats, outputs] currents (µA) of each input passed ``repeats`` times."""
+    batch = np.repeat(x.astype(np.float32), repeats, axis=0)
+    run = board.transpose_mvm if transpose else board.mvm
+    out = run(tile, batch, block).currents.astype(np.float64)
+    return out.reshape(len(x), repeats, -1)
+
+
+def _distance(phase: str, direction: str, board: F64, twin: F64) -> Distance:
+    m_b, m_t = board.mean(axis=1), twin.mean(axis=1)  # [inputs, outputs]
+    scale = np.maximum(np.abs(m_b), 1e-9)
+    means = (np.abs(m_t - m_b) / scale).mean(axis=0)
+    s_b = np.sqrt(board.var(axis=1, ddof=1).mean(axis=0))
+    s_t = np.sqrt(twin.var(axis=1, ddof=1).mean(axis=0))
+    spreads = np.abs(s_t - s_b) / np.maximum(np.maximum(s_b, s_t), 1e-12)
+    return Distance(phase, direction, means, spreads)
+
+
+def compare(
+    board: Board,
+    twin: Board,
+    *,
+    tile: int = 0,
+    block_size: int = 32,
+    seed: int = 0,
+    inputs: int = 8,
+    repeats: int = 256,
+    cycles: int = 10,
+) -> Comparison:
+    """Runs the workload of the module docstring on ``board`` and ``twin``; returns the
+    distances. Both must have the same geometry, window and read range."""
+    a, b = board.info, twin.info
+    same = (a.tile_count, a.rows, a.cols, a.g_min_us, a.g_max_us, a.read_voltage_max_v)
+    other = (b.tile_count, b.rows, b.cols, b.g_min_us, b.g_max_us, b.read_voltage_max_v)
+    if same != other:
+        raise ValueError(
+            f"twin: got geometry/window/read range {other}, expected the board's {same}"
+        )
+    block = block_of(board, block_size, block_size)
+    rng = np.random.default_rng(seed)
+    span = a.g_max_us - a.g_min_us
+    weights = rng.uniform(a.g_min_us, a.g_max_us, block.shape)
+    v_max = a.read_voltage_max_v
+    # Non-negative inputs at a quarter of the range keep outputs clear of zero and clipping.
+    x_rows = rng.uniform(0.0, 0.25 * v_max, (inputs, block.rows))
+    x_cols = rng.uniform(0.0, 0.25 * v_max, (inputs, block.cols))
+    workload = [rng.uniform(a.g_min_us, a.g_max_us, block.shape) for _ in range(cycles)]
+    probe = rng.uniform(0.0, 0.25 * v_max, (4, block.rows)).astype(np.float32)
+    distances = []
+    for phase in ("start", "after"):
+        outputs: dict[str, list[F64]] = {"MVM": [], "TransposeMVM": []}
+        for target in (board, twin):
+            if phase == "after":
+                for k, w in enumerate(workload):
+                    program_block(target, tile, block, w)
+                    points = [PerturbationPoint(k + 1, 0.02 * span, s) for s in (1, -1)]
+                    target.perturbed_mvm(tile, probe, points, block)
+            program_block(target, tile, block, weights)
+            outputs["MVM"].append(_passes(target, tile, block, x_rows, repeats, False))
+            outputs["TransposeMVM"].append(_passes(target, tile, block, x_cols, repeats, True))
+        for direction, (on_board, on_twin) in outputs.items():
+            distances.append(_distance(phase, direction, on_board, on_twin))
+    return Comparison(tuple(distances), inputs, repeats, cycles)

@@ -1,0 +1,74 @@
+"""``sidra board compare URL --profile FILE``: a board against its twin, output by output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sidra.characterize.compare import Comparison, compare
+from sidra.drivers import open_board
+
+__all__ = ["comparison_json", "comparison_table", "run_compare"]
+
+
+def comparison_json(result: Comparison) -> dict[str, Any]:
+    """Per phase and direction: the averages, the worst output and every output's distance."""
+    return {
+        "inputs": result.inputs,
+        "repeats": result.repeats,
+        "cycles": result.cycles,
+        "distances": [
+            {
+                "phase": d.phase,
+                "direction": d.direction,
+                "mean_distance": d.mean_of_means,
+                "mean_distance_max": float(d.mean_distance.max()),
+                "spread_distance": d.mean_of_spreads,
+                "spread_distance_max": float(d.spread_distance.max()),
+                "per_output_mean_distance": [round(float(v), 6) for v in d.mean_distance],
+                "per_output_spread_distance": [round(float(v), 6) for v in d.spread_distance],
+            }
+            for d in result.distances
+        ],
+    }
+
+
+def comparison_table(result: Comparison) -> Table:
+    table = Table(
+        title=f"Board vs twin ({result.inputs} inputs × {result.repeats} repeats; "
+        f"'after' = {result.cycles} program + perturb cycles)"
+    )
+    for column in ("phase", "direction", "mean dist. avg", "max", "spread dist. avg", "max"):
+        table.add_column(column, justify="left" if column in ("phase", "direction") else "right")
+    for d in result.distances:
+        table.add_row(
+            d.phase,
+            d.direction,
+            f"{d.mean_of_means:.2%}",
+            f"{float(d.mean_distance.max()):.2%}",
+            f"{d.mean_of_spreads:.2%}",
+            f"{float(d.spread_distance.max()):.2%}",
+        )
+    return table
+
+
+def run_compare(
+    url: str,
+    profile: Path,
+    twin_seed: int,
+    options: dict[str, int],
+    as_json: bool,
+    console: Console,
+) -> Comparison:
+    """Opens the board and ``emu://?profile=PROFILE``, runs the comparison, prints it."""
+    with open_board(url) as board, open_board(f"emu://?profile={profile}&seed={twin_seed}") as twin:
+        result = compare(board, twin, **options)
+    if as_json:
+        print(json.dumps(comparison_json(result)))
+    else:
+        console.print(comparison_table(result))
+    return result

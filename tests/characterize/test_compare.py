@@ -1,0 +1,74 @@
+"""``sidra board compare``: a board against its characterized twin, and against a wrong one.
+
+The same workload runs on both (sidra.characterize.compare); per output the means and the
+spreads of the board's and the twin's passes must agree within 5 % on average, at the
+start and after a programmed-and-perturbed workload, forward and backward. A twin built
+from the wrong profile (no read noise) must be told apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_support import run_sidra
+
+from sidra.characterize import characterize
+from sidra.characterize.compare import compare
+from sidra.characterize.toml import dumps
+from sidra.emulator import BoardProfile, preset
+from sidra.emulator.config import Geometry
+from sidra.emulator.driver import EmulatorDriver
+
+SMALL = Geometry(tiles=1, rows=32, cols=32)
+
+
+@pytest.fixture(scope="module")
+def board_and_twin() -> tuple[BoardProfile, BoardProfile]:
+    board = preset("sidra-y1").model_copy(update={"geometry": SMALL})
+    return board, characterize(EmulatorDriver(board, seed=6), seed=2).profile
+
+
+def test_board_and_its_twin_agree_within_5_percent_per_output(
+    board_and_twin: tuple[BoardProfile, BoardProfile],
+) -> None:
+    board, twin = board_and_twin
+    result = compare(EmulatorDriver(board, seed=6), EmulatorDriver(twin, seed=1), repeats=128)
+    assert [(d.phase, d.direction) for d in result.distances] == [
+        ("start", "MVM"), ("start", "TransposeMVM"), ("after", "MVM"), ("after", "TransposeMVM"),
+    ]  # fmt: skip
+    for d in result.distances:
+        assert d.mean_distance.shape == (32,) and d.spread_distance.shape == (32,)
+        assert d.mean_of_means < 0.05 and d.mean_of_spreads < 0.05, d
+
+
+def test_a_twin_without_the_boards_noise_is_told_apart(
+    board_and_twin: tuple[BoardProfile, BoardProfile],
+) -> None:
+    board, twin = board_and_twin
+    quiet = twin.model_copy(update={"read_noise": preset("ideal").read_noise})
+    result = compare(EmulatorDriver(board, seed=6), EmulatorDriver(quiet, seed=1), repeats=32)
+    assert all(d.mean_of_spreads > 0.5 for d in result.distances)
+
+
+def test_compare_command_prints_json_and_refuses_a_twin_of_another_geometry(
+    tmp_path: Path, board_and_twin: tuple[BoardProfile, BoardProfile]
+) -> None:
+    board, twin = board_and_twin
+    board_file, twin_file = tmp_path / "board.toml", tmp_path / "twin.toml"
+    board_file.write_text(dumps(board.model_dump(mode="json")), encoding="utf-8")
+    twin_file.write_text(dumps(twin.model_dump(mode="json")), encoding="utf-8")
+    url = f"emu://?profile={board_file}&seed=6"
+    done = run_sidra(
+        "board", "compare", url, "--profile", str(twin_file), "--repeats", "64", "--cycles", "2",
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["repeats"] == 64 and len(report["distances"]) == 4
+    assert all(len(d["per_output_mean_distance"]) == 32 for d in report["distances"])
+    narrower = BoardProfile(geometry=Geometry(tiles=1, rows=32, cols=16))
+    twin_file.write_text(dumps(narrower.model_dump(mode="json")), encoding="utf-8")
+    refused = run_sidra("board", "compare", url, "--profile", str(twin_file))
+    assert refused.returncode == 1 and "expected the board's" in refused.stderr
