@@ -65,7 +65,7 @@ def test_board_info_describes_ideal_preset(board: Board) -> None:
     assert info.serial_number.startswith("EMU-")  # the emulator's seed follows
     assert info.model and info.firmware_version
     assert isinstance(info.profile, dict)
-    assert info.profile["schema_version"] == 1
+    assert isinstance(info.profile["schema_version"], int) and info.profile["schema_version"] >= 1
     assert info.profile["preset"] == "ideal"
     assert info.profile["geometry"] == {"tiles": TILES, "rows": ROWS, "cols": COLS}
     timing = info.timing
@@ -77,7 +77,7 @@ def test_board_info_profile_json_on_the_wire(stub: pb_grpc.BoardServiceStub) -> 
     """The raw profile_json field is a JSON object carrying schema_version."""
     reply = stub.GetBoardInfo(pb.GetBoardInfoRequest())
     profile = json.loads(reply.info.profile_json)
-    assert profile["schema_version"] == 1
+    assert isinstance(profile["schema_version"], int) and profile["schema_version"] >= 1
     assert profile["conductance"] == {"g_min_us": G_MIN, "g_max_us": G_MAX}
     assert reply.info.tile_count == TILES
 
