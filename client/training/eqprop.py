@@ -142,7 +142,9 @@ class EquilibriumNetwork:
     def layers(self) -> list[AnalogLinear]:
         return self.couplings.layers
 
-    def _calls(self) -> int:
+    @property
+    def mvm_calls(self) -> int:
+        """MVM and TransposeMVM calls the couplings have issued (every tile block)."""
         return sum(layer.mvm_calls for layer in self.layers)
 
     def input_drive(self, x: Array) -> Array:
@@ -163,7 +165,7 @@ class EquilibriumNetwork:
     ) -> Settling:
         """Sweeps from ``states`` until no state moves more than the tolerance or for
         ``max_iterations`` sweeps; with ``beta`` ≠ 0 the output is nudged to ``target``."""
-        start = self._calls()
+        start = self.mvm_calls
         s = [np.array(v, np.float32) for v in states]
         top = len(s) - 1
         nudge = None if beta == 0.0 else np.float32(beta) * np.asarray(target, np.float32)
@@ -180,8 +182,8 @@ class EquilibriumNetwork:
                 change = max(change, float(np.abs(step).max(initial=0.0)))
                 s[k] += self.damping * step
             if change <= self.tolerance:
-                return Settling(s, sweep, True, self._calls() - start)
-        return Settling(s, max_iterations, False, self._calls() - start)
+                return Settling(s, sweep, True, self.mvm_calls - start)
+        return Settling(s, max_iterations, False, self.mvm_calls - start)
 
     def predict(self, x: Array, max_iterations: int, chunk: int = 1024) -> Array:
         """The free equilibrium's output for every row of ``x`` (argmax: the class)."""
@@ -264,9 +266,9 @@ def train_eqprop(
         for start in range(0, len(order), o.batch_size):
             batch = order[start : start + o.batch_size]
             x, target = data.x_train[batch], eye[data.y_train[batch]]
-            before = net._calls()
+            before = net.mvm_calls
             drive = net.input_drive(x)
-            log.input_calls += net._calls() - before
+            log.input_calls += net.mvm_calls - before
             free = net.settle(drive, net.zero_states(len(x)), o.free_iterations)
             log.free.append(free)
             plus = net.settle(drive, free.states, o.nudged_iterations, beta=o.beta,
