@@ -57,7 +57,14 @@ def test_killed_writers_never_corrupt_the_store_or_lose_an_acknowledged_record(
             time.sleep(rng.uniform(0.0, 0.02))  # a random point in the loop
         finally:
             os.kill(writer.pid, signal.SIGKILL)
-            rest, _ = writer.communicate(timeout=60)
+            writer.wait(timeout=60)
+        # The rest through the same text stream _acks read from: its buffer may already
+        # hold ack lines past those returned (communicate() reads the pipe underneath it,
+        # and would miss them).
+        assert writer.stdout is not None and writer.stderr is not None
+        rest = writer.stdout.read()
+        writer.stdout.close()
+        writer.stderr.close()
         assert writer.returncode == -signal.SIGKILL
         acks += [int(line.split()[1]) for line in rest.splitlines()]
         last_acknowledged = acks[-1]
