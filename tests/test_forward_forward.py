@@ -136,9 +136,13 @@ def test_no_backward_pass_reaches_the_board_and_the_counts_are_exact(
 
 def test_a_short_run_on_the_ideal_board_learns_well_above_chance() -> None:
     data = load_dataset("digits")
-    options = FFOptions(hidden=(64, 32), epochs=3, learning_rate=0.02)
+    options = FFOptions(hidden=(64, 32), epochs=3, learning_rate=0.02, eval_every=2)
+    epochs: list[tuple[int, float | None]] = []
     with open_board("emu://?preset=ideal&seed=0") as board:
-        record = train_forward_forward(board, data, options)
+        record = train_forward_forward(board, data, options, on_epoch=lambda *e: epochs.append(e))
+    # Every epoch reported; test checkpoints every second epoch and after the last.
+    assert [(e, t is None) for e, t in epochs] == [(1, True), (2, False), (3, False)]
+    assert [c.step for c in record.checkpoints] == [80, 120]
     summary = record.summary()
     assert summary["test_accuracy"] > 0.8  # chance: 0.1
     assert summary["placement"] == {"layer0": [0], "layer1": [1]}

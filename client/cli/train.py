@@ -395,14 +395,14 @@ def forward_forward(
     data = _dataset(dataset)
     with _board(board, server) as target, _progress(console) as progress:
         task = progress.add_task("ff", total=options.epochs, status="")
-        record = train_forward_forward(
-            target,
-            data,
-            options,
-            on_epoch=lambda e, acc: progress.update(
-                task, completed=e, status=f"test {100 * acc:.2f} %"
-            ),
-        )
+
+        def on_epoch(epoch: int, test: float | None) -> None:
+            if test is None:  # no test checkpoint this epoch (--eval-every)
+                progress.update(task, completed=epoch)
+            else:
+                progress.update(task, completed=epoch, status=f"test {100 * test:.2f} %")
+
+        record = train_forward_forward(target, data, options, on_epoch=on_epoch)
     _finish(record, dataset, "ff", out, as_json, console)
 
 

@@ -221,9 +221,12 @@ def train_forward_forward(
     data: Dataset,
     options: FFOptions | None = None,
     *,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float | None], None] | None = None,
 ) -> TrainingRecord:
-    """Trains the layers on ``board`` by forward-forward; returns the run's record."""
+    """Trains the layers on ``board`` by forward-forward; returns the run's record.
+
+    ``on_epoch(epoch, test_accuracy)`` is called after every epoch (where a job can be
+    stopped), with None for an epoch without a test checkpoint (``eval_every``)."""
     o = options or FFOptions()
     rng = np.random.default_rng(o.seed)
     net = _network(board, data, o, rng)
@@ -257,11 +260,11 @@ def train_forward_forward(
             net.hybrid.apply(list(updates), step_size)
             record.losses.append(loss)
         meter.charge_losses(batches * evaluations)
-        if epoch % o.eval_every and epoch != o.epochs:
-            continue
-        by_label = net.goodness_by_label(data.x_test)
-        test = float(np.mean(by_label.sum(axis=0).argmax(axis=1) == data.y_test))
-        record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
+        test: float | None = None
+        if epoch % o.eval_every == 0 or epoch == o.epochs:
+            by_label = net.goodness_by_label(data.x_test)
+            test = float(np.mean(by_label.sum(axis=0).argmax(axis=1) == data.y_test))
+            record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
         if on_epoch is not None:
             on_epoch(epoch, test)
     record.weights = net.weights[-1]

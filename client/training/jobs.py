@@ -168,8 +168,9 @@ def _mlp(board: Board, data: Dataset, options: MLPOptions, reporter: JobReporter
 def _forward_forward(
     board: Board, data: Dataset, options: FFOptions, reporter: JobReporter
 ) -> Outcome:
-    def on_epoch(epoch: int, test: float) -> None:
-        reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
+    def on_epoch(epoch: int, test: float | None) -> None:
+        status = "" if test is None else f"test {100 * test:.2f} %"
+        reporter.progress(epoch, options.epochs, status)
 
     record = train_forward_forward(board, data, options, on_epoch=on_epoch)
     return _record(record, data.name)
