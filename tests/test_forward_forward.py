@@ -178,3 +178,29 @@ def test_the_cli_prints_the_summary_and_refuses_bad_options(tmp_path) -> None:  
     assert "--goodness-threshold: got 0.0; input should be greater than 0" in " ".join(
         refused.stderr.split()
     )
+
+
+def test_the_service_runs_ff_as_a_job_kind() -> None:
+    """What ``sidra serve`` does with an ``ff`` job: options from JSON, the tiles it claims
+    (where its layers are placed), the run with progress after every epoch."""
+    from sidra.training.jobs import TrainingJobs
+
+    jobs = TrainingJobs()
+    options = jobs.options("ff", json.dumps({"hidden": [16, 8], "epochs": 2, "eval_every": 2}))
+    assert isinstance(options, FFOptions)
+    progress: list[tuple[int, int, str]] = []
+
+    class Reporter:
+        def progress(self, step: int, total: int, message: str) -> None:
+            progress.append((step, total, message))
+
+        def log(self, line: str) -> None:
+            pass
+
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        assert jobs.claim("ff", options, "digits", board.info) == ((0, 1), False)
+        summary, files = jobs.run("ff", options, "digits", board, Reporter())
+    assert [(step, total) for step, total, _ in progress] == [(1, 2), (2, 2)]
+    assert progress[0][2] == "" and progress[1][2].startswith("test ")
+    assert summary["placement"] == {"layer0": [0], "layer1": [1]}
+    assert {"summary.json", "steps.csv", "checkpoints.csv"} <= set(files)
