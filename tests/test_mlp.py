@@ -106,3 +106,36 @@ def test_the_cli_runs_an_mlp_and_refuses_one_that_does_not_fit(tmp_path) -> None
 def test_options_refuse_an_empty_or_zero_width_hidden_layer(hidden: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="hidden"):
         MLPOptions(hidden=hidden)
+
+
+def test_trainable_freezes_the_lower_layers_and_their_cosine_is_none() -> None:
+    """--trainable 1: the same network with the output layer trained alone: the hidden
+    layer's tile is programmed once (its initial weights) and never again, no
+    TransposeMVM runs, and the frozen layer's cosine is None."""
+    from collections import Counter
+
+    from sidra.drivers.requests import ProgramRequest
+
+    data = load_dataset("digits")
+    options = MLPOptions(hidden=(32,), epochs=1, cosine_every=10, trainable=1)
+    calls: Counter[tuple[str, int]] = Counter()
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        run = board.run
+
+        def counting(request):  # type: ignore[no-untyped-def]
+            calls[(type(request).__name__, getattr(request, "tile", -1))] += 1
+            return run(request)
+
+        board.run = counting  # type: ignore[method-assign]
+        record = train_mlp(board, data, options)
+    summary = record.summary()
+    assert calls[(ProgramRequest.__name__, 0)] == 1  # the hidden layer: placed on tile 0
+    assert calls[(ProgramRequest.__name__, 1)] > 1  # the output layer learns
+    assert not any(name == "TransposeMVMRequest" for name, _ in calls)
+    assert summary["gradient_cosine"][0] is None and summary["gradient_cosine"][1] > 0.99
+    assert summary["test_accuracy"] > 0.5
+
+
+def test_trainable_beyond_the_depth_is_refused_naming_the_layers() -> None:
+    with pytest.raises(ValueError, match=r"trainable: got 3, expected 1 \.\. 2"):
+        MLPOptions(hidden=(32,), trainable=3)

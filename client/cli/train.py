@@ -328,6 +328,7 @@ def mlp(
     cosine_every: Annotated[int, _mlp("cosine_every")] = _MLP.cosine_every,
     seed: Annotated[int, _mlp("seed")] = _MLP.seed,
     tiles: Annotated[list[int], _mlp("tiles", "--tiles", "--tile")] = _ANY_TILE,
+    trainable: Annotated[int | None, _mlp("trainable")] = _MLP.trainable,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,

@@ -81,7 +81,8 @@ def train_mlp(
             )
         )  # fmt: skip
     meter = JobMeter(board, layers)
-    net = HybridNetwork(layers, weights, trainable=len(layers), threshold=o.threshold)
+    trainable = len(layers) if o.trainable is None else o.trainable
+    net = HybridNetwork(layers, weights, trainable=trainable, threshold=o.threshold)
     record = TrainingRecord(
         settings=o.settings() | {"job": "mlp", "placement": placement.summary()}
     )
@@ -95,7 +96,8 @@ def train_mlp(
             if len(record.losses) % o.cosine_every == 0:
                 exact = exact_gradients(net, x, y)  # the weights before this step's update
                 loss, analog = net.gradients(x, y)
-                cosines.append([cosine(a, e) for a, e in zip(analog, exact, strict=True)])
+                pairs = zip(analog, exact, strict=True)
+                cosines.append([np.nan if a is None else cosine(a, e) for a, e in pairs])
             else:
                 loss, analog = net.gradients(x, y)
             net.apply(analog, float(rate))
@@ -114,8 +116,9 @@ def train_mlp(
     table = np.array(cosines)
     tail = table[-max(1, len(table) // 10) :]
     record.measures = {
-        "gradient_cosine": [round(float(c), 4) for c in table.mean(axis=0)],
-        "gradient_cosine_last": [round(float(c), 4) for c in tail.mean(axis=0)],
+        # None for a frozen layer (--trainable): it has no gradient.
+        "gradient_cosine": [_rounded(c) for c in table.mean(axis=0)],
+        "gradient_cosine_last": [_rounded(c) for c in tail.mean(axis=0)],
     }
     return record
 
@@ -146,3 +149,7 @@ def exact_gradients(
             inside = np.abs(inputs[i]) < layers[i].input_clip  # clip passes no gradient
             delta = (delta @ weights[i][:-1].T) * inside * (pre[i - 1] > 0.0)
     return gradients
+
+
+def _rounded(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 4)

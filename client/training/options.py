@@ -189,6 +189,20 @@ class MLPOptions(JobOptions):
     tiles: tuple[Tile, ...] = ()
     """Board tiles the layers may be placed on, in this order (empty: every tile of the
     board, 0 first): the input layer first."""
+    trainable: int | None = Field(None, ge=1)
+    """Layers trained, counted from the output (None: every layer). 1 trains the output
+    layer alone on the same network, the hidden layers left at their random initial
+    weights: the baseline full-depth training is measured against."""
+
+    @model_validator(mode="after")
+    def _trainable_within_depth(self) -> Self:
+        depth = len(self.hidden) + 1
+        if self.trainable is not None and self.trainable > depth:
+            raise ValueError(
+                f"trainable: got {self.trainable}, expected 1 .. {depth} (the network's "
+                f"layers: {len(self.hidden)} hidden and the output)"
+            )
+        return self
 
 
 class FFEstimator(StrEnum):
