@@ -100,6 +100,17 @@ def test_a_budget_below_one_step_or_epoch_names_the_method_before_anything_runs(
         assert board.stats().cell_writes == 0  # refused before any run
 
 
+def test_a_method_whose_network_does_not_fit_is_refused_before_anything_runs() -> None:
+    """On a board of one 256 x 256 tile the mlp (64 -> 128 -> 64 -> 10, a tile per layer)
+    does not fit: refused naming the layer, and the estimators before it never ran."""
+    data = load_dataset("digits")
+    methods = (MethodName.SPSA, MethodName.MLP)
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        with pytest.raises(ValueError, match="layer1"):
+            compare_methods(board, data, CompareOptions(budget=100, methods=methods, tiles=(0,)))
+        assert board.stats().mvm_passes == 0 and board.stats().cell_writes == 0
+
+
 def test_seeds_and_methods_are_each_given_once() -> None:
     with pytest.raises(ValueError, match=r"seeds: got \['1', '1'\], each at most once"):
         CompareOptions(seeds=(1, 1))

@@ -97,9 +97,11 @@ def compare_methods(
     set, run before the algorithms.
 
     Raises ``ValueError`` naming the method when the budget does not buy it one step
-    (or one epoch), before any run starts.
+    (or one epoch), and PlacementError (a ValueError) naming the layer when a method's
+    network does not fit the board, before any run starts.
     """
     o = options or CompareOptions()
+    compare_tiles(board.info, data, o)  # every method's network fits, or none runs
     runs: dict[str, Callable[[int], MethodResult]] = {}
     standard = standard_estimators(o.c)
     if estimators is not None:
