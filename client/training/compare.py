@@ -226,26 +226,24 @@ def _epochs(
     return _whole(str(name), o.budget, per_epoch, "one epoch")
 
 
-def _last_layer(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
-    name = MethodName.LAST_LAYER
-    epochs = _epochs(name, o, data, LastLayerOptions().batch_size)
+def _by_epochs(
+    name: MethodName,
+    options_type: type[LastLayerOptions] | type[MLPOptions] | type[EqPropOptions],
+    train: Callable[[Board, Dataset, Any], TrainingRecord],
+) -> Algorithm:
+    """A minibatch algorithm of one loss evaluation per step, run with its job's
+    defaults for as many whole epochs as the budget buys."""
 
-    def run(seed: int) -> MethodResult:
-        options = LastLayerOptions(epochs=epochs, seed=seed, tiles=o.tiles)
-        return _from_record(str(name), seed, train_last_layer(board, data, options))
+    def algorithm(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
+        epochs = _epochs(name, o, data, options_type().batch_size)
 
-    return run
+        def run(seed: int) -> MethodResult:
+            options = options_type(epochs=epochs, seed=seed, tiles=o.tiles)
+            return _from_record(str(name), seed, train(board, data, options))
 
+        return run
 
-def _mlp(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
-    name = MethodName.MLP
-    epochs = _epochs(name, o, data, MLPOptions().batch_size)
-
-    def run(seed: int) -> MethodResult:
-        options = MLPOptions(epochs=epochs, seed=seed, tiles=o.tiles)
-        return _from_record(str(name), seed, train_mlp(board, data, options))
-
-    return run
+    return algorithm
 
 
 def _ff(estimator: FFEstimator) -> Algorithm:
@@ -268,27 +266,16 @@ def _ff(estimator: FFEstimator) -> Algorithm:
     return algorithm
 
 
-def _eqprop(board: Board, data: Dataset, o: CompareOptions) -> Callable[[int], MethodResult]:
-    name = MethodName.EQPROP
-    epochs = _epochs(name, o, data, EqPropOptions().batch_size)
-
-    def run(seed: int) -> MethodResult:
-        options = EqPropOptions(epochs=epochs, seed=seed, tiles=o.tiles)
-        return _from_record(str(name), seed, train_eqprop(board, data, options))
-
-    return run
-
-
 Algorithm = Callable[[Board, Dataset, CompareOptions], Callable[[int], MethodResult]]
 """Given the board, the data and the options, checks that the budget buys the method a
 run, and returns the run of one seed."""
 
 _ALGORITHMS: dict[MethodName, Algorithm] = {
     MethodName.SPSA_BOARD: _spsa_board,
-    MethodName.LAST_LAYER: _last_layer,
-    MethodName.MLP: _mlp,
+    MethodName.LAST_LAYER: _by_epochs(MethodName.LAST_LAYER, LastLayerOptions, train_last_layer),
+    MethodName.MLP: _by_epochs(MethodName.MLP, MLPOptions, train_mlp),
     MethodName.FF: _ff(FFEstimator.EXACT),
     MethodName.FF_SPSA: _ff(FFEstimator.SPSA),
-    MethodName.EQPROP: _eqprop,
+    MethodName.EQPROP: _by_epochs(MethodName.EQPROP, EqPropOptions, train_eqprop),
 }
 """The whole training algorithms ``compare`` runs beside the estimators."""

@@ -54,7 +54,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.gradients import cosine
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import EqPropOptions, Nudging
-from sidra.training.placement import LayerShape, Placement, place
+from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy
 
@@ -216,10 +216,7 @@ class EquilibriumNetwork:
 def eqprop_placement(info: BoardInfo, data: Dataset, o: EqPropOptions) -> Placement:
     """The tiles of each coupling, input side first (``coupling0``, ``coupling1``, ...)."""
     widths = [data.features, *o.hidden, data.classes]
-    layers = [
-        LayerShape(f"coupling{i}", n_in, n_out, digital_bias=True)
-        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
-    ]
+    layers = chain(widths, "coupling", digital_bias=True)
     return place(info, layers, allowed=o.tiles)
 
 

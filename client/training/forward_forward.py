@@ -46,7 +46,7 @@ from sidra.training.estimators import SPSAGradient
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import HIDDEN_INPUT_CLIP
 from sidra.training.options import FFEstimator, FFOptions
-from sidra.training.placement import LayerShape, Placement, place
+from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.schedules import spall_gains
 
@@ -209,10 +209,7 @@ class Adam:
 def ff_placement(info: BoardInfo, data: Dataset, o: FFOptions) -> Placement:
     """The tiles of each layer, input side first (``layer0``, ``layer1``, ...)."""
     widths = [data.features + data.classes, *o.hidden]
-    layers = [
-        LayerShape(f"layer{i}", n_in, n_out, digital_bias=o.bias_on_host)
-        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
-    ]
+    layers = chain(widths, "layer", digital_bias=o.bias_on_host)
     return place(info, layers, allowed=o.tiles)
 
 

@@ -29,7 +29,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.gradients import cosine
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import MLPOptions
-from sidra.training.placement import LayerShape, Placement, place
+from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, softmax
 
@@ -46,10 +46,7 @@ standardised features."""
 def mlp_placement(info: BoardInfo, data: Dataset, o: MLPOptions) -> Placement:
     """The tiles of each layer, input side first (``layer0``, ``layer1``, ...)."""
     widths = [data.features, *o.hidden, data.classes]
-    layers = [
-        LayerShape(f"layer{i}", n_in, n_out, digital_bias=o.digital_bias)
-        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
-    ]
+    layers = chain(widths, "layer", digital_bias=o.digital_bias)
     return place(info, layers, allowed=o.tiles)
 
 

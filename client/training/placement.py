@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sidra.drivers import BoardInfo
 
-__all__ = ["LayerShape", "Placement", "PlacementError", "place"]
+__all__ = ["LayerShape", "Placement", "PlacementError", "chain", "place"]
 
 
 class PlacementError(ValueError):
@@ -61,6 +61,15 @@ class LayerShape:
         extra = ", differential" if self.pair == 2 else ""
         extra += ", reference column" if self.reference_column else ""
         return f"{self.name}: {self.inputs}{bias} x {self.outputs}{extra}"
+
+
+def chain(widths: Sequence[int], prefix: str, *, digital_bias: bool) -> list[LayerShape]:
+    """The layers of a stack of ``widths`` (input first): ``<prefix>0`` is
+    ``widths[0] x widths[1]``, ``<prefix>1`` the next, and so on."""
+    return [
+        LayerShape(f"{prefix}{i}", n_in, n_out, digital_bias=digital_bias)
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    ]
 
 
 @dataclass(frozen=True, slots=True)
