@@ -80,8 +80,11 @@ class StreamServiceServicer:
         write). The stream itself ends with a status only for what concerns the
         stream as a whole: an item whose bytes do not parse or that sets no pass
         (INVALID_ARGUMENT, field "request"), the caller's max_in_flight already
-        used when the stream opens (RESOURCE_EXHAUSTED), a fault of the service
-        (INTERNAL). A client that cancels the stream gets no answer to the items
+        used when the stream opens, or every one of the server's [limits]
+        max_streams places taken by other open streams (RESOURCE_EXHAUSTED,
+        field "limits.max_in_flight" / "limits.max_streams"), a fault of the
+        service (INTERNAL). ProgramChunked and ReadConductanceChunked take a
+        max_streams place too while they are open. A client that cancels the stream gets no answer to the items
         it sent that had not run; an item running on the board when the
         cancellation arrives completes (passes are never left half done), none
         after it starts.
