@@ -169,6 +169,8 @@ _COMMAND_ONLY = {
     "drift-recovery": {"dataset", "board", "server", "out", "remote_job"},
     "eqprop": {"dataset", "board", "server", "out", "remote_job"},
     "ff": {"dataset", "board", "server", "out", "remote_job"},
+    "mlp": {"dataset", "board", "server", "out", "remote_job"},
+    "pat": {"dataset", "board", "server", "profile", "out"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
 _COMMAND_DEFAULTS = {("spsa", "eval_every")}
@@ -184,6 +186,8 @@ def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> N
         EqPropOptions,
         FFOptions,
         LastLayerOptions,
+        MLPOptions,
+        PATOptions,
         RecoveryOptions,
         SPSAOptions,
     )
@@ -195,6 +199,8 @@ def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> N
         "drift-recovery": RecoveryOptions,
         "eqprop": EqPropOptions,
         "ff": FFOptions,
+        "mlp": MLPOptions,
+        "pat": PATOptions,
     }[command]
     group = typer.main.get_command(train_app)
     params = {p.name: p for p in group.commands[command].params}  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
 from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.twin import characterize_twin, load_twin, twin_url
 from sidra.client import connect
 from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
@@ -31,6 +32,7 @@ from sidra.training import (
     MethodResult,
     MLPOptions,
     Nudging,
+    PATOptions,
     PerturbationMode,
     RecoveryOptions,
     SPSAOptions,
@@ -41,6 +43,7 @@ from sidra.training import (
     train_forward_forward,
     train_last_layer,
     train_mlp,
+    train_pat,
     train_softmax_spsa,
 )
 from sidra.training import Dataset as TrainingData
@@ -74,6 +77,8 @@ _COMPARE = CompareOptions()
 _RECOVERY = RecoveryOptions()
 _MLP = MLPOptions()
 _MLP_HIDDEN = list(_MLP.hidden)
+_PAT = PATOptions()
+_PAT_HIDDEN = list(_PAT.hidden)
 _FF = FFOptions()
 _FF_HIDDEN = list(_FF.hidden)
 _EQPROP = EqPropOptions()
@@ -89,6 +94,7 @@ _last_layer = functools.partial(field_option, LastLayerOptions)
 _compare = functools.partial(field_option, CompareOptions)
 _recovery = functools.partial(field_option, RecoveryOptions)
 _mlp = functools.partial(field_option, MLPOptions)
+_pat = functools.partial(field_option, PATOptions)
 _ff = functools.partial(field_option, FFOptions)
 _eqprop = functools.partial(field_option, EqPropOptions)
 
@@ -324,6 +330,7 @@ def mlp(
     threshold: Annotated[float, _mlp("threshold")] = _MLP.threshold,
     weight_limit: Annotated[float, _mlp("weight_limit")] = _MLP.weight_limit,
     read_repeats: Annotated[int, _mlp("read_repeats")] = _MLP.read_repeats,
+    eval_read_repeats: Annotated[int | None, _mlp("eval_read_repeats")] = _MLP.eval_read_repeats,
     digital_bias: Annotated[bool, _mlp("digital_bias")] = _MLP.digital_bias,
     cosine_every: Annotated[int, _mlp("cosine_every")] = _MLP.cosine_every,
     seed: Annotated[int, _mlp("seed")] = _MLP.seed,
@@ -353,6 +360,73 @@ def mlp(
             ),
         )
     _finish(record, dataset, "mlp", out, as_json, console)
+
+
+@train_app.command("pat")
+def pat(
+    ctx: typer.Context,
+    dataset: Dataset = "digits",
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            help="The board's twin: a profile from sidra board characterize (default: the "
+            "board is characterized first, drift skipped, into <record>/twin.toml)."
+        ),
+    ] = None,
+    hidden: Annotated[list[int], _pat("hidden")] = _PAT_HIDDEN,
+    epochs: Annotated[int, _pat("epochs")] = _PAT.epochs,
+    batch_size: Annotated[int, _pat("batch_size")] = _PAT.batch_size,
+    learning_rate: Annotated[float, _pat("learning_rate")] = _PAT.learning_rate,
+    final_learning_rate: Annotated[
+        float | None, _pat("final_learning_rate")
+    ] = _PAT.final_learning_rate,
+    threshold: Annotated[float, _pat("threshold")] = _PAT.threshold,
+    weight_limit: Annotated[float, _pat("weight_limit")] = _PAT.weight_limit,
+    read_repeats: Annotated[int, _pat("read_repeats")] = _PAT.read_repeats,
+    eval_read_repeats: Annotated[int | None, _pat("eval_read_repeats")] = _PAT.eval_read_repeats,
+    digital_bias: Annotated[bool, _pat("digital_bias")] = _PAT.digital_bias,
+    cosine_every: Annotated[int, _pat("cosine_every")] = _PAT.cosine_every,
+    seed: Annotated[int, _pat("seed")] = _PAT.seed,
+    tiles: Annotated[list[int], _pat("tiles", "--tiles", "--tile")] = _ANY_TILE,
+    trainable: Annotated[int | None, _pat("trainable")] = _PAT.trainable,
+    in_silico: Annotated[bool, _pat("in_silico")] = _PAT.in_silico,
+    twin_seed: Annotated[int | None, _pat("twin_seed")] = _PAT.twin_seed,
+    out: Out = None,
+    as_json: AsJson = False,
+) -> None:
+    """Physics-aware training: every layer's forward pass on the board, the backward pass
+    through the board's twin at the board's activations (no TransposeMVM); with
+    --in-silico, trained on the twin alone and deployed to the board."""
+    options = job_options(PATOptions, ctx)
+    console = Console(stderr=as_json)
+    data = _dataset(dataset)
+    folder = _folder(out, "pat")
+    with _board(board, server) as target:
+        source = profile or characterize_twin(target, folder / "twin.toml", console)
+        try:
+            _, twin = load_twin(source)
+        except (ValueError, OSError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--profile'") from exc
+        url = twin_url(source, options.twin_device_seed)
+        twin_board = open_board(url) if options.in_silico else contextlib.nullcontext()
+        with twin_board as on_twin, _progress(console) as progress:
+            task = progress.add_task("pat", total=options.epochs, status="")
+            record = train_pat(
+                target,
+                twin,
+                data,
+                options,
+                twin_board=on_twin,
+                on_epoch=lambda e, acc: progress.update(
+                    task, completed=e, status=f"test {100 * acc:.2f} %"
+                ),
+            )
+    record.settings["twin_profile"] = str(source)
+    if options.in_silico:
+        record.settings["twin_board"] = url
+    _finish(record, dataset, "pat", folder, as_json, console)
 
 
 @train_app.command("ff")

@@ -46,10 +46,12 @@ from sidra.training.options import (
     MethodName,
     MLPOptions,
     Nudging,
+    PATOptions,
     PerturbationMode,
     RecoveryOptions,
     SPSAOptions,
 )
+from sidra.training.pat import TwinNetwork, train_pat
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.recovery import RecoveryReport, drift_recovery
 from sidra.training.schedules import constant, powerseries, spall_gains
@@ -65,6 +67,7 @@ from sidra.training.spsa import (
     minimize_spsa,
     run,
 )
+from sidra.training.twin import TwinLayer, TwinPhysics
 
 __all__ = [
     "FFEstimator",
@@ -74,6 +77,11 @@ __all__ = [
     "MLPOptions",
     "exact_gradients",
     "train_mlp",
+    "PATOptions",
+    "TwinLayer",
+    "TwinNetwork",
+    "TwinPhysics",
+    "train_pat",
     "EqPropOptions",
     "EquilibriumNetwork",
     "Nudging",

@@ -227,7 +227,9 @@ class AnalogLinear:
             for block in self.blocks
         ]
 
-    def _input_volts(self, x: npt.ArrayLike) -> Array:
+    def input_volts(self, x: npt.ArrayLike) -> Array:
+        """The read voltages [batch, analog rows] that carry ``x`` (and the bias row
+        unless the bias is digital), clipped to the DAC range, V."""
         x = np.asarray(x, dtype=np.float32)
         u = np.empty((x.shape[0], self.analog_rows), np.float32)
         u[:, : self.inputs] = x
@@ -253,7 +255,7 @@ class AnalogLinear:
         repeats = self.read_repeats if read_repeats is None else read_repeats
         if repeats < 1:
             raise ValueError(f"read_repeats: got {repeats}, expected >= 1")
-        u = self._input_volts(x)
+        u = self.input_volts(x)
         total = np.zeros((u.shape[0], self.outputs), np.float32)
         requests = []
         for block in self.blocks:
@@ -376,7 +378,7 @@ class AnalogLinear:
                 "a fused perturbed evaluation needs the offset mapping, no reference column, "
                 "an analog bias and a layer split by rows only"
             )
-        u = self._input_volts(x)  # [batch, analog rows]
+        u = self.input_volts(x)  # [batch, analog rows]
         seeds = [self._block_seeds(seed) for seed, _, _ in perturbations]
         steps = []
         for b, block in enumerate(self.blocks):

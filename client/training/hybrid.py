@@ -53,19 +53,26 @@ class HybridNetwork:
         for layer, w in zip(self.layers, self.weights, strict=True):
             layer.program(w)
 
-    def forward(self, x: Array) -> tuple[list[Array], list[Array]]:
-        """Inputs of every layer (after ReLU) and pre-activations of every layer."""
+    def forward(
+        self, x: Array, *, read_repeats: int | None = None
+    ) -> tuple[list[Array], list[Array]]:
+        """Inputs of every layer (after ReLU) and pre-activations of every layer, each pass
+        the mean of ``read_repeats`` reads (default: each layer's own)."""
         inputs, pre = [x], []
         for i, layer in enumerate(self.layers):
-            z = layer.forward(inputs[-1])
+            z = layer.forward(inputs[-1], read_repeats=read_repeats)
             pre.append(z)
             if i < len(self.layers) - 1:
                 inputs.append(np.maximum(z, 0.0))
         return inputs, pre
 
-    def predict(self, x: Array, chunk: int = 1024) -> Array:
+    def predict(self, x: Array, chunk: int = 1024, *, read_repeats: int | None = None) -> Array:
+        """The output layer's pre-activations (logits) for ``x``, ``chunk`` vectors a pass."""
         return np.concatenate(
-            [self.forward(x[i : i + chunk])[1][-1] for i in range(0, len(x), chunk)]
+            [
+                self.forward(x[i : i + chunk], read_repeats=read_repeats)[1][-1]
+                for i in range(0, len(x), chunk)
+            ]
         )
 
     def step(self, x: Array, y: npt.NDArray[np.int64], learning_rate: float) -> float:
@@ -88,6 +95,7 @@ class HybridNetwork:
         first = len(self.layers) - self.trainable
         for i in range(len(self.layers) - 1, first - 1, -1):
             layer = self.layers[i]
+            delta = self.output_error(i, inputs[i], delta)
             h = np.hstack(
                 [
                     np.clip(inputs[i], -layer.input_clip, layer.input_clip),
@@ -96,8 +104,13 @@ class HybridNetwork:
             )
             gradients[i] = h.T @ delta
             if i > first:  # δ for the layer below: TransposeMVM, then ReLU'
-                delta = self.backward(i, delta) * (pre[i - 1] > 0.0)
+                delta = self.input_error(i, inputs[i], delta) * (pre[i - 1] > 0.0)
         return loss, gradients
+
+    def output_error(self, i: int, x: Array, delta: Array) -> Array:
+        """The error at layer ``i``'s outputs before its clipping, given the error after
+        it and the layer's inputs ``x``: here no output clips, and δ passes as it is."""
+        return delta
 
     def apply(self, gradients: Sequence[Array | None], learning_rate: float) -> None:
         """Weights -= learning_rate · gradient, clipped to each window, then programmed
@@ -125,6 +138,11 @@ class HybridNetwork:
         order = rng.permutation(len(x))
         batches = (order[i : i + batch_size] for i in range(0, len(order), batch_size))
         return [self.step(x[b], y[b], learning_rate) for b in batches]
+
+    def input_error(self, i: int, x: Array, delta: Array) -> Array:
+        """The error at layer ``i``'s inputs ``x`` (before the ReLU derivative of the layer
+        below): :meth:`backward`, which does not see the inputs' clipping."""
+        return self.backward(i, delta)
 
     def backward(self, i: int, delta: Array) -> Array:
         """Error at the input of layer ``i``: δ·W_iᵀ by TransposeMVM on the board."""

@@ -33,7 +33,14 @@ from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, softmax
 
-__all__ = ["exact_gradients", "mlp_placement", "train_mlp"]
+__all__ = [
+    "NetworkFactory",
+    "exact_gradients",
+    "mlp_layers",
+    "mlp_placement",
+    "train_mlp",
+    "train_network",
+]
 
 Array = npt.NDArray[np.float32]
 
@@ -50,6 +57,27 @@ def mlp_placement(info: BoardInfo, data: Dataset, o: MLPOptions) -> Placement:
     return place(info, layers, allowed=o.tiles)
 
 
+def mlp_layers(board: Board, data: Dataset, o: MLPOptions) -> tuple[list[AnalogLinear], Placement]:
+    """The perceptron's analog layers on ``board``, input side first, and where they sit."""
+    placement = mlp_placement(board.info, data, o)
+    widths = [data.features, *o.hidden, data.classes]
+    layers = [
+        AnalogLinear(
+            board, placement.of(f"layer{i}"), n_in, n_out,
+            weight_limit=o.weight_limit, read_repeats=o.read_repeats,
+            digital_bias=o.digital_bias,
+            input_clip=4.0 if i == 0 else HIDDEN_INPUT_CLIP,
+        )
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    ]  # fmt: skip
+    return layers, placement
+
+
+NetworkFactory = Callable[..., HybridNetwork]
+"""Builds the trained network: ``(layers, weights, trainable=, threshold=)``, as
+:class:`HybridNetwork` takes them."""
+
+
 def train_mlp(
     board: Board,
     data: Dataset,
@@ -59,30 +87,36 @@ def train_mlp(
 ) -> TrainingRecord:
     """Trains the perceptron on ``board``; returns its record."""
     o = options or MLPOptions()
+    record, _ = train_network(board, data, o, HybridNetwork, on_epoch=on_epoch)
+    return record
+
+
+def train_network(
+    board: Board,
+    data: Dataset,
+    o: MLPOptions,
+    network: NetworkFactory,
+    *,
+    job: str = "mlp",
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple[TrainingRecord, HybridNetwork]:
+    """The perceptron of ``o`` trained on ``board``, its backward pass as ``network``'s
+    class computes it (:class:`HybridNetwork`: TransposeMVM on the board); the record
+    and the trained network."""
     rng = np.random.default_rng(o.seed)
-    placement = mlp_placement(board.info, data, o)
-    widths = [data.features, *o.hidden, data.classes]
-    layers, weights = [], []
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+    layers, placement = mlp_layers(board, data, o)
+    weights = []
+    for layer in layers:
         # He initialisation for ReLU layers, biases 0, inside the conductance window.
+        n_in, n_out = layer.inputs, layer.outputs
         w = rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in + 1, n_out)).astype(np.float32)
         w[-1] = 0.0
         np.clip(w, -o.weight_limit, o.weight_limit, out=w)
         weights.append(w)
-        layers.append(
-            AnalogLinear(
-                board, placement.of(f"layer{i}"), n_in, n_out,
-                weight_limit=o.weight_limit, read_repeats=o.read_repeats,
-                digital_bias=o.digital_bias,
-                input_clip=4.0 if i == 0 else HIDDEN_INPUT_CLIP,
-            )
-        )  # fmt: skip
     meter = JobMeter(board, layers)
     trainable = len(layers) if o.trainable is None else o.trainable
-    net = HybridNetwork(layers, weights, trainable=trainable, threshold=o.threshold)
-    record = TrainingRecord(
-        settings=o.settings() | {"job": "mlp", "placement": placement.summary()}
-    )
+    net = network(layers, weights, trainable=trainable, threshold=o.threshold)
+    record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
     cosines: list[list[float]] = []
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
     for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
@@ -99,7 +133,7 @@ def train_mlp(
                 loss, analog = net.gradients(x, y)
             net.apply(analog, float(rate))
             record.losses.append(loss)
-        test = accuracy(net.predict(data.x_test), data.y_test)
+        test = accuracy(net.predict(data.x_test, read_repeats=o.eval_read_repeats), data.y_test)
         record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
         if on_epoch is not None:
             on_epoch(epoch, test)
@@ -107,7 +141,9 @@ def train_mlp(
     record.weights = net.weights[-1]
     record.steps = len(record.losses)
     record.test_accuracy = record.checkpoints[-1].test_accuracy
-    record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
+    record.train_accuracy = accuracy(
+        net.predict(data.x_train, read_repeats=o.eval_read_repeats), data.y_train
+    )
     record.count(meter.read())
     record.programs = net.programs
     table = np.array(cosines)
@@ -117,7 +153,7 @@ def train_mlp(
         "gradient_cosine": [_rounded(c) for c in table.mean(axis=0)],
         "gradient_cosine_last": [_rounded(c) for c in tail.mean(axis=0)],
     }
-    return record
+    return record, net
 
 
 def exact_gradients(

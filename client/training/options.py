@@ -30,6 +30,7 @@ __all__ = [
     "MLPOptions",
     "MethodName",
     "Nudging",
+    "PATOptions",
     "PerturbationMode",
     "RecoveryOptions",
     "SPSAOptions",
@@ -179,6 +180,9 @@ class MLPOptions(JobOptions):
     """Weight at the edge of the conductance window in every layer, weight units."""
     read_repeats: int = Field(2, ge=1)
     """Analog passes averaged per vector, forward and backward (noise / √n)."""
+    eval_read_repeats: int | None = Field(None, ge=1)
+    """Analog passes averaged per vector when the test and training accuracies are
+    measured (None: ``read_repeats``)."""
     digital_bias: bool = True
     """Add every layer's bias on the host instead of a bias row on the array."""
     cosine_every: int = Field(25, ge=1)
@@ -203,6 +207,35 @@ class MLPOptions(JobOptions):
                 f"layers: {len(self.hidden)} hidden and the output)"
             )
         return self
+
+
+class PATOptions(MLPOptions):
+    """Physics-aware training (Wright et al. 2022) of the :class:`MLPOptions` perceptron:
+    the forward pass on the board, the backward pass through the board's twin (its
+    characterized profile) at the board's own activations; or, ``in_silico``, the
+    whole training on the twin and the weights deployed to the board at the end."""
+
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field((256, 128), min_length=1)
+    """Hidden ReLU layer widths, input side first (wider than the :class:`MLPOptions`
+    default: each layer still fits one 256 × 256 tile)."""
+    read_repeats: int = Field(4, ge=1)
+    """Analog passes averaged per vector in the forward pass (noise / √n): no pass goes
+    to a TransposeMVM, so twice the :class:`MLPOptions` default on the same budget."""
+    eval_read_repeats: int | None = Field(16, ge=1)
+    """Analog passes averaged per vector when the test and training accuracies are
+    measured (None: ``read_repeats``)."""
+    in_silico: bool = False
+    """Train on the twin alone (an emulator with the board's profile, forward and
+    backward) and deploy the trained weights to the board: the baseline physics-aware
+    training is measured against."""
+    twin_seed: int | None = Field(None, ge=0)
+    """Seed of the twin emulator's own devices (``in_silico``), drawn independently of
+    the board's (None: the run's seed + 1,000,000)."""
+
+    @property
+    def twin_device_seed(self) -> int:
+        """The twin emulator's seed."""
+        return self.seed + 1_000_000 if self.twin_seed is None else self.twin_seed
 
 
 class FFEstimator(StrEnum):

@@ -1,0 +1,62 @@
+"""A board's twin for training: its profile from a file or measured now.
+
+``sidra train pat`` takes the twin as a profile (``sidra board characterize``) or
+characterizes the board itself; training sees only the plain
+:class:`~sidra.training.twin.TwinPhysics` this module draws from the profile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+from rich.console import Console
+
+from sidra.characterize import characterize
+from sidra.characterize.toml import dumps
+from sidra.drivers import Board
+from sidra.emulator.config import BoardProfile, load_profile
+from sidra.training.twin import TwinPhysics
+
+__all__ = ["characterize_twin", "load_twin", "twin_physics", "twin_url"]
+
+
+def twin_physics(profile: BoardProfile) -> TwinPhysics:
+    """What training's backward pass takes from ``profile``: the window, where the ADC
+    clips, the measured stuck cells (a profile without maps lists none)."""
+    c = profile.converters
+    maps = profile.variation.stuck_maps
+    return TwinPhysics(
+        g_min_us=profile.conductance.g_min_us,
+        g_max_us=profile.conductance.g_max_us,
+        adc_full_scale_ua=c.adc_full_scale_ua if c.adc_bits > 0 else None,
+        stuck_at_min={m.tile: np.array(m.at_min, np.int64).reshape(-1, 2) for m in maps},
+        stuck_at_max={m.tile: np.array(m.at_max, np.int64).reshape(-1, 2) for m in maps},
+    )
+
+
+def load_twin(path: Path) -> tuple[BoardProfile, TwinPhysics]:
+    """The profile in ``path`` and its twin; ValueError or OSError naming the file."""
+    try:
+        profile = load_profile(path)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"--profile: {path}: {exc}") from exc
+    return profile, twin_physics(profile)
+
+
+def characterize_twin(board: Board, out: Path, console: Console) -> Path:
+    """Characterizes ``board`` (drift skipped: training needs none of it and it would
+    age the board) and writes its profile to ``out``."""
+    console.print("characterizing the board for its twin (no --profile given)")
+    result = characterize(board, drift=False)
+    header = "Board profile measured by `sidra train pat` before training (drift skipped)."
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dumps(result.profile.model_dump(mode="json"), header), encoding="utf-8")
+    console.print(f"twin profile written to {out} ({result.budget.wall_s:.1f} s)")
+    return out
+
+
+def twin_url(profile: Path, seed: int) -> str:
+    """The emulator URL of a twin with ``profile`` and devices drawn from ``seed``."""
+    return f"emu://?profile={quote(str(profile.resolve()))}&seed={seed}"

@@ -1,0 +1,145 @@
+"""Physics-aware training: the board's forward pass, the twin's backward pass.
+
+Wright et al. (2022, "Deep physical neural networks trained with backpropagation"):
+a network on imperfect hardware learns best from the hardware's own outputs, with
+gradients from a model of it. Here every step runs the forward pass on the board
+(its noise, quantisation, gains and stuck cells all in the activations); the
+output error is taken on the host and carried down through each layer's twin
+(:class:`~sidra.training.twin.TwinLayer`: the programmed weights with the board's
+stuck cells at their bound, no gradient through a clipped output or input), at the
+activations the board gave. No TransposeMVM is issued, so no read noise enters the
+backward pass; what the twin does not know (each cell's own gain, the read noise
+of this pass) is still in the forward pass the gradient is taken at.
+
+The baseline, ``in_silico``: the same training run entirely on the twin (an
+emulator with the board's profile and devices of its own), then the weights
+deployed to the board once and evaluated there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers import Board
+from sidra.training.accounting import JobMeter
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.datasets import Dataset
+from sidra.training.hybrid import HybridNetwork
+from sidra.training.mlp import mlp_layers, train_network
+from sidra.training.options import PATOptions
+from sidra.training.records import TrainingRecord
+from sidra.training.softmax import accuracy
+from sidra.training.twin import TwinLayer, TwinPhysics
+
+__all__ = ["TwinNetwork", "train_pat"]
+
+Array = npt.NDArray[np.float32]
+
+
+class TwinNetwork(HybridNetwork):
+    """A :class:`HybridNetwork` whose backward pass runs through the twin of each layer."""
+
+    def __init__(
+        self,
+        layers: Sequence[AnalogLinear],
+        weights: Sequence[Array],
+        trainable: int = 1,
+        *,
+        threshold: float = 0.0,
+        twin: TwinPhysics,
+    ) -> None:
+        super().__init__(layers, weights, trainable, threshold=threshold)
+        self.twins = [TwinLayer(layer, twin) for layer in self.layers]
+        for layer_twin, programmed in zip(self.twins, self.targets, strict=True):
+            layer_twin.update(programmed)
+
+    def output_error(self, i: int, x: Array, delta: Array) -> Array:
+        """No gradient through an output whose column current clipped at the ADC."""
+        passes: Array = delta * self.twins[i].unclipped(x)
+        return passes
+
+    def input_error(self, i: int, x: Array, delta: Array) -> Array:
+        """δ·W_boardᵀ through the twin, none through an input clipped at the DAC."""
+        inside = np.abs(x) < self.layers[i].input_clip
+        error: Array = self.twins[i].input_gradient(delta) * inside
+        return error
+
+    def gradients(self, x: Array, y: npt.NDArray[np.int64]) -> tuple[float, list[Array | None]]:
+        """As :meth:`HybridNetwork.gradients`, with a stuck weight's gradient scaled by how
+        far the board can move it (0 where every cell of the weight is stuck)."""
+        loss, gradients = super().gradients(x, y)
+        for layer_twin, gradient in zip(self.twins, gradients, strict=True):
+            if gradient is not None:
+                gradient[: layer_twin.layer.analog_rows] *= layer_twin.movable
+        return loss, gradients
+
+    def _program(self, i: int) -> None:
+        before = self.programs
+        super()._program(i)
+        if self.programs != before:
+            self.twins[i].update(self.targets[i])
+
+
+def train_pat(
+    board: Board,
+    twin: TwinPhysics,
+    data: Dataset,
+    options: PATOptions | None = None,
+    *,
+    twin_board: Board | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainingRecord:
+    """Trains the perceptron of ``options`` with the forward pass on ``board`` and the
+    backward pass through ``twin``; returns its record.
+
+    ``options.in_silico``: trains on ``twin_board`` (an emulator with the board's
+    profile) instead, then programs the trained weights into ``board`` and evaluates
+    them there; the record's accuracies are the board's, the twin's in its measures.
+    """
+    o = options or PATOptions()
+
+    def network(*args: Any, **kwargs: Any) -> TwinNetwork:
+        return TwinNetwork(*args, twin=twin, **kwargs)
+
+    job = "pat-in-silico" if o.in_silico else "pat"
+    if not o.in_silico:
+        record, _ = train_network(board, data, o, network, job=job, on_epoch=on_epoch)
+        record.settings["twin_stuck_cells"] = twin.stuck_cells
+        return record
+    if twin_board is None:
+        raise ValueError("twin_board: in_silico training needs the twin emulator, got None")
+    record, trained = train_network(twin_board, data, o, network, job=job, on_epoch=on_epoch)
+    record.settings["twin_stuck_cells"] = twin.stuck_cells
+    _deploy(board, data, o, trained.weights, record)
+    return record
+
+
+def _deploy(
+    board: Board, data: Dataset, o: PATOptions, weights: Sequence[Array], record: TrainingRecord
+) -> None:
+    """Programs ``weights`` into the perceptron's layers on ``board`` and replaces the
+    record's accuracies and board counts with the board's (the twin's kept in
+    ``measures``)."""
+    layers, placement = mlp_layers(board, data, o)
+    meter = JobMeter(board, layers)
+    deployed = HybridNetwork(layers, weights, trainable=len(layers))
+    record.measures |= {
+        "twin_test_accuracy": record.test_accuracy,
+        "twin_train_accuracy": record.train_accuracy,
+        "twin_device_writes": record.device_writes,
+    }
+    record.settings["placement"] = placement.summary()
+    repeats = o.eval_read_repeats
+    record.test_accuracy = accuracy(
+        deployed.predict(data.x_test, read_repeats=repeats), data.y_test
+    )
+    record.train_accuracy = accuracy(
+        deployed.predict(data.x_train, read_repeats=repeats), data.y_train
+    )
+    trained_losses = record.loss_evaluations  # on the twin; the board ran none
+    record.count(meter.read())
+    record.loss_evaluations = trained_losses

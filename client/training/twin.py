@@ -1,0 +1,162 @@
+"""A board's digital twin as training's backward pass sees it.
+
+Physics-aware training (:mod:`sidra.training.pat`) runs the forward pass on the board
+and the backward pass through the twin: the Jacobian of each layer as the
+characterized board computes it, not a TransposeMVM (whose read noise would enter
+every gradient). The twin knows, from the board's profile (``sidra board
+characterize``):
+
+- **the stuck cells** of every tile: a stuck cell conducts at its bound whatever is
+  programmed, so the weight the board holds there is fixed (its Jacobian
+  dW_board/dW_target is 0; a differential pair with one cell stuck moves at half the
+  rate), and the error it carries back is that of the stuck value;
+- **where the outputs clip**: an output whose column current reaches the ADC's full
+  scale (µA) passes no gradient, as a clipped input does not;
+- **the conductance window** (µS) the weights map to, for the stuck values.
+
+The cell-to-cell gains of a board are known to the twin only as a spread: its mean
+gain 1 is what it uses. Training takes the twin as this plain data; the command line
+builds it from a :class:`~sidra.emulator.config.BoardProfile`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.analog_layer import Mapping as WeightMapping
+
+__all__ = ["TwinLayer", "TwinPhysics"]
+
+Array = npt.NDArray[np.float32]
+Cells = npt.NDArray[np.int64]
+"""(row, column) pairs, shape [n, 2]."""
+
+
+def _no_cells() -> Cells:
+    return np.zeros((0, 2), np.int64)
+
+
+@dataclass(frozen=True)
+class TwinPhysics:
+    """What the backward pass takes from a board's characterized profile."""
+
+    g_min_us: float
+    """Conductance of a cell stuck at the bottom of the window, µS."""
+    g_max_us: float
+    """Conductance of a cell stuck at the top of the window, µS."""
+    adc_full_scale_ua: float | None
+    """Column current at which outputs clip, µA (None: the ADC does not clip)."""
+    stuck_at_min: Mapping[int, Cells] = field(default_factory=dict)
+    """Per tile: the cells stuck at g_min_us."""
+    stuck_at_max: Mapping[int, Cells] = field(default_factory=dict)
+    """Per tile: the cells stuck at g_max_us."""
+
+    def __post_init__(self) -> None:
+        if not self.g_max_us > self.g_min_us:
+            raise ValueError(
+                f"g_max_us: got {self.g_max_us}, expected > g_min_us ({self.g_min_us}) µS"
+            )
+        if self.adc_full_scale_ua is not None and not self.adc_full_scale_ua > 0.0:
+            raise ValueError(
+                f"adc_full_scale_ua: got {self.adc_full_scale_ua}, expected > 0 µA or None"
+            )
+
+    @property
+    def stuck_cells(self) -> int:
+        """Stuck cells the twin knows of, every tile."""
+        return sum(len(c) for c in (*self.stuck_at_min.values(), *self.stuck_at_max.values()))
+
+    def stuck(self, tile: int, rows: int, cols: int) -> tuple[npt.NDArray[np.bool_], Array]:
+        """The stuck cells of ``tile``'s top-left ``rows`` × ``cols`` corner (a mask) and
+        their conductances (µS; NaN where the cell is healthy)."""
+        mask = np.zeros((rows, cols), np.bool_)
+        value = np.full((rows, cols), np.nan, np.float32)
+        for cells, g in (
+            (self.stuck_at_min.get(tile, _no_cells()), self.g_min_us),
+            (self.stuck_at_max.get(tile, _no_cells()), self.g_max_us),
+        ):
+            inside = cells[(cells[:, 0] < rows) & (cells[:, 1] < cols)]
+            mask[inside[:, 0], inside[:, 1]] = True
+            value[inside[:, 0], inside[:, 1]] = g
+        return mask, value
+
+
+class TwinLayer:
+    """One analog layer as the twin computes it, for the weights last programmed.
+
+    :meth:`update` takes the programmed weights (each time the layer is
+    reprogrammed); :attr:`weights` is then the matrix the board holds by the twin's
+    account, :attr:`movable` dW_board/dW_target per weight, :meth:`input_gradient`
+    the error at the layer's input and :meth:`unclipped` where its outputs pass a
+    gradient.
+    """
+
+    def __init__(self, layer: AnalogLinear, twin: TwinPhysics) -> None:
+        self.layer = layer
+        self.twin = twin
+        self._stuck = [
+            twin.stuck(block.tile, block.region.rows, block.region.cols) for block in layer.blocks
+        ]
+        self.conductances: list[Array] = []
+        """Each block's region as the twin holds it, µS."""
+        rows = layer.analog_rows
+        self.weights = np.zeros((rows, layer.outputs), np.float32)
+        """The analog rows of the weight matrix the board holds (stuck cells at their
+        bound), weight units."""
+        self.movable = np.ones((rows, layer.outputs), np.float32)
+        """dW_board/dW_target: 0 where every cell of a weight is stuck, ½ for a
+        differential pair with one stuck cell, 1 elsewhere."""
+        for block, (mask, _) in zip(layer.blocks, self._stuck, strict=True):
+            free = (~mask).astype(np.float32)
+            width = block.width
+            if layer.mapping is WeightMapping.DIFFERENTIAL:
+                part = (free[:, :width] + free[:, width : 2 * width]) / 2.0
+            else:
+                part = free[:, :width]
+            self.movable[block.rows, block.outputs] = part
+
+    def update(self, weights: npt.ArrayLike) -> None:
+        """The layer was programmed with ``weights`` (the full matrix, bias row included)."""
+        w = np.asarray(weights, dtype=np.float32)
+        layer = self.layer
+        self.conductances = []
+        for block, (mask, value) in zip(layer.blocks, self._stuck, strict=True):
+            g = layer.conductances(w[block.rows, block.outputs])
+            g = np.where(mask, value, g).astype(np.float32)
+            self.conductances.append(g)
+            width = block.width
+            if layer.mapping is WeightMapping.DIFFERENTIAL:
+                held = (g[:, :width] - g[:, width : 2 * width]) / layer.scale_us
+            else:
+                held = (g[:, :width] - layer.g_ref_us) / layer.scale_us
+            self.weights[block.rows, block.outputs] = held
+
+    def input_gradient(self, delta: Array) -> Array:
+        """δ·W_boardᵀ [batch, inputs]: the error at the layer's inputs (bias row dropped)."""
+        out: Array = delta @ self.weights[: self.layer.inputs].T
+        return out
+
+    def unclipped(self, x: Array) -> npt.NDArray[np.bool_]:
+        """[batch, outputs]: True where no column current of the output reaches the ADC's
+        full scale for inputs ``x`` (a clipped output passes no gradient)."""
+        full_scale = self.twin.adc_full_scale_ua
+        passes = np.ones((len(x), self.layer.outputs), np.bool_)
+        if full_scale is None:
+            return passes
+        volts = self.layer.input_volts(x)
+        for block, g in zip(self.layer.blocks, self.conductances, strict=True):
+            currents = volts[:, block.rows] @ g  # µA, every column of the block's region
+            clipped = np.abs(currents) >= full_scale
+            width = block.width
+            hit = clipped[:, :width]
+            if self.layer.mapping is WeightMapping.DIFFERENTIAL:
+                hit = hit | clipped[:, width : 2 * width]
+            elif self.layer.reference_column:
+                hit = hit | clipped[:, width : width + 1]
+            passes[:, block.outputs] &= ~hit
+        return passes
