@@ -19,7 +19,7 @@ from sidra.training import (
     load_dataset,
     train_eqprop,
 )
-from sidra.training.eqprop import STATE_CLIP, host_equilibrium
+from sidra.training.eqprop import host_equilibrium, state_clip
 from sidra.training.gradients import cosine, numerical_gradient
 from tests.cli_support import run_sidra
 
@@ -44,7 +44,7 @@ def _network(board: Board, sizes: list[int], weights: list[np.ndarray], **settle
         # Each coupling on the next free tiles (as many as it needs).
         layer = AnalogLinear(board, list(range(tile, board.info.tile_count)), n_in, n_out,
                              weight_limit=1.0, digital_bias=True,
-                             input_clip=4.0 if i == 0 else STATE_CLIP)  # fmt: skip
+                             input_clip=state_clip(board.info, n_in) if i else 4.0)  # fmt: skip
         tile += len(layer.blocks)
         layers.append(layer)
     return EquilibriumNetwork(HybridNetwork(layers, weights, trainable=len(layers)), **settle)
@@ -156,3 +156,24 @@ def test_the_cli_runs_eqprop_and_refuses_a_bad_option(tmp_path) -> None:  # type
     refused = run_sidra("train", "eqprop", "--beta", "1.5", "--nudging", "symmetric")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--beta: got 1.5; input should be less than 1" in " ".join(refused.stderr.split())
+
+
+def test_the_state_voltage_keeps_a_couplings_outputs_inside_the_adc() -> None:
+    """States are all non-negative, so a column carries g_ref·ΣV besides its signal: at
+    the full voltage 128 states of a 128→10 coupling clip sidra-y1's ADC on every
+    output; at state_clip's scale none clip."""
+    rng = np.random.default_rng(0)
+    states = rng.uniform(0.0, 1.0, (64, 128)).astype(np.float32)
+    with open_board("emu://?preset=sidra-y1&seed=1") as board:
+        assert state_clip(board.info, 128) == pytest.approx(128 * 20.5 * 0.2 / 160.0)
+        saturated = {}
+        for clip in (1.0, state_clip(board.info, 128)):
+            layer = AnalogLinear(board, 1, 128, 10, weight_limit=0.3, digital_bias=True,
+                                 input_clip=clip)  # fmt: skip
+            layer.program(rng.uniform(-0.2, 0.2, (129, 10)).astype(np.float32))
+            volts = layer.input_volts(states)
+            saturated[clip] = board.mvm(1, volts, layer.region).saturated_outputs
+    assert saturated[1.0] == 64 * 10
+    assert saturated[state_clip(board.info, 128)] == 0
+    with open_board("emu://?preset=ideal") as ideal:
+        assert state_clip(ideal.info, 128) == 1.0  # ideal converters never clip

@@ -503,6 +503,7 @@ def eqprop(
     threshold: Annotated[float, _eqprop("threshold")] = _EQPROP.threshold,
     weight_limit: Annotated[float, _eqprop("weight_limit")] = _EQPROP.weight_limit,
     read_repeats: Annotated[int, _eqprop("read_repeats")] = _EQPROP.read_repeats,
+    init_scale: Annotated[float, _eqprop("init_scale")] = _EQPROP.init_scale,
     cosine_every: Annotated[int, _eqprop("cosine_every")] = _EQPROP.cosine_every,
     seed: Annotated[int, _eqprop("seed")] = _EQPROP.seed,
     tiles: Annotated[list[int], _eqprop("tiles", "--tiles", "--tile")] = _ANY_TILE,
