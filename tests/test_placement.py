@@ -89,6 +89,17 @@ def test_spsa_on_a_data_set_wider_than_a_tile_places_it_on_two(wide: str, tmp_pa
     assert summary["steps"] == 4
 
 
+def test_last_layer_on_a_data_set_wider_than_a_tile_places_it_on_two(wide: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = run_sidra(
+        "train", "last-layer", "--dataset", wide, "--board", "emu://?preset=ideal",
+        "--epochs", "1", "--json", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["placement"] == {"features": [0, 1], "head": [2]}
+    assert summary["steps"] > 0
+
+
 def test_a_network_too_big_for_the_tiles_allowed_is_a_clear_usage_error(wide: str) -> None:
     done = run_sidra(
         "train", "spsa", "--dataset", wide, "--board", "emu://?preset=ideal", "--steps", "2",
