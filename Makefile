@@ -30,7 +30,7 @@ demo: $(VENV)/.runtime
 test: lint contracts typecheck pytest
 
 pytest: $(VENV)/.dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
