@@ -214,3 +214,40 @@ def test_streaming_calls_are_counted_per_message(rig: tuple[Served, RemoteBoard]
         answer.ByteSize() for answer in answers
     )
     assert served.scrape()[sample("sidra_rpc_in_flight", **method)] == 0
+
+
+def test_each_step_of_a_sequence_counts_as_the_operation_it_is(
+    rig: tuple[Served, RemoteBoard],
+) -> None:
+    """A RunSequence counts once as itself and once per step as that step's operation;
+    its Program steps' cell writes go to Program, exactly as the reports say."""
+    from sidra.drivers.requests import ProgramRequest, TransposeMVMRequest
+
+    served, remote = rig
+    info = remote.info
+    rng = np.random.default_rng(8)
+    g = rng.uniform(info.g_min_us, info.g_max_us, (6, 5)).astype(np.float32)
+    v = rng.uniform(-0.1, 0.1, (3, 6)).astype(np.float32)
+    region = Region(0, 0, 6, 5)
+    steps = [
+        ProgramRequest(2, g),
+        MVMRequest(2, v, region),
+        MVMRequest(2, v, region),
+        TransposeMVMRequest(2, v[:, :5], region),
+        ProgramRequest(2, g[:2, :2], 1, 1),
+    ]
+    before = served.scrape()
+    result = remote.run_sequence(steps)
+    changes = moved(before, served.scrape())
+    written = result.results[0].cells_written + result.results[4].cells_written
+    assert written > 0
+    operations = only(changes, "sidra_board_operations_total")
+    assert operations == {
+        sample("sidra_board_operations_total", operation="RunSequence"): 1,
+        sample("sidra_board_operations_total", operation="Program"): 2,
+        sample("sidra_board_operations_total", operation="MVM"): 2,
+        sample("sidra_board_operations_total", operation="TransposeMVM"): 1,
+    }
+    assert only(changes, "sidra_board_cell_writes_total") == {
+        sample("sidra_board_cell_writes_total", operation="Program"): written
+    }
