@@ -221,7 +221,7 @@ def test_each_step_of_a_sequence_counts_as_the_operation_it_is(
 ) -> None:
     """A RunSequence counts once as itself and once per step as that step's operation;
     its Program steps' cell writes go to Program, exactly as the reports say."""
-    from sidra.drivers.requests import ProgramRequest, TransposeMVMRequest
+    from sidra.drivers.requests import ProgramRequest, Request, TransposeMVMRequest
 
     served, remote = rig
     info = remote.info
@@ -229,7 +229,7 @@ def test_each_step_of_a_sequence_counts_as_the_operation_it_is(
     g = rng.uniform(info.g_min_us, info.g_max_us, (6, 5)).astype(np.float32)
     v = rng.uniform(-0.1, 0.1, (3, 6)).astype(np.float32)
     region = Region(0, 0, 6, 5)
-    steps = [
+    steps: list[Request] = [
         ProgramRequest(2, g),
         MVMRequest(2, v, region),
         MVMRequest(2, v, region),
