@@ -147,3 +147,35 @@ def test_compare_command_prints_json_and_saves_a_record_with_a_plot(tmp_path) ->
     }
     assert (out / "runs.csv").read_text().count("\n") == 5  # header + 4 runs
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_comparison_stopped_midway_keeps_every_run_it_finished(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """runs.csv and summary.json are written after each run: killed while the second
+    method trains, the record holds the first method's run and nothing half-done."""
+    import subprocess
+    import time
+
+    from cli_support import SIDRA
+
+    out = tmp_path / "record"
+    child = subprocess.Popen(
+        [*SIDRA, "train", "compare", "--budget", "200", "--seeds", "0",
+         "--method", "spsa", "--method", "eqprop", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120.0
+        while not (out / "runs.csv").exists():  # written last of the record
+            assert child.poll() is None, "the comparison ended before its first run was kept"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:  # killed at once: each file is replaced whole, never seen half-written
+        child.kill()
+        child.wait(timeout=30)
+    assert child.returncode != 0  # killed: eqprop (5 epochs of settling) had not finished
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["name"], r["seed"]) for r in summary["runs"]] == [("spsa", 0)]
+    assert [m["name"] for m in summary["methods"]] == ["spsa"]
+    rows = (out / "runs.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("spsa,0,100,200,")
+    assert not list(out.glob(".*.partial"))

@@ -577,7 +577,10 @@ def compare(
             partial.runs.append(r)
             folder.mkdir(parents=True, exist_ok=True)
             for name, content in partial.files().items():
-                (folder / name).write_bytes(content)
+                # Whole files only: a stop mid-write leaves the previous version.
+                staged = folder / f".{name}.partial"
+                staged.write_bytes(content)
+                staged.replace(folder / name)
 
         with _board(board, server) as target:
             comparison = compare_methods(target, data, options, on_result=on_result)
