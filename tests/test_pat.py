@@ -32,7 +32,8 @@ from sidra.training import (
 from tests.cli_support import run_sidra
 
 STUCK_MIN = ((0, 0), (3, 1), (5, 4), (7, 9))
-STUCK_MAX = ((1, 2), (4, 0), (6, 7), (2, 11))
+STUCK_MAX = ((1, 2), (4, 0), (6, 7), (2, 11), (8, 6))
+"""(8, 6): with 6 outputs, the reference column of the offset mapping's variant."""
 
 
 def _stuck_board(tmp_path: Path, **converters: float) -> tuple[str, BoardProfile]:
@@ -48,14 +49,18 @@ def _stuck_board(tmp_path: Path, **converters: float) -> tuple[str, BoardProfile
     return f"emu://?profile={path}&seed=4", BoardProfile.model_validate(profile)
 
 
-@pytest.mark.parametrize("mapping", list(Mapping))
+@pytest.mark.parametrize(
+    ("mapping", "reference_column"),
+    [(Mapping.OFFSET, False), (Mapping.DIFFERENTIAL, False), (Mapping.OFFSET, True)],
+)
 def test_the_twin_computes_what_the_board_computes_stuck_cells_included(
-    tmp_path: Path, mapping: Mapping
+    tmp_path: Path, mapping: Mapping, reference_column: bool
 ) -> None:
     url, profile = _stuck_board(tmp_path)
     rng = np.random.default_rng(0)
     with open_board(url) as board:
-        layer = AnalogLinear(board, 0, 9, 6, weight_limit=1.0, mapping=mapping)
+        layer = AnalogLinear(board, 0, 9, 6, weight_limit=1.0, mapping=mapping,
+                             reference_column=reference_column)  # fmt: skip
         w = rng.uniform(-0.8, 0.8, (10, 6)).astype(np.float32)
         layer.program(w)
         twin = TwinLayer(layer, twin_physics(profile))
@@ -66,11 +71,14 @@ def test_the_twin_computes_what_the_board_computes_stuck_cells_included(
     np.testing.assert_allclose(on_board, held, atol=1e-4)
     assert not np.allclose(twin.weights, w, atol=1e-3)  # the stuck cells do show
     # dW_board/dW_target: 0 for a single stuck cell, ½ for a pair with one cell stuck.
-    stuck_weights = {(r, c % 6) for r, c in STUCK_MIN + STUCK_MAX if c < 6 * layer._pair}
+    pair = 2 if mapping is Mapping.DIFFERENTIAL else 1
+    stuck_weights = {(r, c % 6) for r, c in STUCK_MIN + STUCK_MAX if c < 6 * pair}
     expected = 0.0 if mapping is Mapping.OFFSET else 0.5
     for r, c in stuck_weights:
         assert twin.movable[r, c] == expected
     assert (twin.movable == 1.0).sum() == twin.movable.size - len(stuck_weights)
+    if reference_column:  # its stuck reference moves every weight of row 8 (the board's too)
+        assert np.all(np.abs(twin.weights[8] - w[8]) > 0.5)
 
 
 def test_on_an_ideal_board_the_twins_backward_pass_is_the_exact_gradient() -> None:

@@ -406,8 +406,8 @@ def pat(
     with _board(board, server) as target:
         source = profile or characterize_twin(target, folder / "twin.toml", console)
         try:
-            _, twin = load_twin(source)
-        except (ValueError, OSError) as exc:
+            twin = load_twin(source)
+        except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--profile'") from exc
         url = twin_url(source, options.twin_device_seed)
         twin_board = open_board(url) if options.in_silico else contextlib.nullcontext()

@@ -36,13 +36,12 @@ def twin_physics(profile: BoardProfile) -> TwinPhysics:
     )
 
 
-def load_twin(path: Path) -> tuple[BoardProfile, TwinPhysics]:
-    """The profile in ``path`` and its twin; ValueError or OSError naming the file."""
+def load_twin(path: Path) -> TwinPhysics:
+    """The twin of the profile in ``path``; ValueError naming the file and what is wrong."""
     try:
-        profile = load_profile(path)
+        return twin_physics(load_profile(path))
     except (ValueError, OSError) as exc:
-        raise ValueError(f"--profile: {path}: {exc}") from exc
-    return profile, twin_physics(profile)
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def characterize_twin(board: Board, out: Path, console: Console) -> Path:

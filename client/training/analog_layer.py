@@ -188,8 +188,9 @@ class AnalogLinear:
         half = w * (self.scale_us / 2.0)
         return np.hstack([self.g_ref_us + half, self.g_ref_us - half]).astype(np.float32)
 
-    def _signal(self, currents: Array, volts: Array, width: int) -> Array:
-        """The weight-carrying part of a block's column currents [batch, columns] (µA)."""
+    def signal(self, currents: Array, volts: Array, width: int) -> Array:
+        """The weight-carrying part of a block's column currents [batch, columns] (µA),
+        driven by ``volts`` [batch, rows], for a block of ``width`` outputs."""
         if self.reference_column:
             signal: Array = currents[:, :width] - currents[:, width : width + 1]
         elif self.mapping is Mapping.OFFSET:
@@ -271,7 +272,7 @@ class AnalogLinear:
             v = u[:, block.rows]
             used = block.region.cols
             currents = result.currents.reshape(repeats, len(v), used)
-            total[:, block.outputs] += self._signal(currents.mean(axis=0), v, block.width)
+            total[:, block.outputs] += self.signal(currents.mean(axis=0), v, block.width)
         outputs: Array = total / np.float32(self.scale_us * self.volts_per_unit)
         if self.digital_bias:
             outputs += self._bias

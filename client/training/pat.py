@@ -105,16 +105,16 @@ def train_pat(
     def network(*args: Any, **kwargs: Any) -> TwinNetwork:
         return TwinNetwork(*args, twin=twin, **kwargs)
 
+    trained_on = board
+    if o.in_silico:
+        if twin_board is None:
+            raise ValueError("twin_board: in_silico training needs the twin emulator, got None")
+        trained_on = twin_board
     job = "pat-in-silico" if o.in_silico else "pat"
-    if not o.in_silico:
-        record, _ = train_network(board, data, o, network, job=job, on_epoch=on_epoch)
-        record.settings["twin_stuck_cells"] = twin.stuck_cells
-        return record
-    if twin_board is None:
-        raise ValueError("twin_board: in_silico training needs the twin emulator, got None")
-    record, trained = train_network(twin_board, data, o, network, job=job, on_epoch=on_epoch)
+    record, trained = train_network(trained_on, data, o, network, job=job, on_epoch=on_epoch)
     record.settings["twin_stuck_cells"] = twin.stuck_cells
-    _deploy(board, data, o, trained.weights, record)
+    if o.in_silico:
+        _deploy(board, data, o, trained.weights, record)
     return record
 
 

@@ -129,11 +129,10 @@ class TwinLayer:
             g = layer.conductances(w[block.rows, block.outputs])
             g = np.where(mask, value, g).astype(np.float32)
             self.conductances.append(g)
-            width = block.width
-            if layer.mapping is WeightMapping.DIFFERENTIAL:
-                held = (g[:, :width] - g[:, width : 2 * width]) / layer.scale_us
-            else:
-                held = (g[:, :width] - layer.g_ref_us) / layer.scale_us
+            # Each row driven alone at 1 V: its currents are its conductances, and the
+            # layer's own signal (offset, reference column or pair) is that row's weights.
+            one_volt = np.eye(len(g), dtype=np.float32)
+            held = layer.signal(g, one_volt, block.width) / np.float32(layer.scale_us)
             self.weights[block.rows, block.outputs] = held
 
     def input_gradient(self, delta: Array) -> Array:
