@@ -17,6 +17,7 @@ from sidra.training import (
     load_dataset,
     train_mlp,
 )
+from sidra.training.mlp import epoch_rates, train_network
 from tests.cli_support import run_sidra
 
 
@@ -139,3 +140,29 @@ def test_trainable_freezes_the_lower_layers_and_their_cosine_is_none() -> None:
 def test_trainable_beyond_the_depth_is_refused_naming_the_layers() -> None:
     with pytest.raises(ValueError, match=r"trainable: got 3, expected 1 \.\. 2"):
         MLPOptions(hidden=(32,), trainable=3)
+
+
+def test_a_schedule_runs_in_parts_from_given_weights() -> None:
+    """train_network runs a part of the schedule (its epochs numbered as in the whole,
+    its learning rates those epochs'), from weights it is given; a part outside the
+    schedule and weights of the wrong shape are refused, naming what was wrong."""
+    data = load_dataset("digits")
+    options = MLPOptions(hidden=(16,), epochs=4, learning_rate=0.2, final_learning_rate=0.05)
+    assert np.allclose(epoch_rates(options), [0.2, 0.15, 0.1, 0.05])
+    with open_board("emu://?preset=ideal&seed=4") as board:
+        _, first = train_network(board, data, options, HybridNetwork, epochs=slice(0, 3))
+        epochs: list[int] = []
+        record, last = train_network(
+            board, data, options, HybridNetwork, epochs=slice(3, None),
+            initial=first.weights, on_epoch=lambda epoch, _: epochs.append(epoch),
+        )  # fmt: skip
+        assert epochs == [4]
+        assert record.steps == -(-len(data.x_train) // options.batch_size)
+        assert record.test_accuracy > 0.85  # went on from the first part's weights
+        with pytest.raises(ValueError, match=r"epochs: got slice\(4, None, None\)"):
+            train_network(board, data, options, HybridNetwork, epochs=slice(4, None))
+        wrong = [w[:-1] for w in last.weights]
+        with pytest.raises(
+            ValueError, match=r"initial\[0\]: got shape \(64, 16\), expected \(65, 16\)"
+        ):
+            train_network(board, data, options, HybridNetwork, initial=wrong)

@@ -201,6 +201,44 @@ def test_in_silico_trains_on_the_twin_and_programs_the_board_once(tmp_path: Path
     assert record.test_accuracy > 0.8  # measured on the board
 
 
+def test_the_twin_runs_the_schedule_s_first_epochs_and_the_board_the_rest(tmp_path: Path) -> None:
+    url = "emu://?preset=sidra-y1&seed=2"
+    twin, profile = _twin(url)
+    path = tmp_path / "twin.toml"
+    path.write_text(dumps(profile.model_dump(mode="json"), "twin"), encoding="utf-8")
+    data = load_dataset("digits")
+    options = PATOptions(hidden=(32,), epochs=3, board_epochs=1, learning_rate=0.2)
+    assert options.twin_epochs == 2
+    epochs: list[int] = []
+    with open_board(url) as board, open_board(f"emu://?profile={path}&seed=9") as twin_board:
+        with pytest.raises(ValueError, match="twin_board: 2 epochs"):
+            train_pat(board, twin, data, options)
+        on_board, on_twin = _counting(board), _counting(twin_board)
+        record = train_pat(
+            board, twin, data, options, twin_board=twin_board,
+            on_epoch=lambda epoch, _: epochs.append(epoch),
+        )  # fmt: skip
+    steps_per_epoch = -(-len(data.x_train) // options.batch_size)
+    assert epochs == [1, 2, 3]
+    assert record.steps == len(record.losses) == 3 * steps_per_epoch
+    # The board ran the last epoch alone: its loss evaluations, and its checkpoint after
+    # the twin's steps; the twin the first two.
+    assert record.loss_evaluations == steps_per_epoch
+    assert [c.step for c in record.checkpoints] == [record.steps]
+    assert record.measures["twin_epochs"] == 2
+    assert record.measures["twin_steps"] == 2 * steps_per_epoch
+    assert record.measures["twin_test_accuracy"] > 0.8
+    assert on_twin["MVMRequest"] > on_board["MVMRequest"] > 0  # two epochs against one
+    assert "TransposeMVMRequest" not in on_board | on_twin
+    assert record.test_accuracy > 0.85  # on the board
+
+
+def test_the_board_runs_every_epoch_of_a_schedule_no_longer_than_board_epochs() -> None:
+    assert PATOptions(epochs=30, board_epochs=10).twin_epochs == 20
+    assert PATOptions(epochs=3, board_epochs=10).twin_epochs == 0
+    assert PATOptions(epochs=3, board_epochs=1, in_silico=True).twin_epochs == 3
+
+
 def test_the_cli_characterizes_the_board_when_no_profile_is_given(tmp_path: Path) -> None:
     done = run_sidra(
         "train", "pat", "--board", "emu://?preset=sidra-y1&seed=3", "--hidden", "16",

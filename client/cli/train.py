@@ -391,14 +391,16 @@ def pat(
     seed: Annotated[int, _pat("seed")] = _PAT.seed,
     tiles: Annotated[list[int], _pat("tiles", "--tiles", "--tile")] = _ANY_TILE,
     trainable: Annotated[int | None, _pat("trainable")] = _PAT.trainable,
+    board_epochs: Annotated[int, _pat("board_epochs")] = _PAT.board_epochs,
     in_silico: Annotated[bool, _pat("in_silico")] = _PAT.in_silico,
     twin_seed: Annotated[int | None, _pat("twin_seed")] = _PAT.twin_seed,
     out: Out = None,
     as_json: AsJson = False,
 ) -> None:
     """Physics-aware training: every layer's forward pass on the board, the backward pass
-    through the board's twin at the board's activations (no TransposeMVM); with
-    --in-silico, trained on the twin alone and deployed to the board."""
+    through the board's twin at the board's activations (no TransposeMVM), the schedule's
+    first epochs on the twin itself (--board-epochs); with --in-silico, trained on the
+    twin alone and deployed to the board."""
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
     data = _dataset(dataset)
@@ -410,7 +412,7 @@ def pat(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--profile'") from exc
         url = twin_url(source, options.twin_device_seed)
-        twin_board = open_board(url) if options.in_silico else contextlib.nullcontext()
+        twin_board = open_board(url) if options.twin_epochs else contextlib.nullcontext()
         with twin_board as on_twin, _progress(console) as progress:
             task = progress.add_task("pat", total=options.epochs, status="")
             record = train_pat(
@@ -424,7 +426,7 @@ def pat(
                 ),
             )
     record.settings["twin_profile"] = str(source)
-    if options.in_silico:
+    if options.twin_epochs:
         record.settings["twin_board"] = url
     _finish(record, dataset, "pat", folder, as_json, console)
 

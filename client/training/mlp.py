@@ -17,7 +17,7 @@ over its last tenth).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,7 @@ from sidra.training.softmax import accuracy, softmax
 
 __all__ = [
     "NetworkFactory",
+    "epoch_rates",
     "exact_gradients",
     "mlp_layers",
     "mlp_placement",
@@ -99,27 +100,32 @@ def train_network(
     *,
     job: str = "mlp",
     on_epoch: Callable[[int, float], None] | None = None,
+    epochs: slice | None = None,
+    initial: Sequence[Array] | None = None,
 ) -> tuple[TrainingRecord, HybridNetwork]:
     """The perceptron of ``o`` trained on ``board``, its backward pass as ``network``'s
     class computes it (:class:`HybridNetwork`: TransposeMVM on the board); the record
-    and the trained network."""
-    rng = np.random.default_rng(o.seed)
+    and the trained network.
+
+    ``epochs``: the part of ``o``'s schedule to run here (default: all of it; epochs
+    are numbered from 1 in ``on_epoch`` and the checkpoints as in the whole schedule),
+    so one schedule can be split between two boards (``sidra.training.pat``: the twin
+    first, then the board). ``initial``: the weights to start from instead of He
+    initialisation (the full matrices, bias rows included)."""
+    rates = epoch_rates(o)
+    start, stop, _ = (epochs or slice(None)).indices(len(rates))
+    if not 0 <= start < stop:
+        raise ValueError(f"epochs: got {epochs}, expected a part of the {len(rates)} epochs")
+    # A later part of a schedule draws its minibatches from a stream of its own.
+    rng = np.random.default_rng(o.seed if start == 0 else [o.seed, start])
     layers, placement = mlp_layers(board, data, o)
-    weights = []
-    for layer in layers:
-        # He initialisation for ReLU layers, biases 0, inside the conductance window.
-        n_in, n_out = layer.inputs, layer.outputs
-        w = rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in + 1, n_out)).astype(np.float32)
-        w[-1] = 0.0
-        np.clip(w, -o.weight_limit, o.weight_limit, out=w)
-        weights.append(w)
+    weights = _initial_weights(layers, o, rng) if initial is None else _copied(initial, layers)
     meter = JobMeter(board, layers)
     trainable = len(layers) if o.trainable is None else o.trainable
     net = network(layers, weights, trainable=trainable, threshold=o.threshold)
     record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
     cosines: list[list[float]] = []
-    final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
-    for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+    for epoch, rate in enumerate(rates[start:stop], start=start + 1):
         order = rng.permutation(len(data.x_train))
         for start in range(0, len(order), o.batch_size):
             batch = order[start : start + o.batch_size]
@@ -154,6 +160,40 @@ def train_network(
         "gradient_cosine_last": [_rounded(c) for c in tail.mean(axis=0)],
     }
     return record, net
+
+
+def epoch_rates(o: MLPOptions) -> npt.NDArray[np.float64]:
+    """The learning rate of each epoch of ``o``'s schedule: linear from ``learning_rate``
+    to ``final_learning_rate``."""
+    final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
+    return np.linspace(o.learning_rate, final, o.epochs)
+
+
+def _initial_weights(
+    layers: Sequence[AnalogLinear], o: MLPOptions, rng: np.random.Generator
+) -> list[Array]:
+    """He initialisation for ReLU layers, biases 0, inside the conductance window."""
+    weights = []
+    for layer in layers:
+        n_in, n_out = layer.inputs, layer.outputs
+        w = rng.normal(0.0, np.sqrt(2.0 / n_in), (n_in + 1, n_out)).astype(np.float32)
+        w[-1] = 0.0
+        np.clip(w, -o.weight_limit, o.weight_limit, out=w)
+        weights.append(w)
+    return weights
+
+
+def _copied(initial: Sequence[Array], layers: Sequence[AnalogLinear]) -> list[Array]:
+    """``initial`` as float32 copies, each checked against its layer's shape."""
+    if len(initial) != len(layers):
+        raise ValueError(f"initial: got {len(initial)} weight matrices, expected {len(layers)}")
+    weights = []
+    for i, (w, layer) in enumerate(zip(initial, layers, strict=True)):
+        shape = (layer.inputs + 1, layer.outputs)
+        if np.shape(w) != shape:
+            raise ValueError(f"initial[{i}]: got shape {np.shape(w)}, expected {shape}")
+        weights.append(np.array(w, np.float32))
+    return weights
 
 
 def exact_gradients(

@@ -227,13 +227,26 @@ class PATOptions(MLPOptions):
     eval_read_repeats: int | None = Field(16, ge=1)
     """Analog passes averaged per vector when the test and training accuracies are
     measured (None: ``read_repeats``)."""
+    board_epochs: int = Field(10, ge=1)
+    """Epochs at the end of the schedule run on the board (every epoch when the schedule
+    is no longer); the ones before run on the twin (an emulator with the board's
+    profile), as chip-in-the-loop fine-tuning does (Wan et al. 2022): those cost no
+    board time or cell writes, and the board's epochs correct what the twin does not
+    know."""
     in_silico: bool = False
     """Train on the twin alone (an emulator with the board's profile, forward and
-    backward) and deploy the trained weights to the board: the baseline physics-aware
-    training is measured against."""
+    backward; every epoch, whatever ``board_epochs``) and deploy the trained weights to
+    the board: the baseline physics-aware training is measured against."""
     twin_seed: int | None = Field(None, ge=0)
-    """Seed of the twin emulator's own devices (``in_silico``), drawn independently of
-    the board's (None: the run's seed + 1,000,000)."""
+    """Seed of the twin emulator's own devices (its epochs, or ``in_silico``), drawn
+    independently of the board's (None: the run's seed + 1,000,000)."""
+
+    @property
+    def twin_epochs(self) -> int:
+        """Epochs at the start of the schedule run on the twin (``in_silico``: all)."""
+        if self.in_silico:
+            return self.epochs
+        return max(0, self.epochs - self.board_epochs)
 
     @property
     def twin_device_seed(self) -> int:

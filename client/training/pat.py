@@ -11,14 +11,18 @@ activations the board gave. No TransposeMVM is issued, so no read noise enters t
 backward pass; what the twin does not know (each cell's own gain, the read noise
 of this pass) is still in the forward pass the gradient is taken at.
 
-The baseline, ``in_silico``: the same training run entirely on the twin (an
-emulator with the board's profile and devices of its own), then the weights
-deployed to the board once and evaluated there.
+The schedule starts on the twin itself (an emulator with the board's profile and
+devices of its own: ``PATOptions.board_epochs``), as chip-in-the-loop fine-tuning
+does (Wan et al. 2022, NeuRRAM): those epochs cost the board nothing, and the last
+ones, on the board, correct what the twin does not know of it (each cell's gain
+and programming error). The baseline, ``in_silico``: the same schedule run entirely
+on the twin, then the weights deployed to the board once and evaluated there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -96,25 +100,50 @@ def train_pat(
     """Trains the perceptron of ``options`` with the forward pass on ``board`` and the
     backward pass through ``twin``; returns its record.
 
-    ``options.in_silico``: trains on ``twin_board`` (an emulator with the board's
-    profile) instead, then programs the trained weights into ``board`` and evaluates
-    them there; the record's accuracies are the board's, the twin's in its measures.
+    The first ``options.twin_epochs`` of the schedule run on ``twin_board`` (an
+    emulator with the board's profile), the rest on ``board`` from the weights the
+    twin reached: the record's checkpoints, accuracies and board counts are the
+    board's; the twin's epochs are in its losses and ``measures``.
+    ``options.in_silico``: every epoch on ``twin_board``, then the trained weights
+    programmed into ``board`` and evaluated there.
     """
     o = options or PATOptions()
 
     def network(*args: Any, **kwargs: Any) -> TwinNetwork:
         return TwinNetwork(*args, twin=twin, **kwargs)
 
-    trained_on = board
-    if o.in_silico:
-        if twin_board is None:
-            raise ValueError("twin_board: in_silico training needs the twin emulator, got None")
-        trained_on = twin_board
+    on_twin = o.twin_epochs
+    if on_twin and twin_board is None:
+        raise ValueError(
+            f"twin_board: {on_twin} epochs run on the twin emulator, got None "
+            "(board_epochs >= epochs trains on the board alone)"
+        )
     job = "pat-in-silico" if o.in_silico else "pat"
-    record, trained = train_network(trained_on, data, o, network, job=job, on_epoch=on_epoch)
-    record.settings["twin_stuck_cells"] = twin.stuck_cells
     if o.in_silico:
+        assert twin_board is not None
+        record, trained = train_network(twin_board, data, o, network, job=job, on_epoch=on_epoch)
         _deploy(board, data, o, trained.weights, record)
+    elif on_twin:
+        assert twin_board is not None
+        first, pretrained = train_network(
+            twin_board, data, o, network, job=job, on_epoch=on_epoch, epochs=slice(0, on_twin)
+        )
+        record, _ = train_network(
+            board, data, o, network, job=job, on_epoch=on_epoch,
+            epochs=slice(on_twin, None), initial=pretrained.weights,
+        )  # fmt: skip
+        # One schedule: the board's steps and checkpoints come after the twin's.
+        record.losses = first.losses + record.losses
+        record.steps = len(record.losses)
+        record.checkpoints = [replace(c, step=c.step + first.steps) for c in record.checkpoints]
+        record.measures |= {
+            "twin_epochs": on_twin,
+            "twin_steps": first.steps,
+            "twin_test_accuracy": first.test_accuracy,
+        }
+    else:
+        record, _ = train_network(board, data, o, network, job=job, on_epoch=on_epoch)
+    record.settings["twin_stuck_cells"] = twin.stuck_cells
     return record
 
 
