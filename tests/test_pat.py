@@ -164,6 +164,14 @@ def _twin(url: str) -> tuple[TwinPhysics, BoardProfile]:
     return twin_physics(profile), profile
 
 
+def _twin_file(url: str, folder: Path) -> tuple[TwinPhysics, Path]:
+    """The twin of the board at ``url`` and its profile written to ``folder``/twin.toml."""
+    twin, profile = _twin(url)
+    path = folder / "twin.toml"
+    path.write_text(dumps(profile.model_dump(mode="json"), "twin"), encoding="utf-8")
+    return twin, path
+
+
 def test_pat_learns_with_the_board_forward_and_no_transpose_mvm() -> None:
     url = "emu://?preset=sidra-y1&seed=1"
     twin, _ = _twin(url)
@@ -183,9 +191,7 @@ def test_pat_learns_with_the_board_forward_and_no_transpose_mvm() -> None:
 
 def test_in_silico_trains_on_the_twin_and_programs_the_board_once(tmp_path: Path) -> None:
     url = "emu://?preset=sidra-y1&seed=2"
-    twin, profile = _twin(url)
-    path = tmp_path / "twin.toml"
-    path.write_text(dumps(profile.model_dump(mode="json"), "twin"), encoding="utf-8")
+    twin, path = _twin_file(url, tmp_path)
     data = load_dataset("digits")
     options = PATOptions(hidden=(32,), epochs=2, learning_rate=0.2, in_silico=True)
     with open_board(url) as board, open_board(f"emu://?profile={path}&seed=9") as twin_board:
@@ -203,9 +209,7 @@ def test_in_silico_trains_on_the_twin_and_programs_the_board_once(tmp_path: Path
 
 def test_the_twin_runs_the_schedule_s_first_epochs_and_the_board_the_rest(tmp_path: Path) -> None:
     url = "emu://?preset=sidra-y1&seed=2"
-    twin, profile = _twin(url)
-    path = tmp_path / "twin.toml"
-    path.write_text(dumps(profile.model_dump(mode="json"), "twin"), encoding="utf-8")
+    twin, path = _twin_file(url, tmp_path)
     data = load_dataset("digits")
     options = PATOptions(hidden=(32,), epochs=3, board_epochs=1, learning_rate=0.2)
     assert options.twin_epochs == 2
