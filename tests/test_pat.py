@@ -255,6 +255,11 @@ def test_the_cli_characterizes_the_board_when_no_profile_is_given(tmp_path: Path
     assert settings["twin_profile"] == str(tmp_path / "run" / "twin.toml")
     twin = tomllib.loads((tmp_path / "run" / "twin.toml").read_text())
     assert BoardProfile.model_validate(twin).variation.stuck_maps
-    refused = run_sidra("train", "pat", "--profile", str(tmp_path / "missing.toml"))
+    # Refused before any board is opened: this one does not exist.
+    refused = run_sidra(
+        "train", "pat", "--profile", str(tmp_path / "missing.toml"),
+        "--board", f"serial://{tmp_path / 'no-such-tty'}",
+    )  # fmt: skip
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--profile" in refused.stderr and "missing.toml" in refused.stderr
+    assert "no-such-tty" not in refused.stderr

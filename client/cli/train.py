@@ -38,6 +38,7 @@ from sidra.training import (
     SPSAOptions,
     SPSAStep,
     TrainingRecord,
+    TwinPhysics,
     load_dataset,
     train_eqprop,
     train_forward_forward,
@@ -405,12 +406,11 @@ def pat(
     console = Console(stderr=as_json)
     data = _dataset(dataset)
     folder = _folder(out, "pat")
+    # A profile given is read before the board is opened: a bad one touches no board.
+    twin = None if profile is None else _twin_from(profile)
     with _board(board, server) as target:
         source = profile or characterize_twin(target, folder / "twin.toml", console)
-        try:
-            twin = load_twin(source)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--profile'") from exc
+        twin = twin or _twin_from(source)
         url = twin_url(source, options.twin_device_seed)
         twin_board = open_board(url) if options.twin_epochs else contextlib.nullcontext()
         with twin_board as on_twin, _progress(console) as progress:
@@ -429,6 +429,14 @@ def pat(
     if options.twin_epochs:
         record.settings["twin_board"] = url
     _finish(record, dataset, "pat", folder, as_json, console)
+
+
+def _twin_from(profile: Path) -> TwinPhysics:
+    """The twin in ``profile``; a bad file is a bad --profile."""
+    try:
+        return load_twin(profile)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--profile'") from exc
 
 
 @train_app.command("ff")
