@@ -8,13 +8,16 @@ its unit and physical meaning.
 
 from __future__ import annotations
 
+import base64
 import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -26,6 +29,7 @@ __all__ = [
     "DriftModel",
     "Endurance",
     "EndurancePolicy",
+    "GainMap",
     "Geometry",
     "IRDrop",
     "PerturbationWrites",
@@ -37,13 +41,16 @@ __all__ = [
     "load_profile",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Profile schema this emulator reads; files declaring a newer one are refused.
-Version 2 added measured stuck-cell maps (``variation.stuck_maps``); every
-version-1 file reads unchanged."""
+Version 2 added measured stuck-cell maps (``variation.stuck_maps``), version 3
+measured per-cell gain maps (``variation.gain_maps``); every earlier file reads
+unchanged."""
 
 STUCK_MAPS_SINCE = 2
 """First schema version that may carry ``variation.stuck_maps``."""
+GAIN_MAPS_SINCE = 3
+"""First schema version that may carry ``variation.gain_maps``."""
 
 
 class _Frozen(BaseModel):
@@ -212,6 +219,55 @@ class StuckCells(_Frozen):
         return self
 
 
+class GainMap(_Frozen):
+    """Each cell's conductance gain on one tile, measured (``sidra board characterize``).
+
+    A tile with a map conducts G·gain[row, col] for the G its write-verify loop left,
+    instead of drawing the gains from ``gain_spread``.
+    """
+
+    tile: int = Field(ge=0)
+    """Tile index the map belongs to."""
+    gains_f16: str
+    """The gains, dimensionless: rows × cols little-endian IEEE half floats, row-major,
+    base64-encoded (a 256 × 256 tile is 175 kB of text; half precision resolves a
+    gain near 1 to 0.05 %)."""
+
+    @field_validator("gains_f16")
+    @classmethod
+    def _decodes(cls, text: str) -> str:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except ValueError as exc:
+            raise ValueError(f"gains_f16: not base64 ({exc})") from None
+        if len(raw) % 2:
+            raise ValueError(f"gains_f16: {len(raw)} bytes, expected 2 per cell")
+        gains = np.frombuffer(raw, "<f2")
+        bad = ~(np.isfinite(gains) & (gains > 0.0) & (gains <= 4.0))
+        if bad.any():
+            at = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"gains_f16: got {float(gains[at])} at cell {at}, expected gains in (0, 4]"
+            )
+        return text
+
+    @classmethod
+    def of(cls, tile: int, gains: npt.ArrayLike) -> GainMap:
+        """The map of ``tile`` for the gains [rows, cols]."""
+        half = np.ascontiguousarray(gains, "<f2")
+        return cls(tile=tile, gains_f16=base64.b64encode(half.tobytes()).decode("ascii"))
+
+    def gains(self, rows: int, cols: int) -> npt.NDArray[np.float32]:
+        """The gains as float32 [rows, cols]; ValueError when the map has another size."""
+        flat = np.frombuffer(base64.b64decode(self.gains_f16), "<f2")
+        if flat.size != rows * cols:
+            raise ValueError(
+                f"variation.gain_maps tile {self.tile}: {flat.size} gains, expected "
+                f"{rows}x{cols} = {rows * cols}"
+            )
+        return flat.astype(np.float32).reshape(rows, cols)
+
+
 class Variation(_Frozen):
     """Static device-to-device variation and defects, drawn once per board from its seed."""
 
@@ -229,6 +285,15 @@ class Variation(_Frozen):
     has exactly its map's stuck cells, the other tiles draw theirs from the fractions
     above. The draw is made either way, so listing a map leaves every other random
     number of the board unchanged."""
+
+    gain_maps: tuple[GainMap, ...] = ()
+    """Measured gains, one map per listed tile (schema version 3): a listed tile's cells
+    have exactly these gains, the other tiles draw theirs from ``gain_spread``. The draw
+    is made either way, so listing a map leaves every other random number unchanged."""
+
+    def gain_map(self, tile: int) -> GainMap | None:
+        """The gain map of ``tile``, None when the profile lists none for it."""
+        return next((m for m in self.gain_maps if m.tile == tile), None)
 
     def stuck_map(self, tile: int) -> StuckCells | None:
         """The map of ``tile``, None when the profile lists none for it."""
@@ -334,7 +399,26 @@ class BoardProfile(_Frozen):
                 f"supports ({SCHEMA_VERSION})"
             )
         self._check_stuck_maps()
+        self._check_gain_maps()
         return self
+
+    def _check_gain_maps(self) -> None:
+        maps = self.variation.gain_maps
+        if maps and self.schema_version < GAIN_MAPS_SINCE:
+            raise ValueError(
+                f"variation.gain_maps needs schema_version >= {GAIN_MAPS_SINCE}, "
+                f"got {self.schema_version}"
+            )
+        g = self.geometry
+        seen: set[int] = set()
+        for gains in maps:
+            if gains.tile >= g.tiles or gains.tile in seen:
+                raise ValueError(
+                    f"variation.gain_maps tile: got {gains.tile}, expected a tile index "
+                    f"below {g.tiles} listed once"
+                )
+            seen.add(gains.tile)
+            gains.gains(g.rows, g.cols)  # the size, or ValueError
 
     def _check_stuck_maps(self) -> None:
         maps = self.variation.stuck_maps

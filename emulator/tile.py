@@ -113,6 +113,9 @@ class CrossbarTile:
         if stuck is not None:  # a measured map replaces the draw (made anyway: same streams)
             self.stuck_min = _mask(shape, stuck.at_min)
             self.stuck_max = _mask(shape, stuck.at_max)
+        gains = var.gain_map(index)
+        if gains is not None:  # likewise the measured gains
+            self.gain = gains.gains(*shape)
         self.compensation = 1.0
 
         dac, adc = profile.converters.dac_bits, profile.converters.adc_bits

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from sidra.characterize.toml import dumps
 from sidra.cli.twin import twin_physics
 from sidra.drivers import Board, open_board
 from sidra.emulator import preset
-from sidra.emulator.config import BoardProfile
+from sidra.emulator.config import BoardProfile, GainMap
 from sidra.training import (
     AnalogLinear,
     Mapping,
@@ -36,27 +37,35 @@ STUCK_MAX = ((1, 2), (4, 0), (6, 7), (2, 11), (8, 6))
 """(8, 6): with 6 outputs, the reference column of the offset mapping's variant."""
 
 
-def _stuck_board(tmp_path: Path, **converters: float) -> tuple[str, BoardProfile]:
-    """An ideal board whose tile 0 has the cells above stuck (a measured map)."""
+def _stuck_board(
+    tmp_path: Path, *, gains: bool = False, **converters: float
+) -> tuple[str, BoardProfile]:
+    """An ideal board whose tile 0 has the cells above stuck (a measured map) and, with
+    ``gains``, each cell's gain from a measured map (0.8–1.2)."""
     profile = preset("ideal").model_dump(mode="json")
-    profile["schema_version"] = 2
+    profile["schema_version"] = 3
     profile["variation"]["stuck_maps"] = [
         {"tile": 0, "at_min": [list(c) for c in STUCK_MIN], "at_max": [list(c) for c in STUCK_MAX]}
     ]
+    if gains:
+        shape = (profile["geometry"]["rows"], profile["geometry"]["cols"])
+        cell_gains = np.random.default_rng(7).uniform(0.8, 1.2, shape)
+        profile["variation"]["gain_maps"] = [GainMap.of(0, cell_gains).model_dump()]
     profile["converters"] |= converters
     path = tmp_path / "stuck.toml"
     path.write_text(dumps(profile, "test board"), encoding="utf-8")
     return f"emu://?profile={path}&seed=4", BoardProfile.model_validate(profile)
 
 
+@pytest.mark.parametrize("gains", [False, True], ids=["no-gain-map", "gain-map"])
 @pytest.mark.parametrize(
     ("mapping", "reference_column"),
     [(Mapping.OFFSET, False), (Mapping.DIFFERENTIAL, False), (Mapping.OFFSET, True)],
 )
 def test_the_twin_computes_what_the_board_computes_stuck_cells_included(
-    tmp_path: Path, mapping: Mapping, reference_column: bool
+    tmp_path: Path, mapping: Mapping, reference_column: bool, gains: bool
 ) -> None:
-    url, profile = _stuck_board(tmp_path)
+    url, profile = _stuck_board(tmp_path, gains=gains)
     rng = np.random.default_rng(0)
     with open_board(url) as board:
         layer = AnalogLinear(board, 0, 9, 6, weight_limit=1.0, mapping=mapping,
@@ -79,6 +88,10 @@ def test_the_twin_computes_what_the_board_computes_stuck_cells_included(
     assert (twin.movable == 1.0).sum() == twin.movable.size - len(stuck_weights)
     if reference_column:  # its stuck reference moves every weight of row 8 (the board's too)
         assert np.all(np.abs(twin.weights[8] - w[8]) > 0.5)
+    if gains:  # a twin without the map holds other weights, which the board does not
+        plain = TwinLayer(layer, replace(twin_physics(profile), gains={}))
+        plain.update(w)
+        assert np.abs(plain.weights - twin.weights).max() > 0.05
 
 
 def test_on_an_ideal_board_the_twins_backward_pass_is_the_exact_gradient() -> None:

@@ -26,17 +26,28 @@ from sidra.characterize.read_noise import (
     measure_conductance_noise,
     measure_output_noise,
 )
-from sidra.characterize.variation import StuckFinding, measure_gain_spread, measure_stuck_cells
+from sidra.characterize.variation import (
+    GainMaps,
+    StuckFinding,
+    measure_gain_spread,
+    measure_stuck_cells,
+)
+from sidra.characterize.variation import gain_maps as cell_gains
 from sidra.drivers import Board
 from sidra.emulator.config import (
-    SCHEMA_VERSION,
+    GAIN_MAPS_SINCE,
+    STUCK_MAPS_SINCE,
     BoardProfile,
     ConductanceNoiseModel,
     DriftModel,
     EndurancePolicy,
+    GainMap,
 )
 
-__all__ = ["Characterization", "Part", "characterize"]
+__all__ = ["GAIN_READS", "Characterization", "Part", "characterize"]
+
+GAIN_READS = 8
+"""Reads of each tile after each of its two programmings to g_max, for its gain map."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +82,21 @@ class Characterization:
 
 
 def characterize(
-    board: Board, *, tile: int = 0, block_size: int = 32, seed: int = 0, drift: bool = True
+    board: Board,
+    *,
+    tile: int = 0,
+    block_size: int = 32,
+    seed: int = 0,
+    drift: bool = True,
+    gain_maps: bool = False,
 ) -> Characterization:
     """Measures ``board`` through its operations and builds its emulator profile.
 
     ``tile``: the tile the block statistics run on (stuck maps cover every tile);
     ``block_size``: rows and columns of that block; ``seed``: the random inputs and
-    offsets; ``drift`` False skips the drift measurement (it advances the clock).
+    offsets; ``drift`` False skips the drift measurement (it advances the clock);
+    ``gain_maps`` measures each cell's gain on every tile into the profile
+    (``variation.gain_maps``, 175 kB per 256 × 256 tile) instead of the spread alone.
     The board is left programmed with test patterns: characterize a board before
     putting a workload on it.
     """
@@ -88,14 +107,16 @@ def characterize(
     rng = np.random.default_rng(seed)
     block = block_of(board, block_size, block_size)
     parts: list[Part] = []
-    stuck_found = measure_stuck_cells(metered)
+    stuck_found = measure_stuck_cells(metered, gain_reads=GAIN_READS if gain_maps else 0)
     parts.append(Part("stuck cells and window", stuck_found.estimates, stuck_found.budget))
     stuck = stuck_found.stuck(tile)
     adc = measure_adc(metered, tile, rng)
     dac = measure_dac(metered, tile, block, adc, rng)
     parts.append(Part("converters", adc.estimates + dac.estimates, adc.budget + dac.budget))
     gain = measure_gain_spread(metered, tile, block, stuck)
-    parts.append(Part("gain variation", gain.estimates, gain.budget))
+    maps = cell_gains(stuck_found, gain.gain_spread.value) if gain_maps else None
+    found = gain.estimates if maps is None else (*gain.estimates, maps.error)
+    parts.append(Part("gain variation", found, gain.budget))
     conductance = measure_conductance_noise(metered, tile, block, stuck)
     output = measure_output_noise(metered, tile, block, conductance, dac.step_v, adc.lsb_ua, rng)
     parts.append(
@@ -126,7 +147,7 @@ def characterize(
     ir = not_measured("ir_drop.wordline_segment_ohm", 0.0, "Ω", "IR drop is not characterized yet")
     parts.append(Part("declared", (endurance, ir), spent[0]))
     flicker_t0 = drifted.t0_s.value if drifted.measured else DEFAULT_T0_S
-    profile = _profile(board, parts, stuck_found, conductance.model, flicker_t0)
+    profile = _profile(board, parts, stuck_found, maps, conductance.model, flicker_t0)
     skipped = tuple(
         f"{e.name}: {e.note}" for part in parts for e in part.estimates if not e.measured
     )
@@ -141,10 +162,12 @@ def _profile(
     board: Board,
     parts: list[Part],
     stuck: StuckFinding,
+    gains: GainMaps | None,
     noise_model: str,
     flicker_t0_s: float,
 ) -> BoardProfile:
-    """The emulator profile of the measured board (schema version SCHEMA_VERSION)."""
+    """The emulator profile of the measured board, in the oldest schema version that
+    carries it (2: stuck maps; 3: gain maps too)."""
     info = board.info
     e = {est.name: est for part in parts for est in part.estimates}
 
@@ -160,7 +183,8 @@ def _profile(
     nu = e["drift.nu_mean"]
     drifting = nu.measured and nu.value > 3 * nu.uncertainty and nu.value > 1e-5
     data: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
+        # The oldest schema that carries what was measured: readable by older versions.
+        "schema_version": STUCK_MAPS_SINCE if gains is None else GAIN_MAPS_SINCE,
         "preset": "characterized",
         "model": info.model,
         "firmware_version": info.firmware_version,
@@ -214,4 +238,8 @@ def _profile(
             "board_power_w": info.timing.board_power_w,
         },
     }
+    if gains is not None:
+        data["variation"]["gain_maps"] = [
+            GainMap.of(t, tile_gains).model_dump() for t, tile_gains in enumerate(gains.gains)
+        ]
     return BoardProfile.model_validate(data)

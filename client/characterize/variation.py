@@ -8,6 +8,19 @@ midpoint, so the expected number of healthy cells marked stuck is the Gaussian
 tail beyond that margin, reported with the maps. Fractions: count / cells,
 binomial standard error √(f(1−f)/n).
 
+Gain maps (when asked for: a 256 × 256 tile's map is 175 kB of profile): every
+tile programmed to g_max is read ``gain_reads`` times, moved to
+the window's midpoint, programmed to g_max again and read as often. A healthy
+cell's mean over both, over the tile's mean, is its gain m with an error of
+variance σ_m² = var(first − second)/4 (read noise and the two programmings' own
+residuals, pooled over the tile's healthy cells). With the gain spread s measured
+below as the prior, each cell's estimate is shrunk towards 1 by w = s²/(s² + σ_m²):
+ĝ = 1 + w·(m − 1), whose error has std √(w)·σ_m — a map is never a worse guess
+than the spread alone. What both programmings share is not in σ_m: a cell's own
+write-verify residual at g_max (on a board with a large pulse-gain spread the
+maps err by up to twice what is reported) and the tile mean's own error (s/√cells).
+Stuck cells get 1 (their stuck map decides what they conduct).
+
 Gain spread s (a cell conducts G·(1 + s·ξ) for the G the verify loop left): the
 block is programmed to A = g_min + 0.75·(g_max − g_min) and read, moved to a
 lower level, programmed to A again and read. Across healthy cells the two
@@ -29,9 +42,17 @@ from sidra.characterize.estimate import Estimate
 from sidra.characterize.statistics import upper_tail
 from sidra.drivers import Region
 
-__all__ = ["GainFinding", "StuckFinding", "measure_gain_spread", "measure_stuck_cells"]
+__all__ = [
+    "GainFinding",
+    "GainMaps",
+    "StuckFinding",
+    "gain_maps",
+    "measure_gain_spread",
+    "measure_stuck_cells",
+]
 
 Mask = npt.NDArray[np.bool_]
+Reads = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +68,8 @@ class StuckFinding:
     expected_false_marks: float
     """Healthy cells expected to be marked stuck, from the margin of the healthy reads."""
     budget: Budget
+    at_g_max: tuple[tuple[Reads, Reads], ...] = ()
+    """Per tile, the mean reads of two programmings to g_max (µS): the gain maps'."""
 
     @property
     def estimates(self) -> tuple[Estimate, ...]:
@@ -56,20 +79,29 @@ class StuckFinding:
         return self.at_min[tile] | self.at_max[tile]
 
 
-def measure_stuck_cells(board: MeteredBoard, reads: int = 2) -> StuckFinding:
-    """Stuck-at-min and stuck-at-max maps of every tile (module docstring). Leaves every
-    tile programmed to g_max."""
+def measure_stuck_cells(board: MeteredBoard, reads: int = 2, gain_reads: int = 0) -> StuckFinding:
+    """Stuck-at-min and stuck-at-max maps of every tile and, when ``gain_reads``, the reads
+    at g_max the gain maps take (module docstring). Leaves every tile programmed to g_max."""
     info = board.info
     shape = (info.rows, info.cols)
     whole = Region(0, 0, info.rows, info.cols)
     mid = 0.5 * (info.g_min_us + info.g_max_us)
     at_min, at_max, low_reads, high_reads = [], [], [], []
+    at_g_max = []
     with board.spend() as spent:
         for tile in range(info.tile_count):
             board.program(tile, np.full(shape, info.g_min_us, np.float32))
             low = read_repeated(board, tile, whole, reads).mean(axis=0)
             board.program(tile, np.full(shape, info.g_max_us, np.float32))
-            high = read_repeated(board, tile, whole, reads).mean(axis=0)
+            if gain_reads:
+                first = read_repeated(board, tile, whole, gain_reads).mean(axis=0)
+                board.program(tile, np.full(shape, mid, np.float32))
+                board.program(tile, np.full(shape, info.g_max_us, np.float32))
+                second = read_repeated(board, tile, whole, gain_reads).mean(axis=0)
+                at_g_max.append((first, second))
+                high = 0.5 * (first + second)
+            else:
+                high = read_repeated(board, tile, whole, reads).mean(axis=0)
             at_max.append(low > mid)
             at_min.append((high < mid) & ~(low > mid))
             healthy = ~(at_max[-1] | at_min[-1])
@@ -102,7 +134,40 @@ def measure_stuck_cells(board: MeteredBoard, reads: int = 2) -> StuckFinding:
         window("conductance.g_max_us", high_all, info.g_max_us),
         false_marks,
         spent[0],
+        tuple(at_g_max),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class GainMaps:
+    gains: tuple[npt.NDArray[np.float32], ...]
+    """Per tile, each cell's estimated gain (1 on stuck cells)."""
+    error: Estimate
+    """Expected std of a healthy cell's estimate against its true gain."""
+
+
+def gain_maps(stuck: StuckFinding, gain_spread: float) -> GainMaps:
+    """Each tile's gains from the reads at g_max, shrunk by the prior ``gain_spread``
+    (module docstring)."""
+    maps, noise = [], []
+    for tile, (first, second) in enumerate(stuck.at_g_max):
+        healthy = ~stuck.stuck(tile)
+        level = float(0.5 * (first + second)[healthy].mean())
+        m = 0.5 * (first + second) / level
+        noise.append(float(np.var((first - second)[healthy] / level)) / 4.0)
+        maps.append((m, healthy))
+    var_m = float(np.mean(noise)) if noise else 0.0
+    prior = gain_spread**2
+    w = prior / (prior + var_m) if prior + var_m > 0.0 else 0.0
+    gains = tuple(
+        np.where(healthy, 1.0 + w * (m - 1.0), 1.0).astype(np.float32) for m, healthy in maps
+    )
+    error = float(np.sqrt(w * var_m)) if w > 0.0 else gain_spread
+    note = (
+        f"expected error of each healthy cell's gain: its reads at g_max err by "
+        f"{np.sqrt(var_m):.2%} against a spread of {gain_spread:.2%}, shrunk by {w:.2f}"
+    )
+    return GainMaps(gains, Estimate("variation.gain_maps", error, 0.0, "", note))
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,13 @@ def characterize_board(
     drift: Annotated[
         bool, typer.Option(help="Measure drift (advances the board's virtual clock).")
     ] = True,
+    gain_maps: Annotated[
+        bool,
+        typer.Option(
+            help="Measure each cell's gain on every tile into the profile "
+            "(variation.gain_maps, 175 kB per 256 x 256 tile), not only their spread."
+        ),
+    ] = False,
 ) -> None:
     """Measure a board through its operations and write its emulator profile (its twin).
 
@@ -177,7 +184,7 @@ def characterize_board(
     if out.suffix != ".toml":
         raise typer.BadParameter(f"--out {str(out)!r}: expected a .toml file")
     try:
-        run_characterize(url, out, tile, block, seed, drift, Console())
+        run_characterize(url, out, tile, block, seed, drift, Console(), gain_maps=gain_maps)
     except (SidraError, ValueError) as exc:
         typer.echo(f"sidra board characterize {url}: {exc}", err=True)
         raise typer.Exit(1) from exc

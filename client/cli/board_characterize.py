@@ -51,12 +51,22 @@ def _operations(result: Characterization) -> str:
 
 
 def run_characterize(
-    url: str, out: Path, tile: int, block: int, seed: int, drift: bool, console: Console
+    url: str,
+    out: Path,
+    tile: int,
+    block: int,
+    seed: int,
+    drift: bool,
+    console: Console,
+    *,
+    gain_maps: bool = False,
 ) -> Characterization:
     """Characterizes the board at ``url``, prints the tables, writes the profile to ``out``."""
     start = time.perf_counter()
     with open_board(url) as board:
-        result = characterize(board, tile=tile, block_size=block, seed=seed, drift=drift)
+        result = characterize(
+            board, tile=tile, block_size=block, seed=seed, drift=drift, gain_maps=gain_maps
+        )
     elapsed = time.perf_counter() - start
     for table in format_tables(result):
         console.print(table)

@@ -24,15 +24,17 @@ __all__ = ["characterize_twin", "load_twin", "twin_physics", "twin_url"]
 
 def twin_physics(profile: BoardProfile) -> TwinPhysics:
     """What training's backward pass takes from ``profile``: the window, where the ADC
-    clips, the measured stuck cells (a profile without maps lists none)."""
+    clips, the measured stuck cells and gains (a profile without maps lists none)."""
     c = profile.converters
     maps = profile.variation.stuck_maps
+    rows, cols = profile.geometry.rows, profile.geometry.cols
     return TwinPhysics(
         g_min_us=profile.conductance.g_min_us,
         g_max_us=profile.conductance.g_max_us,
         adc_full_scale_ua=c.adc_full_scale_ua if c.adc_bits > 0 else None,
         stuck_at_min={m.tile: np.array(m.at_min, np.int64).reshape(-1, 2) for m in maps},
         stuck_at_max={m.tile: np.array(m.at_max, np.int64).reshape(-1, 2) for m in maps},
+        gains={m.tile: m.gains(rows, cols) for m in profile.variation.gain_maps},
     )
 
 

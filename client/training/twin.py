@@ -14,9 +14,12 @@ characterize``):
   scale (µA) passes no gradient, as a clipped input does not;
 - **the conductance window** (µS) the weights map to, for the stuck values.
 
-The cell-to-cell gains of a board are known to the twin only as a spread: its mean
-gain 1 is what it uses. Training takes the twin as this plain data; the command line
-builds it from a :class:`~sidra.emulator.config.BoardProfile`.
+- **each cell's gain**, when the profile carries gain maps (``sidra board
+  characterize --gain-maps``): a cell conducts its programmed conductance times its
+  gain; without maps the twin knows the gains only as a spread and uses their mean, 1.
+
+Training takes the twin as this plain data; the command line builds it from a
+:class:`~sidra.emulator.config.BoardProfile`.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class TwinPhysics:
     """Per tile: the cells stuck at g_min_us."""
     stuck_at_max: Mapping[int, Cells] = field(default_factory=dict)
     """Per tile: the cells stuck at g_max_us."""
+    gains: Mapping[int, Array] = field(default_factory=dict)
+    """Per tile: each cell's gain [rows, cols], dimensionless (a tile not listed: 1)."""
 
     def __post_init__(self) -> None:
         if not self.g_max_us > self.g_min_us:
@@ -85,6 +90,13 @@ class TwinPhysics:
             value[inside[:, 0], inside[:, 1]] = g
         return mask, value
 
+    def gain(self, tile: int, rows: int, cols: int) -> Array:
+        """Each cell's gain in ``tile``'s top-left ``rows`` × ``cols`` corner (1 without a map)."""
+        gains = self.gains.get(tile)
+        if gains is None:
+            return np.ones((rows, cols), np.float32)
+        return np.asarray(gains[:rows, :cols], np.float32)
+
 
 class TwinLayer:
     """One analog layer as the twin computes it, for the weights last programmed.
@@ -101,6 +113,9 @@ class TwinLayer:
         self.twin = twin
         self._stuck = [
             twin.stuck(block.tile, block.region.rows, block.region.cols) for block in layer.blocks
+        ]
+        self._gains = [
+            twin.gain(block.tile, block.region.rows, block.region.cols) for block in layer.blocks
         ]
         self.conductances: list[Array] = []
         """Each block's region as the twin holds it, µS."""
@@ -125,8 +140,8 @@ class TwinLayer:
         w = np.asarray(weights, dtype=np.float32)
         layer = self.layer
         self.conductances = []
-        for block, (mask, value) in zip(layer.blocks, self._stuck, strict=True):
-            g = layer.conductances(w[block.rows, block.outputs])
+        for block, (mask, value), gain in zip(layer.blocks, self._stuck, self._gains, strict=True):
+            g = layer.conductances(w[block.rows, block.outputs]) * gain
             g = np.where(mask, value, g).astype(np.float32)
             self.conductances.append(g)
             # Each row driven alone at 1 V: its currents are its conductances, and the

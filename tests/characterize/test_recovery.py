@@ -152,3 +152,33 @@ def test_stuck_maps_find_95_percent_and_mark_at_most_0_1_percent_healthy(
     for index, tile in enumerate(twin.board.tiles):
         np.testing.assert_array_equal(tile.stuck_min, result.stuck.at_min[index])
         np.testing.assert_array_equal(tile.stuck_max, result.stuck.at_max[index])
+
+
+@pytest.mark.parametrize("name", ["sidra-y1", "unlisted"])
+@pytest.mark.parametrize("spread", [0.02, 0.1])
+def test_gain_maps_recover_each_cells_gain_and_say_how_well(name: str, spread: float) -> None:
+    """``gain_maps=True`` measures every tile's cells: the map errs by far less than the
+    spread (so a twin with it is closer to the board than one drawing its own gains), the
+    error the characterization reports is the one found, and a twin built from the
+    profile has those gains. Without it the profile carries no maps."""
+    base = BOARDS[name]
+    profile = base.model_copy(
+        update={"variation": base.variation.model_copy(update={"gain_spread": spread})}
+    )
+    driver = EmulatorDriver(profile, seed=5)
+    result = characterize(driver, seed=3, drift=False, gain_maps=True)
+    reported = result.estimates["variation.gain_maps"].value
+    twin = EmulatorDriver(result.profile, seed=99)
+    for index, tile in enumerate(driver.board.tiles):
+        healthy = ~(tile.stuck_min | tile.stuck_max)
+        found = twin.board.tiles[index].gain
+        error = float(np.sqrt(np.mean((found - tile.gain)[healthy] ** 2)))
+        assert error < 0.5 * spread
+        assert error < 0.012
+        # The reported error comes from the two programmings' disagreement: what both
+        # share (a cell's own write-verify residual at g_max) is not in it.
+        assert _within(reported, error, 0.001, rel=0.5)
+        # The map is the profile's, to half precision, stuck cells at 1.
+        assert np.all(found[~healthy] == 1.0)
+    plain = characterize(EmulatorDriver(profile, seed=5), drift=False)
+    assert not plain.profile.variation.gain_maps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import tomllib
 from pathlib import Path
@@ -10,8 +11,11 @@ import numpy as np
 import pytest
 from emu_support import serve
 
+from sidra.characterize.toml import dumps
 from sidra.drivers import InvalidArgument, open_board
 from sidra.emulator import SCHEMA_VERSION, BoardProfile, load_profile
+from sidra.emulator.config import GainMap, Geometry, Variation
+from sidra.emulator.driver import EmulatorDriver
 from sidra.hil.v1 import board_pb2 as pb
 
 LAB_TOML = """\
@@ -111,12 +115,38 @@ def test_profile_without_preset_name_reports_custom(tmp_path: Path) -> None:
         assert board.info.profile["schema_version"] == SCHEMA_VERSION
 
 
+def _gain_map_toml(tile: int, gains: list[float] | str) -> str:
+    """A 1 x 4 x 4 board's profile with one gain map (``gains`` as they are when a str)."""
+    if isinstance(gains, str):
+        text = gains
+    else:
+        text = base64.b64encode(np.asarray(gains, "<f2").tobytes()).decode("ascii")
+    return (
+        "[geometry]\ntiles = 1\nrows = 4\ncols = 4\n"
+        f'[[variation.gain_maps]]\ntile = {tile}\ngains_f16 = "{text}"\n'
+    )
+
+
 REFUSED = {
     "unknown top-level field": ("speed_ghz = 3\n", "speed_ghz"),
     "unknown nested field": ("[read_noise]\nflicker_db = 1.0\n", "flicker_db"),
     "newer schema": (f"schema_version = {SCHEMA_VERSION + 1}\n", "schema_version"),
     "bad value": ("[geometry]\nrows = 0\n", "rows"),
     "bad enum": ('[drift]\nmodel = "linear"\n', "model"),
+    "gain map before schema 3": (
+        "schema_version = 2\n" + _gain_map_toml(0, [1.0] * 16),
+        "variation.gain_maps needs schema_version >= 3",
+    ),
+    "gain map of another size": (
+        _gain_map_toml(0, [1.0] * 15),
+        "variation.gain_maps tile 0: 15 gains, expected 4x4 = 16",
+    ),
+    "gain map off the board": (_gain_map_toml(1, [1.0] * 16), "variation.gain_maps tile: got 1"),
+    "negative gain": (
+        _gain_map_toml(0, [1.0] * 15 + [-1.0]),
+        "gains_f16: got -1.0 at cell 15, expected gains in (0, 4]",
+    ),
+    "gain map not base64": (_gain_map_toml(0, "***"), "gains_f16: not base64"),
 }
 
 
@@ -139,6 +169,23 @@ def test_invalid_profile_is_refused_with_a_clear_error(
     assert offending in str(info.value)
     if case == "newer schema":
         assert f"newer than this emulator supports ({SCHEMA_VERSION})" in str(info.value)
+
+
+def test_a_gain_map_gives_each_cell_its_gain_and_only_on_its_tile(tmp_path: Path) -> None:
+    gains = np.random.default_rng(3).uniform(0.5, 1.5, (4, 4))
+    profile = BoardProfile(
+        geometry=Geometry(tiles=2, rows=4, cols=4),
+        variation=Variation(gain_spread=0.1, gain_maps=(GainMap.of(1, gains),)),
+    )
+    drawn = EmulatorDriver(profile.model_copy(update={"variation": Variation(gain_spread=0.1)}), 8)
+    mapped = EmulatorDriver(profile, 8)
+    np.testing.assert_allclose(mapped.board.tiles[1].gain, gains, rtol=1e-3)  # half precision
+    # Tile 0 draws its gains as before: the map changes no other random number.
+    np.testing.assert_array_equal(mapped.board.tiles[0].gain, drawn.board.tiles[0].gain)
+    np.testing.assert_array_equal(mapped.board.tiles[1].stuck_min, drawn.board.tiles[1].stuck_min)
+    path = tmp_path / "mapped.toml"
+    path.write_text(dumps(profile.model_dump(mode="json"), "gain map"), encoding="utf-8")
+    assert load_profile(path) == profile
 
 
 def test_unreadable_or_unknown_format_profile_is_refused(tmp_path: Path) -> None:
