@@ -398,50 +398,39 @@ class BoardProfile(_Frozen):
                 f"schema_version {self.schema_version} is newer than this emulator "
                 f"supports ({SCHEMA_VERSION})"
             )
-        self._check_stuck_maps()
-        self._check_gain_maps()
-        return self
-
-    def _check_gain_maps(self) -> None:
-        maps = self.variation.gain_maps
-        if maps and self.schema_version < GAIN_MAPS_SINCE:
-            raise ValueError(
-                f"variation.gain_maps needs schema_version >= {GAIN_MAPS_SINCE}, "
-                f"got {self.schema_version}"
-            )
         g = self.geometry
-        seen: set[int] = set()
-        for gains in maps:
-            if gains.tile >= g.tiles or gains.tile in seen:
-                raise ValueError(
-                    f"variation.gain_maps tile: got {gains.tile}, expected a tile index "
-                    f"below {g.tiles} listed once"
-                )
-            seen.add(gains.tile)
-            gains.gains(g.rows, g.cols)  # the size, or ValueError
-
-    def _check_stuck_maps(self) -> None:
-        maps = self.variation.stuck_maps
-        if maps and self.schema_version < STUCK_MAPS_SINCE:
-            raise ValueError(
-                f"variation.stuck_maps needs schema_version >= {STUCK_MAPS_SINCE}, "
-                f"got {self.schema_version}"
-            )
-        g = self.geometry
-        seen: set[int] = set()
-        for stuck in maps:
-            if stuck.tile >= g.tiles or stuck.tile in seen:
-                raise ValueError(
-                    f"variation.stuck_maps tile: got {stuck.tile}, expected a tile index "
-                    f"below {g.tiles} listed once"
-                )
-            seen.add(stuck.tile)
+        self._check_tile_maps(
+            "stuck_maps", [m.tile for m in self.variation.stuck_maps], STUCK_MAPS_SINCE
+        )
+        for stuck in self.variation.stuck_maps:
             for row, col in (*stuck.at_min, *stuck.at_max):
                 if not (0 <= row < g.rows and 0 <= col < g.cols):
                     raise ValueError(
                         f"variation.stuck_maps tile {stuck.tile}: cell {[row, col]} outside "
                         f"the {g.rows}x{g.cols} tile"
                     )
+        self._check_tile_maps(
+            "gain_maps", [m.tile for m in self.variation.gain_maps], GAIN_MAPS_SINCE
+        )
+        for gains in self.variation.gain_maps:
+            gains.gains(g.rows, g.cols)  # the size, or ValueError
+        return self
+
+    def _check_tile_maps(self, name: str, tiles: list[int], since: int) -> None:
+        """Per-tile maps ``variation.<name>``: allowed from schema ``since``, each tile of
+        the board listed at most once."""
+        if tiles and self.schema_version < since:
+            raise ValueError(
+                f"variation.{name} needs schema_version >= {since}, got {self.schema_version}"
+            )
+        seen: set[int] = set()
+        for tile in tiles:
+            if tile >= self.geometry.tiles or tile in seen:
+                raise ValueError(
+                    f"variation.{name} tile: got {tile}, expected a tile index "
+                    f"below {self.geometry.tiles} listed once"
+                )
+            seen.add(tile)
 
 
 def load_profile(path: str | Path) -> BoardProfile:
