@@ -29,10 +29,10 @@ from sidra.characterize.read_noise import (
 from sidra.characterize.variation import (
     GainMaps,
     StuckFinding,
+    cell_gain_maps,
     measure_gain_spread,
     measure_stuck_cells,
 )
-from sidra.characterize.variation import gain_maps as cell_gains
 from sidra.drivers import Board
 from sidra.emulator.config import (
     GAIN_MAPS_SINCE,
@@ -114,7 +114,7 @@ def characterize(
     dac = measure_dac(metered, tile, block, adc, rng)
     parts.append(Part("converters", adc.estimates + dac.estimates, adc.budget + dac.budget))
     gain = measure_gain_spread(metered, tile, block, stuck)
-    maps = cell_gains(stuck_found, gain.gain_spread.value) if gain_maps else None
+    maps = cell_gain_maps(stuck_found, gain.gain_spread.value) if gain_maps else None
     found = gain.estimates if maps is None else (*gain.estimates, maps.error)
     parts.append(Part("gain variation", found, gain.budget))
     conductance = measure_conductance_noise(metered, tile, block, stuck)

@@ -46,7 +46,7 @@ __all__ = [
     "GainFinding",
     "GainMaps",
     "StuckFinding",
-    "gain_maps",
+    "cell_gain_maps",
     "measure_gain_spread",
     "measure_stuck_cells",
 ]
@@ -146,7 +146,7 @@ class GainMaps:
     """Expected std of a healthy cell's estimate against its true gain."""
 
 
-def gain_maps(stuck: StuckFinding, gain_spread: float) -> GainMaps:
+def cell_gain_maps(stuck: StuckFinding, gain_spread: float) -> GainMaps:
     """Each tile's gains from the reads at g_max, shrunk by the prior ``gain_spread``
     (module docstring)."""
     maps, noise = [], []

@@ -113,11 +113,11 @@ def train_network(
     first, then the board). ``initial``: the weights to start from instead of He
     initialisation (the full matrices, bias rows included)."""
     rates = epoch_rates(o)
-    start, stop, _ = (epochs or slice(None)).indices(len(rates))
-    if not 0 <= start < stop:
+    first, stop, _ = (epochs or slice(None)).indices(len(rates))
+    if not 0 <= first < stop:
         raise ValueError(f"epochs: got {epochs}, expected a part of the {len(rates)} epochs")
     # A later part of a schedule draws its minibatches from a stream of its own.
-    rng = np.random.default_rng(o.seed if start == 0 else [o.seed, start])
+    rng = np.random.default_rng(o.seed if first == 0 else [o.seed, first])
     layers, placement = mlp_layers(board, data, o)
     weights = _initial_weights(layers, o, rng) if initial is None else _copied(initial, layers)
     meter = JobMeter(board, layers)
@@ -125,7 +125,7 @@ def train_network(
     net = network(layers, weights, trainable=trainable, threshold=o.threshold)
     record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
     cosines: list[list[float]] = []
-    for epoch, rate in enumerate(rates[start:stop], start=start + 1):
+    for epoch, rate in enumerate(rates[first:stop], start=first + 1):
         order = rng.permutation(len(data.x_train))
         for start in range(0, len(order), o.batch_size):
             batch = order[start : start + o.batch_size]
