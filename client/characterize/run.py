@@ -18,6 +18,7 @@ from sidra.characterize.budget import Budget, MeteredBoard
 from sidra.characterize.converters import measure_adc, measure_dac
 from sidra.characterize.drift import DriftFinding, measure_drift
 from sidra.characterize.estimate import Estimate, declared, not_measured
+from sidra.characterize.ir_drop import IRDropFinding, measure_ir_drop
 from sidra.characterize.perturbation import measure_perturbation_noise
 from sidra.characterize.programming import measure_programming
 from sidra.characterize.read_noise import (
@@ -113,6 +114,9 @@ def characterize(
     adc = measure_adc(metered, tile, rng)
     dac = measure_dac(metered, tile, block, adc, rng)
     parts.append(Part("converters", adc.estimates + dac.estimates, adc.budget + dac.budget))
+    full_scale = adc.full_scale_ua.value if adc.bits.value > 0 else None
+    wires = measure_ir_drop(metered, tile, full_scale, dac.step_v)
+    parts.append(Part("IR drop", wires.estimates, wires.budget))
     gain = measure_gain_spread(metered, tile, block, stuck)
     maps = cell_gain_maps(stuck_found, gain.gain_spread.value) if gain_maps else None
     found = gain.estimates if maps is None else (*gain.estimates, maps.error)
@@ -144,10 +148,9 @@ def characterize(
         )
     parts.append(Part("drift", drifted.estimates, drifted.budget))
     endurance = declared("endurance.write_budget", budget, "writes", "ReadWriteCounts")
-    ir = not_measured("ir_drop.wordline_segment_ohm", 0.0, "Ω", "IR drop is not characterized yet")
-    parts.append(Part("declared", (endurance, ir), spent[0]))
+    parts.append(Part("declared", (endurance,), spent[0]))
     flicker_t0 = drifted.t0_s.value if drifted.measured else DEFAULT_T0_S
-    profile = _profile(board, parts, stuck_found, maps, conductance.model, flicker_t0)
+    profile = _profile(board, parts, stuck_found, maps, wires, conductance.model, flicker_t0)
     skipped = tuple(
         f"{e.name}: {e.note}" for part in parts for e in part.estimates if not e.measured
     )
@@ -163,6 +166,7 @@ def _profile(
     parts: list[Part],
     stuck: StuckFinding,
     gains: GainMaps | None,
+    wires: IRDropFinding,
     noise_model: str,
     flicker_t0_s: float,
 ) -> BoardProfile:
@@ -225,6 +229,10 @@ def _profile(
                 {"tile": t, "at_min": _cells(stuck.at_min[t]), "at_max": _cells(stuck.at_max[t])}
                 for t in range(info.tile_count)
             ],
+        },
+        "ir_drop": {
+            "wordline_segment_ohm": wires.profile_value(wires.wordline_ohm),
+            "bitline_segment_ohm": wires.profile_value(wires.bitline_ohm),
         },
         "endurance": {
             "write_budget": int(value("endurance.write_budget")),

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from sidra.characterize import Characterization, characterize
+from sidra.characterize.budget import MeteredBoard
+from sidra.characterize.ir_drop import measure_ir_drop
 from sidra.emulator import PRESETS, BoardProfile, preset
 from sidra.emulator.config import (
     ConductanceRange,
@@ -120,6 +122,13 @@ def test_noise_variation_and_drift_within_20_percent(
     nu = found.drift.nu_mean if found.drift.model is not DriftModel.NONE else 0.0
     checks["drift.nu_mean"] = (nu, true_nu, 2e-4)
     se = {name: e.uncertainty for name, e in result.estimates.items()}
+    # On 32 x 32 tiles the wires drop 64 times less than on 256 x 256: three standard
+    # errors (full-size tiles: test_ir_drop_on_full_size_tiles).
+    for name in ("wordline_segment_ohm", "bitline_segment_ohm"):
+        key = f"ir_drop.{name}"
+        estimate = result.estimates[key]
+        truth = getattr(profile.ir_drop, name)
+        assert abs(estimate.value - truth) <= max(0.2 * truth, 3 * estimate.uncertainty), key
     wrong = {
         name: (round(f, 6), t)
         for name, (f, t, floor) in checks.items()
@@ -182,3 +191,25 @@ def test_gain_maps_recover_each_cells_gain_and_say_how_well(name: str, spread: f
         assert np.all(found[~healthy] == 1.0)
     plain = characterize(EmulatorDriver(profile, seed=5), drift=False)
     assert not plain.profile.variation.gain_maps
+
+
+@pytest.mark.parametrize("name", ["sidra-y1", "stress", "ideal"])
+def test_ir_drop_on_full_size_tiles(name: str) -> None:
+    """Word- and bit-line resistances within 5 % (0 Ω: within three standard errors, and
+    0 in the profile) on a 256 x 256 tile; the board's ADC and DAC as they are (stress:
+    a 6-bit ADC at 50 µA and a 4-bit DAC, so only some lines are driven)."""
+    profile = preset(name)
+    board = MeteredBoard(EmulatorDriver(profile, seed=2))
+    info = board.info
+    step = info.read_voltage_max_v / ((1 << (info.dac_bits - 1)) - 1) if info.dac_bits else 0.0
+    found = measure_ir_drop(board, 1, info.adc_full_scale_ua or None, step)
+    for estimate, truth in (
+        (found.wordline_ohm, profile.ir_drop.wordline_segment_ohm),
+        (found.bitline_ohm, profile.ir_drop.bitline_segment_ohm),
+    ):
+        if truth:
+            assert abs(estimate.value - truth) <= 0.05 * truth, estimate
+            assert found.profile_value(estimate) == estimate.value
+        else:
+            assert abs(estimate.value) <= max(3 * estimate.uncertainty, 1e-9), estimate
+            assert found.profile_value(estimate) == 0.0
