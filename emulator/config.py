@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -290,6 +298,15 @@ class Variation(_Frozen):
     """Measured gains, one map per listed tile (schema version 3): a listed tile's cells
     have exactly these gains, the other tiles draw theirs from ``gain_spread``. The draw
     is made either way, so listing a map leaves every other random number unchanged."""
+
+    @model_serializer(mode="wrap")
+    def _gain_maps_only_when_listed(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A profile without gain maps is written as schema 2 wrote it: readable by an
+        # emulator that knows no gain maps.
+        data = handler(self)
+        if not self.gain_maps and isinstance(data, dict):
+            data.pop("gain_maps", None)
+        return data
 
     def gain_map(self, tile: int) -> GainMap | None:
         """The gain map of ``tile``, None when the profile lists none for it."""

@@ -186,6 +186,11 @@ def test_a_gain_map_gives_each_cell_its_gain_and_only_on_its_tile(tmp_path: Path
     path = tmp_path / "mapped.toml"
     path.write_text(dumps(profile.model_dump(mode="json"), "gain map"), encoding="utf-8")
     assert load_profile(path) == profile
+    # Without maps a profile is written as schema 2 wrote it (no gain_maps key at all).
+    assert "gain_maps" not in drawn.info.profile["variation"]
+    assert "gain_maps" not in json.loads(
+        profile.variation.model_copy(update={"gain_maps": ()}).model_dump_json()
+    )
 
 
 def test_unreadable_or_unknown_format_profile_is_refused(tmp_path: Path) -> None:
