@@ -79,13 +79,21 @@ def test_the_twin_computes_what_the_board_computes_stuck_cells_included(
     held = np.hstack([np.clip(x, -4.0, 4.0), np.ones((16, 1), np.float32)]) @ twin.weights
     np.testing.assert_allclose(on_board, held, atol=1e-4)
     assert not np.allclose(twin.weights, w, atol=1e-3)  # the stuck cells do show
-    # dW_board/dW_target: 0 for a single stuck cell, ½ for a pair with one cell stuck.
+    # dW_board/dW_target: 0 for a single stuck cell, ½ for a pair with one cell stuck
+    # (times the other cell's gain), elsewhere the cell's gain (the pair's mean).
     pair = 2 if mapping is Mapping.DIFFERENTIAL else 1
     stuck_weights = {(r, c % 6) for r, c in STUCK_MIN + STUCK_MAX if c < 6 * pair}
-    expected = 0.0 if mapping is Mapping.OFFSET else 0.5
-    for r, c in stuck_weights:
-        assert twin.movable[r, c] == expected
-    assert (twin.movable == 1.0).sum() == twin.movable.size - len(stuck_weights)
+    gain = twin_physics(profile).gain(0, 10, 12)
+    stuck = np.zeros_like(gain, np.bool_)
+    stuck[tuple(np.array(STUCK_MIN + STUCK_MAX).T)] = True
+    moves = np.where(stuck, 0.0, gain)
+    moves = (moves[:, :6] + moves[:, 6:12]) / 2.0 if pair == 2 else moves[:, :6]
+    np.testing.assert_allclose(twin.movable, moves[: len(twin.movable)], rtol=1e-6)
+    if not gains:
+        expected = 0.0 if mapping is Mapping.OFFSET else 0.5
+        for r, c in stuck_weights:
+            assert twin.movable[r, c] == expected
+        assert (twin.movable == 1.0).sum() == twin.movable.size - len(stuck_weights)
     if reference_column:  # its stuck reference moves every weight of row 8 (the board's too)
         assert np.all(np.abs(twin.weights[8] - w[8]) > 0.5)
     if gains:  # a twin without the map holds other weights, which the board does not

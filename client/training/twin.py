@@ -122,12 +122,12 @@ class TwinLayer:
         rows = layer.analog_rows
         self.weights = np.zeros((rows, layer.outputs), np.float32)
         """The analog rows of the weight matrix the board holds (stuck cells at their
-        bound), weight units."""
+        bound, each cell times its gain), weight units."""
         self.movable = np.ones((rows, layer.outputs), np.float32)
-        """dW_board/dW_target: 0 where every cell of a weight is stuck, ½ for a
-        differential pair with one stuck cell, 1 elsewhere."""
-        for block, (mask, _) in zip(layer.blocks, self._stuck, strict=True):
-            free = (~mask).astype(np.float32)
+        """dW_board/dW_target: each cell moves its weight by its gain (1 without a gain
+        map), a stuck cell not at all, a differential pair by the mean of its two."""
+        for block, (mask, _), gain in zip(layer.blocks, self._stuck, self._gains, strict=True):
+            free = (~mask).astype(np.float32) * gain
             width = block.width
             if layer.mapping is WeightMapping.DIFFERENTIAL:
                 part = (free[:, :width] + free[:, width : 2 * width]) / 2.0
