@@ -127,12 +127,11 @@ class TwinLayer:
         """dW_board/dW_target: each cell moves its weight by its gain (1 without a gain
         map), a stuck cell not at all, a differential pair by the mean of its two."""
         for block, (mask, _), gain in zip(layer.blocks, self._stuck, self._gains, strict=True):
-            free = (~mask).astype(np.float32) * gain
+            free: Array = np.where(mask, np.float32(0.0), gain).astype(np.float32)
             width = block.width
+            part: Array = free[:, :width]
             if layer.mapping is WeightMapping.DIFFERENTIAL:
-                part = (free[:, :width] + free[:, width : 2 * width]) / 2.0
-            else:
-                part = free[:, :width]
+                part = (part + free[:, width : 2 * width]) / np.float32(2.0)
             self.movable[block.rows, block.outputs] = part
 
     def update(self, weights: npt.ArrayLike) -> None:
