@@ -21,7 +21,8 @@ least-squares fit of (s, s', r_wl, r_bl) over both directions separates the two
 resistances; their standard errors come from the residuals. A value within two
 standard errors of 0 goes into the profile as 0 (no IR drop found).
 
-V is the DAC level nearest a quarter of the read range; as many rows (columns),
+V is the highest DAC level at or below a quarter of the read range (one step at
+least); as many rows (columns),
 evenly spread, are driven as keep every output below 80 % of the ADC's full scale
 (all of them on most boards). The loads come from the whole programmed tile whatever
 is driven, so the sums above run over the driven lines only.
@@ -84,17 +85,16 @@ def _drive(
     v = v_max / 4.0
     if dac_step_v:
         v = max(np.floor(v / dac_step_v), 1.0) * dac_step_v
-    rows, cols = g.shape
-    n_rows, n_cols = rows, cols
+    # One line's worth of cells at the brightest cell's current: how many lines fit.
+    lines = max(g.shape)
     if full_scale_ua:
-        per_cell = v * float(g.max())
-        n_rows = max(1, min(rows, int(HEADROOM * full_scale_ua / (per_cell * 1.0))))
-        n_cols = max(1, min(cols, int(HEADROOM * full_scale_ua / (per_cell * 1.0))))
-    return (
-        float(v),
-        np.unique(np.linspace(0, rows - 1, n_rows).round().astype(np.intp)),
-        np.unique(np.linspace(0, cols - 1, n_cols).round().astype(np.intp)),
-    )
+        lines = max(1, int(HEADROOM * full_scale_ua / (v * float(g.max()))))
+
+    def spread(count: int) -> npt.NDArray[np.intp]:
+        return np.unique(np.linspace(0, count - 1, min(count, lines)).round().astype(np.intp))
+
+    rows, cols = g.shape
+    return float(v), spread(rows), spread(cols)
 
 
 def _fit(

@@ -167,7 +167,11 @@ def cell_gain_maps(stuck: StuckFinding, gain_spread: float) -> GainMaps:
         f"expected error of each healthy cell's gain: its reads at g_max err by "
         f"{np.sqrt(var_m):.2%} against a spread of {gain_spread:.2%}, shrunk by {w:.2f}"
     )
-    return GainMaps(gains, Estimate("variation.gain_maps", error, 0.0, "", note))
+    # σ_m is pooled over every healthy cell of every tile: its relative standard error
+    # is 1/√(2n), and the shrunk error's follows it.
+    cells = sum(int(healthy.sum()) for _, healthy in maps)
+    se = error / np.sqrt(2.0 * cells) if cells else 0.0
+    return GainMaps(gains, Estimate("variation.gain_maps", error, float(se), "", note))
 
 
 @dataclass(frozen=True, slots=True)

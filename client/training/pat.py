@@ -114,10 +114,8 @@ def train_pat(
 
     on_twin = o.twin_epochs
     if on_twin and twin_board is None:
-        raise ValueError(
-            f"twin_board: {on_twin} epochs run on the twin emulator, got None "
-            "(board_epochs >= epochs trains on the board alone)"
-        )
+        hint = "" if o.in_silico else " (board_epochs >= epochs trains on the board alone)"
+        raise ValueError(f"twin_board: {on_twin} epochs run on the twin emulator, got None{hint}")
     job = "pat-in-silico" if o.in_silico else "pat"
     if o.in_silico:
         assert twin_board is not None
