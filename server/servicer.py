@@ -24,28 +24,16 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from sidra.drivers import (
-    Board,
-    InvalidArgument,
-    ProgramReport,
-    SequenceResult,
-    SidraError,
-    WriteCounts,
-)
+from sidra.drivers import Board, InvalidArgument, SequenceResult
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
-from sidra.drivers.requests import (
-    ProgramRequest,
-    ReadWriteCountsRequest,
-    Request,
-    SequenceRequest,
-    step_member,
-)
+from sidra.drivers.requests import Request, SequenceRequest, step_member
 from sidra.hil import convert
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.memory import LARGE_REQUEST_BYTES, give_back_memory, note_call
 from sidra.server.parsing import parse_request
+from sidra.server.recording import Recording, is_recorded
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.shared_memory import (
     SHARED_RPCS,
@@ -55,7 +43,7 @@ from sidra.server.shared_memory import (
     shared_pass,
     written,
 )
-from sidra.server.state import ProgramNotRecorded, StateStore
+from sidra.server.state import StateStore
 from sidra.server.status import map_errors
 from sidra.server.turns import BoardTurns
 
@@ -212,26 +200,30 @@ class BoardServicer:
         leases = self.leases
         with self.turns.turn(caller):
             if isinstance(request, SequenceRequest):
-                return self._run_sequence(request, principal, session_id, admin=admin)
+                return self._run_sequence(
+                    request, principal, session_id, admin=admin, record_later=record_later
+                )
             if leases is not None:
                 leases.admit(rpc, request, principal, session_id, admin=admin)
             result = self.board.run(request)
             if leases is not None:
                 leases.ran(request)
-            store = self.store
-            if store is not None:
-                if record_later is None:
-                    self._record(store, request, result, principal)
-                elif _recorded(request):
-                    record_later(lambda: self._record(store, request, result, principal))
+            self._keep(request, result, principal, record_later)
         return result
 
     def _run_sequence(
-        self, request: SequenceRequest, principal: str, session_id: str | None, *, admin: bool
+        self,
+        request: SequenceRequest,
+        principal: str,
+        session_id: str | None,
+        *,
+        admin: bool,
+        record_later: Callable[[Callable[[], None]], None] | None = None,
     ) -> SequenceResult:
         """The steps of ``request``, in the caller's turn (held): every step validated and
         admitted before the first runs; then each run, noted and recorded as its own
-        call would be. A step the board refuses stops the sequence there."""
+        call would be (``record_later``: handed the recordings, as :meth:`run_in_turn`
+        does). A step the board refuses stops the sequence there."""
         steps = request.checked(self.board.info).steps
         leases = self.leases
         if leases is not None:
@@ -246,62 +238,27 @@ class BoardServicer:
                 raise type(exc)(path, exc.value, f"{exc.allowed} (steps before it ran)") from exc
             if leases is not None:
                 leases.ran(step)
-            if self.store is not None:
-                self._record(self.store, step, result, principal)
+            self._keep(step, result, principal, record_later)
             results.append(result)
         return SequenceResult(tuple(results))
 
-    def _record(self, store: StateStore, request: Request, result: Any, principal: str) -> None:
-        """Stores what ``request`` did to the board (lock held: nothing ran since)."""
-        if isinstance(request, ProgramRequest) and isinstance(result, ProgramReport):
-            self._record_program(store, request, result, principal)
-        elif isinstance(request, ReadWriteCountsRequest) and isinstance(result, WriteCounts):
-            self._record_write_counts(store, request, result)
-
-    def _record_program(
-        self, store: StateStore, request: ProgramRequest, report: ProgramReport, principal: str
+    def _keep(
+        self,
+        request: Request,
+        result: Any,
+        principal: str,
+        record_later: Callable[[Callable[[], None]], None] | None,
     ) -> None:
-        region = request.region
-        try:
-            # The request in the canonical form the board was given (float32 targets).
-            done = request.checked(self.board.info)
-            store.record_program(
-                self.board.info.serial_number, done.tile, done.row_offset, done.col_offset,
-                done.conductances, report, principal, self.board.instance_id,
-            )  # fmt: skip
-        except Exception as exc:
-            # The board holds the new targets; saying only "failed" would invite a
-            # client to believe the tile unchanged.
-            raise ProgramNotRecorded(
-                f"tile {request.tile} was programmed on the board (rows {region.row_offset}.."
-                f"{region.row_offset + region.rows - 1}, cols {region.col_offset}.."
-                f"{region.col_offset + region.cols - 1}, rms error {report.rms_error_us:.4g} "
-                f"µS) but its record was not stored, so the state store's golden targets "
-                f"for this tile are stale and a restore would not bring it back: {exc}"
-            ) from exc
-
-    def _record_write_counts(
-        self, store: StateStore, request: ReadWriteCountsRequest, counts: WriteCounts
-    ) -> None:
-        # Counts are a reading, not a write: a failure to keep them is logged and the
-        # client still gets what the board answered.
-        region = request.checked(self.board.info).region
-        assert region is not None  # checked() resolves the region
-        try:
-            store.record_write_counts(
-                self.board.info.serial_number,
-                request.tile,
-                region.row_offset,
-                region.col_offset,
-                counts.counts,
-            )
-        except SidraError as exc:
-            log.warning("write counts of tile %d not stored: %s", request.tile, exc)
-
-
-def _recorded(request: Request) -> bool:
-    """Whether the store keeps anything of ``request`` (Program, ReadWriteCounts)."""
-    return isinstance(request, ProgramRequest | ReadWriteCountsRequest)
+        """Stores what ``request`` did to the board (lock held: nothing ran since), or
+        hands the recording to ``record_later``."""
+        if self.store is None or not is_recorded(request):
+            return
+        board = self.board
+        recording = Recording(self.store, board.info, board.instance_id, request, result, principal)
+        if record_later is None:
+            recording()
+        else:
+            record_later(recording)
 
 
 def _note_instance(store: StateStore, board: Board) -> None:

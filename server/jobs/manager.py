@@ -45,6 +45,7 @@ from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.recorder import BehindRecorder
 from sidra.server.jobs.runner import JobRunner, RunnerLoader, load_runner
 from sidra.server.limits import caller_key
+from sidra.server.recording import store_in_order
 from sidra.server.servicer import BoardServicer
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.sessions.registry import WAIT_LIMIT_S
@@ -250,7 +251,7 @@ class JobManager:
 
     def _run(self, live: _LiveJob, runner: JobRunner, options: Any) -> None:
         row = live.row
-        recorder = BehindRecorder(f"sidra-job-{row.id}-recorder")
+        recorder = BehindRecorder(f"sidra-job-{row.id}-recorder", run=store_in_order)
         board = JobBoard(
             self.servicer,
             principal=row.principal,

@@ -5,28 +5,52 @@ stored. A job's Programs are answered to no one, and one SPSA step programs the
 layer once; recording it in the job's turn would put the store's transaction and
 fsync (milliseconds) into every step. :class:`BehindRecorder` runs the recordings
 on a thread of its own, in the order the board ran them, so the job's next step
-overlaps the store's write. Every recording is done before the job's final state
-is announced (:meth:`BehindRecorder.drain`); a recording that fails fails the job
-at its next board call, with the store's error (``ProgramNotRecorded``).
+overlaps the store's write. It wakes at most every :data:`GATHER_S` and hands
+everything queued meanwhile to its ``run`` at once (the service's stores each run
+of Programs in one transaction: sidra.server.recording), so the thread is busy, and
+takes the GIL from the job, a few times a second rather than at every step. Every
+recording is done before the job's final state is announced
+(:meth:`BehindRecorder.drain`); a recording that fails fails the job at its next
+board call, with the store's error (``ProgramNotRecorded``).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-__all__ = ["BehindRecorder"]
+__all__ = ["GATHER_S", "BehindRecorder"]
+
+GATHER_S = 0.05
+"""After a recording arrives, the recorder waits this long for more before it runs
+them, s: how far the store may lag a running job's board writes."""
 
 _STOP = None
 
+Recordings = Callable[[Sequence[Callable[[], None]]], None]
+"""Runs a list of recordings in order (raising the first failure)."""
+
+
+def _one_by_one(recordings: Sequence[Callable[[], None]]) -> None:
+    for recording in recordings:
+        recording()
+
 
 class BehindRecorder:
-    """Runs recordings handed to :meth:`record` on one thread, first in first out."""
+    """Runs recordings handed to :meth:`record` on one thread, first in first out, those
+    queued together through one call of ``run`` (default: one after the other)."""
 
-    def __init__(self, name: str) -> None:
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+    def __init__(
+        self, name: str, run: Recordings = _one_by_one, gather_s: float = GATHER_S
+    ) -> None:
+        self._run_all = run
+        self._gather_s = gather_s
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._draining = threading.Event()
         self._error: BaseException | None = None
+        self.batches = 0
+        """Calls of ``run`` so far."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -40,17 +64,32 @@ class BehindRecorder:
             raise self._error
 
     def drain(self) -> None:
-        """Waits for every queued recording and stops the thread; raises the first
+        """Runs every queued recording now, stops the thread; raises the first
         recording error."""
         self._queue.put(_STOP)
+        self._draining.set()
         self._thread.join()
         self.check()
 
     def _run(self) -> None:
-        while (recording := self._queue.get()) is not _STOP:
+        stopped = False
+        while not stopped:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            # Gathering: a drain ends the wait at once.
+            self._draining.wait(self._gather_s)
+            batch = [first]
+            while not self._queue.empty():
+                item = self._queue.get()
+                if item is _STOP:
+                    stopped = True
+                    break
+                batch.append(item)
             if self._error is not None:
                 continue  # the job fails with the first error; later writes are moot
+            self.batches += 1
             try:
-                recording()
+                self._run_all(batch)
             except BaseException as exc:  # handed to the job's thread
                 self._error = exc

@@ -13,6 +13,7 @@ from sidra.server.state.records import (
     GoldenMap,
     ProgramKind,
     ProgramRecord,
+    ProgramWrite,
     TileSummary,
     WriteCountMap,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "ProgramKind",
     "ProgramNotRecorded",
     "ProgramRecord",
+    "ProgramWrite",
     "RestoreReport",
     "StateStore",
     "StateStoreError",

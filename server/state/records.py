@@ -1,4 +1,4 @@
-"""What the state store hands back: typed, immutable records (units in field names)."""
+"""What the state store takes and hands back: typed, immutable records (units in field names)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Region
+from sidra.drivers import ProgramReport, Region
 
 __all__ = [
     "BoardRecord",
@@ -18,6 +18,7 @@ __all__ = [
     "GoldenMap",
     "ProgramKind",
     "ProgramRecord",
+    "ProgramWrite",
     "TileSummary",
     "WriteCountMap",
 ]
@@ -68,6 +69,24 @@ class WriteCountMap(NamedTuple):
     """Write counts, [rows, cols]; 0 where ``read`` is False."""
     read: npt.NDArray[np.bool_]
     """True for cells whose count has been read at least once."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramWrite:
+    """One Program that reached the board, as it is handed to the store."""
+
+    board_serial: str
+    tile: int
+    row_offset: int
+    col_offset: int
+    targets_us: npt.NDArray[np.float32]
+    """The targets written, µS, [rows, cols] (float32, as the board was given them)."""
+    report: ProgramReport
+    """What write-verify achieved."""
+    principal: str
+    boot_id: str
+    """The board's boot/instance id when it was written."""
+    kind: ProgramKind = ProgramKind.PROGRAM
 
 
 @dataclass(frozen=True, slots=True)

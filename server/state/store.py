@@ -26,8 +26,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,7 @@ from sidra.server.state.records import (
     GoldenMap,
     ProgramKind,
     ProgramRecord,
+    ProgramWrite,
     TileSummary,
     WriteCountMap,
 )
@@ -208,13 +210,64 @@ class StateStore:
         the golden map of that region of ``tile``, and the history gains a record.
         Committed (durable) when this returns."""
         g = float32_matrix("targets", targets)
-        now = self._now()
+        write = ProgramWrite(
+            board_serial, tile, row_offset, col_offset, g, report, principal, boot_id, kind
+        )
         with self._writing("record program") as db:
-            board = self._known_board(db, board_serial)
-            region = _checked_region(board, tile, Region(row_offset, col_offset, *g.shape))
-            golden = self._golden(db, board, tile)
+            last_id = self._store_programs(db, [write])
+            row = db.execute(
+                f"SELECT {PROGRAM_COLUMNS} FROM programs WHERE id = ?", (last_id,)
+            ).fetchone()
+        return program_record(row)
+
+    def record_programs(self, writes: Sequence[ProgramWrite]) -> None:
+        """Stores several Programs that reached the board, in the order they ran, in one
+        transaction: one commit (one fsync) for all, each tile's golden map read and
+        written once, the history rows inserted together. All or nothing; committed
+        (durable) when this returns. What a job's recorder uses (sidra.server.recording)."""
+        if not writes:
+            return
+        checked = [  # every write's targets checked before the first is stored
+            replace(write, targets_us=float32_matrix(f"writes[{k}].targets_us", write.targets_us))
+            for k, write in enumerate(writes)
+        ]
+        with self._writing("record programs") as db:
+            self._store_programs(db, checked)
+
+    def _store_programs(self, db: sqlite3.Connection, writes: Sequence[ProgramWrite]) -> int:
+        """``writes`` into the golden maps and the history (a transaction is open);
+        returns the history id of the last."""
+        now = self._now()
+        boards: dict[str, BoardRecord] = {}
+        goldens: dict[tuple[str, int], GoldenMap] = {}
+        rows = []
+        for write in writes:
+            board = boards.get(write.board_serial)
+            if board is None:
+                board = boards[write.board_serial] = self._known_board(db, write.board_serial)
+            g = write.targets_us
+            region = _checked_region(
+                board, write.tile, Region(write.row_offset, write.col_offset, *g.shape)
+            )
+            golden = goldens.get((write.board_serial, write.tile))
+            if golden is None:
+                golden = goldens[write.board_serial, write.tile] = self._golden(
+                    db, board, write.tile
+                )
             golden.targets_us[region.slices] = g
             golden.programmed[region.slices] = True
+            report = write.report
+            rows.append(
+                (
+                    write.board_serial, write.tile, region.row_offset, region.col_offset,
+                    region.rows, region.cols, write.principal, now, write.boot_id,
+                    write.kind.value, report.cells_written, report.verify_iterations,
+                    report.pulses, report.rms_error_us, report.max_error_us,
+                    report.unconverged_cells, report.cells_over_budget,
+                )
+            )  # fmt: skip
+        for (serial, tile), golden in goldens.items():
+            board = boards[serial]
             db.execute(
                 """INSERT INTO golden (board_serial, tile, rows, cols, targets_us, programmed,
                     programmed_cells, updated_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -223,30 +276,27 @@ class StateStore:
                     programmed_cells = excluded.programmed_cells,
                     updated_utc = excluded.updated_utc""",
                 (
-                    board_serial, tile, board.rows, board.cols,
+                    serial, tile, board.rows, board.cols,
                     maps.to_blob(golden.targets_us, maps.TARGETS),
                     maps.to_blob(golden.programmed, maps.MASK),
                     int(golden.programmed.sum()), now,
                 ),
             )  # fmt: skip
-            cursor = db.execute(
-                f"""INSERT INTO programs ({PROGRAM_COLUMNS.removeprefix("id, ")})
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    board_serial, tile, region.row_offset, region.col_offset, region.rows,
-                    region.cols, principal, now, boot_id, kind.value, report.cells_written,
-                    report.verify_iterations, report.pulses, report.rms_error_us,
-                    report.max_error_us, report.unconverged_cells, report.cells_over_budget,
-                ),
-            )  # fmt: skip
+        insert = f"""INSERT INTO programs ({PROGRAM_COLUMNS.removeprefix("id, ")})
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+        if len(rows) == 1:
+            last_id = db.execute(insert, rows[0]).lastrowid
+        else:
+            db.executemany(insert, rows)
+            last_id = db.execute("SELECT max(id) FROM programs").fetchone()[0]
+        last_boot = {write.board_serial: write.boot_id for write in writes}
+        for serial, boot_id in last_boot.items():
             db.execute(
                 "UPDATE boards SET last_seen_utc = ?, last_boot_id = ? WHERE serial_number = ?",
-                (now, boot_id, board_serial),
+                (now, boot_id, serial),
             )
-            row = db.execute(
-                f"SELECT {PROGRAM_COLUMNS} FROM programs WHERE id = ?", (cursor.lastrowid,)
-            ).fetchone()
-        return program_record(row)
+        assert last_id is not None
+        return int(last_id)
 
     def golden(self, board_serial: str, tile: int) -> GoldenMap:
         """The golden targets of ``tile`` (µS) and the mask of cells ever programmed."""

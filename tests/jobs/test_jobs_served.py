@@ -104,14 +104,21 @@ def test_a_job_survives_its_clients_disconnect_and_leaves_its_record(
         assert steps[0] == ["step", "loss"] and len(steps) == 13
         assert other.leases() == []  # the job's lease ended with it
         assert [j.job_id for j in other.jobs.list()] == [job.job_id]
+        on_board = other.read_conductance(1).conductances
 
     with StateStore(store_path, read_only=True) as store:
         stored = JobRecords(store).get(job.job_id, with_files=True)
         assert stored is not None and stored.state == "succeeded"
         assert stored.files["steps.csv"] == done.files["steps.csv"]
         assert len(JobRecords(store).events(job.job_id)) == len(events)
-        # The job's Programs are recorded like any client's, under its principal.
+        # The job's Programs are recorded like any client's, under its principal, every
+        # one of them (stored in batches behind the job) before its end was announced.
         assert {r.principal for r in store.history(tile=1)} == {"local"}
+        golden = store.golden(other.info.serial_number, 1)
+        assert golden.programmed.any()
+        np.testing.assert_array_equal(
+            on_board[golden.programmed], golden.targets_us[golden.programmed]
+        )
 
 
 def test_a_cancelled_job_stops_releases_its_tiles_and_leaves_none_perturbed(

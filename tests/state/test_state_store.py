@@ -15,6 +15,7 @@ from sidra.drivers import InvalidArgument, Region
 from sidra.server.state import (
     SCHEMA_VERSION,
     ProgramKind,
+    ProgramWrite,
     StateStore,
     StateStoreError,
 )
@@ -110,6 +111,60 @@ def test_history_keeps_order_and_every_figure(tmp_path: Path) -> None:
     assert [r.tile for r in store.history(limit=2)] == [1, 0]  # the latest two, oldest first
     assert store.history(board_serial="OTHER") == []
     assert store.board(SERIAL).last_boot_id == "boot-b"
+
+
+def _writes(rng: np.random.Generator) -> list[ProgramWrite]:
+    """Overlapping Programs on two tiles, from two boots: later ones must win."""
+    report = dataclasses.replace(REPORT, pulses=7)
+    return [
+        ProgramWrite(SERIAL, 0, 0, 0, targets(rng, (8, 8)), REPORT, "alice", "boot-a"),
+        ProgramWrite(SERIAL, 1, 10, 20, targets(rng, (3, 5)), report, "bob", "boot-a"),
+        ProgramWrite(SERIAL, 0, 4, 4, targets(rng, (8, 8)), REPORT, "alice", "boot-a"),
+        ProgramWrite(SERIAL, 0, 6, 2, targets(rng, (2, 9)), REPORT, "job", "boot-b"),
+    ]
+
+
+def test_programs_stored_together_are_what_the_same_programs_stored_one_by_one_are(
+    tmp_path: Path,
+) -> None:
+    writes = _writes(np.random.default_rng(4))
+    one_by_one = StateStore(tmp_path / "one.sqlite3")
+    together = StateStore(tmp_path / "together.sqlite3")
+    for store in (one_by_one, together):
+        store.note_board(TEST_BOARD, "boot-a")
+    for w in writes:
+        one_by_one.record_program(
+            w.board_serial, w.tile, w.row_offset, w.col_offset, w.targets_us, w.report,
+            w.principal, w.boot_id,
+        )  # fmt: skip
+    together.record_programs(writes)
+
+    for tile in (0, 1, 2):
+        expected, got = one_by_one.golden(SERIAL, tile), together.golden(SERIAL, tile)
+        assert got.targets_us.tobytes() == expected.targets_us.tobytes()
+        assert np.array_equal(got.programmed, expected.programmed)
+
+    def history(store: StateStore) -> list[tuple[object, ...]]:
+        fields = ("tile", "region", "principal", "boot_id", "kind", "pulses", "rms_error_us")
+        return [tuple(getattr(r, f) for f in fields) for r in store.history()]
+
+    assert history(together) == history(one_by_one) and len(history(together)) == 4
+    assert together.board(SERIAL).last_boot_id == "boot-b"  # the last write's boot
+    assert [t.programmed_cells for t in together.summary()[0].tiles[:2]] == [112, 15]
+
+
+def test_programs_stored_together_are_all_or_nothing(store: StateStore) -> None:
+    writes = _writes(np.random.default_rng(5))
+    off_the_tile = dataclasses.replace(writes[2], row_offset=60)  # rows 60..67 of 64
+    with pytest.raises(InvalidArgument, match="row"):
+        store.record_programs([*writes[:2], off_the_tile, writes[3]])
+    bad = writes[1].targets_us.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InvalidArgument, match=r"writes\[1\]\.targets_us"):
+        store.record_programs([writes[0], dataclasses.replace(writes[1], targets_us=bad)])
+    assert store.history() == []  # neither call stored anything
+    assert not store.golden(SERIAL, 0).programmed.any()
+    store.record_programs([])  # nothing to store: no transaction, no error
 
 
 def test_note_board_returns_what_was_known_before(tmp_path: Path) -> None:
