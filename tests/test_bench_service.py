@@ -27,7 +27,7 @@ def test_bench_service_json_keys_and_types() -> None:
     command = [sys.executable, "-m", "sidra.cli", "bench", "service", "--json"]
     result = subprocess.run(
         [*command, "--repeats", "3", "--spsa-steps", "5", "--preset", "sidra-y1",
-         "--job-rounds", "1", "--job-steps", "5"],
+         "--rounds", "1", "--job-steps", "5"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

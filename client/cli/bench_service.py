@@ -21,13 +21,15 @@ acceptance names are printed as ratios:
   softmax layer over gRPC divided by in process, with on-board perturbation and
   with host-held weights. A step's time is the difference between a run of
   ``2n`` and one of ``n`` steps, over ``n``: setup and the final evaluation cancel.
+  The two sides alternate over ``rounds`` rounds and each side's median is taken: a
+  machine busy with other work slows both alike, and one slow run cannot make a
+  difference of two runs meaningless (or negative).
 - ``spsa_job_step_ratio_wan``: the same on-board SPSA run as a job inside the server
   (jobs.proto), submitted and followed by a client that reaches the server through a
   proxy adding :data:`WAN_DELAY_S` each way, over the in-process step. A job's time is
   the client's, from SubmitJob to the end of its WatchJob stream; ``2n`` minus ``n``
-  steps again, so the round trips of submitting and watching cancel. Job and
-  in-process runs alternate over ``job_rounds`` rounds and each side's median is
-  taken: a machine busy with other work slows both alike.
+  steps again, so the round trips of submitting and watching cancel; rounds and
+  medians as above.
 
 Every key issue 13 names is measured.
 """
@@ -165,7 +167,8 @@ def _batch1024_vectors_per_s(
     return {name: batch / statistics.median(taken) for name, taken in times.items()}
 
 
-def _spsa_step_s(board: Board, mode: PerturbationMode, steps: int) -> float:
+def _spsa_runs(board: Board, mode: PerturbationMode) -> Callable[[int], float]:
+    """A function that trains the digits softmax layer for n steps on ``board``; its time, s."""
     data = load_dataset("digits")
 
     def run(n: int) -> float:
@@ -174,27 +177,37 @@ def _spsa_step_s(board: Board, mode: PerturbationMode, steps: int) -> float:
         train_softmax_spsa(board, data, options)
         return time.perf_counter() - start
 
-    run(steps)  # warm-up
-    return (run(2 * steps) - run(steps)) / steps
+    return run
 
 
-def _job_and_local_step_s(
-    local: Board, address: str, steps: int, rounds: int
+def _paired_step_s(
+    first: Callable[[int], float], second: Callable[[int], float], steps: int, rounds: int
 ) -> tuple[float, float]:
-    """Per-step times of the same on-board SPSA run as a job inside the server at
-    ``address`` (as its client sees it: from SubmitJob to the end of the job's WatchJob
-    stream) and in process on ``local``: medians over ``rounds`` in which the two
-    alternate, so a machine busy with something else slows both alike."""
-    data = load_dataset("digits")
+    """Per-step times of two ways of running the same n-step SPSA training: in each of
+    ``rounds`` rounds each runs ``2n`` and ``n`` steps (setup and the final evaluation
+    cancel in the difference), the two taking turns as to which goes first, so a
+    machine busy with something else slows both alike; the median of each."""
+    first(steps)  # warm-up: connections, caches, the server's first job loads its code
+    second(steps)
+    times: tuple[list[float], list[float]] = ([], [])
+    for r in range(rounds):
+        pair = ((0, first), (1, second)) if r % 2 == 0 else ((1, second), (0, first))
+        for side, run in pair:
+            times[side].append((run(2 * steps) - run(steps)) / steps)
+    return statistics.median(times[0]), statistics.median(times[1])
 
-    def options(n: int) -> SPSAOptions:
-        return SPSAOptions(steps=n, mode=PerturbationMode.BOARD, eval_every=10 * n, seed=0)
+
+@contextmanager
+def _job_runs(address: str, mode: PerturbationMode) -> Iterator[Callable[[int], float]]:
+    """Like :func:`_spsa_runs`, as a job inside the server at ``address``, timed as its
+    client sees it: from SubmitJob to the end of the job's WatchJob stream."""
 
     with connect(address) as board:
 
         def job(n: int) -> float:
+            options = SPSAOptions(steps=n, mode=mode, eval_every=10 * n, seed=0)
             start = time.perf_counter()
-            submitted = board.jobs.submit("spsa", options(n).settings())
+            submitted = board.jobs.submit("spsa", options.settings())
             for _ in board.jobs.watch(submitted.job_id):
                 pass
             elapsed = time.perf_counter() - start
@@ -203,29 +216,15 @@ def _job_and_local_step_s(
                 raise RuntimeError(f"benchmark job {done.job_id} {done.state}: {done.error}")
             return elapsed
 
-        def here(n: int) -> float:
-            start = time.perf_counter()
-            train_softmax_spsa(local, data, options(n))
-            return time.perf_counter() - start
-
-        job(steps)  # warm-up: the server loads the training code at its first job
-        here(steps)
-        jobs: list[float] = []
-        locals_: list[float] = []
-        for r in range(rounds):
-            pair = (job, here) if r % 2 == 0 else (here, job)
-            for run in pair:
-                step = (run(2 * steps) - run(steps)) / steps
-                (jobs if run is job else locals_).append(step)
-    return statistics.median(jobs), statistics.median(locals_)
+        yield job
 
 
 def service_benchmark(
     preset_name: str = "sidra-y1",
     repeats: int = 21,
-    spsa_steps: int = 40,
+    spsa_steps: int = 100,
     seed: int = 0,
-    job_rounds: int = 5,
+    rounds: int = 5,
     job_steps: int = 200,
 ) -> dict[str, Any]:
     """Every figure of the service against in process, measured in one run."""
@@ -264,14 +263,20 @@ def service_benchmark(
         result["mvm1_over_empty"] = round(statistics.median(mvm1) / statistics.median(empty), 3)
 
         for mode, key in ((PerturbationMode.BOARD, "board"), (PerturbationMode.HOST, "host")):
-            here = _spsa_step_s(local, mode, spsa_steps)
-            there = _spsa_step_s(remote, mode, spsa_steps)
+            here, there = _paired_step_s(
+                _spsa_runs(local, mode), _spsa_runs(remote, mode), spsa_steps, rounds
+            )
             result[f"spsa_{key}_step_inprocess_ms"] = round(1e3 * here, 3)
             result[f"spsa_{key}_step_grpc_ms"] = round(1e3 * there, 3)
             result[f"spsa_{key}_step_ratio"] = round(there / here, 3)
 
-        with DelayProxy(address, WAN_DELAY_S) as wan:
-            job_s, here_s = _job_and_local_step_s(local, wan.address, job_steps, job_rounds)
+        with (
+            DelayProxy(address, WAN_DELAY_S) as wan,
+            _job_runs(wan.address, PerturbationMode.BOARD) as job,
+        ):
+            job_s, here_s = _paired_step_s(
+                job, _spsa_runs(local, PerturbationMode.BOARD), job_steps, rounds
+            )
         result["wan_delay_ms_each_way"] = round(1e3 * WAN_DELAY_S, 1)
         result["spsa_job_step_wan_ms"] = round(1e3 * job_s, 3)
         result["spsa_job_step_inprocess_ms"] = round(1e3 * here_s, 3)
@@ -285,9 +290,12 @@ def service_command(
     as_json: AsJson = False,
     preset_name: Preset = "sidra-y1",
     repeats: Annotated[int, typer.Option(min=3, help="Timed repetitions per batch size.")] = 21,
-    spsa_steps: Annotated[int, typer.Option(min=5, help="SPSA steps per timed run.")] = 40,
-    job_rounds: Annotated[
-        int, typer.Option(min=1, help="Alternating job / in-process rounds (median).")
+    spsa_steps: Annotated[
+        int, typer.Option(min=5, help="SPSA steps n of the per-step figures' n / 2n runs.")
+    ] = 100,
+    rounds: Annotated[
+        int,
+        typer.Option(min=1, help="Rounds of the SPSA figures, the two sides alternating (median)."),
     ] = 5,
     job_steps: Annotated[
         int, typer.Option(min=5, help="SPSA steps n of the job figure's n / 2n runs.")
@@ -295,9 +303,7 @@ def service_command(
 ) -> None:
     """The gRPC service against the same board in process: MVM throughput, round trip
     over an empty RPC, SPSA step time; ratios from this one run."""
-    result = service_benchmark(
-        preset_name, repeats, spsa_steps, job_rounds=job_rounds, job_steps=job_steps
-    )
+    result = service_benchmark(preset_name, repeats, spsa_steps, rounds=rounds, job_steps=job_steps)
     if as_json:
         typer.echo(json.dumps(result))
         return
