@@ -46,29 +46,28 @@ class Recording:
     result: Any
     principal: str
 
+    @property
+    def is_program(self) -> bool:
+        """Whether the call was a Program the board ran (what the history keeps)."""
+        return isinstance(self.request, ProgramRequest) and isinstance(self.result, ProgramReport)
+
     def __call__(self) -> None:
-        write = self.program_write()
-        if write is not None:
-            try:
-                self.store.record_programs([write])
-            except Exception as exc:
-                raise _not_recorded([write], exc) from exc
+        if self.is_program:
+            _store_programs(self.store, [self])
         elif isinstance(self.request, ReadWriteCountsRequest) and isinstance(
             self.result, WriteCounts
         ):
             self._store_write_counts(self.request, self.result)
 
-    def program_write(self) -> ProgramWrite | None:
-        """The Program this call wrote, as the store takes it; None for other calls."""
-        if not isinstance(self.request, ProgramRequest) or not isinstance(
-            self.result, ProgramReport
-        ):
-            return None
+    def program_write(self) -> ProgramWrite:
+        """The Program this call wrote, as the store takes it (:attr:`is_program`)."""
+        request, report = self.request, self.result
+        assert isinstance(request, ProgramRequest) and isinstance(report, ProgramReport)
         # The request in the canonical form the board was given (float32 targets).
-        done = self.request.checked(self.info)
+        done = request.checked(self.info)
         return ProgramWrite(
             self.info.serial_number, done.tile, done.row_offset, done.col_offset,
-            done.conductances, self.result, self.principal, self.boot_id,
+            done.conductances, report, self.principal, self.boot_id,
         )  # fmt: skip
 
     def _store_write_counts(self, request: ReadWriteCountsRequest, counts: WriteCounts) -> None:
@@ -88,52 +87,50 @@ class Recording:
 def store_in_order(recordings: Sequence[Callable[[], None]]) -> None:
     """Runs ``recordings`` in order, each run of consecutive Programs bound for one store
     in one transaction (all of the run or none); anything else is called as it is."""
-    run: list[ProgramWrite] = []
-    store: StateStore | None = None
+    run: list[Recording] = []
     for recording in recordings:
-        write = recording.program_write() if isinstance(recording, Recording) else None
-        if write is not None and isinstance(recording, Recording):
-            if store is not None and recording.store is not store:
-                _store_run(store, run)
+        if isinstance(recording, Recording) and recording.is_program:
+            if run and recording.store is not run[0].store:
+                _store_programs(run[0].store, run)
                 run = []
-            store = recording.store
-            run.append(write)
+            run.append(recording)
             continue
-        if store is not None:
-            _store_run(store, run)
-            run, store = [], None
+        if run:
+            _store_programs(run[0].store, run)
+            run = []
         recording()
-    if store is not None:
-        _store_run(store, run)
+    if run:
+        _store_programs(run[0].store, run)
 
 
-def _store_run(store: StateStore, writes: list[ProgramWrite]) -> None:
+def _store_programs(store: StateStore, programs: Sequence[Recording]) -> None:
     try:
-        store.record_programs(writes)
+        store.record_programs([program.program_write() for program in programs])
     except Exception as exc:
-        raise _not_recorded(writes, exc) from exc
+        raise _not_recorded(programs, exc) from exc
 
 
-def _not_recorded(writes: Sequence[ProgramWrite], exc: Exception) -> ProgramNotRecorded:
-    """The error of Programs the board holds but the store failed to keep."""
+def _not_recorded(programs: Sequence[Recording], exc: Exception) -> ProgramNotRecorded:
+    """The error of Programs the board ran but the store failed to keep."""
     # The board holds the new targets; saying only "failed" would invite a client to
     # believe the tile unchanged.
-    first = writes[0]
-    rows, cols = first.targets_us.shape
+    request, report = programs[0].request, programs[0].result
+    assert isinstance(request, ProgramRequest) and isinstance(report, ProgramReport)
+    region = request.region
     what = (
-        f"tile {first.tile} was programmed on the board (rows {first.row_offset}.."
-        f"{first.row_offset + rows - 1}, cols {first.col_offset}.."
-        f"{first.col_offset + cols - 1}, rms error {first.report.rms_error_us:.4g} µS)"
+        f"tile {request.tile} was programmed on the board (rows {region.row_offset}.."
+        f"{region.row_offset + region.rows - 1}, cols {region.col_offset}.."
+        f"{region.col_offset + region.cols - 1}, rms error {report.rms_error_us:.4g} µS)"
     )
-    if len(writes) > 1:
-        tiles = sorted({write.tile for write in writes})
-        what = (
-            f"{len(writes)} Programs reached the board (tiles {', '.join(map(str, tiles))}; "
-            f"the first: {what})"
+    if len(programs) == 1:
+        return ProgramNotRecorded(
+            f"{what} but its record was not stored, so the state store's golden targets "
+            f"for this tile are stale and a restore would not bring it back: {exc}"
         )
+    tiles = sorted({p.request.tile for p in programs if isinstance(p.request, ProgramRequest)})
     return ProgramNotRecorded(
-        f"{what} but {'their records were' if len(writes) > 1 else 'its record was'} not "
-        f"stored, so the state store's golden targets for "
-        f"{'these tiles' if len(writes) > 1 else 'this tile'} are stale and a restore "
-        f"would not bring {'them' if len(writes) > 1 else 'it'} back: {exc}"
+        f"{len(programs)} Programs reached the board (tiles {', '.join(map(str, tiles))}; "
+        f"the first: {what}) but their records were not stored, so the state store's "
+        f"golden targets for these tiles are stale and a restore would not bring them "
+        f"back: {exc}"
     )
