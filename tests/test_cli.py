@@ -170,7 +170,7 @@ _COMMAND_ONLY = {
     "eqprop": {"dataset", "board", "server", "out", "remote_job"},
     "ff": {"dataset", "board", "server", "out", "remote_job"},
     "mlp": {"dataset", "board", "server", "out", "remote_job"},
-    "pat": {"dataset", "board", "server", "profile", "out"},
+    "pat": {"dataset", "board", "server", "profile", "out", "remote_job"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
 _COMMAND_DEFAULTS = {("spsa", "eval_every")}

@@ -32,6 +32,7 @@ from sidra.training import (
     MethodResult,
     MLPOptions,
     Nudging,
+    PATJobOptions,
     PATOptions,
     PerturbationMode,
     RecoveryOptions,
@@ -178,14 +179,26 @@ def _remote(
     dataset: str,
     out: Path | None,
     console: Console,
+    *,
+    sent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Runs ``job`` inside ``server`` (--remote-job); its summary, with the job id and the
-    folder its record was saved into."""
+    folder its record was saved into. ``sent``: the options as submitted, when they hold
+    more than ``options.settings()`` (a pat job's twin profile)."""
     if server is None:
         raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
     folder = _folder(out, job)
-    done = run_remote_job(server, job, options.settings(), dataset, folder, console)
+    submitted = options.settings() if sent is None else sent
+    done = run_remote_job(server, job, submitted, dataset, folder, console)
     return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
+
+
+def _remote_pat(
+    server: str | None, options: PATJobOptions, dataset: str, out: Path | None, console: Console
+) -> dict[str, Any]:
+    """A pat --remote-job: the options with the twin's profile text."""
+    sent = options.settings() | {"twin_profile_toml": options.twin_profile_toml}
+    return _remote(server, "pat", options, dataset, out, console, sent=sent)
 
 
 @train_app.command("spsa")
@@ -396,14 +409,28 @@ def pat(
     in_silico: Annotated[bool, _pat("in_silico")] = _PAT.in_silico,
     twin_seed: Annotated[int | None, _pat("twin_seed")] = _PAT.twin_seed,
     out: Out = None,
+    remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Physics-aware training: every layer's forward pass on the board, the backward pass
     through the board's twin at the board's activations (no TransposeMVM), the schedule's
     first epochs on the twin itself (--board-epochs); with --in-silico, trained on the
-    twin alone and deployed to the board."""
+    twin alone and deployed to the board. A --remote-job takes its twin from --profile
+    (sent with the job) and runs the twin emulator in the server."""
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
+    if remote_job:
+        if profile is None:
+            raise typer.BadParameter(
+                "a --remote-job takes its twin from --profile: characterize the board first "
+                "(sidra board characterize grpc://ADDR --out twin.toml --no-drift)"
+            )
+        _twin_from(profile)  # a bad profile is refused here, before anything is sent
+        text = profile.read_text(encoding="utf-8")
+        job = PATJobOptions.model_validate(options.settings() | {"twin_profile_toml": text})
+        summary = _remote_pat(server, job, dataset, out, console)
+        _print_summary(summary, f"pat on {dataset} (job {summary['job_id']})", as_json, console)
+        return
     data = _dataset(dataset)
     folder = _folder(out, "pat")
     # A profile given is read before the board is opened: a bad one touches no board.

@@ -68,13 +68,15 @@ Outcome = tuple[dict[str, Any], dict[str, bytes]]
 class TrainingJobs:
     """The training jobs a service can run (the ``sidra.jobs`` entry point)."""
 
+    models: dict[str, type[JobOptions]] = KINDS
+    """Each kind this runner runs and its option model."""
     kinds: tuple[str, ...] = tuple(KINDS)
     datasets: tuple[str, ...] = BUNDLED
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         """The validated options of a ``kind`` job; ValueError naming the option, the
         value and what is allowed."""
-        model = KINDS[kind]
+        model = self.models[kind]
         values = json.loads(options_json or "{}")
         if not isinstance(values, dict):
             raise ValueError(f"options_json: got {type(values).__name__}, expected a JSON object")

@@ -254,6 +254,19 @@ class PATOptions(MLPOptions):
         return self.seed + 1_000_000 if self.twin_seed is None else self.twin_seed
 
 
+class PATJobOptions(PATOptions):
+    """:class:`PATOptions` of a job run inside a server (``sidra train pat --remote-job``):
+    the twin's profile travels with the options, as the server cannot read the client's
+    file."""
+
+    twin_profile_toml: str = Field(min_length=1)
+    """The twin's board profile: the text of a ``sidra board characterize`` file (TOML)."""
+
+    def settings(self) -> dict[str, Any]:
+        """The options without the profile's text (kept in the record as twin.toml)."""
+        return {k: v for k, v in super().settings().items() if k != "twin_profile_toml"}
+
+
 class FFEstimator(StrEnum):
     """Where each forward-forward layer's update comes from."""
 

@@ -1,7 +1,8 @@
 """What runs a job's training loop: the ``sidra.jobs`` entry point, loaded when needed.
 
-The service imports no training code (pyproject's import contracts): the training
-package registers its runner (``sidra.training.jobs:TrainingJobs``) under the
+The service imports no training code (pyproject's import contracts): the package
+registers its runner (``sidra.cli.job_runner:ServerJobs``: the training package's
+jobs, and ``pat``, whose twin needs the emulator's profile model) under the
 ``sidra.jobs`` entry point group, and :func:`load_runner` loads it at the first
 SubmitJob. Loading fails without the ``training`` extra (scikit-learn), and the
 job is then refused with :class:`~sidra.drivers.FailedPrecondition` naming the
@@ -44,10 +45,10 @@ class JobReporter(Protocol):
 
 
 class JobRunner(Protocol):
-    """Runs training jobs on a board (``sidra.training.jobs.TrainingJobs``)."""
+    """Runs training jobs on a board (``sidra.cli.job_runner.ServerJobs``)."""
 
     kinds: tuple[str, ...]
-    """Job kinds: ``spsa``, ``last-layer``, ``compare``, ``drift-recovery``."""
+    """Job kinds: the names of the ``sidra train`` commands a job can run."""
     datasets: tuple[str, ...]
     """Data sets a job may name."""
 

@@ -238,7 +238,8 @@ def test_a_server_without_the_training_extra_refuses_jobs_naming_it(
 ) -> None:
     # As if scikit-learn were not installed: importing it fails (sys.modules None).
     monkeypatch.setitem(sys.modules, "sklearn", None)
-    monkeypatch.delitem(sys.modules, "sidra.training.jobs", raising=False)
+    for runner in ("sidra.cli.job_runner", "sidra.training.jobs"):  # loaded again: fails
+        monkeypatch.delitem(sys.modules, runner, raising=False)
     with _client(port) as board:
         with pytest.raises(FailedPrecondition, match=r"'training' extra.*sidra-hil\[training\]"):
             board.jobs.submit("spsa", SHORT)

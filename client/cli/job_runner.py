@@ -1,0 +1,110 @@
+"""The jobs ``sidra serve`` runs (the ``sidra.jobs`` entry point): every training job,
+and physics-aware training, whose twin is built from a board profile.
+
+The training package runs every kind but ``pat`` (:class:`~sidra.training.jobs.
+TrainingJobs`); a ``pat`` job also needs its twin: the profile read as the emulator
+reads it, the twin emulator opened next to the board, neither of which the training
+package may import (pyproject's contracts). This module, above both, adds the kind.
+The twin's profile comes with the options (:class:`~sidra.training.PATJobOptions`:
+the server cannot read the client's file) and is checked when the job is submitted.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import tomllib
+from pathlib import Path
+
+from sidra.cli.twin import twin_physics, twin_url
+from sidra.drivers import Board, BoardInfo, open_board
+from sidra.emulator.config import BoardProfile
+from sidra.training import PATJobOptions, train_pat
+from sidra.training.datasets import Dataset, load_dataset
+from sidra.training.jobs import KINDS, JobReporter, Outcome, TrainingJobs
+from sidra.training.mlp import mlp_placement
+from sidra.training.options import JobOptions
+from sidra.training.twin import TwinPhysics
+
+__all__ = ["ServerJobs"]
+
+PAT = "pat"
+
+
+class ServerJobs(TrainingJobs):
+    """:class:`TrainingJobs` and ``pat``."""
+
+    models: dict[str, type[JobOptions]] = KINDS | {PAT: PATJobOptions}
+    kinds: tuple[str, ...] = tuple(models)
+
+    def options(self, kind: str, options_json: str) -> JobOptions:
+        options = super().options(kind, options_json)
+        if isinstance(options, PATJobOptions):
+            _profile(options)  # a profile the emulator cannot read is refused now, not at start
+        return options
+
+    def claim(
+        self, kind: str, options: JobOptions, dataset: str, info: BoardInfo
+    ) -> tuple[tuple[int, ...], bool]:
+        if not isinstance(options, PATJobOptions):
+            return super().claim(kind, options, dataset, info)
+        geometry = _profile(options).geometry
+        twin_shape = (geometry.tiles, geometry.rows, geometry.cols)
+        if twin_shape != (info.tile_count, info.rows, info.cols):
+            raise ValueError(
+                f"twin_profile_toml: a board of {geometry.tiles} tiles of {geometry.rows} × "
+                f"{geometry.cols}, expected this board's {info.tile_count} tiles of "
+                f"{info.rows} × {info.cols} (characterize the board this server serves)"
+            )
+        placed = mlp_placement(info, load_dataset(dataset), options)
+        return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
+
+    def run(
+        self, kind: str, options: JobOptions, dataset: str, board: Board, reporter: JobReporter
+    ) -> Outcome:
+        if not isinstance(options, PATJobOptions):
+            return super().run(kind, options, dataset, board, reporter)
+        return _pat(board, load_dataset(dataset), options, reporter)
+
+
+def _profile(options: PATJobOptions) -> BoardProfile:
+    """The options' profile; ValueError naming the option and what is wrong."""
+    try:
+        return BoardProfile.model_validate(tomllib.loads(options.twin_profile_toml))
+    except ValueError as exc:  # TOMLDecodeError and pydantic's ValidationError are ValueErrors
+        raise ValueError(f"twin_profile_toml: not a board profile: {exc}") from exc
+
+
+def _twin(options: PATJobOptions) -> TwinPhysics:
+    """The twin of the options' profile (what training's backward pass takes)."""
+    return twin_physics(_profile(options))
+
+
+def _written(options: PATJobOptions, folder: Path) -> Path:
+    """The options' profile as a file in ``folder`` (what the twin emulator opens)."""
+    path = folder / "twin.toml"
+    path.write_text(options.twin_profile_toml, encoding="utf-8")
+    return path
+
+
+def _pat(board: Board, data: Dataset, options: PATJobOptions, reporter: JobReporter) -> Outcome:
+    """``sidra train pat --profile``, next to the board: the twin emulator in this process."""
+
+    def on_epoch(epoch: int, test: float) -> None:
+        reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
+
+    with tempfile.TemporaryDirectory(prefix="sidra-pat-") as folder:
+        profile = _written(options, Path(folder))
+        twin = _twin(options)
+        reporter.log(f"twin: {twin.stuck_cells} stuck cells known, epochs on it "
+                     f"{options.twin_epochs} of {options.epochs}")  # fmt: skip
+        if options.twin_epochs:
+            url = twin_url(profile, options.twin_device_seed)
+            with open_board(url) as twin_board:
+                record = train_pat(board, twin, data, options, twin_board=twin_board,
+                                   on_epoch=on_epoch)  # fmt: skip
+        else:
+            record = train_pat(board, twin, data, options, on_epoch=on_epoch)
+    record.settings["dataset"] = data.name
+    record.settings["twin_profile"] = "twin.toml (sent with the job)"
+    files = record.files() | {"twin.toml": options.twin_profile_toml.encode("utf-8")}
+    return record.summary(), files

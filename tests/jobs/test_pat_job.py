@@ -1,0 +1,72 @@
+"""Physics-aware training as a job inside ``sidra serve``: the twin's profile travels with
+the options, the twin emulator runs in the server, a bad profile is refused at submission."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sidra.characterize.toml import dumps
+from sidra.client import RemoteBoard
+from sidra.drivers import InvalidArgument
+from sidra.emulator import preset
+from sidra.emulator.config import Geometry
+from tests.cli_support import run_sidra, served, sidra_json
+
+URL = "emu://?preset=ideal&seed=5"
+TINY = ("--hidden", "16", "--epochs", "2", "--board-epochs", "1", "--batch-size", "64",
+        "--read-repeats", "1", "--eval-read-repeats", "1", "--cosine-every", "1000")  # fmt: skip
+"""A pat run of seconds: one epoch on the twin, one on the board."""
+
+
+def _twin_profile(path: Path) -> Path:
+    """The served preset's own profile: a perfect twin."""
+    path.write_text(dumps(preset("ideal").model_dump(mode="json")), encoding="utf-8")
+    return path
+
+
+def _address(board: RemoteBoard) -> str:
+    assert board.address is not None
+    return board.address
+
+
+def test_a_pat_job_trains_with_the_twin_it_was_sent(tmp_path: Path) -> None:
+    profile = _twin_profile(tmp_path / "twin.toml")
+    out = tmp_path / "record"
+    with served(URL) as board:
+        summary = sidra_json(
+            "train", "pat", "--server", _address(board), "--remote-job", "--profile",
+            str(profile), *TINY, "--out", str(out),
+        )  # fmt: skip
+        job = board.jobs.get(summary["job_id"])
+    assert job.state == "succeeded" and job.kind == "pat"
+    assert "twin_profile_toml" not in job.options  # the text is kept as a record file
+    assert summary["steps"] > 0 and 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["twin_epochs"] == 1 and summary["twin_steps"] > 0
+    assert (out / "twin.toml").read_text(encoding="utf-8") == profile.read_text(encoding="utf-8")
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["twin_profile"] == "twin.toml (sent with the job)"
+    assert "twin_profile_toml" not in settings and settings["board_epochs"] == 1
+
+
+def test_a_pat_job_is_refused_without_a_readable_twin(tmp_path: Path) -> None:
+    with served(URL) as board:
+        before = len(board.jobs.list())
+        with pytest.raises(InvalidArgument) as caught:
+            board.jobs.submit("pat", {"epochs": 1, "twin_profile_toml": "[geometry]\ntiles = -1\n"})
+        assert caught.value.field == "options_json"
+        assert "twin_profile_toml" in str(caught.value) and "tiles" in str(caught.value)
+        with pytest.raises(InvalidArgument, match="twin_profile_toml"):
+            board.jobs.submit("pat", {"epochs": 1})  # the twin is not optional
+        small = preset("ideal").model_copy(
+            update={"geometry": Geometry(tiles=1, rows=32, cols=32)}
+        )  # another board's twin
+        text = dumps(small.model_dump(mode="json"))
+        with pytest.raises(InvalidArgument, match=r"a board of 1 tiles of 32 × 32, expected"):
+            board.jobs.submit("pat", {"epochs": 1, "twin_profile_toml": text})
+        assert len(board.jobs.list()) == before  # nothing was started
+        server = _address(board)
+        no_profile = run_sidra("train", "pat", "--server", server, "--remote-job", *TINY)
+    assert no_profile.returncode == 2 and "--profile" in no_profile.stderr
