@@ -63,11 +63,11 @@ class Recording:
         """The Program this call wrote, as the store takes it (:attr:`is_program`)."""
         request, report = self.request, self.result
         assert isinstance(request, ProgramRequest) and isinstance(report, ProgramReport)
-        # The request in the canonical form the board was given (float32 targets).
-        done = request.checked(self.info)
+        # The board took the request, so it is valid; the store checks the region against
+        # the board's geometry and makes the targets the float32 the board was given.
         return ProgramWrite(
-            self.info.serial_number, done.tile, done.row_offset, done.col_offset,
-            done.conductances, report, self.principal, self.boot_id,
+            self.info.serial_number, request.tile, request.row_offset, request.col_offset,
+            request.conductances, report, self.principal, self.boot_id,
         )  # fmt: skip
 
     def _store_write_counts(self, request: ReadWriteCountsRequest, counts: WriteCounts) -> None:

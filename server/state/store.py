@@ -69,6 +69,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_ROWS_PER_INSERT = 58
+"""History rows per INSERT statement: 17 parameters each, 986 in all, within the 999
+bound parameters SQLite allowed before 3.32."""
+
+
 class StateStore:
     """The state store at ``path``, created (with its folder) and migrated if needed.
 
@@ -282,13 +287,17 @@ class StateStore:
                     int(golden.programmed.sum()), now,
                 ),
             )  # fmt: skip
-        insert = f"""INSERT INTO programs ({PROGRAM_COLUMNS.removeprefix("id, ")})
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-        if len(rows) == 1:
-            last_id = db.execute(insert, rows[0]).lastrowid
-        else:
-            db.executemany(insert, rows)
-            last_id = db.execute("SELECT max(id) FROM programs").fetchone()[0]
+        # One statement per _ROWS_PER_INSERT rows: every sqlite3 call lets another thread
+        # have the GIL, and a job's recorder runs beside the job (sidra.server.recording).
+        columns = PROGRAM_COLUMNS.removeprefix("id, ")
+        one = "(" + ", ".join(["?"] * (columns.count(",") + 1)) + ")"
+        last_id = None
+        for at in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[at : at + _ROWS_PER_INSERT]
+            values = ", ".join([one] * len(chunk))
+            flat = [value for row in chunk for value in row]
+            insert = f"INSERT INTO programs ({columns}) VALUES {values}"
+            last_id = db.execute(insert, flat).lastrowid
         last_boot = {write.board_serial: write.boot_id for write in writes}
         for serial, boot_id in last_boot.items():
             db.execute(

@@ -153,6 +153,21 @@ def test_programs_stored_together_are_what_the_same_programs_stored_one_by_one_a
     assert [t.programmed_cells for t in together.summary()[0].tiles[:2]] == [112, 15]
 
 
+def test_many_programs_stored_together_keep_their_order(store: StateStore) -> None:
+    rng = np.random.default_rng(6)
+    writes = [
+        ProgramWrite(SERIAL, k % 3, k % 60, 0, targets(rng, (2, 3)), REPORT, f"p{k}", "boot-a")
+        for k in range(130)  # three INSERT statements' worth of history rows
+    ]
+    store.record_programs(writes)
+    history = store.history()
+    assert [r.principal for r in history] == [f"p{k}" for k in range(130)]
+    assert [r.id for r in history] == sorted(r.id for r in history)
+    last = writes[-1]  # k = 129: tile 0, rows 9..10, the latest write there
+    golden = store.golden(SERIAL, 0).targets_us[9:11, :3]
+    assert golden.tobytes() == last.targets_us.tobytes()
+
+
 def test_programs_stored_together_are_all_or_nothing(store: StateStore) -> None:
     writes = _writes(np.random.default_rng(5))
     off_the_tile = dataclasses.replace(writes[2], row_offset=60)  # rows 60..67 of 64
