@@ -32,7 +32,6 @@ from sidra.training import (
     MethodResult,
     MLPOptions,
     Nudging,
-    PATJobOptions,
     PATOptions,
     PerturbationMode,
     RecoveryOptions,
@@ -191,14 +190,6 @@ def _remote(
     submitted = options.settings() if sent is None else sent
     done = run_remote_job(server, job, submitted, dataset, folder, console)
     return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
-
-
-def _remote_pat(
-    server: str | None, options: PATJobOptions, dataset: str, out: Path | None, console: Console
-) -> dict[str, Any]:
-    """A pat --remote-job: the options with the twin's profile text."""
-    sent = options.settings() | {"twin_profile_toml": options.twin_profile_toml}
-    return _remote(server, "pat", options, dataset, out, console, sent=sent)
 
 
 @train_app.command("spsa")
@@ -426,9 +417,9 @@ def pat(
                 "(sidra board characterize grpc://ADDR --out twin.toml --no-drift)"
             )
         _twin_from(profile)  # a bad profile is refused here, before anything is sent
-        text = profile.read_text(encoding="utf-8")
-        job = PATJobOptions.model_validate(options.settings() | {"twin_profile_toml": text})
-        summary = _remote_pat(server, job, dataset, out, console)
+        # The server cannot read this file: its text goes with the options (PATJobOptions).
+        sent = options.settings() | {"twin_profile_toml": profile.read_text(encoding="utf-8")}
+        summary = _remote(server, "pat", options, dataset, out, console, sent=sent)
         _print_summary(summary, f"pat on {dataset} (job {summary['job_id']})", as_json, console)
         return
     data = _dataset(dataset)
