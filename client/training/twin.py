@@ -90,12 +90,11 @@ class TwinPhysics:
             value[inside[:, 0], inside[:, 1]] = g
         return mask, value
 
-    def gain(self, tile: int, rows: int, cols: int) -> Array:
-        """Each cell's gain in ``tile``'s top-left ``rows`` × ``cols`` corner (1 without a map)."""
+    def gain(self, tile: int, rows: int, cols: int) -> Array | None:
+        """Each cell's gain in ``tile``'s top-left ``rows`` × ``cols`` corner; None for a
+        tile without a map (every gain 1)."""
         gains = self.gains.get(tile)
-        if gains is None:
-            return np.ones((rows, cols), np.float32)
-        return np.asarray(gains[:rows, :cols], np.float32)
+        return None if gains is None else np.asarray(gains[:rows, :cols], np.float32)
 
 
 class TwinLayer:
@@ -127,7 +126,8 @@ class TwinLayer:
         """dW_board/dW_target: each cell moves its weight by its gain (1 without a gain
         map), a stuck cell not at all, a differential pair by the mean of its two."""
         for block, (mask, _), gain in zip(layer.blocks, self._stuck, self._gains, strict=True):
-            free: Array = np.where(mask, np.float32(0.0), gain).astype(np.float32)
+            moves = np.float32(1.0) if gain is None else gain
+            free: Array = np.where(mask, np.float32(0.0), moves).astype(np.float32)
             width = block.width
             part: Array = free[:, :width]
             if layer.mapping is WeightMapping.DIFFERENTIAL:
@@ -140,7 +140,9 @@ class TwinLayer:
         layer = self.layer
         self.conductances = []
         for block, (mask, value), gain in zip(layer.blocks, self._stuck, self._gains, strict=True):
-            g = layer.conductances(w[block.rows, block.outputs]) * gain
+            g = layer.conductances(w[block.rows, block.outputs])
+            if gain is not None:  # no map: every gain 1, nothing to multiply
+                g = g * gain
             g = np.where(mask, value, g).astype(np.float32)
             self.conductances.append(g)
             # Each row driven alone at 1 V: its currents are its conductances, and the
