@@ -47,6 +47,7 @@ __all__ = [
     "Timing",
     "Variation",
     "load_profile",
+    "parse_profile",
 ]
 
 SCHEMA_VERSION = 3
@@ -453,12 +454,13 @@ class BoardProfile(_Frozen):
 def load_profile(path: str | Path) -> BoardProfile:
     """Reads a profile from a ``.toml`` or ``.json`` file."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    data: dict[str, Any]
-    if path.suffix == ".toml":
-        data = tomllib.loads(text)
-    elif path.suffix == ".json":
-        data = json.loads(text)
-    else:
+    if path.suffix not in (".toml", ".json"):
         raise ValueError(f"profile: got {path.name!r}, expected a .toml or .json file")
+    return parse_profile(path.read_text(encoding="utf-8"), path.suffix)
+
+
+def parse_profile(text: str, suffix: str = ".toml") -> BoardProfile:
+    """A profile from the text of a ``.toml`` (default) or ``.json`` file; ValueError
+    (tomllib's, json's or pydantic's) saying what is wrong."""
+    data: dict[str, Any] = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
     return BoardProfile.model_validate(data)

@@ -12,12 +12,11 @@ the server cannot read the client's file) and is checked when the job is submitt
 from __future__ import annotations
 
 import tempfile
-import tomllib
 from pathlib import Path
 
 from sidra.cli.twin import twin_physics, twin_url
 from sidra.drivers import Board, BoardInfo, open_board
-from sidra.emulator.config import BoardProfile
+from sidra.emulator.config import BoardProfile, parse_profile
 from sidra.training import PATJobOptions, train_pat
 from sidra.training.datasets import Dataset, load_dataset
 from sidra.training.jobs import KINDS, JobReporter, Outcome, TrainingJobs
@@ -69,8 +68,8 @@ class ServerJobs(TrainingJobs):
 def _profile(options: PATJobOptions) -> BoardProfile:
     """The options' profile; ValueError naming the option and what is wrong."""
     try:
-        return BoardProfile.model_validate(tomllib.loads(options.twin_profile_toml))
-    except ValueError as exc:  # TOMLDecodeError and pydantic's ValidationError are ValueErrors
+        return parse_profile(options.twin_profile_toml)
+    except ValueError as exc:
         raise ValueError(f"twin_profile_toml: not a board profile: {exc}") from exc
 
 
