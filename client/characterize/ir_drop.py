@@ -23,8 +23,9 @@ standard errors of 0 goes into the profile as 0 (no IR drop found).
 
 V is the highest DAC level at or below a quarter of the read range (one step at
 least); as many rows (columns), evenly spread, are driven as keep every output below
-80 % of the ADC's full scale (all of them on most boards). The loads come from the whole programmed tile whatever
-is driven, so the sums above run over the driven lines only.
+80 % of the ADC's full scale (all of them on most boards). The loads come from the
+whole programmed tile whatever is driven, so the sums above run over the driven lines
+only.
 """
 
 from __future__ import annotations
