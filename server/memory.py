@@ -23,6 +23,15 @@ every buffer of a few MiB lands in the heap and fragments it. A service process
 fixes the threshold (:func:`map_large_buffers`, ``sidra serve`` does at start):
 buffers of :data:`MMAP_THRESHOLD_BYTES` or more are then mapped, and unmapped when
 freed; training batches of 1024 vectors (1 MiB) stay in the heap, reused at no cost.
+
+Fixing one threshold also fixes glibc's other, the trim threshold, at its 128 KiB
+default: a heap whose free top exceeds it is shrunk at once, and a per-thread arena
+shrinks by discarding its pages. Every batch-1024 MVM then freed its megabytes of
+buffers, had them discarded and faulted them in again on the next call (about 1,100
+page faults per call in the served emulator; none in process, whose main heap keeps
+them). So :func:`map_large_buffers` raises the trim threshold to
+:data:`TRIM_THRESHOLD_BYTES` as well: during a burst the freed buffers stay for the
+next call, and the idle trim gives them back once the burst is over.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ __all__ = [
     "IDLE_TRIM_S",
     "LARGE_REQUEST_BYTES",
     "MMAP_THRESHOLD_BYTES",
+    "TRIM_THRESHOLD_BYTES",
     "IdleTrim",
     "give_back_memory",
     "map_large_buffers",
@@ -67,19 +77,30 @@ MMAP_THRESHOLD_BYTES = 4 * 2**20
 """4 MiB: allocations this large or larger are mapped and unmapped on their own
 (:func:`map_large_buffers`); glibc's default starts at 128 KiB and then moves."""
 
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number, glibc's malloc.h
+TRIM_THRESHOLD_BYTES = 8 * 2**20
+"""64 MiB: free space at the top of a heap up to this size is kept for the next call
+rather than given back as soon as it is freed (:func:`map_large_buffers`); the idle
+trim returns it after a burst."""
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers, glibc's malloc.h
 
 
-def map_large_buffers(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
+def map_large_buffers(
+    threshold_bytes: int = MMAP_THRESHOLD_BYTES, keep_bytes: int = TRIM_THRESHOLD_BYTES
+) -> bool:
     """Fixes glibc's mmap threshold for this process (``mallopt(M_MMAP_THRESHOLD)``), so
-    freed large buffers go back to the system at once; False where it cannot (not glibc)."""
+    freed large buffers go back to the system at once, and its trim threshold
+    (``M_TRIM_THRESHOLD``, ``keep_bytes``), so the heap does not shrink and fault back
+    in on every call; False where it cannot (not glibc)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (AttributeError, OSError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
+    mapped = mallopt(_M_MMAP_THRESHOLD, threshold_bytes)
+    kept = mallopt(_M_TRIM_THRESHOLD, keep_bytes)
+    return bool(mapped and kept)
 
 
 def trim_available() -> bool:
