@@ -42,10 +42,12 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
@@ -74,7 +76,14 @@ WAN_DELAY_S = 0.020
 def _served(board_url: str) -> Iterator[str]:
     """``sidra serve --board URL`` on a free loopback port; yields ``host:port``."""
     command = [sys.executable, "-m", "sidra.cli", "serve", "--board", board_url]
-    env = {**os.environ, "SIDRA_SHARED_MEMORY__ENABLED": "true"}  # for batch1024_shm_ratio
+    # A state store of its own: the benchmark's thousands of Programs stay out of the
+    # user's store (and every run starts from the same empty file).
+    store = tempfile.TemporaryDirectory(prefix="sidra-bench-")
+    env = {
+        **os.environ,
+        "SIDRA_SHARED_MEMORY__ENABLED": "true",  # for batch1024_shm_ratio
+        "SIDRA_STATE__PATH": str(Path(store.name) / "state.sqlite3"),
+    }
     proc = subprocess.Popen(
         [*command, "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True, env=env,
@@ -95,6 +104,7 @@ def _served(board_url: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        store.cleanup()
 
 
 def _times_s(call: Callable[[], Any], repeats: int) -> list[float]:
