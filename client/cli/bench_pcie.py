@@ -16,13 +16,13 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
 import typer
 
 from sidra.cli.bench_pcie_calls import call_counts
+from sidra.cli.bench_timing import BURST, SETTLE_S, burst_s, times_s
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import Board, open_board
 from sidra.emulator import preset
@@ -32,21 +32,6 @@ __all__ = ["pcie_benchmark", "pcie_command"]
 
 BATCH = 1024
 """Vectors per batch MVM: a full slot window of 256-input float32 vectors."""
-BURST = 5
-"""Batch MVMs timed back to back, as a job streaming batches issues them."""
-SETTLE_S = 0.3
-"""Pause before each burst, PCIe and in-process alike: the board process has parked and
-both processes' BLAS worker threads, which spin for a while after each product, have
-gone to sleep, so neither side's burst runs next to the other's leftovers."""
-
-
-def _times_s(call: Callable[[], Any], repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def _program_same(boards: list[Board], seed: int) -> None:
@@ -81,20 +66,19 @@ def pcie_benchmark(
         # After the warm-up's batches both processes' BLAS worker threads spin for a while
         # (~0.1 s): single MVMs timed next to them would share the two cores with them.
         time.sleep(SETTLE_S)
-        pcie_one = _times_s(lambda: pcie.mvm(0, one), mvms)
+        pcie_one = times_s(lambda: pcie.mvm(0, one), mvms)
         time.sleep(SETTLE_S)
-        local_one = _times_s(lambda: local.mvm(0, one), mvms)
+        local_one = times_s(lambda: local.mvm(0, one), mvms)
         # Interleave bursts of batches so machine load affects both alike, each burst
-        # started from rest (SETTLE_S): both pay the same wake-ups.
+        # started from rest (SETTLE_S, sidra.cli.bench_timing; the board process has
+        # parked too): both pay the same wake-ups.
         pcie_batch, local_batch = [], []
         for _ in range(batches):
-            time.sleep(SETTLE_S)
-            pcie_batch.append(sum(_times_s(lambda: pcie.mvm(0, batch), BURST)))
-            time.sleep(SETTLE_S)
-            local_batch.append(sum(_times_s(lambda: local.mvm(0, batch), BURST)))
+            pcie_batch.append(burst_s(lambda: pcie.mvm(0, batch)))
+            local_batch.append(burst_s(lambda: local.mvm(0, batch)))
         depth = getattr(pcie, "queue_depth", 0)
-    pcie_batch_s = statistics.median(pcie_batch) / BURST
-    local_batch_s = statistics.median(local_batch) / BURST
+    pcie_batch_s = statistics.median(pcie_batch)
+    local_batch_s = statistics.median(local_batch)
     return {
         "mvm1_p50_us": round(1e6 * float(np.percentile(pcie_one, 50)), 1),
         "mvm1_p99_us": round(1e6 * float(np.percentile(pcie_one, 99)), 1),

@@ -7,8 +7,9 @@ acceptance names are printed as ratios:
 
 - ``batch{1,64,1024}_float32_ratio``: MVM vectors per second over gRPC divided by in
   process (float32 tensors); the batch-1024 paths (in process, float32, codes, shared
-  memory) are timed in turn within each repeat, so load that comes and goes falls on
-  each alike;
+  memory) are timed in turn within each repeat, each as a burst of back-to-back calls
+  from rest (sidra.cli.bench_timing), so load that comes and goes falls on each alike
+  and neither process's spinning BLAS threads slow the other's burst;
 - ``batch1024_codes_ratio``: the same over gRPC with the inputs as DAC codes (int8) and
   the outputs as ADC codes (int16; ``input_codes``, ``output_codes``), divided by in
   process (float32): the acceptance asks for at least 2.5 x ``batch1024_float32_ratio``;
@@ -55,6 +56,7 @@ import numpy as np
 import typer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sidra.cli.bench_timing import SETTLE_S, burst_s, times_s
 from sidra.cli.delay_proxy import DelayProxy
 from sidra.cli.options import AsJson, Preset
 from sidra.client import RemoteBoard, connect
@@ -107,15 +109,6 @@ def _served(board_url: str) -> Iterator[str]:
         store.cleanup()
 
 
-def _times_s(call: Callable[[], Any], repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def _alternating_times_s(
     calls: tuple[Callable[[], Any], ...], repeats: int
 ) -> tuple[list[float], ...]:
@@ -137,18 +130,21 @@ def _alternating_times_s(
 def _vectors_per_s(board: Board, batch: int, repeats: int, rng: np.random.Generator) -> float:
     info = board.info
     v = rng.uniform(-0.05, 0.05, (batch, info.rows)).astype(np.float32)
+    time.sleep(SETTLE_S)  # the other side's BLAS threads asleep (sidra.cli.bench_timing)
     for _ in range(2):  # warm-up: connections, BLAS threads, page faults
         board.mvm(0, v)
-    return batch / statistics.median(_times_s(lambda: board.mvm(0, v), repeats))
+    return batch / statistics.median(times_s(lambda: board.mvm(0, v), repeats))
 
 
 def _batch1024_vectors_per_s(
     local: Board, remote: RemoteBoard, repeats: int, rng: np.random.Generator
 ) -> dict[str, float]:
-    """MVM vectors per second of a batch of 1024 by each path, timed in turn within
-    each repeat (in process; over gRPC with float32 tensors, with converter codes,
-    with the tensors in shared memory), so load that comes and goes during the run
-    falls on every path alike. Codes are left out on a board without converters."""
+    """MVM vectors per second of a batch of 1024 by each path (in process; over gRPC
+    with float32 tensors, with converter codes, with the tensors in shared memory): in
+    each repeat a burst of each path in turn, each from rest (sidra.cli.bench_timing),
+    so load that comes and goes during the run falls on every path alike and no path
+    runs next to the BLAS threads the other process left spinning. Codes are left out
+    on a board without converters."""
     batch, info = 1024, local.info
     v = rng.uniform(-0.05, 0.05, (batch, info.rows)).astype(np.float32)
     calls: dict[str, Callable[[], Any]] = {
@@ -171,9 +167,7 @@ def _batch1024_vectors_per_s(
         times: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(repeats):
             for name, call in calls.items():
-                start = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - start)
+                times[name].append(burst_s(call))
     return {name: batch / statistics.median(taken) for name, taken in times.items()}
 
 
@@ -299,7 +293,10 @@ def service_benchmark(
 def service_command(
     as_json: AsJson = False,
     preset_name: Preset = "sidra-y1",
-    repeats: Annotated[int, typer.Option(min=3, help="Timed repetitions per batch size.")] = 21,
+    repeats: Annotated[
+        int,
+        typer.Option(min=3, help="Timed repetitions per batch size (batch 1024: bursts of calls)."),
+    ] = 21,
     spsa_steps: Annotated[
         int, typer.Option(min=5, help="SPSA steps n of the per-step figures' n / 2n runs.")
     ] = 100,
