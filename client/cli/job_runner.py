@@ -6,15 +6,18 @@ TrainingJobs`); a ``pat`` job also needs its twin: the profile read as the emula
 reads it, the twin emulator opened next to the board, neither of which the training
 package may import (pyproject's contracts). This module, above both, adds the kind.
 The twin's profile comes with the options (:class:`~sidra.training.PATJobOptions`:
-the server cannot read the client's file) and is checked when the job is submitted.
+the server cannot read the client's file) and is checked when the job is submitted;
+a job sent without one characterizes the board first, next to it, on a lease of the
+whole board (characterization programs every tile).
 """
 
 from __future__ import annotations
 
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
-from sidra.cli.twin import twin_physics, twin_url
+from sidra.cli.twin import measured_twin, twin_physics, twin_url
 from sidra.drivers import Board, BoardInfo, open_board
 from sidra.emulator.config import BoardProfile, parse_profile
 from sidra.training import PATJobOptions, train_pat
@@ -37,7 +40,7 @@ class ServerJobs(TrainingJobs):
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         options = super().options(kind, options_json)
-        if isinstance(options, PATJobOptions):
+        if isinstance(options, PATJobOptions) and options.twin_profile_toml:
             _profile(options)  # a profile the emulator cannot read is refused now, not at start
         return options
 
@@ -46,15 +49,18 @@ class ServerJobs(TrainingJobs):
     ) -> tuple[tuple[int, ...], bool]:
         if not isinstance(options, PATJobOptions):
             return super().claim(kind, options, dataset, info)
-        geometry = _profile(options).geometry
-        twin_shape = (geometry.tiles, geometry.rows, geometry.cols)
-        if twin_shape != (info.tile_count, info.rows, info.cols):
-            raise ValueError(
-                f"twin_profile_toml: a board of {geometry.tiles} tiles of {geometry.rows} × "
-                f"{geometry.cols}, expected this board's {info.tile_count} tiles of "
-                f"{info.rows} × {info.cols} (characterize the board this server serves)"
-            )
-        placed = mlp_placement(info, load_dataset(dataset), options)
+        if options.twin_profile_toml:
+            geometry = _profile(options).geometry
+            twin_shape = (geometry.tiles, geometry.rows, geometry.cols)
+            if twin_shape != (info.tile_count, info.rows, info.cols):
+                raise ValueError(
+                    f"twin_profile_toml: a board of {geometry.tiles} tiles of {geometry.rows} "
+                    f"× {geometry.cols}, expected this board's {info.tile_count} tiles of "
+                    f"{info.rows} × {info.cols} (characterize the board this server serves)"
+                )
+        placed = mlp_placement(info, load_dataset(dataset), options)  # the network must fit
+        if not options.twin_profile_toml:
+            return (), True  # characterized first: its stuck-cell scan programs every tile
         return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
 
     def run(
@@ -67,8 +73,15 @@ class ServerJobs(TrainingJobs):
 
 def _profile(options: PATJobOptions) -> BoardProfile:
     """The options' profile; ValueError naming the option and what is wrong."""
+    return _parsed(options.twin_profile_toml)
+
+
+@lru_cache(maxsize=4)
+def _parsed(text: str) -> BoardProfile:
+    # Submission, the lease and the run each ask for the profile of the same text: read
+    # once (a profile with gain maps is hundreds of kB of TOML).
     try:
-        return parse_profile(options.twin_profile_toml)
+        return parse_profile(text)
     except ValueError as exc:
         raise ValueError(f"twin_profile_toml: not a board profile: {exc}") from exc
 
@@ -86,7 +99,15 @@ def _written(options: PATJobOptions, folder: Path) -> Path:
 
 
 def _pat(board: Board, data: Dataset, options: PATJobOptions, reporter: JobReporter) -> Outcome:
-    """``sidra train pat --profile``, next to the board: the twin emulator in this process."""
+    """``sidra train pat``, next to the board: the twin emulator in this process, its
+    profile the one sent or, without one, measured on the board first."""
+    source = "sent with the job"
+    if not options.twin_profile_toml:
+        reporter.log("characterizing the board for its twin (no profile sent; drift skipped)")
+        text, wall_s = measured_twin(board)
+        reporter.log(f"twin profile measured in {wall_s:.1f} s")
+        options = options.model_copy(update={"twin_profile_toml": text})
+        source = "characterized in the job"
 
     def on_epoch(epoch: int, test: float) -> None:
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
@@ -104,6 +125,6 @@ def _pat(board: Board, data: Dataset, options: PATJobOptions, reporter: JobRepor
         else:
             record = train_pat(board, twin, data, options, on_epoch=on_epoch)
     record.settings["dataset"] = data.name
-    record.settings["twin_profile"] = "twin.toml (sent with the job)"
+    record.settings["twin_profile"] = f"twin.toml ({source})"
     files = record.files() | {"twin.toml": options.twin_profile_toml.encode("utf-8")}
     return record.summary(), files

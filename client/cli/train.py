@@ -406,19 +406,17 @@ def pat(
     """Physics-aware training: every layer's forward pass on the board, the backward pass
     through the board's twin at the board's activations (no TransposeMVM), the schedule's
     first epochs on the twin itself (--board-epochs); with --in-silico, trained on the
-    twin alone and deployed to the board. A --remote-job takes its twin from --profile
-    (sent with the job) and runs the twin emulator in the server."""
+    twin alone and deployed to the board. A --remote-job sends --profile with the job,
+    or without it has the server characterize the board first (leasing the whole board);
+    the twin emulator runs in the server."""
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
     if remote_job:
-        if profile is None:
-            raise typer.BadParameter(
-                "a --remote-job takes its twin from --profile: characterize the board first "
-                "(sidra board characterize grpc://ADDR --out twin.toml --no-drift)"
-            )
-        _twin_from(profile)  # a bad profile is refused here, before anything is sent
-        # The server cannot read this file: its text goes with the options (PATJobOptions).
-        sent = options.settings() | {"twin_profile_toml": profile.read_text(encoding="utf-8")}
+        sent = options.settings()
+        if profile is not None:
+            _twin_from(profile)  # a bad profile is refused here, before anything is sent
+            # The server cannot read this file: its text goes with the options.
+            sent |= {"twin_profile_toml": profile.read_text(encoding="utf-8")}
         summary = _remote(server, "pat", options, dataset, out, console, sent=sent)
         _print_summary(summary, f"pat on {dataset} (job {summary['job_id']})", as_json, console)
         return

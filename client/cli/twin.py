@@ -19,7 +19,7 @@ from sidra.drivers import Board
 from sidra.emulator.config import BoardProfile, load_profile
 from sidra.training.twin import TwinPhysics
 
-__all__ = ["characterize_twin", "load_twin", "twin_physics", "twin_url"]
+__all__ = ["characterize_twin", "load_twin", "measured_twin", "twin_physics", "twin_url"]
 
 
 def twin_physics(profile: BoardProfile) -> TwinPhysics:
@@ -46,15 +46,21 @@ def load_twin(path: Path) -> TwinPhysics:
         raise ValueError(f"{path}: {exc}") from exc
 
 
-def characterize_twin(board: Board, out: Path, console: Console) -> Path:
+def measured_twin(board: Board) -> tuple[str, float]:
     """Characterizes ``board`` (drift skipped: training needs none of it and it would
-    age the board) and writes its profile to ``out``."""
-    console.print("characterizing the board for its twin (no --profile given)")
+    age the board); returns its profile as TOML text and the wall time it took, s."""
     result = characterize(board, drift=False)
     header = "Board profile measured by `sidra train pat` before training (drift skipped)."
+    return dumps(result.profile.model_dump(mode="json"), header), result.budget.wall_s
+
+
+def characterize_twin(board: Board, out: Path, console: Console) -> Path:
+    """Characterizes ``board`` (:func:`measured_twin`) and writes its profile to ``out``."""
+    console.print("characterizing the board for its twin (no --profile given)")
+    text, wall_s = measured_twin(board)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(dumps(result.profile.model_dump(mode="json"), header), encoding="utf-8")
-    console.print(f"twin profile written to {out} ({result.budget.wall_s:.1f} s)")
+    out.write_text(text, encoding="utf-8")
+    console.print(f"twin profile written to {out} ({wall_s:.1f} s)")
     return out
 
 

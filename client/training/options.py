@@ -257,10 +257,12 @@ class PATOptions(MLPOptions):
 class PATJobOptions(PATOptions):
     """:class:`PATOptions` of a job run inside a server (``sidra train pat --remote-job``):
     the twin's profile travels with the options, as the server cannot read the client's
-    file."""
+    file; without one the job characterizes the board itself."""
 
-    twin_profile_toml: str = Field(min_length=1)
-    """The twin's board profile: the text of a ``sidra board characterize`` file (TOML)."""
+    twin_profile_toml: str = ""
+    """The twin's board profile: the text of a ``sidra board characterize`` file (TOML).
+    Empty: the job characterizes the board first, next to it (drift skipped), and so
+    leases the whole board, as characterization programs every tile."""
 
     def settings(self) -> dict[str, Any]:
         """The options without the profile's text (kept in the record as twin.toml)."""

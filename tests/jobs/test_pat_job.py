@@ -1,5 +1,6 @@
 """Physics-aware training as a job inside ``sidra serve``: the twin's profile travels with
-the options, the twin emulator runs in the server, a bad profile is refused at submission."""
+the options (or the job characterizes the board itself), the twin emulator runs in the
+server, a bad profile is refused at submission."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sidra.characterize.toml import dumps
 from sidra.client import RemoteBoard
 from sidra.drivers import InvalidArgument
 from sidra.emulator import preset
-from sidra.emulator.config import Geometry
+from sidra.emulator.config import Geometry, parse_profile
 from tests.cli_support import run_sidra, served, sidra_json
 
 URL = "emu://?preset=ideal&seed=5"
@@ -51,15 +52,13 @@ def test_a_pat_job_trains_with_the_twin_it_was_sent(tmp_path: Path) -> None:
     assert "twin_profile_toml" not in settings and settings["board_epochs"] == 1
 
 
-def test_a_pat_job_is_refused_without_a_readable_twin(tmp_path: Path) -> None:
+def test_a_pat_job_is_refused_with_a_twin_it_cannot_read(tmp_path: Path) -> None:
     with served(URL) as board:
         before = len(board.jobs.list())
         with pytest.raises(InvalidArgument) as caught:
             board.jobs.submit("pat", {"epochs": 1, "twin_profile_toml": "[geometry]\ntiles = -1\n"})
         assert caught.value.field == "options_json"
         assert "twin_profile_toml" in str(caught.value) and "tiles" in str(caught.value)
-        with pytest.raises(InvalidArgument, match="twin_profile_toml"):
-            board.jobs.submit("pat", {"epochs": 1})  # the twin is not optional
         small = preset("ideal").model_copy(
             update={"geometry": Geometry(tiles=1, rows=32, cols=32)}
         )  # another board's twin
@@ -68,5 +67,29 @@ def test_a_pat_job_is_refused_without_a_readable_twin(tmp_path: Path) -> None:
             board.jobs.submit("pat", {"epochs": 1, "twin_profile_toml": text})
         assert len(board.jobs.list()) == before  # nothing was started
         server = _address(board)
-        no_profile = run_sidra("train", "pat", "--server", server, "--remote-job", *TINY)
-    assert no_profile.returncode == 2 and "--profile" in no_profile.stderr
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[geometry]\ntiles = -1\n", encoding="utf-8")
+        refused = run_sidra("train", "pat", "--server", server, "--remote-job", "--profile",
+                            str(bad), *TINY)  # fmt: skip
+        assert len(board.jobs.list()) == before  # refused by the client: nothing was sent
+    assert refused.returncode == 2 and "--profile" in refused.stderr
+
+
+def test_a_pat_job_sent_without_a_twin_characterizes_the_board_first(tmp_path: Path) -> None:
+    out = tmp_path / "record"
+    with served(URL) as board:
+        info = board.info
+        summary = sidra_json(
+            "train", "pat", "--server", _address(board), "--remote-job", *TINY, "--out", str(out)
+        )  # fmt: skip
+        job = board.jobs.get(summary["job_id"])
+        said = [e.message for e in board.jobs.watch(job.job_id) if e.kind == "log"]
+    assert job.state == "succeeded" and job.kind == "pat"
+    assert job.whole_board  # characterization programs every tile
+    assert any(line.startswith("characterizing the board for its twin") for line in said)
+    assert summary["twin_epochs"] == 1 and summary["twin_steps"] > 0
+    measured = parse_profile((out / "twin.toml").read_text(encoding="utf-8"))
+    geometry = measured.geometry
+    assert (geometry.tiles, geometry.rows, geometry.cols) == (info.tile_count, info.rows, info.cols)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["twin_profile"] == "twin.toml (characterized in the job)"
