@@ -102,6 +102,7 @@ def train_network(
     on_epoch: Callable[[int, float], None] | None = None,
     epochs: slice | None = None,
     initial: Sequence[Array] | None = None,
+    train_accuracy: bool = True,
 ) -> tuple[TrainingRecord, HybridNetwork]:
     """The perceptron of ``o`` trained on ``board``, its backward pass as ``network``'s
     class computes it (:class:`HybridNetwork`: TransposeMVM on the board); the record
@@ -111,7 +112,9 @@ def train_network(
     are numbered from 1 in ``on_epoch`` and the checkpoints as in the whole schedule),
     so one schedule can be split between two boards (``sidra.training.pat``: the twin
     first, then the board). ``initial``: the weights to start from instead of He
-    initialisation (the full matrices, bias rows included)."""
+    initialisation (the full matrices, bias rows included). ``train_accuracy`` False
+    leaves the record's at 0.0 rather than reading the whole training set once more (a
+    first part whose record only hands its weights on)."""
     rates = epoch_rates(o)
     first, stop, _ = (epochs or slice(None)).indices(len(rates))
     if not 0 <= first < stop:
@@ -147,9 +150,10 @@ def train_network(
     record.weights = net.weights[-1]
     record.steps = len(record.losses)
     record.test_accuracy = record.checkpoints[-1].test_accuracy
-    record.train_accuracy = accuracy(
-        net.predict(data.x_train, read_repeats=o.eval_read_repeats), data.y_train
-    )
+    if train_accuracy:
+        record.train_accuracy = accuracy(
+            net.predict(data.x_train, read_repeats=o.eval_read_repeats), data.y_train
+        )
     record.count(meter.read())
     record.programs = net.programs
     table = np.array(cosines)

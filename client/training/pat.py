@@ -124,8 +124,9 @@ def train_pat(
     elif on_twin:
         assert twin_board is not None
         first, pretrained = train_network(
-            twin_board, data, o, network, job=job, on_epoch=on_epoch, epochs=slice(0, on_twin)
-        )
+            twin_board, data, o, network, job=job, on_epoch=on_epoch, epochs=slice(0, on_twin),
+            train_accuracy=False,  # only its weights and test accuracy go on
+        )  # fmt: skip
         record, _ = train_network(
             board, data, o, network, job=job, on_epoch=on_epoch,
             epochs=slice(on_twin, None), initial=pretrained.weights,
