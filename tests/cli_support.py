@@ -58,6 +58,13 @@ def process(
 @contextmanager
 def served(board_url: str) -> Iterator[RemoteBoard]:
     """``sidra serve --board URL`` on a free loopback port, and a client connected to it."""
+    with served_process(board_url) as (board, _):
+        yield board
+
+
+@contextmanager
+def served_process(board_url: str) -> Iterator[tuple[RemoteBoard, subprocess.Popen[str]]]:
+    """:func:`served`, with the server's process (its pid, its stderr)."""
     with process("serve", "--board", board_url, "--listen", "127.0.0.1:0",
                  first_line_from="stderr") as (first, proc):  # fmt: skip
         assert proc.stderr is not None
@@ -65,7 +72,7 @@ def served(board_url: str) -> Iterator[RemoteBoard]:
         match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
         assert match, line
         with connect(f"127.0.0.1:{match.group(1)}") as board:
-            yield board
+            yield board, proc
 
 
 def serving_line(stream: IO[str]) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from types import FrameType
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from sidra.cli.bench_timing import times_s
 from sidra.drivers import open_board
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar
@@ -143,8 +143,8 @@ def call_counts(
                 counted = _count(counter, lambda: pcie.mvm(0, one), mvms)
                 local_counter = CallCounter()
                 _count(local_counter, lambda: local.mvm(0, one), mvms)
-                fastest_s = min(_times_s(lambda: pcie.mvm(0, one), 2000))
-                local_fastest_s = min(_times_s(lambda: local.mvm(0, one), 2000))
+                fastest_s = min(times_s(lambda: pcie.mvm(0, one), 2000))
+                local_fastest_s = min(times_s(lambda: local.mvm(0, one), 2000))
         finally:
             device.close()
     per = {
@@ -181,11 +181,3 @@ def _count(counter: CallCounter, call: Any, repeats: int) -> CallCounter:
         counter.by_name[counter.side]["setprofile"] -= 1
     return counter
 
-
-def _times_s(call: Any, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times

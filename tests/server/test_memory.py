@@ -10,7 +10,6 @@ batch MVMs does not give its buffers back and fault them in again on every call.
 from __future__ import annotations
 
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -20,9 +19,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from cli_support import process, serving_line
+from cli_support import served_process
 
-from sidra.client import connect
 from sidra.drivers import open_board
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.server import servicer
@@ -62,25 +60,16 @@ def _minor_faults(pid: int) -> int:
 def test_a_served_batch_reuses_the_buffers_the_last_one_freed() -> None:
     """While calls keep coming, ``sidra serve`` keeps a batch-1024 MVM's freed buffers
     for the next one: with glibc's 128 KiB trim threshold each call gave back and
-    faulted in again some 4 MiB (about 1,000 pages, which a page fault each costs
-    more than the emulator's product on a virtual machine)."""
-    with process("serve", "--board", IDEAL_URL, "--listen", "127.0.0.1:0",
-                 first_line_from="stderr") as (first, proc):  # fmt: skip
-        assert proc.stderr is not None
-        line = first if first.startswith("serving") else serving_line(proc.stderr)
-        match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
-        assert match, line
-        # The server logs a line per call: read them, or a full pipe would stall it.
-        threading.Thread(target=proc.stderr.read, daemon=True).start()
-        v = np.full((1024, 256), 0.01, np.float32)
-        faults = []
-        with connect(f"127.0.0.1:{match.group(1)}") as board:
-            for _ in range(5):  # the first calls size the heaps
-                board.mvm(0, v)
-            for _ in range(15):
-                before = _minor_faults(proc.pid)
-                board.mvm(0, v)
-                faults.append(_minor_faults(proc.pid) - before)
+    faulted in again some 4 MiB, about 1,000 pages, on every call."""
+    v = np.full((1024, 256), 0.01, np.float32)
+    faults = []
+    with served_process(IDEAL_URL) as (board, proc):
+        for _ in range(5):  # the first calls size the heaps
+            board.mvm(0, v)
+        for _ in range(15):
+            before = _minor_faults(proc.pid)
+            board.mvm(0, v)
+            faults.append(_minor_faults(proc.pid) - before)
     # The median: a pause of IDLE_TRIM_S on a loaded machine lets the idle trim give
     # everything back, and the call after it faults its buffers in once.
     assert statistics.median(faults) < 64, faults
