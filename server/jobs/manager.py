@@ -67,7 +67,9 @@ DEFAULT_DATASET = "digits"
 
 PROGRESS_INTERVAL_S = 0.1
 """A progress report becomes an event when this long has passed since the last one, s,
-or when it completes another hundredth of the run, or is the last step."""
+or when it is the last step. (Not at every hundredth of the run as well: a job of
+millisecond steps then made an event every few steps, and each one wakes every
+watcher's stream on the job's CPUs.)"""
 
 FLUSH_INTERVAL_S = 1.0
 """Most time a running job's events wait before they are written to the store, s."""
@@ -100,8 +102,6 @@ class _LiveJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     cancelled_by: str = ""
     last_progress_s: float = -math.inf
-    last_hundredth: int = -1
-    """Hundredths of the run done at the last progress event."""
     last_flush_s: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -345,13 +345,8 @@ class JobManager:
         with self._changed:
             row = live.row
             row.step, row.total, row.message = step, total, message
-            hundredth = 100 * step // max(total, 1)
-            if (
-                step >= total
-                or hundredth != live.last_hundredth
-                or now - live.last_progress_s >= PROGRESS_INTERVAL_S
-            ):
-                live.last_progress_s, live.last_hundredth = now, hundredth
+            if step >= total or now - live.last_progress_s >= PROGRESS_INTERVAL_S:
+                live.last_progress_s = now
                 self._event(live, "progress", step=step, total=total, message=message)
         self._flush_if_due(live, now)
 
