@@ -26,6 +26,7 @@ from sidra.drivers import (
 )
 from sidra.drivers.errors import LeaseHeld
 from sidra.server.app import create_server
+from sidra.server.jobs.manager import PROGRESS_INTERVAL_S
 from sidra.server.security import Role, TokensFile, add_principal
 from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
@@ -69,6 +70,19 @@ def port(store_path: Path) -> Iterator[int]:
 
 def _client(port: int, token: str = "") -> RemoteBoard:
     return connect(f"127.0.0.1:{port}", token=token)
+
+
+def test_progress_events_come_about_every_interval_and_at_the_last_step(port: int) -> None:
+    """A job of fast steps reports progress at every step; an event comes only when
+    PROGRESS_INTERVAL_S has passed since the last one, and at the last step."""
+    with _client(port) as board:
+        job = board.jobs.submit("spsa", {"steps": 300, "eval_every": 300, "batch_size": 16})
+        events = list(board.jobs.watch(job.job_id))
+    progress = [e for e in events if e.kind == "progress"]
+    assert progress[-1].step == progress[-1].total == 300
+    gaps = [b.unix_s - a.unix_s for a, b in zip(progress[:-1], progress[1:-1], strict=False)]
+    assert all(gap >= 0.9 * PROGRESS_INTERVAL_S for gap in gaps), gaps
+    assert len(progress) < 300
 
 
 def _first_progress(board: RemoteBoard, job_id: str) -> int:
