@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 from sidra.drivers import BoardInfo, ProgramReport, SidraError, WriteCounts
@@ -87,20 +88,19 @@ class Recording:
 def store_in_order(recordings: Sequence[Callable[[], None]]) -> None:
     """Runs ``recordings`` in order, each run of consecutive Programs bound for one store
     in one transaction (all of the run or none); anything else is called as it is."""
-    run: list[Recording] = []
-    for recording in recordings:
-        if isinstance(recording, Recording) and recording.is_program:
-            if run and recording.store is not run[0].store:
-                _store_programs(run[0].store, run)
-                run = []
-            run.append(recording)
-            continue
-        if run:
-            _store_programs(run[0].store, run)
-            run = []
-        recording()
-    if run:
-        _store_programs(run[0].store, run)
+    for store, run in groupby(recordings, key=_program_store):
+        if store is None:
+            for recording in run:
+                recording()
+        else:
+            _store_programs(store, list(run))  # type: ignore[arg-type]  # Programs only
+
+
+def _program_store(recording: Callable[[], None]) -> StateStore | None:
+    """The store a Program's recording goes to; None for any other recording."""
+    if isinstance(recording, Recording) and recording.is_program:
+        return recording.store
+    return None
 
 
 def _store_programs(store: StateStore, programs: Sequence[Recording]) -> None:
