@@ -69,9 +69,9 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-_ROWS_PER_INSERT = 58
-"""History rows per INSERT statement: 17 parameters each, 986 in all, within the 999
-bound parameters SQLite allowed before 3.32."""
+_MAX_PARAMETERS = 999
+"""Bound parameters per statement that SQLite allowed before 3.32: the history rows of
+one INSERT hold at most this many values."""
 
 
 class StateStore:
@@ -287,13 +287,16 @@ class StateStore:
                     int(golden.programmed.sum()), now,
                 ),
             )  # fmt: skip
-        # One statement per _ROWS_PER_INSERT rows: every sqlite3 call lets another thread
-        # have the GIL, and a job's recorder runs beside the job (sidra.server.recording).
+        # As many rows per statement as _MAX_PARAMETERS allows: every sqlite3 call lets
+        # another thread have the GIL, and a job's recorder runs beside the job
+        # (sidra.server.recording).
         columns = PROGRAM_COLUMNS.removeprefix("id, ")
-        one = "(" + ", ".join(["?"] * (columns.count(",") + 1)) + ")"
+        width = columns.count(",") + 1
+        one = "(" + ", ".join(["?"] * width) + ")"
+        per_insert = _MAX_PARAMETERS // width
         last_id = None
-        for at in range(0, len(rows), _ROWS_PER_INSERT):
-            chunk = rows[at : at + _ROWS_PER_INSERT]
+        for at in range(0, len(rows), per_insert):
+            chunk = rows[at : at + per_insert]
             values = ", ".join([one] * len(chunk))
             flat = [value for row in chunk for value in row]
             insert = f"INSERT INTO programs ({columns}) VALUES {values}"
