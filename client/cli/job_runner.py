@@ -17,8 +17,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from sidra.cli.twin import measured_twin, twin_physics, twin_url
-from sidra.drivers import Board, BoardInfo, open_board
+from sidra.cli.twin import measured_twin, twin_emulator, twin_physics
+from sidra.drivers import Board, BoardInfo
 from sidra.emulator.config import BoardProfile, parse_profile
 from sidra.training import PATJobOptions, train_pat
 from sidra.training.datasets import Dataset, load_dataset
@@ -112,18 +112,14 @@ def _pat(board: Board, data: Dataset, options: PATJobOptions, reporter: JobRepor
     def on_epoch(epoch: int, test: float) -> None:
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
-    with tempfile.TemporaryDirectory(prefix="sidra-pat-") as folder:
-        profile = _written(options, Path(folder))
-        twin = _twin(options)
-        reporter.log(f"twin: {twin.stuck_cells} stuck cells known, epochs on it "
-                     f"{options.twin_epochs} of {options.epochs}")  # fmt: skip
-        if options.twin_epochs:
-            url = twin_url(profile, options.twin_device_seed)
-            with open_board(url) as twin_board:
-                record = train_pat(board, twin, data, options, twin_board=twin_board,
-                                   on_epoch=on_epoch)  # fmt: skip
-        else:
-            record = train_pat(board, twin, data, options, on_epoch=on_epoch)
+    twin = _twin(options)
+    reporter.log(f"twin: {twin.stuck_cells} stuck cells known, epochs on it "
+                 f"{options.twin_epochs} of {options.epochs}")  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="sidra-pat-") as folder,
+        twin_emulator(_written(options, Path(folder)), options) as twin_board,
+    ):
+        record = train_pat(board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch)
     record.settings["dataset"] = data.name
     record.settings["twin_profile"] = f"twin.toml ({source})"
     files = record.files() | {"twin.toml": options.twin_profile_toml.encode("utf-8")}

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
 from sidra.cli.options import AsJson, field_option, job_options
-from sidra.cli.twin import characterize_twin, load_twin, twin_url
+from sidra.cli.twin import characterize_twin, load_twin, twin_emulator, twin_url
 from sidra.client import connect
 from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
@@ -427,9 +427,7 @@ def pat(
     with _board(board, server) as target:
         source = profile or characterize_twin(target, folder / "twin.toml", console)
         twin = twin or _twin_from(source)
-        url = twin_url(source, options.twin_device_seed)
-        twin_board = open_board(url) if options.twin_epochs else contextlib.nullcontext()
-        with twin_board as on_twin, _progress(console) as progress:
+        with twin_emulator(source, options) as on_twin, _progress(console) as progress:
             task = progress.add_task("pat", total=options.epochs, status="")
             record = train_pat(
                 target,
@@ -443,7 +441,7 @@ def pat(
             )
     record.settings["twin_profile"] = str(source)
     if options.twin_epochs:
-        record.settings["twin_board"] = url
+        record.settings["twin_board"] = twin_url(source, options.twin_device_seed)
     _finish(record, dataset, "pat", folder, as_json, console)
 
 

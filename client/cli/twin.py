@@ -7,6 +7,8 @@ characterizes the board itself; training sees only the plain
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,11 +17,19 @@ from rich.console import Console
 
 from sidra.characterize import characterize
 from sidra.characterize.toml import dumps
-from sidra.drivers import Board
+from sidra.drivers import Board, open_board
 from sidra.emulator.config import BoardProfile, load_profile
+from sidra.training import PATOptions
 from sidra.training.twin import TwinPhysics
 
-__all__ = ["characterize_twin", "load_twin", "measured_twin", "twin_physics", "twin_url"]
+__all__ = [
+    "characterize_twin",
+    "load_twin",
+    "measured_twin",
+    "twin_emulator",
+    "twin_physics",
+    "twin_url",
+]
 
 
 def twin_physics(profile: BoardProfile) -> TwinPhysics:
@@ -67,3 +77,14 @@ def characterize_twin(board: Board, out: Path, console: Console) -> Path:
 def twin_url(profile: Path, seed: int) -> str:
     """The emulator URL of a twin with ``profile`` and devices drawn from ``seed``."""
     return f"emu://?profile={quote(str(profile.resolve()))}&seed={seed}"
+
+
+@contextmanager
+def twin_emulator(profile: Path, options: PATOptions) -> Iterator[Board | None]:
+    """The emulator the first ``options.twin_epochs`` of pat run on: ``profile``, devices
+    drawn from ``options.twin_device_seed``; None when the schedule runs none there."""
+    if not options.twin_epochs:
+        yield None
+        return
+    with open_board(twin_url(profile, options.twin_device_seed)) as board:
+        yield board
