@@ -80,33 +80,33 @@ def _served(board_url: str) -> Iterator[str]:
     command = [sys.executable, "-m", "sidra.cli", "serve", "--board", board_url]
     # A state store of its own: the benchmark's thousands of Programs stay out of the
     # user's store (and every run starts from the same empty file).
-    store = tempfile.TemporaryDirectory(prefix="sidra-bench-")
-    env = {
-        **os.environ,
-        "SIDRA_SHARED_MEMORY__ENABLED": "true",  # for batch1024_shm_ratio
-        "SIDRA_STATE__PATH": str(Path(store.name) / "state.sqlite3"),
-    }
-    proc = subprocess.Popen(
-        [*command, "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        stderr = proc.stderr
-        assert stderr is not None
-        seen = []
-        for line in stderr:
-            seen.append(line)
-            match = re.search(r"^serving .* on (127\.0\.0\.1:\d+)", line)
-            if match:
-                # It logs a line per call: keep reading, or a full pipe would stall it.
-                threading.Thread(target=stderr.read, daemon=True).start()
-                yield match.group(1)
-                return
-        raise RuntimeError("sidra serve stopped before serving: " + "".join(seen[-5:]))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        store.cleanup()
+    with tempfile.TemporaryDirectory(prefix="sidra-bench-") as folder:
+        env = {
+            **os.environ,
+            "SIDRA_SHARED_MEMORY__ENABLED": "true",  # for batch1024_shm_ratio
+            "SIDRA_STATE__PATH": str(Path(folder) / "state.sqlite3"),
+        }
+        proc = subprocess.Popen(
+            [*command, "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        try:
+            stderr = proc.stderr
+            assert stderr is not None
+            seen = []
+            for line in stderr:
+                seen.append(line)
+                match = re.search(r"^serving .* on (127\.0\.0\.1:\d+)", line)
+                if match:
+                    # It logs the calls it answers: keep reading, or a full pipe would
+                    # stall it.
+                    threading.Thread(target=stderr.read, daemon=True).start()
+                    yield match.group(1)
+                    return
+            raise RuntimeError("sidra serve stopped before serving: " + "".join(seen[-5:]))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def _alternating_times_s(
