@@ -67,9 +67,6 @@ from sidra.training.options import PerturbationMode, SPSAOptions
 
 __all__ = ["service_benchmark", "service_command"]
 
-NOT_YET: tuple[str, ...] = ()
-"""Keys of paths the service does not offer yet: printed as null."""
-
 WAN_DELAY_S = 0.020
 """Delay the proxy adds each way between the client and the server for the job figure, s."""
 
@@ -286,7 +283,6 @@ def service_benchmark(
         result["spsa_job_step_inprocess_ms"] = round(1e3 * here_s, 3)
         result["spsa_job_step_ratio_wan"] = round(job_s / here_s, 3)
     result.setdefault("batch1024_codes_ratio", None)
-    result |= dict.fromkeys(NOT_YET)
     return result
 
 
