@@ -407,8 +407,8 @@ def pat(
     through the board's twin at the board's activations (no TransposeMVM), the schedule's
     first epochs on the twin itself (--board-epochs); with --in-silico, trained on the
     twin alone and deployed to the board. A --remote-job sends --profile with the job,
-    or without it has the server characterize the board first (leasing the whole board
-    and overwriting every tile); the twin emulator runs in the server."""
+    or without it has the server characterize the board first (on a lease of the whole
+    board until then, overwriting every tile); the twin emulator runs in the server."""
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
     if remote_job:

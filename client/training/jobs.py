@@ -60,6 +60,11 @@ class JobReporter(Protocol):
 
     def log(self, line: str) -> None: ...
 
+    def keep_tiles(self, tiles: tuple[int, ...]) -> None:
+        """Narrows the job's lease of the whole board to ``tiles``: a job that needed
+        the whole board only for its start frees the rest for others."""
+        ...
+
 
 Outcome = tuple[dict[str, Any], dict[str, bytes]]
 """A finished job's summary (what ``sidra train --json`` prints) and record files."""

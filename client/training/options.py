@@ -262,8 +262,9 @@ class PATJobOptions(PATOptions):
     twin_profile_toml: str = ""
     """The twin's board profile: the text of a ``sidra board characterize`` file (TOML).
     Empty: the job characterizes the board first, next to it (drift skipped), and so
-    leases the whole board: characterization programs every tile, overwriting what the
-    tiles held (the state store records those Programs)."""
+    leases the whole board while it does: characterization programs every tile,
+    overwriting what the tiles held (the state store records those Programs); then it
+    keeps only the tiles it trains on."""
 
     def settings(self) -> dict[str, Any]:
         """The options without the profile's text (kept in the record as twin.toml)."""

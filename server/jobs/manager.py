@@ -356,6 +356,17 @@ class JobManager:
             self._event(live, "log", message=line)
         self._flush_if_due(live, time.monotonic())
 
+    def _keep_tiles(self, live: _LiveJob, tiles: tuple[int, ...]) -> None:
+        self._check(live)
+        row = live.row
+        end = self.keeper.narrow(row.principal, live.session_id, tiles)
+        line = f"lease narrowed to tiles {list(end.ended.session.tiles)} (the others freed)"
+        log.info("job %s: %s", row.id, line)
+        with self._changed:
+            row.tiles, row.whole_board = end.ended.session.tiles, False
+            self._event(live, "log", message=line)
+        self._flush_if_due(live, time.monotonic())
+
     def _flush_if_due(self, live: _LiveJob, now: float) -> None:
         """Writes a running job's new events and progress to the store about once a second."""
         if now - live.last_flush_s < FLUSH_INTERVAL_S or self.records is None:
@@ -462,3 +473,6 @@ class _Reporter:
 
     def log(self, line: str) -> None:
         self.manager._log(self.live, line)
+
+    def keep_tiles(self, tiles: tuple[int, ...]) -> None:
+        self.manager._keep_tiles(self.live, tiles)

@@ -43,6 +43,11 @@ class JobReporter(Protocol):
 
     def log(self, line: str) -> None: ...
 
+    def keep_tiles(self, tiles: tuple[int, ...]) -> None:
+        """Narrows the job's lease of the whole board to ``tiles``: a job that needed
+        the whole board only for its start frees the rest for others."""
+        ...
+
 
 class JobRunner(Protocol):
     """Runs training jobs on a board (``sidra.cli.job_runner.ServerJobs``)."""

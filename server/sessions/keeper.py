@@ -153,6 +153,15 @@ class LeaseKeeper:
         self.on_event("released")
         return end
 
+    def narrow(self, principal: str, session_id: str, tiles: Iterable[int]) -> LeaseEnd:
+        """A whole-board lease narrowed to ``tiles``; the freed tiles restored, as on
+        release."""
+        with self.turns.turn(principal):
+            ended = self.registry.narrow(principal, session_id, tiles)
+            end = LeaseEnd(ended, self._restore(ended.tiles))
+        self.on_event("released")
+        return end
+
     def close(self, principal: str, session_id: str, *, admin: bool) -> LeaseEnd:
         with self.turns.turn(principal):
             ended = self.registry.close(principal, session_id, admin=admin)

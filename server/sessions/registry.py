@@ -311,6 +311,26 @@ class LeaseRegistry:
                 self._checked_tiles(asked, whole_board=False, allow_empty=True)
             return self._end(session, all_tiles=all_tiles, tiles=set(asked))
 
+    def narrow(self, principal: str, session_id: str, tiles: Iterable[int]) -> Ended:
+        """A session leasing the whole board keeps ``tiles`` only; the others are freed
+        (what a job holds once the part of it that needed the whole board is done)."""
+        with self._changed:
+            session = self._renewed(principal, session_id, self.clock())
+            kept = self._checked_tiles(list(tiles), whole_board=False)
+            if not session.whole_board:
+                raise FailedPrecondition(
+                    f"{session.describe(self.clock())} leases tiles {sorted(session.tiles)}, "
+                    "not the whole board: release the tiles it no longer needs"
+                )
+            self._whole = None
+            session.whole_board = False
+            for tile in kept:
+                self._holder[tile] = session
+            freed = session.tiles - set(kept)
+            session.tiles = set(kept)
+            self._changed.notify_all()
+            return Ended(_view(session, self.clock()), tuple(sorted(freed)))
+
     def holders(self) -> list[TileHolder]:
         """Every leased tile, ascending."""
         with self._changed:

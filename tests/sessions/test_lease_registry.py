@@ -118,6 +118,39 @@ def test_the_whole_board_excludes_every_other_lease(registry: LeaseRegistry) -> 
     assert registry.release("alice", alice.id, [], all_tiles=True).tiles == (0, 1, 2, 3)
 
 
+def test_a_whole_board_lease_narrows_to_tiles_and_frees_the_rest() -> None:
+    registry = LeaseRegistry(4)  # the real clock: the waiter sleeps on a condition
+    alice = registry.open("alice", 0, "job 1 pat")
+    bob = registry.open("bob", 0, "")
+    registry.acquire("alice", alice.id, [], whole_board=True)
+    granted = threading.Event()
+
+    def wait_for_tile() -> None:
+        registry.acquire("bob", bob.id, [3], whole_board=False, wait_s=30)
+        granted.set()
+
+    waiter = threading.Thread(target=wait_for_tile)
+    waiter.start()
+    assert not granted.wait(0.2)
+    for tiles, error in (([], "at least one tile"), ([0, 4], "distinct tiles in 0 .. 3")):
+        with pytest.raises((InvalidArgument, OutOfRange), match=error):
+            registry.narrow("alice", alice.id, tiles)
+    ended = registry.narrow("alice", alice.id, [1, 0])
+    assert ended.tiles == (2, 3) and ended.session.tiles == (0, 1)
+    assert not ended.session.whole_board
+    waiter.join(timeout=10)
+    assert granted.is_set()  # bob waited for tile 3: it came free
+    assert [(h.tile, h.principal, h.whole_board) for h in registry.holders()] == [
+        (0, "alice", False), (1, "alice", False), (3, "bob", False),
+    ]  # fmt: skip
+    with pytest.raises(LeaseHeld, match="alice's session 'job 1 pat'"):
+        registry.admit("Program", 1, "bob", bob.id, admin=False)
+    registry.admit("Program", 2, "bob", bob.id, admin=False)
+    with pytest.raises(FailedPrecondition, match=r"leases tiles \[0, 1\], not the whole board"):
+        registry.narrow("alice", alice.id, [0])
+    assert registry.release("alice", alice.id, [], all_tiles=True).tiles == (0, 1)
+
+
 def test_board_wide_calls_need_the_whole_board_or_admin(registry: LeaseRegistry) -> None:
     alice = registry.open("alice", 0, "")
     with pytest.raises(FailedPrecondition, match="whole board .* or the admin role"):
