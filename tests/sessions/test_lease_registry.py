@@ -118,20 +118,29 @@ def test_the_whole_board_excludes_every_other_lease(registry: LeaseRegistry) -> 
     assert registry.release("alice", alice.id, [], all_tiles=True).tiles == (0, 1, 2, 3)
 
 
-def test_a_whole_board_lease_narrows_to_tiles_and_frees_the_rest() -> None:
-    registry = LeaseRegistry(4)  # the real clock: the waiter sleeps on a condition
-    alice = registry.open("alice", 0, "job 1 pat")
-    bob = registry.open("bob", 0, "")
-    registry.acquire("alice", alice.id, [], whole_board=True)
+def _waiting_for(
+    registry: LeaseRegistry, principal: str, session_id: str, tile: int
+) -> tuple[threading.Thread, threading.Event]:
+    """An AcquireLease of ``tile`` waiting up to 30 s on a thread; the event is set once
+    granted (checked not to be granted at once)."""
     granted = threading.Event()
 
     def wait_for_tile() -> None:
-        registry.acquire("bob", bob.id, [3], whole_board=False, wait_s=30)
+        registry.acquire(principal, session_id, [tile], whole_board=False, wait_s=30)
         granted.set()
 
     waiter = threading.Thread(target=wait_for_tile)
     waiter.start()
     assert not granted.wait(0.2)
+    return waiter, granted
+
+
+def test_a_whole_board_lease_narrows_to_tiles_and_frees_the_rest() -> None:
+    registry = LeaseRegistry(4)  # the real clock: the waiter sleeps on a condition
+    alice = registry.open("alice", 0, "job 1 pat")
+    bob = registry.open("bob", 0, "")
+    registry.acquire("alice", alice.id, [], whole_board=True)
+    waiter, granted = _waiting_for(registry, "bob", bob.id, 3)
     for tiles, error in (([], "at least one tile"), ([0, 4], "distinct tiles in 0 .. 3")):
         with pytest.raises((InvalidArgument, OutOfRange), match=error):
             registry.narrow("alice", alice.id, tiles)
@@ -180,15 +189,7 @@ def test_a_waiting_acquire_gets_the_tile_when_it_comes_free() -> None:
     alice = registry.open("alice", 0, "")
     bob = registry.open("bob", 0, "")
     registry.acquire("alice", alice.id, [0], whole_board=False)
-    granted = threading.Event()
-
-    def wait_for_tile() -> None:
-        registry.acquire("bob", bob.id, [0], whole_board=False, wait_s=30)
-        granted.set()
-
-    waiter = threading.Thread(target=wait_for_tile)
-    waiter.start()
-    assert not granted.wait(0.2)
+    waiter, granted = _waiting_for(registry, "bob", bob.id, 0)
     registry.release("alice", alice.id, [0], all_tiles=False)
     waiter.join(timeout=10)
     assert granted.is_set()
