@@ -324,9 +324,12 @@ class LeaseRegistry:
                 )
             self._whole = None
             session.whole_board = False
+            freed = session.tiles - set(kept)
+            for tile in freed:  # tiles it leased before the whole board may be listed
+                if self._holder.get(tile) is session:
+                    del self._holder[tile]
             for tile in kept:
                 self._holder[tile] = session
-            freed = session.tiles - set(kept)
             session.tiles = set(kept)
             self._changed.notify_all()
             return Ended(_view(session, self.clock()), tuple(sorted(freed)))

@@ -160,6 +160,16 @@ def test_a_whole_board_lease_narrows_to_tiles_and_frees_the_rest() -> None:
     assert registry.release("alice", alice.id, [], all_tiles=True).tiles == (0, 1)
 
 
+def test_narrowing_frees_the_tiles_leased_before_the_whole_board_too(
+    registry: LeaseRegistry,
+) -> None:
+    alice = registry.open("alice", 0, "")
+    registry.acquire("alice", alice.id, [2], whole_board=False)
+    registry.acquire("alice", alice.id, [], whole_board=True)
+    assert registry.narrow("alice", alice.id, [0]).tiles == (1, 2, 3)
+    assert [held.tile for held in registry.holders()] == [0]
+
+
 def test_board_wide_calls_need_the_whole_board_or_admin(registry: LeaseRegistry) -> None:
     alice = registry.open("alice", 0, "")
     with pytest.raises(FailedPrecondition, match="whole board .* or the admin role"):
