@@ -58,7 +58,7 @@ class ServerJobs(TrainingJobs):
                     f"× {geometry.cols}, expected this board's {info.tile_count} tiles of "
                     f"{info.rows} × {info.cols} (characterize the board this server serves)"
                 )
-        placed = _placed_tiles(info, load_dataset(dataset), options)  # the network must fit
+        placed = mlp_placement(info, load_dataset(dataset), options).used  # it must fit
         if not options.twin_profile_toml:
             return (), True  # characterized first: its stuck-cell scan programs every tile
         return placed, False
@@ -69,12 +69,6 @@ class ServerJobs(TrainingJobs):
         if not isinstance(options, PATJobOptions):
             return super().run(kind, options, dataset, board, reporter)
         return _pat(board, load_dataset(dataset), options, reporter)
-
-
-def _placed_tiles(info: BoardInfo, data: Dataset, options: PATJobOptions) -> tuple[int, ...]:
-    """The tiles pat's layers are placed on (ValueError when the network does not fit)."""
-    placed = mlp_placement(info, data, options)
-    return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles}))
 
 
 def _profile(options: PATJobOptions) -> BoardProfile:
@@ -112,7 +106,7 @@ def _pat(board: Board, data: Dataset, options: PATJobOptions, reporter: JobRepor
         reporter.log("characterizing the board for its twin (no profile sent; drift skipped)")
         text, wall_s = measured_twin(board)
         reporter.log(f"twin profile measured in {wall_s:.1f} s")
-        reporter.keep_tiles(_placed_tiles(board.info, data, options))  # training needs no more
+        reporter.keep_tiles(mlp_placement(board.info, data, options).used)  # all training needs
         options = options.model_copy(update={"twin_profile_toml": text})
         source = "characterized in the job"
 

@@ -140,7 +140,7 @@ def compare_tiles(info: BoardInfo, data: Dataset, o: CompareOptions) -> tuple[in
         placements.append(ff_placement(info, data, FFOptions(tiles=o.tiles)))
     if MethodName.EQPROP in o.methods:
         placements.append(eqprop_placement(info, data, EqPropOptions(tiles=o.tiles)))
-    return tuple(sorted({t for p in placements for tiles in p.tiles.values() for t in tiles}))
+    return tuple(sorted({t for p in placements for t in p.used}))
 
 
 def _estimate_steps(

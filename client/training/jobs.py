@@ -103,17 +103,13 @@ class TrainingJobs:
             return compare_tiles(info, load_dataset(dataset), options), False
         if isinstance(options, LastLayerOptions):
             data = load_dataset(dataset)
-            placed = last_layer_placement(info, data.features, data.classes, options)
-            return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
+            return last_layer_placement(info, data.features, data.classes, options).used, False
         if isinstance(options, MLPOptions):
-            placed = mlp_placement(info, load_dataset(dataset), options)
-            return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
+            return mlp_placement(info, load_dataset(dataset), options).used, False
         if isinstance(options, FFOptions):
-            placed = ff_placement(info, load_dataset(dataset), options)
-            return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
+            return ff_placement(info, load_dataset(dataset), options).used, False
         if isinstance(options, EqPropOptions):
-            placed = eqprop_placement(info, load_dataset(dataset), options)
-            return tuple(sorted({t for tiles in placed.tiles.values() for t in tiles})), False
+            return eqprop_placement(info, load_dataset(dataset), options).used, False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     def run(

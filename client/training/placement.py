@@ -81,6 +81,11 @@ class Placement:
     def of(self, name: str) -> tuple[int, ...]:
         return self.tiles[name]
 
+    @property
+    def used(self) -> tuple[int, ...]:
+        """Every tile some layer is on, ascending (what a job leases)."""
+        return tuple(sorted({t for tiles in self.tiles.values() for t in tiles}))
+
     def summary(self) -> dict[str, list[int]]:
         """``{"layer": [0, 1]}``: what a run record's settings and the CLI summary show."""
         return {name: list(tiles) for name, tiles in self.tiles.items()}
