@@ -94,6 +94,26 @@ def test_a_restored_or_reprogrammed_region_is_not_restored_again(emulator: Board
     assert end.ended.tiles == (0, 1) and end.restored == ()
 
 
+def test_narrowing_a_whole_board_lease_restores_the_tiles_it_frees(emulator: Board) -> None:
+    """A job that characterized the board keeps its training tiles: a freed tile it left
+    perturbed is restored as on release; a kept one is not touched."""
+    keeper = keeper_of(emulator, Clock())
+    g = targets(emulator, 3)
+    session = keeper.open("alice", 0, "job 1 pat").id
+    keeper.acquire("alice", session, [], whole_board=True, wait_s=0)
+    for tile in (0, 1):
+        run(keeper, ProgramRequest(tile, g), "alice", session)
+        run(keeper, PerturbRequest(tile, PerturbMode.APPLY, 4, 1.0, 1), "alice", session)
+    end = keeper.narrow("alice", session, [0])
+    assert end.ended.tiles == (1, 2, 3) and end.restored == (1,)  # 2 and 3: not perturbed
+    np.testing.assert_array_equal(emulator.read_conductance(1).conductances, g)
+    assert keeper.perturbed.region(0) is not None  # still the job's, perturbed
+    bob = keeper.open("bob", 0, "").id
+    keeper.acquire("bob", bob, [1], whole_board=False, wait_s=0)
+    with pytest.raises(LeaseHeld):
+        keeper.acquire("bob", bob, [0], whole_board=False, wait_s=0)
+
+
 def test_a_restore_the_board_refuses_is_retried_before_the_next_call() -> None:
     with (
         serve_virtual_board(PROFILE, 1, faults=FaultConfig()) as server,
