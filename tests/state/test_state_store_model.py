@@ -1,0 +1,125 @@
+"""StateStore against a model, over random sequences of Programs and reopenings.
+
+Programs come one at a time or in batches (a job's recorder), a batch sometimes
+holding one bad write (targets with a NaN, or a region off the tile): a batch is
+stored all or nothing, so then nothing of it is. Now and then the file is closed and
+opened again. After every step each tile's golden targets and programmed mask are
+the model's bit for bit (last write wins per cell; never programmed cells 0 and
+unmarked), and the history has one record per stored Program, in order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import hypothesis.strategies as st
+import numpy as np
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from state_support import REPORT, TEST_BOARD
+
+from sidra.drivers import InvalidArgument
+from sidra.server.state import StateStore
+from sidra.server.state.records import ProgramWrite
+
+SERIAL = TEST_BOARD.serial_number
+TILES, ROWS, COLS = TEST_BOARD.tile_count, TEST_BOARD.rows, TEST_BOARD.cols
+
+
+@st.composite
+def writes(draw: st.DrawFn) -> ProgramWrite:
+    rows, cols = draw(st.integers(1, ROWS)), draw(st.integers(1, COLS))
+    g = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(1.0, 40.0, (rows, cols))
+    return ProgramWrite(
+        SERIAL,
+        draw(st.integers(0, TILES - 1)),
+        draw(st.integers(0, ROWS - rows)),
+        draw(st.integers(0, COLS - cols)),
+        g.astype(np.float32),
+        REPORT,
+        draw(st.sampled_from(["alice", "bob"])),
+        "boot-a",
+    )
+
+
+def _spoiled(write: ProgramWrite, how: str) -> ProgramWrite:
+    """``write`` made one the store must refuse."""
+    if how == "nan":
+        targets = write.targets_us.copy()
+        targets[-1, -1] = np.nan
+        return replace(write, targets_us=targets)
+    return replace(write, row_offset=ROWS)  # off the tile
+
+
+class Store(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="sidra-store-model-"))
+        self.store = StateStore(self.folder / "state.sqlite3")
+        self.store.note_board(TEST_BOARD, "boot-a")
+        self.golden = np.zeros((TILES, ROWS, COLS), np.float32)
+        self.programmed = np.zeros((TILES, ROWS, COLS), np.bool_)
+        self.history: list[tuple[int, int, int, int, int, str]] = []
+
+    def _stored(self, write: ProgramWrite) -> None:
+        rows, cols = write.targets_us.shape
+        cells = np.s_[write.tile, write.row_offset : write.row_offset + rows,
+                      write.col_offset : write.col_offset + cols]  # fmt: skip
+        self.golden[cells] = write.targets_us
+        self.programmed[cells] = True
+        self.history.append(
+            (write.tile, write.row_offset, write.col_offset, rows, cols, write.principal)
+        )
+
+    @rule(write=writes())
+    def program(self, write: ProgramWrite) -> None:
+        self.store.record_program(
+            SERIAL, write.tile, write.row_offset, write.col_offset, write.targets_us,
+            REPORT, write.principal, "boot-a",
+        )  # fmt: skip
+        self._stored(write)
+
+    @rule(
+        batch=st.lists(writes(), min_size=1, max_size=6),
+        bad=st.none() | st.tuples(st.integers(0, 5), st.sampled_from(["nan", "offset"])),
+    )
+    def program_batch(self, batch: list[ProgramWrite], bad: tuple[int, str] | None) -> None:
+        if bad is not None and bad[0] < len(batch):
+            batch[bad[0]] = _spoiled(batch[bad[0]], bad[1])
+            try:
+                self.store.record_programs(batch)
+            except InvalidArgument:
+                return  # nothing of the batch stored: the invariant checks it
+            raise AssertionError(f"a batch with a bad write ({bad[1]}) was stored")
+        self.store.record_programs(batch)
+        for write in batch:
+            self._stored(write)
+
+    @rule()
+    def reopen(self) -> None:
+        self.store.close()
+        self.store = StateStore(self.folder / "state.sqlite3")
+
+    @invariant()
+    def the_store_is_the_model(self) -> None:
+        for tile in range(TILES):
+            golden, programmed = self.store.golden(SERIAL, tile)
+            assert golden.tobytes() == self.golden[tile].tobytes()
+            assert np.array_equal(programmed, self.programmed[tile])
+        stored = [
+            (r.tile, r.region.row_offset, r.region.col_offset, r.region.rows, r.region.cols,
+             r.principal)
+            for r in self.store.history(SERIAL)
+        ]
+        assert stored == self.history
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+Store.TestCase.settings = settings(max_examples=60, stateful_step_count=15, deadline=None)
+test_the_store_follows_the_model = Store.TestCase
