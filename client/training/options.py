@@ -232,7 +232,10 @@ class PATOptions(MLPOptions):
     is no longer); the ones before run on the twin (an emulator with the board's
     profile), as chip-in-the-loop fine-tuning does (Wan et al. 2022): those cost no
     board time or cell writes, and the board's epochs correct what the twin does not
-    know."""
+    know. How many follows from how well the twin describes the board (``sidra board
+    compare``, docs/digital-twin.md): 5 tied with ``in_silico`` on sidra-y1 boards
+    whose twin is within their read noise, where 10 fell behind; a board known only
+    statistically needs 10 or more."""
     in_silico: bool = False
     """Train on the twin alone (an emulator with the board's profile, forward and
     backward; every epoch, whatever ``board_epochs``) and deploy the trained weights to
