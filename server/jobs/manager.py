@@ -359,13 +359,12 @@ class JobManager:
     def _keep_tiles(self, live: _LiveJob, tiles: tuple[int, ...]) -> None:
         self._check(live)
         row = live.row
-        end = self.keeper.narrow(row.principal, live.session_id, tiles)
-        line = f"lease narrowed to tiles {list(end.ended.session.tiles)} (the others freed)"
-        log.info("job %s: %s", row.id, line)
+        kept = self.keeper.narrow(row.principal, live.session_id, tiles).ended.session.tiles
         with self._changed:
-            row.tiles, row.whole_board = end.ended.session.tiles, False
-            self._event(live, "log", message=line)
-        self._flush_if_due(live, time.monotonic())
+            row.tiles, row.whole_board = kept, False
+        line = f"lease narrowed to tiles {list(kept)} (the others freed)"
+        log.info("job %s: %s", row.id, line)
+        self._log(live, line)
 
     def _flush_if_due(self, live: _LiveJob, now: float) -> None:
         """Writes a running job's new events and progress to the store about once a second."""

@@ -147,26 +147,24 @@ class LeaseKeeper:
     def release(
         self, principal: str, session_id: str, tiles: Iterable[int], all_tiles: bool
     ) -> LeaseEnd:
-        with self.turns.turn(principal):
-            ended = self.registry.release(principal, session_id, tiles, all_tiles)
-            end = LeaseEnd(ended, self._restore(ended.tiles))
+        end = self._restoring(
+            principal, lambda: self.registry.release(principal, session_id, tiles, all_tiles)
+        )
         self.on_event("released")
         return end
 
     def narrow(self, principal: str, session_id: str, tiles: Iterable[int]) -> LeaseEnd:
         """A whole-board lease narrowed to ``tiles``; the freed tiles restored, as on
         release."""
-        with self.turns.turn(principal):
-            ended = self.registry.narrow(principal, session_id, tiles)
-            end = LeaseEnd(ended, self._restore(ended.tiles))
+        end = self._restoring(principal, lambda: self.registry.narrow(principal, session_id, tiles))
         self.on_event("released")
         return end
 
     def close(self, principal: str, session_id: str, *, admin: bool) -> LeaseEnd:
-        with self.turns.turn(principal):
-            ended = self.registry.close(principal, session_id, admin=admin)
-            end = LeaseEnd(ended, self._restore(ended.tiles))
-        self._ended(ended.session.id)
+        end = self._restoring(
+            principal, lambda: self.registry.close(principal, session_id, admin=admin)
+        )
+        self._ended(end.ended.session.id)
         self.on_event("closed")
         return end
 
@@ -233,6 +231,13 @@ class LeaseKeeper:
                 listener(session_id)
             except Exception:  # one listener's failure must not keep a session alive
                 log.exception("ending what lived with session %s failed", session_id[:8])
+
+    def _restoring(self, principal: str, end: Callable[[], Ended]) -> LeaseEnd:
+        """Ends leases with ``end`` in ``principal``'s turn and restores what the freed
+        tiles were left perturbed with."""
+        with self.turns.turn(principal):
+            ended = end()
+            return LeaseEnd(ended, self._restore(ended.tiles))
 
     # -- restoring (inside a turn) -------------------------------------------------
 

@@ -324,15 +324,10 @@ class LeaseRegistry:
                 )
             self._whole = None
             session.whole_board = False
-            freed = session.tiles - set(kept)
-            for tile in freed:  # tiles it leased before the whole board may be listed
-                if self._holder.get(tile) is session:
-                    del self._holder[tile]
             for tile in kept:
                 self._holder[tile] = session
-            session.tiles = set(kept)
-            self._changed.notify_all()
-            return Ended(_view(session, self.clock()), tuple(sorted(freed)))
+            # As a release of the rest (tiles leased before the whole board included).
+            return self._end(session, all_tiles=False, tiles=session.tiles - set(kept))
 
     def holders(self) -> list[TileHolder]:
         """Every leased tile, ascending."""
