@@ -49,18 +49,17 @@ class ServerJobs(TrainingJobs):
     ) -> tuple[tuple[int, ...], bool]:
         if not isinstance(options, PATJobOptions):
             return super().claim(kind, options, dataset, info)
-        if options.twin_profile_toml:
-            geometry = _profile(options).geometry
-            twin_shape = (geometry.tiles, geometry.rows, geometry.cols)
-            if twin_shape != (info.tile_count, info.rows, info.cols):
-                raise ValueError(
-                    f"twin_profile_toml: a board of {geometry.tiles} tiles of {geometry.rows} "
-                    f"× {geometry.cols}, expected this board's {info.tile_count} tiles of "
-                    f"{info.rows} × {info.cols} (characterize the board this server serves)"
-                )
         placed = mlp_placement(info, load_dataset(dataset), options).used  # it must fit
         if not options.twin_profile_toml:
             return (), True  # characterized first: its stuck-cell scan programs every tile
+        geometry = _profile(options).geometry
+        twin_shape = (geometry.tiles, geometry.rows, geometry.cols)
+        if twin_shape != (info.tile_count, info.rows, info.cols):
+            raise ValueError(
+                f"twin_profile_toml: a board of {geometry.tiles} tiles of {geometry.rows} "
+                f"× {geometry.cols}, expected this board's {info.tile_count} tiles of "
+                f"{info.rows} × {info.cols} (characterize the board this server serves)"
+            )
         return placed, False
 
     def run(
