@@ -180,4 +180,3 @@ def _count(counter: CallCounter, call: Any, repeats: int) -> CallCounter:
         counter.calls[counter.side] -= 1  # the setprofile(None) call itself
         counter.by_name[counter.side]["setprofile"] -= 1
     return counter
-

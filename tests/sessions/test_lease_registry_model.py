@@ -57,7 +57,8 @@ class Leases(RuleBasedStateMachine):
         self.sessions[session_id].deadline = self.now + TTL_S
         return session_id
 
-    def _others(self, session_id: str) -> list[Modeled]:
+    def _others(self, session_id: str | None) -> list[Modeled]:
+        """Every session of the model but ``session_id`` (all of them for None)."""
         return [s for sid, s in self.sessions.items() if sid != session_id]
 
     @rule(principal=st.sampled_from(PRINCIPALS))
@@ -148,9 +149,7 @@ class Leases(RuleBasedStateMachine):
         """A Program of ``tile``, in a session or with none (principal alice)."""
         session_id = self._pick(data) if in_session and self.sessions else None
         principal = self.sessions[session_id].principal if session_id else "alice"
-        held_by_other = any(
-            s.whole or tile in s.tiles for sid, s in self.sessions.items() if sid != session_id
-        )
+        held_by_other = any(s.whole or tile in s.tiles for s in self._others(session_id))
         try:
             self.registry.admit("Program", tile, principal, session_id, admin=False)
         except LeaseHeld:
@@ -165,9 +164,7 @@ class Leases(RuleBasedStateMachine):
         session_id = self._pick(data) if in_session and self.sessions else None
         me = self.sessions.get(session_id or "")
         principal = me.principal if me else "root"
-        others_hold = any(
-            s.whole or s.tiles for sid, s in self.sessions.items() if sid != session_id
-        )
+        others_hold = any(s.whole or s.tiles for s in self._others(session_id))
         try:
             self.registry.admit("AdvanceClock", None, principal, session_id, admin=admin)
         except LeaseHeld:

@@ -110,8 +110,14 @@ class Store(RuleBasedStateMachine):
             assert golden.tobytes() == self.golden[tile].tobytes()
             assert np.array_equal(programmed, self.programmed[tile])
         stored = [
-            (r.tile, r.region.row_offset, r.region.col_offset, r.region.rows, r.region.cols,
-             r.principal)
+            (
+                r.tile,
+                r.region.row_offset,
+                r.region.col_offset,
+                r.region.rows,
+                r.region.cols,
+                r.principal,
+            )
             for r in self.store.history(SERIAL)
         ]
         assert stored == self.history
