@@ -93,7 +93,61 @@ def test_host_held_programs_every_k_updates(ideal_driver: BoardDriver) -> None:
     for k in range(12):
         host(w + 0.01 * k, [((k, 0.1),), ((k, -0.1),)])
     assert host.programs == 3  # at the start, after update 5 and after update 10
-    assert layer.mvm_calls == 12  # one shared pass per call
+    # The minibatches of the 5 calls each programming serves go through the board in
+    # one MVM call, drawn ahead: 3 calls for 12 steps.
+    assert layer.mvm_calls == 3
+
+
+def _host_losses(
+    layer: AnalogLinear, steps: Callable[[HostHeldEvaluator, Callable[..., list[float]]], None]
+) -> tuple[list[list[float]], int]:
+    """The losses of the evaluator calls ``steps`` makes (through the function it is
+    given) on a host-mode evaluator of ``layer``, and the MVM calls they took."""
+    data = load_dataset("digits")
+    host = HostHeldEvaluator(layer, data.x_train, data.y_train, 16, np.random.default_rng(0), 4)
+    losses, mvm_calls = [], 0
+
+    def call(weights: np.ndarray, points: list) -> list[float]:  # type: ignore[type-arg]
+        nonlocal mvm_calls
+        before = layer.mvm_calls
+        losses.append(host(weights, points))
+        mvm_calls += layer.mvm_calls - before
+        return losses[-1]
+
+    steps(host, call)
+    return losses, mvm_calls
+
+
+@pytest.mark.parametrize("final_at", [None, 2, 5])
+def test_minibatches_drawn_ahead_give_the_losses_of_one_pass_per_call(
+    ideal_driver: BoardDriver, monkeypatch: pytest.MonkeyPatch, final_at: int | None
+) -> None:
+    """Host mode's passes made ahead (one MVM call per Program) give the losses of one
+    pass per call (PASSES_PER_CALL at 1: nothing drawn ahead), the same minibatches in
+    the same order, also when an accuracy measurement programs the board between two
+    calls (``final_at``): the passes drawn ahead are made again (ideal board)."""
+    from sidra.training import evaluators
+
+    data = load_dataset("digits")
+    layer = AnalogLinear(ideal_driver, 0, data.features, data.classes)
+    w = np.random.default_rng(1).uniform(-0.5, 0.5, layer.shape).astype(np.float32)
+
+    def steps(host: HostHeldEvaluator, call: Callable[..., list[float]]) -> None:
+        for k in range(9):
+            weights = w + np.float32(0.01 * k)
+            if k == final_at:
+                host.predict(weights - 0.005, data.x_test[:8], final=True)  # programs
+            call(weights, [((k, 0.1),), ((k, -0.1),), ()])
+
+    ahead, ahead_calls = _host_losses(layer, steps)
+    monkeypatch.setattr(evaluators, "PASSES_PER_CALL", 1)
+    one_by_one, one_by_one_calls = _host_losses(layer, steps)
+    np.testing.assert_allclose(ahead, one_by_one, rtol=1e-5)
+    assert one_by_one_calls == 9
+    # Programs at calls 0, 4, 8 (every 4 updates): passes drawn ahead for 4, 4 and 1
+    # calls. A Program between two calls (final_at 2: mid-way; 5: after call 4 drew
+    # its 4, so calls 5-7 are made again in one call) costs one more MVM call.
+    assert ahead_calls == (3 if final_at is None else 4)
 
 
 def test_short_spsa_run_learns_digits_over_grpc(remote: RemoteBoard, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -179,6 +233,33 @@ def test_interrupted_run_resumes_from_its_checkpoint(mode: str, tmp_path: Path) 
     np.testing.assert_array_equal(resumed.weights, whole.weights)
     assert resumed.loss_evaluations == whole.loss_evaluations == 40
     assert resumed.losses == whole.losses
+
+
+def test_host_mode_resumes_mid_way_between_programs_on_the_same_minibatches(
+    tmp_path: Path,
+) -> None:
+    """Saved at step 3, seven of the ten minibatches host mode drew ahead unused: the
+    checkpoint keeps the stream where step 4's starts, so the resumed run meets the
+    same minibatches. It programs its weights at once (the saving run's board held
+    step 0's), so the ideal board's sums round differently: close, not equal."""
+    data = load_dataset("digits")
+    path = tmp_path / "checkpoint.json"
+    options = SPSAOptions(steps=8, seed=4, mode="host")
+
+    def board() -> BoardDriver:
+        return open_board("emu://?preset=ideal&seed=0")
+
+    whole = train_softmax_spsa(board(), data, options)
+    with pytest.raises(KeyboardInterrupt):
+        train_softmax_spsa(
+            board(), data, options, on_step=_stop_at(4), checkpoint=path, checkpoint_every=3
+        )
+    saved = json.loads(path.read_text())
+    assert saved["version"] == 3 and saved["optimizer"]["k"] == 3
+    resumed = train_softmax_spsa(board(), data, options, checkpoint=path, resume=True)
+    np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-4)
+    assert resumed.weights is not None and whole.weights is not None
+    np.testing.assert_allclose(resumed.weights, whole.weights, atol=1e-4)
 
 
 def test_resume_refuses_a_checkpoint_of_other_options(tmp_path: Path) -> None:
@@ -320,6 +401,32 @@ def test_on_board_spsa_over_grpc_takes_one_call_per_step(
     assert on_board["Perturb APPLY"] == 0
 
 
+def test_host_held_spsa_over_grpc_takes_one_call_per_program(
+    remote: RemoteBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host mode over connect(...): the weights programmed every 10 steps and the 10
+    steps' minibatches passed in the same RunSequence, one round trip per 10 steps;
+    alone, MVM and Program calls only measure accuracy at the end."""
+    from collections import Counter
+
+    sent: Counter[str] = Counter()
+    send = remote.run
+
+    def sending(request):  # type: ignore[no-untyped-def]
+        sent[type(request).__name__] += 1
+        return send(request)
+
+    monkeypatch.setattr(remote, "run", sending)
+    data = load_dataset("digits")
+    options = SPSAOptions(steps=20, a=0.5, c=0.1, eval_every=1000, mode="host", batch_size=32)
+    record = train_softmax_spsa(remote, data, options)
+    assert record.steps == 20 and record.loss_evaluations == 40
+    assert sent["SequenceRequest"] == 2  # steps 1 and 11: Program, MVM of 10 minibatches
+    # The final evaluation: the final weights programmed, test (540 rows) and train
+    # (1,257) sets at 8 passes per input in calls of 128 inputs.
+    assert sent["ProgramRequest"] == 1 and sent["MVMRequest"] == 5 + 10
+
+
 def test_a_layer_on_several_tiles_takes_one_call_per_pass_over_grpc(
     served: tuple[BoardDriver, int], remote: RemoteBoard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -384,12 +491,13 @@ def test_accuracy_is_measured_on_the_mean_of_read_passes() -> None:
 def test_accuracy_measurements_use_eval_read_repeats_passes(mode: str) -> None:
     """With 4 passes per input an accuracy measurement sends at most 1,024 passes per
     call (256 inputs): the test set (540 rows) in 3 calls, the train set (1,257) in 5;
-    training evaluations are unchanged (one per point on board, one per step on host)."""
+    training evaluations are unchanged (one per point on board; on host the 10 steps'
+    minibatches go through the board in one call, drawn ahead of the steps)."""
     data = load_dataset("digits")
     options = SPSAOptions(steps=10, seed=0, mode=mode, eval_every=5, eval_read_repeats=4)
     with open_board("emu://?preset=sidra-y1&seed=0") as board:
         record = train_softmax_spsa(board, data, options)
-    training = 20 if mode == "board" else 10
+    training = 20 if mode == "board" else 1
     assert record.loss_evaluations == 20
     assert record.mvm_calls == training + 2 * 3 + 3 + 5
     assert [c.step for c in record.checkpoints] == [5, 10]

@@ -250,9 +250,17 @@ class AnalogLinear:
         padded[:, : v.shape[1]] = v
         return padded
 
-    def forward(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> Array:
+    def forward(
+        self,
+        x: npt.ArrayLike,
+        *,
+        read_repeats: int | None = None,
+        program: npt.ArrayLike | None = None,
+    ) -> Array:
         """Outputs [batch, outputs] of the layer as the board computes them, each the mean
-        of ``read_repeats`` analog passes (default: the layer's :attr:`read_repeats`)."""
+        of ``read_repeats`` analog passes (default: the layer's :attr:`read_repeats`).
+        With ``program``, those weights are programmed first, in the same RunSequence
+        (one round trip for both)."""
         repeats = self.read_repeats if read_repeats is None else read_repeats
         if repeats < 1:
             raise ValueError(f"read_repeats: got {repeats}, expected >= 1")
@@ -266,7 +274,11 @@ class AnalogLinear:
             # Repeated reads travel as one batch: [v; v; ...] -> mean over repeats.
             batch = v if repeats == 1 else np.tile(v, (repeats, 1))
             requests.append(MVMRequest(block.tile, batch, block.region))
-        for block, result in zip(self.blocks, self._run_all(requests), strict=True):
+        programs: list[ProgramRequest] = [] if program is None else self.program_steps(program)
+        results = self._run_all([*programs, *requests])
+        for report in results[: len(programs)]:
+            self.ledger.add(report.cost)
+        for block, result in zip(self.blocks, results[len(programs) :], strict=True):
             self.ledger.add(result.cost)
             self.mvm_calls += 1
             v = u[:, block.rows]

@@ -7,7 +7,7 @@ evaluations, MVM calls, device writes and modeled hardware time and energy
 come from the job's :class:`JobMeter`. :func:`train_softmax_spsa` runs one.
 
 A run can be checkpointed between steps and resumed exactly
-(:class:`SPSACheckpoint`): optimizer state, the random generator, the record
+(:class:`SPSACheckpoint`): optimizer state, the random generators, the record
 so far and the counts.
 """
 
@@ -36,7 +36,13 @@ from sidra.training.schedules import spall_gains
 from sidra.training.softmax import accuracy
 from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
 
-__all__ = ["SPSACheckpoint", "SPSAJob", "spsa_placement", "train_softmax_spsa"]
+__all__ = [
+    "SPSACheckpoint",
+    "SPSAJob",
+    "minibatch_stream",
+    "spsa_placement",
+    "train_softmax_spsa",
+]
 
 Array = npt.NDArray[np.float32]
 
@@ -75,8 +81,11 @@ def spsa_placement(info: BoardInfo, data: Dataset, options: SPSAOptions) -> Plac
 class SPSAJob:
     """One SPSA run: build the layer and evaluator, choose the gains, step, report.
 
-    One generator seeded with ``options.seed`` draws the minibatches, the
-    perturbation seeds and the calibration samples, in that shared order.
+    One generator seeded with ``options.seed`` draws the perturbation seeds and the
+    calibration samples, and in board mode the minibatches, in that shared order.
+    Host mode draws its minibatches ahead of the steps that use them
+    (:class:`HostHeldEvaluator`), from a stream of their own spawned from the same
+    seed (:func:`minibatch_stream`), so drawing ahead changes no other draw.
     """
 
     def __init__(
@@ -106,8 +115,9 @@ class SPSAJob:
         o, d = self.options, self.data
         if o.mode is PerturbationMode.BOARD:
             return OnBoardEvaluator(self.layer, d.x_train, d.y_train, o.batch_size, self.rng)
+        batches = minibatch_stream(o.seed)
         return HostHeldEvaluator(
-            self.layer, d.x_train, d.y_train, o.batch_size, self.rng, o.program_every
+            self.layer, d.x_train, d.y_train, o.batch_size, batches, o.program_every
         )
 
     def run(
@@ -150,6 +160,8 @@ class SPSAJob:
         if saved is not None:
             saved.restore(optimizer, self.record)
             self.meter.carried = saved.counts
+            if saved.minibatches is not None and isinstance(self.evaluator, HostHeldEvaluator):
+                self.evaluator.restore_minibatches(saved.minibatches)
         optimizer.callback = self._after_step
         return optimizer
 
@@ -198,10 +210,19 @@ _MEASUREMENT_ONLY = ("a", "c", "eval_every", "eval_read_repeats")
 """Settings a resumed run may change: the gains (stored in the checkpoint) and how
 accuracy is measured, which leaves the optimizer's path unchanged."""
 
-CHECKPOINT_VERSION = 2
-"""2: ``counts`` holds the :class:`JobCounts` fields. Version 1 files (``counts`` with
-mvm_calls, device_writes, time_ns, energy_nj; loss evaluations from the optimizer
-state plus ``calibration_evals``) still resume."""
+CHECKPOINT_VERSION = 3
+"""3: host mode's minibatch stream (``minibatches``); 2: ``counts`` holds the
+:class:`JobCounts` fields. Version 1 files (``counts`` with mvm_calls,
+device_writes, time_ns, energy_nj; loss evaluations from the optimizer state plus
+``calibration_evals``) and version 2 files still resume; a host-mode run saved
+before version 3 drew its minibatches from the shared generator, and resumes with
+the minibatch stream at its start."""
+
+
+def minibatch_stream(seed: int) -> np.random.Generator:
+    """Host mode's minibatch generator: the first child of ``seed``'s sequence,
+    independent of the generator ``seed`` itself starts."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +237,9 @@ class SPSACheckpoint:
     checkpoints: list[Checkpoint]
     counts: JobCounts
     """What the run had spent when saved (calibration included)."""
+    minibatches: dict[str, Any] | None = None
+    """Host mode: the minibatch stream's state for the next step (None in board mode,
+    whose minibatches come from the optimizer's generator)."""
 
     @classmethod
     def take(cls, job: SPSAJob, optimizer: SPSA) -> SPSACheckpoint:
@@ -226,6 +250,11 @@ class SPSACheckpoint:
             losses=list(record.losses),
             checkpoints=list(record.checkpoints),
             counts=job.meter.read(),
+            minibatches=(
+                job.evaluator.minibatch_state()
+                if isinstance(job.evaluator, HostHeldEvaluator)
+                else None
+            ),
         )
 
     def save(self, path: str | Path) -> None:
@@ -243,6 +272,7 @@ class SPSACheckpoint:
             "losses": self.losses,
             "checkpoints": [dataclasses.asdict(c) for c in self.checkpoints],
             "counts": dataclasses.asdict(self.counts),
+            "minibatches": self.minibatches,
         }
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -257,8 +287,8 @@ class SPSACheckpoint:
             raise ValueError("resume: needs a checkpoint path")
         saved: dict[str, Any] = json.loads(Path(path).read_text())
         version = saved.get("version")
-        if version not in (1, CHECKPOINT_VERSION):
-            raise ValueError(f"checkpoint {path}: version {version}, expected 1 or 2")
+        if version not in (1, 2, CHECKPOINT_VERSION):
+            raise ValueError(f"checkpoint {path}: version {version}, expected 1, 2 or 3")
         mismatched = [
             name
             for name, value in options.settings().items()
@@ -280,6 +310,7 @@ class SPSACheckpoint:
             losses=list(saved["losses"]),
             checkpoints=[Checkpoint(**c) for c in saved["checkpoints"]],
             counts=_counts(saved),
+            minibatches=saved.get("minibatches"),
         )
 
     def restore(self, optimizer: SPSA, record: TrainingRecord) -> None:

@@ -10,8 +10,11 @@ passes per gradient estimate), one round trip in all; else Perturb and MVM calls
 ``HostHeldEvaluator``: the host holds the weights and programs them as
 absolute targets only every ``program_every`` updates (no accumulation of
 write noise, far fewer writes). Between programs the board computes x·W_prog
-in one MVM per minibatch and the host adds the small digital remainder
-x·(W − W_prog ± c·Δ), so the ± points share one analog pass.
+and the host adds the small digital remainder x·(W − W_prog ± c·Δ), so the ±
+points share one analog pass. Since W_prog stays until the next Program, the
+passes of the minibatches still to come before it do not depend on the steps
+between: they are drawn ahead and sent in one MVM call (one round trip per
+``program_every`` steps rather than per step, the same passes on the board).
 
 Both draw one minibatch per call and use it for every point (common random
 numbers), compute the loss on the host and charge it to the layer's ledger.
@@ -19,7 +22,10 @@ numbers), compute the loss on the host and charge it to the layer's ledger.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +50,25 @@ class _Minibatches:
         index = self.rng.choice(len(self.x), self.batch_size, replace=False)
         return self.x[index], self.y[index]
 
+    @property
+    def state(self) -> dict[str, Any]:
+        """Where the next draw starts: the generator's state."""
+        return dict(self.rng.bit_generator.state)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+
+@dataclass(slots=True)
+class _Ahead:
+    """A minibatch drawn before the call that uses it, with the board's pass of it."""
+
+    x: Array
+    y: Labels
+    state: dict[str, Any]
+    """The minibatch stream's state before this one was drawn."""
+    analog: Array | None = None
+
 
 class _LayerEvaluator:
     """What both modes share: the layer, its minibatches, what the board holds."""
@@ -62,8 +87,12 @@ class _LayerEvaluator:
         """The weights the board holds (as last programmed)."""
         self.programs = 0
 
+    def _changed(self, weights: Array) -> bool:
+        """Whether the board does not hold ``weights``."""
+        return self.programmed is None or not np.array_equal(weights, self.programmed)
+
     def _program_if_changed(self, weights: Array) -> None:
-        if self.programmed is None or not np.array_equal(weights, self.programmed):
+        if self._changed(weights):
             self.layer.program(weights)
             self.programmed = weights.copy()
             self.programs += 1
@@ -82,7 +111,7 @@ class OnBoardEvaluator(_LayerEvaluator):
             # One RunSequence for the step: Program the new weights (if they moved), then
             # one PerturbedMVM for every point; the board perturbs, passes and restores
             # next to the array, the minibatch travels once, one round trip in all.
-            changed = self.programmed is None or not np.array_equal(weights, self.programmed)
+            changed = self._changed(weights)
             xb, yb = self.batches.draw()
             perturbations = [(p[0][0], abs(p[0][1]), 1 if p[0][1] > 0 else -1) for p in points]
             outputs = self.layer.perturbed_forward(
@@ -138,7 +167,13 @@ def _forward_chunks(layer: AnalogLinear, x: Array, read_repeats: int | None) -> 
 
 
 class HostHeldEvaluator(_LayerEvaluator):
-    """Host-held weights, programmed as absolute targets every ``program_every`` updates."""
+    """Host-held weights, programmed as absolute targets every ``program_every`` updates.
+
+    Minibatches are drawn from ``rng`` ahead of the calls that use them (as many as
+    the programmed weights are sure to serve, within :data:`PASSES_PER_CALL`
+    passes), so ``rng`` should be a stream of their own: shared with other draws
+    it would interleave with them differently. :meth:`minibatch_state` is where
+    the stream stands for the next call, for a checkpoint."""
 
     def __init__(
         self,
@@ -155,22 +190,33 @@ class HostHeldEvaluator(_LayerEvaluator):
         self.program_every = program_every
         self._last: Array | None = None
         self._updates = 0
+        self._ahead: deque[_Ahead] = deque()
+        self._ahead_programs = 0
+        """:attr:`programs` when the passes in ``_ahead`` were made."""
 
     def sync(self, weights: Array, *, force: bool = False) -> None:
         """Count an update when ``weights`` changed; program every ``program_every``."""
+        if self._program_due(weights, force):
+            self._program_if_changed(weights)
+
+    def _program_due(self, weights: Array, force: bool) -> bool:
+        """Counts an update when ``weights`` changed; whether a Program is due (the
+        count then starts again)."""
         if self._last is not None and not np.array_equal(weights, self._last):
             self._updates += 1
         self._last = weights.copy()
         if self.programmed is None or force or self._updates >= self.program_every:
-            self._program_if_changed(weights)
             self._updates = 0
+            return True
+        return False
 
     def __call__(self, x: Array, points: Sequence[Point]) -> list[float]:
         weights = x
-        self.sync(weights)
+        if self._program_due(weights, False) and self._changed(weights):
+            # The passes drawn ahead for this Program go with it: one round trip.
+            self._draw_ahead(program=weights)
         assert self.programmed is not None
-        xb, yb = self.batches.draw()
-        analog = self.layer.forward(xb)  # x·W_prog: one pass shared by every point
+        xb, yb, analog = self._next_pass()  # x·W_prog: one pass shared by every point
         inputs = self._inputs(xb)
         remainder = weights - self.programmed
         losses = []
@@ -179,6 +225,55 @@ class HostHeldEvaluator(_LayerEvaluator):
             losses.append(cross_entropy(analog + digital, yb))
         self.layer.ledger.charge_host_loss(len(points))
         return losses
+
+    def minibatch_state(self) -> dict[str, Any]:
+        """The minibatch stream's state for the next call (before any minibatch drawn
+        ahead and not used yet): what a checkpoint keeps."""
+        return self._ahead[0].state if self._ahead else self.batches.state
+
+    def restore_minibatches(self, state: dict[str, Any]) -> None:
+        """Puts the minibatch stream at ``state`` (from :meth:`minibatch_state`)."""
+        self._ahead.clear()
+        self.batches.restore(state)
+
+    def _next_pass(self) -> tuple[Array, Labels, Array]:
+        """The next minibatch and the board's pass of it with the weights it holds."""
+        if not self._ahead:
+            self._draw_ahead()
+        elif self._ahead_programs != self.programs:  # programmed since: passed again
+            self._pass_ahead()
+        ahead = self._ahead.popleft()
+        assert ahead.analog is not None
+        return ahead.x, ahead.y, ahead.analog
+
+    def _draw_ahead(self, program: Array | None = None) -> None:
+        """Draws the minibatches of the calls the board's weights (or ``program``, then
+        programmed first) are sure to serve, unless some are drawn already, and passes
+        them."""
+        # Each call counts at most one update, and the weights are programmed when the
+        # count reaches program_every: the board holds W_prog for this call and at
+        # least program_every - 1 - updates more, whatever the optimizer does.
+        calls = self.program_every - self._updates
+        fit = PASSES_PER_CALL // (self.batches.batch_size * self.layer.read_repeats)
+        for _ in range(max(1, min(calls, fit)) if not self._ahead else 0):
+            state = self.batches.state
+            x, y = self.batches.draw()
+            self._ahead.append(_Ahead(x, y, state))
+        self._pass_ahead(program)
+
+    def _pass_ahead(self, program: Array | None = None) -> None:
+        """Every minibatch in ``_ahead`` through the board in one MVM call (after
+        ``program``'s Program, in the same round trip)."""
+        xs = np.concatenate([ahead.x for ahead in self._ahead])
+        analog = self.layer.forward(xs, program=program)
+        if program is not None:
+            self.programmed = program.copy()
+            self.programs += 1
+        start = 0
+        for ahead in self._ahead:
+            ahead.analog = analog[start : start + len(ahead.x)]
+            start += len(ahead.x)
+        self._ahead_programs = self.programs
 
     def _inputs(self, x: Array) -> Array:
         clip = self.layer.input_clip
