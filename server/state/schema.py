@@ -11,7 +11,11 @@ than read with the wrong meaning.
 
 Maps are blobs: little-endian, row-major, ``rows × cols`` items (float32 µS
 targets, uint32 write counts, one byte 0/1 per cell for the masks), with the
-shape beside them, so the file reads without SIDRA HIL.
+shape beside them, so the file reads without SIDRA HIL. A tile's golden map is
+its ``golden`` row (zeros and an empty mask when it has none) with its
+``golden_patches`` rows written over it in ``id`` order: each Program adds the
+targets of its region as a patch (a few KiB, not the whole map), and the patches
+are folded into the ``golden`` row now and then.
 """
 
 from __future__ import annotations
@@ -138,7 +142,26 @@ _V2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3 = Migration(
+    3,
+    (
+        # The targets of one Program's region, written over the tile's golden row in
+        # id order (sidra.server.state.store folds them into it now and then).
+        """CREATE TABLE golden_patches (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            board_serial TEXT NOT NULL REFERENCES boards (serial_number),
+            tile INTEGER NOT NULL CHECK (tile >= 0),
+            row_offset INTEGER NOT NULL CHECK (row_offset >= 0),
+            col_offset INTEGER NOT NULL CHECK (col_offset >= 0),
+            rows INTEGER NOT NULL CHECK (rows > 0),
+            cols INTEGER NOT NULL CHECK (cols > 0),
+            targets_us BLOB NOT NULL CHECK (length(targets_us) = 4 * rows * cols)
+        )""",
+        "CREATE INDEX golden_patches_by_tile ON golden_patches (board_serial, tile, id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

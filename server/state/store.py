@@ -16,6 +16,13 @@ back the last commits, which would break the promise "acknowledged means
 stored"; one fsync per Program is small next to a write-verify. Foreign keys
 are on, so a record can never name a board the store does not know.
 
+Golden maps. A Program adds its region's targets as a patch (``golden_patches``)
+rather than rewriting the tile's whole map: an SPSA step programs a 65×10 region
+of a 256×256 tile, 2.6 KiB against 320 KiB of map and mask to read, write and
+fsync. A tile's patches are folded into its ``golden`` row, in the Program's own
+transaction, once there are :data:`FOLD_PATCHES` of them or they hold as many
+cells as the tile; a reader writes them over the row in order.
+
 The connection is shared by the server's worker threads behind one lock; other
 processes open their own (``busy_timeout`` makes them wait for a writer rather
 than fail).
@@ -59,10 +66,14 @@ from sidra.server.state.rows import (
 )
 from sidra.server.state.schema import SCHEMA_VERSION, migrate, schema_version
 
-__all__ = ["BUSY_TIMEOUT_S", "StateStore"]
+__all__ = ["BUSY_TIMEOUT_S", "FOLD_PATCHES", "StateStore"]
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's transaction before failing, s."""
+FOLD_PATCHES = 64
+"""Patches a tile's golden map collects before the Program that adds the next one folds
+them into its row: a read applies at most this many, and the fold's cost (the whole
+map written once) is shared by as many Programs."""
 
 
 def _utc_now() -> datetime:
@@ -240,12 +251,11 @@ class StateStore:
             self._store_programs(db, checked)
 
     def _store_programs(self, db: sqlite3.Connection, writes: Sequence[ProgramWrite]) -> int:
-        """``writes`` into the golden maps and the history (a transaction is open);
-        returns the history id of the last."""
+        """``writes`` into the golden maps (as patches) and the history (a transaction is
+        open); returns the history id of the last."""
         now = self._now()
         boards: dict[str, BoardRecord] = {}
-        goldens: dict[tuple[str, int], GoldenMap] = {}
-        rows = []
+        patches, rows = [], []
         for write in writes:
             board = boards.get(write.board_serial)
             if board is None:
@@ -254,13 +264,12 @@ class StateStore:
             region = _checked_region(
                 board, write.tile, Region(write.row_offset, write.col_offset, *g.shape)
             )
-            golden = goldens.get((write.board_serial, write.tile))
-            if golden is None:
-                golden = goldens[write.board_serial, write.tile] = self._golden(
-                    db, board, write.tile
+            patches.append(
+                (
+                    write.board_serial, write.tile, region.row_offset, region.col_offset,
+                    region.rows, region.cols, maps.to_blob(g, maps.TARGETS),
                 )
-            golden.targets_us[region.slices] = g
-            golden.programmed[region.slices] = True
+            )  # fmt: skip
             report = write.report
             rows.append(
                 (
@@ -271,22 +280,20 @@ class StateStore:
                     report.unconverged_cells, report.cells_over_budget,
                 )
             )  # fmt: skip
-        for (serial, tile), golden in goldens.items():
+        db.executemany(
+            """INSERT INTO golden_patches (board_serial, tile, row_offset, col_offset, rows,
+                cols, targets_us) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            patches,
+        )
+        for serial, tile in dict.fromkeys((patch[0], patch[1]) for patch in patches):
             board = boards[serial]
-            db.execute(
-                """INSERT INTO golden (board_serial, tile, rows, cols, targets_us, programmed,
-                    programmed_cells, updated_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (board_serial, tile) DO UPDATE SET
-                    targets_us = excluded.targets_us, programmed = excluded.programmed,
-                    programmed_cells = excluded.programmed_cells,
-                    updated_utc = excluded.updated_utc""",
-                (
-                    serial, tile, board.rows, board.cols,
-                    maps.to_blob(golden.targets_us, maps.TARGETS),
-                    maps.to_blob(golden.programmed, maps.MASK),
-                    int(golden.programmed.sum()), now,
-                ),
-            )  # fmt: skip
+            count, cells = db.execute(
+                "SELECT count(*), sum(rows * cols) FROM golden_patches "
+                "WHERE board_serial = ? AND tile = ?",
+                (serial, tile),
+            ).fetchone()
+            if count >= FOLD_PATCHES or cells >= board.rows * board.cols:
+                self._fold(db, board, tile, now)
         # As many rows per statement as _MAX_PARAMETERS allows: every sqlite3 call lets
         # another thread have the GIL, and a job's recorder runs beside the job
         # (sidra.server.recording).
@@ -379,6 +386,12 @@ class StateStore:
                 (row[0], row[1]): int(row[2])
                 for row in db.execute("SELECT board_serial, tile, programmed_cells FROM golden")
             }
+            by_serial = {board.serial_number: board for board in boards}
+            for serial, tile in db.execute(
+                "SELECT DISTINCT board_serial, tile FROM golden_patches"
+            ).fetchall():  # the row's count leaves out the patches not folded yet
+                golden = self._golden(db, by_serial[serial], tile)
+                programmed[serial, tile] = int(golden.programmed.sum())
             programs = {
                 (row[0], row[1]): (int(row[2]), datetime.fromisoformat(row[3]))
                 for row in db.execute(
@@ -475,15 +488,49 @@ class StateStore:
         return board
 
     def _golden(self, db: sqlite3.Connection, board: BoardRecord, tile: int) -> GoldenMap:
+        """``tile``'s golden row with its patches written over it, in order."""
         row = db.execute(
             "SELECT targets_us, programmed FROM golden WHERE board_serial = ? AND tile = ?",
             (board.serial_number, tile),
         ).fetchone()
         shape = (board.rows, board.cols)
         if row is None:
-            return GoldenMap(np.zeros(shape, np.float32), np.zeros(shape, bool))
-        targets = maps.from_blob(row[0], maps.TARGETS, *shape)
-        return GoldenMap(targets, maps.from_blob(row[1], maps.MASK, *shape).astype(bool))
+            golden = GoldenMap(np.zeros(shape, np.float32), np.zeros(shape, bool))
+        else:
+            targets = maps.from_blob(row[0], maps.TARGETS, *shape)
+            golden = GoldenMap(targets, maps.from_blob(row[1], maps.MASK, *shape).astype(bool))
+        for r0, c0, rows, cols, blob in db.execute(
+            "SELECT row_offset, col_offset, rows, cols, targets_us FROM golden_patches "
+            "WHERE board_serial = ? AND tile = ? ORDER BY id",
+            (board.serial_number, tile),
+        ):
+            cells = np.s_[r0 : r0 + rows, c0 : c0 + cols]
+            golden.targets_us[cells] = maps.from_blob(blob, maps.TARGETS, rows, cols)
+            golden.programmed[cells] = True
+        return golden
+
+    def _fold(self, db: sqlite3.Connection, board: BoardRecord, tile: int, now: str) -> None:
+        """Writes ``tile``'s patches into its golden row and drops them (a transaction
+        is open)."""
+        golden = self._golden(db, board, tile)
+        db.execute(
+            """INSERT INTO golden (board_serial, tile, rows, cols, targets_us, programmed,
+                programmed_cells, updated_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (board_serial, tile) DO UPDATE SET
+                targets_us = excluded.targets_us, programmed = excluded.programmed,
+                programmed_cells = excluded.programmed_cells,
+                updated_utc = excluded.updated_utc""",
+            (
+                board.serial_number, tile, board.rows, board.cols,
+                maps.to_blob(golden.targets_us, maps.TARGETS),
+                maps.to_blob(golden.programmed, maps.MASK),
+                int(golden.programmed.sum()), now,
+            ),
+        )  # fmt: skip
+        db.execute(
+            "DELETE FROM golden_patches WHERE board_serial = ? AND tile = ?",
+            (board.serial_number, tile),
+        )
 
     def _write_counts(self, db: sqlite3.Connection, board: BoardRecord, tile: int) -> WriteCountMap:
         row = db.execute(

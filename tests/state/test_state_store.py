@@ -83,6 +83,66 @@ def test_never_programmed_cells_are_marked_and_a_region_updates_only_itself(
     assert not none_programmed.any() and not untouched.any()
 
 
+def _map_as_documented(path: Path, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """A tile's golden map read with sqlite3 alone, as the schema's docstring says: the
+    golden row (or zeros) with the patches written over it in id order."""
+    targets, mask = np.zeros(SHAPE, "<f4"), np.zeros(SHAPE, bool)
+    with sqlite3.connect(path) as db:
+        row = db.execute(
+            "SELECT targets_us, programmed FROM golden WHERE board_serial = ? AND tile = ?",
+            (SERIAL, tile),
+        ).fetchone()
+        if row is not None:
+            targets = np.frombuffer(row[0], "<f4").reshape(SHAPE).copy()
+            mask = np.frombuffer(row[1], np.uint8).reshape(SHAPE).astype(bool)
+        for r0, c0, rows, cols, blob in db.execute(
+            "SELECT row_offset, col_offset, rows, cols, targets_us FROM golden_patches "
+            "WHERE board_serial = ? AND tile = ? ORDER BY id",
+            (SERIAL, tile),
+        ):
+            targets[r0 : r0 + rows, c0 : c0 + cols] = np.frombuffer(blob, "<f4").reshape(rows, cols)
+            mask[r0 : r0 + rows, c0 : c0 + cols] = True
+    return targets, mask
+
+
+def test_programs_are_patches_folded_into_the_map_now_and_then(tmp_path: Path) -> None:
+    """Each Program stores its region as a patch; the 64th patch of a tile folds them all
+    into the tile's golden row, and so does a Program that covers the tile. At every
+    step the store's map, the summary's count and the map read with sqlite3 alone agree
+    with a model."""
+    from sidra.server.state.store import FOLD_PATCHES
+
+    path = tmp_path / "state.sqlite3"
+    store = StateStore(path)
+    store.note_board(TEST_BOARD, "boot-a")
+    rng = np.random.default_rng(5)
+    model, programmed = np.zeros(SHAPE, np.float32), np.zeros(SHAPE, bool)
+
+    def patches() -> int:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM golden_patches").fetchone()[0])
+
+    for k in range(FOLD_PATCHES + 10):
+        if k == FOLD_PATCHES + 5:
+            r0, c0, g = 0, 0, targets(rng, SHAPE)  # the whole tile
+        else:
+            r0, c0 = int(rng.integers(0, SHAPE[0] - 8)), int(rng.integers(0, SHAPE[1] - 4))
+            g = targets(rng, (8, 4))
+        store.record_program(SERIAL, 1, r0, c0, g, REPORT, "alice", "boot-a")
+        model[r0 : r0 + len(g), c0 : c0 + g.shape[1]] = g
+        programmed[r0 : r0 + len(g), c0 : c0 + g.shape[1]] = True
+        since_fold = (k + 1) % FOLD_PATCHES if k < FOLD_PATCHES + 5 else k - FOLD_PATCHES - 5
+        assert patches() == since_fold
+        golden, mask = store.golden(SERIAL, 1)
+        assert golden.tobytes() == model.tobytes() and np.array_equal(mask, programmed)
+        documented, documented_mask = _map_as_documented(path, 1)
+        assert documented.tobytes() == model.tobytes()
+        assert np.array_equal(documented_mask, programmed)
+        (board,) = store.summary()
+        assert board.tiles[1].programmed_cells == int(programmed.sum())
+    store.close()
+
+
 def test_history_keeps_order_and_every_figure(tmp_path: Path) -> None:
     start = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     ticks = iter(start + timedelta(seconds=s) for s in range(100))

@@ -5,7 +5,9 @@ holding one bad write (targets with a NaN, or a region off the tile): a batch is
 stored all or nothing, so then nothing of it is. Now and then the file is closed and
 opened again. After every step each tile's golden targets and programmed mask are
 the model's bit for bit (last write wins per cell; never programmed cells 0 and
-unmarked), and the history has one record per stored Program, in order.
+unmarked), the summary counts its programmed cells, and the history has one record
+per stored Program, in order. The store keeps Programs as patches over the tile's
+map and folds them in now and then: a second machine folds after every two.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from state_support import REPORT, TEST_BOARD
 
 from sidra.drivers import InvalidArgument
 from sidra.server.state import StateStore
+from sidra.server.state import store as store_module
 from sidra.server.state.records import ProgramWrite
 
 SERIAL = TEST_BOARD.serial_number
@@ -121,11 +124,29 @@ class Store(RuleBasedStateMachine):
             for r in self.store.history(SERIAL)
         ]
         assert stored == self.history
+        (board,) = self.store.summary()
+        counted = [tile.programmed_cells for tile in board.tiles]
+        assert counted == [int(self.programmed[t].sum()) for t in range(TILES)]
 
     def teardown(self) -> None:
         self.store.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class StoreFoldingOften(Store):
+    """The same with the patches folded into the map after every two Programs."""
+
+    def __init__(self) -> None:
+        self.fold_patches = store_module.FOLD_PATCHES
+        store_module.FOLD_PATCHES = 2
+        super().__init__()
+
+    def teardown(self) -> None:
+        store_module.FOLD_PATCHES = self.fold_patches
+        super().teardown()
+
+
 Store.TestCase.settings = settings(max_examples=60, stateful_step_count=15, deadline=None)
+StoreFoldingOften.TestCase.settings = Store.TestCase.settings
 test_the_store_follows_the_model = Store.TestCase
+test_the_store_folding_often_follows_the_model = StoreFoldingOften.TestCase
