@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -71,8 +73,19 @@ def served_process(board_url: str) -> Iterator[tuple[RemoteBoard, subprocess.Pop
         line = first if first.startswith("serving") else serving_line(proc.stderr)
         match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
         assert match, line
+        # It logs a line for every call but the routine ones (a Program, a refusal, ...):
+        # a pipe no one reads fills up (64 KiB, a few hundred lines) and stalls the
+        # server in its next log line.
+        threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
         with connect(f"127.0.0.1:{match.group(1)}") as board:
             yield board, proc
+
+
+def _drain(stream: IO[str]) -> None:
+    """Reads ``stream`` to its end (or until it is closed under the reader)."""
+    with contextlib.suppress(ValueError, OSError):
+        for _ in stream:
+            pass
 
 
 def serving_line(stream: IO[str]) -> str:
