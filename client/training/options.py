@@ -85,7 +85,9 @@ class SPSAOptions(JobOptions):
     mode: PerturbationMode = PerturbationMode.BOARD
     """board: Perturb RPC, weights programmed every step; host: host-held weights."""
     program_every: int = Field(10, ge=1)
-    """Host mode: steps between two Programs of the weights."""
+    """Host mode: steps between two Programs of the weights (those steps' minibatches are
+    passed on the board ahead, the first call with the Program; 1,024 passes per call
+    at most)."""
     blocking: bool = False
     """Reject a step that raises the loss (+1 loss evaluation per step, +1 at the start)."""
     last_avg: int = Field(1, ge=1)
