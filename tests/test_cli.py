@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_support import SIDRA, run_sidra, serving_line, sidra_json
+from cli_support import SIDRA, run_sidra, served, serving_line, sidra_json
 from rich.console import Console
 
 from sidra.cli.demo import run_demo
 from sidra.client import connect
+from sidra.drivers import OutOfRange
 
 
 def test_serve_answers_until_terminated() -> None:
@@ -40,6 +41,24 @@ def test_serve_answers_until_terminated() -> None:
         proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+REFUSALS = 800
+"""Refused calls in the test below: a 221-byte log line each, 2.7 times the 64 KiB a
+pipe holds."""
+
+
+def test_a_served_server_logging_past_a_full_pipe_keeps_answering() -> None:
+    """sidra serve logs a line for every refusal; the test helper reads its stderr all
+    along, so hundreds of logged calls cannot stall the server on a pipe no one empties
+    (it did: a test's 1,500 Programs hung)."""
+    with served("emu://?preset=ideal") as board:
+        board.timeout_s = 20.0  # a stalled server ends the test as DEADLINE_EXCEEDED
+        v = np.zeros((1, board.info.rows), np.float32)
+        for _ in range(REFUSALS):
+            with pytest.raises(OutOfRange, match="tile"):
+                board.mvm(board.info.tile_count, v)
+        assert board.mvm(0, v).currents.shape == (1, board.info.cols)
 
 
 def test_serve_rejects_unknown_scheme_with_the_known_ones() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from sidra.training import (
     OnBoardEvaluator,
     SPSAOptions,
     SPSAStep,
+    TrainingRecord,
     load_dataset,
     train_softmax_spsa,
 )
@@ -201,38 +204,65 @@ def test_training_is_reproducible_for_a_seed() -> None:
     np.testing.assert_array_equal(run(), run())
 
 
-@pytest.mark.parametrize("mode", ["board", "host"])
-def test_interrupted_run_resumes_from_its_checkpoint(mode: str, tmp_path: Path) -> None:
-    """A run stopped after step 13 and resumed from its step-10 checkpoint ends with the
-    same weights and evaluation count as an uninterrupted run (ideal board)."""
-    data = load_dataset("iris")
-    path = tmp_path / "checkpoint.json"
+@dataclass(frozen=True)
+class _Resumed:
+    whole: TrainingRecord
+    """The run uninterrupted."""
+    resumed: TrainingRecord
+    """The run stopped, then resumed from its last checkpoint."""
+    saved: dict[str, Any]
+    """The checkpoint as the stopped run left it."""
+
+    def weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """The resumed run's final weights and the uninterrupted run's."""
+        assert self.resumed.weights is not None and self.whole.weights is not None
+        return self.resumed.weights, self.whole.weights
+
+
+def _stop_and_resume(
+    dataset: str,
+    options: SPSAOptions,
+    path: Path,
+    *,
+    stop_at: int,
+    every: int,
+    resume_options: SPSAOptions | None = None,
+    edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> _Resumed:
+    """``options`` trained on ``dataset`` once through, and once stopped at step
+    ``stop_at`` with a checkpoint at ``path`` every ``every`` steps and resumed from it
+    (under ``resume_options``, the checkpoint first rewritten by ``edit``), each run on
+    a fresh ideal board."""
+    data = load_dataset(dataset)
 
     def board() -> BoardDriver:
         return open_board("emu://?preset=ideal&seed=0")
 
-    options = SPSAOptions(steps=20, seed=1, mode=mode)
     whole = train_softmax_spsa(board(), data, options)
-
-    def crash(step: SPSAStep) -> None:
-        if step.step == 13:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         train_softmax_spsa(
-            board(),
-            data,
-            options,
-            on_step=crash,
-            checkpoint=path,
-            checkpoint_every=5,
-        )
-    assert json.loads(path.read_text())["optimizer"]["k"] == 10
-    resumed = train_softmax_spsa(board(), data, options, checkpoint=path, resume=True)
-    assert resumed.weights is not None and whole.weights is not None
-    np.testing.assert_array_equal(resumed.weights, whole.weights)
-    assert resumed.loss_evaluations == whole.loss_evaluations == 40
-    assert resumed.losses == whole.losses
+            board(), data, options, on_step=_stop_at(stop_at), checkpoint=path,
+            checkpoint_every=every,
+        )  # fmt: skip
+    saved = json.loads(path.read_text())
+    if edit is not None:
+        path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    resumed = train_softmax_spsa(
+        board(), data, resume_options or options, checkpoint=path, resume=True
+    )
+    return _Resumed(whole, resumed, saved)
+
+
+@pytest.mark.parametrize("mode", ["board", "host"])
+def test_interrupted_run_resumes_from_its_checkpoint(mode: str, tmp_path: Path) -> None:
+    """A run stopped after step 13 and resumed from its step-10 checkpoint ends with the
+    same weights and evaluation count as an uninterrupted run (ideal board)."""
+    options = SPSAOptions(steps=20, seed=1, mode=mode)
+    run = _stop_and_resume("iris", options, tmp_path / "checkpoint.json", stop_at=13, every=5)
+    assert run.saved["optimizer"]["k"] == 10
+    np.testing.assert_array_equal(*run.weights())
+    assert run.resumed.loss_evaluations == run.whole.loss_evaluations == 40
+    assert run.resumed.losses == run.whole.losses
 
 
 def test_host_mode_resumes_mid_way_between_programs_on_the_same_minibatches(
@@ -242,24 +272,11 @@ def test_host_mode_resumes_mid_way_between_programs_on_the_same_minibatches(
     checkpoint keeps the stream where step 4's starts, so the resumed run meets the
     same minibatches. It programs its weights at once (the saving run's board held
     step 0's), so the ideal board's sums round differently: close, not equal."""
-    data = load_dataset("digits")
-    path = tmp_path / "checkpoint.json"
     options = SPSAOptions(steps=8, seed=4, mode="host")
-
-    def board() -> BoardDriver:
-        return open_board("emu://?preset=ideal&seed=0")
-
-    whole = train_softmax_spsa(board(), data, options)
-    with pytest.raises(KeyboardInterrupt):
-        train_softmax_spsa(
-            board(), data, options, on_step=_stop_at(4), checkpoint=path, checkpoint_every=3
-        )
-    saved = json.loads(path.read_text())
-    assert saved["version"] == 3 and saved["optimizer"]["k"] == 3
-    resumed = train_softmax_spsa(board(), data, options, checkpoint=path, resume=True)
-    np.testing.assert_allclose(resumed.losses, whole.losses, rtol=1e-4)
-    assert resumed.weights is not None and whole.weights is not None
-    np.testing.assert_allclose(resumed.weights, whole.weights, atol=1e-4)
+    run = _stop_and_resume("digits", options, tmp_path / "checkpoint.json", stop_at=4, every=3)
+    assert run.saved["version"] == 3 and run.saved["optimizer"]["k"] == 3
+    np.testing.assert_allclose(run.resumed.losses, run.whole.losses, rtol=1e-4)
+    np.testing.assert_allclose(*run.weights(), atol=1e-4)
 
 
 def test_resume_refuses_a_checkpoint_of_other_options(tmp_path: Path) -> None:
@@ -280,33 +297,25 @@ def test_a_version_1_checkpoint_still_resumes(tmp_path: Path) -> None:
     """Checkpoints written before the counts became JobCounts (version 1: counts
     mvm_calls, device_writes, time_ns, energy_nj) resume to the same run. Saved at
     step 10, where host mode programs anyway, so the resumed run programs alike."""
-    data = load_dataset("iris")
-    path = tmp_path / "checkpoint.json"
+
+    def as_version_1(saved: dict[str, Any]) -> dict[str, Any]:
+        counts = saved["counts"]
+        saved["version"] = 1
+        saved["calibration_evals"] = 0  # the gains were given
+        saved["counts"] = {
+            "mvm_calls": counts["mvm_calls"],
+            "device_writes": counts["device_writes"],
+            "time_ns": counts["modeled_time_ns"],
+            "energy_nj": counts["modeled_energy_nj"],
+        }
+        return saved
+
     options = SPSAOptions(steps=12, seed=2, mode="host")
-
-    def board() -> BoardDriver:
-        return open_board("emu://?preset=ideal&seed=0")
-
-    whole = train_softmax_spsa(board(), data, options)
-    with pytest.raises(KeyboardInterrupt):
-        train_softmax_spsa(
-            board(), data, options, on_step=_stop_at(11), checkpoint=path, checkpoint_every=10
-        )
-    saved = json.loads(path.read_text())
-    counts = saved["counts"]
-    saved["version"] = 1
-    saved["calibration_evals"] = 0  # the gains were given
-    saved["counts"] = {
-        "mvm_calls": counts["mvm_calls"],
-        "device_writes": counts["device_writes"],
-        "time_ns": counts["modeled_time_ns"],
-        "energy_nj": counts["modeled_energy_nj"],
-    }
-    path.write_text(json.dumps(saved))
-    resumed = train_softmax_spsa(board(), data, options, checkpoint=path, resume=True)
-    assert resumed.weights is not None and whole.weights is not None
-    np.testing.assert_array_equal(resumed.weights, whole.weights)
-    assert resumed.loss_evaluations == whole.loss_evaluations == 24
+    run = _stop_and_resume(
+        "iris", options, tmp_path / "checkpoint.json", stop_at=11, every=10, edit=as_version_1
+    )
+    np.testing.assert_array_equal(*run.weights())
+    assert run.resumed.loss_evaluations == run.whole.loss_evaluations == 24
 
 
 def test_options_refuse_bad_values_unknown_names_and_changes() -> None:
@@ -506,20 +515,9 @@ def test_accuracy_measurements_use_eval_read_repeats_passes(mode: str) -> None:
 def test_a_resumed_run_may_measure_accuracy_with_other_read_repeats(tmp_path: Path) -> None:
     """eval_read_repeats changes how accuracy is measured, not the optimizer's path: a
     checkpoint resumes under another value and ends with the same weights."""
-    data = load_dataset("iris")
-    path = tmp_path / "checkpoint.json"
     options = SPSAOptions(steps=12, seed=2, mode="host")
-
-    def board() -> BoardDriver:
-        return open_board("emu://?preset=ideal&seed=0")
-
-    whole = train_softmax_spsa(board(), data, options)
-    with pytest.raises(KeyboardInterrupt):
-        train_softmax_spsa(
-            board(), data, options, on_step=_stop_at(11), checkpoint=path, checkpoint_every=10
-        )
-    resumed = train_softmax_spsa(
-        board(), data, options.replace(eval_read_repeats=2), checkpoint=path, resume=True
-    )
-    assert resumed.weights is not None and whole.weights is not None
-    np.testing.assert_array_equal(resumed.weights, whole.weights)
+    run = _stop_and_resume(
+        "iris", options, tmp_path / "checkpoint.json", stop_at=11, every=10,
+        resume_options=options.replace(eval_read_repeats=2),
+    )  # fmt: skip
+    np.testing.assert_array_equal(*run.weights())

@@ -68,6 +68,8 @@ class _Ahead:
     state: dict[str, Any]
     """The minibatch stream's state before this one was drawn."""
     analog: Array | None = None
+    """The board's pass of ``x``, made when the board held its ``programs``-th weights."""
+    programs: int = -1
 
 
 class _LayerEvaluator:
@@ -191,8 +193,6 @@ class HostHeldEvaluator(_LayerEvaluator):
         self._last: Array | None = None
         self._updates = 0
         self._ahead: deque[_Ahead] = deque()
-        self._ahead_programs = 0
-        """:attr:`programs` when the passes in ``_ahead`` were made."""
 
     def sync(self, weights: Array, *, force: bool = False) -> None:
         """Count an update when ``weights`` changed; program every ``program_every``."""
@@ -240,7 +240,7 @@ class HostHeldEvaluator(_LayerEvaluator):
         """The next minibatch and the board's pass of it with the weights it holds."""
         if not self._ahead:
             self._draw_ahead()
-        elif self._ahead_programs != self.programs:  # programmed since: passed again
+        elif self._ahead[0].programs != self.programs:  # programmed since: passed again
             self._pass_ahead()
         ahead = self._ahead.popleft()
         assert ahead.analog is not None
@@ -271,9 +271,8 @@ class HostHeldEvaluator(_LayerEvaluator):
             self.programs += 1
         start = 0
         for ahead in self._ahead:
-            ahead.analog = analog[start : start + len(ahead.x)]
+            ahead.analog, ahead.programs = analog[start : start + len(ahead.x)], self.programs
             start += len(ahead.x)
-        self._ahead_programs = self.programs
 
     def _inputs(self, x: Array) -> Array:
         clip = self.layer.input_clip
