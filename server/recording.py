@@ -93,7 +93,8 @@ def store_in_order(recordings: Sequence[Callable[[], None]]) -> None:
             for recording in run:
                 recording()
         else:
-            _store_programs(store, list(run))  # type: ignore[arg-type]  # Programs only
+            # A store is the key of Programs' Recordings only: the filter drops nothing.
+            _store_programs(store, [r for r in run if isinstance(r, Recording)])
 
 
 def _program_store(recording: Callable[[], None]) -> StateStore | None:
