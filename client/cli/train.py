@@ -6,13 +6,20 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
@@ -192,6 +199,63 @@ def _remote(
     return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
 
 
+def _submitted(
+    server: str | None,
+    job: str,
+    options: JobOptions,
+    dataset: str,
+    out: Path | None,
+    as_json: bool,
+    console: Console,
+    *,
+    sent: dict[str, Any] | None = None,
+) -> None:
+    """``job`` run inside ``server`` (--remote-job, :func:`_remote`), its summary printed."""
+    summary = _remote(server, job, options, dataset, out, console, sent=sent)
+    _print_summary(summary, f"{job} on {dataset} (job {summary['job_id']})", as_json, console)
+
+
+def _epoch_status(progress: Progress, task: TaskID) -> Callable[[int, float | None], None]:
+    """An ``on_epoch`` that moves ``task`` on, with the test accuracy when there is one
+    (None: no test checkpoint that epoch)."""
+
+    def on_epoch(epoch: int, test: float | None) -> None:
+        if test is None:
+            progress.update(task, completed=epoch)
+        else:
+            progress.update(task, completed=epoch, status=f"test {100 * test:.2f} %")
+
+    return on_epoch
+
+
+_EpochJobOptions = LastLayerOptions | MLPOptions | FFOptions | EqPropOptions
+"""Options of the jobs trained in whole epochs."""
+
+
+def _by_epochs(
+    job: str,
+    train: Callable[..., TrainingRecord],
+    options: _EpochJobOptions,
+    dataset: str,
+    board: str,
+    server: str | None,
+    out: Path | None,
+    remote_job: bool,
+    as_json: bool,
+) -> None:
+    """A job trained in epochs (``train(board, data, options, on_epoch=...)``): run here
+    with a progress bar and its record saved, or inside ``server`` (``remote_job``)."""
+    console = Console(stderr=as_json)
+    if remote_job:
+        _submitted(server, job, options, dataset, out, as_json, console)
+        return
+    data = _dataset(dataset)
+    with _board(board, server) as target, _progress(console) as progress:
+        task = progress.add_task(job, total=options.epochs, status="")
+        record = train(target, data, options, on_epoch=_epoch_status(progress, task))
+    _finish(record, dataset, job, out, as_json, console)
+
+
 @train_app.command("spsa")
 def spsa(
     ctx: typer.Context,
@@ -242,8 +306,7 @@ def spsa(
                 "--checkpoint-every and --resume are for runs from here; a --remote-job "
                 "keeps its record in the server"
             )
-        summary = _remote(server, "spsa", options, dataset, out, console)
-        _print_summary(summary, f"spsa on {dataset} (job {summary['job_id']})", as_json, console)
+        _submitted(server, "spsa", options, dataset, out, as_json, console)
         return
     if resume and out is None:
         raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
@@ -299,24 +362,9 @@ def last_layer(
     """Fixed random feature layer on the board, head trained with exact gradients."""
     # typer gives an option never named as an empty list: no head tiles means "placed".
     options = job_options(LastLayerOptions, ctx, head_tiles=head_tiles or None)
-    console = Console(stderr=as_json)
-    if remote_job:
-        summary = _remote(server, "last-layer", options, dataset, out, console)
-        title = f"last-layer on {dataset} (job {summary['job_id']})"
-        _print_summary(summary, title, as_json, console)
-        return
-    data = _dataset(dataset)
-    with _board(board, server) as target, _progress(console) as progress:
-        task = progress.add_task("last-layer", total=options.epochs, status="")
-        record = train_last_layer(
-            target,
-            data,
-            options,
-            on_epoch=lambda e, acc: progress.update(
-                task, completed=e, status=f"test {100 * acc:.2f} %"
-            ),
-        )
-    _finish(record, dataset, "last-layer", out, as_json, console)
+    _by_epochs(
+        "last-layer", train_last_layer, options, dataset, board, server, out, remote_job, as_json
+    )
 
 
 @train_app.command("mlp")
@@ -348,23 +396,7 @@ def mlp(
     """Every layer on the board: forward by MVM, backward by TransposeMVM; the gradient's
     cosine to the exact one per layer in the summary."""
     options = job_options(MLPOptions, ctx)
-    console = Console(stderr=as_json)
-    if remote_job:
-        summary = _remote(server, "mlp", options, dataset, out, console)
-        _print_summary(summary, f"mlp on {dataset} (job {summary['job_id']})", as_json, console)
-        return
-    data = _dataset(dataset)
-    with _board(board, server) as target, _progress(console) as progress:
-        task = progress.add_task("mlp", total=options.epochs, status="")
-        record = train_mlp(
-            target,
-            data,
-            options,
-            on_epoch=lambda e, acc: progress.update(
-                task, completed=e, status=f"test {100 * acc:.2f} %"
-            ),
-        )
-    _finish(record, dataset, "mlp", out, as_json, console)
+    _by_epochs("mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json)
 
 
 @train_app.command("pat")
@@ -417,8 +449,7 @@ def pat(
             _twin_from(profile)  # a bad profile is refused here, before anything is sent
             # The server cannot read this file: its text goes with the options.
             sent |= {"twin_profile_toml": profile.read_text(encoding="utf-8")}
-        summary = _remote(server, "pat", options, dataset, out, console, sent=sent)
-        _print_summary(summary, f"pat on {dataset} (job {summary['job_id']})", as_json, console)
+        _submitted(server, "pat", options, dataset, out, as_json, console, sent=sent)
         return
     data = _dataset(dataset)
     folder = _folder(out, "pat")
@@ -435,9 +466,7 @@ def pat(
                 data,
                 options,
                 twin_board=on_twin,
-                on_epoch=lambda e, acc: progress.update(
-                    task, completed=e, status=f"test {100 * acc:.2f} %"
-                ),
+                on_epoch=_epoch_status(progress, task),
             )
     record.settings["twin_profile"] = str(source)
     if options.twin_epochs:
@@ -486,23 +515,9 @@ def forward_forward(
     """Forward-forward: every layer's forward passes on the board, each layer trained on
     its own goodness (exact local gradient, or layer-local SPSA), no backward pass."""
     options = job_options(FFOptions, ctx)
-    console = Console(stderr=as_json)
-    if remote_job:
-        summary = _remote(server, "ff", options, dataset, out, console)
-        _print_summary(summary, f"ff on {dataset} (job {summary['job_id']})", as_json, console)
-        return
-    data = _dataset(dataset)
-    with _board(board, server) as target, _progress(console) as progress:
-        task = progress.add_task("ff", total=options.epochs, status="")
-
-        def on_epoch(epoch: int, test: float | None) -> None:
-            if test is None:  # no test checkpoint this epoch (--eval-every)
-                progress.update(task, completed=epoch)
-            else:
-                progress.update(task, completed=epoch, status=f"test {100 * test:.2f} %")
-
-        record = train_forward_forward(target, data, options, on_epoch=on_epoch)
-    _finish(record, dataset, "ff", out, as_json, console)
+    _by_epochs(
+        "ff", train_forward_forward, options, dataset, board, server, out, remote_job, as_json
+    )
 
 
 @train_app.command("eqprop")
@@ -538,24 +553,7 @@ def eqprop(
     """Equilibrium propagation: free and nudged phases settle by MVM and TransposeMVM on the
     same tiles; the local update contrasts the equilibria; settling cost in the summary."""
     options = job_options(EqPropOptions, ctx)
-    console = Console(stderr=as_json)
-    if remote_job:
-        summary = _remote(server, "eqprop", options, dataset, out, console)
-        _print_summary(summary, f"eqprop on {dataset} (job {summary['job_id']})", as_json,
-                       console)  # fmt: skip
-        return
-    data = _dataset(dataset)
-    with _board(board, server) as target, _progress(console) as progress:
-        task = progress.add_task("eqprop", total=options.epochs, status="")
-        record = train_eqprop(
-            target,
-            data,
-            options,
-            on_epoch=lambda e, acc: progress.update(
-                task, completed=e, status=f"test {100 * acc:.2f} %"
-            ),
-        )
-    _finish(record, dataset, "eqprop", out, as_json, console)
+    _by_epochs("eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json)
 
 
 @train_app.command("compare")
