@@ -3,7 +3,8 @@
 The gradient estimators (SPSA with 1 and 4 perturbations, central differences,
 forward gradient, antithetic ES) each train the same ``features → classes`` softmax
 layer from zero with host-held weights (programmed every ``program_every`` updates,
-one board pass per minibatch, perturbations added digitally), Spall's learning-rate
+one board pass per minibatch, the passes of the steps one Program serves drawn ahead
+and sent with it in one MVM call, perturbations added digitally), Spall's learning-rate
 sequence a_k = a/(A + k)^0.602 with A = 10 % of its steps, and as many steps as the
 budget buys: an estimator that needs more evaluations per estimate takes fewer,
 better-informed steps. The whole algorithms run as their own jobs do, with their own
@@ -31,7 +32,7 @@ import numpy as np
 from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
-from sidra.training.board_spsa import train_softmax_spsa
+from sidra.training.board_spsa import minibatch_stream, train_softmax_spsa
 from sidra.training.compare_record import Comparison, MethodResult
 from sidra.training.datasets import Dataset
 from sidra.training.eqprop import eqprop_placement, train_eqprop
@@ -170,9 +171,12 @@ def _estimator_run(
         tiles = place(board.info, [shape], allowed=o.tiles)
         layer = AnalogLinear(board, tiles.of("layer"), data.features, data.classes)
         rng = np.random.default_rng(seed)
+        # Minibatches from a stream of their own: the evaluator draws them ahead, and
+        # a shared stream would interleave them with the estimator's directions.
         evaluator = HostHeldAnyEvaluator(
-            layer, data.x_train, data.y_train, o.batch_size, rng, o.program_every
-        )
+            layer, data.x_train, data.y_train, o.batch_size, minibatch_stream(seed),
+            o.program_every,
+        )  # fmt: skip
         meter = JobMeter(board, [layer])
         learning_rate = powerseries(o.a, SPALL_ALPHA, 0.1 * steps)  # Spall's a_k, A = 10 %
         x, _ = descend(

@@ -308,16 +308,14 @@ class HostEvaluator:
 
 class HostHeldAnyEvaluator(HostHeldEvaluator):
     """``HostHeldEvaluator`` for every point kind: one board pass of the programmed
-    weights per call, the remainder and each point's offset added digitally
-    (a coordinate touches one output column, so 2p points stay cheap)."""
+    weights per call (drawn ahead, as there), the remainder and each point's offset
+    added digitally (a coordinate touches one output column, so 2p points stay cheap)."""
 
     def __call__(self, x: Array, points: Sequence[AnyPoint]) -> list[float]:
         weights = x
-        self.sync(weights)
+        inputs, yb, analog = self._pass_at(weights)
         assert self.programmed is not None
-        xb, yb = self.batches.draw()
-        inputs = self._inputs(xb)
-        base = self.layer.forward(xb) + inputs @ (weights - self.programmed)
+        base = analog + inputs @ (weights - self.programmed)
         losses = []
         for point in points:
             if isinstance(point, Coordinate):

@@ -212,12 +212,8 @@ class HostHeldEvaluator(_LayerEvaluator):
 
     def __call__(self, x: Array, points: Sequence[Point]) -> list[float]:
         weights = x
-        if self._program_due(weights, False) and self._changed(weights):
-            # The passes drawn ahead for this Program go with it: one round trip.
-            self._draw_ahead(program=weights)
+        inputs, yb, analog = self._pass_at(weights)  # x·W_prog: one pass for every point
         assert self.programmed is not None
-        xb, yb, analog = self._next_pass()  # x·W_prog: one pass shared by every point
-        inputs = self._inputs(xb)
         remainder = weights - self.programmed
         losses = []
         for point in points:
@@ -225,6 +221,16 @@ class HostHeldEvaluator(_LayerEvaluator):
             losses.append(cross_entropy(analog + digital, yb))
         self.layer.ledger.charge_host_loss(len(points))
         return losses
+
+    def _pass_at(self, weights: Array) -> tuple[Array, Labels, Array]:
+        """The next minibatch as the layer's inputs (clipped, bias column appended), its
+        labels, and the board's pass of it with the weights it holds; ``weights``
+        counted as an update and programmed first when a Program is due."""
+        if self._program_due(weights, False) and self._changed(weights):
+            # The passes drawn ahead for this Program go with it: one round trip.
+            self._draw_ahead(program=weights)
+        xb, yb, analog = self._next_pass()
+        return self._inputs(xb), yb, analog
 
     def minibatch_state(self) -> dict[str, Any]:
         """The minibatch stream's state for the next call (before any minibatch drawn
