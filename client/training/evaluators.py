@@ -68,8 +68,9 @@ class _Ahead:
     state: dict[str, Any]
     """The minibatch stream's state before this one was drawn."""
     analog: Array | None = None
-    """The board's pass of ``x``, made when the board held its ``programs``-th weights."""
+    """The board's pass of ``x`` (None until it is passed)."""
     programs: int = -1
+    """The evaluator's ``programs`` when ``analog`` was made: stale once they differ."""
 
 
 class _LayerEvaluator:
