@@ -133,8 +133,9 @@ class Jobs:
         dataset: str = "digits",
         lease_wait_s: float = 0.0,
     ) -> JobInfo:
-        """Starts a ``kind`` job (spsa, last-layer, compare, drift-recovery) with
-        ``options`` (the fields of its option model; missing ones take defaults)."""
+        """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
+        mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
+        (the fields of its option model; missing ones take defaults)."""
         request = pb.SubmitJobRequest(
             kind=kind, options_json=json.dumps(dict(options or {})), dataset=dataset,
             lease_wait_s=lease_wait_s,

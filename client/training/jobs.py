@@ -211,7 +211,7 @@ def _recovery(
     reporter.progress(1, 1, f"recovered {100 * report.recovered_accuracy:.2f} %")
     files = {
         "settings.json": json.dumps(
-            options.settings() | {"job": "drift-recovery"}, indent=2
+            options.settings() | {"job": "drift-recovery", "dataset": data.name}, indent=2
         ).encode(),
         "summary.json": json.dumps(summary, indent=2).encode(),
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,45 @@ def test_progress_events_come_about_every_interval_and_at_the_last_step(port: in
     gaps = [b.unix_s - a.unix_s for a, b in zip(progress[:-1], progress[1:-1], strict=False)]
     assert all(gap >= 0.9 * PROGRESS_INTERVAL_S for gap in gaps), gaps
     assert len(progress) < 300
+
+
+EVERY_KIND = {
+    "last-layer": ("iris", {"epochs": 1, "hidden": 16}),
+    "mlp": ("iris", {"epochs": 1, "hidden": [16]}),
+    "ff": ("iris", {"epochs": 1, "hidden": [16]}),
+    "eqprop": ("iris", {"epochs": 1, "hidden": [16]}),
+    "compare": ("iris", {"budget": 40, "seeds": [0], "methods": ["spsa", "last-layer"]}),
+    # Its network is first trained digitally, to convergence with 32 hidden units.
+    "drift-recovery": ("digits", {"epochs": 1, "hidden": 32, "age_days": 1.0}),
+}
+"""Every job kind but spsa (above) and pat (tests/jobs/test_pat_job.py): its data set
+and options, each job as short as its options allow."""
+
+
+@pytest.mark.parametrize("kind", list(EVERY_KIND))
+def test_every_kind_of_job_runs_inside_the_server_on_the_tiles_it_claimed(
+    kind: str, port: int, store_path: Path
+) -> None:
+    """Each kind runs to its end inside the server, on a lease of the tiles its
+    placement claimed (the whole board for drift recovery, which ages every tile), and
+    leaves its summary and record in the store; the lease ends with it."""
+    dataset, options = EVERY_KIND[kind]
+    with _client(port) as board:
+        job = board.jobs.submit(kind, options, dataset=dataset)
+        whole_board = tuple(range(board.info.tile_count))
+        assert (job.tiles == whole_board) == (kind == "drift-recovery")
+        events = list(board.jobs.watch(job.job_id))
+        assert events[-1].kind == "state", events[-1]
+        assert events[-1].state == "succeeded", [e.message for e in events]
+        done = board.jobs.get(job.job_id, include_record=True)
+        assert done.summary
+        settings = json.loads(done.files["settings.json"])
+        assert (settings["job"], settings["dataset"]) == (kind, dataset)
+        assert board.leases() == []
+    with StateStore(store_path, read_only=True) as store:
+        stored = JobRecords(store).get(job.job_id, with_files=True)
+        assert stored is not None and stored.state == "succeeded"
+        assert stored.files == done.files
 
 
 def _first_progress(board: RemoteBoard, job_id: str) -> int:
