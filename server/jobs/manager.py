@@ -35,12 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidra.drivers import (
+    BoardReset,
     FailedPrecondition,
     InvalidArgument,
     OutOfRange,
     ResourceExhausted,
     SidraError,
 )
+from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.recorder import BehindRecorder
 from sidra.server.jobs.runner import JobRunner, RunnerLoader, load_runner
@@ -269,6 +271,7 @@ class JobManager:
         files: dict[str, bytes] = {}
         try:
             try:
+                self._settle(live, board)
                 summary, files = runner.run(
                     row.kind, options, row.dataset, board, _Reporter(self, live)
                 )
@@ -288,6 +291,18 @@ class JobManager:
             keep_alive.join()
             self._close_session(row.principal, live.session_id)
         self._finish(live, state, error, summary, files)
+
+    def _settle(self, live: _LiveJob, board: JobBoard) -> None:
+        """Takes a restart of the board that its driver noticed before this job began.
+
+        The driver reports such a restart to the next call, whoever makes it. What the
+        restart lost was not this job's (a job programs whatever it uses), so the job
+        says so and goes on; clients learn of the restart from the board instance id
+        every answer names (a new boot, a new id)."""
+        try:
+            board.run(GetBoardInfoRequest())
+        except BoardReset as exc:
+            self._log(live, f"the board restarted before this job began; going on ({exc})")
 
     def _check(self, live: _LiveJob) -> None:
         if live.cancel.is_set():

@@ -166,3 +166,59 @@ def test_grpc_server_stays_up_health_follows_the_board(tmp_path: os.PathLike[str
         first.kill()
         first.wait()
         first.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_job_whose_board_is_pulled_mid_run_fails_naming_it_and_frees_its_tiles(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """A training job runs inside the server on a PCIe board whose process is killed
+    mid-run: the job ends failed, its error naming the board that went away, its lease
+    ends, the server keeps answering (health NOT_SERVING); a board back at the same
+    path takes the next job, which runs to its end."""
+    from sidra.server.state import StateStore
+
+    path = os.path.join(tmp_path, "bar0")
+    first = _device(path)
+    try:
+        d = PcieDriver.from_url(urlsplit(f"pcie+file://{path}?timeout={FAST_S}"))
+        with d, StateStore(os.path.join(tmp_path, "state.sqlite3")) as store:
+            server, port = create_server(d, "127.0.0.1:0", store=store)
+            server.start()
+            try:
+                with (
+                    grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+                    connect(f"127.0.0.1:{port}") as remote,
+                ):
+                    health = health_pb2_grpc.HealthStub(channel)
+                    endless = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
+                    job = remote.jobs.submit("spsa", endless | {"tiles": [1]}, dataset="iris")
+                    for event in remote.jobs.watch(job.job_id):
+                        if event.kind == "progress":  # it is training: pull the board
+                            break
+                    first.kill()
+                    first.wait()
+                    os.unlink(path)
+                    ended = remote.jobs.wait(job.job_id)
+                    assert ended.state == "failed"
+                    assert "BoardUnavailable" in ended.error and path in ended.error
+                    assert remote.leases() == []
+                    _wait_for(health, NOT_SERVING)
+                    second = _device(path)
+                    try:
+                        _wait_for(health, SERVING)
+                        short = {"steps": 4, "eval_every": 4, "batch_size": 16}
+                        again = remote.jobs.submit("spsa", short | {"tiles": [1]}, dataset="iris")
+                        done = remote.jobs.wait(again.job_id)
+                        assert done.state == "succeeded", done.error
+                        said = [e.message for e in remote.jobs.watch(again.job_id)]
+                        assert any("restarted before this job began" in m for m in said)
+                    finally:
+                        second.terminate()
+                        second.wait(timeout=10)
+                        second.stdout.close()  # type: ignore[union-attr]
+            finally:
+                server.stop(grace=None).wait()
+    finally:
+        first.kill()
+        first.wait()
+        first.stdout.close()  # type: ignore[union-attr]
