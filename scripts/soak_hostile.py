@@ -3,7 +3,8 @@ answers, the board's state and the server's memory.
 
 Long form of tests/server/test_hostile_requests.py, with the same strategies
 (tests/server/hostile_requests.py). Starts ``sidra serve`` in its own process
-(ideal emulator, 256 x 256 tiles, a state store, ``--max-message-mb``), sets a
+(``--board``: the ideal emulator, 256 x 256 tiles, unless another board is named; a
+state store, ``--max-message-mb``), sets a
 baseline (every tile programmed, a region perturbed, the clock advanced), then
 sends ``--requests`` hostile requests over every RPC in batches of 100 sent at
 once. After each batch: the board's cells (conductances and write counts of every
@@ -16,6 +17,9 @@ Run from the repository with the development environment::
 
     .venv/bin/python scripts/soak_hostile.py                      # 20,000 requests
     .venv/bin/python scripts/soak_hostile.py --requests 100000 --seed 7
+    # the same through the PCIe path, to a virtual board started first:
+    .venv/bin/sidra board serve --pcie-file /dev/shm/bar0 --preset ideal &
+    .venv/bin/python scripts/soak_hostile.py --board pcie+file:///dev/shm/bar0
 """
 
 from __future__ import annotations
@@ -51,12 +55,13 @@ RECIPES, FORMS = 25, 4  # 100 requests per batch
 
 @contextmanager
 def sidra_serve(
-    folder: Path, max_message_mb: int, limits: LimitsSettings
+    folder: Path, board_url: str, max_message_mb: int, limits: LimitsSettings
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``sidra serve`` on a free loopback port with a state store in ``folder``."""
+    """``sidra serve`` of ``board_url`` on a free loopback port with a state store in
+    ``folder``."""
     config = folder / "sidra.toml"
     config.write_text(
-        f'board = "{BOARD}"\nlisten = "127.0.0.1:0"\nmax_message_mb = {max_message_mb}\n'
+        f'board = "{board_url}"\nlisten = "127.0.0.1:0"\nmax_message_mb = {max_message_mb}\n'
         f'[state]\npath = "{folder / "state.sqlite3"}"\n[logging]\nlevel = "warning"\n'
         f"[limits]\nmax_message_mb = {limits.max_message_mb}\nmax_batch = {limits.max_batch}\n"
         f"max_in_flight = {limits.max_in_flight}\n"
@@ -118,17 +123,24 @@ class MemoryWatch:
 
 
 def establish(board: RemoteBoard) -> None:
-    """Every tile programmed, a region of tile 1 perturbed, the clock advanced."""
+    """Every tile programmed, a region of tile 1 perturbed, the clock advanced (on an
+    emulated board: hardware has no clock to advance)."""
     info, rng = board.info, np.random.default_rng(2026)
     for tile in range(info.tile_count):
         g = rng.integers(2 * 16, 39 * 16 + 1, (info.rows, info.cols)) / 16
         board.program(tile, g.astype(np.float32))
     board.perturb(1, seed=9, amplitude_us=0.5, sign=1, region=Region(3, 4, 20, 10))
-    board.advance_clock(3600.0)
+    if info.emulated:
+        board.advance_clock(3600.0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--board", default=BOARD,
+        help="the board sidra serve serves; it must read exactly (an ideal preset, on any "
+        "transport), as every cell is compared before and after each batch",
+    )  # fmt: skip
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed")
     parser.add_argument(
@@ -149,7 +161,7 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory() as tmp,
-        sidra_serve(Path(tmp), args.max_message_mb, configured) as (address, proc),
+        sidra_serve(Path(tmp), args.board, args.max_message_mb, configured) as (address, proc),
     ):
         store_path = Path(tmp) / "state.sqlite3"
         with connect(address) as board, grpc.insecure_channel(address) as channel:
@@ -212,7 +224,7 @@ def main() -> None:
         by_code = Counter[str]()
         for (_, code), count in codes.items():
             by_code[code] += count
-        print(f"sidra serve: {BOARD}, {info.tile_count} tiles of {info.rows} x {info.cols}, "
+        print(f"sidra serve: {args.board}, {info.tile_count} tiles of {info.rows} x {info.cols}, "
               f"max_message_mb {args.max_message_mb}, [limits] max_message_mb {args.request_mb}, "
               f"max_batch {configured.max_batch}; hypothesis seed {args.seed}")  # fmt: skip
         print(f"requests sent: {sent} ({len(distinct)} distinct) in {elapsed:.1f} s, over "
