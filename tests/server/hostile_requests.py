@@ -826,9 +826,10 @@ class HostileRequests:
     # -- no request at all ---------------------------------------------------------------
 
     def garbage(self, parts: Parts, rpc: str) -> Hostile:
-        """Bytes that do not parse as the request: random bytes (after a zero key byte
-        when they happen to parse), a length-delimited field longer than what follows,
-        or a broken field; now and then after well-formed unknown fields."""
+        """Bytes that do not parse as the request: random bytes (wrapped in a field
+        longer than what follows when they happen to parse), a length-delimited field
+        longer than what follows, or a broken field; now and then after well-formed
+        unknown fields."""
         draw = parts.draw
         body, length = draw(GARBAGE)
         if length:  # a field of a known number, with a length past the end
@@ -836,7 +837,9 @@ class HostileRequests:
         head = parts.unknown_fields() if parts.coin() else b""
         data = head + body
         if parses(rpc, data):  # random bytes that happen to be a message
-            data = b"\x00" + data  # field number 0: never parses
+            # A field that claims one byte more than follows never parses. (A zero key
+            # byte in front does not do: upb takes some messages that start with one.)
+            data = key(1, LEN) + varint(len(data) + 1) + data
         return Hostile(rpc, data, "garbage")
 
     def oversize(self, parts: Parts, rpc: str) -> Hostile:
