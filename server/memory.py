@@ -20,7 +20,7 @@ What trimming cannot return is a heap whose free space sits between live blocks.
 glibc serves blocks below its mmap threshold from the heap, and raises that
 threshold after freeing a mapped block (up to 32 MiB), so after one large request
 every buffer of a few MiB lands in the heap and fragments it. A service process
-fixes the threshold (:func:`map_large_buffers`, ``sidra serve`` does at start):
+fixes the threshold (:func:`configure_malloc`, ``sidra serve`` does at start):
 buffers of :data:`MMAP_THRESHOLD_BYTES` or more are then mapped, and unmapped when
 freed; training batches of 1024 vectors (1 MiB) stay in the heap, reused at no cost.
 
@@ -29,12 +29,23 @@ default: a heap whose free top exceeds it is shrunk at once, and a per-thread ar
 shrinks by discarding its pages. Every batch-1024 MVM then freed its megabytes of
 buffers, had them discarded and faulted them in again on the next call (about 1,000
 page faults per call in the served emulator; none in process, whose main heap keeps
-them). So :func:`map_large_buffers` raises the trim threshold to
+them). So :func:`configure_malloc` raises the trim threshold to
 :data:`TRIM_THRESHOLD_BYTES` as well: during a burst the freed buffers stay for the
 next call. The idle trim gives back what lies free inside the heaps and at the top
 of the main one; the top of a thread's arena (at most that much per arena) stays
 until a later free finds more there (``scripts/soak_memory.py``: 1.59-1.60 x the
 start after its large requests, against 1.58 x before).
+
+That top is per arena, and glibc gives each thread that meets a busy arena one of its
+own, up to eight per core: the server's worker threads and gRPC's kept 30-45 MiB
+resident in them after small calls alone (``scripts/soak_hostile.py``: 1.29-1.43 x the
+start after 10,000-40,000 hostile requests, the same at every count). Python threads
+allocate under the GIL, so they gain little from arenas of their own: the service keeps
+:data:`MALLOC_ARENAS` (``M_ARENA_MAX``), and the same soak ends at 1.09 x the start
+(``MALLOC_ARENA_MAX=2`` set for it, 20,000 requests; 1.01 x with one arena);
+``scripts/soak_memory.py`` unchanged (1.59 x); on-board SPSA steps over gRPC, three
+servers of each in turn, 4.3-7.5 ms per step with glibc's default and 4.3-5.7 ms with
+two arenas: no cost that the machine's scatter shows.
 """
 
 from __future__ import annotations
@@ -48,11 +59,12 @@ from collections.abc import Callable
 __all__ = [
     "IDLE_TRIM_S",
     "LARGE_REQUEST_BYTES",
+    "MALLOC_ARENAS",
     "MMAP_THRESHOLD_BYTES",
     "TRIM_THRESHOLD_BYTES",
     "IdleTrim",
     "give_back_memory",
-    "map_large_buffers",
+    "configure_malloc",
     "note_call",
     "trim_available",
 ]
@@ -78,23 +90,32 @@ _TRIM = _malloc_trim()
 
 MMAP_THRESHOLD_BYTES = 4 * 2**20
 """4 MiB: allocations this large or larger are mapped and unmapped on their own
-(:func:`map_large_buffers`); glibc's default starts at 128 KiB and then moves."""
+(:func:`configure_malloc`); glibc's default starts at 128 KiB and then moves."""
 
 TRIM_THRESHOLD_BYTES = 8 * 2**20
 """8 MiB: free space at the top of a heap up to this size is kept for the next call
-rather than given back as soon as it is freed (:func:`map_large_buffers`): a batch-1024
+rather than given back as soon as it is freed (:func:`configure_malloc`): a batch-1024
 MVM's buffers, a few MiB, are reused, not faulted in again."""
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers, glibc's malloc.h
+MALLOC_ARENAS = 2
+"""Most malloc arenas the service's threads share (:func:`configure_malloc`); glibc's
+default is eight per core."""
+
+# mallopt parameter numbers, glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 
 
-def map_large_buffers(
-    threshold_bytes: int = MMAP_THRESHOLD_BYTES, keep_bytes: int = TRIM_THRESHOLD_BYTES
+def configure_malloc(
+    threshold_bytes: int = MMAP_THRESHOLD_BYTES,
+    keep_bytes: int = TRIM_THRESHOLD_BYTES,
+    arenas: int = MALLOC_ARENAS,
 ) -> bool:
     """Fixes glibc's mmap threshold for this process (``mallopt(M_MMAP_THRESHOLD)``), so
-    freed large buffers go back to the system at once, and its trim threshold
+    freed large buffers go back to the system at once; its trim threshold
     (``M_TRIM_THRESHOLD``, ``keep_bytes``), so the heap does not shrink and fault back
-    in on every call; False where it cannot (not glibc)."""
+    in on every call; and its arenas (``M_ARENA_MAX``, ``arenas``), so threads do not
+    each keep a heap top of their own. Call it before the service starts its threads.
+    False where it cannot (not glibc)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (AttributeError, OSError):
@@ -103,7 +124,8 @@ def map_large_buffers(
     mallopt.restype = ctypes.c_int
     mapped = mallopt(_M_MMAP_THRESHOLD, threshold_bytes)
     kept = mallopt(_M_TRIM_THRESHOLD, keep_bytes)
-    return bool(mapped and kept)
+    shared = mallopt(_M_ARENA_MAX, arenas)
+    return bool(mapped and kept and shared)
 
 
 def trim_available() -> bool:

@@ -20,7 +20,7 @@ from sidra.cli.token import token_app
 from sidra.cli.train import train_app
 from sidra.drivers import SidraError, open_board
 from sidra.server.app import create_configured_server
-from sidra.server.memory import map_large_buffers
+from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
 from sidra.server.settings import ConfigError, ServerSettings, load_settings
 from sidra.server.state import StateStore, StateStoreError, restore
@@ -63,7 +63,7 @@ def serve(
         config, board=board, listen=listen, max_message_mb=max_message_mb, workers=workers
     )
     configure_logging(settings.logging.format, settings.logging.level)
-    map_large_buffers()  # this process is the service: large buffers go back when freed
+    configure_malloc()  # the service: large buffers go back when freed, threads share arenas
     try:
         driver = open_board(settings.board)
     except SidraError as exc:

@@ -42,7 +42,7 @@ def test_giving_memory_back_runs_on_this_c_library() -> None:
 
 def test_the_mmap_threshold_can_be_fixed_on_this_c_library() -> None:
     # In a process of its own: the setting is the whole process's, and sidra serve's.
-    code = "from sidra.server.memory import map_large_buffers; print(map_large_buffers())"
+    code = "from sidra.server.memory import configure_malloc; print(configure_malloc())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
 
