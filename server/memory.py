@@ -42,7 +42,7 @@ resident in them after small calls alone (``scripts/soak_hostile.py``: 1.29-1.43
 start after 10,000-40,000 hostile requests, the same at every count). Python threads
 allocate under the GIL, so they gain little from arenas of their own: the service keeps
 :data:`MALLOC_ARENAS` (``M_ARENA_MAX``), and the same soak ends at 1.09 x the start
-(``MALLOC_ARENA_MAX=2`` set for it, 20,000 requests; 1.01 x with one arena);
+(20,000 requests, with two arenas as with ``MALLOC_ARENA_MAX=2``; 1.01 x with one);
 ``scripts/soak_memory.py`` unchanged (1.59 x); on-board SPSA steps over gRPC, three
 servers of each in turn, 4.3-7.5 ms per step with glibc's default and 4.3-5.7 ms with
 two arenas: no cost that the machine's scatter shows.
