@@ -27,6 +27,7 @@ from sidra.client import connect
 from sidra.drivers.errors import BoardFault, BoardReset, BoardUnavailable, DeadlineExceeded
 from sidra.drivers.pcie.driver import PcieDriver
 from sidra.server import create_server
+from sidra.server.state import StateStore
 
 G = np.random.default_rng(5).uniform(1.0, 40.0, (16, 16)).astype(np.float32)
 V = np.full((2, 256), 0.1, np.float32)
@@ -107,14 +108,18 @@ def test_the_file_removed_under_a_running_board() -> None:
 
 
 @contextmanager
-def _grpc_health(d: PcieDriver) -> Iterator[tuple[health_pb2_grpc.HealthStub, str]]:
-    server, port = create_server(d, "127.0.0.1:0")
+def _grpc_health(
+    d: PcieDriver, store: StateStore | None = None
+) -> Iterator[tuple[health_pb2_grpc.HealthStub, str]]:
+    """A gRPC server of ``d`` on loopback (with ``store``: jobs too), its health stub
+    and its address."""
+    server, port = create_server(d, "127.0.0.1:0", store=store)
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             yield health_pb2_grpc.HealthStub(channel), f"127.0.0.1:{port}"
     finally:
-        server.stop(grace=None)
+        server.stop(grace=None).wait()
 
 
 def _wait_for(health: health_pb2_grpc.HealthStub, status: int, within_s: float = 10.0) -> None:
@@ -126,13 +131,36 @@ def _wait_for(health: health_pb2_grpc.HealthStub, status: int, within_s: float =
     raise AssertionError(f"health did not become {status} within {within_s} s")
 
 
-def _device(path: str) -> subprocess.Popen[str]:
-    """A virtual PCIe board started the way a user does, at ``path``."""
+@contextmanager
+def _device(path: str) -> Iterator[subprocess.Popen[str]]:
+    """A virtual PCIe board started the way a user does, at ``path``; stopped (if a test
+    has not killed it) and its pipe closed on leaving."""
     argv = [sys.executable, "-m", "sidra.cli", "board", "serve", "--pcie-file", path]
     process = subprocess.Popen([*argv, "--preset", "ideal"], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
-    assert process.stdout.readline().strip() == f"pcie+file://{path}"
-    return process
+    try:
+        assert process.stdout.readline().strip() == f"pcie+file://{path}"
+        yield process
+    finally:
+        process.terminate()  # nothing once it has been killed and waited for
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def _pull(device: subprocess.Popen[str], path: str) -> None:
+    """Kills the board process and removes its file: a killed board leaves its file, and
+    the bus forgets the device."""
+    device.kill()
+    device.wait()
+    os.unlink(path)
+
+
+def _driver_of(path: str) -> PcieDriver:
+    return PcieDriver.from_url(urlsplit(f"pcie+file://{path}?timeout={FAST_S}"))
 
 
 def test_grpc_server_stays_up_health_follows_the_board(tmp_path: os.PathLike[str]) -> None:
@@ -140,32 +168,23 @@ def test_grpc_server_stays_up_health_follows_the_board(tmp_path: os.PathLike[str
     the same path: health SERVING, the first call says the board was reset, then calls
     work again. The server process never stops."""
     path = os.path.join(tmp_path, "bar0")
-    first = _device(path)
-    try:
-        d = PcieDriver.from_url(urlsplit(f"pcie+file://{path}?timeout={FAST_S}"))
-        with d, _grpc_health(d) as (health, address), connect(address) as remote:
+    with (
+        _device(path) as first,
+        _driver_of(path) as d,
+        _grpc_health(d) as (health, address),
+        connect(address) as remote,
+    ):
+        _wait_for(health, SERVING)
+        remote.program(0, G)
+        _pull(first, path)
+        _wait_for(health, NOT_SERVING)
+        with pytest.raises(BoardUnavailable):
+            remote.mvm(0, V)
+        with _device(path):
             _wait_for(health, SERVING)
-            remote.program(0, G)
-            first.kill()
-            first.wait()
-            os.unlink(path)  # a killed board leaves its file: the bus forgets the device
-            _wait_for(health, NOT_SERVING)
-            with pytest.raises(BoardUnavailable):
+            with pytest.raises(BoardReset, match="restarted while the link was down"):
                 remote.mvm(0, V)
-            second = _device(path)
-            try:
-                _wait_for(health, SERVING)
-                with pytest.raises(BoardReset, match="restarted while the link was down"):
-                    remote.mvm(0, V)
-                assert remote.mvm(0, V).currents.shape == (2, 256)
-            finally:
-                second.terminate()
-                second.wait(timeout=10)
-                second.stdout.close()  # type: ignore[union-attr]
-    finally:
-        first.kill()
-        first.wait()
-        first.stdout.close()  # type: ignore[union-attr]
+            assert remote.mvm(0, V).currents.shape == (2, 256)
 
 
 def test_a_job_whose_board_is_pulled_mid_run_fails_naming_it_and_frees_its_tiles(
@@ -174,51 +193,31 @@ def test_a_job_whose_board_is_pulled_mid_run_fails_naming_it_and_frees_its_tiles
     """A training job runs inside the server on a PCIe board whose process is killed
     mid-run: the job ends failed, its error naming the board that went away, its lease
     ends, the server keeps answering (health NOT_SERVING); a board back at the same
-    path takes the next job, which runs to its end."""
-    from sidra.server.state import StateStore
-
+    path takes the next job, which logs the restart and runs to its end."""
     path = os.path.join(tmp_path, "bar0")
-    first = _device(path)
-    try:
-        d = PcieDriver.from_url(urlsplit(f"pcie+file://{path}?timeout={FAST_S}"))
-        with d, StateStore(os.path.join(tmp_path, "state.sqlite3")) as store:
-            server, port = create_server(d, "127.0.0.1:0", store=store)
-            server.start()
-            try:
-                with (
-                    grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-                    connect(f"127.0.0.1:{port}") as remote,
-                ):
-                    health = health_pb2_grpc.HealthStub(channel)
-                    endless = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
-                    job = remote.jobs.submit("spsa", endless | {"tiles": [1]}, dataset="iris")
-                    for event in remote.jobs.watch(job.job_id):
-                        if event.kind == "progress":  # it is training: pull the board
-                            break
-                    first.kill()
-                    first.wait()
-                    os.unlink(path)
-                    ended = remote.jobs.wait(job.job_id)
-                    assert ended.state == "failed"
-                    assert "BoardUnavailable" in ended.error and path in ended.error
-                    assert remote.leases() == []
-                    _wait_for(health, NOT_SERVING)
-                    second = _device(path)
-                    try:
-                        _wait_for(health, SERVING)
-                        short = {"steps": 4, "eval_every": 4, "batch_size": 16}
-                        again = remote.jobs.submit("spsa", short | {"tiles": [1]}, dataset="iris")
-                        done = remote.jobs.wait(again.job_id)
-                        assert done.state == "succeeded", done.error
-                        said = [e.message for e in remote.jobs.watch(again.job_id)]
-                        assert any("restarted before this job began" in m for m in said)
-                    finally:
-                        second.terminate()
-                        second.wait(timeout=10)
-                        second.stdout.close()  # type: ignore[union-attr]
-            finally:
-                server.stop(grace=None).wait()
-    finally:
-        first.kill()
-        first.wait()
-        first.stdout.close()  # type: ignore[union-attr]
+    endless = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16, "tiles": [1]}
+    short = {"steps": 4, "eval_every": 4, "batch_size": 16, "tiles": [1]}
+    with (
+        _device(path) as first,
+        _driver_of(path) as d,
+        StateStore(os.path.join(tmp_path, "state.sqlite3")) as store,
+        _grpc_health(d, store) as (health, address),
+        connect(address) as remote,
+    ):
+        job = remote.jobs.submit("spsa", endless, dataset="iris")
+        for event in remote.jobs.watch(job.job_id):
+            if event.kind == "progress":  # it is training: pull the board
+                break
+        _pull(first, path)
+        ended = remote.jobs.wait(job.job_id)
+        assert ended.state == "failed"
+        assert "BoardUnavailable" in ended.error and path in ended.error
+        assert remote.leases() == []
+        _wait_for(health, NOT_SERVING)
+        with _device(path):
+            _wait_for(health, SERVING)
+            again = remote.jobs.submit("spsa", short, dataset="iris")
+            done = remote.jobs.wait(again.job_id)
+            assert done.state == "succeeded", done.error
+            said = [e.message for e in remote.jobs.watch(again.job_id)]
+            assert any("restarted before this job began" in m for m in said)
