@@ -9,6 +9,7 @@ batch MVMs does not give its buffers back and fault them in again on every call.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ from sidra.server import servicer
 from sidra.server.app import create_server
 from sidra.server.memory import (
     LARGE_REQUEST_BYTES,
+    MALLOC_ARENAS,
     IdleTrim,
     give_back_memory,
     trim_available,
@@ -45,6 +47,55 @@ def test_the_mmap_threshold_can_be_fixed_on_this_c_library() -> None:
     code = "from sidra.server.memory import configure_malloc; print(configure_malloc())"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
+
+
+ARENAS_AFTER_THREADS = """
+import ctypes, sys, threading
+from sidra.server.memory import configure_malloc
+if sys.argv[1] == "configured":
+    configure_malloc()
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+threads = 8
+held = threading.Barrier(threads + 1)
+def allocate():  # a thread's first malloc takes an arena: a new one while glibc may
+    block = libc.malloc(4096)
+    held.wait()  # every thread holds its block while the heaps are counted
+    held.wait()
+    libc.free(block)
+workers = [threading.Thread(target=allocate) for _ in range(threads)]
+for worker in workers:
+    worker.start()
+held.wait()
+out = libc.fopen(sys.argv[2].encode(), b"w")
+libc.malloc_info(0, out)  # XML, one <heap nr="..."> per arena
+libc.fclose(out)
+held.wait()
+for worker in workers:
+    worker.join()
+"""
+
+
+@pytest.mark.skipif(not trim_available(), reason="glibc's arenas")
+@pytest.mark.parametrize(("setting", "most"), [("configured", MALLOC_ARENAS), ("default", None)])
+def test_threads_share_the_configured_arenas(
+    setting: str, most: int | None, tmp_path: Path
+) -> None:
+    """Eight threads allocating at once: ``sidra serve``'s setting keeps them in
+    MALLOC_ARENAS heaps (malloc_info counts them); glibc's default gives each its own."""
+    report = tmp_path / "malloc_info.xml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_ARENA")}
+    command = [sys.executable, "-c", ARENAS_AFTER_THREADS, setting, str(report)]
+    subprocess.run(command, check=True, env=env)
+    heaps = report.read_text().count("<heap nr=")
+    if most is None:
+        assert heaps > MALLOC_ARENAS, "glibc's default should give the threads more arenas"
+    else:
+        assert 1 <= heaps <= most, heaps
 
 
 def _minor_faults(pid: int) -> int:
