@@ -30,7 +30,10 @@ from sidra.emulator.pcie import PcieFaults, run_device
 
 __all__ = ["board_app"]
 
-board_app = typer.Typer(no_args_is_help=True, help="Virtual board firmware on a serial link.")
+board_app = typer.Typer(
+    no_args_is_help=True,
+    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), probe, characterize, compare.",
+)
 
 
 def _profile(preset_name: str, profile_path: str | None) -> BoardProfile:
