@@ -25,6 +25,7 @@ Run from the repository with the development environment::
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import subprocess
@@ -70,6 +71,9 @@ def sidra_serve(
         [sys.executable, "-m", "sidra.cli", "serve", "--config", str(config)],
         stderr=subprocess.PIPE,
         text=True,
+        # The file above is the whole configuration: SIDRA_* settings in the environment
+        # (a state path, say) would override it.
+        env={k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")},
     )
     try:
         assert proc.stderr is not None

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import re
 import signal
 import subprocess
@@ -102,6 +103,9 @@ def sidra_serve(
         [sys.executable, "-m", "sidra.cli", "serve", "--config", str(config)],
         stderr=subprocess.PIPE,
         text=True,
+        # The file above is the whole configuration: SIDRA_* settings in the environment
+        # (a state path, say) would override it.
+        env={k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")},
     )
     try:
         assert proc.stderr is not None

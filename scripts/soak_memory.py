@@ -22,6 +22,7 @@ Figures depend on the machine; compare ratios measured in one run.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -62,9 +63,12 @@ def start_server(
         f'[state]\npath = "{folder / "state.sqlite3"}"\n',
         encoding="utf-8",
     )
+    # The file above is the whole configuration: SIDRA_* settings in the environment
+    # (a state path, say) would override it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidra.cli", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     assert proc.stderr is not None
     for line in proc.stderr:
