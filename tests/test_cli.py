@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -240,6 +241,49 @@ def test_an_invalid_option_names_the_flag_the_value_and_the_limit() -> None:
     assert "--steps: got 0; input should be greater than or equal to 1" in result.stderr
     assert "--batch-size: got 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _bounded_options() -> list[tuple[tuple[str, ...], str, int, int | None]]:
+    """(command path, flag, min, max) of every ``sidra`` option typer bounds."""
+    import typer
+
+    from sidra.cli.main import app
+
+    found = []
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*path, name))
+        for param in getattr(command, "params", ()):
+            if getattr(param, "min", None) is not None and param.opts:
+                found.append((path, param.opts[0], param.min, param.max))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def test_some_options_are_bounded_by_typer() -> None:
+    assert len(_bounded_options()) >= 20  # the walk below reaches them
+
+
+@pytest.mark.parametrize(
+    ("path", "flag", "least", "most"), _bounded_options(), ids=lambda v: str(v).replace(" ", "")
+)
+def test_a_value_out_of_an_options_bounds_names_the_flag_the_value_and_the_bound(
+    path: tuple[str, ...], flag: str, least: int, most: int | None
+) -> None:
+    """Refused while parsing, before the command runs: nothing is opened or served."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    for given, allowed in [(least - 1, f"greater than or equal to {least}")] + (
+        [(most + 1, f"less than or equal to {most}")] if most is not None else []
+    ):
+        result = CliRunner().invoke(app, [*path, flag, str(given)])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.replace("│", " ").split())  # the box unwrapped
+        assert f"Invalid value for '{flag}': got {given}; input should be {allowed}" in text
 
 
 def test_options_that_do_not_fit_together_are_refused_before_training() -> None:

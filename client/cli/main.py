@@ -15,6 +15,7 @@ from sidra.cli.bench_serial import serial_command
 from sidra.cli.board import board_app
 from sidra.cli.jobs import jobs_app
 from sidra.cli.leases import leases
+from sidra.cli.options import ValueNamingGroup
 from sidra.cli.state import state_app
 from sidra.cli.token import token_app
 from sidra.cli.train import train_app
@@ -26,7 +27,10 @@ from sidra.server.settings import ConfigError, ServerSettings, load_settings
 from sidra.server.state import StateStore, StateStoreError, restore
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="SIDRA HIL: analog board control."
+    cls=ValueNamingGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    help="SIDRA HIL: analog board control.",
 )
 
 

@@ -7,7 +7,10 @@ model and declares it with :func:`field_option`, so the field's docstring
 the model from the parsed parameters and turns a refused value into a
 ``BadParameter`` naming the flag, the value and what is allowed. Which
 parameters are fields and which belong to the command alone is checked by
-``tests/test_cli.py``.
+``tests/test_cli.py``. Every other option's bounds and types are typer's to check
+(``typer.Option(min=...)``); :class:`ValueNamingGroup`, the root command's group,
+adds the value given to the message typer's check writes, so that every refusal
+names the flag, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
+from typer.core import TyperGroup
 
-__all__ = ["AsJson", "Preset", "field_option", "job_options"]
+__all__ = ["AsJson", "Preset", "ValueNamingGroup", "field_option", "job_options"]
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")]
 Preset = Annotated[str, typer.Option("--preset", help="Emulator board preset.")]
@@ -55,3 +59,25 @@ def _explain(exc: ValidationError, ctx: typer.Context) -> str:
             name, _, rest = message.partition(":")
             lines.append(f"{flags.get(name, name)}:{rest}" if rest else message)
     return "\n".join(lines)
+
+
+class ValueNamingGroup(TyperGroup):
+    """The ``sidra`` command group: a value typer refuses while parsing any command's
+    options (a bound of ``typer.Option(min=...)``, a type) is reported with the value
+    given: "Invalid value for '--batch': got 0; input should be greater than or equal
+    to 1" rather than the bound alone."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's Context (its base class is not public)
+        # Subcommands parse their options inside this call, so their refusals pass here.
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            cause = exc.__cause__
+            # Typer's own check names its parameter; job_options' message is complete.
+            if exc.param is not None and isinstance(cause, ValidationError) and cause.errors():
+                error = cause.errors()[0]
+                given = error["input"]  # as typed: a string, shown without quotes
+                given = given if isinstance(given, str) else repr(given)
+                message = str(error["msg"])
+                exc.message = f"got {given}; {message[:1].lower()}{message[1:]}"
+            raise
