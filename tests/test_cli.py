@@ -286,6 +286,41 @@ def test_a_value_out_of_an_options_bounds_names_the_flag_the_value_and_the_bound
         assert f"Invalid value for '{flag}': got {given}; input should be {allowed}" in text
 
 
+def _commands_with(flag: str) -> list[tuple[str, ...]]:
+    import typer
+
+    from sidra.cli.main import app
+
+    found = []
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*path, name))
+        if any(flag in getattr(p, "opts", ()) for p in getattr(command, "params", ())):
+            found.append(path)
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def test_the_preset_option_is_on_the_benchmarks_and_the_board_server() -> None:
+    assert len(_commands_with("--preset")) >= 5
+
+
+@pytest.mark.parametrize("path", _commands_with("--preset"), ids=" ".join)
+def test_an_unknown_preset_is_refused_naming_the_known_ones(path: tuple[str, ...]) -> None:
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+    from sidra.emulator import PRESETS
+
+    result = CliRunner().invoke(app, [*path, "--preset", "sidra-z9"])
+    assert result.exit_code == 2, result.output  # refused while parsing: nothing started
+    text = " ".join(result.output.replace("│", " ").split())
+    known = ", ".join(sorted(PRESETS))
+    assert f"Invalid value for '--preset': got sidra-z9; expected one of {known}" in text
+
+
 def test_options_that_do_not_fit_together_are_refused_before_training() -> None:
     result = run_sidra("train", "spsa", "--second-order", "--mode", "board", timeout=60)
     assert result.returncode == 2

@@ -21,10 +21,23 @@ import typer
 from pydantic import BaseModel, ValidationError
 from typer.core import TyperGroup
 
+from sidra.emulator import PRESETS
+
 __all__ = ["AsJson", "Preset", "ValueNamingGroup", "field_option", "job_options"]
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")]
-Preset = Annotated[str, typer.Option("--preset", help="Emulator board preset.")]
+
+
+def _known_preset(name: str) -> str:
+    """``name`` if it is a preset; refused while parsing, before anything starts."""
+    if name not in PRESETS:
+        raise typer.BadParameter(f"got {name}; expected one of {', '.join(sorted(PRESETS))}")
+    return name
+
+
+Preset = Annotated[
+    str, typer.Option("--preset", help="Emulator board preset.", callback=_known_preset)
+]
 
 Options = TypeVar("Options", bound=BaseModel)
 
@@ -78,6 +91,6 @@ class ValueNamingGroup(TyperGroup):
                 error = cause.errors()[0]
                 given = error["input"]  # as typed: a string, shown without quotes
                 given = given if isinstance(given, str) else repr(given)
-                message = str(error["msg"])
+                message = str(error["msg"]).removeprefix("Value error, ")
                 exc.message = f"got {given}; {message[:1].lower()}{message[1:]}"
             raise
