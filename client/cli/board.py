@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -186,9 +187,14 @@ def characterize_board(
 
     if out.suffix != ".toml":
         raise typer.BadParameter(f"--out {str(out)!r}: expected a .toml file")
+    # Checked before the board is measured, which takes minutes on a real one.
+    folder = out.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        what = "does not exist" if not folder.is_dir() else "cannot be written by this user"
+        raise typer.BadParameter(f"--out {str(out)!r}: the folder {str(folder)!r} {what}")
     try:
         run_characterize(url, out, tile, block, seed, drift, Console(), gain_maps=gain_maps)
-    except (SidraError, ValueError) as exc:
+    except (SidraError, ValueError, OSError) as exc:
         typer.echo(f"sidra board characterize {url}: {exc}", err=True)
         raise typer.Exit(1) from exc
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,6 +86,15 @@ def run_characterize(
         f"(seed {seed}, tile {tile}, {block}x{block} block, {elapsed:.1f} s). Load it with\n"
         f"emu://?profile={out.name} or `sidra board serve --profile {out.name}`."
     )
-    out.write_text(dumps(result.profile.model_dump(mode="json"), header), encoding="utf-8")
+    text = dumps(result.profile.model_dump(mode="json"), header)
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:  # the measurement took minutes: keep it somewhere
+        fd, kept = tempfile.mkstemp(prefix="sidra-profile-", suffix=".toml")
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        raise OSError(
+            exc.errno, f"--out {str(out)!r}: {exc.strerror}; the profile is kept in {kept}"
+        ) from exc
     console.print(f"profile written to {out} ({elapsed:.1f} s in all)")
     return result

@@ -17,7 +17,7 @@ from cli_support import process, run_sidra
 from sidra.characterize import characterize
 from sidra.drivers import Unsupported, open_board
 from sidra.drivers.requests import AdvanceClockRequest, Request
-from sidra.emulator import BoardProfile, load_profile
+from sidra.emulator import BoardProfile, load_profile, preset
 from sidra.emulator.config import (
     Converters,
     Drift,
@@ -114,3 +114,26 @@ def test_out_must_be_toml_and_a_bad_url_fails_with_a_message(tmp_path: Path) -> 
     )
     assert missing.returncode == 1 and "preset" in missing.stderr
     assert not (tmp_path / "x.toml").exists()
+
+
+def test_an_out_folder_that_does_not_exist_is_refused_before_measuring(tmp_path: Path) -> None:
+    out = tmp_path / "no-such-folder" / "x.toml"
+    result = run_sidra("board", "characterize", "emu://?preset=ideal", "--out", str(out))
+    assert result.returncode == 2
+    message = " ".join(result.stderr.replace("│", " ").split())  # the box unwrapped
+    assert "Invalid value: --out" in message and "does not exist" in message
+    assert "Characterized" not in result.stdout  # nothing was measured
+
+
+def test_a_profile_that_cannot_be_written_is_kept_elsewhere_and_said_so(tmp_path: Path) -> None:
+    out = tmp_path / "taken.toml"
+    out.mkdir()  # a folder where the file should go: the write fails after measuring
+    result = run_sidra("board", "characterize", "emu://?preset=ideal", "--out", str(out))
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert "Is a directory" in message and "the profile is kept in " in message
+    kept = Path(message.split("the profile is kept in ")[1].split()[0])
+    try:
+        assert load_profile(kept).converters == preset("ideal").converters
+    finally:
+        kept.unlink()
