@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -319,6 +320,57 @@ def test_an_unknown_preset_is_refused_naming_the_known_ones(path: tuple[str, ...
     text = " ".join(result.output.replace("│", " ").split())
     known = ", ".join(sorted(PRESETS))
     assert f"Invalid value for '--preset': got sidra-z9; expected one of {known}" in text
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in _commands_with("--out") if p[0] == "train"], ids=" ".join
+)
+def test_a_record_folder_that_cannot_be_one_is_refused_before_training(
+    path: tuple[str, ...], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    for out, why in [(taken, "a file is there"), (taken / "run", f"{taken} is a file")]:
+        result = CliRunner().invoke(app, [*path, "--out", str(out)])
+        assert result.exit_code == 2, result.output  # refused while parsing: nothing ran
+        text = " ".join(result.output.replace("│", " ").split())
+        assert "Invalid value for '--out': got" in text and why in text
+
+
+def test_every_training_command_takes_a_record_folder() -> None:
+    assert len([p for p in _commands_with("--out") if p[0] == "train"]) == 8
+
+
+def test_a_record_that_cannot_be_saved_after_the_run_is_kept_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The folder passed the check when the command started, but is gone by the end."""
+    import typer
+
+    from sidra.cli.train import _save_or_keep
+
+    wanted = tmp_path / "run"
+    saved = []
+
+    def save(folder: Path) -> Path:
+        if folder == wanted:
+            raise OSError(28, "No space left on device")
+        (folder / "summary.json").write_text("{}")
+        saved.append(folder)
+        return folder
+
+    with pytest.raises(typer.Exit) as stopped:
+        _save_or_keep(save, wanted, "spsa")
+    assert stopped.value.exit_code == 1
+    [kept] = saved
+    assert (kept / "summary.json").exists()
+    shutil.rmtree(kept)
+    message = capsys.readouterr().err
+    assert f"could not be saved in {wanted}" in message and f"it is saved in {kept}" in message
 
 
 def test_options_that_do_not_fit_together_are_refused_before_training() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,7 +67,26 @@ BoardUrl = Annotated[str, typer.Option("--board", help="Board URL opened in-proc
 ServerAddress = Annotated[
     str | None, typer.Option("--server", help="HOST:PORT of a remote sidra serve.")
 ]
-Out = Annotated[Path | None, typer.Option(help="Record folder (default runs/<job>-<time>).")]
+
+
+def _usable_folder(out: Path | None) -> Path | None:
+    """``out`` if a record can be saved there: refused while parsing, not after the run."""
+    if out is None:
+        return None
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"got {out}; a file is there, expected a folder")
+    existing = next(p for p in (out, *out.parents) if p.exists())  # "/" at the least
+    if not existing.is_dir():
+        raise typer.BadParameter(f"got {out}; {existing} is a file, expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"got {out}; {existing} cannot be written by this user")
+    return out
+
+
+Out = Annotated[
+    Path | None,
+    typer.Option(help="Record folder (default runs/<job>-<time>).", callback=_usable_folder),
+]
 RemoteJob = Annotated[
     bool,
     typer.Option(
@@ -155,9 +176,27 @@ def _finish(
     console: Console,
 ) -> None:
     record.settings["dataset"] = dataset
-    folder = record.save(_folder(out, job))
+    folder = _save_or_keep(record.save, _folder(out, job), job)
     _print_summary(record.summary() | {"record": str(folder)}, f"{job} on {dataset}", as_json,
                    console)  # fmt: skip
+
+
+def _save_or_keep(save: Callable[[Path], Any], folder: Path, job: str) -> Path:
+    """``save(folder)``, or, when that fails once the run is over (a full disk, a folder
+    removed meanwhile), the record saved in a temporary folder and the command failed
+    naming both: a finished run is not lost."""
+    try:
+        save(folder)
+        return folder
+    except OSError as exc:
+        kept = Path(tempfile.mkdtemp(prefix=f"sidra-{job}-"))
+        save(kept)
+        typer.echo(
+            f"sidra train {job}: the record could not be saved in {folder} ({exc}); "
+            f"it is saved in {kept}",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
 
 
 def _shown(value: Any) -> str:
@@ -607,7 +646,7 @@ def compare(
         with _board(board, server) as target:
             comparison = compare_methods(target, data, options, on_result=on_result)
         comparison.settings["dataset"] = dataset
-        comparison.save(folder)
+        _save_or_keep(comparison.save, folder, "compare")
     if as_json:
         typer.echo(json.dumps(comparison.summary() | {"record": str(folder)}))
         return
@@ -652,7 +691,10 @@ def drift_recovery_command(
     seed: Annotated[int, _recovery("seed")] = _RECOVERY.seed,
     out: Annotated[
         Path | None,
-        typer.Option(help="--remote-job: record folder (default runs/drift-recovery-<time>)."),
+        typer.Option(
+            help="--remote-job: record folder (default runs/drift-recovery-<time>).",
+            callback=_usable_folder,
+        ),
     ] = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
