@@ -18,7 +18,7 @@ from rich.table import Table
 
 from sidra.cli.options import AsJson
 from sidra.client import JobEvent, JobInfo, RemoteBoard, connect
-from sidra.drivers import SidraError
+from sidra.drivers import InvalidArgument, SidraError
 
 __all__ = ["event_line", "jobs_app", "run_remote_job"]
 
@@ -182,6 +182,10 @@ def run_remote_job(
                 )
                 raise typer.Exit(130) from None
             done = board.jobs.get(job.job_id, include_record=True)
+    except InvalidArgument as exc:
+        if exc.field == "options_json":  # what it names is an option: the JSON sent is ours
+            raise typer.BadParameter(f"the server refused the job: {exc.allowed}") from exc
+        raise typer.BadParameter(str(exc)) from exc
     except SidraError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if done.state != "succeeded":

@@ -61,6 +61,18 @@ def test_remote_job_needs_a_server() -> None:
     assert result.returncode == 2 and "give --server" in result.stderr
 
 
+def test_options_the_server_refuses_are_named_without_the_json_sent() -> None:
+    with served("emu://?preset=ideal&seed=3") as board:
+        result = run_sidra(
+            "train", "spsa", "--server", _address(board), "--remote-job", "--steps", "2",
+            "--tile", "7", timeout=60,
+        )  # fmt: skip
+    message = " ".join(result.stderr.replace("│", " ").split())  # the box unwrapped
+    assert result.returncode == 2
+    assert "the server refused the job: spsa options: tiles: got tile 7" in message
+    assert "expected tiles in 0 .. 3" in message and '"steps"' not in message
+
+
 def test_a_comparison_runs_as_a_remote_job_and_its_record_gets_the_plot(tmp_path: Path) -> None:
     with served("emu://?preset=ideal&seed=4") as board:
         out = tmp_path / "record"
