@@ -43,8 +43,10 @@ from sidra.client.remote import (
     DEFAULT_SERVER_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
     SERVICE_NAME,
+    UNSENDABLE,
     channel_options,
     instance_in,
+    refuse_unsendable,
     representable,
 )
 from sidra.client.session import TileLease, session_state
@@ -66,7 +68,7 @@ from sidra.drivers import (
     SidraError,
     WriteCounts,
 )
-from sidra.drivers.operations import OPERATIONS, BoardMethods, operation_of
+from sidra.drivers.operations import OPERATIONS, BoardMethods, Operation, operation_of
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
     MVMRequest,
@@ -230,6 +232,13 @@ class AsyncRemoteBoard:
             self._info = description.info
         return self._info
 
+    async def _message(self, request: Request, op: Operation) -> Any:
+        """``request``'s RPC message, or the SIDRA error a local driver would raise."""
+        try:
+            return convert.request_to_pb(request, op)
+        except UNSENDABLE as exc:
+            refuse_unsendable(request, op, await self.info(), exc)
+
     async def run(self, request: Request) -> Any:
         """Sends ``request`` as its RPC; returns the result or raises the SIDRA exception."""
         op = operation_of(request)
@@ -241,7 +250,7 @@ class AsyncRemoteBoard:
                 > self.message_limit_bytes - CHUNK_FRAMING_BYTES
             ):
                 return await self._chunked(request, op)
-        message = convert.request_to_pb(request, op)
+        message = await self._message(request, op)
         async with self._slots:
             call = self._calls[op.request](message, timeout=self.timeout_s, metadata=self._metadata)
             try:
@@ -373,9 +382,7 @@ class AsyncRemoteBoard:
                 async for voltages in _aiter(batches):
                     await window.acquire()
                     built = MVMRequest if not transpose else TransposeMVMRequest
-                    message = convert.request_to_pb(
-                        representable(built(tile, voltages, region)), op
-                    )
+                    message = await self._message(representable(built(tile, voltages, region)), op)
                     item = stream_pb2.MVMStreamRequest(sequence=sequence)
                     getattr(item, member).CopyFrom(message)
                     sequence += 1

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import SplitResult
 
 import grpc
@@ -310,7 +310,10 @@ class RemoteBoard(Board):
         with ``transpose``), in order, over one MVMStream with up to ``depth`` batches in
         flight: the board never waits for a round trip between them. A batch the server
         refuses raises its error where its result would be (the stream is then closed)."""
-        feed = streams.MVMStreamFeed(tile, batches, region, transpose, depth, representable)
+        feed = streams.MVMStreamFeed(
+            tile, batches, region, transpose, depth,
+            lambda request, op: self._message(representable(request), op),
+        )  # fmt: skip
         call = self._mvm_stream(iter(feed), metadata=self._metadata)
         try:
             yield from streams.mvm_stream_calls(call, feed)
@@ -350,12 +353,21 @@ class RemoteBoard(Board):
     def _message(self, request: Request, op: Operation) -> Any:
         try:
             return convert.request_to_pb(request, op)
-        except (ValueError, TypeError) as exc:
-            # An integer the wire's field cannot carry (a negative tile, a seed of
-            # 2**64): the same check a local driver runs names the field; the server
-            # never sees the request.
-            request.checked(self.info)
-            raise InvalidArgument(op.rpc, repr(request)[:200], f"a {op.rpc}Request") from exc
+        except UNSENDABLE as exc:
+            refuse_unsendable(request, op, self.info, exc)
+
+
+UNSENDABLE = (ValueError, TypeError, AttributeError)
+"""What building a request's message raises for a value its wire field cannot carry (a
+negative tile, a seed of 2**64) or a value of the wrong kind (a tuple for a Region)."""
+
+
+def refuse_unsendable(request: Request, op: Operation, info: BoardInfo, exc: Exception) -> NoReturn:
+    """The SIDRA error of a request whose message could not be built (``exc``): the check
+    a local driver runs names the field, the value and what is allowed; the server never
+    sees the request."""
+    request.checked(info)
+    raise InvalidArgument(op.rpc, repr(request)[:200], f"a {op.rpc}Request") from exc
 
 
 def _instance_of(call: Any) -> str | None:

@@ -9,7 +9,7 @@ as row bands when its one message would pass the server's message size.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from sidra.drivers.requests import (
     MVMRequest,
     ProgramRequest,
     ReadConductanceRequest,
+    Request,
     TransposeMVMRequest,
 )
 from sidra.drivers.types import BoardInfo, MVMResult, ProgramReport, ReadResult, Region
@@ -73,13 +74,14 @@ class MVMStreamFeed:
         region: Region | None,
         transpose: bool,
         depth: int,
-        representable: Any,
+        message: Callable[[Request, Operation], Any],
     ) -> None:
         self._tile, self._batches, self._region = tile, batches, region
         self._transpose = transpose
         self._window = threading.Semaphore(max(depth, 1))
         self._stopped = threading.Event()
-        self._representable = representable
+        self._message = message
+        """A request's RPC message, or the SIDRA error of a request the wire cannot carry."""
         self.failure: BaseException | None = None
         self.op = _OPS["TransposeMVM" if transpose else "MVM"]
 
@@ -93,9 +95,9 @@ class MVMStreamFeed:
                         return
                 if self._stopped.is_set():
                     return
-                request = self._representable(request_type(self._tile, voltages, self._region))
+                request = request_type(self._tile, voltages, self._region)
                 item = spb.MVMStreamRequest(sequence=sequence)
-                getattr(item, member).CopyFrom(convert.request_to_pb(request, self.op))
+                getattr(item, member).CopyFrom(self._message(request, self.op))
                 yield item
         except Exception as exc:  # noqa: BLE001 - raised to the caller after the answers
             self.failure = exc
@@ -131,6 +133,8 @@ def needs_geometry(request: object) -> bool:
     if not isinstance(request, ReadConductanceRequest):
         return False
     region = request.region
+    if region is not None and not isinstance(region, Region):
+        return False  # no Region: refused when its message is built
     return region is None or not region.rows or not region.cols
 
 
@@ -142,6 +146,8 @@ def transfer_bytes(request: object, info: BoardInfo | None) -> int:
     if not isinstance(request, ReadConductanceRequest):
         return 0
     region = request.region or Region()
+    if not isinstance(region, Region):
+        return 0  # refused when its message is built
     rows, cols = region.rows, region.cols
     if info is not None:
         rows = rows or info.rows - region.row_offset

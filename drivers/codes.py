@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from sidra.drivers.errors import InvalidArgument, OutOfRange
 from sidra.drivers.types import BoardInfo
+from sidra.drivers.validation import as_array
 
 __all__ = [
     "CODE_DTYPES",
@@ -80,7 +81,7 @@ def input_codes(info: BoardInfo, value: Any, inputs: int, what: str) -> CodeArra
     """``value`` as DAC codes [batch >= 1, inputs] of ``info``'s DAC, or the error naming
     ``input_codes`` (dtype: a signed integer type; values within ±levels)."""
     dac_step_v(info)  # an ideal DAC has no codes
-    array = np.asarray(value)
+    array = as_array("input_codes", value)
     if array.dtype not in CODE_DTYPES:
         raise InvalidArgument(
             "input_codes.dtype", array.dtype, "a signed integer type: int8, int16 or int32"

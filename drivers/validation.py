@@ -20,6 +20,7 @@ FloatArray = npt.NDArray[np.float32]
 
 __all__ = [
     "CLOCK_LIMIT_S",
+    "as_array",
     "check_amplitude",
     "check_conductances",
     "check_region",
@@ -53,12 +54,24 @@ def check_tile(info: BoardInfo, tile: int) -> None:
         raise OutOfRange("tile", tile, allowed)
 
 
+def as_array(field: str, value: Any) -> npt.NDArray[Any]:
+    """``np.asarray(value)``, or an error naming ``field`` when ``value`` is no array
+    (nested sequences of different lengths)."""
+    try:
+        return np.asarray(value)
+    except ValueError as exc:  # "setting an array element with a sequence", ragged rows
+        raise InvalidArgument(
+            f"{field}.shape", f"{type(value).__name__} of rows of different lengths",
+            "a 2-D array: every row the same length",
+        ) from exc  # fmt: skip
+
+
 def to_float32(field: str, value: Any) -> FloatArray:
     """``value`` as a float32 array; finite values beyond float32's range are OutOfRange.
 
     Casting them would silently turn a finite number into Inf.
     """
-    array = np.asarray(value)
+    array = as_array(field, value)
     if array.dtype.kind == "f" and array.dtype.itemsize > 4:
         big = np.isfinite(array) & (np.abs(array) > FLOAT32_MAX)
         if big.any():
@@ -73,7 +86,7 @@ def to_float32(field: str, value: Any) -> FloatArray:
 
 def float32_matrix(field: str, value: Any) -> FloatArray:
     """``value`` as a finite 2-D float32 array, or an error naming ``field``."""
-    array = np.asarray(value)
+    array = as_array(field, value)
     if array.dtype.kind not in "fiu":
         raise InvalidArgument(f"{field}.dtype", array.dtype, "a real numeric array (float32)")
     if array.ndim != 2:
@@ -111,6 +124,10 @@ def check_region(info: BoardInfo, region: Region, field: str = "region") -> Regi
     ``"conductances"`` (Program: offsets plus the tensor's shape); errors name the
     matching request paths (``region.rows``; ``row_offset``, ``conductances.shape``).
     """
+    if not isinstance(region, Region):  # a tuple, say: which number is which is not said
+        raise InvalidArgument(
+            field, repr(region)[:80], "a Region(row_offset, col_offset, rows, cols)"
+        )
     path = _REGION_PATHS[field]
     for name in ("row_offset", "col_offset", "rows", "cols"):
         value = getattr(region, name)
@@ -188,7 +205,7 @@ def pass_voltages(info: BoardInfo, value: Any, inputs: int, what: str) -> FloatA
     is NaN and above the limit when any is infinite or too large. Anything that
     fails it takes the detailed checks, which name the first bad value.
     """
-    array = np.asarray(value)
+    array = as_array("voltages", value)
     shape, limit = array.shape, info.read_voltage_max_v
     if array.dtype.kind in "fiu" and len(shape) == 2 and shape[0] >= 1 and shape[1] == inputs:
         v = array

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ from sidra.drivers.operations import BoardMethods
 from sidra.server import create_server
 from sidra.server.security import Role, add_principal
 from tests.server.security_support import served as served_with
+
+# The tables of the conformance suite (not a package: its folder is put on the path).
+sys.path.insert(0, str(Path(__file__).with_name("conformance")))
+from bad_requests import TYPED  # noqa: E402
 
 
 def test_every_board_method_is_a_coroutine_of_the_same_signature() -> None:
@@ -248,5 +253,68 @@ def test_a_sequence_and_a_perturbed_mvm_as_coroutines(served: tuple[BoardDriver,
             point = PerturbationPoint(seed=5, amplitude_us=1.0, sign=1)
             fused = await board.perturbed_mvm(1, v, [point], region)
             assert fused.currents.shape == (1, 2, 2)
+
+    asyncio.run(run())
+
+
+class _Recorder:
+    """Stands in for a board in a bad-request case: keeps the one call the case makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+@pytest.mark.parametrize("name", list(TYPED))
+def test_a_bad_call_raises_what_the_local_driver_raises(
+    name: str, served: tuple[BoardDriver, int]
+) -> None:
+    """Every typed bad call of the conformance suite, values the wire cannot carry and
+    values of the wrong kind included: the same class, field and value as the board's
+    own driver, never a bare ValueError or AttributeError."""
+    driver, port = served
+    case = TYPED[name]
+    recorder = _Recorder()
+    case.call(recorder, driver.info)  # type: ignore[arg-type]
+    [(method, args, kwargs)] = recorder.calls
+    with pytest.raises(case.cls) as local:
+        getattr(driver, method)(*args, **kwargs)
+
+    async def run() -> None:
+        async with await aio_connect(f"127.0.0.1:{port}") as board:
+            with pytest.raises(case.cls) as caught:
+                await getattr(board, method)(*args, **kwargs)
+            assert type(caught.value) is case.cls
+            assert caught.value.field == local.value.field
+            assert str(caught.value.value) == str(local.value.value)  # the wire carries text
+
+    asyncio.run(run())
+
+
+def test_a_stream_batch_the_wire_cannot_carry_raises_the_drivers_error(
+    served: tuple[BoardDriver, int],
+) -> None:
+    """In an MVM stream, sync and async: the batches before it are answered, then the error."""
+    address = f"127.0.0.1:{served[1]}"
+    rows = served[0].info.rows
+    good, ragged = np.zeros((1, rows), np.float32), [[0.0] * rows, [0.0]]
+    with connect(address) as board:
+        answers = board.mvm_stream(0, [good, ragged])
+        assert next(answers).currents.shape == (1, served[0].info.cols)
+        with pytest.raises(InvalidArgument) as caught:
+            next(answers)
+        assert caught.value.field == "voltages.shape"
+        with pytest.raises(InvalidArgument) as caught:
+            list(board.mvm_stream(0, [good[:, :2]], region=(0, 0, 2, 2)))  # type: ignore[arg-type]
+        assert caught.value.field == "region"
+
+    async def run() -> None:
+        async with await aio_connect(address) as board:
+            with pytest.raises(InvalidArgument) as caught:
+                async for _ in board.mvm_stream(-1, [good]):
+                    pass
+            assert caught.value.field == "tile"
 
     asyncio.run(run())

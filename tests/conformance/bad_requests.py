@@ -1142,6 +1142,33 @@ TYPED: dict[str, Typed] = {
         "tile",
         lambda i: str(i.tile_count),
     ),
+    "mvm-tile-negative": Typed(  # a value the wire's uint32 cannot carry
+        lambda b, i: b.mvm(-1, np.zeros((1, i.rows))), OutOfRange, "tile", "-1"
+    ),
+    "mvm-ragged": Typed(  # nested lists of different lengths: no array at all
+        lambda b, i: b.mvm(0, [[0.0] * i.rows, [0.0]]),
+        InvalidArgument,
+        "voltages.shape",
+        "rows of different lengths",
+    ),
+    "program-ragged": Typed(
+        lambda b, i: b.program(0, [[i.g_min_us] * 3, [i.g_min_us]]),
+        InvalidArgument,
+        "conductances.shape",
+        "rows of different lengths",
+    ),
+    "mvm-region-tuple": Typed(  # four numbers, not a Region: which is which is not said
+        lambda b, i: b.mvm(0, np.zeros((1, 2)), (0, 0, 2, 2)),  # type: ignore[arg-type]
+        InvalidArgument,
+        "region",
+        "(0, 0, 2, 2)",
+    ),
+    "read-region-tuple": Typed(
+        lambda b, i: b.read_conductance(0, (0, 0, 1, 1)),  # type: ignore[arg-type]
+        InvalidArgument,
+        "region",
+        "(0, 0, 1, 1)",
+    ),
 }
 
 WIRE_SHAPE_CHECKED = {"voltages.shape", "conductances.shape"}
