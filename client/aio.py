@@ -45,6 +45,7 @@ from sidra.client.remote import (
     SERVICE_NAME,
     UNSENDABLE,
     channel_options,
+    check_address,
     instance_in,
     refuse_unsendable,
     representable,
@@ -470,6 +471,7 @@ async def connect(
     sent at once; more wait in the client (set it to the server's ``[limits]``).
     ``server_max_message_bytes``: the server's message size; a larger Program or read
     travels in row bands."""
+    check_address(address)
     options = channel_options(max_message_bytes)
     token = token if token is not None else token_from_env()
     interceptors = []

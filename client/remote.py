@@ -81,11 +81,14 @@ __all__ = [
     "DEFAULT_SERVER_MESSAGE_BYTES",
     "DEFAULT_TIMEOUT_S",
     "SERVICE_NAME",
+    "UNSENDABLE",
     "RemoteBoard",
     "channel_options",
+    "check_address",
     "connect",
     "from_url",
     "instance_in",
+    "refuse_unsendable",
     "representable",
 ]
 
@@ -387,6 +390,14 @@ def instance_in(metadata: Any) -> str | None:
     return None
 
 
+def check_address(address: Any) -> None:
+    """Refuses an address no channel can be opened to (empty, blank, spaces inside), before
+    gRPC would log its own errors and the client wait out its deadline."""
+    if not isinstance(address, str) or not address.strip() or any(c.isspace() for c in address):
+        allowed = "HOST:PORT of a sidra serve (or a gRPC target), e.g. 127.0.0.1:50051"
+        raise InvalidArgument("address", address, allowed)
+
+
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     """gRPC channel options of a SIDRA client: messages up to ``max_message_bytes`` each way."""
     return [
@@ -495,6 +506,7 @@ def connect(
     max_message_mb); a Program or read larger than it (or than ``max_message_bytes``)
     travels in row bands.
     """
+    check_address(address)
     token = token if token is not None else token_from_env()
     if token:
         check_token_transport(address, tls)

@@ -208,6 +208,9 @@ def test_no_server_is_unavailable() -> None:
     async def run() -> None:
         with pytest.raises(BoardUnavailable, match="no SIDRA server answered"):
             await aio_connect("127.0.0.1:1", wait_ready_s=0.5)
+        with pytest.raises(InvalidArgument) as caught:  # no address at all: refused at once
+            await aio_connect("")
+        assert caught.value.field == "address"
 
     asyncio.run(run())
 

@@ -74,6 +74,26 @@ def test_unknown_scheme_lists_known_schemes(url: str) -> None:
         assert f"{scheme}://" in caught.value.allowed
 
 
+@pytest.mark.parametrize(
+    "url", ["socket://host", "socket://:7000", "socket://host:99999", "socket://host:abc"]
+)
+def test_a_socket_url_needs_a_host_and_a_port(url: str) -> None:
+    """Refused with the form it needs, not with pyserial's own words from deeper down."""
+    with pytest.raises(InvalidArgument) as caught:
+        open_board(url)
+    assert (caught.value.field, caught.value.value) == ("url", url)
+    assert "socket://HOST:PORT" in caught.value.allowed
+
+
+@pytest.mark.parametrize("address", ["", "   ", "host :50051", None])
+def test_connect_refuses_an_address_no_channel_can_reach(address: Any) -> None:
+    from sidra.client import connect
+
+    with pytest.raises(InvalidArgument) as caught:
+        connect(address)
+    assert caught.value.field == "address" and "HOST:PORT" in caught.value.allowed
+
+
 def test_unknown_option_lists_known_options() -> None:
     """A misspelt query option is refused, naming it and the options emu:// understands."""
     with pytest.raises(InvalidArgument) as caught:

@@ -142,6 +142,7 @@ class SerialDriver(BoardDriver):
             extra: dict[str, Any] = {"exclusive": exclusive}
             name = f"serial://{device}" if device else f"serial://?serial_number={serial_number}"
         else:
+            _check_socket_address(url)
             device, extra = f"{url.scheme}://{url.netloc}", {}
             name = device
         write_timeout = settings.attempt_timeout(max_wire_bytes(settings.max_payload), 0) + 1.0
@@ -358,3 +359,18 @@ def _adc_full_scale_ua(profile: dict[str, Any], adc_bits: int) -> float:
     converters = profile.get("converters")
     value = converters.get("adc_full_scale_ua") if isinstance(converters, dict) else None
     return float(value) if adc_bits and isinstance(value, int | float) else 0.0
+
+
+def _check_socket_address(url: SplitResult) -> None:
+    """``socket://HOST:PORT`` names both, the port in 1 .. 65535: pyserial would fail later
+    on with its own words (or wait on a port it defaulted)."""
+    try:
+        port = url.port
+    except ValueError:  # not a number, or beyond 65535
+        port = None
+    if not url.hostname or port is None or not 0 < port <= 65535:
+        raise InvalidArgument(
+            "url",
+            url.geturl(),
+            "socket://HOST:PORT, PORT in 1 .. 65535, e.g. socket://127.0.0.1:7000",
+        )
