@@ -238,6 +238,9 @@ def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None)
         fault_config = PcieFaults.parse(faults) if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise typer.BadParameter(f"--pcie-file {path}: the folder {folder} does not exist")
     stop = _stop_on_signals()
     try:
         run_device(path, profile, seed, fault_config, stop, sys.stdout)

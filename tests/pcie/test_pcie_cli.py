@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
-from cli_support import process, served, session
+from cli_support import process, run_sidra, served, session
 
 from sidra.emulator.pcie.serve import memory_dir
 
@@ -32,3 +33,12 @@ def test_sidra_serve_on_a_virtual_pcie_board_matches_emu() -> None:
             assert np.array_equal(got, want)
         else:
             assert got == want
+
+
+def test_a_bar_file_in_a_missing_folder_is_refused_naming_the_folder(tmp_path: Path) -> None:
+    bar = tmp_path / "no-such-folder" / "bar0"
+    result = run_sidra("board", "serve", "--pcie-file", str(bar), timeout=60)
+    message = " ".join(result.stderr.replace("│", " ").split())  # the box unwrapped
+    assert result.returncode == 2
+    assert "--pcie-file" in message and "does not exist" in message
+    assert "Traceback" not in result.stderr
