@@ -5,12 +5,15 @@ blocks, and the CLI on a data set wider than a tile."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from sidra.drivers import BoardInfo, open_board, rademacher
 from sidra.training import AnalogLinear
+from sidra.training.datasets import load_dataset
 from sidra.training.placement import LayerShape, PlacementError, place
 from tests.cli_support import run_sidra
 
@@ -127,3 +130,37 @@ def test_a_data_set_that_cannot_be_loaded_is_a_usage_error(command: str, tmp_pat
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
         assert "--dataset" in done.stderr and says in " ".join(done.stderr.split())
+
+
+def _saved(path: Path, **arrays: Any) -> str:
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "says"),
+    [
+        ({"X": np.array([[0.0, np.nan]] * 10), "y": np.arange(10) % 2}, "10 NaN/Inf values"),
+        ({"X": np.zeros((0, 4)), "y": np.zeros(0)}, "got shape [0, 4], expected samples"),
+        ({"X": np.zeros((10, 4)), "y": np.zeros(5)}, "got shape [5], expected one label"),
+        ({"X": np.zeros((10, 4)), "y": np.zeros((10, 2))}, "got shape [10, 2], expected one"),
+        ({"X": np.zeros((10, 4)), "y": np.ones(10)}, "got one class (1.0), expected at least"),
+        ({"X": np.array([["a"] * 4] * 10), "y": np.arange(10) % 2}, "got dtype <U1"),
+    ],
+    ids=["nan", "empty", "short-y", "2d-y", "one-class", "text"],
+)
+def test_a_user_data_set_that_cannot_train_is_refused_naming_what(
+    arrays: dict[str, Any], says: str, tmp_path: Path
+) -> None:
+    """Refused when loaded, before any board call (a NaN feature used to surface halfway
+    through training as a bad voltage)."""
+    with pytest.raises(ValueError) as caught:
+        load_dataset(_saved(tmp_path / "user.npz", **arrays))
+    assert str(caught.value).startswith("dataset: ") and says in str(caught.value)
+
+
+def test_a_file_that_is_no_npz_archive_is_said_so(tmp_path: Path) -> None:
+    path = tmp_path / "user.npz"
+    path.write_bytes(b"not a zip archive")
+    with pytest.raises(ValueError, match="is not an .npz archive of arrays"):
+        load_dataset(str(path))

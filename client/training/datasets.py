@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,12 +49,7 @@ def load_dataset(name: str, *, test_size: float = 0.3, random_state: int = 0) ->
         bunch = getattr(datasets, f"load_{name}")()
         x, y = bunch.data, bunch.target
     elif name.endswith(".npz") and Path(name).is_file():
-        with np.load(name) as archive:
-            if "X" not in archive or "y" not in archive:
-                raise ValueError(
-                    f"dataset: {name} holds {sorted(archive)}, expected arrays X and y"
-                )
-            x, y = archive["X"], archive["y"]
+        x, y = _npz_arrays(name)
     else:
         raise ValueError(
             f"dataset: got {name!r}, expected one of {', '.join(BUNDLED)} or an existing .npz file"
@@ -70,3 +67,41 @@ def load_dataset(name: str, *, test_size: float = 0.3, random_state: int = 0) ->
         x_test=scaler.transform(x_te).astype(np.float32),
         y_test=y_te,
     )
+
+
+def _npz_arrays(name: str) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """``X`` and ``y`` of the .npz file ``name``, or a ValueError naming what is wrong
+    with them: refused before any board call, not as a bad voltage halfway through."""
+    try:
+        with np.load(name) as archive:
+            if "X" not in archive or "y" not in archive:
+                raise ValueError(
+                    f"dataset: {name} holds {sorted(archive)}, expected arrays X and y"
+                )
+            x, y = archive["X"], archive["y"]
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        if str(exc).startswith("dataset:"):
+            raise
+        raise ValueError(f"dataset: {name} is not an .npz archive of arrays") from exc
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"dataset: X of {name}: got dtype {x.dtype}, expected numbers")
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"dataset: X of {name}: got shape {list(x.shape)}, expected samples")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(
+            f"dataset: y of {name}: got shape {list(y.shape)}, expected one label per sample "
+            f"of X ([{len(x)}])"
+        )
+    bad = ~np.isfinite(x.astype(np.float64))
+    if bad.any():
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        raise ValueError(
+            f"dataset: X of {name}: got {int(bad.sum())} NaN/Inf values (first at {first}), "
+            "expected finite numbers"
+        )
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(
+            f"dataset: y of {name}: got one class ({classes[0].item()!r}), expected at least two"
+        )
+    return x, y
