@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
@@ -462,5 +463,24 @@ def load_profile(path: str | Path) -> BoardProfile:
 def parse_profile(text: str, suffix: str = ".toml") -> BoardProfile:
     """A profile from the text of a ``.toml`` (default) or ``.json`` file; ValueError
     (tomllib's, json's or pydantic's) saying what is wrong."""
-    data: dict[str, Any] = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
-    return BoardProfile.model_validate(data)
+    try:
+        data: dict[str, Any] = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"not valid {suffix.removeprefix('.').upper()}: {exc}") from None
+    try:
+        return BoardProfile.model_validate(data)
+    except ValidationError as exc:  # one short line per refused value, not pydantic's report
+        raise ValueError("; ".join(_problem(error) for error in exc.errors())) from None
+
+
+def _problem(error: Any) -> str:
+    """A refused profile value as ``key: what is allowed (got value)``."""
+    key = ".".join(str(part) for part in error["loc"]) or "profile"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if error["type"] == "missing":
+        return f"{key}: required, not given"
+    if error["type"] == "value_error":  # the model's own check: its message says it all
+        return f"{key}: {message}"
+    return f"{key}: {message[:1].lower()}{message[1:]} (got {error['input']!r})"

@@ -167,6 +167,12 @@ def test_invalid_profile_is_refused_with_a_clear_error(
         open_board(f"emu://?profile={path}")
     assert info.value.field == "url profile"
     assert offending in str(info.value)
+    # One line naming the key, not pydantic's report with its links.
+    assert "\n" not in str(info.value) and "pydantic" not in str(info.value)
+    if case == "bad value":
+        assert "geometry.rows: input should be greater than or equal to 1 (got 0)" in str(
+            info.value
+        )
     if case == "newer schema":
         assert f"newer than this emulator supports ({SCHEMA_VERSION})" in str(info.value)
 
@@ -203,3 +209,7 @@ def test_unreadable_or_unknown_format_profile_is_refused(tmp_path: Path) -> None
         assert words in str(info.value)
     with pytest.raises(InvalidArgument):
         open_board(f"emu://?profile={_write(tmp_path, '.toml')}&preset=ideal")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("rows = [4\n", encoding="utf-8")
+    with pytest.raises(InvalidArgument, match="not valid TOML"):
+        open_board(f"emu://?profile={broken}")
