@@ -244,8 +244,8 @@ def test_an_invalid_option_names_the_flag_the_value_and_the_limit() -> None:
     assert "Traceback" not in result.stderr
 
 
-def _bounded_options() -> list[tuple[tuple[str, ...], str, int, int | None]]:
-    """(command path, flag, min, max) of every ``sidra`` option typer bounds."""
+def _parameters() -> list[tuple[tuple[str, ...], Any]]:
+    """(command path, parameter) of every parameter of every ``sidra`` command."""
     import typer
 
     from sidra.cli.main import app
@@ -255,12 +255,19 @@ def _bounded_options() -> list[tuple[tuple[str, ...], str, int, int | None]]:
     def walk(command: Any, path: tuple[str, ...]) -> None:
         for name, sub in getattr(command, "commands", {}).items():
             walk(sub, (*path, name))
-        for param in getattr(command, "params", ()):
-            if getattr(param, "min", None) is not None and param.opts:
-                found.append((path, param.opts[0], param.min, param.max))
+        found.extend((path, param) for param in getattr(command, "params", ()))
 
     walk(typer.main.get_command(app), ())
     return found
+
+
+def _bounded_options() -> list[tuple[tuple[str, ...], str, int, int | None]]:
+    """(command path, flag, min, max) of every ``sidra`` option typer bounds."""
+    return [
+        (path, param.opts[0], param.min, param.max)
+        for path, param in _parameters()
+        if getattr(param, "min", None) is not None and param.opts
+    ]
 
 
 def test_some_options_are_bounded_by_typer() -> None:
@@ -288,20 +295,7 @@ def test_a_value_out_of_an_options_bounds_names_the_flag_the_value_and_the_bound
 
 
 def _commands_with(flag: str) -> list[tuple[str, ...]]:
-    import typer
-
-    from sidra.cli.main import app
-
-    found = []
-
-    def walk(command: Any, path: tuple[str, ...]) -> None:
-        for name, sub in getattr(command, "commands", {}).items():
-            walk(sub, (*path, name))
-        if any(flag in getattr(p, "opts", ()) for p in getattr(command, "params", ())):
-            found.append(path)
-
-    walk(typer.main.get_command(app), ())
-    return found
+    return [path for path, param in _parameters() if flag in getattr(param, "opts", ())]
 
 
 def test_the_preset_option_is_on_the_benchmarks_and_the_board_server() -> None:
