@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,35 @@ def test_train_spsa_prints_json_and_saves_a_record(tmp_path: Path) -> None:
         assert key in summary
     assert summary["loss_evaluations"] == 120
     assert (tmp_path / "run" / "plot.png").stat().st_size > 0
+
+
+def test_ctrl_c_stops_spsa_at_its_step_and_keeps_the_record_and_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The first SIGINT lets the step end: record and checkpoint saved, the way to go on
+    printed, exit status 130 (an interrupted command's)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*SIDRA, "train", "spsa", "--board", "emu://?preset=ideal", "--steps", "100000",
+         "--checkpoint-every", "20", "--out", str(out), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for _ in range(600):  # training is under way once its first checkpoint is saved
+            if (out / "checkpoint.json").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    summary = json.loads(stdout)
+    settings = json.loads((out / "settings.json").read_text())
+    assert 20 <= summary["steps"] == settings["stopped_at_step"] < 100_000
+    saved = json.loads((out / "checkpoint.json").read_text())
+    assert saved["optimizer"]["k"] == summary["steps"]
+    assert "--resume --out" in " ".join(stderr.split())
 
 
 def test_train_last_layer_over_a_remote_server(tmp_path: Path) -> None:

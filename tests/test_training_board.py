@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,6 +264,39 @@ def test_interrupted_run_resumes_from_its_checkpoint(mode: str, tmp_path: Path) 
     np.testing.assert_array_equal(*run.weights())
     assert run.resumed.loss_evaluations == run.whole.loss_evaluations == 40
     assert run.resumed.losses == run.whole.losses
+
+
+def test_a_run_asked_to_stop_ends_at_its_step_with_a_checkpoint_and_resumes_to_the_end(
+    tmp_path: Path,
+) -> None:
+    """``stop`` set during step 13 (what Ctrl-C does in ``sidra train spsa``): the run ends
+    at that step's boundary, evaluated and counted, saved to its checkpoint although none
+    was due; resumed, it ends as the uninterrupted run does (ideal board)."""
+    data = load_dataset("iris")
+    options = SPSAOptions(steps=20, seed=1)
+    path = tmp_path / "checkpoint.json"
+    stop = threading.Event()
+
+    def ask_to_stop(step: SPSAStep) -> None:
+        if step.step == 13:
+            stop.set()
+
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        whole = train_softmax_spsa(board, data, options)
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        stopped = train_softmax_spsa(
+            board, data, options, on_step=ask_to_stop, checkpoint=path, stop=stop
+        )
+    assert stopped.steps == stopped.settings["stopped_at_step"] == 13
+    assert stopped.loss_evaluations == 26 and len(stopped.losses) == 13
+    assert 0.0 <= stopped.test_accuracy <= 1.0  # evaluated as a finished run is
+    assert json.loads(path.read_text())["optimizer"]["k"] == 13
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        resumed = train_softmax_spsa(board, data, options, checkpoint=path, resume=True)
+    assert "stopped_at_step" not in resumed.settings
+    assert resumed.losses == whole.losses and resumed.loss_evaluations == 40
+    assert resumed.weights is not None and whole.weights is not None
+    np.testing.assert_allclose(resumed.weights, whole.weights, atol=1e-6)
 
 
 def test_host_mode_resumes_mid_way_between_programs_on_the_same_minibatches(

@@ -6,7 +6,9 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -181,6 +183,25 @@ def _finish(
                    console)  # fmt: skip
 
 
+@contextlib.contextmanager
+def _stop_on_interrupt(console: Console) -> Iterator[threading.Event]:
+    """An event the first Ctrl-C (SIGINT) sets, for a run to stop at its next step and
+    keep what it did; a second Ctrl-C interrupts at once, as without this."""
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def first(signum: int, frame: Any) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+        console.print("stopping after this step (Ctrl-C again to stop at once)")
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _save_or_keep(save: Callable[[Path], Any], folder: Path, job: str) -> Path:
     """``save(folder)``, or, when that fails once the run is over (a full disk, a folder
     removed meanwhile), the record saved in a temporary folder and the command failed
@@ -330,7 +351,10 @@ def spsa(
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """SPSA training of a softmax layer (features → classes) on the board."""
+    """SPSA training of a softmax layer (features → classes) on the board.
+
+    Ctrl-C stops the run at its next step and keeps the record and a checkpoint in
+    --out (the same command with --resume goes on); a second Ctrl-C stops at once."""
     options = job_options(
         SPSAOptions,
         ctx,
@@ -351,7 +375,11 @@ def spsa(
         raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
     out = _folder(out, "spsa")
     data = _dataset(dataset)
-    with _board(board, server) as target, _progress(console) as progress:
+    with (
+        _board(board, server) as target,
+        _progress(console) as progress,
+        _stop_on_interrupt(console) as stop,
+    ):
         task = progress.add_task("spsa", total=options.steps, status="")
 
         def on_step(step: SPSAStep) -> None:
@@ -366,8 +394,16 @@ def spsa(
             checkpoint=out / "checkpoint.json",
             checkpoint_every=checkpoint_every,
             resume=resume,
+            stop=stop,
         )
     _finish(record, dataset, "spsa", out, as_json, console)
+    if "stopped_at_step" in record.settings:
+        console.print(
+            f"stopped at step {record.settings['stopped_at_step']} of {options.steps}; the "
+            f"record and {out / 'checkpoint.json'} are saved: the same command with "
+            f"--resume --out {out} goes on from there"
+        )
+        raise typer.Exit(130)  # as an interrupted command exits
 
 
 @train_app.command("last-layer")

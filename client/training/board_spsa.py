@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,20 +57,23 @@ def train_softmax_spsa(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    stop: threading.Event | None = None,
 ) -> TrainingRecord:
     """Trains a softmax layer on ``board`` with SPSA; returns the run's record.
 
     With ``checkpoint`` and ``checkpoint_every`` the run is saved to that JSON
     file every so many steps; ``resume=True`` continues from it (same options
     required; the board is reprogrammed with the checkpointed weights on the
-    first step).
+    first step). Once ``stop`` is set the run ends at the next step boundary: saved
+    to ``checkpoint`` (when given) whatever ``checkpoint_every``, evaluated as a
+    finished run would be, its record's ``stopped_at_step`` the steps it made.
     """
     opts = options or SPSAOptions()
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every: got {checkpoint_every}, expected >= 0 (0: never)")
     saved = SPSACheckpoint.load(checkpoint, opts) if resume else None
     job = SPSAJob(board, data, opts, on_step=on_step)
-    return job.run(saved, checkpoint=checkpoint, every=checkpoint_every)
+    return job.run(saved, checkpoint=checkpoint, every=checkpoint_every, stop=stop)
 
 
 def spsa_placement(info: BoardInfo, data: Dataset, options: SPSAOptions) -> Placement:
@@ -126,15 +130,23 @@ class SPSAJob:
         *,
         checkpoint: str | Path | None = None,
         every: int = 0,
+        stop: threading.Event | None = None,
     ) -> TrainingRecord:
         """Steps to the end (from ``saved`` if given), saving to ``checkpoint`` every
-        ``every`` steps (0: never); returns the record."""
+        ``every`` steps (0: never), or to the first step boundary after ``stop`` is set
+        (saved to ``checkpoint`` then); returns the record."""
         optimizer = self.start(saved)
         while not optimizer.done:
             ask = optimizer.ask()
             optimizer.tell(self.evaluator(ask.x, ask.points))
-            if checkpoint and every and optimizer.at_step_boundary and optimizer.step % every == 0:
+            if not optimizer.at_step_boundary:
+                continue
+            stopping = stop is not None and stop.is_set()
+            if checkpoint and (stopping or (every and optimizer.step % every == 0)):
                 SPSACheckpoint.take(self, optimizer).save(checkpoint)
+            if stopping:
+                self.record.settings["stopped_at_step"] = optimizer.step
+                break
         return self.finish(optimizer)
 
     def start(self, saved: SPSACheckpoint | None = None) -> SPSA:
