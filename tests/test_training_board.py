@@ -555,3 +555,40 @@ def test_a_resumed_run_may_measure_accuracy_with_other_read_repeats(tmp_path: Pa
         resume_options=options.replace(eval_read_repeats=2),
     )  # fmt: skip
     np.testing.assert_array_equal(*run.weights())
+
+
+def _epoch_trainers() -> dict[str, Callable[..., TrainingRecord]]:
+    from sidra.training import EqPropOptions, FFOptions, LastLayerOptions, MLPOptions
+    from sidra.training.eqprop import train_eqprop
+    from sidra.training.forward_forward import train_forward_forward
+    from sidra.training.hybrid import train_last_layer
+    from sidra.training.mlp import train_mlp
+
+    def run(train: Callable[..., TrainingRecord], options: Any) -> Callable[..., TrainingRecord]:
+        return lambda board, data, **kw: train(board, data, options, **kw)
+
+    return {
+        "last-layer": run(train_last_layer, LastLayerOptions(hidden=16, epochs=3)),
+        "mlp": run(train_mlp, MLPOptions(hidden=(16,), epochs=3)),
+        "ff": run(train_forward_forward, FFOptions(hidden=(16,), epochs=3, eval_every=3)),
+        "eqprop": run(train_eqprop, EqPropOptions(hidden=(16,), epochs=3)),
+    }
+
+
+@pytest.mark.parametrize("job", list(_epoch_trainers()))
+def test_an_epoch_job_asked_to_stop_ends_after_that_epoch_evaluated(job: str) -> None:
+    """``stop`` set during epoch 1 of 3 (Ctrl-C in ``sidra train``): one epoch run, its
+    test checkpoint taken (forward-forward's too, though its next was due at epoch 3)."""
+    stop = threading.Event()
+    epochs: list[int] = []
+
+    def on_epoch(epoch: int, test: float | None) -> None:
+        epochs.append(epoch)
+        stop.set()
+
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        record = _epoch_trainers()[job](board, load_dataset("iris"), on_epoch=on_epoch, stop=stop)
+    assert epochs == [1] and record.settings["stopped_at_epoch"] == 1
+    assert len(record.checkpoints) == 1
+    assert record.test_accuracy == record.checkpoints[-1].test_accuracy
+    assert record.steps == len(record.losses) > 0

@@ -202,6 +202,16 @@ def _stop_on_interrupt(console: Console) -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _exit_if_stopped(record: TrainingRecord, epochs: int, console: Console) -> None:
+    """Says where an epoch job stopped (its record is saved by then); exit status 130."""
+    if "stopped_at_epoch" in record.settings:
+        console.print(
+            f"stopped after epoch {record.settings['stopped_at_epoch']} of {epochs}: the "
+            "record holds the run so far"
+        )
+        raise typer.Exit(130)  # as an interrupted command exits
+
+
 def _save_or_keep(save: Callable[[Path], Any], folder: Path, job: str) -> Path:
     """``save(folder)``, or, when that fails once the run is over (a full disk, a folder
     removed meanwhile), the record saved in a temporary folder and the command failed
@@ -310,10 +320,15 @@ def _by_epochs(
         _submitted(server, job, options, dataset, out, as_json, console)
         return
     data = _dataset(dataset)
-    with _board(board, server) as target, _progress(console) as progress:
+    with (
+        _board(board, server) as target,
+        _progress(console) as progress,
+        _stop_on_interrupt(console) as stop,
+    ):
         task = progress.add_task(job, total=options.epochs, status="")
-        record = train(target, data, options, on_epoch=_epoch_status(progress, task))
+        record = train(target, data, options, on_epoch=_epoch_status(progress, task), stop=stop)
     _finish(record, dataset, job, out, as_json, console)
+    _exit_if_stopped(record, options.epochs, console)
 
 
 @train_app.command("spsa")
@@ -533,7 +548,11 @@ def pat(
     with _board(board, server) as target:
         source = profile or characterize_twin(target, folder / "twin.toml", console)
         twin = twin or _twin_from(source)
-        with twin_emulator(source, options) as on_twin, _progress(console) as progress:
+        with (
+            twin_emulator(source, options) as on_twin,
+            _progress(console) as progress,
+            _stop_on_interrupt(console) as stop,
+        ):
             task = progress.add_task("pat", total=options.epochs, status="")
             record = train_pat(
                 target,
@@ -542,11 +561,13 @@ def pat(
                 options,
                 twin_board=on_twin,
                 on_epoch=_epoch_status(progress, task),
+                stop=stop,
             )
     record.settings["twin_profile"] = str(source)
     if options.twin_epochs:
         record.settings["twin_board"] = twin_url(source, options.twin_device_seed)
     _finish(record, dataset, "pat", folder, as_json, console)
+    _exit_if_stopped(record, options.epochs, console)
 
 
 def _twin_from(profile: Path) -> TwinPhysics:

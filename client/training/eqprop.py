@@ -41,6 +41,7 @@ to as β → 0, comes from implicit differentiation through the host's weights
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -57,6 +58,7 @@ from sidra.training.options import EqPropOptions, Nudging
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy
+from sidra.training.stopping import stopped
 
 __all__ = [
     "EquilibriumNetwork",
@@ -242,8 +244,11 @@ def train_eqprop(
     options: EqPropOptions | None = None,
     *,
     on_epoch: Callable[[int, float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainingRecord:
-    """Trains the network on ``board`` by equilibrium propagation; returns its record."""
+    """Trains the network on ``board`` by equilibrium propagation; returns its record.
+    Once ``stop`` is set the run ends after the epoch under way, its record's
+    ``stopped_at_epoch`` that epoch."""
     o = options or EqPropOptions()
     rng = np.random.default_rng(o.seed)
     placement = eqprop_placement(board.info, data, o)
@@ -303,6 +308,8 @@ def train_eqprop(
         record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
         if on_epoch is not None:
             on_epoch(epoch, test)
+        if stopped(stop, record, epoch, o.epochs):
+            break
     meter.charge_losses(len(record.losses))
     record.weights = couplings.weights[-1]
     record.steps = len(record.losses)

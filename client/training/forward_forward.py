@@ -33,6 +33,7 @@ the highest goodness summed over all layers wins.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -49,6 +50,7 @@ from sidra.training.options import FFEstimator, FFOptions
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.schedules import spall_gains
+from sidra.training.stopping import stopped
 
 __all__ = [
     "ForwardForwardNetwork",
@@ -219,11 +221,14 @@ def train_forward_forward(
     options: FFOptions | None = None,
     *,
     on_epoch: Callable[[int, float | None], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainingRecord:
     """Trains the layers on ``board`` by forward-forward; returns the run's record.
 
     ``on_epoch(epoch, test_accuracy)`` is called after every epoch (where a job can be
-    stopped), with None for an epoch without a test checkpoint (``eval_every``)."""
+    stopped), with None for an epoch without a test checkpoint (``eval_every``). Once
+    ``stop`` is set the run ends after the epoch under way (tested then, as a last
+    epoch is, after ``on_epoch``), its record's ``stopped_at_epoch`` that epoch."""
     o = options or FFOptions()
     rng = np.random.default_rng(o.seed)
     net = _network(board, data, o, rng)
@@ -259,11 +264,13 @@ def train_forward_forward(
         meter.charge_losses(batches * evaluations)
         test: float | None = None
         if epoch % o.eval_every == 0 or epoch == o.epochs:
-            by_label = net.goodness_by_label(data.x_test)
-            test = float(np.mean(by_label.sum(axis=0).argmax(axis=1) == data.y_test))
-            record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
+            by_label, test = _tested(net, data, record, meter)
         if on_epoch is not None:
             on_epoch(epoch, test)
+        if stopped(stop, record, epoch, o.epochs):
+            if test is None:  # a run's last epoch is tested, a stopped run's too
+                by_label, test = _tested(net, data, record, meter)
+            break
     record.weights = net.weights[-1]
     record.steps = len(record.losses)
     record.test_accuracy = record.checkpoints[-1].test_accuracy
@@ -272,6 +279,16 @@ def train_forward_forward(
     record.programs = net.hybrid.programs
     record.measures = {"goodness_separation": goodness_separation(by_label, data.y_test)}
     return record
+
+
+def _tested(
+    net: ForwardForwardNetwork, data: Dataset, record: TrainingRecord, meter: JobMeter
+) -> tuple[npt.NDArray[np.float64], float]:
+    """The test set's goodness by label and accuracy, as a checkpoint of ``record``."""
+    by_label = net.goodness_by_label(data.x_test)
+    test = float(np.mean(by_label.sum(axis=0).argmax(axis=1) == data.y_test))
+    record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
+    return by_label, test
 
 
 def goodness_separation(by_label: npt.NDArray[np.float64], labels: Labels) -> list[float]:

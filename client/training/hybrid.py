@@ -10,6 +10,7 @@ than ``threshold`` (weight units), so tiny updates do not burn writes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ from sidra.training.options import LastLayerOptions
 from sidra.training.placement import LayerShape, Placement, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, cross_entropy, softmax
+from sidra.training.stopping import stopped
 
 __all__ = ["HybridNetwork", "last_layer_placement", "train_last_layer"]
 
@@ -162,9 +164,12 @@ def train_last_layer(
     options: LastLayerOptions | None = None,
     *,
     on_epoch: Callable[[int, float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainingRecord:
     """Random features W1 ~ N(0, 1/n_in), b1 ~ N(0, 0.25) frozen on a tile; the head is
-    trained with exact host gradients and programmed with write-verify."""
+    trained with exact host gradients and programmed with write-verify. Once ``stop`` is
+    set the run ends after the epoch under way, its record's ``stopped_at_epoch`` that
+    epoch."""
     o = options or LastLayerOptions()
     rng = np.random.default_rng(o.seed)
     features, head, w1 = _last_layer_tiles(board, data, o, rng)
@@ -186,6 +191,8 @@ def train_last_layer(
         record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
         if on_epoch is not None:
             on_epoch(epoch, test)
+        if stopped(stop, record, epoch, o.epochs):
+            break
     record.weights = net.weights[-1]
     record.steps = len(record.losses)
     record.test_accuracy = record.checkpoints[-1].test_accuracy  # measured after the last epoch

@@ -17,6 +17,7 @@ over its last tenth).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -32,6 +33,7 @@ from sidra.training.options import MLPOptions
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, softmax
+from sidra.training.stopping import stopped
 
 __all__ = [
     "NetworkFactory",
@@ -85,10 +87,12 @@ def train_mlp(
     options: MLPOptions | None = None,
     *,
     on_epoch: Callable[[int, float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainingRecord:
-    """Trains the perceptron on ``board``; returns its record."""
+    """Trains the perceptron on ``board``; returns its record (``stop``: as for
+    :func:`train_network`)."""
     o = options or MLPOptions()
-    record, _ = train_network(board, data, o, HybridNetwork, on_epoch=on_epoch)
+    record, _ = train_network(board, data, o, HybridNetwork, on_epoch=on_epoch, stop=stop)
     return record
 
 
@@ -103,6 +107,7 @@ def train_network(
     epochs: slice | None = None,
     initial: Sequence[Array] | None = None,
     train_accuracy: bool = True,
+    stop: threading.Event | None = None,
 ) -> tuple[TrainingRecord, HybridNetwork]:
     """The perceptron of ``o`` trained on ``board``, its backward pass as ``network``'s
     class computes it (:class:`HybridNetwork`: TransposeMVM on the board); the record
@@ -114,10 +119,11 @@ def train_network(
     first, then the board). ``initial``: the weights to start from instead of He
     initialisation (the full matrices, bias rows included). ``train_accuracy`` False
     leaves the record's at 0.0 rather than reading the whole training set once more (a
-    first part whose record only hands its weights on)."""
+    first part whose record only hands its weights on). Once ``stop`` is set the run
+    ends after the epoch under way, its record's ``stopped_at_epoch`` that epoch."""
     rates = epoch_rates(o)
-    first, stop, _ = (epochs or slice(None)).indices(len(rates))
-    if not 0 <= first < stop:
+    first, end, _ = (epochs or slice(None)).indices(len(rates))
+    if not 0 <= first < end:
         raise ValueError(f"epochs: got {epochs}, expected a part of the {len(rates)} epochs")
     # A later part of a schedule draws its minibatches from a stream of its own.
     rng = np.random.default_rng(o.seed if first == 0 else [o.seed, first])
@@ -128,7 +134,7 @@ def train_network(
     net = network(layers, weights, trainable=trainable, threshold=o.threshold)
     record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
     cosines: list[list[float]] = []
-    for epoch, rate in enumerate(rates[first:stop], start=first + 1):
+    for epoch, rate in enumerate(rates[first:end], start=first + 1):
         order = rng.permutation(len(data.x_train))
         for start in range(0, len(order), o.batch_size):
             batch = order[start : start + o.batch_size]
@@ -146,6 +152,8 @@ def train_network(
         record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
         if on_epoch is not None:
             on_epoch(epoch, test)
+        if stopped(stop, record, epoch, end):
+            break
     meter.charge_losses(len(record.losses))
     record.weights = net.weights[-1]
     record.steps = len(record.losses)

@@ -21,6 +21,7 @@ on the twin, then the weights deployed to the board once and evaluated there.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -96,6 +97,7 @@ def train_pat(
     *,
     twin_board: Board | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> TrainingRecord:
     """Trains the perceptron of ``options`` with the forward pass on ``board`` and the
     backward pass through ``twin``; returns its record.
@@ -105,7 +107,9 @@ def train_pat(
     twin reached: the record's checkpoints, accuracies and board counts are the
     board's; the twin's epochs are in its losses and ``measures``.
     ``options.in_silico``: every epoch on ``twin_board``, then the trained weights
-    programmed into ``board`` and evaluated there.
+    programmed into ``board`` and evaluated there. Once ``stop`` is set the run ends
+    after the epoch under way (its record's ``stopped_at_epoch``); stopped on the twin,
+    the weights it reached are programmed into ``board`` and evaluated there.
     """
     o = options or PATOptions()
 
@@ -119,17 +123,24 @@ def train_pat(
     job = "pat-in-silico" if o.in_silico else "pat"
     if o.in_silico:
         assert twin_board is not None
-        record, trained = train_network(twin_board, data, o, network, job=job, on_epoch=on_epoch)
+        record, trained = train_network(
+            twin_board, data, o, network, job=job, on_epoch=on_epoch, stop=stop
+        )
         _deploy(board, data, o, trained.weights, record)
     elif on_twin:
         assert twin_board is not None
         first, pretrained = train_network(
             twin_board, data, o, network, job=job, on_epoch=on_epoch, epochs=slice(0, on_twin),
             train_accuracy=False,  # only its weights and test accuracy go on
+            stop=stop,
         )  # fmt: skip
+        if "stopped_at_epoch" in first.settings:  # the board's epochs never began
+            _deploy(board, data, o, pretrained.weights, first)
+            first.settings["twin_stuck_cells"] = twin.stuck_cells
+            return first
         record, _ = train_network(
             board, data, o, network, job=job, on_epoch=on_epoch,
-            epochs=slice(on_twin, None), initial=pretrained.weights,
+            epochs=slice(on_twin, None), initial=pretrained.weights, stop=stop,
         )  # fmt: skip
         # One schedule: the board's steps and checkpoints come after the twin's.
         record.losses = first.losses + record.losses
@@ -141,7 +152,7 @@ def train_pat(
             "twin_test_accuracy": first.test_accuracy,
         }
     else:
-        record, _ = train_network(board, data, o, network, job=job, on_epoch=on_epoch)
+        record, _ = train_network(board, data, o, network, job=job, on_epoch=on_epoch, stop=stop)
     record.settings["twin_stuck_cells"] = twin.stuck_cells
     return record
 
