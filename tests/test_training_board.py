@@ -295,6 +295,16 @@ def test_a_run_asked_to_stop_ends_at_its_step_with_a_checkpoint_and_resumes_to_t
         resumed = train_softmax_spsa(board, data, options, checkpoint=path, resume=True)
     assert "stopped_at_step" not in resumed.settings
     assert resumed.losses == whole.losses and resumed.loss_evaluations == 40
+    # Asked during the last step, the run ends there anyway: not a stopped run.
+    late = threading.Event()
+
+    def ask_at_the_end(step: SPSAStep) -> None:
+        if step.step == 20:
+            late.set()
+
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        last = train_softmax_spsa(board, data, options, on_step=ask_at_the_end, stop=late)
+    assert last.steps == 20 and "stopped_at_step" not in last.settings
     assert resumed.weights is not None and whole.weights is not None
     np.testing.assert_allclose(resumed.weights, whole.weights, atol=1e-6)
 

@@ -36,6 +36,7 @@ from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.schedules import spall_gains
 from sidra.training.softmax import accuracy
 from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
+from sidra.training.stopping import stopped
 
 __all__ = [
     "SPSACheckpoint",
@@ -141,11 +142,10 @@ class SPSAJob:
             optimizer.tell(self.evaluator(ask.x, ask.points))
             if not optimizer.at_step_boundary:
                 continue
-            stopping = stop is not None and stop.is_set()
+            stopping = stopped(stop, self.record, optimizer.step, self.options.steps, "step")
             if checkpoint and (stopping or (every and optimizer.step % every == 0)):
                 SPSACheckpoint.take(self, optimizer).save(checkpoint)
             if stopping:
-                self.record.settings["stopped_at_step"] = optimizer.step
                 break
         return self.finish(optimizer)
 

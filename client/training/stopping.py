@@ -3,7 +3,8 @@
 Each trainer takes a ``stop`` event and looks at it where its state is whole (an
 SPSA step's boundary, the end of an epoch): set, the run ends there and is finished
 as a complete run would be (evaluated, counted, its weights kept), its record saying
-where it stopped.
+where it stopped (``stopped_at_step`` or ``stopped_at_epoch`` in its settings). A stop
+asked during the last step or epoch changes nothing: the run ends there anyway.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from sidra.training.records import TrainingRecord
 __all__ = ["stopped"]
 
 
-def stopped(stop: threading.Event | None, record: TrainingRecord, epoch: int, last: int) -> bool:
-    """Whether the run ends after ``epoch`` because ``stop`` is set before its ``last``
-    epoch; if so, ``record.settings["stopped_at_epoch"]`` says after which."""
-    if stop is None or not stop.is_set() or epoch >= last:
+def stopped(
+    stop: threading.Event | None,
+    record: TrainingRecord,
+    done: int,
+    last: int,
+    unit: str = "epoch",
+) -> bool:
+    """Whether the run ends after its ``done``-th ``unit`` (epoch or step) because
+    ``stop`` is set before its ``last``; if so, ``record.settings["stopped_at_<unit>"]``
+    says after which."""
+    if stop is None or not stop.is_set() or done >= last:
         return False
-    record.settings["stopped_at_epoch"] = epoch
+    record.settings[f"stopped_at_{unit}"] = done
     return True
