@@ -289,22 +289,27 @@ def test_the_cli_characterizes_the_board_when_no_profile_is_given(tmp_path: Path
     assert "no-such-tty" not in refused.stderr
 
 
+@pytest.mark.parametrize("at", [1, 2])
 def test_stopped_on_the_twin_the_weights_it_reached_are_deployed_to_the_board(
-    tmp_path: Path,
+    at: int, tmp_path: Path
 ) -> None:
-    """Ctrl-C during the twin's epochs (``stop`` set after epoch 1 of the twin's 2): the
+    """Ctrl-C during the twin's epoch ``at`` of its 2 (the last of them included): the
     board's epochs never begin; the record is the board's evaluation of the twin's weights."""
     url = "emu://?preset=sidra-y1&seed=2"
     twin, path = _twin_file(url, tmp_path)
     data = load_dataset("digits")
     options = PATOptions(hidden=(32,), epochs=3, board_epochs=1, learning_rate=0.2)
     stop = threading.Event()
+
+    def on_epoch(epoch: int, test: float) -> None:
+        if epoch == at:
+            stop.set()
+
     with open_board(url) as board, open_board(f"emu://?profile={path}&seed=9") as twin_board:
         calls = _counting(board)
         record = train_pat(
-            board, twin, data, options, twin_board=twin_board,
-            on_epoch=lambda epoch, test: stop.set(), stop=stop,
-        )  # fmt: skip
-    assert record.settings["stopped_at_epoch"] == 1
+            board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch, stop=stop
+        )
+    assert record.settings["stopped_at_epoch"] == at
     assert calls["ProgramRequest"] == 2 and "TransposeMVMRequest" not in calls  # deployed once
     assert record.test_accuracy > 0.5 and "twin_test_accuracy" in record.measures

@@ -34,7 +34,7 @@ from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
 from sidra.training.hybrid import HybridNetwork
-from sidra.training.mlp import mlp_layers, train_network
+from sidra.training.mlp import NetworkFactory, mlp_layers, train_network
 from sidra.training.options import PATOptions
 from sidra.training.records import TrainingRecord
 from sidra.training.softmax import accuracy
@@ -129,31 +129,49 @@ def train_pat(
         _deploy(board, data, o, trained.weights, record)
     elif on_twin:
         assert twin_board is not None
-        first, pretrained = train_network(
+        record, pretrained = train_network(
             twin_board, data, o, network, job=job, on_epoch=on_epoch, epochs=slice(0, on_twin),
             train_accuracy=False,  # only its weights and test accuracy go on
             stop=stop,
         )  # fmt: skip
-        if "stopped_at_epoch" in first.settings:  # the board's epochs never began
-            _deploy(board, data, o, pretrained.weights, first)
-            first.settings["twin_stuck_cells"] = twin.stuck_cells
-            return first
-        record, _ = train_network(
-            board, data, o, network, job=job, on_epoch=on_epoch,
-            epochs=slice(on_twin, None), initial=pretrained.weights, stop=stop,
-        )  # fmt: skip
-        # One schedule: the board's steps and checkpoints come after the twin's.
-        record.losses = first.losses + record.losses
-        record.steps = len(record.losses)
-        record.checkpoints = [replace(c, step=c.step + first.steps) for c in record.checkpoints]
-        record.measures |= {
-            "twin_epochs": on_twin,
-            "twin_steps": first.steps,
-            "twin_test_accuracy": first.test_accuracy,
-        }
+        if "stopped_at_epoch" in record.settings:  # the board's epochs never began
+            _deploy(board, data, o, pretrained.weights, record)
+        else:
+            record = _board_epochs(
+                board, data, o, network, job, record, pretrained, on_epoch=on_epoch, stop=stop
+            )
     else:
         record, _ = train_network(board, data, o, network, job=job, on_epoch=on_epoch, stop=stop)
     record.settings["twin_stuck_cells"] = twin.stuck_cells
+    return record
+
+
+def _board_epochs(
+    board: Board,
+    data: Dataset,
+    o: PATOptions,
+    network: NetworkFactory,
+    job: str,
+    first: TrainingRecord,
+    pretrained: HybridNetwork,
+    *,
+    on_epoch: Callable[[int, float], None] | None,
+    stop: threading.Event | None,
+) -> TrainingRecord:
+    """The schedule's epochs after the twin's (``first``), on ``board`` from the weights
+    the twin reached: one record, the board's steps and checkpoints after the twin's."""
+    record, _ = train_network(
+        board, data, o, network, job=job, on_epoch=on_epoch,
+        epochs=slice(o.twin_epochs, None), initial=pretrained.weights, stop=stop,
+    )  # fmt: skip
+    record.losses = first.losses + record.losses
+    record.steps = len(record.losses)
+    record.checkpoints = [replace(c, step=c.step + first.steps) for c in record.checkpoints]
+    record.measures |= {
+        "twin_epochs": o.twin_epochs,
+        "twin_steps": first.steps,
+        "twin_test_accuracy": first.test_accuracy,
+    }
     return record
 
 
