@@ -75,8 +75,6 @@ def _usable_folder(out: Path | None) -> Path | None:
     """``out`` if a record can be saved there: refused while parsing, not after the run."""
     if out is None:
         return None
-    if out.exists() and not out.is_dir():
-        raise typer.BadParameter(f"got {out}; a file is there, expected a folder")
     existing = next(p for p in (out, *out.parents) if p.exists())  # "/" at the least
     if not existing.is_dir():
         raise typer.BadParameter(f"got {out}; {existing} is a file, expected a folder")
@@ -184,16 +182,17 @@ def _finish(
 
 
 @contextlib.contextmanager
-def _stop_on_interrupt(console: Console) -> Iterator[threading.Event]:
-    """An event the first Ctrl-C (SIGINT) sets, for a run to stop at its next step and
-    keep what it did; a second Ctrl-C interrupts at once, as without this."""
+def _stop_on_interrupt(console: Console, unit: str) -> Iterator[threading.Event]:
+    """An event the first Ctrl-C (SIGINT) sets, for a run to stop after the ``unit``
+    (step, epoch) under way and keep what it did (sidra.training.stopping); a second
+    Ctrl-C interrupts at once, as without this."""
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
 
     def first(signum: int, frame: Any) -> None:
         stop.set()
         signal.signal(signal.SIGINT, previous)
-        console.print("stopping after this step (Ctrl-C again to stop at once)")
+        console.print(f"stopping after this {unit} (Ctrl-C again to stop at once)")
 
     signal.signal(signal.SIGINT, first)
     try:
@@ -202,14 +201,25 @@ def _stop_on_interrupt(console: Console) -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _exit_if_stopped(record: TrainingRecord, epochs: int, console: Console) -> None:
-    """Says where an epoch job stopped (its record is saved by then); exit status 130."""
-    if "stopped_at_epoch" in record.settings:
-        console.print(
-            f"stopped after epoch {record.settings['stopped_at_epoch']} of {epochs}: the "
-            "record holds the run so far"
-        )
-        raise typer.Exit(130)  # as an interrupted command exits
+def _exit_if_stopped(
+    record: TrainingRecord, total: int, console: Console, *, resume: Path | None = None
+) -> None:
+    """Says where a run Ctrl-C stopped (its record is saved by then) and, with ``resume``
+    (the folder of its checkpoint), how to go on; exit status 130."""
+    for unit in ("step", "epoch"):
+        done = record.settings.get(f"stopped_at_{unit}")
+        if done is not None:
+            break
+    else:
+        return
+    how = (
+        ""
+        if resume is None
+        else f", {resume / 'checkpoint.json'} too: the same command with --resume --out "
+        f"{resume} goes on from there"
+    )
+    console.print(f"stopped after {unit} {done} of {total}: the record holds the run so far{how}")
+    raise typer.Exit(130)  # as an interrupted command exits
 
 
 def _save_or_keep(save: Callable[[Path], Any], folder: Path, job: str) -> Path:
@@ -221,10 +231,13 @@ def _save_or_keep(save: Callable[[Path], Any], folder: Path, job: str) -> Path:
         return folder
     except OSError as exc:
         kept = Path(tempfile.mkdtemp(prefix=f"sidra-{job}-"))
-        save(kept)
+        try:
+            save(kept)
+            where = f"it is saved in {kept}"
+        except OSError as again:  # the temporary folder's disk is full too
+            where = f"nor in {kept} ({again})"
         typer.echo(
-            f"sidra train {job}: the record could not be saved in {folder} ({exc}); "
-            f"it is saved in {kept}",
+            f"sidra train {job}: the record could not be saved in {folder} ({exc}); {where}",
             err=True,
         )
         raise typer.Exit(1) from exc
@@ -323,7 +336,7 @@ def _by_epochs(
     with (
         _board(board, server) as target,
         _progress(console) as progress,
-        _stop_on_interrupt(console) as stop,
+        _stop_on_interrupt(console, "epoch") as stop,
     ):
         task = progress.add_task(job, total=options.epochs, status="")
         record = train(target, data, options, on_epoch=_epoch_status(progress, task), stop=stop)
@@ -393,7 +406,7 @@ def spsa(
     with (
         _board(board, server) as target,
         _progress(console) as progress,
-        _stop_on_interrupt(console) as stop,
+        _stop_on_interrupt(console, "step") as stop,
     ):
         task = progress.add_task("spsa", total=options.steps, status="")
 
@@ -412,13 +425,7 @@ def spsa(
             stop=stop,
         )
     _finish(record, dataset, "spsa", out, as_json, console)
-    if "stopped_at_step" in record.settings:
-        console.print(
-            f"stopped at step {record.settings['stopped_at_step']} of {options.steps}; the "
-            f"record and {out / 'checkpoint.json'} are saved: the same command with "
-            f"--resume --out {out} goes on from there"
-        )
-        raise typer.Exit(130)  # as an interrupted command exits
+    _exit_if_stopped(record, options.steps, console, resume=out)
 
 
 @train_app.command("last-layer")
@@ -551,7 +558,7 @@ def pat(
         with (
             twin_emulator(source, options) as on_twin,
             _progress(console) as progress,
-            _stop_on_interrupt(console) as stop,
+            _stop_on_interrupt(console, "epoch") as stop,
         ):
             task = progress.add_task("pat", total=options.epochs, status="")
             record = train_pat(
