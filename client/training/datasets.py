@@ -69,20 +69,19 @@ def load_dataset(name: str, *, test_size: float = 0.3, random_state: int = 0) ->
     )
 
 
-def _npz_arrays(name: str) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """``X`` and ``y`` of the .npz file ``name``, or a ValueError naming what is wrong
-    with them: refused before any board call, not as a bad voltage halfway through."""
+def _npz_arrays(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
+    """``X`` (as float64) and ``y`` of the .npz file ``name``, or a ValueError naming what
+    is wrong with them: refused before any board call, not as a bad voltage halfway
+    through."""
     try:
         with np.load(name) as archive:
-            if "X" not in archive or "y" not in archive:
-                raise ValueError(
-                    f"dataset: {name} holds {sorted(archive)}, expected arrays X and y"
-                )
-            x, y = archive["X"], archive["y"]
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
-        if str(exc).startswith("dataset:"):
-            raise
+            held = sorted(archive)
+            arrays = {key: archive[key] for key in ("X", "y") if key in archive}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:  # not a zip, pickled objects
         raise ValueError(f"dataset: {name} is not an .npz archive of arrays") from exc
+    if len(arrays) < 2:
+        raise ValueError(f"dataset: {name} holds {held}, expected arrays X and y")
+    x, y = arrays["X"], arrays["y"]
     if x.dtype.kind not in "biuf":
         raise ValueError(f"dataset: X of {name}: got dtype {x.dtype}, expected numbers")
     if x.ndim == 0 or len(x) == 0:
@@ -92,7 +91,8 @@ def _npz_arrays(name: str) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
             f"dataset: y of {name}: got shape {list(y.shape)}, expected one label per sample "
             f"of X ([{len(x)}])"
         )
-    bad = ~np.isfinite(x.astype(np.float64))
+    x = x.astype(np.float64)
+    bad = ~np.isfinite(x)
     if bad.any():
         first = [int(i) for i in np.argwhere(bad)[0]]
         raise ValueError(
