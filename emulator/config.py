@@ -474,7 +474,8 @@ def parse_profile(text: str, suffix: str = ".toml") -> BoardProfile:
 
 
 def _problem(error: Any) -> str:
-    """A refused profile value as ``key: what is allowed (got value)``."""
+    """A refused profile value as ``key: what is allowed; got value``, as ``sidra serve``
+    reports a refused setting (sidra.server.settings)."""
     key = ".".join(str(part) for part in error["loc"]) or "profile"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -483,4 +484,4 @@ def _problem(error: Any) -> str:
         return f"{key}: required, not given"
     if error["type"] == "value_error":  # the model's own check: its message says it all
         return f"{key}: {message}"
-    return f"{key}: {message[:1].lower()}{message[1:]} (got {error['input']!r})"
+    return f"{key}: {message[:1].lower()}{message[1:]}; got {error['input']!r}"

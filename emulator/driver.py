@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult
 
-from pydantic import ValidationError
-
 from sidra.drivers.base import BoardDriver, run_instance_id
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.requests import (
@@ -62,7 +60,7 @@ class EmulatorDriver(BoardDriver):
         if "profile" in options:
             try:
                 profile = load_profile(options["profile"])
-            except (OSError, ValueError, ValidationError) as exc:
+            except (OSError, ValueError) as exc:  # parse_profile says what is wrong
                 raise InvalidArgument(
                     "url profile", options["profile"], f"a readable board profile ({exc})"
                 ) from exc
