@@ -205,7 +205,8 @@ def pass_voltages(info: BoardInfo, value: Any, inputs: int, what: str) -> FloatA
     is NaN and above the limit when any is infinite or too large. Anything that
     fails it takes the detailed checks, which name the first bad value.
     """
-    array = as_array("voltages", value)
+    # Every MVM comes here with an array already: no call to make it one.
+    array = value if type(value) is np.ndarray else as_array("voltages", value)
     shape, limit = array.shape, info.read_voltage_max_v
     if array.dtype.kind in "fiu" and len(shape) == 2 and shape[0] >= 1 and shape[1] == inputs:
         v = array
