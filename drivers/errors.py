@@ -34,6 +34,7 @@ of docs/wire-protocol.md, used by the serial driver and the board firmware).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Unsupported",
     "capped",
     "exception_for",
+    "refused_setting",
     "shown",
     "status_for",
 ]
@@ -198,3 +200,24 @@ def capped(text: str, limit: int = ECHO_LIMIT) -> str:
 def shown(value: Any) -> str:
     """``value`` as an error echoes it: strings quoted, capped at :data:`ECHO_LIMIT`."""
     return capped(repr(value) if isinstance(value, str) else str(value))
+
+
+def refused_setting(
+    error: Mapping[str, Any], allowed_keys: Callable[[tuple[Any, ...]], str] | None = None
+) -> str:
+    """One value a settings or profile file was refused for (an item of pydantic's
+    ``ValidationError.errors()``), as ``key: what is allowed; got value``: the same line
+    for ``sidra serve``'s settings and an emulator profile. ``allowed_keys`` names the
+    keys of the section an unknown key stands in (from its location)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    key = ".".join(str(part) for part in error["loc"])
+    if not key or message.startswith(f"{key}."):
+        return message  # a rule across keys: its message starts with the key it is about
+    if error["type"] == "missing":
+        return f"{key}: required, not given"
+    if error["type"] == "extra_forbidden":
+        allowed = "" if allowed_keys is None else f" (allowed: {allowed_keys(error['loc'])})"
+        return f"{key}: unknown key{allowed}"
+    if error["type"] == "value_error":  # the model's own check: its message says it all
+        return f"{key}: {message}"
+    return f"{key}: {message[:1].lower()}{message[1:]}; got {error['input']!r}"

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from sidra.drivers.errors import refused_setting
+
 __all__ = [
     "SCHEMA_VERSION",
     "BoardProfile",
@@ -470,18 +472,4 @@ def parse_profile(text: str, suffix: str = ".toml") -> BoardProfile:
     try:
         return BoardProfile.model_validate(data)
     except ValidationError as exc:  # one short line per refused value, not pydantic's report
-        raise ValueError("; ".join(_problem(error) for error in exc.errors())) from None
-
-
-def _problem(error: Any) -> str:
-    """A refused profile value as ``key: what is allowed; got value``, as ``sidra serve``
-    reports a refused setting (sidra.server.settings)."""
-    key = ".".join(str(part) for part in error["loc"]) or "profile"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    if error["type"] == "missing":
-        return f"{key}: required, not given"
-    if error["type"] == "value_error":  # the model's own check: its message says it all
-        return f"{key}: {message}"
-    return f"{key}: {message[:1].lower()}{message[1:]}; got {error['input']!r}"
+        raise ValueError("; ".join(refused_setting(e) for e in exc.errors())) from None

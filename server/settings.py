@@ -26,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from sidra.drivers.errors import refused_setting
 from sidra.server.address import is_loopback, split_address
 from sidra.server.security.tls import key_pair_problem, pem_problem
 from sidra.server.security.tokens import read_tokens
@@ -376,22 +377,7 @@ def load_settings(config: Path | None = None, **options: Any) -> ServerSettings:
     try:
         return ServerSettings(**given)
     except ValidationError as exc:
-        raise ConfigError([_problem(error) for error in exc.errors()]) from None
-
-
-def _problem(error: Any) -> str:
-    """One refused value as ``key: what is wrong (got value)``."""
-    message = str(error["msg"]).removeprefix("Value error, ")
-    key = ".".join(str(part) for part in error["loc"])
-    if not key or message.startswith(f"{key}."):
-        return message  # a rule across keys: its message starts with the key it is about
-    if error["type"] == "missing":
-        return f"{key}: required, not given"
-    if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key (allowed: {_allowed_keys(error['loc'])})"
-    if error["type"] == "value_error":
-        return f"{key}: {message}"
-    return f"{key}: {message[:1].lower()}{message[1:]}; got {error['input']!r}"
+        raise ConfigError([refused_setting(e, _allowed_keys) for e in exc.errors()]) from None
 
 
 def _allowed_keys(location: tuple[Any, ...]) -> str:
