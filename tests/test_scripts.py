@@ -25,6 +25,7 @@ RUNS: dict[str, tuple[list[str], str]] = {
     "call_overhead.py": (["--rounds", "2", "--number", "20", "--json"], "mvm_specific_us"),
     "chunk_sizes.py": (["--rows", "64", "--cols", "64", "--rounds", "1", "--json"], "sizes"),
     "cpu_contention.py": (["--rounds", "1", "--json"], "loop_busy_over_idle"),
+    "pcie_floor.py": (["--bursts", "1", "--json"], "checks_ratio"),
     "region_bytes.py": (["--batch", "4", "--json"], "padded_over_region"),
     "service_floor.py": (["--calls", "20", "--json"], "raw_mvm_over_empty"),
     "soak_hostile.py": (["--requests", "50", "--seed", "1"], "crashes: 0"),
