@@ -5,6 +5,7 @@ digits, the CLI."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from typing import Any
 
@@ -199,7 +200,7 @@ def test_the_service_runs_ff_as_a_job_kind() -> None:
 
     with open_board("emu://?preset=ideal&seed=0") as board:
         assert jobs.claim("ff", options, "digits", board.info) == ((0, 1), False)
-        summary, files = jobs.run("ff", options, "digits", board, Reporter())
+        summary, files = jobs.run("ff", options, "digits", board, Reporter(), threading.Event())
     assert [(step, total) for step, total, _ in progress] == [(1, 2), (2, 2)]
     assert progress[0][2] == "" and progress[1][2].startswith("test ")
     assert summary["placement"] == {"layer0": [0], "layer1": [1]}

@@ -288,6 +288,7 @@ def test_a_run_asked_to_stop_ends_at_its_step_with_a_checkpoint_and_resumes_to_t
             board, data, options, on_step=ask_to_stop, checkpoint=path, stop=stop
         )
     assert stopped.steps == stopped.settings["stopped_at_step"] == 13
+    assert stopped.summary()["stopped_at_step"] == 13  # what --json prints and a job keeps
     assert stopped.loss_evaluations == 26 and len(stopped.losses) == 13
     assert 0.0 <= stopped.test_accuracy <= 1.0  # evaluated as a finished run is
     assert json.loads(path.read_text())["optimizer"]["k"] == 13
@@ -305,6 +306,7 @@ def test_a_run_asked_to_stop_ends_at_its_step_with_a_checkpoint_and_resumes_to_t
     with open_board("emu://?preset=ideal&seed=0") as board:
         last = train_softmax_spsa(board, data, options, on_step=ask_at_the_end, stop=late)
     assert last.steps == 20 and "stopped_at_step" not in last.settings
+    assert "stopped_at_step" not in last.summary()
     assert resumed.weights is not None and whole.weights is not None
     np.testing.assert_allclose(resumed.weights, whole.weights, atol=1e-6)
 

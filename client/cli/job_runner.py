@@ -14,6 +14,7 @@ whole board (characterization programs every tile).
 from __future__ import annotations
 
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class ServerJobs(TrainingJobs):
 
     models: dict[str, type[JobOptions]] = KINDS | {PAT: PATJobOptions}
     kinds: tuple[str, ...] = tuple(models)
+    stoppable: tuple[str, ...] = (*TrainingJobs.stoppable, PAT)
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         options = super().options(kind, options_json)
@@ -63,11 +65,17 @@ class ServerJobs(TrainingJobs):
         return placed, False
 
     def run(
-        self, kind: str, options: JobOptions, dataset: str, board: Board, reporter: JobReporter
+        self,
+        kind: str,
+        options: JobOptions,
+        dataset: str,
+        board: Board,
+        reporter: JobReporter,
+        stop: threading.Event,
     ) -> Outcome:
         if not isinstance(options, PATJobOptions):
-            return super().run(kind, options, dataset, board, reporter)
-        return _pat(board, load_dataset(dataset), options, reporter)
+            return super().run(kind, options, dataset, board, reporter, stop)
+        return _pat(board, load_dataset(dataset), options, reporter, stop)
 
 
 def _profile(options: PATJobOptions) -> BoardProfile:
@@ -97,9 +105,16 @@ def _written(options: PATJobOptions, folder: Path) -> Path:
     return path
 
 
-def _pat(board: Board, data: Dataset, options: PATJobOptions, reporter: JobReporter) -> Outcome:
+def _pat(
+    board: Board,
+    data: Dataset,
+    options: PATJobOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
+) -> Outcome:
     """``sidra train pat``, next to the board: the twin emulator in this process, its
-    profile the one sent or, without one, measured on the board first."""
+    profile the one sent or, without one, measured on the board first (a stop asked
+    then takes effect at the first epoch's end)."""
     source = "sent with the job"
     if not options.twin_profile_toml:
         reporter.log("characterizing the board for its twin (no profile sent; drift skipped)")
@@ -119,7 +134,9 @@ def _pat(board: Board, data: Dataset, options: PATJobOptions, reporter: JobRepor
         tempfile.TemporaryDirectory(prefix="sidra-pat-") as folder,
         twin_emulator(_written(options, Path(folder)), options) as twin_board,
     ):
-        record = train_pat(board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch)
+        record = train_pat(
+            board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch, stop=stop
+        )
     record.settings["dataset"] = data.name
     record.settings["twin_profile"] = f"twin.toml ({source})"
     files = record.files() | {"twin.toml": options.twin_profile_toml.encode("utf-8")}

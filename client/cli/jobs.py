@@ -121,7 +121,9 @@ def show(
 
 @jobs_app.command("cancel")
 def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
-    """Ask a job to stop; it ends cancelled at its next board call or step."""
+    """Ask a job to stop. Training kinds end at their next step or epoch, evaluated, with
+    their record; compare and drift-recovery at their next board call. Asked again: now,
+    without a record."""
     with _server(server, "cancel") as board:
         job = board.jobs.cancel(job_id)
     if as_json:
@@ -189,7 +191,11 @@ def run_remote_job(
     except SidraError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if done.state != "succeeded":
-        typer.echo(f"job {done.job_id} {done.state}: {done.error}", err=True)
+        if done.files:  # cancelled at a boundary: what it did is a record all the same
+            _save(done, out)
+            typer.echo(f"job {done.job_id} {done.state}: {done.error}; record in {out}", err=True)
+        else:
+            typer.echo(f"job {done.job_id} {done.state}: {done.error}", err=True)
         raise typer.Exit(1)
     _save(done, out)
     return done

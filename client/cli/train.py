@@ -32,6 +32,7 @@ from sidra.cli.twin import characterize_twin, load_twin, twin_emulator, twin_url
 from sidra.client import connect
 from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
+    STOPPED_AT,
     CompareOptions,
     Comparison,
     EqPropOptions,
@@ -207,7 +208,7 @@ def _exit_if_stopped(
     """Says where a run Ctrl-C stopped (its record is saved by then) and, with ``resume``
     (the folder of its checkpoint), how to go on; exit status 130."""
     for unit in ("step", "epoch"):
-        done = record.settings.get(f"stopped_at_{unit}")
+        done = record.settings.get(f"{STOPPED_AT}{unit}")
         if done is not None:
             break
     else:

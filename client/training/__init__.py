@@ -53,7 +53,7 @@ from sidra.training.options import (
     SPSAOptions,
 )
 from sidra.training.pat import TwinNetwork, train_pat
-from sidra.training.records import Checkpoint, TrainingRecord
+from sidra.training.records import STOPPED_AT, Checkpoint, TrainingRecord
 from sidra.training.recovery import RecoveryReport, drift_recovery
 from sidra.training.schedules import constant, powerseries, spall_gains
 from sidra.training.softmax import accuracy, cross_entropy
@@ -121,6 +121,7 @@ __all__ = [
     "Mapping",
     "OnBoardEvaluator",
     "SPSAOptions",
+    "STOPPED_AT",
     "TrainingRecord",
     "Dataset",
     "PairEvaluator",

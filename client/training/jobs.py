@@ -14,6 +14,7 @@ refuses the job with an error naming the extra, rather than failing mid-run.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Protocol
 
 import sklearn  # noqa: F401  (the training extra: see the module docstring)
@@ -77,6 +78,10 @@ class TrainingJobs:
     """Each kind this runner runs and its option model."""
     kinds: tuple[str, ...] = tuple(KINDS)
     datasets: tuple[str, ...] = BUNDLED
+    stoppable: tuple[str, ...] = ("spsa", "last-layer", "mlp", "ff", "eqprop")
+    """Kinds whose trainer takes ``stop``: cancelled, they end at their next step or
+    epoch boundary, evaluated, and keep their record (compare and drift-recovery run
+    several trainings or phases, and are stopped at their next board call)."""
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         """The validated options of a ``kind`` job; ValueError naming the option, the
@@ -113,24 +118,31 @@ class TrainingJobs:
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     def run(
-        self, kind: str, options: JobOptions, dataset: str, board: Board, reporter: JobReporter
+        self,
+        kind: str,
+        options: JobOptions,
+        dataset: str,
+        board: Board,
+        reporter: JobReporter,
+        stop: threading.Event,
     ) -> Outcome:
-        """Runs the job on ``board``; returns its summary and record files."""
+        """Runs the job on ``board``; returns its summary and record files. A
+        :attr:`stoppable` kind ends at its next boundary once ``stop`` is set."""
         reporter.log(f"loading data set {dataset}")
         data = load_dataset(dataset)
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
         if isinstance(options, SPSAOptions):
-            return _spsa(board, data, options, reporter)
+            return _spsa(board, data, options, reporter, stop)
         if isinstance(options, LastLayerOptions):
-            return _last_layer(board, data, options, reporter)
+            return _last_layer(board, data, options, reporter, stop)
         if isinstance(options, CompareOptions):
             return _compare(board, data, options, reporter)
         if isinstance(options, MLPOptions):
-            return _mlp(board, data, options, reporter)
+            return _mlp(board, data, options, reporter, stop)
         if isinstance(options, FFOptions):
-            return _forward_forward(board, data, options, reporter)
+            return _forward_forward(board, data, options, reporter, stop)
         if isinstance(options, EqPropOptions):
-            return _eqprop(board, data, options, reporter)
+            return _eqprop(board, data, options, reporter, stop)
         assert isinstance(options, RecoveryOptions)
         return _recovery(board, data, options, reporter)
 
@@ -140,50 +152,64 @@ def _record(record: TrainingRecord, dataset: str) -> Outcome:
     return record.summary(), record.files()
 
 
-def _spsa(board: Board, data: Dataset, options: SPSAOptions, reporter: JobReporter) -> Outcome:
+def _spsa(
+    board: Board, data: Dataset, options: SPSAOptions, reporter: JobReporter, stop: threading.Event
+) -> Outcome:
     def on_step(step: Any) -> None:
         # Every step: the service decides which become events, and stops a cancelled
         # job here, between steps.
         reporter.progress(step.step, options.steps, f"loss {step.loss:.3f}")
 
-    record = train_softmax_spsa(board, data, options, on_step=on_step)
+    record = train_softmax_spsa(board, data, options, on_step=on_step, stop=stop)
     return _record(record, data.name)
 
 
 def _last_layer(
-    board: Board, data: Dataset, options: LastLayerOptions, reporter: JobReporter
+    board: Board,
+    data: Dataset,
+    options: LastLayerOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
 ) -> Outcome:
     def on_epoch(epoch: int, test: float) -> None:
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
-    record = train_last_layer(board, data, options, on_epoch=on_epoch)
+    record = train_last_layer(board, data, options, on_epoch=on_epoch, stop=stop)
     return _record(record, data.name)
 
 
-def _mlp(board: Board, data: Dataset, options: MLPOptions, reporter: JobReporter) -> Outcome:
+def _mlp(
+    board: Board, data: Dataset, options: MLPOptions, reporter: JobReporter, stop: threading.Event
+) -> Outcome:
     def on_epoch(epoch: int, test: float) -> None:
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
-    record = train_mlp(board, data, options, on_epoch=on_epoch)
+    record = train_mlp(board, data, options, on_epoch=on_epoch, stop=stop)
     return _record(record, data.name)
 
 
 def _forward_forward(
-    board: Board, data: Dataset, options: FFOptions, reporter: JobReporter
+    board: Board, data: Dataset, options: FFOptions, reporter: JobReporter, stop: threading.Event
 ) -> Outcome:
     def on_epoch(epoch: int, test: float | None) -> None:
         status = "" if test is None else f"test {100 * test:.2f} %"
         reporter.progress(epoch, options.epochs, status)
 
-    record = train_forward_forward(board, data, options, on_epoch=on_epoch)
+    record = train_forward_forward(board, data, options, on_epoch=on_epoch, stop=stop)
     return _record(record, data.name)
 
 
-def _eqprop(board: Board, data: Dataset, options: EqPropOptions, reporter: JobReporter) -> Outcome:
+def _eqprop(
+    board: Board,
+    data: Dataset,
+    options: EqPropOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
+) -> Outcome:
     def on_epoch(epoch: int, test: float) -> None:
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
-    record = train_eqprop(board, data, options, on_epoch=on_epoch)
+    record = train_eqprop(board, data, options, on_epoch=on_epoch, stop=stop)
     return _record(record, data.name)
 
 

@@ -14,7 +14,11 @@ import numpy.typing as npt
 
 from sidra.training.accounting import JobCounts
 
-__all__ = ["Checkpoint", "TrainingRecord"]
+STOPPED_AT = "stopped_at_"
+"""Prefix of the setting (and summary key) saying where a stopped run ended:
+``stopped_at_step`` or ``stopped_at_epoch`` (sidra.training.stopping)."""
+
+__all__ = ["STOPPED_AT", "Checkpoint", "TrainingRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ class TrainingRecord:
             }
             | ({"placement": self.settings["placement"]} if "placement" in self.settings else {})
             | self.measures
+            | {k: v for k, v in self.settings.items() if k.startswith(STOPPED_AT)}
         )
 
     def save(self, folder: str | Path) -> Path:

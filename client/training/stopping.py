@@ -3,15 +3,16 @@
 Each trainer takes a ``stop`` event and looks at it where its state is whole (an
 SPSA step's boundary, the end of an epoch): set, the run ends there and is finished
 as a complete run would be (evaluated, counted, its weights kept), its record saying
-where it stopped (``stopped_at_step`` or ``stopped_at_epoch`` in its settings). A stop
-asked during the last step or epoch changes nothing: the run ends there anyway.
+where it stopped (``stopped_at_step`` or ``stopped_at_epoch`` in its settings and its
+summary). A stop asked during the last step or epoch changes nothing: the run ends
+there anyway. ``sidra train`` sets it on Ctrl-C, a job in ``sidra serve`` on CancelJob.
 """
 
 from __future__ import annotations
 
 import threading
 
-from sidra.training.records import TrainingRecord
+from sidra.training.records import STOPPED_AT, TrainingRecord
 
 __all__ = ["stopped"]
 
@@ -28,5 +29,5 @@ def stopped(
     says after which."""
     if stop is None or not stop.is_set() or done >= last:
         return False
-    record.settings[f"stopped_at_{unit}"] = done
+    record.settings[f"{STOPPED_AT}{unit}"] = done
     return True

@@ -10,7 +10,10 @@
   served board through the same turns and lease admission as clients' calls;
 - reports progress and log lines as numbered events, kept in memory for watchers
   and written to the state store about once a second;
-- stops at its next board call or step once cancelled;
+- once cancelled, ends at its next step or epoch boundary with the record of what it
+  did (the kinds whose training loop can: :attr:`JobRunner.stoppable`), or at its next
+  board call with none (the others; any job cancelled twice, or still running
+  ``CANCEL_GRACE_S`` after the first);
 - closes its session when it ends, however it ends (the lease is released and
   perturbed cells restored before the final state is announced), then stores its
   final state with its record in one transaction.
@@ -45,7 +48,7 @@ from sidra.drivers import (
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.recorder import BehindRecorder
-from sidra.server.jobs.runner import JobRunner, RunnerLoader, load_runner
+from sidra.server.jobs.runner import STOPPED_AT, JobRunner, RunnerLoader, load_runner
 from sidra.server.limits import caller_key
 from sidra.server.recording import store_in_order
 from sidra.server.servicer import BoardServicer
@@ -79,6 +82,10 @@ FLUSH_INTERVAL_S = 1.0
 WATCH_POLL_S = 0.5
 """How often a waiting watcher checks that its client is still there, s."""
 
+CANCEL_GRACE_S = 60.0
+"""How long a cancelled job of a stoppable kind may take to reach its next step or epoch
+boundary (and its final evaluation) before it is stopped at its next board call, s."""
+
 
 class JobCancelled(Exception):
     """Raised inside a job's thread to stop it; never leaves the manager."""
@@ -101,8 +108,15 @@ class _LiveJob:
     events: list[JobEventRow] = field(default_factory=list)
     stored: int = 0
     """Events already written to the store."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set by the first CancelJob of a stoppable kind: end at the next boundary, record kept."""
+    stop_asked_s: float = math.inf
+    """time.monotonic() of that CancelJob."""
     cancel: threading.Event = field(default_factory=threading.Event)
+    """Set to stop at the next board call, with no record: the first CancelJob of a kind
+    that cannot stop at a boundary, a second CancelJob, or the grace running out."""
     cancelled_by: str = ""
+    grace_ran_out: bool = False
     last_progress_s: float = -math.inf
     last_flush_s: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
@@ -126,11 +140,13 @@ class JobManager:
         max_jobs: int = 2,
         load_runner: RunnerLoader = load_runner,
         clock: Callable[[], float] = time.time,
+        cancel_grace_s: float | None = None,
     ) -> None:
         self.servicer = servicer
         self.keeper = keeper
         self.records = JobRecords(store) if store is not None else None
         self.max_jobs = max_jobs
+        self.cancel_grace_s = CANCEL_GRACE_S if cancel_grace_s is None else cancel_grace_s
         self._load_runner = load_runner
         self._runner: JobRunner | None = None
         self._clock = clock
@@ -273,16 +289,16 @@ class JobManager:
             try:
                 self._settle(live, board)
                 summary, files = runner.run(
-                    row.kind, options, row.dataset, board, _Reporter(self, live)
+                    row.kind, options, row.dataset, board, _Reporter(self, live), live.stop
                 )
             finally:
                 recorder.drain()  # every write the job made is in the store before it ends
-            state, error = "succeeded", ""
+            state, error = self._ended(live, summary)
         except JobCancelled:
-            state, error = "cancelled", f"cancelled by {live.cancelled_by}"
+            state, error = "cancelled", self._cancelled_text(live)
         except Exception as exc:  # the job's failure is its record's, not the server's
             if live.cancel.is_set() and isinstance(exc, SidraError):
-                state, error = "cancelled", f"cancelled by {live.cancelled_by}"
+                state, error = "cancelled", self._cancelled_text(live)
             else:
                 log.warning("job %s failed", row.id, exc_info=True)
                 state, error = "failed", f"{type(exc).__name__}: {exc}"
@@ -304,8 +320,34 @@ class JobManager:
         except BoardReset as exc:
             self._log(live, f"the board restarted before this job began; going on ({exc})")
 
+    def _ended(self, live: _LiveJob, summary: dict[str, Any]) -> tuple[str, str]:
+        """State and error of a job whose run returned: cancelled when a stop ended it
+        early (its summary says where), else succeeded (a stop asked during its last
+        step or epoch came too late to change anything)."""
+        where = [(k.removeprefix(STOPPED_AT), v) for k, v in summary.items()
+                 if k.startswith(STOPPED_AT)]  # fmt: skip
+        if not (live.stop.is_set() and where):
+            return "succeeded", ""
+        unit, done = where[0]
+        return "cancelled", (
+            f"cancelled by {live.cancelled_by}; stopped after {unit} {done}, its record kept"
+        )
+
+    def _cancelled_text(self, live: _LiveJob) -> str:
+        if live.grace_ran_out:
+            return (
+                f"cancelled by {live.cancelled_by}; it did not reach a step or epoch boundary "
+                f"within {self.cancel_grace_s:g} s and was stopped at a board call, no record kept"
+            )
+        return f"cancelled by {live.cancelled_by}"
+
     def _check(self, live: _LiveJob) -> None:
+        """Raises JobCancelled to stop the job now (before a board call or a report)."""
         if live.cancel.is_set():
+            raise JobCancelled
+        if live.stop.is_set() and time.monotonic() - live.stop_asked_s > self.cancel_grace_s:
+            live.grace_ran_out = True
+            live.cancel.set()
             raise JobCancelled
 
     def _keep_alive(self, live: _LiveJob) -> None:
@@ -331,14 +373,14 @@ class JobManager:
         with self._changed:
             row = live.row
             row.state, row.error, row.ended_unix_s = state, error, self._clock()
-            if state == "succeeded":
+            if summary:  # succeeded, or stopped early by CancelJob with its record
                 row.summary_json = json.dumps(summary, default=str)
             self._event(live, "state", message=error, state=state)
             pending = live.events[live.stored :]
             snapshot = dataclasses.replace(row)
         try:
             assert self.records is not None
-            self.records.update(snapshot, pending, files if state == "succeeded" else None)
+            self.records.update(snapshot, pending, files or None)
             with self._changed:
                 live.stored += len(pending)
         except SidraError:
@@ -425,10 +467,19 @@ class JobManager:
             live = self._live.get(job_id)
             if live is None or live.row.state in FINAL_STATES:
                 return job
-            if not live.cancel.is_set():
-                live.cancelled_by = principal
+            if live.cancel.is_set():
+                return self._snapshot(live)
+            live.cancelled_by = principal
+            stoppable = self._runner.stoppable if self._runner is not None else ()
+            if not live.stop.is_set() and live.row.kind in stoppable:
+                live.stop_asked_s = time.monotonic()
+                live.stop.set()
+                log.info("job %s: cancel asked by %s; it stops at its next step or epoch "
+                         "boundary", job_id, principal)  # fmt: skip
+            else:  # a kind that cannot stop at a boundary, or asked again: now
                 live.cancel.set()
-                log.info("job %s: cancel asked by %s", job_id, principal)
+                log.info("job %s: cancel asked by %s; it stops at its next board call",
+                         job_id, principal)  # fmt: skip
             return self._snapshot(live)
 
     def watch(

@@ -12,6 +12,7 @@ extra; the rest of the service never needs it.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from sidra.drivers import Board, BoardInfo, FailedPrecondition
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "STOPPED_AT",
     "TRAINING_EXTRA",
     "JobReporter",
     "JobRunner",
@@ -34,6 +36,10 @@ ENTRY_POINT_GROUP = "sidra.jobs"
 
 TRAINING_EXTRA = "pip install 'sidra-hil[training]'"
 """How to install what jobs need, as refusals say it."""
+
+STOPPED_AT = "stopped_at_"
+"""Prefix of the summary key by which a run stopped early says where it ended
+(``stopped_at_step``, ``stopped_at_epoch``): sidra.training.records writes it."""
 
 
 class JobReporter(Protocol):
@@ -56,6 +62,10 @@ class JobRunner(Protocol):
     """Job kinds: the names of the ``sidra train`` commands a job can run."""
     datasets: tuple[str, ...]
     """Data sets a job may name."""
+    stoppable: tuple[str, ...]
+    """Kinds that, once ``stop`` is set, end at their next step or epoch boundary and
+    return the record of what they did (the rest are stopped at their next board call,
+    with no record)."""
 
     def options(self, kind: str, options_json: str) -> Any:
         """The validated options; ValueError naming the option, value and what is allowed."""
@@ -73,9 +83,17 @@ class JobRunner(Protocol):
         ...
 
     def run(
-        self, kind: str, options: Any, dataset: str, board: Board, reporter: JobReporter
+        self,
+        kind: str,
+        options: Any,
+        dataset: str,
+        board: Board,
+        reporter: JobReporter,
+        stop: threading.Event,
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """Runs the job; returns its summary and its record files by name."""
+        """Runs the job; returns its summary and its record files by name. A ``stoppable``
+        kind ends early once ``stop`` is set, its summary then naming where
+        (``stopped_at_step`` or ``stopped_at_epoch``)."""
         ...
 
 

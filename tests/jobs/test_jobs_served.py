@@ -185,8 +185,20 @@ def test_a_cancelled_job_stops_releases_its_tiles_and_leaves_none_perturbed(
         assert asked.job_id == job.job_id
         events = list(board.jobs.watch(job.job_id, from_index=index))
         assert events[-1].state == "cancelled" and "cancelled by local" in events[-1].message
-        ended = board.jobs.get(job.job_id)
+        ended = board.jobs.get(job.job_id, include_record=True)
         assert ended.state == "cancelled" and ended.step < 1_000_000
+        # An SPSA job ends at a step boundary, evaluated, and keeps its record.
+        assert ended.summary is not None
+        stopped_at = ended.summary["stopped_at_step"]
+        assert (
+            ended.error == f"cancelled by local; stopped after step {stopped_at}, its record kept"
+        )
+        assert 1 <= stopped_at == ended.summary["steps"] < 1_000_000
+        assert 0.0 <= ended.summary["test_accuracy"] <= 1.0
+        settings = json.loads(ended.files["settings.json"])
+        assert settings["stopped_at_step"] == stopped_at
+        with io.StringIO(ended.files["steps.csv"].decode()) as f:
+            assert len(list(csv.reader(f))) == stopped_at + 1  # header + one row per step
         assert board.leases() == []
         # What is on the tile is what was last programmed: no cell left perturbed.
         with StateStore(store_path, read_only=True) as store:
@@ -195,6 +207,92 @@ def test_a_cancelled_job_stops_releases_its_tiles_and_leaves_none_perturbed(
         np.testing.assert_array_equal(read[golden.programmed], golden.targets_us[golden.programmed])
         board.perturb(2, seed=1, amplitude_us=1.0)  # the tile is free for anyone to write
         assert board.jobs.cancel(job.job_id).state == "cancelled"  # again: not an error
+
+
+@pytest.mark.parametrize("kind", ["last-layer", "mlp", "ff", "eqprop"])
+def test_a_cancelled_epoch_job_ends_after_its_epoch_with_its_record(
+    kind: str, port: int, store_path: Path
+) -> None:
+    """Each epoch-trained kind, cancelled, finishes the epoch under way, is tested, and
+    keeps a record that says so, in the store too."""
+    dataset, options = EVERY_KIND[kind]
+    with _client(port) as board:
+        job = board.jobs.submit(kind, options | {"epochs": 10_000}, dataset=dataset)
+        _first_progress(board, job.job_id)
+        board.jobs.cancel(job.job_id)
+        ended = board.jobs.wait(job.job_id)
+        assert ended.state == "cancelled", ended.error
+        assert ended.summary is not None
+        epoch = ended.summary["stopped_at_epoch"]
+        assert 1 <= epoch < 10_000
+        assert ended.error == f"cancelled by local; stopped after epoch {epoch}, its record kept"
+        assert board.leases() == []
+    with StateStore(store_path, read_only=True) as store:
+        stored = JobRecords(store).get(job.job_id, with_files=True)
+        assert stored is not None and json.loads(stored.summary_json) == ended.summary
+        assert json.loads(stored.files["settings.json"])["stopped_at_epoch"] == epoch
+
+
+def test_the_service_reads_the_stop_key_the_training_records_write() -> None:
+    from sidra.server.jobs.runner import STOPPED_AT as read
+    from sidra.training import STOPPED_AT as written
+
+    assert read == written
+
+
+def test_a_job_that_cannot_stop_at_a_boundary_is_stopped_at_a_board_call_without_record(
+    port: int,
+) -> None:
+    """A comparison runs several trainings: cancelled, it stops before its next board
+    call, and a cancelled job without a record has neither summary nor files."""
+    with _client(port) as board:
+        job = board.jobs.submit(
+            "compare",
+            {"budget": 400, "seeds": list(range(40)), "methods": ["spsa", "last-layer"]},
+            dataset="iris",
+        )
+        _first_progress(board, job.job_id)
+        board.jobs.cancel(job.job_id)
+        ended = board.jobs.wait(job.job_id)
+        assert (ended.state, ended.error) == ("cancelled", "cancelled by local")
+        assert ended.summary is None and ended.step < ended.total
+        assert board.jobs.get(job.job_id, include_record=True).files == {}
+
+
+def test_a_stop_that_takes_longer_than_the_grace_ends_at_a_board_call(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled job that does not reach its boundary within CANCEL_GRACE_S is stopped
+    at its next board call, with no record, and its error says why."""
+    monkeypatch.setattr("sidra.server.jobs.manager.CANCEL_GRACE_S", 0.0)
+    with served(store_path) as port, _client(port) as board:
+        job = board.jobs.submit("last-layer", {"epochs": 1000, "tiles": [0, 1]})
+        _first_progress(board, job.job_id)
+        board.jobs.cancel(job.job_id)
+        ended = board.jobs.wait(job.job_id)
+        assert ended.state == "cancelled" and ended.summary is None
+        assert ended.error == (
+            "cancelled by local; it did not reach a step or epoch boundary within 0 s and was "
+            "stopped at a board call, no record kept"
+        )
+        assert board.leases() == []
+
+
+def test_cancelling_twice_stops_at_the_next_board_call(port: int) -> None:
+    """The second CancelJob does not wait for the boundary the first asked for."""
+    with _client(port) as board:
+        job = board.jobs.submit("last-layer", {"epochs": 1000, "tiles": [0, 1]})
+        _first_progress(board, job.job_id)
+        assert board.jobs.cancel(job.job_id).state == "running"  # stopping
+        board.jobs.cancel(job.job_id)
+        ended = board.jobs.wait(job.job_id)
+        assert ended.state == "cancelled"
+        # Either the epoch under way ended before the second CancelJob came (its record
+        # kept) or it did not, and then nothing is kept.
+        if ended.summary is None:
+            assert ended.error == "cancelled by local"
+        else:
+            assert ended.error.endswith("its record kept") and ended.summary["stopped_at_epoch"]
 
 
 def test_a_job_waits_for_or_is_refused_tiles_another_session_leases(port: int) -> None:
@@ -274,7 +372,8 @@ def test_roles_who_may_submit_and_cancel(store_path: Path, tmp_path: Path) -> No
             with _client(port, token["admin"]) as admin:
                 admin.jobs.cancel(job.job_id)
             ended = alice.jobs.wait(job.job_id)
-            assert (ended.state, ended.error) == ("cancelled", "cancelled by admin")
+            assert ended.state == "cancelled"
+            assert ended.error.startswith("cancelled by admin; stopped after step ")
 
 
 def test_a_principal_runs_at_most_max_jobs(store_path: Path) -> None:
