@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 
 from sidra.client import RemoteBoard
-from tests.cli_support import run_sidra, served, sidra_json
+from tests.cli_support import SIDRA, run_sidra, served, sidra_json
 
 
 def _address(board: RemoteBoard) -> str:
@@ -55,6 +57,43 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
 
         missing = run_sidra("jobs", "show", "0000000000000000", "--server", server)
         assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+def test_a_remote_job_cancelled_from_elsewhere_leaves_its_record_in_out(tmp_path: Path) -> None:
+    """``sidra train --remote-job`` following a job that someone cancels: the job stops at
+    a step boundary, and what it kept lands in --out; the command says so and fails."""
+    with served("emu://?preset=ideal&seed=5") as board:
+        out = tmp_path / "record"
+        proc = subprocess.Popen(
+            [*SIDRA, "train", "spsa", "--server", _address(board), "--remote-job",
+             "--steps", "1000000", "--batch-size", "16", "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            job_id = _running_job(board)
+            for event in board.jobs.watch(job_id):
+                if event.kind == "progress":
+                    break
+            board.jobs.cancel(job_id)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+    assert proc.returncode == 1
+    message = " ".join(stderr.split())
+    assert f"job {job_id} cancelled: cancelled by local; stopped after step" in message
+    assert f"its record kept; record in {out}" in message
+    settings = json.loads((out / "settings.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert 1 <= settings["stopped_at_step"] == summary["steps"] < 1_000_000
+
+
+def _running_job(board: RemoteBoard) -> str:
+    for _ in range(600):
+        running = [job.job_id for job in board.jobs.list() if job.state == "running"]
+        if running:
+            return running[0]
+        time.sleep(0.05)
+    raise AssertionError("no job started")
 
 
 def test_remote_job_needs_a_server() -> None:
