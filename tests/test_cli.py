@@ -133,6 +133,30 @@ def test_train_spsa_prints_json_and_saves_a_record(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "plot.png").stat().st_size > 0
 
 
+def test_ctrl_c_stops_drift_recovery_after_its_retraining_epoch(tmp_path: Path) -> None:
+    """The first SIGINT lets the retraining epoch under way end: the figures so far are
+    printed, where it stopped said, exit status 130."""
+    proc = subprocess.Popen(
+        [*SIDRA, "train", "drift-recovery", "--board", "emu://?preset=pcm&seed=4", "--hidden",
+         "32", "--epochs", "100000", "--read-repeats", "1", "--eval-read-repeats", "1",
+         "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        started = proc.stderr.readline()  # printed once Ctrl-C is taken
+        assert "Ctrl-C stops after the retraining epoch under way" in started, started
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    summary = json.loads(stdout)
+    assert summary["stopped_at_epoch"] == 1 and summary["retraining_loss_evaluations"] > 0
+    assert 0.0 <= summary["recovered_accuracy"] <= 1.0
+    assert "stopped after retraining epoch 1 of 100000" in " ".join(stderr.split())
+
+
 def test_ctrl_c_stops_spsa_at_its_step_and_keeps_the_record_and_a_checkpoint(
     tmp_path: Path,
 ) -> None:

@@ -296,6 +296,31 @@ def test_drift_recovery_without_calibration_reports_no_gains() -> None:
     assert report.retraining_fraction == report.recovered_fraction
 
 
+def test_drift_recovery_stopped_ends_its_retraining_after_the_epoch_under_way() -> None:
+    """A stop asked before the retraining ends it after its first epoch: the same run as
+    one of a single epoch, its report saying where it stopped; asked during the last
+    epoch, nothing changes."""
+    import threading
+
+    from sidra.drivers import open_board
+    from sidra.training import RecoveryOptions
+    from sidra.training.recovery import drift_recovery
+
+    data = load_dataset("digits")
+    one = RecoveryOptions(hidden=32, epochs=1, read_repeats=1, eval_read_repeats=1, age_days=1.0)
+    stop = threading.Event()
+    stop.set()
+    with open_board("emu://?preset=pcm&seed=3") as board:
+        stopped = drift_recovery(board, data, one.model_copy(update={"epochs": 5}), stop=stop)
+    with open_board("emu://?preset=pcm&seed=3") as board:
+        single = drift_recovery(board, data, one)
+    with open_board("emu://?preset=pcm&seed=3") as board:
+        late = drift_recovery(board, data, one, stop=stop)
+    assert stopped.stopped_at_epoch == 1 and stopped.summary()["stopped_at_epoch"] == 1
+    assert stopped.summary() == single.summary() | {"stopped_at_epoch": 1}
+    assert late.stopped_at_epoch is None and late.summary() == single.summary()
+
+
 @pytest.mark.parametrize(
     ("mapping", "reference"),
     [("offset", False), ("offset", True), ("differential", False)],

@@ -775,15 +775,31 @@ def drift_recovery_command(
         summary = _remote(server, "drift-recovery", options, dataset, out, Console(stderr=True))
     else:
         data = _dataset(dataset)
-        with _board(board, server) as target:
-            summary = drift_recovery(target, data, options).summary()
+        console = Console(stderr=True)
+        with (
+            _board(board, server) as target,
+            _stop_on_interrupt(console, "retraining epoch") as stop,
+        ):
+            console.print(
+                f"drift recovery: digital training, deployment, {options.age_days:g} days of "
+                f"ageing, {options.epochs} retraining epochs (Ctrl-C stops after the retraining "
+                "epoch under way)",
+                soft_wrap=True,  # one line, however wide the terminal
+            )
+            summary = drift_recovery(target, data, options, stop=stop).summary()
     if as_json:
         typer.echo(json.dumps(summary))
-        return
-    for key, value in summary.items():
-        if isinstance(value, float):
-            typer.echo(f"{key:28s} {value:.4f}")
-        elif isinstance(value, list):
-            typer.echo(f"{key:28s} {' '.join(f'{g:.3f}' for g in value)}")
-        else:
-            typer.echo(f"{key:28s} {value}")
+    else:
+        for key, value in summary.items():
+            if isinstance(value, float):
+                typer.echo(f"{key:28s} {value:.4f}")
+            elif isinstance(value, list):
+                typer.echo(f"{key:28s} {' '.join(f'{g:.3f}' for g in value)}")
+            else:
+                typer.echo(f"{key:28s} {value}")
+    if not remote_job and "stopped_at_epoch" in summary:
+        console.print(
+            f"stopped after retraining epoch {summary['stopped_at_epoch']} of {options.epochs}: "
+            "the figures above are the run so far"
+        )
+        raise typer.Exit(130)  # as an interrupted command exits

@@ -78,10 +78,10 @@ class TrainingJobs:
     """Each kind this runner runs and its option model."""
     kinds: tuple[str, ...] = tuple(KINDS)
     datasets: tuple[str, ...] = BUNDLED
-    stoppable: tuple[str, ...] = ("spsa", "last-layer", "mlp", "ff", "eqprop")
+    stoppable: tuple[str, ...] = ("spsa", "last-layer", "mlp", "ff", "eqprop", "drift-recovery")
     """Kinds whose trainer takes ``stop``: cancelled, they end at their next step or
-    epoch boundary, evaluated, and keep their record (compare and drift-recovery run
-    several trainings or phases, and are stopped at their next board call)."""
+    epoch boundary (drift-recovery: of its retraining), evaluated, and keep their record
+    (compare runs several trainings, and is stopped at its next board call)."""
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         """The validated options of a ``kind`` job; ValueError naming the option, the
@@ -144,7 +144,7 @@ class TrainingJobs:
         if isinstance(options, EqPropOptions):
             return _eqprop(board, data, options, reporter, stop)
         assert isinstance(options, RecoveryOptions)
-        return _recovery(board, data, options, reporter)
+        return _recovery(board, data, options, reporter, stop)
 
 
 def _record(record: TrainingRecord, dataset: str) -> Outcome:
@@ -229,10 +229,14 @@ def _compare(
 
 
 def _recovery(
-    board: Board, data: Dataset, options: RecoveryOptions, reporter: JobReporter
+    board: Board,
+    data: Dataset,
+    options: RecoveryOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
 ) -> Outcome:
     reporter.progress(0, 1, "deploying, ageing, retraining")
-    report = drift_recovery(board, data, options)
+    report = drift_recovery(board, data, options, stop=stop)
     summary = report.summary() | {"dataset": data.name}
     reporter.progress(1, 1, f"recovered {100 * report.recovered_accuracy:.2f} %")
     files = {

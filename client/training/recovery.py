@@ -20,6 +20,7 @@ read noise does not hide differences of a few test samples.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class RecoveryReport:
     """What the retraining spent (head rewrite and recalibration included)."""
     calibration_gains: tuple[float, ...] = ()
     """Output gain Calibrate applied to each tile of the network, features first."""
+    stopped_at_epoch: int | None = None
+    """The retraining epochs made when a stop ended it early (None: all of them)."""
 
     @property
     def device_writes(self) -> int:
@@ -87,7 +90,7 @@ class RecoveryReport:
             "retraining_mvm_calls": spent.mvm_calls,
             "retraining_time_ns": spent.modeled_time_ns,
             "retraining_energy_nj": spent.modeled_energy_nj,
-        }
+        } | ({} if self.stopped_at_epoch is None else {"stopped_at_epoch": self.stopped_at_epoch})
 
 
 def _share(before: float, after: float, recovered: float) -> float:
@@ -123,9 +126,16 @@ def _read_repeats(layers: Sequence[AnalogLinear], repeats: int) -> Iterator[None
 
 
 def drift_recovery(
-    board: Board, data: Dataset, options: RecoveryOptions | None = None
+    board: Board,
+    data: Dataset,
+    options: RecoveryOptions | None = None,
+    *,
+    stop: threading.Event | None = None,
 ) -> RecoveryReport:
-    """Runs the scenario on ``board`` (needs a virtual clock: an emulated board)."""
+    """Runs the scenario on ``board`` (needs a virtual clock: an emulated board). Once
+    ``stop`` is set the retraining ends after the epoch under way (its first, if set
+    before), the recovered accuracy is measured there and the report's
+    ``stopped_at_epoch`` says after which."""
     o = options or RecoveryOptions()
     (w1, w2), digital = _train_digital(data, o.hidden, o.seed)
     net = _deploy(board, data, o, w1, w2)
@@ -148,12 +158,18 @@ def drift_recovery(
     if o.calibrate:
         head.calibrate()
     rng = np.random.default_rng(o.seed)
-    for _ in range(o.epochs):
+    stopped_at = None
+    for epoch in range(1, o.epochs + 1):
         losses = net.epoch(data.x_train, data.y_train, o.learning_rate, o.batch_size, rng)
         meter.charge_losses(len(losses))
+        if stop is not None and stop.is_set() and epoch < o.epochs:
+            stopped_at = epoch
+            break
     retraining = meter.read()
     recovered = test_accuracy()
-    return RecoveryReport(digital, deployed, aged, calibrated, recovered, retraining, tuple(gains))
+    return RecoveryReport(
+        digital, deployed, aged, calibrated, recovered, retraining, tuple(gains), stopped_at
+    )
 
 
 def _deploy(

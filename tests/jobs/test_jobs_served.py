@@ -209,12 +209,12 @@ def test_a_cancelled_job_stops_releases_its_tiles_and_leaves_none_perturbed(
         assert board.jobs.cancel(job.job_id).state == "cancelled"  # again: not an error
 
 
-@pytest.mark.parametrize("kind", ["last-layer", "mlp", "ff", "eqprop"])
+@pytest.mark.parametrize("kind", ["last-layer", "mlp", "ff", "eqprop", "drift-recovery"])
 def test_a_cancelled_epoch_job_ends_after_its_epoch_with_its_record(
     kind: str, port: int, store_path: Path
 ) -> None:
-    """Each epoch-trained kind, cancelled, finishes the epoch under way, is tested, and
-    keeps a record that says so, in the store too."""
+    """Each epoch-trained kind, cancelled, finishes the epoch under way (drift-recovery:
+    of its retraining), is tested, and keeps a record that says so, in the store too."""
     dataset, options = EVERY_KIND[kind]
     with _client(port) as board:
         job = board.jobs.submit(kind, options | {"epochs": 10_000}, dataset=dataset)
@@ -230,7 +230,7 @@ def test_a_cancelled_epoch_job_ends_after_its_epoch_with_its_record(
     with StateStore(store_path, read_only=True) as store:
         stored = JobRecords(store).get(job.job_id, with_files=True)
         assert stored is not None and json.loads(stored.summary_json) == ended.summary
-        assert json.loads(stored.files["settings.json"])["stopped_at_epoch"] == epoch
+        assert json.loads(stored.files["summary.json"])["stopped_at_epoch"] == epoch
 
 
 def test_the_service_reads_the_stop_key_the_training_records_write() -> None:
