@@ -156,8 +156,8 @@ def _spsa(
     board: Board, data: Dataset, options: SPSAOptions, reporter: JobReporter, stop: threading.Event
 ) -> Outcome:
     def on_step(step: Any) -> None:
-        # Every step: the service decides which become events, and stops a cancelled
-        # job here, between steps.
+        # Every step: the service decides which become events. A cancelled job ends at
+        # the step boundary through ``stop``, its record kept.
         reporter.progress(step.step, options.steps, f"loss {step.loss:.3f}")
 
     record = train_softmax_spsa(board, data, options, on_step=on_step, stop=stop)
