@@ -102,6 +102,13 @@ class Board(BoardMethods):
                     self._instance_id = run_instance_id(self.info.serial_number)
         return self._instance_id
 
+    def run_step(self, step: Request) -> Any:
+        """Runs one step of a sequence already validated against :attr:`info` (a step of
+        ``SequenceRequest.checked(info)``), as a server runs the steps it admitted one
+        by one. A board that validates in :meth:`run` does not validate it again; this
+        default is :meth:`run`."""
+        return self.run(step)
+
     @abstractmethod
     def close(self) -> None:
         """Releases the board (port, channel); the object is unusable after."""
@@ -135,8 +142,11 @@ class BoardDriver(Board):
         call: a reset the call met is already counted)."""
         checked = request.checked(self.info)
         if isinstance(checked, SequenceRequest):  # every step valid: run them in order
-            return SequenceResult(tuple(self._run_checked(step) for step in checked.steps))
+            return SequenceResult(tuple(self.run_step(step) for step in checked.steps))
         return self._run_checked(checked)
+
+    def run_step(self, step: Request) -> Any:
+        return self._run_checked(step)
 
     def _run_checked(self, checked: Any) -> Any:
         """Executes one validated request (a call, or a step of a sequence)."""

@@ -232,7 +232,7 @@ class BoardServicer:
         results = []
         for k, step in enumerate(steps):
             try:
-                result = self.board.run(step)
+                result = self.board.run_step(step)  # validated above, with the whole sequence
             except InvalidArgument as exc:  # e.g. "endurance": named within the sequence
                 path = f"steps[{k}].{step_member(type(step))}.{exc.field}"
                 raise type(exc)(path, exc.value, f"{exc.allowed} (steps before it ran)") from exc

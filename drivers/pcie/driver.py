@@ -299,6 +299,12 @@ class PcieDriver(BoardDriver):
             return self._pass(path, pass_request.tile, pass_request.voltages, pass_request.region)
         return super().run(request)
 
+    def run_step(self, step: Request) -> Any:
+        # A pass takes the pass path as in run (whose one voltage check is all it makes).
+        if type(step) in self._pass_paths and not step.uses_codes:  # type: ignore[union-attr]
+            return self.run(step)
+        return self._run_checked(step)
+
     def mvm(
         self,
         tile: int,

@@ -3,6 +3,7 @@ first step runs, and the service counts and records each step as its own call.""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,23 @@ def test_a_step_on_a_tile_leased_elsewhere_refuses_the_whole_sequence() -> None:
             ran = bob.run_sequence([ProgramRequest(1, _g(30.0)), MVMRequest(1, v, REGION)])
             np.testing.assert_allclose(ran.results[1].currents, [[12.0] * 4], rtol=1e-6)
         bob.close()
+
+
+def test_the_server_validates_each_step_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RunSequence validates the whole sequence before the first step runs; the board then
+    runs each step as validated (Board.run_step), without checking it again."""
+    checks: list[str] = []
+    for request_type in (ProgramRequest, MVMRequest):
+        original = request_type.checked
+
+        def counted(self: object, info: object, _original: object = original) -> object:
+            if threading.current_thread() is not threading.main_thread():  # the server's
+                checks.append(type(self).__name__)
+            return _original(self, info)  # type: ignore[operator]
+
+        monkeypatch.setattr(request_type, "checked", counted)
+    with served() as port, connect(f"127.0.0.1:{port}") as board:
+        v = np.full((1, 4), 0.1, np.float32)
+        ran = board.run_sequence([ProgramRequest(1, _g(30.0)), MVMRequest(1, v, REGION)])
+    np.testing.assert_allclose(ran.results[1].currents, [[12.0] * 4], rtol=1e-6)
+    assert sorted(checks) == ["MVMRequest", "ProgramRequest"]
