@@ -128,8 +128,13 @@ def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
     if as_json:
         typer.echo(json.dumps(job.as_dict()))
         return
-    state = "stopping" if job.state == "running" else job.state
-    typer.echo(f"job {job.job_id}: {state}")
+    if job.state != "running":
+        typer.echo(f"job {job.job_id}: {job.state}")
+        return
+    typer.echo(
+        f"job {job.job_id}: stopping; cancel it again to stop it at its next board call, "
+        "without its record"
+    )
 
 
 @jobs_app.command("logs")
