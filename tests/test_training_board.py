@@ -433,18 +433,18 @@ def test_on_board_spsa_over_grpc_takes_one_call_per_step(
     board, _ = served
     on_board: Counter[str] = Counter()
     sent: Counter[str] = Counter()
-    run, send = board.run, remote.run
+    handle, send = board._handle, remote.run
 
-    def counting(request):  # type: ignore[no-untyped-def]
+    def counting(request):  # type: ignore[no-untyped-def]  # the transport's one seam
         applies = isinstance(request, PerturbRequest) and request.mode is PerturbMode.APPLY
         on_board["Perturb APPLY" if applies else type(request).__name__] += 1
-        return run(request)
+        return handle(request)
 
     def sending(request):  # type: ignore[no-untyped-def]
         sent[type(request).__name__] += 1
         return send(request)
 
-    monkeypatch.setattr(board, "run", counting)
+    monkeypatch.setattr(board, "_handle", counting)
     monkeypatch.setattr(remote, "run", sending)
     data = load_dataset("digits")
     options = SPSAOptions(steps=6, a=0.5, c=0.1, eval_every=1000, mode="board", batch_size=32)
