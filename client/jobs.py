@@ -69,9 +69,9 @@ class JobInfo:
     whole_board: bool
     events: int
     summary: dict[str, Any] | None
-    """The run's summary once it succeeded, or was cancelled at a step or epoch boundary
-    (``stopped_at_step`` / ``stopped_at_epoch`` in it): what ``sidra train --json``
-    prints. None otherwise."""
+    """The run's summary once it succeeded, or was cancelled at a step, epoch or run
+    boundary (``stopped_at_step``, ``stopped_at_epoch`` or ``stopped_at_run`` in it): what
+    ``sidra train --json`` prints. None otherwise."""
     files: dict[str, bytes] = field(default_factory=dict)
     """The run record's files (only when asked for with ``include_record``, and only
     when there is a record: see :attr:`summary`)."""

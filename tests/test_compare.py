@@ -94,6 +94,27 @@ def test_every_method_runs_once_per_seed_and_is_summarised_over_them() -> None:
     assert spsa.loss_evaluations == 40 and spsa.steps == 20
 
 
+def test_a_stopped_comparison_ends_after_the_run_under_way() -> None:
+    """A stop set before the first run ends the comparison after it, the summary saying
+    so; a stop that comes during the last run changes nothing."""
+    import threading
+
+    data = load_dataset("iris")
+    options = CompareOptions(budget=40, seeds=(3, 5), methods=(MethodName.SPSA,))
+    stop = threading.Event()
+    stop.set()
+    with open_board("emu://?preset=sidra-y1&seed=1") as board:
+        stopped = compare_methods(board, data, options, stop=stop)
+    assert [(r.name, r.seed) for r in stopped.runs] == [("spsa", 3)]
+    assert stopped.settings["stopped_at_run"] == 1 and stopped.summary()["stopped_at_run"] == 1
+    late = threading.Event()
+    with open_board("emu://?preset=sidra-y1&seed=1") as board:
+        whole = compare_methods(
+            board, data, options, stop=late, on_result=lambda r: late.set() if r.seed == 5 else None
+        )
+    assert len(whole.runs) == 2 and "stopped_at_run" not in whole.summary()
+
+
 def test_a_budget_below_one_step_or_epoch_names_the_method_before_anything_runs() -> None:
     data = load_dataset("iris")
     with open_board("emu://?preset=ideal&seed=0") as board:
@@ -183,3 +204,37 @@ def test_a_comparison_stopped_midway_keeps_every_run_it_finished(tmp_path) -> No
     rows = (out / "runs.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("spsa,0,100,200,")
     assert not list(out.glob(".*.partial"))
+
+
+def test_ctrl_c_stops_a_comparison_after_its_run_and_keeps_the_record(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The first SIGINT lets the run under way end: the record is saved with every run
+    finished, where it stopped is said, and the exit status is 130."""
+    import signal
+    import subprocess
+    import time
+
+    from cli_support import SIDRA
+
+    out = tmp_path / "record"
+    child = subprocess.Popen(
+        [*SIDRA, "train", "compare", "--budget", "200",
+         *(a for seed in range(10) for a in ("--seeds", str(seed))),
+         "--method", "spsa", "--method", "last-layer", "--out", str(out), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120.0
+        while not (out / "runs.csv").exists():  # the first run is kept: training under way
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130, stderr
+    summary = json.loads(stdout)
+    done = summary["stopped_at_run"]
+    assert 1 <= done < 20 and len(summary["runs"]) == done
+    assert f"stopped after run {done} of 20" in " ".join(stderr.split())
+    assert len((out / "runs.csv").read_text().splitlines()) == done + 1
+    assert (out / "plot.png").stat().st_size > 0

@@ -121,8 +121,8 @@ def show(
 
 @jobs_app.command("cancel")
 def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
-    """Ask a job to stop. Training kinds end at their next step or epoch, evaluated, with
-    their record; compare at its next board call. Asked again: now, without a record."""
+    """Ask a job to stop: it ends at its next step, epoch or (compare) run, evaluated,
+    with its record. Asked again: at its next board call, without a record."""
     with _server(server, "cancel") as board:
         job = board.jobs.cancel(job_id)
     if as_json:

@@ -708,12 +708,13 @@ def compare(
                 staged.write_bytes(content)
                 staged.replace(folder / name)
 
-        with _board(board, server) as target:
-            comparison = compare_methods(target, data, options, on_result=on_result)
+        with _board(board, server) as target, _stop_on_interrupt(console, "run") as stop:
+            comparison = compare_methods(target, data, options, on_result=on_result, stop=stop)
         comparison.settings["dataset"] = dataset
         _save_or_keep(comparison.save, folder, "compare")
     if as_json:
         typer.echo(json.dumps(comparison.summary() | {"record": str(folder)}))
+        _exit_if_comparison_stopped(comparison, console)
         return
     title = (
         f"methods on {dataset}, {options.budget:,} loss evaluations per run, "
@@ -735,6 +736,17 @@ def compare(
         )
     console.print(table)
     console.print(f"record: {folder}")
+    _exit_if_comparison_stopped(comparison, console)
+
+
+def _exit_if_comparison_stopped(comparison: Comparison, console: Console) -> None:
+    """Says after which run Ctrl-C stopped a comparison (its record saved by then); 130."""
+    done = comparison.settings.get(f"{STOPPED_AT}run")
+    if done is None:
+        return
+    total = len(comparison.settings["seeds"]) * len(comparison.settings["methods"])
+    console.print(f"stopped after run {done} of {total}: the record holds the runs so far")
+    raise typer.Exit(130)  # as an interrupted command exits
 
 
 @train_app.command("drift-recovery")

@@ -24,6 +24,7 @@ runs and gives each method's mean and spread over the seeds.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -62,7 +63,7 @@ from sidra.training.options import (
     SPSAOptions,
 )
 from sidra.training.placement import LayerShape, Placement, place
-from sidra.training.records import TrainingRecord
+from sidra.training.records import STOPPED_AT, TrainingRecord
 from sidra.training.schedules import SPALL_ALPHA, powerseries
 from sidra.training.softmax import accuracy
 
@@ -88,10 +89,12 @@ def compare_methods(
     *,
     estimators: Mapping[str, GradientEstimator[Any]] | None = None,
     on_result: Callable[[MethodResult], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Comparison:
     """Runs every method of ``options.methods`` once per seed of ``options.seeds``
     (seeds outer, so every method has a first result early), each within
-    ``options.budget`` loss evaluations.
+    ``options.budget`` loss evaluations. Once ``stop`` is set the comparison ends after
+    the run under way, its settings' ``stopped_at_run`` the runs it made.
 
     ``estimators`` replaces the gradient estimators (``options.methods`` that are
     estimators, built by :func:`standard_estimators` with ``options.c``) by any named
@@ -115,12 +118,17 @@ def compare_methods(
             estimator = standard[EstimatorName(str(method))]
             runs[str(method)] = _estimator_run(board, data, o, str(method), estimator)
     comparison = Comparison(o.settings() | {"job": "compare", "dataset": data.name})
+    total = len(o.seeds) * len(runs)
     for seed in o.seeds:
         for run in runs.values():
             result = run(seed)
             comparison.runs.append(result)
             if on_result is not None:
                 on_result(result)
+            done = len(comparison.runs)
+            if stop is not None and stop.is_set() and done < total:
+                comparison.settings[f"{STOPPED_AT}run"] = done
+                return comparison
     return comparison
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from sidra.training.records import STOPPED_AT
+
 __all__ = ["Comparison", "MethodResult", "MethodSummary"]
 
 
@@ -102,11 +104,12 @@ class Comparison:
         return summaries
 
     def summary(self) -> dict[str, Any]:
-        """What ``--json`` prints: each method's summary, then every run."""
+        """What ``--json`` prints: each method's summary, then every run (and, for a
+        comparison stopped early, ``stopped_at_run``: the runs it made)."""
         return {
             "methods": [s.as_dict() for s in self.summaries()],
             "runs": [r.as_dict() for r in self.runs],
-        }
+        } | {k: v for k, v in self.settings.items() if k.startswith(STOPPED_AT)}
 
     def files(self) -> dict[str, bytes]:
         """settings.json, summary.json (per method), runs.csv (per run); the plot apart."""

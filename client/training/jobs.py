@@ -78,10 +78,10 @@ class TrainingJobs:
     """Each kind this runner runs and its option model."""
     kinds: tuple[str, ...] = tuple(KINDS)
     datasets: tuple[str, ...] = BUNDLED
-    stoppable: tuple[str, ...] = ("spsa", "last-layer", "mlp", "ff", "eqprop", "drift-recovery")
-    """Kinds whose trainer takes ``stop``: cancelled, they end at their next step or
-    epoch boundary (drift-recovery: of its retraining), evaluated, and keep their record
-    (compare runs several trainings, and is stopped at its next board call)."""
+    stoppable: tuple[str, ...] = tuple(KINDS)
+    """Kinds whose trainer takes ``stop`` (every one): cancelled, they end at their next
+    step or epoch boundary (drift-recovery: of its retraining; compare: after the run
+    under way), evaluated, and keep their record."""
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         """The validated options of a ``kind`` job; ValueError naming the option, the
@@ -136,7 +136,7 @@ class TrainingJobs:
         if isinstance(options, LastLayerOptions):
             return _last_layer(board, data, options, reporter, stop)
         if isinstance(options, CompareOptions):
-            return _compare(board, data, options, reporter)
+            return _compare(board, data, options, reporter, stop)
         if isinstance(options, MLPOptions):
             return _mlp(board, data, options, reporter, stop)
         if isinstance(options, FFOptions):
@@ -214,7 +214,11 @@ def _eqprop(
 
 
 def _compare(
-    board: Board, data: Dataset, options: CompareOptions, reporter: JobReporter
+    board: Board,
+    data: Dataset,
+    options: CompareOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
 ) -> Outcome:
     done: list[Any] = []
     total = len(options.methods) * len(options.seeds)
@@ -224,7 +228,7 @@ def _compare(
         status = f"{result.name} seed {result.seed}: {100 * result.test_accuracy:.2f} %"
         reporter.progress(len(done), total, status)
 
-    comparison = compare_methods(board, data, options, on_result=on_result)
+    comparison = compare_methods(board, data, options, on_result=on_result, stop=stop)
     return comparison.summary() | {"dataset": data.name}, comparison.files()
 
 

@@ -16,7 +16,8 @@ from sidra.training.accounting import JobCounts
 
 STOPPED_AT = "stopped_at_"
 """Prefix of the setting (and summary key) saying where a stopped run ended:
-``stopped_at_step`` or ``stopped_at_epoch`` (sidra.training.stopping)."""
+``stopped_at_step`` or ``stopped_at_epoch`` (sidra.training.stopping), or
+``stopped_at_run`` (a comparison: sidra.training.compare)."""
 
 __all__ = ["STOPPED_AT", "Checkpoint", "TrainingRecord"]
 

@@ -10,10 +10,10 @@
   served board through the same turns and lease admission as clients' calls;
 - reports progress and log lines as numbered events, kept in memory for watchers
   and written to the state store about once a second;
-- once cancelled, ends at its next step or epoch boundary with the record of what it
-  did (the kinds whose training loop can: :attr:`JobRunner.stoppable`), or at its next
-  board call with none (the others; any job cancelled twice, or still running
-  ``CANCEL_GRACE_S`` after the first);
+- once cancelled, ends at its next step, epoch or run boundary with the record of what
+  it did (the kinds whose training loop can: :attr:`JobRunner.stoppable`, every kind of
+  the training runner), or at its next board call with none (another kind; any job
+  cancelled twice, or still running ``CANCEL_GRACE_S`` after the first);
 - closes its session when it ends, however it ends (the lease is released and
   perturbed cells restored before the final state is announced), then stores its
   final state with its record in one transaction.
@@ -83,7 +83,7 @@ WATCH_POLL_S = 0.5
 """How often a waiting watcher checks that its client is still there, s."""
 
 CANCEL_GRACE_S = 60.0
-"""How long a cancelled job of a stoppable kind may take to reach its next step or epoch
+"""How long a cancelled job of a stoppable kind may take to reach its next step, epoch or run
 boundary (and its final evaluation) before it is stopped at its next board call, s."""
 
 
@@ -323,7 +323,7 @@ class JobManager:
     def _ended(self, live: _LiveJob, summary: dict[str, Any]) -> tuple[str, str]:
         """State and error of a job whose run returned: cancelled when a stop ended it
         early (its summary says where), else succeeded (a stop asked during its last
-        step or epoch came too late to change anything)."""
+        step, epoch or run came too late to change anything)."""
         where = [(k.removeprefix(STOPPED_AT), v) for k, v in summary.items()
                  if k.startswith(STOPPED_AT)]  # fmt: skip
         if not (live.stop.is_set() and where):
@@ -336,8 +336,9 @@ class JobManager:
     def _cancelled_text(self, live: _LiveJob) -> str:
         if live.grace_ran_out:
             return (
-                f"cancelled by {live.cancelled_by}; it did not reach a step or epoch boundary "
-                f"within {self.cancel_grace_s:g} s and was stopped at a board call, no record kept"
+                f"cancelled by {live.cancelled_by}; it did not reach a step, epoch or run "
+                f"boundary within {self.cancel_grace_s:g} s and was stopped at a board call, "
+                "no record kept"
             )
         return f"cancelled by {live.cancelled_by}"
 
@@ -474,7 +475,7 @@ class JobManager:
             if not live.stop.is_set() and live.row.kind in stoppable:
                 live.stop_asked_s = time.monotonic()
                 live.stop.set()
-                log.info("job %s: cancel asked by %s; it stops at its next step or epoch "
+                log.info("job %s: cancel asked by %s; it stops at its next step, epoch or run "
                          "boundary", job_id, principal)  # fmt: skip
             else:  # a kind that cannot stop at a boundary, or asked again: now
                 live.cancel.set()

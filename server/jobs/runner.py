@@ -39,7 +39,7 @@ TRAINING_EXTRA = "pip install 'sidra-hil[training]'"
 
 STOPPED_AT = "stopped_at_"
 """Prefix of the summary key by which a run stopped early says where it ended
-(``stopped_at_step``, ``stopped_at_epoch``): sidra.training.records writes it."""
+(``stopped_at_step``, ``stopped_at_epoch``, ``stopped_at_run``): sidra.training writes it."""
 
 
 class JobReporter(Protocol):
@@ -63,7 +63,7 @@ class JobRunner(Protocol):
     datasets: tuple[str, ...]
     """Data sets a job may name."""
     stoppable: tuple[str, ...]
-    """Kinds that, once ``stop`` is set, end at their next step or epoch boundary and
+    """Kinds that, once ``stop`` is set, end at their next step, epoch or run boundary and
     return the record of what they did (the rest are stopped at their next board call,
     with no record)."""
 
@@ -93,7 +93,7 @@ class JobRunner(Protocol):
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Runs the job; returns its summary and its record files by name. A ``stoppable``
         kind ends early once ``stop`` is set, its summary then naming where
-        (``stopped_at_step`` or ``stopped_at_epoch``)."""
+        (``stopped_at_step``, ``stopped_at_epoch`` or ``stopped_at_run``)."""
         ...
 
 

@@ -240,11 +240,9 @@ def test_the_service_reads_the_stop_key_the_training_records_write() -> None:
     assert read == written
 
 
-def test_a_job_that_cannot_stop_at_a_boundary_is_stopped_at_a_board_call_without_record(
-    port: int,
-) -> None:
-    """A comparison runs several trainings: cancelled, it stops before its next board
-    call, and a cancelled job without a record has neither summary nor files."""
+def test_a_cancelled_comparison_keeps_the_runs_it_finished(port: int) -> None:
+    """A comparison, cancelled, ends after the method run under way; its record holds
+    every run it finished."""
     with _client(port) as board:
         job = board.jobs.submit(
             "compare",
@@ -254,9 +252,13 @@ def test_a_job_that_cannot_stop_at_a_boundary_is_stopped_at_a_board_call_without
         _first_progress(board, job.job_id)
         board.jobs.cancel(job.job_id)
         ended = board.jobs.wait(job.job_id)
-        assert (ended.state, ended.error) == ("cancelled", "cancelled by local")
-        assert ended.summary is None and ended.step < ended.total
-        assert board.jobs.get(job.job_id, include_record=True).files == {}
+        assert ended.summary is not None, ended.error
+        done = ended.summary["stopped_at_run"]
+        assert ended.state == "cancelled" and 1 <= done < 80
+        assert ended.error == f"cancelled by local; stopped after run {done}, its record kept"
+        assert len(ended.summary["runs"]) == done
+        files = board.jobs.get(job.job_id, include_record=True).files
+        assert len(files["runs.csv"].decode().splitlines()) == done + 1
 
 
 def test_a_stop_that_takes_longer_than_the_grace_ends_at_a_board_call(
@@ -272,7 +274,7 @@ def test_a_stop_that_takes_longer_than_the_grace_ends_at_a_board_call(
         ended = board.jobs.wait(job.job_id)
         assert ended.state == "cancelled" and ended.summary is None
         assert ended.error == (
-            "cancelled by local; it did not reach a step or epoch boundary within 0 s and was "
+            "cancelled by local; it did not reach a step, epoch or run boundary within 0 s and was "
             "stopped at a board call, no record kept"
         )
         assert board.leases() == []
