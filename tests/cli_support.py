@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -32,6 +34,37 @@ def sidra_json(*args: str, timeout: float = 120.0) -> Any:
     result = run_sidra(*args, "--json", timeout=timeout)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def interrupted(
+    *args: str, under_way: Callable[[subprocess.Popen[str]], None], timeout: float = 120.0
+) -> tuple[int, str, str]:
+    """``sidra ARGS`` given one Ctrl-C (SIGINT) once ``under_way(process)`` returns (it waits
+    until the run is under way); its exit status, stdout and stderr."""
+    proc = subprocess.Popen(
+        [*SIDRA, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        under_way(proc)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+        proc.communicate()
+    return proc.returncode, stdout, stderr
+
+
+def file_written(path: Path, timeout: float = 120.0) -> Callable[[subprocess.Popen[str]], None]:
+    """For :func:`interrupted`: waits until ``path`` exists (the run has saved something)."""
+
+    def wait(proc: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert proc.poll() is None, f"sidra ended before {path} was written"
+            assert time.monotonic() < deadline, f"{path} not written in {timeout:g} s"
+            time.sleep(0.01)
+
+    return wait
 
 
 @contextmanager

@@ -8,13 +8,20 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from cli_support import SIDRA, run_sidra, served, serving_line, sidra_json
+from cli_support import (
+    SIDRA,
+    file_written,
+    interrupted,
+    run_sidra,
+    served,
+    serving_line,
+    sidra_json,
+)
 from rich.console import Console
 
 from sidra.cli.demo import run_demo
@@ -136,25 +143,22 @@ def test_train_spsa_prints_json_and_saves_a_record(tmp_path: Path) -> None:
 def test_ctrl_c_stops_drift_recovery_after_its_retraining_epoch(tmp_path: Path) -> None:
     """The first SIGINT lets the retraining epoch under way end: the figures so far are
     printed, where it stopped said, exit status 130."""
-    proc = subprocess.Popen(
-        [*SIDRA, "train", "drift-recovery", "--board", "emu://?preset=pcm&seed=4", "--hidden",
-         "32", "--epochs", "100000", "--read-repeats", "1", "--eval-read-repeats", "1",
-         "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+
+    def started(proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
-        started = proc.stderr.readline()  # printed once Ctrl-C is taken
-        assert "Ctrl-C stops after the retraining epoch under way" in started, started
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, stderr
+        line = proc.stderr.readline()  # printed once Ctrl-C is taken
+        assert "Ctrl-C stops after the retraining epoch under way" in line, line
+
+    status, stdout, stderr = interrupted(
+        "train", "drift-recovery", "--board", "emu://?preset=pcm&seed=4", "--hidden", "32",
+        "--epochs", "100000", "--read-repeats", "1", "--eval-read-repeats", "1", "--json",
+        under_way=started,
+    )  # fmt: skip
+    assert status == 130, stderr
     summary = json.loads(stdout)
     assert summary["stopped_at_epoch"] == 1 and summary["retraining_loss_evaluations"] > 0
     assert 0.0 <= summary["recovered_accuracy"] <= 1.0
-    assert "stopped after retraining epoch 1 of 100000" in " ".join(stderr.split())
+    assert "stopped after epoch 1 of 100000: the figures above" in " ".join(stderr.split())
 
 
 def test_ctrl_c_stops_spsa_at_its_step_and_keeps_the_record_and_a_checkpoint(
@@ -163,21 +167,12 @@ def test_ctrl_c_stops_spsa_at_its_step_and_keeps_the_record_and_a_checkpoint(
     """The first SIGINT lets the step end: record and checkpoint saved, the way to go on
     printed, exit status 130 (an interrupted command's)."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [*SIDRA, "train", "spsa", "--board", "emu://?preset=ideal", "--steps", "100000",
-         "--checkpoint-every", "20", "--out", str(out), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    status, stdout, stderr = interrupted(
+        "train", "spsa", "--board", "emu://?preset=ideal", "--steps", "100000",
+        "--checkpoint-every", "20", "--out", str(out), "--json",
+        under_way=file_written(out / "checkpoint.json"),  # its first checkpoint
     )  # fmt: skip
-    try:
-        for _ in range(600):  # training is under way once its first checkpoint is saved
-            if (out / "checkpoint.json").exists() or proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, stderr
+    assert status == 130, stderr
     summary = json.loads(stdout)
     settings = json.loads((out / "settings.json").read_text())
     assert 20 <= summary["steps"] == settings["stopped_at_step"] == summary["stopped_at_step"]

@@ -209,29 +209,16 @@ def test_a_comparison_stopped_midway_keeps_every_run_it_finished(tmp_path) -> No
 def test_ctrl_c_stops_a_comparison_after_its_run_and_keeps_the_record(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The first SIGINT lets the run under way end: the record is saved with every run
     finished, where it stopped is said, and the exit status is 130."""
-    import signal
-    import subprocess
-    import time
-
-    from cli_support import SIDRA
+    from cli_support import file_written, interrupted
 
     out = tmp_path / "record"
-    child = subprocess.Popen(
-        [*SIDRA, "train", "compare", "--budget", "200",
-         *(a for seed in range(10) for a in ("--seeds", str(seed))),
-         "--method", "spsa", "--method", "last-layer", "--out", str(out), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    status, stdout, stderr = interrupted(
+        "train", "compare", "--budget", "200",
+        *(a for seed in range(10) for a in ("--seeds", str(seed))),
+        "--method", "spsa", "--method", "last-layer", "--out", str(out), "--json",
+        under_way=file_written(out / "runs.csv"),  # the first run is kept
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120.0
-        while not (out / "runs.csv").exists():  # the first run is kept: training under way
-            assert child.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
-        child.send_signal(signal.SIGINT)
-        stdout, stderr = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    assert child.returncode == 130, stderr
+    assert status == 130, stderr
     summary = json.loads(stdout)
     done = summary["stopped_at_run"]
     assert 1 <= done < 20 and len(summary["runs"]) == done

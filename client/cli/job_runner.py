@@ -38,7 +38,6 @@ class ServerJobs(TrainingJobs):
 
     models: dict[str, type[JobOptions]] = KINDS | {PAT: PATJobOptions}
     kinds: tuple[str, ...] = tuple(models)
-    stoppable: tuple[str, ...] = (*TrainingJobs.stoppable, PAT)
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         options = super().options(kind, options_json)

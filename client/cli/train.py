@@ -10,7 +10,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -203,23 +203,28 @@ def _stop_on_interrupt(console: Console, unit: str) -> Iterator[threading.Event]
 
 
 def _exit_if_stopped(
-    record: TrainingRecord, total: int, console: Console, *, resume: Path | None = None
+    settings: Mapping[str, Any],
+    total: int,
+    console: Console,
+    *,
+    kept: str = "the record holds the run so far",
+    resume: Path | None = None,
 ) -> None:
-    """Says where a run Ctrl-C stopped (its record is saved by then) and, with ``resume``
-    (the folder of its checkpoint), how to go on; exit status 130."""
-    for unit in ("step", "epoch"):
-        done = record.settings.get(f"{STOPPED_AT}{unit}")
-        if done is not None:
-            break
-    else:
+    """Says where a run Ctrl-C stopped (``stopped_at_<unit>`` in its record's ``settings``
+    or summary: the record is saved by then) and, with ``resume`` (the folder of its
+    checkpoint), how to go on; exit status 130. Nothing for a run that was not stopped."""
+    where = [
+        (k.removeprefix(STOPPED_AT), v) for k, v in settings.items() if k.startswith(STOPPED_AT)
+    ]
+    if not where:
         return
-    how = (
-        ""
-        if resume is None
-        else f", {resume / 'checkpoint.json'} too: the same command with --resume --out "
-        f"{resume} goes on from there"
-    )
-    console.print(f"stopped after {unit} {done} of {total}: the record holds the run so far{how}")
+    (unit, done), how = where[0], ""
+    if resume is not None:
+        how = (
+            f", {resume / 'checkpoint.json'} too: the same command with --resume --out "
+            f"{resume} goes on from there"
+        )
+    console.print(f"stopped after {unit} {done} of {total}: {kept}{how}")
     raise typer.Exit(130)  # as an interrupted command exits
 
 
@@ -342,7 +347,7 @@ def _by_epochs(
         task = progress.add_task(job, total=options.epochs, status="")
         record = train(target, data, options, on_epoch=_epoch_status(progress, task), stop=stop)
     _finish(record, dataset, job, out, as_json, console)
-    _exit_if_stopped(record, options.epochs, console)
+    _exit_if_stopped(record.settings, options.epochs, console)
 
 
 @train_app.command("spsa")
@@ -426,7 +431,7 @@ def spsa(
             stop=stop,
         )
     _finish(record, dataset, "spsa", out, as_json, console)
-    _exit_if_stopped(record, options.steps, console, resume=out)
+    _exit_if_stopped(record.settings, options.steps, console, resume=out)
 
 
 @train_app.command("last-layer")
@@ -575,7 +580,7 @@ def pat(
     if options.twin_epochs:
         record.settings["twin_board"] = twin_url(source, options.twin_device_seed)
     _finish(record, dataset, "pat", folder, as_json, console)
-    _exit_if_stopped(record, options.epochs, console)
+    _exit_if_stopped(record.settings, options.epochs, console)
 
 
 def _twin_from(profile: Path) -> TwinPhysics:
@@ -714,8 +719,15 @@ def compare(
         _save_or_keep(comparison.save, folder, "compare")
     if as_json:
         typer.echo(json.dumps(comparison.summary() | {"record": str(folder)}))
-        _exit_if_comparison_stopped(comparison, console)
-        return
+    else:
+        _print_comparison(comparison, options, dataset, folder, console)
+    total = len(options.seeds) * len(options.methods)
+    _exit_if_stopped(comparison.settings, total, console, kept="the record holds the runs so far")
+
+
+def _print_comparison(
+    comparison: Comparison, options: CompareOptions, dataset: str, folder: Path, console: Console
+) -> None:
     title = (
         f"methods on {dataset}, {options.budget:,} loss evaluations per run, "
         f"seeds {', '.join(map(str, options.seeds))}"
@@ -736,17 +748,6 @@ def compare(
         )
     console.print(table)
     console.print(f"record: {folder}")
-    _exit_if_comparison_stopped(comparison, console)
-
-
-def _exit_if_comparison_stopped(comparison: Comparison, console: Console) -> None:
-    """Says after which run Ctrl-C stopped a comparison (its record saved by then); 130."""
-    done = comparison.settings.get(f"{STOPPED_AT}run")
-    if done is None:
-        return
-    total = len(comparison.settings["seeds"]) * len(comparison.settings["methods"])
-    console.print(f"stopped after run {done} of {total}: the record holds the runs so far")
-    raise typer.Exit(130)  # as an interrupted command exits
 
 
 @train_app.command("drift-recovery")
@@ -809,9 +810,7 @@ def drift_recovery_command(
                 typer.echo(f"{key:28s} {' '.join(f'{g:.3f}' for g in value)}")
             else:
                 typer.echo(f"{key:28s} {value}")
-    if not remote_job and "stopped_at_epoch" in summary:
-        console.print(
-            f"stopped after retraining epoch {summary['stopped_at_epoch']} of {options.epochs}: "
-            "the figures above are the run so far"
+    if not remote_job:  # a remote job's cancel is reported by the job (run_remote_job)
+        _exit_if_stopped(
+            summary, options.epochs, console, kept="the figures above are the run so far"
         )
-        raise typer.Exit(130)  # as an interrupted command exits

@@ -142,7 +142,9 @@ class SPSAJob:
             optimizer.tell(self.evaluator(ask.x, ask.points))
             if not optimizer.at_step_boundary:
                 continue
-            stopping = stopped(stop, self.record, optimizer.step, self.options.steps, "step")
+            stopping = stopped(
+                stop, self.record.settings, optimizer.step, self.options.steps, "step"
+            )
             if checkpoint and (stopping or (every and optimizer.step % every == 0)):
                 SPSACheckpoint.take(self, optimizer).save(checkpoint)
             if stopping:

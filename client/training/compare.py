@@ -63,9 +63,10 @@ from sidra.training.options import (
     SPSAOptions,
 )
 from sidra.training.placement import LayerShape, Placement, place
-from sidra.training.records import STOPPED_AT, TrainingRecord
+from sidra.training.records import TrainingRecord
 from sidra.training.schedules import SPALL_ALPHA, powerseries
 from sidra.training.softmax import accuracy
+from sidra.training.stopping import stopped
 
 __all__ = ["compare_methods", "compare_tiles", "standard_estimators"]
 
@@ -125,9 +126,7 @@ def compare_methods(
             comparison.runs.append(result)
             if on_result is not None:
                 on_result(result)
-            done = len(comparison.runs)
-            if stop is not None and stop.is_set() and done < total:
-                comparison.settings[f"{STOPPED_AT}run"] = done
+            if stopped(stop, comparison.settings, len(comparison.runs), total, "run"):
                 return comparison
     return comparison
 

@@ -308,7 +308,7 @@ def train_eqprop(
         record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
         if on_epoch is not None:
             on_epoch(epoch, test)
-        if stopped(stop, record, epoch, o.epochs):
+        if stopped(stop, record.settings, epoch, o.epochs):
             break
     meter.charge_losses(len(record.losses))
     record.weights = couplings.weights[-1]

@@ -267,7 +267,7 @@ def train_forward_forward(
             by_label, test = _tested(net, data, record, meter)
         if on_epoch is not None:
             on_epoch(epoch, test)
-        if stopped(stop, record, epoch, o.epochs):
+        if stopped(stop, record.settings, epoch, o.epochs):
             if test is None:  # a run's last epoch is tested, a stopped run's too
                 by_label, test = _tested(net, data, record, meter)
             break

@@ -191,7 +191,7 @@ def train_last_layer(
         record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
         if on_epoch is not None:
             on_epoch(epoch, test)
-        if stopped(stop, record, epoch, o.epochs):
+        if stopped(stop, record.settings, epoch, o.epochs):
             break
     record.weights = net.weights[-1]
     record.steps = len(record.losses)

@@ -78,10 +78,6 @@ class TrainingJobs:
     """Each kind this runner runs and its option model."""
     kinds: tuple[str, ...] = tuple(KINDS)
     datasets: tuple[str, ...] = BUNDLED
-    stoppable: tuple[str, ...] = tuple(KINDS)
-    """Kinds whose trainer takes ``stop`` (every one): cancelled, they end at their next
-    step or epoch boundary (drift-recovery: of its retraining; compare: after the run
-    under way), evaluated, and keep their record."""
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         """The validated options of a ``kind`` job; ValueError naming the option, the
@@ -126,8 +122,9 @@ class TrainingJobs:
         reporter: JobReporter,
         stop: threading.Event,
     ) -> Outcome:
-        """Runs the job on ``board``; returns its summary and record files. A
-        :attr:`stoppable` kind ends at its next boundary once ``stop`` is set."""
+        """Runs the job on ``board``; returns its summary and record files. Once ``stop`` is
+        set it ends at its next step, epoch (drift-recovery: of its retraining) or run
+        (compare) boundary, evaluated, with the record of what it did."""
         reporter.log(f"loading data set {dataset}")
         data = load_dataset(dataset)
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")

@@ -152,7 +152,8 @@ def train_network(
         record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
         if on_epoch is not None:
             on_epoch(epoch, test)
-        if stopped(stop, record, epoch, len(rates)):  # the schedule's last: a part stops too
+        # Against the whole schedule's last epoch: a part of it (pat's) stops too.
+        if stopped(stop, record.settings, epoch, len(rates)):
             break
     meter.charge_losses(len(record.losses))
     record.weights = net.weights[-1]

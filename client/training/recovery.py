@@ -34,7 +34,9 @@ from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import RecoveryOptions
+from sidra.training.records import STOPPED_AT
 from sidra.training.softmax import accuracy
+from sidra.training.stopping import stopped
 
 __all__ = ["RecoveryReport", "drift_recovery"]
 
@@ -158,18 +160,18 @@ def drift_recovery(
     if o.calibrate:
         head.calibrate()
     rng = np.random.default_rng(o.seed)
-    stopped_at = None
+    ended: dict[str, Any] = {}
     for epoch in range(1, o.epochs + 1):
         losses = net.epoch(data.x_train, data.y_train, o.learning_rate, o.batch_size, rng)
         meter.charge_losses(len(losses))
-        if stop is not None and stop.is_set() and epoch < o.epochs:
-            stopped_at = epoch
+        if stopped(stop, ended, epoch, o.epochs):
             break
     retraining = meter.read()
     recovered = test_accuracy()
     return RecoveryReport(
-        digital, deployed, aged, calibrated, recovered, retraining, tuple(gains), stopped_at
-    )
+        digital, deployed, aged, calibrated, recovered, retraining, tuple(gains),
+        ended.get(f"{STOPPED_AT}epoch"),
+    )  # fmt: skip
 
 
 def _deploy(

@@ -11,23 +11,24 @@ there anyway. ``sidra train`` sets it on Ctrl-C, a job in ``sidra serve`` on Can
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from sidra.training.records import STOPPED_AT, TrainingRecord
+from sidra.training.records import STOPPED_AT
 
 __all__ = ["stopped"]
 
 
 def stopped(
     stop: threading.Event | None,
-    record: TrainingRecord,
+    settings: dict[str, Any],
     done: int,
     last: int,
     unit: str = "epoch",
 ) -> bool:
-    """Whether the run ends after its ``done``-th ``unit`` (epoch or step) because
-    ``stop`` is set before its ``last``; if so, ``record.settings["stopped_at_<unit>"]``
-    says after which."""
+    """Whether the run ends after its ``done``-th ``unit`` (epoch, step, run) because
+    ``stop`` is set before its ``last``; if so, ``settings["stopped_at_<unit>"]`` (its
+    record's settings) says after which."""
     if stop is None or not stop.is_set() or done >= last:
         return False
-    record.settings[f"{STOPPED_AT}{unit}"] = done
+    settings[f"{STOPPED_AT}{unit}"] = done
     return True

@@ -11,9 +11,8 @@
 - reports progress and log lines as numbered events, kept in memory for watchers
   and written to the state store about once a second;
 - once cancelled, ends at its next step, epoch or run boundary with the record of what
-  it did (the kinds whose training loop can: :attr:`JobRunner.stoppable`, every kind of
-  the training runner), or at its next board call with none (another kind; any job
-  cancelled twice, or still running ``CANCEL_GRACE_S`` after the first);
+  it did (the runner's ``stop``), or at its next board call with none when cancelled
+  twice or still running ``CANCEL_GRACE_S`` after the first cancel;
 - closes its session when it ends, however it ends (the lease is released and
   perturbed cells restored before the final state is announced), then stores its
   final state with its record in one transaction.
@@ -83,8 +82,8 @@ WATCH_POLL_S = 0.5
 """How often a waiting watcher checks that its client is still there, s."""
 
 CANCEL_GRACE_S = 60.0
-"""How long a cancelled job of a stoppable kind may take to reach its next step, epoch or run
-boundary (and its final evaluation) before it is stopped at its next board call, s."""
+"""How long a cancelled job may take to reach its next step, epoch or run boundary (and its
+final evaluation) before it is stopped at its next board call, s."""
 
 
 class JobCancelled(Exception):
@@ -109,12 +108,12 @@ class _LiveJob:
     stored: int = 0
     """Events already written to the store."""
     stop: threading.Event = field(default_factory=threading.Event)
-    """Set by the first CancelJob of a stoppable kind: end at the next boundary, record kept."""
+    """Set by the first CancelJob: end at the next boundary, record kept."""
     stop_asked_s: float = math.inf
     """time.monotonic() of that CancelJob."""
     cancel: threading.Event = field(default_factory=threading.Event)
-    """Set to stop at the next board call, with no record: the first CancelJob of a kind
-    that cannot stop at a boundary, a second CancelJob, or the grace running out."""
+    """Set to stop at the next board call, with no record: a second CancelJob, or the
+    grace running out."""
     cancelled_by: str = ""
     grace_ran_out: bool = False
     last_progress_s: float = -math.inf
@@ -471,13 +470,12 @@ class JobManager:
             if live.cancel.is_set():
                 return self._snapshot(live)
             live.cancelled_by = principal
-            stoppable = self._runner.stoppable if self._runner is not None else ()
-            if not live.stop.is_set() and live.row.kind in stoppable:
+            if not live.stop.is_set():
                 live.stop_asked_s = time.monotonic()
                 live.stop.set()
                 log.info("job %s: cancel asked by %s; it stops at its next step, epoch or run "
                          "boundary", job_id, principal)  # fmt: skip
-            else:  # a kind that cannot stop at a boundary, or asked again: now
+            else:  # asked again: now
                 live.cancel.set()
                 log.info("job %s: cancel asked by %s; it stops at its next board call",
                          job_id, principal)  # fmt: skip

@@ -62,10 +62,6 @@ class JobRunner(Protocol):
     """Job kinds: the names of the ``sidra train`` commands a job can run."""
     datasets: tuple[str, ...]
     """Data sets a job may name."""
-    stoppable: tuple[str, ...]
-    """Kinds that, once ``stop`` is set, end at their next step, epoch or run boundary and
-    return the record of what they did (the rest are stopped at their next board call,
-    with no record)."""
 
     def options(self, kind: str, options_json: str) -> Any:
         """The validated options; ValueError naming the option, value and what is allowed."""
@@ -91,9 +87,11 @@ class JobRunner(Protocol):
         reporter: JobReporter,
         stop: threading.Event,
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """Runs the job; returns its summary and its record files by name. A ``stoppable``
-        kind ends early once ``stop`` is set, its summary then naming where
-        (``stopped_at_step``, ``stopped_at_epoch`` or ``stopped_at_run``)."""
+        """Runs the job; returns its summary and its record files by name. Once ``stop`` is
+        set the job ends at its next step, epoch or run boundary and returns the record of
+        what it did, its summary naming where (``stopped_at_step``, ``stopped_at_epoch`` or
+        ``stopped_at_run``); a runner that does not is stopped at its next board call
+        ``CANCEL_GRACE_S`` later."""
         ...
 
 

@@ -281,20 +281,16 @@ def test_a_stop_that_takes_longer_than_the_grace_ends_at_a_board_call(
 
 
 def test_cancelling_twice_stops_at_the_next_board_call(port: int) -> None:
-    """The second CancelJob does not wait for the boundary the first asked for."""
+    """The second CancelJob does not wait for the boundary the first asked for: both come
+    while the job is still short of its first epoch's end (it loads the data and places
+    and programs its layers first), and it ends with no record."""
     with _client(port) as board:
         job = board.jobs.submit("last-layer", {"epochs": 1000, "tiles": [0, 1]})
-        _first_progress(board, job.job_id)
         assert board.jobs.cancel(job.job_id).state == "running"  # stopping
         board.jobs.cancel(job.job_id)
         ended = board.jobs.wait(job.job_id)
-        assert ended.state == "cancelled"
-        # Either the epoch under way ended before the second CancelJob came (its record
-        # kept) or it did not, and then nothing is kept.
-        if ended.summary is None:
-            assert ended.error == "cancelled by local"
-        else:
-            assert ended.error.endswith("its record kept") and ended.summary["stopped_at_epoch"]
+        assert (ended.state, ended.error) == ("cancelled", "cancelled by local")
+        assert ended.summary is None and ended.step == 0
 
 
 def test_a_job_waits_for_or_is_refused_tiles_another_session_leases(port: int) -> None:
