@@ -312,6 +312,38 @@ def _parameters() -> list[tuple[tuple[str, ...], Any]]:
     return found
 
 
+def _commands() -> list[tuple[tuple[str, ...], Any]]:
+    """(path, command) of ``sidra`` and every command and group under it."""
+    import typer
+
+    from sidra.cli.main import app
+
+    found = []
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        found.append((path, command))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*path, name))
+
+    walk(typer.main.get_command(app), ("sidra",))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), _commands(), ids=[" ".join(path) for path, _ in _commands()]
+)
+def test_every_command_opens_its_help_with_a_one_line_summary(
+    path: tuple[str, ...], command: Any
+) -> None:
+    """The summary is what a group's list of commands shows, and typer keeps its line
+    breaks there: a summary over two lines breaks the list's column."""
+    import inspect
+
+    summary = inspect.cleandoc(command.help or "").split("\n\n")[0]
+    assert summary, f"{' '.join(path)} has no help"
+    assert "\n" not in summary, f"{' '.join(path)}: {summary!r}"
+
+
 def _bounded_options() -> list[tuple[tuple[str, ...], str, int, int | None]]:
     """(command path, flag, min, max) of every ``sidra`` option typer bounds."""
     return [

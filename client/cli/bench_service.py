@@ -321,8 +321,9 @@ def service_command(
         int, typer.Option(min=5, help="SPSA steps n of the job figure's n / 2n runs.")
     ] = 200,
 ) -> None:
-    """The gRPC service against the same board in process: MVM throughput, round trip
-    over an empty RPC, SPSA step time; ratios from this one run."""
+    """The gRPC service against the same board in process; ratios from one run.
+
+    MVM throughput, a round trip over an empty RPC, SPSA step time."""
     result = service_benchmark(preset_name, repeats, spsa_steps, rounds=rounds, job_steps=job_steps)
     if as_json:
         typer.echo(json.dumps(result))

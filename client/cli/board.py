@@ -211,8 +211,10 @@ def compare_board(
     ] = 10,
     as_json: AsJson = False,
 ) -> None:
-    """Run one workload on a board and on emu://?profile=PROFILE; print how far apart their
-    outputs are per column (mean and spread), MVM and TransposeMVM, at the start and after a
+    """How far a board's outputs are from its twin's (emu://?profile=PROFILE), per column.
+
+    The same workload runs on both; the distance of their outputs' mean and spread per
+    column is printed for MVM and TransposeMVM, at the start and after a
     programmed-and-perturbed workload."""
     from rich.console import Console
 

@@ -121,8 +121,10 @@ def show(
 
 @jobs_app.command("cancel")
 def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
-    """Ask a job to stop: it ends at its next step, epoch or (compare) run, evaluated,
-    with its record. Asked again: at its next board call, without a record."""
+    """Ask a job to stop; it keeps its record (asked again: stops at once, without).
+
+    The job ends at its next step, epoch or (compare) run, evaluated, with its record.
+    Asked again, it stops at its next board call, without a record."""
     with _server(server, "cancel") as board:
         job = board.jobs.cancel(job_id)
     if as_json:

@@ -496,8 +496,9 @@ def mlp(
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """Every layer on the board: forward by MVM, backward by TransposeMVM; the gradient's
-    cosine to the exact one per layer in the summary."""
+    """Every layer on the board: forward by MVM, backward by TransposeMVM.
+
+    The summary gives each layer's gradient cosine to the exact gradient."""
     options = job_options(MLPOptions, ctx)
     _by_epochs("mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json)
 
@@ -538,10 +539,12 @@ def pat(
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """Physics-aware training: every layer's forward pass on the board, the backward pass
-    through the board's twin at the board's activations (no TransposeMVM), the schedule's
-    first epochs on the twin itself (--board-epochs); with --in-silico, trained on the
-    twin alone and deployed to the board. A --remote-job sends --profile with the job,
+    """Physics-aware training: forward on the board, backward through its twin.
+
+    Every layer's forward pass runs on the board; the backward pass runs through the
+    board's twin at the board's activations (no TransposeMVM), the schedule's first
+    epochs on the twin itself (--board-epochs). With --in-silico, trained on the twin
+    alone and deployed to the board. A --remote-job sends --profile with the job,
     or without it has the server characterize the board first (on a lease of the whole
     board until then, overwriting every tile); the twin emulator runs in the server."""
     options = job_options(PATOptions, ctx)
@@ -621,8 +624,10 @@ def forward_forward(
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """Forward-forward: every layer's forward passes on the board, each layer trained on
-    its own goodness (exact local gradient, or layer-local SPSA), no backward pass."""
+    """Forward-forward: each layer trained on its own goodness, no backward pass.
+
+    Every layer's forward passes run on the board; each layer learns from its own
+    goodness (exact local gradient, or layer-local SPSA)."""
     options = job_options(FFOptions, ctx)
     _by_epochs(
         "ff", train_forward_forward, options, dataset, board, server, out, remote_job, as_json
@@ -659,8 +664,10 @@ def eqprop(
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """Equilibrium propagation: free and nudged phases settle by MVM and TransposeMVM on the
-    same tiles; the local update contrasts the equilibria; settling cost in the summary."""
+    """Equilibrium propagation: free and nudged phases settle on the same tiles.
+
+    The phases settle by MVM and TransposeMVM; the local update contrasts their
+    equilibria. The summary gives the settling cost."""
     options = job_options(EqPropOptions, ctx)
     _by_epochs("eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json)
 
@@ -685,8 +692,10 @@ def compare(
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """Every estimator and training algorithm on one loss-evaluation budget and one
-    board, once per seed: mean and spread per method, a record with a plot."""
+    """Every estimator and training algorithm on one budget and one board, per seed.
+
+    One loss-evaluation budget for all; mean and spread per method, a record with a
+    plot."""
     from sidra.training.compare import compare_methods
 
     options = job_options(CompareOptions, ctx)
