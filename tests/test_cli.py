@@ -182,6 +182,30 @@ def test_ctrl_c_stops_spsa_at_its_step_and_keeps_the_record_and_a_checkpoint(
     assert "--resume --out" in " ".join(stderr.split())
 
 
+def test_ctrl_c_while_pat_characterizes_keeps_the_profile_and_trains_nothing(
+    tmp_path: Path,
+) -> None:
+    """The first SIGINT lets the characterization end: its profile written, how to train
+    from it printed, nothing trained, exit status 130."""
+
+    def characterizing(proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # printed once Ctrl-C is taken
+        assert "characterizing the board for its twin" in line, line
+
+    out = tmp_path / "run"
+    status, stdout, stderr = interrupted(
+        "train", "pat", "--board", "emu://?preset=ideal&seed=3", "--out", str(out), "--json",
+        under_way=characterizing,
+    )  # fmt: skip
+    assert status == 130, stderr
+    assert stdout == ""
+    text = " ".join(stderr.split())
+    assert f"stopped before training: the twin's profile is in {out / 'twin.toml'}" in text
+    assert "[geometry]" in (out / "twin.toml").read_text()
+    assert sorted(path.name for path in out.iterdir()) == ["twin.toml"]
+
+
 def test_train_last_layer_over_a_remote_server(tmp_path: Path) -> None:
     from sidra.drivers import open_board
     from sidra.server import create_server

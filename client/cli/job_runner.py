@@ -26,6 +26,7 @@ from sidra.training.datasets import Dataset, load_dataset
 from sidra.training.jobs import KINDS, JobReporter, Outcome, TrainingJobs
 from sidra.training.mlp import mlp_placement
 from sidra.training.options import JobOptions
+from sidra.training.records import STOPPED_AT
 from sidra.training.twin import TwinPhysics
 
 __all__ = ["ServerJobs"]
@@ -112,13 +113,23 @@ def _pat(
     stop: threading.Event,
 ) -> Outcome:
     """``sidra train pat``, next to the board: the twin emulator in this process, its
-    profile the one sent or, without one, measured on the board first (a stop asked
-    then takes effect at the first epoch's end)."""
+    profile the one sent or, without one, measured on the board first. A stop asked
+    while it is measured ends the job once the profile is complete, before training,
+    with the profile as its record (``stopped_at_epoch`` 0): the board time it cost
+    is not lost, and the profile sent with a new job trains without measuring again."""
     source = "sent with the job"
     if not options.twin_profile_toml:
         reporter.log("characterizing the board for its twin (no profile sent; drift skipped)")
         text, wall_s = measured_twin(board)
         reporter.log(f"twin profile measured in {wall_s:.1f} s")
+        if stop.is_set():
+            reporter.log("stopped before training: the record holds the twin's profile")
+            summary = {
+                f"{STOPPED_AT}epoch": 0,
+                "twin_profile": "twin.toml (characterized in the job)",
+                "twin_characterization_s": round(wall_s, 3),
+            }
+            return summary, {"twin.toml": text.encode("utf-8")}
         reporter.keep_tiles(mlp_placement(board.info, data, options).used)  # all training needs
         options = options.model_copy(update={"twin_profile_toml": text})
         source = "characterized in the job"

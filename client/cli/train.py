@@ -562,7 +562,10 @@ def pat(
     # A profile given is read before the board is opened: a bad one touches no board.
     twin = None if profile is None else _twin_from(profile)
     with _board(board, server) as target:
-        source = profile or characterize_twin(target, folder / "twin.toml", console)
+        if profile is None:
+            source = _characterized(target, folder / "twin.toml", console)
+        else:
+            source = profile
         twin = twin or _twin_from(source)
         with (
             twin_emulator(source, options) as on_twin,
@@ -584,6 +587,21 @@ def pat(
         record.settings["twin_board"] = twin_url(source, options.twin_device_seed)
     _finish(record, dataset, "pat", folder, as_json, console)
     _exit_if_stopped(record.settings, options.epochs, console)
+
+
+def _characterized(board: Board, out: Path, console: Console) -> Path:
+    """The board's twin profile, measured into ``out``. Ctrl-C ends the command once the
+    profile is complete (exit 130), nothing trained: the board time it cost is kept, and
+    --profile trains from it without measuring again."""
+    with _stop_on_interrupt(console, "characterization") as stop:
+        source = characterize_twin(board, out, console)
+    if stop.is_set():
+        console.print(
+            f"stopped before training: the twin's profile is in {source} "
+            f"(--profile {source} trains without measuring the board again)"
+        )
+        raise typer.Exit(130)
+    return source
 
 
 def _twin_from(profile: Path) -> TwinPhysics:

@@ -97,3 +97,27 @@ def test_a_pat_job_sent_without_a_twin_characterizes_the_board_first(tmp_path: P
     assert (geometry.tiles, geometry.rows, geometry.cols) == (info.tile_count, info.rows, info.cols)
     settings = json.loads((out / "settings.json").read_text())
     assert settings["twin_profile"] == "twin.toml (characterized in the job)"
+
+
+def test_a_pat_job_cancelled_while_it_characterizes_keeps_the_profile(tmp_path: Path) -> None:
+    """Cancelled during the characterization, the job ends once the profile is complete,
+    before any training, with the profile as its record: sent with a new job, it trains
+    without the board being measured again."""
+    with served(URL) as board:
+        job = board.jobs.submit("pat", {"hidden": [16], "epochs": 2, "board_epochs": 1})
+        for event in board.jobs.watch(job.job_id):
+            if event.kind == "log" and event.message.startswith("characterizing the board"):
+                board.jobs.cancel(job.job_id)
+                break
+        for _ in board.jobs.watch(job.job_id):
+            pass  # to its end
+        done = board.jobs.get(job.job_id, include_record=True)
+        said = [e.message for e in board.jobs.watch(job.job_id) if e.kind == "log"]
+    assert done.state == "cancelled"
+    assert done.error.endswith("stopped after epoch 0, its record kept")
+    assert done.summary is not None and done.summary["stopped_at_epoch"] == 0
+    assert done.summary["twin_profile"] == "twin.toml (characterized in the job)"
+    assert set(done.files) == {"twin.toml"}
+    parse_profile(done.files["twin.toml"].decode("utf-8"))  # a whole profile
+    assert "stopped before training: the record holds the twin's profile" in said
+    assert not any(line.startswith("twin:") for line in said)  # no training began
