@@ -275,30 +275,45 @@ class RemoteBoard(Board):
         codes) are read from, and whose outputs (float32 currents, or with
         ``output_codes`` the ADC's codes) are written to, shared memory by the server;
         the result's ``currents`` (or ``output_codes``) is ``outputs.array`` itself."""
-        request_type = TransposeMVMRequest if transpose else MVMRequest
-        op = operation_of(request_type(tile, None, region))
-        message = (pb.TransposeMVMRequest if transpose else pb.MVMRequest)(
-            tile=tile, output_codes=output_codes,
-            shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb(),
-        )  # fmt: skip
-        if region is not None:
-            message.region.CopyFrom(
-                pb.Region(
-                    row_offset=region.row_offset, col_offset=region.col_offset,
-                    rows=region.rows, cols=region.cols,
-                )
-            )  # fmt: skip
+        message = _shared_pass(tile, inputs, outputs, region, output_codes, transpose)
+        op = _PASS_OPS[transpose]
         reply, call = self._send(op, message)
         self._instance.succeeded(_instance_of(call), op.rpc)
-        codes = outputs.array if output_codes else None
-        currents = outputs.array
-        if codes is not None:
-            currents = codes.astype(np.float32)
-            currents *= np.float32(reply.adc_step_ua)
-        cost = Cost(reply.cost.time_ns, reply.cost.energy_nj)
-        return MVMResult(
-            currents, reply.saturated_outputs, cost, codes, reply.dac_step_v, reply.adc_step_ua
+        return _shared_result(reply, outputs, output_codes)
+
+    def mvm_shared_stream(
+        self,
+        tile: int,
+        pairs: Iterable[tuple[SharedArray, SharedArray]],
+        region: Region | None = None,
+        *,
+        output_codes: bool = False,
+        transpose: bool = False,
+        depth: int = streams.DEFAULT_STREAM_DEPTH,
+    ) -> Iterator[MVMResult]:
+        """:meth:`mvm_shared` of each (inputs, outputs) pair of ``pairs``, in order, over
+        one MVMStream with up to ``depth`` in flight: each result's ``currents`` (or
+        ``output_codes``) is its pair's ``outputs.array``, written by the server.
+
+        An item's inputs are read, and its outputs written, when the board runs it,
+        which may be after later pairs are drawn: the stream draws a pair only once the
+        result ``depth`` + 1 items before it has been used (its next result asked for),
+        so ``depth`` + 1 pairs given in turn are enough, and each pair's inputs may be
+        filled as it is drawn. A pair the server refuses raises its error where its
+        result would be (the stream is then closed)."""
+        passes = (
+            (_shared_pass(tile, inputs, outputs, region, output_codes, transpose), outputs)
+            for inputs, outputs in pairs
         )
+        feed = streams.MVMStreamFeed(passes, transpose, depth)
+        call = self._mvm_stream(iter(feed), metadata=self._metadata)
+        try:
+            yield from streams.mvm_stream_calls(
+                call, feed, lambda reply, outputs: _shared_result(reply, outputs, output_codes)
+            )
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        self._instance.succeeded(_instance_of(call), "MVMStream")
 
     def mvm_stream(
         self,
@@ -313,10 +328,11 @@ class RemoteBoard(Board):
         with ``transpose``), in order, over one MVMStream with up to ``depth`` batches in
         flight: the board never waits for a round trip between them. A batch the server
         refuses raises its error where its result would be (the stream is then closed)."""
-        feed = streams.MVMStreamFeed(
-            tile, batches, region, transpose, depth,
+        passes = streams.pass_messages(
+            tile, batches, region, transpose,
             lambda request, op: self._message(representable(request), op),
         )  # fmt: skip
+        feed = streams.MVMStreamFeed(passes, transpose, depth)
         call = self._mvm_stream(iter(feed), metadata=self._metadata)
         try:
             yield from streams.mvm_stream_calls(call, feed)
@@ -371,6 +387,51 @@ def refuse_unsendable(request: Request, op: Operation, info: BoardInfo, exc: Exc
     sees the request."""
     request.checked(info)
     raise InvalidArgument(op.rpc, repr(request)[:200], f"a {op.rpc}Request") from exc
+
+
+_PASS_OPS = {
+    False: operation_of(MVMRequest(0, None)),
+    True: operation_of(TransposeMVMRequest(0, None)),
+}
+"""The MVM operation (``transpose``: TransposeMVM) by ``transpose``."""
+
+
+def _shared_pass(
+    tile: int,
+    inputs: SharedArray,
+    outputs: SharedArray,
+    region: Region | None,
+    output_codes: bool,
+    transpose: bool,
+) -> pb.MVMRequest | pb.TransposeMVMRequest:
+    """The request message of a pass whose inputs and outputs are in shared memory."""
+    message = (pb.TransposeMVMRequest if transpose else pb.MVMRequest)(
+        tile=tile, output_codes=output_codes,
+        shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb(),
+    )  # fmt: skip
+    if region is not None:
+        message.region.CopyFrom(
+            pb.Region(
+                row_offset=region.row_offset, col_offset=region.col_offset,
+                rows=region.rows, cols=region.cols,
+            )
+        )  # fmt: skip
+    return message
+
+
+def _shared_result(reply: Any, outputs: SharedArray, output_codes: bool) -> MVMResult:
+    """The result of a shared-memory pass answered ``reply``: its outputs are
+    ``outputs.array`` (as the ADC's codes with ``output_codes``, currents made from
+    them)."""
+    codes = outputs.array if output_codes else None
+    currents = outputs.array
+    if codes is not None:
+        currents = codes.astype(np.float32)
+        currents *= np.float32(reply.adc_step_ua)
+    cost = Cost(reply.cost.time_ns, reply.cost.energy_nj)
+    return MVMResult(
+        currents, reply.saturated_outputs, cost, codes, reply.dac_step_v, reply.adc_step_ua
+    )
 
 
 def _instance_of(call: Any) -> str | None:

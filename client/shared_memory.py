@@ -3,8 +3,9 @@
 ``board.shared_memory(size_bytes)`` creates a POSIX shared-memory object
 (``multiprocessing.shared_memory``) and registers it in the board's session; arrays
 placed in it (:meth:`SharedRegion.array`) are named by MVM and TransposeMVM requests
-(``board.mvm_shared``) instead of travelling in them: the server reads the inputs and
-writes the outputs in place, and the call carries only the control message. The
+(``board.mvm_shared``, or ``board.mvm_shared_stream`` for many, pipelined) instead of
+travelling in them: the server reads the inputs and writes the outputs in place, and
+the call carries only the control message. The
 server must enable it (``[shared_memory] enabled = true``) and the client must be on
 its host; the registration ends with :meth:`SharedRegion.close` or the session.
 

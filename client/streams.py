@@ -8,9 +8,11 @@ as row bands when its one message would pass the server's message size.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -35,6 +37,7 @@ __all__ = [
     "from_item_error",
     "mvm_stream_calls",
     "needs_geometry",
+    "pass_messages",
     "program_chunks",
     "read_from_chunks",
     "transfer_bytes",
@@ -47,6 +50,9 @@ DEFAULT_STREAM_DEPTH = 4
 no more than the server's default max_in_flight reads ahead."""
 
 _OPS: dict[str, Operation] = {op.rpc: op for op in OPERATIONS}
+
+Kept = TypeVar("Kept")
+"""What a stream keeps of an item until its answer (None for a pass in the message)."""
 
 
 def from_item_error(error: spb.StreamItemError) -> errors.SidraError:
@@ -62,63 +68,87 @@ def from_item_error(error: spb.StreamItemError) -> errors.SidraError:
     return cls(f"{error.code}: {error.message}")
 
 
-class MVMStreamFeed:
-    """The request side of one MVMStream: ``batches`` as items, at most ``depth`` sent and
-    not yet answered (:meth:`answered` frees a place). A batch the wire cannot carry
-    ends the feed; :attr:`failure` keeps why, raised once the answers before it are in."""
+def pass_messages(
+    tile: int,
+    batches: Iterable[Any],
+    region: Region | None,
+    transpose: bool,
+    message: Callable[[Request, Operation], Any],
+) -> Iterator[tuple[Any, None]]:
+    """Each batch of voltages as its pass's RPC message (``message``: a request's message,
+    or the SIDRA error of one the wire cannot carry), drawn as the stream sends them."""
+    request_type = TransposeMVMRequest if transpose else MVMRequest
+    op = _OPS["TransposeMVM" if transpose else "MVM"]
+    for voltages in batches:
+        yield message(request_type(tile, voltages, region), op), None
 
-    def __init__(
-        self,
-        tile: int,
-        batches: Iterable[Any],
-        region: Region | None,
-        transpose: bool,
-        depth: int,
-        message: Callable[[Request, Operation], Any],
-    ) -> None:
-        self._tile, self._batches, self._region = tile, batches, region
-        self._transpose = transpose
+
+class MVMStreamFeed(Generic[Kept]):
+    """The request side of one MVMStream: ``passes`` (each pass's RPC message, and what
+    its answer needs kept, e.g. the shared-memory array its outputs go to) as items, at
+    most ``depth`` sent and not yet answered (:meth:`answered` frees a place and hands
+    back what was kept for that item). A pass that cannot be made (``passes`` raising
+    while drawn) ends the feed; :attr:`failure` keeps why, raised once the answers
+    before it are in."""
+
+    def __init__(self, passes: Iterable[tuple[Any, Kept]], transpose: bool, depth: int) -> None:
+        self._passes = passes
+        self._member = "transpose_mvm" if transpose else "mvm"
         self._window = threading.Semaphore(max(depth, 1))
         self._stopped = threading.Event()
-        self._message = message
-        """A request's RPC message, or the SIDRA error of a request the wire cannot carry."""
+        self._kept: collections.deque[Kept] = collections.deque()
         self.failure: BaseException | None = None
         self.op = _OPS["TransposeMVM" if transpose else "MVM"]
 
     def __iter__(self) -> Iterator[spb.MVMStreamRequest]:
-        member = "transpose_mvm" if self._transpose else "mvm"
-        request_type = TransposeMVMRequest if self._transpose else MVMRequest
         try:
-            for sequence, voltages in enumerate(self._batches):
+            passes = iter(self._passes)
+            for sequence in itertools.count():
                 while not self._window.acquire(timeout=0.1):
                     if self._stopped.is_set():
                         return
                 if self._stopped.is_set():
                     return
-                request = request_type(self._tile, voltages, self._region)
+                drawn = next(passes, None)
+                if drawn is None:
+                    return
+                message, kept = drawn
                 item = spb.MVMStreamRequest(sequence=sequence)
-                getattr(item, member).CopyFrom(self._message(request, self.op))
+                getattr(item, self._member).CopyFrom(message)
+                self._kept.append(kept)
                 yield item
         except Exception as exc:  # noqa: BLE001 - raised to the caller after the answers
             self.failure = exc
 
-    def answered(self) -> None:
+    def answered(self) -> Kept:
+        """Frees the answered item's place; what was kept for it."""
         self._window.release()
+        return self._kept.popleft()
 
     def stop(self) -> None:
         self._stopped.set()
 
 
-def mvm_stream_calls(call: Any, feed: MVMStreamFeed) -> Iterator[MVMResult]:
-    """The results of ``call`` (an MVMStream call fed by ``feed``), in order; an item's
-    error raised as its SIDRA exception (the stream is cancelled then)."""
+def mvm_stream_calls(
+    call: Any,
+    feed: MVMStreamFeed[Kept],
+    result_of: Callable[[Any, Kept], MVMResult] | None = None,
+) -> Iterator[MVMResult]:
+    """The results of ``call`` (an MVMStream call fed by ``feed``), in order, each made by
+    ``result_of(answer, kept)`` (default: the answer converted); an item's error raised
+    as its SIDRA exception (the stream is cancelled then)."""
     try:
         for response in call:
-            feed.answered()
             member = response.WhichOneof("result")
             if member == "error":
+                feed.stop()  # no item is sent after a refused one
                 raise from_item_error(response.error)
-            result: MVMResult = convert.result_from_pb(getattr(response, member), feed.op)
+            kept = feed.answered()
+            answer = getattr(response, member)
+            if result_of is None:
+                result: MVMResult = convert.result_from_pb(answer, feed.op)
+            else:
+                result = result_of(answer, kept)
             yield result
         if feed.failure is not None:
             raise feed.failure

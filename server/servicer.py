@@ -39,6 +39,7 @@ from sidra.server.shared_memory import (
     SHARED_RPCS,
     SharedMemoryDenied,
     SharedMemoryStore,
+    SharedSpan,
     names_shared_memory,
     shared_pass,
     written,
@@ -52,6 +53,7 @@ __all__ = [
     "SERVICE_NAME",
     "BoardServicer",
     "PrincipalOf",
+    "answer_of",
     "board_service_handler",
     "local_principal",
 ]
@@ -147,25 +149,36 @@ class BoardServicer:
             result = self.run_in_turn(
                 op.rpc, request, principal, caller, _session_of(context), admin=admin
             )
-            if outputs is not None:  # written in place: the response carries no tensor
-                answer = convert.result_to_pb(written(result, outputs), op, request)
-                answer.ClearField("currents")
-                return answer
-            return convert.result_to_pb(result, op, request)
+            return answer_of(result, op, request, outputs)
 
     def _shared(
         self, message: Message, request: Request, principal: str, context: grpc.ServicerContext
     ) -> tuple[Request, Any]:
-        """``request`` with its tensors in the caller's shared memory (sidra.server.
-        shared_memory); PERMISSION_DENIED when it may not use them."""
+        """:meth:`shared_request` of a unary call; PERMISSION_DENIED when it may not use
+        the shared memory it names."""
         try:
-            return shared_pass(
-                self.shared_memory, message, request, self.board.info, principal,
-                _session_of(context), context.peer(),
-            )  # fmt: skip
+            return self.shared_request(
+                message, request, principal, _session_of(context), context.peer()
+            )
         except SharedMemoryDenied as exc:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
             raise  # abort raises; this line is for the type checker
+
+    def shared_request(
+        self,
+        message: Message,
+        request: Request,
+        principal: str,
+        session_id: str | None,
+        peer: str,
+    ) -> tuple[Request, SharedSpan | None]:
+        """``request`` (an MVM or TransposeMVM ``message`` naming shared memory) with its
+        inputs read from the caller's shared memory, and the span its outputs go to
+        (None: in the answer); all checked before the board is touched
+        (sidra.server.shared_memory). SharedMemoryDenied when the caller may not."""
+        return shared_pass(
+            self.shared_memory, message, request, self.board.info, principal, session_id, peer
+        )
 
     def _check_step_roles(self, request: SequenceRequest, context: grpc.ServicerContext) -> None:
         """Aborts with PERMISSION_DENIED when a step needs a role the caller lacks."""
@@ -259,6 +272,16 @@ class BoardServicer:
             recording()
         else:
             record_later(recording)
+
+
+def answer_of(result: Any, op: Operation, request: Request, outputs: SharedSpan | None) -> Message:
+    """The response to ``request``'s ``result``; with ``outputs`` (shared memory) the
+    outputs are written there and the response carries no tensor."""
+    if outputs is None:
+        return convert.result_to_pb(result, op, request)
+    answer = convert.result_to_pb(written(result, outputs), op, request)
+    answer.ClearField("currents")
+    return answer
 
 
 def _note_instance(store: StateStore, board: Board) -> None:

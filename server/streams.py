@@ -1,7 +1,8 @@
 """``sidra.hil.v1.StreamService`` (stream.proto): board operations carried as streams.
 
 Nothing here is a board operation of its own. Each MVMStream item is an MVM or
-TransposeMVM call, a ProgramChunked stream one Program call, a
+TransposeMVM call (its tensors in the item or in the caller's registered shared
+memory), a ProgramChunked stream one Program call, a
 ReadConductanceChunked answer one ReadConductance call, and each goes through
 :meth:`BoardServicer.run_in_turn` as the unary RPC would: the caller's turn on
 the board, the leases, the state store. What is added is transport: items read
@@ -30,8 +31,8 @@ from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import stream_pb2 as spb
 from sidra.server.limits import caller_key
 from sidra.server.parsing import parse_request
-from sidra.server.servicer import BoardServicer, _session_of
-from sidra.server.shared_memory import names_shared_memory
+from sidra.server.servicer import BoardServicer, _session_of, answer_of
+from sidra.server.shared_memory import SharedMemoryDenied, names_shared_memory
 from sidra.server.status import MESSAGE_LIMIT, SERVICE_FAULT_CODES, code_for, map_errors
 
 __all__ = [
@@ -69,18 +70,25 @@ class StreamServicer:
         caller = caller_key(principal, context.peer())
         session = _session_of(context)
         admin = board.admin_of(context) if board.leases is not None else False
+        peer = context.peer()
         # The stream: one of the server's stream places and one call in flight.
         with board.limits.stream("MVMStream"), board.limits.admitted(caller, 0):
             ahead = _ReadAhead(requests, board.limits.max_in_flight)
             context.add_callback(ahead.stop)  # a cancelled stream stops reading at once
             try:
                 for data in ahead:
-                    yield self._item(data, principal, caller, session, admin)
+                    yield self._item(data, principal, caller, session, admin, peer)
             finally:
                 ahead.stop()
 
     def _item(
-        self, data: bytes, principal: str, caller: str, session: str | None, admin: bool
+        self,
+        data: bytes,
+        principal: str,
+        caller: str,
+        session: str | None,
+        admin: bool,
+        peer: str,
     ) -> spb.MVMStreamResponse:
         message = parse_request(spb.MVMStreamRequest, data)  # unparsable: ends the stream
         member = message.WhichOneof("pass")
@@ -95,23 +103,25 @@ class StreamServicer:
         try:
             limits = self.board.limits
             limits.check_size(caller, len(data))
-            limits.check_batch(caller, getattr(message, member))
-            if names_shared_memory(getattr(message, member)):
-                raise InvalidArgument(
-                    "shared_inputs", "shared memory in a stream item",
-                    "tensors in the item (shared memory is for unary MVM / TransposeMVM)",
-                )  # fmt: skip
-            request = convert.request_from_pb(getattr(message, member), op)
-            del message  # the request holds its own copy of the voltages
+            passed = getattr(message, member)
+            limits.check_batch(caller, passed)
+            request = convert.request_from_pb(passed, op)
+            outputs = None
+            if names_shared_memory(passed):  # its inputs are read now, as it runs
+                request, outputs = self.board.shared_request(
+                    passed, request, principal, session, peer
+                )
+            del message, passed  # the request holds its own copy of the voltages
             result = self.board.run_in_turn(
                 op.rpc, request, principal, caller, session, admin=admin
             )
+            answer = answer_of(result, op, request, outputs)  # outputs written before it
         except SidraError as exc:
-            if code_for(exc) in SERVICE_FAULT_CODES:
+            if _item_code(exc) in SERVICE_FAULT_CODES:
                 log.error("MVMStream item %d failed: %s", response.sequence, exc, exc_info=True)
             _fill_error(response.error, exc)
             return response
-        getattr(response, member).CopyFrom(convert.result_to_pb(result, op, request))
+        getattr(response, member).CopyFrom(answer)
         return response
 
     # -- ProgramChunked -------------------------------------------------------------------
@@ -229,9 +239,17 @@ def _bands(g: np.ndarray, rows_per_band: int, cost: pb.OperationCost) -> Iterato
         yield chunk
 
 
+def _item_code(exc: SidraError) -> grpc.StatusCode:
+    """The status a unary call failing with ``exc`` ends with: the shared table's, and
+    PERMISSION_DENIED for shared memory the caller may not use (BoardServicer._shared)."""
+    if isinstance(exc, SharedMemoryDenied):
+        return grpc.StatusCode.PERMISSION_DENIED
+    return code_for(exc)
+
+
 def _fill_error(error: spb.StreamItemError, exc: SidraError) -> None:
     """``exc`` as a stream item's error: what its status and ErrorInfo would say."""
-    error.code = code_for(exc).name
+    error.code = _item_code(exc).name
     error.message = capped(str(exc), MESSAGE_LIMIT)
     error.exception = type(exc).__name__
     if isinstance(exc, InvalidArgument | ResourceExhausted):

@@ -21,6 +21,7 @@ RATIOS = (
     "batch1024_codes_ratio",
     "spsa_job_step_ratio_wan",
     "batch1024_shm_ratio",
+    "batch1024_shm_stream_ratio",
 )
 
 
@@ -39,6 +40,7 @@ def test_bench_service_json_keys_and_types(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     for key in RATIOS:  # a step time is a difference of two runs: its sign is not checked
         assert isinstance(report[key], float), key
-    for key in (*RATIOS[:4], "batch1024_codes_ratio", "batch1024_shm_ratio"):
+    for key in (*RATIOS[:4], "batch1024_codes_ratio", "batch1024_shm_ratio",
+                "batch1024_shm_stream_ratio"):  # fmt: skip
         assert report[key] > 0, key
     assert report["mvm1_p50_us"] > 0 and report["empty_rpc_p50_us"] > 0

@@ -16,6 +16,8 @@ acceptance names are printed as ratios:
 - ``batch1024_shm_ratio``: the same over gRPC with the voltages and currents in shared
   memory registered with the server (``board.mvm_shared``; the server enables it for
   this run), divided by in process: the acceptance asks for at least 0.8;
+  ``batch1024_shm_stream_ratio`` the same with the burst's batches pipelined over one
+  MVMStream (``board.mvm_shared_stream``, the client's default depth in flight);
 - ``mvm1_over_empty``: a 1-vector MVM round trip over an empty RPC (a health check)
   on the same server, p50 over p50, the two timed in turns;
 - ``spsa_board_step_ratio`` / ``spsa_host_step_ratio``: an SPSA step on the digits
@@ -59,10 +61,11 @@ import numpy as np
 import typer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sidra.cli.bench_timing import SETTLE_S, burst_s, times_s
+from sidra.cli.bench_timing import BURST, SETTLE_S, burst_s, times_s
 from sidra.cli.delay_proxy import DelayProxy
 from sidra.cli.options import AsJson, Preset
 from sidra.client import RemoteBoard, connect
+from sidra.client.streams import DEFAULT_STREAM_DEPTH
 from sidra.drivers import Board, open_board
 from sidra.training.board_spsa import train_softmax_spsa
 from sidra.training.datasets import load_dataset
@@ -163,19 +166,37 @@ def _batch1024_vectors_per_s(
         top = (1 << (info.dac_bits - 1)) - 1
         k = rng.integers(-top // 4, top // 4 + 1, (batch, info.rows)).astype(np.int8)
         calls["grpc_codes"] = lambda: remote.mvm(0, input_codes=k, output_codes=True)
-    inputs_bytes = batch * info.rows * 4
-    with remote.session(), remote.shared_memory(inputs_bytes + batch * info.cols * 4) as shm:
+    inputs_bytes, outputs_bytes = batch * info.rows * 4, batch * info.cols * 4
+    # The stream's outputs: one array per item in flight and one more (mvm_shared_stream).
+    outputs = DEFAULT_STREAM_DEPTH + 1
+    with (
+        remote.session(),
+        remote.shared_memory(inputs_bytes + outputs * outputs_bytes) as shm,
+    ):
         shared_v = shm.array((batch, info.rows))
-        shared_i = shm.array((batch, info.cols), offset_bytes=inputs_bytes)
+        shared_out = [
+            shm.array((batch, info.cols), offset_bytes=inputs_bytes + k * outputs_bytes)
+            for k in range(outputs)
+        ]
         shared_v.array[:] = v
-        calls["grpc_shm"] = lambda: remote.mvm_shared(0, shared_v, shared_i)
-        for call in calls.values():  # warm-up: connections, BLAS threads, page faults
+        calls["grpc_shm"] = lambda: remote.mvm_shared(0, shared_v, shared_out[0])
+        # BURST batches over one MVMStream (its inputs unchanged, so one array for all).
+        pairs = [(shared_v, shared_out[k % outputs]) for k in range(BURST)]
+        streamed: dict[str, Callable[[], Any]] = {
+            "grpc_shm_stream": lambda: list(
+                remote.mvm_shared_stream(0, pairs, depth=DEFAULT_STREAM_DEPTH)
+            )
+        }
+        for call in [*calls.values(), *streamed.values()]:  # warm-up: connections, BLAS
+            call()  # threads, page faults
             call()
-            call()
-        times: dict[str, list[float]] = {name: [] for name in calls}
+        times: dict[str, list[float]] = {name: [] for name in (*calls, *streamed)}
         for _ in range(repeats):
             for name, call in calls.items():
                 times[name].append(burst_s(call))
+            for name, call in streamed.items():  # a burst is one stream of BURST batches
+                times[name].append(burst_s(call, burst=1) / BURST)
+        shared_out.clear()
     return {name: batch / statistics.median(taken) for name, taken in times.items()}
 
 
@@ -257,7 +278,9 @@ def service_benchmark(
         rates = _batch1024_vectors_per_s(local, remote, repeats, rng)
         here = rates.pop("inprocess")
         result["batch1024_inprocess_vectors_per_s"] = round(here)
-        for path, key in (("grpc", "float32"), ("grpc_codes", "codes"), ("grpc_shm", "shm")):
+        paths = (("grpc", "float32"), ("grpc_codes", "codes"), ("grpc_shm", "shm"),
+                 ("grpc_shm_stream", "shm_stream"))  # fmt: skip
+        for path, key in paths:
             if path in rates:  # no codes on a board with ideal converters: null
                 result[f"batch1024_{path}_vectors_per_s"] = round(rates[path])
                 result[f"batch1024_{key}_ratio"] = round(rates[path] / here, 3)

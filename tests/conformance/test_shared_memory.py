@@ -119,6 +119,88 @@ def test_codes_through_shared_memory(client: RemoteBoard, g: Any) -> None:
         assert_currents_close(result.currents, k.array * np.float32(step_v), g, info)
 
 
+def test_a_stream_of_shared_memory_passes_is_the_passes(client: RemoteBoard, g: Any) -> None:
+    """Seven passes over one MVMStream, two in flight, through three (inputs, outputs)
+    pairs given in turn (depth + 1), each pair's inputs filled as the stream draws it:
+    every result is its pair's outputs, written in place, and equals the pass of its
+    own inputs; then TransposeMVM over a region, with codes in and out on a board with
+    converters."""
+    info, tile = client.info, TILE % client.info.tile_count
+    v = [voltages(client, info.rows, 20 + k) for k in range(7)]
+    depth, slot = 2, BATCH * 4 * (info.rows + info.cols)
+    with client.shared_memory(3 * slot) as shm:
+        pairs = [
+            (shm.array((BATCH, info.rows), offset_bytes=k * slot),
+             shm.array((BATCH, info.cols), offset_bytes=k * slot + BATCH * 4 * info.rows))
+            for k in range(3)
+        ]  # fmt: skip
+        drawn = []
+
+        def fill() -> Iterator[tuple[Any, Any]]:
+            for k, batch in enumerate(v):
+                inputs, outputs = pairs[k % 3]
+                inputs.array[:] = batch
+                drawn.append(k)
+                yield inputs, outputs
+
+        stream = client.mvm_shared_stream(tile, fill(), depth=depth)
+        for k, result in enumerate(stream):
+            assert result.currents is pairs[k % 3][1].array
+            assert max(drawn) <= k + depth  # no pair drawn again before its result was used
+            if is_ideal(info):
+                np.testing.assert_array_equal(result.currents, client.mvm(tile, v[k]).currents)
+            assert_currents_close(result.currents, v[k], g, info)
+        assert drawn == list(range(7))
+        region = Region(4, 6, 20, 12)
+        vt = voltages(client, region.cols, 30)
+        back_in, back_out = shm.array(vt.shape), shm.array((BATCH, region.rows), offset_bytes=slot)
+        back_in.array[:] = vt
+        (back,) = client.mvm_shared_stream(tile, [(back_in, back_out)], region, transpose=True)
+        assert back.currents is back_out.array
+        assert_currents_close(back.currents, vt, np.asarray(g)[region.slices].T, info)
+        if info.dac_bits and info.adc_bits:
+            codes_in = shm.array((BATCH, info.rows), np.int8, offset_bytes=2 * slot)
+            codes_out = shm.array((BATCH, info.cols), np.int16, offset_bytes=3 * slot - 4096 * 4)
+            codes_in.array[:] = 3
+            (coded,) = client.mvm_shared_stream(tile, [(codes_in, codes_out)], output_codes=True)
+            assert coded.output_codes is codes_out.array
+            unary = client.mvm_shared(tile, codes_in, codes_out, output_codes=True)
+            if is_ideal(info):
+                np.testing.assert_array_equal(coded.currents, unary.currents)
+        pairs.clear()
+        del back_in, back_out
+
+
+def test_a_refused_item_of_a_shared_memory_stream_raises_where_its_result_would_be(
+    client: RemoteBoard, shm_port: int, shared_board: Board
+) -> None:
+    """Another session's registration in the third item: the first two results come, the
+    third raises the unary call's refusal, and the board ran the first two alone (nothing
+    is sent after a refused item)."""
+    info, tile = client.info, TILE % client.info.tile_count
+    slot = BATCH * 4 * (info.rows + info.cols)
+
+    def pair(shm: Any, k: int = 0) -> tuple[Any, Any]:
+        inputs = shm.array((BATCH, info.rows), offset_bytes=k * slot)
+        inputs.array[:] = voltages(client, info.rows, 40 + k)
+        return inputs, shm.array((BATCH, info.cols), offset_bytes=k * slot + 4 * BATCH * info.rows)
+
+    with client.shared_memory(2 * slot) as shm, connect(f"127.0.0.1:{shm_port}") as other:
+        mine = [pair(shm, 0), pair(shm, 1)]
+        with other.session(), other.shared_memory(slot) as theirs:
+            items = [mine[0], mine[1], pair(theirs), mine[0]]
+            before = passes(shared_board)
+            got = []
+            with pytest.raises(SidraError) as err:
+                for result in client.mvm_shared_stream(tile, items, depth=1):
+                    got.append(result.saturated_outputs)
+            assert len(got) == 2
+            assert "PERMISSION_DENIED" in str(err.value) and "another session" in str(err.value)
+            assert passes(shared_board) == before + 2 * BATCH
+            del items
+        del mine
+
+
 def test_another_sessions_registration_is_refused(
     client: RemoteBoard, shm_port: int, shared_board: Board
 ) -> None:

@@ -63,7 +63,14 @@ class StreamServiceServicer:
         Each item is run as its own call would be: validated, checked against
         the caller's max_batch and max_message_mb, admitted by the leases, and
         run in its own turn on the board, so other clients' calls interleave with
-        a long stream fairly (round robin by principal).
+        a long stream fairly (round robin by principal). An item may name shared
+        memory (shared_inputs, shared_outputs) under the unary call's rules
+        (session.proto, "Shared memory"): its inputs are read when it runs, its
+        outputs written before it is answered, and a refusal is that item's error
+        (code PERMISSION_DENIED for another session's registration, as the unary
+        call). The server may run an item as soon as it has read it, so a client
+        keeps an item's tensors as they are until its answer arrives, and reuses
+        its outputs only once it is done with that answer.
 
         Flow control: the whole stream counts as one call towards the caller's
         max_in_flight while it is open. The server reads at most N items ahead of
