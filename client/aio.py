@@ -395,9 +395,9 @@ class AsyncRemoteBoard:
         call = self._mvm_stream(items(), metadata=self._metadata)
         try:
             async for response in call:
-                window.release()
                 if response.WhichOneof("result") == "error":
-                    raise from_item_error(response.error)
+                    raise from_item_error(response.error)  # no item is sent after it
+                window.release()
                 result: MVMResult = convert.result_from_pb(getattr(response, member), op)
                 yield result
             if failure:

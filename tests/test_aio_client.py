@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -319,5 +320,38 @@ def test_a_stream_batch_the_wire_cannot_carry_raises_the_drivers_error(
                 async for _ in board.mvm_stream(-1, [good]):
                     pass
             assert caught.value.field == "tile"
+
+    asyncio.run(run())
+
+
+def test_no_stream_item_is_sent_after_a_refused_one(served: tuple[BoardDriver, int]) -> None:
+    """One item in flight, the third refused by the server (a voltage out of range): the
+    first two are answered, the third raises, and the fourth never reaches the board,
+    sync and async."""
+    board_driver, port = served
+    info = board_driver.info
+    good = np.full((2, info.rows), info.read_voltage_max_v / 4, np.float32)
+    bad = np.full((2, info.rows), 2 * info.read_voltage_max_v, np.float32)
+    items = [good, good, bad, good]
+    with connect(f"127.0.0.1:{port}") as board:
+        before = board_driver.stats().mvm_passes
+        answered = []
+        with pytest.raises(OutOfRange):
+            for result in board.mvm_stream(0, items, depth=1):
+                answered.append(result)
+        assert len(answered) == 2
+        time.sleep(0.2)  # a fourth item sent anyway would have run by now
+        assert board_driver.stats().mvm_passes == before + 2 * len(good)
+
+    async def run() -> None:
+        async with await aio_connect(f"127.0.0.1:{port}") as board:
+            before = board_driver.stats().mvm_passes
+            answered = []
+            with pytest.raises(OutOfRange):
+                async for result in board.mvm_stream(0, items, depth=1):
+                    answered.append(result)
+            assert len(answered) == 2
+            await asyncio.sleep(0.2)  # a fourth item sent anyway would have run by now
+            assert board_driver.stats().mvm_passes == before + 2 * len(good)
 
     asyncio.run(run())
