@@ -14,12 +14,17 @@ answered (both runs only build dataclasses). Errors are the same SIDRA exception
 the ``sidra-instance-id`` trailer is followed the same way
 (:class:`~sidra.client.BoardInstanceChanged`), and the board is described by
 ``await board.info()`` rather than a property, since asking may need the network.
-Sessions and leases: ``await board.session()`` (:mod:`sidra.client.aio_session`).
+Sessions and leases: ``await board.session()`` (:mod:`sidra.client.aio_session`);
+shared memory in a session: ``async with await board.shared_memory(size) as shm``,
+then ``mvm_shared`` and ``mvm_shared_stream`` (:mod:`sidra.client.shared_memory`).
+Training jobs (``board.jobs``) are the synchronous client's only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
@@ -51,7 +56,14 @@ from sidra.client.remote import (
     representable,
 )
 from sidra.client.session import TileLease, session_state
-from sidra.client.streams import DEFAULT_STREAM_DEPTH, STREAM_SERVICE_NAME, from_item_error
+from sidra.client.shared_memory import AsyncSharedRegion, SharedArray, pass_message, pass_result
+from sidra.client.shared_memory import new_name as new_shm_name
+from sidra.client.streams import (
+    DEFAULT_STREAM_DEPTH,
+    STREAM_SERVICE_NAME,
+    Kept,
+    from_item_error,
+)
 from sidra.drivers import (
     BoardInfo,
     BoardStats,
@@ -251,7 +263,14 @@ class AsyncRemoteBoard:
                 > self.message_limit_bytes - CHUNK_FRAMING_BYTES
             ):
                 return await self._chunked(request, op)
-        message = await self._message(request, op)
+        reply, named = await self._unary(op, await self._message(request, op))
+        result = convert.result_from_pb(reply, op)
+        self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
+        return result
+
+    async def _unary(self, op: Operation, message: Any) -> tuple[Any, str | None]:
+        """``message`` sent as ``op``'s RPC: the reply and the board instance its trailer
+        names; a failure raised as the SIDRA exception (a changed instance reported)."""
         async with self._slots:
             call = self._calls[op.request](message, timeout=self.timeout_s, metadata=self._metadata)
             try:
@@ -264,10 +283,37 @@ class AsyncRemoteBoard:
                 if reported is error:
                     raise error from exc
                 raise reported from error
-        result = convert.result_from_pb(reply, op)
-        named = instance_in(trailers)
-        self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
-        return result
+        return reply, instance_in(trailers)
+
+    async def shared_memory(self, size_bytes: int, name: str = "") -> AsyncSharedRegion:
+        """:meth:`RemoteBoard.shared_memory <sidra.client.RemoteBoard.shared_memory>`:
+        a POSIX shared-memory region of ``size_bytes`` registered in this board's session
+        (open one first) for :meth:`mvm_shared`; ``async with`` it."""
+        if self._session is None:
+            raise FailedPrecondition(
+                "shared memory lives in a session: open one first (await board.session())"
+            )
+        return await AsyncSharedRegion.open(
+            self, self._session.id, size_bytes, name or new_shm_name()
+        )
+
+    async def mvm_shared(
+        self,
+        tile: int,
+        inputs: SharedArray,
+        outputs: SharedArray,
+        region: Region | None = None,
+        *,
+        output_codes: bool = False,
+        transpose: bool = False,
+    ) -> MVMResult:
+        """:meth:`RemoteBoard.mvm_shared <sidra.client.RemoteBoard.mvm_shared>`, as a
+        coroutine: the result's ``currents`` (or ``output_codes``) is ``outputs.array``."""
+        op = streams.pass_operation(transpose)
+        message = pass_message(tile, inputs, outputs, region, output_codes, transpose)
+        reply, named = await self._unary(op, message)
+        self._instance.succeeded(named, op.rpc)
+        return pass_result(reply, outputs, output_codes)
 
     async def _chunked(self, request: Request, op: Any) -> ProgramReport | ReadResult:
         """``request`` (a large Program or ReadConductance) as row bands over StreamService."""
@@ -372,21 +418,74 @@ class AsyncRemoteBoard:
         """The results of each batch of ``batches`` (as :meth:`mvm`, or :meth:`transpose_mvm`
         with ``transpose``), in order, over one MVMStream with up to ``depth`` batches in
         flight. A batch the server refuses raises its error where its result would be."""
-        op = operation_of(TransposeMVMRequest(tile, None) if transpose else MVMRequest(tile, None))
+        op = streams.pass_operation(transpose)
+        built = TransposeMVMRequest if transpose else MVMRequest
+
+        async def passes() -> AsyncIterator[tuple[Any, None]]:
+            async for voltages in _aiter(batches):
+                yield await self._message(representable(built(tile, voltages, region)), op), None
+
+        def result_of(reply: Any, _: None) -> MVMResult:
+            result: MVMResult = convert.result_from_pb(reply, op)
+            return result
+
+        async for result in self._stream(passes(), transpose, depth, result_of):
+            yield result
+
+    async def mvm_shared_stream(
+        self,
+        tile: int,
+        pairs: Iterable[tuple[SharedArray, SharedArray]]
+        | AsyncIterable[tuple[SharedArray, SharedArray]],
+        region: Region | None = None,
+        *,
+        output_codes: bool = False,
+        transpose: bool = False,
+        depth: int = DEFAULT_STREAM_DEPTH,
+    ) -> AsyncIterator[MVMResult]:
+        """:meth:`RemoteBoard.mvm_shared_stream
+        <sidra.client.RemoteBoard.mvm_shared_stream>`: :meth:`mvm_shared` of each
+        (inputs, outputs) pair, in order, over one MVMStream with up to ``depth`` in
+        flight; a pair is drawn only once the result ``depth`` + 1 items before it has
+        been used, so ``depth`` + 1 pairs given in turn are enough."""
+
+        async def passes() -> AsyncIterator[tuple[Any, SharedArray]]:
+            async for inputs, outputs in _aiter(pairs):
+                yield pass_message(tile, inputs, outputs, region, output_codes, transpose), outputs
+
+        def result_of(reply: Any, outputs: SharedArray) -> MVMResult:
+            return pass_result(reply, outputs, output_codes)
+
+        async for result in self._stream(passes(), transpose, depth, result_of):
+            yield result
+
+    async def _stream(
+        self,
+        passes: AsyncIterator[tuple[Any, Kept]],
+        transpose: bool,
+        depth: int,
+        result_of: Callable[[Any, Kept], MVMResult],
+    ) -> AsyncIterator[MVMResult]:
+        """One MVMStream of ``passes`` (each pass's message, and what its answer needs),
+        at most ``depth`` sent and not answered; each answer made a result by
+        ``result_of(answer, kept)``. A pass is drawn only once its place is free, and
+        none is sent after a refused item."""
         member = "transpose_mvm" if transpose else "mvm"
         window = asyncio.Semaphore(max(depth, 1))
         failure: list[BaseException] = []
+        kept: collections.deque[Kept] = collections.deque()
 
         async def items() -> AsyncIterator[stream_pb2.MVMStreamRequest]:
-            sequence = 0
             try:
-                async for voltages in _aiter(batches):
+                for sequence in itertools.count():
                     await window.acquire()
-                    built = MVMRequest if not transpose else TransposeMVMRequest
-                    message = await self._message(representable(built(tile, voltages, region)), op)
+                    try:
+                        message, keep = await anext(passes)
+                    except StopAsyncIteration:
+                        return
                     item = stream_pb2.MVMStreamRequest(sequence=sequence)
                     getattr(item, member).CopyFrom(message)
-                    sequence += 1
+                    kept.append(keep)
                     yield item
             except Exception as exc:  # noqa: BLE001 - raised after the answers before it
                 failure.append(exc)
@@ -398,8 +497,7 @@ class AsyncRemoteBoard:
                 if response.WhichOneof("result") == "error":
                     raise from_item_error(response.error)  # no item is sent after it
                 window.release()
-                result: MVMResult = convert.result_from_pb(getattr(response, member), op)
-                yield result
+                yield result_of(getattr(response, member), kept.popleft())
             if failure:
                 raise failure[0]
             self._instance.succeeded(instance_in(await call.trailing_metadata()), "MVMStream")

@@ -41,7 +41,7 @@ from sidra.client.session import (
     session_call,
     session_state,
 )
-from sidra.client.shared_memory import SharedArray, SharedRegion
+from sidra.client.shared_memory import SharedArray, SharedRegion, pass_message, pass_result
 from sidra.client.shared_memory import new_name as new_shm_name
 from sidra.drivers import (
     Board,
@@ -67,7 +67,7 @@ from sidra.drivers.requests import (
     TransposeMVMRequest,
     step_member,
 )
-from sidra.drivers.types import BoardDescription, Cost, ProgramReport, ReadResult
+from sidra.drivers.types import BoardDescription, ProgramReport, ReadResult
 from sidra.drivers.url import query_options
 from sidra.drivers.validation import to_float32
 from sidra.hil import convert
@@ -275,11 +275,11 @@ class RemoteBoard(Board):
         codes) are read from, and whose outputs (float32 currents, or with
         ``output_codes`` the ADC's codes) are written to, shared memory by the server;
         the result's ``currents`` (or ``output_codes``) is ``outputs.array`` itself."""
-        message = _shared_pass(tile, inputs, outputs, region, output_codes, transpose)
-        op = _PASS_OPS[transpose]
+        message = pass_message(tile, inputs, outputs, region, output_codes, transpose)
+        op = streams.pass_operation(transpose)
         reply, call = self._send(op, message)
         self._instance.succeeded(_instance_of(call), op.rpc)
-        return _shared_result(reply, outputs, output_codes)
+        return pass_result(reply, outputs, output_codes)
 
     def mvm_shared_stream(
         self,
@@ -302,14 +302,14 @@ class RemoteBoard(Board):
         filled as it is drawn. A pair the server refuses raises its error where its
         result would be (the stream is then closed)."""
         passes = (
-            (_shared_pass(tile, inputs, outputs, region, output_codes, transpose), outputs)
+            (pass_message(tile, inputs, outputs, region, output_codes, transpose), outputs)
             for inputs, outputs in pairs
         )
         feed = streams.MVMStreamFeed(passes, transpose, depth)
         call = self._mvm_stream(iter(feed), metadata=self._metadata)
         try:
             yield from streams.mvm_stream_calls(
-                call, feed, lambda reply, outputs: _shared_result(reply, outputs, output_codes)
+                call, feed, lambda reply, outputs: pass_result(reply, outputs, output_codes)
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
@@ -387,51 +387,6 @@ def refuse_unsendable(request: Request, op: Operation, info: BoardInfo, exc: Exc
     sees the request."""
     request.checked(info)
     raise InvalidArgument(op.rpc, repr(request)[:200], f"a {op.rpc}Request") from exc
-
-
-_PASS_OPS = {
-    False: operation_of(MVMRequest(0, None)),
-    True: operation_of(TransposeMVMRequest(0, None)),
-}
-"""The MVM operation (``transpose``: TransposeMVM) by ``transpose``."""
-
-
-def _shared_pass(
-    tile: int,
-    inputs: SharedArray,
-    outputs: SharedArray,
-    region: Region | None,
-    output_codes: bool,
-    transpose: bool,
-) -> pb.MVMRequest | pb.TransposeMVMRequest:
-    """The request message of a pass whose inputs and outputs are in shared memory."""
-    message = (pb.TransposeMVMRequest if transpose else pb.MVMRequest)(
-        tile=tile, output_codes=output_codes,
-        shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb(),
-    )  # fmt: skip
-    if region is not None:
-        message.region.CopyFrom(
-            pb.Region(
-                row_offset=region.row_offset, col_offset=region.col_offset,
-                rows=region.rows, cols=region.cols,
-            )
-        )  # fmt: skip
-    return message
-
-
-def _shared_result(reply: Any, outputs: SharedArray, output_codes: bool) -> MVMResult:
-    """The result of a shared-memory pass answered ``reply``: its outputs are
-    ``outputs.array`` (as the ADC's codes with ``output_codes``, currents made from
-    them)."""
-    codes = outputs.array if output_codes else None
-    currents = outputs.array
-    if codes is not None:
-        currents = codes.astype(np.float32)
-        currents *= np.float32(reply.adc_step_ua)
-    cost = Cost(reply.cost.time_ns, reply.cost.energy_nj)
-    return MVMResult(
-        currents, reply.saturated_outputs, cost, codes, reply.dac_step_v, reply.adc_step_ua
-    )
 
 
 def _instance_of(call: Any) -> str | None:

@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from sidra.client.aio_session import call_session
 from sidra.client.session import session_call
 from sidra.drivers import FailedPrecondition, InvalidArgument, SessionClosed, SidraError
+from sidra.drivers.types import Cost, MVMResult, Region
 from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2
@@ -40,9 +42,17 @@ SHM_DIR = "/dev/shm"
 """Where POSIX shared-memory objects live on Linux (the server opens them there too)."""
 
 if TYPE_CHECKING:
+    from sidra.client.aio import AsyncRemoteBoard
     from sidra.client.remote import RemoteBoard
 
-__all__ = ["SharedArray", "SharedRegion"]
+__all__ = [
+    "AsyncSharedRegion",
+    "SharedArray",
+    "SharedObject",
+    "SharedRegion",
+    "pass_message",
+    "pass_result",
+]
 
 _WIRE_TYPES = {np.dtype(dtype): code for code, dtype in tensors.DTYPES.items()}
 
@@ -52,7 +62,7 @@ class SharedArray:
     """An array inside a registered shared-memory region: ``array`` is this process's
     view of it, ``offset_bytes`` where it starts in the region."""
 
-    region: SharedRegion
+    region: SharedObject
     offset_bytes: int
     array: npt.NDArray[Any]
 
@@ -66,12 +76,12 @@ class SharedArray:
         )
 
 
-class SharedRegion:
-    """A POSIX shared-memory object of ``size_bytes``, created by this process and
-    registered in ``board``'s session as ``name``; use as a context manager."""
+class SharedObject:
+    """A POSIX shared-memory object of ``size_bytes`` this process created, to be
+    registered as ``name`` in the session ``session_id`` (:class:`SharedRegion`, and
+    the asyncio client's :class:`AsyncSharedRegion`): its arrays, and its end."""
 
-    def __init__(self, board: RemoteBoard, session_id: str, size_bytes: int, name: str) -> None:
-        self.board = board
+    def __init__(self, session_id: str, size_bytes: int, name: str) -> None:
         self.session_id = session_id
         self.name = name
         self._memory: shared_memory.SharedMemory | None = shared_memory.SharedMemory(
@@ -87,14 +97,6 @@ class SharedRegion:
         finally:
             os.close(fd)
         self._memory.close()
-        try:
-            request = session_pb2.RegisterSharedMemoryRequest(
-                session_id=session_id, name=name, key=self._memory.name, size_bytes=size_bytes
-            )
-            session_call(board.channel, "RegisterSharedMemory", request, board.timeout_s)
-        except BaseException:
-            self._release()
-            raise
 
     @property
     def key(self) -> str:
@@ -124,15 +126,41 @@ class SharedRegion:
         view = np.frombuffer(self._map, element, count=count, offset=offset_bytes)
         return SharedArray(self, offset_bytes, view.reshape(shape))
 
+    def _register_request(self) -> session_pb2.RegisterSharedMemoryRequest:
+        return session_pb2.RegisterSharedMemoryRequest(
+            session_id=self.session_id, name=self.name, key=self.key, size_bytes=self.size_bytes
+        )
+
+    def _unregister_request(self) -> session_pb2.UnregisterSharedMemoryRequest:
+        return session_pb2.UnregisterSharedMemoryRequest(session_id=self.session_id, name=self.name)
+
+    def _release(self) -> None:
+        memory, self._memory, self._map = self._memory, None, None
+        if memory is not None:
+            memory.unlink()  # the mapping stays until the last array viewing it goes
+
+
+class SharedRegion(SharedObject):
+    """A POSIX shared-memory object of ``size_bytes``, created by this process and
+    registered in ``board``'s session as ``name``; use as a context manager."""
+
+    def __init__(self, board: RemoteBoard, session_id: str, size_bytes: int, name: str) -> None:
+        super().__init__(session_id, size_bytes, name)
+        self.board = board
+        try:
+            request = self._register_request()
+            session_call(board.channel, "RegisterSharedMemory", request, board.timeout_s)
+        except BaseException:
+            self._release()
+            raise
+
     def close(self) -> None:
         """Unregisters the region (if its session is still open) and unlinks the object;
         views of it must not be used after."""
         if self._memory is None:
             return
         try:
-            request = session_pb2.UnregisterSharedMemoryRequest(
-                session_id=self.session_id, name=self.name
-            )
+            request = self._unregister_request()
             session_call(
                 self.board.channel, "UnregisterSharedMemory", request, self.board.timeout_s
             )
@@ -142,11 +170,6 @@ class SharedRegion:
             self._release()
             raise
         self._release()
-
-    def _release(self) -> None:
-        memory, self._memory, self._map = self._memory, None, None
-        if memory is not None:
-            memory.unlink()  # the mapping stays until the last array viewing it goes
 
     def __enter__(self) -> SharedRegion:
         return self
@@ -160,6 +183,94 @@ class SharedRegion:
         self.close()
 
 
+class AsyncSharedRegion(SharedObject):
+    """:class:`SharedRegion` for the asyncio client (``await board.shared_memory(size)``):
+    registered before it is handed out, ``async with`` (or ``await close()``) ends it."""
+
+    board: AsyncRemoteBoard
+
+    @classmethod
+    async def open(
+        cls, board: AsyncRemoteBoard, session_id: str, size_bytes: int, name: str
+    ) -> AsyncSharedRegion:
+        """A new object of ``size_bytes`` registered in ``board``'s session as ``name``."""
+        region = cls(session_id, size_bytes, name)
+        region.board = board
+        try:
+            request = region._register_request()
+            await call_session(board.channel, "RegisterSharedMemory", request, board.timeout_s)
+        except BaseException:
+            region._release()
+            raise
+        return region
+
+    async def close(self) -> None:
+        """Unregisters the region (if its session is still open) and unlinks the object;
+        views of it must not be used after."""
+        if self._memory is None:
+            return
+        try:
+            request = self._unregister_request()
+            await call_session(
+                self.board.channel, "UnregisterSharedMemory", request, self.board.timeout_s
+            )
+        except (SessionClosed, FailedPrecondition):
+            pass  # the session ended, and the registration with it
+        except SidraError:
+            self._release()
+            raise
+        self._release()
+
+    async def __aenter__(self) -> AsyncSharedRegion:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
 def new_name() -> str:
     """A registration name unique enough within a session."""
     return f"shm-{secrets.token_hex(6)}"
+
+
+def pass_message(
+    tile: int,
+    inputs: SharedArray,
+    outputs: SharedArray,
+    region: Region | None,
+    output_codes: bool,
+    transpose: bool,
+) -> pb.MVMRequest | pb.TransposeMVMRequest:
+    """The request message of a pass whose inputs and outputs are in shared memory."""
+    message = (pb.TransposeMVMRequest if transpose else pb.MVMRequest)(
+        tile=tile, output_codes=output_codes,
+        shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb(),
+    )  # fmt: skip
+    if region is not None:
+        message.region.CopyFrom(
+            pb.Region(
+                row_offset=region.row_offset, col_offset=region.col_offset,
+                rows=region.rows, cols=region.cols,
+            )
+        )  # fmt: skip
+    return message
+
+
+def pass_result(reply: Any, outputs: SharedArray, output_codes: bool) -> MVMResult:
+    """The result of a shared-memory pass answered ``reply``: its outputs are
+    ``outputs.array`` (as the ADC's codes with ``output_codes``, currents made from
+    them)."""
+    codes = outputs.array if output_codes else None
+    currents = outputs.array
+    if codes is not None:
+        currents = codes.astype(np.float32)
+        currents *= np.float32(reply.adc_step_ua)
+    cost = Cost(reply.cost.time_ns, reply.cost.energy_nj)
+    return MVMResult(
+        currents, reply.saturated_outputs, cost, codes, reply.dac_step_v, reply.adc_step_ua
+    )

@@ -38,6 +38,7 @@ __all__ = [
     "mvm_stream_calls",
     "needs_geometry",
     "pass_messages",
+    "pass_operation",
     "program_chunks",
     "read_from_chunks",
     "transfer_bytes",
@@ -68,6 +69,11 @@ def from_item_error(error: spb.StreamItemError) -> errors.SidraError:
     return cls(f"{error.code}: {error.message}")
 
 
+def pass_operation(transpose: bool) -> Operation:
+    """The MVM operation, or with ``transpose`` TransposeMVM's."""
+    return _OPS["TransposeMVM" if transpose else "MVM"]
+
+
 def pass_messages(
     tile: int,
     batches: Iterable[Any],
@@ -78,7 +84,7 @@ def pass_messages(
     """Each batch of voltages as its pass's RPC message (``message``: a request's message,
     or the SIDRA error of one the wire cannot carry), drawn as the stream sends them."""
     request_type = TransposeMVMRequest if transpose else MVMRequest
-    op = _OPS["TransposeMVM" if transpose else "MVM"]
+    op = pass_operation(transpose)
     for voltages in batches:
         yield message(request_type(tile, voltages, region), op), None
 
@@ -98,7 +104,7 @@ class MVMStreamFeed(Generic[Kept]):
         self._stopped = threading.Event()
         self._kept: collections.deque[Kept] = collections.deque()
         self.failure: BaseException | None = None
-        self.op = _OPS["TransposeMVM" if transpose else "MVM"]
+        self.op = pass_operation(transpose)
 
     def __iter__(self) -> Iterator[spb.MVMStreamRequest]:
         try:

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sidra.client import InvalidArgument, LeaseHeld, OutOfRange, Region, connect
+from sidra.client import (
+    FailedPrecondition,
+    InvalidArgument,
+    LeaseHeld,
+    OutOfRange,
+    Region,
+    connect,
+)
 from sidra.client.aio import AsyncRemoteBoard
 from sidra.client.aio import connect as aio_connect
 from sidra.drivers import BoardDriver, BoardUnavailable, open_board
@@ -355,3 +362,57 @@ def test_no_stream_item_is_sent_after_a_refused_one(served: tuple[BoardDriver, i
             assert board_driver.stats().mvm_passes == before + 2 * len(good)
 
     asyncio.run(run())
+
+
+def test_shared_memory_passes_and_streams_as_the_synchronous_client() -> None:
+    """The async client registers shared memory in its session and runs passes and a
+    stream of passes through it, with the sync client's answers (ideal board: bit for
+    bit); without a session it is refused."""
+    from sidra.server.settings import SharedMemorySettings
+
+    board_driver = open_board("emu://?preset=ideal&seed=12")
+    server, port = create_server(
+        board_driver, "127.0.0.1:0", shared_memory=SharedMemorySettings(enabled=True)
+    )
+    server.start()
+    info = board_driver.info
+    board_driver.program(0, np.full((info.rows, info.cols), 20.0, np.float32))
+    rng = np.random.default_rng(3)
+    batches = [rng.uniform(0, 0.05, (8, info.rows)).astype(np.float32) for _ in range(5)]
+    with connect(f"127.0.0.1:{port}") as sync_board:
+        expected = [sync_board.mvm(0, v).currents for v in batches]
+    slot = 8 * 4 * (info.rows + info.cols)
+
+    async def run() -> None:
+        async with await aio_connect(f"127.0.0.1:{port}") as board:
+            with pytest.raises(FailedPrecondition, match="open one first"):
+                await board.shared_memory(slot)
+            async with await board.session(), await board.shared_memory(3 * slot) as shm:
+                pairs = [
+                    (shm.array((8, info.rows), offset_bytes=k * slot),
+                     shm.array((8, info.cols), offset_bytes=k * slot + 8 * 4 * info.rows))
+                    for k in range(3)
+                ]  # fmt: skip
+                pairs[0][0].array[:] = batches[0]
+                one = await board.mvm_shared(0, *pairs[0])
+                assert one.currents is pairs[0][1].array
+                np.testing.assert_array_equal(one.currents, expected[0])
+
+                async def fill() -> Any:
+                    for k, v in enumerate(batches):
+                        inputs, outputs = pairs[k % 3]
+                        inputs.array[:] = v
+                        yield inputs, outputs
+
+                k = 0
+                async for result in board.mvm_shared_stream(0, fill(), depth=2):
+                    assert result.currents is pairs[k % 3][1].array
+                    np.testing.assert_array_equal(result.currents, expected[k])
+                    k += 1
+                assert k == len(batches)
+                pairs.clear()
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.stop(None)
