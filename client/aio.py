@@ -16,8 +16,8 @@ the ``sidra-instance-id`` trailer is followed the same way
 ``await board.info()`` rather than a property, since asking may need the network.
 Sessions and leases: ``await board.session()`` (:mod:`sidra.client.aio_session`);
 shared memory in a session: ``async with await board.shared_memory(size) as shm``,
-then ``mvm_shared`` and ``mvm_shared_stream`` (:mod:`sidra.client.shared_memory`).
-Training jobs (``board.jobs``) are the synchronous client's only.
+then ``mvm_shared`` and ``mvm_shared_stream`` (:mod:`sidra.client.shared_memory`);
+training jobs inside the server: ``board.jobs`` (:mod:`sidra.client.aio_jobs`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import grpc
 import grpc.aio
 
 from sidra.client import streams
+from sidra.client.aio_jobs import AsyncJobs
 from sidra.client.aio_session import AsyncSession, call_session, list_leases
 from sidra.client.credentials import (
     AioBearerToken,
@@ -245,6 +246,14 @@ class AsyncRemoteBoard:
             self._info = description.info
         return self._info
 
+    async def instance_id(self) -> str:
+        """The board instance the server named in its last response (asked with
+        GetBoardInfo if this client has made no call yet)."""
+        if self._instance.current is None:
+            description: BoardDescription = await self.run(GetBoardInfoRequest())
+            return self._instance.current or description.instance_id
+        return self._instance.current
+
     async def _message(self, request: Request, op: Operation) -> Any:
         """``request``'s RPC message, or the SIDRA error a local driver would raise."""
         try:
@@ -284,6 +293,11 @@ class AsyncRemoteBoard:
                     raise error from exc
                 raise reported from error
         return reply, instance_in(trailers)
+
+    @property
+    def jobs(self) -> AsyncJobs:
+        """Training jobs run inside the server, next to the board (jobs.proto)."""
+        return AsyncJobs(self.channel, self.timeout_s)
 
     async def shared_memory(self, size_bytes: int, name: str = "") -> AsyncSharedRegion:
         """:meth:`RemoteBoard.shared_memory <sidra.client.RemoteBoard.shared_memory>`:

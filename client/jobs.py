@@ -26,7 +26,17 @@ from sidra.client.errors import from_rpc_error
 from sidra.drivers import BoardUnavailable, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
-__all__ = ["FINAL_STATES", "JOB_SERVICE", "JobEvent", "JobInfo", "Jobs"]
+__all__ = [
+    "FINAL_STATES",
+    "JOB_SERVICE",
+    "WATCH_CODECS",
+    "JobEvent",
+    "JobInfo",
+    "Jobs",
+    "job_method",
+    "submit_request",
+    "watch_retry",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ RECONNECT_LIMIT_S = 60.0
 """How long :meth:`Jobs.watch` keeps trying to resume a broken stream, s."""
 STREAM_RETRY_S = 1.0
 """How often :meth:`Jobs.watch` asks again for a stream the server had no place for, s."""
+RESUME_S = 0.5
+"""How long :meth:`Jobs.watch` waits before resuming a stream the network broke, s."""
 
 
 def _state(value: int) -> str:
@@ -139,10 +151,7 @@ class Jobs:
         """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
         (the fields of its option model; missing ones take defaults)."""
-        request = pb.SubmitJobRequest(
-            kind=kind, options_json=json.dumps(dict(options or {})), dataset=dataset,
-            lease_wait_s=lease_wait_s,
-        )  # fmt: skip
+        request = submit_request(kind, options, dataset, lease_wait_s)
         timeout = self.timeout_s + lease_wait_s
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
 
@@ -167,11 +176,7 @@ class Jobs:
         are taken (``limits.max_streams``) is asked for again every
         :data:`STREAM_RETRY_S` until one frees, however long (the events wait in the
         server's store); other errors raise the SIDRA exception."""
-        method = self.channel.unary_stream(
-            f"/{JOB_SERVICE}/WatchJob",
-            request_serializer=pb.WatchJobRequest.SerializeToString,
-            response_deserializer=pb.JobEvent.FromString,
-        )
+        method = self.channel.unary_stream(f"/{JOB_SERVICE}/WatchJob", **WATCH_CODECS)
         index = from_index
         broken_since: float | None = None
         while True:
@@ -185,17 +190,11 @@ class Jobs:
                 return
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
-                if isinstance(error, ResourceExhausted) and error.field == "limits.max_streams":
-                    log.info("job %s: %s; asking again in %g s", job_id, error, STREAM_RETRY_S)
-                    time.sleep(STREAM_RETRY_S)
-                    continue
-                if not isinstance(error, BoardUnavailable):
+                retry = watch_retry(error, job_id, index, broken_since)
+                if retry is None:
                     raise error from exc
-                broken_since = broken_since or time.monotonic()
-                if time.monotonic() - broken_since > RECONNECT_LIMIT_S:
-                    raise error from exc
-                log.info("job %s: watch stream broken (%s); resuming at %d", job_id, exc, index)
-                time.sleep(0.5)
+                delay_s, broken_since = retry
+                time.sleep(delay_s)
             finally:
                 stream.cancel()
 
@@ -206,12 +205,52 @@ class Jobs:
         return self.get(job_id)
 
     def _call(self, rpc: str, request: Any, response: Any, timeout_s: float | None = None) -> Any:
-        method = self.channel.unary_unary(
-            f"/{JOB_SERVICE}/{rpc}",
-            request_serializer=type(request).SerializeToString,
-            response_deserializer=response.FromString,
-        )
+        method = self.channel.unary_unary(**job_method(rpc, request, response))
         try:
             return method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
+
+
+def submit_request(
+    kind: str, options: Mapping[str, Any] | None, dataset: str, lease_wait_s: float
+) -> pb.SubmitJobRequest:
+    """SubmitJob's request (:meth:`Jobs.submit`)."""
+    return pb.SubmitJobRequest(
+        kind=kind, options_json=json.dumps(dict(options or {})), dataset=dataset,
+        lease_wait_s=lease_wait_s,
+    )  # fmt: skip
+
+
+def watch_retry(
+    error: Exception, job_id: str, index: int, broken_since: float | None
+) -> tuple[float, float | None] | None:
+    """Whether a WatchJob stream that failed with ``error`` is asked for again: the wait
+    before asking, s, and since when the network has broken it (None: it did not);
+    None when ``error`` is to be raised (:meth:`Jobs.watch` says which are retried)."""
+    if isinstance(error, ResourceExhausted) and error.field == "limits.max_streams":
+        log.info("job %s: %s; asking again in %g s", job_id, error, STREAM_RETRY_S)
+        return STREAM_RETRY_S, broken_since
+    if not isinstance(error, BoardUnavailable):
+        return None
+    broken_since = broken_since or time.monotonic()
+    if time.monotonic() - broken_since > RECONNECT_LIMIT_S:
+        return None
+    log.info("job %s: watch stream broken (%s); resuming at %d", job_id, error, index)
+    return RESUME_S, broken_since
+
+
+WATCH_CODECS = {
+    "request_serializer": pb.WatchJobRequest.SerializeToString,
+    "response_deserializer": pb.JobEvent.FromString,
+}
+"""WatchJob's serializers, as a channel's ``unary_stream`` takes them."""
+
+
+def job_method(rpc: str, request: Any, response: Any) -> dict[str, Any]:
+    """The path and serializers of JobService's unary ``rpc`` (``channel.unary_unary``)."""
+    return {
+        "method": f"/{JOB_SERVICE}/{rpc}",
+        "request_serializer": type(request).SerializeToString,
+        "response_deserializer": response.FromString,
+    }

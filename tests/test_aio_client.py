@@ -48,6 +48,30 @@ def test_every_board_method_is_a_coroutine_of_the_same_signature() -> None:
         assert inspect.signature(method) == inspect.signature(getattr(BoardMethods, name)), name
 
 
+_SYNC_ONLY = {
+    "channel": "an attribute of each instance (grpc.aio.Channel)",
+    "run_step": "the Board interface's step of a sequence the server runs",
+}
+
+
+def test_the_async_client_has_every_member_of_the_sync_one_with_its_parameters() -> None:
+    """Beyond the board methods: sessions, shared memory, jobs, the instance id; each
+    async where the sync one may call the server, with the same parameters."""
+    from sidra.client import RemoteBoard
+    from sidra.client.aio_jobs import AsyncJobs
+    from sidra.client.jobs import Jobs
+
+    pairs = ((RemoteBoard, AsyncRemoteBoard, _SYNC_ONLY), (Jobs, AsyncJobs, {}))
+    for cls, async_cls, only in pairs:
+        for name in [n for n in dir(cls) if not n.startswith("_") and n not in only]:
+            assert hasattr(async_cls, name), f"{async_cls.__name__}.{name}"
+            ours, theirs = getattr(async_cls, name), getattr(cls, name)
+            if not callable(theirs) or isinstance(theirs, property):
+                continue
+            same = list(inspect.signature(theirs).parameters)
+            assert list(inspect.signature(ours).parameters) == same, name
+
+
 def test_an_mvm_stream_answers_as_the_synchronous_clients(
     served: tuple[BoardDriver, int],
 ) -> None:
@@ -117,6 +141,7 @@ def test_answers_equal_the_synchronous_clients(served: tuple[BoardDriver, int]) 
             g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols))
             v = rng.uniform(-0.1, 0.1, (16, info.rows)).astype(np.float32)
             async with await aio_connect(address) as board:
+                assert await board.instance_id() == sync.instance_id  # asked before any call
                 assert await board.info() == info
                 report = await board.program(1, g.astype(np.float32))
                 assert report.rms_error_us == sync.program(1, g.astype(np.float32)).rms_error_us

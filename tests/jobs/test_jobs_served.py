@@ -5,6 +5,7 @@ state store. The board is the ideal emulator, so "restored" is checked exactly.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -475,3 +477,37 @@ def test_open_streams_never_take_every_worker_and_a_refused_watcher_waits_for_a_
                 assert not watcher.is_alive() and seen[-1] == "cancelled"
         finally:
             server.stop(grace=None).wait()
+
+
+def test_the_async_client_runs_jobs_as_the_sync_one(port: int) -> None:
+    """Submit, watch (the sync client's events, one by one), get with the record, list,
+    cancel and wait, as coroutines; an unknown job is the sync client's error."""
+
+    from sidra.client.aio import connect as aio_connect
+
+    async def run() -> tuple[list[Any], str, Any, str]:
+        async with await aio_connect(f"127.0.0.1:{port}") as board:
+            job = await board.jobs.submit("spsa", SHORT)
+            events = [event async for event in board.jobs.watch(job.job_id)]
+            done = await board.jobs.get(job.job_id, include_record=True)
+            listed = [listed.job_id for listed in await board.jobs.list()]
+            assert job.job_id in listed
+            endless = await board.jobs.submit("spsa", ENDLESS | {"tiles": [1]})
+            async for event in board.jobs.watch(endless.job_id):
+                if event.kind == "progress":
+                    break
+            await board.jobs.cancel(endless.job_id)
+            ended = await board.jobs.wait(endless.job_id)
+            with pytest.raises(SidraError, match="NOT_FOUND") as unknown:
+                await board.jobs.get("0" * 16)
+            return events, job.job_id, (done, ended), str(unknown.value)
+
+    events, job_id, (done, ended), unknown = asyncio.run(run())
+    assert done.state == "succeeded" and done.summary is not None
+    assert {"settings.json", "steps.csv"} <= set(done.files)
+    assert ended.state == "cancelled" and ended.error.endswith("its record kept")
+    with _client(port) as board:
+        assert events == list(board.jobs.watch(job_id))
+        with pytest.raises(SidraError) as sync_unknown:
+            board.jobs.get("0" * 16)
+    assert unknown == str(sync_unknown.value)

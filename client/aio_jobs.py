@@ -1,0 +1,113 @@
+"""Training jobs for :class:`~sidra.client.aio.AsyncRemoteBoard` (jobs.proto).
+
+The asyncio form of :mod:`sidra.client.jobs`: the same calls, answers and errors as
+coroutines, and :meth:`AsyncJobs.watch` an async iterator that resumes a broken
+stream as the synchronous one does::
+
+    async with await aio.connect("lab-pc:50051") as board:
+        job = await board.jobs.submit("spsa", {"steps": 2000, "tile": 3})
+        async for event in board.jobs.watch(job.job_id):
+            print(event.step, event.total, event.message)
+        record = await board.jobs.get(job.job_id, include_record=True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from sidra.client.errors import from_rpc_error
+from sidra.client.jobs import (
+    JOB_SERVICE,
+    WATCH_CODECS,
+    JobEvent,
+    JobInfo,
+    job_method,
+    submit_request,
+    watch_retry,
+)
+from sidra.hil.v1 import jobs_pb2 as pb
+
+__all__ = ["AsyncJobs"]
+
+
+class AsyncJobs:
+    """JobService of the server behind an asyncio ``channel``; every unary call has
+    ``timeout_s``. The methods are :class:`~sidra.client.jobs.Jobs`' as coroutines."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 30.0) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s
+
+    async def submit(
+        self,
+        kind: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        dataset: str = "digits",
+        lease_wait_s: float = 0.0,
+    ) -> JobInfo:
+        """Starts a ``kind`` job on ``dataset`` with ``options`` (:meth:`Jobs.submit
+        <sidra.client.jobs.Jobs.submit>`)."""
+        request = submit_request(kind, options, dataset, lease_wait_s)
+        timeout = self.timeout_s + lease_wait_s
+        return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
+
+    async def get(self, job_id: str, *, include_record: bool = False) -> JobInfo:
+        request = pb.GetJobRequest(job_id=job_id, include_record=include_record)
+        return JobInfo.from_pb(await self._call("GetJob", request, pb.Job))
+
+    async def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
+        """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100)."""
+        request = pb.ListJobsRequest(principal=principal, limit=limit)
+        reply = await self._call("ListJobs", request, pb.ListJobsResponse)
+        return [JobInfo.from_pb(job) for job in reply.jobs]
+
+    async def cancel(self, job_id: str) -> JobInfo:
+        """Asks the job to stop (jobs.proto, "Cancellation"); watch it to its end."""
+        request = pb.CancelJobRequest(job_id=job_id)
+        return JobInfo.from_pb(await self._call("CancelJob", request, pb.Job))
+
+    async def watch(self, job_id: str, from_index: int = 0) -> AsyncIterator[JobEvent]:
+        """The job's events from ``from_index`` until its final state; a broken stream
+        is asked for again as :meth:`Jobs.watch <sidra.client.jobs.Jobs.watch>` does."""
+        method = self.channel.unary_stream(f"/{JOB_SERVICE}/WatchJob", **WATCH_CODECS)
+        index = from_index
+        broken_since: float | None = None
+        while True:
+            stream = method(pb.WatchJobRequest(job_id=job_id, from_index=index))
+            try:
+                async for message in stream:
+                    broken_since = None
+                    event = JobEvent.from_pb(message)
+                    index = event.index + 1
+                    yield event
+                return
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                retry = watch_retry(error, job_id, index, broken_since)
+                if retry is None:
+                    raise error from exc
+                delay_s, broken_since = retry
+                await asyncio.sleep(delay_s)
+            finally:
+                stream.cancel()
+
+    async def wait(self, job_id: str) -> JobInfo:
+        """Follows the job to its end; returns it as it ended."""
+        async for _ in self.watch(job_id):
+            pass
+        return await self.get(job_id)
+
+    async def _call(
+        self, rpc: str, request: Any, response: Any, timeout_s: float | None = None
+    ) -> Any:
+        method = self.channel.unary_unary(**job_method(rpc, request, response))
+        try:
+            return await method(request, timeout=timeout_s or self.timeout_s)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
