@@ -368,6 +368,19 @@ def test_every_command_opens_its_help_with_a_one_line_summary(
     assert "\n" not in summary, f"{' '.join(path)}: {summary!r}"
 
 
+@pytest.mark.parametrize(
+    "command", [path[2] for path, _ in _commands() if path[1:2] == ("train",) and len(path) == 3]
+)
+def test_every_training_command_says_what_ctrl_c_does(command: str) -> None:
+    """Each stops at a boundary of its own and keeps what it did: its help says which."""
+    import typer
+
+    from sidra.cli.train import train_app
+
+    text = " ".join((typer.main.get_command(train_app).commands[command].help or "").split())
+    assert "Ctrl-C stops" in text and "second Ctrl-C stops at once" in text, command
+
+
 def _bounded_options() -> list[tuple[tuple[str, ...], str, int, int | None]]:
     """(command path, flag, min, max) of every ``sidra`` option typer bounds."""
     return [

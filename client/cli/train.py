@@ -462,7 +462,10 @@ def last_layer(
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
-    """Fixed random feature layer on the board, head trained with exact gradients."""
+    """Fixed random feature layer on the board, head trained with exact gradients.
+
+    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130); a
+    second Ctrl-C stops at once."""
     # typer gives an option never named as an empty list: no head tiles means "placed".
     options = job_options(LastLayerOptions, ctx, head_tiles=head_tiles or None)
     _by_epochs(
@@ -498,7 +501,10 @@ def mlp(
 ) -> None:
     """Every layer on the board: forward by MVM, backward by TransposeMVM.
 
-    The summary gives each layer's gradient cosine to the exact gradient."""
+    The summary gives each layer's gradient cosine to the exact gradient.
+
+    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130); a
+    second Ctrl-C stops at once."""
     options = job_options(MLPOptions, ctx)
     _by_epochs("mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json)
 
@@ -546,7 +552,11 @@ def pat(
     epochs on the twin itself (--board-epochs). With --in-silico, trained on the twin
     alone and deployed to the board. A --remote-job sends --profile with the job,
     or without it has the server characterize the board first (on a lease of the whole
-    board until then, overwriting every tile); the twin emulator runs in the server."""
+    board until then, overwriting every tile); the twin emulator runs in the server.
+
+    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130);
+    while it characterizes the board, once the profile is complete, keeping it for
+    --profile. A second Ctrl-C stops at once."""
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
     if remote_job:
@@ -645,7 +655,10 @@ def forward_forward(
     """Forward-forward: each layer trained on its own goodness, no backward pass.
 
     Every layer's forward passes run on the board; each layer learns from its own
-    goodness (exact local gradient, or layer-local SPSA)."""
+    goodness (exact local gradient, or layer-local SPSA).
+
+    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130); a
+    second Ctrl-C stops at once."""
     options = job_options(FFOptions, ctx)
     _by_epochs(
         "ff", train_forward_forward, options, dataset, board, server, out, remote_job, as_json
@@ -685,7 +698,10 @@ def eqprop(
     """Equilibrium propagation: free and nudged phases settle on the same tiles.
 
     The phases settle by MVM and TransposeMVM; the local update contrasts their
-    equilibria. The summary gives the settling cost."""
+    equilibria. The summary gives the settling cost.
+
+    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130); a
+    second Ctrl-C stops at once."""
     options = job_options(EqPropOptions, ctx)
     _by_epochs("eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json)
 
@@ -713,7 +729,10 @@ def compare(
     """Every estimator and training algorithm on one budget and one board, per seed.
 
     One loss-evaluation budget for all; mean and spread per method, a record with a
-    plot."""
+    plot.
+
+    Ctrl-C stops after the method run under way and keeps the runs so far, with their
+    plot (exit 130); a second Ctrl-C stops at once."""
     from sidra.training.compare import compare_methods
 
     options = job_options(CompareOptions, ctx)
@@ -807,7 +826,10 @@ def drift_recovery_command(
     """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer.
 
     It ages the board (AdvanceClock): through --server it needs the whole board, which a
-    --remote-job leases; a run from here over --server needs the admin role."""
+    --remote-job leases; a run from here over --server needs the admin role.
+
+    Ctrl-C stops after the retraining epoch under way and prints the figures so far
+    (exit 130); a second Ctrl-C stops at once."""
     from sidra.training.recovery import drift_recovery
 
     options = job_options(RecoveryOptions, ctx)
