@@ -370,24 +370,35 @@ class JobManager:
         self, live: _LiveJob, state: str, error: str, summary: dict[str, Any],
         files: dict[str, bytes],
     ) -> None:  # fmt: skip
+        """Ends ``live``: its final row, last events and record are stored first, and only
+        then does anyone see the final state (its watchers, GetJob), so a client told a job
+        ended finds its record in the store, even after the server stops. Only the job's
+        own thread adds its events, so the final event's index cannot be taken meanwhile."""
+        now = self._clock()
         with self._changed:
-            row = live.row
-            row.state, row.error, row.ended_unix_s = state, error, self._clock()
+            final = dataclasses.replace(
+                live.row, state=state, error=error, ended_unix_s=now, events=len(live.events) + 1
+            )
             if summary:  # succeeded, or stopped early by CancelJob with its record
-                row.summary_json = json.dumps(summary, default=str)
-            self._event(live, "state", message=error, state=state)
-            pending = live.events[live.stored :]
-            snapshot = dataclasses.replace(row)
+                final.summary_json = json.dumps(summary, default=str)
+            event = JobEventRow(len(live.events), now, "state", message=error, state=state)
+            pending = [*live.events[live.stored :], event]
         try:
             assert self.records is not None
-            self.records.update(snapshot, pending, files or None)
-            with self._changed:
-                live.stored += len(pending)
+            self.records.update(final, pending, files or None)
+            stored = True
         except SidraError:
-            log.exception("job %s ended %s but its record was not stored", row.id, state)
-        log.info("job %s %s%s", row.id, state, f": {error}" if error else "")
+            log.exception("job %s ended %s but its record was not stored", final.id, state)
+            stored = False
         with self._changed:
+            row = live.row
+            row.state, row.error, row.ended_unix_s = state, error, now
+            row.summary_json, row.events = final.summary_json, final.events
+            live.events.append(event)
+            if stored:
+                live.stored = len(live.events)
             self._changed.notify_all()
+        log.info("job %s %s%s", final.id, state, f": {error}" if error else "")
 
     # -- events (the manager's condition held) -------------------------------------
 

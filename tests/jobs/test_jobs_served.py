@@ -511,3 +511,29 @@ def test_the_async_client_runs_jobs_as_the_sync_one(port: int) -> None:
         with pytest.raises(SidraError) as sync_unknown:
             board.jobs.get("0" * 16)
     assert unknown == str(sync_unknown.value)
+
+
+def test_a_job_is_seen_ended_only_once_its_record_is_stored(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's write of a job's end is slowed down: a client that watched the job to
+    its end, or asks for it, finds its record in the store all the same."""
+    import time
+
+    original = JobRecords.update
+
+    def slow_final_write(self: JobRecords, row: JobRow, *args: Any, **kwargs: Any) -> None:
+        if row.state != "running":
+            time.sleep(0.5)
+        original(self, row, *args, **kwargs)
+
+    monkeypatch.setattr(JobRecords, "update", slow_final_write)
+    with served(store_path) as port, _client(port) as board:
+        job = board.jobs.submit("spsa", SHORT)
+        ended = board.jobs.wait(job.job_id)
+        assert ended.state == "succeeded" and ended.summary is not None
+        with StateStore(store_path, read_only=True) as store:
+            stored = JobRecords(store).get(job.job_id, with_files=True)
+        assert stored is not None and stored.state == "succeeded"
+        assert json.loads(stored.summary_json) == ended.summary
+        assert "summary.json" in stored.files
