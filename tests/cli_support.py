@@ -29,6 +29,13 @@ def run_sidra(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess
     )
 
 
+def unwrapped(text: str) -> str:
+    """``text`` without whitespace and box lines: what a console prints, whatever its width
+    (rich wraps at 80 columns off a terminal, mid-word in a long path, and a usage error
+    comes in a box), so a test can look for a phrase in it."""
+    return "".join(ch for ch in text if not ch.isspace() and ch not in "│╭╮╰╯─")
+
+
 def sidra_json(*args: str, timeout: float = 120.0) -> Any:
     """``sidra ARGS... --json``: must succeed; returns the JSON it printed."""
     result = run_sidra(*args, "--json", timeout=timeout)

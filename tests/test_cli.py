@@ -21,6 +21,7 @@ from cli_support import (
     served,
     serving_line,
     sidra_json,
+    unwrapped,
 )
 from rich.console import Console
 
@@ -200,8 +201,8 @@ def test_ctrl_c_while_pat_characterizes_keeps_the_profile_and_trains_nothing(
     )  # fmt: skip
     assert status == 130, stderr
     assert stdout == ""
-    text = " ".join(stderr.split())
-    assert f"stopped before training: the twin's profile is in {out / 'twin.toml'}" in text
+    said = f"stopped before training: the twin's profile is in {out / 'twin.toml'}"
+    assert unwrapped(said) in unwrapped(stderr)
     assert "[geometry]" in (out / "twin.toml").read_text()
     assert sorted(path.name for path in out.iterdir()) == ["twin.toml"]
 

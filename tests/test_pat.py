@@ -31,7 +31,7 @@ from sidra.training import (
     load_dataset,
     train_pat,
 )
-from tests.cli_support import run_sidra
+from tests.cli_support import run_sidra, unwrapped
 
 STUCK_MIN = ((0, 0), (3, 1), (5, 4), (7, 9))
 STUCK_MAX = ((1, 2), (4, 0), (6, 7), (2, 11), (8, 6))
@@ -285,7 +285,7 @@ def test_the_cli_characterizes_the_board_when_no_profile_is_given(tmp_path: Path
         "--board", f"serial://{tmp_path / 'no-such-tty'}",
     )  # fmt: skip
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "--profile" in refused.stderr and "missing.toml" in refused.stderr
+    assert "--profile" in refused.stderr and "missing.toml" in unwrapped(refused.stderr)
     assert "no-such-tty" not in refused.stderr
 
 

@@ -15,7 +15,7 @@ from sidra.drivers import BoardInfo, open_board, rademacher
 from sidra.training import AnalogLinear
 from sidra.training.datasets import load_dataset
 from sidra.training.placement import LayerShape, PlacementError, place
-from tests.cli_support import run_sidra
+from tests.cli_support import run_sidra, unwrapped
 
 INFO = BoardInfo("m", "s", "f", 4, 256, 256, 1.0, 40.0, 0, 0, 0.2)
 
@@ -129,7 +129,7 @@ def test_a_data_set_that_cannot_be_loaded_is_a_usage_error(command: str, tmp_pat
         done = run_sidra("train", command, "--dataset", dataset)
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
-        assert "--dataset" in done.stderr and says in " ".join(done.stderr.split())
+        assert "--dataset" in done.stderr and unwrapped(says) in unwrapped(done.stderr)
 
 
 def _saved(path: Path, **arrays: Any) -> str:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from sidra.client import RemoteBoard
-from tests.cli_support import SIDRA, run_sidra, served, sidra_json
+from tests.cli_support import SIDRA, run_sidra, served, sidra_json, unwrapped
 
 
 def _address(board: RemoteBoard) -> str:
@@ -79,9 +79,9 @@ def test_a_remote_job_cancelled_from_elsewhere_leaves_its_record_in_out(tmp_path
         finally:
             proc.kill()
     assert proc.returncode == 1
-    message = " ".join(stderr.split())
-    assert f"job {job_id} cancelled: cancelled by local; stopped after step" in message
-    assert f"its record kept; record in {out}" in message
+    message = unwrapped(stderr)
+    assert unwrapped(f"job {job_id} cancelled: cancelled by local; stopped after step") in message
+    assert unwrapped(f"its record kept; record in {out}") in message
     settings = json.loads((out / "settings.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert 1 <= settings["stopped_at_step"] == summary["steps"] < 1_000_000
