@@ -37,7 +37,6 @@ from sidra.server.recording import Recording, is_recorded
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.shared_memory import (
     SHARED_RPCS,
-    SharedMemoryDenied,
     SharedMemoryStore,
     SharedSpan,
     names_shared_memory,
@@ -139,7 +138,9 @@ class BoardServicer:
             request = convert.request_from_pb(message, op)
             outputs = None
             if op.rpc in SHARED_RPCS and names_shared_memory(message):
-                request, outputs = self._shared(message, request, principal, context)
+                request, outputs = self.shared_request(
+                    message, request, principal, _session_of(context), context.peer()
+                )
             # The request holds its own copy of the tensor bytes: drop the parsed message
             # now rather than at return, one request's size less held while it waits and runs.
             del message
@@ -150,19 +151,6 @@ class BoardServicer:
                 op.rpc, request, principal, caller, _session_of(context), admin=admin
             )
             return answer_of(result, op, request, outputs)
-
-    def _shared(
-        self, message: Message, request: Request, principal: str, context: grpc.ServicerContext
-    ) -> tuple[Request, Any]:
-        """:meth:`shared_request` of a unary call; PERMISSION_DENIED when it may not use
-        the shared memory it names."""
-        try:
-            return self.shared_request(
-                message, request, principal, _session_of(context), context.peer()
-            )
-        except SharedMemoryDenied as exc:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-            raise  # abort raises; this line is for the type checker
 
     def shared_request(
         self,
@@ -175,7 +163,8 @@ class BoardServicer:
         """``request`` (an MVM or TransposeMVM ``message`` naming shared memory) with its
         inputs read from the caller's shared memory, and the span its outputs go to
         (None: in the answer); all checked before the board is touched
-        (sidra.server.shared_memory). SharedMemoryDenied when the caller may not."""
+        (sidra.server.shared_memory). SharedMemoryDenied (PERMISSION_DENIED) when the
+        caller may not."""
         return shared_pass(
             self.shared_memory, message, request, self.board.info, principal, session_id, peer
         )

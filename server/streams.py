@@ -32,7 +32,7 @@ from sidra.hil.v1 import stream_pb2 as spb
 from sidra.server.limits import caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.servicer import BoardServicer, _session_of, answer_of
-from sidra.server.shared_memory import SharedMemoryDenied, names_shared_memory
+from sidra.server.shared_memory import names_shared_memory
 from sidra.server.status import MESSAGE_LIMIT, SERVICE_FAULT_CODES, code_for, map_errors
 
 __all__ = [
@@ -117,7 +117,7 @@ class StreamServicer:
             )
             answer = answer_of(result, op, request, outputs)  # outputs written before it
         except SidraError as exc:
-            if _item_code(exc) in SERVICE_FAULT_CODES:
+            if code_for(exc) in SERVICE_FAULT_CODES:
                 log.error("MVMStream item %d failed: %s", response.sequence, exc, exc_info=True)
             _fill_error(response.error, exc)
             return response
@@ -239,17 +239,9 @@ def _bands(g: np.ndarray, rows_per_band: int, cost: pb.OperationCost) -> Iterato
         yield chunk
 
 
-def _item_code(exc: SidraError) -> grpc.StatusCode:
-    """The status a unary call failing with ``exc`` ends with: the shared table's, and
-    PERMISSION_DENIED for shared memory the caller may not use (BoardServicer._shared)."""
-    if isinstance(exc, SharedMemoryDenied):
-        return grpc.StatusCode.PERMISSION_DENIED
-    return code_for(exc)
-
-
 def _fill_error(error: spb.StreamItemError, exc: SidraError) -> None:
     """``exc`` as a stream item's error: what its status and ErrorInfo would say."""
-    error.code = _item_code(exc).name
+    error.code = code_for(exc).name
     error.message = capped(str(exc), MESSAGE_LIMIT)
     error.exception = type(exc).__name__
     if isinstance(exc, InvalidArgument | ResourceExhausted):

@@ -8,7 +8,7 @@ state. Errors leave through ``sidra.server.status`` like BoardService's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -18,7 +18,7 @@ from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.sessions.keeper import LeaseEnd, LeaseKeeper
 from sidra.server.sessions.registry import SessionView
-from sidra.server.shared_memory import SharedMemoryDenied, SharedMemoryStore
+from sidra.server.shared_memory import SharedMemoryStore
 from sidra.server.status import map_errors
 
 __all__ = ["SESSION_SERVICE_NAME", "SessionServicer", "session_service_handler"]
@@ -102,12 +102,9 @@ class SessionServicer:
     ) -> Message:
         principal, _ = self.caller_of(context)
         store = self._store(context)
-        mapping = _denied_as_status(
-            context,
-            lambda: store.register(
-                principal, request.session_id, context.peer(), request.name, request.key,
-                request.size_bytes,
-            ),
+        mapping = store.register(
+            principal, request.session_id, context.peer(), request.name, request.key,
+            request.size_bytes,
         )  # fmt: skip
         return pb.SharedMemoryRegistration(
             name=mapping.name, key=request.key, size_bytes=mapping.size_bytes,
@@ -119,10 +116,7 @@ class SessionServicer:
     ) -> Message:
         principal, _ = self.caller_of(context)
         store = self._store(context)
-        _denied_as_status(
-            context,
-            lambda: store.unregister(principal, request.session_id, context.peer(), request.name),
-        )
+        store.unregister(principal, request.session_id, context.peer(), request.name)
         return pb.SharedMemoryRegistration(
             name=request.name, session_registrations=store.session_registrations(request.session_id)
         )
@@ -132,18 +126,6 @@ class SessionServicer:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "this server offers no shared memory")
         assert self.shared_memory is not None
         return self.shared_memory
-
-
-T = TypeVar("T")
-
-
-def _denied_as_status(context: grpc.ServicerContext, action: Callable[[], T]) -> T:
-    """``action()``; a SharedMemoryDenied leaves as PERMISSION_DENIED."""
-    try:
-        return action()
-    except SharedMemoryDenied as exc:
-        context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-        raise  # abort raises; this line is for the type checker
 
 
 def _state(view: SessionView) -> pb.SessionState:
