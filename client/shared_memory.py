@@ -19,9 +19,11 @@ its host; the registration ends with :meth:`SharedRegion.close` or the session.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from types import TracebackType
@@ -32,7 +34,7 @@ import numpy.typing as npt
 
 from sidra.client.aio_session import call_session
 from sidra.client.session import session_call
-from sidra.drivers import FailedPrecondition, InvalidArgument, SessionClosed, SidraError
+from sidra.drivers import FailedPrecondition, InvalidArgument, SessionClosed
 from sidra.drivers.types import Cost, MVMResult, Region
 from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
@@ -131,8 +133,19 @@ class SharedObject:
             session_id=self.session_id, name=self.name, key=self.key, size_bytes=self.size_bytes
         )
 
-    def _unregister_request(self) -> session_pb2.UnregisterSharedMemoryRequest:
-        return session_pb2.UnregisterSharedMemoryRequest(session_id=self.session_id, name=self.name)
+    @contextlib.contextmanager
+    def _unregistering(self) -> Iterator[session_pb2.UnregisterSharedMemoryRequest]:
+        """Yields the request that ends the registration, for the caller to send, then
+        unlinks the object whatever the answer: a session that has ended took the
+        registration with it, which is no error; any other error is raised."""
+        try:
+            yield session_pb2.UnregisterSharedMemoryRequest(
+                session_id=self.session_id, name=self.name
+            )
+        except (SessionClosed, FailedPrecondition):
+            pass
+        finally:
+            self._release()
 
     def _release(self) -> None:
         memory, self._memory, self._map = self._memory, None, None
@@ -159,17 +172,10 @@ class SharedRegion(SharedObject):
         views of it must not be used after."""
         if self._memory is None:
             return
-        try:
-            request = self._unregister_request()
+        with self._unregistering() as request:
             session_call(
                 self.board.channel, "UnregisterSharedMemory", request, self.board.timeout_s
             )
-        except (SessionClosed, FailedPrecondition):
-            pass  # the session ended, and the registration with it
-        except SidraError:
-            self._release()
-            raise
-        self._release()
 
     def __enter__(self) -> SharedRegion:
         return self
@@ -209,17 +215,10 @@ class AsyncSharedRegion(SharedObject):
         views of it must not be used after."""
         if self._memory is None:
             return
-        try:
-            request = self._unregister_request()
+        with self._unregistering() as request:
             await call_session(
                 self.board.channel, "UnregisterSharedMemory", request, self.board.timeout_s
             )
-        except (SessionClosed, FailedPrecondition):
-            pass  # the session ended, and the registration with it
-        except SidraError:
-            self._release()
-            raise
-        self._release()
 
     async def __aenter__(self) -> AsyncSharedRegion:
         return self
