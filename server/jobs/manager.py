@@ -391,9 +391,7 @@ class JobManager:
             log.exception("job %s ended %s but its record was not stored", final.id, state)
             stored = False
         with self._changed:
-            row = live.row
-            row.state, row.error, row.ended_unix_s = state, error, now
-            row.summary_json, row.events = final.summary_json, final.events
+            live.row = final
             live.events.append(event)
             if stored:
                 live.stored = len(live.events)
