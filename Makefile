@@ -29,8 +29,14 @@ demo: $(VENV)/.runtime
 
 test: lint contracts typecheck pytest
 
+# The suite on one worker process per CPU, at most four (pytest-xdist): every test
+# binds its own port, pty, BAR file and temporary folder. PYTEST_WORKERS=0 runs it
+# in this process. A real board's conformance run (`pytest -m conformance
+# --board-url ...`) stays serial: one board serves one test at a time.
+PYTEST_WORKERS ?= auto
+
 pytest: $(VENV)/.dev
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n $(PYTEST_WORKERS) --maxprocesses 4
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
