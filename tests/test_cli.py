@@ -370,6 +370,28 @@ def test_every_command_opens_its_help_with_a_one_line_summary(
 
 
 @pytest.mark.parametrize(
+    ("path", "command"), _commands(), ids=[" ".join(path) for path, _ in _commands()]
+)
+def test_every_bracketed_name_in_a_help_text_reaches_the_screen(
+    path: tuple[str, ...], command: Any
+) -> None:
+    """Help is rich markup: an unescaped ``[metrics]`` is taken for a style and vanishes
+    from the screen. Section names of the configuration ([auth], [limits]) must show."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+    names = {m.replace("\\", "") for t in texts for m in re.findall(r"\\?\[[a-z_.]+\]", t)}
+    if not names:
+        return
+    result = CliRunner().invoke(app, [*path[1:], "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    shown = unwrapped(result.output)
+    assert not [n for n in names if n not in shown], (names, result.output)
+
+
+@pytest.mark.parametrize(
     "command", [path[2] for path, _ in _commands() if path[1:2] == ("train",) and len(path) == 3]
 )
 def test_every_training_command_says_what_ctrl_c_does(command: str) -> None:

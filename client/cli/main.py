@@ -57,11 +57,11 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve one board over gRPC until interrupted (SIGINT/SIGTERM drain and stop).
+    r"""Serve one board over gRPC until interrupted (SIGINT/SIGTERM drain and stop).
 
     Settings not given as options come from SIDRA_* variables (SIDRA_LISTEN,
     SIDRA_TLS__CERT, ...), then the --config file (or SIDRA_CONFIG), then the defaults.
-    With [metrics] listen, Prometheus metrics are served there (docs/operations.md).
+    With \[metrics] listen set, Prometheus metrics are served there (docs/operations.md).
     """
     settings = _settings_or_exit(
         config, board=board, listen=listen, max_message_mb=max_message_mb, workers=workers

@@ -36,7 +36,12 @@ def _known_preset(name: str) -> str:
 
 
 Preset = Annotated[
-    str, typer.Option("--preset", help="Emulator board preset.", callback=_known_preset)
+    str,
+    typer.Option(
+        "--preset",
+        help=f"Emulator board preset: {', '.join(sorted(PRESETS))}.",
+        callback=_known_preset,
+    ),
 ]
 
 Options = TypeVar("Options", bound=BaseModel)

@@ -112,15 +112,18 @@ class StreamServiceServicer:
         recorded in the state store, answered with the ProgramResponse a unary
         Program of the same targets gives. Errors are Program's (field paths of
         ProgramRequest: conductances, conductances.shape, row_offset, ...) plus
-        chunks                 INVALID_ARGUMENT  no chunk; a first chunk without
-        shape; a later chunk with tile,
-        offsets or shape set; a band
-        that is not the next rows, not
-        the full width, or past the
+        chunks                 INVALID_ARGUMENT  no chunk; a later chunk with
+        tile, offsets or shape set; a
+        band that is not the next rows,
+        not the full width, or past the
         last row; fewer rows than the
         shape says when the stream ends
-        chunks.shape           OUT_OF_RANGE      a region larger than one tile
+        chunks.shape           INVALID_ARGUMENT  the first chunk's shape missing,
+        not 2 dimensions, or a dimension 0
+        OUT_OF_RANGE      a region larger than one tile
         (the total size limit)
+        "chunks" names the stream, not a field of ProgramChunk, so these errors
+        carry the ErrorInfo only, no BadRequest (board.proto, "Errors").
         Each chunk is one message, so also under max_message_mb.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
