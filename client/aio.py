@@ -37,8 +37,8 @@ from sidra.client import streams
 from sidra.client.aio_jobs import AsyncJobs
 from sidra.client.aio_session import AsyncSession, call_session, list_leases
 from sidra.client.credentials import (
-    AioBearerToken,
     TlsCredentials,
+    aio_bearer_token,
     check_token_transport,
     token_from_env,
 )
@@ -589,7 +589,7 @@ async def connect(
     interceptors = []
     if token:
         check_token_transport(address, tls)
-        interceptors.append(AioBearerToken(token))
+        interceptors = aio_bearer_token(token)
     if tls is None:
         channel = grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     else:

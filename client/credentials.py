@@ -23,9 +23,9 @@ from sidra.drivers import InvalidArgument
 
 __all__ = [
     "TOKEN_ENV",
-    "AioBearerToken",
     "BearerToken",
     "TlsCredentials",
+    "aio_bearer_token",
     "check_token_transport",
     "token_from_env",
 ]
@@ -95,40 +95,88 @@ def _is_loopback(host: str) -> bool:
 class BearerToken(
     grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]  # grpc has no types
     grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
 ):
-    """Adds ``authorization: Bearer <token>`` to every unary call of a channel, and to
-    every server-streaming one (JobService.WatchJob)."""
+    """Adds ``authorization: Bearer <token>`` to every call of a channel, whatever its
+    shape: unary, server streaming (WatchJob, ReadConductanceChunked), client streaming
+    (ProgramChunked) and bidirectional (MVMStream). A channel intercepts only the shapes
+    its interceptor declares and sends the others bare, so this declares all four."""
 
     def __init__(self, token: str) -> None:
         self._metadata = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: Any) -> _CallDetails:
+        return _with_metadata(details, [*(details.metadata or ()), self._metadata])
 
     def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
     ) -> Any:
-        metadata = [*(details.metadata or ()), self._metadata]
-        return continuation(_with_metadata(details, metadata), request)
+        return continuation(self._details(details), request)
 
     def intercept_unary_stream(
         self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
     ) -> Any:
-        metadata = [*(details.metadata or ()), self._metadata]
-        return continuation(_with_metadata(details, metadata), request)
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any
+    ) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(
+        self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any
+    ) -> Any:
+        return continuation(self._details(details), requests)
 
 
-class AioBearerToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # no types
-    """Adds ``authorization: Bearer <token>`` to every unary call of an asyncio channel."""
+class _AioBearerToken:
+    """The token added to an asyncio call's details; one subclass per call shape, since
+    an asyncio channel takes each interceptor for the one shape its base class names."""
 
     def __init__(self, token: str) -> None:
         self._metadata = ("authorization", f"Bearer {token}")
 
+    def _details(self, details: Any) -> grpc.aio.ClientCallDetails:
+        metadata = [*(details.metadata or ()), self._metadata]
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+class _AioUnaryUnary(_AioBearerToken, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
     ) -> Any:
-        metadata = [*(details.metadata or ()), self._metadata]
-        changed = grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-        )
-        return await continuation(changed, request)
+        return await continuation(self._details(details), request)
+
+
+class _AioUnaryStream(_AioBearerToken, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _AioStreamUnary(_AioBearerToken, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any
+    ) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class _AioStreamStream(_AioBearerToken, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(
+        self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any
+    ) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+def aio_bearer_token(token: str) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors adding ``authorization: Bearer <token>`` to every call of an asyncio
+    channel, one per call shape (see :class:`BearerToken`)."""
+    shapes = (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)
+    return [shape(token) for shape in shapes]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, urlsplit
 
 import grpc
 import numpy as np
@@ -86,6 +86,7 @@ __all__ = [
     "channel_options",
     "check_address",
     "connect",
+    "connect_server",
     "from_url",
     "instance_in",
     "refuse_unsendable",
@@ -499,6 +500,20 @@ def from_url(url: SplitResult) -> RemoteBoard:
     files = {key: Path(value) for key, value in query_options(url, GRPCS_OPTIONS).items()}
     tls = TlsCredentials(root_ca=files.get("ca"), cert=files.get("cert"), key=files.get("key"))
     return connect(url.netloc, tls=tls)
+
+
+def connect_server(target: str) -> RemoteBoard:
+    """The server a command's ``--server`` names: ``HOST:PORT`` (plaintext), or a URL as
+    ``--board`` takes one, ``grpc://HOST:PORT`` or ``grpcs://HOST:PORT?ca=PATH&cert=PATH&
+    key=PATH`` (TLS, mutual with cert and key). The token comes from ``SIDRA_TOKEN``."""
+    if "://" not in target:
+        return connect(target)
+    url = urlsplit(target)
+    if url.scheme not in ("grpc", "grpcs"):
+        raise InvalidArgument(
+            "--server", target, "HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT?ca=PATH..."
+        )
+    return from_url(url)
 
 
 def connect(

@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sidra.cli.options import AsJson
-from sidra.client import JobEvent, JobInfo, RemoteBoard, connect
+from sidra.client import JobEvent, JobInfo, RemoteBoard
+from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
 
 __all__ = ["event_line", "jobs_app", "run_remote_job"]
@@ -27,7 +28,12 @@ jobs_app = typer.Typer(
 )
 
 Server = Annotated[
-    str, typer.Option("--server", help="HOST:PORT of the sidra serve running the jobs.")
+    str,
+    typer.Option(
+        "--server",
+        help="The sidra serve running the jobs: HOST:PORT, or grpcs://HOST:PORT?ca=PATH"
+        "[&cert=PATH&key=PATH] for TLS (token from SIDRA_TOKEN).",
+    ),
 ]
 JobId = Annotated[str, typer.Argument(help="The job's id (sidra jobs list).")]
 
@@ -36,7 +42,7 @@ JobId = Annotated[str, typer.Argument(help="The job's id (sidra jobs list).")]
 def _server(address: str, what: str) -> Iterator[RemoteBoard]:
     """The server, or exit 1 naming the command and what went wrong."""
     try:
-        with connect(address) as board:
+        with connect_server(address) as board:
             yield board
     except SidraError as exc:
         typer.echo(f"sidra jobs {what}: {exc}", err=True)
@@ -177,7 +183,7 @@ def run_remote_job(
     """Submits a job to ``server``, follows it with a progress bar, saves its record
     into ``out`` and returns it. Ctrl-C stops following, not the job."""
     try:
-        with connect(server) as board:
+        with connect_server(server) as board:
             job = board.jobs.submit(kind, options, dataset=dataset)
             console.log(f"job {job.job_id} running on {server} (tiles "
                         f"{'all' if job.whole_board else list(job.tiles)})")  # fmt: skip

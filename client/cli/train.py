@@ -29,7 +29,7 @@ from rich.table import Table
 from sidra.cli.jobs import run_remote_job
 from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.twin import characterize_twin, load_twin, twin_emulator, twin_url
-from sidra.client import connect
+from sidra.client.remote import connect_server
 from sidra.drivers import Board, SidraError, open_board
 from sidra.training import (
     STOPPED_AT,
@@ -68,7 +68,12 @@ Dataset = Annotated[
 ]
 BoardUrl = Annotated[str, typer.Option("--board", help="Board URL opened in-process.")]
 ServerAddress = Annotated[
-    str | None, typer.Option("--server", help="HOST:PORT of a remote sidra serve.")
+    str | None,
+    typer.Option(
+        "--server",
+        help="A remote sidra serve: HOST:PORT, or grpcs://HOST:PORT?ca=PATH[&cert=PATH&"
+        "key=PATH] for TLS (token from SIDRA_TOKEN).",
+    ),
 ]
 
 
@@ -135,7 +140,7 @@ def _board(url: str, server: str | None) -> Iterator[Board]:
     the job cannot use, a checkpoint it cannot read) is reported as a usage error."""
     try:
         if server is not None:
-            with connect(server) as remote:
+            with connect_server(server) as remote:
                 yield remote
         else:
             with open_board(url) as local:

@@ -3,8 +3,10 @@ each role too low for it; the principal of each call; tokens stored only as hash
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -14,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from security_support import served, tokens_for_every_role
 
 from sidra.client import InvalidArgument, connect
+from sidra.client.aio import connect as aio_connect
 from sidra.drivers.operations import OPERATIONS
 from sidra.hil.v1 import session_pb2
 from sidra.server.security import (
@@ -240,3 +243,41 @@ def test_without_auth_every_call_is_local() -> None:
 def test_current_principal_outside_a_call_refuses_to_guess() -> None:
     with pytest.raises(LookupError, match="outside an RPC"):
         current_principal()
+
+
+def _targets_and_inputs(board: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A whole tile of distinct targets (µS) and a batch of two inputs (V)."""
+    g = np.linspace(1.0, 40.0, board.info.rows * board.info.cols, dtype=np.float32)
+    g = g.reshape(board.info.rows, board.info.cols)
+    v = np.full((2, board.info.rows), 0.1, np.float32)
+    return g, v
+
+
+def test_the_token_goes_with_every_call_shape(tmp_path: Path) -> None:
+    """Unary, server streaming, client streaming and bidirectional calls all carry the
+    token, from the sync and the asyncio client alike (a channel sends the shapes its
+    interceptor does not declare bare, and the server refuses them UNAUTHENTICATED)."""
+    tokens_file = tmp_path / "tokens.toml"
+    token = add_principal(tokens_file, "prog", Role.PROGRAMMER)
+    banded = 64 * 1024  # the server's message size as the client believes it: tiles go in bands
+    with served(tokens_file=tokens_file) as port:
+        with connect(f"127.0.0.1:{port}", token=token, server_max_message_bytes=banded) as board:
+            g, v = _targets_and_inputs(board)
+            board.program(1, g)  # ProgramChunked: client streaming
+            read = board.read_conductance(1)  # ReadConductanceChunked: server streaming
+            np.testing.assert_array_equal(read.conductances, g)
+            unary = board.mvm(1, v).currents
+            (streamed,) = list(board.mvm_stream(1, [v]))  # MVMStream: bidirectional
+            np.testing.assert_array_equal(streamed.currents, unary)
+
+        async def run() -> None:
+            async with await aio_connect(
+                f"127.0.0.1:{port}", token=token, server_max_message_bytes=banded
+            ) as board:
+                await board.program(2, g)
+                np.testing.assert_array_equal((await board.read_conductance(2)).conductances, g)
+                unary = (await board.mvm(2, v)).currents
+                streamed = [result async for result in board.mvm_stream(2, [v])]
+                np.testing.assert_array_equal(streamed[0].currents, unary)
+
+        asyncio.run(run())

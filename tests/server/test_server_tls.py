@@ -97,3 +97,26 @@ def test_bad_grpcs_urls_name_what_is_wrong(url: str, field: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
         open_board(url)
     assert caught.value.field == field
+
+
+def test_cli_server_options_take_a_grpcs_url(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--server`` of ``sidra jobs`` and ``sidra train`` reaches a mutual-TLS server with
+    tokens as ``--board`` does; a scheme it cannot serve is refused naming --server."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    tokens_file = tmp_path / "tokens.toml"
+    monkeypatch.setenv("SIDRA_TOKEN", add_principal(tokens_file, "viewer", Role.VIEWER))
+    with served(credentials=tls_credentials(pki, mutual=True), tokens_file=tokens_file) as port:
+        query = f"ca={pki.ca}&cert={pki.client_cert}&key={pki.client_key}"
+        result = CliRunner().invoke(
+            app, ["jobs", "list", "--server", f"grpcs://127.0.0.1:{port}?{query}", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == "[]"
+    result = CliRunner().invoke(app, ["jobs", "list", "--server", "serial:///dev/null"])
+    assert result.exit_code == 1
+    assert "--server: got 'serial:///dev/null', expected HOST:PORT" in result.output
