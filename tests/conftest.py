@@ -107,8 +107,10 @@ class BoardTarget:
         return open_board(self.url)
 
     def open_with_converters(self) -> AbstractContextManager[Board]:
-        """A board with DAC and ADC on the same transport: a default target's board with
-        the CONVERTER_PRESET instead of the ideal one; a board named by URL itself."""
+        """A board with DAC and ADC on the same transport, for a target that
+        :attr:`opens_fresh`: a default target's board with the CONVERTER_PRESET instead of
+        the ideal one; an emu:// URL's own board (the ideal one's with CONVERTER_PRESET)."""
+        assert self.opens_fresh, "a board named by URL is opened once (shared_board)"
         if not self.url:
             if self.virtual == "pcie":
                 return ideal_board_on_pcie(CONVERTER_PRESET)

@@ -102,6 +102,12 @@ def serve(
     if [pty, tcp is not None, pcie_file is not None].count(True) != 1:
         raise typer.BadParameter("give exactly one of --pty or --tcp HOST:PORT or --pcie-file PATH")
     if pcie_file is not None:
+        if not report_profile:  # the virtual PCIe board always reports its profile
+            raise typer.BadParameter(
+                "got --no-report-profile with --pcie-file; it applies to --pty and --tcp "
+                "boards only",
+                param_hint="'--no-report-profile'",
+            )
         _serve_pcie(pcie_file, _profile(preset_name, profile), seed, faults)
         return
     try:

@@ -37,9 +37,9 @@ from sidra.server.settings import LimitsSettings
 SUITE_LIMITS = LimitsSettings(max_batch=1_048_576, max_in_flight=64)
 SUITE_MAX_MESSAGE_BYTES = 64 * 2**20
 """Above the service's default [limits]: the concurrency tests run 8 clients at once as
-one principal (no [auth]: every caller is "local") and one test sends an 8 MiB MVM
-(8192 vectors on a 256-row tile), over the default 8 MiB message size too
-(SUITE_MAX_MESSAGE_BYTES). The limits themselves are tests/server/test_limits.py's."""
+one principal (no [auth]: every caller is "local"), and the batch and message
+tests may send more than a default server takes (a board behind a default ``sidra
+serve``, grpc://, passes them too). The limits themselves are tests/server/test_limits.py's."""
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ and through gRPC (``codes_board``). The ideal targets themselves must refuse cod
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,9 +60,19 @@ def sparse_codes(info: BoardInfo, rng: np.random.Generator, batch: int, width: i
 
 
 @pytest.fixture(scope="module")
-def converter_served(board_target: Any) -> Iterator[tuple[Board, int]]:
-    """A board with converters on the target's transport, served on a loopback port."""
-    with board_target.open_with_converters() as driver:
+def converter_served(
+    board_target: Any, request: pytest.FixtureRequest
+) -> Iterator[tuple[Board, int]]:
+    """A board with converters on the target's transport, served on a loopback port: a
+    board this run builds (the default boards, emu:// URLs) is opened again with
+    converters; a board named by URL is the session's board itself, since a second host
+    on one board's link would fight the first (the tests for converters skip an ideal
+    one)."""
+    if board_target.opens_fresh:
+        opened = board_target.open_with_converters()
+    else:
+        opened = contextlib.nullcontext(request.getfixturevalue("shared_board"))
+    with opened as driver:
         server, port = create_server(driver, "127.0.0.1:0")
         server.start()
         try:

@@ -160,7 +160,9 @@ def test_a_stream_of_shared_memory_passes_is_the_passes(client: RemoteBoard, g: 
         assert_currents_close(back.currents, vt, np.asarray(g)[region.slices].T, info)
         if info.dac_bits and info.adc_bits:
             codes_in = shm.array((BATCH, info.rows), np.int8, offset_bytes=2 * slot)
-            codes_out = shm.array((BATCH, info.cols), np.int16, offset_bytes=3 * slot - 4096 * 4)
+            codes_out = shm.array(
+                (BATCH, info.cols), np.int16, offset_bytes=2 * slot + BATCH * 4 * info.rows
+            )  # the third pair's place: the codes are smaller than its float32s
             codes_in.array[:] = 3
             (coded,) = client.mvm_shared_stream(tile, [(codes_in, codes_out)], output_codes=True)
             assert coded.output_codes is codes_out.array

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from board_checks import mid_range_g
+from board_checks import assert_currents_close, is_ideal, mid_range_g
 
 from sidra.client import connect
 from sidra.drivers import Board, OutOfRange, Region
@@ -162,8 +162,14 @@ def test_a_stream_cancelled_mid_way_leaves_whole_passes_and_the_server_serving(
     call.cancel()
     assert [a.sequence for a in answered] == [0, 1, 2]
     with connect(f"127.0.0.1:{port}") as client:
-        np.testing.assert_array_equal(client.mvm(TILE, v).currents, _currents(answered[0]))
+        served_again = client.mvm(TILE, v).currents
     passes = board.stats().mvm_passes - before
+    if is_ideal(board.info):
+        np.testing.assert_array_equal(served_again, _currents(answered[0]))
+    else:  # a noisy board: both within the MVM contract of the tile as read
+        g = board.read_conductance(TILE).conductances
+        for currents in (served_again, _currents(answered[0])):
+            assert_currents_close(currents, v, g, board.info)
     assert passes >= 4 * 4 and passes % 4 == 0
 
 

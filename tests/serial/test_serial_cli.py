@@ -61,6 +61,7 @@ def test_board_serve_over_tcp_with_faults() -> None:
         (["--pty", "--faults", "ber=2"], "expected 0 .. 1"),
         (["--pty", "--faults", "jitter=1"], "jitter=1"),
         (["--pty", "--preset", "nope"], "one of"),
+        (["--pcie-file", "/dev/shm/never-made", "--no-report-profile"], "--pty and --tcp"),
     ],
 )
 def test_board_serve_rejects_bad_options(args: list[str], message: str) -> None:
