@@ -119,6 +119,12 @@ def sparse_voltages(
     return v
 
 
+def tile_of(info: BoardInfo, k: int) -> int:
+    """Tile ``k`` of the suite: tests spread over tiles 0-3 so that one test's writes
+    rarely meet another's, and on a board of fewer tiles share them (k modulo the count)."""
+    return k % info.tile_count
+
+
 def region_of(info: BoardInfo, rows: int, cols: int) -> Region:
     """A rows × cols region in the middle of a tile (clamped to the tile)."""
     rows, cols = min(rows, info.rows), min(cols, info.cols)

@@ -19,6 +19,7 @@ from board_checks import (
     mid_range_g,
     region_of,
     span,
+    tile_of,
     write_counts,
 )
 
@@ -64,13 +65,13 @@ def test_steps_run_in_order_and_each_answers_as_its_own_call(board: Board) -> No
     v = _volts(board, 3, region.rows, seed=91)
     c = 0.1 * span(info)
     points = (PerturbationPoint(92, c, 1), PerturbationPoint(92, c, -1))
-    before = write_counts(board, 1, region)
+    before = write_counts(board, tile_of(board.info, 1), region)
     result = board.run_sequence(
         [
-            _program(1, region, g),
-            ReadConductanceRequest(1, region),
-            PerturbedMVMRequest(1, v, points, region),
-            MVMRequest(1, v, region),
+            _program(tile_of(info, 1), region, g),
+            ReadConductanceRequest(tile_of(info, 1), region),
+            PerturbedMVMRequest(tile_of(info, 1), v, points, region),
+            MVMRequest(tile_of(info, 1), v, region),
         ]
     )
     program, read, perturbed, mvm = result.results
@@ -82,7 +83,7 @@ def test_steps_run_in_order_and_each_answers_as_its_own_call(board: Board) -> No
     assert isinstance(mvm, MVMResult) and mvm.currents.shape == (3, region.cols)
     assert_currents_close(mvm.currents, v, read.conductances, info)
     assert result.cost.time_ns >= program.cost.time_ns + perturbed.cost.time_ns
-    grown = write_counts(board, 1, region) - before
+    grown = write_counts(board, tile_of(board.info, 1), region) - before
     assert grown.min() >= len(points) + 1  # perturbed twice and restored (and programmed)
 
 
@@ -95,10 +96,10 @@ def test_a_sequence_answers_what_its_steps_answer_one_by_one(board: Board) -> No
     vt = _volts(board, 2, region.cols, seed=95)
     points = (PerturbationPoint(96, 0.1 * span(info), 1),)
     steps = [
-        _program(2, region, g),
-        PerturbedMVMRequest(2, v, points, region),
-        MVMRequest(2, v, region),
-        TransposeMVMRequest(2, vt, region),
+        _program(tile_of(info, 2), region, g),
+        PerturbedMVMRequest(tile_of(info, 2), v, points, region),
+        MVMRequest(tile_of(info, 2), v, region),
+        TransposeMVMRequest(tile_of(info, 2), vt, region),
     ]
     together = board.run_sequence(steps).results
     one_by_one = [board.run(step) for step in steps]
@@ -111,19 +112,20 @@ def test_one_invalid_step_and_none_runs(board: Board) -> None:
     naming steps[1].mvm.voltages.shape; no write, no pass, the cells as they were."""
     info = board.info
     region = region_of(info, 4, 4)
-    board.program(3, mid_range_g(info, np.random.default_rng(97), region.shape),
+    tile = tile_of(info, 3)
+    board.program(tile, mid_range_g(info, np.random.default_rng(97), region.shape),
                   row_offset=region.row_offset, col_offset=region.col_offset)  # fmt: skip
-    held = board.read_conductance(3, region).conductances
-    counts, stats = write_counts(board, 3, region), board.stats()
+    held = board.read_conductance(tile_of(board.info, 3), region).conductances
+    counts, stats = write_counts(board, tile_of(board.info, 3), region), board.stats()
     g = np.full(region.shape, info.g_max_us, np.float32)
-    bad = MVMRequest(3, np.zeros((1, region.rows + 1), np.float32), region)
+    bad = MVMRequest(tile_of(info, 3), np.zeros((1, region.rows + 1), np.float32), region)
     with pytest.raises(InvalidArgument) as caught:
-        board.run_sequence([_program(3, region, g), bad])
+        board.run_sequence([_program(tile_of(info, 3), region, g), bad])
     assert caught.value.field == "steps[1].mvm.voltages.shape"
     after = board.stats()
     assert (after.cell_writes, after.mvm_passes) == (stats.cell_writes, stats.mvm_passes)
-    assert np.array_equal(write_counts(board, 3, region), counts)
-    now = board.read_conductance(3, region).conductances
+    assert np.array_equal(write_counts(board, tile_of(board.info, 3), region), counts)
+    now = board.read_conductance(tile_of(board.info, 3), region).conductances
     if is_ideal(info):
         assert np.array_equal(now, held)
     with pytest.raises(OutOfRange) as caught:

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from board_checks import assert_currents_close, is_ideal, mid_range_g
+from board_checks import assert_currents_close, is_ideal, mid_range_g, tile_of
 
 from sidra.client import connect
 from sidra.drivers import Board, OutOfRange, Region
@@ -29,11 +29,16 @@ from sidra.hil.v1 import stream_pb2 as spb
 from sidra.hil.v1 import stream_pb2_grpc
 from sidra.server import create_server
 
-TILE = 3
 READ = next(op for op in OPERATIONS if op.rpc == "ReadConductance")
 SMALL_MESSAGE_BYTES = 96 * 2**10
 """A server message size below one 256 x 256 tile of float32 (256 KiB): a whole-tile
 Program and read must go as row bands."""
+
+
+@pytest.fixture
+def tile(shared_board: Board) -> int:
+    """The tile the stream tests pass through (the suite's tile 3)."""
+    return tile_of(shared_board.info, 3)
 
 
 def _volts(board: Board, batch: int, width: int, seed: int) -> np.ndarray:
@@ -45,36 +50,38 @@ def _volts(board: Board, batch: int, width: int, seed: int) -> np.ndarray:
 def _programmed(board: Board, seed: int) -> np.ndarray:
     info = board.info
     g = mid_range_g(info, np.random.default_rng(seed), (info.rows, info.cols))
-    board.program(TILE, g)
+    board.program(tile_of(board.info, 3), g)
     return g
 
 
 @pytest.mark.ideal_only
-def test_a_stream_answers_each_batch_as_its_unary_pass_in_order(board: Board) -> None:
+def test_a_stream_answers_each_batch_as_its_unary_pass_in_order(tile: int, board: Board) -> None:
     """Twelve batches of different sizes, forward then transpose: each result equals the
     unary pass of the same batch, exactly (ideal board), in the order sent."""
     _programmed(board, seed=300)
     rows, cols = board.info.rows, board.info.cols
     forward = [_volts(board, 1 + k % 5, rows, seed=310 + k) for k in range(12)]
     backward = [_volts(board, 1 + k % 3, cols, seed=330 + k) for k in range(12)]
-    streamed = list(board.mvm_stream(TILE, forward))
-    streamed_t = list(board.mvm_stream(TILE, backward, transpose=True))
+    streamed = list(board.mvm_stream(tile, forward))
+    streamed_t = list(board.mvm_stream(tile, backward, transpose=True))
     assert len(streamed) == len(streamed_t) == 12
     for v, result in zip(forward, streamed, strict=True):
-        np.testing.assert_array_equal(result.currents, board.mvm(TILE, v).currents)
+        np.testing.assert_array_equal(result.currents, board.mvm(tile, v).currents)
     for v, result in zip(backward, streamed_t, strict=True):
-        np.testing.assert_array_equal(result.currents, board.transpose_mvm(TILE, v).currents)
+        np.testing.assert_array_equal(result.currents, board.transpose_mvm(tile, v).currents)
 
 
-def test_a_stream_over_a_region_passes_only_the_region(board: Board) -> None:
+def test_a_stream_over_a_region_passes_only_the_region(tile: int, board: Board) -> None:
     """Region batches stream as region passes: [batch, region rows] -> [batch, region cols]."""
     region = Region(4, 8, 6, 5)
     batches = [_volts(board, 2, region.rows, seed=340 + k) for k in range(3)]
-    shapes = [r.currents.shape for r in board.mvm_stream(TILE, batches, region)]
+    shapes = [r.currents.shape for r in board.mvm_stream(tile, batches, region)]
     assert shapes == [(2, 5)] * 3
 
 
-def test_a_refused_batch_raises_at_its_place_after_the_results_before_it(board: Board) -> None:
+def test_a_refused_batch_raises_at_its_place_after_the_results_before_it(
+    tile: int, board: Board
+) -> None:
     """Batch 2 of 4 is out of range: batches 0 and 1 are answered, then OutOfRange names
     the voltages; the board is as it was (passes do not write)."""
     rows = board.info.rows
@@ -83,14 +90,14 @@ def test_a_refused_batch_raises_at_its_place_after_the_results_before_it(board: 
     batches.append(_volts(board, 2, rows, 352))
     results = []
     with pytest.raises(OutOfRange) as caught:
-        for result in board.mvm_stream(TILE, batches):
+        for result in board.mvm_stream(tile, batches):
             results.append(result)
     assert len(results) == 2
     assert caught.value.field == "voltages"
 
 
-def test_an_empty_stream_answers_nothing(board: Board) -> None:
-    assert list(board.mvm_stream(TILE, [])) == []
+def test_an_empty_stream_answers_nothing(tile: int, board: Board) -> None:
+    assert list(board.mvm_stream(tile, [])) == []
 
 
 # -- over gRPC: the stream itself ----------------------------------------------------------
@@ -111,14 +118,14 @@ def _item(sequence: int, tile: int, voltages: np.ndarray) -> spb.MVMStreamReques
 
 
 def test_an_error_item_answers_that_item_and_the_stream_goes_on(
-    served: tuple[Board, int], streams: stream_pb2_grpc.StreamServiceStub
+    tile: int, served: tuple[Board, int], streams: stream_pb2_grpc.StreamServiceStub
 ) -> None:
     """Items 0..4, item 2 naming a tile that does not exist: item 2 is answered with its
     error (code, field, value, allowed), items 3 and 4 with their currents; sequence
     numbers are echoed in order."""
     board = served[0]
     rows = board.info.rows
-    tiles = [TILE, TILE, board.info.tile_count, TILE, TILE]
+    tiles = [tile, tile, board.info.tile_count, tile, tile]
     items = [_item(100 + k, t, _volts(board, 1, rows, 360 + k)) for k, t in enumerate(tiles)]
     answers = list(streams.MVMStream(iter(items)))
     assert [a.sequence for a in answers] == [100, 101, 102, 103, 104]
@@ -141,7 +148,7 @@ def test_an_item_that_sets_no_pass_ends_the_stream_with_invalid_argument(
 
 
 def test_a_stream_cancelled_mid_way_leaves_whole_passes_and_the_server_serving(
-    served: tuple[Board, int], streams: stream_pb2_grpc.StreamServiceStub
+    tile: int, served: tuple[Board, int], streams: stream_pb2_grpc.StreamServiceStub
 ) -> None:
     """A client sends items forever and cancels after three answers: every pass that ran
     ran whole (the board's pass count grew by whole batches of 4), and the server answers
@@ -154,7 +161,7 @@ def test_a_stream_cancelled_mid_way_leaves_whole_passes_and_the_server_serving(
     def forever() -> Iterator[spb.MVMStreamRequest]:
         k = 0
         while True:
-            yield _item(k, TILE, v)
+            yield _item(k, tile, v)
             k += 1
 
     call = streams.MVMStream(forever())
@@ -162,12 +169,12 @@ def test_a_stream_cancelled_mid_way_leaves_whole_passes_and_the_server_serving(
     call.cancel()
     assert [a.sequence for a in answered] == [0, 1, 2]
     with connect(f"127.0.0.1:{port}") as client:
-        served_again = client.mvm(TILE, v).currents
+        served_again = client.mvm(tile, v).currents
     passes = board.stats().mvm_passes - before
     if is_ideal(board.info):
         np.testing.assert_array_equal(served_again, _currents(answered[0]))
     else:  # a noisy board: both within the MVM contract of the tile as read
-        g = board.read_conductance(TILE).conductances
+        g = board.read_conductance(tile).conductances
         for currents in (served_again, _currents(answered[0])):
             assert_currents_close(currents, v, g, board.info)
     assert passes >= 4 * 4 and passes % 4 == 0
@@ -190,7 +197,9 @@ def small_messages(shared_board: Board) -> Iterator[int]:
 
 
 @pytest.mark.ideal_only
-def test_a_program_larger_than_one_message_round_trips_exactly(small_messages: int) -> None:
+def test_a_program_larger_than_one_message_round_trips_exactly(
+    tile: int, small_messages: int
+) -> None:
     """A whole tile (256 KiB of targets) through a server of 96 KiB messages: Program goes
     as row bands, the read comes back as row bands, both equal to the targets; the report
     is the one a unary Program gives (every cell written)."""
@@ -198,13 +207,13 @@ def test_a_program_larger_than_one_message_round_trips_exactly(small_messages: i
         info = c.info
         assert 4 * info.rows * info.cols > SMALL_MESSAGE_BYTES
         g = mid_range_g(info, np.random.default_rng(380), (info.rows, info.cols))
-        report = c.program(TILE, g)
+        report = c.program(tile, g)
         assert report.cells_written == info.rows * info.cols
-        np.testing.assert_array_equal(c.read_conductance(TILE).conductances, g)
+        np.testing.assert_array_equal(c.read_conductance(tile).conductances, g)
 
 
 def test_a_chunked_program_with_one_bad_value_writes_nothing(
-    small_messages: int, shared_board: Board
+    tile: int, small_messages: int, shared_board: Board
 ) -> None:
     """The last band holds one target above g_max_us: OutOfRange naming conductances, and
     no cell of the tile was written (write counts unchanged)."""
@@ -212,20 +221,22 @@ def test_a_chunked_program_with_one_bad_value_writes_nothing(
         info = c.info
         g = mid_range_g(info, np.random.default_rng(381), (info.rows, info.cols))
         g[-1, -1] = info.g_max_us * 2
-        before = shared_board.read_write_counts(TILE).counts.copy()
+        before = shared_board.read_write_counts(tile).counts.copy()
         with pytest.raises(OutOfRange) as caught:
-            c.program(TILE, g)
+            c.program(tile, g)
         assert caught.value.field == "conductances"
-        np.testing.assert_array_equal(shared_board.read_write_counts(TILE).counts, before)
+        np.testing.assert_array_equal(shared_board.read_write_counts(tile).counts, before)
 
 
-def test_bands_that_do_not_make_up_the_declared_shape_are_refused(small_messages: int) -> None:
+def test_bands_that_do_not_make_up_the_declared_shape_are_refused(
+    tile: int, small_messages: int
+) -> None:
     """A first chunk declaring 4 rows followed by bands of 2 and 1 rows: INVALID_ARGUMENT
     naming the chunks, and nothing ran."""
     with grpc.insecure_channel(f"127.0.0.1:{small_messages}") as channel:
         stub = stream_pb2_grpc.StreamServiceStub(channel)
         g = np.full((2, 8), 20.0, np.float32)
-        first = spb.ProgramChunk(tile=TILE, shape=[4, 8])
+        first = spb.ProgramChunk(tile=tile, shape=[4, 8])
         tensors.encode_into(first.conductances, g)
         second = spb.ProgramChunk()
         tensors.encode_into(second.conductances, g[:1])
@@ -235,7 +246,7 @@ def test_bands_that_do_not_make_up_the_declared_shape_are_refused(small_messages
         assert "3 rows sent" in (caught.value.details() or "")
 
 
-def test_a_chunked_read_names_its_fields_under_read(small_messages: int) -> None:
+def test_a_chunked_read_names_its_fields_under_read(tile: int, small_messages: int) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{small_messages}") as channel:
         stub = stream_pb2_grpc.StreamServiceStub(channel)
         request = spb.ReadConductanceChunkedRequest(read=pb.ReadConductanceRequest(tile=99))
@@ -244,7 +255,7 @@ def test_a_chunked_read_names_its_fields_under_read(small_messages: int) -> None
         assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
         assert "read.tile" in (caught.value.details() or "")
         too_big = spb.ReadConductanceChunkedRequest(
-            read=pb.ReadConductanceRequest(tile=TILE), chunk_bytes=SMALL_MESSAGE_BYTES
+            read=pb.ReadConductanceRequest(tile=tile), chunk_bytes=SMALL_MESSAGE_BYTES
         )
         with pytest.raises(grpc.RpcError) as caught:
             list(stub.ReadConductanceChunked(too_big))
@@ -252,14 +263,16 @@ def test_a_chunked_read_names_its_fields_under_read(small_messages: int) -> None
         assert "chunk_bytes" in (caught.value.details() or "")
 
 
-def test_a_chunked_read_has_one_reads_cost(small_messages: int, shared_board: Board) -> None:
+def test_a_chunked_read_has_one_reads_cost(
+    tile: int, small_messages: int, shared_board: Board
+) -> None:
     """The bands of a chunked read are one ReadConductance: the same cost as a unary read
     of the region, carried by the first band."""
     region = Region(0, 0, 64, 256)
-    unary = shared_board.read_conductance(TILE, region)
+    unary = shared_board.read_conductance(tile, region)
     with grpc.insecure_channel(f"127.0.0.1:{small_messages}") as channel:
         stub = stream_pb2_grpc.StreamServiceStub(channel)
-        read = convert.request_to_pb(ReadConductanceRequest(TILE, region), READ)
+        read = convert.request_to_pb(ReadConductanceRequest(tile, region), READ)
         request = spb.ReadConductanceChunkedRequest(read=read, chunk_bytes=16 * 1024)
         chunks = list(stub.ReadConductanceChunked(request))
     assert [c.row_start for c in chunks] == [0, 16, 32, 48]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from board_checks import tile_of
 
 from sidra.drivers import Board, BoardInfo, InvalidArgument, OutOfRange, Region
 
@@ -143,28 +144,28 @@ CASES: dict[str, Bad] = {
         lambda i: f"0 .. {i.cols - 1}",
     ),
     "program-above": Bad(
-        lambda b, i: b.program(1, np.full((2, 2), i.g_max_us + 1.0)),
+        lambda b, i: b.program(tile_of(b.info, 1), np.full((2, 2), i.g_max_us + 1.0)),
         OutOfRange,
         "conductances",
         lambda i: f"{np.float32(i.g_max_us + 1.0):g} µS at [0, 0]",
         window,
     ),
     "program-below": Bad(
-        lambda b, i: b.program(1, np.full((2, 2), i.g_min_us - 0.25)),
+        lambda b, i: b.program(tile_of(b.info, 1), np.full((2, 2), i.g_min_us - 0.25)),
         OutOfRange,
         "conductances",
         lambda i: f"{np.float32(i.g_min_us - 0.25):g} µS at [0, 0]",
         window,
     ),
     "program-inf": Bad(
-        lambda b, i: b.program(1, np.full((2, 2), np.inf)),
+        lambda b, i: b.program(tile_of(b.info, 1), np.full((2, 2), np.inf)),
         InvalidArgument,
         "conductances",
         const("inf"),
         const("finite"),
     ),
     "program-empty": Bad(
-        lambda b, i: b.program(1, np.zeros((0, 2))),
+        lambda b, i: b.program(tile_of(b.info, 1), np.zeros((0, 2))),
         InvalidArgument,
         "conductances.shape",
         const("[0, 2]"),
@@ -229,7 +230,7 @@ CASES: dict[str, Bad] = {
         lambda i: f"0 .. {i.rows - 1}",
     ),
     "restore-region": Bad(
-        lambda b, i: b.restore(2, Region(0, i.cols)),
+        lambda b, i: b.restore(tile_of(b.info, 2), Region(0, i.cols)),
         OutOfRange,
         "region.col_offset",
         lambda i: str(i.cols),
@@ -287,11 +288,11 @@ def test_bad_request_is_refused_before_the_board(board: Board, case: Bad) -> Non
 
 NEGATIVE = {
     "program-row-offset": (
-        lambda b: b.program(1, np.full((2, 3), b.info.g_min_us), row_offset=-256),
+        lambda b: b.program(tile_of(b.info, 1), np.full((2, 3), b.info.g_min_us), row_offset=-256),
         "row_offset",
     ),
     "program-col-offset": (
-        lambda b: b.program(1, np.full((2, 3), b.info.g_min_us), col_offset=-1),
+        lambda b: b.program(tile_of(b.info, 1), np.full((2, 3), b.info.g_min_us), col_offset=-1),
         "col_offset",
     ),
     "read-rows": (lambda b: b.read_conductance(0, Region(0, 0, -1, 2)), "region.rows"),
@@ -299,7 +300,10 @@ NEGATIVE = {
         lambda b: b.perturb(0, seed=1, amplitude_us=1.0, region=Region(0, 0, 0, -300)),
         "region.cols",
     ),
-    "restore-row-offset": (lambda b: b.restore(2, Region(-3, 0, 2, 2)), "region.row_offset"),
+    "restore-row-offset": (
+        lambda b: b.restore(tile_of(b.info, 2), Region(-3, 0, 2, 2)),
+        "region.row_offset",
+    ),
     "mvm-region-rows": (
         lambda b: b.mvm(0, np.zeros((1, 2)), Region(0, 0, -1, 2)),
         "region.rows",
@@ -328,7 +332,7 @@ def test_negative_offsets_and_sizes_refused(
     ("call", "field"),
     [
         (lambda b: b.mvm(0, np.full((1, b.info.rows), 1e39)), "voltages"),
-        (lambda b: b.program(1, np.full((2, 2), -1e300)), "conductances"),
+        (lambda b: b.program(tile_of(b.info, 1), np.full((2, 2), -1e300)), "conductances"),
     ],
     ids=["voltage-1e39", "conductance-minus-1e300"],
 )
@@ -347,10 +351,10 @@ def test_any_real_numeric_input_is_accepted(board: Board) -> None:
     info = board.info
     g = [[int(info.g_min_us) + 1, int(info.g_min_us) + 2], [int(info.g_min_us) + 3, 4]]
     g = [[min(x, info.g_max_us) for x in row] for row in g]
-    board.program(3, g, row_offset=4, col_offset=5)
-    got = board.read_conductance(3, Region(4, 5, 2, 2)).conductances
+    board.program(tile_of(board.info, 3), g, row_offset=4, col_offset=5)
+    got = board.read_conductance(tile_of(board.info, 3), Region(4, 5, 2, 2)).conductances
     assert got.dtype == np.float32 and got.shape == (2, 2)
     v = np.zeros((1, info.rows))  # float64
     v[0, 4] = info.read_voltage_max_v / 2
-    currents = board.mvm(3, v).currents
+    currents = board.mvm(tile_of(board.info, 3), v).currents
     assert currents.dtype == np.float32 and currents.shape == (1, info.cols)
