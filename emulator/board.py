@@ -34,9 +34,21 @@ from sidra.drivers.validation import check_seconds
 from sidra.emulator.config import BoardProfile, EndurancePolicy
 from sidra.emulator.tile import CrossbarTile, FloatArray
 
-__all__ = ["EMULATOR_VERSION", "EmulatedBoard"]
+__all__ = ["EMULATOR_VERSION", "EmulatedBoard", "firmware_version"]
 
 EMULATOR_VERSION = "sidra-emulator-0.2"
+EMULATOR_PREFIX = "sidra-emulator-"
+
+
+def firmware_version(profiled: str) -> str:
+    """What an emulated board reports: the emulator's version, then the profile's firmware
+    string. A profile characterized from an emulated board (a twin of a twin) carries an
+    emulator's version already; it is said once."""
+    while profiled.startswith(EMULATOR_PREFIX) and "/" in profiled:
+        profiled = profiled.split("/", 1)[1]
+    return f"{EMULATOR_VERSION}/{profiled}"
+
+
 CALIBRATION_PASSES = 16
 """Probe passes averaged by a drift calibration."""
 _UNLIMITED = np.iinfo(np.int64).max
@@ -59,7 +71,7 @@ class EmulatedBoard:
         self.info = BoardInfo(
             model=profile.model,
             serial_number=f"EMU-{seed}",
-            firmware_version=f"{EMULATOR_VERSION}/{profile.firmware_version}",
+            firmware_version=firmware_version(profile.firmware_version),
             tile_count=profile.geometry.tiles,
             rows=profile.geometry.rows,
             cols=profile.geometry.cols,

@@ -14,6 +14,7 @@ from emu_support import serve
 from sidra.characterize.toml import dumps
 from sidra.drivers import InvalidArgument, open_board
 from sidra.emulator import SCHEMA_VERSION, BoardProfile, load_profile
+from sidra.emulator.board import EMULATOR_VERSION
 from sidra.emulator.config import GainMap, Geometry, Variation
 from sidra.emulator.driver import EmulatorDriver
 from sidra.hil.v1 import board_pb2 as pb
@@ -105,6 +106,22 @@ def test_profile_file_loads_and_is_reported(tmp_path: Path, suffix: str) -> None
             assert wire.emulator_preset == "lab-a"
             assert BoardProfile.model_validate_json(wire.profile_json) == expected
             assert remote.info.rows == 16
+
+
+@pytest.mark.parametrize(
+    "profiled",
+    [
+        "lab-7",
+        f"{EMULATOR_VERSION}/lab-7",
+        "sidra-emulator-0.1/lab-7",
+        f"{EMULATOR_VERSION}/" * 2 + "lab-7",
+    ],
+)
+def test_the_emulator_names_its_version_once(profiled: str) -> None:
+    """A twin's profile, characterized from an emulated board, carries the firmware string
+    that board reported (the emulator's version first): its emulator says the version once."""
+    board = EmulatorDriver(_lab_profile().model_copy(update={"firmware_version": profiled}))
+    assert board.info.firmware_version == f"{EMULATOR_VERSION}/lab-7"
 
 
 def test_profile_without_preset_name_reports_custom(tmp_path: Path) -> None:
