@@ -28,9 +28,11 @@ from sidra.drivers.errors import (
     InvalidArgument,
     LeaseHeld,
     OutOfRange,
+    PermissionDenied,
     ResourceExhausted,
     SessionClosed,
     SidraError,
+    Unauthenticated,
     Unsupported,
 )
 from sidra.drivers.rademacher import rademacher
@@ -51,6 +53,7 @@ __all__ = [
     "Lease",
     "LeaseHeld",
     "OutOfRange",
+    "PermissionDenied",
     "Region",
     "RemoteBoard",
     "ResourceExhausted",
@@ -58,6 +61,7 @@ __all__ = [
     "SessionClosed",
     "SessionState",
     "SidraError",
+    "Unauthenticated",
     "TileLease",
     "TlsCredentials",
     "Unsupported",

@@ -15,9 +15,11 @@ from sidra.drivers.errors import (
     InvalidArgument,
     LeaseHeld,
     OutOfRange,
+    PermissionDenied,
     ResourceExhausted,
     SessionClosed,
     SidraError,
+    Unauthenticated,
     Unsupported,
 )
 from sidra.drivers.rademacher import rademacher
@@ -58,6 +60,7 @@ __all__ = [
     "LinkStats",
     "MVMResult",
     "OutOfRange",
+    "PermissionDenied",
     "PerturbReport",
     "PerturbationPoint",
     "PerturbedMVMResult",
@@ -68,6 +71,7 @@ __all__ = [
     "ResourceExhausted",
     "SessionClosed",
     "SidraError",
+    "Unauthenticated",
     "Unsupported",
     "WriteCounts",
     "open_board",

@@ -16,6 +16,8 @@ against a local driver and a remote board catches the same exceptions::
     ├── DeadlineExceeded (TimeoutError)   the call ran out of time
     ├── Unsupported                       this board cannot do that (e.g. a virtual clock)
     ├── ResourceExhausted                 a per-caller limit of the service refused the call
+    ├── Unauthenticated                   the service does not know the caller (no token)
+    ├── PermissionDenied                  the caller's role or host does not allow the call
     └── BoardFault                        fault inside the board or server
 
 Argument errors carry ``field``, ``value`` and ``allowed`` so a message always
@@ -49,9 +51,11 @@ __all__ = [
     "InvalidArgument",
     "LeaseHeld",
     "OutOfRange",
+    "PermissionDenied",
     "ResourceExhausted",
     "SessionClosed",
     "SidraError",
+    "Unauthenticated",
     "Unsupported",
     "capped",
     "exception_for",
@@ -131,6 +135,17 @@ class ResourceExhausted(SidraError):
         return (type(self), (self.field, self.value, self.allowed))
 
 
+class Unauthenticated(SidraError):
+    """The service does not know the caller: no bearer token, an unknown one, or a
+    malformed ``authorization`` header (``[auth]`` of ``sidra serve``)."""
+
+
+class PermissionDenied(SidraError):
+    """The service knows the caller, and its role does not allow the call (the message
+    names the role needed), or the caller may not use what it named (another session's
+    shared memory, a region registered from another host)."""
+
+
 class BoardFault(SidraError):
     """A fault inside the board or the server that the caller cannot fix."""
 
@@ -147,6 +162,8 @@ GRPC_STATUS: ErrorTable = (
     (DeadlineExceeded, "DEADLINE_EXCEEDED"),
     (Unsupported, "UNIMPLEMENTED"),
     (ResourceExhausted, "RESOURCE_EXHAUSTED"),
+    (Unauthenticated, "UNAUTHENTICATED"),
+    (PermissionDenied, "PERMISSION_DENIED"),
     (BoardFault, "INTERNAL"),
     (SidraError, "UNKNOWN"),
 )

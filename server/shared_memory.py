@@ -47,7 +47,12 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers.codes import code_dtype
-from sidra.drivers.errors import FailedPrecondition, InvalidArgument, OutOfRange, SidraError
+from sidra.drivers.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    PermissionDenied,
+)
 from sidra.drivers.types import Region
 from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
@@ -68,7 +73,7 @@ _KEY = re.compile(r"^/?[A-Za-z0-9_.-]{1,200}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
-class SharedMemoryDenied(SidraError):
+class SharedMemoryDenied(PermissionDenied):
     """The caller may not use shared memory, or not this registration (PERMISSION_DENIED)."""
 
 

@@ -36,13 +36,11 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sidra.drivers import errors
-from sidra.server.shared_memory import SharedMemoryDenied
 
 __all__ = [
     "CALLER_CODES",
     "DOMAIN",
     "MESSAGE_LIMIT",
-    "SERVICE_ERROR_CODES",
     "SERVICE_FAULT_CODES",
     "code_for",
     "is_request_path",
@@ -83,18 +81,8 @@ SERVICE_FAULT_CODES = frozenset(
 """Codes of the service's (or the board's) own faults: logged with a traceback, once."""
 
 
-SERVICE_ERROR_CODES: tuple[tuple[type[errors.SidraError], grpc.StatusCode], ...] = (
-    (SharedMemoryDenied, grpc.StatusCode.PERMISSION_DENIED),
-)
-"""The service's own refusals, which the shared table (of errors any board or client
-raises too) does not list."""
-
-
 def code_for(exc: errors.SidraError) -> grpc.StatusCode:
-    """The gRPC status code of ``exc``: the service's own refusals, else the shared table."""
-    for cls, code in SERVICE_ERROR_CODES:
-        if isinstance(exc, cls):
-            return code
+    """The gRPC status code of ``exc``, from the table the client reads back."""
     return grpc.StatusCode[errors.status_for(exc, errors.GRPC_STATUS)]
 
 

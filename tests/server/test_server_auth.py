@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from security_support import served, tokens_for_every_role
 
-from sidra.client import InvalidArgument, connect
+from sidra.client import InvalidArgument, PermissionDenied, Unauthenticated, connect
 from sidra.client.aio import connect as aio_connect
 from sidra.drivers.operations import OPERATIONS
 from sidra.hil.v1 import session_pb2
@@ -158,14 +158,24 @@ def test_reflection_needs_a_viewer_token(channel: grpc.Channel, tokens: dict[Rol
     assert SERVICE_NAME in {s.name for s in reply.list_services_response.service}
 
 
-def test_client_library_sends_the_token(tmp_path: Path) -> None:
-    """connect(token=...) reaches a board that wants one; too low a role raises."""
+def test_client_library_sends_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect(token=...) reaches a board that wants one; too low a role raises
+    PermissionDenied, no token or an unknown one Unauthenticated."""
     tokens_file = tmp_path / "tokens.toml"
     operator = add_principal(tokens_file, "ops", Role.OPERATOR)
-    with served(tokens_file=tokens_file) as port, connect(f"127.0.0.1:{port}", token=operator) as b:
-        assert b.mvm(0, np.zeros((1, b.info.rows), np.float32)).currents.shape == (1, b.info.cols)
-        with pytest.raises(Exception, match="Program needs role programmer"):
-            b.program(0, np.full((2, 2), 5.0, np.float32))
+    monkeypatch.delenv("SIDRA_TOKEN", raising=False)
+    with served(tokens_file=tokens_file) as port:
+        with connect(f"127.0.0.1:{port}", token=operator) as b:
+            v = np.zeros((1, b.info.rows), np.float32)
+            assert b.mvm(0, v).currents.shape == (1, b.info.cols)
+            with pytest.raises(PermissionDenied, match="Program needs role programmer"):
+                b.program(0, np.full((2, 2), 5.0, np.float32))
+        for token in (None, "not-a-token"):
+            with (
+                connect(f"127.0.0.1:{port}", token=token, wait_ready_s=None) as b,
+                pytest.raises(Unauthenticated, match="MVM needs a bearer token"),
+            ):
+                b.mvm(0, v)
 
 
 def test_client_library_reads_sidra_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
