@@ -223,6 +223,13 @@ class AsyncRemoteBoard:
         """Every lease on the board now, ascending by tile."""
         return await list_leases(self.channel, self.timeout_s)
 
+    async def close_session(self, session_id: str) -> tuple[int, ...]:
+        """Ends the session ``session_id`` and its leases, as the sync client's
+        :meth:`~sidra.client.RemoteBoard.close_session`; the tiles restored."""
+        request = session_pb2.CloseSessionRequest(session_id=session_id)
+        reply = await call_session(self.channel, "CloseSession", request, self.timeout_s)
+        return tuple(reply.restored_tiles)
+
     def _left_session(self, session: AsyncSession) -> None:
         if self._session is session:
             self._session = None

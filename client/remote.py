@@ -189,6 +189,14 @@ class RemoteBoard(Board):
         """Every lease on the board now, ascending by tile."""
         return list_leases(self._channel, self.timeout_s)
 
+    def close_session(self, session_id: str) -> tuple[int, ...]:
+        """Ends the session ``session_id`` (:attr:`TileLease.session_id`) and its leases:
+        one of the caller's own, or as an admin anyone's. Returns the tiles whose cells
+        were restored."""
+        request = session_pb2.CloseSessionRequest(session_id=session_id)
+        reply = session_call(self._channel, "CloseSession", request, self.timeout_s)
+        return tuple(reply.restored_tiles)
+
     def _left_session(self, session: Session) -> None:
         if self._session is session:
             self._session = None

@@ -78,6 +78,9 @@ class TileLease:
     whole_board: bool
     expires_in_s: float
     """Seconds until the lease expires unless its session is renewed."""
+    session_id: str = ""
+    """The holding session, listed to its principal and to admins (else empty):
+    :meth:`RemoteBoard.close_session` takes it."""
 
 
 def session_method(channel: Any, rpc: str) -> Any:
@@ -119,7 +122,8 @@ def list_leases(channel: grpc.Channel, timeout_s: float = 30.0) -> list[TileLeas
 def tile_leases(reply: pb.ListLeasesResponse) -> list[TileLease]:
     """The leases a ListLeases answer lists."""
     return [
-        TileLease(x.tile, x.principal, x.label, x.whole_board, x.expires_in_s) for x in reply.leases
+        TileLease(x.tile, x.principal, x.label, x.whole_board, x.expires_in_s, x.session_id)
+        for x in reply.leases
     ]
 
 

@@ -20,6 +20,16 @@ __all__ = ["leases"]
 
 def leases(
     url: Annotated[str, typer.Argument(help="Server URL: grpc://host:port or grpcs://...")],
+    close: Annotated[
+        str | None,
+        typer.Option(
+            "--close",
+            metavar="SESSION",
+            help="End this session and its leases first (its cells left perturbed are "
+            "restored): one of yours, or as an admin anyone's; the session column lists "
+            "the ids you may close.",
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """List the tile leases on the board behind a server (exit 1 if it cannot be asked)."""
@@ -30,6 +40,9 @@ def leases(
                     f"{url} is a board, not a server: leases live in `sidra serve`",
                     param_hint="URL",
                 )
+            if close is not None:
+                restored = board.close_session(close)
+                typer.echo(f"closed session {close}; tiles restored: {list(restored)}", err=True)
             held = board.leases()
     except SidraError as exc:
         typer.echo(f"sidra leases {url}: {exc}", err=True)
@@ -41,11 +54,14 @@ def leases(
         typer.echo("no tile is leased")
         return
     table = Table(box=box.SIMPLE)
-    for column in ("tile", "principal", "session label", "whole board", "expires in, s"):
+    ids = any(lease.session_id for lease in held)  # only those the caller may close
+    columns = ("tile", "principal", "session label", "whole board", "expires in, s")
+    for column in columns + (("session",) if ids else ()):
         table.add_column(column)
     for lease in held:
         table.add_row(
             str(lease.tile), lease.principal, lease.label,
             "yes" if lease.whole_board else "", f"{lease.expires_in_s:.1f}",
+            *((lease.session_id,) if ids else ()),
         )  # fmt: skip
     Console().print(table)

@@ -25,7 +25,12 @@ from sidra.emulator import PRESETS
 
 __all__ = ["AsJson", "Preset", "ValueNamingGroup", "field_option", "job_options"]
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object at the end.")]
+AsJson = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print the result as one JSON document at the end (a list for listings)."
+    ),
+]
 
 
 def _known_preset(name: str) -> str:

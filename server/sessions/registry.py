@@ -152,6 +152,7 @@ class TileHolder:
     label: str
     whole_board: bool
     expires_in_s: float
+    session_id: str
 
 
 class LeaseRegistry:
@@ -337,7 +338,9 @@ class LeaseRegistry:
             if self._whole is not None:
                 held |= dict.fromkeys(range(self.tile_count), self._whole)
             return [
-                TileHolder(tile, s.principal, s.label, s.whole_board, max(s.deadline - now, 0.0))
+                TileHolder(
+                    tile, s.principal, s.label, s.whole_board, max(s.deadline - now, 0.0), s.id
+                )
                 for tile, s in sorted(held.items())
             ]
 

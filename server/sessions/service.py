@@ -84,6 +84,7 @@ class SessionServicer:
         return _release(end, with_session=True)
 
     def ListLeases(self, request: pb.ListLeasesRequest, context: grpc.ServicerContext) -> Message:
+        principal, admin = self.caller_of(context)
         registry = self.keeper.registry
         leases = [
             pb.TileLease(
@@ -92,6 +93,8 @@ class SessionServicer:
                 label=held.label,
                 whole_board=held.whole_board,
                 expires_in_s=held.expires_in_s,
+                # Only to who may close the session: its principal, or an admin.
+                session_id=held.session_id if admin or held.principal == principal else "",
             )
             for held in registry.holders()
         ]

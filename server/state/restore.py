@@ -65,7 +65,8 @@ class RestoreReport:
             return f"restore {self.board_serial}: not in the state store, nothing restored"
         lines = [f"restore {self.board_serial}: {self.cells} cells on {len(self.tiles)} tiles"]
         lines += [
-            f"  tile {t.tile}: {t.cells} cells in {t.programs} programs, "
+            f"  tile {t.tile}: {t.cells} cells in {t.programs} Program "
+            f"call{'' if t.programs == 1 else 's'} (one per rectangle of programmed cells), "
             f"rms error {t.rms_error_us:.4g} µS, max {t.max_error_us:.4g} µS, "
             f"{t.unconverged_cells} unconverged"
             for t in self.tiles

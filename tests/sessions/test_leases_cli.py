@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from cli_support import run_sidra, served, sidra_json
 
 
@@ -18,6 +20,11 @@ def test_sidra_leases_lists_who_holds_what() -> None:
             assert all(0 < x["expires_in_s"] <= 60 for x in listed)
             table = run_sidra("leases", url).stdout
             assert "drift study" in table and "local" in table
+            assert {x["session_id"] for x in listed} == {session.id}  # "local" is admin
+            closed = run_sidra("leases", url, "--close", session.id, "--json")
+            assert closed.returncode == 0, closed.stderr
+            assert json.loads(closed.stdout) == []
+            assert f"closed session {session.id}" in closed.stderr
 
 
 def test_sidra_leases_of_a_board_is_refused_clearly() -> None:

@@ -131,6 +131,8 @@ def test_leases_name_principals_and_guard_board_wide_calls(tmp_path: Path) -> No
 
 
 def test_an_admin_may_close_anyones_session(tmp_path: Path) -> None:
+    """The leases list a session's id to its principal and to admins, no one else; an
+    admin closes it with that id, and another principal cannot."""
     tokens_file = tmp_path / "tokens.toml"
     tokens = tokens_for_every_role(tokens_file)
     with (
@@ -141,18 +143,13 @@ def test_an_admin_may_close_anyones_session(tmp_path: Path) -> None:
     ):
         session = programmer.session(heartbeat=False)
         session.lease([0])
+        assert [x.session_id for x in programmer.leases()] == [session.id]
+        assert [x.session_id for x in operator.leases()] == [""]
+        (listed,) = admin.leases()
+        assert listed.session_id == session.id
         with pytest.raises(SessionClosed):  # not the operator's session
-            _close_by_id(operator, session.id)
-        _close_by_id(admin, session.id)
+            operator.close_session(session.id)
+        assert admin.close_session(listed.session_id) == ()
         assert admin.leases() == []
         with pytest.raises(SessionClosed):
             programmer.program(0, _targets(programmer, 4))
-
-
-def _close_by_id(board: RemoteBoard, session_id: str) -> None:
-    from sidra.client.session import session_call
-    from sidra.hil.v1 import session_pb2
-
-    session_call(
-        board.channel, "CloseSession", session_pb2.CloseSessionRequest(session_id=session_id), 10
-    )

@@ -113,18 +113,20 @@ class ListLeasesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TileLease(_message.Message):
-    __slots__ = ("tile", "principal", "label", "whole_board", "expires_in_s")
+    __slots__ = ("tile", "principal", "label", "whole_board", "expires_in_s", "session_id")
     TILE_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     WHOLE_BOARD_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_IN_S_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     tile: int
     principal: str
     label: str
     whole_board: bool
     expires_in_s: float
-    def __init__(self, tile: _Optional[int] = ..., principal: _Optional[str] = ..., label: _Optional[str] = ..., whole_board: _Optional[bool] = ..., expires_in_s: _Optional[float] = ...) -> None: ...
+    session_id: str
+    def __init__(self, tile: _Optional[int] = ..., principal: _Optional[str] = ..., label: _Optional[str] = ..., whole_board: _Optional[bool] = ..., expires_in_s: _Optional[float] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class ListLeasesResponse(_message.Message):
     __slots__ = ("leases", "open_sessions")
