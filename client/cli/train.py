@@ -30,7 +30,7 @@ from sidra.cli.jobs import run_remote_job
 from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.twin import characterize_twin, load_twin, twin_emulator, twin_url
 from sidra.client.remote import connect_server
-from sidra.drivers import Board, SidraError, open_board
+from sidra.drivers import Board, InvalidArgument, SidraError, open_board
 from sidra.training import (
     STOPPED_AT,
     CompareOptions,
@@ -136,8 +136,10 @@ _eqprop = functools.partial(field_option, EqPropOptions)
 
 @contextlib.contextmanager
 def _board(url: str, server: str | None) -> Iterator[Board]:
-    """The board a job runs on. What the board or the job refuses (a board error, a value
-    the job cannot use, a checkpoint it cannot read) is reported as a usage error."""
+    """The board a job runs on. A value the board or the job refuses (an argument error,
+    a checkpoint it cannot read) is a usage error (exit 2); a refusal for who or when (a
+    lease another session holds, a role, a limit) or a board gone ends the command with
+    the error's class and message (exit 1): the command line was right."""
     try:
         if server is not None:
             with connect_server(server) as remote:
@@ -145,7 +147,12 @@ def _board(url: str, server: str | None) -> Iterator[Board]:
         else:
             with open_board(url) as local:
                 yield local
-    except (SidraError, ValueError, OSError) as exc:
+    except SidraError as exc:
+        if isinstance(exc, InvalidArgument):
+            raise typer.BadParameter(str(exc)) from exc
+        typer.echo(f"sidra train: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
 
 

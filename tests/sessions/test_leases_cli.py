@@ -32,3 +32,19 @@ def test_sidra_leases_of_a_board_is_refused_clearly() -> None:
     assert result.returncode == 2
     said = " ".join(result.stderr.replace("│", " ").split())  # rich wraps it in a box
     assert "emu:// is a board, not a server: leases live in `sidra serve`" in said
+
+
+def test_a_training_run_refused_by_a_lease_says_so_and_exits_1() -> None:
+    """A lease someone else holds is no usage error: the command line was right, the
+    board was taken. The run names LeaseHeld and its holder, and exits 1 (not 2)."""
+    with served("emu://?preset=ideal&seed=3") as board:
+        url = f"grpc://{board.address}"
+        with (
+            board.session(label="overnight run", ttl_s=60) as session,
+            session.lease(whole_board=True),
+        ):
+            result = run_sidra("train", "spsa", "--board", url, "--steps", "2", timeout=120)
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "sidra train: LeaseHeld:" in said and "overnight run" in said
+    assert "Invalid value" not in said and "Traceback" not in said
