@@ -33,9 +33,10 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import grpc.aio
 
-from sidra.client import streams
+from sidra.client import batches, streams
 from sidra.client.aio_jobs import AsyncJobs
 from sidra.client.aio_session import AsyncSession, call_session, list_leases
+from sidra.client.batches import DEFAULT_MAX_BATCH
 from sidra.client.credentials import (
     TlsCredentials,
     aio_bearer_token,
@@ -152,8 +153,12 @@ class AsyncRemoteBoard:
         address: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         message_limit_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         self.channel = channel
+        self.max_batch = max_batch
+        """Most vectors one MVM or TransposeMVM call carries: a larger batch goes as
+        consecutive calls, in order (sidra.client.batches)."""
         self.timeout_s = timeout_s
         """Deadline of each call, s."""
         self.address = address
@@ -279,6 +284,12 @@ class AsyncRemoteBoard:
                 > self.message_limit_bytes - CHUNK_FRAMING_BYTES
             ):
                 return await self._chunked(request, op)
+        cut = batches.parts(request, self.max_batch)
+        if cut is not None:  # checked whole first: a bad vector anywhere runs no part
+            request.checked(await self.info())
+            # In order, not gathered: a noisy board's passes then draw their noise as the
+            # sync client's do, so a seeded run gives the same currents through either.
+            return batches.joined([await self.run(part) for part in cut])
         reply, named = await self._unary(op, await self._message(request, op))
         result = convert.result_from_pb(reply, op)
         self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
@@ -583,13 +594,15 @@ async def connect(
     token: str | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     server_max_message_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> AsyncRemoteBoard:
     """Opens an asyncio channel to ``address`` (``host:port``), as
     :func:`sidra.client.connect` does for the synchronous client (same options; the
     token, if any, goes in clear only to a loopback address). ``max_in_flight``: calls
     sent at once; more wait in the client (set it to the server's ``[limits]``).
     ``server_max_message_bytes``: the server's message size; a larger Program or read
-    travels in row bands."""
+    travels in row bands. ``max_batch``: the server's ``[limits] max_batch``; a larger MVM
+    goes as consecutive calls."""
     check_address(address)
     options = channel_options(max_message_bytes)
     token = token if token is not None else token_from_env()
@@ -614,6 +627,7 @@ async def connect(
     return AsyncRemoteBoard(
         channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight,
         message_limit_bytes=min(max_message_bytes, server_max_message_bytes),
+        max_batch=max_batch,
     )  # fmt: skip
 
 

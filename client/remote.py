@@ -24,7 +24,8 @@ from urllib.parse import SplitResult, urlsplit
 import grpc
 import numpy as np
 
-from sidra.client import streams
+from sidra.client import batches, streams
+from sidra.client.batches import DEFAULT_MAX_BATCH
 from sidra.client.credentials import (
     BearerToken,
     TlsCredentials,
@@ -125,8 +126,12 @@ class RemoteBoard(Board):
         owns_channel: bool = False,
         address: str | None = None,
         message_limit_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         self._channel = channel
+        self.max_batch = max_batch
+        """Most vectors one MVM or TransposeMVM call carries: a larger batch goes as
+        consecutive calls (sidra.client.batches), within the server's ``max_batch``."""
         self.address = address
         """``host:port`` of the server, when known (:func:`connect` sets it)."""
         self._owns_channel = owns_channel
@@ -238,6 +243,10 @@ class RemoteBoard(Board):
             request
         ):
             return self._chunked(request, op)
+        cut = batches.parts(request, self.max_batch)
+        if cut is not None:  # checked whole first: a bad vector anywhere runs no part
+            request.checked(self.info)
+            return batches.joined([self.run(part) for part in cut])
         message = self._message(request, op)
         reply, call = self._send(op, message)
         result = convert.result_from_pb(reply, op)
@@ -533,6 +542,7 @@ def connect(
     tls: TlsCredentials | None = None,
     token: str | None = None,
     server_max_message_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> RemoteBoard:
     """Opens a channel to ``address`` (``host:port``) and returns the board behind it.
 
@@ -543,7 +553,8 @@ def connect(
     raises :class:`~sidra.drivers.BoardUnavailable` if it does not answer.
     ``server_max_message_bytes``: the server's message size (``sidra serve``
     max_message_mb); a Program or read larger than it (or than ``max_message_bytes``)
-    travels in row bands.
+    travels in row bands. ``max_batch``: the server's ``[limits] max_batch`` for this
+    caller; an MVM of more vectors goes as consecutive calls of at most that many.
     """
     check_address(address)
     token = token if token is not None else token_from_env()
@@ -569,4 +580,5 @@ def connect(
     return RemoteBoard(
         channel, timeout_s=timeout_s, owns_channel=True, address=address,
         message_limit_bytes=min(max_message_bytes, server_max_message_bytes),
+        max_batch=max_batch,
     )  # fmt: skip

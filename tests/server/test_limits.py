@@ -10,6 +10,7 @@ the board until the test lets it go.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,8 @@ from cli_support import process, serving_line
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from sidra.client import InvalidArgument, ResourceExhausted, SidraError, connect
+from sidra.client import InvalidArgument, OutOfRange, ResourceExhausted, SidraError, connect
+from sidra.client.aio import connect as aio_connect
 from sidra.client.errors import from_rpc_error
 from sidra.drivers import BoardDriver, open_board
 from sidra.drivers.requests import MVMRequest
@@ -194,6 +196,37 @@ def test_a_batch_over_max_batch_is_refused_naming_the_limit() -> None:
         )
         assert not isinstance(error, InvalidArgument)  # another try may pass; bad input never
         assert served.refusals("max_batch") == 2
+
+
+def test_a_client_told_the_limit_sends_a_larger_batch_in_parts() -> None:
+    """connect(max_batch=8): 21 vectors go as calls of 8, 8 and 5, none refused, and the
+    joined result is the whole batch's (bit for bit on the ideal board, both directions,
+    sync and asyncio); a bad vector in the last part is refused before any part runs."""
+    rng = np.random.default_rng(5)
+    v = rng.uniform(-0.2, 0.2, (21, ROWS)).astype(np.float32)
+    with serving(LimitsSettings(max_batch=8)) as served:
+        served.board.program(0, rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32))
+        whole = served.board.mvm(0, v).currents
+        back = served.board.transpose_mvm(0, v).currents
+        with connect(served.address, max_batch=8) as board:
+            before = served.board.stats().mvm_passes
+            got = board.mvm(0, v)
+            np.testing.assert_array_equal(got.currents, whole)
+            assert got.cost.time_ns == pytest.approx(21 * board.info.timing.mvm_pass_ns)
+            np.testing.assert_array_equal(board.transpose_mvm(0, v).currents, back)
+            assert served.board.stats().mvm_passes - before == 42
+            bad = v.copy()
+            bad[20, 3] = 1.0  # in the third part: 1 V is outside ±0.2 V
+            with unchanged(served.board), pytest.raises(OutOfRange) as caught:
+                board.mvm(0, bad)
+            assert caught.value.field == "voltages"
+
+        async def run() -> None:
+            async with await aio_connect(served.address, max_batch=8) as board:
+                np.testing.assert_array_equal((await board.mvm(0, v)).currents, whole)
+
+        asyncio.run(run())
+        assert served.refusals("max_batch") == 0
 
 
 def test_the_batch_is_judged_from_the_shape_before_the_data_is_read() -> None:
