@@ -42,6 +42,7 @@ from sidra.client.credentials import (
     aio_bearer_token,
     check_token_transport,
     token_from_env,
+    unanswered,
 )
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
@@ -69,7 +70,6 @@ from sidra.client.streams import (
 from sidra.drivers import (
     BoardInfo,
     BoardStats,
-    BoardUnavailable,
     CalibrationReport,
     FailedPrecondition,
     MVMResult,
@@ -621,9 +621,7 @@ async def connect(
             await _ready(channel, wait_ready_s)
         except TimeoutError as exc:
             await channel.close()
-            raise BoardUnavailable(
-                f"no SIDRA server answered at {address} within {wait_ready_s:g} s"
-            ) from exc
+            raise unanswered(address, wait_ready_s, tls) from exc
     return AsyncRemoteBoard(
         channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight,
         message_limit_bytes=min(max_message_bytes, server_max_message_bytes),

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from sidra.drivers import InvalidArgument
+from sidra.drivers import BoardUnavailable, InvalidArgument
 
 __all__ = [
     "TOKEN_ENV",
@@ -28,6 +28,7 @@ __all__ = [
     "aio_bearer_token",
     "check_token_transport",
     "token_from_env",
+    "unanswered",
 ]
 
 TOKEN_ENV = "SIDRA_TOKEN"
@@ -69,6 +70,18 @@ def _pem(field: str, path: Path | None) -> bytes | None:
 def token_from_env() -> str | None:
     """The token in ``SIDRA_TOKEN``; None when unset or empty."""
     return os.environ.get(TOKEN_ENV) or None
+
+
+def unanswered(address: str, wait_s: float, tls: TlsCredentials | None) -> BoardUnavailable:
+    """The error of a server that did not answer within ``wait_s``, with what else it can
+    be: a failed handshake says nothing more than silence does."""
+    why = (
+        "or the TLS handshake failed: check the CA and client certificate"
+        if tls
+        else "or it serves TLS, which a plaintext client cannot reach: give "
+        "tls=TlsCredentials(root_ca=...), or a grpcs:// URL"
+    )
+    return BoardUnavailable(f"no SIDRA server answered at {address} within {wait_s:g} s ({why})")
 
 
 def check_token_transport(address: str, tls: TlsCredentials | None) -> None:

@@ -31,6 +31,7 @@ from sidra.client.credentials import (
     TlsCredentials,
     check_token_transport,
     token_from_env,
+    unanswered,
 )
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
@@ -47,7 +48,6 @@ from sidra.client.shared_memory import new_name as new_shm_name
 from sidra.drivers import (
     Board,
     BoardInfo,
-    BoardUnavailable,
     FailedPrecondition,
     InvalidArgument,
     MVMResult,
@@ -570,11 +570,7 @@ def connect(
             grpc.channel_ready_future(channel).result(timeout=wait_ready_s)
         except grpc.FutureTimeoutError as exc:
             channel.close()
-            handshake = " (or the TLS handshake failed: check the CA and client certificate)"
-            raise BoardUnavailable(
-                f"no SIDRA server answered at {address} within {wait_ready_s:g} s"
-                + (handshake if tls else "")
-            ) from exc
+            raise unanswered(address, wait_ready_s, tls) from exc
     if token:
         channel = grpc.intercept_channel(channel, BearerToken(token))
     return RemoteBoard(
