@@ -40,6 +40,7 @@ import numpy as np
 
 from sidra.drivers import validation as check
 from sidra.drivers.base import BoardDriver, boot_instance_id
+from sidra.drivers.batches import cut, joined
 from sidra.drivers.errors import (
     BoardFault,
     BoardReset,
@@ -57,7 +58,7 @@ from sidra.drivers.requests import (
     Request,
     TransposeMVMRequest,
 )
-from sidra.drivers.serial.driver import _concatenate, _float_option
+from sidra.drivers.serial.driver import _float_option
 from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult, Region
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
@@ -406,7 +407,7 @@ class PcieDriver(BoardDriver):
         for request, board_request, pieces in zip(requests, sent, plans, strict=True):
             parts = [self._decode(piece, done[at + i]) for i, piece in enumerate(pieces)]
             at += len(pieces)
-            result = parts[0] if len(parts) == 1 else _concatenate(parts)
+            result = parts[0] if len(parts) == 1 else joined(parts)
             if board_request is not request:  # padded to the whole tile: keep the region's
                 assert isinstance(request, MVMRequest | TransposeMVMRequest)
                 result = region_outputs(result, request)
@@ -513,13 +514,10 @@ def _split(request: Request, info: BoardInfo) -> list[Request]:
         return [request]
     if not isinstance(request, MVMRequest | TransposeMVMRequest):
         return [request]
-    batch, inputs = request.voltages.shape
+    inputs = request.voltages.shape[1]
     region = request.region or Region().resolve(info.rows, info.cols)
     per_window = _vectors_per_window(inputs, request.region_outputs(region))
-    if batch <= per_window:
-        return [request]
-    v = request.voltages
-    return [replace(request, voltages=v[i : i + per_window]) for i in range(0, batch, per_window)]
+    return list(cut(request, per_window))
 
 
 def _check_fits_a_window(request: PerturbedMVMRequest, info: BoardInfo) -> None:

@@ -34,15 +34,15 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import SplitResult
 
-import numpy as np
 import serial
 
 from sidra.drivers.base import BoardDriver, boot_instance_id
+from sidra.drivers.batches import cut, joined
 from sidra.drivers.errors import BoardFault, InvalidArgument
 from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
 from sidra.drivers.serial.finder import BoardFinder, SameBoard
 from sidra.drivers.serial.link import Link, LinkSettings, Port
-from sidra.drivers.types import BoardDescription, BoardInfo, Cost, LinkStats, MVMResult
+from sidra.drivers.types import BoardDescription, BoardInfo, LinkStats
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
@@ -265,12 +265,7 @@ class SerialDriver(BoardDriver):
                 return region_outputs(whole, request)
             per_call = vectors_per_command(request, self.info, self._stage_capacity)
             if request.voltages.shape[0] > per_call:
-                v = request.voltages
-                parts = [
-                    self._exchange(replace(request, voltages=v[i : i + per_call]))
-                    for i in range(0, v.shape[0], per_call)
-                ]
-                return _concatenate(parts)
+                return joined([self._exchange(part) for part in cut(request, per_call)])
         result = self._exchange(request)
         if isinstance(request, GetBoardInfoRequest):  # GET_STATS: the totals, plus our link
             return BoardDescription(self.info, replace(result, link=self.link_stats()))
@@ -303,15 +298,6 @@ class SerialDriver(BoardDriver):
     def _stage_capacity(self) -> int:
         hello = self._link.hello
         return hello.stage_capacity if hello is not None else 0
-
-
-def _concatenate(parts: list[MVMResult]) -> MVMResult:
-    """One MVM result of consecutive passes over parts of a batch."""
-    return MVMResult(
-        np.concatenate([p.currents for p in parts]),
-        sum(p.saturated_outputs for p in parts),
-        sum((p.cost for p in parts), Cost()),
-    )
 
 
 def _error(msg: Msg, frame: Frame) -> Exception:
