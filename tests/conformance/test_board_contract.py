@@ -87,23 +87,19 @@ def test_program_writes_only_its_region(board: Board) -> None:
     block = region_of(info, 8, 8)
     rng = np.random.default_rng(8)
     base = mid_range_g(info, rng, block.shape)
-    board.program(
-        tile_of(board.info, 1), base, row_offset=block.row_offset, col_offset=block.col_offset
-    )
+    board.program(tile_of(info, 1), base, row_offset=block.row_offset, col_offset=block.col_offset)
     patch = np.full((2, 3), info.g_min_us + 0.75 * span(info), np.float32)
-    counts = write_counts(board, tile_of(board.info, 1), block)
+    counts = write_counts(board, tile_of(info, 1), block)
     board.program(
-        tile_of(board.info, 1),
+        tile_of(info, 1),
         patch,
         row_offset=block.row_offset + 2,
         col_offset=block.col_offset + 4,
     )
     expected = base.copy()
     expected[2:4, 4:7] = patch
-    assert_reads_back(
-        board.read_conductance(tile_of(board.info, 1), block).conductances, expected, info
-    )
-    grown = write_counts(board, tile_of(board.info, 1), block) - counts
+    assert_reads_back(board.read_conductance(tile_of(info, 1), block).conductances, expected, info)
+    grown = write_counts(board, tile_of(info, 1), block) - counts
     outside = np.ones(block.shape, bool)
     outside[2:4, 4:7] = False
     assert not grown[outside].any(), "cells outside the programmed region were written"
@@ -157,13 +153,11 @@ def test_mvm_follows_v_times_g(board: Board, batch: int) -> None:
     info = board.info
     block = region_of(info, DRIVEN_ROWS, 12)
     rng = np.random.default_rng(20 + batch)
-    program_block(board, tile_of(board.info, 2), block, mid_range_g(info, rng, block.shape))
-    g = board.read_conductance(
-        tile_of(board.info, 2), Region(0, block.col_offset, info.rows, block.cols)
-    )
+    program_block(board, tile_of(info, 2), block, mid_range_g(info, rng, block.shape))
+    g = board.read_conductance(tile_of(info, 2), Region(0, block.col_offset, info.rows, block.cols))
     v = sparse_voltages(info, rng, batch, info.rows, block.row_offset)
     passes = board.stats().mvm_passes
-    result = board.mvm(tile_of(board.info, 2), v)
+    result = board.mvm(tile_of(info, 2), v)
     assert result.currents.shape == (batch, info.cols)
     assert result.saturated_outputs == 0
     assert board.stats().mvm_passes - passes == batch
@@ -179,12 +173,10 @@ def test_transpose_mvm_follows_v_times_g_transposed(board: Board, batch: int) ->
     info = board.info
     block = region_of(info, 12, DRIVEN_ROWS)
     rng = np.random.default_rng(30 + batch)
-    program_block(board, tile_of(board.info, 3), block, mid_range_g(info, rng, block.shape))
-    g = board.read_conductance(
-        tile_of(board.info, 3), Region(block.row_offset, 0, block.rows, info.cols)
-    )
+    program_block(board, tile_of(info, 3), block, mid_range_g(info, rng, block.shape))
+    g = board.read_conductance(tile_of(info, 3), Region(block.row_offset, 0, block.rows, info.cols))
     v = sparse_voltages(info, rng, batch, info.cols, block.col_offset)
-    result = board.transpose_mvm(tile_of(board.info, 3), v)
+    result = board.transpose_mvm(tile_of(info, 3), v)
     assert result.currents.shape == (batch, info.rows)
     assert result.saturated_outputs == 0
     rows = slice(block.row_offset, block.row_offset + block.rows)
@@ -207,8 +199,8 @@ def test_full_scale_voltages_are_accepted(board: Board) -> None:
 def test_zero_batch_shapes_and_dtype(board: Board) -> None:
     """Zero voltages give a float32 [batch, outputs] result in both directions."""
     info = board.info
-    forward = board.mvm(tile_of(board.info, 1), np.zeros((3, info.rows), np.float32))
-    backward = board.transpose_mvm(tile_of(board.info, 1), np.zeros((2, info.cols), np.float32))
+    forward = board.mvm(tile_of(info, 1), np.zeros((3, info.rows), np.float32))
+    backward = board.transpose_mvm(tile_of(info, 1), np.zeros((2, info.cols), np.float32))
     assert (forward.currents.dtype, forward.currents.shape) == (np.float32, (3, info.cols))
     assert (backward.currents.dtype, backward.currents.shape) == (np.float32, (2, info.rows))
     assert np.isfinite(forward.currents).all() and np.isfinite(backward.currents).all()
@@ -237,21 +229,19 @@ def test_perturb_applies_sign_times_delta_and_restore_undoes_it(board: Board, si
     info = board.info
     region = region_of(info, 16, 16)
     g = mid_range_g(info, np.random.default_rng(40), region.shape)
-    program_block(board, tile_of(board.info, 1), region, g)
-    before = board.read_conductance(tile_of(board.info, 1), region).conductances
-    counts = write_counts(board, tile_of(board.info, 1), region)
+    program_block(board, tile_of(info, 1), region, g)
+    before = board.read_conductance(tile_of(info, 1), region).conductances
+    counts = write_counts(board, tile_of(info, 1), region)
     c = AMPLITUDE_OF_SPAN * span(info)
-    report = board.perturb(
-        tile_of(board.info, 1), seed=41, amplitude_us=c, sign=sign, region=region
-    )
+    report = board.perturb(tile_of(info, 1), seed=41, amplitude_us=c, sign=sign, region=region)
     assert (report.cells_written, report.clipped_cells) == (region.rows * region.cols, 0)
-    after = board.read_conductance(tile_of(board.info, 1), region).conductances
+    after = board.read_conductance(tile_of(info, 1), region).conductances
     assert_moved_by(before, after, sign * rademacher(41, region.shape), c)
-    restored = board.restore(tile_of(board.info, 1), region)
+    restored = board.restore(tile_of(info, 1), region)
     assert restored.cells_written == region.rows * region.cols
-    assert_reads_back(board.read_conductance(tile_of(board.info, 1), region).conductances, g, info)
+    assert_reads_back(board.read_conductance(tile_of(info, 1), region).conductances, g, info)
     assert np.array_equal(
-        write_counts(board, tile_of(board.info, 1), region) - counts, np.full(region.shape, 2)
+        write_counts(board, tile_of(info, 1), region) - counts, np.full(region.shape, 2)
     )
 
 
@@ -261,16 +251,16 @@ def test_perturb_is_relative_to_the_programmed_state(board: Board) -> None:
     region = region_of(info, 16, 16)
     program_block(
         board,
-        tile_of(board.info, 2),
+        tile_of(info, 2),
         region,
         mid_range_g(info, np.random.default_rng(42), region.shape),
     )
     c = AMPLITUDE_OF_SPAN * span(info)
-    board.perturb(tile_of(board.info, 2), seed=43, amplitude_us=c, sign=+1, region=region)
-    plus = board.read_conductance(tile_of(board.info, 2), region).conductances
-    board.perturb(tile_of(board.info, 2), seed=43, amplitude_us=c, sign=-1, region=region)
-    minus = board.read_conductance(tile_of(board.info, 2), region).conductances
-    board.restore(tile_of(board.info, 2), region)
+    board.perturb(tile_of(info, 2), seed=43, amplitude_us=c, sign=+1, region=region)
+    plus = board.read_conductance(tile_of(info, 2), region).conductances
+    board.perturb(tile_of(info, 2), seed=43, amplitude_us=c, sign=-1, region=region)
+    minus = board.read_conductance(tile_of(info, 2), region).conductances
+    board.restore(tile_of(info, 2), region)
     assert_moved_by(plus, minus, -2 * rademacher(43, region.shape), 2 * c)
 
 
@@ -282,15 +272,15 @@ def test_perturb_any_uint64_seed(board: Board, seed: int) -> None:
     region = region_of(info, 3, 37)
     program_block(
         board,
-        tile_of(board.info, 3),
+        tile_of(info, 3),
         region,
         mid_range_g(info, np.random.default_rng(44), region.shape),
     )
-    before = board.read_conductance(tile_of(board.info, 3), region).conductances
+    before = board.read_conductance(tile_of(info, 3), region).conductances
     c = AMPLITUDE_OF_SPAN * span(info)
-    board.perturb(tile_of(board.info, 3), seed=seed, amplitude_us=c, sign=-1, region=region)
-    after = board.read_conductance(tile_of(board.info, 3), region).conductances
-    board.restore(tile_of(board.info, 3), region)
+    board.perturb(tile_of(info, 3), seed=seed, amplitude_us=c, sign=-1, region=region)
+    after = board.read_conductance(tile_of(info, 3), region).conductances
+    board.restore(tile_of(info, 3), region)
     assert_moved_by(before, after, -rademacher(seed, region.shape), c)
 
 
@@ -318,14 +308,14 @@ def test_stats_count_passes_and_writes(board: Board) -> None:
     region = region_of(info, 3, 5)
     s0 = board.stats()
     board.mvm(0, np.zeros((5, info.rows), np.float32))
-    board.transpose_mvm(tile_of(board.info, 1), np.zeros((3, info.cols), np.float32))
+    board.transpose_mvm(tile_of(info, 1), np.zeros((3, info.cols), np.float32))
     s1 = board.stats()
     assert (s1.mvm_passes - s0.mvm_passes, s1.cell_writes - s0.cell_writes) == (8, 0)
     assert s1.total_cost.time_ns >= s0.total_cost.time_ns
-    board.perturb(tile_of(board.info, 2), seed=5, amplitude_us=0.5, region=region)
-    board.restore(tile_of(board.info, 2), region)
-    board.read_conductance(tile_of(board.info, 2), region)
-    board.read_write_counts(tile_of(board.info, 2), region)
+    board.perturb(tile_of(info, 2), seed=5, amplitude_us=0.5, region=region)
+    board.restore(tile_of(info, 2), region)
+    board.read_conductance(tile_of(info, 2), region)
+    board.read_write_counts(tile_of(info, 2), region)
     s2 = board.stats()
     assert (s2.mvm_passes, s2.cell_writes - s1.cell_writes) == (s1.mvm_passes, 30)
     assert s2.max_cell_writes >= 2
@@ -335,10 +325,10 @@ def test_stats_count_passes_and_writes(board: Board) -> None:
 def test_write_counts_shape_dtype_and_budget(board: Board) -> None:
     """ReadWriteCounts gives uint32 counters of the region and a budget (0: unlimited)."""
     info = board.info
-    counts = board.read_write_counts(tile_of(board.info, 1), Region(0, 0, 2, 3))
+    counts = board.read_write_counts(tile_of(info, 1), Region(0, 0, 2, 3))
     assert (counts.counts.dtype, counts.counts.shape) == (np.uint32, (2, 3))
     assert counts.write_budget >= 0
-    assert board.read_write_counts(tile_of(board.info, 1)).counts.shape == (info.rows, info.cols)
+    assert board.read_write_counts(tile_of(info, 1)).counts.shape == (info.rows, info.cols)
 
 
 # A calibration rescales every later output of the tile for good: it runs on a board opened
@@ -351,20 +341,16 @@ def test_calibrate_reports_a_finite_gain(fresh_board: Board) -> None:
     info = board.info
     block = region_of(info, DRIVEN_ROWS, 8)
     rng = np.random.default_rng(50)
-    program_block(board, tile_of(board.info, 1), block, mid_range_g(info, rng, block.shape))
-    board.restore(tile_of(board.info, 1))  # calibrate with no perturbation active
-    report = board.calibrate(tile_of(board.info, 1))
+    program_block(board, tile_of(info, 1), block, mid_range_g(info, rng, block.shape))
+    board.restore(tile_of(info, 1))  # calibrate with no perturbation active
+    report = board.calibrate(tile_of(info, 1))
     assert math.isfinite(report.gain) and report.gain > 0
     if is_ideal(info):
         assert report.gain == pytest.approx(1.0, abs=1e-5)
-    g = board.read_conductance(
-        tile_of(board.info, 1), Region(0, block.col_offset, info.rows, block.cols)
-    )
+    g = board.read_conductance(tile_of(info, 1), Region(0, block.col_offset, info.rows, block.cols))
     v = sparse_voltages(info, rng, 4, info.rows, block.row_offset)
     cols = slice(block.col_offset, block.col_offset + block.cols)
-    assert_currents_close(
-        board.mvm(tile_of(board.info, 1), v).currents[:, cols], v, g.conductances, info
-    )
+    assert_currents_close(board.mvm(tile_of(info, 1), v).currents[:, cols], v, g.conductances, info)
 
 
 def test_advance_clock_on_an_emulated_board_only(board: Board) -> None:

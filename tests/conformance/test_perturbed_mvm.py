@@ -66,11 +66,11 @@ def _sequence(board: Board, tile: int, region: Region, v: np.ndarray, points: tu
 def test_equals_the_sequence_it_replaces_bit_for_bit(board: Board) -> None:
     info = board.info
     region = Region(5, 9, 13, 7)
-    _programmed(board, tile_of(board.info, 2), region, seed=70)
+    _programmed(board, tile_of(info, 2), region, seed=70)
     v = _inputs(region.rows, 4, info.read_voltage_max_v, seed=72)
     points = _points(span(info))
-    fused = board.perturbed_mvm(tile_of(board.info, 2), v, points, region)
-    sequence = _sequence(board, tile_of(board.info, 2), region, v, points)
+    fused = board.perturbed_mvm(tile_of(info, 2), v, points, region)
+    sequence = _sequence(board, tile_of(info, 2), region, v, points)
     assert fused.currents.shape == (len(points), len(v), region.cols)
     assert fused.currents.dtype == np.float32
     assert np.array_equal(fused.currents, sequence)
@@ -81,11 +81,11 @@ def test_follows_v_times_the_perturbed_conductances(board: Board) -> None:
     Δ regenerated here from each seed."""
     info = board.info
     region = region_of(info, DRIVEN_ROWS, 6)
-    _programmed(board, tile_of(board.info, 3), region, seed=73)
-    g = board.read_conductance(tile_of(board.info, 3), region).conductances.astype(np.float64)
+    _programmed(board, tile_of(info, 3), region, seed=73)
+    g = board.read_conductance(tile_of(info, 3), region).conductances.astype(np.float64)
     v = _inputs(region.rows, 3, info.read_voltage_max_v, seed=74)
     points = _points(span(info))
-    result = board.perturbed_mvm(tile_of(board.info, 3), v, points, region)
+    result = board.perturbed_mvm(tile_of(info, 3), v, points, region)
     for k, p in enumerate(points):
         perturbed = g + p.sign * np.float32(p.amplitude_us) * rademacher(p.seed, region.shape)
         assert_currents_close(result.currents[k], v, perturbed, info)
@@ -97,23 +97,23 @@ def test_leaves_the_region_restored_and_counts_every_write(board: Board) -> None
     info = board.info
     outer = region_of(info, 12, 12)
     region = Region(outer.row_offset + 2, outer.col_offset + 3, 6, 5)
-    g = _programmed(board, tile_of(board.info, 1), region, seed=75)
-    before_counts = write_counts(board, tile_of(board.info, 1), outer)
+    g = _programmed(board, tile_of(info, 1), region, seed=75)
+    before_counts = write_counts(board, tile_of(info, 1), outer)
     before = board.stats()
     v = _inputs(region.rows, 5, info.read_voltage_max_v, seed=76)
     points = _points(span(info))
-    result = board.perturbed_mvm(tile_of(board.info, 1), v, points, region)
+    result = board.perturbed_mvm(tile_of(info, 1), v, points, region)
     after = board.stats()
     cells = region.rows * region.cols
     assert result.cells_written == cells * (len(points) + 1)
     assert after.mvm_passes - before.mvm_passes == len(points) * len(v)
     assert after.cell_writes - before.cell_writes == cells * (len(points) + 1)
     assert result.cost.time_ns > 0.0 and result.cost.energy_nj > 0.0
-    grown = write_counts(board, tile_of(board.info, 1), outer) - before_counts
+    grown = write_counts(board, tile_of(info, 1), outer) - before_counts
     expected = np.zeros(outer.shape, np.int64)
     expected[2:8, 3:8] = len(points) + 1
     assert np.array_equal(grown, expected)
-    assert_reads_back(board.read_conductance(tile_of(board.info, 1), region).conductances, g, info)
+    assert_reads_back(board.read_conductance(tile_of(info, 1), region).conductances, g, info)
 
 
 def test_whole_tile_when_no_region_is_given(board: Board) -> None:

@@ -77,20 +77,20 @@ def test_region_pass_equals_the_whole_tile_slice_exactly(board: Board, name: str
     rows, cols = region.slices
     rng = np.random.default_rng(900)
     g = dyadic_g(rng, (info.rows, info.cols))
-    board.program(tile_of(board.info, 2), g)
+    board.program(tile_of(info, 2), g)
 
     v = dyadic_v(rng, (6, region.rows))
-    got = board.mvm(tile_of(board.info, 2), v, sent).currents
-    whole = board.mvm(tile_of(board.info, 2), padded(v, info.rows, region.row_offset)).currents
+    got = board.mvm(tile_of(info, 2), v, sent).currents
+    whole = board.mvm(tile_of(info, 2), padded(v, info.rows, region.row_offset)).currents
     assert got.dtype == np.float32 and got.shape == (6, region.cols)
     assert np.array_equal(got, whole[:, cols])
     exact = (v.astype(np.float64) @ g[rows, cols].astype(np.float64)).astype(np.float32)
     assert np.array_equal(got, exact)
 
     vt = dyadic_v(rng, (5, region.cols))
-    got_t = board.transpose_mvm(tile_of(board.info, 2), vt, sent).currents
+    got_t = board.transpose_mvm(tile_of(info, 2), vt, sent).currents
     whole_t = board.transpose_mvm(
-        tile_of(board.info, 2), padded(vt, info.cols, region.col_offset)
+        tile_of(info, 2), padded(vt, info.cols, region.col_offset)
     ).currents
     assert got_t.dtype == np.float32 and got_t.shape == (5, region.rows)
     assert np.array_equal(got_t, whole_t[:, rows])
@@ -110,17 +110,15 @@ def test_region_pass_matches_the_whole_tile_within_float32_rounding(
     rows, cols = region.slices
     rng = np.random.default_rng(910 + batch)
     g = uniform_g(rng, (info.rows, info.cols))
-    board.program(tile_of(board.info, 1), g)
+    board.program(tile_of(info, 1), g)
     v = uniform_v(rng, (batch, region.rows))
-    got = board.mvm(tile_of(board.info, 1), v, region).currents
-    whole = board.mvm(tile_of(board.info, 1), padded(v, info.rows, region.row_offset)).currents[
-        :, cols
-    ]
+    got = board.mvm(tile_of(info, 1), v, region).currents
+    whole = board.mvm(tile_of(info, 1), padded(v, info.rows, region.row_offset)).currents[:, cols]
     _assert_float32_close(got, whole, v, g[rows, cols])
     vt = uniform_v(rng, (batch, region.cols))
-    got_t = board.transpose_mvm(tile_of(board.info, 1), vt, region).currents
+    got_t = board.transpose_mvm(tile_of(info, 1), vt, region).currents
     whole_t = board.transpose_mvm(
-        tile_of(board.info, 1), padded(vt, info.cols, region.col_offset)
+        tile_of(info, 1), padded(vt, info.cols, region.col_offset)
     ).currents[:, rows]
     _assert_float32_close(got_t, whole_t, vt, g[rows, cols].T)
 
@@ -157,11 +155,11 @@ def test_region_mvm_follows_v_times_g(board: Board, batch: int) -> None:
     info = board.info
     region = fit(info, Region(info.rows // 4, info.cols // 3, 3 * DRIVEN_ROWS, 12))
     rng = np.random.default_rng(920 + batch)
-    board.program(tile_of(board.info, 2), mid_range_g(info, rng, region.shape), **_at(region))
-    g = board.read_conductance(tile_of(board.info, 2), region).conductances
+    board.program(tile_of(info, 2), mid_range_g(info, rng, region.shape), **_at(region))
+    g = board.read_conductance(tile_of(info, 2), region).conductances
     v = sparse_voltages(info, rng, batch, region.rows, DRIVEN_ROWS)
     passes = board.stats().mvm_passes
-    result = board.mvm(tile_of(board.info, 2), v, region)
+    result = board.mvm(tile_of(info, 2), v, region)
     assert result.currents.shape == (batch, region.cols)
     assert result.saturated_outputs == 0
     assert board.stats().mvm_passes - passes == batch
@@ -175,10 +173,10 @@ def test_region_transpose_mvm_follows_v_times_g_transposed(board: Board, batch: 
     info = board.info
     region = fit(info, Region(info.rows // 3, info.cols // 4, 12, 3 * DRIVEN_ROWS))
     rng = np.random.default_rng(930 + batch)
-    board.program(tile_of(board.info, 3), mid_range_g(info, rng, region.shape), **_at(region))
-    g = board.read_conductance(tile_of(board.info, 3), region).conductances
+    board.program(tile_of(info, 3), mid_range_g(info, rng, region.shape), **_at(region))
+    g = board.read_conductance(tile_of(info, 3), region).conductances
     v = sparse_voltages(info, rng, batch, region.cols, DRIVEN_ROWS)
-    result = board.transpose_mvm(tile_of(board.info, 3), v, region)
+    result = board.transpose_mvm(tile_of(info, 3), v, region)
     assert result.currents.shape == (batch, region.rows)
     assert result.saturated_outputs == 0
     assert_currents_close(result.currents, v, g.T, info)

@@ -65,7 +65,7 @@ def test_steps_run_in_order_and_each_answers_as_its_own_call(board: Board) -> No
     v = _volts(board, 3, region.rows, seed=91)
     c = 0.1 * span(info)
     points = (PerturbationPoint(92, c, 1), PerturbationPoint(92, c, -1))
-    before = write_counts(board, tile_of(board.info, 1), region)
+    before = write_counts(board, tile_of(info, 1), region)
     result = board.run_sequence(
         [
             _program(tile_of(info, 1), region, g),
@@ -83,7 +83,7 @@ def test_steps_run_in_order_and_each_answers_as_its_own_call(board: Board) -> No
     assert isinstance(mvm, MVMResult) and mvm.currents.shape == (3, region.cols)
     assert_currents_close(mvm.currents, v, read.conductances, info)
     assert result.cost.time_ns >= program.cost.time_ns + perturbed.cost.time_ns
-    grown = write_counts(board, tile_of(board.info, 1), region) - before
+    grown = write_counts(board, tile_of(info, 1), region) - before
     assert grown.min() >= len(points) + 1  # perturbed twice and restored (and programmed)
 
 
@@ -115,8 +115,8 @@ def test_one_invalid_step_and_none_runs(board: Board) -> None:
     tile = tile_of(info, 3)
     board.program(tile, mid_range_g(info, np.random.default_rng(97), region.shape),
                   row_offset=region.row_offset, col_offset=region.col_offset)  # fmt: skip
-    held = board.read_conductance(tile_of(board.info, 3), region).conductances
-    counts, stats = write_counts(board, tile_of(board.info, 3), region), board.stats()
+    held = board.read_conductance(tile_of(info, 3), region).conductances
+    counts, stats = write_counts(board, tile_of(info, 3), region), board.stats()
     g = np.full(region.shape, info.g_max_us, np.float32)
     bad = MVMRequest(tile_of(info, 3), np.zeros((1, region.rows + 1), np.float32), region)
     with pytest.raises(InvalidArgument) as caught:
@@ -124,8 +124,8 @@ def test_one_invalid_step_and_none_runs(board: Board) -> None:
     assert caught.value.field == "steps[1].mvm.voltages.shape"
     after = board.stats()
     assert (after.cell_writes, after.mvm_passes) == (stats.cell_writes, stats.mvm_passes)
-    assert np.array_equal(write_counts(board, tile_of(board.info, 3), region), counts)
-    now = board.read_conductance(tile_of(board.info, 3), region).conductances
+    assert np.array_equal(write_counts(board, tile_of(info, 3), region), counts)
+    now = board.read_conductance(tile_of(info, 3), region).conductances
     if is_ideal(info):
         assert np.array_equal(now, held)
     with pytest.raises(OutOfRange) as caught:

@@ -50,7 +50,7 @@ def _volts(board: Board, batch: int, width: int, seed: int) -> np.ndarray:
 def _programmed(board: Board, seed: int) -> np.ndarray:
     info = board.info
     g = mid_range_g(info, np.random.default_rng(seed), (info.rows, info.cols))
-    board.program(tile_of(board.info, 3), g)
+    board.program(tile_of(info, 3), g)
     return g
 
 

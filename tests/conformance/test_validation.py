@@ -351,10 +351,10 @@ def test_any_real_numeric_input_is_accepted(board: Board) -> None:
     info = board.info
     g = [[int(info.g_min_us) + 1, int(info.g_min_us) + 2], [int(info.g_min_us) + 3, 4]]
     g = [[min(x, info.g_max_us) for x in row] for row in g]
-    board.program(tile_of(board.info, 3), g, row_offset=4, col_offset=5)
-    got = board.read_conductance(tile_of(board.info, 3), Region(4, 5, 2, 2)).conductances
+    board.program(tile_of(info, 3), g, row_offset=4, col_offset=5)
+    got = board.read_conductance(tile_of(info, 3), Region(4, 5, 2, 2)).conductances
     assert got.dtype == np.float32 and got.shape == (2, 2)
     v = np.zeros((1, info.rows))  # float64
     v[0, 4] = info.read_voltage_max_v / 2
-    currents = board.mvm(tile_of(board.info, 3), v).currents
+    currents = board.mvm(tile_of(info, 3), v).currents
     assert currents.dtype == np.float32 and currents.shape == (1, info.cols)
