@@ -46,6 +46,7 @@ __all__ = [
     "SysfsBar",
     "f64_bits",
     "f64_of",
+    "host_memory_path",
 ]
 
 ALL_ONES = 0xFFFF_FFFF
@@ -132,7 +133,21 @@ class RegisterIO(Protocol):
         which sees its registers written)."""
         ...
 
+    def host_memory_file(self, base: int) -> str | None:
+        """The file that stands in for the host-memory region at bus address ``base``
+        (register map 1.2), which a virtual board maps; None where the device would
+        reach host memory by DMA, which needs a VFIO DMA mapping this driver does not
+        make (the device then answers in its output windows)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def host_memory_path(bar_path: str, base: int) -> str:
+    """Where a virtual board finds the host-memory region at bus address ``base``: a
+    file beside its BAR file, which the host creates before the ring reset that
+    announces it and removes once the reset is acknowledged (both ends have mapped it)."""
+    return f"{bar_path}.iova-{base:016x}"
 
 
 class MappedBar:
@@ -197,6 +212,9 @@ class MappedBar:
     def present(self) -> bool:
         return True
 
+    def host_memory_file(self, base: int) -> str | None:
+        return None  # hardware: results stay in the output windows (no VFIO DMA mapping)
+
     def wait_word(self, offset: int, value: int, timeout_s: float) -> None:
         if offset & 3:
             raise _misaligned(offset, 4)
@@ -251,6 +269,9 @@ class FileBar(MappedBar):
             raise BarSizeError(self.path, actual, size)
         super().__init__(f"pcie+file://{self.path}", fd, size)
         self._sleep_on_words()  # both ends are processes sharing this file's pages
+
+    def host_memory_file(self, base: int) -> str | None:
+        return host_memory_path(self.path, base)
 
     def present(self) -> bool:
         """The mapped file still has a name: removing it, or a new board renamed over

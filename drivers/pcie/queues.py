@@ -13,14 +13,16 @@ Memory ordering the host relies on (docs/pcie.md, "Memory ordering"):
    PCIe device in program order (posted writes are never reordered with each
    other), and the read does not complete before the posted writes ahead of
    it: after it, the device has the doorbell.
-2. Device: response into the slot's output window, then the completion entry,
-   and the entry's phase word last, as one aligned 32-bit store. A host that
-   sees the new phase therefore sees the whole entry and the window (a device's
-   writes to host-visible memory are ordered too).
+2. Device: response into the slot's output window (a result it was given room
+   for in host memory, there), then the completion entry, and the entry's phase
+   word last, as one aligned 32-bit store. A host that sees the new phase
+   therefore sees the whole entry, the window and the host memory (a device's
+   writes to host-visible memory are ordered too: PCIe posted writes).
 3. The host reads the phase word first, then the rest of the entry, then the
    window; it writes CQ_HEAD only after it has copied the response out, and
    reuses a slot only after its completion: the device never writes a window
-   the host is still reading.
+   the host is still reading. A chunk of host memory is named in a submission
+   only while nobody holds it (sidra.drivers.pcie.host_memory).
 4. Each register is one aligned 32- or 64-bit access (bar.py), so no store is
    ever split, torn, or merged with a neighbour's.
 
@@ -38,9 +40,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers.errors import BoardReset, BoardUnavailable, DeadlineExceeded, FailedPrecondition
+from sidra.drivers.errors import (
+    BoardFault,
+    BoardReset,
+    BoardUnavailable,
+    DeadlineExceeded,
+    FailedPrecondition,
+)
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
+from sidra.drivers.pcie.host_memory import HostMemory
 from sidra.drivers.pcie.waiting import HYBRID_MARGIN_S, SPIN_S, Backoff, ServiceTimes, SpinGate
 from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
 from sidra.drivers.wire.messages import Feature
@@ -68,6 +77,8 @@ _STATUS, _CONTROL, _SQ_TAIL, _CQ_HEAD, _BOOT_COUNT, _MAGIC, _IRQ_ARM = (
 )
 _RESET, _ENABLE = int(r.Control.RESET), int(r.Control.ENABLE)
 _PARKED = int(r.Status.PARKED)
+_HOST_MEM_BASE, _HOST_MEM_BYTES = r.OFFSET["HOST_MEM_BASE"], r.OFFSET["HOST_MEM_BYTES"]
+_IN_HOST_MEMORY = r.IN_HOST_MEMORY
 
 
 class IncompatibleBoard(BoardUnavailable):
@@ -177,7 +188,11 @@ class _InFlight:
 class Queues:
     """The submission and completion rings of one mapped BAR (not thread-safe)."""
 
-    def __init__(self, bar: RegisterIO, boot_count: int, timeout_s: float) -> None:
+    def __init__(
+        self, bar: RegisterIO, boot_count: int, timeout_s: float, host_results: bool = False
+    ) -> None:
+        """``host_results``: the board writes pass results into host memory (FEATURES
+        bit 3); used where the transport has host memory to give it (a virtual board)."""
         self.bar = bar
         self.boot_count = boot_count
         self.timeout_s = timeout_s
@@ -192,6 +207,10 @@ class Queues:
         self._sq = [r.SQ_OFFSET + i * r.SUBMISSION.size for i in range(self.depth)]
         self._cq = [r.CQ_OFFSET + i * r.COMPLETION.size for i in range(self.depth)]
         self._unlearned: tuple[tuple[int, int], float, bool] | None = None
+        self._host_results = host_results
+        self._host_offered = host_results and bar.host_memory_file(0) is not None
+        self.host: HostMemory | None = None
+        """The host-memory region of this ring generation (None: results in the windows)."""
         self.reset_rings()
 
     # -- ring reset ------------------------------------------------------------------------
@@ -202,18 +221,43 @@ class Queues:
         self.sq_tail = self.cq_head = 0
         self.next_id = 0
         self.free = list(range(self.depth))
-        self.bar.write32(_CONTROL, _RESET | _ENABLE)
-        self._kick_if_parked()
-        deadline = time.monotonic() + self.timeout_s
-        waited = Backoff()
-        while self.bar.read32(_CONTROL) & _RESET:
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise DeviceSilent(
-                    f"{self.bar.name}: the device did not acknowledge a ring reset within "
-                    f"{self.timeout_s:.3f} s (is the board's device loop running?)"
-                )
-            waited.wait()
+        host = self._announce_host_memory()
+        try:
+            self.bar.write32(_CONTROL, _RESET | _ENABLE)
+            self._kick_if_parked()
+            deadline = time.monotonic() + self.timeout_s
+            waited = Backoff()
+            while self.bar.read32(_CONTROL) & _RESET:
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise DeviceSilent(
+                        f"{self.bar.name}: the device did not acknowledge a ring reset "
+                        f"within {self.timeout_s:.3f} s (is the board's device loop running?)"
+                    )
+                waited.wait()
+        finally:
+            if host is not None:
+                host.remove_name()  # the device has mapped it, or never will
+        if host is not None and self.bar.read64(_HOST_MEM_BYTES) != host.size:
+            host = None  # the device could not reach it: results in the windows
+        self.host = host
+
+    def _announce_host_memory(self) -> HostMemory | None:
+        """A fresh host-memory region for the rings about to restart, in HOST_MEM_BASE
+        and HOST_MEM_BYTES (chunks lent before stay valid with the arrays over them;
+        the device forgets the old region at the reset)."""
+        self.host = None
+        if not self._host_results:
+            return None
+        host = None
+        if self._host_offered:
+            try:
+                host = HostMemory(self.bar.host_memory_file)
+            except OSError:
+                host = None  # no room for it: results in the windows
+        self.bar.write64(_HOST_MEM_BASE, host.base if host is not None else 0)
+        self.bar.write64(_HOST_MEM_BYTES, host.size if host is not None else 0)
+        return host
 
     # -- commands --------------------------------------------------------------------------
 
@@ -237,11 +281,14 @@ class Queues:
         return results  # type: ignore[return-value]  # every index was filled
 
     def run_one(
-        self, opcode: int, head: bytes, data: memoryview, device_s: float
-    ) -> tuple[int, int, npt.NDArray[np.uint8]]:
+        self, opcode: int, head: bytes, data: memoryview, device_s: float, result_bytes: int = 0
+    ) -> tuple[int, int, npt.NDArray[np.uint8], tuple[HostMemory, int, int] | None]:
         """One command with nothing else in flight, payload ``head`` then ``data`` (bytes);
-        returns its completion's status, the length of its response head and the whole
-        response (head, then result) copied out of the window in one copy.
+        returns its completion's status, the length of its response head, the response
+        copied out of the window in one copy (head, then result), and where the result
+        lies instead when the device wrote it into host memory: (region, chunk, result
+        bytes), the response then being the head alone. ``result_bytes``: the size of a pass's
+        result, for which a chunk of host memory is lent when it pays (0: never).
 
         :meth:`run` for the one case that dominates a training loop (a single MVM),
         without its bookkeeping for many: the same accesses in the same order (payload,
@@ -253,6 +300,27 @@ class Queues:
                 f"a command payload of {size} bytes does not fit a slot window "
                 f"of {r.SLOT_WINDOW_BYTES} bytes"
             )
+        host, chunk = self.host, None
+        if host is not None and result_bytes:
+            chunk = host.lend(result_bytes)
+        try:
+            return self._run_one(opcode, head, data, device_s, size, host, chunk, result_bytes)
+        except BaseException:
+            if host is not None and chunk is not None:
+                host.give_back(chunk)
+            raise
+
+    def _run_one(
+        self,
+        opcode: int,
+        head: bytes,
+        data: memoryview,
+        device_s: float,
+        size: int,
+        host: HostMemory | None,
+        chunk: int | None,
+        result_bytes: int,
+    ) -> tuple[int, int, npt.NDArray[np.uint8], tuple[HostMemory, int, int] | None]:
         bar, depth = self.bar, self.depth
         slot = self.free.pop()
         offset = self._in[slot]
@@ -260,7 +328,13 @@ class Queues:
         bar.write_bytes(offset + len(head), data)
         cid = self.next_id
         self.next_id = (cid + 1) & 0xFFFF
-        entry = r.SUBMISSION.pack(cid, opcode, self.boot_count, size, slot, 0)
+        if chunk is None or host is None:
+            entry = r.SUBMISSION.pack(cid, opcode, self.boot_count, size, slot, 0, 0, 0)
+        else:
+            address = host.address(chunk)
+            entry = r.SUBMISSION.pack(
+                cid, opcode, self.boot_count, size, slot, 0, result_bytes, address
+            )
         bar.write_bytes(self._sq[self.sq_tail % depth], entry)  # 2. the submission entry
         self.sq_tail = tail = (self.sq_tail + 1) & 0xFFFF_FFFF
         bar.write32(_SQ_TAIL, tail)  # 3. the doorbell, last
@@ -292,11 +366,23 @@ class Queues:
         # Learned while the next command runs (_learn_last): not between the answer and
         # the caller.
         self._unlearned = (kind, time.perf_counter() - submitted, overslept)
-        response = bar.read_array(self._out[slot], head_len + result_len)
+        lent: tuple[HostMemory, int, int] | None = None
+        if phase_slot & _IN_HOST_MEMORY:
+            if host is None or chunk is None or result_len > result_bytes:
+                raise BoardFault(
+                    f"{bar.name}: command {cid} answered {result_len} B in host memory, "
+                    f"where it had room for {result_bytes if chunk is not None else 0} B"
+                )
+            response = bar.read_array(self._out[slot], head_len)
+            lent = (host, chunk, result_len)
+        else:
+            response = bar.read_array(self._out[slot], head_len + result_len)
+            if host is not None and chunk is not None:
+                host.give_back(chunk)  # answered in the window (an error, or by choice)
         self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
         bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
         self.free.append(slot)
-        return status, head_len, response
+        return status, head_len, response, lent
 
     def _learn_last(self) -> None:
         """Folds the completion time run_one left unlearned into the service times."""
@@ -318,8 +404,9 @@ class Queues:
             offset += memoryview(part).nbytes
         cid, self.next_id = self.next_id, (self.next_id + 1) & 0xFFFF
         entry = r.SUBMISSION.pack(
-            cid, command.opcode, self.boot_count, command.payload_len, slot, command.head_len
-        )
+            cid, command.opcode, self.boot_count, command.payload_len, slot, command.head_len,
+            0, 0,
+        )  # fmt: skip
         # 2. the submission entry (ring memory, one bulk copy)
         bar.write_bytes(r.SQ_OFFSET + (self.sq_tail % self.depth) * r.SUBMISSION.size, entry)
         self.sq_tail = (self.sq_tail + 1) & 0xFFFF_FFFF
@@ -351,7 +438,7 @@ class Queues:
             bar.read_bytes(offset, r.COMPLETION.size)
         )
         flight = in_flight.get(cid)
-        if flight is None or phase_slot >> 8 != flight.slot:
+        if flight is None or phase_slot >> 8 != flight.slot or phase_slot & _IN_HOST_MEMORY:
             raise BoardUnavailable(
                 f"{bar.name}: completion for command {cid} in slot {phase_slot >> 8}, "
                 f"which is not in flight; the rings are out of step"

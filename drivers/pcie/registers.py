@@ -21,6 +21,13 @@ writes the SQ tail doorbell last. The device answers in the slot's output
 window (response head, then the result array) and then writes a completion
 entry whose phase bit, flipping on every pass around the ring, tells the host
 it is new (NVMe 2.0 §4.6).
+
+Host memory (map 1.2, FEATURES bit 3): the host may name, per command, a buffer in
+a region of its own memory (HOST_MEM_BASE, HOST_MEM_BYTES) where the device writes
+the result array of a pass, as an NVMe controller writes read data to the host
+addresses of a command: a large result then crosses once, and the host never
+copies it out of the BAR (on hardware, CPU loads from a BAR are uncached, one
+bus transaction each). The response head still lies in the output window.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ __all__ = [
     "CQ_OFFSET",
     "IDENTITY_OFFSET",
     "IDENTITY_STRINGS",
+    "IN_HOST_MEMORY",
     "MAGIC",
     "OFFSET",
     "QUEUE_DEPTH",
@@ -58,9 +66,12 @@ __all__ = [
 
 MAGIC = 0x41524453
 """``'SDRA'`` read as a little-endian u32: the first thing a host checks."""
-VERSION = 0x0001_0001
+VERSION = 0x0001_0002
 """Register-map version, major << 16 | minor. A host refuses another major.
-1.1 added IRQ_ARM and STATUS.PARKED (a host of 1.0 polls, and still works)."""
+1.1 added IRQ_ARM and STATUS.PARKED (a host of 1.0 polls, and still works); 1.2 added
+results written into host memory (HOST_MEM_BASE, HOST_MEM_BYTES, the submission's
+result_room and result_addr, FEATURES bit 3; a host of 1.1 leaves them 0 and reads
+every result from the output window, as before)."""
 BOARD_ID = 0x3153
 """Board family id, ``'S1'`` read as a little-endian u32: SIDRA analog crossbar boards."""
 QUEUE_DEPTH = 8
@@ -128,7 +139,8 @@ _REGISTERS = [
     ("DAC_BITS", 32, "RO", "u32", "bits", "input resolution, 0 = ideal"),
     ("ADC_BITS", 32, "RO", "u32", "bits", "output resolution, 0 = ideal"),
     ("FEATURES", 32, "RO", "u32", "", "bit 0: emulated (virtual clock); bit 1: profile; "
-     "bit 2: region passes (MVM flags bit 0)"),
+     "bit 2: region passes (MVM flags bit 0); bit 3: pass results into host memory "
+     "(HOST_MEM_BASE)"),
     ("QUEUE_DEPTH", 32, "RO", "u32", "entries", "entries per ring (>= 8)"),
     ("SLOT_WINDOW_BYTES", 32, "RO", "u32", "bytes", "size of each slot's input and output "
      "window"),
@@ -148,6 +160,11 @@ _REGISTERS = [
      "(a virtual board: a futex wake on this register)"),
     ("ADC_FULL_SCALE_UA", 64, "RO", "f64", "µA", "ADC output bound: one code is this / "
      "(2^(ADC_BITS-1) - 1); 0 = ideal ADC or not reported"),
+    ("HOST_MEM_BASE", 64, "RW", "u64", "address", "bus address (IOVA) of the host-memory "
+     "region the device may write pass results into (FEATURES bit 3); the host writes it "
+     "before a ring reset, the device takes it at the reset"),
+    ("HOST_MEM_BYTES", 64, "RW", "u64", "bytes", "size of that region, 0 = none; the device "
+     "writes 0 here at the ring reset when it cannot reach the region, and at every boot"),
 ]  # fmt: skip
 
 
@@ -187,7 +204,11 @@ SUBMISSION_FIELDS = (
     ("slot", "I", "slot whose input and output windows the command uses"),
     ("head_len", "I", "bytes of payload head when an array always travels staged (Program: "
      "the targets follow the head in the window); 0 = the whole payload is the head"),
-    ("reserved", "44x", "zero"),
+    ("result_room", "I", "bytes the host has at result_addr for the result array; 0 = answer "
+     "in the slot's output window (register map 1.2, FEATURES bit 3)"),
+    ("result_addr", "Q", "bus address in the HOST_MEM region where the device may write the "
+     "result array (the response head stays in the output window)"),
+    ("reserved", "32x", "zero"),
 )  # fmt: skip
 """Submission entry field by field: (name, struct code, meaning)."""
 SUBMISSION = _entry_struct(SUBMISSION_FIELDS)
@@ -197,8 +218,9 @@ CQ_OFFSET = SQ_OFFSET + QUEUE_DEPTH * SUBMISSION.size
 COMPLETION_FIELDS = (
     ("command_id", "H", "command_id of the submission entry answered"),
     ("status", "H", "wire status (0 = success)"),
-    ("phase_and_slot", "I", "bit 0: phase (flips on every pass around the ring); "
-     "bits 8..: slot"),
+    ("phase_and_slot", "I", "bit 0: phase (flips on every pass around the ring); bit 1: "
+     "the result array lies at the submission's result_addr, not after the head; bits 8..: "
+     "slot"),
     ("head_len", "I", "bytes of response head at the start of the slot's output window"),
     ("result_len", "I", "bytes of result array after the head"),
     ("time_ns", "d", "modeled time of the command, ns"),
@@ -207,8 +229,12 @@ COMPLETION_FIELDS = (
 """Completion entry field by field: (name, struct code, meaning)."""
 COMPLETION = _entry_struct(COMPLETION_FIELDS)
 """Completion entry, 32 bytes: the response lies in the slot's output window (head, then
-result; an error payload is the head). The device writes phase_and_slot (offset 4)
+result; an error payload is the head), or its head there and its result in host memory
+(phase_and_slot bit 1). The device writes phase_and_slot (offset 4)
 last, as one aligned 32-bit store; the host polls it."""
+IN_HOST_MEMORY = 0x2
+"""Bit of a completion's phase_and_slot: its result array lies at the submission entry's
+result_addr in host memory (the device wrote it there before the entry)."""
 WINDOWS_OFFSET = 0x10000
 
 

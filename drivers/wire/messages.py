@@ -126,6 +126,9 @@ class Feature(IntFlag):
     REGION_PASS = 0x0004
     """MVM and TRANSPOSE_MVM take a region (MVM_REGION after the head, flag
     :data:`PASS_REGION_FLAG`); a host never sends one to a board without this bit."""
+    HOST_RESULTS = 0x0008
+    """PCIe only (register map 1.2): a pass's result array can be written into host
+    memory (HOST_MEM_BASE, a submission's result_addr) instead of the output window."""
 
 
 REGION = "HHHHH"  # tile, row_offset, col_offset, rows, cols

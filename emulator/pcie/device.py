@@ -7,7 +7,11 @@ place, so a host never maps a half-written board. :meth:`PcieDevice.serve`
 is the device loop: it polls CONTROL and SQ_TAIL, runs each submission through
 its wire entry (the same table the serial firmware uses) and the emulator,
 writes the response into the slot's output window and then the completion,
-its phase word last (sidra.drivers.pcie.queues, "Memory ordering").
+its phase word last (sidra.drivers.pcie.queues, "Memory ordering"). A pass whose
+submission lends room in host memory (register map 1.2) computes its currents
+there instead: the region the host announced at the last ring reset is a file
+beside the BAR file, which this process maps as an IOMMU would let a board reach
+host memory (sidra.drivers.pcie.host_memory).
 
 An idle board busy-polls briefly, then sleeps between polls (50 µs, later up to
 5 ms), so it never holds a core a host process needs (CI machines have two).
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import struct
 import threading
@@ -31,7 +36,7 @@ import numpy.typing as npt
 from sidra.drivers import validation as check
 from sidra.drivers.errors import OutOfRange, SidraError
 from sidra.drivers.pcie import registers as r
-from sidra.drivers.pcie.bar import ALL_ONES, FileBar, f64_bits
+from sidra.drivers.pcie.bar import ALL_ONES, FileBar, f64_bits, host_memory_path
 from sidra.drivers.requests import MVMRequest, PerturbedMVMRequest, TransposeMVMRequest
 from sidra.drivers.types import BoardInfo, Buffer, MVMResult, Region
 from sidra.drivers.wire import messages as m
@@ -66,6 +71,7 @@ _CONTROL, _STATUS, _SQ_TAIL, _SQ_HEAD, _CQ_HEAD, _IRQ_ARM = (
 _RESET, _ENABLE = int(r.Control.RESET), int(r.Control.ENABLE)
 _READY, _BUSY, _NEEDS_INIT = int(r.Status.READY), int(r.Status.BUSY), int(r.Status.NEEDS_INIT)
 _PARKED = int(r.Status.PARKED)
+_HOST_MEM_BASE, _HOST_MEM_BYTES = r.OFFSET["HOST_MEM_BASE"], r.OFFSET["HOST_MEM_BYTES"]
 
 
 _SPIN_BURST = range(32)
@@ -91,6 +97,8 @@ class _Entry:
     payload_len: int
     slot: int
     head_len: int
+    result_room: int = 0
+    result_addr: int = 0
 
 
 @dataclass(slots=True)
@@ -102,7 +110,10 @@ class _Answer:
     time_ns: float = 0.0
     energy_nj: float = 0.0
     placed: bool = False
-    """The data lies in the output window already, after the head (a pass computed there)."""
+    """The data lies where it goes already: after the head in the output window, or in
+    host memory (a pass computed there)."""
+    in_host: bool = False
+    """The data lies in host memory, at the submission's result_addr."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +230,9 @@ class PcieDevice:
             for slot in range(r.QUEUE_DEPTH)
         ]
         """Each slot's (input, output) window, mapped once: a command takes slices of them."""
+        self._host: tuple[int, memoryview] | None = None
+        """The host-memory region the host announced at the last ring reset: (bus address,
+        its mapping), as an IOMMU would let the device reach it."""
         self._boot()
 
     # -- power-up --------------------------------------------------------------------------
@@ -235,7 +249,8 @@ class PcieDevice:
             "MAGIC": r.MAGIC, "VERSION": r.VERSION, "BOARD_ID": r.BOARD_ID,
             "TILES": info.tile_count, "ROWS": info.rows, "COLS": info.cols,
             "DAC_BITS": info.dac_bits, "ADC_BITS": info.adc_bits,
-            "FEATURES": Feature.EMULATED | Feature.PROFILE | Feature.REGION_PASS,
+            "FEATURES": Feature.EMULATED | Feature.PROFILE | Feature.REGION_PASS
+            | Feature.HOST_RESULTS,
             "QUEUE_DEPTH": r.QUEUE_DEPTH,
             "SLOT_WINDOW_BYTES": r.SLOT_WINDOW_BYTES, "ERROR_CODE": 0,
         }  # fmt: skip
@@ -251,6 +266,9 @@ class PcieDevice:
         }  # fmt: skip
         for name, number in f64.items():
             bar.write64(reg[name], f64_bits(number))
+        for name in ("HOST_MEM_BASE", "HOST_MEM_BYTES"):  # power-up: no host memory
+            bar.write64(reg[name], 0)
+        self._release_host_memory()
         bar.write32(reg["BOOT_COUNT"], self.boot_count)
         # Until the host restarts the rings nothing runs: it must learn this boot first.
         bar.write32(_STATUS, _READY | _NEEDS_INIT)
@@ -279,6 +297,7 @@ class PcieDevice:
 
     def close(self) -> None:
         self._windows = []  # their exports on the mapping first
+        self._release_host_memory()
         self.bar.close()
 
     # -- the device loop -------------------------------------------------------------------
@@ -353,6 +372,7 @@ class PcieDevice:
         return True
 
     def _reset_rings(self) -> None:
+        self._attach_host_memory()
         self.sq_head = self.cq_tail = 0
         self.bar.write_bytes(r.CQ_OFFSET, bytes(r.QUEUE_DEPTH * r.COMPLETION.size))
         for offset in (_SQ_TAIL, _CQ_HEAD, _SQ_HEAD, _IRQ_ARM):
@@ -360,6 +380,49 @@ class PcieDevice:
         self.bar.write32(_STATUS, _READY)
         self.needs_init = False
         self.bar.write32(_CONTROL, _ENABLE)  # RESET cleared: the ack, last
+
+    def _attach_host_memory(self) -> None:
+        """Takes the region HOST_MEM_BASE and HOST_MEM_BYTES announce (the old one is
+        forgotten); HOST_MEM_BYTES back to 0 when it cannot be reached."""
+        self._release_host_memory()
+        bar = self.bar
+        base, size = bar.read64(_HOST_MEM_BASE), bar.read64(_HOST_MEM_BYTES)
+        if not size:
+            return
+        try:
+            with open(host_memory_path(self.path, base), "r+b") as f:
+                if os.fstat(f.fileno()).st_size < size:
+                    raise OSError("smaller than HOST_MEM_BYTES")
+                self._host = (base, memoryview(mmap.mmap(f.fileno(), size)))
+        except (OSError, ValueError, OverflowError):
+            bar.write64(_HOST_MEM_BYTES, 0)  # not reached: the host answers from windows
+
+    def _release_host_memory(self) -> None:
+        if self._host is not None:
+            view = self._host[1]
+            self._host = None
+            mapping = view.obj
+            view.release()
+            if isinstance(mapping, mmap.mmap):
+                with contextlib.suppress(BufferError):  # an array still over it: GC frees it
+                    mapping.close()
+
+    def _host_room(self, entry: _Entry, size: int) -> memoryview | None:
+        """Where in host memory a result of ``size`` bytes goes (None: the output window,
+        as when the host gave no room or too little). An address outside the region the
+        host announced is refused: the device never writes memory it was not given."""
+        if not entry.result_room or size > entry.result_room:
+            return None
+        host = self._host
+        start = entry.result_addr - (host[0] if host is not None else 0)
+        if host is None or start < 0 or start + size > len(host[1]):
+            given = "none" if host is None else f"{len(host[1])} B at 0x{host[0]:x}"
+            raise _Refused(
+                Status.BAD_PAYLOAD,
+                f"result_addr 0x{entry.result_addr:x} (+{size} B) lies outside the host "
+                f"memory announced ({given})",
+            )
+        return host[1][start : start + size]
 
     def _take(self, tail: int) -> list[_Entry]:
         """The submissions up to ``tail`` (SQ_TAIL as read), at most a ring's worth."""
@@ -465,20 +528,30 @@ class PcieDevice:
                 f"a pass of {batch} vectors answers {_PASS_HEAD.size + size} bytes; the output "
                 f"window holds {r.SLOT_WINDOW_BYTES}",
             )
-        window = self._windows[entry.slot][1][_PASS_HEAD.size : _PASS_HEAD.size + size]
+        host = self._host_room(entry, size)
+        if host is None:
+            window = self._windows[entry.slot][1][_PASS_HEAD.size : _PASS_HEAD.size + size]
+        else:
+            window = host  # the host lent memory for it: written there, not in the BAR
         out = np.ndarray((batch, outputs), _WIRE_F32, window) if _IN_PLACE else None
         result = path.run(tile, v, out, region)
         cost = result.cost
         time_ns, energy_nj = cost.time_ns, cost.energy_nj
         head = _PASS_HEAD.pack(result.saturated_outputs, 0, time_ns, energy_nj)
+        in_host = host is not None
         if out is not None and result.currents is out:
-            return _Answer(entry, Status.OK, head, window, time_ns, energy_nj, placed=True)
+            return _Answer(entry, Status.OK, head, window, time_ns, energy_nj, True, in_host)
         currents = np.ascontiguousarray(result.currents, _WIRE_F32).data.cast("B")
+        if in_host:
+            window[:] = currents
+            return _Answer(entry, Status.OK, head, window, time_ns, energy_nj, True, True)
         return _Answer(entry, Status.OK, head, currents, time_ns, energy_nj)
 
     def _complete(self, a: _Answer) -> None:
-        """Output window, then the completion entry, its phase word last."""
-        if len(a.head) + len(a.data) > r.SLOT_WINDOW_BYTES:  # never past the window
+        """Output window (and host memory), then the completion entry, its phase word
+        last."""
+        in_window = len(a.head) + (0 if a.in_host else len(a.data))
+        if in_window > r.SLOT_WINDOW_BYTES:  # never past the window
             text = f"an answer of {len(a.head) + len(a.data)} bytes does not fit the window"
             a = _Answer(a.entry, Status.INTERNAL, m.encode_error(text))
         while self.cq_tail - self.bar.read32(_CQ_HEAD) >= r.QUEUE_DEPTH:
@@ -490,6 +563,8 @@ class PcieDevice:
             bar.write_bytes(out + len(a.head), a.data)
         offset = _CQ[self.cq_tail % r.QUEUE_DEPTH]
         phase = 1 ^ ((self.cq_tail // r.QUEUE_DEPTH) & 1)
+        if a.in_host:
+            phase |= r.IN_HOST_MEMORY
         # The entry in one copy with its phase bit still the old one (the host, polling
         # that bit, sees nothing new yet), then the phase word alone: the entry is new.
         raw = r.COMPLETION.pack(

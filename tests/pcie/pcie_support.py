@@ -89,6 +89,9 @@ class RecordingBar:
     def present(self) -> bool:
         return self.bar.present()
 
+    def host_memory_file(self, base: int) -> str | None:
+        return self.bar.host_memory_file(base)
+
     @property
     def can_sleep(self) -> bool:
         return self.bar.can_sleep

@@ -1,0 +1,115 @@
+"""Host memory a PCIe board writes pass results into (register map 1.2, FEATURES bit 3).
+
+A pass of a 1024-vector batch answers with a MiB of currents. Read out of the BAR's
+output window that is one more copy of the whole result on every call (and on
+hardware a MiB of uncached loads, one bus transaction each). Written by the device
+straight into host memory, as an NVMe controller writes read data to the host
+addresses of a command, the result is the caller's array as it lands.
+
+The host keeps a region of equal chunks, each the size of a slot window. A command
+whose result is large borrows one chunk; the device writes the result there; the
+caller gets a numpy array over that chunk, and the chunk goes back to the pool only
+when that array and every view of it are gone (``weakref.finalize`` on the array,
+which every view keeps alive), so the device never writes into memory a caller still
+holds. When every chunk is held, a command answers in the output window as before.
+
+On a virtual board the region is a file beside the BAR file that both processes map
+(the emulated IOMMU: :func:`sidra.drivers.pcie.bar.host_memory_path`); the host
+removes its name once the device has mapped it. A hardware board would need the
+region mapped for DMA through VFIO, which this driver does not do: ``pcie://``
+passes answer in the output window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import mmap
+import os
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers.pcie import registers as r
+
+__all__ = ["CHUNK_BYTES", "CHUNKS", "MIN_RESULT_BYTES", "HostMemory"]
+
+CHUNK_BYTES = r.SLOT_WINDOW_BYTES
+"""One result's room, bytes: a slot window's worth (a whole number of pages)."""
+CHUNKS = 2 * r.QUEUE_DEPTH
+"""Chunks per region: a full ring in flight, and as many results held by the caller."""
+MIN_RESULT_BYTES = 64 << 10
+"""Smaller results are copied out of the window: a single vector's KiB costs less to
+copy than to lend a chunk for (the single-MVM round trip is the latency-bound path)."""
+_STRIDE = 1 << 26
+"""Bus addresses of successive regions of one host are this far apart (> the region)."""
+_regions = itertools.count()
+
+
+class HostMemory:
+    """One region of host memory shared with the device, and its chunks."""
+
+    def __init__(self, path_of: Callable[[int], str | None], chunks: int = CHUNKS) -> None:
+        """Creates the region's file at ``path_of(base)`` (a bus address of its own);
+        OSError when it cannot (no such file for this transport, no room)."""
+        self.size = chunks * CHUNK_BYTES
+        for _ in range(64):
+            n = next(_regions) % 64
+            self.base = (os.getpid() & 0xFFFF_FFFF) << 32 | n * _STRIDE
+            self.path: str | None = path_of(self.base)
+            if self.path is None:
+                raise OSError("this transport has no file standing in for host memory")
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # a region of this process not yet removed
+                continue
+            break
+        else:
+            raise FileExistsError(f"{self.path}: no free host-memory region name")
+        try:
+            os.ftruncate(fd, self.size)  # before mmap: a page past the end is SIGBUS
+            self._mm = mmap.mmap(fd, self.size, mmap.MAP_SHARED)
+        except BaseException:
+            self.remove_name()
+            raise
+        finally:
+            os.close(fd)
+        self._free = list(range(chunks))
+        """Chunks nobody holds; the last returned is lent first (its pages are warm)."""
+
+    def remove_name(self) -> None:
+        """Unlinks the region's file: once the device has mapped it, or gave up. The
+        memory stays until both ends and every array over it are gone."""
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.path = None
+
+    @property
+    def free_chunks(self) -> int:
+        return len(self._free)
+
+    def lend(self, nbytes: int) -> int | None:
+        """A chunk for a result of ``nbytes`` (None: too small to pay, or none free)."""
+        if not MIN_RESULT_BYTES <= nbytes <= CHUNK_BYTES or not self._free:
+            return None
+        return self._free.pop()
+
+    def address(self, chunk: int) -> int:
+        """The bus address of ``chunk`` (what a submission's result_addr names)."""
+        return self.base + chunk * CHUNK_BYTES
+
+    def give_back(self, chunk: int) -> None:
+        """A chunk whose command failed: the device wrote nothing the caller holds."""
+        self._free.append(chunk)
+
+    def array(self, chunk: int, shape: tuple[int, int], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        """The result in ``chunk`` as the caller's array; the chunk is free again once it
+        and all its views are gone. (``list.append`` from a collector in another thread
+        is atomic, as ``lend``'s ``pop`` under the driver's lock is.)"""
+        result: npt.NDArray[Any] = np.ndarray(shape, dtype, self._mm, chunk * CHUNK_BYTES)
+        weakref.finalize(result, self._free.append, chunk)
+        return result
