@@ -49,7 +49,7 @@ from sidra.drivers.errors import (
 )
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
-from sidra.drivers.pcie.host_memory import HostMemory
+from sidra.drivers.pcie.host_memory import MIN_RESULT_BYTES, HostMemory
 from sidra.drivers.pcie.waiting import HYBRID_MARGIN_S, SPIN_S, Backoff, ServiceTimes, SpinGate
 from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
 from sidra.drivers.wire.messages import Feature
@@ -301,88 +301,75 @@ class Queues:
                 f"of {r.SLOT_WINDOW_BYTES} bytes"
             )
         host, chunk = self.host, None
-        if host is not None and result_bytes:
+        if host is not None and result_bytes >= MIN_RESULT_BYTES:
             chunk = host.lend(result_bytes)
-        try:
-            return self._run_one(opcode, head, data, device_s, size, host, chunk, result_bytes)
+        try:  # (free in CPython 3.11 unless raised: the single MVM pays nothing for it)
+            bar, depth = self.bar, self.depth
+            slot = self.free.pop()
+            offset = self._in[slot]
+            bar.write_bytes(offset, head)  # 1. the payload, bulk
+            bar.write_bytes(offset + len(head), data)
+            cid = self.next_id
+            self.next_id = (cid + 1) & 0xFFFF
+            if chunk is None or host is None:
+                entry = r.SUBMISSION.pack(cid, opcode, self.boot_count, size, slot, 0, 0, 0)
+            else:
+                address = host.address(chunk)
+                entry = r.SUBMISSION.pack(
+                    cid, opcode, self.boot_count, size, slot, 0, result_bytes, address
+                )
+            bar.write_bytes(self._sq[self.sq_tail % depth], entry)  # 2. the submission entry
+            self.sq_tail = tail = (self.sq_tail + 1) & 0xFFFF_FFFF
+            bar.write32(_SQ_TAIL, tail)  # 3. the doorbell, last
+            submitted = time.perf_counter()
+            self._kick_if_parked()  # the STATUS read that flushes it
+            # While the board runs the command: is the device still there? (A pass changes
+            # nothing a host could see again on a board that is gone, so asking now, not
+            # before the doorbell, loses nothing.)
+            if not bar.present():
+                raise BoardUnavailable(f"{bar.name}: the device is gone (removed)")
+            self._learn_last()
+            at = self.cq_head % depth
+            entry_at = self._cq[at]
+            phase = 1 ^ ((self.cq_head // depth) & 1)
+            kind = (opcode, size.bit_length())
+            overslept = False
+            if bar.read32(entry_at + 4) & 1 != phase:
+                deadline = time.monotonic() + device_s + self.timeout_s
+                flight = {cid: _InFlight(0, slot, deadline, kind, submitted)}
+                overslept = self._wait(entry_at + 4, phase, flight)
+            done_cid, status, phase_slot, head_len, result_len, _, _ = r.COMPLETION.unpack(
+                bar.read_bytes(entry_at, r.COMPLETION.size)
+            )
+            if done_cid != cid or phase_slot >> 8 != slot:
+                raise BoardUnavailable(
+                    f"{bar.name}: completion for command {done_cid} in slot {phase_slot >> 8}, "
+                    f"which is not in flight; the rings are out of step"
+                )
+            # Learned while the next command runs (_learn_last): not between the answer and
+            # the caller.
+            self._unlearned = (kind, time.perf_counter() - submitted, overslept)
+            lent: tuple[HostMemory, int, int] | None = None
+            if phase_slot & _IN_HOST_MEMORY:
+                if host is None or chunk is None or result_len > result_bytes:
+                    raise BoardFault(
+                        f"{bar.name}: command {cid} answered {result_len} B in host memory, "
+                        f"where it had room for {result_bytes if chunk is not None else 0} B"
+                    )
+                response = bar.read_array(self._out[slot], head_len)
+                lent = (host, chunk, result_len)
+            else:
+                response = bar.read_array(self._out[slot], head_len + result_len)
+                if host is not None and chunk is not None:
+                    host.give_back(chunk)  # answered in the window (an error, or by choice)
+            self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
+            bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
+            self.free.append(slot)
+            return status, head_len, response, lent
         except BaseException:
             if host is not None and chunk is not None:
-                host.give_back(chunk)
+                host.give_back(chunk)  # the device wrote nothing a caller holds
             raise
-
-    def _run_one(
-        self,
-        opcode: int,
-        head: bytes,
-        data: memoryview,
-        device_s: float,
-        size: int,
-        host: HostMemory | None,
-        chunk: int | None,
-        result_bytes: int,
-    ) -> tuple[int, int, npt.NDArray[np.uint8], tuple[HostMemory, int, int] | None]:
-        bar, depth = self.bar, self.depth
-        slot = self.free.pop()
-        offset = self._in[slot]
-        bar.write_bytes(offset, head)  # 1. the payload, bulk
-        bar.write_bytes(offset + len(head), data)
-        cid = self.next_id
-        self.next_id = (cid + 1) & 0xFFFF
-        if chunk is None or host is None:
-            entry = r.SUBMISSION.pack(cid, opcode, self.boot_count, size, slot, 0, 0, 0)
-        else:
-            address = host.address(chunk)
-            entry = r.SUBMISSION.pack(
-                cid, opcode, self.boot_count, size, slot, 0, result_bytes, address
-            )
-        bar.write_bytes(self._sq[self.sq_tail % depth], entry)  # 2. the submission entry
-        self.sq_tail = tail = (self.sq_tail + 1) & 0xFFFF_FFFF
-        bar.write32(_SQ_TAIL, tail)  # 3. the doorbell, last
-        submitted = time.perf_counter()
-        self._kick_if_parked()  # the STATUS read that flushes it
-        # While the board runs the command: is the device still there? (A pass changes
-        # nothing a host could see again on a board that is gone, so asking now, not
-        # before the doorbell, loses nothing.)
-        if not bar.present():
-            raise BoardUnavailable(f"{bar.name}: the device is gone (removed)")
-        self._learn_last()
-        at = self.cq_head % depth
-        entry_at = self._cq[at]
-        phase = 1 ^ ((self.cq_head // depth) & 1)
-        kind = (opcode, size.bit_length())
-        overslept = False
-        if bar.read32(entry_at + 4) & 1 != phase:
-            deadline = time.monotonic() + device_s + self.timeout_s
-            flight = {cid: _InFlight(0, slot, deadline, kind, submitted)}
-            overslept = self._wait(entry_at + 4, phase, flight)
-        done_cid, status, phase_slot, head_len, result_len, _, _ = r.COMPLETION.unpack(
-            bar.read_bytes(entry_at, r.COMPLETION.size)
-        )
-        if done_cid != cid or phase_slot >> 8 != slot:
-            raise BoardUnavailable(
-                f"{bar.name}: completion for command {done_cid} in slot {phase_slot >> 8}, "
-                f"which is not in flight; the rings are out of step"
-            )
-        # Learned while the next command runs (_learn_last): not between the answer and
-        # the caller.
-        self._unlearned = (kind, time.perf_counter() - submitted, overslept)
-        lent: tuple[HostMemory, int, int] | None = None
-        if phase_slot & _IN_HOST_MEMORY:
-            if host is None or chunk is None or result_len > result_bytes:
-                raise BoardFault(
-                    f"{bar.name}: command {cid} answered {result_len} B in host memory, "
-                    f"where it had room for {result_bytes if chunk is not None else 0} B"
-                )
-            response = bar.read_array(self._out[slot], head_len)
-            lent = (host, chunk, result_len)
-        else:
-            response = bar.read_array(self._out[slot], head_len + result_len)
-            if host is not None and chunk is not None:
-                host.give_back(chunk)  # answered in the window (an error, or by choice)
-        self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
-        bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
-        self.free.append(slot)
-        return status, head_len, response, lent
 
     def _learn_last(self) -> None:
         """Folds the completion time run_one left unlearned into the service times."""

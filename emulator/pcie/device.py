@@ -528,7 +528,7 @@ class PcieDevice:
                 f"a pass of {batch} vectors answers {_PASS_HEAD.size + size} bytes; the output "
                 f"window holds {r.SLOT_WINDOW_BYTES}",
             )
-        host = self._host_room(entry, size)
+        host = self._host_room(entry, size) if entry.result_room else None
         if host is None:
             window = self._windows[entry.slot][1][_PASS_HEAD.size : _PASS_HEAD.size + size]
         else:
