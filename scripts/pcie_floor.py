@@ -14,7 +14,10 @@ every batch of the real path pays:
   currents out of the output window (the 1 MiB each way a driver has to move);
 * ``checks``: plus the voltage check on both ends (``pass_voltages``: the host's
   before the doorbell, the far end's before the pass), as the driver and the
-  board's firmware make;
+  board's firmware made before register map 1.2;
+* ``in_only``: what the driver's path needs since register map 1.2: the copy in and
+  the far end's check, the currents left where the far end wrote them (the board
+  writes a large result into host memory, and checks a large batch alone);
 * ``driver``: the real path, ``PcieDriver.mvm`` against ``serve_virtual_pcie_board``
   (the board ``sidra board serve --pcie-file`` runs): the rings, their entries
   and registers, the interrupt and the park.
@@ -54,7 +57,7 @@ BATCH, ROWS, COLS = 1024, 256, 256
 WINDOW = BATCH * ROWS * 4  # bytes, float32
 HEADER = 64  # bytes before the windows: the words below, then padding to a cache line
 DOORBELL, COMPLETION, CHECK, STOP = range(4)  # u32 words of the header
-PATHS = ("bare", "copies", "checks", "driver")
+PATHS = ("bare", "copies", "checks", "in_only", "driver")
 
 
 class Mapping:
@@ -120,9 +123,9 @@ def measure(path: str, preset_name: str, seed: int, bursts: int) -> dict[str, An
         batch = rng.uniform(-v_max / 4, v_max / 4, (BATCH, ROWS)).astype(np.float32)
         shared.x[:] = batch  # what ``bare`` passes
 
-        def far_mvm(copies: bool, checks: bool) -> np.ndarray:
+        def far_mvm(copies: bool, checks: bool, both_ends: bool = True) -> np.ndarray:
             words[CHECK] = checks
-            if checks:
+            if checks and both_ends:
                 pass_voltages(info, batch, ROWS, "MVM")
             if copies:
                 np.copyto(shared.x, batch)
@@ -131,13 +134,14 @@ def measure(path: str, preset_name: str, seed: int, bursts: int) -> dict[str, An
             shared.wake(DOORBELL)
             while (done := int(words[COMPLETION])) != seq:
                 shared.wait(COMPLETION, done)
-            return shared.y.copy() if copies else shared.y
+            return shared.y.copy() if copies and both_ends else shared.y
 
         calls: dict[str, Callable[[], np.ndarray]] = {
             "inproc": lambda: local.mvm(0, batch).currents,
             "bare": lambda: far_mvm(False, False),
             "copies": lambda: far_mvm(True, False),
             "checks": lambda: far_mvm(True, True),
+            "in_only": lambda: far_mvm(True, True, both_ends=False),
             "driver": lambda: pcie.mvm(0, batch).currents,
         }
         expected = calls["inproc"]()
