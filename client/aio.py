@@ -36,7 +36,7 @@ import grpc.aio
 from sidra.client import batches, streams
 from sidra.client.aio_jobs import AsyncJobs
 from sidra.client.aio_session import AsyncSession, call_session, list_leases
-from sidra.client.batches import DEFAULT_MAX_BATCH
+from sidra.client.call_sizes import CallSizes, SizedCalls
 from sidra.client.credentials import (
     TlsCredentials,
     aio_bearer_token,
@@ -48,7 +48,6 @@ from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
 from sidra.client.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_SERVER_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
     SERVICE_NAME,
     UNSENDABLE,
@@ -94,7 +93,7 @@ from sidra.drivers.requests import (
 )
 from sidra.drivers.types import BoardDescription
 from sidra.hil import convert
-from sidra.hil.chunks import CHUNK_FRAMING_BYTES, DEFAULT_CHUNK_BYTES
+from sidra.hil.chunks import CHUNK_FRAMING_BYTES
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2, stream_pb2
@@ -142,7 +141,7 @@ class _Answered(BoardMethods):
         return self.result
 
 
-class AsyncRemoteBoard:
+class AsyncRemoteBoard(SizedCalls):
     """A board reached through ``sidra serve``, for asyncio; use ``async with``."""
 
     def __init__(
@@ -152,13 +151,15 @@ class AsyncRemoteBoard:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         address: str | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        message_limit_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        message_limit_bytes: int | None = None,
+        max_batch: int | None = None,
+        channel_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.channel = channel
-        self.max_batch = max_batch
-        """Most vectors one MVM or TransposeMVM call carries: a larger batch goes as
-        consecutive calls, in order (sidra.client.batches)."""
+        self._sizes = CallSizes(max_batch, message_limit_bytes, channel_message_bytes)
+        """How large a call may be (sidra.client.call_sizes): ``max_batch`` vectors per
+        MVM, ``message_limit_bytes`` per message (None: what the service announces);
+        ``channel_message_bytes``: the channel's own limit."""
         self.timeout_s = timeout_s
         """Deadline of each call, s."""
         self.address = address
@@ -172,11 +173,6 @@ class AsyncRemoteBoard:
             )
             for op in OPERATIONS
         }
-        self.message_limit_bytes = message_limit_bytes
-        """Largest message both this channel and the server carry, bytes; a Program or
-        ReadConductance whose one message would pass it goes as row bands."""
-        self.chunk_bytes = min(DEFAULT_CHUNK_BYTES, message_limit_bytes - CHUNK_FRAMING_BYTES)
-        """Data bytes per row band of a chunked Program or read (whole rows; at least one)."""
         self._program_chunked = channel.stream_unary(
             f"/{STREAM_SERVICE_NAME}/ProgramChunked",
             request_serializer=stream_pb2.ProgramChunk.SerializeToString,
@@ -277,20 +273,25 @@ class AsyncRemoteBoard:
         """Sends ``request`` as its RPC; returns the result or raises the SIDRA exception."""
         op = operation_of(request)
         request = representable(request)
+        if self._sizes.wanted_for(request):  # once: the sizes the service takes
+            description: BoardDescription = await self.run(GetBoardInfoRequest())
+            self._info = self._info or description.info
         if isinstance(request, ProgramRequest | ReadConductanceRequest):
             info = await self.info() if streams.needs_geometry(request) else None
             if (
                 streams.transfer_bytes(request, info)
-                > self.message_limit_bytes - CHUNK_FRAMING_BYTES
+                > self._sizes.message_limit_bytes - CHUNK_FRAMING_BYTES
             ):
                 return await self._chunked(request, op)
-        cut = batches.parts(request, self.max_batch)
+        cut = batches.parts(request, self._sizes.max_batch)
         if cut is not None:  # checked whole first: a bad vector anywhere runs no part
             request.checked(await self.info())
             # In order, not gathered: a noisy board's passes then draw their noise as the
             # sync client's do, so a seeded run gives the same currents through either.
             return batches.joined([await self.run(part) for part in cut])
         reply, named = await self._unary(op, await self._message(request, op))
+        if op.request is GetBoardInfoRequest:
+            self._sizes.adopt(reply)
         result = convert.result_from_pb(reply, op)
         self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
         return result
@@ -352,14 +353,14 @@ class AsyncRemoteBoard:
         async with self._slots:
             try:
                 if isinstance(request, ProgramRequest):
-                    chunks = streams.program_chunks(request, self.chunk_bytes)
+                    chunks = streams.program_chunks(request, self._sizes.chunk_bytes)
                     call: Any = self._program_chunked(
                         chunks, timeout=self.timeout_s, metadata=self._metadata
                     )
                     result: ProgramReport | ReadResult = streams.program_report(await call)
                 else:
                     assert isinstance(request, ReadConductanceRequest)
-                    message = streams.read_request(request, self.chunk_bytes)
+                    message = streams.read_request(request, self._sizes.chunk_bytes)
                     call = self._read_chunked(
                         message, timeout=self.timeout_s, metadata=self._metadata
                     )
@@ -593,16 +594,17 @@ async def connect(
     tls: TlsCredentials | None = None,
     token: str | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    server_max_message_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    server_max_message_bytes: int | None = None,
+    max_batch: int | None = None,
 ) -> AsyncRemoteBoard:
     """Opens an asyncio channel to ``address`` (``host:port``), as
     :func:`sidra.client.connect` does for the synchronous client (same options; the
     token, if any, goes in clear only to a loopback address). ``max_in_flight``: calls
     sent at once; more wait in the client (set it to the server's ``[limits]``).
     ``server_max_message_bytes``: the server's message size; a larger Program or read
-    travels in row bands. ``max_batch``: the server's ``[limits] max_batch``; a larger MVM
-    goes as consecutive calls."""
+    travels in row bands. ``max_batch``: vectors per MVM call; a larger batch goes as
+    consecutive calls. Either one not given is what the service announces
+    (sidra.client.call_sizes)."""
     check_address(address)
     options = channel_options(max_message_bytes)
     token = token if token is not None else token_from_env()
@@ -624,8 +626,8 @@ async def connect(
             raise unanswered(address, wait_ready_s, tls) from exc
     return AsyncRemoteBoard(
         channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight,
-        message_limit_bytes=min(max_message_bytes, server_max_message_bytes),
-        max_batch=max_batch,
+        message_limit_bytes=server_max_message_bytes, max_batch=max_batch,
+        channel_message_bytes=max_message_bytes,
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ import grpc
 import numpy as np
 
 from sidra.client import batches, streams
-from sidra.client.batches import DEFAULT_MAX_BATCH
+from sidra.client.call_sizes import DEFAULT_SERVER_MESSAGE_BYTES, CallSizes, SizedCalls
 from sidra.client.credentials import (
     BearerToken,
     TlsCredentials,
@@ -72,7 +72,7 @@ from sidra.drivers.types import BoardDescription, ProgramReport, ReadResult
 from sidra.drivers.url import query_options
 from sidra.drivers.validation import to_float32
 from sidra.hil import convert
-from sidra.hil.chunks import CHUNK_FRAMING_BYTES, DEFAULT_CHUNK_BYTES
+from sidra.hil.chunks import CHUNK_FRAMING_BYTES
 from sidra.hil.metadata import INSTANCE_ID_KEY, SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2, stream_pb2
@@ -104,13 +104,8 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest message the client sends or receives, bytes (the server sets its own)."""
 
-DEFAULT_SERVER_MESSAGE_BYTES = 8 * 1024 * 1024
-"""Largest message a server takes and sends unless told otherwise (``sidra serve``
-max_message_mb's default), bytes: a Program or ReadConductance that would pass it
-(or this client's own limit) travels as row bands (stream.proto)."""
 
-
-class RemoteBoard(Board):
+class RemoteBoard(SizedCalls, Board):
     """A board reached through ``sidra serve``; use as a context manager.
 
     Its methods are the local drivers' (:class:`~sidra.drivers.operations.BoardMethods`);
@@ -125,13 +120,15 @@ class RemoteBoard(Board):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         owns_channel: bool = False,
         address: str | None = None,
-        message_limit_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        message_limit_bytes: int | None = None,
+        max_batch: int | None = None,
+        channel_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._channel = channel
-        self.max_batch = max_batch
-        """Most vectors one MVM or TransposeMVM call carries: a larger batch goes as
-        consecutive calls (sidra.client.batches), within the server's ``max_batch``."""
+        self._sizes = CallSizes(max_batch, message_limit_bytes, channel_message_bytes)
+        """How large a call may be (sidra.client.call_sizes): ``max_batch`` vectors per
+        MVM, ``message_limit_bytes`` per message (None: what the service announces);
+        ``channel_message_bytes``: the channel's own limit."""
         self.address = address
         """``host:port`` of the server, when known (:func:`connect` sets it)."""
         self._owns_channel = owns_channel
@@ -141,11 +138,6 @@ class RemoteBoard(Board):
         self._instance = InstanceTracker()
         self._session: Session | None = None
         self._metadata: tuple[tuple[str, str], ...] = ()
-        self.message_limit_bytes = message_limit_bytes
-        """Largest message both this channel and the server carry, bytes; a Program or
-        ReadConductance whose one message would pass it goes as row bands."""
-        self.chunk_bytes = min(DEFAULT_CHUNK_BYTES, message_limit_bytes - CHUNK_FRAMING_BYTES)
-        """Data bytes per row band of a chunked Program or read (whole rows; at least one)."""
         name = streams.STREAM_SERVICE_NAME
         self._mvm_stream = channel.stream_stream(
             f"/{name}/MVMStream",
@@ -239,6 +231,9 @@ class RemoteBoard(Board):
         board instance than this client's previous one)."""
         op = operation_of(request)
         request = representable(request)
+        if self._sizes.wanted_for(request):  # once: the sizes the service takes
+            description: BoardDescription = self.run(GetBoardInfoRequest())
+            self._info = self._info or description.info
         if isinstance(request, ProgramRequest | ReadConductanceRequest) and self._too_large(
             request
         ):
@@ -249,6 +244,8 @@ class RemoteBoard(Board):
             return batches.joined([self.run(part) for part in cut])
         message = self._message(request, op)
         reply, call = self._send(op, message)
+        if op.request is GetBoardInfoRequest:
+            self._sizes.adopt(reply)
         result = convert.result_from_pb(reply, op)
         # A server that sends no trailer still names the instance in GetBoardInfo.
         named = _instance_of(call) or getattr(result, "instance_id", None)
@@ -541,8 +538,8 @@ def connect(
     wait_ready_s: float | None = 10.0,
     tls: TlsCredentials | None = None,
     token: str | None = None,
-    server_max_message_bytes: int = DEFAULT_SERVER_MESSAGE_BYTES,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    server_max_message_bytes: int | None = None,
+    max_batch: int | None = None,
 ) -> RemoteBoard:
     """Opens a channel to ``address`` (``host:port``) and returns the board behind it.
 
@@ -552,9 +549,11 @@ def connect(
     Waits up to ``wait_ready_s`` seconds for the server (``None``: don't wait) and
     raises :class:`~sidra.drivers.BoardUnavailable` if it does not answer.
     ``server_max_message_bytes``: the server's message size (``sidra serve``
-    max_message_mb); a Program or read larger than it (or than ``max_message_bytes``)
-    travels in row bands. ``max_batch``: the server's ``[limits] max_batch`` for this
-    caller; an MVM of more vectors goes as consecutive calls of at most that many.
+    max_message_mb, and the caller's ``[limits]``); a Program or read larger than it (or
+    than ``max_message_bytes``) travels in row bands. ``max_batch``: vectors per MVM
+    call; a larger batch goes as consecutive calls of at most that many. Either one not
+    given is what the service announces (GetBoardInfo ``limits``, asked once before the
+    first call they shape: sidra.client.call_sizes).
     """
     check_address(address)
     token = token if token is not None else token_from_env()
@@ -575,6 +574,6 @@ def connect(
         channel = grpc.intercept_channel(channel, BearerToken(token))
     return RemoteBoard(
         channel, timeout_s=timeout_s, owns_channel=True, address=address,
-        message_limit_bytes=min(max_message_bytes, server_max_message_bytes),
-        max_batch=max_batch,
+        message_limit_bytes=server_max_message_bytes, max_batch=max_batch,
+        channel_message_bytes=max_message_bytes,
     )  # fmt: skip

@@ -193,7 +193,12 @@ def measure(instant_board: bool, rounds: int, number: int) -> dict[str, float]:
             health_pb2.HealthCheckRequest(),
         )
         reply = convert.result_to_pb(canned, MVM).SerializeToString()
-        client = RemoteBoard(CannedChannel(reply))  # type: ignore[arg-type]
+        # Sizes told: a canned channel has no limits to announce (sidra.client.call_sizes).
+        client = RemoteBoard(
+            CannedChannel(reply),  # type: ignore[arg-type]
+            max_batch=4096,
+            message_limit_bytes=8 * 2**20,
+        )
 
         from sidra.server.security.access import _PRINCIPAL  # noqa: PLC0415 - a bound call
 

@@ -113,6 +113,16 @@ class PrincipalLimits:
         self._in_flight: dict[str, int] = {}  # only principals with a call in flight
         self._streams = 0
 
+    def announced(self) -> pb.ServiceLimits:
+        """The limits as GetBoardInfo tells every caller (board.proto ServiceLimits), so
+        that clients cut their batches and transfers to fit instead of being refused."""
+        return pb.ServiceLimits(
+            max_batch=self.max_batch,
+            max_request_bytes=self.max_request_bytes,
+            max_in_flight=self.max_in_flight,
+            max_streams=self.max_streams,
+        )
+
     def admitted(self, principal: str, request_bytes: int) -> Admission:
         """Holds one of ``principal``'s in-flight places for a call of ``request_bytes``
         while the ``with`` block runs, or raises :class:`ResourceExhausted` on entry

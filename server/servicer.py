@@ -150,7 +150,10 @@ class BoardServicer:
             result = self.run_in_turn(
                 op.rpc, request, principal, caller, _session_of(context), admin=admin
             )
-            return answer_of(result, op, request, outputs)
+            answer = answer_of(result, op, request, outputs)
+            if isinstance(answer, pb.GetBoardInfoResponse):  # the service's own part of it
+                answer.limits.CopyFrom(self.limits.announced())
+            return answer
 
     def shared_request(
         self,

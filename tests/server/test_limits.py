@@ -174,7 +174,11 @@ def unchanged(board: BoardDriver) -> Iterator[None]:
 
 
 def test_a_batch_over_max_batch_is_refused_naming_the_limit() -> None:
-    with serving(LimitsSettings(max_batch=8)) as served, connect(served.address) as board:
+    # A client told a larger max_batch than the server's sends the batch as one call.
+    with (
+        serving(LimitsSettings(max_batch=8)) as served,
+        connect(served.address, max_batch=1_000_000) as board,
+    ):
         assert board.mvm(0, voltages(8)).currents.shape == (8, COLS)  # at the limit: served
 
         with unchanged(served.board):
@@ -224,6 +228,39 @@ def test_a_client_told_the_limit_sends_a_larger_batch_in_parts() -> None:
         async def run() -> None:
             async with await aio_connect(served.address, max_batch=8) as board:
                 np.testing.assert_array_equal((await board.mvm(0, v)).currents, whole)
+
+        asyncio.run(run())
+        assert served.refusals("max_batch") == 0
+
+
+def test_every_caller_is_told_the_limits_and_a_client_told_nothing_fits_its_calls() -> None:
+    """GetBoardInfo announces the limits (board.proto ServiceLimits). A client given no
+    max_batch learns it before its first pass and sends 21 vectors as 8, 8 and 5, none
+    refused (sync and asyncio), and takes the principal's max_message_mb as its message
+    size; sizes a caller gives are kept as given."""
+    limits = LimitsSettings(max_batch=8, max_message_mb=1, max_in_flight=3)
+    rng = np.random.default_rng(6)
+    v = rng.uniform(-0.2, 0.2, (21, ROWS)).astype(np.float32)
+    with serving(limits) as served, grpc.insecure_channel(served.address) as channel:
+        reply = pb_grpc.BoardServiceStub(channel).GetBoardInfo(pb.GetBoardInfoRequest())
+        assert reply.limits == pb.ServiceLimits(
+            max_batch=8, max_request_bytes=MIB, max_in_flight=3, max_streams=4
+        )
+        served.board.program(0, rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32))
+        whole = served.board.mvm(0, v).currents
+        with connect(served.address) as board:
+            assert (board.max_batch, board.message_limit_bytes) == (4096, 8 * MIB)  # not yet
+            np.testing.assert_array_equal(board.mvm(0, v).currents, whole)
+            assert (board.max_batch, board.message_limit_bytes) == (8, MIB)
+            assert board.chunk_bytes <= MIB  # a Program or read over 1 MiB goes in bands
+        with connect(served.address, max_batch=7, server_max_message_bytes=2 * MIB) as board:
+            np.testing.assert_array_equal(board.mvm(0, v).currents, whole)  # 7, 7 and 7
+            assert (board.max_batch, board.message_limit_bytes) == (7, 2 * MIB)  # as told
+
+        async def run() -> None:
+            async with await aio_connect(served.address) as board:
+                np.testing.assert_array_equal((await board.mvm(0, v)).currents, whole)
+                assert board.max_batch == 8
 
         asyncio.run(run())
         assert served.refusals("max_batch") == 0
@@ -383,7 +420,7 @@ def test_a_place_in_flight_is_given_back_whatever_the_call_ends_with() -> None:
     limits = LimitsSettings(max_in_flight=1, max_batch=4, max_message_mb=1)
     with (
         serving(limits) as served,
-        connect(served.address) as board,
+        connect(served.address, max_batch=5) as board,  # told more than the server's 4
         grpc.insecure_channel(served.address) as channel,
     ):
         raw_mvm = channel.unary_unary(f"/{pb.DESCRIPTOR.package}.BoardService/MVM")
@@ -447,6 +484,9 @@ def test_limits_of_the_configuration_reach_the_service(tmp_path: Path) -> None:
         server.start()
         try:
             with connect(f"127.0.0.1:{port}") as board:
+                board.mvm(0, voltages(4))  # as 3 and 1: the client learnt the limit
+                assert board.max_batch == 3
+            with connect(f"127.0.0.1:{port}", max_batch=4) as board:
                 board.mvm(0, voltages(3))
                 with pytest.raises(ResourceExhausted, match="at most 3 vectors"):
                     board.mvm(0, voltages(4))
@@ -464,8 +504,11 @@ def test_sidra_serve_enforces_the_limits_section_of_its_config(tmp_path: Path) -
         assert proc.stderr is not None
         line = first if first.startswith("serving") else serving_line(proc.stderr)
         port = line.rsplit("127.0.0.1:", 1)[1].split()[0]
-        with connect(f"127.0.0.1:{port}") as board:
+        with connect(f"127.0.0.1:{port}", max_batch=1_000_000) as board:
             with pytest.raises(ResourceExhausted) as caught:
                 board.mvm(0, voltages(3))
             assert caught.value.field == "limits.max_batch"
             assert board.mvm(0, voltages(2)).currents.shape == (2, COLS)
+        with connect(f"127.0.0.1:{port}") as board:  # told nothing: it learns the limit
+            assert board.mvm(0, voltages(3)).currents.shape == (3, COLS)
+            assert board.max_batch == 2

@@ -53,6 +53,7 @@ from sidra.hil.v1 import board_pb2 as pb
 
 __all__ = [
     "SERVER_RESOLVED_FIELDS",
+    "SERVICE_ADDED_FIELDS",
     "info_from_pb",
     "info_to_pb",
     "request_from_pb",
@@ -65,6 +66,10 @@ SERVER_RESOLVED_FIELDS = frozenset({"shared_inputs", "shared_outputs"})
 """Request fields with no driver-request counterpart: shared-memory references, which
 the server resolves into the request's arrays (sidra.server.shared_memory) before the
 board sees it. Every other field has a dataclass field of the same name."""
+SERVICE_ADDED_FIELDS = frozenset({"limits"})
+"""Response fields with no driver-result counterpart: what the service adds of its own
+(GetBoardInfo's ``limits``, sidra.server.limits), which the clients read off the
+message (sidra.client.call_sizes). Every other field has a dataclass field."""
 
 # Nested value types and the messages they travel as.
 _NESTED: dict[type[Any], type[Message]] = {

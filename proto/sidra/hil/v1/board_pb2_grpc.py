@@ -99,7 +99,8 @@ class BoardServiceServicer:
     def GetBoardInfo(self, request, context):
         """Describes the board: geometry, conductance and voltage ranges, converter
         resolution, the emulator preset when emulated, running cost totals and the
-        board instance they belong to.
+        board instance they belong to; and the service's limits for the caller
+        (ServiceLimits), so that a client fits its calls to them.
         Argument errors: none besides unparsable bytes (INVALID_ARGUMENT, "request").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
