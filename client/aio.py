@@ -36,6 +36,7 @@ import grpc.aio
 from sidra.client import batches, streams
 from sidra.client.aio_jobs import AsyncJobs
 from sidra.client.aio_session import AsyncSession, call_session, list_leases
+from sidra.client.batches import parts as batches_of  # (mvm_stream has a parameter "batches")
 from sidra.client.call_sizes import CallSizes, SizedCalls
 from sidra.client.credentials import (
     TlsCredentials,
@@ -449,21 +450,30 @@ class AsyncRemoteBoard(SizedCalls):
         depth: int = DEFAULT_STREAM_DEPTH,
     ) -> AsyncIterator[MVMResult]:
         """The results of each batch of ``batches`` (as :meth:`mvm`, or :meth:`transpose_mvm`
-        with ``transpose``), in order, over one MVMStream with up to ``depth`` batches in
-        flight. A batch the server refuses raises its error where its result would be."""
+        with ``transpose``), in order, over one MVMStream with up to ``depth`` items in
+        flight; a batch of more than :attr:`max_batch` vectors goes as several items,
+        checked whole first, its result theirs joined. A batch the server refuses raises
+        its error where its result would be."""
         op = streams.pass_operation(transpose)
         built = TransposeMVMRequest if transpose else MVMRequest
+        info = await self.info()  # (and the service's max_batch: a larger batch goes as items)
 
-        async def passes() -> AsyncIterator[tuple[Any, None]]:
+        async def passes() -> AsyncIterator[tuple[Any, int]]:
             async for voltages in _aiter(batches):
-                yield await self._message(representable(built(tile, voltages, region)), op), None
+                request = built(tile, voltages, region)
+                cut = batches_of(request, self.max_batch)
+                if cut is None:
+                    yield await self._message(representable(request), op), 0
+                    continue
+                request.checked(info)  # a bad vector anywhere: no part is sent
+                for k, part in enumerate(cut):
+                    yield await self._message(representable(part), op), len(cut) - 1 - k
 
-        def result_of(reply: Any, _: None) -> MVMResult:
-            result: MVMResult = convert.result_from_pb(reply, op)
-            return result
-
-        async for result in self._stream(passes(), transpose, depth, result_of):
-            yield result
+        batched = streams.WholeBatches(op)
+        async for result in self._stream(passes(), transpose, depth, batched.kept):
+            whole = batched.whole(result)
+            if whole is not None:
+                yield whole
 
     async def mvm_shared_stream(
         self,

@@ -28,6 +28,10 @@ def parts(request: object, max_batch: int) -> list[PassRequest] | None:
     if not isinstance(request, MVMRequest | TransposeMVMRequest):
         return None
     inputs = request.voltages if request.input_codes is None else request.input_codes
-    if inputs is None or np.ndim(inputs) != 2 or len(inputs) <= max_batch:
+    try:
+        shape = np.shape(inputs)
+    except ValueError:  # ragged: sent whole, to be refused with its field
+        return None
+    if inputs is None or len(shape) != 2 or shape[0] <= max_batch:
         return None
     return cut(request, max_batch)

@@ -340,17 +340,25 @@ class RemoteBoard(SizedCalls, Board):
         depth: int = streams.DEFAULT_STREAM_DEPTH,
     ) -> Iterator[MVMResult]:
         """The results of each batch of ``batches`` (as :meth:`mvm`, or :meth:`transpose_mvm`
-        with ``transpose``), in order, over one MVMStream with up to ``depth`` batches in
-        flight: the board never waits for a round trip between them. A batch the server
-        refuses raises its error where its result would be (the stream is then closed)."""
+        with ``transpose``), in order, over one MVMStream with up to ``depth`` items in
+        flight: the board never waits for a round trip between them. A batch of more than
+        :attr:`max_batch` vectors goes as several items, checked whole first, and its
+        result is theirs joined. A batch the server refuses raises its error where its
+        result would be (the stream is then closed)."""
+        info = self.info  # (and the service's max_batch: a larger batch goes as items)
         passes = streams.pass_messages(
             tile, batches, region, transpose,
             lambda request, op: self._message(representable(request), op),
+            lambda: (self.max_batch, info),
         )  # fmt: skip
         feed = streams.MVMStreamFeed(passes, transpose, depth)
         call = self._mvm_stream(iter(feed), metadata=self._metadata)
+        batched = streams.WholeBatches(feed.op)
         try:
-            yield from streams.mvm_stream_calls(call, feed)
+            for result in streams.mvm_stream_calls(call, feed, batched.kept):
+                whole = batched.whole(result)
+                if whole is not None:
+                    yield whole
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
         self._instance.succeeded(_instance_of(call), "MVMStream")

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from sidra.client.batches import joined, parts
 from sidra.drivers import errors
 from sidra.drivers.operations import OPERATIONS, Operation
 from sidra.drivers.requests import (
@@ -42,6 +43,7 @@ __all__ = [
     "program_chunks",
     "read_from_chunks",
     "transfer_bytes",
+    "WholeBatches",
 ]
 
 STREAM_SERVICE_NAME: str = spb.DESCRIPTOR.services_by_name["StreamService"].full_name
@@ -80,13 +82,51 @@ def pass_messages(
     region: Region | None,
     transpose: bool,
     message: Callable[[Request, Operation], Any],
-) -> Iterator[tuple[Any, None]]:
-    """Each batch of voltages as its pass's RPC message (``message``: a request's message,
-    or the SIDRA error of one the wire cannot carry), drawn as the stream sends them."""
+    sizes: Callable[[], tuple[int, BoardInfo]],
+) -> Iterator[tuple[Any, int]]:
+    """Each batch of voltages as its pass's RPC messages (``message``: a request's message,
+    or the SIDRA error of one the wire cannot carry), drawn as the stream sends them. A
+    batch of more than ``max_batch`` vectors (``sizes()``: max_batch and the board's info)
+    is checked whole, then goes as consecutive items of at most that many, as a unary
+    call's does (sidra.client.batches); each item keeps how many items of its batch follow
+    it (0: its last), which :func:`whole_batches` joins by."""
     request_type = TransposeMVMRequest if transpose else MVMRequest
     op = pass_operation(transpose)
     for voltages in batches:
-        yield message(request_type(tile, voltages, region), op), None
+        request = request_type(tile, voltages, region)
+        max_batch, info = sizes()
+        cut = parts(request, max_batch)
+        if cut is None:
+            yield message(request, op), 0
+            continue
+        request.checked(info)  # a bad vector anywhere: no part is sent
+        for k, part in enumerate(cut):
+            yield message(part, op), len(cut) - 1 - k
+
+
+class WholeBatches:
+    """Joins the items' results of an MVM stream into their batches' (both clients):
+    :meth:`kept` is the stream's ``result_of``, :meth:`whole` gives each batch's result
+    once its last item's is in."""
+
+    def __init__(self, op: Operation) -> None:
+        self._op = op
+        self._following: collections.deque[int] = collections.deque()
+        self._held: list[MVMResult] = []
+
+    def kept(self, answer: Any, following: int) -> MVMResult:
+        """An item's answer as its result; notes how many items of its batch follow."""
+        self._following.append(following)
+        result: MVMResult = convert.result_from_pb(answer, self._op)
+        return result
+
+    def whole(self, result: MVMResult) -> MVMResult | None:
+        """The batch's result once ``result`` (the next item's) completes it, else None."""
+        self._held.append(result)
+        if self._following.popleft():
+            return None
+        held, self._held = self._held, []
+        return held[0] if len(held) == 1 else joined(held)
 
 
 class MVMStreamFeed(Generic[Kept]):

@@ -266,6 +266,42 @@ def test_every_caller_is_told_the_limits_and_a_client_told_nothing_fits_its_call
         assert served.refusals("max_batch") == 0
 
 
+def test_a_stream_sends_a_batch_over_the_limit_as_items_and_joins_their_results() -> None:
+    """Under max_batch = 8, an MVM stream of batches of 21, 3 and 16 vectors: the client
+    (told nothing) sends 8 + 8 + 5, 3 and 8 + 8 items and yields three results, each the
+    whole batch's (sync and asyncio); a batch with a bad vector in its last part is
+    refused before any of its items is sent."""
+    rng = np.random.default_rng(8)
+    sizes = (21, 3, 16)
+    vs = [rng.uniform(-0.2, 0.2, (n, ROWS)).astype(np.float32) for n in sizes]
+    with serving(LimitsSettings(max_batch=8)) as served:
+        served.board.program(0, rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32))
+        wholes = [served.board.mvm(0, v).currents for v in vs]
+        with connect(served.address) as board:
+            before = served.board.stats().mvm_passes
+            results = list(board.mvm_stream(0, vs))
+            assert [r.currents.shape[0] for r in results] == list(sizes)
+            for got, whole in zip(results, wholes, strict=True):
+                np.testing.assert_array_equal(got.currents, whole)
+            assert served.board.stats().mvm_passes - before == sum(sizes)
+            bad = vs[0].copy()
+            bad[20, 3] = 1.0  # in the third item: 1 V is outside ±0.2 V
+            before = served.board.stats().mvm_passes
+            with pytest.raises(OutOfRange) as caught:
+                list(board.mvm_stream(0, [bad]))
+            assert caught.value.field == "voltages"
+            assert served.board.stats().mvm_passes == before
+
+        async def run() -> None:
+            async with await aio_connect(served.address) as board:
+                got = [r.currents async for r in board.mvm_stream(0, vs)]
+                for currents, whole in zip(got, wholes, strict=True):
+                    np.testing.assert_array_equal(currents, whole)
+
+        asyncio.run(run())
+        assert served.refusals("max_batch") == 0
+
+
 def test_the_batch_is_judged_from_the_shape_before_the_data_is_read() -> None:
     """A shape over the limit whose data is missing altogether is refused for its batch,
     not for its bytes: the limit is checked before the tensor becomes an array."""
