@@ -391,6 +391,22 @@ def test_every_bracketed_name_in_a_help_text_reaches_the_screen(
     assert not [n for n in names if n not in shown], (names, result.output)
 
 
+def test_no_help_text_shows_docstring_markup() -> None:
+    """Option help comes from the options' field docstrings: a cross-reference
+    (``:class:`MLPOptions```) or a ````literal```` shows as its plain name."""
+    texts = [
+        (" ".join(path), getattr(param, "help", None) or "") for path, param in _parameters()
+    ] + [(" ".join(path), command.help or "") for path, command in _commands()]
+    markup = re.compile(r":(?:class|func|meth|attr|data|mod):`|``")
+    assert [(where, text) for where, text in texts if markup.search(text)] == []
+    from sidra.cli.options import help_text
+
+    assert help_text("wider than the :class:`MLPOptions` default") == (
+        "wider than the MLPOptions default"
+    )
+    assert help_text(":class:`~sidra.training.PATOptions` of ``x``") == "PATOptions of x"
+
+
 @pytest.mark.parametrize(
     "command", [path[2] for path, _ in _commands() if path[1:2] == ("train",) and len(path) == 3]
 )

@@ -15,6 +15,7 @@ names the flag, the value and what is allowed.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -23,7 +24,7 @@ from typer.core import TyperGroup
 
 from sidra.emulator import PRESETS
 
-__all__ = ["AsJson", "Preset", "ValueNamingGroup", "field_option", "job_options"]
+__all__ = ["AsJson", "Preset", "ValueNamingGroup", "field_option", "help_text", "job_options"]
 
 AsJson = Annotated[
     bool,
@@ -52,10 +53,20 @@ Preset = Annotated[
 Options = TypeVar("Options", bound=BaseModel)
 
 
+_ROLE = re.compile(r":(?:class|func|meth|attr|data|mod):`~?(?:[\w.]+\.)?([\w]+)`")
+"""A Sphinx cross-reference in a docstring (``:class:`~sidra.x.Name```): on a terminal,
+its last name alone."""
+
+
+def help_text(docstring: str) -> str:
+    """A docstring as help on a terminal: one paragraph, cross-references as plain
+    names, ``literals`` without their backquotes."""
+    return " ".join(_ROLE.sub(r"\1", docstring).replace("``", "").split())
+
+
 def field_option(model: type[BaseModel], name: str, *flags: str) -> Any:
     """A typer option for field ``name`` of ``model``, its docstring as the help text."""
-    description = model.model_fields[name].description or ""
-    return typer.Option(*flags, help=" ".join(description.split()))
+    return typer.Option(*flags, help=help_text(model.model_fields[name].description or ""))
 
 
 def job_options(model: type[Options], ctx: typer.Context, **changes: Any) -> Options:
