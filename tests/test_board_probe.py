@@ -132,4 +132,23 @@ def test_pcie_board(pcie_board: str) -> None:
     assert link["link_up"] is True
     assert "READY" in link["status_bits"]
     assert link["error_code"] == 0
+    assert "HOST_RESULTS" in link["features"].split("|")  # flags by name
+    assert link["host_memory_bytes"] > 0  # the board writes large results into it
     json.dumps(report)  # plain JSON all the way down
+
+
+def test_a_served_board_shows_the_call_sizes_its_service_announces() -> None:
+    from sidra.server.app import create_server
+    from sidra.server.settings import LimitsSettings
+
+    with open_board("emu://?preset=ideal&seed=1") as driver:
+        limits = LimitsSettings(max_batch=64, max_message_mb=2)
+        server, port = create_server(driver, "127.0.0.1:0", limits=limits)
+        server.start()
+        try:
+            report = probe(f"grpc://127.0.0.1:{port}")
+        finally:
+            server.stop(grace=None).wait()
+    assert report["link"]["max_batch"] == 64
+    assert report["link"]["message_limit_bytes"] == 2 * 2**20
+    assert "max_batch           64" in format_probe(report)

@@ -9,6 +9,7 @@ through a server (it only needs the URL to be free to open).
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,14 +22,19 @@ __all__ = ["LINK_ATTRIBUTES", "format_probe", "probe"]
 LINK_ATTRIBUTES = (
     "link_up",
     "timeout_s",
+    "features",
     "queue_depth",
     "boot_count",
     "slot_window_bytes",
     "bar_size",
+    "host_memory_bytes",
     "max_payload",
+    "max_batch",
+    "message_limit_bytes",
 )
-"""Plain attributes a transport may expose about its link (serial, PCIe), reported when
-present: transports differ, so the probe shows what each one has rather than a fixed set."""
+"""Plain attributes a transport may expose about its link (serial, PCIe; a served board's
+call sizes, which its service announces), reported when present: transports differ, so
+the probe shows what each one has rather than a fixed set. Flags show by name."""
 
 
 def probe(url: str) -> dict[str, Any]:
@@ -83,7 +89,9 @@ def link_state(board: Board) -> dict[str, Any]:
         state.update(dataclasses.asdict(stats))
     for name in LINK_ATTRIBUTES:
         value = getattr(board, name, None)
-        if isinstance(value, bool | int | float | str):
+        if isinstance(value, enum.Flag):
+            state[name] = value.name or "none"
+        elif isinstance(value, bool | int | float | str):
             state[name] = value
     device_stats = getattr(board, "device_link_stats", None)
     if callable(device_stats):  # the board's own counters of the same link (serial)
@@ -137,9 +145,10 @@ def format_probe(report: dict[str, Any]) -> str:
     ]
     link = report["link"]
     lines.append("link" + ("" if link else "          none (in-process board)"))
+    width = max([16, *(len(name) for name in link)])
     for name, value in link.items():
         shown = (
             ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
         )
-        lines.append(f"  {name:<16} {shown}")
+        lines.append(f"  {name:<{width}} {shown}")
     return "\n".join(lines)

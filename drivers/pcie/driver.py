@@ -178,6 +178,13 @@ class PcieDriver(BoardDriver):
         return self._queues.depth if self._queues is not None else 0
 
     @property
+    def host_memory_bytes(self) -> int:
+        """Size of the host-memory region the board writes large results into (0: the
+        results come through the output windows), bytes."""
+        queues = self._queues
+        return queues.host.size if queues is not None and queues.host is not None else 0
+
+    @property
     def boot_count(self) -> int:
         """The board's BOOT_COUNT when this driver last attached (0: never)."""
         return self._known_boot or 0
