@@ -277,6 +277,7 @@ _COMMAND_DEFAULTS = {("spsa", "eval_every")}
 def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> None:
     import typer
 
+    from sidra.cli.options import help_text
     from sidra.cli.train import train_app
     from sidra.training import (
         CompareOptions,
@@ -307,7 +308,7 @@ def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> N
         param = params[name]
         if (command, name) in _COMMAND_DEFAULTS:
             continue
-        assert param.help == " ".join((field.description or "").split()), name
+        assert param.help == help_text(field.description or ""), name
         flagged = model(**{name: param.default})
         assert getattr(flagged, name) == getattr(defaults, name), name
 
