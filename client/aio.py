@@ -284,7 +284,13 @@ class AsyncRemoteBoard(SizedCalls):
                 > self._sizes.message_limit_bytes - CHUNK_FRAMING_BYTES
             ):
                 return await self._chunked(request, op)
-        cut = batches.parts(request, self._sizes.max_batch)
+        cut = None
+        if isinstance(request, MVMRequest | TransposeMVMRequest):
+            described = await self.info()  # (cached: asked when the sizes were learnt)
+            sizes = self._sizes
+            cut = batches.parts(
+                request, sizes.max_batch, sizes.message_limit_bytes, lambda: described
+            )
         if cut is not None:  # checked whole first: a bad vector anywhere runs no part
             request.checked(await self.info())
             # In order, not gathered: a noisy board's passes then draw their noise as the
@@ -461,7 +467,7 @@ class AsyncRemoteBoard(SizedCalls):
         async def passes() -> AsyncIterator[tuple[Any, int]]:
             async for voltages in _aiter(batches):
                 request = built(tile, voltages, region)
-                cut = batches_of(request, self.max_batch)
+                cut = batches_of(request, self.max_batch, self.message_limit_bytes, lambda: info)
                 if cut is None:
                     yield await self._message(representable(request), op), 0
                     continue

@@ -72,10 +72,11 @@ class CallSizes:
             return
         limits = reply.limits
         max_batch, server_bytes = self._told
-        self._fit(
-            max_batch or limits.max_batch or DEFAULT_MAX_BATCH,
-            server_bytes or limits.max_request_bytes or DEFAULT_SERVER_MESSAGE_BYTES,
+        announced = min(  # requests and answers alike: the smaller of the two sizes
+            limits.max_request_bytes or DEFAULT_SERVER_MESSAGE_BYTES,
+            limits.max_response_bytes or DEFAULT_SERVER_MESSAGE_BYTES,
         )
+        self._fit(max_batch or limits.max_batch or DEFAULT_MAX_BATCH, server_bytes or announced)
 
 
 class SizedCalls:

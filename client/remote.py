@@ -238,7 +238,7 @@ class RemoteBoard(SizedCalls, Board):
             request
         ):
             return self._chunked(request, op)
-        cut = batches.parts(request, self.max_batch)
+        cut = batches.parts(request, self.max_batch, self.message_limit_bytes, lambda: self.info)
         if cut is not None:  # checked whole first: a bad vector anywhere runs no part
             request.checked(self.info)
             return batches.joined([self.run(part) for part in cut])
@@ -349,7 +349,7 @@ class RemoteBoard(SizedCalls, Board):
         passes = streams.pass_messages(
             tile, batches, region, transpose,
             lambda request, op: self._message(representable(request), op),
-            lambda: (self.max_batch, info),
+            lambda: (self.max_batch, self.message_limit_bytes, lambda: info),
         )  # fmt: skip
         feed = streams.MVMStreamFeed(passes, transpose, depth)
         call = self._mvm_stream(iter(feed), metadata=self._metadata)

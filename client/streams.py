@@ -82,24 +82,24 @@ def pass_messages(
     region: Region | None,
     transpose: bool,
     message: Callable[[Request, Operation], Any],
-    sizes: Callable[[], tuple[int, BoardInfo]],
+    sizes: Callable[[], tuple[int, int, Callable[[], BoardInfo]]],
 ) -> Iterator[tuple[Any, int]]:
     """Each batch of voltages as its pass's RPC messages (``message``: a request's message,
     or the SIDRA error of one the wire cannot carry), drawn as the stream sends them. A
-    batch of more than ``max_batch`` vectors (``sizes()``: max_batch and the board's info)
-    is checked whole, then goes as consecutive items of at most that many, as a unary
-    call's does (sidra.client.batches); each item keeps how many items of its batch follow
-    it (0: its last), which :func:`whole_batches` joins by."""
+    batch larger than one call carries (``sizes()``: max_batch, the message size and how to
+    get the board's info; sidra.client.batches) is checked whole, then goes as consecutive items,
+    as a unary call's does; each item keeps how many items of its batch follow it (0: its
+    last), which :class:`WholeBatches` joins by."""
     request_type = TransposeMVMRequest if transpose else MVMRequest
     op = pass_operation(transpose)
     for voltages in batches:
         request = request_type(tile, voltages, region)
-        max_batch, info = sizes()
-        cut = parts(request, max_batch)
+        max_batch, message_bytes, info = sizes()
+        cut = parts(request, max_batch, message_bytes, info)
         if cut is None:
             yield message(request, op), 0
             continue
-        request.checked(info)  # a bad vector anywhere: no part is sent
+        request.checked(info())  # a bad vector anywhere: no part is sent
         for k, part in enumerate(cut):
             yield message(part, op), len(cut) - 1 - k
 

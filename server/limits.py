@@ -88,6 +88,8 @@ class PrincipalLimits:
         on_refusal: RefusalListener | None = None,
     ) -> None:
         settings = settings or LimitsSettings()
+        self.max_response_bytes = max_message_bytes
+        """Largest message the server sends, bytes (the server-wide size)."""
         per_principal = settings.max_message_mb
         self.max_request_bytes = (
             max_message_bytes
@@ -121,6 +123,7 @@ class PrincipalLimits:
             max_request_bytes=self.max_request_bytes,
             max_in_flight=self.max_in_flight,
             max_streams=self.max_streams,
+            max_response_bytes=self.max_response_bytes,
         )
 
     def admitted(self, principal: str, request_bytes: int) -> Admission:

@@ -244,7 +244,11 @@ def test_every_caller_is_told_the_limits_and_a_client_told_nothing_fits_its_call
     with serving(limits) as served, grpc.insecure_channel(served.address) as channel:
         reply = pb_grpc.BoardServiceStub(channel).GetBoardInfo(pb.GetBoardInfoRequest())
         assert reply.limits == pb.ServiceLimits(
-            max_batch=8, max_request_bytes=MIB, max_in_flight=3, max_streams=4
+            max_batch=8,
+            max_request_bytes=MIB,
+            max_in_flight=3,
+            max_streams=4,
+            max_response_bytes=DEFAULT_MAX_MESSAGE_BYTES,
         )
         served.board.program(0, rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32))
         whole = served.board.mvm(0, v).currents
@@ -357,11 +361,15 @@ def test_a_request_over_max_message_mb_is_refused_before_it_is_parsed(tmp_path: 
         assert store.history() == []
         assert served.refusals("max_message_mb") == 1
 
-        with connect(served.address) as board:
+        # A client told the server takes more sends the batch whole, to be refused.
+        with connect(served.address, server_max_message_bytes=64 * MIB) as board:
             # 1024 vectors of 256 float32 is 1 MiB of data alone: over, with its framing.
             with pytest.raises(ResourceExhausted, match=r"^limits\.max_message_mb: got 10"):
                 board.mvm(0, voltages(1024))
             assert board.mvm(0, voltages(1000)).currents.shape == (1000, COLS)
+        with connect(served.address) as board:  # told nothing: it fits its calls to 1 MiB
+            assert board.mvm(0, voltages(1024)).currents.shape == (1024, COLS)
+        assert served.refusals("max_message_mb") == 2
 
 
 def test_a_message_over_the_server_wide_limit_is_refused_by_grpc_with_the_same_class() -> None:
@@ -369,12 +377,14 @@ def test_a_message_over_the_server_wide_limit_is_refused_by_grpc_with_the_same_c
     client raises the same ResourceExhausted (without a limit's details)."""
     with (
         serving(LimitsSettings(), max_message_bytes=1 * MIB) as served,
-        connect(served.address) as board,
+        connect(served.address, server_max_message_bytes=64 * MIB) as board,
     ):
         with pytest.raises(ResourceExhausted, match="RESOURCE_EXHAUSTED") as caught:
             board.mvm(0, voltages(2048))
         assert caught.value.field == "request"
         assert board.mvm(0, voltages(4)).currents.shape == (4, COLS)
+        with connect(served.address) as fitted:  # told nothing: calls of at most 1 MiB
+            assert fitted.mvm(0, voltages(2048)).currents.shape == (2048, COLS)
 
 
 # -- calls in flight ---------------------------------------------------------------------------

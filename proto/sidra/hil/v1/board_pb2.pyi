@@ -94,16 +94,18 @@ class GetBoardInfoResponse(_message.Message):
     def __init__(self, info: _Optional[_Union[BoardInfo, _Mapping]] = ..., stats: _Optional[_Union[BoardStats, _Mapping]] = ..., instance_id: _Optional[str] = ..., limits: _Optional[_Union[ServiceLimits, _Mapping]] = ...) -> None: ...
 
 class ServiceLimits(_message.Message):
-    __slots__ = ("max_batch", "max_request_bytes", "max_in_flight", "max_streams")
+    __slots__ = ("max_batch", "max_request_bytes", "max_in_flight", "max_streams", "max_response_bytes")
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESPONSE_BYTES_FIELD_NUMBER: _ClassVar[int]
     max_batch: int
     max_request_bytes: int
     max_in_flight: int
     max_streams: int
-    def __init__(self, max_batch: _Optional[int] = ..., max_request_bytes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., max_streams: _Optional[int] = ...) -> None: ...
+    max_response_bytes: int
+    def __init__(self, max_batch: _Optional[int] = ..., max_request_bytes: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., max_streams: _Optional[int] = ..., max_response_bytes: _Optional[int] = ...) -> None: ...
 
 class BoardInfo(_message.Message):
     __slots__ = ("model", "serial_number", "firmware_version", "tile_count", "rows", "cols", "g_min_us", "g_max_us", "dac_bits", "adc_bits", "read_voltage_max_v", "emulated", "emulator_preset", "profile_json", "timing", "adc_full_scale_ua")
