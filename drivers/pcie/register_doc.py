@@ -147,7 +147,8 @@ def _windows() -> str:
         f"\n\nSlot *i* (0 ≤ *i* < {len(slots)}): `IN[i]` at `{_hex(r.WINDOWS_OFFSET)} + i × "
         f"{_hex(2 * size)}` (host writes the request payload: head, then the array inline), "
         f"`OUT[i]` at `IN[i] + {_hex(size)}` (device writes the response head, then the "
-        f"result array); each {size} bytes ({_size(size)}).\n\n"
+        f"result array, unless the submission lent it room in host memory); each {size} "
+        f"bytes ({_size(size)}).\n\n"
     )
     slot_rows = [(f"{i}", f"`{_hex(r.in_window(i))}`", f"`{_hex(r.out_window(i))}`") for i in slots]
     return (

@@ -18,9 +18,9 @@ Commands travel as the payloads of docs/wire-protocol.md §6, one operation per
 wire message id (``opcode``): the host writes the request payload (head, then
 the array inline) into its slot's input window, fills a submission entry and
 writes the SQ tail doorbell last. The device answers in the slot's output
-window (response head, then the result array) and then writes a completion
-entry whose phase bit, flipping on every pass around the ring, tells the host
-it is new (NVMe 2.0 §4.6).
+window (response head, then the result array, or the array in host memory:
+below) and then writes a completion entry whose phase bit, flipping on every
+pass around the ring, tells the host it is new (NVMe 2.0 §4.6).
 
 Host memory (map 1.2, FEATURES bit 3): the host may name, per command, a buffer in
 a region of its own memory (HOST_MEM_BASE, HOST_MEM_BYTES) where the device writes
@@ -161,10 +161,12 @@ _REGISTERS = [
     ("ADC_FULL_SCALE_UA", 64, "RO", "f64", "µA", "ADC output bound: one code is this / "
      "(2^(ADC_BITS-1) - 1); 0 = ideal ADC or not reported"),
     ("HOST_MEM_BASE", 64, "RW", "u64", "address", "bus address (IOVA) of the host-memory "
-     "region the device may write pass results into (FEATURES bit 3); the host writes it "
-     "before a ring reset, the device takes it at the reset"),
-    ("HOST_MEM_BYTES", 64, "RW", "u64", "bytes", "size of that region, 0 = none; the device "
-     "writes 0 here at the ring reset when it cannot reach the region, and at every boot"),
+     "region the device may write pass results into (FEATURES bit 3; pcie.md, \"Results in "
+     "host memory\"); the host writes it before a ring reset, the device takes it at the "
+     "reset; 0 at every boot"),
+    ("HOST_MEM_BYTES", 64, "RW", "u64", "bytes", "size of that region, 0 = none; taken at "
+     "the ring reset, where the device writes 0 here when it cannot reach the region; 0 at "
+     "every boot"),
 ]  # fmt: skip
 
 
@@ -204,10 +206,12 @@ SUBMISSION_FIELDS = (
     ("slot", "I", "slot whose input and output windows the command uses"),
     ("head_len", "I", "bytes of payload head when an array always travels staged (Program: "
      "the targets follow the head in the window); 0 = the whole payload is the head"),
-    ("result_room", "I", "bytes the host has at result_addr for the result array; 0 = answer "
-     "in the slot's output window (register map 1.2, FEATURES bit 3)"),
-    ("result_addr", "Q", "bus address in the HOST_MEM region where the device may write the "
-     "result array (the response head stays in the output window)"),
+    ("result_room", "I", "MVM and TRANSPOSE_MVM only: bytes the host lends at result_addr "
+     "for the result array; 0 = answer in the slot's output window (register map 1.2, "
+     "FEATURES bit 3); ignored by every other command"),
+    ("result_addr", "Q", "bus address in the HOST_MEM region where the device writes a "
+     "result that fits result_room (the response head stays in the output window); room "
+     "outside the region is refused BAD_PAYLOAD"),
     ("reserved", "32x", "zero"),
 )  # fmt: skip
 """Submission entry field by field: (name, struct code, meaning)."""
@@ -219,10 +223,11 @@ COMPLETION_FIELDS = (
     ("command_id", "H", "command_id of the submission entry answered"),
     ("status", "H", "wire status (0 = success)"),
     ("phase_and_slot", "I", "bit 0: phase (flips on every pass around the ring); bit 1: "
-     "the result array lies at the submission's result_addr, not after the head; bits 8..: "
-     "slot"),
+     "the result array lies at the submission's result_addr, not after the head (never on "
+     "an error); bits 2-7: 0; bits 8..: slot"),
     ("head_len", "I", "bytes of response head at the start of the slot's output window"),
-    ("result_len", "I", "bytes of result array after the head"),
+    ("result_len", "I", "bytes of result array: after the head, or at result_addr with "
+     "phase_and_slot bit 1"),
     ("time_ns", "d", "modeled time of the command, ns"),
     ("energy_nj", "d", "modeled energy of the command, nJ"),
 )  # fmt: skip
