@@ -89,8 +89,10 @@ class StreamServiceServicer:
         (INVALID_ARGUMENT, field "request"), the caller's max_in_flight already
         used when the stream opens, or every one of the server's [limits]
         max_streams places taken by other open streams (RESOURCE_EXHAUSTED,
-        field "limits.max_in_flight" / "limits.max_streams"), a fault of the
-        service (INTERNAL). ProgramChunked and ReadConductanceChunked take a
+        field "limits.max_in_flight" / "limits.max_streams"), an item over the
+        server-wide message size, which gRPC itself refuses (RESOURCE_EXHAUSTED
+        without details, for the whole stream: a client keeps each item within
+        ServiceLimits.max_request_bytes), a fault of the service (INTERNAL). ProgramChunked and ReadConductanceChunked take a
         max_streams place too while they are open. A client that cancels the stream gets no answer to the items
         it sent that had not run; an item running on the board when the
         cancellation arrives completes (passes are never left half done), none
@@ -124,7 +126,10 @@ class StreamServiceServicer:
         (the total size limit)
         "chunks" names the stream, not a field of ProgramChunk, so these errors
         carry the ErrorInfo only, no BadRequest (board.proto, "Errors").
-        Each chunk is one message, so also under max_message_mb.
+        Each chunk is one message, so each within the caller's
+        ServiceLimits.max_request_bytes (board.proto). The stream holds one of the
+        server's max_streams places and counts as one call toward the caller's
+        max_in_flight while it is open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,9 +142,12 @@ class StreamServiceServicer:
         first chunk carries the region's full shape and the cost. Errors are
         ReadConductance's (field paths read.tile, read.region.*) plus
         chunk_bytes            OUT_OF_RANGE      above the server's message size
+        (ServiceLimits.max_response_bytes)
         less 64 KiB of framing, or below
         one row (0 picks the server's
         default, 512 KiB, capped likewise)
+        The stream holds one of the server's max_streams places and counts as one
+        call toward the caller's max_in_flight while it runs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
