@@ -102,8 +102,8 @@ from sidra.hil.v1 import session_pb2, stream_pb2
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "AsyncRemoteBoard", "connect"]
 
 DEFAULT_MAX_IN_FLIGHT = 4
-"""Calls one client keeps in flight at once; more wait here for a place. The
-service's default ``[limits] max_in_flight``, which refuses the ones over it."""
+"""Calls one client keeps in flight at once until it has learnt the service's ``[limits]
+max_in_flight`` (whose default this is); more wait here for a place."""
 
 T = TypeVar("T")
 
@@ -151,7 +151,7 @@ class AsyncRemoteBoard(SizedCalls):
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         address: str | None = None,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_in_flight: int | None = None,
         message_limit_bytes: int | None = None,
         max_batch: int | None = None,
         channel_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -192,7 +192,11 @@ class AsyncRemoteBoard(SizedCalls):
         self._instance = InstanceTracker()
         # Calls beyond the server's per-principal limit would be refused, not queued:
         # queue them here instead.
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._slots = asyncio.Semaphore(max_in_flight or DEFAULT_MAX_IN_FLIGHT)
+        """Calls sent at once: ``max_in_flight``, or (None) the service's, once learnt."""
+        self._max_in_flight_told = max_in_flight
+        self._learning = asyncio.Lock()
+        """Held while the service's limits are asked (sidra.client.call_sizes)."""
         self._session: AsyncSession | None = None
         self._metadata: tuple[tuple[str, str], ...] = ()
 
@@ -275,8 +279,10 @@ class AsyncRemoteBoard(SizedCalls):
         op = operation_of(request)
         request = representable(request)
         if self._sizes.wanted_for(request):  # once: the sizes the service takes
-            description: BoardDescription = await self.run(GetBoardInfoRequest())
-            self._info = self._info or description.info
+            async with self._learning:  # calls gathered at the start ask once, not each
+                if self._sizes.wanted_for(request):
+                    description: BoardDescription = await self.run(GetBoardInfoRequest())
+                    self._info = self._info or description.info
         if isinstance(request, ProgramRequest | ReadConductanceRequest):
             info = await self.info() if streams.needs_geometry(request) else None
             if (
@@ -299,6 +305,10 @@ class AsyncRemoteBoard(SizedCalls):
         reply, named = await self._unary(op, await self._message(request, op))
         if op.request is GetBoardInfoRequest:
             self._sizes.adopt(reply)
+            if self._max_in_flight_told is None and reply.HasField("limits"):
+                # Calls beyond the service's limit would be refused: they wait here.
+                self._slots = asyncio.Semaphore(reply.limits.max_in_flight or 1)
+                self._max_in_flight_told = reply.limits.max_in_flight or 1
         result = convert.result_from_pb(reply, op)
         self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
         return result
@@ -539,7 +549,8 @@ class AsyncRemoteBoard(SizedCalls):
             except Exception as exc:  # noqa: BLE001 - raised after the answers before it
                 failure.append(exc)
 
-        await self._slots.acquire()  # the stream is one call in flight for the server
+        slots = self._slots  # (the one released below, should the limits be learnt meanwhile)
+        await slots.acquire()  # the stream is one call in flight for the server
         call = self._mvm_stream(items(), metadata=self._metadata)
         try:
             async for response in call:
@@ -554,7 +565,7 @@ class AsyncRemoteBoard(SizedCalls):
             raise from_rpc_error(exc) from exc
         finally:
             call.cancel()
-            self._slots.release()
+            slots.release()
 
     async def perturb(
         self,
@@ -609,18 +620,18 @@ async def connect(
     wait_ready_s: float | None = 10.0,
     tls: TlsCredentials | None = None,
     token: str | None = None,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    max_in_flight: int | None = None,
     server_max_message_bytes: int | None = None,
     max_batch: int | None = None,
 ) -> AsyncRemoteBoard:
     """Opens an asyncio channel to ``address`` (``host:port``), as
     :func:`sidra.client.connect` does for the synchronous client (same options; the
     token, if any, goes in clear only to a loopback address). ``max_in_flight``: calls
-    sent at once; more wait in the client (set it to the server's ``[limits]``).
-    ``server_max_message_bytes``: the server's message size; a larger Program or read
-    travels in row bands. ``max_batch``: vectors per MVM call; a larger batch goes as
-    consecutive calls. Either one not given is what the service announces
-    (sidra.client.call_sizes)."""
+    sent at once; more wait in the client. ``server_max_message_bytes``: the server's
+    message size; a larger Program or read travels in row bands. ``max_batch``:
+    vectors per MVM call; a larger batch goes as consecutive calls. Any of the three not
+    given is what the service announces, learnt before the first pass, Program or read
+    (sidra.client.call_sizes; until then 4 calls at once)."""
     check_address(address)
     options = channel_options(max_message_bytes)
     token = token if token is not None else token_from_env()

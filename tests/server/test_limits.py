@@ -265,6 +265,12 @@ def test_every_caller_is_told_the_limits_and_a_client_told_nothing_fits_its_call
             async with await aio_connect(served.address) as board:
                 np.testing.assert_array_equal((await board.mvm(0, v)).currents, whole)
                 assert board.max_batch == 8
+            async with await aio_connect(served.address) as board:  # gathered: asked once
+                before = served.board.stats()
+                got = await asyncio.gather(*(board.mvm(0, v) for _ in range(5)))
+                assert all(np.array_equal(r.currents, whole) for r in got)
+                assert board.max_batch == 8
+                assert served.board.stats().mvm_passes - before.mvm_passes == 5 * 21
 
         asyncio.run(run())
         assert served.refusals("max_batch") == 0
