@@ -455,7 +455,10 @@ class PcieDriver(BoardDriver):
         entry = entry_of(request)
         device_s = entry.device_seconds(request, self.info)
         if not entry.always_staged:
-            return Command(entry.msg(request), entry.request_parts(request), device_s)
+            parts = entry.request_parts(request)
+            return Command(
+                entry.msg(request), parts, device_s, result_bytes=_pass_bytes(request, self.info)
+            )
         data = entry.data(request)  # Program: the targets follow the head in the window
         head = entry.pack_request(request, StagedData(0, zlib.crc32(data)))
         return Command(entry.msg(request), [head, data], device_s, head_len=len(head))
@@ -529,6 +532,17 @@ def _pass_paths(info: BoardInfo) -> dict[type[Any], _PassPath]:
             _vectors_per_window(inputs, outputs), entry.device_seconds(one, info),
         )  # fmt: skip
     return paths
+
+
+def _pass_bytes(request: Request, info: BoardInfo) -> int:
+    """The result array's size of a plain pass (float32 currents only), which may come
+    back in host memory; 0 for anything else."""
+    if not isinstance(request, MVMRequest | TransposeMVMRequest) or request.uses_codes:
+        return 0
+    if request.voltages is None:  # (a checked pass has them)
+        return 0
+    region = request.region or Region().resolve(info.rows, info.cols)
+    return 4 * len(request.voltages) * request.region_outputs(region)
 
 
 def _vectors_per_window(inputs: int, outputs: int) -> int:

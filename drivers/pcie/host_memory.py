@@ -106,7 +106,7 @@ class HostMemory:
         """A chunk whose command failed: the device wrote nothing the caller holds."""
         self._free.append(chunk)
 
-    def array(self, chunk: int, shape: tuple[int, int], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    def array(self, chunk: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
         """The result in ``chunk`` as the caller's array; the chunk is free again once it
         and all its views are gone. (``list.append`` from a collector in another thread
         is atomic, as ``lend``'s ``pop`` under the driver's lock is.)"""

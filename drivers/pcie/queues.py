@@ -49,7 +49,7 @@ from sidra.drivers.errors import (
 )
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
-from sidra.drivers.pcie.host_memory import MIN_RESULT_BYTES, HostMemory
+from sidra.drivers.pcie.host_memory import CHUNK_BYTES, MIN_RESULT_BYTES, HostMemory
 from sidra.drivers.pcie.waiting import HYBRID_MARGIN_S, SPIN_S, Backoff, ServiceTimes, SpinGate
 from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
 from sidra.drivers.wire.messages import Feature
@@ -101,6 +101,9 @@ class Command:
     """Upper bound of the board's time for it, s (stretches the deadline)."""
     head_len: int = 0
     """Bytes of the payload head when an array follows it staged (Program), else 0."""
+    result_bytes: int = 0
+    """The size of a pass's result array, for which room in host memory is lent when
+    it pays (0: the answer comes in the output window)."""
     payload_len: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +115,8 @@ class Completion:
     status: int
     head: bytes
     data: npt.NDArray[np.uint8]
-    """The result array's bytes, copied out of the window into memory of its own."""
+    """The result array's bytes, copied out of the window into memory of its own, or
+    where the device wrote them in host memory (the chunk free once they are gone)."""
 
 
 def identify(bar: RegisterIO) -> tuple[BoardInfo, int, Feature]:
@@ -183,6 +187,8 @@ class _InFlight:
     kind: tuple[int, int]
     """(opcode, payload size class): commands whose completion times are alike."""
     submitted: float
+    lent: tuple[HostMemory, int] | None = None
+    """The chunk of host memory lent for the result (region, chunk), if any."""
 
 
 class Queues:
@@ -390,9 +396,14 @@ class Queues:
             bar.write_bytes(offset, part)
             offset += memoryview(part).nbytes
         cid, self.next_id = self.next_id, (self.next_id + 1) & 0xFFFF
+        host, room, address, lent = self.host, 0, 0, None
+        if host is not None and command.result_bytes >= MIN_RESULT_BYTES:
+            chunk = host.lend(command.result_bytes)
+            if chunk is not None:
+                room, address, lent = command.result_bytes, host.address(chunk), (host, chunk)
         entry = r.SUBMISSION.pack(
             cid, command.opcode, self.boot_count, command.payload_len, slot, command.head_len,
-            0, 0,
+            room, address,
         )  # fmt: skip
         # 2. the submission entry (ring memory, one bulk copy)
         bar.write_bytes(r.SQ_OFFSET + (self.sq_tail % self.depth) * r.SUBMISSION.size, entry)
@@ -404,7 +415,7 @@ class Queues:
             start = max(now, max(f.deadline for f in in_flight.values()) - self.timeout_s)
         kind = (command.opcode, command.payload_len.bit_length())
         deadline = start + command.device_s + self.timeout_s
-        in_flight[cid] = _InFlight(index, slot, deadline, kind, time.perf_counter())
+        in_flight[cid] = _InFlight(index, slot, deadline, kind, time.perf_counter(), lent)
         bar.write32(_SQ_TAIL, self.sq_tail)  # 3. the doorbell, last
 
     def _kick_if_parked(self) -> None:
@@ -425,7 +436,7 @@ class Queues:
             bar.read_bytes(offset, r.COMPLETION.size)
         )
         flight = in_flight.get(cid)
-        if flight is None or phase_slot >> 8 != flight.slot or phase_slot & _IN_HOST_MEMORY:
+        if flight is None or phase_slot >> 8 != flight.slot:
             raise BoardUnavailable(
                 f"{bar.name}: completion for command {cid} in slot {phase_slot >> 8}, "
                 f"which is not in flight; the rings are out of step"
@@ -433,7 +444,18 @@ class Queues:
         self.service_times.learn(flight.kind, time.perf_counter() - flight.submitted, overslept)
         out = r.out_window(flight.slot)
         head = bar.read_bytes(out, head_len)
-        data = bar.read_array(out + head_len, result_len)
+        lent = flight.lent
+        if phase_slot & _IN_HOST_MEMORY:
+            if lent is None or result_len > CHUNK_BYTES:
+                raise BoardFault(
+                    f"{bar.name}: command {cid} answered {result_len} B in host memory, "
+                    "where it was lent no room"
+                )
+            data = lent[0].array(lent[1], (result_len,), np.dtype(np.uint8))
+        else:
+            if lent is not None:
+                lent[0].give_back(lent[1])  # answered in the window
+            data = bar.read_array(out + head_len, result_len)
         self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
         bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
         self.free.append(flight.slot)

@@ -27,6 +27,7 @@ from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, host_memory_path
 from sidra.drivers.pcie.driver import PcieDriver
 from sidra.drivers.pcie.host_memory import CHUNKS, HostMemory
+from sidra.drivers.requests import MVMRequest
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
 from sidra.emulator import preset
@@ -108,6 +109,44 @@ def test_results_held_beyond_the_region_come_from_the_windows_and_all_stay_right
     del held
     gc.collect()
     assert host.free_chunks == CHUNKS
+
+
+def test_passes_in_flight_together_land_in_host_memory_each_in_its_own_chunk(
+    pcie: PcieDriver,
+) -> None:
+    """run_many of six 512-vector passes (several in flight at once) and a batch of 4096
+    (four window-sized chunks in flight, joined): every result the emulator's; the six
+    hold a chunk each while they live, the joined batch none."""
+    host = _host(pcie)
+    xs = [X[:512] * (1.0 - k / 10) for k in range(6)]
+    results = pcie.run_many([MVMRequest(0, x) for x in xs])
+    assert host.free_chunks == CHUNKS - 6
+    with open_board("emu://?preset=ideal&seed=1") as local:
+        local.program(0, G)
+        for x, result in zip(xs, results, strict=True):
+            assert np.array_equal(result.currents, local.mvm(0, x).currents)
+        big = np.concatenate([X, -X, X / 2, -X / 2])
+        assert np.array_equal(pcie.mvm(0, big).currents, local.mvm(0, big).currents)
+    del results, result  # (the loop's name holds the last one too)
+    gc.collect()
+    assert host.free_chunks == CHUNKS
+
+
+def test_completions_out_of_order_each_find_their_own_result() -> None:
+    """The reverse fault answers each burst of submissions backwards: every result in
+    host memory is still its own command's."""
+    with board(faults="reverse=1") as served:
+        d = driver(served)
+        try:
+            d.program(0, G)
+            xs = [X[:256] * (1.0 - k / 10) for k in range(5)]
+            results = d.run_many([MVMRequest(0, x) for x in xs])
+            with open_board("emu://?preset=ideal&seed=1") as local:
+                local.program(0, G)
+                for x, result in zip(xs, results, strict=True):
+                    assert np.array_equal(result.currents, local.mvm(0, x).currents)
+        finally:
+            d.close()
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 1.5])
