@@ -15,7 +15,9 @@ holds. When every chunk is held, a command answers in the output window as befor
 
 On a virtual board the region is a file beside the BAR file that both processes map
 (the emulated IOMMU: :func:`sidra.drivers.pcie.bar.host_memory_path`); the host
-removes its name once the device has mapped it. A hardware board would need the
+removes its name once the device has mapped it. A region's bus address carries its
+host's process id in its high 32 bits, so a host that announces a region first removes
+the files of hosts that died before they could remove theirs. A hardware board would need the
 region mapped for DMA through VFIO, which this driver does not do: ``pcie://``
 passes answer in the output window.
 """
@@ -23,6 +25,7 @@ passes answer in the output window.
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import mmap
 import os
@@ -35,7 +38,7 @@ import numpy.typing as npt
 
 from sidra.drivers.pcie import registers as r
 
-__all__ = ["CHUNK_BYTES", "CHUNKS", "MIN_RESULT_BYTES", "HostMemory"]
+__all__ = ["CHUNK_BYTES", "CHUNKS", "MIN_RESULT_BYTES", "HostMemory", "remove_stale"]
 
 CHUNK_BYTES = r.SLOT_WINDOW_BYTES
 """One result's room, bytes: a slot window's worth (a whole number of pages)."""
@@ -56,6 +59,7 @@ class HostMemory:
         """Creates the region's file at ``path_of(base)`` (a bus address of its own);
         OSError when it cannot (no such file for this transport, no room)."""
         self.size = chunks * CHUNK_BYTES
+        remove_stale(path_of)
         for _ in range(64):
             n = next(_regions) % 64
             self.base = (os.getpid() & 0xFFFF_FFFF) << 32 | n * _STRIDE
@@ -113,3 +117,31 @@ class HostMemory:
         result: npt.NDArray[Any] = np.ndarray(shape, dtype, self._mm, chunk * CHUNK_BYTES)
         weakref.finalize(result, self._free.append, chunk)
         return result
+
+
+def remove_stale(path_of: Callable[[int], str | None]) -> list[str]:
+    """Removes the region files beside this BAR whose host process is gone (killed
+    between creating its region and the board's acknowledgement); returns their paths.
+    A file of a live process, this one's included, is left alone."""
+    example = path_of(0)
+    if example is None:
+        return []
+    removed = []
+    for path in glob.glob(glob.escape(example[:-16]) + "[0-9a-f]" * 16):
+        pid = int(path[-16:], 16) >> 32
+        if pid == os.getpid() or _alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return pid > 0

@@ -188,6 +188,27 @@ def test_a_board_reset_leaves_held_results_intact_and_a_new_region_serves() -> N
             d.close()
 
 
+def test_a_host_removes_the_region_files_of_hosts_that_died(tmp_path: Path) -> None:
+    """A host killed before the board acknowledged its region leaves the file behind; the
+    next host to announce one removes it (the file's bus address names the dead process)
+    and leaves a live process's file alone."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    bar = str(tmp_path / "bar")
+    stale = host_memory_path(bar, dead.pid << 32)
+    live = host_memory_path(bar, os.getppid() << 32)
+    for path in (stale, live):
+        Path(path).write_bytes(b"")
+    region = HostMemory(lambda base: host_memory_path(bar, base))
+    try:
+        assert not os.path.exists(stale) and os.path.exists(live)
+    finally:
+        region.remove_name()
+
+
 class _NoRoomBar(FileBar):
     """A BAR whose host memory cannot be created (its directory does not exist)."""
 
