@@ -409,19 +409,23 @@ class PcieDevice:
 
     def _host_room(self, entry: _Entry, size: int) -> memoryview | None:
         """Where in host memory a result of ``size`` bytes goes (None: the output window,
-        as when the host gave no room or too little). An address outside the region the
-        host announced is refused: the device never writes memory it was not given."""
-        if not entry.result_room or size > entry.result_room:
+        as when the host gave no room or too little). Room lent outside the region the
+        host announced is refused, fit or not: the device never writes memory it was not
+        given."""
+        room = entry.result_room
+        if not room:
             return None
         host = self._host
         start = entry.result_addr - (host[0] if host is not None else 0)
-        if host is None or start < 0 or start + size > len(host[1]):
+        if host is None or start < 0 or start + room > len(host[1]):
             given = "none" if host is None else f"{len(host[1])} B at 0x{host[0]:x}"
             raise _Refused(
                 Status.BAD_PAYLOAD,
-                f"result_addr 0x{entry.result_addr:x} (+{size} B) lies outside the host "
-                f"memory announced ({given})",
+                f"result_addr 0x{entry.result_addr:x} (+{room} B of room) lies outside the "
+                f"host memory announced ({given})",
             )
+        if size > room:
+            return None  # lent too little: the output window, bit 1 clear
         return host[1][start : start + size]
 
     def _take(self, tail: int) -> list[_Entry]:

@@ -268,6 +268,9 @@ def test_the_board_refuses_a_result_address_outside_the_region(device: PcieDevic
         for address in (region.base - 4096, end - 1024):  # before it; running past its end
             status, head = _pass_entry(device, 64 * 256 * 4, address)
             assert status == Status.BAD_PAYLOAD, address
+        # Room lent past the region's end is refused even where the result would fit.
+        status, _ = _pass_entry(device, region.size, region.address(3))
+        assert status == Status.BAD_PAYLOAD
         status, _ = _pass_entry(device, 64 * 256 * 4, region.address(3))
         assert status == Status.OK
         with open_board("emu://?preset=ideal&seed=1") as local:
