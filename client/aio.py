@@ -37,7 +37,7 @@ from sidra.client import batches, streams
 from sidra.client.aio_jobs import AsyncJobs
 from sidra.client.aio_session import AsyncSession, call_session, list_leases
 from sidra.client.batches import parts as batches_of  # (mvm_stream has a parameter "batches")
-from sidra.client.call_sizes import CallSizes, SizedCalls
+from sidra.client.call_sizes import DEFAULT_MAX_IN_FLIGHT, CallSizes, SizedCalls
 from sidra.client.credentials import (
     TlsCredentials,
     aio_bearer_token,
@@ -101,9 +101,6 @@ from sidra.hil.v1 import session_pb2, stream_pb2
 
 __all__ = ["DEFAULT_MAX_IN_FLIGHT", "AsyncRemoteBoard", "connect"]
 
-DEFAULT_MAX_IN_FLIGHT = 4
-"""Calls one client keeps in flight at once until it has learnt the service's ``[limits]
-max_in_flight`` (whose default this is); more wait here for a place."""
 
 T = TypeVar("T")
 
@@ -157,7 +154,9 @@ class AsyncRemoteBoard(SizedCalls):
         channel_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.channel = channel
-        self._sizes = CallSizes(max_batch, message_limit_bytes, channel_message_bytes)
+        self._sizes = CallSizes(
+            max_batch, message_limit_bytes, channel_message_bytes, max_in_flight
+        )
         """How large a call may be (sidra.client.call_sizes): ``max_batch`` vectors per
         MVM, ``message_limit_bytes`` per message (None: what the service announces);
         ``channel_message_bytes``: the channel's own limit."""
@@ -192,9 +191,8 @@ class AsyncRemoteBoard(SizedCalls):
         self._instance = InstanceTracker()
         # Calls beyond the server's per-principal limit would be refused, not queued:
         # queue them here instead.
-        self._slots = asyncio.Semaphore(max_in_flight or DEFAULT_MAX_IN_FLIGHT)
-        """Calls sent at once: ``max_in_flight``, or (None) the service's, once learnt."""
-        self._max_in_flight_told = max_in_flight
+        self._slots = asyncio.Semaphore(self._sizes.max_in_flight)
+        """A place per call sent (``max_in_flight`` of the call sizes): more wait here."""
         self._learning = asyncio.Lock()
         """Held while the service's limits are asked (sidra.client.call_sizes)."""
         self._session: AsyncSession | None = None
@@ -304,11 +302,10 @@ class AsyncRemoteBoard(SizedCalls):
             return batches.joined([await self.run(part) for part in cut])
         reply, named = await self._unary(op, await self._message(request, op))
         if op.request is GetBoardInfoRequest:
+            before = self._sizes.max_in_flight
             self._sizes.adopt(reply)
-            if self._max_in_flight_told is None and reply.HasField("limits"):
-                # Calls beyond the service's limit would be refused: they wait here.
-                self._slots = asyncio.Semaphore(reply.limits.max_in_flight or 1)
-                self._max_in_flight_told = reply.limits.max_in_flight or 1
+            if self._sizes.max_in_flight != before:  # the service's: more would be refused
+                self._slots = asyncio.Semaphore(self._sizes.max_in_flight)
         result = convert.result_from_pb(reply, op)
         self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
         return result

@@ -62,6 +62,9 @@ def per_call(
     if room <= 0:
         return max_batch
     board = info()
+    widest = 6 * max(inputs, board.rows, board.cols)  # no region has more outputs
+    if max_batch * widest <= room:  # the usual case (a training minibatch): no region to read
+        return max_batch
     region = request.region
     if isinstance(region, Region):
         outputs = request.region_outputs(region.resolve(board.rows, board.cols))

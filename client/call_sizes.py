@@ -22,7 +22,11 @@ from sidra.drivers.requests import (
 from sidra.hil.chunks import CHUNK_FRAMING_BYTES, DEFAULT_CHUNK_BYTES
 from sidra.hil.v1 import board_pb2 as pb
 
-__all__ = ["DEFAULT_SERVER_MESSAGE_BYTES", "CallSizes", "SizedCalls"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_SERVER_MESSAGE_BYTES", "CallSizes", "SizedCalls"]
+
+DEFAULT_MAX_IN_FLIGHT = 4
+"""Calls a client keeps in flight at once until it has learnt the service's ``[limits]
+max_in_flight`` (whose default this is); more wait in the client for a place."""
 
 DEFAULT_SERVER_MESSAGE_BYTES = 8 * 1024 * 1024
 """Largest message a server takes and sends until it says otherwise (``sidra serve``
@@ -38,10 +42,17 @@ class CallSizes:
 
     ``max_batch``: most vectors per MVM call (None: the service's). ``server_bytes``:
     the server's message size (None: the service's). ``channel_bytes``: this client's
-    own channel limit, which caps the message size either way."""
+    own channel limit, which caps the message size either way. ``max_in_flight``: calls
+    the client sends at once (None: the service's; only the asyncio client queues)."""
 
-    def __init__(self, max_batch: int | None, server_bytes: int | None, channel_bytes: int) -> None:
-        self._told = (max_batch, server_bytes)
+    def __init__(
+        self,
+        max_batch: int | None,
+        server_bytes: int | None,
+        channel_bytes: int,
+        max_in_flight: int | None = None,
+    ) -> None:
+        self._told = (max_batch, server_bytes, max_in_flight)
         self._channel_bytes = channel_bytes
         self.learned = max_batch is not None and server_bytes is not None
         """Whether nothing is left to learn from the service."""
@@ -53,6 +64,8 @@ class CallSizes:
         ReadConductance whose one message would pass it goes as row bands."""
         self.chunk_bytes = DEFAULT_CHUNK_BYTES
         """Data bytes per row band of a chunked Program or read (whole rows; at least one)."""
+        self.max_in_flight = max_in_flight or DEFAULT_MAX_IN_FLIGHT
+        """Calls sent at once; more wait in the client (the asyncio client's queue)."""
         self._fit(max_batch or DEFAULT_MAX_BATCH, server_bytes or DEFAULT_SERVER_MESSAGE_BYTES)
 
     def _fit(self, max_batch: int, server_bytes: int) -> None:
@@ -71,7 +84,8 @@ class CallSizes:
         if not reply.HasField("limits"):
             return
         limits = reply.limits
-        max_batch, server_bytes = self._told
+        max_batch, server_bytes, max_in_flight = self._told
+        self.max_in_flight = max_in_flight or limits.max_in_flight or DEFAULT_MAX_IN_FLIGHT
         announced = min(  # requests and answers alike: the smaller of the two sizes
             limits.max_request_bytes or DEFAULT_SERVER_MESSAGE_BYTES,
             limits.max_response_bytes or DEFAULT_SERVER_MESSAGE_BYTES,

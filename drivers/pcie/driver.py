@@ -401,10 +401,10 @@ class PcieDriver(BoardDriver):
                 raise m.error_exception(path.name, status, response[:head_len].tobytes())
             if not self._up:
                 self._set_up(True)
-        answered = len(response) - head_len if lent is None else lent[2]
+        answered = len(response) - head_len if lent is None else lent.result_len
         if head_len != _PASS_HEAD.size or answered != result_bytes:
             if lent is not None:
-                lent[0].give_back(lent[1])
+                lent.give_back()
             raise BoardFault(
                 f"{path.name}: the board answered a {head_len}-byte head and "
                 f"{answered} result bytes; a pass of {batch} vectors is "
@@ -412,7 +412,7 @@ class PcieDriver(BoardDriver):
             )
         saturated, _, time_ns, energy_nj = _PASS_HEAD.unpack_from(response.data)
         if lent is not None:  # the board wrote the currents into host memory: no copy
-            currents = lent[0].array(lent[1], (batch, path.outputs), _WIRE_F32)
+            currents = lent.array((batch, path.outputs), _WIRE_F32)
         else:
             currents = np.ndarray((batch, path.outputs), _WIRE_F32, response, head_len)
         if not _WIRE_F32.isnative:  # a big-endian host: the caller gets native floats
@@ -541,8 +541,8 @@ def _pass_bytes(request: Request, info: BoardInfo) -> int:
         return 0
     if request.voltages is None:  # (a checked pass has them)
         return 0
-    region = request.region or Region().resolve(info.rows, info.cols)
-    return 4 * len(request.voltages) * request.region_outputs(region)
+    outputs: int = entry_of(request).outputs(info, request.region)  # type: ignore[attr-defined]
+    return 4 * len(request.voltages) * outputs
 
 
 def _vectors_per_window(inputs: int, outputs: int) -> int:

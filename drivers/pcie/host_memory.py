@@ -31,6 +31,7 @@ import mmap
 import os
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ import numpy.typing as npt
 
 from sidra.drivers.pcie import registers as r
 
-__all__ = ["CHUNK_BYTES", "CHUNKS", "MIN_RESULT_BYTES", "HostMemory", "remove_stale"]
+__all__ = ["CHUNK_BYTES", "CHUNKS", "MIN_RESULT_BYTES", "HostMemory", "Lent", "remove_stale"]
 
 CHUNK_BYTES = r.SLOT_WINDOW_BYTES
 """One result's room, bytes: a slot window's worth (a whole number of pages)."""
@@ -96,11 +97,11 @@ class HostMemory:
     def free_chunks(self) -> int:
         return len(self._free)
 
-    def lend(self, nbytes: int) -> int | None:
+    def lend(self, nbytes: int) -> Lent | None:
         """A chunk for a result of ``nbytes`` (None: too small to pay, or none free)."""
         if not MIN_RESULT_BYTES <= nbytes <= CHUNK_BYTES or not self._free:
             return None
-        return self._free.pop()
+        return Lent(self, self._free.pop(), nbytes)
 
     def address(self, chunk: int) -> int:
         """The bus address of ``chunk`` (what a submission's result_addr names)."""
@@ -117,6 +118,32 @@ class HostMemory:
         result: npt.NDArray[Any] = np.ndarray(shape, dtype, self._mm, chunk * CHUNK_BYTES)
         weakref.finalize(result, self._free.append, chunk)
         return result
+
+
+@dataclass(slots=True)
+class Lent:
+    """A chunk lent to one command: the room its submission names, and once the device
+    answered there, the result's size."""
+
+    region: HostMemory
+    chunk: int
+    room: int
+    """Bytes lent (the submission's result_room)."""
+    result_len: int = 0
+    """Bytes the device wrote there (the completion's result_len)."""
+
+    @property
+    def address(self) -> int:
+        """The submission's result_addr."""
+        return self.region.address(self.chunk)
+
+    def give_back(self) -> None:
+        """The command failed, or was answered in the window: the chunk is free again."""
+        self.region.give_back(self.chunk)
+
+    def array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        """The result as the caller's array (the chunk free again once it is gone)."""
+        return self.region.array(self.chunk, shape, dtype)
 
 
 def remove_stale(path_of: Callable[[int], str | None]) -> list[str]:

@@ -49,7 +49,7 @@ from sidra.drivers.errors import (
 )
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
-from sidra.drivers.pcie.host_memory import CHUNK_BYTES, MIN_RESULT_BYTES, HostMemory
+from sidra.drivers.pcie.host_memory import MIN_RESULT_BYTES, HostMemory, Lent
 from sidra.drivers.pcie.waiting import HYBRID_MARGIN_S, SPIN_S, Backoff, ServiceTimes, SpinGate
 from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
 from sidra.drivers.wire.messages import Feature
@@ -187,8 +187,8 @@ class _InFlight:
     kind: tuple[int, int]
     """(opcode, payload size class): commands whose completion times are alike."""
     submitted: float
-    lent: tuple[HostMemory, int] | None = None
-    """The chunk of host memory lent for the result (region, chunk), if any."""
+    lent: Lent | None = None
+    """The chunk of host memory lent for the result, if any."""
 
 
 class Queues:
@@ -288,12 +288,12 @@ class Queues:
 
     def run_one(
         self, opcode: int, head: bytes, data: memoryview, device_s: float, result_bytes: int = 0
-    ) -> tuple[int, int, npt.NDArray[np.uint8], tuple[HostMemory, int, int] | None]:
+    ) -> tuple[int, int, npt.NDArray[np.uint8], Lent | None]:
         """One command with nothing else in flight, payload ``head`` then ``data`` (bytes);
         returns its completion's status, the length of its response head, the response
-        copied out of the window in one copy (head, then result), and where the result
-        lies instead when the device wrote it into host memory: (region, chunk, result
-        bytes), the response then being the head alone. ``result_bytes``: the size of a pass's
+        copied out of the window in one copy (head, then result), and the chunk the result
+        lies in instead when the device wrote it into host memory (its ``result_len``
+        set), the response then being the head alone. ``result_bytes``: the size of a pass's
         result, for which a chunk of host memory is lent when it pays (0: never).
 
         :meth:`run` for the one case that dominates a training loop (a single MVM),
@@ -306,9 +306,7 @@ class Queues:
                 f"a command payload of {size} bytes does not fit a slot window "
                 f"of {r.SLOT_WINDOW_BYTES} bytes"
             )
-        host, chunk = self.host, None
-        if host is not None and result_bytes >= MIN_RESULT_BYTES:
-            chunk = host.lend(result_bytes)
+        lent = self._lend(result_bytes)
         try:  # (free in CPython 3.11 unless raised: the single MVM pays nothing for it)
             bar, depth = self.bar, self.depth
             slot = self.free.pop()
@@ -317,12 +315,11 @@ class Queues:
             bar.write_bytes(offset + len(head), data)
             cid = self.next_id
             self.next_id = (cid + 1) & 0xFFFF
-            if chunk is None or host is None:
+            if lent is None:
                 entry = r.SUBMISSION.pack(cid, opcode, self.boot_count, size, slot, 0, 0, 0)
             else:
-                address = host.address(chunk)
                 entry = r.SUBMISSION.pack(
-                    cid, opcode, self.boot_count, size, slot, 0, result_bytes, address
+                    cid, opcode, self.boot_count, size, slot, 0, lent.room, lent.address
                 )
             bar.write_bytes(self._sq[self.sq_tail % depth], entry)  # 2. the submission entry
             self.sq_tail = tail = (self.sq_tail + 1) & 0xFFFF_FFFF
@@ -355,27 +352,41 @@ class Queues:
             # Learned while the next command runs (_learn_last): not between the answer and
             # the caller.
             self._unlearned = (kind, time.perf_counter() - submitted, overslept)
-            lent: tuple[HostMemory, int, int] | None = None
             if phase_slot & _IN_HOST_MEMORY:
-                if host is None or chunk is None or result_len > result_bytes:
-                    raise BoardFault(
-                        f"{bar.name}: command {cid} answered {result_len} B in host memory, "
-                        f"where it had room for {result_bytes if chunk is not None else 0} B"
-                    )
+                self._in_host(lent, cid, result_len)
                 response = bar.read_array(self._out[slot], head_len)
-                lent = (host, chunk, result_len)
             else:
                 response = bar.read_array(self._out[slot], head_len + result_len)
-                if host is not None and chunk is not None:
-                    host.give_back(chunk)  # answered in the window (an error, or by choice)
+                if lent is not None:
+                    lent.give_back()  # answered in the window (an error, or by choice)
+                    lent = None
             self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
             bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
             self.free.append(slot)
             return status, head_len, response, lent
         except BaseException:
-            if host is not None and chunk is not None:
-                host.give_back(chunk)  # the device wrote nothing a caller holds
+            if lent is not None:
+                lent.give_back()  # the device wrote nothing a caller holds
             raise
+
+    def _lend(self, result_bytes: int) -> Lent | None:
+        """Room in host memory for a result of ``result_bytes``, when it pays (the bound
+        checked here first: a single MVM makes no call for it)."""
+        host = self.host
+        if host is None or result_bytes < MIN_RESULT_BYTES:
+            return None
+        return host.lend(result_bytes)
+
+    def _in_host(self, lent: Lent | None, cid: int, result_len: int) -> Lent:
+        """The chunk a completion says it answered in (phase_and_slot bit 1), its
+        ``result_len`` noted; BoardFault when the command was lent no room, or less."""
+        if lent is None or result_len > lent.room:
+            raise BoardFault(
+                f"{self.bar.name}: command {cid} answered {result_len} B in host memory, "
+                f"where it was lent {0 if lent is None else lent.room} B"
+            )
+        lent.result_len = result_len
+        return lent
 
     def _learn_last(self) -> None:
         """Folds the completion time run_one left unlearned into the service times."""
@@ -396,14 +407,10 @@ class Queues:
             bar.write_bytes(offset, part)
             offset += memoryview(part).nbytes
         cid, self.next_id = self.next_id, (self.next_id + 1) & 0xFFFF
-        host, room, address, lent = self.host, 0, 0, None
-        if host is not None and command.result_bytes >= MIN_RESULT_BYTES:
-            chunk = host.lend(command.result_bytes)
-            if chunk is not None:
-                room, address, lent = command.result_bytes, host.address(chunk), (host, chunk)
+        lent = self._lend(command.result_bytes)
         entry = r.SUBMISSION.pack(
             cid, command.opcode, self.boot_count, command.payload_len, slot, command.head_len,
-            room, address,
+            0 if lent is None else lent.room, 0 if lent is None else lent.address,
         )  # fmt: skip
         # 2. the submission entry (ring memory, one bulk copy)
         bar.write_bytes(r.SQ_OFFSET + (self.sq_tail % self.depth) * r.SUBMISSION.size, entry)
@@ -446,15 +453,11 @@ class Queues:
         head = bar.read_bytes(out, head_len)
         lent = flight.lent
         if phase_slot & _IN_HOST_MEMORY:
-            if lent is None or result_len > CHUNK_BYTES:
-                raise BoardFault(
-                    f"{bar.name}: command {cid} answered {result_len} B in host memory, "
-                    "where it was lent no room"
-                )
-            data = lent[0].array(lent[1], (result_len,), np.dtype(np.uint8))
+            lent = self._in_host(lent, cid, result_len)
+            data = lent.array((result_len,), np.dtype(np.uint8))
         else:
             if lent is not None:
-                lent[0].give_back(lent[1])  # answered in the window
+                lent.give_back()  # answered in the window
             data = bar.read_array(out + head_len, result_len)
         self.cq_head = (self.cq_head + 1) & 0xFFFF_FFFF
         bar.write32(_CQ_HEAD, self.cq_head)  # consumed: the slot is ours
