@@ -306,7 +306,8 @@ class Queues:
                 f"a command payload of {size} bytes does not fit a slot window "
                 f"of {r.SLOT_WINDOW_BYTES} bytes"
             )
-        lent = self._lend(result_bytes)
+        # (the bound inline: a single MVM makes no call for host memory)
+        lent = self._lend(result_bytes) if result_bytes >= MIN_RESULT_BYTES else None
         try:  # (free in CPython 3.11 unless raised: the single MVM pays nothing for it)
             bar, depth = self.bar, self.depth
             slot = self.free.pop()
@@ -370,8 +371,7 @@ class Queues:
             raise
 
     def _lend(self, result_bytes: int) -> Lent | None:
-        """Room in host memory for a result of ``result_bytes``, when it pays (the bound
-        checked here first: a single MVM makes no call for it)."""
+        """Room in host memory for a result of ``result_bytes``, when it pays."""
         host = self.host
         if host is None or result_bytes < MIN_RESULT_BYTES:
             return None
