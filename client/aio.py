@@ -87,9 +87,11 @@ from sidra.drivers.operations import OPERATIONS, BoardMethods, Operation, operat
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
     MVMRequest,
+    PerturbedMVMRequest,
     ProgramRequest,
     ReadConductanceRequest,
     Request,
+    SequenceRequest,
     TransposeMVMRequest,
 )
 from sidra.drivers.types import BoardDescription
@@ -105,6 +107,9 @@ __all__ = ["DEFAULT_MAX_IN_FLIGHT", "AsyncRemoteBoard", "connect"]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+_MAY_SPLIT = MVMRequest | TransposeMVMRequest | PerturbedMVMRequest | SequenceRequest
+"""Requests that may need several calls under the service's limits (sidra.client.batches)."""
 
 
 class _Built(Exception):
@@ -289,17 +294,17 @@ class AsyncRemoteBoard(SizedCalls):
             ):
                 return await self._chunked(request, op)
         cut = None
-        if isinstance(request, MVMRequest | TransposeMVMRequest):
+        if isinstance(request, _MAY_SPLIT):
             described = await self.info()  # (cached: asked when the sizes were learnt)
             sizes = self._sizes
-            cut = batches.parts(
+            cut = batches.split(
                 request, sizes.max_batch, sizes.message_limit_bytes, lambda: described
             )
         if cut is not None:  # checked whole first: a bad vector anywhere runs no part
-            request.checked(await self.info())
+            request.checked(described)
             # In order, not gathered: a noisy board's passes then draw their noise as the
             # sync client's do, so a seeded run gives the same currents through either.
-            return batches.joined([await self.run(part) for part in cut])
+            return cut.join([await self.run(part) for part in cut.parts])
         reply, named = await self._unary(op, await self._message(request, op))
         if op.request is GetBoardInfoRequest:
             before = self._sizes.max_in_flight

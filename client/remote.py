@@ -238,10 +238,10 @@ class RemoteBoard(SizedCalls, Board):
             request
         ):
             return self._chunked(request, op)
-        cut = batches.parts(request, self.max_batch, self.message_limit_bytes, lambda: self.info)
+        cut = batches.split(request, self.max_batch, self.message_limit_bytes, lambda: self.info)
         if cut is not None:  # checked whole first: a bad vector anywhere runs no part
             request.checked(self.info)
-            return batches.joined([self.run(part) for part in cut])
+            return cut.join([self.run(part) for part in cut.parts])
         message = self._message(request, op)
         reply, call = self._send(op, message)
         if op.request is GetBoardInfoRequest:

@@ -40,13 +40,12 @@ import numpy as np
 
 from sidra.drivers import validation as check
 from sidra.drivers.base import BoardDriver, boot_instance_id
-from sidra.drivers.batches import cut, joined
+from sidra.drivers.batches import cut, cut_points, joined
 from sidra.drivers.errors import (
     BoardFault,
     BoardReset,
     BoardUnavailable,
     InvalidArgument,
-    OutOfRange,
 )
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, RegisterIO, SysfsBar
@@ -430,12 +429,12 @@ class PcieDriver(BoardDriver):
     def _execute(self, requests: Sequence[Request]) -> list[Any]:
         sent = [self._as_sent(request) for request in requests]
         plans = [_split(request, self.info) for request in sent]
-        done = self._run([self._command(piece) for pieces in plans for piece in pieces])
+        done = self._run([self._command(piece) for pieces, _ in plans for piece in pieces])
         results, at = [], 0
-        for request, board_request, pieces in zip(requests, sent, plans, strict=True):
+        for request, board_request, (pieces, join) in zip(requests, sent, plans, strict=True):
             parts = [self._decode(piece, done[at + i]) for i, piece in enumerate(pieces)]
             at += len(pieces)
-            result = parts[0] if len(parts) == 1 else joined(parts)
+            result = parts[0] if len(parts) == 1 else join(parts)
             if board_request is not request:  # padded to the whole tile: keep the region's
                 assert isinstance(request, MVMRequest | TransposeMVMRequest)
                 result = region_outputs(result, request)
@@ -552,33 +551,23 @@ def _vectors_per_window(inputs: int, outputs: int) -> int:
     return max(1, (r.SLOT_WINDOW_BYTES - 64) // (4 * widest))
 
 
-def _split(request: Request, info: BoardInfo) -> list[Request]:
-    """An MVM batch larger than one slot window, as chunks that each fit. A PerturbedMVM
-    cannot be cut (each part would perturb and restore again): one whose answer does
-    not fit a window is refused before it is sent."""
+def _split(request: Request, info: BoardInfo) -> tuple[list[Request], Callable[..., Any]]:
+    """A request too large for one slot window, as pieces that each fit, and how their
+    results join: an MVM batch by its vectors, a PerturbedMVM by its points first
+    (sidra.drivers.batches). Anything else is one piece."""
     if isinstance(request, PerturbedMVMRequest):
-        _check_fits_a_window(request, info)
-        return [request]
+        region = request.region or Region().resolve(info.rows, info.cols)
+        batch, inputs = request.voltages.shape
+        room = r.SLOT_WINDOW_BYTES - 64  # the answer's head and a request's points
+        most_vectors = max(1, (room - 24 * len(request.points)) // (4 * inputs))
+        pieces = cut_points(request, room // (4 * region.cols), most_vectors)
+        return list(pieces.parts), pieces.joined
     if not isinstance(request, MVMRequest | TransposeMVMRequest):
-        return [request]
+        return [request], joined
     inputs = request.voltages.shape[1]
     region = request.region or Region().resolve(info.rows, info.cols)
     per_window = _vectors_per_window(inputs, request.region_outputs(region))
-    return list(cut(request, per_window))
-
-
-def _check_fits_a_window(request: PerturbedMVMRequest, info: BoardInfo) -> None:
-    entry = entry_of(request)
-    sent = sum(memoryview(part).nbytes for part in entry.request_parts(request))
-    answer = entry.result_bytes(request, info)
-    if max(sent, answer) > r.SLOT_WINDOW_BYTES:
-        batch, rows = request.voltages.shape
-        raise OutOfRange(
-            "voltages.shape",
-            f"[{batch}, {rows}] at {len(request.points)} points ({sent} B in, {answer} B out)",
-            f"a request and an answer [points, batch, region cols] of float32 that each fit "
-            f"one PCIe slot window ({r.SLOT_WINDOW_BYTES} B): fewer points or vectors per call",
-        )
+    return list(cut(request, per_window)), joined
 
 
 def _name(msg: int) -> str:

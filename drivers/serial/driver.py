@@ -37,9 +37,15 @@ from urllib.parse import SplitResult
 import serial
 
 from sidra.drivers.base import BoardDriver, boot_instance_id
-from sidra.drivers.batches import cut, joined
+from sidra.drivers.batches import cut, cut_points, joined
 from sidra.drivers.errors import BoardFault, InvalidArgument
-from sidra.drivers.requests import GetBoardInfoRequest, MVMRequest, Request, TransposeMVMRequest
+from sidra.drivers.requests import (
+    GetBoardInfoRequest,
+    MVMRequest,
+    PerturbedMVMRequest,
+    Request,
+    TransposeMVMRequest,
+)
 from sidra.drivers.serial.finder import BoardFinder, SameBoard
 from sidra.drivers.serial.link import Link, LinkSettings, Port
 from sidra.drivers.types import BoardDescription, BoardInfo, LinkStats
@@ -51,6 +57,7 @@ from sidra.drivers.wire.operations import (
     StagedData,
     entry_of,
     padded_to_tile,
+    perturbed_per_command,
     region_outputs,
     vectors_per_command,
 )
@@ -266,6 +273,12 @@ class SerialDriver(BoardDriver):
             per_call = vectors_per_command(request, self.info, self._stage_capacity)
             if request.voltages.shape[0] > per_call:
                 return joined([self._exchange(part) for part in cut(request, per_call)])
+        if isinstance(request, PerturbedMVMRequest):  # cut by its points first
+            pieces = cut_points(
+                request, *perturbed_per_command(request, self.info, self._stage_capacity)
+            )
+            if len(pieces.parts) > 1:
+                return pieces.joined([self._exchange(part) for part in pieces.parts])
         result = self._exchange(request)
         if isinstance(request, GetBoardInfoRequest):  # GET_STATS: the totals, plus our link
             return BoardDescription(self.info, replace(result, link=self.link_stats()))

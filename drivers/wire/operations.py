@@ -614,6 +614,20 @@ def vectors_per_command(request: PassRequest, info: BoardInfo, stage_capacity: i
     return max(1, min(by_stage, by_result))
 
 
+def perturbed_per_command(
+    request: PerturbedMVMRequest, info: BoardInfo, stage_capacity: int
+) -> tuple[int, int]:
+    """Most passes (points × vectors) and most vectors of ``request`` one command may
+    carry (docs/wire-protocol.md §6.2): its body (the points, then the inputs) fits the
+    stage, and its result [points, batch, region cols] the result buffer every board has
+    room for, a whole tile's conductances (§11.1). Each at least 1."""
+    region = (request.region or Region()).resolve(info.rows, info.cols)
+    body_room = stage_capacity - m.POINT.size * len(request.points)
+    most_vectors = body_room // (4 * region.rows)
+    most_passes = info.rows * info.cols // region.cols
+    return max(1, most_passes), max(1, most_vectors)
+
+
 def padded_to_tile(request: PassRequest, info: BoardInfo) -> PassRequest:
     """A region pass as the whole-tile pass that gives the same answer, for a board
     without Feature.REGION_PASS: the inputs at the region's lines, 0 V on every other

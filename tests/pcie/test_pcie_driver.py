@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pcie_support import G, board, recorded
 
-from sidra.drivers import OutOfRange, PerturbationPoint, open_board
+from sidra.drivers import PerturbationPoint, open_board
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import BarError, BarSizeError
@@ -163,19 +163,26 @@ def test_a_host_sleeps_on_the_interrupt_and_kicks_a_parked_board() -> None:
     assert kicked, "a parked board was never kicked"
 
 
-def test_perturbed_mvm_whose_answer_outgrows_a_window_is_refused_before_it_is_sent() -> None:
-    """A PerturbedMVM cannot be cut into chunks (each would perturb and restore again): one
-    whose answer [points, batch, cols] does not fit a slot window is refused by the host,
-    naming the shape and the window, and the board takes no write and no pass."""
+def test_perturbed_mvm_whose_answer_outgrows_a_window_goes_as_pieces_by_its_points() -> None:
+    """A PerturbedMVM whose answer [points, batch, cols] does not fit a slot window goes as
+    pieces of whole points that each fit (8 points x 256 vectors: 2 MiB of currents, two
+    pieces of 4 points), and one point's batch too large for a window in slices of it.
+    The joined currents are the whole call's on the in-process emulator, bit for bit
+    (ideal board); each piece restores the region once more."""
+    rng = np.random.default_rng(8)
+    v = rng.uniform(-0.2, 0.2, (1200, 256)).astype(np.float32)
+    points = [PerturbationPoint(k, 1.0, 1 if k % 2 else -1) for k in range(8)]
+    with open_board("emu://?preset=ideal&seed=1") as reference:
+        reference.program(0, G)
+        whole = reference.perturbed_mvm(0, v[:256], points)
+        one = reference.perturbed_mvm(0, v, points[:1])
     with board() as served, open_board(served.url) as pcie:
-        before = pcie.stats()
-        points = [PerturbationPoint(k, 1.0, 1) for k in range(8)]
-        with pytest.raises(OutOfRange) as caught:
-            pcie.perturbed_mvm(0, np.zeros((256, pcie.info.rows), np.float32), points)
-        assert caught.value.field == "voltages.shape"
-        assert "[256, 256] at 8 points" in str(caught.value)
-        assert f"({r.SLOT_WINDOW_BYTES} B)" in str(caught.value)
-        after = pcie.stats()
-        assert (after.cell_writes, after.mvm_passes) == (before.cell_writes, before.mvm_passes)
-        fits = pcie.perturbed_mvm(0, np.zeros((128, pcie.info.rows), np.float32), points)
-        assert fits.currents.shape == (8, 128, pcie.info.cols)
+        pcie.program(0, G)
+        got = pcie.perturbed_mvm(0, v[:256], points)
+        np.testing.assert_array_equal(got.currents, whole.currents)
+        cells = pcie.info.rows * pcie.info.cols
+        assert (whole.cells_written, got.cells_written) == (9 * cells, 10 * cells)
+        assert got.saturated_outputs == whole.saturated_outputs
+        got = pcie.perturbed_mvm(0, v, points[:1])  # 1200 x 256 inputs: over 1 MiB
+        np.testing.assert_array_equal(got.currents, one.currents)
+        assert got.cells_written == 2 * 2 * cells

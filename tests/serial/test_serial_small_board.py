@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 import serial
 
-from sidra.drivers import BoardUnavailable, Cost, InvalidArgument, MVMResult, Region, open_board
+from sidra.drivers import (
+    BoardUnavailable,
+    Cost,
+    InvalidArgument,
+    MVMResult,
+    PerturbationPoint,
+    Region,
+    open_board,
+)
 from sidra.drivers.serial import SerialDriver
 from sidra.drivers.serial.link import Link, LinkSettings, Port, check_hello
 from sidra.drivers.wire import messages as m
@@ -179,3 +187,27 @@ def test_boot_notice_is_not_taken_for_the_hello_reply() -> None:
             assert link.exchange(Msg.PING).status == 0
         finally:
             link.close()
+
+
+def test_a_perturbed_pass_larger_than_the_stage_goes_as_commands_by_its_points() -> None:
+    """5 points x 40 vectors: a body of 5,240 bytes for a 2 KiB stage and 12,800 bytes of
+    currents for a result buffer of one tile image. The host sends commands of whole
+    points and, since one point's 40 vectors do not fit either, slices of its batch; the
+    joined currents are the in-process emulator's, bit for bit."""
+    reference = EmulatorDriver(PROFILE, 3)
+    rng = np.random.default_rng(4)
+    g = rng.uniform(2.0, 38.0, (32, 16)).astype(np.float32)
+    v = rng.uniform(-0.2, 0.2, (40, 32)).astype(np.float32)
+    points = [PerturbationPoint(k, 1.0, 1 if k % 2 else -1) for k in range(5)]
+    with (
+        serve_virtual_board(PROFILE, 3, max_payload=256, stage_capacity=STAGE) as server,
+        open_board(server.url) as board,
+    ):
+        for driver in (board, reference):
+            driver.program(0, g)
+        got, whole = (d.perturbed_mvm(0, v, points) for d in (board, reference))
+        np.testing.assert_array_equal(got.currents, whole.currents)
+        assert got.currents.shape == (5, 40, 16)
+        assert got.cells_written > whole.cells_written  # each command restores once more
+        small = board.perturbed_mvm(0, v[:4], points[:2])  # fits: one command
+        assert small.cells_written == whole.cells_written * 3 // 6

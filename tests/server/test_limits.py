@@ -30,7 +30,8 @@ from sidra.client import InvalidArgument, OutOfRange, ResourceExhausted, SidraEr
 from sidra.client.aio import connect as aio_connect
 from sidra.client.errors import from_rpc_error
 from sidra.drivers import BoardDriver, open_board
-from sidra.drivers.requests import MVMRequest
+from sidra.drivers.requests import MAX_STEPS, MVMRequest, PerturbedMVMRequest, ProgramRequest
+from sidra.drivers.types import PerturbationPoint, Region
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server.app import DEFAULT_MAX_MESSAGE_BYTES, create_configured_server, create_server
@@ -39,6 +40,7 @@ from sidra.server.observability import ServiceMetrics
 from sidra.server.security import Role, TokensFile, add_principal
 from sidra.server.settings import LimitsSettings, load_settings
 from sidra.server.state import StateStore
+from sidra.training import SPSAOptions, load_dataset, train_softmax_spsa
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
 ROWS = COLS = 256  # the ideal preset's tiles
@@ -231,6 +233,72 @@ def test_a_client_told_the_limit_sends_a_larger_batch_in_parts() -> None:
 
         asyncio.run(run())
         assert served.refusals("max_batch") == 0
+
+
+def test_a_perturbed_pass_over_max_batch_goes_in_parts_by_its_points() -> None:
+    """connect(max_batch=8): a PerturbedMVM of 3 points x 6 vectors (18 passes) goes as
+    3 calls of one point each, 1 point x 12 vectors as 8 and 4 vectors, and a RunSequence
+    with such a step as one sequence of the cut steps. Each result is the whole call's,
+    bit for bit on the ideal board, through both clients; each part restores the region
+    once more, which cells_written counts. None is refused."""
+    rng = np.random.default_rng(6)
+    g = rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32)
+    v = rng.uniform(-0.2, 0.2, (12, ROWS)).astype(np.float32)
+    points = [PerturbationPoint(seed, 2.0, sign) for seed, sign in ((1, 1), (1, -1), (7, 1))]
+    region = Region(0, 0, 64, 10)
+    with serving(LimitsSettings(max_batch=8)) as served:
+        served.board.program(0, g)
+        whole = served.board.perturbed_mvm(0, v[:6], points)
+        one_point = served.board.perturbed_mvm(0, v, points[:1])
+        steps = [
+            ProgramRequest(0, g[:64, :10]),
+            PerturbedMVMRequest(0, v[:6, :64], tuple(points), region),
+        ]
+        in_sequence = served.board.run_sequence(steps).results[1]
+        with connect(served.address, max_batch=8) as board:
+            got = board.perturbed_mvm(0, v[:6], points)
+            np.testing.assert_array_equal(got.currents, whole.currents)
+            assert got.cells_written == 3 * 2 * ROWS * COLS  # 3 parts: a point and a restore
+            assert whole.cells_written == 4 * ROWS * COLS
+            assert got.cost.time_ns > whole.cost.time_ns
+            got = board.perturbed_mvm(0, v, points[:1])
+            np.testing.assert_array_equal(got.currents, one_point.currents)
+            assert got.currents.shape == (1, 12, COLS)
+            results = board.run_sequence(steps).results
+            assert len(results) == 2
+            np.testing.assert_array_equal(results[1].currents, in_sequence.currents)
+            assert results[1].currents.shape == (3, 6, 10)
+
+        async def run() -> None:
+            async with await aio_connect(served.address, max_batch=8) as board:
+                got = await board.perturbed_mvm(0, v[:6], points)
+                np.testing.assert_array_equal(got.currents, whole.currents)
+                results = (await board.run_sequence(steps)).results
+                np.testing.assert_array_equal(results[1].currents, in_sequence.currents)
+
+        asyncio.run(run())
+        assert served.refusals("max_batch") == 0
+
+
+def test_a_sequence_that_would_need_more_than_max_steps_is_refused_whole() -> None:
+    """Cut to max_batch 8, a PerturbedMVM step of 64 points x 8 vectors would take 64
+    steps, more than one RunSequence carries: the client sends it as it is and the
+    service refuses it, naming the limit, before any step runs."""
+    points = tuple(PerturbationPoint(seed, 1.0, 1) for seed in range(64))
+    steps = [
+        ProgramRequest(0, np.full((ROWS, COLS), 5.0, np.float32)),
+        PerturbedMVMRequest(0, voltages(8), points),
+    ]
+    with serving(LimitsSettings(max_batch=8)) as served:
+        with (
+            connect(served.address, max_batch=8) as board,
+            unchanged(served.board),
+            pytest.raises(ResourceExhausted) as caught,
+        ):
+            board.run_sequence(steps)
+        assert caught.value.field == "limits.max_batch"
+        assert len(points) > MAX_STEPS
+        assert served.refusals("max_batch") == 1
 
 
 def test_every_caller_is_told_the_limits_and_a_client_told_nothing_fits_its_calls() -> None:
@@ -564,3 +632,20 @@ def test_sidra_serve_enforces_the_limits_section_of_its_config(tmp_path: Path) -
         with connect(f"127.0.0.1:{port}") as board:  # told nothing: it learns the limit
             assert board.mvm(0, voltages(3)).currents.shape == (3, COLS)
             assert board.max_batch == 2
+
+
+def test_on_board_spsa_trains_under_a_max_batch_below_its_two_points() -> None:
+    """An on-board SPSA step evaluates 2 points x 32 vectors in one PerturbedMVM: under
+    max_batch 32 the client sends each step as one RunSequence of a PerturbedMVM per
+    point, and the run is the one a server with the default limits gives (ideal board:
+    the same losses and accuracies), with no refusal."""
+    data = load_dataset("digits")
+    options = SPSAOptions(steps=4, a=0.5, c=0.1, eval_every=1000, mode="board", batch_size=32)
+    records = []
+    for limits in (LimitsSettings(max_batch=32), LimitsSettings()):
+        with serving(limits) as served, connect(served.address) as board:
+            records.append(train_softmax_spsa(board, data, options))
+            assert served.refusals("max_batch") == 0
+    cut, whole = records
+    assert cut.losses == whole.losses and len(cut.losses) == 4
+    assert (cut.test_accuracy, cut.train_accuracy) == (whole.test_accuracy, whole.train_accuracy)
