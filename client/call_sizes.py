@@ -15,8 +15,10 @@ from __future__ import annotations
 from sidra.client.batches import DEFAULT_MAX_BATCH
 from sidra.drivers.requests import (
     MVMRequest,
+    PerturbedMVMRequest,
     ProgramRequest,
     ReadConductanceRequest,
+    SequenceRequest,
     TransposeMVMRequest,
 )
 from sidra.hil.chunks import CHUNK_FRAMING_BYTES, DEFAULT_CHUNK_BYTES
@@ -33,7 +35,14 @@ DEFAULT_SERVER_MESSAGE_BYTES = 8 * 1024 * 1024
 max_message_mb's default), bytes: a Program or ReadConductance that would pass it
 (or this client's own limit) travels as row bands (stream.proto)."""
 
-_SHAPED = (MVMRequest, TransposeMVMRequest, ProgramRequest, ReadConductanceRequest)
+_SHAPED = (
+    MVMRequest,
+    TransposeMVMRequest,
+    PerturbedMVMRequest,
+    SequenceRequest,
+    ProgramRequest,
+    ReadConductanceRequest,
+)
 """Requests whose calls the sizes shape: a client learns them before the first."""
 
 
@@ -43,7 +52,8 @@ class CallSizes:
     ``max_batch``: most vectors per MVM call (None: the service's). ``server_bytes``:
     the server's message size (None: the service's). ``channel_bytes``: this client's
     own channel limit, which caps the message size either way. ``max_in_flight``: calls
-    the client sends at once (None: the service's; only the asyncio client queues)."""
+    the client sends at once (None: the service's); more wait in the client (the asyncio
+    client's tasks, the sync client's threads)."""
 
     def __init__(
         self,
@@ -65,7 +75,7 @@ class CallSizes:
         self.chunk_bytes = DEFAULT_CHUNK_BYTES
         """Data bytes per row band of a chunked Program or read (whole rows; at least one)."""
         self.max_in_flight = max_in_flight or DEFAULT_MAX_IN_FLIGHT
-        """Calls sent at once; more wait in the client (the asyncio client's queue)."""
+        """Calls sent at once; more wait in the client for a place."""
         self._fit(max_batch or DEFAULT_MAX_BATCH, server_bytes or DEFAULT_SERVER_MESSAGE_BYTES)
 
     def _fit(self, max_batch: int, server_bytes: int) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -123,12 +124,18 @@ class RemoteBoard(SizedCalls, Board):
         message_limit_bytes: int | None = None,
         max_batch: int | None = None,
         channel_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_in_flight: int | None = None,
     ) -> None:
         self._channel = channel
-        self._sizes = CallSizes(max_batch, message_limit_bytes, channel_message_bytes)
+        self._sizes = CallSizes(
+            max_batch, message_limit_bytes, channel_message_bytes, max_in_flight
+        )
         """How large a call may be (sidra.client.call_sizes): ``max_batch`` vectors per
-        MVM, ``message_limit_bytes`` per message (None: what the service announces);
-        ``channel_message_bytes``: the channel's own limit."""
+        MVM, ``message_limit_bytes`` per message, ``max_in_flight`` calls at once (None:
+        what the service announces); ``channel_message_bytes``: the channel's own limit."""
+        self._slots = threading.BoundedSemaphore(self._sizes.max_in_flight)
+        """A place per call sent from this client's threads (``max_in_flight``): a thread
+        past it waits here instead of being refused by the service."""
         self.address = address
         """``host:port`` of the server, when known (:func:`connect` sets it)."""
         self._owns_channel = owns_channel
@@ -245,7 +252,10 @@ class RemoteBoard(SizedCalls, Board):
         message = self._message(request, op)
         reply, call = self._send(op, message)
         if op.request is GetBoardInfoRequest:
+            before = self._sizes.max_in_flight
             self._sizes.adopt(reply)
+            if self._sizes.max_in_flight != before:  # the service's: more would be refused
+                self._slots = threading.BoundedSemaphore(self._sizes.max_in_flight)
         result = convert.result_from_pb(reply, op)
         # A server that sends no trailer still names the instance in GetBoardInfo.
         named = _instance_of(call) or getattr(result, "instance_id", None)
@@ -255,9 +265,10 @@ class RemoteBoard(SizedCalls, Board):
     def _send(self, op: Operation, message: Any) -> tuple[Any, Any]:
         """``message`` sent as ``op``'s RPC: (reply, call), or the SIDRA exception."""
         try:
-            reply, call = self._calls[op.request].with_call(
-                message, timeout=self.timeout_s, metadata=self._metadata
-            )
+            with self._slots:  # a place: past max_in_flight the service would refuse
+                reply, call = self._calls[op.request].with_call(
+                    message, timeout=self.timeout_s, metadata=self._metadata
+                )
         except grpc.RpcError as exc:
             error = from_rpc_error(exc)
             reported = self._instance.failed(_instance_of(exc), error, op.rpc)
@@ -321,13 +332,14 @@ class RemoteBoard(SizedCalls, Board):
             for inputs, outputs in pairs
         )
         feed = streams.MVMStreamFeed(passes, transpose, depth)
-        call = self._mvm_stream(iter(feed), metadata=self._metadata)
-        try:
-            yield from streams.mvm_stream_calls(
-                call, feed, lambda reply, outputs: pass_result(reply, outputs, output_codes)
-            )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+        with self._slots:  # the stream is one call in flight for the server
+            call = self._mvm_stream(iter(feed), metadata=self._metadata)
+            try:
+                yield from streams.mvm_stream_calls(
+                    call, feed, lambda reply, outputs: pass_result(reply, outputs, output_codes)
+                )
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc) from exc
         self._instance.succeeded(_instance_of(call), "MVMStream")
 
     def mvm_stream(
@@ -352,15 +364,16 @@ class RemoteBoard(SizedCalls, Board):
             lambda: (self.max_batch, self.message_limit_bytes, lambda: info),
         )  # fmt: skip
         feed = streams.MVMStreamFeed(passes, transpose, depth)
-        call = self._mvm_stream(iter(feed), metadata=self._metadata)
         batched = streams.WholeBatches(feed.op)
-        try:
-            for result in streams.mvm_stream_calls(call, feed, batched.kept):
-                whole = batched.whole(result)
-                if whole is not None:
-                    yield whole
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+        with self._slots:  # the stream is one call in flight for the server
+            call = self._mvm_stream(iter(feed), metadata=self._metadata)
+            try:
+                for result in streams.mvm_stream_calls(call, feed, batched.kept):
+                    whole = batched.whole(result)
+                    if whole is not None:
+                        yield whole
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc) from exc
         self._instance.succeeded(_instance_of(call), "MVMStream")
 
     def _too_large(self, request: Request) -> bool:
@@ -371,7 +384,9 @@ class RemoteBoard(SizedCalls, Board):
 
     def _chunked(self, request: Request, op: Operation) -> ProgramReport | ReadResult:
         """``request`` (a large Program or ReadConductance) over StreamService."""
+        slots = self._slots  # (the one released below, should the limits be learnt meanwhile)
         try:
+            slots.acquire()  # one call in flight for the server, however many chunks
             if isinstance(request, ProgramRequest):
                 chunks = streams.program_chunks(request, self.chunk_bytes)
                 reply, call = self._program_chunked.with_call(
@@ -389,6 +404,8 @@ class RemoteBoard(SizedCalls, Board):
             if reported is error:
                 raise error from exc
             raise reported from error
+        finally:
+            slots.release()
         self._instance.succeeded(_instance_of(call), op.rpc)
         return result
 
@@ -548,6 +565,7 @@ def connect(
     token: str | None = None,
     server_max_message_bytes: int | None = None,
     max_batch: int | None = None,
+    max_in_flight: int | None = None,
 ) -> RemoteBoard:
     """Opens a channel to ``address`` (``host:port``) and returns the board behind it.
 
@@ -559,9 +577,10 @@ def connect(
     ``server_max_message_bytes``: the server's message size (``sidra serve``
     max_message_mb, and the caller's ``[limits]``); a Program or read larger than it (or
     than ``max_message_bytes``) travels in row bands. ``max_batch``: vectors per MVM
-    call; a larger batch goes as consecutive calls of at most that many. Either one not
-    given is what the service announces (GetBoardInfo ``limits``, asked once before the
-    first call they shape: sidra.client.call_sizes).
+    call; a larger batch goes as consecutive calls of at most that many.
+    ``max_in_flight``: calls this client's threads send at once; a thread past it waits
+    for a place. Any of the three not given is what the service announces (GetBoardInfo
+    ``limits``, asked once before the first call they shape: sidra.client.call_sizes).
     """
     check_address(address)
     token = token if token is not None else token_from_env()
@@ -583,5 +602,5 @@ def connect(
     return RemoteBoard(
         channel, timeout_s=timeout_s, owns_channel=True, address=address,
         message_limit_bytes=server_max_message_bytes, max_batch=max_batch,
-        channel_message_bytes=max_message_bytes,
+        channel_message_bytes=max_message_bytes, max_in_flight=max_in_flight,
     )  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -649,3 +650,44 @@ def test_on_board_spsa_trains_under_a_max_batch_below_its_two_points() -> None:
     cut, whole = records
     assert cut.losses == whole.losses and len(cut.losses) == 4
     assert (cut.test_accuracy, cut.train_accuracy) == (whole.test_accuracy, whole.train_accuracy)
+
+
+def test_the_sync_client_keeps_its_threads_calls_within_max_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under max_in_flight = 2, five threads of one sync client call MVM while the board
+    holds every MVM: two calls reach the service (one on the board, one waiting for its
+    turn) and the other three wait in the client, which learnt the limit, instead of
+    being refused; once the board lets go all five are answered."""
+    with serving(LimitsSettings(max_in_flight=2)) as served, connect(served.address) as board:
+        board.mvm(0, voltages(1))  # learns the limits
+        gate = BoardGate(served.board, monkeypatch)
+        asked, answers = threading.Barrier(6), []
+
+        def call() -> None:
+            asked.wait(timeout=30)
+            answers.append(board.mvm(0, voltages(1)).currents.shape)
+
+        threads = [threading.Thread(target=call) for _ in range(5)]
+        try:
+            for thread in threads:
+                thread.start()
+            asked.wait(timeout=30)
+            assert gate.on_board.wait(timeout=30)
+            in_flight = (
+                "sidra_rpc_in_flight",
+                {"service": "sidra.hil.v1.BoardService", "method": "MVM"},
+            )
+            deadline = time.monotonic() + 30
+            while served.metrics.registry.get_sample_value(*in_flight) != 2:
+                assert time.monotonic() < deadline, "the second call never reached the service"
+                time.sleep(0.01)
+            time.sleep(0.3)  # a call past the limit would be refused at once
+            assert served.metrics.registry.get_sample_value(*in_flight) == 2
+            assert served.refusals("max_in_flight") == 0
+        finally:
+            gate.open()
+            for thread in threads:
+                thread.join(timeout=30)
+        assert answers == [(1, COLS)] * 5
+        assert served.refusals("max_in_flight") == 0
