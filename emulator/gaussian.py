@@ -12,6 +12,7 @@ reproducible.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from statistics import NormalDist
 
@@ -36,10 +37,10 @@ def quantile_table() -> npt.NDArray[np.float32]:
 
 def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
     """Independent N(0, 1) float32 samples of ``shape`` drawn from ``rng``."""
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)  # (np.prod's wrapper costs more than a one-vector pass's noise)
     words = rng.bit_generator.random_raw(-(-n // 4))
     # Native-width indices and take(mode="clip") (no bounds checks) make the
     # gather about twice as fast as fancy indexing with 16-bit indices.
     index = np.asarray(words, dtype="<u8").view("<u2")[:n].astype(np.intp)
-    samples: npt.NDArray[np.float32] = np.take(quantile_table(), index, mode="clip")
+    samples: npt.NDArray[np.float32] = quantile_table().take(index, mode="clip")
     return samples.reshape(shape)

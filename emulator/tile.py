@@ -194,6 +194,8 @@ class CrossbarTile:
         if std is None and len(y) < PARALLEL_MIN_BATCH:  # no noise: no streams to split
             return PassResult(y, self._finish(y, None, self._noise_rngs[0]))
         half = len(y) // 2
+        if not half:  # one vector: the second half is all of it (the first draws nothing)
+            return PassResult(y, self._finish(y, std, self._noise_rngs[1]))
         chunks = [(slice(0, half), self._noise_rngs[0]), (slice(half, None), self._noise_rngs[1])]
         if len(y) >= PARALLEL_MIN_BATCH:
             saturated = sum(
