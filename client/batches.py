@@ -125,12 +125,17 @@ def _perturbed(
         return None
     most_passes = most_vectors = max_batch
     room = message_bytes - CHUNK_FRAMING_BYTES
+    passes = shape[0] * points
     if room > 0:  # the inputs, and the answer's currents [points, batch, cols], each fit
         board = info()
+        if passes <= max_batch and 4 * passes * max(shape[1], board.rows, board.cols) <= room:
+            return None  # the usual case (an SPSA step's minibatch): no region to read
         region = request.region if isinstance(request.region, Region) else Region()
         outputs = max(region.resolve(board.rows, board.cols).cols, 1)
         most_passes = max(1, min(max_batch, room // (4 * outputs)))
         most_vectors = max(1, min(max_batch, room // (4 * max(shape[1], 1))))
+    elif passes <= max_batch:
+        return None
     cut_request = cut_points(request, most_passes, most_vectors)
     if len(cut_request.parts) == 1:
         return None
