@@ -49,6 +49,7 @@ from sidra.drivers.errors import (
 )
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, RegisterIO, SysfsBar
+from sidra.drivers.pcie.host_memory import MIN_RESULT_BYTES, Span
 from sidra.drivers.pcie.queues import Command, Completion, DeviceSilent, Queues, identify
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
@@ -429,16 +430,31 @@ class PcieDriver(BoardDriver):
     def _execute(self, requests: Sequence[Request]) -> list[Any]:
         sent = [self._as_sent(request) for request in requests]
         plans = [_split(request, self.info) for request in sent]
-        done = self._run([self._command(piece) for pieces, _ in plans for piece in pieces])
-        results, at = [], 0
-        for request, board_request, (pieces, join) in zip(requests, sent, plans, strict=True):
-            parts = [self._decode(piece, done[at + i]) for i, piece in enumerate(pieces)]
-            at += len(pieces)
-            result = parts[0] if len(parts) == 1 else join(parts)
-            if board_request is not request:  # padded to the whole tile: keep the region's
-                assert isinstance(request, MVMRequest | TransposeMVMRequest)
-                result = region_outputs(result, request)
-            results.append(result)
+        commands = [[self._command(piece) for piece in pieces] for pieces, _ in plans]
+        queues = self._ready_queues()  # (spans are lent from the region of these rings)
+        spans = [_span(queues, group) for group in commands]
+        try:
+            done = self._run([command for group in commands for command in group])
+            results, at = [], 0
+            for k, (request, board_request, (pieces, join)) in enumerate(
+                zip(requests, sent, plans, strict=True)
+            ):
+                parts = [self._decode(piece, done[at + i]) for i, piece in enumerate(pieces)]
+                at += len(pieces)
+                span = spans[k]
+                if span is not None:
+                    result, spans[k] = _joined_in(span, parts), None  # the caller's array's
+                else:
+                    result = parts[0] if len(parts) == 1 else join(parts)
+                if board_request is not request:  # padded to the whole tile: the region's
+                    assert isinstance(request, MVMRequest | TransposeMVMRequest)
+                    result = region_outputs(result, request)
+                results.append(result)
+        except BaseException:
+            for span in spans:  # the device wrote nothing a caller holds
+                if span is not None:
+                    span.give_back()
+            raise
         return results
 
     def _as_sent(self, request: Request) -> Request:
@@ -474,12 +490,12 @@ class PcieDriver(BoardDriver):
 
 
 _WIRE_F32 = np.dtype("<f4")
+"""Voltages and currents on the wire: little-endian float32."""
 _NATIVE_F32 = np.dtype(np.float32)
 BOARD_CHECKS_FROM = 16384
 """Voltages in a pass (batch × inputs) from which the board alone checks their range: a
 1-vector MVM is checked here too (cheap, and refused without a round trip); a 64 KiB
 batch and up costs more to read twice than a refusal from the board costs once."""
-"""Voltages and currents on the wire: little-endian float32."""
 _PASS_HEAD = struct.Struct(m.MVM_RESP.format + m.COST.format.lstrip("<"))
 """A pass's response head: MVM_RESP then COST (docs/wire-protocol.md §6)."""
 
@@ -549,6 +565,45 @@ def _vectors_per_window(inputs: int, outputs: int) -> int:
     answer's too)."""
     widest = max(inputs, outputs)
     return max(1, (r.SLOT_WINDOW_BYTES - 64) // (4 * widest))
+
+
+def _span(queues: Queues, commands: list[Command]) -> Span | None:
+    """One span of host memory for a pass cut into several commands, each lent its part
+    of it (their results then lie end to end: the caller's one array, no join to copy);
+    None when there is one command, a result too small to lend, or no run of chunks."""
+    host = queues.host
+    if len(commands) < 2 or host is None:
+        return None
+    if any(command.result_bytes < MIN_RESULT_BYTES for command in commands):
+        return None
+    span = host.lend_span(sum(command.result_bytes for command in commands))
+    if span is not None:
+        offset = 0
+        for command in commands:
+            command.lent = span.part(offset, command.result_bytes)
+            offset += command.result_bytes
+    return span
+
+
+def _joined_in(span: Span, parts: list[MVMResult]) -> MVMResult:
+    """The parts' results as one result over ``span``, where each part's currents lie
+    already (one that came back in its window instead is copied into its place)."""
+    first = parts[0]
+    outputs = first.currents.shape[1]
+    whole = span.array((sum(len(p.currents) for p in parts), outputs), _WIRE_F32)
+    at = 0
+    for part in parts:
+        place = whole[at : at + len(part.currents)]
+        if part.currents.ctypes.data != place.ctypes.data:
+            place[...] = part.currents
+        at += len(part.currents)
+    return MVMResult(
+        whole,
+        sum(p.saturated_outputs for p in parts),
+        sum((p.cost for p in parts), Cost()),
+        dac_step_v=first.dac_step_v,
+        adc_step_ua=first.adc_step_ua,
+    )
 
 
 def _split(request: Request, info: BoardInfo) -> tuple[list[Request], Callable[..., Any]]:

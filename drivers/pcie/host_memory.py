@@ -39,7 +39,15 @@ import numpy.typing as npt
 
 from sidra.drivers.pcie import registers as r
 
-__all__ = ["CHUNK_BYTES", "CHUNKS", "MIN_RESULT_BYTES", "HostMemory", "Lent", "remove_stale"]
+__all__ = [
+    "CHUNK_BYTES",
+    "CHUNKS",
+    "MIN_RESULT_BYTES",
+    "HostMemory",
+    "Lent",
+    "Span",
+    "remove_stale",
+]
 
 CHUNK_BYTES = r.SLOT_WINDOW_BYTES
 """One result's room, bytes: a slot window's worth (a whole number of pages)."""
@@ -103,27 +111,49 @@ class HostMemory:
             return None
         return Lent(self, self._free.pop(), nbytes)
 
+    def lend_span(self, nbytes: int) -> Span | None:
+        """Consecutive chunks for one result of ``nbytes`` that several commands compute
+        part by part (a batch larger than a slot window): each part is lent its place in
+        it, and the whole is the caller's one array, not a join of copies. None when no
+        such run of chunks is free."""
+        count = -(-nbytes // CHUNK_BYTES)
+        free = sorted(self._free)
+        for k in range(len(free) - count + 1):
+            if free[k + count - 1] - free[k] == count - 1:  # sorted, distinct: a run
+                first = free[k]
+                self._free[:] = [c for c in self._free if not first <= c < first + count]
+                return Span(self, first, count, nbytes)
+        return None
+
     def address(self, chunk: int) -> int:
         """The bus address of ``chunk`` (what a submission's result_addr names)."""
         return self.base + chunk * CHUNK_BYTES
 
-    def give_back(self, chunk: int) -> None:
-        """A chunk whose command failed: the device wrote nothing the caller holds."""
-        self._free.append(chunk)
+    def give_back(self, chunk: int, count: int = 1) -> None:
+        """Chunks whose command failed: the device wrote nothing the caller holds."""
+        self._free.extend(range(chunk, chunk + count))
 
-    def array(self, chunk: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-        """The result in ``chunk`` as the caller's array; the chunk is free again once it
-        and all its views are gone. (``list.append`` from a collector in another thread
-        is atomic, as ``lend``'s ``pop`` under the driver's lock is.)"""
+    def array(
+        self, chunk: int, shape: tuple[int, ...], dtype: np.dtype[Any], count: int = 1
+    ) -> npt.NDArray[Any]:
+        """The result in ``count`` chunks from ``chunk`` as the caller's array; they are
+        free again once it and all its views are gone. (``list.extend`` from a collector
+        in another thread is atomic, as ``lend``'s ``pop`` under the driver's lock is.)"""
         result: npt.NDArray[Any] = np.ndarray(shape, dtype, self._mm, chunk * CHUNK_BYTES)
-        weakref.finalize(result, self._free.append, chunk)
+        weakref.finalize(result, self._free.extend, range(chunk, chunk + count))
         return result
+
+    def view(self, chunk: int, offset: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
+        """The bytes at ``offset`` in chunk ``chunk`` on, as an array that does not hold
+        them (a part of a span, read before the span's own array is made)."""
+        return np.ndarray(shape, dtype, self._mm, chunk * CHUNK_BYTES + offset)
 
 
 @dataclass(slots=True)
 class Lent:
     """A chunk lent to one command: the room its submission names, and once the device
-    answered there, the result's size."""
+    answered there, the result's size. A part of a :class:`Span` is lent its place in
+    the span (``offset``) and owns nothing: the span is given back whole."""
 
     region: HostMemory
     chunk: int
@@ -131,19 +161,49 @@ class Lent:
     """Bytes lent (the submission's result_room)."""
     result_len: int = 0
     """Bytes the device wrote there (the completion's result_len)."""
+    offset: int = 0
+    """Bytes from the chunk's start (a part of a span)."""
+    owned: bool = True
+    """False for a part of a span: giving back and holding are the span's."""
 
     @property
     def address(self) -> int:
         """The submission's result_addr."""
-        return self.region.address(self.chunk)
+        return self.region.address(self.chunk) + self.offset
 
     def give_back(self) -> None:
         """The command failed, or was answered in the window: the chunk is free again."""
-        self.region.give_back(self.chunk)
+        if self.owned:
+            self.region.give_back(self.chunk)
 
     def array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-        """The result as the caller's array (the chunk free again once it is gone)."""
+        """The result as the caller's array (the chunk free again once it is gone); a
+        span's part as a view that holds nothing."""
+        if not self.owned:
+            return self.region.view(self.chunk, self.offset, shape, dtype)  # type: ignore[no-any-return]
         return self.region.array(self.chunk, shape, dtype)
+
+
+@dataclass(slots=True)
+class Span:
+    """Consecutive chunks lent for one result that several commands compute in parts."""
+
+    region: HostMemory
+    chunk: int
+    count: int
+    nbytes: int
+
+    def part(self, offset: int, room: int) -> Lent:
+        """The room of the part at ``offset`` bytes into the span."""
+        return Lent(self.region, self.chunk, room, offset=offset, owned=False)
+
+    def give_back(self) -> None:
+        """A part failed: the whole span is free again."""
+        self.region.give_back(self.chunk, self.count)
+
+    def array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        """The whole result as the caller's array (the span free again once it is gone)."""
+        return self.region.array(self.chunk, shape, dtype, self.count)
 
 
 def remove_stale(path_of: Callable[[int], str | None]) -> list[str]:

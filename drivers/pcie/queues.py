@@ -104,6 +104,8 @@ class Command:
     result_bytes: int = 0
     """The size of a pass's result array, for which room in host memory is lent when
     it pays (0: the answer comes in the output window)."""
+    lent: Lent | None = None
+    """Room in host memory lent for it already (a part of a span), else lent at submission."""
     payload_len: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -407,7 +409,7 @@ class Queues:
             bar.write_bytes(offset, part)
             offset += memoryview(part).nbytes
         cid, self.next_id = self.next_id, (self.next_id + 1) & 0xFFFF
-        lent = self._lend(command.result_bytes)
+        lent = command.lent or self._lend(command.result_bytes)
         entry = r.SUBMISSION.pack(
             cid, command.opcode, self.boot_count, command.payload_len, slot, command.head_len,
             0 if lent is None else lent.room, 0 if lent is None else lent.address,

@@ -22,7 +22,7 @@ import pytest
 from pcie_support import G, board, driver
 
 from sidra.drivers import open_board
-from sidra.drivers.errors import BoardReset, InvalidArgument, OutOfRange
+from sidra.drivers.errors import BoardReset, InvalidArgument, OutOfRange, SidraError
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, host_memory_path
 from sidra.drivers.pcie.driver import PcieDriver
@@ -115,8 +115,8 @@ def test_passes_in_flight_together_land_in_host_memory_each_in_its_own_chunk(
     pcie: PcieDriver,
 ) -> None:
     """run_many of six 512-vector passes (several in flight at once) and a batch of 4096
-    (four window-sized chunks in flight, joined): every result the emulator's; the six
-    hold a chunk each while they live, the joined batch none."""
+    (four window-sized pieces in flight, each written into its place of one span): every
+    result the emulator's; the six hold a chunk each while they live."""
     host = _host(pcie)
     xs = [X[:512] * (1.0 - k / 10) for k in range(6)]
     results = pcie.run_many([MVMRequest(0, x) for x in xs])
@@ -130,6 +130,59 @@ def test_passes_in_flight_together_land_in_host_memory_each_in_its_own_chunk(
     del results, result  # (the loop's name holds the last one too)
     gc.collect()
     assert host.free_chunks == CHUNKS
+
+
+def test_a_batch_larger_than_a_window_lands_whole_in_consecutive_chunks(
+    pcie: PcieDriver,
+) -> None:
+    """A 3000-vector batch goes as three window-sized pieces in flight together; the board
+    writes each into its place of one span of consecutive chunks, and the caller's array
+    is that span (no join copies it): its chunks are held while the array or a view of it
+    lives. With no such run of chunks free, the pieces are lent a chunk each and joined:
+    the same currents."""
+    host = _host(pcie)
+    big = np.concatenate([X, -X, X[:952] / 2])
+    expected = _expected(big)
+    currents = pcie.mvm(0, big).currents
+    assert np.array_equal(currents, expected)
+    span = -(-big.nbytes // r.SLOT_WINDOW_BYTES)  # 3 chunks for 3000 x 256 float32
+    assert host.free_chunks == CHUNKS - span  # held, as one array, by the caller
+    tail = currents[2500:]
+    del currents
+    gc.collect()
+    assert host.free_chunks == CHUNKS - span  # the view holds the span
+    assert np.array_equal(tail, expected[2500:])
+    del tail
+    gc.collect()
+    assert host.free_chunks == CHUNKS
+    # Every other chunk held: no run of three is free.
+    held = [pcie.mvm(0, X * (1 - k / 50)).currents for k in range(CHUNKS)]
+    for k in range(0, CHUNKS, 2):
+        held[k] = None  # type: ignore[call-overload]
+    gc.collect()
+    assert host.free_chunks == CHUNKS // 2
+    assert np.array_equal(pcie.mvm(0, big).currents, expected)
+    del held
+    gc.collect()
+    assert host.free_chunks == CHUNKS
+
+
+def test_a_failed_piece_gives_the_whole_span_back() -> None:
+    """The second piece of a 2048-vector batch answers INTERNAL (an injected fault): the
+    call raises and none of the span's chunks stays lent."""
+    with board(faults="error=4") as served:  # 1 GET_PROFILE, 2 Program, then the pieces
+        d = driver(served)
+        try:
+            d.program(0, G)
+            host = _host(d)
+            big = np.concatenate([X, -X])
+            with pytest.raises(SidraError, match="injected fault"):
+                d.mvm(0, big)
+            gc.collect()
+            assert host.free_chunks == CHUNKS
+            assert np.array_equal(d.mvm(0, big).currents, _expected(big))
+        finally:
+            d.close()
 
 
 def test_completions_out_of_order_each_find_their_own_result() -> None:
