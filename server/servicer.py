@@ -140,7 +140,7 @@ class BoardServicer:
             if op.rpc in SHARED_RPCS and names_shared_memory(message):
                 request, outputs = self.shared_request(
                     message, request, principal, _session_of(context), context.peer()
-                )
+                )  # (validated there when its outputs go to shared memory: once is enough)
             # The request holds its own copy of the tensor bytes: drop the parsed message
             # now rather than at return, one request's size less held while it waits and runs.
             del message
@@ -148,8 +148,9 @@ class BoardServicer:
                 self._check_step_roles(request, context)
             admin = self.admin_of(context) if self.leases is not None else False
             result = self.run_in_turn(
-                op.rpc, request, principal, caller, _session_of(context), admin=admin
-            )
+                op.rpc, request, principal, caller, _session_of(context), admin=admin,
+                checked=outputs is not None,
+            )  # fmt: skip
             answer = answer_of(result, op, request, outputs)
             if isinstance(answer, pb.GetBoardInfoResponse):  # the service's own part of it
                 answer.limits.CopyFrom(self.limits.announced())
@@ -192,9 +193,12 @@ class BoardServicer:
         *,
         admin: bool,
         record_later: Callable[[Callable[[], None]], None] | None = None,
+        checked: bool = False,
     ) -> Any:
         """Runs ``request`` (of ``rpc``) on the board in ``caller``'s turn, once the leases
         admit it for ``principal`` in ``session_id``; records what it did in the store.
+        ``checked``: ``request`` is validated against the board's info already (a pass
+        whose outputs go to shared memory), and the board runs it as it is.
 
         Every board call goes through here: a client's RPC and a job's call alike
         (sidra.server.jobs), so both take turns and obey the same leases. A client's
@@ -210,7 +214,7 @@ class BoardServicer:
                 )
             if leases is not None:
                 leases.admit(rpc, request, principal, session_id, admin=admin)
-            result = self.board.run(request)
+            result = self.board.run_step(request) if checked else self.board.run(request)
             if leases is not None:
                 leases.ran(request)
             self._keep(request, result, principal, record_later)

@@ -364,7 +364,9 @@ def shared_pass(
 ) -> tuple[Any, SharedSpan | None]:
     """``request`` (converted from ``message``) with its inputs read from shared memory,
     and the span its outputs go to (None: they go in the response), all checked before
-    the board is touched: registrations, bounds, dtypes and shapes."""
+    the board is touched: registrations, bounds, dtypes and shapes. With outputs in
+    shared memory the request comes back validated against ``info`` (their shape follows
+    from it), for the board to run without validating it again."""
     if store is None:
         raise SharedMemoryDenied("this server does not offer shared memory")
     if message.HasField("shared_inputs"):
@@ -396,6 +398,7 @@ def shared_pass(
             got = _dtype_name(message.shared_outputs.dtype)
             wire = "DTYPE_FLOAT32" if dtype == np.float32 else f"the ADC's codes, {dtype}"
             raise InvalidArgument("shared_outputs.dtype", got, wire)
+        request = checked
     return request, outputs
 
 
