@@ -53,7 +53,9 @@ class CallSizes:
     the server's message size (None: the service's). ``channel_bytes``: this client's
     own channel limit, which caps the message size either way. ``max_in_flight``: calls
     the client sends at once (None: the service's); more wait in the client (the asyncio
-    client's tasks, the sync client's threads)."""
+    client's tasks, the sync client's threads). Each size is told or learnt on its own:
+    a size told (here, or later through :class:`SizedCalls`) is kept whatever the
+    service announces, and the service is asked once, unless every size was told."""
 
     def __init__(
         self,
@@ -62,10 +64,11 @@ class CallSizes:
         channel_bytes: int,
         max_in_flight: int | None = None,
     ) -> None:
-        self._told = (max_batch, server_bytes, max_in_flight)
         self._channel_bytes = channel_bytes
-        self.learned = max_batch is not None and server_bytes is not None
-        """Whether nothing is left to learn from the service."""
+        self._told: dict[str, int] = {}
+        """The sizes the caller gave, by attribute name."""
+        self.asked = False
+        """Whether the service's limits were learnt (one GetBoardInfo)."""
         self.max_batch = DEFAULT_MAX_BATCH
         """Most vectors one MVM or TransposeMVM call carries: a larger batch goes as
         consecutive calls (sidra.client.batches)."""
@@ -74,14 +77,39 @@ class CallSizes:
         ReadConductance whose one message would pass it goes as row bands."""
         self.chunk_bytes = DEFAULT_CHUNK_BYTES
         """Data bytes per row band of a chunked Program or read (whole rows; at least one)."""
-        self.max_in_flight = max_in_flight or DEFAULT_MAX_IN_FLIGHT
+        self.max_in_flight = DEFAULT_MAX_IN_FLIGHT
         """Calls sent at once; more wait in the client for a place."""
-        self._fit(max_batch or DEFAULT_MAX_BATCH, server_bytes or DEFAULT_SERVER_MESSAGE_BYTES)
+        if max_batch is not None:
+            self._told["max_batch"] = max_batch
+        if server_bytes is not None:
+            self._told["message_limit_bytes"] = min(channel_bytes, server_bytes)
+        if max_in_flight is not None:
+            self._told["max_in_flight"] = max_in_flight
+        self._fit(DEFAULT_MAX_BATCH, DEFAULT_SERVER_MESSAGE_BYTES, DEFAULT_MAX_IN_FLIGHT)
 
-    def _fit(self, max_batch: int, server_bytes: int) -> None:
-        self.max_batch = max_batch
-        self.message_limit_bytes = min(self._channel_bytes, server_bytes)
-        self.chunk_bytes = min(DEFAULT_CHUNK_BYTES, self.message_limit_bytes - CHUNK_FRAMING_BYTES)
+    def tell(self, name: str, value: int) -> None:
+        """The caller gives size ``name`` (an attribute above): used from now on, and
+        kept when the service's limits are learnt."""
+        self._told[name] = value
+        setattr(self, name, value)
+
+    def _fit(self, max_batch: int, server_bytes: int, max_in_flight: int) -> None:
+        told = self._told
+        self.max_batch = told.get("max_batch", max_batch)
+        self.message_limit_bytes = told.get(
+            "message_limit_bytes", min(self._channel_bytes, server_bytes)
+        )
+        self.chunk_bytes = told.get(
+            "chunk_bytes",
+            min(DEFAULT_CHUNK_BYTES, self.message_limit_bytes - CHUNK_FRAMING_BYTES),
+        )
+        self.max_in_flight = told.get("max_in_flight", max_in_flight)
+
+    @property
+    def learned(self) -> bool:
+        """Whether nothing is left to learn from the service: asked already, or every
+        size it announces told."""
+        return self.asked or self._told.keys() >= _ANNOUNCED
 
     def wanted_for(self, request: object) -> bool:
         """Whether the service's limits should be learned before ``request`` is sent."""
@@ -90,22 +118,29 @@ class CallSizes:
     def adopt(self, reply: pb.GetBoardInfoResponse) -> None:
         """Takes the limits a GetBoardInfo answer announces (none: the defaults stay)
         for every size the caller did not give."""
-        self.learned = True
+        self.asked = True
         if not reply.HasField("limits"):
             return
         limits = reply.limits
-        max_batch, server_bytes, max_in_flight = self._told
-        self.max_in_flight = max_in_flight or limits.max_in_flight or DEFAULT_MAX_IN_FLIGHT
         announced = min(  # requests and answers alike: the smaller of the two sizes
             limits.max_request_bytes or DEFAULT_SERVER_MESSAGE_BYTES,
             limits.max_response_bytes or DEFAULT_SERVER_MESSAGE_BYTES,
         )
-        self._fit(max_batch or limits.max_batch or DEFAULT_MAX_BATCH, server_bytes or announced)
+        self._fit(
+            limits.max_batch or DEFAULT_MAX_BATCH,
+            announced,
+            limits.max_in_flight or DEFAULT_MAX_IN_FLIGHT,
+        )
+
+
+_ANNOUNCED = frozenset({"max_batch", "message_limit_bytes", "max_in_flight"})
+"""The sizes GetBoardInfo's limits give."""
 
 
 class SizedCalls:
     """The sizes of a client's calls as its attributes (both clients): reading one gives
-    what the client uses now; setting one tells it, and stops it learning any."""
+    what the client uses now; setting one tells it (kept whatever the service announces;
+    the others are still learnt)."""
 
     _sizes: CallSizes
 
@@ -117,7 +152,7 @@ class SizedCalls:
 
     @max_batch.setter
     def max_batch(self, vectors: int) -> None:
-        self._sizes.max_batch, self._sizes.learned = vectors, True
+        self._sizes.tell("max_batch", vectors)
 
     @property
     def message_limit_bytes(self) -> int:
@@ -127,7 +162,13 @@ class SizedCalls:
 
     @message_limit_bytes.setter
     def message_limit_bytes(self, size: int) -> None:
-        self._sizes.message_limit_bytes, self._sizes.learned = size, True
+        self._sizes.tell("message_limit_bytes", size)
+
+    @property
+    def max_in_flight(self) -> int:
+        """Calls this client sends at once; more wait in it for a place (told to
+        ``connect``, else the service's)."""
+        return self._sizes.max_in_flight
 
     @property
     def chunk_bytes(self) -> int:
@@ -136,4 +177,4 @@ class SizedCalls:
 
     @chunk_bytes.setter
     def chunk_bytes(self, size: int) -> None:
-        self._sizes.chunk_bytes, self._sizes.learned = size, True
+        self._sizes.tell("chunk_bytes", size)

@@ -198,6 +198,7 @@ def measure(instant_board: bool, rounds: int, number: int) -> dict[str, float]:
             CannedChannel(reply),  # type: ignore[arg-type]
             max_batch=4096,
             message_limit_bytes=8 * 2**20,
+            max_in_flight=4,
         )
 
         from sidra.server.security.access import _PRINCIPAL  # noqa: PLC0415 - a bound call

@@ -329,6 +329,12 @@ def test_every_caller_is_told_the_limits_and_a_client_told_nothing_fits_its_call
         with connect(served.address, max_batch=7, server_max_message_bytes=2 * MIB) as board:
             np.testing.assert_array_equal(board.mvm(0, v).currents, whole)  # 7, 7 and 7
             assert (board.max_batch, board.message_limit_bytes) == (7, 2 * MIB)  # as told
+            assert board.max_in_flight == 3  # not told: the service's
+        with connect(served.address, max_in_flight=5) as board:
+            board.max_batch = 6  # told after connect: kept, and the rest still learnt
+            np.testing.assert_array_equal(board.mvm(0, v).currents, whole)  # 6, 6, 6 and 3
+            assert (board.max_batch, board.max_in_flight) == (6, 5)
+            assert board.message_limit_bytes == MIB
 
         async def run() -> None:
             async with await aio_connect(served.address) as board:
