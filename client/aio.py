@@ -295,7 +295,8 @@ class AsyncRemoteBoard(SizedCalls):
                 return await self._chunked(request, op)
         cut = None
         if isinstance(request, _MAY_SPLIT):
-            described = await self.info()  # (cached: asked when the sizes were learnt)
+            # Cached when the sizes were learnt: no await on the way of every pass.
+            described = self._info if self._info is not None else await self.info()
             sizes = self._sizes
             cut = batches.split(
                 request, sizes.max_batch, sizes.message_limit_bytes, lambda: described
