@@ -142,7 +142,8 @@ class LimitsSettings(BaseModel):
     max_message_mb: int | None = Field(None, ge=1, le=2047)
     """Largest request one principal may send, MiB; unset: the server-wide ``max_message_mb``."""
     max_batch: int = Field(4096, ge=1, le=1_048_576)
-    """Most input vectors in one MVM or TransposeMVM request, vectors."""
+    """Most input vectors in one MVM or TransposeMVM request (points × vectors in a
+    PerturbedMVM), vectors."""
     max_in_flight: int = Field(4, ge=1, le=1024)
     """Most requests one principal may have running or queued at once, requests."""
     max_jobs: int = Field(2, ge=1, le=64)
