@@ -9,10 +9,11 @@ the answer's outputs each fit one message), in order, and joins their results
 principals' calls may run on the board between the parts, as between any two calls.
 
 A PerturbedMVM counts its points times its vectors against ``max_batch`` and is cut by
-its points first (sidra.drivers.batches.cut_points). A RunSequence with such a step
-is sent as one sequence of the cut steps, still under one hold of the board, when
-they come to at most MAX_STEPS; a longer one is sent as it is, for the service to
-refuse with its limit.
+its points first (sidra.drivers.batches.cut_points). Cut for ``max_batch`` alone, its
+parts go as one RunSequence (one round trip, one hold of the board); cut for the
+message sizes, as consecutive calls. A RunSequence with such a step is sent as one
+sequence of the cut steps, still under one hold of the board, when they come to at most
+MAX_STEPS; a longer one is sent as it is, for the service to refuse with its limit.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def _perturbed(
     most_passes = most_vectors = max_batch
     room = message_bytes - CHUNK_FRAMING_BYTES
     passes = shape[0] * points
+    outputs = 0
     if room > 0:  # the inputs, and the answer's currents [points, batch, cols], each fit
         board = info()
         if passes <= max_batch and 4 * passes * max(shape[1], board.rows, board.cols) <= room:
@@ -137,9 +139,17 @@ def _perturbed(
     elif passes <= max_batch:
         return None
     cut_request = cut_points(request, most_passes, most_vectors)
-    if len(cut_request.parts) == 1:
+    parts = cut_request.parts
+    if len(parts) == 1:
         return None
-    return Split(cut_request.parts, cut_request.joined)
+    sent = sum(4 * len(part.voltages) * shape[1] + 32 * len(part.points) for part in parts)
+    if room > 0 and max(sent, 4 * passes * outputs) <= room and len(parts) <= MAX_STEPS:
+        # Cut for max_batch alone: the parts go as one RunSequence, one round trip
+        # under one hold of the board (no other call runs between them).
+        return Split(
+            [SequenceRequest(tuple(parts))], lambda done: cut_request.joined(done[0].results)
+        )
+    return Split(parts, cut_request.joined)
 
 
 def _sequence(

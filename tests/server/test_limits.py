@@ -59,6 +59,12 @@ class Served:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def calls(self, method: str) -> float:
+        """BoardService calls of ``method`` answered OK so far."""
+        labels = {"service": "sidra.hil.v1.BoardService", "method": method, "code": "OK"}
+        value = self.metrics.registry.get_sample_value("sidra_rpc_requests_total", labels)
+        return value or 0.0
+
     def refusals(self, limit: str) -> float:
         value = self.metrics.registry.get_sample_value(
             "sidra_limit_refusals_total", {"limit": limit}
@@ -238,10 +244,11 @@ def test_a_client_told_the_limit_sends_a_larger_batch_in_parts() -> None:
 
 def test_a_perturbed_pass_over_max_batch_goes_in_parts_by_its_points() -> None:
     """connect(max_batch=8): a PerturbedMVM of 3 points x 6 vectors (18 passes) goes as
-    3 calls of one point each, 1 point x 12 vectors as 8 and 4 vectors, and a RunSequence
-    with such a step as one sequence of the cut steps. Each result is the whole call's,
-    bit for bit on the ideal board, through both clients; each part restores the region
-    once more, which cells_written counts. None is refused."""
+    3 parts of one point each in one RunSequence, 1 point x 12 vectors as 8 and 4
+    vectors, and a RunSequence with such a step as one sequence of the cut steps. Each
+    result is the whole call's, bit for bit on the ideal board, through both clients;
+    each part restores the region once more, which cells_written counts. None is
+    refused."""
     rng = np.random.default_rng(6)
     g = rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32)
     v = rng.uniform(-0.2, 0.2, (12, ROWS)).astype(np.float32)
@@ -257,7 +264,9 @@ def test_a_perturbed_pass_over_max_batch_goes_in_parts_by_its_points() -> None:
         ]
         in_sequence = served.board.run_sequence(steps).results[1]
         with connect(served.address, max_batch=8) as board:
+            sequences = served.calls("RunSequence")
             got = board.perturbed_mvm(0, v[:6], points)
+            assert served.calls("RunSequence") == sequences + 1  # the parts in one round trip
             np.testing.assert_array_equal(got.currents, whole.currents)
             assert got.cells_written == 3 * 2 * ROWS * COLS  # 3 parts: a point and a restore
             assert whole.cells_written == 4 * ROWS * COLS
