@@ -505,7 +505,7 @@ def test_a_record_that_cannot_be_saved_after_the_run_is_kept_elsewhere(
     """The folder passed the check when the command started, but is gone by the end."""
     import typer
 
-    from sidra.cli.train import _save_or_keep
+    from sidra.cli.train.running import save_or_keep
 
     wanted = tmp_path / "run"
     saved = []
@@ -518,7 +518,7 @@ def test_a_record_that_cannot_be_saved_after_the_run_is_kept_elsewhere(
         return folder
 
     with pytest.raises(typer.Exit) as stopped:
-        _save_or_keep(save, wanted, "spsa")
+        save_or_keep(save, wanted, "spsa")
     assert stopped.value.exit_code == 1
     [kept] = saved
     assert (kept / "summary.json").exists()

@@ -1,0 +1,55 @@
+"""What every ``sidra train`` command takes: the data set, the board or server, the record
+folder, --remote-job."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["ANY_TILE", "BoardUrl", "Dataset", "Out", "RemoteJob", "ServerAddress", "usable_folder"]
+
+
+Dataset = Annotated[
+    str, typer.Option(help="digits, iris, wine, breast_cancer, or an .npz with X and y.")
+]
+BoardUrl = Annotated[str, typer.Option("--board", help="Board URL opened in-process.")]
+ServerAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        help="A remote sidra serve: HOST:PORT, or grpcs://HOST:PORT?ca=PATH[&cert=PATH&"
+        "key=PATH] for TLS (token from SIDRA_TOKEN).",
+    ),
+]
+
+
+def usable_folder(out: Path | None) -> Path | None:
+    """``out`` if a record can be saved there: refused while parsing, not after the run."""
+    if out is None:
+        return None
+    existing = next(p for p in (out, *out.parents) if p.exists())  # "/" at the least
+    if not existing.is_dir():
+        raise typer.BadParameter(f"got {out}; {existing} is a file, expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"got {out}; {existing} cannot be written by this user")
+    return out
+
+
+Out = Annotated[
+    Path | None,
+    typer.Option(help="Record folder (default runs/<job>-<time>).", callback=usable_folder),
+]
+RemoteJob = Annotated[
+    bool,
+    typer.Option(
+        "--remote-job",
+        help="Run the job inside the --server, next to the board (it goes on if this "
+        "command stops; see sidra jobs); the record is saved here when it ends.",
+    ),
+]
+
+ANY_TILE: list[int] = []
+"""--tiles not given: the layers may go on any tile of the board."""

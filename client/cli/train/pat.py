@@ -1,0 +1,147 @@
+"""``sidra train pat``: physics-aware training, forward on the board, backward through its
+twin."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.train.params import ANY_TILE, BoardUrl, Dataset, Out, RemoteJob, ServerAddress
+from sidra.cli.train.running import (
+    dataset_named,
+    epoch_status,
+    exit_if_stopped,
+    finish,
+    job_board,
+    progress_bar,
+    record_folder,
+    stop_on_interrupt,
+    submitted,
+)
+from sidra.cli.twin import characterize_twin, load_twin, twin_emulator, twin_url
+from sidra.drivers import Board
+from sidra.training import PATOptions, TwinPhysics, train_pat
+
+__all__ = ["pat"]
+
+
+_PAT = PATOptions()
+_PAT_HIDDEN = list(_PAT.hidden)
+_pat = functools.partial(field_option, PATOptions)
+
+
+def pat(
+    ctx: typer.Context,
+    dataset: Dataset = "digits",
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            help="The board's twin: a profile from sidra board characterize (default: the "
+            "board is characterized first, drift skipped, into <record>/twin.toml)."
+        ),
+    ] = None,
+    hidden: Annotated[list[int], _pat("hidden")] = _PAT_HIDDEN,
+    epochs: Annotated[int, _pat("epochs")] = _PAT.epochs,
+    batch_size: Annotated[int, _pat("batch_size")] = _PAT.batch_size,
+    learning_rate: Annotated[float, _pat("learning_rate")] = _PAT.learning_rate,
+    final_learning_rate: Annotated[
+        float | None, _pat("final_learning_rate")
+    ] = _PAT.final_learning_rate,
+    threshold: Annotated[float, _pat("threshold")] = _PAT.threshold,
+    weight_limit: Annotated[float, _pat("weight_limit")] = _PAT.weight_limit,
+    read_repeats: Annotated[int, _pat("read_repeats")] = _PAT.read_repeats,
+    eval_read_repeats: Annotated[int | None, _pat("eval_read_repeats")] = _PAT.eval_read_repeats,
+    digital_bias: Annotated[bool, _pat("digital_bias")] = _PAT.digital_bias,
+    cosine_every: Annotated[int, _pat("cosine_every")] = _PAT.cosine_every,
+    seed: Annotated[int, _pat("seed")] = _PAT.seed,
+    tiles: Annotated[list[int], _pat("tiles", "--tiles", "--tile")] = ANY_TILE,
+    trainable: Annotated[int | None, _pat("trainable")] = _PAT.trainable,
+    board_epochs: Annotated[int, _pat("board_epochs")] = _PAT.board_epochs,
+    in_silico: Annotated[bool, _pat("in_silico")] = _PAT.in_silico,
+    twin_seed: Annotated[int | None, _pat("twin_seed")] = _PAT.twin_seed,
+    out: Out = None,
+    remote_job: RemoteJob = False,
+    as_json: AsJson = False,
+) -> None:
+    """Physics-aware training: forward on the board, backward through its twin.
+
+    Every layer's forward pass runs on the board; the backward pass runs through the
+    board's twin at the board's activations (no TransposeMVM), the schedule's first
+    epochs on the twin itself (--board-epochs). With --in-silico, trained on the twin
+    alone and deployed to the board. A --remote-job sends --profile with the job,
+    or without it has the server characterize the board first (on a lease of the whole
+    board until then, overwriting every tile); the twin emulator runs in the server.
+
+    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130);
+    while it characterizes the board, once the profile is complete, keeping it for
+    --profile. A second Ctrl-C stops at once."""
+    options = job_options(PATOptions, ctx)
+    console = Console(stderr=as_json)
+    if remote_job:
+        sent = options.settings()
+        if profile is not None:
+            _twin_from(profile)  # a bad profile is refused here, before anything is sent
+            # The server cannot read this file: its text goes with the options.
+            sent |= {"twin_profile_toml": profile.read_text(encoding="utf-8")}
+        submitted(server, "pat", options, dataset, out, as_json, console, sent=sent)
+        return
+    data = dataset_named(dataset)
+    folder = record_folder(out, "pat")
+    # A profile given is read before the board is opened: a bad one touches no board.
+    twin = None if profile is None else _twin_from(profile)
+    with job_board(board, server) as target:
+        if profile is None:
+            source = _characterized(target, folder / "twin.toml", console)
+        else:
+            source = profile
+        twin = twin or _twin_from(source)
+        with (
+            twin_emulator(source, options) as on_twin,
+            progress_bar(console) as progress,
+            stop_on_interrupt(console, "epoch") as stop,
+        ):
+            task = progress.add_task("pat", total=options.epochs, status="")
+            record = train_pat(
+                target,
+                twin,
+                data,
+                options,
+                twin_board=on_twin,
+                on_epoch=epoch_status(progress, task),
+                stop=stop,
+            )
+    record.settings["twin_profile"] = str(source)
+    if options.twin_epochs:
+        record.settings["twin_board"] = twin_url(source, options.twin_device_seed)
+    finish(record, dataset, "pat", folder, as_json, console)
+    exit_if_stopped(record.settings, options.epochs, console)
+
+
+def _characterized(board: Board, out: Path, console: Console) -> Path:
+    """The board's twin profile, measured into ``out``. Ctrl-C ends the command once the
+    profile is complete (exit 130), nothing trained: the board time it cost is kept, and
+    --profile trains from it without measuring again."""
+    with stop_on_interrupt(console, "characterization") as stop:
+        source = characterize_twin(board, out, console)
+    if stop.is_set():
+        console.print(
+            f"stopped before training: the twin's profile is in {source} "
+            f"(--profile {source} trains without measuring the board again)"
+        )
+        raise typer.Exit(130)
+    return source
+
+
+def _twin_from(profile: Path) -> TwinPhysics:
+    """The twin in ``profile``; a bad file is a bad --profile."""
+    try:
+        return load_twin(profile)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--profile'") from exc

@@ -1,0 +1,286 @@
+"""How a training command runs: its board, progress, Ctrl-C, record and summary, or a job
+inside a server (--remote-job)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from sidra.cli.jobs import run_remote_job
+from sidra.client.remote import connect_server
+from sidra.drivers import Board, InvalidArgument, SidraError, open_board
+from sidra.training import (
+    STOPPED_AT,
+    EqPropOptions,
+    FFOptions,
+    JobOptions,
+    LastLayerOptions,
+    MLPOptions,
+    TrainingRecord,
+    load_dataset,
+)
+from sidra.training import Dataset as TrainingData
+
+__all__ = [
+    "EpochJobOptions",
+    "by_epochs",
+    "dataset_named",
+    "epoch_status",
+    "exit_if_stopped",
+    "finish",
+    "job_board",
+    "print_summary",
+    "progress_bar",
+    "record_folder",
+    "run_remote",
+    "save_or_keep",
+    "stop_on_interrupt",
+    "submitted",
+]
+
+
+@contextlib.contextmanager
+def job_board(url: str, server: str | None) -> Iterator[Board]:
+    """The board a job runs on. A value the board or the job refuses (an argument error,
+    a checkpoint it cannot read) is a usage error (exit 2); a refusal for who or when (a
+    lease another session holds, a role, a limit) or a board gone ends the command with
+    the error's class and message (exit 1): the command line was right."""
+    try:
+        if server is not None:
+            with connect_server(server) as remote:
+                yield remote
+        else:
+            with open_board(url) as local:
+                yield local
+    except SidraError as exc:
+        if isinstance(exc, InvalidArgument):
+            raise typer.BadParameter(str(exc)) from exc
+        typer.echo(f"sidra train: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def dataset_named(name: str) -> TrainingData:
+    """The data set ``--dataset`` names; one it cannot load is a usage error naming it."""
+    try:
+        return load_dataset(name)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def record_folder(out: Path | None, job: str) -> Path:
+    """The record folder: ``out``, or ``runs/<job>-<time>``."""
+    return out or Path("runs") / f"{job}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def finish(
+    record: TrainingRecord,
+    dataset: str,
+    job: str,
+    out: Path | None,
+    as_json: bool,
+    console: Console,
+) -> None:
+    record.settings["dataset"] = dataset
+    folder = save_or_keep(record.save, record_folder(out, job), job)
+    print_summary(record.summary() | {"record": str(folder)}, f"{job} on {dataset}", as_json,
+                   console)  # fmt: skip
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(console: Console, unit: str) -> Iterator[threading.Event]:
+    """An event the first Ctrl-C (SIGINT) sets, for a run to stop after the ``unit``
+    (step, epoch) under way and keep what it did (sidra.training.stopping); a second
+    Ctrl-C interrupts at once, as without this."""
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def first(signum: int, frame: Any) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+        console.print(f"stopping after this {unit} (Ctrl-C again to stop at once)")
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def exit_if_stopped(
+    settings: Mapping[str, Any],
+    total: int,
+    console: Console,
+    *,
+    kept: str = "the record holds the run so far",
+    resume: Path | None = None,
+) -> None:
+    """Says where a run Ctrl-C stopped (``stopped_at_<unit>`` in its record's ``settings``
+    or summary: the record is saved by then) and, with ``resume`` (the folder of its
+    checkpoint), how to go on; exit status 130. Nothing for a run that was not stopped."""
+    where = [
+        (k.removeprefix(STOPPED_AT), v) for k, v in settings.items() if k.startswith(STOPPED_AT)
+    ]
+    if not where:
+        return
+    (unit, done), how = where[0], ""
+    if resume is not None:
+        how = (
+            f", {resume / 'checkpoint.json'} too: the same command with --resume --out "
+            f"{resume} goes on from there"
+        )
+    console.print(f"stopped after {unit} {done} of {total}: {kept}{how}")
+    raise typer.Exit(130)  # as an interrupted command exits
+
+
+def save_or_keep(save: Callable[[Path], Any], folder: Path, job: str) -> Path:
+    """``save(folder)``, or, when that fails once the run is over (a full disk, a folder
+    removed meanwhile), the record saved in a temporary folder and the command failed
+    naming both: a finished run is not lost."""
+    try:
+        save(folder)
+        return folder
+    except OSError as exc:
+        kept = Path(tempfile.mkdtemp(prefix=f"sidra-{job}-"))
+        try:
+            save(kept)
+            where = f"it is saved in {kept}"
+        except OSError as again:  # the temporary folder's disk is full too
+            where = f"nor in {kept} ({again})"
+        typer.echo(
+            f"sidra train {job}: the record could not be saved in {folder} ({exc}); {where}",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict):  # the placement: layer -> tiles
+        return "; ".join(f"{k}: tiles {', '.join(map(str, v))}" for k, v in value.items())
+    return str(value)
+
+
+def print_summary(summary: dict[str, Any], title: str, as_json: bool, console: Console) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(title=title, show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, _shown(value))
+    console.print(table)
+
+
+def run_remote(
+    server: str | None,
+    job: str,
+    options: JobOptions,
+    dataset: str,
+    out: Path | None,
+    console: Console,
+    *,
+    sent: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Runs ``job`` inside ``server`` (--remote-job); its summary, with the job id and the
+    folder its record was saved into. ``sent``: the options as submitted, when they hold
+    more than ``options.settings()`` (a pat job's twin profile)."""
+    if server is None:
+        raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
+    folder = record_folder(out, job)
+    submitted = options.settings() if sent is None else sent
+    done = run_remote_job(server, job, submitted, dataset, folder, console)
+    return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
+
+
+def submitted(
+    server: str | None,
+    job: str,
+    options: JobOptions,
+    dataset: str,
+    out: Path | None,
+    as_json: bool,
+    console: Console,
+    *,
+    sent: dict[str, Any] | None = None,
+) -> None:
+    """``job`` run inside ``server`` (--remote-job, :func:`run_remote`), its summary printed."""
+    summary = run_remote(server, job, options, dataset, out, console, sent=sent)
+    print_summary(summary, f"{job} on {dataset} (job {summary['job_id']})", as_json, console)
+
+
+def epoch_status(progress: Progress, task: TaskID) -> Callable[[int, float | None], None]:
+    """An ``on_epoch`` that moves ``task`` on, with the test accuracy when there is one
+    (None: no test checkpoint that epoch)."""
+
+    def on_epoch(epoch: int, test: float | None) -> None:
+        if test is None:
+            progress.update(task, completed=epoch)
+        else:
+            progress.update(task, completed=epoch, status=f"test {100 * test:.2f} %")
+
+    return on_epoch
+
+
+EpochJobOptions = LastLayerOptions | MLPOptions | FFOptions | EqPropOptions
+"""Options of the jobs trained in whole epochs."""
+
+
+def by_epochs(
+    job: str,
+    train: Callable[..., TrainingRecord],
+    options: EpochJobOptions,
+    dataset: str,
+    board: str,
+    server: str | None,
+    out: Path | None,
+    remote_job: bool,
+    as_json: bool,
+) -> None:
+    """A job trained in epochs (``train(board, data, options, on_epoch=...)``): run here
+    with a progress bar and its record saved, or inside ``server`` (``remote_job``)."""
+    console = Console(stderr=as_json)
+    if remote_job:
+        submitted(server, job, options, dataset, out, as_json, console)
+        return
+    data = dataset_named(dataset)
+    with (
+        job_board(board, server) as target,
+        progress_bar(console) as progress,
+        stop_on_interrupt(console, "epoch") as stop,
+    ):
+        task = progress.add_task(job, total=options.epochs, status="")
+        record = train(target, data, options, on_epoch=epoch_status(progress, task), stop=stop)
+    finish(record, dataset, job, out, as_json, console)
+    exit_if_stopped(record.settings, options.epochs, console)

@@ -1,0 +1,112 @@
+"""``sidra train spsa``: SPSA training of a softmax layer on the board."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.train.params import ANY_TILE, BoardUrl, Dataset, Out, RemoteJob, ServerAddress
+from sidra.cli.train.running import (
+    dataset_named,
+    exit_if_stopped,
+    finish,
+    job_board,
+    progress_bar,
+    record_folder,
+    stop_on_interrupt,
+    submitted,
+)
+from sidra.training import PerturbationMode, SPSAOptions, SPSAStep, train_softmax_spsa
+
+__all__ = ["spsa"]
+
+
+_SPSA = SPSAOptions()
+_spsa = functools.partial(field_option, SPSAOptions)
+
+
+def spsa(
+    ctx: typer.Context,
+    dataset: Dataset = "digits",
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    steps: Annotated[int, _spsa("steps")] = _SPSA.steps,
+    seed: Annotated[int, _spsa("seed")] = _SPSA.seed,
+    batch_size: Annotated[int, _spsa("batch_size")] = _SPSA.batch_size,
+    a: Annotated[float | None, _spsa("a")] = _SPSA.a,
+    c: Annotated[float | None, _spsa("c")] = _SPSA.c,
+    calibrate: Annotated[
+        bool, typer.Option(help="Calibrate a and c on the board by Spall's rules 3 and 4.")
+    ] = False,
+    resamplings: Annotated[int, _spsa("resamplings")] = _SPSA.resamplings,
+    mode: Annotated[PerturbationMode, _spsa("mode")] = _SPSA.mode,
+    program_every: Annotated[int, _spsa("program_every")] = _SPSA.program_every,
+    blocking: Annotated[bool, _spsa("blocking")] = _SPSA.blocking,
+    last_avg: Annotated[int, _spsa("last_avg")] = _SPSA.last_avg,
+    second_order: Annotated[bool, _spsa("second_order")] = _SPSA.second_order,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="Steps between test-accuracy checkpoints [default: 5 % of --steps]."),
+    ] = None,
+    eval_read_repeats: Annotated[int, _spsa("eval_read_repeats")] = _SPSA.eval_read_repeats,
+    tiles: Annotated[list[int], _spsa("tiles", "--tiles", "--tile")] = ANY_TILE,
+    weight_limit: Annotated[float, _spsa("weight_limit")] = _SPSA.weight_limit,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=0, help="Save <out>/checkpoint.json every N steps (0: never).")
+    ] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoint.json.")] = False,
+    out: Out = None,
+    remote_job: RemoteJob = False,
+    as_json: AsJson = False,
+) -> None:
+    """SPSA training of a softmax layer (features → classes) on the board.
+
+    Ctrl-C stops the run at its next step and keeps the record and a checkpoint in
+    --out (the same command with --resume goes on); a second Ctrl-C stops at once."""
+    options = job_options(
+        SPSAOptions,
+        ctx,
+        a=None if calibrate else a,
+        c=None if calibrate else c,
+        eval_every=max(1, steps // 20) if eval_every is None else eval_every,
+    )
+    console = Console(stderr=as_json)
+    if remote_job:
+        if checkpoint_every or resume:
+            raise typer.BadParameter(
+                "--checkpoint-every and --resume are for runs from here; a --remote-job "
+                "keeps its record in the server"
+            )
+        submitted(server, "spsa", options, dataset, out, as_json, console)
+        return
+    if resume and out is None:
+        raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
+    out = record_folder(out, "spsa")
+    data = dataset_named(dataset)
+    with (
+        job_board(board, server) as target,
+        progress_bar(console) as progress,
+        stop_on_interrupt(console, "step") as stop,
+    ):
+        task = progress.add_task("spsa", total=options.steps, status="")
+
+        def on_step(step: SPSAStep) -> None:
+            if step.step % 10 == 0 or step.step == options.steps:
+                progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
+
+        record = train_softmax_spsa(
+            target,
+            data,
+            options,
+            on_step=on_step,
+            checkpoint=out / "checkpoint.json",
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            stop=stop,
+        )
+    finish(record, dataset, "spsa", out, as_json, console)
+    exit_if_stopped(record.settings, options.steps, console, resume=out)
