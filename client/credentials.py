@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from sidra.client.reachability import tcp_refusal
 from sidra.drivers import BoardUnavailable, InvalidArgument
 
 __all__ = [
@@ -73,15 +74,20 @@ def token_from_env() -> str | None:
 
 
 def unanswered(address: str, wait_s: float, tls: TlsCredentials | None) -> BoardUnavailable:
-    """The error of a server that did not answer within ``wait_s``, with what else it can
-    be: a failed handshake says nothing more than silence does."""
+    """The error of a server that did not answer within ``wait_s``: why no connection
+    opens there (refused, unknown host, no answer; sidra.client.reachability), or, when
+    one does, what else it can be: a failed handshake says nothing more than silence."""
+    head = f"no SIDRA server answered at {address} within {wait_s:g} s"
+    refusal = tcp_refusal(address)
+    if refusal is not None:
+        return BoardUnavailable(f"{head}: {refusal}")
     why = (
         "or the TLS handshake failed: check the CA and client certificate"
         if tls
         else "or it serves TLS, which a plaintext client cannot reach: give "
         "tls=TlsCredentials(root_ca=...), or a grpcs:// URL"
     )
-    return BoardUnavailable(f"no SIDRA server answered at {address} within {wait_s:g} s ({why})")
+    return BoardUnavailable(f"{head} ({why})")
 
 
 def check_token_transport(address: str, tls: TlsCredentials | None) -> None:
