@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,6 +36,7 @@ from sidra.client.credentials import (
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
 from sidra.client.jobs import Jobs
+from sidra.client.places import Places
 from sidra.client.session import (
     Session,
     TileLease,
@@ -133,7 +133,7 @@ class RemoteBoard(SizedCalls, Board):
         """How large a call may be (sidra.client.call_sizes): ``max_batch`` vectors per
         MVM, ``message_limit_bytes`` per message, ``max_in_flight`` calls at once (None:
         what the service announces); ``channel_message_bytes``: the channel's own limit."""
-        self._slots = threading.BoundedSemaphore(self._sizes.max_in_flight)
+        self._slots = Places(self._sizes.max_in_flight)
         """A place per call sent from this client's threads (``max_in_flight``): a thread
         past it waits here instead of being refused by the service."""
         self.address = address
@@ -255,7 +255,7 @@ class RemoteBoard(SizedCalls, Board):
             before = self._sizes.max_in_flight
             self._sizes.adopt(reply)
             if self._sizes.max_in_flight != before:  # the service's: more would be refused
-                self._slots = threading.BoundedSemaphore(self._sizes.max_in_flight)
+                self._slots = Places(self._sizes.max_in_flight)
         result = convert.result_from_pb(reply, op)
         # A server that sends no trailer still names the instance in GetBoardInfo.
         named = _instance_of(call) or getattr(result, "instance_id", None)
