@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from sidra.client.aio_session import call_session
 from sidra.client.session import session_call
-from sidra.drivers import FailedPrecondition, InvalidArgument, SessionClosed
+from sidra.drivers import FailedPrecondition, InvalidArgument, OutOfRange, SessionClosed
 from sidra.drivers.types import Cost, MVMResult, Region
 from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
@@ -57,6 +57,33 @@ __all__ = [
 ]
 
 _WIRE_TYPES = {np.dtype(dtype): code for code, dtype in tensors.DTYPES.items()}
+_VIEW_TYPES = frozenset(np.dtype(t) for t in (np.float32, np.int8, np.int16, np.int32))
+"""What a shared tensor may hold (the server's DTYPE_FLOAT32, INT8, INT16 and INT32)."""
+
+
+def _view_dtype(dtype: Any) -> np.dtype[Any]:
+    """``dtype`` as a numpy dtype a shared tensor may hold, else InvalidArgument."""
+    allowed = "float32, int8, int16 or int32"
+    try:
+        element: np.dtype[Any] = np.dtype(dtype)
+    except TypeError:
+        raise InvalidArgument("dtype", dtype, allowed) from None
+    if element not in _VIEW_TYPES:
+        raise InvalidArgument("dtype", element.name, allowed)
+    return element
+
+
+def _dims(shape: Any) -> tuple[int, ...]:
+    """``shape`` as whole dimensions of at least one element each, else InvalidArgument
+    (no -1 to infer: an array's size is what the caller places in the region)."""
+    allowed = "one or more whole dimensions of at least 1 element each, e.g. (1024, 256)"
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise InvalidArgument("shape", shape, allowed) from None
+    if not dims or not all(isinstance(d, int | np.integer) and d >= 1 for d in dims):
+        raise InvalidArgument("shape", list(dims), allowed)
+    return tuple(int(d) for d in dims)
 
 
 @dataclass(frozen=True)
@@ -114,19 +141,26 @@ class SharedObject:
         ``offset_bytes`` of the region, zero-copy in this process."""
         if self._memory is None:
             raise FailedPrecondition(f"shared memory {self.name!r} is closed")
-        element = np.dtype(dtype)
-        if element not in _WIRE_TYPES:
-            raise InvalidArgument("dtype", element, "float32, int8, int16 or int32")
-        count = int(np.prod(shape, dtype=np.int64))
-        if offset_bytes < 0 or offset_bytes + count * element.itemsize > self.size_bytes:
-            raise InvalidArgument(
+        # The server's rules for a shared tensor (session.proto), applied here so that a
+        # mistake is named where it is made, not at the first call naming the array.
+        element = _view_dtype(dtype)
+        dims = _dims(shape)
+        if not isinstance(offset_bytes, int) or offset_bytes < 0:
+            raise InvalidArgument("offset_bytes", offset_bytes, "a byte offset >= 0")
+        if offset_bytes % element.itemsize:
+            allowed = f"a multiple of {element.itemsize} (the size of a {element.name})"
+            raise InvalidArgument("offset_bytes", offset_bytes, allowed)
+        count = int(np.prod(dims, dtype=np.int64))
+        nbytes = count * element.itemsize
+        if offset_bytes + nbytes > self.size_bytes:  # as the server words it
+            raise OutOfRange(
                 "offset_bytes",
-                offset_bytes,
-                f"an array within the region's {self.size_bytes} bytes",
+                f"{offset_bytes} + {nbytes} bytes",
+                f"within the {self.size_bytes} bytes of region {self.name!r}",
             )
         assert self._map is not None  # open while _memory is
         view = np.frombuffer(self._map, element, count=count, offset=offset_bytes)
-        return SharedArray(self, offset_bytes, view.reshape(shape))
+        return SharedArray(self, offset_bytes, view.reshape(dims))
 
     def _register_request(self) -> session_pb2.RegisterSharedMemoryRequest:
         return session_pb2.RegisterSharedMemoryRequest(
