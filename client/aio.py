@@ -47,6 +47,7 @@ from sidra.client.credentials import (
 )
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
+from sidra.client.options import check_connect_options
 from sidra.client.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
@@ -636,6 +637,11 @@ async def connect(
     given is what the service announces, learnt before the first pass, Program or read
     (sidra.client.call_sizes; until then 4 calls at once)."""
     check_address(address)
+    check_connect_options(
+        timeout_s=timeout_s, wait_ready_s=wait_ready_s, max_message_bytes=max_message_bytes,
+        server_max_message_bytes=server_max_message_bytes, max_batch=max_batch,
+        max_in_flight=max_in_flight,
+    )  # fmt: skip
     options = channel_options(max_message_bytes)
     token = token if token is not None else token_from_env()
     interceptors = []

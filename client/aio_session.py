@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
+from sidra.client.options import checked_tiles
 from sidra.client.session import (
     HEARTBEATS_PER_TTL,
     SessionState,
@@ -68,7 +69,7 @@ class AsyncSession:
     ) -> AsyncLease:
         """Leases ``tiles`` (or the whole board); waits up to ``wait_s`` for tiles others hold,
         then raises :class:`~sidra.drivers.errors.LeaseHeld` naming the holder."""
-        wanted = tuple(int(t) for t in tiles)
+        wanted = checked_tiles(tiles)
         request = pb.AcquireLeaseRequest(
             session_id=self.id, tiles=wanted, whole_board=whole_board, wait_s=wait_s
         )

@@ -13,6 +13,7 @@ refused, as asked).
 from __future__ import annotations
 
 from sidra.client.batches import DEFAULT_MAX_BATCH
+from sidra.client.options import MIN_MESSAGE_BYTES, checked_count
 from sidra.drivers.requests import (
     MVMRequest,
     PerturbedMVMRequest,
@@ -79,17 +80,21 @@ class CallSizes:
         """Data bytes per row band of a chunked Program or read (whole rows; at least one)."""
         self.max_in_flight = DEFAULT_MAX_IN_FLIGHT
         """Calls sent at once; more wait in the client for a place."""
+        checked_count("channel_message_bytes", channel_bytes, MIN_MESSAGE_BYTES, "bytes")
         if max_batch is not None:
-            self._told["max_batch"] = max_batch
+            self._told["max_batch"] = _checked("max_batch", max_batch)
         if server_bytes is not None:
+            server_bytes = _checked("message_limit_bytes", server_bytes)
             self._told["message_limit_bytes"] = min(channel_bytes, server_bytes)
         if max_in_flight is not None:
-            self._told["max_in_flight"] = max_in_flight
+            self._told["max_in_flight"] = _checked("max_in_flight", max_in_flight)
         self._fit(DEFAULT_MAX_BATCH, DEFAULT_SERVER_MESSAGE_BYTES, DEFAULT_MAX_IN_FLIGHT)
 
     def tell(self, name: str, value: int) -> None:
         """The caller gives size ``name`` (an attribute above): used from now on, and
-        kept when the service's limits are learnt."""
+        kept when the service's limits are learnt. InvalidArgument for a size no call
+        can have (fewer than one vector, place or data byte)."""
+        value = _checked(name, value)
         self._told[name] = value
         setattr(self, name, value)
 
@@ -135,6 +140,19 @@ class CallSizes:
 
 _ANNOUNCED = frozenset({"max_batch", "message_limit_bytes", "max_in_flight"})
 """The sizes GetBoardInfo's limits give."""
+
+_LEAST = {
+    "max_batch": (1, "vectors"),
+    "message_limit_bytes": (MIN_MESSAGE_BYTES, "bytes"),
+    "chunk_bytes": (1, "bytes"),
+    "max_in_flight": (1, "calls"),
+}
+"""The smallest value of each size, and what it counts."""
+
+
+def _checked(name: str, value: object) -> int:
+    least, unit = _LEAST[name]
+    return checked_count(name, value, least, unit)
 
 
 class SizedCalls:

@@ -36,6 +36,7 @@ from sidra.client.credentials import (
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
 from sidra.client.jobs import Jobs
+from sidra.client.options import check_connect_options
 from sidra.client.places import Places
 from sidra.client.session import (
     Session,
@@ -583,6 +584,11 @@ def connect(
     ``limits``, asked once before the first call they shape: sidra.client.call_sizes).
     """
     check_address(address)
+    check_connect_options(
+        timeout_s=timeout_s, wait_ready_s=wait_ready_s, max_message_bytes=max_message_bytes,
+        server_max_message_bytes=server_max_message_bytes, max_batch=max_batch,
+        max_in_flight=max_in_flight,
+    )  # fmt: skip
     token = token if token is not None else token_from_env()
     if token:
         check_token_transport(address, tls)

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.client.aio_session import call_session
+from sidra.client.options import checked_count
 from sidra.client.session import session_call
 from sidra.drivers import FailedPrecondition, InvalidArgument, OutOfRange, SessionClosed
 from sidra.drivers.types import Cost, MVMResult, Region
@@ -111,6 +112,7 @@ class SharedObject:
     the asyncio client's :class:`AsyncSharedRegion`): its arrays, and its end."""
 
     def __init__(self, session_id: str, size_bytes: int, name: str) -> None:
+        size_bytes = checked_count("size_bytes", size_bytes, 1, "bytes")
         self.session_id = session_id
         self.name = name
         self._memory: shared_memory.SharedMemory | None = shared_memory.SharedMemory(

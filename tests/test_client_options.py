@@ -1,0 +1,116 @@
+"""What a caller gives the client library itself is checked before anything is sent, and
+refused naming the option, the value and what is allowed (sidra.client.options):
+connect's options in both clients, the call sizes set later, tiles to lease and a
+shared-memory size. Before, a max_in_flight of 0 made the asyncio client wait for ever,
+a max_batch of 0 failed inside the batch cutter, a negative tile was protobuf's
+ValueError."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sidra.client import RemoteBoard, connect
+from sidra.client.aio import connect as aio_connect
+from sidra.client.options import MIN_MESSAGE_BYTES
+from sidra.drivers import InvalidArgument, open_board
+from sidra.server import create_server
+from sidra.server.settings import SharedMemorySettings
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[str]:
+    with open_board("emu://?preset=ideal") as local:
+        server, port = create_server(
+            local, "127.0.0.1:0", shared_memory=SharedMemorySettings(enabled=True)
+        )
+        server.start()
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            server.stop(grace=None)
+
+
+BAD_CONNECT_OPTIONS = [
+    ("max_in_flight", 0),
+    ("max_in_flight", -1),
+    ("max_in_flight", 2.5),
+    ("max_batch", 0),
+    ("max_batch", -5),
+    ("max_batch", True),
+    ("server_max_message_bytes", 0),
+    ("server_max_message_bytes", MIN_MESSAGE_BYTES - 1),
+    ("max_message_bytes", 0),
+    ("timeout_s", -1),
+    ("timeout_s", 0),
+    ("timeout_s", math.inf),
+    ("timeout_s", "10"),
+    ("wait_ready_s", -1),
+    ("wait_ready_s", math.nan),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), BAD_CONNECT_OPTIONS)
+def test_connect_refuses_an_option_naming_it(address: str, option: str, value: Any) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        connect(address, **{option: value})
+    assert (refused.value.field, refused.value.value) == (option, value)
+
+    async def run() -> None:
+        with pytest.raises(InvalidArgument) as refused:
+            await aio_connect(address, **{option: value})
+        assert refused.value.field == option
+
+    asyncio.run(run())
+
+
+def test_the_smallest_sizes_are_taken(address: str) -> None:
+    with connect(
+        address, max_batch=1, max_in_flight=1, server_max_message_bytes=MIN_MESSAGE_BYTES
+    ) as board:
+        assert (board.max_batch, board.max_in_flight) == (1, 1)
+        assert board.message_limit_bytes == MIN_MESSAGE_BYTES
+
+
+@pytest.mark.parametrize(
+    ("size", "value"),
+    [
+        ("max_batch", 0),
+        ("max_batch", -1),
+        ("chunk_bytes", 0),
+        ("chunk_bytes", -1),
+        ("message_limit_bytes", MIN_MESSAGE_BYTES - 1),
+        ("message_limit_bytes", "big"),
+    ],
+)
+def test_a_size_set_later_is_checked_and_the_old_one_kept(
+    address: str, size: str, value: Any
+) -> None:
+    with connect(address) as board:
+        before = getattr(board, size)
+        with pytest.raises(InvalidArgument) as refused:
+            setattr(board, size, value)
+        assert (refused.value.field, refused.value.value) == (size, value)
+        assert getattr(board, size) == before
+
+
+@pytest.mark.parametrize("tiles", [[-1], ["a"], [0, 1.5], 7])
+def test_tiles_to_lease_are_tile_indices(address: str, tiles: Any) -> None:
+    with connect(address) as board, board.session() as session:
+        with pytest.raises(InvalidArgument) as refused:
+            session.lease(tiles)
+        assert refused.value.field == "tiles"
+        assert board.leases() == []  # nothing reached the server
+
+
+@pytest.mark.parametrize("size_bytes", [0, -1, 1.5])
+def test_a_shared_memory_size_is_a_positive_number_of_bytes(address: str, size_bytes: Any) -> None:
+    board: RemoteBoard
+    with connect(address) as board, board.session():
+        with pytest.raises(InvalidArgument) as refused:
+            board.shared_memory(size_bytes)
+        assert (refused.value.field, refused.value.value) == ("size_bytes", size_bytes)
