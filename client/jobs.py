@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
-from sidra.drivers import BoardUnavailable, ResourceExhausted
+from sidra.drivers import BoardUnavailable, InvalidArgument, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = [
@@ -215,11 +215,18 @@ class Jobs:
 def submit_request(
     kind: str, options: Mapping[str, Any] | None, dataset: str, lease_wait_s: float
 ) -> pb.SubmitJobRequest:
-    """SubmitJob's request (:meth:`Jobs.submit`)."""
+    """SubmitJob's request (:meth:`Jobs.submit`); InvalidArgument for ``options`` that are
+    not a mapping of option names to JSON values."""
+    if options is not None and not isinstance(options, Mapping):
+        allowed = "a mapping of option names to values, e.g. {'steps': 1000}"
+        raise InvalidArgument("options", type(options).__name__, allowed)
+    try:
+        options_json = json.dumps(dict(options or {}))
+    except (TypeError, ValueError) as exc:  # a value JSON cannot carry (a numpy array)
+        raise InvalidArgument("options", str(exc), "option values JSON can carry") from exc
     return pb.SubmitJobRequest(
-        kind=kind, options_json=json.dumps(dict(options or {})), dataset=dataset,
-        lease_wait_s=lease_wait_s,
-    )  # fmt: skip
+        kind=kind, options_json=options_json, dataset=dataset, lease_wait_s=lease_wait_s
+    )
 
 
 def watch_retry(

@@ -15,6 +15,7 @@ against a local driver and a remote board catches the same exceptions::
     ├── BoardReset                        board restarted during the call
     ├── DeadlineExceeded (TimeoutError)   the call ran out of time
     ├── Unsupported                       this board cannot do that (e.g. a virtual clock)
+    ├── NotFound (LookupError)            what the call names does not exist (a job id)
     ├── ResourceExhausted                 a per-caller limit of the service refused the call
     ├── Unauthenticated                   the service does not know the caller (no token)
     ├── PermissionDenied                  the caller's role or host does not allow the call
@@ -50,6 +51,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "LeaseHeld",
+    "NotFound",
     "OutOfRange",
     "PermissionDenied",
     "ResourceExhausted",
@@ -116,6 +118,10 @@ class Unsupported(SidraError):
     """The board does not offer this operation (e.g. a virtual clock on hardware)."""
 
 
+class NotFound(SidraError, LookupError):
+    """What the call names does not exist on the service (a job id no job has)."""
+
+
 class ResourceExhausted(SidraError):
     """A limit the service sets per caller refused the call before it reached the board:
     request size, vectors per batch, calls in flight (``[limits]`` of ``sidra serve``).
@@ -161,6 +167,7 @@ GRPC_STATUS: ErrorTable = (
     (BoardReset, "ABORTED"),
     (DeadlineExceeded, "DEADLINE_EXCEEDED"),
     (Unsupported, "UNIMPLEMENTED"),
+    (NotFound, "NOT_FOUND"),
     (ResourceExhausted, "RESOURCE_EXHAUSTED"),
     (Unauthenticated, "UNAUTHENTICATED"),
     (PermissionDenied, "PERMISSION_DENIED"),

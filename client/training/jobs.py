@@ -18,8 +18,9 @@ import threading
 from typing import Any, Protocol
 
 import sklearn  # noqa: F401  (the training extra: see the module docstring)
+from pydantic import BaseModel, ValidationError
 
-from sidra.drivers import Board, BoardInfo
+from sidra.drivers import Board, BoardInfo, InvalidArgument
 from sidra.training.board_spsa import spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
@@ -86,7 +87,10 @@ class TrainingJobs:
         values = json.loads(options_json or "{}")
         if not isinstance(values, dict):
             raise ValueError(f"options_json: got {type(values).__name__}, expected a JSON object")
-        return model.model_validate(values)
+        try:
+            return model.model_validate(values)
+        except ValidationError as exc:
+            raise refused_option(kind, model, exc) from None
 
     def options_json(self, options: JobOptions) -> str:
         """Every option's value, defaults included, as JSON."""
@@ -247,3 +251,22 @@ def _recovery(
         "summary.json": json.dumps(summary, indent=2).encode(),
     }
     return summary, files
+
+
+def refused_option(kind: str, model: type[BaseModel], exc: ValidationError) -> InvalidArgument:
+    """The first value ``model`` refused, as an InvalidArgument whose field is its path
+    in SubmitJob's ``options_json`` (``options_json.steps``), with the value given and
+    what is allowed; the other refusals, if any, are counted in ``allowed``."""
+    errors = exc.errors()
+    error = errors[0]
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Input should be ")
+    path = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        allowed = f"one of the {kind} options ({', '.join(model.model_fields)})"
+    else:
+        allowed = message[:1].lower() + message[1:]
+    if len(errors) > 1:
+        allowed += f" ({len(errors) - 1} more refused)"
+    if not path:  # a check across fields names its field at the start of its message
+        return InvalidArgument("options_json", error["input"], allowed)
+    return InvalidArgument(f"options_json.{path}", error["input"], allowed)

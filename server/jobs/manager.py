@@ -40,6 +40,7 @@ from sidra.drivers import (
     BoardReset,
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     OutOfRange,
     ResourceExhausted,
     SidraError,
@@ -90,7 +91,7 @@ class JobCancelled(Exception):
     """Raised inside a job's thread to stop it; never leaves the manager."""
 
 
-class JobNotFound(LookupError):
+class JobNotFound(NotFound):
     """No job of that id (NOT_FOUND)."""
 
 
@@ -180,6 +181,8 @@ class JobManager:
             raise OutOfRange("lease_wait_s", lease_wait_s, f"0 .. {WAIT_LIMIT_S:g} s")
         try:
             options = runner.options(kind, options_json)
+        except InvalidArgument:
+            raise  # names the option (options_json.steps) already
         except ValueError as exc:
             raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
         info = self.servicer.board.info

@@ -22,6 +22,7 @@ from sidra.client import RemoteBoard, connect
 from sidra.drivers import (
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     OutOfRange,
     ResourceExhausted,
     SidraError,
@@ -332,17 +333,23 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
     with _client(port) as board:
         with pytest.raises(InvalidArgument, match="kind: got 'sgd'"):
             board.jobs.submit("sgd")
-        with pytest.raises(InvalidArgument, match="options_json.*steps"):
+        with pytest.raises(InvalidArgument, match="options_json.*steps") as refused:
             board.jobs.submit("spsa", {"steps": 0})
-        with pytest.raises(InvalidArgument, match="options_json.*no_such_option"):
+        assert (refused.value.field, refused.value.value) == ("options_json.steps", "0")
+        assert refused.value.allowed == "greater than or equal to 1"
+        with pytest.raises(InvalidArgument, match="options_json.*no_such_option") as refused:
             board.jobs.submit("spsa", {"no_such_option": 1})
+        assert refused.value.field == "options_json.no_such_option"
+        assert refused.value.allowed.startswith("one of the spsa options (steps, seed, ")
+        with pytest.raises(InvalidArgument, match="options: got 'list'"):
+            board.jobs.submit("spsa", [("steps", 5)])  # type: ignore[arg-type]
         with pytest.raises(InvalidArgument, match=r"got tile 99, expected tiles in 0 \.\. 3"):
             board.jobs.submit("spsa", {"tiles": [99]})
         with pytest.raises(InvalidArgument, match="dataset: got '/etc/passwd'"):
             board.jobs.submit("spsa", dataset="/etc/passwd")
         with pytest.raises(OutOfRange, match="lease_wait_s"):
             board.jobs.submit("spsa", lease_wait_s=61)
-        with pytest.raises(SidraError, match="NOT_FOUND"):
+        with pytest.raises(NotFound, match="NOT_FOUND"):
             board.jobs.get("0123456789abcdef")
         assert board.jobs.list() == [] and board.leases() == []
 
@@ -498,7 +505,7 @@ def test_the_async_client_runs_jobs_as_the_sync_one(port: int) -> None:
                     break
             await board.jobs.cancel(endless.job_id)
             ended = await board.jobs.wait(endless.job_id)
-            with pytest.raises(SidraError, match="NOT_FOUND") as unknown:
+            with pytest.raises(NotFound, match="NOT_FOUND") as unknown:
                 await board.jobs.get("0" * 16)
             return events, job.job_id, (done, ended), str(unknown.value)
 
@@ -508,7 +515,7 @@ def test_the_async_client_runs_jobs_as_the_sync_one(port: int) -> None:
     assert ended.state == "cancelled" and ended.error.endswith("its record kept")
     with _client(port) as board:
         assert events == list(board.jobs.watch(job_id))
-        with pytest.raises(SidraError) as sync_unknown:
+        with pytest.raises(NotFound) as sync_unknown:
             board.jobs.get("0" * 16)
     assert unknown == str(sync_unknown.value)
 
