@@ -30,6 +30,7 @@ from sidra.client.jobs import (
     submit_request,
     watch_retry,
 )
+from sidra.client.options import checked_count
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = ["AsyncJobs"]
@@ -76,7 +77,7 @@ class AsyncJobs:
         """The job's events from ``from_index`` until its final state; a broken stream
         is asked for again as :meth:`Jobs.watch <sidra.client.jobs.Jobs.watch>` does."""
         method = self.channel.unary_stream(f"/{JOB_SERVICE}/WatchJob", **WATCH_CODECS)
-        index = from_index
+        index = checked_count("from_index", from_index, 0, "events")
         broken_since: float | None = None
         while True:
             stream = method(pb.WatchJobRequest(job_id=job_id, from_index=index))

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
+from sidra.client.options import checked_count
 from sidra.drivers import BoardUnavailable, InvalidArgument, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
@@ -177,7 +178,7 @@ class Jobs:
         :data:`STREAM_RETRY_S` until one frees, however long (the events wait in the
         server's store); other errors raise the SIDRA exception."""
         method = self.channel.unary_stream(f"/{JOB_SERVICE}/WatchJob", **WATCH_CODECS)
-        index = from_index
+        index = checked_count("from_index", from_index, 0, "events")
         broken_since: float | None = None
         while True:
             stream = method(pb.WatchJobRequest(job_id=job_id, from_index=index))

@@ -281,7 +281,12 @@ def pass_message(
     output_codes: bool,
     transpose: bool,
 ) -> pb.MVMRequest | pb.TransposeMVMRequest:
-    """The request message of a pass whose inputs and outputs are in shared memory."""
+    """The request message of a pass whose inputs and outputs are in shared memory;
+    InvalidArgument when either is not an array placed in a region (``shm.array``)."""
+    for field, placed in (("inputs", inputs), ("outputs", outputs)):
+        if not isinstance(placed, SharedArray):
+            allowed = "a SharedArray placed in a registered region (shm.array(shape))"
+            raise InvalidArgument(field, type(placed).__name__, allowed)
     message = (pb.TransposeMVMRequest if transpose else pb.MVMRequest)(
         tile=tile, output_codes=output_codes,
         shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb(),

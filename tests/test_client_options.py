@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from sidra.client import RemoteBoard, connect
@@ -114,3 +115,28 @@ def test_a_shared_memory_size_is_a_positive_number_of_bytes(address: str, size_b
         with pytest.raises(InvalidArgument) as refused:
             board.shared_memory(size_bytes)
         assert (refused.value.field, refused.value.value) == ("size_bytes", size_bytes)
+
+
+def test_a_shared_pass_needs_arrays_placed_in_a_region(address: str) -> None:
+    with connect(address) as board, board.session(), board.shared_memory(8192) as shm:
+        placed = shm.array((2, 256))
+        plain = np.zeros((2, 256), np.float32)
+        for inputs, outputs, field in ((plain, placed, "inputs"), (placed, None, "outputs")):
+            with pytest.raises(InvalidArgument) as refused:
+                board.mvm_shared(0, inputs, outputs)  # type: ignore[arg-type]
+            assert refused.value.field == field
+
+
+def test_a_job_watched_from_a_negative_index_is_refused(address: str) -> None:
+    with connect(address) as board:
+        with pytest.raises(InvalidArgument) as refused:
+            next(iter(board.jobs.watch("0" * 16, from_index=-1)))
+        assert (refused.value.field, refused.value.value) == ("from_index", -1)
+
+    async def run() -> None:
+        async with await aio_connect(address) as board:
+            with pytest.raises(InvalidArgument):
+                async for _ in board.jobs.watch("0" * 16, from_index=-1):
+                    pass
+
+    asyncio.run(run())
