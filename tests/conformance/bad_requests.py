@@ -39,7 +39,15 @@ from board_checks import (
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from sidra.drivers import Board, BoardInfo, BoardStats, InvalidArgument, OutOfRange, Region
+from sidra.drivers import (
+    Board,
+    BoardInfo,
+    BoardStats,
+    InvalidArgument,
+    OutOfRange,
+    PerturbationPoint,
+    Region,
+)
 from sidra.drivers.validation import CLOCK_LIMIT_S
 from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
@@ -1168,6 +1176,49 @@ TYPED: dict[str, Typed] = {
         InvalidArgument,
         "region",
         "(0, 0, 1, 1)",
+    ),
+    # None where the wire has a scalar: the client must not send it as the wire's 0 (a
+    # pass on tile 0, a perturbation of seed 0).
+    "mvm-tile-none": Typed(
+        lambda b, i: b.mvm(None, np.zeros((1, i.rows))),  # type: ignore[arg-type]
+        InvalidArgument,
+        "tile",
+        "None",
+    ),
+    "perturb-seed-none": Typed(
+        lambda b, i: b.perturb(0, seed=None, amplitude_us=1.0),  # type: ignore[arg-type]
+        InvalidArgument,
+        "seed",
+        "None",
+    ),
+    "perturbed-point-seed-none": Typed(
+        lambda b, i: b.perturbed_mvm(
+            0,
+            np.zeros((1, i.rows)),
+            [PerturbationPoint(None, 1.0, 1)],  # type: ignore[arg-type]
+        ),
+        InvalidArgument,
+        "points[0].seed",
+        "None",
+    ),
+    "program-offset-none": Typed(
+        lambda b, i: b.program(0, gmat(i, 10.0), row_offset=None),  # type: ignore[arg-type]
+        InvalidArgument,
+        "row_offset",
+        "None",
+    ),
+    # Arrays that are no numbers: refused naming the dtype, not a numpy ValueError.
+    "mvm-voltages-text": Typed(
+        lambda b, i: b.mvm(0, np.full((1, i.rows), "a")),
+        InvalidArgument,
+        "voltages.dtype",
+        "<U1",
+    ),
+    "program-none": Typed(
+        lambda b, i: b.program(0, None),  # type: ignore[arg-type]
+        InvalidArgument,
+        "conductances.dtype",
+        "object",
     ),
 }
 

@@ -275,7 +275,10 @@ def _build_writer(cls: type[Any], message_type: type[Message]) -> Callable[[Any]
 
 def _build_filler(cls: type[Any], message_type: type[Message], nested: bool) -> Fill:
     descriptor = message_type.DESCRIPTOR
-    scalars: list[tuple[str, bool]] = []  # name, whether an enum (sent as its number)
+    # name, whether an enum (sent as its number), whether None is refused: a scalar
+    # whose dataclass default is not None (a tile, a seed) would otherwise go as the
+    # wire's 0, so a request naming no tile would run on tile 0.
+    scalars: list[tuple[str, bool, bool]] = []
     messages: list[tuple[str, Fill]] = []  # and repeated fields: filled in place
     for field in dataclasses.fields(cls):
         target = descriptor.fields_by_name[field.name]
@@ -284,7 +287,7 @@ def _build_filler(cls: type[Any], message_type: type[Message], nested: bool) -> 
         elif target.is_repeated:  # a tuple of nested values (PerturbedMVM's points)
             messages.append((field.name, _repeated_filler(target)))
         elif target.message_type is None:
-            scalars.append((field.name, target.enum_type is not None))
+            scalars.append((field.name, target.enum_type is not None, field.default is not None))
         else:
             fill_field = _nested_filler(cls, field.name, target)
             replacement = _REPLACED_BY.get((cls, field.name))
@@ -293,10 +296,12 @@ def _build_filler(cls: type[Any], message_type: type[Message], nested: bool) -> 
             messages.append((field.name, fill_field))
 
     def fill(message: Message, value: Any) -> None:
-        for name, enum in scalars:
+        for name, enum, required in scalars:
             item = getattr(value, name)
             if item is not None:
                 setattr(message, name, int(item) if enum else item)
+            elif required:
+                raise InvalidArgument(name, None, "a value: None is not sent as the wire's 0")
         for name, fill_item in messages:
             item = getattr(value, name)
             if item is not None:  # an unset optional message (region: the whole tile)
