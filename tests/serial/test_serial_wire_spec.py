@@ -56,6 +56,7 @@ class RawHost:
         self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(self.fd)
         self.buffer = b""
+        self.stray = b""
         self.epoch = 0
         self.req_id = 100
 
@@ -73,8 +74,14 @@ class RawHost:
         return decode_frame(raw) if raw else self.receive(timeout)
 
     def quiet(self, timeout: float = 0.2) -> bool:
-        """Nothing more arrives within ``timeout``."""
-        return not self.buffer and not select.select([self.fd], [], [], timeout)[0]
+        """Nothing more arrives within ``timeout`` (what did is kept in :attr:`stray`, for
+        the assertion's message)."""
+        if not self.buffer and not select.select([self.fd], [], [], timeout)[0]:
+            return True
+        if select.select([self.fd], [], [], 0)[0]:
+            self.buffer += os.read(self.fd, 1 << 16)
+        self.stray = self.buffer
+        return False
 
     def call(self, msg: int, payload: bytes = b"", *, req_id: int | None = None) -> Frame:
         if req_id is None:
@@ -242,7 +249,8 @@ def test_boot_notice_has_its_own_message_id(board: tuple[PtyServer, RawHost]) ->
     assert notice.flags == Flag.RESP | Flag.BOOT and notice.epoch != old_epoch
     hello = m.unpack_hello(notice.payload)
     assert (hello.max_payload, hello.board_max_payload) == (256, 1024)
-    assert hello.epoch == notice.epoch and host.quiet()
+    assert hello.epoch == notice.epoch
+    assert host.quiet(), f"more after the BOOT notice: {host.stray!r}"
     assert host.call(Msg.BOOT).status == Status.STALE_EPOCH  # a host never sends it
     host.epoch = notice.epoch
     assert host.call(Msg.BOOT).status == Status.UNKNOWN_MESSAGE
