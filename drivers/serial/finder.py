@@ -22,7 +22,8 @@ path given and the device the board was last found at every time.
 Searching writes nothing but HELLO to any port; it skips ports another process
 holds (the driver opens ports with an exclusive lock) and, among
 pseudo-terminals, every controlling terminal (someone's shell) and every one a
-host already has open (see :func:`pseudo_terminals`).
+host already has open (see :func:`pseudo_terminals`; counted again just before the
+HELLO, since a host may have opened it after the listing).
 """
 
 from __future__ import annotations
@@ -249,6 +250,10 @@ class BoardFinder:
         except (OSError, ValueError):  # held by another process, no permission, gone
             return _BUSY
         try:
+            # The candidates were listed a while ago: a host may have opened this pty
+            # since. Counted again now, with our own end open, just before the HELLO.
+            if is_pseudo_terminal(device) and pty_openers(device) > _BOARD_AND_US:
+                return _BUSY
             return ask_serial_number(port, self._settings)
         except OSError:
             return None
@@ -331,6 +336,20 @@ def pseudo_terminals() -> list[str]:
         if rdev not in controlling and opened.get(path, 0) <= 1:
             found.append(path)
     return found
+
+
+_BOARD_AND_US = 2
+"""Openers of a board's pty while only its server and the search hold it."""
+
+
+def is_pseudo_terminal(device: str) -> bool:
+    return os.path.realpath(device).startswith("/dev/pts/")
+
+
+def pty_openers(device: str) -> int:
+    """How many file descriptors of the processes visible here have ``device`` (a
+    ``/dev/pts/N``) open now."""
+    return terminal_use()[1].get(os.path.realpath(device), 0)
 
 
 def terminal_use() -> tuple[set[int], dict[str, int]]:

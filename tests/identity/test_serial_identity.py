@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidra.client import connect
 from sidra.drivers import BoardReset, BoardUnavailable, InvalidArgument, open_board
-from sidra.drivers.serial import SerialDriver
+from sidra.drivers.serial import SerialDriver, finder
 from sidra.drivers.serial.finder import IdentityMismatch, pseudo_terminals
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
@@ -49,9 +49,28 @@ def serial_of(board: VirtualBoard) -> str:
     return board.driver.info.serial_number
 
 
+_OURS: set[str] = set()
+"""The ptys this test serves boards on: the only ones its searches may ask."""
+
+
+@pytest.fixture(autouse=True)
+def _search_only_our_ptys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A search by serial number says HELLO only to the ptys this test serves boards on.
+    Other test processes drive boards on ptys of their own, and a host of theirs that
+    opens its pty between the search's count of its openers and the HELLO could read the
+    answer meant for the search (the finder counts again right before the HELLO, which
+    narrows that window to microseconds, not to nothing)."""
+    everything = finder.pseudo_terminals
+    monkeypatch.setattr(finder, "pseudo_terminals", lambda: [p for p in everything() if p in _OURS])
+    yield
+    _OURS.clear()
+
+
 def serve(board: VirtualBoard) -> PtyServer:
     """``board`` on a new pty (the same board object: its state goes along)."""
-    return PtyServer(board).start()
+    server = PtyServer(board).start()
+    _OURS.add(server.path)
+    return server
 
 
 def open_serial(url: str) -> SerialDriver:
@@ -180,6 +199,27 @@ def test_no_board_with_that_serial_number_names_what_it_found() -> None:
         assert f"{server.path} is '{serial_of(other)}'" in str(e.value)
         assert other.counters["executed"] == 0
     finally:
+        server.stop()
+
+
+def test_a_pty_a_host_opened_after_the_listing_is_not_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list of candidates is old by the time the search reaches a pty: a host that
+    opened it meanwhile is talking to that board, so the search counts the pty's openers
+    again, its own end open, just before the HELLO, and passes over it without a byte."""
+    board = fresh_board()
+    server = serve(board)
+    host = os.open(server.path, os.O_RDWR | os.O_NOCTTY)  # a host, opened after the listing
+    monkeypatch.setattr(finder, "pseudo_terminals", lambda: [server.path])  # the old list
+    try:
+        wanted = serial_of(board)
+        with pytest.raises(BoardUnavailable, match="no serial port answers HELLO") as e:
+            open_board(f"serial://?serial_number={wanted}&search_ptys=1&timeout=0.2&retries=0")
+        assert server.path not in str(e.value)  # not asked (other serial ports may be)
+        assert board.counters["rx_bytes"] == 0
+    finally:
+        os.close(host)
         server.stop()
 
 
