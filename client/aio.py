@@ -47,7 +47,7 @@ from sidra.client.credentials import (
 )
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
-from sidra.client.options import check_connect_options
+from sidra.client.options import check_connect_options, checked_count
 from sidra.client.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
@@ -534,7 +534,7 @@ class AsyncRemoteBoard(SizedCalls):
         ``result_of(answer, kept)``. A pass is drawn only once its place is free, and
         none is sent after a refused item."""
         member = "transpose_mvm" if transpose else "mvm"
-        window = asyncio.Semaphore(max(depth, 1))
+        window = asyncio.Semaphore(checked_count("depth", depth, 1, "items in flight"))
         failure: list[BaseException] = []
         kept: collections.deque[Kept] = collections.deque()
 

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from sidra.client.batches import joined, parts
+from sidra.client.options import checked_count
 from sidra.drivers import errors
 from sidra.drivers.operations import OPERATIONS, Operation
 from sidra.drivers.requests import (
@@ -140,7 +141,7 @@ class MVMStreamFeed(Generic[Kept]):
     def __init__(self, passes: Iterable[tuple[Any, Kept]], transpose: bool, depth: int) -> None:
         self._passes = passes
         self._member = "transpose_mvm" if transpose else "mvm"
-        self._window = threading.Semaphore(max(depth, 1))
+        self._window = threading.Semaphore(checked_count("depth", depth, 1, "items in flight"))
         self._stopped = threading.Event()
         self._kept: collections.deque[Kept] = collections.deque()
         self.failure: BaseException | None = None

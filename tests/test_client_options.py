@@ -140,3 +140,21 @@ def test_a_job_watched_from_a_negative_index_is_refused(address: str) -> None:
                     pass
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("depth", [0, -3, 1.5])
+def test_a_stream_depth_is_at_least_one_item(address: str, depth: Any) -> None:
+    """It was taken as 1 whatever it was."""
+    v = np.zeros((1, 256), np.float32)
+    with connect(address) as board:
+        with pytest.raises(InvalidArgument) as refused:
+            list(board.mvm_stream(0, [v], depth=depth))
+        assert (refused.value.field, refused.value.value) == ("depth", depth)
+
+    async def run() -> None:
+        async with await aio_connect(address) as board:
+            with pytest.raises(InvalidArgument):
+                async for _ in board.mvm_stream(0, [v], depth=depth):
+                    pass
+
+    asyncio.run(run())
