@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from sidra.drivers import codes
-from sidra.drivers.operations import BoardMethods
+from sidra.drivers.operations import BoardMethods, operation_of
 from sidra.drivers.requests import (
     CalibrateRequest,
     MVMRequest,
@@ -140,7 +140,13 @@ class BoardDriver(Board):
         """Validates ``request`` (raising before the board is touched), then executes it.
         GetBoardInfo's answer names the instance its totals belong to (read after the
         call: a reset the call met is already counted)."""
-        checked = request.checked(self.info)
+        try:
+            checked = request.checked(self.info)
+        except AttributeError:
+            if hasattr(request, "checked"):
+                raise
+            operation_of(request)  # no board request: InvalidArgument naming its type
+            raise
         if isinstance(checked, SequenceRequest):  # every step valid: run them in order
             return SequenceResult(tuple(self.run_step(step) for step in checked.steps))
         return self._run_checked(checked)

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.requests import (
     SEQUENCE_STEPS,
     AdvanceClockRequest,
@@ -118,8 +119,13 @@ service's metrics read."""
 
 
 def operation_of(request: Request) -> Operation:
-    """The declaration of ``request``'s operation."""
-    return _BY_REQUEST[type(request)]
+    """The declaration of ``request``'s operation; InvalidArgument for anything that is
+    no board request."""
+    try:
+        return _BY_REQUEST[type(request)]
+    except KeyError:
+        allowed = "a board request (sidra.drivers.requests: MVMRequest, ProgramRequest, ...)"
+        raise InvalidArgument("request", type(request).__name__, allowed) from None
 
 
 class BoardMethods(ABC):

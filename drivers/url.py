@@ -42,10 +42,12 @@ def schemes() -> list[str]:
 
 def open_board(url: str) -> Board:
     """Opens the board at ``url`` (e.g. ``emu://?preset=ideal&seed=1``)."""
+    known = ", ".join(f"{s}://" for s in schemes())
+    if not isinstance(url, str):  # urlsplit takes bytes too, and fails on anything else
+        raise InvalidArgument("board url", url, f"a URL (str) starting with one of {known}")
     parts = urlsplit(url)
     factory = _FACTORIES.get(parts.scheme) or _installed_factory(parts.scheme)
     if factory is None:
-        known = ", ".join(f"{s}://" for s in schemes())
         raise InvalidArgument("board url", url, f"a URL starting with one of {known}")
     return factory(parts)
 

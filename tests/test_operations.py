@@ -22,6 +22,7 @@ from sidra.client.remote import RemoteBoard
 from sidra.drivers import (
     BoardDriver,
     BoardInfo,
+    InvalidArgument,
     MVMResult,
     PerturbationPoint,
     ProgramReport,
@@ -331,3 +332,11 @@ def test_bytes_that_do_not_parse_get_invalid_argument(rpc: str) -> None:
         assert board.stats().cell_writes == 0
     finally:
         server.stop(grace=None)
+
+
+@pytest.mark.parametrize("url", [None, 123, b"emu://", ["emu://"]])
+def test_a_board_url_that_is_no_string_is_refused_naming_it(url: object) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        open_board(url)  # type: ignore[arg-type]
+    assert refused.value.field == "board url"
+    assert "a URL (str)" in refused.value.allowed

@@ -1220,6 +1220,12 @@ TYPED: dict[str, Typed] = {
         "conductances.dtype",
         "object",
     ),
+    "run-not-a-request": Typed(
+        lambda b, i: b.run("MVM"),  # type: ignore[arg-type]
+        InvalidArgument,
+        "request",
+        "str",
+    ),
 }
 
 WIRE_SHAPE_CHECKED = {"voltages.shape", "conductances.shape"}
