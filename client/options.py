@@ -14,9 +14,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 from sidra.drivers import InvalidArgument
+from sidra.drivers.validation import is_integer, is_real
 from sidra.hil.chunks import CHUNK_FRAMING_BYTES
 
 __all__ = [
@@ -33,35 +32,25 @@ MIN_MESSAGE_BYTES = CHUNK_FRAMING_BYTES
 not data (sidra.hil.chunks). Row bands then carry one row each."""
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
 def checked_count(field: str, value: Any, least: int, unit: str) -> int:
     """``value`` as an int of at least ``least`` (``unit`` names what it counts)."""
-    if not _whole(value) or value < least:
+    if not is_integer(value) or value < least:
         raise InvalidArgument(field, value, f"a whole number of {unit} >= {least}")
     return int(value)
 
 
 def checked_seconds(field: str, value: Any) -> float:
     """``value`` as a finite number of seconds > 0."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise InvalidArgument(field, value, "a number of seconds > 0")
-    if not (math.isfinite(value) and value > 0):
+    if not (is_real(value) and math.isfinite(value) and value > 0):
         raise InvalidArgument(field, value, "a finite number of seconds > 0")
     return float(value)
 
 
 def checked_wait(field: str, value: Any) -> float | None:
     """``value`` as a finite number of seconds >= 0, or None (do not wait)."""
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise InvalidArgument(field, value, "a number of seconds >= 0, or None")
-    if not (math.isfinite(value) and value >= 0):
+    if value is not None and not (is_real(value) and math.isfinite(value) and value >= 0):
         raise InvalidArgument(field, value, "a finite number of seconds >= 0, or None")
-    return float(value)
+    return None if value is None else float(value)
 
 
 def checked_tiles(tiles: Iterable[Any]) -> tuple[int, ...]:
@@ -70,7 +59,7 @@ def checked_tiles(tiles: Iterable[Any]) -> tuple[int, ...]:
         given = list(tiles)
     except TypeError:
         raise InvalidArgument("tiles", tiles, "an iterable of tile indices") from None
-    if not all(_whole(t) and t >= 0 for t in given):
+    if not all(is_integer(t) and t >= 0 for t in given):
         raise InvalidArgument("tiles", given, "tile indices, whole numbers >= 0")
     return tuple(int(t) for t in given)
 

@@ -37,6 +37,7 @@ from sidra.client.options import checked_count
 from sidra.client.session import session_call
 from sidra.drivers import FailedPrecondition, InvalidArgument, OutOfRange, SessionClosed
 from sidra.drivers.types import Cost, MVMResult, Region
+from sidra.drivers.validation import is_integer
 from sidra.hil import tensors
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2
@@ -58,8 +59,8 @@ __all__ = [
 ]
 
 _WIRE_TYPES = {np.dtype(dtype): code for code, dtype in tensors.DTYPES.items()}
-_VIEW_TYPES = frozenset(np.dtype(t) for t in (np.float32, np.int8, np.int16, np.int32))
-"""What a shared tensor may hold (the server's DTYPE_FLOAT32, INT8, INT16 and INT32)."""
+_VIEW_TYPES = frozenset(tensors.DTYPES[code] for code in tensors.SHARED_DTYPES)
+"""What a shared tensor may hold (tensors.SHARED_DTYPES), as numpy dtypes."""
 
 
 def _view_dtype(dtype: Any) -> np.dtype[Any]:
@@ -82,7 +83,7 @@ def _dims(shape: Any) -> tuple[int, ...]:
         dims = tuple(shape)
     except TypeError:
         raise InvalidArgument("shape", shape, allowed) from None
-    if not dims or not all(isinstance(d, int | np.integer) and d >= 1 for d in dims):
+    if not dims or not all(is_integer(d) and d >= 1 for d in dims):
         raise InvalidArgument("shape", list(dims), allowed)
     return tuple(int(d) for d in dims)
 
@@ -147,7 +148,7 @@ class SharedObject:
         # mistake is named where it is made, not at the first call naming the array.
         element = _view_dtype(dtype)
         dims = _dims(shape)
-        if not isinstance(offset_bytes, int) or offset_bytes < 0:
+        if not is_integer(offset_bytes) or offset_bytes < 0:
             raise InvalidArgument("offset_bytes", offset_bytes, "a byte offset >= 0")
         if offset_bytes % element.itemsize:
             allowed = f"a multiple of {element.itemsize} (the size of a {element.name})"

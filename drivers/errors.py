@@ -61,6 +61,7 @@ __all__ = [
     "Unsupported",
     "capped",
     "exception_for",
+    "refused_argument",
     "refused_setting",
     "shown",
     "status_for",
@@ -233,7 +234,7 @@ def refused_setting(
     ``ValidationError.errors()``), as ``key: what is allowed; got value``: the same line
     for ``sidra serve``'s settings and an emulator profile. ``allowed_keys`` names the
     keys of the section an unknown key stands in (from its location)."""
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = _message(error)
     key = ".".join(str(part) for part in error["loc"])
     if not key or message.startswith(f"{key}."):
         return message  # a rule across keys: its message starts with the key it is about
@@ -245,3 +246,25 @@ def refused_setting(
     if error["type"] == "value_error":  # the model's own check: its message says it all
         return f"{key}: {message}"
     return f"{key}: {message[:1].lower()}{message[1:]}; got {error['input']!r}"
+
+
+def refused_argument(
+    error: Mapping[str, Any], field: str, allowed_keys: Callable[[], str]
+) -> InvalidArgument:
+    """One value a request's options were refused for (an item of pydantic's
+    ``ValidationError.errors()``) as an InvalidArgument: its field the option's path
+    under ``field`` (``options_json.steps``), the value given, what is allowed
+    (``allowed_keys()`` for an unknown option). A rule across options names its option
+    at the start of its message, and the field is ``field`` itself."""
+    path = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        allowed = f"one of {allowed_keys()}"
+    else:
+        message = _message(error).removeprefix("Input should be ")
+        allowed = message[:1].lower() + message[1:]
+    return InvalidArgument(f"{field}.{path}" if path else field, error["input"], allowed)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """pydantic's message of one refusal without the prefix its own checks add."""
+    return str(error["msg"]).removeprefix("Value error, ")

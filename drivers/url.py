@@ -42,14 +42,19 @@ def schemes() -> list[str]:
 
 def open_board(url: str) -> Board:
     """Opens the board at ``url`` (e.g. ``emu://?preset=ideal&seed=1``)."""
-    known = ", ".join(f"{s}://" for s in schemes())
     if not isinstance(url, str):  # urlsplit takes bytes too, and fails on anything else
-        raise InvalidArgument("board url", url, f"a URL (str) starting with one of {known}")
+        raise InvalidArgument("board url", url, f"a URL (str) starting with one of {_known()}")
     parts = urlsplit(url)
     factory = _FACTORIES.get(parts.scheme) or _installed_factory(parts.scheme)
     if factory is None:
-        raise InvalidArgument("board url", url, f"a URL starting with one of {known}")
+        raise InvalidArgument("board url", url, f"a URL starting with one of {_known()}")
     return factory(parts)
+
+
+def _known() -> str:
+    """The schemes a URL may start with, as an error lists them (read only on refusal:
+    the installed ones come from the package metadata)."""
+    return ", ".join(f"{s}://" for s in schemes())
 
 
 def _installed_factory(scheme: str) -> BoardFactory | None:

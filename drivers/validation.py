@@ -31,6 +31,8 @@ __all__ = [
     "check_voltages",
     "pass_voltages",
     "float32_matrix",
+    "is_integer",
+    "is_real",
     "to_float32",
 ]
 
@@ -38,17 +40,19 @@ __all__ = [
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> bool:
+    """A whole number as Python or numpy hold one; a bool is no number here."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
-def _is_real(value: Any) -> bool:
-    return _is_integer(value) or isinstance(value, float | np.floating)
+def is_real(value: Any) -> bool:
+    """A real number as Python or numpy hold one (an integer or a float; no bool)."""
+    return is_integer(value) or isinstance(value, float | np.floating)
 
 
 def check_tile(info: BoardInfo, tile: int) -> None:
     allowed = f"an integer in 0 .. {info.tile_count - 1} (tile_count)"
-    if not _is_integer(tile):
+    if not is_integer(tile):
         raise InvalidArgument("tile", tile, allowed)
     if not 0 <= tile < info.tile_count:
         raise OutOfRange("tile", tile, allowed)
@@ -133,7 +137,7 @@ def check_region(info: BoardInfo, region: Region, field: str = "region") -> Regi
     path = _REGION_PATHS[field]
     for name in ("row_offset", "col_offset", "rows", "cols"):
         value = getattr(region, name)
-        if not _is_integer(value):
+        if not is_integer(value):
             raise InvalidArgument(path[name], value, "an integer >= 0")
         if value < 0:
             raise OutOfRange(path[name], value, "an integer >= 0")
@@ -241,12 +245,12 @@ def _peak(array: npt.NDArray[Any]) -> float:
 
 
 def check_seed(seed: int, field: str = "seed") -> None:
-    if not _is_integer(seed) or not 0 <= seed < 2**64:
+    if not is_integer(seed) or not 0 <= seed < 2**64:
         raise InvalidArgument(field, seed, "an unsigned 64-bit integer")
 
 
 def check_sign(sign: int, field: str = "sign") -> None:
-    if not _is_integer(sign) or sign not in (1, -1):
+    if not is_integer(sign) or sign not in (1, -1):
         raise InvalidArgument(field, sign, "+1 or -1")
 
 
@@ -266,7 +270,7 @@ def check_seconds(seconds: float, clock_s: float = 0.0) -> None:
         f"seconds in [0, {headroom:.9g}] (the clock is at {clock_s:.9g} s and may not "
         f"pass {CLOCK_LIMIT_S:g} s)"
     )
-    if not _is_real(seconds) or not np.isfinite(seconds):
+    if not is_real(seconds) or not np.isfinite(seconds):
         raise InvalidArgument("seconds", seconds, f"finite {allowed}")
     if not 0 <= seconds <= headroom:
         raise OutOfRange("seconds", seconds, allowed)
@@ -274,7 +278,7 @@ def check_seconds(seconds: float, clock_s: float = 0.0) -> None:
 
 def check_amplitude(info: BoardInfo, amplitude_us: float, field: str = "amplitude_us") -> None:
     span = info.g_max_us - info.g_min_us
-    if not _is_real(amplitude_us) or not np.isfinite(amplitude_us):
+    if not is_real(amplitude_us) or not np.isfinite(amplitude_us):
         raise InvalidArgument(field, amplitude_us, f"a finite value in (0, {span:g}] µS")
     if not 0.0 < amplitude_us <= span:
         raise OutOfRange(field, amplitude_us, f"(0, {span:g}] µS (g_max_us - g_min_us)")

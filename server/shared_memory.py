@@ -112,9 +112,9 @@ class Mapping:
         """``shape`` elements of wire type ``dtype`` at byte ``offset``, checked to lie
         inside the registration and be aligned to the element size."""
         element = tensors.DTYPES.get(dtype)
-        if element is None or dtype not in _VIEW_DTYPES:
+        if element is None or dtype not in tensors.SHARED_DTYPES:
             name = _dtype_name(dtype)
-            raise InvalidArgument(f"{field}.dtype", name, _VIEW_DTYPES_ALLOWED)
+            raise InvalidArgument(f"{field}.dtype", name, tensors.SHARED_DTYPES_ALLOWED)
         if not shape or 0 in shape:
             raise InvalidArgument(f"{field}.shape", list(shape), "2 dimensions [n >= 1, n >= 1]")
         nbytes = int(np.prod(shape, dtype=np.int64)) * element.itemsize
@@ -180,15 +180,6 @@ class SharedSpan:
         buffer, done = np.ascontiguousarray(array).data.cast("B"), 0
         while done < self.nbytes:
             done += os.pwrite(self.mapping.fd, buffer[done:], self.offset + done)
-
-
-_VIEW_DTYPES = {
-    pb.DTYPE_FLOAT32,
-    pb.DTYPE_INT8,
-    pb.DTYPE_INT16,
-    pb.DTYPE_INT32,
-}
-_VIEW_DTYPES_ALLOWED = "DTYPE_FLOAT32, DTYPE_INT8, DTYPE_INT16 or DTYPE_INT32"
 
 
 def _dtype_name(dtype: int) -> str | int:

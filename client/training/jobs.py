@@ -21,6 +21,7 @@ import sklearn  # noqa: F401  (the training extra: see the module docstring)
 from pydantic import BaseModel, ValidationError
 
 from sidra.drivers import Board, BoardInfo, InvalidArgument
+from sidra.drivers.errors import refused_argument
 from sidra.training.board_spsa import spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
@@ -254,19 +255,14 @@ def _recovery(
 
 
 def refused_option(kind: str, model: type[BaseModel], exc: ValidationError) -> InvalidArgument:
-    """The first value ``model`` refused, as an InvalidArgument whose field is its path
-    in SubmitJob's ``options_json`` (``options_json.steps``), with the value given and
-    what is allowed; the other refusals, if any, are counted in ``allowed``."""
+    """The first value ``model`` refused, named by its path in SubmitJob's ``options_json``
+    (sidra.drivers.errors.refused_argument); the other refusals, if any, are counted in
+    ``allowed``."""
     errors = exc.errors()
-    error = errors[0]
-    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Input should be ")
-    path = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        allowed = f"one of the {kind} options ({', '.join(model.model_fields)})"
-    else:
-        allowed = message[:1].lower() + message[1:]
+    options = f"the {kind} options ({', '.join(model.model_fields)})"
+    refused = refused_argument(errors[0], "options_json", lambda: options)
     if len(errors) > 1:
-        allowed += f" ({len(errors) - 1} more refused)"
-    if not path:  # a check across fields names its field at the start of its message
-        return InvalidArgument("options_json", error["input"], allowed)
-    return InvalidArgument(f"options_json.{path}", error["input"], allowed)
+        refused = InvalidArgument(
+            refused.field, refused.value, f"{refused.allowed} ({len(errors) - 1} more refused)"
+        )
+    return refused

@@ -22,6 +22,8 @@ __all__ = [
     "CODE_DTYPES",
     "DTYPES",
     "ECHO_DIMS",
+    "SHARED_DTYPES",
+    "SHARED_DTYPES_ALLOWED",
     "decode",
     "decode_codes",
     "encode",
@@ -38,6 +40,13 @@ DTYPES: dict[int, np.dtype[Any]] = {
     pb.DTYPE_INT32: np.dtype("<i4"),
     pb.DTYPE_UINT32: np.dtype("<u4"),
 }
+SHARED_DTYPES: frozenset[int] = frozenset(
+    {pb.DTYPE_FLOAT32, pb.DTYPE_INT8, pb.DTYPE_INT16, pb.DTYPE_INT32}
+)
+"""What a tensor in shared memory may hold (board.proto SharedTensor): float32 voltages
+and currents, and the converters' codes."""
+SHARED_DTYPES_ALLOWED = "DTYPE_FLOAT32, DTYPE_INT8, DTYPE_INT16 or DTYPE_INT32"
+""":data:`SHARED_DTYPES` as an error names them."""
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
 CODE_DTYPES = (pb.DTYPE_INT8, pb.DTYPE_INT16, pb.DTYPE_INT32)
 """Wire types of converter codes (board.proto, "Converter codes")."""
