@@ -23,7 +23,7 @@ def host_port(address: str) -> tuple[str, int] | None:
     """``(host, port)`` of a ``HOST:PORT`` or ``[IPv6]:PORT`` address; None for any other
     gRPC target (``unix:``, ``dns:///``, ...), which the probe leaves alone."""
     host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or not host or "/" in host:
+    if not colon or not port.isdecimal() or not host or "/" in host:
         return None
     if host.startswith("["):
         if not host.endswith("]"):

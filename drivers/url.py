@@ -45,6 +45,10 @@ def open_board(url: str) -> Board:
     if not isinstance(url, str):  # urlsplit takes bytes too, and fails on anything else
         raise InvalidArgument("board url", url, f"a URL (str) starting with one of {_known()}")
     parts = urlsplit(url)
+    if parts.fragment or url.endswith("#"):
+        # No transport reads a fragment, and a '#' in a device or file path would cut it
+        # there silently (pcie+file:///tmp/board#2 would map /tmp/board).
+        raise InvalidArgument("board url", url, "a URL without a '#' fragment")
     factory = _FACTORIES.get(parts.scheme) or _installed_factory(parts.scheme)
     if factory is None:
         raise InvalidArgument("board url", url, f"a URL starting with one of {_known()}")

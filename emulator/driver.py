@@ -51,11 +51,17 @@ class EmulatorDriver(BoardDriver):
 
     @classmethod
     def from_url(cls, url: SplitResult) -> EmulatorDriver:
+        if url.netloc or url.path not in ("", "/"):
+            # emu://sidra-y1 would otherwise open the default preset without a word.
+            raise InvalidArgument(
+                "url", url.geturl(), "emu:// with its options in the query and no host or "
+                "path, e.g. emu://?preset=sidra-y1&seed=3",
+            )  # fmt: skip
         options = query_options(url, {"preset", "profile", "seed"})
         if "preset" in options and "profile" in options:
             raise InvalidArgument("url", url.geturl(), "either preset= or profile=, not both")
         seed_text = options.get("seed", "0")
-        if not seed_text.isdigit() or int(seed_text) >= 2**64:
+        if not seed_text.isdecimal() or int(seed_text) >= 2**64:
             raise InvalidArgument("url seed", seed_text, "an unsigned 64-bit integer")
         if "profile" in options:
             try:

@@ -14,7 +14,7 @@ def split_address(address: str) -> tuple[str, int]:
     """``(host, port)`` of ``host:port`` or ``[v6]:port``; ValueError naming what is wrong."""
     host, sep, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not port.isdecimal() or int(port) > 65535:
         raise ValueError(f"{address!r} is not host:port (port 0-65535; 0 picks a free one)")
     return host, int(port)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 import numpy.typing as npt
@@ -94,6 +94,32 @@ def test_connect_refuses_an_address_no_channel_can_reach(address: Any) -> None:
     assert caught.value.field == "address" and "HOST:PORT" in caught.value.allowed
 
 
+@pytest.mark.parametrize("option", ["baud", "retries", "max_payload"])
+def test_serial_url_numbers_are_decimal_digits(option: str) -> None:
+    """'²' passes str.isdigit but not int(): refused naming the option, not a ValueError."""
+    with pytest.raises(InvalidArgument) as caught:
+        open_board(f"serial:///dev/null?{option}=%C2%B2")
+    assert (caught.value.field, caught.value.value) == (f"url {option}", "\u00b2")
+
+
+@pytest.mark.parametrize("url", ["emu://sidra-y1", "emu://ideal?seed=3", "emu:///ideal"])
+def test_an_emu_url_with_a_host_or_path_is_refused(url: str) -> None:
+    """emu://sidra-y1 is not taken as the default preset without a word: the form is shown."""
+    with pytest.raises(InvalidArgument) as caught:
+        open_board(url)
+    assert caught.value.field == "url"
+    assert "emu://?preset=sidra-y1" in caught.value.allowed
+
+
+@pytest.mark.parametrize("url", ["emu://?seed=3#1", "emu://#", "pcie+file:///tmp/board#2"])
+def test_a_board_url_with_a_fragment_is_refused(url: str) -> None:
+    """No transport reads a fragment; a '#' in a path would have cut it there unseen."""
+    with pytest.raises(InvalidArgument) as caught:
+        open_board(url)
+    assert (caught.value.field, caught.value.value) == ("board url", url)
+    assert "fragment" in caught.value.allowed
+
+
 def test_unknown_option_lists_known_options() -> None:
     """A misspelt query option is refused, naming it and the options emu:// understands."""
     with pytest.raises(InvalidArgument) as caught:
@@ -111,13 +137,13 @@ def test_repeated_option_refused() -> None:
     assert "at most once" in caught.value.allowed
 
 
-@pytest.mark.parametrize("seed", ["-1", "abc", "1.5", "0x10", "", str(2**64)])
+@pytest.mark.parametrize("seed", ["-1", "abc", "1.5", "0x10", "", str(2**64), "%C2%B2", " 3"])
 def test_bad_seed_refused(seed: str) -> None:
     """Seeds that are not unsigned 64-bit decimal integers are refused, naming the value."""
     with pytest.raises(InvalidArgument) as caught:
         open_board(f"emu://?preset=ideal&seed={seed}")
     assert caught.value.field == "url seed"
-    assert caught.value.value == seed
+    assert caught.value.value == unquote(seed)  # '²' is a digit to str.isdigit, not to int()
     assert "unsigned 64-bit" in caught.value.allowed
 
 

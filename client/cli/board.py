@@ -47,7 +47,7 @@ def _profile(preset_name: str, profile_path: str | None) -> BoardProfile:
 
 def _tcp_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not port.isdecimal() or int(port) > 65535:
         raise typer.BadParameter(f"--tcp {text!r}: expected HOST:PORT")
     return host or "127.0.0.1", int(port)
 

@@ -334,7 +334,7 @@ def _int_option(options: dict[str, str], key: str, default: int, lo: int, hi: in
     text = options.get(key)
     if text is None:
         return default
-    if not text.isdigit() or not lo <= int(text) <= hi:
+    if not text.isdecimal() or not lo <= int(text) <= hi:
         raise InvalidArgument(f"url {key}", text, f"an integer in {lo} .. {hi}")
     return int(text)
 

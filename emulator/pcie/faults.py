@@ -45,7 +45,7 @@ class PcieFaults:
         values: dict[str, int] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             key, sep, text = item.partition("=")
-            if not sep or key not in names or not text.isdigit():
+            if not sep or key not in names or not text.isdecimal():
                 raise ValueError(
                     f"PCIe fault spec item {item!r}: expected key=N, N a command count >= 0, "
                     f"key one of {', '.join(names)}"

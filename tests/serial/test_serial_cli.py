@@ -61,6 +61,7 @@ def test_board_serve_over_tcp_with_faults() -> None:
         (["--pty", "--faults", "ber=2"], "expected 0 .. 1"),
         (["--pty", "--faults", "jitter=1"], "jitter=1"),
         (["--pty", "--preset", "nope"], "one of"),
+        (["--tcp", "127.0.0.1:\u00b2"], "expected HOST:PORT"),  # '²' is no port number
         (["--pcie-file", "/dev/shm/never-made", "--no-report-profile"], "--pty and --tcp"),
     ],
 )

@@ -141,6 +141,7 @@ def test_nested_environment_keys_reach_sections(pki: Pki, monkeypatch: pytest.Mo
             "limits.max_inflight: unknown key (allowed: max_message_mb,",
         ),
         ('listen = "nowhere"\n', "listen: 'nowhere' is not host:port"),
+        ('listen = "127.0.0.1:\u00b2"\n', "listen: '127.0.0.1:\u00b2' is not host:port"),
         ('[metrics]\nlisten = "9464"\n', "metrics.listen: '9464' is not host:port"),
         ('[auth]\ntokens_file = "/no/tokens.toml"\n', "auth.tokens_file: file not found"),
         ("[auth]\n", "auth.tokens_file: required, not given"),
