@@ -9,6 +9,7 @@ bit-identical results and tiles never share random numbers.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,7 +35,14 @@ from sidra.drivers.validation import check_seconds
 from sidra.emulator.config import BoardProfile, EndurancePolicy
 from sidra.emulator.tile import CrossbarTile, FloatArray
 
-__all__ = ["EMULATOR_VERSION", "EmulatedBoard", "firmware_version"]
+__all__ = [
+    "BYTES_PER_CELL",
+    "EMULATOR_VERSION",
+    "EmulatedBoard",
+    "available_memory_bytes",
+    "check_fits_in_memory",
+    "firmware_version",
+]
 
 EMULATOR_VERSION = "sidra-emulator-0.2"
 EMULATOR_PREFIX = "sidra-emulator-"
@@ -54,10 +62,44 @@ CALIBRATION_PASSES = 16
 _UNLIMITED = np.iinfo(np.int64).max
 
 
+BYTES_PER_CELL = 64
+"""Memory an emulated cell takes, bytes: its maps and a pass's work arrays (57 measured
+under sidra-y1 once every tile had run a Program and a batch-64 MVM), rounded up."""
+
+
+def available_memory_bytes() -> int | None:
+    """What the kernel says can still be allocated (MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_fits_in_memory(profile: BoardProfile) -> None:
+    """OutOfRange naming ``geometry`` when the board's cells would not fit in this
+    machine's memory: refused when it is made, not killed by the kernel at its first pass."""
+    g = profile.geometry
+    available = available_memory_bytes()
+    if available is not None and g.tiles * g.rows * g.cols * BYTES_PER_CELL > available:
+        raise OutOfRange(
+            "geometry", f"{g.tiles} tiles of {g.rows} x {g.cols} cells",
+            f"at most {available // BYTES_PER_CELL:,} cells in all on this machine "
+            f"({available / 2**30:.1f} GiB available, about {BYTES_PER_CELL} B a cell)",
+        )  # fmt: skip
+
+
 class EmulatedBoard:
     """A SIDRA board in software."""
 
     def __init__(self, profile: BoardProfile, seed: int = 0) -> None:
+        check_fits_in_memory(profile)
         self.profile = profile
         self.seed = seed
         streams = np.random.SeedSequence(seed).spawn(profile.geometry.tiles)

@@ -13,11 +13,12 @@ import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -65,27 +66,49 @@ GAIN_MAPS_SINCE = 3
 """First schema version that may carry ``variation.gain_maps``."""
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest magnitude a profile's number may have: the emulator computes in float32."""
+
+
+def _within_float32(value: float) -> float:
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(
+            f"got {value!r}, expected a magnitude of at most {FLOAT32_MAX:.4g} "
+            "(the emulator computes in float32)"
+        )
+    return value
+
+
+Real = Annotated[float, Field(strict=True), AfterValidator(_within_float32)]
+"""A profile's number: an int or a float (strict: ``true`` or ``"40"`` is no number),
+finite (NaN and Inf are no device's value: ``allow_inf_nan`` of the models) and within
+float32's range, since the emulator holds it in float32 (an output noise of 1e308 µA
+overflowed when the board was made)."""
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class Geometry(_Frozen):
     """How many crossbar tiles the board has and their size."""
 
-    tiles: int = Field(4, ge=1, le=1024)
+    tiles: int = Field(4, ge=1, le=1024, strict=True)
     """Number of independent crossbar tiles on the board."""
-    rows: int = Field(256, ge=1, le=4096)
+    rows: int = Field(256, ge=1, le=4096, strict=True)
     """Rows per tile: MVM inputs (word lines), TransposeMVM outputs."""
-    cols: int = Field(256, ge=1, le=4096)
+    cols: int = Field(256, ge=1, le=4096, strict=True)
     """Columns per tile: MVM outputs (bit lines), TransposeMVM inputs."""
 
 
 class ConductanceRange(_Frozen):
     """Programmable conductance window of one cell."""
 
-    g_min_us: float = Field(1.0, ge=0.0)
+    g_min_us: Real = Field(1.0, ge=0.0)
     """Lowest programmable conductance, µS (the high-resistance state)."""
-    g_max_us: float = Field(40.0, gt=0.0)
+    g_max_us: Real = Field(40.0, gt=0.0)
     """Highest programmable conductance, µS (the low-resistance state)."""
 
     @model_validator(mode="after")
@@ -98,13 +121,13 @@ class ConductanceRange(_Frozen):
 class Converters(_Frozen):
     """Input DAC and output ADC of every analog pass (both directions)."""
 
-    dac_bits: int = Field(0, ge=0, le=24)
+    dac_bits: int = Field(0, ge=0, le=24, strict=True)
     """Signed input resolution, bits; 0 = ideal. Inputs are rounded to
     max(2^(bits−1) − 1, 1) levels per polarity over ±read_voltage_max_v
     (aihwkit's inp_res = 1/126 is 7 bits in this convention)."""
-    adc_bits: int = Field(0, ge=0, le=24)
+    adc_bits: int = Field(0, ge=0, le=24, strict=True)
     """Signed output resolution, bits; 0 = ideal (no quantisation, no clipping)."""
-    adc_full_scale_ua: float = Field(100.0, gt=0.0)
+    adc_full_scale_ua: Real = Field(100.0, gt=0.0)
     """Output bound, µA, when adc_bits > 0: outputs are clipped to
     ±adc_full_scale_ua and every output whose code reaches full scale is
     counted as saturated."""
@@ -129,33 +152,33 @@ class ReadNoise(_Frozen):
     conductance-referred form only (it reads cells, not column sums).
     """
 
-    output_noise_ua: float = Field(0.0, ge=0.0)
+    output_noise_ua: Real = Field(0.0, ge=0.0)
     """Output-referred noise: std of Gaussian noise added to each output current, µA
     (sense amplifier and ADC input noise)."""
-    sigma_g_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    sigma_g_fraction: Real = Field(0.0, ge=0.0, le=1.0)
     """Conductance-referred noise of the CONSTANT model: every pass sees each cell at
     G + σ·ξ, σ = sigma_g_fraction · g_max_us (µS), ξ ~ N(0, 1) per cell and pass.
     On an output this is Gaussian with std σ·‖V‖₂ (µA), which is how it is computed."""
     conductance_model: ConductanceNoiseModel = ConductanceNoiseModel.CONSTANT
     """Which conductance-referred model applies."""
-    flicker_scale: float = Field(1.0, ge=0.0)
+    flicker_scale: Real = Field(1.0, ge=0.0)
     """Multiplier of the PCM_FLICKER σ (1 = the published statistics)."""
-    t_read_s: float = Field(250e-9, gt=0.0)
+    t_read_s: Real = Field(250e-9, gt=0.0)
     """Read pulse duration of the PCM_FLICKER model, s."""
 
 
 class Programming(_Frozen):
     """Write-verify programming: pulse, read back, repeat until within tolerance."""
 
-    tolerance_us: float = Field(0.0, ge=0.0)
+    tolerance_us: Real = Field(0.0, ge=0.0)
     """A cell is accepted once |G − target| ≤ tolerance_us (µS)."""
-    max_iterations: int = Field(1, ge=1, le=10_000)
+    max_iterations: int = Field(1, ge=1, le=10_000, strict=True)
     """Pulse budget per cell per Program call; cells still off target are reported."""
-    pulse_gain: float = Field(1.0, gt=0.0, le=2.0)
+    pulse_gain: Real = Field(1.0, gt=0.0, le=2.0)
     """Fraction of the remaining error one pulse corrects on average (1 = exact)."""
-    pulse_gain_spread: float = Field(0.0, ge=0.0, le=1.0)
+    pulse_gain_spread: Real = Field(0.0, ge=0.0, le=1.0)
     """Cycle-to-cycle relative spread (std) of pulse_gain, dimensionless."""
-    pulse_noise_us: float = Field(0.0, ge=0.0)
+    pulse_noise_us: Real = Field(0.0, ge=0.0)
     """Additive programming noise per pulse, std in µS."""
     relaxation_poly_us: tuple[float, ...] = ()
     """Noise the verify loop cannot see (conductance relaxation right after the
@@ -167,7 +190,7 @@ class Programming(_Frozen):
 class PerturbationWrites(_Frozen):
     """Single-pulse (no verify) writes used by Perturb APPLY."""
 
-    write_noise_us: float = Field(0.0, ge=0.0)
+    write_noise_us: Real = Field(0.0, ge=0.0)
     """Std of the error a perturbation write leaves on a cell, µS."""
 
 
@@ -193,11 +216,11 @@ class Drift(_Frozen):
 
     model: DriftModel = DriftModel.NONE
     """How ν is drawn per cell at programming time."""
-    nu_mean: float = Field(0.0, ge=0.0, le=1.0)
+    nu_mean: Real = Field(0.0, ge=0.0, le=1.0)
     """Mean drift exponent of the CONSTANT model, dimensionless."""
-    nu_std: float = Field(0.0, ge=0.0, le=1.0)
+    nu_std: Real = Field(0.0, ge=0.0, le=1.0)
     """Device-to-device std of ν in the CONSTANT model."""
-    t0_s: float = Field(20.0, gt=0.0)
+    t0_s: Real = Field(20.0, gt=0.0)
     """Time scale of the decay, s: G has fallen by the factor 2^(−ν) once t = t0."""
 
 
@@ -212,7 +235,7 @@ class StuckCells(_Frozen):
     :class:`Variation` only draw the defects of tiles without one.
     """
 
-    tile: int = Field(ge=0)
+    tile: int = Field(ge=0, strict=True)
     """Tile index the map belongs to."""
     at_min: tuple[Cell, ...] = ()
     """Cells stuck at g_min_us, as (row, column)."""
@@ -238,7 +261,7 @@ class GainMap(_Frozen):
     instead of drawing the gains from ``gain_spread``.
     """
 
-    tile: int = Field(ge=0)
+    tile: int = Field(ge=0, strict=True)
     """Tile index the map belongs to."""
     gains_f16: str
     """The gains, dimensionless: rows × cols little-endian IEEE half floats, row-major,
@@ -283,14 +306,14 @@ class GainMap(_Frozen):
 class Variation(_Frozen):
     """Static device-to-device variation and defects, drawn once per board from its seed."""
 
-    gain_spread: float = Field(0.0, ge=0.0, le=1.0)
+    gain_spread: Real = Field(0.0, ge=0.0, le=1.0)
     """Device-to-device relative std of each cell's conductance gain: a cell the
     write-verify loop leaves at G conducts G·(1 + s·ξ) in MVMs and reads (the
     verify path does not see the mismatch, so Program's reported errors do not
     include it). Dimensionless; drawn once per board, before the stuck map."""
-    stuck_at_min_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    stuck_at_min_fraction: Real = Field(0.0, ge=0.0, le=1.0)
     """Fraction of cells stuck at g_min_us (open / never-formed devices)."""
-    stuck_at_max_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    stuck_at_max_fraction: Real = Field(0.0, ge=0.0, le=1.0)
     """Fraction of cells stuck at g_max_us (shorted devices)."""
     stuck_maps: tuple[StuckCells, ...] = ()
     """Measured stuck cells, one map per listed tile (schema version 2): a listed tile
@@ -333,9 +356,9 @@ class IRDrop(_Frozen):
     serves the transpose direction.
     """
 
-    wordline_segment_ohm: float = Field(0.0, ge=0.0)
+    wordline_segment_ohm: Real = Field(0.0, ge=0.0)
     """Word-line resistance between adjacent cells (and periphery to first cell), Ω."""
-    bitline_segment_ohm: float = Field(0.0, ge=0.0)
+    bitline_segment_ohm: Real = Field(0.0, ge=0.0)
     """Bit-line resistance between adjacent cells (and last cell to periphery), Ω."""
 
 
@@ -351,7 +374,7 @@ class EndurancePolicy(StrEnum):
 class Endurance(_Frozen):
     """Per-cell write counting (programming pulses and perturbation writes)."""
 
-    write_budget: int = Field(0, ge=0)
+    write_budget: int = Field(0, ge=0, strict=True)
     """Writes a cell may take; 0 = unlimited."""
     policy: EndurancePolicy = EndurancePolicy.REFUSE
     """Behaviour when a write would exceed write_budget. With REFUSE, Perturb
@@ -363,22 +386,22 @@ class Endurance(_Frozen):
 class Timing(_Frozen):
     """Modeled hardware cost of operations; energy = time × board power."""
 
-    mvm_pass_ns: float = Field(10.0, ge=0.0)
+    mvm_pass_ns: Real = Field(10.0, ge=0.0)
     """One analog MVM pass (one input vector, either direction), ns."""
-    write_pass_ns: float = Field(100.0, ge=0.0)
+    write_pass_ns: Real = Field(100.0, ge=0.0)
     """One parallel write pass over a tile region (a perturbation or a program pulse), ns."""
-    verify_read_ns: float = Field(10.0, ge=0.0)
+    verify_read_ns: Real = Field(10.0, ge=0.0)
     """One verify read pass during write-verify programming, ns."""
-    host_loss_ns: float = Field(100.0, ge=0.0)
+    host_loss_ns: Real = Field(100.0, ge=0.0)
     """Host (CMOS) computation of one loss from the outputs, ns; clients charge it."""
-    board_power_w: float = Field(3.0, ge=0.0)
+    board_power_w: Real = Field(3.0, ge=0.0)
     """Board power while operating, W (ns × W = nJ)."""
 
 
 class BoardProfile(_Frozen):
     """A complete emulated board: identity, geometry and physics."""
 
-    schema_version: int = Field(SCHEMA_VERSION, ge=1)
+    schema_version: int = Field(SCHEMA_VERSION, ge=1, strict=True)
     """Version of this profile schema; newer versions than SCHEMA_VERSION are refused."""
     preset: str = "custom"
     """Name reported as the emulator preset: the preset's name, or whatever a
@@ -391,7 +414,7 @@ class BoardProfile(_Frozen):
     """Tile count and size."""
     conductance: ConductanceRange = ConductanceRange()
     """Programmable conductance window."""
-    read_voltage_max_v: float = Field(0.2, gt=0.0)
+    read_voltage_max_v: Real = Field(0.2, gt=0.0)
     """Read voltages must lie in [−read_voltage_max_v, +read_voltage_max_v], V."""
     converters: Converters = Converters()
     """Input DAC and output ADC."""

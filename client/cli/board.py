@@ -22,6 +22,7 @@ from sidra.cli.options import AsJson, Preset
 from sidra.drivers import SidraError
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
 from sidra.emulator import DEFAULT_PRESET, load_profile, preset
+from sidra.emulator.board import check_fits_in_memory
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware import serve_virtual_board
 from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, RESPONSE_CACHE
@@ -37,12 +38,14 @@ board_app = typer.Typer(
 
 
 def _profile(preset_name: str, profile_path: str | None) -> BoardProfile:
-    if profile_path is not None:
-        try:
-            return load_profile(profile_path)
-        except (OSError, ValueError) as exc:  # parse_profile's one-line-per-value ValueError
-            raise typer.BadParameter(f"profile {profile_path!r}: {exc}") from exc
-    return preset(preset_name)  # a known one: --preset is checked while parsing
+    if profile_path is None:
+        return preset(preset_name)  # a known one: --preset is checked while parsing
+    try:
+        profile = load_profile(profile_path)
+        check_fits_in_memory(profile)  # before a pty, socket or BAR file is made for it
+    except (OSError, ValueError) as exc:  # parse_profile's one-line-per-value ValueError
+        raise typer.BadParameter(f"profile {profile_path!r}: {exc}") from exc
+    return profile
 
 
 def _tcp_address(text: str) -> tuple[str, int]:

@@ -233,7 +233,13 @@ class PcieDevice:
         self._host: tuple[int, memoryview] | None = None
         """The host-memory region the host announced at the last ring reset: (bus address,
         its mapping), as an IOMMU would let the device reach it."""
-        self._boot()
+        try:
+            self._boot()
+        except BaseException:  # a board that cannot be made (a profile too large): no file
+            self.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.bar.path)
+            raise
 
     # -- power-up --------------------------------------------------------------------------
 

@@ -12,8 +12,9 @@ import pytest
 from emu_support import serve
 
 from sidra.characterize.toml import dumps
-from sidra.drivers import InvalidArgument, open_board
+from sidra.drivers import InvalidArgument, OutOfRange, open_board
 from sidra.emulator import SCHEMA_VERSION, BoardProfile, load_profile
+from sidra.emulator import board as emulator_board
 from sidra.emulator.board import EMULATOR_VERSION
 from sidra.emulator.config import GainMap, Geometry, Variation
 from sidra.emulator.driver import EmulatorDriver
@@ -164,6 +165,26 @@ REFUSED = {
         "gains_f16: got -1.0 at cell 15, expected gains in (0, 4]",
     ),
     "gain map not base64": (_gain_map_toml(0, "***"), "gains_f16: not base64"),
+    "infinite number": (
+        "[conductance]\ng_max_us = inf\n",
+        "conductance.g_max_us: input should be a finite number; got inf",
+    ),
+    "NaN": (
+        "[programming]\npulse_gain = nan\n",
+        "programming.pulse_gain: input should be a finite",
+    ),
+    "beyond float32": (  # raised OverflowError when the board was made
+        "[read_noise]\noutput_noise_ua = 1e308\n",
+        "read_noise.output_noise_ua: got 1e+308, expected a magnitude of at most 3.403e+38",
+    ),
+    "a boolean for a count": (
+        "[geometry]\ntiles = true\n",
+        "geometry.tiles: input should be a valid integer; got True",
+    ),
+    "a text for a number": (
+        '[read_noise]\noutput_noise_ua = "0.1"\n',
+        "read_noise.output_noise_ua: input should be a valid number; got '0.1'",
+    ),
 }
 
 
@@ -190,6 +211,26 @@ def test_invalid_profile_is_refused_with_a_clear_error(
         assert "geometry.rows: input should be greater than or equal to 1; got 0" in str(info.value)
     if case == "newer schema":
         assert f"newer than this emulator supports ({SCHEMA_VERSION})" in str(info.value)
+
+
+def test_a_board_too_large_for_memory_is_refused_naming_its_geometry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1024 tiles of 4096 x 4096 cells (about 1 TiB) are refused when the board is made,
+    naming the geometry and the machine's room, not killed by the kernel at a pass."""
+    path = tmp_path / "huge.toml"
+    path.write_text("[geometry]\ntiles = 1024\nrows = 4096\ncols = 4096\n", encoding="utf-8")
+    with pytest.raises(OutOfRange) as info:
+        open_board(f"emu://?profile={path}")
+    assert info.value.field == "geometry"
+    assert info.value.value == "1024 tiles of 4096 x 4096 cells"
+    assert "cells in all on this machine" in info.value.allowed
+    # The bound is the machine's: with 1 GiB available a 64 MiB board is made, 2 GiB are not.
+    monkeypatch.setattr(emulator_board, "available_memory_bytes", lambda: 2**30)
+    fits = BoardProfile(geometry=Geometry(tiles=16, rows=256, cols=256))
+    EmulatorDriver(fits).close()
+    with pytest.raises(OutOfRange, match="at most 16,777,216 cells in all"):
+        EmulatorDriver(BoardProfile(geometry=Geometry(tiles=512, rows=256, cols=256)))
 
 
 def test_a_gain_map_gives_each_cell_its_gain_and_only_on_its_tile(tmp_path: Path) -> None:

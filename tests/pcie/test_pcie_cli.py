@@ -12,8 +12,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cli_support import process, run_sidra, served, session
 
+from sidra.drivers import OutOfRange
+from sidra.emulator.config import BoardProfile, Geometry
+from sidra.emulator.pcie.device import PcieDevice
 from sidra.emulator.pcie.serve import memory_dir
 
 
@@ -42,3 +46,25 @@ def test_a_bar_file_in_a_missing_folder_is_refused_naming_the_folder(tmp_path: P
     assert result.returncode == 2
     assert "--pcie-file" in message and "does not exist" in message
     assert "Traceback" not in result.stderr
+
+
+def test_a_board_too_large_for_memory_is_refused_before_its_bar_file_is_made(
+    tmp_path: Path,
+) -> None:
+    profile = tmp_path / "huge.toml"
+    profile.write_text("[geometry]\ntiles = 1024\nrows = 4096\ncols = 4096\n", encoding="utf-8")
+    bar = tmp_path / "bar0"
+    result = run_sidra("board", "serve", "--pcie-file", str(bar), "--profile", str(profile))
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert result.returncode == 2
+    assert "geometry: got '1024 tiles of 4096 x 4096 cells'" in message
+    assert "Traceback" not in result.stderr
+    assert os.listdir(tmp_path) == ["huge.toml"]
+
+
+def test_a_device_that_cannot_make_its_board_leaves_no_file(tmp_path: Path) -> None:
+    """The BAR file is made before the board: when the board is refused, the file goes."""
+    huge = BoardProfile(geometry=Geometry(tiles=1024, rows=4096, cols=4096))
+    with pytest.raises(OutOfRange, match="geometry"):
+        PcieDevice(str(tmp_path / "bar0"), huge)
+    assert os.listdir(tmp_path) == []
