@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,17 @@ from sidra.training import (
     TrainingRecord,
     load_dataset,
     train_softmax_spsa,
+)
+from sidra.training.options import (
+    CompareOptions,
+    EqPropOptions,
+    FFOptions,
+    JobOptions,
+    LastLayerOptions,
+    MLPOptions,
+    PATJobOptions,
+    PATOptions,
+    RecoveryOptions,
 )
 
 
@@ -378,6 +391,43 @@ def test_options_refuse_bad_values_unknown_names_and_changes() -> None:
         options.steps = 5  # type: ignore[misc]
     with pytest.raises(ValidationError, match="weight_limit"):
         options.replace(weight_limit=0.0)
+
+
+def _float_options() -> list[tuple[type[JobOptions], str]]:
+    """(options class, name) of every number option of every job that may be a float."""
+    classes = {SPSAOptions, LastLayerOptions, MLPOptions, PATOptions, PATJobOptions, FFOptions,
+               CompareOptions, RecoveryOptions, EqPropOptions}  # fmt: skip
+    return [
+        (cls, name)
+        for cls in sorted(classes, key=lambda c: c.__name__)
+        for name, field in cls.model_fields.items()
+        if "float" in str(field.annotation)
+    ]
+
+
+@pytest.mark.parametrize(("options", "name"), _float_options())
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_options_refuse_numbers_that_are_not_finite(
+    options: type[JobOptions], name: str, value: float
+) -> None:
+    """A learning-rate gain or a weight limit of inf ran a job of NaN weights: refused,
+    naming the option, like any other value outside its range."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=rf"{name}\n.*finite number"):
+        options(**{name: value})
+
+
+def test_the_spsa_options_example_of_jobs_proto_is_taken() -> None:
+    """The contract's example is what a stranger copies: it must be options SPSA takes
+    (it named a "tile" option no job has)."""
+    proto = Path(__file__).parents[1] / "proto" / "sidra" / "hil" / "v1" / "jobs.proto"
+    lines = proto.read_text(encoding="utf-8").splitlines()
+    comments = " ".join(line.strip()[2:].strip() for line in lines if line.strip()[:2] == "//")
+    example = re.search(r"Example for spsa: (\{.*?\})", comments)
+    assert example is not None
+    options = SPSAOptions.model_validate(json.loads(example.group(1)))
+    assert options.steps == 200
 
 
 def _stop_at(k: int) -> Callable[[SPSAStep], None]:
