@@ -110,6 +110,8 @@ class StateStore:
             self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path.is_dir():  # sqlite would say only "unable to open database file"
+            raise StateStoreError(f"state store {self.path}: a folder, not a store file")
         if self.read_only:
             if not self.path.is_file():
                 raise StateStoreError(f"state store {self.path}: no such file")

@@ -285,6 +285,13 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         StateStore(path)
 
 
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_folder_is_refused_as_no_store_file(tmp_path: Path, read_only: bool) -> None:
+    """sqlite says only "unable to open database file" of a folder."""
+    with pytest.raises(StateStoreError, match="a folder, not a store file"):
+        StateStore(tmp_path, read_only=read_only)
+
+
 def test_read_only_opening_creates_nothing_and_refuses_writes(tmp_path: Path) -> None:
     missing = tmp_path / "missing.sqlite3"
     with pytest.raises(StateStoreError, match="no such file"):
