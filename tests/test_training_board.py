@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sidra.client import RemoteBoard
-from sidra.drivers import BoardDriver, open_board
+from sidra.drivers import BoardDriver, InvalidArgument, open_board
 from sidra.training import (
     AnalogLinear,
     HostHeldEvaluator,
@@ -49,6 +49,50 @@ def test_layer_forward_equals_host_matmul_on_ideal_board(remote: RemoteBoard) ->
     x_clipped = np.clip(x, -layer.input_clip, layer.input_clip)
     expected = np.hstack([x_clipped, np.ones((32, 1), np.float32)]) @ w
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "allowed"),
+    [
+        ((99, 8, 3), "tiles", "tile indices in 0 .. 3, each once"),
+        ((-1, 8, 3), "tiles", "tile indices in 0 .. 3, each once"),
+        (([1, 1], 300, 3), "tiles", "tile indices in 0 .. 3, each once"),
+        ((0, 0, 3), "inputs", "an integer >= 1"),
+        ((0, 8, 0), "outputs", "an integer >= 1"),  # was an IndexError
+        ((0, 2.5, 3), "inputs", "an integer >= 1"),
+    ],
+)
+def test_a_layer_the_board_cannot_hold_is_refused_naming_why(
+    args: tuple[Any, Any, Any], field: str, allowed: str
+) -> None:
+    with open_board("emu://?preset=ideal") as board, pytest.raises(InvalidArgument) as caught:
+        AnalogLinear(board, args[0], inputs=args[1], outputs=args[2])
+    assert (caught.value.field, caught.value.allowed) == (field, allowed)
+
+
+def test_a_layer_refuses_arrays_of_another_shape_and_leaves_the_board_as_it_was() -> None:
+    """A weight matrix without its bias row programmed the rows it had and left the bias
+    row stale; a single vector [inputs] was broadcast into one output per element."""
+    with open_board("emu://?preset=ideal") as board:
+        layer = AnalogLinear(board, 1, inputs=8, outputs=3)
+        w = np.random.default_rng(0).uniform(-1, 1, layer.shape).astype(np.float32)
+        layer.program(w)
+        before = board.read_conductance(1).conductances
+        bad_calls = [
+            (lambda: layer.program(w[:8]), "weights.shape", [8, 3]),
+            (lambda: layer.forward(np.zeros(8)), "x.shape", [8]),
+            (lambda: layer.forward(np.zeros((4, 9))), "x.shape", [4, 9]),
+            (lambda: layer.forward(np.zeros((0, 8))), "x.shape", [0, 8]),
+            (lambda: layer.forward(np.zeros((2, 8)), program=w.T), "weights.shape", [3, 9]),
+            (lambda: layer.backward(np.ones(3)), "delta.shape", [3]),
+            (lambda: layer.perturbed_forward(np.zeros((2, 7)), [(1, 0.1, 1)]), "x.shape", [2, 7]),
+        ]
+        for call, field, shape in bad_calls:
+            with pytest.raises(InvalidArgument) as caught:
+                call()
+            assert (caught.value.field, caught.value.value) == (field, shape)
+        np.testing.assert_array_equal(board.read_conductance(1).conductances, before)
+        assert layer.forward([[0.5] * 8]).shape == (1, 3)  # nested lists are arrays too
 
 
 def test_board_perturbation_is_weight_perturbation(remote: RemoteBoard) -> None:

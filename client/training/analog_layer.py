@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board, PerturbationPoint, Region, Unsupported
+from sidra.drivers import Board, InvalidArgument, PerturbationPoint, Region, Unsupported
 from sidra.drivers.rademacher import seed_from_bit
 from sidra.drivers.requests import (
     MAX_STEPS,
@@ -45,6 +45,7 @@ from sidra.drivers.requests import (
     Request,
     TransposeMVMRequest,
 )
+from sidra.drivers.validation import is_integer, to_float32
 from sidra.training.accounting import CostLedger
 
 __all__ = ["AnalogLinear", "Mapping"]
@@ -73,6 +74,19 @@ class _Block:
     def width(self) -> int:
         """Outputs in this block."""
         return int(self.outputs.stop) - int(self.outputs.start)
+
+
+def _check_geometry(tiles: list[Any], inputs: Any, outputs: Any, tile_count: int) -> None:
+    """InvalidArgument for a size below 1 or a tile the board does not have (a layer made
+    with either failed later in a list index, or not at all until its first pass)."""
+    for name, value in (("inputs", inputs), ("outputs", outputs)):
+        if not is_integer(value) or value < 1:
+            raise InvalidArgument(name, value, "an integer >= 1")
+    for k, tile in enumerate(tiles):
+        if not is_integer(tile) or not 0 <= tile < tile_count or tile in tiles[:k]:
+            raise InvalidArgument(
+                "tiles", tiles, f"tile indices in 0 .. {tile_count - 1}, each once"
+            )
 
 
 def _check_settings(
@@ -110,7 +124,8 @@ class AnalogLinear:
         digital_bias: bool = False,
     ) -> None:
         info = board.info
-        tile_list = [tiles] if isinstance(tiles, int) else list(tiles)
+        tile_list = list(tiles) if isinstance(tiles, Sequence) else [tiles]
+        _check_geometry(tile_list, inputs, outputs, info.tile_count)
         self.mapping = Mapping(mapping)
         self._pair = 2 if self.mapping is Mapping.DIFFERENTIAL else 1
         _check_settings(self.mapping, reference_column, read_repeats, weight_limit, input_clip)
@@ -177,6 +192,26 @@ class AnalogLinear:
         """Tile columns the first block uses."""
         return self.region.cols
 
+    def checked_weights(self, weights: npt.ArrayLike, field: str = "weights") -> Array:
+        """``weights`` as float32 of the layer's :attr:`shape`, or InvalidArgument: a
+        matrix one row short (the bias row forgotten) programmed only the rows it had,
+        and left the rest as they were."""
+        w = to_float32(field, weights)
+        if w.shape != self.shape:
+            raise InvalidArgument(
+                f"{field}.shape", list(w.shape),
+                f"{list(self.shape)} (inputs + 1 bias row, outputs)",
+            )  # fmt: skip
+        return w
+
+    def checked_inputs(self, x: npt.ArrayLike, width: int, field: str = "x") -> Array:
+        """``x`` as float32 [batch >= 1, ``width``], or InvalidArgument: a single vector
+        of shape [width] broadcast into ``width`` rows, one output per element."""
+        a = to_float32(field, x)
+        if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] != width:
+            raise InvalidArgument(f"{field}.shape", list(a.shape), f"[batch >= 1, {width}]")
+        return a
+
     def conductances(self, weights: npt.ArrayLike) -> Array:
         """Target conductances (µS) of a weight block (clipped to ±weight_limit)."""
         w = np.clip(np.asarray(weights, dtype=np.float32), -self.weight_limit, self.weight_limit)
@@ -220,7 +255,7 @@ class AnalogLinear:
         """The Program request of each tile that writes ``weights`` (the digital bias, if
         any, is kept on the host now): to run, or to send ahead of other steps in one
         RunSequence."""
-        w = np.asarray(weights, dtype=np.float32)
+        w = self.checked_weights(weights)
         if self.digital_bias:
             self._bias = w[self.inputs].copy()
         return [
@@ -231,7 +266,7 @@ class AnalogLinear:
     def input_volts(self, x: npt.ArrayLike) -> Array:
         """The read voltages [batch, analog rows] that carry ``x`` (and the bias row
         unless the bias is digital), clipped to the DAC range, V."""
-        x = np.asarray(x, dtype=np.float32)
+        x = self.checked_inputs(x, self.inputs)
         u = np.empty((x.shape[0], self.analog_rows), np.float32)
         u[:, : self.inputs] = x
         if not self.digital_bias:
@@ -296,7 +331,7 @@ class AnalogLinear:
         Each δ row is scaled so its largest entry drives the full read voltage
         (abs-max noise management) and scaled back digitally.
         """
-        d = np.asarray(delta, dtype=np.float32)
+        d = self.checked_inputs(delta, self.outputs, "delta")
         peak = np.abs(d).max(axis=1, keepdims=True)
         peak[peak == 0.0] = 1.0
         scaled = d / peak * np.float32(self._v_max)
