@@ -164,3 +164,15 @@ def test_a_file_that_is_no_npz_archive_is_said_so(tmp_path: Path) -> None:
     path.write_bytes(b"not a zip archive")
     with pytest.raises(ValueError, match="is not an .npz archive of arrays"):
         load_dataset(str(path))
+
+
+@pytest.mark.parametrize("name", [None, 3, Path("nope.npz")])
+def test_a_data_set_name_that_is_no_name_or_file_is_refused_naming_it(name: Any) -> None:
+    with pytest.raises(ValueError, match=r"dataset: got .*, expected one of digits"):
+        load_dataset(name)
+
+
+def test_a_data_set_file_may_be_a_path(tmp_path: Path) -> None:
+    arrays = {"X": np.arange(40.0).reshape(20, 2), "y": np.arange(20) % 2}
+    by_path = load_dataset(Path(_saved(tmp_path / "user.npz", **arrays)))
+    assert by_path.name == "user" and by_path.x_train.shape == (14, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,11 @@ class Dataset:
         return int(max(self.y_train.max(), self.y_test.max()) + 1)
 
 
-def load_dataset(name: str, *, test_size: float = 0.3, random_state: int = 0) -> Dataset:
-    """``name`` is one of :data:`BUNDLED` or a path to an .npz with arrays ``X`` and ``y``.
+def load_dataset(
+    name: str | os.PathLike[str], *, test_size: float = 0.3, random_state: int = 0
+) -> Dataset:
+    """``name`` is one of :data:`BUNDLED` or a path (str or Path) to an .npz with arrays
+    ``X`` and ``y``.
 
     Split ``test_size`` for testing (stratified-free, ``random_state`` fixed:
     digits gives 1,257 / 540), then standardised with the training statistics.
@@ -45,10 +49,12 @@ def load_dataset(name: str, *, test_size: float = 0.3, random_state: int = 0) ->
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     if name in BUNDLED:
         bunch = getattr(datasets, f"load_{name}")()
         x, y = bunch.data, bunch.target
-    elif name.endswith(".npz") and Path(name).is_file():
+    elif isinstance(name, str) and name.endswith(".npz") and Path(name).is_file():
         x, y = _npz_arrays(name)
     else:
         raise ValueError(
