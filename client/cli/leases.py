@@ -1,4 +1,4 @@
-"""``sidra leases URL``: who holds which tiles of the board behind a server, until when."""
+"""``sidra leases SERVER``: who holds which tiles of the board behind a server, until when."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ __all__ = ["leases"]
 
 
 def leases(
-    url: Annotated[str, typer.Argument(help="Server URL: grpc://host:port or grpcs://...")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="The server: HOST:PORT (as --server takes it), grpc://HOST:PORT or "
+            "grpcs://HOST:PORT?ca=PATH..."
+        ),
+    ],
     close: Annotated[
         str | None,
         typer.Option(
@@ -34,7 +40,8 @@ def leases(
 ) -> None:
     """List the tile leases on the board behind a server (exit 1 if it cannot be asked)."""
     try:
-        with open_board(url) as board:
+        # HOST:PORT as every --server takes it; a URL names the scheme itself.
+        with open_board(url if "://" in url else f"grpc://{url}") as board:
             if not isinstance(board, RemoteBoard):
                 raise typer.BadParameter(
                     f"{url} is a board, not a server: leases live in `sidra serve`",

@@ -21,6 +21,10 @@ def test_sidra_leases_lists_who_holds_what() -> None:
             table = run_sidra("leases", url).stdout
             assert "drift study" in table and "local" in table
             assert {x["session_id"] for x in listed} == {session.id}  # "local" is admin
+            by_address = sidra_json("leases", board.address)  # HOST:PORT, as --server takes it
+            assert [(x["tile"], x["session_id"]) for x in by_address] == [
+                (x["tile"], x["session_id"]) for x in listed
+            ]
             closed = run_sidra("leases", url, "--close", session.id, "--json")
             assert closed.returncode == 0, closed.stderr
             assert json.loads(closed.stdout) == []
