@@ -481,8 +481,8 @@ class PcieDriver(BoardDriver):
     def _decode(self, request: Request, done: Completion) -> Any:
         entry = entry_of(request)
         self._checked(entry.msg(request), done)
-        result = entry.unpack_result(
-            request, done.head, None if entry.result_at is None else done.data.data
+        result = entry.decode_result(
+            request, done.head, None if entry.result_at is None else done.data.data, self.info
         )
         if isinstance(request, GetBoardInfoRequest):
             return BoardDescription(self.info, result)

@@ -295,9 +295,9 @@ class SerialDriver(BoardDriver):
         device_s = entry.device_seconds(request, self.info)
         frame, reply = self._call(entry.msg(request), payload, expect=expect, device_s=device_s)
         if entry.result_at is None:
-            return entry.unpack_result(request, reply, None)
+            return entry.decode_result(request, reply, None, self.info)
         data = self._result(frame, reply, entry.result_at)
-        return entry.unpack_result(request, reply[: entry.result_at], data)
+        return entry.decode_result(request, reply[: entry.result_at], data, self.info)
 
     @property
     def _takes_regions(self) -> bool:

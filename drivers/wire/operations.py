@@ -15,6 +15,7 @@ beyond what fits inline.
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import numpy as np
 
 from sidra.drivers import validation as check
+from sidra.drivers.errors import BoardFault
 from sidra.drivers.requests import (
     AdvanceClockRequest,
     CalibrateRequest,
@@ -139,6 +141,25 @@ class WireEntry(ABC, Generic[Q, R]):
     @abstractmethod
     def unpack_result(self, request: Q, head: bytes, data: Buffer | None) -> Any:
         """Host: the result of ``request`` from the response head and result buffer."""
+
+    def decode_result(self, request: Q, head: bytes, data: Buffer | None, info: BoardInfo) -> Any:
+        """Host: :meth:`unpack_result`, checked against the request. A board whose
+        response is laid out otherwise (firmware being brought up) raises BoardFault
+        naming the message, not a struct.error or an array of another shape."""
+        try:
+            result = self.unpack_result(request, head, data)
+        except (struct.error, ValueError) as exc:
+            raise BoardFault(
+                f"the board's {self.msg(request).name} response is not laid out as "
+                f"docs/wire-protocol.md says ({len(head)} head bytes, "
+                f"{0 if data is None else memoryview(data).nbytes} result bytes): {exc}"
+            ) from exc
+        self.check_result(request, result, info)
+        return result
+
+    def check_result(self, request: Q, result: Any, info: BoardInfo) -> None:
+        """Host: BoardFault when ``result`` is not what ``request`` asks for (what the
+        layout alone does not settle)."""
 
     def result_bytes(self, request: Q, info: BoardInfo) -> int:
         """Response size to expect, bytes (scales the attempt timeout)."""
@@ -343,6 +364,15 @@ class _PassEntry(WireEntry[Q, MVMResult]):
     def pack_result(self, result: MVMResult) -> tuple[bytes, Buffer | None]:
         head = m.MVM_RESP.pack(result.saturated_outputs, 0) + _cost(result.cost)
         return head, _le_bytes(result.currents, "<f4")
+
+    def check_result(self, request: Any, result: MVMResult, info: BoardInfo) -> None:
+        want = [request.voltages.shape[0], self.outputs(info, request.region)]
+        if list(result.currents.shape) != want:
+            raise BoardFault(
+                f"the board's {self.msg(request).name} response holds currents of shape "
+                f"{list(result.currents.shape)}, expected {want} (the batch, the pass's "
+                "outputs)"
+            )
 
     def unpack_result(self, request: Any, head: bytes, data: Buffer | None) -> MVMResult:
         batch = request.voltages.shape[0]
