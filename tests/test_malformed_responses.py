@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sidra.drivers import Board, BoardFault, open_board
+from sidra.drivers import Board, BoardFault, BoardUnavailable, open_board
+from sidra.drivers.pcie import registers
 from sidra.drivers.wire import operations as ops
 from sidra.emulator import preset
 from sidra.emulator.firmware import serve_virtual_board
+from sidra.emulator.pcie import device as pcie_device
 from sidra.emulator.pcie import run_device
 from sidra.emulator.pcie.device import PcieDevice
 from sidra.emulator.pcie.serve import memory_dir
@@ -134,3 +136,43 @@ def test_a_response_of_another_layout_is_a_board_fault(
         assert says in str(caught.value)
         monkeypatch.undo()  # the board answers as it should again, on the same link
         assert board.mvm(0, np.full((1, 256), 0.1, np.float32)).currents.shape == (1, 256)
+
+
+class _Oversized:
+    """The register map as the device uses it, but each completion it writes claims a
+    result as large as the output window, past its end with the head."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(registers, name)
+
+    class COMPLETION:  # noqa: N801  (stands in for the struct of that name)
+        size = registers.COMPLETION.size
+
+        @staticmethod
+        def pack(*fields: Any) -> bytes:
+            cid, status, phase_slot, head_len, _, time_ns, energy_nj = fields
+            result_len = registers.SLOT_WINDOW_BYTES
+            return registers.COMPLETION.pack(
+                cid, status, phase_slot, head_len, result_len, time_ns, energy_nj
+            )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda board: board.read_conductance(0), _mvm],
+    ids=["rings", "single-command path"],
+)
+def test_a_pcie_completion_past_its_window_drops_the_link_until_it_is_back(
+    monkeypatch: pytest.MonkeyPatch, call: Callable[[Board], Any]
+) -> None:
+    """Read on, the answer would be another slot's bytes: BoardUnavailable naming the
+    sizes, and the next call, the board right again, re-attaches and is answered."""
+    with _pcie_board() as board:
+        monkeypatch.setattr(pcie_device, "r", _Oversized())
+        with pytest.raises(BoardUnavailable) as caught:
+            call(board)
+        assert "result bytes; the slot's output window holds" in str(caught.value)
+        assert not board.link_up
+        monkeypatch.undo()
+        assert board.mvm(0, np.full((1, 256), 0.1, np.float32)).currents.shape == (1, 256)
+        assert board.link_up

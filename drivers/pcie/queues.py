@@ -355,6 +355,8 @@ class Queues:
             # Learned while the next command runs (_learn_last): not between the answer and
             # the caller.
             self._unlearned = (kind, time.perf_counter() - submitted, overslept)
+            if head_len + result_len > r.SLOT_WINDOW_BYTES:  # (inline: no call when right)
+                self._check_sizes(cid, phase_slot, head_len, result_len)
             if phase_slot & _IN_HOST_MEMORY:
                 self._in_host(lent, cid, result_len)
                 response = bar.read_array(self._out[slot], head_len)
@@ -371,6 +373,18 @@ class Queues:
             if lent is not None:
                 lent.give_back()  # the device wrote nothing a caller holds
             raise
+
+    def _check_sizes(self, cid: int, phase_slot: int, head_len: int, result_len: int) -> None:
+        """BoardUnavailable, as for an entry not in flight (the link dropped, the rings
+        reset at the next call), when a completion's answer would run past its slot's
+        output window: read on, it would be another slot's bytes."""
+        in_window = head_len + (0 if phase_slot & _IN_HOST_MEMORY else result_len)
+        if in_window > r.SLOT_WINDOW_BYTES:
+            raise BoardUnavailable(
+                f"{self.bar.name}: completion for command {cid} gives a {head_len}-byte head "
+                f"and {result_len} result bytes; the slot's output window holds "
+                f"{r.SLOT_WINDOW_BYTES}: the board is out of step"
+            )
 
     def _lend(self, result_bytes: int) -> Lent | None:
         """Room in host memory for a result of ``result_bytes``, when it pays."""
@@ -451,6 +465,7 @@ class Queues:
                 f"which is not in flight; the rings are out of step"
             )
         self.service_times.learn(flight.kind, time.perf_counter() - flight.submitted, overslept)
+        self._check_sizes(cid, phase_slot, head_len, result_len)
         out = r.out_window(flight.slot)
         head = bar.read_bytes(out, head_len)
         lent = flight.lent
