@@ -79,10 +79,13 @@ class FaultConfig:
                     f"fault spec item {item!r}: expected key=value with key one of "
                     f"{', '.join(fields)}"
                 )
+            if key in values:  # as board URL options: "ber=1e-4,ber=1e-3" is ambiguous
+                raise ValueError(f"fault spec {key}: given twice, expected each key once")
+            kind = "an integer" if fields[key] == "int" else "a number"
             try:
                 values[key] = int(text) if fields[key] == "int" else float(text)
             except ValueError as exc:
-                raise ValueError(f"fault spec {key}: {text!r} is not a number") from exc
+                raise ValueError(f"fault spec {key}: {text!r} is not {kind}") from exc
         return cls(**values)  # type: ignore[arg-type]
 
     @property

@@ -37,6 +37,8 @@ class PcieFaults:
         for f in dataclasses.fields(self):
             if getattr(self, f.name) < 0:
                 raise ValueError(f"fault {f.name}: got {getattr(self, f.name)}, expected >= 0")
+        if self.reverse not in (0, 1):
+            raise ValueError(f"fault reverse: got {self.reverse}, expected 0 or 1")
 
     @classmethod
     def parse(cls, spec: str) -> PcieFaults:
@@ -50,5 +52,7 @@ class PcieFaults:
                     f"PCIe fault spec item {item!r}: expected key=N, N a command count >= 0, "
                     f"key one of {', '.join(names)}"
                 )
+            if key in values:
+                raise ValueError(f"PCIe fault spec {key}: given twice, expected each key once")
             values[key] = int(text)
         return cls(**values)

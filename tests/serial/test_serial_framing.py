@@ -26,6 +26,7 @@ from sidra.drivers.wire.framing import (
 )
 from sidra.drivers.wire.messages import Msg, Status
 from sidra.emulator.firmware.faults import FaultConfig
+from sidra.emulator.pcie import PcieFaults
 
 PING_VECTOR = bytes.fromhex("02 01 02 02 03 02 01 01 01 01 01 01 04 f4 56 d7 01 00")
 
@@ -71,9 +72,19 @@ def test_fault_spec_parsing() -> None:
     assert (config.ber, config.drop, config.dup, config.reset_after, config.seed) == (
         1e-4, 0.01, 0.01, 5, 3,
     )  # fmt: skip
-    for bad, message in [("ber=2", "0 .. 1"), ("wobble=1", "key one of"), ("drop=x", "number")]:
+    for bad, message in [
+        ("ber=2", "0 .. 1"), ("wobble=1", "key one of"), ("drop=x", "number"),
+        ("ber=1e-4,ber=1e-3", "ber: given twice"), ("reset_after=1.5", "not an integer"),
+    ]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
             FaultConfig.parse(bad)
+    for bad, message in [
+        ("hang=1,hang=2", "hang: given twice"), ("reverse=2", "reverse: got 2, expected 0 or 1"),
+        ("hang=x", "key=N"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            PcieFaults.parse(bad)
+    assert PcieFaults.parse("hang=3,reverse=1") == PcieFaults(hang=3, reverse=1)
 
 
 @pytest.mark.parametrize(
