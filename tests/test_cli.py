@@ -495,6 +495,31 @@ def test_a_record_folder_that_cannot_be_one_is_refused_before_training(
         assert "Invalid value for '--out': got" in text and "is a file, expected a folder" in text
 
 
+@pytest.mark.parametrize(
+    "path", [p for p in _commands_with("--out") if p[0] == "train"], ids=" ".join
+)
+@pytest.mark.parametrize("kept", ["summary.json", "settings.json"])
+def test_a_folder_holding_an_earlier_record_is_not_written_over(
+    path: tuple[str, ...], kept: str, tmp_path: Path
+) -> None:
+    """Refused while parsing, the earlier run's files as they were; only a command that
+    can go on from that record (``train spsa --resume``) offers to."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    earlier = tmp_path / "run"
+    earlier.mkdir()
+    (earlier / kept).write_text('{"test_accuracy": 0.97}')
+    result = CliRunner().invoke(app, [*path, "--out", str(earlier)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert f"which holds an earlier run's record ({kept}); name another folder" in text
+    assert ("--resume" in text) == (path == ("train", "spsa"))
+    assert [p.name for p in earlier.iterdir()] == [kept]
+    assert (earlier / kept).read_text() == '{"test_accuracy": 0.97}'
+
+
 def test_every_training_command_takes_a_record_folder() -> None:
     assert len([p for p in _commands_with("--out") if p[0] == "train"]) == 8
 

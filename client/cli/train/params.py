@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["ANY_TILE", "BoardUrl", "Dataset", "Out", "RemoteJob", "ServerAddress", "usable_folder"]
+__all__ = [
+    "ANY_TILE",
+    "RECORD_FILES",
+    "BoardUrl",
+    "Dataset",
+    "Out",
+    "RemoteJob",
+    "ServerAddress",
+    "keeps_no_record",
+    "usable_folder",
+]
 
 
 Dataset = Annotated[
@@ -26,8 +36,15 @@ ServerAddress = Annotated[
 ]
 
 
-def usable_folder(out: Path | None) -> Path | None:
-    """``out`` if a record can be saved there: refused while parsing, not after the run."""
+RECORD_FILES = ("summary.json", "settings.json")
+"""Files every run record has (sidra.training.records, the comparison's): a folder holding
+one holds an earlier run's record."""
+
+
+def usable_folder(ctx: typer.Context, out: Path | None) -> Path | None:
+    """``out`` if a record can be saved there: refused while parsing, not after the run.
+    A folder holding an earlier run's record is not written over (a command that can go
+    on from it, ``--resume``, checks that itself with :func:`keeps_no_record`)."""
     if out is None:
         return None
     existing = next(p for p in (out, *out.parents) if p.exists())  # "/" at the least
@@ -35,7 +52,21 @@ def usable_folder(out: Path | None) -> Path | None:
         raise typer.BadParameter(f"got {out}; {existing} is a file, expected a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"got {out}; {existing} cannot be written by this user")
+    if not any(param.name == "resume" for param in ctx.command.params):
+        keeps_no_record(out)
     return out
+
+
+def keeps_no_record(out: Path, hint: str = "") -> None:
+    """BadParameter when ``out`` holds an earlier run's record: written over, it would be
+    lost. ``hint``: what else the command offers (``or --resume to go on from it``)."""
+    held = [name for name in RECORD_FILES if (out / name).is_file()]
+    if held:
+        raise typer.BadParameter(
+            f"got {out}, which holds an earlier run's record ({held[0]}); name another "
+            f"folder or remove that one{hint}",
+            param_hint="'--out'",
+        )
 
 
 Out = Annotated[

@@ -9,7 +9,15 @@ import typer
 from rich.console import Console
 
 from sidra.cli.options import AsJson, field_option, job_options
-from sidra.cli.train.params import ANY_TILE, BoardUrl, Dataset, Out, RemoteJob, ServerAddress
+from sidra.cli.train.params import (
+    ANY_TILE,
+    BoardUrl,
+    Dataset,
+    Out,
+    RemoteJob,
+    ServerAddress,
+    keeps_no_record,
+)
 from sidra.cli.train.running import (
     dataset_named,
     exit_if_stopped,
@@ -74,6 +82,8 @@ def spsa(
         c=None if calibrate else c,
         eval_every=max(1, steps // 20) if eval_every is None else eval_every,
     )
+    if out is not None and not resume:  # checked here: --out may come before --resume
+        keeps_no_record(out, ", or --resume to go on from its checkpoint")
     console = Console(stderr=as_json)
     if remote_job:
         if checkpoint_every or resume:
