@@ -152,8 +152,11 @@ def write_tokens(path: Path, entries: Mapping[str, TokenEntry]) -> None:
         lines.append(f"\n[principals.{json.dumps(name)}]\n")
         lines.append(f"role = {json.dumps(entry.principal.role.label)}\n")
         lines.append(f"token_sha256 = {json.dumps(entry.token_sha256)}\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:  # named as the caller named it, not as the temporary file beside it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the tokens file {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write("".join(lines))

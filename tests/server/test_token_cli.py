@@ -49,6 +49,14 @@ def test_add_names_the_roles_allowed(tmp_path: Path) -> None:
     assert "role 'root' is not one of viewer, operator, programmer, admin" in result.stderr
 
 
+def test_a_tokens_file_that_cannot_be_written_is_named_as_given(tmp_path: Path) -> None:
+    """Not as the temporary file beside it that the atomic write makes first."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(OSError, match=f"cannot write the tokens file {blocked}/tokens.toml"):
+        add_principal(blocked / "tokens.toml", "eve", Role.VIEWER)
+
+
 @pytest.mark.parametrize("name", ["local", "has space", "_underscore_first", "x" * 65])
 def test_names_must_be_short_printable_identifiers(tmp_path: Path, name: str) -> None:
     """Names appear in logs and history; "local" is the principal of a service without auth."""
