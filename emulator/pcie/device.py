@@ -462,8 +462,10 @@ class PcieDevice:
         if entry.epoch != self.boot_count:
             text = f"command for boot {entry.epoch}; this board booted as {self.boot_count}"
             return _Answer(entry, Status.STALE_EPOCH, m.encode_error(text))
-        if not 0 <= entry.slot < r.QUEUE_DEPTH or entry.payload_len > r.SLOT_WINDOW_BYTES:
-            text = f"slot {entry.slot} / payload {entry.payload_len} B outside the BAR"
+        if not 0 <= entry.slot < r.QUEUE_DEPTH:  # no window to answer in: no head either
+            return _Answer(entry, Status.BAD_PAYLOAD, b"")
+        if entry.payload_len > r.SLOT_WINDOW_BYTES:
+            text = f"payload of {entry.payload_len} B; a slot window holds {r.SLOT_WINDOW_BYTES}"
             return _Answer(entry, Status.BAD_PAYLOAD, m.encode_error(text))
         # The window itself, not a copy: the host leaves it alone until the completion,
         # and an inline batch is read once, by the validation and the pass.
@@ -567,10 +569,12 @@ class PcieDevice:
         while self.cq_tail - self.bar.read32(_CQ_HEAD) >= r.QUEUE_DEPTH:
             time.sleep(50e-6)  # the host has not consumed: never overwrite an entry
         bar, slot = self.bar, a.entry.slot
-        out = _OUT[slot]
-        bar.write_bytes(out, a.head)
-        if not a.placed:
-            bar.write_bytes(out + len(a.head), a.data)
+        if slot < r.QUEUE_DEPTH:  # else a slot this device does not have: no window written
+            out = _OUT[slot]
+            bar.write_bytes(out, a.head)
+            if not a.placed:
+                bar.write_bytes(out + len(a.head), a.data)
+        slot &= 0xFF_FFFF  # the completion's 24 bits of slot, whatever the submission said
         offset = _CQ[self.cq_tail % r.QUEUE_DEPTH]
         phase = 1 ^ ((self.cq_tail // r.QUEUE_DEPTH) & 1)
         if a.in_host:
