@@ -37,3 +37,17 @@ def test_forward_difference_would_fail_where_central_passes() -> None:
 def test_step_must_be_positive(h: float) -> None:
     with pytest.raises(ValueError, match="h: got"):
         numerical_gradient(f, [1.0, 2.0, 3.0], h=h)
+
+
+@pytest.mark.parametrize("x", [[], [[1.0, 2.0]]])
+def test_the_point_is_a_vector_of_one_value_or_more(x: list[object]) -> None:
+    """An empty point gave numpy's "need at least one array to stack"."""
+    with pytest.raises(ValueError, match=r"x: got shape \[.*\], expected a 1-D vector of >= 1"):
+        numerical_gradient(f, x)
+
+
+def test_a_gradient_is_of_a_scalar_function() -> None:
+    """A vector-valued f gave its Jacobian's first row as a 2-D "gradient"."""
+    with pytest.raises(ValueError, match=r"f: returned shape \[2\], expected a scalar"):
+        numerical_gradient(lambda v: v, [1.0, 2.0])
+    assert numerical_gradient(lambda v: np.array([v @ v]), [1.0, 2.0]).shape == (2,)

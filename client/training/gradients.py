@@ -17,7 +17,14 @@ def numerical_gradient(f: Callable[[Array], float], x: npt.ArrayLike, h: float =
 
     Costs 2·x.size evaluations of ``f``; the error is O(h²).
     """
-    jacobian = numerical_jacobian(lambda v: np.asarray([f(v)]), x, h)
+
+    def scalar(v: Array) -> Array:
+        value = np.asarray(f(v), dtype=np.float64)
+        if value.size != 1:  # a vector f has a Jacobian, not a gradient
+            raise ValueError(f"f: returned shape {list(value.shape)}, expected a scalar")
+        return value.reshape(1)
+
+    jacobian = numerical_jacobian(scalar, x, h)
     gradient: Array = jacobian[0, :]
     return gradient
 
@@ -29,8 +36,8 @@ def numerical_jacobian(
     if not h > 0.0:
         raise ValueError(f"h: got {h}, expected a positive step")
     x0 = np.asarray(x, dtype=np.float64)
-    if x0.ndim != 1:
-        raise ValueError(f"x: got shape {list(x0.shape)}, expected a 1-D vector")
+    if x0.ndim != 1 or x0.size == 0:
+        raise ValueError(f"x: got shape {list(x0.shape)}, expected a 1-D vector of >= 1 values")
     columns = []
     for j in range(x0.size):
         step = np.zeros_like(x0)
