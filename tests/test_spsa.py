@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import math
+import re
+from typing import Any
 
 import numpy as np
 import pytest
 
 from sidra.drivers import rademacher
 from sidra.training import (
+    SPSA,
+    SPSASettings,
     SPSAStep,
     constant,
     minimize_spsa,
@@ -142,7 +147,7 @@ def test_same_seed_same_trajectory() -> None:
 
 # -- ask/tell optimizer options ---------------------------------------------------
 
-from sidra.training import SPSA, SPSASettings, calibrate, run  # noqa: E402
+from sidra.training import calibrate, run  # noqa: E402
 from sidra.training.spsa import Point, perturbation_matrix  # noqa: E402
 
 
@@ -277,3 +282,35 @@ def test_calibration_follows_spall_rules_and_counts_its_evaluations() -> None:
     first_rate = next(cal.schedules(1000)[0]())
     assert first_rate * cal.mean_gradient == pytest.approx(0.02)
     assert cal.mean_gradient > 1.0
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ({"resamplings": 0}, "resamplings: got 0, expected >= 1"),
+        ({"last_avg": 0}, "last_avg: got 0, expected >= 1"),
+        ({"allowed_increase": -0.1}, "allowed_increase: got -0.1, expected >= 0"),
+        ({"regularization": float("nan")}, "regularization: got nan, expected >= 0"),
+        ({"hessian_delay": -1}, "hessian_delay: got -1, expected >= 0"),
+        ({"trust_radius": 0.0}, "trust_radius: got 0.0, expected > 0 or None"),
+        ({"bounds": (1.0, -1.0)}, "bounds: got (1.0, -1.0), expected (low, high)"),
+        ({"bounds": (-math.inf, 1.0)}, "bounds: got (-inf, 1.0), expected (low, high)"),
+    ],
+)
+def test_settings_out_of_range_are_refused_when_made(setting: dict[str, Any], says: str) -> None:
+    """They were taken, and surfaced steps later (bounds the wrong way round: every
+    iterate clipped to one value) or never."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        SPSASettings(constant(0.1), constant(0.1), **setting)
+
+
+def test_an_optimizer_needs_a_point_a_generator_and_steps() -> None:
+    settings, rng = SPSASettings(constant(0.1), constant(0.1)), np.random.default_rng(0)
+    with pytest.raises(ValueError, match="steps: got 0, expected >= 1"):
+        SPSA(np.zeros(3), settings, rng, 0)
+    with pytest.raises(ValueError, match="x0: got 0 values, expected one or more"):
+        SPSA(np.zeros(0), settings, rng, 5)
+    with pytest.raises(ValueError, match="all finite"):
+        SPSA(np.array([0.0, np.nan]), settings, rng, 5)
+    with pytest.raises(TypeError, match="rng: got int, expected a np.random.Generator"):
+        SPSA(np.zeros(3), settings, 7, 5)  # type: ignore[arg-type]

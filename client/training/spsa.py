@@ -95,6 +95,24 @@ class SPSASettings:
     bounds: tuple[float, float] | None = None
     """Clip x to [low, high] after every update."""
 
+    def __post_init__(self) -> None:
+        # Refused when made, naming the setting: a resampling count of 0 or bounds the
+        # wrong way round would otherwise surface steps later, or never.
+        for name in ("resamplings", "last_avg"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"{name}: got {getattr(self, name)}, expected >= 1")
+        for name in ("allowed_increase", "regularization", "hessian_delay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}, expected >= 0")
+        if self.trust_radius is not None and not self.trust_radius > 0:
+            raise ValueError(f"trust_radius: got {self.trust_radius}, expected > 0 or None")
+        if self.bounds is not None:
+            low, high = self.bounds
+            if not (np.isfinite(low) and np.isfinite(high) and low < high):
+                raise ValueError(
+                    f"bounds: got {self.bounds}, expected (low, high), finite, low < high"
+                )
+
 
 @dataclass(frozen=True, slots=True)
 class SPSAStep:
@@ -154,15 +172,17 @@ class SPSA:
         rng: np.random.Generator,
         steps: int,
     ) -> None:
-        if steps < 1 or settings.resamplings < 1 or settings.last_avg < 1:
-            raise ValueError(
-                f"steps ({steps}), resamplings ({settings.resamplings}) and last_avg "
-                f"({settings.last_avg}) must be >= 1"
-            )
+        if steps < 1:
+            raise ValueError(f"steps: got {steps}, expected >= 1")
+        if not isinstance(rng, np.random.Generator):  # never a seed or the global state
+            raise TypeError(f"rng: got {type(rng).__name__}, expected a np.random.Generator")
+        x = np.array(x0, dtype=np.float32)
+        if x.size == 0 or not np.isfinite(x).all():
+            raise ValueError(f"x0: got {x.size} values, expected one or more, all finite")
         self.settings = settings
         self.steps = steps
         self.rng = rng
-        self._s = _State(np.array(x0, dtype=np.float32))
+        self._s = _State(x)
         self._rates = settings.learning_rate()
         self._perts = settings.perturbation()
         self._pending: tuple[str, Any] | None = None
