@@ -104,6 +104,8 @@ def history(
 ) -> None:
     """The program history, oldest first: who programmed which region when, and how well."""
     with _opened(store_path) as store:
+        if board is not None:
+            _known_board(store, board)  # a misspelt serial is no empty history
         records = store.history(board, tile, limit)
     if as_json:
         typer.echo(json.dumps([_program_json(r) for r in records]))
@@ -159,13 +161,25 @@ def export(
 
 def _only_board(store: StateStore) -> str:
     serials = [b.serial_number for b in store.boards()]
-    if len(serials) != 1:
-        known = ", ".join(serials) or "none"
+    if not serials:
         raise typer.BadParameter(
-            f"not given; the store holds {len(serials)} boards ({known}): name one",
+            "the store holds no board yet: nothing to export", param_hint="--store"
+        )
+    if len(serials) > 1:
+        raise typer.BadParameter(
+            f"not given; the store holds {len(serials)} boards ({', '.join(serials)}): name one",
             param_hint="--board",
         )
     return serials[0]
+
+
+def _known_board(store: StateStore, serial: str) -> None:
+    serials = [b.serial_number for b in store.boards()]
+    if serial not in serials:
+        seen = ", ".join(serials) or "none yet"
+        raise typer.BadParameter(
+            f"got {serial!r}, expected a board the store has seen ({seen})", param_hint="--board"
+        )
 
 
 def _summary_json(summary: BoardSummary) -> dict[str, Any]:

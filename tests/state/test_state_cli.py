@@ -85,3 +85,21 @@ def test_a_missing_store_or_board_is_a_clear_error(store_path: Path, tmp_path: P
     unknown = run_state("export", str(tmp_path / "x.npz"), "--store", str(store_path),
                         "--board", "NOPE")  # fmt: skip
     assert unknown.returncode == 2 and "board_serial: got 'NOPE'" in unknown.stderr
+
+
+def test_history_of_a_board_the_store_never_saw_is_refused_not_empty(store_path: Path) -> None:
+    """A misspelt serial printed an empty history, as if the board had never been written."""
+    unknown = run_state("history", "--store", str(store_path), "--board", "SIDRA-NOPE")
+    assert unknown.returncode == 2
+    said = " ".join(unknown.stderr.replace("│", " ").split())
+    assert f"got 'SIDRA-NOPE', expected a board the store has seen ({SERIAL})" in said
+    assert run_state("history", "--store", str(store_path), "--board", SERIAL).returncode == 0
+
+
+def test_exporting_a_store_that_holds_no_board_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.sqlite3"
+    StateStore(empty).close()
+    result = run_state("export", str(tmp_path / "x.npz"), "--store", str(empty))
+    assert result.returncode == 2
+    assert "the store holds no board yet: nothing to export" in result.stderr
+    assert not (tmp_path / "x.npz").exists()
