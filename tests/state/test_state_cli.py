@@ -14,7 +14,7 @@ from state_support import REPORT, TEST_BOARD, targets
 
 from sidra.server.state import StateStore
 
-# The state commands as their own program until `sidra state` is registered in main.py.
+# The state commands' own app, run as a program: `sidra state` is this app (main.py).
 STATE = [sys.executable, "-c", "from sidra.cli.state import state_app; state_app()"]
 SERIAL = TEST_BOARD.serial_number
 
