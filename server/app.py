@@ -122,6 +122,11 @@ def create_server(
     (:class:`~sidra.server.observability.MetricsEndpoint`) to scrape them; without
     one the server keeps its own, unserved.
     """
+    if not isinstance(board, Board):  # create_server(address, board) failed deep inside
+        raise TypeError(
+            f"board: got {type(board).__name__}, expected a Board (open_board(url) gives "
+            "one); create_server(board, address)"
+        )
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),

@@ -97,3 +97,12 @@ def test_call_board_through_reflection_only(channel: grpc.Channel) -> None:
     assert reply.info.tile_count == 4
     assert (reply.info.rows, reply.info.cols) == (256, 256)
     assert reply.info.emulator_preset == "ideal"
+
+
+@pytest.mark.parametrize("board", ["127.0.0.1:0", "emu://", None])
+def test_create_server_refuses_what_is_no_board(board: object) -> None:
+    """The address first, as other servers take it, failed deep inside on 'str'.info."""
+    from sidra.server import create_server
+
+    with pytest.raises(TypeError, match=r"board: got \w+, expected a Board .*create_server\(board"):
+        create_server(board, "127.0.0.1:0")  # type: ignore[arg-type]
