@@ -200,8 +200,9 @@ def run_remote_job(
         if exc.field == "options_json":  # what it names is an option: the JSON sent is ours
             raise typer.BadParameter(f"the server refused the job: {exc.allowed}") from exc
         raise typer.BadParameter(str(exc)) from exc
-    except SidraError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    except SidraError as exc:  # who or when (a lease, a role, no store), not what: exit 1
+        typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
     if done.state != "succeeded":
         if done.files:  # cancelled at a boundary: what it did is a record all the same
             _save(done, out)

@@ -52,3 +52,20 @@ def test_a_training_run_refused_by_a_lease_says_so_and_exits_1() -> None:
     said = " ".join(result.stderr.split())
     assert "sidra train: LeaseHeld:" in said and "overnight run" in said
     assert "Invalid value" not in said and "Traceback" not in said
+
+
+def test_a_remote_job_refused_by_a_lease_says_so_and_exits_1() -> None:
+    """As the run from here above: not a usage error ("Invalid value", exit 2)."""
+    with (
+        served("emu://?preset=ideal&seed=3") as board,
+        board.session(label="overnight run", ttl_s=60) as session,
+        session.lease(whole_board=True),
+    ):
+        result = run_sidra(
+            "train", "spsa", "--server", board.address, "--remote-job", "--steps", "2",
+            timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "sidra train spsa: LeaseHeld:" in said and "overnight run" in said
+    assert "Invalid value" not in said and "Traceback" not in said
