@@ -20,6 +20,7 @@ from sidra.cli.options import AsJson
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
+from sidra.training.records import RECORD_FILES
 
 __all__ = ["event_line", "jobs_app", "run_remote_job"]
 
@@ -109,6 +110,7 @@ def show(
     with _server(server, "show") as board:
         job = board.jobs.get(job_id, include_record=out is not None)
     if out is not None:
+        _refuse_another_record(out, job)
         _save(job, out)
     if as_json:
         typer.echo(json.dumps(job.as_dict()))
@@ -163,6 +165,19 @@ def logs(
             typer.echo(event_line(event))
             if not follow and event.index >= known - 1:
                 break
+
+
+def _refuse_another_record(folder: Path, job: JobInfo) -> None:
+    """BadParameter when ``folder`` holds the record of another run: written over, it
+    would be lost. The same job's record, saved before, is saved again."""
+    for name in RECORD_FILES:
+        path = folder / name
+        if path.is_file() and path.read_bytes() != job.files.get(name):
+            raise typer.BadParameter(
+                f"got {folder}, which holds another run's record ({name}); name another "
+                "folder or remove that one",
+                param_hint="'--out'",
+            )
 
 
 def _save(job: JobInfo, folder: Path) -> Path:

@@ -19,7 +19,11 @@ STOPPED_AT = "stopped_at_"
 ``stopped_at_step`` or ``stopped_at_epoch`` (sidra.training.stopping), or
 ``stopped_at_run`` (a comparison: sidra.training.compare)."""
 
-__all__ = ["STOPPED_AT", "Checkpoint", "TrainingRecord"]
+__all__ = ["RECORD_FILES", "STOPPED_AT", "Checkpoint", "TrainingRecord"]
+
+RECORD_FILES = ("summary.json", "settings.json")
+"""Files every run record has (this module's and a comparison's,
+sidra.training.compare_record): a folder holding one holds a run's record."""
 
 
 @dataclass(frozen=True, slots=True)

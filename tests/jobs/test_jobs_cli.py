@@ -58,6 +58,19 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
         missing = run_sidra("jobs", "show", "0000000000000000", "--server", server)
         assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
 
+        # --out: the same job's record saved again; another run's is not written over.
+        again = run_sidra("jobs", "show", job_id, "--server", server, "--out", str(out))
+        assert again.returncode == 0, again.stderr
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "summary.json").write_text('{"steps": 3}')
+        refused = run_sidra("jobs", "show", job_id, "--server", server, "--out", str(other))
+        assert refused.returncode == 2
+        assert unwrapped("which holds another run's record (summary.json)") in unwrapped(
+            refused.stderr
+        )
+        assert [p.name for p in other.iterdir()] == ["summary.json"]
+
 
 def test_a_remote_job_cancelled_from_elsewhere_leaves_its_record_in_out(tmp_path: Path) -> None:
     """``sidra train --remote-job`` following a job that someone cancels: the job stops at

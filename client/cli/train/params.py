@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
+from sidra.training.records import RECORD_FILES
+
 __all__ = [
     "ANY_TILE",
-    "RECORD_FILES",
     "BoardUrl",
     "Dataset",
     "Out",
@@ -34,11 +35,6 @@ ServerAddress = Annotated[
         "key=PATH] for TLS (token from SIDRA_TOKEN).",
     ),
 ]
-
-
-RECORD_FILES = ("summary.json", "settings.json")
-"""Files every run record has (sidra.training.records, the comparison's): a folder holding
-one holds an earlier run's record."""
 
 
 def usable_folder(ctx: typer.Context, out: Path | None) -> Path | None:
