@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
-from sidra.client.options import checked_tiles
+from sidra.client.options import checked_lease_wait, checked_tiles
 from sidra.client.session import (
     HEARTBEATS_PER_TTL,
     SessionState,
@@ -69,7 +69,7 @@ class AsyncSession:
     ) -> AsyncLease:
         """Leases ``tiles`` (or the whole board); waits up to ``wait_s`` for tiles others hold,
         then raises :class:`~sidra.drivers.errors.LeaseHeld` naming the holder."""
-        wanted = checked_tiles(tiles)
+        wanted, wait_s = checked_tiles(tiles), checked_lease_wait(wait_s)
         request = pb.AcquireLeaseRequest(
             session_id=self.id, tiles=wanted, whole_board=whole_board, wait_s=wait_s
         )

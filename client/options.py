@@ -23,6 +23,7 @@ __all__ = [
     "check_connect_options",
     "checked_count",
     "checked_seconds",
+    "checked_lease_wait",
     "checked_tiles",
     "checked_wait",
 ]
@@ -51,6 +52,15 @@ def checked_wait(field: str, value: Any) -> float | None:
     if value is not None and not (is_real(value) and math.isfinite(value) and value >= 0):
         raise InvalidArgument(field, value, "a finite number of seconds >= 0, or None")
     return None if value is None else float(value)
+
+
+def checked_lease_wait(value: Any) -> float:
+    """A lease's ``wait_s`` as a finite number >= 0: the call's deadline is the client's
+    timeout plus it (an infinite wait made a deadline gRPC refused at once, as
+    DEADLINE_EXCEEDED). The service names its upper limit."""
+    if not (is_real(value) and math.isfinite(value) and value >= 0):
+        raise InvalidArgument("wait_s", value, "a finite number of seconds >= 0")
+    return float(value)
 
 
 def checked_tiles(tiles: Iterable[Any]) -> tuple[int, ...]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
-from sidra.client.options import checked_tiles
+from sidra.client.options import checked_lease_wait, checked_tiles
 from sidra.drivers.errors import SessionClosed, SidraError
 from sidra.hil.v1 import session_pb2 as pb
 
@@ -151,7 +151,7 @@ class Session:
         """Leases ``tiles`` (or the whole board) until the returned :class:`Lease` is
         released or left as a context manager; waits up to ``wait_s`` for tiles others
         hold, then raises :class:`~sidra.drivers.errors.LeaseHeld` naming the holder."""
-        wanted = checked_tiles(tiles)
+        wanted, wait_s = checked_tiles(tiles), checked_lease_wait(wait_s)
         request = pb.AcquireLeaseRequest(
             session_id=self.id, tiles=wanted, whole_board=whole_board, wait_s=wait_s
         )

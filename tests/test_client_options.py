@@ -108,6 +108,27 @@ def test_tiles_to_lease_are_tile_indices(address: str, tiles: Any) -> None:
         assert board.leases() == []  # nothing reached the server
 
 
+@pytest.mark.parametrize("wait_s", [math.inf, math.nan, -1.0, "5"])
+def test_a_lease_wait_is_a_finite_number_of_seconds(address: str, wait_s: Any) -> None:
+    """An infinite wait made the call's deadline infinite: gRPC refused it at once as
+    DEADLINE_EXCEEDED, which named nothing."""
+    with connect(address) as board, board.session() as session:
+        with pytest.raises(InvalidArgument) as refused:
+            session.lease([0], wait_s=wait_s)
+        assert (refused.value.field, refused.value.allowed) == (
+            "wait_s", "a finite number of seconds >= 0",
+        )  # fmt: skip
+        assert board.leases() == []
+
+    async def run() -> None:
+        async with await aio_connect(address) as board, await board.session() as session:
+            with pytest.raises(InvalidArgument) as refused:
+                await session.lease([0], wait_s=wait_s)
+            assert refused.value.field == "wait_s"
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("size_bytes", [0, -1, 1.5])
 def test_a_shared_memory_size_is_a_positive_number_of_bytes(address: str, size_bytes: Any) -> None:
     board: RemoteBoard
