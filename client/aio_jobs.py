@@ -30,7 +30,7 @@ from sidra.client.jobs import (
     submit_request,
     watch_retry,
 )
-from sidra.client.options import checked_count
+from sidra.client.options import checked_count, checked_job_id
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = ["AsyncJobs"]
@@ -59,7 +59,7 @@ class AsyncJobs:
         return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
 
     async def get(self, job_id: str, *, include_record: bool = False) -> JobInfo:
-        request = pb.GetJobRequest(job_id=job_id, include_record=include_record)
+        request = pb.GetJobRequest(job_id=checked_job_id(job_id), include_record=include_record)
         return JobInfo.from_pb(await self._call("GetJob", request, pb.Job))
 
     async def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
@@ -70,7 +70,7 @@ class AsyncJobs:
 
     async def cancel(self, job_id: str) -> JobInfo:
         """Asks the job to stop (jobs.proto, "Cancellation"); watch it to its end."""
-        request = pb.CancelJobRequest(job_id=job_id)
+        request = pb.CancelJobRequest(job_id=checked_job_id(job_id))
         return JobInfo.from_pb(await self._call("CancelJob", request, pb.Job))
 
     async def watch(self, job_id: str, from_index: int = 0) -> AsyncIterator[JobEvent]:
@@ -78,6 +78,7 @@ class AsyncJobs:
         is asked for again as :meth:`Jobs.watch <sidra.client.jobs.Jobs.watch>` does."""
         method = self.channel.unary_stream(f"/{JOB_SERVICE}/WatchJob", **WATCH_CODECS)
         index = checked_count("from_index", from_index, 0, "events")
+        job_id = checked_job_id(job_id)
         broken_since: float | None = None
         while True:
             stream = method(pb.WatchJobRequest(job_id=job_id, from_index=index))

@@ -23,7 +23,12 @@ from typing import Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
-from sidra.client.options import checked_count
+from sidra.client.options import (
+    checked_count,
+    checked_job_id,
+    checked_lease_wait,
+    checked_text,
+)
 from sidra.drivers import BoardUnavailable, InvalidArgument, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
@@ -157,7 +162,7 @@ class Jobs:
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
 
     def get(self, job_id: str, *, include_record: bool = False) -> JobInfo:
-        request = pb.GetJobRequest(job_id=job_id, include_record=include_record)
+        request = pb.GetJobRequest(job_id=checked_job_id(job_id), include_record=include_record)
         return JobInfo.from_pb(self._call("GetJob", request, pb.Job))
 
     def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
@@ -168,7 +173,9 @@ class Jobs:
 
     def cancel(self, job_id: str) -> JobInfo:
         """Asks the job to stop; it ends CANCELLED shortly (watch it)."""
-        return JobInfo.from_pb(self._call("CancelJob", pb.CancelJobRequest(job_id=job_id), pb.Job))
+        return JobInfo.from_pb(
+            self._call("CancelJob", pb.CancelJobRequest(job_id=checked_job_id(job_id)), pb.Job)
+        )
 
     def watch(self, job_id: str, from_index: int = 0) -> Iterator[JobEvent]:
         """The job's events from ``from_index`` until its final state. A stream the
@@ -179,6 +186,7 @@ class Jobs:
         server's store); other errors raise the SIDRA exception."""
         method = self.channel.unary_stream(f"/{JOB_SERVICE}/WatchJob", **WATCH_CODECS)
         index = checked_count("from_index", from_index, 0, "events")
+        job_id = checked_job_id(job_id)
         broken_since: float | None = None
         while True:
             stream = method(pb.WatchJobRequest(job_id=job_id, from_index=index))
@@ -226,7 +234,10 @@ def submit_request(
     except (TypeError, ValueError) as exc:  # a value JSON cannot carry (a numpy array)
         raise InvalidArgument("options", str(exc), "option values JSON can carry") from exc
     return pb.SubmitJobRequest(
-        kind=kind, options_json=options_json, dataset=dataset, lease_wait_s=lease_wait_s
+        kind=checked_text("kind", kind, "spsa"),
+        options_json=options_json,
+        dataset=checked_text("dataset", dataset, "digits"),
+        lease_wait_s=checked_lease_wait(lease_wait_s, "lease_wait_s"),
     )
 
 

@@ -22,8 +22,10 @@ __all__ = [
     "MIN_MESSAGE_BYTES",
     "check_connect_options",
     "checked_count",
+    "checked_job_id",
     "checked_seconds",
     "checked_lease_wait",
+    "checked_text",
     "checked_tiles",
     "checked_wait",
 ]
@@ -54,13 +56,26 @@ def checked_wait(field: str, value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def checked_lease_wait(value: Any) -> float:
-    """A lease's ``wait_s`` as a finite number >= 0: the call's deadline is the client's
-    timeout plus it (an infinite wait made a deadline gRPC refused at once, as
-    DEADLINE_EXCEEDED). The service names its upper limit."""
+def checked_lease_wait(value: Any, field: str = "wait_s") -> float:
+    """A wait for leased tiles (a lease's ``wait_s``, a job's ``lease_wait_s``) as a
+    finite number >= 0: the call's deadline is the client's timeout plus it (an infinite
+    wait made a deadline gRPC refused at once, as DEADLINE_EXCEEDED). The service names
+    its upper limit."""
     if not (is_real(value) and math.isfinite(value) and value >= 0):
-        raise InvalidArgument("wait_s", value, "a finite number of seconds >= 0")
+        raise InvalidArgument(field, value, "a finite number of seconds >= 0")
     return float(value)
+
+
+def checked_job_id(value: Any) -> str:
+    """A job id as a request takes it (protobuf would send None as "", no job's id)."""
+    return checked_text("job_id", value, "3f2a9c0d1e4b5a6c")
+
+
+def checked_text(field: str, value: Any, example: str) -> str:
+    """``value`` as the str a request field takes (protobuf would send None as "")."""
+    if not isinstance(value, str):
+        raise InvalidArgument(field, value, f"a str, e.g. {example!r}")
+    return value
 
 
 def checked_tiles(tiles: Iterable[Any]) -> tuple[int, ...]:

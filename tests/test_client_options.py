@@ -129,6 +129,36 @@ def test_a_lease_wait_is_a_finite_number_of_seconds(address: str, wait_s: Any) -
     asyncio.run(run())
 
 
+JOB_CALLS = [
+    ("lease_wait_s", math.inf, lambda jobs: jobs.submit("spsa", {}, lease_wait_s=math.inf)),
+    ("lease_wait_s", math.nan, lambda jobs: jobs.submit("spsa", {}, lease_wait_s=math.nan)),
+    ("kind", None, lambda jobs: jobs.submit(None, {})),
+    ("dataset", None, lambda jobs: jobs.submit("spsa", {}, dataset=None)),
+    ("job_id", None, lambda jobs: jobs.get(None)),
+    ("job_id", 7, lambda jobs: jobs.cancel(7)),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "call"), JOB_CALLS)
+def test_job_calls_refuse_what_protobuf_would_send_otherwise(
+    address: str, field: str, value: Any, call: Any
+) -> None:
+    """An infinite lease wait made an infinite deadline (DEADLINE_EXCEEDED at once); None
+    for a text field went out as "" and came back as "no job ''"."""
+    with connect(address) as board, pytest.raises(InvalidArgument) as refused:
+        call(board.jobs)
+    assert refused.value.field == field
+    assert refused.value.value is value
+
+    async def run() -> None:
+        async with await aio_connect(address) as board:
+            with pytest.raises(InvalidArgument) as refused:
+                await call(board.jobs)
+            assert refused.value.field == field
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("size_bytes", [0, -1, 1.5])
 def test_a_shared_memory_size_is_a_positive_number_of_bytes(address: str, size_bytes: Any) -> None:
     board: RemoteBoard
