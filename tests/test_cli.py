@@ -17,6 +17,7 @@ from cli_support import (
     SIDRA,
     file_written,
     interrupted,
+    process,
     run_sidra,
     served,
     serving_line,
@@ -557,3 +558,30 @@ def test_options_that_do_not_fit_together_are_refused_before_training() -> None:
     assert result.returncode == 2
     assert "--second-order: got True with mode board" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_spsa_that_loses_its_board_keeps_its_steps_and_resumes(tmp_path: Path) -> None:
+    """The board unplugged mid-run: exit 1 naming the error, the steps made in
+    <out>/checkpoint.json; the same command again is refused (it would start over
+    them), with --resume it goes on to the end."""
+    out = tmp_path / "run"
+    faults = "unplug_after=40,unplug_s=inf"
+    with process("board", "serve", "--pty", "--preset", "ideal", "--faults", faults) as (url, _):
+        lost = run_sidra(
+            "train", "spsa", "--board", f"{url}?timeout=0.05&retries=1", "--dataset", "iris",
+            "--steps", "20", "--out", str(out),
+        )  # fmt: skip
+    said = unwrapped(lost.stderr)
+    assert lost.returncode == 1, lost.stderr
+    assert unwrapped("sidra train: BoardUnavailable:") in said
+    assert unwrapped(f"steps made are kept in {out}/checkpoint.json") in said
+    assert unwrapped(f"the same command with --out {out} --resume goes on") in said
+    assert [p.name for p in out.iterdir()] == ["checkpoint.json"]
+    again = ["train", "spsa", "--board", "emu://?preset=ideal", "--dataset", "iris",
+             "--steps", "20", "--out", str(out)]  # fmt: skip
+    refused = run_sidra(*again)
+    assert refused.returncode == 2
+    assert unwrapped("holds an earlier run's record (checkpoint.json)") in unwrapped(refused.stderr)
+    resumed = run_sidra(*again, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == 20

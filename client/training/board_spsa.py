@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board, BoardInfo
+from sidra.drivers import Board, BoardInfo, InvalidArgument, SidraError
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.calibration import calibrate
@@ -36,7 +36,7 @@ from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.schedules import spall_gains
 from sidra.training.softmax import accuracy
 from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
-from sidra.training.stopping import stopped
+from sidra.training.stopping import RunInterrupted, stopped
 
 __all__ = [
     "SPSACheckpoint",
@@ -137,19 +137,30 @@ class SPSAJob:
         ``every`` steps (0: never), or to the first step boundary after ``stop`` is set
         (saved to ``checkpoint`` then); returns the record."""
         optimizer = self.start(saved)
-        while not optimizer.done:
-            ask = optimizer.ask()
-            optimizer.tell(self.evaluator(ask.x, ask.points))
-            if not optimizer.at_step_boundary:
-                continue
-            stopping = stopped(
-                stop, self.record.settings, optimizer.step, self.options.steps, "step"
-            )
-            if checkpoint and (stopping or (every and optimizer.step % every == 0)):
-                SPSACheckpoint.take(self, optimizer).save(checkpoint)
-            if stopping:
-                break
-        return self.finish(optimizer)
+        first = boundary = _Boundary.at(self, optimizer)
+        try:
+            while not optimizer.done:
+                ask = optimizer.ask()
+                optimizer.tell(self.evaluator(ask.x, ask.points))
+                if not optimizer.at_step_boundary:
+                    continue
+                stopping = stopped(
+                    stop, self.record.settings, optimizer.step, self.options.steps, "step"
+                )
+                if checkpoint and (stopping or (every and optimizer.step % every == 0)):
+                    SPSACheckpoint.take(self, optimizer).save(checkpoint)
+                if stopping:
+                    break
+                boundary = _Boundary.at(self, optimizer)
+            return self.finish(optimizer)
+        except SidraError as exc:
+            # The board went away (or refused the run) mid-way: the steps made are kept
+            # where a resume finds them, as at a Ctrl-C, though the final accuracies the
+            # board would measure cannot be. A refused value is no such case.
+            if checkpoint is None or isinstance(exc, InvalidArgument) or boundary is first:
+                raise
+            boundary.checkpoint(self).save(checkpoint)
+            raise RunInterrupted(exc, boundary.step, Path(checkpoint)) from exc
 
     def start(self, saved: SPSACheckpoint | None = None) -> SPSA:
         """The optimizer at step 0 (gains given or calibrated) or at ``saved``'s step."""
@@ -237,6 +248,37 @@ def minibatch_stream(seed: int) -> np.random.Generator:
     """Host mode's minibatch generator: the first child of ``seed``'s sequence,
     independent of the generator ``seed`` itself starts."""
     return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class _Boundary:
+    """The run between two steps, kept as cheaply as a step allows (the optimizer's
+    state, the counts, how far the record got), to become a checkpoint if the board is
+    lost before the next boundary."""
+
+    step: int
+    optimizer: dict[str, Any]
+    counts: JobCounts
+    minibatches: dict[str, Any] | None
+    losses: int
+    checkpoints: int
+
+    @classmethod
+    def at(cls, job: SPSAJob, optimizer: SPSA) -> _Boundary:
+        return cls(
+            optimizer.step, optimizer.state_dict(), job.meter.read(),
+            job.evaluator.minibatch_state()
+            if isinstance(job.evaluator, HostHeldEvaluator) else None,
+            len(job.record.losses), len(job.record.checkpoints),
+        )  # fmt: skip
+
+    def checkpoint(self, job: SPSAJob) -> SPSACheckpoint:
+        """The checkpoint this boundary is: the record as it stood then."""
+        record = job.record
+        return SPSACheckpoint(
+            record.settings, self.optimizer, record.losses[: self.losses],
+            record.checkpoints[: self.checkpoints], self.counts, self.minibatches,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,25 @@ there anyway. ``sidra train`` sets it on Ctrl-C, a job in ``sidra serve`` on Can
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
+from sidra.drivers import SidraError
 from sidra.training.records import STOPPED_AT
 
-__all__ = ["stopped"]
+__all__ = ["RunInterrupted", "stopped"]
+
+
+class RunInterrupted(Exception):
+    """A run that lost its board (or was refused by it) mid-way, after ``steps`` steps:
+    what it did is saved in ``checkpoint``, to resume from once the board is back.
+    ``cause`` is the board's error (also ``__cause__``)."""
+
+    def __init__(self, cause: SidraError, steps: int, checkpoint: Path) -> None:
+        super().__init__(
+            f"{type(cause).__name__}: {cause}; the {steps} steps made are kept in {checkpoint}"
+        )
+        self.cause, self.steps, self.checkpoint = cause, steps, checkpoint
 
 
 def stopped(

@@ -53,10 +53,11 @@ def usable_folder(ctx: typer.Context, out: Path | None) -> Path | None:
     return out
 
 
-def keeps_no_record(out: Path, hint: str = "") -> None:
-    """BadParameter when ``out`` holds an earlier run's record: written over, it would be
-    lost. ``hint``: what else the command offers (``or --resume to go on from it``)."""
-    held = [name for name in RECORD_FILES if (out / name).is_file()]
+def keeps_no_record(out: Path, hint: str = "", also: tuple[str, ...] = ()) -> None:
+    """BadParameter when ``out`` holds an earlier run's record (or one of the files
+    ``also`` names: a checkpoint): written over, it would be lost. ``hint``: what else
+    the command offers (``or --resume to go on from it``)."""
+    held = [name for name in (*RECORD_FILES, *also) if (out / name).is_file()]
     if held:
         raise typer.BadParameter(
             f"got {out}, which holds an earlier run's record ({held[0]}); name another "

@@ -29,6 +29,7 @@ from sidra.cli.train.running import (
     submitted,
 )
 from sidra.training import PerturbationMode, SPSAOptions, SPSAStep, train_softmax_spsa
+from sidra.training.stopping import RunInterrupted
 
 __all__ = ["spsa"]
 
@@ -83,7 +84,7 @@ def spsa(
         eval_every=max(1, steps // 20) if eval_every is None else eval_every,
     )
     if out is not None and not resume:  # checked here: --out may come before --resume
-        keeps_no_record(out, ", or --resume to go on from its checkpoint")
+        keeps_no_record(out, ", or --resume to go on from it", also=("checkpoint.json",))
     console = Console(stderr=as_json)
     if remote_job:
         if checkpoint_every or resume:
@@ -97,26 +98,34 @@ def spsa(
         raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
     out = record_folder(out, "spsa")
     data = dataset_named(dataset)
-    with (
-        job_board(board, server) as target,
-        progress_bar(console) as progress,
-        stop_on_interrupt(console, "step") as stop,
-    ):
-        task = progress.add_task("spsa", total=options.steps, status="")
+    try:
+        with (
+            job_board(board, server) as target,
+            progress_bar(console) as progress,
+            stop_on_interrupt(console, "step") as stop,
+        ):
+            task = progress.add_task("spsa", total=options.steps, status="")
 
-        def on_step(step: SPSAStep) -> None:
-            if step.step % 10 == 0 or step.step == options.steps:
-                progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
+            def on_step(step: SPSAStep) -> None:
+                if step.step % 10 == 0 or step.step == options.steps:
+                    progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
 
-        record = train_softmax_spsa(
-            target,
-            data,
-            options,
-            on_step=on_step,
-            checkpoint=out / "checkpoint.json",
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            stop=stop,
+            record = train_softmax_spsa(
+                target,
+                data,
+                options,
+                on_step=on_step,
+                checkpoint=out / "checkpoint.json",
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+                stop=stop,
+            )
+    except RunInterrupted as lost:  # the board went away mid-run: its steps are kept
+        typer.echo(
+            f"sidra train: {lost}: the same command with --out {out} --resume goes on once "
+            "the board answers again",
+            err=True,
         )
+        raise typer.Exit(1) from lost
     finish(record, dataset, "spsa", out, as_json, console)
     exit_if_stopped(record.settings, options.steps, console, resume=out)
