@@ -137,7 +137,8 @@ class SPSAJob:
         ``every`` steps (0: never), or to the first step boundary after ``stop`` is set
         (saved to ``checkpoint`` then); returns the record."""
         optimizer = self.start(saved)
-        first = boundary = _Boundary.at(self, optimizer)
+        # Kept only for a run that has somewhere to save it (a few µs a step).
+        first = boundary = _Boundary.at(self, optimizer) if checkpoint else None
         try:
             while not optimizer.done:
                 ask = optimizer.ask()
@@ -151,14 +152,16 @@ class SPSAJob:
                     SPSACheckpoint.take(self, optimizer).save(checkpoint)
                 if stopping:
                     break
-                boundary = _Boundary.at(self, optimizer)
+                if checkpoint:
+                    boundary = _Boundary.at(self, optimizer)
             return self.finish(optimizer)
         except SidraError as exc:
             # The board went away (or refused the run) mid-way: the steps made are kept
             # where a resume finds them, as at a Ctrl-C, though the final accuracies the
             # board would measure cannot be. A refused value is no such case.
-            if checkpoint is None or isinstance(exc, InvalidArgument) or boundary is first:
+            if boundary is None or isinstance(exc, InvalidArgument) or boundary is first:
                 raise
+            assert checkpoint is not None  # a boundary is kept only then
             boundary.checkpoint(self).save(checkpoint)
             raise RunInterrupted(exc, boundary.step, Path(checkpoint)) from exc
 
