@@ -68,6 +68,7 @@ from sidra.training.spsa import (
     minimize_spsa,
     run,
 )
+from sidra.training.stopping import RunInterrupted
 from sidra.training.twin import TwinLayer, TwinPhysics
 
 __all__ = [
@@ -122,6 +123,7 @@ __all__ = [
     "OnBoardEvaluator",
     "SPSAOptions",
     "STOPPED_AT",
+    "RunInterrupted",
     "TrainingRecord",
     "Dataset",
     "PairEvaluator",
