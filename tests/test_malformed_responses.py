@@ -11,16 +11,13 @@ virtual PCIe board runs in a thread of this process here, not in its own).
 from __future__ import annotations
 
 import dataclasses
-import io
-import os
-import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
+from pcie_in_process import pcie_board_in_thread
 
 from sidra.drivers import Board, BoardFault, BoardUnavailable, open_board
 from sidra.drivers.pcie import registers
@@ -28,9 +25,7 @@ from sidra.drivers.wire import operations as ops
 from sidra.emulator import preset
 from sidra.emulator.firmware import serve_virtual_board
 from sidra.emulator.pcie import device as pcie_device
-from sidra.emulator.pcie import run_device
 from sidra.emulator.pcie.device import PcieDevice
-from sidra.emulator.pcie.serve import memory_dir
 
 
 @contextmanager
@@ -41,21 +36,8 @@ def _serial_board() -> Iterator[Board]:
 
 @contextmanager
 def _pcie_board() -> Iterator[Board]:
-    with tempfile.TemporaryDirectory(dir=memory_dir()) as folder:
-        path, stop, out = os.path.join(folder, "bar0"), threading.Event(), io.StringIO()
-        device = threading.Thread(
-            target=run_device, args=(path, preset("ideal"), 3, None, stop, out), daemon=True
-        )
-        device.start()
-        try:
-            while not out.getvalue():  # the URL is written once the board is published
-                assert device.is_alive(), "the virtual PCIe board did not start"
-                stop.wait(0.01)
-            with open_board(out.getvalue().strip()) as board:
-                yield board
-        finally:
-            stop.set()
-            device.join(timeout=10)
+    with pcie_board_in_thread() as (board, _):
+        yield board
 
 
 TRANSPORTS = {"serial": _serial_board, "pcie": _pcie_board}

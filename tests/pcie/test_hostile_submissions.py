@@ -8,46 +8,16 @@ kept in step), as such a host would; the board runs in a thread of this process.
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from pcie_in_process import pcie_board_in_thread
 
-from sidra.drivers import open_board
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.driver import PcieDriver
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Msg, Status
-from sidra.emulator import preset
-from sidra.emulator.pcie import run_device
-from sidra.emulator.pcie.serve import memory_dir
-
-
-@contextmanager
-def _served() -> Iterator[tuple[PcieDriver, threading.Thread]]:
-    with tempfile.TemporaryDirectory(dir=memory_dir()) as folder:
-        path, stop, out = os.path.join(folder, "bar0"), threading.Event(), io.StringIO()
-        device = threading.Thread(
-            target=run_device, args=(path, preset("ideal"), 5, None, stop, out), daemon=True
-        )
-        device.start()
-        try:
-            while not out.getvalue():
-                assert device.is_alive(), "the virtual PCIe board did not start"
-                time.sleep(0.01)
-            board = open_board(out.getvalue().strip())
-            assert isinstance(board, PcieDriver)
-            with board:
-                yield board, device
-        finally:
-            stop.set()
-            device.join(timeout=10)
 
 
 def _raw(board: PcieDriver, opcode: int, payload_len: int, slot: int, **extra: int) -> tuple:
@@ -101,7 +71,7 @@ def _raw(board: PcieDriver, opcode: int, payload_len: int, slot: int, **extra: i
 def test_a_submission_the_map_does_not_allow_is_refused_and_the_board_serves_on(
     entry: dict[str, int], status: Status, says: str
 ) -> None:
-    with _served() as (board, device):
+    with pcie_board_in_thread(seed=5) as (board, device):
         done, head = _raw(board, **entry)
         assert done[:2] == (0xBEEF, status)
         if entry["slot"] >= r.QUEUE_DEPTH:  # no window of its own: nothing written in any
