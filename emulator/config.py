@@ -180,7 +180,7 @@ class Programming(_Frozen):
     """Cycle-to-cycle relative spread (std) of pulse_gain, dimensionless."""
     pulse_noise_us: Real = Field(0.0, ge=0.0)
     """Additive programming noise per pulse, std in µS."""
-    relaxation_poly_us: tuple[float, ...] = ()
+    relaxation_poly_us: tuple[Real, ...] = ()
     """Noise the verify loop cannot see (conductance relaxation right after the
     last pulse): std σ(x) = Σ_k c_k·x^k µS with x = target/g_max, applied once
     per programmed cell. Empty = none. PCM: (0.26348, 1.9650, −1.1731)·g_max/25

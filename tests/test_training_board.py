@@ -489,6 +489,13 @@ def _float_options() -> list[tuple[type[JobOptions], str]]:
     ]
 
 
+def test_every_jobs_number_options_are_found() -> None:
+    """The test below is as wide as this list: a change to how options are annotated
+    must not empty it."""
+    assert {"a", "c", "weight_limit", "learning_rate"} <= {n for _, n in _float_options()}
+    assert len(_float_options()) >= 30
+
+
 @pytest.mark.parametrize(("options", "name"), _float_options())
 @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
 def test_options_refuse_numbers_that_are_not_finite(

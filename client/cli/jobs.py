@@ -20,7 +20,7 @@ from sidra.cli.options import AsJson
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
-from sidra.training.records import RECORD_FILES
+from sidra.training.records import earlier_record
 
 __all__ = ["event_line", "jobs_app", "run_remote_job"]
 
@@ -170,14 +170,13 @@ def logs(
 def _refuse_another_record(folder: Path, job: JobInfo) -> None:
     """BadParameter when ``folder`` holds the record of another run: written over, it
     would be lost. The same job's record, saved before, is saved again."""
-    for name in RECORD_FILES:
-        path = folder / name
-        if path.is_file() and path.read_bytes() != job.files.get(name):
-            raise typer.BadParameter(
-                f"got {folder}, which holds another run's record ({name}); name another "
-                "folder or remove that one",
-                param_hint="'--out'",
-            )
+    held = earlier_record(folder, same=job.files)
+    if held is not None:
+        raise typer.BadParameter(
+            f"got {folder}, which holds another run's record ({held}); name another "
+            "folder or remove that one",
+            param_hint="'--out'",
+        )
 
 
 def _save(job: JobInfo, folder: Path) -> Path:

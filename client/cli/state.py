@@ -159,8 +159,12 @@ def export(
     typer.echo(f"wrote {written} ({serial})", err=True)
 
 
+def _serials(store: StateStore) -> list[str]:
+    return [board.serial_number for board in store.boards()]
+
+
 def _only_board(store: StateStore) -> str:
-    serials = [b.serial_number for b in store.boards()]
+    serials = _serials(store)
     if not serials:
         raise typer.BadParameter(
             "the store holds no board yet: nothing to export", param_hint="--store"
@@ -174,7 +178,7 @@ def _only_board(store: StateStore) -> str:
 
 
 def _known_board(store: StateStore, serial: str) -> None:
-    serials = [b.serial_number for b in store.boards()]
+    serials = _serials(store)
     if serial not in serials:
         seen = ", ".join(serials) or "none yet"
         raise typer.BadParameter(

@@ -137,7 +137,8 @@ class SPSAJob:
         ``every`` steps (0: never), or to the first step boundary after ``stop`` is set
         (saved to ``checkpoint`` then); returns the record."""
         optimizer = self.start(saved)
-        # Kept only for a run that has somewhere to save it (a few µs a step).
+        # Kept only for a run that has somewhere to save it (a few µs a step): what a
+        # checkpoint due now saves, and what is saved if the board goes before the next.
         first = boundary = _Boundary.at(self, optimizer) if checkpoint else None
         try:
             while not optimizer.done:
@@ -148,12 +149,12 @@ class SPSAJob:
                 stopping = stopped(
                     stop, self.record.settings, optimizer.step, self.options.steps, "step"
                 )
-                if checkpoint and (stopping or (every and optimizer.step % every == 0)):
-                    SPSACheckpoint.take(self, optimizer).save(checkpoint)
-                if stopping:
-                    break
                 if checkpoint:
                     boundary = _Boundary.at(self, optimizer)
+                    if stopping or (every and optimizer.step % every == 0):
+                        boundary.checkpoint(self).save(checkpoint)
+                if stopping:
+                    break
             return self.finish(optimizer)
         except SidraError as exc:
             # The board went away (or refused the run) mid-way: the steps made are kept
@@ -256,8 +257,8 @@ def minibatch_stream(seed: int) -> np.random.Generator:
 @dataclass(frozen=True, slots=True)
 class _Boundary:
     """The run between two steps, kept as cheaply as a step allows (the optimizer's
-    state, the counts, how far the record got), to become a checkpoint if the board is
-    lost before the next boundary."""
+    state, the counts, how far the record got): the checkpoint saved when one is due,
+    and the one saved if the board is lost before the next boundary."""
 
     step: int
     optimizer: dict[str, Any]
@@ -299,22 +300,6 @@ class SPSACheckpoint:
     minibatches: dict[str, Any] | None = None
     """Host mode: the minibatch stream's state for the next step (None in board mode,
     whose minibatches come from the optimizer's generator)."""
-
-    @classmethod
-    def take(cls, job: SPSAJob, optimizer: SPSA) -> SPSACheckpoint:
-        record = job.record
-        return cls(
-            settings=record.settings,
-            optimizer=optimizer.state_dict(),
-            losses=list(record.losses),
-            checkpoints=list(record.checkpoints),
-            counts=job.meter.read(),
-            minibatches=(
-                job.evaluator.minibatch_state()
-                if isinstance(job.evaluator, HostHeldEvaluator)
-                else None
-            ),
-        )
 
     def save(self, path: str | Path) -> None:
         """Writes the checkpoint atomically: a crash never leaves half a file."""

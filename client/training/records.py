@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,25 @@ STOPPED_AT = "stopped_at_"
 ``stopped_at_step`` or ``stopped_at_epoch`` (sidra.training.stopping), or
 ``stopped_at_run`` (a comparison: sidra.training.compare)."""
 
-__all__ = ["RECORD_FILES", "STOPPED_AT", "Checkpoint", "TrainingRecord"]
+__all__ = ["RECORD_FILES", "STOPPED_AT", "Checkpoint", "TrainingRecord", "earlier_record"]
 
 RECORD_FILES = ("summary.json", "settings.json")
 """Files every run record has (this module's and a comparison's,
 sidra.training.compare_record): a folder holding one holds a run's record."""
+
+
+def earlier_record(
+    folder: Path, also: tuple[str, ...] = (), same: Mapping[str, bytes] | None = None
+) -> str | None:
+    """The first file of a run's record (:data:`RECORD_FILES`, then ``also``: a
+    checkpoint) that ``folder`` holds, but one whose bytes are ``same``'s of that name (the
+    same record saved again); None when there is none. A record saved there would write
+    over it and lose that run."""
+    for name in (*RECORD_FILES, *also):
+        path = folder / name
+        if path.is_file() and (same is None or path.read_bytes() != same.get(name)):
+            return name
+    return None
 
 
 @dataclass(frozen=True, slots=True)

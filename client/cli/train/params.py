@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sidra.training.records import RECORD_FILES
+from sidra.training.records import earlier_record
 
 __all__ = [
     "ANY_TILE",
@@ -57,10 +57,10 @@ def keeps_no_record(out: Path, hint: str = "", also: tuple[str, ...] = ()) -> No
     """BadParameter when ``out`` holds an earlier run's record (or one of the files
     ``also`` names: a checkpoint): written over, it would be lost. ``hint``: what else
     the command offers (``or --resume to go on from it``)."""
-    held = [name for name in (*RECORD_FILES, *also) if (out / name).is_file()]
-    if held:
+    held = earlier_record(out, also)
+    if held is not None:
         raise typer.BadParameter(
-            f"got {out}, which holds an earlier run's record ({held[0]}); name another "
+            f"got {out}, which holds an earlier run's record ({held}); name another "
             f"folder or remove that one{hint}",
             param_hint="'--out'",
         )

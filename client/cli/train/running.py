@@ -41,6 +41,7 @@ from sidra.training import (
 from sidra.training import Dataset as TrainingData
 
 __all__ = [
+    "CHECKPOINT",
     "EpochJobOptions",
     "by_epochs",
     "dataset_named",
@@ -56,6 +57,9 @@ __all__ = [
     "stop_on_interrupt",
     "submitted",
 ]
+
+CHECKPOINT = "checkpoint.json"
+"""The file in ``--out`` an SPSA run saves its checkpoint to and ``--resume`` goes on from."""
 
 
 @contextlib.contextmanager
@@ -157,7 +161,7 @@ def exit_if_stopped(
     (unit, done), how = where[0], ""
     if resume is not None:
         how = (
-            f", {resume / 'checkpoint.json'} too: the same command with --resume --out "
+            f", {resume / CHECKPOINT} too: the same command with --resume --out "
             f"{resume} goes on from there"
         )
     console.print(f"stopped after {unit} {done} of {total}: {kept}{how}")

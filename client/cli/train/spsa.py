@@ -19,6 +19,7 @@ from sidra.cli.train.params import (
     keeps_no_record,
 )
 from sidra.cli.train.running import (
+    CHECKPOINT,
     dataset_named,
     exit_if_stopped,
     finish,
@@ -65,9 +66,9 @@ def spsa(
     tiles: Annotated[list[int], _spsa("tiles", "--tiles", "--tile")] = ANY_TILE,
     weight_limit: Annotated[float, _spsa("weight_limit")] = _SPSA.weight_limit,
     checkpoint_every: Annotated[
-        int, typer.Option(min=0, help="Save <out>/checkpoint.json every N steps (0: never).")
+        int, typer.Option(min=0, help=f"Save <out>/{CHECKPOINT} every N steps (0: never).")
     ] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from <out>/checkpoint.json.")] = False,
+    resume: Annotated[bool, typer.Option(help=f"Continue from <out>/{CHECKPOINT}.")] = False,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -84,7 +85,7 @@ def spsa(
         eval_every=max(1, steps // 20) if eval_every is None else eval_every,
     )
     if out is not None and not resume:  # checked here: --out may come before --resume
-        keeps_no_record(out, ", or --resume to go on from it", also=("checkpoint.json",))
+        keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
     console = Console(stderr=as_json)
     if remote_job:
         if checkpoint_every or resume:
@@ -95,7 +96,7 @@ def spsa(
         submitted(server, "spsa", options, dataset, out, as_json, console)
         return
     if resume and out is None:
-        raise typer.BadParameter("--resume needs --out, the folder holding checkpoint.json")
+        raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
     out = record_folder(out, "spsa")
     data = dataset_named(dataset)
     try:
@@ -115,7 +116,7 @@ def spsa(
                 data,
                 options,
                 on_step=on_step,
-                checkpoint=out / "checkpoint.json",
+                checkpoint=out / CHECKPOINT,
                 checkpoint_every=checkpoint_every,
                 resume=resume,
                 stop=stop,
