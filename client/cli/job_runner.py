@@ -23,10 +23,11 @@ from sidra.drivers import Board, BoardInfo
 from sidra.emulator.config import BoardProfile, parse_profile
 from sidra.training import PATJobOptions, train_pat
 from sidra.training.datasets import Dataset, load_dataset
-from sidra.training.jobs import KINDS, JobReporter, Outcome, TrainingJobs
+from sidra.training.jobs import KINDS, JobReporter, Outcome, RecordKept, TrainingJobs
 from sidra.training.mlp import mlp_placement
 from sidra.training.options import JobOptions
-from sidra.training.records import STOPPED_AT
+from sidra.training.records import STOPPED_AT, TrainingRecord
+from sidra.training.stopping import RunInterrupted
 from sidra.training.twin import TwinPhysics
 
 __all__ = ["ServerJobs"]
@@ -144,9 +145,19 @@ def _pat(
         tempfile.TemporaryDirectory(prefix="sidra-pat-") as folder,
         twin_emulator(_written(options, Path(folder)), options) as twin_board,
     ):
-        record = train_pat(
-            board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch, stop=stop
-        )
+        try:
+            record = train_pat(
+                board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch, stop=stop
+            )
+        except RunInterrupted as lost:  # the board went away: the epochs made are kept
+            assert lost.record is not None
+            outcome = _outcome(lost.record, data, options, source)
+            raise RecordKept(lost, outcome) from lost.cause
+    return _outcome(record, data, options, source)
+
+
+def _outcome(record: TrainingRecord, data: Dataset, options: PATJobOptions, source: str) -> Outcome:
+    """A pat job's summary and files: its record and its twin's profile."""
     record.settings["dataset"] = data.name
     record.settings["twin_profile"] = f"twin.toml ({source})"
     files = record.files() | {"twin.toml": options.twin_profile_toml.encode("utf-8")}

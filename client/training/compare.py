@@ -66,7 +66,7 @@ from sidra.training.placement import LayerShape, Placement, place
 from sidra.training.records import TrainingRecord
 from sidra.training.schedules import SPALL_ALPHA, powerseries
 from sidra.training.softmax import accuracy
-from sidra.training.stopping import stopped
+from sidra.training.stopping import RunInterrupted, stopped
 
 __all__ = ["compare_methods", "compare_tiles", "standard_estimators"]
 
@@ -122,7 +122,12 @@ def compare_methods(
     total = len(o.seeds) * len(runs)
     for seed in o.seeds:
         for run in runs.values():
-            result = run(seed)
+            try:
+                result = run(seed)
+            except RunInterrupted as lost:
+                # A comparison keeps whole runs only: one cut short by its board is not
+                # one of them, and the board's error ends the comparison as it is.
+                raise lost.cause from None
             comparison.runs.append(result)
             if on_result is not None:
                 on_result(result)

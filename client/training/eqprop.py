@@ -58,7 +58,7 @@ from sidra.training.options import EqPropOptions, Nudging
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy
-from sidra.training.stopping import stopped
+from sidra.training.stopping import EpochsKept, stopped
 
 __all__ = [
     "EquilibriumNetwork",
@@ -279,44 +279,48 @@ def train_eqprop(
     cosines: list[list[float]] = []
     eye = np.eye(data.classes, dtype=np.float32)
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
-    for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
-        order = rng.permutation(len(data.x_train))
-        for start in range(0, len(order), o.batch_size):
-            batch = order[start : start + o.batch_size]
-            x, target = data.x_train[batch], eye[data.y_train[batch]]
-            before = net.mvm_calls
-            drive = net.input_drive(x)
-            log.input_calls += net.mvm_calls - before
-            free = net.settle(drive, net.zero_states(len(x)), o.free_iterations)
-            log.free.append(free)
-            plus = net.settle(drive, free.states, o.nudged_iterations, beta=o.beta,
-                              target=target)  # fmt: skip
-            log.nudged.append(plus)
-            if o.nudging is Nudging.SYMMETRIC:
-                minus = net.settle(drive, free.states, o.nudged_iterations, beta=-o.beta,
-                                   target=target)  # fmt: skip
-                log.nudged.append(minus)
-                estimate = net.estimate(x, plus, minus, o.beta, -o.beta)
-            else:
-                estimate = net.estimate(x, plus, free, o.beta, 0.0)
-            if len(record.losses) % o.cosine_every == 0:
-                exact = equilibrium_gradients(couplings.weights, x, target, free.states)
-                cosines.append([cosine(a, e) for a, e in zip(estimate, exact, strict=True)])
-            record.losses.append(_cost(free.states[-1], target))
-            couplings.apply(estimate, float(rate))
-        test = accuracy(net.predict(data.x_test, o.free_iterations), data.y_test)
-        record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-        if on_epoch is not None:
-            on_epoch(epoch, test)
-        if stopped(stop, record.settings, epoch, o.epochs):
-            break
-    meter.charge_losses(len(record.losses))
-    record.weights = couplings.weights[-1]
-    record.steps = len(record.losses)
-    record.test_accuracy = record.checkpoints[-1].test_accuracy
-    record.train_accuracy = accuracy(net.predict(data.x_train, o.free_iterations), data.y_train)
-    record.count(meter.read())
-    record.programs = couplings.programs
+    kept = EpochsKept(record, meter)
+    with kept.guard():  # the board gone mid-way: the epochs made are kept
+        for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+            order = rng.permutation(len(data.x_train))
+            starts = range(0, len(order), o.batch_size)
+            for start in starts:
+                batch = order[start : start + o.batch_size]
+                x, target = data.x_train[batch], eye[data.y_train[batch]]
+                before = net.mvm_calls
+                drive = net.input_drive(x)
+                log.input_calls += net.mvm_calls - before
+                free = net.settle(drive, net.zero_states(len(x)), o.free_iterations)
+                log.free.append(free)
+                plus = net.settle(drive, free.states, o.nudged_iterations, beta=o.beta,
+                                  target=target)  # fmt: skip
+                log.nudged.append(plus)
+                if o.nudging is Nudging.SYMMETRIC:
+                    minus = net.settle(drive, free.states, o.nudged_iterations, beta=-o.beta,
+                                       target=target)  # fmt: skip
+                    log.nudged.append(minus)
+                    estimate = net.estimate(x, plus, minus, o.beta, -o.beta)
+                else:
+                    estimate = net.estimate(x, plus, free, o.beta, 0.0)
+                if len(record.losses) % o.cosine_every == 0:
+                    exact = equilibrium_gradients(couplings.weights, x, target, free.states)
+                    cosines.append([cosine(a, e) for a, e in zip(estimate, exact, strict=True)])
+                record.losses.append(_cost(free.states[-1], target))
+                couplings.apply(estimate, float(rate))
+            meter.charge_losses(len(starts))  # each step's cost, counted by the epoch
+            test = accuracy(net.predict(data.x_test, o.free_iterations), data.y_test)
+            record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
+            kept.passed(epoch, couplings.weights[-1], couplings.programs)
+            if on_epoch is not None:
+                on_epoch(epoch, test)
+            if stopped(stop, record.settings, epoch, o.epochs):
+                break
+        record.weights = couplings.weights[-1]
+        record.steps = len(record.losses)
+        record.test_accuracy = record.checkpoints[-1].test_accuracy
+        record.train_accuracy = accuracy(net.predict(data.x_train, o.free_iterations), data.y_train)
+        record.count(meter.read())
+        record.programs = couplings.programs
     table = np.array(cosines)
     tail = table[-max(1, len(table) // 10) :]
     record.measures = log.measures(record.steps, o.epochs * len(data.x_train)) | {

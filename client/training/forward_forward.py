@@ -50,7 +50,7 @@ from sidra.training.options import FFEstimator, FFOptions
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.schedules import spall_gains
-from sidra.training.stopping import stopped
+from sidra.training.stopping import EpochsKept, stopped
 
 __all__ = [
     "ForwardForwardNetwork",
@@ -243,40 +243,43 @@ def train_forward_forward(
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
     evaluations = len(net.layers) * (2 * o.resamplings if o.estimator is FFEstimator.SPSA else 1)
     by_label = np.zeros(0)
-    for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
-        order = rng.permutation(len(data.x_train))
-        for start in range(0, len(order), o.batch_size):
-            batch = order[start : start + o.batch_size]
-            x, y = data.x_train[batch], data.y_train[batch]
-            wrong = (y + rng.integers(1, data.classes, len(y))) % data.classes
-            h = np.vstack([net.labelled(x, y), net.labelled(x, wrong)])
-            if o.estimator is FFEstimator.SPSA:
-                estimator = SPSAGradient(next(spsa_sizes), o.resamplings)
-                loss, updates = net.spsa_step(h, len(y), estimator, rng)
-                step_size = next(spsa_rates)
-            else:
-                losses, gradients = net.local_gradients(h, len(y))
-                loss = float(np.mean(losses))
-                updates = [adam.step(i, g) for i, g in enumerate(gradients)]
-                step_size = float(rate)
-            net.hybrid.apply(list(updates), step_size)
-            record.losses.append(loss)
-        meter.charge_losses(batches * evaluations)
-        test: float | None = None
-        if epoch % o.eval_every == 0 or epoch == o.epochs:
-            by_label, test = _tested(net, data, record, meter)
-        if on_epoch is not None:
-            on_epoch(epoch, test)
-        if stopped(stop, record.settings, epoch, o.epochs):
-            if test is None:  # a run's last epoch is tested, a stopped run's too
+    kept = EpochsKept(record, meter)
+    with kept.guard():  # the board gone mid-way: the epochs made are kept
+        for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+            order = rng.permutation(len(data.x_train))
+            for start in range(0, len(order), o.batch_size):
+                batch = order[start : start + o.batch_size]
+                x, y = data.x_train[batch], data.y_train[batch]
+                wrong = (y + rng.integers(1, data.classes, len(y))) % data.classes
+                h = np.vstack([net.labelled(x, y), net.labelled(x, wrong)])
+                if o.estimator is FFEstimator.SPSA:
+                    estimator = SPSAGradient(next(spsa_sizes), o.resamplings)
+                    loss, updates = net.spsa_step(h, len(y), estimator, rng)
+                    step_size = next(spsa_rates)
+                else:
+                    losses, gradients = net.local_gradients(h, len(y))
+                    loss = float(np.mean(losses))
+                    updates = [adam.step(i, g) for i, g in enumerate(gradients)]
+                    step_size = float(rate)
+                net.hybrid.apply(list(updates), step_size)
+                record.losses.append(loss)
+            meter.charge_losses(batches * evaluations)
+            test: float | None = None
+            if epoch % o.eval_every == 0 or epoch == o.epochs:
                 by_label, test = _tested(net, data, record, meter)
-            break
-    record.weights = net.weights[-1]
-    record.steps = len(record.losses)
-    record.test_accuracy = record.checkpoints[-1].test_accuracy
-    record.train_accuracy = float(np.mean(net.predict(data.x_train) == data.y_train))
-    record.count(meter.read())
-    record.programs = net.hybrid.programs
+            kept.passed(epoch, net.weights[-1], net.hybrid.programs)
+            if on_epoch is not None:
+                on_epoch(epoch, test)
+            if stopped(stop, record.settings, epoch, o.epochs):
+                if test is None:  # a run's last epoch is tested, a stopped run's too
+                    by_label, test = _tested(net, data, record, meter)
+                break
+        record.weights = net.weights[-1]
+        record.steps = len(record.losses)
+        record.test_accuracy = record.checkpoints[-1].test_accuracy
+        record.train_accuracy = float(np.mean(net.predict(data.x_train) == data.y_train))
+        record.count(meter.read())
+        record.programs = net.hybrid.programs
     record.measures = {"goodness_separation": goodness_separation(by_label, data.y_test)}
     return record
 

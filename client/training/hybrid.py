@@ -24,7 +24,7 @@ from sidra.training.options import LastLayerOptions
 from sidra.training.placement import LayerShape, Placement, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, cross_entropy, softmax
-from sidra.training.stopping import stopped
+from sidra.training.stopping import EpochsKept, stopped
 
 __all__ = ["HybridNetwork", "last_layer_placement", "train_last_layer"]
 
@@ -183,22 +183,25 @@ def train_last_layer(
     )
     record = TrainingRecord(settings=o.settings() | {"job": "last-layer", "placement": placed})
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
-    for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
-        losses = net.epoch(data.x_train, data.y_train, float(rate), o.batch_size, rng)
-        record.losses += losses
-        meter.charge_losses(len(losses))
-        test = accuracy(net.predict(data.x_test), data.y_test)
-        record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-        if on_epoch is not None:
-            on_epoch(epoch, test)
-        if stopped(stop, record.settings, epoch, o.epochs):
-            break
-    record.weights = net.weights[-1]
-    record.steps = len(record.losses)
-    record.test_accuracy = record.checkpoints[-1].test_accuracy  # measured after the last epoch
-    record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
-    record.count(meter.read())
-    record.programs = net.programs
+    kept = EpochsKept(record, meter)
+    with kept.guard():  # the board gone mid-way: the epochs made are kept
+        for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+            losses = net.epoch(data.x_train, data.y_train, float(rate), o.batch_size, rng)
+            record.losses += losses
+            meter.charge_losses(len(losses))
+            test = accuracy(net.predict(data.x_test), data.y_test)
+            record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
+            kept.passed(epoch, net.weights[-1], net.programs)
+            if on_epoch is not None:
+                on_epoch(epoch, test)
+            if stopped(stop, record.settings, epoch, o.epochs):
+                break
+        record.weights = net.weights[-1]
+        record.steps = len(record.losses)
+        record.test_accuracy = record.checkpoints[-1].test_accuracy  # after the last epoch
+        record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)
+        record.count(meter.read())
+        record.programs = net.programs
     return record
 
 

@@ -41,8 +41,9 @@ from sidra.training.options import (
 )
 from sidra.training.records import TrainingRecord
 from sidra.training.recovery import drift_recovery
+from sidra.training.stopping import RunInterrupted
 
-__all__ = ["KINDS", "JobReporter", "TrainingJobs"]
+__all__ = ["KINDS", "JobReporter", "RecordKept", "TrainingJobs"]
 
 KINDS: dict[str, type[JobOptions]] = {
     "spsa": SPSAOptions,
@@ -133,20 +134,43 @@ class TrainingJobs:
         reporter.log(f"loading data set {dataset}")
         data = load_dataset(dataset)
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
-        if isinstance(options, SPSAOptions):
-            return _spsa(board, data, options, reporter, stop)
-        if isinstance(options, LastLayerOptions):
-            return _last_layer(board, data, options, reporter, stop)
-        if isinstance(options, CompareOptions):
-            return _compare(board, data, options, reporter, stop)
-        if isinstance(options, MLPOptions):
-            return _mlp(board, data, options, reporter, stop)
-        if isinstance(options, FFOptions):
-            return _forward_forward(board, data, options, reporter, stop)
-        if isinstance(options, EqPropOptions):
-            return _eqprop(board, data, options, reporter, stop)
-        assert isinstance(options, RecoveryOptions)
-        return _recovery(board, data, options, reporter, stop)
+        try:
+            return _run(board, data, options, reporter, stop)
+        except RunInterrupted as lost:
+            if lost.record is None:
+                raise
+            raise RecordKept(lost, _record(lost.record, data.name)) from lost.cause
+
+
+class RecordKept(Exception):
+    """A job whose board went away mid-way, with the record of what it made:
+    ``outcome``, its summary and files, which the service keeps for the failed job
+    (sidra.server.jobs.runner.JobRunner.run). The message is the run's
+    (:class:`~sidra.training.stopping.RunInterrupted`): the board's error, and how far
+    the run got."""
+
+    def __init__(self, lost: RunInterrupted, outcome: Outcome) -> None:
+        super().__init__(str(lost))
+        self.outcome = outcome
+
+
+def _run(
+    board: Board, data: Dataset, options: JobOptions, reporter: JobReporter, stop: threading.Event
+) -> Outcome:
+    if isinstance(options, SPSAOptions):
+        return _spsa(board, data, options, reporter, stop)
+    if isinstance(options, LastLayerOptions):
+        return _last_layer(board, data, options, reporter, stop)
+    if isinstance(options, CompareOptions):
+        return _compare(board, data, options, reporter, stop)
+    if isinstance(options, MLPOptions):
+        return _mlp(board, data, options, reporter, stop)
+    if isinstance(options, FFOptions):
+        return _forward_forward(board, data, options, reporter, stop)
+    if isinstance(options, EqPropOptions):
+        return _eqprop(board, data, options, reporter, stop)
+    assert isinstance(options, RecoveryOptions)
+    return _recovery(board, data, options, reporter, stop)
 
 
 def _record(record: TrainingRecord, dataset: str) -> Outcome:

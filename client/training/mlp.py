@@ -33,7 +33,7 @@ from sidra.training.options import MLPOptions
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, softmax
-from sidra.training.stopping import stopped
+from sidra.training.stopping import EpochsKept, stopped
 
 __all__ = [
     "NetworkFactory",
@@ -134,37 +134,42 @@ def train_network(
     net = network(layers, weights, trainable=trainable, threshold=o.threshold)
     record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
     cosines: list[list[float]] = []
-    for epoch, rate in enumerate(rates[first:end], start=first + 1):
-        order = rng.permutation(len(data.x_train))
-        for start in range(0, len(order), o.batch_size):
-            batch = order[start : start + o.batch_size]
-            x, y = data.x_train[batch], data.y_train[batch]
-            if len(record.losses) % o.cosine_every == 0:
-                exact = exact_gradients(net, x, y)  # the weights before this step's update
-                loss, analog = net.gradients(x, y)
-                pairs = zip(analog, exact, strict=True)
-                cosines.append([np.nan if a is None else cosine(a, e) for a, e in pairs])
-            else:
-                loss, analog = net.gradients(x, y)
-            net.apply(analog, float(rate))
-            record.losses.append(loss)
-        test = accuracy(net.predict(data.x_test, read_repeats=o.eval_read_repeats), data.y_test)
-        record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-        if on_epoch is not None:
-            on_epoch(epoch, test)
-        # Against the whole schedule's last epoch: a part of it (pat's) stops too.
-        if stopped(stop, record.settings, epoch, len(rates)):
-            break
-    meter.charge_losses(len(record.losses))
-    record.weights = net.weights[-1]
-    record.steps = len(record.losses)
-    record.test_accuracy = record.checkpoints[-1].test_accuracy
-    if train_accuracy:
-        record.train_accuracy = accuracy(
-            net.predict(data.x_train, read_repeats=o.eval_read_repeats), data.y_train
-        )
-    record.count(meter.read())
-    record.programs = net.programs
+    kept = EpochsKept(record, meter)
+    with kept.guard():  # the board gone mid-way: the epochs made are kept
+        for epoch, rate in enumerate(rates[first:end], start=first + 1):
+            order = rng.permutation(len(data.x_train))
+            starts = range(0, len(order), o.batch_size)
+            for start in starts:
+                batch = order[start : start + o.batch_size]
+                x, y = data.x_train[batch], data.y_train[batch]
+                if len(record.losses) % o.cosine_every == 0:
+                    exact = exact_gradients(net, x, y)  # the weights before this step's update
+                    loss, analog = net.gradients(x, y)
+                    pairs = zip(analog, exact, strict=True)
+                    cosines.append([np.nan if a is None else cosine(a, e) for a, e in pairs])
+                else:
+                    loss, analog = net.gradients(x, y)
+                net.apply(analog, float(rate))
+                record.losses.append(loss)
+            meter.charge_losses(len(starts))  # each step's loss, counted by the epoch
+            tested = net.predict(data.x_test, read_repeats=o.eval_read_repeats)
+            test = accuracy(tested, data.y_test)
+            record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
+            kept.passed(epoch, net.weights[-1], net.programs)
+            if on_epoch is not None:
+                on_epoch(epoch, test)
+            # Against the whole schedule's last epoch: a part of it (pat's) stops too.
+            if stopped(stop, record.settings, epoch, len(rates)):
+                break
+        record.weights = net.weights[-1]
+        record.steps = len(record.losses)
+        record.test_accuracy = record.checkpoints[-1].test_accuracy
+        if train_accuracy:
+            record.train_accuracy = accuracy(
+                net.predict(data.x_train, read_repeats=o.eval_read_repeats), data.y_train
+            )
+        record.count(meter.read())
+        record.programs = net.programs
     table = np.array(cosines)
     tail = table[-max(1, len(table) // 10) :]
     record.measures = {

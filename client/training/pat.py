@@ -29,15 +29,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board
-from sidra.training.accounting import JobMeter
+from sidra.drivers import Board, InvalidArgument, SidraError
+from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import NetworkFactory, mlp_layers, train_network
 from sidra.training.options import PATOptions
-from sidra.training.records import TrainingRecord
+from sidra.training.records import INTERRUPTED, TrainingRecord
 from sidra.training.softmax import accuracy
+from sidra.training.stopping import RunInterrupted
 from sidra.training.twin import TwinLayer, TwinPhysics
 
 __all__ = ["TwinNetwork", "train_pat"]
@@ -121,27 +122,35 @@ def train_pat(
         hint = "" if o.in_silico else " (board_epochs >= epochs trains on the board alone)"
         raise ValueError(f"twin_board: {on_twin} epochs run on the twin emulator, got None{hint}")
     job = "pat-in-silico" if o.in_silico else "pat"
-    if o.in_silico:
-        assert twin_board is not None
-        record, trained = train_network(
-            twin_board, data, o, network, job=job, on_epoch=on_epoch, stop=stop
-        )
-        _deploy(board, data, o, trained.weights, record)
-    elif on_twin:
-        assert twin_board is not None
-        record, pretrained = train_network(
-            twin_board, data, o, network, job=job, on_epoch=on_epoch, epochs=slice(0, on_twin),
-            train_accuracy=False,  # only its weights and test accuracy go on
-            stop=stop,
-        )  # fmt: skip
-        if "stopped_at_epoch" in record.settings:  # the board's epochs never began
-            _deploy(board, data, o, pretrained.weights, record)
-        else:
-            record = _board_epochs(
-                board, data, o, network, job, record, pretrained, on_epoch=on_epoch, stop=stop
+    try:
+        if o.in_silico:
+            assert twin_board is not None
+            record, trained = train_network(
+                twin_board, data, o, network, job=job, on_epoch=on_epoch, stop=stop
             )
-    else:
-        record, _ = train_network(board, data, o, network, job=job, on_epoch=on_epoch, stop=stop)
+            _deploy(board, data, o, trained.weights, record)
+        elif on_twin:
+            assert twin_board is not None
+            record, pretrained = train_network(
+                twin_board, data, o, network, job=job, on_epoch=on_epoch,
+                epochs=slice(0, on_twin),
+                train_accuracy=False,  # only its weights and test accuracy go on
+                stop=stop,
+            )  # fmt: skip
+            if "stopped_at_epoch" in record.settings:  # the board's epochs never began
+                _deploy(board, data, o, pretrained.weights, record)
+            else:
+                record = _board_epochs(
+                    board, data, o, network, job, record, pretrained, on_epoch=on_epoch, stop=stop
+                )
+        else:
+            record, _ = train_network(
+                board, data, o, network, job=job, on_epoch=on_epoch, stop=stop
+            )
+    except RunInterrupted as lost:  # the board went away: what was made is kept
+        assert lost.record is not None
+        lost.record.settings["twin_stuck_cells"] = twin.stuck_cells
+        raise
     record.settings["twin_stuck_cells"] = twin.stuck_cells
     return record
 
@@ -159,11 +168,27 @@ def _board_epochs(
     stop: threading.Event | None,
 ) -> TrainingRecord:
     """The schedule's epochs after the twin's (``first``), on ``board`` from the weights
-    the twin reached: one record, the board's steps and checkpoints after the twin's."""
-    record, _ = train_network(
-        board, data, o, network, job=job, on_epoch=on_epoch,
-        epochs=slice(o.twin_epochs, None), initial=pretrained.weights, stop=stop,
-    )  # fmt: skip
+    the twin reached: one record, the board's steps and checkpoints after the twin's.
+    The board gone mid-way: :class:`RunInterrupted` with that record up to the board's
+    last whole epoch, or the twin's alone before the board made one."""
+    try:
+        record, _ = train_network(
+            board, data, o, network, job=job, on_epoch=on_epoch,
+            epochs=slice(o.twin_epochs, None), initial=pretrained.weights, stop=stop,
+        )  # fmt: skip
+    except RunInterrupted as lost:
+        assert lost.record is not None
+        joined = _after_twin(first, lost.record, o)
+        raise RunInterrupted(lost.cause, lost.steps, unit="epoch", record=joined) from lost.cause
+    except SidraError as exc:
+        if isinstance(exc, InvalidArgument):  # a refused value is the run's own mistake
+            raise
+        raise _twin_only(first, exc) from exc
+    return _after_twin(first, record, o)
+
+
+def _after_twin(first: TrainingRecord, record: TrainingRecord, o: PATOptions) -> TrainingRecord:
+    """``record`` of the board's epochs after ``first``, the twin's: one record."""
     record.losses = first.losses + record.losses
     record.steps = len(record.losses)
     record.checkpoints = [replace(c, step=c.step + first.steps) for c in record.checkpoints]
@@ -180,15 +205,44 @@ def _deploy(
 ) -> None:
     """Programs ``weights`` into the perceptron's layers on ``board`` and replaces the
     record's accuracies and board counts with the board's (the twin's kept in
-    ``measures``)."""
-    layers, placement = mlp_layers(board, data, o)
-    meter = JobMeter(board, layers)
-    deployed = HybridNetwork(layers, weights, trainable=len(layers))
-    record.measures |= {
+    ``measures``). The board gone meanwhile: :class:`RunInterrupted` with the twin's
+    record."""
+    try:
+        _deployed(board, data, o, weights, record)
+    except SidraError as exc:
+        if isinstance(exc, InvalidArgument):
+            raise
+        raise _twin_only(record, exc) from exc
+
+
+def _twin_only(record: TrainingRecord, cause: SidraError) -> RunInterrupted:
+    """The run ended by ``cause`` before the board measured anything: ``record``, the
+    twin's epochs, as :class:`RunInterrupted` (its accuracies and counts the twin's, in
+    ``measures`` as a deployed run's are; the board's 0)."""
+    record.measures |= _twin_measures(record)
+    record.test_accuracy = record.train_accuracy = 0.0
+    record.count(JobCounts())
+    epochs = len(record.checkpoints)  # one a twin epoch
+    record.settings |= {f"{INTERRUPTED}at_epoch": epochs,
+                        f"{INTERRUPTED}by": f"{type(cause).__name__}: {cause}"}  # fmt: skip
+    return RunInterrupted(cause, epochs, unit="epoch", record=record)
+
+
+def _twin_measures(record: TrainingRecord) -> dict[str, Any]:
+    return {
         "twin_test_accuracy": record.test_accuracy,
         "twin_train_accuracy": record.train_accuracy,
         "twin_device_writes": record.device_writes,
     }
+
+
+def _deployed(
+    board: Board, data: Dataset, o: PATOptions, weights: Sequence[Array], record: TrainingRecord
+) -> None:
+    layers, placement = mlp_layers(board, data, o)
+    meter = JobMeter(board, layers)
+    deployed = HybridNetwork(layers, weights, trainable=len(layers))
+    record.measures |= _twin_measures(record)
     record.settings["placement"] = placement.summary()
     repeats = o.eval_read_repeats
     record.test_accuracy = accuracy(

@@ -20,7 +20,19 @@ STOPPED_AT = "stopped_at_"
 ``stopped_at_step`` or ``stopped_at_epoch`` (sidra.training.stopping), or
 ``stopped_at_run`` (a comparison: sidra.training.compare)."""
 
-__all__ = ["RECORD_FILES", "STOPPED_AT", "Checkpoint", "TrainingRecord", "earlier_record"]
+INTERRUPTED = "interrupted_"
+"""Prefix of the settings (and summary keys) of a run whose board went away mid-way
+(sidra.training.stopping.EpochsKept): ``interrupted_at_epoch``, the last whole epoch,
+and ``interrupted_by``, the board's error."""
+
+__all__ = [
+    "INTERRUPTED",
+    "RECORD_FILES",
+    "STOPPED_AT",
+    "Checkpoint",
+    "TrainingRecord",
+    "earlier_record",
+]
 
 RECORD_FILES = ("summary.json", "settings.json")
 """Files every run record has (this module's and a comparison's,
@@ -102,7 +114,7 @@ class TrainingRecord:
             }
             | ({"placement": self.settings["placement"]} if "placement" in self.settings else {})
             | self.measures
-            | {k: v for k, v in self.settings.items() if k.startswith(STOPPED_AT)}
+            | {k: v for k, v in self.settings.items() if k.startswith((STOPPED_AT, INTERRUPTED))}
         )
 
     def save(self, folder: str | Path) -> Path:

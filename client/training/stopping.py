@@ -6,30 +6,113 @@ as a complete run would be (evaluated, counted, its weights kept), its record sa
 where it stopped (``stopped_at_step`` or ``stopped_at_epoch`` in its settings and its
 summary). A stop asked during the last step or epoch changes nothing: the run ends
 there anyway. ``sidra train`` sets it on Ctrl-C, a job in ``sidra serve`` on CancelJob.
+
+A run whose board goes away (or refuses it, not for a value) mid-way ends in
+:class:`RunInterrupted` keeping what it did: an SPSA run its checkpoint, to resume from;
+a run in epochs (:class:`EpochsKept`) its record as it stood after its last whole
+epoch, its settings saying so (``interrupted_at_epoch``, ``interrupted_by``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sidra.drivers import SidraError
-from sidra.training.records import STOPPED_AT
+import numpy as np
+import numpy.typing as npt
 
-__all__ = ["RunInterrupted", "stopped"]
+from sidra.drivers import InvalidArgument, SidraError
+from sidra.training.accounting import JobCounts, JobMeter
+from sidra.training.records import INTERRUPTED, STOPPED_AT, TrainingRecord
+
+__all__ = ["EpochsKept", "RunInterrupted", "stopped"]
 
 
 class RunInterrupted(Exception):
-    """A run that lost its board (or was refused by it) mid-way, after ``steps`` steps:
-    what it did is saved in ``checkpoint``, to resume from once the board is back.
-    ``cause`` is the board's error (also ``__cause__``)."""
+    """A run that lost its board (or was refused by it) mid-way, after ``steps`` steps
+    (or epochs: ``unit``): what it did is kept, in ``checkpoint`` (an SPSA run, to
+    resume from once the board is back) or as ``record`` (a run in epochs: its record
+    up to its last whole epoch, to be saved as any record is). ``cause`` is the board's
+    error (also ``__cause__``)."""
 
-    def __init__(self, cause: SidraError, steps: int, checkpoint: Path) -> None:
+    def __init__(
+        self,
+        cause: SidraError,
+        steps: int,
+        checkpoint: Path | None = None,
+        *,
+        unit: str = "step",
+        record: TrainingRecord | None = None,
+    ) -> None:
+        where = f"in {checkpoint}" if checkpoint is not None else "in the run's record"
         super().__init__(
-            f"{type(cause).__name__}: {cause}; the {steps} steps made are kept in {checkpoint}"
+            f"{type(cause).__name__}: {cause}; the {steps} {unit}s made are kept {where}"
         )
-        self.cause, self.steps, self.checkpoint = cause, steps, checkpoint
+        self.cause, self.steps, self.unit = cause, steps, unit
+        self.checkpoint, self.record = checkpoint, record
+
+
+class EpochsKept:
+    """A run in epochs as it stood after its last whole epoch: what it keeps if its
+    board goes away before the end (:meth:`guard`).
+
+    The trainer calls :meth:`passed` once an epoch's test checkpoint is in its record;
+    that reads the board's write counter once (the meter's counts) and copies the
+    output layer's weights, which is all a record holds of the network."""
+
+    def __init__(self, record: TrainingRecord, meter: JobMeter) -> None:
+        self.record, self.meter = record, meter
+        self.epoch = 0
+        """The last whole epoch (0: none yet)."""
+        self._losses = self._checkpoints = self._programs = 0
+        self._counts = JobCounts()
+        self._weights: npt.NDArray[np.float32] | None = None
+
+    def passed(self, epoch: int, weights: npt.NDArray[np.float32], programs: int) -> None:
+        """Epoch ``epoch`` is whole: its losses and checkpoint are in the record, the
+        output layer holds ``weights``, ``programs`` Program calls were issued."""
+        self.epoch, self._programs = epoch, programs
+        self._losses, self._checkpoints = len(self.record.losses), len(self.record.checkpoints)
+        self._counts = self.meter.read()
+        self._weights = weights.copy()
+
+    def kept(self, cause: SidraError) -> TrainingRecord:
+        """The record as it stood after :attr:`epoch`, saying why the run ended there
+        (its final accuracies cannot be measured: the test accuracy is the last
+        checkpoint's, the train accuracy 0.0)."""
+        checkpoints = self.record.checkpoints[: self._checkpoints]
+        record = TrainingRecord(
+            settings=self.record.settings
+            | {f"{INTERRUPTED}at_epoch": self.epoch, f"{INTERRUPTED}by": _named(cause)},
+            losses=self.record.losses[: self._losses],
+            checkpoints=checkpoints,
+            weights=self._weights,
+            test_accuracy=checkpoints[-1].test_accuracy if checkpoints else 0.0,
+            steps=self._losses,
+            programs=self._programs,
+            loss_label=self.record.loss_label,
+        )
+        record.count(self._counts)
+        return record
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turns a board error after the first whole epoch into :class:`RunInterrupted`
+        holding :meth:`kept`; a refused value (InvalidArgument: the run's own mistake),
+        or an error before any epoch is whole, passes as it is."""
+        try:
+            yield
+        except SidraError as exc:
+            if isinstance(exc, InvalidArgument) or self.epoch == 0:
+                raise
+            raise RunInterrupted(exc, self.epoch, unit="epoch", record=self.kept(exc)) from exc
+
+
+def _named(error: SidraError) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def stopped(

@@ -299,11 +299,15 @@ class JobManager:
         except JobCancelled:
             state, error = "cancelled", self._cancelled_text(live)
         except Exception as exc:  # the job's failure is its record's, not the server's
-            if live.cancel.is_set() and isinstance(exc, SidraError):
+            kept = getattr(exc, "outcome", None)  # what it made before (JobRunner.run)
+            if kept is not None:
+                summary, files = kept
+            if live.cancel.is_set() and (isinstance(exc, SidraError) or kept is not None):
                 state, error = "cancelled", self._cancelled_text(live)
             else:
                 log.warning("job %s failed", row.id, exc_info=True)
-                state, error = "failed", f"{type(exc).__name__}: {exc}"
+                # An exception keeping a record says what ended the job and where it is.
+                state, error = "failed", str(exc) if kept else f"{type(exc).__name__}: {exc}"
         finally:
             live.done.set()
             keep_alive.join()
@@ -382,7 +386,7 @@ class JobManager:
             final = dataclasses.replace(
                 live.row, state=state, error=error, ended_unix_s=now, events=len(live.events) + 1
             )
-            if summary:  # succeeded, or stopped early by CancelJob with its record
+            if summary:  # succeeded, or ended early (CancelJob, its board gone) with its record
                 final.summary_json = json.dumps(summary, default=str)
             event = JobEventRow(len(live.events), now, "state", message=error, state=state)
             pending = [*live.events[live.stored :], event]

@@ -91,7 +91,12 @@ class JobRunner(Protocol):
         set the job ends at its next step, epoch or run boundary and returns the record of
         what it did, its summary naming where (``stopped_at_step``, ``stopped_at_epoch`` or
         ``stopped_at_run``); a runner that does not is stopped at its next board call
-        ``CANCEL_GRACE_S`` later."""
+        ``CANCEL_GRACE_S`` later.
+
+        A job that fails after doing part of its work (its board gone mid-way) may keep
+        the record of that part: the exception it raises has an ``outcome`` attribute,
+        the summary and files as returned here. The job fails, its error the exception's
+        message, and its record is stored as a finished job's is."""
         ...
 
 

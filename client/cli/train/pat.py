@@ -18,6 +18,7 @@ from sidra.cli.train.running import (
     exit_if_stopped,
     finish,
     job_board,
+    keeping_lost_epochs,
     progress_bar,
     record_folder,
     stop_on_interrupt,
@@ -25,7 +26,8 @@ from sidra.cli.train.running import (
 )
 from sidra.cli.twin import characterize_twin, load_twin, twin_emulator, twin_url
 from sidra.drivers import Board
-from sidra.training import PATOptions, TwinPhysics, train_pat
+from sidra.training import PATOptions, TrainingRecord, TwinPhysics, train_pat
+from sidra.training.stopping import RunInterrupted
 
 __all__ = ["pat"]
 
@@ -96,7 +98,10 @@ def pat(
     folder = record_folder(out, "pat")
     # A profile given is read before the board is opened: a bad one touches no board.
     twin = None if profile is None else _twin_from(profile)
-    with job_board(board, server) as target:
+    with (
+        keeping_lost_epochs(dataset, "pat", folder, options.epochs, as_json, console),
+        job_board(board, server) as target,
+    ):
         if profile is None:
             source = _characterized(target, folder / "twin.toml", console)
         else:
@@ -108,20 +113,30 @@ def pat(
             stop_on_interrupt(console, "epoch") as stop,
         ):
             task = progress.add_task("pat", total=options.epochs, status="")
-            record = train_pat(
-                target,
-                twin,
-                data,
-                options,
-                twin_board=on_twin,
-                on_epoch=epoch_status(progress, task),
-                stop=stop,
-            )
+            try:
+                record = train_pat(
+                    target,
+                    twin,
+                    data,
+                    options,
+                    twin_board=on_twin,
+                    on_epoch=epoch_status(progress, task),
+                    stop=stop,
+                )
+            except RunInterrupted as lost:  # kept (keeping_lost_epochs), saying its twin
+                assert lost.record is not None
+                _name_twin(lost.record, source, options)
+                raise
+    _name_twin(record, source, options)
+    finish(record, dataset, "pat", folder, as_json, console)
+    exit_if_stopped(record.settings, options.epochs, console)
+
+
+def _name_twin(record: TrainingRecord, source: Path, options: PATOptions) -> None:
+    """Names in ``record``'s settings the twin's profile and the emulator it ran on."""
     record.settings["twin_profile"] = str(source)
     if options.twin_epochs:
         record.settings["twin_board"] = twin_url(source, options.twin_device_seed)
-    finish(record, dataset, "pat", folder, as_json, console)
-    exit_if_stopped(record.settings, options.epochs, console)
 
 
 def _characterized(board: Board, out: Path, console: Console) -> Path:

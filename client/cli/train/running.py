@@ -39,6 +39,7 @@ from sidra.training import (
     load_dataset,
 )
 from sidra.training import Dataset as TrainingData
+from sidra.training.stopping import RunInterrupted
 
 __all__ = [
     "CHECKPOINT",
@@ -49,6 +50,7 @@ __all__ = [
     "exit_if_stopped",
     "finish",
     "job_board",
+    "keeping_lost_epochs",
     "print_summary",
     "progress_bar",
     "record_folder",
@@ -120,6 +122,32 @@ def finish(
     folder = save_or_keep(record.save, record_folder(out, job), job)
     print_summary(record.summary() | {"record": str(folder)}, f"{job} on {dataset}", as_json,
                    console)  # fmt: skip
+
+
+@contextlib.contextmanager
+def keeping_lost_epochs(
+    dataset: str, job: str, out: Path | None, total: int, as_json: bool, console: Console
+) -> Iterator[None]:
+    """A run in epochs whose board goes away mid-way (RunInterrupted with its record up
+    to its last whole epoch): that record saved as a finished run's is, its summary
+    printed, then the board's error and where the record is; exit status 1."""
+    try:
+        yield
+    except RunInterrupted as lost:
+        if lost.record is None:
+            raise
+        lost.record.settings["dataset"] = dataset
+        folder = save_or_keep(lost.record.save, record_folder(out, job), job)
+        summary = lost.record.summary() | {"record": str(folder)}
+        print_summary(summary, f"{job} on {dataset}", as_json, console)
+        cause = lost.cause
+        typer.echo(
+            f"sidra train: {type(cause).__name__}: {cause}; the board went away after "
+            f"{lost.unit} {lost.steps} of {total}: the record of the {lost.unit}s made is "
+            f"in {folder}",
+            err=True,
+        )
+        raise typer.Exit(1) from lost
 
 
 @contextlib.contextmanager
@@ -280,6 +308,7 @@ def by_epochs(
         return
     data = dataset_named(dataset)
     with (
+        keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console),
         job_board(board, server) as target,
         progress_bar(console) as progress,
         stop_on_interrupt(console, "epoch") as stop,

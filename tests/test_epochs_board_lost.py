@@ -1,0 +1,248 @@
+"""A run in epochs whose board goes away mid-way keeps the epochs it made: its record
+up to its last whole epoch, saying so, from Python, from ``sidra train`` and from a job
+inside the server. Before, the run and everything it measured were lost with the board.
+
+The board is the virtual serial board unplugged after a number of host frames (its
+fault, at the lowest layer), for good: ``unplug_s=inf``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidra.characterize import characterize
+from sidra.characterize.toml import dumps
+from sidra.cli.twin import twin_physics
+from sidra.client import connect
+from sidra.drivers import Board, BoardUnavailable, InvalidArgument, open_board
+from sidra.emulator import preset
+from sidra.emulator.firmware import serve_virtual_board
+from sidra.emulator.firmware.faults import FaultConfig
+from sidra.server.app import create_server
+from sidra.server.state import StateStore
+from sidra.server.state.jobs import JobRecords
+from sidra.training import (
+    EqPropOptions,
+    FFOptions,
+    LastLayerOptions,
+    MLPOptions,
+    PATOptions,
+    RunInterrupted,
+    TrainingRecord,
+    load_dataset,
+    train_eqprop,
+    train_forward_forward,
+    train_last_layer,
+    train_mlp,
+    train_pat,
+)
+from tests.cli_support import process, run_sidra, unwrapped
+
+EPOCHS = 4
+
+Trainer = Callable[..., TrainingRecord]
+TRAINERS: dict[str, tuple[Trainer, Any, int]] = {
+    "last-layer": (train_last_layer, LastLayerOptions(epochs=EPOCHS, hidden=16), 60),
+    "mlp": (train_mlp, MLPOptions(epochs=EPOCHS, hidden=(16,)), 150),
+    "ff": (train_forward_forward, FFOptions(epochs=EPOCHS, hidden=(16,), eval_every=2), 60),
+    "eqprop": (train_eqprop, EqPropOptions(epochs=EPOCHS, hidden=(16,)), 500),
+}
+"""Each trainer on iris: its options and the host frames after which the board goes,
+some way into the run (the frames an epoch takes differ by trainer)."""
+
+
+@contextmanager
+def unplugged_after(frames: int, board_preset: str = "ideal", seed: int = 0) -> Iterator[Board]:
+    """A serial board that goes away for good after ``frames`` host frames; a short
+    timeout, so the driver gives up within a second."""
+    faults = FaultConfig(unplug_after=frames, unplug_s=math.inf)
+    with (
+        serve_virtual_board(preset(board_preset), seed, faults=faults) as server,
+        open_board(f"{server.url}?timeout=0.05&retries=1") as board,
+    ):
+        yield board
+
+
+def _kept(lost: RunInterrupted) -> TrainingRecord:
+    assert isinstance(lost.cause, BoardUnavailable)
+    assert lost.unit == "epoch" and lost.checkpoint is None and lost.record is not None
+    record = lost.record
+    assert record.settings["interrupted_at_epoch"] == lost.steps
+    assert record.settings["interrupted_by"].startswith("BoardUnavailable: ")
+    return record
+
+
+@pytest.mark.parametrize("job", list(TRAINERS))
+def test_a_run_that_loses_its_board_keeps_its_whole_epochs(job: str, tmp_path: Path) -> None:
+    """The record as it stood after the last whole epoch: its losses, checkpoints and
+    counts, the output layer's weights; step for step what the uninterrupted run made
+    first; saved as any record is."""
+    train, options, frames = TRAINERS[job]
+    data = load_dataset("iris")
+    with unplugged_after(frames) as board, pytest.raises(RunInterrupted) as lost:
+        train(board, data, options)
+    record = _kept(lost.value)
+    done = lost.value.steps
+    assert 1 <= done < EPOCHS
+    steps_per_epoch = -(-len(data.x_train) // options.batch_size)
+    assert record.steps == len(record.losses) == done * steps_per_epoch
+    assert record.checkpoints and record.checkpoints[-1].step <= record.steps
+    assert record.test_accuracy == record.checkpoints[-1].test_accuracy
+    assert record.train_accuracy == 0.0  # the board that would measure it is gone
+    assert record.weights is not None and record.device_writes > 0 and record.mvm_calls > 0
+    assert record.loss_evaluations > 0
+    # The run uninterrupted on the same (ideal) board made these steps first.
+    with open_board("emu://?preset=ideal&seed=0") as again:
+        whole = train(again, data, options)
+    assert record.losses == pytest.approx(whole.losses[: record.steps], rel=1e-5)
+    assert record.checkpoints == whole.checkpoints[: len(record.checkpoints)]
+    summary = record.summary()
+    assert summary["interrupted_at_epoch"] == done
+    assert "BoardUnavailable" in summary["interrupted_by"]
+    record.save(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert saved["interrupted_at_epoch"] == done
+
+
+def test_a_board_that_goes_before_the_first_epoch_ends_raises_its_own_error() -> None:
+    """Nothing whole to keep: the board's error, as before."""
+    with unplugged_after(20) as board, pytest.raises(BoardUnavailable):
+        train_mlp(board, load_dataset("iris"), MLPOptions(epochs=EPOCHS, hidden=(16,)))
+
+
+def test_a_refused_value_is_not_taken_for_a_board_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An InvalidArgument after the first epoch is the run's own mistake: raised as it
+    is, not kept as an interrupted run."""
+    from sidra.training import hybrid
+
+    calls = {"n": 0}
+    original = hybrid.HybridNetwork.predict
+
+    def refuse_second(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise InvalidArgument("voltages", "nan", "finite values")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hybrid.HybridNetwork, "predict", refuse_second)
+    with open_board("emu://?preset=ideal") as board, pytest.raises(InvalidArgument):
+        train_last_layer(board, load_dataset("iris"), LastLayerOptions(epochs=EPOCHS, hidden=16))
+
+
+def _twin_file(url: str, folder: Path) -> Any:
+    with open_board(url) as board:
+        profile = characterize(board, drift=False).profile
+    path = folder / "twin.toml"
+    path.write_text(dumps(profile.model_dump(mode="json"), "twin"), encoding="utf-8")
+    return twin_physics(profile), path
+
+
+@pytest.mark.parametrize(
+    ("case", "frames", "kept_epoch"),
+    [("board-epochs", 60, None), ("before-a-board-epoch", 3, 2), ("in-silico", 3, 3)],
+)
+def test_pat_keeps_the_twin_s_epochs_and_the_board_s(
+    case: str, frames: int, kept_epoch: int | None, tmp_path: Path
+) -> None:
+    """Physics-aware training whose board goes: during its board epochs, the twin's
+    epochs and the board's whole ones in one record; before the board made one, or while
+    the in-silico weights are deployed, the twin's epochs, their accuracies the twin's."""
+    twin, path = _twin_file("emu://?preset=ideal&seed=0", tmp_path)
+    data = load_dataset("iris")
+    options = PATOptions(hidden=(16,), epochs=3, board_epochs=1, in_silico=case == "in-silico")
+    if case == "board-epochs":
+        options = options.model_copy(update={"epochs": 5, "board_epochs": 3})
+    steps_per_epoch = -(-len(data.x_train) // options.batch_size)
+    with (
+        unplugged_after(frames) as board,
+        open_board(f"emu://?profile={path}&seed=9") as twin_board,
+        pytest.raises(RunInterrupted) as lost,
+    ):
+        train_pat(board, twin, data, options, twin_board=twin_board)
+    record = _kept(lost.value)
+    assert record.settings["twin_stuck_cells"] == twin.stuck_cells
+    done = lost.value.steps
+    if kept_epoch is None:  # the board's epochs after the twin's two
+        assert options.twin_epochs < done < options.epochs
+        assert record.measures["twin_epochs"] == options.twin_epochs
+        assert record.steps == done * steps_per_epoch
+        assert record.checkpoints[0].step == (options.twin_epochs + 1) * steps_per_epoch
+    else:
+        assert done == kept_epoch
+        assert record.steps == kept_epoch * steps_per_epoch
+        assert record.test_accuracy == 0.0 and record.device_writes == 0  # none on the board
+        assert record.measures["twin_test_accuracy"] > 0.3
+
+
+def test_sidra_train_saves_the_epochs_made_and_exits_1(tmp_path: Path) -> None:
+    """``sidra train mlp`` whose board goes: the record of the whole epochs in --out,
+    the summary printed (--json), the board's error and where the record is said; exit 1.
+    The same command again is refused: it would write over that record."""
+    out = tmp_path / "run"
+    faults = "unplug_after=150,unplug_s=inf"
+    with process("board", "serve", "--pty", "--preset", "ideal", "--faults", faults) as (url, _):
+        lost = run_sidra(
+            "train", "mlp", "--board", f"{url}?timeout=0.05&retries=1", "--dataset", "iris",
+            "--hidden", "16", "--epochs", str(EPOCHS), "--out", str(out), "--json",
+        )  # fmt: skip
+    assert lost.returncode == 1, lost.stderr
+    said = unwrapped(lost.stderr)
+    assert "Traceback" not in said
+    summary = json.loads(lost.stdout)
+    done = summary["interrupted_at_epoch"]
+    assert 1 <= done < EPOCHS and summary["record"] == str(out)
+    assert unwrapped("sidra train: BoardUnavailable:") in said
+    assert unwrapped(f"the board went away after epoch {done} of {EPOCHS}") in said
+    assert unwrapped(f"the record of the epochs made is in {out}") in said
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["interrupted_at_epoch"] == done and settings["dataset"] == "iris"
+    assert (out / "weights.npy").is_file() and (out / "plot.png").is_file()
+    again = run_sidra(
+        "train", "mlp", "--board", "emu://?preset=ideal", "--dataset", "iris", "--out", str(out)
+    )
+    assert again.returncode == 2
+    assert unwrapped("holds an earlier run's record") in unwrapped(again.stderr)
+
+
+def test_a_job_that_loses_its_board_fails_keeping_its_record(tmp_path: Path) -> None:
+    """A job inside the server whose board goes: it fails, its error the board's and how
+    far it got, and its record of the whole epochs is in the store, as a finished job's."""
+    store_path = tmp_path / "state.sqlite3"
+    with unplugged_after(150) as board, StateStore(store_path) as store:
+        server, port = create_server(board, store=store)
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as client:
+                options = {"epochs": EPOCHS, "hidden": [16]}
+                job = client.jobs.submit("mlp", options, dataset="iris")
+                events = list(client.jobs.watch(job.job_id))
+                done = client.jobs.get(job.job_id, include_record=True)
+        finally:
+            server.stop(grace=None).wait()
+    assert events[-1].state == done.state == "failed", [e.message for e in events]
+    assert done.error.startswith("BoardUnavailable: ")
+    assert "epochs made are kept in the run's record" in done.error
+    epochs = done.summary["interrupted_at_epoch"]
+    assert 1 <= epochs < EPOCHS
+    settings = json.loads(done.files["settings.json"])
+    assert settings["interrupted_at_epoch"] == epochs and settings["job"] == "mlp"
+    with StateStore(store_path, read_only=True) as store:
+        stored = JobRecords(store).get(job.job_id, with_files=True)
+    assert stored is not None and stored.state == "failed" and stored.files == done.files
+
+
+def test_a_comparison_that_loses_its_board_raises_the_board_s_error() -> None:
+    """A comparison keeps whole runs only: a run cut short by its board ends it with the
+    board's error, as before, not with that run's partial record."""
+    from sidra.training import CompareOptions, compare_methods
+
+    options = CompareOptions(budget=40, seeds=[0], methods=["last-layer"])
+    with unplugged_after(60) as board, pytest.raises(BoardUnavailable):
+        compare_methods(board, load_dataset("iris"), options)
