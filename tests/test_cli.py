@@ -262,12 +262,12 @@ _COMMAND_ONLY = {
         "dataset", "board", "server", "calibrate", "checkpoint_every", "resume", "out",
         "remote_job",
     },
-    "last-layer": {"dataset", "board", "server", "out", "remote_job"},
+    "last-layer": {"dataset", "board", "server", "resume", "out", "remote_job"},
     "compare": {"dataset", "board", "server", "out", "remote_job"},
     "drift-recovery": {"dataset", "board", "server", "out", "remote_job"},
     "eqprop": {"dataset", "board", "server", "out", "remote_job"},
     "ff": {"dataset", "board", "server", "out", "remote_job"},
-    "mlp": {"dataset", "board", "server", "out", "remote_job"},
+    "mlp": {"dataset", "board", "server", "resume", "out", "remote_job"},
     "pat": {"dataset", "board", "server", "profile", "out", "remote_job"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
@@ -503,8 +503,8 @@ def test_a_record_folder_that_cannot_be_one_is_refused_before_training(
 def test_a_folder_holding_an_earlier_record_is_not_written_over(
     path: tuple[str, ...], kept: str, tmp_path: Path
 ) -> None:
-    """Refused while parsing, the earlier run's files as they were; only a command that
-    can go on from that record (``train spsa --resume``) offers to."""
+    """Refused before the run, the earlier run's files as they were; only a command that
+    can go on from that record (``train spsa|last-layer|mlp --resume``) offers to."""
     from typer.testing import CliRunner
 
     from sidra.cli.main import app
@@ -516,9 +516,31 @@ def test_a_folder_holding_an_earlier_record_is_not_written_over(
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.replace("│", " ").split())
     assert f"which holds an earlier run's record ({kept}); name another folder" in text
-    assert ("--resume" in text) == (path == ("train", "spsa"))
+    assert ("--resume" in text) == (path[1] in ("spsa", "last-layer", "mlp"))
     assert [p.name for p in earlier.iterdir()] == [kept]
     assert (earlier / kept).read_text() == '{"test_accuracy": 0.97}'
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in _commands_with("--out") if p[0] == "train"], ids=" ".join
+)
+def test_a_remote_job_s_folder_holding_an_earlier_record_is_refused_before_it_is_sent(
+    path: tuple[str, ...], tmp_path: Path
+) -> None:
+    """A --remote-job saves its record into --out when it ends: a folder holding another
+    run's is refused before anything is sent (nothing listens at the server given)."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    earlier = tmp_path / "run"
+    earlier.mkdir()
+    (earlier / "summary.json").write_text("{}")
+    remote = ["--remote-job", "--server", "127.0.0.1:1", "--out", str(earlier)]
+    result = CliRunner().invoke(app, [*path, *remote])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "which holds an earlier run's record (summary.json)" in text
 
 
 def test_every_training_command_takes_a_record_folder() -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from sidra.characterize import characterize
@@ -182,9 +184,10 @@ def test_pat_keeps_the_twin_s_epochs_and_the_board_s(
 
 
 def test_sidra_train_saves_the_epochs_made_and_exits_1(tmp_path: Path) -> None:
-    """``sidra train mlp`` whose board goes: the record of the whole epochs in --out,
-    the summary printed (--json), the board's error and where the record is said; exit 1.
-    The same command again is refused: it would write over that record."""
+    """``sidra train mlp`` whose board goes: the record of the whole epochs and a
+    checkpoint in --out, the summary printed (--json), the board's error, where the
+    record is and how to go on said; exit 1. The same command again is refused (it
+    would write over that record); with --resume it goes on to the end."""
     out = tmp_path / "run"
     faults = "unplug_after=150,unplug_s=inf"
     with process("board", "serve", "--pty", "--preset", "ideal", "--faults", faults) as (url, _):
@@ -201,14 +204,22 @@ def test_sidra_train_saves_the_epochs_made_and_exits_1(tmp_path: Path) -> None:
     assert unwrapped("sidra train: BoardUnavailable:") in said
     assert unwrapped(f"the board went away after epoch {done} of {EPOCHS}") in said
     assert unwrapped(f"the record of the epochs made is in {out}") in said
+    assert unwrapped(f"the same command with --resume --out {out} goes on") in said
     settings = json.loads((out / "settings.json").read_text())
     assert settings["interrupted_at_epoch"] == done and settings["dataset"] == "iris"
     assert (out / "weights.npy").is_file() and (out / "plot.png").is_file()
-    again = run_sidra(
-        "train", "mlp", "--board", "emu://?preset=ideal", "--dataset", "iris", "--out", str(out)
-    )
-    assert again.returncode == 2
-    assert unwrapped("holds an earlier run's record") in unwrapped(again.stderr)
+    assert json.loads((out / "checkpoint.json").read_text())["epoch"] == done
+    again = ["train", "mlp", "--board", "emu://?preset=ideal", "--dataset", "iris",
+             "--hidden", "16", "--epochs", str(EPOCHS), "--out", str(out)]  # fmt: skip
+    refused = run_sidra(*again)
+    assert refused.returncode == 2
+    assert unwrapped("holds an earlier run's record") in unwrapped(refused.stderr)
+    assert unwrapped("or --resume to go on from it") in unwrapped(refused.stderr)
+    resumed = run_sidra(*again, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    finished = json.loads(resumed.stdout)
+    assert finished["steps"] == summary["steps"] // done * EPOCHS
+    assert "interrupted_at_epoch" not in finished and finished["train_accuracy"] > 0
 
 
 def test_a_job_that_loses_its_board_fails_keeping_its_record(tmp_path: Path) -> None:
@@ -246,3 +257,94 @@ def test_a_comparison_that_loses_its_board_raises_the_board_s_error() -> None:
     options = CompareOptions(budget=40, seeds=[0], methods=["last-layer"])
     with unplugged_after(60) as board, pytest.raises(BoardUnavailable):
         compare_methods(board, load_dataset("iris"), options)
+
+
+RESUMABLE: dict[str, tuple[Trainer, Any, int]] = {
+    name: TRAINERS[name] for name in ("last-layer", "mlp")
+}
+"""The trainers that go on from a checkpoint (``--resume``)."""
+
+
+@pytest.mark.parametrize("job", list(RESUMABLE))
+def test_a_run_that_loses_its_board_goes_on_from_its_checkpoint(job: str, tmp_path: Path) -> None:
+    """Saved at the last whole epoch when the board goes, and gone on with on a board
+    again, the run ends as the uninterrupted one does on the ideal board: the same
+    weights, losses, test checkpoints and loss evaluations (its device writes more by
+    the layers programmed again)."""
+    train, options, frames = RESUMABLE[job]
+    data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        whole = train(board, data, options)
+    with unplugged_after(frames) as board, pytest.raises(RunInterrupted) as lost:
+        train(board, data, options, checkpoint=path)
+    assert lost.value.checkpoint == path
+    assert json.loads(path.read_text())["epoch"] == lost.value.steps < EPOCHS
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        resumed = train(board, data, options, checkpoint=path, resume=True)
+    assert resumed.weights is not None and whole.weights is not None
+    assert np.array_equal(resumed.weights, whole.weights)
+    assert resumed.losses == whole.losses
+    steps = [(c.step, c.test_accuracy) for c in resumed.checkpoints]
+    assert steps == [(c.step, c.test_accuracy) for c in whole.checkpoints]
+    assert resumed.loss_evaluations == whole.loss_evaluations
+    assert resumed.test_accuracy == whole.test_accuracy
+    assert resumed.train_accuracy == whole.train_accuracy
+    assert resumed.measures == whole.measures
+    assert resumed.device_writes > whole.device_writes
+
+
+@pytest.mark.parametrize("job", list(RESUMABLE))
+def test_a_run_asked_to_stop_saves_its_checkpoint_and_goes_on_to_the_end(
+    job: str, tmp_path: Path
+) -> None:
+    """``stop`` set during epoch 2 (Ctrl-C in ``sidra train``): the run ends there,
+    evaluated, and saves its checkpoint; gone on with, it ends as the uninterrupted run."""
+    train, options, _ = RESUMABLE[job]
+    data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
+    stop = threading.Event()
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        whole = train(board, data, options)
+        stopped = train(
+            board, data, options, checkpoint=path, stop=stop,
+            on_epoch=lambda epoch, _: stop.set() if epoch == 2 else None,
+        )  # fmt: skip
+        resumed = train(board, data, options, checkpoint=path, resume=True)
+    assert stopped.settings["stopped_at_epoch"] == 2
+    assert json.loads(path.read_text())["epoch"] == 2
+    assert resumed.losses == whole.losses and "stopped_at_epoch" not in resumed.settings
+    assert resumed.weights is not None and whole.weights is not None
+    assert np.array_equal(resumed.weights, whole.weights)
+
+
+def test_a_checkpoint_of_another_run_is_refused_naming_it(tmp_path: Path) -> None:
+    """Going on with other options, or as another job, would not be that run."""
+    data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
+    options = MLPOptions(epochs=EPOCHS, hidden=(16,))
+    stop = threading.Event()
+    stop.set()  # stops after the first epoch, saving the checkpoint
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        train_mlp(board, data, options, checkpoint=path, stop=stop)
+        with pytest.raises(ValueError, match=r"options differ from the run's: \['learning_rate'\]"):
+            train_mlp(
+                board, data, options.model_copy(update={"learning_rate": 0.5}),
+                checkpoint=path, resume=True,
+            )  # fmt: skip
+        with pytest.raises(ValueError, match="a mlp run, not last-layer"):
+            train_last_layer(board, data, LastLayerOptions(), checkpoint=path, resume=True)
+        with pytest.raises(ValueError, match="cannot be read"):
+            train_mlp(board, data, options, checkpoint=tmp_path / "none.json", resume=True)
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (("--resume",), "--resume needs --out"),
+        (("--resume", "--remote-job", "--server", "127.0.0.1:1"), "--resume is for runs from here"),
+    ],
+)
+def test_resume_without_a_folder_or_with_a_remote_job_is_a_usage_error(
+    extra: tuple[str, ...], said: str
+) -> None:
+    refused = run_sidra("train", "last-layer", "--dataset", "iris", *extra)
+    assert refused.returncode == 2, refused.stderr
+    assert unwrapped(said) in unwrapped(refused.stderr)

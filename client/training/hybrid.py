@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
+from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.options import LastLayerOptions
 from sidra.training.placement import LayerShape, Placement, place
 from sidra.training.records import Checkpoint, TrainingRecord
@@ -165,36 +167,48 @@ def train_last_layer(
     *,
     on_epoch: Callable[[int, float], None] | None = None,
     stop: threading.Event | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainingRecord:
     """Random features W1 ~ N(0, 1/n_in), b1 ~ N(0, 0.25) frozen on a tile; the head is
     trained with exact host gradients and programmed with write-verify. Once ``stop`` is
     set the run ends after the epoch under way, its record's ``stopped_at_epoch`` that
-    epoch."""
+    epoch. With ``checkpoint`` the run is saved there (an EpochCheckpoint) when it stops
+    so or its board goes away (RunInterrupted); ``resume`` goes on from it (the same
+    options)."""
     o = options or LastLayerOptions()
+    saved = EpochCheckpoint.load(checkpoint, o, "last-layer") if resume else None
     rng = np.random.default_rng(o.seed)
     features, head, w1 = _last_layer_tiles(board, data, o, rng)
     placed = {"features": [b.tile for b in features.blocks], "head": [b.tile for b in head.blocks]}
     meter = JobMeter(board, [features, head])
+    initial = [w1, np.zeros(head.shape, np.float32)]
     net = HybridNetwork(
         [features, head],
-        [w1, np.zeros(head.shape, np.float32)],
+        initial if saved is None else saved.targets,
         trainable=o.trainable,
         threshold=o.threshold,
     )
     record = TrainingRecord(settings=o.settings() | {"job": "last-layer", "placement": placed})
+    if saved is not None:
+        saved.restore(record, meter, net, rng)
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
-    kept = EpochsKept(record, meter)
+    rates = np.linspace(o.learning_rate, final, o.epochs)
+    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
     with kept.guard():  # the board gone mid-way: the epochs made are kept
-        for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
-            losses = net.epoch(data.x_train, data.y_train, float(rate), o.batch_size, rng)
+        for epoch in range(1 if saved is None else saved.epoch + 1, o.epochs + 1):
+            rate = float(rates[epoch - 1])
+            losses = net.epoch(data.x_train, data.y_train, rate, o.batch_size, rng)
             record.losses += losses
             meter.charge_losses(len(losses))
             test = accuracy(net.predict(data.x_test), data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            kept.passed(epoch, net.weights[-1], net.programs)
+            state = EpochCheckpoint.at(epoch, record, net, rng) if checkpoint else None
+            kept.passed(epoch, net.weights[-1], net.programs, state)
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):
+                kept.save()  # to go on from, as from a board gone
                 break
         record.weights = net.weights[-1]
         record.steps = len(record.losses)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,7 @@ from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
+from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.gradients import cosine
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import MLPOptions
@@ -88,11 +90,19 @@ def train_mlp(
     *,
     on_epoch: Callable[[int, float], None] | None = None,
     stop: threading.Event | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainingRecord:
     """Trains the perceptron on ``board``; returns its record (``stop``: as for
-    :func:`train_network`)."""
+    :func:`train_network`). With ``checkpoint`` the run is saved there (an
+    EpochCheckpoint) when it stops so or its board goes away (RunInterrupted);
+    ``resume`` goes on from it (the same options)."""
     o = options or MLPOptions()
-    record, _ = train_network(board, data, o, HybridNetwork, on_epoch=on_epoch, stop=stop)
+    saved = EpochCheckpoint.load(checkpoint, o, "mlp") if resume else None
+    record, _ = train_network(
+        board, data, o, HybridNetwork, on_epoch=on_epoch, stop=stop,
+        checkpoint=checkpoint, saved=saved,
+    )  # fmt: skip
     return record
 
 
@@ -108,6 +118,8 @@ def train_network(
     initial: Sequence[Array] | None = None,
     train_accuracy: bool = True,
     stop: threading.Event | None = None,
+    checkpoint: str | Path | None = None,
+    saved: EpochCheckpoint | None = None,
 ) -> tuple[TrainingRecord, HybridNetwork]:
     """The perceptron of ``o`` trained on ``board``, its backward pass as ``network``'s
     class computes it (:class:`HybridNetwork`: TransposeMVM on the board); the record
@@ -120,7 +132,9 @@ def train_network(
     initialisation (the full matrices, bias rows included). ``train_accuracy`` False
     leaves the record's at 0.0 rather than reading the whole training set once more (a
     first part whose record only hands its weights on). Once ``stop`` is set the run
-    ends after the epoch under way, its record's ``stopped_at_epoch`` that epoch."""
+    ends after the epoch under way, its record's ``stopped_at_epoch`` that epoch.
+    ``checkpoint``: where the run is saved when it stops so or its board goes away;
+    ``saved``: the run to go on from (a whole schedule's)."""
     rates = epoch_rates(o)
     first, end, _ = (epochs or slice(None)).indices(len(rates))
     if not 0 <= first < end:
@@ -128,13 +142,20 @@ def train_network(
     # A later part of a schedule draws its minibatches from a stream of its own.
     rng = np.random.default_rng(o.seed if first == 0 else [o.seed, first])
     layers, placement = mlp_layers(board, data, o)
-    weights = _initial_weights(layers, o, rng) if initial is None else _copied(initial, layers)
+    if saved is not None:  # programmed as they were last, then held as they were
+        weights = _copied(saved.targets, layers)
+    else:
+        weights = _initial_weights(layers, o, rng) if initial is None else _copied(initial, layers)
     meter = JobMeter(board, layers)
     trainable = len(layers) if o.trainable is None else o.trainable
     net = network(layers, weights, trainable=trainable, threshold=o.threshold)
     record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
     cosines: list[list[float]] = []
-    kept = EpochsKept(record, meter)
+    if saved is not None:
+        saved.restore(record, meter, net, rng)
+        cosines = [list(c) for c in saved.extras.get("cosines", [])]
+        first = saved.epoch
+    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch, rate in enumerate(rates[first:end], start=first + 1):
             order = rng.permutation(len(data.x_train))
@@ -155,11 +176,15 @@ def train_network(
             tested = net.predict(data.x_test, read_repeats=o.eval_read_repeats)
             test = accuracy(tested, data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            kept.passed(epoch, net.weights[-1], net.programs)
+            state = None
+            if checkpoint is not None:
+                state = EpochCheckpoint.at(epoch, record, net, rng, {"cosines": cosines})
+            kept.passed(epoch, net.weights[-1], net.programs, state)
             if on_epoch is not None:
                 on_epoch(epoch, test)
             # Against the whole schedule's last epoch: a part of it (pat's) stops too.
             if stopped(stop, record.settings, epoch, len(rates)):
+                kept.save()  # to go on from, as from a board gone
                 break
         record.weights = net.weights[-1]
         record.steps = len(record.losses)

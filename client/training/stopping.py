@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +28,7 @@ from sidra.drivers import InvalidArgument, SidraError
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.records import INTERRUPTED, STOPPED_AT, TrainingRecord
 
-__all__ = ["EpochsKept", "RunInterrupted", "stopped"]
+__all__ = ["EpochsKept", "RunInterrupted", "Saveable", "stopped"]
 
 
 class RunInterrupted(Exception):
@@ -63,21 +63,44 @@ class EpochsKept:
     that reads the board's write counter once (the meter's counts) and copies the
     output layer's weights, which is all a record holds of the network."""
 
-    def __init__(self, record: TrainingRecord, meter: JobMeter) -> None:
+    def __init__(
+        self, record: TrainingRecord, meter: JobMeter, checkpoint: Path | None = None
+    ) -> None:
         self.record, self.meter = record, meter
+        self.checkpoint = checkpoint
+        """Where a run that can go on (:meth:`passed` given its state) is saved, if at all."""
         self.epoch = 0
         """The last whole epoch (0: none yet)."""
         self._losses = self._checkpoints = self._programs = 0
         self._counts = JobCounts()
         self._weights: npt.NDArray[np.float32] | None = None
+        self._state: Saveable | None = None
 
-    def passed(self, epoch: int, weights: npt.NDArray[np.float32], programs: int) -> None:
+    def passed(
+        self,
+        epoch: int,
+        weights: npt.NDArray[np.float32],
+        programs: int,
+        state: Callable[[JobCounts], Saveable] | None = None,
+    ) -> None:
         """Epoch ``epoch`` is whole: its losses and checkpoint are in the record, the
-        output layer holds ``weights``, ``programs`` Program calls were issued."""
+        output layer holds ``weights``, ``programs`` Program calls were issued.
+        ``state``: what going on from here needs (an EpochCheckpoint), given the counts
+        spent; saved to :attr:`checkpoint` if the run stops or its board goes before
+        the next epoch is whole."""
         self.epoch, self._programs = epoch, programs
         self._losses, self._checkpoints = len(self.record.losses), len(self.record.checkpoints)
         self._counts = self.meter.read()
         self._weights = weights.copy()
+        self._state = None if state is None else state(self._counts)
+
+    def save(self) -> Path | None:
+        """Saves the state of the last whole epoch to :attr:`checkpoint`; where it went,
+        None when there is nothing to save or nowhere to."""
+        if self.checkpoint is None or self._state is None:
+            return None
+        self._state.save(self.checkpoint)
+        return self.checkpoint
 
     def kept(self, cause: SidraError) -> TrainingRecord:
         """The record as it stood after :attr:`epoch`, saying why the run ended there
@@ -108,7 +131,16 @@ class EpochsKept:
         except SidraError as exc:
             if isinstance(exc, InvalidArgument) or self.epoch == 0:
                 raise
-            raise RunInterrupted(exc, self.epoch, unit="epoch", record=self.kept(exc)) from exc
+            saved = self.save()
+            raise RunInterrupted(
+                exc, self.epoch, saved, unit="epoch", record=self.kept(exc)
+            ) from exc
+
+
+class Saveable(Protocol):
+    """A run's state that can be saved to go on from (an EpochCheckpoint)."""
+
+    def save(self, path: str | Path) -> None: ...
 
 
 def _named(error: SidraError) -> str:

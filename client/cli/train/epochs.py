@@ -9,7 +9,7 @@ import typer
 
 from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.params import ANY_TILE, BoardUrl, Dataset, Out, RemoteJob, ServerAddress
-from sidra.cli.train.running import by_epochs
+from sidra.cli.train.running import CHECKPOINT, by_epochs
 from sidra.training import (
     EqPropOptions,
     FFEstimator,
@@ -24,6 +24,14 @@ from sidra.training import (
 )
 
 __all__ = ["eqprop", "forward_forward", "last_layer", "mlp"]
+
+Resume = Annotated[
+    bool,
+    typer.Option(
+        help=f"Go on from <out>/{CHECKPOINT}, saved when a run of the same options stopped "
+        "or lost its board."
+    ),
+]
 
 
 _LAST_LAYER = LastLayerOptions()
@@ -62,19 +70,22 @@ def last_layer(
     head_weight_limit: Annotated[
         float, _last_layer("head_weight_limit")
     ] = _LAST_LAYER.head_weight_limit,
+    resume: Resume = False,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Fixed random feature layer on the board, head trained with exact gradients.
 
-    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130); a
-    second Ctrl-C stops at once."""
+    Ctrl-C stops the run after the epoch under way and keeps its record and a
+    checkpoint in --out (exit 130; the same command with --resume goes on); a second
+    Ctrl-C stops at once. A board gone mid-way keeps them too (exit 1)."""
     # typer gives an option never named as an empty list: no head tiles means "placed".
     options = job_options(LastLayerOptions, ctx, head_tiles=head_tiles or None)
     by_epochs(
-        "last-layer", train_last_layer, options, dataset, board, server, out, remote_job, as_json
-    )
+        "last-layer", train_last_layer, options, dataset, board, server, out, remote_job,
+        as_json, resume,
+    )  # fmt: skip
 
 
 def mlp(
@@ -98,6 +109,7 @@ def mlp(
     seed: Annotated[int, _mlp("seed")] = _MLP.seed,
     tiles: Annotated[list[int], _mlp("tiles", "--tiles", "--tile")] = ANY_TILE,
     trainable: Annotated[int | None, _mlp("trainable")] = _MLP.trainable,
+    resume: Resume = False,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -106,10 +118,11 @@ def mlp(
 
     The summary gives each layer's gradient cosine to the exact gradient.
 
-    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130); a
-    second Ctrl-C stops at once."""
+    Ctrl-C stops the run after the epoch under way and keeps its record and a
+    checkpoint in --out (exit 130; the same command with --resume goes on); a second
+    Ctrl-C stops at once. A board gone mid-way keeps them too (exit 1)."""
     options = job_options(MLPOptions, ctx)
-    by_epochs("mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json)
+    by_epochs("mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json, resume)
 
 
 def forward_forward(

@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
+from sidra.cli.train.params import keeps_no_record
 from sidra.client.remote import connect_server
 from sidra.drivers import Board, InvalidArgument, SidraError, open_board
 from sidra.training import (
@@ -61,7 +62,8 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.json"
-"""The file in ``--out`` an SPSA run saves its checkpoint to and ``--resume`` goes on from."""
+"""The file in ``--out`` a run saves its checkpoint to and ``--resume`` goes on from
+(``spsa``, ``last-layer``, ``mlp``)."""
 
 
 @contextlib.contextmanager
@@ -141,10 +143,16 @@ def keeping_lost_epochs(
         summary = lost.record.summary() | {"record": str(folder)}
         print_summary(summary, f"{job} on {dataset}", as_json, console)
         cause = lost.cause
+        how = ""
+        if lost.checkpoint is not None:
+            how = (
+                f"; the same command with --resume --out {folder} goes on from "
+                f"{lost.checkpoint.name} once the board answers again"
+            )
         typer.echo(
             f"sidra train: {type(cause).__name__}: {cause}; the board went away after "
             f"{lost.unit} {lost.steps} of {total}: the record of the {lost.unit}s made is "
-            f"in {folder}",
+            f"in {folder}{how}",
             err=True,
         )
         raise typer.Exit(1) from lost
@@ -299,13 +307,31 @@ def by_epochs(
     out: Path | None,
     remote_job: bool,
     as_json: bool,
+    resume: bool | None = None,
 ) -> None:
     """A job trained in epochs (``train(board, data, options, on_epoch=...)``): run here
-    with a progress bar and its record saved, or inside ``server`` (``remote_job``)."""
+    with a progress bar and its record saved, or inside ``server`` (``remote_job``).
+    ``resume`` not None: the job can go on from a checkpoint (``train(...,
+    checkpoint=, resume=)``), saved in the record folder when it stops or its board
+    goes away; True goes on from it."""
     console = Console(stderr=as_json)
+    if resume is not None and out is not None and not resume:
+        # Here, not while parsing (sidra.cli.train.params.usable_folder): --out may come
+        # before --resume.
+        keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
     if remote_job:
+        if resume:
+            raise typer.BadParameter(
+                "--resume is for runs from here; a --remote-job keeps its record in the server"
+            )
         submitted(server, job, options, dataset, out, as_json, console)
         return
+    going_on: dict[str, Any] = {}
+    if resume is not None:
+        if resume and out is None:
+            raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
+        out = record_folder(out, job)
+        going_on = {"checkpoint": out / CHECKPOINT, "resume": resume}
     data = dataset_named(dataset)
     with (
         keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console),
@@ -314,6 +340,8 @@ def by_epochs(
         stop_on_interrupt(console, "epoch") as stop,
     ):
         task = progress.add_task(job, total=options.epochs, status="")
-        record = train(target, data, options, on_epoch=epoch_status(progress, task), stop=stop)
+        record = train(
+            target, data, options, on_epoch=epoch_status(progress, task), stop=stop, **going_on
+        )
     finish(record, dataset, job, out, as_json, console)
-    exit_if_stopped(record.settings, options.epochs, console)
+    exit_if_stopped(record.settings, options.epochs, console, resume=out if going_on else None)

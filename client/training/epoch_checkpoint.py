@@ -1,0 +1,160 @@
+"""A run in epochs saved between two epochs, to go on from once its board is back.
+
+What a network trained by exact gradients (``last-layer``, ``mlp``: a
+:class:`~sidra.training.hybrid.HybridNetwork`) needs to go on exactly as it would have:
+every layer's weights as the host holds them and as they were last programmed (the
+targets: a weight moved less than the threshold since is still to be written), the
+generator's state (the next epoch's shuffle), the record so far and the counts spent.
+The board holds nothing the run needs back: going on, each layer is programmed with
+its targets, so a board that restarted meanwhile (or another board) serves as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.training.accounting import JobCounts, JobMeter
+from sidra.training.options import JobOptions
+from sidra.training.records import Checkpoint, TrainingRecord
+
+if TYPE_CHECKING:  # the trainers import this module
+    from sidra.training.hybrid import HybridNetwork
+
+__all__ = ["EPOCH_CHECKPOINT_VERSION", "EpochCheckpoint"]
+
+EPOCH_CHECKPOINT_VERSION = 1
+
+Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class EpochCheckpoint:
+    """A run after its ``epoch``-th whole epoch: what going on from there exactly needs."""
+
+    settings: dict[str, Any]
+    """The record's settings (the options, job, placement)."""
+    epoch: int
+    """The last whole epoch."""
+    generator: dict[str, Any]
+    """The run's generator's ``bit_generator.state``."""
+    weights: list[Array]
+    """Every layer's weights as the host holds them."""
+    targets: list[Array]
+    """Every layer's weights as last programmed."""
+    programs: int
+    """Program calls the training updates issued."""
+    losses: list[float]
+    checkpoints: list[Checkpoint]
+    counts: JobCounts
+    """What the run had spent (the board's writes, calls and modeled cost)."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """What else a trainer keeps between epochs, as JSON (mlp: its gradient cosines)."""
+
+    @classmethod
+    def at(
+        cls,
+        epoch: int,
+        record: TrainingRecord,
+        net: HybridNetwork,
+        rng: np.random.Generator,
+        extras: dict[str, Any] | None = None,
+    ) -> Callable[[JobCounts], EpochCheckpoint]:
+        """The run as it stands now, after ``epoch`` (copies: training goes on), given
+        the counts spent (:meth:`EpochsKept.passed <sidra.training.stopping.EpochsKept.
+        passed>` reads them once for this and the record it keeps)."""
+        settings, generator = dict(record.settings), dict(rng.bit_generator.state)
+        weights, targets = [w.copy() for w in net.weights], [t.copy() for t in net.targets]
+        programs = net.programs
+        losses, checkpoints = list(record.losses), list(record.checkpoints)
+        kept = json.loads(json.dumps(extras or {}))  # a copy of them as they are now
+
+        def with_counts(counts: JobCounts) -> EpochCheckpoint:
+            return cls(
+                settings, epoch, generator, weights, targets, programs, losses,
+                checkpoints, counts, kept,
+            )  # fmt: skip
+
+        return with_counts
+
+    def save(self, path: str | Path) -> None:
+        """Writes the checkpoint atomically: a crash never leaves half a file."""
+        payload = {
+            "version": EPOCH_CHECKPOINT_VERSION,
+            "settings": self.settings,
+            "epoch": self.epoch,
+            "generator": self.generator,
+            "weights": [w.tolist() for w in self.weights],
+            "targets": [t.tolist() for t in self.targets],
+            "programs": self.programs,
+            "losses": self.losses,
+            "checkpoints": [dataclasses.asdict(c) for c in self.checkpoints],
+            "counts": dataclasses.asdict(self.counts),
+            "extras": self.extras,
+        }
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_text(json.dumps(payload))
+        partial.replace(target)
+
+    @classmethod
+    def load(cls, path: str | Path | None, options: JobOptions, job: str) -> EpochCheckpoint:
+        """Reads ``path``; ValueError naming the file for another version, another job,
+        or a run of other options (going on with them would not be that run)."""
+        if path is None:
+            raise ValueError("resume: needs a checkpoint path")
+        try:
+            saved: dict[str, Any] = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+        version = saved.get("version")
+        if version != EPOCH_CHECKPOINT_VERSION or "epoch" not in saved:
+            raise ValueError(
+                f"checkpoint {path}: version {version}, expected an epoch checkpoint of "
+                f"version {EPOCH_CHECKPOINT_VERSION}"
+            )
+        settings = saved["settings"]
+        if settings.get("job") != job:
+            raise ValueError(f"checkpoint {path}: a {settings.get('job')} run, not {job}")
+        mismatched = [
+            name for name, value in options.settings().items() if settings.get(name) != value
+        ]
+        if mismatched:
+            raise ValueError(f"checkpoint {path}: options differ from the run's: {mismatched}")
+        return cls(
+            settings=settings,
+            epoch=int(saved["epoch"]),
+            generator=saved["generator"],
+            weights=[np.array(w, np.float32) for w in saved["weights"]],
+            targets=[np.array(t, np.float32) for t in saved["targets"]],
+            programs=int(saved["programs"]),
+            losses=[float(x) for x in saved["losses"]],
+            checkpoints=[Checkpoint(**c) for c in saved["checkpoints"]],
+            counts=JobCounts(**saved["counts"]),
+            extras=saved.get("extras", {}),
+        )
+
+    def restore(
+        self, record: TrainingRecord, meter: JobMeter, net: HybridNetwork, rng: np.random.Generator
+    ) -> None:
+        """Puts ``net`` (built with :attr:`targets`, so programmed with them), ``rng``, the
+        record and the meter where the run was saved."""
+        for held, saved in zip(net.weights, self.weights, strict=True):
+            if held.shape != saved.shape:
+                raise ValueError(
+                    f"checkpoint: a layer of shape {saved.shape}, expected {held.shape}"
+                )
+            held[...] = saved
+        net.programs = self.programs
+        rng.bit_generator.state = self.generator
+        record.losses = list(self.losses)
+        record.checkpoints = list(self.checkpoints)
+        meter.carried = self.counts
