@@ -259,18 +259,22 @@ def test_a_comparison_that_loses_its_board_raises_the_board_s_error() -> None:
         compare_methods(board, load_dataset("iris"), options)
 
 
-RESUMABLE: dict[str, tuple[Trainer, Any, int]] = {
-    name: TRAINERS[name] for name in ("last-layer", "mlp")
+RESUMABLE = TRAINERS | {
+    "ff-spsa": (
+        train_forward_forward,
+        FFOptions(epochs=EPOCHS, hidden=(16,), eval_every=2, estimator="spsa"),
+        60,
+    ),
 }
-"""The trainers that go on from a checkpoint (``--resume``)."""
+"""The trainers that go on from a checkpoint (``--resume``): every one but pat's; ff
+with both of its estimators (SPSA's gains go on from the step they reached)."""
 
 
 @pytest.mark.parametrize("job", list(RESUMABLE))
 def test_a_run_that_loses_its_board_goes_on_from_its_checkpoint(job: str, tmp_path: Path) -> None:
     """Saved at the last whole epoch when the board goes, and gone on with on a board
     again, the run ends as the uninterrupted one does on the ideal board: the same
-    weights, losses, test checkpoints and loss evaluations (its device writes more by
-    the layers programmed again)."""
+    weights, losses, test checkpoints, loss evaluations and measures."""
     train, options, frames = RESUMABLE[job]
     data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
     with open_board("emu://?preset=ideal&seed=0") as board:
@@ -290,7 +294,8 @@ def test_a_run_that_loses_its_board_goes_on_from_its_checkpoint(job: str, tmp_pa
     assert resumed.test_accuracy == whole.test_accuracy
     assert resumed.train_accuracy == whole.train_accuracy
     assert resumed.measures == whole.measures
-    assert resumed.device_writes > whole.device_writes
+    # The layers programmed again going on count where a run counts its first Program.
+    assert resumed.device_writes >= whole.device_writes
 
 
 @pytest.mark.parametrize("job", list(RESUMABLE))

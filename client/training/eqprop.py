@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +54,7 @@ from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
+from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.gradients import cosine
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import EqPropOptions, Nudging
@@ -117,6 +120,29 @@ class SettlingLog:
     nudged: list[Settling] = field(default_factory=list)
     input_calls: int = 0
     """Calls reading the input coupling's drive (one pass per minibatch)."""
+
+    def note(self, phase: list[Settling], settling: Settling) -> None:
+        """Adds ``settling`` to ``phase`` (:attr:`free` or :attr:`nudged`) without its
+        states: the measures need only what it took, and a run's states add up."""
+        phase.append(replace(settling, states=[]))
+
+    def state(self) -> dict[str, Any]:
+        """What the measures need, as JSON (an epoch checkpoint's)."""
+
+        def rows(phases: list[Settling]) -> list[list[int | bool]]:
+            return [[p.iterations, p.settled, p.mvm_calls] for p in phases]
+
+        return {"free": rows(self.free), "nudged": rows(self.nudged),
+                "input_calls": self.input_calls}  # fmt: skip
+
+    @classmethod
+    def restored(cls, state: dict[str, Any]) -> SettlingLog:
+        """The log :meth:`state` was taken of."""
+
+        def phases(rows: list[list[Any]]) -> list[Settling]:
+            return [Settling([], int(i), bool(done), int(calls)) for i, done, calls in rows]
+
+        return cls(phases(state["free"]), phases(state["nudged"]), int(state["input_calls"]))
 
     def measures(self, steps: int, examples: int) -> dict[str, float | int]:
         """The settling figures of the run record and summary."""
@@ -245,11 +271,16 @@ def train_eqprop(
     *,
     on_epoch: Callable[[int, float], None] | None = None,
     stop: threading.Event | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainingRecord:
     """Trains the network on ``board`` by equilibrium propagation; returns its record.
     Once ``stop`` is set the run ends after the epoch under way, its record's
-    ``stopped_at_epoch`` that epoch."""
+    ``stopped_at_epoch`` that epoch. With ``checkpoint`` the run is saved there (an
+    EpochCheckpoint) when it stops so or its board goes away (RunInterrupted);
+    ``resume`` goes on from it (the same options)."""
     o = options or EqPropOptions()
+    saved = EpochCheckpoint.load(checkpoint, o, "eqprop") if resume else None
     rng = np.random.default_rng(o.seed)
     placement = eqprop_placement(board.info, data, o)
     widths = [data.features, *o.hidden, data.classes]
@@ -268,6 +299,8 @@ def train_eqprop(
                 input_clip=INPUT_CLIP if i == 0 else state_clip(board.info, n_in),
             )
         )  # fmt: skip
+    if saved is not None:  # programmed as they were last
+        weights = [np.array(w, np.float32) for w in saved.targets]
     meter = JobMeter(board, layers)
     couplings = HybridNetwork(layers, weights, trainable=len(layers), threshold=o.threshold)
     net = EquilibriumNetwork(couplings, tolerance=o.tolerance, damping=o.damping)
@@ -279,9 +312,15 @@ def train_eqprop(
     cosines: list[list[float]] = []
     eye = np.eye(data.classes, dtype=np.float32)
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
-    kept = EpochsKept(record, meter)
+    if saved is not None:
+        saved.restore(record, meter, couplings, rng)
+        log = SettlingLog.restored(saved.extras["log"])
+        cosines = [list(c) for c in saved.extras["cosines"]]
+    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+            if saved is not None and epoch <= saved.epoch:
+                continue
             order = rng.permutation(len(data.x_train))
             starts = range(0, len(order), o.batch_size)
             for start in starts:
@@ -291,14 +330,14 @@ def train_eqprop(
                 drive = net.input_drive(x)
                 log.input_calls += net.mvm_calls - before
                 free = net.settle(drive, net.zero_states(len(x)), o.free_iterations)
-                log.free.append(free)
+                log.note(log.free, free)
                 plus = net.settle(drive, free.states, o.nudged_iterations, beta=o.beta,
                                   target=target)  # fmt: skip
-                log.nudged.append(plus)
+                log.note(log.nudged, plus)
                 if o.nudging is Nudging.SYMMETRIC:
                     minus = net.settle(drive, free.states, o.nudged_iterations, beta=-o.beta,
                                        target=target)  # fmt: skip
-                    log.nudged.append(minus)
+                    log.note(log.nudged, minus)
                     estimate = net.estimate(x, plus, minus, o.beta, -o.beta)
                 else:
                     estimate = net.estimate(x, plus, free, o.beta, 0.0)
@@ -310,10 +349,15 @@ def train_eqprop(
             meter.charge_losses(len(starts))  # each step's cost, counted by the epoch
             test = accuracy(net.predict(data.x_test, o.free_iterations), data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            kept.passed(epoch, couplings.weights[-1], couplings.programs)
+            state = None
+            if checkpoint is not None:
+                extras = {"log": log.state(), "cosines": cosines}
+                state = EpochCheckpoint.at(epoch, record, couplings, rng, extras)
+            kept.passed(epoch, couplings.weights[-1], couplings.programs, state)
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):
+                kept.save()  # to go on from, as from a board gone
                 break
         record.weights = couplings.weights[-1]
         record.steps = len(record.losses)

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +45,7 @@ from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
+from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.estimators import SPSAGradient
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import HIDDEN_INPUT_CLIP
@@ -207,6 +210,17 @@ class Adam:
         result: Array = (m_hat / (np.sqrt(v_hat) + np.float32(self.epsilon))).astype(np.float32)
         return result
 
+    def state(self) -> dict[str, Any]:
+        """The moments and step counts, as JSON (an epoch checkpoint's)."""
+        return {"m": [m.tolist() for m in self.m], "v": [v.tolist() for v in self.v],
+                "t": list(self.t)}  # fmt: skip
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Back to :meth:`state`'s moments and step counts."""
+        self.m = [np.array(m, np.float32) for m in state["m"]]
+        self.v = [np.array(v, np.float32) for v in state["v"]]
+        self.t = [int(t) for t in state["t"]]
+
 
 def ff_placement(info: BoardInfo, data: Dataset, o: FFOptions) -> Placement:
     """The tiles of each layer, input side first (``layer0``, ``layer1``, ...)."""
@@ -222,16 +236,21 @@ def train_forward_forward(
     *,
     on_epoch: Callable[[int, float | None], None] | None = None,
     stop: threading.Event | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainingRecord:
     """Trains the layers on ``board`` by forward-forward; returns the run's record.
 
     ``on_epoch(epoch, test_accuracy)`` is called after every epoch (where a job can be
     stopped), with None for an epoch without a test checkpoint (``eval_every``). Once
     ``stop`` is set the run ends after the epoch under way (tested then, as a last
-    epoch is, after ``on_epoch``), its record's ``stopped_at_epoch`` that epoch."""
+    epoch is, after ``on_epoch``), its record's ``stopped_at_epoch`` that epoch. With
+    ``checkpoint`` the run is saved there (an EpochCheckpoint) when it stops so or its
+    board goes away (RunInterrupted); ``resume`` goes on from it (the same options)."""
     o = options or FFOptions()
+    saved = EpochCheckpoint.load(checkpoint, o, "ff") if resume else None
     rng = np.random.default_rng(o.seed)
-    net = _network(board, data, o, rng)
+    net = _network(board, data, o, rng, None if saved is None else saved.targets)
     meter = JobMeter(board, net.layers)
     record = TrainingRecord(
         settings=o.settings()
@@ -243,9 +262,18 @@ def train_forward_forward(
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
     evaluations = len(net.layers) * (2 * o.resamplings if o.estimator is FFEstimator.SPSA else 1)
     by_label = np.zeros(0)
-    kept = EpochsKept(record, meter)
+    if saved is not None:
+        saved.restore(record, meter, net.hybrid, rng)
+        adam.restore(saved.extras["adam"])
+        by_label = np.array(saved.extras["by_label"])
+        if o.estimator is FFEstimator.SPSA:  # the gains of the steps made are spent
+            for _ in range(saved.epoch * batches):
+                next(spsa_rates), next(spsa_sizes)
+    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
+            if saved is not None and epoch <= saved.epoch:
+                continue
             order = rng.permutation(len(data.x_train))
             for start in range(0, len(order), o.batch_size):
                 batch = order[start : start + o.batch_size]
@@ -267,10 +295,15 @@ def train_forward_forward(
             test: float | None = None
             if epoch % o.eval_every == 0 or epoch == o.epochs:
                 by_label, test = _tested(net, data, record, meter)
-            kept.passed(epoch, net.weights[-1], net.hybrid.programs)
+            state = None
+            if checkpoint is not None:
+                extras = {"adam": adam.state(), "by_label": by_label.tolist()}
+                state = EpochCheckpoint.at(epoch, record, net.hybrid, rng, extras)
+            kept.passed(epoch, net.weights[-1], net.hybrid.programs, state)
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):
+                kept.save()  # to go on from (the epoch's state before its test below)
                 if test is None:  # a run's last epoch is tested, a stopped run's too
                     by_label, test = _tested(net, data, record, meter)
                 break
@@ -303,9 +336,14 @@ def goodness_separation(by_label: npt.NDArray[np.float64], labels: Labels) -> li
 
 
 def _network(
-    board: Board, data: Dataset, o: FFOptions, rng: np.random.Generator
+    board: Board,
+    data: Dataset,
+    o: FFOptions,
+    rng: np.random.Generator,
+    programmed: Sequence[Array] | None = None,
 ) -> ForwardForwardNetwork:
-    """The layers on their placed tiles, programmed with N(0, 1/n_in) weights, biases 0."""
+    """The layers on their placed tiles, programmed with N(0, 1/n_in) weights, biases 0,
+    or with ``programmed`` (a run gone on with: its layers as last programmed)."""
     placement = ff_placement(board.info, data, o)
     widths = [data.features + data.classes, *o.hidden]
     layers, weights = [], []
@@ -322,6 +360,8 @@ def _network(
                 input_clip=INPUT_CLIP if i == 0 else HIDDEN_INPUT_CLIP,
             )
         )  # fmt: skip
+    if programmed is not None:
+        weights = [np.array(w, np.float32) for w in programmed]
     return ForwardForwardNetwork(
         layers, weights, classes=data.classes, label_scale=o.label_scale,
         theta=o.goodness_threshold, threshold=o.threshold,

@@ -150,6 +150,7 @@ def forward_forward(
     digital_bias: Annotated[bool | None, _ff("digital_bias")] = _FF.digital_bias,
     seed: Annotated[int, _ff("seed")] = _FF.seed,
     tiles: Annotated[list[int], _ff("tiles", "--tiles", "--tile")] = ANY_TILE,
+    resume: Resume = False,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -159,12 +160,14 @@ def forward_forward(
     Every layer's forward passes run on the board; each layer learns from its own
     goodness (exact local gradient, or layer-local SPSA).
 
-    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130); a
-    second Ctrl-C stops at once."""
+    Ctrl-C stops the run after the epoch under way and keeps its record and a
+    checkpoint in --out (exit 130; the same command with --resume goes on); a second
+    Ctrl-C stops at once. A board gone mid-way keeps them too (exit 1)."""
     options = job_options(FFOptions, ctx)
     by_epochs(
-        "ff", train_forward_forward, options, dataset, board, server, out, remote_job, as_json
-    )
+        "ff", train_forward_forward, options, dataset, board, server, out, remote_job,
+        as_json, resume,
+    )  # fmt: skip
 
 
 def eqprop(
@@ -192,6 +195,7 @@ def eqprop(
     cosine_every: Annotated[int, _eqprop("cosine_every")] = _EQPROP.cosine_every,
     seed: Annotated[int, _eqprop("seed")] = _EQPROP.seed,
     tiles: Annotated[list[int], _eqprop("tiles", "--tiles", "--tile")] = ANY_TILE,
+    resume: Resume = False,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -201,7 +205,11 @@ def eqprop(
     The phases settle by MVM and TransposeMVM; the local update contrasts their
     equilibria. The summary gives the settling cost.
 
-    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130); a
-    second Ctrl-C stops at once."""
+    Ctrl-C stops the run after the epoch under way and keeps its record and a
+    checkpoint in --out (exit 130; the same command with --resume goes on); a second
+    Ctrl-C stops at once. A board gone mid-way keeps them too (exit 1)."""
     options = job_options(EqPropOptions, ctx)
-    by_epochs("eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json)
+    by_epochs(
+        "eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json,
+        resume,
+    )  # fmt: skip

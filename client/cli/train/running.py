@@ -63,7 +63,7 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.json"
 """The file in ``--out`` a run saves its checkpoint to and ``--resume`` goes on from
-(``spsa``, ``last-layer``, ``mlp``)."""
+(every training command but ``pat``, ``compare`` and ``drift-recovery``)."""
 
 
 @contextlib.contextmanager
