@@ -32,7 +32,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.options import PerturbationMode, SPSAOptions
 from sidra.training.placement import LayerShape, Placement, place
-from sidra.training.records import Checkpoint, TrainingRecord
+from sidra.training.records import Checkpoint, TrainingRecord, write_json_atomically
 from sidra.training.schedules import spall_gains
 from sidra.training.softmax import accuracy
 from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
@@ -318,11 +318,7 @@ class SPSACheckpoint:
             "counts": dataclasses.asdict(self.counts),
             "minibatches": self.minibatches,
         }
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        partial.write_text(json.dumps(payload))
-        partial.replace(target)
+        write_json_atomically(path, payload)
 
     @classmethod
     def load(cls, path: str | Path | None, options: SPSAOptions) -> SPSACheckpoint:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ import numpy.typing as npt
 
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.options import JobOptions
-from sidra.training.records import Checkpoint, TrainingRecord
+from sidra.training.records import Checkpoint, TrainingRecord, write_json_atomically
 
 if TYPE_CHECKING:  # the trainers import this module
     from sidra.training.hybrid import HybridNetwork
@@ -65,24 +64,17 @@ class EpochCheckpoint:
         record: TrainingRecord,
         net: HybridNetwork,
         rng: np.random.Generator,
+        counts: JobCounts,
         extras: dict[str, Any] | None = None,
-    ) -> Callable[[JobCounts], EpochCheckpoint]:
-        """The run as it stands now, after ``epoch`` (copies: training goes on), given
-        the counts spent (:meth:`EpochsKept.passed <sidra.training.stopping.EpochsKept.
-        passed>` reads them once for this and the record it keeps)."""
-        settings, generator = dict(record.settings), dict(rng.bit_generator.state)
-        weights, targets = [w.copy() for w in net.weights], [t.copy() for t in net.targets]
-        programs = net.programs
-        losses, checkpoints = list(record.losses), list(record.checkpoints)
-        kept = json.loads(json.dumps(extras or {}))  # a copy of them as they are now
-
-        def with_counts(counts: JobCounts) -> EpochCheckpoint:
-            return cls(
-                settings, epoch, generator, weights, targets, programs, losses,
-                checkpoints, counts, kept,
-            )  # fmt: skip
-
-        return with_counts
+    ) -> EpochCheckpoint:
+        """The run as it stands now, after ``epoch``, having spent ``counts`` (copies of
+        everything: training goes on; ``extras`` as JSON)."""
+        return cls(
+            dict(record.settings), epoch, dict(rng.bit_generator.state),
+            [w.copy() for w in net.weights], [t.copy() for t in net.targets], net.programs,
+            list(record.losses), list(record.checkpoints), counts,
+            json.loads(json.dumps(extras or {})),
+        )  # fmt: skip
 
     def save(self, path: str | Path) -> None:
         """Writes the checkpoint atomically: a crash never leaves half a file."""
@@ -99,11 +91,7 @@ class EpochCheckpoint:
             "counts": dataclasses.asdict(self.counts),
             "extras": self.extras,
         }
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        partial.write_text(json.dumps(payload))
-        partial.replace(target)
+        write_json_atomically(path, payload)
 
     @classmethod
     def load(cls, path: str | Path | None, options: JobOptions, job: str) -> EpochCheckpoint:

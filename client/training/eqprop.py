@@ -349,11 +349,7 @@ def train_eqprop(
             meter.charge_losses(len(starts))  # each step's cost, counted by the epoch
             test = accuracy(net.predict(data.x_test, o.free_iterations), data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            state = None
-            if checkpoint is not None:
-                extras = {"log": log.state(), "cosines": cosines}
-                state = EpochCheckpoint.at(epoch, record, couplings, rng, extras)
-            kept.passed(epoch, couplings.weights[-1], couplings.programs, state)
+            kept.passed(epoch, couplings, rng, lambda: {"log": log.state(), "cosines": cosines})
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):

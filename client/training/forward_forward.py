@@ -270,6 +270,11 @@ def train_forward_forward(
             for _ in range(saved.epoch * batches):
                 next(spsa_rates), next(spsa_sizes)
     kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
+
+    def going_on() -> dict[str, Any]:
+        """What else the run needs to go on from an epoch (its checkpoint's extras)."""
+        return {"adam": adam.state(), "by_label": by_label.tolist()}
+
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
             if saved is not None and epoch <= saved.epoch:
@@ -295,11 +300,7 @@ def train_forward_forward(
             test: float | None = None
             if epoch % o.eval_every == 0 or epoch == o.epochs:
                 by_label, test = _tested(net, data, record, meter)
-            state = None
-            if checkpoint is not None:
-                extras = {"adam": adam.state(), "by_label": by_label.tolist()}
-                state = EpochCheckpoint.at(epoch, record, net.hybrid, rng, extras)
-            kept.passed(epoch, net.weights[-1], net.hybrid.programs, state)
+            kept.passed(epoch, net.hybrid, rng, going_on)
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):

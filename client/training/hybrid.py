@@ -203,8 +203,7 @@ def train_last_layer(
             meter.charge_losses(len(losses))
             test = accuracy(net.predict(data.x_test), data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            state = EpochCheckpoint.at(epoch, record, net, rng) if checkpoint else None
-            kept.passed(epoch, net.weights[-1], net.programs, state)
+            kept.passed(epoch, net, rng)
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):

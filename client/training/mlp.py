@@ -176,10 +176,7 @@ def train_network(
             tested = net.predict(data.x_test, read_repeats=o.eval_read_repeats)
             test = accuracy(tested, data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            state = None
-            if checkpoint is not None:
-                state = EpochCheckpoint.at(epoch, record, net, rng, {"cosines": cosines})
-            kept.passed(epoch, net.weights[-1], net.programs, state)
+            kept.passed(epoch, net, rng, lambda: {"cosines": cosines})
             if on_epoch is not None:
                 on_epoch(epoch, test)
             # Against the whole schedule's last epoch: a part of it (pat's) stops too.

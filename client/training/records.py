@@ -32,11 +32,22 @@ __all__ = [
     "Checkpoint",
     "TrainingRecord",
     "earlier_record",
+    "write_json_atomically",
 ]
 
 RECORD_FILES = ("summary.json", "settings.json")
 """Files every run record has (this module's and a comparison's,
 sidra.training.compare_record): a folder holding one holds a run's record."""
+
+
+def write_json_atomically(path: str | Path, payload: Any) -> None:
+    """Writes ``payload`` as JSON to ``path`` through a neighbour renamed over it: a
+    crash never leaves half a file (a checkpoint's)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps(payload))
+    partial.replace(target)
 
 
 def earlier_record(

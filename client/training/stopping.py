@@ -19,16 +19,20 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers import InvalidArgument, SidraError
 from sidra.training.accounting import JobCounts, JobMeter
+from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.records import INTERRUPTED, STOPPED_AT, TrainingRecord
 
-__all__ = ["EpochsKept", "RunInterrupted", "Saveable", "stopped"]
+if TYPE_CHECKING:  # the trainers import this module
+    from sidra.training.hybrid import HybridNetwork
+
+__all__ = ["EpochsKept", "RunInterrupted", "stopped"]
 
 
 class RunInterrupted(Exception):
@@ -68,31 +72,33 @@ class EpochsKept:
     ) -> None:
         self.record, self.meter = record, meter
         self.checkpoint = checkpoint
-        """Where a run that can go on (:meth:`passed` given its state) is saved, if at all."""
+        """Where the run's state is saved to go on from (None: nowhere)."""
         self.epoch = 0
         """The last whole epoch (0: none yet)."""
         self._losses = self._checkpoints = self._programs = 0
         self._counts = JobCounts()
         self._weights: npt.NDArray[np.float32] | None = None
-        self._state: Saveable | None = None
+        self._state: EpochCheckpoint | None = None
 
     def passed(
         self,
         epoch: int,
-        weights: npt.NDArray[np.float32],
-        programs: int,
-        state: Callable[[JobCounts], Saveable] | None = None,
+        net: HybridNetwork,
+        rng: np.random.Generator,
+        extras: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        """Epoch ``epoch`` is whole: its losses and checkpoint are in the record, the
-        output layer holds ``weights``, ``programs`` Program calls were issued.
-        ``state``: what going on from here needs (an EpochCheckpoint), given the counts
-        spent; saved to :attr:`checkpoint` if the run stops or its board goes before
-        the next epoch is whole."""
-        self.epoch, self._programs = epoch, programs
+        """Epoch ``epoch`` is whole: its losses and checkpoint are in the record, ``net``
+        holds the weights it reached, ``rng`` will draw the next epoch's. With a
+        :attr:`checkpoint` to save to, that state is kept (an EpochCheckpoint, with
+        ``extras()``: what else the trainer needs to go on), saved if the run stops or
+        its board goes before the next epoch is whole."""
+        self.epoch, self._programs = epoch, net.programs
         self._losses, self._checkpoints = len(self.record.losses), len(self.record.checkpoints)
         self._counts = self.meter.read()
-        self._weights = weights.copy()
-        self._state = None if state is None else state(self._counts)
+        self._weights = net.weights[-1].copy()
+        if self.checkpoint is not None:
+            more = {} if extras is None else extras()
+            self._state = EpochCheckpoint.at(epoch, self.record, net, rng, self._counts, more)
 
     def save(self) -> Path | None:
         """Saves the state of the last whole epoch to :attr:`checkpoint`; where it went,
@@ -135,12 +141,6 @@ class EpochsKept:
             raise RunInterrupted(
                 exc, self.epoch, saved, unit="epoch", record=self.kept(exc)
             ) from exc
-
-
-class Saveable(Protocol):
-    """A run's state that can be saved to go on from (an EpochCheckpoint)."""
-
-    def save(self, path: str | Path) -> None: ...
 
 
 def _named(error: SidraError) -> str:
