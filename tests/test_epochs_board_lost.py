@@ -353,3 +353,65 @@ def test_resume_without_a_folder_or_with_a_remote_job_is_a_usage_error(
     refused = run_sidra("train", "last-layer", "--dataset", "iris", *extra)
     assert refused.returncode == 2, refused.stderr
     assert unwrapped(said) in unwrapped(refused.stderr)
+
+
+def _dropped(key: str) -> Callable[[Any], Any]:
+    def edit(saved: Any) -> Any:
+        del saved[key]
+        return saved
+
+    return edit
+
+
+def _set(key: str, value: Any) -> Callable[[Any], Any]:
+    def edit(saved: Any) -> Any:
+        saved[key] = value
+        return saved
+
+    return edit
+
+
+def _short_weights(saved: Any) -> Any:
+    saved["weights"][0] = saved["weights"][0][:-1]
+    return saved
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda saved: [saved], "version None, expected an epoch checkpoint"),
+        (_dropped("generator"), "not a whole epoch checkpoint (KeyError: 'generator')"),
+        (_set("generator", {"bit_generator": "nope"}), "not a whole epoch checkpoint"),
+        (_short_weights, "weights and targets of other shapes"),
+        (_set("epoch", 99), "epoch 99, expected 1 .. 4"),
+        (_set("extras", {}), "no ['cosines'] saved, which mlp goes on from"),
+        (_set("settings", "mlp"), "a None run, not mlp"),
+    ],
+    ids=[
+        "a-list",
+        "no-generator",
+        "bad-generator",
+        "short-weights",
+        "epoch",
+        "no-extras",
+        "settings",
+    ],  # fmt: skip
+)
+def test_a_damaged_checkpoint_is_refused_naming_what_is_wrong(
+    edit: Callable[[Any], Any], said: str, tmp_path: Path
+) -> None:
+    """Hand-edited or from another version: a ValueError naming the file (what ``sidra
+    train --resume`` turns into a usage error), never a KeyError or a numpy error mid-way,
+    and the board untouched by the refused run."""
+    data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
+    options = MLPOptions(epochs=EPOCHS, hidden=(16,))
+    stop = threading.Event()
+    stop.set()
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        train_mlp(board, data, options, checkpoint=path, stop=stop)
+        path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+        before = board.stats().cell_writes
+        with pytest.raises(ValueError) as refused:
+            train_mlp(board, data, options, checkpoint=path, resume=True)
+        assert said in str(refused.value) and str(path) in str(refused.value)
+        assert board.stats().cell_writes == before

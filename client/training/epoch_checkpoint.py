@@ -94,40 +94,73 @@ class EpochCheckpoint:
         write_json_atomically(path, payload)
 
     @classmethod
-    def load(cls, path: str | Path | None, options: JobOptions, job: str) -> EpochCheckpoint:
+    def load(
+        cls, path: str | Path | None, options: JobOptions, job: str, needs: tuple[str, ...] = ()
+    ) -> EpochCheckpoint:
         """Reads ``path``; ValueError naming the file for another version, another job,
-        or a run of other options (going on with them would not be that run)."""
+        a run of other options (going on with them would not be that run), or one
+        without the :attr:`extras` the trainer ``needs``: before anything is programmed."""
         if path is None:
             raise ValueError("resume: needs a checkpoint path")
         try:
-            saved: dict[str, Any] = json.loads(Path(path).read_text())
+            saved = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
-        version = saved.get("version")
+        version = saved.get("version") if isinstance(saved, dict) else None
         if version != EPOCH_CHECKPOINT_VERSION or "epoch" not in saved:
             raise ValueError(
                 f"checkpoint {path}: version {version}, expected an epoch checkpoint of "
                 f"version {EPOCH_CHECKPOINT_VERSION}"
             )
-        settings = saved["settings"]
-        if settings.get("job") != job:
-            raise ValueError(f"checkpoint {path}: a {settings.get('job')} run, not {job}")
+        settings = saved.get("settings")
+        if not isinstance(settings, dict) or settings.get("job") != job:
+            kind = settings.get("job") if isinstance(settings, dict) else None
+            raise ValueError(f"checkpoint {path}: a {kind} run, not {job}")
         mismatched = [
             name for name, value in options.settings().items() if settings.get(name) != value
         ]
         if mismatched:
             raise ValueError(f"checkpoint {path}: options differ from the run's: {mismatched}")
+        try:
+            checkpoint = cls._parsed(saved)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(
+                f"checkpoint {path}: not a whole epoch checkpoint ({type(exc).__name__}: {exc})"
+            ) from exc
+        missing = [name for name in needs if name not in checkpoint.extras]
+        if missing:
+            raise ValueError(f"checkpoint {path}: no {missing} saved, which {job} goes on from")
+        epochs = settings.get("epochs")
+        if not (isinstance(epochs, int) and 1 <= checkpoint.epoch <= epochs):
+            raise ValueError(f"checkpoint {path}: epoch {checkpoint.epoch}, expected 1 .. {epochs}")
+        return checkpoint
+
+    @classmethod
+    def _parsed(cls, saved: dict[str, Any]) -> EpochCheckpoint:
+        """The checkpoint ``saved`` holds (KeyError, TypeError or ValueError where it
+        holds something else)."""
+        weights = [np.array(w, np.float32) for w in saved["weights"]]
+        targets = [np.array(t, np.float32) for t in saved["targets"]]
+        if [w.shape for w in weights] != [t.shape for t in targets]:
+            raise ValueError("weights and targets of other shapes")
+        if not all(np.isfinite(w).all() for w in (*weights, *targets)):
+            raise ValueError("weights that are not finite")
+        extras = saved.get("extras", {})
+        if not isinstance(extras, dict):
+            raise TypeError(f"extras: got {type(extras).__name__}, expected an object")
+        generator = dict(saved["generator"])
+        np.random.default_rng().bit_generator.state = generator  # one a generator takes
         return cls(
-            settings=settings,
+            settings=saved["settings"],
             epoch=int(saved["epoch"]),
-            generator=saved["generator"],
-            weights=[np.array(w, np.float32) for w in saved["weights"]],
-            targets=[np.array(t, np.float32) for t in saved["targets"]],
+            generator=generator,
+            weights=weights,
+            targets=targets,
             programs=int(saved["programs"]),
             losses=[float(x) for x in saved["losses"]],
             checkpoints=[Checkpoint(**c) for c in saved["checkpoints"]],
             counts=JobCounts(**saved["counts"]),
-            extras=saved.get("extras", {}),
+            extras=extras,
         )
 
     def restore(
@@ -135,6 +168,8 @@ class EpochCheckpoint:
     ) -> None:
         """Puts ``net`` (built with :attr:`targets`, so programmed with them), ``rng``, the
         record and the meter where the run was saved."""
+        if len(net.weights) != len(self.weights):
+            raise ValueError(f"checkpoint: {len(self.weights)} layers, expected {len(net.weights)}")
         for held, saved in zip(net.weights, self.weights, strict=True):
             if held.shape != saved.shape:
                 raise ValueError(

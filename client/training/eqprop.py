@@ -280,7 +280,7 @@ def train_eqprop(
     EpochCheckpoint) when it stops so or its board goes away (RunInterrupted);
     ``resume`` goes on from it (the same options)."""
     o = options or EqPropOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "eqprop") if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "eqprop", ("log", "cosines")) if resume else None
     rng = np.random.default_rng(o.seed)
     placement = eqprop_placement(board.info, data, o)
     widths = [data.features, *o.hidden, data.classes]

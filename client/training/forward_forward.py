@@ -248,7 +248,7 @@ def train_forward_forward(
     ``checkpoint`` the run is saved there (an EpochCheckpoint) when it stops so or its
     board goes away (RunInterrupted); ``resume`` goes on from it (the same options)."""
     o = options or FFOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "ff") if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "ff", ("adam", "by_label")) if resume else None
     rng = np.random.default_rng(o.seed)
     net = _network(board, data, o, rng, None if saved is None else saved.targets)
     meter = JobMeter(board, net.layers)

@@ -98,7 +98,7 @@ def train_mlp(
     EpochCheckpoint) when it stops so or its board goes away (RunInterrupted);
     ``resume`` goes on from it (the same options)."""
     o = options or MLPOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "mlp") if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "mlp", ("cosines",)) if resume else None
     record, _ = train_network(
         board, data, o, HybridNetwork, on_epoch=on_epoch, stop=stop,
         checkpoint=checkpoint, saved=saved,
@@ -153,7 +153,7 @@ def train_network(
     cosines: list[list[float]] = []
     if saved is not None:
         saved.restore(record, meter, net, rng)
-        cosines = [list(c) for c in saved.extras.get("cosines", [])]
+        cosines = [list(c) for c in saved.extras["cosines"]]
         first = saved.epoch
     kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
     with kept.guard():  # the board gone mid-way: the epochs made are kept
