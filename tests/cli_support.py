@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import re
@@ -88,13 +89,26 @@ def process(
         assert stream is not None
         yield stream.readline().strip(), proc
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0  # generous: CI machines can be loaded
+        try:
+            code = proc.wait(timeout=60)  # generous: CI machines can be loaded
+        except subprocess.TimeoutExpired:
+            raise AssertionError(_stuck(proc, args)) from None
+        assert code == 0
     finally:
         proc.kill()
         proc.wait()
         for stream in (proc.stdout, proc.stderr):
             assert stream is not None
             stream.close()
+
+
+def _stuck(proc: subprocess.Popen[str], args: tuple[str, ...]) -> str:
+    """What a process that did not stop on SIGTERM was doing: ``sidra serve`` prints every
+    thread's stack on SIGUSR1, to the stderr its drain keeps the tail of."""
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(2.0)
+    tail = "".join(getattr(proc, "stderr_tail", ()))
+    return f"sidra {' '.join(args)} did not stop within 60 s of SIGTERM; its stderr ends:\n{tail}"
 
 
 @contextmanager
@@ -116,16 +130,19 @@ def served_process(board_url: str) -> Iterator[tuple[RemoteBoard, subprocess.Pop
         # It logs a line for every call but the routine ones (a Program, a refusal, ...):
         # a pipe no one reads fills up (64 KiB, a few hundred lines) and stalls the
         # server in its next log line.
-        threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+        tail: collections.deque[str] = collections.deque(maxlen=400)
+        proc.stderr_tail = tail  # type: ignore[attr-defined]  # read by _stuck
+        threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True).start()
         with connect(f"127.0.0.1:{match.group(1)}") as board:
             yield board, proc
 
 
-def _drain(stream: IO[str]) -> None:
-    """Reads ``stream`` to its end (or until it is closed under the reader)."""
+def _drain(stream: IO[str], tail: collections.deque[str]) -> None:
+    """Reads ``stream`` to its end (or until it is closed under the reader), keeping
+    its last lines in ``tail``."""
     with contextlib.suppress(ValueError, OSError):
-        for _ in stream:
-            pass
+        for line in stream:
+            tail.append(line)
 
 
 def serving_line(stream: IO[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import threading
 from pathlib import Path
@@ -62,7 +63,10 @@ def serve(
     Settings not given as options come from SIDRA_* variables (SIDRA_LISTEN,
     SIDRA_TLS__CERT, ...), then the --config file (or SIDRA_CONFIG), then the defaults.
     With \[metrics] listen set, Prometheus metrics are served there (docs/operations.md).
+    SIGUSR1 prints every thread's stack to stderr (a server that seems stuck).
     """
+    if hasattr(signal, "SIGUSR1"):  # a server that seems stuck: `kill -USR1 PID` shows
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # where each thread is
     settings = _settings_or_exit(
         config, board=board, listen=listen, max_message_mb=max_message_mb, workers=workers
     )

@@ -165,3 +165,22 @@ def test_a_burst_of_mib_sized_requests_is_trimmed_once_it_is_over() -> None:
     trim.note()
     assert done.acquire(timeout=30)
     assert trim.trims == 2
+
+
+def test_sigusr1_prints_every_thread_s_stack_and_the_server_serves_on() -> None:
+    """For a server that seems stuck (docs/operations.md, Logs); the test helper sends it
+    when a served process does not stop on SIGTERM, and shows the stacks."""
+    import signal
+    import time
+
+    with served_process(IDEAL_URL) as (board, proc):
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            said = "".join(proc.stderr_tail)
+            if "Thread 0x" in said and "in _serve" in said:
+                break
+            time.sleep(0.1)
+        assert "Thread 0x" in said and "in _serve" in said, said[-2000:]
+        answer = board.mvm(0, np.zeros((1, board.info.rows), np.float32))
+        assert answer.currents.shape == (1, board.info.cols)
