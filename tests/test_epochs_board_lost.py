@@ -74,7 +74,7 @@ def unplugged_after(frames: int, board_preset: str = "ideal", seed: int = 0) -> 
 
 def _kept(lost: RunInterrupted) -> TrainingRecord:
     assert isinstance(lost.cause, BoardUnavailable)
-    assert lost.unit == "epoch" and lost.checkpoint is None and lost.record is not None
+    assert lost.unit == "epoch" and lost.record is not None
     record = lost.record
     assert record.settings["interrupted_at_epoch"] == lost.steps
     assert record.settings["interrupted_by"].startswith("BoardUnavailable: ")
@@ -91,6 +91,7 @@ def test_a_run_that_loses_its_board_keeps_its_whole_epochs(job: str, tmp_path: P
     with unplugged_after(frames) as board, pytest.raises(RunInterrupted) as lost:
         train(board, data, options)
     record = _kept(lost.value)
+    assert lost.value.checkpoint is None  # none asked for: the record alone
     done = lost.value.steps
     assert 1 <= done < EPOCHS
     steps_per_epoch = -(-len(data.x_train) // options.batch_size)
@@ -415,3 +416,26 @@ def test_a_damaged_checkpoint_is_refused_naming_what_is_wrong(
             train_mlp(board, data, options, checkpoint=path, resume=True)
         assert said in str(refused.value) and str(path) in str(refused.value)
         assert board.stats().cell_writes == before
+
+
+@pytest.mark.parametrize("job", list(RESUMABLE))
+def test_a_resumed_run_that_loses_its_board_again_keeps_what_it_went_on_from(
+    job: str, tmp_path: Path
+) -> None:
+    """Gone again before the resumed run's next epoch is whole (25 frames: after its
+    layers are programmed again; while they are, the board's own error is raised and the
+    checkpoint is left as it was): RunInterrupted with the record and the checkpoint it
+    went on from, as when it was first cut short."""
+    train, options, frames = RESUMABLE[job]
+    data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
+    with unplugged_after(frames) as board, pytest.raises(RunInterrupted) as first:
+        train(board, data, options, checkpoint=path)
+    saved = json.loads(path.read_text())
+    with unplugged_after(25) as board, pytest.raises(RunInterrupted) as again:
+        train(board, data, options, checkpoint=path, resume=True)
+    record = _kept(again.value)
+    assert again.value.steps == first.value.steps == saved["epoch"]
+    assert again.value.checkpoint == path and json.loads(path.read_text()) == saved
+    assert first.value.record is not None
+    assert record.losses == first.value.record.losses
+    assert record.checkpoints == first.value.record.checkpoints

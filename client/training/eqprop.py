@@ -316,7 +316,7 @@ def train_eqprop(
         saved.restore(record, meter, couplings, rng)
         log = SettlingLog.restored(saved.extras["log"])
         cosines = [list(c) for c in saved.extras["cosines"]]
-    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
+    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
             if saved is not None and epoch <= saved.epoch:

@@ -269,7 +269,7 @@ def train_forward_forward(
         if o.estimator is FFEstimator.SPSA:  # the gains of the steps made are spent
             for _ in range(saved.epoch * batches):
                 next(spsa_rates), next(spsa_sizes)
-    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
+    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
 
     def going_on() -> dict[str, Any]:
         """What else the run needs to go on from an epoch (its checkpoint's extras)."""

@@ -194,7 +194,7 @@ def train_last_layer(
         saved.restore(record, meter, net, rng)
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
     rates = np.linspace(o.learning_rate, final, o.epochs)
-    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
+    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch in range(1 if saved is None else saved.epoch + 1, o.epochs + 1):
             rate = float(rates[epoch - 1])

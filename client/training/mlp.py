@@ -155,7 +155,7 @@ def train_network(
         saved.restore(record, meter, net, rng)
         cosines = [list(c) for c in saved.extras["cosines"]]
         first = saved.epoch
-    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint))
+    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch, rate in enumerate(rates[first:end], start=first + 1):
             order = rng.permutation(len(data.x_train))

@@ -68,8 +68,14 @@ class EpochsKept:
     output layer's weights, which is all a record holds of the network."""
 
     def __init__(
-        self, record: TrainingRecord, meter: JobMeter, checkpoint: Path | None = None
+        self,
+        record: TrainingRecord,
+        meter: JobMeter,
+        checkpoint: Path | None = None,
+        saved: EpochCheckpoint | None = None,
     ) -> None:
+        """``saved``: the checkpoint a resumed run went on from, what it keeps until its
+        next epoch is whole."""
         self.record, self.meter = record, meter
         self.checkpoint = checkpoint
         """Where the run's state is saved to go on from (None: nowhere)."""
@@ -79,6 +85,11 @@ class EpochsKept:
         self._counts = JobCounts()
         self._weights: npt.NDArray[np.float32] | None = None
         self._state: EpochCheckpoint | None = None
+        if saved is not None:
+            self.epoch, self._programs = saved.epoch, saved.programs
+            self._losses, self._checkpoints = len(saved.losses), len(saved.checkpoints)
+            self._counts, self._weights = saved.counts, saved.weights[-1].copy()
+            self._state = saved
 
     def passed(
         self,
