@@ -268,7 +268,7 @@ _COMMAND_ONLY = {
     "eqprop": {"dataset", "board", "server", "resume", "out", "remote_job"},
     "ff": {"dataset", "board", "server", "resume", "out", "remote_job"},
     "mlp": {"dataset", "board", "server", "resume", "out", "remote_job"},
-    "pat": {"dataset", "board", "server", "profile", "out", "remote_job"},
+    "pat": {"dataset", "board", "server", "profile", "resume", "out", "remote_job"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
 _COMMAND_DEFAULTS = {("spsa", "eval_every")}
@@ -504,8 +504,8 @@ def test_a_folder_holding_an_earlier_record_is_not_written_over(
     path: tuple[str, ...], kept: str, tmp_path: Path
 ) -> None:
     """Refused before the run, the earlier run's files as they were; only a command that
-    can go on from that record (``--resume``: every training command but pat, compare
-    and drift-recovery) offers to."""
+    can go on from that record (``--resume``: every training command but compare and
+    drift-recovery) offers to."""
     from typer.testing import CliRunner
 
     from sidra.cli.main import app
@@ -517,7 +517,7 @@ def test_a_folder_holding_an_earlier_record_is_not_written_over(
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.replace("│", " ").split())
     assert f"which holds an earlier run's record ({kept}); name another folder" in text
-    assert ("--resume" in text) == (path[1] in ("spsa", "last-layer", "mlp", "ff", "eqprop"))
+    assert ("--resume" in text) == (path[1] not in ("compare", "drift-recovery"))
     assert [p.name for p in earlier.iterdir()] == [kept]
     assert (earlier / kept).read_text() == '{"test_accuracy": 0.97}'
 

@@ -439,3 +439,47 @@ def test_a_resumed_run_that_loses_its_board_again_keeps_what_it_went_on_from(
     assert first.value.record is not None
     assert record.losses == first.value.record.losses
     assert record.checkpoints == first.value.record.checkpoints
+
+
+@pytest.mark.parametrize(
+    ("twin_epochs", "frames"), [(2, 60), (0, 60)], ids=["after-the-twin", "all-on-the-board"]
+)
+def test_pat_goes_on_from_its_board_epochs_checkpoint(
+    twin_epochs: int, frames: int, tmp_path: Path
+) -> None:
+    """Physics-aware training cut short in its board epochs goes on from its checkpoint,
+    the twin's epochs not run again (their part of the record is in the checkpoint),
+    and ends as the uninterrupted run on the ideal board."""
+    twin, profile = _twin_file("emu://?preset=ideal&seed=0", tmp_path)
+    data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
+    options = PATOptions(hidden=(16,), epochs=5, board_epochs=5 - twin_epochs)
+
+    def run(board: Board, **going_on: Any) -> TrainingRecord:
+        with open_board(f"emu://?profile={profile}&seed=9") as twin_board:
+            return train_pat(board, twin, data, options, twin_board=twin_board, **going_on)
+
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        whole = run(board)
+    with unplugged_after(frames) as board, pytest.raises(RunInterrupted) as lost:
+        run(board, checkpoint=path)
+    assert lost.value.checkpoint == path and twin_epochs < lost.value.steps < options.epochs
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        resumed = run(board, checkpoint=path, resume=True)
+    assert resumed.weights is not None and whole.weights is not None
+    assert np.array_equal(resumed.weights, whole.weights)
+    assert resumed.losses == whole.losses and resumed.steps == whole.steps
+    steps = [(c.step, c.test_accuracy) for c in resumed.checkpoints]
+    assert steps == [(c.step, c.test_accuracy) for c in whole.checkpoints]
+    assert resumed.test_accuracy == whole.test_accuracy
+    assert resumed.measures == whole.measures
+
+
+def test_an_in_silico_pat_run_has_nothing_to_go_on_from(tmp_path: Path) -> None:
+    twin, _ = _twin_file("emu://?preset=ideal&seed=0", tmp_path)
+    options = PATOptions(hidden=(16,), epochs=2, in_silico=True)
+    with (
+        open_board("emu://?preset=ideal") as board,
+        pytest.raises(ValueError, match="in-silico run .* no board epochs to go on from"),
+    ):
+        train_pat(board, twin, load_dataset("iris"), options, checkpoint=tmp_path / "c.json",
+                  resume=True)  # fmt: skip

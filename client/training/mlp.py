@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -134,7 +135,8 @@ def train_network(
     first part whose record only hands its weights on). Once ``stop`` is set the run
     ends after the epoch under way, its record's ``stopped_at_epoch`` that epoch.
     ``checkpoint``: where the run is saved when it stops so or its board goes away;
-    ``saved``: the run to go on from (a whole schedule's)."""
+    ``saved``: the run to go on from, at its epoch (``epochs`` where it starts), its
+    extras but the cosines carried into every checkpoint after it."""
     rates = epoch_rates(o)
     first, end, _ = (epochs or slice(None)).indices(len(rates))
     if not 0 <= first < end:
@@ -151,9 +153,11 @@ def train_network(
     net = network(layers, weights, trainable=trainable, threshold=o.threshold)
     record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
     cosines: list[list[float]] = []
+    carried: dict[str, Any] = {}  # what a caller saved beside (pat's twin epochs)
     if saved is not None:
         saved.restore(record, meter, net, rng)
         cosines = [list(c) for c in saved.extras["cosines"]]
+        carried = {k: v for k, v in saved.extras.items() if k != "cosines"}
         first = saved.epoch
     kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # the board gone mid-way: the epochs made are kept
@@ -176,7 +180,7 @@ def train_network(
             tested = net.predict(data.x_test, read_repeats=o.eval_read_repeats)
             test = accuracy(tested, data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            kept.passed(epoch, net, rng, lambda: {"cosines": cosines})
+            kept.passed(epoch, net, rng, lambda: carried | {"cosines": cosines})
             if on_epoch is not None:
                 on_epoch(epoch, test)
             # Against the whole schedule's last epoch: a part of it (pat's) stops too.

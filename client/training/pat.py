@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from sidra.drivers import Board, InvalidArgument, SidraError
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
+from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import NetworkFactory, mlp_layers, train_network
 from sidra.training.options import PATOptions
@@ -99,9 +101,16 @@ def train_pat(
     twin_board: Board | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     stop: threading.Event | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> TrainingRecord:
     """Trains the perceptron of ``options`` with the forward pass on ``board`` and the
     backward pass through ``twin``; returns its record.
+
+    With ``checkpoint`` the board's epochs are saved there (an EpochCheckpoint holding
+    the twin's part of the record too) when the run stops in them or the board goes
+    away (RunInterrupted); ``resume`` goes on from it, the twin's epochs not run again.
+    An in-silico run has no board epochs to go on from.
 
     The first ``options.twin_epochs`` of the schedule run on ``twin_board`` (an
     emulator with the board's profile), the rest on ``board`` from the weights the
@@ -117,11 +126,18 @@ def train_pat(
     def network(*args: Any, **kwargs: Any) -> TwinNetwork:
         return TwinNetwork(*args, twin=twin, **kwargs)
 
+    if resume and o.in_silico:
+        raise ValueError(
+            "resume: an in-silico run trains on the twin and is deployed once; it has no "
+            "board epochs to go on from: run it again"
+        )
     on_twin = o.twin_epochs
     if on_twin and twin_board is None:
         hint = "" if o.in_silico else " (board_epochs >= epochs trains on the board alone)"
         raise ValueError(f"twin_board: {on_twin} epochs run on the twin emulator, got None{hint}")
     job = "pat-in-silico" if o.in_silico else "pat"
+    needs = ("cosines", TWIN_PART) if on_twin else ("cosines",)
+    saved = EpochCheckpoint.load(checkpoint, o, job, needs) if resume else None
     try:
         if o.in_silico:
             assert twin_board is not None
@@ -129,6 +145,12 @@ def train_pat(
                 twin_board, data, o, network, job=job, on_epoch=on_epoch, stop=stop
             )
             _deploy(board, data, o, trained.weights, record)
+        elif on_twin and saved is not None:  # the twin's epochs are in the checkpoint
+            first = _twin_part_of(saved)
+            record = _board_epochs(
+                board, data, o, network, job, first, saved, on_epoch=on_epoch, stop=stop,
+                checkpoint=checkpoint,
+            )  # fmt: skip
         elif on_twin:
             assert twin_board is not None
             record, pretrained = train_network(
@@ -140,13 +162,16 @@ def train_pat(
             if "stopped_at_epoch" in record.settings:  # the board's epochs never began
                 _deploy(board, data, o, pretrained.weights, record)
             else:
+                start = _board_start(record, pretrained.weights, o, job)
                 record = _board_epochs(
-                    board, data, o, network, job, record, pretrained, on_epoch=on_epoch, stop=stop
-                )
+                    board, data, o, network, job, record, start, on_epoch=on_epoch, stop=stop,
+                    checkpoint=checkpoint,
+                )  # fmt: skip
         else:
             record, _ = train_network(
-                board, data, o, network, job=job, on_epoch=on_epoch, stop=stop
-            )
+                board, data, o, network, job=job, on_epoch=on_epoch, stop=stop,
+                checkpoint=checkpoint, saved=saved,
+            )  # fmt: skip
     except RunInterrupted as lost:  # the board went away: what was made is kept
         assert lost.record is not None
         lost.record.settings["twin_stuck_cells"] = twin.stuck_cells
@@ -162,29 +187,70 @@ def _board_epochs(
     network: NetworkFactory,
     job: str,
     first: TrainingRecord,
-    pretrained: HybridNetwork,
+    start: EpochCheckpoint,
     *,
     on_epoch: Callable[[int, float], None] | None,
     stop: threading.Event | None,
+    checkpoint: str | Path | None,
 ) -> TrainingRecord:
-    """The schedule's epochs after the twin's (``first``), on ``board`` from the weights
-    the twin reached: one record, the board's steps and checkpoints after the twin's.
-    The board gone mid-way: :class:`RunInterrupted` with that record up to the board's
-    last whole epoch, or the twin's alone before the board made one."""
+    """The schedule's epochs after the twin's (``first``), on ``board`` from ``start``
+    (the weights the twin reached, or a checkpoint of the board's epochs): one record,
+    the board's steps and checkpoints after the twin's. The board gone mid-way:
+    :class:`RunInterrupted` with that record up to the board's last whole epoch (the
+    twin's alone before the board made one) and, with ``checkpoint``, the run saved there."""
     try:
         record, _ = train_network(
             board, data, o, network, job=job, on_epoch=on_epoch,
-            epochs=slice(o.twin_epochs, None), initial=pretrained.weights, stop=stop,
+            epochs=slice(o.twin_epochs, None), stop=stop, checkpoint=checkpoint, saved=start,
         )  # fmt: skip
     except RunInterrupted as lost:
         assert lost.record is not None
         joined = _after_twin(first, lost.record, o)
-        raise RunInterrupted(lost.cause, lost.steps, unit="epoch", record=joined) from lost.cause
+        raise RunInterrupted(
+            lost.cause, lost.steps, lost.checkpoint, unit="epoch", record=joined
+        ) from lost.cause
     except SidraError as exc:
         if isinstance(exc, InvalidArgument):  # a refused value is the run's own mistake
             raise
         raise _twin_only(first, exc) from exc
     return _after_twin(first, record, o)
+
+
+TWIN_PART = "twin"
+"""The extra of a pat checkpoint holding the twin's part of the record."""
+
+
+def _board_start(
+    first: TrainingRecord, weights: Sequence[Array], o: PATOptions, job: str
+) -> EpochCheckpoint:
+    """Where the board's epochs start: the weights the twin reached, at the twin's last
+    epoch, nothing spent on the board yet; the twin's part of the record (``first``)
+    kept beside, so that a checkpoint of the board's epochs holds the whole run."""
+    twin_part = {"losses": first.losses, "steps": first.steps,
+                 "test_accuracy": first.test_accuracy}  # fmt: skip
+    programmed = [np.array(w, np.float32) for w in weights]
+    return EpochCheckpoint(
+        settings=o.settings() | {"job": job},
+        epoch=o.twin_epochs,
+        # The board's epochs draw their minibatches from a stream of their own (train_network).
+        generator=dict(np.random.default_rng([o.seed, o.twin_epochs]).bit_generator.state),
+        weights=programmed,
+        targets=[w.copy() for w in programmed],
+        programs=0,
+        losses=[],
+        checkpoints=[],
+        counts=JobCounts(),
+        extras={"cosines": [], TWIN_PART: twin_part},
+    )
+
+
+def _twin_part_of(saved: EpochCheckpoint) -> TrainingRecord:
+    """The twin's part of the record a checkpoint of the board's epochs holds."""
+    part = saved.extras[TWIN_PART]
+    return TrainingRecord(
+        settings={}, losses=[float(x) for x in part["losses"]], steps=int(part["steps"]),
+        test_accuracy=float(part["test_accuracy"]),
+    )  # fmt: skip
 
 
 def _after_twin(first: TrainingRecord, record: TrainingRecord, o: PATOptions) -> TrainingRecord:

@@ -8,8 +8,16 @@ from typing import Annotated
 import typer
 
 from sidra.cli.options import AsJson, field_option, job_options
-from sidra.cli.train.params import ANY_TILE, BoardUrl, Dataset, Out, RemoteJob, ServerAddress
-from sidra.cli.train.running import CHECKPOINT, by_epochs
+from sidra.cli.train.params import (
+    ANY_TILE,
+    BoardUrl,
+    Dataset,
+    Out,
+    RemoteJob,
+    Resume,
+    ServerAddress,
+)
+from sidra.cli.train.running import by_epochs
 from sidra.training import (
     EqPropOptions,
     FFEstimator,
@@ -24,14 +32,6 @@ from sidra.training import (
 )
 
 __all__ = ["eqprop", "forward_forward", "last_layer", "mlp"]
-
-Resume = Annotated[
-    bool,
-    typer.Option(
-        help=f"Go on from <out>/{CHECKPOINT}, saved when a run of the same options stopped "
-        "or lost its board."
-    ),
-]
 
 
 _LAST_LAYER = LastLayerOptions()

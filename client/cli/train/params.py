@@ -17,6 +17,7 @@ __all__ = [
     "Dataset",
     "Out",
     "RemoteJob",
+    "Resume",
     "ServerAddress",
     "keeps_no_record",
     "usable_folder",
@@ -76,6 +77,14 @@ RemoteJob = Annotated[
         "--remote-job",
         help="Run the job inside the --server, next to the board (it goes on if this "
         "command stops; see sidra jobs); the record is saved here when it ends.",
+    ),
+]
+
+Resume = Annotated[
+    bool,
+    typer.Option(
+        help="Go on from <out>/checkpoint.json, saved when a run of the same options "
+        "stopped or lost its board."
     ),
 ]
 

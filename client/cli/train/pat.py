@@ -11,8 +11,18 @@ import typer
 from rich.console import Console
 
 from sidra.cli.options import AsJson, field_option, job_options
-from sidra.cli.train.params import ANY_TILE, BoardUrl, Dataset, Out, RemoteJob, ServerAddress
+from sidra.cli.train.params import (
+    ANY_TILE,
+    BoardUrl,
+    Dataset,
+    Out,
+    RemoteJob,
+    Resume,
+    ServerAddress,
+    keeps_no_record,
+)
 from sidra.cli.train.running import (
+    CHECKPOINT,
     dataset_named,
     epoch_status,
     exit_if_stopped,
@@ -68,6 +78,7 @@ def pat(
     board_epochs: Annotated[int, _pat("board_epochs")] = _PAT.board_epochs,
     in_silico: Annotated[bool, _pat("in_silico")] = _PAT.in_silico,
     twin_seed: Annotated[int | None, _pat("twin_seed")] = _PAT.twin_seed,
+    resume: Resume = False,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -81,11 +92,21 @@ def pat(
     or without it has the server characterize the board first (on a lease of the whole
     board until then, overwriting every tile); the twin emulator runs in the server.
 
-    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130);
-    while it characterizes the board, once the profile is complete, keeping it for
-    --profile. A second Ctrl-C stops at once."""
+    Ctrl-C stops the run after the epoch under way and keeps its record (exit 130), in
+    the board's epochs a checkpoint too (the same command with --resume goes on, the
+    twin's epochs not run again); while it characterizes the board, once the profile
+    is complete, keeping it for --profile. A second Ctrl-C stops at once. A board gone
+    mid-way keeps them too (exit 1)."""
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
+    if out is not None and not resume:  # here: --out may come before --resume
+        keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
+    if resume and (remote_job or out is None):
+        raise typer.BadParameter(
+            "--resume is for runs from here; a --remote-job keeps its record in the server"
+            if remote_job
+            else f"--resume needs --out, the folder holding {CHECKPOINT}"
+        )
     if remote_job:
         sent = options.settings()
         if profile is not None:
@@ -96,6 +117,13 @@ def pat(
         return
     data = dataset_named(dataset)
     folder = record_folder(out, "pat")
+    if resume and profile is None:  # the twin the run measured, not a new one
+        profile = folder / "twin.toml"
+        if not profile.is_file():
+            raise typer.BadParameter(
+                f"--resume without --profile goes on with the twin the run measured, "
+                f"{profile}; there is none: give --profile"
+            )
     # A profile given is read before the board is opened: a bad one touches no board.
     twin = None if profile is None else _twin_from(profile)
     with (
@@ -122,6 +150,8 @@ def pat(
                     twin_board=on_twin,
                     on_epoch=epoch_status(progress, task),
                     stop=stop,
+                    checkpoint=folder / CHECKPOINT,
+                    resume=resume,
                 )
             except RunInterrupted as lost:  # kept (keeping_lost_epochs), saying its twin
                 assert lost.record is not None
@@ -129,7 +159,9 @@ def pat(
                 raise
     _name_twin(record, source, options)
     finish(record, dataset, "pat", folder, as_json, console)
-    exit_if_stopped(record.settings, options.epochs, console)
+    # Stopped on the twin or in silico, the run was deployed: nothing to go on from.
+    going_on = folder if (folder / CHECKPOINT).is_file() else None
+    exit_if_stopped(record.settings, options.epochs, console, resume=going_on)
 
 
 def _name_twin(record: TrainingRecord, source: Path, options: PATOptions) -> None:

@@ -63,7 +63,7 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.json"
 """The file in ``--out`` a run saves its checkpoint to and ``--resume`` goes on from
-(every training command but ``pat``, ``compare`` and ``drift-recovery``)."""
+(every training command but ``compare`` and ``drift-recovery``)."""
 
 
 @contextlib.contextmanager
