@@ -19,10 +19,10 @@ from sidra.cli.train.params import (
     RemoteJob,
     Resume,
     ServerAddress,
-    keeps_no_record,
 )
 from sidra.cli.train.running import (
     CHECKPOINT,
+    check_resume,
     dataset_named,
     epoch_status,
     exit_if_stopped,
@@ -99,14 +99,7 @@ def pat(
     mid-way keeps them too (exit 1)."""
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
-    if out is not None and not resume:  # here: --out may come before --resume
-        keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
-    if resume and (remote_job or out is None):
-        raise typer.BadParameter(
-            "--resume is for runs from here; a --remote-job keeps its record in the server"
-            if remote_job
-            else f"--resume needs --out, the folder holding {CHECKPOINT}"
-        )
+    check_resume(out, resume, remote_job)
     if remote_job:
         sent = options.settings()
         if profile is not None:

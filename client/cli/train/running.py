@@ -46,6 +46,7 @@ __all__ = [
     "CHECKPOINT",
     "EpochJobOptions",
     "by_epochs",
+    "check_resume",
     "dataset_named",
     "epoch_status",
     "exit_if_stopped",
@@ -86,6 +87,21 @@ def job_board(url: str, server: str | None) -> Iterator[Board]:
         raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def check_resume(out: Path | None, resume: bool, remote_job: bool) -> None:
+    """``--out`` and ``--resume`` of a command that goes on from a checkpoint: a folder
+    holding an earlier run's record (or a checkpoint) is refused unless the command
+    goes on from it, which needs that folder and a run from here. Checked once every
+    option is parsed, not in ``--out``'s callback: --out may come before --resume."""
+    if out is not None and not resume:
+        keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
+    if resume and remote_job:
+        raise typer.BadParameter(
+            "--resume is for runs from here; a --remote-job keeps its record in the server"
+        )
+    if resume and out is None:
+        raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
 
 
 def dataset_named(name: str) -> TrainingData:
@@ -315,21 +331,13 @@ def by_epochs(
     checkpoint=, resume=)``), saved in the record folder when it stops or its board
     goes away; True goes on from it."""
     console = Console(stderr=as_json)
-    if resume is not None and out is not None and not resume:
-        # Here, not while parsing (sidra.cli.train.params.usable_folder): --out may come
-        # before --resume.
-        keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
+    if resume is not None:
+        check_resume(out, resume, remote_job)
     if remote_job:
-        if resume:
-            raise typer.BadParameter(
-                "--resume is for runs from here; a --remote-job keeps its record in the server"
-            )
         submitted(server, job, options, dataset, out, as_json, console)
         return
     going_on: dict[str, Any] = {}
     if resume is not None:
-        if resume and out is None:
-            raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
         out = record_folder(out, job)
         going_on = {"checkpoint": out / CHECKPOINT, "resume": resume}
     data = dataset_named(dataset)
