@@ -418,20 +418,20 @@ def test_a_damaged_checkpoint_is_refused_naming_what_is_wrong(
         assert board.stats().cell_writes == before
 
 
+@pytest.mark.parametrize("again_after", [8, 25], ids=["programming-again", "first-epoch"])
 @pytest.mark.parametrize("job", list(RESUMABLE))
 def test_a_resumed_run_that_loses_its_board_again_keeps_what_it_went_on_from(
-    job: str, tmp_path: Path
+    job: str, again_after: int, tmp_path: Path
 ) -> None:
-    """Gone again before the resumed run's next epoch is whole (25 frames: after its
-    layers are programmed again; while they are, the board's own error is raised and the
-    checkpoint is left as it was): RunInterrupted with the record and the checkpoint it
-    went on from, as when it was first cut short."""
+    """Gone again before the resumed run's next epoch is whole (8 frames: while its
+    layers are programmed again; 25: in that epoch): RunInterrupted with the record and
+    the checkpoint it went on from, as when it was first cut short."""
     train, options, frames = RESUMABLE[job]
     data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
     with unplugged_after(frames) as board, pytest.raises(RunInterrupted) as first:
         train(board, data, options, checkpoint=path)
     saved = json.loads(path.read_text())
-    with unplugged_after(25) as board, pytest.raises(RunInterrupted) as again:
+    with unplugged_after(again_after) as board, pytest.raises(RunInterrupted) as again:
         train(board, data, options, checkpoint=path, resume=True)
     record = _kept(again.value)
     assert again.value.steps == first.value.steps == saved["epoch"]

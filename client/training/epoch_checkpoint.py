@@ -1,10 +1,12 @@
 """A run in epochs saved between two epochs, to go on from once its board is back.
 
-What a network trained by exact gradients (``last-layer``, ``mlp``: a
-:class:`~sidra.training.hybrid.HybridNetwork`) needs to go on exactly as it would have:
+What a network of :class:`~sidra.training.hybrid.HybridNetwork` layers (every epoch
+trainer's: last-layer, mlp, ff, eqprop, pat) needs to go on exactly as it would have:
 every layer's weights as the host holds them and as they were last programmed (the
 targets: a weight moved less than the threshold since is still to be written), the
-generator's state (the next epoch's shuffle), the record so far and the counts spent.
+generator's state (the next epoch's shuffle), the record so far, the counts spent,
+and what else the trainer keeps between epochs (``extras``: its Adam moments, its
+settling log, pat's twin epochs).
 The board holds nothing the run needs back: going on, each layer is programmed with
 its targets, so a board that restarted meanwhile (or another board) serves as well.
 """
@@ -149,7 +151,7 @@ class EpochCheckpoint:
         if not isinstance(extras, dict):
             raise TypeError(f"extras: got {type(extras).__name__}, expected an object")
         generator = dict(saved["generator"])
-        np.random.default_rng().bit_generator.state = generator  # one a generator takes
+        np.random.default_rng(0).bit_generator.state = generator  # one a generator takes
         return cls(
             settings=saved["settings"],
             epoch=int(saved["epoch"]),

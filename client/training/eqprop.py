@@ -301,13 +301,15 @@ def train_eqprop(
         )  # fmt: skip
     if saved is not None:  # programmed as they were last
         weights = [np.array(w, np.float32) for w in saved.targets]
-    meter = JobMeter(board, layers)
-    couplings = HybridNetwork(layers, weights, trainable=len(layers), threshold=o.threshold)
-    net = EquilibriumNetwork(couplings, tolerance=o.tolerance, damping=o.damping)
     record = TrainingRecord(
         settings=o.settings() | {"job": "eqprop", "placement": placement.summary()},
         loss_label="squared error ½‖y − onehot‖²",
     )
+    kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
+    with kept.guard():  # a resumed run's board gone while it is programmed again
+        meter = JobMeter(board, layers)
+        couplings = HybridNetwork(layers, weights, trainable=len(layers), threshold=o.threshold)
+    net = EquilibriumNetwork(couplings, tolerance=o.tolerance, damping=o.damping)
     log = SettlingLog()
     cosines: list[list[float]] = []
     eye = np.eye(data.classes, dtype=np.float32)
@@ -316,7 +318,11 @@ def train_eqprop(
         saved.restore(record, meter, couplings, rng)
         log = SettlingLog.restored(saved.extras["log"])
         cosines = [list(c) for c in saved.extras["cosines"]]
-    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
+
+    def going_on() -> dict[str, Any]:
+        """What else the run needs to go on from an epoch (its checkpoint's extras)."""
+        return {"log": log.state(), "cosines": cosines}
+
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch, rate in enumerate(np.linspace(o.learning_rate, final, o.epochs), start=1):
             if saved is not None and epoch <= saved.epoch:
@@ -349,7 +355,7 @@ def train_eqprop(
             meter.charge_losses(len(starts))  # each step's cost, counted by the epoch
             test = accuracy(net.predict(data.x_test, o.free_iterations), data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            kept.passed(epoch, couplings, rng, lambda: {"log": log.state(), "cosines": cosines})
+            kept.passed(epoch, couplings, rng, meter.read(), going_on)
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):

@@ -250,12 +250,14 @@ def train_forward_forward(
     o = options or FFOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "ff", ("adam", "by_label")) if resume else None
     rng = np.random.default_rng(o.seed)
-    net = _network(board, data, o, rng, None if saved is None else saved.targets)
-    meter = JobMeter(board, net.layers)
     record = TrainingRecord(
         settings=o.settings()
         | {"job": "ff", "placement": ff_placement(board.info, data, o).summary()}
     )
+    kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
+    with kept.guard():  # a resumed run's board gone while it is programmed again
+        net = _network(board, data, o, rng, None if saved is None else saved.targets)
+        meter = JobMeter(board, net.layers)
     batches = -(-len(data.x_train) // o.batch_size)
     adam = Adam([w.shape for w in net.weights])
     spsa_rates, spsa_sizes = (g() for g in spall_gains(o.spsa_a, o.spsa_c, o.epochs * batches))
@@ -269,7 +271,6 @@ def train_forward_forward(
         if o.estimator is FFEstimator.SPSA:  # the gains of the steps made are spent
             for _ in range(saved.epoch * batches):
                 next(spsa_rates), next(spsa_sizes)
-    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
 
     def going_on() -> dict[str, Any]:
         """What else the run needs to go on from an epoch (its checkpoint's extras)."""
@@ -300,7 +301,7 @@ def train_forward_forward(
             test: float | None = None
             if epoch % o.eval_every == 0 or epoch == o.epochs:
                 by_label, test = _tested(net, data, record, meter)
-            kept.passed(epoch, net.hybrid, rng, going_on)
+            kept.passed(epoch, net.hybrid, rng, meter.read(), going_on)
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):

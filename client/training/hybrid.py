@@ -181,20 +181,21 @@ def train_last_layer(
     rng = np.random.default_rng(o.seed)
     features, head, w1 = _last_layer_tiles(board, data, o, rng)
     placed = {"features": [b.tile for b in features.blocks], "head": [b.tile for b in head.blocks]}
-    meter = JobMeter(board, [features, head])
-    initial = [w1, np.zeros(head.shape, np.float32)]
-    net = HybridNetwork(
-        [features, head],
-        initial if saved is None else saved.targets,
-        trainable=o.trainable,
-        threshold=o.threshold,
-    )
     record = TrainingRecord(settings=o.settings() | {"job": "last-layer", "placement": placed})
-    if saved is not None:
-        saved.restore(record, meter, net, rng)
+    kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
+    with kept.guard():  # a resumed run's board gone while it is programmed again
+        meter = JobMeter(board, [features, head])
+        initial = [w1, np.zeros(head.shape, np.float32)]
+        net = HybridNetwork(
+            [features, head],
+            initial if saved is None else saved.targets,
+            trainable=o.trainable,
+            threshold=o.threshold,
+        )
+        if saved is not None:
+            saved.restore(record, meter, net, rng)
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
     rates = np.linspace(o.learning_rate, final, o.epochs)
-    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch in range(1 if saved is None else saved.epoch + 1, o.epochs + 1):
             rate = float(rates[epoch - 1])
@@ -203,7 +204,7 @@ def train_last_layer(
             meter.charge_losses(len(losses))
             test = accuracy(net.predict(data.x_test), data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            kept.passed(epoch, net, rng)
+            kept.passed(epoch, net, rng, meter.read())
             if on_epoch is not None:
                 on_epoch(epoch, test)
             if stopped(stop, record.settings, epoch, o.epochs):

@@ -148,18 +148,20 @@ def train_network(
         weights = _copied(saved.targets, layers)
     else:
         weights = _initial_weights(layers, o, rng) if initial is None else _copied(initial, layers)
-    meter = JobMeter(board, layers)
-    trainable = len(layers) if o.trainable is None else o.trainable
-    net = network(layers, weights, trainable=trainable, threshold=o.threshold)
     record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
+    kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
+    with kept.guard():  # a resumed run's board gone while it is programmed again
+        meter = JobMeter(board, layers)
+        trainable = len(layers) if o.trainable is None else o.trainable
+        net = network(layers, weights, trainable=trainable, threshold=o.threshold)
+        if saved is not None:
+            saved.restore(record, meter, net, rng)
     cosines: list[list[float]] = []
     carried: dict[str, Any] = {}  # what a caller saved beside (pat's twin epochs)
     if saved is not None:
-        saved.restore(record, meter, net, rng)
         cosines = [list(c) for c in saved.extras["cosines"]]
         carried = {k: v for k, v in saved.extras.items() if k != "cosines"}
         first = saved.epoch
-    kept = EpochsKept(record, meter, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # the board gone mid-way: the epochs made are kept
         for epoch, rate in enumerate(rates[first:end], start=first + 1):
             order = rng.permutation(len(data.x_train))
@@ -180,7 +182,7 @@ def train_network(
             tested = net.predict(data.x_test, read_repeats=o.eval_read_repeats)
             test = accuracy(tested, data.y_test)
             record.checkpoints.append(Checkpoint(len(record.losses), test, meter.device_writes))
-            kept.passed(epoch, net, rng, lambda: carried | {"cosines": cosines})
+            kept.passed(epoch, net, rng, meter.read(), lambda: carried | {"cosines": cosines})
             if on_epoch is not None:
                 on_epoch(epoch, test)
             # Against the whole schedule's last epoch: a part of it (pat's) stops too.

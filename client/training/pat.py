@@ -195,24 +195,21 @@ def _board_epochs(
 ) -> TrainingRecord:
     """The schedule's epochs after the twin's (``first``), on ``board`` from ``start``
     (the weights the twin reached, or a checkpoint of the board's epochs): one record,
-    the board's steps and checkpoints after the twin's. The board gone mid-way:
-    :class:`RunInterrupted` with that record up to the board's last whole epoch (the
-    twin's alone before the board made one) and, with ``checkpoint``, the run saved there."""
+    the board's steps and checkpoints after the twin's. The board gone mid-way, even
+    while the layers are first programmed: :class:`RunInterrupted` with that record up
+    to the board's last whole epoch (the twin's alone before the board made one) and,
+    with ``checkpoint``, the run saved there (``start`` at the least)."""
     try:
         record, _ = train_network(
             board, data, o, network, job=job, on_epoch=on_epoch,
             epochs=slice(o.twin_epochs, None), stop=stop, checkpoint=checkpoint, saved=start,
         )  # fmt: skip
-    except RunInterrupted as lost:
+    except RunInterrupted as lost:  # from start on: the twin's epochs at the least
         assert lost.record is not None
         joined = _after_twin(first, lost.record, o)
         raise RunInterrupted(
             lost.cause, lost.steps, lost.checkpoint, unit="epoch", record=joined
         ) from lost.cause
-    except SidraError as exc:
-        if isinstance(exc, InvalidArgument):  # a refused value is the run's own mistake
-            raise
-        raise _twin_only(first, exc) from exc
     return _after_twin(first, record, o)
 
 

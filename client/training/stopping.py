@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers import InvalidArgument, SidraError
-from sidra.training.accounting import JobCounts, JobMeter
+from sidra.training.accounting import JobCounts
 from sidra.training.epoch_checkpoint import EpochCheckpoint
-from sidra.training.records import INTERRUPTED, STOPPED_AT, TrainingRecord
+from sidra.training.records import INTERRUPTED, STOPPED_AT, Checkpoint, TrainingRecord
 
 if TYPE_CHECKING:  # the trainers import this module
     from sidra.training.hybrid import HybridNetwork
@@ -63,31 +63,35 @@ class EpochsKept:
     """A run in epochs as it stood after its last whole epoch: what it keeps if its
     board goes away before the end (:meth:`guard`).
 
-    The trainer calls :meth:`passed` once an epoch's test checkpoint is in its record;
-    that reads the board's write counter once (the meter's counts) and copies the
-    output layer's weights, which is all a record holds of the network."""
+    A trainer makes it with its record before it programs anything, enters
+    :meth:`guard` before its first board call that writes, and calls :meth:`passed` once
+    an epoch's test checkpoint is in the record: that copies the losses and checkpoints
+    so far and the output layer's weights, which is all a record holds of the network.
+    """
 
     def __init__(
         self,
         record: TrainingRecord,
-        meter: JobMeter,
         checkpoint: Path | None = None,
         saved: EpochCheckpoint | None = None,
     ) -> None:
-        """``saved``: the checkpoint a resumed run went on from, what it keeps until its
-        next epoch is whole."""
-        self.record, self.meter = record, meter
+        """``saved``: the checkpoint a resumed run (or the second part of a schedule)
+        starts from, what it keeps until its next epoch is whole; a board lost while the
+        layers are programmed again ends the run there too."""
+        self.record = record
         self.checkpoint = checkpoint
         """Where the run's state is saved to go on from (None: nowhere)."""
         self.epoch = 0
         """The last whole epoch (0: none yet)."""
-        self._losses = self._checkpoints = self._programs = 0
+        self._losses: list[float] = []
+        self._checkpoints: list[Checkpoint] = []
+        self._programs = 0
         self._counts = JobCounts()
         self._weights: npt.NDArray[np.float32] | None = None
         self._state: EpochCheckpoint | None = None
         if saved is not None:
             self.epoch, self._programs = saved.epoch, saved.programs
-            self._losses, self._checkpoints = len(saved.losses), len(saved.checkpoints)
+            self._losses, self._checkpoints = list(saved.losses), list(saved.checkpoints)
             self._counts, self._weights = saved.counts, saved.weights[-1].copy()
             self._state = saved
 
@@ -96,20 +100,21 @@ class EpochsKept:
         epoch: int,
         net: HybridNetwork,
         rng: np.random.Generator,
+        counts: JobCounts,
         extras: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         """Epoch ``epoch`` is whole: its losses and checkpoint are in the record, ``net``
-        holds the weights it reached, ``rng`` will draw the next epoch's. With a
-        :attr:`checkpoint` to save to, that state is kept (an EpochCheckpoint, with
-        ``extras()``: what else the trainer needs to go on), saved if the run stops or
-        its board goes before the next epoch is whole."""
-        self.epoch, self._programs = epoch, net.programs
-        self._losses, self._checkpoints = len(self.record.losses), len(self.record.checkpoints)
-        self._counts = self.meter.read()
+        holds the weights it reached, ``rng`` will draw the next epoch's, ``counts`` is
+        what the run spent (the meter's, read once). With a :attr:`checkpoint` to save
+        to, that state is kept (an EpochCheckpoint, with ``extras()``: what else the
+        trainer needs to go on), saved if the run stops or its board goes before the
+        next epoch is whole."""
+        self.epoch, self._programs, self._counts = epoch, net.programs, counts
+        self._losses, self._checkpoints = list(self.record.losses), list(self.record.checkpoints)
         self._weights = net.weights[-1].copy()
         if self.checkpoint is not None:
             more = {} if extras is None else extras()
-            self._state = EpochCheckpoint.at(epoch, self.record, net, rng, self._counts, more)
+            self._state = EpochCheckpoint.at(epoch, self.record, net, rng, counts, more)
 
     def save(self) -> Path | None:
         """Saves the state of the last whole epoch to :attr:`checkpoint`; where it went,
@@ -123,15 +128,15 @@ class EpochsKept:
         """The record as it stood after :attr:`epoch`, saying why the run ended there
         (its final accuracies cannot be measured: the test accuracy is the last
         checkpoint's, the train accuracy 0.0)."""
-        checkpoints = self.record.checkpoints[: self._checkpoints]
+        checkpoints = self._checkpoints
         record = TrainingRecord(
             settings=self.record.settings
             | {f"{INTERRUPTED}at_epoch": self.epoch, f"{INTERRUPTED}by": _named(cause)},
-            losses=self.record.losses[: self._losses],
-            checkpoints=checkpoints,
+            losses=list(self._losses),
+            checkpoints=list(checkpoints),
             weights=self._weights,
             test_accuracy=checkpoints[-1].test_accuracy if checkpoints else 0.0,
-            steps=self._losses,
+            steps=len(self._losses),
             programs=self._programs,
             loss_label=self.record.loss_label,
         )
