@@ -153,11 +153,15 @@ class Jobs:
         *,
         dataset: str = "digits",
         lease_wait_s: float = 0.0,
+        resume_checkpoint: bytes | None = None,
     ) -> JobInfo:
         """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
-        (the fields of its option model; missing ones take defaults)."""
-        request = submit_request(kind, options, dataset, lease_wait_s)
+        (the fields of its option model; missing ones take defaults).
+        ``resume_checkpoint``: the bytes of a ``checkpoint.json`` (an earlier job's record
+        file, or a ``sidra train --out`` folder's) of the same kind, options and data
+        set, which the job goes on from."""
+        request = submit_request(kind, options, dataset, lease_wait_s, resume_checkpoint)
         timeout = self.timeout_s + lease_wait_s
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
 
@@ -222,10 +226,18 @@ class Jobs:
 
 
 def submit_request(
-    kind: str, options: Mapping[str, Any] | None, dataset: str, lease_wait_s: float
+    kind: str,
+    options: Mapping[str, Any] | None,
+    dataset: str,
+    lease_wait_s: float,
+    resume_checkpoint: bytes | None = None,
 ) -> pb.SubmitJobRequest:
     """SubmitJob's request (:meth:`Jobs.submit`); InvalidArgument for ``options`` that are
-    not a mapping of option names to JSON values."""
+    not a mapping of option names to JSON values, or a ``resume_checkpoint`` that is not
+    bytes."""
+    if resume_checkpoint is not None and not isinstance(resume_checkpoint, bytes):
+        allowed = "the bytes of a checkpoint.json (Path.read_bytes()), or None"
+        raise InvalidArgument("resume_checkpoint", type(resume_checkpoint).__name__, allowed)
     if options is not None and not isinstance(options, Mapping):
         allowed = "a mapping of option names to values, e.g. {'steps': 1000}"
         raise InvalidArgument("options", type(options).__name__, allowed)
@@ -238,6 +250,7 @@ def submit_request(
         options_json=options_json,
         dataset=checked_text("dataset", dataset, "digits"),
         lease_wait_s=checked_lease_wait(lease_wait_s, "lease_wait_s"),
+        resume_checkpoint=resume_checkpoint or b"",
     )
 
 

@@ -45,6 +45,7 @@ from sidra.training import (
     train_mlp,
     train_pat,
 )
+from sidra.training.records import array_from_json, array_to_json
 from tests.cli_support import process, run_sidra, unwrapped
 
 EPOCHS = 4
@@ -345,10 +346,13 @@ def test_a_checkpoint_of_another_run_is_refused_naming_it(tmp_path: Path) -> Non
     ("extra", "said"),
     [
         (("--resume",), "--resume needs --out"),
-        (("--resume", "--remote-job", "--server", "127.0.0.1:1"), "--resume is for runs from here"),
+        (
+            ("--resume", "--remote-job", "--server", "127.0.0.1:1", "--out", "/nonexistent/run"),
+            "--resume: cannot read /nonexistent/run/checkpoint.json",
+        ),
     ],
 )
-def test_resume_without_a_folder_or_with_a_remote_job_is_a_usage_error(
+def test_resume_without_a_folder_or_its_checkpoint_is_a_usage_error(
     extra: tuple[str, ...], said: str
 ) -> None:
     refused = run_sidra("train", "last-layer", "--dataset", "iris", *extra)
@@ -373,7 +377,15 @@ def _set(key: str, value: Any) -> Callable[[Any], Any]:
 
 
 def _short_weights(saved: Any) -> Any:
-    saved["weights"][0] = saved["weights"][0][:-1]
+    saved["weights"][0] = array_to_json(array_from_json(saved["weights"][0])[:-1])
+    return saved
+
+
+def _as_version_1(saved: Any) -> Any:
+    """A checkpoint as saved before its arrays were base64: lists of numbers."""
+    saved["version"] = 1
+    for name in ("weights", "targets"):
+        saved[name] = [array_from_json(w).tolist() for w in saved[name]]
     return saved
 
 
@@ -416,6 +428,27 @@ def test_a_damaged_checkpoint_is_refused_naming_what_is_wrong(
             train_mlp(board, data, options, checkpoint=path, resume=True)
         assert said in str(refused.value) and str(path) in str(refused.value)
         assert board.stats().cell_writes == before
+
+
+def test_a_checkpoint_saved_before_arrays_were_base64_still_goes_on(tmp_path: Path) -> None:
+    """Version 1 (weights as lists of numbers) goes on as the same run; version 2 files
+    are a quarter of its size."""
+    data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
+    options = MLPOptions(epochs=EPOCHS, hidden=(16,))
+    stop = threading.Event()
+    with open_board("emu://?preset=ideal&seed=0") as board:
+        whole = train_mlp(board, data, options)
+        train_mlp(
+            board, data, options, checkpoint=path, stop=stop,
+            on_epoch=lambda epoch, _: stop.set() if epoch == 2 else None,
+        )  # fmt: skip
+        saved = json.loads(path.read_text())
+        assert saved["version"] == 2
+        old = json.dumps(_as_version_1(saved))
+        path.write_text(old)
+        resumed = train_mlp(board, data, options, checkpoint=path, resume=True)
+    assert resumed.weights is not None and whole.weights is not None
+    assert np.array_equal(resumed.weights, whole.weights) and resumed.losses == whole.losses
 
 
 @pytest.mark.parametrize("again_after", [8, 25], ids=["programming-again", "first-epoch"])

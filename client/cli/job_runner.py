@@ -23,9 +23,18 @@ from sidra.drivers import Board, BoardInfo
 from sidra.emulator.config import BoardProfile, parse_profile
 from sidra.training import PATJobOptions, train_pat
 from sidra.training.datasets import Dataset, load_dataset
-from sidra.training.jobs import KINDS, JobReporter, Outcome, RecordKept, TrainingJobs
+from sidra.training.epoch_checkpoint import EXTRAS
+from sidra.training.jobs import (
+    KINDS,
+    RESUMABLE,
+    JobReporter,
+    Outcome,
+    RecordKept,
+    TrainingJobs,
+)
 from sidra.training.mlp import mlp_placement
 from sidra.training.options import JobOptions
+from sidra.training.pat import TWIN_PART
 from sidra.training.records import STOPPED_AT, TrainingRecord
 from sidra.training.stopping import RunInterrupted
 from sidra.training.twin import TwinPhysics
@@ -40,6 +49,7 @@ class ServerJobs(TrainingJobs):
 
     models: dict[str, type[JobOptions]] = KINDS | {PAT: PATJobOptions}
     kinds: tuple[str, ...] = tuple(models)
+    resumable: tuple[str, ...] = (*RESUMABLE, PAT)
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         options = super().options(kind, options_json)
@@ -65,18 +75,38 @@ class ServerJobs(TrainingJobs):
             )
         return placed, False
 
-    def run(
+    def check_resume(self, kind: str, options: JobOptions, dataset: str, checkpoint: bytes) -> None:
+        if isinstance(options, PATJobOptions):
+            if options.in_silico:
+                raise ValueError(
+                    "an in-silico pat run trains on the twin and is deployed once; it has no "
+                    "board epochs to go on from: submit it again without a checkpoint"
+                )
+            if not options.twin_profile_toml:
+                raise ValueError(
+                    "a pat job going on needs the twin it trained with: send its profile "
+                    "(twin_profile_toml: the run's record holds it as twin.toml)"
+                )
+        super().check_resume(kind, options, dataset, checkpoint)
+
+    def _extras(self, options: JobOptions) -> tuple[str, ...] | None:
+        if isinstance(options, PATJobOptions) and options.twin_epochs:
+            return (*EXTRAS[PAT], TWIN_PART)  # the twin's epochs are in the checkpoint
+        return super()._extras(options)
+
+    def _train(
         self,
-        kind: str,
-        options: JobOptions,
-        dataset: str,
         board: Board,
+        data: Dataset,
+        options: JobOptions,
         reporter: JobReporter,
         stop: threading.Event,
+        checkpoint: Path | None,
+        resume: bool,
     ) -> Outcome:
         if not isinstance(options, PATJobOptions):
-            return super().run(kind, options, dataset, board, reporter, stop)
-        return _pat(board, load_dataset(dataset), options, reporter, stop)
+            return super()._train(board, data, options, reporter, stop, checkpoint, resume)
+        return _pat(board, data, options, reporter, stop, checkpoint, resume)
 
 
 def _profile(options: PATJobOptions) -> BoardProfile:
@@ -112,6 +142,8 @@ def _pat(
     options: PATJobOptions,
     reporter: JobReporter,
     stop: threading.Event,
+    checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> Outcome:
     """``sidra train pat``, next to the board: the twin emulator in this process, its
     profile the one sent or, without one, measured on the board first. A stop asked
@@ -147,8 +179,9 @@ def _pat(
     ):
         try:
             record = train_pat(
-                board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch, stop=stop
-            )
+                board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch, stop=stop,
+                checkpoint=checkpoint, resume=resume,
+            )  # fmt: skip
         except RunInterrupted as lost:  # the board went away: the epochs made are kept
             assert lost.record is not None
             outcome = _outcome(lost.record, data, options, source)

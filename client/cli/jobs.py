@@ -20,7 +20,7 @@ from sidra.cli.options import AsJson
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
-from sidra.training.records import earlier_record
+from sidra.training.records import CHECKPOINT_FILE, earlier_record
 
 __all__ = ["event_line", "jobs_app", "run_remote_job"]
 
@@ -193,12 +193,17 @@ def run_remote_job(
     dataset: str,
     out: Path,
     console: Console,
+    *,
+    resume_checkpoint: bytes | None = None,
 ) -> JobInfo:
-    """Submits a job to ``server``, follows it with a progress bar, saves its record
-    into ``out`` and returns it. Ctrl-C stops following, not the job."""
+    """Submits a job to ``server`` (going on from ``resume_checkpoint``, if given),
+    follows it with a progress bar, saves its record into ``out`` and returns it. Ctrl-C
+    stops following, not the job."""
     try:
         with connect_server(server) as board:
-            job = board.jobs.submit(kind, options, dataset=dataset)
+            job = board.jobs.submit(
+                kind, options, dataset=dataset, resume_checkpoint=resume_checkpoint
+            )
             console.log(f"job {job.job_id} running on {server} (tiles "
                         f"{'all' if job.whole_board else list(job.tiles)})")  # fmt: skip
             try:
@@ -218,9 +223,17 @@ def run_remote_job(
         typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
     if done.state != "succeeded":
-        if done.files:  # cancelled at a boundary: what it did is a record all the same
+        if done.files:  # stopped early: what it did is a record all the same
             _save(done, out)
-            typer.echo(f"job {done.job_id} {done.state}: {done.error}; record in {out}", err=True)
+            how = ""
+            if CHECKPOINT_FILE in done.files:
+                how = (
+                    f"; the same command with --resume --out {out} goes on from its "
+                    f"{CHECKPOINT_FILE}"
+                )
+            typer.echo(
+                f"job {done.job_id} {done.state}: {done.error}; record in {out}{how}", err=True
+            )
         else:
             typer.echo(f"job {done.job_id} {done.state}: {done.error}", err=True)
         raise typer.Exit(1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sidra.drivers import Board, Cost
 
@@ -69,6 +69,16 @@ class JobCounts:
     """Modeled hardware time of the board operations and host losses, ns."""
     modeled_energy_nj: float = 0.0
     """Modeled hardware energy of the same, nJ."""
+
+    @classmethod
+    def from_json(cls, saved: Any) -> JobCounts:
+        """The counts a saved run holds as JSON (TypeError for an unknown or missing
+        name, ValueError for a value that is not a count)."""
+        counts = cls(**saved)
+        return cls(
+            int(counts.loss_evaluations), int(counts.mvm_calls), int(counts.device_writes),
+            float(counts.modeled_time_ns), float(counts.modeled_energy_nj),
+        )  # fmt: skip
 
 
 class Metered(Protocol):

@@ -32,7 +32,13 @@ from sidra.training.datasets import Dataset
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.options import PerturbationMode, SPSAOptions
 from sidra.training.placement import LayerShape, Placement, place
-from sidra.training.records import Checkpoint, TrainingRecord, write_json_atomically
+from sidra.training.records import (
+    Checkpoint,
+    TrainingRecord,
+    array_from_json,
+    array_to_json,
+    write_json_atomically,
+)
 from sidra.training.schedules import spall_gains
 from sidra.training.softmax import accuracy
 from sidra.training.spsa import SPSA, SPSASettings, SPSAStep
@@ -42,6 +48,7 @@ __all__ = [
     "SPSACheckpoint",
     "SPSAJob",
     "minibatch_stream",
+    "spsa_layer_shape",
     "spsa_placement",
     "train_softmax_spsa",
 ]
@@ -72,9 +79,15 @@ def train_softmax_spsa(
     opts = options or SPSAOptions()
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every: got {checkpoint_every}, expected >= 0 (0: never)")
-    saved = SPSACheckpoint.load(checkpoint, opts) if resume else None
+    saved = SPSACheckpoint.load(checkpoint, opts, dataset=data) if resume else None
     job = SPSAJob(board, data, opts, on_step=on_step)
     return job.run(saved, checkpoint=checkpoint, every=checkpoint_every, stop=stop)
+
+
+def spsa_layer_shape(data: Dataset) -> tuple[int, int]:
+    """The softmax layer's weights' shape: an input row for each feature and one for the
+    bias, a column for each class."""
+    return (data.features + 1, data.classes)
 
 
 def spsa_placement(info: BoardInfo, data: Dataset, options: SPSAOptions) -> Placement:
@@ -115,6 +128,8 @@ class SPSAJob:
         self.evaluator = self._evaluator()
         self.meter = JobMeter(board, [self.layer])
         self.record = TrainingRecord(settings={})
+        self.programs_before = 0
+        """Program calls of the run this one goes on from (a resumed run's)."""
 
     def _evaluator(self) -> OnBoardEvaluator | HostHeldEvaluator:
         o, d = self.options, self.data
@@ -184,11 +199,14 @@ class SPSAJob:
         optimizer = SPSA(x0, settings, self.rng, o.steps)
         placed = {"placement": self.placement.summary()}
         self.record = TrainingRecord(
-            settings=o.settings() | {"a": a, "c": c, "job": "spsa"} | placed
+            settings=o.settings()
+            | {"a": a, "c": c, "job": "spsa", "dataset": self.data.name}
+            | placed
         )
         if saved is not None:
             saved.restore(optimizer, self.record)
             self.meter.carried = saved.counts
+            self.programs_before = saved.programs
             if saved.minibatches is not None and isinstance(self.evaluator, HostHeldEvaluator):
                 self.evaluator.restore_minibatches(saved.minibatches)
         optimizer.callback = self._after_step
@@ -231,7 +249,7 @@ class SPSAJob:
         record.train_accuracy = accuracy(train, data.y_train)
         record.steps = result.nit
         record.count(self.meter.read())
-        record.programs = self.evaluator.programs
+        record.programs = self.programs_before + self.evaluator.programs
         return record
 
 
@@ -239,13 +257,13 @@ _MEASUREMENT_ONLY = ("a", "c", "eval_every", "eval_read_repeats")
 """Settings a resumed run may change: the gains (stored in the checkpoint) and how
 accuracy is measured, which leaves the optimizer's path unchanged."""
 
-CHECKPOINT_VERSION = 3
-"""3: host mode's minibatch stream (``minibatches``); 2: ``counts`` holds the
-:class:`JobCounts` fields. Version 1 files (``counts`` with mvm_calls,
+CHECKPOINT_VERSION = 4
+"""4: arrays as base64 float32 (records.array_to_json) and ``programs``; 3: host mode's
+minibatch stream (``minibatches``); 2: ``counts`` holds the :class:`JobCounts` fields.
+Files of every earlier version still resume: version 1 (``counts`` with mvm_calls,
 device_writes, time_ns, energy_nj; loss evaluations from the optimizer state plus
-``calibration_evals``) and version 2 files still resume; a host-mode run saved
-before version 3 drew its minibatches from the shared generator, and resumes with
-the minibatch stream at its start."""
+``calibration_evals``); a host-mode run saved before version 3 drew its minibatches
+from the shared generator, and resumes with the minibatch stream at its start."""
 
 
 def minibatch_stream(seed: int) -> np.random.Generator:
@@ -266,6 +284,7 @@ class _Boundary:
     minibatches: dict[str, Any] | None
     losses: int
     checkpoints: int
+    programs: int
 
     @classmethod
     def at(cls, job: SPSAJob, optimizer: SPSA) -> _Boundary:
@@ -274,6 +293,7 @@ class _Boundary:
             job.evaluator.minibatch_state()
             if isinstance(job.evaluator, HostHeldEvaluator) else None,
             len(job.record.losses), len(job.record.checkpoints),
+            job.programs_before + job.evaluator.programs,
         )  # fmt: skip
 
     def checkpoint(self, job: SPSAJob) -> SPSACheckpoint:
@@ -282,6 +302,7 @@ class _Boundary:
         return SPSACheckpoint(
             record.settings, self.optimizer, record.losses[: self.losses],
             record.checkpoints[: self.checkpoints], self.counts, self.minibatches,
+            self.programs,
         )  # fmt: skip
 
 
@@ -300,6 +321,8 @@ class SPSACheckpoint:
     minibatches: dict[str, Any] | None = None
     """Host mode: the minibatch stream's state for the next step (None in board mode,
     whose minibatches come from the optimizer's generator)."""
+    programs: int = 0
+    """Program calls the run had issued (0 in files saved before they were kept)."""
 
     def save(self, path: str | Path) -> None:
         """Writes the checkpoint atomically: a crash never leaves half a file."""
@@ -309,49 +332,133 @@ class SPSACheckpoint:
             "settings": self.settings,
             "optimizer": {
                 **state,
-                "x": state["x"].tolist(),
-                "hessian": None if state["hessian"] is None else state["hessian"].tolist(),
-                "history": [h.tolist() for h in state["history"]],
+                "x": array_to_json(state["x"]),
+                "hessian": None if state["hessian"] is None else array_to_json(state["hessian"]),
+                "history": [array_to_json(h) for h in state["history"]],
             },
             "losses": self.losses,
             "checkpoints": [dataclasses.asdict(c) for c in self.checkpoints],
             "counts": dataclasses.asdict(self.counts),
             "minibatches": self.minibatches,
+            "programs": self.programs,
         }
         write_json_atomically(path, payload)
 
     @classmethod
-    def load(cls, path: str | Path | None, options: SPSAOptions) -> SPSACheckpoint:
-        """Reads ``path``; refuses another version or a run of other options."""
+    def load(
+        cls,
+        path: str | Path | None,
+        options: SPSAOptions,
+        *,
+        dataset: Dataset | None = None,
+    ) -> SPSACheckpoint:
+        """Reads ``path`` (:meth:`parse`; its errors name the file)."""
         if path is None:
             raise ValueError("resume: needs a checkpoint path")
-        saved: dict[str, Any] = json.loads(Path(path).read_text())
-        version = saved.get("version")
-        if version not in (1, 2, CHECKPOINT_VERSION):
-            raise ValueError(f"checkpoint {path}: version {version}, expected 1, 2 or 3")
+        try:
+            text = Path(path).read_text()
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+        return cls.parse(text, options, dataset=dataset, source=f"checkpoint {path}")
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        options: SPSAOptions,
+        *,
+        dataset: Dataset | None = None,
+        source: str = "checkpoint",
+    ) -> SPSACheckpoint:
+        """The checkpoint ``text`` holds; ValueError starting with ``source`` for another
+        version or job, a run of other options or (``dataset`` given) on another data set
+        or of another layer's shape, or anything a saved run cannot hold (weights that are
+        not finite, a step beyond the run, a generator state no generator takes): before
+        anything is programmed."""
+        try:
+            saved = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # nested deeper than the parser goes
+            raise ValueError(f"{source}: cannot be read ({type(exc).__name__}: {exc})") from exc
+        version = saved.get("version") if isinstance(saved, dict) else None
+        if version not in (1, 2, 3, CHECKPOINT_VERSION) or "optimizer" not in saved:
+            raise ValueError(
+                f"{source}: version {version}, expected an SPSA checkpoint of version 1 to "
+                f"{CHECKPOINT_VERSION}"
+            )
+        settings = saved.get("settings")
+        if not isinstance(settings, dict) or settings.get("job", "spsa") != "spsa":
+            kind = settings.get("job") if isinstance(settings, dict) else None
+            raise ValueError(f"{source}: a {kind} run, not spsa")
         mismatched = [
             name
             for name, value in options.settings().items()
-            if name not in _MEASUREMENT_ONLY and saved["settings"].get(name) != value
+            if name not in _MEASUREMENT_ONLY and settings.get(name) != value
         ]
         if mismatched:
-            raise ValueError(f"checkpoint {path}: options differ from the run's: {mismatched}")
+            raise ValueError(f"{source}: options differ from the run's: {mismatched}")
+        trained_on = settings.get("dataset")
+        if dataset is not None and trained_on is not None and trained_on != dataset.name:
+            raise ValueError(f"{source}: a run on data set {trained_on!r}, not {dataset.name!r}")
+        try:
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused as such
+                checkpoint = cls._parsed(saved)
+            checkpoint._check(options, None if dataset is None else spsa_layer_shape(dataset))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise ValueError(
+                f"{source}: not a whole SPSA checkpoint ({type(exc).__name__}: {exc})"
+            ) from exc
+        return checkpoint
+
+    @classmethod
+    def _parsed(cls, saved: dict[str, Any]) -> SPSACheckpoint:
         state = saved["optimizer"]
+        hessian = state["hessian"]
+        minibatches = saved.get("minibatches")
         return cls(
             settings=saved["settings"],
             optimizer={
                 **state,
-                "x": np.array(state["x"], np.float32),
-                "hessian": None
-                if state["hessian"] is None
-                else np.array(state["hessian"], np.float32),
-                "history": [np.array(h, np.float32) for h in state["history"]],
+                "x": array_from_json(state["x"]),
+                "hessian": None if hessian is None else array_from_json(hessian),
+                "history": [array_from_json(h) for h in state["history"]],
             },
-            losses=list(saved["losses"]),
-            checkpoints=[Checkpoint(**c) for c in saved["checkpoints"]],
+            losses=[float(x) for x in saved["losses"]],
+            checkpoints=[Checkpoint.from_json(c) for c in saved["checkpoints"]],
             counts=_counts(saved),
-            minibatches=saved.get("minibatches"),
+            minibatches=None if minibatches is None else dict(minibatches),
+            programs=int(saved.get("programs", 0)),
         )
+
+    def _check(self, options: SPSAOptions, shape: tuple[int, int] | None) -> None:
+        """ValueError (or TypeError) for what no saved run of ``options`` holds: going on
+        from it would fail mid-run, or fast-forward its schedules without end."""
+        state = self.optimizer
+        x = state["x"]
+        if shape is not None and x.shape != shape:
+            raise ValueError(f"weights of shape {list(x.shape)}, expected {list(shape)}")
+        arrays = [x, *state["history"], *([] if state["hessian"] is None else [state["hessian"]])]
+        if any(a.shape != x.shape for a in arrays):
+            raise ValueError("optimizer arrays of other shapes than its weights")
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ValueError("optimizer arrays that are not finite")
+        if self.programs < 0:
+            raise ValueError(f"programs: {self.programs}, expected >= 0")
+        for name, bound in (("k", options.steps), ("nfev", None), ("rejected", None)):
+            value = state[name]
+            if type(value) is not int or value < 0 or (bound is not None and value > bound):
+                raise ValueError(f"optimizer {name}: {value!r}, expected 0 .. {bound or 'any'}")
+        fx = state["fx"]
+        if fx is not None and not (type(fx) in (int, float) and np.isfinite(fx)):
+            raise ValueError(f"optimizer fx: {fx!r}, expected a finite loss or null")
+        for gain in ("a", "c"):
+            value = self.settings.get(gain)
+            if not (isinstance(value, (int, float)) and 0 < value < np.inf):
+                raise ValueError(f"gain {gain}: {value!r}, expected a finite number > 0")
+        generators = [state["rng"], *([] if self.minibatches is None else [self.minibatches])]
+        for generator in generators:  # a state, and one a generator takes
+            if not isinstance(generator, dict):
+                raise TypeError(f"a generator state of {type(generator).__name__}")
+            np.random.default_rng(0).bit_generator.state = dict(generator)
 
     def restore(self, optimizer: SPSA, record: TrainingRecord) -> None:
         """Puts the optimizer and the record where the run was saved."""
@@ -363,11 +470,13 @@ class SPSACheckpoint:
 def _counts(saved: dict[str, Any]) -> JobCounts:
     counts = saved["counts"]
     if saved["version"] >= 2:
-        return JobCounts(**counts)
-    return JobCounts(
-        loss_evaluations=saved["optimizer"]["nfev"] + saved["calibration_evals"],
-        mvm_calls=counts["mvm_calls"],
-        device_writes=counts["device_writes"],
-        modeled_time_ns=counts["time_ns"],
-        modeled_energy_nj=counts["energy_nj"],
+        return JobCounts.from_json(counts)
+    return JobCounts.from_json(
+        dict(
+            loss_evaluations=saved["optimizer"]["nfev"] + saved["calibration_evals"],
+            mvm_calls=counts["mvm_calls"],
+            device_writes=counts["device_writes"],
+            modeled_time_ns=counts["time_ns"],
+            modeled_energy_nj=counts["energy_nj"],
+        )
     )

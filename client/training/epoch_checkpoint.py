@@ -24,14 +24,34 @@ import numpy.typing as npt
 
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.options import JobOptions
-from sidra.training.records import Checkpoint, TrainingRecord, write_json_atomically
+from sidra.training.records import (
+    Checkpoint,
+    TrainingRecord,
+    array_from_json,
+    array_to_json,
+    write_json_atomically,
+)
 
 if TYPE_CHECKING:  # the trainers import this module
     from sidra.training.hybrid import HybridNetwork
 
-__all__ = ["EPOCH_CHECKPOINT_VERSION", "EpochCheckpoint"]
+__all__ = ["EPOCH_CHECKPOINT_VERSION", "EXTRAS", "EpochCheckpoint"]
 
-EPOCH_CHECKPOINT_VERSION = 1
+EPOCH_CHECKPOINT_VERSION = 2
+"""2: arrays as base64 float32 (records.array_to_json); version 1 files (arrays as
+lists of numbers) still go on."""
+
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "last-layer": (),
+    "mlp": ("cosines",),
+    "ff": ("adam", "by_label"),
+    "eqprop": ("log", "cosines"),
+    "pat": ("cosines",),
+}
+"""What each trainer keeps beside the network between epochs, which its checkpoint must
+hold to go on (``extras``): mlp's and pat's gradient cosines, ff's Adam moments and
+per-label goodness, eqprop's settling log. pat's checkpoint taken after epochs on the
+twin also holds the twin's part of the record (sidra.training.pat)."""
 
 Array = npt.NDArray[np.float32]
 
@@ -85,8 +105,8 @@ class EpochCheckpoint:
             "settings": self.settings,
             "epoch": self.epoch,
             "generator": self.generator,
-            "weights": [w.tolist() for w in self.weights],
-            "targets": [t.tolist() for t in self.targets],
+            "weights": [array_to_json(w) for w in self.weights],
+            "targets": [array_to_json(t) for t in self.targets],
             "programs": self.programs,
             "losses": self.losses,
             "checkpoints": [dataclasses.asdict(c) for c in self.checkpoints],
@@ -97,52 +117,89 @@ class EpochCheckpoint:
 
     @classmethod
     def load(
-        cls, path: str | Path | None, options: JobOptions, job: str, needs: tuple[str, ...] = ()
+        cls,
+        path: str | Path | None,
+        options: JobOptions,
+        job: str,
+        needs: tuple[str, ...] | None = None,
+        *,
+        dataset: str | None = None,
     ) -> EpochCheckpoint:
-        """Reads ``path``; ValueError naming the file for another version, another job,
-        a run of other options (going on with them would not be that run), or one
-        without the :attr:`extras` the trainer ``needs``: before anything is programmed."""
+        """Reads ``path`` (:meth:`parse`; its errors name the file)."""
         if path is None:
             raise ValueError("resume: needs a checkpoint path")
         try:
-            saved = json.loads(Path(path).read_text())
+            text = Path(path).read_text()
         except (OSError, ValueError) as exc:
             raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+        return cls.parse(text, options, job, needs, dataset=dataset, source=f"checkpoint {path}")
+
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        options: JobOptions,
+        job: str,
+        needs: tuple[str, ...] | None = None,
+        *,
+        dataset: str | None = None,
+        source: str = "checkpoint",
+    ) -> EpochCheckpoint:
+        """The checkpoint ``text`` holds; ValueError starting with ``source`` for another
+        version, another job, a run of other options or on another data set (going on with
+        them would not be that run), or one without the :attr:`extras` the trainer
+        ``needs`` (default: :data:`EXTRAS` of ``job``): before anything is programmed.
+        ``dataset``: the run's data set's name (checkpoints that name none are taken)."""
+        try:
+            saved = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # nested deeper than the parser goes
+            raise ValueError(f"{source}: cannot be read ({type(exc).__name__}: {exc})") from exc
         version = saved.get("version") if isinstance(saved, dict) else None
-        if version != EPOCH_CHECKPOINT_VERSION or "epoch" not in saved:
+        if version not in (1, EPOCH_CHECKPOINT_VERSION) or "epoch" not in saved:
             raise ValueError(
-                f"checkpoint {path}: version {version}, expected an epoch checkpoint of "
-                f"version {EPOCH_CHECKPOINT_VERSION}"
+                f"{source}: version {version}, expected an epoch checkpoint of "
+                f"version 1 or {EPOCH_CHECKPOINT_VERSION}"
             )
         settings = saved.get("settings")
         if not isinstance(settings, dict) or settings.get("job") != job:
             kind = settings.get("job") if isinstance(settings, dict) else None
-            raise ValueError(f"checkpoint {path}: a {kind} run, not {job}")
+            raise ValueError(f"{source}: a {kind} run, not {job}")
         mismatched = [
             name for name, value in options.settings().items() if settings.get(name) != value
         ]
         if mismatched:
-            raise ValueError(f"checkpoint {path}: options differ from the run's: {mismatched}")
+            raise ValueError(f"{source}: options differ from the run's: {mismatched}")
+        trained_on = settings.get("dataset")
+        if dataset is not None and trained_on is not None and trained_on != dataset:
+            raise ValueError(f"{source}: a run on data set {trained_on!r}, not {dataset!r}")
         try:
-            checkpoint = cls._parsed(saved)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused as such
+                checkpoint = cls._parsed(saved)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ValueError(
-                f"checkpoint {path}: not a whole epoch checkpoint ({type(exc).__name__}: {exc})"
+                f"{source}: not a whole epoch checkpoint ({type(exc).__name__}: {exc})"
             ) from exc
-        missing = [name for name in needs if name not in checkpoint.extras]
+        try:
+            _check_extras(checkpoint)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise ValueError(
+                f"{source}: extras not of a saved run ({type(exc).__name__}: {exc})"
+            ) from exc
+        needed = EXTRAS.get(job, ()) if needs is None else needs
+        missing = [name for name in needed if name not in checkpoint.extras]
         if missing:
-            raise ValueError(f"checkpoint {path}: no {missing} saved, which {job} goes on from")
+            raise ValueError(f"{source}: no {missing} saved, which {job} goes on from")
         epochs = settings.get("epochs")
         if not (isinstance(epochs, int) and 1 <= checkpoint.epoch <= epochs):
-            raise ValueError(f"checkpoint {path}: epoch {checkpoint.epoch}, expected 1 .. {epochs}")
+            raise ValueError(f"{source}: epoch {checkpoint.epoch}, expected 1 .. {epochs}")
         return checkpoint
 
     @classmethod
     def _parsed(cls, saved: dict[str, Any]) -> EpochCheckpoint:
         """The checkpoint ``saved`` holds (KeyError, TypeError or ValueError where it
         holds something else)."""
-        weights = [np.array(w, np.float32) for w in saved["weights"]]
-        targets = [np.array(t, np.float32) for t in saved["targets"]]
+        weights = [array_from_json(w) for w in saved["weights"]]
+        targets = [array_from_json(t) for t in saved["targets"]]
         if [w.shape for w in weights] != [t.shape for t in targets]:
             raise ValueError("weights and targets of other shapes")
         if not all(np.isfinite(w).all() for w in (*weights, *targets)):
@@ -160,8 +217,8 @@ class EpochCheckpoint:
             targets=targets,
             programs=int(saved["programs"]),
             losses=[float(x) for x in saved["losses"]],
-            checkpoints=[Checkpoint(**c) for c in saved["checkpoints"]],
-            counts=JobCounts(**saved["counts"]),
+            checkpoints=[Checkpoint.from_json(c) for c in saved["checkpoints"]],
+            counts=JobCounts.from_json(saved["counts"]),
             extras=extras,
         )
 
@@ -183,3 +240,43 @@ class EpochCheckpoint:
         record.losses = list(self.losses)
         record.checkpoints = list(self.checkpoints)
         meter.carried = self.counts
+
+
+def _finite(values: Any, dtype: type = np.float32) -> npt.NDArray[Any]:
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+        array: npt.NDArray[Any] = np.array(values, dtype)
+    if not np.isfinite(array).all():
+        raise ValueError("values that are not finite")
+    return array
+
+
+def _check_extras(saved: EpochCheckpoint) -> None:
+    """Raises (KeyError, TypeError, ValueError) where an extra a trainer goes on from is
+    not what that trainer saves, so that a damaged one is refused with the file, not met
+    half-way through the run: mlp's and eqprop's gradient cosines, ff's Adam moments (the
+    weights' shapes) and per-label goodness, eqprop's settling log, pat's twin part."""
+    extras = saved.extras
+    if "cosines" in extras:  # one per layer at each measurement; NaN for a frozen layer
+        for row in extras["cosines"]:
+            if len([float(c) for c in row]) != len(saved.weights):
+                raise ValueError(f"gradient cosines for {len(row)} layers")
+    if "adam" in extras:
+        adam, shapes = extras["adam"], [w.shape for w in saved.weights]
+        for name in ("m", "v"):
+            moments = [array_from_json(m) for m in adam[name]]
+            if [_finite(m).shape for m in moments] != shapes:
+                raise ValueError(f"Adam moments {name} of other shapes than the weights")
+        if len(adam["t"]) != len(shapes) or any(int(t) < 0 for t in adam["t"]):
+            raise ValueError("Adam step counts: one count >= 0 for each layer")
+    if "by_label" in extras:
+        _finite(extras["by_label"], np.float64)
+    if "log" in extras:
+        log = extras["log"]
+        for rows in (log["free"], log["nudged"]):
+            for iterations, done, calls in rows:
+                int(iterations), bool(done), int(calls)
+        int(log["input_calls"])
+    if "twin" in extras:  # sidra.training.pat.TWIN_PART
+        part = extras["twin"]
+        _finite([float(x) for x in part["losses"]], np.float64)
+        int(part["steps"]), float(part["test_accuracy"])

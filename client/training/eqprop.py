@@ -55,7 +55,7 @@ from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
-from sidra.training.gradients import cosine
+from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import EqPropOptions, Nudging
 from sidra.training.placement import Placement, chain, place
@@ -280,7 +280,7 @@ def train_eqprop(
     EpochCheckpoint) when it stops so or its board goes away (RunInterrupted);
     ``resume`` goes on from it (the same options)."""
     o = options or EqPropOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "eqprop", ("log", "cosines")) if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "eqprop", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
     placement = eqprop_placement(board.info, data, o)
     widths = [data.features, *o.hidden, data.classes]
@@ -302,7 +302,8 @@ def train_eqprop(
     if saved is not None:  # programmed as they were last
         weights = [np.array(w, np.float32) for w in saved.targets]
     record = TrainingRecord(
-        settings=o.settings() | {"job": "eqprop", "placement": placement.summary()},
+        settings=o.settings()
+        | {"job": "eqprop", "dataset": data.name, "placement": placement.summary()},
         loss_label="squared error ½‖y − onehot‖²",
     )
     kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
@@ -367,12 +368,9 @@ def train_eqprop(
         record.train_accuracy = accuracy(net.predict(data.x_train, o.free_iterations), data.y_train)
         record.count(meter.read())
         record.programs = couplings.programs
-    table = np.array(cosines)
-    tail = table[-max(1, len(table) // 10) :]
-    record.measures = log.measures(record.steps, o.epochs * len(data.x_train)) | {
-        "gradient_cosine": [round(float(c), 4) for c in table.mean(axis=0)],
-        "gradient_cosine_last": [round(float(c), 4) for c in tail.mean(axis=0)],
-    }
+    record.measures = log.measures(record.steps, o.epochs * len(data.x_train)) | (
+        cosine_measures(cosines, len(couplings.weights))
+    )
     return record
 
 

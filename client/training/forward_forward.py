@@ -51,7 +51,7 @@ from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import HIDDEN_INPUT_CLIP
 from sidra.training.options import FFEstimator, FFOptions
 from sidra.training.placement import Placement, chain, place
-from sidra.training.records import Checkpoint, TrainingRecord
+from sidra.training.records import Checkpoint, TrainingRecord, array_from_json, array_to_json
 from sidra.training.schedules import spall_gains
 from sidra.training.stopping import EpochsKept, stopped
 
@@ -212,13 +212,13 @@ class Adam:
 
     def state(self) -> dict[str, Any]:
         """The moments and step counts, as JSON (an epoch checkpoint's)."""
-        return {"m": [m.tolist() for m in self.m], "v": [v.tolist() for v in self.v],
+        return {"m": [array_to_json(m) for m in self.m], "v": [array_to_json(v) for v in self.v],
                 "t": list(self.t)}  # fmt: skip
 
     def restore(self, state: dict[str, Any]) -> None:
         """Back to :meth:`state`'s moments and step counts."""
-        self.m = [np.array(m, np.float32) for m in state["m"]]
-        self.v = [np.array(v, np.float32) for v in state["v"]]
+        self.m = [array_from_json(m) for m in state["m"]]
+        self.v = [array_from_json(v) for v in state["v"]]
         self.t = [int(t) for t in state["t"]]
 
 
@@ -248,11 +248,15 @@ def train_forward_forward(
     ``checkpoint`` the run is saved there (an EpochCheckpoint) when it stops so or its
     board goes away (RunInterrupted); ``resume`` goes on from it (the same options)."""
     o = options or FFOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "ff", ("adam", "by_label")) if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "ff", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
     record = TrainingRecord(
         settings=o.settings()
-        | {"job": "ff", "placement": ff_placement(board.info, data, o).summary()}
+        | {
+            "job": "ff",
+            "dataset": data.name,
+            "placement": ff_placement(board.info, data, o).summary(),
+        }
     )
     kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # a resumed run's board gone while it is programmed again

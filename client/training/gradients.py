@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["cosine", "numerical_gradient", "numerical_jacobian"]
+__all__ = ["cosine", "cosine_measures", "numerical_gradient", "numerical_jacobian"]
 
 Array = npt.NDArray[np.float64]
 
@@ -54,3 +55,22 @@ def cosine(a: npt.ArrayLike | None, b: npt.ArrayLike) -> float:
     u, v = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
     norm = float(np.linalg.norm(u) * np.linalg.norm(v))
     return float(u @ v) / norm if norm > 0.0 else 0.0
+
+
+def cosine_measures(cosines: Sequence[Sequence[float]], layers: int) -> dict[str, Any]:
+    """The record's gradient-cosine figures of a run that measured ``cosines`` (a row per
+    measurement, the cosine of each of its ``layers``, NaN for a frozen one):
+    ``gradient_cosine``, each layer's mean over the run, and ``gradient_cosine_last``,
+    over its last tenth; None where nothing was measured."""
+    table = np.array(cosines, np.float64).reshape(-1, layers)
+    if not len(table):  # a run that measured none (a checkpoint's own rows are kept)
+        table = np.full((1, layers), np.nan)
+    tail = table[-max(1, len(table) // 10) :]
+
+    def rounded(value: float) -> float | None:
+        return None if np.isnan(value) else round(float(value), 4)
+
+    return {
+        "gradient_cosine": [rounded(c) for c in table.mean(axis=0)],
+        "gradient_cosine_last": [rounded(c) for c in tail.mean(axis=0)],
+    }

@@ -177,11 +177,13 @@ def train_last_layer(
     so or its board goes away (RunInterrupted); ``resume`` goes on from it (the same
     options)."""
     o = options or LastLayerOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "last-layer") if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "last-layer", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
     features, head, w1 = _last_layer_tiles(board, data, o, rng)
     placed = {"features": [b.tile for b in features.blocks], "head": [b.tile for b in head.blocks]}
-    record = TrainingRecord(settings=o.settings() | {"job": "last-layer", "placement": placed})
+    record = TrainingRecord(
+        settings=o.settings() | {"job": "last-layer", "dataset": data.name, "placement": placed}
+    )
     kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         meter = JobMeter(board, [features, head])

@@ -14,7 +14,9 @@ refuses the job with an error naming the extra, rather than failing mid-run.
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Protocol
 
 import sklearn  # noqa: F401  (the training extra: see the module docstring)
@@ -22,9 +24,10 @@ from pydantic import BaseModel, ValidationError
 
 from sidra.drivers import Board, BoardInfo, InvalidArgument
 from sidra.drivers.errors import refused_argument
-from sidra.training.board_spsa import spsa_placement, train_softmax_spsa
+from sidra.training.board_spsa import SPSACheckpoint, spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.eqprop import eqprop_placement, train_eqprop
 from sidra.training.forward_forward import ff_placement, train_forward_forward
 from sidra.training.hybrid import last_layer_placement, train_last_layer
@@ -39,11 +42,11 @@ from sidra.training.options import (
     RecoveryOptions,
     SPSAOptions,
 )
-from sidra.training.records import TrainingRecord
+from sidra.training.records import CHECKPOINT_FILE, INTERRUPTED, STOPPED_AT, TrainingRecord
 from sidra.training.recovery import drift_recovery
 from sidra.training.stopping import RunInterrupted
 
-__all__ = ["KINDS", "JobReporter", "RecordKept", "TrainingJobs"]
+__all__ = ["KINDS", "RESUMABLE", "RESUME_FIELD", "JobReporter", "RecordKept", "TrainingJobs"]
 
 KINDS: dict[str, type[JobOptions]] = {
     "spsa": SPSAOptions,
@@ -55,6 +58,16 @@ KINDS: dict[str, type[JobOptions]] = {
     "eqprop": EqPropOptions,
 }
 """Each job kind (the ``sidra train`` command's name) and its option model."""
+
+RESUMABLE = ("spsa", "last-layer", "mlp", "ff", "eqprop")
+"""The kinds that keep a checkpoint when they stop early (cancelled at a boundary, or their
+board gone) and go on from one: every kind but compare and drift-recovery."""
+
+RESUME_FIELD = "resume_checkpoint"
+"""SubmitJob's field carrying the checkpoint a job goes on from."""
+
+SENT = "the one sent"
+"""How refusals of the checkpoint a job was sent name it (the service names the field)."""
 
 
 class JobReporter(Protocol):
@@ -119,6 +132,33 @@ class TrainingJobs:
             return eqprop_placement(info, load_dataset(dataset), options).used, False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
+    resumable: tuple[str, ...] = RESUMABLE
+    """The kinds that keep a checkpoint and go on from one."""
+
+    def check_resume(self, kind: str, options: JobOptions, dataset: str, checkpoint: bytes) -> None:
+        """ValueError saying why a ``kind`` job of ``options`` on ``dataset`` cannot go on
+        from ``checkpoint`` (the bytes of a ``checkpoint.json``): a kind that keeps none,
+        not a checkpoint, another run's (another job, other options, another data set),
+        or damaged. Checked when the job is submitted, before anything is leased."""
+        if kind not in self.resumable:
+            raise ValueError(
+                f"a {kind} job keeps no checkpoint to go on from (the kinds that do: "
+                f"{', '.join(self.resumable)})"
+            )
+        text = _text(checkpoint)
+        data = load_dataset(dataset)
+        if isinstance(options, SPSAOptions):
+            SPSACheckpoint.parse(text, options, dataset=data, source=SENT)
+        else:
+            EpochCheckpoint.parse(
+                text, options, kind, self._extras(options), dataset=data.name, source=SENT
+            )
+
+    def _extras(self, options: JobOptions) -> tuple[str, ...] | None:
+        """What a checkpoint of a run of ``options`` holds beside its network (None: the
+        trainer's usual, sidra.training.epoch_checkpoint.EXTRAS)."""
+        return None
+
     def run(
         self,
         kind: str,
@@ -127,48 +167,123 @@ class TrainingJobs:
         board: Board,
         reporter: JobReporter,
         stop: threading.Event,
+        resume: bytes | None = None,
     ) -> Outcome:
         """Runs the job on ``board``; returns its summary and record files. Once ``stop`` is
         set it ends at its next step, epoch (drift-recovery: of its retraining) or run
-        (compare) boundary, evaluated, with the record of what it did."""
+        (compare) boundary, evaluated, with the record of what it did, and (a kind of
+        :attr:`resumable`) its ``checkpoint.json``. ``resume``: a checkpoint's bytes
+        (:meth:`check_resume`), which the job goes on from."""
         reporter.log(f"loading data set {dataset}")
         data = load_dataset(dataset)
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
-        try:
-            return _run(board, data, options, reporter, stop)
-        except RunInterrupted as lost:
-            if lost.record is None:
-                raise
-            raise RecordKept(lost, _record(lost.record, data.name)) from lost.cause
+        with tempfile.TemporaryDirectory(prefix="sidra-job-") as folder:
+            path = Path(folder) / CHECKPOINT_FILE if kind in self.resumable else None
+            if resume is not None:
+                assert path is not None, f"{kind} jobs go on from no checkpoint"
+                path.write_bytes(resume)
+                reporter.log(f"going on from the checkpoint sent ({len(resume)} bytes)")
+            try:
+                summary, files = self._train(
+                    board, data, options, reporter, stop, path, resume is not None
+                )
+            except RunInterrupted as lost:
+                if lost.record is None and _saved(path) is None:
+                    raise
+                outcome = None if lost.record is None else _record(lost.record, data.name)
+                raise RecordKept(lost, outcome, path, data.name) from lost.cause
+            except RecordKept as kept:  # a kind that builds its own record (pat)
+                raise kept.keeping(path, data.name) from kept.__cause__
+            if any(key.startswith(STOPPED_AT) for key in summary):
+                saved = _saved(path)  # stopped at a boundary: go on from there later
+                if saved is not None:
+                    files = files | {CHECKPOINT_FILE: saved}
+            return summary, files
+
+    def _train(
+        self,
+        board: Board,
+        data: Dataset,
+        options: JobOptions,
+        reporter: JobReporter,
+        stop: threading.Event,
+        checkpoint: Path | None,
+        resume: bool,
+    ) -> Outcome:
+        """The job's run: its summary and files (``checkpoint``: where its trainer saves
+        its state if it stops early or loses its board; ``resume``: go on from it)."""
+        going_on = {} if checkpoint is None else {"checkpoint": checkpoint, "resume": resume}
+        return _run(board, data, options, reporter, stop, going_on)
+
+
+def _text(checkpoint: bytes) -> str:
+    try:
+        return checkpoint.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{SENT}: not UTF-8 text ({exc})") from exc
+
+
+def _saved(path: Path | None) -> bytes | None:
+    """The checkpoint the run saved (or went on from) at ``path``, if any."""
+    return path.read_bytes() if path is not None and path.is_file() else None
 
 
 class RecordKept(Exception):
-    """A job whose board went away mid-way, with the record of what it made:
-    ``outcome``, its summary and files, which the service keeps for the failed job
-    (sidra.server.jobs.runner.JobRunner.run). The message is the run's
-    (:class:`~sidra.training.stopping.RunInterrupted`): the board's error, and how far
-    the run got."""
+    """A job whose board went away mid-way, with what it made: ``outcome``, its summary
+    and files, which the service keeps for the failed job
+    (sidra.server.jobs.runner.JobRunner.run): the record up to its last whole epoch (a
+    run in epochs) and the checkpoint it saved (or went on from), ``checkpoint.json``.
+    The message is the board's error, how far the run got and where that is kept."""
 
-    def __init__(self, lost: RunInterrupted, outcome: Outcome) -> None:
-        super().__init__(str(lost))
-        self.outcome = outcome
+    def __init__(
+        self,
+        lost: RunInterrupted,
+        outcome: Outcome | None,
+        checkpoint: Path | None = None,
+        dataset: str = "",
+    ) -> None:
+        saved = _saved(checkpoint)
+        cause = f"{type(lost.cause).__name__}: {lost.cause}"
+        where = "in the run's record"
+        if outcome is None:  # an SPSA run keeps its checkpoint alone
+            unit = f"{INTERRUPTED}at_{lost.unit}"
+            outcome = {unit: lost.steps, f"{INTERRUPTED}by": cause, "dataset": dataset}, {}
+            where = "in the job's"
+        if saved is not None:
+            where += (
+                f"{' and its' if outcome[1] else ''} {CHECKPOINT_FILE}, which a job "
+                f"submitted with it ({RESUME_FIELD}) goes on from"
+            )
+            outcome = outcome[0], outcome[1] | {CHECKPOINT_FILE: saved}
+        super().__init__(f"{cause}; the {lost.steps} {lost.unit}s made are kept {where}")
+        self.lost, self.outcome = lost, outcome
+
+    def keeping(self, checkpoint: Path | None, dataset: str) -> RecordKept:
+        """The same, with the checkpoint the run saved at ``checkpoint``."""
+        return RecordKept(self.lost, self.outcome, checkpoint, dataset)
 
 
 def _run(
-    board: Board, data: Dataset, options: JobOptions, reporter: JobReporter, stop: threading.Event
+    board: Board,
+    data: Dataset,
+    options: JobOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
+    going_on: dict[str, Any],
 ) -> Outcome:
+    """``going_on``: the trainer's ``checkpoint`` and ``resume`` (a kind of RESUMABLE)."""
     if isinstance(options, SPSAOptions):
-        return _spsa(board, data, options, reporter, stop)
+        return _spsa(board, data, options, reporter, stop, going_on)
     if isinstance(options, LastLayerOptions):
-        return _last_layer(board, data, options, reporter, stop)
+        return _last_layer(board, data, options, reporter, stop, going_on)
     if isinstance(options, CompareOptions):
         return _compare(board, data, options, reporter, stop)
     if isinstance(options, MLPOptions):
-        return _mlp(board, data, options, reporter, stop)
+        return _mlp(board, data, options, reporter, stop, going_on)
     if isinstance(options, FFOptions):
-        return _forward_forward(board, data, options, reporter, stop)
+        return _forward_forward(board, data, options, reporter, stop, going_on)
     if isinstance(options, EqPropOptions):
-        return _eqprop(board, data, options, reporter, stop)
+        return _eqprop(board, data, options, reporter, stop, going_on)
     assert isinstance(options, RecoveryOptions)
     return _recovery(board, data, options, reporter, stop)
 
@@ -179,14 +294,19 @@ def _record(record: TrainingRecord, dataset: str) -> Outcome:
 
 
 def _spsa(
-    board: Board, data: Dataset, options: SPSAOptions, reporter: JobReporter, stop: threading.Event
+    board: Board,
+    data: Dataset,
+    options: SPSAOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
+    going_on: dict[str, Any],
 ) -> Outcome:
     def on_step(step: Any) -> None:
         # Every step: the service decides which become events. A cancelled job ends at
         # the step boundary through ``stop``, its record kept.
         reporter.progress(step.step, options.steps, f"loss {step.loss:.3f}")
 
-    record = train_softmax_spsa(board, data, options, on_step=on_step, stop=stop)
+    record = train_softmax_spsa(board, data, options, on_step=on_step, stop=stop, **going_on)
     return _record(record, data.name)
 
 
@@ -196,32 +316,43 @@ def _last_layer(
     options: LastLayerOptions,
     reporter: JobReporter,
     stop: threading.Event,
+    going_on: dict[str, Any],
 ) -> Outcome:
     def on_epoch(epoch: int, test: float) -> None:
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
-    record = train_last_layer(board, data, options, on_epoch=on_epoch, stop=stop)
+    record = train_last_layer(board, data, options, on_epoch=on_epoch, stop=stop, **going_on)
     return _record(record, data.name)
 
 
 def _mlp(
-    board: Board, data: Dataset, options: MLPOptions, reporter: JobReporter, stop: threading.Event
+    board: Board,
+    data: Dataset,
+    options: MLPOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
+    going_on: dict[str, Any],
 ) -> Outcome:
     def on_epoch(epoch: int, test: float) -> None:
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
-    record = train_mlp(board, data, options, on_epoch=on_epoch, stop=stop)
+    record = train_mlp(board, data, options, on_epoch=on_epoch, stop=stop, **going_on)
     return _record(record, data.name)
 
 
 def _forward_forward(
-    board: Board, data: Dataset, options: FFOptions, reporter: JobReporter, stop: threading.Event
+    board: Board,
+    data: Dataset,
+    options: FFOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
+    going_on: dict[str, Any],
 ) -> Outcome:
     def on_epoch(epoch: int, test: float | None) -> None:
         status = "" if test is None else f"test {100 * test:.2f} %"
         reporter.progress(epoch, options.epochs, status)
 
-    record = train_forward_forward(board, data, options, on_epoch=on_epoch, stop=stop)
+    record = train_forward_forward(board, data, options, on_epoch=on_epoch, stop=stop, **going_on)
     return _record(record, data.name)
 
 
@@ -231,11 +362,12 @@ def _eqprop(
     options: EqPropOptions,
     reporter: JobReporter,
     stop: threading.Event,
+    going_on: dict[str, Any],
 ) -> Outcome:
     def on_epoch(epoch: int, test: float) -> None:
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
-    record = train_eqprop(board, data, options, on_epoch=on_epoch, stop=stop)
+    record = train_eqprop(board, data, options, on_epoch=on_epoch, stop=stop, **going_on)
     return _record(record, data.name)
 
 

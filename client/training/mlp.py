@@ -30,7 +30,7 @@ from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
-from sidra.training.gradients import cosine
+from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.options import MLPOptions
 from sidra.training.placement import Placement, chain, place
@@ -99,7 +99,7 @@ def train_mlp(
     EpochCheckpoint) when it stops so or its board goes away (RunInterrupted);
     ``resume`` goes on from it (the same options)."""
     o = options or MLPOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "mlp", ("cosines",)) if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "mlp", dataset=data.name) if resume else None
     record, _ = train_network(
         board, data, o, HybridNetwork, on_epoch=on_epoch, stop=stop,
         checkpoint=checkpoint, saved=saved,
@@ -148,7 +148,9 @@ def train_network(
         weights = _copied(saved.targets, layers)
     else:
         weights = _initial_weights(layers, o, rng) if initial is None else _copied(initial, layers)
-    record = TrainingRecord(settings=o.settings() | {"job": job, "placement": placement.summary()})
+    record = TrainingRecord(
+        settings=o.settings() | {"job": job, "dataset": data.name, "placement": placement.summary()}
+    )
     kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         meter = JobMeter(board, layers)
@@ -198,13 +200,8 @@ def train_network(
             )
         record.count(meter.read())
         record.programs = net.programs
-    table = np.array(cosines)
-    tail = table[-max(1, len(table) // 10) :]
-    record.measures = {
-        # None for a frozen layer (--trainable): it has no gradient.
-        "gradient_cosine": [_rounded(c) for c in table.mean(axis=0)],
-        "gradient_cosine_last": [_rounded(c) for c in tail.mean(axis=0)],
-    }
+    # None for a frozen layer (--trainable): it has no gradient.
+    record.measures = cosine_measures(cosines, len(net.weights))
     return record, net
 
 
@@ -268,7 +265,3 @@ def exact_gradients(
             inside = np.abs(inputs[i]) < layers[i].input_clip  # clip passes no gradient
             delta = (delta @ weights[i][:-1].T) * inside * (pre[i - 1] > 0.0)
     return gradients
-
-
-def _rounded(value: float) -> float | None:
-    return None if np.isnan(value) else round(float(value), 4)

@@ -34,7 +34,7 @@ from sidra.drivers import Board, InvalidArgument, SidraError
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
-from sidra.training.epoch_checkpoint import EpochCheckpoint
+from sidra.training.epoch_checkpoint import EXTRAS, EpochCheckpoint
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import NetworkFactory, mlp_layers, train_network
 from sidra.training.options import PATOptions
@@ -136,8 +136,8 @@ def train_pat(
         hint = "" if o.in_silico else " (board_epochs >= epochs trains on the board alone)"
         raise ValueError(f"twin_board: {on_twin} epochs run on the twin emulator, got None{hint}")
     job = "pat-in-silico" if o.in_silico else "pat"
-    needs = ("cosines", TWIN_PART) if on_twin else ("cosines",)
-    saved = EpochCheckpoint.load(checkpoint, o, job, needs) if resume else None
+    needs = (*EXTRAS["pat"], TWIN_PART) if on_twin else EXTRAS["pat"]
+    saved = EpochCheckpoint.load(checkpoint, o, job, needs, dataset=data.name) if resume else None
     try:
         if o.in_silico:
             assert twin_board is not None

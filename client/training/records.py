@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,9 @@ INTERRUPTED = "interrupted_"
 and ``interrupted_by``, the board's error."""
 
 __all__ = [
+    "CHECKPOINT_FILE",
+    "array_from_json",
+    "array_to_json",
     "INTERRUPTED",
     "RECORD_FILES",
     "STOPPED_AT",
@@ -35,9 +40,36 @@ __all__ = [
     "write_json_atomically",
 ]
 
+CHECKPOINT_FILE = "checkpoint.json"
+"""The file a run saves its checkpoint to, beside its record (``sidra train --out``, a
+job's record files), and goes on from: every trainer's but a comparison's and drift
+recovery's."""
+
 RECORD_FILES = ("summary.json", "settings.json")
 """Files every run record has (this module's and a comparison's,
 sidra.training.compare_record): a folder holding one holds a run's record."""
+
+
+def array_to_json(array: npt.NDArray[Any]) -> dict[str, Any]:
+    """A float32 array as a checkpoint keeps it in JSON: its shape and its little-endian
+    bytes in base64 (a quarter of the text of a list of decimal numbers, and exact)."""
+    data = np.ascontiguousarray(array, "<f4")
+    return {"shape": list(data.shape), "float32_base64": base64.b64encode(data.tobytes()).decode()}
+
+
+def array_from_json(saved: Any) -> npt.NDArray[np.float32]:
+    """The float32 array :func:`array_to_json` wrote, or one written as nested lists of
+    numbers (checkpoints saved before); ValueError or TypeError for anything else."""
+    if not isinstance(saved, dict):
+        with np.errstate(over="ignore"):  # beyond float32: inf, which callers refuse
+            return np.array(saved, np.float32)
+    shape = saved["shape"]
+    if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
+        raise ValueError(f"array shape: {shape!r}, expected a list of sizes")
+    data = base64.b64decode(saved["float32_base64"], validate=True)
+    if len(data) != 4 * math.prod(shape):
+        raise ValueError(f"array of shape {shape}: {len(data)} bytes, expected 4 per value")
+    return np.frombuffer(data, "<f4").astype(np.float32).reshape(shape)
 
 
 def write_json_atomically(path: str | Path, payload: Any) -> None:
@@ -71,6 +103,12 @@ class Checkpoint:
     step: int
     test_accuracy: float
     device_writes: int
+
+    @classmethod
+    def from_json(cls, saved: Any) -> Checkpoint:
+        """The checkpoint a saved run holds as JSON (KeyError, TypeError or ValueError for
+        anything else)."""
+        return cls(int(saved["step"]), float(saved["test_accuracy"]), int(saved["device_writes"]))
 
 
 @dataclass

@@ -58,7 +58,9 @@ from sidra.server.state import StateStore
 from sidra.server.state.jobs import FINAL_STATES, JobEventRow, JobRecords, JobRow
 
 __all__ = [
+    "CHECKPOINT_FILE",
     "DEFAULT_DATASET",
+    "RESUME_FIELD",
     "JobCancelled",
     "JobManager",
     "JobNotFound",
@@ -66,6 +68,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.json"
+"""The record file a job that stopped early keeps its checkpoint in (jobs.proto)."""
+
+RESUME_FIELD = "resume_checkpoint"
+"""SubmitJob's field carrying the checkpoint a job goes on from."""
 
 DEFAULT_DATASET = "digits"
 """The data set of a job that names none (as ``sidra train``'s default)."""
@@ -160,9 +168,16 @@ class JobManager:
     # -- SubmitJob -----------------------------------------------------------------
 
     def submit(
-        self, principal: str, kind: str, options_json: str, dataset: str, lease_wait_s: float
+        self,
+        principal: str,
+        kind: str,
+        options_json: str,
+        dataset: str,
+        lease_wait_s: float,
+        resume_checkpoint: bytes = b"",
     ) -> JobRow:
-        """Starts a job of ``principal``; returns it as stored (state running)."""
+        """Starts a job of ``principal``; returns it as stored (state running).
+        ``resume_checkpoint``: the checkpoint it goes on from (empty: none)."""
         records = self.records
         if records is None:
             raise FailedPrecondition(
@@ -185,6 +200,19 @@ class JobManager:
             raise  # names the option (options_json.steps) already
         except ValueError as exc:
             raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
+        if resume_checkpoint:
+            if kind not in runner.resumable:
+                kinds = ", ".join(runner.resumable)
+                raise InvalidArgument(
+                    RESUME_FIELD, f"{len(resume_checkpoint)} bytes", f"empty: a {kind} job keeps "
+                    f"no checkpoint to go on from (the kinds that do: {kinds})",
+                )  # fmt: skip
+            try:
+                runner.check_resume(kind, options, dataset, resume_checkpoint)
+            except ValueError as exc:
+                raise InvalidArgument(
+                    RESUME_FIELD, f"{len(resume_checkpoint)} bytes", _resumable(kind, exc)
+                ) from exc
         info = self.servicer.board.info
         try:
             tiles, whole_board = runner.claim(kind, options, dataset, info)
@@ -198,7 +226,8 @@ class JobManager:
             )  # fmt: skip
         with self._reserved(principal):
             return self._start(records, runner, principal, kind, options, dataset,
-                               tiles, whole_board, lease_wait_s)  # fmt: skip
+                               tiles, whole_board, lease_wait_s,
+                               resume_checkpoint or None)  # fmt: skip
 
     def _start(
         self,
@@ -211,6 +240,7 @@ class JobManager:
         tiles: tuple[int, ...],
         whole_board: bool,
         lease_wait_s: float,
+        resume: bytes | None,
     ) -> JobRow:
         job_id = secrets.token_hex(8)
         session = self.keeper.open(principal, 0.0, f"job {job_id} {kind}")
@@ -234,7 +264,10 @@ class JobManager:
         log.info("job %s (%s on %s) of %s started on tiles %s", job_id, kind, dataset,
                  principal, "all" if whole_board else list(held.tiles))  # fmt: skip
         threading.Thread(
-            target=self._run, args=(live, runner, options), name=f"sidra-job-{job_id}", daemon=True
+            target=self._run,
+            args=(live, runner, options, resume),
+            name=f"sidra-job-{job_id}",
+            daemon=True,
         ).start()
         return self._snapshot(live)
 
@@ -269,7 +302,7 @@ class JobManager:
 
     # -- the job's thread ----------------------------------------------------------
 
-    def _run(self, live: _LiveJob, runner: JobRunner, options: Any) -> None:
+    def _run(self, live: _LiveJob, runner: JobRunner, options: Any, resume: bytes | None) -> None:
         row = live.row
         recorder = BehindRecorder(f"sidra-job-{row.id}-recorder", run=store_in_order)
         board = JobBoard(
@@ -291,8 +324,9 @@ class JobManager:
             try:
                 self._settle(live, board)
                 summary, files = runner.run(
-                    row.kind, options, row.dataset, board, _Reporter(self, live), live.stop
-                )
+                    row.kind, options, row.dataset, board, _Reporter(self, live), live.stop,
+                    resume,
+                )  # fmt: skip
             finally:
                 recorder.drain()  # every write the job made is in the store before it ends
             state, error = self._ended(live, summary)
@@ -539,6 +573,11 @@ class JobManager:
         """Ids of jobs running in this process."""
         with self._changed:
             return [i for i, j in self._live.items() if j.row.state == "running"]
+
+
+def _resumable(kind: str, refused: ValueError) -> str:
+    """What SubmitJob's resume_checkpoint allows, and why the one sent is not that."""
+    return f"a {kind} run's {CHECKPOINT_FILE} of these options and data set; {refused}"
 
 
 class _Reporter:

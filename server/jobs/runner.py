@@ -62,6 +62,8 @@ class JobRunner(Protocol):
     """Job kinds: the names of the ``sidra train`` commands a job can run."""
     datasets: tuple[str, ...]
     """Data sets a job may name."""
+    resumable: tuple[str, ...]
+    """Kinds that keep a checkpoint when they stop early and go on from one."""
 
     def options(self, kind: str, options_json: str) -> Any:
         """The validated options; ValueError naming the option, value and what is allowed."""
@@ -78,6 +80,11 @@ class JobRunner(Protocol):
         ``dataset``), and whether it needs the whole board; ValueError when they do not fit."""
         ...
 
+    def check_resume(self, kind: str, options: Any, dataset: str, checkpoint: bytes) -> None:
+        """ValueError saying why a ``kind`` job of ``options`` on ``dataset`` cannot go on
+        from ``checkpoint`` (a kind that keeps none, another run's, damaged)."""
+        ...
+
     def run(
         self,
         kind: str,
@@ -86,12 +93,15 @@ class JobRunner(Protocol):
         board: Board,
         reporter: JobReporter,
         stop: threading.Event,
+        resume: bytes | None = None,
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Runs the job; returns its summary and its record files by name. Once ``stop`` is
         set the job ends at its next step, epoch or run boundary and returns the record of
         what it did, its summary naming where (``stopped_at_step``, ``stopped_at_epoch`` or
         ``stopped_at_run``); a runner that does not is stopped at its next board call
-        ``CANCEL_GRACE_S`` later.
+        ``CANCEL_GRACE_S`` later. A job of a :attr:`resumable` kind stopped so keeps its
+        ``checkpoint.json`` among its files; ``resume``, such a file's bytes (checked by
+        :meth:`check_resume`), is where the job goes on from.
 
         A job that fails after doing part of its work (its board gone mid-way) may keep
         the record of that part: the exception it raises has an ``outcome`` attribute,

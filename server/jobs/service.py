@@ -72,8 +72,9 @@ class JobServicer:
     def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> Message:
         principal, _ = self.caller_of(context)
         job = self.manager.submit(
-            principal, request.kind, request.options_json, request.dataset, request.lease_wait_s
-        )
+            principal, request.kind, request.options_json, request.dataset,
+            request.lease_wait_s, request.resume_checkpoint,
+        )  # fmt: skip
         return job_message(job)
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> Message:

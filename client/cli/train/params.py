@@ -84,7 +84,8 @@ Resume = Annotated[
     bool,
     typer.Option(
         help="Go on from <out>/checkpoint.json, saved when a run of the same options "
-        "stopped or lost its board."
+        "stopped or lost its board (from here or as a job); with --remote-job the job "
+        "goes on from it."
     ),
 ]
 

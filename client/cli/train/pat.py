@@ -99,16 +99,7 @@ def pat(
     mid-way keeps them too (exit 1)."""
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
-    check_resume(out, resume, remote_job)
-    if remote_job:
-        sent = options.settings()
-        if profile is not None:
-            _twin_from(profile)  # a bad profile is refused here, before anything is sent
-            # The server cannot read this file: its text goes with the options.
-            sent |= {"twin_profile_toml": profile.read_text(encoding="utf-8")}
-        submitted(server, "pat", options, dataset, out, as_json, console, sent=sent)
-        return
-    data = dataset_named(dataset)
+    check_resume(out, resume)
     folder = record_folder(out, "pat")
     if resume and profile is None:  # the twin the run measured, not a new one
         profile = folder / "twin.toml"
@@ -117,6 +108,15 @@ def pat(
                 f"--resume without --profile goes on with the twin the run measured, "
                 f"{profile}; there is none: give --profile"
             )
+    if remote_job:
+        sent = options.settings()
+        if profile is not None:
+            _twin_from(profile)  # a bad profile is refused here, before anything is sent
+            # The server cannot read this file: its text goes with the options.
+            sent |= {"twin_profile_toml": profile.read_text(encoding="utf-8")}
+        submitted(server, "pat", options, dataset, out, as_json, console, sent=sent, resume=resume)
+        return
+    data = dataset_named(dataset)
     # A profile given is read before the board is opened: a bad one touches no board.
     twin = None if profile is None else _twin_from(profile)
     with (

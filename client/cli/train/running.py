@@ -40,6 +40,7 @@ from sidra.training import (
     load_dataset,
 )
 from sidra.training import Dataset as TrainingData
+from sidra.training.records import CHECKPOINT_FILE
 from sidra.training.stopping import RunInterrupted
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "EpochJobOptions",
     "by_epochs",
     "check_resume",
+    "checkpoint_to_send",
     "dataset_named",
     "epoch_status",
     "exit_if_stopped",
@@ -62,7 +64,7 @@ __all__ = [
     "submitted",
 ]
 
-CHECKPOINT = "checkpoint.json"
+CHECKPOINT = CHECKPOINT_FILE
 """The file in ``--out`` a run saves its checkpoint to and ``--resume`` goes on from
 (every training command but ``compare`` and ``drift-recovery``)."""
 
@@ -89,19 +91,31 @@ def job_board(url: str, server: str | None) -> Iterator[Board]:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def check_resume(out: Path | None, resume: bool, remote_job: bool) -> None:
+def check_resume(out: Path | None, resume: bool) -> None:
     """``--out`` and ``--resume`` of a command that goes on from a checkpoint: a folder
     holding an earlier run's record (or a checkpoint) is refused unless the command
-    goes on from it, which needs that folder and a run from here. Checked once every
-    option is parsed, not in ``--out``'s callback: --out may come before --resume."""
+    goes on from it, which needs that folder. Checked once every option is parsed, not
+    in ``--out``'s callback: --out may come before --resume."""
     if out is not None and not resume:
         keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
-    if resume and remote_job:
-        raise typer.BadParameter(
-            "--resume is for runs from here; a --remote-job keeps its record in the server"
-        )
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
+
+
+def checkpoint_to_send(out: Path | None, resume: bool) -> bytes | None:
+    """The checkpoint a ``--remote-job --resume`` sends, read from ``out`` (None without
+    --resume); a folder without one is a usage error naming it."""
+    if not resume:
+        return None
+    assert out is not None  # check_resume: --resume needs --out
+    path = out / CHECKPOINT
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"--resume: cannot read {path} ({exc.strerror or exc}); a run that stopped "
+            f"early, from here or as a job, saves it there"
+        ) from exc
 
 
 def dataset_named(name: str) -> TrainingData:
@@ -268,15 +282,20 @@ def run_remote(
     console: Console,
     *,
     sent: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Runs ``job`` inside ``server`` (--remote-job); its summary, with the job id and the
     folder its record was saved into. ``sent``: the options as submitted, when they hold
-    more than ``options.settings()`` (a pat job's twin profile)."""
+    more than ``options.settings()`` (a pat job's twin profile). ``resume``: the job goes
+    on from the checkpoint in ``out``."""
     if server is None:
         raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
+    checkpoint = checkpoint_to_send(out, resume)
     folder = record_folder(out, job)
     submitted = options.settings() if sent is None else sent
-    done = run_remote_job(server, job, submitted, dataset, folder, console)
+    done = run_remote_job(
+        server, job, submitted, dataset, folder, console, resume_checkpoint=checkpoint
+    )
     return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
 
 
@@ -290,9 +309,10 @@ def submitted(
     console: Console,
     *,
     sent: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> None:
     """``job`` run inside ``server`` (--remote-job, :func:`run_remote`), its summary printed."""
-    summary = run_remote(server, job, options, dataset, out, console, sent=sent)
+    summary = run_remote(server, job, options, dataset, out, console, sent=sent, resume=resume)
     print_summary(summary, f"{job} on {dataset} (job {summary['job_id']})", as_json, console)
 
 
@@ -332,9 +352,9 @@ def by_epochs(
     goes away; True goes on from it."""
     console = Console(stderr=as_json)
     if resume is not None:
-        check_resume(out, resume, remote_job)
+        check_resume(out, resume)
     if remote_job:
-        submitted(server, job, options, dataset, out, as_json, console)
+        submitted(server, job, options, dataset, out, as_json, console, resume=bool(resume))
         return
     going_on: dict[str, Any] = {}
     if resume is not None:

@@ -15,6 +15,7 @@ from sidra.cli.train.params import (
     Dataset,
     Out,
     RemoteJob,
+    Resume,
     ServerAddress,
     keeps_no_record,
 )
@@ -68,7 +69,7 @@ def spsa(
     checkpoint_every: Annotated[
         int, typer.Option(min=0, help=f"Save <out>/{CHECKPOINT} every N steps (0: never).")
     ] = 0,
-    resume: Annotated[bool, typer.Option(help=f"Continue from <out>/{CHECKPOINT}.")] = False,
+    resume: Resume = False,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -87,16 +88,16 @@ def spsa(
     if out is not None and not resume:  # checked here: --out may come before --resume
         keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
     console = Console(stderr=as_json)
-    if remote_job:
-        if checkpoint_every or resume:
-            raise typer.BadParameter(
-                "--checkpoint-every and --resume are for runs from here; a --remote-job "
-                "keeps its record in the server"
-            )
-        submitted(server, "spsa", options, dataset, out, as_json, console)
-        return
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
+    if remote_job:
+        if checkpoint_every:
+            raise typer.BadParameter(
+                "--checkpoint-every is for runs from here; a --remote-job keeps its "
+                "checkpoint in the server when it stops early"
+            )
+        submitted(server, "spsa", options, dataset, out, as_json, console, resume=resume)
+        return
     out = record_folder(out, "spsa")
     data = dataset_named(dataset)
     try:

@@ -34,16 +34,18 @@ JOB_EVENT_KIND_LOG: JobEventKind
 JOB_EVENT_KIND_STATE: JobEventKind
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s")
+    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint")
     KIND_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     LEASE_WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     kind: str
     options_json: str
     dataset: str
     lease_wait_s: float
-    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ...) -> None: ...
+    resume_checkpoint: bytes
+    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id", "include_record")
