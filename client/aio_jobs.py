@@ -14,6 +14,7 @@ stream as the synchronous one does::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -30,7 +31,8 @@ from sidra.client.jobs import (
     submit_request,
     watch_retry,
 )
-from sidra.client.options import checked_count, checked_job_id
+from sidra.client.options import checked_count, checked_job_id, checked_text
+from sidra.drivers import ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = ["AsyncJobs"]
@@ -60,8 +62,34 @@ class AsyncJobs:
         return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
 
     async def get(self, job_id: str, *, include_record: bool = False) -> JobInfo:
+        """The job as it is now (:meth:`Jobs.get <sidra.client.jobs.Jobs.get>`): with
+        ``include_record``, its record's files, read file by file when one answer
+        cannot carry them."""
         request = pb.GetJobRequest(job_id=checked_job_id(job_id), include_record=include_record)
-        return JobInfo.from_pb(await self._call("GetJob", request, pb.Job))
+        try:
+            return JobInfo.from_pb(await self._call("GetJob", request, pb.Job))
+        except ResourceExhausted as exc:
+            if not (include_record and exc.field == "include_record"):
+                raise
+        job = await self.get(job_id)  # the files' names and sizes
+        files = {name: await self.read_file(job_id, name) for name in job.record_files}
+        return dataclasses.replace(job, files=files)
+
+    async def read_file(self, job_id: str, name: str) -> bytes:
+        """One file of the job's run record, whatever its size (:meth:`Jobs.read_file
+        <sidra.client.jobs.Jobs.read_file>`)."""
+        pieces: list[bytes] = []
+        offset = 0
+        while True:
+            request = pb.ReadJobFileRequest(
+                job_id=checked_job_id(job_id), name=checked_text("name", name, "steps.csv"),
+                offset=offset,
+            )  # fmt: skip
+            reply = await self._call("ReadJobFile", request, pb.ReadJobFileResponse)
+            pieces.append(reply.content)
+            offset += len(reply.content)
+            if offset >= reply.size_bytes or not reply.content:
+                return b"".join(pieces)
 
     async def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
         """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100)."""

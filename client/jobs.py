@@ -13,6 +13,7 @@ from the next event index, so a watcher misses no event.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -93,6 +94,9 @@ class JobInfo:
     files: dict[str, bytes] = field(default_factory=dict)
     """The run record's files (only when asked for with ``include_record``, and only
     when there is a record: see :attr:`summary`)."""
+    record_files: dict[str, int] = field(default_factory=dict)
+    """The run record's files' sizes by name, bytes, once the job has ended with a record
+    (:meth:`Jobs.read_file` reads one)."""
 
     @property
     def finished(self) -> bool:
@@ -107,6 +111,7 @@ class JobInfo:
             tuple(job.tiles), job.whole_board, job.events,
             json.loads(job.summary_json) if job.summary_json else None,
             {f.name: f.content for f in job.files},
+            {f.name: f.size_bytes for f in job.record_files},
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,8 +171,33 @@ class Jobs:
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
 
     def get(self, job_id: str, *, include_record: bool = False) -> JobInfo:
+        """The job as it is now; ``include_record``: with its record's files, however
+        large (a record that one answer cannot carry is read file by file)."""
         request = pb.GetJobRequest(job_id=checked_job_id(job_id), include_record=include_record)
-        return JobInfo.from_pb(self._call("GetJob", request, pb.Job))
+        try:
+            return JobInfo.from_pb(self._call("GetJob", request, pb.Job))
+        except ResourceExhausted as exc:
+            if not (include_record and exc.field == "include_record"):
+                raise
+        job = self.get(job_id)  # the files' names and sizes
+        files = {name: self.read_file(job_id, name) for name in job.record_files}
+        return dataclasses.replace(job, files=files)
+
+    def read_file(self, job_id: str, name: str) -> bytes:
+        """One file of the job's run record (:attr:`JobInfo.record_files`), whatever its
+        size: read with ReadJobFile a piece at a time."""
+        pieces: list[bytes] = []
+        offset = 0
+        while True:
+            request = pb.ReadJobFileRequest(
+                job_id=checked_job_id(job_id), name=checked_text("name", name, "steps.csv"),
+                offset=offset,
+            )  # fmt: skip
+            reply = self._call("ReadJobFile", request, pb.ReadJobFileResponse)
+            pieces.append(reply.content)
+            offset += len(reply.content)
+            if offset >= reply.size_bytes or not reply.content:
+                return b"".join(pieces)
 
     def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
         """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100)."""

@@ -90,6 +90,9 @@ FLUSH_INTERVAL_S = 1.0
 WATCH_POLL_S = 0.5
 """How often a waiting watcher checks that its client is still there, s."""
 
+FILE_PIECE_BYTES = 2**20
+"""What ReadJobFile reads when asked for no size (max_bytes 0), bytes."""
+
 CANCEL_GRACE_S = 60.0
 """How long a cancelled job may take to reach its next step, epoch or run boundary (and its
 final evaluation) before it is stopped at its next board call, s."""
@@ -492,14 +495,42 @@ class JobManager:
     # -- GetJob, ListJobs, CancelJob, WatchJob -------------------------------------
 
     def get(self, job_id: str, *, with_files: bool = False) -> JobRow:
+        """The job as it is now: a running one as this process holds it, an ended one as
+        stored, its record files' sizes with it (and with ``with_files``, the files)."""
         with self._changed:
             live = self._live.get(job_id)
-            if live is not None and not (with_files and live.row.state in FINAL_STATES):
+            if live is not None and (
+                live.row.state not in FINAL_STATES or live.stored < len(live.events)
+            ):  # running, or its end could not be stored: what this process knows
                 return self._snapshot(live)
-        stored = self.records.get(job_id, with_files=with_files) if self.records else None
+        stored = (
+            self.records.get(job_id, with_files=with_files, with_sizes=True)
+            if self.records is not None
+            else None
+        )
         if stored is None:
             raise JobNotFound(f"job_id: no job {job_id[:40]!r} on this server (ListJobs)")
         return stored
+
+    def read_file(
+        self, job_id: str, name: str, offset: int, max_bytes: int, most: int
+    ) -> tuple[bytes, int]:
+        """Up to ``max_bytes`` (0: :data:`FILE_PIECE_BYTES`; at most ``most``) bytes of the
+        job's record file ``name`` from ``offset`` on, and the file's size."""
+        job = self.get(job_id)
+        size = job.file_sizes.get(name)
+        if size is None:
+            files = ", ".join(job.file_sizes) or "none yet"
+            raise JobNotFound(
+                f"name: job {job_id} has no record file {name[:80]!r} (its files: {files})"
+            )
+        if offset > size:
+            raise OutOfRange("offset", offset, f"0 .. {size} (the size of {name})")
+        length = max_bytes or min(FILE_PIECE_BYTES, most)
+        if length > most:
+            raise OutOfRange("max_bytes", max_bytes, f"0 .. {most} (0: {FILE_PIECE_BYTES})")
+        assert self.records is not None  # get() found the job's record there
+        return self.records.read_file(job_id, name, offset, length)
 
     def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
         rows = self.records.recent(principal, limit) if self.records is not None else []

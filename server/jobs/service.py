@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from sidra.drivers import SidraError
+from sidra.drivers import ResourceExhausted, SidraError
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.jobs.manager import JobManager, JobNotFound, NotJobOwner
 from sidra.server.limits import PrincipalLimits, caller_key
@@ -51,6 +51,13 @@ EVENT_KINDS = {
 
 DEFAULT_LIST_LIMIT = 100
 
+ANSWER_HEADROOM_BYTES = 64 * 1024
+"""What an answer carrying record files leaves of the message limit for the rest of the
+job (its options, summary and error), bytes."""
+
+MAX_FILE_PIECE_BYTES = 4 * 2**20
+"""Most bytes one ReadJobFile answers, bytes (jobs.proto)."""
+
 
 def _local_caller(context: grpc.ServicerContext) -> tuple[str, bool]:
     return "local", True
@@ -78,7 +85,23 @@ class JobServicer:
         return job_message(job)
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> Message:
+        if request.include_record:  # refused before the files are read, not once too large
+            record = sum(self.manager.get(request.job_id).file_sizes.values())
+            budget = self.limits.max_response_bytes - ANSWER_HEADROOM_BYTES
+            if record > budget:
+                raise ResourceExhausted(
+                    "include_record", f"a record of {record} bytes", f"records of up to "
+                    f"{budget} bytes in one answer (the server's message limit less 64 KiB); "
+                    "read this one file by file with ReadJobFile",
+                )  # fmt: skip
         return job_message(self.manager.get(request.job_id, with_files=request.include_record))
+
+    def ReadJobFile(self, request: pb.ReadJobFileRequest, context: grpc.ServicerContext) -> Message:
+        most = min(MAX_FILE_PIECE_BYTES, self.limits.max_response_bytes - ANSWER_HEADROOM_BYTES)
+        content, size = self.manager.read_file(
+            request.job_id, request.name, request.offset, request.max_bytes, most
+        )
+        return pb.ReadJobFileResponse(content=content, size_bytes=size)
 
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> Message:
         jobs = self.manager.recent(request.principal, request.limit or DEFAULT_LIST_LIMIT)
@@ -105,6 +128,9 @@ def job_message(job: JobRow) -> pb.Job:
         error=job.error, tiles=job.tiles, whole_board=job.whole_board, events=job.events,
         summary_json=job.summary_json,
         files=[pb.JobFile(name=name, content=content) for name, content in job.files.items()],
+        record_files=[
+            pb.JobFileInfo(name=name, size_bytes=size) for name, size in job.file_sizes.items()
+        ],
     )  # fmt: skip
 
 

@@ -123,6 +123,7 @@ JOB_ROLES: Mapping[str, Role] = MappingProxyType(
         "ListJobs": Role.VIEWER,
         "GetJob": Role.VIEWER,
         "WatchJob": Role.VIEWER,
+        "ReadJobFile": Role.VIEWER,
         "SubmitJob": Role.PROGRAMMER,
         "CancelJob": Role.PROGRAMMER,
     }

@@ -57,6 +57,9 @@ class JobRow:
     """Events stored or held for the job (not a column: counted)."""
     files: dict[str, bytes] = field(default_factory=dict)
     """The run record's files, when read with them."""
+    file_sizes: dict[str, int] = field(default_factory=dict)
+    """The run record's files' sizes by name, bytes, when read with them (JobRecords.get
+    ``with_sizes``)."""
 
     def values(self) -> tuple[object, ...]:
         return (
@@ -119,13 +122,25 @@ class JobRecords:
                     (job.id, name, content),
                 )
 
-    def get(self, job_id: str, *, with_files: bool = False) -> JobRow | None:
-        """The job ``job_id``, None if the store has none of that id."""
+    def get(
+        self, job_id: str, *, with_files: bool = False, with_sizes: bool = False
+    ) -> JobRow | None:
+        """The job ``job_id``, None if the store has none of that id; ``with_files``: its
+        record's files too, ``with_sizes``: their sizes."""
         with self.store._reading("read job") as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
             job = _job(row, _event_count(db, job_id))
+            if with_sizes:
+                job.file_sizes = {
+                    str(name): int(size)
+                    for name, size in db.execute(
+                        "SELECT name, length(content) FROM job_files WHERE job_id = ? "
+                        "ORDER BY name",
+                        (job_id,),
+                    )
+                }
             if with_files:
                 job.files = {
                     str(name): bytes(content)
@@ -135,6 +150,19 @@ class JobRecords:
                     )
                 }
         return job
+
+    def read_file(self, job_id: str, name: str, offset: int, length: int) -> tuple[bytes, int]:
+        """Up to ``length`` bytes of ``job_id``'s record file ``name`` from ``offset`` on,
+        and the file's size; KeyError when the record has no such file."""
+        with self.store._reading("read job file") as db:
+            row = db.execute(  # substr of a BLOB counts bytes, from 1
+                "SELECT substr(content, ?, ?), length(content) FROM job_files "
+                "WHERE job_id = ? AND name = ?",
+                (offset + 1, length, job_id, name),
+            ).fetchone()
+        if row is None:
+            raise KeyError(name)
+        return bytes(row[0] or b""), int(row[1])
 
     def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
         """Jobs, newest first; only ``principal``'s when given."""

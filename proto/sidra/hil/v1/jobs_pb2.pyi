@@ -55,6 +55,34 @@ class GetJobRequest(_message.Message):
     include_record: bool
     def __init__(self, job_id: _Optional[str] = ..., include_record: _Optional[bool] = ...) -> None: ...
 
+class ReadJobFileRequest(_message.Message):
+    __slots__ = ("job_id", "name", "offset", "max_bytes")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    offset: int
+    max_bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class ReadJobFileResponse(_message.Message):
+    __slots__ = ("content", "size_bytes")
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    content: bytes
+    size_bytes: int
+    def __init__(self, content: _Optional[bytes] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class JobFileInfo(_message.Message):
+    __slots__ = ("name", "size_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size_bytes: int
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
 class ListJobsRequest(_message.Message):
     __slots__ = ("principal", "limit")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
@@ -92,7 +120,7 @@ class JobFile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "kind", "principal", "dataset", "options_json", "state", "submitted_unix_s", "started_unix_s", "ended_unix_s", "step", "total", "message", "error", "tiles", "whole_board", "events", "summary_json", "files")
+    __slots__ = ("job_id", "kind", "principal", "dataset", "options_json", "state", "submitted_unix_s", "started_unix_s", "ended_unix_s", "step", "total", "message", "error", "tiles", "whole_board", "events", "summary_json", "files", "record_files")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +139,7 @@ class Job(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FILES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     kind: str
     principal: str
@@ -129,7 +158,8 @@ class Job(_message.Message):
     events: int
     summary_json: str
     files: _containers.RepeatedCompositeFieldContainer[JobFile]
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., principal: _Optional[str] = ..., dataset: _Optional[str] = ..., options_json: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., submitted_unix_s: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., ended_unix_s: _Optional[float] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., tiles: _Optional[_Iterable[int]] = ..., whole_board: _Optional[bool] = ..., events: _Optional[int] = ..., summary_json: _Optional[str] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ...) -> None: ...
+    record_files: _containers.RepeatedCompositeFieldContainer[JobFileInfo]
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., principal: _Optional[str] = ..., dataset: _Optional[str] = ..., options_json: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., submitted_unix_s: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., ended_unix_s: _Optional[float] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., tiles: _Optional[_Iterable[int]] = ..., whole_board: _Optional[bool] = ..., events: _Optional[int] = ..., summary_json: _Optional[str] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., record_files: _Optional[_Iterable[_Union[JobFileInfo, _Mapping]]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("index", "unix_s", "kind", "step", "total", "message", "state")

@@ -60,6 +60,11 @@ class JobServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.ReadJobFile = channel.unary_unary(
+                '/sidra.hil.v1.JobService/ReadJobFile',
+                request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -74,7 +79,8 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """One job as it is now; with include_record, its run record files too.
+        """One job as it is now; with include_record, its run record files too (a record
+        too large for one answer: read its files with ReadJobFile).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,6 +103,13 @@ class JobServiceServicer:
 
     def WatchJob(self, request, context):
         """The job's events from from_index on; the stream ends after the final state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadJobFile(self, request, context):
+        """Part of one file of a job's run record: a record of any size, piece by piece.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,6 +142,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.WatchJobRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.JobEvent.SerializeToString,
+            ),
+            'ReadJobFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadJobFile,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +285,33 @@ class JobService:
             '/sidra.hil.v1.JobService/WatchJob',
             sidra_dot_hil_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_jobs__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadJobFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.JobService/ReadJobFile',
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,171 @@
+"""A job's record of any size reaches its client (jobs.proto ReadJobFile): a long job's
+steps.csv and checkpoint grow with its steps past what one answer may carry. GetJob
+with include_record refuses such a record naming the field, and the client reads it
+file by file instead; ``sidra train --remote-job`` saves it whole.
+
+The server here has a small message limit (96 KiB), so an SPSA job of a few thousand
+steps on iris makes a record too large for one answer within seconds; the store,
+server and client are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+
+from sidra.client import NotFound, RemoteBoard, connect
+from sidra.client.aio import connect as connect_aio
+from sidra.drivers import OutOfRange, ResourceExhausted, open_board
+from sidra.hil.v1 import jobs_pb2 as pb
+from sidra.server.app import create_server
+from sidra.server.state import StateStore
+from sidra.server.state.jobs import JobRecords
+from tests.cli_support import run_sidra
+
+SMALL_LIMIT = 96 * 1024
+"""The server's message limit here, bytes: an answer carries up to 32 KiB of record (64
+KiB are left for the rest of the job)."""
+LONG = {"steps": 3000, "eval_every": 1000, "batch_size": 16, "a": 0.5, "c": 0.1}
+"""An SPSA job whose steps.csv (about 26 bytes a step) outgrows one answer."""
+
+
+@contextmanager
+def served(store: Path) -> Iterator[tuple[RemoteBoard, str]]:
+    with open_board("emu://?preset=ideal&seed=0") as board, StateStore(store) as state:
+        server, port = create_server(board, store=state, max_message_bytes=SMALL_LIMIT)
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as client:
+                yield client, f"127.0.0.1:{port}"
+        finally:
+            server.stop(grace=None).wait()
+
+
+@pytest.fixture
+def long_job(tmp_path: Path) -> Iterator[tuple[RemoteBoard, str, str, dict[str, bytes]]]:
+    """A server, the id of a finished job whose record one answer cannot carry, and that
+    record as the store holds it."""
+    with served(tmp_path / "state.sqlite3") as (client, address):
+        job = client.jobs.submit("spsa", LONG, dataset="iris")
+        done = client.jobs.wait(job.job_id)
+        assert done.state == "succeeded", done.error
+        with StateStore(tmp_path / "state.sqlite3", read_only=True) as store:
+            stored = JobRecords(store).get(job.job_id, with_files=True)
+        assert stored is not None
+        yield client, address, job.job_id, stored.files
+
+
+def test_a_record_larger_than_an_answer_is_read_file_by_file(
+    long_job: tuple[RemoteBoard, str, str, dict[str, bytes]],
+) -> None:
+    client, _, job_id, stored = long_job
+    assert sum(len(f) for f in stored.values()) > SMALL_LIMIT - 64 * 1024  # more than fits
+    job = client.jobs.get(job_id)
+    assert job.record_files == {name: len(content) for name, content in stored.items()}
+    assert job.files == {}
+    whole = client.jobs.get(job_id, include_record=True)
+    assert whole.files == stored
+    assert whole.summary is not None and whole.summary["steps"] == LONG["steps"]
+    assert client.jobs.read_file(job_id, "steps.csv") == stored["steps.csv"]
+
+
+def test_get_job_refuses_the_whole_record_naming_the_field(
+    long_job: tuple[RemoteBoard, str, str, dict[str, bytes]],
+) -> None:
+    """The raw call, as a client in another language makes it."""
+    client, _, job_id, stored = long_job
+    get = client.channel.unary_unary(
+        "/sidra.hil.v1.JobService/GetJob",
+        request_serializer=pb.GetJobRequest.SerializeToString,
+        response_deserializer=pb.Job.FromString,
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        get(pb.GetJobRequest(job_id=job_id, include_record=True), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = refused.value.details() or ""
+    assert details.startswith("include_record: got a record of ")
+    assert "ReadJobFile" in details
+
+
+def test_read_job_file_reads_pieces_and_refuses_what_is_not_there(
+    long_job: tuple[RemoteBoard, str, str, dict[str, bytes]],
+) -> None:
+    client, _, job_id, stored = long_job
+    read = client.channel.unary_unary(
+        "/sidra.hil.v1.JobService/ReadJobFile",
+        request_serializer=pb.ReadJobFileRequest.SerializeToString,
+        response_deserializer=pb.ReadJobFileResponse.FromString,
+    )
+    steps = stored["steps.csv"]
+    piece = read(pb.ReadJobFileRequest(job_id=job_id, name="steps.csv", offset=100, max_bytes=50))
+    assert piece.content == steps[100:150] and piece.size_bytes == len(steps)
+    end = read(pb.ReadJobFileRequest(job_id=job_id, name="steps.csv", offset=len(steps)))
+    assert end.content == b"" and end.size_bytes == len(steps)
+    with pytest.raises(NotFound, match=r"no record file 'steps\.txt' \(its files: "):
+        client.jobs.read_file(job_id, "steps.txt")
+    with pytest.raises(OutOfRange) as beyond:
+        client.jobs._call(
+            "ReadJobFile",
+            pb.ReadJobFileRequest(job_id=job_id, name="steps.csv", offset=len(steps) + 1),
+            pb.ReadJobFileResponse,
+        )
+    assert beyond.value.field == "offset"
+    with pytest.raises(OutOfRange) as too_much:
+        client.jobs._call(
+            "ReadJobFile",
+            pb.ReadJobFileRequest(job_id=job_id, name="steps.csv", max_bytes=SMALL_LIMIT),
+            pb.ReadJobFileResponse,
+        )
+    assert too_much.value.field == "max_bytes"
+    with pytest.raises(NotFound):
+        client.jobs.read_file("0123456789abcdef", "steps.csv")
+
+
+def test_the_asyncio_client_reads_it_too(
+    long_job: tuple[RemoteBoard, str, str, dict[str, bytes]],
+) -> None:
+    _, address, job_id, stored = long_job
+
+    async def fetched() -> dict[str, bytes]:
+        async with await connect_aio(address) as board:
+            return (await board.jobs.get(job_id, include_record=True)).files
+
+    assert asyncio.run(fetched()) == stored
+
+
+def test_sidra_train_saves_a_long_job_s_record_whole(tmp_path: Path) -> None:
+    out = tmp_path / "record"
+    with served(tmp_path / "state.sqlite3") as (_, address):
+        options = [f"--{k.replace('_', '-')}={v}" for k, v in LONG.items()]
+        done = run_sidra(
+            "train", "spsa", "--server", address, "--remote-job", "--dataset", "iris",
+            *options, "--out", str(out), "--json",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] == LONG["steps"]
+    rows = (out / "steps.csv").read_text().splitlines()
+    assert len(rows) == 1 + LONG["steps"]  # header and every step
+    assert (out / "weights.npy").is_file()
+
+
+def test_a_record_that_fits_comes_whole_in_one_answer(tmp_path: Path) -> None:
+    """What a short job's client saw before: its files in GetJob's answer."""
+    with served(tmp_path / "state.sqlite3") as (client, _):
+        job = client.jobs.submit("spsa", LONG | {"steps": 40, "eval_every": 20}, dataset="iris")
+        client.jobs.wait(job.job_id)
+        whole = client.jobs.get(job.job_id, include_record=True)
+    assert set(whole.files) == set(whole.record_files)
+    assert {n: len(c) for n, c in whole.files.items()} == whole.record_files
+
+
+def test_a_refusal_other_than_the_record_s_size_is_not_hidden(tmp_path: Path) -> None:
+    """Only RESOURCE_EXHAUSTED on include_record turns into reading file by file."""
+    with served(tmp_path / "state.sqlite3") as (client, _), pytest.raises(NotFound):
+        client.jobs.get("0123456789abcdef", include_record=True)
+    assert ResourceExhausted  # the class the fallback looks for (sidra.drivers)
