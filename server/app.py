@@ -50,6 +50,7 @@ from sidra.server.settings import (
 )
 from sidra.server.shared_memory import SharedMemoryStore
 from sidra.server.state import StateStore
+from sidra.server.stopping import ServerStop
 from sidra.server.streams import STREAM_SERVICE_NAME, StreamServicer, stream_service_handler
 from sidra.server.turns import BoardTurns
 
@@ -89,6 +90,8 @@ def create_server(
     leases: LeaseSettings | None = None,
     shared_memory: SharedMemorySettings | None = None,
     job_runner: RunnerLoader = load_runner,
+    stopping: ServerStop | None = None,
+    job_checkpoint_every_s: float = 60.0,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
@@ -104,7 +107,10 @@ def create_server(
     (:mod:`sidra.server.shared_memory`; off by default). Training jobs run in the
     server through ``sidra.hil.v1.JobService`` (:mod:`sidra.server.jobs`; their
     records go to ``store``, without which SubmitJob is refused); ``job_runner``
-    loads the training code at the first SubmitJob.
+    loads the training code at the first SubmitJob, and a running job keeps its checkpoint
+    in ``store`` every ``job_checkpoint_every_s``; with ``stopping``, running jobs stop
+    at their next boundary when it runs, keeping their record and checkpoint
+    (:class:`~sidra.server.stopping.ServerStop`, run before the server is stopped).
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -170,8 +176,10 @@ def create_server(
     )
     jobs = JobManager(
         servicer, keeper, store, max_jobs=(limits or LimitsSettings()).max_jobs,
-        load_runner=job_runner,
+        load_runner=job_runner, checkpoint_every_s=job_checkpoint_every_s,
     )  # fmt: skip
+    if stopping is not None:
+        stopping.add(jobs.stop_all)
     server.add_generic_rpc_handlers(
         (
             board_service_handler(servicer),
@@ -251,6 +259,7 @@ def create_configured_server(
     health_servicer: health.HealthServicer | None = None,
     metrics: ServiceMetrics | None = None,
     store: StateStore | None = None,
+    stopping: ServerStop | None = None,
 ) -> tuple[grpc.Server, int]:
     """:func:`create_server` as ``settings`` say: address, limits, reflection, TLS, tokens.
 
@@ -272,6 +281,8 @@ def create_configured_server(
         limits=settings.limits,
         leases=settings.leases,
         shared_memory=settings.shared_memory,
+        stopping=stopping,
+        job_checkpoint_every_s=settings.state.job_checkpoint_every_s,
     )
 
 

@@ -208,6 +208,10 @@ class StateSettings(BaseModel):
 
     path: Path = Field(default_factory=default_state_path)
     """SQLite file of the board's durable state; default: :func:`default_state_path`."""
+    job_checkpoint_every_s: float = Field(60.0, ge=1.0, le=86_400.0)
+    """How often a running training job keeps its checkpoint in the store, s (at its next
+    step or epoch boundary after that long): what a server that dies mid-job leaves for a
+    new job to go on from (jobs.proto)."""
 
 
 class MetricsSettings(BaseModel):

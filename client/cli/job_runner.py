@@ -17,6 +17,7 @@ import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sidra.cli.twin import measured_twin, twin_emulator, twin_physics
 from sidra.drivers import Board, BoardInfo
@@ -101,12 +102,11 @@ class ServerJobs(TrainingJobs):
         options: JobOptions,
         reporter: JobReporter,
         stop: threading.Event,
-        checkpoint: Path | None,
-        resume: bool,
+        going_on: dict[str, Any],
     ) -> Outcome:
         if not isinstance(options, PATJobOptions):
-            return super()._train(board, data, options, reporter, stop, checkpoint, resume)
-        return _pat(board, data, options, reporter, stop, checkpoint, resume)
+            return super()._train(board, data, options, reporter, stop, going_on)
+        return _pat(board, data, options, reporter, stop, going_on)
 
 
 def _profile(options: PATJobOptions) -> BoardProfile:
@@ -142,8 +142,7 @@ def _pat(
     options: PATJobOptions,
     reporter: JobReporter,
     stop: threading.Event,
-    checkpoint: Path | None = None,
-    resume: bool = False,
+    going_on: dict[str, Any] | None = None,
 ) -> Outcome:
     """``sidra train pat``, next to the board: the twin emulator in this process, its
     profile the one sent or, without one, measured on the board first. A stop asked
@@ -180,7 +179,7 @@ def _pat(
         try:
             record = train_pat(
                 board, twin, data, options, twin_board=twin_board, on_epoch=on_epoch, stop=stop,
-                checkpoint=checkpoint, resume=resume,
+                **(going_on or {}),
             )  # fmt: skip
         except RunInterrupted as lost:  # the board went away: the epochs made are kept
             assert lost.record is not None

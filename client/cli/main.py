@@ -26,6 +26,7 @@ from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
 from sidra.server.settings import ConfigError, ServerSettings, load_settings
 from sidra.server.state import StateStore, StateStoreError, restore
+from sidra.server.stopping import JOB_STOP_WAIT_S, ServerStop
 
 app = typer.Typer(
     cls=ValueNamingGroup,
@@ -60,6 +61,9 @@ def serve(
 ) -> None:
     r"""Serve one board over gRPC until interrupted (SIGINT/SIGTERM drain and stop).
 
+    Told to stop, it first lets running jobs reach their next step or epoch (up to 30
+    s): they end interrupted, keeping their record and checkpoint to go on from.
+
     Settings not given as options come from SIDRA_* variables (SIDRA_LISTEN,
     SIDRA_TLS__CERT, ...), then the --config file (or SIDRA_CONFIG), then the defaults.
     With \[metrics] listen set, Prometheus metrics are served there (docs/operations.md).
@@ -91,10 +95,12 @@ def serve(
             raise typer.Exit(1) from None
     health_servicer = health.HealthServicer()
     metrics = ServiceMetrics()
+    stopping = ServerStop()
     try:
         server, port = create_configured_server(
-            driver, settings, health_servicer=health_servicer, metrics=metrics, store=store
-        )
+            driver, settings, health_servicer=health_servicer, metrics=metrics, store=store,
+            stopping=stopping,
+        )  # fmt: skip
     except (OSError, SidraError) as exc:
         driver.close()
         store.close()
@@ -119,8 +125,10 @@ def serve(
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(timeout=0.5):  # wake up regularly: signals are handled promptly
         pass
-    # Tell health watchers first, then let in-flight calls finish.
+    # Tell health watchers first, then let running jobs reach a boundary (they keep their
+    # record and checkpoint), then let in-flight calls finish.
     health_servicer.enter_graceful_shutdown()
+    stopping.run(JOB_STOP_WAIT_S)
     server.stop(grace=2.0).wait()
     if endpoint is not None:
         endpoint.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ def train_softmax_spsa(
     checkpoint_every: int = 0,
     resume: bool = False,
     stop: threading.Event | None = None,
+    checkpoint_every_s: float = 0.0,
 ) -> TrainingRecord:
     """Trains a softmax layer on ``board`` with SPSA; returns the run's record.
 
@@ -75,13 +77,18 @@ def train_softmax_spsa(
     first step). Once ``stop`` is set the run ends at the next step boundary: saved
     to ``checkpoint`` (when given) whatever ``checkpoint_every``, evaluated as a
     finished run would be, its record's ``stopped_at_step`` the steps it made.
+    ``checkpoint_every_s``: also saved at a step once that long has passed since the last
+    save, so that a crash leaves a checkpoint.
     """
     opts = options or SPSAOptions()
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every: got {checkpoint_every}, expected >= 0 (0: never)")
     saved = SPSACheckpoint.load(checkpoint, opts, dataset=data) if resume else None
     job = SPSAJob(board, data, opts, on_step=on_step)
-    return job.run(saved, checkpoint=checkpoint, every=checkpoint_every, stop=stop)
+    return job.run(
+        saved, checkpoint=checkpoint, every=checkpoint_every, stop=stop,
+        every_s=checkpoint_every_s,
+    )  # fmt: skip
 
 
 def spsa_layer_shape(data: Dataset) -> tuple[int, int]:
@@ -147,14 +154,17 @@ class SPSAJob:
         checkpoint: str | Path | None = None,
         every: int = 0,
         stop: threading.Event | None = None,
+        every_s: float = 0.0,
     ) -> TrainingRecord:
         """Steps to the end (from ``saved`` if given), saving to ``checkpoint`` every
-        ``every`` steps (0: never), or to the first step boundary after ``stop`` is set
+        ``every`` steps (0: never) and at a step once ``every_s`` seconds have passed since
+        the last save (0: never), or to the first step boundary after ``stop`` is set
         (saved to ``checkpoint`` then); returns the record."""
         optimizer = self.start(saved)
         # Kept only for a run that has somewhere to save it (a few µs a step): what a
         # checkpoint due now saves, and what is saved if the board goes before the next.
         first = boundary = _Boundary.at(self, optimizer) if checkpoint else None
+        saved_s = time.monotonic()
         try:
             while not optimizer.done:
                 ask = optimizer.ask()
@@ -166,8 +176,12 @@ class SPSAJob:
                 )
                 if checkpoint:
                     boundary = _Boundary.at(self, optimizer)
-                    if stopping or (every and optimizer.step % every == 0):
+                    due = bool(every and optimizer.step % every == 0) or bool(
+                        every_s and time.monotonic() - saved_s >= every_s
+                    )
+                    if stopping or due:
                         boundary.checkpoint(self).save(checkpoint)
+                        saved_s = time.monotonic()
                 if stopping:
                     break
             return self.finish(optimizer)

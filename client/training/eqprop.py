@@ -273,12 +273,15 @@ def train_eqprop(
     stop: threading.Event | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    checkpoint_every_s: float = 0.0,
 ) -> TrainingRecord:
     """Trains the network on ``board`` by equilibrium propagation; returns its record.
     Once ``stop`` is set the run ends after the epoch under way, its record's
     ``stopped_at_epoch`` that epoch. With ``checkpoint`` the run is saved there (an
     EpochCheckpoint) when it stops so or its board goes away (RunInterrupted);
-    ``resume`` goes on from it (the same options)."""
+    ``resume`` goes on from it (the same options).
+    ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
+    last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or EqPropOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "eqprop", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
@@ -306,7 +309,8 @@ def train_eqprop(
         | {"job": "eqprop", "dataset": data.name, "placement": placement.summary()},
         loss_label="squared error ½‖y − onehot‖²",
     )
-    kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
+    place = None if checkpoint is None else Path(checkpoint)
+    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         meter = JobMeter(board, layers)
         couplings = HybridNetwork(layers, weights, trainable=len(layers), threshold=o.threshold)

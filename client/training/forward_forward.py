@@ -238,6 +238,7 @@ def train_forward_forward(
     stop: threading.Event | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    checkpoint_every_s: float = 0.0,
 ) -> TrainingRecord:
     """Trains the layers on ``board`` by forward-forward; returns the run's record.
 
@@ -246,7 +247,9 @@ def train_forward_forward(
     ``stop`` is set the run ends after the epoch under way (tested then, as a last
     epoch is, after ``on_epoch``), its record's ``stopped_at_epoch`` that epoch. With
     ``checkpoint`` the run is saved there (an EpochCheckpoint) when it stops so or its
-    board goes away (RunInterrupted); ``resume`` goes on from it (the same options)."""
+    board goes away (RunInterrupted); ``resume`` goes on from it (the same options).
+    ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
+    last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or FFOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "ff", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
@@ -258,7 +261,8 @@ def train_forward_forward(
             "placement": ff_placement(board.info, data, o).summary(),
         }
     )
-    kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
+    place = None if checkpoint is None else Path(checkpoint)
+    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         net = _network(board, data, o, rng, None if saved is None else saved.targets)
         meter = JobMeter(board, net.layers)

@@ -169,13 +169,16 @@ def train_last_layer(
     stop: threading.Event | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    checkpoint_every_s: float = 0.0,
 ) -> TrainingRecord:
     """Random features W1 ~ N(0, 1/n_in), b1 ~ N(0, 0.25) frozen on a tile; the head is
     trained with exact host gradients and programmed with write-verify. Once ``stop`` is
     set the run ends after the epoch under way, its record's ``stopped_at_epoch`` that
     epoch. With ``checkpoint`` the run is saved there (an EpochCheckpoint) when it stops
     so or its board goes away (RunInterrupted); ``resume`` goes on from it (the same
-    options)."""
+    options).
+    ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
+    last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or LastLayerOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "last-layer", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
@@ -184,7 +187,8 @@ def train_last_layer(
     record = TrainingRecord(
         settings=o.settings() | {"job": "last-layer", "dataset": data.name, "placement": placed}
     )
-    kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
+    place = None if checkpoint is None else Path(checkpoint)
+    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         meter = JobMeter(board, [features, head])
         initial = [w1, np.zeros(head.shape, np.float32)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,7 +47,15 @@ from sidra.training.records import CHECKPOINT_FILE, INTERRUPTED, STOPPED_AT, Tra
 from sidra.training.recovery import drift_recovery
 from sidra.training.stopping import RunInterrupted
 
-__all__ = ["KINDS", "RESUMABLE", "RESUME_FIELD", "JobReporter", "RecordKept", "TrainingJobs"]
+__all__ = [
+    "CHECKPOINT_EVERY_S",
+    "KINDS",
+    "RESUMABLE",
+    "RESUME_FIELD",
+    "JobReporter",
+    "RecordKept",
+    "TrainingJobs",
+]
 
 KINDS: dict[str, type[JobOptions]] = {
     "spsa": SPSAOptions,
@@ -66,6 +75,11 @@ board gone) and go on from one: every kind but compare and drift-recovery."""
 RESUME_FIELD = "resume_checkpoint"
 """SubmitJob's field carrying the checkpoint a job goes on from."""
 
+CHECKPOINT_EVERY_S = 60.0
+"""How often a running job saves its checkpoint and keeps it in the server's store by
+default, s (at its next step or epoch boundary): what a server that dies mid-job leaves
+to go on from (``sidra serve``: ``[state] job_checkpoint_every_s``)."""
+
 SENT = "the one sent"
 """How refusals of the checkpoint a job was sent name it (the service names the field)."""
 
@@ -80,6 +94,11 @@ class JobReporter(Protocol):
     def keep_tiles(self, tiles: tuple[int, ...]) -> None:
         """Narrows the job's lease of the whole board to ``tiles``: a job that needed
         the whole board only for its start frees the rest for others."""
+        ...
+
+    def keep_file(self, name: str, content: bytes) -> None:
+        """Stores one record file while the job runs (its latest checkpoint), at once: a
+        server that dies mid-job leaves it for a new job to go on from."""
         ...
 
 
@@ -168,12 +187,14 @@ class TrainingJobs:
         reporter: JobReporter,
         stop: threading.Event,
         resume: bytes | None = None,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
     ) -> Outcome:
         """Runs the job on ``board``; returns its summary and record files. Once ``stop`` is
         set it ends at its next step, epoch (drift-recovery: of its retraining) or run
         (compare) boundary, evaluated, with the record of what it did, and (a kind of
-        :attr:`resumable`) its ``checkpoint.json``. ``resume``: a checkpoint's bytes
-        (:meth:`check_resume`), which the job goes on from."""
+        :attr:`resumable`) its ``checkpoint.json``, which it also hands the service every
+        ``checkpoint_every_s`` while it runs (``reporter.keep_file``). ``resume``: a
+        checkpoint's bytes (:meth:`check_resume`), which the job goes on from."""
         reporter.log(f"loading data set {dataset}")
         data = load_dataset(dataset)
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
@@ -183,10 +204,13 @@ class TrainingJobs:
                 assert path is not None, f"{kind} jobs go on from no checkpoint"
                 path.write_bytes(resume)
                 reporter.log(f"going on from the checkpoint sent ({len(resume)} bytes)")
+            watched = reporter if path is None else _KeepingCheckpoint(reporter, path)
+            going_on = {} if path is None else {
+                "checkpoint": path, "resume": resume is not None,
+                "checkpoint_every_s": checkpoint_every_s,
+            }  # fmt: skip
             try:
-                summary, files = self._train(
-                    board, data, options, reporter, stop, path, resume is not None
-                )
+                summary, files = self._train(board, data, options, watched, stop, going_on)
             except RunInterrupted as lost:
                 if lost.record is None and _saved(path) is None:
                     raise
@@ -207,13 +231,46 @@ class TrainingJobs:
         options: JobOptions,
         reporter: JobReporter,
         stop: threading.Event,
-        checkpoint: Path | None,
-        resume: bool,
+        going_on: dict[str, Any],
     ) -> Outcome:
-        """The job's run: its summary and files (``checkpoint``: where its trainer saves
-        its state if it stops early or loses its board; ``resume``: go on from it)."""
-        going_on = {} if checkpoint is None else {"checkpoint": checkpoint, "resume": resume}
+        """The job's run: its summary and files. ``going_on``: its trainer's
+        ``checkpoint`` (where it saves its state now and then and if it stops early or
+        loses its board), ``resume`` and ``checkpoint_every_s``; empty for a kind that
+        keeps no checkpoint."""
         return _run(board, data, options, reporter, stop, going_on)
+
+
+class _KeepingCheckpoint:
+    """A job's reporter that, at each progress report (after a step or an epoch), hands
+    the service the checkpoint its trainer saved since the last one (keep_file)."""
+
+    def __init__(self, reporter: JobReporter, path: Path) -> None:
+        self.reporter, self.path = reporter, path
+        self._seen: tuple[int, int] | None = None
+        self._looked_s = 0.0
+
+    def progress(self, step: int, total: int, message: str) -> None:
+        self.reporter.progress(step, total, message)
+        now = time.monotonic()
+        if now - self._looked_s < 1.0:  # SPSA reports every step: look once a second
+            return
+        self._looked_s = now
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return
+        if (stat.st_mtime_ns, stat.st_size) != self._seen:
+            self._seen = (stat.st_mtime_ns, stat.st_size)
+            self.reporter.keep_file(CHECKPOINT_FILE, self.path.read_bytes())
+
+    def log(self, line: str) -> None:
+        self.reporter.log(line)
+
+    def keep_tiles(self, tiles: tuple[int, ...]) -> None:
+        self.reporter.keep_tiles(tiles)
+
+    def keep_file(self, name: str, content: bytes) -> None:
+        self.reporter.keep_file(name, content)
 
 
 def _text(checkpoint: bytes) -> str:

@@ -93,16 +93,19 @@ def train_mlp(
     stop: threading.Event | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    checkpoint_every_s: float = 0.0,
 ) -> TrainingRecord:
     """Trains the perceptron on ``board``; returns its record (``stop``: as for
     :func:`train_network`). With ``checkpoint`` the run is saved there (an
     EpochCheckpoint) when it stops so or its board goes away (RunInterrupted);
-    ``resume`` goes on from it (the same options)."""
+    ``resume`` goes on from it (the same options).
+    ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
+    last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or MLPOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "mlp", dataset=data.name) if resume else None
     record, _ = train_network(
         board, data, o, HybridNetwork, on_epoch=on_epoch, stop=stop,
-        checkpoint=checkpoint, saved=saved,
+        checkpoint=checkpoint, saved=saved, checkpoint_every_s=checkpoint_every_s,
     )  # fmt: skip
     return record
 
@@ -121,6 +124,7 @@ def train_network(
     stop: threading.Event | None = None,
     checkpoint: str | Path | None = None,
     saved: EpochCheckpoint | None = None,
+    checkpoint_every_s: float = 0.0,
 ) -> tuple[TrainingRecord, HybridNetwork]:
     """The perceptron of ``o`` trained on ``board``, its backward pass as ``network``'s
     class computes it (:class:`HybridNetwork`: TransposeMVM on the board); the record
@@ -136,7 +140,9 @@ def train_network(
     ends after the epoch under way, its record's ``stopped_at_epoch`` that epoch.
     ``checkpoint``: where the run is saved when it stops so or its board goes away;
     ``saved``: the run to go on from, at its epoch (``epochs`` where it starts), its
-    extras but the cosines carried into every checkpoint after it."""
+    extras but the cosines carried into every checkpoint after it.
+    ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
+    last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     rates = epoch_rates(o)
     first, end, _ = (epochs or slice(None)).indices(len(rates))
     if not 0 <= first < end:
@@ -151,7 +157,8 @@ def train_network(
     record = TrainingRecord(
         settings=o.settings() | {"job": job, "dataset": data.name, "placement": placement.summary()}
     )
-    kept = EpochsKept(record, None if checkpoint is None else Path(checkpoint), saved)
+    place = None if checkpoint is None else Path(checkpoint)
+    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         meter = JobMeter(board, layers)
         trainable = len(layers) if o.trainable is None else o.trainable

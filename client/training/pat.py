@@ -103,6 +103,7 @@ def train_pat(
     stop: threading.Event | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    checkpoint_every_s: float = 0.0,
 ) -> TrainingRecord:
     """Trains the perceptron of ``options`` with the forward pass on ``board`` and the
     backward pass through ``twin``; returns its record.
@@ -120,7 +121,8 @@ def train_pat(
     programmed into ``board`` and evaluated there. Once ``stop`` is set the run ends
     after the epoch under way (its record's ``stopped_at_epoch``); stopped on the twin,
     the weights it reached are programmed into ``board`` and evaluated there.
-    """
+    ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
+    last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or PATOptions()
 
     def network(*args: Any, **kwargs: Any) -> TwinNetwork:
@@ -149,7 +151,7 @@ def train_pat(
             first = _twin_part_of(saved)
             record = _board_epochs(
                 board, data, o, network, job, first, saved, on_epoch=on_epoch, stop=stop,
-                checkpoint=checkpoint,
+                checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
             )  # fmt: skip
         elif on_twin:
             assert twin_board is not None
@@ -165,12 +167,12 @@ def train_pat(
                 start = _board_start(record, pretrained.weights, o, job)
                 record = _board_epochs(
                     board, data, o, network, job, record, start, on_epoch=on_epoch, stop=stop,
-                    checkpoint=checkpoint,
+                    checkpoint=checkpoint, checkpoint_every_s=checkpoint_every_s,
                 )  # fmt: skip
         else:
             record, _ = train_network(
                 board, data, o, network, job=job, on_epoch=on_epoch, stop=stop,
-                checkpoint=checkpoint, saved=saved,
+                checkpoint=checkpoint, saved=saved, checkpoint_every_s=checkpoint_every_s,
             )  # fmt: skip
     except RunInterrupted as lost:  # the board went away: what was made is kept
         assert lost.record is not None
@@ -192,6 +194,7 @@ def _board_epochs(
     on_epoch: Callable[[int, float], None] | None,
     stop: threading.Event | None,
     checkpoint: str | Path | None,
+    checkpoint_every_s: float = 0.0,
 ) -> TrainingRecord:
     """The schedule's epochs after the twin's (``first``), on ``board`` from ``start``
     (the weights the twin reached, or a checkpoint of the board's epochs): one record,
@@ -203,6 +206,7 @@ def _board_epochs(
         record, _ = train_network(
             board, data, o, network, job=job, on_epoch=on_epoch,
             epochs=slice(o.twin_epochs, None), stop=stop, checkpoint=checkpoint, saved=start,
+            checkpoint_every_s=checkpoint_every_s,
         )  # fmt: skip
     except RunInterrupted as lost:  # from start on: the twin's epochs at the least
         assert lost.record is not None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,8 @@ class EpochsKept:
         record: TrainingRecord,
         checkpoint: Path | None = None,
         saved: EpochCheckpoint | None = None,
+        *,
+        every_s: float = 0.0,
     ) -> None:
         """``saved``: the checkpoint a resumed run (or the second part of a schedule)
         starts from, what it keeps until its next epoch is whole; a board lost while the
@@ -81,6 +84,10 @@ class EpochsKept:
         self.record = record
         self.checkpoint = checkpoint
         """Where the run's state is saved to go on from (None: nowhere)."""
+        self.every_s = every_s
+        """Also save it after an epoch when this long has passed since the last save, s
+        (0: only when the run stops early): what a crash of the process leaves."""
+        self._saved_s = time.monotonic()
         self.epoch = 0
         """The last whole epoch (0: none yet)."""
         self._losses: list[float] = []
@@ -115,6 +122,8 @@ class EpochsKept:
         if self.checkpoint is not None:
             more = {} if extras is None else extras()
             self._state = EpochCheckpoint.at(epoch, self.record, net, rng, counts, more)
+            if self.every_s and time.monotonic() - self._saved_s >= self.every_s:
+                self.save()
 
     def save(self) -> Path | None:
         """Saves the state of the last whole epoch to :attr:`checkpoint`; where it went,
@@ -122,6 +131,7 @@ class EpochsKept:
         if self.checkpoint is None or self._state is None:
             return None
         self._state.save(self.checkpoint)
+        self._saved_s = time.monotonic()
         return self.checkpoint
 
     def kept(self, cause: SidraError) -> TrainingRecord:

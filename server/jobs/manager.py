@@ -90,6 +90,10 @@ FLUSH_INTERVAL_S = 1.0
 WATCH_POLL_S = 0.5
 """How often a waiting watcher checks that its client is still there, s."""
 
+LATE_STOP_WAIT_S = 5.0
+"""How long :meth:`JobManager.stop_all` waits for jobs stopped at their next board call
+(after its ``wait_s``) to store their end, s."""
+
 FILE_PIECE_BYTES = 2**20
 """What ReadJobFile reads when asked for no size (max_bytes 0), bytes."""
 
@@ -128,6 +132,9 @@ class _LiveJob:
     grace running out."""
     cancelled_by: str = ""
     grace_ran_out: bool = False
+    server_stopping: bool = False
+    """Stopped because the server stops (:meth:`JobManager.stop_all`): it ends
+    interrupted, with its record when it reached a boundary."""
     last_progress_s: float = -math.inf
     last_flush_s: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
@@ -139,7 +146,8 @@ class JobManager:
     ``servicer`` runs the jobs' board calls (its turns, leases and store);
     ``keeper`` opens their sessions and leases; ``store`` keeps their records (None:
     SubmitJob is refused, nothing else to keep them in); ``max_jobs`` bounds a
-    principal's running jobs; ``load_runner`` finds the training code (tests swap it).
+    principal's running jobs; ``load_runner`` finds the training code (tests swap it);
+    a running job keeps its checkpoint in ``store`` every ``checkpoint_every_s``.
     """
 
     def __init__(
@@ -152,18 +160,22 @@ class JobManager:
         load_runner: RunnerLoader = load_runner,
         clock: Callable[[], float] = time.time,
         cancel_grace_s: float | None = None,
+        checkpoint_every_s: float = 60.0,
     ) -> None:
         self.servicer = servicer
         self.keeper = keeper
         self.records = JobRecords(store) if store is not None else None
         self.max_jobs = max_jobs
         self.cancel_grace_s = CANCEL_GRACE_S if cancel_grace_s is None else cancel_grace_s
+        self.checkpoint_every_s = checkpoint_every_s
+        """How often a running job keeps its checkpoint in the store, s."""
         self._load_runner = load_runner
         self._runner: JobRunner | None = None
         self._clock = clock
         self._changed = threading.Condition()
         self._live: dict[str, _LiveJob] = {}
         self._starting: Counter[str] = Counter()  # principal -> SubmitJobs under way
+        self._stopping = False  # stop_all: no new job starts
         if self.records is not None:
             for job_id in self.records.interrupt_running(clock()):
                 log.warning("job %s was running when the server stopped: interrupted", job_id)
@@ -187,6 +199,8 @@ class JobManager:
                 "training jobs need the server's state store to keep their records "
                 "(sidra serve always has one; this server was built without)"
             )
+        if self._stopping:
+            raise FailedPrecondition("the server is stopping: submit the job again once it is back")
         runner = self._runner_or_refuse()
         if kind not in runner.kinds:
             raise InvalidArgument("kind", kind, f"one of {', '.join(runner.kinds)}")
@@ -328,13 +342,21 @@ class JobManager:
                 self._settle(live, board)
                 summary, files = runner.run(
                     row.kind, options, row.dataset, board, _Reporter(self, live), live.stop,
-                    resume,
+                    resume, self.checkpoint_every_s,
                 )  # fmt: skip
             finally:
                 recorder.drain()  # every write the job made is in the store before it ends
             state, error = self._ended(live, summary)
         except JobCancelled:
             state, error = "cancelled", self._cancelled_text(live)
+            if live.server_stopping and not live.cancelled_by:
+                state, error = (
+                    "interrupted",
+                    (
+                        "the server stopped before the job reached a step, epoch or run "
+                        "boundary; no record kept"
+                    ),
+                )
         except Exception as exc:  # the job's failure is its record's, not the server's
             kept = getattr(exc, "outcome", None)  # what it made before (JobRunner.run)
             if kept is not None:
@@ -372,6 +394,10 @@ class JobManager:
         if not (live.stop.is_set() and where):
             return "succeeded", ""
         unit, done = where[0]
+        if live.server_stopping and not live.cancelled_by:
+            return "interrupted", (
+                f"the server stopped; the job stopped after {unit} {done}, its record kept"
+            )
         return "cancelled", (
             f"cancelled by {live.cancelled_by}; stopped after {unit} {done}, its record kept"
         )
@@ -476,6 +502,17 @@ class JobManager:
         log.info("job %s: %s", row.id, line)
         self._log(live, line)
 
+    def _keep_file(self, live: _LiveJob, name: str, content: bytes) -> None:
+        """Stores a record file of a running job (its latest checkpoint) now; its end's
+        record replaces it. A store that refuses leaves the job running: the file is a
+        safeguard, not its record."""
+        if self.records is None:
+            return
+        try:
+            self.records.put_file(live.row.id, name, content)
+        except SidraError as exc:
+            log.warning("job %s: %s not stored: %s", live.row.id, name, exc)
+
     def _flush_if_due(self, live: _LiveJob, now: float) -> None:
         """Writes a running job's new events and progress to the store about once a second."""
         if now - live.last_flush_s < FLUSH_INTERVAL_S or self.records is None:
@@ -499,10 +536,14 @@ class JobManager:
         stored, its record files' sizes with it (and with ``with_files``, the files)."""
         with self._changed:
             live = self._live.get(job_id)
-            if live is not None and (
+            held = live is not None and (
                 live.row.state not in FINAL_STATES or live.stored < len(live.events)
-            ):  # running, or its end could not be stored: what this process knows
-                return self._snapshot(live)
+            )  # running, or its end could not be stored: what this process knows
+            job = self._snapshot(live) if live is not None and held else None
+        if job is not None:
+            if self.records is not None:  # the checkpoint it keeps as it runs
+                job.file_sizes = self.records.file_sizes(job_id)
+            return job
         stored = (
             self.records.get(job_id, with_files=with_files, with_sizes=True)
             if self.records is not None
@@ -600,6 +641,36 @@ class JobManager:
     def _snapshot(self, live: _LiveJob) -> JobRow:
         return dataclasses.replace(live.row, files={})
 
+    def stop_all(self, wait_s: float) -> list[str]:
+        """The server stops: every running job is asked to stop at its next step, epoch or
+        run boundary, as a first CancelJob asks, and no new job starts. A job that reaches
+        its boundary within ``wait_s`` ends ``interrupted`` with its record (and its
+        checkpoint, to go on from: jobs.proto); one that does not is stopped at its next
+        board call, interrupted without a record. Returns the ids of the jobs it stopped."""
+        with self._changed:
+            self._stopping = True
+            running = [j for j in self._live.values() if j.row.state == "running"]
+            for live in running:
+                live.server_stopping = True
+                if not live.stop.is_set():
+                    live.stop_asked_s = time.monotonic()
+                    live.stop.set()
+            if running:
+                log.info("stopping: %d running jobs stop at their next boundary (up to "
+                         "%g s)", len(running), wait_s)  # fmt: skip
+
+            def ended() -> bool:
+                return all(j.row.state in FINAL_STATES for j in running)
+
+            if not self._changed.wait_for(ended, timeout=wait_s):
+                late = [j for j in running if j.row.state not in FINAL_STATES]
+                log.warning("stopping: jobs %s reached no boundary in %g s; stopped at "
+                            "their next board call", [j.row.id for j in late], wait_s)  # fmt: skip
+                for live in late:
+                    live.cancel.set()
+                self._changed.wait_for(ended, timeout=LATE_STOP_WAIT_S)
+        return [j.row.id for j in running]
+
     def running(self) -> list[str]:
         """Ids of jobs running in this process."""
         with self._changed:
@@ -626,3 +697,6 @@ class _Reporter:
 
     def keep_tiles(self, tiles: tuple[int, ...]) -> None:
         self.manager._keep_tiles(self.live, tiles)
+
+    def keep_file(self, name: str, content: bytes) -> None:
+        self.manager._keep_file(self.live, name, content)

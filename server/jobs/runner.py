@@ -54,6 +54,11 @@ class JobReporter(Protocol):
         the whole board only for its start frees the rest for others."""
         ...
 
+    def keep_file(self, name: str, content: bytes) -> None:
+        """Stores one record file while the job runs (its latest checkpoint), at once: a
+        server that dies mid-job leaves it for a new job to go on from."""
+        ...
+
 
 class JobRunner(Protocol):
     """Runs training jobs on a board (``sidra.cli.job_runner.ServerJobs``)."""
@@ -94,6 +99,7 @@ class JobRunner(Protocol):
         reporter: JobReporter,
         stop: threading.Event,
         resume: bytes | None = None,
+        checkpoint_every_s: float = 60.0,
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Runs the job; returns its summary and its record files by name. Once ``stop`` is
         set the job ends at its next step, epoch or run boundary and returns the record of
@@ -101,7 +107,8 @@ class JobRunner(Protocol):
         ``stopped_at_run``); a runner that does not is stopped at its next board call
         ``CANCEL_GRACE_S`` later. A job of a :attr:`resumable` kind stopped so keeps its
         ``checkpoint.json`` among its files; ``resume``, such a file's bytes (checked by
-        :meth:`check_resume`), is where the job goes on from.
+        :meth:`check_resume`), is where the job goes on from. While it runs, such a job
+        hands its latest checkpoint to ``reporter.keep_file`` every ``checkpoint_every_s``.
 
         A job that fails after doing part of its work (its board gone mid-way) may keep
         the record of that part: the exception it raises has an ``outcome`` attribute,

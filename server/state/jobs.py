@@ -102,8 +102,9 @@ class JobRecords:
         events: Sequence[JobEventRow] = (),
         files: dict[str, bytes] | None = None,
     ) -> None:
-        """Writes ``job``'s row, appends ``events`` and, with ``files``, its record: one
-        transaction, so a final state is never stored without its record."""
+        """Writes ``job``'s row, appends ``events`` and, with ``files``, its record (in
+        place of every file kept before: :meth:`put_file`): one transaction, so a final
+        state is never stored without its record."""
         with self.store._writing("update job") as db:
             db.execute(
                 f"UPDATE jobs SET ({_COLUMNS}) = ({', '.join('?' * 16)}) WHERE id = ?",
@@ -116,6 +117,8 @@ class JobRecords:
                     for e in events
                 ],
             )
+            if files is not None:
+                db.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))
             for name, content in (files or {}).items():
                 db.execute(
                     "INSERT OR REPLACE INTO job_files (job_id, name, content) VALUES (?, ?, ?)",
@@ -133,14 +136,7 @@ class JobRecords:
                 return None
             job = _job(row, _event_count(db, job_id))
             if with_sizes:
-                job.file_sizes = {
-                    str(name): int(size)
-                    for name, size in db.execute(
-                        "SELECT name, length(content) FROM job_files WHERE job_id = ? "
-                        "ORDER BY name",
-                        (job_id,),
-                    )
-                }
+                job.file_sizes = _file_sizes(db, job_id)
             if with_files:
                 job.files = {
                     str(name): bytes(content)
@@ -150,6 +146,21 @@ class JobRecords:
                     )
                 }
         return job
+
+    def file_sizes(self, job_id: str) -> dict[str, int]:
+        """The sizes of ``job_id``'s record files by name, bytes (a running job's: the
+        checkpoint it keeps)."""
+        with self.store._reading("read job files") as db:
+            return _file_sizes(db, job_id)
+
+    def put_file(self, job_id: str, name: str, content: bytes) -> None:
+        """Stores one record file of a running job (its latest checkpoint), replacing the
+        one of that name."""
+        with self.store._writing("keep job file") as db:
+            db.execute(
+                "INSERT OR REPLACE INTO job_files (job_id, name, content) VALUES (?, ?, ?)",
+                (job_id, name, content),
+            )
 
     def read_file(self, job_id: str, name: str, offset: int, length: int) -> tuple[bytes, int]:
         """Up to ``length`` bytes of ``job_id``'s record file ``name`` from ``offset`` on,
@@ -190,8 +201,14 @@ class JobRecords:
         is gone, its lease with it), each with a final state event; returns their ids."""
         with self.store._writing("interrupt jobs") as db:
             ids = [str(r[0]) for r in db.execute("SELECT id FROM jobs WHERE state = 'running'")]
-            why = "the server stopped while the job ran"
             for job_id in ids:
+                why = "the server stopped while the job ran"
+                kept = db.execute(
+                    "SELECT 1 FROM job_files WHERE job_id = ? AND name = 'checkpoint.json'",
+                    (job_id,),
+                ).fetchone()
+                if kept:
+                    why += "; its last checkpoint is kept (checkpoint.json), to go on from"
                 index = _event_count(db, job_id)
                 db.execute(
                     "UPDATE jobs SET state = 'interrupted', ended_unix_s = ?, error = ? "
@@ -204,6 +221,13 @@ class JobRecords:
                     (job_id, index, now_unix_s, why),
                 )
         return ids
+
+
+def _file_sizes(db: sqlite3.Connection, job_id: str) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT name, length(content) FROM job_files WHERE job_id = ? ORDER BY name", (job_id,)
+    ).fetchall()
+    return {str(name): int(size) for name, size in rows}
 
 
 def _event_count(db: sqlite3.Connection, job_id: str) -> int:

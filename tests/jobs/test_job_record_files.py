@@ -169,3 +169,32 @@ def test_a_refusal_other_than_the_record_s_size_is_not_hidden(tmp_path: Path) ->
     with served(tmp_path / "state.sqlite3") as (client, _), pytest.raises(NotFound):
         client.jobs.get("0123456789abcdef", include_record=True)
     assert ResourceExhausted  # the class the fallback looks for (sidra.drivers)
+
+
+def test_a_kept_checkpoint_stays_unless_a_record_replaces_it(tmp_path: Path) -> None:
+    """The store's side of a running job's checkpoint: kept as it runs (put_file), left
+    by an end without a record, replaced whole by an end with one."""
+    import time
+
+    from sidra.server.state.jobs import JobRow
+
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        records = JobRecords(store)
+        for job_id in ("a" * 16, "b" * 16):
+            records.add(JobRow(job_id, "mlp", "local", "iris", "{}", "running", time.time()))
+            records.put_file(job_id, "checkpoint.json", b"{epoch 3}")
+            records.put_file(job_id, "checkpoint.json", b"{epoch 7}")  # the latest only
+        assert records.file_sizes("a" * 16) == {"checkpoint.json": 9}
+        ended = records.get("a" * 16)
+        assert ended is not None
+        ended.state = "cancelled"
+        records.update(ended, [], None)  # stopped at once: no record
+        kept = records.get("a" * 16, with_files=True)
+        assert kept is not None and kept.files == {"checkpoint.json": b"{epoch 7}"}
+        done = records.get("b" * 16)
+        assert done is not None
+        done.state = "succeeded"
+        records.update(done, [], {"summary.json": b"{}", "settings.json": b"{}"})
+        finished = records.get("b" * 16, with_files=True)
+        assert finished is not None and set(finished.files) == {"summary.json", "settings.json"}
+        assert records.read_file("b" * 16, "summary.json", 0, 10) == (b"{}", 2)

@@ -1,0 +1,255 @@
+"""A server told to stop lets its running jobs reach their next boundary first: they end
+interrupted keeping their record and checkpoint, and a job submitted with that
+checkpoint goes on (sidra.server.stopping, jobs.proto "Going on from a checkpoint").
+Before, a job running when ``sidra serve`` stopped was found interrupted with nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sidra.client import connect
+from sidra.drivers import FailedPrecondition, open_board
+from sidra.server.app import create_server
+from sidra.server.state import StateStore
+from sidra.server.stopping import ServerStop
+from tests.cli_support import SIDRA
+
+IDEAL_URL = "emu://?preset=ideal&seed=0"
+LONG_MLP = {"epochs": 400, "hidden": [16]}
+"""An mlp job on iris of some seconds: stopped long before its end."""
+
+
+def _first_progress(client: Any, job_id: str) -> None:
+    for event in client.jobs.watch(job_id):
+        if event.kind == "progress":
+            return
+
+
+def test_a_stopping_server_ends_its_jobs_at_a_boundary_with_their_record(
+    tmp_path: Path,
+) -> None:
+    stopping = ServerStop()
+    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "s.sqlite3") as store:
+        server, port = create_server(board, store=store, stopping=stopping)
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as client:
+                job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+                _first_progress(client, job.job_id)
+                stopping.run(30.0)
+                done = client.jobs.get(job.job_id, include_record=True)
+                with pytest.raises(FailedPrecondition, match="the server is stopping"):
+                    client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+        finally:
+            server.stop(grace=None).wait()
+    assert done.state == "interrupted"
+    match = re.fullmatch(
+        r"the server stopped; the job stopped after epoch (\d+), its record kept", done.error
+    )
+    assert match, done.error
+    epoch = int(match.group(1))
+    assert 1 <= epoch < LONG_MLP["epochs"]
+    assert done.summary is not None and done.summary["stopped_at_epoch"] == epoch
+    assert {"checkpoint.json", "weights.npy", "steps.csv"} <= done.files.keys()
+    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "back.sqlite3") as store:
+        server, port = create_server(board, store=store)
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as client:
+                again = client.jobs.submit(
+                    "mlp", LONG_MLP, dataset="iris",
+                    resume_checkpoint=done.files["checkpoint.json"],
+                )  # fmt: skip
+                resumed = client.jobs.wait(again.job_id)
+        finally:
+            server.stop(grace=None).wait()
+    assert resumed.state == "succeeded", resumed.error
+    assert resumed.summary is not None and "stopped_at_epoch" not in resumed.summary
+
+
+def test_a_job_that_reaches_no_boundary_in_time_is_stopped_at_its_next_board_call(
+    tmp_path: Path,
+) -> None:
+    stopping = ServerStop()
+    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "s.sqlite3") as store:
+        server, port = create_server(board, store=store, stopping=stopping)
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as client:
+                job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+                _first_progress(client, job.job_id)
+                stopping.run(0.0)  # no time to reach a boundary
+                done = client.jobs.get(job.job_id, include_record=True)
+        finally:
+            server.stop(grace=None).wait()
+    assert done.state == "interrupted"
+    # Almost always stopped mid-epoch; in the microseconds between an epoch's last board
+    # call and its boundary, it keeps its record as in the test above.
+    if "no record kept" in done.error:
+        assert done.error.startswith("the server stopped before the job reached a step")
+        assert done.files == {}
+    else:
+        assert "checkpoint.json" in done.files
+
+
+def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``sidra serve`` of the ideal board on a free loopback port, with ``env``."""
+    proc = subprocess.Popen(
+        [*SIDRA, "serve", "--board", IDEAL_URL, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    stderr = proc.stderr
+    assert stderr is not None
+
+    def drain() -> None:  # its log lines read on, so that a full pipe never stalls it
+        with stderr:
+            stderr.read()
+
+    for line in stderr:
+        found = re.search(r"serving .* on (127\.0\.0\.1:\d+)", line)
+        if found:
+            threading.Thread(target=drain, daemon=True).start()
+            return proc, found.group(1)
+    stderr.close()
+    raise AssertionError(f"sidra serve exited {proc.wait()} without serving")
+
+
+def _ended(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait()
+
+
+def test_sidra_serve_stopped_keeps_its_running_job_s_record(tmp_path: Path) -> None:
+    """SIGTERM to ``sidra serve`` with a job running; the server started again on the
+    same state store reports the job interrupted with its record and checkpoint."""
+    env = {**os.environ, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")}
+
+    proc, address = _serve(env)
+    try:
+        with connect(address) as client:
+            job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+            _first_progress(client, job.job_id)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        _ended(proc)
+    proc, address = _serve(env)
+    try:
+        with connect(address) as client:
+            done = client.jobs.get(job.job_id, include_record=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        _ended(proc)
+    assert done.state == "interrupted"
+    assert done.error.startswith("the server stopped; the job stopped after epoch ")
+    assert "checkpoint.json" in done.files
+    weights = np.load(io.BytesIO(done.files["weights.npy"]))
+    assert weights.shape == (17, 3)  # iris: 16 hidden units and a bias row, 3 classes
+
+
+# -- a server that dies mid-job ------------------------------------------------------
+
+
+def _kept_checkpoint(client: Any, job_id: str, timeout_s: float = 60.0) -> None:
+    """Waits until the running job has kept a checkpoint in the store."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.jobs.get(job_id)
+        assert job.state == "running", job.error
+        if "checkpoint.json" in job.record_files:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint kept")
+
+
+def test_a_running_job_keeps_its_checkpoint_in_the_store_as_it_goes(tmp_path: Path) -> None:
+    """Readable while the job runs (ReadJobFile); a job stopped without a record (cancelled
+    twice) still leaves it, and a new job goes on from it."""
+    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "s.sqlite3") as store:
+        server, port = create_server(board, store=store, job_checkpoint_every_s=0.05)
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as client:
+                job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+                _kept_checkpoint(client, job.job_id)
+                running = json.loads(client.jobs.read_file(job.job_id, "checkpoint.json"))
+                assert 1 <= running["epoch"] < LONG_MLP["epochs"]
+                client.jobs.cancel(job.job_id)
+                client.jobs.cancel(job.job_id)  # again: at once, no record
+                done = client.jobs.wait(job.job_id)
+                assert done.state == "cancelled"
+                kept = client.jobs.get(job.job_id, include_record=True).files
+                # Stopped at once, no record: the checkpoint it kept as it ran is left.
+                # (When the first cancel's boundary came before the second, its record
+                # holds a newer one.)
+                assert kept.keys() == {"checkpoint.json"} or done.summary is not None
+                assert "checkpoint.json" in kept
+                resumed = client.jobs.wait(
+                    client.jobs.submit(
+                        "mlp",
+                        LONG_MLP,
+                        dataset="iris",
+                        resume_checkpoint=kept["checkpoint.json"],
+                    ).job_id  # fmt: skip
+                )
+                assert resumed.state == "succeeded", resumed.error
+                final = client.jobs.get(resumed.job_id, include_record=True).files
+        finally:
+            server.stop(grace=None).wait()
+    assert "checkpoint.json" not in final  # a finished job's record has none
+
+
+def test_a_job_whose_server_was_killed_goes_on_from_its_last_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """``kill -9`` of ``sidra serve`` mid-job: started again, the server reports the job
+    interrupted with the checkpoint it kept ([state] job_checkpoint_every_s), and a new
+    job goes on from it to the end."""
+    env = {
+        **os.environ,
+        "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3"),
+        "SIDRA_STATE__JOB_CHECKPOINT_EVERY_S": "1",
+    }
+    options = {"epochs": 1500, "hidden": [16]}
+    proc, address = _serve(env)
+    try:
+        with connect(address) as client:
+            job = client.jobs.submit("mlp", options, dataset="iris")
+            _kept_checkpoint(client, job.job_id)
+        proc.kill()  # SIGKILL: nothing runs on its way out
+        proc.wait(timeout=60)
+    finally:
+        _ended(proc)
+    proc, address = _serve(env)
+    try:
+        with connect(address) as client:
+            found = client.jobs.get(job.job_id, include_record=True)
+            again = client.jobs.submit(
+                "mlp", options, dataset="iris", resume_checkpoint=found.files["checkpoint.json"]
+            )
+            resumed = client.jobs.wait(again.job_id)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        _ended(proc)
+    assert found.state == "interrupted"
+    assert "its last checkpoint is kept (checkpoint.json)" in found.error
+    epoch = json.loads(found.files["checkpoint.json"])["epoch"]
+    assert 1 <= epoch < options["epochs"]
+    assert resumed.state == "succeeded", resumed.error
+    assert resumed.summary is not None
+    assert resumed.summary["steps"] == options["epochs"] * 4  # iris: 105 samples, 32 a batch
