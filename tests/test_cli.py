@@ -259,16 +259,19 @@ def test_train_drift_recovery_prints_every_stage() -> None:
 # field of the job's option model, named like it.
 _COMMAND_ONLY = {
     "spsa": {
-        "dataset", "board", "server", "calibrate", "checkpoint_every", "resume", "out",
-        "remote_job",
+        "dataset", "board", "server", "calibrate", "checkpoint_every", "resume",
+        "checkpoint_every_s", "out", "remote_job",
     },
-    "last-layer": {"dataset", "board", "server", "resume", "out", "remote_job"},
+    "last-layer": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out",
+                   "remote_job"},
     "compare": {"dataset", "board", "server", "out", "remote_job"},
     "drift-recovery": {"dataset", "board", "server", "out", "remote_job"},
-    "eqprop": {"dataset", "board", "server", "resume", "out", "remote_job"},
-    "ff": {"dataset", "board", "server", "resume", "out", "remote_job"},
-    "mlp": {"dataset", "board", "server", "resume", "out", "remote_job"},
-    "pat": {"dataset", "board", "server", "profile", "resume", "out", "remote_job"},
+    "eqprop": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out",
+               "remote_job"},
+    "ff": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out", "remote_job"},
+    "mlp": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out", "remote_job"},
+    "pat": {"dataset", "board", "server", "profile", "resume", "checkpoint_every_s", "out",
+            "remote_job"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
 _COMMAND_DEFAULTS = {("spsa", "eval_every")}

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,7 +48,7 @@ from sidra.training import (
     train_pat,
 )
 from sidra.training.records import array_from_json, array_to_json
-from tests.cli_support import process, run_sidra, unwrapped
+from tests.cli_support import SIDRA, process, run_sidra, unwrapped
 
 EPOCHS = 4
 
@@ -516,3 +518,44 @@ def test_an_in_silico_pat_run_has_nothing_to_go_on_from(tmp_path: Path) -> None:
     ):
         train_pat(board, twin, load_dataset("iris"), options, checkpoint=tmp_path / "c.json",
                   resume=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("job", ["mlp", "spsa"])
+def test_a_run_killed_mid_way_goes_on_from_its_last_checkpoint(job: str, tmp_path: Path) -> None:
+    """``kill -9`` of ``sidra train`` (a crash, a power cut): its last periodic checkpoint
+    (--checkpoint-every-s) is in --out; the same command is refused (it would start over
+    beside it), and with --resume it goes on to the end, where the checkpoint goes (a
+    finished run has nothing to go on from)."""
+    out = tmp_path / "run"
+    command = {
+        "mlp": ["train", "mlp", "--hidden", "16", "--epochs", "1000"],
+        "spsa": ["train", "spsa", "--steps", "4000", "--a", "0.5", "--c", "0.1",
+                 "--eval-every", "4000"],
+    }[job] + ["--board", "emu://?preset=ideal", "--dataset", "iris", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(
+        [*SIDRA, *command, "--checkpoint-every-s", "0.2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "checkpoint.json").is_file():
+            assert proc.poll() is None, "the run ended before it saved a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint saved"
+            time.sleep(0.05)
+        time.sleep(0.3)  # a later one, written over it in place (atomically)
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+    saved = json.loads((out / "checkpoint.json").read_text())
+    done = saved["epoch"] if job == "mlp" else saved["optimizer"]["k"]
+    assert done >= 1
+    again = run_sidra(*command)
+    assert again.returncode == 2
+    assert unwrapped("or --resume to go on from it") in unwrapped(again.stderr)
+    resumed = run_sidra(*command, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    steps = json.loads(resumed.stdout)["steps"]
+    assert steps == (1000 * 4 if job == "mlp" else 4000)
+    assert not (out / "checkpoint.json").exists()

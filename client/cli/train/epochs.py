@@ -11,6 +11,7 @@ from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.params import (
     ANY_TILE,
     BoardUrl,
+    CheckpointEveryS,
     Dataset,
     Out,
     RemoteJob,
@@ -71,6 +72,7 @@ def last_layer(
         float, _last_layer("head_weight_limit")
     ] = _LAST_LAYER.head_weight_limit,
     resume: Resume = False,
+    checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -84,7 +86,7 @@ def last_layer(
     options = job_options(LastLayerOptions, ctx, head_tiles=head_tiles or None)
     by_epochs(
         "last-layer", train_last_layer, options, dataset, board, server, out, remote_job,
-        as_json, resume,
+        as_json, resume, every_s=checkpoint_every_s,
     )  # fmt: skip
 
 
@@ -110,6 +112,7 @@ def mlp(
     tiles: Annotated[list[int], _mlp("tiles", "--tiles", "--tile")] = ANY_TILE,
     trainable: Annotated[int | None, _mlp("trainable")] = _MLP.trainable,
     resume: Resume = False,
+    checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -122,7 +125,10 @@ def mlp(
     checkpoint in --out (exit 130; the same command with --resume goes on); a second
     Ctrl-C stops at once. A board gone mid-way keeps them too (exit 1)."""
     options = job_options(MLPOptions, ctx)
-    by_epochs("mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json, resume)
+    by_epochs(
+        "mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json, resume,
+        every_s=checkpoint_every_s,
+    )  # fmt: skip
 
 
 def forward_forward(
@@ -151,6 +157,7 @@ def forward_forward(
     seed: Annotated[int, _ff("seed")] = _FF.seed,
     tiles: Annotated[list[int], _ff("tiles", "--tiles", "--tile")] = ANY_TILE,
     resume: Resume = False,
+    checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -166,7 +173,7 @@ def forward_forward(
     options = job_options(FFOptions, ctx)
     by_epochs(
         "ff", train_forward_forward, options, dataset, board, server, out, remote_job,
-        as_json, resume,
+        as_json, resume, every_s=checkpoint_every_s,
     )  # fmt: skip
 
 
@@ -196,6 +203,7 @@ def eqprop(
     seed: Annotated[int, _eqprop("seed")] = _EQPROP.seed,
     tiles: Annotated[list[int], _eqprop("tiles", "--tiles", "--tile")] = ANY_TILE,
     resume: Resume = False,
+    checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -211,5 +219,5 @@ def eqprop(
     options = job_options(EqPropOptions, ctx)
     by_epochs(
         "eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json,
-        resume,
+        resume, every_s=checkpoint_every_s,
     )  # fmt: skip

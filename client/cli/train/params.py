@@ -18,6 +18,8 @@ __all__ = [
     "Out",
     "RemoteJob",
     "Resume",
+    "CHECKPOINT_EVERY_S",
+    "CheckpointEveryS",
     "ServerAddress",
     "keeps_no_record",
     "usable_folder",
@@ -86,6 +88,21 @@ Resume = Annotated[
         help="Go on from <out>/checkpoint.json, saved when a run of the same options "
         "stopped or lost its board (from here or as a job); with --remote-job the job "
         "goes on from it."
+    ),
+]
+
+CHECKPOINT_EVERY_S = 60.0
+"""How often a run from here saves its checkpoint by default, s (--checkpoint-every-s)."""
+
+CheckpointEveryS = Annotated[
+    float | None,
+    typer.Option(
+        "--checkpoint-every-s",
+        min=0,
+        help="Also save <out>/checkpoint.json at the next step or epoch once this many "
+        "seconds have passed since the last save (0: only when the run stops early), so "
+        "that a run killed or crashed goes on with --resume \\[default: 60]. A --remote-job "
+        "keeps its checkpoint as its server's \\[state] job_checkpoint_every_s says.",
     ),
 ]
 

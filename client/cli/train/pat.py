@@ -14,6 +14,7 @@ from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.params import (
     ANY_TILE,
     BoardUrl,
+    CheckpointEveryS,
     Dataset,
     Out,
     RemoteJob,
@@ -24,6 +25,7 @@ from sidra.cli.train.running import (
     CHECKPOINT,
     check_resume,
     dataset_named,
+    drop_finished_checkpoint,
     epoch_status,
     exit_if_stopped,
     finish,
@@ -31,6 +33,7 @@ from sidra.cli.train.running import (
     keeping_lost_epochs,
     progress_bar,
     record_folder,
+    saving_interval_s,
     stop_on_interrupt,
     submitted,
 )
@@ -79,6 +82,7 @@ def pat(
     in_silico: Annotated[bool, _pat("in_silico")] = _PAT.in_silico,
     twin_seed: Annotated[int | None, _pat("twin_seed")] = _PAT.twin_seed,
     resume: Resume = False,
+    checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -100,6 +104,7 @@ def pat(
     options = job_options(PATOptions, ctx)
     console = Console(stderr=as_json)
     check_resume(out, resume)
+    saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
     folder = record_folder(out, "pat")
     if resume and profile is None:  # the twin the run measured, not a new one
         profile = folder / "twin.toml"
@@ -145,6 +150,7 @@ def pat(
                     stop=stop,
                     checkpoint=folder / CHECKPOINT,
                     resume=resume,
+                    checkpoint_every_s=saving_every_s,
                 )
             except RunInterrupted as lost:  # kept (keeping_lost_epochs), saying its twin
                 assert lost.record is not None
@@ -152,6 +158,7 @@ def pat(
                 raise
     _name_twin(record, source, options)
     finish(record, dataset, "pat", folder, as_json, console)
+    drop_finished_checkpoint(record.settings, folder)
     # Stopped on the twin or in silico, the run was deployed: nothing to go on from.
     going_on = folder if (folder / CHECKPOINT).is_file() else None
     exit_if_stopped(record.settings, options.epochs, console, resume=going_on)

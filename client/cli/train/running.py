@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
-from sidra.cli.train.params import keeps_no_record
+from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record
 from sidra.client.remote import connect_server
 from sidra.drivers import Board, InvalidArgument, SidraError, open_board
 from sidra.training import (
@@ -48,6 +48,8 @@ __all__ = [
     "EpochJobOptions",
     "by_epochs",
     "check_resume",
+    "saving_interval_s",
+    "drop_finished_checkpoint",
     "checkpoint_to_send",
     "dataset_named",
     "epoch_status",
@@ -100,6 +102,24 @@ def check_resume(out: Path | None, resume: bool) -> None:
         keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
+
+
+def saving_interval_s(value: float | None, remote_job: bool) -> float:
+    """--checkpoint-every-s as a run from here uses it; refused with --remote-job, whose
+    server decides."""
+    if value is not None and remote_job:
+        raise typer.BadParameter(
+            "--checkpoint-every-s is for runs from here; a --remote-job keeps its checkpoint "
+            "as its server's [state] job_checkpoint_every_s says"
+        )
+    return CHECKPOINT_EVERY_S if value is None else value
+
+
+def drop_finished_checkpoint(settings: Mapping[str, Any], folder: Path) -> None:
+    """Removes ``folder``'s checkpoint once its run went to the end (it was not stopped):
+    a finished run has nothing to go on from, and a checkpoint left there would be one."""
+    if not any(key.startswith(STOPPED_AT) for key in settings):
+        (folder / CHECKPOINT).unlink(missing_ok=True)
 
 
 def checkpoint_to_send(out: Path | None, resume: bool) -> bytes | None:
@@ -344,22 +364,27 @@ def by_epochs(
     remote_job: bool,
     as_json: bool,
     resume: bool | None = None,
+    every_s: float | None = None,
 ) -> None:
     """A job trained in epochs (``train(board, data, options, on_epoch=...)``): run here
     with a progress bar and its record saved, or inside ``server`` (``remote_job``).
     ``resume`` not None: the job can go on from a checkpoint (``train(...,
     checkpoint=, resume=)``), saved in the record folder when it stops or its board
-    goes away; True goes on from it."""
+    goes away, and every ``every_s`` (--checkpoint-every-s); True goes on from it."""
     console = Console(stderr=as_json)
     if resume is not None:
         check_resume(out, resume)
+    saving_every_s = saving_interval_s(every_s, remote_job)
     if remote_job:
         submitted(server, job, options, dataset, out, as_json, console, resume=bool(resume))
         return
     going_on: dict[str, Any] = {}
     if resume is not None:
         out = record_folder(out, job)
-        going_on = {"checkpoint": out / CHECKPOINT, "resume": resume}
+        going_on = {
+            "checkpoint": out / CHECKPOINT, "resume": resume,
+            "checkpoint_every_s": saving_every_s,
+        }  # fmt: skip
     data = dataset_named(dataset)
     with (
         keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console),
@@ -372,4 +397,7 @@ def by_epochs(
             target, data, options, on_epoch=epoch_status(progress, task), stop=stop, **going_on
         )
     finish(record, dataset, job, out, as_json, console)
+    if going_on:
+        assert out is not None
+        drop_finished_checkpoint(record.settings, out)
     exit_if_stopped(record.settings, options.epochs, console, resume=out if going_on else None)

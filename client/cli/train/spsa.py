@@ -12,6 +12,7 @@ from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.params import (
     ANY_TILE,
     BoardUrl,
+    CheckpointEveryS,
     Dataset,
     Out,
     RemoteJob,
@@ -22,11 +23,13 @@ from sidra.cli.train.params import (
 from sidra.cli.train.running import (
     CHECKPOINT,
     dataset_named,
+    drop_finished_checkpoint,
     exit_if_stopped,
     finish,
     job_board,
     progress_bar,
     record_folder,
+    saving_interval_s,
     stop_on_interrupt,
     submitted,
 )
@@ -70,6 +73,7 @@ def spsa(
         int, typer.Option(min=0, help=f"Save <out>/{CHECKPOINT} every N steps (0: never).")
     ] = 0,
     resume: Resume = False,
+    checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
     as_json: AsJson = False,
@@ -90,6 +94,7 @@ def spsa(
     console = Console(stderr=as_json)
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
+    saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
     if remote_job:
         if checkpoint_every:
             raise typer.BadParameter(
@@ -120,6 +125,7 @@ def spsa(
                 checkpoint=out / CHECKPOINT,
                 checkpoint_every=checkpoint_every,
                 resume=resume,
+                checkpoint_every_s=saving_every_s,
                 stop=stop,
             )
     except RunInterrupted as lost:  # the board went away mid-run: its steps are kept
@@ -130,4 +136,5 @@ def spsa(
         )
         raise typer.Exit(1) from lost
     finish(record, dataset, "spsa", out, as_json, console)
+    drop_finished_checkpoint(record.settings, out)
     exit_if_stopped(record.settings, options.steps, console, resume=out)
