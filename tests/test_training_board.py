@@ -329,7 +329,8 @@ def test_a_run_that_loses_its_board_keeps_its_steps_to_resume_from(
     data, path = load_dataset("iris"), tmp_path / "checkpoint.json"
     options = SPSAOptions(steps=20, seed=1, mode=mode, eval_every=5)
     whole = train_softmax_spsa(open_board("emu://?preset=ideal&seed=0"), data, options)
-    unplug = FaultConfig(unplug_after=40, unplug_s=math.inf)
+    # Host frames into the run: host mode's steps make fewer (its Programs are batched).
+    unplug = FaultConfig(unplug_after={"board": 40, "host": 21}[mode], unplug_s=math.inf)
     with (
         serve_virtual_board(preset("ideal"), 0, faults=unplug) as server,
         open_board(f"{server.url}?timeout=0.05&retries=1") as board,

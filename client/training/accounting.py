@@ -107,6 +107,7 @@ class JobMeter:
         self.layers = list(layers)
         self.carried = carried or JobCounts()
         self._writes = board.stats().cell_writes
+        self._last_writes = self._writes
         self._calls = [layer.mvm_calls for layer in self.layers]
         self._losses = [layer.ledger.loss_evaluations for layer in self.layers]
         self._cost = [layer.ledger.total for layer in self.layers]
@@ -117,11 +118,14 @@ class JobMeter:
 
     @property
     def device_writes(self) -> int:
-        """Cell writes since the start (carried writes included)."""
-        return self.carried.device_writes + self.board.stats().cell_writes - self._writes
+        """Cell writes since the start (carried writes included): one stats call."""
+        self._last_writes = self.board.stats().cell_writes
+        return self.carried.device_writes + self._last_writes - self._writes
 
-    def read(self) -> JobCounts:
-        """Everything spent since the start, plus the carried counts."""
+    def read(self, *, fresh_writes: bool = True) -> JobCounts:
+        """Everything spent since the start, plus the carried counts. ``fresh_writes``
+        False: the device writes as last read, without the stats call that reads them (a
+        round trip over a link; an SPSA job's per-step boundary takes the rest alone)."""
         spent = Cost()
         for layer, start in zip(self.layers, self._cost, strict=True):
             total = layer.ledger.total
@@ -134,7 +138,9 @@ class JobMeter:
             mvm_calls=carried.mvm_calls
             + sum(layer.mvm_calls for layer in self.layers)
             - sum(self._calls),
-            device_writes=self.device_writes,
+            device_writes=self.device_writes
+            if fresh_writes
+            else self.carried.device_writes + self._last_writes - self._writes,
             modeled_time_ns=carried.modeled_time_ns + spent.time_ns,
             modeled_energy_nj=carried.modeled_energy_nj + spent.energy_nj,
         )
