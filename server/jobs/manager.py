@@ -55,7 +55,13 @@ from sidra.server.servicer import BoardServicer
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.sessions.registry import WAIT_LIMIT_S
 from sidra.server.state import StateStore
-from sidra.server.state.jobs import FINAL_STATES, JobEventRow, JobRecords, JobRow
+from sidra.server.state.jobs import (
+    FINAL_STATES,
+    KEPT_CHECKPOINT,
+    JobEventRow,
+    JobRecords,
+    JobRow,
+)
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -445,6 +451,8 @@ class JobManager:
         ended finds its record in the store, even after the server stops. Only the job's
         own thread adds its events, so the final event's index cannot be taken meanwhile."""
         now = self._clock()
+        if not files and self._kept_checkpoint(live.row.id):
+            error += KEPT_CHECKPOINT  # no record, but the checkpoint it kept as it ran
         with self._changed:
             final = dataclasses.replace(
                 live.row, state=state, error=error, ended_unix_s=now, events=len(live.events) + 1
@@ -467,6 +475,13 @@ class JobManager:
                 live.stored = len(live.events)
             self._changed.notify_all()
         log.info("job %s %s%s", final.id, state, f": {error}" if error else "")
+
+    def _kept_checkpoint(self, job_id: str) -> bool:
+        """Whether the store holds a checkpoint ``job_id`` kept as it ran."""
+        try:
+            return self.records is not None and CHECKPOINT_FILE in self.records.file_sizes(job_id)
+        except SidraError:
+            return False
 
     # -- events (the manager's condition held) -------------------------------------
 

@@ -18,13 +18,17 @@ from typing import Any
 
 from sidra.server.state.store import StateStore
 
-__all__ = ["FINAL_STATES", "JOB_STATES", "JobEventRow", "JobRecords", "JobRow"]
+__all__ = ["FINAL_STATES", "JOB_STATES", "KEPT_CHECKPOINT", "JobEventRow", "JobRecords", "JobRow"]
 
 JOB_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
 """Every state a job's row may hold (jobs.proto JobState, lowercase)."""
 
 FINAL_STATES = frozenset(JOB_STATES[1:])
 """States a job never leaves."""
+
+KEPT_CHECKPOINT = "; its last checkpoint is kept (checkpoint.json), to go on from"
+"""What the error of a job that ended without a record adds when it kept a checkpoint as
+it ran (jobs.proto, "Going on from a checkpoint")."""
 
 _COLUMNS = (
     "id, kind, principal, dataset, options_json, state, submitted_unix_s, started_unix_s, "
@@ -208,7 +212,7 @@ class JobRecords:
                     (job_id,),
                 ).fetchone()
                 if kept:
-                    why += "; its last checkpoint is kept (checkpoint.json), to go on from"
+                    why += KEPT_CHECKPOINT
                 index = _event_count(db, job_id)
                 db.execute(
                     "UPDATE jobs SET state = 'interrupted', ended_unix_s = ?, error = ? "

@@ -198,6 +198,11 @@ def test_a_running_job_keeps_its_checkpoint_in_the_store_as_it_goes(tmp_path: Pa
                 # holds a newer one.)
                 assert kept.keys() == {"checkpoint.json"} or done.summary is not None
                 assert "checkpoint.json" in kept
+                if done.summary is None:  # its error says what is left
+                    assert done.error == (
+                        "cancelled by local; its last checkpoint is kept (checkpoint.json), "
+                        "to go on from"
+                    )
                 resumed = client.jobs.wait(
                     client.jobs.submit(
                         "mlp",
