@@ -14,13 +14,15 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from sidra.client import connect
+from sidra.client import RemoteBoard, connect
 from sidra.drivers import FailedPrecondition, open_board
 from sidra.server.app import create_server
 from sidra.server.state import StateStore
@@ -30,6 +32,20 @@ from tests.cli_support import SIDRA
 IDEAL_URL = "emu://?preset=ideal&seed=0"
 LONG_MLP = {"epochs": 400, "hidden": [16]}
 """An mlp job on iris of some seconds: stopped long before its end."""
+
+
+@contextmanager
+def _served(store: Path, **server: Any) -> Iterator[RemoteBoard]:
+    """A server of the ideal board on loopback (``create_server`` keyword arguments),
+    its state in ``store``, and a client of it."""
+    with open_board(IDEAL_URL) as board, StateStore(store) as state:
+        grpc_server, port = create_server(board, store=state, **server)
+        grpc_server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as client:
+                yield client
+        finally:
+            grpc_server.stop(grace=None).wait()
 
 
 def _first_progress(client: Any, job_id: str) -> None:
@@ -42,19 +58,13 @@ def test_a_stopping_server_ends_its_jobs_at_a_boundary_with_their_record(
     tmp_path: Path,
 ) -> None:
     stopping = ServerStop()
-    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "s.sqlite3") as store:
-        server, port = create_server(board, store=store, stopping=stopping)
-        server.start()
-        try:
-            with connect(f"127.0.0.1:{port}") as client:
-                job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
-                _first_progress(client, job.job_id)
-                stopping.run(30.0)
-                done = client.jobs.get(job.job_id, include_record=True)
-                with pytest.raises(FailedPrecondition, match="the server is stopping"):
-                    client.jobs.submit("mlp", LONG_MLP, dataset="iris")
-        finally:
-            server.stop(grace=None).wait()
+    with _served(tmp_path / "s.sqlite3", stopping=stopping) as client:
+        job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+        _first_progress(client, job.job_id)
+        stopping.run(30.0)
+        done = client.jobs.get(job.job_id, include_record=True)
+        with pytest.raises(FailedPrecondition, match="the server is stopping"):
+            client.jobs.submit("mlp", LONG_MLP, dataset="iris")
     assert done.state == "interrupted"
     match = re.fullmatch(
         r"the server stopped; the job stopped after epoch (\d+), its record kept", done.error
@@ -64,18 +74,12 @@ def test_a_stopping_server_ends_its_jobs_at_a_boundary_with_their_record(
     assert 1 <= epoch < LONG_MLP["epochs"]
     assert done.summary is not None and done.summary["stopped_at_epoch"] == epoch
     assert {"checkpoint.json", "weights.npy", "steps.csv"} <= done.files.keys()
-    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "back.sqlite3") as store:
-        server, port = create_server(board, store=store)
-        server.start()
-        try:
-            with connect(f"127.0.0.1:{port}") as client:
-                again = client.jobs.submit(
-                    "mlp", LONG_MLP, dataset="iris",
-                    resume_checkpoint=done.files["checkpoint.json"],
-                )  # fmt: skip
-                resumed = client.jobs.wait(again.job_id)
-        finally:
-            server.stop(grace=None).wait()
+    with _served(tmp_path / "back.sqlite3") as client:
+        again = client.jobs.submit(
+            "mlp", LONG_MLP, dataset="iris",
+            resume_checkpoint=done.files["checkpoint.json"],
+        )  # fmt: skip
+        resumed = client.jobs.wait(again.job_id)
     assert resumed.state == "succeeded", resumed.error
     assert resumed.summary is not None and "stopped_at_epoch" not in resumed.summary
 
@@ -84,17 +88,11 @@ def test_a_job_that_reaches_no_boundary_in_time_is_stopped_at_its_next_board_cal
     tmp_path: Path,
 ) -> None:
     stopping = ServerStop()
-    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "s.sqlite3") as store:
-        server, port = create_server(board, store=store, stopping=stopping)
-        server.start()
-        try:
-            with connect(f"127.0.0.1:{port}") as client:
-                job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
-                _first_progress(client, job.job_id)
-                stopping.run(0.0)  # no time to reach a boundary
-                done = client.jobs.get(job.job_id, include_record=True)
-        finally:
-            server.stop(grace=None).wait()
+    with _served(tmp_path / "s.sqlite3", stopping=stopping) as client:
+        job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+        _first_progress(client, job.job_id)
+        stopping.run(0.0)  # no time to reach a boundary
+        done = client.jobs.get(job.job_id, include_record=True)
     assert done.state == "interrupted"
     # Almost always stopped mid-epoch; in the microseconds between an epoch's last board
     # call and its boundary, it keeps its record as in the test above.
@@ -179,42 +177,35 @@ def _kept_checkpoint(client: Any, job_id: str, timeout_s: float = 60.0) -> None:
 def test_a_running_job_keeps_its_checkpoint_in_the_store_as_it_goes(tmp_path: Path) -> None:
     """Readable while the job runs (ReadJobFile); a job stopped without a record (cancelled
     twice) still leaves it, and a new job goes on from it."""
-    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "s.sqlite3") as store:
-        server, port = create_server(board, store=store, job_checkpoint_every_s=0.05)
-        server.start()
-        try:
-            with connect(f"127.0.0.1:{port}") as client:
-                job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
-                _kept_checkpoint(client, job.job_id)
-                running = json.loads(client.jobs.read_file(job.job_id, "checkpoint.json"))
-                assert 1 <= running["epoch"] < LONG_MLP["epochs"]
-                client.jobs.cancel(job.job_id)
-                client.jobs.cancel(job.job_id)  # again: at once, no record
-                done = client.jobs.wait(job.job_id)
-                assert done.state == "cancelled"
-                kept = client.jobs.get(job.job_id, include_record=True).files
-                # Stopped at once, no record: the checkpoint it kept as it ran is left.
-                # (When the first cancel's boundary came before the second, its record
-                # holds a newer one.)
-                assert kept.keys() == {"checkpoint.json"} or done.summary is not None
-                assert "checkpoint.json" in kept
-                if done.summary is None:  # its error says what is left
-                    assert done.error == (
-                        "cancelled by local; its last checkpoint is kept (checkpoint.json), "
-                        "to go on from"
-                    )
-                resumed = client.jobs.wait(
-                    client.jobs.submit(
-                        "mlp",
-                        LONG_MLP,
-                        dataset="iris",
-                        resume_checkpoint=kept["checkpoint.json"],
-                    ).job_id  # fmt: skip
-                )
-                assert resumed.state == "succeeded", resumed.error
-                final = client.jobs.get(resumed.job_id, include_record=True).files
-        finally:
-            server.stop(grace=None).wait()
+    with _served(tmp_path / "s.sqlite3", job_checkpoint_every_s=0.05) as client:
+        job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+        _kept_checkpoint(client, job.job_id)
+        running = json.loads(client.jobs.read_file(job.job_id, "checkpoint.json"))
+        assert 1 <= running["epoch"] < LONG_MLP["epochs"]
+        client.jobs.cancel(job.job_id)
+        client.jobs.cancel(job.job_id)  # again: at once, no record
+        done = client.jobs.wait(job.job_id)
+        assert done.state == "cancelled"
+        kept = client.jobs.get(job.job_id, include_record=True).files
+        # Stopped at once, no record: the checkpoint it kept as it ran is left.
+        # (When the first cancel's boundary came before the second, its record
+        # holds a newer one.)
+        assert kept.keys() == {"checkpoint.json"} or done.summary is not None
+        assert "checkpoint.json" in kept
+        if done.summary is None:  # its error says what is left
+            assert done.error == (
+                "cancelled by local; its last checkpoint is kept (checkpoint.json), to go on from"
+            )
+        resumed = client.jobs.wait(
+            client.jobs.submit(
+                "mlp",
+                LONG_MLP,
+                dataset="iris",
+                resume_checkpoint=kept["checkpoint.json"],
+            ).job_id  # fmt: skip
+        )
+        assert resumed.state == "succeeded", resumed.error
+        final = client.jobs.get(resumed.job_id, include_record=True).files
     assert "checkpoint.json" not in final  # a finished job's record has none
 
 
