@@ -127,6 +127,51 @@ def show(
     Console().print(table)
 
 
+@jobs_app.command("resume")
+def resume(
+    job_id: JobId,
+    server: Server,
+    lease_wait_s: Annotated[
+        float, typer.Option(min=0, max=60, help="Seconds to wait for leased tiles (0-60).")
+    ] = 0.0,
+    as_json: AsJson = False,
+) -> None:
+    """Start a job that goes on from where job ID stopped.
+
+    The same kind, options and data set, sent with the checkpoint.json it kept (cancelled,
+    its board gone, or found interrupted after its server stopped); a pat job with the
+    twin.toml its record holds. Follow it with sidra jobs logs NEW_ID --follow."""
+    with _server(server, "resume") as board:
+        job = board.jobs.get(job_id, include_record=True)
+        checkpoint = job.files.get(CHECKPOINT_FILE)
+        if checkpoint is None:
+            typer.echo(
+                f"sidra jobs resume: job {job.job_id} ({job.state}) kept no "
+                f"{CHECKPOINT_FILE} to go on from; its record files: "
+                f"{', '.join(job.files) or 'none'}",
+                err=True,
+            )
+            raise typer.Exit(1)
+        options = dict(job.options)
+        if "twin.toml" in job.files:  # pat: the twin it trained with
+            options["twin_profile_toml"] = job.files["twin.toml"].decode("utf-8")
+        try:
+            new = board.jobs.submit(
+                job.kind, options, dataset=job.dataset, lease_wait_s=lease_wait_s,
+                resume_checkpoint=checkpoint,
+            )  # fmt: skip
+        except InvalidArgument as exc:  # the checkpoint refused: exit 1, nothing to retype
+            typer.echo(f"sidra jobs resume: {exc}", err=True)
+            raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(new.as_dict()))
+        return
+    typer.echo(
+        f"job {new.job_id} goes on from job {job.job_id} ({job.kind} on {job.dataset}): "
+        f"sidra jobs logs {new.job_id} --follow --server {server}"
+    )
+
+
 @jobs_app.command("cancel")
 def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
     """Ask a job to stop; it keeps its record (asked again: stops at once, without).

@@ -27,7 +27,7 @@ from sidra.drivers import FailedPrecondition, open_board
 from sidra.server.app import create_server
 from sidra.server.state import StateStore
 from sidra.server.stopping import ServerStop
-from tests.cli_support import SIDRA
+from tests.cli_support import SIDRA, run_sidra, unwrapped
 
 IDEAL_URL = "emu://?preset=ideal&seed=0"
 LONG_MLP = {"epochs": 400, "hidden": [16]}
@@ -249,3 +249,31 @@ def test_a_job_whose_server_was_killed_goes_on_from_its_last_checkpoint(
     assert resumed.state == "succeeded", resumed.error
     assert resumed.summary is not None
     assert resumed.summary["steps"] == options["epochs"] * 4  # iris: 105 samples, 32 a batch
+
+
+def test_sidra_jobs_resume_goes_on_from_where_a_job_stopped(tmp_path: Path) -> None:
+    """``sidra jobs resume ID``: the stopped job's kind, options and data set, sent with
+    the checkpoint it kept; a job that kept none is refused naming what it has (exit 1)."""
+    with _served(tmp_path / "s.sqlite3") as client:
+        address = client.address
+        assert address is not None
+        short = client.jobs.wait(
+            client.jobs.submit("mlp", {"epochs": 2, "hidden": [16]}, dataset="iris").job_id
+        )
+        job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
+        _first_progress(client, job.job_id)
+        client.jobs.cancel(job.job_id)  # at its next epoch, keeping its checkpoint
+        cancelled = client.jobs.wait(job.job_id)
+        assert cancelled.state == "cancelled"
+        resumed = run_sidra("jobs", "resume", job.job_id, "--server", address, "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        new = json.loads(resumed.stdout)
+        done = client.jobs.wait(new["job_id"])
+        refused = run_sidra("jobs", "resume", short.job_id, "--server", address)
+    assert (new["kind"], new["dataset"], new["options"]) == ("mlp", "iris", cancelled.options)
+    assert done.state == "succeeded", done.error
+    assert done.summary is not None
+    assert done.summary["steps"] == LONG_MLP["epochs"] * 4  # iris: 105 samples, 32 a batch
+    assert refused.returncode == 1
+    said = unwrapped(f"job {short.job_id} (succeeded) kept no checkpoint.json to go on from")
+    assert said in unwrapped(refused.stderr)
