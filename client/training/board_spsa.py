@@ -14,7 +14,6 @@ so far and the counts.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,8 @@ from sidra.training.records import (
     TrainingRecord,
     array_from_json,
     array_to_json,
+    checkpoint_json,
+    checkpoint_text,
     write_json_atomically,
 )
 from sidra.training.schedules import spall_gains
@@ -381,12 +382,7 @@ class SPSACheckpoint:
         dataset: Dataset | None = None,
     ) -> SPSACheckpoint:
         """Reads ``path`` (:meth:`parse`; its errors name the file)."""
-        if path is None:
-            raise ValueError("resume: needs a checkpoint path")
-        try:
-            text = Path(path).read_text()
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+        text = checkpoint_text(path)
         return cls.parse(text, options, dataset=dataset, source=f"checkpoint {path}")
 
     @classmethod
@@ -403,10 +399,7 @@ class SPSACheckpoint:
         or of another layer's shape, or anything a saved run cannot hold (weights that are
         not finite, a step beyond the run, a generator state no generator takes): before
         anything is programmed."""
-        try:
-            saved = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # nested deeper than the parser goes
-            raise ValueError(f"{source}: cannot be read ({type(exc).__name__}: {exc})") from exc
+        saved = checkpoint_json(text, source)
         version = saved.get("version") if isinstance(saved, dict) else None
         if version not in (1, 2, 3, CHECKPOINT_VERSION) or "optimizer" not in saved:
             raise ValueError(

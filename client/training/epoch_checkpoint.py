@@ -29,6 +29,8 @@ from sidra.training.records import (
     TrainingRecord,
     array_from_json,
     array_to_json,
+    checkpoint_json,
+    checkpoint_text,
     write_json_atomically,
 )
 
@@ -126,12 +128,7 @@ class EpochCheckpoint:
         dataset: str | None = None,
     ) -> EpochCheckpoint:
         """Reads ``path`` (:meth:`parse`; its errors name the file)."""
-        if path is None:
-            raise ValueError("resume: needs a checkpoint path")
-        try:
-            text = Path(path).read_text()
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+        text = checkpoint_text(path)
         return cls.parse(text, options, job, needs, dataset=dataset, source=f"checkpoint {path}")
 
     @classmethod
@@ -150,10 +147,7 @@ class EpochCheckpoint:
         them would not be that run), or one without the :attr:`extras` the trainer
         ``needs`` (default: :data:`EXTRAS` of ``job``): before anything is programmed.
         ``dataset``: the run's data set's name (checkpoints that name none are taken)."""
-        try:
-            saved = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # nested deeper than the parser goes
-            raise ValueError(f"{source}: cannot be read ({type(exc).__name__}: {exc})") from exc
+        saved = checkpoint_json(text, source)
         version = saved.get("version") if isinstance(saved, dict) else None
         if version not in (1, EPOCH_CHECKPOINT_VERSION) or "epoch" not in saved:
             raise ValueError(

@@ -31,6 +31,8 @@ __all__ = [
     "CHECKPOINT_FILE",
     "array_from_json",
     "array_to_json",
+    "checkpoint_json",
+    "checkpoint_text",
     "INTERRUPTED",
     "RECORD_FILES",
     "STOPPED_AT",
@@ -70,6 +72,26 @@ def array_from_json(saved: Any) -> npt.NDArray[np.float32]:
     if len(data) != 4 * math.prod(shape):
         raise ValueError(f"array of shape {shape}: {len(data)} bytes, expected 4 per value")
     return np.frombuffer(data, "<f4").astype(np.float32).reshape(shape)
+
+
+def checkpoint_text(path: str | Path | None) -> str:
+    """The text of the checkpoint file at ``path`` (``--resume``); ValueError naming the
+    file when there is none to read."""
+    if path is None:
+        raise ValueError("resume: needs a checkpoint path")
+    try:
+        return Path(path).read_text()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+
+
+def checkpoint_json(text: str, source: str) -> Any:
+    """The JSON value a checkpoint's ``text`` holds; ValueError starting with ``source``
+    when it holds none (or one nested deeper than the parser goes)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{source}: cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def write_json_atomically(path: str | Path, payload: Any) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from sidra.client import NotFound, RemoteBoard, connect
 from sidra.client.aio import connect as connect_aio
-from sidra.drivers import OutOfRange, ResourceExhausted, open_board
+from sidra.drivers import OutOfRange, open_board
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.app import create_server
 from sidra.server.state import StateStore
@@ -168,7 +168,6 @@ def test_a_refusal_other_than_the_record_s_size_is_not_hidden(tmp_path: Path) ->
     """Only RESOURCE_EXHAUSTED on include_record turns into reading file by file."""
     with served(tmp_path / "state.sqlite3") as (client, _), pytest.raises(NotFound):
         client.jobs.get("0123456789abcdef", include_record=True)
-    assert ResourceExhausted  # the class the fallback looks for (sidra.drivers)
 
 
 def test_a_kept_checkpoint_stays_unless_a_record_replaces_it(tmp_path: Path) -> None:
