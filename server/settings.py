@@ -31,6 +31,7 @@ from sidra.server.address import is_loopback, split_address
 from sidra.server.security.tls import key_pair_problem, pem_problem
 from sidra.server.security.tokens import read_tokens
 from sidra.server.state.paths import default_store_path
+from sidra.server.stopping import JOB_STOP_WAIT_S
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -267,6 +268,11 @@ class ServerSettings(BaseSettings):
     reflection: bool = True
     """Register gRPC server reflection, v1 and v1alpha, so grpcurl-style tools discover the
     API (with ``[auth]``, reflection needs a viewer token)."""
+    job_stop_wait_s: float = Field(JOB_STOP_WAIT_S, ge=0.0, le=3600.0)
+    """How long ``sidra serve``, told to stop (SIGINT, SIGTERM), waits for running
+    training jobs to reach their next step or epoch and keep their record and
+    checkpoint, s; a job still running then is stopped at its next board call. Keep it
+    below the service manager's stop timeout (systemd's default is 90 s)."""
     allow_insecure: bool = False
     """Serve a non-loopback address without TLS or without ``[auth]`` anyway (logged as a
     warning at start): only on a network where everyone who can connect is trusted."""

@@ -26,7 +26,7 @@ from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
 from sidra.server.settings import ConfigError, ServerSettings, load_settings
 from sidra.server.state import StateStore, StateStoreError, restore
-from sidra.server.stopping import JOB_STOP_WAIT_S, ServerStop
+from sidra.server.stopping import ServerStop
 
 app = typer.Typer(
     cls=ValueNamingGroup,
@@ -61,8 +61,9 @@ def serve(
 ) -> None:
     r"""Serve one board over gRPC until interrupted (SIGINT/SIGTERM drain and stop).
 
-    Told to stop, it first lets running jobs reach their next step or epoch (up to 30
-    s): they end interrupted, keeping their record and checkpoint to go on from.
+    Told to stop, it first lets running jobs reach their next step or epoch (up to
+    job_stop_wait_s, 30 s by default): they end interrupted, keeping their record and
+    checkpoint to go on from.
 
     Settings not given as options come from SIDRA_* variables (SIDRA_LISTEN,
     SIDRA_TLS__CERT, ...), then the --config file (or SIDRA_CONFIG), then the defaults.
@@ -128,7 +129,7 @@ def serve(
     # Tell health watchers first, then let running jobs reach a boundary (they keep their
     # record and checkpoint), then let in-flight calls finish.
     health_servicer.enter_graceful_shutdown()
-    stopping.run(JOB_STOP_WAIT_S)
+    stopping.run(settings.job_stop_wait_s)
     server.stop(grace=2.0).wait()
     if endpoint is not None:
         endpoint.close()

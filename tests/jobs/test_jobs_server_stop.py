@@ -103,8 +103,9 @@ def test_a_job_that_reaches_no_boundary_in_time_is_stopped_at_its_next_board_cal
         assert "checkpoint.json" in done.files
 
 
-def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """``sidra serve`` of the ideal board on a free loopback port, with ``env``."""
+def _serve(env: dict[str, str], log: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """``sidra serve`` of the ideal board on a free loopback port, with ``env``; its log
+    lines after the first go to ``log`` as they come."""
     proc = subprocess.Popen(
         [*SIDRA, "serve", "--board", IDEAL_URL, "--listen", "127.0.0.1:0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
@@ -114,7 +115,9 @@ def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
 
     def drain() -> None:  # its log lines read on, so that a full pipe never stalls it
         with stderr:
-            stderr.read()
+            for line in stderr:
+                if log is not None:
+                    log.append(line)
 
     for line in stderr:
         found = re.search(r"serving .* on (127\.0\.0\.1:\d+)", line)
@@ -133,9 +136,13 @@ def _ended(proc: subprocess.Popen[str]) -> None:
 def test_sidra_serve_stopped_keeps_its_running_job_s_record(tmp_path: Path) -> None:
     """SIGTERM to ``sidra serve`` with a job running; the server started again on the
     same state store reports the job interrupted with its record and checkpoint."""
-    env = {**os.environ, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")}
-
-    proc, address = _serve(env)
+    env = {
+        **os.environ,
+        "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3"),
+        "SIDRA_JOB_STOP_WAIT_S": "45",
+    }
+    log: list[str] = []
+    proc, address = _serve(env, log)
     try:
         with connect(address) as client:
             job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
@@ -144,6 +151,7 @@ def test_sidra_serve_stopped_keeps_its_running_job_s_record(tmp_path: Path) -> N
         assert proc.wait(timeout=60) == 0
     finally:
         _ended(proc)
+    assert any("stop at their next boundary (up to 45 s)" in line for line in log), log
     proc, address = _serve(env)
     try:
         with connect(address) as client:

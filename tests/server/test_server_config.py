@@ -57,6 +57,7 @@ board = "emu://?preset=ideal&seed=3"
 max_message_mb = 32
 workers = 4
 reflection = false
+job_stop_wait_s = 75
 allow_insecure = false
 
 [tls]
@@ -85,6 +86,7 @@ def test_every_key_loads_from_toml(tmp_path: Path, pki: Pki) -> None:
     settings = load_settings(full_config(tmp_path, pki))
     assert (settings.listen, settings.board) == ("0.0.0.0:50443", "emu://?preset=ideal&seed=3")
     assert (settings.max_message_mb, settings.workers, settings.reflection) == (32, 4, False)
+    assert settings.job_stop_wait_s == 75
     assert settings.tls is not None and settings.tls.client_ca == pki.ca
     assert settings.auth is not None and settings.auth.tokens_file == tmp_path / "tokens.toml"
     assert (settings.limits.max_message_mb, settings.limits.max_batch) == (16, 512)
@@ -97,6 +99,7 @@ def test_defaults_serve_loopback_openly() -> None:
     settings = load_settings()
     assert settings.listen == "127.0.0.1:50051" and settings.tls is None and settings.auth is None
     assert settings.reflection and not settings.allow_insecure
+    assert settings.job_stop_wait_s == 30
     assert settings.state.path == default_state_path()
     assert default_state_path().name == "state.sqlite3"
     assert settings.metrics.listen is None
@@ -148,6 +151,7 @@ def test_nested_environment_keys_reach_sections(pki: Pki, monkeypatch: pytest.Mo
         ("max_message_mb = 8\n[limits]\nmax_message_mb = 9\n", "limits.max_message_mb: 9 is above"),
         ("workers = 4\n[limits]\nmax_streams = 4\n", "limits.max_streams: 4 is not below workers"),
         ("workers = \n", "is not valid TOML"),
+        ("job_stop_wait_s = -1\n", "job_stop_wait_s: input should be greater than or equal to 0"),
         ('config = "/other.toml"\n', "config: name the file with --config or SIDRA_CONFIG"),
     ],
 )
