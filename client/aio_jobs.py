@@ -22,6 +22,7 @@ import grpc
 import grpc.aio
 
 from sidra.client.errors import from_rpc_error
+from sidra.client.job_files import FileReading
 from sidra.client.jobs import (
     JOB_SERVICE,
     WATCH_CODECS,
@@ -31,8 +32,8 @@ from sidra.client.jobs import (
     submit_request,
     watch_retry,
 )
-from sidra.client.options import checked_count, checked_job_id, checked_text
-from sidra.drivers import ResourceExhausted
+from sidra.client.options import checked_count, checked_job_id
+from sidra.drivers import OutOfRange, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = ["AsyncJobs"]
@@ -78,18 +79,15 @@ class AsyncJobs:
     async def read_file(self, job_id: str, name: str) -> bytes:
         """One file of the job's run record, whatever its size (:meth:`Jobs.read_file
         <sidra.client.jobs.Jobs.read_file>`)."""
-        pieces: list[bytes] = []
-        offset = 0
-        while True:
-            request = pb.ReadJobFileRequest(
-                job_id=checked_job_id(job_id), name=checked_text("name", name, "steps.csv"),
-                offset=offset,
-            )  # fmt: skip
-            reply = await self._call("ReadJobFile", request, pb.ReadJobFileResponse)
-            pieces.append(reply.content)
-            offset += len(reply.content)
-            if offset >= reply.size_bytes or not reply.content:
-                return b"".join(pieces)
+        reading = FileReading(job_id, name)
+        while reading.whole is None:
+            try:
+                reply = await self._call("ReadJobFile", reading.request(), pb.ReadJobFileResponse)
+            except OutOfRange as exc:
+                reading.refused(exc)
+            else:
+                reading.add(reply)
+        return reading.whole
 
     async def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
         """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100)."""

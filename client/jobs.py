@@ -24,13 +24,14 @@ from typing import Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
+from sidra.client.job_files import FileReading
 from sidra.client.options import (
     checked_count,
     checked_job_id,
     checked_lease_wait,
     checked_text,
 )
-from sidra.drivers import BoardUnavailable, InvalidArgument, ResourceExhausted
+from sidra.drivers import BoardUnavailable, InvalidArgument, OutOfRange, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = [
@@ -185,19 +186,18 @@ class Jobs:
 
     def read_file(self, job_id: str, name: str) -> bytes:
         """One file of the job's run record (:attr:`JobInfo.record_files`), whatever its
-        size: read with ReadJobFile a piece at a time."""
-        pieces: list[bytes] = []
-        offset = 0
-        while True:
-            request = pb.ReadJobFileRequest(
-                job_id=checked_job_id(job_id), name=checked_text("name", name, "steps.csv"),
-                offset=offset,
-            )  # fmt: skip
-            reply = self._call("ReadJobFile", request, pb.ReadJobFileResponse)
-            pieces.append(reply.content)
-            offset += len(reply.content)
-            if offset >= reply.size_bytes or not reply.content:
-                return b"".join(pieces)
+        size: read with ReadJobFile a piece at a time, checked against its SHA-256, and
+        read again from its start when it was replaced meanwhile (a running job's
+        checkpoint; sidra.client.job_files)."""
+        reading = FileReading(job_id, name)
+        while reading.whole is None:
+            try:
+                reply = self._call("ReadJobFile", reading.request(), pb.ReadJobFileResponse)
+            except OutOfRange as exc:
+                reading.refused(exc)
+            else:
+                reading.add(reply)
+        return reading.whole
 
     def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
         """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100)."""

@@ -58,6 +58,7 @@ from sidra.server.state import StateStore
 from sidra.server.state.jobs import (
     FINAL_STATES,
     KEPT_CHECKPOINT,
+    FilePiece,
     JobEventRow,
     JobRecords,
     JobRow,
@@ -570,23 +571,23 @@ class JobManager:
 
     def read_file(
         self, job_id: str, name: str, offset: int, max_bytes: int, most: int
-    ) -> tuple[bytes, int]:
+    ) -> FilePiece:
         """Up to ``max_bytes`` (0: :data:`FILE_PIECE_BYTES`; at most ``most``) bytes of the
-        job's record file ``name`` from ``offset`` on, and the file's size."""
+        job's record file ``name`` from ``offset`` on, with the file's size and digest."""
         job = self.get(job_id)
         size = job.file_sizes.get(name)
         if size is None:
-            files = ", ".join(job.file_sizes) or "none yet"
-            raise JobNotFound(
-                f"name: job {job_id} has no record file {name[:80]!r} (its files: {files})"
-            )
+            raise _no_such_file(job_id, name, job.file_sizes)
         if offset > size:
             raise OutOfRange("offset", offset, f"0 .. {size} (the size of {name})")
         length = max_bytes or min(FILE_PIECE_BYTES, most)
         if length > most:
             raise OutOfRange("max_bytes", max_bytes, f"0 .. {most} (0: {FILE_PIECE_BYTES})")
         assert self.records is not None  # get() found the job's record there
-        return self.records.read_file(job_id, name, offset, length)
+        try:  # the file may have gone since: a running job's files are replaced at its end
+            return self.records.read_file(job_id, name, offset, length)
+        except KeyError:
+            raise _no_such_file(job_id, name, self.records.file_sizes(job_id)) from None
 
     def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
         rows = self.records.recent(principal, limit) if self.records is not None else []
@@ -690,6 +691,11 @@ class JobManager:
         """Ids of jobs running in this process."""
         with self._changed:
             return [i for i, j in self._live.items() if j.row.state == "running"]
+
+
+def _no_such_file(job_id: str, name: str, sizes: dict[str, int]) -> JobNotFound:
+    files = ", ".join(sizes) or "none yet"
+    return JobNotFound(f"name: job {job_id} has no record file {name[:80]!r} (its files: {files})")
 
 
 def _resumable(kind: str, refused: ValueError) -> str:

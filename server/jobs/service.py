@@ -98,10 +98,12 @@ class JobServicer:
 
     def ReadJobFile(self, request: pb.ReadJobFileRequest, context: grpc.ServicerContext) -> Message:
         most = min(MAX_FILE_PIECE_BYTES, self.limits.max_response_bytes - ANSWER_HEADROOM_BYTES)
-        content, size = self.manager.read_file(
+        piece = self.manager.read_file(
             request.job_id, request.name, request.offset, request.max_bytes, most
         )
-        return pb.ReadJobFileResponse(content=content, size_bytes=size)
+        return pb.ReadJobFileResponse(
+            content=piece.content, size_bytes=piece.size_bytes, sha256=piece.sha256
+        )
 
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> Message:
         jobs = self.manager.recent(request.principal, request.limit or DEFAULT_LIST_LIMIT)

@@ -10,6 +10,7 @@ end: :meth:`JobRecords.interrupt_running` marks them ``interrupted``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -18,7 +19,15 @@ from typing import Any
 
 from sidra.server.state.store import StateStore
 
-__all__ = ["FINAL_STATES", "JOB_STATES", "KEPT_CHECKPOINT", "JobEventRow", "JobRecords", "JobRow"]
+__all__ = [
+    "FINAL_STATES",
+    "JOB_STATES",
+    "KEPT_CHECKPOINT",
+    "FilePiece",
+    "JobEventRow",
+    "JobRecords",
+    "JobRow",
+]
 
 JOB_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
 """Every state a job's row may hold (jobs.proto JobState, lowercase)."""
@@ -35,6 +44,17 @@ _COLUMNS = (
     "ended_unix_s, step, total, message, error, tiles, whole_board, summary_json"
 )
 _EVENT_COLUMNS = "idx, unix_s, kind, step, total, message, state"
+
+
+@dataclass(frozen=True, slots=True)
+class FilePiece:
+    """Part of a stored record file (:meth:`JobRecords.read_file`)."""
+
+    content: bytes
+    size_bytes: int
+    """The whole file's size, bytes."""
+    sha256: bytes
+    """The whole file's SHA-256; empty for a file stored before digests were kept."""
 
 
 @dataclass
@@ -124,10 +144,7 @@ class JobRecords:
             if files is not None:
                 db.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))
             for name, content in (files or {}).items():
-                db.execute(
-                    "INSERT OR REPLACE INTO job_files (job_id, name, content) VALUES (?, ?, ?)",
-                    (job.id, name, content),
-                )
+                _put_file(db, job.id, name, content)
 
     def get(
         self, job_id: str, *, with_files: bool = False, with_sizes: bool = False
@@ -161,23 +178,20 @@ class JobRecords:
         """Stores one record file of a running job (its latest checkpoint), replacing the
         one of that name."""
         with self.store._writing("keep job file") as db:
-            db.execute(
-                "INSERT OR REPLACE INTO job_files (job_id, name, content) VALUES (?, ?, ?)",
-                (job_id, name, content),
-            )
+            _put_file(db, job_id, name, content)
 
-    def read_file(self, job_id: str, name: str, offset: int, length: int) -> tuple[bytes, int]:
+    def read_file(self, job_id: str, name: str, offset: int, length: int) -> FilePiece:
         """Up to ``length`` bytes of ``job_id``'s record file ``name`` from ``offset`` on,
-        and the file's size; KeyError when the record has no such file."""
+        with the whole file's size and digest; KeyError when the record has no such file."""
         with self.store._reading("read job file") as db:
             row = db.execute(  # substr of a BLOB counts bytes, from 1
-                "SELECT substr(content, ?, ?), length(content) FROM job_files "
+                "SELECT substr(content, ?, ?), length(content), sha256 FROM job_files "
                 "WHERE job_id = ? AND name = ?",
                 (offset + 1, length, job_id, name),
             ).fetchone()
         if row is None:
             raise KeyError(name)
-        return bytes(row[0] or b""), int(row[1])
+        return FilePiece(bytes(row[0] or b""), int(row[1]), bytes(row[2] or b""))
 
     def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
         """Jobs, newest first; only ``principal``'s when given."""
@@ -225,6 +239,14 @@ class JobRecords:
                     (job_id, index, now_unix_s, why),
                 )
         return ids
+
+
+def _put_file(db: sqlite3.Connection, job_id: str, name: str, content: bytes) -> None:
+    """Stores one record file with its digest, in place of the one of that name."""
+    db.execute(
+        "INSERT OR REPLACE INTO job_files (job_id, name, content, sha256) VALUES (?, ?, ?, ?)",
+        (job_id, name, content, hashlib.sha256(content).digest()),
+    )
 
 
 def _file_sizes(db: sqlite3.Connection, job_id: str) -> dict[str, int]:

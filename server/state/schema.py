@@ -161,7 +161,19 @@ _V3 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4 = Migration(
+    4,
+    (
+        # SHA-256 of a record file, written with it: a reader of several ReadJobFile
+        # pieces sees when the file was replaced between them (a running job's
+        # checkpoint, kept again). NULL for files stored before: no such file changes
+        # again (their jobs ended, or were marked interrupted when this code started).
+        "ALTER TABLE job_files ADD COLUMN sha256 BLOB "
+        "CHECK (sha256 IS NULL OR length(sha256) = 32)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -11,16 +11,21 @@ server and client are the real ones.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 
-from sidra.client import NotFound, RemoteBoard, connect
+from sidra.client import FailedPrecondition, NotFound, RemoteBoard, connect
+from sidra.client.aio import AsyncRemoteBoard
 from sidra.client.aio import connect as connect_aio
+from sidra.client.job_files import MAX_FILE_READS
 from sidra.drivers import OutOfRange, open_board
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.app import create_server
@@ -196,4 +201,163 @@ def test_a_kept_checkpoint_stays_unless_a_record_replaces_it(tmp_path: Path) -> 
         records.update(done, [], {"summary.json": b"{}", "settings.json": b"{}"})
         finished = records.get("b" * 16, with_files=True)
         assert finished is not None and set(finished.files) == {"summary.json", "settings.json"}
-        assert records.read_file("b" * 16, "summary.json", 0, 10) == (b"{}", 2)
+        piece = records.read_file("b" * 16, "summary.json", 0, 10)
+        assert (piece.content, piece.size_bytes) == (b"{}", 2)
+        assert piece.sha256 == hashlib.sha256(b"{}").digest()
+
+
+# -- a file replaced while it is read ------------------------------------------------
+
+PIECE = SMALL_LIMIT - 64 * 1024
+"""Bytes of one ReadJobFile answer here (max_bytes 0 on this server)."""
+
+
+@pytest.fixture
+def stored_job(tmp_path: Path) -> Iterator[tuple[str, str, JobRecords]]:
+    """A server, the id of a job of its store, and the store's records (what a running
+    job keeps its checkpoint through)."""
+    from sidra.server.state.jobs import JobRow
+
+    with open_board("emu://?preset=ideal&seed=0") as board, StateStore(tmp_path / "s.db") as state:
+        server, port = create_server(board, store=state, max_message_bytes=SMALL_LIMIT)
+        server.start()
+        records = JobRecords(state)
+        job_id = "c" * 16
+        records.add(JobRow(job_id, "mlp", "local", "iris", "{}", "running", 0.0))
+        try:
+            yield f"127.0.0.1:{port}", job_id, records
+        finally:
+            server.stop(grace=None).wait()
+
+
+class AfterEachRead(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Calls ``then(n)`` once the n-th ReadJobFile call has been answered."""
+
+    def __init__(self, then: Callable[[int], None]) -> None:
+        self.then = then
+        self.reads = 0
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        outcome = continuation(details, request)  # the answer is in: the call is blocking
+        if details.method.endswith("/ReadJobFile"):
+            self.reads += 1
+            self.then(self.reads)
+        return outcome
+
+
+def _file(size: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).bytes(size)
+
+
+def _intercepted(address: str, interceptor: AfterEachRead) -> RemoteBoard:
+    channel = grpc.intercept_channel(grpc.insecure_channel(address), interceptor)
+    return RemoteBoard(channel, owns_channel=True, address=address)
+
+
+def test_a_file_replaced_between_pieces_is_read_again_from_its_start(
+    stored_job: tuple[str, str, JobRecords],
+) -> None:
+    """A running job keeps its checkpoint again while a client reads it: the pieces of
+    the two are not put together; the client reads the new one whole."""
+    address, job_id, records = stored_job
+    old, new = _file(4 * PIECE - 100, 1), _file(4 * PIECE - 100, 2)  # 4 pieces each
+    records.put_file(job_id, "checkpoint.json", old)
+
+    def replace(read: int) -> None:
+        if read == 2:
+            records.put_file(job_id, "checkpoint.json", new)
+
+    interceptor = AfterEachRead(replace)
+    with _intercepted(address, interceptor) as client:
+        assert client.jobs.read_file(job_id, "checkpoint.json") == new
+    assert interceptor.reads == 2 + 1 + 4  # 2 of the old, one of the new seen, 4 again
+
+
+def test_a_file_replaced_by_a_shorter_one_is_read_again(
+    stored_job: tuple[str, str, JobRecords],
+) -> None:
+    """The next offset lies beyond the new file's end (OUT_OF_RANGE on offset)."""
+    address, job_id, records = stored_job
+    old, new = _file(4 * PIECE - 100, 3), _file(PIECE + 10, 4)
+    records.put_file(job_id, "checkpoint.json", old)
+
+    def replace(read: int) -> None:
+        if read == 3:
+            records.put_file(job_id, "checkpoint.json", new)
+
+    interceptor = AfterEachRead(replace)
+    with _intercepted(address, interceptor) as client:
+        assert client.jobs.read_file(job_id, "checkpoint.json") == new
+    assert interceptor.reads == 3 + 1 + 2  # 3 of the old, the refused offset, 2 again
+
+
+def test_a_file_that_changes_at_every_piece_is_refused_after_a_few_reads(
+    stored_job: tuple[str, str, JobRecords],
+) -> None:
+    address, job_id, records = stored_job
+    records.put_file(job_id, "checkpoint.json", _file(2 * PIECE, 0))
+
+    def replace(read: int) -> None:
+        records.put_file(job_id, "checkpoint.json", _file(2 * PIECE, read))
+
+    interceptor = AfterEachRead(replace)
+    with _intercepted(address, interceptor) as client, pytest.raises(FailedPrecondition) as refused:
+        client.jobs.read_file(job_id, "checkpoint.json")
+    assert interceptor.reads == 2 * MAX_FILE_READS  # each read sees a new file at its 2nd piece
+    assert str(refused.value).startswith(
+        f"name: job {job_id}'s record file 'checkpoint.json' was replaced while it was read, "
+        f"{MAX_FILE_READS} times"
+    )
+
+
+def test_the_asyncio_client_reads_a_replaced_file_again_too(
+    stored_job: tuple[str, str, JobRecords],
+) -> None:
+    address, job_id, records = stored_job
+    old, new = _file(3 * PIECE, 5), _file(3 * PIECE, 6)
+    records.put_file(job_id, "checkpoint.json", old)
+    reads = 0
+
+    class AfterFirstRead(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            nonlocal reads
+            call = await continuation(details, request)
+            await call  # answered
+            if details.method == b"/sidra.hil.v1.JobService/ReadJobFile":
+                reads += 1
+                if reads == 1:
+                    records.put_file(job_id, "checkpoint.json", new)
+            return call
+
+    async def read() -> bytes:
+        channel = grpc.aio.insecure_channel(address, interceptors=[AfterFirstRead()])
+        async with AsyncRemoteBoard(channel, address=address) as board:
+            return await board.jobs.read_file(job_id, "checkpoint.json")
+
+    assert asyncio.run(read()) == new
+    assert reads == 1 + 1 + 3
+
+
+def test_a_file_kept_before_digests_is_read_unchecked(tmp_path: Path) -> None:
+    """A store of schema 3 (before digests): its files read as they are, digest empty."""
+    import sqlite3
+
+    from sidra.server.state.schema import MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_utc TEXT)")
+    for migration in MIGRATIONS[:3]:
+        for statement in migration.statements:
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version VALUES (?, 'then')", (migration.version,))
+    db.execute(
+        "INSERT INTO jobs VALUES ('dddddddddddddddd', 'mlp', 'local', 'iris', '{}', "
+        "'succeeded', 0, 0, 0, 0, 0, '', '', '', 0, '')"
+    )
+    db.execute("INSERT INTO job_files VALUES ('dddddddddddddddd', 'summary.json', x'7b7d')")
+    db.commit()
+    db.close()
+    with StateStore(path) as store:  # migrated to the digests' schema
+        piece = JobRecords(store).read_file("d" * 16, "summary.json", 0, 100)
+    assert (piece.content, piece.sha256) == (b"{}", b"")

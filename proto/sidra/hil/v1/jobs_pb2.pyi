@@ -68,12 +68,14 @@ class ReadJobFileRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
 
 class ReadJobFileResponse(_message.Message):
-    __slots__ = ("content", "size_bytes")
+    __slots__ = ("content", "size_bytes", "sha256")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     content: bytes
     size_bytes: int
-    def __init__(self, content: _Optional[bytes] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    sha256: bytes
+    def __init__(self, content: _Optional[bytes] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...
 
 class JobFileInfo(_message.Message):
     __slots__ = ("name", "size_bytes")
