@@ -472,8 +472,9 @@ class JobManager:
         with self._changed:
             live.row = final
             live.events.append(event)
-            if stored:
-                live.stored = len(live.events)
+            if stored:  # GetJob, ListJobs and WatchJob read it from the store from now on:
+                live.stored = len(live.events)  # a server up for months does not keep
+                del self._live[final.id]  # every job it ran, with its events, in memory
             self._changed.notify_all()
         log.info("job %s %s%s", final.id, state, f": {error}" if error else "")
 
@@ -691,6 +692,13 @@ class JobManager:
         """Ids of jobs running in this process."""
         with self._changed:
             return [i for i, j in self._live.items() if j.row.state == "running"]
+
+    def in_memory(self) -> list[str]:
+        """Ids of the jobs this process holds in memory: those running, and those whose
+        end the store refused (what only this process knows); the others are read from
+        the store."""
+        with self._changed:
+            return list(self._live)
 
 
 def _no_such_file(job_id: str, name: str, sizes: dict[str, int]) -> JobNotFound:

@@ -544,3 +544,35 @@ def test_a_job_is_seen_ended_only_once_its_record_is_stored(
         assert stored is not None and stored.state == "succeeded"
         assert json.loads(stored.summary_json) == ended.summary
         assert "summary.json" in stored.files
+
+
+def test_an_ended_job_is_read_from_the_store_not_held_in_memory(store_path: Path) -> None:
+    """A server up for months ran thousands of jobs: once a job's end is stored, the
+    manager lets go of it (its events held in memory grew with its run) and answers
+    from the store the same."""
+    from sidra.server.app import lease_registry
+    from sidra.server.jobs.manager import JobManager
+    from sidra.server.limits import PrincipalLimits
+    from sidra.server.security import principal_name
+    from sidra.server.servicer import BoardServicer
+    from sidra.server.sessions import LeaseKeeper
+    from sidra.server.settings import LeaseSettings
+    from sidra.server.turns import BoardTurns
+
+    with open_board(IDEAL_URL) as board, StateStore(store_path) as store:
+        turns = BoardTurns()
+        keeper = LeaseKeeper(board, turns, lease_registry(board, LeaseSettings()))
+        servicer = BoardServicer(
+            board, store, principal_name, PrincipalLimits(), turns=turns, leases=keeper
+        )
+        manager = JobManager(servicer, keeper, store)
+        job = manager.submit("local", "spsa", json.dumps(SHORT), "iris", 0.0)
+        assert manager.in_memory() == [job.id]
+        watched = list(manager.watch(job.id, 0))  # to its end
+        assert watched[-1].state == "succeeded"
+        assert manager.in_memory() == []
+        again = manager.get(job.id, with_files=True)
+        assert (again.state, again.events) == ("succeeded", len(watched))
+        assert "summary.json" in again.files
+        assert list(manager.watch(job.id, 0)) == watched
+        assert [j.id for j in manager.recent()] == [job.id]
