@@ -100,6 +100,11 @@ class AsyncJobs:
         request = pb.CancelJobRequest(job_id=checked_job_id(job_id))
         return JobInfo.from_pb(await self._call("CancelJob", request, pb.Job))
 
+    async def delete(self, job_id: str) -> int:
+        """Deletes an ended job (:meth:`Jobs.delete <sidra.client.jobs.Jobs.delete>`)."""
+        request = pb.DeleteJobRequest(job_id=checked_job_id(job_id))
+        return int((await self._call("DeleteJob", request, pb.DeleteJobResponse)).freed_bytes)
+
     async def watch(self, job_id: str, from_index: int = 0) -> AsyncIterator[JobEvent]:
         """The job's events from ``from_index`` until its final state; a broken stream
         is asked for again as :meth:`Jobs.watch <sidra.client.jobs.Jobs.watch>` does."""

@@ -211,6 +211,12 @@ class Jobs:
             self._call("CancelJob", pb.CancelJobRequest(job_id=checked_job_id(job_id)), pb.Job)
         )
 
+    def delete(self, job_id: str) -> int:
+        """Deletes an ended job with its events and record; returns the bytes of record
+        files deleted (a running job is refused: cancel it first)."""
+        request = pb.DeleteJobRequest(job_id=checked_job_id(job_id))
+        return int(self._call("DeleteJob", request, pb.DeleteJobResponse).freed_bytes)
+
     def watch(self, job_id: str, from_index: int = 0) -> Iterator[JobEvent]:
         """The job's events from ``from_index`` until its final state. A stream the
         network breaks is resumed from the next index for up to

@@ -92,6 +92,7 @@ def create_server(
     job_runner: RunnerLoader = load_runner,
     stopping: ServerStop | None = None,
     job_checkpoint_every_s: float = 60.0,
+    job_retention_days: float | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
@@ -108,8 +109,9 @@ def create_server(
     server through ``sidra.hil.v1.JobService`` (:mod:`sidra.server.jobs`; their
     records go to ``store``, without which SubmitJob is refused); ``job_runner``
     loads the training code at the first SubmitJob, and a running job keeps its checkpoint
-    in ``store`` every ``job_checkpoint_every_s``; with ``stopping``, running jobs stop
-    at their next boundary when it runs, keeping their record and checkpoint
+    in ``store`` every ``job_checkpoint_every_s``; jobs that ended more than
+    ``job_retention_days`` ago are deleted from it (None: kept); with ``stopping``,
+    running jobs stop at their next boundary when it runs, keeping their record and checkpoint
     (:class:`~sidra.server.stopping.ServerStop`, run before the server is stopped).
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
@@ -177,6 +179,7 @@ def create_server(
     jobs = JobManager(
         servicer, keeper, store, max_jobs=(limits or LimitsSettings()).max_jobs,
         load_runner=job_runner, checkpoint_every_s=job_checkpoint_every_s,
+        retention_s=None if job_retention_days is None else job_retention_days * 86_400.0,
     )  # fmt: skip
     if stopping is not None:
         stopping.add(jobs.stop_all)
@@ -283,6 +286,7 @@ def create_configured_server(
         shared_memory=settings.shared_memory,
         stopping=stopping,
         job_checkpoint_every_s=settings.state.job_checkpoint_every_s,
+        job_retention_days=settings.state.job_retention_days,
     )
 
 

@@ -213,6 +213,10 @@ class StateSettings(BaseModel):
     """How often a running training job keeps its checkpoint in the store, s (at its next
     step or epoch boundary after that long): what a server that dies mid-job leaves for a
     new job to go on from (jobs.proto)."""
+    job_retention_days: float | None = Field(None, gt=0.0, le=36_500.0)
+    """How long an ended job (its row, events and record files) is kept, days; older ones
+    are deleted when the server starts and, at most once an hour, when a job ends. Unset:
+    kept until deleted (DeleteJob, ``sidra jobs delete``)."""
 
 
 class MetricsSettings(BaseModel):

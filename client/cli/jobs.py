@@ -1,5 +1,5 @@
-"""``sidra jobs``: training jobs running inside a server (list, show, cancel, logs), and
-the client half of ``sidra train … --server ADDR --remote-job``."""
+"""``sidra jobs``: training jobs running inside a server (list, show, resume, cancel, logs,
+delete), and the client half of ``sidra train … --server ADDR --remote-job``."""
 
 from __future__ import annotations
 
@@ -190,6 +190,38 @@ def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
         f"job {job.job_id}: stopping; cancel it again to stop it at its next board call, "
         "without its record"
     )
+
+
+@jobs_app.command("delete")
+def delete(
+    job_ids: Annotated[
+        list[str], typer.Argument(help="The ended jobs' ids (sidra jobs list).", show_default=False)
+    ],
+    server: Server,
+) -> None:
+    """Delete ended jobs with their events and records (save one first: show --out).
+
+    A running job is refused (cancel it first), as is another principal's unless the
+    caller is an admin; the others named are deleted all the same (exit 1)."""
+    refused = 0
+    with _server(server, "delete") as board:
+        for job_id in job_ids:
+            try:
+                freed = board.jobs.delete(job_id)
+            except SidraError as exc:
+                typer.echo(f"sidra jobs delete: {exc}", err=True)
+                refused += 1
+                continue
+            typer.echo(f"job {job_id}: deleted ({_size(freed)} of record files)")
+    if refused:
+        raise typer.Exit(1)
+
+
+def _size(size_bytes: int) -> str:
+    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} B"
 
 
 @jobs_app.command("logs")

@@ -104,6 +104,10 @@ LATE_STOP_WAIT_S = 5.0
 FILE_PIECE_BYTES = 2**20
 """What ReadJobFile reads when asked for no size (max_bytes 0), bytes."""
 
+PRUNE_EVERY_S = 3600.0
+"""How often, at most, the jobs past the retention (``[state] job_retention_days``) are
+deleted when a job ends, s (and once when the manager starts)."""
+
 CANCEL_GRACE_S = 60.0
 """How long a cancelled job may take to reach its next step, epoch or run boundary (and its
 final evaluation) before it is stopped at its next board call, s."""
@@ -154,7 +158,8 @@ class JobManager:
     ``keeper`` opens their sessions and leases; ``store`` keeps their records (None:
     SubmitJob is refused, nothing else to keep them in); ``max_jobs`` bounds a
     principal's running jobs; ``load_runner`` finds the training code (tests swap it);
-    a running job keeps its checkpoint in ``store`` every ``checkpoint_every_s``.
+    a running job keeps its checkpoint in ``store`` every ``checkpoint_every_s``; jobs
+    that ended more than ``retention_s`` ago are deleted (:meth:`prune`).
     """
 
     def __init__(
@@ -168,6 +173,7 @@ class JobManager:
         clock: Callable[[], float] = time.time,
         cancel_grace_s: float | None = None,
         checkpoint_every_s: float = 60.0,
+        retention_s: float | None = None,
     ) -> None:
         self.servicer = servicer
         self.keeper = keeper
@@ -183,9 +189,13 @@ class JobManager:
         self._live: dict[str, _LiveJob] = {}
         self._starting: Counter[str] = Counter()  # principal -> SubmitJobs under way
         self._stopping = False  # stop_all: no new job starts
+        self.retention_s = retention_s
+        """How long an ended job is kept, s (None: for ever): :meth:`prune`."""
+        self._pruned_s = -math.inf
         if self.records is not None:
             for job_id in self.records.interrupt_running(clock()):
                 log.warning("job %s was running when the server stopped: interrupted", job_id)
+        self.prune()
 
     # -- SubmitJob -----------------------------------------------------------------
 
@@ -477,6 +487,8 @@ class JobManager:
                 del self._live[final.id]  # every job it ran, with its events, in memory
             self._changed.notify_all()
         log.info("job %s %s%s", final.id, state, f": {error}" if error else "")
+        if time.monotonic() - self._pruned_s >= PRUNE_EVERY_S:
+            self.prune()
 
     def _kept_checkpoint(self, job_id: str) -> bool:
         """Whether the store holds a checkpoint ``job_id`` kept as it ran."""
@@ -619,6 +631,53 @@ class JobManager:
                 log.info("job %s: cancel asked by %s; it stops at its next board call",
                          job_id, principal)  # fmt: skip
             return self._snapshot(live)
+
+    def delete(self, job_id: str, principal: str, *, admin: bool) -> int:
+        """Deletes an ended job of ``principal`` (an admin: anyone's) with its events and
+        record files; returns the bytes of record files it had. A running job is refused."""
+        job = self.get(job_id)
+        if job.principal != principal and not admin:
+            raise NotJobOwner(
+                f"job {job_id} belongs to {job.principal!r}; a principal deletes only its own "
+                "jobs (an admin anyone's)"
+            )
+        running = FailedPrecondition(
+            f"job_id: job {job_id} is running; cancel it (CancelJob) and delete it once it "
+            "has ended"
+        )
+        with self._changed:
+            live = self._live.get(job_id)
+            if job.state not in FINAL_STATES or (
+                live is not None and live.row.state not in FINAL_STATES
+            ):
+                raise running
+        assert self.records is not None  # get() found it there, or it ran here
+        # A job held here has ended, but the store refused its end: stored as running.
+        freed = self.records.delete(job_id, running_too=live is not None)
+        with self._changed:
+            self._live.pop(job_id, None)
+        if freed is None:
+            raise JobNotFound(f"job_id: no job {job_id[:40]!r} on this server (ListJobs)")
+        log.info("job %s deleted by %s (%d bytes of record files)", job_id, principal, freed)
+        return freed
+
+    def prune(self) -> dict[str, int]:
+        """Deletes the jobs that ended more than ``retention_s`` ago, with their events and
+        record files (none when there is no retention); returns the bytes of record files
+        each had, by id. Run when the manager starts and, at most every
+        :data:`PRUNE_EVERY_S`, when a job ends."""
+        self._pruned_s = time.monotonic()
+        if self.retention_s is None or self.records is None:
+            return {}
+        try:
+            gone = self.records.delete_ended_before(self._clock() - self.retention_s)
+        except SidraError as exc:  # kept for the next time
+            log.warning("jobs past their retention not deleted: %s", exc)
+            return {}
+        if gone:
+            log.info("deleted %d jobs that ended over %g days ago (%d bytes of record files)",
+                     len(gone), self.retention_s / 86_400, sum(gone.values()))  # fmt: skip
+        return gone
 
     def watch(
         self, job_id: str, from_index: int, active: Callable[[], bool] = lambda: True

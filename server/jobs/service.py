@@ -113,6 +113,11 @@ class JobServicer:
         principal, admin = self.caller_of(context)
         return job_message(self.manager.cancel(request.job_id, principal, admin=admin))
 
+    def DeleteJob(self, request: pb.DeleteJobRequest, context: grpc.ServicerContext) -> Message:
+        principal, admin = self.caller_of(context)
+        freed = self.manager.delete(request.job_id, principal, admin=admin)
+        return pb.DeleteJobResponse(freed_bytes=freed)
+
     def WatchJob(
         self, request: pb.WatchJobRequest, context: grpc.ServicerContext
     ) -> Iterator[Message]:

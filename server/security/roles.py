@@ -126,11 +126,12 @@ JOB_ROLES: Mapping[str, Role] = MappingProxyType(
         "ReadJobFile": Role.VIEWER,
         "SubmitJob": Role.PROGRAMMER,
         "CancelJob": Role.PROGRAMMER,
+        "DeleteJob": Role.PROGRAMMER,
     }
 )
 """The role each JobService RPC needs: a job writes the array as a programmer's calls
-would; following one reads no tile. Whose job may be cancelled is the job service's
-check (its principal's own, an admin anyone's)."""
+would; following one reads no tile. Whose job may be cancelled or deleted is the job
+service's check (its principal's own, an admin anyone's)."""
 
 OPEN_SERVICES = frozenset({health.SERVICE_NAME})
 """Services every caller reaches without a token: health checking."""

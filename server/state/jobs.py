@@ -240,6 +240,39 @@ class JobRecords:
                 )
         return ids
 
+    def delete(self, job_id: str, *, running_too: bool = False) -> int | None:
+        """Deletes the ended job ``job_id`` with its events and record files; returns the
+        bytes of files it had, None when the store has no ended job of that id (none at
+        all, or one running). ``running_too``: one stored as running as well (a job that
+        ended in a process whose store refused its end)."""
+        with self.store._writing("delete job") as db:
+            return _delete_ended(db, job_id, running_too)
+
+    def delete_ended_before(self, unix_s: float) -> dict[str, int]:
+        """Deletes every job that ended before ``unix_s`` (its events and record files
+        with it); returns the bytes of files each had, by id."""
+        with self.store._writing("delete old jobs") as db:
+            ids = [
+                str(row[0])
+                for row in db.execute(
+                    "SELECT id FROM jobs WHERE state != 'running' AND ended_unix_s < ?", (unix_s,)
+                )
+            ]
+            return {job_id: _delete_ended(db, job_id) or 0 for job_id in ids}
+
+
+def _delete_ended(db: sqlite3.Connection, job_id: str, running_too: bool = False) -> int | None:
+    row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None or (row[0] == "running" and not running_too):
+        return None
+    (freed,) = db.execute(
+        "SELECT coalesce(sum(length(content)), 0) FROM job_files WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    db.execute("DELETE FROM job_files WHERE job_id = ?", (job_id,))
+    db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+    db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+    return int(freed)
+
 
 def _put_file(db: sqlite3.Connection, job_id: str, name: str, content: bytes) -> None:
     """Stores one record file with its digest, in place of the one of that name."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
-from sidra.server.security import RPC_ROLES
+from sidra.server.security import RPC_ROLES, Role
+from sidra.server.security.roles import JOB_ROLES, SESSION_ROLES
 from sidra.server.settings import ServerSettings
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
@@ -35,7 +38,8 @@ def test_example_config_names_every_key_and_only_known_ones() -> None:
             assert set(value) == set(section_model(ServerSettings, key).model_fields), key
 
 
-def test_role_table_matches_the_code() -> None:
+@pytest.mark.parametrize("table", [RPC_ROLES, SESSION_ROLES, JOB_ROLES])
+def test_role_table_matches_the_code(table: Mapping[str, Role]) -> None:
     rows = dict(re.findall(r"^\| (viewer|operator|programmer|admin) \| (.*) \|$", DOC, re.M))
-    for rpc, role in RPC_ROLES.items():
+    for rpc, role in table.items():
         assert re.search(rf"\b{rpc}\b", rows[role.label]), (rpc, role.label)

@@ -100,6 +100,7 @@ def test_defaults_serve_loopback_openly() -> None:
     assert settings.listen == "127.0.0.1:50051" and settings.tls is None and settings.auth is None
     assert settings.reflection and not settings.allow_insecure
     assert settings.job_stop_wait_s == 30
+    assert settings.state.job_retention_days is None  # jobs kept until deleted
     assert settings.state.path == default_state_path()
     assert default_state_path().name == "state.sqlite3"
     assert settings.metrics.listen is None
@@ -152,6 +153,10 @@ def test_nested_environment_keys_reach_sections(pki: Pki, monkeypatch: pytest.Mo
         ("workers = 4\n[limits]\nmax_streams = 4\n", "limits.max_streams: 4 is not below workers"),
         ("workers = \n", "is not valid TOML"),
         ("job_stop_wait_s = -1\n", "job_stop_wait_s: input should be greater than or equal to 0"),
+        (
+            "[state]\njob_retention_days = 0\n",
+            "state.job_retention_days: input should be greater than 0",
+        ),
         ('config = "/other.toml"\n', "config: name the file with --config or SIDRA_CONFIG"),
     ],
 )

@@ -65,6 +65,11 @@ class JobServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileResponse.FromString,
                 _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/sidra.hil.v1.JobService/DeleteJob',
+                request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -115,6 +120,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteJob(self, request, context):
+        """Deletes an ended job: its row, events and record files (see "Records").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +159,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ReadJobFile,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileResponse.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +329,33 @@ class JobService:
             '/sidra.hil.v1.JobService/ReadJobFile',
             sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadJobFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.JobService/DeleteJob',
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
