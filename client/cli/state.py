@@ -102,7 +102,11 @@ def history(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the latest N records.")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """The program history, oldest first: who programmed which region when, and how well."""
+    """The program history, oldest first: who programmed which region when, and how well.
+
+    A run of Programs of one region by one principal (a training loop's) is one record:
+    how many, the last's time (--json: the first's too), their cells written, the worst
+    errors."""
     with _opened(store_path) as store:
         if board is not None:
             _known_board(store, board)  # a misspelt serial is no empty history
@@ -112,10 +116,16 @@ def history(
         return
     boards = sorted({r.board_serial for r in records})
     several = len(boards) > 1  # one board: named in the title, not on every row
-    title = f"program history of {', '.join(boards) or 'no board'} ({len(records)} records)"
+    programs = sum(r.programs for r in records)
+    title = (
+        f"program history of {', '.join(boards) or 'no board'} ({len(records)} records of "
+        f"{programs} Programs)"
+    )
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "region"]
-    for column in (*columns, "principal", "kind", "cells", "rms µS", "max µS", "unconv."):
+    for column in (
+        *columns, "principal", "kind", "programs", "cells", "rms µS", "max µS", "unconv."
+    ):  # fmt: skip
         table.add_column(column, no_wrap=column in ("time (UTC)", "region"))
     for r in records:
         region = r.region
@@ -128,6 +138,7 @@ def history(
             f"{region.col_offset}:{region.col_offset + region.cols}]",
             r.principal,
             r.kind.value,
+            f"{r.programs:,}",
             f"{r.cells_written:,}",
             f"{r.rms_error_us:.3g}",
             f"{r.max_error_us:.3g}",
@@ -226,6 +237,8 @@ def _program_json(record: ProgramRecord) -> dict[str, Any]:
         },
         "principal": record.principal,
         "time_utc": record.time_utc.isoformat(),
+        "programs": record.programs,
+        "first_utc": (record.first_utc or record.time_utc).isoformat(),
         "boot_id": record.boot_id,
         "kind": record.kind.value,
         "cells_written": record.cells_written,

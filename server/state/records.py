@@ -91,10 +91,12 @@ class ProgramWrite:
 
 @dataclass(frozen=True, slots=True)
 class ProgramRecord:
-    """One Program that reached the board, as the history keeps it."""
+    """Programs that reached the board, as the history keeps them: one Program, or a run
+    of Programs of one region by one principal counted together (sidra.server.state.history;
+    the sums of their cells, pulses and cells over budget, the worst of the rest)."""
 
     id: int
-    """Position in the history: larger is later."""
+    """Position in the history: larger is later (by the last Program counted)."""
     board_serial: str
     tile: int
     region: Region
@@ -102,6 +104,7 @@ class ProgramRecord:
     principal: str
     """Who asked for it (the authenticated principal; "local" without authentication)."""
     time_utc: datetime
+    """When the (last) Program was stored."""
     boot_id: str
     """The board's boot/instance id when it was written."""
     kind: ProgramKind
@@ -112,6 +115,10 @@ class ProgramRecord:
     max_error_us: float
     unconverged_cells: int
     cells_over_budget: int
+    programs: int = 1
+    """How many Programs the record counts."""
+    first_utc: datetime | None = None
+    """When the first of them was stored (the record's time_utc for one Program)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +130,7 @@ class TileSummary:
     programmed_cells: int
     """Cells with a golden target."""
     programs: int
-    """Program records of this tile in the history (restores included)."""
+    """Programs of this tile the history counts (restores included)."""
     last_program_utc: datetime | None
     """Time of the latest record, None when the tile was never programmed."""
 

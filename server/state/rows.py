@@ -17,7 +17,7 @@ BOARD_COLUMNS = (
 PROGRAM_COLUMNS = (
     "id, board_serial, tile, row_offset, col_offset, rows, cols, principal, time_utc, "
     "boot_id, kind, cells_written, verify_iterations, pulses, rms_error_us, max_error_us, "
-    "unconverged_cells, cells_over_budget"
+    "unconverged_cells, cells_over_budget, programs, first_utc"
 )
 
 
@@ -46,9 +46,10 @@ def board_record(row: Any) -> BoardRecord:
 def program_record(row: Any) -> ProgramRecord:
     """A ``programs`` row selected as PROGRAM_COLUMNS."""
     (id_, serial, tile, r0, c0, rows, cols, principal, time, boot, kind, *figures) = tuple(row)
-    written, iterations, pulses, rms, worst, unconverged, over_budget = figures
+    written, iterations, pulses, rms, worst, unconverged, over_budget, programs, first = figures
+    last = datetime.fromisoformat(time)
     return ProgramRecord(
-        id_, serial, tile, Region(r0, c0, rows, cols), principal,
-        datetime.fromisoformat(time), boot, ProgramKind(kind), written, iterations, pulses,
-        rms, worst, unconverged, over_budget,
+        id_, serial, tile, Region(r0, c0, rows, cols), principal, last, boot,
+        ProgramKind(kind), written, iterations, pulses, rms, worst, unconverged, over_budget,
+        programs, last if first is None else datetime.fromisoformat(first),
     )  # fmt: skip

@@ -173,7 +173,17 @@ _V4 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5 = Migration(
+    5,
+    (
+        # A history record counts a run of Programs of one region (sidra.server.state.
+        # history): how many, and when the first was stored (NULL: one, at time_utc).
+        "ALTER TABLE programs ADD COLUMN programs INTEGER NOT NULL DEFAULT 1 CHECK (programs >= 1)",
+        "ALTER TABLE programs ADD COLUMN first_utc TEXT",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

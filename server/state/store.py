@@ -2,7 +2,8 @@
 
 What it keeps, per board (keyed by ``BoardInfo.serial_number``) and tile: the
 golden programmed targets (float32 µS and a mask of the cells ever programmed),
-the program history (who, when, which region, what write-verify achieved), the
+the program history (who, when, which region, what write-verify achieved; a run of
+Programs of one region counted in one record: sidra.server.state.history), the
 per-cell write counts as last read, and the board's last boot/instance id.
 
 Durability. Every write is one ``BEGIN IMMEDIATE … COMMIT`` transaction and
@@ -47,6 +48,7 @@ from sidra.drivers import BoardInfo, InvalidArgument, ProgramReport, Region
 from sidra.drivers.validation import float32_matrix
 from sidra.server.state import maps
 from sidra.server.state.errors import StateStoreError
+from sidra.server.state.history import HistoryRecord, HistoryWriter
 from sidra.server.state.records import (
     BoardRecord,
     BoardSummary,
@@ -78,11 +80,6 @@ map written once) is shared by as many Programs."""
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-_MAX_PARAMETERS = 999
-"""Bound parameters per statement that SQLite allowed before 3.32: the history rows of
-one INSERT hold at most this many values."""
 
 
 class StateStore:
@@ -257,7 +254,8 @@ class StateStore:
         open); returns the history id of the last."""
         now = self._now()
         boards: dict[str, BoardRecord] = {}
-        patches, rows = [], []
+        patches = []
+        history = HistoryWriter(db)
         for write in writes:
             board = boards.get(write.board_serial)
             if board is None:
@@ -273,8 +271,8 @@ class StateStore:
                 )
             )  # fmt: skip
             report = write.report
-            rows.append(
-                (
+            history.add(
+                HistoryRecord(
                     write.board_serial, write.tile, region.row_offset, region.col_offset,
                     region.rows, region.cols, write.principal, now, write.boot_id,
                     write.kind.value, report.cells_written, report.verify_iterations,
@@ -296,28 +294,14 @@ class StateStore:
             ).fetchone()
             if count >= FOLD_PATCHES or cells >= board.rows * board.cols:
                 self._fold(db, board, tile, now)
-        # As many rows per statement as _MAX_PARAMETERS allows: every sqlite3 call lets
-        # another thread have the GIL, and a job's recorder runs beside the job
-        # (sidra.server.recording).
-        columns = PROGRAM_COLUMNS.removeprefix("id, ")
-        width = columns.count(",") + 1
-        one = "(" + ", ".join(["?"] * width) + ")"
-        per_insert = _MAX_PARAMETERS // width
-        last_id = None
-        for at in range(0, len(rows), per_insert):
-            chunk = rows[at : at + per_insert]
-            values = ", ".join([one] * len(chunk))
-            flat = [value for row in chunk for value in row]
-            insert = f"INSERT INTO programs ({columns}) VALUES {values}"
-            last_id = db.execute(insert, flat).lastrowid
+        last_id = history.store()
         last_boot = {write.board_serial: write.boot_id for write in writes}
         for serial, boot_id in last_boot.items():
             db.execute(
                 "UPDATE boards SET last_seen_utc = ?, last_boot_id = ? WHERE serial_number = ?",
                 (now, boot_id, serial),
             )
-        assert last_id is not None
-        return int(last_id)
+        return last_id
 
     def golden(self, board_serial: str, tile: int) -> GoldenMap:
         """The golden targets of ``tile`` (µS) and the mask of cells ever programmed."""
@@ -397,7 +381,7 @@ class StateStore:
             programs = {
                 (row[0], row[1]): (int(row[2]), datetime.fromisoformat(row[3]))
                 for row in db.execute(
-                    "SELECT board_serial, tile, count(*), max(time_utc) FROM programs "
+                    "SELECT board_serial, tile, sum(programs), max(time_utc) FROM programs "
                     "GROUP BY board_serial, tile"
                 )
             }

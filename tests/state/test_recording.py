@@ -61,7 +61,8 @@ def test_runs_of_programs_are_stored_in_one_transaction_each_in_order(
     assert store.transactions == [3, 2]  # the write counts and the other call split the runs
     assert done == ["other"]
     history = store.history()
-    assert [r.tile for r in history] == [0, 0, 0, 1, 1]
+    # One record per run of Programs of one region (sidra.server.state.history).
+    assert [(r.tile, r.programs) for r in history] == [(0, 3), (1, 2)]
     assert {r.principal for r in history} == {"job"}
     last = then[-1].request
     assert isinstance(last, ProgramRequest)

@@ -5,9 +5,12 @@ holding one bad write (targets with a NaN, or a region off the tile): a batch is
 stored all or nothing, so then nothing of it is. Now and then the file is closed and
 opened again. After every step each tile's golden targets and programmed mask are
 the model's bit for bit (last write wins per cell; never programmed cells 0 and
-unmarked), the summary counts its programmed cells, and the history has one record
-per stored Program, in order. The store keeps Programs as patches over the tile's
-map and folds them in now and then: a second machine folds after every two.
+unmarked), the summary counts its programmed cells and Programs, and the history
+counts every stored Program, in order: a Program of the same region and principal as
+one of its tile's latest records, with no overlapping record after it, is counted into
+that record, which moves to the end (sidra.server.state.history). The store keeps
+Programs as patches over the tile's map and folds them in now and then: a second
+machine folds after every two.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import hypothesis.strategies as st
 import numpy as np
@@ -26,25 +30,44 @@ from state_support import REPORT, TEST_BOARD
 from sidra.drivers import InvalidArgument
 from sidra.server.state import StateStore
 from sidra.server.state import store as store_module
+from sidra.server.state.history import COALESCE_WINDOW
 from sidra.server.state.records import ProgramWrite
 
 SERIAL = TEST_BOARD.serial_number
 TILES, ROWS, COLS = TEST_BOARD.tile_count, TEST_BOARD.rows, TEST_BOARD.cols
 
 
+FEW_REGIONS = [(0, 0, 4, 4), (0, 4, 4, 4), (2, 2, 4, 4), (10, 10, 2, 3)]
+"""Regions drawn again and again (row_offset, col_offset, rows, cols), as a training
+loop programs its layer: the history counts such runs in one record."""
+
+
+@st.composite
+def regions(draw: st.DrawFn) -> tuple[int, int, int, int]:
+    rows, cols = draw(st.integers(1, ROWS)), draw(st.integers(1, COLS))
+    return draw(st.integers(0, ROWS - rows)), draw(st.integers(0, COLS - cols)), rows, cols
+
+
 @st.composite
 def writes(draw: st.DrawFn) -> ProgramWrite:
-    rows, cols = draw(st.integers(1, ROWS)), draw(st.integers(1, COLS))
+    row_offset, col_offset, rows, cols = draw(st.sampled_from(FEW_REGIONS) | regions())
     g = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).uniform(1.0, 40.0, (rows, cols))
     return ProgramWrite(
         SERIAL,
         draw(st.integers(0, TILES - 1)),
-        draw(st.integers(0, ROWS - rows)),
-        draw(st.integers(0, COLS - cols)),
+        row_offset,
+        col_offset,
         g.astype(np.float32),
         REPORT,
         draw(st.sampled_from(["alice", "bob"])),
         "boot-a",
+    )
+
+
+def _overlap(a: list[Any], b: list[Any]) -> bool:
+    """Whether the regions of records ``a`` and ``b`` share a cell."""
+    return bool(
+        a[1] < b[1] + b[3] and b[1] < a[1] + a[3] and a[2] < b[2] + b[4] and b[2] < a[2] + a[4]
     )
 
 
@@ -65,7 +88,8 @@ class Store(RuleBasedStateMachine):
         self.store.note_board(TEST_BOARD, "boot-a")
         self.golden = np.zeros((TILES, ROWS, COLS), np.float32)
         self.programmed = np.zeros((TILES, ROWS, COLS), np.bool_)
-        self.history: list[tuple[int, int, int, int, int, str]] = []
+        self.history: list[list[Any]] = []
+        """[tile, row_offset, col_offset, rows, cols, principal, programs] per record."""
 
     def _stored(self, write: ProgramWrite) -> None:
         rows, cols = write.targets_us.shape
@@ -73,9 +97,16 @@ class Store(RuleBasedStateMachine):
                       write.col_offset : write.col_offset + cols]  # fmt: skip
         self.golden[cells] = write.targets_us
         self.programmed[cells] = True
-        self.history.append(
-            (write.tile, write.row_offset, write.col_offset, rows, cols, write.principal)
-        )
+        key = [write.tile, write.row_offset, write.col_offset, rows, cols, write.principal]
+        window = [r for r in self.history if r[0] == write.tile][-COALESCE_WINDOW:]
+        for record in reversed(window):
+            if record[:6] == key:  # counted into it, which moves to the end
+                at = next(i for i, r in enumerate(self.history) if r is record)
+                self.history.append([*key, self.history.pop(at)[6] + 1])
+                return
+            if _overlap(record, key):
+                break
+        self.history.append([*key, 1])
 
     @rule(write=writes())
     def program(self, write: ProgramWrite) -> None:
@@ -113,20 +144,23 @@ class Store(RuleBasedStateMachine):
             assert golden.tobytes() == self.golden[tile].tobytes()
             assert np.array_equal(programmed, self.programmed[tile])
         stored = [
-            (
+            [
                 r.tile,
                 r.region.row_offset,
                 r.region.col_offset,
                 r.region.rows,
                 r.region.cols,
                 r.principal,
-            )
+                r.programs,
+            ]
             for r in self.store.history(SERIAL)
         ]
         assert stored == self.history
         (board,) = self.store.summary()
         counted = [tile.programmed_cells for tile in board.tiles]
         assert counted == [int(self.programmed[t].sum()) for t in range(TILES)]
+        programs = [tile.programs for tile in board.tiles]
+        assert programs == [sum(r[6] for r in self.history if r[0] == t) for t in range(TILES)]
 
     def teardown(self) -> None:
         self.store.close()
