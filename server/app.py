@@ -23,7 +23,13 @@ from sidra.server.jobs import (
 from sidra.server.jobs.runner import RunnerLoader
 from sidra.server.limits import PrincipalLimits
 from sidra.server.link_watch import LinkWatcher
-from sidra.server.observability import CallObserver, ServiceMetrics, watch_board
+from sidra.server.observability import (
+    CallObserver,
+    ServiceMetrics,
+    watch_board,
+    watch_jobs,
+    watch_store,
+)
 from sidra.server.security import (
     RPC_ROLES,
     AccessControl,
@@ -180,7 +186,11 @@ def create_server(
         servicer, keeper, store, max_jobs=(limits or LimitsSettings()).max_jobs,
         load_runner=job_runner, checkpoint_every_s=job_checkpoint_every_s,
         retention_s=None if job_retention_days is None else job_retention_days * 86_400.0,
+        on_end=metrics.count_job_end,
     )  # fmt: skip
+    watch_jobs(metrics, jobs.running)
+    if store is not None:
+        watch_store(metrics, store.path)
     if stopping is not None:
         stopping.add(jobs.stop_all)
     server.add_generic_rpc_handlers(

@@ -159,7 +159,8 @@ class JobManager:
     SubmitJob is refused, nothing else to keep them in); ``max_jobs`` bounds a
     principal's running jobs; ``load_runner`` finds the training code (tests swap it);
     a running job keeps its checkpoint in ``store`` every ``checkpoint_every_s``; jobs
-    that ended more than ``retention_s`` ago are deleted (:meth:`prune`).
+    that ended more than ``retention_s`` ago are deleted (:meth:`prune`); ``on_end`` is
+    told each job's final state.
     """
 
     def __init__(
@@ -174,6 +175,7 @@ class JobManager:
         cancel_grace_s: float | None = None,
         checkpoint_every_s: float = 60.0,
         retention_s: float | None = None,
+        on_end: Callable[[str], object] = lambda state: None,
     ) -> None:
         self.servicer = servicer
         self.keeper = keeper
@@ -189,6 +191,8 @@ class JobManager:
         self._live: dict[str, _LiveJob] = {}
         self._starting: Counter[str] = Counter()  # principal -> SubmitJobs under way
         self._stopping = False  # stop_all: no new job starts
+        self.on_end = on_end
+        """Told each job's final state as it ends (the service's metrics)."""
         self.retention_s = retention_s
         """How long an ended job is kept, s (None: for ever): :meth:`prune`."""
         self._pruned_s = -math.inf
@@ -487,6 +491,7 @@ class JobManager:
                 del self._live[final.id]  # every job it ran, with its events, in memory
             self._changed.notify_all()
         log.info("job %s %s%s", final.id, state, f": {error}" if error else "")
+        self.on_end(state)
         if time.monotonic() - self._pruned_s >= PRUNE_EVERY_S:
             self.prune()
 

@@ -3,6 +3,7 @@
 - :mod:`~sidra.server.observability.metrics`: every metric of one server, in its own
   registry (:class:`ServiceMetrics`);
 - :mod:`~sidra.server.observability.board_metrics`: the board's identity and link;
+- :mod:`~sidra.server.observability.service_metrics`: running jobs, the store's size;
 - :mod:`~sidra.server.observability.interceptor`: the interceptor that times, counts and
   logs each call and returns its request id;
 - :mod:`~sidra.server.observability.calls`: the record of the call being served;
@@ -16,6 +17,7 @@ from sidra.server.observability.endpoint import MetricsEndpoint
 from sidra.server.observability.interceptor import CallObserver
 from sidra.server.observability.logs import RPC_LOGGER, configure_logging
 from sidra.server.observability.metrics import ServiceMetrics
+from sidra.server.observability.service_metrics import watch_jobs, watch_store
 
 __all__ = [
     "REQUEST_ID",
@@ -26,4 +28,6 @@ __all__ = [
     "configure_logging",
     "current_request_id",
     "watch_board",
+    "watch_jobs",
+    "watch_store",
 ]

@@ -12,8 +12,9 @@ docs/operations.md ("Metrics and alerts") lists every metric with its labels;
 ``tests/observability`` checks that list against this registry.
 
 Lease events (``sidra_lease_events_total{event}``, the events of
-:data:`~sidra.server.sessions.keeper.LEASE_EVENTS`) are pre-set to 0 per event
-like the operations below.
+:data:`~sidra.server.sessions.keeper.LEASE_EVENTS`) and job ends
+(``sidra_jobs_ended_total{state}``) are pre-set to 0 per event or state like the
+operations below.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from sidra.drivers.operations import OPERATIONS
 from sidra.server.limits import LIMIT_NAMES
 from sidra.server.security.access import REFUSAL_REASONS
 from sidra.server.sessions.keeper import LEASE_EVENTS
+from sidra.server.state.jobs import JOB_STATES
 
 __all__ = [
     "DURATION_BUCKETS_S",
+    "JOB_END_STATES",
     "MethodSeries",
     "SIZE_BUCKETS_BYTES",
     "WRITING_RPCS",
@@ -47,6 +50,10 @@ tile or a 64 MiB batch takes seconds."""
 SIZE_BUCKETS_BYTES = tuple(float(4**power) for power in range(3, 15))
 """Message size buckets, bytes: 64 B (an empty reply) to 256 MiB by factors of 4
 (one float32 vector of 256 is 1 KiB, a 1024-vector batch 1 MiB)."""
+
+JOB_END_STATES = JOB_STATES[1:]
+"""A training job's final states (jobs.proto JobState), each a ``sidra_jobs_ended_total``
+series from the start."""
 
 WRITING_RPCS = frozenset(
     op.rpc for op in OPERATIONS if "cells_written" in {f.name for f in fields(op.result)}
@@ -108,6 +115,10 @@ class ServiceMetrics:
             "Session and lease events (opened, granted, refused, expired, restored, ...).",
             ("event",), registry=registry,
         )  # fmt: skip
+        self.jobs_ended = Counter(
+            "sidra_jobs_ended", "Training jobs that ended, by final state.", ("state",),
+            registry=registry,
+        )  # fmt: skip
         self.board = Info("sidra_board", "The board this server serves.", registry=registry)
         # Every operation's series exists from the start, so rate() and absent-series
         # alerts see 0 rather than nothing before the first call.
@@ -117,6 +128,7 @@ class ServiceMetrics:
             self.auth_failures.labels(code.name, reason)
         self._limit_refusals = {name: self.limit_refusals.labels(name) for name in LIMIT_NAMES}
         self._lease_events = {event: self.lease_events.labels(event) for event in LEASE_EVENTS}
+        self._jobs_ended = {state: self.jobs_ended.labels(state) for state in JOB_END_STATES}
         self._series: dict[str, MethodSeries] = {}
 
     def series(self, method: str) -> MethodSeries:
@@ -143,6 +155,10 @@ class ServiceMetrics:
     def count_lease_event(self, event: str) -> None:
         """A session or lease event (:data:`~sidra.server.sessions.keeper.LEASE_EVENTS`)."""
         self._lease_events[event].inc()
+
+    def count_job_end(self, state: str) -> None:
+        """A training job ended in ``state`` (one of :data:`JOB_END_STATES`)."""
+        self._jobs_ended[state].inc()
 
     def describe_board(self, info: BoardInfo) -> None:
         """``sidra_board_info{model, serial, firmware}``: joins other series to a board."""

@@ -15,6 +15,7 @@ from sidra.drivers import open_board
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
 from sidra.emulator.firmware import serve_virtual_board
+from sidra.server.state import StateStore
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
 SECTION = DOC.split("## Metrics and alerts", 1)[1]
@@ -28,12 +29,14 @@ def documented() -> dict[str, set[str]]:
             for name, labels in rows}  # fmt: skip
 
 
-def exposed() -> dict[str, set[str]]:
-    """Metric name -> its labels, from a scrape of a served serial board after some calls."""
+def exposed(store: Path) -> dict[str, set[str]]:
+    """Metric name -> its labels, from a scrape of a served serial board after some calls
+    (its state in ``store``, as ``sidra serve`` keeps it)."""
     with (
         serve_virtual_board(PROFILE, 1) as board_server,
         open_board(board_server.url) as driver,
-        served_with_metrics(driver) as served,
+        StateStore(store) as state,
+        served_with_metrics(driver, store=state) as served,
         connect(f"127.0.0.1:{served.port}") as remote,
     ):
         remote.program(0, remote.read_conductance(0).conductances)
@@ -50,8 +53,8 @@ def exposed() -> dict[str, set[str]]:
     return found
 
 
-def test_the_metric_table_is_what_a_server_exposes() -> None:
-    table, served = documented(), exposed()
+def test_the_metric_table_is_what_a_server_exposes(tmp_path: Path) -> None:
+    table, served = documented(), exposed(tmp_path / "state.sqlite3")
     assert set(table) == set(served)
     for name, labels in served.items():
         assert table[name] == labels, name

@@ -1,0 +1,49 @@
+"""Metrics of what the service runs and keeps: its training jobs and its state store.
+
+- ``sidra_jobs_running``: training jobs running in the server now, read at each scrape
+  from the jobs' manager;
+- ``sidra_jobs_ended_total{state}``: jobs that ended, by final state (succeeded, failed,
+  cancelled, interrupted), counted as they end (:meth:`ServiceMetrics.count_job_end`);
+- ``sidra_state_store_size_bytes``: the state store's files on disk (the SQLite file
+  and its write-ahead log), read at each scrape: what a disk alert watches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sidra.server.observability.metrics import ServiceMetrics
+
+__all__ = ["watch_jobs", "watch_store"]
+
+
+def watch_jobs(metrics: ServiceMetrics, running: Callable[[], list[str]]) -> None:
+    """``sidra_jobs_running`` from ``running()`` (the ids of the jobs running now)."""
+    metrics.registry.register(_Gauge("sidra_jobs_running", "Training jobs running now.",
+                                     lambda: len(running())))  # fmt: skip
+
+
+def watch_store(metrics: ServiceMetrics, path: Path) -> None:
+    """``sidra_state_store_size_bytes`` of the store at ``path`` and its journal files."""
+
+    def size() -> int:
+        files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+        return sum(file.stat().st_size for file in files if file.exists())
+
+    metrics.registry.register(
+        _Gauge("sidra_state_store_size_bytes", "The state store's files on disk, bytes.", size)
+    )
+
+
+class _Gauge(Collector):
+    """A gauge whose value is read when scraped."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self.name, self.documentation, self.read = name, documentation, read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, value=self.read())

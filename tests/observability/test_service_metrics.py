@@ -1,0 +1,59 @@
+"""Metrics of what the service runs and keeps, scraped over HTTP: running training jobs,
+jobs ended by final state, and the state store's size on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from observability_support import IDEAL_URL, sample, served_with_metrics
+
+from sidra.client import connect
+from sidra.drivers import open_board
+from sidra.server.state import StateStore
+
+SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
+ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
+STATES = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+def _on_disk(path: Path) -> int:
+    files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+    return sum(file.stat().st_size for file in files if file.exists())
+
+
+def test_jobs_are_counted_as_they_run_and_end(tmp_path: Path) -> None:
+    running = sample("sidra_jobs_running")
+    ended = {state: sample("sidra_jobs_ended_total", state=state) for state in STATES}
+    with (
+        open_board(IDEAL_URL) as board,
+        StateStore(tmp_path / "state.sqlite3") as store,
+        served_with_metrics(board, store=store) as served,
+        connect(f"127.0.0.1:{served.port}") as client,
+    ):
+        first = served.scrape()
+        assert first[running] == 0
+        assert [first[ended[state]] for state in STATES] == [0, 0, 0, 0]  # there from the start
+        job = client.jobs.submit("spsa", ENDLESS, dataset="iris")
+        served.wait_for(running, 1)
+        client.jobs.cancel(job.job_id)
+        client.jobs.wait(job.job_id)
+        client.jobs.wait(client.jobs.submit("spsa", SHORT, dataset="iris").job_id)
+        last = served.scrape()
+        assert last[running] == 0
+        assert [last[ended[state]] for state in STATES] == [1, 0, 1, 0]
+
+
+def test_the_store_s_size_is_its_files_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    size = sample("sidra_state_store_size_bytes")
+    with (
+        open_board(IDEAL_URL) as board,
+        StateStore(path) as store,
+        served_with_metrics(board, store=store) as served,
+        connect(f"127.0.0.1:{served.port}") as client,
+    ):
+        before = served.scrape()[size]
+        assert before == _on_disk(path) > 0
+        client.jobs.wait(client.jobs.submit("spsa", SHORT, dataset="iris").job_id)
+        after = served.scrape()[size]
+        assert after == _on_disk(path) > before  # the job's record and events were written
