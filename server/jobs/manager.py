@@ -86,10 +86,25 @@ DEFAULT_DATASET = "digits"
 """The data set of a job that names none (as ``sidra train``'s default)."""
 
 PROGRESS_INTERVAL_S = 0.1
-"""A progress report becomes an event when this long has passed since the last one, s,
-or when it is the last step. (Not at every hundredth of the run as well: a job of
-millisecond steps then made an event every few steps, and each one wakes every
-watcher's stream on the job's CPUs.)"""
+"""A progress report becomes an event when :func:`progress_interval_s` has passed since
+the last one, at least this long, s, or when it is the last step. (Not at every
+hundredth of the run as well: a job of millisecond steps then made an event every few
+steps, and each one wakes every watcher's stream on the job's CPUs.)"""
+
+PROGRESS_SHARE = 1e-3
+"""Past its first 100 s, a job's progress events come every this share of the time it
+has run: its events grow with the logarithm of its length, not with its length (a
+week-long job made 6 million events at one every 100 ms, stored and replayed by every
+``sidra jobs logs``; now about 65 thousand)."""
+
+PROGRESS_INTERVAL_MAX_S = 10.0
+"""Most time between two progress events of a job that reports progress, s."""
+
+
+def progress_interval_s(elapsed_s: float) -> float:
+    """Least time between two progress events of a job that has run ``elapsed_s``, s."""
+    return min(PROGRESS_INTERVAL_MAX_S, max(PROGRESS_INTERVAL_S, elapsed_s * PROGRESS_SHARE))
+
 
 FLUSH_INTERVAL_S = 1.0
 """Most time a running job's events wait before they are written to the store, s."""
@@ -147,6 +162,8 @@ class _LiveJob:
     """Stopped because the server stops (:meth:`JobManager.stop_all`): it ends
     interrupted, with its record when it reached a boundary."""
     last_progress_s: float = -math.inf
+    started_s: float = field(default_factory=time.monotonic)
+    """time.monotonic() when the job started."""
     last_flush_s: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -515,7 +532,8 @@ class JobManager:
         with self._changed:
             row = live.row
             row.step, row.total, row.message = step, total, message
-            if step >= total or now - live.last_progress_s >= PROGRESS_INTERVAL_S:
+            since = now - live.last_progress_s
+            if step >= total or since >= progress_interval_s(now - live.started_s):
                 live.last_progress_s = now
                 self._event(live, "progress", step=step, total=total, message=message)
         self._flush_if_due(live, now)

@@ -30,7 +30,11 @@ from sidra.drivers import (
 )
 from sidra.drivers.errors import LeaseHeld
 from sidra.server.app import create_server
-from sidra.server.jobs.manager import PROGRESS_INTERVAL_S
+from sidra.server.jobs.manager import (
+    PROGRESS_INTERVAL_MAX_S,
+    PROGRESS_INTERVAL_S,
+    progress_interval_s,
+)
 from sidra.server.security import Role, TokensFile, add_principal
 from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
@@ -78,7 +82,8 @@ def _client(port: int, token: str = "") -> RemoteBoard:
 
 def test_progress_events_come_about_every_interval_and_at_the_last_step(port: int) -> None:
     """A job of fast steps reports progress at every step; an event comes only when
-    PROGRESS_INTERVAL_S has passed since the last one, and at the last step."""
+    PROGRESS_INTERVAL_S has passed since the last one (in a job's first 100 s), and at
+    the last step."""
     with _client(port) as board:
         job = board.jobs.submit("spsa", {"steps": 300, "eval_every": 300, "batch_size": 16})
         events = list(board.jobs.watch(job.job_id))
@@ -87,6 +92,18 @@ def test_progress_events_come_about_every_interval_and_at_the_last_step(port: in
     gaps = [b.unix_s - a.unix_s for a, b in zip(progress[:-1], progress[1:-1], strict=False)]
     assert all(gap >= 0.9 * PROGRESS_INTERVAL_S for gap in gaps), gaps
     assert len(progress) < 300
+
+
+def test_a_long_job_s_progress_events_grow_with_the_logarithm_of_its_length() -> None:
+    """Every 100 ms for 100 s, then a thousandth of the time run, at most 10 s apart."""
+    assert progress_interval_s(0.0) == progress_interval_s(100.0) == PROGRESS_INTERVAL_S
+    assert progress_interval_s(1000.0) == pytest.approx(1.0)
+    assert progress_interval_s(86_400.0) == PROGRESS_INTERVAL_MAX_S
+    elapsed, events = 0.0, 0
+    while elapsed < 7 * 86_400:  # a week-long job's events, one per interval
+        elapsed += progress_interval_s(elapsed)
+        events += 1
+    assert 60_000 < events < 70_000  # at one per 100 ms: 6 million
 
 
 EVERY_KIND = {
