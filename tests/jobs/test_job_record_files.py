@@ -32,6 +32,7 @@ from sidra.server.app import create_server
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobRecords
 from tests.cli_support import run_sidra
+from tests.state.state_support import store_of_schema
 
 SMALL_LIMIT = 96 * 1024
 """The server's message limit here, bytes: an answer carries up to 32 KiB of record (64
@@ -340,17 +341,8 @@ def test_the_asyncio_client_reads_a_replaced_file_again_too(
 
 def test_a_file_kept_before_digests_is_read_unchecked(tmp_path: Path) -> None:
     """A store of schema 3 (before digests): its files read as they are, digest empty."""
-    import sqlite3
-
-    from sidra.server.state.schema import MIGRATIONS
-
     path = tmp_path / "old.sqlite3"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_utc TEXT)")
-    for migration in MIGRATIONS[:3]:
-        for statement in migration.statements:
-            db.execute(statement)
-        db.execute("INSERT INTO schema_version VALUES (?, 'then')", (migration.version,))
+    db = store_of_schema(path, 3)
     db.execute(
         "INSERT INTO jobs VALUES ('dddddddddddddddd', 'mlp', 'local', 'iris', '{}', "
         "'succeeded', 0, 0, 0, 0, 0, '', '', '', 0, '')"

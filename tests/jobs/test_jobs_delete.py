@@ -19,10 +19,11 @@ from sidra.client import RemoteBoard, connect
 from sidra.client.aio import connect as connect_aio
 from sidra.drivers import FailedPrecondition, NotFound, SidraError, open_board
 from sidra.server.app import create_server
-from sidra.server.security import Role, TokensFile, add_principal
+from sidra.server.security import Role, TokensFile
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobRecords, JobRow
 from tests.cli_support import run_sidra
+from tests.server.security_support import principals
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
 SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
@@ -114,13 +115,10 @@ def test_a_running_job_is_refused_and_deleted_once_it_has_ended(tmp_path: Path) 
 
 def test_a_principal_deletes_its_own_jobs_and_an_admin_anyone_s(tmp_path: Path) -> None:
     tokens_file = tmp_path / "tokens.toml"
-    token = {
-        name: add_principal(tokens_file, name, role)
-        for name, role in (
-            ("viewer", Role.VIEWER), ("alice", Role.PROGRAMMER), ("bob", Role.PROGRAMMER),
-            ("admin", Role.ADMIN),
-        )
-    }  # fmt: skip
+    token = principals(
+        tokens_file, viewer=Role.VIEWER, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER,
+        admin=Role.ADMIN,
+    )  # fmt: skip
     store = tmp_path / "s.sqlite3"
     with served(store, tokens=TokensFile(tokens_file)) as address:
         with connect(address, token=token["alice"]) as alice:

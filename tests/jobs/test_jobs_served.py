@@ -35,10 +35,11 @@ from sidra.server.jobs.manager import (
     PROGRESS_INTERVAL_S,
     progress_interval_s,
 )
-from sidra.server.security import Role, TokensFile, add_principal
+from sidra.server.security import Role, TokensFile
 from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobRecords, JobRow
+from tests.server.security_support import principals
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
 SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
@@ -373,13 +374,10 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
 
 def test_roles_who_may_submit_and_cancel(store_path: Path, tmp_path: Path) -> None:
     tokens_file = tmp_path / "tokens.toml"
-    token = {
-        name: add_principal(tokens_file, name, role)
-        for name, role in (
-            ("viewer", Role.VIEWER), ("alice", Role.PROGRAMMER), ("bob", Role.PROGRAMMER),
-            ("admin", Role.ADMIN),
-        )
-    }  # fmt: skip
+    token = principals(
+        tokens_file, viewer=Role.VIEWER, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER,
+        admin=Role.ADMIN,
+    )  # fmt: skip
     with served(store_path, tokens_file) as port:
         with (
             _client(port, token["viewer"]) as viewer,

@@ -62,6 +62,11 @@ def make_pki(folder: Path) -> Pki:
     return Pki(**paths)
 
 
+def principals(path: Path, **roles: Role) -> dict[str, str]:
+    """A tokens file with the principals named, each of its role; their tokens by name."""
+    return {name: add_principal(path, name, role) for name, role in roles.items()}
+
+
 def tokens_for_every_role(path: Path) -> dict[Role, str]:
     """A tokens file with one principal per role (named after it); the tokens by role."""
     return {role: add_principal(path, role.label, role) for role in Role}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -13,6 +15,7 @@ import numpy.typing as npt
 from sidra.drivers import Board, BoardInfo, ProgramReport
 from sidra.server.servicer import BoardServicer, PrincipalOf, board_service_handler, local_principal
 from sidra.server.state import StateStore
+from sidra.server.state.schema import MIGRATIONS
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
 
@@ -61,3 +64,15 @@ def served_with_store(
         yield port
     finally:
         server.stop(grace=None)
+
+
+def store_of_schema(path: Path, version: int) -> sqlite3.Connection:
+    """A store file at ``path`` of schema ``version``, as the SIDRA HIL of that version
+    made it (its migrations only), open for the caller to fill, commit and close."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_utc TEXT)")
+    for migration in MIGRATIONS[:version]:
+        for statement in migration.statements:
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version VALUES (?, 'then')", (migration.version,))
+    return db

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from state_support import REPORT, TEST_BOARD
+from state_support import REPORT, TEST_BOARD, store_of_schema
 
 from sidra.drivers import ProgramReport
 from sidra.server.state import ProgramKind, StateStore
 from sidra.server.state.history import COALESCE_WINDOW, COALESCE_WITHIN_S
 from sidra.server.state.records import ProgramWrite
-from sidra.server.state.schema import MIGRATIONS
 from tests.cli_support import run_sidra
 
 SERIAL = TEST_BOARD.serial_number
@@ -180,12 +179,7 @@ def test_a_long_run_leaves_one_row(store: StateStore, tmp_path: Path) -> None:
 
 def test_records_of_a_store_before_counting_read_as_one_program_each(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_utc TEXT)")
-    for migration in MIGRATIONS[:4]:
-        for statement in migration.statements:
-            db.execute(statement)
-        db.execute("INSERT INTO schema_version VALUES (?, 'then')", (migration.version,))
+    db = store_of_schema(path, 4)
     db.execute(
         "INSERT INTO boards VALUES ('TEST-1', 'SIDRA-TEST', 3, 64, 48, 1.0, 40.0, ?, ?, 'boot-a')",
         (START.isoformat(), START.isoformat()),
