@@ -33,7 +33,7 @@ from sidra.client.jobs import (
     watch_retry,
 )
 from sidra.client.options import checked_count, checked_job_id
-from sidra.drivers import OutOfRange, ResourceExhausted
+from sidra.drivers import NotFound, OutOfRange, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = ["AsyncJobs"]
@@ -72,9 +72,15 @@ class AsyncJobs:
         except ResourceExhausted as exc:
             if not (include_record and exc.field == "include_record"):
                 raise
-        job = await self.get(job_id)  # the files' names and sizes
-        files = {name: await self.read_file(job_id, name) for name in job.record_files}
-        return dataclasses.replace(job, files=files)
+        while True:
+            job = await self.get(job_id)  # the files' names and sizes
+            try:
+                files = {name: await self.read_file(job_id, name) for name in job.record_files}
+            except NotFound:
+                if job.finished:
+                    raise
+                continue  # it ended meanwhile (Jobs.get)
+            return dataclasses.replace(job, files=files)
 
     async def read_file(self, job_id: str, name: str) -> bytes:
         """One file of the job's run record, whatever its size (:meth:`Jobs.read_file

@@ -31,7 +31,13 @@ from sidra.client.options import (
     checked_lease_wait,
     checked_text,
 )
-from sidra.drivers import BoardUnavailable, InvalidArgument, OutOfRange, ResourceExhausted
+from sidra.drivers import (
+    BoardUnavailable,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    ResourceExhausted,
+)
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = [
@@ -180,9 +186,17 @@ class Jobs:
         except ResourceExhausted as exc:
             if not (include_record and exc.field == "include_record"):
                 raise
-        job = self.get(job_id)  # the files' names and sizes
-        files = {name: self.read_file(job_id, name) for name in job.record_files}
-        return dataclasses.replace(job, files=files)
+        while True:
+            job = self.get(job_id)  # the files' names and sizes
+            try:
+                files = {name: self.read_file(job_id, name) for name in job.record_files}
+            except NotFound:
+                if job.finished:
+                    raise
+                # It ended meanwhile: its record replaced the file named (a running job's
+                # files go only then; a deleted job's get() raises NotFound itself).
+                continue
+            return dataclasses.replace(job, files=files)
 
     def read_file(self, job_id: str, name: str) -> bytes:
         """One file of the job's run record (:attr:`JobInfo.record_files`), whatever its

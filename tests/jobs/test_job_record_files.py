@@ -250,7 +250,7 @@ def _file(size: int, seed: int) -> bytes:
     return np.random.default_rng(seed).bytes(size)
 
 
-def _intercepted(address: str, interceptor: AfterEachRead) -> RemoteBoard:
+def _intercepted(address: str, interceptor: grpc.UnaryUnaryClientInterceptor) -> RemoteBoard:
     channel = grpc.intercept_channel(grpc.insecure_channel(address), interceptor)
     return RemoteBoard(channel, owns_channel=True, address=address)
 
@@ -337,6 +337,42 @@ def test_the_asyncio_client_reads_a_replaced_file_again_too(
 
     assert asyncio.run(read()) == new
     assert reads == 1 + 1 + 3
+
+
+class BeforeFirstRead(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Calls ``then()`` before the first ReadJobFile call is sent."""
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self.then = then
+        self.reads = 0
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if details.method.endswith("/ReadJobFile"):
+            self.reads += 1
+            if self.reads == 1:
+                self.then()
+        return continuation(details, request)
+
+
+def test_a_job_that_ends_while_its_record_is_read_gives_its_final_record(
+    stored_job: tuple[str, str, JobRecords],
+) -> None:
+    """GetJob named the running job's checkpoint.json; the job ended before it was read,
+    its record replacing it: the client reads the record the job ended with."""
+    address, job_id, records = stored_job
+    records.put_file(job_id, "checkpoint.json", _file(2 * PIECE, 7))
+    final = {"summary.json": b"{}", "steps.csv": _file(3 * PIECE, 8)}
+
+    def end() -> None:
+        row = records.get(job_id)
+        assert row is not None
+        row.state = "succeeded"
+        records.update(row, [], final)
+
+    interceptor = BeforeFirstRead(end)
+    with _intercepted(address, interceptor) as client:
+        job = client.jobs.get(job_id, include_record=True)
+    assert (job.state, job.files) == ("succeeded", final)
 
 
 def test_a_file_kept_before_digests_is_read_unchecked(tmp_path: Path) -> None:
