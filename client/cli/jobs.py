@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sidra.cli.options import AsJson
+from sidra.cli.options import AsJson, size_text
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
@@ -212,16 +212,9 @@ def delete(
                 typer.echo(f"sidra jobs delete: {exc}", err=True)
                 refused += 1
                 continue
-            typer.echo(f"job {job_id}: deleted ({_size(freed)} of record files)")
+            typer.echo(f"job {job_id}: deleted ({size_text(freed)} of record files)")
     if refused:
         raise typer.Exit(1)
-
-
-def _size(size_bytes: int) -> str:
-    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
-        if size_bytes >= scale:
-            return f"{size_bytes / scale:.1f} {unit}"
-    return f"{size_bytes} B"
 
 
 @jobs_app.command("logs")

@@ -24,7 +24,15 @@ from typer.core import TyperGroup
 
 from sidra.emulator import PRESETS
 
-__all__ = ["AsJson", "Preset", "ValueNamingGroup", "field_option", "help_text", "job_options"]
+__all__ = [
+    "AsJson",
+    "Preset",
+    "ValueNamingGroup",
+    "field_option",
+    "help_text",
+    "job_options",
+    "size_text",
+]
 
 AsJson = Annotated[
     bool,
@@ -115,3 +123,11 @@ class ValueNamingGroup(TyperGroup):
                 message = str(error["msg"]).removeprefix("Value error, ")
                 exc.message = f"got {given}; {message[:1].lower()}{message[1:]}"
             raise
+
+
+def size_text(size_bytes: int) -> str:
+    """A size as a person reads it: ``78.2 kB``, ``1.3 GB`` (decimal units), ``512 B``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} B"

@@ -1,13 +1,15 @@
 """``sidra state``: what the service's state store holds, read without the service.
 
 ``show`` lists boards and, per tile, the programmed cells and the last program;
-``history`` prints the program history (``--json`` for scripts); ``export``
-writes a board's golden targets, masks and write counts to an ``.npz`` file.
+``history`` prints the program history (``--json`` for scripts); ``usage`` says what
+the store holds and takes on disk; ``export`` writes a board's golden targets, masks
+and write counts to an ``.npz`` file.
 The store is opened read-only, so these commands are safe while a server runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sidra.cli.options import AsJson
+from sidra.cli.options import AsJson, size_text
 from sidra.server.state import (
     BoardSummary,
     ProgramRecord,
@@ -32,7 +34,8 @@ from sidra.server.state import (
 __all__ = ["state_app"]
 
 state_app = typer.Typer(
-    no_args_is_help=True, help="The service's durable board state: show, history, export."
+    no_args_is_help=True,
+    help="The service's durable board state: show, history, usage, export.",
 )
 
 StorePath = Annotated[
@@ -145,6 +148,28 @@ def history(
             str(r.unconverged_cells),
         )
     Console().print(table)
+
+
+@state_app.command("usage")
+def usage(store_path: StorePath = None, as_json: AsJson = False) -> None:
+    r"""What the store holds (boards, history, jobs) and what it takes on disk.
+
+    Jobs stay until deleted (sidra jobs delete, \[state] job_retention_days); the space
+    they leave is reused for what the store writes next, the file does not shrink."""
+    path = store_path or default_store_path()
+    with _opened(path) as store:
+        held = store.usage()
+    if as_json:
+        typer.echo(json.dumps({"store": str(path), **dataclasses.asdict(held)}))
+        return
+    typer.echo(
+        f"{path}: {size_text(held.disk_bytes)} on disk ({size_text(held.free_bytes)} of it free, "
+        "to be reused)\n"
+        f"  boards: {held.boards}\n"
+        f"  program history: {held.history_records:,} records of {held.programs:,} Programs\n"
+        f"  jobs: {held.jobs:,}, {held.job_events:,} events, "
+        f"{size_text(held.job_file_bytes)} of record files"
+    )
 
 
 @state_app.command("export")

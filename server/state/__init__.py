@@ -14,6 +14,7 @@ from sidra.server.state.records import (
     ProgramKind,
     ProgramRecord,
     ProgramWrite,
+    StoreUsage,
     TileSummary,
     WriteCountMap,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "RestoreReport",
     "StateStore",
     "StateStoreError",
+    "StoreUsage",
     "TileRestore",
     "TileSummary",
     "WriteCountMap",

@@ -19,6 +19,7 @@ __all__ = [
     "ProgramKind",
     "ProgramRecord",
     "ProgramWrite",
+    "StoreUsage",
     "TileSummary",
     "WriteCountMap",
 ]
@@ -141,3 +142,23 @@ class BoardSummary:
 
     board: BoardRecord
     tiles: tuple[TileSummary, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreUsage:
+    """What the store holds, and what it takes on disk."""
+
+    disk_bytes: int
+    """The store's files on disk: the SQLite file and its write-ahead log, bytes."""
+    free_bytes: int
+    """Pages of the file that hold nothing (what deleted jobs left), bytes: SQLite
+    reuses them for what it writes next; the file does not shrink."""
+    boards: int
+    history_records: int
+    """Records of the program history (a run of Programs of one region is one)."""
+    programs: int
+    """Programs those records count."""
+    jobs: int
+    job_events: int
+    job_file_bytes: int
+    """Bytes of the jobs' record files (and the checkpoints of running jobs)."""

@@ -56,6 +56,7 @@ from sidra.server.state.records import (
     ProgramKind,
     ProgramRecord,
     ProgramWrite,
+    StoreUsage,
     TileSummary,
     WriteCountMap,
 )
@@ -400,6 +401,30 @@ class StateStore:
             )
             for board in boards
         ]
+
+    def usage(self) -> StoreUsage:
+        """What the store holds and its size on disk."""
+        with self._reading("measure") as db:
+
+            def one(query: str) -> int:
+                return int(db.execute(query).fetchone()[0] or 0)
+
+            page_size = one("PRAGMA page_size")
+            counts = (
+                one("SELECT count(*) FROM boards"),
+                one("SELECT count(*) FROM programs"),
+                one("SELECT sum(programs) FROM programs"),
+                one("SELECT count(*) FROM jobs"),
+                one("SELECT count(*) FROM job_events"),
+                one("SELECT sum(length(content)) FROM job_files"),
+            )
+            free = one("PRAGMA freelist_count") * page_size
+        files = (
+            self.path,
+            *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm")),
+        )
+        disk = sum(file.stat().st_size for file in files if file.exists())
+        return StoreUsage(disk, free, *counts)
 
     def export_npz(self, board_serial: str, path: str | os.PathLike[str]) -> Path:
         """Writes ``board_serial``'s golden maps and write counts to an ``.npz`` file.

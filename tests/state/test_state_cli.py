@@ -1,4 +1,4 @@
-"""``sidra state show|history|export`` on a real store, run as a user runs them."""
+"""``sidra state show|history|usage|export`` on a real store, run as a user runs them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -103,3 +104,43 @@ def test_exporting_a_store_that_holds_no_board_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "the store holds no board yet: nothing to export" in result.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_usage_counts_what_the_store_holds_and_the_space_deleted_jobs_leave(
+    tmp_path: Path,
+) -> None:
+    from sidra.server.state.jobs import JobRecords, JobRow
+
+    path = tmp_path / "state.sqlite3"
+    rng = np.random.default_rng(2)
+    record = rng.bytes(100_000)
+    with StateStore(path) as store:
+        store.note_board(TEST_BOARD, "boot-a")
+        for _ in range(3):  # one region, one principal: one record of three Programs
+            store.record_program(SERIAL, 1, 0, 0, targets(rng, (4, 4)), REPORT, "alice", "boot-a")
+        jobs = JobRecords(store)
+        row = JobRow("a" * 16, "spsa", "alice", "iris", "{}", "running", 1.0)
+        jobs.add(row)
+        row.state = "succeeded"
+        jobs.update(row, [], {"steps.csv": record, "summary.json": b"{}"})
+
+    def usage() -> dict[str, Any]:
+        done = run_state("usage", "--store", str(path), "--json")
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    held = usage()
+    assert held["store"] == str(path)
+    assert (held["boards"], held["history_records"], held["programs"]) == (1, 1, 3)
+    assert (held["jobs"], held["job_events"], held["job_file_bytes"]) == (1, 0, 100_002)
+    assert held["disk_bytes"] == sum(
+        f.stat().st_size for f in tmp_path.iterdir() if f.name.startswith("state.sqlite3")
+    )
+    with StateStore(path) as store:
+        assert JobRecords(store).delete("a" * 16) == 100_002
+    after = usage()
+    assert (after["jobs"], after["job_file_bytes"]) == (0, 0)
+    assert after["free_bytes"] >= 90_000  # the record's pages, to be reused
+    text = run_state("usage", "--store", str(path)).stdout
+    assert "program history: 1 records of 3 Programs" in text
+    assert "jobs: 0, 0 events, 0 B of record files" in text
