@@ -215,8 +215,8 @@ class StateSettings(BaseModel):
     new job to go on from (jobs.proto)."""
     job_retention_days: float | None = Field(None, gt=0.0, le=36_500.0)
     """How long an ended job (its row, events and record files) is kept, days; older ones
-    are deleted when the server starts and, at most once an hour, when a job ends. Unset:
-    kept until deleted (DeleteJob, ``sidra jobs delete``)."""
+    are deleted when the server starts and, at most once an hour, when a job ends or jobs
+    are listed. Unset: kept until deleted (DeleteJob, ``sidra jobs delete``)."""
 
 
 class MetricsSettings(BaseModel):

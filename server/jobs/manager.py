@@ -121,7 +121,7 @@ FILE_PIECE_BYTES = 2**20
 
 PRUNE_EVERY_S = 3600.0
 """How often, at most, the jobs past the retention (``[state] job_retention_days``) are
-deleted when a job ends, s (and once when the manager starts)."""
+deleted when a job ends or jobs are listed, s (and once when the manager starts)."""
 
 CANCEL_GRACE_S = 60.0
 """How long a cancelled job may take to reach its next step, epoch or run boundary (and its
@@ -509,8 +509,7 @@ class JobManager:
             self._changed.notify_all()
         log.info("job %s %s%s", final.id, state, f": {error}" if error else "")
         self.on_end(state)
-        if time.monotonic() - self._pruned_s >= PRUNE_EVERY_S:
-            self.prune()
+        self._prune_if_due()
 
     def _kept_checkpoint(self, job_id: str) -> bool:
         """Whether the store holds a checkpoint ``job_id`` kept as it ran."""
@@ -626,6 +625,7 @@ class JobManager:
             raise _no_such_file(job_id, name, self.records.file_sizes(job_id)) from None
 
     def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
+        self._prune_if_due()  # an idle server's list drops expired jobs too
         rows = self.records.recent(principal, limit) if self.records is not None else []
         with self._changed:  # live rows are fresher than the store's
             return [self._snapshot(self._live[r.id]) if r.id in self._live else r for r in rows]
@@ -688,7 +688,7 @@ class JobManager:
         """Deletes the jobs that ended more than ``retention_s`` ago, with their events and
         record files (none when there is no retention); returns the bytes of record files
         each had, by id. Run when the manager starts and, at most every
-        :data:`PRUNE_EVERY_S`, when a job ends."""
+        :data:`PRUNE_EVERY_S`, when a job ends or jobs are listed."""
         self._pruned_s = time.monotonic()
         if self.retention_s is None or self.records is None:
             return {}
@@ -701,6 +701,10 @@ class JobManager:
             log.info("deleted %d jobs that ended over %g days ago (%d bytes of record files)",
                      len(gone), self.retention_s / 86_400, sum(gone.values()))  # fmt: skip
         return gone
+
+    def _prune_if_due(self) -> None:
+        if time.monotonic() - self._pruned_s >= PRUNE_EVERY_S:
+            self.prune()
 
     def watch(
         self, job_id: str, from_index: int, active: Callable[[], bool] = lambda: True

@@ -202,3 +202,18 @@ def test_sidra_jobs_delete_deletes_each_job_it_can_and_names_the_others(
         assert "sidra jobs delete: NOT_FOUND: job_id: no job '0123456789abcdef'" in done.stderr
         with connect(address) as client:
             assert client.jobs.list() == []
+
+
+def test_an_idle_server_s_list_drops_the_jobs_past_the_retention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No job ends on an idle server: listing the jobs deletes the expired ones too."""
+    store = tmp_path / "s.sqlite3"
+    with served(store, job_retention_days=1.0) as address, connect(address) as client:
+        with StateStore(store) as state:
+            _add_ended(JobRecords(state), "0" * 16, time.time() - 2 * DAY_S)
+            _add_ended(JobRecords(state), "1" * 16, time.time() - 0.5 * DAY_S)
+        assert len(client.jobs.list()) == 2  # within the hour of the start: kept
+        monkeypatch.setattr("sidra.server.jobs.manager.PRUNE_EVERY_S", 0.0)
+        assert [job.job_id for job in client.jobs.list()] == ["1" * 16]
+        assert _rows(store, "0" * 16)["jobs"] == 0
