@@ -39,9 +39,11 @@ _MAX_PARAMETERS = 999
 """Bound parameters per statement that SQLite allowed before 3.32."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class HistoryRecord:
-    """One ``programs`` row as the writer holds it (times as stored: ISO 8601 UTC)."""
+    """One ``programs`` row as the writer holds it (times as stored: ISO 8601 UTC).
+    Compared by identity: two records of equal fields (two runs of one region apart)
+    are still two records to move and write."""
 
     board_serial: str
     tile: int

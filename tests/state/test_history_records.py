@@ -166,6 +166,19 @@ def test_a_batch_of_a_job_s_recorder_is_counted_the_same(store: StateStore) -> N
     ]
 
 
+def test_two_runs_of_one_region_alike_in_every_field_stay_two_records(store: StateStore) -> None:
+    """Within one batch (one time), a run of two, a write over part of it, and a second
+    run of two have equal fields: each is moved and written as itself."""
+
+    def region(at: int) -> ProgramWrite:
+        return ProgramWrite(
+            SERIAL, 0, at, at, np.ones((2, 2), np.float32), REPORT, "job", "boot-a"
+        )  # fmt: skip
+
+    store.record_programs([region(0), region(0), region(1), region(0), region(0)])
+    assert _records(store) == [(0, 0, 0, 2), (0, 1, 1, 1), (0, 0, 0, 2)]
+
+
 def test_a_long_run_leaves_one_row(store: StateStore, tmp_path: Path) -> None:
     """What the history costs a training loop: 3000 Programs, one row (before: 3000)."""
     for _ in range(3000):
