@@ -83,6 +83,19 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _migrated_copy(db: sqlite3.Connection) -> sqlite3.Connection:
+    """A copy in memory of the older store ``db`` (closed here), migrated to this
+    version's schema: what a reader of a store no server has upgraded yet reads."""
+    copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        db.backup(copy)
+    finally:
+        db.close()
+    copy.execute("PRAGMA foreign_keys = ON")
+    migrate(copy)
+    return copy
+
+
 class StateStore:
     """The state store at ``path``, created (with its folder) and migrated if needed.
 
@@ -90,7 +103,9 @@ class StateStore:
     state`` commands): no file is created, nothing is migrated. Such a reader
     cannot run WAL recovery, so after a crash it may not see the one transaction
     the crash interrupted before COMMIT returned (never acknowledged); the next
-    writable opening decides it.
+    writable opening decides it. A store of an older schema (one no server of this
+    version has opened yet) is read through a copy in memory, migrated there: the
+    file is left as it is.
     """
 
     def __init__(
@@ -123,6 +138,8 @@ class StateStore:
         except BaseException:
             db.close()
             raise
+        if self.read_only and schema_version(db) < SCHEMA_VERSION:
+            return _migrated_copy(db)
         return db
 
     def _configure(self, db: sqlite3.Connection) -> None:
@@ -130,10 +147,10 @@ class StateStore:
         db.execute("PRAGMA foreign_keys = ON")
         if self.read_only:
             version = schema_version(db)
-            if version != SCHEMA_VERSION:
+            if version > SCHEMA_VERSION or version < 1:
                 raise StateStoreError(
                     f"state store {self.path}: schema_version: got {version}, expected "
-                    f"{SCHEMA_VERSION} (start the service on it once to migrate)"
+                    f"1 .. {SCHEMA_VERSION} (a store written by a newer SIDRA HIL, or no store)"
                 )
             return
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]

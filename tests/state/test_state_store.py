@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from state_support import REPORT, TEST_BOARD, targets
+from state_support import REPORT, TEST_BOARD, store_of_schema, targets
 
 from sidra.drivers import InvalidArgument, Region
 from sidra.server.state import (
@@ -20,6 +21,7 @@ from sidra.server.state import (
     StateStoreError,
 )
 from sidra.server.state.maps import rectangles
+from tests.cli_support import run_sidra
 
 SERIAL = TEST_BOARD.serial_number
 SHAPE = (TEST_BOARD.rows, TEST_BOARD.cols)
@@ -283,6 +285,41 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         db.execute("INSERT INTO schema_version VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
     with pytest.raises(StateStoreError, match=f"schema_version: got {SCHEMA_VERSION + 1}"):
         StateStore(path)
+
+
+def test_a_reader_reads_an_older_store_through_a_migrated_copy_and_leaves_it(
+    tmp_path: Path,
+) -> None:
+    """``sidra state`` after an upgrade, before any server opened the store: it reads,
+    and the file stays of its own schema (a server migrates it when it opens it)."""
+    path = tmp_path / "old.sqlite3"
+    db = store_of_schema(path, 3)
+    when = "2026-12-01T09:00:00+00:00"
+    db.execute(
+        "INSERT INTO boards VALUES ('TEST-1', 'SIDRA-TEST', 3, 64, 48, 1.0, 40.0, ?, ?, 'b')",
+        (when, when),
+    )
+    db.execute(
+        "INSERT INTO programs (board_serial, tile, row_offset, col_offset, rows, cols, "
+        "principal, time_utc, boot_id, kind, cells_written, verify_iterations, pulses, "
+        "rms_error_us, max_error_us, unconverged_cells, cells_over_budget) VALUES "
+        "('TEST-1', 0, 0, 0, 4, 3, 'alice', ?, 'b', 'program', 12, 3, 40, 0.1, 0.5, 0, 0)",
+        (when,),
+    )
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with StateStore(path, read_only=True) as reader:
+        (record,) = reader.history()
+        assert (record.principal, record.programs) == ("alice", 1)
+        assert record.first_utc == record.time_utc == datetime.fromisoformat(when)
+        (board,) = reader.summary()
+        assert board.tiles[0].programs == 1
+        assert (reader.usage().history_records, reader.usage().jobs) == (1, 0)
+    assert path.read_bytes() == before
+    shown = run_sidra("state", "history", "--store", str(path), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [r["principal"] for r in json.loads(shown.stdout)] == ["alice"]
 
 
 @pytest.mark.parametrize("read_only", [False, True])
