@@ -190,7 +190,7 @@ def create_server(
     )  # fmt: skip
     watch_jobs(metrics, jobs.running)
     if store is not None:
-        watch_store(metrics, store.path)
+        watch_store(metrics, store.disk_bytes)
     if stopping is not None:
         stopping.add(jobs.stop_all)
     server.add_generic_rpc_handlers(

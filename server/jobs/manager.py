@@ -664,16 +664,14 @@ class JobManager:
                 f"job {job_id} belongs to {job.principal!r}; a principal deletes only its own "
                 "jobs (an admin anyone's)"
             )
-        running = FailedPrecondition(
-            f"job_id: job {job_id} is running; cancel it (CancelJob) and delete it once it "
-            "has ended"
-        )
         with self._changed:
             live = self._live.get(job_id)
-            if job.state not in FINAL_STATES or (
-                live is not None and live.row.state not in FINAL_STATES
-            ):
-                raise running
+            running = live is not None and live.row.state not in FINAL_STATES
+        if running or job.state not in FINAL_STATES:
+            raise FailedPrecondition(
+                f"job_id: job {job_id} is running; cancel it (CancelJob) and delete it once "
+                "it has ended"
+            )
         assert self.records is not None  # get() found it there, or it ran here
         # A job held here has ended, but the store refused its end: stored as running.
         freed = self.records.delete(job_id, running_too=live is not None)

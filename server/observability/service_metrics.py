@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -27,16 +26,12 @@ def watch_jobs(metrics: ServiceMetrics, running: Callable[[], list[str]]) -> Non
                                      lambda: len(running())))  # fmt: skip
 
 
-def watch_store(metrics: ServiceMetrics, path: Path) -> None:
-    """``sidra_state_store_size_bytes`` of the store at ``path`` and its journal files."""
-
-    def size() -> int:
-        files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
-        return sum(file.stat().st_size for file in files if file.exists())
-
+def watch_store(metrics: ServiceMetrics, disk_bytes: Callable[[], int]) -> None:
+    """``sidra_state_store_size_bytes`` from ``disk_bytes()`` (StateStore.disk_bytes)."""
     metrics.registry.register(
-        _Gauge("sidra_state_store_size_bytes", "The state store's files on disk, bytes.", size)
-    )
+        _Gauge("sidra_state_store_size_bytes", "The state store's files on disk, bytes.",
+               disk_bytes)
+    )  # fmt: skip
 
 
 class _Gauge(Collector):

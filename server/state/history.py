@@ -66,7 +66,7 @@ class HistoryRecord:
     first_utc: str | None = None
     """None: the record is one Program, at ``time_utc``."""
     id: int | None = None
-    """Its row's id; None until stored."""
+    """Its row's id when read from the store; None for a Program of this batch."""
 
     def same_writes(self, other: HistoryRecord) -> bool:
         """Whether ``other`` is a Program this record may count."""
@@ -107,7 +107,8 @@ assert sorted(_COLUMNS) == sorted(_STORED_ORDER), "HistoryRecord and PROGRAM_COL
 
 class HistoryWriter:
     """Adds Programs to the history inside an open transaction of ``db``, then
-    :meth:`store` writes what changed (Programs of one batch are counted together too)."""
+    :meth:`store` writes what changed (Programs of one batch are counted together too).
+    One writer per transaction: :meth:`store` is called once."""
 
     def __init__(self, db: sqlite3.Connection, within_s: float = COALESCE_WITHIN_S) -> None:
         self.db = db
@@ -175,9 +176,6 @@ class HistoryWriter:
                 + ", ".join([one] * len(chunk)),
                 flat,
             ).lastrowid
-            assert last_id is not None
-            for offset, record in enumerate(reversed(chunk)):  # ids of one INSERT run in order
-                record.id = last_id - offset
         self._changed.clear()
         assert last_id is not None, "store() with no Program added"
         return int(last_id)

@@ -436,12 +436,14 @@ class StateStore:
                 one("SELECT sum(length(content)) FROM job_files"),
             )
             free = one("PRAGMA freelist_count") * page_size
-        files = (
-            self.path,
-            *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm")),
-        )
-        disk = sum(file.stat().st_size for file in files if file.exists())
-        return StoreUsage(disk, free, *counts)
+        return StoreUsage(self.disk_bytes(), free, *counts)
+
+    def disk_bytes(self) -> int:
+        """The store's files on disk (the SQLite file, its write-ahead log and shared
+        memory index), bytes: what ``sidra state usage`` and the store's metric show."""
+        names = (self.path.name, self.path.name + "-wal", self.path.name + "-shm")
+        files = [self.path.with_name(name) for name in names]
+        return sum(file.stat().st_size for file in files if file.exists())
 
     def export_npz(self, board_serial: str, path: str | os.PathLike[str]) -> Path:
         """Writes ``board_serial``'s golden maps and write counts to an ``.npz`` file.
