@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +15,19 @@ import pytest
 
 from sidra.client import RemoteBoard, connect
 from sidra.client.aio import connect as connect_aio
-from sidra.drivers import FailedPrecondition, NotFound, SidraError, open_board
-from sidra.server.app import create_server
+from sidra.drivers import FailedPrecondition, NotFound, SidraError
 from sidra.server.security import Role, TokensFile
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobRecords, JobRow
 from tests.cli_support import run_sidra
+from tests.jobs.jobs_support import serving
 from tests.server.security_support import principals
 
-IDEAL_URL = "emu://?preset=ideal&seed=1"
 SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
 """An SPSA job that ends within seconds."""
 ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
 """An SPSA job that runs until cancelled."""
 DAY_S = 86_400.0
-
-
-@contextmanager
-def served(store: Path, **server: Any) -> Iterator[str]:
-    """A loopback server of the ideal board on ``store`` (create_server keywords)."""
-    with open_board(IDEAL_URL) as board, StateStore(store) as state:
-        grpc_server, port = create_server(board, store=state, **server)
-        grpc_server.start()
-        try:
-            yield f"127.0.0.1:{port}"
-        finally:
-            grpc_server.stop(grace=None).wait()
 
 
 def _rows(store: Path, job_id: str) -> dict[str, int]:
@@ -71,7 +56,7 @@ def _ended(client: RemoteBoard, options: dict[str, Any] = SHORT) -> str:
 
 def test_an_ended_job_goes_with_its_events_and_record(tmp_path: Path) -> None:
     store = tmp_path / "s.sqlite3"
-    with served(store) as address, connect(address) as client:
+    with serving(store) as address, connect(address) as client:
         job_id, kept_id = _ended(client), _ended(client)
         sizes = client.jobs.get(job_id).record_files
         assert _rows(store, job_id)["job_files"] == len(sizes) > 0
@@ -98,7 +83,7 @@ def test_an_ended_job_goes_with_its_events_and_record(tmp_path: Path) -> None:
 
 def test_a_running_job_is_refused_and_deleted_once_it_has_ended(tmp_path: Path) -> None:
     store = tmp_path / "s.sqlite3"
-    with served(store) as address, connect(address) as client:
+    with serving(store) as address, connect(address) as client:
         job = client.jobs.submit("spsa", ENDLESS, dataset="iris")
         with pytest.raises(FailedPrecondition) as refused:
             client.jobs.delete(job.job_id)
@@ -120,7 +105,7 @@ def test_a_principal_deletes_its_own_jobs_and_an_admin_anyone_s(tmp_path: Path) 
         admin=Role.ADMIN,
     )  # fmt: skip
     store = tmp_path / "s.sqlite3"
-    with served(store, tokens=TokensFile(tokens_file)) as address:
+    with serving(store, tokens=TokensFile(tokens_file)) as address:
         with connect(address, token=token["alice"]) as alice:
             first, second = _ended(alice), _ended(alice)
         with (
@@ -157,7 +142,7 @@ def test_jobs_past_the_retention_are_deleted_when_the_server_starts(tmp_path: Pa
         _add_ended(records, "0" * 16, now - 31 * DAY_S)
         _add_ended(records, "1" * 16, now - 29 * DAY_S)
         records.add(JobRow("2" * 16, "spsa", "local", "iris", "{}", "running", now - 99 * DAY_S))
-    with served(store, job_retention_days=30.0) as address, connect(address) as client:
+    with serving(store, job_retention_days=30.0) as address, connect(address) as client:
         listed = {job.job_id: job.state for job in client.jobs.list()}
     # The old one went; the recent one stays, as does the one a dead server ran 99 days
     # ago: it ends (interrupted) only now.
@@ -169,7 +154,7 @@ def test_without_a_retention_every_job_is_kept(tmp_path: Path) -> None:
     store = tmp_path / "s.sqlite3"
     with StateStore(store) as state:
         _add_ended(JobRecords(state), "0" * 16, time.time() - 3650 * DAY_S)
-    with served(store) as address, connect(address) as client:
+    with serving(store) as address, connect(address) as client:
         assert [job.job_id for job in client.jobs.list()] == ["0" * 16]
 
 
@@ -178,7 +163,7 @@ def test_a_job_s_end_deletes_the_jobs_past_the_retention_at_most_hourly(
 ) -> None:
     """A server up for months deletes as it goes, not only when it starts."""
     store = tmp_path / "s.sqlite3"
-    with served(store, job_retention_days=1.0) as address, connect(address) as client:
+    with serving(store, job_retention_days=1.0) as address, connect(address) as client:
         with StateStore(store) as state:  # aged past the retention while the server runs
             _add_ended(JobRecords(state), "0" * 16, time.time() - 2 * DAY_S)
         _ended(client)  # within the hour of the start: kept
@@ -192,7 +177,7 @@ def test_a_job_s_end_deletes_the_jobs_past_the_retention_at_most_hourly(
 def test_sidra_jobs_delete_deletes_each_job_it_can_and_names_the_others(
     tmp_path: Path,
 ) -> None:
-    with served(tmp_path / "s.sqlite3") as address:
+    with serving(tmp_path / "s.sqlite3") as address:
         with connect(address) as client:
             job_id = _ended(client)
         done = run_sidra("jobs", "delete", job_id, "0123456789abcdef", "--server", address)
@@ -209,7 +194,7 @@ def test_an_idle_server_s_list_drops_the_jobs_past_the_retention(
 ) -> None:
     """No job ends on an idle server: listing the jobs deletes the expired ones too."""
     store = tmp_path / "s.sqlite3"
-    with served(store, job_retention_days=1.0) as address, connect(address) as client:
+    with serving(store, job_retention_days=1.0) as address, connect(address) as client:
         with StateStore(store) as state:
             _add_ended(JobRecords(state), "0" * 16, time.time() - 2 * DAY_S)
             _add_ended(JobRecords(state), "1" * 16, time.time() - 0.5 * DAY_S)

@@ -29,8 +29,6 @@ from hypothesis import strategies as st
 
 from sidra.client import JobInfo, RemoteBoard, connect
 from sidra.drivers import Board, InvalidArgument, open_board
-from sidra.server.app import create_server
-from sidra.server.state import StateStore
 from sidra.training import (
     EqPropOptions,
     FFOptions,
@@ -45,6 +43,7 @@ from sidra.training import (
 from sidra.training.jobs import TrainingJobs
 from sidra.training.records import array_to_json
 from tests.cli_support import process, run_sidra, unwrapped
+from tests.jobs.jobs_support import serving
 from tests.test_epochs_board_lost import unplugged_after
 
 IDEAL_URL = "emu://?preset=ideal&seed=0"
@@ -62,14 +61,8 @@ which the board goes, some way into the run."""
 
 @contextmanager
 def served(board: Board, store: Path) -> Iterator[RemoteBoard]:
-    with StateStore(store) as state:
-        server, port = create_server(board, store=state)
-        server.start()
-        try:
-            with connect(f"127.0.0.1:{port}") as client:
-                yield client
-        finally:
-            server.stop(grace=None).wait()
+    with serving(store, board) as address, connect(address) as client:
+        yield client
 
 
 def finished(client: RemoteBoard, kind: str, options: dict[str, Any], **submit: Any) -> JobInfo:

@@ -39,6 +39,7 @@ from sidra.server.security import Role, TokensFile
 from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobRecords, JobRow
+from tests.jobs.jobs_support import first_progress
 from tests.server.security_support import principals
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
@@ -146,15 +147,6 @@ def test_every_kind_of_job_runs_inside_the_server_on_the_tiles_it_claimed(
         assert stored.files == done.files
 
 
-def _first_progress(board: RemoteBoard, job_id: str) -> int:
-    """Waits for the job's first progress event; returns its index."""
-    for event in board.jobs.watch(job_id):
-        if event.kind == "progress":
-            return event.index
-        assert event.state != "failed", event.message
-    raise AssertionError("the job ended before any progress")
-
-
 def test_a_job_survives_its_clients_disconnect_and_leaves_its_record(
     port: int, store_path: Path
 ) -> None:
@@ -201,7 +193,7 @@ def test_a_cancelled_job_stops_releases_its_tiles_and_leaves_none_perturbed(
 ) -> None:
     with _client(port) as board:
         job = board.jobs.submit("spsa", ENDLESS | {"tiles": [2]})
-        index = _first_progress(board, job.job_id)
+        index = first_progress(board, job.job_id)
         asked = board.jobs.cancel(job.job_id)
         assert asked.job_id == job.job_id
         events = list(board.jobs.watch(job.job_id, from_index=index))
@@ -239,7 +231,7 @@ def test_a_cancelled_epoch_job_ends_after_its_epoch_with_its_record(
     dataset, options = EVERY_KIND[kind]
     with _client(port) as board:
         job = board.jobs.submit(kind, options | {"epochs": 10_000}, dataset=dataset)
-        _first_progress(board, job.job_id)
+        first_progress(board, job.job_id)
         board.jobs.cancel(job.job_id)
         ended = board.jobs.wait(job.job_id)
         assert ended.state == "cancelled", ended.error
@@ -270,7 +262,7 @@ def test_a_cancelled_comparison_keeps_the_runs_it_finished(port: int) -> None:
             {"budget": 400, "seeds": list(range(40)), "methods": ["spsa", "last-layer"]},
             dataset="iris",
         )
-        _first_progress(board, job.job_id)
+        first_progress(board, job.job_id)
         board.jobs.cancel(job.job_id)
         ended = board.jobs.wait(job.job_id)
         assert ended.summary is not None, ended.error
@@ -290,7 +282,7 @@ def test_a_stop_that_takes_longer_than_the_grace_ends_at_a_board_call(
     monkeypatch.setattr("sidra.server.jobs.manager.CANCEL_GRACE_S", 0.0)
     with served(store_path) as port, _client(port) as board:
         job = board.jobs.submit("last-layer", {"epochs": 1000, "tiles": [0, 1]})
-        _first_progress(board, job.job_id)
+        first_progress(board, job.job_id)
         board.jobs.cancel(job.job_id)
         ended = board.jobs.wait(job.job_id)
         assert ended.state == "cancelled" and ended.summary is None

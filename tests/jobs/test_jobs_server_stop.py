@@ -23,35 +23,20 @@ import numpy as np
 import pytest
 
 from sidra.client import RemoteBoard, connect
-from sidra.drivers import FailedPrecondition, open_board
-from sidra.server.app import create_server
-from sidra.server.state import StateStore
+from sidra.drivers import FailedPrecondition
 from sidra.server.stopping import ServerStop
 from tests.cli_support import SIDRA, run_sidra, unwrapped
+from tests.jobs.jobs_support import IDEAL_URL, first_progress, serving
 
-IDEAL_URL = "emu://?preset=ideal&seed=0"
 LONG_MLP = {"epochs": 400, "hidden": [16]}
 """An mlp job on iris of some seconds: stopped long before its end."""
 
 
 @contextmanager
 def _served(store: Path, **server: Any) -> Iterator[RemoteBoard]:
-    """A server of the ideal board on loopback (``create_server`` keyword arguments),
-    its state in ``store``, and a client of it."""
-    with open_board(IDEAL_URL) as board, StateStore(store) as state:
-        grpc_server, port = create_server(board, store=state, **server)
-        grpc_server.start()
-        try:
-            with connect(f"127.0.0.1:{port}") as client:
-                yield client
-        finally:
-            grpc_server.stop(grace=None).wait()
-
-
-def _first_progress(client: Any, job_id: str) -> None:
-    for event in client.jobs.watch(job_id):
-        if event.kind == "progress":
-            return
+    """A server of the ideal board with its state in ``store``, and a client of it."""
+    with serving(store, **server) as address, connect(address) as client:
+        yield client
 
 
 def test_a_stopping_server_ends_its_jobs_at_a_boundary_with_their_record(
@@ -60,7 +45,7 @@ def test_a_stopping_server_ends_its_jobs_at_a_boundary_with_their_record(
     stopping = ServerStop()
     with _served(tmp_path / "s.sqlite3", stopping=stopping) as client:
         job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
-        _first_progress(client, job.job_id)
+        first_progress(client, job.job_id)
         stopping.run(30.0)
         done = client.jobs.get(job.job_id, include_record=True)
         with pytest.raises(FailedPrecondition, match="the server is stopping"):
@@ -90,7 +75,7 @@ def test_a_job_that_reaches_no_boundary_in_time_is_stopped_at_its_next_board_cal
     stopping = ServerStop()
     with _served(tmp_path / "s.sqlite3", stopping=stopping) as client:
         job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
-        _first_progress(client, job.job_id)
+        first_progress(client, job.job_id)
         stopping.run(0.0)  # no time to reach a boundary
         done = client.jobs.get(job.job_id, include_record=True)
     assert done.state == "interrupted"
@@ -146,7 +131,7 @@ def test_sidra_serve_stopped_keeps_its_running_job_s_record(tmp_path: Path) -> N
     try:
         with connect(address) as client:
             job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
-            _first_progress(client, job.job_id)
+            first_progress(client, job.job_id)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
@@ -269,7 +254,7 @@ def test_sidra_jobs_resume_goes_on_from_where_a_job_stopped(tmp_path: Path) -> N
             client.jobs.submit("mlp", {"epochs": 2, "hidden": [16]}, dataset="iris").job_id
         )
         job = client.jobs.submit("mlp", LONG_MLP, dataset="iris")
-        _first_progress(client, job.job_id)
+        first_progress(client, job.job_id)
         client.jobs.cancel(job.job_id)  # at its next epoch, keeping its checkpoint
         cancelled = client.jobs.wait(job.job_id)
         assert cancelled.state == "cancelled"
