@@ -3,8 +3,10 @@
 ``show`` lists boards and, per tile, the programmed cells and the last program;
 ``history`` prints the program history (``--json`` for scripts); ``usage`` says what
 the store holds and takes on disk; ``export`` writes a board's golden targets, masks
-and write counts to an ``.npz`` file.
-The store is opened read-only, so these commands are safe while a server runs.
+and write counts to an ``.npz`` file; ``backup`` writes a consistent copy of the store.
+These open the store read-only, so they are safe while a server runs. ``restore``
+(a backup in the store's place) and ``compact`` (the file rewritten without its free
+pages) change the file: they refuse while a server has it open.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from sidra.server.state import (
     StateStoreError,
     default_store_path,
 )
+from sidra.server.state.upkeep import backup_store, compact_store, restore_backup
 
 __all__ = ["state_app"]
 
 state_app = typer.Typer(
     no_args_is_help=True,
-    help="The service's durable board state: show, history, usage, export.",
+    help="The service's durable board state: show, history, usage, export, backup, restore.",
 )
 
 StorePath = Annotated[
@@ -155,16 +158,22 @@ def usage(store_path: StorePath = None, as_json: AsJson = False) -> None:
     r"""What the store holds (boards, history, jobs) and what it takes on disk.
 
     Jobs stay until deleted (sidra jobs delete, \[state] job_retention_days); the space
-    they leave is reused for what the store writes next, the file does not shrink."""
+    they leave goes back to the file system (a store made before SIDRA HIL did that
+    keeps it for reuse until sidra state compact)."""
     path = store_path or default_store_path()
     with _opened(path) as store:
         held = store.usage()
     if as_json:
         typer.echo(json.dumps({"store": str(path), **dataclasses.asdict(held)}))
         return
+    free = (
+        "being given back to the file system"
+        if held.returns_free_space
+        else "reused; sidra state compact, with the server stopped, gives it back"
+    )
     typer.echo(
-        f"{path}: {size_text(held.disk_bytes)} on disk ({size_text(held.free_bytes)} of it free, "
-        "to be reused)\n"
+        f"{path}: {size_text(held.disk_bytes)} on disk ({size_text(held.free_bytes)} of it "
+        f"free, {free})\n"
         f"  boards: {held.boards}\n"
         f"  program history: {held.history_records:,} records of {held.programs:,} Programs\n"
         f"  jobs: {held.jobs:,}, {held.job_events:,} events, "
@@ -193,6 +202,69 @@ def export(
         except OSError as exc:
             raise typer.BadParameter(f"{out}: {exc.strerror or exc}", param_hint="OUT") from exc
     typer.echo(f"wrote {written} ({serial})", err=True)
+
+
+@state_app.command("backup")
+def backup(
+    out: Annotated[Path, typer.Argument(help="The backup file to write (must not exist).")],
+    store_path: StorePath = None,
+) -> None:
+    """Write a consistent copy of the store, safe while servers run (not cp: see below).
+
+    The copy holds what was committed when it started, compacted, checked with SQLite's
+    integrity_check and fsynced before it takes its name. A file copied with cp while a
+    server writes can mix pages of different moments and leave out the write-ahead log.
+    Put a backup back with sidra state restore."""
+    try:
+        made = backup_store(store_path or default_store_path(), out)
+    except StateStoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="OUT / --store") from exc
+    typer.echo(
+        f"wrote {made.path}: {size_text(made.bytes)}, schema {made.schema_version}, "
+        f"integrity ok, as committed at {made.taken_utc:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
+@state_app.command("restore")
+def restore(
+    backup_path: Annotated[
+        Path, typer.Argument(metavar="BACKUP", help="A backup written by sidra state backup.")
+    ],
+    store_path: StorePath = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Replace the store without asking.")] = False,
+) -> None:
+    """Put a backup in the store's place (every server using the store stopped first).
+
+    The store it replaces is kept beside it (STORE.replaced-<UTC time>), whole. The
+    board is not touched: start the server with --restore to program the backup's golden
+    targets back onto it. Refused, with nothing changed, while a server has the store
+    open or when the backup is not a whole store."""
+    path = store_path or default_store_path()
+    if not yes:
+        typer.confirm(f"replace {path} with {backup_path}?", abort=True)
+    try:
+        done = restore_backup(backup_path, path)
+    except StateStoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="BACKUP / --store") from exc
+    kept = f"; the store it replaced is {done.replaced}" if done.replaced else ""
+    typer.echo(f"{path} is now {backup_path} (schema {done.schema_version}){kept}")
+
+
+@state_app.command("compact")
+def compact(store_path: StorePath = None) -> None:
+    """Rewrite the store without its free pages (every server using it stopped first).
+
+    A store made by this version gives the space deleted jobs leave back as it goes;
+    one made before keeps it for reuse: compact returns it once and switches the store
+    to giving it back from then on. All or nothing, like every store write."""
+    try:
+        done = compact_store(store_path or default_store_path())
+    except StateStoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--store") from exc
+    typer.echo(
+        f"{done.path}: {size_text(done.bytes_before)} → {size_text(done.bytes_after)} on disk"
+        + ("" if done.was_returning_space else "; it now gives free space back as it goes")
+    )
 
 
 def _serials(store: StateStore) -> list[str]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidra.server.state.errors import StateStoreError
 from sidra.server.state.store import StateStore
 
 __all__ = [
@@ -38,6 +40,8 @@ FINAL_STATES = frozenset(JOB_STATES[1:])
 KEPT_CHECKPOINT = "; its last checkpoint is kept (checkpoint.json), to go on from"
 """What the error of a job that ended without a record adds when it kept a checkpoint as
 it ran (jobs.proto, "Going on from a checkpoint")."""
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "id, kind, principal, dataset, options_json, state, submitted_unix_s, started_unix_s, "
@@ -246,7 +250,9 @@ class JobRecords:
         all, or one running). ``running_too``: one stored as running as well (a job that
         ended in a process whose store refused its end)."""
         with self.store._writing("delete job") as db:
-            return _delete_ended(db, job_id, running_too)
+            freed = _delete_ended(db, job_id, running_too)
+        self._give_back_space()
+        return freed
 
     def delete_ended_before(self, unix_s: float) -> dict[str, int]:
         """Deletes every job that ended before ``unix_s`` (its events and record files
@@ -258,7 +264,18 @@ class JobRecords:
                     "SELECT id FROM jobs WHERE state != 'running' AND ended_unix_s < ?", (unix_s,)
                 )
             ]
-            return {job_id: _delete_ended(db, job_id) or 0 for job_id in ids}
+            gone = {job_id: _delete_ended(db, job_id) or 0 for job_id in ids}
+        if gone:
+            self._give_back_space()
+        return gone
+
+    def _give_back_space(self) -> None:
+        """The pages the deletion left, back to the file system (the deletion itself is
+        committed: a failure here only leaves them for reuse)."""
+        try:
+            self.store.reclaim_free_space()
+        except StateStoreError as exc:
+            log.warning("free pages of the state store not given back: %s", exc)
 
 
 def _delete_ended(db: sqlite3.Connection, job_id: str, running_too: bool = False) -> int | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-__all__ = ["APP_NAME", "STORE_FILE", "default_store_path"]
+__all__ = ["APP_NAME", "STORE_FILE", "default_store_path", "disk_bytes"]
 
 APP_NAME = "sidra-hil"
 STORE_FILE = "state.sqlite3"
@@ -16,3 +16,10 @@ def default_store_path() -> Path:
     """``user_data_dir("sidra-hil")/state.sqlite3``: per user, surviving reboots
     (``~/.local/share/sidra-hil/state.sqlite3`` on Linux)."""
     return Path(user_data_dir(APP_NAME, appauthor=False)) / STORE_FILE
+
+
+def disk_bytes(store: Path) -> int:
+    """The store's files on disk (the SQLite file, its write-ahead log and shared memory
+    index), bytes: what ``sidra state usage`` and the store's metric show."""
+    files = [store.with_name(store.name + suffix) for suffix in ("", "-wal", "-shm")]
+    return sum(file.stat().st_size for file in files if file.exists())

@@ -152,7 +152,11 @@ class StoreUsage:
     """The store's files on disk: the SQLite file and its write-ahead log, bytes."""
     free_bytes: int
     """Pages of the file that hold nothing (what deleted jobs left), bytes: SQLite
-    reuses them for what it writes next; the file does not shrink."""
+    reuses them for what it writes next."""
+    returns_free_space: bool
+    """Whether the store gives the pages deleted jobs leave back to the file system as
+    it goes (a store made by this version); if not, its file does not shrink until
+    ``sidra state compact``."""
     boards: int
     history_records: int
     """Records of the program history (a run of Programs of one region is one)."""

@@ -26,7 +26,13 @@ cells as the tile; a reader writes them over the row in order.
 
 The connection is shared by the server's worker threads behind one lock; other
 processes open their own (``busy_timeout`` makes them wait for a writer rather
-than fail).
+than fail). A writable store holds a shared lock saying a server has it open, which
+restoring a backup and compacting wait for (sidra.server.state.upkeep).
+
+Free space. A store made by this version returns the pages that deleted jobs leave to
+the file system (``auto_vacuum = INCREMENTAL``; :meth:`StateStore.reclaim_free_space`
+runs after every deletion, a few MiB per transaction); one made before keeps them for
+reuse until compacted.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +55,7 @@ from sidra.drivers.validation import float32_matrix
 from sidra.server.state import maps
 from sidra.server.state.errors import StateStoreError
 from sidra.server.state.history import HistoryRecord, HistoryWriter
+from sidra.server.state.paths import disk_bytes
 from sidra.server.state.records import (
     BoardRecord,
     BoardSummary,
@@ -68,8 +75,9 @@ from sidra.server.state.rows import (
     program_record,
 )
 from sidra.server.state.schema import SCHEMA_VERSION, migrate, schema_version
+from sidra.server.state.upkeep import AUTO_VACUUM_INCREMENTAL, held_by_server
 
-__all__ = ["BUSY_TIMEOUT_S", "FOLD_PATCHES", "StateStore"]
+__all__ = ["BUSY_TIMEOUT_S", "FOLD_PATCHES", "RECLAIM_PAGES", "WAL_SIZE_LIMIT_BYTES", "StateStore"]
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another process's transaction before failing, s."""
@@ -77,6 +85,13 @@ FOLD_PATCHES = 64
 """Patches a tile's golden map collects before the Program that adds the next one folds
 them into its row: a read applies at most this many, and the fold's cost (the whole
 map written once) is shared by as many Programs."""
+WAL_SIZE_LIMIT_BYTES = 4 << 20
+"""What the write-ahead log is cut back to after a checkpoint, bytes
+(``journal_size_limit``): without it the file keeps the size of the largest
+transaction ever written (a job's record files, or the pages a reclaim moved)."""
+RECLAIM_PAGES = 1024
+"""Free pages one transaction of :meth:`StateStore.reclaim_free_space` returns (4 MiB
+at SQLite's default page size, about 16 ms here): Programs are recorded between two."""
 
 
 def _utc_now() -> datetime:
@@ -119,8 +134,16 @@ class StateStore:
         self.read_only = read_only
         self._clock = clock
         self._lock = threading.Lock()
+        self._held = ExitStack()
         with self._failures("open"):
-            self._db = self._connect()
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._held.enter_context(held_by_server(self.path))
+            try:
+                self._db = self._connect()
+            except BaseException:
+                self._held.close()
+                raise
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.is_dir():  # sqlite would say only "unable to open database file"
@@ -131,7 +154,6 @@ class StateStore:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._configure(db)
@@ -153,6 +175,8 @@ class StateStore:
                     f"1 .. {SCHEMA_VERSION} (a store written by a newer SIDRA HIL, or no store)"
                 )
             return
+        if db.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: before any table
+            db.execute(f"PRAGMA auto_vacuum = {AUTO_VACUUM_INCREMENTAL}")
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise StateStoreError(
@@ -160,6 +184,7 @@ class StateStore:
                 "(a file on a local file system)"
             )
         db.execute("PRAGMA synchronous = FULL")
+        db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         try:
             migrate(db)
         except ValueError as exc:
@@ -170,6 +195,7 @@ class StateStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._held.close()
 
     def __enter__(self) -> Self:
         return self
@@ -436,14 +462,38 @@ class StateStore:
                 one("SELECT sum(length(content)) FROM job_files"),
             )
             free = one("PRAGMA freelist_count") * page_size
-        return StoreUsage(self.disk_bytes(), free, *counts)
+            returns = one("PRAGMA auto_vacuum") == AUTO_VACUUM_INCREMENTAL
+        return StoreUsage(self.disk_bytes(), free, returns, *counts)
+
+    def reclaim_free_space(self) -> int:
+        """Returns the store's free pages (what deleted jobs left) to the file system,
+        :data:`RECLAIM_PAGES` per transaction, the lock let go between two so Programs
+        are recorded meanwhile; returns the bytes given back (the file shrinks at the
+        write-ahead log's next checkpoint, asked for here). 0 for a read-only store and
+        for one made before stores returned space (``sidra state compact`` does it)."""
+        if self.read_only:
+            return 0
+        returned = 0
+        while True:
+            with self._lock, self._failures("return free space"):  # its own transactions
+                db = self._db
+                if db.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
+                    return 0
+                page_size, free = (db.execute(f"PRAGMA {name}").fetchone()[0]
+                                   for name in ("page_size", "freelist_count"))  # fmt: skip
+                if free == 0:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    return returned
+                # executescript steps the pragma to its end; execute() would return one page.
+                db.executescript(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})")
+                left = db.execute("PRAGMA freelist_count").fetchone()[0]
+            if left >= free:  # nothing moved: never loop
+                return returned
+            returned += (free - left) * page_size
 
     def disk_bytes(self) -> int:
-        """The store's files on disk (the SQLite file, its write-ahead log and shared
-        memory index), bytes: what ``sidra state usage`` and the store's metric show."""
-        names = (self.path.name, self.path.name + "-wal", self.path.name + "-shm")
-        files = [self.path.with_name(name) for name in names]
-        return sum(file.stat().st_size for file in files if file.exists())
+        """The store's files on disk, bytes (sidra.server.state.paths.disk_bytes)."""
+        return disk_bytes(self.path)
 
     def export_npz(self, board_serial: str, path: str | os.PathLike[str]) -> Path:
         """Writes ``board_serial``'s golden maps and write counts to an ``.npz`` file.

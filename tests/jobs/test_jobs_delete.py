@@ -62,6 +62,8 @@ def test_an_ended_job_goes_with_its_events_and_record(tmp_path: Path) -> None:
         assert _rows(store, job_id)["job_files"] == len(sizes) > 0
         assert client.jobs.delete(job_id) == sum(sizes.values())
         assert _rows(store, job_id) == {"jobs": 0, "job_events": 0, "job_files": 0}
+        with StateStore(store, read_only=True) as state:  # its pages given back at once
+            assert state.usage().free_bytes == 0
         for gone in (
             lambda: client.jobs.get(job_id),
             lambda: list(client.jobs.watch(job_id)),

@@ -1,4 +1,5 @@
-"""``sidra state show|history|usage|export`` on a real store, run as a user runs them."""
+"""``sidra state show|history|usage|export|backup|restore|compact`` on a real store, run as a
+user runs them."""
 
 from __future__ import annotations
 
@@ -140,7 +141,43 @@ def test_usage_counts_what_the_store_holds_and_the_space_deleted_jobs_leave(
         assert JobRecords(store).delete("a" * 16) == 100_002
     after = usage()
     assert (after["jobs"], after["job_file_bytes"]) == (0, 0)
-    assert after["free_bytes"] >= 90_000  # the record's pages, to be reused
+    assert after["returns_free_space"] and after["free_bytes"] == 0  # given back
+    assert after["disk_bytes"] <= held["disk_bytes"] - 90_000
     text = run_state("usage", "--store", str(path)).stdout
     assert "program history: 1 records of 3 Programs" in text
     assert "jobs: 0, 0 events, 0 B of record files" in text
+    assert "0 B of it free, being given back to the file system" in text
+
+
+def test_backup_restore_and_compact_as_a_user_runs_them(store_path: Path, tmp_path: Path) -> None:
+    backup = tmp_path / "monday.sqlite3"
+    made = run_state("backup", str(backup), "--store", str(store_path))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith(f"wrote {backup}: ") and "integrity ok" in made.stdout
+    again = run_state("backup", str(backup), "--store", str(store_path))
+    assert again.returncode == 2 and "exists; a backup does not overwrite" in again.stderr
+
+    live = tmp_path / "live.sqlite3"
+    StateStore(live).close()  # an empty store, to be replaced by the backup
+    asked = subprocess.run(
+        [*STATE, "restore", str(backup), "--store", str(live)],
+        input="n\n", capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert asked.returncode == 1 and "Aborted" in asked.stderr
+    assert json.loads(run_state("show", "--store", str(live), "--json").stdout) == []
+    done = run_state("restore", str(backup), "--store", str(live), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"{live} is now {backup} (schema " in done.stdout
+        and "live.sqlite3.replaced-" in done.stdout
+    )
+    shown = json.loads(run_state("show", "--store", str(live), "--json").stdout)
+    assert [board["serial_number"] for board in shown] == [SERIAL]
+
+    compacted = run_state("compact", "--store", str(live))
+    assert compacted.returncode == 0, compacted.stderr
+    assert compacted.stdout.startswith(f"{live}: ") and " on disk" in compacted.stdout
+    with StateStore(live):  # a server has it open
+        refused = run_state("compact", "--store", str(live))
+    assert refused.returncode == 2
+    assert "a server has it open; stop every sidra serve using it first" in refused.stderr

@@ -1,0 +1,251 @@
+"""Keeping a state store: back it up, restore a backup, give its free space back.
+
+A server's store is live: copying the file with ``cp`` while the server writes can
+give a copy whose pages come from different moments (and leaves out what is still in
+the write-ahead log). :func:`backup_store` takes a consistent snapshot through
+SQLite itself (``VACUUM INTO`` in one read transaction), safe while servers run: it
+holds what was committed when it started, compacted, checked with ``PRAGMA
+integrity_check`` and fsynced before it takes its name.
+
+:func:`restore_backup` and :func:`compact_store` change the file under a server's
+feet, so they run only while no server has the store open: every writable
+:class:`~sidra.server.state.store.StateStore` holds a shared ``flock`` on the
+sidecar ``<store>.lock`` (:func:`held_by_server`), and they take it exclusively or
+refuse. The lock goes with the process that held it, a killed server's too.
+
+Free space. A store made by this version returns the pages deleted jobs leave to the
+file system as it goes (``auto_vacuum = INCREMENTAL``,
+:meth:`StateStore.reclaim_free_space`). A store made before keeps them for reuse
+(the file does not shrink) until :func:`compact_store` rewrites it, which also
+switches it to returning them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sidra.server.state.errors import StateStoreError
+from sidra.server.state.paths import disk_bytes
+from sidra.server.state.schema import SCHEMA_VERSION, schema_version
+
+__all__ = [
+    "AUTO_VACUUM_INCREMENTAL",
+    "BackupRestored",
+    "BackupReport",
+    "CompactReport",
+    "backup_store",
+    "compact_store",
+    "held_by_server",
+    "lock_path",
+    "restore_backup",
+]
+
+AUTO_VACUUM_INCREMENTAL = 2
+"""``PRAGMA auto_vacuum``'s value for INCREMENTAL: free pages go back to the file
+system when asked (``PRAGMA incremental_vacuum``)."""
+
+
+def lock_path(store: Path) -> Path:
+    """The sidecar file a server's ``flock`` is held on: ``<store>.lock``."""
+    return store.with_name(store.name + ".lock")
+
+
+@contextmanager
+def held_by_server(store: Path) -> Iterator[None]:
+    """A shared lock saying "a server has ``store`` open", for as long as it is entered
+    (every writable StateStore holds one; readers do not)."""
+    fd = os.open(lock_path(store), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def _no_server(store: Path, doing: str) -> Iterator[None]:
+    """The store's lock held exclusively while ``doing``; StateStoreError at once if a
+    server (any writable StateStore, in any process) has the store open."""
+    fd = os.open(lock_path(store), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateStoreError(
+                f"state store {store}: {doing}: a server has it open; stop every sidra serve "
+                "using it first (a backup needs no stop: sidra state backup)"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupReport:
+    """A backup written by :func:`backup_store`."""
+
+    path: Path
+    bytes: int
+    """The backup file's size, bytes (compacted: the store's free pages left out)."""
+    schema_version: int
+    taken_utc: datetime
+    """When its snapshot was taken: it holds what was committed then."""
+
+
+def backup_store(store: Path, out: Path) -> BackupReport:
+    """Writes a consistent copy of ``store`` to ``out`` (which must not exist), safe while
+    servers write it. The copy is made under a temporary name next to ``out``, checked
+    (``integrity_check``, schema version) and fsynced, then renamed: ``out`` is either a
+    whole, checked backup or absent."""
+    version = _checked(store, "store")
+    if out.exists() or out.is_symlink():
+        raise StateStoreError(f"out: {out} exists; a backup does not overwrite (name a new file)")
+    if not out.parent.is_dir():
+        raise StateStoreError(f"out: {out.parent} is not a folder")
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    taken = datetime.now(UTC)
+    try:
+        with closing(_read_only(store)) as db:
+            db.execute("VACUUM INTO ?", (str(partial),))
+        _checked(partial, "backup")
+        _fsync(partial)
+        os.link(partial, out)  # unlike a rename, never replaces a file made meanwhile
+        _fsync(out.parent)
+    except sqlite3.Error as exc:
+        raise StateStoreError(f"state store {store}: backup to {out} failed: {exc}") from exc
+    except FileExistsError:
+        raise StateStoreError(
+            f"out: {out} exists; a backup does not overwrite (name a new file)"
+        ) from None
+    except OSError as exc:
+        raise StateStoreError(f"out: {out}: {exc.strerror or exc}") from exc
+    finally:
+        with suppress(FileNotFoundError):
+            partial.unlink()
+    return BackupReport(out, out.stat().st_size, version, taken)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactReport:
+    """What :func:`compact_store` did."""
+
+    path: Path
+    bytes_before: int
+    """The store's files on disk before (file, write-ahead log, index), bytes."""
+    bytes_after: int
+    was_returning_space: bool
+    """Whether the store already returned deleted jobs' pages as it went (made by a
+    version that does); it does from now on either way."""
+
+
+def compact_store(store: Path) -> CompactReport:
+    """Rewrites ``store`` without its free pages (SQLite's ``VACUUM``: all or nothing) and
+    sets it to return the pages deleted jobs leave from now on. Refused while a server
+    has it open."""
+    _checked(store, "store")
+    before = disk_bytes(store)
+    with _no_server(store, "compact"):
+        try:
+            with closing(sqlite3.connect(store, isolation_level=None)) as db:
+                was = db.execute("PRAGMA auto_vacuum").fetchone()[0] == AUTO_VACUUM_INCREMENTAL
+                db.execute(f"PRAGMA auto_vacuum = {AUTO_VACUUM_INCREMENTAL}")
+                db.execute("VACUUM")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"state store {store}: compact failed: {exc}") from exc
+    return CompactReport(store, before, disk_bytes(store), was)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRestored:
+    """What :func:`restore_backup` did."""
+
+    path: Path
+    backup: Path
+    replaced: Path | None
+    """Where the store the backup replaced was kept (None: there was none)."""
+    schema_version: int
+    """The backup's schema version (an older one is migrated by the next server)."""
+
+
+def restore_backup(backup: Path, store: Path) -> BackupRestored:
+    """Puts ``backup`` (a store file: :func:`backup_store`) in the place of ``store``.
+
+    Refused while a server has ``store`` open, and when the backup is not a whole store
+    of a schema this version reads; then nothing changes. The store it replaces is kept
+    beside it as ``<store>.replaced-<UTC time>``, its write-ahead log merged into it
+    first, so a restore loses nothing either."""
+    version = _checked(backup, "backup")
+    with _no_server(store, "restore"):
+        copy = store.with_name(f".{store.name}.restoring-{os.getpid()}")
+        replaced = None
+        try:
+            with closing(_read_only(backup)) as db:  # a copy, so the backup stays as it is
+                db.execute("VACUUM INTO ?", (str(copy),))
+            _fsync(copy)
+            if store.exists():
+                # Opening and closing the last connection merges the WAL into the file
+                # and deletes it: the file kept aside is the whole store.
+                with closing(sqlite3.connect(store, isolation_level=None)) as db:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+                replaced = store.with_name(f"{store.name}.replaced-{stamp}")
+                os.rename(store, replaced)
+                for sidecar in ("-wal", "-shm"):
+                    with suppress(FileNotFoundError):
+                        store.with_name(store.name + sidecar).unlink()
+            os.rename(copy, store)
+            _fsync(store.parent)
+        except sqlite3.Error as exc:
+            raise StateStoreError(
+                f"state store {store}: restore from {backup} failed: {exc}"
+            ) from exc
+        except OSError as exc:
+            raise StateStoreError(f"state store {store}: {exc.strerror or exc}") from exc
+        finally:
+            with suppress(FileNotFoundError):
+                copy.unlink()
+    return BackupRestored(store, backup, replaced, version)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, isolation_level=None)
+
+
+def _checked(path: Path, field: str) -> int:
+    """The schema version of the store file ``path``, after ``integrity_check``;
+    StateStoreError naming ``field`` when it is not a whole store this version reads."""
+    if not path.is_file():
+        raise StateStoreError(f"{field}: {path}: no such file")
+    try:
+        with closing(_read_only(path)) as db:
+            damage = [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
+            version = schema_version(db)
+    except sqlite3.Error as exc:
+        raise StateStoreError(f"{field}: {path}: not a readable state store ({exc})") from exc
+    if damage != ["ok"]:
+        raise StateStoreError(
+            f"{field}: {path}: integrity_check found damage: {'; '.join(damage[:5])}"
+        )
+    if not 1 <= version <= SCHEMA_VERSION:
+        raise StateStoreError(
+            f"{field}: {path}: schema_version: got {version}, expected 1 .. {SCHEMA_VERSION} "
+            "(a store written by a newer SIDRA HIL, or no store)"
+        )
+    return version
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
