@@ -99,9 +99,11 @@ def _utc_now() -> datetime:
 
 
 def _migrated_copy(db: sqlite3.Connection) -> sqlite3.Connection:
-    """A copy in memory of the older store ``db`` (closed here), migrated to this
+    """A temporary copy of the older store ``db`` (closed here), migrated to this
     version's schema: what a reader of a store no server has upgraded yet reads."""
-    copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    # "": a private temporary database on disk, deleted on close: its pages spill to the
+    # temporary folder past SQLite's page cache, so a store of GBs takes no GBs of memory.
+    copy = sqlite3.connect("", isolation_level=None, check_same_thread=False)
     try:
         db.backup(copy)
     finally:
@@ -119,8 +121,8 @@ class StateStore:
     cannot run WAL recovery, so after a crash it may not see the one transaction
     the crash interrupted before COMMIT returned (never acknowledged); the next
     writable opening decides it. A store of an older schema (one no server of this
-    version has opened yet) is read through a copy in memory, migrated there: the
-    file is left as it is.
+    version has opened yet) is read through a temporary copy (in the temporary
+    folder, deleted on close), migrated there: the file is left as it is.
     """
 
     def __init__(
