@@ -280,6 +280,32 @@ def test_drift_recovery_reports_each_stage() -> None:
     assert report.device_writes > 0
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_drift_recovery_of_two_classes_deploys_the_digital_network_s_decisions() -> None:
+    """scikit-learn keeps one output for two classes; the board's head has one per class
+    (it failed: weights.shape got [257, 1], expected [257, 2]). On the ideal board the
+    deployed network decides as the digital one does."""
+    from sklearn.neural_network import MLPClassifier
+
+    from sidra.drivers import open_board
+    from sidra.training import RecoveryOptions
+    from sidra.training.recovery import _train_digital, drift_recovery
+
+    data = load_dataset("breast_cancer")
+    (w1, w2), accuracy = _train_digital(data, 32, seed=0)
+    assert w2.shape == (33, 2)
+    digital = MLPClassifier(hidden_layer_sizes=(32,), activation="relu", max_iter=300,
+                            random_state=0).fit(data.x_train, data.y_train)  # fmt: skip
+    hidden = np.maximum(np.hstack([data.x_test, np.ones((len(data.x_test), 1))]) @ w1, 0.0)
+    logits = np.hstack([hidden, np.ones((len(hidden), 1))]) @ w2
+    np.testing.assert_array_equal(logits.argmax(1), digital.predict(data.x_test))
+    options = RecoveryOptions(hidden=32, epochs=1, read_repeats=1, eval_read_repeats=1)
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        report = drift_recovery(board, data, options)
+    assert report.digital_accuracy == pytest.approx(accuracy)
+    assert report.deployed_accuracy > 0.9
+
+
 def test_drift_recovery_without_calibration_reports_no_gains() -> None:
     from sidra.drivers import open_board
     from sidra.training import RecoveryOptions

@@ -112,6 +112,11 @@ def _train_digital(data: Dataset, hidden: int, seed: int) -> tuple[list[np.ndarr
         np.vstack([w, b[None, :]]).astype(np.float32)
         for w, b in zip(mlp.coefs_, mlp.intercepts_, strict=True)
     ]
+    if weights[-1].shape[1] == 1:
+        # Two classes: scikit-learn keeps one logistic output z, P(1) = σ(z). The head has
+        # one output per class; logits (−z/2, z/2) give the same P(1) under softmax.
+        half = weights[-1] / 2
+        weights[-1] = np.hstack([-half, half])
     return weights, float(mlp.score(data.x_test, data.y_test))
 
 
