@@ -166,14 +166,17 @@ class Jobs:
         dataset: str = "digits",
         lease_wait_s: float = 0.0,
         resume_checkpoint: bytes | None = None,
+        queue: bool = False,
     ) -> JobInfo:
         """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
         (the fields of its option model; missing ones take defaults).
         ``resume_checkpoint``: the bytes of a ``checkpoint.json`` (an earlier job's record
         file, or a ``sidra train --out`` folder's) of the same kind, options and data
-        set, which the job goes on from."""
-        request = submit_request(kind, options, dataset, lease_wait_s, resume_checkpoint)
+        set, which the job goes on from. ``queue``: a job that cannot start now (its tiles
+        leased, or ``[limits] max_jobs`` of yours running) waits in the server's queue,
+        returned ``queued``, instead of being refused (jobs.proto, "The queue")."""
+        request = submit_request(kind, options, dataset, lease_wait_s, resume_checkpoint, queue)
         timeout = self.timeout_s + lease_wait_s
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
 
@@ -281,6 +284,7 @@ def submit_request(
     dataset: str,
     lease_wait_s: float,
     resume_checkpoint: bytes | None = None,
+    queue: bool = False,
 ) -> pb.SubmitJobRequest:
     """SubmitJob's request (:meth:`Jobs.submit`); InvalidArgument for ``options`` that are
     not a mapping of option names to JSON values, or a ``resume_checkpoint`` that is not
@@ -288,6 +292,8 @@ def submit_request(
     if resume_checkpoint is not None and not isinstance(resume_checkpoint, bytes):
         allowed = "the bytes of a checkpoint.json (Path.read_bytes()), or None"
         raise InvalidArgument("resume_checkpoint", type(resume_checkpoint).__name__, allowed)
+    if not isinstance(queue, bool):
+        raise InvalidArgument("queue", type(queue).__name__, "True or False")
     if options is not None and not isinstance(options, Mapping):
         allowed = "a mapping of option names to values, e.g. {'steps': 1000}"
         raise InvalidArgument("options", type(options).__name__, allowed)
@@ -301,6 +307,7 @@ def submit_request(
         dataset=checked_text("dataset", dataset, "digits"),
         lease_wait_s=checked_lease_wait(lease_wait_s, "lease_wait_s"),
         resume_checkpoint=resume_checkpoint or b"",
+        queue=queue,
     )
 
 

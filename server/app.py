@@ -182,13 +182,15 @@ def create_server(
     sessions = SessionServicer(
         keeper, caller_of=_caller, limits=per_principal, shared_memory=shared
     )
+    job_limits = limits or LimitsSettings()
     jobs = JobManager(
-        servicer, keeper, store, max_jobs=(limits or LimitsSettings()).max_jobs,
-        load_runner=job_runner, checkpoint_every_s=job_checkpoint_every_s,
+        servicer, keeper, store, max_jobs=job_limits.max_jobs,
+        max_queued_jobs=job_limits.max_queued_jobs, load_runner=job_runner,
+        checkpoint_every_s=job_checkpoint_every_s,
         retention_s=None if job_retention_days is None else job_retention_days * 86_400.0,
         on_end=metrics.count_job_end,
     )  # fmt: skip
-    watch_jobs(metrics, jobs.running)
+    watch_jobs(metrics, jobs.running, jobs.queued)
     if store is not None:
         watch_store(metrics, store.disk_bytes)
     if stopping is not None:

@@ -149,6 +149,9 @@ class LimitsSettings(BaseModel):
     """Most requests one principal may have running or queued at once, requests."""
     max_jobs: int = Field(2, ge=1, le=64)
     """Most training jobs one principal may have running in the server at once, jobs."""
+    max_queued_jobs: int = Field(16, ge=1, le=1024)
+    """Most training jobs one principal may have waiting in the server's queue at once
+    (SubmitJob queue), jobs."""
     max_streams: int | None = Field(None, ge=1, le=255)
     """Most long-lived streams (WatchJob, MVMStream, ProgramChunked,
     ReadConductanceChunked) the whole server runs at once, over every principal,

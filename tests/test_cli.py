@@ -260,18 +260,20 @@ def test_train_drift_recovery_prints_every_stage() -> None:
 _COMMAND_ONLY = {
     "spsa": {
         "dataset", "board", "server", "calibrate", "checkpoint_every", "resume",
-        "checkpoint_every_s", "out", "remote_job",
+        "checkpoint_every_s", "out", "remote_job", "queue",
     },
     "last-layer": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out",
-                   "remote_job"},
-    "compare": {"dataset", "board", "server", "out", "remote_job"},
-    "drift-recovery": {"dataset", "board", "server", "out", "remote_job"},
+                   "remote_job", "queue"},
+    "compare": {"dataset", "board", "server", "out", "remote_job", "queue"},
+    "drift-recovery": {"dataset", "board", "server", "out", "remote_job", "queue"},
     "eqprop": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out",
-               "remote_job"},
-    "ff": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out", "remote_job"},
-    "mlp": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out", "remote_job"},
+               "remote_job", "queue"},
+    "ff": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out", "remote_job",
+           "queue"},
+    "mlp": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out", "remote_job",
+            "queue"},
     "pat": {"dataset", "board", "server", "profile", "resume", "checkpoint_every_s", "out",
-            "remote_job"},
+            "remote_job", "queue"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
 _COMMAND_DEFAULTS = {("spsa", "eval_every")}

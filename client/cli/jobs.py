@@ -265,17 +265,24 @@ def run_remote_job(
     console: Console,
     *,
     resume_checkpoint: bytes | None = None,
+    queue: bool = False,
 ) -> JobInfo:
-    """Submits a job to ``server`` (going on from ``resume_checkpoint``, if given),
-    follows it with a progress bar, saves its record into ``out`` and returns it. Ctrl-C
-    stops following, not the job."""
+    """Submits a job to ``server`` (going on from ``resume_checkpoint``, if given; with
+    ``queue``, waiting in the server's queue if it cannot start now), follows it with a
+    progress bar, saves its record into ``out`` and returns it. Ctrl-C stops following,
+    not the job."""
     try:
         with connect_server(server) as board:
             job = board.jobs.submit(
-                kind, options, dataset=dataset, resume_checkpoint=resume_checkpoint
-            )
-            console.log(f"job {job.job_id} running on {server} (tiles "
-                        f"{'all' if job.whole_board else list(job.tiles)})")  # fmt: skip
+                kind, options, dataset=dataset, resume_checkpoint=resume_checkpoint,
+                queue=queue,
+            )  # fmt: skip
+            tiles = "all" if job.whole_board else list(job.tiles)
+            if job.state == "queued":
+                console.log(f"job {job.job_id} queued on {server} for tiles {tiles}: "
+                            f"{job.message.removeprefix('queued, ')}")  # fmt: skip
+            else:
+                console.log(f"job {job.job_id} running on {server} (tiles {tiles})")
             try:
                 _follow(board, job, console)
             except KeyboardInterrupt:

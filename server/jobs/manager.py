@@ -5,7 +5,9 @@
 - is checked whole before anything happens (kind, data set, options, tiles, the
   principal's ``[limits] max_jobs``), so a refused SubmitJob leaves no trace;
 - opens a session of its own and leases its tiles (waiting ``lease_wait_s`` for a
-  holder), then is stored as running and started on a thread;
+  holder), then is stored as running and started on a thread; or, submitted with
+  ``queue``, is stored as queued and started so by the queue once its tiles are free
+  and its principal under ``max_jobs`` (sidra.server.jobs.queue);
 - runs the training loop on a :class:`~sidra.server.jobs.board.JobBoard`: the
   served board through the same turns and lease admission as clients' calls;
 - reports progress and log lines as numbered events, kept in memory for watchers
@@ -40,6 +42,7 @@ from sidra.drivers import (
     BoardReset,
     FailedPrecondition,
     InvalidArgument,
+    LeaseHeld,
     NotFound,
     OutOfRange,
     ResourceExhausted,
@@ -47,6 +50,7 @@ from sidra.drivers import (
 )
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
+from sidra.server.jobs.queue import TILES, JobQueue, Waiting
 from sidra.server.jobs.recorder import BehindRecorder
 from sidra.server.jobs.runner import STOPPED_AT, JobRunner, RunnerLoader, load_runner
 from sidra.server.limits import caller_key
@@ -166,6 +170,10 @@ class _LiveJob:
     """time.monotonic() when the job started."""
     last_flush_s: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
+    options: Any = None
+    """The job's options, parsed (a queued job's, for when it starts)."""
+    resume: bytes | None = None
+    """The checkpoint a queued job is to go on from."""
 
 
 class JobManager:
@@ -174,8 +182,9 @@ class JobManager:
     ``servicer`` runs the jobs' board calls (its turns, leases and store);
     ``keeper`` opens their sessions and leases; ``store`` keeps their records (None:
     SubmitJob is refused, nothing else to keep them in); ``max_jobs`` bounds a
-    principal's running jobs; ``load_runner`` finds the training code (tests swap it);
-    a running job keeps its checkpoint in ``store`` every ``checkpoint_every_s``; jobs
+    principal's running jobs, ``max_queued_jobs`` its queued ones; ``load_runner`` finds
+    the training code (tests swap it); a running job keeps its checkpoint in ``store``
+    every ``checkpoint_every_s``; jobs
     that ended more than ``retention_s`` ago are deleted (:meth:`prune`); ``on_end`` is
     told each job's final state.
     """
@@ -187,6 +196,7 @@ class JobManager:
         store: StateStore | None,
         *,
         max_jobs: int = 2,
+        max_queued_jobs: int = 16,
         load_runner: RunnerLoader = load_runner,
         clock: Callable[[], float] = time.time,
         cancel_grace_s: float | None = None,
@@ -198,6 +208,7 @@ class JobManager:
         self.keeper = keeper
         self.records = JobRecords(store) if store is not None else None
         self.max_jobs = max_jobs
+        self.max_queued_jobs = max_queued_jobs
         self.cancel_grace_s = CANCEL_GRACE_S if cancel_grace_s is None else cancel_grace_s
         self.checkpoint_every_s = checkpoint_every_s
         """How often a running job keeps its checkpoint in the store, s."""
@@ -213,9 +224,12 @@ class JobManager:
         self.retention_s = retention_s
         """How long an ended job is kept, s (None: for ever): :meth:`prune`."""
         self._pruned_s = -math.inf
+        self._queue = JobQueue(self._waiting, self._try_start, self._waits,
+                               lambda: self._stopping)  # fmt: skip
         if self.records is not None:
             for job_id in self.records.interrupt_running(clock()):
                 log.warning("job %s was running when the server stopped: interrupted", job_id)
+            self._load_queue(self.records)
         self.prune()
 
     # -- SubmitJob -----------------------------------------------------------------
@@ -228,9 +242,13 @@ class JobManager:
         dataset: str,
         lease_wait_s: float,
         resume_checkpoint: bytes = b"",
+        *,
+        queue: bool = False,
     ) -> JobRow:
         """Starts a job of ``principal``; returns it as stored (state running).
-        ``resume_checkpoint``: the checkpoint it goes on from (empty: none)."""
+        ``resume_checkpoint``: the checkpoint it goes on from (empty: none). ``queue``:
+        a job that cannot start now waits in the queue instead of being refused
+        (returned queued, or running if it could start at once)."""
         records = self.records
         if records is None:
             raise FailedPrecondition(
@@ -279,6 +297,9 @@ class JobManager:
                 "options_json", options_json, f"tiles in 0 .. {count - 1} (tile_count); the "
                 f"{kind} options name tiles {list(tiles)}",
             )  # fmt: skip
+        if queue:
+            return self._enqueue(records, principal, kind, options_json, options, dataset,
+                                 tiles, whole_board, resume_checkpoint or None)  # fmt: skip
         with self._reserved(principal):
             return self._start(records, runner, principal, kind, options, dataset,
                                tiles, whole_board, lease_wait_s,
@@ -312,19 +333,192 @@ class JobManager:
         except BaseException:
             self._close_session(principal, session.id)
             raise
-        live = _LiveJob(row, session.id, last_flush_s=time.monotonic())
+        live = _LiveJob(
+            row, session.id, last_flush_s=time.monotonic(), options=options, resume=resume
+        )
         with self._changed:
             self._live[job_id] = live
             self._event(live, "state", state="running")
-        log.info("job %s (%s on %s) of %s started on tiles %s", job_id, kind, dataset,
-                 principal, "all" if whole_board else list(held.tiles))  # fmt: skip
+        self._launch(live, runner)
+        return self._snapshot(live)
+
+    def _launch(self, live: _LiveJob, runner: JobRunner) -> None:
+        """Runs ``live`` (stored as running, its lease held) on a thread of its own."""
+        row = live.row
+        log.info("job %s (%s on %s) of %s started on tiles %s", row.id, row.kind, row.dataset,
+                 row.principal, "all" if row.whole_board else list(row.tiles))  # fmt: skip
         threading.Thread(
             target=self._run,
-            args=(live, runner, options, resume),
-            name=f"sidra-job-{job_id}",
+            args=(live, runner, live.options, live.resume),
+            name=f"sidra-job-{row.id}",
             daemon=True,
         ).start()
-        return self._snapshot(live)
+
+    # -- the queue -----------------------------------------------------------------
+
+    def _enqueue(
+        self,
+        records: JobRecords,
+        principal: str,
+        kind: str,
+        options_json: str,
+        options: Any,
+        dataset: str,
+        tiles: tuple[int, ...],
+        whole_board: bool,
+        resume: bytes | None,
+    ) -> JobRow:
+        """Stores a checked job as queued, tries the queue, and returns the job as it is
+        then (running when it could start at once)."""
+        runner = self._runner_or_refuse()
+        with self._changed:
+            queued = sum(
+                1 for j in self._live.values()
+                if j.row.principal == principal and j.row.state == "queued"
+            )  # fmt: skip
+            if queued >= self.max_queued_jobs:
+                raise ResourceExhausted(
+                    "limits.max_queued_jobs",
+                    f"a job while {queued} of principal {principal!r} are queued",
+                    f"at most {self.max_queued_jobs} queued jobs per principal; wait for one "
+                    "to start or cancel one",
+                )
+            row = JobRow(
+                id=secrets.token_hex(8), kind=kind, principal=principal, dataset=dataset,
+                options_json=runner.options_json(options), state="queued",
+                submitted_unix_s=self._clock(), tiles=tiles, whole_board=whole_board,
+                message="queued",
+            )  # fmt: skip
+            live = _LiveJob(row, "", options=options, resume=resume)
+            self._event(live, "state", state="queued")
+            records.add(row, resume)  # under the lock: the queue never sees it unstored
+            records.update(row, live.events)
+            live.stored = len(live.events)
+            self._live[row.id] = live
+        log.info("job %s (%s on %s) of %s queued for tiles %s", row.id, kind, dataset,
+                 principal, "all" if whole_board else list(tiles))  # fmt: skip
+        self._queue.run_pass()  # it may start at once
+        self._queue.kick()
+        with self._changed:
+            return self._snapshot(live)
+
+    def _load_queue(self, records: JobRecords) -> None:
+        """Takes back the jobs a previous server left queued (in submission order); one
+        whose options this server no longer reads ends failed, saying why."""
+        for row, resume in records.queued():
+            live = _LiveJob(row, "", resume=resume)
+            live.events = records.events(row.id)  # its next event's index follows them
+            live.stored = len(live.events)
+            try:
+                runner = self._runner_or_refuse()
+                live.options = runner.options(row.kind, row.options_json)
+            except (SidraError, ValueError) as exc:
+                self._end_unstarted(
+                    live, records, "failed",
+                    f"queued when the server stopped, and this server cannot run it: {exc}",
+                )  # fmt: skip
+                continue
+            with self._changed:
+                self._live[row.id] = live
+            log.info("job %s of %s: queued before the server stopped, queued again",
+                     row.id, row.principal)  # fmt: skip
+        self._queue.kick()
+
+    def _end_unstarted(self, live: _LiveJob, records: JobRecords, state: str, error: str) -> None:
+        """Ends a job that never started (cancelled, or unreadable, in the queue)."""
+        with self._changed:
+            row = live.row
+            row.state, row.error, row.ended_unix_s = state, error, self._clock()
+            self._event(live, "state", message=error, state=state)
+            pending = live.events[live.stored :]
+        try:
+            records.update(row, pending)
+        except SidraError:
+            log.exception("job %s ended %s in the queue but was not stored", row.id, state)
+        else:
+            with self._changed:
+                live.stored = len(live.events)
+                self._live.pop(row.id, None)
+        log.info("job %s %s in the queue: %s", row.id, state, error)
+        self.on_end(state)
+        self._queue.kick()
+
+    def _waiting(self) -> list[Waiting]:
+        """The queued jobs, as the queue's passes see them."""
+        count = self.servicer.board.info.tile_count
+        with self._changed:
+            return [
+                Waiting(
+                    j.row.id,
+                    j.row.submitted_unix_s,
+                    frozenset(range(count) if j.row.whole_board else j.row.tiles),
+                )  # fmt: skip
+                for j in self._live.values()
+                if j.row.state == "queued"
+            ]
+
+    def _waits(self, reasons: dict[str, str]) -> None:
+        """What each job left in the queue waits for, as its message."""
+        with self._changed:
+            for job_id, message in reasons.items():
+                live = self._live.get(job_id)
+                if live is not None and live.row.state == "queued":
+                    live.row.message = message
+
+    def _try_start(self, waiting: Waiting) -> str:
+        """Starts the queued job if it can; else says what it waits for (beginning
+        "tiles" when it waits for tiles: sidra.server.jobs.queue.TILES)."""
+        with self._changed:
+            live = self._live.get(waiting.job_id)
+        if live is None:
+            return "not queued any more"
+        row = live.row
+        held = [h for h in self.keeper.registry.holders() if h.tile in waiting.tiles]
+        if held:
+            first = held[0]
+            return (
+                f"{TILES} {sorted({h.tile for h in held})} leased by session "
+                f"{first.session_id[:8]}… of {first.principal} ({first.label})"
+            )
+        try:
+            with self._reserved(row.principal):
+                session = self.keeper.open(row.principal, 0.0, f"job {row.id} {row.kind}")
+                try:
+                    lease = self.keeper.acquire(
+                        row.principal, session.id, row.tiles, row.whole_board, 0.0
+                    )
+                except BaseException:
+                    self._close_session(row.principal, session.id)
+                    raise
+                with self._changed:
+                    if row.state != "queued" or self._stopping:  # cancelled meanwhile
+                        started = False
+                    else:
+                        started = True
+                        row.state, row.started_unix_s, row.message = "running", self._clock(), ""
+                        row.tiles, row.whole_board = lease.tiles, lease.whole_board
+                        live.session_id = session.id
+                        live.started_s = live.last_flush_s = time.monotonic()
+                        self._event(live, "state", state="running")
+                        pending = live.events[live.stored :]
+                if not started:
+                    self._close_session(row.principal, session.id)
+                    return "not queued any more"
+        except LeaseHeld as exc:
+            return f"{TILES} {sorted(waiting.tiles)}: {exc}"
+        except ResourceExhausted as exc:  # max_jobs, or its principal's open sessions
+            return str(exc)
+        except SidraError as exc:
+            return f"cannot start yet: {exc}"
+        assert self.records is not None
+        try:
+            self.records.update(row, pending)  # running: its checkpoint to go on from spent
+            with self._changed:
+                live.stored += len(pending)
+        except SidraError as exc:  # kept in memory; the job's next write tries again
+            log.warning("job %s: its start was not stored: %s", row.id, exc)
+        self._launch(live, self._runner_or_refuse())
+        return ""
 
     @contextlib.contextmanager
     def _reserved(self, principal: str) -> Iterator[None]:
@@ -509,6 +703,7 @@ class JobManager:
             self._changed.notify_all()
         log.info("job %s %s%s", final.id, state, f": {error}" if error else "")
         self.on_end(state)
+        self._queue.kick()  # its tiles and its principal's place are free
         self._prune_if_due()
 
     def _kept_checkpoint(self, job_id: str) -> bool:
@@ -637,10 +832,16 @@ class JobManager:
                 f"job {job_id} belongs to {job.principal!r}; a principal cancels only its own jobs "
                 "(an admin anyone's)"
             )
-        with self._changed:
+        with self._changed:  # (reentrant) the queue starts no job it holds
             live = self._live.get(job_id)
             if live is None or live.row.state in FINAL_STATES:
                 return job
+            if live.row.state == "queued":  # it never started: it ends now, with nothing
+                assert self.records is not None
+                self._end_unstarted(
+                    live, self.records, "cancelled", f"cancelled by {principal} while queued"
+                )
+                return self._snapshot(live)
             if live.cancel.is_set():
                 return self._snapshot(live)
             live.cancelled_by = principal
@@ -666,10 +867,10 @@ class JobManager:
             )
         with self._changed:
             live = self._live.get(job_id)
-            running = live is not None and live.row.state not in FINAL_STATES
-        if running or job.state not in FINAL_STATES:
+            state = live.row.state if live is not None else job.state
+        if state not in FINAL_STATES or job.state not in FINAL_STATES:
             raise FailedPrecondition(
-                f"job_id: job {job_id} is running; cancel it (CancelJob) and delete it once "
+                f"job_id: job {job_id} is {state}; cancel it (CancelJob) and delete it once "
                 "it has ended"
             )
         assert self.records is not None  # get() found it there, or it ran here
@@ -776,6 +977,11 @@ class JobManager:
         """Ids of jobs running in this process."""
         with self._changed:
             return [i for i, j in self._live.items() if j.row.state == "running"]
+
+    def queued(self) -> list[str]:
+        """Ids of the jobs waiting in the queue."""
+        with self._changed:
+            return [i for i, j in self._live.items() if j.row.state == "queued"]
 
     def in_memory(self) -> list[str]:
         """Ids of the jobs this process holds in memory: those running, and those whose

@@ -34,6 +34,7 @@ CallerOf = Callable[[grpc.ServicerContext], tuple[str, bool]]
 """``(principal name, is admin)`` of a call, from its context."""
 
 STATES = {
+    "queued": pb.JOB_STATE_QUEUED,
     "running": pb.JOB_STATE_RUNNING,
     "succeeded": pb.JOB_STATE_SUCCEEDED,
     "failed": pb.JOB_STATE_FAILED,
@@ -80,7 +81,7 @@ class JobServicer:
         principal, _ = self.caller_of(context)
         job = self.manager.submit(
             principal, request.kind, request.options_json, request.dataset,
-            request.lease_wait_s, request.resume_checkpoint,
+            request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
         )  # fmt: skip
         return job_message(job)
 

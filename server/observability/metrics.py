@@ -29,7 +29,7 @@ from sidra.drivers.operations import OPERATIONS
 from sidra.server.limits import LIMIT_NAMES
 from sidra.server.security.access import REFUSAL_REASONS
 from sidra.server.sessions.keeper import LEASE_EVENTS
-from sidra.server.state.jobs import JOB_STATES
+from sidra.server.state.jobs import FINAL_STATES, JOB_STATES
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -51,7 +51,7 @@ SIZE_BUCKETS_BYTES = tuple(float(4**power) for power in range(3, 15))
 """Message size buckets, bytes: 64 B (an empty reply) to 256 MiB by factors of 4
 (one float32 vector of 256 is 1 KiB, a 1024-vector batch 1 MiB)."""
 
-JOB_END_STATES = JOB_STATES[1:]
+JOB_END_STATES = tuple(state for state in JOB_STATES if state in FINAL_STATES)
 """A training job's final states (jobs.proto JobState), each a ``sidra_jobs_ended_total``
 series from the start."""
 

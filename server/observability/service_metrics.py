@@ -1,7 +1,7 @@
 """Metrics of what the service runs and keeps: its training jobs and its state store.
 
-- ``sidra_jobs_running``: training jobs running in the server now, read at each scrape
-  from the jobs' manager;
+- ``sidra_jobs_running`` and ``sidra_jobs_queued``: training jobs running in the server
+  now, and waiting in its queue, read at each scrape from the jobs' manager;
 - ``sidra_jobs_ended_total{state}``: jobs that ended, by final state (succeeded, failed,
   cancelled, interrupted), counted as they end (:meth:`ServiceMetrics.count_job_end`);
 - ``sidra_state_store_size_bytes``: the state store's files on disk (the SQLite file
@@ -20,10 +20,19 @@ from sidra.server.observability.metrics import ServiceMetrics
 __all__ = ["watch_jobs", "watch_store"]
 
 
-def watch_jobs(metrics: ServiceMetrics, running: Callable[[], list[str]]) -> None:
-    """``sidra_jobs_running`` from ``running()`` (the ids of the jobs running now)."""
+def watch_jobs(
+    metrics: ServiceMetrics,
+    running: Callable[[], list[str]],
+    queued: Callable[[], list[str]] = list,
+) -> None:
+    """``sidra_jobs_running`` from ``running()`` (the ids of the jobs running now) and
+    ``sidra_jobs_queued`` from ``queued()`` (those waiting in the queue)."""
     metrics.registry.register(_Gauge("sidra_jobs_running", "Training jobs running now.",
                                      lambda: len(running())))  # fmt: skip
+    metrics.registry.register(
+        _Gauge("sidra_jobs_queued", "Training jobs waiting in the queue now.",
+               lambda: len(queued()))
+    )  # fmt: skip
 
 
 def watch_store(metrics: ServiceMetrics, disk_bytes: Callable[[], int]) -> None:

@@ -31,10 +31,10 @@ __all__ = [
     "JobRow",
 ]
 
-JOB_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 """Every state a job's row may hold (jobs.proto JobState, lowercase)."""
 
-FINAL_STATES = frozenset(JOB_STATES[1:])
+FINAL_STATES = frozenset(JOB_STATES[2:])
 """States a job never leaves."""
 
 KEPT_CHECKPOINT = "; its last checkpoint is kept (checkpoint.json), to go on from"
@@ -117,12 +117,25 @@ class JobRecords:
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    def add(self, job: JobRow) -> None:
-        """Stores a new job."""
+    def add(self, job: JobRow, resume_checkpoint: bytes | None = None) -> None:
+        """Stores a new job; a queued one with the checkpoint it is to go on from."""
         with self.store._writing("record job") as db:
             db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", job.values()
+                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint) VALUES ({', '.join('?' * 17)})",
+                (*job.values(), resume_checkpoint),
             )
+
+    def queued(self) -> list[tuple[JobRow, bytes | None]]:
+        """The jobs waiting in the queue, in submission order, each with the checkpoint it
+        is to go on from (None: none)."""
+        with self.store._reading("read queued jobs") as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS}, resume_checkpoint FROM jobs WHERE state = 'queued' "
+                "ORDER BY submitted_unix_s, id"
+            ).fetchall()
+            return [
+                (_job(row, _event_count(db, str(row[0]))), _blob_or_none(row[16])) for row in rows
+            ]
 
     def update(
         self,
@@ -138,6 +151,12 @@ class JobRecords:
                 f"UPDATE jobs SET ({_COLUMNS}) = ({', '.join('?' * 16)}) WHERE id = ?",
                 (*job.values(), job.id),
             )
+            if job.state != "queued":  # started or ended: what it went on from is spent
+                db.execute(
+                    "UPDATE jobs SET resume_checkpoint = NULL "
+                    "WHERE id = ? AND resume_checkpoint IS NOT NULL",
+                    (job.id,),
+                )
             db.executemany(
                 f"INSERT INTO job_events (job_id, {_EVENT_COLUMNS}) VALUES ({', '.join('?' * 8)})",
                 [
@@ -261,7 +280,9 @@ class JobRecords:
             ids = [
                 str(row[0])
                 for row in db.execute(
-                    "SELECT id FROM jobs WHERE state != 'running' AND ended_unix_s < ?", (unix_s,)
+                    "SELECT id FROM jobs WHERE state NOT IN ('queued', 'running') "
+                    "AND ended_unix_s < ?",
+                    (unix_s,),
                 )
             ]
             gone = {job_id: _delete_ended(db, job_id) or 0 for job_id in ids}
@@ -280,7 +301,7 @@ class JobRecords:
 
 def _delete_ended(db: sqlite3.Connection, job_id: str, running_too: bool = False) -> int | None:
     row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    if row is None or (row[0] == "running" and not running_too):
+    if row is None or row[0] == "queued" or (row[0] == "running" and not running_too):
         return None
     (freed,) = db.execute(
         "SELECT coalesce(sum(length(content)), 0) FROM job_files WHERE job_id = ?", (job_id,)
@@ -304,6 +325,10 @@ def _file_sizes(db: sqlite3.Connection, job_id: str) -> dict[str, int]:
         "SELECT name, length(content) FROM job_files WHERE job_id = ? ORDER BY name", (job_id,)
     ).fetchall()
     return {str(name): int(size) for name, size in rows}
+
+
+def _blob_or_none(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _event_count(db: sqlite3.Connection, job_id: str) -> int:

@@ -33,6 +33,10 @@ class Migration:
 
     version: int
     statements: tuple[str, ...]
+    rebuilds_tables: bool = False
+    """Whether it rebuilds a table others refer to (SQLite's way to change a column's
+    constraint: a new table, the rows copied, the old one dropped, the new one renamed):
+    foreign keys are then off while it runs and checked whole before it commits."""
 
 
 _V1 = Migration(
@@ -183,7 +187,40 @@ _V5 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6 = Migration(
+    6,
+    (
+        # A job may wait in the server's queue (SubmitJob queue): state 'queued', with the
+        # checkpoint it is to go on from kept until it starts (NULL once it has, or none).
+        """CREATE TABLE jobs_v6 (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            options_json TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+            submitted_unix_s REAL NOT NULL,
+            started_unix_s REAL NOT NULL,
+            ended_unix_s REAL NOT NULL,
+            step INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            error TEXT NOT NULL,
+            tiles TEXT NOT NULL,
+            whole_board INTEGER NOT NULL,
+            summary_json TEXT NOT NULL,
+            resume_checkpoint BLOB
+        )""",
+        "INSERT INTO jobs_v6 SELECT *, NULL FROM jobs",
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v6 RENAME TO jobs",
+        "CREATE INDEX jobs_by_time ON jobs (submitted_unix_s)",
+    ),
+    rebuilds_tables=True,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -218,6 +255,9 @@ def migrate(db: sqlite3.Connection) -> int:
             "(the store was written by a newer SIDRA HIL)"
         )
     for migration in MIGRATIONS[current:]:
+        keys_on = bool(db.execute("PRAGMA foreign_keys").fetchone()[0])
+        if migration.rebuilds_tables:  # outside a transaction: SQLite ignores it within one
+            db.execute("PRAGMA foreign_keys = OFF")
         # BEGIN IMMEDIATE takes the write lock before the version is read again, so
         # two processes opening a new store at once cannot both apply a migration.
         db.execute("BEGIN IMMEDIATE")
@@ -226,6 +266,13 @@ def migrate(db: sqlite3.Connection) -> int:
             if schema_version(db) < migration.version:
                 for statement in migration.statements:
                     db.execute(statement)
+                if migration.rebuilds_tables:
+                    broken = db.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise ValueError(
+                            f"migration {migration.version}: rows naming no row of the table "
+                            f"they refer to: {broken[:5]}"
+                        )
                 db.execute(
                     "INSERT INTO schema_version (version, applied_utc) VALUES (?, ?)",
                     (migration.version, datetime.now(UTC).isoformat()),
@@ -234,4 +281,7 @@ def migrate(db: sqlite3.Connection) -> int:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            if migration.rebuilds_tables and keys_on:
+                db.execute("PRAGMA foreign_keys = ON")
     return schema_version(db)

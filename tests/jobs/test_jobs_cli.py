@@ -114,6 +114,45 @@ def test_remote_job_needs_a_server() -> None:
     assert result.returncode == 2 and "give --server" in result.stderr
 
 
+def test_a_queued_remote_job_waits_for_its_tile_and_runs_when_it_is_free(
+    tmp_path: Path,
+) -> None:
+    """``--remote-job --queue`` on a tile another job holds: the command says the job is
+    queued and why, follows it, and saves its record once it has run."""
+    with served("emu://?preset=ideal&seed=6") as board:
+        holder = board.jobs.submit("spsa", {"steps": 1_000_000, "batch_size": 16, "tiles": [2]})
+        out = tmp_path / "record"
+        proc = subprocess.Popen(
+            [*SIDRA, "train", "spsa", "--server", _address(board), "--remote-job", "--queue",
+             "--steps", "6", "--batch-size", "16", "--tile", "2", "--out", str(out), "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            for _ in range(600):
+                queued = [job for job in board.jobs.list() if job.state == "queued"]
+                if queued:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("no job queued")
+            board.jobs.cancel(holder.job_id)
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert unwrapped(f"job {queued[0].job_id} queued on") in unwrapped(stderr)
+    assert unwrapped("0 ahead: tiles [2] leased by session") in unwrapped(stderr)
+    summary = json.loads(stdout)
+    assert summary["job_id"] == queued[0].job_id and summary["steps"] == 6
+    assert (out / "steps.csv").is_file()
+
+
+def test_queue_is_for_remote_jobs() -> None:
+    result = run_sidra("train", "spsa", "--queue", "--steps", "2", timeout=60)
+    assert result.returncode == 2
+    assert unwrapped("a run from here has no queue") in unwrapped(result.stderr)
+
+
 def test_options_the_server_refuses_are_named_without_the_json_sent() -> None:
     with served("emu://?preset=ideal&seed=3") as board:
         result = run_sidra(

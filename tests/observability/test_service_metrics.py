@@ -1,5 +1,5 @@
-"""Metrics of what the service runs and keeps, scraped over HTTP: running training jobs,
-jobs ended by final state, and the state store's size on disk."""
+"""Metrics of what the service runs and keeps, scraped over HTTP: running and queued
+training jobs, jobs ended by final state, and the state store's size on disk."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _on_disk(path: Path) -> int:
 
 
 def test_jobs_are_counted_as_they_run_and_end(tmp_path: Path) -> None:
-    running = sample("sidra_jobs_running")
+    running, queued = sample("sidra_jobs_running"), sample("sidra_jobs_queued")
     ended = {state: sample("sidra_jobs_ended_total", state=state) for state in STATES}
     with (
         open_board(IDEAL_URL) as board,
@@ -31,15 +31,17 @@ def test_jobs_are_counted_as_they_run_and_end(tmp_path: Path) -> None:
         connect(f"127.0.0.1:{served.port}") as client,
     ):
         first = served.scrape()
-        assert first[running] == 0
+        assert first[running] == first[queued] == 0
         assert [first[ended[state]] for state in STATES] == [0, 0, 0, 0]  # there from the start
         job = client.jobs.submit("spsa", ENDLESS, dataset="iris")
         served.wait_for(running, 1)
+        waiting = client.jobs.submit("spsa", SHORT, dataset="iris", queue=True)  # same tile
+        assert served.scrape()[queued] == 1
         client.jobs.cancel(job.job_id)
         client.jobs.wait(job.job_id)
-        client.jobs.wait(client.jobs.submit("spsa", SHORT, dataset="iris").job_id)
+        client.jobs.wait(waiting.job_id)
         last = served.scrape()
-        assert last[running] == 0
+        assert last[running] == last[queued] == 0
         assert [last[ended[state]] for state in STATES] == [1, 0, 1, 0]
 
 

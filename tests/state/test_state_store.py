@@ -322,6 +322,43 @@ def test_a_reader_reads_an_older_store_through_a_migrated_copy_and_leaves_it(
     assert [r["principal"] for r in json.loads(shown.stdout)] == ["alice"]
 
 
+def test_a_store_of_schema_5_keeps_its_jobs_through_the_rebuild_of_their_table(
+    tmp_path: Path,
+) -> None:
+    """Schema 6 rebuilds the jobs table (a job may be queued), which events and record
+    files refer to: every row comes through, and the references are enforced after."""
+    from sidra.server.state.jobs import JobRecords
+
+    path = tmp_path / "v5.sqlite3"
+    db = store_of_schema(path, 5)
+    db.execute(
+        "INSERT INTO jobs VALUES ('a1', 'spsa', 'alice', 'iris', '{}', 'succeeded', 1.0, 2.0, "
+        "3.0, 12, 12, '', '', '[0]', 0, '{\"final_accuracy\": 0.9}')"
+    )
+    db.execute("INSERT INTO job_events VALUES ('a1', 0, 2.0, 'state', 0, 0, '', 'running')")
+    db.execute("INSERT INTO job_files (job_id, name, content) VALUES ('a1', 'steps.csv', x'31')")
+    db.commit()
+    db.close()
+    with StateStore(path) as store:
+        records = JobRecords(store)
+        job = records.get("a1", with_files=True)
+        assert job is not None
+        assert (job.state, job.tiles, job.events, job.files) == (
+            "succeeded",
+            (0,),
+            1,
+            {"steps.csv": b"1"},
+        )
+        assert records.queued() == []
+        assert store.integrity_check() == "ok"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA foreign_keys = ON")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        db.execute("INSERT INTO job_events VALUES ('zz', 0, 1.0, 'log', 0, 0, '', '')")
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    db.close()
+
+
 @pytest.mark.parametrize("read_only", [False, True])
 def test_a_folder_is_refused_as_no_store_file(tmp_path: Path, read_only: bool) -> None:
     """sqlite says only "unable to open database file" of a folder."""

@@ -12,7 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.options import AsJson, field_option, job_options
-from sidra.cli.train.params import ANY_TILE, BoardUrl, Dataset, Out, RemoteJob, ServerAddress
+from sidra.cli.train.params import (
+    ANY_TILE,
+    BoardUrl,
+    Dataset,
+    Out,
+    QueueJob,
+    RemoteJob,
+    ServerAddress,
+    queue_needs_remote_job,
+)
 from sidra.cli.train.running import (
     dataset_named,
     exit_if_stopped,
@@ -50,6 +59,7 @@ def compare(
     ] = _METHODS,
     out: Out = None,
     remote_job: RemoteJob = False,
+    queue: QueueJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Every estimator and training algorithm on one budget and one board, per seed.
@@ -63,9 +73,10 @@ def compare(
 
     options = job_options(CompareOptions, ctx)
     console = Console(stderr=as_json)
+    queue_needs_remote_job(queue, remote_job)
     folder = record_folder(out, "compare")
     if remote_job:
-        summary = run_remote(server, "compare", options, dataset, folder, console)
+        summary = run_remote(server, "compare", options, dataset, folder, console, queue=queue)
         runs = [MethodResult(**r) for r in summary["runs"]]
         comparison = Comparison(options.settings() | {"job": "compare", "dataset": dataset}, runs)
         comparison.plot(folder / "plot.png")

@@ -11,7 +11,15 @@ import typer
 from rich.console import Console
 
 from sidra.cli.options import AsJson, field_option, job_options
-from sidra.cli.train.params import BoardUrl, Dataset, RemoteJob, ServerAddress, usable_folder
+from sidra.cli.train.params import (
+    BoardUrl,
+    Dataset,
+    QueueJob,
+    RemoteJob,
+    ServerAddress,
+    queue_needs_remote_job,
+    usable_folder,
+)
 from sidra.cli.train.running import (
     dataset_named,
     exit_if_stopped,
@@ -52,6 +60,7 @@ def drift_recovery_command(
         ),
     ] = None,
     remote_job: RemoteJob = False,
+    queue: QueueJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer.
@@ -64,8 +73,11 @@ def drift_recovery_command(
     from sidra.training.recovery import drift_recovery
 
     options = job_options(RecoveryOptions, ctx)
+    queue_needs_remote_job(queue, remote_job)
     if remote_job:
-        summary = run_remote(server, "drift-recovery", options, dataset, out, Console(stderr=True))
+        summary = run_remote(
+            server, "drift-recovery", options, dataset, out, Console(stderr=True), queue=queue
+        )
     else:
         data = dataset_named(dataset)
         console = Console(stderr=True)

@@ -14,6 +14,7 @@ from sidra.cli.train.params import (
     CheckpointEveryS,
     Dataset,
     Out,
+    QueueJob,
     RemoteJob,
     Resume,
     ServerAddress,
@@ -75,6 +76,7 @@ def last_layer(
     checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
+    queue: QueueJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Fixed random feature layer on the board, head trained with exact gradients.
@@ -86,7 +88,7 @@ def last_layer(
     options = job_options(LastLayerOptions, ctx, head_tiles=head_tiles or None)
     by_epochs(
         "last-layer", train_last_layer, options, dataset, board, server, out, remote_job,
-        as_json, resume, every_s=checkpoint_every_s,
+        as_json, resume, every_s=checkpoint_every_s, queue=queue,
     )  # fmt: skip
 
 
@@ -115,6 +117,7 @@ def mlp(
     checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
+    queue: QueueJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Every layer on the board: forward by MVM, backward by TransposeMVM.
@@ -127,7 +130,7 @@ def mlp(
     options = job_options(MLPOptions, ctx)
     by_epochs(
         "mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json, resume,
-        every_s=checkpoint_every_s,
+        every_s=checkpoint_every_s, queue=queue,
     )  # fmt: skip
 
 
@@ -160,6 +163,7 @@ def forward_forward(
     checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
+    queue: QueueJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Forward-forward: each layer trained on its own goodness, no backward pass.
@@ -173,7 +177,7 @@ def forward_forward(
     options = job_options(FFOptions, ctx)
     by_epochs(
         "ff", train_forward_forward, options, dataset, board, server, out, remote_job,
-        as_json, resume, every_s=checkpoint_every_s,
+        as_json, resume, every_s=checkpoint_every_s, queue=queue,
     )  # fmt: skip
 
 
@@ -206,6 +210,7 @@ def eqprop(
     checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
+    queue: QueueJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Equilibrium propagation: free and nudged phases settle on the same tiles.
@@ -219,5 +224,5 @@ def eqprop(
     options = job_options(EqPropOptions, ctx)
     by_epochs(
         "eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json,
-        resume, every_s=checkpoint_every_s,
+        resume, every_s=checkpoint_every_s, queue=queue,
     )  # fmt: skip

@@ -16,6 +16,7 @@ __all__ = [
     "BoardUrl",
     "Dataset",
     "Out",
+    "QueueJob",
     "RemoteJob",
     "Resume",
     "CHECKPOINT_EVERY_S",
@@ -81,6 +82,25 @@ RemoteJob = Annotated[
         "command stops; see sidra jobs); the record is saved here when it ends.",
     ),
 ]
+QueueJob = Annotated[
+    bool,
+    typer.Option(
+        "--queue",
+        help="With --remote-job: when the job cannot start now (its tiles leased, or "
+        "\\[limits] max_jobs of yours running), wait in the server's queue instead of being "
+        "refused; it starts when they are free (sidra jobs list shows why it waits).",
+    ),
+]
+
+
+def queue_needs_remote_job(queue: bool, remote_job: bool) -> None:
+    """--queue is refused without --remote-job: only a job in a server waits in its queue."""
+    if queue and not remote_job:
+        raise typer.BadParameter(
+            "a run from here has no queue; with --remote-job the job waits in the server's",
+            param_hint="--queue",
+        )
+
 
 Resume = Annotated[
     bool,

@@ -17,9 +17,11 @@ from sidra.cli.train.params import (
     CheckpointEveryS,
     Dataset,
     Out,
+    QueueJob,
     RemoteJob,
     Resume,
     ServerAddress,
+    queue_needs_remote_job,
 )
 from sidra.cli.train.running import (
     CHECKPOINT,
@@ -85,6 +87,7 @@ def pat(
     checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
+    queue: QueueJob = False,
     as_json: AsJson = False,
 ) -> None:
     """Physics-aware training: forward on the board, backward through its twin.
@@ -105,6 +108,7 @@ def pat(
     console = Console(stderr=as_json)
     check_resume(out, resume)
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
+    queue_needs_remote_job(queue, remote_job)
     folder = record_folder(out, "pat")
     if resume and profile is None:  # the twin the run measured, not a new one
         profile = folder / "twin.toml"
@@ -119,7 +123,10 @@ def pat(
             _twin_from(profile)  # a bad profile is refused here, before anything is sent
             # The server cannot read this file: its text goes with the options.
             sent |= {"twin_profile_toml": profile.read_text(encoding="utf-8")}
-        submitted(server, "pat", options, dataset, out, as_json, console, sent=sent, resume=resume)
+        submitted(
+            server, "pat", options, dataset, out, as_json, console, sent=sent, resume=resume,
+            queue=queue,
+        )  # fmt: skip
         return
     data = dataset_named(dataset)
     # A profile given is read before the board is opened: a bad one touches no board.

@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
-from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record
+from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
 from sidra.client.remote import connect_server
 from sidra.drivers import Board, InvalidArgument, SidraError, open_board
 from sidra.training import (
@@ -303,19 +303,21 @@ def run_remote(
     *,
     sent: dict[str, Any] | None = None,
     resume: bool = False,
+    queue: bool = False,
 ) -> dict[str, Any]:
     """Runs ``job`` inside ``server`` (--remote-job); its summary, with the job id and the
     folder its record was saved into. ``sent``: the options as submitted, when they hold
     more than ``options.settings()`` (a pat job's twin profile). ``resume``: the job goes
-    on from the checkpoint in ``out``."""
+    on from the checkpoint in ``out``. ``queue``: it may wait in the server's queue."""
     if server is None:
         raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
     checkpoint = checkpoint_to_send(out, resume)
     folder = record_folder(out, job)
     submitted = options.settings() if sent is None else sent
     done = run_remote_job(
-        server, job, submitted, dataset, folder, console, resume_checkpoint=checkpoint
-    )
+        server, job, submitted, dataset, folder, console, resume_checkpoint=checkpoint,
+        queue=queue,
+    )  # fmt: skip
     return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
 
 
@@ -330,9 +332,12 @@ def submitted(
     *,
     sent: dict[str, Any] | None = None,
     resume: bool = False,
+    queue: bool = False,
 ) -> None:
     """``job`` run inside ``server`` (--remote-job, :func:`run_remote`), its summary printed."""
-    summary = run_remote(server, job, options, dataset, out, console, sent=sent, resume=resume)
+    summary = run_remote(
+        server, job, options, dataset, out, console, sent=sent, resume=resume, queue=queue
+    )
     print_summary(summary, f"{job} on {dataset} (job {summary['job_id']})", as_json, console)
 
 
@@ -365,6 +370,7 @@ def by_epochs(
     as_json: bool,
     resume: bool | None = None,
     every_s: float | None = None,
+    queue: bool = False,
 ) -> None:
     """A job trained in epochs (``train(board, data, options, on_epoch=...)``): run here
     with a progress bar and its record saved, or inside ``server`` (``remote_job``).
@@ -375,8 +381,12 @@ def by_epochs(
     if resume is not None:
         check_resume(out, resume)
     saving_every_s = saving_interval_s(every_s, remote_job)
+    queue_needs_remote_job(queue, remote_job)
     if remote_job:
-        submitted(server, job, options, dataset, out, as_json, console, resume=bool(resume))
+        submitted(
+            server, job, options, dataset, out, as_json, console, resume=bool(resume),
+            queue=queue,
+        )  # fmt: skip
         return
     going_on: dict[str, Any] = {}
     if resume is not None:

@@ -15,10 +15,12 @@ from sidra.cli.train.params import (
     CheckpointEveryS,
     Dataset,
     Out,
+    QueueJob,
     RemoteJob,
     Resume,
     ServerAddress,
     keeps_no_record,
+    queue_needs_remote_job,
 )
 from sidra.cli.train.running import (
     CHECKPOINT,
@@ -76,6 +78,7 @@ def spsa(
     checkpoint_every_s: CheckpointEveryS = None,
     out: Out = None,
     remote_job: RemoteJob = False,
+    queue: QueueJob = False,
     as_json: AsJson = False,
 ) -> None:
     """SPSA training of a softmax layer (features → classes) on the board.
@@ -95,13 +98,16 @@ def spsa(
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
+    queue_needs_remote_job(queue, remote_job)
     if remote_job:
         if checkpoint_every:
             raise typer.BadParameter(
                 "--checkpoint-every is for runs from here; a --remote-job keeps its "
                 "checkpoint in the server when it stops early"
             )
-        submitted(server, "spsa", options, dataset, out, as_json, console, resume=resume)
+        submitted(
+            server, "spsa", options, dataset, out, as_json, console, resume=resume, queue=queue
+        )
         return
     out = record_folder(out, "spsa")
     data = dataset_named(dataset)

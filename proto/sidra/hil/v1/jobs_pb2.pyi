@@ -15,6 +15,7 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
     JOB_STATE_INTERRUPTED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
 
 class JobEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,24 +29,27 @@ JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 JOB_STATE_INTERRUPTED: JobState
+JOB_STATE_QUEUED: JobState
 JOB_EVENT_KIND_UNSPECIFIED: JobEventKind
 JOB_EVENT_KIND_PROGRESS: JobEventKind
 JOB_EVENT_KIND_LOG: JobEventKind
 JOB_EVENT_KIND_STATE: JobEventKind
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint")
+    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint", "queue")
     KIND_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     LEASE_WAIT_S_FIELD_NUMBER: _ClassVar[int]
     RESUME_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     options_json: str
     dataset: str
     lease_wait_s: float
     resume_checkpoint: bytes
-    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ...) -> None: ...
+    queue: bool
+    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ..., queue: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id", "include_record")

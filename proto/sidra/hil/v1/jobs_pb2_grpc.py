@@ -77,7 +77,8 @@ class JobServiceServicer:
     """
 
     def SubmitJob(self, request, context):
-        """Starts a job; answers once its lease is held and it runs.
+        """Starts a job; answers once its lease is held and it runs (with queue: or
+        once it waits in the queue, QUEUED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

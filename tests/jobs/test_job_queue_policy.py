@@ -1,0 +1,75 @@
+"""The queue's policy alone (sidra.server.jobs.queue.queue_pass): submission order, tiles
+kept by a job that waits for them, none kept by one that waits for its principal; each
+start tried exactly once per pass, and only where the policy allows."""
+
+from __future__ import annotations
+
+from sidra.server.jobs.queue import BEHIND, Waiting, queue_pass
+
+
+def _job(job_id: str, submitted: float, *tiles: int) -> Waiting:
+    return Waiting(job_id, submitted, frozenset(tiles))
+
+
+class Board:
+    """Which tiles are leased, and whose principal is at its max_jobs."""
+
+    def __init__(self, leased: set[int], busy: frozenset[str] = frozenset()) -> None:
+        self.leased, self.busy = set(leased), set(busy)
+        self.tried: list[str] = []
+
+    def try_start(self, job: Waiting) -> str:
+        self.tried.append(job.job_id)
+        if job.tiles & self.leased:
+            return f"tiles {sorted(job.tiles & self.leased)} leased"
+        if job.job_id in self.busy:
+            return "limits.max_jobs"
+        self.leased |= job.tiles  # started: it holds them now
+        return ""
+
+
+def test_jobs_are_tried_in_submission_order_and_the_free_ones_start() -> None:
+    board = Board(leased={0})
+    waiting = [_job("c", 3.0, 2), _job("a", 1.0, 0), _job("b", 2.0, 1)]
+    reasons = queue_pass(waiting, board.try_start)
+    assert board.tried == ["a", "b", "c"]
+    assert reasons == {"a": "queued, 0 ahead: tiles [0] leased"}
+
+
+def test_a_job_waiting_for_tiles_keeps_them_from_later_jobs() -> None:
+    board = Board(leased={0})
+    whole = _job("whole", 1.0, 0, 1, 2, 3)
+    small = _job("small", 2.0, 1)
+    other = _job("other", 3.0, 2)
+    reasons = queue_pass([whole, small, other], board.try_start)
+    assert board.tried == ["whole"]  # the others are never tried: their tiles are kept
+    assert reasons == {
+        "whole": "queued, 0 ahead: tiles [0] leased",
+        "small": f"queued, 1 ahead: {BEHIND}",
+        "other": f"queued, 2 ahead: {BEHIND}",
+    }
+
+
+def test_a_job_behind_keeps_its_tiles_too() -> None:
+    """A waits for tile 0; B (tiles 0 and 1) waits behind it; C (tile 1) waits behind B."""
+    board = Board(leased={0})
+    reasons = queue_pass(
+        [_job("A", 1.0, 0), _job("B", 2.0, 0, 1), _job("C", 3.0, 1), _job("D", 4.0, 2)],
+        board.try_start,
+    )
+    assert board.tried == ["A", "D"]
+    assert set(reasons) == {"A", "B", "C"}
+    assert reasons["C"] == f"queued, 2 ahead: {BEHIND}"
+
+
+def test_a_job_waiting_for_its_principal_keeps_no_tiles() -> None:
+    board = Board(leased=set(), busy=frozenset({"first"}))
+    reasons = queue_pass([_job("first", 1.0, 0), _job("second", 2.0, 0)], board.try_start)
+    assert board.tried == ["first", "second"]
+    assert reasons == {"first": "queued, 0 ahead: limits.max_jobs"}
+
+
+def test_an_empty_queue_tries_nothing() -> None:
+    board = Board(leased=set())
+    assert queue_pass([], board.try_start) == {}
+    assert board.tried == []

@@ -1,0 +1,207 @@
+"""The jobs' queue (SubmitJob queue, jobs.proto "The queue"): a job that cannot start now
+waits instead of being refused, starts once its tiles are free and its principal under
+max_jobs, in submission order without starving a job of many tiles, can be cancelled
+while it waits, and survives the server stopping. Real server, store and board."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sidra.client import RemoteBoard, connect
+from sidra.client.jobs import JobInfo
+from sidra.drivers import FailedPrecondition, ResourceExhausted
+from sidra.server.settings import LimitsSettings
+from sidra.server.state import StateStore
+from sidra.server.state.jobs import JobEventRow, JobRecords, JobRow
+from sidra.server.stopping import ServerStop
+from tests.jobs.jobs_support import first_progress, serving
+
+SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
+"""An SPSA job that ends within seconds."""
+ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
+"""An SPSA job that runs until cancelled."""
+
+
+def _on(tiles: list[int], options: dict[str, int] = SHORT) -> dict[str, object]:
+    return {**options, "tiles": tiles}
+
+
+def _until(what: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _state(client: RemoteBoard, job_id: str) -> str:
+    return client.jobs.get(job_id).state
+
+
+def _holding(client: RemoteBoard, tiles: list[int]) -> JobInfo:
+    """An endless job holding ``tiles``, once it runs."""
+    job = client.jobs.submit("spsa", _on(tiles, ENDLESS), dataset="iris")
+    first_progress(client, job.job_id)
+    return job
+
+
+def test_a_queued_job_waits_for_its_tiles_and_starts_when_they_are_free(tmp_path: Path) -> None:
+    limits = LimitsSettings(max_jobs=4)
+    with serving(tmp_path / "s.sqlite3", limits=limits) as address, connect(address) as client:
+        holder = _holding(client, [0])
+        with pytest.raises(FailedPrecondition, match=r"cannot lease tiles \[0\]: held by"):
+            client.jobs.submit("spsa", _on([0]), dataset="iris")  # without queue: refused
+        waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        assert waiting.state == "queued" and waiting.started_unix_s == 0.0
+        assert waiting.message.startswith("queued, 0 ahead: tiles [0] leased by session ")
+        assert f"of local (job {holder.job_id} spsa)" in waiting.message
+        free = client.jobs.submit("spsa", _on([1]), dataset="iris", queue=True)
+        assert free.state == "running"  # its tile is free: it starts at once
+        assert {job.job_id: job.state for job in client.jobs.list()}[waiting.job_id] == "queued"
+        time.sleep(1.5)  # the queue tries again every second: still held
+        assert _state(client, waiting.job_id) == "queued"
+        client.jobs.cancel(holder.job_id)
+        done = client.jobs.wait(waiting.job_id)
+        assert done.state == "succeeded", done.error
+        assert done.started_unix_s >= client.jobs.get(holder.job_id).ended_unix_s
+        events = list(client.jobs.watch(waiting.job_id))
+        assert [e.index for e in events] == list(range(len(events)))
+        states = [e.state for e in events if e.kind == "state"]
+        assert states == ["queued", "running", "succeeded"]
+        assert client.jobs.wait(free.job_id).state == "succeeded"
+
+
+def test_a_job_of_the_whole_board_is_not_starved_by_later_small_ones(tmp_path: Path) -> None:
+    limits = LimitsSettings(max_jobs=4)
+    with serving(tmp_path / "s.sqlite3", limits=limits) as address, connect(address) as client:
+        holder = _holding(client, [0])
+        quick = {"epochs": 1, "read_repeats": 1, "eval_read_repeats": 1}
+        wide = client.jobs.submit("drift-recovery", quick, dataset="wine", queue=True)
+        assert wide.whole_board and wide.state == "queued"
+        small = client.jobs.submit("spsa", _on([1]), dataset="iris", queue=True)
+        # Tile 1 is free, but the earlier job waits for it: the later one waits behind.
+        assert small.state == "queued"
+        _until(lambda: "an earlier queued job waits" in client.jobs.get(small.job_id).message)
+        assert client.jobs.get(small.job_id).message.startswith("queued, 1 ahead: ")
+        client.jobs.cancel(holder.job_id)
+        first, second = client.jobs.wait(wide.job_id), client.jobs.wait(small.job_id)
+        assert first.state == second.state == "succeeded"
+        assert second.started_unix_s >= first.ended_unix_s  # it needed tile 1 too
+
+
+def test_a_job_of_several_tiles_waits_for_all_and_holds_them_all(tmp_path: Path) -> None:
+    limits = LimitsSettings(max_jobs=4)
+    with serving(tmp_path / "s.sqlite3", limits=limits) as address, connect(address) as client:
+        holder = _holding(client, [1])
+        options = {"epochs": 2, "hidden": [16], "tiles": [0, 1]}
+        wide = client.jobs.submit("mlp", options, dataset="iris", queue=True)
+        assert wide.state == "queued" and wide.tiles == (0, 1)
+        assert "tiles [1] leased by session" in wide.message  # tile 0 is free: not named
+        client.jobs.cancel(holder.job_id)
+        assert client.jobs.wait(wide.job_id).state == "succeeded"
+
+
+def test_a_job_waits_for_its_principal_s_max_jobs_without_keeping_tiles(tmp_path: Path) -> None:
+    limits = LimitsSettings(max_jobs=1)
+    with serving(tmp_path / "s.sqlite3", limits=limits) as address, connect(address) as client:
+        holder = _holding(client, [0])
+        waiting = client.jobs.submit("spsa", _on([1]), dataset="iris", queue=True)
+        assert waiting.state == "queued"
+        assert "limits.max_jobs" in waiting.message
+        client.jobs.cancel(holder.job_id)
+        assert client.jobs.wait(waiting.job_id).state == "succeeded"
+
+
+def test_the_queue_of_a_principal_is_bounded(tmp_path: Path) -> None:
+    limits = LimitsSettings(max_queued_jobs=1)
+    with serving(tmp_path / "s.sqlite3", limits=limits) as address, connect(address) as client:
+        holder = _holding(client, [0])
+        waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        with pytest.raises(ResourceExhausted) as refused:
+            client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        assert refused.value.field == "limits.max_queued_jobs"
+        assert "at most 1 queued jobs per principal" in str(refused.value)
+        assert len(client.jobs.list()) == 2  # the refused one left no trace
+        client.jobs.cancel(waiting.job_id)
+        client.jobs.cancel(holder.job_id)
+
+
+def test_a_queued_job_is_cancelled_at_once_and_deleted_only_then(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite3"
+    with serving(store) as address, connect(address) as client:
+        holder = _holding(client, [0])
+        waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        with pytest.raises(FailedPrecondition, match=f"job {waiting.job_id} is queued; cancel"):
+            client.jobs.delete(waiting.job_id)
+        cancelled = client.jobs.cancel(waiting.job_id)
+        assert cancelled.state == "cancelled"
+        assert cancelled.error == "cancelled by local while queued"
+        assert [e.state for e in client.jobs.watch(waiting.job_id)] == ["queued", "cancelled"]
+        client.jobs.cancel(holder.job_id)
+        client.jobs.wait(holder.job_id)
+        time.sleep(1.5)  # the queue does not start a cancelled job
+        assert _state(client, waiting.job_id) == "cancelled"
+        assert client.jobs.delete(waiting.job_id) == 0
+    db = sqlite3.connect(store)
+    assert db.execute("SELECT count(*) FROM jobs WHERE id = ?", (waiting.job_id,)).fetchone() == (
+        0,
+    )
+    db.close()
+
+
+def test_queued_jobs_outlive_the_server_and_start_when_it_is_back(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite3"
+    stopping = ServerStop()
+    with serving(store, stopping=stopping) as address, connect(address) as client:
+        holder = _holding(client, [0])
+        waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        stopping.run(30.0)
+        assert _state(client, holder.job_id) == "interrupted"
+        assert _state(client, waiting.job_id) == "queued"  # the stopping server starts none
+    with serving(store) as address, connect(address) as client:
+        done = client.jobs.wait(waiting.job_id)
+        assert done.state == "succeeded", done.error
+        events = list(client.jobs.watch(waiting.job_id))
+        assert [e.index for e in events] == list(range(len(events)))
+        assert [e.state for e in events if e.kind == "state"] == ["queued", "running", "succeeded"]
+
+
+def test_a_queued_job_keeps_the_checkpoint_it_goes_on_from_until_it_starts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite3"
+    with StateStore(path) as store:
+        records = JobRecords(store)
+        row = JobRow("ab" * 8, "spsa", "local", "iris", "{}", "queued", 1.0)
+        records.add(row, b'{"step": 3}')
+        assert records.queued() == [(row, b'{"step": 3}')]
+        row.state = "running"
+        records.update(row)
+        assert records.queued() == []
+        assert records.delete(row.id) is None  # running: not deleted
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT resume_checkpoint FROM jobs").fetchall() == [(None,)]
+    db.close()
+
+
+def test_a_queued_job_this_server_cannot_run_ends_failed_saying_why(tmp_path: Path) -> None:
+    """A job queued by an older server whose options this one refuses: it ends failed
+    when the server starts, its events going on from the stored ones."""
+    store = tmp_path / "s.sqlite3"
+    with StateStore(store) as state:
+        records = JobRecords(state)
+        row = JobRow("cd" * 8, "spsa", "local", "iris", '{"steps": -3}', "queued", 1.0)
+        records.add(row)
+        records.update(row, [JobEventRow(0, 1.0, "state", state="queued")])
+    with serving(store) as address, connect(address) as client:
+        job = client.jobs.get(row.id)
+        assert job.state == "failed"
+        assert job.error.startswith(
+            "queued when the server stopped, and this server cannot run it: "
+        )
+        assert "steps" in job.error
+        assert [e.state for e in client.jobs.watch(row.id)] == ["queued", "failed"]
