@@ -134,6 +134,12 @@ def resume(
     lease_wait_s: Annotated[
         float, typer.Option(min=0, max=60, help="Seconds to wait for leased tiles (0-60).")
     ] = 0.0,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue", help="Wait in the server's queue when it cannot start now (not refused)."
+        ),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Start a job that goes on from where job ID stopped.
@@ -158,7 +164,7 @@ def resume(
         try:
             new = board.jobs.submit(
                 job.kind, options, dataset=job.dataset, lease_wait_s=lease_wait_s,
-                resume_checkpoint=checkpoint,
+                resume_checkpoint=checkpoint, queue=queue,
             )  # fmt: skip
         except InvalidArgument as exc:  # the checkpoint refused: exit 1, nothing to retype
             typer.echo(f"sidra jobs resume: {exc}", err=True)
@@ -166,8 +172,9 @@ def resume(
     if as_json:
         typer.echo(json.dumps(new.as_dict()))
         return
+    waits = f" ({new.message})" if new.state == "queued" else ""
     typer.echo(
-        f"job {new.job_id} goes on from job {job.job_id} ({job.kind} on {job.dataset}): "
+        f"job {new.job_id} goes on from job {job.job_id} ({job.kind} on {job.dataset}){waits}: "
         f"sidra jobs logs {new.job_id} --follow --server {server}"
     )
 

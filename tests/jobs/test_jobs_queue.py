@@ -20,6 +20,7 @@ from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobEventRow, JobRecords, JobRow
 from sidra.server.stopping import ServerStop
 from tests.jobs.jobs_support import first_progress, serving
+from tests.jobs.test_jobs_resume import assert_ends_as, finished
 
 SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
 """An SPSA job that ends within seconds."""
@@ -205,3 +206,31 @@ def test_a_queued_job_this_server_cannot_run_ends_failed_saying_why(tmp_path: Pa
         )
         assert "steps" in job.error
         assert [e.state for e in client.jobs.watch(row.id)] == ["queued", "failed"]
+
+
+def test_a_queued_job_goes_on_from_its_checkpoint_after_a_restart(tmp_path: Path) -> None:
+    """The checkpoint a queued job is to go on from is kept with it in the store: queued,
+    the server restarted, started by the next server, it ends as the uninterrupted run."""
+    options = {"steps": 40, "eval_every": 10, "batch_size": 16}
+    store = tmp_path / "s.sqlite3"
+    stopping = ServerStop()
+    with serving(store, stopping=stopping) as address, connect(address) as client:
+        whole = finished(client, "spsa", options)
+        job = client.jobs.submit("spsa", options, dataset="iris")
+        first_progress(client, job.job_id)
+        client.jobs.cancel(job.job_id)
+        stopped = client.jobs.wait(job.job_id)
+        checkpoint = client.jobs.get(job.job_id, include_record=True).files["checkpoint.json"]
+        assert stopped.state == "cancelled"
+        holder = _holding(client, list(whole.tiles))
+        queued = client.jobs.submit(
+            "spsa", options, dataset="iris", resume_checkpoint=checkpoint, queue=True
+        )
+        assert queued.state == "queued"
+        stopping.run(30.0)
+        assert _state(client, holder.job_id) == "interrupted"
+    with serving(store) as address, connect(address) as client:
+        client.jobs.wait(queued.job_id)
+        assert_ends_as(client.jobs.get(queued.job_id, include_record=True), whole)
+        lines = [e.message for e in client.jobs.watch(queued.job_id) if e.kind == "log"]
+        assert f"going on from the checkpoint sent ({len(checkpoint)} bytes)" in lines
