@@ -185,7 +185,9 @@ def create_server(
     job_limits = limits or LimitsSettings()
     jobs = JobManager(
         servicer, keeper, store, max_jobs=job_limits.max_jobs,
-        max_queued_jobs=job_limits.max_queued_jobs, load_runner=job_runner,
+        max_queued_jobs=job_limits.max_queued_jobs,
+        max_job_s=None if job_limits.max_job_hours is None else job_limits.max_job_hours * 3600,
+        load_runner=job_runner,
         checkpoint_every_s=job_checkpoint_every_s,
         retention_s=None if job_retention_days is None else job_retention_days * 86_400.0,
         on_end=metrics.count_job_end,

@@ -152,6 +152,10 @@ class LimitsSettings(BaseModel):
     max_queued_jobs: int = Field(16, ge=1, le=1024)
     """Most training jobs one principal may have waiting in the server's queue at once
     (SubmitJob queue), jobs."""
+    max_job_hours: float | None = Field(None, gt=0, le=8760)
+    """Longest a training job may run, hours: past it the job is stopped at its next
+    step, epoch or run boundary, as a CancelJob stops it, keeping its record and
+    checkpoint. Unset: no limit."""
     max_streams: int | None = Field(None, ge=1, le=255)
     """Most long-lived streams (WatchJob, MVMStream, ProgramChunked,
     ReadConductanceChunked) the whole server runs at once, over every principal,

@@ -162,6 +162,8 @@ class _LiveJob:
     grace running out."""
     cancelled_by: str = ""
     grace_ran_out: bool = False
+    over_time: bool = False
+    """Stopped because it ran longer than the server's ``[limits] max_job_hours``."""
     server_stopping: bool = False
     """Stopped because the server stops (:meth:`JobManager.stop_all`): it ends
     interrupted, with its record when it reached a boundary."""
@@ -182,7 +184,8 @@ class JobManager:
     ``servicer`` runs the jobs' board calls (its turns, leases and store);
     ``keeper`` opens their sessions and leases; ``store`` keeps their records (None:
     SubmitJob is refused, nothing else to keep them in); ``max_jobs`` bounds a
-    principal's running jobs, ``max_queued_jobs`` its queued ones; ``load_runner`` finds
+    principal's running jobs, ``max_queued_jobs`` its queued ones, ``max_job_s`` how long
+    one runs before it is stopped at its next boundary (None: no limit); ``load_runner`` finds
     the training code (tests swap it); a running job keeps its checkpoint in ``store``
     every ``checkpoint_every_s``; jobs
     that ended more than ``retention_s`` ago are deleted (:meth:`prune`); ``on_end`` is
@@ -197,6 +200,7 @@ class JobManager:
         *,
         max_jobs: int = 2,
         max_queued_jobs: int = 16,
+        max_job_s: float | None = None,
         load_runner: RunnerLoader = load_runner,
         clock: Callable[[], float] = time.time,
         cancel_grace_s: float | None = None,
@@ -209,6 +213,7 @@ class JobManager:
         self.records = JobRecords(store) if store is not None else None
         self.max_jobs = max_jobs
         self.max_queued_jobs = max_queued_jobs
+        self.max_job_s = max_job_s
         self.cancel_grace_s = CANCEL_GRACE_S if cancel_grace_s is None else cancel_grace_s
         self.checkpoint_every_s = checkpoint_every_s
         """How often a running job keeps its checkpoint in the store, s."""
@@ -626,6 +631,11 @@ class JobManager:
         if not (live.stop.is_set() and where):
             return "succeeded", ""
         unit, done = where[0]
+        if live.over_time:
+            return (
+                "cancelled",
+                f"{self._over_time_text()}; stopped after {unit} {done}, its record kept",
+            )
         if live.server_stopping and not live.cancelled_by:
             return "interrupted", (
                 f"the server stopped; the job stopped after {unit} {done}, its record kept"
@@ -634,7 +644,20 @@ class JobManager:
             f"cancelled by {live.cancelled_by}; stopped after {unit} {done}, its record kept"
         )
 
+    def _over_time_text(self) -> str:
+        assert self.max_job_s is not None
+        return (
+            f"stopped by the server's time limit: it ran {self.max_job_s / 3600:g} h "
+            "([limits] max_job_hours)"
+        )
+
     def _cancelled_text(self, live: _LiveJob) -> str:
+        if live.over_time and not live.cancelled_by:
+            late = (
+                f"; it did not reach a step, epoch or run boundary within "
+                f"{self.cancel_grace_s:g} s and was stopped at a board call, no record kept"
+            )
+            return self._over_time_text() + (late if live.grace_ran_out else "")
         if live.grace_ran_out:
             return (
                 f"cancelled by {live.cancelled_by}; it did not reach a step, epoch or run "
@@ -647,15 +670,35 @@ class JobManager:
         """Raises JobCancelled to stop the job now (before a board call or a report)."""
         if live.cancel.is_set():
             raise JobCancelled
+        self._stop_if_over_time(live)
         if live.stop.is_set() and time.monotonic() - live.stop_asked_s > self.cancel_grace_s:
             live.grace_ran_out = True
             live.cancel.set()
             raise JobCancelled
 
+    def _stop_if_over_time(self, live: _LiveJob) -> None:
+        """Asks ``live`` to stop at its next boundary, as a first CancelJob does, once it
+        has run longer than ``max_job_s``."""
+        if self.max_job_s is None or live.stop.is_set():
+            return
+        if time.monotonic() - live.started_s > self.max_job_s:
+            with self._changed:
+                if live.stop.is_set():
+                    return
+                live.over_time = True
+                live.stop_asked_s = time.monotonic()
+                live.stop.set()
+            log.info("job %s: ran %g s, the server's limit; it stops at its next step, epoch "
+                     "or run boundary", live.row.id, self.max_job_s)  # fmt: skip
+
     def _keep_alive(self, live: _LiveJob) -> None:
-        """Renews the job's session every third of its time to live until the job ends."""
+        """Renews the job's session every third of its time to live until the job ends
+        (and stops it once over the time limit, between its board calls too)."""
         period = self.keeper.registry.default_ttl_s / 3
+        if self.max_job_s is not None:
+            period = min(period, max(self.max_job_s / 10, 0.05))
         while not live.done.wait(period):
+            self._stop_if_over_time(live)
             try:
                 self.keeper.renew(live.row.principal, live.session_id)
             except SidraError as exc:  # closed by an admin: the job's next call fails

@@ -5,6 +5,7 @@ while it waits, and survives the server stopping. Real server, store and board."
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -234,3 +235,27 @@ def test_a_queued_job_goes_on_from_its_checkpoint_after_a_restart(tmp_path: Path
         assert_ends_as(client.jobs.get(queued.job_id, include_record=True), whole)
         lines = [e.message for e in client.jobs.watch(queued.job_id) if e.kind == "log"]
         assert f"going on from the checkpoint sent ({len(checkpoint)} bytes)" in lines
+
+
+def test_a_job_past_the_time_limit_stops_at_a_step_and_the_queue_moves_on(
+    tmp_path: Path,
+) -> None:
+    """[limits] max_job_hours: the job holding a tile stops at its next step once it has
+    run that long, keeping its record and checkpoint; the job queued for the tile runs."""
+    limits = LimitsSettings(max_job_hours=3 / 3600)  # 3 s: a short job ends well within
+    with serving(tmp_path / "s.sqlite3", limits=limits) as address, connect(address) as client:
+        holder = _holding(client, [0])
+        waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        assert waiting.state == "queued"
+        stopped = client.jobs.wait(holder.job_id)
+        assert stopped.state == "cancelled"
+        assert re.fullmatch(
+            r"stopped by the server's time limit: it ran 0\.000833333 h \(\[limits\] "
+            r"max_job_hours\); stopped after step \d+, its record kept",
+            stopped.error,
+        ), stopped.error
+        assert stopped.ended_unix_s - stopped.started_unix_s >= 3.0
+        kept = client.jobs.get(holder.job_id, include_record=True).files
+        assert "checkpoint.json" in kept  # to go on from, later
+        done = client.jobs.wait(waiting.job_id)
+        assert done.state == "succeeded", done.error
