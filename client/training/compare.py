@@ -168,7 +168,10 @@ def _whole(name: str, budget: int, per_unit: int, unit: str) -> int:
     """Whole units of ``per_unit`` loss evaluations within ``budget``; at least one."""
     count = budget // per_unit
     if count < 1:
-        raise ValueError(f"budget: got {budget}, {name} needs {per_unit} evaluations for {unit}")
+        raise ValueError(
+            f"budget: got {budget}, expected at least {per_unit}: {name} needs {per_unit} "
+            f"evaluations for {unit}"
+        )
     return count
 
 
