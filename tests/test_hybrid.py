@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -280,7 +281,7 @@ def test_drift_recovery_reports_each_stage() -> None:
     assert report.device_writes > 0
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the reference
 def test_drift_recovery_of_two_classes_deploys_the_digital_network_s_decisions() -> None:
     """scikit-learn keeps one output for two classes; the board's head has one per class
     (it failed: weights.shape got [257, 1], expected [257, 2]). On the ideal board the
@@ -292,7 +293,8 @@ def test_drift_recovery_of_two_classes_deploys_the_digital_network_s_decisions()
     from sidra.training.recovery import _train_digital, drift_recovery
 
     data = load_dataset("breast_cancer")
-    (w1, w2), accuracy = _train_digital(data, 32, seed=0)
+    trained = _train_digital(data, 32, seed=0)
+    (w1, w2), accuracy = trained.weights, trained.accuracy
     assert w2.shape == (33, 2)
     digital = MLPClassifier(hidden_layer_sizes=(32,), activation="relu", max_iter=300,
                             random_state=0).fit(data.x_train, data.y_train)  # fmt: skip
@@ -300,10 +302,13 @@ def test_drift_recovery_of_two_classes_deploys_the_digital_network_s_decisions()
     logits = np.hstack([hidden, np.ones((len(hidden), 1))]) @ w2
     np.testing.assert_array_equal(logits.argmax(1), digital.predict(data.x_test))
     options = RecoveryOptions(hidden=32, epochs=1, read_repeats=1, eval_read_repeats=1)
-    with open_board("emu://?preset=ideal&seed=1") as board:
+    with open_board("emu://?preset=ideal&seed=1") as board, warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning: the report says it
         report = drift_recovery(board, data, options)
     assert report.digital_accuracy == pytest.approx(accuracy)
     assert report.deployed_accuracy > 0.9
+    assert report.digital_iterations == digital.n_iter_
+    assert report.digital_converged == (digital.n_iter_ < 300)  # said, not warned
 
 
 def test_drift_recovery_without_calibration_reports_no_gains() -> None:

@@ -21,6 +21,7 @@ read noise does not hide differences of a few test samples.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ class RecoveryReport:
     """Output gain Calibrate applied to each tile of the network, features first."""
     stopped_at_epoch: int | None = None
     """The retraining epochs made when a stop ended it early (None: all of them)."""
+    digital_iterations: int = 0
+    """Epochs the software network trained for (scikit-learn's ``n_iter_``)."""
+    digital_converged: bool = True
+    """Whether its training converged before ``DIGITAL_MAX_ITER`` epochs (scikit-learn
+    says so in a ConvergenceWarning, reported here instead)."""
 
     @property
     def device_writes(self) -> int:
@@ -88,6 +94,8 @@ class RecoveryReport:
             "retraining_fraction": self.retraining_fraction,
             "device_writes": self.device_writes,
             "calibration_gains": list(self.calibration_gains),
+            "digital_iterations": self.digital_iterations,
+            "digital_converged": self.digital_converged,
             "retraining_loss_evaluations": spent.loss_evaluations,
             "retraining_mvm_calls": spent.mvm_calls,
             "retraining_time_ns": spent.modeled_time_ns,
@@ -100,14 +108,32 @@ def _share(before: float, after: float, recovered: float) -> float:
     return (recovered - after) / lost if lost > 0 else 1.0
 
 
-def _train_digital(data: Dataset, hidden: int, seed: int) -> tuple[list[np.ndarray], float]:
-    """Weights [W; b] of each layer of a scikit-learn MLP, and its test accuracy."""
+@dataclass(frozen=True, slots=True)
+class _Digital:
+    weights: list[np.ndarray]
+    """[W; b] of each layer."""
+    accuracy: float
+    iterations: int
+    converged: bool
+
+
+DIGITAL_MAX_ITER = 300
+"""Most epochs the software network trains for, epochs."""
+
+
+def _train_digital(data: Dataset, hidden: int, seed: int) -> _Digital:
+    """A scikit-learn MLP trained on ``data``: its weights, test accuracy and whether it
+    converged (not printed as a warning: the report says so)."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
     mlp = MLPClassifier(
-        hidden_layer_sizes=(hidden,), activation="relu", max_iter=300, random_state=seed
-    )
-    mlp.fit(data.x_train, data.y_train)
+        hidden_layer_sizes=(hidden,), activation="relu", max_iter=DIGITAL_MAX_ITER,
+        random_state=seed,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit(data.x_train, data.y_train)
     weights = [
         np.vstack([w, b[None, :]]).astype(np.float32)
         for w, b in zip(mlp.coefs_, mlp.intercepts_, strict=True)
@@ -117,7 +143,9 @@ def _train_digital(data: Dataset, hidden: int, seed: int) -> tuple[list[np.ndarr
         # one output per class; logits (−z/2, z/2) give the same P(1) under softmax.
         half = weights[-1] / 2
         weights[-1] = np.hstack([-half, half])
-    return weights, float(mlp.score(data.x_test, data.y_test))
+    iterations = int(mlp.n_iter_)
+    accuracy = float(mlp.score(data.x_test, data.y_test))
+    return _Digital(weights, accuracy, iterations, iterations < DIGITAL_MAX_ITER)
 
 
 @contextmanager
@@ -144,7 +172,8 @@ def drift_recovery(
     before), the recovered accuracy is measured there and the report's
     ``stopped_at_epoch`` says after which."""
     o = options or RecoveryOptions()
-    (w1, w2), digital = _train_digital(data, o.hidden, o.seed)
+    trained = _train_digital(data, o.hidden, o.seed)
+    (w1, w2), digital = trained.weights, trained.accuracy
     net = _deploy(board, data, o, w1, w2)
     features, head = net.layers
 
@@ -175,7 +204,7 @@ def drift_recovery(
     recovered = test_accuracy()
     return RecoveryReport(
         digital, deployed, aged, calibrated, recovered, retraining, tuple(gains),
-        ended.get(f"{STOPPED_AT}epoch"),
+        ended.get(f"{STOPPED_AT}epoch"), trained.iterations, trained.converged,
     )  # fmt: skip
 
 
