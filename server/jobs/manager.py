@@ -230,7 +230,9 @@ class JobManager:
         """How long an ended job is kept, s (None: for ever): :meth:`prune`."""
         self._pruned_s = -math.inf
         self._queue = JobQueue(self._waiting, self._try_start, self._waits,
-                               lambda: self._stopping)  # fmt: skip
+                               lambda: self._stopping, self._running_by_principal,
+                               self._last_start_of)  # fmt: skip
+        self._last_start: dict[str, float] = {}  # principal -> monotonic time it last started one
         if self.records is not None:
             for job_id in self.records.interrupt_running(clock()):
                 log.warning("job %s was running when the server stopped: interrupted", job_id)
@@ -350,6 +352,8 @@ class JobManager:
     def _launch(self, live: _LiveJob, runner: JobRunner) -> None:
         """Runs ``live`` (stored as running, its lease held) on a thread of its own."""
         row = live.row
+        with self._changed:
+            self._last_start[row.principal] = time.monotonic()
         log.info("job %s (%s on %s) of %s started on tiles %s", row.id, row.kind, row.dataset,
                  row.principal, "all" if row.whole_board else list(row.tiles))  # fmt: skip
         threading.Thread(
@@ -455,12 +459,23 @@ class JobManager:
             return [
                 Waiting(
                     j.row.id,
+                    j.row.principal,
                     j.row.submitted_unix_s,
                     frozenset(range(count) if j.row.whole_board else j.row.tiles),
                 )  # fmt: skip
                 for j in self._live.values()
                 if j.row.state == "queued"
             ]
+
+    def _running_by_principal(self) -> Counter[str]:
+        """How many jobs each principal runs now (the queue's turns)."""
+        with self._changed:
+            return Counter(j.row.principal for j in self._live.values() if j.row.state == "running")
+
+    def _last_start_of(self) -> dict[str, float]:
+        """When each principal last started a job, time.monotonic() (the queue's turns)."""
+        with self._changed:
+            return dict(self._last_start)
 
     def _waits(self, reasons: dict[str, str]) -> None:
         """What each job left in the queue waits for, as its message."""

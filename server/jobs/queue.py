@@ -1,10 +1,17 @@
 """The jobs' queue: which waiting job may try to start, in which order, and when.
 
-Policy (jobs.proto, "The queue"). Jobs are tried in submission order. A job that waits
-for tiles keeps them from every later job, so a job of the whole board is not starved
-by a stream of small ones that each find their tiles free; a later job whose tiles no
-earlier waiting job needs may start first. A job that waits only for its principal's
-``max_jobs`` keeps no tiles (one principal's backlog does not hold up the others).
+Policy (jobs.proto, "The queue"). Principals take turns: a job's place is the number of
+jobs its principal runs now plus those of its own queued before it; among equals, the
+principal whose last job started longest ago (or never) goes first, then the earlier
+submission. So a principal with nothing running goes before one that runs a job, one
+who queued ten jobs does not keep everyone else's first job behind them, and when a
+job ends the next principal in turn starts, not the same one again.
+
+A job that waits for tiles keeps them from every job after it, so a job of the whole
+board is not starved by a stream of small ones that each find their tiles free; a job
+after it whose tiles no job ahead needs may start first. A job that waits only for its
+principal's ``max_jobs`` keeps no tiles (one principal's backlog does not hold up the
+others).
 
 :class:`JobQueue` runs passes: when asked (:meth:`JobQueue.kick`: a job ended, one was
 queued or cancelled) and every :data:`QUEUE_POLL_S` while jobs wait (a lease a client
@@ -15,11 +22,13 @@ caller's (``try_start``): this module knows only order and tiles.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["QUEUE_POLL_S", "TILES", "JobQueue", "Waiting", "queue_pass"]
+__all__ = ["BEHIND", "QUEUE_POLL_S", "TILES", "JobQueue", "Waiting", "queue_order", "queue_pass"]
 
 QUEUE_POLL_S = 1.0
 """How often, at most, the queue tries its waiting jobs when no job ends, s."""
@@ -28,8 +37,8 @@ TILES = "tiles"
 """How a reason ``try_start`` gives begins when the job waits for tiles (which it then
 keeps from later jobs)."""
 
-BEHIND = "an earlier queued job waits for its tiles"
-"""The reason of a job that waits behind an earlier one needing some of its tiles."""
+BEHIND = "a job ahead in the queue waits for its tiles"
+"""The reason of a job that waits behind one ahead of it needing some of its tiles."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +46,45 @@ class Waiting:
     """A job in the queue, as a pass sees it."""
 
     job_id: str
+    principal: str
     submitted_unix_s: float
     tiles: frozenset[int]
     """Every tile it needs (all of them for a job of the whole board)."""
 
 
-def queue_pass(waiting: Sequence[Waiting], try_start: Callable[[Waiting], str]) -> dict[str, str]:
-    """One pass: ``try_start`` each job whose tiles no earlier waiting job keeps, in
-    submission order (it returns "" once started, else what the job waits for); returns
-    what each job not started waits for, by id, as "queued, N ahead: reason"."""
-    ordered = sorted(waiting, key=lambda job: (job.submitted_unix_s, job.job_id))
+def queue_order(
+    waiting: Sequence[Waiting],
+    running: Mapping[str, int],
+    last_start: Mapping[str, float] | None = None,
+) -> list[Waiting]:
+    """``waiting`` in the order their turns come: by the jobs their principal runs
+    (``running``, by principal) plus its own queued before them, then by when their
+    principal last started a job (``last_start``, any clock; absent: never), then by
+    submission."""
+    started = last_start or {}
+    by_time = sorted(waiting, key=lambda job: (job.submitted_unix_s, job.job_id))
+    seen: Counter[str] = Counter()
+    turns = {}
+    for job in by_time:
+        turns[job.job_id] = running.get(job.principal, 0) + seen[job.principal]
+        seen[job.principal] += 1
+    return sorted(  # stable: submission breaks the remaining ties
+        by_time,
+        key=lambda job: (turns[job.job_id], started.get(job.principal, -math.inf)),
+    )
+
+
+def queue_pass(
+    waiting: Sequence[Waiting],
+    try_start: Callable[[Waiting], str],
+    running: Mapping[str, int] | None = None,
+    last_start: Mapping[str, float] | None = None,
+) -> dict[str, str]:
+    """One pass: ``try_start`` each job whose tiles no job ahead of it keeps, in the
+    order of :func:`queue_order` (``try_start`` returns "" once started, else what the
+    job waits for); returns what each job not started waits for, by id, as "queued, N
+    ahead: reason"."""
+    ordered = queue_order(waiting, running or {}, last_start)
     kept: set[int] = set()
     reasons: dict[str, str] = {}
     ahead = 0
@@ -66,7 +104,9 @@ def queue_pass(waiting: Sequence[Waiting], try_start: Callable[[Waiting], str]) 
 
 class JobQueue:
     """Runs :func:`queue_pass` over ``waiting()`` (empty, or ``stopping()``: nothing to
-    do) with ``try_start``, telling ``waits(reasons)`` what the jobs left wait for."""
+    do) with ``try_start``, ``running()`` (the jobs each principal runs) and
+    ``last_start()`` (when each last started one), telling ``waits(reasons)`` what the
+    jobs left wait for."""
 
     def __init__(
         self,
@@ -74,8 +114,12 @@ class JobQueue:
         try_start: Callable[[Waiting], str],
         waits: Callable[[dict[str, str]], None],
         stopping: Callable[[], bool],
+        running: Callable[[], Mapping[str, int]] = dict,
+        last_start: Callable[[], Mapping[str, float]] = dict,
     ) -> None:
         self._waiting = waiting
+        self._running = running
+        self._last_start = last_start
         self._try_start = try_start
         self._waits = waits
         self._stopping = stopping
@@ -91,7 +135,8 @@ class JobQueue:
                 return
             waiting = self._waiting()
             if waiting:
-                self._waits(queue_pass(waiting, self._try_start))
+                turns = self._running(), self._last_start()
+                self._waits(queue_pass(waiting, self._try_start, *turns))
 
     def kick(self) -> None:
         """Something changed (a job ended, one was queued or cancelled): pass soon, and

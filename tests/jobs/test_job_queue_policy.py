@@ -1,14 +1,14 @@
-"""The queue's policy alone (sidra.server.jobs.queue.queue_pass): submission order, tiles
-kept by a job that waits for them, none kept by one that waits for its principal; each
-start tried exactly once per pass, and only where the policy allows."""
+"""The queue's policy alone (sidra.server.jobs.queue): principals' turns, then submission
+order; tiles kept by a job that waits for them, none kept by one that waits for its
+principal; each start tried exactly once per pass, and only where the policy allows."""
 
 from __future__ import annotations
 
-from sidra.server.jobs.queue import BEHIND, Waiting, queue_pass
+from sidra.server.jobs.queue import BEHIND, Waiting, queue_order, queue_pass
 
 
-def _job(job_id: str, submitted: float, *tiles: int) -> Waiting:
-    return Waiting(job_id, submitted, frozenset(tiles))
+def _job(job_id: str, submitted: float, *tiles: int, principal: str = "alice") -> Waiting:
+    return Waiting(job_id, principal, submitted, frozenset(tiles))
 
 
 class Board:
@@ -73,3 +73,34 @@ def test_an_empty_queue_tries_nothing() -> None:
     board = Board(leased=set())
     assert queue_pass([], board.try_start) == {}
     assert board.tried == []
+
+
+def test_principals_take_turns_and_one_running_goes_after_one_that_runs_none() -> None:
+    alice = [_job(f"a{k}", float(k), k) for k in (1, 2, 3)]
+    bob = _job("b1", 4.0, 0, principal="bob")
+    assert [j.job_id for j in queue_order([*alice, bob], {})] == ["a1", "b1", "a2", "a3"]
+    assert [j.job_id for j in queue_order([*alice, bob], {"alice": 1})] == [
+        "b1", "a1", "a2", "a3"
+    ]  # fmt: skip
+    assert [j.job_id for j in queue_order([*alice, bob], {"bob": 3})] == [
+        "a1", "a2", "a3", "b1"
+    ]  # fmt: skip
+
+
+def test_a_pass_tries_in_turns_and_reports_the_places() -> None:
+    board = Board(leased={0, 1, 2, 3})  # every tile held: nothing starts
+    waiting = [_job("a1", 1.0, 0), _job("a2", 2.0, 1), _job("b1", 3.0, 2, principal="bob")]
+    reasons = queue_pass(waiting, board.try_start, {"alice": 1})
+    assert board.tried == ["b1", "a1", "a2"]
+    assert [reasons[i].split(":")[0] for i in ("b1", "a1", "a2")] == [
+        "queued, 0 ahead", "queued, 1 ahead", "queued, 2 ahead"
+    ]  # fmt: skip
+
+
+def test_among_equal_turns_the_principal_who_started_longest_ago_goes_first() -> None:
+    alice, bob = _job("a1", 1.0, 0), _job("b1", 2.0, 0, principal="bob")
+    assert [j.job_id for j in queue_order([alice, bob], {})] == ["a1", "b1"]  # submission
+    started = {"alice": 50.0}  # Alice has just had a job start; Bob never
+    assert [j.job_id for j in queue_order([alice, bob], {}, started)] == ["b1", "a1"]
+    started = {"alice": 50.0, "bob": 60.0}
+    assert [j.job_id for j in queue_order([alice, bob], {}, started)] == ["a1", "b1"]

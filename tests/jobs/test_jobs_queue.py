@@ -16,12 +16,14 @@ import pytest
 from sidra.client import RemoteBoard, connect
 from sidra.client.jobs import JobInfo
 from sidra.drivers import FailedPrecondition, ResourceExhausted
+from sidra.server.security import Role, TokensFile
 from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobEventRow, JobRecords, JobRow
 from sidra.server.stopping import ServerStop
 from tests.jobs.jobs_support import first_progress, serving
 from tests.jobs.test_jobs_resume import assert_ends_as, finished
+from tests.server.security_support import principals
 
 SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
 """An SPSA job that ends within seconds."""
@@ -85,9 +87,9 @@ def test_a_job_of_the_whole_board_is_not_starved_by_later_small_ones(tmp_path: P
         wide = client.jobs.submit("drift-recovery", quick, dataset="wine", queue=True)
         assert wide.whole_board and wide.state == "queued"
         small = client.jobs.submit("spsa", _on([1]), dataset="iris", queue=True)
-        # Tile 1 is free, but the earlier job waits for it: the later one waits behind.
+        # Tile 1 is free, but the job ahead waits for it: the later one waits behind.
         assert small.state == "queued"
-        _until(lambda: "an earlier queued job waits" in client.jobs.get(small.job_id).message)
+        _until(lambda: "a job ahead in the queue waits" in client.jobs.get(small.job_id).message)
         assert client.jobs.get(small.job_id).message.startswith("queued, 1 ahead: ")
         client.jobs.cancel(holder.job_id)
         first, second = client.jobs.wait(wide.job_id), client.jobs.wait(small.job_id)
@@ -259,3 +261,27 @@ def test_a_job_past_the_time_limit_stops_at_a_step_and_the_queue_moves_on(
         assert "checkpoint.json" in kept  # to go on from, later
         done = client.jobs.wait(waiting.job_id)
         assert done.state == "succeeded", done.error
+
+
+def test_principals_take_turns_in_the_queue(tmp_path: Path) -> None:
+    """Alice's job holds a tile, she queues two more for it, then Bob one: when hers
+    ends, Bob's goes first (Alice has just had her turn), then Alice's two."""
+    tokens_file = tmp_path / "tokens.toml"
+    token = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER)
+    store = tmp_path / "s.sqlite3"
+    with (
+        serving(store, tokens=TokensFile(tokens_file)) as address,
+        connect(address, token=token["alice"]) as alice,
+        connect(address, token=token["bob"]) as bob,
+    ):
+        holder = _holding(alice, [0])
+        first, second = (
+            alice.jobs.submit("spsa", _on([0]), dataset="iris", queue=True) for _ in range(2)
+        )
+        later = bob.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        alice.jobs.cancel(holder.job_id)
+        done = [bob.jobs.wait(later.job_id), alice.jobs.wait(first.job_id)]
+        done.append(alice.jobs.wait(second.job_id))
+        assert [job.state for job in done] == ["succeeded"] * 3
+        starts = [job.started_unix_s for job in done]
+        assert starts == sorted(starts)  # Bob's, then Alice's first, then her second
