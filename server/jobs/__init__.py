@@ -3,6 +3,9 @@
 - :mod:`~sidra.server.jobs.runner`: the training code, found by entry point and
   loaded at the first SubmitJob (refused naming the ``training`` extra without it);
 - :mod:`~sidra.server.jobs.board`: the board a job sees, through turns and leases;
+- :mod:`~sidra.server.jobs.submission`: a SubmitJob checked whole before anything happens;
+- :mod:`~sidra.server.jobs.queue`: the queue's order (principals' turns, tiles kept) and passes;
+- :mod:`~sidra.server.jobs.live`: a job as held while it runs, its progress events, its end told;
 - :mod:`~sidra.server.jobs.manager`: submitting, running, watching, cancelling;
 - :mod:`~sidra.server.jobs.service`: ``sidra.hil.v1.JobService`` over gRPC.
 """

@@ -35,13 +35,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from sidra.drivers import (
     BoardReset,
     FailedPrecondition,
-    InvalidArgument,
     LeaseHeld,
     NotFound,
     OutOfRange,
@@ -50,14 +48,23 @@ from sidra.drivers import (
 )
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
+from sidra.server.jobs.live import LiveJob, cancelled_text, ended, progress_interval_s
 from sidra.server.jobs.queue import TILES, JobQueue, Waiting
 from sidra.server.jobs.recorder import BehindRecorder
-from sidra.server.jobs.runner import STOPPED_AT, JobRunner, RunnerLoader, load_runner
+from sidra.server.jobs.runner import (
+    CHECKPOINT_FILE,
+    JobRunner,
+    RunnerLoader,
+    load_runner,
+)
+from sidra.server.jobs.submission import (
+    Submission,
+    checked_submission,
+)
 from sidra.server.limits import caller_key
 from sidra.server.recording import store_in_order
 from sidra.server.servicer import BoardServicer
 from sidra.server.sessions import LeaseKeeper
-from sidra.server.sessions.registry import WAIT_LIMIT_S
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import (
     FINAL_STATES,
@@ -69,9 +76,6 @@ from sidra.server.state.jobs import (
 )
 
 __all__ = [
-    "CHECKPOINT_FILE",
-    "DEFAULT_DATASET",
-    "RESUME_FIELD",
     "JobCancelled",
     "JobManager",
     "JobNotFound",
@@ -79,36 +83,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.json"
-"""The record file a job that stopped early keeps its checkpoint in (jobs.proto)."""
-
-RESUME_FIELD = "resume_checkpoint"
-"""SubmitJob's field carrying the checkpoint a job goes on from."""
-
-DEFAULT_DATASET = "digits"
-"""The data set of a job that names none (as ``sidra train``'s default)."""
-
-PROGRESS_INTERVAL_S = 0.1
-"""A progress report becomes an event when :func:`progress_interval_s` has passed since
-the last one, at least this long, s, or when it is the last step. (Not at every
-hundredth of the run as well: a job of millisecond steps then made an event every few
-steps, and each one wakes every watcher's stream on the job's CPUs.)"""
-
-PROGRESS_SHARE = 1e-3
-"""Past its first 100 s, a job's progress events come every this share of the time it
-has run: its events grow with the logarithm of its length, not with its length (a
-week-long job made 6 million events at one every 100 ms, stored and replayed by every
-``sidra jobs logs``; now about 65 thousand)."""
-
-PROGRESS_INTERVAL_MAX_S = 10.0
-"""Most time between two progress events of a job that reports progress, s."""
-
-
-def progress_interval_s(elapsed_s: float) -> float:
-    """Least time between two progress events of a job that has run ``elapsed_s``, s."""
-    return min(PROGRESS_INTERVAL_MAX_S, max(PROGRESS_INTERVAL_S, elapsed_s * PROGRESS_SHARE))
-
 
 FLUSH_INTERVAL_S = 1.0
 """Most time a running job's events wait before they are written to the store, s."""
@@ -142,40 +116,6 @@ class JobNotFound(NotFound):
 
 class NotJobOwner(PermissionError):
     """Another principal's job, and the caller is not an admin (PERMISSION_DENIED)."""
-
-
-@dataclass(eq=False)
-class _LiveJob:
-    """A job this process started (the manager's condition guards it)."""
-
-    row: JobRow
-    session_id: str
-    events: list[JobEventRow] = field(default_factory=list)
-    stored: int = 0
-    """Events already written to the store."""
-    stop: threading.Event = field(default_factory=threading.Event)
-    """Set by the first CancelJob: end at the next boundary, record kept."""
-    stop_asked_s: float = math.inf
-    """time.monotonic() of that CancelJob."""
-    cancel: threading.Event = field(default_factory=threading.Event)
-    """Set to stop at the next board call, with no record: a second CancelJob, or the
-    grace running out."""
-    cancelled_by: str = ""
-    grace_ran_out: bool = False
-    over_time: bool = False
-    """Stopped because it ran longer than the server's ``[limits] max_job_hours``."""
-    server_stopping: bool = False
-    """Stopped because the server stops (:meth:`JobManager.stop_all`): it ends
-    interrupted, with its record when it reached a boundary."""
-    last_progress_s: float = -math.inf
-    started_s: float = field(default_factory=time.monotonic)
-    """time.monotonic() when the job started."""
-    last_flush_s: float = 0.0
-    done: threading.Event = field(default_factory=threading.Event)
-    options: Any = None
-    """The job's options, parsed (a queued job's, for when it starts)."""
-    resume: bytes | None = None
-    """The checkpoint a queued job is to go on from."""
 
 
 class JobManager:
@@ -221,7 +161,7 @@ class JobManager:
         self._runner: JobRunner | None = None
         self._clock = clock
         self._changed = threading.Condition()
-        self._live: dict[str, _LiveJob] = {}
+        self._live: dict[str, LiveJob] = {}
         self._starting: Counter[str] = Counter()  # principal -> SubmitJobs under way
         self._stopping = False  # stop_all: no new job starts
         self.on_end = on_end
@@ -265,74 +205,34 @@ class JobManager:
         if self._stopping:
             raise FailedPrecondition("the server is stopping: submit the job again once it is back")
         runner = self._runner_or_refuse()
-        if kind not in runner.kinds:
-            raise InvalidArgument("kind", kind, f"one of {', '.join(runner.kinds)}")
-        dataset = dataset or DEFAULT_DATASET
-        if dataset not in runner.datasets:
-            raise InvalidArgument(
-                "dataset", dataset, f"one of {', '.join(runner.datasets)} (bundled data sets)"
-            )
-        if not (math.isfinite(lease_wait_s) and 0 <= lease_wait_s <= WAIT_LIMIT_S):
-            raise OutOfRange("lease_wait_s", lease_wait_s, f"0 .. {WAIT_LIMIT_S:g} s")
-        try:
-            options = runner.options(kind, options_json)
-        except InvalidArgument:
-            raise  # names the option (options_json.steps) already
-        except ValueError as exc:
-            raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
-        if resume_checkpoint:
-            if kind not in runner.resumable:
-                kinds = ", ".join(runner.resumable)
-                raise InvalidArgument(
-                    RESUME_FIELD, f"{len(resume_checkpoint)} bytes", f"empty: a {kind} job keeps "
-                    f"no checkpoint to go on from (the kinds that do: {kinds})",
-                )  # fmt: skip
-            try:
-                runner.check_resume(kind, options, dataset, resume_checkpoint)
-            except ValueError as exc:
-                raise InvalidArgument(
-                    RESUME_FIELD, f"{len(resume_checkpoint)} bytes", _resumable(kind, exc)
-                ) from exc
-        info = self.servicer.board.info
-        try:
-            tiles, whole_board = runner.claim(kind, options, dataset, info)
-        except ValueError as exc:  # the network does not fit the tiles it may use
-            raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
-        count = info.tile_count
-        if any(not 0 <= t < count for t in tiles):
-            raise InvalidArgument(
-                "options_json", options_json, f"tiles in 0 .. {count - 1} (tile_count); the "
-                f"{kind} options name tiles {list(tiles)}",
-            )  # fmt: skip
+        job = checked_submission(
+            runner, self.servicer.board.info, kind, options_json, dataset, lease_wait_s,
+            resume_checkpoint,
+        )  # fmt: skip
         if queue:
-            return self._enqueue(records, principal, kind, options_json, options, dataset,
-                                 tiles, whole_board, resume_checkpoint or None)  # fmt: skip
+            return self._enqueue(records, principal, job)
         with self._reserved(principal):
-            return self._start(records, runner, principal, kind, options, dataset,
-                               tiles, whole_board, lease_wait_s,
-                               resume_checkpoint or None)  # fmt: skip
+            return self._start(records, runner, principal, job, lease_wait_s)
 
     def _start(
         self,
         records: JobRecords,
         runner: JobRunner,
         principal: str,
-        kind: str,
-        options: Any,
-        dataset: str,
-        tiles: tuple[int, ...],
-        whole_board: bool,
+        job: Submission,
         lease_wait_s: float,
-        resume: bytes | None,
     ) -> JobRow:
+        """Leases the job's tiles (waiting ``lease_wait_s``), stores it running, runs it."""
         job_id = secrets.token_hex(8)
-        session = self.keeper.open(principal, 0.0, f"job {job_id} {kind}")
+        session = self.keeper.open(principal, 0.0, f"job {job_id} {job.kind}")
         try:
-            held = self.keeper.acquire(principal, session.id, tiles, whole_board, lease_wait_s)
+            held = self.keeper.acquire(
+                principal, session.id, job.tiles, job.whole_board, lease_wait_s
+            )
             now = self._clock()
             row = JobRow(
-                id=job_id, kind=kind, principal=principal, dataset=dataset,
-                options_json=runner.options_json(options), state="running",
+                id=job_id, kind=job.kind, principal=principal, dataset=job.dataset,
+                options_json=runner.options_json(job.options), state="running",
                 submitted_unix_s=now, started_unix_s=now, tiles=held.tiles,
                 whole_board=held.whole_board,
             )  # fmt: skip
@@ -340,16 +240,17 @@ class JobManager:
         except BaseException:
             self._close_session(principal, session.id)
             raise
-        live = _LiveJob(
-            row, session.id, last_flush_s=time.monotonic(), options=options, resume=resume
-        )
+        live = LiveJob(
+            row, session.id, last_flush_s=time.monotonic(), options=job.options,
+            resume=job.resume,
+        )  # fmt: skip
         with self._changed:
             self._live[job_id] = live
             self._event(live, "state", state="running")
         self._launch(live, runner)
         return self._snapshot(live)
 
-    def _launch(self, live: _LiveJob, runner: JobRunner) -> None:
+    def _launch(self, live: LiveJob, runner: JobRunner) -> None:
         """Runs ``live`` (stored as running, its lease held) on a thread of its own."""
         row = live.row
         with self._changed:
@@ -365,18 +266,7 @@ class JobManager:
 
     # -- the queue -----------------------------------------------------------------
 
-    def _enqueue(
-        self,
-        records: JobRecords,
-        principal: str,
-        kind: str,
-        options_json: str,
-        options: Any,
-        dataset: str,
-        tiles: tuple[int, ...],
-        whole_board: bool,
-        resume: bytes | None,
-    ) -> JobRow:
+    def _enqueue(self, records: JobRecords, principal: str, job: Submission) -> JobRow:
         """Stores a checked job as queued, tries the queue, and returns the job as it is
         then (running when it could start at once)."""
         runner = self._runner_or_refuse()
@@ -393,19 +283,19 @@ class JobManager:
                     "to start or cancel one",
                 )
             row = JobRow(
-                id=secrets.token_hex(8), kind=kind, principal=principal, dataset=dataset,
-                options_json=runner.options_json(options), state="queued",
-                submitted_unix_s=self._clock(), tiles=tiles, whole_board=whole_board,
-                message="queued",
+                id=secrets.token_hex(8), kind=job.kind, principal=principal,
+                dataset=job.dataset, options_json=runner.options_json(job.options),
+                state="queued", submitted_unix_s=self._clock(), tiles=job.tiles,
+                whole_board=job.whole_board, message="queued",
             )  # fmt: skip
-            live = _LiveJob(row, "", options=options, resume=resume)
+            live = LiveJob(row, "", options=job.options, resume=job.resume)
             self._event(live, "state", state="queued")
-            records.add(row, resume)  # under the lock: the queue never sees it unstored
+            records.add(row, job.resume)  # under the lock: the queue never sees it unstored
             records.update(row, live.events)
             live.stored = len(live.events)
             self._live[row.id] = live
-        log.info("job %s (%s on %s) of %s queued for tiles %s", row.id, kind, dataset,
-                 principal, "all" if whole_board else list(tiles))  # fmt: skip
+        log.info("job %s (%s on %s) of %s queued for tiles %s", row.id, job.kind, job.dataset,
+                 principal, "all" if job.whole_board else list(job.tiles))  # fmt: skip
         self._queue.run_pass()  # it may start at once
         self._queue.kick()
         with self._changed:
@@ -415,7 +305,7 @@ class JobManager:
         """Takes back the jobs a previous server left queued (in submission order); one
         whose options this server no longer reads ends failed, saying why."""
         for row, resume in records.queued():
-            live = _LiveJob(row, "", resume=resume)
+            live = LiveJob(row, "", resume=resume)
             live.events = records.events(row.id)  # its next event's index follows them
             live.stored = len(live.events)
             try:
@@ -433,7 +323,7 @@ class JobManager:
                      row.id, row.principal)  # fmt: skip
         self._queue.kick()
 
-    def _end_unstarted(self, live: _LiveJob, records: JobRecords, state: str, error: str) -> None:
+    def _end_unstarted(self, live: LiveJob, records: JobRecords, state: str, error: str) -> None:
         """Ends a job that never started (cancelled, or unreadable, in the queue)."""
         with self._changed:
             row = live.row
@@ -571,7 +461,7 @@ class JobManager:
 
     # -- the job's thread ----------------------------------------------------------
 
-    def _run(self, live: _LiveJob, runner: JobRunner, options: Any, resume: bytes | None) -> None:
+    def _run(self, live: LiveJob, runner: JobRunner, options: Any, resume: bytes | None) -> None:
         row = live.row
         recorder = BehindRecorder(f"sidra-job-{row.id}-recorder", run=store_in_order)
         board = JobBoard(
@@ -598,7 +488,7 @@ class JobManager:
                 )  # fmt: skip
             finally:
                 recorder.drain()  # every write the job made is in the store before it ends
-            state, error = self._ended(live, summary)
+            state, error = ended(live, summary, self.max_job_s)
         except JobCancelled:
             state, error = "cancelled", self._cancelled_text(live)
             if live.server_stopping and not live.cancelled_by:
@@ -614,7 +504,10 @@ class JobManager:
             if kept is not None:
                 summary, files = kept
             if live.cancel.is_set() and (isinstance(exc, SidraError) or kept is not None):
-                state, error = "cancelled", self._cancelled_text(live)
+                state, error = (
+                    "cancelled",
+                    self._cancelled_text(live),
+                )
             else:
                 log.warning("job %s failed", row.id, exc_info=True)
                 # An exception keeping a record says what ended the job and where it is.
@@ -625,7 +518,7 @@ class JobManager:
             self._close_session(row.principal, live.session_id)
         self._finish(live, state, error, summary, files)
 
-    def _settle(self, live: _LiveJob, board: JobBoard) -> None:
+    def _settle(self, live: LiveJob, board: JobBoard) -> None:
         """Takes a restart of the board that its driver noticed before this job began.
 
         The driver reports such a restart to the next call, whoever makes it. What the
@@ -637,51 +530,10 @@ class JobManager:
         except BoardReset as exc:
             self._log(live, f"the board restarted before this job began; going on ({exc})")
 
-    def _ended(self, live: _LiveJob, summary: dict[str, Any]) -> tuple[str, str]:
-        """State and error of a job whose run returned: cancelled when a stop ended it
-        early (its summary says where), else succeeded (a stop asked during its last
-        step, epoch or run came too late to change anything)."""
-        where = [(k.removeprefix(STOPPED_AT), v) for k, v in summary.items()
-                 if k.startswith(STOPPED_AT)]  # fmt: skip
-        if not (live.stop.is_set() and where):
-            return "succeeded", ""
-        unit, done = where[0]
-        if live.over_time:
-            return (
-                "cancelled",
-                f"{self._over_time_text()}; stopped after {unit} {done}, its record kept",
-            )
-        if live.server_stopping and not live.cancelled_by:
-            return "interrupted", (
-                f"the server stopped; the job stopped after {unit} {done}, its record kept"
-            )
-        return "cancelled", (
-            f"cancelled by {live.cancelled_by}; stopped after {unit} {done}, its record kept"
-        )
+    def _cancelled_text(self, live: LiveJob) -> str:
+        return cancelled_text(live, self.cancel_grace_s, self.max_job_s)
 
-    def _over_time_text(self) -> str:
-        assert self.max_job_s is not None
-        return (
-            f"stopped by the server's time limit: it ran {self.max_job_s / 3600:g} h "
-            "([limits] max_job_hours)"
-        )
-
-    def _cancelled_text(self, live: _LiveJob) -> str:
-        if live.over_time and not live.cancelled_by:
-            late = (
-                f"; it did not reach a step, epoch or run boundary within "
-                f"{self.cancel_grace_s:g} s and was stopped at a board call, no record kept"
-            )
-            return self._over_time_text() + (late if live.grace_ran_out else "")
-        if live.grace_ran_out:
-            return (
-                f"cancelled by {live.cancelled_by}; it did not reach a step, epoch or run "
-                f"boundary within {self.cancel_grace_s:g} s and was stopped at a board call, "
-                "no record kept"
-            )
-        return f"cancelled by {live.cancelled_by}"
-
-    def _check(self, live: _LiveJob) -> None:
+    def _check(self, live: LiveJob) -> None:
         """Raises JobCancelled to stop the job now (before a board call or a report)."""
         if live.cancel.is_set():
             raise JobCancelled
@@ -691,7 +543,7 @@ class JobManager:
             live.cancel.set()
             raise JobCancelled
 
-    def _stop_if_over_time(self, live: _LiveJob) -> None:
+    def _stop_if_over_time(self, live: LiveJob) -> None:
         """Asks ``live`` to stop at its next boundary, as a first CancelJob does, once it
         has run longer than ``max_job_s``."""
         if self.max_job_s is None or live.stop.is_set():
@@ -706,7 +558,7 @@ class JobManager:
             log.info("job %s: ran %g s, the server's limit; it stops at its next step, epoch "
                      "or run boundary", live.row.id, self.max_job_s)  # fmt: skip
 
-    def _keep_alive(self, live: _LiveJob) -> None:
+    def _keep_alive(self, live: LiveJob) -> None:
         """Renews the job's session every third of its time to live until the job ends
         (and stops it once over the time limit, between its board calls too)."""
         period = self.keeper.registry.default_ttl_s / 3
@@ -727,7 +579,7 @@ class JobManager:
             log.info("job session %s already closed: %s", session_id[:8], exc)
 
     def _finish(
-        self, live: _LiveJob, state: str, error: str, summary: dict[str, Any],
+        self, live: LiveJob, state: str, error: str, summary: dict[str, Any],
         files: dict[str, bytes],
     ) -> None:  # fmt: skip
         """Ends ``live``: its final row, last events and record are stored first, and only
@@ -773,12 +625,12 @@ class JobManager:
 
     # -- events (the manager's condition held) -------------------------------------
 
-    def _event(self, live: _LiveJob, kind: str, **fields: Any) -> None:
+    def _event(self, live: LiveJob, kind: str, **fields: Any) -> None:
         live.events.append(JobEventRow(len(live.events), self._clock(), kind, **fields))
         live.row.events = len(live.events)
         self._changed.notify_all()
 
-    def _progress(self, live: _LiveJob, step: int, total: int, message: str) -> None:
+    def _progress(self, live: LiveJob, step: int, total: int, message: str) -> None:
         self._check(live)
         now = time.monotonic()
         with self._changed:
@@ -790,13 +642,13 @@ class JobManager:
                 self._event(live, "progress", step=step, total=total, message=message)
         self._flush_if_due(live, now)
 
-    def _log(self, live: _LiveJob, line: str) -> None:
+    def _log(self, live: LiveJob, line: str) -> None:
         self._check(live)
         with self._changed:
             self._event(live, "log", message=line)
         self._flush_if_due(live, time.monotonic())
 
-    def _keep_tiles(self, live: _LiveJob, tiles: tuple[int, ...]) -> None:
+    def _keep_tiles(self, live: LiveJob, tiles: tuple[int, ...]) -> None:
         self._check(live)
         row = live.row
         kept = self.keeper.narrow(row.principal, live.session_id, tiles).ended.session.tiles
@@ -806,7 +658,7 @@ class JobManager:
         log.info("job %s: %s", row.id, line)
         self._log(live, line)
 
-    def _keep_file(self, live: _LiveJob, name: str, content: bytes) -> None:
+    def _keep_file(self, live: LiveJob, name: str, content: bytes) -> None:
         """Stores a record file of a running job (its latest checkpoint) now; its end's
         record replaces it. A store that refuses leaves the job running: the file is a
         safeguard, not its record."""
@@ -817,7 +669,7 @@ class JobManager:
         except SidraError as exc:
             log.warning("job %s: %s not stored: %s", live.row.id, name, exc)
 
-    def _flush_if_due(self, live: _LiveJob, now: float) -> None:
+    def _flush_if_due(self, live: LiveJob, now: float) -> None:
         """Writes a running job's new events and progress to the store about once a second."""
         if now - live.last_flush_s < FLUSH_INTERVAL_S or self.records is None:
             return
@@ -998,7 +850,7 @@ class JobManager:
                 "from_index", from_index, f"0 .. {job.events} (the job's events so far)"
             )
 
-    def _snapshot(self, live: _LiveJob) -> JobRow:
+    def _snapshot(self, live: LiveJob) -> JobRow:
         return dataclasses.replace(live.row, files={})
 
     def stop_all(self, wait_s: float) -> list[str]:
@@ -1054,15 +906,10 @@ def _no_such_file(job_id: str, name: str, sizes: dict[str, int]) -> JobNotFound:
     return JobNotFound(f"name: job {job_id} has no record file {name[:80]!r} (its files: {files})")
 
 
-def _resumable(kind: str, refused: ValueError) -> str:
-    """What SubmitJob's resume_checkpoint allows, and why the one sent is not that."""
-    return f"a {kind} run's {CHECKPOINT_FILE} of these options and data set; {refused}"
-
-
 class _Reporter:
     """What the training code reports to (sidra.server.jobs.runner.JobReporter)."""
 
-    def __init__(self, manager: JobManager, live: _LiveJob) -> None:
+    def __init__(self, manager: JobManager, live: LiveJob) -> None:
         self.manager = manager
         self.live = live
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sidra.drivers import Board, BoardInfo, FailedPrecondition
 
 __all__ = [
+    "CHECKPOINT_FILE",
     "ENTRY_POINT_GROUP",
     "STOPPED_AT",
     "TRAINING_EXTRA",
@@ -36,6 +37,9 @@ ENTRY_POINT_GROUP = "sidra.jobs"
 
 TRAINING_EXTRA = "pip install 'sidra-hil[training]'"
 """How to install what jobs need, as refusals say it."""
+
+CHECKPOINT_FILE = "checkpoint.json"
+"""The record file a job that stopped early keeps its checkpoint in (jobs.proto)."""
 
 STOPPED_AT = "stopped_at_"
 """Prefix of the summary key by which a run stopped early says where it ended

@@ -30,7 +30,7 @@ from sidra.drivers import (
 )
 from sidra.drivers.errors import LeaseHeld
 from sidra.server.app import create_server
-from sidra.server.jobs.manager import (
+from sidra.server.jobs.live import (
     PROGRESS_INTERVAL_MAX_S,
     PROGRESS_INTERVAL_S,
     progress_interval_s,
