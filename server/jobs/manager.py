@@ -46,6 +46,7 @@ from sidra.drivers import (
     ResourceExhausted,
     SidraError,
 )
+from sidra.drivers.monitor import LinkMonitored
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.live import LiveJob, cancelled_text, ended, progress_interval_s
@@ -172,8 +173,11 @@ class JobManager:
         self._queue = JobQueue(self._waiting, self._try_start, self._waits,
                                lambda: self._stopping, self._running_by_principal,
                                self._last_start_of)  # fmt: skip
-        self._last_start: dict[str, float] = {}  # principal -> monotonic time it last started one
+        # principal -> when it last started a job, Unix s: the queue's turns, kept over
+        # restarts (the jobs' start times are in the store)
+        self._last_start: dict[str, float] = {}
         if self.records is not None:
+            self._last_start = self.records.last_starts()
             for job_id in self.records.interrupt_running(clock()):
                 log.warning("job %s was running when the server stopped: interrupted", job_id)
             self._load_queue(self.records)
@@ -254,7 +258,7 @@ class JobManager:
         """Runs ``live`` (stored as running, its lease held) on a thread of its own."""
         row = live.row
         with self._changed:
-            self._last_start[row.principal] = time.monotonic()
+            self._last_start[row.principal] = row.started_unix_s
         log.info("job %s (%s on %s) of %s started on tiles %s", row.id, row.kind, row.dataset,
                  row.principal, "all" if row.whole_board else list(row.tiles))  # fmt: skip
         threading.Thread(
@@ -363,7 +367,7 @@ class JobManager:
             return Counter(j.row.principal for j in self._live.values() if j.row.state == "running")
 
     def _last_start_of(self) -> dict[str, float]:
-        """When each principal last started a job, time.monotonic() (the queue's turns)."""
+        """When each principal last started a job, Unix s (the queue's turns)."""
         with self._changed:
             return dict(self._last_start)
 
@@ -383,6 +387,9 @@ class JobManager:
         if live is None:
             return "not queued any more"
         row = live.row
+        board = self.servicer.board
+        if isinstance(board, LinkMonitored) and not board.link_up:
+            return "the board is unavailable (its link is down); it starts once it is back"
         held = [h for h in self.keeper.registry.holders() if h.tile in waiting.tiles]
         if held:
             first = held[0]

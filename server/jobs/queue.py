@@ -59,7 +59,7 @@ def queue_order(
 ) -> list[Waiting]:
     """``waiting`` in the order their turns come: by the jobs their principal runs
     (``running``, by principal) plus its own queued before them, then by when their
-    principal last started a job (``last_start``, any clock; absent: never), then by
+    principal last started a job (``last_start``, any one clock; absent: never), then by
     submission."""
     started = last_start or {}
     by_time = sorted(waiting, key=lambda job: (job.submitted_unix_s, job.job_id))

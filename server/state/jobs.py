@@ -125,6 +125,16 @@ class JobRecords:
                 (*job.values(), resume_checkpoint),
             )
 
+    def last_starts(self) -> dict[str, float]:
+        """When each principal's latest job started, Unix s (principals whose jobs all
+        waited in the queue and never started are left out)."""
+        with self.store._reading("read job starts") as db:
+            rows = db.execute(
+                "SELECT principal, max(started_unix_s) FROM jobs WHERE started_unix_s > 0 "
+                "GROUP BY principal"
+            ).fetchall()
+        return {str(principal): float(when) for principal, when in rows}
+
     def queued(self) -> list[tuple[JobRow, bytes | None]]:
         """The jobs waiting in the queue, in submission order, each with the checkpoint it
         is to go on from (None: none)."""

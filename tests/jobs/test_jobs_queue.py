@@ -15,7 +15,10 @@ import pytest
 
 from sidra.client import RemoteBoard, connect
 from sidra.client.jobs import JobInfo
-from sidra.drivers import FailedPrecondition, ResourceExhausted
+from sidra.drivers import FailedPrecondition, ResourceExhausted, open_board
+from sidra.emulator import preset
+from sidra.emulator.firmware import serve_virtual_board
+from sidra.emulator.firmware.faults import FaultConfig
 from sidra.server.security import Role, TokensFile
 from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
@@ -285,3 +288,51 @@ def test_principals_take_turns_in_the_queue(tmp_path: Path) -> None:
         assert [job.state for job in done] == ["succeeded"] * 3
         starts = [job.started_unix_s for job in done]
         assert starts == sorted(starts)  # Bob's, then Alice's first, then her second
+
+
+def test_the_turns_outlive_the_server(tmp_path: Path) -> None:
+    """Alice's job ran, then Alice and Bob queued one each and the server stopped: the
+    next server starts Bob's first (Alice had the last turn: the store says when), not
+    Alice's, though hers was submitted first."""
+    tokens_file = tmp_path / "tokens.toml"
+    token = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER)
+    store = tmp_path / "s.sqlite3"
+    stopping = ServerStop()
+    with (
+        serving(store, tokens=TokensFile(tokens_file), stopping=stopping) as address,
+        connect(address, token=token["alice"]) as alice,
+        connect(address, token=token["bob"]) as bob,
+    ):
+        _holding(alice, [0])
+        hers = alice.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        his = bob.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        stopping.run(30.0)
+    with (
+        serving(store, tokens=TokensFile(tokens_file)) as address,
+        connect(address, token=token["alice"]) as alice,
+        connect(address, token=token["bob"]) as bob,
+    ):
+        first, second = bob.jobs.wait(his.job_id), alice.jobs.wait(hers.job_id)
+        assert first.state == second.state == "succeeded"
+        assert first.started_unix_s < second.started_unix_s
+
+
+def test_the_queue_waits_for_a_board_that_went_away_to_come_back(tmp_path: Path) -> None:
+    """A serial board unplugged under a running job for 3 s: that job fails, and the job
+    queued for its tile waits, saying why, instead of starting on a board that is not
+    there and failing too; it starts once the link is back (the server's link watch)."""
+    faults = FaultConfig(unplug_after=400, unplug_s=3.0)
+    with (
+        serve_virtual_board(preset("ideal"), 0, faults=faults) as virtual,
+        open_board(f"{virtual.url}?timeout=0.05&retries=1") as board,
+        serving(tmp_path / "s.sqlite3", board) as address,
+        connect(address) as client,
+    ):
+        holder = client.jobs.submit("spsa", _on([0], ENDLESS), dataset="iris")
+        waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        assert waiting.state == "queued"
+        lost = client.jobs.wait(holder.job_id)
+        assert lost.state == "failed" and lost.error.startswith("BoardUnavailable: ")
+        _until(lambda: "the board is unavailable" in client.jobs.get(waiting.job_id).message)
+        done = client.jobs.wait(waiting.job_id)
+        assert done.state == "succeeded", done.error
