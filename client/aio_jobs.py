@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -29,6 +29,7 @@ from sidra.client.jobs import (
     JobEvent,
     JobInfo,
     job_method,
+    list_request,
     submit_request,
     watch_retry,
 )
@@ -96,9 +97,11 @@ class AsyncJobs:
                 reading.add(reply)
         return reading.whole
 
-    async def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
-        """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100)."""
-        request = pb.ListJobsRequest(principal=principal, limit=limit)
+    async def list(
+        self, principal: str = "", limit: int = 0, states: Sequence[str] = ()
+    ) -> list[JobInfo]:
+        """Jobs, newest first (:meth:`Jobs.list <sidra.client.jobs.Jobs.list>`)."""
+        request = list_request(principal, limit, states)
         reply = await self._call("ListJobs", request, pb.ListJobsResponse)
         return [JobInfo.from_pb(job) for job in reply.jobs]
 

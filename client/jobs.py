@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,9 +216,12 @@ class Jobs:
                 reading.add(reply)
         return reading.whole
 
-    def list(self, principal: str = "", limit: int = 0) -> list[JobInfo]:
-        """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100)."""
-        request = pb.ListJobsRequest(principal=principal, limit=limit)
+    def list(
+        self, principal: str = "", limit: int = 0, states: Sequence[str] = ()
+    ) -> list[JobInfo]:
+        """Jobs, newest first (only ``principal``'s when given; at most ``limit``, 0: 100;
+        only those in ``states`` when given: "queued", "running", "succeeded", ...)."""
+        request = list_request(principal, limit, states)
         reply = self._call("ListJobs", request, pb.ListJobsResponse)
         return [JobInfo.from_pb(job) for job in reply.jobs]
 
@@ -276,6 +279,19 @@ class Jobs:
             return method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
+
+
+def list_request(principal: str, limit: int, states: Sequence[str]) -> pb.ListJobsRequest:
+    """ListJobs' request (:meth:`Jobs.list`); InvalidArgument naming ``states`` for a
+    state name the client does not know."""
+    known = [_state(value) for value in pb.JobState.values() if value]
+    if isinstance(states, str):  # one name, not its letters
+        states = [states]
+    for state in states:
+        if state not in known:
+            raise InvalidArgument("states", state, f"names among {', '.join(known)}")
+    names = [f"JOB_STATE_{state.upper()}" for state in states]  # the enum takes its names
+    return pb.ListJobsRequest(principal=principal, limit=limit, states=names)
 
 
 def submit_request(

@@ -75,11 +75,24 @@ def list_jobs(
     server: Server,
     principal: Annotated[str, typer.Option(help="Only this principal's jobs.")] = "",
     limit: Annotated[int, typer.Option(min=0, help="At most this many (0: 100).")] = 0,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="Only jobs in this state (queued, running, succeeded, failed, "
+            "cancelled, interrupted); repeat for several.",
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Jobs on the server, newest first."""
+    """Jobs on the server, newest first.
+
+    --state queued --state running lists the queue and what holds the board."""
     with _server(server, "list") as board:
-        jobs = board.jobs.list(principal, limit)
+        try:
+            jobs = board.jobs.list(principal, limit, state or ())
+        except InvalidArgument as exc:
+            raise typer.BadParameter(str(exc), param_hint="--state") from exc
     if as_json:
         typer.echo(json.dumps([job.as_dict() for job in jobs]))
         return

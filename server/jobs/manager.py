@@ -34,7 +34,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sidra.drivers import (
@@ -736,11 +736,16 @@ class JobManager:
         except KeyError:
             raise _no_such_file(job_id, name, self.records.file_sizes(job_id)) from None
 
-    def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
+    def recent(
+        self, principal: str = "", limit: int = 100, states: Sequence[str] = ()
+    ) -> list[JobRow]:
+        """Jobs, newest first; only ``principal``'s, only those in ``states``, when given."""
         self._prune_if_due()  # an idle server's list drops expired jobs too
-        rows = self.records.recent(principal, limit) if self.records is not None else []
+        records = self.records
+        rows = records.recent(principal, limit, states) if records is not None else []
         with self._changed:  # live rows are fresher than the store's
-            return [self._snapshot(self._live[r.id]) if r.id in self._live else r for r in rows]
+            fresh = [self._snapshot(self._live[r.id]) if r.id in self._live else r for r in rows]
+        return [job for job in fresh if not states or job.state in states]
 
     def cancel(self, job_id: str, principal: str, *, admin: bool) -> JobRow:
         job = self.get(job_id)

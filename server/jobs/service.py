@@ -12,13 +12,13 @@ sidra.client.jobs).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
-from sidra.drivers import ResourceExhausted, SidraError
+from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.jobs.manager import JobManager, JobNotFound, NotJobOwner
 from sidra.server.limits import PrincipalLimits, caller_key
@@ -107,7 +107,9 @@ class JobServicer:
         )
 
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> Message:
-        jobs = self.manager.recent(request.principal, request.limit or DEFAULT_LIST_LIMIT)
+        jobs = self.manager.recent(
+            request.principal, request.limit or DEFAULT_LIST_LIMIT, _states(request.states)
+        )
         return pb.ListJobsResponse(jobs=[job_message(j) for j in jobs])
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> Message:
@@ -124,6 +126,16 @@ class JobServicer:
     ) -> Iterator[Message]:
         for event in self.manager.watch(request.job_id, request.from_index, context.is_active):
             yield event_message(event)
+
+
+def _states(values: Sequence[int]) -> list[str]:
+    """ListJobs' states as stored; InvalidArgument naming "states" for one not known."""
+    names: dict[int, str] = {int(number): name for name, number in STATES.items()}
+    for value in values:
+        if value not in names:
+            allowed = ", ".join(f"{n} ({pb.JobState.Name(n)})" for n in sorted(names))
+            raise InvalidArgument("states", value, f"JobState values: {allowed}")
+    return [names[value] for value in values]
 
 
 def job_message(job: JobRow) -> pb.Job:

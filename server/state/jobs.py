@@ -226,9 +226,19 @@ class JobRecords:
             raise KeyError(name)
         return FilePiece(bytes(row[0] or b""), int(row[1]), bytes(row[2] or b""))
 
-    def recent(self, principal: str = "", limit: int = 100) -> list[JobRow]:
-        """Jobs, newest first; only ``principal``'s when given."""
-        where, args = ("WHERE principal = ?", (principal,)) if principal else ("", ())
+    def recent(
+        self, principal: str = "", limit: int = 100, states: Sequence[str] = ()
+    ) -> list[JobRow]:
+        """Jobs, newest first; only ``principal``'s when given, only those in ``states``
+        when given."""
+        conditions, args = [], []
+        if principal:
+            conditions.append("principal = ?")
+            args.append(principal)
+        if states:
+            conditions.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(states)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self.store._reading("list jobs") as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY submitted_unix_s DESC, id LIMIT ?",

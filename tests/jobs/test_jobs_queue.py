@@ -5,25 +5,29 @@ while it waits, and survives the server stopping. Real server, store and board."
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
 from sidra.client import RemoteBoard, connect
 from sidra.client.jobs import JobInfo
-from sidra.drivers import FailedPrecondition, ResourceExhausted, open_board
+from sidra.drivers import FailedPrecondition, InvalidArgument, ResourceExhausted, open_board
 from sidra.emulator import preset
 from sidra.emulator.firmware import serve_virtual_board
 from sidra.emulator.firmware.faults import FaultConfig
+from sidra.hil.v1 import jobs_pb2, jobs_pb2_grpc
 from sidra.server.security import Role, TokensFile
 from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobEventRow, JobRecords, JobRow
 from sidra.server.stopping import ServerStop
+from tests.cli_support import run_sidra
 from tests.jobs.jobs_support import first_progress, serving
 from tests.jobs.test_jobs_resume import assert_ends_as, finished
 from tests.server.security_support import principals
@@ -336,3 +340,37 @@ def test_the_queue_waits_for_a_board_that_went_away_to_come_back(tmp_path: Path)
         _until(lambda: "the board is unavailable" in client.jobs.get(waiting.job_id).message)
         done = client.jobs.wait(waiting.job_id)
         assert done.state == "succeeded", done.error
+
+
+def test_jobs_are_listed_by_state(tmp_path: Path) -> None:
+    """ListJobs states: the queue and what holds the board, from the clients and the CLI;
+    a state no one knows is refused naming the field."""
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        done = client.jobs.wait(client.jobs.submit("spsa", _on([1]), dataset="iris").job_id)
+        holder = _holding(client, [0])
+        waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+
+        def ids(*states: str) -> list[str]:
+            return [job.job_id for job in client.jobs.list(states=states)]
+
+        assert ids("queued") == [waiting.job_id]
+        assert ids("queued", "running") == [waiting.job_id, holder.job_id]  # newest first
+        assert ids("succeeded") == [done.job_id]
+        assert ids() == [waiting.job_id, holder.job_id, done.job_id]
+        with pytest.raises(InvalidArgument) as refused:
+            client.jobs.list(states=["waiting"])
+        assert refused.value.field == "states" and "interrupted, queued" in str(refused.value)
+        listed = run_sidra("jobs", "list", "--server", address, "--state", "queued", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [job["job_id"] for job in json.loads(listed.stdout)] == [waiting.job_id]
+        bad = run_sidra("jobs", "list", "--server", address, "--state", "waiting")
+        assert bad.returncode == 2 and "--state" in bad.stderr
+        with grpc.insecure_channel(address) as channel:  # a client of another language
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            for value in (0, 99):
+                with pytest.raises(grpc.RpcError) as raw:
+                    stub.ListJobs(jobs_pb2.ListJobsRequest(states=[value]))
+                assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert raw.value.details().startswith(f"states: got {value}, expected JobState")
+        client.jobs.cancel(waiting.job_id)
+        client.jobs.cancel(holder.job_id)

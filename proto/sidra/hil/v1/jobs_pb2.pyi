@@ -90,12 +90,14 @@ class JobFileInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("principal", "limit")
+    __slots__ = ("principal", "limit", "states")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
     principal: str
     limit: int
-    def __init__(self, principal: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    states: _containers.RepeatedScalarFieldContainer[JobState]
+    def __init__(self, principal: _Optional[str] = ..., limit: _Optional[int] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs",)
