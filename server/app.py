@@ -190,7 +190,7 @@ def create_server(
         load_runner=job_runner,
         checkpoint_every_s=job_checkpoint_every_s,
         retention_s=None if job_retention_days is None else job_retention_days * 86_400.0,
-        on_end=metrics.count_job_end,
+        on_end=metrics.count_job_end, on_queue_wait=metrics.observe_queue_wait,
     )  # fmt: skip
     watch_jobs(metrics, jobs.running, jobs.queued)
     if store is not None:

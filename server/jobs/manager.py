@@ -125,12 +125,12 @@ class JobManager:
     ``servicer`` runs the jobs' board calls (its turns, leases and store);
     ``keeper`` opens their sessions and leases; ``store`` keeps their records (None:
     SubmitJob is refused, nothing else to keep them in); ``max_jobs`` bounds a
-    principal's running jobs, ``max_queued_jobs`` its queued ones, ``max_job_s`` how long
-    one runs before it is stopped at its next boundary (None: no limit); ``load_runner`` finds
-    the training code (tests swap it); a running job keeps its checkpoint in ``store``
-    every ``checkpoint_every_s``; jobs
-    that ended more than ``retention_s`` ago are deleted (:meth:`prune`); ``on_end`` is
-    told each job's final state.
+    principal's running jobs, ``max_queued_jobs`` its queued ones, ``max_job_s`` how
+    long one runs before it is stopped at its next boundary (None: no limit);
+    ``load_runner`` finds the training code (tests swap it); a running job keeps its
+    checkpoint in ``store`` every ``checkpoint_every_s``; jobs that ended more than
+    ``retention_s`` ago are deleted (:meth:`prune`); ``on_end`` is told each job's final
+    state, ``on_queue_wait`` how long each queued job waited as it starts, s.
     """
 
     def __init__(
@@ -148,6 +148,7 @@ class JobManager:
         checkpoint_every_s: float = 60.0,
         retention_s: float | None = None,
         on_end: Callable[[str], object] = lambda state: None,
+        on_queue_wait: Callable[[float], object] = lambda seconds: None,
     ) -> None:
         self.servicer = servicer
         self.keeper = keeper
@@ -167,6 +168,8 @@ class JobManager:
         self._stopping = False  # stop_all: no new job starts
         self.on_end = on_end
         """Told each job's final state as it ends (the service's metrics)."""
+        self.on_queue_wait = on_queue_wait
+        """Told how long each queued job waited, s, as it starts (the service's metrics)."""
         self.retention_s = retention_s
         """How long an ended job is kept, s (None: for ever): :meth:`prune`."""
         self._pruned_s = -math.inf
@@ -434,6 +437,7 @@ class JobManager:
                 live.stored += len(pending)
         except SidraError as exc:  # kept in memory; the job's next write tries again
             log.warning("job %s: its start was not stored: %s", row.id, exc)
+        self.on_queue_wait(max(row.started_unix_s - row.submitted_unix_s, 0.0))
         self._launch(live, self._runner_or_refuse())
         return ""
 

@@ -33,6 +33,7 @@ from sidra.server.state.jobs import FINAL_STATES, JOB_STATES
 
 __all__ = [
     "DURATION_BUCKETS_S",
+    "QUEUE_WAIT_BUCKETS_S",
     "JOB_END_STATES",
     "MethodSeries",
     "SIZE_BUCKETS_BYTES",
@@ -46,6 +47,10 @@ DURATION_BUCKETS_S = (
 )  # fmt: skip
 """Latency buckets, s: a one-vector MVM answers in about 0.5 ms, a Program of a large
 tile or a 64 MiB batch takes seconds."""
+
+QUEUE_WAIT_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0,
+                        86_400.0, 3 * 86_400.0)  # fmt: skip
+"""Buckets of a job's wait in the queue, s: a second (the queue's pass) to three days."""
 
 SIZE_BUCKETS_BYTES = tuple(float(4**power) for power in range(3, 15))
 """Message size buckets, bytes: 64 B (an empty reply) to 256 MiB by factors of 4
@@ -119,6 +124,11 @@ class ServiceMetrics:
             "sidra_jobs_ended", "Training jobs that ended, by final state.", ("state",),
             registry=registry,
         )  # fmt: skip
+        self.job_queue_wait = Histogram(
+            "sidra_job_queue_wait_seconds",
+            "How long training jobs waited in the queue before they started, s.",
+            buckets=QUEUE_WAIT_BUCKETS_S, registry=registry,
+        )  # fmt: skip
         self.board = Info("sidra_board", "The board this server serves.", registry=registry)
         # Every operation's series exists from the start, so rate() and absent-series
         # alerts see 0 rather than nothing before the first call.
@@ -155,6 +165,10 @@ class ServiceMetrics:
     def count_lease_event(self, event: str) -> None:
         """A session or lease event (:data:`~sidra.server.sessions.keeper.LEASE_EVENTS`)."""
         self._lease_events[event].inc()
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        """A queued training job started after waiting ``seconds`` in the queue."""
+        self.job_queue_wait.observe(seconds)
 
     def count_job_end(self, state: str) -> None:
         """A training job ended in ``state`` (one of :data:`JOB_END_STATES`)."""

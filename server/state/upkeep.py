@@ -183,6 +183,10 @@ def restore_backup(backup: Path, store: Path) -> BackupRestored:
     beside it as ``<store>.replaced-<UTC time>``, its write-ahead log merged into it
     first, so a restore loses nothing either."""
     version = _checked(backup, "backup")
+    try:  # a first store in a new place: its folder, as a server would make it
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateStoreError(f"state store {store}: {exc.strerror or exc}") from exc
     with _no_server(store, "restore"):
         copy = store.with_name(f".{store.name}.restoring-{os.getpid()}")
         replaced = None

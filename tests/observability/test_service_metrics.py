@@ -1,5 +1,6 @@
 """Metrics of what the service runs and keeps, scraped over HTTP: running and queued
-training jobs, jobs ended by final state, and the state store's size on disk."""
+training jobs and how long the queued ones waited, jobs ended by final state, and the
+state store's size on disk."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def test_jobs_are_counted_as_they_run_and_end(tmp_path: Path) -> None:
         client.jobs.wait(waiting.job_id)
         last = served.scrape()
         assert last[running] == last[queued] == 0
+        assert last[sample("sidra_job_queue_wait_seconds_count")] == 1  # it waited, once
+        assert 0 < last[sample("sidra_job_queue_wait_seconds_sum")] < 60
         assert [last[ended[state]] for state in STATES] == [1, 0, 1, 0]
 
 

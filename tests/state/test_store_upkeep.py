@@ -244,3 +244,15 @@ def test_a_backup_that_is_no_store_is_refused_and_the_store_kept(
     assert (
         sorted(p.name for p in tmp_path.iterdir() if "replaced" in p.name or p.name[0] == ".") == []
     )
+
+
+def test_a_backup_restored_into_a_new_place_makes_its_folder(tmp_path: Path) -> None:
+    """A new lab machine: the backup becomes its first store."""
+    path, out = tmp_path / "s.sqlite3", tmp_path / "b.sqlite3"
+    with StateStore(path) as store:
+        _add_job(JobRecords(store), f"{4:016x}", MIB, 1000.0)
+    backup_store(path, out)
+    fresh = tmp_path / "new" / "sidra-hil" / "state.sqlite3"
+    done = restore_backup(out, fresh)
+    assert done.replaced is None
+    assert _jobs(fresh) == _jobs(path)
