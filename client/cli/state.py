@@ -3,7 +3,8 @@
 ``show`` lists boards and, per tile, the programmed cells and the last program;
 ``history`` prints the program history (``--json`` for scripts); ``usage`` says what
 the store holds and takes on disk; ``export`` writes a board's golden targets, masks
-and write counts to an ``.npz`` file; ``backup`` writes a consistent copy of the store.
+and write counts to an ``.npz`` file; ``check`` reads the whole file for damage;
+``backup`` writes a consistent copy of the store.
 These open the store read-only, so they are safe while a server runs. ``restore``
 (a backup in the store's place) and ``compact`` (the file rewritten without its free
 pages) change the file: they refuse while a server has it open.
@@ -32,13 +33,13 @@ from sidra.server.state import (
     StateStoreError,
     default_store_path,
 )
-from sidra.server.state.upkeep import backup_store, compact_store, restore_backup
+from sidra.server.state.upkeep import backup_store, check_store, compact_store, restore_backup
 
 __all__ = ["state_app"]
 
 state_app = typer.Typer(
     no_args_is_help=True,
-    help="The service's durable board state: show, history, usage, export, backup, restore.",
+    help="The service's durable board state: show, history, usage, export, check, backup, restore.",
 )
 
 StorePath = Annotated[
@@ -202,6 +203,32 @@ def export(
         except OSError as exc:
             raise typer.BadParameter(f"{out}: {exc.strerror or exc}", param_hint="OUT") from exc
     typer.echo(f"wrote {written} ({serial})", err=True)
+
+
+@state_app.command("check")
+def check(store_path: StorePath = None, as_json: AsJson = False) -> None:
+    """Read the whole store for damage (exit 1 if any), safe while servers run.
+
+    SQLite's integrity_check (pages, indexes), foreign_key_check (rows naming rows that
+    are not there) and the schema version: after a power cut, a full disk or a copy
+    made with cp. A damaged store: restore a backup (sidra state restore)."""
+    try:
+        found = check_store(store_path or default_store_path())
+    except StateStoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--store") from exc
+    if as_json:
+        result = {"store": str(found.path), "schema_version": found.schema_version,
+                  "whole": found.whole, "problems": list(found.problems)}  # fmt: skip
+        typer.echo(json.dumps(result))
+    elif found.whole:
+        typer.echo(f"{found.path}: whole (schema {found.schema_version}; integrity and "
+                   "references checked)")  # fmt: skip
+    else:
+        typer.echo(f"{found.path}: {len(found.problems)} problems", err=True)
+        for problem in found.problems:
+            typer.echo(f"  {problem}", err=True)
+    if not found.whole:
+        raise typer.Exit(1)
 
 
 @state_app.command("backup")

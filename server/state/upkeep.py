@@ -40,7 +40,9 @@ __all__ = [
     "BackupRestored",
     "BackupReport",
     "CompactReport",
+    "StoreCheck",
     "backup_store",
+    "check_store",
     "compact_store",
     "held_by_server",
     "lock_path",
@@ -224,27 +226,61 @@ def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, isolation_level=None)
 
 
-def _checked(path: Path, field: str) -> int:
-    """The schema version of the store file ``path``, after ``integrity_check``;
-    StateStoreError naming ``field`` when it is not a whole store this version reads."""
+@dataclass(frozen=True, slots=True)
+class StoreCheck:
+    """What :func:`check_store` found."""
+
+    path: Path
+    schema_version: int
+    problems: tuple[str, ...]
+    """SQLite's ``integrity_check`` findings, rows naming a row that is not there
+    (``foreign_key_check``) and a schema this version does not read; empty: whole."""
+
+    @property
+    def whole(self) -> bool:
+        return not self.problems
+
+
+def check_store(path: Path) -> StoreCheck:
+    """Reads the whole store file ``path`` (read-only, safe while servers run) and says
+    what is damaged: pages and indexes (``integrity_check``), references between rows
+    (``foreign_key_check``), the schema version. StateStoreError when it is no SQLite
+    file at all."""
     if not path.is_file():
-        raise StateStoreError(f"{field}: {path}: no such file")
+        raise StateStoreError(f"store: {path}: no such file")
     try:
         with closing(_read_only(path)) as db:
             damage = [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
+            dangling = db.execute("PRAGMA foreign_key_check").fetchall()
             version = schema_version(db)
     except sqlite3.Error as exc:
-        raise StateStoreError(f"{field}: {path}: not a readable state store ({exc})") from exc
-    if damage != ["ok"]:
-        raise StateStoreError(
-            f"{field}: {path}: integrity_check found damage: {'; '.join(damage[:5])}"
-        )
+        raise StateStoreError(f"store: {path}: not a readable state store ({exc})") from exc
+    problems = [f"integrity_check: {line}" for line in damage if line != "ok"]
+    problems += [
+        f"foreign_key_check: {table} row {rowid} names a row of {parent} that is not there"
+        for table, rowid, parent, _ in dangling
+    ]
     if not 1 <= version <= SCHEMA_VERSION:
-        raise StateStoreError(
-            f"{field}: {path}: schema_version: got {version}, expected 1 .. {SCHEMA_VERSION} "
-            "(a store written by a newer SIDRA HIL, or no store)"
+        problems.append(
+            f"schema_version: got {version}, expected 1 .. {SCHEMA_VERSION} (a store "
+            "written by a newer SIDRA HIL, or no store)"
         )
-    return version
+    return StoreCheck(path, version, tuple(problems))
+
+
+def _checked(path: Path, field: str) -> int:
+    """The schema version of the store file ``path`` once :func:`check_store` finds it
+    whole; StateStoreError naming ``field`` when it is not a whole store this version
+    reads."""
+    if not path.is_file():
+        raise StateStoreError(f"{field}: {path}: no such file")
+    try:
+        found = check_store(path)
+    except StateStoreError as exc:
+        raise StateStoreError(f"{field}: {str(exc).removeprefix('store: ')}") from exc
+    if not found.whole:
+        raise StateStoreError(f"{field}: {path}: {'; '.join(found.problems[:5])}")
+    return found.schema_version
 
 
 def _fsync(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,22 @@ def test_backup_restore_and_compact_as_a_user_runs_them(store_path: Path, tmp_pa
         refused = run_state("compact", "--store", str(live))
     assert refused.returncode == 2
     assert "a server has it open; stop every sidra serve using it first" in refused.stderr
+
+
+def test_check_says_whole_or_lists_what_is_damaged(store_path: Path, tmp_path: Path) -> None:
+    whole = run_state("check", "--store", str(store_path))
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.startswith(f"{store_path}: whole (schema ")
+    damaged = tmp_path / "damaged.sqlite3"
+    damaged.write_bytes(store_path.read_bytes())
+    db = sqlite3.connect(damaged)
+    db.execute("DELETE FROM boards")  # the golden maps and history name it still
+    db.commit()
+    db.close()
+    found = run_state("check", "--store", str(damaged), "--json")
+    assert found.returncode == 1
+    report = json.loads(found.stdout)
+    assert report["whole"] is False and report["problems"]
+    assert all(p.startswith("foreign_key_check: ") for p in report["problems"])
+    text = run_state("check", "--store", str(damaged))
+    assert text.returncode == 1 and "problems" in text.stderr
