@@ -75,7 +75,8 @@ class LiveJob:
     options: Any = None
     """The job's options, parsed (a queued job's, for when it starts)."""
     resume: bytes | None = None
-    """The checkpoint a queued job is to go on from."""
+    """The checkpoint the job goes on from (None: none); a queued job keeps it until it
+    starts."""
 
 
 def ended(live: LiveJob, summary: dict[str, Any], max_job_s: float | None) -> tuple[str, str]:

@@ -217,7 +217,7 @@ class JobManager:
             resume_checkpoint,
         )  # fmt: skip
         if queue:
-            return self._enqueue(records, principal, job)
+            return self._enqueue(records, runner, principal, job)
         with self._reserved(principal):
             return self._start(records, runner, principal, job, lease_wait_s)
 
@@ -273,10 +273,11 @@ class JobManager:
 
     # -- the queue -----------------------------------------------------------------
 
-    def _enqueue(self, records: JobRecords, principal: str, job: Submission) -> JobRow:
+    def _enqueue(
+        self, records: JobRecords, runner: JobRunner, principal: str, job: Submission
+    ) -> JobRow:
         """Stores a checked job as queued, tries the queue, and returns the job as it is
         then (running when it could start at once)."""
-        runner = self._runner_or_refuse()
         with self._changed:
             queued = sum(
                 1 for j in self._live.values()
@@ -548,7 +549,8 @@ class JobManager:
         """Raises JobCancelled to stop the job now (before a board call or a report)."""
         if live.cancel.is_set():
             raise JobCancelled
-        self._stop_if_over_time(live)
+        if self.max_job_s is not None:  # before every board call: no call when no limit
+            self._stop_if_over_time(live)
         if live.stop.is_set() and time.monotonic() - live.stop_asked_s > self.cancel_grace_s:
             live.grace_ran_out = True
             live.cancel.set()

@@ -59,11 +59,15 @@ def lock_path(store: Path) -> Path:
     return store.with_name(store.name + ".lock")
 
 
+def _open_lock(store: Path) -> int:
+    return os.open(lock_path(store), os.O_RDWR | os.O_CREAT, 0o644)
+
+
 @contextmanager
 def held_by_server(store: Path) -> Iterator[None]:
     """A shared lock saying "a server has ``store`` open", for as long as it is entered
     (every writable StateStore holds one; readers do not)."""
-    fd = os.open(lock_path(store), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(store)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         yield
@@ -75,7 +79,7 @@ def held_by_server(store: Path) -> Iterator[None]:
 def _no_server(store: Path, doing: str) -> Iterator[None]:
     """The store's lock held exclusively while ``doing``; StateStoreError at once if a
     server (any writable StateStore, in any process) has the store open."""
-    fd = os.open(lock_path(store), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(store)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
