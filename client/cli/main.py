@@ -16,6 +16,7 @@ from sidra.cli.bench_serial import serial_command
 from sidra.cli.board import board_app
 from sidra.cli.jobs import jobs_app
 from sidra.cli.leases import leases
+from sidra.cli.model import model_app
 from sidra.cli.options import ValueNamingGroup
 from sidra.cli.state import state_app
 from sidra.cli.token import token_app
@@ -192,6 +193,7 @@ app.command("leases")(leases)
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(model_app, name="model")
 app.add_typer(state_app, name="state")
 app.add_typer(token_app, name="token")
 app.add_typer(train_app, name="train")

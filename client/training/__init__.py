@@ -1,5 +1,5 @@
 """Training with the board in the loop: SPSA, last-layer, hybrid and full-depth training,
-equilibrium propagation, estimators.
+equilibrium propagation, estimators; trained models deployed and run on a board.
 
 Everything here needs only the :class:`sidra.drivers.Board` interface, so it runs on a
 local driver (``open_board("emu://")``) or a remote board alike and imports no gRPC.
@@ -14,6 +14,7 @@ from sidra.training.calibration import Calibration, calibrate, noise_level
 from sidra.training.compare import compare_methods, standard_estimators
 from sidra.training.compare_record import Comparison, MethodResult, MethodSummary
 from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.deployment import DeployedModel, LayerProgramming, ModelEvaluation
 from sidra.training.eqprop import EquilibriumNetwork, equilibrium_gradients, train_eqprop
 from sidra.training.estimators import (
     AntitheticES,
@@ -35,6 +36,13 @@ from sidra.training.forward_forward import ForwardForwardNetwork, train_forward_
 from sidra.training.gradients import numerical_gradient, numerical_jacobian
 from sidra.training.hybrid import HybridNetwork, train_last_layer
 from sidra.training.mlp import exact_gradients, train_mlp
+from sidra.training.model import (
+    MODEL_FILE,
+    ModelFileError,
+    ModelInputs,
+    ModelLayer,
+    TrainedModel,
+)
 from sidra.training.options import (
     CompareOptions,
     EqPropOptions,
@@ -157,4 +165,12 @@ __all__ = [
     "RecoveryOptions",
     "RecoveryReport",
     "drift_recovery",
+    "MODEL_FILE",
+    "DeployedModel",
+    "LayerProgramming",
+    "ModelEvaluation",
+    "ModelFileError",
+    "ModelInputs",
+    "ModelLayer",
+    "TrainedModel",
 ]

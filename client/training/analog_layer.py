@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board, InvalidArgument, PerturbationPoint, Region, Unsupported
+from sidra.drivers import (
+    Board,
+    InvalidArgument,
+    PerturbationPoint,
+    ProgramReport,
+    Region,
+    Unsupported,
+)
 from sidra.drivers.rademacher import seed_from_bit
 from sidra.drivers.requests import (
     MAX_STEPS,
@@ -234,10 +241,13 @@ class AnalogLinear:
             signal = currents[:, :width] - currents[:, width : 2 * width]
         return signal
 
-    def program(self, weights: npt.ArrayLike) -> None:
-        """Write-verify ``weights`` into the tiles (one round trip for all of them)."""
-        for report in self._run_all(self.program_steps(weights)):
+    def program(self, weights: npt.ArrayLike) -> list[ProgramReport]:
+        """Write-verify ``weights`` into the tiles (one round trip for all of them); what
+        each block's write-verify reached, in :attr:`blocks` order."""
+        reports: list[ProgramReport] = self._run_all(self.program_steps(weights))
+        for report in reports:
             self.ledger.add(report.cost)
+        return reports
 
     def _run_all(self, requests: Sequence[Request]) -> list[Any]:
         """Each request's result, in order. A layer on several tiles sends its blocks'

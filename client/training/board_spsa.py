@@ -30,6 +30,7 @@ from sidra.training.analog_layer import AnalogLinear
 from sidra.training.calibration import calibrate
 from sidra.training.datasets import Dataset
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
+from sidra.training.model import TrainedModel
 from sidra.training.options import PerturbationMode, SPSAOptions
 from sidra.training.placement import LayerShape, Placement, place
 from sidra.training.records import (
@@ -264,6 +265,7 @@ class SPSAJob:
         result = optimizer.result()
         record, data = self.record, self.data
         record.weights = result.x
+        record.model = TrainedModel.of([self.layer], [result.x], data, "spsa")
         record.test_accuracy = self.test_accuracy(result.x, final=True)
         train = self.evaluator.predict(
             result.x, data.x_train, read_repeats=self.options.eval_read_repeats

@@ -26,6 +26,18 @@ class Dataset:
     y_train: npt.NDArray[np.int64]
     x_test: npt.NDArray[np.float32]
     y_test: npt.NDArray[np.int64]
+    labels: tuple[str, ...] = ()
+    """What each class index stands for in the source (``"setosa"``, ``"7"``); empty when
+    not known."""
+    feature_mean: npt.NDArray[np.float64] | None = None
+    """Each raw feature's mean over the training part, subtracted before scaling."""
+    feature_scale: npt.NDArray[np.float64] | None = None
+    """Each raw feature's standard deviation over the training part (1 for a constant
+    feature), divided by after the mean is taken away."""
+    test_size: float = 0.3
+    """Share of the samples held out for testing."""
+    random_state: int = 0
+    """Seed of the split."""
 
     @property
     def features(self) -> int:
@@ -54,14 +66,19 @@ def load_dataset(
     if name in BUNDLED:
         bunch = getattr(datasets, f"load_{name}")()
         x, y = bunch.data, bunch.target
+        names: list[str] = [str(n) for n in bunch.target_names]
     elif isinstance(name, str) and name.endswith(".npz") and Path(name).is_file():
         x, y = _npz_arrays(name)
+        names = []
     else:
         raise ValueError(
             f"dataset: got {name!r}, expected one of {', '.join(BUNDLED)} or an existing .npz file"
         )
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    labels = np.unique(y, return_inverse=True)[1].astype(np.int64)
+    values, inverse = np.unique(y, return_inverse=True)
+    labels = inverse.astype(np.int64).reshape(-1)
+    # A bundled set's targets are 0 .. k-1 and its names say what they are.
+    label_names = names or [str(v.item() if isinstance(v, np.generic) else v) for v in values]
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, labels, test_size=test_size, random_state=random_state
     )
@@ -72,6 +89,11 @@ def load_dataset(
         y_train=y_tr,
         x_test=scaler.transform(x_te).astype(np.float32),
         y_test=y_te,
+        labels=tuple(label_names),
+        feature_mean=np.asarray(scaler.mean_, np.float64),
+        feature_scale=np.asarray(scaler.scale_, np.float64),
+        test_size=test_size,
+        random_state=random_state,
     )
 
 

@@ -22,6 +22,7 @@ from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
+from sidra.training.model import TrainedModel
 from sidra.training.options import LastLayerOptions
 from sidra.training.placement import LayerShape, Placement, place
 from sidra.training.records import Checkpoint, TrainingRecord
@@ -217,6 +218,7 @@ def train_last_layer(
                 kept.save()  # to go on from, as from a board gone
                 break
         record.weights = net.weights[-1]
+        record.model = TrainedModel.of(net.layers, net.targets, data, "last-layer")
         record.steps = len(record.losses)
         record.test_accuracy = record.checkpoints[-1].test_accuracy  # after the last epoch
         record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)

@@ -32,6 +32,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
+from sidra.training.model import TrainedModel
 from sidra.training.options import MLPOptions
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
@@ -199,6 +200,7 @@ def train_network(
                 kept.save()  # to go on from, as from a board gone
                 break
         record.weights = net.weights[-1]
+        record.model = TrainedModel.of(net.layers, net.targets, data, job)
         record.steps = len(record.losses)
         record.test_accuracy = record.checkpoints[-1].test_accuracy
         if train_accuracy:

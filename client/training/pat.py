@@ -37,6 +37,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EXTRAS, EpochCheckpoint
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import NetworkFactory, mlp_layers, train_network
+from sidra.training.model import TrainedModel
 from sidra.training.options import PATOptions
 from sidra.training.records import INTERRUPTED, TrainingRecord
 from sidra.training.softmax import accuracy
@@ -309,6 +310,7 @@ def _deployed(
     layers, placement = mlp_layers(board, data, o)
     meter = JobMeter(board, layers)
     deployed = HybridNetwork(layers, weights, trainable=len(layers))
+    record.model = TrainedModel.of(layers, weights, data, str(record.settings.get("job", "pat")))
     record.measures |= _twin_measures(record)
     record.settings["placement"] = placement.summary()
     repeats = o.eval_read_repeats

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.training.accounting import JobCounts
+from sidra.training.model import MODEL_FILE, TrainedModel
 
 STOPPED_AT = "stopped_at_"
 """Prefix of the setting (and summary key) saying where a stopped run ended:
@@ -160,6 +161,9 @@ class TrainingRecord:
     measures: dict[str, Any] = field(default_factory=dict)
     """What a job measures beyond the counts (e.g. ``gradient_cosine`` per layer): in the
     summary and summary.json as they are."""
+    model: TrainedModel | None = None
+    """The trained network, to deploy and run on any board (model.npz; none for a
+    network that is not a stack of layers: forward-forward, equilibrium propagation)."""
 
     def count(self, counts: JobCounts) -> None:
         """Takes the run's loss evaluations, MVM calls, writes and modeled cost."""
@@ -189,7 +193,8 @@ class TrainingRecord:
         )
 
     def save(self, folder: str | Path) -> Path:
-        """Writes settings.json, summary.json, steps.csv, checkpoints.csv, weights.npy, plot.png."""
+        """Writes settings.json, summary.json, steps.csv, checkpoints.csv, weights.npy,
+        model.npz (sidra.training.model), plot.png."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         for name, content in self.files().items():
@@ -218,6 +223,9 @@ class TrainingRecord:
             weights = io.BytesIO()
             np.save(weights, self.weights)
             files["weights.npy"] = weights.getvalue()
+        if self.model is not None:
+            figures = {"test_accuracy": self.test_accuracy, "steps": self.steps}
+            files[MODEL_FILE] = self.model.with_figures(**figures).to_bytes()
         return files
 
     def plot(self, path: Path) -> None:

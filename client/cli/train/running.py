@@ -72,11 +72,12 @@ CHECKPOINT = CHECKPOINT_FILE
 
 
 @contextlib.contextmanager
-def job_board(url: str, server: str | None) -> Iterator[Board]:
+def job_board(url: str, server: str | None, command: str = "sidra train") -> Iterator[Board]:
     """The board a job runs on. A value the board or the job refuses (an argument error,
     a checkpoint it cannot read) is a usage error (exit 2); a refusal for who or when (a
     lease another session holds, a role, a limit) or a board gone ends the command with
-    the error's class and message (exit 1): the command line was right."""
+    the error's class and message after ``command`` (exit 1): the command line was
+    right."""
     try:
         if server is not None:
             with connect_server(server) as remote:
@@ -87,7 +88,7 @@ def job_board(url: str, server: str | None) -> Iterator[Board]:
     except SidraError as exc:
         if isinstance(exc, InvalidArgument):
             raise typer.BadParameter(str(exc)) from exc
-        typer.echo(f"sidra train: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"{command}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc

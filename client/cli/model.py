@@ -1,0 +1,279 @@
+"""``sidra model``: a trained network (model.npz in a run's record) shown, evaluated on a
+board, or run on new samples there."""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import numpy.typing as npt
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sidra.cli.options import AsJson
+from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
+from sidra.cli.train.running import job_board
+from sidra.drivers import Board
+from sidra.drivers.validation import to_float32
+from sidra.training import BUNDLED, load_dataset
+from sidra.training.deployment import DeployedModel, ModelEvaluation
+from sidra.training.model import ModelFileError, TrainedModel
+
+__all__ = ["model_app"]
+
+model_app = typer.Typer(
+    no_args_is_help=True,
+    help="Trained networks (model.npz in a run's record): show one, evaluate it on a board, "
+    "classify new samples there.",
+)
+
+
+class Split(StrEnum):
+    """Which samples of the data set an evaluation runs."""
+
+    TEST = "test"
+    TRAIN = "train"
+    ALL = "all"
+
+
+def _loaded(path: Path) -> TrainedModel:
+    """The model file at ``path``; one that cannot be read is a usage error naming it."""
+    try:
+        return TrainedModel.load(path)
+    except ModelFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="MODEL") from exc
+
+
+ModelPath = Annotated[
+    Path,
+    typer.Argument(
+        help="A model file: model.npz in a training run's record (sidra train spsa, "
+        "last-layer, mlp, pat; sidra jobs show --out).",
+        show_default=False,
+    ),
+]
+ReadRepeats = Annotated[
+    int,
+    typer.Option(
+        "--read-repeats", min=1, help="Analog passes averaged per input vector and layer."
+    ),
+]
+Tiles = Annotated[
+    list[int],
+    typer.Option("--tiles", "--tile", help="Tiles the layers may go on, in order (default: any)."),
+]
+
+
+@model_app.command()
+def show(model: ModelPath, as_json: AsJson = False) -> None:
+    """A model's layers, inputs, labels and where it was trained."""
+    loaded = _loaded(model)
+    meta = loaded.meta()
+    shapes = loaded.shapes()
+    meta["layers"] = [
+        {"layer": shape.name, "shape": [layer.inputs + 1, layer.outputs], **layer.settings()}
+        for shape, layer in zip(shapes, loaded.layers, strict=True)
+    ]
+    if as_json:
+        typer.echo(json.dumps(meta))
+        return
+    console = Console()
+    table = Table(title=f"{model}: {loaded.job} on {loaded.inputs.dataset}")
+    for column in ("layer", "weights", "mapping", "weight limit", "input clip", "bias"):
+        table.add_column(column)
+    for shape, layer in zip(shapes, loaded.layers, strict=True):
+        table.add_row(
+            shape.name,
+            f"{layer.inputs}+1 x {layer.outputs}",
+            layer.mapping.value + (", reference column" if layer.reference_column else ""),
+            f"{layer.weight_limit:.4g}",
+            f"{layer.input_clip:.4g}",
+            "digital" if layer.digital_bias else "on the array",
+        )
+    console.print(table)
+    console.print(f"inputs: {loaded.features} features, standardised with the training "
+                  f"statistics of {loaded.inputs.dataset}")  # fmt: skip
+    console.print(f"labels: {', '.join(loaded.inputs.labels)}")
+    for key, value in loaded.trained.items():
+        console.print(f"trained {key}: {value}")
+
+
+@model_app.command("eval")
+def evaluate(
+    model: ModelPath,
+    board: BoardUrl = "emu://",
+    server: ServerAddress = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="The labelled data: digits, iris, wine, breast_cancer or an .npz with X "
+            "and y, split as the model was trained (default: the model's own data set)."
+        ),
+    ] = None,
+    split: Annotated[Split, typer.Option(help="Which samples to run.")] = Split.TEST,
+    read_repeats: ReadRepeats = 1,
+    tiles: Tiles = ANY_TILE,
+    as_json: AsJson = False,
+) -> None:
+    """Program a model onto a board and measure it: accuracy, recall, cost per sample.
+
+    Also the confusion matrix (--json) and what write-verify reached on each layer. The
+    board's tiles the model goes on are written (a served board's are leased for the
+    call): use --tiles to keep it off tiles in use. The data set is split as when the
+    model was trained, so --split test runs samples it never saw.
+    """
+    loaded = _loaded(model)
+    data_name = dataset or loaded.inputs.dataset
+    if dataset is None and data_name not in BUNDLED:
+        raise typer.BadParameter(
+            f"the model was trained on {data_name}, not a bundled data set: give its .npz",
+            param_hint="'--dataset'",
+        )
+    try:
+        data = load_dataset(
+            data_name, test_size=loaded.inputs.test_size, random_state=loaded.inputs.random_state
+        )
+        loaded.check_data(data)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
+    x = {Split.TEST: data.x_test, Split.TRAIN: data.x_train}.get(split)
+    y = {Split.TEST: data.y_test, Split.TRAIN: data.y_train}.get(split)
+    if x is None or y is None:
+        x, y = np.vstack([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])
+    with job_board(board, server, "sidra model eval") as opened:
+        deployed = loaded.deploy(opened, tiles=tiles, read_repeats=read_repeats)
+        result = deployed.evaluate(x, y)
+        where = _board_name(opened)
+    report = {
+        "model": str(model),
+        "board": where,
+        "dataset": data.name,
+        "split": split.value,
+        **result.to_json(),
+        "trained_test_accuracy": loaded.trained.get("test_accuracy"),
+        "placement": deployed.placement.summary(),
+        "programming": [p.to_json() for p in deployed.programming],
+    }
+    if as_json:
+        typer.echo(json.dumps(report, default=_nan_as_null))
+        return
+    _print_evaluation(report, result, deployed, Console())
+
+
+@model_app.command()
+def predict(
+    model: ModelPath,
+    inputs: Annotated[
+        Path,
+        typer.Option(
+            help="Samples to classify: an .npy of [samples, features], or an .npz with X; "
+            "raw features (standardised with the model's training statistics) unless "
+            "--standardized.",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="The .npz to write: labels (text), classes (indices) and logits [samples, "
+            "classes]; an existing file is not written over."
+        ),
+    ],
+    board: BoardUrl = "emu://",
+    server: ServerAddress = None,
+    standardized: Annotated[
+        bool, typer.Option(help="The inputs are standardised already, as a record's data set.")
+    ] = False,
+    read_repeats: ReadRepeats = 1,
+    tiles: Tiles = ANY_TILE,
+) -> None:
+    """Program a model onto a board and classify new samples there."""
+    loaded = _loaded(model)
+    if out.exists():
+        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+    raw = _samples(inputs)
+    try:
+        if standardized:
+            x = to_float32("inputs", loaded.checked_features(raw))
+        else:
+            x = loaded.standardize(raw)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
+    with job_board(board, server, "sidra model predict") as opened:
+        logits = loaded.deploy(opened, tiles=tiles, read_repeats=read_repeats).logits(x)
+    classes = np.argmax(logits, axis=1)
+    labels = np.array(loaded.inputs.labels)[classes]
+    partial = out.with_name(out.name + ".partial.npz")
+    np.savez(partial, labels=labels, classes=classes, logits=logits)
+    partial.replace(out)
+    typer.echo(f"{len(classes)} samples classified: {out}", err=True)
+
+
+def _samples(path: Path) -> npt.NDArray[Any]:
+    """The array an --inputs file holds; a usage error naming the file otherwise."""
+    try:
+        held = np.load(path, allow_pickle=False)
+        if isinstance(held, np.ndarray):
+            return held
+        with held:
+            if "X" not in held.files:
+                raise typer.BadParameter(
+                    f"{path} holds {sorted(held.files)}, expected an array X",
+                    param_hint="'--inputs'",
+                )
+            samples: npt.NDArray[Any] = held["X"]
+            return samples
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise typer.BadParameter(
+            f"{path}: not an .npy or .npz of numbers ({exc})", param_hint="'--inputs'"
+        ) from exc
+
+
+def _board_name(board: Board) -> str:
+    info = board.info
+    preset = f" ({info.emulator_preset})" if info.emulated else ""
+    return f"{info.model} {info.serial_number}{preset}"
+
+
+def _nan_as_null(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else str(value)
+
+
+def _print_evaluation(
+    report: dict[str, Any], result: ModelEvaluation, deployed: DeployedModel, console: Console
+) -> None:
+    trained = report["trained_test_accuracy"]
+    title = f"{report['model']} on {report['board']}"
+    summary = Table(title=title, show_header=False)
+    summary.add_row("samples", f"{result.samples} ({report['dataset']}, {report['split']})")
+    summary.add_row("accuracy", f"{100 * result.accuracy:.2f} %")
+    if isinstance(trained, float):
+        summary.add_row("accuracy when trained", f"{100 * trained:.2f} % (test)")
+    summary.add_row("read repeats", str(result.read_repeats))
+    summary.add_row("MVM calls", str(result.mvm_calls))
+    summary.add_row("modeled time / sample", f"{result.time_per_sample_ns:.1f} ns")
+    summary.add_row("modeled energy / sample", f"{result.energy_per_sample_nj:.1f} nJ")
+    console.print(summary)
+    recall = Table(title="recall per class")
+    recall.add_column("label")
+    recall.add_column("samples", justify="right")
+    recall.add_column("recall", justify="right")
+    for label, share, row in zip(result.labels, result.recall, result.confusion, strict=True):
+        recall.add_row(
+            label, str(int(row.sum())), "-" if math.isnan(share) else f"{100 * share:.1f} %"
+        )
+    console.print(recall)
+    written = Table(title="write-verify")
+    for column in ("layer", "tiles", "cells", "rms error (µS)", "max error (µS)", "unconverged"):
+        written.add_column(column)
+    for p in deployed.programming:
+        written.add_row(
+            p.layer, ", ".join(map(str, p.tiles)), str(p.cells), f"{p.rms_error_us:.3f}",
+            f"{p.max_error_us:.3f}", str(p.unconverged_cells),
+        )  # fmt: skip
+    console.print(written)

@@ -1,0 +1,221 @@
+"""A trained model on a board: placed, programmed, then run for inference.
+
+:class:`DeployedModel` programs each layer of a :class:`~sidra.training.model.TrainedModel`
+with write-verify (keeping what each layer's write-verify reached), then computes
+logits by MVM layer by layer, ReLU on the host between layers, as the network was
+trained. :meth:`DeployedModel.evaluate` measures it on labelled data: accuracy, the
+confusion matrix and what the inference cost the board (MVM calls, modeled time and
+energy, per sample).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers import Board, InvalidArgument, ProgramReport
+from sidra.training.accounting import JobMeter
+from sidra.training.analog_layer import AnalogLinear
+from sidra.training.model import TrainedModel
+from sidra.training.placement import Placement
+
+__all__ = ["DeployedModel", "LayerProgramming", "ModelEvaluation"]
+
+Array = npt.NDArray[np.float32]
+
+CHUNK_VECTORS = 1024
+"""Input vectors per pass of a layer (times the read repeats)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerProgramming:
+    """What write-verify reached on one layer's tiles when the model was programmed."""
+
+    layer: str
+    tiles: tuple[int, ...]
+    cells: int
+    """Cells the layer's regions hold."""
+    cells_written: int
+    """Cells that took at least one pulse."""
+    rms_error_us: float
+    """RMS of measured minus target conductance over the layer's cells, µS."""
+    max_error_us: float
+    """Largest |measured − target| over them, µS."""
+    unconverged_cells: int
+    """Cells left outside the write-verify tolerance (stuck or out of pulses)."""
+
+    @classmethod
+    def of(
+        cls, name: str, layer: AnalogLinear, reports: Sequence[ProgramReport]
+    ) -> LayerProgramming:
+        sizes = [b.region.rows * b.region.cols for b in layer.blocks]
+        squares = sum(n * r.rms_error_us**2 for n, r in zip(sizes, reports, strict=True))
+        return cls(
+            layer=name,
+            tiles=tuple(b.tile for b in layer.blocks),
+            cells=sum(sizes),
+            cells_written=sum(r.cells_written for r in reports),
+            rms_error_us=math.sqrt(squares / sum(sizes)),
+            max_error_us=max(r.max_error_us for r in reports),
+            unconverged_cells=sum(r.unconverged_cells for r in reports),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "tiles": list(self.tiles),
+            "cells": self.cells,
+            "cells_written": self.cells_written,
+            "rms_error_us": self.rms_error_us,
+            "max_error_us": self.max_error_us,
+            "unconverged_cells": self.unconverged_cells,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEvaluation:
+    """A deployed model measured on labelled samples."""
+
+    labels: tuple[str, ...]
+    confusion: npt.NDArray[np.int64]
+    """[true class, predicted class] sample counts."""
+    read_repeats: int
+    """Analog passes averaged per input vector and layer."""
+    mvm_calls: int
+    """MVM calls the evaluation issued (one per layer block and chunk of samples)."""
+    modeled_time_ns: float
+    """Modeled board time of the evaluation's MVMs, ns."""
+    modeled_energy_nj: float
+    """Modeled board energy of the same, nJ."""
+
+    @property
+    def samples(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion)) / self.samples
+
+    @property
+    def recall(self) -> tuple[float, ...]:
+        """Per class: the share of its samples classified as it (NaN with none)."""
+        totals = self.confusion.sum(axis=1)
+        return tuple(
+            float(self.confusion[k, k] / n) if n else math.nan for k, n in enumerate(totals)
+        )
+
+    @property
+    def time_per_sample_ns(self) -> float:
+        return self.modeled_time_ns / self.samples
+
+    @property
+    def energy_per_sample_nj(self) -> float:
+        return self.modeled_energy_nj / self.samples
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "accuracy": self.accuracy,
+            "recall": dict(zip(self.labels, self.recall, strict=True)),
+            "confusion": self.confusion.tolist(),
+            "labels": list(self.labels),
+            "read_repeats": self.read_repeats,
+            "mvm_calls": self.mvm_calls,
+            "modeled_time_ns": self.modeled_time_ns,
+            "modeled_energy_nj": self.modeled_energy_nj,
+            "time_per_sample_ns": self.time_per_sample_ns,
+            "energy_per_sample_nj": self.energy_per_sample_nj,
+        }
+
+
+class DeployedModel:
+    """A :class:`TrainedModel` programmed on a board, ready for inference."""
+
+    def __init__(
+        self,
+        model: TrainedModel,
+        board: Board,
+        *,
+        tiles: Sequence[int] = (),
+        read_repeats: int = 1,
+    ) -> None:
+        """Places the model in ``tiles`` (empty: any of the board's) and programs every
+        layer; PlacementError when it does not fit, ``read_repeats`` < 1 refused before
+        any board call."""
+        if not isinstance(read_repeats, int) or read_repeats < 1:
+            raise InvalidArgument("read_repeats", read_repeats, "an integer >= 1")
+        self.model = model
+        self.board = board
+        self.placement: Placement = model.placement(board.info, tiles)
+        shapes = model.shapes()
+        self.layers = [
+            AnalogLinear(
+                board, self.placement.of(shape.name), layer.inputs, layer.outputs,
+                weight_limit=layer.weight_limit, input_clip=layer.input_clip,
+                read_repeats=read_repeats, mapping=layer.mapping,
+                reference_column=layer.reference_column, digital_bias=layer.digital_bias,
+            )
+            for shape, layer in zip(shapes, model.layers, strict=True)
+        ]  # fmt: skip
+        self.programming = tuple(
+            LayerProgramming.of(shape.name, analog, analog.program(layer.weights))
+            for shape, analog, layer in zip(shapes, self.layers, model.layers, strict=True)
+        )
+        """What write-verify reached on each layer, input side first."""
+
+    def logits(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> Array:
+        """The output layer's pre-activations [samples, classes] for standardised inputs
+        ``x`` [samples, features] (TrainedModel.standardize makes them from raw ones),
+        each layer's pass the mean of ``read_repeats`` reads (default: the deployment's)."""
+        h = self.layers[0].checked_inputs(x, self.model.features)
+        chunks = []
+        for start in range(0, len(h), CHUNK_VECTORS):
+            z = h[start : start + CHUNK_VECTORS]
+            for k, layer in enumerate(self.layers):
+                z = layer.forward(z, read_repeats=read_repeats)
+                if k < len(self.layers) - 1:
+                    z = np.maximum(z, np.float32(0.0))
+            chunks.append(z)
+        return np.concatenate(chunks)
+
+    def classify(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> npt.NDArray[Any]:
+        """The class index of each of ``x``'s samples (the largest logit)."""
+        classes: npt.NDArray[Any] = np.argmax(self.logits(x, read_repeats=read_repeats), axis=1)
+        return classes
+
+    def evaluate(
+        self, x: npt.ArrayLike, y: npt.ArrayLike, *, read_repeats: int | None = None
+    ) -> ModelEvaluation:
+        """Accuracy, confusion and inference cost on standardised ``x`` with class
+        indices ``y``."""
+        labels = np.asarray(y)
+        classes = self.model.classes
+        if labels.dtype.kind not in "iu" or labels.ndim != 1:
+            raise InvalidArgument("y", f"{labels.dtype} {list(labels.shape)}",
+                                  "class indices, one per sample")  # fmt: skip
+        if len(labels) and not (labels.min() >= 0 and labels.max() < classes):
+            raise InvalidArgument("y", f"{labels.min()} .. {labels.max()}",
+                                  f"class indices in 0 .. {classes - 1}")  # fmt: skip
+        inputs = self.layers[0].checked_inputs(x, self.model.features)
+        if len(inputs) != len(labels):
+            raise InvalidArgument("y", f"{len(labels)} labels",
+                                  f"{len(inputs)}, one per sample of x")  # fmt: skip
+        repeats = self.layers[0].read_repeats if read_repeats is None else read_repeats
+        meter = JobMeter(self.board, self.layers)
+        predicted = self.classify(inputs, read_repeats=repeats)
+        spent = meter.read(fresh_writes=False)
+        confusion = np.zeros((classes, classes), np.int64)
+        np.add.at(confusion, (labels.astype(np.int64), predicted), 1)
+        return ModelEvaluation(
+            labels=self.model.inputs.labels,
+            confusion=confusion,
+            read_repeats=repeats,
+            mvm_calls=spent.mvm_calls,
+            modeled_time_ns=spent.modeled_time_ns,
+            modeled_energy_nj=spent.modeled_energy_nj,
+        )

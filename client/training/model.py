@@ -1,0 +1,490 @@
+"""A trained network as one file: every layer's weights and mapping, the input scaling and
+the class labels, to program onto any board and run there (inference).
+
+Every training run whose network is a stack of analog layers with ReLU between them
+(``sidra train spsa``, ``last-layer``, ``mlp``, ``pat``, ``drift-recovery``) keeps its
+trained network as ``model.npz`` in its record. :meth:`TrainedModel.deploy` places and
+programs it on a board (sidra.training.deployment); ``sidra model`` evaluates it there
+or classifies new inputs with it.
+
+The file is an uncompressed NumPy ``.npz`` archive read without pickle (so a file from
+anyone is safe to open), holding:
+
+- ``meta``: a JSON document (a 0-d unicode array): ``format`` ``"sidra-model"``,
+  ``version`` (:data:`MODEL_VERSION`), ``job``, ``hidden_activation`` (``"relu"``),
+  ``layers`` (per layer ``weight_limit``, ``input_clip``, ``mapping``,
+  ``reference_column``, ``digital_bias``), ``dataset`` (``name``, ``labels``,
+  ``test_size``, ``random_state``) and ``trained`` (where and how well it was trained:
+  free-form figures, not read back);
+- ``layer0``, ``layer1``, ...: float32 weights ``[inputs + 1, outputs]``, input side
+  first, the last row the bias;
+- ``feature_mean``, ``feature_scale``: float64 ``[features]``, the standardisation of
+  raw inputs (``(raw - mean) / scale``) the network was trained behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from collections.abc import Mapping as MappingOf
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers import Board, BoardInfo, InvalidArgument
+from sidra.drivers.validation import to_float32
+from sidra.training.analog_layer import AnalogLinear, Mapping
+from sidra.training.datasets import Dataset
+from sidra.training.placement import LayerShape, Placement, place
+
+if TYPE_CHECKING:
+    from sidra.training.deployment import DeployedModel
+
+__all__ = [
+    "MODEL_FILE",
+    "MODEL_FORMAT",
+    "MODEL_VERSION",
+    "ModelFileError",
+    "ModelInputs",
+    "ModelLayer",
+    "TrainedModel",
+]
+
+Array = npt.NDArray[np.float32]
+
+MODEL_FILE = "model.npz"
+"""The file a run's record keeps its trained network in."""
+
+MODEL_FORMAT = "sidra-model"
+"""``meta.format`` of a model file."""
+
+MODEL_VERSION = 1
+"""``meta.version`` this code writes; files of a later version are refused."""
+
+HIDDEN_ACTIVATION = "relu"
+"""The one activation between layers these networks use."""
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read, or holds something this code cannot run; the
+    message names the file, the field, the value and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLayer:
+    """One analog layer of a trained network: its weights and how they map to cells."""
+
+    weights: Array
+    """Weights [inputs + 1, outputs], the last row the bias (weight units)."""
+    weight_limit: float
+    """The weight a full half-window of conductance stands for (weight units)."""
+    input_clip: float
+    """The input value mapped to the full read voltage (input units)."""
+    mapping: Mapping = Mapping.OFFSET
+    """One cell per weight (offset) or a pair of columns per output (differential)."""
+    reference_column: bool = False
+    """Offset mapping: one column per tile at the reference conductance."""
+    digital_bias: bool = False
+    """The bias is added on the host after the ADC instead of driven on a row."""
+
+    @property
+    def inputs(self) -> int:
+        return int(self.weights.shape[0]) - 1
+
+    @property
+    def outputs(self) -> int:
+        return int(self.weights.shape[1])
+
+    @classmethod
+    def of(cls, layer: AnalogLinear, weights: npt.ArrayLike) -> ModelLayer:
+        """``weights`` as ``layer`` holds them, with its mapping settings."""
+        return cls(
+            weights=layer.checked_weights(weights).copy(),
+            weight_limit=float(layer.weight_limit),
+            input_clip=float(layer.input_clip),
+            mapping=layer.mapping,
+            reference_column=layer.reference_column,
+            digital_bias=layer.digital_bias,
+        )
+
+    def shape(self, name: str) -> LayerShape:
+        """What the layer occupies on a board, as placement sees it."""
+        return LayerShape(
+            name,
+            self.inputs,
+            self.outputs,
+            pair=2 if self.mapping is Mapping.DIFFERENTIAL else 1,
+            reference_column=self.reference_column,
+            digital_bias=self.digital_bias,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The layer's entry of ``meta.layers``."""
+        return {
+            "weight_limit": self.weight_limit,
+            "input_clip": self.input_clip,
+            "mapping": self.mapping.value,
+            "reference_column": self.reference_column,
+            "digital_bias": self.digital_bias,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInputs:
+    """What goes into the network and what comes out: the raw features' scaling, the
+    data set it was trained on and the classes' labels."""
+
+    dataset: str
+    """The data set's name (a bundled one, or the stem of an .npz file)."""
+    feature_mean: npt.NDArray[np.float64]
+    """Each raw feature's training mean, subtracted first."""
+    feature_scale: npt.NDArray[np.float64]
+    """Each raw feature's training standard deviation, divided by next."""
+    labels: tuple[str, ...]
+    """What each output (class index) stands for."""
+    test_size: float = 0.3
+    """Share of the data set held out for testing when it was trained."""
+    random_state: int = 0
+    """Seed of that split."""
+
+    @property
+    def features(self) -> int:
+        return len(self.feature_mean)
+
+    @classmethod
+    def of(cls, data: Dataset) -> ModelInputs:
+        """The inputs of a network trained on ``data``."""
+        if data.feature_mean is None or data.feature_scale is None:
+            raise ValueError(
+                f"dataset {data.name}: no feature scaling kept (load it with load_dataset)"
+            )
+        labels = data.labels or tuple(str(k) for k in range(data.classes))
+        return cls(
+            data.name, data.feature_mean.copy(), data.feature_scale.copy(), labels,
+            data.test_size, data.random_state,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedModel:
+    """A trained stack of analog layers, ReLU between them, logits out."""
+
+    layers: tuple[ModelLayer, ...]
+    """Input side first."""
+    inputs: ModelInputs
+    job: str
+    """The training command that made it (``"mlp"``)."""
+    trained: MappingOf[str, Any] = field(default_factory=dict)
+    """Where and how well it was trained (board, accuracy): kept in the file as given."""
+
+    def __post_init__(self) -> None:
+        _check_chain(self.layers, self.inputs, "model")
+
+    @classmethod
+    def of(
+        cls,
+        layers: Sequence[AnalogLinear],
+        weights: Sequence[npt.ArrayLike],
+        data: Dataset,
+        job: str,
+    ) -> TrainedModel:
+        """The network ``layers`` hold with ``weights`` (one per layer), trained on
+        ``data`` by ``job``; the board's identity goes into :attr:`trained`."""
+        kept = tuple(ModelLayer.of(lay, w) for lay, w in zip(layers, weights, strict=True))
+        info = layers[0].board.info
+        board = {"board_model": info.model, "board_serial": info.serial_number}
+        if info.emulated:
+            board["emulator_preset"] = info.emulator_preset
+        return cls(kept, ModelInputs.of(data), job, board)
+
+    def with_figures(self, **figures: Any) -> TrainedModel:
+        """The same model with ``figures`` (test accuracy, steps) added to :attr:`trained`."""
+        return replace(self, trained={**self.trained, **figures})
+
+    @property
+    def features(self) -> int:
+        return self.layers[0].inputs
+
+    @property
+    def classes(self) -> int:
+        return self.layers[-1].outputs
+
+    def shapes(self) -> list[LayerShape]:
+        """Each layer as placement sees it, named ``layer0``, ``layer1``, ..."""
+        return [layer.shape(f"layer{i}") for i, layer in enumerate(self.layers)]
+
+    def placement(self, info: BoardInfo, tiles: Sequence[int] = ()) -> Placement:
+        """Tiles for every layer on a board of ``info``, from ``tiles`` (empty: any);
+        PlacementError naming the layer that does not fit."""
+        return place(info, self.shapes(), allowed=tiles)
+
+    def deploy(
+        self, board: Board, *, tiles: Sequence[int] = (), read_repeats: int = 1
+    ) -> DeployedModel:
+        """The model placed on ``board`` (in ``tiles``, or any) and programmed there."""
+        from sidra.training.deployment import DeployedModel
+
+        return DeployedModel(self, board, tiles=tiles, read_repeats=read_repeats)
+
+    def standardize(self, raw: npt.ArrayLike, field: str = "inputs") -> Array:
+        """Raw features [samples, features] as the network takes them: ``(raw - mean) /
+        scale`` with the training part's statistics (InvalidArgument as
+        :meth:`checked_features`)."""
+        x = self.checked_features(raw, field)
+        return to_float32(field, (x - self.inputs.feature_mean) / self.inputs.feature_scale)
+
+    def checked_features(self, values: npt.ArrayLike, field: str = "inputs") -> npt.NDArray[Any]:
+        """``values`` as float64 [samples >= 1, features], or InvalidArgument naming
+        ``field`` for another shape or a value that is not a finite number."""
+        x = np.asarray(values)
+        if x.dtype.kind not in "biuf":
+            raise InvalidArgument(f"{field}.dtype", x.dtype, "real numbers")
+        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != self.features:
+            raise InvalidArgument(
+                f"{field}.shape", list(x.shape), f"[samples >= 1, {self.features}] (features)"
+            )
+        bad = ~np.isfinite(x)
+        if bad.any():
+            first = [int(i) for i in np.argwhere(bad)[0]]
+            raise InvalidArgument(
+                field, f"{int(bad.sum())} NaN/Inf values (first at {first})", "finite numbers"
+            )
+        return x.astype(np.float64)
+
+    def check_data(self, data: Dataset) -> None:
+        """ValueError naming what differs when ``data`` is not what the model takes: its
+        feature count, class count or class labels."""
+        if data.features != self.features:
+            raise ValueError(
+                f"dataset {data.name}: got {data.features} features, the model takes "
+                f"{self.features} ({self.inputs.dataset})"
+            )
+        if data.classes != self.classes:
+            raise ValueError(
+                f"dataset {data.name}: got {data.classes} classes, the model has "
+                f"{self.classes} outputs ({self.inputs.dataset})"
+            )
+        if data.labels and data.labels != self.inputs.labels:
+            raise ValueError(
+                f"dataset {data.name}: got labels {list(data.labels)}, the model's are "
+                f"{list(self.inputs.labels)}"
+            )
+
+    # -- the file --------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        """The ``meta`` document of the file."""
+        i = self.inputs
+        return {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "job": self.job,
+            "hidden_activation": HIDDEN_ACTIVATION,
+            "layers": [layer.settings() for layer in self.layers],
+            "dataset": {
+                "name": i.dataset,
+                "labels": list(i.labels),
+                "test_size": i.test_size,
+                "random_state": i.random_state,
+            },
+            "trained": dict(self.trained),
+        }
+
+    def to_bytes(self) -> bytes:
+        """The model file's bytes."""
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "meta": np.array(json.dumps(self.meta(), default=_plain)),
+            "feature_mean": np.asarray(self.inputs.feature_mean, "<f8"),
+            "feature_scale": np.asarray(self.inputs.feature_scale, "<f8"),
+        }
+        for k, layer in enumerate(self.layers):
+            arrays[f"layer{k}"] = np.asarray(layer.weights, "<f4")
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    def save(self, path: str | Path) -> Path:
+        """Writes the model file to ``path`` (through a neighbour renamed over it)."""
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(self.to_bytes())
+        partial.replace(target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainedModel:
+        """The model in the file at ``path``; ModelFileError naming what is wrong."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"model {path}: cannot be read ({exc.strerror or exc})") from exc
+        return cls.from_bytes(data, str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "model") -> TrainedModel:
+        """The model a file's bytes hold; ModelFileError starting with ``source``."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ModelFileError(
+                f"{source}: not a model file (an .npz archive of arrays): {exc}"
+            ) from exc
+        return _parsed(arrays, source)
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar or array in ``trained`` as JSON takes it."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# -- reading a file: every field checked, named when wrong ----------------------
+
+
+def _parsed(arrays: dict[str, npt.NDArray[Any]], source: str) -> TrainedModel:
+    def wrong(name: str, value: Any, allowed: str) -> ModelFileError:
+        return ModelFileError(f"{source}: {name}: got {value!r}, expected {allowed}")
+
+    if "meta" not in arrays:
+        raise wrong("meta", None, f"a JSON document (arrays held: {sorted(arrays)})")
+    raw_meta = arrays["meta"]
+    if raw_meta.dtype.kind != "U" or raw_meta.ndim != 0:
+        raise wrong("meta", f"{raw_meta.dtype} {list(raw_meta.shape)}", "one JSON text")
+    try:
+        meta = json.loads(str(raw_meta))
+    except ValueError as exc:
+        raise wrong("meta", str(raw_meta)[:60], f"JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise wrong("meta", meta, "a JSON object")
+    if meta.get("format") != MODEL_FORMAT:
+        raise wrong("meta.format", meta.get("format"), repr(MODEL_FORMAT))
+    version = meta.get("version")
+    if type(version) is not int or not 1 <= version <= MODEL_VERSION:
+        raise wrong(
+            "meta.version", version, f"1 .. {MODEL_VERSION} (a newer file needs newer sidra)"
+        )
+    if meta.get("hidden_activation") != HIDDEN_ACTIVATION:
+        raise wrong("meta.hidden_activation", meta.get("hidden_activation"), repr("relu"))
+    job = meta.get("job")
+    if not isinstance(job, str):
+        raise wrong("meta.job", job, "the training command's name")
+    trained = meta.get("trained", {})
+    if not isinstance(trained, dict):
+        raise wrong("meta.trained", trained, "a JSON object")
+    inputs = _parsed_inputs(meta.get("dataset"), arrays, wrong)
+    settings = meta.get("layers")
+    if not isinstance(settings, list) or not settings:
+        raise wrong("meta.layers", settings, "a list of one entry per layer")
+    layers = tuple(
+        _parsed_layer(k, entry, arrays.get(f"layer{k}"), wrong) for k, entry in enumerate(settings)
+    )
+    extra = sorted(set(arrays) - {"meta", "feature_mean", "feature_scale"} -
+                   {f"layer{k}" for k in range(len(layers))})  # fmt: skip
+    if extra:
+        raise wrong("arrays", extra, f"layer0 .. layer{len(layers) - 1} as meta.layers lists")
+    try:
+        return TrainedModel(layers, inputs, job, trained)
+    except ValueError as exc:
+        raise ModelFileError(f"{source}: {exc}") from exc
+
+
+def _parsed_inputs(dataset: Any, arrays: dict[str, npt.NDArray[Any]], wrong: Any) -> ModelInputs:
+    if not isinstance(dataset, dict):
+        raise wrong("meta.dataset", dataset, "a JSON object")
+    name, labels = dataset.get("name"), dataset.get("labels")
+    if not isinstance(name, str):
+        raise wrong("meta.dataset.name", name, "the data set's name")
+    if not isinstance(labels, list) or not all(isinstance(s, str) for s in labels):
+        raise wrong("meta.dataset.labels", labels, "a list of text, one per class")
+    test_size, random_state = dataset.get("test_size", 0.3), dataset.get("random_state", 0)
+    if not isinstance(test_size, float) or not 0.0 < test_size < 1.0:
+        raise wrong("meta.dataset.test_size", test_size, "a share in (0, 1)")
+    if type(random_state) is not int:
+        raise wrong("meta.dataset.random_state", random_state, "an integer")
+    scaling = []
+    for key in ("feature_mean", "feature_scale"):
+        a = arrays.get(key)
+        if a is None or a.dtype.kind != "f" or a.ndim != 1 or len(a) < 1:
+            shown = None if a is None else f"{a.dtype} {list(a.shape)}"
+            raise wrong(key, shown, "float64 [features]")
+        if not np.isfinite(a).all():
+            raise wrong(key, "NaN/Inf", "finite numbers")
+        scaling.append(a.astype(np.float64))
+    mean, scale = scaling
+    if len(scale) != len(mean) or not (scale > 0.0).all():
+        raise wrong("feature_scale", f"{len(scale)} values, min {scale.min():g}",
+                    f"{len(mean)} values > 0 (one per feature)")  # fmt: skip
+    return ModelInputs(name, mean, scale, tuple(labels), test_size, random_state)
+
+
+def _parsed_layer(k: int, entry: Any, weights: Any, wrong: Any) -> ModelLayer:
+    where = f"meta.layers[{k}]"
+    if not isinstance(entry, dict):
+        raise wrong(where, entry, "a JSON object")
+    if weights is None or weights.dtype != np.float32 or weights.ndim != 2:
+        shown = None if weights is None else f"{weights.dtype} {list(weights.shape)}"
+        raise wrong(f"layer{k}", shown, "float32 [inputs + 1, outputs]")
+    if min(weights.shape) < 1 or weights.shape[0] < 2 or not np.isfinite(weights).all():
+        raise wrong(f"layer{k}", list(weights.shape), "finite weights, at least 2 x 1")
+    numbers = {}
+    for key in ("weight_limit", "input_clip"):
+        value = entry.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+            raise wrong(f"{where}.{key}", value, "a number > 0")
+        if not math.isfinite(value):
+            raise wrong(f"{where}.{key}", value, "a finite number > 0")
+        numbers[key] = float(value)
+    try:
+        mapping = Mapping(str(entry.get("mapping")))
+    except ValueError:
+        allowed = " or ".join(repr(m.value) for m in Mapping)
+        raise wrong(f"{where}.mapping", entry.get("mapping"), allowed) from None
+    flags = {}
+    for key in ("reference_column", "digital_bias"):
+        value = entry.get(key, False)
+        if not isinstance(value, bool):
+            raise wrong(f"{where}.{key}", value, "true or false")
+        flags[key] = value
+    if flags["reference_column"] and mapping is not Mapping.OFFSET:
+        raise wrong(f"{where}.reference_column", True, "false with the differential mapping")
+    return ModelLayer(
+        weights.astype(np.float32),
+        weight_limit=numbers["weight_limit"],
+        input_clip=numbers["input_clip"],
+        mapping=mapping,
+        reference_column=flags["reference_column"],
+        digital_bias=flags["digital_bias"],
+    )
+
+
+def _check_chain(layers: Sequence[ModelLayer], inputs: ModelInputs, source: str) -> None:
+    """ValueError when the layers do not chain: each layer's inputs the outputs of the one
+    before, the first's the features, the last's outputs the labels."""
+    if not layers:
+        raise ValueError(f"{source}: layers: got none, expected at least one")
+    if layers[0].inputs != inputs.features:
+        raise ValueError(
+            f"{source}: layer0: got {layers[0].inputs} inputs, expected {inputs.features} "
+            f"(the features feature_mean scales)"
+        )
+    for k in range(1, len(layers)):
+        if layers[k].inputs != layers[k - 1].outputs:
+            raise ValueError(
+                f"{source}: layer{k}: got {layers[k].inputs} inputs, expected "
+                f"{layers[k - 1].outputs} (layer{k - 1}'s outputs)"
+            )
+    if layers[-1].outputs != len(inputs.labels):
+        raise ValueError(
+            f"{source}: layer{len(layers) - 1}: got {layers[-1].outputs} outputs, expected "
+            f"{len(inputs.labels)} (one per label of meta.dataset.labels)"
+        )

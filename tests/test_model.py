@@ -1,0 +1,249 @@
+"""A trained network kept as a model file, deployed on another board and run there."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sidra.drivers import Board, InvalidArgument, Region, open_board
+from sidra.training import (
+    LastLayerOptions,
+    MLPOptions,
+    SPSAOptions,
+    TrainingRecord,
+    load_dataset,
+    train_last_layer,
+    train_mlp,
+    train_softmax_spsa,
+)
+from sidra.training.analog_layer import AnalogLinear, Mapping
+from sidra.training.deployment import CHUNK_VECTORS
+from sidra.training.model import MODEL_FILE, ModelFileError, TrainedModel
+from sidra.training.placement import PlacementError
+
+IDEAL = "emu://?preset=ideal&seed={}"
+
+TRAINERS: dict[str, tuple[str, Callable[[Board, Any], TrainingRecord]]] = {
+    "spsa": ("digits", lambda b, d: train_softmax_spsa(b, d, SPSAOptions(steps=40))),
+    "spsa-host": (
+        "digits", lambda b, d: train_softmax_spsa(b, d, SPSAOptions(steps=40, mode="host"))
+    ),
+    "last-layer": (
+        "wine", lambda b, d: train_last_layer(b, d, LastLayerOptions(epochs=2, hidden=32))
+    ),
+    "mlp": ("digits", lambda b, d: train_mlp(b, d, MLPOptions(epochs=2, hidden=(32,)))),
+    "mlp-bias-on-the-array": (
+        "iris",
+        lambda b, d: train_mlp(
+            b, d, MLPOptions(epochs=2, hidden=(8,), digital_bias=False)
+        ),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("trainer", sorted(TRAINERS))
+def test_a_model_on_another_ideal_board_scores_what_its_run_measured(trainer: str) -> None:
+    """The record's file alone (weights, mapping, input scaling) rebuilds what the
+    training board held: on a noiseless board every test sample is classified as the
+    run's last measurement classified it, so the accuracy is the same to the sample."""
+    name, train = TRAINERS[trainer]
+    data = load_dataset(name)
+    with open_board(IDEAL.format(1)) as board:
+        record = train(board, data)
+    model = TrainedModel.from_bytes(record.files()[MODEL_FILE])
+    assert model.trained["test_accuracy"] == record.test_accuracy
+    assert model.trained["emulator_preset"] == "ideal"
+    with open_board(IDEAL.format(7)) as other:
+        result = model.deploy(other).evaluate(data.x_test, data.y_test)
+    assert result.accuracy == record.test_accuracy
+    assert result.samples == len(data.y_test)
+    assert result.confusion.sum(axis=1).tolist() == np.bincount(data.y_test).tolist()
+
+
+def _model(board: Board, widths: tuple[int, ...] = (64, 16, 10), **layer: Any) -> TrainedModel:
+    data = load_dataset("digits")
+    rng = np.random.default_rng(3)
+    layers = [
+        AnalogLinear(board, [k], n_in, n_out, **layer)
+        for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    ]
+    weights = [rng.normal(0, 0.3, lay.shape).astype(np.float32) for lay in layers]
+    return TrainedModel.of(layers, weights, data, "mlp")
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        {},
+        {"mapping": Mapping.DIFFERENTIAL},
+        {"reference_column": True},
+        {"digital_bias": True, "weight_limit": 0.7, "input_clip": 3.0},
+    ],
+    ids=["offset", "differential", "reference-column", "digital-bias"],
+)
+def test_the_file_keeps_every_weight_and_setting(layer: dict[str, Any]) -> None:
+    with open_board(IDEAL.format(1)) as board:
+        model = _model(board, **layer)
+    again = TrainedModel.from_bytes(model.to_bytes())
+    assert again.meta() == model.meta()
+    for a, b in zip(again.layers, model.layers, strict=True):
+        assert a.weights.dtype == np.float32 and np.array_equal(a.weights, b.weights)
+        assert a.settings() == b.settings()
+    assert np.array_equal(again.inputs.feature_mean, model.inputs.feature_mean)
+    assert np.array_equal(again.inputs.feature_scale, model.inputs.feature_scale)
+    assert again.inputs.labels == tuple("0123456789")
+
+
+def test_raw_features_are_standardised_as_the_training_data_were() -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_dataset("digits")
+    with open_board(IDEAL.format(1)) as board:
+        model = _model(board)
+    digits = load_digits()
+    _, raw_test = train_test_split(digits.data, test_size=0.3, random_state=0)
+    assert np.allclose(model.standardize(raw_test), data.x_test, atol=1e-6)
+    with pytest.raises(InvalidArgument, match=r"inputs.shape: got \[5, 63\].*64"):
+        model.standardize(raw_test[:5, :63])
+    bad = raw_test[:3].copy()
+    bad[1, 4] = np.nan
+    with pytest.raises(
+        InvalidArgument, match=r"inputs: got '1 NaN/Inf values \(first at \[1, 4\]\)'"
+    ):
+        model.standardize(bad)
+
+
+def _archive(model: TrainedModel, **changes: Any) -> bytes:
+    """``model``'s file with arrays replaced, removed (None) or, for a function, the
+    ``meta`` document edited by it."""
+    with np.load(io.BytesIO(model.to_bytes())) as held:
+        arrays = {name: held[name] for name in held.files}
+    for name, value in changes.items():
+        if value is None:
+            arrays.pop(name)
+        elif callable(value):
+            meta = json.loads(str(arrays[name]))
+            value(meta)
+            arrays[name] = np.array(json.dumps(meta))
+        else:
+            arrays[name] = value
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(meta: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = meta
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(last) if last.isdigit() else last] = value
+
+    return edit
+
+
+HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
+    "format": ({"meta": _set("format", "other")}, r"meta.format: got 'other'"),
+    "version": ({"meta": _set("version", 2)}, r"meta.version: got 2, expected 1 .. 1"),
+    "activation": ({"meta": _set("hidden_activation", "tanh")}, r"hidden_activation: got 'tanh'"),
+    "mapping": ({"meta": _set("layers.0.mapping", "log")}, r"layers\[0\].mapping: got 'log'"),
+    "limit": ({"meta": _set("layers.1.weight_limit", 0)}, r"layers\[1\].weight_limit: got 0"),
+    "flag": ({"meta": _set("layers.0.digital_bias", "yes")}, r"layers\[0\].digital_bias"),
+    "labels": ({"meta": _set("dataset.labels", ["a"])}, r"layer1: got 10 outputs, expected 1"),
+    "split": ({"meta": _set("dataset.test_size", 1.5)}, r"dataset.test_size: got 1.5"),
+    "no meta": ({"meta": None}, r"meta: got None"),
+    "no layer": ({"layer1": None}, r"layer1: got None, expected float32"),
+    "extra": ({"layer2": np.zeros((11, 3), np.float32)}, r"arrays: got \['layer2'\]"),
+    "float64": ({"layer0": np.zeros((65, 16))}, r"layer0: got 'float64 \[65, 16\]'"),
+    "nan": ({"layer1": np.full((17, 10), np.nan, np.float32)}, r"layer1: got \[17, 10\], exp"),
+    "chain": ({"layer1": np.zeros((9, 10), np.float32)}, r"layer1: got 8 inputs, expected 16"),
+    "features": ({"layer0": np.zeros((10, 16), np.float32)}, r"layer0: got 9 inputs, expected 64"),
+    "scale": ({"feature_scale": np.zeros(64)}, r"feature_scale: got '64 values, min 0'"),
+    "pickled": ({"feature_mean": np.array([object()], dtype=object)}, r"not a model file"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_file_that_is_not_a_whole_model_is_refused_naming_the_field(case: str) -> None:
+    changes, message = HOSTILE[case]
+    with open_board(IDEAL.format(1)) as board:
+        data = _archive(_model(board), **changes)
+    with pytest.raises(ModelFileError, match=r"^upload.npz: .*" + message):
+        TrainedModel.from_bytes(data, "upload.npz")
+
+
+def test_bytes_that_are_no_archive_and_a_missing_file_are_refused(tmp_path: Any) -> None:
+    with pytest.raises(ModelFileError, match="not a model file"):
+        TrainedModel.from_bytes(b"PK\x03\x04 half a zip", "m.npz")
+    with pytest.raises(ModelFileError, match=r"model .*absent.npz: cannot be read"):
+        TrainedModel.load(tmp_path / "absent.npz")
+
+
+def test_a_model_goes_on_the_tiles_named_and_leaves_the_others_as_they_were() -> None:
+    with open_board(IDEAL.format(1)) as board:
+        model = _model(board)
+    with open_board(IDEAL.format(2)) as board:
+        before = [board.read_conductance(t, Region(0, 0, 8, 8)).conductances for t in range(4)]
+        deployed = model.deploy(board, tiles=[3, 1])
+        after = [board.read_conductance(t, Region(0, 0, 8, 8)).conductances for t in range(4)]
+        with pytest.raises(
+            PlacementError, match=r"layer layer1: 16\+1 x 10 needs 1 tile.*0 left for it"
+        ):
+            model.deploy(board, tiles=[2])
+    assert deployed.placement.summary() == {"layer0": [3], "layer1": [1]}
+    assert [p.tiles for p in deployed.programming] == [(3,), (1,)]
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[2], after[2])
+    assert not np.array_equal(before[3], after[3])
+
+
+def test_an_evaluation_counts_its_passes_and_their_modeled_cost() -> None:
+    data = load_dataset("digits")
+    x = np.vstack([data.x_train, data.x_test])  # 1,797 samples: two chunks of vectors
+    y = np.concatenate([data.y_train, data.y_test])
+    with open_board(IDEAL.format(1)) as board:
+        deployed = _model(board).deploy(board, read_repeats=3)
+        spent = board.stats().total_cost
+        result = deployed.evaluate(x, y)
+        cost = board.stats().total_cost
+    chunks = -(-len(x) // CHUNK_VECTORS)
+    assert chunks == 2
+    assert result.mvm_calls == 2 * chunks  # two layers, one tile each
+    assert result.read_repeats == 3
+    assert result.modeled_time_ns == pytest.approx(cost.time_ns - spent.time_ns)
+    assert result.modeled_energy_nj == pytest.approx(cost.energy_nj - spent.energy_nj)
+    assert result.time_per_sample_ns == pytest.approx(result.modeled_time_ns / len(x))
+    assert sum(result.recall[k] * np.sum(y == k) for k in range(10)) == pytest.approx(
+        result.accuracy * len(x)
+    )
+
+
+def test_refused_labels_touch_no_board() -> None:
+    data = load_dataset("digits")
+    with open_board(IDEAL.format(1)) as board:
+        deployed = _model(board).deploy(board)
+        passes = board.stats().mvm_passes
+        for y, match in (
+            (data.y_test[:-1], r"y: got '539 labels', expected 540"),
+            (data.y_test + 1, r"y: got '1 \.\. 10', expected class indices in 0 \.\. 9"),
+            (data.y_test.astype(np.float32), r"y: got 'float32 \[540\]'"),
+        ):
+            with pytest.raises(InvalidArgument, match=match):
+                deployed.evaluate(data.x_test, y)
+        with pytest.raises(InvalidArgument, match=r"read_repeats: got 0"):
+            _model(board).deploy(board, read_repeats=0)
+        assert board.stats().mvm_passes == passes
+
+
+def test_a_data_set_of_other_features_or_classes_is_named() -> None:
+    with open_board(IDEAL.format(1)) as board:
+        model = _model(board)
+    with pytest.raises(ValueError, match="dataset iris: got 4 features, the model takes 64"):
+        model.check_data(load_dataset("iris"))
+    model.check_data(load_dataset("digits"))

@@ -1,0 +1,111 @@
+"""``sidra model``: a run's model file shown, evaluated on another board, run on new samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_support import run_sidra, sidra_json, unwrapped
+
+from sidra.drivers import open_board
+from sidra.training.model import TrainedModel
+
+IDEAL = "emu://?preset=ideal&seed={}"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """An SPSA run's record on an ideal board: its model file and its summary."""
+    out = tmp_path_factory.mktemp("run") / "spsa"
+    summary = sidra_json(
+        "train", "spsa", "--steps", "60", "--board", IDEAL.format(1), "--out", str(out)
+    )
+    return out / "model.npz", summary
+
+
+def test_eval_on_another_ideal_board_scores_what_the_run_measured(
+    trained: tuple[Path, dict[str, object]],
+) -> None:
+    model, summary = trained
+    report = sidra_json("model", "eval", str(model), "--board", IDEAL.format(5))
+    assert report["accuracy"] == summary["test_accuracy"]
+    assert report["trained_test_accuracy"] == summary["test_accuracy"]
+    assert report["samples"] == 540 and report["split"] == "test"
+    assert report["board"] == "SIDRA-IDEAL EMU-5 (ideal)"
+    assert report["placement"] == {"layer0": [0]}
+    [layer] = report["programming"]
+    assert layer["cells"] == 65 * 10 and layer["unconverged_cells"] == 0
+    assert sum(map(sum, report["confusion"])) == 540
+    everything = sidra_json("model", "eval", str(model), "--board", IDEAL.format(5),
+                            "--split", "all", "--tiles", "2")  # fmt: skip
+    assert everything["samples"] == 1797 and everything["placement"] == {"layer0": [2]}
+
+
+def test_eval_through_a_server(trained: tuple[Path, dict[str, object]]) -> None:
+    from sidra.server import create_server
+
+    model, summary = trained
+    server, port = create_server(open_board(IDEAL.format(3)), "127.0.0.1:0")
+    server.start()
+    try:
+        report = sidra_json("model", "eval", str(model), "--server", f"127.0.0.1:{port}",
+                            "--read-repeats", "2")  # fmt: skip
+    finally:
+        server.stop(grace=None)
+    assert report["accuracy"] == summary["test_accuracy"]
+    assert report["read_repeats"] == 2
+
+
+def test_show_lists_the_layers_and_where_the_model_was_trained(
+    trained: tuple[Path, dict[str, object]],
+) -> None:
+    model, summary = trained
+    meta = sidra_json("model", "show", str(model))
+    assert meta["job"] == "spsa" and meta["dataset"]["name"] == "digits"
+    assert meta["layers"][0]["shape"] == [65, 10]
+    assert meta["trained"]["test_accuracy"] == summary["test_accuracy"]
+    text = unwrapped(run_sidra("model", "show", str(model)).stdout)
+    assert "64+1x10" in text and "labels:0,1,2,3,4,5,6,7,8,9" in text
+
+
+def test_predict_classifies_raw_samples_as_the_model_does_in_process(
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    from sklearn.datasets import load_digits
+
+    model, _ = trained
+    raw = load_digits().data[:50]
+    np.save(tmp_path / "x.npy", raw)
+    out = tmp_path / "y.npz"
+    done = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / "x.npy"),
+                     "--out", str(out), "--board", IDEAL.format(4))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loaded = TrainedModel.load(model)
+    with open_board(IDEAL.format(4)) as board:
+        expected = loaded.deploy(board).classify(loaded.standardize(raw))
+    with np.load(out) as held:
+        assert held["classes"].tolist() == expected.tolist()
+        assert held["labels"].tolist() == [str(k) for k in expected]
+        assert held["logits"].shape == (50, 10)
+    again = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / "x.npy"),
+                      "--out", str(out))  # fmt: skip
+    assert again.returncode == 2 and "whichexists;nameanewfile" in unwrapped(again.stderr)
+
+
+def test_bad_files_and_samples_are_refused_naming_them(
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    model, _ = trained
+    np.save(tmp_path / "narrow.npy", np.zeros((3, 63)))
+    narrow = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / "narrow.npy"),
+                       "--out", str(tmp_path / "y.npz"))  # fmt: skip
+    assert narrow.returncode == 2
+    assert "inputs.shape:got[3,63],expected[samples>=1,64]" in unwrapped(narrow.stderr)
+    assert not (tmp_path / "y.npz").exists()
+    (tmp_path / "junk.npz").write_bytes(b"not a model")
+    junk = run_sidra("model", "eval", str(tmp_path / "junk.npz"))
+    assert junk.returncode == 2 and "notamodelfile" in unwrapped(junk.stderr)
+    wrong = run_sidra("model", "eval", str(model), "--dataset", "iris")
+    assert wrong.returncode == 2
+    assert "datasetiris:got4features,themodeltakes64" in unwrapped(wrong.stderr)
