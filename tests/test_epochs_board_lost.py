@@ -39,6 +39,7 @@ from sidra.training import (
     MLPOptions,
     PATOptions,
     RunInterrupted,
+    TrainedModel,
     TrainingRecord,
     load_dataset,
     train_eqprop,
@@ -213,6 +214,13 @@ def test_sidra_train_saves_the_epochs_made_and_exits_1(tmp_path: Path) -> None:
     assert settings["interrupted_at_epoch"] == done and settings["dataset"] == "iris"
     assert (out / "weights.npy").is_file() and (out / "plot.png").is_file()
     assert json.loads((out / "checkpoint.json").read_text())["epoch"] == done
+    # The network as it stood after that epoch: on another ideal board it scores what
+    # that epoch's checkpoint measured.
+    model = TrainedModel.load(out / "model.npz")
+    data = load_dataset("iris")
+    with open_board("emu://?preset=ideal&seed=4") as other:
+        scored = model.deploy(other).evaluate(data.x_test, data.y_test)
+    assert scored.accuracy == summary["test_accuracy"]
     again = ["train", "mlp", "--board", "emu://?preset=ideal", "--dataset", "iris",
              "--hidden", "16", "--epochs", str(EPOCHS), "--out", str(out)]  # fmt: skip
     refused = run_sidra(*again)

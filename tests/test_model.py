@@ -22,7 +22,7 @@ from sidra.training import (
     train_softmax_spsa,
 )
 from sidra.training.analog_layer import AnalogLinear, Mapping
-from sidra.training.deployment import CHUNK_VECTORS
+from sidra.training.deployment import CHUNK_VECTORS, ModelNotHeld
 from sidra.training.model import MODEL_FILE, ModelFileError, TrainedModel
 from sidra.training.placement import PlacementError
 
@@ -247,3 +247,47 @@ def test_a_data_set_of_other_features_or_classes_is_named() -> None:
     with pytest.raises(ValueError, match="dataset iris: got 4 features, the model takes 64"):
         model.check_data(load_dataset("iris"))
     model.check_data(load_dataset("digits"))
+
+
+def test_a_model_its_tiles_hold_runs_without_a_write() -> None:
+    """Deployed once, run again as the tiles hold it: on an ideal board the same
+    accuracy, read back exactly, and not one cell written."""
+    data = load_dataset("digits")
+    with open_board(IDEAL.format(1)) as board:
+        model = _model(board)
+    with open_board(IDEAL.format(2)) as board:
+        programmed = model.deploy(board, tiles=[2, 0]).evaluate(data.x_test, data.y_test)
+        writes = board.stats().cell_writes
+        held = model.deploy(board, tiles=[2, 0], held=True)
+        again = held.evaluate(data.x_test, data.y_test)
+        assert board.stats().cell_writes == writes
+        with pytest.raises(ModelNotHeld, match=r"^layer0 on tiles \[1\]: what they hold corr"):
+            model.deploy(board, tiles=[1, 3], held=True)  # never programmed there
+        assert board.stats().cell_writes == writes
+    assert again.accuracy == programmed.accuracy
+    assert held.programming == () and [h.tiles for h in held.held] == [(2,), (0,)]
+    assert all(h.correlation == pytest.approx(1.0) for h in held.held)
+    assert all(h.rms_deviation_us == pytest.approx(0.0, abs=1e-3) for h in held.held)
+
+
+def test_calibration_wins_back_what_a_year_of_drift_took() -> None:
+    """A model left on a sidra-y1 board for a year: its accuracy collapses (every cell's
+    decay shifts the offset mapping's common mode); calibrating its tiles, without a
+    write, brings most of it back."""
+    data = load_dataset("digits")
+    with open_board("emu://?preset=sidra-y1&seed=1") as board:
+        model = train_mlp(board, data, MLPOptions(epochs=3)).model
+    assert model is not None
+    with open_board("emu://?preset=sidra-y1&seed=3") as board:
+        fresh = model.deploy(board).evaluate(data.x_test, data.y_test).accuracy
+        writes = board.stats().cell_writes
+        board.advance_clock(365 * 86_400.0)
+        aged_run = model.deploy(board, held=True)
+        aged = aged_run.evaluate(data.x_test, data.y_test).accuracy
+        calibrated_run = model.deploy(board, held=True, calibrate=True)
+        calibrated = calibrated_run.evaluate(data.x_test, data.y_test).accuracy
+        assert board.stats().cell_writes == writes
+    assert fresh > 0.8 and aged < 0.5 and calibrated > aged + 0.4
+    assert all(h.mean_deviation_us < -1.0 for h in aged_run.held)  # the cells decayed
+    assert sorted(calibrated_run.gains) == [0, 1, 2]
+    assert all(gain > 1.0 for gain in calibrated_run.gains.values())

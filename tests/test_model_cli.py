@@ -109,3 +109,50 @@ def test_bad_files_and_samples_are_refused_naming_them(
     wrong = run_sidra("model", "eval", str(model), "--dataset", "iris")
     assert wrong.returncode == 2
     assert "datasetiris:got4features,themodeltakes64" in unwrapped(wrong.stderr)
+
+
+def test_deployed_to_a_server_then_run_as_held_after_a_year(
+    trained: tuple[Path, dict[str, object]],
+) -> None:
+    """``deploy`` to a served board, then ``eval --held`` with the same tiles runs what the
+    tiles hold (no write); a year later it has drifted, and ``--calibrate`` says by how
+    much; tiles that hold another thing are refused naming --held."""
+    from sidra.client import connect
+    from sidra.server import create_server
+
+    model, summary = trained
+    server, port = create_server(open_board("emu://?preset=sidra-y1&seed=3"), "127.0.0.1:0")
+    server.start()
+    address = f"127.0.0.1:{port}"
+    try:
+        deployed = sidra_json("model", "deploy", str(model), "--server", address, "--tile", "3")
+        assert deployed["placement"] == {"layer0": [3]}
+        with connect(address) as board:
+            writes = board.stats().cell_writes
+        held = sidra_json("model", "eval", str(model), "--server", address, "--held",
+                          "--tile", "3")  # fmt: skip
+        elsewhere = run_sidra("model", "eval", str(model), "--server", address, "--held")
+        with connect(address) as board:
+            assert board.stats().cell_writes == writes
+            board.advance_clock(365 * 86_400.0)
+        aged = sidra_json("model", "eval", str(model), "--server", address, "--held",
+                          "--tile", "3", "--calibrate")  # fmt: skip
+        with connect(address) as board:
+            assert board.stats().cell_writes == writes
+    finally:
+        server.stop(grace=None)
+    assert held["programming"] == [] and held["held"][0]["correlation"] > 0.9
+    assert held["accuracy"] > 0.3
+    assert elsewhere.returncode == 2
+    assert unwrapped("'--held': layer0 on tiles [0]: what they hold correlates") in unwrapped(
+        elsewhere.stderr
+    )
+    assert aged["held"][0]["mean_deviation_us"] < held["held"][0]["mean_deviation_us"]
+    assert aged["calibration_gains"]["3"] > 1.0
+
+
+def test_deploy_refuses_an_in_process_emulator(trained: tuple[Path, dict[str, object]]) -> None:
+    model, _ = trained
+    refused = run_sidra("model", "deploy", str(model))
+    assert refused.returncode == 2
+    assert "anin-processemulatorforgetswhatitholds" in unwrapped(refused.stderr)

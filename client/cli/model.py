@@ -22,7 +22,7 @@ from sidra.cli.train.running import job_board
 from sidra.drivers import Board
 from sidra.drivers.validation import to_float32
 from sidra.training import BUNDLED, load_dataset
-from sidra.training.deployment import DeployedModel, ModelEvaluation
+from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
 from sidra.training.model import ModelFileError, TrainedModel
 
 __all__ = ["model_app"]
@@ -62,6 +62,23 @@ ReadRepeats = Annotated[
     int,
     typer.Option(
         "--read-repeats", min=1, help="Analog passes averaged per input vector and layer."
+    ),
+]
+Held = Annotated[
+    bool,
+    typer.Option(
+        "--held",
+        help="Write nothing: run the model as tiles programmed earlier hold it (sidra model "
+        "deploy, the same --tiles), aged as they are; refused when they hold something else.",
+    ),
+]
+Calibrate = Annotated[
+    bool,
+    typer.Option(
+        "--calibrate",
+        help="Calibrate the model's tiles before running it: the board rescales each "
+        "tile's outputs so that a probe reads as when its cells were programmed (a common "
+        "drift cancels; the gains are reported). It changes the tiles' output gains.",
     ),
 ]
 Tiles = Annotated[
@@ -119,6 +136,8 @@ def evaluate(
     split: Annotated[Split, typer.Option(help="Which samples to run.")] = Split.TEST,
     read_repeats: ReadRepeats = 1,
     tiles: Tiles = ANY_TILE,
+    held: Held = False,
+    calibrate: Calibrate = False,
     as_json: AsJson = False,
 ) -> None:
     """Program a model onto a board and measure it: accuracy, recall, cost per sample.
@@ -147,7 +166,7 @@ def evaluate(
     if x is None or y is None:
         x, y = np.vstack([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])
     with job_board(board, server, "sidra model eval") as opened:
-        deployed = loaded.deploy(opened, tiles=tiles, read_repeats=read_repeats)
+        deployed = _deployed(loaded, opened, tiles, read_repeats, held, calibrate)
         result = deployed.evaluate(x, y)
         where = _board_name(opened)
     report = {
@@ -159,11 +178,72 @@ def evaluate(
         "trained_test_accuracy": loaded.trained.get("test_accuracy"),
         "placement": deployed.placement.summary(),
         "programming": [p.to_json() for p in deployed.programming],
+        "held": [h.to_json() for h in deployed.held],
+        "calibration_gains": {str(tile): g for tile, g in deployed.gains.items()},
     }
     if as_json:
         typer.echo(json.dumps(report, default=_nan_as_null))
         return
     _print_evaluation(report, result, deployed, Console())
+
+
+@model_app.command()
+def deploy(
+    model: ModelPath,
+    board: BoardUrl = "emu://",
+    server: ServerAddress = None,
+    tiles: Tiles = ANY_TILE,
+    as_json: AsJson = False,
+) -> None:
+    """Program a model onto a board and leave it there, to run later with --held.
+
+    Prints where each layer went and what write-verify reached. sidra model eval or
+    predict with --held and the same --tiles then run it as the tiles hold it, drifted
+    as they are by then, without writing again. An in-process emulator (emu://) forgets
+    its tiles when the command ends: deploy to a served board (--server) or a board URL.
+    """
+    loaded = _loaded(model)
+    if server is None and board.startswith("emu://"):
+        raise typer.BadParameter(
+            f"got {board}: an in-process emulator forgets what it holds when this command "
+            "ends; give --server, or a board that keeps its tiles (serial://, pcie://)",
+            param_hint="'--board'",
+        )
+    with job_board(board, server, "sidra model deploy") as opened:
+        deployed = loaded.deploy(opened, tiles=tiles)
+        where = _board_name(opened)
+    report = {
+        "model": str(model),
+        "board": where,
+        "placement": deployed.placement.summary(),
+        "programming": [p.to_json() for p in deployed.programming],
+    }
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    console = Console()
+    console.print(f"{model} deployed on {where}")
+    _print_programming(deployed, console)
+    used = " ".join(f"--tile {t}" for t in deployed.placement.used)
+    console.print(f"run it as held: sidra model eval {model} --held {used} (and the same board)")
+
+
+def _deployed(
+    model: TrainedModel,
+    board: Board,
+    tiles: list[int],
+    read_repeats: int,
+    held: bool,
+    calibrate: bool,
+) -> DeployedModel:
+    """``model`` on ``board``, programmed or (``held``) found there, then calibrated if
+    asked; tiles that do not hold it are a usage error naming --held."""
+    try:
+        return model.deploy(
+            board, tiles=tiles, read_repeats=read_repeats, held=held, calibrate=calibrate
+        )
+    except ModelNotHeld as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--held'") from exc
 
 
 @model_app.command()
@@ -191,6 +271,8 @@ def predict(
     ] = False,
     read_repeats: ReadRepeats = 1,
     tiles: Tiles = ANY_TILE,
+    held: Held = False,
+    calibrate: Calibrate = False,
 ) -> None:
     """Program a model onto a board and classify new samples there."""
     loaded = _loaded(model)
@@ -205,7 +287,7 @@ def predict(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
     with job_board(board, server, "sidra model predict") as opened:
-        logits = loaded.deploy(opened, tiles=tiles, read_repeats=read_repeats).logits(x)
+        logits = _deployed(loaded, opened, tiles, read_repeats, held, calibrate).logits(x)
     classes = np.argmax(logits, axis=1)
     labels = np.array(loaded.inputs.labels)[classes]
     partial = out.with_name(out.name + ".partial.npz")
@@ -255,6 +337,9 @@ def _print_evaluation(
     if isinstance(trained, float):
         summary.add_row("accuracy when trained", f"{100 * trained:.2f} % (test)")
     summary.add_row("read repeats", str(result.read_repeats))
+    if deployed.gains:
+        gains = ", ".join(f"tile {t}: {g:.4f}" for t, g in deployed.gains.items())
+        summary.add_row("calibration gains", gains)
     summary.add_row("MVM calls", str(result.mvm_calls))
     summary.add_row("modeled time / sample", f"{result.time_per_sample_ns:.1f} ns")
     summary.add_row("modeled energy / sample", f"{result.energy_per_sample_nj:.1f} nJ")
@@ -268,6 +353,25 @@ def _print_evaluation(
             label, str(int(row.sum())), "-" if math.isnan(share) else f"{100 * share:.1f} %"
         )
     console.print(recall)
+    if deployed.held:
+        _print_held(deployed, console)
+    else:
+        _print_programming(deployed, console)
+
+
+def _print_held(deployed: DeployedModel, console: Console) -> None:
+    table = Table(title="held by the tiles (read once, against the model's targets)")
+    for column in ("layer", "tiles", "correlation", "rms deviation (µS)", "mean deviation (µS)"):
+        table.add_column(column)
+    for h in deployed.held:
+        table.add_row(
+            h.layer, ", ".join(map(str, h.tiles)), f"{h.correlation:.3f}",
+            f"{h.rms_deviation_us:.3f}", f"{h.mean_deviation_us:+.3f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+def _print_programming(deployed: DeployedModel, console: Console) -> None:
     written = Table(title="write-verify")
     for column in ("layer", "tiles", "cells", "rms error (µS)", "max error (µS)", "unconverged"):
         written.add_column(column)

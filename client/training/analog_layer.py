@@ -265,13 +265,20 @@ class AnalogLinear:
         """The Program request of each tile that writes ``weights`` (the digital bias, if
         any, is kept on the host now): to run, or to send ahead of other steps in one
         RunSequence."""
-        w = self.checked_weights(weights)
-        if self.digital_bias:
-            self._bias = w[self.inputs].copy()
+        w = self.adopt(weights)
         return [
             ProgramRequest(block.tile, self.conductances(w[block.rows, block.outputs]))
             for block in self.blocks
         ]
+
+    def adopt(self, weights: npt.ArrayLike) -> Array:
+        """Takes ``weights`` as what the layer holds, writing nothing (tiles programmed
+        with them before): a digital bias is kept on the host from now on. Returns them
+        checked."""
+        w = self.checked_weights(weights)
+        if self.digital_bias:
+            self._bias = w[self.inputs].copy()
+        return w
 
     def input_volts(self, x: npt.ArrayLike) -> Array:
         """The read voltages [batch, analog rows] that carry ``x`` (and the bias row

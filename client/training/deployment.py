@@ -21,10 +21,17 @@ import numpy.typing as npt
 from sidra.drivers import Board, InvalidArgument, ProgramReport
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
-from sidra.training.model import TrainedModel
-from sidra.training.placement import Placement
+from sidra.training.model import ModelLayer, TrainedModel
+from sidra.training.placement import LayerShape, Placement
 
-__all__ = ["DeployedModel", "LayerProgramming", "ModelEvaluation"]
+__all__ = [
+    "MIN_HELD_CORRELATION",
+    "DeployedModel",
+    "LayerHeld",
+    "LayerProgramming",
+    "ModelEvaluation",
+    "ModelNotHeld",
+]
 
 Array = npt.NDArray[np.float32]
 
@@ -133,8 +140,65 @@ class ModelEvaluation:
         }
 
 
+MIN_HELD_CORRELATION = 0.5
+"""Least correlation between the conductances a layer's tiles hold and the model's targets
+for them for the tiles to count as holding the model (``held=True``). Drift, read noise
+and stuck cells move the cells but keep most of their order (0.92–0.98 on sidra-y1 right
+after programming and a year later, one read per cell); tiles holding another model or
+nothing correlate near 0 (within about 1/√cells: ±0.04 for the smallest layer here,
+65 × 10)."""
+
+
+class ModelNotHeld(ValueError):
+    """The tiles do not hold the model (``held=True``): the message names the layer, its
+    tiles and the correlation found."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerHeld:
+    """How closely a layer's tiles hold the model's conductances now, without writing."""
+
+    layer: str
+    tiles: tuple[int, ...]
+    correlation: float
+    """Pearson correlation of the conductances read with the model's targets."""
+    rms_deviation_us: float
+    """RMS of read minus target conductance, µS (drift, noise, what the write left)."""
+    mean_deviation_us: float
+    """Mean of read minus target conductance, µS (a common shift: drift's decay)."""
+
+    @classmethod
+    def read(cls, name: str, layer: AnalogLinear, weights: Array) -> LayerHeld:
+        """Reads every block of ``layer`` once and compares it with ``weights``' targets."""
+        read, target = [], []
+        for block in layer.blocks:
+            read.append(layer.board.read_conductance(block.tile, block.region).conductances)
+            target.append(layer.conductances(weights[block.rows, block.outputs]))
+        g = np.concatenate([a.ravel() for a in read]).astype(np.float64)
+        t = np.concatenate([a.ravel() for a in target]).astype(np.float64)
+        spread = float(np.std(g) * np.std(t))
+        correlation = float(np.mean((g - g.mean()) * (t - t.mean())) / spread) if spread else 0.0
+        return cls(
+            layer=name,
+            tiles=tuple(b.tile for b in layer.blocks),
+            correlation=correlation,
+            rms_deviation_us=float(np.sqrt(np.mean((g - t) ** 2))),
+            mean_deviation_us=float(np.mean(g - t)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "tiles": list(self.tiles),
+            "correlation": self.correlation,
+            "rms_deviation_us": self.rms_deviation_us,
+            "mean_deviation_us": self.mean_deviation_us,
+        }
+
+
 class DeployedModel:
-    """A :class:`TrainedModel` programmed on a board, ready for inference."""
+    """A :class:`TrainedModel` on a board, ready for inference: programmed there, or
+    found held by tiles programmed before (``held=True``)."""
 
     def __init__(
         self,
@@ -143,10 +207,17 @@ class DeployedModel:
         *,
         tiles: Sequence[int] = (),
         read_repeats: int = 1,
+        held: bool = False,
+        calibrate: bool = False,
     ) -> None:
         """Places the model in ``tiles`` (empty: any of the board's) and programs every
         layer; PlacementError when it does not fit, ``read_repeats`` < 1 refused before
-        any board call."""
+        any board call. ``held``: nothing is written; each layer's tiles are read and
+        must hold its conductances (:data:`MIN_HELD_CORRELATION`), else ModelNotHeld:
+        the model deployed earlier with the same ``tiles``, then aged or not.
+        ``calibrate``: then each of its tiles is calibrated (the board rescales the tile's
+        outputs so that a probe reads as when its cells were programmed: a common drift
+        cancels), the gains found in :attr:`gains`."""
         if not isinstance(read_repeats, int) or read_repeats < 1:
             raise InvalidArgument("read_repeats", read_repeats, "an integer >= 1")
         self.model = model
@@ -162,11 +233,39 @@ class DeployedModel:
             )
             for shape, layer in zip(shapes, model.layers, strict=True)
         ]  # fmt: skip
-        self.programming = tuple(
-            LayerProgramming.of(shape.name, analog, analog.program(layer.weights))
-            for shape, analog, layer in zip(shapes, self.layers, model.layers, strict=True)
+        named = list(zip(shapes, self.layers, model.layers, strict=True))
+        self.programming: tuple[LayerProgramming, ...] = ()
+        """What write-verify reached on each layer, input side first (none when held)."""
+        self.held: tuple[LayerHeld, ...] = ()
+        """How closely each layer's tiles held the model (only when held)."""
+        self.gains: dict[int, float] = {}
+        """Output gain the calibration set on each tile (only with ``calibrate``)."""
+        if held:
+            self._find_held(named)
+        else:
+            self.programming = tuple(
+                LayerProgramming.of(shape.name, analog, analog.program(layer.weights))
+                for shape, analog, layer in named
+            )
+        if calibrate:
+            for analog in self.layers:
+                tiles = [block.tile for block in analog.blocks]
+                self.gains.update(zip(tiles, analog.calibrate(), strict=True))
+
+    def _find_held(self, named: list[tuple[LayerShape, AnalogLinear, ModelLayer]]) -> None:
+        for _, analog, layer in named:
+            analog.adopt(layer.weights)
+        self.held = tuple(
+            LayerHeld.read(shape.name, analog, layer.weights) for shape, analog, layer in named
         )
-        """What write-verify reached on each layer, input side first."""
+        for found in self.held:
+            if not found.correlation >= MIN_HELD_CORRELATION:
+                raise ModelNotHeld(
+                    f"{found.layer} on tiles {list(found.tiles)}: what they hold correlates "
+                    f"{found.correlation:.3f} with the model's conductances, expected >= "
+                    f"{MIN_HELD_CORRELATION} (deployed there with the same tiles?); program "
+                    "it again without held"
+                )
 
     def logits(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> Array:
         """The output layer's pre-activations [samples, classes] for standardised inputs

@@ -189,7 +189,11 @@ def train_last_layer(
         settings=o.settings() | {"job": "last-layer", "dataset": data.name, "placement": placed}
     )
     place = None if checkpoint is None else Path(checkpoint)
-    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s)
+
+    def model_of(net: HybridNetwork) -> TrainedModel:
+        return TrainedModel.of(net.layers, net.targets, data, "last-layer")
+
+    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s, model_of=model_of)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         meter = JobMeter(board, [features, head])
         initial = [w1, np.zeros(head.shape, np.float32)]
@@ -218,7 +222,7 @@ def train_last_layer(
                 kept.save()  # to go on from, as from a board gone
                 break
         record.weights = net.weights[-1]
-        record.model = TrainedModel.of(net.layers, net.targets, data, "last-layer")
+        record.model = model_of(net)
         record.steps = len(record.losses)
         record.test_accuracy = record.checkpoints[-1].test_accuracy  # after the last epoch
         record.train_accuracy = accuracy(net.predict(data.x_train), data.y_train)

@@ -159,7 +159,11 @@ def train_network(
         settings=o.settings() | {"job": job, "dataset": data.name, "placement": placement.summary()}
     )
     place = None if checkpoint is None else Path(checkpoint)
-    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s)
+
+    def model_of(net: HybridNetwork) -> TrainedModel:
+        return TrainedModel.of(net.layers, net.targets, data, job)
+
+    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s, model_of=model_of)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         meter = JobMeter(board, layers)
         trainable = len(layers) if o.trainable is None else o.trainable
@@ -200,7 +204,7 @@ def train_network(
                 kept.save()  # to go on from, as from a board gone
                 break
         record.weights = net.weights[-1]
-        record.model = TrainedModel.of(net.layers, net.targets, data, job)
+        record.model = model_of(net)
         record.steps = len(record.losses)
         record.test_accuracy = record.checkpoints[-1].test_accuracy
         if train_accuracy:

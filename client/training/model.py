@@ -225,12 +225,22 @@ class TrainedModel:
         return place(info, self.shapes(), allowed=tiles)
 
     def deploy(
-        self, board: Board, *, tiles: Sequence[int] = (), read_repeats: int = 1
+        self,
+        board: Board,
+        *,
+        tiles: Sequence[int] = (),
+        read_repeats: int = 1,
+        held: bool = False,
+        calibrate: bool = False,
     ) -> DeployedModel:
-        """The model placed on ``board`` (in ``tiles``, or any) and programmed there."""
+        """The model placed on ``board`` (in ``tiles``, or any) and programmed there; with
+        ``held``, found on tiles it was programmed on before; with ``calibrate``, its tiles
+        then calibrated (sidra.training.deployment)."""
         from sidra.training.deployment import DeployedModel
 
-        return DeployedModel(self, board, tiles=tiles, read_repeats=read_repeats)
+        return DeployedModel(
+            self, board, tiles=tiles, read_repeats=read_repeats, held=held, calibrate=calibrate
+        )
 
     def standardize(self, raw: npt.ArrayLike, field: str = "inputs") -> Array:
         """Raw features [samples, features] as the network takes them: ``(raw - mean) /

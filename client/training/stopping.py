@@ -32,6 +32,7 @@ from sidra.training.records import INTERRUPTED, STOPPED_AT, Checkpoint, Training
 
 if TYPE_CHECKING:  # the trainers import this module
     from sidra.training.hybrid import HybridNetwork
+    from sidra.training.model import TrainedModel
 
 __all__ = ["EpochsKept", "RunInterrupted", "stopped"]
 
@@ -67,7 +68,8 @@ class EpochsKept:
     A trainer makes it with its record before it programs anything, enters
     :meth:`guard` before its first board call that writes, and calls :meth:`passed` once
     an epoch's test checkpoint is in the record: that copies the losses and checkpoints
-    so far and the output layer's weights, which is all a record holds of the network.
+    so far, the output layer's weights and, for a stack of layers, the model file of the
+    whole network.
     """
 
     def __init__(
@@ -77,11 +79,15 @@ class EpochsKept:
         saved: EpochCheckpoint | None = None,
         *,
         every_s: float = 0.0,
+        model_of: Callable[[HybridNetwork], TrainedModel] | None = None,
     ) -> None:
         """``saved``: the checkpoint a resumed run (or the second part of a schedule)
         starts from, what it keeps until its next epoch is whole; a board lost while the
-        layers are programmed again ends the run there too."""
+        layers are programmed again ends the run there too. ``model_of``: the model file
+        of the network after an epoch (None: the run keeps none)."""
         self.record = record
+        self._model_of = model_of
+        self._model: TrainedModel | None = None
         self.checkpoint = checkpoint
         """Where the run's state is saved to go on from (None: nowhere)."""
         self.every_s = every_s
@@ -119,6 +125,8 @@ class EpochsKept:
         self.epoch, self._programs, self._counts = epoch, net.programs, counts
         self._losses, self._checkpoints = list(self.record.losses), list(self.record.checkpoints)
         self._weights = net.weights[-1].copy()
+        if self._model_of is not None:
+            self._model = self._model_of(net)
         if self.checkpoint is not None:
             more = {} if extras is None else extras()
             self._state = EpochCheckpoint.at(epoch, self.record, net, rng, counts, more)
@@ -149,6 +157,7 @@ class EpochsKept:
             steps=len(self._losses),
             programs=self._programs,
             loss_label=self.record.loss_label,
+            model=self._model,
         )
         record.count(self._counts)
         return record

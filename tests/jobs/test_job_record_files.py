@@ -31,6 +31,7 @@ from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.app import create_server
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobRecords
+from sidra.training.model import TrainedModel
 from tests.cli_support import run_sidra
 from tests.state.state_support import store_of_schema
 
@@ -158,6 +159,10 @@ def test_sidra_train_saves_a_long_job_s_record_whole(tmp_path: Path) -> None:
     rows = (out / "steps.csv").read_text().splitlines()
     assert len(rows) == 1 + LONG["steps"]  # header and every step
     assert (out / "weights.npy").is_file()
+    # The job's trained network, as a run from here keeps it: ready for `sidra model`.
+    model = TrainedModel.load(out / "model.npz")
+    assert model.job == "spsa" and model.inputs.dataset == "iris"
+    assert model.trained["test_accuracy"] == json.loads(done.stdout)["test_accuracy"]
 
 
 def test_a_record_that_fits_comes_whole_in_one_answer(tmp_path: Path) -> None:
