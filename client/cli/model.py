@@ -18,11 +18,13 @@ from rich.table import Table
 
 from sidra.cli.options import AsJson
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
-from sidra.cli.train.running import job_board
+from sidra.cli.train.running import dataset_named, job_board
 from sidra.drivers import Board
 from sidra.drivers.validation import to_float32
 from sidra.training import BUNDLED, load_dataset
+from sidra.training.analog_layer import Mapping
 from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
+from sidra.training.importing import model_from_weights
 from sidra.training.model import ModelFileError, TrainedModel
 
 __all__ = ["model_app"]
@@ -226,6 +228,77 @@ def deploy(
     _print_programming(deployed, console)
     used = " ".join(f"--tile {t}" for t in deployed.placement.used)
     console.print(f"run it as held: sidra model eval {model} --held {used} (and the same board)")
+
+
+@model_app.command("import")
+def import_weights(
+    weights: Annotated[
+        Path,
+        typer.Argument(
+            help="An .npz of the software network's weights: layer0, layer1, ... each "
+            "[inputs + 1, outputs], the last row the bias, ReLU between layers.",
+            show_default=False,
+        ),
+    ],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="The data it was trained on (digits, iris, wine, breast_cancer or an .npz "
+            "with X and y): its feature scaling and labels go into the model, its training "
+            "part calibrates the input ranges."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="The model file to write; an existing file is not written over.")
+    ],
+    mapping: Annotated[
+        Mapping, typer.Option(help="One cell per weight (offset) or a pair of columns per output.")
+    ] = Mapping.OFFSET,
+    digital_bias: Annotated[
+        bool, typer.Option(help="Add each bias on the host after the ADC, not on a row.")
+    ] = False,
+    input_percentile: Annotated[
+        float,
+        typer.Option(
+            help="Each layer's input range: this percentile of |inputs| over the training "
+            "samples maps to the full read voltage (larger ones clip).",
+        ),
+    ] = 99.9,
+    as_json: AsJson = False,
+) -> None:
+    """Make a model of a network trained in software, to deploy with sidra model.
+
+    Each layer's weight limit is set just above its largest weight on the array and its
+    input range from the training samples; the digital test accuracy is kept in the model.
+    """
+    if out.exists():
+        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+    try:
+        with np.load(weights, allow_pickle=False) as held:
+            if isinstance(held, np.ndarray):
+                raise ValueError("an .npy holds one array, expected layer0, layer1, ...")
+            names = sorted(held.files, key=lambda n: (len(n), n))
+            wanted = [f"layer{k}" for k in range(len(names))]
+            if names != wanted:
+                raise ValueError(f"holds {names}, expected {wanted or ['layer0']}")
+            matrices = [held[name] for name in names]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise typer.BadParameter(f"{weights}: {exc}", param_hint="WEIGHTS") from exc
+    data = dataset_named(dataset)
+    try:
+        made = model_from_weights(
+            matrices, data, mapping=mapping, digital_bias=digital_bias,
+            input_percentile=input_percentile,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="WEIGHTS") from exc
+    made.save(out)
+    if as_json:
+        typer.echo(json.dumps(made.meta()))
+        return
+    accuracy = made.trained["test_accuracy"]
+    typer.echo(f"{out}: {len(made.layers)} layers, digital test accuracy "
+               f"{100 * accuracy:.2f} % on {data.name}", err=True)  # fmt: skip
 
 
 def _deployed(

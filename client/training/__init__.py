@@ -35,6 +35,7 @@ from sidra.training.feedback_alignment import FeedbackAlignmentNetwork, random_f
 from sidra.training.forward_forward import ForwardForwardNetwork, train_forward_forward
 from sidra.training.gradients import numerical_gradient, numerical_jacobian
 from sidra.training.hybrid import HybridNetwork, train_last_layer
+from sidra.training.importing import model_from_weights
 from sidra.training.mlp import exact_gradients, train_mlp
 from sidra.training.model import (
     MODEL_FILE,
@@ -173,4 +174,5 @@ __all__ = [
     "ModelInputs",
     "ModelLayer",
     "TrainedModel",
+    "model_from_weights",
 ]

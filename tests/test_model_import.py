@@ -1,0 +1,109 @@
+"""A network trained in software (scikit-learn's MLPClassifier) made a model and run on
+the board: inference first."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_support import run_sidra, sidra_json, unwrapped
+
+from sidra.drivers import InvalidArgument, open_board
+from sidra.training import load_dataset
+from sidra.training.analog_layer import Mapping
+from sidra.training.importing import WEIGHT_MARGIN, digital_logits, model_from_weights
+from sidra.training.model import TrainedModel
+
+
+@pytest.fixture(scope="module")
+def software() -> tuple[list[np.ndarray], float]:
+    """A 64 → 64 → 10 ReLU network trained by scikit-learn on digits' training part: its
+    weights as [inputs + 1, outputs] matrices and its own test accuracy."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    data = load_dataset("digits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=0)
+        clf.fit(data.x_train, data.y_train)
+    weights = [np.vstack([w, b[None, :]]) for w, b in zip(clf.coefs_, clf.intercepts_, strict=True)]
+    return weights, float(clf.score(data.x_test, data.y_test))
+
+
+def test_the_software_network_runs_on_the_board_as_well_as_in_software(
+    software: tuple[list[np.ndarray], float],
+) -> None:
+    weights, sklearn_accuracy = software
+    data = load_dataset("digits")
+    model = model_from_weights(weights, data)
+    digital = model.trained["test_accuracy"]
+    assert abs(digital - sklearn_accuracy) <= 1 / len(data.y_test)  # float32 against float64
+    assert digital > 0.95
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        ideal = model.deploy(board).evaluate(data.x_test, data.y_test).accuracy
+    with open_board("emu://?preset=sidra-y1&seed=3") as board:
+        noisy = model.deploy(board).evaluate(data.x_test, data.y_test).accuracy
+    assert ideal >= digital - 0.02  # only the inputs past the 99.9th percentile clip
+    assert noisy >= digital - 0.03
+
+
+def test_ranges_are_calibrated_on_the_training_samples(
+    software: tuple[list[np.ndarray], float],
+) -> None:
+    weights, _ = software
+    data = load_dataset("digits")
+    model = model_from_weights(weights, data, input_percentile=99.0, digital_bias=True)
+    first, second = model.layers
+    assert first.weight_limit == pytest.approx(WEIGHT_MARGIN * np.abs(weights[0][:-1]).max())
+    assert first.input_clip == pytest.approx(np.percentile(np.abs(data.x_train), 99.0))
+    hidden = np.maximum(digital_logits([weights[0].astype(np.float32)], data.x_train), 0.0)
+    assert second.input_clip == pytest.approx(np.percentile(np.abs(hidden), 99.0), rel=1e-5)
+    assert first.digital_bias and second.digital_bias
+    assert model.trained["trained_on"] == "software" and model.job == "imported"
+    again = TrainedModel.from_bytes(
+        model_from_weights(weights, data, mapping=Mapping.DIFFERENTIAL).to_bytes()
+    )
+    assert {layer.mapping for layer in again.layers} == {Mapping.DIFFERENTIAL}
+
+
+def test_weights_that_do_not_fit_the_data_are_refused_naming_the_matrix(
+    software: tuple[list[np.ndarray], float],
+) -> None:
+    weights, _ = software
+    data = load_dataset("digits")
+    with pytest.raises(
+        InvalidArgument, match=r"weights\[0\].shape: got \[64, 64\], expected \[65, 64\]"
+    ):
+        model_from_weights([weights[0][:-1], weights[1]], data)
+    with pytest.raises(
+        InvalidArgument, match=r"weights\[1\].shape: got \[65, 9\], expected \[65, 10\].*10 classes"
+    ):
+        model_from_weights([weights[0], weights[1][:, :9]], data)
+    bad = weights[1].copy()
+    bad[3, 3] = np.inf
+    with pytest.raises(InvalidArgument, match=r"weights\[1\]: got 'NaN/Inf values'"):
+        model_from_weights([weights[0], bad], data)
+    with pytest.raises(InvalidArgument, match=r"input_percentile: got 0.0"):
+        model_from_weights(weights, data, input_percentile=0.0)
+
+
+def test_the_cli_imports_an_npz_of_layers(
+    software: tuple[list[np.ndarray], float], tmp_path: Path
+) -> None:
+    weights, _ = software
+    np.savez(tmp_path / "w.npz", layer0=weights[0], layer1=weights[1])
+    out = tmp_path / "model.npz"
+    meta = sidra_json("model", "import", str(tmp_path / "w.npz"), "--dataset", "digits",
+                      "--out", str(out))  # fmt: skip
+    assert meta["job"] == "imported" and len(meta["layers"]) == 2
+    report = sidra_json("model", "eval", str(out), "--board", "emu://?preset=sidra-y1&seed=4")
+    assert report["accuracy"] >= report["trained_test_accuracy"] - 0.03
+    np.savez(tmp_path / "named.npz", W=weights[0])
+    refused = run_sidra("model", "import", str(tmp_path / "named.npz"), "--dataset", "digits",
+                        "--out", str(tmp_path / "other.npz"))  # fmt: skip
+    assert refused.returncode == 2
+    assert "holds['W'],expected['layer0']" in unwrapped(refused.stderr)
+    assert not (tmp_path / "other.npz").exists()
