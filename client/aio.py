@@ -48,6 +48,7 @@ from sidra.client.credentials import (
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
 from sidra.client.options import check_connect_options, checked_count
+from sidra.client.reachability import wait_for_server_async
 from sidra.client.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
@@ -655,11 +656,18 @@ async def connect(
             address, tls.channel_credentials(), options=options, interceptors=interceptors
         )
     if wait_ready_s is not None:
-        try:
-            await _ready(channel, wait_ready_s)
-        except TimeoutError as exc:
+
+        async def ready(within_s: float) -> bool:
+            try:
+                await asyncio.wait_for(channel.channel_ready(), timeout=within_s)
+            except TimeoutError:
+                return False
+            return True
+
+        waited = await wait_for_server_async(ready, address, wait_ready_s)
+        if waited is not None:
             await channel.close()
-            raise unanswered(address, wait_ready_s, tls) from exc
+            raise unanswered(address, round(waited, 1), tls)
     return AsyncRemoteBoard(
         channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight,
         message_limit_bytes=server_max_message_bytes, max_batch=max_batch,
@@ -674,7 +682,3 @@ async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any
     else:
         for item in items:
             yield item
-
-
-async def _ready(channel: grpc.aio.Channel, within_s: float) -> None:
-    await asyncio.wait_for(channel.channel_ready(), timeout=within_s)

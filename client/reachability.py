@@ -7,16 +7,37 @@ host name is unknown, the host does not answer at all (a firewall, the wrong hos
 or a connection opens and the gRPC handshake fails (TLS on one side only, a wrong
 CA, something else on that port). One connection attempt, made once the wait is
 over, tells the first three from the last.
+
+A wait need not run its whole length when nothing can come of it: past
+:data:`GIVE_UP_AFTER_S`, a port that refuses connections or a host name that is not
+known ends it (:func:`wait_for_server`); a server started a moment before the client has
+bound its port by then, and a typo in the address is said in seconds, not after the
+whole wait. A host that does not answer at all keeps the whole wait (it may be a
+network on its way up).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
+from collections.abc import Awaitable, Callable
 
-__all__ = ["PROBE_S", "host_port", "tcp_refusal"]
+__all__ = [
+    "GIVE_UP_AFTER_S",
+    "PROBE_S",
+    "host_port",
+    "tcp_refusal",
+    "wait_for_server",
+    "wait_for_server_async",
+]
 
 PROBE_S = 1.0
 """How long the probe's connection attempt may take, s."""
+
+GIVE_UP_AFTER_S = 2.0
+"""After this long waiting for a server, s, a refused connection or an unknown host name
+ends the wait."""
 
 
 def host_port(address: str) -> tuple[str, int] | None:
@@ -55,3 +76,52 @@ def tcp_refusal(address: str, timeout_s: float = PROBE_S) -> str | None:
         return f"{host} did not answer a connection to port {port} within {timeout_s:g} s"
     except OSError as exc:
         return f"no connection to port {port} of {host} ({exc.strerror or exc})"
+
+
+def _hopeless(address: str) -> bool:
+    """Whether no server can be at ``address`` now: its port refuses, or its host is not
+    known (a host that does not answer may still)."""
+    target = host_port(address)
+    if target is None:
+        return False
+    try:
+        with socket.create_connection(target, timeout=PROBE_S):
+            return False
+    except (ConnectionRefusedError, socket.gaierror):
+        return True
+    except OSError:
+        return False
+
+
+def wait_for_server(ready: Callable[[float], bool], address: str, wait_s: float) -> float | None:
+    """Waits up to ``wait_s`` for ``ready(timeout_s)`` (True once the channel is ready);
+    None when it is, else how long was waited before giving up: the whole ``wait_s``, or
+    less once :data:`GIVE_UP_AFTER_S` has passed and :func:`_hopeless` says so."""
+    start = time.monotonic()
+    if ready(min(wait_s, GIVE_UP_AFTER_S)):
+        return None
+    waited = time.monotonic() - start
+    while waited < wait_s:
+        if _hopeless(address):
+            return waited
+        if ready(min(wait_s - waited, GIVE_UP_AFTER_S)):
+            return None
+        waited = time.monotonic() - start
+    return wait_s
+
+
+async def wait_for_server_async(
+    ready: Callable[[float], Awaitable[bool]], address: str, wait_s: float
+) -> float | None:
+    """:func:`wait_for_server` for an asyncio channel (the probe runs in a thread)."""
+    start = time.monotonic()
+    if await ready(min(wait_s, GIVE_UP_AFTER_S)):
+        return None
+    waited = time.monotonic() - start
+    while waited < wait_s:
+        if await asyncio.to_thread(_hopeless, address):
+            return waited
+        if await ready(min(wait_s - waited, GIVE_UP_AFTER_S)):
+            return None
+        waited = time.monotonic() - start
+    return wait_s

@@ -38,6 +38,7 @@ from sidra.client.instance import InstanceTracker
 from sidra.client.jobs import Jobs
 from sidra.client.options import check_connect_options
 from sidra.client.places import Places
+from sidra.client.reachability import wait_for_server
 from sidra.client.session import (
     Session,
     TileLease,
@@ -574,7 +575,9 @@ def connect(
     ``token``: the bearer token sent with every call; None reads ``SIDRA_TOKEN``.
     A token goes in clear only to a loopback address: elsewhere it needs ``tls``.
     Waits up to ``wait_ready_s`` seconds for the server (``None``: don't wait) and
-    raises :class:`~sidra.drivers.BoardUnavailable` if it does not answer.
+    raises :class:`~sidra.drivers.BoardUnavailable` if it does not answer; a port that
+    refuses connections or an unknown host ends the wait after 2 s
+    (sidra.client.reachability).
     ``server_max_message_bytes``: the server's message size (``sidra serve``
     max_message_mb, and the caller's ``[limits]``); a Program or read larger than it (or
     than ``max_message_bytes``) travels in row bands. ``max_batch``: vectors per MVM
@@ -598,11 +601,20 @@ def connect(
     else:
         channel = grpc.secure_channel(address, tls.channel_credentials(), options=options)
     if wait_ready_s is not None:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=wait_ready_s)
-        except grpc.FutureTimeoutError as exc:
+        future = grpc.channel_ready_future(channel)
+
+        def ready(within_s: float) -> bool:
+            try:
+                future.result(timeout=within_s)
+            except grpc.FutureTimeoutError:
+                return False
+            return True
+
+        waited = wait_for_server(ready, address, wait_ready_s)
+        if waited is not None:
+            future.cancel()
             channel.close()
-            raise unanswered(address, wait_ready_s, tls) from exc
+            raise unanswered(address, round(waited, 1), tls)
     if token:
         channel = grpc.intercept_channel(channel, BearerToken(token))
     return RemoteBoard(

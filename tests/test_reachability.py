@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
 from sidra.client import BoardUnavailable, connect
 from sidra.client.aio import connect as aio_connect
-from sidra.client.reachability import host_port, tcp_refusal
+from sidra.client.reachability import GIVE_UP_AFTER_S, host_port, tcp_refusal, wait_for_server
 
 
 def _closed_port() -> int:
@@ -71,3 +72,57 @@ def test_a_port_that_accepts_blames_the_handshake() -> None:
 
 def test_other_targets_are_not_probed() -> None:
     assert tcp_refusal("unix:/nonexistent/sidra.sock") is None
+
+
+def test_a_refusing_port_ends_a_long_wait_after_the_grace() -> None:
+    """Nothing listens: a 60 s wait gives up once GIVE_UP_AFTER_S has passed, and says how
+    long it waited (without the early end it would say 60 s)."""
+    port = _closed_port()
+    with pytest.raises(BoardUnavailable, match=r"within 2 s: the connection was refused"):
+        connect(f"127.0.0.1:{port}", wait_ready_s=60)
+
+    async def run() -> None:
+        with pytest.raises(BoardUnavailable, match=r"within 2 s: the connection was refused"):
+            await aio_connect(f"127.0.0.1:{port}", wait_ready_s=60)
+
+    asyncio.run(run())
+    assert GIVE_UP_AFTER_S == 2.0
+
+
+def test_a_server_that_starts_while_the_client_waits_is_reached() -> None:
+    """The port refuses when the wait begins; the server binds it a moment later, within
+    the grace: the connect succeeds."""
+    from sidra.drivers import open_board
+    from sidra.server import create_server
+
+    port = _closed_port()
+    started: list[object] = []
+
+    def start() -> None:
+        server, _ = create_server(open_board("emu://?preset=ideal"), f"127.0.0.1:{port}")
+        server.start()
+        started.append(server)
+
+    timer = threading.Timer(0.5, start)
+    timer.start()
+    try:
+        with connect(f"127.0.0.1:{port}", wait_ready_s=30) as board:
+            assert board.info.model == "SIDRA-IDEAL"
+    finally:
+        timer.join()
+        for server in started:
+            server.stop(grace=None)  # type: ignore[attr-defined]
+
+
+def test_the_wait_asks_again_while_a_host_is_merely_silent() -> None:
+    """A port that accepts (not hopeless) keeps the whole wait: ``ready`` is asked again
+    until it is over."""
+    asked: list[float] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        waited = wait_for_server(lambda s: asked.append(s) is not None, address, 0.05)
+    assert waited == 0.05 and len(asked) >= 2
+    refused = wait_for_server(lambda s: False, f"127.0.0.1:{_closed_port()}", 60)
+    assert refused is not None and refused < 60
