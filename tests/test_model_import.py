@@ -63,10 +63,13 @@ def test_ranges_are_calibrated_on_the_training_samples(
     assert second.input_clip == pytest.approx(np.percentile(np.abs(hidden), 99.0), rel=1e-5)
     assert first.digital_bias and second.digital_bias
     assert model.trained["trained_on"] == "software" and model.job == "imported"
-    again = TrainedModel.from_bytes(
-        model_from_weights(weights, data, mapping=Mapping.DIFFERENTIAL).to_bytes()
-    )
+    differential = model_from_weights(weights, data, mapping="differential")  # type: ignore[arg-type]
+    again = TrainedModel.from_bytes(differential.to_bytes())
     assert {layer.mapping for layer in again.layers} == {Mapping.DIFFERENTIAL}
+    # Placed with two columns per output, as the layers it makes take them.
+    assert [shape.pair for shape in differential.shapes()] == [2, 2]
+    with open_board("emu://?preset=ideal&seed=2") as board:
+        assert differential.deploy(board).placement.summary() == {"layer0": [0], "layer1": [1]}
 
 
 def test_weights_that_do_not_fit_the_data_are_refused_naming_the_matrix(

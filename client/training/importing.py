@@ -58,6 +58,7 @@ def model_from_weights(
         raise InvalidArgument("input_percentile", input_percentile, "a percentile in (0, 100]")
     if not len(weights):
         raise InvalidArgument("weights", [], "one matrix per layer, at least one")
+    mapping = Mapping(mapping)
     checked = _checked(weights, data)
     h = data.x_train
     layers = []

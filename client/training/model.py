@@ -93,6 +93,10 @@ class ModelLayer:
     digital_bias: bool = False
     """The bias is added on the host after the ADC instead of driven on a row."""
 
+    def __post_init__(self) -> None:
+        # "differential" given as text is the same mapping: placement asks by identity.
+        object.__setattr__(self, "mapping", Mapping(self.mapping))
+
     @property
     def inputs(self) -> int:
         return int(self.weights.shape[0]) - 1
