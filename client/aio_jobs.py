@@ -57,10 +57,13 @@ class AsyncJobs:
         lease_wait_s: float = 0.0,
         resume_checkpoint: bytes | None = None,
         queue: bool = False,
+        priority: int = 0,
     ) -> JobInfo:
         """Starts a ``kind`` job on ``dataset`` with ``options`` (:meth:`Jobs.submit
         <sidra.client.jobs.Jobs.submit>`)."""
-        request = submit_request(kind, options, dataset, lease_wait_s, resume_checkpoint, queue)
+        request = submit_request(
+            kind, options, dataset, lease_wait_s, resume_checkpoint, queue, priority
+        )
         timeout = self.timeout_s + lease_wait_s
         return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
 

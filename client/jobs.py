@@ -38,6 +38,7 @@ from sidra.drivers import (
     OutOfRange,
     ResourceExhausted,
 )
+from sidra.drivers.validation import is_integer
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = [
@@ -104,6 +105,8 @@ class JobInfo:
     record_files: dict[str, int] = field(default_factory=dict)
     """The run record's files' sizes by name, bytes, once the job has ended with a record
     (:meth:`Jobs.read_file` reads one)."""
+    priority: int = 0
+    """Its place in the server's queue before turns: higher first (-10 .. 10)."""
 
     @property
     def finished(self) -> bool:
@@ -118,7 +121,7 @@ class JobInfo:
             tuple(job.tiles), job.whole_board, job.events,
             json.loads(job.summary_json) if job.summary_json else None,
             {f.name: f.content for f in job.files},
-            {f.name: f.size_bytes for f in job.record_files},
+            {f.name: f.size_bytes for f in job.record_files}, job.priority,
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
@@ -167,6 +170,7 @@ class Jobs:
         lease_wait_s: float = 0.0,
         resume_checkpoint: bytes | None = None,
         queue: bool = False,
+        priority: int = 0,
     ) -> JobInfo:
         """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
@@ -175,8 +179,12 @@ class Jobs:
         file, or a ``sidra train --out`` folder's) of the same kind, options and data
         set, which the job goes on from. ``queue``: a job that cannot start now (its tiles
         leased, or ``[limits] max_jobs`` of yours running) waits in the server's queue,
-        returned ``queued``, instead of being refused (jobs.proto, "The queue")."""
-        request = submit_request(kind, options, dataset, lease_wait_s, resume_checkpoint, queue)
+        returned ``queued``, instead of being refused (jobs.proto, "The queue").
+        ``priority``: its place in the queue before turns, -10 .. 10, higher first; above 0
+        only an admin's."""
+        request = submit_request(
+            kind, options, dataset, lease_wait_s, resume_checkpoint, queue, priority
+        )
         timeout = self.timeout_s + lease_wait_s
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
 
@@ -301,6 +309,7 @@ def submit_request(
     lease_wait_s: float,
     resume_checkpoint: bytes | None = None,
     queue: bool = False,
+    priority: int = 0,
 ) -> pb.SubmitJobRequest:
     """SubmitJob's request (:meth:`Jobs.submit`); InvalidArgument for ``options`` that are
     not a mapping of option names to JSON values, or a ``resume_checkpoint`` that is not
@@ -310,6 +319,8 @@ def submit_request(
         raise InvalidArgument("resume_checkpoint", type(resume_checkpoint).__name__, allowed)
     if not isinstance(queue, bool):
         raise InvalidArgument("queue", type(queue).__name__, "True or False")
+    if not is_integer(priority) or not -10 <= priority <= 10:
+        raise InvalidArgument("priority", priority, "an integer in -10 .. 10")
     if options is not None and not isinstance(options, Mapping):
         allowed = "a mapping of option names to values, e.g. {'steps': 1000}"
         raise InvalidArgument("options", type(options).__name__, allowed)
@@ -324,6 +335,7 @@ def submit_request(
         lease_wait_s=checked_lease_wait(lease_wait_s, "lease_wait_s"),
         resume_checkpoint=resume_checkpoint or b"",
         queue=queue,
+        priority=int(priority),
     )
 
 

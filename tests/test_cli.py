@@ -260,20 +260,20 @@ def test_train_drift_recovery_prints_every_stage() -> None:
 _COMMAND_ONLY = {
     "spsa": {
         "dataset", "board", "server", "calibrate", "checkpoint_every", "resume",
-        "checkpoint_every_s", "out", "remote_job", "queue",
+        "checkpoint_every_s", "out", "remote_job", "queue", "priority",
     },
     "last-layer": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out",
-                   "remote_job", "queue"},
-    "compare": {"dataset", "board", "server", "out", "remote_job", "queue"},
-    "drift-recovery": {"dataset", "board", "server", "out", "remote_job", "queue"},
+                   "remote_job", "queue", "priority"},
+    "compare": {"dataset", "board", "server", "out", "remote_job", "queue", "priority"},
+    "drift-recovery": {"dataset", "board", "server", "out", "remote_job", "queue", "priority"},
     "eqprop": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out",
-               "remote_job", "queue"},
+               "remote_job", "queue", "priority"},
     "ff": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out", "remote_job",
-           "queue"},
+           "queue", "priority"},
     "mlp": {"dataset", "board", "server", "resume", "checkpoint_every_s", "out", "remote_job",
-            "queue"},
+            "queue", "priority"},
     "pat": {"dataset", "board", "server", "profile", "resume", "checkpoint_every_s", "out",
-            "remote_job", "queue"},
+            "remote_job", "queue", "priority"},
 }  # fmt: skip
 # Defaults the command sets itself (documented in the flag's help).
 _COMMAND_DEFAULTS = {("spsa", "eval_every")}

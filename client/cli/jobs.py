@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sidra.cli.options import AsJson, size_text
+from sidra.cli.options import AsJson, Priority, size_text
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
@@ -153,6 +153,7 @@ def resume(
             "--queue", help="Wait in the server's queue when it cannot start now (not refused)."
         ),
     ] = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Start a job that goes on from where job ID stopped.
@@ -160,6 +161,11 @@ def resume(
     The same kind, options and data set, sent with the checkpoint.json it kept (cancelled,
     its board gone, or found interrupted after its server stopped); a pat job with the
     twin.toml its record holds. Follow it with sidra jobs logs NEW_ID --follow."""
+    if priority and not queue:
+        raise typer.BadParameter(
+            f"got {priority}; a priority orders the server's queue: give --queue",
+            param_hint="--priority",
+        )
     with _server(server, "resume") as board:
         job = board.jobs.get(job_id, include_record=True)
         checkpoint = job.files.get(CHECKPOINT_FILE)
@@ -177,7 +183,7 @@ def resume(
         try:
             new = board.jobs.submit(
                 job.kind, options, dataset=job.dataset, lease_wait_s=lease_wait_s,
-                resume_checkpoint=checkpoint, queue=queue,
+                resume_checkpoint=checkpoint, queue=queue, priority=priority,
             )  # fmt: skip
         except InvalidArgument as exc:  # the checkpoint refused: exit 1, nothing to retype
             typer.echo(f"sidra jobs resume: {exc}", err=True)
@@ -286,6 +292,7 @@ def run_remote_job(
     *,
     resume_checkpoint: bytes | None = None,
     queue: bool = False,
+    priority: int = 0,
 ) -> JobInfo:
     """Submits a job to ``server`` (going on from ``resume_checkpoint``, if given; with
     ``queue``, waiting in the server's queue if it cannot start now), follows it with a
@@ -295,7 +302,7 @@ def run_remote_job(
         with connect_server(server) as board:
             job = board.jobs.submit(
                 kind, options, dataset=dataset, resume_checkpoint=resume_checkpoint,
-                queue=queue,
+                queue=queue, priority=priority,
             )  # fmt: skip
             tiles = "all" if job.whole_board else list(job.tiles)
             if job.state == "queued":

@@ -27,6 +27,7 @@ from sidra.emulator import PRESETS
 __all__ = [
     "AsJson",
     "Preset",
+    "Priority",
     "ValueNamingGroup",
     "field_option",
     "help_text",
@@ -57,6 +58,19 @@ Preset = Annotated[
         callback=_known_preset,
     ),
 ]
+
+Priority = Annotated[
+    int,
+    typer.Option(
+        "--priority",
+        min=-10,
+        max=10,
+        help="With --queue: the job's place in the queue before turns, -10 .. 10, higher "
+        "first; below 0 gives way to everyone's, above 0 needs the admin role.",
+    ),
+]
+"""--priority of a job submitted to a server's queue (sidra train --remote-job --queue,
+sidra jobs resume --queue)."""
 
 Options = TypeVar("Options", bound=BaseModel)
 

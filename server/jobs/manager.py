@@ -119,6 +119,10 @@ class NotJobOwner(PermissionError):
     """Another principal's job, and the caller is not an admin (PERMISSION_DENIED)."""
 
 
+class PriorityNotAllowed(PermissionError):
+    """A priority above 0 asked by a principal who is not an admin (PERMISSION_DENIED)."""
+
+
 class JobManager:
     """Runs the jobs of one served board.
 
@@ -198,11 +202,13 @@ class JobManager:
         resume_checkpoint: bytes = b"",
         *,
         queue: bool = False,
+        priority: int = 0,
     ) -> JobRow:
         """Starts a job of ``principal``; returns it as stored (state running).
         ``resume_checkpoint``: the checkpoint it goes on from (empty: none). ``queue``:
         a job that cannot start now waits in the queue instead of being refused
-        (returned queued, or running if it could start at once)."""
+        (returned queued, or running if it could start at once). ``priority``: its place
+        in the queue before turns (who may raise it is the caller's to check)."""
         records = self.records
         if records is None:
             raise FailedPrecondition(
@@ -214,7 +220,7 @@ class JobManager:
         runner = self._runner_or_refuse()
         job = checked_submission(
             runner, self.servicer.board.info, kind, options_json, dataset, lease_wait_s,
-            resume_checkpoint,
+            resume_checkpoint, priority,
         )  # fmt: skip
         if queue:
             return self._enqueue(records, runner, principal, job)
@@ -241,7 +247,7 @@ class JobManager:
                 id=job_id, kind=job.kind, principal=principal, dataset=job.dataset,
                 options_json=runner.options_json(job.options), state="running",
                 submitted_unix_s=now, started_unix_s=now, tiles=held.tiles,
-                whole_board=held.whole_board,
+                whole_board=held.whole_board, priority=job.priority,
             )  # fmt: skip
             records.add(row)
         except BaseException:
@@ -294,7 +300,7 @@ class JobManager:
                 id=secrets.token_hex(8), kind=job.kind, principal=principal,
                 dataset=job.dataset, options_json=runner.options_json(job.options),
                 state="queued", submitted_unix_s=self._clock(), tiles=job.tiles,
-                whole_board=job.whole_board, message="queued",
+                whole_board=job.whole_board, message="queued", priority=job.priority,
             )  # fmt: skip
             live = LiveJob(row, "", options=job.options, resume=job.resume)
             self._event(live, "state", state="queued")
@@ -360,6 +366,7 @@ class JobManager:
                     j.row.principal,
                     j.row.submitted_unix_s,
                     frozenset(range(count) if j.row.whole_board else j.row.tiles),
+                    j.row.priority,
                 )  # fmt: skip
                 for j in self._live.values()
                 if j.row.state == "queued"

@@ -1,6 +1,7 @@
 """The jobs' queue: which waiting job may try to start, in which order, and when.
 
-Policy (jobs.proto, "The queue"). Principals take turns: a job's place is the number of
+Policy (jobs.proto, "The queue"). A job of higher priority goes before every job of
+lower priority. Among equals, principals take turns: a job's place is the number of
 jobs its principal runs now plus those of its own queued before it; among equals, the
 principal whose last job started longest ago (or never) goes first, then the earlier
 submission. So a principal with nothing running goes before one that runs a job, one
@@ -50,6 +51,8 @@ class Waiting:
     submitted_unix_s: float
     tiles: frozenset[int]
     """Every tile it needs (all of them for a job of the whole board)."""
+    priority: int = 0
+    """Higher goes first, before turns."""
 
 
 def queue_order(
@@ -57,10 +60,10 @@ def queue_order(
     running: Mapping[str, int],
     last_start: Mapping[str, float] | None = None,
 ) -> list[Waiting]:
-    """``waiting`` in the order their turns come: by the jobs their principal runs
-    (``running``, by principal) plus its own queued before them, then by when their
-    principal last started a job (``last_start``, any one clock; absent: never), then by
-    submission."""
+    """``waiting`` in the order their turns come: higher priority first; then by the jobs
+    their principal runs (``running``, by principal) plus its own queued before them, then
+    by when their principal last started a job (``last_start``, any one clock; absent:
+    never), then by submission."""
     started = last_start or {}
     by_time = sorted(waiting, key=lambda job: (job.submitted_unix_s, job.job_id))
     seen: Counter[str] = Counter()
@@ -70,7 +73,7 @@ def queue_order(
         seen[job.principal] += 1
     return sorted(  # stable: submission breaks the remaining ties
         by_time,
-        key=lambda job: (turns[job.job_id], started.get(job.principal, -math.inf)),
+        key=lambda job: (-job.priority, turns[job.job_id], started.get(job.principal, -math.inf)),
     )
 
 

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
 from sidra.hil.v1 import jobs_pb2 as pb
-from sidra.server.jobs.manager import JobManager, JobNotFound, NotJobOwner
+from sidra.server.jobs.manager import JobManager, JobNotFound, NotJobOwner, PriorityNotAllowed
 from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.state.jobs import JobEventRow, JobRow
@@ -78,10 +78,17 @@ class JobServicer:
         self.limits = limits or PrincipalLimits()
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> Message:
-        principal, _ = self.caller_of(context)
+        principal, admin = self.caller_of(context)
+        if request.priority > 0 and not admin:
+            raise PriorityNotAllowed(
+                f"priority: got {request.priority}, expected -10 .. 0 for principal "
+                f"{principal!r}: a job above 0 goes before everyone's, which needs the admin "
+                "role"
+            )
         job = self.manager.submit(
             principal, request.kind, request.options_json, request.dataset,
             request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
+            priority=request.priority,
         )  # fmt: skip
         return job_message(job)
 
@@ -146,7 +153,7 @@ def job_message(job: JobRow) -> pb.Job:
         submitted_unix_s=job.submitted_unix_s, started_unix_s=job.started_unix_s,
         ended_unix_s=job.ended_unix_s, step=job.step, total=job.total, message=job.message,
         error=job.error, tiles=job.tiles, whole_board=job.whole_board, events=job.events,
-        summary_json=job.summary_json,
+        summary_json=job.summary_json, priority=job.priority,
         files=[pb.JobFile(name=name, content=content) for name, content in job.files.items()],
         record_files=[
             pb.JobFileInfo(name=name, size_bytes=size) for name, size in job.file_sizes.items()
@@ -167,7 +174,7 @@ def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
     """NOT_FOUND / PERMISSION_DENIED for the job service's own refusals."""
     if isinstance(exc, JobNotFound):
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-    if isinstance(exc, NotJobOwner):
+    if isinstance(exc, NotJobOwner | PriorityNotAllowed):
         context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
 
 
@@ -187,7 +194,7 @@ class _Route:
         with self.servicer.limits.admitted(caller_key(principal, context.peer()), len(data)):
             try:
                 message: Message = self.method(parse_request(self.message_type, data), context)
-            except (JobNotFound, NotJobOwner) as exc:
+            except (JobNotFound, NotJobOwner, PriorityNotAllowed) as exc:
                 _abort_for(exc, context)
                 raise
         return message

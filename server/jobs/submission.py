@@ -12,13 +12,23 @@ from sidra.drivers import BoardInfo, InvalidArgument, OutOfRange
 from sidra.server.jobs.runner import CHECKPOINT_FILE, JobRunner
 from sidra.server.sessions.registry import WAIT_LIMIT_S
 
-__all__ = ["DEFAULT_DATASET", "RESUME_FIELD", "Submission", "checked_submission"]
+__all__ = [
+    "DEFAULT_DATASET",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
+    "RESUME_FIELD",
+    "Submission",
+    "checked_submission",
+]
 
 DEFAULT_DATASET = "digits"
 """The data set of a job that names none (as ``sidra train``'s default)."""
 
 RESUME_FIELD = "resume_checkpoint"
 """SubmitJob's field carrying the checkpoint a job goes on from."""
+
+MIN_PRIORITY, MAX_PRIORITY = -10, 10
+"""The priorities a job may have (SubmitJob priority; above 0 only an admin's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +44,8 @@ class Submission:
     whole_board: bool
     resume: bytes | None
     """The checkpoint it goes on from (None: none)."""
+    priority: int = 0
+    """Its place in the queue before turns, higher first."""
 
 
 def checked_submission(
@@ -44,8 +56,11 @@ def checked_submission(
     dataset: str,
     lease_wait_s: float,
     resume_checkpoint: bytes,
+    priority: int = 0,
 ) -> Submission:
     """The submission, or InvalidArgument / OutOfRange naming the first field refused."""
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise OutOfRange("priority", priority, f"{MIN_PRIORITY} .. {MAX_PRIORITY}")
     if kind not in runner.kinds:
         raise InvalidArgument("kind", kind, f"one of {', '.join(runner.kinds)}")
     dataset = dataset or DEFAULT_DATASET
@@ -73,7 +88,8 @@ def checked_submission(
             "options_json", options_json, f"tiles in 0 .. {count - 1} (tile_count); the "
             f"{kind} options name tiles {list(tiles)}",
         )  # fmt: skip
-    return Submission(kind, options, dataset, tiles, whole_board, resume_checkpoint or None)
+    resume = resume_checkpoint or None
+    return Submission(kind, options, dataset, tiles, whole_board, resume, priority)
 
 
 def _check_resume(

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "id, kind, principal, dataset, options_json, state, submitted_unix_s, started_unix_s, "
-    "ended_unix_s, step, total, message, error, tiles, whole_board, summary_json"
+    "ended_unix_s, step, total, message, error, tiles, whole_board, summary_json, priority"
 )
 _EVENT_COLUMNS = "idx, unix_s, kind, step, total, message, state"
 
@@ -81,6 +81,8 @@ class JobRow:
     tiles: tuple[int, ...] = ()
     whole_board: bool = False
     summary_json: str = ""
+    priority: int = 0
+    """Its place in the queue before turns: higher first (SubmitJob priority)."""
     events: int = 0
     """Events stored or held for the job (not a column: counted)."""
     files: dict[str, bytes] = field(default_factory=dict)
@@ -94,7 +96,7 @@ class JobRow:
             self.id, self.kind, self.principal, self.dataset, self.options_json, self.state,
             self.submitted_unix_s, self.started_unix_s, self.ended_unix_s, self.step,
             self.total, self.message, self.error, json.dumps(list(self.tiles)),
-            int(self.whole_board), self.summary_json,
+            int(self.whole_board), self.summary_json, self.priority,
         )  # fmt: skip
 
 
@@ -121,7 +123,7 @@ class JobRecords:
         """Stores a new job; a queued one with the checkpoint it is to go on from."""
         with self.store._writing("record job") as db:
             db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint) VALUES ({', '.join('?' * 17)})",
+                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint) VALUES ({', '.join('?' * 18)})",
                 (*job.values(), resume_checkpoint),
             )
 
@@ -144,7 +146,7 @@ class JobRecords:
                 "ORDER BY submitted_unix_s, id"
             ).fetchall()
             return [
-                (_job(row, _event_count(db, str(row[0]))), _blob_or_none(row[16])) for row in rows
+                (_job(row, _event_count(db, str(row[0]))), _blob_or_none(row[17])) for row in rows
             ]
 
     def update(
@@ -158,7 +160,7 @@ class JobRecords:
         state is never stored without its record."""
         with self.store._writing("update job") as db:
             db.execute(
-                f"UPDATE jobs SET ({_COLUMNS}) = ({', '.join('?' * 16)}) WHERE id = ?",
+                f"UPDATE jobs SET ({_COLUMNS}) = ({', '.join('?' * 17)}) WHERE id = ?",
                 (*job.values(), job.id),
             )
             if job.state != "queued":  # started or ended: what it went on from is spent
@@ -363,5 +365,5 @@ def _job(r: Sequence[Any], events: int) -> JobRow:
         started_unix_s=float(r[7]), ended_unix_s=float(r[8]), step=int(r[9]),
         total=int(r[10]), message=str(r[11]), error=str(r[12]),
         tiles=tuple(json.loads(str(r[13]))), whole_board=bool(r[14]), summary_json=str(r[15]),
-        events=events,
+        priority=int(r[16]), events=events,
     )  # fmt: skip

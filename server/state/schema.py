@@ -220,7 +220,17 @@ _V6 = Migration(
     rebuilds_tables=True,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+_V7 = Migration(
+    7,
+    (
+        # A job's priority in the queue (SubmitJob priority): higher first, 0 for every
+        # job stored before.
+        "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (priority BETWEEN -10 AND 10)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

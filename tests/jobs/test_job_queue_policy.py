@@ -104,3 +104,18 @@ def test_among_equal_turns_the_principal_who_started_longest_ago_goes_first() ->
     assert [j.job_id for j in queue_order([alice, bob], {}, started)] == ["b1", "a1"]
     started = {"alice": 50.0, "bob": 60.0}
     assert [j.job_id for j in queue_order([alice, bob], {}, started)] == ["a1", "b1"]
+
+
+def test_a_higher_priority_goes_before_turns_and_submission() -> None:
+    """Alice runs two jobs and queued last, Bob runs none: her job of priority 5 still
+    goes first; among Bob's, the one that gave way (-3) goes after the one of 0."""
+    urgent = Waiting("urgent", "alice", 9.0, frozenset({0}), priority=5)
+    plain = Waiting("plain", "bob", 1.0, frozenset({0}))
+    polite = Waiting("polite", "bob", 0.5, frozenset({1}), priority=-3)
+    order = queue_order([plain, polite, urgent], {"alice": 2})
+    assert [job.job_id for job in order] == ["urgent", "plain", "polite"]
+    board = Board(leased=set())
+    reasons = queue_pass([plain, polite, urgent], board.try_start, {"alice": 2})
+    # The urgent job takes tile 0; Bob's plain one waits for it, the polite one starts.
+    assert board.tried == ["urgent", "plain", "polite"]
+    assert reasons == {"plain": "queued, 0 ahead: tiles [0] leased"}

@@ -179,3 +179,16 @@ def test_a_comparison_runs_as_a_remote_job_and_its_record_gets_the_plot(tmp_path
     assert [m["name"] for m in summary["methods"]] == ["spsa", "spsa-board"]
     assert json.loads((out / "summary.json").read_text())["runs"] == summary["runs"]
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_priority_needs_the_queue() -> None:
+    """--priority orders the server's queue: without --queue (and --remote-job) it is a
+    usage error naming the flag, before anything is sent."""
+    for args in (
+        ("train", "spsa", "--priority", "2"),
+        ("train", "mlp", "--server", "127.0.0.1:1", "--remote-job", "--priority", "-1"),
+        ("jobs", "resume", "0123456789abcdef", "--server", "127.0.0.1:1", "--priority", "3"),
+    ):
+        refused = run_sidra(*args)
+        assert refused.returncode == 2, args
+        assert unwrapped("Invalid value for --priority") in unwrapped(refused.stderr)

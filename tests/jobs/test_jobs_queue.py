@@ -17,7 +17,13 @@ import pytest
 
 from sidra.client import RemoteBoard, connect
 from sidra.client.jobs import JobInfo
-from sidra.drivers import FailedPrecondition, InvalidArgument, ResourceExhausted, open_board
+from sidra.drivers import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    SidraError,
+    open_board,
+)
 from sidra.emulator import preset
 from sidra.emulator.firmware import serve_virtual_board
 from sidra.emulator.firmware.faults import FaultConfig
@@ -374,3 +380,55 @@ def test_jobs_are_listed_by_state(tmp_path: Path) -> None:
                 assert raw.value.details().startswith(f"states: got {value}, expected JobState")
         client.jobs.cancel(waiting.job_id)
         client.jobs.cancel(holder.job_id)
+
+
+def test_an_admin_s_urgent_job_goes_first_and_only_an_admin_may_raise_one(
+    tmp_path: Path,
+) -> None:
+    """Alice's job holds tile 0; Bob queues two for it (the first lowered to -2), then the
+    admin one of priority 5: when Alice's ends, the admin's starts first, whatever the
+    turns and submission, then Bob's of 0, then his lowered one. Bob may lower his own
+    job's priority, not raise it; a priority out of range is refused naming it; a
+    job's priority is kept, in the store too."""
+    tokens_file = tmp_path / "tokens.toml"
+    token = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER, root=Role.ADMIN)
+    store = tmp_path / "s.sqlite3"
+    with (
+        serving(store, tokens=TokensFile(tokens_file)) as address,
+        connect(address, token=token["alice"]) as alice,
+        connect(address, token=token["bob"]) as bob,
+        connect(address, token=token["root"]) as root,
+    ):
+        with pytest.raises(SidraError, match="PERMISSION_DENIED.*priority: got 1.*admin role"):
+            bob.jobs.submit("spsa", _on([0]), dataset="iris", queue=True, priority=1)
+        with pytest.raises(InvalidArgument, match=r"priority: got 11, expected an integer"):
+            root.jobs.submit("spsa", _on([0]), dataset="iris", queue=True, priority=11)
+        stub = jobs_pb2_grpc.JobServiceStub(grpc.insecure_channel(address))
+        with pytest.raises(grpc.RpcError) as raw:
+            stub.SubmitJob(
+                jobs_pb2.SubmitJobRequest(kind="spsa", queue=True, priority=-11),
+                metadata=[("authorization", f"Bearer {token['root']}")],
+            )
+        assert raw.value.code() == grpc.StatusCode.OUT_OF_RANGE
+        assert "priority: got -11, expected -10 .. 10" in (raw.value.details() or "")
+        assert not bob.jobs.list(states=["queued"])  # nothing refused was kept
+        holder = _holding(alice, [0])
+        polite = bob.jobs.submit("spsa", _on([0]), dataset="iris", queue=True, priority=-2)
+        plain = bob.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        urgent = root.jobs.submit("spsa", _on([0]), dataset="iris", queue=True, priority=5)
+        assert (polite.priority, plain.priority, urgent.priority) == (-2, 0, 5)
+        assert "queued, 0 ahead" in _until_message(root, urgent.job_id)
+        alice.jobs.cancel(holder.job_id)
+        done = [root.jobs.wait(urgent.job_id), bob.jobs.wait(plain.job_id)]
+        done.append(bob.jobs.wait(polite.job_id))
+    assert [job.state for job in done] == ["succeeded"] * 3
+    starts = [job.started_unix_s for job in done]
+    assert starts == sorted(starts)  # the admin's, Bob's plain one, then the one he lowered
+    with StateStore(store) as kept:
+        assert JobRecords(kept).get(urgent.job_id).priority == 5
+
+
+def _until_message(client: RemoteBoard, job_id: str) -> str:
+    """The queued job's message once a queue pass has placed it."""
+    _until(lambda: client.jobs.get(job_id).message.startswith("queued, "))
+    return client.jobs.get(job_id).message

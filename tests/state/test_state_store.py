@@ -350,6 +350,7 @@ def test_a_store_of_schema_5_keeps_its_jobs_through_the_rebuild_of_their_table(
             {"steps.csv": b"1"},
         )
         assert records.queued() == []
+        assert job.priority == 0  # schema 7: jobs stored before have the default
         assert store.integrity_check() == "ok"
     db = sqlite3.connect(path)
     db.execute("PRAGMA foreign_keys = ON")

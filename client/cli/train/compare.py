@@ -17,6 +17,7 @@ from sidra.cli.train.params import (
     BoardUrl,
     Dataset,
     Out,
+    Priority,
     QueueJob,
     RemoteJob,
     ServerAddress,
@@ -60,6 +61,7 @@ def compare(
     out: Out = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Every estimator and training algorithm on one budget and one board, per seed.
@@ -73,10 +75,12 @@ def compare(
 
     options = job_options(CompareOptions, ctx)
     console = Console(stderr=as_json)
-    queue_needs_remote_job(queue, remote_job)
+    queue_needs_remote_job(queue, remote_job, priority)
     folder = record_folder(out, "compare")
     if remote_job:
-        summary = run_remote(server, "compare", options, dataset, folder, console, queue=queue)
+        summary = run_remote(
+            server, "compare", options, dataset, folder, console, queue=queue, priority=priority
+        )
         runs = [MethodResult(**r) for r in summary["runs"]]
         comparison = Comparison(options.settings() | {"job": "compare", "dataset": dataset}, runs)
         comparison.plot(folder / "plot.png")

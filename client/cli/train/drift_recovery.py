@@ -14,6 +14,7 @@ from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.params import (
     BoardUrl,
     Dataset,
+    Priority,
     QueueJob,
     RemoteJob,
     ServerAddress,
@@ -61,6 +62,7 @@ def drift_recovery_command(
     ] = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer.
@@ -73,10 +75,17 @@ def drift_recovery_command(
     from sidra.training.recovery import drift_recovery
 
     options = job_options(RecoveryOptions, ctx)
-    queue_needs_remote_job(queue, remote_job)
+    queue_needs_remote_job(queue, remote_job, priority)
     if remote_job:
         summary = run_remote(
-            server, "drift-recovery", options, dataset, out, Console(stderr=True), queue=queue
+            server,
+            "drift-recovery",
+            options,
+            dataset,
+            out,
+            Console(stderr=True),
+            queue=queue,
+            priority=priority,
         )
     else:
         data = dataset_named(dataset)

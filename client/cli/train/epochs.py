@@ -14,6 +14,7 @@ from sidra.cli.train.params import (
     CheckpointEveryS,
     Dataset,
     Out,
+    Priority,
     QueueJob,
     RemoteJob,
     Resume,
@@ -77,6 +78,7 @@ def last_layer(
     out: Out = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Fixed random feature layer on the board, head trained with exact gradients.
@@ -88,7 +90,7 @@ def last_layer(
     options = job_options(LastLayerOptions, ctx, head_tiles=head_tiles or None)
     by_epochs(
         "last-layer", train_last_layer, options, dataset, board, server, out, remote_job,
-        as_json, resume, every_s=checkpoint_every_s, queue=queue,
+        as_json, resume, every_s=checkpoint_every_s, queue=queue, priority=priority,
     )  # fmt: skip
 
 
@@ -118,6 +120,7 @@ def mlp(
     out: Out = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Every layer on the board: forward by MVM, backward by TransposeMVM.
@@ -130,7 +133,7 @@ def mlp(
     options = job_options(MLPOptions, ctx)
     by_epochs(
         "mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json, resume,
-        every_s=checkpoint_every_s, queue=queue,
+        every_s=checkpoint_every_s, queue=queue, priority=priority,
     )  # fmt: skip
 
 
@@ -164,6 +167,7 @@ def forward_forward(
     out: Out = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Forward-forward: each layer trained on its own goodness, no backward pass.
@@ -177,7 +181,7 @@ def forward_forward(
     options = job_options(FFOptions, ctx)
     by_epochs(
         "ff", train_forward_forward, options, dataset, board, server, out, remote_job,
-        as_json, resume, every_s=checkpoint_every_s, queue=queue,
+        as_json, resume, every_s=checkpoint_every_s, queue=queue, priority=priority,
     )  # fmt: skip
 
 
@@ -211,6 +215,7 @@ def eqprop(
     out: Out = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Equilibrium propagation: free and nudged phases settle on the same tiles.
@@ -224,5 +229,5 @@ def eqprop(
     options = job_options(EqPropOptions, ctx)
     by_epochs(
         "eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json,
-        resume, every_s=checkpoint_every_s, queue=queue,
+        resume, every_s=checkpoint_every_s, queue=queue, priority=priority,
     )  # fmt: skip

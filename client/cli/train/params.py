@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from sidra.cli.options import Priority
 from sidra.training.records import earlier_record
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "BoardUrl",
     "Dataset",
     "Out",
+    "Priority",
     "QueueJob",
     "RemoteJob",
     "Resume",
@@ -93,12 +95,18 @@ QueueJob = Annotated[
 ]
 
 
-def queue_needs_remote_job(queue: bool, remote_job: bool) -> None:
-    """--queue is refused without --remote-job: only a job in a server waits in its queue."""
+def queue_needs_remote_job(queue: bool, remote_job: bool, priority: int = 0) -> None:
+    """--queue is refused without --remote-job: only a job in a server waits in its queue;
+    --priority without --queue: only a queued job has a place to take."""
     if queue and not remote_job:
         raise typer.BadParameter(
             "a run from here has no queue; with --remote-job the job waits in the server's",
             param_hint="--queue",
+        )
+    if priority and not queue:
+        raise typer.BadParameter(
+            f"got {priority}; a priority orders the server's queue: give --remote-job --queue",
+            param_hint="--priority",
         )
 
 

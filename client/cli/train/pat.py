@@ -17,6 +17,7 @@ from sidra.cli.train.params import (
     CheckpointEveryS,
     Dataset,
     Out,
+    Priority,
     QueueJob,
     RemoteJob,
     Resume,
@@ -88,6 +89,7 @@ def pat(
     out: Out = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Physics-aware training: forward on the board, backward through its twin.
@@ -108,7 +110,7 @@ def pat(
     console = Console(stderr=as_json)
     check_resume(out, resume)
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
-    queue_needs_remote_job(queue, remote_job)
+    queue_needs_remote_job(queue, remote_job, priority)
     folder = record_folder(out, "pat")
     if resume and profile is None:  # the twin the run measured, not a new one
         profile = folder / "twin.toml"
@@ -125,7 +127,7 @@ def pat(
             sent |= {"twin_profile_toml": profile.read_text(encoding="utf-8")}
         submitted(
             server, "pat", options, dataset, out, as_json, console, sent=sent, resume=resume,
-            queue=queue,
+            queue=queue, priority=priority,
         )  # fmt: skip
         return
     data = dataset_named(dataset)

@@ -305,11 +305,13 @@ def run_remote(
     sent: dict[str, Any] | None = None,
     resume: bool = False,
     queue: bool = False,
+    priority: int = 0,
 ) -> dict[str, Any]:
     """Runs ``job`` inside ``server`` (--remote-job); its summary, with the job id and the
     folder its record was saved into. ``sent``: the options as submitted, when they hold
     more than ``options.settings()`` (a pat job's twin profile). ``resume``: the job goes
-    on from the checkpoint in ``out``. ``queue``: it may wait in the server's queue."""
+    on from the checkpoint in ``out``. ``queue``: it may wait in the server's queue, at
+    ``priority``."""
     if server is None:
         raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
     checkpoint = checkpoint_to_send(out, resume)
@@ -317,7 +319,7 @@ def run_remote(
     submitted = options.settings() if sent is None else sent
     done = run_remote_job(
         server, job, submitted, dataset, folder, console, resume_checkpoint=checkpoint,
-        queue=queue,
+        queue=queue, priority=priority,
     )  # fmt: skip
     return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
 
@@ -334,10 +336,20 @@ def submitted(
     sent: dict[str, Any] | None = None,
     resume: bool = False,
     queue: bool = False,
+    priority: int = 0,
 ) -> None:
     """``job`` run inside ``server`` (--remote-job, :func:`run_remote`), its summary printed."""
     summary = run_remote(
-        server, job, options, dataset, out, console, sent=sent, resume=resume, queue=queue
+        server,
+        job,
+        options,
+        dataset,
+        out,
+        console,
+        sent=sent,
+        resume=resume,
+        queue=queue,
+        priority=priority,
     )
     print_summary(summary, f"{job} on {dataset} (job {summary['job_id']})", as_json, console)
 
@@ -372,6 +384,7 @@ def by_epochs(
     resume: bool | None = None,
     every_s: float | None = None,
     queue: bool = False,
+    priority: int = 0,
 ) -> None:
     """A job trained in epochs (``train(board, data, options, on_epoch=...)``): run here
     with a progress bar and its record saved, or inside ``server`` (``remote_job``).
@@ -382,11 +395,11 @@ def by_epochs(
     if resume is not None:
         check_resume(out, resume)
     saving_every_s = saving_interval_s(every_s, remote_job)
-    queue_needs_remote_job(queue, remote_job)
+    queue_needs_remote_job(queue, remote_job, priority)
     if remote_job:
         submitted(
             server, job, options, dataset, out, as_json, console, resume=bool(resume),
-            queue=queue,
+            queue=queue, priority=priority,
         )  # fmt: skip
         return
     going_on: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from sidra.cli.train.params import (
     CheckpointEveryS,
     Dataset,
     Out,
+    Priority,
     QueueJob,
     RemoteJob,
     Resume,
@@ -79,6 +80,7 @@ def spsa(
     out: Out = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """SPSA training of a softmax layer (features → classes) on the board.
@@ -98,7 +100,7 @@ def spsa(
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
-    queue_needs_remote_job(queue, remote_job)
+    queue_needs_remote_job(queue, remote_job, priority)
     if remote_job:
         if checkpoint_every:
             raise typer.BadParameter(
@@ -106,7 +108,16 @@ def spsa(
                 "checkpoint in the server when it stops early"
             )
         submitted(
-            server, "spsa", options, dataset, out, as_json, console, resume=resume, queue=queue
+            server,
+            "spsa",
+            options,
+            dataset,
+            out,
+            as_json,
+            console,
+            resume=resume,
+            queue=queue,
+            priority=priority,
         )
         return
     out = record_folder(out, "spsa")

@@ -36,20 +36,22 @@ JOB_EVENT_KIND_LOG: JobEventKind
 JOB_EVENT_KIND_STATE: JobEventKind
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint", "queue")
+    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint", "queue", "priority")
     KIND_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     LEASE_WAIT_S_FIELD_NUMBER: _ClassVar[int]
     RESUME_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     kind: str
     options_json: str
     dataset: str
     lease_wait_s: float
     resume_checkpoint: bytes
     queue: bool
-    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ..., queue: _Optional[bool] = ...) -> None: ...
+    priority: int
+    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ..., queue: _Optional[bool] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id", "include_record")
@@ -140,7 +142,7 @@ class JobFile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "kind", "principal", "dataset", "options_json", "state", "submitted_unix_s", "started_unix_s", "ended_unix_s", "step", "total", "message", "error", "tiles", "whole_board", "events", "summary_json", "files", "record_files")
+    __slots__ = ("job_id", "kind", "principal", "dataset", "options_json", "state", "submitted_unix_s", "started_unix_s", "ended_unix_s", "step", "total", "message", "error", "tiles", "whole_board", "events", "summary_json", "files", "record_files", "priority")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +162,7 @@ class Job(_message.Message):
     SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     RECORD_FILES_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     kind: str
     principal: str
@@ -179,7 +182,8 @@ class Job(_message.Message):
     summary_json: str
     files: _containers.RepeatedCompositeFieldContainer[JobFile]
     record_files: _containers.RepeatedCompositeFieldContainer[JobFileInfo]
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., principal: _Optional[str] = ..., dataset: _Optional[str] = ..., options_json: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., submitted_unix_s: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., ended_unix_s: _Optional[float] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., tiles: _Optional[_Iterable[int]] = ..., whole_board: _Optional[bool] = ..., events: _Optional[int] = ..., summary_json: _Optional[str] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., record_files: _Optional[_Iterable[_Union[JobFileInfo, _Mapping]]] = ...) -> None: ...
+    priority: int
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., principal: _Optional[str] = ..., dataset: _Optional[str] = ..., options_json: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., submitted_unix_s: _Optional[float] = ..., started_unix_s: _Optional[float] = ..., ended_unix_s: _Optional[float] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., tiles: _Optional[_Iterable[int]] = ..., whole_board: _Optional[bool] = ..., events: _Optional[int] = ..., summary_json: _Optional[str] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., record_files: _Optional[_Iterable[_Union[JobFileInfo, _Mapping]]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("index", "unix_s", "kind", "step", "total", "message", "state")
