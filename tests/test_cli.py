@@ -88,6 +88,9 @@ def test_demo_runs_end_to_end_and_reports_accuracy() -> None:
     assert "MVM vs numpy" in text and "ok" in text
     match = re.search(r"test accuracy: ([\d.]+) %", text)
     assert match and float(match.group(1)) > 30.0, text
+    deployed = re.search(r"Deployed the trained model on tile 2 .* test accuracy ([\d.]+) %",
+                         " ".join(text.split()))  # fmt: skip
+    assert deployed and abs(float(deployed.group(1)) - float(match.group(1))) < 10.0, text
 
 
 def test_serve_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
