@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +114,7 @@ def test_bad_files_and_samples_are_refused_naming_them(
 
 
 def test_deployed_to_a_server_then_run_as_held_after_a_year(
-    trained: tuple[Path, dict[str, object]],
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
 ) -> None:
     """``deploy`` to a served board, then ``eval --held`` with the same tiles runs what the
     tiles hold (no write); a year later it has drifted, and ``--calibrate`` says by how
@@ -129,14 +131,15 @@ def test_deployed_to_a_server_then_run_as_held_after_a_year(
         assert deployed["placement"] == {"layer0": [3]}
         with connect(address) as board:
             writes = board.stats().cell_writes
+        log = tmp_path / "drift.csv"
         held = sidra_json("model", "eval", str(model), "--server", address, "--held",
-                          "--tile", "3")  # fmt: skip
+                          "--tile", "3", "--log", str(log))  # fmt: skip
         elsewhere = run_sidra("model", "eval", str(model), "--server", address, "--held")
         with connect(address) as board:
             assert board.stats().cell_writes == writes
             board.advance_clock(365 * 86_400.0)
         aged = sidra_json("model", "eval", str(model), "--server", address, "--held",
-                          "--tile", "3", "--calibrate")  # fmt: skip
+                          "--tile", "3", "--calibrate", "--log", str(log))  # fmt: skip
         with connect(address) as board:
             assert board.stats().cell_writes == writes
     finally:
@@ -149,6 +152,27 @@ def test_deployed_to_a_server_then_run_as_held_after_a_year(
     )
     assert aged["held"][0]["mean_deviation_us"] < held["held"][0]["mean_deviation_us"]
     assert aged["calibration_gains"]["3"] > 1.0
+    with log.open(newline="") as kept:
+        rows = list(csv.DictReader(kept))
+    assert [float(row["accuracy"]) for row in rows] == pytest.approx(
+        [held["accuracy"], aged["accuracy"]], abs=1e-6
+    )
+    assert [(row["held"], row["calibrated"]) for row in rows] == [("1", "0"), ("1", "1")]
+    assert float(rows[1]["mean_deviation_us"]) < float(rows[0]["mean_deviation_us"])
+    assert rows[0]["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    assert rows[0]["board"] == "SIDRA-Y1 EMU-3 (sidra-y1)"
+
+
+def test_a_log_of_another_layout_is_refused_before_the_board_is_touched(
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    model, _ = trained
+    other = tmp_path / "notes.csv"
+    other.write_text("date,note\n2026-12-01,board 3 swapped\n")
+    refused = run_sidra("model", "eval", str(model), "--log", str(other))
+    assert refused.returncode == 2
+    assert "whosefirstlineis'date,note'" in unwrapped(refused.stderr)
+    assert other.read_text() == "date,note\n2026-12-01,board 3 swapped\n"
 
 
 def test_deploy_refuses_an_in_process_emulator(trained: tuple[Path, dict[str, object]]) -> None:

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sidra.cli.eval_log import append_row, checked_log, log_row
 from sidra.cli.options import AsJson
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named, job_board
@@ -140,6 +141,13 @@ def evaluate(
     tiles: Tiles = ANY_TILE,
     held: Held = False,
     calibrate: Calibrate = False,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append one CSV row of this evaluation to this file (made with its header "
+            "when new): a model run every day with --held shows its drift over time."
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Program a model onto a board and measure it: accuracy, recall, cost per sample.
@@ -150,6 +158,8 @@ def evaluate(
     model was trained, so --split test runs samples it never saw.
     """
     loaded = _loaded(model)
+    if log is not None:
+        checked_log(log)
     data_name = dataset or loaded.inputs.dataset
     if dataset is None and data_name not in BUNDLED:
         raise typer.BadParameter(
@@ -183,6 +193,8 @@ def evaluate(
         "held": [h.to_json() for h in deployed.held],
         "calibration_gains": {str(tile): g for tile, g in deployed.gains.items()},
     }
+    if log is not None:
+        append_row(log, log_row(model, where, data.name, split.value, deployed, result))
     if as_json:
         typer.echo(json.dumps(report, default=_nan_as_null))
         return
