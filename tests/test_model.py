@@ -291,3 +291,13 @@ def test_calibration_wins_back_what_a_year_of_drift_took() -> None:
     assert all(h.mean_deviation_us < -1.0 for h in aged_run.held)  # the cells decayed
     assert sorted(calibrated_run.gains) == [0, 1, 2]
     assert all(gain > 1.0 for gain in calibrated_run.gains.values())
+
+
+def test_a_class_without_samples_has_no_recall_and_its_json_is_null() -> None:
+    data = load_dataset("digits")
+    keep = data.y_test != 3
+    with open_board(IDEAL.format(1)) as board:
+        result = _model(board).deploy(board).evaluate(data.x_test[keep], data.y_test[keep])
+    assert np.isnan(result.recall[3]) and result.confusion[3].sum() == 0
+    shown = json.loads(json.dumps(result.to_json(), allow_nan=False))
+    assert shown["recall"]["3"] is None and shown["samples"] == int(keep.sum())

@@ -109,4 +109,12 @@ def test_the_cli_imports_an_npz_of_layers(
                         "--out", str(tmp_path / "other.npz"))  # fmt: skip
     assert refused.returncode == 2
     assert "holds['W'],expected['layer0']" in unwrapped(refused.stderr)
+    np.save(tmp_path / "one.npy", weights[0])
+    one = run_sidra("model", "import", str(tmp_path / "one.npy"), "--dataset", "digits",
+                    "--out", str(tmp_path / "other.npz"))  # fmt: skip
+    assert one.returncode == 2 and "an.npyholdsonearray" in unwrapped(one.stderr)
+    zero = run_sidra("model", "import", str(tmp_path / "w.npz"), "--dataset", "digits",
+                     "--out", str(tmp_path / "other.npz"), "--input-percentile", "0")  # fmt: skip
+    assert zero.returncode == 2
+    assert "'--input-percentile':input_percentile:got0.0" in unwrapped(zero.stderr)
     assert not (tmp_path / "other.npz").exists()

@@ -20,7 +20,7 @@ from sidra.cli.eval_log import append_row, checked_log, log_row
 from sidra.cli.options import AsJson
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named, job_board
-from sidra.drivers import Board
+from sidra.drivers import Board, InvalidArgument
 from sidra.drivers.validation import to_float32
 from sidra.training import BUNDLED, load_dataset
 from sidra.training.analog_layer import Mapping
@@ -196,7 +196,7 @@ def evaluate(
     if log is not None:
         append_row(log, log_row(model, where, data.name, split.value, deployed, result))
     if as_json:
-        typer.echo(json.dumps(report, default=_nan_as_null))
+        typer.echo(json.dumps(report))
         return
     _print_evaluation(report, result, deployed, Console())
 
@@ -238,7 +238,9 @@ def deploy(
     console = Console()
     console.print(f"{model} deployed on {where}")
     _print_programming(deployed, console)
-    used = " ".join(f"--tile {t}" for t in deployed.placement.used)
+    # In placement order: the same --tile list places every layer as here.
+    order = [t for tiles in deployed.placement.tiles.values() for t in tiles]
+    used = " ".join(f"--tile {t}" for t in order)
     console.print(f"run it as held: sidra model eval {model} --held {used} (and the same board)")
 
 
@@ -286,9 +288,10 @@ def import_weights(
     if out.exists():
         raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
     try:
-        with np.load(weights, allow_pickle=False) as held:
-            if isinstance(held, np.ndarray):
-                raise ValueError("an .npy holds one array, expected layer0, layer1, ...")
+        held = np.load(weights, allow_pickle=False)
+        if isinstance(held, np.ndarray):
+            raise ValueError("an .npy holds one array, expected an .npz of layer0, layer1, ...")
+        with held:
             names = sorted(held.files, key=lambda n: (len(n), n))
             wanted = [f"layer{k}" for k in range(len(names))]
             if names != wanted:
@@ -302,8 +305,9 @@ def import_weights(
             matrices, data, mapping=mapping, digital_bias=digital_bias,
             input_percentile=input_percentile,
         )  # fmt: skip
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="WEIGHTS") from exc
+    except InvalidArgument as exc:
+        hint = "'--input-percentile'" if exc.field == "input_percentile" else "WEIGHTS"
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
     made.save(out)
     if as_json:
         typer.echo(json.dumps(made.meta()))
@@ -405,10 +409,6 @@ def _board_name(board: Board) -> str:
     info = board.info
     preset = f" ({info.emulator_preset})" if info.emulated else ""
     return f"{info.model} {info.serial_number}{preset}"
-
-
-def _nan_as_null(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
 
 
 def _print_evaluation(

@@ -128,7 +128,11 @@ class ModelEvaluation:
         return {
             "samples": self.samples,
             "accuracy": self.accuracy,
-            "recall": dict(zip(self.labels, self.recall, strict=True)),
+            # A class without samples has no recall: null, as JSON has no NaN.
+            "recall": {
+                label: None if math.isnan(share) else share
+                for label, share in zip(self.labels, self.recall, strict=True)
+            },
             "confusion": self.confusion.tolist(),
             "labels": list(self.labels),
             "read_repeats": self.read_repeats,
