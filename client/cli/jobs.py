@@ -100,11 +100,15 @@ def list_jobs(
         typer.echo("no jobs")
         return
     table = Table(box=box.SIMPLE)
-    for column in ("job", "kind", "principal", "state", "progress", "submitted", "last"):
+    # A priority column only when some job has one: most servers never use them.
+    prioritised = any(job.priority for job in jobs)
+    columns = ("job", "kind", "principal", "state", "progress", "submitted", "last")
+    for column in columns[:4] + ("priority",) * prioritised + columns[4:]:
         table.add_column(column)
     for job in jobs:
+        shown = (f"{job.priority:+d}" if job.priority else "0",) * prioritised
         table.add_row(
-            job.job_id, job.kind, job.principal, job.state, _progress_text(job),
+            job.job_id, job.kind, job.principal, job.state, *shown, _progress_text(job),
             _when(job.submitted_unix_s), job.error or job.message,
         )  # fmt: skip
     Console().print(table)

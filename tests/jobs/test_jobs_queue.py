@@ -378,6 +378,13 @@ def test_jobs_are_listed_by_state(tmp_path: Path) -> None:
                     stub.ListJobs(jobs_pb2.ListJobsRequest(states=[value]))
                 assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert raw.value.details().startswith(f"states: got {value}, expected JobState")
+        # The table shows a priority column only once a job has one.
+        assert "priority" not in _jobs_table(address)
+        lowered = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True, priority=-3)
+        table = _jobs_table(address, "--state", "queued")
+        assert "priority" in table.splitlines()[1] and f"{lowered.job_id} spsa" in table
+        assert " -3 " in table
+        client.jobs.cancel(lowered.job_id)
         client.jobs.cancel(waiting.job_id)
         client.jobs.cancel(holder.job_id)
 
@@ -432,3 +439,15 @@ def _until_message(client: RemoteBoard, job_id: str) -> str:
     """The queued job's message once a queue pass has placed it."""
     _until(lambda: client.jobs.get(job_id).message.startswith("queued, "))
     return client.jobs.get(job_id).message
+
+
+def _jobs_table(address: str, *args: str) -> str:
+    """``sidra jobs list`` as a 200-column terminal shows it, runs of spaces as one."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    shown = CliRunner().invoke(app, ["jobs", "list", "--server", address, *args],
+                               env={"COLUMNS": "200"})  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    return re.sub(r" +", " ", shown.output)  # one space between columns
