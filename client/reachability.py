@@ -58,39 +58,36 @@ def host_port(address: str) -> tuple[str, int] | None:
 def tcp_refusal(address: str, timeout_s: float = PROBE_S) -> str | None:
     """Why no TCP connection opens to ``address``, in words for an error message; None
     when one opens (the trouble is above TCP) or ``address`` is no ``HOST:PORT``."""
-    target = host_port(address)
-    if target is None:
-        return None
-    host, port = target
-    try:
-        with socket.create_connection(target, timeout=timeout_s):
-            return None
-    except ConnectionRefusedError:
-        return (
-            f"the connection was refused: nothing listens on port {port} of {host} "
-            "(is sidra serve running, and on that port?)"
-        )
-    except socket.gaierror as exc:
-        return f"the host name {host!r} is not known ({exc.strerror})"
-    except TimeoutError:
-        return f"{host} did not answer a connection to port {port} within {timeout_s:g} s"
-    except OSError as exc:
-        return f"no connection to port {port} of {host} ({exc.strerror or exc})"
+    return _probe(address, timeout_s)[0]
 
 
 def _hopeless(address: str) -> bool:
     """Whether no server can be at ``address`` now: its port refuses, or its host is not
     known (a host that does not answer may still)."""
+    return _probe(address, PROBE_S)[1]
+
+
+def _probe(address: str, timeout_s: float) -> tuple[str | None, bool]:
+    """One TCP connection attempt to ``address``: why none opened (None: one did, or no
+    ``HOST:PORT``), and whether that rules a server out (refused, unknown host)."""
     target = host_port(address)
     if target is None:
-        return False
+        return None, False
+    host, port = target
     try:
-        with socket.create_connection(target, timeout=PROBE_S):
-            return False
-    except (ConnectionRefusedError, socket.gaierror):
-        return True
-    except OSError:
-        return False
+        with socket.create_connection(target, timeout=timeout_s):
+            return None, False
+    except ConnectionRefusedError:
+        return (
+            f"the connection was refused: nothing listens on port {port} of {host} "
+            "(is sidra serve running, and on that port?)"
+        ), True
+    except socket.gaierror as exc:
+        return f"the host name {host!r} is not known ({exc.strerror})", True
+    except TimeoutError:
+        return f"{host} did not answer a connection to port {port} within {timeout_s:g} s", False
+    except OSError as exc:
+        return f"no connection to port {port} of {host} ({exc.strerror or exc})", False
 
 
 def wait_for_server(ready: Callable[[float], bool], address: str, wait_s: float) -> float | None:

@@ -3,6 +3,7 @@ board, or run on new samples there."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import zipfile
@@ -24,6 +25,7 @@ from sidra.drivers import Board, InvalidArgument
 from sidra.drivers.validation import to_float32
 from sidra.training import BUNDLED, load_dataset
 from sidra.training.analog_layer import Mapping
+from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
 from sidra.training.importing import model_from_weights
 from sidra.training.model import ModelFileError, TrainedModel
@@ -173,9 +175,11 @@ def evaluate(
         loaded.check_data(data)
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
-    x = {Split.TEST: data.x_test, Split.TRAIN: data.x_train}.get(split)
-    y = {Split.TEST: data.y_test, Split.TRAIN: data.y_train}.get(split)
-    if x is None or y is None:
+    if split is Split.TEST:
+        x, y = data.x_test, data.y_test
+    elif split is Split.TRAIN:
+        x, y = data.x_train, data.y_train
+    else:
         x, y = np.vstack([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])
     with job_board(board, server, "sidra model eval") as opened:
         deployed = _deployed(loaded, opened, tiles, read_repeats, held, calibrate)
@@ -285,8 +289,7 @@ def import_weights(
     Each layer's weight limit is set just above its largest weight on the array and its
     input range from the training samples; the digital test accuracy is kept in the model.
     """
-    if out.exists():
-        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+    _new_file(out)
     try:
         held = np.load(weights, allow_pickle=False)
         if isinstance(held, np.ndarray):
@@ -365,8 +368,7 @@ def predict(
 ) -> None:
     """Program a model onto a board and classify new samples there."""
     loaded = _loaded(model)
-    if out.exists():
-        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+    _new_file(out)
     raw = _samples(inputs)
     try:
         if standardized:
@@ -379,10 +381,16 @@ def predict(
         logits = _deployed(loaded, opened, tiles, read_repeats, held, calibrate).logits(x)
     classes = np.argmax(logits, axis=1)
     labels = np.array(loaded.inputs.labels)[classes]
-    partial = out.with_name(out.name + ".partial.npz")
-    np.savez(partial, labels=labels, classes=classes, logits=logits)
-    partial.replace(out)
+    arrays = io.BytesIO()
+    np.savez(arrays, labels=labels, classes=classes, logits=logits)
+    write_atomically(out, arrays.getvalue())
     typer.echo(f"{len(classes)} samples classified: {out}", err=True)
+
+
+def _new_file(out: Path) -> None:
+    """--out names a file that does not exist yet: one that does is not written over."""
+    if out.exists():
+        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
 
 
 def _samples(path: Path) -> npt.NDArray[Any]:

@@ -180,8 +180,8 @@ class LayerHeld:
             target.append(layer.conductances(weights[block.rows, block.outputs]))
         g = np.concatenate([a.ravel() for a in read]).astype(np.float64)
         t = np.concatenate([a.ravel() for a in target]).astype(np.float64)
-        spread = float(np.std(g) * np.std(t))
-        correlation = float(np.mean((g - g.mean()) * (t - t.mean())) / spread) if spread else 0.0
+        # Constant read or target values have no correlation: 0, as for an unrelated tile.
+        correlation = float(np.corrcoef(g, t)[0, 1]) if g.std() and t.std() else 0.0
         return cls(
             layer=name,
             tiles=tuple(b.tile for b in layer.blocks),
@@ -275,7 +275,10 @@ class DeployedModel:
         """The output layer's pre-activations [samples, classes] for standardised inputs
         ``x`` [samples, features] (TrainedModel.standardize makes them from raw ones),
         each layer's pass the mean of ``read_repeats`` reads (default: the deployment's)."""
-        h = self.layers[0].checked_inputs(x, self.model.features)
+        return self._logits(self.layers[0].checked_inputs(x, self.model.features), read_repeats)
+
+    def _logits(self, h: Array, read_repeats: int | None) -> Array:
+        """:meth:`logits` of inputs already checked."""
         chunks = []
         for start in range(0, len(h), CHUNK_VECTORS):
             z = h[start : start + CHUNK_VECTORS]
@@ -310,7 +313,7 @@ class DeployedModel:
                                   f"{len(inputs)}, one per sample of x")  # fmt: skip
         repeats = self.layers[0].read_repeats if read_repeats is None else read_repeats
         meter = JobMeter(self.board, self.layers)
-        predicted = self.classify(inputs, read_repeats=repeats)
+        predicted = np.argmax(self._logits(inputs, repeats), axis=1)
         spent = meter.read(fresh_writes=False)
         confusion = np.zeros((classes, classes), np.int64)
         np.add.at(confusion, (labels.astype(np.int64), predicted), 1)

@@ -40,6 +40,7 @@ import numpy.typing as npt
 from sidra.drivers import Board, BoardInfo, InvalidArgument
 from sidra.drivers.validation import to_float32
 from sidra.training.analog_layer import AnalogLinear, Mapping
+from sidra.training.atomic_files import write_atomically
 from sidra.training.datasets import Dataset
 from sidra.training.placement import LayerShape, Placement, place
 
@@ -324,12 +325,8 @@ class TrainedModel:
         return buffer.getvalue()
 
     def save(self, path: str | Path) -> Path:
-        """Writes the model file to ``path`` (through a neighbour renamed over it)."""
-        target = Path(path)
-        partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(self.to_bytes())
-        partial.replace(target)
-        return target
+        """Writes the model file to ``path``, whole or not at all."""
+        return write_atomically(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | Path) -> TrainedModel:

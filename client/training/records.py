@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.training.accounting import JobCounts
+from sidra.training.atomic_files import write_atomically
 from sidra.training.model import MODEL_FILE, TrainedModel
 
 STOPPED_AT = "stopped_at_"
@@ -98,11 +99,7 @@ def checkpoint_json(text: str, source: str) -> Any:
 def write_json_atomically(path: str | Path, payload: Any) -> None:
     """Writes ``payload`` as JSON to ``path`` through a neighbour renamed over it: a
     crash never leaves half a file (a checkpoint's)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    partial.write_text(json.dumps(payload))
-    partial.replace(target)
+    write_atomically(path, json.dumps(payload).encode())
 
 
 def earlier_record(

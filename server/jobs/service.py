@@ -174,7 +174,7 @@ def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
     """NOT_FOUND / PERMISSION_DENIED for the job service's own refusals."""
     if isinstance(exc, JobNotFound):
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-    if isinstance(exc, NotJobOwner | PriorityNotAllowed):
+    if isinstance(exc, PermissionError):  # NotJobOwner, PriorityNotAllowed
         context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
 
 

@@ -33,6 +33,7 @@ from sidra.cli.train.running import (
     stop_on_interrupt,
 )
 from sidra.training import CompareOptions, Comparison, MethodName, MethodResult
+from sidra.training.atomic_files import write_atomically
 
 __all__ = ["compare"]
 
@@ -93,12 +94,9 @@ def compare(
         def on_result(r: MethodResult) -> None:
             console.log(f"{r.name}, seed {r.seed}: {100 * r.test_accuracy:.2f} %")
             partial.runs.append(r)
-            folder.mkdir(parents=True, exist_ok=True)
             for name, content in partial.files().items():
                 # Whole files only: a stop mid-write leaves the previous version.
-                staged = folder / f".{name}.partial"
-                staged.write_bytes(content)
-                staged.replace(folder / name)
+                write_atomically(folder / name, content)
 
         with job_board(board, server) as target, stop_on_interrupt(console, "run") as stop:
             comparison = compare_methods(target, data, options, on_result=on_result, stop=stop)
