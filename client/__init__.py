@@ -15,11 +15,13 @@ session whose :meth:`Session.lease` keeps tiles to this client (session.proto).
 """
 
 from sidra.client.credentials import TlsCredentials
+from sidra.client.deployments import DeployedRegion, Deployment, Deployments
 from sidra.client.errors import BoardInstanceChanged
 from sidra.client.jobs import JobEvent, JobInfo, Jobs
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
 from sidra.client.session import Lease, Session, SessionState, TileLease
 from sidra.drivers.errors import (
+    AlreadyExists,
     BoardFault,
     BoardReset,
     BoardUnavailable,
@@ -40,6 +42,10 @@ from sidra.drivers.rademacher import rademacher
 from sidra.drivers.types import Region
 
 __all__ = [
+    "AlreadyExists",
+    "DeployedRegion",
+    "Deployment",
+    "Deployments",
     "JobEvent",
     "JobInfo",
     "Jobs",

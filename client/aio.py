@@ -45,6 +45,7 @@ from sidra.client.credentials import (
     token_from_env,
     unanswered,
 )
+from sidra.client.deployments import AsyncDeployments
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
 from sidra.client.options import check_connect_options, checked_count
@@ -339,6 +340,11 @@ class AsyncRemoteBoard(SizedCalls):
     def jobs(self) -> AsyncJobs:
         """Training jobs run inside the server, next to the board (jobs.proto)."""
         return AsyncJobs(self.channel, self.timeout_s)
+
+    @property
+    def deployments(self) -> AsyncDeployments:
+        """Trained networks on the board's tiles, by name (deployments.proto)."""
+        return AsyncDeployments(self.channel, self.timeout_s)
 
     async def shared_memory(self, size_bytes: int, name: str = "") -> AsyncSharedRegion:
         """:meth:`RemoteBoard.shared_memory <sidra.client.RemoteBoard.shared_memory>`:

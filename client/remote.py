@@ -33,6 +33,7 @@ from sidra.client.credentials import (
     token_from_env,
     unanswered,
 )
+from sidra.client.deployments import Deployments
 from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
 from sidra.client.jobs import Jobs
@@ -190,6 +191,11 @@ class RemoteBoard(SizedCalls, Board):
     def jobs(self) -> Jobs:
         """Training jobs run inside the server, next to the board (jobs.proto)."""
         return Jobs(self._channel, self.timeout_s)
+
+    @property
+    def deployments(self) -> Deployments:
+        """Trained networks on the board's tiles, by name (deployments.proto)."""
+        return Deployments(self._channel, self.timeout_s)
 
     def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""

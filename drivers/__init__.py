@@ -7,6 +7,7 @@ the same :class:`Board` interface.
 
 from sidra.drivers.base import Board, BoardDriver
 from sidra.drivers.errors import (
+    AlreadyExists,
     BoardFault,
     BoardReset,
     BoardUnavailable,
@@ -44,6 +45,7 @@ from sidra.drivers.types import (
 from sidra.drivers.url import open_board, register_scheme, schemes
 
 __all__ = [
+    "AlreadyExists",
     "Board",
     "BoardDriver",
     "BoardFault",

@@ -16,6 +16,7 @@ against a local driver and a remote board catches the same exceptions::
     ├── DeadlineExceeded (TimeoutError)   the call ran out of time
     ├── Unsupported                       this board cannot do that (e.g. a virtual clock)
     ├── NotFound (LookupError)            what the call names does not exist (a job id)
+    ├── AlreadyExists                     what the call would create exists (a name in use)
     ├── ResourceExhausted                 a per-caller limit of the service refused the call
     ├── Unauthenticated                   the service does not know the caller (no token)
     ├── PermissionDenied                  the caller's role or host does not allow the call
@@ -44,6 +45,7 @@ __all__ = [
     "ECHO_LIMIT",
     "GRPC_STATUS",
     "WIRE_STATUS",
+    "AlreadyExists",
     "BoardFault",
     "BoardReset",
     "BoardUnavailable",
@@ -123,6 +125,10 @@ class NotFound(SidraError, LookupError):
     """What the call names does not exist on the service (a job id no job has)."""
 
 
+class AlreadyExists(SidraError):
+    """What the call would create exists already (a deployment name in use)."""
+
+
 class ResourceExhausted(SidraError):
     """A limit the service sets per caller refused the call before it reached the board:
     request size, vectors per batch, calls in flight (``[limits]`` of ``sidra serve``).
@@ -169,6 +175,7 @@ GRPC_STATUS: ErrorTable = (
     (DeadlineExceeded, "DEADLINE_EXCEEDED"),
     (Unsupported, "UNIMPLEMENTED"),
     (NotFound, "NOT_FOUND"),
+    (AlreadyExists, "ALREADY_EXISTS"),
     (ResourceExhausted, "RESOURCE_EXHAUSTED"),
     (Unauthenticated, "UNAUTHENTICATED"),
     (PermissionDenied, "PERMISSION_DENIED"),

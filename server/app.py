@@ -12,6 +12,11 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
 from sidra.server.address import is_loopback
+from sidra.server.deployments import (
+    DEPLOYMENT_SERVICE_NAME,
+    DeploymentServicer,
+    deployment_service_handler,
+)
 from sidra.server.instance import InstanceMetadata
 from sidra.server.jobs import (
     JOB_SERVICE_NAME,
@@ -119,6 +124,9 @@ def create_server(
     ``job_retention_days`` ago are deleted from it (None: kept); with ``stopping``,
     running jobs stop at their next boundary when it runs, keeping their record and checkpoint
     (:class:`~sidra.server.stopping.ServerStop`, run before the server is stopped).
+    Trained networks programmed into the tiles are kept by name in ``store`` through
+    ``sidra.hil.v1.DeploymentService`` (:mod:`sidra.server.deployments`; refused without
+    a store).
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -203,6 +211,11 @@ def create_server(
             stream_service_handler(StreamServicer(servicer, max_message_bytes)),
             session_service_handler(sessions),
             job_service_handler(JobServicer(jobs, caller_of=_caller, limits=per_principal)),
+            deployment_service_handler(
+                DeploymentServicer(
+                    lambda: board.info, store, caller_of=_caller, limits=per_principal
+                )
+            ),
         )
     )
 
@@ -218,7 +231,7 @@ def create_server(
             server,
             (
                 SERVICE_NAME, STREAM_SERVICE_NAME, SESSION_SERVICE_NAME, JOB_SERVICE_NAME,
-                health.SERVICE_NAME,
+                DEPLOYMENT_SERVICE_NAME, health.SERVICE_NAME,
                 *REFLECTION_NAMES,
             ),
         )  # fmt: skip

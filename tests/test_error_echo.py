@@ -111,7 +111,7 @@ def test_server_and_client_read_the_same_table(cls: type[errors.SidraError], nam
 
 def test_codes_the_server_never_sends_become_sidra_error() -> None:
     assert exception_class(grpc.StatusCode.CANCELLED) is errors.SidraError
-    assert exception_class(grpc.StatusCode.ALREADY_EXISTS) is errors.SidraError
+    assert exception_class(grpc.StatusCode.DATA_LOSS) is errors.SidraError
 
 
 # -- a trailer that disagrees with its call ---------------------------------------------------

@@ -180,3 +180,70 @@ def test_deploy_refuses_an_in_process_emulator(trained: tuple[Path, dict[str, ob
     refused = run_sidra("model", "deploy", str(model))
     assert refused.returncode == 2
     assert "anin-processemulatorforgetswhatitholds" in unwrapped(refused.stderr)
+
+
+def test_deployed_by_name_then_run_pulled_and_forgotten_by_anyone_using_the_server(
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    """``deploy --name`` keeps the model on the server; ``eval``/``predict --deployment``
+    run it as its tiles hold it without the file; once another Program writes over it
+    the deployment is refused, saying who and when; ``pull`` gives the file back and
+    ``undeploy`` forgets it."""
+    from sidra.client import connect
+    from tests.jobs.jobs_support import serving
+
+    model, summary = trained
+    with serving(tmp_path / "state.sqlite3", "emu://?preset=sidra-y1&seed=3") as address:
+        taken = run_sidra("model", "deploy", str(model), "--name", "digits")  # no --server
+        kept = sidra_json("model", "deploy", str(model), "--server", address, "--tile", "1",
+                          "--name", "digits")  # fmt: skip
+        again = run_sidra("model", "deploy", str(model), "--server", address, "--name", "digits")
+        listed = sidra_json("model", "list", "--server", address)
+        with connect(address) as board:
+            writes = board.stats().cell_writes
+        by_name = sidra_json("model", "eval", "--deployment", "digits", "--server", address)
+        with_file = sidra_json("model", "eval", str(model), "--deployment", "digits",
+                               "--server", address)  # fmt: skip
+        with_tiles = run_sidra("model", "eval", "--deployment", "digits", "--server", address,
+                               "--tile", "1")  # fmt: skip
+        samples = tmp_path / "raw.npy"
+        np.save(samples, np.zeros((3, 64)))
+        predicted = run_sidra("model", "predict", "--deployment", "digits", "--server",
+                              address, "--inputs", str(samples), "--out",
+                              str(tmp_path / "p.npz"))  # fmt: skip
+        with connect(address) as board:
+            assert board.stats().cell_writes == writes  # run as held: nothing written
+        sidra_json("model", "deploy", str(model), "--server", address, "--tile", "1")  # same
+        intact = sidra_json("model", "list", "--server", address)[0]["intact"]
+        other = tmp_path / "other.npz"
+        loaded = TrainedModel.load(model)
+        loaded.layers[0].weights[0, 0] = -loaded.layers[0].weights[0, 0] or 0.5
+        loaded.save(other)
+        sidra_json("model", "deploy", str(other), "--server", address, "--tile", "1")
+        overwritten = run_sidra("model", "eval", "--deployment", "digits", "--server", address)
+        shown = unwrapped(run_sidra("model", "list", "--server", address).stdout)
+        [listed_after] = sidra_json("model", "list", "--server", address)
+        pulled = tmp_path / "pulled.npz"
+        run_sidra("model", "pull", "digits", "--server", address, "--out", str(pulled))
+        forgotten = run_sidra("model", "undeploy", "digits", "--server", address)
+        after = sidra_json("model", "list", "--server", address)
+    assert taken.returncode == 2
+    assert "'--name':adeploymentiskeptbyaserver:give--server" in unwrapped(taken.stderr)
+    assert kept["deployment"]["name"] == "digits" and kept["deployment"]["intact"]
+    assert kept["deployment"]["regions"][0]["tile"] == 1
+    assert again.returncode == 2 and "deployment'digits'exists" in unwrapped(again.stderr)
+    [entry] = listed
+    assert entry["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert entry["description"].startswith(f"spsa on digits, {100 * summary['test_accuracy']:.2f}")
+    assert by_name["model"] == "deployment digits" and by_name["placement"] == {"layer0": [1]}
+    assert by_name["programming"] == [] and by_name["held"][0]["correlation"] > 0.9
+    assert with_file["held"][0]["tiles"] == [1]
+    assert with_tiles.returncode == 2 and "'--tiles'" in with_tiles.stderr
+    assert predicted.returncode == 0, predicted.stderr
+    assert intact  # the same targets programmed again
+    assert overwritten.returncode == 1
+    assert "tile1rows0..64cols0..9programmedbylocalat" in unwrapped(overwritten.stderr)
+    assert "digitslocal" in shown and "no:tile1" in shown  # the table wraps its cells
+    assert not listed_after["intact"] and listed_after["regions"][0]["rewritten_by"] == "local"
+    assert pulled.read_bytes() == model.read_bytes()
+    assert forgotten.returncode == 0 and after == []

@@ -42,7 +42,7 @@ def reflect_v1(channel: grpc.Channel, *requests: Request) -> list[Response]:
 
 def test_v1_lists_services_including_both_reflection_versions(channel: grpc.Channel) -> None:
     """ListServices over v1 names BoardService, StreamService, SessionService, JobService,
-    health, and reflection v1 and v1alpha."""
+    DeploymentService, health, and reflection v1 and v1alpha."""
     [reply] = reflect_v1(channel, Request(list_services=""))
     assert reply.WhichOneof("message_response") == "list_services_response"
     names = {s.name for s in reply.list_services_response.service}
@@ -51,6 +51,7 @@ def test_v1_lists_services_including_both_reflection_versions(channel: grpc.Chan
         "sidra.hil.v1.StreamService",
         "sidra.hil.v1.SessionService",
         "sidra.hil.v1.JobService",
+        "sidra.hil.v1.DeploymentService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",

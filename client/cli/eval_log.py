@@ -65,15 +65,16 @@ def checked_log(path: Path) -> Path:
 
 
 def log_row(
-    model: Path, board: str, dataset: str, split: str, deployed: DeployedModel,
-    result: ModelEvaluation,
+    model: str, model_data: bytes, board: str, dataset: str, split: str,
+    deployed: DeployedModel, result: ModelEvaluation,
 ) -> dict[str, Any]:  # fmt: skip
-    """The row of one evaluation."""
+    """The row of one evaluation of ``model`` (its file, or ``deployment NAME``), whose
+    file's bytes are ``model_data``."""
     held = deployed.held
     return {
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": str(model),
-        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()[:16],
+        "model": model,
+        "model_sha256": hashlib.sha256(model_data).hexdigest()[:16],
         "board": board,
         "dataset": dataset,
         "split": split,

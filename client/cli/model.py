@@ -18,12 +18,22 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.eval_log import append_row, checked_log, log_row
+from sidra.cli.model_deployments import (
+    Target,
+    check_name_free,
+    check_regions,
+    list_deployments,
+    pull,
+    register,
+    target_of,
+    undeploy,
+)
 from sidra.cli.options import AsJson
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named, job_board
 from sidra.drivers import Board, InvalidArgument
 from sidra.drivers.validation import to_float32
-from sidra.training import BUNDLED, load_dataset
+from sidra.training import BUNDLED, Dataset, load_dataset
 from sidra.training.analog_layer import Mapping
 from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
@@ -35,7 +45,7 @@ __all__ = ["model_app"]
 model_app = typer.Typer(
     no_args_is_help=True,
     help="Trained networks (model.npz in a run's record): show one, evaluate it on a board, "
-    "classify new samples there.",
+    "classify new samples there, keep it deployed on a served board by name.",
 )
 
 
@@ -61,6 +71,23 @@ ModelPath = Annotated[
         help="A model file: model.npz in a training run's record (sidra train spsa, "
         "last-layer, mlp, pat; sidra jobs show --out).",
         show_default=False,
+    ),
+]
+OptionalModelPath = Annotated[
+    Path | None,
+    typer.Argument(
+        help="A model file: model.npz in a training run's record (sidra train spsa, "
+        "last-layer, mlp, pat; sidra jobs show --out); none with --deployment.",
+        show_default=False,
+    ),
+]
+DeploymentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--deployment",
+        help="Run the model deployed under this name on the --server's board (sidra model "
+        "deploy --name), as its tiles hold it: --held on its tiles, refused when they were "
+        "programmed with anything else since. A MODEL given too must be its file.",
     ),
 ]
 ReadRepeats = Annotated[
@@ -128,7 +155,8 @@ def show(model: ModelPath, as_json: AsJson = False) -> None:
 
 @model_app.command("eval")
 def evaluate(
-    model: ModelPath,
+    model: OptionalModelPath = None,
+    deployment: DeploymentOption = None,
     board: BoardUrl = "emu://",
     server: ServerAddress = None,
     dataset: Annotated[
@@ -159,34 +187,28 @@ def evaluate(
     call): use --tiles to keep it off tiles in use. The data set is split as when the
     model was trained, so --split test runs samples it never saw.
     """
-    loaded = _loaded(model)
     if log is not None:
         checked_log(log)
-    data_name = dataset or loaded.inputs.dataset
-    if dataset is None and data_name not in BUNDLED:
-        raise typer.BadParameter(
-            f"the model was trained on {data_name}, not a bundled data set: give its .npz",
-            param_hint="'--dataset'",
-        )
-    try:
-        data = load_dataset(
-            data_name, test_size=loaded.inputs.test_size, random_state=loaded.inputs.random_state
-        )
-        loaded.check_data(data)
-    except (ValueError, OSError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
-    if split is Split.TEST:
-        x, y = data.x_test, data.y_test
-    elif split is Split.TRAIN:
-        x, y = data.x_train, data.y_train
-    else:
-        x, y = np.vstack([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])
+    held, tiles = _held_options(deployment, server, held, tiles)
+    if deployment is None and model is not None:
+        _loaded(model)  # a file that cannot be read is refused before any board is opened
     with job_board(board, server, "sidra model eval") as opened:
-        deployed = _deployed(loaded, opened, tiles, read_repeats, held, calibrate)
+        target = target_of(opened, model, deployment)
+        loaded = target.model
+        data = _labelled(loaded, dataset)
+        if split is Split.TEST:
+            x, y = data.x_test, data.y_test
+        elif split is Split.TRAIN:
+            x, y = data.x_train, data.y_train
+        else:
+            x = np.vstack([data.x_train, data.x_test])
+            y = np.concatenate([data.y_train, data.y_test])
+        deployed = _deployed(loaded, opened, _tiles(target, tiles), read_repeats, held, calibrate)
+        check_regions(target, deployed)
         result = deployed.evaluate(x, y)
         where = _board_name(opened)
     report = {
-        "model": str(model),
+        "model": target.label,
         "board": where,
         "dataset": data.name,
         "split": split.value,
@@ -198,7 +220,8 @@ def evaluate(
         "calibration_gains": {str(tile): g for tile, g in deployed.gains.items()},
     }
     if log is not None:
-        append_row(log, log_row(model, where, data.name, split.value, deployed, result))
+        row = log_row(target.label, target.data, where, data.name, split.value, deployed, result)
+        append_row(log, row)
     if as_json:
         typer.echo(json.dumps(report))
         return
@@ -211,30 +234,55 @@ def deploy(
     board: BoardUrl = "emu://",
     server: ServerAddress = None,
     tiles: Tiles = ANY_TILE,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep it on the --server under this name (sidra model list): anyone using "
+            "the board then runs it with --deployment NAME, and learns when its tiles are "
+            "written over. 1-64 of A-Z a-z 0-9 . _ -",
+        ),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="With --name: in place of your deployment of that name.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Program a model onto a board and leave it there, to run later with --held.
 
     Prints where each layer went and what write-verify reached. sidra model eval or
     predict with --held and the same --tiles then run it as the tiles hold it, drifted
-    as they are by then, without writing again. An in-process emulator (emu://) forgets
-    its tiles when the command ends: deploy to a served board (--server) or a board URL.
+    as they are by then, without writing again; with --name, --deployment NAME finds its
+    tiles on the server. An in-process emulator (emu://) forgets its tiles when the
+    command ends: deploy to a served board (--server) or a board URL.
     """
     loaded = _loaded(model)
+    if name is not None and server is None:
+        raise typer.BadParameter(
+            "a deployment is kept by a server: give --server", param_hint="'--name'"
+        )
     if server is None and board.startswith("emu://"):
         raise typer.BadParameter(
             f"got {board}: an in-process emulator forgets what it holds when this command "
             "ends; give --server, or a board that keeps its tiles (serial://, pcie://)",
             param_hint="'--board'",
         )
+    if replace and name is None:
+        raise typer.BadParameter("--replace replaces a deployment: give --name")
+    target = Target(loaded, str(model), model.read_bytes(), None)
+    registered = None
     with job_board(board, server, "sidra model deploy") as opened:
+        if name is not None:  # before anything is written
+            check_name_free(opened, name, replace)
         deployed = loaded.deploy(opened, tiles=tiles)
+        if name is not None:
+            registered = register(opened, name, target, deployed, replace)
         where = _board_name(opened)
     report = {
         "model": str(model),
         "board": where,
         "placement": deployed.placement.summary(),
         "programming": [p.to_json() for p in deployed.programming],
+        "deployment": None if registered is None else registered.as_dict(),
     }
     if as_json:
         typer.echo(json.dumps(report))
@@ -242,10 +290,21 @@ def deploy(
     console = Console()
     console.print(f"{model} deployed on {where}")
     _print_programming(deployed, console)
+    if registered is not None:
+        console.print(
+            f"kept as {registered.name!r}: sidra model eval --deployment {registered.name} "
+            f"--server {server}"
+        )
+        return
     # In placement order: the same --tile list places every layer as here.
     order = [t for tiles in deployed.placement.tiles.values() for t in tiles]
     used = " ".join(f"--tile {t}" for t in order)
     console.print(f"run it as held: sidra model eval {model} --held {used} (and the same board)")
+
+
+model_app.command("list")(list_deployments)
+model_app.command()(pull)
+model_app.command()(undeploy)
 
 
 @model_app.command("import")
@@ -338,9 +397,50 @@ def _deployed(
         raise typer.BadParameter(str(exc), param_hint="'--held'") from exc
 
 
+def _held_options(
+    deployment: str | None, server: str | None, held: bool, tiles: list[int]
+) -> tuple[bool, list[int]]:
+    """--held and --tiles as a command runs them: a --deployment is held on its own tiles
+    (taken from the server), so it needs --server and no --tiles."""
+    if deployment is None:
+        return held, tiles
+    if server is None:
+        raise typer.BadParameter(
+            "a deployment is kept by a server: give --server", param_hint="'--deployment'"
+        )
+    if tiles:
+        raise typer.BadParameter(
+            f"got --tiles {tiles}; a deployment runs on the tiles it was deployed on",
+            param_hint="'--tiles'",
+        )
+    return True, tiles
+
+
+def _tiles(target: Target, tiles: list[int]) -> list[int]:
+    """The tiles a model runs on: its deployment's, in placement order, or ``tiles``."""
+    return tiles if target.deployment is None else list(target.deployment.tiles)
+
+
+def _labelled(model: TrainedModel, dataset: str | None) -> Dataset:
+    """The labelled samples an evaluation runs, split as ``model`` was trained."""
+    name = dataset or model.inputs.dataset
+    if dataset is None and name not in BUNDLED:
+        raise typer.BadParameter(
+            f"the model was trained on {name}, not a bundled data set: give its .npz",
+            param_hint="'--dataset'",
+        )
+    try:
+        data = load_dataset(
+            name, test_size=model.inputs.test_size, random_state=model.inputs.random_state
+        )
+        model.check_data(data)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
+    return data
+
+
 @model_app.command()
 def predict(
-    model: ModelPath,
     inputs: Annotated[
         Path,
         typer.Option(
@@ -356,6 +456,8 @@ def predict(
             "classes]; an existing file is not written over."
         ),
     ],
+    model: OptionalModelPath = None,
+    deployment: DeploymentOption = None,
     board: BoardUrl = "emu://",
     server: ServerAddress = None,
     standardized: Annotated[
@@ -367,18 +469,24 @@ def predict(
     calibrate: Calibrate = False,
 ) -> None:
     """Program a model onto a board and classify new samples there."""
-    loaded = _loaded(model)
     _new_file(out)
+    held, tiles = _held_options(deployment, server, held, tiles)
+    if deployment is None and model is not None:
+        _loaded(model)  # a file that cannot be read is refused before any board is opened
     raw = _samples(inputs)
-    try:
-        if standardized:
-            x = to_float32("inputs", loaded.checked_features(raw))
-        else:
-            x = loaded.standardize(raw)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
     with job_board(board, server, "sidra model predict") as opened:
-        logits = _deployed(loaded, opened, tiles, read_repeats, held, calibrate).logits(x)
+        target = target_of(opened, model, deployment)
+        loaded = target.model
+        try:
+            if standardized:
+                x = to_float32("inputs", loaded.checked_features(raw))
+            else:
+                x = loaded.standardize(raw)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
+        deployed = _deployed(loaded, opened, _tiles(target, tiles), read_repeats, held, calibrate)
+        check_regions(target, deployed)
+        logits = deployed.logits(x)
     classes = np.argmax(logits, axis=1)
     labels = np.array(loaded.inputs.labels)[classes]
     arrays = io.BytesIO()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board, InvalidArgument, ProgramReport
+from sidra.drivers import Board, InvalidArgument, ProgramReport, Region
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.model import ModelLayer, TrainedModel
@@ -255,6 +255,11 @@ class DeployedModel:
             for analog in self.layers:
                 tiles = [block.tile for block in analog.blocks]
                 self.gains.update(zip(tiles, analog.calibrate(), strict=True))
+
+    def regions(self) -> list[tuple[int, Region]]:
+        """The tile regions the model's layers take, input layer first (one per tile):
+        what a server keeps of a deployment (deployments.proto)."""
+        return [(block.tile, block.region) for layer in self.layers for block in layer.blocks]
 
     def _find_held(self, named: list[tuple[LayerShape, AnalogLinear, ModelLayer]]) -> None:
         for _, analog, layer in named:

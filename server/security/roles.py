@@ -17,6 +17,9 @@ makes them exclusive). Leases themselves are checked by ``sidra.server.sessions`
 Jobs (``sidra.hil.v1.JobService``): listing, reading and watching them is a viewer's;
 submitting and cancelling a programmer's.
 
+Deployments (``sidra.hil.v1.DeploymentService``): listing and reading them is a viewer's;
+adding and deleting one a programmer's (deleting another principal's, an admin's).
+
 Health checks are open: a load balancer or a watchdog asks them without a token.
 """
 
@@ -30,9 +33,10 @@ from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
 from sidra.hil.v1 import board_pb2 as pb
-from sidra.hil.v1 import jobs_pb2, session_pb2, stream_pb2
+from sidra.hil.v1 import deployments_pb2, jobs_pb2, session_pb2, stream_pb2
 
 __all__ = [
+    "DEPLOYMENT_ROLES",
     "JOB_ROLES",
     "OPEN_SERVICES",
     "RPC_ROLES",
@@ -133,6 +137,21 @@ JOB_ROLES: Mapping[str, Role] = MappingProxyType(
 would; following one reads no tile. Whose job may be cancelled or deleted is the job
 service's check (its principal's own, an admin anyone's)."""
 
+DEPLOYMENT_SERVICE: str = deployments_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name
+
+DEPLOYMENT_ROLES: Mapping[str, Role] = MappingProxyType(
+    {
+        "ListDeployments": Role.VIEWER,
+        "GetDeployment": Role.VIEWER,
+        "AddDeployment": Role.PROGRAMMER,
+        "DeleteDeployment": Role.PROGRAMMER,
+    }
+)
+"""The role each DeploymentService RPC needs: a deployment says what the tiles hold, as a
+programmer's Programs made them; knowing it reads no tile. Whose deployment may be
+replaced or deleted is the deployment service's check (its principal's own, an admin
+anyone's)."""
+
 OPEN_SERVICES = frozenset({health.SERVICE_NAME})
 """Services every caller reaches without a token: health checking."""
 
@@ -159,4 +178,6 @@ def required_role(method: str) -> Role | None:
         return SESSION_ROLES.get(name, Role.ADMIN)
     if service == JOB_SERVICE:
         return JOB_ROLES.get(name, Role.ADMIN)
+    if service == DEPLOYMENT_SERVICE:
+        return DEPLOYMENT_ROLES.get(name, Role.ADMIN)
     return Role.ADMIN

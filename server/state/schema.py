@@ -230,7 +230,28 @@ _V7 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+_V8 = Migration(
+    8,
+    (
+        # A trained network programmed into regions of a board's tiles, kept under a name
+        # (deployments.proto): the model file, and each region with the SHA-256 of its
+        # golden targets when it was registered, as JSON [[tile, row_offset, col_offset,
+        # rows, cols, "hex digest"], ...].
+        """CREATE TABLE deployments (
+            board_serial TEXT NOT NULL REFERENCES boards (serial_number),
+            name TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            created_unix_s REAL NOT NULL,
+            description TEXT NOT NULL,
+            model BLOB NOT NULL,
+            model_sha256 BLOB NOT NULL CHECK (length(model_sha256) = 32),
+            regions_json TEXT NOT NULL,
+            PRIMARY KEY (board_serial, name)
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

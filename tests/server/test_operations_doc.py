@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from sidra.server.security import RPC_ROLES, Role
-from sidra.server.security.roles import JOB_ROLES, SESSION_ROLES
+from sidra.server.security.roles import DEPLOYMENT_ROLES, JOB_ROLES, SESSION_ROLES
 from sidra.server.settings import ServerSettings
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
@@ -38,7 +38,7 @@ def test_example_config_names_every_key_and_only_known_ones() -> None:
             assert set(value) == set(section_model(ServerSettings, key).model_fields), key
 
 
-@pytest.mark.parametrize("table", [RPC_ROLES, SESSION_ROLES, JOB_ROLES])
+@pytest.mark.parametrize("table", [RPC_ROLES, SESSION_ROLES, JOB_ROLES, DEPLOYMENT_ROLES])
 def test_role_table_matches_the_code(table: Mapping[str, Role]) -> None:
     rows = dict(re.findall(r"^\| (viewer|operator|programmer|admin) \| (.*) \|$", DOC, re.M))
     for rpc, role in table.items():

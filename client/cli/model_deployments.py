@@ -1,0 +1,261 @@
+"""``sidra model list|pull|undeploy``, and the parts of ``sidra model deploy --name`` and
+``eval|predict --deployment`` that talk to a server's DeploymentService: models kept on
+a served board under a name (deployments.proto)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NamedTuple
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from sidra.cli.options import AsJson
+from sidra.client import RemoteBoard
+from sidra.client.deployments import DeployedRegion, Deployment
+from sidra.client.remote import connect_server
+from sidra.drivers import (
+    Board,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Region,
+    SidraError,
+)
+from sidra.training.atomic_files import write_atomically
+from sidra.training.deployment import DeployedModel
+from sidra.training.model import ModelFileError, TrainedModel
+
+__all__ = [
+    "DeploymentName",
+    "RequiredServer",
+    "Target",
+    "check_name_free",
+    "describe",
+    "list_deployments",
+    "pull",
+    "register",
+    "target_of",
+    "undeploy",
+]
+
+RequiredServer = Annotated[
+    str,
+    typer.Option(
+        "--server",
+        help="The sidra serve keeping the deployments: HOST:PORT, or grpcs://HOST:PORT?"
+        "ca=PATH[&cert=PATH&key=PATH] for TLS (token from SIDRA_TOKEN).",
+    ),
+]
+DeploymentName = Annotated[str, typer.Argument(help="The deployment's name (sidra model list).")]
+
+
+class Target(NamedTuple):
+    """The model a command runs: from a file, or a server's deployment."""
+
+    model: TrainedModel
+    label: str
+    """The file, or ``deployment NAME``, as reports name it."""
+    data: bytes
+    """The model file's bytes."""
+    deployment: Deployment | None
+
+
+@contextmanager
+def _server(address: str, what: str) -> Iterator[RemoteBoard]:
+    """The server, or exit 1 naming the command and what went wrong."""
+    try:
+        with connect_server(address) as board:
+            yield board
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    except SidraError as exc:
+        typer.echo(f"sidra model {what}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def remote(board: Board, option: str) -> RemoteBoard:
+    """``board`` as the server it must be for ``option``."""
+    if not isinstance(board, RemoteBoard):
+        raise typer.BadParameter(
+            "deployments are kept by a server: give --server", param_hint=option
+        )
+    return board
+
+
+def check_name_free(board: Board, name: str, replace: bool) -> None:
+    """Before anything is programmed: ``name`` is free on the server, or ``replace``."""
+    try:
+        existing = remote(board, "'--name'").deployments.get(name)
+    except NotFound:
+        return
+    if not replace:
+        raise typer.BadParameter(
+            f"deployment {name!r} exists (registered by {existing.principal!r}, tiles "
+            f"{list(existing.tiles)}); choose another name or add --replace",
+            param_hint="'--name'",
+        )
+
+
+def describe(model: TrainedModel, source: str) -> str:
+    """A deployment's description: what the model is and how well it did when trained."""
+    accuracy = model.trained.get("test_accuracy")
+    score = f", {100 * accuracy:.2f} % test accuracy" if isinstance(accuracy, float) else ""
+    return f"{model.job} on {model.inputs.dataset}{score}, from {source}"[:1024]
+
+
+def register(
+    board: Board, name: str, target: Target, deployed: DeployedModel, replace: bool
+) -> Deployment:
+    """Registers ``deployed`` (programmed just now) under ``name`` on the server."""
+    return remote(board, "'--name'").deployments.add(
+        name, target.data, deployed.regions(),
+        description=describe(target.model, Path(target.label).name), replace=replace,
+    )  # fmt: skip
+
+
+def target_of(board: Board, path: Path | None, name: str | None) -> Target:
+    """The model file at ``path``, or deployment ``name`` of the server ``board`` (its
+    model fetched, or checked to be the file at ``path``); a deployment whose tiles were
+    written since it was registered is refused."""
+    if name is None:
+        if path is None:
+            raise typer.BadParameter("give a MODEL file, or --deployment NAME with --server")
+        data = _read(path)
+        return Target(_parsed(data, str(path), "MODEL"), str(path), data, None)
+    found = remote(board, "'--deployment'").deployments.get(name, include_model=path is None)
+    if not found.intact:
+        changed = "; ".join(_rewritten(r) for r in found.regions if not r.intact)
+        raise FailedPrecondition(
+            f"deployment {name!r} is no longer what its tiles hold: {changed} since it was "
+            "registered; deploy it again (or pull its model file and run it with --held "
+            "--tiles on tiles of your choosing)"
+        )
+    if path is None:
+        assert found.model is not None
+        data = found.model
+    else:
+        data = _read(path)
+        if hashlib.sha256(data).hexdigest() != found.model_sha256:
+            raise typer.BadParameter(
+                f"{path} is not the model deployed as {name!r} (SHA-256 "
+                f"{found.model_sha256[:16]}…); leave MODEL out to run the deployed one",
+                param_hint="MODEL",
+            )
+    label = f"deployment {name}"
+    return Target(_parsed(data, label, "'--deployment'"), label, data, found)
+
+
+def _rewritten(found: DeployedRegion) -> str:
+    r = found.region
+    where = (
+        f"tile {found.tile} rows {r.row_offset}..{r.row_offset + r.rows - 1} "
+        f"cols {r.col_offset}..{r.col_offset + r.cols - 1}"
+    )
+    if not found.rewritten_by:
+        return f"{where} programmed with other targets"
+    return f"{where} programmed by {found.rewritten_by} at {_when(found.rewritten_unix_s)}"
+
+
+def check_regions(target: Target, deployed: DeployedModel) -> None:
+    """The model placed on its deployment's tiles takes the regions registered."""
+    if target.deployment is None:
+        return
+    placed = deployed.regions()
+    registered = [(r.tile, r.region) for r in target.deployment.regions]
+    if placed != registered:
+        raise typer.BadParameter(
+            f"{target.label}: the model placed on tiles {list(target.deployment.tiles)} takes "
+            f"{_regions_text(placed)}, but the deployment names {_regions_text(registered)}",
+            param_hint="'--deployment'",
+        )
+
+
+def _regions_text(regions: Sequence[tuple[int, Region]]) -> str:
+    return ", ".join(f"tile {tile} {region}" for tile, region in regions)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="MODEL") from exc
+
+
+def _parsed(data: bytes, source: str, hint: str) -> TrainedModel:
+    try:
+        return TrainedModel.from_bytes(data, source)
+    except ModelFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+
+
+def _when(unix_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_s))
+
+
+def _intact_text(deployment: Deployment) -> str:
+    if deployment.intact:
+        return "yes"
+    rewritten = {(r.tile, r.rewritten_by): r for r in deployment.regions if not r.intact}
+    return "no: " + "; ".join(
+        f"tile {tile} rewritten" + (f" by {by}, {_when(r.rewritten_unix_s)}" if by else "")
+        for (tile, by), r in sorted(rewritten.items())
+    )
+
+
+def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
+    """Models deployed on a server's board by name: where, by whom, whether still intact."""
+    with _server(server, "list") as board:
+        found = board.deployments.list()
+    if as_json:
+        typer.echo(json.dumps([d.as_dict() for d in found]))
+        return
+    if not found:
+        typer.echo("no deployment (sidra model deploy --name NAME --server ... keeps one)")
+        return
+    table = Table(box=box.SIMPLE)
+    for column in ("name", "by", "registered", "tiles", "intact", "model", "description"):
+        table.add_column(column)
+    for d in found:
+        table.add_row(
+            d.name, d.principal, _when(d.created_unix_s), " ".join(map(str, d.tiles)),
+            _intact_text(d), d.model_sha256[:8], d.description,
+        )  # fmt: skip
+    Console().print(table)
+
+
+def undeploy(name: DeploymentName, server: RequiredServer) -> None:
+    """Forget a deployment (yours, or as an admin anyone's); its tiles keep what they hold."""
+    with _server(server, "undeploy") as board:
+        gone = board.deployments.delete(name)
+    typer.echo(
+        f"deployment {gone.name!r} forgotten; tiles {list(gone.tiles)} keep what they hold",
+        err=True,
+    )
+
+
+def pull(
+    name: DeploymentName,
+    server: RequiredServer,
+    out: Annotated[
+        Path, typer.Option(help="The model file to write; an existing file is not written over.")
+    ],
+) -> None:
+    """Fetch a deployment's model file from a server (to run elsewhere or keep)."""
+    if out.exists():
+        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+    with _server(server, "pull") as board:
+        found = board.deployments.get(name, include_model=True)
+    assert found.model is not None
+    if hashlib.sha256(found.model).hexdigest() != found.model_sha256:
+        typer.echo(f"sidra model pull: {name}: the model file arrived damaged", err=True)
+        raise typer.Exit(1)
+    write_atomically(out, found.model)
+    typer.echo(f"{out}: deployment {name!r} ({found.model_bytes} bytes)", err=True)

@@ -1,0 +1,245 @@
+"""Named trained networks on a served board's tiles, from the client side
+(deployments.proto).
+
+    with connect("lab-pc:50051") as board:
+        board.deployments.add("digits-mlp", Path("model.npz").read_bytes(),
+                              [(2, Region(0, 0, 65, 20))])
+        for deployment in board.deployments.list():
+            print(deployment.name, deployment.principal, deployment.intact)
+
+The server keeps the model file and, per region, a digest of the targets it holds for
+it; a deployment is intact while nobody has programmed other targets there since.
+:class:`sidra.training.deployment.DeployedModel` programs a model and
+``sidra model deploy --name`` registers it; ``sidra model eval --deployment`` runs it by
+name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from sidra.client.errors import from_rpc_error
+from sidra.drivers import InvalidArgument, Region
+from sidra.hil.v1 import board_pb2
+from sidra.hil.v1 import deployments_pb2 as pb
+
+__all__ = [
+    "DEPLOYMENT_SERVICE",
+    "AsyncDeployments",
+    "DeployedRegion",
+    "Deployment",
+    "Deployments",
+    "add_request",
+]
+
+DEPLOYMENT_SERVICE: str = pb.DESCRIPTOR.services_by_name["DeploymentService"].full_name
+
+
+@dataclass(frozen=True)
+class DeployedRegion:
+    """A rectangle of a tile a deployment's model was programmed into."""
+
+    tile: int
+    region: Region
+    intact: bool = True
+    """Whether the server's targets of the region are still those registered."""
+    rewritten_by: str = ""
+    """For a region not intact: who programmed over it last, as the server's history
+    says ("" when it names no one)."""
+    rewritten_unix_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment as the server last reported it (times in seconds since the Unix
+    epoch)."""
+
+    name: str
+    principal: str
+    created_unix_s: float
+    board_serial: str
+    model_sha256: str
+    """SHA-256 of the model file, hex."""
+    model_bytes: int
+    regions: tuple[DeployedRegion, ...]
+    intact: bool
+    """Every region's targets as registered (deployments.proto "Intact")."""
+    description: str
+    model: bytes | None = None
+    """The model file, when asked for (:meth:`Deployments.get` ``include_model``)."""
+
+    @property
+    def tiles(self) -> tuple[int, ...]:
+        """The tiles its regions are on, in the order first named."""
+        return tuple(dict.fromkeys(r.tile for r in self.regions))
+
+    @classmethod
+    def from_pb(cls, message: pb.Deployment) -> Deployment:
+        return cls(
+            message.name, message.principal, message.created_unix_s, message.board_serial,
+            message.model_sha256.hex(), message.model_bytes,
+            tuple(
+                DeployedRegion(
+                    r.tile,
+                    Region(r.region.row_offset, r.region.col_offset, r.region.rows,
+                           r.region.cols),
+                    r.intact, r.rewritten_by, r.rewritten_unix_s,
+                )
+                for r in message.regions
+            ),
+            message.intact, message.description, message.model or None,
+        )  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        """The deployment as JSON values (the model file left out)."""
+        return {
+            "name": self.name,
+            "principal": self.principal,
+            "created_unix_s": self.created_unix_s,
+            "board_serial": self.board_serial,
+            "model_sha256": self.model_sha256,
+            "model_bytes": self.model_bytes,
+            "intact": self.intact,
+            "description": self.description,
+            "regions": [
+                {
+                    "tile": r.tile,
+                    "row_offset": r.region.row_offset,
+                    "col_offset": r.region.col_offset,
+                    "rows": r.region.rows,
+                    "cols": r.region.cols,
+                    "intact": r.intact,
+                    "rewritten_by": r.rewritten_by,
+                    "rewritten_unix_s": r.rewritten_unix_s,
+                }
+                for r in self.regions
+            ],
+        }
+
+
+class Deployments:
+    """DeploymentService of the server behind ``channel``; every call has ``timeout_s``."""
+
+    def __init__(self, channel: grpc.Channel, timeout_s: float = 30.0) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s
+
+    def add(
+        self,
+        name: str,
+        model: bytes,
+        regions: Sequence[tuple[int, Region]],
+        *,
+        description: str = "",
+        replace: bool = False,
+    ) -> Deployment:
+        """Registers ``model`` (a model file's bytes), programmed into ``regions`` (tile,
+        region with its sizes given) through this server, under ``name``."""
+        request = add_request(name, model, regions, description, replace)
+        return Deployment.from_pb(self._call("AddDeployment", request, pb.Deployment))
+
+    def get(self, name: str, *, include_model: bool = False) -> Deployment:
+        """The deployment ``name`` (NotFound when the board has none of that name)."""
+        request = pb.GetDeploymentRequest(name=name, include_model=include_model)
+        return Deployment.from_pb(self._call("GetDeployment", request, pb.Deployment))
+
+    def list(self) -> list[Deployment]:
+        """The board's deployments, by name (without their model files)."""
+        reply = self._call(
+            "ListDeployments", pb.ListDeploymentsRequest(), pb.ListDeploymentsResponse
+        )
+        return [Deployment.from_pb(d) for d in reply.deployments]
+
+    def delete(self, name: str) -> Deployment:
+        """Forgets the deployment ``name`` (the tiles keep what they hold); returns it."""
+        request = pb.DeleteDeploymentRequest(name=name)
+        return Deployment.from_pb(self._call("DeleteDeployment", request, pb.Deployment))
+
+    def _call(self, rpc: str, request: Any, response: Any) -> Any:
+        method = self.channel.unary_unary(**_method(rpc, request, response))
+        try:
+            return method(request, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+
+class AsyncDeployments:
+    """DeploymentService of the server behind an asyncio ``channel``: the methods of
+    :class:`Deployments` as coroutines."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 30.0) -> None:
+        self.channel = channel
+        self.timeout_s = timeout_s
+
+    async def add(
+        self,
+        name: str,
+        model: bytes,
+        regions: Sequence[tuple[int, Region]],
+        *,
+        description: str = "",
+        replace: bool = False,
+    ) -> Deployment:
+        request = add_request(name, model, regions, description, replace)
+        return Deployment.from_pb(await self._call("AddDeployment", request, pb.Deployment))
+
+    async def get(self, name: str, *, include_model: bool = False) -> Deployment:
+        request = pb.GetDeploymentRequest(name=name, include_model=include_model)
+        return Deployment.from_pb(await self._call("GetDeployment", request, pb.Deployment))
+
+    async def list(self) -> list[Deployment]:
+        reply = await self._call(
+            "ListDeployments", pb.ListDeploymentsRequest(), pb.ListDeploymentsResponse
+        )
+        return [Deployment.from_pb(d) for d in reply.deployments]
+
+    async def delete(self, name: str) -> Deployment:
+        request = pb.DeleteDeploymentRequest(name=name)
+        return Deployment.from_pb(await self._call("DeleteDeployment", request, pb.Deployment))
+
+    async def _call(self, rpc: str, request: Any, response: Any) -> Any:
+        method = self.channel.unary_unary(**_method(rpc, request, response))
+        try:
+            return await method(request, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+
+def _method(rpc: str, request: Any, response: Any) -> dict[str, Any]:
+    """The path and serializers of DeploymentService's ``rpc`` (``channel.unary_unary``)."""
+    return {
+        "method": f"/{DEPLOYMENT_SERVICE}/{rpc}",
+        "request_serializer": type(request).SerializeToString,
+        "response_deserializer": response.FromString,
+    }
+
+
+def add_request(
+    name: str, model: bytes, regions: Sequence[tuple[int, Region]], description: str,
+    replace: bool,
+) -> pb.AddDeploymentRequest:  # fmt: skip
+    """AddDeployment's request; a region that is not a Region refused naming it."""
+    return pb.AddDeploymentRequest(
+        name=name, model=model, description=description, replace=replace,
+        regions=[_region_message(i, tile, region) for i, (tile, region) in enumerate(regions)],
+    )  # fmt: skip
+
+
+def _region_message(index: int, tile: int, region: Region) -> pb.DeployedRegion:
+    if not isinstance(region, Region):
+        raise InvalidArgument(
+            f"regions[{index}].region", repr(region)[:80], "a Region(row_offset, col_offset, "
+            "rows, cols)"
+        )  # fmt: skip
+    return pb.DeployedRegion(
+        tile=tile,
+        region=board_pb2.Region(
+            row_offset=region.row_offset, col_offset=region.col_offset, rows=region.rows,
+            cols=region.cols,
+        ),
+    )  # fmt: skip

@@ -1,0 +1,264 @@
+"""``sidra.hil.v1.DeploymentService``: trained networks on the served board's tiles, by name
+(deployments.proto).
+
+Thin routes, as JobService's: parse the request bytes, check every field (a refused call
+changes nothing), ask the store (:class:`~sidra.server.state.deployments.DeploymentRecords`),
+answer. Errors leave through ``sidra.server.status``. The server keeps a model file as
+given: it checks that it is a zip archive (an .npz) of a bounded size and nothing more,
+since the format is the client's (docs/models.md) and only the client reads it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf.message import Message
+
+from sidra.drivers import (
+    BoardInfo,
+    FailedPrecondition,
+    InvalidArgument,
+    OutOfRange,
+    Region,
+)
+from sidra.hil.v1 import board_pb2
+from sidra.hil.v1 import deployments_pb2 as pb
+from sidra.server.limits import PrincipalLimits, caller_key
+from sidra.server.parsing import parse_request
+from sidra.server.state import StateStore
+from sidra.server.state.deployments import DeployedRegionRow, DeploymentRecords, DeploymentRow
+from sidra.server.status import map_errors
+
+__all__ = [
+    "DEPLOYMENT_SERVICE_NAME",
+    "MAX_DESCRIPTION_CHARS",
+    "MAX_MODEL_BYTES",
+    "MAX_REGIONS",
+    "NAME_RULE",
+    "DeploymentServicer",
+    "deployment_service_handler",
+]
+
+DEPLOYMENT_SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["DeploymentService"].full_name
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RULE = (
+    "1 to 64 characters: ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
+)
+MAX_MODEL_BYTES = 16 * 2**20
+"""Largest model file a deployment keeps, bytes (deployments.proto)."""
+MAX_REGIONS = 4096
+"""Most regions one deployment names."""
+MAX_DESCRIPTION_CHARS = 1024
+ZIP_MAGIC = b"PK\x03\x04"
+"""How a zip archive with at least one member (an .npz) begins."""
+
+CallerOf = Callable[[grpc.ServicerContext], tuple[str, bool]]
+"""``(principal name, is admin)`` of a call, from its context."""
+
+
+def _local_caller(context: grpc.ServicerContext) -> tuple[str, bool]:
+    return "local", True
+
+
+def checked_name(name: str, field: str = "name") -> str:
+    """``name`` if it follows deployments.proto "Names"; InvalidArgument otherwise."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidArgument(field, name, NAME_RULE)
+    return name
+
+
+class DeploymentServicer:
+    """Serves DeploymentService for the board ``info`` describes, from ``store``."""
+
+    def __init__(
+        self,
+        info: Callable[[], BoardInfo],
+        store: StateStore | None,
+        caller_of: CallerOf = _local_caller,
+        limits: PrincipalLimits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.info = info
+        self.records = None if store is None else DeploymentRecords(store)
+        self.caller_of = caller_of
+        self.limits = limits or PrincipalLimits()
+        self.clock = clock
+
+    def _records(self) -> DeploymentRecords:
+        if self.records is None:
+            raise FailedPrecondition(
+                "this server keeps no state store: deployments are kept there "
+                "(sidra serve keeps one, [state] path)"
+            )
+        return self.records
+
+    def AddDeployment(self, request: pb.AddDeploymentRequest, context: Any) -> Message:
+        principal, admin = self.caller_of(context)
+        info = self.info()
+        name = checked_name(request.name)
+        _check_model(request.model)
+        if len(request.description) > MAX_DESCRIPTION_CHARS:
+            raise InvalidArgument(
+                "description", f"{len(request.description)} characters",
+                f"at most {MAX_DESCRIPTION_CHARS} characters",
+            )  # fmt: skip
+        regions = checked_regions(info, request.regions)
+        row = DeploymentRow(
+            info.serial_number, name, principal, self.clock(), request.description, b"", 0,
+            regions,
+        )  # fmt: skip
+        stored = self._records().add(
+            row, request.model, replace_existing=request.replace, admin=admin
+        )
+        return deployment_message(stored)
+
+    def GetDeployment(self, request: pb.GetDeploymentRequest, context: Any) -> Message:
+        found = self._records().get(
+            self.info().serial_number, checked_name(request.name),
+            with_model=request.include_model,
+        )  # fmt: skip
+        return deployment_message(found)
+
+    def ListDeployments(self, request: pb.ListDeploymentsRequest, context: Any) -> Message:
+        found = self._records().of_board(self.info().serial_number)
+        return pb.ListDeploymentsResponse(deployments=[deployment_message(d) for d in found])
+
+    def DeleteDeployment(self, request: pb.DeleteDeploymentRequest, context: Any) -> Message:
+        principal, admin = self.caller_of(context)
+        found = self._records().delete(
+            self.info().serial_number, checked_name(request.name), principal, admin
+        )
+        return deployment_message(found)
+
+
+def _check_model(model: bytes) -> None:
+    if not model.startswith(ZIP_MAGIC):
+        raise InvalidArgument(
+            "model", f"{len(model)} bytes beginning {model[:4]!r}",
+            "a model file: a zip archive (.npz) as sidra.training.TrainedModel.save writes",
+        )  # fmt: skip
+    if len(model) > MAX_MODEL_BYTES:
+        raise OutOfRange("model", f"{len(model)} bytes", f"at most {MAX_MODEL_BYTES} bytes")
+
+
+def checked_regions(
+    info: BoardInfo, regions: Sequence[pb.DeployedRegion]
+) -> tuple[DeployedRegionRow, ...]:
+    """The regions of an AddDeploymentRequest, each inside a tile and none sharing a cell
+    with another; InvalidArgument / OutOfRange naming ``regions[i]...`` otherwise."""
+    if not 1 <= len(regions) <= MAX_REGIONS:
+        raise InvalidArgument("regions", f"{len(regions)} regions", f"1 to {MAX_REGIONS} regions")
+    taken: dict[int, np.ndarray[Any, np.dtype[np.int32]]] = {}
+    checked = []
+    for i, given in enumerate(regions):
+        field = f"regions[{i}]"
+        if given.tile >= info.tile_count:
+            raise OutOfRange(f"{field}.tile", given.tile, f"0 .. {info.tile_count - 1}")
+        if not given.HasField("region"):
+            raise InvalidArgument(f"{field}.region", "unset", "a Region with rows and cols given")
+        region = _inside(info, Region(
+            given.region.row_offset, given.region.col_offset, given.region.rows,
+            given.region.cols,
+        ), f"{field}.region")  # fmt: skip
+        owner = taken.setdefault(given.tile, np.full((info.rows, info.cols), -1, np.int32))
+        cells = owner[
+            region.row_offset : region.row_offset + region.rows,
+            region.col_offset : region.col_offset + region.cols,
+        ]
+        other = int(cells.max())
+        if other >= 0:
+            raise InvalidArgument(
+                field, f"tile {given.tile} {_describe(region)}",
+                f"a region sharing no cell with another (regions[{other}] covers some of them)",
+            )  # fmt: skip
+        cells[...] = i
+        checked.append(DeployedRegionRow(given.tile, region, ""))
+    return tuple(checked)
+
+
+def _inside(info: BoardInfo, region: Region, field: str) -> Region:
+    limits = (("row_offset", info.rows), ("col_offset", info.cols))
+    for name, size in limits:
+        if getattr(region, name) >= size:
+            raise OutOfRange(f"{field}.{name}", getattr(region, name), f"0 .. {size - 1}")
+    for name, offset, size in (("rows", region.row_offset, info.rows),
+                               ("cols", region.col_offset, info.cols)):  # fmt: skip
+        room = size - offset
+        if not 1 <= getattr(region, name) <= room:
+            raise OutOfRange(
+                f"{field}.{name}", getattr(region, name),
+                f"1 .. {room} (the tile has {size} {name}; the region starts at {offset})",
+            )  # fmt: skip
+    return region
+
+
+def _describe(region: Region) -> str:
+    return (
+        f"rows {region.row_offset}..{region.row_offset + region.rows - 1} "
+        f"cols {region.col_offset}..{region.col_offset + region.cols - 1}"
+    )
+
+
+def deployment_message(row: DeploymentRow) -> pb.Deployment:
+    """A stored deployment as its DeploymentService message."""
+    return pb.Deployment(
+        name=row.name, principal=row.principal, created_unix_s=row.created_unix_s,
+        board_serial=row.board_serial, model_sha256=row.model_sha256,
+        model_bytes=row.model_bytes, intact=row.intact, description=row.description,
+        model=row.model or b"",
+        regions=[
+            pb.DeployedRegion(
+                tile=r.tile, intact=r.intact, rewritten_by=r.rewritten_by,
+                rewritten_unix_s=r.rewritten_unix_s,
+                region=board_pb2.Region(
+                    row_offset=r.region.row_offset, col_offset=r.region.col_offset,
+                    rows=r.region.rows, cols=r.region.cols,
+                ),
+            )
+            for r in row.regions
+        ],
+    )  # fmt: skip
+
+
+class _Route:
+    """One DeploymentService RPC: raw bytes parsed here (unparsable: INVALID_ARGUMENT)."""
+
+    def __init__(self, servicer: DeploymentServicer, rpc: str) -> None:
+        self.servicer = servicer
+        self.method = getattr(servicer, rpc)
+        self.rpc = rpc
+        self.message_type = getattr(pb, f"{rpc}Request")
+        self.request_type = self.message_type.DESCRIPTOR  # for map_errors' BadRequest paths
+
+    @map_errors
+    def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
+        principal, _ = self.servicer.caller_of(context)
+        with self.servicer.limits.admitted(caller_key(principal, context.peer()), len(data)):
+            message: Message = self.method(parse_request(self.message_type, data), context)
+        return message
+
+
+RESPONSES = {
+    method.name: getattr(pb, method.output_type.name)
+    for method in pb.DESCRIPTOR.services_by_name["DeploymentService"].methods
+}
+"""Every DeploymentService RPC of deployments.proto and its response message."""
+
+
+def deployment_service_handler(servicer: DeploymentServicer) -> grpc.GenericRpcHandler:
+    """Every DeploymentService RPC, routed to ``servicer`` (add_generic_rpc_handlers)."""
+    handlers = {
+        rpc: grpc.unary_unary_rpc_method_handler(
+            _Route(servicer, rpc),
+            request_deserializer=None,
+            response_serializer=response.SerializeToString,
+        )
+        for rpc, response in RESPONSES.items()
+    }
+    return grpc.method_handlers_generic_handler(DEPLOYMENT_SERVICE_NAME, handlers)

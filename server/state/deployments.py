@@ -1,0 +1,290 @@
+"""Deployments in the state store: trained networks on a board's tiles, kept by name.
+
+Each region of a deployment keeps the SHA-256 of its golden targets as they were when
+the deployment was registered; a region is intact while its targets still hash to that
+(deployments.proto "Intact"). The digest is of the targets as stored (float32
+little-endian, row-major), so a Program writing the same targets again changes nothing.
+The checks that need the store (the board known, every cell programmed, the name free or
+the caller's to replace) run in the transaction that stores the row: two clients
+registering one name at once cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.drivers import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, Region
+from sidra.server.state import maps
+from sidra.server.state.records import BoardRecord
+from sidra.server.state.store import StateStore
+
+__all__ = ["DeployedRegionRow", "DeploymentRecords", "DeploymentRow", "region_digest"]
+
+_COLUMNS = (
+    "board_serial, name, principal, created_unix_s, description, model_sha256, "
+    "length(model), regions_json"
+)
+
+
+def region_digest(targets_us: npt.NDArray[np.float32], region: Region) -> str:
+    """SHA-256 (hex) of ``region``'s targets, µS, as the store keeps them."""
+    cells = targets_us[
+        region.row_offset : region.row_offset + region.rows,
+        region.col_offset : region.col_offset + region.cols,
+    ]
+    return hashlib.sha256(maps.to_blob(cells, maps.TARGETS)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedRegionRow:
+    """One region of a deployment: where, the digest of its targets when registered, and
+    whether the store's targets still hash to it."""
+
+    tile: int
+    region: Region
+    digest: str
+    intact: bool = True
+    rewritten_by: str = ""
+    """For a region not intact: the principal of the latest Program since registration
+    that wrote its cells, as the history says ("" when it names none)."""
+    rewritten_unix_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRow:
+    """One deployment as stored (its model file only when read with it)."""
+
+    board_serial: str
+    name: str
+    principal: str
+    created_unix_s: float
+    description: str
+    model_sha256: bytes
+    model_bytes: int
+    regions: tuple[DeployedRegionRow, ...]
+    model: bytes | None = None
+
+    @property
+    def intact(self) -> bool:
+        """Every region's targets as they were when it was registered."""
+        return all(region.intact for region in self.regions)
+
+
+class DeploymentRecords:
+    """The deployments kept in ``store``."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def add(
+        self,
+        row: DeploymentRow,
+        model: bytes,
+        *,
+        replace_existing: bool = False,
+        admin: bool = False,
+    ) -> DeploymentRow:
+        """Stores ``row`` (its regions' digests taken here) with ``model``; returns it as
+        stored. FailedPrecondition when the board or a region's cells were never
+        programmed through the store; AlreadyExists for a name in use without
+        ``replace_existing``; PermissionDenied when replacing another principal's
+        deployment without ``admin``."""
+        with self.store._writing("record deployment") as db:
+            board = self.store._board_or_none(db, row.board_serial)
+            if board is None:
+                raise FailedPrecondition(
+                    f"regions: board {row.board_serial!r} has had no Program through this "
+                    "server; program the model's layers first, then register them"
+                )
+            regions = self._digested(db, board, row.regions)
+            existing = db.execute(
+                "SELECT principal FROM deployments WHERE board_serial = ? AND name = ?",
+                (row.board_serial, row.name),
+            ).fetchone()
+            if existing is not None:
+                _check_replace(row.name, str(existing[0]), row.principal, replace_existing, admin)
+            stored = replace(
+                row,
+                regions=regions,
+                model_sha256=hashlib.sha256(model).digest(),
+                model_bytes=len(model),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO deployments (board_serial, name, principal, "
+                "created_unix_s, description, model, model_sha256, regions_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    stored.board_serial, stored.name, stored.principal, stored.created_unix_s,
+                    stored.description, model, stored.model_sha256, _regions_json(regions),
+                ),
+            )  # fmt: skip
+            return stored
+
+    def get(self, board_serial: str, name: str, *, with_model: bool = False) -> DeploymentRow:
+        """The deployment ``name`` of the board, each region's intactness checked;
+        NotFound naming the board's deployments when there is none of that name."""
+        with self.store._reading("read deployment") as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS}{', model' if with_model else ''} FROM deployments "
+                "WHERE board_serial = ? AND name = ?",
+                (board_serial, name),
+            ).fetchone()
+            if row is None:
+                raise NotFound(_not_found(db, board_serial, name))
+            return self._checked(db, [row])[0]
+
+    def of_board(self, board_serial: str) -> list[DeploymentRow]:
+        """The board's deployments by name, each region's intactness checked (no model
+        files)."""
+        with self.store._reading("read deployments") as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM deployments WHERE board_serial = ? ORDER BY name",
+                (board_serial,),
+            ).fetchall()
+            return self._checked(db, rows)
+
+    def delete(self, board_serial: str, name: str, principal: str, admin: bool) -> DeploymentRow:
+        """Forgets the deployment ``name`` (its principal's or an admin's); returns it."""
+        with self.store._writing("delete deployment") as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM deployments WHERE board_serial = ? AND name = ?",
+                (board_serial, name),
+            ).fetchone()
+            if row is None:
+                raise NotFound(_not_found(db, board_serial, name))
+            found = self._checked(db, [row])[0]
+            if found.principal != principal and not admin:
+                raise PermissionDenied(
+                    f"deployment {name!r} was registered by {found.principal!r}; only they "
+                    "or an admin may delete it"
+                )
+            db.execute(
+                "DELETE FROM deployments WHERE board_serial = ? AND name = ?", (board_serial, name)
+            )
+            return found
+
+    def _digested(
+        self, db: sqlite3.Connection, board: BoardRecord, regions: Sequence[DeployedRegionRow]
+    ) -> tuple[DeployedRegionRow, ...]:
+        goldens = {t: self.store._golden(db, board, t) for t in {r.tile for r in regions}}
+        digested = []
+        for i, found in enumerate(regions):
+            golden, region = goldens[found.tile], found.region
+            cells = np.s_[
+                region.row_offset : region.row_offset + region.rows,
+                region.col_offset : region.col_offset + region.cols,
+            ]
+            missing = int(np.count_nonzero(~golden.programmed[cells]))
+            if missing:
+                raise FailedPrecondition(
+                    f"regions[{i}]: {missing} of the {region.rows * region.cols} cells of tile "
+                    f"{found.tile} rows {region.row_offset}..{region.row_offset + region.rows - 1}"
+                    f" cols {region.col_offset}..{region.col_offset + region.cols - 1} were "
+                    "never programmed through this server; program the model there first"
+                )
+            digested.append(replace(found, digest=region_digest(golden.targets_us, region)))
+        return tuple(digested)
+
+    def _checked(self, db: sqlite3.Connection, rows: Sequence[Any]) -> list[DeploymentRow]:
+        """Rows as DeploymentRow, each region compared with the store's targets now (each
+        tile's golden map read once)."""
+        goldens: dict[tuple[str, int], npt.NDArray[np.float32]] = {}
+        found = []
+        for row in rows:
+            serial = str(row[0])
+            board = self.store._known_board(db, serial)
+            regions = []
+            for tile, r0, c0, n_rows, n_cols, digest in json.loads(row[7]):
+                if (serial, tile) not in goldens:
+                    goldens[serial, tile] = self.store._golden(db, board, tile).targets_us
+                region = Region(r0, c0, n_rows, n_cols)
+                checked = DeployedRegionRow(tile, region, digest)
+                if region_digest(goldens[serial, tile], region) != digest:
+                    by, when = _rewriter(db, serial, checked, float(row[3]))
+                    checked = replace(checked, intact=False, rewritten_by=by, rewritten_unix_s=when)
+                regions.append(checked)
+            found.append(
+                DeploymentRow(
+                    serial,
+                    str(row[1]),
+                    str(row[2]),
+                    float(row[3]),
+                    str(row[4]),
+                    bytes(row[5]),
+                    int(row[6]),
+                    tuple(regions),
+                    bytes(row[8]) if len(row) > 8 else None,
+                )  # fmt: skip
+            )
+        return found
+
+
+def _rewriter(
+    db: sqlite3.Connection, serial: str, found: DeployedRegionRow, since_unix_s: float
+) -> tuple[str, float]:
+    """Who made the latest Program after ``since_unix_s`` that wrote cells of ``found``'s
+    region, and when; ("", 0.0) when the history names none."""
+    since = datetime.fromtimestamp(since_unix_s, UTC).isoformat(timespec="microseconds")
+    r = found.region
+    row = db.execute(
+        "SELECT principal, time_utc FROM programs WHERE board_serial = ? AND tile = ? "
+        "AND kind = 'program' AND time_utc > ? AND row_offset < ? AND row_offset + rows > ? "
+        "AND col_offset < ? AND col_offset + cols > ? ORDER BY time_utc DESC LIMIT 1",
+        (serial, found.tile, since, r.row_offset + r.rows, r.row_offset,
+         r.col_offset + r.cols, r.col_offset),
+    ).fetchone()  # fmt: skip
+    if row is None:
+        return "", 0.0
+    return str(row[0]), datetime.fromisoformat(str(row[1])).timestamp()
+
+
+def _regions_json(regions: Sequence[DeployedRegionRow]) -> str:
+    return json.dumps(
+        [
+            [
+                r.tile,
+                r.region.row_offset,
+                r.region.col_offset,
+                r.region.rows,
+                r.region.cols,
+                r.digest,
+            ]
+            for r in regions
+        ]  # fmt: skip
+    )
+
+
+def _check_replace(name: str, owner: str, caller: str, replace_existing: bool, admin: bool) -> None:
+    if not replace_existing:
+        raise AlreadyExists(
+            f"name: deployment {name!r} exists (registered by {owner!r}); choose another "
+            "name, or replace it (sidra model deploy --replace)"
+        )
+    if owner != caller and not admin:
+        raise PermissionDenied(
+            f"deployment {name!r} was registered by {owner!r}; only they or an admin may replace it"
+        )
+
+
+def _not_found(db: sqlite3.Connection, board_serial: str, name: str) -> str:
+    names = [
+        str(r[0])
+        for r in db.execute(
+            "SELECT name FROM deployments WHERE board_serial = ? ORDER BY name LIMIT 21",
+            (board_serial,),
+        )
+    ]
+    known = ", ".join(map(repr, names[:20])) + (", ..." if len(names) > 20 else "")
+    return (
+        f"name: got {name!r}, expected a deployment of board {board_serial!r} "
+        f"({known or 'it has none'})"
+    )

@@ -1,0 +1,304 @@
+"""DeploymentService (deployments.proto): a model kept by name with the regions it was
+programmed into, intact until someone programs other targets there; every refusal names
+its field and stores nothing; deployments outlive the server process.
+
+A real server on loopback with its state in a real SQLite file; the model bytes are a
+real .npz (the service keeps them as given)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidra.client import RemoteBoard, connect
+from sidra.client.aio import connect as connect_aio
+from sidra.drivers import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    Region,
+    open_board,
+)
+from sidra.drivers.requests import ProgramRequest
+from sidra.hil.v1 import deployments_pb2 as pb
+from sidra.server.app import create_server
+from sidra.server.deployments import checked_regions
+from sidra.server.security import Role, TokensFile
+from tests.jobs.jobs_support import serving
+from tests.server.security_support import principals
+
+IDEAL_INFO = open_board("emu://?preset=ideal&seed=0").info
+LAYER = Region(0, 0, 65, 10)
+"""Where a 64->10 layer with its bias row sits on a tile."""
+
+
+def model_file(seed: int = 0) -> bytes:
+    """An .npz's bytes (the service checks no more than that)."""
+    arrays = io.BytesIO()
+    np.savez(arrays, layer0=np.random.default_rng(seed).normal(size=(65, 10)))
+    return arrays.getvalue()
+
+
+def program(board: RemoteBoard, tile: int, region: Region, value_us: float) -> None:
+    targets = np.full(region.shape, value_us, np.float32)
+    board.run(ProgramRequest(tile, targets, region.row_offset, region.col_offset))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "state.sqlite3"
+
+
+@pytest.fixture
+def board(store: Path) -> Iterator[RemoteBoard]:
+    with serving(store) as address, connect(address) as client:
+        yield client
+
+
+def test_a_deployment_is_kept_with_its_model_and_intact_until_written_over(
+    board: RemoteBoard,
+) -> None:
+    program(board, 2, LAYER, 30.0)
+    program(board, 3, Region(0, 0, 65, 4), 25.0)
+    model = model_file()
+    before = time.time()
+    added = board.deployments.add(
+        "digits-mlp", model, [(2, LAYER), (3, Region(0, 0, 65, 4))], description="mlp"
+    )
+    assert added.name == "digits-mlp" and added.principal == "local" and added.intact
+    assert added.model_sha256 == hashlib.sha256(model).hexdigest()
+    assert added.model_bytes == len(model) and added.model is None
+    assert added.board_serial == board.info.serial_number and added.description == "mlp"
+    assert before <= added.created_unix_s <= time.time()
+    assert added.tiles == (2, 3)
+    assert [(r.tile, r.region, r.intact) for r in added.regions] == [
+        (2, LAYER, True),
+        (3, Region(0, 0, 65, 4), True),
+    ]
+    fetched = board.deployments.get("digits-mlp", include_model=True)
+    assert fetched.model == model and fetched.intact
+    assert board.deployments.get("digits-mlp").model is None
+    assert [d.name for d in board.deployments.list()] == ["digits-mlp"]
+
+    program(board, 2, LAYER, 30.0)  # the same targets again: still what it holds
+    program(board, 2, Region(65, 0, 10, 10), 20.0)  # cells next to it
+    program(board, 3, Region(0, 4, 65, 4), 20.0)
+    assert board.deployments.get("digits-mlp").intact
+
+    program(board, 3, Region(64, 3, 1, 1), 12.0)  # one cell of it
+    found = board.deployments.get("digits-mlp")
+    assert not found.intact
+    assert [(r.tile, r.intact) for r in found.regions] == [(2, True), (3, False)]
+    assert found.regions[1].rewritten_by == "local"
+    assert found.regions[1].rewritten_unix_s >= found.created_unix_s
+    assert found.regions[0].rewritten_by == "" and found.regions[0].rewritten_unix_s == 0.0
+    assert not board.deployments.list()[0].intact
+
+    gone = board.deployments.delete("digits-mlp")
+    assert gone.name == "digits-mlp" and board.deployments.list() == []
+    with pytest.raises(NotFound, match="expected a deployment of board"):
+        board.deployments.get("digits-mlp")
+    with pytest.raises(NotFound):
+        board.deployments.delete("digits-mlp")
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "regions", "error", "field"),
+    [
+        ("", None, [(2, LAYER)], InvalidArgument, "name"),
+        ("-lead", None, [(2, LAYER)], InvalidArgument, "name"),
+        ("has space", None, [(2, LAYER)], InvalidArgument, "name"),
+        ("x" * 65, None, [(2, LAYER)], InvalidArgument, "name"),
+        ("m", b"", [(2, LAYER)], InvalidArgument, "model"),
+        ("m", b"\x93NUMPY", [(2, LAYER)], InvalidArgument, "model"),
+        ("m", None, [], InvalidArgument, "regions"),
+        ("m", None, [(4, LAYER)], OutOfRange, "regions[0].tile"),
+        ("m", None, [(2, LAYER), (2, Region(0, 0, 0, 10))], OutOfRange, "regions[1].region.rows"),
+        ("m", None, [(2, Region(0, 250, 65, 10))], OutOfRange, "regions[0].region.cols"),
+        ("m", None, [(2, Region(256, 0, 1, 1))], OutOfRange, "regions[0].region.row_offset"),
+        ("m", None, [(2, LAYER), (2, Region(64, 9, 2, 2))], InvalidArgument, "regions[1]"),
+    ],
+)
+def test_a_refused_registration_names_its_field_and_stores_nothing(
+    board: RemoteBoard,
+    name: str,
+    model: bytes | None,
+    regions: list[tuple[int, Region]],
+    error: type[InvalidArgument],
+    field: str,
+) -> None:
+    program(board, 2, Region(0, 0, 256, 256), 30.0)
+    with pytest.raises(error) as refused:
+        board.deployments.add(name, model_file() if model is None else model, regions)
+    assert type(refused.value) is error and refused.value.field == field
+    assert board.deployments.list() == []
+
+
+def test_cells_never_programmed_through_the_server_are_refused(board: RemoteBoard) -> None:
+    with pytest.raises(FailedPrecondition, match=r"650 of the 650 cells of tile 2"):
+        board.deployments.add("m", model_file(), [(2, LAYER)])  # nothing programmed yet
+    program(board, 2, Region(0, 0, 64, 10), 30.0)  # the bias row left out
+    with pytest.raises(FailedPrecondition, match=r"regions\[0\]: 10 of the 650 cells"):
+        board.deployments.add("m", model_file(), [(2, LAYER)])
+    assert board.deployments.list() == []
+
+
+def test_a_name_is_taken_until_its_owner_or_an_admin_replaces_or_deletes_it(
+    tmp_path: Path,
+) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(
+        tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER, root=Role.ADMIN,
+        eve=Role.VIEWER,
+    )  # fmt: skip
+    with serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file)) as address:
+        clients = {name: connect(address, token=token) for name, token in tokens.items()}
+        try:
+            alice, bob, root, eve = (clients[n] for n in ("alice", "bob", "root", "eve"))
+            program(alice, 1, LAYER, 30.0)
+            first = alice.deployments.add("shared", model_file(1), [(1, LAYER)])
+            assert first.principal == "alice"
+            with pytest.raises(AlreadyExists, match="registered by 'alice'"):
+                bob.deployments.add("shared", model_file(2), [(1, LAYER)])
+            with pytest.raises(
+                PermissionDenied, match="registered by 'alice'; only they or an admin"
+            ):
+                bob.deployments.add("shared", model_file(2), [(1, LAYER)], replace=True)
+            with pytest.raises(PermissionDenied):
+                bob.deployments.delete("shared")
+            with pytest.raises(PermissionDenied, match="programmer"):  # a viewer's role
+                eve.deployments.add("mine", model_file(), [(1, LAYER)])
+            assert [d.principal for d in eve.deployments.list()] == ["alice"]  # may read
+            assert alice.deployments.get("shared").model_sha256 == first.model_sha256
+
+            program(bob, 1, LAYER, 35.0)
+            [written] = eve.deployments.get("shared").regions
+            assert not written.intact and written.rewritten_by == "bob"
+            again = alice.deployments.add("shared", model_file(3), [(1, LAYER)], replace=True)
+            assert again.intact and again.model_sha256 != first.model_sha256
+            replaced = root.deployments.add("shared", model_file(4), [(1, LAYER)], replace=True)
+            assert replaced.principal == "root"
+            assert root.deployments.delete("shared").principal == "root"
+        finally:
+            for client in clients.values():
+                client.close()
+
+
+def test_deployments_outlive_the_server(store: Path) -> None:
+    with serving(store) as address, connect(address) as client:
+        program(client, 0, LAYER, 30.0)
+        kept = client.deployments.add("kept", model_file(), [(0, LAYER)])
+    with serving(store) as address, connect(address) as client:
+        assert client.deployments.get("kept", include_model=True).model == model_file()
+        assert client.deployments.list()[0].created_unix_s == kept.created_unix_s
+        assert client.deployments.list()[0].intact
+
+
+def test_a_server_without_a_state_store_refuses_deployments() -> None:
+    with open_board("emu://?preset=ideal&seed=0") as emulated:
+        server, port = create_server(emulated, "127.0.0.1:0")
+        server.start()
+        try:
+            with (
+                connect(f"127.0.0.1:{port}") as client,
+                pytest.raises(FailedPrecondition, match="keeps no state store"),
+            ):
+                client.deployments.list()
+        finally:
+            server.stop(grace=None).wait()
+
+
+def test_unparsable_request_bytes_are_an_argument_error(board: RemoteBoard) -> None:
+    channel = board._channel
+    method = channel.unary_unary(
+        "/sidra.hil.v1.DeploymentService/AddDeployment",
+        request_serializer=lambda raw: raw,
+        response_deserializer=pb.Deployment.FromString,
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        method(b"\xff\xff\xff", timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+EDGES = st.sampled_from([0, 1, 2, 3, 5, 250, 252, 253, 255, 256])
+SIZES = st.sampled_from([0, 1, 2, 3, 4, 6])
+
+
+@st.composite
+def regions_near_each_other(draw: st.DrawFn) -> list[pb.DeployedRegion]:
+    """Up to six regions on two tiles, near a corner or an edge: inside the tile or not,
+    apart or sharing cells."""
+    return [
+        pb.DeployedRegion(
+            tile=draw(st.integers(0, 1)),
+            region={
+                "row_offset": draw(EDGES),
+                "col_offset": draw(EDGES),
+                "rows": draw(SIZES),
+                "cols": draw(SIZES),
+            },
+        )  # fmt: skip
+        for _ in range(draw(st.integers(1, 6)))
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(regions_near_each_other())
+def test_regions_are_taken_exactly_when_inside_their_tile_and_apart(
+    regions: list[pb.DeployedRegion],
+) -> None:
+    info = IDEAL_INFO
+    cells = np.zeros((2, info.rows, info.cols), int)
+    inside = True
+    for r in regions:
+        g = r.region
+        inside = inside and g.rows >= 1 and g.cols >= 1
+        inside = inside and g.row_offset + g.rows <= info.rows
+        inside = inside and g.col_offset + g.cols <= info.cols
+        if not inside:
+            break
+        rows = slice(g.row_offset, g.row_offset + g.rows)
+        cells[r.tile, rows, g.col_offset : g.col_offset + g.cols] += 1
+    expected = inside and int(cells.max()) <= 1
+    try:
+        taken = checked_regions(info, regions)
+    except InvalidArgument as exc:
+        assert not expected, exc
+        assert exc.field.startswith("regions[")
+    else:
+        assert expected
+        assert [(t.tile, t.region.shape) for t in taken] == [
+            (r.tile, (r.region.rows, r.region.cols)) for r in regions
+        ]
+
+
+def test_the_asyncio_client_keeps_and_reads_deployments_as_the_synchronous_one(
+    store: Path,
+) -> None:
+    with serving(store) as address, connect(address) as client:
+        program(client, 0, LAYER, 30.0)
+
+        async def through_asyncio() -> tuple[list[str], bytes | None, str]:
+            async with await connect_aio(address) as board:
+                await board.deployments.add("async", model_file(), [(0, LAYER)])
+                with pytest.raises(AlreadyExists):
+                    await board.deployments.add("async", model_file(), [(0, LAYER)])
+                names = [d.name for d in await board.deployments.list()]
+                fetched = (await board.deployments.get("async", include_model=True)).model
+                return names, fetched, (await board.deployments.delete("async")).name
+
+        assert asyncio.run(through_asyncio()) == (["async"], model_file(), "async")
+        assert client.deployments.list() == []
