@@ -16,7 +16,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +33,7 @@ from sidra.server.state import (
     StateStoreError,
     default_store_path,
 )
+from sidra.server.state.deployments import DeploymentRecords, DeploymentRow
 from sidra.server.state.upkeep import backup_store, check_store, compact_store, restore_backup
 
 __all__ = ["state_app"]
@@ -71,11 +72,28 @@ def _time(moment: datetime | None) -> str:
 
 @state_app.command("show")
 def show(store_path: StorePath = None, as_json: AsJson = False) -> None:
-    """Boards in the store and, per tile, programmed cells, programs and the last one's time."""
+    """Boards in the store: per tile, programmed cells, programs and the last one's time;
+    the models deployed on each by name."""
     with _opened(store_path) as store:
         summaries = store.summary()
+        records = DeploymentRecords(store)
+        deployed = {
+            s.board.serial_number: records.of_board(s.board.serial_number) for s in summaries
+        }
     if as_json:
-        typer.echo(json.dumps([_summary_json(s) for s in summaries]))
+        typer.echo(
+            json.dumps(
+                [
+                    _summary_json(s)
+                    | {
+                        "deployments": [
+                            _deployment_json(d) for d in deployed[s.board.serial_number]
+                        ]
+                    }
+                    for s in summaries
+                ]
+            )
+        )
         return
     console = Console()
     if not summaries:
@@ -99,6 +117,45 @@ def show(store_path: StorePath = None, as_json: AsJson = False) -> None:
                 _time(tile.last_program_utc),
             )
         console.print(table)
+        if deployed[board.serial_number]:
+            console.print(_deployments_table(deployed[board.serial_number]))
+
+
+def _deployments_table(found: list[DeploymentRow]) -> Table:
+    table = Table(title="deployed models (sidra model list)")
+    for column in ("name", "by", "registered (UTC)", "tiles", "intact"):
+        table.add_column(column)
+    for d in found:
+        tiles = dict.fromkeys(r.tile for r in d.regions)
+        rewritten = sorted(
+            {f"tile {r.tile} by {r.rewritten_by or '?'}" for r in d.regions if not r.intact}
+        )
+        table.add_row(
+            d.name, d.principal, _time(datetime.fromtimestamp(d.created_unix_s, UTC)),
+            " ".join(map(str, tiles)), "yes" if d.intact else "no: " + ", ".join(rewritten),
+        )  # fmt: skip
+    return table
+
+
+def _deployment_json(d: DeploymentRow) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "principal": d.principal,
+        "created_unix_s": d.created_unix_s,
+        "model_sha256": d.model_sha256.hex(),
+        "model_bytes": d.model_bytes,
+        "description": d.description,
+        "intact": d.intact,
+        "regions": [
+            {
+                "tile": r.tile,
+                **dataclasses.asdict(r.region),
+                "intact": r.intact,
+                "rewritten_by": r.rewritten_by,
+            }
+            for r in d.regions
+        ],  # fmt: skip
+    }
 
 
 @state_app.command("history")

@@ -201,3 +201,32 @@ def test_check_says_whole_or_lists_what_is_damaged(store_path: Path, tmp_path: P
     assert all(p.startswith("foreign_key_check: ") for p in report["problems"])
     text = run_state("check", "--store", str(damaged))
     assert text.returncode == 1 and "problems" in text.stderr
+
+
+def test_show_lists_the_deployed_models_and_whether_they_are_intact(tmp_path: Path) -> None:
+    from sidra.drivers import Region
+    from sidra.server.state.deployments import DeployedRegionRow, DeploymentRecords, DeploymentRow
+
+    path = tmp_path / "state.sqlite3"
+    rng = np.random.default_rng(2)
+    with StateStore(path) as store:
+        store.note_board(TEST_BOARD, "boot-a")
+        store.record_program(SERIAL, 1, 0, 0, targets(rng, (8, 4)), REPORT, "alice", "boot-a")
+        records = DeploymentRecords(store)
+        for name, region in (("kept", Region(0, 0, 4, 4)), ("written", Region(4, 0, 4, 4))):
+            row = DeploymentRow(SERIAL, name, "alice", 1.0, "", b"", 0,
+                                (DeployedRegionRow(1, region, ""),))  # fmt: skip
+            records.add(row, b"PK\x03\x04 a model")
+        store.record_program(SERIAL, 1, 6, 2, targets(rng, (1, 1)), REPORT, "bob", "boot-a")
+    table = run_state("show", "--store", str(path))
+    assert table.returncode == 0, table.stderr
+    assert "deployed models" in table.stdout and "no: tile 1 by bob" in table.stdout
+    shown = json.loads(run_state("show", "--store", str(path), "--json").stdout)
+    [kept, written] = shown[0]["deployments"]
+    assert (kept["name"], kept["intact"], written["name"], written["intact"]) == (
+        "kept", True, "written", False,
+    )  # fmt: skip
+    assert written["regions"] == [
+        {"tile": 1, "row_offset": 4, "col_offset": 0, "rows": 4, "cols": 4, "intact": False,
+         "rewritten_by": "bob"},
+    ]  # fmt: skip
