@@ -32,6 +32,7 @@ from sidra.server.observability import (
     CallObserver,
     ServiceMetrics,
     watch_board,
+    watch_deployments,
     watch_jobs,
     watch_store,
 )
@@ -201,8 +202,12 @@ def create_server(
         on_end=metrics.count_job_end, on_queue_wait=metrics.observe_queue_wait,
     )  # fmt: skip
     watch_jobs(metrics, jobs.running, jobs.queued)
+    deployments = DeploymentServicer(
+        lambda: board.info, store, caller_of=_caller, limits=per_principal
+    )
     if store is not None:
         watch_store(metrics, store.disk_bytes)
+        watch_deployments(metrics, deployments.counts)
     if stopping is not None:
         stopping.add(jobs.stop_all)
     server.add_generic_rpc_handlers(
@@ -211,11 +216,7 @@ def create_server(
             stream_service_handler(StreamServicer(servicer, max_message_bytes)),
             session_service_handler(sessions),
             job_service_handler(JobServicer(jobs, caller_of=_caller, limits=per_principal)),
-            deployment_service_handler(
-                DeploymentServicer(
-                    lambda: board.info, store, caller_of=_caller, limits=per_principal
-                )
-            ),
+            deployment_service_handler(deployments),
         )
     )
 

@@ -98,6 +98,14 @@ class DeploymentServicer:
             )
         return self.records
 
+    def counts(self) -> tuple[int, int]:
+        """How many deployments the served board has, and how many are not intact (the
+        metrics' gauges); (0, 0) without a store."""
+        if self.records is None:
+            return 0, 0
+        found = self.records.of_board(self.info().serial_number)
+        return len(found), sum(not d.intact for d in found)
+
     def AddDeployment(self, request: pb.AddDeploymentRequest, context: Any) -> Message:
         principal, admin = self.caller_of(context)
         info = self.info()

@@ -17,7 +17,11 @@ from sidra.server.observability.endpoint import MetricsEndpoint
 from sidra.server.observability.interceptor import CallObserver
 from sidra.server.observability.logs import RPC_LOGGER, configure_logging
 from sidra.server.observability.metrics import ServiceMetrics
-from sidra.server.observability.service_metrics import watch_jobs, watch_store
+from sidra.server.observability.service_metrics import (
+    watch_deployments,
+    watch_jobs,
+    watch_store,
+)
 
 __all__ = [
     "REQUEST_ID",
@@ -28,6 +32,7 @@ __all__ = [
     "configure_logging",
     "current_request_id",
     "watch_board",
+    "watch_deployments",
     "watch_jobs",
     "watch_store",
 ]

@@ -5,7 +5,11 @@
 - ``sidra_jobs_ended_total{state}``: jobs that ended, by final state (succeeded, failed,
   cancelled, interrupted), counted as they end (:meth:`ServiceMetrics.count_job_end`);
 - ``sidra_state_store_size_bytes``: the state store's files on disk (the SQLite file
-  and its write-ahead log), read at each scrape: what a disk alert watches.
+  and its write-ahead log), read at each scrape: what a disk alert watches;
+- ``sidra_deployments`` and ``sidra_deployments_rewritten``: trained models kept on the
+  served board by name, and those of them whose tiles were programmed with other targets
+  since (deployments.proto "Intact"), read at each scrape: a lab's demonstration model
+  written over raises an alert rather than a surprise.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from sidra.server.observability.metrics import ServiceMetrics
 
-__all__ = ["watch_jobs", "watch_store"]
+__all__ = ["watch_deployments", "watch_jobs", "watch_store"]
 
 
 def watch_jobs(
@@ -41,6 +45,30 @@ def watch_store(metrics: ServiceMetrics, disk_bytes: Callable[[], int]) -> None:
         _Gauge("sidra_state_store_size_bytes", "The state store's files on disk, bytes.",
                disk_bytes)
     )  # fmt: skip
+
+
+def watch_deployments(metrics: ServiceMetrics, counts: Callable[[], tuple[int, int]]) -> None:
+    """``sidra_deployments`` and ``sidra_deployments_rewritten`` from ``counts()``: the
+    served board's deployments, and how many of them are no longer intact."""
+    metrics.registry.register(_Deployments(counts))
+
+
+class _Deployments(Collector):
+    """Both deployment gauges from one reading of the store per scrape."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        kept, rewritten = self.counts()
+        yield GaugeMetricFamily(
+            "sidra_deployments", "Trained models deployed on the served board by name.", kept
+        )
+        yield GaugeMetricFamily(
+            "sidra_deployments_rewritten",
+            "Deployed models whose tiles were programmed with other targets since.",
+            rewritten,
+        )
 
 
 class _Gauge(Collector):

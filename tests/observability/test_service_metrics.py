@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from observability_support import IDEAL_URL, sample, served_with_metrics
 
 from sidra.client import connect
@@ -62,3 +63,27 @@ def test_the_store_s_size_is_its_files_on_disk(tmp_path: Path) -> None:
         client.jobs.wait(client.jobs.submit("spsa", SHORT, dataset="iris").job_id)
         after = served.scrape()[size]
         assert after == _on_disk(path) > before  # the job's record and events were written
+
+
+def test_deployments_and_those_written_over_are_counted(tmp_path: Path) -> None:
+    from sidra.drivers import Region
+    from sidra.drivers.requests import ProgramRequest
+
+    kept, rewritten = sample("sidra_deployments"), sample("sidra_deployments_rewritten")
+    layer = Region(0, 0, 8, 4)
+    with (
+        open_board(IDEAL_URL) as board,
+        StateStore(tmp_path / "state.sqlite3") as store,
+        served_with_metrics(board, store=store) as served,
+        connect(f"127.0.0.1:{served.port}") as client,
+    ):
+        first = served.scrape()
+        assert first[kept] == first[rewritten] == 0
+        for tile, name in ((0, "a"), (1, "b")):
+            client.run(ProgramRequest(tile, np.full((8, 4), 20.0, np.float32)))
+            client.deployments.add(name, b"PK\x03\x04 a model", [(tile, layer)])
+        assert (served.scrape()[kept], served.scrape()[rewritten]) == (2, 0)
+        client.run(ProgramRequest(1, np.full((1, 1), 30.0, np.float32), 7, 3))
+        assert (served.scrape()[kept], served.scrape()[rewritten]) == (2, 1)
+        client.deployments.delete("b")
+        assert (served.scrape()[kept], served.scrape()[rewritten]) == (1, 0)
