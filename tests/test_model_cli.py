@@ -247,3 +247,16 @@ def test_deployed_by_name_then_run_pulled_and_forgotten_by_anyone_using_the_serv
     assert not listed_after["intact"] and listed_after["regions"][0]["rewritten_by"] == "local"
     assert pulled.read_bytes() == model.read_bytes()
     assert forgotten.returncode == 0 and after == []
+
+
+def test_eval_plots_the_confusion_matrix_into_a_new_file(
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    model, _ = trained
+    figure = tmp_path / "confusion.png"
+    sidra_json("model", "eval", str(model), "--board", IDEAL.format(5), "--plot", str(figure))
+    assert figure.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    written = figure.stat().st_mtime_ns
+    again = run_sidra("model", "eval", str(model), "--plot", str(figure))
+    assert again.returncode == 2 and "'--plot'" in again.stderr
+    assert figure.stat().st_mtime_ns == written  # refused before anything ran

@@ -178,6 +178,13 @@ def evaluate(
             "when new): a model run every day with --held shows its drift over time."
         ),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the confusion matrix as a figure (.png, .svg or .pdf); an existing "
+            "file is not written over."
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Program a model onto a board and measure it: accuracy, recall, cost per sample.
@@ -189,6 +196,8 @@ def evaluate(
     """
     if log is not None:
         checked_log(log)
+    if plot is not None:
+        _new_file(plot, "'--plot'")
     held, tiles = _held_options(deployment, server, held, tiles)
     if deployment is None and model is not None:
         _loaded(model)  # a file that cannot be read is refused before any board is opened
@@ -222,6 +231,8 @@ def evaluate(
     if log is not None:
         row = log_row(target.label, target.data, where, data.name, split.value, deployed, result)
         append_row(log, row)
+    if plot is not None:
+        result.plot(plot, f"{target.label} on {where} ({data.name}, {split.value})")
     if as_json:
         typer.echo(json.dumps(report))
         return
@@ -495,10 +506,10 @@ def predict(
     typer.echo(f"{len(classes)} samples classified: {out}", err=True)
 
 
-def _new_file(out: Path) -> None:
-    """--out names a file that does not exist yet: one that does is not written over."""
+def _new_file(out: Path, option: str = "'--out'") -> None:
+    """``option`` names a file that does not exist yet: one that does is not written over."""
     if out.exists():
-        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint=option)
 
 
 def _samples(path: Path) -> npt.NDArray[Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,6 +124,40 @@ class ModelEvaluation:
     @property
     def energy_per_sample_nj(self) -> float:
         return self.modeled_energy_nj / self.samples
+
+    def plot(self, path: str | Path, title: str) -> None:
+        """The confusion matrix as a figure (PNG, SVG, PDF by ``path``'s suffix): each
+        true class's row coloured by the share of its samples predicted as each class,
+        the counts written in the cells, recall per class on the right."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        counts = self.confusion
+        totals = counts.sum(axis=1, keepdims=True)
+        shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+        classes = len(self.labels)
+        side = min(12.0, 2.5 + 0.55 * classes)
+        fig, axes = plt.subplots(figsize=(side + 1.5, side))
+        image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+        if classes <= 30:  # past that the numbers would not be legible
+            for (row, col), n in np.ndenumerate(counts):
+                if n:
+                    dark = shares[row, col] > 0.5
+                    axes.text(col, row, str(n), ha="center", va="center", fontsize=8,
+                              color="white" if dark else "black")  # fmt: skip
+        axes.set_xticks(range(classes), self.labels, rotation=45 if classes > 10 else 0)
+        recall = ["-" if math.isnan(r) else f"{100 * r:.0f} %" for r in self.recall]
+        rows = [f"{k} ({r})" for k, r in zip(self.labels, recall, strict=True)]
+        axes.set_yticks(range(classes), rows)
+        axes.set_xlabel("predicted")
+        axes.set_ylabel("true (recall)")
+        axes.set_title(f"{title}\naccuracy {100 * self.accuracy:.2f} % of {self.samples}")
+        fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
 
     def to_json(self) -> dict[str, Any]:
         return {
