@@ -72,8 +72,10 @@ def _time(moment: datetime | None) -> str:
 
 @state_app.command("show")
 def show(store_path: StorePath = None, as_json: AsJson = False) -> None:
-    """Boards in the store: per tile, programmed cells, programs and the last one's time;
-    the models deployed on each by name."""
+    """Boards in the store: programmed cells and programs per tile, the models deployed.
+
+    Per tile: cells programmed, Programs counted and the last one's time; per board, the
+    trained models deployed on it by name and whether each is still intact."""
     with _opened(store_path) as store:
         summaries = store.summary()
         records = DeploymentRecords(store)
