@@ -1,9 +1,10 @@
 """``sidra.hil.v1.DeploymentService``: trained networks on the served board's tiles, by name
 (deployments.proto).
 
-Thin routes, as JobService's: parse the request bytes, check every field (a refused call
-changes nothing), ask the store (:class:`~sidra.server.state.deployments.DeploymentRecords`),
-answer. Errors leave through ``sidra.server.status``. The server keeps a model file as
+Thin methods (routed by :mod:`sidra.server.routes`, which parses the request bytes and
+admits the caller): check every field (a refused call changes nothing), ask the store
+(:class:`~sidra.server.state.deployments.DeploymentRecords`), answer. Errors leave through
+``sidra.server.status``. The server keeps a model file as
 given: it checks that it is a zip archive (an .npz) of a bounded size and nothing more,
 since the format is the client's (docs/models.md) and only the client reads it.
 """
@@ -28,11 +29,10 @@ from sidra.drivers import (
 )
 from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
-from sidra.server.limits import PrincipalLimits, caller_key
-from sidra.server.parsing import parse_request
+from sidra.server.limits import PrincipalLimits
+from sidra.server.routes import unary_service_handler
 from sidra.server.state import StateStore
 from sidra.server.state.deployments import DeployedRegionRow, DeploymentRecords, DeploymentRow
-from sidra.server.status import map_errors
 
 __all__ = [
     "DEPLOYMENT_SERVICE_NAME",
@@ -234,39 +234,6 @@ def deployment_message(row: DeploymentRow) -> pb.Deployment:
     )  # fmt: skip
 
 
-class _Route:
-    """One DeploymentService RPC: raw bytes parsed here (unparsable: INVALID_ARGUMENT)."""
-
-    def __init__(self, servicer: DeploymentServicer, rpc: str) -> None:
-        self.servicer = servicer
-        self.method = getattr(servicer, rpc)
-        self.rpc = rpc
-        self.message_type = getattr(pb, f"{rpc}Request")
-        self.request_type = self.message_type.DESCRIPTOR  # for map_errors' BadRequest paths
-
-    @map_errors
-    def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
-        principal, _ = self.servicer.caller_of(context)
-        with self.servicer.limits.admitted(caller_key(principal, context.peer()), len(data)):
-            message: Message = self.method(parse_request(self.message_type, data), context)
-        return message
-
-
-RESPONSES = {
-    method.name: getattr(pb, method.output_type.name)
-    for method in pb.DESCRIPTOR.services_by_name["DeploymentService"].methods
-}
-"""Every DeploymentService RPC of deployments.proto and its response message."""
-
-
 def deployment_service_handler(servicer: DeploymentServicer) -> grpc.GenericRpcHandler:
     """Every DeploymentService RPC, routed to ``servicer`` (add_generic_rpc_handlers)."""
-    handlers = {
-        rpc: grpc.unary_unary_rpc_method_handler(
-            _Route(servicer, rpc),
-            request_deserializer=None,
-            response_serializer=response.SerializeToString,
-        )
-        for rpc, response in RESPONSES.items()
-    }
-    return grpc.method_handlers_generic_handler(DEPLOYMENT_SERVICE_NAME, handlers)
+    return unary_service_handler(servicer, pb, "DeploymentService")

@@ -18,16 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.options import AsJson
+from sidra.cli.train.running import job_board
 from sidra.client import RemoteBoard
 from sidra.client.deployments import DeployedRegion, Deployment
-from sidra.client.remote import connect_server
 from sidra.drivers import (
     Board,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     Region,
-    SidraError,
 )
 from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import DeployedModel
@@ -70,15 +68,10 @@ class Target(NamedTuple):
 
 @contextmanager
 def _server(address: str, what: str) -> Iterator[RemoteBoard]:
-    """The server, or exit 1 naming the command and what went wrong."""
-    try:
-        with connect_server(address) as board:
-            yield board
-    except InvalidArgument as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    except SidraError as exc:
-        typer.echo(f"sidra model {what}: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(1) from None
+    """The server, or a usage error (a malformed address) or exit 1 naming the command and
+    what went wrong."""
+    with job_board("emu://", address, f"sidra model {what}") as board:
+        yield remote(board, "'--server'")
 
 
 def remote(board: Board, option: str) -> RemoteBoard:

@@ -1,25 +1,24 @@
 """``sidra.hil.v1.SessionService``: sessions and tile leases over gRPC (session.proto).
 
-Thin routes: parse the request bytes, ask the
-:class:`~sidra.server.sessions.keeper.LeaseKeeper`, answer with the session's
-state. Errors leave through ``sidra.server.status`` like BoardService's.
+Thin methods (routed by :mod:`sidra.server.routes`, which parses the request bytes and
+admits the caller): ask the :class:`~sidra.server.sessions.keeper.LeaseKeeper`, answer
+with the session's state. Errors leave through ``sidra.server.status`` like
+BoardService's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
 from sidra.hil.v1 import session_pb2 as pb
-from sidra.server.limits import PrincipalLimits, caller_key
-from sidra.server.parsing import parse_request
+from sidra.server.limits import PrincipalLimits
+from sidra.server.routes import unary_service_handler
 from sidra.server.sessions.keeper import LeaseEnd, LeaseKeeper
 from sidra.server.sessions.registry import SessionView
 from sidra.server.shared_memory import SharedMemoryStore
-from sidra.server.status import map_errors
 
 __all__ = ["SESSION_SERVICE_NAME", "SessionServicer", "session_service_handler"]
 
@@ -150,40 +149,6 @@ def _release(end: LeaseEnd, *, with_session: bool) -> pb.LeaseRelease:
     return reply
 
 
-class _Route:
-    """One SessionService RPC: raw bytes parsed here (unparsable: INVALID_ARGUMENT)."""
-
-    def __init__(self, servicer: SessionServicer, rpc: str) -> None:
-        self.servicer = servicer
-        self.method = getattr(servicer, rpc)
-        self.rpc = rpc
-        self.message_type = getattr(pb, f"{rpc}Request")
-        self.request_type = self.message_type.DESCRIPTOR  # for map_errors' BadRequest paths
-
-    @map_errors
-    def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
-        principal, _ = self.servicer.caller_of(context)
-        with self.servicer.limits.admitted(caller_key(principal, context.peer()), len(data)):
-            message: Message = self.method(parse_request(self.message_type, data), context)
-        return message
-
-
-RESPONSES = {
-    method.name: getattr(pb, method.output_type.name)
-    for method in pb.DESCRIPTOR.services_by_name["SessionService"].methods
-}
-"""Every SessionService RPC of session.proto and its response message; each is a
-method of :class:`SessionServicer`."""
-
-
 def session_service_handler(servicer: SessionServicer) -> grpc.GenericRpcHandler:
     """Every SessionService RPC, routed to ``servicer`` (add_generic_rpc_handlers)."""
-    handlers: dict[str, Any] = {
-        rpc: grpc.unary_unary_rpc_method_handler(
-            _Route(servicer, rpc),
-            request_deserializer=None,
-            response_serializer=response.SerializeToString,
-        )
-        for rpc, response in RESPONSES.items()
-    }
-    return grpc.method_handlers_generic_handler(SESSION_SERVICE_NAME, handlers)
+    return unary_service_handler(servicer, pb, "SessionService")
