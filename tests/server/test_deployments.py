@@ -33,6 +33,7 @@ from sidra.drivers import (
     open_board,
 )
 from sidra.drivers.requests import ProgramRequest
+from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.app import create_server
 from sidra.server.deployments import checked_regions
@@ -302,3 +303,61 @@ def test_the_asyncio_client_keeps_and_reads_deployments_as_the_synchronous_one(
 
         assert asyncio.run(through_asyncio()) == (["async"], model_file(), "async")
         assert client.deployments.list() == []
+
+
+UINT32 = st.integers(0, 2**32 - 1)
+HOSTILE_REQUESTS = st.builds(
+    pb.AddDeploymentRequest,
+    name=st.one_of(st.text(max_size=80), st.sampled_from(["ok", "a.b-c_d", "x" * 64])),
+    model=st.one_of(st.binary(max_size=64), st.just(b"PK\x03\x04")),
+    regions=st.lists(
+        st.builds(
+            pb.DeployedRegion,
+            tile=st.one_of(st.integers(0, 4), UINT32),
+            region=st.builds(
+                board_pb2.Region,
+                row_offset=st.one_of(st.integers(0, 260), UINT32),
+                col_offset=st.one_of(st.integers(0, 260), UINT32),
+                rows=st.one_of(st.integers(0, 260), UINT32),
+                cols=st.one_of(st.integers(0, 260), UINT32),
+            ),
+        ),
+        max_size=4,
+    ),
+    description=st.text(max_size=1100),
+    replace=st.booleans(),
+)
+REFUSALS = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS,
+}
+
+
+def test_hostile_registrations_are_refused_cleanly_or_kept_whole(tmp_path: Path) -> None:
+    """Any AddDeploymentRequest at all: answered, or refused with an argument or state
+    code naming what was wrong; never INTERNAL, and a refused one stores nothing."""
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        program(client, 0, Region(0, 0, 256, 256), 30.0)
+        call = client._channel.unary_unary(
+            "/sidra.hil.v1.DeploymentService/AddDeployment",
+            request_serializer=pb.AddDeploymentRequest.SerializeToString,
+            response_deserializer=pb.Deployment.FromString,
+        )
+
+        @settings(max_examples=150, deadline=None)
+        @given(HOSTILE_REQUESTS)
+        def answered_or_refused(request: pb.AddDeploymentRequest) -> None:
+            before = client.deployments.list()
+            try:
+                kept = call(request, timeout=10)
+            except grpc.RpcError as exc:
+                assert exc.code() in REFUSALS, (exc.code(), exc.details())
+                assert exc.details()
+                assert client.deployments.list() == before
+            else:
+                assert kept.name == request.name and kept.intact
+                client.deployments.delete(kept.name)
+
+        answered_or_refused()
