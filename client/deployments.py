@@ -137,10 +137,13 @@ class Deployments:
         *,
         description: str = "",
         replace: bool = False,
+        validate_only: bool = False,
     ) -> Deployment:
         """Registers ``model`` (a model file's bytes), programmed into ``regions`` (tile,
-        region with its sizes given) through this server, under ``name``."""
-        request = add_request(name, model, regions, description, replace)
+        region with its sizes given) through this server, under ``name``.
+        ``validate_only``: checks it all but the cells' programming, keeping nothing (a
+        client checks so before it programs)."""
+        request = add_request(name, model, regions, description, replace, validate_only)
         return Deployment.from_pb(self._call("AddDeployment", request, pb.Deployment))
 
     def get(self, name: str, *, include_model: bool = False) -> Deployment:
@@ -184,8 +187,9 @@ class AsyncDeployments:
         *,
         description: str = "",
         replace: bool = False,
+        validate_only: bool = False,
     ) -> Deployment:
-        request = add_request(name, model, regions, description, replace)
+        request = add_request(name, model, regions, description, replace, validate_only)
         return Deployment.from_pb(await self._call("AddDeployment", request, pb.Deployment))
 
     async def get(self, name: str, *, include_model: bool = False) -> Deployment:
@@ -221,11 +225,12 @@ def _method(rpc: str, request: Any, response: Any) -> dict[str, Any]:
 
 def add_request(
     name: str, model: bytes, regions: Sequence[tuple[int, Region]], description: str,
-    replace: bool,
+    replace: bool, validate_only: bool = False,
 ) -> pb.AddDeploymentRequest:  # fmt: skip
     """AddDeployment's request; a region that is not a Region refused naming it."""
     return pb.AddDeploymentRequest(
         name=name, model=model, description=description, replace=replace,
+        validate_only=validate_only,
         regions=[_region_message(i, tile, region) for i, (tile, region) in enumerate(regions)],
     )  # fmt: skip
 

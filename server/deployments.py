@@ -122,8 +122,9 @@ class DeploymentServicer:
             regions,
         )  # fmt: skip
         stored = self._records().add(
-            row, request.model, replace_existing=request.replace, admin=admin
-        )
+            row, request.model, replace_existing=request.replace, admin=admin,
+            validate_only=request.validate_only,
+        )  # fmt: skip
         return deployment_message(stored)
 
     def GetDeployment(self, request: pb.GetDeploymentRequest, context: Any) -> Message:

@@ -22,7 +22,7 @@ from sidra.training import (
     train_softmax_spsa,
 )
 from sidra.training.analog_layer import AnalogLinear, Mapping
-from sidra.training.deployment import CHUNK_VECTORS, ModelNotHeld
+from sidra.training.deployment import CHUNK_VECTORS, DeployedModel, ModelNotHeld
 from sidra.training.model import MODEL_FILE, ModelFileError, TrainedModel
 from sidra.training.placement import PlacementError
 
@@ -201,6 +201,38 @@ def test_a_model_goes_on_the_tiles_named_and_leaves_the_others_as_they_were() ->
     assert [p.tiles for p in deployed.programming] == [(3,), (1,)]
     assert np.array_equal(before[0], after[0]) and np.array_equal(before[2], after[2])
     assert not np.array_equal(before[3], after[3])
+
+
+@pytest.mark.parametrize(
+    ("layer", "hidden", "expected"),
+    [
+        (  # 300 outputs: 255 on the first tile beside its reference column; 301 rows: 2 tiles
+            {"reference_column": True}, 300,
+            [(3, (65, 256)), (1, (65, 46)), (0, (256, 11)), (2, (45, 11))],
+        ),
+        (  # 200 outputs, two columns each: 128 on the first tile
+            {"mapping": Mapping.DIFFERENTIAL}, 200,
+            [(3, (65, 256)), (1, (65, 144)), (0, (201, 20))],
+        ),
+    ],
+    ids=["offset-with-reference", "differential"],
+)  # fmt: skip
+def test_the_regions_planned_are_those_deployed_and_planning_writes_nothing(
+    layer: dict[str, Any], hidden: int, expected: list[tuple[int, tuple[int, int]]]
+) -> None:
+    data = load_dataset("digits")
+    tiles = [t for t, _ in expected]
+    with open_board(IDEAL.format(1)) as board:
+        first = AnalogLinear(board, [0, 1], 64, hidden, **layer)
+        last = AnalogLinear(board, list(range(2, len(tiles))), hidden, 10, **layer)
+        rng = np.random.default_rng(4)
+        weights = [rng.normal(0, 0.3, a.shape).astype(np.float32) for a in (first, last)]
+        model = TrainedModel.of([first, last], weights, data, "mlp")
+    with open_board(IDEAL.format(2)) as board:
+        planned = DeployedModel.planned_regions(model, board, tiles)
+        assert board.stats().cell_writes == 0
+        assert planned == model.deploy(board, tiles=tiles).regions()
+    assert planned == [(t, Region(0, 0, *shape)) for t, shape in expected]
 
 
 def test_an_evaluation_counts_its_passes_and_their_modeled_cost() -> None:

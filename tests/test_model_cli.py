@@ -197,10 +197,12 @@ def test_deployed_by_name_then_run_pulled_and_forgotten_by_anyone_using_the_serv
         taken = run_sidra("model", "deploy", str(model), "--name", "digits")  # no --server
         kept = sidra_json("model", "deploy", str(model), "--server", address, "--tile", "1",
                           "--name", "digits")  # fmt: skip
+        with connect(address) as board:
+            writes = board.stats().cell_writes
         again = run_sidra("model", "deploy", str(model), "--server", address, "--name", "digits")
         listed = sidra_json("model", "list", "--server", address)
         with connect(address) as board:
-            writes = board.stats().cell_writes
+            assert board.stats().cell_writes == writes  # refused before anything was written
         by_name = sidra_json("model", "eval", "--deployment", "digits", "--server", address)
         with_file = sidra_json("model", "eval", str(model), "--deployment", "digits",
                                "--server", address)  # fmt: skip
@@ -231,7 +233,8 @@ def test_deployed_by_name_then_run_pulled_and_forgotten_by_anyone_using_the_serv
     assert "'--name':adeploymentiskeptbyaserver:give--server" in unwrapped(taken.stderr)
     assert kept["deployment"]["name"] == "digits" and kept["deployment"]["intact"]
     assert kept["deployment"]["regions"][0]["tile"] == 1
-    assert again.returncode == 2 and "deployment'digits'exists" in unwrapped(again.stderr)
+    assert again.returncode == 1  # refused for who was first, not for the command line
+    assert "AlreadyExists:ALREADY_EXISTS:name:deployment'digits'exists" in unwrapped(again.stderr)
     [entry] = listed
     assert entry["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert entry["description"].startswith(f"spsa on digits, {100 * summary['test_accuracy']:.2f}")

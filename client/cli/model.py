@@ -20,8 +20,8 @@ from rich.table import Table
 from sidra.cli.eval_log import append_row, checked_log, log_row
 from sidra.cli.model_deployments import (
     Target,
-    check_name_free,
     check_regions,
+    check_registration,
     list_deployments,
     pull,
     register,
@@ -282,8 +282,8 @@ def deploy(
     target = Target(loaded, str(model), model.read_bytes(), None)
     registered = None
     with job_board(board, server, "sidra model deploy") as opened:
-        if name is not None:  # before anything is written
-            check_name_free(opened, name, replace)
+        if name is not None:  # every refusal of the registration before anything is written
+            check_registration(opened, name, target, tiles, replace)
         deployed = loaded.deploy(opened, tiles=tiles)
         if name is not None:
             registered = register(opened, name, target, deployed, replace)

@@ -24,7 +24,6 @@ from sidra.client.deployments import DeployedRegion, Deployment
 from sidra.drivers import (
     Board,
     FailedPrecondition,
-    NotFound,
     Region,
 )
 from sidra.training.atomic_files import write_atomically
@@ -35,7 +34,7 @@ __all__ = [
     "DeploymentName",
     "RequiredServer",
     "Target",
-    "check_name_free",
+    "check_registration",
     "describe",
     "list_deployments",
     "pull",
@@ -83,18 +82,17 @@ def remote(board: Board, option: str) -> RemoteBoard:
     return board
 
 
-def check_name_free(board: Board, name: str, replace: bool) -> None:
-    """Before anything is programmed: ``name`` is free on the server, or ``replace``."""
-    try:
-        existing = remote(board, "'--name'").deployments.get(name)
-    except NotFound:
-        return
-    if not replace:
-        raise typer.BadParameter(
-            f"deployment {name!r} exists (registered by {existing.principal!r}, tiles "
-            f"{list(existing.tiles)}); choose another name or add --replace",
-            param_hint="'--name'",
-        )
+def check_registration(
+    board: Board, name: str, target: Target, tiles: Sequence[int], replace: bool
+) -> None:
+    """Before anything is programmed: the server would register ``target`` deployed
+    with ``tiles`` under ``name`` (the name free, or the caller's to replace; the regions
+    inside their tiles), so that a refusal leaves the board unwritten."""
+    planned = DeployedModel.planned_regions(target.model, board, tiles)
+    remote(board, "'--name'").deployments.add(
+        name, target.data, planned, description=describe(target.model, Path(target.label).name),
+        replace=replace, validate_only=True,
+    )  # fmt: skip
 
 
 def describe(model: TrainedModel, source: str) -> str:

@@ -235,6 +235,25 @@ class LayerHeld:
         }
 
 
+def _analog_layers(
+    model: TrainedModel, board: Board, placement: Placement, read_repeats: int
+) -> list[AnalogLinear]:
+    """``model``'s layers as analog layers on ``placement``'s tiles (nothing written)."""
+    return [
+        AnalogLinear(
+            board, placement.of(shape.name), layer.inputs, layer.outputs,
+            weight_limit=layer.weight_limit, input_clip=layer.input_clip,
+            read_repeats=read_repeats, mapping=layer.mapping,
+            reference_column=layer.reference_column, digital_bias=layer.digital_bias,
+        )
+        for shape, layer in zip(model.shapes(), model.layers, strict=True)
+    ]  # fmt: skip
+
+
+def _regions(layers: Sequence[AnalogLinear]) -> list[tuple[int, Region]]:
+    return [(block.tile, block.region) for layer in layers for block in layer.blocks]
+
+
 class DeployedModel:
     """A :class:`TrainedModel` on a board, ready for inference: programmed there, or
     found held by tiles programmed before (``held=True``)."""
@@ -263,15 +282,7 @@ class DeployedModel:
         self.board = board
         self.placement: Placement = model.placement(board.info, tiles)
         shapes = model.shapes()
-        self.layers = [
-            AnalogLinear(
-                board, self.placement.of(shape.name), layer.inputs, layer.outputs,
-                weight_limit=layer.weight_limit, input_clip=layer.input_clip,
-                read_repeats=read_repeats, mapping=layer.mapping,
-                reference_column=layer.reference_column, digital_bias=layer.digital_bias,
-            )
-            for shape, layer in zip(shapes, model.layers, strict=True)
-        ]  # fmt: skip
+        self.layers = _analog_layers(model, board, self.placement, read_repeats)
         named = list(zip(shapes, self.layers, model.layers, strict=True))
         self.programming: tuple[LayerProgramming, ...] = ()
         """What write-verify reached on each layer, input side first (none when held)."""
@@ -294,7 +305,16 @@ class DeployedModel:
     def regions(self) -> list[tuple[int, Region]]:
         """The tile regions the model's layers take, input layer first (one per tile):
         what a server keeps of a deployment (deployments.proto)."""
-        return [(block.tile, block.region) for layer in self.layers for block in layer.blocks]
+        return _regions(self.layers)
+
+    @staticmethod
+    def planned_regions(
+        model: TrainedModel, board: Board, tiles: Sequence[int] = ()
+    ) -> list[tuple[int, Region]]:
+        """The regions :meth:`regions` would give once ``model`` is deployed on ``board``
+        with ``tiles``, found without a board call (PlacementError when it does not fit)."""
+        placement = model.placement(board.info, tiles)
+        return _regions(_analog_layers(model, board, placement, 1))
 
     def _find_held(self, named: list[tuple[LayerShape, AnalogLinear, ModelLayer]]) -> None:
         for _, analog, layer in named:

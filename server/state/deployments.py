@@ -92,12 +92,18 @@ class DeploymentRecords:
         *,
         replace_existing: bool = False,
         admin: bool = False,
+        validate_only: bool = False,
     ) -> DeploymentRow:
         """Stores ``row`` (its regions' digests taken here) with ``model``; returns it as
         stored. FailedPrecondition when the board or a region's cells were never
         programmed through the store; AlreadyExists for a name in use without
         ``replace_existing``; PermissionDenied when replacing another principal's
-        deployment without ``admin``."""
+        deployment without ``admin``. ``validate_only``: the name checked alone (the
+        cells may not be programmed yet), nothing stored."""
+        if validate_only:
+            with self.store._reading("check deployment") as db:
+                self._check_name(db, row, replace_existing, admin)
+            return _with_model(row, model)
         with self.store._writing("record deployment") as db:
             board = self.store._board_or_none(db, row.board_serial)
             if board is None:
@@ -106,18 +112,8 @@ class DeploymentRecords:
                     "server; program the model's layers first, then register them"
                 )
             regions = self._digested(db, board, row.regions)
-            existing = db.execute(
-                "SELECT principal FROM deployments WHERE board_serial = ? AND name = ?",
-                (row.board_serial, row.name),
-            ).fetchone()
-            if existing is not None:
-                _check_replace(row.name, str(existing[0]), row.principal, replace_existing, admin)
-            stored = replace(
-                row,
-                regions=regions,
-                model_sha256=hashlib.sha256(model).digest(),
-                model_bytes=len(model),
-            )
+            self._check_name(db, row, replace_existing, admin)
+            stored = replace(_with_model(row, model), regions=regions)
             db.execute(
                 "INSERT OR REPLACE INTO deployments (board_serial, name, principal, "
                 "created_unix_s, description, model, model_sha256, regions_json) "
@@ -128,6 +124,16 @@ class DeploymentRecords:
                 ),
             )  # fmt: skip
             return stored
+
+    def _check_name(
+        self, db: sqlite3.Connection, row: DeploymentRow, replace_existing: bool, admin: bool
+    ) -> None:
+        existing = db.execute(
+            "SELECT principal FROM deployments WHERE board_serial = ? AND name = ?",
+            (row.board_serial, row.name),
+        ).fetchone()
+        if existing is not None:
+            _check_replace(row.name, str(existing[0]), row.principal, replace_existing, admin)
 
     def get(self, board_serial: str, name: str, *, with_model: bool = False) -> DeploymentRow:
         """The deployment ``name`` of the board, each region's intactness checked;
@@ -245,6 +251,10 @@ def _rewriter(
     if row is None:
         return "", 0.0
     return str(row[0]), datetime.fromisoformat(str(row[1])).timestamp()
+
+
+def _with_model(row: DeploymentRow, model: bytes) -> DeploymentRow:
+    return replace(row, model_sha256=hashlib.sha256(model).digest(), model_bytes=len(model))
 
 
 def _regions_json(regions: Sequence[DeployedRegionRow]) -> str:

@@ -180,6 +180,9 @@ def test_a_name_is_taken_until_its_owner_or_an_admin_replaces_or_deletes_it(
                 bob.deployments.add("shared", model_file(2), [(1, LAYER)], replace=True)
             with pytest.raises(PermissionDenied):
                 bob.deployments.delete("shared")
+            with pytest.raises(PermissionDenied, match="only they or an admin"):
+                bob.deployments.add("shared", model_file(2), [(1, LAYER)], replace=True,
+                                    validate_only=True)  # fmt: skip
             with pytest.raises(PermissionDenied, match="programmer"):  # a viewer's role
                 eve.deployments.add("mine", model_file(), [(1, LAYER)])
             assert [d.principal for d in eve.deployments.list()] == ["alice"]  # may read
@@ -196,6 +199,26 @@ def test_a_name_is_taken_until_its_owner_or_an_admin_replaces_or_deletes_it(
         finally:
             for client in clients.values():
                 client.close()
+
+
+def test_validate_only_checks_all_but_the_cells_and_keeps_nothing(board: RemoteBoard) -> None:
+    """What a client asks before it programs: the same refusals as AddDeployment's, bar
+    the cells' programming, and nothing kept."""
+    checked = board.deployments.add("m", model_file(), [(2, LAYER)], validate_only=True)
+    assert checked.name == "m" and checked.model_sha256 == hashlib.sha256(model_file()).hexdigest()
+    assert board.deployments.list() == []  # nothing programmed on tile 2, nothing kept
+    program(board, 2, LAYER, 30.0)
+    board.deployments.add("m", model_file(), [(2, LAYER)])
+    with pytest.raises(AlreadyExists):
+        board.deployments.add("m", model_file(), [(3, LAYER)], validate_only=True)
+    with pytest.raises(OutOfRange) as refused:
+        board.deployments.add("n", model_file(), [(2, Region(0, 0, 257, 1))], validate_only=True)
+    assert refused.value.field == "regions[0].region.rows"
+    again = board.deployments.add("m", model_file(1), [(3, LAYER)], replace=True,
+                                  validate_only=True)  # fmt: skip
+    assert again.tiles == (3,)
+    [kept] = board.deployments.list()
+    assert kept.tiles == (2,) and kept.model_sha256 == hashlib.sha256(model_file()).hexdigest()
 
 
 def test_deployments_outlive_the_server(store: Path) -> None:

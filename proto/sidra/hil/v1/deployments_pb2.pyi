@@ -46,18 +46,20 @@ class Deployment(_message.Message):
     def __init__(self, name: _Optional[str] = ..., principal: _Optional[str] = ..., created_unix_s: _Optional[float] = ..., board_serial: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., model_bytes: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., intact: _Optional[bool] = ..., description: _Optional[str] = ..., model: _Optional[bytes] = ...) -> None: ...
 
 class AddDeploymentRequest(_message.Message):
-    __slots__ = ("name", "model", "regions", "description", "replace")
+    __slots__ = ("name", "model", "regions", "description", "replace", "validate_only")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: bytes
     regions: _containers.RepeatedCompositeFieldContainer[DeployedRegion]
     description: str
     replace: bool
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[bytes] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., description: _Optional[str] = ..., replace: _Optional[bool] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[bytes] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., description: _Optional[str] = ..., replace: _Optional[bool] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class GetDeploymentRequest(_message.Message):
     __slots__ = ("name", "include_model")
