@@ -263,3 +263,40 @@ def test_eval_plots_the_confusion_matrix_into_a_new_file(
     again = run_sidra("model", "eval", str(model), "--plot", str(figure))
     assert again.returncode == 2 and "'--plot'" in again.stderr
     assert figure.stat().st_mtime_ns == written  # refused before anything ran
+
+
+def test_eval_on_several_boards_reports_each_and_the_spread(
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    model, summary = trained
+    y1 = "emu://?preset=sidra-y1&seed={}"
+    log = tmp_path / "boards.csv"
+    boards = [y1.format(seed) for seed in (3, 4, 5)] + [IDEAL.format(6)]
+    report = sidra_json("model", "eval", str(model), *(a for b in boards for a in ("--board", b)),
+                        "--log", str(log))  # fmt: skip
+    alone = sidra_json("model", "eval", str(model), "--board", y1.format(4))
+    accuracies = [r["accuracy"] for r in report["boards"]]
+    assert [r["board"] for r in report["boards"]] == [
+        "SIDRA-Y1 EMU-3 (sidra-y1)", "SIDRA-Y1 EMU-4 (sidra-y1)", "SIDRA-Y1 EMU-5 (sidra-y1)",
+        "SIDRA-IDEAL EMU-6 (ideal)",
+    ]  # fmt: skip
+    assert accuracies[1] == alone["accuracy"]  # each board as if it were alone
+    assert accuracies[3] == summary["test_accuracy"]  # the ideal board scores the run's figure
+    spread = report["accuracy"]
+    assert spread["boards"] == 4 and spread["mean"] == pytest.approx(np.mean(accuracies))
+    assert spread["std"] == pytest.approx(np.std(accuracies, ddof=1)) and spread["std"] > 0
+    assert (spread["min"], spread["max"]) == (min(accuracies), max(accuracies))
+    with log.open(newline="") as kept:
+        assert [row["board"] for row in csv.DictReader(kept)] == [
+            r["board"] for r in report["boards"]
+        ]
+    text = unwrapped(run_sidra("model", "eval", str(model), "--board", IDEAL.format(1),
+                               "--board", IDEAL.format(2)).stdout)  # fmt: skip
+    assert f"accuracy{100 * summary['test_accuracy']:.2f}±0.00%" in text
+    for refused, hint in (
+        (("--server", "127.0.0.1:1"), "'--board'"),
+        (("--plot", str(tmp_path / "cm.png")), "'--plot'"),
+    ):
+        result = run_sidra("model", "eval", str(model), "--board", IDEAL.format(1), "--board",
+                           IDEAL.format(2), *refused)  # fmt: skip
+        assert result.returncode == 2 and hint in result.stderr

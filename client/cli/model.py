@@ -153,11 +153,23 @@ def show(model: ModelPath, as_json: AsJson = False) -> None:
         console.print(f"trained {key}: {value}")
 
 
+BOARD_DEFAULT: list[str] = ["emu://"]
+"""--board not given: the default in-process emulator."""
+
+
 @model_app.command("eval")
 def evaluate(
     model: OptionalModelPath = None,
     deployment: DeploymentOption = None,
-    board: BoardUrl = "emu://",
+    boards: Annotated[
+        list[str],
+        typer.Option(
+            "--board",
+            help="Board URL opened in-process. Given several times, the model runs on each "
+            "in turn and the spread of its accuracy across them is reported (one chip to "
+            "the next, or one emulated device draw to the next: ...&seed=1, ...&seed=2).",
+        ),
+    ] = BOARD_DEFAULT,
     server: ServerAddress = None,
     dataset: Annotated[
         str | None,
@@ -175,14 +187,15 @@ def evaluate(
         Path | None,
         typer.Option(
             help="Append one CSV row of this evaluation to this file (made with its header "
-            "when new): a model run every day with --held shows its drift over time."
+            "when new; a row per board): a model run every day with --held shows its drift "
+            "over time."
         ),
     ] = None,
     plot: Annotated[
         Path | None,
         typer.Option(
-            help="Write the confusion matrix as a figure (.png, .svg or .pdf); an existing "
-            "file is not written over."
+            help="Write the confusion matrix as a figure (.png, .svg or .pdf; one board); an "
+            "existing file is not written over."
         ),
     ] = None,
     as_json: AsJson = False,
@@ -192,51 +205,120 @@ def evaluate(
     Also the confusion matrix (--json) and what write-verify reached on each layer. The
     board's tiles the model goes on are written (a served board's are leased for the
     call): use --tiles to keep it off tiles in use. The data set is split as when the
-    model was trained, so --split test runs samples it never saw.
+    model was trained, so --split test runs samples it never saw. With --board given
+    several times, each board in turn, and the accuracy's mean, spread and worst.
     """
     if log is not None:
         checked_log(log)
+    if len(boards) > 1:
+        if server is not None:
+            raise typer.BadParameter(
+                "--server runs the model on the board it serves; several --board URLs are "
+                "opened here", param_hint="'--board'",
+            )  # fmt: skip
+        if plot is not None:
+            raise typer.BadParameter(
+                f"draws one board's confusion matrix; got {len(boards)} --board URLs",
+                param_hint="'--plot'",
+            )
     if plot is not None:
         _new_file(plot, "'--plot'")
     held, tiles = _held_options(deployment, server, held, tiles)
     if deployment is None and model is not None:
         _loaded(model)  # a file that cannot be read is refused before any board is opened
-    with job_board(board, server, "sidra model eval") as opened:
-        target = target_of(opened, model, deployment)
-        loaded = target.model
-        data = _labelled(loaded, dataset)
-        if split is Split.TEST:
-            x, y = data.x_test, data.y_test
-        elif split is Split.TRAIN:
-            x, y = data.x_train, data.y_train
-        else:
-            x = np.vstack([data.x_train, data.x_test])
-            y = np.concatenate([data.y_train, data.y_test])
-        deployed = _deployed(loaded, opened, _tiles(target, tiles), read_repeats, held, calibrate)
-        check_regions(target, deployed)
-        result = deployed.evaluate(x, y)
-        where = _board_name(opened)
-    report = {
-        "model": target.label,
-        "board": where,
-        "dataset": data.name,
-        "split": split.value,
-        **result.to_json(),
-        "trained_test_accuracy": loaded.trained.get("test_accuracy"),
-        "placement": deployed.placement.summary(),
-        "programming": [p.to_json() for p in deployed.programming],
-        "held": [h.to_json() for h in deployed.held],
-        "calibration_gains": {str(tile): g for tile, g in deployed.gains.items()},
-    }
+    runs = []
+    for url in boards:
+        with job_board(url, server, "sidra model eval") as opened:
+            target = target_of(opened, model, deployment)
+            data = _labelled(target.model, dataset)
+            x, y = _samples_of(data, split)
+            deployed = _deployed(
+                target.model, opened, _tiles(target, tiles), read_repeats, held, calibrate
+            )
+            check_regions(target, deployed)
+            runs.append((_board_name(opened), deployed, deployed.evaluate(x, y)))
+    reports = [
+        {
+            "model": target.label,
+            "board": where,
+            "dataset": data.name,
+            "split": split.value,
+            **result.to_json(),
+            "trained_test_accuracy": target.model.trained.get("test_accuracy"),
+            "placement": deployed.placement.summary(),
+            "programming": [p.to_json() for p in deployed.programming],
+            "held": [h.to_json() for h in deployed.held],
+            "calibration_gains": {str(tile): g for tile, g in deployed.gains.items()},
+        }
+        for where, deployed, result in runs
+    ]
     if log is not None:
-        row = log_row(target.label, target.data, where, data.name, split.value, deployed, result)
-        append_row(log, row)
+        for where, deployed, result in runs:
+            row = log_row(
+                target.label, target.data, where, data.name, split.value, deployed, result
+            )
+            append_row(log, row)
     if plot is not None:
+        [(where, _, result)] = runs
         result.plot(plot, f"{target.label} on {where} ({data.name}, {split.value})")
-    if as_json:
-        typer.echo(json.dumps(report))
+    if len(runs) > 1:
+        _report_boards(reports, as_json)
         return
-    _print_evaluation(report, result, deployed, Console())
+    if as_json:
+        typer.echo(json.dumps(reports[0]))
+        return
+    [(_, deployed, result)] = runs
+    _print_evaluation(reports[0], result, deployed, Console())
+
+
+def _samples_of(data: Dataset, split: Split) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """The samples and labels of ``split``."""
+    if split is Split.TEST:
+        return data.x_test, data.y_test
+    if split is Split.TRAIN:
+        return data.x_train, data.y_train
+    return np.vstack([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])
+
+
+def _report_boards(reports: list[dict[str, Any]], as_json: bool) -> None:
+    """An evaluation on several boards: each board's, then the accuracy's spread."""
+    accuracies = np.array([r["accuracy"] for r in reports])
+    spread = {
+        "boards": len(reports),
+        "mean": float(accuracies.mean()),
+        "std": float(accuracies.std(ddof=1)),
+        "min": float(accuracies.min()),
+        "max": float(accuracies.max()),
+    }
+    if as_json:
+        first = reports[0]
+        typer.echo(json.dumps({
+            "model": first["model"], "dataset": first["dataset"], "split": first["split"],
+            "trained_test_accuracy": first["trained_test_accuracy"], "accuracy": spread,
+            "boards": reports,
+        }))  # fmt: skip
+        return
+    first = reports[0]
+    table = Table(title=f"{first['model']} on {len(reports)} boards ({first['dataset']}, "
+                  f"{first['split']})")  # fmt: skip
+    for column in ("board", "accuracy", "unconverged cells", "time / sample", "energy / sample"):
+        table.add_column(column, justify="left" if column == "board" else "right")
+    for r in reports:
+        unconverged = sum(p["unconverged_cells"] for p in r["programming"])
+        table.add_row(
+            r["board"], f"{100 * r['accuracy']:.2f} %",
+            str(unconverged) if r["programming"] else "-",
+            f"{r['time_per_sample_ns']:.1f} ns", f"{r['energy_per_sample_nj']:.1f} nJ",
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    trained = first["trained_test_accuracy"]
+    when = f"; {100 * trained:.2f} % when trained (test)" if isinstance(trained, float) else ""
+    console.print(
+        f"accuracy {100 * spread['mean']:.2f} ± {100 * spread['std']:.2f} % (mean ± standard "
+        f"deviation over {len(reports)} boards), worst {100 * spread['min']:.2f} %, best "
+        f"{100 * spread['max']:.2f} %{when}"
+    )
 
 
 @model_app.command()
