@@ -30,6 +30,7 @@ from sidra.client.jobs import (
     JobInfo,
     job_method,
     list_request,
+    priority_request,
     submit_request,
     watch_retry,
 )
@@ -112,6 +113,12 @@ class AsyncJobs:
         """Asks the job to stop (jobs.proto, "Cancellation"); watch it to its end."""
         request = pb.CancelJobRequest(job_id=checked_job_id(job_id))
         return JobInfo.from_pb(await self._call("CancelJob", request, pb.Job))
+
+    async def set_priority(self, job_id: str, priority: int) -> JobInfo:
+        """Gives a queued job another priority (:meth:`Jobs.set_priority
+        <sidra.client.jobs.Jobs.set_priority>`)."""
+        request = priority_request(job_id, priority)
+        return JobInfo.from_pb(await self._call("SetJobPriority", request, pb.Job))
 
     async def delete(self, job_id: str) -> int:
         """Deletes an ended job (:meth:`Jobs.delete <sidra.client.jobs.Jobs.delete>`)."""

@@ -48,7 +48,9 @@ __all__ = [
     "JobEvent",
     "JobInfo",
     "Jobs",
+    "checked_priority",
     "job_method",
+    "priority_request",
     "submit_request",
     "watch_retry",
 ]
@@ -239,6 +241,13 @@ class Jobs:
             self._call("CancelJob", pb.CancelJobRequest(job_id=checked_job_id(job_id)), pb.Job)
         )
 
+    def set_priority(self, job_id: str, priority: int) -> JobInfo:
+        """Gives a queued job another priority (-10 .. 10, higher first; above 0 an
+        admin's); returns the job as it is then (running, if that let it start)."""
+        return JobInfo.from_pb(
+            self._call("SetJobPriority", priority_request(job_id, priority), pb.Job)
+        )
+
     def delete(self, job_id: str) -> int:
         """Deletes an ended job with its events and record; returns the bytes of record
         files deleted (a running job is refused: cancel it first)."""
@@ -289,6 +298,20 @@ class Jobs:
             raise from_rpc_error(exc) from exc
 
 
+def priority_request(job_id: str, priority: int) -> pb.SetJobPriorityRequest:
+    """SetJobPriority's request; a priority outside -10 .. 10 refused before it is sent."""
+    return pb.SetJobPriorityRequest(
+        job_id=checked_job_id(job_id), priority=checked_priority(priority)
+    )
+
+
+def checked_priority(priority: int) -> int:
+    """``priority`` if it is an integer in -10 .. 10 (jobs.proto); InvalidArgument otherwise."""
+    if not is_integer(priority) or not -10 <= priority <= 10:
+        raise InvalidArgument("priority", priority, "an integer in -10 .. 10")
+    return int(priority)
+
+
 def list_request(principal: str, limit: int, states: Sequence[str]) -> pb.ListJobsRequest:
     """ListJobs' request (:meth:`Jobs.list`); InvalidArgument naming ``states`` for a
     state name the client does not know."""
@@ -319,8 +342,7 @@ def submit_request(
         raise InvalidArgument("resume_checkpoint", type(resume_checkpoint).__name__, allowed)
     if not isinstance(queue, bool):
         raise InvalidArgument("queue", type(queue).__name__, "True or False")
-    if not is_integer(priority) or not -10 <= priority <= 10:
-        raise InvalidArgument("priority", priority, "an integer in -10 .. 10")
+    checked_priority(priority)
     if options is not None and not isinstance(options, Mapping):
         allowed = "a mapping of option names to values, e.g. {'steps': 1000}"
         raise InvalidArgument("options", type(options).__name__, allowed)

@@ -222,6 +222,33 @@ def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
     )
 
 
+@jobs_app.command("priority")
+def set_priority(
+    job_id: JobId,
+    priority: Annotated[
+        int,
+        typer.Option(
+            "--priority",
+            min=-10,
+            max=10,
+            help="The new priority, -10 .. 10: higher goes first; below 0 gives way to "
+            "everyone's, above 0 needs the admin role.",
+            show_default=False,
+        ),
+    ],
+    server: Server,
+    as_json: AsJson = False,
+) -> None:
+    """Change a queued job's place in the server's queue (yours; an admin's: anyone's)."""
+    with _server(server, "priority") as board:
+        job = board.jobs.set_priority(job_id, priority)
+    if as_json:
+        typer.echo(json.dumps(job.as_dict()))
+        return
+    where = f"queued: {job.message}" if job.state == "queued" else job.state
+    typer.echo(f"job {job.job_id}: priority {job.priority:+d}; {where}")
+
+
 @jobs_app.command("delete")
 def delete(
     job_ids: Annotated[

@@ -59,6 +59,8 @@ from sidra.server.jobs.runner import (
     load_runner,
 )
 from sidra.server.jobs.submission import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
     Submission,
     checked_submission,
 )
@@ -121,6 +123,15 @@ class NotJobOwner(PermissionError):
 
 class PriorityNotAllowed(PermissionError):
     """A priority above 0 asked by a principal who is not an admin (PERMISSION_DENIED)."""
+
+
+def check_priority_allowed(priority: int, principal: str, admin: bool) -> None:
+    """A priority above 0 (before everyone's jobs) is an admin's to give."""
+    if priority > 0 and not admin:
+        raise PriorityNotAllowed(
+            f"priority: got {priority}, expected -10 .. 0 for principal {principal!r}: a job "
+            "above 0 goes before everyone's, which needs the admin role"
+        )
 
 
 class JobManager:
@@ -789,6 +800,36 @@ class JobManager:
                 live.cancel.set()
                 log.info("job %s: cancel asked by %s; it stops at its next board call",
                          job_id, principal)  # fmt: skip
+            return self._snapshot(live)
+
+    def set_priority(self, job_id: str, priority: int, principal: str, *, admin: bool) -> JobRow:
+        """Gives the queued job ``job_id`` of ``principal`` (an admin: anyone's) the new
+        ``priority``, stored and logged as an event; the queue then takes its passes in
+        the new order. A job that is not queued is refused (FailedPrecondition)."""
+        if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise OutOfRange("priority", priority, f"{MIN_PRIORITY} .. {MAX_PRIORITY}")
+        job = self.get(job_id)
+        if job.principal != principal and not admin:
+            raise NotJobOwner(
+                f"job {job_id} belongs to {job.principal!r}; a principal changes only its own "
+                "jobs' priority (an admin anyone's)"
+            )
+        check_priority_allowed(priority, principal, admin)
+        with self._changed:
+            live = self._live.get(job_id)
+            if live is None or live.row.state != "queued":
+                raise FailedPrecondition(
+                    f"job {job_id} is {job.state}, not queued: a priority orders only the queue"
+                )
+            before, live.row.priority = live.row.priority, priority
+            self._event(live, "log", message=f"priority {before} -> {priority}, set by {principal}")
+            assert self.records is not None  # a queued job was stored
+            self.records.update(live.row, live.events[live.stored :])
+            live.stored = len(live.events)
+        log.info("job %s: priority %d -> %d, set by %s", job_id, before, priority, principal)
+        self._queue.run_pass()  # it may start at once
+        self._queue.kick()
+        with self._changed:
             return self._snapshot(live)
 
     def delete(self, job_id: str, principal: str, *, admin: bool) -> int:

@@ -20,7 +20,13 @@ from google.protobuf.message import Message
 
 from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
 from sidra.hil.v1 import jobs_pb2 as pb
-from sidra.server.jobs.manager import JobManager, JobNotFound, NotJobOwner, PriorityNotAllowed
+from sidra.server.jobs.manager import (
+    JobManager,
+    JobNotFound,
+    NotJobOwner,
+    PriorityNotAllowed,
+    check_priority_allowed,
+)
 from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.state.jobs import JobEventRow, JobRow
@@ -79,12 +85,7 @@ class JobServicer:
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> Message:
         principal, admin = self.caller_of(context)
-        if request.priority > 0 and not admin:
-            raise PriorityNotAllowed(
-                f"priority: got {request.priority}, expected -10 .. 0 for principal "
-                f"{principal!r}: a job above 0 goes before everyone's, which needs the admin "
-                "role"
-            )
+        check_priority_allowed(request.priority, principal, admin)
         job = self.manager.submit(
             principal, request.kind, request.options_json, request.dataset,
             request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
@@ -122,6 +123,13 @@ class JobServicer:
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> Message:
         principal, admin = self.caller_of(context)
         return job_message(self.manager.cancel(request.job_id, principal, admin=admin))
+
+    def SetJobPriority(
+        self, request: pb.SetJobPriorityRequest, context: grpc.ServicerContext
+    ) -> Message:
+        principal, admin = self.caller_of(context)
+        job = self.manager.set_priority(request.job_id, request.priority, principal, admin=admin)
+        return job_message(job)
 
     def DeleteJob(self, request: pb.DeleteJobRequest, context: grpc.ServicerContext) -> Message:
         principal, admin = self.caller_of(context)

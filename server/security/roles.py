@@ -15,7 +15,7 @@ session and leasing tiles an operator's (a lease also guards reads when the serv
 makes them exclusive). Leases themselves are checked by ``sidra.server.sessions``.
 
 Jobs (``sidra.hil.v1.JobService``): listing, reading and watching them is a viewer's;
-submitting and cancelling a programmer's.
+submitting, cancelling and reordering a programmer's.
 
 Deployments (``sidra.hil.v1.DeploymentService``): listing and reading them is a viewer's;
 adding and deleting one a programmer's (deleting another principal's, an admin's).
@@ -131,6 +131,7 @@ JOB_ROLES: Mapping[str, Role] = MappingProxyType(
         "SubmitJob": Role.PROGRAMMER,
         "CancelJob": Role.PROGRAMMER,
         "DeleteJob": Role.PROGRAMMER,
+        "SetJobPriority": Role.PROGRAMMER,
     }
 )
 """The role each JobService RPC needs: a job writes the array as a programmer's calls

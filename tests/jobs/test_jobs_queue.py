@@ -451,3 +451,76 @@ def _jobs_table(address: str, *args: str) -> str:
                                env={"COLUMNS": "200"})  # fmt: skip
     assert shown.exit_code == 0, shown.output
     return re.sub(r" +", " ", shown.output)  # one space between columns
+
+
+def test_a_queued_job_s_priority_changes_its_place_and_only_as_submission_allows(
+    tmp_path: Path,
+) -> None:
+    """Bob queues two jobs for a tile Alice's holds; lowering the first (his own) puts the
+    second ahead, which starts first; he may not raise his, nor change Alice's; the
+    admin raises one above 0; a running job, an unknown one and a priority out of range
+    are refused, naming why; the change is stored and logged."""
+    tokens_file = tmp_path / "tokens.toml"
+    token = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER, root=Role.ADMIN)
+    store = tmp_path / "s.sqlite3"
+    with (
+        serving(store, tokens=TokensFile(tokens_file)) as address,
+        connect(address, token=token["alice"]) as alice,
+        connect(address, token=token["bob"]) as bob,
+        connect(address, token=token["root"]) as root,
+    ):
+        holder = _holding(alice, [0])
+        first = bob.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        second = bob.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        assert "queued, 1 ahead" in _until_message(bob, second.job_id)
+        lowered = bob.jobs.set_priority(first.job_id, -4)
+        assert (lowered.state, lowered.priority) == ("queued", -4)
+        _until(lambda: bob.jobs.get(second.job_id).message.startswith("queued, 0 ahead"))
+        with pytest.raises(SidraError, match="PERMISSION_DENIED.*priority: got 2.*admin role"):
+            bob.jobs.set_priority(first.job_id, 2)
+        with pytest.raises(SidraError, match="PERMISSION_DENIED.*belongs to 'bob'"):
+            alice.jobs.set_priority(first.job_id, -1)
+        with pytest.raises(FailedPrecondition, match="is running, not queued"):
+            alice.jobs.set_priority(holder.job_id, -1)
+        with pytest.raises(SidraError, match="NOT_FOUND"):
+            root.jobs.set_priority("0123456789abcdef", 1)
+        with pytest.raises(InvalidArgument, match=r"priority: got 11, expected an integer"):
+            root.jobs.set_priority(first.job_id, 11)
+        stub = jobs_pb2_grpc.JobServiceStub(grpc.insecure_channel(address))
+        with pytest.raises(grpc.RpcError) as raw:
+            stub.SetJobPriority(
+                jobs_pb2.SetJobPriorityRequest(job_id=first.job_id, priority=-11),
+                metadata=[("authorization", f"Bearer {token['root']}")],
+            )
+        assert raw.value.code() == grpc.StatusCode.OUT_OF_RANGE
+        assert root.jobs.set_priority(second.job_id, 3).priority == 3  # an admin's to raise
+        alice.jobs.cancel(holder.job_id)
+        done = [bob.jobs.wait(second.job_id), bob.jobs.wait(first.job_id)]
+        events = [e.message for e in bob.jobs.watch(first.job_id) if e.kind == "log"]
+    assert [job.state for job in done] == ["succeeded"] * 2
+    assert done[0].started_unix_s < done[1].started_unix_s  # the second went first
+    assert "priority 0 -> -4, set by bob" in events
+    with StateStore(store) as kept:
+        assert JobRecords(kept).get(first.job_id).priority == -4
+        assert JobRecords(kept).get(second.job_id).priority == 3
+
+
+def test_sidra_jobs_priority_reorders_the_queue(tmp_path: Path) -> None:
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        holder = _holding(client, [1])
+        queued = client.jobs.submit("spsa", _on([1]), dataset="iris", queue=True)
+        said = run_sidra("jobs", "priority", queued.job_id, "--priority", "-3", "--server", address)
+        shown = client.jobs.get(queued.job_id)
+        refused = run_sidra(
+            "jobs", "priority", holder.job_id, "--priority", "1", "--server", address
+        )
+        out_of_range = run_sidra(
+            "jobs", "priority", queued.job_id, "--priority", "12", "--server", address
+        )
+        client.jobs.cancel(holder.job_id)
+        client.jobs.wait(queued.job_id)
+    assert said.returncode == 0, said.stderr
+    assert f"job {queued.job_id}: priority -3; queued" in said.stdout
+    assert shown.priority == -3
+    assert refused.returncode == 1 and "is running, not queued" in refused.stderr
+    assert out_of_range.returncode == 2

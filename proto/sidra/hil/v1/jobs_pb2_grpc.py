@@ -70,6 +70,11 @@ class JobServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
                 _registered_method=True)
+        self.SetJobPriority = channel.unary_unary(
+                '/sidra.hil.v1.JobService/SetJobPriority',
+                request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.SetJobPriorityRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -128,6 +133,19 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetJobPriority(self, request, context):
+        """Changes a queued job's priority (SubmitJobRequest.priority: in [-10, 10],
+        above 0 only by an admin); its own principal's, or an admin's for anyone's
+        job (PERMISSION_DENIED otherwise). The queue takes the new order at once and
+        the job logs the change as an event ("priority 0 -> 5, set by alice"). A
+        job that is not queued (running, or ended) is FAILED_PRECONDITION: a
+        priority orders only the queue. Answers the job as it is then (running, if
+        the change let it start at once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +183,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DeleteJob,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobResponse.SerializeToString,
+            ),
+            'SetJobPriority': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetJobPriority,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.SetJobPriorityRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +380,33 @@ class JobService:
             '/sidra.hil.v1.JobService/DeleteJob',
             sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetJobPriority(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.JobService/SetJobPriority',
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.SetJobPriorityRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,
