@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board, InvalidArgument, ProgramReport, Region
+from sidra.drivers import Board, Cost, InvalidArgument, ProgramReport, Region
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.model import ModelLayer, TrainedModel
@@ -205,13 +205,17 @@ class LayerHeld:
     """RMS of read minus target conductance, µS (drift, noise, what the write left)."""
     mean_deviation_us: float
     """Mean of read minus target conductance, µS (a common shift: drift's decay)."""
+    read_cost: Cost = Cost()
+    """Modeled board time (ns) and energy (nJ) of the reads this check made."""
 
     @classmethod
     def read(cls, name: str, layer: AnalogLinear, weights: Array) -> LayerHeld:
         """Reads every block of ``layer`` once and compares it with ``weights``' targets."""
-        read, target = [], []
+        read, target, cost = [], [], Cost()
         for block in layer.blocks:
-            read.append(layer.board.read_conductance(block.tile, block.region).conductances)
+            found = layer.board.read_conductance(block.tile, block.region)
+            read.append(found.conductances)
+            cost += found.cost
             target.append(layer.conductances(weights[block.rows, block.outputs]))
         g = np.concatenate([a.ravel() for a in read]).astype(np.float64)
         t = np.concatenate([a.ravel() for a in target]).astype(np.float64)
@@ -223,6 +227,7 @@ class LayerHeld:
             correlation=correlation,
             rms_deviation_us=float(np.sqrt(np.mean((g - t) ** 2))),
             mean_deviation_us=float(np.mean(g - t)),
+            read_cost=cost,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -232,6 +237,8 @@ class LayerHeld:
             "correlation": self.correlation,
             "rms_deviation_us": self.rms_deviation_us,
             "mean_deviation_us": self.mean_deviation_us,
+            "read_time_ns": self.read_cost.time_ns,
+            "read_energy_nj": self.read_cost.energy_nj,
         }
 
 
