@@ -61,10 +61,11 @@ def tcp_refusal(address: str, timeout_s: float = PROBE_S) -> str | None:
     return _probe(address, timeout_s)[0]
 
 
-def _hopeless(address: str) -> bool:
+def _hopeless(address: str, within_s: float = PROBE_S) -> bool:
     """Whether no server can be at ``address`` now: its port refuses, or its host is not
-    known (a host that does not answer may still)."""
-    return _probe(address, PROBE_S)[1]
+    known (a host that does not answer may still). The probe waits at most ``within_s``
+    (and :data:`PROBE_S`): a wait's probe does not outlast the wait."""
+    return _probe(address, max(min(PROBE_S, within_s), 0.01))[1]
 
 
 def _probe(address: str, timeout_s: float) -> tuple[str | None, bool]:
@@ -99,8 +100,11 @@ def wait_for_server(ready: Callable[[float], bool], address: str, wait_s: float)
         return None
     waited = time.monotonic() - start
     while waited < wait_s:
-        if _hopeless(address):
-            return waited
+        if _hopeless(address, wait_s - waited):
+            return time.monotonic() - start
+        waited = time.monotonic() - start  # a silent host took the probe's whole timeout
+        if waited >= wait_s:
+            break
         if ready(min(wait_s - waited, GIVE_UP_AFTER_S)):
             return None
         waited = time.monotonic() - start
@@ -116,8 +120,11 @@ async def wait_for_server_async(
         return None
     waited = time.monotonic() - start
     while waited < wait_s:
-        if await asyncio.to_thread(_hopeless, address):
-            return waited
+        if await asyncio.to_thread(_hopeless, address, wait_s - waited):
+            return time.monotonic() - start
+        waited = time.monotonic() - start
+        if waited >= wait_s:
+            break
         if await ready(min(wait_s - waited, GIVE_UP_AFTER_S)):
             return None
         waited = time.monotonic() - start

@@ -4,14 +4,22 @@ listens), an unknown host, or a connection that opens (then the handshake is to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
+import time
 
 import pytest
 
 from sidra.client import BoardUnavailable, connect
 from sidra.client.aio import connect as aio_connect
-from sidra.client.reachability import GIVE_UP_AFTER_S, host_port, tcp_refusal, wait_for_server
+from sidra.client.reachability import (
+    GIVE_UP_AFTER_S,
+    PROBE_S,
+    host_port,
+    tcp_refusal,
+    wait_for_server,
+)
 
 
 def _closed_port() -> int:
@@ -126,3 +134,37 @@ def test_the_wait_asks_again_while_a_host_is_merely_silent() -> None:
     assert waited == 0.05 and len(asked) >= 2
     refused = wait_for_server(lambda s: False, f"127.0.0.1:{_closed_port()}", 60)
     assert refused is not None and refused < 60
+
+
+def test_a_silent_host_s_probe_does_not_outlast_the_wait() -> None:
+    """A host that answers nothing (here: a listener whose accept queue is full, so its
+    kernel drops new connections' SYNs) keeps the wait going, and the probe made past
+    the grace is cut to what is left of the wait: the whole wait is not overrun by the
+    probe's own timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        filling = [socket.socket() for _ in range(3)]
+        try:
+            for sock in filling:
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.connect(("127.0.0.1", port))
+            time.sleep(0.2)
+            assert tcp_refusal(f"127.0.0.1:{port}", 0.3) is not None  # silent indeed
+
+            def waits_its_timeout(timeout_s: float) -> bool:
+                time.sleep(timeout_s)
+                return False
+
+            wait_s = GIVE_UP_AFTER_S + 0.4
+            start = time.monotonic()
+            waited = wait_for_server(waits_its_timeout, f"127.0.0.1:{port}", wait_s)
+            elapsed = time.monotonic() - start
+        finally:
+            for sock in filling:
+                sock.close()
+    assert waited == wait_s
+    # Without the cut: the grace, a whole probe (PROBE_S), then the rest of the wait.
+    assert elapsed < wait_s + PROBE_S / 2
