@@ -72,6 +72,8 @@ class Deployment:
     description: str
     model: bytes | None = None
     """The model file, when asked for (:meth:`Deployments.get` ``include_model``)."""
+    protected: bool = False
+    """Its regions refuse other principals' writes (deployments.proto "Protected")."""
 
     @property
     def tiles(self) -> tuple[int, ...]:
@@ -92,7 +94,7 @@ class Deployment:
                 )
                 for r in message.regions
             ),
-            message.intact, message.description, message.model or None,
+            message.intact, message.description, message.model or None, message.protected,
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
@@ -105,6 +107,7 @@ class Deployment:
             "model_sha256": self.model_sha256,
             "model_bytes": self.model_bytes,
             "intact": self.intact,
+            "protected": self.protected,
             "description": self.description,
             "regions": [
                 {
@@ -138,12 +141,14 @@ class Deployments:
         description: str = "",
         replace: bool = False,
         validate_only: bool = False,
+        protect: bool = False,
     ) -> Deployment:
         """Registers ``model`` (a model file's bytes), programmed into ``regions`` (tile,
         region with its sizes given) through this server, under ``name``.
         ``validate_only``: checks it all but the cells' programming, keeping nothing (a
-        client checks so before it programs)."""
-        request = add_request(name, model, regions, description, replace, validate_only)
+        client checks so before it programs). ``protect``: other principals' writes to
+        its regions are refused while it is registered."""
+        request = add_request(name, model, regions, description, replace, validate_only, protect)
         return Deployment.from_pb(self._call("AddDeployment", request, pb.Deployment))
 
     def get(self, name: str, *, include_model: bool = False) -> Deployment:
@@ -188,8 +193,9 @@ class AsyncDeployments:
         description: str = "",
         replace: bool = False,
         validate_only: bool = False,
+        protect: bool = False,
     ) -> Deployment:
-        request = add_request(name, model, regions, description, replace, validate_only)
+        request = add_request(name, model, regions, description, replace, validate_only, protect)
         return Deployment.from_pb(await self._call("AddDeployment", request, pb.Deployment))
 
     async def get(self, name: str, *, include_model: bool = False) -> Deployment:
@@ -225,12 +231,12 @@ def _method(rpc: str, request: Any, response: Any) -> dict[str, Any]:
 
 def add_request(
     name: str, model: bytes, regions: Sequence[tuple[int, Region]], description: str,
-    replace: bool, validate_only: bool = False,
+    replace: bool, validate_only: bool = False, protect: bool = False,
 ) -> pb.AddDeploymentRequest:  # fmt: skip
     """AddDeployment's request; a region that is not a Region refused naming it."""
     return pb.AddDeploymentRequest(
         name=name, model=model, description=description, replace=replace,
-        validate_only=validate_only,
+        validate_only=validate_only, protect=protect,
         regions=[_region_message(i, tile, region) for i, (tile, region) in enumerate(regions)],
     )  # fmt: skip
 

@@ -36,6 +36,7 @@ from sidra.server.observability import (
     watch_jobs,
     watch_store,
 )
+from sidra.server.protections import Protections
 from sidra.server.security import (
     RPC_ROLES,
     AccessControl,
@@ -183,10 +184,11 @@ def create_server(
         max_per_session=shm.max_regions_per_session, max_bytes=shm.max_region_mb * 2**20,
     )  # fmt: skip
     keeper.session_ended.append(shared.session_ended)
+    protections = Protections(board.info)
     servicer = BoardServicer(
         board, store, principal_of=principal_name, limits=per_principal,
         turns=turns, leases=keeper, admin_of=_is_admin, refusal_of=_refusal_of,
-        shared_memory=shared,
+        shared_memory=shared, protections=protections,
     )  # fmt: skip
     sessions = SessionServicer(
         keeper, caller_of=_caller, limits=per_principal, shared_memory=shared
@@ -203,8 +205,9 @@ def create_server(
     )  # fmt: skip
     watch_jobs(metrics, jobs.running, jobs.queued)
     deployments = DeploymentServicer(
-        lambda: board.info, store, caller_of=_caller, limits=per_principal
-    )
+        lambda: board.info, store, caller_of=_caller, limits=per_principal,
+        protections=protections,
+    )  # fmt: skip
     if store is not None:
         watch_store(metrics, store.disk_bytes)
         watch_deployments(metrics, deployments.counts)

@@ -30,6 +30,7 @@ from sidra.drivers import (
 from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.limits import PrincipalLimits
+from sidra.server.protections import Protections
 from sidra.server.routes import unary_service_handler
 from sidra.server.state import StateStore
 from sidra.server.state.deployments import DeployedRegionRow, DeploymentRecords, DeploymentRow
@@ -83,12 +84,21 @@ class DeploymentServicer:
         caller_of: CallerOf = _local_caller,
         limits: PrincipalLimits | None = None,
         clock: Callable[[], float] = time.time,
+        protections: Protections | None = None,
     ) -> None:
+        """``protections``: where protected deployments' regions are kept for the board's
+        calls to be checked against (:mod:`sidra.server.protections`), filled here with
+        those the store holds."""
         self.info = info
         self.records = None if store is None else DeploymentRecords(store)
         self.caller_of = caller_of
         self.limits = limits or PrincipalLimits()
         self.clock = clock
+        self.protections = protections
+        if protections is not None and self.records is not None:
+            for kept in self.records.of_board(info().serial_number):
+                if kept.protected:
+                    protections.keep(kept.name, kept.principal, _regions(kept))
 
     def _records(self) -> DeploymentRecords:
         if self.records is None:
@@ -119,12 +129,17 @@ class DeploymentServicer:
         regions = checked_regions(info, request.regions)
         row = DeploymentRow(
             info.serial_number, name, principal, self.clock(), request.description, b"", 0,
-            regions,
+            regions, protected=request.protect,
         )  # fmt: skip
         stored = self._records().add(
             row, request.model, replace_existing=request.replace, admin=admin,
             validate_only=request.validate_only,
         )  # fmt: skip
+        if self.protections is not None and not request.validate_only:
+            if stored.protected:
+                self.protections.keep(stored.name, stored.principal, _regions(stored))
+            else:
+                self.protections.drop(stored.name)
         return deployment_message(stored)
 
     def GetDeployment(self, request: pb.GetDeploymentRequest, context: Any) -> Message:
@@ -143,7 +158,13 @@ class DeploymentServicer:
         found = self._records().delete(
             self.info().serial_number, checked_name(request.name), principal, admin
         )
+        if self.protections is not None:
+            self.protections.drop(found.name)
         return deployment_message(found)
+
+
+def _regions(row: DeploymentRow) -> list[tuple[int, Region]]:
+    return [(r.tile, r.region) for r in row.regions]
 
 
 def _check_model(model: bytes) -> None:
@@ -220,7 +241,7 @@ def deployment_message(row: DeploymentRow) -> pb.Deployment:
         name=row.name, principal=row.principal, created_unix_s=row.created_unix_s,
         board_serial=row.board_serial, model_sha256=row.model_sha256,
         model_bytes=row.model_bytes, intact=row.intact, description=row.description,
-        model=row.model or b"",
+        model=row.model or b"", protected=row.protected,
         regions=[
             pb.DeployedRegion(
                 tile=r.tile, intact=r.intact, rewritten_by=r.rewritten_by,

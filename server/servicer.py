@@ -33,6 +33,7 @@ from sidra.hil.v1 import board_pb2 as pb
 from sidra.server.limits import PrincipalLimits, caller_key
 from sidra.server.memory import LARGE_REQUEST_BYTES, give_back_memory, note_call
 from sidra.server.parsing import parse_request
+from sidra.server.protections import Protections
 from sidra.server.recording import Recording, is_recorded
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.shared_memory import (
@@ -105,8 +106,12 @@ class BoardServicer:
         admin_of: AdminOf = lambda context: True,
         refusal_of: RefusalOf = lambda context, rpc: None,
         shared_memory: SharedMemoryStore | None = None,
+        protections: Protections | None = None,
     ) -> None:
         self.board = board
+        self.protections = protections
+        """Protected deployments' regions, kept from other principals' writes
+        (sidra.server.protections; None: none)."""
         self.shared_memory = shared_memory
         """Shared-memory registrations MVM and TransposeMVM may name (None: none offered)."""
         self.turns = turns or BoardTurns()
@@ -214,6 +219,8 @@ class BoardServicer:
                 )
             if leases is not None:
                 leases.admit(rpc, request, principal, session_id, admin=admin)
+            if self.protections is not None:
+                self.protections.admit(rpc, request, principal, admin=admin)
             result = self.board.run_step(request) if checked else self.board.run(request)
             if leases is not None:
                 leases.ran(request)
@@ -234,10 +241,13 @@ class BoardServicer:
         call would be (``record_later``: handed the recordings, as :meth:`run_in_turn`
         does). A step the board refuses stops the sequence there."""
         steps = request.checked(self.board.info).steps
-        leases = self.leases
-        if leases is not None:
-            for step in steps:
-                leases.admit(operation_of(step).rpc, step, principal, session_id, admin=admin)
+        leases, protections = self.leases, self.protections
+        for step in steps:
+            rpc = operation_of(step).rpc
+            if leases is not None:
+                leases.admit(rpc, step, principal, session_id, admin=admin)
+            if protections is not None:
+                protections.admit(rpc, step, principal, admin=admin)
         results = []
         for k, step in enumerate(steps):
             try:

@@ -301,3 +301,22 @@ def test_eval_on_several_boards_reports_each_and_the_spread(
         result = run_sidra("model", "eval", str(model), "--board", IDEAL.format(1), "--board",
                            IDEAL.format(2), *refused)  # fmt: skip
         assert result.returncode == 2 and hint in result.stderr
+
+
+def test_deploy_protect_is_kept_with_the_name(
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    from tests.jobs.jobs_support import serving
+
+    model, _ = trained
+    with serving(tmp_path / "state.sqlite3") as address:
+        nameless = run_sidra("model", "deploy", str(model), "--server", address, "--protect")
+        sidra_json("model", "deploy", str(model), "--server", address, "--tile", "2",
+                   "--name", "demo", "--protect")  # fmt: skip
+        [listed] = sidra_json("model", "list", "--server", address)
+        text = unwrapped(run_sidra("model", "list", "--server", address).stdout)
+    assert nameless.returncode == 2 and "--protectisforadeploymentkeptbyname" in unwrapped(
+        nameless.stderr
+    )
+    assert listed["protected"] and listed["intact"]
+    assert "yes," in text and "protected" in text  # the table wraps its cells

@@ -338,6 +338,13 @@ def deploy(
     replace: Annotated[
         bool, typer.Option(help="With --name: in place of your deployment of that name.")
     ] = False,
+    protect: Annotated[
+        bool,
+        typer.Option(
+            help="With --name: the server refuses other principals' writes to its tiles' "
+            "cells (Program, Perturb, Calibrate, their jobs) until it is undeployed."
+        ),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Program a model onto a board and leave it there, to run later with --held.
@@ -359,16 +366,18 @@ def deploy(
             "ends; give --server, or a board that keeps its tiles (serial://, pcie://)",
             param_hint="'--board'",
         )
-    if replace and name is None:
-        raise typer.BadParameter("--replace replaces a deployment: give --name")
+    if (replace or protect) and name is None:
+        raise typer.BadParameter(
+            f"--{'replace' if replace else 'protect'} is for a deployment kept by name: give --name"
+        )
     target = Target(loaded, str(model), model.read_bytes(), None)
     registered = None
     with job_board(board, server, "sidra model deploy") as opened:
         if name is not None:  # every refusal of the registration before anything is written
-            check_registration(opened, name, target, tiles, replace)
+            check_registration(opened, name, target, tiles, replace, protect)
         deployed = loaded.deploy(opened, tiles=tiles)
         if name is not None:
-            registered = register(opened, name, target, deployed, replace)
+            registered = register(opened, name, target, deployed, replace, protect)
         where = _board_name(opened)
     report = {
         "model": str(model),

@@ -83,7 +83,7 @@ def remote(board: Board, option: str) -> RemoteBoard:
 
 
 def check_registration(
-    board: Board, name: str, target: Target, tiles: Sequence[int], replace: bool
+    board: Board, name: str, target: Target, tiles: Sequence[int], replace: bool, protect: bool
 ) -> None:
     """Before anything is programmed: the server would register ``target`` deployed
     with ``tiles`` under ``name`` (the name free, or the caller's to replace; the regions
@@ -91,7 +91,7 @@ def check_registration(
     planned = DeployedModel.planned_regions(target.model, board, tiles)
     remote(board, "'--name'").deployments.add(
         name, target.data, planned, description=describe(target.model, Path(target.label).name),
-        replace=replace, validate_only=True,
+        replace=replace, validate_only=True, protect=protect,
     )  # fmt: skip
 
 
@@ -103,12 +103,14 @@ def describe(model: TrainedModel, source: str) -> str:
 
 
 def register(
-    board: Board, name: str, target: Target, deployed: DeployedModel, replace: bool
-) -> Deployment:
+    board: Board, name: str, target: Target, deployed: DeployedModel, replace: bool,
+    protect: bool,
+) -> Deployment:  # fmt: skip
     """Registers ``deployed`` (programmed just now) under ``name`` on the server."""
     return remote(board, "'--name'").deployments.add(
         name, target.data, deployed.regions(),
         description=describe(target.model, Path(target.label).name), replace=replace,
+        protect=protect,
     )  # fmt: skip
 
 
@@ -193,7 +195,7 @@ def _when(unix_s: float) -> str:
 
 def _intact_text(deployment: Deployment) -> str:
     if deployment.intact:
-        return "yes"
+        return "yes, protected" if deployment.protected else "yes"
     rewritten = {(r.tile, r.rewritten_by): r for r in deployment.regions if not r.intact}
     return "no: " + "; ".join(
         f"tile {tile} rewritten" + (f" by {by}, {_when(r.rewritten_unix_s)}" if by else "")

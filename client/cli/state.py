@@ -148,6 +148,7 @@ def _deployment_json(d: DeploymentRow) -> dict[str, Any]:
         "model_bytes": d.model_bytes,
         "description": d.description,
         "intact": d.intact,
+        "protected": d.protected,
         "regions": [
             {
                 "tile": r.tile,

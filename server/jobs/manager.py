@@ -214,12 +214,14 @@ class JobManager:
         *,
         queue: bool = False,
         priority: int = 0,
+        admin: bool = False,
     ) -> JobRow:
         """Starts a job of ``principal``; returns it as stored (state running).
         ``resume_checkpoint``: the checkpoint it goes on from (empty: none). ``queue``:
         a job that cannot start now waits in the queue instead of being refused
         (returned queued, or running if it could start at once). ``priority``: its place
-        in the queue before turns (who may raise it is the caller's to check)."""
+        in the queue before turns (who may raise it is the caller's to check). A job on
+        tiles of another principal's protected deployment is refused unless ``admin``."""
         records = self.records
         if records is None:
             raise FailedPrecondition(
@@ -233,6 +235,11 @@ class JobManager:
             runner, self.servicer.board.info, kind, options_json, dataset, lease_wait_s,
             resume_checkpoint, priority,
         )  # fmt: skip
+        protections = self.servicer.protections
+        if protections is not None:
+            count = self.servicer.board.info.tile_count
+            tiles = range(count) if job.whole_board else job.tiles
+            protections.check_tiles(tiles, principal, admin=admin)
         if queue:
             return self._enqueue(records, runner, principal, job)
         with self._reserved(principal):

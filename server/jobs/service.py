@@ -89,7 +89,7 @@ class JobServicer:
         job = self.manager.submit(
             principal, request.kind, request.options_json, request.dataset,
             request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
-            priority=request.priority,
+            priority=request.priority, admin=admin,
         )  # fmt: skip
         return job_message(job)
 

@@ -31,7 +31,7 @@ __all__ = ["DeployedRegionRow", "DeploymentRecords", "DeploymentRow", "region_di
 
 _COLUMNS = (
     "board_serial, name, principal, created_unix_s, description, model_sha256, "
-    "length(model), regions_json"
+    "length(model), regions_json, protected"
 )
 
 
@@ -72,6 +72,8 @@ class DeploymentRow:
     model_bytes: int
     regions: tuple[DeployedRegionRow, ...]
     model: bytes | None = None
+    protected: bool = False
+    """Whether its regions refuse other principals' writes (deployments.proto)."""
 
     @property
     def intact(self) -> bool:
@@ -116,11 +118,12 @@ class DeploymentRecords:
             stored = replace(_with_model(row, model), regions=regions)
             db.execute(
                 "INSERT OR REPLACE INTO deployments (board_serial, name, principal, "
-                "created_unix_s, description, model, model_sha256, regions_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_unix_s, description, model, model_sha256, regions_json, protected) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     stored.board_serial, stored.name, stored.principal, stored.created_unix_s,
                     stored.description, model, stored.model_sha256, _regions_json(regions),
+                    int(stored.protected),
                 ),
             )  # fmt: skip
             return stored
@@ -228,7 +231,8 @@ class DeploymentRecords:
                     bytes(row[5]),
                     int(row[6]),
                     tuple(regions),
-                    bytes(row[8]) if len(row) > 8 else None,
+                    bytes(row[9]) if len(row) > 9 else None,
+                    bool(row[8]),
                 )  # fmt: skip
             )
         return found

@@ -234,9 +234,9 @@ _V8 = Migration(
     8,
     (
         # A trained network programmed into regions of a board's tiles, kept under a name
-        # (deployments.proto): the model file, and each region with the SHA-256 of its
+        # (deployments.proto): the model file, each region with the SHA-256 of its
         # golden targets when it was registered, as JSON [[tile, row_offset, col_offset,
-        # rows, cols, "hex digest"], ...].
+        # rows, cols, "hex digest"], ...], and whether others' writes are kept off them.
         """CREATE TABLE deployments (
             board_serial TEXT NOT NULL REFERENCES boards (serial_number),
             name TEXT NOT NULL,
@@ -246,6 +246,7 @@ _V8 = Migration(
             model BLOB NOT NULL,
             model_sha256 BLOB NOT NULL CHECK (length(model_sha256) = 32),
             regions_json TEXT NOT NULL,
+            protected INTEGER NOT NULL CHECK (protected IN (0, 1)),
             PRIMARY KEY (board_serial, name)
         )""",
     ),

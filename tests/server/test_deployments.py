@@ -32,7 +32,7 @@ from sidra.drivers import (
     Region,
     open_board,
 )
-from sidra.drivers.requests import ProgramRequest
+from sidra.drivers.requests import ProgramRequest, SequenceRequest
 from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.app import create_server
@@ -219,6 +219,64 @@ def test_validate_only_checks_all_but_the_cells_and_keeps_nothing(board: RemoteB
     assert again.tiles == (3,)
     [kept] = board.deployments.list()
     assert kept.tiles == (2,) and kept.model_sha256 == hashlib.sha256(model_file()).hexdigest()
+
+
+def test_a_protected_deployment_keeps_other_principals_writes_off_its_cells(
+    tmp_path: Path,
+) -> None:
+    """Alice protects her model on tile 1: Bob's writes that touch its cells are refused
+    naming it (Program, Perturb, Calibrate, a sequence's step, a job), and change
+    nothing; his reads, his writes beside it, Alice's own and an admin's go through; the
+    protection outlives the server and ends with the deployment."""
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER, root=Role.ADMIN)
+    store = tmp_path / "s.sqlite3"
+    beside = Region(0, 10, 65, 5)
+    with serving(store, tokens=TokensFile(tokens_file)) as address:
+        alice, bob, root = (connect(address, token=tokens[n]) for n in ("alice", "bob", "root"))
+        try:
+            program(alice, 1, LAYER, 30.0)
+            kept = alice.deployments.add("demo", model_file(), [(1, LAYER)], protect=True)
+            assert kept.protected and bob.deployments.get("demo").protected
+            writes = bob.stats().cell_writes
+            refused = [
+                lambda: program(bob, 1, Region(64, 9, 2, 2), 20.0),
+                lambda: bob.perturb(1, 7, 1.0),  # the whole tile
+                lambda: bob.perturb(1, 7, 1.0, region=Region(0, 0, 1, 1)),
+                lambda: bob.calibrate(1),
+                lambda: bob.run(
+                    SequenceRequest(
+                        (
+                            ProgramRequest(1, np.full((1, 1), 20.0, np.float32), 100, 100),
+                            ProgramRequest(1, np.full((1, 1), 20.0, np.float32), 0, 0),
+                        )
+                    )
+                ),  # fmt: skip
+                lambda: bob.jobs.submit("spsa", {"steps": 4, "tiles": [1]}, dataset="iris"),
+            ]
+            for write in refused:
+                with pytest.raises(FailedPrecondition, match="deployment 'demo' of 'alice', prot"):
+                    write()
+            assert bob.stats().cell_writes == writes  # not even the sequence's first step
+            assert bob.deployments.get("demo").intact
+            bob.mvm(1, np.zeros((1, 256), np.float32))  # reads go on
+            program(bob, 1, beside, 20.0)  # cells beside it
+            program(bob, 2, LAYER, 20.0)  # another tile
+            program(alice, 1, LAYER, 30.0)  # its owner's
+            program(root, 1, LAYER, 30.0)  # an admin's
+        finally:
+            for client in (alice, bob, root):
+                client.close()
+    with serving(store, tokens=TokensFile(tokens_file)) as address:
+        with connect(address, token=tokens["bob"]) as bob, pytest.raises(FailedPrecondition):
+            program(bob, 1, LAYER, 20.0)
+        with connect(address, token=tokens["alice"]) as alice:
+            alice.deployments.add("demo", model_file(), [(1, LAYER)], replace=True)  # unprotected
+        with connect(address, token=tokens["bob"]) as bob:
+            program(bob, 1, LAYER, 20.0)
+            assert (
+                not bob.deployments.get("demo").intact and not bob.deployments.list()[0].protected
+            )
 
 
 def test_deployments_outlive_the_server(store: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -244,10 +245,18 @@ def test_serve_refuses_the_network_without_protection() -> None:
 
 @contextmanager
 def sidra_serve(*args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
-    """``sidra serve ARGS`` running with ``env`` added; stopped with SIGTERM."""
-    proc = subprocess.Popen(
-        [*SIDRA, "serve", *args], stderr=subprocess.PIPE, text=True, env={**os.environ, **env}
-    )
+    """``sidra serve ARGS`` running with ``env`` added, its state store in a temporary
+    folder (these tests clear every SIDRA_ variable, the run's store path too: the
+    user's own store must not be touched); stopped with SIGTERM."""
+    with tempfile.TemporaryDirectory() as state:
+        store = {"SIDRA_STATE__PATH": str(Path(state) / "state.sqlite3")}
+        with _serving_process(args, {**os.environ, **store, **env}) as proc:
+            yield proc
+
+
+@contextmanager
+def _serving_process(args: tuple[str, ...], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([*SIDRA, "serve", *args], stderr=subprocess.PIPE, text=True, env=env)
     try:
         yield proc
         proc.send_signal(signal.SIGTERM)

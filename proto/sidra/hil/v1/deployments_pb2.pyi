@@ -22,7 +22,7 @@ class DeployedRegion(_message.Message):
     def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[_board_pb2.Region, _Mapping]] = ..., intact: _Optional[bool] = ..., rewritten_by: _Optional[str] = ..., rewritten_unix_s: _Optional[float] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("name", "principal", "created_unix_s", "board_serial", "model_sha256", "model_bytes", "regions", "intact", "description", "model")
+    __slots__ = ("name", "principal", "created_unix_s", "board_serial", "model_sha256", "model_bytes", "regions", "intact", "description", "model", "protected")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Deployment(_message.Message):
     INTACT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROTECTED_FIELD_NUMBER: _ClassVar[int]
     name: str
     principal: str
     created_unix_s: float
@@ -43,23 +44,26 @@ class Deployment(_message.Message):
     intact: bool
     description: str
     model: bytes
-    def __init__(self, name: _Optional[str] = ..., principal: _Optional[str] = ..., created_unix_s: _Optional[float] = ..., board_serial: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., model_bytes: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., intact: _Optional[bool] = ..., description: _Optional[str] = ..., model: _Optional[bytes] = ...) -> None: ...
+    protected: bool
+    def __init__(self, name: _Optional[str] = ..., principal: _Optional[str] = ..., created_unix_s: _Optional[float] = ..., board_serial: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., model_bytes: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., intact: _Optional[bool] = ..., description: _Optional[str] = ..., model: _Optional[bytes] = ..., protected: _Optional[bool] = ...) -> None: ...
 
 class AddDeploymentRequest(_message.Message):
-    __slots__ = ("name", "model", "regions", "description", "replace", "validate_only")
+    __slots__ = ("name", "model", "regions", "description", "replace", "validate_only", "protect")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PROTECT_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: bytes
     regions: _containers.RepeatedCompositeFieldContainer[DeployedRegion]
     description: str
     replace: bool
     validate_only: bool
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[bytes] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., description: _Optional[str] = ..., replace: _Optional[bool] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+    protect: bool
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[bytes] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., description: _Optional[str] = ..., replace: _Optional[bool] = ..., validate_only: _Optional[bool] = ..., protect: _Optional[bool] = ...) -> None: ...
 
 class GetDeploymentRequest(_message.Message):
     __slots__ = ("name", "include_model")

@@ -1,0 +1,111 @@
+"""Deployments kept from other principals' writes (AddDeployment ``protect``).
+
+A lab's demonstration model should not be written over by the next training run that
+happens to pick its tile. A protected deployment's regions refuse every write (Program,
+Perturb, PerturbedMVM, Calibrate) that touches one of their cells, from anyone but the
+deployment's own principal or an admin, with FAILED_PRECONDITION naming the deployment
+and its owner; reads are served as before, and so is AdvanceClock (time passes for every
+cell alike). Unlike a lease, a protection lives as long as its deployment: it is kept in
+the state store and taken back when the server starts.
+
+Every board call passes :meth:`Protections.admit` (``sidra.server.servicer``): with no
+protected deployment, or for a read, it returns at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sidra.drivers import BoardInfo, FailedPrecondition, Region
+from sidra.drivers.requests import Request
+from sidra.server.sessions.registry import LEASE_ACCESS, Access
+
+__all__ = ["Protected", "Protections"]
+
+
+@dataclass(frozen=True, slots=True)
+class Protected:
+    """One region of a protected deployment."""
+
+    deployment: str
+    principal: str
+    tile: int
+    region: Region
+
+
+class Protections:
+    """The protected regions of the served board's deployments, by tile."""
+
+    def __init__(self, info: BoardInfo) -> None:
+        self._info = info
+        self._lock = threading.Lock()
+        self._by_tile: dict[int, tuple[Protected, ...]] = {}
+
+    def keep(self, deployment: str, principal: str, regions: Iterable[tuple[int, Region]]) -> None:
+        """``deployment``'s regions protected from now on (in place of any it had)."""
+        with self._lock:
+            by_tile = _without(self._by_tile, deployment)
+            for tile, region in regions:
+                entry = Protected(deployment, principal, tile, region)
+                by_tile[tile] = (*by_tile.get(tile, ()), entry)
+            self._by_tile = by_tile
+
+    def drop(self, deployment: str) -> None:
+        """``deployment`` no longer protected (deleted, or registered again without)."""
+        with self._lock:
+            self._by_tile = _without(self._by_tile, deployment)
+
+    def admit(self, rpc: str, request: Request, principal: str, *, admin: bool) -> None:
+        """Raises FailedPrecondition when ``request`` (of ``rpc``) would write cells of
+        another principal's protected deployment and the caller is not an admin."""
+        by_tile = self._by_tile  # replaced whole under the lock: read without it
+        if not by_tile or admin or LEASE_ACCESS.get(rpc) is not Access.WRITE:
+            return
+        tile = getattr(request, "tile", None)
+        entries = by_tile.get(tile) if isinstance(tile, int) else None
+        if not entries:
+            return
+        written = getattr(request, "region", None)
+        region = (written or Region()).resolve(self._info.rows, self._info.cols)
+        for entry in entries:
+            if entry.principal != principal and _overlap(region, entry.region):
+                raise FailedPrecondition(_refusal(entry, rpc))
+
+    def check_tiles(self, tiles: Sequence[int], principal: str, *, admin: bool) -> None:
+        """Raises FailedPrecondition when one of ``tiles`` holds a region of another
+        principal's protected deployment (a job that would write them), unless admin."""
+        if admin:
+            return
+        for tile in tiles:
+            for entry in self._by_tile.get(tile, ()):
+                if entry.principal != principal:
+                    raise FailedPrecondition(_refusal(entry, "a job"))
+
+
+def _without(
+    by_tile: dict[int, tuple[Protected, ...]], deployment: str
+) -> dict[int, tuple[Protected, ...]]:
+    """A new map of ``by_tile``'s entries but ``deployment``'s (readers keep the old one)."""
+    kept = {t: tuple(e for e in es if e.deployment != deployment) for t, es in by_tile.items()}
+    return {t: es for t, es in kept.items() if es}
+
+
+def _overlap(a: Region, b: Region) -> bool:
+    return (
+        a.row_offset < b.row_offset + b.rows
+        and b.row_offset < a.row_offset + a.rows
+        and a.col_offset < b.col_offset + b.cols
+        and b.col_offset < a.col_offset + a.cols
+    )
+
+
+def _refusal(entry: Protected, what: str) -> str:
+    r = entry.region
+    return (
+        f"tile {entry.tile} rows {r.row_offset}..{r.row_offset + r.rows - 1} cols "
+        f"{r.col_offset}..{r.col_offset + r.cols - 1} hold deployment {entry.deployment!r} "
+        f"of {entry.principal!r}, protected: {what} there is {entry.principal!r}'s or an "
+        "admin's (sidra model list; its owner lifts it with sidra model undeploy)"
+    )
