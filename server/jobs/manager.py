@@ -214,14 +214,14 @@ class JobManager:
         *,
         queue: bool = False,
         priority: int = 0,
-        admin: bool = False,
     ) -> JobRow:
         """Starts a job of ``principal``; returns it as stored (state running).
         ``resume_checkpoint``: the checkpoint it goes on from (empty: none). ``queue``:
         a job that cannot start now waits in the queue instead of being refused
         (returned queued, or running if it could start at once). ``priority``: its place
         in the queue before turns (who may raise it is the caller's to check). A job on
-        tiles of another principal's protected deployment is refused unless ``admin``."""
+        tiles of another principal's protected deployment is refused: its calls would be
+        (a job's board calls carry no admin rights, whoever submitted it)."""
         records = self.records
         if records is None:
             raise FailedPrecondition(
@@ -239,7 +239,7 @@ class JobManager:
         if protections is not None:
             count = self.servicer.board.info.tile_count
             tiles = range(count) if job.whole_board else job.tiles
-            protections.check_tiles(tiles, principal, admin=admin)
+            protections.check_tiles(tiles, principal, admin=False)
         if queue:
             return self._enqueue(records, runner, principal, job)
         with self._reserved(principal):

@@ -89,7 +89,7 @@ class JobServicer:
         job = self.manager.submit(
             principal, request.kind, request.options_json, request.dataset,
             request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
-            priority=request.priority, admin=admin,
+            priority=request.priority,
         )  # fmt: skip
         return job_message(job)
 

@@ -264,6 +264,9 @@ def test_a_protected_deployment_keeps_other_principals_writes_off_its_cells(
             program(bob, 2, LAYER, 20.0)  # another tile
             program(alice, 1, LAYER, 30.0)  # its owner's
             program(root, 1, LAYER, 30.0)  # an admin's
+            # An admin's job too: its board calls would carry no admin rights.
+            with pytest.raises(FailedPrecondition, match="protected: a job there"):
+                root.jobs.submit("spsa", {"steps": 4, "tiles": [1]}, dataset="iris")
         finally:
             for client in (alice, bob, root):
                 client.close()
