@@ -1,7 +1,8 @@
 """``sidra.hil.v1.JobService``: training jobs over gRPC (jobs.proto).
 
-Thin routes, as SessionService's: parse the request bytes, ask the
-:class:`~sidra.server.jobs.manager.JobManager`, answer. Errors leave through
+Thin methods, routed as SessionService's (:mod:`sidra.server.routes` parses the request
+bytes and admits the caller): ask the :class:`~sidra.server.jobs.manager.JobManager`,
+answer. Errors leave through
 ``sidra.server.status``; a job that does not exist is NOT_FOUND and another
 principal's job PERMISSION_DENIED (no SIDRA error class carries those codes:
 they are the job service's own). WatchJob streams, and is not counted against
@@ -24,13 +25,13 @@ from sidra.server.jobs.manager import (
     JobManager,
     JobNotFound,
     NotJobOwner,
-    PriorityNotAllowed,
     check_priority_allowed,
 )
-from sidra.server.limits import PrincipalLimits, caller_key
+from sidra.server.limits import PrincipalLimits
 from sidra.server.parsing import parse_request
+from sidra.server.routes import unary_handlers
 from sidra.server.state.jobs import JobEventRow, JobRow
-from sidra.server.status import map_errors, to_status
+from sidra.server.status import to_status
 
 __all__ = ["JOB_SERVICE_NAME", "JobServicer", "job_service_handler"]
 
@@ -179,33 +180,12 @@ def event_message(event: JobEventRow) -> pb.JobEvent:
 
 
 def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
-    """NOT_FOUND / PERMISSION_DENIED for the job service's own refusals."""
+    """NOT_FOUND / PERMISSION_DENIED for the job service's own refusals (JobNotFound,
+    NotJobOwner, PriorityNotAllowed); any other exception is left alone."""
     if isinstance(exc, JobNotFound):
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
     if isinstance(exc, PermissionError):  # NotJobOwner, PriorityNotAllowed
         context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-
-
-class _Route:
-    """One unary JobService RPC: raw bytes parsed here (unparsable: INVALID_ARGUMENT)."""
-
-    def __init__(self, servicer: JobServicer, rpc: str) -> None:
-        self.servicer = servicer
-        self.method = getattr(servicer, rpc)
-        self.rpc = rpc
-        self.message_type = getattr(pb, f"{rpc}Request")
-        self.request_type = self.message_type.DESCRIPTOR  # for map_errors' BadRequest paths
-
-    @map_errors
-    def __call__(self, data: bytes, context: grpc.ServicerContext) -> Message:
-        principal, _ = self.servicer.caller_of(context)
-        with self.servicer.limits.admitted(caller_key(principal, context.peer()), len(data)):
-            try:
-                message: Message = self.method(parse_request(self.message_type, data), context)
-            except (JobNotFound, NotJobOwner, PriorityNotAllowed) as exc:
-                _abort_for(exc, context)
-                raise
-        return message
 
 
 class _StreamRoute:
@@ -229,24 +209,11 @@ class _StreamRoute:
             context.abort_with_status(to_status(exc))
 
 
-RESPONSES = {
-    method.name: getattr(pb, method.output_type.name)
-    for method in pb.DESCRIPTOR.services_by_name["JobService"].methods
-}
-"""Every JobService RPC of jobs.proto and its response message."""
-
-
 def job_service_handler(servicer: JobServicer) -> grpc.GenericRpcHandler:
     """Every JobService RPC, routed to ``servicer`` (add_generic_rpc_handlers)."""
-    handlers: dict[str, Any] = {
-        rpc: grpc.unary_unary_rpc_method_handler(
-            _Route(servicer, rpc),
-            request_deserializer=None,
-            response_serializer=response.SerializeToString,
-        )
-        for rpc, response in RESPONSES.items()
-        if rpc != "WatchJob"
-    }
+    handlers: dict[str, Any] = unary_handlers(
+        servicer, pb, "JobService", abort_for=_abort_for, leave_out=("WatchJob",)
+    )
     handlers["WatchJob"] = grpc.unary_stream_rpc_method_handler(
         _StreamRoute(servicer),
         request_deserializer=None,
