@@ -90,15 +90,18 @@ def check_registration(
     inside their tiles), so that a refusal leaves the board unwritten."""
     planned = DeployedModel.planned_regions(target.model, board, tiles)
     remote(board, "'--name'").deployments.add(
-        name, target.data, planned, description=describe(target.model, Path(target.label).name),
+        name, target.data, planned, description=describe(target),
         replace=replace, validate_only=True, protect=protect,
     )  # fmt: skip
 
 
-def describe(model: TrainedModel, source: str) -> str:
-    """A deployment's description: what the model is and how well it did when trained."""
+def describe(target: Target) -> str:
+    """A deployment's description: what the model is, how well it did when trained, and
+    the file it came from (its folder and name: a run's record is a folder)."""
+    model = target.model
     accuracy = model.trained.get("test_accuracy")
     score = f", {100 * accuracy:.2f} % test accuracy" if isinstance(accuracy, float) else ""
+    source = "/".join(Path(target.label).parts[-2:])
     return f"{model.job} on {model.inputs.dataset}{score}, from {source}"[:1024]
 
 
@@ -109,7 +112,7 @@ def register(
     """Registers ``deployed`` (programmed just now) under ``name`` on the server."""
     return remote(board, "'--name'").deployments.add(
         name, target.data, deployed.regions(),
-        description=describe(target.model, Path(target.label).name), replace=replace,
+        description=describe(target), replace=replace,
         protect=protect,
     )  # fmt: skip
 
