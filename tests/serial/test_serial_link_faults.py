@@ -6,9 +6,11 @@ is served over gRPC exactly as ``sidra serve --board serial://...`` does.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -37,6 +39,7 @@ class Rig:
     driver: SerialDriver
     remote: RemoteBoard
     health: health_pb2_grpc.HealthStub
+    link: Path | None = None
 
     def status(self, service: str = "") -> int:
         request = health_pb2.HealthCheckRequest(service=service)
@@ -51,30 +54,41 @@ class Rig:
         raise AssertionError(f"health did not become {status} within {within_s} s")
 
 
-def rig(tcp: bool = False) -> Callable[[], Iterator[Rig]]:
+def rig(tcp: bool = False, by_link: bool = False) -> Callable[[], Iterator[Rig]]:
+    """A served board on a pty (or TCP). ``by_link``: the driver opens it through a link
+    of its own (as udev's /dev/serial/by-id/... names an adapter), :attr:`Rig.link`."""
+
     def make() -> Iterator[Rig]:
         address = ("127.0.0.1", 0) if tcp else None
         with (
             serve_virtual_board(PROFILE, 1, faults=FaultConfig(), tcp=address) as server,
-            open_board(f"{server.url}?{FAST}") as driver,
+            tempfile.TemporaryDirectory() as links,
         ):
-            assert isinstance(driver, SerialDriver)
-            grpc_server, port = create_server(driver, "127.0.0.1:0")
-            grpc_server.start()
-            try:
-                with (
-                    connect(f"127.0.0.1:{port}") as remote,
-                    grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-                ):
-                    yield Rig(server, driver, remote, health_pb2_grpc.HealthStub(channel))
-            finally:
-                grpc_server.stop(grace=None)
+            link = Path(links) / "sidra-board" if by_link else None
+            if link is not None:
+                assert isinstance(server, PtyServer)
+                link.symlink_to(server.path)
+            url = f"serial://{link}" if link is not None else server.url
+            with open_board(f"{url}?{FAST}") as driver:
+                assert isinstance(driver, SerialDriver)
+                grpc_server, port = create_server(driver, "127.0.0.1:0")
+                grpc_server.start()
+                try:
+                    with (
+                        connect(f"127.0.0.1:{port}") as remote,
+                        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+                    ):
+                        health = health_pb2_grpc.HealthStub(channel)
+                        yield Rig(server, driver, remote, health, link)
+                finally:
+                    grpc_server.stop(grace=None)
 
     return make
 
 
 pty_rig = pytest.fixture(rig())
 tcp_rig = pytest.fixture(rig(tcp=True))
+linked_pty_rig = pytest.fixture(rig(by_link=True))
 
 
 def test_unplug_mid_program_then_replug(pty_rig: Rig) -> None:
@@ -133,10 +147,14 @@ def test_reset_while_idle_is_reported_on_the_next_call(pty_rig: Rig) -> None:
     assert r.remote.mvm(0, np.zeros((1, 32), np.float32)).currents.shape == (1, 16)
 
 
-def test_pty_hangup_is_unavailable_and_not_serving(pty_rig: Rig) -> None:
-    """The pty disappears (USB adapter pulled): UNAVAILABLE, health NOT_SERVING for good."""
-    r = pty_rig
-    assert isinstance(r.server, PtyServer)
+def test_pty_hangup_is_unavailable_and_not_serving(linked_pty_rig: Rig) -> None:
+    """The pty disappears (USB adapter pulled, its by-id link with it): UNAVAILABLE, health
+    NOT_SERVING for good. Opened through a link of its own: the kernel hands a freed
+    /dev/pts number to the next pty opened, and a driver probing that path would find
+    another test's board (which then saw this driver's frames)."""
+    r = linked_pty_rig
+    assert isinstance(r.server, PtyServer) and r.link is not None
+    r.link.unlink()
     r.server.hangup()
     with pytest.raises(BoardUnavailable, match="UNAVAILABLE"):
         r.remote.mvm(0, np.zeros((1, 32), np.float32))
