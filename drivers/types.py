@@ -79,6 +79,22 @@ class Region:
             slice(self.col_offset, self.col_offset + self.cols),
         )
 
+    def overlaps(self, other: Region) -> bool:
+        """Whether the two (resolved) regions share a cell."""
+        return (
+            self.row_offset < other.row_offset + other.rows
+            and other.row_offset < self.row_offset + self.rows
+            and self.col_offset < other.col_offset + other.cols
+            and other.col_offset < self.col_offset + self.cols
+        )
+
+    def cells_text(self) -> str:
+        """The (resolved) region as messages say it: ``rows 0..64 cols 0..9``, inclusive."""
+        return (
+            f"rows {self.row_offset}..{self.row_offset + self.rows - 1} "
+            f"cols {self.col_offset}..{self.col_offset + self.cols - 1}"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BoardTiming:

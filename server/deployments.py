@@ -197,14 +197,11 @@ def checked_regions(
             given.region.cols,
         ), f"{field}.region")  # fmt: skip
         owner = taken.setdefault(given.tile, np.full((info.rows, info.cols), -1, np.int32))
-        cells = owner[
-            region.row_offset : region.row_offset + region.rows,
-            region.col_offset : region.col_offset + region.cols,
-        ]
+        cells = owner[region.slices]
         other = int(cells.max())
         if other >= 0:
             raise InvalidArgument(
-                field, f"tile {given.tile} {_describe(region)}",
+                field, f"tile {given.tile} {region.cells_text()}",
                 f"a region sharing no cell with another (regions[{other}] covers some of them)",
             )  # fmt: skip
         cells[...] = i
@@ -226,13 +223,6 @@ def _inside(info: BoardInfo, region: Region, field: str) -> Region:
                 f"1 .. {room} (the tile has {size} {name}; the region starts at {offset})",
             )  # fmt: skip
     return region
-
-
-def _describe(region: Region) -> str:
-    return (
-        f"rows {region.row_offset}..{region.row_offset + region.rows - 1} "
-        f"cols {region.col_offset}..{region.col_offset + region.cols - 1}"
-    )
 
 
 def deployment_message(row: DeploymentRow) -> pb.Deployment:

@@ -70,7 +70,7 @@ class Protections:
         written = getattr(request, "region", None)
         region = (written or Region()).resolve(self._info.rows, self._info.cols)
         for entry in entries:
-            if entry.principal != principal and _overlap(region, entry.region):
+            if entry.principal != principal and region.overlaps(entry.region):
                 raise FailedPrecondition(_refusal(entry, rpc))
 
     def check_tiles(self, tiles: Sequence[int], principal: str, *, admin: bool) -> None:
@@ -92,20 +92,9 @@ def _without(
     return {t: es for t, es in kept.items() if es}
 
 
-def _overlap(a: Region, b: Region) -> bool:
-    return (
-        a.row_offset < b.row_offset + b.rows
-        and b.row_offset < a.row_offset + a.rows
-        and a.col_offset < b.col_offset + b.cols
-        and b.col_offset < a.col_offset + a.cols
-    )
-
-
 def _refusal(entry: Protected, what: str) -> str:
-    r = entry.region
     return (
-        f"tile {entry.tile} rows {r.row_offset}..{r.row_offset + r.rows - 1} cols "
-        f"{r.col_offset}..{r.col_offset + r.cols - 1} hold deployment {entry.deployment!r} "
+        f"tile {entry.tile} {entry.region.cells_text()} hold deployment {entry.deployment!r} "
         f"of {entry.principal!r}, protected: {what} there is {entry.principal!r}'s or an "
         "admin's (sidra model list; its owner lifts it with sidra model undeploy)"
     )

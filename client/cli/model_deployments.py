@@ -36,6 +36,7 @@ __all__ = [
     "Target",
     "check_registration",
     "describe",
+    "file_target",
     "list_deployments",
     "pull",
     "register",
@@ -117,16 +118,21 @@ def register(
     )  # fmt: skip
 
 
-def target_of(board: Board, path: Path | None, name: str | None) -> Target:
-    """The model file at ``path``, or deployment ``name`` of the server ``board`` (its
-    model fetched, or checked to be the file at ``path``); a deployment whose tiles were
-    written since it was registered is refused."""
+def file_target(path: Path) -> Target:
+    """The model file at ``path``, read and checked once; a usage error naming MODEL."""
+    data = _read(path)
+    return Target(_parsed(data, str(path), "MODEL"), str(path), data, None)
+
+
+def target_of(board: Board, file: Target | None, name: str | None) -> Target:
+    """The model a command runs: ``file`` (read before any board was opened), or
+    deployment ``name`` of the server ``board`` (its model fetched, or checked to be
+    ``file``); a deployment whose tiles were written since it was registered is refused."""
     if name is None:
-        if path is None:
+        if file is None:
             raise typer.BadParameter("give a MODEL file, or --deployment NAME with --server")
-        data = _read(path)
-        return Target(_parsed(data, str(path), "MODEL"), str(path), data, None)
-    found = remote(board, "'--deployment'").deployments.get(name, include_model=path is None)
+        return file
+    found = remote(board, "'--deployment'").deployments.get(name, include_model=file is None)
     if not found.intact:
         changed = "; ".join(_rewritten(r) for r in found.regions if not r.intact)
         raise FailedPrecondition(
@@ -134,27 +140,21 @@ def target_of(board: Board, path: Path | None, name: str | None) -> Target:
             "registered; deploy it again (or pull its model file and run it with --held "
             "--tiles on tiles of your choosing)"
         )
-    if path is None:
-        assert found.model is not None
-        data = found.model
-    else:
-        data = _read(path)
-        if hashlib.sha256(data).hexdigest() != found.model_sha256:
-            raise typer.BadParameter(
-                f"{path} is not the model deployed as {name!r} (SHA-256 "
-                f"{found.model_sha256[:16]}…); leave MODEL out to run the deployed one",
-                param_hint="MODEL",
-            )
     label = f"deployment {name}"
-    return Target(_parsed(data, label, "'--deployment'"), label, data, found)
+    if file is None:
+        assert found.model is not None
+        return Target(_parsed(found.model, label, "'--deployment'"), label, found.model, found)
+    if hashlib.sha256(file.data).hexdigest() != found.model_sha256:
+        raise typer.BadParameter(
+            f"{file.label} is not the model deployed as {name!r} (SHA-256 "
+            f"{found.model_sha256[:16]}…); leave MODEL out to run the deployed one",
+            param_hint="MODEL",
+        )
+    return Target(file.model, label, file.data, found)
 
 
 def _rewritten(found: DeployedRegion) -> str:
-    r = found.region
-    where = (
-        f"tile {found.tile} rows {r.row_offset}..{r.row_offset + r.rows - 1} "
-        f"cols {r.col_offset}..{r.col_offset + r.cols - 1}"
-    )
+    where = f"tile {found.tile} {found.region.cells_text()}"
     if not found.rewritten_by:
         return f"{where} programmed with other targets"
     return f"{where} programmed by {found.rewritten_by} at {_when(found.rewritten_unix_s)}"
@@ -175,7 +175,7 @@ def check_regions(target: Target, deployed: DeployedModel) -> None:
 
 
 def _regions_text(regions: Sequence[tuple[int, Region]]) -> str:
-    return ", ".join(f"tile {tile} {region}" for tile, region in regions)
+    return ", ".join(f"tile {tile} {region.cells_text()}" for tile, region in regions)
 
 
 def _read(path: Path) -> bytes:

@@ -37,11 +37,7 @@ _COLUMNS = (
 
 def region_digest(targets_us: npt.NDArray[np.float32], region: Region) -> str:
     """SHA-256 (hex) of ``region``'s targets, µS, as the store keeps them."""
-    cells = targets_us[
-        region.row_offset : region.row_offset + region.rows,
-        region.col_offset : region.col_offset + region.cols,
-    ]
-    return hashlib.sha256(maps.to_blob(cells, maps.TARGETS)).hexdigest()
+    return hashlib.sha256(maps.to_blob(targets_us[region.slices], maps.TARGETS)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,17 +184,12 @@ class DeploymentRecords:
         digested = []
         for i, found in enumerate(regions):
             golden, region = goldens[found.tile], found.region
-            cells = np.s_[
-                region.row_offset : region.row_offset + region.rows,
-                region.col_offset : region.col_offset + region.cols,
-            ]
-            missing = int(np.count_nonzero(~golden.programmed[cells]))
+            missing = int(np.count_nonzero(~golden.programmed[region.slices]))
             if missing:
                 raise FailedPrecondition(
                     f"regions[{i}]: {missing} of the {region.rows * region.cols} cells of tile "
-                    f"{found.tile} rows {region.row_offset}..{region.row_offset + region.rows - 1}"
-                    f" cols {region.col_offset}..{region.col_offset + region.cols - 1} were "
-                    "never programmed through this server; program the model there first"
+                    f"{found.tile} {region.cells_text()} were never programmed through this "
+                    "server; program the model there first"
                 )
             digested.append(replace(found, digest=region_digest(golden.targets_us, region)))
         return tuple(digested)
