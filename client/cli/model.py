@@ -22,6 +22,7 @@ from sidra.cli.model_deployments import (
     Target,
     check_regions,
     check_registration,
+    file_target,
     list_deployments,
     pull,
     register,
@@ -38,7 +39,7 @@ from sidra.training.analog_layer import Mapping
 from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
 from sidra.training.importing import model_from_weights
-from sidra.training.model import ModelFileError, TrainedModel
+from sidra.training.model import TrainedModel
 
 __all__ = ["model_app"]
 
@@ -55,14 +56,6 @@ class Split(StrEnum):
     TEST = "test"
     TRAIN = "train"
     ALL = "all"
-
-
-def _loaded(path: Path) -> TrainedModel:
-    """The model file at ``path``; one that cannot be read is a usage error naming it."""
-    try:
-        return TrainedModel.load(path)
-    except ModelFileError as exc:
-        raise typer.BadParameter(str(exc), param_hint="MODEL") from exc
 
 
 ModelPath = Annotated[
@@ -122,7 +115,7 @@ Tiles = Annotated[
 @model_app.command()
 def show(model: ModelPath, as_json: AsJson = False) -> None:
     """A model's layers, inputs, labels and where it was trained."""
-    loaded = _loaded(model)
+    loaded = file_target(model).model
     meta = loaded.meta()
     shapes = loaded.shapes()
     meta["layers"] = [
@@ -224,12 +217,12 @@ def evaluate(
     if plot is not None:
         _new_file(plot, "'--plot'")
     held, tiles = _held_options(deployment, server, held, tiles)
-    if deployment is None and model is not None:
-        _loaded(model)  # a file that cannot be read is refused before any board is opened
+    # Read and checked once, before any board is opened (every board runs the same file).
+    file = None if model is None else file_target(model)
     runs = []
     for url in boards:
         with job_board(url, server, "sidra model eval") as opened:
-            target = target_of(opened, model, deployment)
+            target = target_of(opened, file, deployment)
             data = _labelled(target.model, dataset)
             x, y = _samples_of(data, split)
             deployed = _deployed(
@@ -355,7 +348,8 @@ def deploy(
     tiles on the server. An in-process emulator (emu://) forgets its tiles when the
     command ends: deploy to a served board (--server) or a board URL.
     """
-    loaded = _loaded(model)
+    target = file_target(model)
+    loaded = target.model
     if name is not None and server is None:
         raise typer.BadParameter(
             "a deployment is kept by a server: give --server", param_hint="'--name'"
@@ -370,7 +364,6 @@ def deploy(
         raise typer.BadParameter(
             f"--{'replace' if replace else 'protect'} is for a deployment kept by name: give --name"
         )
-    target = Target(loaded, str(model), model.read_bytes(), None)
     registered = None
     with job_board(board, server, "sidra model deploy") as opened:
         if name is not None:  # every refusal of the registration before anything is written
@@ -573,11 +566,10 @@ def predict(
     """Program a model onto a board and classify new samples there."""
     _new_file(out)
     held, tiles = _held_options(deployment, server, held, tiles)
-    if deployment is None and model is not None:
-        _loaded(model)  # a file that cannot be read is refused before any board is opened
+    file = None if model is None else file_target(model)  # before any board is opened
     raw = _samples(inputs)
     with job_board(board, server, "sidra model predict") as opened:
-        target = target_of(opened, model, deployment)
+        target = target_of(opened, file, deployment)
         loaded = target.model
         try:
             if standardized:
