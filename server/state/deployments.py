@@ -111,6 +111,9 @@ class DeploymentRecords:
                 )
             regions = self._digested(db, board, row.regions)
             self._check_name(db, row, replace_existing, admin)
+            if row.protected and not admin:
+                for i, found in enumerate(regions):
+                    _check_programmed_by(db, row.board_serial, row.principal, i, found)
             stored = replace(_with_model(row, model), regions=regions)
             db.execute(
                 "INSERT OR REPLACE INTO deployments (board_serial, name, principal, "
@@ -229,20 +232,58 @@ class DeploymentRecords:
         return found
 
 
+_OVERLAPPING = (
+    "row_offset < ? AND row_offset + rows > ? AND col_offset < ? AND col_offset + cols > ?"
+)
+"""SQL: a history record's region shares a cell with the region of :func:`_overlap_args`."""
+
+
+def _overlap_args(r: Region) -> tuple[int, int, int, int]:
+    return (r.row_offset + r.rows, r.row_offset, r.col_offset + r.cols, r.col_offset)
+
+
+def _check_programmed_by(
+    db: sqlite3.Connection, serial: str, principal: str, index: int, found: DeployedRegionRow
+) -> None:
+    """A principal protects only cells it programmed last: a Program of its covering the
+    whole region, and none of another principal's writing its cells since; otherwise
+    PermissionDenied (protecting cells another programmed would lock that one out)."""
+    r = found.region
+    covered = db.execute(
+        "SELECT max(time_utc) FROM programs WHERE board_serial = ? AND tile = ? "
+        "AND kind = 'program' AND principal = ? AND row_offset <= ? AND col_offset <= ? "
+        "AND row_offset + rows >= ? AND col_offset + cols >= ?",
+        (serial, found.tile, principal, r.row_offset, r.col_offset, r.row_offset + r.rows,
+         r.col_offset + r.cols),
+    ).fetchone()[0]  # fmt: skip
+    other = None
+    if covered is not None:
+        other = db.execute(
+            "SELECT principal FROM programs WHERE board_serial = ? AND tile = ? AND "
+            f"kind = 'program' AND principal != ? AND time_utc > ? AND {_OVERLAPPING} "
+            "ORDER BY time_utc DESC LIMIT 1",
+            (serial, found.tile, principal, covered, *_overlap_args(r)),
+        ).fetchone()
+    if covered is None or other is not None:
+        last = "never programmed whole by it" if other is None else f"last written by {other[0]!r}"
+        raise PermissionDenied(
+            f"regions[{index}]: tile {found.tile} {r.cells_text()} {last}: {principal!r} may "
+            "protect only cells it programmed last (an admin any)"
+        )
+
+
 def _rewriter(
     db: sqlite3.Connection, serial: str, found: DeployedRegionRow, since_unix_s: float
 ) -> tuple[str, float]:
     """Who made the latest Program after ``since_unix_s`` that wrote cells of ``found``'s
     region, and when; ("", 0.0) when the history names none."""
     since = datetime.fromtimestamp(since_unix_s, UTC).isoformat(timespec="microseconds")
-    r = found.region
     row = db.execute(
         "SELECT principal, time_utc FROM programs WHERE board_serial = ? AND tile = ? "
-        "AND kind = 'program' AND time_utc > ? AND row_offset < ? AND row_offset + rows > ? "
-        "AND col_offset < ? AND col_offset + cols > ? ORDER BY time_utc DESC LIMIT 1",
-        (serial, found.tile, since, r.row_offset + r.rows, r.row_offset,
-         r.col_offset + r.cols, r.col_offset),
-    ).fetchone()  # fmt: skip
+        f"AND kind = 'program' AND time_utc > ? AND {_OVERLAPPING} "
+        "ORDER BY time_utc DESC LIMIT 1",
+        (serial, found.tile, since, *_overlap_args(found.region)),
+    ).fetchone()
     if row is None:
         return "", 0.0
     return str(row[0]), datetime.fromisoformat(str(row[1])).timestamp()

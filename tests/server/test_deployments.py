@@ -282,6 +282,37 @@ def test_a_protected_deployment_keeps_other_principals_writes_off_its_cells(
             )
 
 
+def test_only_cells_the_caller_programmed_last_may_be_protected(tmp_path: Path) -> None:
+    """Protecting cells another principal programmed would lock that one out of them:
+    Bob may register Alice's programmed region, not protect it; once he programs it whole
+    himself he may, until Alice writes one of its cells again; an admin may protect any."""
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER, root=Role.ADMIN)
+    with serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file)) as address:
+        alice, bob, root = (connect(address, token=tokens[n]) for n in ("alice", "bob", "root"))
+        try:
+            program(alice, 1, LAYER, 30.0)
+            with pytest.raises(
+                PermissionDenied,
+                match=r"regions\[0\]: tile 1 rows 0..64 cols "
+                r"0..9 never programmed whole by it: 'bob' may protect only",
+            ):
+                bob.deployments.add("mine", model_file(), [(1, LAYER)], protect=True)
+            assert not bob.deployments.add("mine", model_file(), [(1, LAYER)]).protected
+            program(bob, 1, LAYER, 25.0)
+            assert bob.deployments.add("mine", model_file(), [(1, LAYER)], replace=True,
+                                       protect=True).protected  # fmt: skip
+            bob.deployments.delete("mine")
+            program(alice, 1, Region(64, 9, 1, 1), 20.0)  # one of its cells, after Bob's
+            with pytest.raises(PermissionDenied, match="last written by 'alice'"):
+                bob.deployments.add("mine", model_file(), [(1, LAYER)], protect=True)
+            assert root.deployments.add("admin", model_file(), [(1, LAYER)], protect=True).protected
+            assert [d.name for d in bob.deployments.list()] == ["admin"]
+        finally:
+            for client in (alice, bob, root):
+                client.close()
+
+
 def test_deployments_outlive_the_server(store: Path) -> None:
     with serving(store) as address, connect(address) as client:
         program(client, 0, LAYER, 30.0)
