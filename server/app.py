@@ -206,7 +206,7 @@ def create_server(
     watch_jobs(metrics, jobs.running, jobs.queued)
     deployments = DeploymentServicer(
         lambda: board.info, store, caller_of=_caller, limits=per_principal,
-        protections=protections,
+        protections=protections, turns=turns, holders=keeper.registry.holders,
     )  # fmt: skip
     if store is not None:
         watch_store(metrics, store.disk_bytes)

@@ -11,6 +11,7 @@ since the format is the client's (docs/models.md) and only the client reads it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -30,10 +31,12 @@ from sidra.drivers import (
 from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.limits import PrincipalLimits
-from sidra.server.protections import Protections
+from sidra.server.protections import Protections, check_unleased
 from sidra.server.routes import unary_service_handler
+from sidra.server.sessions.registry import TileHolder
 from sidra.server.state import StateStore
 from sidra.server.state.deployments import DeployedRegionRow, DeploymentRecords, DeploymentRow
+from sidra.server.turns import BoardTurns
 
 __all__ = [
     "DEPLOYMENT_SERVICE_NAME",
@@ -85,16 +88,22 @@ class DeploymentServicer:
         limits: PrincipalLimits | None = None,
         clock: Callable[[], float] = time.time,
         protections: Protections | None = None,
+        turns: BoardTurns | None = None,
+        holders: Callable[[], Sequence[TileHolder]] = tuple,
     ) -> None:
         """``protections``: where protected deployments' regions are kept for the board's
         calls to be checked against (:mod:`sidra.server.protections`), filled here with
-        those the store holds."""
+        those the store holds. ``turns``: the board's lock, held while a protection is
+        stored and kept, so that no write runs between the two. ``holders``: the tiles
+        leased now (a protection is not put on another principal's leased tile)."""
         self.info = info
         self.records = None if store is None else DeploymentRecords(store)
         self.caller_of = caller_of
         self.limits = limits or PrincipalLimits()
         self.clock = clock
         self.protections = protections
+        self.turns = turns
+        self.holders = holders
         if protections is not None and self.records is not None:
             for kept in self.records.of_board(info().serial_number):
                 if kept.protected:
@@ -131,15 +140,22 @@ class DeploymentServicer:
             info.serial_number, name, principal, self.clock(), request.description, b"", 0,
             regions, protected=request.protect,
         )  # fmt: skip
-        stored = self._records().add(
-            row, request.model, replace_existing=request.replace, admin=admin,
-            validate_only=request.validate_only,
-        )  # fmt: skip
-        if self.protections is not None and not request.validate_only:
-            if stored.protected:
-                self.protections.keep(stored.name, stored.principal, _regions(stored))
-            else:
-                self.protections.drop(stored.name)
+        records = self._records()
+        # In the board's turn, a protection is checked against the leases, stored, and kept
+        # before any other call's write can reach its cells.
+        turns = self.turns if request.protect and not request.validate_only else None
+        with contextlib.nullcontext() if turns is None else turns.turn(principal):
+            if request.protect:
+                check_unleased([r.tile for r in regions], principal, self.holders())
+            stored = records.add(
+                row, request.model, replace_existing=request.replace, admin=admin,
+                validate_only=request.validate_only,
+            )  # fmt: skip
+            if self.protections is not None and not request.validate_only:
+                if stored.protected:
+                    self.protections.keep(stored.name, stored.principal, _regions(stored))
+                else:
+                    self.protections.drop(stored.name)
         return deployment_message(stored)
 
     def GetDeployment(self, request: pb.GetDeploymentRequest, context: Any) -> Message:

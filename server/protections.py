@@ -9,7 +9,9 @@ cell alike). Unlike a lease, a protection lives as long as its deployment: it is
 the state store and taken back when the server starts.
 
 Every board call passes :meth:`Protections.admit` (``sidra.server.servicer``): with no
-protected deployment, or for a read, it returns at once.
+protected deployment, or for a read, it returns at once. A protection is not put on a
+tile another principal's session leases (:func:`check_unleased`): it would refuse the
+writes that lease was granted for.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sidra.drivers import BoardInfo, FailedPrecondition, Region
+from sidra.drivers import BoardInfo, FailedPrecondition, LeaseHeld, Region
 from sidra.drivers.requests import Request
-from sidra.server.sessions.registry import LEASE_ACCESS, Access
+from sidra.server.sessions.registry import LEASE_ACCESS, Access, TileHolder
 
-__all__ = ["Protected", "Protections"]
+__all__ = ["Protected", "Protections", "check_unleased"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,22 @@ class Protections:
             for entry in self._by_tile.get(tile, ()):
                 if entry.principal != principal:
                     raise FailedPrecondition(_refusal(entry, "a job"))
+
+
+def check_unleased(tiles: Sequence[int], principal: str, holders: Iterable[TileHolder]) -> None:
+    """Raises LeaseHeld naming ``regions[i].tile`` when tile ``tiles[i]`` is leased to a
+    session of another principal than ``principal`` (an admin's protection too: the
+    lease was granted for writes, and the admin may end it first)."""
+    leased = {h.tile: h for h in holders if h.principal != principal}
+    for i, tile in enumerate(tiles):
+        holder = leased.get(tile)
+        if holder is not None:
+            raise LeaseHeld(
+                f"regions[{i}].tile: tile {tile} is leased to session "
+                f"{holder.session_id[:8]}… of {holder.principal!r} ({holder.label or 'no label'})"
+                ", whose writes a protection would refuse: protect it once that lease ends "
+                "(sidra leases)"
+            )
 
 
 def _without(

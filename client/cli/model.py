@@ -23,6 +23,7 @@ from sidra.cli.model_deployments import (
     check_regions,
     check_registration,
     file_target,
+    leased,
     list_deployments,
     pull,
     register,
@@ -366,11 +367,13 @@ def deploy(
         )
     registered = None
     with job_board(board, server, "sidra model deploy") as opened:
-        if name is not None:  # every refusal of the registration before anything is written
-            check_registration(opened, name, target, tiles, replace, protect)
-        deployed = loaded.deploy(opened, tiles=tiles)
-        if name is not None:
-            registered = register(opened, name, target, deployed, replace, protect)
+        if name is None:
+            deployed = loaded.deploy(opened, tiles=tiles)
+        else:  # every refusal of the registration before anything is written
+            planned = check_registration(opened, name, target, tiles, replace, protect)
+            with leased(opened, name, planned):
+                deployed = loaded.deploy(opened, tiles=tiles)
+                registered = register(opened, name, target, deployed, replace, protect)
         where = _board_name(opened)
     report = {
         "model": str(model),

@@ -37,6 +37,7 @@ __all__ = [
     "check_registration",
     "describe",
     "file_target",
+    "leased",
     "list_deployments",
     "pull",
     "register",
@@ -85,15 +86,29 @@ def remote(board: Board, option: str) -> RemoteBoard:
 
 def check_registration(
     board: Board, name: str, target: Target, tiles: Sequence[int], replace: bool, protect: bool
-) -> None:
+) -> list[tuple[int, Region]]:
     """Before anything is programmed: the server would register ``target`` deployed
     with ``tiles`` under ``name`` (the name free, or the caller's to replace; the regions
-    inside their tiles), so that a refusal leaves the board unwritten."""
+    inside their tiles), so that a refusal leaves the board unwritten. Returns the
+    regions it will take."""
     planned = DeployedModel.planned_regions(target.model, board, tiles)
     remote(board, "'--name'").deployments.add(
         name, target.data, planned, description=describe(target),
         replace=replace, validate_only=True, protect=protect,
     )  # fmt: skip
+    return planned
+
+
+@contextmanager
+def leased(board: Board, name: str, regions: Sequence[tuple[int, Region]]) -> Iterator[None]:
+    """The tiles of ``regions`` leased to a session of this command while it programs
+    and registers deployment ``name``: no other session writes them between the
+    Programs and the registration, whose digests are then of this model's targets. A
+    tile another session holds refuses the command at once, naming the holder."""
+    server = remote(board, "'--name'")
+    tiles = sorted({tile for tile, _ in regions})
+    with server.session(label=f"sidra model deploy {name}") as session, session.lease(tiles):
+        yield
 
 
 def describe(target: Target) -> str:

@@ -419,6 +419,8 @@ class JobManager:
         board = self.servicer.board
         if isinstance(board, LinkMonitored) and not board.link_up:
             return "the board is unavailable (its link is down); it starts once it is back"
+        if self._protected_since_queued(live, waiting):
+            return "not queued any more"
         held = [h for h in self.keeper.registry.holders() if h.tile in waiting.tiles]
         if held:
             first = held[0]
@@ -466,6 +468,26 @@ class JobManager:
         self.on_queue_wait(max(row.started_unix_s - row.submitted_unix_s, 0.0))
         self._launch(live, self._runner_or_refuse())
         return ""
+
+    def _protected_since_queued(self, live: LiveJob, waiting: Waiting) -> bool:
+        """Ends ``live`` failed, before anything ran, when one of its tiles came to hold
+        another principal's protected deployment while it waited (SubmitJob refuses such
+        a job; its calls would be refused at its first write); True when it did."""
+        protections = self.servicer.protections
+        if protections is None:
+            return False
+        try:
+            protections.check_tiles(sorted(waiting.tiles), live.row.principal, admin=False)
+        except FailedPrecondition as exc:
+            assert self.records is not None
+            with self._changed:  # (reentrant) as cancel: the queue starts no job it holds
+                if live.row.state == "queued":
+                    self._end_unstarted(
+                        live, self.records, "failed",
+                        f"not started: its tiles came to be protected while it was queued: {exc}",
+                    )  # fmt: skip
+            return True
+        return False
 
     @contextlib.contextmanager
     def _reserved(self, principal: str) -> Iterator[None]:

@@ -20,12 +20,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidra.cli.model_deployments import leased
 from sidra.client import RemoteBoard, connect
 from sidra.client.aio import connect as connect_aio
 from sidra.drivers import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
+    LeaseHeld,
     NotFound,
     OutOfRange,
     PermissionDenied,
@@ -311,6 +313,76 @@ def test_only_cells_the_caller_programmed_last_may_be_protected(tmp_path: Path) 
         finally:
             for client in (alice, bob, root):
                 client.close()
+
+
+def test_a_protection_is_not_put_on_another_principals_leased_tile_and_a_job_queued_there_fails(
+    tmp_path: Path,
+) -> None:
+    """Bob's lease of tile 2 keeps Alice from protecting her cells there (LeaseHeld naming
+    regions[0].tile and the lease, nothing stored); under her own lease of tile 1 she may.
+    Bob's job queued for tile 1 meanwhile ends failed, before any write, once her lease
+    ends and it would start: its calls would all be refused."""
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER)
+    with serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file)) as address:
+        alice, bob = (connect(address, token=tokens[n]) for n in ("alice", "bob"))
+        try:
+            program(alice, 2, LAYER, 30.0)
+            with bob.session(label="bench") as session, session.lease([2]):
+                for validate_only in (True, False):
+                    with pytest.raises(
+                        LeaseHeld,
+                        match=r"regions\[0\]\.tile: tile 2 is leased to session \S+ of 'bob' "
+                        r"\(bench\), whose writes a protection would refuse",
+                    ):
+                        alice.deployments.add(
+                            "demo", model_file(), [(2, LAYER)], protect=True,
+                            validate_only=validate_only,
+                        )  # fmt: skip
+                assert alice.deployments.list() == []
+                assert not alice.deployments.add("plain", model_file(), [(2, LAYER)]).protected
+            with alice.session(label="deploy") as session, session.lease([1]):
+                program(alice, 1, LAYER, 30.0)
+                queued = bob.jobs.submit(
+                    "spsa", {"steps": 4, "tiles": [1]}, dataset="iris", queue=True
+                )
+                assert queued.state == "queued"
+                alice.deployments.add("demo", model_file(), [(1, LAYER)], protect=True)
+                writes = bob.stats().cell_writes
+            ended = bob.jobs.wait(queued.job_id)
+            assert ended.state == "failed" and ended.started_unix_s == 0.0
+            assert ended.error.startswith(
+                "not started: its tiles came to be protected while it was queued: tile 1 "
+            )
+            assert "deployment 'demo' of 'alice', protected" in ended.error
+            assert bob.stats().cell_writes == writes and bob.deployments.get("demo").intact
+        finally:
+            for client in (alice, bob):
+                client.close()
+
+
+def test_deploy_by_name_holds_its_tiles_from_the_first_program_to_the_registration(
+    tmp_path: Path,
+) -> None:
+    """What `sidra model deploy --name` wraps its Programs and AddDeployment in: another
+    principal's write to those tiles is refused meanwhile, and goes through after."""
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER)
+    with (
+        serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file)) as address,
+        connect(address, token=tokens["alice"]) as alice,
+        connect(address, token=tokens["bob"]) as bob,
+    ):
+        with leased(alice, "demo", [(1, LAYER), (3, LAYER)]):
+            program(alice, 1, LAYER, 30.0)
+            for tile in (1, 3):
+                with pytest.raises(LeaseHeld, match=f"writes tile {tile}, which is leased to "):
+                    program(bob, tile, Region(100, 100, 1, 1), 20.0)
+            holders = {(t.tile, t.principal, t.label) for t in bob.leases()}
+            assert holders == {(t, "alice", "sidra model deploy demo") for t in (1, 3)}
+            alice.deployments.add("demo", model_file(), [(1, LAYER)])
+        assert bob.leases() == []
+        program(bob, 1, Region(100, 100, 1, 1), 20.0)
 
 
 def test_deployments_outlive_the_server(store: Path) -> None:
