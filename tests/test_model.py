@@ -12,18 +12,20 @@ import pytest
 
 from sidra.drivers import Board, InvalidArgument, Region, open_board
 from sidra.training import (
+    FFOptions,
     LastLayerOptions,
     MLPOptions,
     SPSAOptions,
     TrainingRecord,
     load_dataset,
+    train_forward_forward,
     train_last_layer,
     train_mlp,
     train_softmax_spsa,
 )
 from sidra.training.analog_layer import AnalogLinear, Mapping
 from sidra.training.deployment import CHUNK_VECTORS, DeployedModel, ModelNotHeld
-from sidra.training.model import MODEL_FILE, ModelFileError, TrainedModel
+from sidra.training.model import MODEL_FILE, GoodnessReadout, ModelFileError, TrainedModel
 from sidra.training.placement import PlacementError
 
 IDEAL = "emu://?preset=ideal&seed={}"
@@ -37,6 +39,10 @@ TRAINERS: dict[str, tuple[str, Callable[[Board, Any], TrainingRecord]]] = {
         "wine", lambda b, d: train_last_layer(b, d, LastLayerOptions(epochs=2, hidden=32))
     ),
     "mlp": ("digits", lambda b, d: train_mlp(b, d, MLPOptions(epochs=2, hidden=(32,)))),
+    "ff": (  # a goodness readout: each sample shown with every label
+        "digits",
+        lambda b, d: train_forward_forward(b, d, FFOptions(epochs=2, hidden=(32, 16))),
+    ),
     "mlp-bias-on-the-array": (
         "iris",
         lambda b, d: train_mlp(
@@ -65,7 +71,12 @@ def test_a_model_on_another_ideal_board_scores_what_its_run_measured(trainer: st
     assert result.confusion.sum(axis=1).tolist() == np.bincount(data.y_test).tolist()
 
 
-def _model(board: Board, widths: tuple[int, ...] = (64, 16, 10), **layer: Any) -> TrainedModel:
+def _model(
+    board: Board,
+    widths: tuple[int, ...] = (64, 16, 10),
+    readout: GoodnessReadout | None = None,
+    **layer: Any,
+) -> TrainedModel:
     data = load_dataset("digits")
     rng = np.random.default_rng(3)
     layers = [
@@ -73,7 +84,11 @@ def _model(board: Board, widths: tuple[int, ...] = (64, 16, 10), **layer: Any) -
         for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
     ]
     weights = [rng.normal(0, 0.3, lay.shape).astype(np.float32) for lay in layers]
-    return TrainedModel.of(layers, weights, data, "mlp")
+    return TrainedModel.of(layers, weights, data, "ff" if readout else "mlp", readout)
+
+
+GOODNESS_WIDTHS = (74, 16, 8)
+"""A forward-forward network on digits: 64 features and 10 label inputs, two layers."""
 
 
 @pytest.mark.parametrize(
@@ -151,7 +166,12 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "format": ({"meta": _set("format", "other")}, r"meta.format: got 'other'"),
-    "version": ({"meta": _set("version", 2)}, r"meta.version: got 2, expected 1 .. 1"),
+    "version": ({"meta": _set("version", 3)}, r"meta.version: got 3, expected 1 .. 2"),
+    "readout v1": (
+        {"meta": _set("readout", {"kind": "goodness", "label_scale": 2.0})},
+        r"meta.readout: got \{'kind': 'goodness', 'label_scale': 2.0\}, expected absent from a "
+        "version 1 file",
+    ),
     "activation": ({"meta": _set("hidden_activation", "tanh")}, r"hidden_activation: got 'tanh'"),
     "mapping": ({"meta": _set("layers.0.mapping", "log")}, r"layers\[0\].mapping: got 'log'"),
     "limit": ({"meta": _set("layers.1.weight_limit", 0)}, r"layers\[1\].weight_limit: got 0"),
@@ -175,6 +195,39 @@ def test_a_file_that_is_not_a_whole_model_is_refused_naming_the_field(case: str)
     changes, message = HOSTILE[case]
     with open_board(IDEAL.format(1)) as board:
         data = _archive(_model(board), **changes)
+    with pytest.raises(ModelFileError, match=r"^upload.npz: .*" + message):
+        TrainedModel.from_bytes(data, "upload.npz")
+
+
+def test_a_goodness_readout_is_kept_in_a_version_2_file_and_a_plain_model_stays_version_1() -> None:
+    with open_board(IDEAL.format(1)) as board:
+        plain = _model(board)
+        ff = _model(board, GOODNESS_WIDTHS, GoodnessReadout(1.5))
+    assert plain.meta()["version"] == 1 and "readout" not in plain.meta()
+    again = TrainedModel.from_bytes(ff.to_bytes())
+    assert again.meta()["version"] == 2 and again.readout == GoodnessReadout(1.5)
+    assert (again.features, again.classes, again.score_name) == (64, 10, "goodness")
+
+
+GOODNESS_HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
+    "kind": ({"meta": _set("readout.kind", "softmax")}, r"meta.readout: got \{'kind': 'softm"),
+    "scale": (
+        {"meta": _set("readout.label_scale", 0)},
+        r"meta.readout.label_scale: got 0, expected a finite number > 0",
+    ),
+    "features only": (
+        {"layer0": np.zeros((65, 16), np.float32)},
+        r"layer0: got 64 inputs, expected 74 \(the features feature_mean scales and one per "
+        r"label \(10\)\)",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(GOODNESS_HOSTILE))
+def test_a_goodness_readout_that_cannot_run_is_refused_naming_the_field(case: str) -> None:
+    changes, message = GOODNESS_HOSTILE[case]
+    with open_board(IDEAL.format(1)) as board:
+        data = _archive(_model(board, GOODNESS_WIDTHS, GoodnessReadout(2.0)), **changes)
     with pytest.raises(ModelFileError, match=r"^upload.npz: .*" + message):
         TrainedModel.from_bytes(data, "upload.npz")
 

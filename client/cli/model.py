@@ -143,6 +143,12 @@ def show(model: ModelPath, as_json: AsJson = False) -> None:
     console.print(f"inputs: {loaded.features} features, standardised with the training "
                   f"statistics of {loaded.inputs.dataset}")  # fmt: skip
     console.print(f"labels: {', '.join(loaded.inputs.labels)}")
+    if loaded.readout is not None:
+        console.print(
+            f"readout: goodness; each sample run once per label, the label's one-hot "
+            f"(scaled {loaded.readout.label_scale:g}) after its features; the highest "
+            "goodness summed over the layers wins"
+        )
     for key, value in loaded.trained.items():
         console.print(f"trained {key}: {value}")
 
@@ -551,7 +557,8 @@ def predict(
         Path,
         typer.Option(
             help="The .npz to write: labels (text), classes (indices) and logits [samples, "
-            "classes]; an existing file is not written over."
+            "classes] (goodness for a forward-forward model); an existing file is not "
+            "written over."
         ),
     ],
     model: OptionalModelPath = None,
@@ -583,11 +590,12 @@ def predict(
             raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
         deployed = _deployed(loaded, opened, _tiles(target, tiles), read_repeats, held, calibrate)
         check_regions(target, deployed)
-        logits = deployed.logits(x)
-    classes = np.argmax(logits, axis=1)
+        scores = deployed.scores(x)
+    classes = np.argmax(scores, axis=1)
     labels = np.array(loaded.inputs.labels)[classes]
     arrays = io.BytesIO()
-    np.savez(arrays, labels=labels, classes=classes, logits=logits)
+    kept = {"labels": labels, "classes": classes, loaded.score_name: scores}
+    np.savez(arrays, **kept)
     write_atomically(out, arrays.getvalue())
     typer.echo(f"{len(classes)} samples classified: {out}", err=True)
 

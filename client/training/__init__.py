@@ -39,6 +39,7 @@ from sidra.training.importing import model_from_weights
 from sidra.training.mlp import exact_gradients, train_mlp
 from sidra.training.model import (
     MODEL_FILE,
+    GoodnessReadout,
     ModelFileError,
     ModelInputs,
     ModelLayer,
@@ -171,6 +172,7 @@ __all__ = [
     "LayerProgramming",
     "ModelEvaluation",
     "ModelFileError",
+    "GoodnessReadout",
     "ModelInputs",
     "ModelLayer",
     "TrainedModel",

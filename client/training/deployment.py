@@ -3,9 +3,11 @@
 :class:`DeployedModel` programs each layer of a :class:`~sidra.training.model.TrainedModel`
 with write-verify (keeping what each layer's write-verify reached), then computes
 logits by MVM layer by layer, ReLU on the host between layers, as the network was
-trained. :meth:`DeployedModel.evaluate` measures it on labelled data: accuracy, the
-confusion matrix and what the inference cost the board (MVM calls, modeled time and
-energy, per sample).
+trained (a forward-forward network: each sample once per class, with that class's
+one-hot appended, scored by its goodness summed over the layers).
+:meth:`DeployedModel.evaluate` measures it on labelled data: accuracy, the confusion
+matrix and what the inference cost the board (MVM calls, modeled time and energy, per
+sample).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy.typing as npt
 from sidra.drivers import Board, Cost, InvalidArgument, ProgramReport, Region
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
-from sidra.training.model import ModelLayer, TrainedModel
+from sidra.training.forward_forward import goodness, normalised
+from sidra.training.model import GoodnessReadout, ModelLayer, TrainedModel
 from sidra.training.placement import LayerShape, Placement
 
 __all__ = [
@@ -338,14 +341,25 @@ class DeployedModel:
                     "it again without held"
                 )
 
-    def logits(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> Array:
-        """The output layer's pre-activations [samples, classes] for standardised inputs
-        ``x`` [samples, features] (TrainedModel.standardize makes them from raw ones),
-        each layer's pass the mean of ``read_repeats`` reads (default: the deployment's)."""
-        return self._logits(self.layers[0].checked_inputs(x, self.model.features), read_repeats)
+    def scores(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> Array:
+        """Each class's score [samples, classes] for standardised inputs ``x`` [samples,
+        features] (TrainedModel.standardize makes them from raw ones), the largest the
+        class: the output layer's pre-activations (logits), or with a goodness readout
+        the goodness of the sample shown with each class, summed over the layers
+        (:attr:`TrainedModel.score_name` says which). Each layer's pass is the mean of
+        ``read_repeats`` reads (default: the deployment's)."""
+        x = self._checked_inputs(x)
+        return self._scores(x, read_repeats)
 
-    def _logits(self, h: Array, read_repeats: int | None) -> Array:
-        """:meth:`logits` of inputs already checked."""
+    def _checked_inputs(self, x: npt.ArrayLike) -> Array:
+        """``x`` as float32 [samples, features] (InvalidArgument naming ``x``)."""
+        return self.layers[0].checked_inputs(x, self.model.features)
+
+    def _scores(self, h: Array, read_repeats: int | None) -> Array:
+        """:meth:`scores` of inputs already checked."""
+        readout = self.model.readout
+        if readout is not None:
+            return self._goodness(h, readout, read_repeats)
         chunks = []
         for start in range(0, len(h), CHUNK_VECTORS):
             z = h[start : start + CHUNK_VECTORS]
@@ -356,9 +370,25 @@ class DeployedModel:
             chunks.append(z)
         return np.concatenate(chunks)
 
+    def _goodness(self, h: Array, readout: GoodnessReadout, read_repeats: int | None) -> Array:
+        """Goodness summed over the layers [samples, classes] of each sample shown with
+        each class (as sidra.training.forward_forward trained and tested it)."""
+        classes = self.model.classes
+        per = max(1, CHUNK_VECTORS // classes)  # samples per pass: classes rows each
+        onehot = np.eye(classes, dtype=np.float32) * np.float32(readout.label_scale)
+        result = np.zeros((len(h), classes), np.float64)
+        for start in range(0, len(h), per):
+            part = h[start : start + per]
+            z = np.hstack([np.repeat(part, classes, axis=0), np.tile(onehot, (len(part), 1))])
+            for layer in self.layers:
+                y = np.maximum(layer.forward(z, read_repeats=read_repeats), np.float32(0.0))
+                result[start : start + len(part)] += goodness(y).reshape(len(part), classes)
+                z = normalised(y)
+        return result.astype(np.float32)
+
     def classify(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> npt.NDArray[Any]:
-        """The class index of each of ``x``'s samples (the largest logit)."""
-        classes: npt.NDArray[Any] = np.argmax(self.logits(x, read_repeats=read_repeats), axis=1)
+        """The class index of each of ``x``'s samples (the largest score)."""
+        classes: npt.NDArray[Any] = np.argmax(self.scores(x, read_repeats=read_repeats), axis=1)
         return classes
 
     def evaluate(
@@ -374,13 +404,13 @@ class DeployedModel:
         if len(labels) and not (labels.min() >= 0 and labels.max() < classes):
             raise InvalidArgument("y", f"{labels.min()} .. {labels.max()}",
                                   f"class indices in 0 .. {classes - 1}")  # fmt: skip
-        inputs = self.layers[0].checked_inputs(x, self.model.features)
+        inputs = self._checked_inputs(x)
         if len(inputs) != len(labels):
             raise InvalidArgument("y", f"{len(labels)} labels",
                                   f"{len(inputs)}, one per sample of x")  # fmt: skip
         repeats = self.layers[0].read_repeats if read_repeats is None else read_repeats
         meter = JobMeter(self.board, self.layers)
-        predicted = np.argmax(self._logits(inputs, repeats), axis=1)
+        predicted = np.argmax(self._scores(inputs, repeats), axis=1)
         spent = meter.read(fresh_writes=False)
         confusion = np.zeros((classes, classes), np.int64)
         np.add.at(confusion, (labels.astype(np.int64), predicted), 1)

@@ -28,7 +28,9 @@ the host and a cell is reprogrammed once its target moved past ``threshold``
 (:class:`~sidra.training.hybrid.HybridNetwork`).
 
 Classification: each test sample is run once per label; the label whose input gives
-the highest goodness summed over all layers wins.
+the highest goodness summed over all layers wins. The run keeps its network as
+``model.npz`` with a goodness readout (sidra.training.model.GoodnessReadout), which
+``sidra model eval|predict|deploy`` run the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.estimators import SPSAGradient
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import HIDDEN_INPUT_CLIP
+from sidra.training.model import GoodnessReadout, TrainedModel
 from sidra.training.options import FFEstimator, FFOptions
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord, array_from_json, array_to_json
@@ -262,7 +265,12 @@ def train_forward_forward(
         }
     )
     place = None if checkpoint is None else Path(checkpoint)
-    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s)
+
+    def model_of(hybrid: HybridNetwork) -> TrainedModel:
+        readout = GoodnessReadout(o.label_scale)
+        return TrainedModel.of(hybrid.layers, hybrid.targets, data, "ff", readout)
+
+    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s, model_of=model_of)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         net = _network(board, data, o, rng, None if saved is None else saved.targets)
         meter = JobMeter(board, net.layers)
@@ -323,6 +331,7 @@ def train_forward_forward(
         record.train_accuracy = float(np.mean(net.predict(data.x_train) == data.y_train))
         record.count(meter.read())
         record.programs = net.hybrid.programs
+        record.model = model_of(net.hybrid)
     record.measures = {"goodness_separation": goodness_separation(by_label, data.y_test)}
     return record
 

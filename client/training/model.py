@@ -2,8 +2,11 @@
 the class labels, to program onto any board and run there (inference).
 
 Every training run whose network is a stack of analog layers with ReLU between them
-(``sidra train spsa``, ``last-layer``, ``mlp``, ``pat``, ``drift-recovery``) keeps its
-trained network as ``model.npz`` in its record. :meth:`TrainedModel.deploy` places and
+(``sidra train spsa``, ``last-layer``, ``mlp``, ``pat``, ``drift-recovery``, ``ff``) keeps
+its trained network as ``model.npz`` in its record. Its *readout* says how a class comes
+out: the largest of the last layer's outputs (logits), or, for a forward-forward
+network, the label whose one-hot input gives the highest goodness summed over the layers
+(:class:`GoodnessReadout`). :meth:`TrainedModel.deploy` places and
 programs it on a board (sidra.training.deployment); ``sidra model`` evaluates it there
 or classifies new inputs with it.
 
@@ -11,13 +14,16 @@ The file is an uncompressed NumPy ``.npz`` archive read without pickle (so a fil
 anyone is safe to open), holding:
 
 - ``meta``: a JSON document (a 0-d unicode array): ``format`` ``"sidra-model"``,
-  ``version`` (:data:`MODEL_VERSION`), ``job``, ``hidden_activation`` (``"relu"``),
+  ``version`` (1, or 2 when it has a ``readout``), ``job``, ``hidden_activation``
+  (``"relu"``), ``readout`` (version 2; absent: logits) ``{"kind": "goodness",
+  "label_scale": s}``,
   ``layers`` (per layer ``weight_limit``, ``input_clip``, ``mapping``,
   ``reference_column``, ``digital_bias``), ``dataset`` (``name``, ``labels``,
   ``test_size``, ``random_state``) and ``trained`` (where and how well it was trained:
   free-form figures, not read back);
 - ``layer0``, ``layer1``, ...: float32 weights ``[inputs + 1, outputs]``, input side
-  first, the last row the bias;
+  first, the last row the bias (with a goodness readout the first layer's inputs are the
+  features, then one per class);
 - ``feature_mean``, ``feature_scale``: float64 ``[features]``, the standardisation of
   raw inputs (``(raw - mean) / scale``) the network was trained behind.
 """
@@ -51,6 +57,7 @@ __all__ = [
     "MODEL_FILE",
     "MODEL_FORMAT",
     "MODEL_VERSION",
+    "GoodnessReadout",
     "ModelFileError",
     "ModelInputs",
     "ModelLayer",
@@ -65,8 +72,10 @@ MODEL_FILE = "model.npz"
 MODEL_FORMAT = "sidra-model"
 """``meta.format`` of a model file."""
 
-MODEL_VERSION = 1
-"""``meta.version`` this code writes; files of a later version are refused."""
+MODEL_VERSION = 2
+"""The latest ``meta.version`` this code reads; files of a later version are refused. A
+file is written with the lowest version that holds it (1 without a ``readout``), so that
+older sidra reads every model it could run."""
 
 HIDDEN_ACTIVATION = "relu"
 """The one activation between layers these networks use."""
@@ -75,6 +84,22 @@ HIDDEN_ACTIVATION = "relu"
 class ModelFileError(ValueError):
     """A model file that cannot be read, or holds something this code cannot run; the
     message names the file, the field, the value and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class GoodnessReadout:
+    """A forward-forward network's readout (sidra.training.forward_forward): each sample
+    is run once per class with that class's one-hot vector, scaled, appended to its
+    features; a layer's ReLU output goes on normalised to a root-mean-square of 1; the
+    class whose input gives the highest goodness (mean squared activation) summed over
+    the layers wins."""
+
+    label_scale: float
+    """The value in the class's place of the appended one-hot vector (input units)."""
+
+    def settings(self) -> dict[str, Any]:
+        """``meta.readout``."""
+        return {"kind": "goodness", "label_scale": self.label_scale}
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +203,8 @@ class ModelInputs:
 
 @dataclass(frozen=True, slots=True)
 class TrainedModel:
-    """A trained stack of analog layers, ReLU between them, logits out."""
+    """A trained stack of analog layers, ReLU between them, logits out (or, with a
+    :class:`GoodnessReadout`, the goodness of each class's input)."""
 
     layers: tuple[ModelLayer, ...]
     """Input side first."""
@@ -187,9 +213,11 @@ class TrainedModel:
     """The training command that made it (``"mlp"``)."""
     trained: MappingOf[str, Any] = field(default_factory=dict)
     """Where and how well it was trained (board, accuracy): kept in the file as given."""
+    readout: GoodnessReadout | None = None
+    """How a class comes out: None for the largest logit."""
 
     def __post_init__(self) -> None:
-        _check_chain(self.layers, self.inputs, "model")
+        _check_chain(self.layers, self.inputs, self.readout, "model")
 
     @classmethod
     def of(
@@ -198,15 +226,17 @@ class TrainedModel:
         weights: Sequence[npt.ArrayLike],
         data: Dataset,
         job: str,
+        readout: GoodnessReadout | None = None,
     ) -> TrainedModel:
         """The network ``layers`` hold with ``weights`` (one per layer), trained on
-        ``data`` by ``job``; the board's identity goes into :attr:`trained`."""
+        ``data`` by ``job``, read out by ``readout``; the board's identity goes into
+        :attr:`trained`."""
         kept = tuple(ModelLayer.of(lay, w) for lay, w in zip(layers, weights, strict=True))
         info = layers[0].board.info
         board = {"board_model": info.model, "board_serial": info.serial_number}
         if info.emulated:
             board["emulator_preset"] = info.emulator_preset
-        return cls(kept, ModelInputs.of(data), job, board)
+        return cls(kept, ModelInputs.of(data), job, board, readout)
 
     def with_figures(self, **figures: Any) -> TrainedModel:
         """The same model with ``figures`` (test accuracy, steps) added to :attr:`trained`."""
@@ -214,11 +244,16 @@ class TrainedModel:
 
     @property
     def features(self) -> int:
-        return self.layers[0].inputs
+        return self.inputs.features
+
+    @property
+    def score_name(self) -> str:
+        """What a class's score is: ``"logits"``, or ``"goodness"`` (its readout's)."""
+        return "logits" if self.readout is None else "goodness"
 
     @property
     def classes(self) -> int:
-        return self.layers[-1].outputs
+        return len(self.inputs.labels)
 
     def shapes(self) -> list[LayerShape]:
         """Each layer as placement sees it, named ``layer0``, ``layer1``, ..."""
@@ -296,11 +331,13 @@ class TrainedModel:
     def meta(self) -> dict[str, Any]:
         """The ``meta`` document of the file."""
         i = self.inputs
+        readout = {} if self.readout is None else {"readout": self.readout.settings()}
         return {
             "format": MODEL_FORMAT,
-            "version": MODEL_VERSION,
+            "version": 1 if self.readout is None else 2,
             "job": self.job,
             "hidden_activation": HIDDEN_ACTIVATION,
+            **readout,
             "layers": [layer.settings() for layer in self.layers],
             "dataset": {
                 "name": i.dataset,
@@ -392,6 +429,7 @@ def _parsed(arrays: dict[str, npt.NDArray[Any]], source: str) -> TrainedModel:
     trained = meta.get("trained", {})
     if not isinstance(trained, dict):
         raise wrong("meta.trained", trained, "a JSON object")
+    readout = _parsed_readout(meta, version, wrong)
     inputs = _parsed_inputs(meta.get("dataset"), arrays, wrong)
     settings = meta.get("layers")
     if not isinstance(settings, list) or not settings:
@@ -404,9 +442,23 @@ def _parsed(arrays: dict[str, npt.NDArray[Any]], source: str) -> TrainedModel:
     if extra:
         raise wrong("arrays", extra, f"layer0 .. layer{len(layers) - 1} as meta.layers lists")
     try:
-        return TrainedModel(layers, inputs, job, trained)
+        return TrainedModel(layers, inputs, job, trained, readout)
     except ValueError as exc:
         raise ModelFileError(f"{source}: {exc}") from exc
+
+
+def _parsed_readout(meta: dict[str, Any], version: int, wrong: Any) -> GoodnessReadout | None:
+    if "readout" not in meta:
+        return None
+    readout = meta["readout"]
+    if version < 2:
+        raise wrong("meta.readout", readout, "absent from a version 1 file")
+    if not isinstance(readout, dict) or readout.get("kind") != "goodness":
+        raise wrong("meta.readout", readout, '{"kind": "goodness", "label_scale": s}')
+    scale = readout.get("label_scale")
+    if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 < scale < math.inf:
+        raise wrong("meta.readout.label_scale", scale, "a finite number > 0")
+    return GoodnessReadout(float(scale))
 
 
 def _parsed_inputs(dataset: Any, arrays: dict[str, npt.NDArray[Any]], wrong: Any) -> ModelInputs:
@@ -478,15 +530,27 @@ def _parsed_layer(k: int, entry: Any, weights: Any, wrong: Any) -> ModelLayer:
     )
 
 
-def _check_chain(layers: Sequence[ModelLayer], inputs: ModelInputs, source: str) -> None:
+def _check_chain(
+    layers: Sequence[ModelLayer],
+    inputs: ModelInputs,
+    readout: GoodnessReadout | None,
+    source: str,
+) -> None:
     """ValueError when the layers do not chain: each layer's inputs the outputs of the one
-    before, the first's the features, the last's outputs the labels."""
+    before, the first's the features (and one per label with a goodness readout), the
+    last's outputs the labels (logits)."""
     if not layers:
         raise ValueError(f"{source}: layers: got none, expected at least one")
-    if layers[0].inputs != inputs.features:
+    labels = len(inputs.labels)
+    if readout is not None and labels < 2:
+        raise ValueError(f"{source}: meta.dataset.labels: got {labels}, expected 2 or more "
+                         "(a goodness readout tells one label from the others)")  # fmt: skip
+    expected = inputs.features + (0 if readout is None else labels)
+    if layers[0].inputs != expected:
+        what = "" if readout is None else f" and one per label ({labels})"
         raise ValueError(
-            f"{source}: layer0: got {layers[0].inputs} inputs, expected {inputs.features} "
-            f"(the features feature_mean scales)"
+            f"{source}: layer0: got {layers[0].inputs} inputs, expected {expected} "
+            f"(the features feature_mean scales{what})"
         )
     for k in range(1, len(layers)):
         if layers[k].inputs != layers[k - 1].outputs:
@@ -494,7 +558,7 @@ def _check_chain(layers: Sequence[ModelLayer], inputs: ModelInputs, source: str)
                 f"{source}: layer{k}: got {layers[k].inputs} inputs, expected "
                 f"{layers[k - 1].outputs} (layer{k - 1}'s outputs)"
             )
-    if layers[-1].outputs != len(inputs.labels):
+    if readout is None and layers[-1].outputs != labels:
         raise ValueError(
             f"{source}: layer{len(layers) - 1}: got {layers[-1].outputs} outputs, expected "
             f"{len(inputs.labels)} (one per label of meta.dataset.labels)"
