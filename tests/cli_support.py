@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from sidra.client import Region, RemoteBoard, connect
 
@@ -42,6 +43,34 @@ def sidra_json(*args: str, timeout: float = 120.0) -> Any:
     result = run_sidra(*args, "--json", timeout=timeout)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def assert_model_runs_as_trained(
+    run: Path, summary: dict[str, Any], readout: str, scores: str, tmp_path: Path
+) -> npt.NDArray[Any]:
+    """``run``'s model.npz, on another noiseless board, scores what the run measured
+    (``summary``: its test accuracy); ``sidra model show`` names its ``readout`` (a phrase
+    of the line "readout: ..."); ``sidra model predict`` on 7 digits test samples writes
+    ``scores`` [7, 10] whose argmax are the classes it writes. Returns those scores."""
+    from sidra.training import load_dataset  # the data set, as the run loaded it
+
+    model = str(run / "model.npz")
+    evaluated = run_sidra("model", "eval", model, "--board", "emu://?preset=ideal&seed=5",
+                          "--json")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] == summary["test_accuracy"]
+    shown = " ".join(run_sidra("model", "show", model).stdout.split())
+    assert f"readout: {readout}" in shown, shown
+    np.save(tmp_path / "x.npy", load_dataset("digits").x_test[:7])
+    predicted = run_sidra("model", "predict", model, "--inputs", str(tmp_path / "x.npy"),
+                          "--standardized", "--out", str(tmp_path / "p.npz"))  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    with np.load(tmp_path / "p.npz") as out:
+        assert set(out.files) == {"labels", "classes", scores}
+        written: npt.NDArray[Any] = out[scores]
+        assert written.shape == (7, 10)
+        assert np.array_equal(out["classes"], written.argmax(axis=1))
+    return written
 
 
 def interrupted(

@@ -21,7 +21,7 @@ from sidra.training import (
 )
 from sidra.training.eqprop import host_equilibrium, state_clip
 from sidra.training.gradients import cosine, numerical_gradient
-from tests.cli_support import run_sidra
+from tests.cli_support import assert_model_runs_as_trained, run_sidra
 
 
 def _problem(sizes: list[int], seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -47,7 +47,8 @@ def _network(board: Board, sizes: list[int], weights: list[np.ndarray], **settle
                              input_clip=state_clip(board.info, n_in) if i else 4.0)  # fmt: skip
         tile += len(layer.blocks)
         layers.append(layer)
-    return EquilibriumNetwork(HybridNetwork(layers, weights, trainable=len(layers)), **settle)
+    programmed = HybridNetwork(layers, weights, trainable=len(layers))
+    return EquilibriumNetwork(programmed.layers, **settle)
 
 
 def test_the_exact_gradient_is_the_derivative_of_the_cost_at_the_free_equilibrium() -> None:
@@ -152,7 +153,14 @@ def test_the_cli_runs_eqprop_and_refuses_a_bad_option(tmp_path) -> None:  # type
             "modeled_time_ns", "modeled_energy_nj", "free_iterations_mean",
             "nudged_iterations_max", "training_mvm_calls_per_example"} <= set(summary)  # fmt: skip
     saved = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"summary.json", "settings.json", "steps.csv", "checkpoints.csv", "plot.png"} <= saved
+    assert {"summary.json", "settings.json", "steps.csv", "checkpoints.csv", "plot.png",
+            "model.npz"} <= saved  # fmt: skip
+    # The network runs from its file on another noiseless board, settled as the run
+    # settled it; predict writes the settled output states.
+    states = assert_model_runs_as_trained(
+        tmp_path / "run", summary, "settle; states in [0, 1] swept", "outputs", tmp_path
+    )
+    assert states.min() >= 0.0 and states.max() <= 1.0
     refused = run_sidra("train", "eqprop", "--beta", "1.5", "--nudging", "symmetric")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--beta: got 1.5; input should be less than 1" in " ".join(refused.stderr.split())

@@ -23,7 +23,7 @@ from sidra.training.forward_forward import (
     goodness_loss,
     normalised,
 )
-from tests.cli_support import run_sidra
+from tests.cli_support import assert_model_runs_as_trained, run_sidra
 
 
 def _batch(net: ForwardForwardNetwork, rows: int = 16) -> np.ndarray:
@@ -174,20 +174,7 @@ def test_the_cli_prints_the_summary_and_refuses_bad_options(tmp_path) -> None:  
             "model.npz"} <= saved  # fmt: skip
     # The trained network runs from its file on another noiseless board, scored as the
     # run scored it; predict writes each label's summed goodness.
-    model = str(tmp_path / "run" / "model.npz")
-    evaluated = run_sidra("model", "eval", model, "--board", "emu://?preset=ideal&seed=5",
-                          "--json")  # fmt: skip
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout)["accuracy"] == summary["test_accuracy"]
-    shown = run_sidra("model", "show", model)
-    assert "readout: goodness" in " ".join(shown.stdout.split())
-    np.save(tmp_path / "x.npy", load_dataset("digits").x_test[:7])
-    predicted = run_sidra("model", "predict", model, "--inputs", str(tmp_path / "x.npy"),
-                          "--standardized", "--out", str(tmp_path / "p.npz"))  # fmt: skip
-    assert predicted.returncode == 0, predicted.stderr
-    with np.load(tmp_path / "p.npz") as out:
-        assert out["goodness"].shape == (7, 10) and "logits" not in out.files
-        assert np.array_equal(out["classes"], out["goodness"].argmax(axis=1))
+    assert_model_runs_as_trained(tmp_path / "run", summary, "goodness;", "goodness", tmp_path)
     refused = run_sidra("train", "ff", "--estimator", "spsa", "--digital-bias")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--digital-bias: got True with estimator spsa" in " ".join(refused.stderr.split())

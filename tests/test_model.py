@@ -12,12 +12,14 @@ import pytest
 
 from sidra.drivers import Board, InvalidArgument, Region, open_board
 from sidra.training import (
+    EqPropOptions,
     FFOptions,
     LastLayerOptions,
     MLPOptions,
     SPSAOptions,
     TrainingRecord,
     load_dataset,
+    train_eqprop,
     train_forward_forward,
     train_last_layer,
     train_mlp,
@@ -25,7 +27,13 @@ from sidra.training import (
 )
 from sidra.training.analog_layer import AnalogLinear, Mapping
 from sidra.training.deployment import CHUNK_VECTORS, DeployedModel, ModelNotHeld
-from sidra.training.model import MODEL_FILE, GoodnessReadout, ModelFileError, TrainedModel
+from sidra.training.model import (
+    MODEL_FILE,
+    GoodnessReadout,
+    ModelFileError,
+    SettleReadout,
+    TrainedModel,
+)
 from sidra.training.placement import PlacementError
 
 IDEAL = "emu://?preset=ideal&seed={}"
@@ -42,6 +50,10 @@ TRAINERS: dict[str, tuple[str, Callable[[Board, Any], TrainingRecord]]] = {
     "ff": (  # a goodness readout: each sample shown with every label
         "digits",
         lambda b, d: train_forward_forward(b, d, FFOptions(epochs=2, hidden=(32, 16))),
+    ),
+    "eqprop": (  # a settle readout: MVM and TransposeMVM sweeps to equilibrium
+        "digits",
+        lambda b, d: train_eqprop(b, d, EqPropOptions(epochs=1, hidden=(16,), batch_size=128)),
     ),
     "mlp-bias-on-the-array": (
         "iris",
@@ -207,6 +219,11 @@ def test_a_goodness_readout_is_kept_in_a_version_2_file_and_a_plain_model_stays_
     again = TrainedModel.from_bytes(ff.to_bytes())
     assert again.meta()["version"] == 2 and again.readout == GoodnessReadout(1.5)
     assert (again.features, again.classes, again.score_name) == (64, 10, "goodness")
+    with open_board(IDEAL.format(1)) as board:
+        settling = _model(board, readout=SettleReadout(7, 0.02, 0.5))
+    again = TrainedModel.from_bytes(settling.to_bytes())
+    assert again.readout == SettleReadout(7, 0.02, 0.5) and again.score_name == "outputs"
+    assert again.meta()["hidden_activation"] == "hard_sigmoid"
 
 
 GOODNESS_HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
@@ -214,6 +231,21 @@ GOODNESS_HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "scale": (
         {"meta": _set("readout.label_scale", 0)},
         r"meta.readout.label_scale: got 0, expected a finite number > 0",
+    ),
+    "settle sweeps": (
+        {"meta": _set("readout", {"kind": "settle", "max_iterations": 0, "tolerance": 0.1,
+                                  "damping": 1.0})},
+        r"meta.readout.max_iterations: got 0, expected an integer in 1 .. 10000",
+    ),
+    "settle damping": (
+        {"meta": _set("readout", {"kind": "settle", "max_iterations": 5, "tolerance": 0.1,
+                                  "damping": 1.5})},
+        r"meta.readout.damping: got 1.5, expected a number in \(0, 1\]",
+    ),
+    "settle activation": (
+        {"meta": _set("readout", {"kind": "settle", "max_iterations": 5, "tolerance": 0.1,
+                                  "damping": 1.0})},
+        r"meta.hidden_activation: got 'relu', expected 'hard_sigmoid' \(a settle readout's\)",
     ),
     "features only": (
         {"layer0": np.zeros((65, 16), np.float32)},

@@ -40,7 +40,7 @@ from sidra.training.analog_layer import Mapping
 from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
 from sidra.training.importing import model_from_weights
-from sidra.training.model import TrainedModel
+from sidra.training.model import GoodnessReadout, SettleReadout, TrainedModel
 
 __all__ = ["model_app"]
 
@@ -143,11 +143,18 @@ def show(model: ModelPath, as_json: AsJson = False) -> None:
     console.print(f"inputs: {loaded.features} features, standardised with the training "
                   f"statistics of {loaded.inputs.dataset}")  # fmt: skip
     console.print(f"labels: {', '.join(loaded.inputs.labels)}")
-    if loaded.readout is not None:
+    readout = loaded.readout
+    if isinstance(readout, GoodnessReadout):
         console.print(
             f"readout: goodness; each sample run once per label, the label's one-hot "
-            f"(scaled {loaded.readout.label_scale:g}) after its features; the highest "
+            f"(scaled {readout.label_scale:g}) after its features; the highest "
             "goodness summed over the layers wins"
+        )
+    elif isinstance(readout, SettleReadout):
+        console.print(
+            "readout: settle; states in [0, 1] swept to equilibrium by MVM and "
+            f"TransposeMVM (at most {readout.max_iterations} sweeps, tolerance "
+            f"{readout.tolerance:g}, damping {readout.damping:g}); the largest output wins"
         )
     for key, value in loaded.trained.items():
         console.print(f"trained {key}: {value}")

@@ -4,7 +4,8 @@
 with write-verify (keeping what each layer's write-verify reached), then computes
 logits by MVM layer by layer, ReLU on the host between layers, as the network was
 trained (a forward-forward network: each sample once per class, with that class's
-one-hot appended, scored by its goodness summed over the layers).
+one-hot appended, scored by its goodness summed over the layers; an
+equilibrium-propagation network: its states settled by MVM and TransposeMVM sweeps).
 :meth:`DeployedModel.evaluate` measures it on labelled data: accuracy, the confusion
 matrix and what the inference cost the board (MVM calls, modeled time and energy, per
 sample).
@@ -24,8 +25,9 @@ import numpy.typing as npt
 from sidra.drivers import Board, Cost, InvalidArgument, ProgramReport, Region
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
+from sidra.training.eqprop import EquilibriumNetwork
 from sidra.training.forward_forward import goodness, normalised
-from sidra.training.model import GoodnessReadout, ModelLayer, TrainedModel
+from sidra.training.model import GoodnessReadout, ModelLayer, SettleReadout, TrainedModel
 from sidra.training.placement import LayerShape, Placement
 
 __all__ = [
@@ -344,9 +346,10 @@ class DeployedModel:
     def scores(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> Array:
         """Each class's score [samples, classes] for standardised inputs ``x`` [samples,
         features] (TrainedModel.standardize makes them from raw ones), the largest the
-        class: the output layer's pre-activations (logits), or with a goodness readout
-        the goodness of the sample shown with each class, summed over the layers
-        (:attr:`TrainedModel.score_name` says which). Each layer's pass is the mean of
+        class: the output layer's pre-activations (logits); with a goodness readout
+        the goodness of the sample shown with each class, summed over the layers; with a
+        settle readout the output states once settled (:attr:`TrainedModel.score_name`
+        says which). Each layer's pass is the mean of
         ``read_repeats`` reads (default: the deployment's)."""
         x = self._checked_inputs(x)
         return self._scores(x, read_repeats)
@@ -358,8 +361,10 @@ class DeployedModel:
     def _scores(self, h: Array, read_repeats: int | None) -> Array:
         """:meth:`scores` of inputs already checked."""
         readout = self.model.readout
-        if readout is not None:
+        if isinstance(readout, GoodnessReadout):
             return self._goodness(h, readout, read_repeats)
+        if isinstance(readout, SettleReadout):
+            return self._settled(h, readout, read_repeats)
         chunks = []
         for start in range(0, len(h), CHUNK_VECTORS):
             z = h[start : start + CHUNK_VECTORS]
@@ -385,6 +390,22 @@ class DeployedModel:
                 result[start : start + len(part)] += goodness(y).reshape(len(part), classes)
                 z = normalised(y)
         return result.astype(np.float32)
+
+    def _settled(self, h: Array, readout: SettleReadout, read_repeats: int | None) -> Array:
+        """Output states [samples, classes] of the free equilibrium (as
+        sidra.training.eqprop trained and tested it), every pass both ways the mean of
+        ``read_repeats`` reads."""
+        net = EquilibriumNetwork(self.layers, tolerance=readout.tolerance,
+                                 damping=readout.damping)  # fmt: skip
+        kept = [layer.read_repeats for layer in self.layers]
+        if read_repeats is not None:  # TransposeMVM reads as often as the layer says
+            for layer in self.layers:
+                layer.read_repeats = read_repeats
+        try:
+            return net.predict(h, readout.max_iterations, chunk=CHUNK_VECTORS)
+        finally:
+            for layer, repeats in zip(self.layers, kept, strict=True):
+                layer.read_repeats = repeats
 
     def classify(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> npt.NDArray[Any]:
         """The class index of each of ``x``'s samples (the largest score)."""

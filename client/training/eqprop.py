@@ -37,6 +37,11 @@ The exact gradient of the cost at the free equilibrium, what the estimate tends
 to as β → 0, comes from implicit differentiation through the host's weights
 (:func:`equilibrium_gradients`); the run compares the two every
 ``cosine_every`` steps, per coupling.
+
+Classification: the output units' free equilibrium (``free_iterations`` sweeps at
+most); the largest wins. The run keeps its network as ``model.npz`` with a settle
+readout (sidra.training.model.SettleReadout), which ``sidra model eval|predict|deploy``
+run the same way.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
+from sidra.training.model import SettleReadout, TrainedModel
 from sidra.training.options import EqPropOptions, Nudging
 from sidra.training.placement import Placement, chain, place
 from sidra.training.records import Checkpoint, TrainingRecord
@@ -168,23 +174,21 @@ class SettlingLog:
 
 
 class EquilibriumNetwork:
-    """Couplings on the board (AnalogLinear, input side first) and their host weights."""
+    """Couplings on the board (AnalogLinear, input side first) and how their states
+    settle; the weights they were programmed with are the caller's (a training run's
+    HybridNetwork, or a model file's)."""
 
     def __init__(
         self,
-        couplings: HybridNetwork,
+        layers: Sequence[AnalogLinear],
         *,
         tolerance: float,
         damping: float = 1.0,
     ) -> None:
-        self.couplings = couplings
-        """The weights as the host holds them, their layers, the thresholded updates."""
+        self.layers = list(layers)
+        """The couplings, input side first."""
         self.tolerance = tolerance
         self.damping = np.float32(damping)
-
-    @property
-    def layers(self) -> list[AnalogLinear]:
-        return self.couplings.layers
 
     @property
     def mvm_calls(self) -> int:
@@ -310,11 +314,16 @@ def train_eqprop(
         loss_label="squared error ½‖y − onehot‖²",
     )
     place = None if checkpoint is None else Path(checkpoint)
-    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s)
+
+    def model_of(net: HybridNetwork) -> TrainedModel:
+        readout = SettleReadout(o.free_iterations, o.tolerance, o.damping)
+        return TrainedModel.of(net.layers, net.targets, data, "eqprop", readout)
+
+    kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s, model_of=model_of)
     with kept.guard():  # a resumed run's board gone while it is programmed again
         meter = JobMeter(board, layers)
         couplings = HybridNetwork(layers, weights, trainable=len(layers), threshold=o.threshold)
-    net = EquilibriumNetwork(couplings, tolerance=o.tolerance, damping=o.damping)
+    net = EquilibriumNetwork(couplings.layers, tolerance=o.tolerance, damping=o.damping)
     log = SettlingLog()
     cosines: list[list[float]] = []
     eye = np.eye(data.classes, dtype=np.float32)
@@ -372,6 +381,7 @@ def train_eqprop(
         record.train_accuracy = accuracy(net.predict(data.x_train, o.free_iterations), data.y_train)
         record.count(meter.read())
         record.programs = couplings.programs
+        record.model = model_of(couplings)
     record.measures = log.measures(record.steps, o.epochs * len(data.x_train)) | (
         cosine_measures(cosines, len(couplings.weights))
     )

@@ -1,22 +1,23 @@
 """A trained network as one file: every layer's weights and mapping, the input scaling and
 the class labels, to program onto any board and run there (inference).
 
-Every training run whose network is a stack of analog layers with ReLU between them
-(``sidra train spsa``, ``last-layer``, ``mlp``, ``pat``, ``drift-recovery``, ``ff``) keeps
-its trained network as ``model.npz`` in its record. Its *readout* says how a class comes
-out: the largest of the last layer's outputs (logits), or, for a forward-forward
-network, the label whose one-hot input gives the highest goodness summed over the layers
-(:class:`GoodnessReadout`). :meth:`TrainedModel.deploy` places and
-programs it on a board (sidra.training.deployment); ``sidra model`` evaluates it there
-or classifies new inputs with it.
+Every training run of a network (``sidra train spsa``, ``last-layer``, ``mlp``, ``pat``,
+``ff``, ``eqprop``) keeps it as ``model.npz`` in its record. Its *readout*
+says how a class comes out: the largest of the last layer's outputs (logits); for a
+forward-forward network, the label whose one-hot input gives the highest goodness summed
+over the layers (:class:`GoodnessReadout`); for an equilibrium-propagation network, the
+largest output state once the states settle (:class:`SettleReadout`).
+:meth:`TrainedModel.deploy` places and programs it on a board (sidra.training.deployment);
+``sidra model`` evaluates it there or classifies new inputs with it.
 
 The file is an uncompressed NumPy ``.npz`` archive read without pickle (so a file from
 anyone is safe to open), holding:
 
 - ``meta``: a JSON document (a 0-d unicode array): ``format`` ``"sidra-model"``,
   ``version`` (1, or 2 when it has a ``readout``), ``job``, ``hidden_activation``
-  (``"relu"``), ``readout`` (version 2; absent: logits) ``{"kind": "goodness",
-  "label_scale": s}``,
+  (``"relu"``; ``"hard_sigmoid"`` with a settle readout), ``readout`` (version 2;
+  absent: logits) ``{"kind": "goodness", "label_scale": s}`` or ``{"kind": "settle",
+  "max_iterations": n, "tolerance": t, "damping": d}``,
   ``layers`` (per layer ``weight_limit``, ``input_clip``, ``mapping``,
   ``reference_column``, ``digital_bias``), ``dataset`` (``name``, ``labels``,
   ``test_size``, ``random_state``) and ``trained`` (where and how well it was trained:
@@ -61,6 +62,8 @@ __all__ = [
     "ModelFileError",
     "ModelInputs",
     "ModelLayer",
+    "Readout",
+    "SettleReadout",
     "TrainedModel",
 ]
 
@@ -72,13 +75,19 @@ MODEL_FILE = "model.npz"
 MODEL_FORMAT = "sidra-model"
 """``meta.format`` of a model file."""
 
+MAX_SETTLE_ITERATIONS = 10_000
+"""Most sweeps a settle readout may ask for (a file cannot make an evaluation endless)."""
+
 MODEL_VERSION = 2
 """The latest ``meta.version`` this code reads; files of a later version are refused. A
 file is written with the lowest version that holds it (1 without a ``readout``), so that
 older sidra reads every model it could run."""
 
 HIDDEN_ACTIVATION = "relu"
-"""The one activation between layers these networks use."""
+"""The activation between layers of every network but a settling one."""
+
+SETTLE_ACTIVATION = "hard_sigmoid"
+"""A settling network's states: each clipped to [0, 1]."""
 
 
 class ModelFileError(ValueError):
@@ -100,6 +109,36 @@ class GoodnessReadout:
     def settings(self) -> dict[str, Any]:
         """``meta.readout``."""
         return {"kind": "goodness", "label_scale": self.label_scale}
+
+
+@dataclass(frozen=True, slots=True)
+class SettleReadout:
+    """An equilibrium-propagation network's readout (sidra.training.eqprop): the layers
+    are symmetric couplings, each layer's state the hard sigmoid (clip to [0, 1]) of its
+    drive from below (MVM) and from above (TransposeMVM of the coupling above); from zero
+    states, sweeps from the input side up move each state ``damping`` of the way to that
+    value until no state moves more than ``tolerance`` or for ``max_iterations`` sweeps;
+    the largest output state is the class."""
+
+    max_iterations: int
+    """Sweeps at most (each one pass of every coupling both ways)."""
+    tolerance: float
+    """Largest change of a state in a sweep at which the states count as settled."""
+    damping: float
+    """Share of the way to its fixed-point value a state moves per sweep, (0, 1]."""
+
+    def settings(self) -> dict[str, Any]:
+        """``meta.readout``."""
+        return {
+            "kind": "settle",
+            "max_iterations": self.max_iterations,
+            "tolerance": self.tolerance,
+            "damping": self.damping,
+        }
+
+
+Readout = GoodnessReadout | SettleReadout
+"""How a class comes out of a network other than its largest logit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +243,7 @@ class ModelInputs:
 @dataclass(frozen=True, slots=True)
 class TrainedModel:
     """A trained stack of analog layers, ReLU between them, logits out (or, with a
-    :class:`GoodnessReadout`, the goodness of each class's input)."""
+    :data:`Readout`, the goodness of each class's input, or the settled output states)."""
 
     layers: tuple[ModelLayer, ...]
     """Input side first."""
@@ -213,7 +252,7 @@ class TrainedModel:
     """The training command that made it (``"mlp"``)."""
     trained: MappingOf[str, Any] = field(default_factory=dict)
     """Where and how well it was trained (board, accuracy): kept in the file as given."""
-    readout: GoodnessReadout | None = None
+    readout: Readout | None = None
     """How a class comes out: None for the largest logit."""
 
     def __post_init__(self) -> None:
@@ -226,7 +265,7 @@ class TrainedModel:
         weights: Sequence[npt.ArrayLike],
         data: Dataset,
         job: str,
-        readout: GoodnessReadout | None = None,
+        readout: Readout | None = None,
     ) -> TrainedModel:
         """The network ``layers`` hold with ``weights`` (one per layer), trained on
         ``data`` by ``job``, read out by ``readout``; the board's identity goes into
@@ -248,8 +287,16 @@ class TrainedModel:
 
     @property
     def score_name(self) -> str:
-        """What a class's score is: ``"logits"``, or ``"goodness"`` (its readout's)."""
-        return "logits" if self.readout is None else "goodness"
+        """What a class's score is: ``"logits"``, ``"goodness"`` or ``"outputs"`` (the
+        settled output states)."""
+        if self.readout is None:
+            return "logits"
+        return "goodness" if isinstance(self.readout, GoodnessReadout) else "outputs"
+
+    @property
+    def hidden_activation(self) -> str:
+        """``meta.hidden_activation``: ReLU, or the hard sigmoid of a settling network."""
+        return SETTLE_ACTIVATION if isinstance(self.readout, SettleReadout) else HIDDEN_ACTIVATION
 
     @property
     def classes(self) -> int:
@@ -336,7 +383,7 @@ class TrainedModel:
             "format": MODEL_FORMAT,
             "version": 1 if self.readout is None else 2,
             "job": self.job,
-            "hidden_activation": HIDDEN_ACTIVATION,
+            "hidden_activation": self.hidden_activation,
             **readout,
             "layers": [layer.settings() for layer in self.layers],
             "dataset": {
@@ -421,8 +468,6 @@ def _parsed(arrays: dict[str, npt.NDArray[Any]], source: str) -> TrainedModel:
         raise wrong(
             "meta.version", version, f"1 .. {MODEL_VERSION} (a newer file needs newer sidra)"
         )
-    if meta.get("hidden_activation") != HIDDEN_ACTIVATION:
-        raise wrong("meta.hidden_activation", meta.get("hidden_activation"), repr("relu"))
     job = meta.get("job")
     if not isinstance(job, str):
         raise wrong("meta.job", job, "the training command's name")
@@ -430,6 +475,10 @@ def _parsed(arrays: dict[str, npt.NDArray[Any]], source: str) -> TrainedModel:
     if not isinstance(trained, dict):
         raise wrong("meta.trained", trained, "a JSON object")
     readout = _parsed_readout(meta, version, wrong)
+    activation = SETTLE_ACTIVATION if isinstance(readout, SettleReadout) else HIDDEN_ACTIVATION
+    if meta.get("hidden_activation") != activation:
+        why = " (a settle readout's)" if activation == SETTLE_ACTIVATION else ""
+        raise wrong("meta.hidden_activation", meta.get("hidden_activation"), repr(activation) + why)
     inputs = _parsed_inputs(meta.get("dataset"), arrays, wrong)
     settings = meta.get("layers")
     if not isinstance(settings, list) or not settings:
@@ -447,18 +496,33 @@ def _parsed(arrays: dict[str, npt.NDArray[Any]], source: str) -> TrainedModel:
         raise ModelFileError(f"{source}: {exc}") from exc
 
 
-def _parsed_readout(meta: dict[str, Any], version: int, wrong: Any) -> GoodnessReadout | None:
+def _parsed_readout(meta: dict[str, Any], version: int, wrong: Any) -> Readout | None:
     if "readout" not in meta:
         return None
     readout = meta["readout"]
     if version < 2:
         raise wrong("meta.readout", readout, "absent from a version 1 file")
-    if not isinstance(readout, dict) or readout.get("kind") != "goodness":
-        raise wrong("meta.readout", readout, '{"kind": "goodness", "label_scale": s}')
-    scale = readout.get("label_scale")
-    if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 < scale < math.inf:
-        raise wrong("meta.readout.label_scale", scale, "a finite number > 0")
-    return GoodnessReadout(float(scale))
+    kind = readout.get("kind") if isinstance(readout, dict) else None
+    if kind == "goodness":
+        return GoodnessReadout(_positive(readout, "label_scale", wrong))
+    if kind == "settle":
+        sweeps = readout.get("max_iterations")
+        if type(sweeps) is not int or not 1 <= sweeps <= MAX_SETTLE_ITERATIONS:
+            raise wrong("meta.readout.max_iterations", sweeps,
+                        f"an integer in 1 .. {MAX_SETTLE_ITERATIONS}")  # fmt: skip
+        damping = _positive(readout, "damping", wrong)
+        if damping > 1.0:
+            raise wrong("meta.readout.damping", damping, "a number in (0, 1]")
+        return SettleReadout(sweeps, _positive(readout, "tolerance", wrong), damping)
+    raise wrong("meta.readout", readout, 'an object of "kind" "goodness" or "settle"')
+
+
+def _positive(readout: dict[str, Any], key: str, wrong: Any) -> float:
+    """``readout[key]``, a finite number > 0 (else ModelFileError naming it)."""
+    value = readout.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < math.inf:
+        raise wrong(f"meta.readout.{key}", value, "a finite number > 0")
+    return float(value)
 
 
 def _parsed_inputs(dataset: Any, arrays: dict[str, npt.NDArray[Any]], wrong: Any) -> ModelInputs:
@@ -533,7 +597,7 @@ def _parsed_layer(k: int, entry: Any, weights: Any, wrong: Any) -> ModelLayer:
 def _check_chain(
     layers: Sequence[ModelLayer],
     inputs: ModelInputs,
-    readout: GoodnessReadout | None,
+    readout: Readout | None,
     source: str,
 ) -> None:
     """ValueError when the layers do not chain: each layer's inputs the outputs of the one
@@ -542,12 +606,13 @@ def _check_chain(
     if not layers:
         raise ValueError(f"{source}: layers: got none, expected at least one")
     labels = len(inputs.labels)
-    if readout is not None and labels < 2:
+    labelled = isinstance(readout, GoodnessReadout)  # the label is an input
+    if labelled and labels < 2:
         raise ValueError(f"{source}: meta.dataset.labels: got {labels}, expected 2 or more "
                          "(a goodness readout tells one label from the others)")  # fmt: skip
-    expected = inputs.features + (0 if readout is None else labels)
+    expected = inputs.features + (labels if labelled else 0)
     if layers[0].inputs != expected:
-        what = "" if readout is None else f" and one per label ({labels})"
+        what = f" and one per label ({labels})" if labelled else ""
         raise ValueError(
             f"{source}: layer0: got {layers[0].inputs} inputs, expected {expected} "
             f"(the features feature_mean scales{what})"
@@ -558,7 +623,7 @@ def _check_chain(
                 f"{source}: layer{k}: got {layers[k].inputs} inputs, expected "
                 f"{layers[k - 1].outputs} (layer{k - 1}'s outputs)"
             )
-    if readout is None and layers[-1].outputs != labels:
+    if not labelled and layers[-1].outputs != labels:
         raise ValueError(
             f"{source}: layer{len(layers) - 1}: got {layers[-1].outputs} outputs, expected "
             f"{len(inputs.labels)} (one per label of meta.dataset.labels)"

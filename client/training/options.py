@@ -506,10 +506,11 @@ class EqPropOptions(JobOptions):
     (state units; the gradient estimate divides the contrast by β)."""
     nudging: Nudging = Nudging.SYMMETRIC
     """positive: free and +β phases; symmetric: +β and −β phases (bias cancels)."""
-    free_iterations: int = Field(20, ge=1)
+    free_iterations: int = Field(20, ge=1, le=10_000)
     """Cap on the free phase's settling sweeps (one MVM and one TransposeMVM per coupling
-    above the input each)."""
-    nudged_iterations: int = Field(10, ge=1)
+    above the input each); the model file's settle readout keeps it (at most
+    sidra.training.model.MAX_SETTLE_ITERATIONS)."""
+    nudged_iterations: int = Field(10, ge=1, le=10_000)
     """Cap on each nudged phase's settling sweeps (from the free equilibrium)."""
     tolerance: float = Field(0.01, gt=0.0)
     """Settled when no state changed by more than this in a sweep, state units ([0, 1])."""
