@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidra.drivers import Board, InvalidArgument, Region, open_board
 from sidra.training import (
@@ -418,3 +420,69 @@ def test_a_class_without_samples_has_no_recall_and_its_json_is_null() -> None:
     assert np.isnan(result.recall[3]) and result.confusion[3].sum() == 0
     shown = json.loads(json.dumps(result.to_json(), allow_nan=False))
     assert shown["recall"]["3"] is None and shown["samples"] == int(keep.sum())
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 300) | st.floats(allow_nan=True)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+"""Any JSON value a hostile file could hold where a field is expected."""
+
+META_FIELDS = st.sampled_from([
+    "version", "job", "hidden_activation", "readout", "readout.kind", "readout.label_scale",
+    "readout.max_iterations", "readout.tolerance", "readout.damping", "layers",
+    "layers.0", "layers.1.input_clip", "layers.0.mapping", "dataset", "dataset.labels",
+    "dataset.name", "dataset.test_size", "trained",
+])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=META_FIELDS, value=JSON, goodness=st.booleans())
+def test_a_hostile_meta_field_is_refused_as_a_model_file_error_or_read_whole(
+    field: str, value: Any, goodness: bool
+) -> None:
+    """Whatever JSON stands in one field of meta (a readout's included), reading the file
+    ends in a model or in ModelFileError naming the file: never another exception."""
+    base = _GOODNESS_FILE if goodness else _PLAIN_FILE
+
+    def edit(meta: dict[str, Any]) -> None:
+        *parents, last = field.split(".")
+        node: Any = meta
+        for key in parents:
+            if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            elif isinstance(node, dict):
+                node = node.setdefault(key, {})
+            else:
+                return
+        if isinstance(node, dict):
+            node[last] = value
+        elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            node[int(last)] = value
+
+    with np.load(io.BytesIO(base)) as held:
+        arrays = {name: held[name] for name in held.files}
+    meta = json.loads(str(arrays["meta"]))
+    edit(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    try:
+        model = TrainedModel.from_bytes(buffer.getvalue(), "hostile.npz")
+    except ModelFileError as exc:
+        assert str(exc).startswith("hostile.npz: ")
+    else:  # read whole: it writes back what it read
+        assert TrainedModel.from_bytes(model.to_bytes()).meta() == model.meta()
+
+
+def _file(readout: GoodnessReadout | None) -> bytes:
+    with open_board(IDEAL.format(1)) as board:
+        widths = GOODNESS_WIDTHS if readout else (64, 16, 10)
+        return _model(board, widths, readout).to_bytes()
+
+
+_PLAIN_FILE = _file(None)
+_GOODNESS_FILE = _file(GoodnessReadout(2.0))
