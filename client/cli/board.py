@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from sidra.cli.board_cells import mvm_cells, program_cells, read_cells
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import SidraError
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
@@ -33,7 +34,8 @@ __all__ = ["board_app"]
 
 board_app = typer.Typer(
     no_args_is_help=True,
-    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), probe, characterize, compare.",
+    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), probe, read, program and "
+    "drive cells, characterize, compare.",
 )
 
 
@@ -161,6 +163,11 @@ def probe(
         typer.echo(f"sidra board probe {url}: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(report) if as_json else format_probe(report))
+
+
+board_app.command("read")(read_cells)
+board_app.command("program")(program_cells)
+board_app.command("mvm")(mvm_cells)
 
 
 @board_app.command("characterize")

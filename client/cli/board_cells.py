@@ -1,0 +1,346 @@
+"""``sidra board read|program|mvm URL``: one operation on a board's cells, from the shell.
+
+What a bench engineer does by hand on a board under test: look at what a tile holds,
+write a pattern into it, drive it and look at the currents. Any board URL works
+(``serial://``, ``pcie://``, ``grpc://`` for a board behind ``sidra serve``, ``emu://``,
+which forgets its cells when the command ends). Arrays go in and out as ``.npy`` files
+in the operation's units: conductances in µS, voltages in V, currents in µA; a file
+this writes is new (an existing one is not written over) and whole or absent.
+
+A value the board refuses is a usage error naming the field, the value and what is
+allowed (exit 2), before anything is written; a board that cannot be reached, or that
+refuses for who or when (a lease, a role, a protected deployment), exits 1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import numpy.typing as npt
+import typer
+from rich.console import Console
+
+from sidra.cli.options import AsJson
+from sidra.cli.train.running import job_board
+from sidra.drivers import BoardInfo, Cost, Region
+from sidra.training.atomic_files import write_atomically
+
+__all__ = ["mvm_cells", "parse_region", "program_cells", "read_cells"]
+
+BoardArg = Annotated[
+    str, typer.Argument(help="Board URL: serial://, pcie://, grpc:// (a served board), emu://...")
+]
+TileOption = Annotated[int, typer.Option(min=0, help="The tile.")]
+RegionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--region",
+        metavar="ROW,COL[,ROWS,COLS]",
+        help="The cells: first row and column, then how many of each (left out or 0: to the "
+        "tile's edge); the whole tile when not given.",
+    ),
+]
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+NEAR_EDGE_SHARE = 0.01
+"""A cell within this share of the conductance window of g_min (or g_max) counts as there
+in ``read``'s summary: where stuck cells and cells never programmed sit."""
+
+
+def parse_region(text: str | None) -> Region | None:
+    """``--region`` as a Region (None when not given); a usage error naming it otherwise.
+    Whether it fits the tile is the board's to check."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) not in (2, 4) or not all(p.strip().isdecimal() for p in parts):
+        raise typer.BadParameter(
+            f"got {text!r}, expected ROW,COL or ROW,COL,ROWS,COLS (integers >= 0)",
+            param_hint="'--region'",
+        )
+    row, col, *size = (int(p) for p in parts)
+    rows, cols = size or (0, 0)
+    return Region(row, col, rows, cols)
+
+
+def read_cells(
+    url: BoardArg,
+    tile: TileOption = 0,
+    region: RegionOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the conductances (µS, [rows, cols]) to this .npy.")
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Draw them as a map (.png, .svg or .pdf), on the board's window."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Read a tile's conductances (ReadConductance) and summarise them, µS.
+
+    Prints their spread, the cells at either edge of the window (stuck or never
+    programmed) and what the read cost; --out keeps them, --plot draws them."""
+    cells = parse_region(region)
+    for path, option in ((out, "'--out'"), (plot, "'--plot'")):
+        _check_new(path, option)
+    if plot is not None and plot.suffix not in PLOT_SUFFIXES:
+        raise typer.BadParameter(
+            f"got {plot}, expected a file ending {', '.join(PLOT_SUFFIXES)}", param_hint="'--plot'"
+        )
+    with job_board(url, None, "sidra board read") as board:
+        info = board.info
+        read = board.read_conductance(tile, cells)
+    g = np.asarray(read.conductances, np.float32)
+    where = (cells or Region()).resolve(info.rows, info.cols)
+    window = info.g_max_us - info.g_min_us
+    summary = {
+        **_head(info, tile, where),
+        "cells": int(g.size),
+        "min_us": float(g.min()),
+        "mean_us": float(g.mean()),
+        "max_us": float(g.max()),
+        "std_us": float(g.std()),
+        "window_us": [info.g_min_us, info.g_max_us],
+        "near_g_min_cells": int(np.sum(g <= info.g_min_us + NEAR_EDGE_SHARE * window)),
+        "near_g_max_cells": int(np.sum(g >= info.g_max_us - NEAR_EDGE_SHARE * window)),
+        **_cost(read.cost),
+        "out": None if out is None else str(out),
+    }
+    if out is not None:
+        _save(out, g)
+    if plot is not None:
+        _draw(plot, g, where, info, f"{summary['board']}: tile {tile} {where.cells_text()}")
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    console = Console()
+    console.print(f"{summary['board']}: tile {tile} {where.cells_text()}, {g.size} cells")
+    console.print(
+        f"conductance (µS): min {g.min():.3f}, mean {g.mean():.3f}, max {g.max():.3f}, "
+        f"std {g.std():.3f}; window {info.g_min_us:g} .. {info.g_max_us:g}"
+    )
+    console.print(
+        f"within {NEAR_EDGE_SHARE:.0%} of the window's edges: "
+        f"{summary['near_g_min_cells']} at g_min, {summary['near_g_max_cells']} at g_max"
+    )
+    _print_cost(console, read.cost)
+
+
+def program_cells(
+    url: BoardArg,
+    tile: TileOption = 0,
+    targets: Annotated[
+        Path | None,
+        typer.Option(
+            help="The target conductances (µS, [rows, cols] .npy), at --region's "
+            "ROW,COL (its ROWS,COLS, if given, must be the file's)."
+        ),
+    ] = None,  # fmt: skip
+    fill_us: Annotated[
+        float | None,
+        typer.Option("--fill-us", help="Program every cell of --region to this conductance, µS."),
+    ] = None,
+    region: RegionOption = None,
+    as_json: AsJson = False,
+) -> None:
+    """Write-verify target conductances into a tile (Program), from a file or one value.
+
+    Prints what write-verify reached (error, unconverged cells) and what it cost."""
+    cells = parse_region(region) or Region()
+    if (targets is None) == (fill_us is None):
+        raise typer.BadParameter("give one of --targets FILE and --fill-us VALUE")
+    values = None if targets is None else _array(targets, "'--targets'", 2)
+    sized = cells.rows or cells.cols
+    if values is not None and sized and (cells.rows, cells.cols) != values.shape:
+        raise typer.BadParameter(
+            f"{targets} holds {list(values.shape)} targets, --region names "
+            f"{cells.rows} x {cells.cols} cells",
+            param_hint="'--region'",
+        )
+    if url.startswith("emu://"):
+        typer.echo(f"note: {url} is emulated in this process and forgets these cells when "
+                   "the command ends (sidra serve keeps a board)", err=True)  # fmt: skip
+    with job_board(url, None, "sidra board program") as board:
+        info = board.info
+        if values is None:
+            shape = cells.resolve(info.rows, info.cols).shape
+            values = np.full(shape, fill_us, np.float32)
+        report = board.program(
+            tile, values, row_offset=cells.row_offset, col_offset=cells.col_offset
+        )
+    where = Region(cells.row_offset, cells.col_offset, *values.shape)
+    summary = {
+        **_head(info, tile, where),
+        "cells_written": report.cells_written,
+        "verify_iterations": report.verify_iterations,
+        "pulses": report.pulses,
+        "rms_error_us": report.rms_error_us,
+        "max_error_us": report.max_error_us,
+        "unconverged_cells": report.unconverged_cells,
+        "cells_over_budget": report.cells_over_budget,
+        **_cost(report.cost),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    console = Console()
+    console.print(f"{summary['board']}: tile {tile} {where.cells_text()} programmed")
+    console.print(
+        f"{report.cells_written} cells written in {report.verify_iterations} verify "
+        f"iterations ({report.pulses} pulses); error rms {report.rms_error_us:.3f} µS, "
+        f"max {report.max_error_us:.3f} µS; {report.unconverged_cells} unconverged"
+        + (f", {report.cells_over_budget} past their write budget"
+           if report.cells_over_budget else "")
+    )  # fmt: skip
+    _print_cost(console, report.cost)
+
+
+def mvm_cells(
+    url: BoardArg,
+    inputs: Annotated[
+        Path,
+        typer.Option(
+            help="Input voltages (V): [batch, inputs], or one vector (1-D), .npy; "
+            "inputs the rows of --region (its columns with --transpose)."
+        ),
+    ],  # fmt: skip
+    tile: TileOption = 0,
+    region: RegionOption = None,
+    transpose: Annotated[
+        bool,
+        typer.Option(
+            help="Drive the columns and read the rows (TransposeMVM, the backward "
+            "pass) instead of the rows and columns (MVM)."
+        ),
+    ] = False,  # fmt: skip
+    out: Annotated[
+        Path | None, typer.Option(help="Write the output currents (µA, [batch, outputs]) here.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Drive a tile with input voltages (MVM; TransposeMVM with --transpose).
+
+    Prints the output currents' range, saturated outputs and cost; --out keeps them."""
+    cells = parse_region(region)
+    _check_new(out, "'--out'")
+    volts = _array(inputs, "'--inputs'", 1, 2)
+    batch = volts if volts.ndim == 2 else volts[None, :]
+    with job_board(url, None, "sidra board mvm") as board:
+        info = board.info
+        run = board.transpose_mvm if transpose else board.mvm
+        result = run(tile, batch, cells)
+    currents = np.asarray(result.currents, np.float32)
+    where = (cells or Region()).resolve(info.rows, info.cols)
+    summary = {
+        **_head(info, tile, where),
+        "operation": "TransposeMVM" if transpose else "MVM",
+        "batch": int(currents.shape[0]),
+        "outputs": int(currents.shape[1]),
+        "min_ua": float(currents.min()),
+        "max_ua": float(currents.max()),
+        "saturated_outputs": int(result.saturated_outputs),
+        **_cost(result.cost),
+        "out": None if out is None else str(out),
+    }
+    if out is not None:
+        _save(out, currents)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    console = Console()
+    console.print(
+        f"{summary['board']}: {summary['operation']} of tile {tile} {where.cells_text()}, "
+        f"{currents.shape[0]} vectors -> {currents.shape[1]} outputs each"
+    )
+    console.print(
+        f"currents (µA): min {currents.min():.3f}, max {currents.max():.3f}; "
+        f"{result.saturated_outputs} outputs at the ADC's full scale"
+    )
+    _print_cost(console, result.cost)
+
+
+def _head(info: BoardInfo, tile: int, where: Region) -> dict[str, Any]:
+    return {
+        "board": f"{info.model} {info.serial_number}",
+        "tile": tile,
+        "region": {
+            "row_offset": where.row_offset, "col_offset": where.col_offset,
+            "rows": where.rows, "cols": where.cols,
+        },
+    }  # fmt: skip
+
+
+def _cost(cost: Cost) -> dict[str, float]:
+    return {"time_ns": cost.time_ns, "energy_nj": cost.energy_nj}
+
+
+def _print_cost(console: Console, cost: Cost) -> None:
+    console.print(f"modeled board time {cost.time_ns:,.1f} ns, energy {cost.energy_nj:,.1f} nJ")
+
+
+def _check_new(path: Path | None, option: str) -> None:
+    """``path`` is free to write (checked before the board is opened)."""
+    if path is not None and path.exists():
+        raise typer.BadParameter(f"got {path}, which exists; name a new file", param_hint=option)
+
+
+def _array(path: Path, option: str, *dims: int) -> npt.NDArray[np.float32]:
+    """The real numbers an .npy file holds, with one of ``dims`` dimensions (the board
+    checks their values); a usage error naming ``option`` otherwise."""
+    try:
+        held = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise typer.BadParameter(
+            f"{path}: not an .npy of numbers ({exc})", param_hint=option
+        ) from exc
+    if not isinstance(held, np.ndarray):
+        held.close()
+        raise typer.BadParameter(f"{path}: got an .npz archive, expected an .npy of real "
+                                 "numbers", param_hint=option)  # fmt: skip
+    if held.dtype.kind not in "biuf":
+        raise typer.BadParameter(f"{path}: got dtype {held.dtype}, expected real numbers",
+                                 param_hint=option)  # fmt: skip
+    if held.ndim not in dims or 0 in held.shape:
+        shapes = " or ".join(f"{d}-D" for d in dims)
+        raise typer.BadParameter(
+            f"{path}: got shape {list(held.shape)}, expected a non-empty {shapes} array",
+            param_hint=option,
+        )
+    values: npt.NDArray[np.float32] = held.astype(np.float32)
+    return values
+
+
+def _save(path: Path, values: npt.NDArray[np.float32]) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, values)
+    write_atomically(path, buffer.getvalue())
+
+
+def _draw(
+    path: Path, g: npt.NDArray[np.float32], where: Region, info: BoardInfo, title: str
+) -> None:
+    """The conductances of ``where`` as a map, its axes the tile's own row and column
+    numbers, its colours the board's whole window (µS)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = g.shape
+    fig, axes = plt.subplots(figsize=(min(12.0, 3.0 + cols / 24), min(12.0, 2.5 + rows / 24)))
+    left, top = where.col_offset - 0.5, where.row_offset - 0.5
+    image = axes.imshow(g, cmap="viridis", vmin=info.g_min_us, vmax=info.g_max_us,
+                        interpolation="nearest", aspect="auto",
+                        extent=(left, left + cols, top + rows, top))  # fmt: skip
+    axes.set_xlabel("column")
+    axes.set_ylabel("row")
+    axes.set_title(title)
+    fig.colorbar(image, ax=axes, label="conductance (µS)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip("."))
+    plt.close(fig)
+    write_atomically(path, buffer.getvalue())

@@ -1,0 +1,124 @@
+"""``sidra board read|program|mvm``: a board's cells from the shell, as a bench engineer
+drives a board under test. The commands run as a user runs them (a child process)
+against a real server on loopback (``grpc://``), whose board keeps its cells between
+commands; the arrays they write are checked against the board's own answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sidra.client import RemoteBoard, connect
+from sidra.drivers import Region
+from tests.cli_support import run_sidra, sidra_json, unwrapped
+from tests.jobs.jobs_support import serving
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, RemoteBoard]]:
+    """A noiseless board behind a server: its ``grpc://`` URL, and a client of it."""
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        yield f"grpc://{address}", client
+
+
+def test_a_pattern_programmed_from_a_file_reads_back_and_drives_the_currents_it_should(
+    served: tuple[str, RemoteBoard], tmp_path: Path
+) -> None:
+    url, board = served
+    targets = np.random.default_rng(0).uniform(5.0, 35.0, (4, 6)).astype(np.float32)
+    np.save(tmp_path / "t.npy", targets)
+    report = sidra_json("board", "program", url, "--tile", "2", "--targets",
+                        str(tmp_path / "t.npy"), "--region", "3,5")  # fmt: skip
+    assert report["region"] == {"row_offset": 3, "col_offset": 5, "rows": 4, "cols": 6}
+    assert report["cells_written"] == 24 and report["unconverged_cells"] == 0
+    assert report["time_ns"] > 0 and report["energy_nj"] > 0
+
+    read = sidra_json("board", "read", url, "--tile", "2", "--region", "3,5,4,6",
+                      "--out", str(tmp_path / "g.npy"))  # fmt: skip
+    g = np.load(tmp_path / "g.npy")
+    np.testing.assert_array_equal(g, board.read_conductance(2, Region(3, 5, 4, 6)).conductances)
+    np.testing.assert_allclose(g, targets, atol=report["max_error_us"] + 1e-4)
+    assert read["cells"] == 24 and read["min_us"] == pytest.approx(float(g.min()))
+    assert read["near_g_min_cells"] == 0 and read["out"] == str(tmp_path / "g.npy")
+
+    # Rows driven (MVM): one input per row of the region; columns (TransposeMVM): per column.
+    for transpose, inputs in ((False, (2, 4)), (True, (2, 6))):
+        volts = np.linspace(-0.1, 0.1, inputs[0] * inputs[1], dtype=np.float32).reshape(inputs)
+        np.save(tmp_path / "v.npy", volts)
+        out = tmp_path / f"i-{transpose}.npy"
+        done = sidra_json("board", "mvm", url, "--tile", "2", "--region", "3,5,4,6", "--inputs",
+                          str(tmp_path / "v.npy"), "--out", str(out),
+                          *(["--transpose"] if transpose else []))  # fmt: skip
+        expected = volts @ (g.T if transpose else g)  # µA = V · µS
+        np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-4)
+        assert done["operation"] == ("TransposeMVM" if transpose else "MVM")
+        assert (done["batch"], done["outputs"]) == (2, 4 if transpose else 6)
+        (tmp_path / "v.npy").unlink()
+
+
+def test_one_value_fills_a_region_and_the_text_report_says_what_write_verify_reached(
+    served: tuple[str, RemoteBoard],
+) -> None:
+    url, board = served
+    done = run_sidra("board", "program", url, "--fill-us", "25", "--region", "250,250")
+    assert done.returncode == 0, done.stderr
+    text = unwrapped(done.stdout)
+    assert "tile0rows250..255cols250..255programmed" in text
+    assert "36cellswritten" in text and "0unconverged" in text
+    held = board.read_conductance(0, Region(250, 250, 6, 6)).conductances
+    np.testing.assert_allclose(held, 25.0, atol=0.5)
+
+
+def test_read_draws_a_map_and_a_plain_emulator_is_named_as_forgetful(tmp_path: Path) -> None:
+    done = run_sidra("board", "read", "emu://?preset=sidra-y1&seed=2", "--tile", "1",
+                     "--region", "0,0,16,8", "--plot", str(tmp_path / "g.png"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "128 cells" in done.stdout and "at g_min" in done.stdout
+    forgetful = run_sidra("board", "program", "emu://", "--fill-us", "20", "--region", "0,0,2,2")
+    assert forgetful.returncode == 0, forgetful.stderr
+    assert "forgets these cells when the command ends" in " ".join(forgetful.stderr.split())
+
+
+def test_refusals_name_the_option_or_field_and_leave_the_board_unwritten(
+    served: tuple[str, RemoteBoard], tmp_path: Path
+) -> None:
+    url, board = served
+    writes = board.stats().cell_writes
+    np.save(tmp_path / "t.npy", np.full((2, 2), 90.0, np.float32))  # beyond the window
+    np.save(tmp_path / "bad.npy", np.array(["a", "b"]))
+    np.savez(tmp_path / "z.npz", X=np.zeros(3))
+    (tmp_path / "taken.npy").write_bytes(b"")
+    cases = {
+        ("board", "program", url): "give one of --targets FILE and --fill-us VALUE",
+        ("board", "program", url, "--fill-us", "20", "--targets", str(tmp_path / "t.npy")):
+            "give one of --targets FILE and --fill-us VALUE",
+        ("board", "program", url, "--fill-us", "20", "--region", "1,2,3"):
+            "'--region': got '1,2,3', expected ROW,COL or ROW,COL,ROWS,COLS",
+        ("board", "program", url, "--targets", str(tmp_path / "t.npy")):
+            "conductances",  # the board's field: outside g_min .. g_max
+        ("board", "program", url, "--targets", str(tmp_path / "t.npy"), "--region", "0,0,3,3"):
+            "holds [2, 2] targets, --region names 3 x 3 cells",
+        ("board", "program", url, "--fill-us", "20", "--region", "250,250,10,10"):
+            "region",  # past the tile's edge
+        ("board", "mvm", url, "--inputs", str(tmp_path / "bad.npy")):
+            "got dtype <U1, expected real numbers",
+        ("board", "mvm", url, "--inputs", str(tmp_path / "z.npz")):
+            "got an .npz archive, expected an .npy",
+        ("board", "read", url, "--out", str(tmp_path / "taken.npy")): "which exists",
+        ("board", "read", url, "--plot", str(tmp_path / "g.gif")): "expected a file ending",
+        ("board", "read", url, "--tile", "99"): "tile",
+    }  # fmt: skip
+    for args, message in cases.items():
+        done = run_sidra(*args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert message in " ".join(done.stderr.split()).replace("│ ", ""), (args, done.stderr)
+    assert board.stats().cell_writes == writes
+    gone = run_sidra("board", "read", "grpc://127.0.0.1:1")
+    assert gone.returncode == 1 and "BoardUnavailable" in gone.stderr
+    whole = sidra_json("board", "read", url, "--tile", "3")  # nothing programmed there
+    assert whole["cells"] == 256 * 256 and whole["near_g_min_cells"] == 256 * 256
