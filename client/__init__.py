@@ -15,7 +15,7 @@ session whose :meth:`Session.lease` keeps tiles to this client (session.proto).
 """
 
 from sidra.client.credentials import TlsCredentials
-from sidra.client.deployments import DeployedRegion, Deployment, Deployments
+from sidra.client.deployments import DeployedRegion, Deployment, DeploymentCheck, Deployments
 from sidra.client.errors import BoardInstanceChanged
 from sidra.client.jobs import JobEvent, JobInfo, Jobs
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
@@ -45,6 +45,7 @@ __all__ = [
     "AlreadyExists",
     "DeployedRegion",
     "Deployment",
+    "DeploymentCheck",
     "Deployments",
     "JobEvent",
     "JobInfo",

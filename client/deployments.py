@@ -24,7 +24,7 @@ import grpc
 import grpc.aio
 
 from sidra.client.errors import from_rpc_error
-from sidra.drivers import InvalidArgument, Region
+from sidra.drivers import Cost, InvalidArgument, Region
 from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
 
@@ -33,7 +33,9 @@ __all__ = [
     "AsyncDeployments",
     "DeployedRegion",
     "Deployment",
+    "DeploymentCheck",
     "Deployments",
+    "RegionCheck",
     "add_request",
 ]
 
@@ -125,6 +127,77 @@ class Deployment:
         }
 
 
+@dataclass(frozen=True)
+class RegionCheck:
+    """What one region's cells conduct now against its registered targets."""
+
+    tile: int
+    region: Region
+    correlation: float
+    """Pearson correlation of the conductances read with the targets."""
+    rms_deviation_us: float
+    """Root mean square of read minus target, µS."""
+    mean_deviation_us: float
+    """Mean of read minus target, µS (drift's common decay)."""
+
+
+@dataclass(frozen=True)
+class DeploymentCheck:
+    """A deployment's cells read by the server and compared with the targets it was
+    registered with (deployments.proto "Checked"); the three figures over every cell."""
+
+    name: str
+    checked_unix_s: float
+    regions: tuple[RegionCheck, ...]
+    correlation: float
+    rms_deviation_us: float
+    mean_deviation_us: float
+    cost: Cost
+    """Modeled board time (ns) and energy (nJ) of the reads."""
+
+    @classmethod
+    def from_pb(cls, message: pb.DeploymentCheck) -> DeploymentCheck:
+        return cls(
+            message.name, message.checked_unix_s,
+            tuple(
+                RegionCheck(
+                    r.tile,
+                    Region(r.region.row_offset, r.region.col_offset, r.region.rows,
+                           r.region.cols),
+                    r.correlation, r.rms_deviation_us, r.mean_deviation_us,
+                )
+                for r in message.regions
+            ),
+            message.correlation, message.rms_deviation_us, message.mean_deviation_us,
+            Cost(message.cost.time_ns, message.cost.energy_nj),
+        )  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        """The check as JSON values."""
+        return {
+            "name": self.name,
+            "checked_unix_s": self.checked_unix_s,
+            "correlation": self.correlation,
+            "rms_deviation_us": self.rms_deviation_us,
+            "mean_deviation_us": self.mean_deviation_us,
+            "time_ns": self.cost.time_ns,
+            "energy_nj": self.cost.energy_nj,
+            "regions": [
+                {
+                    "tile": r.tile,
+                    "row_offset": r.region.row_offset,
+                    "col_offset": r.region.col_offset,
+                    "rows": r.region.rows,
+                    "cols": r.region.cols,
+                    "correlation": r.correlation,
+                    "rms_deviation_us": r.rms_deviation_us,
+                    "mean_deviation_us": r.mean_deviation_us,
+                }
+                for r in self.regions
+            ],
+        }
+
+
 class Deployments:
     """DeploymentService of the server behind ``channel``; every call has ``timeout_s``."""
 
@@ -167,6 +240,12 @@ class Deployments:
         """Forgets the deployment ``name`` (the tiles keep what they hold); returns it."""
         request = pb.DeleteDeploymentRequest(name=name)
         return Deployment.from_pb(self._call("DeleteDeployment", request, pb.Deployment))
+
+    def check(self, name: str) -> DeploymentCheck:
+        """Has the server read the cells of deployment ``name`` now and compare them with
+        its registered targets (FailedPrecondition when it is not intact)."""
+        request = pb.CheckDeploymentRequest(name=name)
+        return DeploymentCheck.from_pb(self._call("CheckDeployment", request, pb.DeploymentCheck))
 
     def _call(self, rpc: str, request: Any, response: Any) -> Any:
         method = self.channel.unary_unary(**_method(rpc, request, response))
@@ -211,6 +290,11 @@ class AsyncDeployments:
     async def delete(self, name: str) -> Deployment:
         request = pb.DeleteDeploymentRequest(name=name)
         return Deployment.from_pb(await self._call("DeleteDeployment", request, pb.Deployment))
+
+    async def check(self, name: str) -> DeploymentCheck:
+        request = pb.CheckDeploymentRequest(name=name)
+        reply = await self._call("CheckDeployment", request, pb.DeploymentCheck)
+        return DeploymentCheck.from_pb(reply)
 
     async def _call(self, rpc: str, request: Any, response: Any) -> Any:
         method = self.channel.unary_unary(**_method(rpc, request, response))

@@ -32,6 +32,7 @@ from sidra.server.observability import (
     CallObserver,
     ServiceMetrics,
     watch_board,
+    watch_deployment_checks,
     watch_deployments,
     watch_jobs,
     watch_store,
@@ -207,10 +208,12 @@ def create_server(
     deployments = DeploymentServicer(
         lambda: board.info, store, caller_of=_caller, limits=per_principal,
         protections=protections, turns=turns, holders=keeper.registry.holders,
+        read_cells=servicer.read_cells,
     )  # fmt: skip
     if store is not None:
         watch_store(metrics, store.disk_bytes)
         watch_deployments(metrics, deployments.counts)
+        watch_deployment_checks(metrics, deployments.checks.latest)
     if stopping is not None:
         stopping.add(jobs.stop_all)
     server.add_generic_rpc_handlers(

@@ -26,10 +26,11 @@ from sidra.drivers import (
     FailedPrecondition,
     InvalidArgument,
     OutOfRange,
+    ReadResult,
     Region,
 )
-from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
+from sidra.server.deployment_checks import DeploymentChecks, region_message
 from sidra.server.limits import PrincipalLimits
 from sidra.server.protections import Protections, check_unleased
 from sidra.server.routes import unary_service_handler
@@ -90,12 +91,15 @@ class DeploymentServicer:
         protections: Protections | None = None,
         turns: BoardTurns | None = None,
         holders: Callable[[], Sequence[TileHolder]] = tuple,
+        read_cells: Callable[[str, bool, int, Region], ReadResult] | None = None,
     ) -> None:
         """``protections``: where protected deployments' regions are kept for the board's
         calls to be checked against (:mod:`sidra.server.protections`), filled here with
         those the store holds. ``turns``: the board's lock, held while a protection is
         stored and kept, so that no write runs between the two. ``holders``: the tiles
-        leased now (a protection is not put on another principal's leased tile)."""
+        leased now (a protection is not put on another principal's leased tile).
+        ``read_cells(principal, admin, tile, region)``: a ReadConductance in the board's
+        turn with that caller's rights (CheckDeployment; None: checks refused)."""
         self.info = info
         self.records = None if store is None else DeploymentRecords(store)
         self.caller_of = caller_of
@@ -104,6 +108,9 @@ class DeploymentServicer:
         self.protections = protections
         self.turns = turns
         self.holders = holders
+        self.read_cells = read_cells
+        self.checks = DeploymentChecks()
+        """The latest check of each deployment (the metrics')."""
         if protections is not None and self.records is not None:
             for kept in self.records.of_board(info().serial_number):
                 if kept.protected:
@@ -151,6 +158,8 @@ class DeploymentServicer:
                 row, request.model, replace_existing=request.replace, admin=admin,
                 validate_only=request.validate_only,
             )  # fmt: skip
+            if not request.validate_only:
+                self.checks.forget(stored.name)  # of what the name held before, if anything
             if self.protections is not None and not request.validate_only:
                 if stored.protected:
                     self.protections.keep(stored.name, stored.principal, _regions(stored))
@@ -176,7 +185,23 @@ class DeploymentServicer:
         )
         if self.protections is not None:
             self.protections.drop(found.name)
+        self.checks.forget(found.name)
         return deployment_message(found)
+
+    def CheckDeployment(self, request: pb.CheckDeploymentRequest, context: Any) -> Message:
+        principal, admin = self.caller_of(context)
+        serial = self.info().serial_number
+        records = self._records()
+        found = records.get(serial, checked_name(request.name))
+        read_cells = self.read_cells
+        if read_cells is None:
+            raise FailedPrecondition("this server does not read its board for checks")
+        return self.checks.check(
+            found,
+            lambda tile, region: read_cells(principal, admin, tile, region),
+            lambda tile: records.store.golden(serial, tile).targets_us,
+            self.clock(),
+        )
 
 
 def _regions(row: DeploymentRow) -> list[tuple[int, Region]]:
@@ -251,11 +276,7 @@ def deployment_message(row: DeploymentRow) -> pb.Deployment:
         regions=[
             pb.DeployedRegion(
                 tile=r.tile, intact=r.intact, rewritten_by=r.rewritten_by,
-                rewritten_unix_s=r.rewritten_unix_s,
-                region=board_pb2.Region(
-                    row_offset=r.region.row_offset, col_offset=r.region.col_offset,
-                    rows=r.region.rows, cols=r.region.cols,
-                ),
+                rewritten_unix_s=r.rewritten_unix_s, region=region_message(r.region),
             )
             for r in row.regions
         ],

@@ -24,9 +24,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from sidra.drivers import Board, InvalidArgument, SequenceResult
+from sidra.drivers import Board, InvalidArgument, ReadResult, Region, SequenceResult
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
-from sidra.drivers.requests import Request, SequenceRequest, step_member
+from sidra.drivers.requests import ReadConductanceRequest, Request, SequenceRequest, step_member
 from sidra.hil import convert
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
@@ -187,6 +187,15 @@ class BoardServicer:
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"steps[{k}] ({step_member(type(step))}): {refusal}; no step ran",
                 )
+
+    def read_cells(self, principal: str, admin: bool, tile: int, region: Region) -> ReadResult:
+        """A ReadConductance of ``region`` of ``tile`` for ``principal`` outside any
+        session, in its turn, under the leases (a server-side check of a deployment)."""
+        request = ReadConductanceRequest(tile, region)
+        result: ReadResult = self.run_in_turn(
+            "ReadConductance", request, principal, principal, None, admin=admin
+        )
+        return result
 
     def run_in_turn(
         self,

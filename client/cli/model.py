@@ -20,6 +20,7 @@ from rich.table import Table
 from sidra.cli.eval_log import append_row, checked_log, log_row
 from sidra.cli.model_deployments import (
     Target,
+    check_deployment,
     check_regions,
     check_registration,
     file_target,
@@ -414,6 +415,7 @@ def deploy(
 
 
 model_app.command("list")(list_deployments)
+model_app.command("check")(check_deployment)
 model_app.command()(pull)
 model_app.command()(undeploy)
 

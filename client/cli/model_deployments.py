@@ -27,13 +27,14 @@ from sidra.drivers import (
     Region,
 )
 from sidra.training.atomic_files import write_atomically
-from sidra.training.deployment import DeployedModel
+from sidra.training.deployment import MIN_HELD_CORRELATION, DeployedModel
 from sidra.training.model import ModelFileError, TrainedModel
 
 __all__ = [
     "DeploymentName",
     "RequiredServer",
     "Target",
+    "check_deployment",
     "check_registration",
     "describe",
     "file_target",
@@ -240,6 +241,47 @@ def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
             _intact_text(d), d.model_sha256[:8], d.description,
         )  # fmt: skip
     Console().print(table)
+
+
+def check_deployment(name: DeploymentName, server: RequiredServer, as_json: AsJson = False) -> None:
+    """Have the server read a deployment's cells now and compare them with its targets.
+
+    Per region and over all: the correlation of the conductances read with the targets
+    registered, and how far they moved (µS). Exit 1 when the correlation is under
+    the held check's least (the tiles no longer hold the model: written around the
+    server, another board, drift past recall)."""
+    with _server(server, "check") as board:
+        checked = board.deployments.check(name)
+    held = checked.correlation >= MIN_HELD_CORRELATION
+    if as_json:
+        typer.echo(json.dumps({**checked.as_dict(), "held": held}))
+    else:
+        table = Table(
+            box=box.SIMPLE, title=f"deployment {name}, read {_when(checked.checked_unix_s)}"
+        )
+        for column in ("tile", "cells", "correlation", "rms deviation", "mean deviation"):
+            table.add_column(column, justify="left" if column == "cells" else "right")
+        rows = [(str(r.tile), r.region.cells_text(), r) for r in checked.regions]
+        for tile, cells, r in rows:
+            table.add_row(
+                tile, cells, f"{r.correlation:.3f}", f"{r.rms_deviation_us:.2f} µS",
+                f"{r.mean_deviation_us:+.2f} µS",
+            )  # fmt: skip
+        Console().print(table)
+        typer.echo(
+            f"over all: correlation {checked.correlation:.3f}, rms deviation "
+            f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS; "
+            f"reads {checked.cost.time_ns:,.0f} ns, {checked.cost.energy_nj:,.0f} nJ"
+        )
+    if not held:
+        typer.echo(
+            f"sidra model check: deployment {name!r} correlates {checked.correlation:.3f} "
+            f"with its targets, expected >= {MIN_HELD_CORRELATION}: its tiles no longer hold "
+            "the model (written around this server, another board, or drift); deploy it "
+            "again",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def undeploy(name: DeploymentName, server: RequiredServer) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers import Board, Cost, InvalidArgument, ProgramReport, Region
+from sidra.drivers.matching import match_conductances
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.eqprop import EquilibriumNetwork
@@ -222,16 +223,15 @@ class LayerHeld:
             read.append(found.conductances)
             cost += found.cost
             target.append(layer.conductances(weights[block.rows, block.outputs]))
-        g = np.concatenate([a.ravel() for a in read]).astype(np.float64)
-        t = np.concatenate([a.ravel() for a in target]).astype(np.float64)
-        # Constant read or target values have no correlation: 0, as for an unrelated tile.
-        correlation = float(np.corrcoef(g, t)[0, 1]) if g.std() and t.std() else 0.0
+        match = match_conductances(
+            np.concatenate([a.ravel() for a in read]), np.concatenate([a.ravel() for a in target])
+        )
         return cls(
             layer=name,
             tiles=tuple(b.tile for b in layer.blocks),
-            correlation=correlation,
-            rms_deviation_us=float(np.sqrt(np.mean((g - t) ** 2))),
-            mean_deviation_us=float(np.mean(g - t)),
+            correlation=match.correlation,
+            rms_deviation_us=match.rms_deviation_us,
+            mean_deviation_us=match.mean_deviation_us,
             read_cost=cost,
         )
 

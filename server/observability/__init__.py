@@ -18,6 +18,7 @@ from sidra.server.observability.interceptor import CallObserver
 from sidra.server.observability.logs import RPC_LOGGER, configure_logging
 from sidra.server.observability.metrics import ServiceMetrics
 from sidra.server.observability.service_metrics import (
+    watch_deployment_checks,
     watch_deployments,
     watch_jobs,
     watch_store,
@@ -32,6 +33,7 @@ __all__ = [
     "configure_logging",
     "current_request_id",
     "watch_board",
+    "watch_deployment_checks",
     "watch_deployments",
     "watch_jobs",
     "watch_store",

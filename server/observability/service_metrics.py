@@ -9,19 +9,26 @@
 - ``sidra_deployments`` and ``sidra_deployments_rewritten``: trained models kept on the
   served board by name, and those of them whose tiles were programmed with other targets
   since (deployments.proto "Intact"), read at each scrape: a lab's demonstration model
-  written over raises an alert rather than a surprise.
+  written over raises an alert rather than a surprise;
+- ``sidra_deployment_correlation{deployment}``,
+  ``sidra_deployment_rms_deviation_microsiemens{deployment}`` and
+  ``sidra_deployment_checked_timestamp_seconds{deployment}``: the latest CheckDeployment
+  of each deployment since the server started (deployments.proto "Checked"): what its
+  cells read against its targets, and when.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sidra.server.observability.metrics import ServiceMetrics
 
-__all__ = ["watch_deployments", "watch_jobs", "watch_store"]
+__all__ = ["CheckFigures", "watch_deployment_checks", "watch_deployments", "watch_jobs",
+           "watch_store"]  # fmt: skip
 
 
 def watch_jobs(
@@ -69,6 +76,49 @@ class _Deployments(Collector):
             "Deployed models whose tiles were programmed with other targets since.",
             rewritten,
         )
+
+
+class CheckFigures(Protocol):
+    """What the metrics take of a deployment's check (a DeploymentCheck message)."""
+
+    @property
+    def correlation(self) -> float: ...
+    @property
+    def rms_deviation_us(self) -> float: ...
+    @property
+    def checked_unix_s(self) -> float: ...
+
+
+def watch_deployment_checks(
+    metrics: ServiceMetrics, latest: Callable[[], Mapping[str, CheckFigures]]
+) -> None:
+    """The three ``sidra_deployment_*{deployment}`` gauges of the latest checks, from
+    ``latest()`` (by deployment name) at each scrape."""
+    metrics.registry.register(_Checks(latest))
+
+
+class _Checks(Collector):
+    """One gauge family a figure, one sample a deployment checked."""
+
+    def __init__(self, latest: Callable[[], Mapping[str, CheckFigures]]) -> None:
+        self.latest = latest
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        checks = self.latest()
+        families = (
+            ("sidra_deployment_correlation", "Correlation of a deployment's cells, as its "
+             "latest check read them, with its targets.", "correlation"),
+            ("sidra_deployment_rms_deviation_microsiemens", "RMS of read minus target "
+             "conductance over a deployment's cells at its latest check, µS.",
+             "rms_deviation_us"),
+            ("sidra_deployment_checked_timestamp_seconds", "When a deployment's cells were "
+             "last checked, seconds since the Unix epoch.", "checked_unix_s"),
+        )  # fmt: skip
+        for name, documentation, field in families:
+            family = GaugeMetricFamily(name, documentation, labels=["deployment"])
+            for deployment, check in sorted(checks.items()):
+                family.add_metric([deployment], float(getattr(check, field)))
+            yield family
 
 
 class _Gauge(Collector):

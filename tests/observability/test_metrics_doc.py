@@ -11,7 +11,7 @@ from observability_support import served_with_metrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidra.client import connect
-from sidra.drivers import open_board
+from sidra.drivers import Region, open_board
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
 from sidra.emulator.firmware import serve_virtual_board
@@ -40,6 +40,8 @@ def exposed(store: Path) -> dict[str, set[str]]:
         connect(f"127.0.0.1:{served.port}") as remote,
     ):
         remote.program(0, remote.read_conductance(0).conductances)
+        remote.deployments.add("demo", b"PK\x03\x04 a model", [(0, Region(0, 0, 8, 8))])
+        remote.deployments.check("demo")  # the checks' gauges have a sample, and labels
         with urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics") as reply:
             text = reply.read().decode("utf-8")
     found: dict[str, set[str]] = {}

@@ -87,3 +87,14 @@ def test_deployments_and_those_written_over_are_counted(tmp_path: Path) -> None:
         assert (served.scrape()[kept], served.scrape()[rewritten]) == (2, 1)
         client.deployments.delete("b")
         assert (served.scrape()[kept], served.scrape()[rewritten]) == (1, 0)
+        # A check's figures, by deployment, until it is forgotten.
+        correlation = sample("sidra_deployment_correlation", deployment="a")
+        rms = sample("sidra_deployment_rms_deviation_microsiemens", deployment="a")
+        when = sample("sidra_deployment_checked_timestamp_seconds", deployment="a")
+        assert correlation not in served.scrape()
+        checked = client.deployments.check("a")
+        after = served.scrape()
+        assert (after[correlation], after[rms]) == (checked.correlation, checked.rms_deviation_us)
+        assert after[when] == checked.checked_unix_s
+        client.deployments.delete("a")
+        assert correlation not in served.scrape()

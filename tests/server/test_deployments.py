@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,12 +43,21 @@ from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.app import create_server
 from sidra.server.deployments import checked_regions
 from sidra.server.security import Role, TokensFile
+from tests.cli_support import SIDRA
 from tests.jobs.jobs_support import serving
 from tests.server.security_support import principals
 
 IDEAL_INFO = open_board("emu://?preset=ideal&seed=0").info
 LAYER = Region(0, 0, 65, 10)
 """Where a 64->10 layer with its bias row sits on a tile."""
+
+
+def run_sidra_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``sidra ARGS`` with ``env`` added to this process's environment."""
+    return subprocess.run(
+        [*SIDRA, *args], capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, **env},
+    )  # fmt: skip
 
 
 def model_file(seed: int = 0) -> bytes:
@@ -385,6 +397,48 @@ def test_deploy_by_name_holds_its_tiles_from_the_first_program_to_the_registrati
         program(bob, 1, Region(100, 100, 1, 1), 20.0)
 
 
+def test_a_check_reads_the_cells_and_sees_writes_the_store_never_saw(tmp_path: Path) -> None:
+    """Right after programming the cells correlate with the targets (noisy board); written
+    around the server (the board driven directly, as a serial board can be) the store
+    still calls the deployment intact, a check does not; `sidra model check` exits 1
+    then. Not intact: nothing to compare with. A viewer may not read cells."""
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, alice=Role.PROGRAMMER, eve=Role.VIEWER)
+    rng = np.random.default_rng(4)
+    targets = rng.uniform(5.0, 35.0, LAYER.shape).astype(np.float32)
+    with (
+        open_board("emu://?preset=sidra-y1&seed=1") as board,
+        serving(tmp_path / "s.sqlite3", board, tokens=TokensFile(tokens_file)) as address,
+        connect(address, token=tokens["alice"]) as alice,
+        connect(address, token=tokens["eve"]) as eve,
+    ):
+        alice.run(ProgramRequest(1, targets))
+        alice.deployments.add("demo", model_file(), [(1, LAYER)])
+        checked = alice.deployments.check("demo")
+        assert checked.name == "demo" and [r.tile for r in checked.regions] == [1]
+        assert checked.correlation > 0.9 and checked.regions[0].correlation == checked.correlation
+        assert 0.0 < checked.rms_deviation_us < 2.0 and checked.cost.time_ns > 0
+        assert checked.checked_unix_s == pytest.approx(time.time(), abs=60)
+        env = {"SIDRA_TOKEN": tokens["alice"]}
+        done = run_sidra_env(env, "model", "check", "demo", "--server", address, "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["held"] is True
+        with pytest.raises(PermissionDenied):
+            eve.deployments.check("demo")
+
+        board.program(1, rng.uniform(5.0, 35.0, LAYER.shape).astype(np.float32))  # around it
+        assert alice.deployments.get("demo").intact  # the store cannot know
+        assert abs(alice.deployments.check("demo").correlation) < 0.3
+        done = run_sidra_env(env, "model", "check", "demo", "--server", address)
+        assert done.returncode == 1
+        assert "its tiles no longer hold the model" in " ".join(done.stderr.split())
+        assert "rows 0..64 cols 0..9" in done.stdout
+
+        program(alice, 1, Region(0, 0, 1, 1), 20.0)  # through it: no longer intact
+        with pytest.raises(FailedPrecondition, match="'demo' is not intact: tile 1 rows 0..64"):
+            alice.deployments.check("demo")
+
+
 def test_deployments_outlive_the_server(store: Path) -> None:
     with serving(store) as address, connect(address) as client:
         program(client, 0, LAYER, 30.0)
@@ -479,16 +533,18 @@ def test_the_asyncio_client_keeps_and_reads_deployments_as_the_synchronous_one(
     with serving(store) as address, connect(address) as client:
         program(client, 0, LAYER, 30.0)
 
-        async def through_asyncio() -> tuple[list[str], bytes | None, str]:
+        async def through_asyncio() -> tuple[list[str], bytes | None, float, str]:
             async with await connect_aio(address) as board:
                 await board.deployments.add("async", model_file(), [(0, LAYER)])
                 with pytest.raises(AlreadyExists):
                     await board.deployments.add("async", model_file(), [(0, LAYER)])
                 names = [d.name for d in await board.deployments.list()]
                 fetched = (await board.deployments.get("async", include_model=True)).model
-                return names, fetched, (await board.deployments.delete("async")).name
+                checked = (await board.deployments.check("async")).rms_deviation_us
+                return names, fetched, checked, (await board.deployments.delete("async")).name
 
-        assert asyncio.run(through_asyncio()) == (["async"], model_file(), "async")
+        # Every cell at one value: no order to correlate, none moved on the ideal board.
+        assert asyncio.run(through_asyncio()) == (["async"], model_file(), 0.0, "async")
         assert client.deployments.list() == []
 
 

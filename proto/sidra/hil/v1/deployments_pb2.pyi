@@ -88,3 +88,41 @@ class DeleteDeploymentRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CheckDeploymentRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RegionCheck(_message.Message):
+    __slots__ = ("tile", "region", "correlation", "rms_deviation_us", "mean_deviation_us")
+    TILE_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_FIELD_NUMBER: _ClassVar[int]
+    RMS_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
+    MEAN_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
+    tile: int
+    region: _board_pb2.Region
+    correlation: float
+    rms_deviation_us: float
+    mean_deviation_us: float
+    def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[_board_pb2.Region, _Mapping]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ...) -> None: ...
+
+class DeploymentCheck(_message.Message):
+    __slots__ = ("name", "checked_unix_s", "regions", "correlation", "rms_deviation_us", "mean_deviation_us", "cost")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_FIELD_NUMBER: _ClassVar[int]
+    RMS_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
+    MEAN_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    checked_unix_s: float
+    regions: _containers.RepeatedCompositeFieldContainer[RegionCheck]
+    correlation: float
+    rms_deviation_us: float
+    mean_deviation_us: float
+    cost: _board_pb2.OperationCost
+    def __init__(self, name: _Optional[str] = ..., checked_unix_s: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionCheck, _Mapping]]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ..., cost: _Optional[_Union[_board_pb2.OperationCost, _Mapping]] = ...) -> None: ...

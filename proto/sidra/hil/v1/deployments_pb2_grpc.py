@@ -55,6 +55,11 @@ class DeploymentServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.DeleteDeploymentRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.Deployment.FromString,
                 _registered_method=True)
+        self.CheckDeployment = channel.unary_unary(
+                '/sidra.hil.v1.DeploymentService/CheckDeployment',
+                request_serializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.CheckDeploymentRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.DeploymentCheck.FromString,
+                _registered_method=True)
 
 
 class DeploymentServiceServicer:
@@ -89,6 +94,14 @@ class DeploymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckDeployment(self, request, context):
+        """Reads the deployment's cells now and compares them with the targets it was
+        registered with (see "Checked").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeploymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_DeploymentServiceServicer_to_server(servicer, server):
                     servicer.DeleteDeployment,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.DeleteDeploymentRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.Deployment.SerializeToString,
+            ),
+            'CheckDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckDeployment,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.CheckDeploymentRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.DeploymentCheck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class DeploymentService:
             '/sidra.hil.v1.DeploymentService/DeleteDeployment',
             sidra_dot_hil_dot_v1_dot_deployments__pb2.DeleteDeploymentRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_deployments__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.DeploymentService/CheckDeployment',
+            sidra_dot_hil_dot_v1_dot_deployments__pb2.CheckDeploymentRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_deployments__pb2.DeploymentCheck.FromString,
             options,
             channel_credentials,
             insecure,
