@@ -107,6 +107,7 @@ def create_server(
     stopping: ServerStop | None = None,
     job_checkpoint_every_s: float = 60.0,
     job_retention_days: float | None = None,
+    deployment_check_every_s: float = 0.0,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
@@ -129,7 +130,8 @@ def create_server(
     (:class:`~sidra.server.stopping.ServerStop`, run before the server is stopped).
     Trained networks programmed into the tiles are kept by name in ``store`` through
     ``sidra.hil.v1.DeploymentService`` (:mod:`sidra.server.deployments`; refused without
-    a store).
+    a store); a metrics scrape first checks the cells of each one whose latest check is
+    older than ``deployment_check_every_s`` (0: never).
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -208,12 +210,12 @@ def create_server(
     deployments = DeploymentServicer(
         lambda: board.info, store, caller_of=_caller, limits=per_principal,
         protections=protections, turns=turns, holders=keeper.registry.holders,
-        read_cells=servicer.read_cells,
+        read_cells=servicer.read_cells, check_every_s=deployment_check_every_s,
     )  # fmt: skip
     if store is not None:
         watch_store(metrics, store.disk_bytes)
         watch_deployments(metrics, deployments.counts)
-        watch_deployment_checks(metrics, deployments.checks.latest)
+        watch_deployment_checks(metrics, deployments.latest_checks)
     if stopping is not None:
         stopping.add(jobs.stop_all)
     server.add_generic_rpc_handlers(
@@ -321,6 +323,7 @@ def create_configured_server(
         stopping=stopping,
         job_checkpoint_every_s=settings.state.job_checkpoint_every_s,
         job_retention_days=settings.state.job_retention_days,
+        deployment_check_every_s=settings.metrics.deployment_check_every_s,
     )
 
 

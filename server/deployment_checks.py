@@ -46,6 +46,7 @@ class DeploymentChecks:
         """Reads every region of ``found`` and compares it with its targets; FailedPrecondition
         when it is not intact (its registered targets are no longer in the store)."""
         if not found.intact:
+            self.forget(found.name)  # its cells hold another's targets: no figure holds
             changed = "; ".join(_rewritten(r) for r in found.regions if not r.intact)
             raise FailedPrecondition(
                 f"deployment {found.name!r} is not intact: {changed} since it was registered, "

@@ -12,9 +12,11 @@ since the format is the client's (docs/models.md) and only the client reads it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -28,6 +30,7 @@ from sidra.drivers import (
     OutOfRange,
     ReadResult,
     Region,
+    SidraError,
 )
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.deployment_checks import DeploymentChecks, region_message
@@ -48,6 +51,12 @@ __all__ = [
     "DeploymentServicer",
     "deployment_service_handler",
 ]
+
+log = logging.getLogger(__name__)
+
+SERVER_PRINCIPAL = "(server)"
+"""Whose reads a check the server makes itself (at a metrics scrape) is: no token names it,
+and it holds no session."""
 
 DEPLOYMENT_SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["DeploymentService"].full_name
 
@@ -92,6 +101,7 @@ class DeploymentServicer:
         turns: BoardTurns | None = None,
         holders: Callable[[], Sequence[TileHolder]] = tuple,
         read_cells: Callable[[str, bool, int, Region], ReadResult] | None = None,
+        check_every_s: float = 0.0,
     ) -> None:
         """``protections``: where protected deployments' regions are kept for the board's
         calls to be checked against (:mod:`sidra.server.protections`), filled here with
@@ -99,7 +109,9 @@ class DeploymentServicer:
         stored and kept, so that no write runs between the two. ``holders``: the tiles
         leased now (a protection is not put on another principal's leased tile).
         ``read_cells(principal, admin, tile, region)``: a ReadConductance in the board's
-        turn with that caller's rights (CheckDeployment; None: checks refused)."""
+        turn with that caller's rights (CheckDeployment; None: checks refused).
+        ``check_every_s``: :meth:`latest_checks` checks again each intact deployment whose
+        latest check is older (0: never)."""
         self.info = info
         self.records = None if store is None else DeploymentRecords(store)
         self.caller_of = caller_of
@@ -111,6 +123,8 @@ class DeploymentServicer:
         self.read_cells = read_cells
         self.checks = DeploymentChecks()
         """The latest check of each deployment (the metrics')."""
+        self.check_every_s = check_every_s
+        self._checking = threading.Lock()  # one round of due checks at a time
         if protections is not None and self.records is not None:
             for kept in self.records.of_board(info().serial_number):
                 if kept.protected:
@@ -202,6 +216,34 @@ class DeploymentServicer:
             lambda tile: records.store.golden(serial, tile).targets_us,
             self.clock(),
         )
+
+    def latest_checks(self) -> Mapping[str, pb.DeploymentCheck]:
+        """The latest check of each deployment (the metrics read them at each scrape),
+        after checking, as :data:`SERVER_PRINCIPAL`, those intact ones whose latest check
+        is older than ``check_every_s``; a not intact one's check is dropped (its cells
+        hold another's targets). A deployment whose check is refused (its tile leased
+        with exclusive reads, the board gone) keeps its previous figures."""
+        read_cells, records = self.read_cells, self.records
+        if self.check_every_s <= 0 or read_cells is None or records is None:
+            return self.checks.latest()
+        with self._checking:
+            serial = self.info().serial_number
+            now, latest = self.clock(), self.checks.latest()
+            for found in records.of_board(serial):
+                last = latest.get(found.name)
+                if not found.intact:
+                    self.checks.forget(found.name)
+                elif last is None or now - last.checked_unix_s >= self.check_every_s:
+                    try:
+                        self.checks.check(
+                            found,
+                            lambda tile, region: read_cells(SERVER_PRINCIPAL, False, tile, region),
+                            lambda tile: records.store.golden(serial, tile).targets_us,
+                            now,
+                        )  # fmt: skip
+                    except SidraError as exc:
+                        log.info("deployment %s not checked: %s", found.name, exc)
+        return self.checks.latest()
 
 
 def _regions(row: DeploymentRow) -> list[tuple[int, Region]]:

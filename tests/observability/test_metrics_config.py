@@ -32,7 +32,14 @@ from sidra.server.settings import ConfigError, load_settings
             {"listen": "127.0.0.1:50051", "metrics": {"listen": "127.0.0.1:50051"}},
             "metrics.listen: '127.0.0.1:50051' takes port 50051, the gRPC port",
         ),
-        ({"metrics": {"port": 9464}}, "metrics.port: unknown key (allowed: listen)"),
+        (
+            {"metrics": {"port": 9464}},
+            "metrics.port: unknown key (allowed: listen, deployment_check_every_s)",
+        ),
+        (
+            {"metrics": {"deployment_check_every_s": -1}},
+            "metrics.deployment_check_every_s: input should be greater than or equal to 0; got -1",
+        ),
         ({"logging": {"format": "xml"}}, "logging.format: input should be 'text' or 'json'"),
         ({"logging": {"level": "loud"}}, "logging.level: input should be 'debug', 'info'"),
     ],

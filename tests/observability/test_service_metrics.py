@@ -4,6 +4,7 @@ state store's size on disk."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,4 +98,37 @@ def test_deployments_and_those_written_over_are_counted(tmp_path: Path) -> None:
         assert (after[correlation], after[rms]) == (checked.correlation, checked.rms_deviation_us)
         assert after[when] == checked.checked_unix_s
         client.deployments.delete("a")
+        assert correlation not in served.scrape()
+
+
+def test_a_scrape_checks_a_deployment_once_its_latest_check_is_due(tmp_path: Path) -> None:
+    """With deployment_check_every_s the scrape itself reads the cells (as the server)
+    when the latest check is older: the figure appears without anyone asking, stays
+    until due again, follows cells written around the server, and goes once the
+    deployment is not intact."""
+    from sidra.drivers import Region
+    from sidra.drivers.requests import ProgramRequest
+
+    correlation = sample("sidra_deployment_correlation", deployment="a")
+    when = sample("sidra_deployment_checked_timestamp_seconds", deployment="a")
+    rng = np.random.default_rng(1)
+    targets = rng.uniform(5.0, 35.0, (8, 4)).astype(np.float32)
+    with (
+        open_board(IDEAL_URL) as board,
+        StateStore(tmp_path / "state.sqlite3") as store,
+        served_with_metrics(board, store=store, deployment_check_every_s=0.5) as served,
+        connect(f"127.0.0.1:{served.port}") as client,
+    ):
+        client.run(ProgramRequest(0, targets))
+        client.deployments.add("a", b"PK\x03\x04 a model", [(0, Region(0, 0, 8, 4))])
+        first = served.scrape()
+        assert first[correlation] == 1.0  # the ideal board holds its targets exactly
+        assert served.scrape()[when] == first[when]  # not due yet: the same check
+        board.program(0, rng.uniform(5.0, 35.0, (8, 4)).astype(np.float32))  # around it
+        deadline = time.monotonic() + 30
+        while served.scrape()[when] == first[when]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert abs(served.scrape()[correlation]) < 0.5
+        client.run(ProgramRequest(0, np.full((1, 1), 20.0, np.float32)))  # through it
         assert correlation not in served.scrape()
