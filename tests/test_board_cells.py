@@ -122,3 +122,28 @@ def test_refusals_name_the_option_or_field_and_leave_the_board_unwritten(
     assert gone.returncode == 1 and "BoardUnavailable" in gone.stderr
     whole = sidra_json("board", "read", url, "--tile", "3")  # nothing programmed there
     assert whole["cells"] == 256 * 256 and whole["near_g_min_cells"] == 256 * 256
+
+
+def test_wear_counts_the_writes_calibrate_sets_a_gain_and_clock_ages_a_served_board(
+    served: tuple[str, RemoteBoard], tmp_path: Path
+) -> None:
+    url, board = served
+    sidra_json("board", "program", url, "--tile", "1", "--fill-us", "25", "--region", "0,0,2,3")
+    wear = sidra_json("board", "wear", url, "--tile", "1", "--region", "0,0,4,4",
+                      "--out", str(tmp_path / "w.npy"))  # fmt: skip
+    counts = np.load(tmp_path / "w.npy")
+    np.testing.assert_array_equal(counts, board.read_write_counts(1, Region(0, 0, 4, 4)).counts)
+    assert counts[:2, :3].min() >= 1 and counts[2:].max() == 0 and counts[:, 3:].max() == 0
+    assert (wear["cells"], wear["never_written_cells"]) == (16, 10)
+    assert wear["max_writes"] == int(counts.max())
+    assert wear["over_budget_cells"] == 0
+
+    calibrated = sidra_json("board", "calibrate", url, "--tile", "1")
+    assert 0.5 < calibrated["gain"] < 2.0 and calibrated["time_ns"] > 0
+
+    before = board.stats().clock_s
+    aged = sidra_json("board", "clock", url, "--advance-s", "86400")
+    assert aged["clock_s"] == pytest.approx(before + 86_400.0)
+    assert aged["cell_writes"] == board.stats().cell_writes >= 6
+    shown = run_sidra("board", "clock", url)
+    assert shown.returncode == 0 and "(1.00 days)" in shown.stdout

@@ -18,7 +18,14 @@ from typing import Annotated
 
 import typer
 
-from sidra.cli.board_cells import mvm_cells, program_cells, read_cells
+from sidra.cli.board_cells import (
+    calibrate_cells,
+    clock,
+    mvm_cells,
+    program_cells,
+    read_cells,
+    wear_cells,
+)
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import SidraError
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
@@ -34,8 +41,8 @@ __all__ = ["board_app"]
 
 board_app = typer.Typer(
     no_args_is_help=True,
-    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), probe, read, program and "
-    "drive cells, characterize, compare.",
+    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), probe; read, program, "
+    "drive, wear, calibrate, clock; characterize, compare.",
 )
 
 
@@ -168,6 +175,9 @@ def probe(
 board_app.command("read")(read_cells)
 board_app.command("program")(program_cells)
 board_app.command("mvm")(mvm_cells)
+board_app.command("wear")(wear_cells)
+board_app.command("calibrate")(calibrate_cells)
+board_app.command("clock")(clock)
 
 
 @board_app.command("characterize")

@@ -1,7 +1,9 @@
-"""``sidra board read|program|mvm URL``: one operation on a board's cells, from the shell.
+"""``sidra board read|program|mvm|wear|calibrate|clock URL``: one operation on a board,
+from the shell.
 
 What a bench engineer does by hand on a board under test: look at what a tile holds,
-write a pattern into it, drive it and look at the currents. Any board URL works
+write a pattern into it, drive it and look at the currents, see how worn its cells are,
+calibrate it, age an emulated one. Any board URL works
 (``serial://``, ``pcie://``, ``grpc://`` for a board behind ``sidra serve``, ``emu://``,
 which forgets its cells when the command ends). Arrays go in and out as ``.npy`` files
 in the operation's units: conductances in µS, voltages in V, currents in µA; a file
@@ -29,7 +31,15 @@ from sidra.cli.train.running import job_board
 from sidra.drivers import BoardInfo, Cost, Region
 from sidra.training.atomic_files import write_atomically
 
-__all__ = ["mvm_cells", "parse_region", "program_cells", "read_cells"]
+__all__ = [
+    "calibrate_cells",
+    "clock",
+    "mvm_cells",
+    "parse_region",
+    "program_cells",
+    "read_cells",
+    "wear_cells",
+]
 
 BoardArg = Annotated[
     str, typer.Argument(help="Board URL: serial://, pcie://, grpc:// (a served board), emu://...")
@@ -313,7 +323,7 @@ def _array(path: Path, option: str, *dims: int) -> npt.NDArray[np.float32]:
     return values
 
 
-def _save(path: Path, values: npt.NDArray[np.float32]) -> None:
+def _save(path: Path, values: npt.NDArray[Any]) -> None:
     buffer = io.BytesIO()
     np.save(buffer, values)
     write_atomically(path, buffer.getvalue())
@@ -344,3 +354,121 @@ def _draw(
     fig.savefig(buffer, format=path.suffix.lstrip("."))
     plt.close(fig)
     write_atomically(path, buffer.getvalue())
+
+
+def wear_cells(
+    url: BoardArg,
+    tile: TileOption = 0,
+    region: RegionOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the write counts ([rows, cols], uint32) to this .npy."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """How often a tile's cells were written (ReadWriteCounts), against their budget.
+
+    Prints the most and mean writes per cell and, when the board has an endurance budget,
+    the cells past it and the most-written cell's share of it; --out keeps the counts."""
+    cells = parse_region(region)
+    _check_new(out, "'--out'")
+    with job_board(url, None, "sidra board wear") as board:
+        info = board.info
+        counts = board.read_write_counts(tile, cells)
+    n = np.asarray(counts.counts, np.uint32)
+    where = (cells or Region()).resolve(info.rows, info.cols)
+    budget = counts.write_budget
+    summary = {
+        **_head(info, tile, where),
+        "cells": int(n.size),
+        "max_writes": int(n.max()),
+        "mean_writes": float(n.mean()),
+        "never_written_cells": int(np.sum(n == 0)),
+        "write_budget": budget,
+        "over_budget_cells": int(np.sum(n > budget)) if budget else 0,
+        "out": None if out is None else str(out),
+    }
+    if out is not None:
+        _save(out, n)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    console = Console()
+    console.print(f"{summary['board']}: tile {tile} {where.cells_text()}, {n.size} cells")
+    console.print(
+        f"writes per cell: most {summary['max_writes']}, mean {summary['mean_writes']:.1f}; "
+        f"{summary['never_written_cells']} never written"
+    )
+    if budget:
+        console.print(
+            f"budget {budget} writes a cell: {summary['over_budget_cells']} cells past it, "
+            f"the most written at {summary['max_writes'] / budget:.1%}"
+        )
+    else:
+        console.print("the board sets no write budget")
+
+
+def calibrate_cells(url: BoardArg, tile: TileOption = 0, as_json: AsJson = False) -> None:
+    """Calibrate a tile against drift (Calibrate): the output gain the board now applies.
+
+    The board rescales the tile's outputs so that its probe reads as when the cells were
+    programmed: a drift common to the tile cancels. A write (a programmer's right)."""
+    with job_board(url, None, "sidra board calibrate") as board:
+        info = board.info
+        report = board.calibrate(tile)
+    summary = {
+        "board": f"{info.model} {info.serial_number}", "tile": tile, "gain": report.gain,
+        **_cost(report.cost),
+    }  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    console = Console()
+    console.print(f"{summary['board']}: tile {tile} calibrated, output gain {report.gain:.4f}")
+    _print_cost(console, report.cost)
+
+
+def clock(
+    url: BoardArg,
+    advance_s: Annotated[
+        float | None,
+        typer.Option(
+            "--advance-s",
+            help="Advance the board's virtual clock this far "
+            "(AdvanceClock: an emulated board's cells drift as they would), s.",
+        ),
+    ] = None,  # fmt: skip
+    as_json: AsJson = False,
+) -> None:
+    """A board's clock and running totals; --advance-s moves an emulated board's clock.
+
+    Advancing acts on every tile: through a server it needs a lease of the whole board
+    or the admin role."""
+    if advance_s is not None and not 0.0 <= advance_s < float("inf"):
+        raise typer.BadParameter(f"got {advance_s:g}; expected seconds >= 0",
+                                 param_hint="'--advance-s'")  # fmt: skip
+    with job_board(url, None, "sidra board clock") as board:
+        info = board.info
+        if advance_s is not None:
+            board.advance_clock(advance_s)
+        stats = board.stats()
+    summary = {
+        "board": f"{info.model} {info.serial_number}",
+        "clock_s": stats.clock_s,
+        "mvm_passes": stats.mvm_passes,
+        "cell_writes": stats.cell_writes,
+        "max_cell_writes": stats.max_cell_writes,
+        **_cost(stats.total_cost),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    console = Console()
+    console.print(
+        f"{summary['board']}: clock {stats.clock_s:,.1f} s ({stats.clock_s / 86_400:,.2f} days)"
+    )
+    console.print(
+        f"since opened: {stats.mvm_passes:,} MVM passes, {stats.cell_writes:,} cell writes "
+        f"(most on one cell {stats.max_cell_writes:,})"
+    )
+    _print_cost(console, stats.total_cost)
