@@ -76,6 +76,9 @@ class Deployment:
     """The model file, when asked for (:meth:`Deployments.get` ``include_model``)."""
     protected: bool = False
     """Its regions refuse other principals' writes (deployments.proto "Protected")."""
+    last_check: DeploymentCheck | None = None
+    """Its latest check since the server started (:meth:`Deployments.check`, or the
+    server's own), when there was one and it is intact."""
 
     @property
     def tiles(self) -> tuple[int, ...]:
@@ -97,6 +100,8 @@ class Deployment:
                 for r in message.regions
             ),
             message.intact, message.description, message.model or None, message.protected,
+            DeploymentCheck.from_pb(message.last_check) if message.HasField("last_check")
+            else None,
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
@@ -124,6 +129,7 @@ class Deployment:
                 }
                 for r in self.regions
             ],
+            "last_check": None if self.last_check is None else self.last_check.as_dict(),
         }
 
 

@@ -125,6 +125,7 @@ class DeploymentServicer:
         """The latest check of each deployment (the metrics')."""
         self.check_every_s = check_every_s
         self._checking = threading.Lock()  # one round of due checks at a time
+        self._refused: dict[str, float] = {}  # when a due check was last refused, Unix s
         if protections is not None and self.records is not None:
             for kept in self.records.of_board(info().serial_number):
                 if kept.protected:
@@ -179,18 +180,21 @@ class DeploymentServicer:
                     self.protections.keep(stored.name, stored.principal, _regions(stored))
                 else:
                     self.protections.drop(stored.name)
-        return deployment_message(stored)
+        return deployment_message(stored)  # registered just now: never checked
 
     def GetDeployment(self, request: pb.GetDeploymentRequest, context: Any) -> Message:
         found = self._records().get(
             self.info().serial_number, checked_name(request.name),
             with_model=request.include_model,
         )  # fmt: skip
-        return deployment_message(found)
+        return deployment_message(found, self.checks.latest().get(found.name))
 
     def ListDeployments(self, request: pb.ListDeploymentsRequest, context: Any) -> Message:
         found = self._records().of_board(self.info().serial_number)
-        return pb.ListDeploymentsResponse(deployments=[deployment_message(d) for d in found])
+        latest = self.checks.latest()
+        return pb.ListDeploymentsResponse(
+            deployments=[deployment_message(d, latest.get(d.name)) for d in found]
+        )
 
     def DeleteDeployment(self, request: pb.DeleteDeploymentRequest, context: Any) -> Message:
         principal, admin = self.caller_of(context)
@@ -231,9 +235,13 @@ class DeploymentServicer:
             now, latest = self.clock(), self.checks.latest()
             for found in records.of_board(serial):
                 last = latest.get(found.name)
+                # A refused check waits as long as a made one: a board gone is not asked
+                # at every scrape.
+                tried = max(0.0 if last is None else last.checked_unix_s,
+                            self._refused.get(found.name, 0.0))  # fmt: skip
                 if not found.intact:
                     self.checks.forget(found.name)
-                elif last is None or now - last.checked_unix_s >= self.check_every_s:
+                elif not tried or now - tried >= self.check_every_s:
                     try:
                         self.checks.check(
                             found,
@@ -242,6 +250,7 @@ class DeploymentServicer:
                             now,
                         )  # fmt: skip
                     except SidraError as exc:
+                        self._refused[found.name] = now
                         log.info("deployment %s not checked: %s", found.name, exc)
         return self.checks.latest()
 
@@ -308,9 +317,13 @@ def _inside(info: BoardInfo, region: Region, field: str) -> Region:
     return region
 
 
-def deployment_message(row: DeploymentRow) -> pb.Deployment:
-    """A stored deployment as its DeploymentService message."""
+def deployment_message(
+    row: DeploymentRow, last_check: pb.DeploymentCheck | None = None
+) -> pb.Deployment:
+    """A stored deployment as its DeploymentService message, with its ``last_check``
+    (left out when it is not intact: the check was of targets no longer there)."""
     return pb.Deployment(
+        last_check=last_check if row.intact else None,
         name=row.name, principal=row.principal, created_unix_s=row.created_unix_s,
         board_serial=row.board_serial, model_sha256=row.model_sha256,
         model_bytes=row.model_bytes, intact=row.intact, description=row.description,

@@ -20,7 +20,7 @@ from rich.table import Table
 from sidra.cli.options import AsJson
 from sidra.cli.train.running import job_board
 from sidra.client import RemoteBoard
-from sidra.client.deployments import DeployedRegion, Deployment
+from sidra.client.deployments import DeployedRegion, Deployment, DeploymentCheck
 from sidra.drivers import (
     Board,
     FailedPrecondition,
@@ -223,7 +223,10 @@ def _intact_text(deployment: Deployment) -> str:
 
 
 def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
-    """Models deployed on a server's board by name: where, by whom, whether still intact."""
+    """Models deployed on a server's board by name: where, by whom, whether intact.
+
+    Also what its cells read at its latest check (sidra model check, or the server's own
+    at a metrics scrape): their correlation with the targets, and when."""
     with _server(server, "list") as board:
         found = board.deployments.list()
     if as_json:
@@ -232,15 +235,22 @@ def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
     if not found:
         typer.echo("no deployment (sidra model deploy --name NAME --server ... keeps one)")
         return
-    table = Table(box=box.SIMPLE)
-    for column in ("name", "by", "registered", "tiles", "intact", "model", "description"):
-        table.add_column(column)
+    # One block a deployment, not a table: eight fields do not fit 80 columns, and a
+    # description is free text of any length.
     for d in found:
-        table.add_row(
-            d.name, d.principal, _when(d.created_unix_s), " ".join(map(str, d.tiles)),
-            _intact_text(d), d.model_sha256[:8], d.description,
-        )  # fmt: skip
-    Console().print(table)
+        tiles = " ".join(map(str, d.tiles))
+        typer.echo(f"{d.name}: by {d.principal}, {_when(d.created_unix_s)}, tiles {tiles}")
+        typer.echo(f"  intact: {_intact_text(d)}")
+        typer.echo(f"  cells read: {_check_text(d.last_check)}")
+        typer.echo(f"  model {d.model_sha256[:8]}: {d.description}")
+
+
+def _check_text(check: DeploymentCheck | None) -> str:
+    """A deployment's latest check in a few words: the correlation, and when."""
+    if check is None:
+        return "not checked since the server started (sidra model check)"
+    held = "" if check.correlation >= MIN_HELD_CORRELATION else ", NOT HELD"
+    return f"correlation {check.correlation:.2f}{held} at {_when(check.checked_unix_s)}"
 
 
 def check_deployment(name: DeploymentName, server: RequiredServer, as_json: AsJson = False) -> None:

@@ -227,7 +227,9 @@ def test_a_queued_job_this_server_cannot_run_ends_failed_saying_why(tmp_path: Pa
 def test_a_queued_job_goes_on_from_its_checkpoint_after_a_restart(tmp_path: Path) -> None:
     """The checkpoint a queued job is to go on from is kept with it in the store: queued,
     the server restarted, started by the next server, it ends as the uninterrupted run."""
-    options = {"steps": 40, "eval_every": 10, "batch_size": 16}
+    # Long enough that the cancel lands before the last step (a run that ends keeps no
+    # checkpoint): 40 and 400 steps sometimes finished first.
+    options = {"steps": 4000, "eval_every": 500, "batch_size": 16}
     store = tmp_path / "s.sqlite3"
     stopping = ServerStop()
     with serving(store, stopping=stopping) as address, connect(address) as client:
@@ -236,8 +238,8 @@ def test_a_queued_job_goes_on_from_its_checkpoint_after_a_restart(tmp_path: Path
         first_progress(client, job.job_id)
         client.jobs.cancel(job.job_id)
         stopped = client.jobs.wait(job.job_id)
-        checkpoint = client.jobs.get(job.job_id, include_record=True).files["checkpoint.json"]
         assert stopped.state == "cancelled"
+        checkpoint = client.jobs.get(job.job_id, include_record=True).files["checkpoint.json"]
         holder = _holding(client, list(whole.tiles))
         queued = client.jobs.submit(
             "spsa", options, dataset="iris", resume_checkpoint=checkpoint, queue=True

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from observability_support import IDEAL_URL, sample, served_with_metrics
 
 from sidra.client import connect
@@ -132,3 +133,33 @@ def test_a_scrape_checks_a_deployment_once_its_latest_check_is_due(tmp_path: Pat
         assert abs(served.scrape()[correlation]) < 0.5
         client.run(ProgramRequest(0, np.full((1, 1), 20.0, np.float32)))  # through it
         assert correlation not in served.scrape()
+
+
+def test_a_refused_scrape_check_waits_as_long_as_a_made_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tile leased with exclusive reads refuses the server's own check: the scrape logs
+    it once, keeps no figure, and does not ask again until the interval has passed."""
+    from sidra.drivers import Region
+    from sidra.drivers.requests import ProgramRequest
+    from sidra.server.settings import LeaseSettings
+
+    correlation = sample("sidra_deployment_correlation", deployment="a")
+    with (
+        open_board(IDEAL_URL) as board,
+        StateStore(tmp_path / "state.sqlite3") as store,
+        served_with_metrics(
+            board, store=store, deployment_check_every_s=3600.0,
+            leases=LeaseSettings(reads="exclusive"),
+        ) as served,
+        connect(f"127.0.0.1:{served.port}") as client,
+        connect(f"127.0.0.1:{served.port}") as holder,
+    ):  # fmt: skip
+        client.run(ProgramRequest(0, np.full((8, 4), 20.0, np.float32)))
+        client.deployments.add("a", b"PK\x03\x04 a model", [(0, Region(0, 0, 8, 4))])
+        with holder.session(label="bench") as session, session.lease([0]):
+            caplog.set_level("INFO", logger="sidra.server.deployments")
+            for _ in range(3):
+                assert correlation not in served.scrape()
+        refused = [r for r in caplog.records if "deployment a not checked" in r.getMessage()]
+        assert len(refused) == 1 and "leased" in refused[0].getMessage()

@@ -413,8 +413,10 @@ def test_a_check_reads_the_cells_and_sees_writes_the_store_never_saw(tmp_path: P
         connect(address, token=tokens["eve"]) as eve,
     ):
         alice.run(ProgramRequest(1, targets))
-        alice.deployments.add("demo", model_file(), [(1, LAYER)])
+        assert alice.deployments.add("demo", model_file(), [(1, LAYER)]).last_check is None
         checked = alice.deployments.check("demo")
+        assert alice.deployments.get("demo").last_check == checked  # kept, and listed
+        assert eve.deployments.list()[0].last_check == checked
         assert checked.name == "demo" and [r.tile for r in checked.regions] == [1]
         assert checked.correlation > 0.9 and checked.regions[0].correlation == checked.correlation
         assert 0.0 < checked.rms_deviation_us < 2.0 and checked.cost.time_ns > 0
@@ -434,9 +436,13 @@ def test_a_check_reads_the_cells_and_sees_writes_the_store_never_saw(tmp_path: P
         assert "its tiles no longer hold the model" in " ".join(done.stderr.split())
         assert "rows 0..64 cols 0..9" in done.stdout
 
+        listed = run_sidra_env(env, "model", "list", "--server", address)
+        assert "NOT HELD" in listed.stdout, listed.stdout
+
         program(alice, 1, Region(0, 0, 1, 1), 20.0)  # through it: no longer intact
         with pytest.raises(FailedPrecondition, match="'demo' is not intact: tile 1 rows 0..64"):
             alice.deployments.check("demo")
+        assert alice.deployments.get("demo").last_check is None
 
 
 def test_deployments_outlive_the_server(store: Path) -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sidra.hil.v1 import board_pb2 as sidra_dot_hil_dot_v1_dot_board__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esidra/hil/v1/deployments.proto\x12\x0csidra.hil.v1\x1a\x18sidra/hil/v1/board.proto\"\x84\x01\n\x0e\x44\x65ployedRegion\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12$\n\x06region\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Region\x12\x0e\n\x06intact\x18\x03 \x01(\x08\x12\x14\n\x0crewritten_by\x18\x04 \x01(\t\x12\x18\n\x10rewritten_unix_s\x18\x05 \x01(\x01\"\xfc\x01\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\x16\n\x0e\x63reated_unix_s\x18\x03 \x01(\x01\x12\x14\n\x0c\x62oard_serial\x18\x04 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x05 \x01(\x0c\x12\x13\n\x0bmodel_bytes\x18\x06 \x01(\x04\x12-\n\x07regions\x18\x07 \x03(\x0b\x32\x1c.sidra.hil.v1.DeployedRegion\x12\x0e\n\x06intact\x18\x08 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\r\n\x05model\x18\n \x01(\x0c\x12\x11\n\tprotected\x18\x0b \x01(\x08\"\xb0\x01\n\x14\x41\x64\x64\x44\x65ploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\x0c\x12-\n\x07regions\x18\x03 \x03(\x0b\x32\x1c.sidra.hil.v1.DeployedRegion\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07replace\x18\x05 \x01(\x08\x12\x15\n\rvalidate_only\x18\x06 \x01(\x08\x12\x0f\n\x07protect\x18\x07 \x01(\x08\";\n\x14GetDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rinclude_model\x18\x02 \x01(\x08\"\x18\n\x16ListDeploymentsRequest\"H\n\x17ListDeploymentsResponse\x12-\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x18.sidra.hil.v1.Deployment\"\'\n\x17\x44\x65leteDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x43heckDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x8b\x01\n\x0bRegionCheck\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12$\n\x06region\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Region\x12\x13\n\x0b\x63orrelation\x18\x03 \x01(\x01\x12\x18\n\x10rms_deviation_us\x18\x04 \x01(\x01\x12\x19\n\x11mean_deviation_us\x18\x05 \x01(\x01\"\xd8\x01\n\x0f\x44\x65ploymentCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63hecked_unix_s\x18\x02 \x01(\x01\x12*\n\x07regions\x18\x03 \x03(\x0b\x32\x19.sidra.hil.v1.RegionCheck\x12\x13\n\x0b\x63orrelation\x18\x04 \x01(\x01\x12\x18\n\x10rms_deviation_us\x18\x05 \x01(\x01\x12\x19\n\x11mean_deviation_us\x18\x06 \x01(\x01\x12)\n\x04\x63ost\x18\x07 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost2\xbe\x03\n\x11\x44\x65ploymentService\x12M\n\rAddDeployment\x12\".sidra.hil.v1.AddDeploymentRequest\x1a\x18.sidra.hil.v1.Deployment\x12M\n\rGetDeployment\x12\".sidra.hil.v1.GetDeploymentRequest\x1a\x18.sidra.hil.v1.Deployment\x12^\n\x0fListDeployments\x12$.sidra.hil.v1.ListDeploymentsRequest\x1a%.sidra.hil.v1.ListDeploymentsResponse\x12S\n\x10\x44\x65leteDeployment\x12%.sidra.hil.v1.DeleteDeploymentRequest\x1a\x18.sidra.hil.v1.Deployment\x12V\n\x0f\x43heckDeployment\x12$.sidra.hil.v1.CheckDeploymentRequest\x1a\x1d.sidra.hil.v1.DeploymentCheckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esidra/hil/v1/deployments.proto\x12\x0csidra.hil.v1\x1a\x18sidra/hil/v1/board.proto\"\x84\x01\n\x0e\x44\x65ployedRegion\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12$\n\x06region\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Region\x12\x0e\n\x06intact\x18\x03 \x01(\x08\x12\x14\n\x0crewritten_by\x18\x04 \x01(\t\x12\x18\n\x10rewritten_unix_s\x18\x05 \x01(\x01\"\xaf\x02\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\x16\n\x0e\x63reated_unix_s\x18\x03 \x01(\x01\x12\x14\n\x0c\x62oard_serial\x18\x04 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x05 \x01(\x0c\x12\x13\n\x0bmodel_bytes\x18\x06 \x01(\x04\x12-\n\x07regions\x18\x07 \x03(\x0b\x32\x1c.sidra.hil.v1.DeployedRegion\x12\x0e\n\x06intact\x18\x08 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\r\n\x05model\x18\n \x01(\x0c\x12\x11\n\tprotected\x18\x0b \x01(\x08\x12\x31\n\nlast_check\x18\x0c \x01(\x0b\x32\x1d.sidra.hil.v1.DeploymentCheck\"\xb0\x01\n\x14\x41\x64\x64\x44\x65ploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\x0c\x12-\n\x07regions\x18\x03 \x03(\x0b\x32\x1c.sidra.hil.v1.DeployedRegion\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0f\n\x07replace\x18\x05 \x01(\x08\x12\x15\n\rvalidate_only\x18\x06 \x01(\x08\x12\x0f\n\x07protect\x18\x07 \x01(\x08\";\n\x14GetDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rinclude_model\x18\x02 \x01(\x08\"\x18\n\x16ListDeploymentsRequest\"H\n\x17ListDeploymentsResponse\x12-\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x18.sidra.hil.v1.Deployment\"\'\n\x17\x44\x65leteDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x43heckDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x8b\x01\n\x0bRegionCheck\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12$\n\x06region\x18\x02 \x01(\x0b\x32\x14.sidra.hil.v1.Region\x12\x13\n\x0b\x63orrelation\x18\x03 \x01(\x01\x12\x18\n\x10rms_deviation_us\x18\x04 \x01(\x01\x12\x19\n\x11mean_deviation_us\x18\x05 \x01(\x01\"\xd8\x01\n\x0f\x44\x65ploymentCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x63hecked_unix_s\x18\x02 \x01(\x01\x12*\n\x07regions\x18\x03 \x03(\x0b\x32\x19.sidra.hil.v1.RegionCheck\x12\x13\n\x0b\x63orrelation\x18\x04 \x01(\x01\x12\x18\n\x10rms_deviation_us\x18\x05 \x01(\x01\x12\x19\n\x11mean_deviation_us\x18\x06 \x01(\x01\x12)\n\x04\x63ost\x18\x07 \x01(\x0b\x32\x1b.sidra.hil.v1.OperationCost2\xbe\x03\n\x11\x44\x65ploymentService\x12M\n\rAddDeployment\x12\".sidra.hil.v1.AddDeploymentRequest\x1a\x18.sidra.hil.v1.Deployment\x12M\n\rGetDeployment\x12\".sidra.hil.v1.GetDeploymentRequest\x1a\x18.sidra.hil.v1.Deployment\x12^\n\x0fListDeployments\x12$.sidra.hil.v1.ListDeploymentsRequest\x1a%.sidra.hil.v1.ListDeploymentsResponse\x12S\n\x10\x44\x65leteDeployment\x12%.sidra.hil.v1.DeleteDeploymentRequest\x1a\x18.sidra.hil.v1.Deployment\x12V\n\x0f\x43heckDeployment\x12$.sidra.hil.v1.CheckDeploymentRequest\x1a\x1d.sidra.hil.v1.DeploymentCheckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,23 +35,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYEDREGION']._serialized_start=75
   _globals['_DEPLOYEDREGION']._serialized_end=207
   _globals['_DEPLOYMENT']._serialized_start=210
-  _globals['_DEPLOYMENT']._serialized_end=462
-  _globals['_ADDDEPLOYMENTREQUEST']._serialized_start=465
-  _globals['_ADDDEPLOYMENTREQUEST']._serialized_end=641
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=643
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=702
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=704
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=728
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=730
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=802
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=804
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=843
-  _globals['_CHECKDEPLOYMENTREQUEST']._serialized_start=845
-  _globals['_CHECKDEPLOYMENTREQUEST']._serialized_end=883
-  _globals['_REGIONCHECK']._serialized_start=886
-  _globals['_REGIONCHECK']._serialized_end=1025
-  _globals['_DEPLOYMENTCHECK']._serialized_start=1028
-  _globals['_DEPLOYMENTCHECK']._serialized_end=1244
-  _globals['_DEPLOYMENTSERVICE']._serialized_start=1247
-  _globals['_DEPLOYMENTSERVICE']._serialized_end=1693
+  _globals['_DEPLOYMENT']._serialized_end=513
+  _globals['_ADDDEPLOYMENTREQUEST']._serialized_start=516
+  _globals['_ADDDEPLOYMENTREQUEST']._serialized_end=692
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=694
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=753
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=755
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=779
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=781
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=853
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=855
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=894
+  _globals['_CHECKDEPLOYMENTREQUEST']._serialized_start=896
+  _globals['_CHECKDEPLOYMENTREQUEST']._serialized_end=934
+  _globals['_REGIONCHECK']._serialized_start=937
+  _globals['_REGIONCHECK']._serialized_end=1076
+  _globals['_DEPLOYMENTCHECK']._serialized_start=1079
+  _globals['_DEPLOYMENTCHECK']._serialized_end=1295
+  _globals['_DEPLOYMENTSERVICE']._serialized_start=1298
+  _globals['_DEPLOYMENTSERVICE']._serialized_end=1744
 # @@protoc_insertion_point(module_scope)

@@ -22,7 +22,7 @@ class DeployedRegion(_message.Message):
     def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[_board_pb2.Region, _Mapping]] = ..., intact: _Optional[bool] = ..., rewritten_by: _Optional[str] = ..., rewritten_unix_s: _Optional[float] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("name", "principal", "created_unix_s", "board_serial", "model_sha256", "model_bytes", "regions", "intact", "description", "model", "protected")
+    __slots__ = ("name", "principal", "created_unix_s", "board_serial", "model_sha256", "model_bytes", "regions", "intact", "description", "model", "protected", "last_check")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Deployment(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROTECTED_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECK_FIELD_NUMBER: _ClassVar[int]
     name: str
     principal: str
     created_unix_s: float
@@ -45,7 +46,8 @@ class Deployment(_message.Message):
     description: str
     model: bytes
     protected: bool
-    def __init__(self, name: _Optional[str] = ..., principal: _Optional[str] = ..., created_unix_s: _Optional[float] = ..., board_serial: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., model_bytes: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., intact: _Optional[bool] = ..., description: _Optional[str] = ..., model: _Optional[bytes] = ..., protected: _Optional[bool] = ...) -> None: ...
+    last_check: DeploymentCheck
+    def __init__(self, name: _Optional[str] = ..., principal: _Optional[str] = ..., created_unix_s: _Optional[float] = ..., board_serial: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., model_bytes: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[DeployedRegion, _Mapping]]] = ..., intact: _Optional[bool] = ..., description: _Optional[str] = ..., model: _Optional[bytes] = ..., protected: _Optional[bool] = ..., last_check: _Optional[_Union[DeploymentCheck, _Mapping]] = ...) -> None: ...
 
 class AddDeploymentRequest(_message.Message):
     __slots__ = ("name", "model", "regions", "description", "replace", "validate_only", "protect")
