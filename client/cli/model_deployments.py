@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import typer
 from rich import box
@@ -25,6 +25,7 @@ from sidra.drivers import (
     Board,
     FailedPrecondition,
     Region,
+    SidraError,
 )
 from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import MIN_HELD_CORRELATION, DeployedModel
@@ -253,45 +254,96 @@ def _check_text(check: DeploymentCheck | None) -> str:
     return f"correlation {check.correlation:.2f}{held} at {_when(check.checked_unix_s)}"
 
 
-def check_deployment(name: DeploymentName, server: RequiredServer, as_json: AsJson = False) -> None:
+def check_deployment(
+    server: RequiredServer,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="The deployment's name (sidra model list); every one when left out."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
     """Have the server read a deployment's cells now and compare them with its targets.
 
     Per region and over all: the correlation of the conductances read with the targets
-    registered, and how far they moved (µS). Exit 1 when the correlation is under
-    the held check's least (the tiles no longer hold the model: written around the
-    server, another board, drift past recall)."""
+    registered, and how far they moved (µS). Without NAME every deployment, one line
+    each (for cron). Exit 1 when a correlation is under the held check's least (the
+    tiles no longer hold the model: written around the server, another board, drift
+    past recall) or a deployment cannot be checked."""
     with _server(server, "check") as board:
-        checked = board.deployments.check(name)
-    held = checked.correlation >= MIN_HELD_CORRELATION
-    if as_json:
-        typer.echo(json.dumps({**checked.as_dict(), "held": held}))
-    else:
-        table = Table(
-            box=box.SIMPLE, title=f"deployment {name}, read {_when(checked.checked_unix_s)}"
-        )
-        for column in ("tile", "cells", "correlation", "rms deviation", "mean deviation"):
-            table.add_column(column, justify="left" if column == "cells" else "right")
-        rows = [(str(r.tile), r.region.cells_text(), r) for r in checked.regions]
-        for tile, cells, r in rows:
-            table.add_row(
-                tile, cells, f"{r.correlation:.3f}", f"{r.rms_deviation_us:.2f} µS",
-                f"{r.mean_deviation_us:+.2f} µS",
-            )  # fmt: skip
-        Console().print(table)
-        typer.echo(
-            f"over all: correlation {checked.correlation:.3f}, rms deviation "
-            f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS; "
-            f"reads {checked.cost.time_ns:,.0f} ns, {checked.cost.energy_nj:,.0f} nJ"
-        )
-    if not held:
-        typer.echo(
-            f"sidra model check: deployment {name!r} correlates {checked.correlation:.3f} "
-            f"with its targets, expected >= {MIN_HELD_CORRELATION}: its tiles no longer hold "
-            "the model (written around this server, another board, or drift); deploy it "
-            "again",
-            err=True,
-        )
+        if name is not None:
+            checked = board.deployments.check(name)
+            _print_check(checked, as_json)
+            failed = [] if _held(checked) else [_not_held(checked)]
+        else:
+            failed = _check_every(board, as_json)
+    for line in failed:
+        typer.echo(f"sidra model check: {line}", err=True)
+    if failed:
         raise typer.Exit(1)
+
+
+def _held(checked: DeploymentCheck) -> bool:
+    return checked.correlation >= MIN_HELD_CORRELATION
+
+
+def _not_held(checked: DeploymentCheck) -> str:
+    return (
+        f"deployment {checked.name!r} correlates {checked.correlation:.3f} with its targets, "
+        f"expected >= {MIN_HELD_CORRELATION}: its tiles no longer hold the model (written "
+        "around this server, another board, or drift); deploy it again"
+    )
+
+
+def _check_every(board: RemoteBoard, as_json: bool) -> list[str]:
+    """Checks every deployment of the server; what failed, a line each."""
+    failed: list[str] = []
+    reports: list[dict[str, Any]] = []
+    for deployment in board.deployments.list():
+        try:
+            checked = board.deployments.check(deployment.name)
+        except SidraError as exc:  # not intact, a lease: the others are still checked
+            failed.append(f"deployment {deployment.name!r} not checked: {exc}")
+            reports.append({"name": deployment.name, "error": str(exc)})
+            if not as_json:
+                typer.echo(f"{deployment.name}: not checked ({type(exc).__name__})")
+            continue
+        reports.append({**checked.as_dict(), "held": _held(checked)})
+        if not _held(checked):
+            failed.append(_not_held(checked))
+        if not as_json:
+            typer.echo(
+                f"{checked.name}: correlation {checked.correlation:.3f}"
+                f"{'' if _held(checked) else ' NOT HELD'}, rms deviation "
+                f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS"
+            )
+    if as_json:
+        typer.echo(json.dumps(reports))
+    elif not reports:
+        typer.echo("no deployment (sidra model deploy --name NAME --server ... keeps one)")
+    return failed
+
+
+def _print_check(checked: DeploymentCheck, as_json: bool) -> None:
+    """One deployment's check: a row per region, then over all."""
+    if as_json:
+        typer.echo(json.dumps({**checked.as_dict(), "held": _held(checked)}))
+        return
+    table = Table(
+        box=box.SIMPLE, title=f"deployment {checked.name}, read {_when(checked.checked_unix_s)}"
+    )
+    for column in ("tile", "cells", "correlation", "rms deviation", "mean deviation"):
+        table.add_column(column, justify="left" if column == "cells" else "right")
+    for r in checked.regions:
+        table.add_row(
+            str(r.tile), r.region.cells_text(), f"{r.correlation:.3f}",
+            f"{r.rms_deviation_us:.2f} µS", f"{r.mean_deviation_us:+.2f} µS",
+        )  # fmt: skip
+    Console().print(table)
+    typer.echo(
+        f"over all: correlation {checked.correlation:.3f}, rms deviation "
+        f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS; "
+        f"reads {checked.cost.time_ns:,.0f} ns, {checked.cost.energy_nj:,.0f} nJ"
+    )
 
 
 def undeploy(name: DeploymentName, server: RequiredServer) -> None:

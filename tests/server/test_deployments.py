@@ -438,6 +438,26 @@ def test_a_check_reads_the_cells_and_sees_writes_the_store_never_saw(tmp_path: P
 
         listed = run_sidra_env(env, "model", "list", "--server", address)
         assert "NOT HELD" in listed.stdout, listed.stdout
+        # Every deployment, a line each: one held, one not, one not intact.
+        alice.run(ProgramRequest(3, targets))
+        alice.deployments.add("held", model_file(), [(3, LAYER)])
+        program(alice, 0, LAYER, 20.0)
+        alice.deployments.add("gone", model_file(), [(0, LAYER)])
+        program(alice, 0, LAYER, 25.0)
+        every = run_sidra_env(env, "model", "check", "--server", address)
+        assert every.returncode == 1, every.stderr
+        lines = every.stdout.splitlines()
+        assert [line.split(":")[0] for line in lines] == ["demo", "gone", "held"]
+        assert "NOT HELD" in lines[0] and "not checked (FailedPrecondition)" in lines[1]
+        assert "NOT HELD" not in lines[2] and "correlation 0.9" in lines[2]
+        errors = " ".join(every.stderr.split())
+        assert "'demo' correlates" in errors and "'gone' not checked" in errors
+        assert "'held'" not in errors
+        reports = json.loads(run_sidra_env(env, "model", "check", "--server", address,
+                                           "--json").stdout)  # fmt: skip
+        assert [r.get("held") for r in reports] == [False, None, True]
+        alice.deployments.delete("held")
+        alice.deployments.delete("gone")
 
         program(alice, 1, Region(0, 0, 1, 1), 20.0)  # through it: no longer intact
         with pytest.raises(FailedPrecondition, match="'demo' is not intact: tile 1 rows 0..64"):
