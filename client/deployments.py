@@ -25,7 +25,7 @@ import grpc.aio
 
 from sidra.client.errors import from_rpc_error
 from sidra.drivers import Cost, InvalidArgument, Region
-from sidra.hil.v1 import board_pb2
+from sidra.hil.convert import region_from_pb, region_to_pb
 from sidra.hil.v1 import deployments_pb2 as pb
 
 __all__ = [
@@ -93,8 +93,7 @@ class Deployment:
             tuple(
                 DeployedRegion(
                     r.tile,
-                    Region(r.region.row_offset, r.region.col_offset, r.region.rows,
-                           r.region.cols),
+                    region_from_pb(r.region),
                     r.intact, r.rewritten_by, r.rewritten_unix_s,
                 )
                 for r in message.regions
@@ -168,8 +167,7 @@ class DeploymentCheck:
             tuple(
                 RegionCheck(
                     r.tile,
-                    Region(r.region.row_offset, r.region.col_offset, r.region.rows,
-                           r.region.cols),
+                    region_from_pb(r.region),
                     r.correlation, r.rms_deviation_us, r.mean_deviation_us,
                 )
                 for r in message.regions
@@ -337,10 +335,4 @@ def _region_message(index: int, tile: int, region: Region) -> pb.DeployedRegion:
             f"regions[{index}].region", repr(region)[:80], "a Region(row_offset, col_offset, "
             "rows, cols)"
         )  # fmt: skip
-    return pb.DeployedRegion(
-        tile=tile,
-        region=board_pb2.Region(
-            row_offset=region.row_offset, col_offset=region.col_offset, rows=region.rows,
-            cols=region.cols,
-        ),
-    )  # fmt: skip
+    return pb.DeployedRegion(tile=tile, region=region_to_pb(region))

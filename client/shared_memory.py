@@ -39,6 +39,7 @@ from sidra.drivers import FailedPrecondition, InvalidArgument, OutOfRange, Sessi
 from sidra.drivers.types import Cost, MVMResult, Region
 from sidra.drivers.validation import is_integer
 from sidra.hil import tensors
+from sidra.hil.convert import region_to_pb
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2
 
@@ -293,12 +294,7 @@ def pass_message(
         shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb(),
     )  # fmt: skip
     if region is not None:
-        message.region.CopyFrom(
-            pb.Region(
-                row_offset=region.row_offset, col_offset=region.col_offset,
-                rows=region.rows, cols=region.cols,
-            )
-        )  # fmt: skip
+        message.region.CopyFrom(region_to_pb(region))
     return message
 
 

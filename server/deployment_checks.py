@@ -20,11 +20,12 @@ import numpy.typing as npt
 
 from sidra.drivers import Cost, FailedPrecondition, ReadResult, Region
 from sidra.drivers.matching import ConductanceMatch, match_conductances
+from sidra.hil.convert import region_to_pb
 from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.state.deployments import DeployedRegionRow, DeploymentRow
 
-__all__ = ["DeploymentChecks", "ReadCells", "TargetsOf", "region_message"]
+__all__ = ["DeploymentChecks", "ReadCells", "TargetsOf"]
 
 ReadCells = Callable[[int, Region], ReadResult]
 """Reads ``region`` of ``tile`` in the board's turn, with the caller's rights."""
@@ -39,6 +40,7 @@ class DeploymentChecks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._latest: dict[str, pb.DeploymentCheck] = {}
+        self._refused: dict[str, float] = {}  # when a check was last refused, Unix s
 
     def check(
         self, found: DeploymentRow, read: ReadCells, targets_of: TargetsOf, now_unix_s: float
@@ -75,10 +77,26 @@ class DeploymentChecks:
             self._latest[found.name] = checked
         return checked
 
+    def refused(self, name: str, now_unix_s: float) -> None:
+        """Notes that a check of ``name`` the server made itself was refused then."""
+        with self._lock:
+            self._refused[name] = now_unix_s
+
+    def due(self, name: str, now_unix_s: float, every_s: float) -> bool:
+        """Whether ``name`` was neither checked nor refused a check within ``every_s``
+        (a board gone is not asked again at every scrape)."""
+        with self._lock:
+            last = self._latest.get(name)
+            tried = max(0.0 if last is None else last.checked_unix_s,
+                        self._refused.get(name, 0.0))  # fmt: skip
+        return not tried or now_unix_s - tried >= every_s
+
     def forget(self, name: str) -> None:
-        """Drops ``name``'s latest check (the deployment deleted or registered again)."""
+        """Drops what is known of ``name``'s checks (the deployment deleted, registered
+        again, or written over)."""
         with self._lock:
             self._latest.pop(name, None)
+            self._refused.pop(name, None)
 
     def latest(self) -> Mapping[str, pb.DeploymentCheck]:
         """The latest check of each deployment checked since the server started."""
@@ -86,17 +104,9 @@ class DeploymentChecks:
             return MappingProxyType(dict(self._latest))
 
 
-def region_message(region: Region) -> board_pb2.Region:
-    """``region`` as board.proto's Region."""
-    return board_pb2.Region(
-        row_offset=region.row_offset, col_offset=region.col_offset, rows=region.rows,
-        cols=region.cols,
-    )  # fmt: skip
-
-
 def _region_check(r: DeployedRegionRow, match: ConductanceMatch) -> pb.RegionCheck:
     return pb.RegionCheck(
-        tile=r.tile, region=region_message(r.region), correlation=match.correlation,
+        tile=r.tile, region=region_to_pb(r.region), correlation=match.correlation,
         rms_deviation_us=match.rms_deviation_us, mean_deviation_us=match.mean_deviation_us,
     )  # fmt: skip
 

@@ -32,8 +32,9 @@ from sidra.drivers import (
     Region,
     SidraError,
 )
+from sidra.hil.convert import region_from_pb, region_to_pb
 from sidra.hil.v1 import deployments_pb2 as pb
-from sidra.server.deployment_checks import DeploymentChecks, region_message
+from sidra.server.deployment_checks import DeploymentChecks
 from sidra.server.limits import PrincipalLimits
 from sidra.server.protections import Protections, check_unleased
 from sidra.server.routes import unary_service_handler
@@ -125,7 +126,6 @@ class DeploymentServicer:
         """The latest check of each deployment (the metrics')."""
         self.check_every_s = check_every_s
         self._checking = threading.Lock()  # one round of due checks at a time
-        self._refused: dict[str, float] = {}  # when a due check was last refused, Unix s
         if protections is not None and self.records is not None:
             for kept in self.records.of_board(info().serial_number):
                 if kept.protected:
@@ -175,10 +175,9 @@ class DeploymentServicer:
             )  # fmt: skip
             if not request.validate_only:
                 self.checks.forget(stored.name)  # of what the name held before, if anything
-            if self.protections is not None and not request.validate_only:
-                if stored.protected:
+                if self.protections is not None and stored.protected:
                     self.protections.keep(stored.name, stored.principal, _regions(stored))
-                else:
+                elif self.protections is not None:
                     self.protections.drop(stored.name)
         return deployment_message(stored)  # registered just now: never checked
 
@@ -208,51 +207,45 @@ class DeploymentServicer:
 
     def CheckDeployment(self, request: pb.CheckDeploymentRequest, context: Any) -> Message:
         principal, admin = self.caller_of(context)
-        serial = self.info().serial_number
-        records = self._records()
-        found = records.get(serial, checked_name(request.name))
-        read_cells = self.read_cells
+        found = self._records().get(self.info().serial_number, checked_name(request.name))
+        return self._check(found, principal, admin, self.clock())
+
+    def latest_checks(self) -> Mapping[str, pb.DeploymentCheck]:
+        """The latest check of each deployment (the metrics read them at each scrape),
+        after checking, as :data:`SERVER_PRINCIPAL`, each intact one neither checked nor
+        refused a check within ``check_every_s``; a not intact one's check is dropped
+        (its cells hold another's targets). A deployment whose check is refused (its
+        tile leased with exclusive reads, the board gone) keeps its previous figures."""
+        if self.check_every_s <= 0 or self.read_cells is None or self.records is None:
+            return self.checks.latest()
+        with self._checking:
+            now = self.clock()
+            for found in self.records.of_board(self.info().serial_number):
+                if not found.intact:
+                    self.checks.forget(found.name)
+                elif self.checks.due(found.name, now, self.check_every_s):
+                    try:
+                        self._check(found, SERVER_PRINCIPAL, False, now)
+                    except SidraError as exc:
+                        self.checks.refused(found.name, now)
+                        log.info("deployment %s not checked: %s", found.name, exc)
+        return self.checks.latest()
+
+    def _check(
+        self, found: DeploymentRow, principal: str, admin: bool, now_unix_s: float
+    ) -> pb.DeploymentCheck:
+        """``found``'s cells read with ``principal``'s rights and compared with its
+        targets (sidra.server.deployment_checks)."""
+        read_cells, records = self.read_cells, self._records()
         if read_cells is None:
             raise FailedPrecondition("this server does not read its board for checks")
+        serial = found.board_serial
         return self.checks.check(
             found,
             lambda tile, region: read_cells(principal, admin, tile, region),
             lambda tile: records.store.golden(serial, tile).targets_us,
-            self.clock(),
+            now_unix_s,
         )
-
-    def latest_checks(self) -> Mapping[str, pb.DeploymentCheck]:
-        """The latest check of each deployment (the metrics read them at each scrape),
-        after checking, as :data:`SERVER_PRINCIPAL`, those intact ones whose latest check
-        is older than ``check_every_s``; a not intact one's check is dropped (its cells
-        hold another's targets). A deployment whose check is refused (its tile leased
-        with exclusive reads, the board gone) keeps its previous figures."""
-        read_cells, records = self.read_cells, self.records
-        if self.check_every_s <= 0 or read_cells is None or records is None:
-            return self.checks.latest()
-        with self._checking:
-            serial = self.info().serial_number
-            now, latest = self.clock(), self.checks.latest()
-            for found in records.of_board(serial):
-                last = latest.get(found.name)
-                # A refused check waits as long as a made one: a board gone is not asked
-                # at every scrape.
-                tried = max(0.0 if last is None else last.checked_unix_s,
-                            self._refused.get(found.name, 0.0))  # fmt: skip
-                if not found.intact:
-                    self.checks.forget(found.name)
-                elif not tried or now - tried >= self.check_every_s:
-                    try:
-                        self.checks.check(
-                            found,
-                            lambda tile, region: read_cells(SERVER_PRINCIPAL, False, tile, region),
-                            lambda tile: records.store.golden(serial, tile).targets_us,
-                            now,
-                        )  # fmt: skip
-                    except SidraError as exc:
-                        self._refused[found.name] = now
-                        log.info("deployment %s not checked: %s", found.name, exc)
-        return self.checks.latest()
 
 
 def _regions(row: DeploymentRow) -> list[tuple[int, Region]]:
@@ -284,10 +277,7 @@ def checked_regions(
             raise OutOfRange(f"{field}.tile", given.tile, f"0 .. {info.tile_count - 1}")
         if not given.HasField("region"):
             raise InvalidArgument(f"{field}.region", "unset", "a Region with rows and cols given")
-        region = _inside(info, Region(
-            given.region.row_offset, given.region.col_offset, given.region.rows,
-            given.region.cols,
-        ), f"{field}.region")  # fmt: skip
+        region = _inside(info, region_from_pb(given.region), f"{field}.region")
         owner = taken.setdefault(given.tile, np.full((info.rows, info.cols), -1, np.int32))
         cells = owner[region.slices]
         other = int(cells.max())
@@ -331,7 +321,7 @@ def deployment_message(
         regions=[
             pb.DeployedRegion(
                 tile=r.tile, intact=r.intact, rewritten_by=r.rewritten_by,
-                rewritten_unix_s=r.rewritten_unix_s, region=region_message(r.region),
+                rewritten_unix_s=r.rewritten_unix_s, region=region_to_pb(r.region),
             )
             for r in row.regions
         ],

@@ -129,8 +129,8 @@ def check_priority_allowed(priority: int, principal: str, admin: bool) -> None:
     """A priority above 0 (before everyone's jobs) is an admin's to give."""
     if priority > 0 and not admin:
         raise PriorityNotAllowed(
-            f"priority: got {priority}, expected -10 .. 0 for principal {principal!r}: a job "
-            "above 0 goes before everyone's, which needs the admin role"
+            f"priority: got {priority}, expected {MIN_PRIORITY} .. 0 for principal "
+            f"{principal!r}: a job above 0 goes before everyone's, which needs the admin role"
         )
 
 

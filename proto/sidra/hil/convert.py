@@ -56,6 +56,8 @@ __all__ = [
     "SERVICE_ADDED_FIELDS",
     "info_from_pb",
     "info_to_pb",
+    "region_from_pb",
+    "region_to_pb",
     "request_from_pb",
     "request_to_pb",
     "result_from_pb",
@@ -208,6 +210,20 @@ _MESSAGE_TYPES: dict[tuple[str, str], type[Message]] = {}
 
 _INFO_FIELDS = tuple(f.name for f in dataclasses.fields(BoardInfo))
 _INFO_SCALARS = tuple(name for name in _INFO_FIELDS if name not in ("profile", "timing"))
+
+
+def region_to_pb(region: Region) -> pb.Region:
+    """``region`` as board.proto's Region (for messages that carry one outside a request:
+    session.proto, deployments.proto)."""
+    return pb.Region(
+        row_offset=region.row_offset, col_offset=region.col_offset, rows=region.rows,
+        cols=region.cols,
+    )  # fmt: skip
+
+
+def region_from_pb(message: pb.Region) -> Region:
+    """A Region message as the driver type."""
+    return Region(message.row_offset, message.col_offset, message.rows, message.cols)
 
 
 def info_to_pb(info: BoardInfo) -> pb.BoardInfo:
