@@ -27,7 +27,7 @@ from sidra.drivers.matching import match_conductances
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.eqprop import EquilibriumNetwork
-from sidra.training.forward_forward import goodness, normalised
+from sidra.training.forward_forward import goodness_by_label
 from sidra.training.model import GoodnessReadout, ModelLayer, SettleReadout, TrainedModel
 from sidra.training.placement import LayerShape, Placement
 
@@ -378,34 +378,18 @@ class DeployedModel:
     def _goodness(self, h: Array, readout: GoodnessReadout, read_repeats: int | None) -> Array:
         """Goodness summed over the layers [samples, classes] of each sample shown with
         each class (as sidra.training.forward_forward trained and tested it)."""
-        classes = self.model.classes
-        per = max(1, CHUNK_VECTORS // classes)  # samples per pass: classes rows each
-        onehot = np.eye(classes, dtype=np.float32) * np.float32(readout.label_scale)
-        result = np.zeros((len(h), classes), np.float64)
-        for start in range(0, len(h), per):
-            part = h[start : start + per]
-            z = np.hstack([np.repeat(part, classes, axis=0), np.tile(onehot, (len(part), 1))])
-            for layer in self.layers:
-                y = np.maximum(layer.forward(z, read_repeats=read_repeats), np.float32(0.0))
-                result[start : start + len(part)] += goodness(y).reshape(len(part), classes)
-                z = normalised(y)
-        return result.astype(np.float32)
+        by_label = goodness_by_label(self.layers, h, self.model.classes, readout.label_scale,
+                                     CHUNK_VECTORS, read_repeats)  # fmt: skip
+        summed: Array = by_label.sum(axis=0).astype(np.float32)
+        return summed
 
     def _settled(self, h: Array, readout: SettleReadout, read_repeats: int | None) -> Array:
         """Output states [samples, classes] of the free equilibrium (as
-        sidra.training.eqprop trained and tested it), every pass both ways the mean of
-        ``read_repeats`` reads."""
+        sidra.training.eqprop trained and tested it), every MVM the mean of
+        ``read_repeats`` reads (the TransposeMVMs one read each, as in training)."""
         net = EquilibriumNetwork(self.layers, tolerance=readout.tolerance,
-                                 damping=readout.damping)  # fmt: skip
-        kept = [layer.read_repeats for layer in self.layers]
-        if read_repeats is not None:  # TransposeMVM reads as often as the layer says
-            for layer in self.layers:
-                layer.read_repeats = read_repeats
-        try:
-            return net.predict(h, readout.max_iterations, chunk=CHUNK_VECTORS)
-        finally:
-            for layer, repeats in zip(self.layers, kept, strict=True):
-                layer.read_repeats = repeats
+                                 damping=readout.damping, read_repeats=read_repeats)  # fmt: skip
+        return net.predict(h, readout.max_iterations, chunk=CHUNK_VECTORS)
 
     def classify(self, x: npt.ArrayLike, *, read_repeats: int | None = None) -> npt.NDArray[Any]:
         """The class index of each of ``x``'s samples (the largest score)."""

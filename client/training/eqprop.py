@@ -184,11 +184,14 @@ class EquilibriumNetwork:
         *,
         tolerance: float,
         damping: float = 1.0,
+        read_repeats: int | None = None,
     ) -> None:
         self.layers = list(layers)
         """The couplings, input side first."""
         self.tolerance = tolerance
         self.damping = np.float32(damping)
+        self.read_repeats = read_repeats
+        """Reads averaged per MVM (None: each layer's own); a TransposeMVM is one read."""
 
     @property
     def mvm_calls(self) -> int:
@@ -197,7 +200,7 @@ class EquilibriumNetwork:
 
     def input_drive(self, x: Array) -> Array:
         """x W_0 + b_0 [batch, s_1 width]: the clamped input's drive, one MVM."""
-        return self.layers[0].forward(x)
+        return self.layers[0].forward(x, read_repeats=self.read_repeats)
 
     def zero_states(self, batch: int) -> list[Array]:
         return [np.zeros((batch, layer.outputs), np.float32) for layer in self.layers]
@@ -220,7 +223,10 @@ class EquilibriumNetwork:
         for sweep in range(1, max_iterations + 1):
             change = 0.0
             for k in range(len(s)):
-                net: Array = drive if k == 0 else self.layers[k].forward(s[k - 1])
+                net: Array = (
+                    drive if k == 0
+                    else self.layers[k].forward(s[k - 1], read_repeats=self.read_repeats)
+                )  # fmt: skip
                 if k < top:
                     net = net + self.layers[k + 1].backward(s[k + 1])
                 elif nudge is not None:

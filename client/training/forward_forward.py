@@ -62,6 +62,7 @@ __all__ = [
     "ForwardForwardNetwork",
     "ff_placement",
     "goodness",
+    "goodness_by_label",
     "goodness_loss",
     "train_forward_forward",
 ]
@@ -99,6 +100,30 @@ def normalised(outputs: Array) -> Array:
     """``outputs`` scaled row by row to a root-mean-square of 1 (a silent row stays 0)."""
     rms = np.sqrt(np.mean(np.square(outputs, dtype=np.float64), axis=1, keepdims=True))
     result: Array = (outputs / (rms + 1e-6)).astype(np.float32)
+    return result
+
+
+def goodness_by_label(
+    layers: Sequence[AnalogLinear],
+    x: Array,
+    classes: int,
+    label_scale: float,
+    chunk: int = 1024,
+    read_repeats: int | None = None,
+) -> npt.NDArray[np.float64]:
+    """Goodness [layers, samples, labels] of every sample of ``x`` shown with every label
+    (its one-hot, scaled by ``label_scale``, appended), ``chunk`` rows a pass: how a
+    forward-forward network classifies, in training and as a deployed model."""
+    per = max(1, chunk // classes)
+    onehot = np.eye(classes, dtype=np.float32) * np.float32(label_scale)
+    result = np.zeros((len(layers), len(x), classes))
+    for start in range(0, len(x), per):
+        part = x[start : start + per]
+        h = np.hstack([np.repeat(part, classes, axis=0), np.tile(onehot, (len(part), 1))])
+        for i, layer in enumerate(layers):
+            y = np.maximum(layer.forward(h, read_repeats=read_repeats), np.float32(0.0))
+            result[i, start : start + len(part)] = goodness(y).reshape(len(part), -1)
+            h = normalised(y)
     return result
 
 
@@ -140,17 +165,7 @@ class ForwardForwardNetwork:
 
     def goodness_by_label(self, x: Array, chunk: int = 1024) -> npt.NDArray[np.float64]:
         """Goodness [layers, samples, labels] of every sample shown with every label."""
-        per = max(1, chunk // self.classes)
-        result = np.zeros((len(self.layers), len(x), self.classes))
-        for start in range(0, len(x), per):
-            part = x[start : start + per]
-            labels = np.tile(np.arange(self.classes), len(part))
-            h = self.labelled(np.repeat(part, self.classes, axis=0), labels)
-            for i, layer in enumerate(self.layers):
-                y = np.maximum(layer.forward(h), 0.0)
-                result[i, start : start + len(part)] = goodness(y).reshape(len(part), -1)
-                h = normalised(y)
-        return result
+        return goodness_by_label(self.layers, x, self.classes, self.label_scale, chunk)
 
     def predict(self, x: Array) -> Labels:
         """The label with the highest goodness summed over the layers, per sample."""
