@@ -15,7 +15,13 @@ session whose :meth:`Session.lease` keeps tiles to this client (session.proto).
 """
 
 from sidra.client.credentials import TlsCredentials
-from sidra.client.deployments import DeployedRegion, Deployment, DeploymentCheck, Deployments
+from sidra.client.deployments import (
+    CheckHistory,
+    DeployedRegion,
+    Deployment,
+    DeploymentCheck,
+    Deployments,
+)
 from sidra.client.errors import BoardInstanceChanged
 from sidra.client.jobs import JobEvent, JobInfo, Jobs
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
@@ -43,6 +49,7 @@ from sidra.drivers.types import Region
 
 __all__ = [
     "AlreadyExists",
+    "CheckHistory",
     "DeployedRegion",
     "Deployment",
     "DeploymentCheck",

@@ -31,6 +31,7 @@ from sidra.hil.v1 import deployments_pb2 as pb
 __all__ = [
     "DEPLOYMENT_SERVICE",
     "AsyncDeployments",
+    "CheckHistory",
     "DeployedRegion",
     "Deployment",
     "DeploymentCheck",
@@ -77,8 +78,8 @@ class Deployment:
     protected: bool = False
     """Its regions refuse other principals' writes (deployments.proto "Protected")."""
     last_check: DeploymentCheck | None = None
-    """Its latest check since the server started (:meth:`Deployments.check`, or the
-    server's own), when there was one and it is intact."""
+    """Its latest check (:meth:`Deployments.check`, or the server's own), when there was
+    one and it is intact."""
 
     @property
     def tiles(self) -> tuple[int, ...]:
@@ -159,6 +160,8 @@ class DeploymentCheck:
     mean_deviation_us: float
     cost: Cost
     """Modeled board time (ns) and energy (nJ) of the reads."""
+    checked_by: str = ""
+    """Who asked for it: a principal, or "(server)" for the server's own check."""
 
     @classmethod
     def from_pb(cls, message: pb.DeploymentCheck) -> DeploymentCheck:
@@ -173,7 +176,7 @@ class DeploymentCheck:
                 for r in message.regions
             ),
             message.correlation, message.rms_deviation_us, message.mean_deviation_us,
-            Cost(message.cost.time_ns, message.cost.energy_nj),
+            Cost(message.cost.time_ns, message.cost.energy_nj), message.checked_by,
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
@@ -181,6 +184,7 @@ class DeploymentCheck:
         return {
             "name": self.name,
             "checked_unix_s": self.checked_unix_s,
+            "checked_by": self.checked_by,
             "correlation": self.correlation,
             "rms_deviation_us": self.rms_deviation_us,
             "mean_deviation_us": self.mean_deviation_us,
@@ -200,6 +204,19 @@ class DeploymentCheck:
                 for r in self.regions
             ],
         }
+
+
+@dataclass(frozen=True)
+class CheckHistory:
+    """Checks kept of a deployment (deployments.proto "Checks kept"), oldest first."""
+
+    checks: tuple[DeploymentCheck, ...]
+    kept: int
+    """How many checks of the deployment the server keeps in all."""
+
+    @classmethod
+    def from_pb(cls, message: pb.ListDeploymentChecksResponse) -> CheckHistory:
+        return cls(tuple(DeploymentCheck.from_pb(c) for c in message.checks), message.kept)
 
 
 class Deployments:
@@ -251,6 +268,15 @@ class Deployments:
         request = pb.CheckDeploymentRequest(name=name)
         return DeploymentCheck.from_pb(self._call("CheckDeployment", request, pb.DeploymentCheck))
 
+    def checks(self, name: str, *, limit: int = 100, before_unix_s: float = 0.0) -> CheckHistory:
+        """The latest ``limit`` checks kept of deployment ``name`` (1 to 10000), made
+        before ``before_unix_s`` (0: up to now), oldest first."""
+        request = pb.ListDeploymentChecksRequest(
+            name=name, limit=limit, before_unix_s=before_unix_s
+        )
+        reply = self._call("ListDeploymentChecks", request, pb.ListDeploymentChecksResponse)
+        return CheckHistory.from_pb(reply)
+
     def _call(self, rpc: str, request: Any, response: Any) -> Any:
         method = self.channel.unary_unary(**_method(rpc, request, response))
         try:
@@ -299,6 +325,15 @@ class AsyncDeployments:
         request = pb.CheckDeploymentRequest(name=name)
         reply = await self._call("CheckDeployment", request, pb.DeploymentCheck)
         return DeploymentCheck.from_pb(reply)
+
+    async def checks(
+        self, name: str, *, limit: int = 100, before_unix_s: float = 0.0
+    ) -> CheckHistory:
+        request = pb.ListDeploymentChecksRequest(
+            name=name, limit=limit, before_unix_s=before_unix_s
+        )
+        reply = await self._call("ListDeploymentChecks", request, pb.ListDeploymentChecksResponse)
+        return CheckHistory.from_pb(reply)
 
     async def _call(self, rpc: str, request: Any, response: Any) -> Any:
         method = self.channel.unary_unary(**_method(rpc, request, response))

@@ -1,19 +1,19 @@
-"""CheckDeployment (deployments.proto "Checked"): what a deployment's cells conduct now
-against the targets it was registered with, and the latest such check of each
-deployment for the metrics.
+"""CheckDeployment and ListDeploymentChecks (deployments.proto "Checked", "Checks kept"):
+what a deployment's cells conduct now against the targets it was registered with, each
+check kept in the state store beside its deployment.
 
 Intact compares the store's targets with the digests taken at registration: it says what
 was programmed through this server. A check reads the cells themselves (ReadConductance
 of each region, in the board's turn, with the caller's rights), so it also sees what the
 store cannot: a board replaced under the server, cells written around it (a serial board
-driven directly), drift and stuck cells.
+driven directly), drift and stuck cells. Kept, the checks of months show a deployment
+ageing, and the metrics' figures outlive a restart.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -23,9 +23,10 @@ from sidra.drivers.matching import ConductanceMatch, match_conductances
 from sidra.hil.convert import region_to_pb
 from sidra.hil.v1 import board_pb2
 from sidra.hil.v1 import deployments_pb2 as pb
-from sidra.server.state.deployments import DeployedRegionRow, DeploymentRow
+from sidra.server.state.checks import CheckRow, RegionCheckRow
+from sidra.server.state.deployments import DeploymentRecords, DeploymentRow, rewritten_text
 
-__all__ = ["DeploymentChecks", "ReadCells", "TargetsOf"]
+__all__ = ["DeploymentChecks", "ReadCells", "TargetsOf", "check_message"]
 
 ReadCells = Callable[[int, Region], ReadResult]
 """Reads ``region`` of ``tile`` in the board's turn, with the caller's rights."""
@@ -35,25 +36,31 @@ TargetsOf = Callable[[int], npt.NDArray[np.float32]]
 
 
 class DeploymentChecks:
-    """Runs checks, and keeps the latest of each deployment (in memory, for the metrics)."""
+    """Runs checks and keeps them in ``records``' store; remembers in memory when a check
+    the server made itself was refused (a board gone is not asked again at every
+    scrape)."""
 
-    def __init__(self) -> None:
+    def __init__(self, records: DeploymentRecords) -> None:
+        self.records = records
         self._lock = threading.Lock()
-        self._latest: dict[str, pb.DeploymentCheck] = {}
         self._refused: dict[str, float] = {}  # when a check was last refused, Unix s
 
     def check(
-        self, found: DeploymentRow, read: ReadCells, targets_of: TargetsOf, now_unix_s: float
+        self,
+        found: DeploymentRow,
+        read: ReadCells,
+        targets_of: TargetsOf,
+        now_unix_s: float,
+        checked_by: str,
     ) -> pb.DeploymentCheck:
-        """Reads every region of ``found`` and compares it with its targets; FailedPrecondition
-        when it is not intact (its registered targets are no longer in the store)."""
+        """Reads every region of ``found``, compares it with its targets and keeps the
+        check; FailedPrecondition when it is not intact (its registered targets are no
+        longer in the store), before the reads or after them."""
         if not found.intact:
-            self.forget(found.name)  # its cells hold another's targets: no figure holds
-            changed = "; ".join(_rewritten(r) for r in found.regions if not r.intact)
             raise FailedPrecondition(
-                f"deployment {found.name!r} is not intact: {changed} since it was registered, "
-                "so the store holds no targets of it to check its cells against; deploy it "
-                "again"
+                f"deployment {found.name!r} is not intact: {rewritten_text(found)} since it "
+                "was registered, so the store holds no targets of it to check its cells "
+                "against; deploy it again"
             )
         goldens: dict[int, npt.NDArray[np.float32]] = {}
         regions, reads, targets, cost = [], [], [], Cost()
@@ -62,55 +69,75 @@ class DeploymentChecks:
             if r.tile not in goldens:
                 goldens[r.tile] = targets_of(r.tile)
             target = goldens[r.tile][r.region.slices]
-            regions.append(_region_check(r, match_conductances(result.conductances, target)))
+            match = match_conductances(result.conductances, target)
+            regions.append(_region_row(r.tile, r.region, match))
             reads.append(np.asarray(result.conductances).ravel())
             targets.append(target.ravel())
             cost += result.cost
         overall = match_conductances(np.concatenate(reads), np.concatenate(targets))
-        checked = pb.DeploymentCheck(
-            name=found.name, checked_unix_s=now_unix_s, regions=regions,
-            correlation=overall.correlation, rms_deviation_us=overall.rms_deviation_us,
-            mean_deviation_us=overall.mean_deviation_us,
-            cost=board_pb2.OperationCost(time_ns=cost.time_ns, energy_nj=cost.energy_nj),
+        row = CheckRow(
+            found.name, checked_by, now_unix_s, overall.correlation, overall.rms_deviation_us,
+            overall.mean_deviation_us, cost, tuple(regions),
         )  # fmt: skip
-        with self._lock:
-            self._latest[found.name] = checked
-        return checked
+        self.records.add_check(found, row)
+        return check_message(row)
 
     def refused(self, name: str, now_unix_s: float) -> None:
         """Notes that a check of ``name`` the server made itself was refused then."""
         with self._lock:
             self._refused[name] = now_unix_s
 
-    def due(self, name: str, now_unix_s: float, every_s: float) -> bool:
-        """Whether ``name`` was neither checked nor refused a check within ``every_s``
-        (a board gone is not asked again at every scrape)."""
+    def due(
+        self, name: str, last: pb.DeploymentCheck | None, now_unix_s: float, every_s: float
+    ) -> bool:
+        """Whether ``name``, whose latest check is ``last``, was neither checked nor refused
+        a check within ``every_s``."""
         with self._lock:
-            last = self._latest.get(name)
-            tried = max(0.0 if last is None else last.checked_unix_s,
-                        self._refused.get(name, 0.0))  # fmt: skip
+            refused = self._refused.get(name, 0.0)
+        tried = max(0.0 if last is None else last.checked_unix_s, refused)
         return not tried or now_unix_s - tried >= every_s
 
     def forget(self, name: str) -> None:
-        """Drops what is known of ``name``'s checks (the deployment deleted, registered
-        again, or written over)."""
+        """Drops the refusals noted of ``name`` (deleted, or registered again)."""
         with self._lock:
-            self._latest.pop(name, None)
             self._refused.pop(name, None)
 
-    def latest(self) -> Mapping[str, pb.DeploymentCheck]:
-        """The latest check of each deployment checked since the server started."""
-        with self._lock:
-            return MappingProxyType(dict(self._latest))
+    def latest(self, board_serial: str) -> dict[str, pb.DeploymentCheck]:
+        """The latest check kept of each of the board's deployments, by name."""
+        return {
+            name: check_message(row)
+            for name, row in self.records.latest_checks(board_serial).items()
+        }
+
+    def history(
+        self, board_serial: str, name: str, limit: int, before_unix_s: float
+    ) -> pb.ListDeploymentChecksResponse:
+        """ListDeploymentChecks' answer: the latest ``limit`` checks of ``name`` before
+        ``before_unix_s`` (0: all), oldest first."""
+        rows, kept = self.records.checks(board_serial, name, limit, before_unix_s)
+        return pb.ListDeploymentChecksResponse(
+            checks=[check_message(row) for row in rows], kept=kept
+        )
 
 
-def _region_check(r: DeployedRegionRow, match: ConductanceMatch) -> pb.RegionCheck:
-    return pb.RegionCheck(
-        tile=r.tile, region=region_to_pb(r.region), correlation=match.correlation,
-        rms_deviation_us=match.rms_deviation_us, mean_deviation_us=match.mean_deviation_us,
+def check_message(row: CheckRow) -> pb.DeploymentCheck:
+    """A kept check as its DeploymentService message."""
+    return pb.DeploymentCheck(
+        name=row.name, checked_unix_s=row.checked_unix_s, checked_by=row.checked_by,
+        correlation=row.correlation, rms_deviation_us=row.rms_deviation_us,
+        mean_deviation_us=row.mean_deviation_us,
+        cost=board_pb2.OperationCost(time_ns=row.cost.time_ns, energy_nj=row.cost.energy_nj),
+        regions=[
+            pb.RegionCheck(
+                tile=r.tile, region=region_to_pb(r.region), correlation=r.correlation,
+                rms_deviation_us=r.rms_deviation_us, mean_deviation_us=r.mean_deviation_us,
+            )
+            for r in row.regions
+        ],
     )  # fmt: skip
 
 
-def _rewritten(r: DeployedRegionRow) -> str:
-    who = f" by {r.rewritten_by}" if r.rewritten_by else ""
-    return f"tile {r.tile} {r.region.cells_text()} programmed with other targets{who}"
+def _region_row(tile: int, region: Region, match: ConductanceMatch) -> RegionCheckRow:
+    return RegionCheckRow(
+        tile, region, match.correlation, match.rms_deviation_us, match.mean_deviation_us
+    )

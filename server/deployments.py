@@ -70,6 +70,9 @@ MAX_MODEL_BYTES = 16 * 2**20
 MAX_REGIONS = 4096
 """Most regions one deployment names."""
 MAX_DESCRIPTION_CHARS = 1024
+MAX_CHECKS_LISTED = 10_000
+"""Most checks one ListDeploymentChecks answers."""
+DEFAULT_CHECKS_LISTED = 100
 ZIP_MAGIC = b"PK\x03\x04"
 """How a zip archive with at least one member (an .npz) begins."""
 
@@ -122,8 +125,8 @@ class DeploymentServicer:
         self.turns = turns
         self.holders = holders
         self.read_cells = read_cells
-        self.checks = DeploymentChecks()
-        """The latest check of each deployment (the metrics')."""
+        self.checks = None if self.records is None else DeploymentChecks(self.records)
+        """Each deployment's checks, kept in the store."""
         self.check_every_s = check_every_s
         self._checking = threading.Lock()  # one round of due checks at a time
         if protections is not None and self.records is not None:
@@ -173,7 +176,7 @@ class DeploymentServicer:
                 row, request.model, replace_existing=request.replace, admin=admin,
                 validate_only=request.validate_only,
             )  # fmt: skip
-            if not request.validate_only:
+            if not request.validate_only and self.checks is not None:
                 self.checks.forget(stored.name)  # of what the name held before, if anything
                 if self.protections is not None and stored.protected:
                     self.protections.keep(stored.name, stored.principal, _regions(stored))
@@ -182,15 +185,16 @@ class DeploymentServicer:
         return deployment_message(stored)  # registered just now: never checked
 
     def GetDeployment(self, request: pb.GetDeploymentRequest, context: Any) -> Message:
+        serial = self.info().serial_number
         found = self._records().get(
-            self.info().serial_number, checked_name(request.name),
-            with_model=request.include_model,
-        )  # fmt: skip
-        return deployment_message(found, self.checks.latest().get(found.name))
+            serial, checked_name(request.name), with_model=request.include_model
+        )
+        return deployment_message(found, self._checks().latest(serial).get(found.name))
 
     def ListDeployments(self, request: pb.ListDeploymentsRequest, context: Any) -> Message:
-        found = self._records().of_board(self.info().serial_number)
-        latest = self.checks.latest()
+        serial = self.info().serial_number
+        found = self._records().of_board(serial)
+        latest = self._checks().latest(serial)
         return pb.ListDeploymentsResponse(
             deployments=[deployment_message(d, latest.get(d.name)) for d in found]
         )
@@ -202,7 +206,7 @@ class DeploymentServicer:
         )
         if self.protections is not None:
             self.protections.drop(found.name)
-        self.checks.forget(found.name)
+        self._checks().forget(found.name)
         return deployment_message(found)
 
     def CheckDeployment(self, request: pb.CheckDeploymentRequest, context: Any) -> Message:
@@ -210,26 +214,47 @@ class DeploymentServicer:
         found = self._records().get(self.info().serial_number, checked_name(request.name))
         return self._check(found, principal, admin, self.clock())
 
+    def ListDeploymentChecks(
+        self, request: pb.ListDeploymentChecksRequest, context: Any
+    ) -> Message:
+        name = checked_name(request.name)
+        if request.limit > MAX_CHECKS_LISTED:
+            raise OutOfRange("limit", request.limit, f"0 (100) or 1 .. {MAX_CHECKS_LISTED}")
+        if not (np.isfinite(request.before_unix_s) and request.before_unix_s >= 0):
+            raise InvalidArgument(
+                "before_unix_s", request.before_unix_s,
+                "0 (up to now) or a time in seconds since the Unix epoch",
+            )  # fmt: skip
+        return self._checks().history(
+            self.info().serial_number, name, request.limit or DEFAULT_CHECKS_LISTED,
+            request.before_unix_s,
+        )  # fmt: skip
+
     def latest_checks(self) -> Mapping[str, pb.DeploymentCheck]:
-        """The latest check of each deployment (the metrics read them at each scrape),
-        after checking, as :data:`SERVER_PRINCIPAL`, each intact one neither checked nor
-        refused a check within ``check_every_s``; a not intact one's check is dropped
-        (its cells hold another's targets). A deployment whose check is refused (its
-        tile leased with exclusive reads, the board gone) keeps its previous figures."""
-        if self.check_every_s <= 0 or self.read_cells is None or self.records is None:
-            return self.checks.latest()
+        """The latest check of each intact deployment (the metrics read them at each
+        scrape; one written over is left out: its cells hold another's targets), after
+        checking, as :data:`SERVER_PRINCIPAL`, each one neither checked nor refused a
+        check within ``check_every_s``. A deployment whose check is refused (its tile
+        leased with exclusive reads, the board gone) keeps its previous figures."""
+        if self.records is None or self.checks is None:
+            return {}
+        checking = self.check_every_s > 0 and self.read_cells is not None
+        serial = self.info().serial_number
         with self._checking:
-            now = self.clock()
-            for found in self.records.of_board(self.info().serial_number):
-                if not found.intact:
-                    self.checks.forget(found.name)
-                elif self.checks.due(found.name, now, self.check_every_s):
+            latest, now = self.checks.latest(serial), self.clock()
+            found = [d for d in self.records.of_board(serial) if d.intact]
+            for deployment in found:
+                if checking and self.checks.due(
+                    deployment.name, latest.get(deployment.name), now, self.check_every_s
+                ):
                     try:
-                        self._check(found, SERVER_PRINCIPAL, False, now)
+                        latest[deployment.name] = self._check(
+                            deployment, SERVER_PRINCIPAL, False, now
+                        )
                     except SidraError as exc:
-                        self.checks.refused(found.name, now)
-                        log.info("deployment %s not checked: %s", found.name, exc)
-        return self.checks.latest()
+                        self.checks.refused(deployment.name, now)
+                        log.info("deployment %s not checked: %s", deployment.name, exc)
+        return {d.name: latest[d.name] for d in found if d.name in latest}
 
     def _check(
         self, found: DeploymentRow, principal: str, admin: bool, now_unix_s: float
@@ -240,12 +265,18 @@ class DeploymentServicer:
         if read_cells is None:
             raise FailedPrecondition("this server does not read its board for checks")
         serial = found.board_serial
-        return self.checks.check(
+        return self._checks().check(
             found,
             lambda tile, region: read_cells(principal, admin, tile, region),
             lambda tile: records.store.golden(serial, tile).targets_us,
             now_unix_s,
+            principal,
         )
+
+    def _checks(self) -> DeploymentChecks:
+        self._records()
+        assert self.checks is not None  # made with the records
+        return self.checks
 
 
 def _regions(row: DeploymentRow) -> list[tuple[int, Region]]:

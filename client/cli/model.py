@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.eval_log import append_row, checked_log, log_row
+from sidra.cli.model_checks import check_deployment, check_history
 from sidra.cli.model_deployments import (
     Target,
-    check_deployment,
     check_regions,
     check_registration,
     file_target,
@@ -416,6 +416,7 @@ def deploy(
 
 model_app.command("list")(list_deployments)
 model_app.command("check")(check_deployment)
+model_app.command("checks")(check_history)
 model_app.command()(pull)
 model_app.command()(undeploy)
 

@@ -10,12 +10,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, NamedTuple
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from sidra.cli.options import AsJson
 from sidra.cli.train.running import job_board
@@ -25,7 +22,6 @@ from sidra.drivers import (
     Board,
     FailedPrecondition,
     Region,
-    SidraError,
 )
 from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import MIN_HELD_CORRELATION, DeployedModel
@@ -35,7 +31,6 @@ __all__ = [
     "DeploymentName",
     "RequiredServer",
     "Target",
-    "check_deployment",
     "check_registration",
     "describe",
     "file_target",
@@ -43,8 +38,10 @@ __all__ = [
     "list_deployments",
     "pull",
     "register",
+    "server_board",
     "target_of",
     "undeploy",
+    "when_text",
 ]
 
 RequiredServer = Annotated[
@@ -70,7 +67,7 @@ class Target(NamedTuple):
 
 
 @contextmanager
-def _server(address: str, what: str) -> Iterator[RemoteBoard]:
+def server_board(address: str, what: str) -> Iterator[RemoteBoard]:
     """The server, or a usage error (a malformed address) or exit 1 naming the command and
     what went wrong."""
     with job_board("emu://", address, f"sidra model {what}") as board:
@@ -174,7 +171,7 @@ def _rewritten(found: DeployedRegion) -> str:
     where = f"tile {found.tile} {found.region.cells_text()}"
     if not found.rewritten_by:
         return f"{where} programmed with other targets"
-    return f"{where} programmed by {found.rewritten_by} at {_when(found.rewritten_unix_s)}"
+    return f"{where} programmed by {found.rewritten_by} at {when_text(found.rewritten_unix_s)}"
 
 
 def check_regions(target: Target, deployed: DeployedModel) -> None:
@@ -209,7 +206,8 @@ def _parsed(data: bytes, source: str, hint: str) -> TrainedModel:
         raise typer.BadParameter(str(exc), param_hint=hint) from exc
 
 
-def _when(unix_s: float) -> str:
+def when_text(unix_s: float) -> str:
+    """A time as a lab reads it: local date, hours and minutes."""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_s))
 
 
@@ -218,7 +216,7 @@ def _intact_text(deployment: Deployment) -> str:
         return "yes, protected" if deployment.protected else "yes"
     rewritten = {(r.tile, r.rewritten_by): r for r in deployment.regions if not r.intact}
     return "no: " + "; ".join(
-        f"tile {tile} rewritten" + (f" by {by}, {_when(r.rewritten_unix_s)}" if by else "")
+        f"tile {tile} rewritten" + (f" by {by}, {when_text(r.rewritten_unix_s)}" if by else "")
         for (tile, by), r in sorted(rewritten.items())
     )
 
@@ -228,7 +226,7 @@ def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
 
     Also what its cells read at its latest check (sidra model check, or the server's own
     at a metrics scrape): their correlation with the targets, and when."""
-    with _server(server, "list") as board:
+    with server_board(server, "list") as board:
         found = board.deployments.list()
     if as_json:
         typer.echo(json.dumps([d.as_dict() for d in found]))
@@ -240,7 +238,7 @@ def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
     # description is free text of any length.
     for d in found:
         tiles = " ".join(map(str, d.tiles))
-        typer.echo(f"{d.name}: by {d.principal}, {_when(d.created_unix_s)}, tiles {tiles}")
+        typer.echo(f"{d.name}: by {d.principal}, {when_text(d.created_unix_s)}, tiles {tiles}")
         typer.echo(f"  intact: {_intact_text(d)}")
         typer.echo(f"  cells read: {_check_text(d.last_check)}")
         typer.echo(f"  model {d.model_sha256[:8]}: {d.description}")
@@ -249,106 +247,14 @@ def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
 def _check_text(check: DeploymentCheck | None) -> str:
     """A deployment's latest check in a few words: the correlation, and when."""
     if check is None:
-        return "not checked since the server started (sidra model check)"
+        return "never checked (sidra model check)"
     held = "" if check.correlation >= MIN_HELD_CORRELATION else ", NOT HELD"
-    return f"correlation {check.correlation:.2f}{held} at {_when(check.checked_unix_s)}"
-
-
-def check_deployment(
-    server: RequiredServer,
-    name: Annotated[
-        str | None,
-        typer.Argument(help="The deployment's name (sidra model list); every one when left out."),
-    ] = None,
-    as_json: AsJson = False,
-) -> None:
-    """Have the server read a deployment's cells now and compare them with its targets.
-
-    Per region and over all: the correlation of the conductances read with the targets
-    registered, and how far they moved (µS). Without NAME every deployment, one line
-    each (for cron). Exit 1 when a correlation is under the held check's least (the
-    tiles no longer hold the model: written around the server, another board, drift
-    past recall) or a deployment cannot be checked."""
-    with _server(server, "check") as board:
-        if name is not None:
-            checked = board.deployments.check(name)
-            _print_check(checked, as_json)
-            failed = [] if _held(checked) else [_not_held(checked)]
-        else:
-            failed = _check_every(board, as_json)
-    for line in failed:
-        typer.echo(f"sidra model check: {line}", err=True)
-    if failed:
-        raise typer.Exit(1)
-
-
-def _held(checked: DeploymentCheck) -> bool:
-    return checked.correlation >= MIN_HELD_CORRELATION
-
-
-def _not_held(checked: DeploymentCheck) -> str:
-    return (
-        f"deployment {checked.name!r} correlates {checked.correlation:.3f} with its targets, "
-        f"expected >= {MIN_HELD_CORRELATION}: its tiles no longer hold the model (written "
-        "around this server, another board, or drift); deploy it again"
-    )
-
-
-def _check_every(board: RemoteBoard, as_json: bool) -> list[str]:
-    """Checks every deployment of the server; what failed, a line each."""
-    failed: list[str] = []
-    reports: list[dict[str, Any]] = []
-    for deployment in board.deployments.list():
-        try:
-            checked = board.deployments.check(deployment.name)
-        except SidraError as exc:  # not intact, a lease: the others are still checked
-            failed.append(f"deployment {deployment.name!r} not checked: {exc}")
-            reports.append({"name": deployment.name, "error": str(exc)})
-            if not as_json:
-                typer.echo(f"{deployment.name}: not checked ({type(exc).__name__})")
-            continue
-        reports.append({**checked.as_dict(), "held": _held(checked)})
-        if not _held(checked):
-            failed.append(_not_held(checked))
-        if not as_json:
-            typer.echo(
-                f"{checked.name}: correlation {checked.correlation:.3f}"
-                f"{'' if _held(checked) else ' NOT HELD'}, rms deviation "
-                f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS"
-            )
-    if as_json:
-        typer.echo(json.dumps(reports))
-    elif not reports:
-        typer.echo("no deployment (sidra model deploy --name NAME --server ... keeps one)")
-    return failed
-
-
-def _print_check(checked: DeploymentCheck, as_json: bool) -> None:
-    """One deployment's check: a row per region, then over all."""
-    if as_json:
-        typer.echo(json.dumps({**checked.as_dict(), "held": _held(checked)}))
-        return
-    table = Table(
-        box=box.SIMPLE, title=f"deployment {checked.name}, read {_when(checked.checked_unix_s)}"
-    )
-    for column in ("tile", "cells", "correlation", "rms deviation", "mean deviation"):
-        table.add_column(column, justify="left" if column == "cells" else "right")
-    for r in checked.regions:
-        table.add_row(
-            str(r.tile), r.region.cells_text(), f"{r.correlation:.3f}",
-            f"{r.rms_deviation_us:.2f} µS", f"{r.mean_deviation_us:+.2f} µS",
-        )  # fmt: skip
-    Console().print(table)
-    typer.echo(
-        f"over all: correlation {checked.correlation:.3f}, rms deviation "
-        f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS; "
-        f"reads {checked.cost.time_ns:,.0f} ns, {checked.cost.energy_nj:,.0f} nJ"
-    )
+    return f"correlation {check.correlation:.2f}{held} at {when_text(check.checked_unix_s)}"
 
 
 def undeploy(name: DeploymentName, server: RequiredServer) -> None:
     """Forget a deployment (yours, or as an admin anyone's); its tiles keep what they hold."""
-    with _server(server, "undeploy") as board:
+    with server_board(server, "undeploy") as board:
         gone = board.deployments.delete(name)
     typer.echo(
         f"deployment {gone.name!r} forgotten; tiles {list(gone.tiles)} keep what they hold",
@@ -366,7 +272,7 @@ def pull(
     """Fetch a deployment's model file from a server (to run elsewhere or keep)."""
     if out.exists():
         raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
-    with _server(server, "pull") as board:
+    with server_board(server, "pull") as board:
         found = board.deployments.get(name, include_model=True)
     assert found.model is not None
     if hashlib.sha256(found.model).hexdigest() != found.model_sha256:

@@ -216,7 +216,7 @@ def history(
 
 @state_app.command("usage")
 def usage(store_path: StorePath = None, as_json: AsJson = False) -> None:
-    r"""What the store holds (boards, history, jobs) and what it takes on disk.
+    r"""What the store holds (boards, history, jobs, deployments) and what it takes on disk.
 
     Jobs stay until deleted (sidra jobs delete, \[state] job_retention_days); the space
     they leave goes back to the file system (a store made before SIDRA HIL did that
@@ -238,7 +238,8 @@ def usage(store_path: StorePath = None, as_json: AsJson = False) -> None:
         f"  boards: {held.boards}\n"
         f"  program history: {held.history_records:,} records of {held.programs:,} Programs\n"
         f"  jobs: {held.jobs:,}, {held.job_events:,} events, "
-        f"{size_text(held.job_file_bytes)} of record files"
+        f"{size_text(held.job_file_bytes)} of record files\n"
+        f"  deployments: {held.deployments:,}, {held.deployment_checks:,} checks of their cells"
     )
 
 

@@ -144,14 +144,15 @@ DEPLOYMENT_ROLES: Mapping[str, Role] = MappingProxyType(
     {
         "ListDeployments": Role.VIEWER,
         "GetDeployment": Role.VIEWER,
+        "ListDeploymentChecks": Role.VIEWER,
         "CheckDeployment": Role.OPERATOR,
         "AddDeployment": Role.PROGRAMMER,
         "DeleteDeployment": Role.PROGRAMMER,
     }
 )
 """The role each DeploymentService RPC needs: a deployment says what the tiles hold, as a
-programmer's Programs made them; knowing it reads no tile, checking it reads them as
-ReadConductance does (an operator's). Whose deployment may be
+programmer's Programs made them; knowing it, or the checks kept of it, reads no tile;
+checking it reads them as ReadConductance does (an operator's). Whose deployment may be
 replaced or deleted is the deployment service's check (its principal's own, an admin
 anyone's)."""
 

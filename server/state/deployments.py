@@ -23,11 +23,18 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.drivers import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, Region
-from sidra.server.state import maps
+from sidra.server.state import checks, maps
+from sidra.server.state.checks import CheckRow
 from sidra.server.state.records import BoardRecord
 from sidra.server.state.store import StateStore
 
-__all__ = ["DeployedRegionRow", "DeploymentRecords", "DeploymentRow", "region_digest"]
+__all__ = [
+    "DeployedRegionRow",
+    "DeploymentRecords",
+    "DeploymentRow",
+    "region_digest",
+    "rewritten_text",
+]
 
 _COLUMNS = (
     "board_serial, name, principal, created_unix_s, description, model_sha256, "
@@ -115,6 +122,7 @@ class DeploymentRecords:
                 for i, found in enumerate(regions):
                     _check_programmed_by(db, row.board_serial, row.principal, i, found)
             stored = replace(_with_model(row, model), regions=regions)
+            checks.delete(db, row.board_serial, row.name)  # of what the name held before
             db.execute(
                 "INSERT OR REPLACE INTO deployments (board_serial, name, principal, "
                 "created_unix_s, description, model, model_sha256, regions_json, protected) "
@@ -175,10 +183,59 @@ class DeploymentRecords:
                     f"deployment {name!r} was registered by {found.principal!r}; only they "
                     "or an admin may delete it"
                 )
+            checks.delete(db, board_serial, name)
             db.execute(
                 "DELETE FROM deployments WHERE board_serial = ? AND name = ?", (board_serial, name)
             )
             return found
+
+    def add_check(self, found: DeploymentRow, check: CheckRow) -> None:
+        """Keeps ``check`` of the deployment ``found`` if, in the transaction that stores
+        it, that deployment is still registered as ``found`` was and still intact; if not
+        (written over, deleted or registered again while its cells were read),
+        FailedPrecondition or NotFound and nothing kept."""
+        with self.store._writing("record deployment check") as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM deployments WHERE board_serial = ? AND name = ?",
+                (found.board_serial, found.name),
+            ).fetchone()
+            if row is None:
+                raise NotFound(_not_found(db, found.board_serial, found.name))
+            now = self._checked(db, [row])[0]
+            if now.created_unix_s != found.created_unix_s:
+                raise FailedPrecondition(
+                    f"deployment {found.name!r} was registered again while its cells were "
+                    "read; check it again"
+                )
+            if not now.intact:
+                raise FailedPrecondition(
+                    f"deployment {found.name!r} was written over while its cells were read "
+                    f"({rewritten_text(now)}); the check is not kept"
+                )
+            checks.insert(db, found.board_serial, check)
+
+    def latest_checks(self, board_serial: str) -> dict[str, CheckRow]:
+        """The latest check of each of the board's deployments, by name."""
+        with self.store._reading("read deployment checks") as db:
+            return checks.latest(db, board_serial)
+
+    def checks(
+        self, board_serial: str, name: str, limit: int, before_unix_s: float = 0.0
+    ) -> tuple[list[CheckRow], int]:
+        """The latest ``limit`` checks of deployment ``name`` before ``before_unix_s`` (0:
+        all), oldest first, and how many are kept in all; NotFound for no such
+        deployment."""
+        with self.store._reading("read deployment checks") as db:
+            exists = db.execute(
+                "SELECT 1 FROM deployments WHERE board_serial = ? AND name = ?",
+                (board_serial, name),
+            ).fetchone()
+            if exists is None:
+                raise NotFound(_not_found(db, board_serial, name))
+            return (
+                checks.history(db, board_serial, name, limit, before_unix_s),
+                checks.count(db, board_serial, name),
+            )
 
     def _digested(
         self, db: sqlite3.Connection, board: BoardRecord, regions: Sequence[DeployedRegionRow]
@@ -287,6 +344,16 @@ def _rewriter(
     if row is None:
         return "", 0.0
     return str(row[0]), datetime.fromisoformat(str(row[1])).timestamp()
+
+
+def rewritten_text(row: DeploymentRow) -> str:
+    """Which of ``row``'s regions were programmed with other targets, and by whom."""
+    return "; ".join(
+        f"tile {r.tile} {r.region.cells_text()} programmed with other targets"
+        + (f" by {r.rewritten_by}" if r.rewritten_by else "")
+        for r in row.regions
+        if not r.intact
+    )
 
 
 def _with_model(row: DeploymentRow, model: bytes) -> DeploymentRow:

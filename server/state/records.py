@@ -166,3 +166,7 @@ class StoreUsage:
     job_events: int
     job_file_bytes: int
     """Bytes of the jobs' record files (and the checkpoints of running jobs)."""
+    deployments: int
+    """Models kept by name on the boards' tiles (deployments.proto)."""
+    deployment_checks: int
+    """Checks of their cells kept (the latest 10000 of each)."""

@@ -252,7 +252,32 @@ _V8 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+_V9 = Migration(
+    9,
+    (
+        # Each check of a deployment's cells (deployments.proto "Checks kept"): who asked,
+        # when, the three figures over all its cells and the reads' modeled cost, and per
+        # region [[tile, row_offset, col_offset, rows, cols, correlation, rms µS, mean µS],
+        # ...] as JSON (NULL once the check is past the latest 100 of its deployment).
+        """CREATE TABLE deployment_checks (
+            id INTEGER PRIMARY KEY,
+            board_serial TEXT NOT NULL,
+            name TEXT NOT NULL,
+            checked_by TEXT NOT NULL,
+            checked_unix_s REAL NOT NULL,
+            correlation REAL NOT NULL,
+            rms_deviation_us REAL NOT NULL,
+            mean_deviation_us REAL NOT NULL,
+            time_ns REAL NOT NULL,
+            energy_nj REAL NOT NULL,
+            regions_json TEXT,
+            FOREIGN KEY (board_serial, name) REFERENCES deployments (board_serial, name)
+        )""",
+        "CREATE INDEX deployment_checks_by_name ON deployment_checks (board_serial, name, id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -462,6 +462,8 @@ class StateStore:
                 one("SELECT count(*) FROM jobs"),
                 one("SELECT count(*) FROM job_events"),
                 one("SELECT sum(length(content)) FROM job_files"),
+                one("SELECT count(*) FROM deployments"),
+                one("SELECT count(*) FROM deployment_checks"),
             )
             free = one("PRAGMA freelist_count") * page_size
             returns = one("PRAGMA auto_vacuum") == AUTO_VACUUM_INCREMENTAL

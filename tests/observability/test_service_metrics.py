@@ -102,6 +102,32 @@ def test_deployments_and_those_written_over_are_counted(tmp_path: Path) -> None:
         assert correlation not in served.scrape()
 
 
+def test_the_latest_checks_outlive_the_server(tmp_path: Path) -> None:
+    """The store keeps each check: a server started again shows the figures of the latest
+    check before it (not due: none made since), and the server's own check once due."""
+    from sidra.drivers import Region
+    from sidra.drivers.requests import ProgramRequest
+
+    correlation = sample("sidra_deployment_correlation", deployment="a")
+    when = sample("sidra_deployment_checked_timestamp_seconds", deployment="a")
+    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "state.sqlite3") as store:
+        with (
+            served_with_metrics(board, store=store) as served,
+            connect(f"127.0.0.1:{served.port}") as client,
+        ):
+            client.run(ProgramRequest(0, np.full((8, 4), 20.0, np.float32)))
+            client.deployments.add("a", b"PK\x03\x04 a model", [(0, Region(0, 0, 8, 4))])
+            checked = client.deployments.check("a")
+        with served_with_metrics(board, store=store, deployment_check_every_s=3600.0) as served:
+            again = served.scrape()
+            assert (again[correlation], again[when]) == (
+                checked.correlation,
+                checked.checked_unix_s,
+            )
+        with served_with_metrics(board, store=store, deployment_check_every_s=1e-3) as served:
+            assert served.scrape()[when] > checked.checked_unix_s  # due: checked by the server
+
+
 def test_a_scrape_checks_a_deployment_once_its_latest_check_is_due(tmp_path: Path) -> None:
     """With deployment_check_every_s the scrape itself reads the cells (as the server)
     when the latest check is older: the figure appears without anyone asking, stays

@@ -566,7 +566,10 @@ def test_the_asyncio_client_keeps_and_reads_deployments_as_the_synchronous_one(
                     await board.deployments.add("async", model_file(), [(0, LAYER)])
                 names = [d.name for d in await board.deployments.list()]
                 fetched = (await board.deployments.get("async", include_model=True)).model
-                checked = (await board.deployments.check("async")).rms_deviation_us
+                made = await board.deployments.check("async")
+                kept = await board.deployments.checks("async", limit=1)
+                assert kept.checks == (made,) and kept.kept == 1
+                checked = made.rms_deviation_us
                 return names, fetched, checked, (await board.deployments.delete("async")).name
 
         # Every cell at one value: no order to correlate, none moved on the ideal board.

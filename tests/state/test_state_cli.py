@@ -111,6 +111,9 @@ def test_exporting_a_store_that_holds_no_board_says_so(tmp_path: Path) -> None:
 def test_usage_counts_what_the_store_holds_and_the_space_deleted_jobs_leave(
     tmp_path: Path,
 ) -> None:
+    from sidra.drivers import Cost, Region
+    from sidra.server.state.checks import CheckRow
+    from sidra.server.state.deployments import DeployedRegionRow, DeploymentRecords, DeploymentRow
     from sidra.server.state.jobs import JobRecords, JobRow
 
     path = tmp_path / "state.sqlite3"
@@ -125,6 +128,13 @@ def test_usage_counts_what_the_store_holds_and_the_space_deleted_jobs_leave(
         jobs.add(row)
         row.state = "succeeded"
         jobs.update(row, [], {"steps.csv": record, "summary.json": b"{}"})
+        records = DeploymentRecords(store)
+        region = DeployedRegionRow(1, Region(0, 0, 4, 4), "")
+        found = records.add(
+            DeploymentRow(SERIAL, "demo", "alice", 1.0, "", b"", 0, (region,)), b"PK\x03\x04"
+        )
+        for k in range(2):
+            records.add_check(found, CheckRow("demo", "bob", 2.0 + k, 1.0, 0.0, 0.0, Cost(), ()))
 
     def usage() -> dict[str, Any]:
         done = run_state("usage", "--store", str(path), "--json")
@@ -135,6 +145,7 @@ def test_usage_counts_what_the_store_holds_and_the_space_deleted_jobs_leave(
     assert held["store"] == str(path)
     assert (held["boards"], held["history_records"], held["programs"]) == (1, 1, 3)
     assert (held["jobs"], held["job_events"], held["job_file_bytes"]) == (1, 0, 100_002)
+    assert (held["deployments"], held["deployment_checks"]) == (1, 2)
     assert held["disk_bytes"] == sum(
         f.stat().st_size for f in tmp_path.iterdir() if f.name.startswith("state.sqlite3")
     )
@@ -147,6 +158,7 @@ def test_usage_counts_what_the_store_holds_and_the_space_deleted_jobs_leave(
     text = run_state("usage", "--store", str(path)).stdout
     assert "program history: 1 records of 3 Programs" in text
     assert "jobs: 0, 0 events, 0 B of record files" in text
+    assert "deployments: 1, 2 checks of their cells" in text
     assert "0 B of it free, being given back to the file system" in text
 
 

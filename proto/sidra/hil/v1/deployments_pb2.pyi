@@ -112,7 +112,7 @@ class RegionCheck(_message.Message):
     def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[_board_pb2.Region, _Mapping]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ...) -> None: ...
 
 class DeploymentCheck(_message.Message):
-    __slots__ = ("name", "checked_unix_s", "regions", "correlation", "rms_deviation_us", "mean_deviation_us", "cost")
+    __slots__ = ("name", "checked_unix_s", "regions", "correlation", "rms_deviation_us", "mean_deviation_us", "cost", "checked_by")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHECKED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class DeploymentCheck(_message.Message):
     RMS_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
     MEAN_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     checked_unix_s: float
     regions: _containers.RepeatedCompositeFieldContainer[RegionCheck]
@@ -127,4 +128,23 @@ class DeploymentCheck(_message.Message):
     rms_deviation_us: float
     mean_deviation_us: float
     cost: _board_pb2.OperationCost
-    def __init__(self, name: _Optional[str] = ..., checked_unix_s: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionCheck, _Mapping]]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ..., cost: _Optional[_Union[_board_pb2.OperationCost, _Mapping]] = ...) -> None: ...
+    checked_by: str
+    def __init__(self, name: _Optional[str] = ..., checked_unix_s: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionCheck, _Mapping]]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ..., cost: _Optional[_Union[_board_pb2.OperationCost, _Mapping]] = ..., checked_by: _Optional[str] = ...) -> None: ...
+
+class ListDeploymentChecksRequest(_message.Message):
+    __slots__ = ("name", "limit", "before_unix_s")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    limit: int
+    before_unix_s: float
+    def __init__(self, name: _Optional[str] = ..., limit: _Optional[int] = ..., before_unix_s: _Optional[float] = ...) -> None: ...
+
+class ListDeploymentChecksResponse(_message.Message):
+    __slots__ = ("checks", "kept")
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    checks: _containers.RepeatedCompositeFieldContainer[DeploymentCheck]
+    kept: int
+    def __init__(self, checks: _Optional[_Iterable[_Union[DeploymentCheck, _Mapping]]] = ..., kept: _Optional[int] = ...) -> None: ...

@@ -60,6 +60,11 @@ class DeploymentServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.CheckDeploymentRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.DeploymentCheck.FromString,
                 _registered_method=True)
+        self.ListDeploymentChecks = channel.unary_unary(
+                '/sidra.hil.v1.DeploymentService/ListDeploymentChecks',
+                request_serializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.ListDeploymentChecksRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.ListDeploymentChecksResponse.FromString,
+                _registered_method=True)
 
 
 class DeploymentServiceServicer:
@@ -102,6 +107,13 @@ class DeploymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeploymentChecks(self, request, context):
+        """The checks kept of a deployment, oldest first (see "Checks kept").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeploymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +141,11 @@ def add_DeploymentServiceServicer_to_server(servicer, server):
                     servicer.CheckDeployment,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.CheckDeploymentRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.DeploymentCheck.SerializeToString,
+            ),
+            'ListDeploymentChecks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeploymentChecks,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.ListDeploymentChecksRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_deployments__pb2.ListDeploymentChecksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +284,33 @@ class DeploymentService:
             '/sidra.hil.v1.DeploymentService/CheckDeployment',
             sidra_dot_hil_dot_v1_dot_deployments__pb2.CheckDeploymentRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_deployments__pb2.DeploymentCheck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeploymentChecks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.DeploymentService/ListDeploymentChecks',
+            sidra_dot_hil_dot_v1_dot_deployments__pb2.ListDeploymentChecksRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_deployments__pb2.ListDeploymentChecksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,218 @@
+"""``sidra model check|checks``: a deployment's cells read by the server and compared with
+the targets it was registered with, now or as kept over time (deployments.proto
+"Checked", "Checks kept")."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from sidra.cli.model_deployments import DeploymentName, RequiredServer, server_board, when_text
+from sidra.cli.options import AsJson
+from sidra.client import RemoteBoard
+from sidra.client.deployments import CheckHistory, DeploymentCheck
+from sidra.drivers import SidraError
+from sidra.training.atomic_files import write_atomically
+from sidra.training.deployment import MIN_HELD_CORRELATION
+
+__all__ = ["check_deployment", "check_history"]
+
+MAX_LIMIT = 10_000
+"""Most checks one answer holds (deployments.proto ListDeploymentChecksRequest.limit)."""
+
+
+def check_deployment(
+    server: RequiredServer,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="The deployment's name (sidra model list); every one when left out."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Have the server read a deployment's cells now and compare them with its targets.
+
+    Per region and over all: the correlation of the conductances read with the targets
+    registered, and how far they moved (µS). Without NAME every deployment, one line
+    each (for cron). Exit 1 when a correlation is under the held check's least (the
+    tiles no longer hold the model: written around the server, another board, drift
+    past recall) or a deployment cannot be checked."""
+    with server_board(server, "check") as board:
+        if name is not None:
+            checked = board.deployments.check(name)
+            _print_check(checked, as_json)
+            failed = [] if _held(checked) else [_not_held(checked)]
+        else:
+            failed = _check_every(board, as_json)
+    for line in failed:
+        typer.echo(f"sidra model check: {line}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _held(checked: DeploymentCheck) -> bool:
+    return checked.correlation >= MIN_HELD_CORRELATION
+
+
+def _not_held(checked: DeploymentCheck) -> str:
+    return (
+        f"deployment {checked.name!r} correlates {checked.correlation:.3f} with its targets, "
+        f"expected >= {MIN_HELD_CORRELATION}: its tiles no longer hold the model (written "
+        "around this server, another board, or drift); deploy it again"
+    )
+
+
+def _check_every(board: RemoteBoard, as_json: bool) -> list[str]:
+    """Checks every deployment of the server; what failed, a line each."""
+    failed: list[str] = []
+    reports: list[dict[str, Any]] = []
+    for deployment in board.deployments.list():
+        try:
+            checked = board.deployments.check(deployment.name)
+        except SidraError as exc:  # not intact, a lease: the others are still checked
+            failed.append(f"deployment {deployment.name!r} not checked: {exc}")
+            reports.append({"name": deployment.name, "error": str(exc)})
+            if not as_json:
+                typer.echo(f"{deployment.name}: not checked ({type(exc).__name__})")
+            continue
+        reports.append({**checked.as_dict(), "held": _held(checked)})
+        if not _held(checked):
+            failed.append(_not_held(checked))
+        if not as_json:
+            typer.echo(
+                f"{checked.name}: correlation {checked.correlation:.3f}"
+                f"{'' if _held(checked) else ' NOT HELD'}, rms deviation "
+                f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS"
+            )
+    if as_json:
+        typer.echo(json.dumps(reports))
+    elif not reports:
+        typer.echo("no deployment (sidra model deploy --name NAME --server ... keeps one)")
+    return failed
+
+
+def _print_check(checked: DeploymentCheck, as_json: bool) -> None:
+    """One deployment's check: a row per region, then over all."""
+    if as_json:
+        typer.echo(json.dumps({**checked.as_dict(), "held": _held(checked)}))
+        return
+    table = Table(
+        box=box.SIMPLE, title=f"deployment {checked.name}, read {when_text(checked.checked_unix_s)}"
+    )
+    for column in ("tile", "cells", "correlation", "rms deviation", "mean deviation"):
+        table.add_column(column, justify="left" if column == "cells" else "right")
+    for r in checked.regions:
+        table.add_row(
+            str(r.tile), r.region.cells_text(), f"{r.correlation:.3f}",
+            f"{r.rms_deviation_us:.2f} µS", f"{r.mean_deviation_us:+.2f} µS",
+        )  # fmt: skip
+    Console().print(table)
+    typer.echo(
+        f"over all: correlation {checked.correlation:.3f}, rms deviation "
+        f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS; "
+        f"reads {checked.cost.time_ns:,.0f} ns, {checked.cost.energy_nj:,.0f} nJ"
+    )
+
+
+def check_history(
+    name: DeploymentName,
+    server: RequiredServer,
+    limit: Annotated[
+        int, typer.Option("--limit", help="How many of the latest checks, 1 to 10000.")
+    ] = 100,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Also draw the correlation and the mean deviation over time into this "
+            "image (.png, .svg, .pdf).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The checks the server kept of a deployment, oldest first: how its cells aged.
+
+    Each check's time, who asked ((server): the server's own at a metrics scrape), the
+    correlation of the cells with the targets and how far they moved (µS). The server
+    keeps the latest 10000 checks of a deployment. Exit 1 when the latest is under the
+    held check's least."""
+    if not 1 <= limit <= MAX_LIMIT:  # typer's own bound message names no unit
+        raise typer.BadParameter(f"got {limit}, expected 1 to {MAX_LIMIT}", param_hint="'--limit'")
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise typer.BadParameter(
+            f"got {str(plot)!r}, expected a .png, .svg or .pdf file", param_hint="'--plot'"
+        )
+    with server_board(server, "checks") as board:
+        history = board.deployments.checks(name, limit=limit)
+    if as_json:
+        typer.echo(json.dumps({
+            "name": name, "kept": history.kept,
+            "checks": [{**c.as_dict(), "held": _held(c)} for c in history.checks],
+        }))  # fmt: skip
+    else:
+        _print_history(name, history)
+    if plot is not None and history.checks:
+        _plot_history(plot, name, history)
+    if history.checks and not _held(history.checks[-1]):
+        typer.echo(f"sidra model checks: {_not_held(history.checks[-1])}", err=True)
+        raise typer.Exit(1)
+
+
+def _print_history(name: str, history: CheckHistory) -> None:
+    if not history.checks:
+        typer.echo(f"deployment {name} was never checked (sidra model check {name})")
+        return
+    table = Table(box=box.SIMPLE, title=f"deployment {name}: checks, oldest first")
+    for column in ("checked", "by", "correlation", "rms deviation", "mean deviation"):
+        table.add_column(column, justify="left" if column in ("checked", "by") else "right")
+    for c in history.checks:
+        held = "" if _held(c) else " NOT HELD"
+        table.add_row(
+            when_text(c.checked_unix_s), c.checked_by, f"{c.correlation:.3f}{held}",
+            f"{c.rms_deviation_us:.2f} µS", f"{c.mean_deviation_us:+.2f} µS",
+        )  # fmt: skip
+    Console().print(table)
+    first, last = history.checks[0], history.checks[-1]
+    shown = len(history.checks)
+    typer.echo(
+        f"{shown} of {history.kept} checks kept; from {when_text(first.checked_unix_s)} to "
+        f"{when_text(last.checked_unix_s)} the correlation went {first.correlation:.3f} -> "
+        f"{last.correlation:.3f}, the mean deviation {first.mean_deviation_us:+.2f} -> "
+        f"{last.mean_deviation_us:+.2f} µS"
+    )
+
+
+def _plot_history(path: Path, name: str, history: CheckHistory) -> None:
+    """Correlation (with the held check's least) and mean deviation against time."""
+    import datetime
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    when = [datetime.datetime.fromtimestamp(c.checked_unix_s) for c in history.checks]
+    fig, (upper, lower) = plt.subplots(2, 1, sharex=True, figsize=(8.0, 5.5))
+    upper.plot(when, [c.correlation for c in history.checks], marker=".")
+    upper.axhline(MIN_HELD_CORRELATION, color="tab:red", linestyle="--", label="held above")
+    upper.set_ylabel("correlation with targets")
+    upper.set_ylim(min(0.0, *(c.correlation for c in history.checks)) - 0.05, 1.05)
+    upper.legend(loc="lower left")
+    upper.set_title(f"deployment {name}")
+    lower.plot(when, [c.mean_deviation_us for c in history.checks], marker=".", label="mean")
+    lower.plot(when, [c.rms_deviation_us for c in history.checks], marker=".", label="rms")
+    lower.set_ylabel("read - target (µS)")
+    lower.legend(loc="upper left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".").lower())
+    plt.close(fig)
+    write_atomically(path, buffer.getvalue())
