@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidra.drivers import Cost, Region
+from sidra.server.state.rows import place
 
 __all__ = [
     "CHECKS_KEPT",
@@ -147,16 +148,7 @@ def _check(row: Sequence[Any]) -> CheckRow:
 def _regions_json(regions: tuple[RegionCheckRow, ...]) -> str:
     return json.dumps(
         [
-            [
-                r.tile,
-                r.region.row_offset,
-                r.region.col_offset,
-                r.region.rows,
-                r.region.cols,
-                r.correlation,
-                r.rms_deviation_us,
-                r.mean_deviation_us,
-            ]
+            [*place(r.tile, r.region), r.correlation, r.rms_deviation_us, r.mean_deviation_us]
             for r in regions
-        ]  # fmt: skip
+        ]
     )

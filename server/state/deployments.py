@@ -26,6 +26,7 @@ from sidra.drivers import AlreadyExists, FailedPrecondition, NotFound, Permissio
 from sidra.server.state import checks, maps
 from sidra.server.state.checks import CheckRow
 from sidra.server.state.records import BoardRecord
+from sidra.server.state.rows import place
 from sidra.server.state.store import StateStore
 
 __all__ = [
@@ -361,19 +362,7 @@ def _with_model(row: DeploymentRow, model: bytes) -> DeploymentRow:
 
 
 def _regions_json(regions: Sequence[DeployedRegionRow]) -> str:
-    return json.dumps(
-        [
-            [
-                r.tile,
-                r.region.row_offset,
-                r.region.col_offset,
-                r.region.rows,
-                r.region.cols,
-                r.digest,
-            ]
-            for r in regions
-        ]  # fmt: skip
-    )
+    return json.dumps([[*place(r.tile, r.region), r.digest] for r in regions])
 
 
 def _check_replace(name: str, owner: str, caller: str, replace_existing: bool, admin: bool) -> None:

@@ -8,7 +8,14 @@ from typing import Any
 from sidra.drivers import Region
 from sidra.server.state.records import BoardRecord, ProgramKind, ProgramRecord
 
-__all__ = ["BOARD_COLUMNS", "PROGRAM_COLUMNS", "board_record", "history_filter", "program_record"]
+__all__ = [
+    "BOARD_COLUMNS",
+    "PROGRAM_COLUMNS",
+    "board_record",
+    "history_filter",
+    "place",
+    "program_record",
+]
 
 BOARD_COLUMNS = (
     "serial_number, model, tile_count, rows, cols, g_min_us, g_max_us, first_seen_utc, "
@@ -19,6 +26,12 @@ PROGRAM_COLUMNS = (
     "boot_id, kind, cells_written, verify_iterations, pulses, rms_error_us, max_error_us, "
     "unconverged_cells, cells_over_budget, programs, first_utc"
 )
+
+
+def place(tile: int, region: Region) -> list[int]:
+    """``[tile, row_offset, col_offset, rows, cols]``: how a region's JSON entry in the
+    deployments' tables begins (what follows it is the table's own)."""
+    return [tile, region.row_offset, region.col_offset, region.rows, region.cols]
 
 
 def history_filter(board_serial: str | None, tile: int | None) -> tuple[str, tuple[Any, ...]]:
