@@ -32,6 +32,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
+from grpc_health.v1 import health_pb2_grpc
 
 from sidra.client import batches, streams
 from sidra.client.aio_jobs import AsyncJobs
@@ -53,10 +54,12 @@ from sidra.client.reachability import wait_for_server_async
 from sidra.client.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
+    HEALTH_REQUEST,
     SERVICE_NAME,
     UNSENDABLE,
     channel_options,
     check_address,
+    health_name,
     instance_in,
     refuse_unsendable,
     representable,
@@ -230,6 +233,17 @@ class AsyncRemoteBoard(SizedCalls):
         self._session = AsyncSession(self, session_state(reply), heartbeat=heartbeat)
         self._metadata = ((SESSION_ID_KEY, self._session.id),)
         return self._session
+
+    async def health(self) -> str:
+        """The server's health for its board service, as the sync client's
+        :meth:`~sidra.client.RemoteBoard.health`."""
+        try:
+            reply = await health_pb2_grpc.HealthStub(self.channel).Check(
+                HEALTH_REQUEST, timeout=self.timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return health_name(reply)
 
     async def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""

@@ -23,6 +23,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidra.client import batches, streams
 from sidra.client.call_sizes import DEFAULT_SERVER_MESSAGE_BYTES, CallSizes, SizedCalls
@@ -85,6 +86,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_SERVER_MESSAGE_BYTES",
     "DEFAULT_TIMEOUT_S",
+    "HEALTH_REQUEST",
     "SERVICE_NAME",
     "UNSENDABLE",
     "RemoteBoard",
@@ -93,6 +95,7 @@ __all__ = [
     "connect",
     "connect_server",
     "from_url",
+    "health_name",
     "instance_in",
     "refuse_unsendable",
     "representable",
@@ -101,6 +104,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["BoardService"].full_name
+HEALTH_REQUEST = health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+"""grpc.health.v1 Check of the board service: NOT_SERVING while the board is unreachable."""
+
+
+def health_name(reply: health_pb2.HealthCheckResponse) -> str:
+    """A health answer's status by name ("SERVING", "NOT_SERVING", ...)."""
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
 
 DEFAULT_TIMEOUT_S = 30.0
 """Deadline of each call, seconds (a full-tile write-verify fits well inside)."""
@@ -196,6 +207,17 @@ class RemoteBoard(SizedCalls, Board):
     def deployments(self) -> Deployments:
         """Trained networks on the board's tiles, by name (deployments.proto)."""
         return Deployments(self._channel, self.timeout_s)
+
+    def health(self) -> str:
+        """The server's health for its board service (grpc.health.v1): "SERVING", or
+        "NOT_SERVING" while its board is unreachable (a serial link down)."""
+        try:
+            reply = health_pb2_grpc.HealthStub(self._channel).Check(
+                HEALTH_REQUEST, timeout=self.timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return health_name(reply)
 
     def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""

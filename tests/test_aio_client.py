@@ -228,6 +228,8 @@ def test_tokens_and_leases_hold_for_the_async_client(tmp_path: Path) -> None:
 
             async def run() -> None:
                 async with await aio_connect(address, token=bob) as board:
+                    assert await board.health() == "SERVING"  # as the sync client's
+                    assert holder.health() == "SERVING"
                     info = await board.info()
                     g = np.full((info.rows, info.cols), info.g_min_us, np.float32)
                     with pytest.raises(LeaseHeld, match="alice's session"):

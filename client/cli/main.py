@@ -19,6 +19,7 @@ from sidra.cli.leases import leases
 from sidra.cli.model import model_app
 from sidra.cli.options import ValueNamingGroup
 from sidra.cli.state import state_app
+from sidra.cli.status import status
 from sidra.cli.token import token_app
 from sidra.cli.train import train_app
 from sidra.drivers import SidraError, open_board
@@ -190,6 +191,7 @@ def demo(
 
 bench_app.command("serial")(serial_command)
 app.command("leases")(leases)
+app.command("status")(status)
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
 app.add_typer(jobs_app, name="jobs")

@@ -1,0 +1,224 @@
+"""``sidra status SERVER``: one screen of what a served board is doing now: the server's
+health, the board, its running totals, who leases which tiles, the jobs running and
+queued, and the deployments with their latest checks.
+
+Every part is asked with a viewer's calls (grpc.health.v1 Check, GetBoardInfo,
+ListLeases, ListJobs, ListDeployments), each on its own: a part the server refuses
+(a role, a server without a state store) says why and the others are still shown.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from sidra.cli.options import AsJson
+from sidra.client import RemoteBoard
+from sidra.client.deployments import Deployment
+from sidra.client.jobs import JobInfo
+from sidra.drivers import BoardStats, SidraError, open_board
+from sidra.training.deployment import MIN_HELD_CORRELATION
+
+__all__ = ["status"]
+
+Part = dict[str, Any]
+"""One part of the status as JSON values, or ``{"error": "..."}`` when it was refused."""
+
+
+def status(
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="The server: HOST:PORT (as --server takes it), grpc://HOST:PORT or "
+            "grpcs://HOST:PORT?ca=PATH..."
+        ),
+    ],
+    as_json: AsJson = False,
+) -> None:
+    """What a served board is doing now: health, board, totals, leases, jobs, deployments.
+
+    Asked with a viewer's calls only; a part the server refuses says why. Exit 1 when the
+    server cannot be reached, its board is not serving (a serial link down) or it does
+    not describe its board to the caller (no token, say)."""
+    address = url if "://" in url else f"grpc://{url}"
+    try:
+        with open_board(address) as board:
+            if not isinstance(board, RemoteBoard):
+                raise typer.BadParameter(
+                    f"{url} is a board, not a server: give the address sidra serve listens on",
+                    param_hint="URL",
+                )
+            health = board.health()
+            report = _report(board, url, health)
+    except SidraError as exc:
+        typer.echo(f"sidra status {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        _print(report)
+    if health != "SERVING" or "error" in report["board"]:
+        problem = f"the board is {health}" if health != "SERVING" else report["board"]["error"]
+        typer.echo(f"sidra status {url}: {problem}", err=True)
+        raise typer.Exit(1)
+
+
+def _report(board: RemoteBoard, url: str, health: str) -> dict[str, Any]:
+    def description() -> Part:
+        info, stats = board.info, board.stats()
+        return {"info": asdict(info), "stats": _stats(stats), "instance_id": board.instance_id}
+
+    def jobs() -> Part:
+        found = board.jobs.list(states=("running", "queued"))
+        return {
+            state: [_job(j) for j in found if j.state == state] for state in ("running", "queued")
+        }
+
+    return {
+        "server": url,
+        "health": health,
+        "board": _part(description),
+        "leases": _part(lambda: {"leases": [asdict(lease) for lease in board.leases()]}),
+        "jobs": _part(jobs),
+        "deployments": _part(
+            lambda: {"deployments": [_deployment(d) for d in board.deployments.list()]}
+        ),
+    }
+
+
+def _part(ask: Callable[[], Part]) -> Part:
+    """``ask()``, or what refused it (the other parts are still asked)."""
+    try:
+        return ask()
+    except SidraError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _stats(stats: BoardStats) -> dict[str, Any]:
+    return {
+        "clock_s": stats.clock_s,
+        "mvm_passes": stats.mvm_passes,
+        "cell_writes": stats.cell_writes,
+        "max_cell_writes": stats.max_cell_writes,
+        "time_ns": stats.total_cost.time_ns,
+        "energy_nj": stats.total_cost.energy_nj,
+    }
+
+
+def _job(job: JobInfo) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id, "kind": job.kind, "principal": job.principal,
+        "dataset": job.dataset, "step": job.step, "total": job.total,
+        "tiles": list(job.tiles), "whole_board": job.whole_board, "priority": job.priority,
+        "submitted_unix_s": job.submitted_unix_s, "message": job.message,
+    }  # fmt: skip
+
+
+def _deployment(d: Deployment) -> dict[str, Any]:
+    check = d.last_check
+    return {
+        "name": d.name, "principal": d.principal, "tiles": list(d.tiles),
+        "intact": d.intact, "protected": d.protected,
+        "correlation": None if check is None else check.correlation,
+        "checked_unix_s": None if check is None else check.checked_unix_s,
+        "held": None if check is None else check.correlation >= MIN_HELD_CORRELATION,
+    }  # fmt: skip
+
+
+def _print(report: dict[str, Any]) -> None:
+    lines = [("server", f"{report['server']}: {report['health']}")]
+    lines += _board_lines(report["board"])
+    lines += _section("leases", report["leases"], lambda p: _lease_lines(p["leases"]))
+    lines += _section("jobs", report["jobs"], _job_lines)
+    lines += _section("deployments", report["deployments"],
+                      lambda p: _deployment_lines(p["deployments"]))  # fmt: skip
+    width = max(len(label) for label, _ in lines)
+    for label, text in lines:
+        typer.echo(f"{label:<{width}}  {text}")
+
+
+def _section(label: str, part: Part, lines: Callable[[Part], list[str]]) -> list[tuple[str, str]]:
+    """``label`` beside the first of ``lines(part)`` (blank beside the rest), or beside
+    what refused the part."""
+    texts = [f"not shown: {part['error']}"] if "error" in part else lines(part)
+    return [(label if k == 0 else "", text) for k, text in enumerate(texts)]
+
+
+def _board_lines(part: Part) -> list[tuple[str, str]]:
+    if "error" in part:
+        return [("board", f"not shown: {part['error']}")]
+    info, stats = part["info"], part["stats"]
+    return [
+        ("board", f"{info['model']} {info['serial_number']} (firmware "
+                  f"{info['firmware_version']}), {info['tile_count']} tiles x {info['rows']} x "
+                  f"{info['cols']}, {info['g_min_us']:g}-{info['g_max_us']:g} µS"),
+        ("totals", f"clock {stats['clock_s']:,.1f} s; {stats['mvm_passes']:,} MVM passes, "
+                   f"{stats['cell_writes']:,} cell writes (most on one cell "
+                   f"{stats['max_cell_writes']:,}); modeled {stats['time_ns']:,.0f} ns, "
+                   f"{stats['energy_nj']:,.0f} nJ"),
+    ]  # fmt: skip
+
+
+def _lease_lines(leases: list[dict[str, Any]]) -> list[str]:
+    if not leases:
+        return ["none: every tile is free"]
+    return [
+        ("whole board" if lease["whole_board"] else f"tile {lease['tile']}")
+        + f": {lease['principal']}"
+        + (f" ({lease['label']})" if lease["label"] else "")
+        + f", {lease['expires_in_s']:.0f} s left unless renewed"
+        for lease in leases
+    ]
+
+
+def _job_lines(part: Part) -> list[str]:
+    running, queued = part["running"], part["queued"]
+    if not running and not queued:
+        return ["none running or queued"]
+    lines = [
+        f"running {j['job_id'][:8]} {j['kind']} on {j['dataset']} by {j['principal']}, "
+        f"step {j['step']:,} of {j['total']:,}, tiles {_tiles(j)}"
+        for j in running
+    ]
+    lines += [
+        f"queued  {j['job_id'][:8]} {j['kind']} on {j['dataset']} by {j['principal']}, "
+        f"priority {j['priority']}, waiting {_ago(j['submitted_unix_s'])}, tiles {_tiles(j)}"
+        for j in queued
+    ]
+    return lines
+
+
+def _tiles(job: dict[str, Any]) -> str:
+    return "all" if job["whole_board"] else " ".join(map(str, job["tiles"]))
+
+
+def _deployment_lines(deployments: list[dict[str, Any]]) -> list[str]:
+    if not deployments:
+        return ["none"]
+    lines = []
+    for d in deployments:
+        state = "intact" if d["intact"] else "NOT INTACT (written over)"
+        if d["protected"]:
+            state += ", protected"
+        if d["correlation"] is None:
+            read = "never checked"
+        else:
+            held = "" if d["held"] else " NOT HELD"
+            read = f"correlation {d['correlation']:.2f}{held} {_ago(d['checked_unix_s'])} ago"
+        tiles = " ".join(map(str, d["tiles"]))
+        lines.append(f"{d['name']} by {d['principal']} on tiles {tiles}: {state}; {read}")
+    return lines
+
+
+def _ago(unix_s: float) -> str:
+    """How long ago ``unix_s`` was, in the largest unit that keeps it readable."""
+    seconds = max(0.0, time.time() - unix_s)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"

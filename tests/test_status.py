@@ -1,0 +1,106 @@
+"""``sidra status SERVER`` as a user runs it, against a real server on loopback with a real
+state store: the board, its totals, a lease, a running and a queued job, deployments
+with and without a check; a part refused names why; a board not serving exits 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from grpc_health.v1 import health, health_pb2
+
+from sidra.client import connect
+from sidra.drivers import Region
+from sidra.drivers.requests import ProgramRequest
+from sidra.server.security import Role, TokensFile
+from tests.cli_support import SIDRA
+from tests.jobs.jobs_support import first_progress, serving
+from tests.server.security_support import principals
+from tests.server.test_deployments import model_file
+
+ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
+LAYER = Region(0, 0, 8, 4)
+
+
+def sidra_status(*args: str, token: str = "") -> subprocess.CompletedProcess[str]:
+    """``sidra status ARGS`` with ``token`` as SIDRA_TOKEN (none when empty)."""
+    env = {k: v for k, v in os.environ.items() if k != "SIDRA_TOKEN"}
+    return subprocess.run(
+        [*SIDRA, "status", *args], capture_output=True, text=True, timeout=120, check=False,
+        env={**env, "SIDRA_TOKEN": token} if token else env,
+    )  # fmt: skip
+
+
+def test_status_shows_the_board_leases_jobs_and_deployments(tmp_path: Path) -> None:
+    with serving(tmp_path / "state.sqlite3") as address, connect(address) as client:
+        client.run(ProgramRequest(2, np.random.default_rng(0).uniform(5, 35, (8, 4))))
+        client.deployments.add("checked", model_file(), [(2, LAYER)])
+        client.deployments.check("checked")
+        client.run(ProgramRequest(3, np.full((8, 4), 20.0)))
+        client.deployments.add("unchecked", model_file(), [(3, LAYER)], protect=True)
+        running = client.jobs.submit("spsa", ENDLESS, dataset="iris")
+        first_progress(client, running.job_id)
+        queued = client.jobs.submit("spsa", ENDLESS, dataset="iris", queue=True, priority=-2)
+        with connect(address) as bench, bench.session(label="bench") as session:
+            session.lease([1])
+            done = sidra_status(address)
+            report = json.loads(sidra_status(address, "--json").stdout)
+        client.jobs.cancel(queued.job_id)
+        client.jobs.cancel(running.job_id)
+        client.jobs.wait(running.job_id)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line[:1] != " "}
+    assert lines["server"].endswith(": SERVING")
+    assert "SIDRA-IDEAL" in lines["board"] and "4 tiles x 256 x 256, 1-40 µS" in lines["board"]
+    assert re.search(r"[\d,]+ MVM passes, [\d,]+ cell writes", lines["totals"]), lines["totals"]
+    text = done.stdout
+    assert "tile 1: local (bench)" in text
+    assert f"running {running.job_id[:8]} spsa on iris by local" in text
+    assert f"queued  {queued.job_id[:8]} spsa on iris by local, priority -2" in text
+    assert "checked by local on tiles 2: intact; correlation 1.00" in text
+    assert "unchecked by local on tiles 3: intact, protected; never checked" in text
+
+    assert report["health"] == "SERVING" and report["board"]["info"]["tile_count"] == 4
+    assert report["board"]["stats"]["cell_writes"] >= 64  # the deployments', the job's
+    assert [j["job_id"] for j in report["jobs"]["running"]] == [running.job_id]
+    assert [j["job_id"] for j in report["jobs"]["queued"]] == [queued.job_id]
+    leased = {lease["tile"]: lease["label"] for lease in report["leases"]["leases"]}
+    assert leased[1] == "bench"
+    by_name = {d["name"]: d for d in report["deployments"]["deployments"]}
+    assert by_name["checked"]["held"] is True and by_name["unchecked"]["held"] is None
+
+
+def test_a_part_the_server_refuses_says_why_and_the_rest_is_shown(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, eve=Role.VIEWER)
+    with serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file)) as address:
+        shown = sidra_status(address, token=tokens["eve"])
+        anonymous = sidra_status(address, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "jobs         none running or queued" in shown.stdout
+    assert anonymous.returncode == 1  # the board is not described to a caller without a token
+    report = json.loads(anonymous.stdout)
+    assert report["health"] == "SERVING"  # health is open
+    for part in ("board", "leases", "jobs", "deployments"):
+        assert report[part]["error"].startswith("Unauthenticated"), report[part]
+    assert "Unauthenticated" in anonymous.stderr
+
+
+def test_a_board_not_serving_exits_1_and_an_address_that_is_a_board_is_refused(
+    tmp_path: Path,
+) -> None:
+    watched = health.HealthServicer()
+    with serving(tmp_path / "s.sqlite3", health_servicer=watched) as address:
+        watched.set("sidra.hil.v1.BoardService", health_pb2.HealthCheckResponse.NOT_SERVING)
+        down = sidra_status(address)
+    assert down.returncode == 1
+    assert f"{address}: NOT_SERVING" in down.stdout
+    assert "the board is NOT_SERVING" in down.stderr
+    nobody = sidra_status("127.0.0.1:1")
+    assert nobody.returncode == 1 and "no SIDRA server answered" in nobody.stderr
+    local = sidra_status("emu://?preset=ideal")
+    assert local.returncode == 2 and "is a board, not a server" in " ".join(local.stderr.split())
