@@ -7,12 +7,16 @@ A running ``sidra serve`` sees the change at its next call.
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sidra.cli.options import AsJson
 from sidra.server.security import Role, add_principal, read_tokens, remove_principal
+from sidra.server.security.tokens import TokenEntry
 
 __all__ = ["token_app"]
 
@@ -32,16 +36,35 @@ def add(
     replace: Annotated[
         bool, typer.Option("--replace", help="Give an existing principal a new token and role.")
     ] = False,
+    expires_in_days: Annotated[
+        float | None,
+        typer.Option(
+            "--expires-in-days",
+            help="Refuse the token this many days from now (a student's term, a contractor's "
+            "visit); without it the token does not expire.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Add a principal with a new random token; print the token (once: only its hash is kept)."""
+    if expires_in_days is not None and not 0 < expires_in_days <= MAX_DAYS:
+        raise typer.BadParameter(
+            f"got {expires_in_days:g}, expected more than 0 and at most {MAX_DAYS} days",
+            param_hint="'--expires-in-days'",
+        )
+    valid_for = None if expires_in_days is None else timedelta(days=expires_in_days)
     try:
-        token = add_principal(tokens_file, name, Role.from_label(role), replace=replace)
+        token = add_principal(
+            tokens_file, name, Role.from_label(role), replace=replace, valid_for=valid_for
+        )
     except (OSError, ValueError) as exc:
         typer.echo(f"sidra token add: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(token)
+    entry = read_tokens(tokens_file)[name]
+    until = "" if entry.expires_utc is None else f", valid until {_utc(entry.expires_utc)}"
     typer.echo(
-        f"{name} ({role}) added to {tokens_file}; the token above is shown only this once",
+        f"{name} ({role}) added to {tokens_file}{until}; the token above is shown only this once",
         err=True,
     )
 
@@ -61,12 +84,47 @@ def remove(
 
 
 @token_app.command("list")
-def list_principals(tokens_file: TokensFileOption) -> None:
-    """Print each principal and its role (tokens cannot be shown: only hashes are kept)."""
+def list_principals(tokens_file: TokensFileOption, as_json: AsJson = False) -> None:
+    """Print each principal, its role and its token's dates (tokens cannot be shown).
+
+    A line each: name, role, when the token was made, when it expires ("never", or
+    EXPIRED once it is refused)."""
     try:
         entries = read_tokens(tokens_file)
     except (OSError, ValueError) as exc:
         typer.echo(f"sidra token list: {exc}", err=True)
         raise typer.Exit(1) from None
+    now = datetime.now(UTC)
+    if as_json:
+        typer.echo(json.dumps([_as_dict(entry, now) for _, entry in sorted(entries.items())]))
+        return
     for name, entry in sorted(entries.items()):
-        typer.echo(f"{name}\t{entry.principal.role.label}")
+        made = "made ?" if entry.created_utc is None else f"made {_utc(entry.created_utc)}"
+        typer.echo(f"{name}\t{entry.principal.role.label}\t{made}\t{_expiry(entry, now)}")
+
+
+MAX_DAYS = 36_600
+"""Longest --expires-in-days: a century (past it, leave the option out)."""
+
+
+def _utc(when: datetime) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _expiry(entry: TokenEntry, now: datetime) -> str:
+    if entry.expires_utc is None:
+        return "expires never"
+    if entry.expired(now):
+        return f"EXPIRED {_utc(entry.expires_utc)}"
+    days = (entry.expires_utc - now) / timedelta(days=1)
+    return f"expires {_utc(entry.expires_utc)} (in {days:.1f} days)"
+
+
+def _as_dict(entry: TokenEntry, now: datetime) -> dict[str, object]:
+    return {
+        "principal": entry.principal.name,
+        "role": entry.principal.role.label,
+        "created_utc": None if entry.created_utc is None else entry.created_utc.isoformat(),
+        "expires_utc": None if entry.expires_utc is None else entry.expires_utc.isoformat(),
+        "expired": entry.expired(now),
+    }

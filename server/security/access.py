@@ -3,8 +3,8 @@
 :class:`AccessControl` sits in front of every service. With a tokens file it
 reads ``authorization: Bearer <token>`` from the call's metadata, finds the
 principal and compares its role with the one the method needs
-(:func:`~sidra.server.security.roles.required_role`): no or an unknown token
-gets UNAUTHENTICATED, too little role PERMISSION_DENIED, each message naming
+(:func:`~sidra.server.security.roles.required_role`): no, an unknown or an
+expired token gets UNAUTHENTICATED, too little role PERMISSION_DENIED, each message naming
 the RPC and the role it needs. Without a tokens file every call is
 :data:`~sidra.server.security.tokens.LOCAL`'s (the service then listens on
 loopback only, or was told ``allow_insecure``).
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -49,6 +50,7 @@ AUTHORIZATION = "authorization"
 REFUSAL_REASONS = {
     "missing_token": grpc.StatusCode.UNAUTHENTICATED,
     "unknown_token": grpc.StatusCode.UNAUTHENTICATED,
+    "expired_token": grpc.StatusCode.UNAUTHENTICATED,
     "insufficient_role": grpc.StatusCode.PERMISSION_DENIED,
 }
 """Why a call was refused -> the code it gets (a bounded set: metrics label by it)."""
@@ -109,7 +111,20 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
             return self._bound(handler, _ANONYMOUS)
         rpc = details.method.rpartition("/")[2]
         token = _bearer_token(details.invocation_metadata or ())
-        principal = self.tokens.principal_for(token) if token else None
+        entry = self.tokens.entry_for(token) if token else None
+        if entry is not None and entry.expired(datetime.now(UTC)):
+            expired = f"{entry.expires_utc:%Y-%m-%d %H:%M} UTC"
+            log.warning("refused %s: %s's token expired at %s", details.method,
+                        entry.principal.name, expired)  # fmt: skip
+            return self._refusal(
+                handler,
+                "expired_token",
+                entry.principal,
+                f"{rpc}: principal {entry.principal.name!r}'s bearer token expired at "
+                f"{expired}; ask the server's admin for a new one (sidra token add "
+                f"{entry.principal.name} --replace)",
+            )
+        principal = None if entry is None else entry.principal
         if principal is None:
             why = "carries no bearer token" if not token else "carries an unknown bearer token"
             log.warning("refused %s: the call %s", details.method, why)

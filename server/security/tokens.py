@@ -1,10 +1,14 @@
 """Principals and their bearer tokens, kept in a TOML file as SHA-256 digests.
 
-A tokens file names each principal, its role and the SHA-256 of its token::
+A tokens file names each principal, its role and the SHA-256 of its token, and may
+say when the token was made and when it stops working (TOML date-times with their UTC
+offset)::
 
     [principals."alice"]
     role = "programmer"
     token_sha256 = "5e88...42d8"
+    created_utc = 2026-12-05T10:00:00+00:00
+    expires_utc = 2027-03-05T10:00:00+00:00
 
 The token itself is never stored: ``sidra token add`` prints it once and
 writes only its digest. A plain (unsalted, single-round) SHA-256 is enough
@@ -31,6 +35,7 @@ import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +89,14 @@ class TokenEntry:
 
     principal: Principal
     token_sha256: str
+    created_utc: datetime | None = None
+    """When the token was made (None in a file written before SIDRA HIL kept it)."""
+    expires_utc: datetime | None = None
+    """From when the token is refused (None: it does not expire)."""
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the token is refused at ``now`` (an aware datetime)."""
+        return self.expires_utc is not None and now >= self.expires_utc
 
 
 def new_token() -> str:
@@ -120,8 +133,14 @@ def _entry(path: Path, name: str, fields: Any) -> TokenEntry:
     problem = _name_problem(name)
     if problem:
         raise ValueError(f"{where}: {problem}")
-    if not isinstance(fields, dict) or set(fields) != {"role", "token_sha256"}:
-        raise ValueError(f"{where}: needs exactly the keys role and token_sha256")
+    if not isinstance(fields, dict) or not {"role", "token_sha256"} <= set(fields):
+        raise ValueError(f"{where}: needs the keys role and token_sha256")
+    unknown = set(fields) - {"role", "token_sha256", *_TIMES}
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: role, token_sha256, "
+            + ", ".join(_TIMES)
+        )
     digest = fields["token_sha256"]
     if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise ValueError(f"{where}.token_sha256: not 64 lowercase hex digits (a SHA-256)")
@@ -129,7 +148,23 @@ def _entry(path: Path, name: str, fields: Any) -> TokenEntry:
         role = Role.from_label(str(fields["role"]))
     except ValueError as exc:
         raise ValueError(f"{where}.role: {exc}") from None
-    return TokenEntry(Principal(name, role), digest)
+    created, expires = (_time(where, key, fields.get(key)) for key in _TIMES)
+    return TokenEntry(Principal(name, role), digest, created, expires)
+
+
+_TIMES = ("created_utc", "expires_utc")
+"""The optional date-times of an entry."""
+
+
+def _time(where: str, key: str, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ValueError(
+            f"{where}.{key}: got {value!r}, expected a TOML date-time with its UTC offset "
+            "(2027-03-05T10:00:00+00:00)"
+        )
+    return value.astimezone(UTC)
 
 
 def _name_problem(name: str) -> str | None:
@@ -152,6 +187,9 @@ def write_tokens(path: Path, entries: Mapping[str, TokenEntry]) -> None:
         lines.append(f"\n[principals.{json.dumps(name)}]\n")
         lines.append(f"role = {json.dumps(entry.principal.role.label)}\n")
         lines.append(f"token_sha256 = {json.dumps(entry.token_sha256)}\n")
+        for key, when in (("created_utc", entry.created_utc), ("expires_utc", entry.expires_utc)):
+            if when is not None:  # a TOML offset date-time, bare
+                lines.append(f"{key} = {when.astimezone(UTC).isoformat(timespec='seconds')}\n")
     try:  # named as the caller named it, not as the temporary file beside it
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -167,20 +205,33 @@ def write_tokens(path: Path, entries: Mapping[str, TokenEntry]) -> None:
         raise
 
 
-def add_principal(path: Path, name: str, role: Role, *, replace: bool = False) -> str:
+def add_principal(
+    path: Path,
+    name: str,
+    role: Role,
+    *,
+    replace: bool = False,
+    valid_for: timedelta | None = None,
+    now: datetime | None = None,
+) -> str:
     """Adds ``name`` with ``role`` and a new token to the tokens file; returns the token.
 
     The file is created when missing. An existing name is refused unless
-    ``replace`` (which rotates its token and sets its role).
+    ``replace`` (which rotates its token and sets its role). ``valid_for``: the token
+    is refused from ``now`` (default: the current time) plus that on (None: never).
     """
     problem = _name_problem(name)
     if problem:
         raise ValueError(f"principal: {problem}")
+    if valid_for is not None and valid_for <= timedelta(0):
+        raise ValueError(f"valid_for: got {valid_for}, expected a positive duration")
     entries = read_tokens(path) if path.exists() else {}
     if name in entries and not replace:
         raise ValueError(f"principal: {name!r} is already in {str(path)!r} (--replace rotates)")
     token = new_token()
-    entries[name] = TokenEntry(Principal(name, role), hash_token(token))
+    made = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    expires = None if valid_for is None else made + valid_for
+    entries[name] = TokenEntry(Principal(name, role), hash_token(token), made, expires)
     write_tokens(path, entries)
     return token
 
@@ -208,14 +259,21 @@ class TokensFile:
         return len(self._current())
 
     def principal_for(self, token: str) -> Principal | None:
-        """The principal whose token is ``token``; None for an unknown token."""
+        """The principal whose token is ``token``; None for an unknown or expired token."""
+        entry = self.entry_for(token)
+        if entry is None or entry.expired(datetime.now(UTC)):
+            return None
+        return entry.principal
+
+    def entry_for(self, token: str) -> TokenEntry | None:
+        """The entry whose token is ``token`` (expired or not); None for an unknown one."""
         digest = hash_token(token)
         found = None
         # Every entry is compared, in constant time each: how long this takes
         # tells nothing about which digest came close.
         for entry in self._current():
             if hmac.compare_digest(digest, entry.token_sha256):
-                found = entry.principal
+                found = entry
         return found
 
     def _stamp_now(self) -> tuple[int, int, int]:

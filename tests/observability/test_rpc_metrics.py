@@ -7,6 +7,7 @@ client, and the metrics endpoint read by urllib as Prometheus would read it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -171,26 +172,31 @@ def test_auth_failures_by_reason_and_refused_calls_by_code(tmp_path: Path) -> No
     tokens_file = tmp_path / "tokens.toml"
     viewer = add_principal(tokens_file, "vera", Role.VIEWER)
     operator = add_principal(tokens_file, "otto", Role.OPERATOR)
+    lapsed = add_principal(tokens_file, "lars", Role.ADMIN, valid_for=timedelta(days=1),
+                           now=datetime.now(UTC) - timedelta(days=2))  # fmt: skip
     with (
         open_board(IDEAL_URL) as board,
         served_with_metrics(board, tokens=TokensFile(tokens_file)) as served,
         grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel,
     ):
         before = served.scrape()
-        codes = [code_of(channel, "Program", token) for token in (None, None, "not-a-token")]
+        codes = [
+            code_of(channel, "Program", token) for token in (None, None, "not-a-token", lapsed)
+        ]
         codes += [code_of(channel, "Program", token) for token in (viewer, operator)]
         codes.append(code_of(channel, "GetBoardInfo", viewer))
         changes = moved(before, served.scrape())
     unauthenticated, denied = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
-    assert codes == [unauthenticated] * 3 + [denied] * 2 + [grpc.StatusCode.OK]
+    assert codes == [unauthenticated] * 4 + [denied] * 2 + [grpc.StatusCode.OK]
     failures = "sidra_auth_failures_total"
     assert only(changes, failures) == {
         sample(failures, code="UNAUTHENTICATED", reason="missing_token"): 2,
         sample(failures, code="UNAUTHENTICATED", reason="unknown_token"): 1,
+        sample(failures, code="UNAUTHENTICATED", reason="expired_token"): 1,
         sample(failures, code="PERMISSION_DENIED", reason="insufficient_role"): 2,
     }
     assert only(changes, "sidra_rpc_requests_total") == {
-        board_rpc("Program", "UNAUTHENTICATED"): 3,
+        board_rpc("Program", "UNAUTHENTICATED"): 4,
         board_rpc("Program", "PERMISSION_DENIED"): 2,
         board_rpc("GetBoardInfo", "OK"): 1,
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,11 @@ from sidra.server.security import (
     hash_token,
     principal_name,
     principal_of,
+    read_tokens,
     remove_principal,
     required_role,
 )
+from sidra.server.security.tokens import write_tokens
 from sidra.server.servicer import SERVICE_NAME
 from sidra.server.sessions import SESSION_SERVICE_NAME
 
@@ -211,6 +215,33 @@ def test_tokens_file_changes_apply_without_restart(tmp_path: Path) -> None:
         assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", first) == grpc.StatusCode.OK
         tokens_file.write_text("not toml [", encoding="utf-8")  # broken: nobody gets in
         assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", first) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_an_expired_token_is_refused_naming_its_principal_and_when(tmp_path: Path) -> None:
+    """A token past its expires_utc is UNAUTHENTICATED with a message naming whose it is,
+    since when, and how to get a new one; expiry written into the file takes effect at the
+    next call, as any change does; a token not yet expired works."""
+    tokens_file = tmp_path / "tokens.toml"
+    token = add_principal(tokens_file, "student", Role.VIEWER, valid_for=timedelta(days=90))
+    info = f"/{SERVICE_NAME}/GetBoardInfo"
+    with served(tokens_file=tokens_file) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        assert call(ch, info, token) == grpc.StatusCode.OK
+        entries = read_tokens(tokens_file)
+        lapsed = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+        entries["student"] = replace(entries["student"], expires_utc=lapsed)
+        write_tokens(tokens_file, entries)
+        with pytest.raises(grpc.RpcError) as refused:
+            ch.unary_unary(info)(b"", timeout=10, metadata=(("authorization", f"Bearer {token}"),))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert refused.value.details() == (
+            "GetBoardInfo: principal 'student''s bearer token expired at 2026-01-02 03:04 UTC; "
+            "ask the server's admin for a new one (sidra token add student --replace)"
+        )
+        with (
+            connect(f"127.0.0.1:{port}", token=token) as client,
+            pytest.raises(Unauthenticated, match="expired at 2026-01-02"),
+        ):
+            client.info  # noqa: B018 (the property makes the call)
 
 
 def _whoami_handler() -> grpc.GenericRpcHandler:

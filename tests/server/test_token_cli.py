@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -69,9 +71,64 @@ def test_list_and_remove(tmp_path: Path) -> None:
     add(tokens_file, "carol", "admin")
     add(tokens_file, "dave", "operator")
     listed = run_sidra("token", "list", "--tokens-file", str(tokens_file))
-    assert listed.stdout.splitlines() == ["carol\tadmin", "dave\toperator"]
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert [row[:2] for row in rows] == [["carol", "admin"], ["dave", "operator"]]
+    assert all(row[2].startswith("made 20") and row[3] == "expires never" for row in rows)
     removed = run_sidra("token", "remove", "dave", "--tokens-file", str(tokens_file))
     assert removed.returncode == 0
     assert set(read_tokens(tokens_file)) == {"carol"}
     missing = run_sidra("token", "remove", "dave", "--tokens-file", str(tokens_file))
     assert missing.returncode == 1 and "'dave' is not in" in missing.stderr
+
+
+def test_a_token_may_expire_and_the_list_says_when(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    add(tokens_file, "student", "operator", "--expires-in-days", "30")
+    add_principal(tokens_file, "visitor", Role.VIEWER, valid_for=timedelta(hours=1),
+                  now=datetime.now(UTC) - timedelta(days=1))  # fmt: skip
+    entry = read_tokens(tokens_file)["student"]
+    assert entry.created_utc is not None and entry.expires_utc is not None
+    assert entry.expires_utc - entry.created_utc == timedelta(days=30)
+    text = run_sidra("token", "list", "--tokens-file", str(tokens_file)).stdout
+    student, visitor = text.splitlines()
+    assert "(in 30.0 days)" in student or "(in 29.9 days)" in student
+    assert visitor.split("\t")[3].startswith("EXPIRED ")
+    listed = json.loads(run_sidra("token", "list", "--tokens-file", str(tokens_file),
+                                  "--json").stdout)  # fmt: skip
+    assert [(p["principal"], p["expired"]) for p in listed] == [
+        ("student", False),
+        ("visitor", True),
+    ]
+    for days in ("0", "-1", "nan", "40000"):
+        refused = run_sidra("token", "add", "x", "--role", "viewer", "--tokens-file",
+                            str(tokens_file), "--expires-in-days", days)  # fmt: skip
+        assert refused.returncode == 2 and "--expires-in-days" in refused.stderr, days
+    assert set(read_tokens(tokens_file)) == {"student", "visitor"}  # nothing added
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("expires_utc = 2027-03-05T10:00:00", "principals.a.expires_utc: got"),
+        ('expires_utc = "2027-03-05"', "expected a TOML date-time with its UTC offset"),
+        ("created_utc = 2027-03-05", "principals.a.created_utc: got"),
+        ("colour = 1", "unknown key 'colour'"),
+    ],
+)
+def test_a_token_date_without_its_offset_or_an_unknown_key_is_refused(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    tokens_file.write_text(
+        f'[principals."a"]\nrole = "viewer"\ntoken_sha256 = "{"0" * 64}"\n{line}\n'
+    )
+    with pytest.raises(ValueError, match=problem):
+        read_tokens(tokens_file)
+
+
+def test_a_file_written_before_tokens_had_dates_reads_as_never_expiring(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    tokens_file.write_text(f'[principals."old"]\nrole = "admin"\ntoken_sha256 = "{"a" * 64}"\n')
+    entry = read_tokens(tokens_file)["old"]
+    assert entry.created_utc is None and entry.expires_utc is None
+    assert not entry.expired(datetime.now(UTC))
