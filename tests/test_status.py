@@ -104,3 +104,25 @@ def test_a_board_not_serving_exits_1_and_an_address_that_is_a_board_is_refused(
     assert nobody.returncode == 1 and "no SIDRA server answered" in nobody.stderr
     local = sidra_status("emu://?preset=ideal")
     assert local.returncode == 2 and "is a board, not a server" in " ".join(local.stderr.split())
+
+
+def test_several_servers_a_block_each_and_one_unreachable_exits_1(tmp_path: Path) -> None:
+    with (
+        serving(tmp_path / "a.sqlite3", "emu://?preset=ideal&seed=1") as first,
+        serving(tmp_path / "b.sqlite3", "emu://?preset=sidra-y1&seed=2") as second,
+    ):
+        both = sidra_status(first, second)
+        lines = sidra_status(first, "127.0.0.1:1", second, "--json")
+    assert both.returncode == 0, both.stderr
+    blocks = both.stdout.split("\n\n")
+    assert [block.splitlines()[0] for block in blocks] == [
+        f"server       {first}: SERVING",
+        f"server       {second}: SERVING",
+    ]
+    assert "EMU-1" in blocks[0] and "Y1" in blocks[1].upper()
+    assert lines.returncode == 1
+    reports = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert [r["server"] for r in reports] == [first, "127.0.0.1:1", second]
+    assert reports[1]["error"].startswith("BoardUnavailable: no SIDRA server answered")
+    assert reports[2]["health"] == "SERVING"
+    assert lines.stderr.strip().startswith("sidra status 127.0.0.1:1: BoardUnavailable")

@@ -31,41 +31,66 @@ Part = dict[str, Any]
 
 
 def status(
-    url: Annotated[
-        str,
+    urls: Annotated[
+        list[str],
         typer.Argument(
-            help="The server: HOST:PORT (as --server takes it), grpc://HOST:PORT or "
-            "grpcs://HOST:PORT?ca=PATH..."
+            help="The servers, one or more (a lab's boards): HOST:PORT (as --server takes "
+            "it), grpc://HOST:PORT or grpcs://HOST:PORT?ca=PATH...",
+            show_default=False,
         ),
     ],
     as_json: AsJson = False,
 ) -> None:
-    """What a served board is doing now: health, board, totals, leases, jobs, deployments.
+    """What served boards are doing now: health, board, totals, leases, jobs, deployments.
 
-    Asked with a viewer's calls only; a part the server refuses says why. Exit 1 when the
-    server cannot be reached, its board is not serving (a serial link down) or it does
-    not describe its board to the caller (no token, say)."""
-    address = url if "://" in url else f"grpc://{url}"
-    try:
-        with open_board(address) as board:
-            if not isinstance(board, RemoteBoard):
-                raise typer.BadParameter(
-                    f"{url} is a board, not a server: give the address sidra serve listens on",
-                    param_hint="URL",
-                )
-            health = board.health()
-            report = _report(board, url, health)
-    except SidraError as exc:
-        typer.echo(f"sidra status {url}: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    if as_json:
-        typer.echo(json.dumps(report))
-    else:
-        _print(report)
-    if health != "SERVING" or "error" in report["board"]:
-        problem = f"the board is {health}" if health != "SERVING" else report["board"]["error"]
-        typer.echo(f"sidra status {url}: {problem}", err=True)
+    A block per server; asked with a viewer's calls only, and a part a server refuses
+    says why. --json prints one object per server, a line each. Exit 1 when a server
+    cannot be reached, its board is not serving (a serial link down) or it does not
+    describe its board to the caller (no token, say); the others are still shown."""
+    for url in urls:  # a local board is refused before any server is asked
+        if "://" in url and not url.startswith(("grpc://", "grpcs://")):
+            raise typer.BadParameter(
+                f"{url} is a board, not a server: give the address sidra serve listens on",
+                param_hint="URL",
+            )
+    problems = []
+    for k, url in enumerate(urls):
+        report = _asked(url)
+        if as_json:
+            typer.echo(json.dumps(report))
+        else:
+            if k:
+                typer.echo()
+            _print(report)
+        problem = _problem(report)
+        if problem:
+            problems.append(f"sidra status {url}: {problem}")
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
         raise typer.Exit(1)
+
+
+def _asked(url: str) -> dict[str, Any]:
+    """The status of the server at ``url``; ``{"server", "error"}`` when it cannot be
+    reached."""
+    try:
+        with open_board(url if "://" in url else f"grpc://{url}") as board:
+            assert isinstance(board, RemoteBoard)  # grpc:// and grpcs:// open one
+            return _report(board, url, board.health())
+    except SidraError as exc:
+        return {"server": url, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _problem(report: dict[str, Any]) -> str | None:
+    """Why ``report`` makes the command exit 1, if it does."""
+    if "error" in report:
+        return str(report["error"])
+    if report["health"] != "SERVING":
+        return f"the board is {report['health']}"
+    if "error" in report["board"]:
+        return str(report["board"]["error"])
+    return None
 
 
 def _report(board: RemoteBoard, url: str, health: str) -> dict[str, Any]:
@@ -131,6 +156,9 @@ def _deployment(d: Deployment) -> dict[str, Any]:
 
 
 def _print(report: dict[str, Any]) -> None:
+    if "error" in report:
+        typer.echo(f"server  {report['server']}: not reached: {report['error']}")
+        return
     lines = [("server", f"{report['server']}: {report['health']}")]
     lines += _board_lines(report["board"])
     lines += _section("leases", report["leases"], lambda p: _lease_lines(p["leases"]))
