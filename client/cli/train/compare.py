@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
     ANY_TILE,
     BoardUrl,
@@ -63,6 +64,7 @@ def compare(
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
+    like: Like = None,
     as_json: AsJson = False,
 ) -> None:
     """Every estimator and training algorithm on one budget and one board, per seed.

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
     BoardUrl,
     Dataset,
@@ -63,6 +64,7 @@ def drift_recovery_command(
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
+    like: Like = None,
     as_json: AsJson = False,
 ) -> None:
     """Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the last layer.

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
     ANY_TILE,
     BoardUrl,
@@ -79,6 +80,7 @@ def last_layer(
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
+    like: Like = None,
     as_json: AsJson = False,
 ) -> None:
     """Fixed random feature layer on the board, head trained with exact gradients.
@@ -121,6 +123,7 @@ def mlp(
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
+    like: Like = None,
     as_json: AsJson = False,
 ) -> None:
     """Every layer on the board: forward by MVM, backward by TransposeMVM.
@@ -168,6 +171,7 @@ def forward_forward(
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
+    like: Like = None,
     as_json: AsJson = False,
 ) -> None:
     """Forward-forward: each layer trained on its own goodness, no backward pass.
@@ -216,6 +220,7 @@ def eqprop(
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
+    like: Like = None,
     as_json: AsJson = False,
 ) -> None:
     """Equilibrium propagation: free and nudged phases settle on the same tiles.

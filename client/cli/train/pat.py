@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
     ANY_TILE,
     BoardUrl,
@@ -90,6 +91,7 @@ def pat(
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
+    like: Like = None,
     as_json: AsJson = False,
 ) -> None:
     """Physics-aware training: forward on the board, backward through its twin.

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
     ANY_TILE,
     BoardUrl,
@@ -81,6 +82,7 @@ def spsa(
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
+    like: Like = None,
     as_json: AsJson = False,
 ) -> None:
     """SPSA training of a softmax layer (features → classes) on the board.
