@@ -33,7 +33,7 @@ import secrets
 import tempfile
 import threading
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,7 @@ __all__ = [
     "TokenEntry",
     "TokensFile",
     "add_principal",
+    "expiry_note",
     "hash_token",
     "new_token",
     "read_tokens",
@@ -254,6 +255,7 @@ class TokensFile:
         self._lock = threading.Lock()
         self._stamp = self._stamp_now()
         self._entries: tuple[TokenEntry, ...] = tuple(read_tokens(path).values())
+        _log_expiry(self._entries)
 
     def __len__(self) -> int:
         return len(self._current())
@@ -298,4 +300,35 @@ class TokensFile:
             log.error("tokens file unusable, every token refused until it is mended: %s", exc)
             return ()
         log.info("tokens file %s re-read: %d principals", self.path, len(entries))
+        _log_expiry(entries)
         return entries
+
+
+EXPIRY_WARNING = timedelta(days=14)
+"""How long before its token expires a principal is named in the service's log."""
+
+
+def expiry_note(entries: Sequence[TokenEntry], now: datetime) -> str:
+    """Whose tokens have expired and whose expire within :data:`EXPIRY_WARNING` of
+    ``now`` (and when), in a line; "" when none."""
+    expired = sorted(e.principal.name for e in entries if e.expired(now))
+    soon = sorted(
+        (e.expires_utc, e.principal.name)
+        for e in entries
+        if e.expires_utc is not None and not e.expired(now) and e.expires_utc - now < EXPIRY_WARNING
+    )
+    parts = []
+    if expired:
+        parts.append(f"expired: {', '.join(expired)}")
+    if soon:
+        parts.append(
+            f"expiring within {EXPIRY_WARNING.days} days: "
+            + ", ".join(f"{name} ({when:%Y-%m-%d %H:%M} UTC)" for when, name in soon)
+        )
+    return "; ".join(parts)
+
+
+def _log_expiry(entries: Sequence[TokenEntry]) -> None:
+    note = expiry_note(entries, datetime.now(UTC))
+    if note:  # refused calls name it too; this tells the admin before anyone calls
+        log.warning("tokens %s (sidra token add NAME --replace gives a new one)", note)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from cli_support import run_sidra
 
-from sidra.server.security import Role, add_principal, hash_token, read_tokens
+from sidra.server.security import Role, TokensFile, add_principal, hash_token, read_tokens
+from sidra.server.security.tokens import expiry_note
 
 
 def add(tokens_file: Path, name: str, role: str, *extra: str) -> str:
@@ -132,3 +133,28 @@ def test_a_file_written_before_tokens_had_dates_reads_as_never_expiring(tmp_path
     entry = read_tokens(tokens_file)["old"]
     assert entry.created_utc is None and entry.expires_utc is None
     assert not entry.expired(datetime.now(UTC))
+
+
+def test_the_service_log_names_expired_tokens_and_those_about_to_expire(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    now = datetime.now(UTC)
+    add_principal(tokens_file, "lasting", Role.ADMIN)
+    add_principal(tokens_file, "far", Role.VIEWER, valid_for=timedelta(days=60))
+    caplog.set_level("WARNING", logger="sidra.server.security.tokens")
+    TokensFile(tokens_file)
+    assert not caplog.records  # nothing to say
+    add_principal(tokens_file, "visitor", Role.VIEWER, valid_for=timedelta(hours=1),
+                  now=now - timedelta(days=1))  # fmt: skip
+    add_principal(tokens_file, "student", Role.OPERATOR, valid_for=timedelta(days=3), now=now)
+    TokensFile(tokens_file)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    when = (now.replace(microsecond=0) + timedelta(days=3)).strftime("%Y-%m-%d %H:%M")
+    assert warning == (
+        f"tokens expired: visitor; expiring within 14 days: student ({when} UTC) "
+        "(sidra token add NAME --replace gives a new one)"
+    )
+    assert expiry_note(list(read_tokens(tokens_file).values()), now + timedelta(days=90)) == (
+        "expired: far, student, visitor"
+    )
