@@ -28,7 +28,7 @@ from rich.console import Console
 
 from sidra.cli.options import AsJson
 from sidra.cli.train.running import job_board
-from sidra.drivers import BoardInfo, Cost, Region
+from sidra.drivers import BoardInfo, BoardStats, Cost, Region
 from sidra.training.atomic_files import write_atomically
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "parse_region",
     "program_cells",
     "read_cells",
+    "totals",
     "wear_cells",
 ]
 
@@ -283,6 +284,17 @@ def _head(info: BoardInfo, tile: int, where: Region) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def totals(stats: BoardStats) -> dict[str, Any]:
+    """A board's running totals as JSON values (clock s, counts, modeled ns and nJ)."""
+    return {
+        "clock_s": stats.clock_s,
+        "mvm_passes": stats.mvm_passes,
+        "cell_writes": stats.cell_writes,
+        "max_cell_writes": stats.max_cell_writes,
+        **_cost(stats.total_cost),
+    }
+
+
 def _cost(cost: Cost) -> dict[str, float]:
     return {"time_ns": cost.time_ns, "energy_nj": cost.energy_nj}
 
@@ -452,14 +464,7 @@ def clock(
         if advance_s is not None:
             board.advance_clock(advance_s)
         stats = board.stats()
-    summary = {
-        "board": f"{info.model} {info.serial_number}",
-        "clock_s": stats.clock_s,
-        "mvm_passes": stats.mvm_passes,
-        "cell_writes": stats.cell_writes,
-        "max_cell_writes": stats.max_cell_writes,
-        **_cost(stats.total_cost),
-    }
+    summary = {"board": f"{info.model} {info.serial_number}", **totals(stats)}
     if as_json:
         typer.echo(json.dumps(summary))
         return

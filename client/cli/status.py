@@ -17,11 +17,12 @@ from typing import Annotated, Any
 
 import typer
 
+from sidra.cli.board_cells import totals
 from sidra.cli.options import AsJson
 from sidra.client import RemoteBoard
 from sidra.client.deployments import Deployment
 from sidra.client.jobs import JobInfo
-from sidra.drivers import BoardStats, SidraError, open_board
+from sidra.drivers import SidraError, open_board
 from sidra.training.deployment import MIN_HELD_CORRELATION
 
 __all__ = ["status"]
@@ -96,7 +97,7 @@ def _problem(report: dict[str, Any]) -> str | None:
 def _report(board: RemoteBoard, url: str, health: str) -> dict[str, Any]:
     def description() -> Part:
         info, stats = board.info, board.stats()
-        return {"info": asdict(info), "stats": _stats(stats), "instance_id": board.instance_id}
+        return {"info": asdict(info), "stats": totals(stats), "instance_id": board.instance_id}
 
     def jobs() -> Part:
         found = board.jobs.list(states=("running", "queued"))
@@ -122,17 +123,6 @@ def _part(ask: Callable[[], Part]) -> Part:
         return ask()
     except SidraError as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def _stats(stats: BoardStats) -> dict[str, Any]:
-    return {
-        "clock_s": stats.clock_s,
-        "mvm_passes": stats.mvm_passes,
-        "cell_writes": stats.cell_writes,
-        "max_cell_writes": stats.max_cell_writes,
-        "time_ns": stats.total_cost.time_ns,
-        "energy_nj": stats.total_cost.energy_nj,
-    }
 
 
 def _job(job: JobInfo) -> dict[str, Any]:

@@ -84,11 +84,12 @@ def insert(db: sqlite3.Connection, board_serial: str, check: CheckRow) -> None:
         ),
     )  # fmt: skip
     for statement, past in (
-        ("UPDATE deployment_checks SET regions_json = NULL", REGIONS_KEPT),
-        ("DELETE FROM deployment_checks", CHECKS_KEPT),
-    ):
-        db.execute(
-            f"{statement} WHERE board_serial = ? AND name = ? AND id <= ("
+        ("UPDATE deployment_checks SET regions_json = NULL WHERE regions_json IS NOT NULL AND",
+         REGIONS_KEPT),
+        ("DELETE FROM deployment_checks WHERE", CHECKS_KEPT),
+    ):  # fmt: skip
+        db.execute(  # only the rows the new check pushed past a bound are touched
+            f"{statement} board_serial = ? AND name = ? AND id <= ("
             "SELECT id FROM deployment_checks WHERE board_serial = ? AND name = ? "
             "ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (board_serial, check.name, board_serial, check.name, past),
