@@ -6,7 +6,7 @@ import faulthandler
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from grpc_health.v1 import health
@@ -18,6 +18,7 @@ from sidra.cli.jobs import jobs_app
 from sidra.cli.leases import leases
 from sidra.cli.model import model_app
 from sidra.cli.options import ValueNamingGroup
+from sidra.cli.serve_check import checked_settings
 from sidra.cli.state import state_app
 from sidra.cli.status import status
 from sidra.cli.token import token_app
@@ -60,6 +61,15 @@ def serve(
             "board (after a crash or a board reset) and report what was restored.",
         ),
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Check the settings as a start would (TLS files, tokens, the state store "
+            "read only) and say what a start would do, without starting: exit 2 if it "
+            "would not start.",
+        ),
+    ] = False,
 ) -> None:
     r"""Serve one board over gRPC until interrupted (SIGINT/SIGTERM drain and stop).
 
@@ -77,6 +87,8 @@ def serve(
     settings = _settings_or_exit(
         config, board=board, listen=listen, max_message_mb=max_message_mb, workers=workers
     )
+    if check:
+        _check_only(settings)
     configure_logging(settings.logging.format, settings.logging.level)
     configure_malloc()  # the service: large buffers go back when freed, threads share arenas
     try:
@@ -148,6 +160,19 @@ def _settings_or_exit(config: Path | None, **options: Any) -> ServerSettings:
         for problem in exc.problems:
             typer.echo(f"  {problem}", err=True)
         raise typer.Exit(2) from None
+
+
+def _check_only(settings: ServerSettings) -> NoReturn:
+    """``--check``: what a start would do, a line each; exit 2 with what would stop it."""
+    notes, problems = checked_settings(settings)
+    for note in notes:
+        typer.echo(note)
+    for problem in problems:
+        typer.echo(f"sidra serve --check: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
+    typer.echo("sidra serve --check: these settings would start", err=True)
+    raise typer.Exit(0)
 
 
 def _protection(settings: ServerSettings) -> str:

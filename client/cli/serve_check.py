@@ -1,0 +1,83 @@
+"""``sidra serve --check``: the settings checked as a start would check them, without
+starting: what an admin runs after editing the configuration and before restarting the
+service (as ``nginx -t`` does).
+
+Loading the settings already checks every key, the TLS files (PEM, the key the
+certificate's) and the tokens file. This adds what a start would find later, as far as it
+can be found without disturbing a service already running: the board URL's scheme, the
+state store (read only: its schema, and whether a start would migrate it), whose tokens
+have expired or expire soon. It does not open the board or bind the ports: a running
+service holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sidra.drivers.url import schemes
+from sidra.server.security.tokens import expiry_note, read_tokens
+from sidra.server.settings import ServerSettings
+from sidra.server.state.schema import SCHEMA_VERSION, schema_version
+
+__all__ = ["checked_settings"]
+
+
+def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
+    """What a start with ``settings`` would do, a line each, and the problems that would
+    stop it (empty: it would start)."""
+    notes, problems = [], []
+    scheme = settings.board.partition("://")[0] if "://" in settings.board else ""
+    if scheme in schemes():
+        notes.append(f"board: {settings.board} (opened at start, not now)")
+    else:
+        problems.append(
+            f"board: {settings.board!r} has no scheme SIDRA HIL opens; expected one of "
+            + ", ".join(f"{s}://" for s in schemes())
+        )
+    tls = settings.tls
+    transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
+    notes.append(f"listen: {settings.listen} ({transport})")
+    if settings.auth is None:
+        notes.append("auth: none (every call is the local admin's)")
+    else:
+        entries = read_tokens(settings.auth.tokens_file)  # loading the settings read it whole
+        note = expiry_note(list(entries.values()), datetime.now(UTC))
+        notes.append(
+            f"auth: {len(entries)} principals in {settings.auth.tokens_file}"
+            + (f"; tokens {note}" if note else "")
+        )
+    store_note, store_problem = _store(settings.state.path)
+    (problems if store_problem else notes).append(store_problem or store_note)
+    if settings.metrics.listen is not None:
+        notes.append(f"metrics: http://{settings.metrics.listen}/metrics")
+    return notes, problems
+
+
+def _store(path: Path) -> tuple[str, str]:
+    """A note on the state store at ``path``, or the problem that would stop a start."""
+    if not path.exists():
+        parent = next(p for p in path.parents if p.exists())
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return "", f"state.path: {path} does not exist and {parent} cannot be written"
+        return f"state: {path} (made at start)", ""
+    try:  # read only: checking must not migrate, lock or write anything
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            version = schema_version(db)
+    except sqlite3.Error as exc:
+        return "", f"state.path: {path} cannot be read as a state store ({exc})"
+    if version > SCHEMA_VERSION:
+        return "", (
+            f"state.path: {path} has schema {version}, written by a newer SIDRA HIL (this "
+            f"one reads up to {SCHEMA_VERSION})"
+        )
+    if version < SCHEMA_VERSION:
+        return (
+            f"state: {path}, schema {version}: a start migrates it to {SCHEMA_VERSION} "
+            "(sidra state backup first keeps a copy an older SIDRA HIL reads)",
+            "",
+        )
+    return f"state: {path}, schema {version}", ""

@@ -1,0 +1,97 @@
+"""``sidra serve --check``: the settings checked as a start would, nothing started, nothing
+written (the state store read only, never migrated), exit 2 naming what would stop a
+start. Real files: a TOML configuration, a tokens file, SQLite stores of older and newer
+schemas."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sidra.server.security import Role, add_principal
+from sidra.server.state.schema import SCHEMA_VERSION
+from tests.cli_support import SIDRA
+from tests.state.state_support import store_of_schema
+
+
+def check(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
+    return subprocess.run(
+        [*SIDRA, "serve", "--config", str(config), "--check", *extra],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+
+
+def config(tmp_path: Path, store: Path, board: str = "emu://?preset=ideal") -> Path:
+    tokens = tmp_path / "tokens.toml"
+    add_principal(tokens, "alice", Role.PROGRAMMER)
+    add_principal(tokens, "visitor", Role.VIEWER, valid_for=timedelta(hours=1),
+                  now=datetime.now(UTC) - timedelta(days=1))  # fmt: skip
+    path = tmp_path / "sidra.toml"
+    path.write_text(
+        f'board = "{board}"\nlisten = "127.0.0.1:0"\n'
+        f'[state]\npath = "{store}"\n[auth]\ntokens_file = "{tokens}"\n'
+        '[metrics]\nlisten = "127.0.0.1:9464"\n'
+    )
+    return path
+
+
+def test_a_start_is_described_and_an_older_store_is_left_unmigrated(tmp_path: Path) -> None:
+    store = tmp_path / "state.sqlite3"
+    older = store_of_schema(store, SCHEMA_VERSION - 1)
+    older.commit()
+    older.close()
+    before = store.read_bytes()
+    done = check(config(tmp_path, store))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "board: emu://?preset=ideal (opened at start, not now)"
+    assert "listen: 127.0.0.1:0 (plaintext)" in lines
+    assert any(line.startswith("auth: 2 principals in") and "tokens expired: visitor" in line
+               for line in lines)  # fmt: skip
+    assert (
+        f"state: {store}, schema {SCHEMA_VERSION - 1}: a start migrates it to {SCHEMA_VERSION} "
+        "(sidra state backup first keeps a copy an older SIDRA HIL reads)"
+    ) in lines
+    assert "metrics: http://127.0.0.1:9464/metrics" in lines
+    assert "these settings would start" in done.stderr
+    assert store.read_bytes() == before  # read only
+    assert not Path(f"{store}-wal").exists()
+
+
+def test_a_store_yet_to_be_made_is_said_so(tmp_path: Path) -> None:
+    store = tmp_path / "new" / "state.sqlite3"
+    done = check(config(tmp_path, store))
+    assert done.returncode == 0, done.stderr
+    assert f"state: {store} (made at start)" in done.stdout.splitlines()
+    assert not store.exists() and not store.parent.exists()
+
+
+@pytest.mark.parametrize("what", ["newer schema", "not a store", "unknown scheme"])
+def test_what_would_stop_a_start_exits_2_naming_it(tmp_path: Path, what: str) -> None:
+    store, board = tmp_path / "state.sqlite3", "emu://?preset=ideal"
+    if what == "newer schema":
+        db = store_of_schema(store, SCHEMA_VERSION)
+        db.execute("INSERT INTO schema_version VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
+        db.commit()
+        db.close()
+        expected = f"has schema {SCHEMA_VERSION + 1}, written by a newer SIDRA HIL"
+    elif what == "not a store":
+        store.write_bytes(b"not a database at all, " * 100)
+        expected = "cannot be read as a state store"
+    else:
+        board, expected = "tape://drive0", "board: 'tape://drive0' has no scheme"
+    done = check(config(tmp_path, store, board))
+    assert done.returncode == 2
+    assert "sidra serve --check: " in done.stderr and expected in done.stderr
+
+
+def test_settings_that_do_not_load_exit_2_as_a_start_does(tmp_path: Path) -> None:
+    path = tmp_path / "sidra.toml"
+    path.write_text('board = "emu://"\ncolour = "blue"\n')
+    done = check(path)
+    assert done.returncode == 2 and "colour" in done.stderr
