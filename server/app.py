@@ -218,6 +218,7 @@ def create_server(
         watch_deployment_checks(metrics, deployments.latest_checks)
     if stopping is not None:
         stopping.add(jobs.stop_all)
+        stopping.add(deployments.stop_checks)
     server.add_generic_rpc_handlers(
         (
             board_service_handler(servicer),

@@ -114,8 +114,8 @@ class DeploymentServicer:
         leased now (a protection is not put on another principal's leased tile).
         ``read_cells(principal, admin, tile, region)``: a ReadConductance in the board's
         turn with that caller's rights (CheckDeployment; None: checks refused).
-        ``check_every_s``: :meth:`latest_checks` checks again each intact deployment whose
-        latest check is older (0: never)."""
+        ``check_every_s``: :meth:`latest_checks` has each intact deployment whose latest
+        check is older checked again, on a thread of its own (0: never)."""
         self.info = info
         self.records = None if store is None else DeploymentRecords(store)
         self.caller_of = caller_of
@@ -128,7 +128,9 @@ class DeploymentServicer:
         self.checks = None if self.records is None else DeploymentChecks(self.records)
         """Each deployment's checks, kept in the store."""
         self.check_every_s = check_every_s
-        self._checking = threading.Lock()  # one round of due checks at a time
+        self._checking = threading.Lock()  # guards _round: one round of due checks at a time
+        self._round: threading.Thread | None = None
+        self._stopping = threading.Event()
         if protections is not None and self.records is not None:
             for kept in self.records.of_board(info().serial_number):
                 if kept.protected:
@@ -232,29 +234,62 @@ class DeploymentServicer:
 
     def latest_checks(self) -> Mapping[str, pb.DeploymentCheck]:
         """The latest check of each intact deployment (the metrics read them at each
-        scrape; one written over is left out: its cells hold another's targets), after
-        checking, as :data:`SERVER_PRINCIPAL`, each one neither checked nor refused a
-        check within ``check_every_s``. A deployment whose check is refused (its tile
-        leased with exclusive reads, the board gone) keeps its previous figures."""
+        scrape; one written over is left out: its cells hold another's targets). With
+        ``check_every_s``, it also starts a round of checks, as :data:`SERVER_PRINCIPAL`,
+        of each deployment neither checked nor refused a check within that long, on a
+        thread of its own: a scrape never waits on the board (reading a whole tile over a
+        serial link takes seconds), and the next scrape shows the round's figures. A
+        deployment whose check is refused (its tile leased with exclusive reads, the
+        board gone) keeps its previous figures."""
         if self.records is None or self.checks is None:
             return {}
-        checking = self.check_every_s > 0 and self.read_cells is not None
+        if self.check_every_s > 0 and self.read_cells is not None:
+            self._start_due_checks()
         serial = self.info().serial_number
+        latest = self.checks.latest(serial)
+        return {d.name: latest[d.name] for d in self.records.of_board(serial)
+                if d.intact and d.name in latest}  # fmt: skip
+
+    def _start_due_checks(self) -> None:
+        """Starts a round of due checks unless one is under way."""
         with self._checking:
-            latest, now = self.checks.latest(serial), self.clock()
-            found = [d for d in self.records.of_board(serial) if d.intact]
-            for deployment in found:
-                if checking and self.checks.due(
-                    deployment.name, latest.get(deployment.name), now, self.check_every_s
-                ):
-                    try:
-                        latest[deployment.name] = self._check(
-                            deployment, SERVER_PRINCIPAL, False, now
-                        )
-                    except SidraError as exc:
-                        self.checks.refused(deployment.name, now)
-                        log.info("deployment %s not checked: %s", deployment.name, exc)
-        return {d.name: latest[d.name] for d in found if d.name in latest}
+            if self._stopping.is_set() or (self._round is not None and self._round.is_alive()):
+                return
+            self._round = threading.Thread(
+                target=self._check_due, name="sidra-deployment-checks", daemon=True
+            )
+            self._round.start()
+
+    def _check_due(self) -> None:
+        """Checks each intact deployment whose latest check is older than
+        ``check_every_s`` (and was not refused within it)."""
+        assert self.records is not None and self.checks is not None  # as latest_checks saw
+        serial = self.info().serial_number
+        latest, now = self.checks.latest(serial), self.clock()
+        for deployment in self.records.of_board(serial):
+            if self._stopping.is_set():
+                return
+            last = latest.get(deployment.name)
+            if not deployment.intact or not self.checks.due(
+                deployment.name, last, now, self.check_every_s
+            ):
+                continue
+            try:
+                self._check(deployment, SERVER_PRINCIPAL, False, now)
+            except SidraError as exc:
+                self.checks.refused(deployment.name, now)
+                log.info("deployment %s not checked: %s", deployment.name, exc)
+            except Exception:  # a thread of its own: nobody else would hear of it
+                self.checks.refused(deployment.name, now)
+                log.exception("deployment %s not checked", deployment.name)
+
+    def stop_checks(self, wait_s: float) -> None:
+        """Lets a round of checks under way end after its current read (ServerStop)."""
+        self._stopping.set()
+        with self._checking:
+            round_ = self._round
+        if round_ is not None:
+            round_.join(wait_s)
 
     def _check(
         self, found: DeploymentRow, principal: str, admin: bool, now_unix_s: float

@@ -234,10 +234,10 @@ class MetricsSettings(BaseModel):
     listen: str | None = None
     """host:port of the metrics endpoint, apart from the gRPC port; unset: no endpoint."""
     deployment_check_every_s: float = Field(3600.0, ge=0.0, le=604_800.0)
-    """A scrape first checks each intact deployment whose latest check is older than this
-    (CheckDeployment as the server: a ReadConductance of its regions), so that
-    ``sidra_deployment_correlation`` stays fresh without a cron job, s; 0: only checks
-    asked for (``sidra model check``)."""
+    """A scrape has each intact deployment whose latest check is older than this checked
+    (CheckDeployment as the server: a ReadConductance of its regions) on a thread of its
+    own, so that ``sidra_deployment_correlation`` stays fresh without a cron job and no
+    scrape waits on the board, s; 0: only checks asked for (``sidra model check``)."""
 
     @field_validator("listen")
     @classmethod

@@ -125,7 +125,10 @@ def test_the_latest_checks_outlive_the_server(tmp_path: Path) -> None:
                 checked.checked_unix_s,
             )
         with served_with_metrics(board, store=store, deployment_check_every_s=1e-3) as served:
-            assert served.scrape()[when] > checked.checked_unix_s  # due: checked by the server
+            deadline = time.monotonic() + 30  # due: the next scrapes show the server's check
+            while served.scrape()[when] == checked.checked_unix_s:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
 
 
 def test_a_scrape_checks_a_deployment_once_its_latest_check_is_due(tmp_path: Path) -> None:
@@ -148,8 +151,8 @@ def test_a_scrape_checks_a_deployment_once_its_latest_check_is_due(tmp_path: Pat
     ):
         client.run(ProgramRequest(0, targets))
         client.deployments.add("a", b"PK\x03\x04 a model", [(0, Region(0, 0, 8, 4))])
+        served.wait_for(correlation, 1.0)  # the ideal board holds its targets exactly
         first = served.scrape()
-        assert first[correlation] == 1.0  # the ideal board holds its targets exactly
         assert served.scrape()[when] == first[when]  # not due yet: the same check
         board.program(0, rng.uniform(5.0, 35.0, (8, 4)).astype(np.float32))  # around it
         deadline = time.monotonic() + 30
@@ -185,7 +188,15 @@ def test_a_refused_scrape_check_waits_as_long_as_a_made_one(
         client.deployments.add("a", b"PK\x03\x04 a model", [(0, Region(0, 0, 8, 4))])
         with holder.session(label="bench") as session, session.lease([0]):
             caplog.set_level("INFO", logger="sidra.server.deployments")
+
+            def refused() -> list[str]:
+                return [m for m in caplog.messages if "deployment a not checked" in m]
+
+            deadline = time.monotonic() + 30
+            while not refused():  # the round runs beside the scrape, not in it
+                assert correlation not in served.scrape() and time.monotonic() < deadline
+                time.sleep(0.05)
             for _ in range(3):
                 assert correlation not in served.scrape()
-        refused = [r for r in caplog.records if "deployment a not checked" in r.getMessage()]
-        assert len(refused) == 1 and "leased" in refused[0].getMessage()
+            time.sleep(0.2)  # time for a round those scrapes might have started
+        assert len(refused()) == 1 and "leased" in refused()[0]

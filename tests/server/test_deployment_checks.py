@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -249,3 +250,34 @@ def test_a_store_of_the_schema_before_checks_opens_with_its_deployments_and_no_c
         assert records.checks(found.board_serial, "demo", 10) == ([], 0)
         _check(store, records, records.get(found.board_serial, "demo"), lambda: None)
         assert records.checks(found.board_serial, "demo", 10)[1] == 1
+
+
+def test_a_scrape_never_waits_on_the_board_and_a_stop_ends_the_round(tmp_path: Path) -> None:
+    """The metrics' latest_checks starts due checks on a thread of its own and answers at
+    once, with what the store holds; one round at a time; the next answer shows the
+    round's figures; the server's stop waits for the round's read to end."""
+    from sidra.server.deployments import DeploymentServicer
+
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        records, found = _stored_deployment(store)
+        golden = store.golden(found.board_serial, 0).targets_us
+        reading, release, reads = threading.Event(), threading.Event(), []
+
+        def read_cells(principal: str, admin: bool, tile: int, region: Region) -> ReadResult:
+            reads.append(principal)
+            reading.set()
+            assert release.wait(30)
+            return ReadResult(golden[region.slices])
+
+        servicer = DeploymentServicer(
+            lambda: TEST_BOARD, store, read_cells=read_cells, check_every_s=3600.0
+        )
+        assert servicer.latest_checks() == {}  # answered while the read is held
+        assert reading.wait(30)
+        assert servicer.latest_checks() == {}  # a round under way: no second one
+        release.set()
+        servicer.stop_checks(30)
+        assert reads == ["(server)"]
+        (checked,) = servicer.latest_checks().values()
+        assert checked.checked_by == "(server)" and checked.correlation == pytest.approx(1.0)
+        assert reads == ["(server)"]  # not due again for an hour
