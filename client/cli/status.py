@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -26,6 +27,9 @@ from sidra.drivers import SidraError, open_board
 from sidra.training.deployment import MIN_HELD_CORRELATION
 
 __all__ = ["status"]
+
+MAX_ASKED_AT_ONCE = 16
+"""Servers asked at the same time (each on a thread of its own)."""
 
 Part = dict[str, Any]
 """One part of the status as JSON values, or ``{"error": "..."}`` when it was refused."""
@@ -44,10 +48,11 @@ def status(
 ) -> None:
     """What served boards are doing now: health, board, totals, leases, jobs, deployments.
 
-    A block per server; asked with a viewer's calls only, and a part a server refuses
-    says why. --json prints one object per server, a line each. Exit 1 when a server
-    cannot be reached, its board is not serving (a serial link down) or it does not
-    describe its board to the caller (no token, say); the others are still shown."""
+    A block per server (the servers asked at once); asked with a viewer's calls only,
+    and a part a server refuses says why. --json prints one object per server, a line
+    each. Exit 1 when a server cannot be reached, its board is not serving (a serial
+    link down) or it does not describe its board to the caller (no token, say); the
+    others are still shown."""
     for url in urls:  # a local board is refused before any server is asked
         if "://" in url and not url.startswith(("grpc://", "grpcs://")):
             raise typer.BadParameter(
@@ -55,8 +60,9 @@ def status(
                 param_hint="URL",
             )
     problems = []
-    for k, url in enumerate(urls):
-        report = _asked(url)
+    with ThreadPoolExecutor(max_workers=min(len(urls), MAX_ASKED_AT_ONCE)) as pool:
+        reports = list(pool.map(_asked, urls))  # at once: an unreachable one costs its wait once
+    for k, (url, report) in enumerate(zip(urls, reports, strict=True)):
         if as_json:
             typer.echo(json.dumps(report))
         else:
