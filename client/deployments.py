@@ -118,11 +118,7 @@ class Deployment:
             "description": self.description,
             "regions": [
                 {
-                    "tile": r.tile,
-                    "row_offset": r.region.row_offset,
-                    "col_offset": r.region.col_offset,
-                    "rows": r.region.rows,
-                    "cols": r.region.cols,
+                    **_place(r.tile, r.region),
                     "intact": r.intact,
                     "rewritten_by": r.rewritten_by,
                     "rewritten_unix_s": r.rewritten_unix_s,
@@ -192,11 +188,7 @@ class DeploymentCheck:
             "energy_nj": self.cost.energy_nj,
             "regions": [
                 {
-                    "tile": r.tile,
-                    "row_offset": r.region.row_offset,
-                    "col_offset": r.region.col_offset,
-                    "rows": r.region.rows,
-                    "cols": r.region.cols,
+                    **_place(r.tile, r.region),
                     "correlation": r.correlation,
                     "rms_deviation_us": r.rms_deviation_us,
                     "mean_deviation_us": r.mean_deviation_us,
@@ -341,6 +333,13 @@ class AsyncDeployments:
             return await method(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
+
+
+def _place(tile: int, region: Region) -> dict[str, int]:
+    """Where a region lies, as JSON values (each region entry of :meth:`Deployment.as_dict`
+    and :meth:`DeploymentCheck.as_dict` begins so)."""
+    return {"tile": tile, "row_offset": region.row_offset, "col_offset": region.col_offset,
+            "rows": region.rows, "cols": region.cols}  # fmt: skip
 
 
 def _method(rpc: str, request: Any, response: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sidra.cli.options import AsJson
+from sidra.cli.options import SERVER_HELP, AsJson, server_url
 from sidra.client import RemoteBoard
 from sidra.drivers import SidraError, open_board
 
@@ -21,10 +21,7 @@ __all__ = ["leases"]
 def leases(
     url: Annotated[
         str,
-        typer.Argument(
-            help="The server: HOST:PORT (as --server takes it), grpc://HOST:PORT or "
-            "grpcs://HOST:PORT?ca=PATH..."
-        ),
+        typer.Argument(help=SERVER_HELP),
     ],
     close: Annotated[
         str | None,
@@ -41,7 +38,7 @@ def leases(
     """List the tile leases on the board behind a server (exit 1 if it cannot be asked)."""
     try:
         # HOST:PORT as every --server takes it; a URL names the scheme itself.
-        with open_board(url if "://" in url else f"grpc://{url}") as board:
+        with open_board(server_url(url)) as board:
             if not isinstance(board, RemoteBoard):
                 raise typer.BadParameter(
                     f"{url} is a board, not a server: leases live in `sidra serve`",

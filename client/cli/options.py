@@ -28,12 +28,26 @@ __all__ = [
     "AsJson",
     "Preset",
     "Priority",
+    "SERVER_HELP",
     "ValueNamingGroup",
     "field_option",
     "help_text",
     "job_options",
+    "server_url",
     "size_text",
 ]
+
+SERVER_HELP = (
+    "The server: HOST:PORT (as --server takes it), grpc://HOST:PORT or grpcs://HOST:PORT?ca=PATH..."
+)
+"""Help of a command's argument naming a sidra serve."""
+
+
+def server_url(address: str) -> str:
+    """The board URL of a server named as :data:`SERVER_HELP` allows: HOST:PORT is
+    ``grpc://HOST:PORT``, a URL stays as given."""
+    return address if "://" in address else f"grpc://{address}"
+
 
 AsJson = Annotated[
     bool,

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from sidra.cli.board_cells import totals
-from sidra.cli.options import AsJson
+from sidra.cli.options import SERVER_HELP, AsJson, server_url
 from sidra.client import RemoteBoard
 from sidra.client.deployments import Deployment
 from sidra.client.jobs import JobInfo
@@ -38,11 +38,7 @@ Part = dict[str, Any]
 def status(
     urls: Annotated[
         list[str],
-        typer.Argument(
-            help="The servers, one or more (a lab's boards): HOST:PORT (as --server takes "
-            "it), grpc://HOST:PORT or grpcs://HOST:PORT?ca=PATH...",
-            show_default=False,
-        ),
+        typer.Argument(help=f"One or more (a lab's boards). {SERVER_HELP}", show_default=False),
     ],
     as_json: AsJson = False,
 ) -> None:
@@ -82,7 +78,7 @@ def _asked(url: str) -> dict[str, Any]:
     """The status of the server at ``url``; ``{"server", "error"}`` when it cannot be
     reached."""
     try:
-        with open_board(url if "://" in url else f"grpc://{url}") as board:
+        with open_board(server_url(url)) as board:
             assert isinstance(board, RemoteBoard)  # grpc:// and grpcs:// open one
             return _report(board, url, board.health())
     except SidraError as exc:

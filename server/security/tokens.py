@@ -260,13 +260,6 @@ class TokensFile:
     def __len__(self) -> int:
         return len(self._current())
 
-    def principal_for(self, token: str) -> Principal | None:
-        """The principal whose token is ``token``; None for an unknown or expired token."""
-        entry = self.entry_for(token)
-        if entry is None or entry.expired(datetime.now(UTC)):
-            return None
-        return entry.principal
-
     def entry_for(self, token: str) -> TokenEntry | None:
         """The entry whose token is ``token`` (expired or not); None for an unknown one."""
         digest = hash_token(token)

@@ -180,15 +180,15 @@ def _check(
 
 
 @pytest.mark.parametrize(
-    ("meanwhile", "refused"),
-    [
-        ("written over", "'demo' was written over while its cells were read"),
-        ("registered again", "'demo' was registered again while its cells were read"),
-        ("deleted", "name: got 'demo'"),
+    ("meanwhile", "error", "refused", "kept_after"),
+    [  # kept after: the earlier check's row (written over keeps it; the others drop it)
+        ("written over", FailedPrecondition, "'demo' was written over while its cells", 1),
+        ("registered again", FailedPrecondition, "'demo' was registered again while", 0),
+        ("deleted", NotFound, "name: got 'demo'", None),
     ],
 )
 def test_a_check_whose_deployment_changed_while_its_cells_were_read_is_not_kept(
-    tmp_path: Path, meanwhile: str, refused: str
+    tmp_path: Path, meanwhile: str, error: type[Exception], refused: str, kept_after: int | None
 ) -> None:
     with StateStore(tmp_path / "state.sqlite3") as store:
         records, found = _stored_deployment(store)
@@ -209,12 +209,13 @@ def test_a_check_whose_deployment_changed_while_its_cells_were_read_is_not_kept(
             else:
                 records.delete(found.board_serial, "demo", "alice", admin=False)
 
-        with pytest.raises((FailedPrecondition, NotFound), match=refused):
+        with pytest.raises(error, match=refused):
             _check(store, records, found, change)
-        assert records.latest_checks(found.board_serial).get("demo") is None or (
-            meanwhile == "written over"  # the earlier check stays, this one is not kept
-            and records.checks(found.board_serial, "demo", 10)[1] == 1
-        )
+        if kept_after is None:
+            with pytest.raises(NotFound):
+                records.checks(found.board_serial, "demo", 10)
+        else:
+            assert records.checks(found.board_serial, "demo", 10)[1] == kept_after
 
 
 def test_old_checks_are_thinned_to_the_latest_with_regions_and_the_most_kept(
