@@ -20,6 +20,8 @@ from sidra.cli.options import AsJson, Priority, size_text
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
+from sidra.training.atomic_files import write_atomically
+from sidra.training.provenance import RUN_FILE, board_identity, job_provenance, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE, earlier_record
 
 __all__ = ["event_line", "jobs_app", "run_remote_job"]
@@ -126,9 +128,9 @@ def show(
     """One job: options, state, progress, summary; --out saves its record."""
     with _server(server, "show") as board:
         job = board.jobs.get(job_id, include_record=out is not None)
-    if out is not None:
-        _refuse_another_record(out, job)
-        _save(job, out)
+        if out is not None:
+            _refuse_another_record(out, job)
+            _save(job, out, server, board)
     if as_json:
         typer.echo(json.dumps(job.as_dict()))
         return
@@ -306,10 +308,24 @@ def _refuse_another_record(folder: Path, job: JobInfo) -> None:
         )
 
 
-def _save(job: JobInfo, folder: Path) -> Path:
+def _save(job: JobInfo, folder: Path, server: str, board: RemoteBoard) -> Path:
+    """``job``'s record files in ``folder``, and with them its ``run.json`` (where, when,
+    by whom)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in job.files.items():
         (folder / name).write_bytes(content)
+    if not job.files:  # no record (yet): nothing to say where it ran
+        return folder
+    try:
+        identity = board_identity(board.info)
+    except SidraError:  # the board gone since: the record is kept without its identity
+        identity = None
+    provenance = job_provenance(
+        server=server, job_id=job.job_id, principal=job.principal,
+        submitted_unix_s=job.submitted_unix_s, started_unix_s=job.started_unix_s,
+        ended_unix_s=job.ended_unix_s, board=identity,
+    )  # fmt: skip
+    write_atomically(folder / RUN_FILE, provenance_bytes(provenance))
     return folder
 
 
@@ -350,6 +366,8 @@ def run_remote_job(
                 )
                 raise typer.Exit(130) from None
             done = board.jobs.get(job.job_id, include_record=True)
+            if done.files:  # saved while the connection is open: its board is named
+                _save(done, out, server, board)
     except InvalidArgument as exc:
         if exc.field == "options_json":  # what it names is an option: the JSON sent is ours
             raise typer.BadParameter(f"the server refused the job: {exc.allowed}") from exc
@@ -359,7 +377,6 @@ def run_remote_job(
         raise typer.Exit(1) from exc
     if done.state != "succeeded":
         if done.files:  # stopped early: what it did is a record all the same
-            _save(done, out)
             how = ""
             if CHECKPOINT_FILE in done.files:
                 how = (
@@ -372,7 +389,6 @@ def run_remote_job(
         else:
             typer.echo(f"job {done.job_id} {done.state}: {done.error}", err=True)
         raise typer.Exit(1)
-    _save(done, out)
     return done
 
 

@@ -18,6 +18,7 @@ from sidra.cli.jobs import jobs_app
 from sidra.cli.leases import leases
 from sidra.cli.model import model_app
 from sidra.cli.options import ValueNamingGroup
+from sidra.cli.runs import runs_app
 from sidra.cli.serve_check import checked_settings
 from sidra.cli.state import state_app
 from sidra.cli.status import status
@@ -221,6 +222,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(model_app, name="model")
+app.add_typer(runs_app, name="runs")
 app.add_typer(state_app, name="state")
 app.add_typer(token_app, name="token")
 app.add_typer(train_app, name="train")

@@ -39,6 +39,13 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
         assert (listed[0]["state"], listed[0]["step"]) == ("succeeded", 8)
         shown = sidra_json("jobs", "show", job_id, "--server", server)
         assert shown["options"]["steps"] == 8 and shown["summary"]["steps"] == 8
+        # run.json: the job as the server ran it, on which board, for whom.
+        run = json.loads((out / "run.json").read_text())
+        assert (run["where"], run["job_id"], run["server"], run["principal"]) == (
+            "job", job_id, server, shown["principal"],
+        )  # fmt: skip
+        assert run["board"]["serial_number"] == board.info.serial_number
+        assert run["wall_s"] == round(shown["ended_unix_s"] - shown["started_unix_s"], 3)
 
         logs = run_sidra("jobs", "logs", job_id, "--server", server)
         assert logs.returncode == 0, logs.stderr
@@ -61,6 +68,7 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
         # --out: the same job's record saved again; another run's is not written over.
         again = run_sidra("jobs", "show", job_id, "--server", server, "--out", str(out))
         assert again.returncode == 0, again.stderr
+        assert json.loads((out / "run.json").read_text())["job_id"] == job_id
         other = tmp_path / "other"
         other.mkdir()
         (other / "summary.json").write_text('{"steps": 3}')

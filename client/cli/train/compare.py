@@ -29,6 +29,7 @@ from sidra.cli.train.running import (
     exit_if_stopped,
     job_board,
     record_folder,
+    run_clock,
     run_remote,
     save_or_keep,
     stop_on_interrupt,
@@ -100,10 +101,12 @@ def compare(
                 # Whole files only: a stop mid-write leaves the previous version.
                 write_atomically(folder / name, content)
 
+        run = run_clock(board, server)
         with job_board(board, server) as target, stop_on_interrupt(console, "run") as stop:
+            run.on(target)
             comparison = compare_methods(target, data, options, on_result=on_result, stop=stop)
         comparison.settings["dataset"] = dataset
-        save_or_keep(comparison.save, folder, "compare")
+        save_or_keep(comparison.save, folder, "compare", run)
     if as_json:
         typer.echo(json.dumps(comparison.summary() | {"record": str(folder)}))
     else:

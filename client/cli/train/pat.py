@@ -37,6 +37,7 @@ from sidra.cli.train.running import (
     keeping_lost_epochs,
     progress_bar,
     record_folder,
+    run_clock,
     saving_interval_s,
     stop_on_interrupt,
     submitted,
@@ -135,10 +136,12 @@ def pat(
     data = dataset_named(dataset)
     # A profile given is read before the board is opened: a bad one touches no board.
     twin = None if profile is None else _twin_from(profile)
+    run = run_clock(board, server)
     with (
-        keeping_lost_epochs(dataset, "pat", folder, options.epochs, as_json, console),
+        keeping_lost_epochs(dataset, "pat", folder, options.epochs, as_json, console, run),
         job_board(board, server) as target,
     ):
+        run.on(target)
         if profile is None:
             source = _characterized(target, folder / "twin.toml", console)
         else:
@@ -168,7 +171,7 @@ def pat(
                 _name_twin(lost.record, source, options)
                 raise
     _name_twin(record, source, options)
-    finish(record, dataset, "pat", folder, as_json, console)
+    finish(record, dataset, "pat", folder, as_json, console, run)
     drop_finished_checkpoint(record.settings, folder)
     # Stopped on the twin or in silico, the run was deployed: nothing to go on from.
     going_on = folder if (folder / CHECKPOINT).is_file() else None

@@ -40,6 +40,8 @@ from sidra.training import (
     load_dataset,
 )
 from sidra.training import Dataset as TrainingData
+from sidra.training.atomic_files import write_atomically
+from sidra.training.provenance import RUN_FILE, RunClock, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE
 from sidra.training.stopping import RunInterrupted
 
@@ -60,6 +62,7 @@ __all__ = [
     "print_summary",
     "progress_bar",
     "record_folder",
+    "run_clock",
     "run_remote",
     "save_or_keep",
     "stop_on_interrupt",
@@ -163,6 +166,12 @@ def record_folder(out: Path | None, job: str) -> Path:
     return out or Path("runs") / f"{job}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def run_clock(board: str, server: str | None) -> RunClock:
+    """The clock of a run from here on ``board``, or on ``server``'s board: started now,
+    before the board is opened; its ``run.json`` is written with the record."""
+    return RunClock(None if server is not None else board, server)
+
+
 def finish(
     record: TrainingRecord,
     dataset: str,
@@ -170,16 +179,23 @@ def finish(
     out: Path | None,
     as_json: bool,
     console: Console,
+    run: RunClock | None = None,
 ) -> None:
     record.settings["dataset"] = dataset
-    folder = save_or_keep(record.save, record_folder(out, job), job)
+    folder = save_or_keep(record.save, record_folder(out, job), job, run)
     print_summary(record.summary() | {"record": str(folder)}, f"{job} on {dataset}", as_json,
                    console)  # fmt: skip
 
 
 @contextlib.contextmanager
 def keeping_lost_epochs(
-    dataset: str, job: str, out: Path | None, total: int, as_json: bool, console: Console
+    dataset: str,
+    job: str,
+    out: Path | None,
+    total: int,
+    as_json: bool,
+    console: Console,
+    run: RunClock | None = None,
 ) -> Iterator[None]:
     """A run in epochs whose board goes away mid-way (RunInterrupted with its record up
     to its last whole epoch): that record saved as a finished run's is, its summary
@@ -190,7 +206,7 @@ def keeping_lost_epochs(
         if lost.record is None:
             raise
         lost.record.settings["dataset"] = dataset
-        folder = save_or_keep(lost.record.save, record_folder(out, job), job)
+        folder = save_or_keep(lost.record.save, record_folder(out, job), job, run)
         summary = lost.record.summary() | {"record": str(folder)}
         print_summary(summary, f"{job} on {dataset}", as_json, console)
         cause = lost.cause
@@ -255,17 +271,27 @@ def exit_if_stopped(
     raise typer.Exit(130)  # as an interrupted command exits
 
 
-def save_or_keep(save: Callable[[Path], Any], folder: Path, job: str) -> Path:
-    """``save(folder)``, or, when that fails once the run is over (a full disk, a folder
-    removed meanwhile), the record saved in a temporary folder and the command failed
-    naming both: a finished run is not lost."""
+def save_or_keep(
+    save: Callable[[Path], Any], folder: Path, job: str, run: RunClock | None = None
+) -> Path:
+    """``save(folder)`` and the ``run``'s ``run.json`` beside it (ended now), or, when
+    that fails once the run is over (a full disk, a folder removed meanwhile), the record
+    saved in a temporary folder and the command failed naming both: a finished run is not
+    lost."""
+    provenance = None if run is None else provenance_bytes(run.provenance())
+
+    def with_provenance(where: Path) -> None:
+        save(where)
+        if provenance is not None:
+            write_atomically(where / RUN_FILE, provenance)
+
     try:
-        save(folder)
+        with_provenance(folder)
         return folder
     except OSError as exc:
         kept = Path(tempfile.mkdtemp(prefix=f"sidra-{job}-"))
         try:
-            save(kept)
+            with_provenance(kept)
             where = f"it is saved in {kept}"
         except OSError as again:  # the temporary folder's disk is full too
             where = f"nor in {kept} ({again})"
@@ -410,17 +436,19 @@ def by_epochs(
             "checkpoint_every_s": saving_every_s,
         }  # fmt: skip
     data = dataset_named(dataset)
+    run = run_clock(board, server)
     with (
-        keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console),
+        keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console, run),
         job_board(board, server) as target,
         progress_bar(console) as progress,
         stop_on_interrupt(console, "epoch") as stop,
     ):
+        run.on(target)
         task = progress.add_task(job, total=options.epochs, status="")
         record = train(
             target, data, options, on_epoch=epoch_status(progress, task), stop=stop, **going_on
         )
-    finish(record, dataset, job, out, as_json, console)
+    finish(record, dataset, job, out, as_json, console, run)
     if going_on:
         assert out is not None
         drop_finished_checkpoint(record.settings, out)

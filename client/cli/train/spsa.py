@@ -33,6 +33,7 @@ from sidra.cli.train.running import (
     job_board,
     progress_bar,
     record_folder,
+    run_clock,
     saving_interval_s,
     stop_on_interrupt,
     submitted,
@@ -124,12 +125,14 @@ def spsa(
         return
     out = record_folder(out, "spsa")
     data = dataset_named(dataset)
+    run = run_clock(board, server)
     try:
         with (
             job_board(board, server) as target,
             progress_bar(console) as progress,
             stop_on_interrupt(console, "step") as stop,
         ):
+            run.on(target)
             task = progress.add_task("spsa", total=options.steps, status="")
 
             def on_step(step: SPSAStep) -> None:
@@ -154,6 +157,6 @@ def spsa(
             err=True,
         )
         raise typer.Exit(1) from lost
-    finish(record, dataset, "spsa", out, as_json, console)
+    finish(record, dataset, "spsa", out, as_json, console, run)
     drop_finished_checkpoint(record.settings, out)
     exit_if_stopped(record.settings, options.steps, console, resume=out)

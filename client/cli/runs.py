@@ -1,0 +1,391 @@
+"""``sidra runs list|show|compare``: the training runs kept on disk, found, shown and set
+side by side (sidra.training.saved_runs).
+
+Every training command saves its record in a folder (``--out``, default
+``runs/<job>-<time>``), a job's record is saved there too (``sidra train --remote-job``,
+``sidra jobs show --out``). These commands only read them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from sidra.cli.options import AsJson
+from sidra.training.atomic_files import write_atomically
+from sidra.training.saved_runs import RecordUnreadable, SavedRun, find_runs, read_run
+
+__all__ = ["runs_app"]
+
+runs_app = typer.Typer(
+    no_args_is_help=True,
+    help="Training runs kept on disk (runs/ or --out): list, show, compare.",
+)
+
+SORTS = ("time", "accuracy")
+
+SUMMARY_ROWS = (
+    ("test_accuracy", "test accuracy"),
+    ("train_accuracy", "train accuracy"),
+    ("steps", "steps"),
+    ("loss_evaluations", "loss evaluations"),
+    ("mvm_calls", "MVM calls"),
+    ("device_writes", "device writes (cells)"),
+    ("programs", "programs"),
+    ("modeled_time_ns", "modeled time (ns)"),
+    ("modeled_energy_nj", "modeled energy (nJ)"),
+)
+"""The figures ``compare`` sets side by side, with their names and units."""
+
+PROVENANCE_NOT_COMPARED = frozenset({"started_utc", "ended_utc", "submitted_utc", "wall_s"})
+"""run.json keys every run has its own of: shown, never counted as a difference."""
+
+
+def _local_time(unix_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_s))
+
+
+def _accuracy_text(accuracy: float | None) -> str:
+    return "" if accuracy is None else f"{100 * accuracy:.2f} %"
+
+
+def _wall_text(wall_s: float | None) -> str:
+    if wall_s is None:
+        return ""
+    if wall_s < 120:
+        return f"{wall_s:.1f} s"
+    if wall_s < 7200:
+        return f"{wall_s / 60:.1f} min"
+    return f"{wall_s / 3600:.1f} h"
+
+
+def _listed(run: SavedRun, root: Path) -> dict[str, Any]:
+    """A run as ``list --json`` prints it."""
+    try:
+        where = str(run.folder.relative_to(root)) if run.folder != root else "."
+    except ValueError:
+        where = str(run.folder)
+    return {
+        "record": str(run.folder),
+        "name": where,
+        "job": run.job,
+        "dataset": run.dataset,
+        "length": run.length,
+        "ended": run.ended,
+        "test_accuracy": run.test_accuracy,
+        "started_unix_s": run.started_unix_s,
+        "wall_s": run.wall_s,
+        "board": run.board,
+    }
+
+
+@runs_app.command("list")
+def list_runs(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to look (its subfolders too, 4 levels down).")
+    ] = Path("runs"),
+    job: Annotated[
+        str | None, typer.Option(help="Only runs of this kind (spsa, last-layer, mlp, ...).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only runs on this data set.")] = None,
+    sort: Annotated[
+        str, typer.Option(help="Order: time (newest first) or accuracy (best first).")
+    ] = "time",
+    limit: Annotated[int, typer.Option(min=0, help="Show only the first N (0: all).")] = 0,
+    as_json: AsJson = False,
+) -> None:
+    """The runs recorded under a folder: kind, data set, length, how it ended, test accuracy.
+
+    Records are the folders a training command saved (summary.json and settings.json);
+    a record saved without run.json (before SIDRA HIL wrote one) shows when it was
+    saved and no board. Exit 1 when a record cannot be read (each named on stderr; the
+    others are listed)."""
+    if sort not in SORTS:
+        raise typer.BadParameter(
+            f"got {sort!r}, expected one of {', '.join(SORTS)}", param_hint="'--sort'"
+        )
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder}: no such folder", param_hint="'FOLDER'")
+    runs, unreadable = find_runs(folder)
+    runs = [r for r in runs if (job is None or r.job == job)]
+    runs = [r for r in runs if (dataset is None or r.dataset == dataset)]
+    if sort == "time":
+        runs.sort(key=lambda r: r.started_unix_s, reverse=True)
+    else:  # runs without an accuracy (drift recovery) last
+        runs.sort(key=lambda r: (r.test_accuracy is not None, r.test_accuracy or 0), reverse=True)
+    if limit:
+        runs = runs[:limit]
+    rows = [_listed(r, folder) for r in runs]
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        _print_list(rows, folder)
+    for line in unreadable:
+        typer.echo(f"sidra runs list: {line}", err=True)
+    if unreadable:
+        raise typer.Exit(1)
+
+
+LIST_COLUMNS = ("started", "record", "job", "dataset", "length", "ended", "test", "wall", "board")
+DROPPED_FIRST = ("wall", "board", "length", "dataset")
+"""The columns a terminal too narrow for all leaves out, first to last (``sidra runs show``
+and ``--json`` have every one)."""
+
+
+def _print_list(rows: list[dict[str, Any]], folder: Path) -> None:
+    console = Console()
+    if not rows:
+        console.print(f"no run records under {folder}")
+        return
+    cells = [
+        {
+            "started": _local_time(row["started_unix_s"]), "record": row["name"],
+            "job": row["job"], "dataset": row["dataset"], "length": row["length"],
+            "ended": row["ended"], "test": _accuracy_text(row["test_accuracy"]),
+            "wall": _wall_text(row["wall_s"]), "board": row["board"],
+        }
+        for row in rows
+    ]  # fmt: skip
+    columns = list(LIST_COLUMNS)
+    width = {c: max(len(c), *(len(line[c]) for line in cells)) + 3 for c in columns}
+    for dropped in DROPPED_FIRST:  # a line per run, as wide as the terminal
+        if sum(width[c] for c in columns) <= console.width:
+            break
+        columns.remove(dropped)
+    table = Table(box=box.SIMPLE, title=f"runs under {folder}")
+    for column in columns:
+        table.add_column(column, justify="right" if column == "test" else "left", no_wrap=True,
+                         overflow="ellipsis")  # fmt: skip
+    for line in cells:
+        table.add_row(*(line[c] for c in columns))
+    console.print(table)
+
+
+RecordArgument = Annotated[
+    Path, typer.Argument(help="A run's record folder (runs/<job>-<time>, or its --out).")
+]
+
+
+def _read(folder: Path, hint: str = "'RECORD'") -> SavedRun:
+    try:
+        return read_run(folder)
+    except RecordUnreadable as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return "" if value is None else str(value)
+
+
+@runs_app.command("show")
+def show_run(record: RecordArgument, as_json: AsJson = False) -> None:
+    """One run: where, when and by what it ran (run.json), its settings and its figures."""
+    run = _read(record)
+    if as_json:
+        typer.echo(json.dumps({
+            "record": str(run.folder), "provenance": run.provenance,
+            "settings": run.settings, "summary": run.summary,
+        }))  # fmt: skip
+        return
+    console = Console()
+    title = f"{run.job} on {run.dataset}: {run.folder} ({run.ended})"
+    table = Table(title=title, show_header=False, box=box.SIMPLE)
+    table.add_column("key")
+    table.add_column("value", overflow="fold")
+    if run.provenance is None:
+        table.add_row("[bold]run[/bold]", f"saved {_local_time(run.saved_unix_s)} (no run.json)")
+    else:
+        table.add_row("[bold]run[/bold]", "")
+        for key, value in run.provenance.items():
+            shown = " ".join(value) if key == "command" else _value_text(value)
+            table.add_row(key, shown)
+    table.add_row("[bold]settings[/bold]", "")
+    for key, value in run.settings.items():
+        table.add_row(key, _value_text(value))
+    table.add_row("[bold]summary[/bold]", "")
+    for key, value in run.summary.items():
+        table.add_row(key, _value_text(value))
+    console.print(table)
+
+
+def _names(runs: list[SavedRun]) -> list[str]:
+    """Each run's column name: its folder's name, or its path where two share a name."""
+    names = [r.folder.name for r in runs]
+    return [str(r.folder) if names.count(n) > 1 else n for r, n in zip(runs, names, strict=True)]
+
+
+def _figure(run: SavedRun, key: str) -> Any:
+    """A figure of ``run``'s summary; the test accuracy as :attr:`SavedRun.test_accuracy`
+    has it (a comparison's: its best method's mean)."""
+    return run.test_accuracy if key == "test_accuracy" else run.summary.get(key)
+
+
+def _differing(values: list[dict[str, Any]], skip: frozenset[str] = frozenset()) -> list[str]:
+    """The keys, in first-seen order, whose value is not the same in every dict (a key
+    some lack counts as differing)."""
+    keys = list(dict.fromkeys(k for v in values for k in v if k not in skip))
+    missing = object()
+    return [
+        k for k in keys if len({json.dumps(v.get(k, missing), default=str) for v in values}) > 1
+    ]
+
+
+@runs_app.command("compare")
+def compare_runs(
+    records: Annotated[list[Path], typer.Argument(help="Two or more run record folders.")],
+    every_setting: Annotated[
+        bool, typer.Option("--all", help="Every setting, not only those that differ.")
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also draw every run's test accuracy against steps and against device "
+            "writes, and its loss per step, into this PNG file."
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Runs side by side: the settings that differ, where they ran, and their figures.
+
+    The best test accuracy is marked. Runs of different kinds can be set side by side
+    (their steps count what each counts: SPSA steps, epoch minibatches)."""
+    if len(records) < 2:
+        raise typer.BadParameter(
+            f"got {len(records)} record, expected two or more", param_hint="'RECORDS'"
+        )
+    runs = [_read(r, "'RECORDS'") for r in records]
+    names = _names(runs)
+    settings = [r.settings for r in runs]
+    if every_setting:
+        shown_settings = list(dict.fromkeys(k for s in settings for k in s))
+    else:
+        shown_settings = _differing(settings)
+    provenances = [r.provenance or {} for r in runs]
+    # A record without run.json says nothing of where it ran: not a difference.
+    shown_provenance = _differing(
+        [p for p in provenances if p], PROVENANCE_NOT_COMPARED | {"command"}
+    )
+    figures = [k for k, _ in SUMMARY_ROWS if any(_figure(r, k) is not None for r in runs)]
+    if plot is not None:
+        _plot(runs, names, plot)
+    if as_json:
+        listed = [{"name": n, "record": str(r.folder)} for n, r in zip(names, runs, strict=True)]
+        typer.echo(json.dumps({
+            "runs": listed,
+            "settings": {k: [s.get(k) for s in settings] for k in shown_settings},
+            "provenance": {k: [p.get(k) for p in provenances] for k in shown_provenance},
+            "summary": {k: [_figure(r, k) for r in runs] for k in figures}
+            | {"wall_s": [r.wall_s for r in runs], "ended": [r.ended for r in runs]},
+        }, default=str))  # fmt: skip
+        return
+    _print_comparison(runs, names, shown_settings, shown_provenance, figures, every_setting)
+    if plot is not None:
+        Console().print(f"plot: {plot}")
+
+
+def _print_comparison(
+    runs: list[SavedRun],
+    names: list[str],
+    shown_settings: list[str],
+    shown_provenance: list[str],
+    figures: list[str],
+    every_setting: bool,
+) -> None:
+    table = Table(box=box.SIMPLE, show_lines=False)
+    table.add_column("")
+    for name in names:
+        table.add_column(name, overflow="fold")
+    table.add_row("job", *(f"{r.job} on {r.dataset}" for r in runs))
+    table.add_row("started", *(_local_time(r.started_unix_s) for r in runs))
+    table.add_row("board", *(r.board for r in runs))
+    table.add_row("ended", *(r.ended for r in runs))
+    table.add_section()
+    what = "settings" if every_setting else "settings that differ"
+    table.add_row(f"[bold]{what}[/bold]", *("" for _ in runs))
+    if not shown_settings:
+        table.add_row("(none)", *("" for _ in runs))
+    for key in shown_settings:
+        table.add_row(key, *(_value_text(r.settings.get(key, "—")) for r in runs))
+    for key in shown_provenance:
+        if key not in ("board", "board_url", "server"):  # shown above, as the board
+            table.add_row(
+                f"run: {key}", *(_value_text((r.provenance or {}).get(key)) for r in runs)
+            )
+    table.add_section()
+    table.add_row("[bold]figures[/bold]", *("" for _ in runs))
+    label = dict(SUMMARY_ROWS)
+    accuracies = [r.test_accuracy for r in runs]
+    best = max((a for a in accuracies if a is not None), default=None)
+    for key in figures:
+        cells = []
+        for r in runs:
+            value = _figure(r, key)
+            if value is None:
+                cells.append("—")
+            elif key.endswith("accuracy"):
+                mark = " (best)" if key == "test_accuracy" and value == best else ""
+                cells.append(f"{100 * float(value):.2f} %{mark}")
+            else:
+                cells.append(f"{float(value):,.0f}")
+        table.add_row(label[key], *cells)
+    table.add_row("wall time", *(_wall_text(r.wall_s) or "—" for r in runs))
+    Console().print(table)
+
+
+def _plot(runs: list[SavedRun], names: list[str], path: Path) -> None:
+    """Test accuracy against steps and against device writes, and the loss per step
+    (smoothed over a hundredth of the run), one line per run."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_step, by_writes, loss) = plt.subplots(1, 3, figsize=(15, 4))
+    for run, name in zip(runs, names, strict=True):
+        try:
+            checkpoints = run.checkpoints()
+            losses = run.losses()
+        except RecordUnreadable as exc:
+            raise typer.BadParameter(str(exc), param_hint="'RECORDS'") from exc
+        if checkpoints:
+            steps = [c.step for c in checkpoints]
+            accuracy = [100 * c.test_accuracy for c in checkpoints]
+            by_step.plot(steps, accuracy, ".-", label=name)
+            by_writes.plot([c.device_writes for c in checkpoints], accuracy, ".-", label=name)
+        if losses.size:
+            window = max(1, losses.size // 100)
+            smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+            loss.plot(np.arange(window, losses.size + 1), smooth, label=name)
+    by_step.set_xlabel("step")
+    by_step.set_ylabel("test accuracy (%)")
+    by_writes.set_xlabel("device writes (cells)")
+    by_writes.set_ylabel("test accuracy (%)")
+    loss.set_xlabel("step")
+    loss.set_ylabel("loss (smoothed)")
+    for axes in (by_step, by_writes, loss):
+        if axes.lines:
+            axes.legend(fontsize="small")
+    fig.tight_layout()
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
+    plt.close(fig)
+    try:
+        write_atomically(path, image.getvalue())
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"{path}: cannot be written ({exc})", param_hint="'--plot'"
+        ) from exc

@@ -1,0 +1,168 @@
+"""Where, when and by what a run ran: ``run.json`` beside its record.
+
+A record's settings say how to run it again (``sidra train --like``); its summary says
+what it reached. Neither says on which board, when, for how long, from which command or
+with which SIDRA HIL: what tells two runs of the same settings apart when their
+figures differ (another board, a firmware update, a new release), and what ``sidra runs``
+sorts and lists by. Kept in a file of its own so that the settings stay what a run
+needs and nothing else.
+
+A run from here writes it when its record is saved (:class:`RunClock`); a job run in a
+server gets it when its record is saved on the client (:func:`job_provenance`), from
+what the server says of the job. Records saved before this file existed have none:
+readers take the folder's time instead (``sidra runs``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib.metadata
+import json
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sidra.drivers import Board, BoardInfo
+
+__all__ = [
+    "RUN_FILE",
+    "RunClock",
+    "board_identity",
+    "job_provenance",
+    "provenance_bytes",
+    "read_provenance",
+    "utc_text",
+]
+
+RUN_FILE = "run.json"
+"""The file of a run's record that says where, when and by what it ran."""
+
+PACKAGE = "sidra-hil"
+
+
+def utc_text(unix_s: float) -> str:
+    """``unix_s`` as an ISO 8601 date-time in UTC with its offset, to the second."""
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="seconds")
+
+
+def board_identity(info: BoardInfo) -> dict[str, Any]:
+    """What tells one board from another in a record: model, serial number, firmware,
+    and for an emulated one its preset."""
+    return {
+        "model": info.model,
+        "serial_number": info.serial_number,
+        "firmware_version": info.firmware_version,
+        "emulated": info.emulated,
+        "emulator_preset": info.emulator_preset,
+    }
+
+
+def _software() -> dict[str, str]:
+    try:
+        version = importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:  # run from a tree not installed
+        version = "unknown"
+    return {
+        "sidra_hil": version,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def _command() -> list[str]:
+    """The ``sidra`` command line that ran it (as ``sidra``, however it was started:
+    its entry point in some environment, ``python -m sidra.cli``)."""
+    return ["sidra", *sys.argv[1:]]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no name
+        return ""
+
+
+@dataclass
+class RunClock:
+    """A run from here, timed from its creation (before its board is opened) to
+    :meth:`provenance`. ``board_url``: the board as the command named it (``--board``),
+    or None when it ran over ``server``."""
+
+    board_url: str | None
+    server: str | None
+    command: list[str] = field(default_factory=_command)
+    started_unix_s: float = field(default_factory=time.time)
+    board: dict[str, Any] | None = None
+    _started_monotonic_s: float = field(default_factory=time.monotonic)
+
+    def on(self, board: Board) -> None:
+        """Notes which board the run is on (once it is open)."""
+        self.board = board_identity(board.info)
+
+    def provenance(self) -> dict[str, Any]:
+        """What ``run.json`` holds for the run, ended now."""
+        return {
+            "started_utc": utc_text(self.started_unix_s),
+            "ended_utc": utc_text(time.time()),
+            "wall_s": round(time.monotonic() - self._started_monotonic_s, 3),
+            "where": "here",
+            "board_url": self.board_url,
+            "server": self.server,
+            "board": self.board,
+            "host": socket.gethostname(),
+            "user": _user(),
+            "command": self.command,
+        } | _software()
+
+
+def job_provenance(
+    *,
+    server: str,
+    job_id: str,
+    principal: str,
+    submitted_unix_s: float,
+    started_unix_s: float,
+    ended_unix_s: float,
+    board: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What ``run.json`` holds for a job run inside ``server``: the server's times of the
+    job, who submitted it, and this client's software (the server's is not reported)."""
+    return {
+        "started_utc": utc_text(started_unix_s or submitted_unix_s),
+        "ended_utc": utc_text(ended_unix_s) if ended_unix_s else None,
+        "wall_s": round(ended_unix_s - started_unix_s, 3)
+        if ended_unix_s and started_unix_s
+        else None,
+        "where": "job",
+        "board_url": None,
+        "server": server,
+        "board": board,
+        "job_id": job_id,
+        "principal": principal,
+        "submitted_utc": utc_text(submitted_unix_s),
+        "host": socket.gethostname(),
+        "user": _user(),
+        "command": _command(),
+    } | _software()
+
+
+def provenance_bytes(provenance: dict[str, Any]) -> bytes:
+    """``run.json``'s content."""
+    return json.dumps(provenance, indent=2).encode()
+
+
+def read_provenance(folder: Path) -> dict[str, Any] | None:
+    """The ``run.json`` of the record in ``folder``; None when it has none or it cannot be
+    read as a JSON object (a record is still a record without it)."""
+    try:
+        saved = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None

@@ -1,0 +1,211 @@
+"""Run records read back from disk: found under a folder, each with its settings,
+summary, provenance, per-step losses and test checkpoints (``sidra runs``).
+
+A record is a folder holding :data:`~sidra.training.records.RECORD_FILES`, as every
+training command, a comparison and a job's saved record write it. Reading never writes:
+a record being saved by a run still going is read as it stands, and one that cannot be
+read is reported with its file and why, the others still listed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sidra.training.provenance import read_provenance
+from sidra.training.records import INTERRUPTED, RECORD_FILES, STOPPED_AT, Checkpoint
+
+__all__ = ["RecordUnreadable", "SavedRun", "find_runs", "read_run"]
+
+MAX_DEPTH = 4
+"""How deep under the folder given records are looked for (``runs/<name>`` is 1; a
+project's ``runs/<study>/<seed>`` is 2)."""
+
+
+class RecordUnreadable(ValueError):
+    """A folder that holds a record's files but one of them cannot be read: the message
+    names the file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedRun:
+    """A run's record as saved in ``folder``."""
+
+    folder: Path
+    settings: dict[str, Any]
+    summary: dict[str, Any]
+    provenance: dict[str, Any] | None
+    """``run.json`` (sidra.training.provenance); None for a record saved before it."""
+    saved_unix_s: float
+    """When its summary was written, s since the Unix epoch (the folder's own clock)."""
+
+    @property
+    def job(self) -> str:
+        """What ran: spsa, last-layer, mlp, pat, ff, eqprop, compare, drift-recovery."""
+        return str(self.settings.get("job", "?"))
+
+    @property
+    def dataset(self) -> str:
+        return str(self.settings.get("dataset", "?"))
+
+    @property
+    def started_unix_s(self) -> float:
+        """When the run started (run.json), else when its record was saved."""
+        started = (self.provenance or {}).get("started_utc")
+        if isinstance(started, str):
+            try:
+                return datetime.fromisoformat(started).timestamp()
+            except ValueError:
+                pass
+        return self.saved_unix_s
+
+    @property
+    def wall_s(self) -> float | None:
+        """How long it ran, s (run.json); None when not known."""
+        wall = (self.provenance or {}).get("wall_s")
+        return float(wall) if isinstance(wall, int | float) else None
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """The final test accuracy; for a comparison, its best method's mean."""
+        if "test_accuracy" in self.summary:
+            return float(self.summary["test_accuracy"])
+        methods = self.summary.get("methods")
+        if isinstance(methods, list) and methods:
+            return max(float(m["test_accuracy"]) for m in methods)
+        return None
+
+    @property
+    def length(self) -> str:
+        """How long a run it was asked to be: ``200 steps``, ``12 epochs``, ``10 runs``."""
+        for key, unit in (("steps", "steps"), ("epochs", "epochs")):
+            if isinstance(self.settings.get(key), int):
+                return f"{self.settings[key]} {unit}"
+        seeds, methods = self.settings.get("seeds"), self.settings.get("methods")
+        if isinstance(seeds, list) and isinstance(methods, list):
+            return f"{len(seeds) * len(methods)} runs"
+        return ""
+
+    @property
+    def ended(self) -> str:
+        """``finished``, ``stopped at step 40`` (Ctrl-C, a cancel), or ``interrupted at
+        epoch 3`` (its board went away)."""
+        for key, value in self.settings.items():
+            if key.startswith(STOPPED_AT):
+                return f"stopped at {key.removeprefix(STOPPED_AT)} {value}"
+        if f"{INTERRUPTED}at_epoch" in self.settings:
+            return f"interrupted at epoch {self.settings[f'{INTERRUPTED}at_epoch']}"
+        return "finished"
+
+    @property
+    def board(self) -> str:
+        """The board in a few words: serial number and preset, or the URL; ``?`` when the
+        record does not say."""
+        provenance = self.provenance or {}
+        identity = provenance.get("board")
+        if isinstance(identity, dict) and identity.get("serial_number"):
+            preset = identity.get("emulator_preset")
+            return f"{identity['serial_number']}" + (f" ({preset})" if preset else "")
+        return str(provenance.get("board_url") or provenance.get("server") or "?")
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The test accuracy after each checkpointed step (checkpoints.csv); none for a
+        record without it."""
+        rows = _csv_rows(self.folder / "checkpoints.csv")
+        try:
+            return [Checkpoint.from_json(row) for row in rows]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordUnreadable(f"{self.folder / 'checkpoints.csv'}: {exc}") from exc
+
+    def losses(self) -> npt.NDArray[np.float64]:
+        """The mean loss of each step (steps.csv); empty for a record without it."""
+        rows = _csv_rows(self.folder / "steps.csv")
+        try:
+            return np.array([float(row["loss"]) for row in rows], np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordUnreadable(f"{self.folder / 'steps.csv'}: {exc}") from exc
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            return list(csv.DictReader(file))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RecordUnreadable(f"{path}: {exc}") from exc
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RecordUnreadable(f"{path}: cannot be read ({exc})") from exc
+    if not isinstance(value, dict):
+        raise RecordUnreadable(f"{path}: holds {type(value).__name__}, expected a JSON object")
+    return value
+
+
+def is_record(folder: Path) -> bool:
+    """Whether ``folder`` holds a run's record (its files, readable or not)."""
+    return all((folder / name).is_file() for name in RECORD_FILES)
+
+
+def read_run(folder: str | Path) -> SavedRun:
+    """The record in ``folder``; RecordUnreadable naming what is missing or unreadable."""
+    where = Path(folder)
+    if not where.is_dir():
+        raise RecordUnreadable(f"{where}: no such folder")
+    missing = [name for name in RECORD_FILES if not (where / name).is_file()]
+    if missing:
+        raise RecordUnreadable(
+            f"{where}: holds no run record (no {', '.join(missing)}; a training command's "
+            "--out folder, or runs/<job>-<time>, holds one)"
+        )
+    summary_path = where / "summary.json"
+    return SavedRun(
+        folder=where,
+        settings=_json_object(where / "settings.json"),
+        summary=_json_object(summary_path),
+        provenance=read_provenance(where),
+        saved_unix_s=summary_path.stat().st_mtime,
+    )
+
+
+def _record_folders(root: Path, depth: int) -> Iterator[Path]:
+    """Folders under ``root`` (itself included) holding a record, down to ``depth``
+    levels; a record's own subfolders are not looked into, nor hidden ones."""
+    if is_record(root):
+        yield root
+        return
+    if depth == 0:
+        return
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+            yield from _record_folders(Path(entry.path), depth - 1)
+
+
+def find_runs(root: str | Path) -> tuple[list[SavedRun], list[str]]:
+    """The records under ``root`` (down to :data:`MAX_DEPTH`), and for each folder whose
+    record cannot be read a line saying which file and why."""
+    runs: list[SavedRun] = []
+    unreadable: list[str] = []
+    for folder in _record_folders(Path(root), MAX_DEPTH):
+        try:
+            runs.append(read_run(folder))
+        except RecordUnreadable as exc:
+            unreadable.append(str(exc))
+    return runs, unreadable

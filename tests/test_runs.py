@@ -1,0 +1,171 @@
+"""``run.json`` beside every record, and ``sidra runs list|show|compare`` over real runs
+(sidra.training.provenance, sidra.training.saved_runs, sidra.cli.runs)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_support import run_sidra, sidra_json, unwrapped
+
+BOARD = "emu://?preset=sidra-y1&seed=5"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three real runs under runs/: two SPSA runs that differ by their seed, and a
+    last-layer run in a study's subfolder."""
+    root = tmp_path_factory.mktemp("lab") / "runs"
+    common = ("--board", BOARD, "--json")
+    sidra_json("train", "spsa", "--steps", "20", "--out", str(root / "spsa-a"), *common)
+    sidra_json("train", "spsa", "--like", str(root / "spsa-a"), "--seed", "7",
+               "--out", str(root / "spsa-b"), *common)  # fmt: skip
+    sidra_json("train", "last-layer", "--epochs", "1", "--out", str(root / "study" / "ll"),
+               *common)  # fmt: skip
+    sidra_json("train", "compare", "--budget", "100", "--seeds", "0", "--method", "spsa",
+               "--method", "mlp", "--out", str(root / "study" / "methods"), *common)  # fmt: skip
+    return root
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def test_a_run_from_here_says_where_when_and_by_what_it_ran(runs: Path) -> None:
+    run = _json(runs / "spsa-b" / "run.json")
+    assert run["where"] == "here" and run["server"] is None
+    assert run["board_url"] == BOARD
+    assert run["board"] == {
+        "model": "SIDRA-Y1", "serial_number": "EMU-5",
+        "firmware_version": run["board"]["firmware_version"], "emulated": True,
+        "emulator_preset": "sidra-y1",
+    }  # fmt: skip
+    assert run["command"][:3] == ["sidra", "train", "spsa"]
+    assert run["command"][run["command"].index("--seed") + 1] == "7"
+    started = datetime.fromisoformat(run["started_utc"])
+    ended = datetime.fromisoformat(run["ended_utc"])
+    assert started.utcoffset() is not None and started <= ended
+    assert 0 < run["wall_s"] <= (ended - started).total_seconds() + 1
+    assert run["sidra_hil"] == importlib.metadata.version("sidra-hil")
+    # The settings stay what a run needs (--like takes them): nothing of where it ran.
+    assert not set(run) & set(_json(runs / "spsa-b" / "settings.json"))
+
+
+def test_list_finds_every_record_newest_first_and_filters(runs: Path) -> None:
+    listed = sidra_json("runs", "list", str(runs), "--json")
+    names = ["spsa-a", "spsa-b", "study/ll", "study/methods"]
+    assert sorted(r["name"] for r in listed) == names
+    started = [r["started_unix_s"] for r in listed]
+    assert started == sorted(started, reverse=True)
+    by_name = {r["name"]: r for r in listed}
+    for name, row in by_name.items():
+        summary = _json(runs / name / "summary.json")
+        # A comparison's accuracy is its best method's mean.
+        best = max(m["test_accuracy"] for m in summary.get("methods", [summary]))
+        assert row["test_accuracy"] == best
+        assert (row["ended"], row["board"]) == ("finished", "EMU-5 (sidra-y1)")
+    assert (by_name["study/methods"]["job"], by_name["study/methods"]["length"]) == (
+        "compare", "2 runs",
+    )  # fmt: skip
+    assert (by_name["spsa-a"]["job"], by_name["spsa-a"]["length"]) == ("spsa", "20 steps")
+    assert (by_name["study/ll"]["job"], by_name["study/ll"]["length"]) == (
+        "last-layer", "1 epochs",
+    )  # fmt: skip
+
+    best = sidra_json("runs", "list", str(runs), "--sort", "accuracy", "--json")
+    accuracies = [r["test_accuracy"] for r in best]
+    assert accuracies == sorted(accuracies, reverse=True)
+    only = sidra_json("runs", "list", str(runs), "--job", "spsa", "--limit", "1", "--json")
+    assert len(only) == 1 and only[0]["job"] == "spsa"
+
+    table = run_sidra("runs", "list", str(runs))
+    assert table.returncode == 0, table.stderr
+    assert "spsa-a" in table.stdout and "study/ll" in table.stdout
+
+
+def test_list_reports_a_damaged_record_and_lists_the_others(runs: Path, tmp_path: Path) -> None:
+    lab = tmp_path / "runs"
+    for name in ("spsa-a", "spsa-b"):
+        (lab / name).mkdir(parents=True)
+        for file in (runs / name).iterdir():
+            (lab / name / file.name).write_bytes(file.read_bytes())
+    (lab / "spsa-b" / "settings.json").write_text('{"steps": 2')  # cut short
+    (lab / "spsa-a" / "run.json").unlink()  # a record saved before run.json
+    saved = (lab / "spsa-a" / "summary.json").stat().st_mtime
+    (lab / "notes").mkdir()  # a folder that is no record: not listed, not an error
+
+    listed = run_sidra("runs", "list", str(lab), "--json")
+    assert listed.returncode == 1
+    (only,) = json.loads(listed.stdout)
+    assert (only["name"], only["board"], only["wall_s"]) == ("spsa-a", "?", None)
+    assert only["started_unix_s"] == saved
+    assert unwrapped(f"{lab / 'spsa-b' / 'settings.json'}: cannot be read") in unwrapped(
+        listed.stderr
+    )
+
+    missing = run_sidra("runs", "list", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and unwrapped("no such folder") in unwrapped(missing.stderr)
+    bad_sort = run_sidra("runs", "list", str(lab), "--sort", "loss")
+    assert bad_sort.returncode == 2
+    assert unwrapped("got 'loss', expected one of time, accuracy") in unwrapped(bad_sort.stderr)
+
+
+def test_show_prints_the_record_as_its_files_hold_it(runs: Path) -> None:
+    folder = runs / "study" / "ll"
+    shown = sidra_json("runs", "show", str(folder), "--json")
+    assert shown["settings"] == _json(folder / "settings.json")
+    assert shown["summary"] == _json(folder / "summary.json")
+    assert shown["provenance"] == _json(folder / "run.json")
+    table = run_sidra("runs", "show", str(folder))
+    assert table.returncode == 0, table.stderr
+    assert "last-layer on digits" in table.stdout and "EMU-5" in table.stdout
+
+    nothing = run_sidra("runs", "show", str(runs))  # the folder of records, not one
+    assert nothing.returncode == 2
+    assert unwrapped("holds no run record (no summary.json, settings.json") in unwrapped(
+        nothing.stderr
+    )
+
+
+def test_compare_names_what_differs_and_sets_the_figures_side_by_side(
+    runs: Path, tmp_path: Path
+) -> None:
+    a, b = runs / "spsa-a", runs / "spsa-b"
+    plot = tmp_path / "compare.png"
+    compared = sidra_json("runs", "compare", str(a), str(b), "--plot", str(plot), "--json")
+    assert [r["name"] for r in compared["runs"]] == ["spsa-a", "spsa-b"]
+    assert compared["settings"] == {"seed": [0, 7]}  # --like: nothing else changed
+    assert compared["provenance"] == {}  # one board, one host, one release
+    for key in ("test_accuracy", "device_writes", "modeled_energy_nj"):
+        assert compared["summary"][key] == [_json(f / "summary.json")[key] for f in (a, b)]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    every = sidra_json("runs", "compare", str(a), str(b), "--all", "--json")
+    assert list(every["settings"]) == list(_json(a / "settings.json"))
+
+    table = run_sidra("runs", "compare", str(a), str(b), str(runs / "study" / "ll"))
+    assert table.returncode == 0, table.stderr
+    best = max(_json(f / "summary.json")["test_accuracy"] for f in (a, b, runs / "study/ll"))
+    assert f"{100 * best:.2f} % (best)" in table.stdout
+
+    one = run_sidra("runs", "compare", str(a))
+    assert one.returncode == 2 and unwrapped("got 1 record, expected two or more") in unwrapped(
+        one.stderr
+    )
+
+
+def test_a_folder_with_a_summary_but_no_settings_is_no_record(tmp_path: Path) -> None:
+    # A record being saved: its summary written, its settings not yet. Not a record yet,
+    # and not an error.
+    lab = tmp_path / "runs"
+    (lab / "going").mkdir(parents=True)
+    (lab / "going" / "summary.json").write_text(json.dumps({"steps": 1}))
+    listed = run_sidra("runs", "list", str(lab), "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert sorted(os.listdir(lab / "going")) == ["summary.json"]  # only read
