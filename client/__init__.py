@@ -25,7 +25,7 @@ from sidra.client.deployments import (
 from sidra.client.errors import BoardInstanceChanged
 from sidra.client.jobs import JobEvent, JobInfo, Jobs
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
-from sidra.client.session import Lease, Session, SessionState, TileLease
+from sidra.client.session import Caller, Lease, Session, SessionState, TileLease
 from sidra.drivers.errors import (
     AlreadyExists,
     BoardFault,
@@ -49,6 +49,7 @@ from sidra.drivers.types import Region
 
 __all__ = [
     "AlreadyExists",
+    "Caller",
     "CheckHistory",
     "DeployedRegion",
     "Deployment",

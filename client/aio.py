@@ -64,7 +64,7 @@ from sidra.client.remote import (
     refuse_unsendable,
     representable,
 )
-from sidra.client.session import TileLease, session_state
+from sidra.client.session import Caller, TileLease, caller_of, session_state
 from sidra.client.shared_memory import AsyncSharedRegion, SharedArray, pass_message, pass_result
 from sidra.client.shared_memory import new_name as new_shm_name
 from sidra.client.streams import (
@@ -248,6 +248,12 @@ class AsyncRemoteBoard(SizedCalls):
     async def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""
         return await list_leases(self.channel, self.timeout_s)
+
+    async def caller(self) -> Caller:
+        """Who the server takes this client for, as the sync client's
+        :meth:`~sidra.client.RemoteBoard.caller`."""
+        request = session_pb2.GetCallerRequest()
+        return caller_of(await call_session(self.channel, "GetCaller", request, self.timeout_s))
 
     async def close_session(self, session_id: str) -> tuple[int, ...]:
         """Ends the session ``session_id`` and its leases, as the sync client's

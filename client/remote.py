@@ -42,8 +42,10 @@ from sidra.client.options import check_connect_options
 from sidra.client.places import Places
 from sidra.client.reachability import wait_for_server
 from sidra.client.session import (
+    Caller,
     Session,
     TileLease,
+    caller_of,
     list_leases,
     session_call,
     session_state,
@@ -222,6 +224,12 @@ class RemoteBoard(SizedCalls, Board):
     def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""
         return list_leases(self._channel, self.timeout_s)
+
+    def caller(self) -> Caller:
+        """Who the server takes this client for: principal, role, its token's dates, its
+        connection and sessions (GetCaller)."""
+        request = session_pb2.GetCallerRequest()
+        return caller_of(session_call(self._channel, "GetCaller", request, self.timeout_s))
 
     def close_session(self, session_id: str) -> tuple[int, ...]:
         """Ends the session ``session_id`` (:attr:`TileLease.session_id`) and its leases:

@@ -34,10 +34,12 @@ if TYPE_CHECKING:
     from sidra.client.remote import RemoteBoard
 
 __all__ = [
+    "Caller",
     "Lease",
     "Session",
     "SessionState",
     "TileLease",
+    "caller_of",
     "list_leases",
     "session_call",
     "session_method",
@@ -82,6 +84,54 @@ class TileLease:
     session_id: str = ""
     """The holding session, listed to its principal and to admins (else empty):
     :meth:`RemoteBoard.close_session` takes it."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who the server takes this client for (GetCaller, session.proto "Caller")."""
+
+    principal: str
+    """A name of the server's tokens file, or ``local`` on a server without ``[auth]``."""
+    role: str
+    """viewer, operator, programmer or admin."""
+    authenticated: bool
+    """Whether the server checks bearer tokens."""
+    token_created_unix_s: float | None
+    """When the token was made, s since the Unix epoch (None: not known, or no auth)."""
+    token_expires_unix_s: float | None
+    """From when the server refuses the token, s since the Unix epoch (None: never)."""
+    peer: str
+    """This client's connection as the server sees it (``ipv4:10.0.0.5:53122``)."""
+    shared_memory_offered: bool
+    """Whether the server would register shared memory for this client."""
+    open_sessions: int
+    """Sessions of the principal open now (all its clients')."""
+    max_sessions: int
+    """The most the principal may hold at once."""
+
+    def expires_in_s(self, now_unix_s: float) -> float | None:
+        """Seconds from ``now_unix_s`` until the token is refused (negative: it is
+        already); None when it does not expire."""
+        return None if self.token_expires_unix_s is None else self.token_expires_unix_s - now_unix_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "principal": self.principal, "role": self.role,
+            "authenticated": self.authenticated,
+            "token_created_unix_s": self.token_created_unix_s,
+            "token_expires_unix_s": self.token_expires_unix_s, "peer": self.peer,
+            "shared_memory_offered": self.shared_memory_offered,
+            "open_sessions": self.open_sessions, "max_sessions": self.max_sessions,
+        }  # fmt: skip
+
+
+def caller_of(reply: pb.Caller) -> Caller:
+    """The caller a GetCaller answer describes (its 0 times as None)."""
+    return Caller(
+        reply.principal, reply.role, reply.authenticated,
+        reply.token_created_unix_s or None, reply.token_expires_unix_s or None, reply.peer,
+        reply.shared_memory_offered, reply.open_sessions, reply.max_sessions,
+    )  # fmt: skip
 
 
 def session_method(channel: Any, rpc: str) -> Any:

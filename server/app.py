@@ -194,8 +194,9 @@ def create_server(
         shared_memory=shared, protections=protections,
     )  # fmt: skip
     sessions = SessionServicer(
-        keeper, caller_of=_caller, limits=per_principal, shared_memory=shared
-    )
+        keeper, caller_of=_caller, limits=per_principal, shared_memory=shared,
+        identify=access.identify,
+    )  # fmt: skip
     job_limits = limits or LimitsSettings()
     jobs = JobManager(
         servicer, keeper, store, max_jobs=job_limits.max_jobs,

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from grpc_health.v1 import health, health_pb2
 from sidra.client import connect
 from sidra.drivers import Region
 from sidra.drivers.requests import ProgramRequest
-from sidra.server.security import Role, TokensFile
+from sidra.server.security import Role, TokensFile, add_principal
 from tests.cli_support import SIDRA
 from tests.jobs.jobs_support import first_progress, serving
 from tests.server.security_support import principals
@@ -55,6 +56,7 @@ def test_status_shows_the_board_leases_jobs_and_deployments(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line[:1] != " "}
     assert lines["server"].endswith(": SERVING")
+    assert lines["you"].endswith("local (admin): the server checks no tokens")
     assert "SIDRA-IDEAL" in lines["board"] and "4 tiles x 256 x 256, 1-40 µS" in lines["board"]
     assert re.search(r"[\d,]+ MVM passes, [\d,]+ cell writes", lines["totals"]), lines["totals"]
     text = done.stdout
@@ -77,15 +79,24 @@ def test_status_shows_the_board_leases_jobs_and_deployments(tmp_path: Path) -> N
 def test_a_part_the_server_refuses_says_why_and_the_rest_is_shown(tmp_path: Path) -> None:
     tokens_file = tmp_path / "tokens.toml"
     tokens = principals(tokens_file, eve=Role.VIEWER)
+    soon = add_principal(tokens_file, "bob", Role.OPERATOR, valid_for=timedelta(days=3))
     with serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file)) as address:
         shown = sidra_status(address, token=tokens["eve"])
+        expiring = sidra_status(address, token=soon)
         anonymous = sidra_status(address, "--json")
     assert shown.returncode == 0, shown.stderr
     assert "jobs         none running or queued" in shown.stdout
+    assert "you          eve (viewer), token does not expire" in shown.stdout
+    # A token about to expire: when, and what to do, before a call is refused for it.
+    assert re.search(r"you +bob \(operator\), token expires \S+ \S+ UTC \(in [23]\.\d days\)",
+                     expiring.stdout), expiring.stdout  # fmt: skip
+    assert "ask the server's admin for a new one (sidra token add bob --replace)" in (
+        expiring.stdout
+    )
     assert anonymous.returncode == 1  # the board is not described to a caller without a token
     report = json.loads(anonymous.stdout)
     assert report["health"] == "SERVING"  # health is open
-    for part in ("board", "leases", "jobs", "deployments"):
+    for part in ("caller", "board", "leases", "jobs", "deployments"):
         assert report[part]["error"].startswith("Unauthenticated"), report[part]
     assert "Unauthenticated" in anonymous.stderr
 

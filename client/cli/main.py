@@ -24,6 +24,7 @@ from sidra.cli.state import state_app
 from sidra.cli.status import status
 from sidra.cli.token import token_app
 from sidra.cli.train import train_app
+from sidra.cli.whoami import whoami
 from sidra.drivers import SidraError, open_board
 from sidra.server.app import create_configured_server
 from sidra.server.memory import configure_malloc
@@ -218,6 +219,7 @@ def demo(
 bench_app.command("serial")(serial_command)
 app.command("leases")(leases)
 app.command("status")(status)
+app.command("whoami")(whoami)
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
 app.add_typer(jobs_app, name="jobs")

@@ -1,9 +1,9 @@
 """``sidra status SERVER``: one screen of what a served board is doing now: the server's
-health, the board, its running totals, who leases which tiles, the jobs running and
-queued, and the deployments with their latest checks.
+health, who it takes this client for, the board, its running totals, who leases which
+tiles, the jobs running and queued, and the deployments with their latest checks.
 
-Every part is asked with a viewer's calls (grpc.health.v1 Check, GetBoardInfo,
-ListLeases, ListJobs, ListDeployments), each on its own: a part the server refuses
+Every part is asked with a viewer's calls (grpc.health.v1 Check, GetCaller,
+GetBoardInfo, ListLeases, ListJobs, ListDeployments), each on its own: a part the server refuses
 (a role, a server without a state store) says why and the others are still shown.
 """
 
@@ -20,7 +20,8 @@ import typer
 
 from sidra.cli.board_cells import totals
 from sidra.cli.options import SERVER_HELP, AsJson, server_url
-from sidra.client import RemoteBoard
+from sidra.cli.whoami import caller_text, expiry_warning
+from sidra.client import Caller, RemoteBoard
 from sidra.client.deployments import Deployment
 from sidra.client.jobs import JobInfo
 from sidra.drivers import SidraError, open_board
@@ -110,6 +111,7 @@ def _report(board: RemoteBoard, url: str, health: str) -> dict[str, Any]:
     return {
         "server": url,
         "health": health,
+        "caller": _part(lambda: board.caller().as_dict()),
         "board": _part(description),
         "leases": _part(lambda: {"leases": [asdict(lease) for lease in board.leases()]}),
         "jobs": _part(jobs),
@@ -152,6 +154,7 @@ def _print(report: dict[str, Any]) -> None:
         typer.echo(f"server  {report['server']}: not reached: {report['error']}")
         return
     lines = [("server", f"{report['server']}: {report['health']}")]
+    lines += _section("you", report["caller"], _caller_lines)
     lines += _board_lines(report["board"])
     lines += _section("leases", report["leases"], lambda p: _lease_lines(p["leases"]))
     lines += _section("jobs", report["jobs"], _job_lines)
@@ -167,6 +170,12 @@ def _section(label: str, part: Part, lines: Callable[[Part], list[str]]) -> list
     what refused the part."""
     texts = [f"not shown: {part['error']}"] if "error" in part else lines(part)
     return [(label if k == 0 else "", text) for k, text in enumerate(texts)]
+
+
+def _caller_lines(part: Part) -> list[str]:
+    caller, now = Caller(**part), time.time()
+    warning = expiry_warning(caller, now)
+    return [caller_text(caller, now)] + ([warning] if warning else [])
 
 
 def _board_lines(part: Part) -> list[tuple[str, str]]:

@@ -23,21 +23,24 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 
 from sidra.server.security.roles import Role, required_role
-from sidra.server.security.tokens import LOCAL, Principal, TokensFile
+from sidra.server.security.tokens import LOCAL, Principal, TokenEntry, TokensFile
 from sidra.server.wrapped import WrappedHandlers
 
 __all__ = [
     "AUTHORIZATION",
     "REFUSAL_REASONS",
     "AccessControl",
+    "CallerIdentity",
     "RefusalListener",
     "current_principal",
+    "local_identity",
     "principal_name",
     "principal_of",
 ]
@@ -86,6 +89,22 @@ def principal_of(context: grpc.ServicerContext) -> Principal:
 def principal_name(context: grpc.ServicerContext) -> str:
     """:func:`principal_of`'s name: how ``BoardServicer`` attributes a write."""
     return principal_of(context).name
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """Who a call is taken for, as SessionService.GetCaller tells it."""
+
+    principal: Principal
+    token: TokenEntry | None
+    """The tokens file's entry of the call's bearer token (None without ``[auth]``)."""
+    authenticated: bool
+    """Whether the server checks tokens at all."""
+
+
+def local_identity(context: grpc.ServicerContext) -> CallerIdentity:
+    """Every call's identity on a service without ``[auth]``: local, admin."""
+    return CallerIdentity(LOCAL, None, authenticated=False)
 
 
 class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
@@ -148,6 +167,16 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
                 f"has {principal.role.label}",
             )
         return self._bound(handler, principal)
+
+    def identify(self, context: grpc.ServicerContext) -> CallerIdentity:
+        """The identity of the call ``context`` belongs to, for a handler serving it (the
+        call was let in: its principal is bound)."""
+        principal = current_principal()
+        if self.tokens is None:
+            return CallerIdentity(principal, None, authenticated=False)
+        token = _bearer_token(context.invocation_metadata() or ())
+        entry = self.tokens.entry_for(token) if token else None
+        return CallerIdentity(principal, entry, authenticated=True)
 
     def _bound(
         self, handler: grpc.RpcMethodHandler | None, principal: Principal

@@ -109,6 +109,7 @@ SESSION_SERVICE: str = session_pb2.DESCRIPTOR.services_by_name["SessionService"]
 SESSION_ROLES: Mapping[str, Role] = MappingProxyType(
     {
         "ListLeases": Role.VIEWER,
+        "GetCaller": Role.VIEWER,
         "OpenSession": Role.OPERATOR,
         "Heartbeat": Role.OPERATOR,
         "CloseSession": Role.OPERATOR,

@@ -249,6 +249,14 @@ class LeaseRegistry:
         with self._changed:
             return len(self._sessions)
 
+    def sessions_of(self, principal: str) -> int:
+        """Sessions of ``principal`` open now (past their deadline: not counted)."""
+        with self._changed:
+            now = self.clock()
+            return sum(
+                1 for s in self._sessions.values() if s.principal == principal and s.deadline > now
+            )
+
     # -- leases --------------------------------------------------------------------
 
     def acquire(

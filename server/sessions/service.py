@@ -16,9 +16,10 @@ from google.protobuf.message import Message
 from sidra.hil.v1 import session_pb2 as pb
 from sidra.server.limits import PrincipalLimits
 from sidra.server.routes import unary_service_handler
+from sidra.server.security.access import CallerIdentity, local_identity
 from sidra.server.sessions.keeper import LeaseEnd, LeaseKeeper
 from sidra.server.sessions.registry import SessionView
-from sidra.server.shared_memory import SharedMemoryStore
+from sidra.server.shared_memory import SharedMemoryStore, is_local_peer
 
 __all__ = ["SESSION_SERVICE_NAME", "SessionServicer", "session_service_handler"]
 
@@ -42,8 +43,11 @@ class SessionServicer:
         caller_of: CallerOf = local_caller,
         limits: PrincipalLimits | None = None,
         shared_memory: SharedMemoryStore | None = None,
+        identify: Callable[[grpc.ServicerContext], CallerIdentity] = local_identity,
     ) -> None:
         self.keeper = keeper
+        self.identify = identify
+        """Who a call is taken for, with its token (GetCaller)."""
         self.shared_memory = shared_memory
         """Shared-memory registrations (None: the server offers none)."""
         self.caller_of = caller_of
@@ -122,6 +126,24 @@ class SessionServicer:
         return pb.SharedMemoryRegistration(
             name=request.name, session_registrations=store.session_registrations(request.session_id)
         )
+
+    def GetCaller(self, request: pb.GetCallerRequest, context: grpc.ServicerContext) -> Message:
+        caller = self.identify(context)
+        token = caller.token
+        created = None if token is None else token.created_utc
+        expires = None if token is None else token.expires_utc
+        peer = context.peer()
+        offered = self.shared_memory is not None and self.shared_memory.enabled
+        registry = self.keeper.registry
+        return pb.Caller(
+            principal=caller.principal.name, role=caller.principal.role.label,
+            authenticated=caller.authenticated,
+            token_created_unix_s=0.0 if created is None else created.timestamp(),
+            token_expires_unix_s=0.0 if expires is None else expires.timestamp(),
+            peer=peer, shared_memory_offered=offered and is_local_peer(peer),
+            open_sessions=registry.sessions_of(caller.principal.name),
+            max_sessions=registry.max_sessions,
+        )  # fmt: skip
 
     def _store(self, context: grpc.ServicerContext) -> SharedMemoryStore:
         if self.shared_memory is None:

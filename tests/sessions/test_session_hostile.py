@@ -79,6 +79,7 @@ def _request(rpc: str, draw: st.DrawFn, ids: list[str]) -> bytes:
             session_id=session_id, tiles=draw(tiles), all=draw(st.booleans())
         ),
         "ListLeases": lambda: pb.ListLeasesRequest(),
+        "GetCaller": lambda: pb.GetCallerRequest(),
         "RegisterSharedMemory": lambda: pb.RegisterSharedMemoryRequest(
             session_id=session_id,
             name=draw(labels),

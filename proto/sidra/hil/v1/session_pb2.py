@@ -24,39 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asidra/hil/v1/session.proto\x12\x0csidra.hil.v1\"`\n\x1bRegisterSharedMemoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\"A\n\x1dUnregisterSharedMemoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"h\n\x18SharedMemoryRegistration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x1d\n\x15session_registrations\x18\x04 \x01(\r\"2\n\x12OpenSessionRequest\x12\r\n\x05ttl_s\x18\x01 \x01(\x01\x12\r\n\x05label\x18\x02 \x01(\t\"\x8d\x01\n\x0cSessionState\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05ttl_s\x18\x04 \x01(\x01\x12\x14\n\x0c\x65xpires_in_s\x18\x05 \x01(\x01\x12\r\n\x05tiles\x18\x06 \x03(\r\x12\x13\n\x0bwhole_board\x18\x07 \x01(\x08\"&\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"]\n\x13\x41\x63quireLeaseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05tiles\x18\x02 \x03(\r\x12\x13\n\x0bwhole_board\x18\x03 \x01(\x08\x12\x0e\n\x06wait_s\x18\x04 \x01(\x01\"E\n\x13ReleaseLeaseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05tiles\x18\x02 \x03(\r\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"k\n\x0cLeaseRelease\x12\x16\n\x0ereleased_tiles\x18\x01 \x03(\r\x12\x16\n\x0erestored_tiles\x18\x02 \x03(\r\x12+\n\x07session\x18\x03 \x01(\x0b\x32\x1a.sidra.hil.v1.SessionState\"\x13\n\x11ListLeasesRequest\"z\n\tTileLease\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x13\n\x0bwhole_board\x18\x04 \x01(\x08\x12\x14\n\x0c\x65xpires_in_s\x18\x05 \x01(\x01\x12\x12\n\nsession_id\x18\x06 \x01(\t\"T\n\x12ListLeasesResponse\x12\'\n\x06leases\x18\x01 \x03(\x0b\x32\x17.sidra.hil.v1.TileLease\x12\x15\n\ropen_sessions\x18\x02 \x01(\r2\xbe\x05\n\x0eSessionService\x12K\n\x0bOpenSession\x12 .sidra.hil.v1.OpenSessionRequest\x1a\x1a.sidra.hil.v1.SessionState\x12G\n\tHeartbeat\x12\x1e.sidra.hil.v1.HeartbeatRequest\x1a\x1a.sidra.hil.v1.SessionState\x12M\n\x0c\x43loseSession\x12!.sidra.hil.v1.CloseSessionRequest\x1a\x1a.sidra.hil.v1.LeaseRelease\x12M\n\x0c\x41\x63quireLease\x12!.sidra.hil.v1.AcquireLeaseRequest\x1a\x1a.sidra.hil.v1.SessionState\x12M\n\x0cReleaseLease\x12!.sidra.hil.v1.ReleaseLeaseRequest\x1a\x1a.sidra.hil.v1.LeaseRelease\x12O\n\nListLeases\x12\x1f.sidra.hil.v1.ListLeasesRequest\x1a .sidra.hil.v1.ListLeasesResponse\x12i\n\x14RegisterSharedMemory\x12).sidra.hil.v1.RegisterSharedMemoryRequest\x1a&.sidra.hil.v1.SharedMemoryRegistration\x12m\n\x16UnregisterSharedMemory\x12+.sidra.hil.v1.UnregisterSharedMemoryRequest\x1a&.sidra.hil.v1.SharedMemoryRegistrationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asidra/hil/v1/session.proto\x12\x0csidra.hil.v1\"\x12\n\x10GetCallerRequest\"\xd6\x01\n\x06\x43\x61ller\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x15\n\rauthenticated\x18\x03 \x01(\x08\x12\x1c\n\x14token_created_unix_s\x18\x04 \x01(\x01\x12\x1c\n\x14token_expires_unix_s\x18\x05 \x01(\x01\x12\x0c\n\x04peer\x18\x06 \x01(\t\x12\x1d\n\x15shared_memory_offered\x18\x07 \x01(\x08\x12\x15\n\ropen_sessions\x18\x08 \x01(\r\x12\x14\n\x0cmax_sessions\x18\t \x01(\r\"`\n\x1bRegisterSharedMemoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\"A\n\x1dUnregisterSharedMemoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"h\n\x18SharedMemoryRegistration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x1d\n\x15session_registrations\x18\x04 \x01(\r\"2\n\x12OpenSessionRequest\x12\r\n\x05ttl_s\x18\x01 \x01(\x01\x12\r\n\x05label\x18\x02 \x01(\t\"\x8d\x01\n\x0cSessionState\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05ttl_s\x18\x04 \x01(\x01\x12\x14\n\x0c\x65xpires_in_s\x18\x05 \x01(\x01\x12\r\n\x05tiles\x18\x06 \x03(\r\x12\x13\n\x0bwhole_board\x18\x07 \x01(\x08\"&\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"]\n\x13\x41\x63quireLeaseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05tiles\x18\x02 \x03(\r\x12\x13\n\x0bwhole_board\x18\x03 \x01(\x08\x12\x0e\n\x06wait_s\x18\x04 \x01(\x01\"E\n\x13ReleaseLeaseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05tiles\x18\x02 \x03(\r\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"k\n\x0cLeaseRelease\x12\x16\n\x0ereleased_tiles\x18\x01 \x03(\r\x12\x16\n\x0erestored_tiles\x18\x02 \x03(\r\x12+\n\x07session\x18\x03 \x01(\x0b\x32\x1a.sidra.hil.v1.SessionState\"\x13\n\x11ListLeasesRequest\"z\n\tTileLease\x12\x0c\n\x04tile\x18\x01 \x01(\r\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x13\n\x0bwhole_board\x18\x04 \x01(\x08\x12\x14\n\x0c\x65xpires_in_s\x18\x05 \x01(\x01\x12\x12\n\nsession_id\x18\x06 \x01(\t\"T\n\x12ListLeasesResponse\x12\'\n\x06leases\x18\x01 \x03(\x0b\x32\x17.sidra.hil.v1.TileLease\x12\x15\n\ropen_sessions\x18\x02 \x01(\r2\x81\x06\n\x0eSessionService\x12K\n\x0bOpenSession\x12 .sidra.hil.v1.OpenSessionRequest\x1a\x1a.sidra.hil.v1.SessionState\x12G\n\tHeartbeat\x12\x1e.sidra.hil.v1.HeartbeatRequest\x1a\x1a.sidra.hil.v1.SessionState\x12M\n\x0c\x43loseSession\x12!.sidra.hil.v1.CloseSessionRequest\x1a\x1a.sidra.hil.v1.LeaseRelease\x12M\n\x0c\x41\x63quireLease\x12!.sidra.hil.v1.AcquireLeaseRequest\x1a\x1a.sidra.hil.v1.SessionState\x12M\n\x0cReleaseLease\x12!.sidra.hil.v1.ReleaseLeaseRequest\x1a\x1a.sidra.hil.v1.LeaseRelease\x12O\n\nListLeases\x12\x1f.sidra.hil.v1.ListLeasesRequest\x1a .sidra.hil.v1.ListLeasesResponse\x12i\n\x14RegisterSharedMemory\x12).sidra.hil.v1.RegisterSharedMemoryRequest\x1a&.sidra.hil.v1.SharedMemoryRegistration\x12m\n\x16UnregisterSharedMemory\x12+.sidra.hil.v1.UnregisterSharedMemoryRequest\x1a&.sidra.hil.v1.SharedMemoryRegistration\x12\x41\n\tGetCaller\x12\x1e.sidra.hil.v1.GetCallerRequest\x1a\x14.sidra.hil.v1.Callerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sidra.hil.v1.session_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERSHAREDMEMORYREQUEST']._serialized_start=44
-  _globals['_REGISTERSHAREDMEMORYREQUEST']._serialized_end=140
-  _globals['_UNREGISTERSHAREDMEMORYREQUEST']._serialized_start=142
-  _globals['_UNREGISTERSHAREDMEMORYREQUEST']._serialized_end=207
-  _globals['_SHAREDMEMORYREGISTRATION']._serialized_start=209
-  _globals['_SHAREDMEMORYREGISTRATION']._serialized_end=313
-  _globals['_OPENSESSIONREQUEST']._serialized_start=315
-  _globals['_OPENSESSIONREQUEST']._serialized_end=365
-  _globals['_SESSIONSTATE']._serialized_start=368
-  _globals['_SESSIONSTATE']._serialized_end=509
-  _globals['_HEARTBEATREQUEST']._serialized_start=511
-  _globals['_HEARTBEATREQUEST']._serialized_end=549
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=551
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=592
-  _globals['_ACQUIRELEASEREQUEST']._serialized_start=594
-  _globals['_ACQUIRELEASEREQUEST']._serialized_end=687
-  _globals['_RELEASELEASEREQUEST']._serialized_start=689
-  _globals['_RELEASELEASEREQUEST']._serialized_end=758
-  _globals['_LEASERELEASE']._serialized_start=760
-  _globals['_LEASERELEASE']._serialized_end=867
-  _globals['_LISTLEASESREQUEST']._serialized_start=869
-  _globals['_LISTLEASESREQUEST']._serialized_end=888
-  _globals['_TILELEASE']._serialized_start=890
-  _globals['_TILELEASE']._serialized_end=1012
-  _globals['_LISTLEASESRESPONSE']._serialized_start=1014
-  _globals['_LISTLEASESRESPONSE']._serialized_end=1098
-  _globals['_SESSIONSERVICE']._serialized_start=1101
-  _globals['_SESSIONSERVICE']._serialized_end=1803
+  _globals['_GETCALLERREQUEST']._serialized_start=44
+  _globals['_GETCALLERREQUEST']._serialized_end=62
+  _globals['_CALLER']._serialized_start=65
+  _globals['_CALLER']._serialized_end=279
+  _globals['_REGISTERSHAREDMEMORYREQUEST']._serialized_start=281
+  _globals['_REGISTERSHAREDMEMORYREQUEST']._serialized_end=377
+  _globals['_UNREGISTERSHAREDMEMORYREQUEST']._serialized_start=379
+  _globals['_UNREGISTERSHAREDMEMORYREQUEST']._serialized_end=444
+  _globals['_SHAREDMEMORYREGISTRATION']._serialized_start=446
+  _globals['_SHAREDMEMORYREGISTRATION']._serialized_end=550
+  _globals['_OPENSESSIONREQUEST']._serialized_start=552
+  _globals['_OPENSESSIONREQUEST']._serialized_end=602
+  _globals['_SESSIONSTATE']._serialized_start=605
+  _globals['_SESSIONSTATE']._serialized_end=746
+  _globals['_HEARTBEATREQUEST']._serialized_start=748
+  _globals['_HEARTBEATREQUEST']._serialized_end=786
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=788
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=829
+  _globals['_ACQUIRELEASEREQUEST']._serialized_start=831
+  _globals['_ACQUIRELEASEREQUEST']._serialized_end=924
+  _globals['_RELEASELEASEREQUEST']._serialized_start=926
+  _globals['_RELEASELEASEREQUEST']._serialized_end=995
+  _globals['_LEASERELEASE']._serialized_start=997
+  _globals['_LEASERELEASE']._serialized_end=1104
+  _globals['_LISTLEASESREQUEST']._serialized_start=1106
+  _globals['_LISTLEASESREQUEST']._serialized_end=1125
+  _globals['_TILELEASE']._serialized_start=1127
+  _globals['_TILELEASE']._serialized_end=1249
+  _globals['_LISTLEASESRESPONSE']._serialized_start=1251
+  _globals['_LISTLEASESRESPONSE']._serialized_end=1335
+  _globals['_SESSIONSERVICE']._serialized_start=1338
+  _globals['_SESSIONSERVICE']._serialized_end=2107
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetCallerRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Caller(_message.Message):
+    __slots__ = ("principal", "role", "authenticated", "token_created_unix_s", "token_expires_unix_s", "peer", "shared_memory_offered", "open_sessions", "max_sessions")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    AUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_CREATED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_EXPIRES_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_OFFERED_FIELD_NUMBER: _ClassVar[int]
+    OPEN_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    role: str
+    authenticated: bool
+    token_created_unix_s: float
+    token_expires_unix_s: float
+    peer: str
+    shared_memory_offered: bool
+    open_sessions: int
+    max_sessions: int
+    def __init__(self, principal: _Optional[str] = ..., role: _Optional[str] = ..., authenticated: _Optional[bool] = ..., token_created_unix_s: _Optional[float] = ..., token_expires_unix_s: _Optional[float] = ..., peer: _Optional[str] = ..., shared_memory_offered: _Optional[bool] = ..., open_sessions: _Optional[int] = ..., max_sessions: _Optional[int] = ...) -> None: ...
+
 class RegisterSharedMemoryRequest(_message.Message):
     __slots__ = ("session_id", "name", "key", "size_bytes")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

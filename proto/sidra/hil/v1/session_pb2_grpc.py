@@ -75,6 +75,11 @@ class SessionServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.UnregisterSharedMemoryRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/sidra.hil.v1.SessionService/GetCaller',
+                request_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.Caller.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -140,6 +145,14 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """Who the server takes the caller for: its principal and role, its token's
+        dates, its connection, and how many sessions it holds (see "Caller").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +195,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.UnregisterSharedMemory,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.UnregisterSharedMemoryRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_session__pb2.GetCallerRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_session__pb2.Caller.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +419,33 @@ class SessionService:
             '/sidra.hil.v1.SessionService/UnregisterSharedMemory',
             sidra_dot_hil_dot_v1_dot_session__pb2.UnregisterSharedMemoryRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_session__pb2.SharedMemoryRegistration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.SessionService/GetCaller',
+            sidra_dot_hil_dot_v1_dot_session__pb2.GetCallerRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_session__pb2.Caller.FromString,
             options,
             channel_credentials,
             insecure,
