@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
+import socket
 
-__all__ = ["is_loopback", "split_address"]
+__all__ = ["bind_problem", "is_loopback", "split_address"]
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 """Host names that resolve to loopback on every system the service runs on."""
@@ -32,3 +35,23 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def bind_problem(address: str) -> str | None:
+    """Why ``host:port`` cannot be listened on, as the system says it (``Address already
+    in use``: another process listens there); None when a plain socket binds it, or the
+    address does not even split or resolve (the caller's own error says so)."""
+    try:
+        host, port = split_address(address)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (ValueError, OSError):
+        return None
+    for family, kind, proto, _, where in infos:
+        with contextlib.closing(socket.socket(family, kind, proto)) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener does
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                in_use = " (another process listens there: a sidra serve already running?)"
+                return f"{exc.strerror or exc}" + (in_use if exc.errno == errno.EADDRINUSE else "")
+    return None

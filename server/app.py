@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
-from sidra.server.address import is_loopback
+from sidra.server.address import bind_problem, is_loopback
 from sidra.server.deployments import (
     DEPLOYMENT_SERVICE_NAME,
     DeploymentServicer,
@@ -157,6 +157,10 @@ def create_server(
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        # gRPC binds with SO_REUSEPORT by default: a second server on a port in use
+        # would start and take every other connection (another board, another state).
+        # A port in use must stop the start instead.
+        ("grpc.so_reuseport", 0),
     ]
     metrics = metrics or ServiceMetrics()
     observer = CallObserver(metrics)
@@ -252,8 +256,9 @@ def create_server(
             port = server.add_insecure_port(address)
         else:
             port = server.add_secure_port(address, credentials)
-    except RuntimeError as exc:
-        raise OSError(f"listen: cannot bind {address!r} ({exc})") from exc
+    except RuntimeError as exc:  # gRPC says only that it failed; the system says why
+        why = bind_problem(address) or str(exc)
+        raise OSError(f"listen: cannot bind {address!r}: {why}") from exc
     if not is_loopback(address):  # sidra serve gets here only with allow_insecure
         if credentials is None:
             log.warning("serving without TLS on %s: traffic and tokens travel in clear", address)

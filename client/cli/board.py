@@ -26,6 +26,7 @@ from sidra.cli.board_cells import (
     read_cells,
     wear_cells,
 )
+from sidra.cli.board_scan import scan
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import SidraError
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
@@ -41,7 +42,7 @@ __all__ = ["board_app"]
 
 board_app = typer.Typer(
     no_args_is_help=True,
-    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), probe; read, program, "
+    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), find, probe; read, program, "
     "drive, wear, calibrate, clock; characterize, compare.",
 )
 
@@ -172,6 +173,7 @@ def probe(
     typer.echo(json.dumps(report) if as_json else format_probe(report))
 
 
+board_app.command("scan")(scan)
 board_app.command("read")(read_cells)
 board_app.command("program")(program_cells)
 board_app.command("mvm")(mvm_cells)

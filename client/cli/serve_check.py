@@ -4,10 +4,12 @@ service (as ``nginx -t`` does).
 
 Loading the settings already checks every key, the TLS files (PEM, the key the
 certificate's) and the tokens file. This adds what a start would find later, as far as it
-can be found without disturbing a service already running: the board URL's scheme, the
-state store (read only: its schema, and whether a start would migrate it), whose tokens
-have expired or expire soon. It does not open the board or bind the ports: a running
-service holds them.
+can be found without disturbing a service already running: the board URL's scheme and
+whether its device is there, the state store (read only: its schema, and whether a
+start would migrate it), whose tokens have expired or expire soon, and whether the
+ports can be bound now. It does not open the board or hold the ports: a running service
+holds them (a port in use is noted, not counted a problem: the service being replaced
+holds it until it stops).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from sidra.drivers.pcie.bar import SYSFS_DEVICES
 from sidra.drivers.url import schemes
+from sidra.server.address import bind_problem
 from sidra.server.security.tokens import expiry_note, read_tokens
 from sidra.server.settings import ServerSettings
 from sidra.server.state.schema import SCHEMA_VERSION, schema_version
@@ -29,18 +34,13 @@ __all__ = ["checked_settings"]
 def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
     """What a start with ``settings`` would do, a line each, and the problems that would
     stop it (empty: it would start)."""
-    notes, problems = [], []
-    scheme = settings.board.partition("://")[0] if "://" in settings.board else ""
-    if scheme in schemes():
-        notes.append(f"board: {settings.board} (opened at start, not now)")
-    else:
-        problems.append(
-            f"board: {settings.board!r} has no scheme SIDRA HIL opens; expected one of "
-            + ", ".join(f"{s}://" for s in schemes())
-        )
+    notes: list[str] = []
+    problems: list[str] = []
+    board_note, board_problem = _board(settings.board)
+    (problems if board_problem else notes).append(board_problem or board_note)
     tls = settings.tls
     transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
-    notes.append(f"listen: {settings.listen} ({transport})")
+    notes.append(f"listen: {settings.listen} ({transport}){_in_use(settings.listen)}")
     if settings.auth is None:
         notes.append("auth: none (every call is the local admin's)")
     else:
@@ -53,8 +53,46 @@ def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
     store_note, store_problem = _store(settings.state.path)
     (problems if store_problem else notes).append(store_problem or store_note)
     if settings.metrics.listen is not None:
-        notes.append(f"metrics: http://{settings.metrics.listen}/metrics")
+        metrics = settings.metrics.listen
+        notes.append(f"metrics: http://{metrics}/metrics{_in_use(metrics)}")
     return notes, problems
+
+
+def _board(url: str) -> tuple[str, str]:
+    """A note on the board URL, or the problem that would stop a start: a scheme no
+    driver opens, a device path or PCI address that is not there (nothing is opened:
+    a running service holds the board)."""
+    parts = urlsplit(url)
+    if "://" not in url or parts.scheme not in schemes():
+        return "", (
+            f"board: {url!r} has no scheme SIDRA HIL opens; expected one of "
+            + ", ".join(f"{s}://" for s in schemes())
+        )
+    missing, checked = "", True
+    if parts.scheme == "serial" and parts.netloc + parts.path:
+        device = parts.netloc + parts.path
+        if not os.path.exists(device):
+            missing = (
+                f"{device} does not exist (sidra board scan lists the boards on this "
+                "machine's serial ports; serial://?serial_number=... finds one wherever "
+                "it is)"
+            )
+    elif parts.scheme == "pcie" and not (SYSFS_DEVICES / parts.netloc).exists():
+        missing = f"no PCI device {parts.netloc} (lspci -D lists the addresses)"
+    elif parts.scheme == "pcie+file":
+        if not Path(parts.path).exists():
+            missing = f"{parts.path} does not exist (sidra board serve --pcie-file makes it)"
+    elif parts.scheme != "pcie":
+        checked = False  # emu://, socket://, serial:// by serial number: nothing to look at
+    if missing:
+        return "", f"board: {url}: {missing}"
+    return f"board: {url} ({'there; ' if checked else ''}opened at start, not now)", ""
+
+
+def _in_use(address: str) -> str:
+    """What a start would meet at ``address`` now, when it could not listen there."""
+    problem = bind_problem(address)
+    return f"; cannot be bound now: {problem}" if problem else ""
 
 
 def _store(path: Path) -> tuple[str, str]:

@@ -62,11 +62,26 @@ from sidra.drivers.wire.operations import (
     vectors_per_command,
 )
 
-__all__ = ["SerialDriver"]
+__all__ = ["SerialDriver", "port_opener"]
 
 _OPTIONS = {"baud", "timeout", "retries", "max_payload", "switch_baud", "serial_number"}
 _SERIAL_ONLY = {"exclusive", "search_ptys"}
 _SERIAL_NUMBER_BYTES = 255  # a str8 in HELLO
+
+
+def port_opener(settings: LinkSettings, **extra: Any) -> Callable[[str], Port]:
+    """Opens a serial port (a path or a pyserial URL) with ``settings``' line rate,
+    non-blocking reads and a write timeout that covers the largest frame; ``extra``:
+    pyserial's options (``exclusive=True`` flocks the port)."""
+    write_timeout = settings.attempt_timeout(max_wire_bytes(settings.max_payload), 0) + 1.0
+
+    def open_port(path: str) -> Port:
+        port: Port = serial.serial_for_url(
+            path, baudrate=settings.baud, timeout=0, write_timeout=write_timeout, **extra
+        )
+        return port
+
+    return open_port
 
 
 class SerialDriver(BoardDriver):
@@ -152,14 +167,7 @@ class SerialDriver(BoardDriver):
             _check_socket_address(url)
             device, extra = f"{url.scheme}://{url.netloc}", {}
             name = device
-        write_timeout = settings.attempt_timeout(max_wire_bytes(settings.max_payload), 0) + 1.0
-
-        def open_port(path: str) -> Port:
-            port: Port = serial.serial_for_url(
-                path, baudrate=settings.baud, timeout=0, write_timeout=write_timeout, **extra
-            )
-            return port
-
+        open_port = port_opener(settings, **extra)
         finder = BoardFinder(
             device, serial_number, open_port, settings,
             search=url.scheme == "serial" and serial_number is not None,

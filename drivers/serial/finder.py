@@ -59,9 +59,12 @@ __all__ = [
     "BoardFinder",
     "IdentityMismatch",
     "SameBoard",
-    "ask_serial_number",
+    "BUSY",
+    "ask_hello",
     "candidate_ports",
     "device_stamp",
+    "hello_at",
+    "is_pseudo_terminal",
     "pseudo_terminals",
     "terminal_use",
 ]
@@ -124,7 +127,9 @@ class _Verdict:
     """time.monotonic() of the answer."""
 
 
-_BUSY = "busy"  # the port could not be opened (held by another process): nothing was written
+BUSY = "busy"
+""":func:`hello_at`'s answer for a port not asked: it could not be opened (held by another
+process) or a host holds it (a pseudo-terminal): nothing was written."""
 
 
 class BoardFinder:
@@ -206,7 +211,7 @@ class BoardFinder:
                     others.append(f"{device} is {verdict.serial_number!r}")
                 continue
             answer = self._ask(device)
-            if answer == _BUSY:
+            if answer == BUSY:
                 continue
             asked.append(device)
             if answer == wanted:
@@ -244,27 +249,37 @@ class BoardFinder:
         )
 
     def _ask(self, device: str) -> str | None:
-        """The serial number ``device`` answers HELLO with (None: no answer), or _BUSY."""
-        try:
-            port = self._open_port(device)
-        except (OSError, ValueError):  # held by another process, no permission, gone
-            return _BUSY
-        try:
-            # The candidates were listed a while ago: a host may have opened this pty
-            # since. Counted again now, with our own end open, just before the HELLO.
-            if is_pseudo_terminal(device) and pty_openers(device) > _BOARD_AND_US:
-                return _BUSY
-            return ask_serial_number(port, self._settings)
-        except OSError:
-            return None
-        finally:
-            with contextlib.suppress(OSError):
-                port.close()
+        """The serial number ``device`` answers HELLO with (None: no answer), or BUSY."""
+        answer = hello_at(device, self._open_port, self._settings)
+        return answer if answer is None or isinstance(answer, str) else answer.serial_number
 
 
-def ask_serial_number(port: Port, settings: LinkSettings) -> str | None:
-    """Says HELLO on ``port`` (nothing else, retried at most once) and returns the serial
-    number of the answer; None when no valid HELLO answer comes in time."""
+def hello_at(
+    device: str, open_port: Callable[[str], Port], settings: LinkSettings
+) -> Hello | str | None:
+    """What ``device`` answers HELLO with (None: no valid answer in time), or ``"busy"``
+    when it was not asked: it cannot be opened (held by another process, no permission,
+    gone) or it is a pseudo-terminal a host holds. Nothing but HELLO is written."""
+    try:
+        port = open_port(device)
+    except (OSError, ValueError):  # held by another process, no permission, gone
+        return BUSY
+    try:
+        # The candidates were listed a while ago: a host may have opened this pty
+        # since. Counted again now, with our own end open, just before the HELLO.
+        if is_pseudo_terminal(device) and pty_openers(device) > _BOARD_AND_US:
+            return BUSY
+        return ask_hello(port, settings)
+    except OSError:
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            port.close()
+
+
+def ask_hello(port: Port, settings: LinkSettings) -> Hello | None:
+    """Says HELLO on ``port`` (nothing else, retried at most once) and returns the
+    answer; None when no valid HELLO answer comes in time."""
     req_id = int.from_bytes(os.urandom(2), "little")
     payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, settings.max_payload, 0)
     request = Frame(Msg.HELLO, req_id, payload)
@@ -281,13 +296,13 @@ def ask_serial_number(port: Port, settings: LinkSettings) -> str | None:
             if not ready:
                 break
             for raw in splitter.feed(port.read(1 << 16)):
-                serial_number = _hello_serial_number(raw, req_id)
-                if serial_number is not None:
-                    return serial_number
+                hello = _hello_answer(raw, req_id)
+                if hello is not None:
+                    return hello
     return None
 
 
-def _hello_serial_number(raw: bytes, req_id: int) -> str | None:
+def _hello_answer(raw: bytes, req_id: int) -> Hello | None:
     try:
         frame = decode_frame(raw)
     except FrameError:
@@ -297,7 +312,7 @@ def _hello_serial_number(raw: bytes, req_id: int) -> str | None:
     if frame.status != Status.OK:
         return None
     try:
-        return unpack_hello(frame.payload).serial_number
+        return unpack_hello(frame.payload)
     except (struct.error, UnicodeDecodeError):
         return None
 

@@ -6,6 +6,7 @@ schemas."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +51,7 @@ def test_a_start_is_described_and_an_older_store_is_left_unmigrated(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "board: emu://?preset=ideal (opened at start, not now)"
+    assert lines[1] == "listen: 127.0.0.1:0 (plaintext)"  # port 0: any free one
     assert "listen: 127.0.0.1:0 (plaintext)" in lines
     assert any(line.startswith("auth: 2 principals in") and "tokens expired: visitor" in line
                for line in lines)  # fmt: skip
@@ -57,7 +59,8 @@ def test_a_start_is_described_and_an_older_store_is_left_unmigrated(tmp_path: Pa
         f"state: {store}, schema {SCHEMA_VERSION - 1}: a start migrates it to {SCHEMA_VERSION} "
         "(sidra state backup first keeps a copy an older SIDRA HIL reads)"
     ) in lines
-    assert "metrics: http://127.0.0.1:9464/metrics" in lines
+    # (the machine may have something on 9464: then it is noted, and still no problem)
+    assert any(line.startswith("metrics: http://127.0.0.1:9464/metrics") for line in lines)
     assert "these settings would start" in done.stderr
     assert store.read_bytes() == before  # read only
     assert not Path(f"{store}-wal").exists()
@@ -71,7 +74,11 @@ def test_a_store_yet_to_be_made_is_said_so(tmp_path: Path) -> None:
     assert not store.exists() and not store.parent.exists()
 
 
-@pytest.mark.parametrize("what", ["newer schema", "not a store", "unknown scheme"])
+@pytest.mark.parametrize(
+    "what",
+    ["newer schema", "not a store", "unknown scheme", "no such serial device", "no such PCI "
+     "device", "no BAR file"],
+)  # fmt: skip
 def test_what_would_stop_a_start_exits_2_naming_it(tmp_path: Path, what: str) -> None:
     store, board = tmp_path / "state.sqlite3", "emu://?preset=ideal"
     if what == "newer schema":
@@ -83,8 +90,17 @@ def test_what_would_stop_a_start_exits_2_naming_it(tmp_path: Path, what: str) ->
     elif what == "not a store":
         store.write_bytes(b"not a database at all, " * 100)
         expected = "cannot be read as a state store"
-    else:
+    elif what == "unknown scheme":
         board, expected = "tape://drive0", "board: 'tape://drive0' has no scheme"
+    elif what == "no such serial device":
+        board = f"serial://{tmp_path}/ttyUSB7?baud=115200"
+        expected = f"board: {board}: {tmp_path}/ttyUSB7 does not exist (sidra board scan"
+    elif what == "no such PCI device":
+        board = "pcie://0000:7f:1f.7"
+        expected = f"board: {board}: no PCI device 0000:7f:1f.7 (lspci -D lists the addresses)"
+    else:
+        board = f"pcie+file://{tmp_path}/sidra.bar"
+        expected = f"{tmp_path}/sidra.bar does not exist (sidra board serve --pcie-file makes it)"
     done = check(config(tmp_path, store, board))
     assert done.returncode == 2
     assert "sidra serve --check: " in done.stderr and expected in done.stderr
@@ -95,3 +111,23 @@ def test_settings_that_do_not_load_exit_2_as_a_start_does(tmp_path: Path) -> Non
     path.write_text('board = "emu://"\ncolour = "blue"\n')
     done = check(path)
     assert done.returncode == 2 and "colour" in done.stderr
+
+
+def test_a_device_that_is_there_and_a_port_in_use_are_noted(tmp_path: Path) -> None:
+    """A device present is said to be there; a port another process listens on is noted
+    (the service being replaced holds it until it stops), not counted a problem."""
+    device = tmp_path / "ttyUSB0"
+    device.touch()  # what --check looks at is whether the path is there
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        path = config(tmp_path, tmp_path / "state.sqlite3", f"serial://{device}")
+        path.write_text(path.read_text().replace('listen = "127.0.0.1:0"',
+                                                 f'listen = "127.0.0.1:{port}"'))  # fmt: skip
+        done = check(path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"board: serial://{device} (there; opened at start, not now)"
+    assert lines[1] == (
+        f"listen: 127.0.0.1:{port} (plaintext); cannot be bound now: Address already in use "
+        "(another process listens there: a sidra serve already running?)"
+    )

@@ -18,6 +18,8 @@ from cli_support import SIDRA, run_sidra
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from security_support import Pki, make_pki, served
 
+from sidra.drivers import open_board
+from sidra.server import create_server
 from sidra.server.security import Role, add_principal
 from sidra.server.settings import ConfigError, ServerSettings, default_state_path, load_settings
 
@@ -329,3 +331,24 @@ def probe_with_token(url: str, token: str) -> subprocess.CompletedProcess[str]:
         check=False,
         env={**os.environ, "SIDRA_TOKEN": token},
     )
+
+
+def test_a_port_another_server_listens_on_stops_the_start(tmp_path: Path) -> None:
+    """gRPC binds with SO_REUSEPORT unless told not to: a second server on a port in use
+    would start and take every other connection to another board. It must not start,
+    and say why."""
+    with served(reflection=False) as port, open_board("emu://?preset=ideal") as board:
+        with pytest.raises(OSError) as refused:
+            create_server(board, f"127.0.0.1:{port}")
+        assert str(refused.value) == (
+            f"listen: cannot bind '127.0.0.1:{port}': Address already in use (another "
+            "process listens there: a sidra serve already running?)"
+        )
+        result = subprocess.run(
+            [*SIDRA, "serve", "--board", "emu://", "--listen", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")},
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "Address already in use" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

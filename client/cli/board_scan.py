@@ -1,0 +1,86 @@
+"""``sidra board scan``: the SIDRA boards on this machine's serial ports, each with the URL
+that finds it (sidra.drivers.serial.scan)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from sidra.cli.options import AsJson
+from sidra.drivers.serial.link import LinkSettings
+from sidra.drivers.serial.scan import PortFound, scan_serial_ports
+
+__all__ = ["scan"]
+
+WHY = {
+    "busy": "not asked: another process holds it (a running sidra serve, a terminal program)",
+    "silent": "no SIDRA board answered HELLO at this line rate",
+}
+
+
+def _found(port: PortFound) -> dict[str, Any]:
+    hello = port.hello
+    return {
+        "device": port.device,
+        "stable_name": port.stable_name,
+        "state": port.state,
+        "url": port.url,
+        "serial_number": None if hello is None else hello.serial_number,
+        "model": None if hello is None else hello.model,
+        "firmware_version": None if hello is None else hello.firmware_version,
+        "preset": None if hello is None else hello.preset,
+        "tiles": None if hello is None else hello.tile_count,
+        "boot_counter": None if hello is None else hello.boot_counter,
+    }
+
+
+def scan(
+    ptys: Annotated[
+        bool,
+        typer.Option(
+            "--ptys",
+            help="Also the pseudo-terminals nobody uses (where sidra board serve --pty puts "
+            "a virtual board).",
+        ),
+    ] = False,
+    baud: Annotated[
+        int, typer.Option(min=50, max=100_000_000, help="Line rate to say HELLO at, Bd.")
+    ] = 921_600,
+    as_json: AsJson = False,
+) -> None:
+    """Find the SIDRA boards on this machine's serial ports, each with its URL.
+
+    Says HELLO (a few bytes, nothing else) to every serial port no other process holds
+    and prints each board's serial number, model and firmware with the URL that finds
+    it wherever its port moves (serial://?serial_number=...); ports held by another
+    process are not opened. Exit 1 when no board answers. PCIe boards: lspci, then
+    sidra board probe pcie://BDF (docs/pcie.md)."""
+    found = scan_serial_ports(LinkSettings(baud=baud), ptys=ptys)
+    rows = [_found(p) for p in found]
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        _print(rows, ptys)
+    if not any(p.state == "board" for p in found):
+        raise typer.Exit(1)
+
+
+def _print(rows: list[dict[str, Any]], ptys: bool) -> None:
+    boards = [r for r in rows if r["state"] == "board"]
+    for r in boards:
+        where = r["device"] + (f" ({r['stable_name']})" if r["stable_name"] else "")
+        typer.echo(
+            f"{where}: {r['model']} {r['serial_number']}, firmware {r['firmware_version']}, "
+            f"{r['tiles']} tiles" + (f", preset {r['preset']}" if r["preset"] else "")
+        )
+        typer.echo(f"    {r['url']}")
+    for r in rows:
+        if r["state"] != "board":
+            typer.echo(f"{r['device']}: {WHY[r['state']]}")
+    if not rows:
+        searched = "serial ports or unused pseudo-terminals" if ptys else "serial ports"
+        typer.echo(f"no {searched} found" + ("" if ptys else " (--ptys: virtual boards too)"))
+    elif not boards:
+        typer.echo("no SIDRA board answered" + ("" if ptys else " (--ptys: virtual boards too)"))
