@@ -20,6 +20,8 @@ released before ``mmap.close()`` (else ``BufferError``).
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import gc
 import mmap
 import os
@@ -46,6 +48,7 @@ __all__ = [
     "SysfsBar",
     "f64_bits",
     "f64_of",
+    "hold_as_host",
     "host_memory_path",
 ]
 
@@ -249,10 +252,32 @@ def _misaligned(offset: int, width: int) -> ValueError:
     return ValueError(f"BAR offset 0x{offset:x} is not {width}-byte aligned")
 
 
-class FileBar(MappedBar):
-    """A file of exactly BAR_SIZE bytes standing in for BAR0 (``pcie+file://``)."""
+def hold_as_host(fd: int, name: str) -> None:
+    """Takes the host's exclusive lock on the open BAR ``fd`` (``flock``), or closes it
+    and raises BarError: two hosts driving one board's rings would take each other's
+    completions and overwrite each other's windows. The lock is the open file's: it ends
+    when the mapping is closed or the process dies. Advisory: a board itself, or a
+    reader of its registers (``sidra board probe``), takes none."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise BarError(f"{name}: cannot be locked for this host ({exc})") from exc
+        raise BarError(
+            f"{name}: another host already drives this board (a sidra serve, or another "
+            "program that opened it); one host at a time: stop it, or reach the board "
+            "through its server (grpc://)"
+        ) from exc
 
-    def __init__(self, path: str | os.PathLike[str], size: int = BAR_SIZE) -> None:
+
+class FileBar(MappedBar):
+    """A file of exactly BAR_SIZE bytes standing in for BAR0 (``pcie+file://``).
+    ``host``: this process drives the board (:func:`hold_as_host`)."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], size: int = BAR_SIZE, *, host: bool = False
+    ) -> None:
         self.path = os.fspath(path)
         try:
             fd = os.open(self.path, os.O_RDWR)
@@ -263,6 +288,8 @@ class FileBar(MappedBar):
             ) from exc
         except PermissionError as exc:
             raise BarError(f"{self.path}: no read/write permission for this user") from exc
+        if host:
+            hold_as_host(fd, f"pcie+file://{self.path}")
         actual = os.fstat(fd).st_size
         if actual != size:
             os.close(fd)
@@ -283,9 +310,12 @@ class FileBar(MappedBar):
 
 
 class SysfsBar(MappedBar):
-    """BAR0 of PCI device ``bdf`` (``0000:01:00.0``) through sysfs ``resource0``."""
+    """BAR0 of PCI device ``bdf`` (``0000:01:00.0``) through sysfs ``resource0``.
+    ``host``: this process drives the board (:func:`hold_as_host`)."""
 
-    def __init__(self, bdf: str, size: int = BAR_SIZE, root: Path = SYSFS_DEVICES) -> None:
+    def __init__(
+        self, bdf: str, size: int = BAR_SIZE, root: Path = SYSFS_DEVICES, *, host: bool = False
+    ) -> None:
         self.device = root / bdf
         if not self.device.is_dir():
             raise BarError(
@@ -308,6 +338,8 @@ class SysfsBar(MappedBar):
             raise BarError(f"PCI device {bdf} has no BAR0 ({resource})") from exc
         except PermissionError as exc:
             raise BarError(f"{resource}: permission denied; {ACCESS_HELP}") from exc
+        if host:
+            hold_as_host(fd, f"pcie://{bdf}")
         actual = os.fstat(fd).st_size
         if actual != size:
             os.close(fd)

@@ -112,13 +112,13 @@ class PcieDriver(BoardDriver):
                 raise InvalidArgument(
                     "url", url.geturl(), "pcie://DDDD:BB:DD.F, e.g. pcie://0000:01:00.0"
                 )
-            return cls(lambda: SysfsBar(bdf), timeout_s)
+            return cls(lambda: SysfsBar(bdf, host=True), timeout_s)
         path = url.netloc + url.path
         if not path:
             raise InvalidArgument(
                 "url", url.geturl(), "pcie+file://<path>, e.g. pcie+file:///tmp/b"
             )
-        return cls(lambda: FileBar(path), timeout_s)
+        return cls(lambda: FileBar(path, host=True), timeout_s)
 
     @property
     def info(self) -> BoardInfo:

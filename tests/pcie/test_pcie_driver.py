@@ -186,3 +186,19 @@ def test_perturbed_mvm_whose_answer_outgrows_a_window_goes_as_pieces_by_its_poin
         got = pcie.perturbed_mvm(0, v, points[:1])  # 1200 x 256 inputs: over 1 MiB
         np.testing.assert_array_equal(got.currents, one.currents)
         assert got.cells_written == 2 * 2 * cells
+
+
+def test_a_second_host_is_refused_while_the_first_drives_the_board() -> None:
+    """Two hosts on one board's rings would take each other's completions: the second is
+    refused naming why, the first goes on untouched, and once it closes the board is
+    free again."""
+    with board() as served:
+        url = f"pcie+file://{served.path}"
+        with open_board(url) as first:
+            first.program(0, G)
+            with pytest.raises(BarError, match="another host already drives this board"):
+                open_board(url)
+            v = np.full((1, 256), 0.1, np.float32)
+            assert np.allclose(first.mvm(0, v).currents, v @ G, rtol=1e-5)
+        with open_board(url) as second:  # the lock went with the first host's mapping
+            assert np.allclose(second.read_conductance(0).conductances, G)
