@@ -64,7 +64,7 @@ from sidra.client.remote import (
     refuse_unsendable,
     representable,
 )
-from sidra.client.session import Caller, TileLease, caller_of, session_state
+from sidra.client.session import Caller, TileLease, caller_of, session_state, tiles_named
 from sidra.client.shared_memory import AsyncSharedRegion, SharedArray, pass_message, pass_result
 from sidra.client.shared_memory import new_name as new_shm_name
 from sidra.client.streams import (
@@ -218,11 +218,17 @@ class AsyncRemoteBoard(SizedCalls):
         await self.channel.close()
 
     async def session(
-        self, ttl_s: float = 0.0, label: str = "", *, heartbeat: bool = True
+        self,
+        ttl_s: float = 0.0,
+        label: str = "",
+        *,
+        heartbeat: bool = True,
+        lease_as_used: bool = False,
     ) -> AsyncSession:
         """Opens a session on the server: every later call of this board carries it, and
         :meth:`AsyncSession.lease` leases tiles to it (session.proto); ``heartbeat``
-        renews it from a task every ``ttl_s / 3``. Use with ``async with``."""
+        renews it from a task every ``ttl_s / 3``; ``lease_as_used`` leases each tile a
+        call names before the call, the first time. Use with ``async with``."""
         if self._session is not None:
             raise FailedPrecondition(
                 f"this board already has session {self._session.id[:8]}... open; close it "
@@ -230,7 +236,9 @@ class AsyncRemoteBoard(SizedCalls):
             )
         request = session_pb2.OpenSessionRequest(ttl_s=ttl_s, label=label)
         reply = await call_session(self.channel, "OpenSession", request, self.timeout_s)
-        self._session = AsyncSession(self, session_state(reply), heartbeat=heartbeat)
+        self._session = AsyncSession(
+            self, session_state(reply), heartbeat=heartbeat, lease_as_used=lease_as_used
+        )
         self._metadata = ((SESSION_ID_KEY, self._session.id),)
         return self._session
 
@@ -304,6 +312,7 @@ class AsyncRemoteBoard(SizedCalls):
         """Sends ``request`` as its RPC; returns the result or raises the SIDRA exception."""
         op = operation_of(request)
         request = representable(request)
+        await self._lease_used(tiles_named(request))
         if self._sizes.wanted_for(request):  # once: the sizes the service takes
             async with self._learning:  # calls gathered at the start ask once, not each
                 if self._sizes.wanted_for(request):
@@ -338,6 +347,14 @@ class AsyncRemoteBoard(SizedCalls):
         result = convert.result_from_pb(reply, op)
         self._instance.succeeded(named or getattr(result, "instance_id", None), op.rpc)
         return result
+
+    async def _lease_used(self, tiles: tuple[int, ...]) -> None:
+        """The session's lease of ``tiles`` first, as the sync client's."""
+        session = self._session
+        if session is None or not session.lease_as_used or not tiles:
+            return
+        count = (await self.info()).tile_count
+        await session.lease_used([t for t in tiles if 0 <= t < count])
 
     async def _unary(self, op: Operation, message: Any) -> tuple[Any, str | None]:
         """``message`` sent as ``op``'s RPC: the reply and the board instance its trailer
@@ -390,6 +407,7 @@ class AsyncRemoteBoard(SizedCalls):
     ) -> MVMResult:
         """:meth:`RemoteBoard.mvm_shared <sidra.client.RemoteBoard.mvm_shared>`, as a
         coroutine: the result's ``currents`` (or ``output_codes``) is ``outputs.array``."""
+        await self._lease_used((tile,))
         op = streams.pass_operation(transpose)
         message = pass_message(tile, inputs, outputs, region, output_codes, transpose)
         reply, named = await self._unary(op, message)
@@ -504,6 +522,7 @@ class AsyncRemoteBoard(SizedCalls):
         op = streams.pass_operation(transpose)
         built = TransposeMVMRequest if transpose else MVMRequest
         info = await self.info()  # (and the service's max_batch: a larger batch goes as items)
+        await self._lease_used((tile,))
 
         async def passes() -> AsyncIterator[tuple[Any, int]]:
             async for voltages in _aiter(batches):
@@ -538,6 +557,7 @@ class AsyncRemoteBoard(SizedCalls):
         (inputs, outputs) pair, in order, over one MVMStream with up to ``depth`` in
         flight; a pair is drawn only once the result ``depth`` + 1 items before it has
         been used, so ``depth`` + 1 pairs given in turn are enough."""
+        await self._lease_used((tile,))
 
         async def passes() -> AsyncIterator[tuple[Any, SharedArray]]:
             async for inputs, outputs in _aiter(pairs):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -56,10 +56,21 @@ async def list_leases(channel: grpc.aio.Channel, timeout_s: float) -> list[TileL
 class AsyncSession:
     """An open session of an :class:`AsyncRemoteBoard` (made by its ``session()``)."""
 
-    def __init__(self, board: AsyncRemoteBoard, state: SessionState, *, heartbeat: bool) -> None:
+    def __init__(
+        self,
+        board: AsyncRemoteBoard,
+        state: SessionState,
+        *,
+        heartbeat: bool,
+        lease_as_used: bool = False,
+    ) -> None:
         self.board = board
         self.state = state
         self.id = state.session_id
+        self.lease_as_used = lease_as_used
+        """Each tile a call of its board names is leased first (the sync client's
+        :class:`~sidra.client.Session`)."""
+        self._leasing = asyncio.Lock()
         self.lost: SidraError | None = None
         """Why the session ended on the server, once a heartbeat learnt it did."""
         self._beat = asyncio.create_task(self._heartbeats()) if heartbeat else None
@@ -75,6 +86,16 @@ class AsyncSession:
         )
         self.state = session_state(await self._call("AcquireLease", request, wait_s))
         return AsyncLease(self, wanted, whole_board)
+
+    async def lease_used(self, tiles: Sequence[int]) -> None:
+        """Leases those of ``tiles`` the session does not hold yet, all or none, as the
+        sync client's :meth:`~sidra.client.Session.lease_used`."""
+        if self.state.whole_board or all(t in self.state.tiles for t in tiles):
+            return
+        async with self._leasing:  # calls gathered at once ask once
+            wanted = [t for t in tiles if t not in self.state.tiles]
+            if wanted and not self.state.whole_board:
+                await self.lease(wanted)
 
     async def heartbeat(self) -> SessionState:
         """Renews the session now (the task does it every ``ttl_s / 3``)."""

@@ -49,6 +49,7 @@ from sidra.client.session import (
     list_leases,
     session_call,
     session_state,
+    tiles_named,
 )
 from sidra.client.shared_memory import SharedArray, SharedRegion, pass_message, pass_result
 from sidra.client.shared_memory import new_name as new_shm_name
@@ -183,11 +184,21 @@ class RemoteBoard(SizedCalls, Board):
         """The gRPC channel to the server (credentials and token included)."""
         return self._channel
 
-    def session(self, ttl_s: float = 0.0, label: str = "", *, heartbeat: bool = True) -> Session:
+    def session(
+        self,
+        ttl_s: float = 0.0,
+        label: str = "",
+        *,
+        heartbeat: bool = True,
+        lease_as_used: bool = False,
+    ) -> Session:
         """Opens a session on the server: every later call of this board carries it, and
         :meth:`Session.lease` leases tiles to it (session.proto). ``ttl_s``: seconds the
         session lives without a sign of life (0: the server's default); ``heartbeat``
-        renews it from a thread every ``ttl_s / 3``. Use as a context manager."""
+        renews it from a thread every ``ttl_s / 3``; ``lease_as_used``: each tile a call
+        names is leased to the session before the call, the first time (a tile another
+        session holds: :class:`~sidra.drivers.errors.LeaseHeld`). Use as a context
+        manager."""
         if self._session is not None:
             raise FailedPrecondition(
                 f"this board already has session {self._session.id[:8]}... open; close it "
@@ -195,7 +206,9 @@ class RemoteBoard(SizedCalls, Board):
             )
         request = session_pb2.OpenSessionRequest(ttl_s=ttl_s, label=label)
         reply = session_call(self._channel, "OpenSession", request, self.timeout_s)
-        session = Session(self, session_state(reply), heartbeat=heartbeat)
+        session = Session(
+            self, session_state(reply), heartbeat=heartbeat, lease_as_used=lease_as_used
+        )
         self._session = session
         self._metadata = ((SESSION_ID_KEY, session.id),)
         return session
@@ -276,6 +289,7 @@ class RemoteBoard(SizedCalls, Board):
         board instance than this client's previous one)."""
         op = operation_of(request)
         request = representable(request)
+        self._lease_used(tiles_named(request))
         if self._sizes.wanted_for(request):  # once: the sizes the service takes
             description: BoardDescription = self.run(GetBoardInfoRequest())
             self._info = self._info or description.info
@@ -299,6 +313,15 @@ class RemoteBoard(SizedCalls, Board):
         named = _instance_of(call) or getattr(result, "instance_id", None)
         self._instance.succeeded(named, op.rpc)
         return result
+
+    def _lease_used(self, tiles: tuple[int, ...]) -> None:
+        """The session's lease of ``tiles`` first, when it leases tiles as used (those
+        outside the board are left to the call's own refusal, which names its field)."""
+        session = self._session
+        if session is None or not session.lease_as_used or not tiles:
+            return
+        count = self.info.tile_count
+        session.lease_used([t for t in tiles if 0 <= t < count])
 
     def _send(self, op: Operation, message: Any) -> tuple[Any, Any]:
         """``message`` sent as ``op``'s RPC: (reply, call), or the SIDRA exception."""
@@ -339,6 +362,7 @@ class RemoteBoard(SizedCalls, Board):
         codes) are read from, and whose outputs (float32 currents, or with
         ``output_codes`` the ADC's codes) are written to, shared memory by the server;
         the result's ``currents`` (or ``output_codes``) is ``outputs.array`` itself."""
+        self._lease_used((tile,))
         message = pass_message(tile, inputs, outputs, region, output_codes, transpose)
         op = streams.pass_operation(transpose)
         reply, call = self._send(op, message)
@@ -365,6 +389,7 @@ class RemoteBoard(SizedCalls, Board):
         so ``depth`` + 1 pairs given in turn are enough, and each pair's inputs may be
         filled as it is drawn. A pair the server refuses raises its error where its
         result would be (the stream is then closed)."""
+        self._lease_used((tile,))
         passes = (
             (pass_message(tile, inputs, outputs, region, output_codes, transpose), outputs)
             for inputs, outputs in pairs
@@ -396,6 +421,7 @@ class RemoteBoard(SizedCalls, Board):
         result is theirs joined. A batch the server refuses raises its error where its
         result would be (the stream is then closed)."""
         info = self.info  # (and the service's max_batch: a larger batch goes as items)
+        self._lease_used((tile,))
         passes = streams.pass_messages(
             tile, batches, region, transpose,
             lambda request, op: self._message(representable(request), op),

@@ -41,6 +41,7 @@ __all__ = [
     "TileLease",
     "caller_of",
     "list_leases",
+    "tiles_named",
     "session_call",
     "session_method",
     "session_state",
@@ -134,6 +135,16 @@ def caller_of(reply: pb.Caller) -> Caller:
     )  # fmt: skip
 
 
+def tiles_named(request: Any) -> tuple[int, ...]:
+    """The tiles a board request names, each once (a sequence: its steps'); none for a
+    board-wide one (GetBoardInfo, AdvanceClock)."""
+    steps = getattr(request, "steps", None)
+    if isinstance(steps, tuple | list):
+        return tuple(dict.fromkeys(t for step in steps for t in tiles_named(step)))
+    tile = getattr(request, "tile", None)
+    return (tile,) if type(tile) is int else ()
+
+
 def session_method(channel: Any, rpc: str) -> Any:
     """SessionService's ``rpc`` on ``channel`` (a grpc or grpc.aio channel)."""
     method = _SERVICE.methods_by_name[rpc]
@@ -179,12 +190,25 @@ def tile_leases(reply: pb.ListLeasesResponse) -> list[TileLease]:
 
 
 class Session:
-    """An open session of a :class:`RemoteBoard` (made by :meth:`RemoteBoard.session`)."""
+    """An open session of a :class:`RemoteBoard` (made by :meth:`RemoteBoard.session`).
 
-    def __init__(self, board: RemoteBoard, state: SessionState, *, heartbeat: bool) -> None:
+    ``lease_as_used``: every call of its board that names a tile the session does not
+    hold leases that tile first (AcquireLease, no wait): the tiles a run uses are its
+    own from their first use to the session's end, without knowing them beforehand."""
+
+    def __init__(
+        self,
+        board: RemoteBoard,
+        state: SessionState,
+        *,
+        heartbeat: bool,
+        lease_as_used: bool = False,
+    ) -> None:
         self.board = board
         self.state = state
         self.id = state.session_id
+        self.lease_as_used = lease_as_used
+        self._leasing = threading.Lock()
         self.lost: SidraError | None = None
         """Why the session ended on the server, once a heartbeat learnt it did."""
         self._stop = threading.Event()
@@ -207,6 +231,17 @@ class Session:
         )
         self.state = session_state(self._call("AcquireLease", request, wait_s))
         return Lease(self, wanted, whole_board)
+
+    def lease_used(self, tiles: Sequence[int]) -> None:
+        """Leases those of ``tiles`` the session does not hold yet, all or none; a tile
+        another session holds raises :class:`~sidra.drivers.errors.LeaseHeld` naming its
+        holder. Nothing is asked when it holds them all (the board's every call)."""
+        if self.state.whole_board or all(t in self.state.tiles for t in tiles):
+            return
+        with self._leasing:  # calls from several threads ask once
+            wanted = [t for t in tiles if t not in self.state.tiles]
+            if wanted and not self.state.whole_board:
+                self.lease(wanted)
 
     def heartbeat(self) -> SessionState:
         """Renews the session now (the thread does it every ``ttl_s / 3``)."""

@@ -236,7 +236,7 @@ def evaluate(
     file = None if model is None else file_target(model)
     runs = []
     for url in boards:
-        with job_board(url, server, "sidra model eval") as opened:
+        with job_board(url, server, "sidra model eval", holding="sidra model eval") as opened:
             target = target_of(opened, file, deployment)
             data = _labelled(target.model, dataset)
             x, y = _samples_of(data, split)
@@ -588,7 +588,7 @@ def predict(
     held, tiles = _held_options(deployment, server, held, tiles)
     file = None if model is None else file_target(model)  # before any board is opened
     raw = _samples(inputs)
-    with job_board(board, server, "sidra model predict") as opened:
+    with job_board(board, server, "sidra model predict", holding="sidra model predict") as opened:
         target = target_of(opened, file, deployment)
         loaded = target.model
         try:

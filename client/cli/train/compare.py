@@ -102,7 +102,10 @@ def compare(
                 write_atomically(folder / name, content)
 
         run = run_clock(board, server)
-        with job_board(board, server) as target, stop_on_interrupt(console, "run") as stop:
+        with (
+            job_board(board, server, holding="sidra train compare") as target,
+            stop_on_interrupt(console, "run") as stop,
+        ):
             run.on(target)
             comparison = compare_methods(target, data, options, on_result=on_result, stop=stop)
         comparison.settings["dataset"] = dataset

@@ -93,7 +93,7 @@ def drift_recovery_command(
         data = dataset_named(dataset)
         console = Console(stderr=True)
         with (
-            job_board(board, server) as target,
+            job_board(board, server, holding="sidra train drift-recovery") as target,
             stop_on_interrupt(console, "retraining epoch") as stop,
         ):
             console.print(

@@ -139,7 +139,7 @@ def pat(
     run = run_clock(board, server)
     with (
         keeping_lost_epochs(dataset, "pat", folder, options.epochs, as_json, console, run),
-        job_board(board, server) as target,
+        job_board(board, server, holding="sidra train pat") as target,
     ):
         run.on(target)
         if profile is None:

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
 from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
-from sidra.client.remote import connect_server
+from sidra.client.remote import RemoteBoard, connect_server
 from sidra.drivers import Board, InvalidArgument, SidraError, open_board
 from sidra.training import (
     STOPPED_AT,
@@ -75,19 +75,27 @@ CHECKPOINT = CHECKPOINT_FILE
 
 
 @contextlib.contextmanager
-def job_board(url: str, server: str | None, command: str = "sidra train") -> Iterator[Board]:
+def job_board(
+    url: str, server: str | None, command: str = "sidra train", *, holding: str | None = None
+) -> Iterator[Board]:
     """The board a job runs on. A value the board or the job refuses (an argument error,
     a checkpoint it cannot read) is a usage error (exit 2); a refusal for who or when (a
     lease another session holds, a role, a limit) or a board gone ends the command with
     the error's class and message after ``command`` (exit 1): the command line was
-    right."""
+    right.
+
+    ``holding``: on a served board (``server``, or a ``grpc://`` URL), the job runs in a
+    session of that label which leases each tile the first time the job uses it (nobody
+    else writes them until the job ends; what a job that dies leaves perturbed is
+    restored when its session expires); a tile another session leases stops the job
+    naming the holder."""
     try:
-        if server is not None:
-            with connect_server(server) as remote:
-                yield remote
-        else:
-            with open_board(url) as local:
-                yield local
+        with connect_server(server) if server is not None else open_board(url) as board:
+            if holding is None or not isinstance(board, RemoteBoard):
+                yield board
+            else:
+                with board.session(label=holding, lease_as_used=True):
+                    yield board
     except SidraError as exc:
         if isinstance(exc, InvalidArgument):
             raise typer.BadParameter(str(exc)) from exc
@@ -439,7 +447,7 @@ def by_epochs(
     run = run_clock(board, server)
     with (
         keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console, run),
-        job_board(board, server) as target,
+        job_board(board, server, holding=f"sidra train {job}") as target,
         progress_bar(console) as progress,
         stop_on_interrupt(console, "epoch") as stop,
     ):

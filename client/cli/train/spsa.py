@@ -128,7 +128,7 @@ def spsa(
     run = run_clock(board, server)
     try:
         with (
-            job_board(board, server) as target,
+            job_board(board, server, holding="sidra train spsa") as target,
             progress_bar(console) as progress,
             stop_on_interrupt(console, "step") as stop,
         ):
