@@ -75,3 +75,25 @@ def test_a_record_that_is_not_one_of_this_command_is_refused(
         unwrapped(done.stderr)
     )
     assert not out.exists()  # refused before anything ran
+
+
+def test_a_setting_no_option_takes_is_said_not_taken(tmp_path: Path) -> None:
+    """A record made by another SIDRA HIL may hold a setting whose option was renamed
+    since: the run goes on without it, and says which were not taken. A record of this
+    one holds none (placement, job and the stop keys are the record's own)."""
+    first = tmp_path / "first"
+    trained(first, "spsa", "--dataset", "iris", "--steps", "10", "--batch-size", "16")
+    quiet = run_sidra("train", "spsa", "--like", str(first), "--board", BOARD,
+                      "--out", str(tmp_path / "quiet"), "--json")  # fmt: skip
+    assert quiet.returncode == 0 and "not taken" not in quiet.stderr, quiet.stderr
+    old = settings(first) | {"perturbation_size": 0.1, "stopped_at_step": 4}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "settings.json").write_text(json.dumps(old))
+    done = run_sidra("train", "spsa", "--like", str(tmp_path / "old"), "--board", BOARD,
+                     "--out", str(tmp_path / "again"), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert unwrapped(
+        f"sidra train spsa --like {tmp_path / 'old'}: not taken, as no option of this command "
+        "has its name: perturbation_size (a record of another SIDRA HIL?"
+    ) in unwrapped(done.stderr)
+    assert "perturbation_size" not in settings(tmp_path / "again")

@@ -10,6 +10,10 @@ board, the server, the record folder and how the run is kept are this command's 
 It works through click's ``default_map``: the option is eager, so its callback fills the
 map before any other option is read, and an option given on the command line wins over
 the map as it wins over any default.
+
+A setting no option of the command is named after (an option renamed or removed since
+the record was made) is not taken, and said so on stderr: the run would otherwise differ
+from the record without a word.
 """
 
 from __future__ import annotations
@@ -20,13 +24,21 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["Like", "NOT_TAKEN", "settings_of"]
+from sidra.training.records import INTERRUPTED, STOPPED_AT
+
+__all__ = ["Like", "NOT_TAKEN", "RECORD_ONLY", "settings_of"]
 
 NOT_TAKEN = frozenset(
     {"board", "server", "out", "resume", "remote_job", "queue", "priority", "as_json",
      "like", "checkpoint_every", "checkpoint_every_s"}
 )  # fmt: skip
 """Parameters a record's settings never set: where and how this run is made and kept."""
+
+
+RECORD_ONLY = frozenset({"job", "dataset", "placement", "twin_profile", "twin_board",
+                         "twin_stuck_cells"})  # fmt: skip
+"""Settings a record keeps that are no option: what ran, where its layers went, which
+twin a pat run used (the data set is taken, as ``--dataset``)."""
 
 
 def settings_of(record: Path) -> dict[str, Any]:
@@ -63,9 +75,22 @@ def _take(ctx: typer.Context, value: Path | None) -> Path | None:
             f"got {value}: a record of a {job!r} run; sidra train {command} takes the "
             f"settings of a {command!r} run"
         )
-    names = {param.name for param in ctx.command.params} - NOT_TAKEN
+    params = {param.name for param in ctx.command.params}
+    names = params - NOT_TAKEN
     taken = {name: settings[name] for name in names if name in settings}
     ctx.default_map = {**(ctx.default_map or {}), **taken}
+    unknown = sorted(
+        key for key in settings
+        if key not in params and key not in RECORD_ONLY
+        and not key.startswith((STOPPED_AT, INTERRUPTED))
+    )  # fmt: skip
+    if unknown:  # a record of another SIDRA HIL: an option renamed or gone since
+        typer.echo(
+            f"sidra train {command} --like {value}: not taken, as no option of this command "
+            f"has its name: {', '.join(unknown)} (a record of another SIDRA HIL? give what "
+            "they meant as options)",
+            err=True,
+        )
     return value
 
 
