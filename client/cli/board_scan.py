@@ -59,6 +59,12 @@ def scan(
     sidra board probe pcie://BDF (docs/pcie.md)."""
     found = scan_serial_ports(LinkSettings(baud=baud), ptys=ptys)
     rows = [_found(p) for p in found]
+    for row in rows:  # emulated boards of one seed share their serial number
+        row["same_serial_as"] = [
+            other["device"] for other in rows
+            if other is not row and row["serial_number"] is not None
+            and other["serial_number"] == row["serial_number"]
+        ]  # fmt: skip
     if as_json:
         typer.echo(json.dumps(rows))
     else:
@@ -76,6 +82,11 @@ def _print(rows: list[dict[str, Any]], ptys: bool) -> None:
             f"{r['tiles']} tiles" + (f", preset {r['preset']}" if r["preset"] else "")
         )
         typer.echo(f"    {r['url']}")
+        if r["same_serial_as"]:
+            typer.echo(
+                f"    (also answered by {', '.join(r['same_serial_as'])}: by serial number "
+                "the first found is taken; name the device instead)"
+            )
     for r in rows:
         if r["state"] != "board":
             typer.echo(f"{r['device']}: {WHY[r['state']]}")

@@ -93,10 +93,31 @@ def test_the_command_prints_each_board_and_exits_1_when_there_is_none(
     assert f"{server.path}: SIDRA-IDEAL {serial_number}, firmware " in shown.output
     assert f"serial://?serial_number={serial_number}&search_ptys=1" in shown.output
     (row,) = json.loads(listed.output)
-    assert (row["device"], row["state"], row["serial_number"]) == (
-        server.path, "board", serial_number,
+    assert (row["device"], row["state"], row["serial_number"], row["same_serial_as"]) == (
+        server.path, "board", serial_number, [],
     )  # fmt: skip
     ports["ptys"] = []
     nothing = runner.invoke(app, ["board", "scan"])
     assert nothing.exit_code == 1
     assert "no serial ports found (--ptys: virtual boards too)" in nothing.output
+
+
+def test_two_boards_answering_with_one_serial_number_are_said_to(
+    ports: dict[str, list[str]],
+) -> None:
+    """Emulated boards of one seed share their serial number: a URL by serial number
+    would take whichever is found first, so the scan says so."""
+    seed = secrets.randbits(40)
+    servers = [PtyServer(VirtualBoard(preset("ideal"), seed=seed)).start() for _ in range(2)]
+    try:
+        ports["ptys"] = [s.path for s in servers]
+        shown = CliRunner().invoke(app, ["board", "scan", "--ptys"])
+    finally:
+        for server in servers:
+            server.stop()
+    assert shown.exit_code == 0, shown.output
+    first, second = (s.path for s in servers)
+    assert f"(also answered by {second}: by serial number the first found is taken" in " ".join(
+        shown.output.split()
+    )
+    assert f"(also answered by {first}:" in " ".join(shown.output.split())
