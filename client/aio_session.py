@@ -135,7 +135,13 @@ class AsyncSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        if exc is None:
+            await self.close()
+            return
+        try:  # leaving on an error: a failed close must not hide it (as the sync client)
+            await self.close()
+        except SidraError as closing:
+            log.warning("session %s not closed: %s", self.id[:8], closing)
 
     async def _call(self, rpc: str, request: Any, wait_s: float = 0.0) -> Any:
         board = self.board
@@ -179,5 +185,11 @@ class AsyncLease:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with contextlib.suppress(SessionClosed):  # ended on the server: nothing held
+        try:
             await self.release()
+        except SessionClosed:  # ended on the server: nothing held
+            pass
+        except SidraError as releasing:  # leaving on an error: it must not be hidden
+            if exc is None:
+                raise
+            log.warning("lease of tiles %s not released: %s", list(self.tiles), releasing)

@@ -15,7 +15,6 @@ tiles learns at once that it does not.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -277,7 +276,15 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        # Leaving on an error (often the server gone): a failed close must not hide it.
+        # The session's leases end with its time to live anyway.
+        try:
+            self.close()
+        except SidraError as closing:
+            log.warning("session %s not closed: %s", self.id[:8], closing)
 
     def _call(self, rpc: str, request: Any, wait_s: float = 0.0) -> Any:
         board = self.board
@@ -320,6 +327,13 @@ class Lease:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # A session that ended on the server holds nothing any more.
-        with contextlib.suppress(SessionClosed):
+        # A session that ended on the server holds nothing any more; leaving on an
+        # error, a failed release must not hide it (the lease ends with its session).
+        try:
             self.release()
+        except SessionClosed:
+            pass
+        except SidraError as releasing:
+            if exc is None:
+                raise
+            log.warning("lease of tiles %s not released: %s", list(self.tiles), releasing)

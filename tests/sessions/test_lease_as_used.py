@@ -9,16 +9,20 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from cli_support import SIDRA, served
 
 from sidra.client import LeaseHeld, OutOfRange, RemoteBoard, connect
 from sidra.client.aio import connect as aio_connect
-from sidra.drivers import Region
+from sidra.drivers import Region, open_board
 from sidra.drivers.requests import MVMRequest, ProgramRequest, SequenceRequest
+from sidra.server import create_server
 
 G = np.full((4, 4), 20.0, np.float32)
 V = np.full((1, 4), 0.1, np.float32)
@@ -98,3 +102,51 @@ def test_a_training_run_over_a_server_holds_its_tiles_until_it_ends(tmp_path: Pa
         assert json.loads(out)["placement"] == {"layer": [2]}
         assert leased(watcher) == {}  # its session closed with the run
         watcher.program(2, G)  # and the tile is anyone's again
+
+
+@contextmanager
+def stoppable(url: str) -> Iterator[tuple[str, grpc.Server]]:
+    """A board served in this process: its address, and its server to stop mid-test."""
+    with open_board(url) as local:
+        server, port = create_server(local, "127.0.0.1:0")
+        server.start()
+        try:
+            yield f"127.0.0.1:{port}", server
+        finally:
+            server.stop(grace=None).wait()
+
+
+def test_leaving_a_session_on_an_error_keeps_that_error(tmp_path: Path) -> None:
+    """The server gone mid-run: closing the session fails too, and must not hide the
+    run's own error (for a training command: the steps kept and how to go on)."""
+    with (
+        stoppable("emu://?preset=ideal&seed=4") as (address, server),
+        connect(address) as board,
+        pytest.raises(ZeroDivisionError),
+        board.session(label="doomed", lease_as_used=True) as session,
+        session.lease([1]),
+    ):
+        board.program(1, G)
+        server.stop(grace=None).wait()
+        raise ZeroDivisionError  # the body's error, not the close's BoardUnavailable
+
+    with stoppable("emu://?preset=ideal&seed=4") as (address, server), connect(address) as board:
+        run = subprocess.Popen(
+            [*SIDRA, "train", "spsa", "--server", address, "--steps", "1000000",
+             "--out", str(tmp_path / "run")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not leased(board):
+                assert run.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            time.sleep(1)
+            server.stop(grace=None).wait()
+            _, err = run.communicate(timeout=60)
+        finally:
+            run.kill()
+    said = " ".join(err.split())
+    assert run.returncode == 1, said
+    assert f"the same command with --out {tmp_path / 'run'} --resume goes on" in said
+    assert "the session holding the run's tiles was not closed" in said

@@ -28,6 +28,7 @@ from rich.table import Table
 from sidra.cli.jobs import run_remote_job
 from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
 from sidra.client.remote import RemoteBoard, connect_server
+from sidra.client.session import Session
 from sidra.drivers import Board, InvalidArgument, SidraError, open_board
 from sidra.training import (
     STOPPED_AT,
@@ -94,8 +95,11 @@ def job_board(
             if holding is None or not isinstance(board, RemoteBoard):
                 yield board
             else:
-                with board.session(label=holding, lease_as_used=True):
+                session = board.session(label=holding, lease_as_used=True)
+                try:
                     yield board
+                finally:
+                    _close_quietly(session, command)
     except SidraError as exc:
         if isinstance(exc, InvalidArgument):
             raise typer.BadParameter(str(exc)) from exc
@@ -103,6 +107,20 @@ def job_board(
         raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _close_quietly(session: Session, command: str) -> None:
+    """Closes the session a job held its tiles in. A server gone or restarted by then
+    must not cost the job its outcome (the record to save, the error that says how to
+    go on): the session's leases end with its time to live anyway."""
+    try:
+        session.close()
+    except SidraError as exc:
+        typer.echo(
+            f"{command}: the session holding the run's tiles was not closed ({exc}); its "
+            "leases end when it expires",
+            err=True,
+        )
 
 
 def check_resume(out: Path | None, resume: bool) -> None:
