@@ -275,7 +275,7 @@ def compare_runs(
     provenances = [r.provenance or {} for r in runs]
     # A record without run.json says nothing of where it ran: not a difference.
     shown_provenance = _differing(
-        [p for p in provenances if p], PROVENANCE_NOT_COMPARED | {"command"}
+        [p for p in provenances if p], PROVENANCE_NOT_COMPARED | {"command", "saved_by"}
     )
     figures = [k for k, _ in SUMMARY_ROWS if any(_figure(r, k) is not None for r in runs)]
     if plot is not None:

@@ -9,7 +9,8 @@ needs and nothing else.
 
 A run from here writes it when its record is saved (:class:`RunClock`); a job run in a
 server gets it when its record is saved on the client (:func:`job_provenance`), from
-what the server says of the job. Records saved before this file existed have none:
+what the server says of the job (the software that saved it is named apart: the
+server does not report its own). Records saved before this file existed have none:
 readers take the folder's time instead (``sidra runs``).
 """
 
@@ -133,13 +134,14 @@ def job_provenance(
     board: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """What ``run.json`` holds for a job run inside ``server``: the server's times of the
-    job, who submitted it, and this client's software (the server's is not reported)."""
+    job, who submitted it, on which board. The host, user, command and software under
+    ``saved_by`` are those of the client that saved the record (the server does not
+    report its own)."""
+    ran = bool(ended_unix_s and started_unix_s)
     return {
         "started_utc": utc_text(started_unix_s or submitted_unix_s),
         "ended_utc": utc_text(ended_unix_s) if ended_unix_s else None,
-        "wall_s": round(ended_unix_s - started_unix_s, 3)
-        if ended_unix_s and started_unix_s
-        else None,
+        "wall_s": round(ended_unix_s - started_unix_s, 3) if ran else None,
         "where": "job",
         "board_url": None,
         "server": server,
@@ -147,10 +149,10 @@ def job_provenance(
         "job_id": job_id,
         "principal": principal,
         "submitted_utc": utc_text(submitted_unix_s),
-        "host": socket.gethostname(),
-        "user": _user(),
-        "command": _command(),
-    } | _software()
+        "saved_by": {
+            "host": socket.gethostname(), "user": _user(), "command": _command(),
+        } | _software(),
+    }  # fmt: skip
 
 
 def provenance_bytes(provenance: dict[str, Any]) -> bytes:

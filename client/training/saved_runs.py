@@ -24,7 +24,7 @@ import numpy.typing as npt
 from sidra.training.provenance import read_provenance
 from sidra.training.records import INTERRUPTED, RECORD_FILES, STOPPED_AT, Checkpoint
 
-__all__ = ["RecordUnreadable", "SavedRun", "find_runs", "read_run"]
+__all__ = ["MAX_DEPTH", "RecordUnreadable", "SavedRun", "find_runs", "is_record", "read_run"]
 
 MAX_DEPTH = 4
 """How deep under the folder given records are looked for (``runs/<name>`` is 1; a

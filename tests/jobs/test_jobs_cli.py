@@ -45,6 +45,8 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
             "job", job_id, server, shown["principal"],
         )  # fmt: skip
         assert run["board"]["serial_number"] == board.info.serial_number
+        # The software named is the saving client's, apart: the server reports none.
+        assert "sidra_hil" not in run and run["saved_by"]["command"][:2] == ["sidra", "train"]
         assert run["wall_s"] == round(shown["ended_unix_s"] - shown["started_unix_s"], 3)
 
         logs = run_sidra("jobs", "logs", job_id, "--server", server)
