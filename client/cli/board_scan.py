@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from sidra.cli.options import AsJson
+from sidra.drivers.pcie.scan import PcieCandidate, pcie_candidates
 from sidra.drivers.serial.link import LinkSettings
 from sidra.drivers.serial.scan import PortFound, scan_serial_ports
 
@@ -36,6 +37,17 @@ def _found(port: PortFound) -> dict[str, Any]:
     }
 
 
+def _pcie(candidate: PcieCandidate) -> dict[str, Any]:
+    return {
+        "device": candidate.bdf,
+        "state": "pcie-candidate",
+        "url": candidate.url,
+        "vendor": candidate.vendor,
+        "pci_device": candidate.device,
+        "driver": candidate.driver,
+    }
+
+
 def scan(
     ptys: Annotated[
         bool,
@@ -50,14 +62,16 @@ def scan(
     ] = 921_600,
     as_json: AsJson = False,
 ) -> None:
-    """Find the SIDRA boards on this machine's serial ports, each with its URL.
+    """Find the SIDRA boards on this machine's serial ports and PCI bus, each with its URL.
 
     Says HELLO (a few bytes, nothing else) to every serial port no other process holds
     and prints each board's serial number, model and firmware with the URL that finds
     it wherever its port moves (serial://?serial_number=...); ports held by another
-    process are not opened. Exit 1 when no board answers. PCIe boards: lspci, then
-    sidra board probe pcie://BDF (docs/pcie.md)."""
+    process are not opened. PCI devices are read from sysfs only (nothing mapped): those
+    whose BAR0 has the SIDRA size and that user space may map are listed for sidra board
+    probe pcie://BDF to identify. Exit 1 when nothing is found."""
     found = scan_serial_ports(LinkSettings(baud=baud), ptys=ptys)
+    pcie = [_pcie(c) for c in pcie_candidates()]
     rows = [_found(p) for p in found]
     for row in rows:  # emulated boards of one seed share their serial number
         row["same_serial_as"] = [
@@ -66,10 +80,16 @@ def scan(
             and other["serial_number"] == row["serial_number"]
         ]  # fmt: skip
     if as_json:
-        typer.echo(json.dumps(rows))
+        typer.echo(json.dumps(rows + pcie))
     else:
         _print(rows, ptys)
-    if not any(p.state == "board" for p in found):
+        for c in pcie:
+            typer.echo(
+                f"{c['device']}: PCI device {c['vendor']}:{c['pci_device']} with a BAR0 of the "
+                f"SIDRA size, {c['driver'] or 'no driver'}: sidra board probe {c['url']} says "
+                "whether it is a SIDRA board"
+            )
+    if not any(p.state == "board" for p in found) and not pcie:
         raise typer.Exit(1)
 
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from sidra.cli import app
+from sidra.cli import app, board_scan
 from sidra.drivers import open_board
 from sidra.drivers.serial import finder
 from sidra.drivers.serial.link import LinkSettings
@@ -29,7 +29,7 @@ SETTINGS = LinkSettings(timeout_s=0.5, retries=1)
 def ports(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
     """The ports the scan may ask: only this test's. ``listed``: what pyserial lists
     (the machine's own serial ports are never asked); ``ptys``: the pseudo-terminals
-    (other test processes serve boards on theirs)."""
+    (other test processes serve boards on theirs); no PCI device."""
     mine: dict[str, list[str]] = {"listed": [], "ptys": []}
     everything = finder.pseudo_terminals
     monkeypatch.setattr(
@@ -38,6 +38,7 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
     monkeypatch.setattr(
         finder, "pseudo_terminals", lambda: [p for p in everything() if p in mine["ptys"]]
     )
+    monkeypatch.setattr(board_scan, "pcie_candidates", list)  # the machine's PCI bus: none
     yield mine
 
 
