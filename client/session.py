@@ -16,6 +16,7 @@ tiles learns at once that it does not.
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -141,7 +142,9 @@ def tiles_named(request: Any) -> tuple[int, ...]:
     if isinstance(steps, tuple | list):
         return tuple(dict.fromkeys(t for step in steps for t in tiles_named(step)))
     tile = getattr(request, "tile", None)
-    return (tile,) if type(tile) is int else ()
+    if isinstance(tile, numbers.Integral) and not isinstance(tile, bool):
+        return (int(tile),)  # numpy's integers too: a tile from an array of them
+    return ()
 
 
 def session_method(channel: Any, rpc: str) -> Any:

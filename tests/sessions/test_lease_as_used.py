@@ -40,8 +40,10 @@ def test_each_tile_is_leased_at_its_first_use_and_kept_to_the_end() -> None:
             run.program(1, G)
             assert session.state.tiles == (1,) and leased(watcher) == {1: "study"}
             run.mvm(1, V, Region(0, 0, 4, 4))  # held already: no second lease
+            run.read_conductance(np.int64(0), Region(0, 0, 2, 2))  # a tile from an array
+            assert leased(watcher) == {0: "study", 1: "study"}
             run.run(SequenceRequest((ProgramRequest(2, G), MVMRequest(3, np.zeros((1, 256))))))
-            assert leased(watcher) == {1: "study", 2: "study", 3: "study"}
+            assert leased(watcher) == {0: "study", 1: "study", 2: "study", 3: "study"}
             with pytest.raises(LeaseHeld, match="leased to local's session 'study'"):
                 watcher.program(2, G)  # another client: refused while the run holds it
             with pytest.raises(OutOfRange, match="tile"):  # the call's own refusal
