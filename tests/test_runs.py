@@ -75,7 +75,7 @@ def test_list_finds_every_record_newest_first_and_filters(runs: Path) -> None:
     )  # fmt: skip
     assert (by_name["spsa-a"]["job"], by_name["spsa-a"]["length"]) == ("spsa", "20 steps")
     assert (by_name["study/ll"]["job"], by_name["study/ll"]["length"]) == (
-        "last-layer", "1 epochs",
+        "last-layer", "1 epoch",
     )  # fmt: skip
 
     best = sidra_json("runs", "list", str(runs), "--sort", "accuracy", "--json")

@@ -1,5 +1,6 @@
 """``sidra board scan``: the SIDRA boards on this machine's serial ports, each with the URL
-that finds it (sidra.drivers.serial.scan)."""
+that finds it (sidra.drivers.serial.scan), and the PCI devices that may be SIDRA boards
+(sidra.drivers.pcie.scan)."""
 
 from __future__ import annotations
 

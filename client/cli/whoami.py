@@ -61,6 +61,11 @@ def whoami(
     the server refuses the call (no token, an unknown or expired one: the error says
     which) or cannot be reached; a token expiring within 14 days is warned of on
     stderr."""
+    if "://" in url and not url.startswith(("grpc://", "grpcs://")):
+        raise typer.BadParameter(
+            f"{url} is a board, not a server: give the address sidra serve listens on",
+            param_hint="URL",
+        )
     now = time.time()
     try:
         with open_board(server_url(url)) as board:

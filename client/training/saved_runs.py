@@ -87,12 +87,14 @@ class SavedRun:
     @property
     def length(self) -> str:
         """How long a run it was asked to be: ``200 steps``, ``12 epochs``, ``10 runs``."""
-        for key, unit in (("steps", "steps"), ("epochs", "epochs")):
-            if isinstance(self.settings.get(key), int):
-                return f"{self.settings[key]} {unit}"
+        for key, unit in (("steps", "step"), ("epochs", "epoch")):
+            count = self.settings.get(key)
+            if isinstance(count, int):
+                return f"{count} {unit}{'' if count == 1 else 's'}"
         seeds, methods = self.settings.get("seeds"), self.settings.get("methods")
         if isinstance(seeds, list) and isinstance(methods, list):
-            return f"{len(seeds) * len(methods)} runs"
+            runs = len(seeds) * len(methods)
+            return f"{runs} run{'' if runs == 1 else 's'}"
         return ""
 
     @property

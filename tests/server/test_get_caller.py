@@ -139,6 +139,9 @@ def test_whoami_prints_the_caller_and_warns_of_a_token_about_to_expire(tmp_path:
         expired.stderr
     )
     assert anonymous.returncode == 1
+    local = whoami("emu://?preset=ideal")
+    assert local.returncode == 2
+    assert unwrapped("is a board, not a server") in unwrapped(local.stderr)
     assert unwrapped("GetCaller needs a bearer token") in unwrapped(anonymous.stderr)
 
 

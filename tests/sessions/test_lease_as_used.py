@@ -12,17 +12,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 from cli_support import SIDRA, served
 
+from sidra.cli.train.running import HOLDING_TTL_S
 from sidra.client import LeaseHeld, OutOfRange, RemoteBoard, connect
 from sidra.client.aio import connect as aio_connect
 from sidra.drivers import Region, open_board
 from sidra.drivers.requests import MVMRequest, ProgramRequest, SequenceRequest
 from sidra.server import create_server
+from sidra.server.settings import LeaseSettings
 
 G = np.full((4, 4), 20.0, np.float32)
 V = np.full((1, 4), 0.1, np.float32)
@@ -96,21 +99,25 @@ def test_a_training_run_over_a_server_holds_its_tiles_until_it_ends(tmp_path: Pa
                 time.sleep(0.1)
             with pytest.raises(LeaseHeld, match="'sidra train spsa'"):
                 watcher.program(2, G)
+            (lease,) = watcher.leases()
+            held_for_s = lease.expires_in_s
             run.send_signal(signal.SIGINT)  # stops after the step under way, record kept
             out, err = run.communicate(timeout=60)
         finally:
             run.kill()
         assert run.returncode == 130, err
         assert json.loads(out)["placement"] == {"layer": [2]}
+        assert 30 < held_for_s <= HOLDING_TTL_S  # longer than the default: stalls survive
         assert leased(watcher) == {}  # its session closed with the run
         watcher.program(2, G)  # and the tile is anyone's again
 
 
 @contextmanager
-def stoppable(url: str) -> Iterator[tuple[str, grpc.Server]]:
-    """A board served in this process: its address, and its server to stop mid-test."""
+def stoppable(url: str, **settings: Any) -> Iterator[tuple[str, grpc.Server]]:
+    """A board served in this process with ``settings`` (create_server's): its address,
+    and its server to stop mid-test."""
     with open_board(url) as local:
-        server, port = create_server(local, "127.0.0.1:0")
+        server, port = create_server(local, "127.0.0.1:0", **settings)
         server.start()
         try:
             yield f"127.0.0.1:{port}", server
@@ -152,3 +159,16 @@ def test_leaving_a_session_on_an_error_keeps_that_error(tmp_path: Path) -> None:
     assert run.returncode == 1, said
     assert f"the same command with --out {tmp_path / 'run'} --resume goes on" in said
     assert "the session holding the run's tiles was not closed" in said
+
+
+def test_a_server_allowing_shorter_sessions_gives_the_run_its_default(tmp_path: Path) -> None:
+    with stoppable("emu://?preset=ideal&seed=4", leases=LeaseSettings(max_ttl_s=60)) as (
+        address, _,
+    ):  # fmt: skip
+        done = subprocess.run(
+            [*SIDRA, "train", "spsa", "--server", address, "--steps", "3",
+             "--out", str(tmp_path / "run"), "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] == 3

@@ -29,7 +29,7 @@ from sidra.cli.jobs import run_remote_job
 from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
 from sidra.client.remote import RemoteBoard, connect_server
 from sidra.client.session import Session
-from sidra.drivers import Board, InvalidArgument, SidraError, open_board
+from sidra.drivers import Board, InvalidArgument, OutOfRange, SidraError, open_board
 from sidra.training import (
     STOPPED_AT,
     EqPropOptions,
@@ -95,7 +95,7 @@ def job_board(
             if holding is None or not isinstance(board, RemoteBoard):
                 yield board
             else:
-                session = board.session(label=holding, lease_as_used=True)
+                session = _holding_session(board, holding)
                 try:
                     yield board
                 finally:
@@ -107,6 +107,23 @@ def job_board(
         raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+HOLDING_TTL_S = 120.0
+"""Time to live of the session a run over a server holds its tiles in, s: a run stalled
+longer (a suspended process, a laptop asleep) loses its tiles and stops, its steps kept;
+a dead run's tiles are free again after as long."""
+
+
+def _holding_session(board: RemoteBoard, label: str) -> Session:
+    """A session of ``label`` leasing tiles as used, living :data:`HOLDING_TTL_S` (or the
+    server's default, when the server allows less)."""
+    try:
+        return board.session(HOLDING_TTL_S, label=label, lease_as_used=True)
+    except OutOfRange as exc:  # [leases] max_ttl_s below it
+        if exc.field != "ttl_s":
+            raise
+        return board.session(label=label, lease_as_used=True)
 
 
 def _close_quietly(session: Session, command: str) -> None:
