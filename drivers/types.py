@@ -136,6 +136,18 @@ class BoardInfo:
     """Output bound of the ADC, µA: one ADC code is adc_full_scale_ua / (2^(adc_bits-1) - 1)
     (before calibration gain). 0 when the ADC is ideal or the board does not report it."""
 
+    def identity(self) -> dict[str, Any]:
+        """What tells this board from another, as JSON values: model, serial number,
+        firmware, and for an emulated one its preset (``sidra board probe``, a run's
+        ``run.json``)."""
+        return {
+            "model": self.model,
+            "serial_number": self.serial_number,
+            "firmware_version": self.firmware_version,
+            "emulated": self.emulated,
+            "emulator_preset": self.emulator_preset,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class LinkStats:

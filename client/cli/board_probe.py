@@ -50,20 +50,10 @@ def probe(url: str) -> dict[str, Any]:
         return {
             "url": url,
             "transport": type(board).__name__,
-            "identification": _identification(info),
+            "identification": info.identity(),
             "capabilities": _capabilities(info),
             "link": link,
         }
-
-
-def _identification(info: BoardInfo) -> dict[str, Any]:
-    return {
-        "model": info.model,
-        "serial_number": info.serial_number,
-        "firmware_version": info.firmware_version,
-        "emulated": info.emulated,
-        "emulator_preset": info.emulator_preset,
-    }
 
 
 def _capabilities(info: BoardInfo) -> dict[str, Any]:

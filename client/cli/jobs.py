@@ -21,7 +21,7 @@ from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
 from sidra.training.atomic_files import write_atomically
-from sidra.training.provenance import RUN_FILE, board_identity, job_provenance, provenance_bytes
+from sidra.training.provenance import RUN_FILE, job_provenance, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE, earlier_record
 
 __all__ = ["event_line", "jobs_app", "run_remote_job"]
@@ -317,7 +317,7 @@ def _save(job: JobInfo, folder: Path, server: str, board: RemoteBoard) -> Path:
     if not job.files:  # no record (yet): nothing to say where it ran
         return folder
     try:
-        identity = board_identity(board.info)
+        identity = board.info.identity()
     except SidraError:  # the board gone since: the record is kept without its identity
         identity = None
     provenance = job_provenance(

@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from sidra.drivers import Board, BoardInfo
+from sidra.drivers import Board
 
 __all__ = [
     "RUN_FILE",
     "RunClock",
-    "board_identity",
     "job_provenance",
     "provenance_bytes",
     "read_provenance",
@@ -51,18 +50,6 @@ PACKAGE = "sidra-hil"
 def utc_text(unix_s: float) -> str:
     """``unix_s`` as an ISO 8601 date-time in UTC with its offset, to the second."""
     return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="seconds")
-
-
-def board_identity(info: BoardInfo) -> dict[str, Any]:
-    """What tells one board from another in a record: model, serial number, firmware,
-    and for an emulated one its preset."""
-    return {
-        "model": info.model,
-        "serial_number": info.serial_number,
-        "firmware_version": info.firmware_version,
-        "emulated": info.emulated,
-        "emulator_preset": info.emulator_preset,
-    }
 
 
 def _software() -> dict[str, str]:
@@ -105,7 +92,7 @@ class RunClock:
 
     def on(self, board: Board) -> None:
         """Notes which board the run is on (once it is open)."""
-        self.board = board_identity(board.info)
+        self.board = board.info.identity()
 
     def provenance(self) -> dict[str, Any]:
         """What ``run.json`` holds for the run, ended now."""
