@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import statistics
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,33 @@ def test_a_folder_with_a_summary_but_no_settings_is_no_record(tmp_path: Path) ->
     listed = run_sidra("runs", "list", str(lab), "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
     assert sorted(os.listdir(lab / "going")) == ["summary.json"]  # only read
+
+
+def test_group_takes_runs_differing_only_by_seed_as_one(runs: Path, tmp_path: Path) -> None:
+    grouped = sidra_json("runs", "group", str(runs), "--job", "spsa", "--json")
+    (row,) = grouped  # spsa-b is spsa-a with another seed: one experiment, two runs
+    accuracies = [_json(runs / n / "summary.json")["test_accuracy"] for n in ("spsa-a", "spsa-b")]
+    assert (row["runs"], row["seeds"], row["boards"]) == (2, [0, 7], ["EMU-5 (sidra-y1)"])
+    assert row["test_accuracy_mean"] == pytest.approx(statistics.mean(accuracies))
+    assert row["test_accuracy_sd"] == pytest.approx(statistics.stdev(accuracies))
+    assert (row["test_accuracy_min"], row["test_accuracy_max"]) == (
+        min(accuracies), max(accuracies),
+    )  # fmt: skip
+    assert row["settings"] == {}  # the only spsa group: nothing to tell it apart
+
+    # A run with more steps is another experiment; one stopped early is left out.
+    lab = tmp_path / "runs"
+    for name, changes in (("a", {}), ("b", {"seed": 7}), ("long", {"steps": 40}),
+                          ("cut", {"seed": 9, "stopped_at_step": 3})):  # fmt: skip
+        (lab / name).mkdir(parents=True)
+        for file in (runs / "spsa-a").iterdir():
+            (lab / name / file.name).write_bytes(file.read_bytes())
+        settings = _json(runs / "spsa-a" / "settings.json") | changes
+        (lab / name / "settings.json").write_text(json.dumps(settings))
+    rows = sidra_json("runs", "group", str(lab), "--json")
+    assert sorted((r["runs"], r["seeds"], r["settings"]) for r in rows) == [
+        (1, [0], {"steps": 40}), (2, [0, 7], {"steps": 20}),
+    ]  # fmt: skip
+    table = run_sidra("runs", "group", str(lab))
+    assert table.returncode == 0, table.stderr
+    assert "left out: 1 run(s) stopped or interrupted before the end" in table.stdout

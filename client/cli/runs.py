@@ -21,13 +21,14 @@ from rich.table import Table
 
 from sidra.cli.options import AsJson
 from sidra.training.atomic_files import write_atomically
+from sidra.training.records import INTERRUPTED, STOPPED_AT
 from sidra.training.saved_runs import RecordUnreadable, SavedRun, find_runs, read_run
 
 __all__ = ["runs_app"]
 
 runs_app = typer.Typer(
     no_args_is_help=True,
-    help="Training runs kept on disk (runs/ or --out): list, show, compare.",
+    help="Training runs kept on disk (runs/ or --out): list, group by seed, show, compare.",
 )
 
 SORTS = ("time", "accuracy")
@@ -167,6 +168,108 @@ def _print_list(rows: list[dict[str, Any]], folder: Path) -> None:
     for line in cells:
         table.add_row(*(line[c] for c in columns))
     console.print(table)
+
+
+def _seedless(settings: dict[str, Any]) -> str:
+    """``settings`` without what differs between repeats of one experiment (its seeds,
+    where its layers went, where it stopped), as a key: runs alike share it."""
+    kept = {
+        k: v for k, v in settings.items()
+        if k != "seed" and not k.endswith("_seed") and k not in ("placement", "tiles")
+        and not k.startswith((STOPPED_AT, INTERRUPTED))
+    }  # fmt: skip
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+@runs_app.command("group")
+def group_runs(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to look (its subfolders too, 4 levels down).")
+    ] = Path("runs"),
+    job: Annotated[
+        str | None, typer.Option(help="Only runs of this kind (spsa, last-layer, mlp, ...).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only runs on this data set.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Runs that differ only by their seeds, a line each: the test accuracy's mean ± sd.
+
+    Repeats of one experiment (the same command with --seed 0, 1, 2 ..., on one board or
+    several) make a group; a line says how many, which seeds and boards, the mean and
+    sample standard deviation of their test accuracy and its range, and the settings
+    that tell the groups apart. Only finished runs count (those stopped or interrupted
+    are said left out). Exit 1 when a record cannot be read."""
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder}: no such folder", param_hint="'FOLDER'")
+    runs, unreadable = find_runs(folder)
+    chosen = [
+        r for r in runs
+        if (job is None or r.job == job) and (dataset is None or r.dataset == dataset)
+        and r.test_accuracy is not None
+    ]  # fmt: skip
+    finished = [r for r in chosen if r.ended == "finished"]
+    groups: dict[str, list[SavedRun]] = {}
+    for run in sorted(finished, key=lambda r: r.started_unix_s):
+        groups.setdefault(_seedless(run.settings), []).append(run)
+    # What tells a group from the others of its kind (other kinds differ in everything).
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for key, members in groups.items():
+        by_job.setdefault(members[0].job, []).append(json.loads(key))
+    telling = {
+        job: [k for k in _differing(keys) if k not in ("job", "dataset")]
+        for job, keys in by_job.items()
+    }
+    rows = [_group_row(members, telling[members[0].job]) for members in groups.values()]
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        _print_groups(rows, folder, len(chosen) - len(finished))
+    for line in unreadable:
+        typer.echo(f"sidra runs group: {line}", err=True)
+    if unreadable:
+        raise typer.Exit(1)
+
+
+def _group_row(members: list[SavedRun], telling: list[str]) -> dict[str, Any]:
+    accuracy = np.array([m.test_accuracy for m in members], np.float64)
+    first = members[0].settings
+    return {
+        "job": members[0].job,
+        "dataset": members[0].dataset,
+        "runs": len(members),
+        "seeds": [m.settings.get("seed") for m in members],
+        "boards": sorted({m.board for m in members}),
+        "records": [str(m.folder) for m in members],
+        "test_accuracy_mean": float(accuracy.mean()),
+        "test_accuracy_sd": float(accuracy.std(ddof=1)) if len(members) > 1 else 0.0,
+        "test_accuracy_min": float(accuracy.min()),
+        "test_accuracy_max": float(accuracy.max()),
+        "settings": {k: first.get(k) for k in telling},
+    }
+
+
+def _print_groups(rows: list[dict[str, Any]], folder: Path, left_out: int) -> None:
+    console = Console()
+    if not rows:
+        console.print(f"no finished run records under {folder}")
+    else:
+        table = Table(box=box.SIMPLE, title=f"runs under {folder}, by what they ran")
+        for column in ("job", "dataset", "settings", "runs", "seeds", "boards",
+                       "test accuracy (mean ± sd)", "min – max"):  # fmt: skip
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(
+                row["job"], row["dataset"],
+                " ".join(f"{k}={_value_text(v)}" for k, v in row["settings"].items()) or "—",
+                str(row["runs"]),
+                " ".join(str(seed) for seed in row["seeds"] if seed is not None) or "—",
+                ", ".join(row["boards"]),
+                f"{100 * row['test_accuracy_mean']:.2f} ± {100 * row['test_accuracy_sd']:.2f} %",
+                f"{100 * row['test_accuracy_min']:.2f} – {100 * row['test_accuracy_max']:.2f} %",
+            )  # fmt: skip
+        console.print(table)
+    if left_out:
+        console.print(f"left out: {left_out} run(s) stopped or interrupted before the end")
 
 
 RecordArgument = Annotated[
