@@ -157,3 +157,22 @@ def test_an_expired_token_is_refused_by_get_caller_too(tmp_path: Path) -> None:
         pytest.raises(Unauthenticated, match="GetCaller: principal 'late''s bearer token"),
     ):
         board.caller()
+
+
+def test_a_run_over_a_server_says_first_that_its_token_expires_soon(tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    soon = add_principal(tokens_file, "carol", Role.PROGRAMMER, valid_for=timedelta(days=2))
+    env = {k: v for k, v in os.environ.items() if k != "SIDRA_TOKEN"}
+    with served(tokens_file=tokens_file) as port:
+        done = subprocess.run(
+            [*SIDRA, "train", "spsa", "--server", f"127.0.0.1:{port}", "--steps", "3",
+             "--out", str(tmp_path / "run"), "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**env, "SIDRA_TOKEN": soon},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] == 3
+    assert unwrapped(
+        "sidra train: the token of 'carol' expires in 2.0 days: ask the server's admin for a "
+        "new one (sidra token add carol --replace) before it does"
+    ) in unwrapped(done.stderr)

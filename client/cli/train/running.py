@@ -27,6 +27,7 @@ from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
 from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
+from sidra.cli.whoami import expiry_warning
 from sidra.client.remote import RemoteBoard, connect_server
 from sidra.client.session import Session
 from sidra.drivers import Board, InvalidArgument, OutOfRange, SidraError, open_board
@@ -95,6 +96,7 @@ def job_board(
             if holding is None or not isinstance(board, RemoteBoard):
                 yield board
             else:
+                _warn_of_expiry(board, command)
                 session = _holding_session(board, holding)
                 try:
                     yield board
@@ -107,6 +109,18 @@ def job_board(
         raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _warn_of_expiry(board: RemoteBoard, command: str) -> None:
+    """Says on stderr, before a run starts, that the caller's token expires soon: a long
+    run would be refused at its first call past the expiry."""
+    try:
+        caller = board.caller()
+    except SidraError:  # a server older than GetCaller: nothing to say
+        return
+    warning = expiry_warning(caller, time.time())
+    if warning:
+        typer.echo(f"{command}: {warning}", err=True)
 
 
 HOLDING_TTL_S = 120.0
