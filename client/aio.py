@@ -312,7 +312,8 @@ class AsyncRemoteBoard(SizedCalls):
         """Sends ``request`` as its RPC; returns the result or raises the SIDRA exception."""
         op = operation_of(request)
         request = representable(request)
-        await self._lease_used(tiles_named(request))
+        if self._session is not None and self._session.lease_as_used:  # not on every call
+            await self._lease_used(tiles_named(request))
         if self._sizes.wanted_for(request):  # once: the sizes the service takes
             async with self._learning:  # calls gathered at the start ask once, not each
                 if self._sizes.wanted_for(request):

@@ -289,7 +289,8 @@ class RemoteBoard(SizedCalls, Board):
         board instance than this client's previous one)."""
         op = operation_of(request)
         request = representable(request)
-        self._lease_used(tiles_named(request))
+        if self._session is not None and self._session.lease_as_used:  # not on every call
+            self._lease_used(tiles_named(request))
         if self._sizes.wanted_for(request):  # once: the sizes the service takes
             description: BoardDescription = self.run(GetBoardInfoRequest())
             self._info = self._info or description.info

@@ -88,15 +88,43 @@ def _listed(run: SavedRun, root: Path) -> dict[str, Any]:
     }
 
 
+RunsFolder = Annotated[
+    Path, typer.Argument(help="Where to look (its subfolders too, 4 levels down).")
+]
+JobFilter = Annotated[
+    str | None, typer.Option(help="Only runs of this kind (spsa, last-layer, mlp, ...).")
+]
+DatasetFilter = Annotated[str | None, typer.Option(help="Only runs on this data set.")]
+
+
+def _runs_under(
+    folder: Path, job: str | None, dataset: str | None
+) -> tuple[list[SavedRun], list[str]]:
+    """The records under ``folder`` of ``job`` on ``dataset`` (None: any), and a line for
+    each that cannot be read; BadParameter naming FOLDER when it is none."""
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder}: no such folder", param_hint="'FOLDER'")
+    runs, unreadable = find_runs(folder)
+    chosen = [
+        r for r in runs
+        if (job is None or r.job == job) and (dataset is None or r.dataset == dataset)
+    ]  # fmt: skip
+    return chosen, unreadable
+
+
+def _exit_if_unreadable(unreadable: list[str], command: str) -> None:
+    """Names on stderr each record that could not be read; exit 1 if any."""
+    for line in unreadable:
+        typer.echo(f"sidra runs {command}: {line}", err=True)
+    if unreadable:
+        raise typer.Exit(1)
+
+
 @runs_app.command("list")
 def list_runs(
-    folder: Annotated[
-        Path, typer.Argument(help="Where to look (its subfolders too, 4 levels down).")
-    ] = Path("runs"),
-    job: Annotated[
-        str | None, typer.Option(help="Only runs of this kind (spsa, last-layer, mlp, ...).")
-    ] = None,
-    dataset: Annotated[str | None, typer.Option(help="Only runs on this data set.")] = None,
+    folder: RunsFolder = Path("runs"),
+    job: JobFilter = None,
+    dataset: DatasetFilter = None,
     sort: Annotated[
         str, typer.Option(help="Order: time (newest first) or accuracy (best first).")
     ] = "time",
@@ -113,11 +141,7 @@ def list_runs(
         raise typer.BadParameter(
             f"got {sort!r}, expected one of {', '.join(SORTS)}", param_hint="'--sort'"
         )
-    if not folder.is_dir():
-        raise typer.BadParameter(f"{folder}: no such folder", param_hint="'FOLDER'")
-    runs, unreadable = find_runs(folder)
-    runs = [r for r in runs if (job is None or r.job == job)]
-    runs = [r for r in runs if (dataset is None or r.dataset == dataset)]
+    runs, unreadable = _runs_under(folder, job, dataset)
     if sort == "time":
         runs.sort(key=lambda r: r.started_unix_s, reverse=True)
     else:  # runs without an accuracy (drift recovery) last
@@ -129,10 +153,7 @@ def list_runs(
         typer.echo(json.dumps(rows))
     else:
         _print_list(rows, folder)
-    for line in unreadable:
-        typer.echo(f"sidra runs list: {line}", err=True)
-    if unreadable:
-        raise typer.Exit(1)
+    _exit_if_unreadable(unreadable, "list")
 
 
 LIST_COLUMNS = ("started", "record", "job", "dataset", "length", "ended", "test", "wall", "board")
@@ -183,13 +204,9 @@ def _seedless(settings: dict[str, Any]) -> str:
 
 @runs_app.command("group")
 def group_runs(
-    folder: Annotated[
-        Path, typer.Argument(help="Where to look (its subfolders too, 4 levels down).")
-    ] = Path("runs"),
-    job: Annotated[
-        str | None, typer.Option(help="Only runs of this kind (spsa, last-layer, mlp, ...).")
-    ] = None,
-    dataset: Annotated[str | None, typer.Option(help="Only runs on this data set.")] = None,
+    folder: RunsFolder = Path("runs"),
+    job: JobFilter = None,
+    dataset: DatasetFilter = None,
     as_json: AsJson = False,
 ) -> None:
     """Runs that differ only by their seeds, a line each: the test accuracy's mean ± sd.
@@ -199,14 +216,8 @@ def group_runs(
     sample standard deviation of their test accuracy and its range, and the settings
     that tell the groups apart. Only finished runs count (those stopped or interrupted
     are said left out). Exit 1 when a record cannot be read."""
-    if not folder.is_dir():
-        raise typer.BadParameter(f"{folder}: no such folder", param_hint="'FOLDER'")
-    runs, unreadable = find_runs(folder)
-    chosen = [
-        r for r in runs
-        if (job is None or r.job == job) and (dataset is None or r.dataset == dataset)
-        and r.test_accuracy is not None
-    ]  # fmt: skip
+    runs, unreadable = _runs_under(folder, job, dataset)
+    chosen = [r for r in runs if r.test_accuracy is not None]
     finished = [r for r in chosen if r.ended == "finished"]
     groups: dict[str, list[SavedRun]] = {}
     for run in sorted(finished, key=lambda r: r.started_unix_s):
@@ -224,10 +235,7 @@ def group_runs(
         typer.echo(json.dumps(rows))
     else:
         _print_groups(rows, folder, len(chosen) - len(finished))
-    for line in unreadable:
-        typer.echo(f"sidra runs group: {line}", err=True)
-    if unreadable:
-        raise typer.Exit(1)
+    _exit_if_unreadable(unreadable, "group")
 
 
 def _group_row(members: list[SavedRun], telling: list[str]) -> dict[str, Any]:
