@@ -380,20 +380,41 @@ def test_every_command_opens_its_help_with_a_one_line_summary(
     assert "\n" not in summary, f"{' '.join(path)}: {summary!r}"
 
 
+def test_help_paragraphs_are_wrapped_to_the_terminal_not_to_the_source_lines() -> None:
+    """Typer keeps a docstring's line breaks after its first paragraph; an 80-column
+    terminal would then wrap each source line of about 88 into a line and a stub."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    broken = [
+        " ".join(path)
+        for path, command in _commands()
+        for paragraph in (command.help or "").split("\n\n")
+        if "\n" in paragraph and not paragraph.lstrip().startswith("- ")
+    ]
+    assert broken == []
+    result = CliRunner().invoke(app, ["status", "--help"], env={"COLUMNS": "80"})
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "A block per server (the servers asked at once); asked with a viewer's calls" in lines
+    assert any(line.startswith("only, and a part a server refuses says why.") for line in lines)
+
+
 @pytest.mark.parametrize(
     ("path", "command"), _commands(), ids=[" ".join(path) for path, _ in _commands()]
 )
 def test_every_bracketed_name_in_a_help_text_reaches_the_screen(
     path: tuple[str, ...], command: Any
 ) -> None:
-    """Help is rich markup: an unescaped ``[metrics]`` is taken for a style and vanishes
-    from the screen. Section names of the configuration ([auth], [limits]) must show."""
+    """Help is rich markup: an unescaped ``[metrics]`` or ``[rows, cols]`` is taken for a
+    style and vanishes from the screen. Section names of the configuration ([auth],
+    [limits]) and array shapes ([batch, inputs]) must show."""
     from typer.testing import CliRunner
 
     from sidra.cli.main import app
 
     texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
-    names = {m.replace("\\", "") for t in texts for m in re.findall(r"\\?\[[a-z_.]+\]", t)}
+    names = {unwrapped(m.replace("\\", "")) for t in texts for m in re.findall(r"\\?\[[^][]+\]", t)}
     if not names:
         return
     result = CliRunner().invoke(app, [*path[1:], "--help"], terminal_width=200)

@@ -69,6 +69,8 @@ def test_show_lists_the_layers_and_where_the_model_was_trained(
     assert meta["trained"]["test_accuracy"] == summary["test_accuracy"]
     text = unwrapped(run_sidra("model", "show", str(model)).stdout)
     assert "64+1x10" in text and "labels:0,1,2,3,4,5,6,7,8,9" in text
+    # The record's folder, as sidra train prints it, names its model file.
+    assert sidra_json("model", "show", str(model.parent)) == meta
 
 
 def test_predict_classifies_raw_samples_as_the_model_does_in_process(
@@ -108,6 +110,11 @@ def test_bad_files_and_samples_are_refused_naming_them(
     (tmp_path / "junk.npz").write_bytes(b"not a model")
     junk = run_sidra("model", "eval", str(tmp_path / "junk.npz"))
     assert junk.returncode == 2 and "notamodelfile" in unwrapped(junk.stderr)
+    folder = run_sidra("model", "eval", str(tmp_path))
+    assert folder.returncode == 2
+    assert unwrapped(f"{tmp_path} is a folder without a model file (model.npz)") in unwrapped(
+        folder.stderr
+    )
     wrong = run_sidra("model", "eval", str(model), "--dataset", "iris")
     assert wrong.returncode == 2
     assert "datasetiris:got4features,themodeltakes64" in unwrapped(wrong.stderr)

@@ -82,7 +82,7 @@ def read_cells(
     tile: TileOption = 0,
     region: RegionOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="Write the conductances (µS, [rows, cols]) to this .npy.")
+        Path | None, typer.Option(help="Write the conductances (µS, \\[rows, cols]) to this .npy.")
     ] = None,
     plot: Annotated[
         Path | None,
@@ -146,7 +146,7 @@ def program_cells(
     targets: Annotated[
         Path | None,
         typer.Option(
-            help="The target conductances (µS, [rows, cols] .npy), at --region's "
+            help="The target conductances (µS, \\[rows, cols] .npy), at --region's "
             "ROW,COL (its ROWS,COLS, if given, must be the file's)."
         ),
     ] = None,  # fmt: skip
@@ -214,7 +214,7 @@ def mvm_cells(
     inputs: Annotated[
         Path,
         typer.Option(
-            help="Input voltages (V): [batch, inputs], or one vector (1-D), .npy; "
+            help="Input voltages (V): \\[batch, inputs], or one vector (1-D), .npy; "
             "inputs the rows of --region (its columns with --transpose)."
         ),
     ],  # fmt: skip
@@ -228,7 +228,7 @@ def mvm_cells(
         ),
     ] = False,  # fmt: skip
     out: Annotated[
-        Path | None, typer.Option(help="Write the output currents (µA, [batch, outputs]) here.")
+        Path | None, typer.Option(help="Write the output currents (µA, \\[batch, outputs]) here.")
     ] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -374,7 +374,7 @@ def wear_cells(
     region: RegionOption = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Write the write counts ([rows, cols], uint32) to this .npy."),
+        typer.Option(help="Write the write counts (\\[rows, cols], uint32) to this .npy."),
     ] = None,
     as_json: AsJson = False,
 ) -> None:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sidra.cli.options import AsJson, Priority, size_text
+from sidra.cli.options import TLS_URL_HELP, AsJson, Priority, size_text
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
@@ -34,8 +34,7 @@ Server = Annotated[
     str,
     typer.Option(
         "--server",
-        help="The sidra serve running the jobs: HOST:PORT, or grpcs://HOST:PORT?ca=PATH"
-        "[&cert=PATH&key=PATH] for TLS (token from SIDRA_TOKEN).",
+        help=f"The sidra serve running the jobs: HOST:PORT, or {TLS_URL_HELP}.",
     ),
 ]
 JobId = Annotated[str, typer.Argument(help="The job's id (sidra jobs list).")]

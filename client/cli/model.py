@@ -64,7 +64,7 @@ ModelPath = Annotated[
     Path,
     typer.Argument(
         help="A model file: model.npz in a training run's record (sidra train spsa, "
-        "last-layer, mlp, pat; sidra jobs show --out).",
+        "last-layer, mlp, pat; sidra jobs show --out), or the record's folder.",
         show_default=False,
     ),
 ]
@@ -72,7 +72,8 @@ OptionalModelPath = Annotated[
     Path | None,
     typer.Argument(
         help="A model file: model.npz in a training run's record (sidra train spsa, "
-        "last-layer, mlp, pat; sidra jobs show --out); none with --deployment.",
+        "last-layer, mlp, pat; sidra jobs show --out), or the record's folder; none with "
+        "--deployment.",
         show_default=False,
     ),
 ]
@@ -427,7 +428,7 @@ def import_weights(
         Path,
         typer.Argument(
             help="An .npz of the software network's weights: layer0, layer1, ... each "
-            "[inputs + 1, outputs], the last row the bias, ReLU between layers.",
+            "\\[inputs + 1, outputs], the last row the bias, ReLU between layers.",
             show_default=False,
         ),
     ],
@@ -558,7 +559,7 @@ def predict(
     inputs: Annotated[
         Path,
         typer.Option(
-            help="Samples to classify: an .npy of [samples, features], or an .npz with X; "
+            help="Samples to classify: an .npy of \\[samples, features], or an .npz with X; "
             "raw features (standardised with the model's training statistics) unless "
             "--standardized.",
         ),
@@ -566,7 +567,7 @@ def predict(
     out: Annotated[
         Path,
         typer.Option(
-            help="The .npz to write: labels (text), classes (indices) and logits [samples, "
+            help="The .npz to write: labels (text), classes (indices) and logits \\[samples, "
             "classes] (goodness for a forward-forward model); an existing file is not "
             "written over."
         ),

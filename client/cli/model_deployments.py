@@ -14,7 +14,7 @@ from typing import Annotated, NamedTuple
 
 import typer
 
-from sidra.cli.options import AsJson
+from sidra.cli.options import TLS_URL_HELP, AsJson
 from sidra.cli.train.running import job_board
 from sidra.client import RemoteBoard
 from sidra.client.deployments import DeployedRegion, Deployment, DeploymentCheck
@@ -25,7 +25,7 @@ from sidra.drivers import (
 )
 from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import MIN_HELD_CORRELATION, DeployedModel
-from sidra.training.model import ModelFileError, TrainedModel
+from sidra.training.model import MODEL_FILE, ModelFileError, TrainedModel
 
 __all__ = [
     "DeploymentName",
@@ -48,8 +48,7 @@ RequiredServer = Annotated[
     str,
     typer.Option(
         "--server",
-        help="The sidra serve keeping the deployments: HOST:PORT, or grpcs://HOST:PORT?"
-        "ca=PATH[&cert=PATH&key=PATH] for TLS (token from SIDRA_TOKEN).",
+        help=f"The sidra serve keeping the deployments: HOST:PORT, or {TLS_URL_HELP}.",
     ),
 ]
 DeploymentName = Annotated[str, typer.Argument(help="The deployment's name (sidra model list).")]
@@ -133,9 +132,26 @@ def register(
 
 
 def file_target(path: Path) -> Target:
-    """The model file at ``path``, read and checked once; a usage error naming MODEL."""
+    """The model file at ``path`` (a run's record folder: its model.npz), read and checked
+    once; a usage error naming MODEL."""
+    path = model_file(path)
     data = _read(path)
     return Target(_parsed(data, str(path), "MODEL"), str(path), data, None)
+
+
+def model_file(path: Path) -> Path:
+    """``path``, or the model file a training run's record folder ``path`` keeps: the
+    folder ``sidra train`` prints and ``sidra runs list`` lists names its model too."""
+    if not path.is_dir():
+        return path
+    inside = path / MODEL_FILE
+    if inside.is_file():
+        return inside
+    raise typer.BadParameter(
+        f"{path} is a folder without a model file ({MODEL_FILE}): give a training run's "
+        f"record (sidra runs list) or the {MODEL_FILE} in one",
+        param_hint="MODEL",
+    )
 
 
 def target_of(board: Board, file: Target | None, name: str | None) -> Target:

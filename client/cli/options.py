@@ -15,6 +15,7 @@ names the flag, the value and what is allowed.
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Annotated, Any, TypeVar
 
@@ -29,17 +30,24 @@ __all__ = [
     "Preset",
     "Priority",
     "SERVER_HELP",
+    "TLS_URL_HELP",
     "ValueNamingGroup",
     "field_option",
     "help_text",
     "job_options",
+    "reflow_help",
     "server_url",
     "size_text",
 ]
 
-SERVER_HELP = (
-    "The server: HOST:PORT (as --server takes it), grpc://HOST:PORT or grpcs://HOST:PORT?ca=PATH..."
+TLS_URL_HELP = (
+    "grpcs://HOST:PORT with ?ca=PATH (and &cert=PATH and &key=PATH for a client certificate) "
+    "for TLS; the token from SIDRA_TOKEN"
 )
+"""How a help text names a server reached over TLS: in words short enough for the
+narrow help column of an 80-column terminal, which cuts a longer one."""
+
+SERVER_HELP = f"The server: HOST:PORT (as --server takes it), grpc://HOST:PORT, or {TLS_URL_HELP}."
 """Help of a command's argument naming a sidra serve."""
 
 
@@ -135,7 +143,12 @@ class ValueNamingGroup(TyperGroup):
     """The ``sidra`` command group: a value typer refuses while parsing any command's
     options (a bound of ``typer.Option(min=...)``, a type) is reported with the value
     given: "Invalid value for '--batch': got 0; input should be greater than or equal
-    to 1" rather than the bound alone."""
+    to 1" rather than the bound alone. Every command's help is reflowed
+    (:func:`reflow_help`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        reflow_help(self)
 
     def invoke(self, ctx: Any) -> Any:  # typer's Context (its base class is not public)
         # Subcommands parse their options inside this call, so their refusals pass here.
@@ -151,6 +164,21 @@ class ValueNamingGroup(TyperGroup):
                 message = str(error["msg"]).removeprefix("Value error, ")
                 exc.message = f"got {given}; {message[:1].lower()}{message[1:]}"
             raise
+
+
+def reflow_help(command: Any) -> None:
+    """Joins the lines of each paragraph of ``command``'s help and its subcommands' into
+    one, for the terminal to wrap: typer's help keeps a docstring's line breaks after its
+    first paragraph, and on a terminal narrower than the source's lines each of them
+    then wraps into a stub of a word or two. A paragraph of list items (a line opening
+    with ``- ``) keeps its lines."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(
+            p if re.search(r"^\s*- ", p, re.MULTILINE) else " ".join(p.split()) for p in paragraphs
+        )
+    for sub in getattr(command, "commands", {}).values():
+        reflow_help(sub)
 
 
 def size_text(size_bytes: int) -> str:

@@ -251,7 +251,7 @@ def export(
 ) -> None:
     """Write a board's golden targets (µS), programmed masks and write counts to an .npz file.
 
-    Arrays: targets_us float32 [tiles, rows, cols] (0 where never programmed),
+    Arrays: targets_us float32 \\[tiles, rows, cols] (0 where never programmed),
     programmed bool, write_counts uint32 (as last read; 0 where never read),
     counts_read bool, board_serial.
     """

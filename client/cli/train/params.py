@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sidra.cli.options import Priority
+from sidra.cli.options import TLS_URL_HELP, Priority
 from sidra.training.records import earlier_record
 
 __all__ = [
@@ -37,8 +37,7 @@ ServerAddress = Annotated[
     str | None,
     typer.Option(
         "--server",
-        help="A remote sidra serve: HOST:PORT, or grpcs://HOST:PORT?ca=PATH[&cert=PATH&"
-        "key=PATH] for TLS (token from SIDRA_TOKEN).",
+        help=f"A remote sidra serve: HOST:PORT, or {TLS_URL_HELP}.",
     ),
 ]
 

@@ -69,7 +69,7 @@ def spsa(
     second_order: Annotated[bool, _spsa("second_order")] = _SPSA.second_order,
     eval_every: Annotated[
         int | None,
-        typer.Option(help="Steps between test-accuracy checkpoints [default: 5 % of --steps]."),
+        typer.Option(help="Steps between test-accuracy checkpoints \\[default: 5 % of --steps]."),
     ] = None,
     eval_read_repeats: Annotated[int, _spsa("eval_read_repeats")] = _SPSA.eval_read_repeats,
     tiles: Annotated[list[int], _spsa("tiles", "--tiles", "--tile")] = ANY_TILE,
