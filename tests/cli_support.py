@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -24,10 +25,14 @@ from sidra.client import Region, RemoteBoard, connect
 SIDRA = [sys.executable, "-m", "sidra.cli"]
 
 
-def run_sidra(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """``sidra ARGS...`` to completion; the caller checks the exit code."""
+def run_sidra(
+    *args: str, timeout: float = 120.0, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``sidra ARGS...`` to completion, on a terminal ``columns`` wide when given; the
+    caller checks the exit code."""
+    env = None if columns is None else os.environ | {"COLUMNS": str(columns)}
     return subprocess.run(
-        [*SIDRA, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [*SIDRA, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 

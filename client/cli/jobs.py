@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sidra.cli.options import TLS_URL_HELP, AsJson, Priority, size_text
+from sidra.cli.tables import columns_that_fit
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, SidraError
@@ -37,7 +38,18 @@ Server = Annotated[
         help=f"The sidra serve running the jobs: HOST:PORT, or {TLS_URL_HELP}.",
     ),
 ]
-JobId = Annotated[str, typer.Argument(help="The job's id (sidra jobs list).")]
+JobId = Annotated[
+    str,
+    typer.Argument(
+        help="The job's id (sidra jobs list), or its first digits (4 or more) when "
+        "no other job's id starts so."
+    ),  # fmt: skip
+]
+
+
+LIST_DROPPED_FIRST = ("submitted", "principal", "kind", "priority")
+"""The columns of ``sidra jobs list`` a terminal too narrow for all leaves out, first to
+last (``sidra jobs show`` and ``--json`` have every one)."""
 
 
 @contextmanager
@@ -100,19 +112,27 @@ def list_jobs(
     if not jobs:
         typer.echo("no jobs")
         return
-    table = Table(box=box.SIMPLE)
     # A priority column only when some job has one: most servers never use them.
     prioritised = any(job.priority for job in jobs)
-    columns = ("job", "kind", "principal", "state", "progress", "submitted", "last")
-    for column in columns[:4] + ("priority",) * prioritised + columns[4:]:
-        table.add_column(column)
-    for job in jobs:
-        shown = (f"{job.priority:+d}" if job.priority else "0",) * prioritised
-        table.add_row(
-            job.job_id, job.kind, job.principal, job.state, *shown, _progress_text(job),
-            _when(job.submitted_unix_s), job.error or job.message,
-        )  # fmt: skip
-    Console().print(table)
+    columns = ("job", "kind", "principal", "state", *("priority",) * prioritised, "progress",
+               "submitted", "last")  # fmt: skip
+    cells = [
+        {
+            "job": job.job_id, "kind": job.kind, "principal": job.principal,
+            "state": job.state, "priority": f"{job.priority:+d}" if job.priority else "0",
+            "progress": _progress_text(job), "submitted": _when(job.submitted_unix_s),
+            "last": job.error or job.message,
+        }
+        for job in jobs
+    ]  # fmt: skip
+    console = Console()
+    shown = columns_that_fit(cells, columns, LIST_DROPPED_FIRST, console.width, ["last"])
+    table = Table(box=box.SIMPLE)
+    for column in shown:  # the id whole, to be copied; the last message wraps
+        table.add_column(column, no_wrap=column != "last")
+    for line in cells:
+        table.add_row(*(line[c] for c in shown))
+    console.print(table)
 
 
 @jobs_app.command("show")
@@ -253,7 +273,11 @@ def set_priority(
 @jobs_app.command("delete")
 def delete(
     job_ids: Annotated[
-        list[str], typer.Argument(help="The ended jobs' ids (sidra jobs list).", show_default=False)
+        list[str],
+        typer.Argument(
+            help="The ended jobs' ids (sidra jobs list), or their first digits (4 or more).",
+            show_default=False,
+        ),
     ],
     server: Server,
 ) -> None:

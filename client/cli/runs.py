@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.options import AsJson
+from sidra.cli.tables import columns_that_fit
 from sidra.training.atomic_files import write_atomically
 from sidra.training.records import INTERRUPTED, STOPPED_AT
 from sidra.training.saved_runs import RecordUnreadable, SavedRun, find_runs, read_run
@@ -176,12 +177,7 @@ def _print_list(rows: list[dict[str, Any]], folder: Path) -> None:
         }
         for row in rows
     ]  # fmt: skip
-    columns = list(LIST_COLUMNS)
-    width = {c: max(len(c), *(len(line[c]) for line in cells)) + 3 for c in columns}
-    for dropped in DROPPED_FIRST:  # a line per run, as wide as the terminal
-        if sum(width[c] for c in columns) <= console.width:
-            break
-        columns.remove(dropped)
+    columns = columns_that_fit(cells, LIST_COLUMNS, DROPPED_FIRST, console.width)
     table = Table(box=box.SIMPLE, title=f"runs under {folder}")
     for column in columns:
         table.add_column(column, justify="right" if column == "test" else "left", no_wrap=True,

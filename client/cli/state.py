@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.options import AsJson, size_text
+from sidra.cli.tables import columns_that_fit
 from sidra.server.state import (
     BoardSummary,
     ProgramRecord,
@@ -161,6 +162,11 @@ def _deployment_json(d: DeploymentRow) -> dict[str, Any]:
     }
 
 
+HISTORY_DROPPED_FIRST = ("#", "cells", "unconv.", "rms µS", "kind")
+"""The columns of ``sidra state history`` a terminal too narrow for all leaves out, first
+to last."""
+
+
 @state_app.command("history")
 def history(
     store_path: StorePath = None,
@@ -173,7 +179,8 @@ def history(
 
     A run of Programs of one region by one principal (a training loop's) is one record:
     how many, the last's time (--json: the first's too), their cells written, the worst
-    errors."""
+    errors. A terminal too narrow for every column leaves out the record's number, then
+    the cells written, unconverged cells, rms error and kind (--json has them all)."""
     with _opened(store_path) as store:
         if board is not None:
             _known_board(store, board)  # a misspelt serial is no empty history
@@ -188,30 +195,28 @@ def history(
         f"program history of {', '.join(boards) or 'no board'} ({len(records)} records of "
         f"{programs} Programs)"
     )
+    columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "region",
+               "principal", "kind", "programs", "cells", "rms µS", "max µS", "unconv."]  # fmt: skip
+    cells = [
+        {
+            "#": str(r.id), "time (UTC)": _time(r.time_utc), "board": r.board_serial,
+            "tile": str(r.tile),
+            "region": f"[{r.region.row_offset}:{r.region.row_offset + r.region.rows}, "
+            f"{r.region.col_offset}:{r.region.col_offset + r.region.cols}]",
+            "principal": r.principal, "kind": r.kind.value, "programs": f"{r.programs:,}",
+            "cells": f"{r.cells_written:,}", "rms µS": f"{r.rms_error_us:.3g}",
+            "max µS": f"{r.max_error_us:.3g}", "unconv.": str(r.unconverged_cells),
+        }
+        for r in records
+    ]  # fmt: skip
+    console = Console()
+    shown = columns_that_fit(cells, columns, HISTORY_DROPPED_FIRST, console.width)
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "region"]
-    for column in (
-        *columns, "principal", "kind", "programs", "cells", "rms µS", "max µS", "unconv."
-    ):  # fmt: skip
-        table.add_column(column, no_wrap=column in ("time (UTC)", "region"))
-    for r in records:
-        region = r.region
-        table.add_row(
-            str(r.id),
-            _time(r.time_utc),
-            *([r.board_serial] if several else []),
-            str(r.tile),
-            f"[{region.row_offset}:{region.row_offset + region.rows}, "
-            f"{region.col_offset}:{region.col_offset + region.cols}]",
-            r.principal,
-            r.kind.value,
-            f"{r.programs:,}",
-            f"{r.cells_written:,}",
-            f"{r.rms_error_us:.3g}",
-            f"{r.max_error_us:.3g}",
-            str(r.unconverged_cells),
-        )
-    Console().print(table)
+    for column in shown:
+        table.add_column(column, no_wrap=True)
+    for line in cells:
+        table.add_row(*(line[c] for c in shown))
+    console.print(table)
 
 
 @state_app.command("usage")

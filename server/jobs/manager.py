@@ -40,6 +40,7 @@ from typing import Any
 from sidra.drivers import (
     BoardReset,
     FailedPrecondition,
+    InvalidArgument,
     LeaseHeld,
     NotFound,
     OutOfRange,
@@ -103,6 +104,12 @@ FILE_PIECE_BYTES = 2**20
 PRUNE_EVERY_S = 3600.0
 """How often, at most, the jobs past the retention (``[state] job_retention_days``) are
 deleted when a job ends or jobs are listed, s (and once when the manager starts)."""
+
+JOB_ID_BYTES = 8
+"""A job's id is this many random bytes as lowercase hex digits (twice as many)."""
+
+MIN_ID_PREFIX = 4
+"""The fewest leading digits of a job's id a request may name the job by."""
 
 CANCEL_GRACE_S = 60.0
 """How long a cancelled job may take to reach its next step, epoch or run boundary (and its
@@ -254,7 +261,7 @@ class JobManager:
         lease_wait_s: float,
     ) -> JobRow:
         """Leases the job's tiles (waiting ``lease_wait_s``), stores it running, runs it."""
-        job_id = secrets.token_hex(8)
+        job_id = secrets.token_hex(JOB_ID_BYTES)
         session = self.keeper.open(principal, 0.0, f"job {job_id} {job.kind}")
         try:
             held = self.keeper.acquire(
@@ -315,7 +322,7 @@ class JobManager:
                     "to start or cancel one",
                 )
             row = JobRow(
-                id=secrets.token_hex(8), kind=job.kind, principal=principal,
+                id=secrets.token_hex(JOB_ID_BYTES), kind=job.kind, principal=principal,
                 dataset=job.dataset, options_json=runner.options_json(job.options),
                 state="queued", submitted_unix_s=self._clock(), tiles=job.tiles,
                 whole_board=job.whole_board, message="queued", priority=job.priority,
@@ -747,9 +754,33 @@ class JobManager:
 
     # -- GetJob, ListJobs, CancelJob, WatchJob -------------------------------------
 
+    def full_id(self, job_id: str) -> str:
+        """The id of the one job whose id starts with ``job_id`` (at least
+        :data:`MIN_ID_PREFIX` digits, as git and docker take a commit's or a container's),
+        else ``job_id`` as given: a whole id, or one no job has, which the request's own
+        lookup then refuses. The start of several jobs' ids is refused naming them."""
+        if not MIN_ID_PREFIX <= len(job_id) < 2 * JOB_ID_BYTES:
+            return job_id
+        with self._changed:
+            found = {known for known in self._live if known.startswith(job_id)}
+        if self.records is not None:
+            found.update(self.records.ids_starting(job_id, 3))
+        if len(found) == 1:
+            return found.pop()
+        if found:
+            shown = ", ".join(sorted(found)[:2]) + (", ..." if len(found) > 2 else "")
+            raise InvalidArgument(
+                "job_id", job_id,
+                f"a job's id, or the start of one job's id only ({shown} start with it): "
+                "give more of its digits",
+            )  # fmt: skip
+        return job_id
+
     def get(self, job_id: str, *, with_files: bool = False) -> JobRow:
         """The job as it is now: a running one as this process holds it, an ended one as
-        stored, its record files' sizes with it (and with ``with_files``, the files)."""
+        stored, its record files' sizes with it (and with ``with_files``, the files).
+        ``job_id`` may be the start of the id (:meth:`full_id`)."""
+        job_id = self.full_id(job_id)
         with self._changed:
             live = self._live.get(job_id)
             held = live is not None and (
@@ -774,6 +805,7 @@ class JobManager:
     ) -> FilePiece:
         """Up to ``max_bytes`` (0: :data:`FILE_PIECE_BYTES`; at most ``most``) bytes of the
         job's record file ``name`` from ``offset`` on, with the file's size and digest."""
+        job_id = self.full_id(job_id)
         job = self.get(job_id)
         size = job.file_sizes.get(name)
         if size is None:
@@ -801,6 +833,7 @@ class JobManager:
         return [job for job in fresh if not states or job.state in states]
 
     def cancel(self, job_id: str, principal: str, *, admin: bool) -> JobRow:
+        job_id = self.full_id(job_id)
         job = self.get(job_id)
         if job.principal != principal and not admin:
             raise NotJobOwner(
@@ -835,6 +868,7 @@ class JobManager:
         """Gives the queued job ``job_id`` of ``principal`` (an admin: anyone's) the new
         ``priority``, stored and logged as an event; the queue then takes its passes in
         the new order. A job that is not queued is refused (FailedPrecondition)."""
+        job_id = self.full_id(job_id)
         if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise OutOfRange("priority", priority, f"{MIN_PRIORITY} .. {MAX_PRIORITY}")
         job = self.get(job_id)
@@ -864,6 +898,7 @@ class JobManager:
     def delete(self, job_id: str, principal: str, *, admin: bool) -> int:
         """Deletes an ended job of ``principal`` (an admin: anyone's) with its events and
         record files; returns the bytes of record files it had. A running job is refused."""
+        job_id = self.full_id(job_id)
         job = self.get(job_id)
         if job.principal != principal and not admin:
             raise NotJobOwner(
@@ -915,6 +950,7 @@ class JobManager:
     ) -> Iterator[JobEventRow]:
         """The job's events from ``from_index`` on, until its final state (or until
         ``active`` says the watcher has gone)."""
+        job_id = self.full_id(job_id)
         with self._changed:
             live = self._live.get(job_id)
         if live is None:

@@ -181,6 +181,15 @@ class JobRecords:
             for name, content in (files or {}).items():
                 _put_file(db, job.id, name, content)
 
+    def ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of stored jobs that start with ``prefix``, ascending."""
+        with self.store._reading("find jobs by the start of their id") as db:
+            rows = db.execute(  # a range of the primary key: no scan, no LIKE wildcards
+                "SELECT id FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                (prefix, prefix + "\U0010ffff", limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def get(
         self, job_id: str, *, with_files: bool = False, with_sizes: bool = False
     ) -> JobRow | None:

@@ -22,9 +22,9 @@ STATE = [sys.executable, "-c", "from sidra.cli.state import state_app; state_app
 SERIAL = TEST_BOARD.serial_number
 
 
-def run_state(*args: str) -> subprocess.CompletedProcess[str]:
-    # A wide terminal: rich wraps tables to 80 columns when output is not a tty.
-    env = os.environ | {"COLUMNS": "200"}
+def run_state(*args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    # A wide terminal unless told: rich wraps tables to 80 columns when output is not a tty.
+    env = os.environ | {"COLUMNS": str(columns)}
     return subprocess.run(
         [*STATE, *args], capture_output=True, text=True, timeout=120, check=False, env=env
     )
@@ -67,6 +67,11 @@ def test_history_as_a_table_and_as_json(store_path: Path) -> None:
     assert records[1]["rms_error_us"] == REPORT.rms_error_us and records[1]["kind"] == "program"
     latest = run_state("history", "--store", str(store_path), "--tile", "2", "--json")
     assert [r["principal"] for r in json.loads(latest.stdout)] == ["bob"]
+    # On 80 columns a line per record still, with who and where whole (not "…").
+    narrow = run_state("history", "--store", str(store_path), columns=80)
+    assert "…" not in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 80
+    assert "bob" in narrow.stdout and "[3:8, 4:10]" in narrow.stdout
+    assert "time (UTC)" in narrow.stdout and " # " not in narrow.stdout  # the number left out
 
 
 def test_export_writes_the_golden_targets_and_masks(store_path: Path, tmp_path: Path) -> None:
