@@ -403,6 +403,43 @@ def test_help_paragraphs_are_wrapped_to_the_terminal_not_to_the_source_lines() -
 @pytest.mark.parametrize(
     ("path", "command"), _commands(), ids=[" ".join(path) for path, _ in _commands()]
 )
+def test_on_80_columns_help_cuts_no_option_name_and_no_word(
+    path: tuple[str, ...], command: Any
+) -> None:
+    """Typer's panels would show ``--eval-read-repe…`` on a laptop's terminal; such a
+    command's help is click's plain text there, its panels where they fit."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+    result = CliRunner().invoke(app, [*path[1:], "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("…") == sum(t.count("…") for t in texts), result.output
+    assert max(map(len, result.output.splitlines())) <= 80
+    names = [n for p in command.params for n in (*p.opts, *p.secondary_opts) if n.startswith("-")]
+    words = set(result.output.replace(",", " ").replace("/", " ").split())
+    assert [n for n in names if n not in words] == [], result.output
+    assert "\\[" not in result.output  # an escape meant for rich's markup only
+
+
+def test_help_keeps_its_panels_where_they_fit() -> None:
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    wide = CliRunner().invoke(app, ["train", "spsa", "--help"], env={"COLUMNS": "200"}).output
+    narrow = CliRunner().invoke(app, ["train", "spsa", "--help"], env={"COLUMNS": "80"}).output
+    assert "╭─ Options" in wide and "--eval-read-repeats" in wide
+    assert "╭─ Options" not in narrow and "\nOptions:\n" in narrow
+    assert "[default: 5 % of --steps]" in " ".join(narrow.split())  # no escape left
+    status = CliRunner().invoke(app, ["status", "--help"], env={"COLUMNS": "80"}).output
+    assert "╭─ Arguments" in status  # nothing of it is cut: its panels stay
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), _commands(), ids=[" ".join(path) for path, _ in _commands()]
+)
 def test_every_bracketed_name_in_a_help_text_reaches_the_screen(
     path: tuple[str, ...], command: Any
 ) -> None:

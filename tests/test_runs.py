@@ -85,9 +85,11 @@ def test_list_finds_every_record_newest_first_and_filters(runs: Path) -> None:
     only = sidra_json("runs", "list", str(runs), "--job", "spsa", "--limit", "1", "--json")
     assert len(only) == 1 and only[0]["job"] == "spsa"
 
-    table = run_sidra("runs", "list", str(runs))
+    table = run_sidra("runs", "list", str(runs), columns=80)
     assert table.returncode == 0, table.stderr
     assert "spsa-a" in table.stdout and "study/ll" in table.stdout
+    assert "…" not in table.stdout and max(map(len, table.stdout.splitlines())) <= 80
+    assert " %" in table.stdout  # the accuracy whole: columns left out instead
 
 
 def test_list_reports_a_damaged_record_and_lists_the_others(runs: Path, tmp_path: Path) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sidra.cli.tables import CELL_PADDING, WRAPPED_WIDTH, columns_that_fit
+from sidra.cli.tables import CELL_PADDING, TABLE_EDGES, WRAPPED_WIDTH, columns_that_fit
 
 ROWS = [{"id": "5f0feb30be9ae943", "kind": "spsa", "when": "2026-12-05 15:06", "note": "x" * 60}]
 COLUMNS = ("id", "kind", "when", "note")
 
 
 def _width(*columns: str) -> int:
-    return sum(max(len(c), len(ROWS[0][c])) + CELL_PADDING for c in columns)
+    return sum(max(len(c), len(ROWS[0][c])) + CELL_PADDING for c in columns) + TABLE_EDGES
 
 
 def test_a_wide_terminal_keeps_every_column() -> None:

@@ -15,7 +15,9 @@ names the flag, the value and what is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import re
 from typing import Annotated, Any, TypeVar
 
@@ -35,6 +37,7 @@ __all__ = [
     "field_option",
     "help_text",
     "job_options",
+    "plain_help_where_cut",
     "reflow_help",
     "server_url",
     "size_text",
@@ -108,9 +111,11 @@ def help_text(docstring: str) -> str:
     return " ".join(_ROLE.sub(r"\1", docstring).replace("``", "").split())
 
 
-def field_option(model: type[BaseModel], name: str, *flags: str) -> Any:
-    """A typer option for field ``name`` of ``model``, its docstring as the help text."""
-    return typer.Option(*flags, help=help_text(model.model_fields[name].description or ""))
+def field_option(model: type[BaseModel], name: str, *flags: str, **option: Any) -> Any:
+    """A typer option for field ``name`` of ``model``, its docstring as the help text
+    (``option``: more of ``typer.Option``'s arguments)."""
+    description = model.model_fields[name].description or ""
+    return typer.Option(*flags, help=help_text(description), **option)
 
 
 def job_options(model: type[Options], ctx: typer.Context, **changes: Any) -> Options:
@@ -144,11 +149,12 @@ class ValueNamingGroup(TyperGroup):
     options (a bound of ``typer.Option(min=...)``, a type) is reported with the value
     given: "Invalid value for '--batch': got 0; input should be greater than or equal
     to 1" rather than the bound alone. Every command's help is reflowed
-    (:func:`reflow_help`)."""
+    (:func:`reflow_help`) and plain where panels would cut it (:func:`plain_help_where_cut`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         reflow_help(self)
+        plain_help_where_cut(self)
 
     def invoke(self, ctx: Any) -> Any:  # typer's Context (its base class is not public)
         # Subcommands parse their options inside this call, so their refusals pass here.
@@ -179,6 +185,37 @@ def reflow_help(command: Any) -> None:
         )
     for sub in getattr(command, "commands", {}).values():
         reflow_help(sub)
+
+
+def plain_help_where_cut(command: Any) -> None:
+    """Makes ``command``'s help and its subcommands' fall back to click's plain two
+    columns where typer's panels would cut a word short on this terminal. Typer gives an
+    option's name, its ``--no-`` form, its type and its help a column each; on 80
+    columns a long name then shows as ``--eval-read-repe…``, a default URL as
+    ``emu://?pr…``. The panels are drawn once to a buffer to see (an ellipsis the help
+    text does not hold itself is a cut), then again for real or replaced by the plain
+    text, in which a ``\\[`` that escaped a bracket from rich's markup is a ``[``."""
+    panels = command.format_help
+    texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+    own = sum(text.count("…") for text in texts)
+
+    def format_help(ctx: Any, formatter: Any) -> None:
+        trial = io.StringIO()
+        with contextlib.redirect_stdout(trial):  # rich reads the width from the terminal
+            panels(ctx, formatter)
+        if trial.getvalue().count("…") <= own:
+            panels(ctx, formatter)
+            return
+        mode, command.rich_markup_mode = command.rich_markup_mode, None
+        try:
+            type(command).format_help(command, ctx, formatter)
+        finally:
+            command.rich_markup_mode = mode
+        formatter.buffer[:] = [piece.replace("\\[", "[") for piece in formatter.buffer]
+
+    command.format_help = format_help
+    for sub in getattr(command, "commands", {}).values():
+        plain_help_where_cut(sub)
 
 
 def size_text(size_bytes: int) -> str:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ["CELL_PADDING", "WRAPPED_WIDTH", "columns_that_fit"]
+__all__ = ["CELL_PADDING", "TABLE_EDGES", "WRAPPED_WIDTH", "columns_that_fit"]
 
 CELL_PADDING = 3
 """Characters a column takes beside its widest cell (rich's padding and a separator)."""
+
+TABLE_EDGES = 1
+"""Characters a table takes beside its columns' (its edges less the last separator)."""
 
 WRAPPED_WIDTH = 24
 """Characters counted for a column whose cells may wrap over several lines (a message)."""
@@ -35,7 +38,7 @@ def columns_that_fit(
         widths[c] = min(widths[c], WRAPPED_WIDTH + CELL_PADDING)
     kept = list(columns)
     for dropped in dropped_first:
-        if sum(widths[c] for c in kept) <= width:
+        if sum(widths[c] for c in kept) + TABLE_EDGES <= width:
             break
         if dropped in kept:
             kept.remove(dropped)

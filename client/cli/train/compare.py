@@ -59,7 +59,9 @@ def compare(
     program_every: Annotated[int, _compare("program_every")] = _COMPARE.program_every,
     tiles: Annotated[list[int], _compare("tiles", "--tiles", "--tile")] = ANY_TILE,
     methods: Annotated[
-        list[MethodName], _compare("methods", "--methods", "--method", "--estimator")
+        list[MethodName],
+        # METHOD: the list of every choice is the default shown beside it.
+        _compare("methods", "--methods", "--method", "--estimator", metavar="METHOD"),
     ] = _METHODS,
     out: Out = None,
     remote_job: RemoteJob = False,
