@@ -237,6 +237,18 @@ def test_train_last_layer_over_a_remote_server(tmp_path: Path) -> None:
     assert summary["test_accuracy"] > 0.8
 
 
+def test_a_run_s_summary_reads_as_a_person_reads_figures() -> None:
+    from sidra.cli.train.running import summary_text
+
+    assert summary_text("test_accuracy", 0.953704) == "95.37 %"
+    assert summary_text("device_writes", 444240) == "444,240"
+    assert summary_text("modeled_time_ns", 9395470.0) == "9,395,470"
+    assert summary_text("final_loss", 0.87912345) == "0.8791"
+    assert summary_text("seed", 0) == "0" and summary_text("blocking", False) == "False"
+    assert summary_text("placement", {"layer0": [0, 1]}) == "layer0: tiles 0, 1"
+    assert summary_text("gain", float("nan")) == "nan"
+
+
 def test_train_drift_recovery_prints_every_stage() -> None:
     summary = sidra_json(
         "train",

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.options import SERVER_HELP, AsJson, server_url
-from sidra.client import RemoteBoard
+from sidra.cli.tables import columns_that_fit
+from sidra.client import RemoteBoard, TileLease
 from sidra.drivers import SidraError, open_board
 
 __all__ = ["leases"]
@@ -57,15 +58,27 @@ def leases(
     if not held:
         typer.echo("no tile is leased")
         return
-    table = Table(box=box.SIMPLE)
-    ids = any(lease.session_id for lease in held)  # only those the caller may close
-    columns = ("tile", "principal", "session label", "whole board", "expires in, s")
-    for column in columns + (("session",) if ids else ()):
-        table.add_column(column)
+    # A line per session, its tiles together: a run of three layers is one holder.
+    sessions: dict[tuple[str, str, str, bool], list[TileLease]] = {}
     for lease in held:
-        table.add_row(
-            str(lease.tile), lease.principal, lease.label,
-            "yes" if lease.whole_board else "", f"{lease.expires_in_s:.1f}",
-            *((lease.session_id,) if ids else ()),
-        )  # fmt: skip
-    Console().print(table)
+        key = (lease.session_id, lease.principal, lease.label, lease.whole_board)
+        sessions.setdefault(key, []).append(lease)
+    cells = [
+        {
+            "tiles": "all" if whole else ", ".join(str(t.tile) for t in tiles),
+            "principal": principal, "session label": label,
+            "expires in, s": f"{min(t.expires_in_s for t in tiles):.1f}", "session": session_id,
+        }
+        for (session_id, principal, label, whole), tiles in sessions.items()
+    ]  # fmt: skip
+    ids = any(lease.session_id for lease in held)  # only those the caller may close
+    columns = ("tiles", "principal", "session label", "expires in, s", *(("session",) * ids))
+    console = Console()
+    shown = columns_that_fit(cells, columns, ("expires in, s",), console.width,
+                             ["session label", "tiles"])  # fmt: skip
+    table = Table(box=box.SIMPLE)
+    for column in shown:  # the session id whole: --close takes it
+        table.add_column(column, no_wrap=column not in ("session label", "tiles"))
+    for line in cells:
+        table.add_row(*(line[c] for c in shown))
+    console.print(table)

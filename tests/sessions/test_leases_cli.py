@@ -18,8 +18,11 @@ def test_sidra_leases_lists_who_holds_what() -> None:
                 (2, "local", "drift study"),
             ]
             assert all(0 < x["expires_in_s"] <= 60 for x in listed)
-            table = run_sidra("leases", url).stdout
-            assert "drift study" in table and "local" in table
+            table = run_sidra("leases", url, columns=80).stdout
+            # A line per session with its tiles, its id whole for --close, on 80 columns.
+            [line] = [line for line in table.splitlines() if "drift study" in line]
+            assert line.split()[:2] == ["1,", "2"] and "local" in line
+            assert session.id in line.split() and max(map(len, table.splitlines())) <= 80
             assert {x["session_id"] for x in listed} == {session.id}  # "local" is admin
             by_address = sidra_json("leases", board.address)  # HOST:PORT, as --server takes it
             assert [(x["tile"], x["session_id"]) for x in by_address] == [
@@ -29,6 +32,10 @@ def test_sidra_leases_lists_who_holds_what() -> None:
             assert closed.returncode == 0, closed.stderr
             assert json.loads(closed.stdout) == []
             assert f"closed session {session.id}" in closed.stderr
+        with board.session(label="ageing") as whole, whole.lease(whole_board=True):
+            table = run_sidra("leases", url, columns=80).stdout
+            [line] = [line for line in table.splitlines() if "ageing" in line]
+            assert line.split()[:2] == ["all", "local"]
 
 
 def test_sidra_leases_of_a_board_is_refused_clearly() -> None:

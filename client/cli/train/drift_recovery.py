@@ -28,6 +28,7 @@ from sidra.cli.train.running import (
     job_board,
     run_remote,
     stop_on_interrupt,
+    summary_text,
 )
 from sidra.training import RecoveryOptions
 
@@ -107,12 +108,10 @@ def drift_recovery_command(
         typer.echo(json.dumps(summary))
     else:
         for key, value in summary.items():
-            if isinstance(value, float):
-                typer.echo(f"{key:28s} {value:.4f}")
-            elif isinstance(value, list):
+            if isinstance(value, list):
                 typer.echo(f"{key:28s} {' '.join(f'{g:.3f}' for g in value)}")
             else:
-                typer.echo(f"{key:28s} {value}")
+                typer.echo(f"{key:28s} {summary_text(key, value)}")
     if not remote_job:  # a remote job's cancel is reported by the job (run_remote_job)
         exit_if_stopped(
             summary, options.epochs, console, kept="the figures above are the run so far"

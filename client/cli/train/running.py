@@ -62,6 +62,7 @@ __all__ = [
     "job_board",
     "keeping_lost_epochs",
     "print_summary",
+    "summary_text",
     "progress_bar",
     "record_folder",
     "run_clock",
@@ -359,9 +360,18 @@ def save_or_keep(
         raise typer.Exit(1) from exc
 
 
-def _shown(value: Any) -> str:
+def summary_text(key: str, value: Any) -> str:
+    """A figure of a run's summary as a person reads it: an accuracy in per cent, counts
+    and modeled nanoseconds or nanojoules with thousands separated, other figures to four
+    significant digits (``--json`` and summary.json keep the numbers as they are)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float) and key.endswith("accuracy"):
+        return f"{100 * value:.2f} %"
+    if isinstance(value, int) or (isinstance(value, float) and abs(value) >= 1e4):
+        return f"{value:,.0f}"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4g}"
     if isinstance(value, dict):  # the placement: layer -> tiles
         return "; ".join(f"{k}: tiles {', '.join(map(str, v))}" for k, v in value.items())
     return str(value)
@@ -373,7 +383,7 @@ def print_summary(summary: dict[str, Any], title: str, as_json: bool, console: C
         return
     table = Table(title=title, show_header=False)
     for key, value in summary.items():
-        table.add_row(key, _shown(value))
+        table.add_row(key, summary_text(key, value))
     console.print(table)
 
 
