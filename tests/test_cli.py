@@ -237,6 +237,29 @@ def test_train_last_layer_over_a_remote_server(tmp_path: Path) -> None:
     assert summary["test_accuracy"] > 0.8
 
 
+def _completed(*words: str) -> list[str]:
+    """What bash's Tab offers after ``sidra WORDS...`` (the last word being typed)."""
+    env = os.environ | {
+        "_SIDRA_COMPLETE": "complete_bash", "COMP_WORDS": " ".join(("sidra", *words)),
+        "COMP_CWORD": str(len(words)),
+    }  # fmt: skip
+    done = subprocess.run(SIDRA, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_the_shell_completes_commands_options_and_board_urls() -> None:
+    assert _completed("tr") == ["train"]
+    assert "spsa" in _completed("train", "s") and "--steps" in _completed("train", "spsa", "--st")
+    assert _completed("board", "read", "emu://?preset=s") == [
+        "emu://?preset=sidra-y1", "emu://?preset=stress"
+    ]  # fmt: skip
+    assert _completed("train", "spsa", "--board", "grpc") == ["grpc://", "grpcs://"]
+    assert _completed("serve", "--board", "pcie") == ["pcie://", "pcie+file://"]
+    script = run_sidra("--show-completion", "bash")
+    assert script.returncode == 0 and "_SIDRA_COMPLETE=complete_bash" in script.stdout
+
+
 def test_a_run_s_summary_reads_as_a_person_reads_figures() -> None:
     from sidra.cli.train.running import summary_text
 

@@ -27,6 +27,7 @@ from sidra.cli.board_cells import (
     wear_cells,
 )
 from sidra.cli.board_scan import scan
+from sidra.cli.completion import board_urls
 from sidra.cli.options import AsJson, Preset
 from sidra.drivers import SidraError
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
@@ -158,7 +159,12 @@ def serve(
 
 @board_app.command("probe")
 def probe(
-    url: Annotated[str, typer.Argument(help="Board URL: emu://, serial://, pcie://, grpc://...")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="Board URL: emu://, serial://, pcie://, grpc://...", autocompletion=board_urls
+        ),
+    ],
     as_json: AsJson = False,
 ) -> None:
     """Print a board's identification, capabilities and link state (exit 1 if unreachable)."""
@@ -184,7 +190,12 @@ board_app.command("clock")(clock)
 
 @board_app.command("characterize")
 def characterize_board(
-    url: Annotated[str, typer.Argument(help="Board URL: emu://, serial://, pcie://, grpc://...")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="Board URL: emu://, serial://, pcie://, grpc://...", autocompletion=board_urls
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Where to write the profile (.toml).")],
     tile: Annotated[int, typer.Option(min=0, help="Tile the block statistics run on.")] = 0,
     block: Annotated[
@@ -226,7 +237,12 @@ def characterize_board(
 
 @board_app.command("compare")
 def compare_board(
-    url: Annotated[str, typer.Argument(help="Board URL: emu://, serial://, pcie://, grpc://...")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="Board URL: emu://, serial://, pcie://, grpc://...", autocompletion=board_urls
+        ),
+    ],
     profile: Annotated[Path, typer.Option(help="The twin's profile (sidra board characterize).")],
     tile: Annotated[int, typer.Option(min=0, help="Tile the workload runs on.")] = 0,
     block: Annotated[int, typer.Option(min=1, max=256, help="Rows and columns used.")] = 32,

@@ -26,6 +26,7 @@ import numpy.typing as npt
 import typer
 from rich.console import Console
 
+from sidra.cli.completion import board_urls
 from sidra.cli.options import AsJson
 from sidra.cli.train.running import job_board
 from sidra.drivers import BoardInfo, BoardStats, Cost, Region
@@ -43,7 +44,11 @@ __all__ = [
 ]
 
 BoardArg = Annotated[
-    str, typer.Argument(help="Board URL: serial://, pcie://, grpc:// (a served board), emu://...")
+    str,
+    typer.Argument(
+        help="Board URL: serial://, pcie://, grpc:// (a served board), emu://...",
+        autocompletion=board_urls,
+    ),
 ]
 TileOption = Annotated[int, typer.Option(min=0, help="The tile.")]
 RegionOption = Annotated[
@@ -128,14 +133,14 @@ def read_cells(
         typer.echo(json.dumps(summary))
         return
     console = Console()
-    console.print(f"{summary['board']}: tile {tile} {where.cells_text()}, {g.size} cells")
+    console.print(f"{summary['board']}: tile {tile} {where.cells_text()}, {g.size:,} cells")
     console.print(
         f"conductance (µS): min {g.min():.3f}, mean {g.mean():.3f}, max {g.max():.3f}, "
         f"std {g.std():.3f}; window {info.g_min_us:g} .. {info.g_max_us:g}"
     )
     console.print(
         f"within {NEAR_EDGE_SHARE:.0%} of the window's edges: "
-        f"{summary['near_g_min_cells']} at g_min, {summary['near_g_max_cells']} at g_max"
+        f"{summary['near_g_min_cells']:,} at g_min, {summary['near_g_max_cells']:,} at g_max"
     )
     _print_cost(console, read.cost)
 
@@ -200,8 +205,8 @@ def program_cells(
     console = Console()
     console.print(f"{summary['board']}: tile {tile} {where.cells_text()} programmed")
     console.print(
-        f"{report.cells_written} cells written in {report.verify_iterations} verify "
-        f"iterations ({report.pulses} pulses); error rms {report.rms_error_us:.3f} µS, "
+        f"{report.cells_written:,} cells written in {report.verify_iterations} verify "
+        f"iterations ({report.pulses:,} pulses); error rms {report.rms_error_us:.3f} µS, "
         f"max {report.max_error_us:.3f} µS; {report.unconverged_cells} unconverged"
         + (f", {report.cells_over_budget} past their write budget"
            if report.cells_over_budget else "")
@@ -406,14 +411,14 @@ def wear_cells(
         typer.echo(json.dumps(summary))
         return
     console = Console()
-    console.print(f"{summary['board']}: tile {tile} {where.cells_text()}, {n.size} cells")
+    console.print(f"{summary['board']}: tile {tile} {where.cells_text()}, {n.size:,} cells")
     console.print(
-        f"writes per cell: most {summary['max_writes']}, mean {summary['mean_writes']:.1f}; "
-        f"{summary['never_written_cells']} never written"
+        f"writes per cell: most {summary['max_writes']:,}, mean {summary['mean_writes']:.1f}; "
+        f"{summary['never_written_cells']:,} never written"
     )
     if budget:
         console.print(
-            f"budget {budget} writes a cell: {summary['over_budget_cells']} cells past it, "
+            f"budget {budget:,} writes a cell: {summary['over_budget_cells']:,} cells past it, "
             f"the most written at {summary['max_writes'] / budget:.1%}"
         )
     else:

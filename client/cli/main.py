@@ -14,6 +14,7 @@ from grpc_health.v1 import health
 from sidra.cli.bench import bench_app
 from sidra.cli.bench_serial import serial_command
 from sidra.cli.board import board_app
+from sidra.cli.completion import board_urls
 from sidra.cli.jobs import jobs_app
 from sidra.cli.leases import leases
 from sidra.cli.model import model_app
@@ -36,7 +37,6 @@ from sidra.server.stopping import ServerStop
 app = typer.Typer(
     cls=ValueNamingGroup,
     no_args_is_help=True,
-    add_completion=False,
     help="SIDRA HIL: analog board control.",
 )
 
@@ -48,7 +48,11 @@ def serve(
         typer.Option(help="TOML settings file (docs/operations.md); options given here win."),
     ] = None,
     board: Annotated[
-        str | None, typer.Option(help="Board URL (emu://?preset=..., serial://..., pcie://...).")
+        str | None,
+        typer.Option(
+            help="Board URL (emu://?preset=..., serial://..., pcie://...).",
+            autocompletion=board_urls,
+        ),
     ] = None,
     listen: Annotated[
         str | None, typer.Option(help="host:port to listen on; port 0 picks a free one.")
@@ -207,7 +211,7 @@ def demo(
         int, typer.Option(min=0, help="Seed of board, data order and perturbations.")
     ] = 0,
     board: Annotated[
-        str, typer.Option(help="Board URL served in-process.")
+        str, typer.Option(help="Board URL served in-process.", autocompletion=board_urls)
     ] = "emu://?preset=sidra-y1",
 ) -> None:
     """Main job on the emulator: serve, check MVM/TransposeMVM, train digits with SPSA."""
@@ -231,4 +235,6 @@ app.add_typer(train_app, name="train")
 
 
 def main() -> None:
-    app()
+    # One name however it is started (`python -m sidra.cli` too): the usage lines say
+    # `sidra`, and shell completion answers to _SIDRA_COMPLETE.
+    app(prog_name="sidra")

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sidra.cli.completion import board_urls
 from sidra.cli.eval_log import append_row, checked_log, log_row
 from sidra.cli.model_checks import check_deployment, check_history
 from sidra.cli.model_deployments import (
@@ -177,6 +178,7 @@ def evaluate(
             help="Board URL opened in-process. Given several times, the model runs on each "
             "in turn and the spread of its accuracy across them is reported (one chip to "
             "the next, or one emulated device draw to the next: ...&seed=1, ...&seed=2).",
+            autocompletion=board_urls,
         ),
     ] = BOARD_DEFAULT,
     server: ServerAddress = None,

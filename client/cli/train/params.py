@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from sidra.cli.completion import board_urls
 from sidra.cli.options import TLS_URL_HELP, Priority
 from sidra.training.records import earlier_record
 
@@ -32,7 +33,10 @@ __all__ = [
 Dataset = Annotated[
     str, typer.Option(help="digits, iris, wine, breast_cancer, or an .npz with X and y.")
 ]
-BoardUrl = Annotated[str, typer.Option("--board", help="Board URL opened in-process.")]
+BoardUrl = Annotated[
+    str,
+    typer.Option("--board", help="Board URL opened in-process.", autocompletion=board_urls),
+]
 ServerAddress = Annotated[
     str | None,
     typer.Option(
