@@ -26,11 +26,14 @@ SIDRA = [sys.executable, "-m", "sidra.cli"]
 
 
 def run_sidra(
-    *args: str, timeout: float = 120.0, columns: int | None = None
+    *args: str,
+    timeout: float = 120.0,
+    columns: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``sidra ARGS...`` to completion, on a terminal ``columns`` wide when given; the
-    caller checks the exit code."""
-    env = None if columns is None else os.environ | {"COLUMNS": str(columns)}
+    """``sidra ARGS...`` to completion, on a terminal ``columns`` wide when given, with
+    ``env`` added to the environment; the caller checks the exit code."""
+    env = os.environ | (env or {}) | ({} if columns is None else {"COLUMNS": str(columns)})
     return subprocess.run(
         [*SIDRA, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )

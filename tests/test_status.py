@@ -137,3 +137,30 @@ def test_several_servers_a_block_each_and_one_unreachable_exits_1(tmp_path: Path
     assert reports[1]["error"].startswith("BoardUnavailable: no SIDRA server answered")
     assert reports[2]["health"] == "SERVING"
     assert lines.stderr.strip().startswith("sidra status 127.0.0.1:1: BoardUnavailable")
+
+
+def test_the_commands_that_only_talk_to_a_server_take_it_from_sidra_server(
+    tmp_path: Path,
+) -> None:
+    """`export SIDRA_SERVER=lab-pc:50051` once; a server named on the line still wins,
+    and a training run keeps its own board (emu:// unless named)."""
+    from tests.cli_support import run_sidra
+
+    with serving(tmp_path / "state.sqlite3") as address:
+        env = {"SIDRA_SERVER": address}
+        for words in (["status"], ["whoami"], ["leases"], ["jobs", "list"],
+                      ["model", "list"]):  # fmt: skip
+            done = run_sidra(*words, "--json", env=env)
+            assert done.returncode == 0, (words, done.stderr)
+        [shown] = [json.loads(line) for line in run_sidra("status", "--json", env=env).stdout
+                   .splitlines()]  # fmt: skip
+        assert shown["server"] == address
+        elsewhere = run_sidra("whoami", "127.0.0.1:1", env=env)  # named: it wins
+        assert elsewhere.returncode == 1 and "127.0.0.1:1" in elsewhere.stderr
+        trained = run_sidra("train", "spsa", "--steps", "2", "--eval-every", "2",
+                            "--out", str(tmp_path / "run"), "--json", env=env)  # fmt: skip
+        assert trained.returncode == 0, trained.stderr
+        where = json.loads((tmp_path / "run" / "run.json").read_text())
+        assert where["board_url"].startswith("emu://") and not where.get("server")
+    missing = run_sidra("whoami", env={"SIDRA_SERVER": ""})  # set empty: none named
+    assert missing.returncode == 2 and "Missing argument 'url'" in missing.stderr

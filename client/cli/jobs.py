@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sidra.cli.options import TLS_URL_HELP, AsJson, Priority, size_text
+from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, Priority, size_text
 from sidra.cli.tables import columns_that_fit
 from sidra.client import JobEvent, JobInfo, RemoteBoard
 from sidra.client.remote import connect_server
@@ -36,6 +36,7 @@ Server = Annotated[
     typer.Option(
         "--server",
         help=f"The sidra serve running the jobs: HOST:PORT, or {TLS_URL_HELP}.",
+        envvar=SERVER_ENV,
     ),
 ]
 JobId = Annotated[

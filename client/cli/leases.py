@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sidra.cli.options import SERVER_HELP, AsJson, server_url
+from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
 from sidra.cli.tables import columns_that_fit
 from sidra.client import RemoteBoard, TileLease
 from sidra.drivers import SidraError, open_board
@@ -22,7 +22,7 @@ __all__ = ["leases"]
 def leases(
     url: Annotated[
         str,
-        typer.Argument(help=SERVER_HELP),
+        typer.Argument(help=SERVER_HELP, envvar=SERVER_ENV),
     ],
     close: Annotated[
         str | None,

@@ -14,7 +14,7 @@ from typing import Annotated, NamedTuple
 
 import typer
 
-from sidra.cli.options import TLS_URL_HELP, AsJson
+from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson
 from sidra.cli.train.running import job_board
 from sidra.client import RemoteBoard
 from sidra.client.deployments import DeployedRegion, Deployment, DeploymentCheck
@@ -49,6 +49,7 @@ RequiredServer = Annotated[
     typer.Option(
         "--server",
         help=f"The sidra serve keeping the deployments: HOST:PORT, or {TLS_URL_HELP}.",
+        envvar=SERVER_ENV,
     ),
 ]
 DeploymentName = Annotated[str, typer.Argument(help="The deployment's name (sidra model list).")]

@@ -31,6 +31,7 @@ __all__ = [
     "AsJson",
     "Preset",
     "Priority",
+    "SERVER_ENV",
     "SERVER_HELP",
     "TLS_URL_HELP",
     "ValueNamingGroup",
@@ -49,6 +50,11 @@ TLS_URL_HELP = (
 )
 """How a help text names a server reached over TLS: in words short enough for the
 narrow help column of an 80-column terminal, which cuts a longer one."""
+
+SERVER_ENV = "SIDRA_SERVER"
+"""The environment variable a command that needs a server reads when none is given: a
+lab sets it once (``export SIDRA_SERVER=lab-pc:50051``), as it sets SIDRA_TOKEN.
+Training and evaluation commands do not read it: their board is named on purpose."""
 
 SERVER_HELP = f"The server: HOST:PORT (as --server takes it), grpc://HOST:PORT, or {TLS_URL_HELP}."
 """Help of a command's argument naming a sidra serve."""

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from sidra.cli.board_cells import totals
-from sidra.cli.options import SERVER_HELP, AsJson, server_url
+from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
 from sidra.cli.whoami import caller_text, expiry_warning
 from sidra.client import Caller, RemoteBoard
 from sidra.client.deployments import Deployment
@@ -39,7 +39,11 @@ Part = dict[str, Any]
 def status(
     urls: Annotated[
         list[str],
-        typer.Argument(help=f"One or more (a lab's boards). {SERVER_HELP}", show_default=False),
+        typer.Argument(
+            help=f"One or more (a lab's boards). {SERVER_HELP}",
+            show_default=False,
+            envvar=SERVER_ENV,
+        ),
     ],
     as_json: AsJson = False,
 ) -> None:

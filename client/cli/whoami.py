@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from sidra.cli.options import SERVER_HELP, AsJson, server_url
+from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
 from sidra.client import Caller, RemoteBoard
 from sidra.drivers import SidraError, open_board
 from sidra.server.security.tokens import EXPIRY_WARNING
@@ -52,7 +52,7 @@ def expiry_warning(caller: Caller, now_unix_s: float) -> str | None:
 
 
 def whoami(
-    url: Annotated[str, typer.Argument(help=SERVER_HELP, show_default=False)],
+    url: Annotated[str, typer.Argument(help=SERVER_HELP, show_default=False, envvar=SERVER_ENV)],
     as_json: AsJson = False,
 ) -> None:
     """Who a server takes this client for: principal, role, token expiry, connection.
