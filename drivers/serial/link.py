@@ -37,6 +37,7 @@ from sidra.drivers.errors import (
     InvalidArgument,
     SidraError,
 )
+from sidra.drivers.serial.port_hints import open_hint
 from sidra.drivers.types import LinkStats
 from sidra.drivers.wire.framing import (
     MIN_PAYLOAD,
@@ -215,7 +216,8 @@ class Link:
                 raise
             except (OSError, ValueError) as exc:  # SerialException is an OSError
                 self._set_up(False)
-                raise BoardUnavailable(f"cannot open {self.name}: {exc}") from exc
+                hint = open_hint(self.name, exc)
+                raise BoardUnavailable(f"cannot open {self.name}: {exc}{hint}") from exc
             self._splitter.clear()
             self._inbox.clear()
             if self.hello is not None:
