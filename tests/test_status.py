@@ -164,3 +164,54 @@ def test_the_commands_that_only_talk_to_a_server_take_it_from_sidra_server(
         assert where["board_url"].startswith("emu://") and not where.get("server")
     missing = run_sidra("whoami", env={"SIDRA_SERVER": ""})  # set empty: none named
     assert missing.returncode == 2 and "Missing argument 'url'" in missing.stderr
+
+
+def test_watch_asks_again_every_period_until_its_rounds_are_done(tmp_path: Path) -> None:
+    """Off a terminal each round follows the last (a log of a lab's board); --json gives a
+    line per server and round, saying when it was asked."""
+    from tests.cli_support import run_sidra
+
+    with (
+        serving(tmp_path / "state.sqlite3") as address,
+        connect(address) as client,
+        client.session(label="bench") as session,
+        session.lease([0, 2]),
+    ):
+        lines = run_sidra("status", address, "--watch", "0.2", "--rounds", "3", "--json")
+        text = run_sidra("status", address, "--watch", "0.1", "--rounds", "2")
+        screen = _on_a_terminal(address, "--watch", "0.1", "--rounds", "2")
+    assert lines.returncode == 0, lines.stderr
+    rounds = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert [r["health"] for r in rounds] == ["SERVING"] * 3
+    asked = [r["asked_unix_s"] for r in rounds]
+    assert all(b - a >= 0.15 for a, b in zip(asked, asked[1:], strict=False)), asked
+    assert text.returncode == 0, text.stderr
+    assert len(re.findall(r"^--- \d\d:\d\d:\d\d$", text.stdout, re.MULTILINE)) == 2
+    assert text.stdout.count(f"server       {address}: SERVING") == 2
+    assert text.stdout.count("tiles 0, 2: local (bench)") == 2  # a line per session
+    # On a terminal each round clears the screen and says how often it is redrawn.
+    assert screen.count("\x1b[2J") == 2 and screen.count("every 0.1 s (Ctrl-C stops)") == 2
+    gone = run_sidra("status", address, "--watch", "0.1", "--rounds", "2")  # server stopped
+    assert gone.returncode == 1 and gone.stdout.count("not reached") == 2
+
+
+def _on_a_terminal(*args: str) -> str:
+    """What ``sidra status ARGS`` writes to a real pseudo-terminal."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([*SIDRA, "status", *args], stdout=follower, stderr=subprocess.PIPE)
+    os.close(follower)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the last writer closed its end
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    _, errors = proc.communicate(timeout=60)
+    assert proc.returncode == 0, errors
+    return out.decode()

@@ -9,13 +9,17 @@ GetBoardInfo, ListLeases, ListJobs, ListDeployments), each on its own: a part th
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Annotated, Any
 
+import click
 import typer
 
 from sidra.cli.board_cells import totals
@@ -45,6 +49,20 @@ def status(
             envvar=SERVER_ENV,
         ),
     ],
+    watch_s: Annotated[
+        float | None,
+        typer.Option(
+            "--watch",
+            min=0.1,
+            metavar="SECONDS",
+            help="Ask again every SECONDS until Ctrl-C: on a terminal the screen is redrawn "
+            "each time, elsewhere each round follows the last (--json: a line per server "
+            "and round, asked_unix_s saying when).",
+        ),
+    ] = None,
+    rounds: Annotated[
+        int, typer.Option(min=0, help="With --watch: stop after this many rounds (0: at Ctrl-C).")
+    ] = 0,
     as_json: AsJson = False,
 ) -> None:
     """What served boards are doing now: health, board, totals, leases, jobs, deployments.
@@ -53,13 +71,23 @@ def status(
     and a part a server refuses says why. --json prints one object per server, a line
     each. Exit 1 when a server cannot be reached, its board is not serving (a serial
     link down) or it does not describe its board to the caller (no token, say); the
-    others are still shown."""
+    others are still shown. With --watch, when that is so at the last round."""
     for url in urls:  # a local board is refused before any server is asked
         if "://" in url and not url.startswith(("grpc://", "grpcs://")):
             raise typer.BadParameter(
                 f"{url} is a board, not a server: give the address sidra serve listens on",
                 param_hint="URL",
             )
+    problems = _round(urls, as_json) if watch_s is None else _watch(urls, as_json, watch_s, rounds)
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _round(urls: list[str], as_json: bool) -> list[str]:
+    """Asks every server and prints what they said; returns the problems that make the
+    command exit 1."""
     problems = []
     with ThreadPoolExecutor(max_workers=min(len(urls), MAX_ASKED_AT_ONCE)) as pool:
         reports = list(pool.map(_asked, urls))  # at once: an unreachable one costs its wait once
@@ -73,10 +101,39 @@ def status(
         problem = _problem(report)
         if problem:
             problems.append(f"sidra status {url}: {problem}")
-    for line in problems:
-        typer.echo(line, err=True)
-    if problems:
-        raise typer.Exit(1)
+    return problems
+
+
+def _watch(urls: list[str], as_json: bool, every_s: float, rounds: int) -> list[str]:
+    """Rounds every ``every_s`` until Ctrl-C (or ``rounds`` of them); returns the last
+    round's problems. On a terminal each round replaces the last on the screen, drawn
+    at once when asked (no half-drawn screen while the servers answer)."""
+    redraw = sys.stdout.isatty() and not as_json
+    problems: list[str] = []
+    done = 0
+    try:
+        while not rounds or done < rounds:
+            started = time.monotonic()
+            drawn = io.StringIO()
+            with contextlib.redirect_stdout(drawn):
+                problems = _round(urls, as_json)
+            if redraw:
+                click.clear()
+            if not as_json:
+                clock = time.strftime("%H:%M:%S")
+                typer.echo(f"{clock}, every {every_s:g} s (Ctrl-C stops)" if redraw
+                           else f"--- {clock}")  # fmt: skip
+            sys.stdout.write(drawn.getvalue())
+            sys.stdout.flush()
+            if redraw:
+                for line in problems:
+                    typer.echo(line)
+            done += 1
+            if not rounds or done < rounds:
+                time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        typer.echo()
+    return problems
 
 
 def _asked(url: str) -> dict[str, Any]:
@@ -114,6 +171,7 @@ def _report(board: RemoteBoard, url: str, health: str) -> dict[str, Any]:
 
     return {
         "server": url,
+        "asked_unix_s": round(time.time(), 3),
         "health": health,
         "caller": _part(lambda: board.caller().as_dict()),
         "board": _part(description),
@@ -198,15 +256,20 @@ def _board_lines(part: Part) -> list[tuple[str, str]]:
 
 
 def _lease_lines(leases: list[dict[str, Any]]) -> list[str]:
+    """A line per holding session (its tiles together), as ``sidra leases`` lists them."""
     if not leases:
         return ["none: every tile is free"]
+    sessions: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for lease in leases:
+        key = (lease["session_id"], lease["principal"], lease["label"], lease["whole_board"])
+        sessions.setdefault(key, []).append(lease)
     return [
-        ("whole board" if lease["whole_board"] else f"tile {lease['tile']}")
-        + f": {lease['principal']}"
-        + (f" ({lease['label']})" if lease["label"] else "")
-        + f", {lease['expires_in_s']:.0f} s left unless renewed"
-        for lease in leases
-    ]
+        ("whole board" if whole else ("tile " if len(held) == 1 else "tiles ")
+         + ", ".join(str(lease["tile"]) for lease in held))
+        + f": {principal}" + (f" ({label})" if label else "")
+        + f", {min(lease['expires_in_s'] for lease in held):.0f} s left unless renewed"
+        for (_, principal, label, whole), held in sessions.items()
+    ]  # fmt: skip
 
 
 def _job_lines(part: Part) -> list[str]:
