@@ -12,6 +12,7 @@ from sidra.client import RemoteBoard
 from sidra.drivers import Board, open_board
 from sidra.server.app import create_server
 from sidra.server.state import StateStore
+from sidra.server.state.jobs import JobRecords, JobRow
 
 IDEAL_URL = "emu://?preset=ideal&seed=0"
 
@@ -40,3 +41,14 @@ def first_progress(client: RemoteBoard, job_id: str) -> int:
             return event.index
         assert event.state != "failed", event.message
     raise AssertionError("the job ended before any progress")
+
+
+def add_ended_job(
+    records: JobRecords, job_id: str, ended_unix_s: float, summary: bytes = b"{}"
+) -> None:
+    """A job row that ran a minute and succeeded at ``ended_unix_s``, with its summary.json
+    as a record file, as a server would have stored it."""
+    row = JobRow(job_id, "spsa", "local", "iris", "{}", "running", ended_unix_s - 60.0)
+    records.add(row)
+    row.state, row.ended_unix_s = "succeeded", ended_unix_s
+    records.update(row, [], {"summary.json": summary})

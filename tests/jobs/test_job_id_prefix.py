@@ -10,9 +10,9 @@ import pytest
 
 from sidra.client import FailedPrecondition, InvalidArgument, NotFound, connect
 from sidra.server.state import StateStore
-from sidra.server.state.jobs import JobRecords, JobRow
+from sidra.server.state.jobs import JobRecords
 from tests.cli_support import run_sidra, unwrapped
-from tests.jobs.jobs_support import serving
+from tests.jobs.jobs_support import add_ended_job, serving
 
 TWINS = ("abcd" + "0" * 12, "abcd" + "1" * 12)
 """Two stored jobs whose ids share their first four digits."""
@@ -22,12 +22,8 @@ LONE = "ef01" + "2" * 12
 def _stored(store: Path) -> None:
     now = time.time()
     with StateStore(store) as state:
-        records = JobRecords(state)
         for job_id in (*TWINS, LONE):
-            row = JobRow(job_id, "spsa", "local", "iris", "{}", "running", now - 60.0)
-            records.add(row)
-            row.state, row.ended_unix_s = "succeeded", now
-            records.update(row, [], {"summary.json": b'{"steps": 3}'})
+            add_ended_job(JobRecords(state), job_id, now, summary=b'{"steps": 3}')
 
 
 def test_the_start_of_one_job_s_id_names_it_in_every_request(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from sidra.server.security import Role, TokensFile
 from sidra.server.state import StateStore
 from sidra.server.state.jobs import JobRecords, JobRow
 from tests.cli_support import run_sidra
-from tests.jobs.jobs_support import serving
+from tests.jobs.jobs_support import add_ended_job, serving
 from tests.server.security_support import principals
 
 SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
@@ -128,21 +128,13 @@ def test_a_principal_deletes_its_own_jobs_and_an_admin_anyone_s(tmp_path: Path) 
             assert admin.jobs.list() == []
 
 
-def _add_ended(records: JobRecords, job_id: str, ended_unix_s: float) -> None:
-    """A job row that ended at ``ended_unix_s``, with an event and a record file."""
-    row = JobRow(job_id, "spsa", "local", "iris", "{}", "running", ended_unix_s - 60.0)
-    records.add(row)
-    row.state, row.ended_unix_s = "succeeded", ended_unix_s
-    records.update(row, [], {"summary.json": b"{}"})
-
-
 def test_jobs_past_the_retention_are_deleted_when_the_server_starts(tmp_path: Path) -> None:
     store = tmp_path / "s.sqlite3"
     now = time.time()
     with StateStore(store) as state:
         records = JobRecords(state)
-        _add_ended(records, "0" * 16, now - 31 * DAY_S)
-        _add_ended(records, "1" * 16, now - 29 * DAY_S)
+        add_ended_job(records, "0" * 16, now - 31 * DAY_S)
+        add_ended_job(records, "1" * 16, now - 29 * DAY_S)
         records.add(JobRow("2" * 16, "spsa", "local", "iris", "{}", "running", now - 99 * DAY_S))
     with serving(store, job_retention_days=30.0) as address, connect(address) as client:
         listed = {job.job_id: job.state for job in client.jobs.list()}
@@ -155,7 +147,7 @@ def test_jobs_past_the_retention_are_deleted_when_the_server_starts(tmp_path: Pa
 def test_without_a_retention_every_job_is_kept(tmp_path: Path) -> None:
     store = tmp_path / "s.sqlite3"
     with StateStore(store) as state:
-        _add_ended(JobRecords(state), "0" * 16, time.time() - 3650 * DAY_S)
+        add_ended_job(JobRecords(state), "0" * 16, time.time() - 3650 * DAY_S)
     with serving(store) as address, connect(address) as client:
         assert [job.job_id for job in client.jobs.list()] == ["0" * 16]
 
@@ -167,7 +159,7 @@ def test_a_job_s_end_deletes_the_jobs_past_the_retention_at_most_hourly(
     store = tmp_path / "s.sqlite3"
     with serving(store, job_retention_days=1.0) as address, connect(address) as client:
         with StateStore(store) as state:  # aged past the retention while the server runs
-            _add_ended(JobRecords(state), "0" * 16, time.time() - 2 * DAY_S)
+            add_ended_job(JobRecords(state), "0" * 16, time.time() - 2 * DAY_S)
         _ended(client)  # within the hour of the start: kept
         assert _rows(store, "0" * 16)["jobs"] == 1
         monkeypatch.setattr("sidra.server.jobs.manager.PRUNE_EVERY_S", 0.0)
@@ -198,8 +190,8 @@ def test_an_idle_server_s_list_drops_the_jobs_past_the_retention(
     store = tmp_path / "s.sqlite3"
     with serving(store, job_retention_days=1.0) as address, connect(address) as client:
         with StateStore(store) as state:
-            _add_ended(JobRecords(state), "0" * 16, time.time() - 2 * DAY_S)
-            _add_ended(JobRecords(state), "1" * 16, time.time() - 0.5 * DAY_S)
+            add_ended_job(JobRecords(state), "0" * 16, time.time() - 2 * DAY_S)
+            add_ended_job(JobRecords(state), "1" * 16, time.time() - 0.5 * DAY_S)
         assert len(client.jobs.list()) == 2  # within the hour of the start: kept
         monkeypatch.setattr("sidra.server.jobs.manager.PRUNE_EVERY_S", 0.0)
         assert [job.job_id for job in client.jobs.list()] == ["1" * 16]
