@@ -66,12 +66,17 @@ def test_sidra_jobs_takes_the_start_of_an_id(tmp_path: Path) -> None:
         shown = run_sidra("jobs", "show", "ef01", "--server", address)
         assert shown.returncode == 0, shown.stderr
         assert f"job {LONE}" in shown.stdout
+        deleted = run_sidra("jobs", "delete", "ef01", "--server", address)
+        assert deleted.returncode == 0, deleted.stderr
+        assert deleted.stdout.startswith(f"job {LONE}: deleted (")  # the whole id
         several = run_sidra("jobs", "show", "abcd", "--server", address)
         assert several.returncode == 1
         assert unwrapped("job_id: got 'abcd', expected a job's id, or the start of one job's "
                          "id only") in unwrapped(several.stderr)  # fmt: skip
+        short = run_sidra("jobs", "show", "abc", "--server", address)  # 3 digits: no prefix
+        assert short.returncode == 1 and "no job 'abc'" in short.stderr
         # On a laptop's 80 columns the ids stay whole, to be copied, and each job is a line.
         listed = run_sidra("jobs", "list", "--server", address, columns=80)
         lines = listed.stdout.splitlines()
         assert all(len(line) <= 80 for line in lines) and "…" not in listed.stdout
-        assert {line.split()[0] for line in lines if "succeeded" in line} == {*TWINS, LONE}
+        assert {line.split()[0] for line in lines if "succeeded" in line} == set(TWINS)
