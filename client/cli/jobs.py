@@ -48,9 +48,6 @@ JobId = Annotated[
 ]
 
 
-JOB_ID_DIGITS = 16
-"""A job's whole id (jobs.proto, Job.job_id); fewer digits are the start of one."""
-
 LIST_DROPPED_FIRST = ("submitted", "principal", "kind", "priority")
 """The columns of ``sidra jobs list`` a terminal too narrow for all leaves out, first to
 last (``sidra jobs show`` and ``--json`` have every one)."""
@@ -294,7 +291,7 @@ def delete(
         for given in job_ids:
             try:
                 # The whole id, to say which job went: DeleteJob answers only the bytes.
-                job_id = given if len(given) == JOB_ID_DIGITS else board.jobs.get(given).job_id
+                job_id = board.jobs.get(given).job_id
                 freed = board.jobs.delete(job_id)
             except SidraError as exc:
                 typer.echo(f"sidra jobs delete: {exc}", err=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 import typer
@@ -16,7 +17,33 @@ from sidra.cli.tables import columns_that_fit
 from sidra.client import RemoteBoard, TileLease
 from sidra.drivers import SidraError, open_board
 
-__all__ = ["leases"]
+__all__ = ["Holder", "holders", "leases"]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One session's leases on a board: what ``sidra leases`` and ``sidra status`` show as
+    a line, a run of three layers being one holder."""
+
+    session_id: str
+    principal: str
+    label: str
+    whole_board: bool
+    tiles: tuple[int, ...]
+    expires_in_s: float
+    """The soonest of its leases', s."""
+
+
+def holders(held: Sequence[TileLease]) -> list[Holder]:
+    """The sessions holding ``held``'s tiles, in the order of their first tile."""
+    by_session: dict[tuple[str, str, str, bool], list[TileLease]] = {}
+    for lease in held:
+        key = (lease.session_id, lease.principal, lease.label, lease.whole_board)
+        by_session.setdefault(key, []).append(lease)
+    return [
+        Holder(*key, tuple(t.tile for t in tiles), min(t.expires_in_s for t in tiles))
+        for key, tiles in by_session.items()
+    ]
 
 
 def leases(
@@ -58,18 +85,13 @@ def leases(
     if not held:
         typer.echo("no tile is leased")
         return
-    # A line per session, its tiles together: a run of three layers is one holder.
-    sessions: dict[tuple[str, str, str, bool], list[TileLease]] = {}
-    for lease in held:
-        key = (lease.session_id, lease.principal, lease.label, lease.whole_board)
-        sessions.setdefault(key, []).append(lease)
     cells = [
         {
-            "tiles": "all" if whole else ", ".join(str(t.tile) for t in tiles),
-            "principal": principal, "session label": label,
-            "expires in, s": f"{min(t.expires_in_s for t in tiles):.1f}", "session": session_id,
+            "tiles": "all" if h.whole_board else ", ".join(map(str, h.tiles)),
+            "principal": h.principal, "session label": h.label,
+            "expires in, s": f"{h.expires_in_s:.1f}", "session": h.session_id,
         }
-        for (session_id, principal, label, whole), tiles in sessions.items()
+        for h in holders(held)
     ]  # fmt: skip
     ids = any(lease.session_id for lease in held)  # only those the caller may close
     columns = ("tiles", "principal", "session label", "expires in, s", *(("session",) * ids))

@@ -23,9 +23,10 @@ import click
 import typer
 
 from sidra.cli.board_cells import totals
+from sidra.cli.leases import holders
 from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
 from sidra.cli.whoami import caller_text, expiry_warning
-from sidra.client import Caller, RemoteBoard
+from sidra.client import Caller, RemoteBoard, TileLease
 from sidra.client.deployments import Deployment
 from sidra.client.jobs import JobInfo
 from sidra.drivers import SidraError, open_board
@@ -259,16 +260,12 @@ def _lease_lines(leases: list[dict[str, Any]]) -> list[str]:
     """A line per holding session (its tiles together), as ``sidra leases`` lists them."""
     if not leases:
         return ["none: every tile is free"]
-    sessions: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for lease in leases:
-        key = (lease["session_id"], lease["principal"], lease["label"], lease["whole_board"])
-        sessions.setdefault(key, []).append(lease)
     return [
-        ("whole board" if whole else ("tile " if len(held) == 1 else "tiles ")
-         + ", ".join(str(lease["tile"]) for lease in held))
-        + f": {principal}" + (f" ({label})" if label else "")
-        + f", {min(lease['expires_in_s'] for lease in held):.0f} s left unless renewed"
-        for (_, principal, label, whole), held in sessions.items()
+        ("whole board" if h.whole_board
+         else ("tile " if len(h.tiles) == 1 else "tiles ") + ", ".join(map(str, h.tiles)))
+        + f": {h.principal}" + (f" ({h.label})" if h.label else "")
+        + f", {h.expires_in_s:.0f} s left unless renewed"
+        for h in holders([TileLease(**lease) for lease in leases])
     ]  # fmt: skip
 
 
