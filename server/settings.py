@@ -40,11 +40,13 @@ __all__ = [
     "LimitsSettings",
     "LoggingSettings",
     "MetricsSettings",
+    "ServedFiles",
     "ServerSettings",
     "StateSettings",
     "TlsSettings",
     "default_state_path",
     "load_settings",
+    "served_files",
 ]
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -414,3 +416,67 @@ def _allowed_keys(location: tuple[Any, ...]) -> str:
         # A section is ``Section`` or ``Section | None``: the model is the non-None part.
         model = next(a for a in getattr(annotation, "__args__", (annotation,)) if a is not NONE)
     return ", ".join(name for name in model.model_fields if name != "config")
+
+
+class _StateFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    path: Path = Field(default_factory=default_state_path)
+
+
+class _TokensFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    tokens_file: Path | None = None
+
+
+class ServedFiles(BaseSettings):
+    """The files a ``sidra serve`` started here would use, found as it finds them:
+    ``SIDRA_STATE__PATH`` / ``SIDRA_AUTH__TOKENS_FILE``, then the ``--config`` (or
+    ``SIDRA_CONFIG``) file, then the defaults. Only these keys are read: the commands that
+    work on the files themselves (``sidra state``, ``sidra token``) run where a server's
+    other settings (its TLS files, a tokens file not yet written) need not hold."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIDRA_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    config: Path | None = None
+    """The TOML file read, if any."""
+    state: _StateFile = Field(default_factory=_StateFile)
+    """``[state]``: only ``path``."""
+    auth: _TokensFile | None = None
+    """``[auth]``: only ``tokens_file``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlFileSource(settings_cls)
+
+    @property
+    def store_path(self) -> Path:
+        """The state store's file (``[state] path``)."""
+        return self.state.path
+
+    @property
+    def tokens_file(self) -> Path | None:
+        """The tokens file (``[auth] tokens_file``); None when no setting names one."""
+        return None if self.auth is None else self.auth.tokens_file
+
+
+def served_files(config: Path | None = None) -> ServedFiles:
+    """The :class:`ServedFiles` of ``config`` (None: ``SIDRA_CONFIG``, if set).
+
+    Raises :class:`ConfigError` naming the key, as :func:`load_settings` does, when the
+    file cannot be read or a path setting is not a path."""
+    given: dict[str, Any] = {} if config is None else {"config": config}
+    try:
+        return ServedFiles(**given)
+    except ValidationError as exc:
+        raise ConfigError([refused_setting(e) for e in exc.errors()]) from None

@@ -25,14 +25,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from sidra.cli import serve_files
 from sidra.cli.options import AsJson, size_text
+from sidra.cli.serve_files import ServeConfig
 from sidra.cli.tables import columns_that_fit
 from sidra.server.state import (
     BoardSummary,
     ProgramRecord,
     StateStore,
     StateStoreError,
-    default_store_path,
 )
 from sidra.server.state.deployments import DeploymentRecords, DeploymentRow
 from sidra.server.state.upkeep import backup_store, check_store, compact_store, restore_backup
@@ -48,7 +49,8 @@ StorePath = Annotated[
     Path | None,
     typer.Option(
         "--store",
-        help="State store file (SQLite); default: the user data folder's sidra-hil/state.sqlite3.",
+        help="State store file (SQLite); default: the one sidra serve uses (SIDRA_STATE__PATH, "
+        "\\[state] path of --config), else the user data folder's sidra-hil/state.sqlite3.",
     ),
 ]
 BoardSerial = Annotated[
@@ -58,10 +60,10 @@ BoardSerial = Annotated[
 
 
 @contextmanager
-def _opened(path: Path | None) -> Iterator[StateStore]:
-    """The store at ``path`` (default location if None), read-only; errors as BadParameter."""
+def _opened(path: Path) -> Iterator[StateStore]:
+    """The store at ``path``, read-only; errors as BadParameter."""
     try:
-        with StateStore(path or default_store_path(), read_only=True) as store:
+        with StateStore(path, read_only=True) as store:
             yield store
     except StateStoreError as exc:
         raise typer.BadParameter(str(exc), param_hint="--store") from exc
@@ -72,12 +74,13 @@ def _time(moment: datetime | None) -> str:
 
 
 @state_app.command("show")
-def show(store_path: StorePath = None, as_json: AsJson = False) -> None:
+def show(store_path: StorePath = None, config: ServeConfig = None, as_json: AsJson = False) -> None:
     """Boards in the store: programmed cells and programs per tile, the models deployed.
 
     Per tile: cells programmed, Programs counted and the last one's time; per board, the
     trained models deployed on it by name and whether each is still intact."""
-    with _opened(store_path) as store:
+    path = serve_files.store_path(store_path, config)
+    with _opened(path) as store:
         summaries = store.summary()
         records = DeploymentRecords(store)
         deployed = {
@@ -99,14 +102,16 @@ def show(store_path: StorePath = None, as_json: AsJson = False) -> None:
         )
         return
     console = Console()
+    # Which store: a server's --config may name another than this user's default.
+    console.print(f"store {path}", highlight=False)
     if not summaries:
         console.print("the state store holds no board yet")
     for summary in summaries:
         board = summary.board
         # A line of its own: a table title would wrap to the table's width.
         console.print(
-            f"{board.serial_number} ({board.model}), last seen {_time(board.last_seen_utc)} UTC, "
-            f"boot {board.last_boot_id or 'unknown'}",
+            f"{board.serial_number} ({board.model}), last seen {_time(board.last_seen_utc)} UTC\n"
+            f"  boot {board.last_boot_id or 'unknown'}",
             highlight=False,
         )
         table = Table()
@@ -170,6 +175,7 @@ to last."""
 @state_app.command("history")
 def history(
     store_path: StorePath = None,
+    config: ServeConfig = None,
     board: BoardSerial = None,
     tile: Annotated[int | None, typer.Option(min=0, help="Only this tile.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the latest N records.")] = None,
@@ -181,7 +187,7 @@ def history(
     how many, the last's time (--json: the first's too), their cells written, the worst
     errors. A terminal too narrow for every column leaves out the record's number, then
     the cells written, unconverged cells, rms error and kind (--json has them all)."""
-    with _opened(store_path) as store:
+    with _opened(serve_files.store_path(store_path, config)) as store:
         if board is not None:
             _known_board(store, board)  # a misspelt serial is no empty history
         records = store.history(board, tile, limit)
@@ -220,13 +226,15 @@ def history(
 
 
 @state_app.command("usage")
-def usage(store_path: StorePath = None, as_json: AsJson = False) -> None:
+def usage(
+    store_path: StorePath = None, config: ServeConfig = None, as_json: AsJson = False
+) -> None:
     r"""What the store holds (boards, history, jobs, deployments) and what it takes on disk.
 
     Jobs stay until deleted (sidra jobs delete, \[state] job_retention_days); the space
     they leave goes back to the file system (a store made before SIDRA HIL did that
     keeps it for reuse until sidra state compact)."""
-    path = store_path or default_store_path()
+    path = serve_files.store_path(store_path, config)
     with _opened(path) as store:
         held = store.usage()
     if as_json:
@@ -252,6 +260,7 @@ def usage(store_path: StorePath = None, as_json: AsJson = False) -> None:
 def export(
     out: Annotated[Path, typer.Argument(help="The .npz file to write.")],
     store_path: StorePath = None,
+    config: ServeConfig = None,
     board: BoardSerial = None,
 ) -> None:
     """Write a board's golden targets (µS), programmed masks and write counts to an .npz file.
@@ -260,7 +269,7 @@ def export(
     programmed bool, write_counts uint32 (as last read; 0 where never read),
     counts_read bool, board_serial.
     """
-    with _opened(store_path) as store:
+    with _opened(serve_files.store_path(store_path, config)) as store:
         serial = board if board is not None else _only_board(store)
         try:
             written = store.export_npz(serial, out)
@@ -272,14 +281,16 @@ def export(
 
 
 @state_app.command("check")
-def check(store_path: StorePath = None, as_json: AsJson = False) -> None:
+def check(
+    store_path: StorePath = None, config: ServeConfig = None, as_json: AsJson = False
+) -> None:
     """Read the whole store for damage (exit 1 if any), safe while servers run.
 
     SQLite's integrity_check (pages, indexes), foreign_key_check (rows naming rows that
     are not there) and the schema version: after a power cut, a full disk or a copy
     made with cp. A damaged store: restore a backup (sidra state restore)."""
     try:
-        found = check_store(store_path or default_store_path())
+        found = check_store(serve_files.store_path(store_path, config))
     except StateStoreError as exc:
         raise typer.BadParameter(str(exc), param_hint="--store") from exc
     if as_json:
@@ -301,6 +312,7 @@ def check(store_path: StorePath = None, as_json: AsJson = False) -> None:
 def backup(
     out: Annotated[Path, typer.Argument(help="The backup file to write (must not exist).")],
     store_path: StorePath = None,
+    config: ServeConfig = None,
 ) -> None:
     """Write a consistent copy of the store, safe while servers run (not cp: see below).
 
@@ -309,7 +321,7 @@ def backup(
     server writes can mix pages of different moments and leave out the write-ahead log.
     Put a backup back with sidra state restore."""
     try:
-        made = backup_store(store_path or default_store_path(), out)
+        made = backup_store(serve_files.store_path(store_path, config), out)
     except StateStoreError as exc:
         raise typer.BadParameter(str(exc), param_hint="OUT / --store") from exc
     typer.echo(
@@ -324,6 +336,7 @@ def restore(
         Path, typer.Argument(metavar="BACKUP", help="A backup written by sidra state backup.")
     ],
     store_path: StorePath = None,
+    config: ServeConfig = None,
     yes: Annotated[bool, typer.Option("--yes", help="Replace the store without asking.")] = False,
 ) -> None:
     """Put a backup in the store's place (every server using the store stopped first).
@@ -332,7 +345,7 @@ def restore(
     board is not touched: start the server with --restore to program the backup's golden
     targets back onto it. Refused, with nothing changed, while a server has the store
     open or when the backup is not a whole store."""
-    path = store_path or default_store_path()
+    path = serve_files.store_path(store_path, config)
     if not yes:
         typer.confirm(f"replace {path} with {backup_path}?", abort=True)
     try:
@@ -344,14 +357,14 @@ def restore(
 
 
 @state_app.command("compact")
-def compact(store_path: StorePath = None) -> None:
+def compact(store_path: StorePath = None, config: ServeConfig = None) -> None:
     """Rewrite the store without its free pages (every server using it stopped first).
 
     A store made by this version gives the space deleted jobs leave back as it goes;
     one made before keeps it for reuse: compact returns it once and switches the store
     to giving it back from then on. All or nothing, like every store write."""
     try:
-        done = compact_store(store_path or default_store_path())
+        done = compact_store(serve_files.store_path(store_path, config))
     except StateStoreError as exc:
         raise typer.BadParameter(str(exc), param_hint="--store") from exc
     typer.echo(

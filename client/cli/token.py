@@ -14,7 +14,9 @@ from typing import Annotated
 
 import typer
 
+from sidra.cli import serve_files
 from sidra.cli.options import AsJson
+from sidra.cli.serve_files import ServeConfig
 from sidra.server.security import Role, add_principal, read_tokens, remove_principal
 from sidra.server.security.tokens import TokenEntry
 
@@ -23,7 +25,13 @@ __all__ = ["token_app"]
 token_app = typer.Typer(no_args_is_help=True, help="Principals and bearer tokens of sidra serve.")
 
 TokensFileOption = Annotated[
-    Path, typer.Option("--tokens-file", help="The tokens file (auth.tokens_file of sidra serve).")
+    Path | None,
+    typer.Option(
+        "--tokens-file",
+        help="The tokens file; default: the one sidra serve uses (SIDRA_AUTH__TOKENS_FILE, "
+        "\\[auth] tokens_file of --config).",
+        show_default=False,
+    ),
 ]
 ROLES = ", ".join(role.label for role in Role)
 
@@ -32,7 +40,8 @@ ROLES = ", ".join(role.label for role in Role)
 def add(
     name: Annotated[str, typer.Argument(help="Principal name (shown in logs and history).")],
     role: Annotated[str, typer.Option(help=f"Role: {ROLES}; each includes those before it.")],
-    tokens_file: TokensFileOption,
+    tokens_file: TokensFileOption = None,
+    config: ServeConfig = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Give an existing principal a new token and role.")
     ] = False,
@@ -47,6 +56,7 @@ def add(
     ] = None,
 ) -> None:
     """Add a principal with a new random token; print the token (once: only its hash is kept)."""
+    tokens_file = serve_files.tokens_file(tokens_file, config)
     if expires_in_days is not None and not 0 < expires_in_days <= MAX_DAYS:
         raise typer.BadParameter(
             f"got {expires_in_days:g}, expected more than 0 and at most {MAX_DAYS} days",
@@ -72,9 +82,11 @@ def add(
 @token_app.command("remove")
 def remove(
     name: Annotated[str, typer.Argument(help="Principal name.")],
-    tokens_file: TokensFileOption,
+    tokens_file: TokensFileOption = None,
+    config: ServeConfig = None,
 ) -> None:
     """Remove a principal: its token stops working at the service's next call."""
+    tokens_file = serve_files.tokens_file(tokens_file, config)
     try:
         remove_principal(tokens_file, name)
     except (OSError, ValueError) as exc:
@@ -84,11 +96,14 @@ def remove(
 
 
 @token_app.command("list")
-def list_principals(tokens_file: TokensFileOption, as_json: AsJson = False) -> None:
+def list_principals(
+    tokens_file: TokensFileOption = None, config: ServeConfig = None, as_json: AsJson = False
+) -> None:
     """Print each principal, its role and its token's dates (tokens cannot be shown).
 
     A line each: name, role, when the token was made, when it expires ("never", or
     EXPIRED once it is refused)."""
+    tokens_file = serve_files.tokens_file(tokens_file, config)
     try:
         entries = read_tokens(tokens_file)
     except (OSError, ValueError) as exc:

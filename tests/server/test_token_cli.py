@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_support import run_sidra
+from cli_support import run_sidra, unwrapped
 
 from sidra.server.security import Role, TokensFile, add_principal, hash_token, read_tokens
 from sidra.server.security.tokens import expiry_note
@@ -158,3 +158,33 @@ def test_the_service_log_names_expired_tokens_and_those_about_to_expire(
     assert expiry_note(list(read_tokens(tokens_file).values()), now + timedelta(days=90)) == (
         "expired: far, student, visitor"
     )
+
+
+def test_the_tokens_file_is_the_one_the_servers_settings_name(tmp_path: Path) -> None:
+    """Without --tokens-file: SIDRA_AUTH__TOKENS_FILE, else [auth] tokens_file of --config
+    (or SIDRA_CONFIG), as sidra serve finds it; with none of them, said so."""
+    tokens_file = tmp_path / "tokens.toml"
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[auth]\ntokens_file = "{tokens_file}"\n')
+    made = run_sidra("token", "add", "alice", "--role", "viewer", "--config", str(config))
+    assert made.returncode == 0, made.stderr
+    assert f"added to {tokens_file}" in made.stderr and "alice" in read_tokens(tokens_file)
+
+    by_file = run_sidra("token", "list", "--json", env={"SIDRA_CONFIG": str(config)})
+    assert [p["principal"] for p in json.loads(by_file.stdout)] == ["alice"]
+    other = tmp_path / "other.toml"
+    add(other, "bob", "viewer")
+    by_variable = run_sidra(
+        "token", "list", "--json",
+        env={"SIDRA_CONFIG": str(config), "SIDRA_AUTH__TOKENS_FILE": str(other)},
+    )  # fmt: skip
+    assert [p["principal"] for p in json.loads(by_variable.stdout)] == ["bob"]
+    gone = run_sidra("token", "remove", "alice", "--config", str(config))
+    assert gone.returncode == 0, gone.stderr
+    assert "alice" not in read_tokens(tokens_file)
+
+    unnamed = tmp_path / "no-auth.toml"
+    unnamed.write_text('listen = "127.0.0.1:0"\n')
+    refused = run_sidra("token", "list", "--config", str(unnamed))
+    assert refused.returncode == 2
+    assert "--tokens-file:notgiven,andnosettingnamesone" in unwrapped(refused.stderr)

@@ -22,9 +22,12 @@ STATE = [sys.executable, "-c", "from sidra.cli.state import state_app; state_app
 SERIAL = TEST_BOARD.serial_number
 
 
-def run_state(*args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+def run_state(
+    *args: str, columns: int = 200, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``sidra state ARGS...`` in ``environ`` (default: this process's environment)."""
     # A wide terminal unless told: rich wraps tables to 80 columns when output is not a tty.
-    env = os.environ | {"COLUMNS": str(columns)}
+    env = (os.environ if environ is None else environ) | {"COLUMNS": str(columns)}
     return subprocess.run(
         [*STATE, *args], capture_output=True, text=True, timeout=120, check=False, env=env
     )
@@ -84,6 +87,42 @@ def test_export_writes_the_golden_targets_and_masks(store_path: Path, tmp_path: 
         assert saved["targets_us"][2].tobytes() == golden.targets_us.tobytes()
         assert np.array_equal(saved["programmed"][2], golden.programmed)
         assert saved["programmed"][0].all() and not saved["programmed"][1].any()
+
+
+def test_the_store_is_the_one_the_servers_settings_name(store_path: Path, tmp_path: Path) -> None:
+    """A server started with --config FILE keeps its store at FILE's [state] path; the
+    state commands read that store given the same file, SIDRA_CONFIG or SIDRA_STATE__PATH,
+    not the user's default. --store names another."""
+    config = tmp_path / "serve.toml"
+    config.write_text(f'listen = "127.0.0.1:0"\n[state]\npath = "{store_path}"\n')
+    empty = tmp_path / "empty.sqlite3"
+    StateStore(empty).close()
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text(f'[state]\npath = "{empty}"\n')
+    # No SIDRA_STATE__PATH (the test run sets one for its servers) and no SIDRA_CONFIG.
+    bare = {k: v for k, v in os.environ.items() if k not in ("SIDRA_STATE__PATH", "SIDRA_CONFIG")}
+    ways = {
+        "--config": (("--config", str(config)), bare),
+        "SIDRA_CONFIG": ((), bare | {"SIDRA_CONFIG": str(config)}),
+        "SIDRA_STATE__PATH": ((), bare | {"SIDRA_STATE__PATH": str(store_path)}),
+        # As for sidra serve: the variable wins over the file.
+        "both": ((), bare | {"SIDRA_CONFIG": str(elsewhere), "SIDRA_STATE__PATH": str(store_path)}),
+    }
+    for way, (args, environ) in ways.items():
+        shown = run_state("show", *args, "--json", environ=environ)
+        assert shown.returncode == 0, (way, shown.stderr)
+        assert [b["serial_number"] for b in json.loads(shown.stdout)] == [SERIAL], way
+    # --store wins over the settings; show names the store it read.
+    other = run_state("show", "--config", str(config), "--store", str(empty), environ=bare)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.startswith(f"store {empty}\n") and "holds no board yet" in other.stdout
+    usage = run_state("usage", "--config", str(config), "--json", environ=bare)
+    assert json.loads(usage.stdout)["store"] == str(store_path)
+
+    missing = run_state("history", "--config", str(tmp_path / "none.toml"), environ=bare)
+    assert missing.returncode == 2
+    said = " ".join(missing.stderr.replace("│", " ").split())
+    assert f"--config / SIDRA_CONFIG: config: file not found '{tmp_path / 'none.toml'}'" in said
 
 
 def test_a_missing_store_or_board_is_a_clear_error(store_path: Path, tmp_path: Path) -> None:
