@@ -64,7 +64,14 @@ from sidra.client.remote import (
     refuse_unsendable,
     representable,
 )
-from sidra.client.session import Caller, TileLease, caller_of, session_state, tiles_named
+from sidra.client.session import (
+    Caller,
+    TileLease,
+    caller_of,
+    session_state,
+    tile_use_of,
+    tiles_named,
+)
 from sidra.client.shared_memory import AsyncSharedRegion, SharedArray, pass_message, pass_result
 from sidra.client.shared_memory import new_name as new_shm_name
 from sidra.client.streams import (
@@ -87,6 +94,8 @@ from sidra.drivers import (
     Region,
     SequenceResult,
     SidraError,
+    TileUse,
+    Unsupported,
     WriteCounts,
 )
 from sidra.drivers.operations import OPERATIONS, BoardMethods, Operation, operation_of
@@ -256,6 +265,17 @@ class AsyncRemoteBoard(SizedCalls):
     async def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""
         return await list_leases(self.channel, self.timeout_s)
+
+    async def tile_use(self) -> TileUse:
+        """Which tiles others use now, as the sync client's
+        :meth:`~sidra.client.RemoteBoard.tile_use`."""
+        try:
+            found = await self.deployments.list()
+        except (FailedPrecondition, Unsupported):  # no store, or a server before deployments
+            found = []
+        deployed = [t for d in found if d.intact for t in d.tiles]
+        own = None if self._session is None else self._session.id
+        return tile_use_of(await self.leases(), deployed, own)
 
     async def caller(self) -> Caller:
         """Who the server takes this client for, as the sync client's

@@ -49,6 +49,7 @@ from sidra.client.session import (
     list_leases,
     session_call,
     session_state,
+    tile_use_of,
     tiles_named,
 )
 from sidra.client.shared_memory import SharedArray, SharedRegion, pass_message, pass_result
@@ -62,6 +63,8 @@ from sidra.drivers import (
     OutOfRange,
     Region,
     SidraError,
+    TileUse,
+    Unsupported,
 )
 from sidra.drivers.codes import CODE_DTYPES
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
@@ -237,6 +240,19 @@ class RemoteBoard(SizedCalls, Board):
     def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""
         return list_leases(self._channel, self.timeout_s)
+
+    def tile_use(self) -> TileUse:
+        """Which tiles others use now: those another session leases (this board's own
+        session's are its own) and those holding an intact deployed model (none on a
+        server without a state store). A training run given no tiles takes the others
+        first. Two calls (ListLeases, ListDeployments)."""
+        try:
+            found = self.deployments.list()
+        except (FailedPrecondition, Unsupported):  # no store, or a server before deployments
+            found = []
+        deployed = [t for d in found if d.intact for t in d.tiles]
+        own = None if self._session is None else self._session.id
+        return tile_use_of(self.leases(), deployed, own)
 
     def caller(self) -> Caller:
         """Who the server takes this client for: principal, role, its token's dates, its

@@ -28,6 +28,7 @@ import grpc
 from sidra.client.errors import from_rpc_error
 from sidra.client.options import checked_lease_wait, checked_tiles
 from sidra.drivers.errors import SessionClosed, SidraError
+from sidra.drivers.types import TileUse
 from sidra.hil.v1 import session_pb2 as pb
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ __all__ = [
     "session_method",
     "session_state",
     "tile_leases",
+    "tile_use_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,19 @@ def session_state(message: pb.SessionState) -> SessionState:
 def list_leases(channel: grpc.Channel, timeout_s: float = 30.0) -> list[TileLease]:
     """Every lease on the board behind ``channel``, ascending by tile."""
     return tile_leases(session_call(channel, "ListLeases", pb.ListLeasesRequest(), timeout_s))
+
+
+def tile_use_of(
+    leases: Iterable[TileLease], deployed: Iterable[int], own_session: str | None
+) -> TileUse:
+    """What :meth:`RemoteBoard.tile_use` answers from the board's ``leases``, the tiles of
+    its intact deployments and the client's own session (whose leases are its own)."""
+    return TileUse(
+        leased=frozenset(
+            x.tile for x in leases if own_session is None or x.session_id != own_session
+        ),
+        deployed=frozenset(deployed),
+    )
 
 
 def tile_leases(reply: pb.ListLeasesResponse) -> list[TileLease]:

@@ -40,6 +40,7 @@ from sidra.drivers.types import (
     ReadResult,
     Region,
     SequenceResult,
+    TileUse,
     WriteCounts,
 )
 from sidra.drivers.url import open_board, register_scheme, schemes
@@ -75,6 +76,7 @@ __all__ = [
     "ResourceExhausted",
     "SessionClosed",
     "SidraError",
+    "TileUse",
     "Unauthenticated",
     "Unsupported",
     "WriteCounts",

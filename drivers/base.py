@@ -33,7 +33,13 @@ from sidra.drivers.requests import (
     SequenceRequest,
     TransposeMVMRequest,
 )
-from sidra.drivers.types import BoardDescription, CalibrationReport, MVMResult, SequenceResult
+from sidra.drivers.types import (
+    BoardDescription,
+    CalibrationReport,
+    MVMResult,
+    SequenceResult,
+    TileUse,
+)
 
 __all__ = [
     "INSTANCE_ID_LIMIT",
@@ -101,6 +107,13 @@ class Board(BoardMethods):
                 if self._instance_id is None:
                     self._instance_id = run_instance_id(self.info.serial_number)
         return self._instance_id
+
+    def tile_use(self) -> TileUse:
+        """Which tiles others use now: another session's leases and deployed models on a
+        shared (served) board. A run given no tiles places its layers by it
+        (:meth:`TileUse.order`), so it does not take a tile someone else holds while
+        others are free. This default, a board this process alone uses: none."""
+        return TileUse()
 
     def run_step(self, step: Request) -> Any:
         """Runs one step of a sequence already validated against :attr:`info` (a step of

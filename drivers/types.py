@@ -26,6 +26,7 @@ __all__ = [
     "ReadResult",
     "Region",
     "SequenceResult",
+    "TileUse",
     "WriteCounts",
 ]
 
@@ -93,6 +94,26 @@ class Region:
         return (
             f"rows {self.row_offset}..{self.row_offset + self.rows - 1} "
             f"cols {self.col_offset}..{self.col_offset + self.cols - 1}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TileUse:
+    """Which of a shared board's tiles others use now: what a run free to choose its
+    tiles (a training run given no tiles) avoids (:meth:`Board.tile_use`)."""
+
+    leased: frozenset[int] = frozenset()
+    """Tiles another session leases: a write there is refused until it ends."""
+    deployed: frozenset[int] = frozenset()
+    """Tiles holding a region of an intact deployed model: a write there overwrites it."""
+
+    def order(self, tile_count: int) -> tuple[int, ...]:
+        """Every tile of a board of ``tile_count``, in the order such a run takes them:
+        those nobody uses first, then those holding a deployment, then those another
+        session leases (a run that needs them is refused naming the holder), each group
+        ascending."""
+        return tuple(
+            sorted(range(tile_count), key=lambda t: (t in self.leased, t in self.deployed, t))
         )
 
 

@@ -19,6 +19,7 @@ from sidra.training.estimators import SPSAGradient
 from sidra.training.forward_forward import (
     ForwardForwardNetwork,
     _network,
+    ff_placement,
     goodness,
     goodness_loss,
     normalised,
@@ -51,7 +52,8 @@ def test_each_layers_local_gradient_is_the_derivative_of_its_own_goodness_loss()
     data = load_dataset("digits")
     options = FFOptions(hidden=(12, 8), read_repeats=1)
     with open_board("emu://?preset=ideal&seed=1") as board:
-        net = _network(board, data, options, np.random.default_rng(0))
+        placement = ff_placement(board.info, data, options)
+        net = _network(board, data, options, placement, np.random.default_rng(0))
         h = _batch(net)
         losses, gradients = net.local_gradients(h, len(h) // 2)
         weights = [w.astype(np.float64) for w in net.weights]
@@ -74,7 +76,8 @@ def test_the_spsa_estimate_is_the_loss_difference_of_the_boards_perturbed_layer(
     data = load_dataset("digits")
     options = FFOptions(hidden=(12, 8), estimator=FFEstimator.SPSA, read_repeats=1)
     with open_board("emu://?preset=ideal&seed=1") as board:
-        net = _network(board, data, options, np.random.default_rng(0))
+        placement = ff_placement(board.info, data, options)
+        net = _network(board, data, options, placement, np.random.default_rng(0))
         h = _batch(net)
         estimator = SPSAGradient(0.05)
         seeds = np.random.default_rng(7)

@@ -23,7 +23,8 @@ from tests.jobs.jobs_support import first_progress, serving
 from tests.server.security_support import principals
 from tests.server.test_deployments import model_file
 
-ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
+ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16, "tiles": [0]}
+"""A job that runs until cancelled, on tile 0 (a second one queues for it)."""
 LAYER = Region(0, 0, 8, 4)
 
 

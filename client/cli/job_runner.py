@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sidra.cli.twin import measured_twin, twin_emulator, twin_physics
-from sidra.drivers import Board, BoardInfo
+from sidra.drivers import Board, BoardInfo, TileUse
 from sidra.emulator.config import BoardProfile, parse_profile
 from sidra.training import PATJobOptions, train_pat
 from sidra.training.datasets import Dataset, load_dataset
@@ -32,6 +32,7 @@ from sidra.training.jobs import (
     Outcome,
     RecordKept,
     TrainingJobs,
+    claim_order,
 )
 from sidra.training.mlp import mlp_placement
 from sidra.training.options import JobOptions
@@ -59,11 +60,18 @@ class ServerJobs(TrainingJobs):
         return options
 
     def claim(
-        self, kind: str, options: JobOptions, dataset: str, info: BoardInfo
+        self,
+        kind: str,
+        options: JobOptions,
+        dataset: str,
+        info: BoardInfo,
+        use: TileUse | None = None,
+        resume: bytes | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         if not isinstance(options, PATJobOptions):
-            return super().claim(kind, options, dataset, info)
-        placed = mlp_placement(info, load_dataset(dataset), options).used  # it must fit
+            return super().claim(kind, options, dataset, info, use, resume)
+        order = claim_order(info.tile_count, use, resume)
+        placed = mlp_placement(info, load_dataset(dataset), options, order).used  # it must fit
         if not options.twin_profile_toml:
             return (), True  # characterized first: its stuck-cell scan programs every tile
         geometry = _profile(options).geometry

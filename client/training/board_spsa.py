@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.model import TrainedModel
 from sidra.training.options import PerturbationMode, SPSAOptions
-from sidra.training.placement import LayerShape, Placement, place
+from sidra.training.placement import LayerShape, Placement, place, tile_order
 from sidra.training.records import (
     Checkpoint,
     TrainingRecord,
@@ -86,7 +86,7 @@ def train_softmax_spsa(
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every: got {checkpoint_every}, expected >= 0 (0: never)")
     saved = SPSACheckpoint.load(checkpoint, opts, dataset=data) if resume else None
-    job = SPSAJob(board, data, opts, on_step=on_step)
+    job = SPSAJob(board, data, opts, on_step=on_step, going_on_from=saved)
     return job.run(
         saved, checkpoint=checkpoint, every=checkpoint_every, stop=stop,
         every_s=checkpoint_every_s,
@@ -99,10 +99,13 @@ def spsa_layer_shape(data: Dataset) -> tuple[int, int]:
     return (data.features + 1, data.classes)
 
 
-def spsa_placement(info: BoardInfo, data: Dataset, options: SPSAOptions) -> Placement:
-    """The tiles of the SPSA job's one layer (features + bias row x classes)."""
+def spsa_placement(
+    info: BoardInfo, data: Dataset, options: SPSAOptions, order: Sequence[int] = ()
+) -> Placement:
+    """The tiles of the SPSA job's one layer (features + bias row x classes); ``order``:
+    the board's tiles as a layer allowed any takes them (:func:`tile_order`)."""
     layer = LayerShape("layer", data.features, data.classes)
-    return place(info, [layer], allowed=options.tiles)
+    return place(info, [layer], allowed=options.tiles, order=order)
 
 
 class SPSAJob:
@@ -122,11 +125,15 @@ class SPSAJob:
         options: SPSAOptions,
         *,
         on_step: Callable[[SPSAStep], None] | None = None,
+        going_on_from: SPSACheckpoint | None = None,
     ) -> None:
+        """``going_on_from``: the checkpoint :meth:`run` will go on from (its layer placed
+        on the tiles it ran on, when free to choose)."""
         self.board, self.data, self.options = board, data, options
         self.on_step = on_step
         self.rng = np.random.default_rng(options.seed)
-        self.placement = spsa_placement(board.info, data, options)
+        earlier = None if going_on_from is None else going_on_from.settings
+        self.placement = spsa_placement(board.info, data, options, tile_order(board, earlier))
         self.layer = AnalogLinear(
             board,
             self.placement.of("layer"),

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,7 +62,7 @@ from sidra.training.options import (
     PerturbationMode,
     SPSAOptions,
 )
-from sidra.training.placement import LayerShape, Placement, place
+from sidra.training.placement import LayerShape, Placement, place, tile_order
 from sidra.training.records import TrainingRecord
 from sidra.training.schedules import SPALL_ALPHA, powerseries
 from sidra.training.softmax import accuracy
@@ -136,23 +136,26 @@ def compare_methods(
     return comparison
 
 
-def compare_tiles(info: BoardInfo, data: Dataset, o: CompareOptions) -> tuple[int, ...]:
+def compare_tiles(
+    info: BoardInfo, data: Dataset, o: CompareOptions, order: Sequence[int] = ()
+) -> tuple[int, ...]:
     """Every tile the methods of ``o`` place a layer on, for ``data``'s shape on a board
-    described by ``info`` (what a comparison run as a job claims). PlacementError (a
+    described by ``info`` whose tiles a layer allowed any takes in ``order``
+    (:func:`tile_order`): what a comparison run as a job claims. PlacementError (a
     ValueError) when a method's network does not fit."""
     placements: list[Placement] = []
     if any(m in ESTIMATOR_METHODS or m is MethodName.SPSA_BOARD for m in o.methods):
         placements.append(place(info, [LayerShape("layer", data.features, data.classes)],
-                                allowed=o.tiles))  # fmt: skip
+                                allowed=o.tiles, order=order))  # fmt: skip
     if MethodName.LAST_LAYER in o.methods:
         placements.append(last_layer_placement(info, data.features, data.classes,
-                                               LastLayerOptions(tiles=o.tiles)))  # fmt: skip
+                                               LastLayerOptions(tiles=o.tiles), order))  # fmt: skip
     if MethodName.MLP in o.methods:
-        placements.append(mlp_placement(info, data, MLPOptions(tiles=o.tiles)))
+        placements.append(mlp_placement(info, data, MLPOptions(tiles=o.tiles), order))
     if MethodName.FF in o.methods or MethodName.FF_SPSA in o.methods:
-        placements.append(ff_placement(info, data, FFOptions(tiles=o.tiles)))
+        placements.append(ff_placement(info, data, FFOptions(tiles=o.tiles), order))
     if MethodName.EQPROP in o.methods:
-        placements.append(eqprop_placement(info, data, EqPropOptions(tiles=o.tiles)))
+        placements.append(eqprop_placement(info, data, EqPropOptions(tiles=o.tiles), order))
     return tuple(sorted({t for p in placements for t in p.used}))
 
 
@@ -183,7 +186,7 @@ def _estimator_run(
     def run(seed: int) -> MethodResult:
         """One estimator's run: as many steps as the budget buys, from zero weights."""
         shape = LayerShape("layer", data.features, data.classes)
-        tiles = place(board.info, [shape], allowed=o.tiles)
+        tiles = place(board.info, [shape], allowed=o.tiles, order=tile_order(board))
         layer = AnalogLinear(board, tiles.of("layer"), data.features, data.classes)
         rng = np.random.default_rng(seed)
         # Minibatches from a stream of their own: the evaluator draws them ahead, and

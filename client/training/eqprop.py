@@ -64,7 +64,7 @@ from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.model import SettleReadout, TrainedModel
 from sidra.training.options import EqPropOptions, Nudging
-from sidra.training.placement import Placement, chain, place
+from sidra.training.placement import Placement, chain, place, tile_order
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy
 from sidra.training.stopping import EpochsKept, stopped
@@ -267,11 +267,13 @@ class EquilibriumNetwork:
         return gradients
 
 
-def eqprop_placement(info: BoardInfo, data: Dataset, o: EqPropOptions) -> Placement:
+def eqprop_placement(
+    info: BoardInfo, data: Dataset, o: EqPropOptions, order: Sequence[int] = ()
+) -> Placement:
     """The tiles of each coupling, input side first (``coupling0``, ``coupling1``, ...)."""
     widths = [data.features, *o.hidden, data.classes]
     layers = chain(widths, "coupling", digital_bias=True)
-    return place(info, layers, allowed=o.tiles)
+    return place(info, layers, allowed=o.tiles, order=order)
 
 
 def train_eqprop(
@@ -295,7 +297,8 @@ def train_eqprop(
     o = options or EqPropOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "eqprop", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
-    placement = eqprop_placement(board.info, data, o)
+    earlier = None if saved is None else saved.settings
+    placement = eqprop_placement(board.info, data, o, tile_order(board, earlier))
     widths = [data.features, *o.hidden, data.classes]
     layers, weights = [], []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):

@@ -53,7 +53,7 @@ from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import HIDDEN_INPUT_CLIP
 from sidra.training.model import GoodnessReadout, TrainedModel
 from sidra.training.options import FFEstimator, FFOptions
-from sidra.training.placement import Placement, chain, place
+from sidra.training.placement import Placement, chain, place, tile_order
 from sidra.training.records import Checkpoint, TrainingRecord, array_from_json, array_to_json
 from sidra.training.schedules import spall_gains
 from sidra.training.stopping import EpochsKept, stopped
@@ -240,11 +240,13 @@ class Adam:
         self.t = [int(t) for t in state["t"]]
 
 
-def ff_placement(info: BoardInfo, data: Dataset, o: FFOptions) -> Placement:
+def ff_placement(
+    info: BoardInfo, data: Dataset, o: FFOptions, order: Sequence[int] = ()
+) -> Placement:
     """The tiles of each layer, input side first (``layer0``, ``layer1``, ...)."""
     widths = [data.features + data.classes, *o.hidden]
     layers = chain(widths, "layer", digital_bias=o.bias_on_host)
-    return place(info, layers, allowed=o.tiles)
+    return place(info, layers, allowed=o.tiles, order=order)
 
 
 def train_forward_forward(
@@ -271,13 +273,11 @@ def train_forward_forward(
     o = options or FFOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "ff", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
+    earlier = None if saved is None else saved.settings
+    placement = ff_placement(board.info, data, o, tile_order(board, earlier))
     record = TrainingRecord(
         settings=o.settings()
-        | {
-            "job": "ff",
-            "dataset": data.name,
-            "placement": ff_placement(board.info, data, o).summary(),
-        }
+        | {"job": "ff", "dataset": data.name, "placement": placement.summary()}
     )
     place = None if checkpoint is None else Path(checkpoint)
 
@@ -287,7 +287,7 @@ def train_forward_forward(
 
     kept = EpochsKept(record, place, saved, every_s=checkpoint_every_s, model_of=model_of)
     with kept.guard():  # a resumed run's board gone while it is programmed again
-        net = _network(board, data, o, rng, None if saved is None else saved.targets)
+        net = _network(board, data, o, placement, rng, None if saved is None else saved.targets)
         meter = JobMeter(board, net.layers)
     batches = -(-len(data.x_train) // o.batch_size)
     adam = Adam([w.shape for w in net.weights])
@@ -373,12 +373,12 @@ def _network(
     board: Board,
     data: Dataset,
     o: FFOptions,
+    placement: Placement,
     rng: np.random.Generator,
     programmed: Sequence[Array] | None = None,
 ) -> ForwardForwardNetwork:
-    """The layers on their placed tiles, programmed with N(0, 1/n_in) weights, biases 0,
-    or with ``programmed`` (a run gone on with: its layers as last programmed)."""
-    placement = ff_placement(board.info, data, o)
+    """The layers on ``placement``'s tiles, programmed with N(0, 1/n_in) weights, biases
+    0, or with ``programmed`` (a run gone on with: its layers as last programmed)."""
     widths = [data.features + data.classes, *o.hidden]
     layers, weights = [], []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):

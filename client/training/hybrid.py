@@ -24,7 +24,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.model import TrainedModel
 from sidra.training.options import LastLayerOptions
-from sidra.training.placement import LayerShape, Placement, place
+from sidra.training.placement import LayerShape, Placement, place, tile_order
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, cross_entropy, softmax
 from sidra.training.stopping import EpochsKept, stopped
@@ -183,7 +183,8 @@ def train_last_layer(
     o = options or LastLayerOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "last-layer", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
-    features, head, w1 = _last_layer_tiles(board, data, o, rng)
+    order = tile_order(board, None if saved is None else saved.settings)
+    features, head, w1 = _last_layer_tiles(board, data, o, rng, order)
     placed = {"features": [b.tile for b in features.blocks], "head": [b.tile for b in head.blocks]}
     record = TrainingRecord(
         settings=o.settings() | {"job": "last-layer", "dataset": data.name, "placement": placed}
@@ -232,10 +233,10 @@ def train_last_layer(
 
 
 def last_layer_placement(
-    info: BoardInfo, inputs: int, classes: int, o: LastLayerOptions
+    info: BoardInfo, inputs: int, classes: int, o: LastLayerOptions, order: Sequence[int] = ()
 ) -> Placement:
     """The tiles of the feature layer and the head: those the options fix, the rest placed
-    in ``o.tiles`` (features first)."""
+    in ``o.tiles`` (features first; none given: in ``order``, :func:`tile_order`)."""
     layers = [
         LayerShape("features", inputs, o.hidden, digital_bias=o.digital_bias),
         LayerShape("head", o.hidden, classes, digital_bias=o.digital_bias),
@@ -245,21 +246,25 @@ def last_layer_placement(
         fixed["features"] = (o.feature_tile,)
     if o.head_tiles is not None:
         fixed["head"] = o.head_tiles
-    return place(info, layers, allowed=o.tiles, fixed=fixed)
+    return place(info, layers, allowed=o.tiles, fixed=fixed, order=order)
 
 
 def _last_layer_tiles(
-    board: Board, data: Dataset, o: LastLayerOptions, rng: np.random.Generator
+    board: Board,
+    data: Dataset,
+    o: LastLayerOptions,
+    rng: np.random.Generator,
+    order: Sequence[int],
 ) -> tuple[AnalogLinear, AnalogLinear, Array]:
-    """The feature and head layers, and the random feature weights [W1; b1] (drawn first
-    from ``rng``)."""
+    """The feature and head layers (on tiles taken in ``order`` when free to choose), and
+    the random feature weights [W1; b1] (drawn first from ``rng``)."""
     n_in = data.features
     w1 = np.vstack(
         [rng.normal(0, 1 / np.sqrt(n_in), (n_in, o.hidden)), rng.normal(0, 0.5, (1, o.hidden))]
     ).astype(np.float32)
     # The feature range is the largest weight the tile holds (the bias too, on the array).
     analog_rows = n_in + int(not o.digital_bias)
-    tiles = last_layer_placement(board.info, n_in, data.classes, o)
+    tiles = last_layer_placement(board.info, n_in, data.classes, o, order)
     features = AnalogLinear(
         board,
         tiles.of("features"),

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import sklearn  # noqa: F401  (the training extra: see the module docstring)
 from pydantic import BaseModel, ValidationError
 
-from sidra.drivers import Board, BoardInfo, InvalidArgument
+from sidra.drivers import Board, BoardInfo, InvalidArgument, TileUse
 from sidra.drivers.errors import refused_argument
 from sidra.training.board_spsa import SPSACheckpoint, spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
@@ -43,6 +43,7 @@ from sidra.training.options import (
     RecoveryOptions,
     SPSAOptions,
 )
+from sidra.training.placement import resumed_order
 from sidra.training.records import CHECKPOINT_FILE, INTERRUPTED, STOPPED_AT, TrainingRecord
 from sidra.training.recovery import drift_recovery
 from sidra.training.stopping import RunInterrupted
@@ -55,6 +56,7 @@ __all__ = [
     "JobReporter",
     "RecordKept",
     "TrainingJobs",
+    "claim_order",
 ]
 
 KINDS: dict[str, type[JobOptions]] = {
@@ -106,6 +108,17 @@ Outcome = tuple[dict[str, Any], dict[str, bytes]]
 """A finished job's summary (what ``sidra train --json`` prints) and record files."""
 
 
+def claim_order(tile_count: int, use: TileUse | None, resume: bytes | None) -> tuple[int, ...]:
+    """The order a job given no tiles takes a board's tiles in, as :func:`tile_order` says
+    for a run in process: a checkpoint's own tiles first, else the free ones first."""
+    if resume:
+        saved = json.loads(resume).get("settings")  # checked by check_resume before
+        earlier = resumed_order(saved if isinstance(saved, dict) else None, tile_count)
+        if earlier:
+            return earlier
+    return () if use is None else use.order(tile_count)
+
+
 class TrainingJobs:
     """The training jobs a service can run (the ``sidra.jobs`` entry point)."""
 
@@ -131,24 +144,34 @@ class TrainingJobs:
         return json.dumps(options.settings(), sort_keys=True)
 
     def claim(
-        self, kind: str, options: JobOptions, dataset: str, info: BoardInfo
+        self,
+        kind: str,
+        options: JobOptions,
+        dataset: str,
+        info: BoardInfo,
+        use: TileUse | None = None,
+        resume: bytes | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         """The tiles the job writes (where its layers are placed on a board described by
         ``info``, for ``dataset``'s shape), and whether it needs the whole board.
-        PlacementError (a ValueError) when the network does not fit."""
+        PlacementError (a ValueError) when the network does not fit. Given no tiles, a job
+        going on from ``resume`` (a checkpoint's bytes, checked) takes the tiles it ran on
+        first, any other those ``use`` says nobody else uses (:func:`tile_order`)."""
+        order = claim_order(info.tile_count, use, resume)
         if isinstance(options, SPSAOptions):
-            return spsa_placement(info, load_dataset(dataset), options).of("layer"), False
+            return spsa_placement(info, load_dataset(dataset), options, order).of("layer"), False
         if isinstance(options, CompareOptions):
-            return compare_tiles(info, load_dataset(dataset), options), False
+            return compare_tiles(info, load_dataset(dataset), options, order), False
         if isinstance(options, LastLayerOptions):
             data = load_dataset(dataset)
-            return last_layer_placement(info, data.features, data.classes, options).used, False
+            placed = last_layer_placement(info, data.features, data.classes, options, order)
+            return placed.used, False
         if isinstance(options, MLPOptions):
-            return mlp_placement(info, load_dataset(dataset), options).used, False
+            return mlp_placement(info, load_dataset(dataset), options, order).used, False
         if isinstance(options, FFOptions):
-            return ff_placement(info, load_dataset(dataset), options).used, False
+            return ff_placement(info, load_dataset(dataset), options, order).used, False
         if isinstance(options, EqPropOptions):
-            return eqprop_placement(info, load_dataset(dataset), options).used, False
+            return eqprop_placement(info, load_dataset(dataset), options, order).used, False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     resumable: tuple[str, ...] = RESUMABLE

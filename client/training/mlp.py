@@ -34,7 +34,7 @@ from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.model import TrainedModel
 from sidra.training.options import MLPOptions
-from sidra.training.placement import Placement, chain, place
+from sidra.training.placement import Placement, chain, place, tile_order
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, softmax
 from sidra.training.stopping import EpochsKept, stopped
@@ -57,16 +57,22 @@ He-initialised layer rarely pass it); the input layer keeps AnalogLinear's 4.0 f
 standardised features."""
 
 
-def mlp_placement(info: BoardInfo, data: Dataset, o: MLPOptions) -> Placement:
+def mlp_placement(
+    info: BoardInfo, data: Dataset, o: MLPOptions, order: Sequence[int] = ()
+) -> Placement:
     """The tiles of each layer, input side first (``layer0``, ``layer1``, ...)."""
     widths = [data.features, *o.hidden, data.classes]
     layers = chain(widths, "layer", digital_bias=o.digital_bias)
-    return place(info, layers, allowed=o.tiles)
+    return place(info, layers, allowed=o.tiles, order=order)
 
 
-def mlp_layers(board: Board, data: Dataset, o: MLPOptions) -> tuple[list[AnalogLinear], Placement]:
-    """The perceptron's analog layers on ``board``, input side first, and where they sit."""
-    placement = mlp_placement(board.info, data, o)
+def mlp_layers(
+    board: Board, data: Dataset, o: MLPOptions, going_on_from: EpochCheckpoint | None = None
+) -> tuple[list[AnalogLinear], Placement]:
+    """The perceptron's analog layers on ``board``, input side first, and where they sit
+    (``going_on_from``: a checkpoint whose tiles it takes first, :func:`tile_order`)."""
+    earlier = None if going_on_from is None else going_on_from.settings
+    placement = mlp_placement(board.info, data, o, tile_order(board, earlier))
     widths = [data.features, *o.hidden, data.classes]
     layers = [
         AnalogLinear(
@@ -150,7 +156,7 @@ def train_network(
         raise ValueError(f"epochs: got {epochs}, expected a part of the {len(rates)} epochs")
     # A later part of a schedule draws its minibatches from a stream of its own.
     rng = np.random.default_rng(o.seed if first == 0 else [o.seed, first])
-    layers, placement = mlp_layers(board, data, o)
+    layers, placement = mlp_layers(board, data, o, saved)
     if saved is not None:  # programmed as they were last, then held as they were
         weights = _copied(saved.targets, layers)
     else:

@@ -106,8 +106,9 @@ class SPSAOptions(JobOptions):
     spreads 0.5-0.7 points (std) between two measurements of the same weights; 8 passes
     come within 0.1 point of it."""
     tiles: tuple[Tile, ...] = ()
-    """Board tiles the layer may be placed on, in this order (empty: every tile of the
-    board, 0 first); a layer with more rows than a tile spans several."""
+    """Board tiles the layer may be placed on, in this order (empty: any tile, 0 first; a
+    served board's tiles leased by another session or holding a deployed model last); a
+    layer with more rows than a tile spans several."""
     weight_limit: float = Field(1.5, gt=0.0)
     """Weight at the edge of the conductance window, weight units; SPSA's bounds. A
     tighter window puts more µS per weight unit, so read noise costs less."""
@@ -147,8 +148,9 @@ class LastLayerOptions(JobOptions):
     head_tiles: tuple[Tile, ...] | None = Field(None, min_length=1)
     """Board tiles of the head (a 256 + 1 row head spans two); None: placed."""
     tiles: tuple[Tile, ...] = ()
-    """Board tiles the layers not given tiles above may be placed on, in this order
-    (empty: every tile of the board, 0 first): the feature layer first, then the head."""
+    """Board tiles the layers not given tiles above may be placed on, in this order (empty:
+    any tile, 0 first; a served board's tiles leased by another session or holding a
+    deployed model last): the feature layer first, then the head."""
     read_repeats: int = Field(4, ge=1)
     """Analog passes averaged per input vector in every forward pass (noise / √n)."""
     digital_bias: bool = True
@@ -199,8 +201,9 @@ class MLPOptions(JobOptions):
     seed: int = Field(0, ge=0)
     """Seed of the initial weights and the minibatch order."""
     tiles: tuple[Tile, ...] = ()
-    """Board tiles the layers may be placed on, in this order (empty: every tile of the
-    board, 0 first): the input layer first."""
+    """Board tiles the layers may be placed on, in this order (empty: any tile, 0 first; a
+    served board's tiles leased by another session or holding a deployed model last): the
+    input layer first."""
     trainable: int | None = Field(None, ge=1)
     """Layers trained, counted from the output (None: every layer). 1 trains the output
     layer alone on the same network, the hidden layers left at their random initial
@@ -336,8 +339,9 @@ class FFOptions(JobOptions):
     seed: int = Field(0, ge=0)
     """Seed of the initial weights, the minibatch order, the wrong labels and Δ."""
     tiles: tuple[Tile, ...] = ()
-    """Board tiles the layers may be placed on, in this order (empty: every tile of the
-    board, 0 first): the input layer first."""
+    """Board tiles the layers may be placed on, in this order (empty: any tile, 0 first; a
+    served board's tiles leased by another session or holding a deployed model last): the
+    input layer first."""
 
     @model_validator(mode="after")
     def _spsa_perturbs_the_bias_row(self) -> Self:
@@ -431,8 +435,9 @@ class CompareOptions(JobOptions):
     program_every: int = Field(10, ge=1)
     """Steps between two Programs of the estimators' host-held weights."""
     tiles: tuple[Tile, ...] = ()
-    """Board tiles the layers may be placed on, in this order (empty: every tile of the
-    board, 0 first); a layer with more rows than a tile spans several."""
+    """Board tiles the layers may be placed on, in this order (empty: any tile, 0 first; a
+    served board's tiles leased by another session or holding a deployed model last); a
+    layer with more rows than a tile spans several."""
     methods: tuple[MethodName, ...] = Field(tuple(MethodName), min_length=1)
     """Methods to run, in this order for each seed (the board's state carries from one
     run to the next)."""
@@ -538,5 +543,6 @@ class EqPropOptions(JobOptions):
     seed: int = Field(0, ge=0)
     """Seed of the initial weights and the minibatch order."""
     tiles: tuple[Tile, ...] = ()
-    """Board tiles the couplings may be placed on, in this order (empty: every tile of
-    the board, 0 first): the input coupling first."""
+    """Board tiles the couplings may be placed on, in this order (empty: any tile, 0 first;
+    a served board's tiles leased by another session or holding a deployed model last): the
+    input coupling first."""

@@ -5,9 +5,12 @@ row) and ``outputs`` columns needs ``ceil(rows / tile rows)`` row blocks times
 ``ceil(outputs / outputs per tile)`` output blocks, one tile each (the analog
 layer adds the row blocks' partial sums on the host and places output blocks side
 by side). :func:`place` gives each layer the next tiles it needs from the tiles
-allowed (every tile of the board by default), or the tiles a job fixed for it,
-and refuses a network that does not fit with a message naming the layer, its size
-and what the board has left for it.
+allowed, or the tiles a job fixed for it, and refuses a network that does not fit
+with a message naming the layer, its size and what the board has left for it.
+
+A run allowed any tile takes the board's tiles in :func:`tile_order`: on a shared
+board, those nobody else uses first (``Board.tile_use``), so a second user's run
+goes to a free tile instead of being refused at the first one, taken.
 """
 
 from __future__ import annotations
@@ -15,10 +18,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sidra.drivers import BoardInfo
+from sidra.drivers import Board, BoardInfo
 
-__all__ = ["LayerShape", "Placement", "PlacementError", "chain", "place"]
+__all__ = [
+    "LayerShape",
+    "Placement",
+    "PlacementError",
+    "chain",
+    "place",
+    "resumed_order",
+    "tile_order",
+]
 
 
 class PlacementError(ValueError):
@@ -91,22 +103,52 @@ class Placement:
         return {name: list(tiles) for name, tiles in self.tiles.items()}
 
 
+def tile_order(board: Board, going_on_from: Mapping[str, Any] | None = None) -> tuple[int, ...]:
+    """The order a layer allowed any tile of ``board`` takes them in.
+
+    A run going on from a checkpoint (``going_on_from``: the settings it keeps) takes the
+    tiles it ran on first, in its placement's order: its weights were trained on those
+    devices (:func:`resumed_order`). Any other run: those nobody else uses first, then
+    those holding a deployed model, then those another session leases
+    (``Board.tile_use``; a board this process alone uses: 0 first)."""
+    count = board.info.tile_count
+    return resumed_order(going_on_from, count) or board.tile_use().order(count)
+
+
+def resumed_order(settings: Mapping[str, Any] | None, tile_count: int) -> tuple[int, ...]:
+    """Every tile of a board of ``tile_count``, those a run's ``settings`` (a record's or
+    a checkpoint's) place its layers on first, in that order, the rest ascending; empty
+    when the settings name no placement on such a board."""
+    placed = (settings or {}).get("placement")
+    if not isinstance(placed, Mapping):
+        return ()
+    first = [t for tiles in placed.values() if isinstance(tiles, list) for t in tiles]
+    if not all(type(t) is int and 0 <= t < tile_count for t in first):
+        return ()
+    first = list(dict.fromkeys(first))
+    return (*first, *(t for t in range(tile_count) if t not in first))
+
+
 def place(
     info: BoardInfo,
     layers: Sequence[LayerShape],
     *,
     allowed: Sequence[int] = (),
     fixed: Mapping[str, Sequence[int]] | None = None,
+    order: Sequence[int] = (),
 ) -> Placement:
     """Tiles for ``layers``, in order: a layer named in ``fixed`` gets those tiles (checked
     to be enough and not shared), every other the next free ones of ``allowed`` (empty:
-    every tile of the board, 0 first)."""
+    every tile of the board, in ``order``: :func:`tile_order`; empty, 0 first)."""
     fixed = fixed or {}
     count = info.tile_count
     for tile in [*allowed, *(t for tiles in fixed.values() for t in tiles)]:
         if not 0 <= tile < count:
             raise PlacementError(f"tiles: got tile {tile}, expected tiles in 0 .. {count - 1}")
-    free = [t for t in (allowed or range(count)) if not any(t in f for f in fixed.values())]
+    if order and sorted(order) != list(range(count)):
+        raise PlacementError(f"order: got {list(order)}, expected each of 0 .. {count - 1} once")
+    anywhere = order or range(count)
+    free = [t for t in (allowed or anywhere) if not any(t in f for f in fixed.values())]
     free = list(dict.fromkeys(free))  # each tile once, in the order given
     placed: dict[str, tuple[int, ...]] = {}
     taken: set[int] = set()

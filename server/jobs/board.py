@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sidra.drivers import Board, BoardInfo
+from sidra.drivers import Board, BoardInfo, TileUse
 from sidra.drivers.operations import operation_of
 from sidra.drivers.requests import Request
 from sidra.server.jobs.recorder import BehindRecorder
@@ -31,6 +31,8 @@ class JobBoard(Board):
         self,
         servicer: BoardServicer,
         *,
+        tiles: frozenset[int] = frozenset(),
+        whole_board: bool = False,
         principal: str,
         caller: str,
         session_id: str,
@@ -38,6 +40,9 @@ class JobBoard(Board):
         recorder: BehindRecorder,
     ) -> None:
         self.servicer = servicer
+        self.tiles = tiles
+        """The tiles the job leases (its claim, placed when it was submitted)."""
+        self.whole_board = whole_board
         self.principal = principal
         self.caller = caller
         """Whose turn the job's calls take (sidra.server.limits.caller_key)."""
@@ -53,6 +58,13 @@ class JobBoard(Board):
     @property
     def instance_id(self) -> str:
         return self.servicer.board.instance_id
+
+    def tile_use(self) -> TileUse:
+        """Every tile but the job's own as another's: the placement inside the job, given
+        no tiles, then finds the tiles its claim placed it on when it was submitted."""
+        if self.whole_board:
+            return TileUse()
+        return TileUse(leased=frozenset(range(self.info.tile_count)) - self.tiles)
 
     def run(self, request: Request) -> Any:
         self.check()

@@ -46,6 +46,7 @@ from sidra.drivers import (
     OutOfRange,
     ResourceExhausted,
     SidraError,
+    TileUse,
 )
 from sidra.drivers.monitor import LinkMonitored
 from sidra.drivers.requests import GetBoardInfoRequest
@@ -70,6 +71,7 @@ from sidra.server.recording import store_in_order
 from sidra.server.servicer import BoardServicer
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.state import StateStore
+from sidra.server.state.deployments import DeploymentRecords
 from sidra.server.state.jobs import (
     FINAL_STATES,
     KEPT_CHECKPOINT,
@@ -240,7 +242,7 @@ class JobManager:
         runner = self._runner_or_refuse()
         job = checked_submission(
             runner, self.servicer.board.info, kind, options_json, dataset, lease_wait_s,
-            resume_checkpoint, priority,
+            resume_checkpoint, priority, self._tile_use(),
         )  # fmt: skip
         protections = self.servicer.protections
         if protections is not None:
@@ -251,6 +253,19 @@ class JobManager:
             return self._enqueue(records, runner, principal, job)
         with self._reserved(principal):
             return self._start(records, runner, principal, job, lease_wait_s)
+
+    def _tile_use(self) -> TileUse:
+        """Which tiles others use now, for a job given none to take the others first: the
+        tiles leased (the job's own session is not open yet) or claimed by a queued job,
+        and those holding an intact deployment."""
+        queued = [tile for waiting in self._waiting() for tile in waiting.tiles]
+        leased = frozenset(h.tile for h in self.keeper.registry.holders()) | set(queued)
+        deployed: frozenset[int] = frozenset()
+        if self.records is not None:
+            serial = self.servicer.board.info.serial_number
+            kept = DeploymentRecords(self.records.store).of_board(serial)
+            deployed = frozenset(r.tile for d in kept if d.intact for r in d.regions)
+        return TileUse(leased, deployed)
 
     def _start(
         self,
@@ -532,6 +547,8 @@ class JobManager:
         recorder = BehindRecorder(f"sidra-job-{row.id}-recorder", run=store_in_order)
         board = JobBoard(
             self.servicer,
+            tiles=frozenset(row.tiles),
+            whole_board=row.whole_board,
             principal=row.principal,
             caller=caller_key(row.principal, f"job {row.id}"),
             session_id=live.session_id,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from sidra.drivers import Board, BoardInfo, FailedPrecondition
+from sidra.drivers import Board, BoardInfo, FailedPrecondition, TileUse
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -83,10 +83,18 @@ class JobRunner(Protocol):
         ...
 
     def claim(
-        self, kind: str, options: Any, dataset: str, info: BoardInfo
+        self,
+        kind: str,
+        options: Any,
+        dataset: str,
+        info: BoardInfo,
+        use: TileUse | None = None,
+        resume: bytes | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         """The tiles the job writes (its layers placed on a board described by ``info`` for
-        ``dataset``), and whether it needs the whole board; ValueError when they do not fit."""
+        ``dataset``), and whether it needs the whole board; ValueError when they do not
+        fit. Given no tiles, a job going on from ``resume`` (a checkpoint, checked) takes
+        the tiles it ran on first, any other those ``use`` says nobody else uses."""
         ...
 
     def check_resume(self, kind: str, options: Any, dataset: str, checkpoint: bytes) -> None:

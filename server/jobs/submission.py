@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sidra.drivers import BoardInfo, InvalidArgument, OutOfRange
+from sidra.drivers import BoardInfo, InvalidArgument, OutOfRange, TileUse
 from sidra.server.jobs.runner import CHECKPOINT_FILE, JobRunner
 from sidra.server.sessions.registry import WAIT_LIMIT_S
 
@@ -57,8 +57,10 @@ def checked_submission(
     lease_wait_s: float,
     resume_checkpoint: bytes,
     priority: int = 0,
+    use: TileUse | None = None,
 ) -> Submission:
-    """The submission, or InvalidArgument / OutOfRange naming the first field refused."""
+    """The submission, or InvalidArgument / OutOfRange naming the first field refused.
+    ``use``: which tiles others use now (a job given no tiles takes the others first)."""
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise OutOfRange("priority", priority, f"{MIN_PRIORITY} .. {MAX_PRIORITY}")
     if kind not in runner.kinds:
@@ -79,7 +81,9 @@ def checked_submission(
     if resume_checkpoint:
         _check_resume(runner, kind, options, dataset, resume_checkpoint)
     try:
-        tiles, whole_board = runner.claim(kind, options, dataset, info)
+        tiles, whole_board = runner.claim(
+            kind, options, dataset, info, use, resume_checkpoint or None
+        )
     except ValueError as exc:  # the network does not fit the tiles it may use
         raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
     count = info.tile_count

@@ -15,8 +15,9 @@ from sidra.client import connect
 from sidra.drivers import open_board
 from sidra.server.state import StateStore
 
-SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16}
-ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16}
+# On tile 0 both: the short job queues for the endless one's tile.
+SHORT = {"steps": 12, "eval_every": 6, "batch_size": 16, "tiles": [0]}
+ENDLESS = {"steps": 1_000_000, "eval_every": 1_000_000, "batch_size": 16, "tiles": [0]}
 STATES = ("succeeded", "failed", "cancelled", "interrupted")
 
 

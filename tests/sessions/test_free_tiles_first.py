@@ -1,0 +1,142 @@
+"""A run given no tiles takes the tiles nobody else uses first: on a board shared by
+several people, the second run goes to a free tile instead of being refused at tile 0,
+which the first holds (``Board.tile_use``, ``TileUse.order``). Real servers on loopback,
+the training commands as a user runs them, a job inside the server."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_support import SIDRA, served
+
+from sidra.client import LeaseHeld, connect
+from sidra.drivers import BoardInfo, Region, TileUse, open_board
+from sidra.drivers.requests import ProgramRequest
+from sidra.training import SPSAOptions, train_softmax_spsa
+from sidra.training.datasets import load_dataset
+from sidra.training.placement import (
+    LayerShape,
+    PlacementError,
+    place,
+    resumed_order,
+    tile_order,
+)
+from tests.jobs.jobs_support import serving
+
+INFO = BoardInfo("m", "s", "f", 4, 256, 256, 1.0, 40.0, 0, 0, 0.2)
+LAYER = Region(0, 0, 65, 10)
+
+
+def test_free_tiles_come_first_then_deployed_ones_then_leased_ones() -> None:
+    assert TileUse().order(4) == (0, 1, 2, 3)
+    use = TileUse(leased=frozenset({0, 3}), deployed=frozenset({1, 3}))
+    assert use.order(5) == (2, 4, 1, 0, 3)  # 3, leased and deployed, is leased first
+
+
+def test_placement_takes_any_tile_in_the_order_given_and_named_tiles_as_named() -> None:
+    layers = [LayerShape("features", 300, 256), LayerShape("head", 256, 10, digital_bias=True)]
+    placed = place(INFO, layers, order=(2, 3, 0, 1))
+    assert placed.summary() == {"features": [2, 3], "head": [0]}
+    # Tiles named by the run are its choice: the order only ranks "any tile".
+    assert place(INFO, layers, allowed=(1, 0, 3), order=(2, 3, 0, 1)).summary() == {
+        "features": [1, 0],
+        "head": [3],
+    }
+    with pytest.raises(PlacementError, match=r"order: got \[2, 2, 0, 1\], expected each of"):
+        place(INFO, layers, order=(2, 2, 0, 1))
+
+
+def test_a_board_this_process_alone_uses_is_taken_from_tile_0() -> None:
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        assert board.tile_use() == TileUse() and tile_order(board) == (0, 1, 2, 3)
+
+
+def test_a_served_board_says_which_tiles_others_lease_and_deployments_hold(
+    tmp_path: Path,
+) -> None:
+    model = io.BytesIO()
+    np.savez(model, layer0=np.zeros((65, 10)))
+    with (
+        serving(tmp_path / "state.sqlite3") as address,
+        connect(address) as other,
+        other.session(label="overnight", ttl_s=60) as held,
+        held.lease([0]),
+        connect(address) as run,
+    ):
+        run.run(ProgramRequest(2, np.full(LAYER.shape, 20.0, np.float32)))
+        run.deployments.add("demo", model.getvalue(), [(2, LAYER)])
+        assert run.tile_use() == TileUse(leased=frozenset({0}), deployed=frozenset({2}))
+        assert tile_order(run) == (1, 3, 2, 0)
+        with run.session(label="mine", lease_as_used=True) as mine:
+            mine.lease([1])
+            # Its own session's lease is its own: tile 1 stays first.
+            assert tile_order(run) == (1, 3, 2, 0)
+        # The deployment written over is no longer intact: its tile is free again.
+        run.run(ProgramRequest(2, np.full(LAYER.shape, 30.0, np.float32)))
+        assert tile_order(run) == (1, 2, 3, 0)
+
+
+def test_a_second_training_run_goes_to_a_free_tile(tmp_path: Path) -> None:
+    with (
+        served("emu://?preset=ideal&seed=4") as holder,
+        holder.session(label="first run", ttl_s=60) as held,
+        held.lease([0, 1]),
+    ):
+        done = subprocess.run(
+            [*SIDRA, "train", "spsa", "--server", holder.address, "--dataset", "iris",
+             "--steps", "3", "--out", str(tmp_path / "run"), "--json"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["placement"] == {"layer": [2]}
+        # A tile named on the line is taken as named: refused, naming who holds it.
+        named = subprocess.run(
+            [*SIDRA, "train", "spsa", "--server", holder.address, "--dataset", "iris",
+             "--steps", "3", "--tile", "0", "--out", str(tmp_path / "named")],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert named.returncode == 1
+        assert "held by local's session 'first run'" in " ".join(named.stderr.split())
+
+
+def test_a_job_given_no_tiles_claims_free_ones(tmp_path: Path) -> None:
+    with (
+        serving(tmp_path / "state.sqlite3") as address,
+        connect(address) as client,
+        client.session(label="bench work", ttl_s=60) as held,
+        held.lease([0]),
+    ):
+        job = client.jobs.submit("spsa", {"steps": 3, "eval_every": 3}, dataset="iris")
+        assert job.tiles == (1,)
+        ended = client.jobs.wait(job.job_id)
+        assert ended.state == "succeeded", ended.message
+        assert ended.summary is not None and ended.summary["placement"] == {"layer": [1]}
+        # Named tiles are still the job's to name: tile 0 is held, so it is refused.
+        with pytest.raises(LeaseHeld, match="'bench work'"):
+            client.jobs.submit("spsa", {"steps": 3, "tiles": [0]}, dataset="iris")
+
+
+def test_a_run_going_on_from_a_checkpoint_takes_the_tiles_it_ran_on(tmp_path: Path) -> None:
+    """Its weights were trained on those devices: going on elsewhere would lose that, so
+    it goes back to them even when lower tiles are free by then."""
+    assert resumed_order({"placement": {"features": [2, 3], "head": [0]}}, 4) == (2, 3, 0, 1)
+    assert resumed_order({"placement": {"layer": [7]}}, 4) == ()  # another board's
+    assert resumed_order({}, 4) == () and resumed_order(None, 4) == ()
+
+    data = load_dataset("iris")
+    options = SPSAOptions(steps=6, eval_every=3)
+    checkpoint = tmp_path / "checkpoint.json"
+    with served("emu://?preset=ideal&seed=4") as holder, connect(holder.address) as run:
+        with holder.session(label="first run", ttl_s=60) as held, held.lease([0, 1]):
+            first = train_softmax_spsa(
+                run, data, options, checkpoint=checkpoint, checkpoint_every=3
+            )
+        assert first.settings["placement"] == {"layer": [2]}
+        assert holder.leases() == []  # every tile free again
+        again = train_softmax_spsa(run, data, options, checkpoint=checkpoint, resume=True)
+        assert again.settings["placement"] == {"layer": [2]}
