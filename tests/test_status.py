@@ -18,7 +18,7 @@ from sidra.client import connect
 from sidra.drivers import Region
 from sidra.drivers.requests import ProgramRequest
 from sidra.server.security import Role, TokensFile, add_principal
-from tests.cli_support import SIDRA
+from tests.cli_support import SIDRA, unwrapped
 from tests.jobs.jobs_support import first_progress, serving
 from tests.server.security_support import principals
 from tests.server.test_deployments import model_file
@@ -163,8 +163,12 @@ def test_the_commands_that_only_talk_to_a_server_take_it_from_sidra_server(
         assert trained.returncode == 0, trained.stderr
         where = json.loads((tmp_path / "run" / "run.json").read_text())
         assert where["board_url"].startswith("emu://") and not where.get("server")
-    missing = run_sidra("whoami", env={"SIDRA_SERVER": ""})  # set empty: none named
-    assert missing.returncode == 2 and "Missing argument 'url'" in missing.stderr
+    # None named: the refusal says where a server may be named.
+    for command in ("whoami", "status", "leases"):
+        missing = run_sidra(command, env={"SIDRA_SERVER": ""})  # set empty: none named
+        assert missing.returncode == 2, command
+        assert "Missingargument'url" in unwrapped(missing.stderr), command
+        assert "Nameit,orsetSIDRA_SERVER." in unwrapped(missing.stderr), command
 
 
 def test_watch_asks_again_every_period_until_its_rounds_are_done(tmp_path: Path) -> None:

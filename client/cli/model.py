@@ -43,6 +43,7 @@ from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
 from sidra.training.importing import model_from_weights
 from sidra.training.model import GoodnessReadout, SettleReadout, TrainedModel
+from sidra.training.placement import tile_order
 
 __all__ = ["model_app"]
 
@@ -112,7 +113,12 @@ Calibrate = Annotated[
 ]
 Tiles = Annotated[
     list[int],
-    typer.Option("--tiles", "--tile", help="Tiles the layers may go on, in order (default: any)."),
+    typer.Option(
+        "--tiles",
+        "--tile",
+        help="Tiles the layers may go on, in order (default: any, those no other session "
+        "leases and no deployed model holds first; with --held, 0 first).",
+    ),
 ]
 
 
@@ -244,8 +250,9 @@ def evaluate(
             data = _labelled(target.model, dataset)
             x, y = _samples_of(data, split)
             deployed = _deployed(
-                target.model, opened, _tiles(target, tiles), read_repeats, held, calibrate
-            )
+                target.model, opened, _tiles(target, tiles, opened, held), read_repeats, held,
+                calibrate,
+            )  # fmt: skip
             check_regions(target, deployed)
             runs.append((_board_name(opened), deployed, deployed.evaluate(x, y)))
     reports = [
@@ -384,6 +391,8 @@ def deploy(
         )
     registered = None
     with job_board(board, server, "sidra model deploy") as opened:
+        # Asked once: the registration checked first is of the placement programmed next.
+        tiles = tiles or list(tile_order(opened))
         if name is None:
             deployed = loaded.deploy(opened, tiles=tiles)
         else:  # every refusal of the registration before anything is written
@@ -533,9 +542,13 @@ def _held_options(
     return True, tiles
 
 
-def _tiles(target: Target, tiles: list[int]) -> list[int]:
-    """The tiles a model runs on: its deployment's, in placement order, or ``tiles``."""
-    return tiles if target.deployment is None else list(target.deployment.tiles)
+def _tiles(target: Target, tiles: list[int], board: Board, held: bool) -> list[int]:
+    """The tiles a model runs on: its deployment's, in placement order, or ``tiles``; none
+    given, a model programmed now takes the tiles nobody else uses first (tile_order),
+    one found ``held`` those a deployment given no tiles took (0 first)."""
+    if target.deployment is not None:
+        return list(target.deployment.tiles)
+    return tiles if tiles or held else list(tile_order(board))
 
 
 def _labelled(model: TrainedModel, dataset: str | None) -> Dataset:
@@ -601,7 +614,8 @@ def predict(
                 x = loaded.standardize(raw)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
-        deployed = _deployed(loaded, opened, _tiles(target, tiles), read_repeats, held, calibrate)
+        placed = _tiles(target, tiles, opened, held)
+        deployed = _deployed(loaded, opened, placed, read_repeats, held, calibrate)
         check_regions(target, deployed)
         scores = deployed.scores(x)
     classes = np.argmax(scores, axis=1)

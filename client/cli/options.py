@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from sidra.emulator import PRESETS
 
@@ -167,7 +167,13 @@ class ValueNamingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except typer.BadParameter as exc:
-            cause = exc.__cause__
+            param, cause = exc.param, exc.__cause__
+            # A missing argument (typer's click is its own copy: its MissingParameter is not
+            # importable): click names an option's variable ("env var: ...") but not an
+            # argument's, which a command taking SIDRA_SERVER then never mentions.
+            missing = type(exc).__name__ == "MissingParameter"
+            if missing and isinstance(param, TyperArgument) and param.envvar and not exc.message:
+                exc.message = f"Name it, or set {param.envvar}."
             # Typer's own check names its parameter; job_options' message is complete.
             if exc.param is not None and isinstance(cause, ValidationError) and cause.errors():
                 error = cause.errors()[0]

@@ -140,3 +140,35 @@ def test_a_run_going_on_from_a_checkpoint_takes_the_tiles_it_ran_on(tmp_path: Pa
         assert holder.leases() == []  # every tile free again
         again = train_softmax_spsa(run, data, options, checkpoint=checkpoint, resume=True)
         assert again.settings["placement"] == {"layer": [2]}
+
+
+def test_a_model_programmed_over_a_server_takes_free_tiles_and_held_ones_are_named(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    trained = subprocess.run(
+        [*SIDRA, "train", "spsa", "--dataset", "iris", "--steps", "20",
+         "--board", "emu://?preset=ideal&seed=1", "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    with (
+        served("emu://?preset=ideal&seed=4") as holder,
+        holder.session(label="overnight", ttl_s=60) as held,
+        held.lease([0]),
+    ):
+
+        def sidra_model(*args: str) -> dict[str, object]:
+            done = subprocess.run(
+                [*SIDRA, "model", *args, str(out), "--server", holder.address, "--json"],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            report: dict[str, object] = json.loads(done.stdout)
+            return report
+
+        assert sidra_model("deploy")["placement"] == {"layer0": [1]}
+        assert sidra_model("eval")["placement"] == {"layer0": [1]}
+        # Found held where deploy put it: named, as deploy's report says to.
+        found = sidra_model("eval", "--held", "--tile", "1")
+        assert found["placement"] == {"layer0": [1]} and found["held"]
