@@ -157,13 +157,19 @@ def test_ctrl_c_stops_drift_recovery_after_its_retraining_epoch(tmp_path: Path) 
     status, stdout, stderr = interrupted(
         "train", "drift-recovery", "--board", "emu://?preset=pcm&seed=4", "--hidden", "32",
         "--epochs", "100000", "--read-repeats", "1", "--eval-read-repeats", "1", "--json",
-        under_way=started,
+        "--out", str(tmp_path / "run"), under_way=started,
     )  # fmt: skip
     assert status == 130, stderr
     summary = json.loads(stdout)
     assert summary["stopped_at_epoch"] == 1 and summary["retraining_loss_evaluations"] > 0
     assert 0.0 <= summary["recovered_accuracy"] <= 1.0
-    assert "stopped after epoch 1 of 100000: the figures above" in " ".join(stderr.split())
+    said = " ".join(stderr.split())
+    assert (
+        f"stopped after epoch 1 of 100000: the figures above and the record in {tmp_path / 'run'}"
+        in said
+    )
+    kept = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert kept["stopped_at_epoch"] == 1
 
 
 def test_ctrl_c_stops_spsa_at_its_step_and_keeps_the_record_and_a_checkpoint(
@@ -272,7 +278,8 @@ def test_a_run_s_summary_reads_as_a_person_reads_figures() -> None:
     assert summary_text("gain", float("nan")) == "nan"
 
 
-def test_train_drift_recovery_prints_every_stage() -> None:
+def test_train_drift_recovery_prints_every_stage_and_keeps_its_record(tmp_path: Path) -> None:
+    out = tmp_path / "recovery"
     summary = sidra_json(
         "train",
         "drift-recovery",
@@ -285,7 +292,17 @@ def test_train_drift_recovery_prints_every_stage() -> None:
         "1",
         "--eval-read-repeats",
         "2",
+        "--out",
+        str(out),
     )
+    # Its record, as a job's: sidra runs lists it with the recovered accuracy.
+    assert summary["record"] == str(out)
+    assert json.loads((out / "summary.json").read_text())["device_writes"] > 0
+    assert json.loads((out / "settings.json").read_text())["age_days"] == 30
+    assert json.loads((out / "run.json").read_text())["board"]["emulator_preset"] == "pcm"
+    (listed,) = sidra_json("runs", "list", str(out))
+    assert listed["job"] == "drift-recovery"
+    assert listed["test_accuracy"] == summary["recovered_accuracy"]
     assert summary["aged_accuracy"] < summary["deployed_accuracy"] - 0.05
     assert summary["calibrated_accuracy"] > summary["aged_accuracy"]
     # Features on tile 0; the head's 257 rows (256 + bias) span tiles 1 and 2.

@@ -61,7 +61,7 @@ def test_status_shows_the_board_leases_jobs_and_deployments(tmp_path: Path) -> N
     assert "SIDRA-IDEAL" in lines["board"] and "4 tiles x 256 x 256, 1-40 µS" in lines["board"]
     assert re.search(r"[\d,]+ MVM passes, [\d,]+ cell writes", lines["totals"]), lines["totals"]
     text = done.stdout
-    assert "tile 1: local (bench)" in text
+    assert "tile 1: local (bench)" in text and "tiles 2, 3 free" in text
     assert f"running {running.job_id[:8]} spsa on iris by local" in text
     assert f"queued  {queued.job_id[:8]} spsa on iris by local, priority -2" in text
     assert "checked by local on tiles 2: intact; correlation 1.00" in text

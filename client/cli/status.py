@@ -219,7 +219,8 @@ def _print(report: dict[str, Any]) -> None:
     lines = [("server", f"{report['server']}: {report['health']}")]
     lines += _section("you", report["caller"], _caller_lines)
     lines += _board_lines(report["board"])
-    lines += _section("leases", report["leases"], lambda p: _lease_lines(p["leases"]))
+    tile_count = report["board"].get("info", {}).get("tile_count")
+    lines += _section("leases", report["leases"], lambda p: _lease_lines(p["leases"], tile_count))
     lines += _section("jobs", report["jobs"], _job_lines)
     lines += _section("deployments", report["deployments"],
                       lambda p: _deployment_lines(p["deployments"]))  # fmt: skip
@@ -256,10 +257,25 @@ def _board_lines(part: Part) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
-def _lease_lines(leases: list[dict[str, Any]]) -> list[str]:
-    """A line per holding session (its tiles together), as ``sidra leases`` lists them."""
+def _lease_lines(leases: list[dict[str, Any]], tile_count: int | None) -> list[str]:
+    """A line per holding session (its tiles together), as ``sidra leases`` lists them,
+    then the tiles nobody leases (where a run given no tile goes; the board's size
+    unknown: not said)."""
     if not leases:
         return ["none: every tile is free"]
+    leased = {lease["tile"] for lease in leases}
+    free = [t for t in range(tile_count or 0) if t not in leased]
+    return [
+        *_holder_lines(leases),
+        *(
+            [f"{'tile' if len(free) == 1 else 'tiles'} {', '.join(map(str, free))} free"]
+            if free
+            else []
+        ),
+    ]
+
+
+def _holder_lines(leases: list[dict[str, Any]]) -> list[str]:
     return [
         ("whole board" if h.whole_board
          else ("tile " if len(h.tiles) == 1 else "tiles ") + ", ".join(map(str, h.tiles)))

@@ -45,7 +45,7 @@ from sidra.training.options import (
 )
 from sidra.training.placement import resumed_order
 from sidra.training.records import CHECKPOINT_FILE, INTERRUPTED, STOPPED_AT, TrainingRecord
-from sidra.training.recovery import drift_recovery
+from sidra.training.recovery import drift_recovery, recovery_files
 from sidra.training.stopping import RunInterrupted
 
 __all__ = [
@@ -481,13 +481,7 @@ def _recovery(
     report = drift_recovery(board, data, options, stop=stop)
     summary = report.summary() | {"dataset": data.name}
     reporter.progress(1, 1, f"recovered {100 * report.recovered_accuracy:.2f} %")
-    files = {
-        "settings.json": json.dumps(
-            options.settings() | {"job": "drift-recovery", "dataset": data.name}, indent=2
-        ).encode(),
-        "summary.json": json.dumps(summary, indent=2).encode(),
-    }
-    return summary, files
+    return summary, recovery_files(options, data.name, summary)
 
 
 def refused_option(kind: str, model: type[BaseModel], exc: ValidationError) -> InvalidArgument:

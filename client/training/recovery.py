@@ -20,6 +20,7 @@ read noise does not hide differences of a few test samples.
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -39,7 +40,20 @@ from sidra.training.records import STOPPED_AT
 from sidra.training.softmax import accuracy
 from sidra.training.stopping import stopped
 
-__all__ = ["RecoveryReport", "drift_recovery"]
+__all__ = ["RecoveryReport", "drift_recovery", "recovery_files"]
+
+
+def recovery_files(
+    options: RecoveryOptions, dataset: str, summary: dict[str, Any]
+) -> dict[str, bytes]:
+    """A drift-recovery run's record, by file name: ``settings.json`` (its options, job and
+    data set) and ``summary.json`` (``summary``), as a job keeps it in the server and
+    ``sidra train drift-recovery`` saves it in ``--out``: ``sidra runs`` lists either."""
+    settings = options.settings() | {"job": "drift-recovery", "dataset": dataset}
+    return {
+        "settings.json": json.dumps(settings, indent=2).encode(),
+        "summary.json": json.dumps(summary, indent=2).encode(),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,9 +76,12 @@ class SavedRun:
 
     @property
     def test_accuracy(self) -> float | None:
-        """The final test accuracy; for a comparison, its best method's mean."""
+        """The final test accuracy; for a comparison, its best method's mean; for a drift
+        recovery, the recovered network's."""
         if "test_accuracy" in self.summary:
             return float(self.summary["test_accuracy"])
+        if "recovered_accuracy" in self.summary:
+            return float(self.summary["recovered_accuracy"])
         methods = self.summary.get("methods")
         if isinstance(methods, list) and methods:
             return max(float(m["test_accuracy"]) for m in methods)

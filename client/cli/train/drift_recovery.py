@@ -26,16 +26,22 @@ from sidra.cli.train.running import (
     dataset_named,
     exit_if_stopped,
     job_board,
+    record_folder,
+    run_clock,
     run_remote,
+    save_or_keep,
     stop_on_interrupt,
     summary_text,
 )
 from sidra.training import RecoveryOptions
+from sidra.training.atomic_files import write_atomically
+from sidra.training.recovery import recovery_files
 
 __all__ = ["drift_recovery_command"]
 
 
 _RECOVERY = RecoveryOptions()
+JOB = "drift-recovery"
 _recovery = functools.partial(field_option, RecoveryOptions)
 
 
@@ -58,7 +64,8 @@ def drift_recovery_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="--remote-job: record folder (default runs/drift-recovery-<time>).",
+            help="Record folder: settings.json, summary.json, run.json (default "
+            "runs/drift-recovery-<time>).",
             callback=usable_folder,
         ),
     ] = None,
@@ -93,6 +100,7 @@ def drift_recovery_command(
     else:
         data = dataset_named(dataset)
         console = Console(stderr=True)
+        run = run_clock(board, server)
         with (
             job_board(board, server, holding="sidra train drift-recovery") as target,
             stop_on_interrupt(console, "retraining epoch") as stop,
@@ -103,7 +111,12 @@ def drift_recovery_command(
                 "epoch under way)",
                 soft_wrap=True,  # one line, however wide the terminal
             )
+            run.on(target)
             summary = drift_recovery(target, data, options, stop=stop).summary()
+        summary |= {"dataset": data.name}
+        files = recovery_files(options, data.name, summary)
+        folder = save_or_keep(functools.partial(_write, files), record_folder(out, JOB), JOB, run)
+        summary |= {"record": str(folder)}
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -114,5 +127,11 @@ def drift_recovery_command(
                 typer.echo(f"{key:28s} {summary_text(key, value)}")
     if not remote_job:  # a remote job's cancel is reported by the job (run_remote_job)
         exit_if_stopped(
-            summary, options.epochs, console, kept="the figures above are the run so far"
-        )
+            summary, options.epochs, console,
+            kept=f"the figures above and the record in {summary['record']} are the run so far",
+        )  # fmt: skip
+
+
+def _write(files: dict[str, bytes], folder: Path) -> None:
+    for name, content in files.items():
+        write_atomically(folder / name, content)
