@@ -46,6 +46,28 @@ def holders(held: Sequence[TileLease]) -> list[Holder]:
     ]
 
 
+MIN_ID_PREFIX = 4
+"""Fewest characters of a session id that ``--close`` takes for the whole id."""
+
+
+def _session_named(board: RemoteBoard, given: str) -> str:
+    """The whole id of the session ``given`` names: itself, or the start (at least
+    :data:`MIN_ID_PREFIX` characters) of exactly one id the caller may close that holds a
+    lease; the start of several is refused naming them. Anything else goes to the server
+    as given (which refuses an unknown id)."""
+    ids = sorted({lease.session_id for lease in board.leases() if lease.session_id})
+    if given in ids or len(given) < MIN_ID_PREFIX:
+        return given
+    matches = [i for i in ids if i.startswith(given)]
+    if len(matches) > 1:
+        raise typer.BadParameter(
+            f"got {given!r}, the start of {len(matches)} sessions' ids ({', '.join(matches)}); "
+            "give more of it",
+            param_hint="'--close'",
+        )
+    return matches[0] if matches else given
+
+
 def leases(
     url: Annotated[
         str,
@@ -58,7 +80,7 @@ def leases(
             metavar="SESSION",
             help="End this session and its leases first (its cells left perturbed are "
             "restored): one of yours, or as an admin anyone's; the session column lists "
-            "the ids you may close.",
+            "the ids you may close (the first 4 or more characters of one do).",
         ),
     ] = None,
     as_json: AsJson = False,
@@ -73,8 +95,11 @@ def leases(
                     param_hint="URL",
                 )
             if close is not None:
-                restored = board.close_session(close)
-                typer.echo(f"closed session {close}; tiles restored: {list(restored)}", err=True)
+                session_id = _session_named(board, close)
+                restored = board.close_session(session_id)
+                typer.echo(
+                    f"closed session {session_id}; tiles restored: {list(restored)}", err=True
+                )
             held = board.leases()
     except SidraError as exc:
         typer.echo(f"sidra leases {url}: {exc}", err=True)
