@@ -50,10 +50,24 @@ def exception_class(code: grpc.StatusCode) -> type[errors.SidraError]:
     return errors.exception_for(code.name, errors.GRPC_STATUS)
 
 
+SERVER_ENDED = (
+    "the server ended the call unanswered: it is stopping or restarting (whether the call "
+    "ran on the board is not known)"
+)
+"""What a call the server cancelled says: this client never cancels a call it waits for."""
+
+
 def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
-    """The SIDRA exception for a failed call (raise it ``from exc``)."""
+    """The SIDRA exception for a failed call (raise it ``from exc``).
+
+    CANCELLED, which the service never answers on purpose, is what gRPC gives a call a
+    stopping server cancels (one arriving after its stop, or still running at the end of
+    its grace): :class:`~sidra.drivers.errors.BoardUnavailable`, as a server gone is."""
     code: grpc.StatusCode = exc.code()
     message: str = exc.details() or code.name
+    if code == grpc.StatusCode.CANCELLED:
+        detail = "" if message == code.name else f" ({message})"
+        return errors.BoardUnavailable(f"CANCELLED: {SERVER_ENDED}{detail}")
     cls = exception_class(code)
     if issubclass(cls, (errors.InvalidArgument, errors.ResourceExhausted)):
         info = _error_info(exc)

@@ -114,6 +114,39 @@ def test_codes_the_server_never_sends_become_sidra_error() -> None:
     assert exception_class(grpc.StatusCode.DATA_LOSS) is errors.SidraError
 
 
+def test_a_call_the_server_cancels_is_a_server_gone_not_a_bare_cancelled() -> None:
+    """gRPC cancels a call that reaches a server as it stops (the window is narrow: a
+    training run met it as "SidraError: CANCELLED: CANCELLED"). The client never cancels a
+    call it waits for, so CANCELLED is the server going: BoardUnavailable, saying so."""
+
+    def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.abort(grpc.StatusCode.CANCELLED, request.decode())
+        return b""
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    method = grpc.unary_unary_rpc_method_handler(handler)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.T", {"M": method}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            errors_seen = []
+            for details in (b"", b"Cancelling all calls"):
+                with pytest.raises(grpc.RpcError) as caught:
+                    channel.unary_unary("/t.T/M")(details, timeout=10)
+                assert caught.value.code() == grpc.StatusCode.CANCELLED
+                errors_seen.append(from_rpc_error(caught.value))
+    finally:
+        server.stop(grace=None)
+    bare, said = errors_seen
+    assert type(bare) is errors.BoardUnavailable and type(said) is errors.BoardUnavailable
+    assert str(bare) == (
+        "CANCELLED: the server ended the call unanswered: it is stopping or restarting "
+        "(whether the call ran on the board is not known)"
+    )
+    assert str(said).endswith("not known) (Cancelling all calls)")
+
+
 # -- a trailer that disagrees with its call ---------------------------------------------------
 
 
