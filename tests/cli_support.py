@@ -82,16 +82,19 @@ def assert_model_runs_as_trained(
 
 
 def interrupted(
-    *args: str, under_way: Callable[[subprocess.Popen[str]], None], timeout: float = 120.0
+    *args: str,
+    under_way: Callable[[subprocess.Popen[str]], None],
+    timeout: float = 120.0,
+    sent: signal.Signals = signal.SIGINT,
 ) -> tuple[int, str, str]:
-    """``sidra ARGS`` given one Ctrl-C (SIGINT) once ``under_way(process)`` returns (it waits
-    until the run is under way); its exit status, stdout and stderr."""
+    """``sidra ARGS`` given one Ctrl-C (SIGINT; or ``sent``) once ``under_way(process)``
+    returns (it waits until the run is under way); its exit status, stdout and stderr."""
     proc = subprocess.Popen(
         [*SIDRA, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         under_way(proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sent)
         stdout, stderr = proc.communicate(timeout=timeout)
     finally:
         proc.kill()

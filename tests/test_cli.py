@@ -172,18 +172,24 @@ def test_ctrl_c_stops_drift_recovery_after_its_retraining_epoch(tmp_path: Path) 
     assert kept["stopped_at_epoch"] == 1
 
 
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_ctrl_c_stops_spsa_at_its_step_and_keeps_the_record_and_a_checkpoint(
-    tmp_path: Path,
+    tmp_path: Path, sent: signal.Signals
 ) -> None:
     """The first SIGINT lets the step end: record and checkpoint saved, the way to go on
-    printed, exit status 130 (an interrupted command's)."""
+    printed, exit status 130 (an interrupted command's). A scheduler's SIGTERM (a batch
+    system's time limit, systemctl stop) and the terminal closed (SIGHUP) alike, exit
+    status 128 + the signal's number."""
     out = tmp_path / "run"
     status, stdout, stderr = interrupted(
         "train", "spsa", "--board", "emu://?preset=ideal", "--steps", "100000",
         "--checkpoint-every", "20", "--out", str(out), "--json",
         under_way=file_written(out / "checkpoint.json"),  # its first checkpoint
+        sent=sent,
     )  # fmt: skip
-    assert status == 130, stderr
+    assert status == 128 + sent, stderr
+    asked_by = "" if sent == signal.SIGINT else f" ({sent.name})"
+    assert f"of 100000{asked_by}: the record holds" in " ".join(stderr.split())
     summary = json.loads(stdout)
     settings = json.loads((out / "settings.json").read_text())
     assert 20 <= summary["steps"] == settings["stopped_at_step"] == summary["stopped_at_step"]

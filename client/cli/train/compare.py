@@ -25,6 +25,7 @@ from sidra.cli.train.params import (
     queue_needs_remote_job,
 )
 from sidra.cli.train.running import (
+    StopRequest,
     dataset_named,
     exit_if_stopped,
     job_board,
@@ -83,6 +84,7 @@ def compare(
     console = Console(stderr=as_json)
     queue_needs_remote_job(queue, remote_job, priority)
     folder = record_folder(out, "compare")
+    stop: StopRequest | None = None  # a --remote-job is stopped by cancelling it
     if remote_job:
         summary = run_remote(
             server, "compare", options, dataset, folder, console, queue=queue, priority=priority
@@ -117,7 +119,9 @@ def compare(
     else:
         _print_comparison(comparison, options, dataset, folder, console)
     total = len(options.seeds) * len(options.methods)
-    exit_if_stopped(comparison.settings, total, console, kept="the record holds the runs so far")
+    exit_if_stopped(
+        comparison.settings, total, console, kept="the record holds the runs so far", stop=stop
+    )
 
 
 def _print_comparison(

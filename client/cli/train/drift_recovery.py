@@ -129,6 +129,7 @@ def drift_recovery_command(
         exit_if_stopped(
             summary, options.epochs, console,
             kept=f"the figures above and the record in {summary['record']} are the run so far",
+            stop=stop,
         )  # fmt: skip
 
 

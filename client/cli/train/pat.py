@@ -175,7 +175,7 @@ def pat(
     drop_finished_checkpoint(record.settings, folder)
     # Stopped on the twin or in silico, the run was deployed: nothing to go on from.
     going_on = folder if (folder / CHECKPOINT).is_file() else None
-    exit_if_stopped(record.settings, options.epochs, console, resume=going_on)
+    exit_if_stopped(record.settings, options.epochs, console, resume=going_on, stop=stop)
 
 
 def _name_twin(record: TrainingRecord, source: Path, options: PATOptions) -> None:
@@ -193,10 +193,10 @@ def _characterized(board: Board, out: Path, console: Console) -> Path:
         source = characterize_twin(board, out, console)
     if stop.is_set():
         console.print(
-            f"stopped before training: the twin's profile is in {source} "
+            f"stopped before training{stop.asked_by}: the twin's profile is in {source} "
             f"(--profile {source} trains without measuring the board again)"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(stop.exit_status)
     return source
 
 

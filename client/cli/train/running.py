@@ -68,6 +68,8 @@ __all__ = [
     "run_clock",
     "run_remote",
     "save_or_keep",
+    "STOP_SIGNALS",
+    "StopRequest",
     "stop_on_interrupt",
     "submitted",
 ]
@@ -283,24 +285,59 @@ def keeping_lost_epochs(
         raise typer.Exit(1) from lost
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a run gracefully: Ctrl-C, a scheduler's or service manager's SIGTERM (a
+batch system's time limit, ``timeout``, ``systemctl stop``), the terminal closed."""
+
+
+class StopRequest(threading.Event):
+    """Set by the first of :data:`STOP_SIGNALS`: the run stops after the unit under way;
+    :attr:`signum` says which signal asked."""
+
+    signum: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number, as a command that signal ends exits (Ctrl-C: 130)."""
+        return 128 + (self.signum or signal.SIGINT)
+
+    @property
+    def asked_by(self) -> str:
+        """``""`` for Ctrl-C, else the signal's name in brackets (`` (SIGTERM)``)."""
+        if self.signum in (None, signal.SIGINT):
+            return ""
+        return f" ({signal.Signals(self.signum).name})"
+
+
 @contextlib.contextmanager
-def stop_on_interrupt(console: Console, unit: str) -> Iterator[threading.Event]:
-    """An event the first Ctrl-C (SIGINT) sets, for a run to stop after the ``unit``
-    (step, epoch) under way and keep what it did (sidra.training.stopping); a second
-    Ctrl-C interrupts at once, as without this."""
-    stop = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
+def stop_on_interrupt(console: Console, unit: str) -> Iterator[StopRequest]:
+    """An event the first Ctrl-C (SIGINT), SIGTERM or SIGHUP sets, for a run to stop after
+    the ``unit`` (step, epoch) under way and keep what it did (sidra.training.stopping);
+    a second of them interrupts at once, as without this."""
+    stop = StopRequest()
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     def first(signum: int, frame: Any) -> None:
+        stop.signum = signum
         stop.set()
-        signal.signal(signal.SIGINT, previous)
-        console.print(f"stopping after this {unit} (Ctrl-C again to stop at once)")
+        restore()
+        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        # SIGHUP: the terminal may be gone; the run still stops and keeps its record.
+        with contextlib.suppress(OSError):
+            console.print(
+                f"stopping after this {unit}{stop.asked_by} ({again} again to stop at once)"
+            )
 
-    signal.signal(signal.SIGINT, first)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, first)
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 def exit_if_stopped(
@@ -310,10 +347,12 @@ def exit_if_stopped(
     *,
     kept: str = "the record holds the run so far",
     resume: Path | None = None,
+    stop: StopRequest | None = None,
 ) -> None:
-    """Says where a run Ctrl-C stopped (``stopped_at_<unit>`` in its record's ``settings``
-    or summary: the record is saved by then) and, with ``resume`` (the folder of its
-    checkpoint), how to go on; exit status 130. Nothing for a run that was not stopped."""
+    """Says where a run Ctrl-C (or the ``stop`` request's signal) stopped
+    (``stopped_at_<unit>`` in its record's ``settings`` or summary: the record is saved by
+    then) and, with ``resume`` (the folder of its checkpoint), how to go on; exit status
+    128 + the signal's number (130 for Ctrl-C). Nothing for a run that was not stopped."""
     where = [
         (k.removeprefix(STOPPED_AT), v) for k, v in settings.items() if k.startswith(STOPPED_AT)
     ]
@@ -325,8 +364,10 @@ def exit_if_stopped(
             f", {resume / CHECKPOINT} too: the same command with --resume --out "
             f"{resume} goes on from there"
         )
-    console.print(f"stopped after {unit} {done} of {total}: {kept}{how}")
-    raise typer.Exit(130)  # as an interrupted command exits
+    asked_by = "" if stop is None else stop.asked_by
+    console.print(f"stopped after {unit} {done} of {total}{asked_by}: {kept}{how}")
+    # As a command that signal ends exits.
+    raise typer.Exit(130 if stop is None else stop.exit_status)
 
 
 def save_or_keep(
@@ -519,4 +560,6 @@ def by_epochs(
     if going_on:
         assert out is not None
         drop_finished_checkpoint(record.settings, out)
-    exit_if_stopped(record.settings, options.epochs, console, resume=out if going_on else None)
+    exit_if_stopped(
+        record.settings, options.epochs, console, resume=out if going_on else None, stop=stop
+    )

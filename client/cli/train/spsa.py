@@ -159,4 +159,4 @@ def spsa(
         raise typer.Exit(1) from lost
     finish(record, dataset, "spsa", out, as_json, console, run)
     drop_finished_checkpoint(record.settings, out)
-    exit_if_stopped(record.settings, options.steps, console, resume=out)
+    exit_if_stopped(record.settings, options.steps, console, resume=out, stop=stop)
