@@ -202,3 +202,44 @@ def test_group_takes_runs_differing_only_by_seed_as_one(runs: Path, tmp_path: Pa
     table = run_sidra("runs", "group", str(lab))
     assert table.returncode == 0, table.stderr
     assert "left out: 1 run(s) stopped or interrupted before the end" in table.stdout
+
+
+def test_a_run_that_ended_without_its_record_is_listed_as_unfinished(tmp_path: Path) -> None:
+    """A folder holding a checkpoint and no record: a run still going, or one killed or
+    whose board went away. Listed with where it last saved, to be found and gone on from;
+    a finished record beside it is listed as before."""
+    import threading
+
+    from sidra.drivers import open_board
+    from sidra.training import LastLayerOptions, SPSAOptions, train_last_layer, train_softmax_spsa
+    from sidra.training.datasets import load_dataset
+
+    lab = tmp_path / "runs"
+    data = load_dataset("iris")
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        # The library saves checkpoints; the record is the command's to save: a run
+        # killed after its checkpoint leaves the folder as this.
+        train_softmax_spsa(
+            board, data, SPSAOptions(steps=12, eval_every=6),
+            checkpoint=lab / "spsa" / "checkpoint.json", checkpoint_every=5,
+        )  # fmt: skip
+        stop = threading.Event()
+        stop.set()  # stops after its first epoch, saving its checkpoint
+        train_last_layer(
+            board, data, LastLayerOptions(epochs=3),
+            checkpoint=lab / "ll" / "checkpoint.json", stop=stop,
+        )  # fmt: skip
+    sidra_json("train", "spsa", "--steps", "4", "--dataset", "iris", "--out",
+               str(lab / "done"), "--board", BOARD)  # fmt: skip
+    listed = {row["name"]: row for row in sidra_json("runs", "list", str(lab))}
+    assert listed["spsa"]["ended"] == "unfinished at step 10"  # its last checkpoint
+    assert listed["ll"]["ended"] == "unfinished at epoch 1"
+    assert (listed["spsa"]["job"], listed["spsa"]["dataset"]) == ("spsa", "iris")
+    assert listed["spsa"]["test_accuracy"] is None
+    assert listed["done"]["ended"] == "finished"
+    shown = run_sidra("runs", "show", str(lab / "spsa"))
+    assert shown.returncode == 0, shown.stderr
+    assert "(unfinished at step 10)" in shown.stdout
+    # On 80 columns the test accuracy of the others stays whole.
+    narrow = run_sidra("runs", "list", str(lab), columns=80).stdout
+    assert "…" not in narrow and "unfinished at" in narrow

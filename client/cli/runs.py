@@ -136,8 +136,10 @@ def list_runs(
 
     Records are the folders a training command saved (summary.json and settings.json);
     a record saved without run.json (before SIDRA HIL wrote one) shows when it was
-    saved and no board. Exit 1 when a record cannot be read (each named on stderr; the
-    others are listed)."""
+    saved and no board. A folder holding only a run's checkpoint is an unfinished run
+    (still going, or ended without its record: killed, its board gone), listed with
+    the step or epoch it last saved; --resume --out FOLDER goes on from it. Exit 1 when
+    a record cannot be read (each named on stderr; the others are listed)."""
     if sort not in SORTS:
         raise typer.BadParameter(
             f"got {sort!r}, expected one of {', '.join(SORTS)}", param_hint="'--sort'"
@@ -180,8 +182,9 @@ def _print_list(rows: list[dict[str, Any]], folder: Path) -> None:
     columns = columns_that_fit(cells, LIST_COLUMNS, DROPPED_FIRST, console.width)
     table = Table(box=box.SIMPLE, title=f"runs under {folder}")
     for column in columns:
-        table.add_column(column, justify="right" if column == "test" else "left", no_wrap=True,
-                         overflow="ellipsis")  # fmt: skip
+        # How a run ended may take two lines where nothing else fits; the rest stay whole.
+        table.add_column(column, justify="right" if column == "test" else "left",
+                         no_wrap=column != "ended", overflow="ellipsis")  # fmt: skip
     for line in cells:
         table.add_row(*(line[c] for c in columns))
     console.print(table)

@@ -5,6 +5,11 @@ A record is a folder holding :data:`~sidra.training.records.RECORD_FILES`, as ev
 training command, a comparison and a job's saved record write it. Reading never writes:
 a record being saved by a run still going is read as it stands, and one that cannot be
 read is reported with its file and why, the others still listed.
+
+A folder holding a run's checkpoint and no record is an **unfinished** run: one still
+going (it saves a checkpoint every minute), or one that ended without its record (killed,
+the machine down, or an SPSA run whose board went away). It is listed with the step or
+epoch it last saved, so that it is found and gone on from (``--resume``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,23 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.training.provenance import read_provenance
-from sidra.training.records import INTERRUPTED, RECORD_FILES, STOPPED_AT, Checkpoint
+from sidra.training.records import (
+    CHECKPOINT_FILE,
+    INTERRUPTED,
+    RECORD_FILES,
+    STOPPED_AT,
+    Checkpoint,
+)
 
-__all__ = ["MAX_DEPTH", "RecordUnreadable", "SavedRun", "find_runs", "is_record", "read_run"]
+__all__ = [
+    "MAX_DEPTH",
+    "RecordUnreadable",
+    "SavedRun",
+    "find_runs",
+    "is_record",
+    "is_unfinished",
+    "read_run",
+]
 
 MAX_DEPTH = 4
 """How deep under the folder given records are looked for (``runs/<name>`` is 1; a
@@ -46,7 +65,11 @@ class SavedRun:
     provenance: dict[str, Any] | None
     """``run.json`` (sidra.training.provenance); None for a record saved before it."""
     saved_unix_s: float
-    """When its summary was written, s since the Unix epoch (the folder's own clock)."""
+    """When its summary was written, s since the Unix epoch (the folder's own clock); for
+    an unfinished run, its checkpoint."""
+    unfinished_at: str | None = None
+    """For an unfinished run (its checkpoint and no record): where it last saved,
+    ``step 940`` or ``epoch 3``; None for a record."""
 
     @property
     def job(self) -> str:
@@ -103,7 +126,10 @@ class SavedRun:
     @property
     def ended(self) -> str:
         """``finished``, ``stopped at step 40`` (Ctrl-C, a cancel), or ``interrupted at
-        epoch 3`` (its board went away)."""
+        epoch 3`` (its board went away); for a folder holding only a checkpoint,
+        ``unfinished at step 940`` (still going, or ended without its record)."""
+        if self.unfinished_at is not None:
+            return f"unfinished at {self.unfinished_at}"
         for key, value in self.settings.items():
             if key.startswith(STOPPED_AT):
                 return f"stopped at {key.removeprefix(STOPPED_AT)} {value}"
@@ -165,11 +191,19 @@ def is_record(folder: Path) -> bool:
     return all((folder / name).is_file() for name in RECORD_FILES)
 
 
+def is_unfinished(folder: Path) -> bool:
+    """Whether ``folder`` holds a run's checkpoint and no record (an unfinished run)."""
+    return (folder / CHECKPOINT_FILE).is_file() and not is_record(folder)
+
+
 def read_run(folder: str | Path) -> SavedRun:
-    """The record in ``folder``; RecordUnreadable naming what is missing or unreadable."""
+    """The record in ``folder`` (an unfinished run's checkpoint when it holds no record);
+    RecordUnreadable naming what is missing or unreadable."""
     where = Path(folder)
     if not where.is_dir():
         raise RecordUnreadable(f"{where}: no such folder")
+    if is_unfinished(where):
+        return _unfinished(where)
     missing = [name for name in RECORD_FILES if not (where / name).is_file()]
     if missing:
         raise RecordUnreadable(
@@ -186,10 +220,30 @@ def read_run(folder: str | Path) -> SavedRun:
     )
 
 
+def _unfinished(where: Path) -> SavedRun:
+    """The unfinished run whose checkpoint ``where`` holds: its settings, where it last
+    saved (an SPSA checkpoint's optimizer step, or an epoch checkpoint's epoch)."""
+    path = where / CHECKPOINT_FILE
+    saved = _json_object(path)
+    settings = saved.get("settings")
+    if not isinstance(settings, dict):
+        raise RecordUnreadable(f"{path}: holds no run's settings (not a training checkpoint)")
+    optimizer = saved.get("optimizer")
+    epoch = saved.get("epoch")
+    if isinstance(epoch, int):
+        at = f"epoch {epoch}"
+    elif isinstance(optimizer, dict) and isinstance(optimizer.get("k"), int):
+        at = f"step {optimizer['k']}"
+    else:
+        at = "?"
+    return SavedRun(where, settings, {}, None, path.stat().st_mtime, unfinished_at=at)
+
+
 def _record_folders(root: Path, depth: int) -> Iterator[Path]:
-    """Folders under ``root`` (itself included) holding a record, down to ``depth``
-    levels; a record's own subfolders are not looked into, nor hidden ones."""
-    if is_record(root):
+    """Folders under ``root`` (itself included) holding a record or an unfinished run's
+    checkpoint, down to ``depth`` levels; their own subfolders are not looked into, nor
+    hidden ones."""
+    if is_record(root) or is_unfinished(root):
         yield root
         return
     if depth == 0:
