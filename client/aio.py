@@ -346,7 +346,6 @@ class AsyncRemoteBoard(SizedCalls):
                 > self._sizes.message_limit_bytes - CHUNK_FRAMING_BYTES
             ):
                 return await self._chunked(request, op)
-        cut = None
         if isinstance(request, _MAY_SPLIT):
             # Cached when the sizes were learnt: no await on the way of every pass.
             described = self._info if self._info is not None else await self.info()
@@ -354,11 +353,12 @@ class AsyncRemoteBoard(SizedCalls):
             cut = batches.split(
                 request, sizes.max_batch, sizes.message_limit_bytes, lambda: described
             )
-        if cut is not None:  # checked whole first: a bad vector anywhere runs no part
-            request.checked(described)
-            # In order, not gathered: a noisy board's passes then draw their noise as the
-            # sync client's do, so a seeded run gives the same currents through either.
-            return cut.join([await self.run(part) for part in cut.parts])
+            if cut is not None:  # checked whole first: a bad vector anywhere runs no part
+                request.checked(described)
+                # In order, not gathered: a noisy board's passes then draw their noise as
+                # the sync client's do, so a seeded run gives the same currents through
+                # either.
+                return cut.join([await self.run(part) for part in cut.parts])
         reply, named = await self._unary(op, await self._message(request, op))
         if op.request is GetBoardInfoRequest:
             before = self._sizes.max_in_flight

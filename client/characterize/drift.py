@@ -67,13 +67,12 @@ def measure_drift(
     """Drift exponent mean and spread and the time scale t0 (module docstring)."""
     info = board.info
     span = info.g_max_us - info.g_min_us
+    start, clock_error = 0.0, ""
     with board.spend() as spent:
         try:
             start = board.advance_clock(0.0)
         except SidraError as exc:
             clock_error = str(exc)
-        else:
-            clock_error = ""
     if clock_error:
         return _refused(f"the board has no virtual clock ({clock_error})", spent[0])
     levels = np.where(np.arange(block.cols) < block.cols // 2, 0.3, 0.85)

@@ -178,6 +178,11 @@ def grid_fit(
     the best values and, per parameter, a standard error from the curvature of its
     profile log-likelihood (the others maximised) — the half-width where it falls by ½."""
     axes = tuple(np.asarray(a, np.float64) for a in axes)
+    if refine < 0:
+        raise ValueError(f"refine: got {refine}, expected >= 0")
+    # Bound before the loop, which runs at least once and binds them again.
+    best: tuple[float, ...] = ()
+    final_values, final_axes = np.zeros(()), axes
     for _ in range(refine + 1):
         mesh = np.meshgrid(*axes, indexing="ij")
         values = loglik(*mesh)

@@ -254,7 +254,7 @@ def evaluate(
                 calibrate,
             )  # fmt: skip
             check_regions(target, deployed)
-            runs.append((_board_name(opened), deployed, deployed.evaluate(x, y)))
+            runs.append((_board_name(opened), deployed, deployed.evaluate(x, y), target, data))
     reports = [
         {
             "model": target.label,
@@ -268,16 +268,16 @@ def evaluate(
             "held": [h.to_json() for h in deployed.held],
             "calibration_gains": {str(tile): g for tile, g in deployed.gains.items()},
         }
-        for where, deployed, result in runs
+        for where, deployed, result, target, data in runs
     ]
     if log is not None:
-        for where, deployed, result in runs:
+        for where, deployed, result, target, data in runs:
             row = log_row(
                 target.label, target.data, where, data.name, split.value, deployed, result
             )
             append_row(log, row)
     if plot is not None:
-        [(where, _, result)] = runs
+        [(where, _, result, target, data)] = runs
         result.plot(plot, f"{target.label} on {where} ({data.name}, {split.value})")
     if len(runs) > 1:
         _report_boards(reports, as_json)
@@ -285,7 +285,7 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(reports[0]))
         return
-    [(_, deployed, result)] = runs
+    [(_, deployed, result, _, _)] = runs
     _print_evaluation(reports[0], result, deployed, Console())
 
 

@@ -460,6 +460,7 @@ class JobManager:
                 except BaseException:
                     self._close_session(row.principal, session.id)
                     raise
+                pending: list[JobEventRow] = []  # its events not stored yet, once started
                 with self._changed:
                     if row.state != "queued" or self._stopping:  # cancelled meanwhile
                         started = False

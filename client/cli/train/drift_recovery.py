@@ -23,6 +23,7 @@ from sidra.cli.train.params import (
     usable_folder,
 )
 from sidra.cli.train.running import (
+    StopRequest,
     dataset_named,
     exit_if_stopped,
     job_board,
@@ -86,6 +87,8 @@ def drift_recovery_command(
 
     options = job_options(RecoveryOptions, ctx)
     queue_needs_remote_job(queue, remote_job, priority)
+    console = Console(stderr=True)
+    stop: StopRequest | None = None  # a --remote-job is stopped by cancelling it
     if remote_job:
         summary = run_remote(
             server,
@@ -93,13 +96,12 @@ def drift_recovery_command(
             options,
             dataset,
             out,
-            Console(stderr=True),
+            console,
             queue=queue,
             priority=priority,
         )
     else:
         data = dataset_named(dataset)
-        console = Console(stderr=True)
         run = run_clock(board, server)
         with (
             job_board(board, server, holding="sidra train drift-recovery") as target,
