@@ -259,7 +259,24 @@ class LoggingSettings(BaseModel):
     answered OK (MVM, TransposeMVM, Perturb, health checks), which log at ``debug``."""
 
 
-class ServerSettings(BaseSettings):
+class _OptionsEnvironmentFile(BaseSettings):
+    """Settings read from options, then ``SIDRA_*``, then the TOML file they name."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Options, then SIDRA_*, then the file: the file is read last so the
+        # options and the environment can name it (--config, SIDRA_CONFIG).
+        return init_settings, env_settings, TomlFileSource(settings_cls)
+
+
+class ServerSettings(_OptionsEnvironmentFile):
     """How ``sidra serve`` runs; see the module docstring for where values come from."""
 
     model_config = SettingsConfigDict(
@@ -311,19 +328,6 @@ class ServerSettings(BaseSettings):
     """``[metrics]``: the metrics endpoint."""
     logging: LoggingSettings = LoggingSettings()
     """``[logging]``: log format and level."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Options, then SIDRA_*, then the file: the file is read last so the
-        # options and the environment can name it (--config, SIDRA_CONFIG).
-        return init_settings, env_settings, TomlFileSource(settings_cls)
 
     @field_validator("listen")
     @classmethod
@@ -430,7 +434,7 @@ class _TokensFile(BaseModel):
     tokens_file: Path | None = None
 
 
-class ServedFiles(BaseSettings):
+class ServedFiles(_OptionsEnvironmentFile):
     """The files a ``sidra serve`` started here would use, found as it finds them:
     ``SIDRA_STATE__PATH`` / ``SIDRA_AUTH__TOKENS_FILE``, then the ``--config`` (or
     ``SIDRA_CONFIG``) file, then the defaults. Only these keys are read: the commands that
@@ -447,17 +451,6 @@ class ServedFiles(BaseSettings):
     """``[state]``: only ``path``."""
     auth: _TokensFile | None = None
     """``[auth]``: only ``tokens_file``."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, TomlFileSource(settings_cls)
 
     @property
     def store_path(self) -> Path:

@@ -4,8 +4,9 @@ and a client survives a rich-status trailer that disagrees with its call."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -114,6 +115,24 @@ def test_codes_the_server_never_sends_become_sidra_error() -> None:
     assert exception_class(grpc.StatusCode.DATA_LOSS) is errors.SidraError
 
 
+@contextmanager
+def one_method_server(
+    handler: Callable[[bytes, grpc.ServicerContext], bytes],
+) -> Iterator[grpc.Channel]:
+    """A real server on loopback whose one method, /t.T/M, is ``handler`` (bytes in and
+    out), and a channel to it."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    method = grpc.unary_unary_rpc_method_handler(handler)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.T", {"M": method}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        server.stop(grace=None)
+
+
 def test_a_call_the_server_cancels_is_a_server_gone_not_a_bare_cancelled() -> None:
     """gRPC cancels a call that reaches a server as it stops (the window is narrow: a
     training run met it as "SidraError: CANCELLED: CANCELLED"). The client never cancels a
@@ -123,21 +142,13 @@ def test_a_call_the_server_cancels_is_a_server_gone_not_a_bare_cancelled() -> No
         context.abort(grpc.StatusCode.CANCELLED, request.decode())
         return b""
 
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
-    method = grpc.unary_unary_rpc_method_handler(handler)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.T", {"M": method}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            errors_seen = []
-            for details in (b"", b"Cancelling all calls"):
-                with pytest.raises(grpc.RpcError) as caught:
-                    channel.unary_unary("/t.T/M")(details, timeout=10)
-                assert caught.value.code() == grpc.StatusCode.CANCELLED
-                errors_seen.append(from_rpc_error(caught.value))
-    finally:
-        server.stop(grace=None)
+    errors_seen = []
+    with one_method_server(handler) as channel:
+        for details in (b"", b"Cancelling all calls"):
+            with pytest.raises(grpc.RpcError) as caught:
+                channel.unary_unary("/t.T/M")(details, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.CANCELLED
+            errors_seen.append(from_rpc_error(caught.value))
     bare, said = errors_seen
     assert type(bare) is errors.BoardUnavailable and type(said) is errors.BoardUnavailable
     assert str(bare) == (
@@ -181,14 +192,8 @@ def lying_server() -> Iterator[grpc.Channel]:
         context.abort_with_status(_Abort(grpc.StatusCode.OUT_OF_RANGE, "tile: got 9", trailer))
         return b""
 
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
-    method = grpc.unary_unary_rpc_method_handler(handler)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.T", {"M": method}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with one_method_server(handler) as channel:
         yield channel
-    server.stop(grace=None)
 
 
 @pytest.mark.parametrize("disagree", [b"message", b"code"])
