@@ -243,3 +243,38 @@ def test_a_run_that_ended_without_its_record_is_listed_as_unfinished(tmp_path: P
     # On 80 columns the test accuracy of the others stays whole.
     narrow = run_sidra("runs", "list", str(lab), columns=80).stdout
     assert "…" not in narrow and "unfinished at" in narrow
+
+
+def test_a_run_still_saving_is_told_from_one_killed_and_its_folder_is_its_own(
+    tmp_path: Path,
+) -> None:
+    """While a run saves into its folder it holds a lock there: sidra runs shows it
+    running, and a second run given that folder is refused instead of writing over its
+    checkpoints. Killed (SIGKILL: nothing of it runs), the kernel lets go of the lock:
+    the folder is an unfinished run, which --resume goes on from."""
+    import signal
+    import subprocess
+
+    from tests.cli_support import SIDRA, file_written
+
+    out = tmp_path / "runs" / "long"
+    run = subprocess.Popen(
+        [*SIDRA, "train", "spsa", "--board", "emu://?preset=ideal", "--dataset", "iris",
+         "--steps", "1000000", "--checkpoint-every", "20", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        file_written(out / "checkpoint.json")(run)
+        (listed,) = sidra_json("runs", "list", str(tmp_path / "runs"))
+        assert listed["ended"].startswith("running, saved at step "), listed
+        second = run_sidra("train", "spsa", "--board", "emu://?preset=ideal", "--dataset",
+                           "iris", "--steps", "1000000", "--out", str(out), "--resume")  # fmt: skip
+        assert second.returncode == 2
+        assert "anotherrunissavingintoitnow" in unwrapped(second.stderr)
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+        run.communicate()
+    (listed,) = sidra_json("runs", "list", str(tmp_path / "runs"))
+    assert listed["ended"].startswith("unfinished at step "), listed

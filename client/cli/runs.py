@@ -136,9 +136,10 @@ def list_runs(
 
     Records are the folders a training command saved (summary.json and settings.json);
     a record saved without run.json (before SIDRA HIL wrote one) shows when it was
-    saved and no board. A folder holding only a run's checkpoint is an unfinished run
-    (still going, or ended without its record: killed, its board gone), listed with
-    the step or epoch it last saved; --resume --out FOLDER goes on from it. Exit 1 when
+    saved and no board. A folder holding only a run's checkpoint is listed with the step
+    or epoch it last saved: running while its run still saves there, else unfinished
+    (ended without its record: killed, its board gone; --resume --out FOLDER goes on
+    from it). Exit 1 when
     a record cannot be read (each named on stderr; the others are listed)."""
     if sort not in SORTS:
         raise typer.BadParameter(

@@ -34,6 +34,7 @@ from sidra.training.records import (
     STOPPED_AT,
     Checkpoint,
 )
+from sidra.training.run_lock import is_running
 
 __all__ = [
     "MAX_DEPTH",
@@ -70,6 +71,9 @@ class SavedRun:
     unfinished_at: str | None = None
     """For an unfinished run (its checkpoint and no record): where it last saved,
     ``step 940`` or ``epoch 3``; None for a record."""
+    running: bool = False
+    """An unfinished run whose process is saving into the folder now (its run lock held,
+    sidra.training.run_lock); False for one that ended without its record."""
 
     @property
     def job(self) -> str:
@@ -127,8 +131,11 @@ class SavedRun:
     def ended(self) -> str:
         """``finished``, ``stopped at step 40`` (Ctrl-C, a cancel), or ``interrupted at
         epoch 3`` (its board went away); for a folder holding only a checkpoint,
-        ``unfinished at step 940`` (still going, or ended without its record)."""
+        ``unfinished at step 940`` (ended without its record), or ``running, saved at step
+        940`` while its process still saves into the folder."""
         if self.unfinished_at is not None:
+            if self.running:
+                return f"running, saved at {self.unfinished_at}"
             return f"unfinished at {self.unfinished_at}"
         for key, value in self.settings.items():
             if key.startswith(STOPPED_AT):
@@ -236,7 +243,9 @@ def _unfinished(where: Path) -> SavedRun:
         at = f"step {optimizer['k']}"
     else:
         at = "?"
-    return SavedRun(where, settings, {}, None, path.stat().st_mtime, unfinished_at=at)
+    return SavedRun(
+        where, settings, {}, None, path.stat().st_mtime, unfinished_at=at, running=is_running(where)
+    )
 
 
 def _record_folders(root: Path, depth: int) -> Iterator[Path]:

@@ -45,6 +45,7 @@ from sidra.training import Dataset as TrainingData
 from sidra.training.atomic_files import write_atomically
 from sidra.training.provenance import RUN_FILE, RunClock, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE
+from sidra.training.run_lock import FolderInUse, running_in
 from sidra.training.stopping import RunInterrupted
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "save_or_keep",
     "STOP_SIGNALS",
     "StopRequest",
+    "saving_into",
     "stop_on_interrupt",
     "submitted",
 ]
@@ -245,6 +247,17 @@ def finish(
     folder = save_or_keep(record.save, record_folder(out, job), job, run)
     print_summary(record.summary() | {"record": str(folder)}, f"{job} on {dataset}", as_json,
                    console)  # fmt: skip
+
+
+@contextlib.contextmanager
+def saving_into(folder: Path) -> Iterator[None]:
+    """``folder`` held for a run saving into it (sidra.training.run_lock): ``sidra runs``
+    then shows it running, and another run given it is refused as ``--out``."""
+    try:
+        with running_in(folder):
+            yield
+    except FolderInUse as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--out'") from exc
 
 
 @contextlib.contextmanager
@@ -543,23 +556,26 @@ def by_epochs(
             "checkpoint": out / CHECKPOINT, "resume": resume,
             "checkpoint_every_s": saving_every_s,
         }  # fmt: skip
-    data = dataset_named(dataset)
-    run = run_clock(board, server)
-    with (
-        keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console, run),
-        job_board(board, server, holding=f"sidra train {job}") as target,
-        progress_bar(console) as progress,
-        stop_on_interrupt(console, "epoch") as stop,
-    ):
-        run.on(target)
-        task = progress.add_task(job, total=options.epochs, status="")
-        record = train(
-            target, data, options, on_epoch=epoch_status(progress, task), stop=stop, **going_on
+    # Held while a run going on from checkpoints saves into its folder (runs list shows it
+    # running; another run is refused it).
+    with saving_into(out) if going_on and out is not None else contextlib.nullcontext():
+        data = dataset_named(dataset)
+        run = run_clock(board, server)
+        with (
+            keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console, run),
+            job_board(board, server, holding=f"sidra train {job}") as target,
+            progress_bar(console) as progress,
+            stop_on_interrupt(console, "epoch") as stop,
+        ):
+            run.on(target)
+            task = progress.add_task(job, total=options.epochs, status="")
+            record = train(
+                target, data, options, on_epoch=epoch_status(progress, task), stop=stop, **going_on
+            )
+        finish(record, dataset, job, out, as_json, console, run)
+        if going_on:
+            assert out is not None
+            drop_finished_checkpoint(record.settings, out)
+        exit_if_stopped(
+            record.settings, options.epochs, console, resume=out if going_on else None, stop=stop
         )
-    finish(record, dataset, job, out, as_json, console, run)
-    if going_on:
-        assert out is not None
-        drop_finished_checkpoint(record.settings, out)
-    exit_if_stopped(
-        record.settings, options.epochs, console, resume=out if going_on else None, stop=stop
-    )

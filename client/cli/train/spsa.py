@@ -35,6 +35,7 @@ from sidra.cli.train.running import (
     record_folder,
     run_clock,
     saving_interval_s,
+    saving_into,
     stop_on_interrupt,
     submitted,
 )
@@ -126,37 +127,38 @@ def spsa(
     out = record_folder(out, "spsa")
     data = dataset_named(dataset)
     run = run_clock(board, server)
-    try:
-        with (
-            job_board(board, server, holding="sidra train spsa") as target,
-            progress_bar(console) as progress,
-            stop_on_interrupt(console, "step") as stop,
-        ):
-            run.on(target)
-            task = progress.add_task("spsa", total=options.steps, status="")
+    with saving_into(out):  # runs list shows it running; another run is refused it
+        try:
+            with (
+                job_board(board, server, holding="sidra train spsa") as target,
+                progress_bar(console) as progress,
+                stop_on_interrupt(console, "step") as stop,
+            ):
+                run.on(target)
+                task = progress.add_task("spsa", total=options.steps, status="")
 
-            def on_step(step: SPSAStep) -> None:
-                if step.step % 10 == 0 or step.step == options.steps:
-                    progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
+                def on_step(step: SPSAStep) -> None:
+                    if step.step % 10 == 0 or step.step == options.steps:
+                        progress.update(task, completed=step.step, status=f"loss {step.loss:.3f}")
 
-            record = train_softmax_spsa(
-                target,
-                data,
-                options,
-                on_step=on_step,
-                checkpoint=out / CHECKPOINT,
-                checkpoint_every=checkpoint_every,
-                resume=resume,
-                checkpoint_every_s=saving_every_s,
-                stop=stop,
+                record = train_softmax_spsa(
+                    target,
+                    data,
+                    options,
+                    on_step=on_step,
+                    checkpoint=out / CHECKPOINT,
+                    checkpoint_every=checkpoint_every,
+                    resume=resume,
+                    checkpoint_every_s=saving_every_s,
+                    stop=stop,
+                )
+        except RunInterrupted as lost:  # the board went away mid-run: its steps are kept
+            typer.echo(
+                f"sidra train: {lost}: the same command with --out {out} --resume goes on once "
+                "the board answers again",
+                err=True,
             )
-    except RunInterrupted as lost:  # the board went away mid-run: its steps are kept
-        typer.echo(
-            f"sidra train: {lost}: the same command with --out {out} --resume goes on once "
-            "the board answers again",
-            err=True,
-        )
-        raise typer.Exit(1) from lost
-    finish(record, dataset, "spsa", out, as_json, console, run)
-    drop_finished_checkpoint(record.settings, out)
-    exit_if_stopped(record.settings, options.steps, console, resume=out, stop=stop)
+            raise typer.Exit(1) from lost
+        finish(record, dataset, "spsa", out, as_json, console, run)
+        drop_finished_checkpoint(record.settings, out)
+        exit_if_stopped(record.settings, options.steps, console, resume=out, stop=stop)
