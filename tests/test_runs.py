@@ -278,3 +278,29 @@ def test_a_run_still_saving_is_told_from_one_killed_and_its_folder_is_its_own(
         run.communicate()
     (listed,) = sidra_json("runs", "list", str(tmp_path / "runs"))
     assert listed["ended"].startswith("unfinished at step "), listed
+
+
+def test_a_comparison_whose_record_grows_run_by_run_is_shown_running(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from tests.cli_support import SIDRA, file_written
+
+    out = tmp_path / "runs" / "methods"
+    run = subprocess.Popen(
+        [*SIDRA, "train", "compare", "--board", "emu://?preset=ideal", "--dataset", "iris",
+         "--budget", "200", "--method", "spsa", *(f"--seeds={s}" for s in range(200)),
+         "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        file_written(out / "summary.json")(run)  # its first run is in the record
+        (listed,) = sidra_json("runs", "list", str(tmp_path / "runs"))
+        assert listed["ended"] == "running", listed
+        run.send_signal(signal.SIGINT)  # stops after the run under way, record kept
+        assert run.wait(timeout=120) == 130
+    finally:
+        run.kill()
+        run.communicate()
+    (listed,) = sidra_json("runs", "list", str(tmp_path / "runs"))
+    assert listed["ended"].startswith("stopped at run "), listed

@@ -72,8 +72,9 @@ class SavedRun:
     """For an unfinished run (its checkpoint and no record): where it last saved,
     ``step 940`` or ``epoch 3``; None for a record."""
     running: bool = False
-    """An unfinished run whose process is saving into the folder now (its run lock held,
-    sidra.training.run_lock); False for one that ended without its record."""
+    """Its process is saving into the folder now (its run lock held,
+    sidra.training.run_lock): an unfinished run still going, or a comparison whose record
+    grows run by run; False for one that ended."""
 
     @property
     def job(self) -> str:
@@ -132,7 +133,10 @@ class SavedRun:
         """``finished``, ``stopped at step 40`` (Ctrl-C, a cancel), or ``interrupted at
         epoch 3`` (its board went away); for a folder holding only a checkpoint,
         ``unfinished at step 940`` (ended without its record), or ``running, saved at step
-        940`` while its process still saves into the folder."""
+        940`` while its process still saves into the folder (a comparison's growing record:
+        ``running``)."""
+        if self.running and self.unfinished_at is None:
+            return "running"
         if self.unfinished_at is not None:
             if self.running:
                 return f"running, saved at {self.unfinished_at}"
@@ -224,6 +228,7 @@ def read_run(folder: str | Path) -> SavedRun:
         summary=_json_object(summary_path),
         provenance=read_provenance(where),
         saved_unix_s=summary_path.stat().st_mtime,
+        running=is_running(where),
     )
 
 

@@ -33,6 +33,7 @@ from sidra.cli.train.running import (
     run_clock,
     run_remote,
     save_or_keep,
+    saving_into,
     stop_on_interrupt,
 )
 from sidra.training import CompareOptions, Comparison, MethodName, MethodResult
@@ -106,14 +107,15 @@ def compare(
                 write_atomically(folder / name, content)
 
         run = run_clock(board, server)
-        with (
-            job_board(board, server, holding="sidra train compare") as target,
-            stop_on_interrupt(console, "run") as stop,
-        ):
-            run.on(target)
-            comparison = compare_methods(target, data, options, on_result=on_result, stop=stop)
-        comparison.settings["dataset"] = dataset
-        save_or_keep(comparison.save, folder, "compare", run)
+        with saving_into(folder):  # its record grows run by run: shown running meanwhile
+            with (
+                job_board(board, server, holding="sidra train compare") as target,
+                stop_on_interrupt(console, "run") as stop,
+            ):
+                run.on(target)
+                comparison = compare_methods(target, data, options, on_result=on_result, stop=stop)
+            comparison.settings["dataset"] = dataset
+            save_or_keep(comparison.save, folder, "compare", run)
     if as_json:
         typer.echo(json.dumps(comparison.summary() | {"record": str(folder)}))
     else:
