@@ -273,9 +273,8 @@ class AsyncRemoteBoard(SizedCalls):
             found = await self.deployments.list()
         except (FailedPrecondition, Unsupported):  # no store, or a server before deployments
             found = []
-        deployed = [t for d in found if d.intact for t in d.tiles]
         own = None if self._session is None else self._session.id
-        return tile_use_of(await self.leases(), deployed, own)
+        return tile_use_of(await self.leases(), found, own)
 
     async def caller(self) -> Caller:
         """Who the server takes this client for, as the sync client's

@@ -250,9 +250,8 @@ class RemoteBoard(SizedCalls, Board):
             found = self.deployments.list()
         except (FailedPrecondition, Unsupported):  # no store, or a server before deployments
             found = []
-        deployed = [t for d in found if d.intact for t in d.tiles]
         own = None if self._session is None else self._session.id
-        return tile_use_of(self.leases(), deployed, own)
+        return tile_use_of(self.leases(), found, own)
 
     def caller(self) -> Caller:
         """Who the server takes this client for: principal, role, its token's dates, its

@@ -32,6 +32,7 @@ from sidra.drivers.types import TileUse
 from sidra.hil.v1 import session_pb2 as pb
 
 if TYPE_CHECKING:
+    from sidra.client.deployments import Deployment
     from sidra.client.remote import RemoteBoard
 
 __all__ = [
@@ -186,15 +187,16 @@ def list_leases(channel: grpc.Channel, timeout_s: float = 30.0) -> list[TileLeas
 
 
 def tile_use_of(
-    leases: Iterable[TileLease], deployed: Iterable[int], own_session: str | None
+    leases: Iterable[TileLease], deployments: Iterable[Deployment], own_session: str | None
 ) -> TileUse:
-    """What :meth:`RemoteBoard.tile_use` answers from the board's ``leases``, the tiles of
-    its intact deployments and the client's own session (whose leases are its own)."""
+    """What :meth:`RemoteBoard.tile_use` answers from the board's ``leases`` and
+    ``deployments`` (the intact ones' tiles) and the client's own session (whose leases
+    are its own)."""
     return TileUse(
         leased=frozenset(
             x.tile for x in leases if own_session is None or x.session_id != own_session
         ),
-        deployed=frozenset(deployed),
+        deployed=frozenset(t for d in deployments if d.intact for t in d.tiles),
     )
 
 
