@@ -276,6 +276,11 @@ class AsyncRemoteBoard(SizedCalls):
         own = None if self._session is None else self._session.id
         return tile_use_of(await self.leases(), found, own)
 
+    async def claim_tiles(self, tiles: Sequence[int]) -> None:
+        """Leases ``tiles`` now when the session leases tiles as used, as the sync
+        client's :meth:`~sidra.client.RemoteBoard.claim_tiles`."""
+        await self._lease_used(tuple(tiles))
+
     async def caller(self) -> Caller:
         """Who the server takes this client for, as the sync client's
         :meth:`~sidra.client.RemoteBoard.caller`."""

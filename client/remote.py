@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import SplitResult, urlsplit
@@ -252,6 +252,13 @@ class RemoteBoard(SizedCalls, Board):
             found = []
         own = None if self._session is None else self._session.id
         return tile_use_of(self.leases(), found, own)
+
+    def claim_tiles(self, tiles: Sequence[int]) -> None:
+        """Leases ``tiles`` now when the board's session leases tiles as used (a run
+        that placed its layers takes them before its first call; one AcquireLease for
+        those not held yet): a tile another session holds raises
+        :class:`~sidra.drivers.errors.LeaseHeld`."""
+        self._lease_used(tuple(tiles))
 
     def caller(self) -> Caller:
         """Who the server takes this client for: principal, role, its token's dates, its

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import uuid
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -114,6 +115,13 @@ class Board(BoardMethods):
         (:meth:`TileUse.order`), so it does not take a tile someone else holds while
         others are free. This default, a board this process alone uses: none."""
         return TileUse()
+
+    def claim_tiles(self, tiles: Sequence[int]) -> None:
+        """Takes ``tiles`` for this process before a run's first call to them: a served
+        board whose session leases tiles as used leases them now, all or none (a tile
+        another session took since :meth:`tile_use` was asked raises
+        :class:`~sidra.drivers.errors.LeaseHeld` naming its holder, and the run places
+        its layers again). This default, a board this process alone uses: nothing."""
 
     def run_step(self, step: Request) -> Any:
         """Runs one step of a sequence already validated against :attr:`info` (a step of

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import statistics
 from datetime import datetime
 from pathlib import Path
@@ -280,27 +281,58 @@ def test_a_run_still_saving_is_told_from_one_killed_and_its_folder_is_its_own(
     assert listed["ended"].startswith("unfinished at step "), listed
 
 
+@pytest.mark.parametrize("job", ["pat", "drift-recovery", "spsa", "mlp"])
+def test_every_run_from_here_is_refused_a_folder_another_run_saves_into(
+    job: str, tmp_path: Path
+) -> None:
+    """The folder is the running one's: nothing of the second run is written there, and
+    no board is opened for it."""
+    from sidra.training.run_lock import running_in
+
+    out = tmp_path / "runs" / "taken"
+    with running_in(out):
+        (out / "checkpoint.json").write_text("{}")
+        refused = run_sidra("train", job, "--board", "emu://?preset=ideal", "--dataset", "iris",
+                            "--out", str(out))  # fmt: skip
+        assert refused.returncode == 2, refused.stderr
+        assert "anotherrunissavingintoitnow" in unwrapped(refused.stderr)
+        assert sorted(p.name for p in out.iterdir()) == [".running.lock", "checkpoint.json"]
+
+
 def test_a_comparison_whose_record_grows_run_by_run_is_shown_running(tmp_path: Path) -> None:
+    """Its record is saved after every run: shown running while it does, stopped at its
+    last run when stopped, and unfinished, not finished, when killed part-way (its
+    settings name the runs it was to make)."""
     import signal
     import subprocess
 
     from tests.cli_support import SIDRA, file_written
 
-    out = tmp_path / "runs" / "methods"
-    run = subprocess.Popen(
-        [*SIDRA, "train", "compare", "--board", "emu://?preset=ideal", "--dataset", "iris",
-         "--budget", "200", "--method", "spsa", *(f"--seeds={s}" for s in range(200)),
-         "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+    def started(name: str) -> subprocess.Popen[str]:
+        out = tmp_path / "runs" / name
+        run = subprocess.Popen(
+            [*SIDRA, "train", "compare", "--board", "emu://?preset=ideal", "--dataset",
+             "iris", "--budget", "200", "--method", "spsa",
+             *(f"--seeds={s}" for s in range(200)), "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         file_written(out / "summary.json")(run)  # its first run is in the record
-        (listed,) = sidra_json("runs", "list", str(tmp_path / "runs"))
-        assert listed["ended"] == "running", listed
-        run.send_signal(signal.SIGINT)  # stops after the run under way, record kept
-        assert run.wait(timeout=120) == 130
+        return run
+
+    def ended(name: str) -> str:
+        listed = {row["name"]: row for row in sidra_json("runs", "list", str(tmp_path / "runs"))}
+        return str(listed[name]["ended"])
+
+    stopped, killed = started("stopped"), started("killed")
+    try:
+        assert re.fullmatch(r"running, saved at run \d+", ended("stopped")), ended("stopped")
+        stopped.send_signal(signal.SIGINT)  # stops after the run under way, record kept
+        assert stopped.wait(timeout=120) == 130
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=60)
     finally:
-        run.kill()
-        run.communicate()
-    (listed,) = sidra_json("runs", "list", str(tmp_path / "runs"))
-    assert listed["ended"].startswith("stopped at run "), listed
+        for run in (stopped, killed):
+            run.kill()
+            run.communicate()
+    assert ended("stopped").startswith("stopped at run "), ended("stopped")
+    assert re.fullmatch(r"unfinished at run \d+", ended("killed")), ended("killed")

@@ -32,7 +32,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.model import TrainedModel
 from sidra.training.options import PerturbationMode, SPSAOptions
-from sidra.training.placement import LayerShape, Placement, place, tile_order
+from sidra.training.placement import LayerShape, Placement, claimed, place
 from sidra.training.records import (
     Checkpoint,
     TrainingRecord,
@@ -133,7 +133,9 @@ class SPSAJob:
         self.on_step = on_step
         self.rng = np.random.default_rng(options.seed)
         earlier = None if going_on_from is None else going_on_from.settings
-        self.placement = spsa_placement(board.info, data, options, tile_order(board, earlier))
+        self.placement = claimed(
+            board, lambda order: spsa_placement(board.info, data, options, order), earlier
+        )
         self.layer = AnalogLinear(
             board,
             self.placement.of("layer"),

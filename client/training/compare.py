@@ -34,7 +34,7 @@ from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.board_spsa import minibatch_stream, train_softmax_spsa
-from sidra.training.compare_record import Comparison, MethodResult
+from sidra.training.compare_record import PLANNED_RUNS, Comparison, MethodResult
 from sidra.training.datasets import Dataset
 from sidra.training.eqprop import eqprop_placement, train_eqprop
 from sidra.training.estimators import (
@@ -62,7 +62,7 @@ from sidra.training.options import (
     PerturbationMode,
     SPSAOptions,
 )
-from sidra.training.placement import LayerShape, Placement, place, tile_order
+from sidra.training.placement import LayerShape, Placement, claimed, place
 from sidra.training.records import TrainingRecord
 from sidra.training.schedules import SPALL_ALPHA, powerseries
 from sidra.training.softmax import accuracy
@@ -118,8 +118,12 @@ def compare_methods(
         elif estimators is None:
             estimator = standard[EstimatorName(str(method))]
             runs[str(method)] = _estimator_run(board, data, o, str(method), estimator)
-    comparison = Comparison(o.settings() | {"job": "compare", "dataset": data.name})
     total = len(o.seeds) * len(runs)
+    # Its record is saved run by run: the runs it is to make tell one ended part-way
+    # (killed, its record then holding fewer) from one finished (sidra.training.saved_runs).
+    comparison = Comparison(
+        o.settings() | {"job": "compare", "dataset": data.name, PLANNED_RUNS: total}
+    )
     for seed in o.seeds:
         for run in runs.values():
             try:
@@ -186,7 +190,9 @@ def _estimator_run(
     def run(seed: int) -> MethodResult:
         """One estimator's run: as many steps as the budget buys, from zero weights."""
         shape = LayerShape("layer", data.features, data.classes)
-        tiles = place(board.info, [shape], allowed=o.tiles, order=tile_order(board))
+        tiles = claimed(
+            board, lambda order: place(board.info, [shape], allowed=o.tiles, order=order)
+        )
         layer = AnalogLinear(board, tiles.of("layer"), data.features, data.classes)
         rng = np.random.default_rng(seed)
         # Minibatches from a stream of their own: the evaluator draws them ahead, and

@@ -13,7 +13,11 @@ import numpy as np
 
 from sidra.training.records import STOPPED_AT
 
-__all__ = ["Comparison", "MethodResult", "MethodSummary"]
+__all__ = ["PLANNED_RUNS", "Comparison", "MethodResult", "MethodSummary"]
+
+PLANNED_RUNS = "planned_runs"
+"""The settings key of the runs a comparison is to make (seeds times methods): its record,
+saved after every run, holds fewer while it runs or when it ended part-way."""
 
 
 @dataclass(frozen=True, slots=True)

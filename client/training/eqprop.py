@@ -64,7 +64,7 @@ from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.model import SettleReadout, TrainedModel
 from sidra.training.options import EqPropOptions, Nudging
-from sidra.training.placement import Placement, chain, place, tile_order
+from sidra.training.placement import Placement, chain, claimed, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy
 from sidra.training.stopping import EpochsKept, stopped
@@ -298,7 +298,7 @@ def train_eqprop(
     saved = EpochCheckpoint.load(checkpoint, o, "eqprop", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
     earlier = None if saved is None else saved.settings
-    placement = eqprop_placement(board.info, data, o, tile_order(board, earlier))
+    placement = claimed(board, lambda order: eqprop_placement(board.info, data, o, order), earlier)
     widths = [data.features, *o.hidden, data.classes]
     layers, weights = [], []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):

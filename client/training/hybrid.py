@@ -24,7 +24,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.model import TrainedModel
 from sidra.training.options import LastLayerOptions
-from sidra.training.placement import LayerShape, Placement, place, tile_order
+from sidra.training.placement import LayerShape, Placement, claimed, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, cross_entropy, softmax
 from sidra.training.stopping import EpochsKept, stopped
@@ -183,8 +183,12 @@ def train_last_layer(
     o = options or LastLayerOptions()
     saved = EpochCheckpoint.load(checkpoint, o, "last-layer", dataset=data.name) if resume else None
     rng = np.random.default_rng(o.seed)
-    order = tile_order(board, None if saved is None else saved.settings)
-    features, head, w1 = _last_layer_tiles(board, data, o, rng, order)
+    tiles = claimed(
+        board,
+        lambda order: last_layer_placement(board.info, data.features, data.classes, o, order),
+        None if saved is None else saved.settings,
+    )
+    features, head, w1 = _last_layer_tiles(board, data, o, rng, tiles)
     placed = {"features": [b.tile for b in features.blocks], "head": [b.tile for b in head.blocks]}
     record = TrainingRecord(
         settings=o.settings() | {"job": "last-layer", "dataset": data.name, "placement": placed}
@@ -254,17 +258,16 @@ def _last_layer_tiles(
     data: Dataset,
     o: LastLayerOptions,
     rng: np.random.Generator,
-    order: Sequence[int],
+    tiles: Placement,
 ) -> tuple[AnalogLinear, AnalogLinear, Array]:
-    """The feature and head layers (on tiles taken in ``order`` when free to choose), and
-    the random feature weights [W1; b1] (drawn first from ``rng``)."""
+    """The feature and head layers on ``tiles`` (:func:`last_layer_placement`), and the
+    random feature weights [W1; b1] (drawn first from ``rng``)."""
     n_in = data.features
     w1 = np.vstack(
         [rng.normal(0, 1 / np.sqrt(n_in), (n_in, o.hidden)), rng.normal(0, 0.5, (1, o.hidden))]
     ).astype(np.float32)
     # The feature range is the largest weight the tile holds (the bias too, on the array).
     analog_rows = n_in + int(not o.digital_bias)
-    tiles = last_layer_placement(board.info, n_in, data.classes, o, order)
     features = AnalogLinear(
         board,
         tiles.of("features"),

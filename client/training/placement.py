@@ -10,23 +10,26 @@ with a message naming the layer, its size and what the board has left for it.
 
 A run allowed any tile takes the board's tiles in :func:`tile_order`: on a shared
 board, those nobody else uses first (``Board.tile_use``), so a second user's run
-goes to a free tile instead of being refused at the first one, taken.
+goes to a free tile instead of being refused at the first one, taken. :func:`claimed`
+places a run's layers so and takes their tiles at once; another client that took one
+of them since the board was asked makes it ask and place again.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidra.drivers import Board, BoardInfo
+from sidra.drivers import Board, BoardInfo, LeaseHeld
 
 __all__ = [
     "LayerShape",
     "Placement",
     "PlacementError",
     "chain",
+    "claimed",
     "place",
     "resumed_order",
     "tile_order",
@@ -113,6 +116,37 @@ def tile_order(board: Board, going_on_from: Mapping[str, Any] | None = None) -> 
     (``Board.tile_use``; a board this process alone uses: 0 first)."""
     count = board.info.tile_count
     return resumed_order(going_on_from, count) or board.tile_use().order(count)
+
+
+CLAIM_TRIES = 3
+"""How often a run places its layers anew when a tile it chose was taken meanwhile."""
+
+
+def claimed(
+    board: Board,
+    place_in: Callable[[tuple[int, ...]], Placement],
+    going_on_from: Mapping[str, Any] | None = None,
+) -> Placement:
+    """A run's layers placed by ``place_in`` given the board's :func:`tile_order`, their
+    tiles taken at once (``Board.claim_tiles``: a served board's session leases them).
+
+    The tiles in use are asked before the lease, so another client may lease one of
+    them in between: the board is then asked again and the layers placed anew, up to
+    :data:`CLAIM_TRIES` times. :class:`~sidra.drivers.errors.LeaseHeld` when the new
+    placement is the one refused (the tiles were named, or no other tile is left)."""
+    refused: Placement | None = None
+    tries = 0
+    while True:
+        placement = place_in(tile_order(board, going_on_from))
+        tries += 1
+        try:
+            board.claim_tiles(placement.used)
+        except LeaseHeld:
+            if placement == refused or tries == CLAIM_TRIES:
+                raise
+            refused = placement
+        else:
+            return placement
 
 
 def resumed_order(settings: Mapping[str, Any] | None, tile_count: int) -> tuple[int, ...]:

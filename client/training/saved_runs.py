@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sidra.training.compare_record import PLANNED_RUNS
 from sidra.training.provenance import read_provenance
 from sidra.training.records import (
     CHECKPOINT_FILE,
@@ -135,18 +136,25 @@ class SavedRun:
         ``unfinished at step 940`` (ended without its record), or ``running, saved at step
         940`` while its process still saves into the folder (a comparison's growing record:
         ``running``)."""
-        if self.running and self.unfinished_at is None:
-            return "running"
-        if self.unfinished_at is not None:
-            if self.running:
-                return f"running, saved at {self.unfinished_at}"
-            return f"unfinished at {self.unfinished_at}"
         for key, value in self.settings.items():
             if key.startswith(STOPPED_AT):
                 return f"stopped at {key.removeprefix(STOPPED_AT)} {value}"
+        at = self.unfinished_at or self._runs_short_of_planned()
+        if at is not None:
+            return f"running, saved at {at}" if self.running else f"unfinished at {at}"
+        if self.running:
+            return "running"
         if f"{INTERRUPTED}at_epoch" in self.settings:
             return f"interrupted at epoch {self.settings[f'{INTERRUPTED}at_epoch']}"
         return "finished"
+
+    def _runs_short_of_planned(self) -> str | None:
+        """``run 3`` for a comparison's record of 3 runs of more it was to make (saved run
+        by run: still running, or ended part-way without a stop); else None."""
+        planned, runs = self.settings.get(PLANNED_RUNS), self.summary.get("runs")
+        if isinstance(planned, int) and isinstance(runs, list) and len(runs) < planned:
+            return f"run {len(runs)}"
+        return None
 
     @property
     def board(self) -> str:

@@ -20,8 +20,10 @@ from sidra.drivers.requests import ProgramRequest
 from sidra.training import SPSAOptions, train_softmax_spsa
 from sidra.training.datasets import load_dataset
 from sidra.training.placement import (
+    CLAIM_TRIES,
     LayerShape,
     PlacementError,
+    claimed,
     place,
     resumed_order,
     tile_order,
@@ -102,6 +104,53 @@ def test_a_second_training_run_goes_to_a_free_tile(tmp_path: Path) -> None:
         )  # fmt: skip
         assert named.returncode == 1
         assert "held by local's session 'first run'" in " ".join(named.stderr.split())
+
+
+def test_a_tile_another_client_leases_after_the_run_asked_is_placed_around(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which tiles are in use is asked before the run leases any: another client may
+    take one in between. The run then asks again and places its layers anew, up to
+    CLAIM_TRIES times, and names the holder when no placement is left to try."""
+    layer = [LayerShape("layer", 64, 10)]
+    with (
+        serving(tmp_path / "state.sqlite3") as address,
+        connect(address) as other,
+        other.session(label="racer", ttl_s=60) as racer,
+        connect(address) as run,
+        run.session(label="mine", lease_as_used=True) as mine,
+    ):
+        asked = run.tile_use
+        calls: list[TileUse] = []
+        races = [1]  # how many more answers the racer beats
+
+        def then_taken() -> TileUse:
+            """The real answer; then the racer leases the first tile it calls free."""
+            use = asked()
+            calls.append(use)
+            if races[0] > 0:
+                races[0] -= 1
+                racer.lease([use.order(run.info.tile_count)[0]])
+            return use
+
+        monkeypatch.setattr(run, "tile_use", then_taken)
+        placement = claimed(run, lambda order: place(run.info, layer, order=order))
+        assert placement.used == (1,) and len(calls) == 2
+        assert mine.state.tiles == (1,)  # leased before any call to it
+        assert [lease.tile for lease in run.leases()] == [0, 1]
+
+        # Named tiles are placed the same when asked again: the holder is named then.
+        calls.clear()
+        with pytest.raises(LeaseHeld, match="'racer'"):
+            claimed(run, lambda order: place(run.info, layer, allowed=(0,), order=order))
+        assert len(calls) == 2
+        # A racer that beats every answer: the run gives up after CLAIM_TRIES, naming it.
+        mine.release([1])
+        calls.clear()
+        races[0] = CLAIM_TRIES
+        with pytest.raises(LeaseHeld, match="'racer'"):
+            claimed(run, lambda order: place(run.info, layer, order=order))
+        assert len(calls) == CLAIM_TRIES and mine.state.tiles == ()
 
 
 def test_a_job_given_no_tiles_claims_free_ones(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from sidra.cli.train.running import (
 )
 from sidra.training import CompareOptions, Comparison, MethodName, MethodResult
 from sidra.training.atomic_files import write_atomically
+from sidra.training.compare_record import PLANNED_RUNS
 
 __all__ = ["compare"]
 
@@ -85,19 +86,21 @@ def compare(
     console = Console(stderr=as_json)
     queue_needs_remote_job(queue, remote_job, priority)
     folder = record_folder(out, "compare")
+    total = len(options.seeds) * len(options.methods)
+    settings = options.settings() | {"job": "compare", "dataset": dataset, PLANNED_RUNS: total}
     stop: StopRequest | None = None  # a --remote-job is stopped by cancelling it
     if remote_job:
         summary = run_remote(
             server, "compare", options, dataset, folder, console, queue=queue, priority=priority
         )
         runs = [MethodResult(**r) for r in summary["runs"]]
-        comparison = Comparison(options.settings() | {"job": "compare", "dataset": dataset}, runs)
+        comparison = Comparison(settings, runs)
         comparison.plot(folder / "plot.png")
     else:
         data = dataset_named(dataset)
         # Every finished run is in the record at once (runs.csv, summary.json): a long
         # comparison stopped midway keeps what it measured.
-        partial = Comparison(options.settings() | {"job": "compare", "dataset": dataset})
+        partial = Comparison(settings)
 
         def on_result(r: MethodResult) -> None:
             console.log(f"{r.name}, seed {r.seed}: {100 * r.test_accuracy:.2f} %")
@@ -120,7 +123,6 @@ def compare(
         typer.echo(json.dumps(comparison.summary() | {"record": str(folder)}))
     else:
         _print_comparison(comparison, options, dataset, folder, console)
-    total = len(options.seeds) * len(options.methods)
     exit_if_stopped(
         comparison.settings, total, console, kept="the record holds the runs so far", stop=stop
     )

@@ -31,6 +31,7 @@ from sidra.cli.train.running import (
     run_clock,
     run_remote,
     save_or_keep,
+    saving_into,
     stop_on_interrupt,
     summary_text,
 )
@@ -102,22 +103,24 @@ def drift_recovery_command(
         )
     else:
         data = dataset_named(dataset)
-        run = run_clock(board, server)
-        with (
-            job_board(board, server, holding="sidra train drift-recovery") as target,
-            stop_on_interrupt(console, "retraining epoch") as stop,
-        ):
-            console.print(
-                f"drift recovery: digital training, deployment, {options.age_days:g} days of "
-                f"ageing, {options.epochs} retraining epochs (Ctrl-C stops after the retraining "
-                "epoch under way)",
-                soft_wrap=True,  # one line, however wide the terminal
-            )
-            run.on(target)
-            summary = drift_recovery(target, data, options, stop=stop).summary()
-        summary |= {"dataset": data.name}
-        files = recovery_files(options, data.name, summary)
-        folder = save_or_keep(functools.partial(_write, files), record_folder(out, JOB), JOB, run)
+        folder = record_folder(out, JOB)
+        with saving_into(folder):  # runs list shows it running; another run is refused it
+            run = run_clock(board, server)
+            with (
+                job_board(board, server, holding="sidra train drift-recovery") as target,
+                stop_on_interrupt(console, "retraining epoch") as stop,
+            ):
+                console.print(
+                    f"drift recovery: digital training, deployment, {options.age_days:g} days "
+                    f"of ageing, {options.epochs} retraining epochs (Ctrl-C stops after the "
+                    "retraining epoch under way)",
+                    soft_wrap=True,  # one line, however wide the terminal
+                )
+                run.on(target)
+                summary = drift_recovery(target, data, options, stop=stop).summary()
+            summary |= {"dataset": data.name}
+            files = recovery_files(options, data.name, summary)
+            folder = save_or_keep(functools.partial(_write, files), folder, JOB, run)
         summary |= {"record": str(folder)}
     if as_json:
         typer.echo(json.dumps(summary))

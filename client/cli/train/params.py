@@ -12,6 +12,7 @@ import typer
 from sidra.cli.completion import board_urls
 from sidra.cli.options import TLS_URL_HELP, Priority
 from sidra.training.records import earlier_record
+from sidra.training.run_lock import RUN_LOCK, is_running
 
 __all__ = [
     "ANY_TILE",
@@ -65,7 +66,14 @@ def usable_folder(ctx: typer.Context, out: Path | None) -> Path | None:
 def keeps_no_record(out: Path, hint: str = "", also: tuple[str, ...] = ()) -> None:
     """BadParameter when ``out`` holds an earlier run's record (or one of the files
     ``also`` names: a checkpoint): written over, it would be lost. ``hint``: what else
-    the command offers (``or --resume to go on from it``)."""
+    the command offers (``or --resume to go on from it``). A folder another run is
+    saving into now is said so first: going on from it would write over that run."""
+    if is_running(out):
+        raise typer.BadParameter(
+            f"got {out}: another run is saving into it now ({RUN_LOCK} held); name "
+            f"another folder, or wait for that run to end",
+            param_hint="'--out'",
+        )
     held = earlier_record(out, also)
     if held is not None:
         raise typer.BadParameter(

@@ -39,6 +39,7 @@ from sidra.cli.train.running import (
     record_folder,
     run_clock,
     saving_interval_s,
+    saving_into,
     stop_on_interrupt,
     submitted,
 )
@@ -136,43 +137,44 @@ def pat(
     data = dataset_named(dataset)
     # A profile given is read before the board is opened: a bad one touches no board.
     twin = None if profile is None else _twin_from(profile)
-    run = run_clock(board, server)
-    with (
-        keeping_lost_epochs(dataset, "pat", folder, options.epochs, as_json, console, run),
-        job_board(board, server, holding="sidra train pat") as target,
-    ):
-        run.on(target)
-        if profile is None:
-            source = _characterized(target, folder / "twin.toml", console)
-        else:
-            source = profile
-        twin = twin or _twin_from(source)
+    with saving_into(folder):  # runs list shows it running; another run is refused it
+        run = run_clock(board, server)
         with (
-            twin_emulator(source, options) as on_twin,
-            progress_bar(console) as progress,
-            stop_on_interrupt(console, "epoch") as stop,
+            keeping_lost_epochs(dataset, "pat", folder, options.epochs, as_json, console, run),
+            job_board(board, server, holding="sidra train pat") as target,
         ):
-            task = progress.add_task("pat", total=options.epochs, status="")
-            try:
-                record = train_pat(
-                    target,
-                    twin,
-                    data,
-                    options,
-                    twin_board=on_twin,
-                    on_epoch=epoch_status(progress, task),
-                    stop=stop,
-                    checkpoint=folder / CHECKPOINT,
-                    resume=resume,
-                    checkpoint_every_s=saving_every_s,
-                )
-            except RunInterrupted as lost:  # kept (keeping_lost_epochs), saying its twin
-                assert lost.record is not None
-                _name_twin(lost.record, source, options)
-                raise
-    _name_twin(record, source, options)
-    finish(record, dataset, "pat", folder, as_json, console, run)
-    drop_finished_checkpoint(record.settings, folder)
+            run.on(target)
+            if profile is None:
+                source = _characterized(target, folder / "twin.toml", console)
+            else:
+                source = profile
+            twin = twin or _twin_from(source)
+            with (
+                twin_emulator(source, options) as on_twin,
+                progress_bar(console) as progress,
+                stop_on_interrupt(console, "epoch") as stop,
+            ):
+                task = progress.add_task("pat", total=options.epochs, status="")
+                try:
+                    record = train_pat(
+                        target,
+                        twin,
+                        data,
+                        options,
+                        twin_board=on_twin,
+                        on_epoch=epoch_status(progress, task),
+                        stop=stop,
+                        checkpoint=folder / CHECKPOINT,
+                        resume=resume,
+                        checkpoint_every_s=saving_every_s,
+                    )
+                except RunInterrupted as lost:  # kept (keeping_lost_epochs), saying its twin
+                    assert lost.record is not None
+                    _name_twin(lost.record, source, options)
+                    raise
+        _name_twin(record, source, options)
+        finish(record, dataset, "pat", folder, as_json, console, run)
+        drop_finished_checkpoint(record.settings, folder)
     # Stopped on the twin or in silico, the run was deployed: nothing to go on from.
     going_on = folder if (folder / CHECKPOINT).is_file() else None
     exit_if_stopped(record.settings, options.epochs, console, resume=going_on, stop=stop)
