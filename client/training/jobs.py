@@ -13,6 +13,7 @@ refuses the job with an error naming the extra, rather than failing mid-run.
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import threading
@@ -119,6 +120,13 @@ def claim_order(tile_count: int, use: TileUse | None, resume: bytes | None) -> t
     return () if use is None else use.order(tile_count)
 
 
+@functools.lru_cache(maxsize=len(BUNDLED))
+def _placed_shape(dataset: str) -> Dataset:
+    """``dataset`` loaded once for placing jobs on it (its features and classes): the
+    queue places a waiting job again every pass while its tiles are held."""
+    return load_dataset(dataset)
+
+
 class TrainingJobs:
     """The training jobs a service can run (the ``sidra.jobs`` entry point)."""
 
@@ -159,19 +167,19 @@ class TrainingJobs:
         first, any other those ``use`` says nobody else uses (:func:`tile_order`)."""
         order = claim_order(info.tile_count, use, resume)
         if isinstance(options, SPSAOptions):
-            return spsa_placement(info, load_dataset(dataset), options, order).of("layer"), False
+            return spsa_placement(info, _placed_shape(dataset), options, order).of("layer"), False
         if isinstance(options, CompareOptions):
-            return compare_tiles(info, load_dataset(dataset), options, order), False
+            return compare_tiles(info, _placed_shape(dataset), options, order), False
         if isinstance(options, LastLayerOptions):
-            data = load_dataset(dataset)
+            data = _placed_shape(dataset)
             placed = last_layer_placement(info, data.features, data.classes, options, order)
             return placed.used, False
         if isinstance(options, MLPOptions):
-            return mlp_placement(info, load_dataset(dataset), options, order).used, False
+            return mlp_placement(info, _placed_shape(dataset), options, order).used, False
         if isinstance(options, FFOptions):
-            return ff_placement(info, load_dataset(dataset), options, order).used, False
+            return ff_placement(info, _placed_shape(dataset), options, order).used, False
         if isinstance(options, EqPropOptions):
-            return eqprop_placement(info, load_dataset(dataset), options, order).used, False
+            return eqprop_placement(info, _placed_shape(dataset), options, order).used, False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     resumable: tuple[str, ...] = RESUMABLE

@@ -199,7 +199,7 @@ class JobManager:
         self._pruned_s = -math.inf
         self._queue = JobQueue(self._waiting, self._try_start, self._waits,
                                lambda: self._stopping, self._running_by_principal,
-                               self._last_start_of)  # fmt: skip
+                               self._last_start_of, self._queued_placed_again)  # fmt: skip
         # principal -> when it last started a job, Unix s: the queue's turns, kept over
         # restarts (the jobs' start times are in the store)
         self._last_start: dict[str, float] = {}
@@ -254,11 +254,11 @@ class JobManager:
         with self._reserved(principal):
             return self._start(records, runner, principal, job, lease_wait_s)
 
-    def _tile_use(self) -> TileUse:
+    def _tile_use(self, but: str = "") -> TileUse:
         """Which tiles others use now, for a job given none to take the others first: the
-        tiles leased (the job's own session is not open yet) or claimed by a queued job,
-        and those holding an intact deployment."""
-        queued = [tile for waiting in self._waiting() for tile in waiting.tiles]
+        tiles leased (the job's own session is not open yet) or claimed by a queued job
+        (but job ``but``), and those holding an intact deployment."""
+        queued = [t for w in self._waiting() if w.job_id != but for t in w.tiles]
         leased = frozenset(h.tile for h in self.keeper.registry.holders()) | set(queued)
         deployed: frozenset[int] = frozenset()
         if self.records is not None:
@@ -444,6 +444,8 @@ class JobManager:
         if self._protected_since_queued(live, waiting):
             return "not queued any more"
         held = [h for h in self.keeper.registry.holders() if h.tile in waiting.tiles]
+        if held and (moved := self._placed_again(live, waiting)) is not None:
+            waiting, held = moved, []
         if held:
             first = held[0]
             return (
@@ -491,6 +493,54 @@ class JobManager:
         self.on_queue_wait(max(row.started_unix_s - row.submitted_unix_s, 0.0))
         self._launch(live, self._runner_or_refuse())
         return ""
+
+    def _queued_placed_again(self, waiting: Waiting) -> Waiting | None:
+        """The queue's ``place_again``: :meth:`_placed_again` of a job still queued."""
+        with self._changed:
+            live = self._live.get(waiting.job_id)
+        if live is None or live.row.state != "queued":
+            return None
+        return self._placed_again(live, waiting)
+
+    def _placed_again(self, live: LiveJob, waiting: Waiting) -> Waiting | None:
+        """A queued job whose tiles another session holds when its turn comes, placed
+        again as a submission now would place it (a job given no tiles takes the tiles
+        nobody uses first): the new tiles when they differ, and none of them is leased,
+        waited for by another queued job or protected from its principal. None when it
+        keeps waiting for its own: tiles its options name or its checkpoint ran on are
+        placed the same again, and a job of the whole board needs every tile."""
+        row = live.row
+        if row.whole_board:
+            return None
+        info = self.servicer.board.info
+        try:
+            tiles, _ = self._runner_or_refuse().claim(
+                row.kind, live.options, row.dataset, info, self._tile_use(but=row.id),
+                live.resume,
+            )  # fmt: skip
+        except (ValueError, SidraError) as exc:  # checked at submission; a runner since
+            log.warning("job %s: not placed again while queued: %s", row.id, exc)
+            return None
+        wanted = frozenset(tiles)
+        if wanted == waiting.tiles:
+            return None
+        leased = {h.tile for h in self.keeper.registry.holders()}
+        awaited = {t for w in self._waiting() if w.job_id != row.id for t in w.tiles}
+        if wanted & (leased | awaited):
+            return None
+        protections = self.servicer.protections
+        if protections is not None:
+            try:
+                protections.check_tiles(sorted(wanted), row.principal, admin=False)
+            except FailedPrecondition:
+                return None
+        with self._changed:
+            if row.state != "queued":
+                return None
+            before, row.tiles = row.tiles, tuple(tiles)
+        log.info("job %s of %s: tiles %s held, placed again on free tiles %s", row.id,
+                 row.principal, list(before), list(tiles))  # fmt: skip
+        return dataclasses.replace(waiting, tiles=wanted)
 
     def _protected_since_queued(self, live: LiveJob, waiting: Waiting) -> bool:
         """Ends ``live`` failed, before anything ran, when one of its tiles came to hold

@@ -10,9 +10,12 @@ job ends the next principal in turn starts, not the same one again.
 
 A job that waits for tiles keeps them from every job after it, so a job of the whole
 board is not starved by a stream of small ones that each find their tiles free; a job
-after it whose tiles no job ahead needs may start first. A job that waits only for its
-principal's ``max_jobs`` keeps no tiles (one principal's backlog does not hold up the
-others).
+after it whose tiles no job ahead needs may start first. A job given no tiles whose
+tiles a job ahead keeps (or another session leases) is placed again where a submission
+now would place it, when that is on tiles nobody leases or waits for
+(``place_again``), rather than wait behind for the tiles it happened to be given.
+A job that waits only for its principal's ``max_jobs`` keeps no tiles (one
+principal's backlog does not hold up the others).
 
 :class:`JobQueue` runs passes: when asked (:meth:`JobQueue.kick`: a job ended, one was
 queued or cancelled) and every :data:`QUEUE_POLL_S` while jobs wait (a lease a client
@@ -82,16 +85,22 @@ def queue_pass(
     try_start: Callable[[Waiting], str],
     running: Mapping[str, int] | None = None,
     last_start: Mapping[str, float] | None = None,
+    place_again: Callable[[Waiting], Waiting | None] | None = None,
 ) -> dict[str, str]:
     """One pass: ``try_start`` each job whose tiles no job ahead of it keeps, in the
     order of :func:`queue_order` (``try_start`` returns "" once started, else what the
     job waits for); returns what each job not started waits for, by id, as "queued, N
-    ahead: reason"."""
+    ahead: reason". A job whose tiles one ahead keeps is tried on the tiles
+    ``place_again`` gives it (none it waits for; None: it stays behind)."""
     ordered = queue_order(waiting, running or {}, last_start)
     kept: set[int] = set()
     reasons: dict[str, str] = {}
     ahead = 0
     for job in ordered:
+        if job.tiles & kept and place_again is not None:
+            moved = place_again(job)
+            if moved is not None and not moved.tiles & kept:
+                job = moved
         if job.tiles & kept:
             why = BEHIND
         else:
@@ -119,6 +128,7 @@ class JobQueue:
         stopping: Callable[[], bool],
         running: Callable[[], Mapping[str, int]] = dict,
         last_start: Callable[[], Mapping[str, float]] = dict,
+        place_again: Callable[[Waiting], Waiting | None] | None = None,
     ) -> None:
         self._waiting = waiting
         self._running = running
@@ -126,6 +136,7 @@ class JobQueue:
         self._try_start = try_start
         self._waits = waits
         self._stopping = stopping
+        self._place_again = place_again
         self._passing = threading.Lock()  # one pass at a time
         self._kicked = threading.Event()
         self._lock = threading.Lock()
@@ -139,7 +150,8 @@ class JobQueue:
             waiting = self._waiting()
             if waiting:
                 turns = self._running(), self._last_start()
-                self._waits(queue_pass(waiting, self._try_start, *turns))
+                reasons = queue_pass(waiting, self._try_start, *turns, self._place_again)
+                self._waits(reasons)
 
     def kick(self) -> None:
         """Something changed (a job ended, one was queued or cancelled): pass soon, and

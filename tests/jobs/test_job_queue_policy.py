@@ -119,3 +119,28 @@ def test_a_higher_priority_goes_before_turns_and_submission() -> None:
     # The urgent job takes tile 0; Bob's plain one waits for it, the polite one starts.
     assert board.tried == ["urgent", "plain", "polite"]
     assert reasons == {"plain": "queued, 0 ahead: tiles [0] leased"}
+
+
+def test_a_job_free_to_move_is_tried_on_the_tiles_placed_again_not_kept_behind() -> None:
+    """A waits for tile 0. B was given tile 0 too, but no tile by its options: placed
+    again on tile 2, it starts there. C, placed again on tile 0 (kept by A), stays
+    behind; D, which may not move, is never placed again."""
+    from dataclasses import replace
+
+    board = Board(leased={0})
+    moves = {"B": frozenset({2}), "C": frozenset({0})}
+    asked: list[str] = []
+
+    def place_again(job: Waiting) -> Waiting | None:
+        asked.append(job.job_id)
+        return replace(job, tiles=moves[job.job_id]) if job.job_id in moves else None
+
+    waiting = [_job("A", 1.0, 0), _job("B", 2.0, 0), _job("C", 3.0, 0, 1), _job("D", 4.0, 0)]
+    reasons = queue_pass(waiting, board.try_start, place_again=place_again)
+    assert asked == ["B", "C", "D"]  # only those whose tiles a job ahead keeps
+    assert board.tried == ["A", "B"] and board.leased == {0, 2}
+    assert reasons == {
+        "A": "queued, 0 ahead: tiles [0] leased",
+        "C": f"queued, 1 ahead: {BEHIND}",
+        "D": f"queued, 2 ahead: {BEHIND}",
+    }

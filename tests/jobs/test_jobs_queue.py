@@ -92,6 +92,33 @@ def test_a_queued_job_waits_for_its_tiles_and_starts_when_they_are_free(tmp_path
         assert client.jobs.wait(free.job_id).state == "succeeded"
 
 
+def test_a_queued_job_given_no_tiles_starts_on_the_first_tile_that_frees(
+    tmp_path: Path,
+) -> None:
+    """Queued while every tile was leased, it was placed on tile 0; tile 2 frees first:
+    it is placed again there and starts, instead of waiting on for tile 0. A job whose
+    options name its tile keeps waiting for it."""
+    with (
+        serving(tmp_path / "s.sqlite3", limits=LimitsSettings(max_jobs=4)) as address,
+        connect(address) as client,
+        connect(address) as other,
+        other.session(label="bench", ttl_s=60) as bench,
+    ):
+        bench.lease([0, 1, 2, 3])
+        named = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        anywhere = client.jobs.submit("spsa", SHORT, dataset="iris", queue=True)
+        assert anywhere.state == "queued" and anywhere.tiles == (0,)
+        bench.release([2])
+        _until(lambda: _state(client, anywhere.job_id) != "queued")
+        ended = client.jobs.wait(anywhere.job_id)
+        assert ended.state == "succeeded", ended.message
+        assert ended.tiles == (2,)
+        assert ended.summary is not None and ended.summary["placement"] == {"layer": [2]}
+        assert client.jobs.get(named.job_id).state == "queued"  # its own tile 0, still held
+        assert client.jobs.get(named.job_id).tiles == (0,)
+        client.jobs.cancel(named.job_id)
+
+
 def test_a_job_of_the_whole_board_is_not_starved_by_later_small_ones(tmp_path: Path) -> None:
     limits = LimitsSettings(max_jobs=4)
     with serving(tmp_path / "s.sqlite3", limits=limits) as address, connect(address) as client:
