@@ -91,6 +91,7 @@ def test_refusals_name_the_option_or_field_and_leave_the_board_unwritten(
     np.save(tmp_path / "t.npy", np.full((2, 2), 90.0, np.float32))  # beyond the window
     np.save(tmp_path / "bad.npy", np.array(["a", "b"]))
     np.savez(tmp_path / "z.npz", X=np.zeros(3))
+    np.save(tmp_path / "v64.npy", np.full((4, 64), 0.1, np.float32))
     (tmp_path / "taken.npy").write_bytes(b"")
     cases = {
         ("board", "program", url): "give one of --targets FILE and --fill-us VALUE",
@@ -108,6 +109,11 @@ def test_refusals_name_the_option_or_field_and_leave_the_board_unwritten(
             "got dtype <U1, expected real numbers",
         ("board", "mvm", url, "--inputs", str(tmp_path / "z.npz")):
             "got an .npz archive, expected an .npy",
+        ("board", "mvm", url, "--inputs", str(tmp_path / "v64.npy"), "--region", "8,0"):
+            "holds 64 inputs per vector; rows 8..255 cols 0..255 takes 248, one per row it "
+            "drives (--region 8,0,64,256 drives 64 rows)",
+        ("board", "mvm", url, "--inputs", str(tmp_path / "v64.npy"), "--transpose"):
+            "takes 256, one per column it drives (--region 0,0,256,64 drives 64 columns)",
         ("board", "read", url, "--out", str(tmp_path / "taken.npy")): "which exists",
         ("board", "read", url, "--plot", str(tmp_path / "g.gif")): "expected a file ending",
         ("board", "read", url, "--tile", "99"): "tile",
@@ -147,3 +153,11 @@ def test_wear_counts_the_writes_calibrate_sets_a_gain_and_clock_ages_a_served_bo
     assert aged["cell_writes"] == board.stats().cell_writes >= 6
     shown = run_sidra("board", "clock", url)
     assert shown.returncode == 0 and "(1.00 days)" in shown.stdout
+    # A bench names its board once; a URL on the line still wins.
+    bench = run_sidra("board", "clock", env={"SIDRA_BOARD": url})
+    assert bench.returncode == 0 and "(1.00 days)" in bench.stdout, bench.stderr
+    elsewhere = run_sidra("board", "clock", "emu://?preset=ideal", env={"SIDRA_BOARD": url})
+    assert elsewhere.returncode == 0 and "(1.00 days)" not in elsewhere.stdout
+    missing = run_sidra("board", "read", env={"SIDRA_BOARD": ""})
+    assert missing.returncode == 2
+    assert "Missingargument'url'.Nameit,orsetSIDRA_BOARD." in unwrapped(missing.stderr)

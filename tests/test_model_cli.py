@@ -97,6 +97,48 @@ def test_predict_classifies_raw_samples_as_the_model_does_in_process(
     assert again.returncode == 2 and "whichexists;nameanewfile" in unwrapped(again.stderr)
 
 
+def test_predict_reads_and_writes_csv_as_a_spreadsheet_exports_and_reads_it(
+    trained: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    """A header line, one sample per line in, a line per sample out in the same order:
+    the same classes and scores as the .npz answer of the same samples."""
+    import csv
+
+    from sklearn.datasets import load_digits
+
+    model, _ = trained
+    raw = load_digits().data[:20]
+    np.save(tmp_path / "x.npy", raw)
+    lines = [",".join(f"pixel{i}" for i in range(64))]
+    lines += [",".join(f"{v:g}" for v in row) for row in raw]
+    (tmp_path / "x.csv").write_text("\ufeff" + "\r\n".join(lines) + "\r\n\r\n")
+    for inputs, out in (("x.npy", "y.npz"), ("x.csv", "y.csv")):
+        done = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / inputs),
+                         "--out", str(tmp_path / out), "--board", IDEAL.format(4))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    with (tmp_path / "y.csv").open(newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    assert header[:2] == ["label", "class"] and header[2:] == [f"logits_{k}" for k in range(10)]
+    with np.load(tmp_path / "y.npz") as held:
+        assert [int(r[1]) for r in rows] == held["classes"].tolist()
+        assert [r[0] for r in rows] == held["labels"].tolist()
+        np.testing.assert_allclose(np.array([r[2:] for r in rows], float), held["logits"])
+
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,x\n")
+    (tmp_path / "ragged.csv").write_text("1,2,3\n4,5\n")
+    cases = {
+        ("--inputs", "bad.csv", "--out", "p.csv"): "bad.csvline3,column2:got'x',expectedanumber",
+        ("--inputs", "ragged.csv", "--out", "p.csv"): "line2:got2values,expected3",
+        ("--inputs", "x.csv", "--out", "p.txt"): "'--out':got",
+    }
+    for (a, inputs, b, out), message in cases.items():
+        refused = run_sidra("model", "predict", str(model), a, str(tmp_path / inputs), b,
+                            str(tmp_path / out), "--board", IDEAL.format(4))  # fmt: skip
+        assert refused.returncode == 2 and message in unwrapped(refused.stderr), refused.stderr
+        assert not (tmp_path / out).exists()
+    assert "expectedafileending.npzor.csv" in unwrapped(refused.stderr)
+
+
 def test_bad_files_and_samples_are_refused_naming_them(
     trained: tuple[Path, dict[str, object]], tmp_path: Path
 ) -> None:

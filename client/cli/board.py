@@ -27,8 +27,7 @@ from sidra.cli.board_cells import (
     wear_cells,
 )
 from sidra.cli.board_scan import scan
-from sidra.cli.completion import board_urls
-from sidra.cli.options import AsJson, Preset
+from sidra.cli.options import AsJson, BoardArg, Preset
 from sidra.drivers import SidraError
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
 from sidra.emulator import DEFAULT_PRESET, load_profile, preset
@@ -159,12 +158,7 @@ def serve(
 
 @board_app.command("probe")
 def probe(
-    url: Annotated[
-        str,
-        typer.Argument(
-            help="Board URL: emu://, serial://, pcie://, grpc://...", autocompletion=board_urls
-        ),
-    ],
+    url: BoardArg,
     as_json: AsJson = False,
 ) -> None:
     """Print a board's identification, capabilities and link state (exit 1 if unreachable)."""
@@ -190,12 +184,7 @@ board_app.command("clock")(clock)
 
 @board_app.command("characterize")
 def characterize_board(
-    url: Annotated[
-        str,
-        typer.Argument(
-            help="Board URL: emu://, serial://, pcie://, grpc://...", autocompletion=board_urls
-        ),
-    ],
+    url: BoardArg,
     out: Annotated[Path, typer.Option(help="Where to write the profile (.toml).")],
     tile: Annotated[int, typer.Option(min=0, help="Tile the block statistics run on.")] = 0,
     block: Annotated[
@@ -237,12 +226,7 @@ def characterize_board(
 
 @board_app.command("compare")
 def compare_board(
-    url: Annotated[
-        str,
-        typer.Argument(
-            help="Board URL: emu://, serial://, pcie://, grpc://...", autocompletion=board_urls
-        ),
-    ],
+    url: BoardArg,
     profile: Annotated[Path, typer.Option(help="The twin's profile (sidra board characterize).")],
     tile: Annotated[int, typer.Option(min=0, help="Tile the workload runs on.")] = 0,
     block: Annotated[int, typer.Option(min=1, max=256, help="Rows and columns used.")] = 32,

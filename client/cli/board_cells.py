@@ -26,8 +26,7 @@ import numpy.typing as npt
 import typer
 from rich.console import Console
 
-from sidra.cli.completion import board_urls
-from sidra.cli.options import AsJson
+from sidra.cli.options import AsJson, BoardArg
 from sidra.cli.train.running import job_board
 from sidra.drivers import BoardInfo, BoardStats, Cost, Region
 from sidra.training.atomic_files import write_atomically
@@ -43,13 +42,6 @@ __all__ = [
     "wear_cells",
 ]
 
-BoardArg = Annotated[
-    str,
-    typer.Argument(
-        help="Board URL: serial://, pcie://, grpc:// (a served board), emu://...",
-        autocompletion=board_urls,
-    ),
-]
 TileOption = Annotated[int, typer.Option(min=0, help="The tile.")]
 RegionOption = Annotated[
     str | None,
@@ -246,6 +238,7 @@ def mvm_cells(
     batch = volts if volts.ndim == 2 else volts[None, :]
     with job_board(url, None, "sidra board mvm") as board:
         info = board.info
+        _check_inputs(inputs, batch, (cells or Region()).resolve(info.rows, info.cols), transpose)
         run = board.transpose_mvm if transpose else board.mvm
         result = run(tile, batch, cells)
     currents = np.asarray(result.currents, np.float32)
@@ -276,6 +269,25 @@ def mvm_cells(
         f"{result.saturated_outputs} outputs at the ADC's full scale"
     )
     _print_cost(console, result.cost)
+
+
+def _check_inputs(
+    path: Path, batch: npt.NDArray[np.float32], where: Region, transpose: bool
+) -> None:
+    """A file of as many inputs per vector as the region has rows (columns with
+    --transpose), else a usage error naming --inputs and the --region that fits it (the
+    board's own refusal names only its wire field)."""
+    driven, across = ("columns", where.cols) if transpose else ("rows", where.rows)
+    given = batch.shape[1]
+    if given == across or where.rows <= 0 or where.cols <= 0:
+        return  # a region off the tile is the board's to refuse, naming it
+    at = f"{where.row_offset},{where.col_offset}"
+    fits = f"{at},{where.rows},{given}" if transpose else f"{at},{given},{where.cols}"
+    raise typer.BadParameter(
+        f"{path} holds {given} inputs per vector; {where.cells_text()} takes {across}, one "
+        f"per {driven[:-1]} it drives (--region {fits} drives {given} {driven})",
+        param_hint="'--inputs'",
+    )
 
 
 def _head(info: BoardInfo, tile: int, where: Region) -> dict[str, Any]:

@@ -3,7 +3,6 @@ board, or run on new samples there."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import zipfile
@@ -33,6 +32,7 @@ from sidra.cli.model_deployments import (
     undeploy,
 )
 from sidra.cli.options import AsJson
+from sidra.cli.sample_files import answers_file, checked_answers_path, read_samples
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named, job_board
 from sidra.drivers import Board, InvalidArgument
@@ -574,17 +574,17 @@ def predict(
     inputs: Annotated[
         Path,
         typer.Option(
-            help="Samples to classify: an .npy of \\[samples, features], or an .npz with X; "
-            "raw features (standardised with the model's training statistics) unless "
-            "--standardized.",
+            help="Samples to classify: an .npy of \\[samples, features], an .npz with X, or "
+            "a .csv of one sample per line (a header line is skipped); raw features "
+            "(standardised with the model's training statistics) unless --standardized.",
         ),
     ],
     out: Annotated[
         Path,
         typer.Option(
             help="The .npz to write: labels (text), classes (indices) and logits \\[samples, "
-            "classes] (goodness for a forward-forward model); an existing file is not "
-            "written over."
+            "classes] (goodness for a forward-forward model); or a .csv of a line per "
+            "sample: label, class, a score per class. An existing file is not written over."
         ),
     ],
     model: OptionalModelPath = None,
@@ -600,10 +600,10 @@ def predict(
     calibrate: Calibrate = False,
 ) -> None:
     """Program a model onto a board and classify new samples there."""
-    _new_file(out)
+    checked_answers_path(out)
     held, tiles = _held_options(deployment, server, held, tiles)
     file = None if model is None else file_target(model)  # before any board is opened
-    raw = _samples(inputs)
+    raw = read_samples(inputs)
     with job_board(board, server, "sidra model predict", holding="sidra model predict") as opened:
         target = target_of(opened, file, deployment)
         loaded = target.model
@@ -619,11 +619,9 @@ def predict(
         check_regions(target, deployed)
         scores = deployed.scores(x)
     classes = np.argmax(scores, axis=1)
-    labels = np.array(loaded.inputs.labels)[classes]
-    arrays = io.BytesIO()
-    kept = {"labels": labels, "classes": classes, loaded.score_name: scores}
-    np.savez(arrays, **kept)
-    write_atomically(out, arrays.getvalue())
+    names = list(loaded.inputs.labels)
+    labels = np.array(names)[classes]
+    write_atomically(out, answers_file(out, labels, classes, scores, loaded.score_name, names))
     typer.echo(f"{len(classes)} samples classified: {out}", err=True)
 
 
@@ -631,26 +629,6 @@ def _new_file(out: Path, option: str = "'--out'") -> None:
     """``option`` names a file that does not exist yet: one that does is not written over."""
     if out.exists():
         raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint=option)
-
-
-def _samples(path: Path) -> npt.NDArray[Any]:
-    """The array an --inputs file holds; a usage error naming the file otherwise."""
-    try:
-        held = np.load(path, allow_pickle=False)
-        if isinstance(held, np.ndarray):
-            return held
-        with held:
-            if "X" not in held.files:
-                raise typer.BadParameter(
-                    f"{path} holds {sorted(held.files)}, expected an array X",
-                    param_hint="'--inputs'",
-                )
-            samples: npt.NDArray[Any] = held["X"]
-            return samples
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise typer.BadParameter(
-            f"{path}: not an .npy or .npz of numbers ({exc})", param_hint="'--inputs'"
-        ) from exc
 
 
 def _board_name(board: Board) -> str:

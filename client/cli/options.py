@@ -25,10 +25,13 @@ import typer
 from pydantic import BaseModel, ValidationError
 from typer.core import TyperArgument, TyperGroup
 
+from sidra.cli.completion import board_urls
 from sidra.emulator import PRESETS
 
 __all__ = [
+    "BOARD_ENV",
     "AsJson",
+    "BoardArg",
     "Preset",
     "Priority",
     "SERVER_ENV",
@@ -58,6 +61,23 @@ Training and evaluation commands do not read it: their board is named on purpose
 
 SERVER_HELP = f"The server: HOST:PORT (as --server takes it), grpc://HOST:PORT, or {TLS_URL_HELP}."
 """Help of a command's argument naming a sidra serve."""
+
+BOARD_ENV = "SIDRA_BOARD"
+"""The environment variable the ``sidra board`` commands that act on one board (probe,
+read, program, mvm, wear, calibrate, clock, characterize, compare) read when given no
+URL: a bench sets it once (``export SIDRA_BOARD=serial:///dev/ttyUSB0``). Training and
+evaluation commands do not read it, as they do not read SIDRA_SERVER."""
+
+BoardArg = Annotated[
+    str,
+    typer.Argument(
+        help="Board URL: serial://, pcie://, grpc:// (a served board), emu://...",
+        envvar=BOARD_ENV,
+        show_default=False,
+        autocompletion=board_urls,
+    ),
+]
+"""A ``sidra board`` command's board: its URL, or SIDRA_BOARD's."""
 
 
 def server_url(address: str) -> str:

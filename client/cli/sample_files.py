@@ -1,0 +1,133 @@
+"""The files ``sidra model predict`` reads samples from and writes its answers to: numpy
+files for scripts, CSV for what a spreadsheet or another tool exported and reads back.
+
+Samples: an ``.npy`` of ``[samples, features]``, an ``.npz`` holding ``X``, or a ``.csv``
+of one sample per line (numbers separated by commas; a first line that is not all
+numbers is a header and skipped). Answers: an ``.npz`` of ``labels``, ``classes`` and the
+scores, or a ``.csv`` with a header, one line per sample in the inputs' order: its label,
+its class index, then one score per class (``logits_<label>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import typer
+
+__all__ = ["ANSWER_SUFFIXES", "answers_file", "checked_answers_path", "read_samples"]
+
+ANSWER_SUFFIXES = (".npz", ".csv")
+"""The kinds of file ``--out`` may name."""
+
+_INPUTS = "'--inputs'"
+
+
+def read_samples(path: Path) -> npt.NDArray[Any]:
+    """The samples an --inputs file holds; a usage error naming the file (and for a CSV,
+    the line and column) otherwise."""
+    if path.suffix.lower() == ".csv":
+        return _csv_samples(path)
+    try:
+        held = np.load(path, allow_pickle=False)
+        if isinstance(held, np.ndarray):
+            return held
+        with held:
+            if "X" not in held.files:
+                raise typer.BadParameter(
+                    f"{path} holds {sorted(held.files)}, expected an array X", param_hint=_INPUTS
+                )
+            samples: npt.NDArray[Any] = held["X"]
+            return samples
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise typer.BadParameter(
+            f"{path}: not an .npy, .npz or .csv of numbers ({exc})", param_hint=_INPUTS
+        ) from exc
+
+
+def _csv_samples(path: Path) -> npt.NDArray[np.float64]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark
+    except (OSError, UnicodeDecodeError) as exc:
+        message = f"{path}: cannot be read as text ({exc})"
+        raise typer.BadParameter(message, param_hint=_INPUTS) from exc
+    rows: list[list[float]] = []
+    width = 0
+    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not fields or all(not f.strip() for f in fields):
+            continue  # a blank line
+        values = _numbers(fields)
+        if values is None:
+            if not rows and number == 1:
+                continue  # the header
+            bad = next(i for i, f in enumerate(fields, 1) if _number(f) is None)
+            raise typer.BadParameter(
+                f"{path} line {number}, column {bad}: got {fields[bad - 1].strip()!r}, "
+                "expected a number",
+                param_hint=_INPUTS,
+            )
+        if rows and len(values) != width:
+            raise typer.BadParameter(
+                f"{path} line {number}: got {len(values)} values, expected {width} as on the "
+                "lines before",
+                param_hint=_INPUTS,
+            )
+        width = len(values)
+        rows.append(values)
+    if not rows:
+        raise typer.BadParameter(
+            f"{path}: got no samples, expected one per line", param_hint=_INPUTS
+        )
+    return np.array(rows, np.float64)
+
+
+def _number(field: str) -> float | None:
+    try:
+        return float(field)
+    except ValueError:
+        return None
+
+
+def _numbers(fields: list[str]) -> list[float] | None:
+    values = [_number(f) for f in fields]
+    return None if any(v is None for v in values) else [v for v in values if v is not None]
+
+
+def checked_answers_path(out: Path) -> None:
+    """``--out``: a new file of a kind :func:`answers_file` writes; a usage error naming
+    the option otherwise (before any board is opened)."""
+    if out.exists():
+        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+    if out.suffix.lower() not in ANSWER_SUFFIXES:
+        raise typer.BadParameter(
+            f"got {out}, expected a file ending {' or '.join(ANSWER_SUFFIXES)}",
+            param_hint="'--out'",
+        )
+
+
+def answers_file(
+    out: Path,
+    labels: npt.NDArray[Any],
+    classes: npt.NDArray[Any],
+    scores: npt.NDArray[Any],
+    score_name: str,
+    class_labels: list[str],
+) -> bytes:
+    """The bytes of ``out`` (by its suffix): each sample's label, class index and its
+    scores (``score_name``: logits, goodness, outputs) per class of ``class_labels``."""
+    if out.suffix.lower() == ".csv":
+        text = io.StringIO(newline="")
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["label", "class", *(f"{score_name}_{c}" for c in class_labels)])
+        for label, index, row in zip(labels, classes, scores, strict=True):
+            writer.writerow([str(label), int(index), *(repr(float(s)) for s in row)])
+        return text.getvalue().encode()
+    arrays = io.BytesIO()
+    kept: dict[str, Any] = {"labels": labels, "classes": classes, score_name: scores}
+    np.savez(arrays, **kept)
+    return arrays.getvalue()
