@@ -129,6 +129,10 @@ def test_show_prints_the_record_as_its_files_hold_it(runs: Path) -> None:
     table = run_sidra("runs", "show", str(folder))
     assert table.returncode == 0, table.stderr
     assert "last-layer on digits" in table.stdout and "EMU-5" in table.stdout
+    # Nested records read as indented rows, the command line as it was typed.
+    assert '{"' not in table.stdout
+    assert re.search(r"^\s+serial_number\s+EMU-5\s*$", table.stdout, re.MULTILINE)
+    assert re.search(r"^\s+command\s+sidra train last-layer ", table.stdout, re.MULTILINE)
 
     nothing = run_sidra("runs", "show", str(runs))  # the folder of records, not one
     assert nothing.returncode == 2

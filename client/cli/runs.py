@@ -318,17 +318,23 @@ def show_run(record: RecordArgument, as_json: AsJson = False) -> None:
     if run.provenance is None:
         table.add_row("[bold]run[/bold]", f"saved {_local_time(run.saved_unix_s)} (no run.json)")
     else:
-        table.add_row("[bold]run[/bold]", "")
-        for key, value in run.provenance.items():
-            shown = " ".join(value) if key == "command" else _value_text(value)
-            table.add_row(key, shown)
-    table.add_row("[bold]settings[/bold]", "")
-    for key, value in run.settings.items():
-        table.add_row(key, _value_text(value))
-    table.add_row("[bold]summary[/bold]", "")
-    for key, value in run.summary.items():
-        table.add_row(key, _value_text(value))
+        _add_rows(table, "[bold]run[/bold]", run.provenance)
+    _add_rows(table, "[bold]settings[/bold]", run.settings)
+    _add_rows(table, "[bold]summary[/bold]", run.summary)
     console.print(table)
+
+
+def _add_rows(table: Table, key: str, value: Any, depth: int = 0) -> None:
+    """``key`` and ``value`` as rows: a mapping as its keys indented under it (the board,
+    who saved it, a placement), the command line as typed, anything else as a value."""
+    if isinstance(value, dict) and (value or depth == 0):
+        table.add_row(key, "")
+        for inner, held in value.items():
+            _add_rows(table, f"{'  ' * depth}{inner}", held, depth + 1)
+    elif key.strip() == "command" and isinstance(value, list):
+        table.add_row(key, " ".join(map(str, value)))
+    else:
+        table.add_row(key, _value_text(value))
 
 
 def _names(runs: list[SavedRun]) -> list[str]:

@@ -125,7 +125,10 @@ def answers_file(
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["label", "class", *(f"{score_name}_{c}" for c in class_labels)])
         for label, index, row in zip(labels, classes, scores, strict=True):
-            writer.writerow([str(label), int(index), *(repr(float(s)) for s in row)])
+            # The shortest text that reads back as the same number of its own precision
+            # (2.5621932 for a float32 score, not its float64 widening's 17 digits).
+            shown = (np.format_float_positional(s, unique=True, trim="-") for s in row)
+            writer.writerow([str(label), int(index), *shown])
         return text.getvalue().encode()
     arrays = io.BytesIO()
     kept: dict[str, Any] = {"labels": labels, "classes": classes, score_name: scores}
