@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import signal
 import threading
@@ -32,6 +33,7 @@ from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
 from sidra.server.settings import ConfigError, ServerSettings, load_settings
 from sidra.server.state import StateStore, StateStoreError, restore
+from sidra.server.state.serving import serving_store
 from sidra.server.stopping import ServerStop
 
 app = typer.Typer(
@@ -97,6 +99,19 @@ def serve(
         _check_only(settings)
     configure_logging(settings.logging.format, settings.logging.level)
     configure_malloc()  # the service: large buffers go back when freed, threads share arenas
+    # The store before the board: a second server must not open (and so maybe reset) the
+    # board behind the first one's store.
+    with contextlib.ExitStack() as held:
+        try:
+            who = f"{settings.board} on {settings.listen}"
+            held.enter_context(serving_store(settings.state.path, who))
+        except StateStoreError as exc:
+            raise typer.BadParameter(str(exc), param_hint="state.path") from exc
+        _serve(settings, restore_state)
+
+
+def _serve(settings: ServerSettings, restore_state: bool) -> None:
+    """Opens the board and the store, serves until SIGINT or SIGTERM, then stops."""
     try:
         driver = open_board(settings.board)
     except SidraError as exc:

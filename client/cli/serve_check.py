@@ -5,11 +5,11 @@ service (as ``nginx -t`` does).
 Loading the settings already checks every key, the TLS files (PEM, the key the
 certificate's) and the tokens file. This adds what a start would find later, as far as it
 can be found without disturbing a service already running: the board URL's scheme and
-whether its device is there, the state store (read only: its schema, and whether a
-start would migrate it), whose tokens have expired or expire soon, and whether the
-ports can be bound now. It does not open the board or hold the ports: a running service
-holds them (a port in use is noted, not counted a problem: the service being replaced
-holds it until it stops).
+whether its device is there, the state store (read only: its schema, whether a start
+would migrate it, and which server serves from it now), whose tokens have expired or
+expire soon, and whether the ports can be bound now. It does not open the board or hold
+the ports or the store: a running service holds them (a port or store in use is noted,
+not counted a problem: the service being replaced holds it until it stops).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sidra.server.address import bind_problem
 from sidra.server.security.tokens import expiry_note, read_tokens
 from sidra.server.settings import ServerSettings
 from sidra.server.state.schema import SCHEMA_VERSION, schema_version
+from sidra.server.state.serving import store_served_by
 
 __all__ = ["checked_settings"]
 
@@ -97,6 +98,15 @@ def _in_use(address: str) -> str:
 
 def _store(path: Path) -> tuple[str, str]:
     """A note on the state store at ``path``, or the problem that would stop a start."""
+    note, problem = _store_file(path)
+    holder = store_served_by(path)
+    if holder is not None and not problem:
+        # Noted, not a problem, as a port in use: the server being replaced holds it.
+        note += f"; in use now by {holder}: a start is refused until that server stops"
+    return note, problem
+
+
+def _store_file(path: Path) -> tuple[str, str]:
     if not path.exists():
         parent = next(p for p in path.parents if p.exists())
         if not os.access(parent, os.W_OK | os.X_OK):
