@@ -163,6 +163,14 @@ def test_the_commands_that_only_talk_to_a_server_take_it_from_sidra_server(
         assert trained.returncode == 0, trained.stderr
         where = json.loads((tmp_path / "run" / "run.json").read_text())
         assert where["board_url"].startswith("emu://") and not where.get("server")
+        # ... and says so, on stderr (--json's stdout stays one document), naming --server.
+        assert unwrapped(
+            f"sidra train: runs on emu://?preset=sidra-y1 in this process; SIDRA_SERVER is "
+            f"not read here (--server {address} runs it on that server's board)"
+        ) in unwrapped(trained.stderr)
+        there = run_sidra("train", "spsa", "--steps", "2", "--eval-every", "2", "--server",
+                          address, "--out", str(tmp_path / "there"), env=env)  # fmt: skip
+        assert there.returncode == 0 and "SIDRA_SERVER" not in there.stderr, there.stderr
     # None named: the refusal says where a server may be named.
     for command in ("whoami", "status", "leases"):
         missing = run_sidra(command, env={"SIDRA_SERVER": ""})  # set empty: none named

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from sidra.cli.jobs import run_remote_job
+from sidra.cli.options import SERVER_ENV
 from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
 from sidra.cli.whoami import expiry_warning
 from sidra.client.remote import RemoteBoard, connect_server
@@ -96,6 +98,8 @@ def job_board(
     else writes them until the job ends; what a job that dies leaves perturbed is
     restored when its session expires); a tile another session leases stops the job
     naming the holder."""
+    if holding is not None and server is None:
+        _note_server_not_used(url, command)
     try:
         with connect_server(server) if server is not None else open_board(url) as board:
             if holding is None or not isinstance(board, RemoteBoard):
@@ -114,6 +118,20 @@ def job_board(
         raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _note_server_not_used(url: str, command: str) -> None:
+    """One line on stderr when a run goes to an emulator in this process while
+    SIDRA_SERVER names a server: the lab's other commands read it, this one does not (its
+    board is named on purpose), and a run meant for the lab's board would otherwise go
+    on unnoticed on the emulator."""
+    named = os.environ.get(SERVER_ENV, "").strip()
+    if named and url.startswith("emu:"):
+        typer.echo(
+            f"{command}: runs on {url} in this process; {SERVER_ENV} is not read here "
+            f"(--server {named} runs it on that server's board)",
+            err=True,
+        )
 
 
 def _warn_of_expiry(board: RemoteBoard, command: str) -> None:
