@@ -112,13 +112,17 @@ def test_predict_reads_and_writes_csv_as_a_spreadsheet_exports_and_reads_it(
     lines = [",".join(f"pixel{i}" for i in range(64))]
     lines += [",".join(f"{v:g}" for v in row) for row in raw]
     (tmp_path / "x.csv").write_text("\ufeff" + "\r\n".join(lines) + "\r\n\r\n")
-    for inputs, out in (("x.npy", "y.npz"), ("x.csv", "y.csv")):
+    # As a spreadsheet in a locale with a decimal comma writes it: ';' between fields.
+    semicolons = [";".join(f"{v:.1f}".replace(".", ",") for v in row) for row in raw]
+    (tmp_path / "x_semicolon.csv").write_text("\n".join(semicolons))
+    for inputs, out in (("x.npy", "y.npz"), ("x.csv", "y.csv"), ("x_semicolon.csv", "z.csv")):
         done = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / inputs),
                          "--out", str(tmp_path / out), "--board", IDEAL.format(4))  # fmt: skip
         assert done.returncode == 0, done.stderr
     with (tmp_path / "y.csv").open(newline="") as handle:
         header, *rows = list(csv.reader(handle))
     assert header[:2] == ["label", "class"] and header[2:] == [f"logits_{k}" for k in range(10)]
+    assert (tmp_path / "z.csv").read_text() == (tmp_path / "y.csv").read_text()
     with np.load(tmp_path / "y.npz") as held:
         assert [int(r[1]) for r in rows] == held["classes"].tolist()
         assert [r[0] for r in rows] == held["labels"].tolist()

@@ -2,8 +2,9 @@
 files for scripts, CSV for what a spreadsheet or another tool exported and reads back.
 
 Samples: an ``.npy`` of ``[samples, features]``, an ``.npz`` holding ``X``, or a ``.csv``
-of one sample per line (numbers separated by commas; a first line that is not all
-numbers is a header and skipped). Answers: an ``.npz`` of ``labels``, ``classes`` and the
+of one sample per line (numbers separated by commas, or by semicolons or tabs with
+decimal commas as a spreadsheet set to such a locale writes them; a first line that is
+not all numbers is a header and skipped). Answers: an ``.npz`` of ``labels``, ``classes`` and the
 scores, or a ``.csv`` with a header, one line per sample in the inputs' order: its label,
 its class index, then one score per class (``logits_<label>``).
 """
@@ -56,11 +57,16 @@ def _csv_samples(path: Path) -> npt.NDArray[np.float64]:
     except (OSError, UnicodeDecodeError) as exc:
         message = f"{path}: cannot be read as text ({exc})"
         raise typer.BadParameter(message, param_hint=_INPUTS) from exc
+    delimiter = _delimiter(text)
+    # A spreadsheet set to a decimal comma separates its fields with ';' (or tabs).
+    decimal_comma = delimiter != ","
     rows: list[list[float]] = []
     width = 0
-    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for number, fields in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1):
         if not fields or all(not f.strip() for f in fields):
             continue  # a blank line
+        if decimal_comma:
+            fields = [f.replace(",", ".") for f in fields]
         values = _numbers(fields)
         if values is None:
             if not rows and number == 1:
@@ -84,6 +90,17 @@ def _csv_samples(path: Path) -> npt.NDArray[np.float64]:
             f"{path}: got no samples, expected one per line", param_hint=_INPUTS
         )
     return np.array(rows, np.float64)
+
+
+def _delimiter(text: str) -> str:
+    """The field separator of a CSV: ';' or a tab when every one of its first lines has
+    it (as spreadsheets write them in locales with a decimal comma, where a comma is in
+    every number too), else ','."""
+    first = [line for line in text.splitlines() if line.strip()][:5]
+    for delimiter in (";", "\t"):
+        if first and all(delimiter in line for line in first):
+            return delimiter
+    return ","
 
 
 def _number(field: str) -> float | None:
