@@ -124,7 +124,7 @@ def test_a_data_set_that_cannot_be_loaded_is_a_usage_error(command: str, tmp_pat
     np.savez(bad, A=np.zeros(3))
     cases = [(str(bad), "expected arrays X and y")]
     if command == "spsa":
-        cases.append((str(tmp_path / "none.npz"), "an existing .npz file"))
+        cases.append((str(tmp_path / "none.npz"), "an existing .npz or .csv file"))
     for dataset, says in cases:
         done = run_sidra("train", command, "--dataset", dataset)
         assert done.returncode == 2, done.stderr
@@ -176,3 +176,61 @@ def test_a_data_set_file_may_be_a_path(tmp_path: Path) -> None:
     arrays = {"X": np.arange(40.0).reshape(20, 2), "y": np.arange(20) % 2}
     by_path = load_dataset(Path(_saved(tmp_path / "user.npz", **arrays)))
     assert by_path.name == "user" and by_path.x_train.shape == (14, 2)
+
+
+def test_a_csv_data_set_is_the_same_data_as_its_npz(tmp_path: Path) -> None:
+    """Features then the label on each line, a header skipped: the same split, scaling and
+    classes as the arrays saved as .npz (text labels kept as the class names, numeric
+    labels in numeric order)."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    names = np.array(iris.target_names)[iris.target]
+    lines = ["sepal length,sepal width,petal length,petal width,species"]
+    lines += [
+        ",".join([*(f"{v:g}" for v in row), str(n)])
+        for row, n in zip(iris.data, names, strict=True)
+    ]
+    (tmp_path / "iris.csv").write_text("\n".join(lines) + "\n")
+    from_csv = load_dataset(str(tmp_path / "iris.csv"))
+    from_npz = load_dataset(_saved(tmp_path / "iris.npz", X=iris.data, y=names))
+    assert from_csv.labels == from_npz.labels == ("setosa", "versicolor", "virginica")
+    np.testing.assert_array_equal(from_csv.x_train, from_npz.x_train)
+    np.testing.assert_array_equal(from_csv.y_test, from_npz.y_test)
+    assert from_csv.name == "iris"
+
+    # Trained and evaluated on from the command line as any data set.
+    from tests.cli_support import sidra_json
+
+    run = tmp_path / "run"
+    csv, board = str(tmp_path / "iris.csv"), "emu://?preset=ideal"
+    sidra_json("train", "spsa", "--dataset", csv, "--steps", "3", "--eval-every", "3",
+               "--out", str(run), "--board", board)  # fmt: skip
+    evaluated = sidra_json("model", "eval", str(run), "--dataset", csv, "--board", board)
+    assert evaluated["samples"] == len(from_csv.y_test)
+
+    numbered = [f"{i % 3 * 1.5};{i % 11}" for i in range(44)]  # ';' and labels 0 .. 10
+    (tmp_path / "eleven.csv").write_text("\n".join(numbered))
+    eleven = load_dataset(str(tmp_path / "eleven.csv"))
+    assert eleven.labels == tuple(str(k) for k in range(11)) and eleven.classes == 11
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("a,b,label\n1,2,x\n3,oops,y\n", "line 3, column 2: got 'oops', expected a number"),
+        ("1,2,x\n3,y\n", "line 2: got 2 values, expected 3 as on the lines before"),
+        ("label\nx\ny\n", "line 1: got 1 value, expected the features then the label"),
+        ("1,2,x\n3,4,x\n", "got one class ('x'), expected at least two"),
+        ("1,nan,x\n3,4,y\n", "1 NaN/Inf values"),
+        ("a,b,label\n\n", "got no samples, expected one per line"),
+    ],
+    ids=["text", "ragged", "no-features", "one-class", "nan", "empty"],
+)
+def test_a_csv_data_set_that_cannot_train_is_refused_naming_line_and_column(
+    text: str, says: str, tmp_path: Path
+) -> None:
+    (tmp_path / "user.csv").write_text(text)
+    with pytest.raises(ValueError) as caught:
+        load_dataset(str(tmp_path / "user.csv"))
+    assert str(caught.value).startswith("dataset: ") and says in str(caught.value)

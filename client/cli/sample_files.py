@@ -2,11 +2,11 @@
 files for scripts, CSV for what a spreadsheet or another tool exported and reads back.
 
 Samples: an ``.npy`` of ``[samples, features]``, an ``.npz`` holding ``X``, or a ``.csv``
-of one sample per line (numbers separated by commas, or by semicolons or tabs with
-decimal commas as a spreadsheet set to such a locale writes them; a first line that is
-not all numbers is a header and skipped). Answers: an ``.npz`` of ``labels``, ``classes`` and the
-scores, or a ``.csv`` with a header, one line per sample in the inputs' order: its label,
-its class index, then one score per class (``logits_<label>``).
+of one sample per line (:mod:`sidra.training.csv_tables`: commas, or semicolons or tabs
+with decimal commas; a header line skipped). Answers: an ``.npz`` of ``labels``,
+``classes`` and the scores, or a ``.csv`` with a header, one line per sample in the
+inputs' order: its label, its class index, then one score per class
+(``logits_<label>``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import typer
+
+from sidra.training.csv_tables import read_samples_csv
 
 __all__ = ["ANSWER_SUFFIXES", "answers_file", "checked_answers_path", "read_samples"]
 
@@ -53,66 +55,9 @@ def read_samples(path: Path) -> npt.NDArray[Any]:
 
 def _csv_samples(path: Path) -> npt.NDArray[np.float64]:
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark
-    except (OSError, UnicodeDecodeError) as exc:
-        message = f"{path}: cannot be read as text ({exc})"
-        raise typer.BadParameter(message, param_hint=_INPUTS) from exc
-    delimiter = _delimiter(text)
-    # A spreadsheet set to a decimal comma separates its fields with ';' (or tabs).
-    decimal_comma = delimiter != ","
-    rows: list[list[float]] = []
-    width = 0
-    for number, fields in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1):
-        if not fields or all(not f.strip() for f in fields):
-            continue  # a blank line
-        if decimal_comma:
-            fields = [f.replace(",", ".") for f in fields]
-        values = _numbers(fields)
-        if values is None:
-            if not rows and number == 1:
-                continue  # the header
-            bad = next(i for i, f in enumerate(fields, 1) if _number(f) is None)
-            raise typer.BadParameter(
-                f"{path} line {number}, column {bad}: got {fields[bad - 1].strip()!r}, "
-                "expected a number",
-                param_hint=_INPUTS,
-            )
-        if rows and len(values) != width:
-            raise typer.BadParameter(
-                f"{path} line {number}: got {len(values)} values, expected {width} as on the "
-                "lines before",
-                param_hint=_INPUTS,
-            )
-        width = len(values)
-        rows.append(values)
-    if not rows:
-        raise typer.BadParameter(
-            f"{path}: got no samples, expected one per line", param_hint=_INPUTS
-        )
-    return np.array(rows, np.float64)
-
-
-def _delimiter(text: str) -> str:
-    """The field separator of a CSV: ';' or a tab when every one of its first lines has
-    it (as spreadsheets write them in locales with a decimal comma, where a comma is in
-    every number too), else ','."""
-    first = [line for line in text.splitlines() if line.strip()][:5]
-    for delimiter in (";", "\t"):
-        if first and all(delimiter in line for line in first):
-            return delimiter
-    return ","
-
-
-def _number(field: str) -> float | None:
-    try:
-        return float(field)
-    except ValueError:
-        return None
-
-
-def _numbers(fields: list[str]) -> list[float] | None:
-    values = [_number(f) for f in fields]
-    return None if any(v is None for v in values) else [v for v in values if v is not None]
+        return read_samples_csv(path)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=_INPUTS) from exc
 
 
 def checked_answers_path(out: Path) -> None:

@@ -1,4 +1,5 @@
-"""Classification data sets: scikit-learn's bundled ones or an .npz file, split and standardised."""
+"""Classification data sets: scikit-learn's bundled ones, an .npz or a .csv file, split and
+standardised."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from sidra.training.csv_tables import read_labelled_csv
 
 __all__ = ["BUNDLED", "Dataset", "load_dataset"]
 
@@ -70,9 +73,13 @@ def load_dataset(
     elif isinstance(name, str) and name.endswith(".npz") and Path(name).is_file():
         x, y = _npz_arrays(name)
         names = []
+    elif isinstance(name, str) and name.lower().endswith(".csv") and Path(name).is_file():
+        x, y = _csv_arrays(name)
+        names = []
     else:
         raise ValueError(
-            f"dataset: got {name!r}, expected one of {', '.join(BUNDLED)} or an existing .npz file"
+            f"dataset: got {name!r}, expected one of {', '.join(BUNDLED)} or an existing .npz "
+            "or .csv file"
         )
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     values, inverse = np.unique(y, return_inverse=True)
@@ -97,6 +104,19 @@ def load_dataset(
     )
 
 
+def _csv_arrays(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
+    """The features and labels of the .csv file ``name`` (the label in the last column),
+    checked as an .npz's are."""
+    try:
+        x, y = read_labelled_csv(Path(name))
+    except ValueError as exc:
+        raise ValueError(f"dataset: {exc}") from exc
+    labels: npt.NDArray[Any] = y
+    if all(label.lstrip("-").isdecimal() for label in y):
+        labels = y.astype(np.int64)  # classes 0, 1, ..., 10 in numeric order, not as text
+    return _check_arrays(name, x, labels), labels
+
+
 def _npz_arrays(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
     """``X`` (as float64) and ``y`` of the .npz file ``name``, or a ValueError naming what
     is wrong with them: refused before any board call, not as a bad voltage halfway
@@ -110,6 +130,13 @@ def _npz_arrays(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
     if len(arrays) < 2:
         raise ValueError(f"dataset: {name} holds {held}, expected arrays X and y")
     x, y = arrays["X"], arrays["y"]
+    x = _check_arrays(name, x, y)
+    return x, y
+
+
+def _check_arrays(name: str, x: npt.NDArray[Any], y: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """``x`` as float64, or a ValueError naming what is wrong with ``x`` or ``y``: refused
+    before any board call, not as a bad voltage halfway through."""
     if x.dtype.kind not in "biuf":
         raise ValueError(f"dataset: X of {name}: got dtype {x.dtype}, expected numbers")
     if x.ndim == 0 or len(x) == 0:
@@ -132,4 +159,4 @@ def _npz_arrays(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
         raise ValueError(
             f"dataset: y of {name}: got one class ({classes[0].item()!r}), expected at least two"
         )
-    return x, y
+    return x

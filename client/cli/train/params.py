@@ -32,7 +32,11 @@ __all__ = [
 
 
 Dataset = Annotated[
-    str, typer.Option(help="digits, iris, wine, breast_cancer, or an .npz with X and y.")
+    str,
+    typer.Option(
+        help="digits, iris, wine, breast_cancer, an .npz with X and y, or a .csv of a "
+        "sample per line, its label last."
+    ),
 ]
 BoardUrl = Annotated[
     str,
