@@ -208,6 +208,15 @@ def test_a_csv_data_set_is_the_same_data_as_its_npz(tmp_path: Path) -> None:
                "--out", str(run), "--board", board)  # fmt: skip
     evaluated = sidra_json("model", "eval", str(run), "--dataset", csv, "--board", board)
     assert evaluated["samples"] == len(from_csv.y_test)
+    # A job inside a server is sent no file: refused here, before any server is asked.
+    from tests.cli_support import run_sidra, unwrapped
+
+    remote = run_sidra("train", "spsa", "--dataset", csv, "--server", "127.0.0.1:1",
+                       "--remote-job")  # fmt: skip
+    assert remote.returncode == 2
+    assert unwrapped(f"'--dataset': got {csv}, a file on this machine: a --remote-job") in (
+        unwrapped(remote.stderr)
+    )
 
     numbered = [f"{i % 3 * 1.5};{i % 11}" for i in range(44)]  # ';' and labels 0 .. 10
     (tmp_path / "eleven.csv").write_text("\n".join(numbered))

@@ -34,6 +34,7 @@ from sidra.client.remote import RemoteBoard, connect_server
 from sidra.client.session import Session
 from sidra.drivers import Board, InvalidArgument, OutOfRange, SidraError, open_board
 from sidra.training import (
+    BUNDLED,
     STOPPED_AT,
     EqPropOptions,
     FFOptions,
@@ -479,6 +480,14 @@ def run_remote(
     ``priority``."""
     if server is None:
         raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
+    if Path(dataset).is_file():  # a file here: the job would name it to the server alone
+        raise typer.BadParameter(
+            f"got {dataset}, a file on this machine: a --remote-job runs inside the server, "
+            "which is sent no data set file and trains on the data sets it has (the bundled "
+            f"ones: {', '.join(BUNDLED)}); without --remote-job the run reads the file here "
+            "and trains on --server's board",
+            param_hint="'--dataset'",
+        )
     checkpoint = checkpoint_to_send(out, resume)
     folder = record_folder(out, job)
     submitted = options.settings() if sent is None else sent
