@@ -340,3 +340,24 @@ def test_a_comparison_whose_record_grows_run_by_run_is_shown_running(tmp_path: P
             run.communicate()
     assert ended("stopped").startswith("stopped at run "), ended("stopped")
     assert re.fullmatch(r"unfinished at run \d+", ended("killed")), ended("killed")
+
+
+def test_how_a_run_ended_reads_running_first_then_its_stop_then_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    """A run going on (--resume) from a stopped run's record saves into that folder: it is
+    running, not stopped; a comparison's record short of its planned runs is unfinished
+    unless it was stopped."""
+    from sidra.training.saved_runs import SavedRun
+
+    def ended(settings: dict[str, Any], summary: dict[str, Any], running: bool) -> str:
+        return SavedRun(tmp_path, settings, summary, None, 0.0, running=running).ended
+
+    stopped = {"job": "spsa", "stopped_at_step": 40}
+    assert ended(stopped, {}, running=True) == "running"
+    assert ended(stopped, {}, running=False) == "stopped at step 40"
+    compare = {"job": "compare", "planned_runs": 4}
+    assert ended(compare, {"runs": [{}] * 2}, running=True) == "running, saved at run 2"
+    assert ended(compare, {"runs": [{}] * 2}, running=False) == "unfinished at run 2"
+    assert ended(compare | {"stopped_at_run": 2}, {"runs": [{}] * 2}, False) == ("stopped at run 2")
+    assert ended(compare, {"runs": [{}] * 4}, running=False) == "finished"

@@ -136,14 +136,14 @@ class SavedRun:
         ``unfinished at step 940`` (ended without its record), or ``running, saved at step
         940`` while its process still saves into the folder (a comparison's growing record:
         ``running``)."""
+        at = self.unfinished_at or self._runs_short_of_planned()
+        if self.running:  # a run going on (from a stopped one's record too) saves here
+            return "running" if at is None else f"running, saved at {at}"
         for key, value in self.settings.items():
             if key.startswith(STOPPED_AT):
                 return f"stopped at {key.removeprefix(STOPPED_AT)} {value}"
-        at = self.unfinished_at or self._runs_short_of_planned()
         if at is not None:
-            return f"running, saved at {at}" if self.running else f"unfinished at {at}"
-        if self.running:
-            return "running"
+            return f"unfinished at {at}"
         if f"{INTERRUPTED}at_epoch" in self.settings:
             return f"interrupted at epoch {self.settings[f'{INTERRUPTED}at_epoch']}"
         return "finished"
