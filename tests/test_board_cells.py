@@ -128,6 +128,29 @@ def test_refusals_name_the_option_or_field_and_leave_the_board_unwritten(
     assert gone.returncode == 1 and "BoardUnavailable" in gone.stderr
     whole = sidra_json("board", "read", url, "--tile", "3")  # nothing programmed there
     assert whole["cells"] == 256 * 256 and whole["near_g_min_cells"] == 256 * 256
+    assert whole["reads"] == 1 and whole["read_noise_us"] is None
+
+
+def test_repeated_reads_average_the_cells_and_measure_the_read_noise(
+    served: tuple[str, RemoteBoard], tmp_path: Path
+) -> None:
+    """--repeats N: each cell's mean of N reads, and the read noise (its spread from read
+    to read, rms over the cells): none on a noiseless board, that of its preset on a
+    noisy one, and the means spread less than one read does."""
+    url, _ = served
+    quiet = sidra_json("board", "read", url, "--tile", "0", "--region", "0,0,8,8",
+                       "--repeats", "3")  # fmt: skip
+    assert quiet["reads"] == 3 and quiet["read_noise_us"] == 0.0
+    noisy = "emu://?preset=sidra-y1&seed=3"
+    one = sidra_json("board", "read", noisy, "--region", "0,0,32,32")
+    many = sidra_json("board", "read", noisy, "--region", "0,0,32,32", "--repeats", "40",
+                      "--out", str(tmp_path / "g.npy"))  # fmt: skip
+    assert 0.0 < many["read_noise_us"] < 2.0
+    assert many["std_us"] < one["std_us"]  # forty reads' means: the noise averaged out
+    assert many["time_ns"] == pytest.approx(40 * one["time_ns"])  # forty reads' cost
+    assert np.load(tmp_path / "g.npy").mean() == pytest.approx(many["mean_us"], rel=1e-6)
+    refused = run_sidra("board", "read", noisy, "--repeats", "0")
+    assert refused.returncode == 2 and "--repeats" in refused.stderr
 
 
 def test_wear_counts_the_writes_calibrate_sets_a_gain_and_clock_ages_a_served_board(

@@ -42,6 +42,9 @@ __all__ = [
     "wear_cells",
 ]
 
+MAX_READ_REPEATS = 1000
+"""Most reads one ``sidra board read --repeats`` makes (each a ReadConductance call)."""
+
 TileOption = Annotated[int, typer.Option(min=0, help="The tile.")]
 RegionOption = Annotated[
     str | None,
@@ -85,12 +88,22 @@ def read_cells(
         Path | None,
         typer.Option(help="Draw them as a map (.png, .svg or .pdf), on the board's window."),
     ] = None,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_READ_REPEATS,
+            help="Read the cells this many times and keep each cell's mean; from 2 on, also "
+            "say the read noise (each cell's spread from read to read).",
+        ),
+    ] = 1,
     as_json: AsJson = False,
 ) -> None:
     """Read a tile's conductances (ReadConductance) and summarise them, µS.
 
     Prints their spread, the cells at either edge of the window (stuck or never
-    programmed) and what the read cost; --out keeps them, --plot draws them."""
+    programmed) and what the read cost; --out keeps them, --plot draws them. With
+    --repeats, the cells' spread is of their means, apart from the read noise."""
     cells = parse_region(region)
     for path, option in ((out, "'--out'"), (plot, "'--plot'")):
         _check_new(path, option)
@@ -100,8 +113,12 @@ def read_cells(
         )
     with job_board(url, None, "sidra board read") as board:
         info = board.info
-        read = board.read_conductance(tile, cells)
-    g = np.asarray(read.conductances, np.float32)
+        reads = [board.read_conductance(tile, cells) for _ in range(repeats)]
+    each = np.stack([np.asarray(r.conductances, np.float64) for r in reads])
+    g = each.mean(axis=0).astype(np.float32)
+    cost = sum((r.cost for r in reads), Cost())
+    # Read to read: each cell's sample deviation, rms over the cells (None from one read).
+    noise = float(np.sqrt(each.var(axis=0, ddof=1).mean())) if repeats > 1 else None
     where = (cells or Region()).resolve(info.rows, info.cols)
     window = info.g_max_us - info.g_min_us
     summary = {
@@ -114,7 +131,9 @@ def read_cells(
         "window_us": [info.g_min_us, info.g_max_us],
         "near_g_min_cells": int(np.sum(g <= info.g_min_us + NEAR_EDGE_SHARE * window)),
         "near_g_max_cells": int(np.sum(g >= info.g_max_us - NEAR_EDGE_SHARE * window)),
-        **_cost(read.cost),
+        "reads": repeats,
+        "read_noise_us": noise,
+        **_cost(cost),
         "out": None if out is None else str(out),
     }
     if out is not None:
@@ -130,11 +149,16 @@ def read_cells(
         f"conductance (µS): min {g.min():.3f}, mean {g.mean():.3f}, max {g.max():.3f}, "
         f"std {g.std():.3f}; window {info.g_min_us:g} .. {info.g_max_us:g}"
     )
+    if noise is not None:
+        console.print(
+            f"means of {repeats} reads; read noise {noise:.3f} µS rms (each cell's spread "
+            "from read to read)"
+        )
     console.print(
         f"within {NEAR_EDGE_SHARE:.0%} of the window's edges: "
         f"{summary['near_g_min_cells']:,} at g_min, {summary['near_g_max_cells']:,} at g_max"
     )
-    _print_cost(console, read.cost)
+    _print_cost(console, cost)
 
 
 def program_cells(
