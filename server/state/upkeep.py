@@ -34,6 +34,7 @@ from pathlib import Path
 from sidra.server.state.errors import StateStoreError
 from sidra.server.state.paths import disk_bytes
 from sidra.server.state.schema import SCHEMA_VERSION, schema_version
+from sidra.server.state.serving import store_served_by
 
 __all__ = [
     "AUTO_VACUUM_INCREMENTAL",
@@ -84,9 +85,11 @@ def _no_server(store: Path, doing: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = store_served_by(store)
+            which = "a server has it open" if holder is None else f"sidra serve ({holder}) has it"
             raise StateStoreError(
-                f"state store {store}: {doing}: a server has it open; stop every sidra serve "
-                "using it first (a backup needs no stop: sidra state backup)"
+                f"state store {store}: {doing}: {which}; stop it first (a backup needs no "
+                "stop: sidra state backup)"
             ) from None
         yield
     finally:

@@ -16,6 +16,8 @@ import pytest
 from state_support import REPORT, TEST_BOARD, targets
 
 from sidra.server.state import StateStore
+from sidra.server.state.serving import serving_store
+from tests.cli_support import unwrapped
 
 # The state commands' own app, run as a program: `sidra state` is this app (main.py).
 STATE = [sys.executable, "-c", "from sidra.cli.state import state_app; state_app()"]
@@ -236,8 +238,15 @@ def test_backup_restore_and_compact_as_a_user_runs_them(store_path: Path, tmp_pa
     assert compacted.stdout.startswith(f"{live}: ") and " on disk" in compacted.stdout
     with StateStore(live):  # a server has it open
         refused = run_state("compact", "--store", str(live))
+        # One that serves from it is named: it holds the store's serving lock too.
+        with serving_store(live, "emu:// on 127.0.0.1:50051"):
+            named = run_state("restore", str(backup), "--store", str(live), "--yes")
     assert refused.returncode == 2
-    assert "a server has it open; stop every sidra serve using it first" in refused.stderr
+    assert unwrapped("a server has it open; stop it first") in unwrapped(refused.stderr)
+    assert named.returncode == 2
+    assert unwrapped(
+        f"sidra serve (pid {os.getpid()}, emu:// on 127.0.0.1:50051, since "
+    ) in unwrapped(named.stderr)
 
 
 def test_check_says_whole_or_lists_what_is_damaged(store_path: Path, tmp_path: Path) -> None:
