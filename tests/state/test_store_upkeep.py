@@ -182,7 +182,7 @@ def test_restore_and_compact_wait_for_every_server_even_one_in_another_process(
     with _server_process(path) as server:
         before = path.read_bytes()
         for refused in (lambda: compact_store(path), lambda: restore_backup(out, path)):
-            with pytest.raises(StateStoreError, match="a server has it open; stop every"):
+            with pytest.raises(StateStoreError, match="a server has it open; stop it first"):
                 refused()
         assert path.read_bytes() == before  # nothing changed
         backup_store(path, tmp_path / "b2.sqlite3")  # a backup needs no stop
