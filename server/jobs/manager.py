@@ -538,6 +538,9 @@ class JobManager:
             if row.state != "queued":
                 return None
             before, row.tiles = row.tiles, tuple(tiles)
+            # Said in its events (stored as it starts): why it runs elsewhere than first said.
+            said = f"tiles {list(before)} held: placed again on tiles {list(tiles)}, free now"
+            self._event(live, "log", message=said)
         log.info("job %s of %s: tiles %s held, placed again on free tiles %s", row.id,
                  row.principal, list(before), list(tiles))  # fmt: skip
         return dataclasses.replace(waiting, tiles=wanted)

@@ -114,6 +114,8 @@ def test_a_queued_job_given_no_tiles_starts_on_the_first_tile_that_frees(
         assert ended.state == "succeeded", ended.message
         assert ended.tiles == (2,)
         assert ended.summary is not None and ended.summary["placement"] == {"layer": [2]}
+        said = [e.message for e in client.jobs.watch(anywhere.job_id) if e.kind == "log"]
+        assert "tiles [0] held: placed again on tiles [2], free now" in said
         assert client.jobs.get(named.job_id).state == "queued"  # its own tile 0, still held
         assert client.jobs.get(named.job_id).tiles == (0,)
         client.jobs.cancel(named.job_id)
