@@ -26,7 +26,7 @@ import numpy.typing as npt
 import typer
 from rich.console import Console
 
-from sidra.cli.options import AsJson, BoardArg
+from sidra.cli.options import AsJson, BoardArg, new_file
 from sidra.cli.train.running import job_board
 from sidra.drivers import BoardInfo, BoardStats, Cost, Region
 from sidra.training.atomic_files import write_atomically
@@ -106,7 +106,7 @@ def read_cells(
     --repeats, the cells' spread is of their means, apart from the read noise."""
     cells = parse_region(region)
     for path, option in ((out, "'--out'"), (plot, "'--plot'")):
-        _check_new(path, option)
+        new_file(path, option)
     if plot is not None and plot.suffix not in PLOT_SUFFIXES:
         raise typer.BadParameter(
             f"got {plot}, expected a file ending {', '.join(PLOT_SUFFIXES)}", param_hint="'--plot'"
@@ -257,7 +257,7 @@ def mvm_cells(
 
     Prints the output currents' range, saturated outputs and cost; --out keeps them."""
     cells = parse_region(region)
-    _check_new(out, "'--out'")
+    new_file(out, "'--out'")
     volts = _array(inputs, "'--inputs'", 1, 2)
     batch = volts if volts.ndim == 2 else volts[None, :]
     with job_board(url, None, "sidra board mvm") as board:
@@ -344,12 +344,6 @@ def _print_cost(console: Console, cost: Cost) -> None:
     console.print(f"modeled board time {cost.time_ns:,.1f} ns, energy {cost.energy_nj:,.1f} nJ")
 
 
-def _check_new(path: Path | None, option: str) -> None:
-    """``path`` is free to write (checked before the board is opened)."""
-    if path is not None and path.exists():
-        raise typer.BadParameter(f"got {path}, which exists; name a new file", param_hint=option)
-
-
 def _array(path: Path, option: str, *dims: int) -> npt.NDArray[np.float32]:
     """The real numbers an .npy file holds, with one of ``dims`` dimensions (the board
     checks their values); a usage error naming ``option`` otherwise."""
@@ -424,7 +418,7 @@ def wear_cells(
     Prints the most and mean writes per cell and, when the board has an endurance budget,
     the cells past it and the most-written cell's share of it; --out keeps the counts."""
     cells = parse_region(region)
-    _check_new(out, "'--out'")
+    new_file(out, "'--out'")
     with job_board(url, None, "sidra board wear") as board:
         info = board.info
         counts = board.read_write_counts(tile, cells)

@@ -31,7 +31,7 @@ from sidra.cli.model_deployments import (
     target_of,
     undeploy,
 )
-from sidra.cli.options import AsJson
+from sidra.cli.options import AsJson, new_file
 from sidra.cli.sample_files import answers_file, checked_answers_path, read_samples
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named, job_board
@@ -239,7 +239,7 @@ def evaluate(
                 param_hint="'--plot'",
             )
     if plot is not None:
-        _new_file(plot, "'--plot'")
+        new_file(plot, "'--plot'")
     held, tiles = _held_options(deployment, server, held, tiles)
     # Read and checked once, before any board is opened (every board runs the same file).
     file = None if model is None else file_target(model)
@@ -474,7 +474,7 @@ def import_weights(
     Each layer's weight limit is set just above its largest weight on the array and its
     input range from the training samples; the digital test accuracy is kept in the model.
     """
-    _new_file(out)
+    new_file(out)
     try:
         held = np.load(weights, allow_pickle=False)
         if isinstance(held, np.ndarray):
@@ -623,12 +623,6 @@ def predict(
     labels = np.array(names)[classes]
     write_atomically(out, answers_file(out, labels, classes, scores, loaded.score_name, names))
     typer.echo(f"{len(classes)} samples classified: {out}", err=True)
-
-
-def _new_file(out: Path, option: str = "'--out'") -> None:
-    """``option`` names a file that does not exist yet: one that does is not written over."""
-    if out.exists():
-        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint=option)
 
 
 def _board_name(board: Board) -> str:

@@ -14,7 +14,7 @@ from typing import Annotated, NamedTuple
 
 import typer
 
-from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson
+from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, new_file
 from sidra.cli.train.running import job_board
 from sidra.client import RemoteBoard
 from sidra.client.deployments import DeployedRegion, Deployment, DeploymentCheck
@@ -287,8 +287,7 @@ def pull(
     ],
 ) -> None:
     """Fetch a deployment's model file from a server (to run elsewhere or keep)."""
-    if out.exists():
-        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+    new_file(out)
     with server_board(server, "pull") as board:
         found = board.deployments.get(name, include_model=True)
     assert found.model is not None

@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import io
 import re
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -41,6 +42,7 @@ __all__ = [
     "field_option",
     "help_text",
     "job_options",
+    "new_file",
     "plain_help_where_cut",
     "reflow_help",
     "server_url",
@@ -78,6 +80,13 @@ BoardArg = Annotated[
     ),
 ]
 """A ``sidra board`` command's board: its URL, or SIDRA_BOARD's."""
+
+
+def new_file(path: Path | None, option: str = "'--out'") -> None:
+    """``option`` names a file that does not exist yet (None: not given), checked before
+    any board is opened: one that does is not written over."""
+    if path is not None and path.exists():
+        raise typer.BadParameter(f"got {path}, which exists; name a new file", param_hint=option)
 
 
 def server_url(address: str) -> str:

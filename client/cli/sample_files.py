@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import typer
 
+from sidra.cli.options import new_file
 from sidra.training.csv_tables import read_samples_csv
 
 __all__ = ["ANSWER_SUFFIXES", "answers_file", "checked_answers_path", "read_samples"]
@@ -63,8 +64,7 @@ def _csv_samples(path: Path) -> npt.NDArray[np.float64]:
 def checked_answers_path(out: Path) -> None:
     """``--out``: a new file of a kind :func:`answers_file` writes; a usage error naming
     the option otherwise (before any board is opened)."""
-    if out.exists():
-        raise typer.BadParameter(f"got {out}, which exists; name a new file", param_hint="'--out'")
+    new_file(out)
     if out.suffix.lower() not in ANSWER_SUFFIXES:
         raise typer.BadParameter(
             f"got {out}, expected a file ending {' or '.join(ANSWER_SUFFIXES)}",

@@ -99,7 +99,7 @@ def job_board(
     else writes them until the job ends; what a job that dies leaves perturbed is
     restored when its session expires); a tile another session leases stops the job
     naming the holder."""
-    if holding is not None and server is None:
+    if holding is not None and server is None:  # a run (training, evaluation), not a bench op
         _note_server_not_used(url, command)
     try:
         with connect_server(server) if server is not None else open_board(url) as board:
