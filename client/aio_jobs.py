@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -54,7 +55,7 @@ class AsyncJobs:
         kind: str,
         options: Mapping[str, Any] | None = None,
         *,
-        dataset: str = "digits",
+        dataset: str | os.PathLike[str] = "digits",
         lease_wait_s: float = 0.0,
         resume_checkpoint: bytes | None = None,
         queue: bool = False,

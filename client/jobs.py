@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -42,6 +44,7 @@ from sidra.drivers.validation import is_integer
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = [
+    "DATASET_FILES",
     "FINAL_STATES",
     "JOB_SERVICE",
     "WATCH_CODECS",
@@ -168,7 +171,7 @@ class Jobs:
         kind: str,
         options: Mapping[str, Any] | None = None,
         *,
-        dataset: str = "digits",
+        dataset: str | os.PathLike[str] = "digits",
         lease_wait_s: float = 0.0,
         resume_checkpoint: bytes | None = None,
         queue: bool = False,
@@ -176,7 +179,9 @@ class Jobs:
     ) -> JobInfo:
         """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
-        (the fields of its option model; missing ones take defaults).
+        (the fields of its option model; missing ones take defaults). ``dataset``: a data
+        set bundled with the server (digits, iris, wine, breast_cancer), or a ``Path`` to
+        an .npz or .csv file here, which is sent with the job (jobs.proto, "Data sets").
         ``resume_checkpoint``: the bytes of a ``checkpoint.json`` (an earlier job's record
         file, or a ``sidra train --out`` folder's) of the same kind, options and data
         set, which the job goes on from. ``queue``: a job that cannot start now (its tiles
@@ -328,15 +333,15 @@ def list_request(principal: str, limit: int, states: Sequence[str]) -> pb.ListJo
 def submit_request(
     kind: str,
     options: Mapping[str, Any] | None,
-    dataset: str,
+    dataset: str | os.PathLike[str],
     lease_wait_s: float,
     resume_checkpoint: bytes | None = None,
     queue: bool = False,
     priority: int = 0,
 ) -> pb.SubmitJobRequest:
     """SubmitJob's request (:meth:`Jobs.submit`); InvalidArgument for ``options`` that are
-    not a mapping of option names to JSON values, or a ``resume_checkpoint`` that is not
-    bytes."""
+    not a mapping of option names to JSON values, a ``resume_checkpoint`` that is not
+    bytes, or a ``dataset`` file that cannot be read."""
     if resume_checkpoint is not None and not isinstance(resume_checkpoint, bytes):
         allowed = "the bytes of a checkpoint.json (Path.read_bytes()), or None"
         raise InvalidArgument("resume_checkpoint", type(resume_checkpoint).__name__, allowed)
@@ -350,15 +355,41 @@ def submit_request(
         options_json = json.dumps(dict(options or {}))
     except (TypeError, ValueError) as exc:  # a value JSON cannot carry (a numpy array)
         raise InvalidArgument("options", str(exc), "option values JSON can carry") from exc
+    name, content = _dataset(dataset)
     return pb.SubmitJobRequest(
         kind=checked_text("kind", kind, "spsa"),
         options_json=options_json,
-        dataset=checked_text("dataset", dataset, "digits"),
+        dataset=name,
+        dataset_file=content,
         lease_wait_s=checked_lease_wait(lease_wait_s, "lease_wait_s"),
         resume_checkpoint=resume_checkpoint or b"",
         queue=queue,
         priority=int(priority),
     )
+
+
+DATASET_FILES = (".npz", ".csv")
+"""The data set files a job may be sent (the name's suffix, any case; jobs.proto "Data
+sets")."""
+
+
+def _dataset(dataset: str | os.PathLike[str]) -> tuple[str, bytes]:
+    """SubmitJob's ``dataset`` and ``dataset_file``: a bundled set's name and no bytes, or a
+    local file's name and content."""
+    files = "a Path to a local .npz or .csv file, which is sent with the job"
+    if isinstance(dataset, os.PathLike):
+        path = Path(dataset)
+        try:
+            return path.name, path.read_bytes()
+        except OSError as exc:
+            raise InvalidArgument("dataset", str(path), f"{files} ({exc.strerror})") from exc
+    name = checked_text("dataset", dataset, "digits")
+    if name.lower().endswith(DATASET_FILES):  # a file's name given as text
+        raise InvalidArgument(
+            "dataset", name, f"a bundled data set's name (digits, iris, wine, breast_cancer), "
+            f"or {files}: Path({name!r})",
+        )  # fmt: skip
+    return name, b""
 
 
 def watch_retry(

@@ -4,6 +4,7 @@ any text that is not a table of numbers is a ValueError naming where, never a cr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,28 @@ def test_a_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(ValueError, match="cannot be read as text"):
         read_samples_csv(path)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(st.text(alphabet="0123456789.,;\t -xe\r", max_size=12), max_size=8),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+)
+def test_a_file_s_bytes_sent_elsewhere_read_as_the_file_does(
+    lines: list[str], newline: str, tmp_path: Path
+) -> None:
+    """A file a client sends (its content, read under its name alone) gives what the file
+    read here gives, whatever its line ends: the same arrays or the same refusal."""
+    path = tmp_path / "sent.csv"
+    path.write_bytes(newline.join(lines).encode())
+
+    def outcome(read: Callable[[], tuple[np.ndarray, np.ndarray]]) -> object:
+        try:
+            x, y = read()
+        except ValueError as exc:
+            return str(exc).replace(str(path), "sent.csv")
+        return x.tolist(), y.tolist()
+
+    here = outcome(lambda: read_labelled_csv(path))
+    sent = outcome(lambda: read_labelled_csv(Path("sent.csv"), path.read_bytes()))
+    assert sent == here

@@ -208,13 +208,15 @@ def test_a_csv_data_set_is_the_same_data_as_its_npz(tmp_path: Path) -> None:
                "--out", str(run), "--board", board)  # fmt: skip
     evaluated = sidra_json("model", "eval", str(run), "--dataset", csv, "--board", board)
     assert evaluated["samples"] == len(from_csv.y_test)
-    # A job inside a server is sent no file: refused here, before any server is asked.
+    # A job inside a server is sent the file (tests/jobs/test_jobs_dataset_file.py); one
+    # that is not here is refused before any server is asked.
     from tests.cli_support import run_sidra, unwrapped
 
-    remote = run_sidra("train", "spsa", "--dataset", csv, "--server", "127.0.0.1:1",
+    gone = str(tmp_path / "gone.csv")
+    remote = run_sidra("train", "spsa", "--dataset", gone, "--server", "127.0.0.1:1",
                        "--remote-job")  # fmt: skip
     assert remote.returncode == 2
-    assert unwrapped(f"'--dataset': got {csv}, a file on this machine: a --remote-job") in (
+    assert unwrapped(f"'--dataset': got {gone}, which is no file here: a --remote-job is sent") in (
         unwrapped(remote.stderr)
     )
 

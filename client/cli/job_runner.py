@@ -67,11 +67,13 @@ class ServerJobs(TrainingJobs):
         info: BoardInfo,
         use: TileUse | None = None,
         resume: bytes | None = None,
+        dataset_file: bytes | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         if not isinstance(options, PATJobOptions):
-            return super().claim(kind, options, dataset, info, use, resume)
+            return super().claim(kind, options, dataset, info, use, resume, dataset_file)
         order = claim_order(info.tile_count, use, resume)
-        placed = mlp_placement(info, load_dataset(dataset), options, order).used  # it must fit
+        data = load_dataset(dataset, content=dataset_file)
+        placed = mlp_placement(info, data, options, order).used  # it must fit
         if not options.twin_profile_toml:
             return (), True  # characterized first: its stuck-cell scan programs every tile
         geometry = _profile(options).geometry
@@ -84,7 +86,14 @@ class ServerJobs(TrainingJobs):
             )
         return placed, False
 
-    def check_resume(self, kind: str, options: JobOptions, dataset: str, checkpoint: bytes) -> None:
+    def check_resume(
+        self,
+        kind: str,
+        options: JobOptions,
+        dataset: str,
+        checkpoint: bytes,
+        dataset_file: bytes | None = None,
+    ) -> None:
         if isinstance(options, PATJobOptions):
             if options.in_silico:
                 raise ValueError(
@@ -96,7 +105,7 @@ class ServerJobs(TrainingJobs):
                     "a pat job going on needs the twin it trained with: send its profile "
                     "(twin_profile_toml: the run's record holds it as twin.toml)"
                 )
-        super().check_resume(kind, options, dataset, checkpoint)
+        super().check_resume(kind, options, dataset, checkpoint, dataset_file)
 
     def _extras(self, options: JobOptions) -> tuple[str, ...] | None:
         if isinstance(options, PATJobOptions) and options.twin_epochs:

@@ -19,8 +19,9 @@ from rich.table import Table
 from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, Priority, size_text
 from sidra.cli.tables import columns_that_fit
 from sidra.client import JobEvent, JobInfo, RemoteBoard
+from sidra.client.jobs import DATASET_FILES
 from sidra.client.remote import connect_server
-from sidra.drivers import InvalidArgument, SidraError
+from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
 from sidra.training.atomic_files import write_atomically
 from sidra.training.provenance import RUN_FILE, job_provenance, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE, earlier_record
@@ -180,13 +181,23 @@ def resume(
         ),
     ] = False,
     priority: Priority = 0,
+    dataset_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="The data set file job ID was sent (a job that trained on a file of "
+            "yours: the server keeps none once a job has started).",
+            dir_okay=False,
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Start a job that goes on from where job ID stopped.
 
     The same kind, options and data set, sent with the checkpoint.json it kept (cancelled,
     its board gone, or found interrupted after its server stopped); a pat job with the
-    twin.toml its record holds. Follow it with sidra jobs logs NEW_ID --follow."""
+    twin.toml its record holds; a job that trained on a file of yours with that file again
+    (--dataset). Follow it with sidra jobs logs NEW_ID --follow."""
     if priority and not queue:
         raise typer.BadParameter(
             f"got {priority}; a priority orders the server's queue: give --queue",
@@ -206,9 +217,10 @@ def resume(
         options = dict(job.options)
         if "twin.toml" in job.files:  # pat: the twin it trained with
             options["twin_profile_toml"] = job.files["twin.toml"].decode("utf-8")
+        dataset = _dataset_again(job, dataset_file)
         try:
             new = board.jobs.submit(
-                job.kind, options, dataset=job.dataset, lease_wait_s=lease_wait_s,
+                job.kind, options, dataset=dataset, lease_wait_s=lease_wait_s,
                 resume_checkpoint=checkpoint, queue=queue, priority=priority,
             )  # fmt: skip
         except InvalidArgument as exc:  # the checkpoint refused: exit 1, nothing to retype
@@ -222,6 +234,28 @@ def resume(
         f"job {new.job_id} goes on from job {job.job_id} ({job.kind} on {job.dataset}){waits}: "
         f"sidra jobs logs {new.job_id} --follow --server {server}"
     )
+
+
+def _dataset_again(job: JobInfo, file: Path | None) -> str | Path:
+    """What a job going on from ``job`` is submitted with: its bundled set's name, or
+    ``file``, the data set file ``job`` was sent (BadParameter naming --dataset when it is
+    not given, or of another name)."""
+    if not job.dataset.lower().endswith(DATASET_FILES):
+        if file is not None:
+            raise typer.BadParameter(
+                f"got {file}; job {job.job_id} trained on the server's {job.dataset} data "
+                "set: it is sent no file",
+                param_hint="'--dataset'",
+            )
+        return job.dataset
+    if file is None or file.name != job.dataset:
+        got = "nothing" if file is None else str(file)
+        raise typer.BadParameter(
+            f"got {got}; job {job.job_id} trained on a file it was sent, {job.dataset}, "
+            "which the server no longer holds: give that file",
+            param_hint="'--dataset'",
+        )
+    return file
 
 
 @jobs_app.command("cancel")
@@ -359,7 +393,7 @@ def run_remote_job(
     server: str,
     kind: str,
     options: dict[str, Any],
-    dataset: str,
+    dataset: str | Path,
     out: Path,
     console: Console,
     *,
@@ -397,7 +431,21 @@ def run_remote_job(
     except InvalidArgument as exc:
         if exc.field == "options_json":  # what it names is an option: the JSON sent is ours
             raise typer.BadParameter(f"the server refused the job: {exc.allowed}") from exc
+        if exc.field in ("dataset", "dataset_file") and isinstance(dataset, Path):
+            raise typer.BadParameter(
+                f"got {dataset}, expected {exc.allowed}", param_hint="'--dataset'"
+            ) from exc
         raise typer.BadParameter(str(exc)) from exc
+    except ResourceExhausted as exc:
+        if exc.field == "request" and isinstance(dataset, Path):  # gRPC's receive limit
+            raise typer.BadParameter(
+                f"got {dataset} ({size_text(dataset.stat().st_size)}), larger than a request "
+                f"the server takes ({exc.value}): its max_message_mb setting (8 MiB by "
+                "default) bounds a data set file sent with a job",
+                param_hint="'--dataset'",
+            ) from exc
+        typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except SidraError as exc:  # who or when (a lease, a role, no store), not what: exit 1
         typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc

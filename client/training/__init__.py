@@ -13,7 +13,7 @@ from sidra.training.board_spsa import SPSACheckpoint, SPSAJob, train_softmax_sps
 from sidra.training.calibration import Calibration, calibrate, noise_level
 from sidra.training.compare import compare_methods, standard_estimators
 from sidra.training.compare_record import Comparison, MethodResult, MethodSummary
-from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.datasets import BUNDLED, FILE_SUFFIXES, Dataset, load_dataset
 from sidra.training.deployment import DeployedModel, LayerProgramming, ModelEvaluation
 from sidra.training.eqprop import EquilibriumNetwork, equilibrium_gradients, train_eqprop
 from sidra.training.estimators import (
@@ -116,6 +116,7 @@ __all__ = [
     "numerical_gradient",
     "numerical_jacobian",
     "BUNDLED",
+    "FILE_SUFFIXES",
     "SPSA",
     "Ask",
     "Calibration",

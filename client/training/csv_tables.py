@@ -28,20 +28,27 @@ def read_samples_csv(path: Path) -> npt.NDArray[np.float64]:
     return np.array(rows, np.float64)
 
 
-def read_labelled_csv(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]:
+def read_labelled_csv(
+    path: Path, content: bytes | None = None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.str_]]:
     """The features (every column but the last, [samples, features]) and the labels (the
-    last column, as text)."""
+    last column, as text). ``content``: the file's bytes, read instead of ``path``, which
+    then only names the file in messages (a file a client sent)."""
     rows, labels = [], []
-    for label, values in _numeric_lines(path, labelled=True):
+    for label, values in _numeric_lines(path, labelled=True, content=content):
         rows.append(values)
         labels.append(label)
     return np.array(rows, np.float64), np.array(labels, np.str_)
 
 
-def _numeric_lines(path: Path, *, labelled: bool) -> Iterator[tuple[str, list[float]]]:
+def _numeric_lines(
+    path: Path, *, labelled: bool, content: bytes | None = None
+) -> Iterator[tuple[str, list[float]]]:
     """Each sample line's label (its last field when ``labelled``, else "") and numbers."""
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark
+        raw = path.read_bytes() if content is None else content
+        text = raw.decode("utf-8-sig")  # a spreadsheet's byte-order mark
+        text = text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot be read as text ({exc})") from exc
     delimiter = _delimiter(text)

@@ -3,6 +3,7 @@ standardised."""
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from dataclasses import dataclass
@@ -14,10 +15,14 @@ import numpy.typing as npt
 
 from sidra.training.csv_tables import read_labelled_csv
 
-__all__ = ["BUNDLED", "Dataset", "load_dataset"]
+__all__ = ["BUNDLED", "FILE_SUFFIXES", "Dataset", "load_dataset"]
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer")
 """scikit-learn data sets that ship inside the package (no download)."""
+
+FILE_SUFFIXES = (".npz", ".csv")
+"""The data set files read (any case of the letters): arrays ``X`` and ``y``, or a sample
+per line with its label last (:mod:`sidra.training.csv_tables`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +57,16 @@ class Dataset:
 
 
 def load_dataset(
-    name: str | os.PathLike[str], *, test_size: float = 0.3, random_state: int = 0
+    name: str | os.PathLike[str],
+    *,
+    test_size: float = 0.3,
+    random_state: int = 0,
+    content: bytes | None = None,
 ) -> Dataset:
     """``name`` is one of :data:`BUNDLED` or a path (str or Path) to an .npz with arrays
-    ``X`` and ``y``.
+    ``X`` and ``y`` or a .csv (a sample per line, its label last). ``content``: such a
+    file's bytes (a file a client sent a server), read instead of ``name``, which is then
+    the file's name only: what messages and the data set's name say.
 
     Split ``test_size`` for testing (stratified-free, ``random_state`` fixed:
     digits gives 1,257 / 540), then standardised with the training statistics.
@@ -66,16 +77,21 @@ def load_dataset(
 
     if isinstance(name, os.PathLike):
         name = os.fspath(name)
-    if name in BUNDLED:
+    named = isinstance(name, str) and name != ""
+    suffix = Path(name).suffix.lower() if named else ""
+    readable = named and (content is not None or Path(name).is_file())
+    if name in BUNDLED and content is None:
         bunch = getattr(datasets, f"load_{name}")()
         x, y = bunch.data, bunch.target
         names: list[str] = [str(n) for n in bunch.target_names]
-    elif isinstance(name, str) and name.endswith(".npz") and Path(name).is_file():
-        x, y = _npz_arrays(name)
+    elif suffix == ".npz" and readable:
+        x, y = _npz_arrays(name, content)
         names = []
-    elif isinstance(name, str) and name.lower().endswith(".csv") and Path(name).is_file():
-        x, y = _csv_arrays(name)
+    elif suffix == ".csv" and readable:
+        x, y = _csv_arrays(name, content)
         names = []
+    elif content is not None:
+        raise ValueError(f"dataset: got {name!r}, expected a file name ending in .npz or .csv")
     else:
         raise ValueError(
             f"dataset: got {name!r}, expected one of {', '.join(BUNDLED)} or an existing .npz "
@@ -91,7 +107,7 @@ def load_dataset(
     )
     scaler = StandardScaler().fit(x_tr)
     return Dataset(
-        name=Path(name).stem if name not in BUNDLED else name,
+        name=name if name in BUNDLED and content is None else Path(name).stem,
         x_train=scaler.transform(x_tr).astype(np.float32),
         y_train=y_tr,
         x_test=scaler.transform(x_te).astype(np.float32),
@@ -104,11 +120,13 @@ def load_dataset(
     )
 
 
-def _csv_arrays(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
-    """The features and labels of the .csv file ``name`` (the label in the last column),
-    checked as an .npz's are."""
+def _csv_arrays(
+    name: str, content: bytes | None = None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
+    """The features and labels of the .csv file ``name`` (the label in the last column;
+    read from ``content`` when given), checked as an .npz's are."""
     try:
-        x, y = read_labelled_csv(Path(name))
+        x, y = read_labelled_csv(Path(name), content)
     except ValueError as exc:
         raise ValueError(f"dataset: {exc}") from exc
     labels: npt.NDArray[Any] = y
@@ -117,16 +135,24 @@ def _csv_arrays(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
     return _check_arrays(name, x, labels), labels
 
 
-def _npz_arrays(name: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
-    """``X`` (as float64) and ``y`` of the .npz file ``name``, or a ValueError naming what
-    is wrong with them: refused before any board call, not as a bad voltage halfway
-    through."""
+def _npz_arrays(
+    name: str, content: bytes | None = None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[Any]]:
+    """``X`` (as float64) and ``y`` of the .npz file ``name`` (read from ``content`` when
+    given), or a ValueError naming what is wrong with them: refused before any board call,
+    not as a bad voltage halfway through."""
+    not_npz = ValueError(f"dataset: {name} is not an .npz archive of arrays")
     try:
-        with np.load(name) as archive:
+        loaded = np.load(name if content is None else io.BytesIO(content))
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a single .npy array
+            raise not_npz
+        with loaded as archive:
             held = sorted(archive)
             arrays = {key: archive[key] for key in ("X", "y") if key in archive}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:  # not a zip, pickled objects
-        raise ValueError(f"dataset: {name} is not an .npz archive of arrays") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # empty, pickled objects
+        if exc is not_npz:
+            raise
+        raise not_npz from exc
     if len(arrays) < 2:
         raise ValueError(f"dataset: {name} holds {held}, expected arrays X and y")
     x, y = arrays["X"], arrays["y"]

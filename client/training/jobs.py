@@ -14,6 +14,7 @@ refuses the job with an error naming the extra, rather than failing mid-run.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import tempfile
 import threading
@@ -28,7 +29,7 @@ from sidra.drivers import Board, BoardInfo, InvalidArgument, TileUse
 from sidra.drivers.errors import refused_argument
 from sidra.training.board_spsa import SPSACheckpoint, spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
-from sidra.training.datasets import BUNDLED, Dataset, load_dataset
+from sidra.training.datasets import BUNDLED, FILE_SUFFIXES, Dataset, load_dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.eqprop import eqprop_placement, train_eqprop
 from sidra.training.forward_forward import ff_placement, train_forward_forward
@@ -120,11 +121,12 @@ def claim_order(tile_count: int, use: TileUse | None, resume: bytes | None) -> t
     return () if use is None else use.order(tile_count)
 
 
-@functools.lru_cache(maxsize=len(BUNDLED))
-def _placed_shape(dataset: str) -> Dataset:
-    """``dataset`` loaded once for placing jobs on it (its features and classes): the
-    queue places a waiting job again every pass while its tiles are held."""
-    return load_dataset(dataset)
+@functools.lru_cache(maxsize=len(BUNDLED) + 8)
+def _placed_shape(dataset: str, content: bytes | None = None) -> Dataset:
+    """``dataset`` (of ``content``: a file a client sent) loaded once for placing jobs on
+    it (its features and classes): the queue places a waiting job again every pass while
+    its tiles are held. (A file's bytes hash once: Python keeps a bytes object's hash.)"""
+    return load_dataset(dataset, content=content)
 
 
 class TrainingJobs:
@@ -134,6 +136,8 @@ class TrainingJobs:
     """Each kind this runner runs and its option model."""
     kinds: tuple[str, ...] = tuple(KINDS)
     datasets: tuple[str, ...] = BUNDLED
+    dataset_files: tuple[str, ...] = FILE_SUFFIXES
+    """The data set files a job may be sent (the name's suffix, any case)."""
 
     def options(self, kind: str, options_json: str) -> JobOptions:
         """The validated options of a ``kind`` job; ValueError naming the option, the
@@ -159,44 +163,59 @@ class TrainingJobs:
         info: BoardInfo,
         use: TileUse | None = None,
         resume: bytes | None = None,
+        dataset_file: bytes | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         """The tiles the job writes (where its layers are placed on a board described by
         ``info``, for ``dataset``'s shape), and whether it needs the whole board.
         PlacementError (a ValueError) when the network does not fit. Given no tiles, a job
         going on from ``resume`` (a checkpoint's bytes, checked) takes the tiles it ran on
-        first, any other those ``use`` says nobody else uses (:func:`tile_order`)."""
+        first, any other those ``use`` says nobody else uses (:func:`tile_order`).
+        ``dataset_file``: the content of the file ``dataset`` names (:meth:`check_dataset`)."""
         order = claim_order(info.tile_count, use, resume)
+        data = _placed_shape(dataset, dataset_file)
         if isinstance(options, SPSAOptions):
-            return spsa_placement(info, _placed_shape(dataset), options, order).of("layer"), False
+            return spsa_placement(info, data, options, order).of("layer"), False
         if isinstance(options, CompareOptions):
-            return compare_tiles(info, _placed_shape(dataset), options, order), False
+            return compare_tiles(info, data, options, order), False
         if isinstance(options, LastLayerOptions):
-            data = _placed_shape(dataset)
             placed = last_layer_placement(info, data.features, data.classes, options, order)
             return placed.used, False
         if isinstance(options, MLPOptions):
-            return mlp_placement(info, _placed_shape(dataset), options, order).used, False
+            return mlp_placement(info, data, options, order).used, False
         if isinstance(options, FFOptions):
-            return ff_placement(info, _placed_shape(dataset), options, order).used, False
+            return ff_placement(info, data, options, order).used, False
         if isinstance(options, EqPropOptions):
-            return eqprop_placement(info, _placed_shape(dataset), options, order).used, False
+            return eqprop_placement(info, data, options, order).used, False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     resumable: tuple[str, ...] = RESUMABLE
     """The kinds that keep a checkpoint and go on from one."""
 
-    def check_resume(self, kind: str, options: JobOptions, dataset: str, checkpoint: bytes) -> None:
-        """ValueError saying why a ``kind`` job of ``options`` on ``dataset`` cannot go on
-        from ``checkpoint`` (the bytes of a ``checkpoint.json``): a kind that keeps none,
-        not a checkpoint, another run's (another job, other options, another data set),
-        or damaged. Checked when the job is submitted, before anything is leased."""
+    def check_dataset(self, dataset: str, content: bytes) -> None:
+        """ValueError saying what is wrong with the data set file named ``dataset`` (a name,
+        no folder) of ``content``, as training would read it: refused at submission."""
+        _placed_shape(dataset, content)
+
+    def check_resume(
+        self,
+        kind: str,
+        options: JobOptions,
+        dataset: str,
+        checkpoint: bytes,
+        dataset_file: bytes | None = None,
+    ) -> None:
+        """ValueError saying why a ``kind`` job of ``options`` on ``dataset`` (of
+        ``dataset_file``, a file sent) cannot go on from ``checkpoint`` (the bytes of a
+        ``checkpoint.json``): a kind that keeps none, not a checkpoint, another run's
+        (another job, other options, another data set), or damaged. Checked when the job
+        is submitted, before anything is leased."""
         if kind not in self.resumable:
             raise ValueError(
                 f"a {kind} job keeps no checkpoint to go on from (the kinds that do: "
                 f"{', '.join(self.resumable)})"
             )
         text = _text(checkpoint)
-        data = load_dataset(dataset)
+        data = load_dataset(dataset, content=dataset_file)
         if isinstance(options, SPSAOptions):
             SPSACheckpoint.parse(text, options, dataset=data, source=SENT)
         else:
@@ -219,15 +238,22 @@ class TrainingJobs:
         stop: threading.Event,
         resume: bytes | None = None,
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+        dataset_file: bytes | None = None,
     ) -> Outcome:
         """Runs the job on ``board``; returns its summary and record files. Once ``stop`` is
         set it ends at its next step, epoch (drift-recovery: of its retraining) or run
         (compare) boundary, evaluated, with the record of what it did, and (a kind of
         :attr:`resumable`) its ``checkpoint.json``, which it also hands the service every
         ``checkpoint_every_s`` while it runs (``reporter.keep_file``). ``resume``: a
-        checkpoint's bytes (:meth:`check_resume`), which the job goes on from."""
-        reporter.log(f"loading data set {dataset}")
-        data = load_dataset(dataset)
+        checkpoint's bytes (:meth:`check_resume`), which the job goes on from.
+        ``dataset_file``: the content of the file ``dataset`` names, sent with the job."""
+        if dataset_file is None:
+            reporter.log(f"loading data set {dataset}")
+        else:
+            digest = hashlib.sha256(dataset_file).hexdigest()
+            reporter.log(f"loading data set {dataset} (sent with the job: "
+                         f"{len(dataset_file):,} bytes, SHA-256 {digest[:16]})")  # fmt: skip
+        data = load_dataset(dataset, content=dataset_file)
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
         with tempfile.TemporaryDirectory(prefix="sidra-job-") as folder:
             path = Path(folder) / CHECKPOINT_FILE if kind in self.resumable else None

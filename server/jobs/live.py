@@ -77,6 +77,9 @@ class LiveJob:
     resume: bytes | None = None
     """The checkpoint the job goes on from (None: none); a queued job keeps it until it
     starts."""
+    dataset_file: bytes | None = None
+    """The content of the data set file the job was sent (None: a bundled set); the store
+    keeps it while the job is queued, this while it runs."""
 
 
 def ended(live: LiveJob, summary: dict[str, Any], max_job_s: float | None) -> tuple[str, str]:

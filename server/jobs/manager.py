@@ -223,9 +223,12 @@ class JobManager:
         *,
         queue: bool = False,
         priority: int = 0,
+        dataset_file: bytes = b"",
     ) -> JobRow:
         """Starts a job of ``principal``; returns it as stored (state running).
-        ``resume_checkpoint``: the checkpoint it goes on from (empty: none). ``queue``:
+        ``resume_checkpoint``: the checkpoint it goes on from (empty: none).
+        ``dataset_file``: the content of the data set file ``dataset`` names (empty: a
+        bundled set; kept in the store while the job is queued). ``queue``:
         a job that cannot start now waits in the queue instead of being refused
         (returned queued, or running if it could start at once). ``priority``: its place
         in the queue before turns (who may raise it is the caller's to check). A job on
@@ -242,7 +245,7 @@ class JobManager:
         runner = self._runner_or_refuse()
         job = checked_submission(
             runner, self.servicer.board.info, kind, options_json, dataset, lease_wait_s,
-            resume_checkpoint, priority, self._tile_use(),
+            resume_checkpoint, priority, self._tile_use(), dataset_file,
         )  # fmt: skip
         protections = self.servicer.protections
         if protections is not None:
@@ -295,7 +298,7 @@ class JobManager:
             raise
         live = LiveJob(
             row, session.id, last_flush_s=time.monotonic(), options=job.options,
-            resume=job.resume,
+            resume=job.resume, dataset_file=job.dataset_file,
         )  # fmt: skip
         with self._changed:
             self._live[job_id] = live
@@ -342,9 +345,12 @@ class JobManager:
                 state="queued", submitted_unix_s=self._clock(), tiles=job.tiles,
                 whole_board=job.whole_board, message="queued", priority=job.priority,
             )  # fmt: skip
-            live = LiveJob(row, "", options=job.options, resume=job.resume)
+            live = LiveJob(
+                row, "", options=job.options, resume=job.resume, dataset_file=job.dataset_file
+            )
             self._event(live, "state", state="queued")
-            records.add(row, job.resume)  # under the lock: the queue never sees it unstored
+            # under the lock: the queue never sees it unstored
+            records.add(row, job.resume, job.dataset_file)
             records.update(row, live.events)
             live.stored = len(live.events)
             self._live[row.id] = live
@@ -358,8 +364,8 @@ class JobManager:
     def _load_queue(self, records: JobRecords) -> None:
         """Takes back the jobs a previous server left queued (in submission order); one
         whose options this server no longer reads ends failed, saying why."""
-        for row, resume in records.queued():
-            live = LiveJob(row, "", resume=resume)
+        for row, resume, dataset_file in records.queued():
+            live = LiveJob(row, "", resume=resume, dataset_file=dataset_file)
             live.events = records.events(row.id)  # its next event's index follows them
             live.stored = len(live.events)
             try:
@@ -516,7 +522,7 @@ class JobManager:
         try:
             tiles, _ = self._runner_or_refuse().claim(
                 row.kind, live.options, row.dataset, info, self._tile_use(but=row.id),
-                live.resume,
+                live.resume, live.dataset_file,
             )  # fmt: skip
         except (ValueError, SidraError) as exc:  # checked at submission; a runner since
             log.warning("job %s: not placed again while queued: %s", row.id, exc)
@@ -621,7 +627,7 @@ class JobManager:
                 self._settle(live, board)
                 summary, files = runner.run(
                     row.kind, options, row.dataset, board, _Reporter(self, live), live.stop,
-                    resume, self.checkpoint_every_s,
+                    resume, self.checkpoint_every_s, live.dataset_file,
                 )  # fmt: skip
             finally:
                 recorder.drain()  # every write the job made is in the store before it ends

@@ -71,6 +71,8 @@ class JobRunner(Protocol):
     """Job kinds: the names of the ``sidra train`` commands a job can run."""
     datasets: tuple[str, ...]
     """Data sets a job may name."""
+    dataset_files: tuple[str, ...]
+    """The suffixes (lowercase, with the dot) of the data set files a job may be sent."""
     resumable: tuple[str, ...]
     """Kinds that keep a checkpoint when they stop early and go on from one."""
 
@@ -90,16 +92,32 @@ class JobRunner(Protocol):
         info: BoardInfo,
         use: TileUse | None = None,
         resume: bytes | None = None,
+        dataset_file: bytes | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         """The tiles the job writes (its layers placed on a board described by ``info`` for
         ``dataset``), and whether it needs the whole board; ValueError when they do not
         fit. Given no tiles, a job going on from ``resume`` (a checkpoint, checked) takes
-        the tiles it ran on first, any other those ``use`` says nobody else uses."""
+        the tiles it ran on first, any other those ``use`` says nobody else uses.
+        ``dataset_file``: the content of the file ``dataset`` names, sent with the job
+        (None: ``dataset`` is one of :attr:`datasets`)."""
         ...
 
-    def check_resume(self, kind: str, options: Any, dataset: str, checkpoint: bytes) -> None:
-        """ValueError saying why a ``kind`` job of ``options`` on ``dataset`` cannot go on
-        from ``checkpoint`` (a kind that keeps none, another run's, damaged)."""
+    def check_dataset(self, dataset: str, content: bytes) -> None:
+        """ValueError saying what is wrong with a data set file named ``dataset`` (a file
+        name ending in one of :attr:`dataset_files`) of ``content``, read as the job would."""
+        ...
+
+    def check_resume(
+        self,
+        kind: str,
+        options: Any,
+        dataset: str,
+        checkpoint: bytes,
+        dataset_file: bytes | None = None,
+    ) -> None:
+        """ValueError saying why a ``kind`` job of ``options`` on ``dataset`` (of
+        ``dataset_file``, when sent) cannot go on from ``checkpoint`` (a kind that keeps
+        none, another run's, damaged)."""
         ...
 
     def run(
@@ -112,6 +130,7 @@ class JobRunner(Protocol):
         stop: threading.Event,
         resume: bytes | None = None,
         checkpoint_every_s: float = 60.0,
+        dataset_file: bytes | None = None,
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Runs the job; returns its summary and its record files by name. Once ``stop`` is
         set the job ends at its next step, epoch or run boundary and returns the record of
@@ -121,6 +140,7 @@ class JobRunner(Protocol):
         ``checkpoint.json`` among its files; ``resume``, such a file's bytes (checked by
         :meth:`check_resume`), is where the job goes on from. While it runs, such a job
         hands its latest checkpoint to ``reporter.keep_file`` every ``checkpoint_every_s``.
+        ``dataset_file``: the content of the file ``dataset`` names, sent with the job.
 
         A job that fails after doing part of its work (its board gone mid-way) may keep
         the record of that part: the exception it raises has an ``outcome`` attribute,

@@ -90,7 +90,7 @@ class JobServicer:
         job = self.manager.submit(
             principal, request.kind, request.options_json, request.dataset,
             request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
-            priority=request.priority,
+            priority=request.priority, dataset_file=request.dataset_file,
         )  # fmt: skip
         return job_message(job)
 

@@ -1,11 +1,14 @@
-"""A SubmitJob checked whole before anything happens: kind, data set, the lease wait,
-the options, the checkpoint it goes on from, and the tiles it needs on this board. A
-refused submission raises the typed error naming its field and leaves no trace."""
+"""A SubmitJob checked whole before anything happens: kind, data set (a bundled one's
+name, or a file sent with the job), the lease wait, the options, the checkpoint it goes on
+from, and the tiles it needs on this board. A refused submission raises the typed error
+naming its field and leaves no trace."""
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from sidra.drivers import BoardInfo, InvalidArgument, OutOfRange, TileUse
@@ -13,7 +16,9 @@ from sidra.server.jobs.runner import CHECKPOINT_FILE, JobRunner
 from sidra.server.sessions.registry import WAIT_LIMIT_S
 
 __all__ = [
+    "DATASET_FILE_FIELD",
     "DEFAULT_DATASET",
+    "MAX_DATASET_NAME",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
     "RESUME_FIELD",
@@ -23,6 +28,12 @@ __all__ = [
 
 DEFAULT_DATASET = "digits"
 """The data set of a job that names none (as ``sidra train``'s default)."""
+
+DATASET_FILE_FIELD = "dataset_file"
+"""SubmitJob's field carrying a data set file's content (its name in ``dataset``)."""
+
+MAX_DATASET_NAME = 255
+"""The longest data set file name, characters (as most file systems allow)."""
 
 RESUME_FIELD = "resume_checkpoint"
 """SubmitJob's field carrying the checkpoint a job goes on from."""
@@ -46,6 +57,8 @@ class Submission:
     """The checkpoint it goes on from (None: none)."""
     priority: int = 0
     """Its place in the queue before turns, higher first."""
+    dataset_file: bytes | None = None
+    """The content of the data set file ``dataset`` names (None: a bundled set)."""
 
 
 def checked_submission(
@@ -58,18 +71,26 @@ def checked_submission(
     resume_checkpoint: bytes,
     priority: int = 0,
     use: TileUse | None = None,
+    dataset_file: bytes = b"",
 ) -> Submission:
     """The submission, or InvalidArgument / OutOfRange naming the first field refused.
-    ``use``: which tiles others use now (a job given no tiles takes the others first)."""
+    ``use``: which tiles others use now (a job given no tiles takes the others first).
+    ``dataset_file``: the content of the file ``dataset`` names (empty: ``dataset`` is a
+    bundled data set)."""
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise OutOfRange("priority", priority, f"{MIN_PRIORITY} .. {MAX_PRIORITY}")
     if kind not in runner.kinds:
         raise InvalidArgument("kind", kind, f"one of {', '.join(runner.kinds)}")
-    dataset = dataset or DEFAULT_DATASET
-    if dataset not in runner.datasets:
-        raise InvalidArgument(
-            "dataset", dataset, f"one of {', '.join(runner.datasets)} (bundled data sets)"
-        )
+    if dataset_file:
+        _check_dataset_file(runner, dataset, dataset_file)
+    else:
+        dataset = dataset or DEFAULT_DATASET
+        if dataset not in runner.datasets:
+            raise InvalidArgument(
+                "dataset", dataset, f"one of {', '.join(runner.datasets)} (bundled data sets), "
+                f"or a file's name ({_suffixes(runner)}) with its content in {DATASET_FILE_FIELD}",
+            )  # fmt: skip
+    data = dataset_file or None
     if not (math.isfinite(lease_wait_s) and 0 <= lease_wait_s <= WAIT_LIMIT_S):
         raise OutOfRange("lease_wait_s", lease_wait_s, f"0 .. {WAIT_LIMIT_S:g} s")
     try:
@@ -79,10 +100,10 @@ def checked_submission(
     except ValueError as exc:
         raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
     if resume_checkpoint:
-        _check_resume(runner, kind, options, dataset, resume_checkpoint)
+        _check_resume(runner, kind, options, dataset, resume_checkpoint, data)
     try:
         tiles, whole_board = runner.claim(
-            kind, options, dataset, info, use, resume_checkpoint or None
+            kind, options, dataset, info, use, resume_checkpoint or None, data
         )
     except ValueError as exc:  # the network does not fit the tiles it may use
         raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
@@ -93,11 +114,44 @@ def checked_submission(
             f"{kind} options name tiles {list(tiles)}",
         )  # fmt: skip
     resume = resume_checkpoint or None
-    return Submission(kind, options, dataset, tiles, whole_board, resume, priority)
+    return Submission(kind, options, dataset, tiles, whole_board, resume, priority, data)
+
+
+def _suffixes(runner: JobRunner) -> str:
+    return " or ".join(runner.dataset_files)
+
+
+def _check_dataset_file(runner: JobRunner, name: str, content: bytes) -> None:
+    """InvalidArgument naming ``dataset`` when ``name`` is not a plain file name of a data
+    set file, or ``dataset_file`` when ``content`` cannot be read as one."""
+    plain = PurePosixPath(name).name == name and "\\" not in name
+    printable = not any(unicodedata.category(c) in ("Cc", "Cf") for c in name)
+    if not (plain and printable and 0 < len(name) <= MAX_DATASET_NAME):
+        raise InvalidArgument(
+            "dataset", name, f"the sent file's name without its folder (up to "
+            f"{MAX_DATASET_NAME} characters, ending in {_suffixes(runner)})",
+        )  # fmt: skip
+    if PurePosixPath(name).suffix.lower() not in runner.dataset_files:
+        raise InvalidArgument(
+            "dataset", name, f"the sent file's name, ending in {_suffixes(runner)} (the "
+            "file types a data set is read from)",
+        )  # fmt: skip
+    try:
+        runner.check_dataset(name, content)
+    except ValueError as exc:
+        raise InvalidArgument(
+            DATASET_FILE_FIELD, f"{len(content)} bytes", f"a data set file as training reads "
+            f"it: {str(exc).removeprefix('dataset: ')}",
+        ) from exc  # fmt: skip
 
 
 def _check_resume(
-    runner: JobRunner, kind: str, options: Any, dataset: str, checkpoint: bytes
+    runner: JobRunner,
+    kind: str,
+    options: Any,
+    dataset: str,
+    checkpoint: bytes,
+    dataset_file: bytes | None = None,
 ) -> None:
     given = f"{len(checkpoint)} bytes"
     if kind not in runner.resumable:
@@ -107,7 +161,7 @@ def _check_resume(
             f"(the kinds that do: {kinds})",
         )  # fmt: skip
     try:
-        runner.check_resume(kind, options, dataset, checkpoint)
+        runner.check_resume(kind, options, dataset, checkpoint, dataset_file)
     except ValueError as exc:
         raise InvalidArgument(
             RESUME_FIELD, given,

@@ -119,12 +119,19 @@ class JobRecords:
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    def add(self, job: JobRow, resume_checkpoint: bytes | None = None) -> None:
-        """Stores a new job; a queued one with the checkpoint it is to go on from."""
+    def add(
+        self,
+        job: JobRow,
+        resume_checkpoint: bytes | None = None,
+        dataset_file: bytes | None = None,
+    ) -> None:
+        """Stores a new job; a queued one with the checkpoint it is to go on from and the
+        data set file it was sent."""
         with self.store._writing("record job") as db:
             db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint) VALUES ({', '.join('?' * 18)})",
-                (*job.values(), resume_checkpoint),
+                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint, dataset_file) "
+                f"VALUES ({', '.join('?' * 19)})",
+                (*job.values(), resume_checkpoint, dataset_file),
             )
 
     def last_starts(self) -> dict[str, float]:
@@ -137,16 +144,21 @@ class JobRecords:
             ).fetchall()
         return {str(principal): float(when) for principal, when in rows}
 
-    def queued(self) -> list[tuple[JobRow, bytes | None]]:
+    def queued(self) -> list[tuple[JobRow, bytes | None, bytes | None]]:
         """The jobs waiting in the queue, in submission order, each with the checkpoint it
-        is to go on from (None: none)."""
+        is to go on from and the data set file it was sent (None: none)."""
         with self.store._reading("read queued jobs") as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS}, resume_checkpoint FROM jobs WHERE state = 'queued' "
-                "ORDER BY submitted_unix_s, id"
+                f"SELECT {_COLUMNS}, resume_checkpoint, dataset_file FROM jobs "
+                "WHERE state = 'queued' ORDER BY submitted_unix_s, id"
             ).fetchall()
             return [
-                (_job(row, _event_count(db, str(row[0]))), _blob_or_none(row[17])) for row in rows
+                (
+                    _job(row, _event_count(db, str(row[0]))),
+                    _blob_or_none(row[17]),
+                    _blob_or_none(row[18]),
+                )
+                for row in rows
             ]
 
     def update(
@@ -165,8 +177,8 @@ class JobRecords:
             )
             if job.state != "queued":  # started or ended: what it went on from is spent
                 db.execute(
-                    "UPDATE jobs SET resume_checkpoint = NULL "
-                    "WHERE id = ? AND resume_checkpoint IS NOT NULL",
+                    "UPDATE jobs SET resume_checkpoint = NULL, dataset_file = NULL "
+                    "WHERE id = ? AND (resume_checkpoint IS NOT NULL OR dataset_file IS NOT NULL)",
                     (job.id,),
                 )
             db.executemany(

@@ -277,7 +277,17 @@ _V9 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+_V10 = Migration(
+    10,
+    (
+        # The data set file a job was sent (SubmitJob dataset_file; its name is the
+        # job's dataset), kept while the job is queued as its checkpoint is: NULL once it
+        # has started, and for every job before (they trained on bundled sets).
+        "ALTER TABLE jobs ADD COLUMN dataset_file BLOB",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

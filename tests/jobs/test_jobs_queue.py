@@ -216,21 +216,24 @@ def test_queued_jobs_outlive_the_server_and_start_when_it_is_back(tmp_path: Path
         assert [e.state for e in events if e.kind == "state"] == ["queued", "running", "succeeded"]
 
 
-def test_a_queued_job_keeps_the_checkpoint_it_goes_on_from_until_it_starts(
+def test_a_queued_job_keeps_the_checkpoint_and_data_set_file_it_was_sent_until_it_starts(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "s.sqlite3"
     with StateStore(path) as store:
         records = JobRecords(store)
-        row = JobRow("ab" * 8, "spsa", "local", "iris", "{}", "queued", 1.0)
-        records.add(row, b'{"step": 3}')
-        assert records.queued() == [(row, b'{"step": 3}')]
+        row = JobRow("ab" * 8, "spsa", "local", "lab.csv", "{}", "queued", 1.0)
+        records.add(row, b'{"step": 3}', b"1,2,a\n3,4,b\n")
+        other = JobRow("cd" * 8, "spsa", "local", "iris", "{}", "queued", 2.0)
+        records.add(other)
+        assert records.queued() == [(row, b'{"step": 3}', b"1,2,a\n3,4,b\n"), (other, None, None)]
         row.state = "running"
         records.update(row)
-        assert records.queued() == []
+        assert records.queued() == [(other, None, None)]
         assert records.delete(row.id) is None  # running: not deleted
     db = sqlite3.connect(path)
-    assert db.execute("SELECT resume_checkpoint FROM jobs").fetchall() == [(None,)]
+    kept = "SELECT id, resume_checkpoint, dataset_file FROM jobs ORDER BY id"
+    assert db.execute(kept).fetchall() == [(row.id, None, None), (other.id, None, None)]
     db.close()
 
 

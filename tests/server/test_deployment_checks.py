@@ -244,7 +244,8 @@ def test_a_store_of_the_schema_before_checks_opens_with_its_deployments_and_no_c
         records, found = _stored_deployment(store)
     with sqlite3.connect(path) as db:  # as schema 8 had it
         db.execute("DROP TABLE deployment_checks")
-        db.execute("DELETE FROM schema_version WHERE version = 9")
+        db.execute("ALTER TABLE jobs DROP COLUMN dataset_file")  # schema 10's
+        db.execute("DELETE FROM schema_version WHERE version >= 9")
     with StateStore(path) as store:
         records = DeploymentRecords(store)
         assert [d.name for d in records.of_board(found.board_serial)] == ["demo"]

@@ -35,6 +35,7 @@ from sidra.client.session import Session
 from sidra.drivers import Board, InvalidArgument, OutOfRange, SidraError, open_board
 from sidra.training import (
     BUNDLED,
+    FILE_SUFFIXES,
     STOPPED_AT,
     EqPropOptions,
     FFOptions,
@@ -480,22 +481,29 @@ def run_remote(
     ``priority``."""
     if server is None:
         raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
-    if Path(dataset).is_file():  # a file here: the job would name it to the server alone
-        raise typer.BadParameter(
-            f"got {dataset}, a file on this machine: a --remote-job runs inside the server, "
-            "which is sent no data set file and trains on the data sets it has (the bundled "
-            f"ones: {', '.join(BUNDLED)}); without --remote-job the run reads the file here "
-            "and trains on --server's board",
-            param_hint="'--dataset'",
-        )
     checkpoint = checkpoint_to_send(out, resume)
     folder = record_folder(out, job)
     submitted = options.settings() if sent is None else sent
     done = run_remote_job(
-        server, job, submitted, dataset, folder, console, resume_checkpoint=checkpoint,
-        queue=queue, priority=priority,
+        server, job, submitted, sent_dataset(dataset), folder, console,
+        resume_checkpoint=checkpoint, queue=queue, priority=priority,
     )  # fmt: skip
     return (done.summary or {}) | {"job_id": done.job_id, "record": str(folder)}
+
+
+def sent_dataset(dataset: str) -> str | Path:
+    """What a job is submitted with for ``--dataset``: a bundled set's name, or the local
+    file (a path ending in .npz or .csv), whose content is sent with the job."""
+    if dataset in BUNDLED or not dataset.lower().endswith(FILE_SUFFIXES):
+        return dataset
+    path = Path(dataset)
+    if not path.is_file():
+        raise typer.BadParameter(
+            f"got {dataset}, which is no file here: a --remote-job is sent the file named "
+            f"(or trains on one of the server's bundled sets: {', '.join(BUNDLED)})",
+            param_hint="'--dataset'",
+        )
+    return path
 
 
 def submitted(

@@ -24,47 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sidra/hil/v1/jobs.proto\x12\x0csidra.hil.v1\"\x99\x01\n\x10SubmitJobRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0coptions_json\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x14\n\x0clease_wait_s\x18\x04 \x01(\x01\x12\x19\n\x11resume_checkpoint\x18\x05 \x01(\x0c\x12\r\n\x05queue\x18\x06 \x01(\x08\x12\x10\n\x08priority\x18\x07 \x01(\x05\"7\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0einclude_record\x18\x02 \x01(\x08\"U\n\x12ReadJobFileRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\"J\n\x13ReadJobFileResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"/\n\x0bJobFileInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\"[\n\x0fListJobsRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12&\n\x06states\x18\x03 \x03(\x0e\x32\x16.sidra.hil.v1.JobState\"3\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.sidra.hil.v1.Job\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x15SetJobPriorityRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"(\n\x11\x44\x65leteJobResponse\x12\x13\n\x0b\x66reed_bytes\x18\x01 \x01(\x04\"5\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nfrom_index\x18\x02 \x01(\x04\"(\n\x07JobFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\xbc\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tprincipal\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x14\n\x0coptions_json\x18\x05 \x01(\t\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.sidra.hil.v1.JobState\x12\x18\n\x10submitted_unix_s\x18\x07 \x01(\x01\x12\x16\n\x0estarted_unix_s\x18\x08 \x01(\x01\x12\x14\n\x0c\x65nded_unix_s\x18\t \x01(\x01\x12\x0c\n\x04step\x18\n \x01(\x04\x12\r\n\x05total\x18\x0b \x01(\x04\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\r\n\x05tiles\x18\x0e \x03(\r\x12\x13\n\x0bwhole_board\x18\x0f \x01(\x08\x12\x0e\n\x06\x65vents\x18\x10 \x01(\x04\x12\x14\n\x0csummary_json\x18\x11 \x01(\t\x12$\n\x05\x66iles\x18\x12 \x03(\x0b\x32\x15.sidra.hil.v1.JobFile\x12/\n\x0crecord_files\x18\x13 \x03(\x0b\x32\x19.sidra.hil.v1.JobFileInfo\x12\x10\n\x08priority\x18\x14 \x01(\x05\"\xa8\x01\n\x08JobEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0e\n\x06unix_s\x18\x02 \x01(\x01\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.sidra.hil.v1.JobEventKind\x12\x0c\n\x04step\x18\x04 \x01(\x04\x12\r\n\x05total\x18\x05 \x01(\x04\x12\x0f\n\x07message\x18\x06 \x01(\t\x12%\n\x05state\x18\x07 \x01(\x0e\x32\x16.sidra.hil.v1.JobState*\xb5\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10JOB_STATE_FAILED\x10\x03\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x04\x12\x19\n\x15JOB_STATE_INTERRUPTED\x10\x05\x12\x14\n\x10JOB_STATE_QUEUED\x10\x06*}\n\x0cJobEventKind\x12\x1e\n\x1aJOB_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17JOB_EVENT_KIND_PROGRESS\x10\x01\x12\x16\n\x12JOB_EVENT_KIND_LOG\x10\x02\x12\x18\n\x14JOB_EVENT_KIND_STATE\x10\x03\x32\xc2\x04\n\nJobService\x12>\n\tSubmitJob\x12\x1e.sidra.hil.v1.SubmitJobRequest\x1a\x11.sidra.hil.v1.Job\x12\x38\n\x06GetJob\x12\x1b.sidra.hil.v1.GetJobRequest\x1a\x11.sidra.hil.v1.Job\x12I\n\x08ListJobs\x12\x1d.sidra.hil.v1.ListJobsRequest\x1a\x1e.sidra.hil.v1.ListJobsResponse\x12>\n\tCancelJob\x12\x1e.sidra.hil.v1.CancelJobRequest\x1a\x11.sidra.hil.v1.Job\x12\x43\n\x08WatchJob\x12\x1d.sidra.hil.v1.WatchJobRequest\x1a\x16.sidra.hil.v1.JobEvent0\x01\x12R\n\x0bReadJobFile\x12 .sidra.hil.v1.ReadJobFileRequest\x1a!.sidra.hil.v1.ReadJobFileResponse\x12L\n\tDeleteJob\x12\x1e.sidra.hil.v1.DeleteJobRequest\x1a\x1f.sidra.hil.v1.DeleteJobResponse\x12H\n\x0eSetJobPriority\x12#.sidra.hil.v1.SetJobPriorityRequest\x1a\x11.sidra.hil.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17sidra/hil/v1/jobs.proto\x12\x0csidra.hil.v1\"\xaf\x01\n\x10SubmitJobRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x14\n\x0coptions_json\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x14\n\x0clease_wait_s\x18\x04 \x01(\x01\x12\x19\n\x11resume_checkpoint\x18\x05 \x01(\x0c\x12\r\n\x05queue\x18\x06 \x01(\x08\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x14\n\x0c\x64\x61taset_file\x18\x08 \x01(\x0c\"7\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0einclude_record\x18\x02 \x01(\x08\"U\n\x12ReadJobFileRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\"J\n\x13ReadJobFileResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\x0c\"/\n\x0bJobFileInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\"[\n\x0fListJobsRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12&\n\x06states\x18\x03 \x03(\x0e\x32\x16.sidra.hil.v1.JobState\"3\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.sidra.hil.v1.Job\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x15SetJobPriorityRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"(\n\x11\x44\x65leteJobResponse\x12\x13\n\x0b\x66reed_bytes\x18\x01 \x01(\x04\"5\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nfrom_index\x18\x02 \x01(\x04\"(\n\x07JobFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\xbc\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tprincipal\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x14\n\x0coptions_json\x18\x05 \x01(\t\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.sidra.hil.v1.JobState\x12\x18\n\x10submitted_unix_s\x18\x07 \x01(\x01\x12\x16\n\x0estarted_unix_s\x18\x08 \x01(\x01\x12\x14\n\x0c\x65nded_unix_s\x18\t \x01(\x01\x12\x0c\n\x04step\x18\n \x01(\x04\x12\r\n\x05total\x18\x0b \x01(\x04\x12\x0f\n\x07message\x18\x0c \x01(\t\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\r\n\x05tiles\x18\x0e \x03(\r\x12\x13\n\x0bwhole_board\x18\x0f \x01(\x08\x12\x0e\n\x06\x65vents\x18\x10 \x01(\x04\x12\x14\n\x0csummary_json\x18\x11 \x01(\t\x12$\n\x05\x66iles\x18\x12 \x03(\x0b\x32\x15.sidra.hil.v1.JobFile\x12/\n\x0crecord_files\x18\x13 \x03(\x0b\x32\x19.sidra.hil.v1.JobFileInfo\x12\x10\n\x08priority\x18\x14 \x01(\x05\"\xa8\x01\n\x08JobEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0e\n\x06unix_s\x18\x02 \x01(\x01\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.sidra.hil.v1.JobEventKind\x12\x0c\n\x04step\x18\x04 \x01(\x04\x12\r\n\x05total\x18\x05 \x01(\x04\x12\x0f\n\x07message\x18\x06 \x01(\t\x12%\n\x05state\x18\x07 \x01(\x0e\x32\x16.sidra.hil.v1.JobState*\xb5\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x02\x12\x14\n\x10JOB_STATE_FAILED\x10\x03\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x04\x12\x19\n\x15JOB_STATE_INTERRUPTED\x10\x05\x12\x14\n\x10JOB_STATE_QUEUED\x10\x06*}\n\x0cJobEventKind\x12\x1e\n\x1aJOB_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17JOB_EVENT_KIND_PROGRESS\x10\x01\x12\x16\n\x12JOB_EVENT_KIND_LOG\x10\x02\x12\x18\n\x14JOB_EVENT_KIND_STATE\x10\x03\x32\xc2\x04\n\nJobService\x12>\n\tSubmitJob\x12\x1e.sidra.hil.v1.SubmitJobRequest\x1a\x11.sidra.hil.v1.Job\x12\x38\n\x06GetJob\x12\x1b.sidra.hil.v1.GetJobRequest\x1a\x11.sidra.hil.v1.Job\x12I\n\x08ListJobs\x12\x1d.sidra.hil.v1.ListJobsRequest\x1a\x1e.sidra.hil.v1.ListJobsResponse\x12>\n\tCancelJob\x12\x1e.sidra.hil.v1.CancelJobRequest\x1a\x11.sidra.hil.v1.Job\x12\x43\n\x08WatchJob\x12\x1d.sidra.hil.v1.WatchJobRequest\x1a\x16.sidra.hil.v1.JobEvent0\x01\x12R\n\x0bReadJobFile\x12 .sidra.hil.v1.ReadJobFileRequest\x1a!.sidra.hil.v1.ReadJobFileResponse\x12L\n\tDeleteJob\x12\x1e.sidra.hil.v1.DeleteJobRequest\x1a\x1f.sidra.hil.v1.DeleteJobResponse\x12H\n\x0eSetJobPriority\x12#.sidra.hil.v1.SetJobPriorityRequest\x1a\x11.sidra.hil.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sidra.hil.v1.jobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1501
-  _globals['_JOBSTATE']._serialized_end=1682
-  _globals['_JOBEVENTKIND']._serialized_start=1684
-  _globals['_JOBEVENTKIND']._serialized_end=1809
+  _globals['_JOBSTATE']._serialized_start=1523
+  _globals['_JOBSTATE']._serialized_end=1704
+  _globals['_JOBEVENTKIND']._serialized_start=1706
+  _globals['_JOBEVENTKIND']._serialized_end=1831
   _globals['_SUBMITJOBREQUEST']._serialized_start=42
-  _globals['_SUBMITJOBREQUEST']._serialized_end=195
-  _globals['_GETJOBREQUEST']._serialized_start=197
-  _globals['_GETJOBREQUEST']._serialized_end=252
-  _globals['_READJOBFILEREQUEST']._serialized_start=254
-  _globals['_READJOBFILEREQUEST']._serialized_end=339
-  _globals['_READJOBFILERESPONSE']._serialized_start=341
-  _globals['_READJOBFILERESPONSE']._serialized_end=415
-  _globals['_JOBFILEINFO']._serialized_start=417
-  _globals['_JOBFILEINFO']._serialized_end=464
-  _globals['_LISTJOBSREQUEST']._serialized_start=466
-  _globals['_LISTJOBSREQUEST']._serialized_end=557
-  _globals['_LISTJOBSRESPONSE']._serialized_start=559
-  _globals['_LISTJOBSRESPONSE']._serialized_end=610
-  _globals['_CANCELJOBREQUEST']._serialized_start=612
-  _globals['_CANCELJOBREQUEST']._serialized_end=646
-  _globals['_SETJOBPRIORITYREQUEST']._serialized_start=648
-  _globals['_SETJOBPRIORITYREQUEST']._serialized_end=705
-  _globals['_DELETEJOBREQUEST']._serialized_start=707
-  _globals['_DELETEJOBREQUEST']._serialized_end=741
-  _globals['_DELETEJOBRESPONSE']._serialized_start=743
-  _globals['_DELETEJOBRESPONSE']._serialized_end=783
-  _globals['_WATCHJOBREQUEST']._serialized_start=785
-  _globals['_WATCHJOBREQUEST']._serialized_end=838
-  _globals['_JOBFILE']._serialized_start=840
-  _globals['_JOBFILE']._serialized_end=880
-  _globals['_JOB']._serialized_start=883
-  _globals['_JOB']._serialized_end=1327
-  _globals['_JOBEVENT']._serialized_start=1330
-  _globals['_JOBEVENT']._serialized_end=1498
-  _globals['_JOBSERVICE']._serialized_start=1812
-  _globals['_JOBSERVICE']._serialized_end=2390
+  _globals['_SUBMITJOBREQUEST']._serialized_end=217
+  _globals['_GETJOBREQUEST']._serialized_start=219
+  _globals['_GETJOBREQUEST']._serialized_end=274
+  _globals['_READJOBFILEREQUEST']._serialized_start=276
+  _globals['_READJOBFILEREQUEST']._serialized_end=361
+  _globals['_READJOBFILERESPONSE']._serialized_start=363
+  _globals['_READJOBFILERESPONSE']._serialized_end=437
+  _globals['_JOBFILEINFO']._serialized_start=439
+  _globals['_JOBFILEINFO']._serialized_end=486
+  _globals['_LISTJOBSREQUEST']._serialized_start=488
+  _globals['_LISTJOBSREQUEST']._serialized_end=579
+  _globals['_LISTJOBSRESPONSE']._serialized_start=581
+  _globals['_LISTJOBSRESPONSE']._serialized_end=632
+  _globals['_CANCELJOBREQUEST']._serialized_start=634
+  _globals['_CANCELJOBREQUEST']._serialized_end=668
+  _globals['_SETJOBPRIORITYREQUEST']._serialized_start=670
+  _globals['_SETJOBPRIORITYREQUEST']._serialized_end=727
+  _globals['_DELETEJOBREQUEST']._serialized_start=729
+  _globals['_DELETEJOBREQUEST']._serialized_end=763
+  _globals['_DELETEJOBRESPONSE']._serialized_start=765
+  _globals['_DELETEJOBRESPONSE']._serialized_end=805
+  _globals['_WATCHJOBREQUEST']._serialized_start=807
+  _globals['_WATCHJOBREQUEST']._serialized_end=860
+  _globals['_JOBFILE']._serialized_start=862
+  _globals['_JOBFILE']._serialized_end=902
+  _globals['_JOB']._serialized_start=905
+  _globals['_JOB']._serialized_end=1349
+  _globals['_JOBEVENT']._serialized_start=1352
+  _globals['_JOBEVENT']._serialized_end=1520
+  _globals['_JOBSERVICE']._serialized_start=1834
+  _globals['_JOBSERVICE']._serialized_end=2412
 # @@protoc_insertion_point(module_scope)

@@ -36,7 +36,7 @@ JOB_EVENT_KIND_LOG: JobEventKind
 JOB_EVENT_KIND_STATE: JobEventKind
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint", "queue", "priority")
+    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint", "queue", "priority", "dataset_file")
     KIND_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class SubmitJobRequest(_message.Message):
     RESUME_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FILE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     options_json: str
     dataset: str
@@ -51,7 +52,8 @@ class SubmitJobRequest(_message.Message):
     resume_checkpoint: bytes
     queue: bool
     priority: int
-    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ..., queue: _Optional[bool] = ..., priority: _Optional[int] = ...) -> None: ...
+    dataset_file: bytes
+    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ..., queue: _Optional[bool] = ..., priority: _Optional[int] = ..., dataset_file: _Optional[bytes] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id", "include_record")
