@@ -23,7 +23,7 @@ from sidra.cli.twin import measured_twin, twin_emulator, twin_physics
 from sidra.drivers import Board, BoardInfo, TileUse
 from sidra.emulator.config import BoardProfile, parse_profile
 from sidra.training import PATJobOptions, train_pat
-from sidra.training.datasets import Dataset, load_dataset
+from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EXTRAS
 from sidra.training.jobs import (
     KINDS,
@@ -33,6 +33,7 @@ from sidra.training.jobs import (
     RecordKept,
     TrainingJobs,
     claim_order,
+    placed_shape,
 )
 from sidra.training.mlp import mlp_placement
 from sidra.training.options import JobOptions
@@ -72,8 +73,8 @@ class ServerJobs(TrainingJobs):
         if not isinstance(options, PATJobOptions):
             return super().claim(kind, options, dataset, info, use, resume, dataset_file)
         order = claim_order(info.tile_count, use, resume)
-        data = load_dataset(dataset, content=dataset_file)
-        placed = mlp_placement(info, data, options, order).used  # it must fit
+        shape = placed_shape(dataset, dataset_file)
+        placed = mlp_placement(info, shape, options, order).used  # it must fit
         if not options.twin_profile_toml:
             return (), True  # characterized first: its stuck-cell scan programs every tile
         geometry = _profile(options).geometry

@@ -436,17 +436,15 @@ def run_remote_job(
                 f"got {dataset}, expected {exc.allowed}", param_hint="'--dataset'"
             ) from exc
         raise typer.BadParameter(str(exc)) from exc
-    except ResourceExhausted as exc:
-        if exc.field == "request" and isinstance(dataset, Path):  # gRPC's receive limit
-            raise typer.BadParameter(
+    except SidraError as exc:  # who or when (a lease, a role, no store), not what: exit 1
+        refused = exc if isinstance(exc, ResourceExhausted) else None
+        if refused is not None and refused.field == "request" and isinstance(dataset, Path):
+            raise typer.BadParameter(  # gRPC's own receive limit: the file is what to change
                 f"got {dataset} ({size_text(dataset.stat().st_size)}), larger than a request "
-                f"the server takes ({exc.value}): its max_message_mb setting (8 MiB by "
+                f"the server takes ({refused.value}): its max_message_mb setting (8 MiB by "
                 "default) bounds a data set file sent with a job",
                 param_hint="'--dataset'",
             ) from exc
-        typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    except SidraError as exc:  # who or when (a lease, a role, no store), not what: exit 1
         typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
     if done.state != "succeeded":

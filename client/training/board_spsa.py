@@ -28,7 +28,7 @@ from sidra.drivers import Board, BoardInfo, InvalidArgument, SidraError
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.calibration import calibrate
-from sidra.training.datasets import Dataset
+from sidra.training.datasets import Dataset, Shaped
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.model import TrainedModel
 from sidra.training.options import PerturbationMode, SPSAOptions
@@ -100,7 +100,7 @@ def spsa_layer_shape(data: Dataset) -> tuple[int, int]:
 
 
 def spsa_placement(
-    info: BoardInfo, data: Dataset, options: SPSAOptions, order: Sequence[int] = ()
+    info: BoardInfo, data: Shaped, options: SPSAOptions, order: Sequence[int] = ()
 ) -> Placement:
     """The tiles of the SPSA job's one layer (features + bias row x classes); ``order``:
     the board's tiles as a layer allowed any takes them (:func:`tile_order`)."""

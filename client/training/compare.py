@@ -35,7 +35,7 @@ from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.board_spsa import minibatch_stream, train_softmax_spsa
 from sidra.training.compare_record import PLANNED_RUNS, Comparison, MethodResult
-from sidra.training.datasets import Dataset
+from sidra.training.datasets import Dataset, Shaped
 from sidra.training.eqprop import eqprop_placement, train_eqprop
 from sidra.training.estimators import (
     AntitheticES,
@@ -141,7 +141,7 @@ def compare_methods(
 
 
 def compare_tiles(
-    info: BoardInfo, data: Dataset, o: CompareOptions, order: Sequence[int] = ()
+    info: BoardInfo, data: Shaped, o: CompareOptions, order: Sequence[int] = ()
 ) -> tuple[int, ...]:
     """Every tile the methods of ``o`` place a layer on, for ``data``'s shape on a board
     described by ``info`` whose tiles a layer allowed any takes in ``order``

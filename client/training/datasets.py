@@ -8,14 +8,14 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from sidra.training.csv_tables import read_labelled_csv
 
-__all__ = ["BUNDLED", "FILE_SUFFIXES", "Dataset", "load_dataset"]
+__all__ = ["BUNDLED", "FILE_SUFFIXES", "DataShape", "Dataset", "Shaped", "load_dataset"]
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer")
 """scikit-learn data sets that ship inside the package (no download)."""
@@ -23,6 +23,26 @@ BUNDLED = ("digits", "iris", "wine", "breast_cancer")
 FILE_SUFFIXES = (".npz", ".csv")
 """The data set files read (any case of the letters): arrays ``X`` and ``y``, or a sample
 per line with its label last (:mod:`sidra.training.csv_tables`)."""
+
+
+class Shaped(Protocol):
+    """What placing a network on a board's tiles needs of its data set: a
+    :class:`Dataset`, or its :class:`DataShape` alone."""
+
+    @property
+    def features(self) -> int: ...
+
+    @property
+    def classes(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DataShape:
+    """A data set's features and classes without its samples (:attr:`Dataset.shape`):
+    kept to place queued jobs again without holding their data."""
+
+    features: int
+    classes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +74,11 @@ class Dataset:
     @property
     def classes(self) -> int:
         return int(max(self.y_train.max(), self.y_test.max()) + 1)
+
+    @property
+    def shape(self) -> DataShape:
+        """Its features and classes alone."""
+        return DataShape(self.features, self.classes)
 
 
 def load_dataset(

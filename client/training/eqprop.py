@@ -58,7 +58,7 @@ import numpy.typing as npt
 from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
-from sidra.training.datasets import Dataset
+from sidra.training.datasets import Dataset, Shaped
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
@@ -268,7 +268,7 @@ class EquilibriumNetwork:
 
 
 def eqprop_placement(
-    info: BoardInfo, data: Dataset, o: EqPropOptions, order: Sequence[int] = ()
+    info: BoardInfo, data: Shaped, o: EqPropOptions, order: Sequence[int] = ()
 ) -> Placement:
     """The tiles of each coupling, input side first (``coupling0``, ``coupling1``, ...)."""
     widths = [data.features, *o.hidden, data.classes]

@@ -46,7 +46,7 @@ import numpy.typing as npt
 from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
-from sidra.training.datasets import Dataset
+from sidra.training.datasets import Dataset, Shaped
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.estimators import SPSAGradient
 from sidra.training.hybrid import HybridNetwork
@@ -241,7 +241,7 @@ class Adam:
 
 
 def ff_placement(
-    info: BoardInfo, data: Dataset, o: FFOptions, order: Sequence[int] = ()
+    info: BoardInfo, data: Shaped, o: FFOptions, order: Sequence[int] = ()
 ) -> Placement:
     """The tiles of each layer, input side first (``layer0``, ``layer1``, ...)."""
     widths = [data.features + data.classes, *o.hidden]

@@ -13,7 +13,6 @@ refuses the job with an error naming the extra, rather than failing mid-run.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import tempfile
@@ -29,7 +28,7 @@ from sidra.drivers import Board, BoardInfo, InvalidArgument, TileUse
 from sidra.drivers.errors import refused_argument
 from sidra.training.board_spsa import SPSACheckpoint, spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
-from sidra.training.datasets import BUNDLED, FILE_SUFFIXES, Dataset, load_dataset
+from sidra.training.datasets import BUNDLED, FILE_SUFFIXES, Dataset, DataShape, load_dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.eqprop import eqprop_placement, train_eqprop
 from sidra.training.forward_forward import ff_placement, train_forward_forward
@@ -59,6 +58,7 @@ __all__ = [
     "RecordKept",
     "TrainingJobs",
     "claim_order",
+    "placed_shape",
 ]
 
 KINDS: dict[str, type[JobOptions]] = {
@@ -121,12 +121,29 @@ def claim_order(tile_count: int, use: TileUse | None, resume: bytes | None) -> t
     return () if use is None else use.order(tile_count)
 
 
-@functools.lru_cache(maxsize=len(BUNDLED) + 8)
-def _placed_shape(dataset: str, content: bytes | None = None) -> Dataset:
-    """``dataset`` (of ``content``: a file a client sent) loaded once for placing jobs on
-    it (its features and classes): the queue places a waiting job again every pass while
-    its tiles are held. (A file's bytes hash once: Python keeps a bytes object's hash.)"""
-    return load_dataset(dataset, content=content)
+SHAPES_KEPT = 64
+"""Data sets whose shape :func:`placed_shape` keeps (the oldest is forgotten first)."""
+
+_shapes: dict[tuple[str, bytes | None], DataShape] = {}
+_shapes_lock = threading.Lock()
+
+
+def placed_shape(dataset: str, content: bytes | None = None) -> DataShape:
+    """``dataset``'s features and classes (of ``content``: a file a client sent), read once
+    per data set: the queue places a waiting job again every pass while its tiles are
+    held. A sent file is known by its SHA-256 (a few ms for 8 MiB), so no file or data
+    is kept for it."""
+    key = (dataset, None if content is None else hashlib.sha256(content).digest())
+    with _shapes_lock:
+        known = _shapes.get(key)
+    if known is not None:
+        return known
+    shape = load_dataset(dataset, content=content).shape
+    with _shapes_lock:
+        if len(_shapes) >= SHAPES_KEPT:
+            del _shapes[next(iter(_shapes))]  # the oldest
+        _shapes[key] = shape
+    return shape
 
 
 class TrainingJobs:
@@ -172,7 +189,7 @@ class TrainingJobs:
         first, any other those ``use`` says nobody else uses (:func:`tile_order`).
         ``dataset_file``: the content of the file ``dataset`` names (:meth:`check_dataset`)."""
         order = claim_order(info.tile_count, use, resume)
-        data = _placed_shape(dataset, dataset_file)
+        data = placed_shape(dataset, dataset_file)
         if isinstance(options, SPSAOptions):
             return spsa_placement(info, data, options, order).of("layer"), False
         if isinstance(options, CompareOptions):
@@ -194,7 +211,7 @@ class TrainingJobs:
     def check_dataset(self, dataset: str, content: bytes) -> None:
         """ValueError saying what is wrong with the data set file named ``dataset`` (a name,
         no folder) of ``content``, as training would read it: refused at submission."""
-        _placed_shape(dataset, content)
+        placed_shape(dataset, content)
 
     def check_resume(
         self,

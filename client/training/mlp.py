@@ -28,7 +28,7 @@ import numpy.typing as npt
 from sidra.drivers import Board, BoardInfo
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
-from sidra.training.datasets import Dataset
+from sidra.training.datasets import Dataset, Shaped
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
@@ -58,7 +58,7 @@ standardised features."""
 
 
 def mlp_placement(
-    info: BoardInfo, data: Dataset, o: MLPOptions, order: Sequence[int] = ()
+    info: BoardInfo, data: Shaped, o: MLPOptions, order: Sequence[int] = ()
 ) -> Placement:
     """The tiles of each layer, input side first (``layer0``, ``layer1``, ...)."""
     widths = [data.features, *o.hidden, data.classes]

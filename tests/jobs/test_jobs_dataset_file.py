@@ -202,3 +202,37 @@ def test_sidra_trains_a_remote_job_on_a_file_and_resumes_it_with_the_file_again(
         resumed_id = json.loads(again.stdout)["job_id"]
         client.jobs.wait(resumed_id)
         assert_ends_as(client.jobs.get(resumed_id, include_record=True), whole)
+
+
+def test_a_file_larger_than_the_server_takes_is_refused_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    """gRPC refuses a request over the server's receive limit before the service sees it:
+    the command line says it is the file, and which setting bounds it."""
+    sent = iris_csv(tmp_path)
+    with sent.open("a") as grown:  # past 1 MiB: rows the file could hold
+        grown.write("5.0,3.0,1.0,0.5,setosa\r\n" * 50_000)
+    with serving(tmp_path / "s.sqlite3", max_message_bytes=2**20) as address:
+        cli = run_sidra("train", "mlp", "--server", address, "--remote-job", "--dataset",
+                        str(sent), "--out", str(tmp_path / "run"))  # fmt: skip
+        with connect(address) as client:
+            assert client.jobs.list() == []
+    assert cli.returncode == 2
+    assert unwrapped(
+        f"'--dataset': got {sent} ({sent.stat().st_size / 1e6:.1f} MB), larger than a "
+        "request the server takes (SERVER: Received message larger than max ("
+    ) in unwrapped(cli.stderr)
+    bound = unwrapped("its max_message_mb setting (8 MiB by default) bounds a data set file")
+    assert bound in unwrapped(cli.stderr)
+
+
+def test_two_files_of_one_name_are_placed_by_their_own_shape() -> None:
+    """The shapes the queue places jobs by are known by the file's content, not its name:
+    a file sent again under the same name with other columns is read again."""
+    from sidra.training.jobs import placed_shape
+
+    two = placed_shape("lab.csv", b"1,2,x\n3,4,y\n5,6,x\n7,8,y\n")
+    three = placed_shape("lab.csv", b"1,2,0,x\n3,4,0,y\n5,6,0,z\n7,8,0,y\n")
+    assert (two.features, two.classes) == (2, 2)
+    assert (three.features, three.classes) == (3, 3)
+    assert placed_shape("lab.csv", b"1,2,x\n3,4,y\n5,6,x\n7,8,y\n") is two  # read once
