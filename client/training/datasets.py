@@ -66,6 +66,9 @@ class Dataset:
     """Share of the samples held out for testing."""
     random_state: int = 0
     """Seed of the split."""
+    source: str = ""
+    """The file it was read from as it was named: a path, or the name of a file a client
+    sent with a job; empty for a bundled set."""
 
     @property
     def features(self) -> int:
@@ -74,6 +77,12 @@ class Dataset:
     @property
     def classes(self) -> int:
         return int(max(self.y_train.max(), self.y_test.max()) + 1)
+
+    @property
+    def named_as(self) -> str:
+        """How a run was told of it, as its record's settings say: a bundled set's name,
+        or the file as it was named (``runs/lab.csv``; a sent file's ``lab.csv``)."""
+        return self.source or self.name
 
     @property
     def shape(self) -> DataShape:
@@ -142,6 +151,7 @@ def load_dataset(
         feature_scale=np.asarray(scaler.scale_, np.float64),
         test_size=test_size,
         random_state=random_state,
+        source="" if name in BUNDLED and content is None else name,
     )
 
 

@@ -288,10 +288,10 @@ class TrainingJobs:
             except RunInterrupted as lost:
                 if lost.record is None and _saved(path) is None:
                     raise
-                outcome = None if lost.record is None else _record(lost.record, data.name)
-                raise RecordKept(lost, outcome, path, data.name) from lost.cause
+                outcome = None if lost.record is None else _record(lost.record, data.named_as)
+                raise RecordKept(lost, outcome, path, data.named_as) from lost.cause
             except RecordKept as kept:  # a kind that builds its own record (pat)
-                raise kept.keeping(path, data.name) from kept.__cause__
+                raise kept.keeping(path, data.named_as) from kept.__cause__
             if any(key.startswith(STOPPED_AT) for key in summary):
                 saved = _saved(path)  # stopped at a boundary: go on from there later
                 if saved is not None:
@@ -438,7 +438,7 @@ def _spsa(
         reporter.progress(step.step, options.steps, f"loss {step.loss:.3f}")
 
     record = train_softmax_spsa(board, data, options, on_step=on_step, stop=stop, **going_on)
-    return _record(record, data.name)
+    return _record(record, data.named_as)
 
 
 def _last_layer(
@@ -453,7 +453,7 @@ def _last_layer(
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
     record = train_last_layer(board, data, options, on_epoch=on_epoch, stop=stop, **going_on)
-    return _record(record, data.name)
+    return _record(record, data.named_as)
 
 
 def _mlp(
@@ -468,7 +468,7 @@ def _mlp(
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
     record = train_mlp(board, data, options, on_epoch=on_epoch, stop=stop, **going_on)
-    return _record(record, data.name)
+    return _record(record, data.named_as)
 
 
 def _forward_forward(
@@ -484,7 +484,7 @@ def _forward_forward(
         reporter.progress(epoch, options.epochs, status)
 
     record = train_forward_forward(board, data, options, on_epoch=on_epoch, stop=stop, **going_on)
-    return _record(record, data.name)
+    return _record(record, data.named_as)
 
 
 def _eqprop(
@@ -499,7 +499,7 @@ def _eqprop(
         reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
 
     record = train_eqprop(board, data, options, on_epoch=on_epoch, stop=stop, **going_on)
-    return _record(record, data.name)
+    return _record(record, data.named_as)
 
 
 def _compare(
@@ -518,7 +518,7 @@ def _compare(
         reporter.progress(len(done), total, status)
 
     comparison = compare_methods(board, data, options, on_result=on_result, stop=stop)
-    return comparison.summary() | {"dataset": data.name}, comparison.files()
+    return comparison.summary() | {"dataset": data.named_as}, comparison.files()
 
 
 def _recovery(
@@ -530,9 +530,9 @@ def _recovery(
 ) -> Outcome:
     reporter.progress(0, 1, "deploying, ageing, retraining")
     report = drift_recovery(board, data, options, stop=stop)
-    summary = report.summary() | {"dataset": data.name}
+    summary = report.summary() | {"dataset": data.named_as}
     reporter.progress(1, 1, f"recovered {100 * report.recovered_accuracy:.2f} %")
-    return summary, recovery_files(options, data.name, summary)
+    return summary, recovery_files(options, data.named_as, summary)
 
 
 def refused_option(kind: str, model: type[BaseModel], exc: ValidationError) -> InvalidArgument:

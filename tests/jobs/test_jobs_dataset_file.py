@@ -59,7 +59,7 @@ def test_a_job_sent_a_file_trains_as_on_the_same_data_bundled(
         record = client.jobs.get(done.job_id, include_record=True)
         lines = [e.message for e in client.jobs.watch(job.job_id) if e.kind == "log"]
     assert_ends_as(record, bundled)
-    assert json.loads(record.files["settings.json"])["dataset"] == "iris"  # as a run here
+    assert json.loads(record.files["settings.json"])["dataset"] == "iris.csv"  # as sent
     content = sent.read_bytes()
     digest = hashlib.sha256(content).hexdigest()[:16]
     assert lines[0] == (
@@ -181,7 +181,7 @@ def test_sidra_trains_a_remote_job_on_a_file_and_resumes_it_with_the_file_again(
         summary = json.loads(cli.stdout)
         assert client.jobs.get(summary["job_id"]).dataset == "lab.csv"
         settings = json.loads((tmp_path / "run" / "settings.json").read_text())
-        assert settings["dataset"] == "lab"
+        assert settings["dataset"] == "lab.csv"  # the file as it was named: --like takes it
 
         whole = client.jobs.wait(client.jobs.submit("mlp", long_run, dataset=sent).job_id)
         whole = client.jobs.get(whole.job_id, include_record=True)
@@ -236,3 +236,22 @@ def test_two_files_of_one_name_are_placed_by_their_own_shape() -> None:
     assert (two.features, two.classes) == (2, 2)
     assert (three.features, three.classes) == (3, 3)
     assert placed_shape("lab.csv", b"1,2,x\n3,4,y\n5,6,x\n7,8,y\n") is two  # read once
+
+
+def test_the_async_client_sends_a_file_as_the_sync_one(tmp_path: Path) -> None:
+    import asyncio
+
+    from sidra.client.aio import connect as aio_connect
+
+    sent = iris_csv(tmp_path, "lab.csv")
+
+    async def run(address: str) -> tuple[str, str, dict[str, object]]:
+        async with await aio_connect(address) as board:
+            job = await board.jobs.submit("mlp", MLP, dataset=sent)
+            done = await board.jobs.wait(job.job_id)
+            return job.dataset, done.state, done.summary or {}
+
+    with serving(tmp_path / "s.sqlite3") as address:
+        dataset, state, summary = asyncio.run(run(address))
+    assert (dataset, state) == ("lab.csv", "succeeded")
+    assert summary["test_accuracy"] > 0.5
