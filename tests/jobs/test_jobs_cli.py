@@ -119,9 +119,19 @@ def _running_job(board: RemoteBoard) -> str:
     raise AssertionError("no job started")
 
 
-def test_remote_job_needs_a_server() -> None:
-    result = run_sidra("train", "spsa", "--remote-job", "--steps", "2", timeout=60)
-    assert result.returncode == 2 and "give --server" in result.stderr
+def test_remote_job_needs_a_server_and_takes_the_lab_s_from_sidra_server(
+    tmp_path: Path,
+) -> None:
+    result = run_sidra("train", "spsa", "--remote-job", "--steps", "2", timeout=60,
+                       env={"SIDRA_SERVER": ""})  # fmt: skip
+    assert result.returncode == 2
+    assert unwrapped("give --server (or set SIDRA_SERVER)") in unwrapped(result.stderr)
+    with served("emu://?preset=ideal") as board:
+        ran = run_sidra("train", "spsa", "--remote-job", "--steps", "2", "--eval-every", "2",
+                        "--out", str(tmp_path / "run"), "--json",
+                        env={"SIDRA_SERVER": _address(board)})  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert board.jobs.get(json.loads(ran.stdout)["job_id"]).state == "succeeded"  # its job
 
 
 def test_a_queued_remote_job_waits_for_its_tile_and_runs_when_it_is_free(

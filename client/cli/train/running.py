@@ -479,8 +479,13 @@ def run_remote(
     more than ``options.settings()`` (a pat job's twin profile). ``resume``: the job goes
     on from the checkpoint in ``out``. ``queue``: it may wait in the server's queue, at
     ``priority``."""
+    # A job names no board of its own to run on, only a server: the lab's, as the commands
+    # that only talk to a server take it, when --server does not name one.
+    server = server or os.environ.get(SERVER_ENV, "").strip() or None
     if server is None:
-        raise typer.BadParameter("--remote-job runs the job inside a server: give --server")
+        raise typer.BadParameter(
+            f"--remote-job runs the job inside a server: give --server (or set {SERVER_ENV})"
+        )
     checkpoint = checkpoint_to_send(out, resume)
     folder = record_folder(out, job)
     submitted = options.settings() if sent is None else sent
