@@ -28,7 +28,7 @@ from sidra.drivers import Board, BoardInfo, InvalidArgument, SidraError
 from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.calibration import calibrate
-from sidra.training.datasets import Dataset, Shaped
+from sidra.training.datasets import Dataset, Shaped, check_trained_on
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.model import TrainedModel
 from sidra.training.options import PerturbationMode, SPSAOptions
@@ -231,9 +231,7 @@ class SPSAJob:
         optimizer = SPSA(x0, settings, self.rng, o.steps)
         placed = {"placement": self.placement.summary()}
         self.record = TrainingRecord(
-            settings=o.settings()
-            | {"a": a, "c": c, "job": "spsa", "dataset": self.data.name}
-            | placed
+            settings=o.settings() | {"a": a, "c": c, "job": "spsa"} | self.data.settings() | placed
         )
         if saved is not None:
             saved.restore(optimizer, self.record)
@@ -428,9 +426,8 @@ class SPSACheckpoint:
         ]
         if mismatched:
             raise ValueError(f"{source}: options differ from the run's: {mismatched}")
-        trained_on = settings.get("dataset")
-        if dataset is not None and trained_on is not None and trained_on != dataset.name:
-            raise ValueError(f"{source}: a run on data set {trained_on!r}, not {dataset.name!r}")
+        if dataset is not None:
+            check_trained_on(settings, dataset, source)
         try:
             with np.errstate(over="ignore"):  # beyond float32: inf, refused as such
                 checkpoint = cls._parsed(saved)

@@ -122,7 +122,7 @@ def compare_methods(
     # Its record is saved run by run: the runs it is to make tell one ended part-way
     # (killed, its record then holding fewer) from one finished (sidra.training.saved_runs).
     comparison = Comparison(
-        o.settings() | {"job": "compare", "dataset": data.name, PLANNED_RUNS: total}
+        o.settings() | {"job": "compare"} | data.settings() | {PLANNED_RUNS: total}
     )
     for seed in o.seeds:
         for run in runs.values():

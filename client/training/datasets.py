@@ -3,6 +3,7 @@ standardised."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
@@ -15,7 +16,15 @@ import numpy.typing as npt
 
 from sidra.training.csv_tables import read_labelled_csv
 
-__all__ = ["BUNDLED", "FILE_SUFFIXES", "DataShape", "Dataset", "Shaped", "load_dataset"]
+__all__ = [
+    "BUNDLED",
+    "FILE_SUFFIXES",
+    "DataShape",
+    "Dataset",
+    "Shaped",
+    "check_trained_on",
+    "load_dataset",
+]
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer")
 """scikit-learn data sets that ship inside the package (no download)."""
@@ -69,6 +78,8 @@ class Dataset:
     source: str = ""
     """The file it was read from as it was named: a path, or the name of a file a client
     sent with a job; empty for a bundled set."""
+    sha256: str = ""
+    """The SHA-256 of that file's bytes, hex; empty for a bundled set."""
 
     @property
     def features(self) -> int:
@@ -83,6 +94,11 @@ class Dataset:
         """How a run was told of it, as its record's settings say: a bundled set's name,
         or the file as it was named (``runs/lab.csv``; a sent file's ``lab.csv``)."""
         return self.source or self.name
+
+    def settings(self) -> dict[str, str]:
+        """What a run's settings (and so its checkpoints) say of it: its name and, read
+        from a file, the file's SHA-256 (:func:`check_trained_on`)."""
+        return {"dataset": self.name} | ({"dataset_sha256": self.sha256} if self.sha256 else {})
 
     @property
     def shape(self) -> DataShape:
@@ -118,11 +134,14 @@ def load_dataset(
         bunch = getattr(datasets, f"load_{name}")()
         x, y = bunch.data, bunch.target
         names: list[str] = [str(n) for n in bunch.target_names]
-    elif suffix == ".npz" and readable:
-        x, y = _npz_arrays(name, content)
-        names = []
-    elif suffix == ".csv" and readable:
-        x, y = _csv_arrays(name, content)
+    elif suffix in FILE_SUFFIXES and readable:
+        if content is None:
+            try:
+                content = Path(name).read_bytes()  # read once: its digest and its arrays
+            except OSError as exc:
+                raise ValueError(f"dataset: {name} cannot be read ({exc.strerror})") from exc
+        read = _npz_arrays if suffix == ".npz" else _csv_arrays
+        x, y = read(name, content)
         names = []
     elif content is not None:
         raise ValueError(f"dataset: got {name!r}, expected a file name ending in .npz or .csv")
@@ -151,8 +170,24 @@ def load_dataset(
         feature_scale=np.asarray(scaler.scale_, np.float64),
         test_size=test_size,
         random_state=random_state,
-        source="" if name in BUNDLED and content is None else name,
+        source="" if content is None else name,
+        sha256="" if content is None else hashlib.sha256(content).hexdigest(),
     )
+
+
+def check_trained_on(settings: dict[str, Any], data: Dataset, source: str) -> None:
+    """ValueError starting with ``source`` when ``settings`` (a checkpoint's) say its run
+    trained on another data set than ``data``: another name, or a file of that name with
+    other bytes (a data set file edited since: going on would not be that run)."""
+    trained_on = settings.get("dataset")
+    if trained_on is not None and trained_on != data.name:
+        raise ValueError(f"{source}: a run on data set {trained_on!r}, not {data.name!r}")
+    digest = settings.get("dataset_sha256")
+    if isinstance(digest, str) and data.sha256 and digest != data.sha256:
+        raise ValueError(
+            f"{source}: a run on another version of data set {data.name!r}: its file's "
+            f"SHA-256 {digest[:16]}…, this one's {data.sha256[:16]}…"
+        )
 
 
 def _csv_arrays(

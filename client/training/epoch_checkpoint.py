@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.training.accounting import JobCounts, JobMeter
+from sidra.training.datasets import Dataset, check_trained_on
 from sidra.training.options import JobOptions
 from sidra.training.records import (
     Checkpoint,
@@ -125,7 +126,7 @@ class EpochCheckpoint:
         job: str,
         needs: tuple[str, ...] | None = None,
         *,
-        dataset: str | None = None,
+        dataset: Dataset | None = None,
     ) -> EpochCheckpoint:
         """Reads ``path`` (:meth:`parse`; its errors name the file)."""
         text = checkpoint_text(path)
@@ -139,14 +140,15 @@ class EpochCheckpoint:
         job: str,
         needs: tuple[str, ...] | None = None,
         *,
-        dataset: str | None = None,
+        dataset: Dataset | None = None,
         source: str = "checkpoint",
     ) -> EpochCheckpoint:
         """The checkpoint ``text`` holds; ValueError starting with ``source`` for another
         version, another job, a run of other options or on another data set (going on with
         them would not be that run), or one without the :attr:`extras` the trainer
         ``needs`` (default: :data:`EXTRAS` of ``job``): before anything is programmed.
-        ``dataset``: the run's data set's name (checkpoints that name none are taken)."""
+        ``dataset``: the run's data set (:func:`check_trained_on`; checkpoints that name
+        none are taken)."""
         saved = checkpoint_json(text, source)
         version = saved.get("version") if isinstance(saved, dict) else None
         if version not in (1, EPOCH_CHECKPOINT_VERSION) or "epoch" not in saved:
@@ -163,9 +165,8 @@ class EpochCheckpoint:
         ]
         if mismatched:
             raise ValueError(f"{source}: options differ from the run's: {mismatched}")
-        trained_on = settings.get("dataset")
-        if dataset is not None and trained_on is not None and trained_on != dataset:
-            raise ValueError(f"{source}: a run on data set {trained_on!r}, not {dataset!r}")
+        if dataset is not None:
+            check_trained_on(settings, dataset, source)
         try:
             with np.errstate(over="ignore"):  # beyond float32: inf, refused as such
                 checkpoint = cls._parsed(saved)

@@ -295,7 +295,7 @@ def train_eqprop(
     ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
     last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or EqPropOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "eqprop", dataset=data.name) if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "eqprop", dataset=data) if resume else None
     rng = np.random.default_rng(o.seed)
     earlier = None if saved is None else saved.settings
     placement = claimed(board, lambda order: eqprop_placement(board.info, data, o, order), earlier)
@@ -319,7 +319,9 @@ def train_eqprop(
         weights = [np.array(w, np.float32) for w in saved.targets]
     record = TrainingRecord(
         settings=o.settings()
-        | {"job": "eqprop", "dataset": data.name, "placement": placement.summary()},
+        | {"job": "eqprop"}
+        | data.settings()
+        | {"placement": placement.summary()},
         loss_label="squared error ½‖y − onehot‖²",
     )
     place = None if checkpoint is None else Path(checkpoint)

@@ -271,13 +271,12 @@ def train_forward_forward(
     ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
     last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or FFOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "ff", dataset=data.name) if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "ff", dataset=data) if resume else None
     rng = np.random.default_rng(o.seed)
     earlier = None if saved is None else saved.settings
     placement = claimed(board, lambda order: ff_placement(board.info, data, o, order), earlier)
     record = TrainingRecord(
-        settings=o.settings()
-        | {"job": "ff", "dataset": data.name, "placement": placement.summary()}
+        settings=o.settings() | {"job": "ff"} | data.settings() | {"placement": placement.summary()}
     )
     place = None if checkpoint is None else Path(checkpoint)
 

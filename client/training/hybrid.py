@@ -181,7 +181,7 @@ def train_last_layer(
     ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
     last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or LastLayerOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "last-layer", dataset=data.name) if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "last-layer", dataset=data) if resume else None
     rng = np.random.default_rng(o.seed)
     tiles = claimed(
         board,
@@ -191,7 +191,7 @@ def train_last_layer(
     features, head, w1 = _last_layer_tiles(board, data, o, rng, tiles)
     placed = {"features": [b.tile for b in features.blocks], "head": [b.tile for b in head.blocks]}
     record = TrainingRecord(
-        settings=o.settings() | {"job": "last-layer", "dataset": data.name, "placement": placed}
+        settings=o.settings() | {"job": "last-layer"} | data.settings() | {"placement": placed}
     )
     place = None if checkpoint is None else Path(checkpoint)
 

@@ -237,7 +237,7 @@ class TrainingJobs:
             SPSACheckpoint.parse(text, options, dataset=data, source=SENT)
         else:
             EpochCheckpoint.parse(
-                text, options, kind, self._extras(options), dataset=data.name, source=SENT
+                text, options, kind, self._extras(options), dataset=data, source=SENT
             )
 
     def _extras(self, options: JobOptions) -> tuple[str, ...] | None:

@@ -109,7 +109,7 @@ def train_mlp(
     ``checkpoint_every_s``: also saved after an epoch once that long has passed since the
     last save (0: only when it stops early), so that a crash leaves a checkpoint."""
     o = options or MLPOptions()
-    saved = EpochCheckpoint.load(checkpoint, o, "mlp", dataset=data.name) if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, "mlp", dataset=data) if resume else None
     record, _ = train_network(
         board, data, o, HybridNetwork, on_epoch=on_epoch, stop=stop,
         checkpoint=checkpoint, saved=saved, checkpoint_every_s=checkpoint_every_s,
@@ -162,7 +162,7 @@ def train_network(
     else:
         weights = _initial_weights(layers, o, rng) if initial is None else _copied(initial, layers)
     record = TrainingRecord(
-        settings=o.settings() | {"job": job, "dataset": data.name, "placement": placement.summary()}
+        settings=o.settings() | {"job": job} | data.settings() | {"placement": placement.summary()}
     )
     place = None if checkpoint is None else Path(checkpoint)
 

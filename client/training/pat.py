@@ -140,7 +140,7 @@ def train_pat(
         raise ValueError(f"twin_board: {on_twin} epochs run on the twin emulator, got None{hint}")
     job = "pat-in-silico" if o.in_silico else "pat"
     needs = (*EXTRAS["pat"], TWIN_PART) if on_twin else EXTRAS["pat"]
-    saved = EpochCheckpoint.load(checkpoint, o, job, needs, dataset=data.name) if resume else None
+    saved = EpochCheckpoint.load(checkpoint, o, job, needs, dataset=data) if resume else None
     try:
         if o.in_silico:
             assert twin_board is not None

@@ -59,8 +59,10 @@ def test_a_job_sent_a_file_trains_as_on_the_same_data_bundled(
         record = client.jobs.get(done.job_id, include_record=True)
         lines = [e.message for e in client.jobs.watch(job.job_id) if e.kind == "log"]
     assert_ends_as(record, bundled)
-    assert json.loads(record.files["settings.json"])["dataset"] == "iris.csv"  # as sent
+    settings = json.loads(record.files["settings.json"])
     content = sent.read_bytes()
+    assert settings["dataset"] == "iris.csv"  # as sent
+    assert settings["dataset_sha256"] == hashlib.sha256(content).hexdigest()  # which version
     digest = hashlib.sha256(content).hexdigest()[:16]
     assert lines[0] == (
         f"loading data set iris.csv (sent with the job: {len(content):,} bytes, SHA-256 {digest})"
@@ -255,3 +257,41 @@ def test_the_async_client_sends_a_file_as_the_sync_one(tmp_path: Path) -> None:
         dataset, state, summary = asyncio.run(run(address))
     assert (dataset, state) == ("lab.csv", "succeeded")
     assert summary["test_accuracy"] > 0.5
+
+
+LONG = {
+    "mlp": {"epochs": 80, "hidden": [8], "batch_size": 16},
+    "spsa": {"steps": 4000, "eval_every": 500, "batch_size": 16},
+}
+"""Jobs long enough that a cancel lands before their end (and so they keep a checkpoint)."""
+
+
+@pytest.mark.parametrize("kind", list(LONG))
+def test_a_checkpoint_goes_on_only_with_the_same_version_of_its_file(
+    kind: str, tmp_path: Path
+) -> None:
+    """A checkpoint names the SHA-256 of the file its run trained on: the file edited since
+    (one value, same name and shape) is refused naming both digests, before any lease; the
+    same bytes go on."""
+    sent = iris_csv(tmp_path, "lab.csv")
+    (tmp_path / "edited").mkdir()
+    edited = tmp_path / "edited" / "lab.csv"
+    edited.write_bytes(sent.read_bytes().replace(b"5.1,3.5", b"5.2,3.5", 1))
+    long_run = LONG[kind]
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        job = client.jobs.submit(kind, long_run, dataset=sent)
+        first_progress(client, job.job_id)
+        client.jobs.cancel(job.job_id)
+        client.jobs.wait(job.job_id)
+        checkpoint = client.jobs.get(job.job_id, include_record=True).files["checkpoint.json"]
+        with pytest.raises(InvalidArgument) as refused:
+            client.jobs.submit(kind, long_run, dataset=edited, resume_checkpoint=checkpoint)
+        assert refused.value.field == "resume_checkpoint"
+        old, new = (hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in (sent, edited))
+        assert (
+            f"a run on another version of data set 'lab': its file's SHA-256 {old}…, this "
+            f"one's {new}…"
+        ) in str(refused.value)
+        assert len(client.jobs.list()) == 1  # refused: nothing stored
+        again = client.jobs.submit(kind, long_run, dataset=sent, resume_checkpoint=checkpoint)
+        assert client.jobs.wait(again.job_id).state == "succeeded"

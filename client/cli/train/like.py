@@ -35,10 +35,10 @@ NOT_TAKEN = frozenset(
 """Parameters a record's settings never set: where and how this run is made and kept."""
 
 
-RECORD_ONLY = frozenset({"job", "dataset", "placement", "twin_profile", "twin_board",
-                         "twin_stuck_cells"})  # fmt: skip
-"""Settings a record keeps that are no option: what ran, where its layers went, which
-twin a pat run used (the data set is taken, as ``--dataset``)."""
+RECORD_ONLY = frozenset({"job", "dataset", "dataset_sha256", "placement", "twin_profile",
+                         "twin_board", "twin_stuck_cells"})  # fmt: skip
+"""Settings a record keeps that are no option: what ran, on which data set file, where its
+layers went, which twin a pat run used (the data set is taken, as ``--dataset``)."""
 
 
 def settings_of(record: Path) -> dict[str, Any]:
