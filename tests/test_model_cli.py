@@ -376,3 +376,39 @@ def test_deploy_protect_is_kept_with_the_name(
     )
     assert listed["protected"] and listed["intact"]
     assert "\n  intact: yes, protected\n" in text
+
+
+def test_eval_takes_the_data_set_file_its_record_names_and_refuses_it_edited(
+    tmp_path: Path,
+) -> None:
+    """A model trained on a file is evaluated on that file by default (its record's
+    settings.json names it and its SHA-256); the file edited since is refused, unless
+    named with --dataset; gone, the refusal names it."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    lines = [",".join([*(repr(float(v)) for v in row), str(t)])
+             for row, t in zip(iris.data, iris.target, strict=True)]  # fmt: skip
+    data = tmp_path / "lab.csv"
+    data.write_text("\n".join(lines) + "\n")
+    run, board = str(tmp_path / "run"), IDEAL.format(0)
+    sidra_json("train", "spsa", "--dataset", str(data), "--steps", "3", "--eval-every", "3",
+               "--out", run, "--board", board)  # fmt: skip
+    by_record = sidra_json("model", "eval", run, "--board", board)
+    assert by_record["samples"] == 45  # iris's test split
+
+    data.write_text(data.read_text().replace("5.1,3.5", "5.2,3.5", 1))
+    edited = run_sidra("model", "eval", run, "--board", board)
+    assert edited.returncode == 2
+    assert unwrapped(f"{data}, the data set file its record names, has changed since the run") in (
+        unwrapped(edited.stderr)
+    )
+    named = sidra_json("model", "eval", run, "--board", board, "--dataset", str(data))
+    assert named["samples"] == 45
+
+    data.unlink()
+    gone = run_sidra("model", "eval", run, "--board", board)
+    assert gone.returncode == 2
+    assert unwrapped(f"the model was trained on lab ({data}, its record says), not a bundled") in (
+        unwrapped(gone.stderr)
+    )
