@@ -518,6 +518,7 @@ def _compare(
         reporter.progress(len(done), total, status)
 
     comparison = compare_methods(board, data, options, on_result=on_result, stop=stop)
+    comparison.settings["dataset"] = data.named_as  # as every job's record names it
     return comparison.summary() | {"dataset": data.named_as}, comparison.files()
 
 

@@ -295,3 +295,16 @@ def test_a_checkpoint_goes_on_only_with_the_same_version_of_its_file(
         assert len(client.jobs.list()) == 1  # refused: nothing stored
         again = client.jobs.submit(kind, long_run, dataset=sent, resume_checkpoint=checkpoint)
         assert client.jobs.wait(again.job_id).state == "succeeded"
+
+
+def test_a_comparison_job_s_record_names_the_file_as_sent(tmp_path: Path) -> None:
+    sent = iris_csv(tmp_path, "lab.csv")
+    options = {"budget": 40, "seeds": [0], "methods": ["spsa", "mlp"]}
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        job = client.jobs.submit("compare", options, dataset=sent)
+        client.jobs.wait(job.job_id)
+        done = client.jobs.get(job.job_id, include_record=True)
+    assert done.state == "succeeded", done.error
+    settings = json.loads(done.files["settings.json"])
+    assert settings["dataset"] == done.summary["dataset"] == "lab.csv"
+    assert settings["dataset_sha256"] == hashlib.sha256(sent.read_bytes()).hexdigest()
