@@ -266,11 +266,11 @@ class TrainingJobs:
         ``dataset_file``: the content of the file ``dataset`` names, sent with the job."""
         if dataset_file is None:
             reporter.log(f"loading data set {dataset}")
-        else:
-            digest = hashlib.sha256(dataset_file).hexdigest()
+            data = load_dataset(dataset)
+        else:  # its digest as the load computed it (the record's settings hold it whole)
+            data = load_dataset(dataset, content=dataset_file)
             reporter.log(f"loading data set {dataset} (sent with the job: "
-                         f"{len(dataset_file):,} bytes, SHA-256 {digest[:16]})")  # fmt: skip
-        data = load_dataset(dataset, content=dataset_file)
+                         f"{len(dataset_file):,} bytes, SHA-256 {data.sha256[:16]})")  # fmt: skip
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
         with tempfile.TemporaryDirectory(prefix="sidra-job-") as folder:
             path = Path(folder) / CHECKPOINT_FILE if kind in self.resumable else None
