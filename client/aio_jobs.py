@@ -15,14 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 
 from sidra.client.errors import from_rpc_error
+from sidra.client.job_datasets import (
+    UPLOAD_CODECS,
+    DatasetInfo,
+    DatasetToSend,
+    dataset_to_send,
+    is_file_gone,
+    upload_pieces,
+    upload_timeout_s,
+)
 from sidra.client.job_files import FileReading
 from sidra.client.jobs import (
     JOB_SERVICE,
@@ -35,7 +46,7 @@ from sidra.client.jobs import (
     submit_request,
     watch_retry,
 )
-from sidra.client.options import checked_count, checked_job_id
+from sidra.client.options import checked_count, checked_job_id, checked_text
 from sidra.drivers import NotFound, OutOfRange, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
@@ -63,11 +74,63 @@ class AsyncJobs:
     ) -> JobInfo:
         """Starts a ``kind`` job on ``dataset`` with ``options`` (:meth:`Jobs.submit
         <sidra.client.jobs.Jobs.submit>`)."""
+        sent = dataset_to_send(dataset)
         request = submit_request(
-            kind, options, dataset, lease_wait_s, resume_checkpoint, queue, priority
+            kind, options, sent, lease_wait_s, resume_checkpoint, queue, priority
         )
+        if sent.uploaded:
+            await self._keep_in_server(sent)
         timeout = self.timeout_s + lease_wait_s
+        try:
+            return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
+        except NotFound as exc:
+            if not (sent.uploaded and is_file_gone(exc)):
+                raise
+        await self._upload(sent)  # deleted since it was listed: sent again, once
         return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
+
+    async def upload_dataset(self, path: str | os.PathLike[str]) -> DatasetInfo:
+        """Keeps the data set file at ``path`` in the server for your jobs
+        (:meth:`Jobs.upload_dataset <sidra.client.jobs.Jobs.upload_dataset>`)."""
+        sent = dataset_to_send(Path(path))
+        if not sent.uploaded:
+            sent = DatasetToSend(
+                sent.name, path=Path(path), size_bytes=len(sent.content),
+                sha256=hashlib.sha256(sent.content).hexdigest(),
+            )  # fmt: skip
+        return await self._upload(sent)
+
+    async def datasets(self, principal: str = "") -> list[DatasetInfo]:
+        """The data set files the server keeps for you (:meth:`Jobs.datasets
+        <sidra.client.jobs.Jobs.datasets>`)."""
+        request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
+        reply = await self._call("ListDatasets", request, pb.ListDatasetsResponse)
+        return [DatasetInfo.from_pb(file) for file in reply.files]
+
+    async def delete_dataset(self, sha256: str, principal: str = "") -> int:
+        """Forgets your kept file of ``sha256`` (:meth:`Jobs.delete_dataset
+        <sidra.client.jobs.Jobs.delete_dataset>`)."""
+        request = pb.DeleteDatasetRequest(
+            sha256=checked_text("sha256", sha256, "a SHA-256"),
+            principal=checked_text("principal", principal, ""),
+        )
+        reply = await self._call("DeleteDataset", request, pb.DeleteDatasetResponse)
+        return int(reply.freed_bytes)
+
+    async def _keep_in_server(self, sent: DatasetToSend) -> None:
+        request = pb.ListDatasetsRequest(sha256=sent.sha256)
+        if not (await self._call("ListDatasets", request, pb.ListDatasetsResponse)).files:
+            await self._upload(sent)
+
+    async def _upload(self, sent: DatasetToSend) -> DatasetInfo:
+        method = self.channel.stream_unary(f"/{JOB_SERVICE}/UploadDataset", **UPLOAD_CODECS)
+        try:
+            reply = await method(
+                upload_pieces(sent), timeout=upload_timeout_s(sent, self.timeout_s)
+            )
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return DatasetInfo.from_pb(reply)
 
     async def get(self, job_id: str, *, include_record: bool = False) -> JobInfo:
         """The job as it is now (:meth:`Jobs.get <sidra.client.jobs.Jobs.get>`): with

@@ -14,6 +14,7 @@ from the next event index, so a watcher misses no event.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,16 @@ from typing import Any
 import grpc
 
 from sidra.client.errors import from_rpc_error
+from sidra.client.job_datasets import (
+    DATASET_FILES,
+    UPLOAD_CODECS,
+    DatasetInfo,
+    DatasetToSend,
+    dataset_to_send,
+    is_file_gone,
+    upload_pieces,
+    upload_timeout_s,
+)
 from sidra.client.job_files import FileReading
 from sidra.client.options import (
     checked_count,
@@ -48,6 +59,7 @@ __all__ = [
     "FINAL_STATES",
     "JOB_SERVICE",
     "WATCH_CODECS",
+    "DatasetInfo",
     "JobEvent",
     "JobInfo",
     "Jobs",
@@ -181,7 +193,10 @@ class Jobs:
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
         (the fields of its option model; missing ones take defaults). ``dataset``: a data
         set bundled with the server (digits, iris, wine, breast_cancer), or a ``Path`` to
-        an .npz or .csv file here, which is sent with the job (jobs.proto, "Data sets").
+        an .npz or .csv file here, which is sent with the job (jobs.proto, "Data sets"):
+        in the request, or, when larger than 512 KiB, kept in the server first
+        (:meth:`upload_dataset`, unless it keeps those bytes already) and named by its
+        SHA-256.
         ``resume_checkpoint``: the bytes of a ``checkpoint.json`` (an earlier job's record
         file, or a ``sidra train --out`` folder's) of the same kind, options and data
         set, which the job goes on from. ``queue``: a job that cannot start now (its tiles
@@ -189,11 +204,63 @@ class Jobs:
         returned ``queued``, instead of being refused (jobs.proto, "The queue").
         ``priority``: its place in the queue before turns, -10 .. 10, higher first; above 0
         only an admin's."""
+        sent = dataset_to_send(dataset)
         request = submit_request(
-            kind, options, dataset, lease_wait_s, resume_checkpoint, queue, priority
+            kind, options, sent, lease_wait_s, resume_checkpoint, queue, priority
         )
+        if sent.uploaded:
+            self._keep_in_server(sent)
         timeout = self.timeout_s + lease_wait_s
+        try:
+            return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
+        except NotFound as exc:
+            if not (sent.uploaded and is_file_gone(exc)):
+                raise
+        self._upload(sent)  # deleted since it was listed: sent again, once
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
+
+    def upload_dataset(self, path: str | os.PathLike[str]) -> DatasetInfo:
+        """Keeps the data set file at ``path`` (.npz or .csv) in the server for your jobs,
+        sent in pieces whatever its size (up to your ``[limits] max_dataset_mb``), checked
+        there as a job reads it; returns it as kept. A job names it by its SHA-256, as
+        :meth:`submit` does for a large file."""
+        sent = dataset_to_send(Path(path))
+        if not sent.uploaded:  # a small file is hashed here, as an upload needs
+            sent = DatasetToSend(
+                sent.name, path=Path(path), size_bytes=len(sent.content),
+                sha256=hashlib.sha256(sent.content).hexdigest(),
+            )  # fmt: skip
+        return self._upload(sent)
+
+    def datasets(self, principal: str = "") -> list[DatasetInfo]:
+        """The data set files the server keeps for you (or for ``principal``: an admin's
+        right), newest first."""
+        request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
+        reply = self._call("ListDatasets", request, pb.ListDatasetsResponse)
+        return [DatasetInfo.from_pb(file) for file in reply.files]
+
+    def delete_dataset(self, sha256: str, principal: str = "") -> int:
+        """Forgets your kept file of ``sha256`` (64 hex digits); returns the bytes the
+        server gave back (0 while a queued job or another principal holds them)."""
+        request = pb.DeleteDatasetRequest(
+            sha256=checked_text("sha256", sha256, "a SHA-256"),
+            principal=checked_text("principal", principal, ""),
+        )
+        return int(self._call("DeleteDataset", request, pb.DeleteDatasetResponse).freed_bytes)
+
+    def _keep_in_server(self, sent: DatasetToSend) -> None:
+        """Uploads ``sent``'s file unless the server keeps its bytes for us already."""
+        request = pb.ListDatasetsRequest(sha256=sent.sha256)
+        if not self._call("ListDatasets", request, pb.ListDatasetsResponse).files:
+            self._upload(sent)
+
+    def _upload(self, sent: DatasetToSend) -> DatasetInfo:
+        method = self.channel.stream_unary(f"/{JOB_SERVICE}/UploadDataset", **UPLOAD_CODECS)
+        try:
+            reply = method(upload_pieces(sent), timeout=upload_timeout_s(sent, self.timeout_s))
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return DatasetInfo.from_pb(reply)
 
     def get(self, job_id: str, *, include_record: bool = False) -> JobInfo:
         """The job as it is now; ``include_record``: with its record's files, however
@@ -333,7 +400,7 @@ def list_request(principal: str, limit: int, states: Sequence[str]) -> pb.ListJo
 def submit_request(
     kind: str,
     options: Mapping[str, Any] | None,
-    dataset: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | DatasetToSend,
     lease_wait_s: float,
     resume_checkpoint: bytes | None = None,
     queue: bool = False,
@@ -341,7 +408,8 @@ def submit_request(
 ) -> pb.SubmitJobRequest:
     """SubmitJob's request (:meth:`Jobs.submit`); InvalidArgument for ``options`` that are
     not a mapping of option names to JSON values, a ``resume_checkpoint`` that is not
-    bytes, or a ``dataset`` file that cannot be read."""
+    bytes, or a ``dataset`` file that cannot be read. A large file (:func:`dataset_to_send`)
+    is named by its SHA-256: the caller keeps it in the server first."""
     if resume_checkpoint is not None and not isinstance(resume_checkpoint, bytes):
         allowed = "the bytes of a checkpoint.json (Path.read_bytes()), or None"
         raise InvalidArgument("resume_checkpoint", type(resume_checkpoint).__name__, allowed)
@@ -355,41 +423,18 @@ def submit_request(
         options_json = json.dumps(dict(options or {}))
     except (TypeError, ValueError) as exc:  # a value JSON cannot carry (a numpy array)
         raise InvalidArgument("options", str(exc), "option values JSON can carry") from exc
-    name, content = _dataset(dataset)
+    sent = dataset if isinstance(dataset, DatasetToSend) else dataset_to_send(dataset)
     return pb.SubmitJobRequest(
         kind=checked_text("kind", kind, "spsa"),
         options_json=options_json,
-        dataset=name,
-        dataset_file=content,
+        dataset=sent.name,
+        dataset_file=sent.content,
+        dataset_sha256=sent.sha256,
         lease_wait_s=checked_lease_wait(lease_wait_s, "lease_wait_s"),
         resume_checkpoint=resume_checkpoint or b"",
         queue=queue,
         priority=int(priority),
     )
-
-
-DATASET_FILES = (".npz", ".csv")
-"""The data set files a job may be sent (the name's suffix, any case; jobs.proto "Data
-sets")."""
-
-
-def _dataset(dataset: str | os.PathLike[str]) -> tuple[str, bytes]:
-    """SubmitJob's ``dataset`` and ``dataset_file``: a bundled set's name and no bytes, or a
-    local file's name and content."""
-    files = "a Path to a local .npz or .csv file, which is sent with the job"
-    if isinstance(dataset, os.PathLike):
-        path = Path(dataset)
-        try:
-            return path.name, path.read_bytes()
-        except OSError as exc:
-            raise InvalidArgument("dataset", str(path), f"{files} ({exc.strerror})") from exc
-    name = checked_text("dataset", dataset, "digits")
-    if name.lower().endswith(DATASET_FILES):  # a file's name given as text
-        raise InvalidArgument(
-            "dataset", name, f"a bundled data set's name (digits, iris, wine, breast_cancer), "
-            f"or {files}: Path({name!r})",
-        )  # fmt: skip
-    return name, b""
 
 
 def watch_retry(

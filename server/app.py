@@ -20,13 +20,14 @@ from sidra.server.deployments import (
 from sidra.server.instance import InstanceMetadata
 from sidra.server.jobs import (
     JOB_SERVICE_NAME,
+    DatasetFiles,
     JobManager,
     JobServicer,
     job_service_handler,
     load_runner,
 )
 from sidra.server.jobs.runner import RunnerLoader
-from sidra.server.limits import PrincipalLimits
+from sidra.server.limits import MIB, PrincipalLimits
 from sidra.server.link_watch import LinkWatcher
 from sidra.server.observability import (
     CallObserver,
@@ -229,7 +230,14 @@ def create_server(
             board_service_handler(servicer),
             stream_service_handler(StreamServicer(servicer, max_message_bytes)),
             session_service_handler(sessions),
-            job_service_handler(JobServicer(jobs, caller_of=_caller, limits=per_principal)),
+            job_service_handler(
+                JobServicer(
+                    jobs,
+                    caller_of=_caller,
+                    limits=per_principal,
+                    datasets=DatasetFiles(store, jobs.runner, job_limits.max_dataset_mb * MIB),
+                )
+            ),  # fmt: skip
             deployment_service_handler(deployments),
         )
     )

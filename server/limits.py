@@ -45,7 +45,7 @@ from sidra.server.settings import DEFAULT_MAX_MESSAGE_BYTES, LimitsSettings
 
 LOCAL_PRINCIPAL = LOCAL.name
 
-__all__ = ["LIMIT_NAMES", "Admission", "PrincipalLimits", "RefusalListener", "caller_key"]
+__all__ = ["LIMIT_NAMES", "MIB", "Admission", "PrincipalLimits", "RefusalListener", "caller_key"]
 
 MIB = 2**20
 

@@ -154,13 +154,16 @@ class LimitsSettings(BaseModel):
     max_queued_jobs: int = Field(16, ge=1, le=1024)
     """Most training jobs one principal may have waiting in the server's queue at once
     (SubmitJob queue), jobs."""
+    max_dataset_mb: int = Field(256, ge=1, le=65_536)
+    """Most data set files one principal may keep in the server for its jobs, MiB in all
+    (UploadDataset; jobs.proto "Stored data set files"); also the largest such file."""
     max_job_hours: float | None = Field(None, gt=0, le=8760)
     """Longest a training job may run, hours: past it the job is stopped at its next
     step, epoch or run boundary, as a CancelJob stops it, keeping its record and
     checkpoint. Unset: no limit."""
     max_streams: int | None = Field(None, ge=1, le=255)
     """Most long-lived streams (WatchJob, MVMStream, ProgramChunked,
-    ReadConductanceChunked) the whole server runs at once, over every principal,
+    ReadConductanceChunked, UploadDataset) the whole server runs at once, over every principal,
     streams; each holds a worker thread while open. Unset: half of ``workers``
     (at least 1); below ``workers`` in any case, so unary calls always find one."""
 

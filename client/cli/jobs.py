@@ -1,5 +1,6 @@
 """``sidra jobs``: training jobs running inside a server (list, show, resume, cancel, logs,
-delete), and the client half of ``sidra train … --server ADDR --remote-job``."""
+delete; the data set files kept for them are sidra.cli.job_datasets'), and the client half
+of ``sidra train … --server ADDR --remote-job``."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from sidra.training.atomic_files import write_atomically
 from sidra.training.provenance import RUN_FILE, job_provenance, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE, earlier_record
 
-__all__ = ["event_line", "jobs_app", "run_remote_job"]
+__all__ = ["Server", "event_line", "jobs_app", "jobs_server", "run_remote_job"]
 
 jobs_app = typer.Typer(
     no_args_is_help=True, help="Training jobs running inside a server, next to the board."
@@ -49,13 +50,17 @@ JobId = Annotated[
 ]
 
 
+DATASET_FIELDS = ("dataset", "dataset_file", "name", "data", "chunks")
+"""Fields of a job's refusal that are about the file ``--dataset`` names (SubmitJob's,
+and UploadDataset's for a file kept in the server first)."""
+
 LIST_DROPPED_FIRST = ("submitted", "principal", "kind", "priority")
 """The columns of ``sidra jobs list`` a terminal too narrow for all leaves out, first to
 last (``sidra jobs show`` and ``--json`` have every one)."""
 
 
 @contextmanager
-def _server(address: str, what: str) -> Iterator[RemoteBoard]:
+def jobs_server(address: str, what: str) -> Iterator[RemoteBoard]:
     """The server, or exit 1 naming the command and what went wrong."""
     try:
         with connect_server(address) as board:
@@ -103,7 +108,7 @@ def list_jobs(
     """Jobs on the server, newest first.
 
     --state queued --state running lists the queue and what holds the board."""
-    with _server(server, "list") as board:
+    with jobs_server(server, "list") as board:
         try:
             jobs = board.jobs.list(principal, limit, state or ())
         except InvalidArgument as exc:
@@ -147,7 +152,7 @@ def show(
     as_json: AsJson = False,
 ) -> None:
     """One job: options, state, progress, summary; --out saves its record."""
-    with _server(server, "show") as board:
+    with jobs_server(server, "show") as board:
         job = board.jobs.get(job_id, include_record=out is not None)
         if out is not None:
             _refuse_another_record(out, job)
@@ -203,7 +208,7 @@ def resume(
             f"got {priority}; a priority orders the server's queue: give --queue",
             param_hint="--priority",
         )
-    with _server(server, "resume") as board:
+    with jobs_server(server, "resume") as board:
         job = board.jobs.get(job_id, include_record=True)
         checkpoint = job.files.get(CHECKPOINT_FILE)
         if checkpoint is None:
@@ -264,7 +269,7 @@ def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
 
     The job ends at its next step, epoch or (compare) run, evaluated, with its record.
     Asked again, it stops at its next board call, without a record."""
-    with _server(server, "cancel") as board:
+    with jobs_server(server, "cancel") as board:
         job = board.jobs.cancel(job_id)
     if as_json:
         typer.echo(json.dumps(job.as_dict()))
@@ -296,7 +301,7 @@ def set_priority(
     as_json: AsJson = False,
 ) -> None:
     """Change a queued job's place in the server's queue (yours; an admin's: anyone's)."""
-    with _server(server, "priority") as board:
+    with jobs_server(server, "priority") as board:
         job = board.jobs.set_priority(job_id, priority)
     if as_json:
         typer.echo(json.dumps(job.as_dict()))
@@ -321,7 +326,7 @@ def delete(
     A running job is refused (cancel it first), as is another principal's unless the
     caller is an admin; the others named are deleted all the same (exit 1)."""
     refused = 0
-    with _server(server, "delete") as board:
+    with jobs_server(server, "delete") as board:
         for given in job_ids:
             try:
                 # The whole id, to say which job went: DeleteJob answers only the bytes.
@@ -348,7 +353,7 @@ def logs(
     ] = 0,
 ) -> None:
     """A job's events: progress, log lines, state changes (one line each, numbered)."""
-    with _server(server, "logs") as board:
+    with jobs_server(server, "logs") as board:
         known = board.jobs.get(job_id).events
         for event in board.jobs.watch(job_id, from_index):
             typer.echo(event_line(event))
@@ -431,18 +436,17 @@ def run_remote_job(
     except InvalidArgument as exc:
         if exc.field == "options_json":  # what it names is an option: the JSON sent is ours
             raise typer.BadParameter(f"the server refused the job: {exc.allowed}") from exc
-        if exc.field in ("dataset", "dataset_file") and isinstance(dataset, Path):
+        if exc.field in DATASET_FIELDS and isinstance(dataset, Path):
             raise typer.BadParameter(
                 f"got {dataset}, expected {exc.allowed}", param_hint="'--dataset'"
             ) from exc
         raise typer.BadParameter(str(exc)) from exc
     except SidraError as exc:  # who or when (a lease, a role, no store), not what: exit 1
         refused = exc if isinstance(exc, ResourceExhausted) else None
-        if refused is not None and refused.field == "request" and isinstance(dataset, Path):
-            raise typer.BadParameter(  # gRPC's own receive limit: the file is what to change
-                f"got {dataset} ({size_text(dataset.stat().st_size)}), larger than a request "
-                f"the server takes ({refused.value}): its max_message_mb setting (8 MiB by "
-                "default) bounds a data set file sent with a job",
+        if refused is not None and refused.field == "limits.max_dataset_mb":
+            raise typer.BadParameter(  # the file is what to change (or what the server keeps)
+                f"got {dataset} ({size_text(Path(dataset).stat().st_size)}), expected "
+                f"{refused.allowed}; the server refused {refused.value}",
                 param_hint="'--dataset'",
             ) from exc
         typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}", err=True)

@@ -16,6 +16,7 @@ from sidra.cli.bench import bench_app
 from sidra.cli.bench_serial import serial_command
 from sidra.cli.board import board_app
 from sidra.cli.completion import board_urls
+from sidra.cli.job_datasets import datasets_app
 from sidra.cli.jobs import jobs_app
 from sidra.cli.leases import leases
 from sidra.cli.model import model_app
@@ -241,6 +242,7 @@ app.command("status")(status)
 app.command("whoami")(whoami)
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
+jobs_app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(model_app, name="model")
 app.add_typer(runs_app, name="runs")

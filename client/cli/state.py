@@ -252,7 +252,9 @@ def usage(
         f"  program history: {held.history_records:,} records of {held.programs:,} Programs\n"
         f"  jobs: {held.jobs:,}, {held.job_events:,} events, "
         f"{size_text(held.job_file_bytes)} of record files\n"
-        f"  deployments: {held.deployments:,}, {held.deployment_checks:,} checks of their cells"
+        f"  deployments: {held.deployments:,}, {held.deployment_checks:,} checks of their cells\n"
+        f"  data set files for jobs: {held.dataset_files:,}, "
+        f"{size_text(held.dataset_file_bytes)}"
     )
 
 

@@ -595,6 +595,11 @@ class JobManager:
                 if not self._starting[principal]:
                     del self._starting[principal]
 
+    def runner(self) -> JobRunner:
+        """The runner the jobs run with; FailedPrecondition naming the ``training`` extra
+        when it cannot be loaded."""
+        return self._runner_or_refuse()
+
     def _runner_or_refuse(self) -> JobRunner:
         if self._runner is None:
             self._runner = self._load_runner()  # FailedPrecondition without the extra

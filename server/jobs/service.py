@@ -5,7 +5,8 @@ bytes and admits the caller): ask the :class:`~sidra.server.jobs.manager.JobMana
 answer. Errors leave through
 ``sidra.server.status``; a job that does not exist is NOT_FOUND and another
 principal's job PERMISSION_DENIED (no SIDRA error class carries those codes:
-they are the job service's own). WatchJob streams, and is not counted against
+they are the job service's own). UploadDataset takes a stream of pieces
+(sidra.server.jobs.datasets keeps them); WatchJob streams, and is not counted against
 ``[limits] max_in_flight``: a watcher holds its stream for the job's whole run; it takes
 one of the server's ``max_streams`` places instead (a watcher refused one retries:
 sidra.client.jobs).
@@ -19,19 +20,22 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
+from sidra.drivers import InvalidArgument, PermissionDenied, ResourceExhausted, SidraError
 from sidra.hil.v1 import jobs_pb2 as pb
+from sidra.server.jobs.datasets import DATASET_SHA256_FIELD, DatasetFiles
 from sidra.server.jobs.manager import (
     JobManager,
     JobNotFound,
     NotJobOwner,
     check_priority_allowed,
 )
-from sidra.server.limits import PrincipalLimits
+from sidra.server.limits import MIB, PrincipalLimits, caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.routes import unary_handlers
+from sidra.server.settings import LimitsSettings
+from sidra.server.state.datasets import DatasetFileRow
 from sidra.server.state.jobs import JobEventRow, JobRow
-from sidra.server.status import to_status
+from sidra.server.status import map_errors, to_status
 
 __all__ = ["JOB_SERVICE_NAME", "JobServicer", "job_service_handler"]
 
@@ -79,20 +83,68 @@ class JobServicer:
         manager: JobManager,
         caller_of: CallerOf = _local_caller,
         limits: PrincipalLimits | None = None,
+        datasets: DatasetFiles | None = None,
     ) -> None:
         self.manager = manager
         self.caller_of = caller_of
         self.limits = limits or PrincipalLimits()
+        self.datasets = datasets or DatasetFiles(
+            manager.records.store if manager.records is not None else None,
+            manager.runner, LimitsSettings().max_dataset_mb * MIB,
+        )  # fmt: skip
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> Message:
         principal, admin = self.caller_of(context)
         check_priority_allowed(request.priority, principal, admin)
+        dataset, content = request.dataset, request.dataset_file
+        if request.dataset_sha256:
+            if content:
+                raise InvalidArgument(
+                    DATASET_SHA256_FIELD, request.dataset_sha256,
+                    "empty when dataset_file is sent (one data set file per job)",
+                )  # fmt: skip
+            dataset, content = self.datasets.named(principal, request.dataset_sha256, dataset)
         job = self.manager.submit(
-            principal, request.kind, request.options_json, request.dataset,
+            principal, request.kind, request.options_json, dataset,
             request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
-            priority=request.priority, dataset_file=request.dataset_file,
+            priority=request.priority, dataset_file=content,
         )  # fmt: skip
         return job_message(job)
+
+    def UploadDataset(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> Message:
+        principal, _ = self.caller_of(context)
+        caller = caller_key(principal, context.peer())
+        with self.limits.stream("UploadDataset"), self.limits.admitted(caller, 0):
+            kept = self.datasets.upload(
+                principal, chunks, lambda size: self.limits.check_size(caller, size)
+            )
+        return dataset_message(kept)
+
+    def ListDatasets(
+        self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> Message:
+        whose = self._whose(request.principal, context)
+        return pb.ListDatasetsResponse(
+            files=[dataset_message(f) for f in self.datasets.files(whose, request.sha256)],
+            stored_bytes=self.datasets.stored_bytes(whose), max_bytes=self.datasets.max_bytes,
+        )  # fmt: skip
+
+    def DeleteDataset(
+        self, request: pb.DeleteDatasetRequest, context: grpc.ServicerContext
+    ) -> Message:
+        whose = self._whose(request.principal, context)
+        return pb.DeleteDatasetResponse(freed_bytes=self.datasets.delete(whose, request.sha256))
+
+    def _whose(self, named: str, context: grpc.ServicerContext) -> str:
+        """The principal whose data set files a call names: the caller's own when it names
+        none; another's only for an admin (PermissionDenied otherwise)."""
+        principal, admin = self.caller_of(context)
+        if named and named != principal and not admin:
+            raise PermissionDenied(
+                f"principal: {principal!r} may not reach the data set files of {named!r} "
+                "(an admin's right); leave principal empty for your own"
+            )
+        return named or principal
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> Message:
         if request.include_record:  # refused before the files are read, not once too large
@@ -154,6 +206,14 @@ def _states(values: Sequence[int]) -> list[str]:
     return [names[value] for value in values]
 
 
+def dataset_message(row: DatasetFileRow) -> pb.DatasetFile:
+    """A stored data set file as its JobService message."""
+    return pb.DatasetFile(
+        name=row.name, sha256=row.sha256, size_bytes=row.size_bytes, principal=row.principal,
+        stored_unix_s=row.stored_unix_s, queued_jobs=row.queued_jobs,
+    )  # fmt: skip
+
+
 def job_message(job: JobRow) -> pb.Job:
     """A stored job as its JobService message."""
     return pb.Job(
@@ -188,6 +248,20 @@ def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
         context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
 
 
+class _UploadRoute:
+    """UploadDataset, a stream of pieces in and one answer out, with map_errors."""
+
+    rpc = "UploadDataset"
+
+    def __init__(self, servicer: JobServicer) -> None:
+        self.servicer = servicer
+        self.request_type = pb.DatasetChunk.DESCRIPTOR
+
+    @map_errors
+    def __call__(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> Message:
+        return self.servicer.UploadDataset(chunks, context)
+
+
 class _StreamRoute:
     """WatchJob: its errors are raised while the stream is being read, so they are
     turned into a status here rather than by map_errors."""
@@ -212,7 +286,13 @@ class _StreamRoute:
 def job_service_handler(servicer: JobServicer) -> grpc.GenericRpcHandler:
     """Every JobService RPC, routed to ``servicer`` (add_generic_rpc_handlers)."""
     handlers: dict[str, Any] = unary_handlers(
-        servicer, pb, "JobService", abort_for=_abort_for, leave_out=("WatchJob",)
+        servicer, pb, "JobService", abort_for=_abort_for,
+        leave_out=("WatchJob", "UploadDataset"),
+    )  # fmt: skip
+    handlers["UploadDataset"] = grpc.stream_unary_rpc_method_handler(
+        _UploadRoute(servicer),
+        request_deserializer=None,
+        response_serializer=pb.DatasetFile.SerializeToString,
     )
     handlers["WatchJob"] = grpc.unary_stream_rpc_method_handler(
         _StreamRoute(servicer),

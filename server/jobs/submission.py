@@ -23,6 +23,7 @@ __all__ = [
     "MIN_PRIORITY",
     "RESUME_FIELD",
     "Submission",
+    "check_dataset_file",
     "checked_submission",
 ]
 
@@ -82,7 +83,7 @@ def checked_submission(
     if kind not in runner.kinds:
         raise InvalidArgument("kind", kind, f"one of {', '.join(runner.kinds)}")
     if dataset_file:
-        _check_dataset_file(runner, dataset, dataset_file)
+        check_dataset_file(runner, dataset, dataset_file)
     else:
         dataset = dataset or DEFAULT_DATASET
         if dataset not in runner.datasets:
@@ -121,26 +122,35 @@ def _suffixes(runner: JobRunner) -> str:
     return " or ".join(runner.dataset_files)
 
 
-def _check_dataset_file(runner: JobRunner, name: str, content: bytes) -> None:
-    """InvalidArgument naming ``dataset`` when ``name`` is not a plain file name of a data
-    set file, or ``dataset_file`` when ``content`` cannot be read as one."""
+def check_dataset_file(
+    runner: JobRunner,
+    name: str,
+    content: bytes | None = None,
+    fields: tuple[str, str] = ("dataset", DATASET_FILE_FIELD),
+) -> None:
+    """InvalidArgument naming ``fields[0]`` when ``name`` is not a plain file name of a
+    data set file, or ``fields[1]`` when ``content`` (None: the name alone is checked)
+    cannot be read as one."""
+    name_field, content_field = fields
     plain = PurePosixPath(name).name == name and "\\" not in name
     printable = not any(unicodedata.category(c) in ("Cc", "Cf") for c in name)
     if not (plain and printable and 0 < len(name) <= MAX_DATASET_NAME):
         raise InvalidArgument(
-            "dataset", name, f"the sent file's name without its folder (up to "
+            name_field, name, f"the sent file's name without its folder (up to "
             f"{MAX_DATASET_NAME} characters, ending in {_suffixes(runner)})",
         )  # fmt: skip
     if PurePosixPath(name).suffix.lower() not in runner.dataset_files:
         raise InvalidArgument(
-            "dataset", name, f"the sent file's name, ending in {_suffixes(runner)} (the "
+            name_field, name, f"the sent file's name, ending in {_suffixes(runner)} (the "
             "file types a data set is read from)",
         )  # fmt: skip
+    if content is None:
+        return
     try:
         runner.check_dataset(name, content)
     except ValueError as exc:
         raise InvalidArgument(
-            DATASET_FILE_FIELD, f"{len(content)} bytes", f"a data set file as training reads "
+            content_field, f"{len(content)} bytes", f"a data set file as training reads "
             f"it: {str(exc).removeprefix('dataset: ')}",
         ) from exc  # fmt: skip
 

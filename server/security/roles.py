@@ -15,7 +15,8 @@ session and leasing tiles an operator's (a lease also guards reads when the serv
 makes them exclusive). Leases themselves are checked by ``sidra.server.sessions``.
 
 Jobs (``sidra.hil.v1.JobService``): listing, reading and watching them is a viewer's;
-submitting, cancelling and reordering a programmer's.
+submitting, cancelling and reordering a programmer's; so is keeping and deleting the data
+set files jobs train on (listing one's own files: a viewer's).
 
 Deployments (``sidra.hil.v1.DeploymentService``): listing and reading them is a viewer's;
 adding and deleting one a programmer's (deleting another principal's, an admin's).
@@ -133,6 +134,9 @@ JOB_ROLES: Mapping[str, Role] = MappingProxyType(
         "CancelJob": Role.PROGRAMMER,
         "DeleteJob": Role.PROGRAMMER,
         "SetJobPriority": Role.PROGRAMMER,
+        "ListDatasets": Role.VIEWER,
+        "UploadDataset": Role.PROGRAMMER,  # what SubmitJob takes, kept for it
+        "DeleteDataset": Role.PROGRAMMER,
     }
 )
 """The role each JobService RPC needs: a job writes the array as a programmer's calls

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidra.server.state.datasets import hold_blob, let_go_of_blob, sha256_hex
 from sidra.server.state.errors import StateStoreError
 from sidra.server.state.store import StateStore
 
@@ -126,12 +127,16 @@ class JobRecords:
         dataset_file: bytes | None = None,
     ) -> None:
         """Stores a new job; a queued one with the checkpoint it is to go on from and the
-        data set file it was sent."""
+        data set file it trains on (its bytes kept once whoever else holds them:
+        sidra.server.state.datasets)."""
+        digest = None if dataset_file is None else sha256_hex(dataset_file)
         with self.store._writing("record job") as db:
+            if dataset_file is not None and digest is not None:
+                hold_blob(db, digest, dataset_file)
             db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint, dataset_file) "
+                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint, dataset_sha256) "
                 f"VALUES ({', '.join('?' * 19)})",
-                (*job.values(), resume_checkpoint, dataset_file),
+                (*job.values(), resume_checkpoint, digest),
             )
 
     def last_starts(self) -> dict[str, float]:
@@ -146,11 +151,12 @@ class JobRecords:
 
     def queued(self) -> list[tuple[JobRow, bytes | None, bytes | None]]:
         """The jobs waiting in the queue, in submission order, each with the checkpoint it
-        is to go on from and the data set file it was sent (None: none)."""
+        is to go on from and the data set file it trains on (None: none)."""
         with self.store._reading("read queued jobs") as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS}, resume_checkpoint, dataset_file FROM jobs "
-                "WHERE state = 'queued' ORDER BY submitted_unix_s, id"
+            rows = db.execute(  # a job queued before schema 11 keeps its own copy
+                f"SELECT {_COLUMNS}, resume_checkpoint, coalesce(dataset_file, (SELECT "
+                "content FROM dataset_blobs b WHERE b.sha256 = jobs.dataset_sha256)) "
+                "FROM jobs WHERE state = 'queued' ORDER BY submitted_unix_s, id"
             ).fetchall()
             return [
                 (
@@ -176,11 +182,17 @@ class JobRecords:
                 (*job.values(), job.id),
             )
             if job.state != "queued":  # started or ended: what it went on from is spent
+                (digest,) = db.execute(
+                    "SELECT dataset_sha256 FROM jobs WHERE id = ?", (job.id,)
+                ).fetchone()
                 db.execute(
-                    "UPDATE jobs SET resume_checkpoint = NULL, dataset_file = NULL "
-                    "WHERE id = ? AND (resume_checkpoint IS NOT NULL OR dataset_file IS NOT NULL)",
+                    "UPDATE jobs SET resume_checkpoint = NULL, dataset_file = NULL, "
+                    "dataset_sha256 = NULL WHERE id = ? AND (resume_checkpoint IS NOT NULL "
+                    "OR dataset_file IS NOT NULL OR dataset_sha256 IS NOT NULL)",
                     (job.id,),
                 )
+                if digest is not None:
+                    let_go_of_blob(db, str(digest))
             db.executemany(
                 f"INSERT INTO job_events (job_id, {_EVENT_COLUMNS}) VALUES ({', '.join('?' * 8)})",
                 [

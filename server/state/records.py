@@ -170,3 +170,7 @@ class StoreUsage:
     """Models kept by name on the boards' tiles (deployments.proto)."""
     deployment_checks: int
     """Checks of their cells kept (the latest 10000 of each)."""
+    dataset_files: int = 0
+    """Data set files kept for jobs: principals' files, and files queued jobs wait on."""
+    dataset_file_bytes: int = 0
+    """Their bytes (each file once, whoever holds it)."""

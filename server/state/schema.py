@@ -287,7 +287,36 @@ _V10 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+_V11 = Migration(
+    11,
+    (
+        # Data set files' bytes, once per SHA-256 (64 lowercase hex digits) whoever holds
+        # them: principals that keep the file (dataset_files) and queued jobs waiting to
+        # train on it (jobs.dataset_sha256). Deleted when nothing holds them any more.
+        """CREATE TABLE dataset_blobs (
+            sha256 TEXT PRIMARY KEY CHECK (length(sha256) = 64),
+            size_bytes INTEGER NOT NULL CHECK (size_bytes > 0),
+            content BLOB NOT NULL CHECK (length(content) = size_bytes)
+        )""",
+        # The files a principal keeps (UploadDataset), under the name last sent.
+        """CREATE TABLE dataset_files (
+            principal TEXT NOT NULL,
+            sha256 TEXT NOT NULL REFERENCES dataset_blobs (sha256),
+            name TEXT NOT NULL,
+            stored_unix_s REAL NOT NULL,
+            PRIMARY KEY (principal, sha256)
+        )""",
+        # A queued job's data set file by its SHA-256, in place of its own copy in
+        # jobs.dataset_file (which jobs queued before this version keep); NULL once the
+        # job has started, and for jobs on bundled sets.
+        "ALTER TABLE jobs ADD COLUMN dataset_sha256 TEXT REFERENCES dataset_blobs (sha256)",
+        "CREATE INDEX jobs_by_dataset ON jobs (dataset_sha256) WHERE dataset_sha256 IS NOT NULL",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11,
+)  # fmt: skip
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

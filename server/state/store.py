@@ -464,6 +464,8 @@ class StateStore:
                 one("SELECT sum(length(content)) FROM job_files"),
                 one("SELECT count(*) FROM deployments"),
                 one("SELECT count(*) FROM deployment_checks"),
+                one("SELECT count(*) FROM dataset_blobs"),
+                one("SELECT sum(size_bytes) FROM dataset_blobs"),
             )
             free = one("PRAGMA freelist_count") * page_size
             returns = one("PRAGMA auto_vacuum") == AUTO_VACUUM_INCREMENTAL

@@ -155,16 +155,19 @@ def test_a_queued_job_s_file_outlives_the_server_and_is_dropped_once_it_starts(
         waiting = client.jobs.submit("mlp", {**MLP, "tiles": [0, 1]}, dataset=sent, queue=True)
         assert waiting.state == "queued"
         stopping.run(30.0)
+    kept_file = (
+        "SELECT b.content FROM jobs j JOIN dataset_blobs b ON b.sha256 = j.dataset_sha256 "
+        "WHERE j.id = ?"
+    )
     with sqlite3.connect(store) as db:
-        kept = db.execute("SELECT dataset_file FROM jobs WHERE id = ?", (waiting.job_id,))
-        assert kept.fetchone() == (sent.read_bytes(),)
+        assert db.execute(kept_file, (waiting.job_id,)).fetchall() == [(sent.read_bytes(),)]
     with serving(store) as address, connect(address) as client:
         done = client.jobs.wait(waiting.job_id)
         assert done.state == "succeeded", done.error
         assert done.dataset == "iris.csv" and done.summary["test_accuracy"] > 0.5
     with sqlite3.connect(store) as db:
-        kept = db.execute("SELECT dataset_file FROM jobs WHERE id = ?", (waiting.job_id,))
-        assert kept.fetchone() == (None,)
+        assert db.execute(kept_file, (waiting.job_id,)).fetchall() == []
+        assert db.execute("SELECT count(*) FROM dataset_blobs").fetchone() == (0,)
 
 
 def test_sidra_trains_a_remote_job_on_a_file_and_resumes_it_with_the_file_again(
@@ -204,28 +207,6 @@ def test_sidra_trains_a_remote_job_on_a_file_and_resumes_it_with_the_file_again(
         resumed_id = json.loads(again.stdout)["job_id"]
         client.jobs.wait(resumed_id)
         assert_ends_as(client.jobs.get(resumed_id, include_record=True), whole)
-
-
-def test_a_file_larger_than_the_server_takes_is_refused_naming_the_setting(
-    tmp_path: Path,
-) -> None:
-    """gRPC refuses a request over the server's receive limit before the service sees it:
-    the command line says it is the file, and which setting bounds it."""
-    sent = iris_csv(tmp_path)
-    with sent.open("a") as grown:  # past 1 MiB: rows the file could hold
-        grown.write("5.0,3.0,1.0,0.5,setosa\r\n" * 50_000)
-    with serving(tmp_path / "s.sqlite3", max_message_bytes=2**20) as address:
-        cli = run_sidra("train", "mlp", "--server", address, "--remote-job", "--dataset",
-                        str(sent), "--out", str(tmp_path / "run"))  # fmt: skip
-        with connect(address) as client:
-            assert client.jobs.list() == []
-    assert cli.returncode == 2
-    assert unwrapped(
-        f"'--dataset': got {sent} ({sent.stat().st_size / 1e6:.1f} MB), larger than a "
-        "request the server takes (SERVER: Received message larger than max ("
-    ) in unwrapped(cli.stderr)
-    bound = unwrapped("its max_message_mb setting (8 MiB by default) bounds a data set file")
-    assert bound in unwrapped(cli.stderr)
 
 
 def test_two_files_of_one_name_are_placed_by_their_own_shape() -> None:

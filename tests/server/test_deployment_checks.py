@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from sidra.server.state import checks as kept_checks
 from sidra.server.state.deployments import DeployedRegionRow, DeploymentRecords, DeploymentRow
 from tests.jobs.jobs_support import serving
 from tests.server.test_deployments import LAYER, model_file, run_sidra_env
-from tests.state.state_support import REPORT, TEST_BOARD
+from tests.state.state_support import REPORT, TEST_BOARD, store_of_schema
 
 TARGETS = np.random.default_rng(7).uniform(5.0, 35.0, LAYER.shape).astype(np.float32)
 
@@ -239,13 +238,20 @@ def test_old_checks_are_thinned_to_the_latest_with_regions_and_the_most_kept(
 def test_a_store_of_the_schema_before_checks_opens_with_its_deployments_and_no_checks(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "state.sqlite3"
-    with StateStore(path) as store:
+    now = tmp_path / "now.sqlite3"
+    with StateStore(now) as store:
         records, found = _stored_deployment(store)
-    with sqlite3.connect(path) as db:  # as schema 8 had it
-        db.execute("DROP TABLE deployment_checks")
-        db.execute("ALTER TABLE jobs DROP COLUMN dataset_file")  # schema 10's
-        db.execute("DELETE FROM schema_version WHERE version >= 9")
+    path = tmp_path / "state.sqlite3"
+    db = store_of_schema(path, 8)  # the same rows in a store as schema 8 made it
+    db.execute("ATTACH DATABASE ? AS now", (str(now),))
+    tables = db.execute(
+        "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT IN "
+        "('schema_version', 'jobs', 'sqlite_sequence')"
+    ).fetchall()
+    for (table,) in tables:  # those of schema 8 have kept their columns since
+        db.execute(f"INSERT INTO main.{table} SELECT * FROM now.{table}")
+    db.commit()
+    db.close()
     with StateStore(path) as store:
         records = DeploymentRecords(store)
         assert [d.name for d in records.of_board(found.board_serial)] == ["demo"]

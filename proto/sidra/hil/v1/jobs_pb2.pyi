@@ -36,7 +36,7 @@ JOB_EVENT_KIND_LOG: JobEventKind
 JOB_EVENT_KIND_STATE: JobEventKind
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint", "queue", "priority", "dataset_file")
+    __slots__ = ("kind", "options_json", "dataset", "lease_wait_s", "resume_checkpoint", "queue", "priority", "dataset_file", "dataset_sha256")
     KIND_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class SubmitJobRequest(_message.Message):
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     DATASET_FILE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_SHA256_FIELD_NUMBER: _ClassVar[int]
     kind: str
     options_json: str
     dataset: str
@@ -53,7 +54,8 @@ class SubmitJobRequest(_message.Message):
     queue: bool
     priority: int
     dataset_file: bytes
-    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ..., queue: _Optional[bool] = ..., priority: _Optional[int] = ..., dataset_file: _Optional[bytes] = ...) -> None: ...
+    dataset_sha256: str
+    def __init__(self, kind: _Optional[str] = ..., options_json: _Optional[str] = ..., dataset: _Optional[str] = ..., lease_wait_s: _Optional[float] = ..., resume_checkpoint: _Optional[bytes] = ..., queue: _Optional[bool] = ..., priority: _Optional[int] = ..., dataset_file: _Optional[bytes] = ..., dataset_sha256: _Optional[str] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id", "include_record")
@@ -212,3 +214,63 @@ class JobEvent(_message.Message):
     message: str
     state: JobState
     def __init__(self, index: _Optional[int] = ..., unix_s: _Optional[float] = ..., kind: _Optional[_Union[JobEventKind, str]] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., message: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ...) -> None: ...
+
+class DatasetChunk(_message.Message):
+    __slots__ = ("name", "size_bytes", "sha256", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size_bytes: int
+    sha256: str
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class DatasetFile(_message.Message):
+    __slots__ = ("name", "sha256", "size_bytes", "principal", "stored_unix_s", "queued_jobs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    STORED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sha256: str
+    size_bytes: int
+    principal: str
+    stored_unix_s: float
+    queued_jobs: int
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., principal: _Optional[str] = ..., stored_unix_s: _Optional[float] = ..., queued_jobs: _Optional[int] = ...) -> None: ...
+
+class ListDatasetsRequest(_message.Message):
+    __slots__ = ("principal", "sha256")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    sha256: str
+    def __init__(self, principal: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ListDatasetsResponse(_message.Message):
+    __slots__ = ("files", "stored_bytes", "max_bytes")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[DatasetFile]
+    stored_bytes: int
+    max_bytes: int
+    def __init__(self, files: _Optional[_Iterable[_Union[DatasetFile, _Mapping]]] = ..., stored_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class DeleteDatasetRequest(_message.Message):
+    __slots__ = ("sha256", "principal")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    principal: str
+    def __init__(self, sha256: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
+
+class DeleteDatasetResponse(_message.Message):
+    __slots__ = ("freed_bytes",)
+    FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    freed_bytes: int
+    def __init__(self, freed_bytes: _Optional[int] = ...) -> None: ...

@@ -75,6 +75,21 @@ class JobServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.SetJobPriorityRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.UploadDataset = channel.stream_unary(
+                '/sidra.hil.v1.JobService/UploadDataset',
+                request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DatasetChunk.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DatasetFile.FromString,
+                _registered_method=True)
+        self.ListDatasets = channel.unary_unary(
+                '/sidra.hil.v1.JobService/ListDatasets',
+                request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsResponse.FromString,
+                _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/sidra.hil.v1.JobService/DeleteDataset',
+                request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -146,6 +161,32 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadDataset(self, request_iterator, context):
+        """Keeps a data set file in the server, sent in pieces ("Stored data set
+        files" above); answers the file as kept. Needs programmer, as SubmitJob.
+        The stream holds one of the server's max_streams places and counts as one
+        call toward the caller's max_in_flight while it is open; each piece is a
+        request within the caller's max_message_mb.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasets(self, request, context):
+        """The data set files kept for a principal, newest first (viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Forgets one of the caller's stored files (programmer; an admin may name
+        another principal's). Jobs queued on it still start with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +229,21 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SetJobPriority,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.SetJobPriorityRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'UploadDataset': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadDataset,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DatasetChunk.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DatasetFile.SerializeToString,
+            ),
+            'ListDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasets,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteDatasetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -407,6 +463,87 @@ class JobService:
             '/sidra.hil.v1.JobService/SetJobPriority',
             sidra_dot_hil_dot_v1_dot_jobs__pb2.SetJobPriorityRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadDataset(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/sidra.hil.v1.JobService/UploadDataset',
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.DatasetChunk.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.DatasetFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.JobService/ListDatasets',
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.JobService/DeleteDataset',
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteDatasetRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,143 @@
+"""``sidra jobs datasets``: the data set files a server keeps for your jobs (list, upload,
+delete; jobs.proto "Stored data set files").
+
+``sidra train ... --remote-job --dataset FILE`` keeps a file larger than 512 KiB in the
+server by itself; these commands show what is kept, send a file ahead of its jobs, and
+give the space back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from sidra.cli.jobs import Server, jobs_server
+from sidra.cli.options import AsJson, size_text
+from sidra.client.job_datasets import DatasetInfo
+from sidra.drivers import InvalidArgument, SidraError
+
+__all__ = ["datasets_app"]
+
+datasets_app = typer.Typer(
+    no_args_is_help=True,
+    help="Data set files the server keeps for your jobs (sent by --remote-job --dataset).",
+)
+
+Principal = Annotated[
+    str, typer.Option(help="Another principal's files (an admin's right); default: yours.")
+]
+
+SHOWN_DIGITS = 16
+"""Hex digits of a SHA-256 the table shows (``delete`` takes any unique start of 8 or more)."""
+
+
+def _as_dict(file: DatasetInfo) -> dict[str, object]:
+    return dict(file.__dict__)
+
+
+@datasets_app.command("list")
+def list_datasets(server: Server, principal: Principal = "", as_json: AsJson = False) -> None:
+    """The files kept, newest first, with the queued jobs waiting on each."""
+    with jobs_server(server, "datasets list") as board:
+        files = board.jobs.datasets(principal)
+    if as_json:
+        typer.echo(json.dumps([_as_dict(f) for f in files]))
+        return
+    if not files:
+        typer.echo("no data set files kept")
+        return
+    table = Table(box=box.SIMPLE)
+    for column in ("sha256", "name", "size", "uploaded", "queued jobs"):
+        table.add_column(column, no_wrap=column != "name")
+    for f in files:
+        uploaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.stored_unix_s))
+        table.add_row(f.sha256[:SHOWN_DIGITS], f.name, size_text(f.size_bytes), uploaded,
+                      str(f.queued_jobs))  # fmt: skip
+    Console().print(table)
+    total = sum(f.size_bytes for f in files)
+    typer.echo(f"{len(files)} file(s), {size_text(total)} in all")
+
+
+@datasets_app.command("upload")
+def upload(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Data set files (.npz or .csv).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),  # fmt: skip
+    ],
+    server: Server,
+    as_json: AsJson = False,
+) -> None:
+    """Keep files in the server for your jobs, checked there as a job reads them.
+
+    A job sent the same bytes later (--remote-job --dataset FILE) names them by their
+    SHA-256 instead of sending them again."""
+    kept: list[DatasetInfo] = []
+    with jobs_server(server, "datasets upload") as board:
+        for path in files:
+            try:
+                kept.append(board.jobs.upload_dataset(path))
+            except InvalidArgument as exc:
+                raise typer.BadParameter(
+                    f"got {path}, expected {exc.allowed}", param_hint="'FILES...'"
+                ) from exc
+            if not as_json:
+                f = kept[-1]
+                typer.echo(f"{f.name}: kept, {size_text(f.size_bytes)}, SHA-256 {f.sha256}")
+    if as_json:
+        typer.echo(json.dumps([_as_dict(f) for f in kept]))
+
+
+@datasets_app.command("delete")
+def delete(
+    digests: Annotated[
+        list[str],
+        typer.Argument(
+            help="The files' SHA-256 (sidra jobs datasets list), or their first hex digits "
+            "(8 or more) when no other file's starts so.",
+            show_default=False,
+        ),
+    ],
+    server: Server,
+    principal: Principal = "",
+) -> None:
+    """Forget kept files; jobs queued on one still start with it."""
+    refused = 0
+    with jobs_server(server, "datasets delete") as board:
+        kept = board.jobs.datasets(principal)
+        for given in digests:
+            try:
+                file = _named(kept, given)
+                freed = board.jobs.delete_dataset(file.sha256, principal)
+            except (SidraError, ValueError) as exc:
+                typer.echo(f"sidra jobs datasets delete: {exc}", err=True)
+                refused += 1
+                continue
+            held = "" if freed else " (its bytes stay while queued jobs or others hold them)"
+            typer.echo(f"{file.name} ({file.sha256[:SHOWN_DIGITS]}): deleted, "
+                       f"{size_text(freed)} given back{held}")  # fmt: skip
+    if refused:
+        raise typer.Exit(1)
+
+
+def _named(files: list[DatasetInfo], given: str) -> DatasetInfo:
+    """The kept file whose SHA-256 starts with ``given``; ValueError saying why not."""
+    start = given.strip().lower()
+    if len(start) < 8 or any(c not in "0123456789abcdef" for c in start):
+        raise ValueError(f"{given!r}: expected a SHA-256, or its first 8 or more hex digits")
+    found = [f for f in files if f.sha256.startswith(start)]
+    if len(found) != 1:
+        why = "no kept file's" if not found else f"{len(found)} kept files'"
+        raise ValueError(f"{given!r}: {why} SHA-256 starts so (sidra jobs datasets list)")
+    return found[0]

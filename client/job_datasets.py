@@ -1,0 +1,145 @@
+"""Data set files for jobs, from the client side (jobs.proto, "Data sets" and "Stored data
+set files").
+
+A job names a bundled data set, or is sent a file of the caller's own. A small file
+travels inside the SubmitJob request; a larger one is first kept in the server
+(UploadDataset, in pieces of :data:`DATASET_PIECE_BYTES`, so no request comes near the
+server's ``max_message_mb``) and the job names it by its SHA-256; a file the server
+keeps already for the caller is not sent again. Shared by the synchronous and asyncio
+clients (:mod:`sidra.client.jobs`, :mod:`sidra.client.aio_jobs`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidra.client.options import checked_text
+from sidra.drivers import InvalidArgument, NotFound
+from sidra.hil.v1 import jobs_pb2 as pb
+
+__all__ = [
+    "DATASET_FILES",
+    "DATASET_PIECE_BYTES",
+    "INLINE_DATASET_BYTES",
+    "UPLOAD_CODECS",
+    "DatasetInfo",
+    "DatasetToSend",
+    "dataset_to_send",
+    "is_file_gone",
+    "upload_pieces",
+    "upload_timeout_s",
+]
+
+DATASET_FILES = (".npz", ".csv")
+"""The data set files a job may be sent (the name's suffix, any case; jobs.proto "Data
+sets")."""
+
+INLINE_DATASET_BYTES = 512 * 1024
+"""Largest file sent inside the SubmitJob request, bytes; a larger one is uploaded first.
+Half the smallest ``max_message_mb`` a server may set (1 MiB), so the request fits."""
+
+DATASET_PIECE_BYTES = 256 * 1024
+"""Bytes of a file in one UploadDataset piece."""
+
+UPLOAD_SECONDS_PER_MIB = 1.0
+"""Time an upload is allowed per MiB, on top of the call's timeout, s (a 1 MiB/s link)."""
+
+UPLOAD_CODECS = {
+    "request_serializer": pb.DatasetChunk.SerializeToString,
+    "response_deserializer": pb.DatasetFile.FromString,
+}
+"""UploadDataset's serializers, as a channel's ``stream_unary`` takes them."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A data set file the server keeps (times in seconds since the Unix epoch)."""
+
+    name: str
+    """Its name as last uploaded ("lab.csv")."""
+    sha256: str
+    """SHA-256 of its bytes, 64 hex digits: what a job names it by."""
+    size_bytes: int
+    principal: str
+    """Who keeps it."""
+    stored_unix_s: float
+    queued_jobs: int
+    """Queued jobs waiting to train on it."""
+
+    @classmethod
+    def from_pb(cls, file: pb.DatasetFile) -> DatasetInfo:
+        return cls(file.name, file.sha256, file.size_bytes, file.principal,
+                   file.stored_unix_s, file.queued_jobs)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatasetToSend:
+    """How a job's ``dataset`` reaches the server: a bundled set's name (no ``path``), a
+    small file's bytes in the request (``content``), or a larger file uploaded first and
+    named by ``sha256``."""
+
+    name: str
+    content: bytes = b""
+    path: Path | None = None
+    """The local file, when it is uploaded rather than sent in the request."""
+    size_bytes: int = 0
+    sha256: str = ""
+
+    @property
+    def uploaded(self) -> bool:
+        return self.path is not None
+
+
+def dataset_to_send(dataset: str | os.PathLike[str]) -> DatasetToSend:
+    """``dataset`` as a job is sent it: a bundled set's name, or a ``Path`` to a local
+    .npz or .csv file (read here; InvalidArgument naming ``dataset`` when it cannot be,
+    or for a file's name given as text)."""
+    files = "a Path to a local .npz or .csv file, which is sent with the job"
+    if not isinstance(dataset, os.PathLike):
+        name = checked_text("dataset", dataset, "digits")
+        if name.lower().endswith(DATASET_FILES):  # a file's name given as text
+            raise InvalidArgument(
+                "dataset", name, f"a bundled data set's name (digits, iris, wine, "
+                f"breast_cancer), or {files}: Path({name!r})",
+            )  # fmt: skip
+        return DatasetToSend(name)
+    path = Path(dataset)
+    try:
+        size = path.stat().st_size
+        if size <= INLINE_DATASET_BYTES:
+            return DatasetToSend(path.name, path.read_bytes())
+        with path.open("rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as exc:
+        raise InvalidArgument("dataset", str(path), f"{files} ({exc.strerror})") from exc
+    return DatasetToSend(path.name, path=path, size_bytes=size, sha256=digest)
+
+
+def upload_pieces(sent: DatasetToSend) -> Iterator[pb.DatasetChunk]:
+    """The UploadDataset stream of ``sent``'s file: the first piece names it, its size and
+    digest; each carries the next :data:`DATASET_PIECE_BYTES` (the server refuses the
+    whole upload if the file changed since it was hashed)."""
+    assert sent.path is not None
+    with sent.path.open("rb") as file:
+        data = file.read(DATASET_PIECE_BYTES)
+        yield pb.DatasetChunk(
+            name=sent.name, size_bytes=sent.size_bytes, sha256=sent.sha256, data=data
+        )
+        while data := file.read(DATASET_PIECE_BYTES):
+            yield pb.DatasetChunk(data=data)
+
+
+def is_file_gone(error: NotFound) -> bool:
+    """Whether SubmitJob's ``error`` says the kept file it names is not there (deleted
+    between the client's look and its submission): the client then sends it again."""
+    return str(error).startswith("dataset_sha256:")
+
+
+def upload_timeout_s(sent: DatasetToSend, timeout_s: float) -> float:
+    """The deadline of ``sent``'s upload: the call's ``timeout_s`` and
+    :data:`UPLOAD_SECONDS_PER_MIB` per MiB."""
+    return timeout_s + UPLOAD_SECONDS_PER_MIB * sent.size_bytes / 2**20
