@@ -66,7 +66,7 @@ class AsyncJobs:
         kind: str,
         options: Mapping[str, Any] | None = None,
         *,
-        dataset: str | os.PathLike[str] = "digits",
+        dataset: str | os.PathLike[str] | DatasetInfo = "digits",
         lease_wait_s: float = 0.0,
         resume_checkpoint: bytes | None = None,
         queue: bool = False,

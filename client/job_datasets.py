@@ -94,11 +94,13 @@ class DatasetToSend:
         return self.path is not None
 
 
-def dataset_to_send(dataset: str | os.PathLike[str]) -> DatasetToSend:
-    """``dataset`` as a job is sent it: a bundled set's name, or a ``Path`` to a local
-    .npz or .csv file (read here; InvalidArgument naming ``dataset`` when it cannot be,
-    or for a file's name given as text)."""
+def dataset_to_send(dataset: str | os.PathLike[str] | DatasetInfo) -> DatasetToSend:
+    """``dataset`` as a job is sent it: a bundled set's name, a ``Path`` to a local .npz
+    or .csv file (read here; InvalidArgument naming ``dataset`` when it cannot be, or for
+    a file's name given as text), or a file the server keeps (named by its SHA-256)."""
     files = "a Path to a local .npz or .csv file, which is sent with the job"
+    if isinstance(dataset, DatasetInfo):
+        return DatasetToSend(dataset.name, sha256=dataset.sha256)
     if not isinstance(dataset, os.PathLike):
         name = checked_text("dataset", dataset, "digits")
         if name.lower().endswith(DATASET_FILES):  # a file's name given as text

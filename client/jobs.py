@@ -183,7 +183,7 @@ class Jobs:
         kind: str,
         options: Mapping[str, Any] | None = None,
         *,
-        dataset: str | os.PathLike[str] = "digits",
+        dataset: str | os.PathLike[str] | DatasetInfo = "digits",
         lease_wait_s: float = 0.0,
         resume_checkpoint: bytes | None = None,
         queue: bool = False,
@@ -196,7 +196,8 @@ class Jobs:
         an .npz or .csv file here, which is sent with the job (jobs.proto, "Data sets"):
         in the request, or, when larger than 512 KiB, kept in the server first
         (:meth:`upload_dataset`, unless it keeps those bytes already) and named by its
-        SHA-256.
+        SHA-256; or a file the server keeps for you (one of :meth:`datasets`; its
+        ``name`` is the job's data set name, which may be another of the same suffix).
         ``resume_checkpoint``: the bytes of a ``checkpoint.json`` (an earlier job's record
         file, or a ``sidra train --out`` folder's) of the same kind, options and data
         set, which the job goes on from. ``queue``: a job that cannot start now (its tiles
@@ -400,7 +401,7 @@ def list_request(principal: str, limit: int, states: Sequence[str]) -> pb.ListJo
 def submit_request(
     kind: str,
     options: Mapping[str, Any] | None,
-    dataset: str | os.PathLike[str] | DatasetToSend,
+    dataset: str | os.PathLike[str] | DatasetInfo | DatasetToSend,
     lease_wait_s: float,
     resume_checkpoint: bytes | None = None,
     queue: bool = False,

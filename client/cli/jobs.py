@@ -4,6 +4,7 @@ of ``sidra train … --server ADDR --remote-job``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, Priority, size_text
 from sidra.cli.tables import columns_that_fit
-from sidra.client import JobEvent, JobInfo, RemoteBoard
+from sidra.client import DatasetInfo, JobEvent, JobInfo, RemoteBoard
 from sidra.client.jobs import DATASET_FILES
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
@@ -191,7 +192,7 @@ def resume(
         typer.Option(
             "--dataset",
             help="The data set file job ID was sent (a job that trained on a file of "
-            "yours: the server keeps none once a job has started).",
+            "yours, unless the server keeps it for you: sidra jobs datasets).",
             dir_okay=False,
         ),
     ] = None,
@@ -222,7 +223,7 @@ def resume(
         options = dict(job.options)
         if "twin.toml" in job.files:  # pat: the twin it trained with
             options["twin_profile_toml"] = job.files["twin.toml"].decode("utf-8")
-        dataset = _dataset_again(job, dataset_file)
+        dataset = _dataset_again(job, dataset_file, board)
         try:
             new = board.jobs.submit(
                 job.kind, options, dataset=dataset, lease_wait_s=lease_wait_s,
@@ -241,10 +242,11 @@ def resume(
     )
 
 
-def _dataset_again(job: JobInfo, file: Path | None) -> str | Path:
+def _dataset_again(job: JobInfo, file: Path | None, board: RemoteBoard) -> str | Path | DatasetInfo:
     """What a job going on from ``job`` is submitted with: its bundled set's name, or
-    ``file``, the data set file ``job`` was sent (BadParameter naming --dataset when it is
-    not given, or of another name)."""
+    ``file``, the data set file ``job`` was sent, or without ``file`` that file as the
+    server keeps it (uploaded: ``sidra jobs datasets``); BadParameter naming --dataset
+    when it is not given and not kept, or of another name."""
     if not job.dataset.lower().endswith(DATASET_FILES):
         if file is not None:
             raise typer.BadParameter(
@@ -253,14 +255,28 @@ def _dataset_again(job: JobInfo, file: Path | None) -> str | Path:
                 param_hint="'--dataset'",
             )
         return job.dataset
+    if file is None and (kept := _kept_file(job, board)) is not None:
+        return dataclasses.replace(kept, name=job.dataset)
     if file is None or file.name != job.dataset:
         got = "nothing" if file is None else str(file)
         raise typer.BadParameter(
             f"got {got}; job {job.job_id} trained on a file it was sent, {job.dataset}, "
-            "which the server no longer holds: give that file",
+            "which the server does not keep for you (sidra jobs datasets list): give that "
+            "file",
             param_hint="'--dataset'",
         )
     return file
+
+
+def _kept_file(job: JobInfo, board: RemoteBoard) -> DatasetInfo | None:
+    """The file the server keeps for the caller with the bytes ``job`` trained on (its
+    record's ``dataset_sha256``), if any."""
+    settings = json.loads(job.files.get("settings.json", b"{}"))
+    digest = settings.get("dataset_sha256") if isinstance(settings, dict) else None
+    if not isinstance(digest, str) or not digest:
+        return None
+    kept = [f for f in board.jobs.datasets() if f.sha256 == digest]
+    return kept[0] if kept else None
 
 
 @jobs_app.command("cancel")

@@ -199,7 +199,8 @@ def test_sidra_trains_a_remote_job_on_a_file_and_resumes_it_with_the_file_again(
         assert without.returncode == 2
         assert unwrapped(
             f"'--dataset': got nothing; job {job.job_id} trained on a file it was sent, "
-            "lab.csv, which the server no longer holds: give that file"
+            "lab.csv, which the server does not keep for you (sidra jobs datasets list): "
+            "give that file"
         ) in unwrapped(without.stderr)
         again = run_sidra("jobs", "resume", job.job_id, "--server", address, "--dataset",
                           str(sent), "--json")  # fmt: skip

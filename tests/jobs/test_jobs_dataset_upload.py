@@ -404,3 +404,27 @@ def test_a_file_deleted_between_the_client_s_look_and_its_submission_is_sent_aga
         job = client.jobs.submit("mlp", ONE_EPOCH, dataset=sent)
         assert client.jobs.wait(job.job_id).state == "succeeded"
         assert [f.name for f in client.jobs.datasets()] == ["large.npz"]
+
+
+def test_a_job_on_a_kept_file_goes_on_without_the_file_given_again(tmp_path: Path) -> None:
+    """`sidra jobs resume ID` of a job that trained on a file the server keeps for the
+    caller takes it there (by the SHA-256 its record names); once deleted, it asks for
+    the file."""
+    sent = iris_csv(tmp_path, "lab.csv")
+    long_run = {"epochs": 80, "hidden": [8], "batch_size": 16}
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        kept = client.jobs.upload_dataset(sent)
+        job = client.jobs.submit("mlp", long_run, dataset=kept)  # a DatasetInfo: by digest
+        assert job.dataset == "lab.csv"
+        first_progress(client, job.job_id)
+        client.jobs.cancel(job.job_id)
+        assert client.jobs.wait(job.job_id).state == "cancelled"
+        again = run_sidra("jobs", "resume", job.job_id, "--server", address, "--json")
+        assert again.returncode == 0, again.stderr
+        resumed = client.jobs.wait(json.loads(again.stdout)["job_id"])
+        assert (resumed.state, resumed.dataset) == ("succeeded", "lab.csv")
+        assert resumed.summary is not None and resumed.summary["test_accuracy"] > 0.5
+        client.jobs.delete_dataset(kept.sha256)
+        gone = run_sidra("jobs", "resume", job.job_id, "--server", address)
+        assert gone.returncode == 2
+        assert unwrapped("which the server does not keep for you") in unwrapped(gone.stderr)
