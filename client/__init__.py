@@ -23,7 +23,7 @@ from sidra.client.deployments import (
     Deployments,
 )
 from sidra.client.errors import BoardInstanceChanged
-from sidra.client.job_datasets import DatasetInfo
+from sidra.client.job_datasets import DatasetInfo, DatasetRoom
 from sidra.client.jobs import JobEvent, JobInfo, Jobs
 from sidra.client.remote import DEFAULT_TIMEOUT_S, RemoteBoard, connect
 from sidra.client.session import Caller, Lease, Session, SessionState, TileLease
@@ -53,6 +53,7 @@ __all__ = [
     "Caller",
     "CheckHistory",
     "DatasetInfo",
+    "DatasetRoom",
     "DeployedRegion",
     "Deployment",
     "DeploymentCheck",

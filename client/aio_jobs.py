@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,9 +26,12 @@ from sidra.client.errors import from_rpc_error
 from sidra.client.job_datasets import (
     UPLOAD_CODECS,
     DatasetInfo,
+    DatasetRoom,
     DatasetToSend,
+    UploadProgress,
     dataset_to_send,
     is_file_gone,
+    to_upload,
     upload_pieces,
     upload_timeout_s,
 )
@@ -71,6 +72,7 @@ class AsyncJobs:
         resume_checkpoint: bytes | None = None,
         queue: bool = False,
         priority: int = 0,
+        on_upload: UploadProgress | None = None,
     ) -> JobInfo:
         """Starts a ``kind`` job on ``dataset`` with ``options`` (:meth:`Jobs.submit
         <sidra.client.jobs.Jobs.submit>`)."""
@@ -79,26 +81,22 @@ class AsyncJobs:
             kind, options, sent, lease_wait_s, resume_checkpoint, queue, priority
         )
         if sent.uploaded:
-            await self._keep_in_server(sent)
+            await self._keep_in_server(sent, on_upload)
         timeout = self.timeout_s + lease_wait_s
         try:
             return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
         except NotFound as exc:
             if not (sent.uploaded and is_file_gone(exc)):
                 raise
-        await self._upload(sent)  # deleted since it was listed: sent again, once
+        await self._upload(sent, on_upload)  # deleted since it was listed: sent again, once
         return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
 
-    async def upload_dataset(self, path: str | os.PathLike[str]) -> DatasetInfo:
+    async def upload_dataset(
+        self, path: str | os.PathLike[str], on_progress: UploadProgress | None = None
+    ) -> DatasetInfo:
         """Keeps the data set file at ``path`` in the server for your jobs
         (:meth:`Jobs.upload_dataset <sidra.client.jobs.Jobs.upload_dataset>`)."""
-        sent = dataset_to_send(Path(path))
-        if not sent.uploaded:
-            sent = DatasetToSend(
-                sent.name, path=Path(path), size_bytes=len(sent.content),
-                sha256=hashlib.sha256(sent.content).hexdigest(),
-            )  # fmt: skip
-        return await self._upload(sent)
+        return await self._upload(to_upload(path), on_progress)
 
     async def datasets(self, principal: str = "") -> list[DatasetInfo]:
         """The data set files the server keeps for you (:meth:`Jobs.datasets
@@ -106,6 +104,13 @@ class AsyncJobs:
         request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
         reply = await self._call("ListDatasets", request, pb.ListDatasetsResponse)
         return [DatasetInfo.from_pb(file) for file in reply.files]
+
+    async def dataset_room(self, principal: str = "") -> DatasetRoom:
+        """What your kept data set files take in the server, and the most they may (or
+        ``principal``'s: an admin's right)."""
+        request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
+        reply = await self._call("ListDatasets", request, pb.ListDatasetsResponse)
+        return DatasetRoom(reply.stored_bytes, reply.max_bytes)
 
     async def delete_dataset(self, sha256: str, principal: str = "") -> int:
         """Forgets your kept file of ``sha256`` (:meth:`Jobs.delete_dataset
@@ -117,16 +122,20 @@ class AsyncJobs:
         reply = await self._call("DeleteDataset", request, pb.DeleteDatasetResponse)
         return int(reply.freed_bytes)
 
-    async def _keep_in_server(self, sent: DatasetToSend) -> None:
+    async def _keep_in_server(
+        self, sent: DatasetToSend, on_progress: UploadProgress | None
+    ) -> None:
         request = pb.ListDatasetsRequest(sha256=sent.sha256)
         if not (await self._call("ListDatasets", request, pb.ListDatasetsResponse)).files:
-            await self._upload(sent)
+            await self._upload(sent, on_progress)
 
-    async def _upload(self, sent: DatasetToSend) -> DatasetInfo:
+    async def _upload(
+        self, sent: DatasetToSend, on_progress: UploadProgress | None = None
+    ) -> DatasetInfo:
         method = self.channel.stream_unary(f"/{JOB_SERVICE}/UploadDataset", **UPLOAD_CODECS)
         try:
             reply = await method(
-                upload_pieces(sent), timeout=upload_timeout_s(sent, self.timeout_s)
+                upload_pieces(sent, on_progress), timeout=upload_timeout_s(sent, self.timeout_s)
             )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc

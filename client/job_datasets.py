@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +27,12 @@ __all__ = [
     "INLINE_DATASET_BYTES",
     "UPLOAD_CODECS",
     "DatasetInfo",
+    "DatasetRoom",
     "DatasetToSend",
+    "UploadProgress",
     "dataset_to_send",
     "is_file_gone",
+    "to_upload",
     "upload_pieces",
     "upload_timeout_s",
 ]
@@ -47,6 +50,9 @@ DATASET_PIECE_BYTES = 256 * 1024
 
 UPLOAD_SECONDS_PER_MIB = 1.0
 """Time an upload is allowed per MiB, on top of the call's timeout, s (a 1 MiB/s link)."""
+
+UploadProgress = Callable[[int, int], None]
+"""Told ``(bytes sent, file size)`` as an upload goes."""
 
 UPLOAD_CODECS = {
     "request_serializer": pb.DatasetChunk.SerializeToString,
@@ -74,6 +80,15 @@ class DatasetInfo:
     def from_pb(cls, file: pb.DatasetFile) -> DatasetInfo:
         return cls(file.name, file.sha256, file.size_bytes, file.principal,
                    file.stored_unix_s, file.queued_jobs)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatasetRoom:
+    """What a principal's kept files take in the server, and the most they may
+    (``[limits] max_dataset_mb``), bytes."""
+
+    stored_bytes: int
+    max_bytes: int
 
 
 @dataclass(frozen=True)
@@ -121,18 +136,37 @@ def dataset_to_send(dataset: str | os.PathLike[str] | DatasetInfo) -> DatasetToS
     return DatasetToSend(path.name, path=path, size_bytes=size, sha256=digest)
 
 
-def upload_pieces(sent: DatasetToSend) -> Iterator[pb.DatasetChunk]:
+def to_upload(path: str | os.PathLike[str]) -> DatasetToSend:
+    """The file at ``path`` as an upload sends it, whatever its size (a small one too:
+    :func:`dataset_to_send` would put it in the request)."""
+    sent = dataset_to_send(Path(path))
+    if sent.uploaded:
+        return sent
+    digest = hashlib.sha256(sent.content).hexdigest()
+    return DatasetToSend(sent.name, path=Path(path), size_bytes=len(sent.content), sha256=digest)
+
+
+def upload_pieces(
+    sent: DatasetToSend, on_progress: UploadProgress | None = None
+) -> Iterator[pb.DatasetChunk]:
     """The UploadDataset stream of ``sent``'s file: the first piece names it, its size and
     digest; each carries the next :data:`DATASET_PIECE_BYTES` (the server refuses the
-    whole upload if the file changed since it was hashed)."""
+    whole upload if the file changed since it was hashed). ``on_progress`` hears of the
+    bytes handed to gRPC so far after each piece."""
     assert sent.path is not None
     with sent.path.open("rb") as file:
         data = file.read(DATASET_PIECE_BYTES)
         yield pb.DatasetChunk(
             name=sent.name, size_bytes=sent.size_bytes, sha256=sent.sha256, data=data
         )
+        done = len(data)
         while data := file.read(DATASET_PIECE_BYTES):
+            if on_progress is not None:
+                on_progress(done, sent.size_bytes)
             yield pb.DatasetChunk(data=data)
+            done += len(data)
+    if on_progress is not None:
+        on_progress(done, sent.size_bytes)
 
 
 def is_file_gone(error: NotFound) -> bool:

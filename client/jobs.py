@@ -14,14 +14,12 @@ from the next event index, so a watcher misses no event.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,9 +29,12 @@ from sidra.client.job_datasets import (
     DATASET_FILES,
     UPLOAD_CODECS,
     DatasetInfo,
+    DatasetRoom,
     DatasetToSend,
+    UploadProgress,
     dataset_to_send,
     is_file_gone,
+    to_upload,
     upload_pieces,
     upload_timeout_s,
 )
@@ -188,6 +189,7 @@ class Jobs:
         resume_checkpoint: bytes | None = None,
         queue: bool = False,
         priority: int = 0,
+        on_upload: UploadProgress | None = None,
     ) -> JobInfo:
         """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
@@ -204,34 +206,31 @@ class Jobs:
         leased, or ``[limits] max_jobs`` of yours running) waits in the server's queue,
         returned ``queued``, instead of being refused (jobs.proto, "The queue").
         ``priority``: its place in the queue before turns, -10 .. 10, higher first; above 0
-        only an admin's."""
+        only an admin's. ``on_upload``: told ``(bytes sent, size)`` while a large file is
+        kept in the server."""
         sent = dataset_to_send(dataset)
         request = submit_request(
             kind, options, sent, lease_wait_s, resume_checkpoint, queue, priority
         )
         if sent.uploaded:
-            self._keep_in_server(sent)
+            self._keep_in_server(sent, on_upload)
         timeout = self.timeout_s + lease_wait_s
         try:
             return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
         except NotFound as exc:
             if not (sent.uploaded and is_file_gone(exc)):
                 raise
-        self._upload(sent)  # deleted since it was listed: sent again, once
+        self._upload(sent, on_upload)  # deleted since it was listed: sent again, once
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
 
-    def upload_dataset(self, path: str | os.PathLike[str]) -> DatasetInfo:
+    def upload_dataset(
+        self, path: str | os.PathLike[str], on_progress: UploadProgress | None = None
+    ) -> DatasetInfo:
         """Keeps the data set file at ``path`` (.npz or .csv) in the server for your jobs,
         sent in pieces whatever its size (up to your ``[limits] max_dataset_mb``), checked
         there as a job reads it; returns it as kept. A job names it by its SHA-256, as
         :meth:`submit` does for a large file."""
-        sent = dataset_to_send(Path(path))
-        if not sent.uploaded:  # a small file is hashed here, as an upload needs
-            sent = DatasetToSend(
-                sent.name, path=Path(path), size_bytes=len(sent.content),
-                sha256=hashlib.sha256(sent.content).hexdigest(),
-            )  # fmt: skip
-        return self._upload(sent)
+        return self._upload(to_upload(path), on_progress)
 
     def datasets(self, principal: str = "") -> list[DatasetInfo]:
         """The data set files the server keeps for you (or for ``principal``: an admin's
@@ -239,6 +238,13 @@ class Jobs:
         request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
         reply = self._call("ListDatasets", request, pb.ListDatasetsResponse)
         return [DatasetInfo.from_pb(file) for file in reply.files]
+
+    def dataset_room(self, principal: str = "") -> DatasetRoom:
+        """What your kept data set files take in the server, and the most they may (or
+        ``principal``'s: an admin's right)."""
+        request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
+        reply = self._call("ListDatasets", request, pb.ListDatasetsResponse)
+        return DatasetRoom(reply.stored_bytes, reply.max_bytes)
 
     def delete_dataset(self, sha256: str, principal: str = "") -> int:
         """Forgets your kept file of ``sha256`` (64 hex digits); returns the bytes the
@@ -249,16 +255,20 @@ class Jobs:
         )
         return int(self._call("DeleteDataset", request, pb.DeleteDatasetResponse).freed_bytes)
 
-    def _keep_in_server(self, sent: DatasetToSend) -> None:
+    def _keep_in_server(self, sent: DatasetToSend, on_progress: UploadProgress | None) -> None:
         """Uploads ``sent``'s file unless the server keeps its bytes for us already."""
         request = pb.ListDatasetsRequest(sha256=sent.sha256)
         if not self._call("ListDatasets", request, pb.ListDatasetsResponse).files:
-            self._upload(sent)
+            self._upload(sent, on_progress)
 
-    def _upload(self, sent: DatasetToSend) -> DatasetInfo:
+    def _upload(
+        self, sent: DatasetToSend, on_progress: UploadProgress | None = None
+    ) -> DatasetInfo:
         method = self.channel.stream_unary(f"/{JOB_SERVICE}/UploadDataset", **UPLOAD_CODECS)
         try:
-            reply = method(upload_pieces(sent), timeout=upload_timeout_s(sent, self.timeout_s))
+            reply = method(
+                upload_pieces(sent, on_progress), timeout=upload_timeout_s(sent, self.timeout_s)
+            )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
         return DatasetInfo.from_pb(reply)

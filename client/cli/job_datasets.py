@@ -18,7 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sidra.cli.jobs import Server, jobs_server
+from sidra.cli.jobs import Server, jobs_server, upload_bar
 from sidra.cli.options import AsJson, size_text
 from sidra.client.job_datasets import DatasetInfo
 from sidra.drivers import InvalidArgument, SidraError
@@ -47,6 +47,7 @@ def list_datasets(server: Server, principal: Principal = "", as_json: AsJson = F
     """The files kept, newest first, with the queued jobs waiting on each."""
     with jobs_server(server, "datasets list") as board:
         files = board.jobs.datasets(principal)
+        room = board.jobs.dataset_room(principal)
     if as_json:
         typer.echo(json.dumps([_as_dict(f) for f in files]))
         return
@@ -61,8 +62,8 @@ def list_datasets(server: Server, principal: Principal = "", as_json: AsJson = F
         table.add_row(f.sha256[:SHOWN_DIGITS], f.name, size_text(f.size_bytes), uploaded,
                       str(f.queued_jobs))  # fmt: skip
     Console().print(table)
-    total = sum(f.size_bytes for f in files)
-    typer.echo(f"{len(files)} file(s), {size_text(total)} in all")
+    typer.echo(f"{len(files)} file(s), {size_text(room.stored_bytes)} of the "
+               f"{size_text(room.max_bytes)} allowed ([limits] max_dataset_mb)")  # fmt: skip
 
 
 @datasets_app.command("upload")
@@ -84,10 +85,12 @@ def upload(
     A job sent the same bytes later (--remote-job --dataset FILE) names them by their
     SHA-256 instead of sending them again."""
     kept: list[DatasetInfo] = []
+    console = Console(stderr=True)
     with jobs_server(server, "datasets upload") as board:
         for path in files:
             try:
-                kept.append(board.jobs.upload_dataset(path))
+                with upload_bar(console) as on_progress:
+                    kept.append(board.jobs.upload_dataset(path, on_progress))
             except InvalidArgument as exc:
                 raise typer.BadParameter(
                     f"got {path}, expected {exc.allowed}", param_hint="'FILES...'"

@@ -15,12 +15,22 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, Priority, size_text
 from sidra.cli.tables import columns_that_fit
 from sidra.client import DatasetInfo, JobEvent, JobInfo, RemoteBoard
+from sidra.client.job_datasets import UploadProgress
 from sidra.client.jobs import DATASET_FILES
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
@@ -28,7 +38,7 @@ from sidra.training.atomic_files import write_atomically
 from sidra.training.provenance import RUN_FILE, job_provenance, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE, earlier_record
 
-__all__ = ["Server", "event_line", "jobs_app", "jobs_server", "run_remote_job"]
+__all__ = ["Server", "event_line", "jobs_app", "jobs_server", "run_remote_job", "upload_bar"]
 
 jobs_app = typer.Typer(
     no_args_is_help=True, help="Training jobs running inside a server, next to the board."
@@ -428,10 +438,11 @@ def run_remote_job(
     not the job."""
     try:
         with connect_server(server) as board:
-            job = board.jobs.submit(
-                kind, options, dataset=dataset, resume_checkpoint=resume_checkpoint,
-                queue=queue, priority=priority,
-            )  # fmt: skip
+            with upload_bar(console) as on_upload:
+                job = board.jobs.submit(
+                    kind, options, dataset=dataset, resume_checkpoint=resume_checkpoint,
+                    queue=queue, priority=priority, on_upload=on_upload,
+                )  # fmt: skip
             tiles = "all" if job.whole_board else list(job.tiles)
             if job.state == "queued":
                 console.log(f"job {job.job_id} queued on {server} for tiles {tiles}: "
@@ -482,6 +493,32 @@ def run_remote_job(
             typer.echo(f"job {done.job_id} {done.state}: {done.error}", err=True)
         raise typer.Exit(1)
     return done
+
+
+@contextmanager
+def upload_bar(console: Console) -> Iterator[UploadProgress]:
+    """A progress bar for a data set file kept in the server as it is sent (shown from
+    the first piece on, gone once sent): what a file of hundreds of MB over a slow link
+    needs to not look hung."""
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task: TaskID | None = None
+
+        def told(sent: int, size: int) -> None:
+            nonlocal task
+            if task is None:
+                console.log(f"sending the data set file ({size_text(size)}) to keep in the "
+                            "server, in pieces")  # fmt: skip
+                task = progress.add_task("upload", total=size)
+            progress.update(task, completed=sent)
+
+        yield told
 
 
 def _follow(board: RemoteBoard, job: JobInfo, console: Console) -> None:

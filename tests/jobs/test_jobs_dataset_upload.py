@@ -20,7 +20,7 @@ import pytest
 
 from sidra.client import connect
 from sidra.client.errors import from_rpc_error
-from sidra.client.job_datasets import INLINE_DATASET_BYTES
+from sidra.client.job_datasets import DATASET_PIECE_BYTES, INLINE_DATASET_BYTES, DatasetRoom
 from sidra.client.jobs import JOB_SERVICE
 from sidra.drivers import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
@@ -167,6 +167,7 @@ def test_files_past_the_principal_s_quota_are_refused_before_they_are_sent(
     with serving(store, limits=limits) as address, connect(address) as client:
         first = client.jobs.upload_dataset(sent)
         assert client.jobs.upload_dataset(sent).sha256 == first.sha256  # counted once
+        assert client.jobs.dataset_room() == DatasetRoom(first.size_bytes, 2 * MIB)
         other = large_npz(tmp_path, "other.npz", samples=2_000)
         with pytest.raises(ResourceExhausted) as refused:
             client.jobs.upload_dataset(other)
@@ -341,7 +342,9 @@ def test_sidra_keeps_a_large_file_for_a_remote_job_and_lists_and_deletes_it(
         listed = run_sidra("jobs", "datasets", "list", "--server", address, columns=120)
         assert listed.returncode == 0, listed.stderr
         assert digest[:16] in listed.stdout and "large.npz" in listed.stdout
-        assert "1 file(s), 1.4 MB in all" in listed.stdout
+        assert unwrapped("1 file(s), 1.4 MB of the 2.1 MB allowed ([limits] max_dataset_mb)") in (
+            unwrapped(listed.stdout)
+        )
 
         bigger = large_npz(tmp_path, "bigger.npz", samples=2_200)
         over = run_sidra("train", "mlp", "--server", address, "--remote-job", "--dataset",
@@ -428,3 +431,17 @@ def test_a_job_on_a_kept_file_goes_on_without_the_file_given_again(tmp_path: Pat
         gone = run_sidra("jobs", "resume", job.job_id, "--server", address)
         assert gone.returncode == 2
         assert unwrapped("which the server does not keep for you") in unwrapped(gone.stderr)
+
+
+def test_an_upload_tells_its_progress_piece_by_piece(tmp_path: Path) -> None:
+    sent = large_npz(tmp_path)
+    size = sent.stat().st_size
+    told: list[tuple[int, int]] = []
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        kept = client.jobs.upload_dataset(sent, lambda done, total: told.append((done, total)))
+    assert kept.size_bytes == size
+    pieces = -(-size // DATASET_PIECE_BYTES)
+    assert [done for done, _ in told] == [
+        min(k * DATASET_PIECE_BYTES, size) for k in range(1, pieces + 1)
+    ]
+    assert {total for _, total in told} == {size}
