@@ -28,6 +28,7 @@ from sidra.training.epoch_checkpoint import EXTRAS
 from sidra.training.jobs import (
     KINDS,
     RESUMABLE,
+    DigestedFile,
     JobReporter,
     Outcome,
     RecordKept,
@@ -68,7 +69,7 @@ class ServerJobs(TrainingJobs):
         info: BoardInfo,
         use: TileUse | None = None,
         resume: bytes | None = None,
-        dataset_file: bytes | None = None,
+        dataset_file: DigestedFile | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         if not isinstance(options, PATJobOptions):
             return super().claim(kind, options, dataset, info, use, resume, dataset_file)

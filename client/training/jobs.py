@@ -54,6 +54,7 @@ __all__ = [
     "KINDS",
     "RESUMABLE",
     "RESUME_FIELD",
+    "DigestedFile",
     "JobReporter",
     "RecordKept",
     "TrainingJobs",
@@ -124,21 +125,36 @@ def claim_order(tile_count: int, use: TileUse | None, resume: bytes | None) -> t
 SHAPES_KEPT = 64
 """Data sets whose shape :func:`placed_shape` keeps (the oldest is forgotten first)."""
 
-_shapes: dict[tuple[str, bytes | None], DataShape] = {}
+_shapes: dict[tuple[str, str | None], DataShape] = {}
 _shapes_lock = threading.Lock()
 
 
-def placed_shape(dataset: str, content: bytes | None = None) -> DataShape:
+class DigestedFile(Protocol):
+    """A data set file known by its SHA-256, read only when needed (the service's
+    ``SentDataset``: a queued job's file stays in the server's store)."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    def read(self) -> bytes: ...
+
+
+def placed_shape(dataset: str, content: bytes | DigestedFile | None = None) -> DataShape:
     """``dataset``'s features and classes (of ``content``: a file a client sent), read once
     per data set: the queue places a waiting job again every pass while its tiles are
-    held. A sent file is known by its SHA-256 (a few ms for 8 MiB), so no file or data
-    is kept for it."""
-    key = (dataset, None if content is None else hashlib.sha256(content).digest())
+    held. A sent file is known by its SHA-256 (given, or computed from bytes), so no file
+    or data is kept for it, and a file given by digest is read only the first time."""
+    if content is None or isinstance(content, bytes):
+        digest = None if content is None else hashlib.sha256(content).hexdigest()
+    else:
+        digest = content.sha256
+    key = (dataset, digest)
     with _shapes_lock:
         known = _shapes.get(key)
     if known is not None:
         return known
-    shape = load_dataset(dataset, content=content).shape
+    data = content if content is None or isinstance(content, bytes) else content.read()
+    shape = load_dataset(dataset, content=data).shape
     with _shapes_lock:
         if len(_shapes) >= SHAPES_KEPT:
             del _shapes[next(iter(_shapes))]  # the oldest
@@ -180,14 +196,15 @@ class TrainingJobs:
         info: BoardInfo,
         use: TileUse | None = None,
         resume: bytes | None = None,
-        dataset_file: bytes | None = None,
+        dataset_file: DigestedFile | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         """The tiles the job writes (where its layers are placed on a board described by
         ``info``, for ``dataset``'s shape), and whether it needs the whole board.
         PlacementError (a ValueError) when the network does not fit. Given no tiles, a job
         going on from ``resume`` (a checkpoint's bytes, checked) takes the tiles it ran on
         first, any other those ``use`` says nobody else uses (:func:`tile_order`).
-        ``dataset_file``: the content of the file ``dataset`` names (:meth:`check_dataset`)."""
+        ``dataset_file``: the file ``dataset`` names (:meth:`check_dataset`), read only when
+        its shape is not known yet."""
         order = claim_order(info.tile_count, use, resume)
         data = placed_shape(dataset, dataset_file)
         if isinstance(options, SPSAOptions):

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidra.server.jobs.runner import STOPPED_AT
+from sidra.server.jobs.runner import STOPPED_AT, SentDataset
 from sidra.server.state.jobs import JobEventRow, JobRow
 
 __all__ = [
@@ -78,8 +78,11 @@ class LiveJob:
     """The checkpoint the job goes on from (None: none); a queued job keeps it until it
     starts."""
     dataset_file: bytes | None = None
-    """The content of the data set file the job was sent (None: a bundled set); the store
-    keeps it while the job is queued, this while it runs."""
+    """The content of the data set file the job was sent, while it runs (None: a bundled
+    set, or a queued job's, which the store keeps: :attr:`queued_file`)."""
+    queued_file: SentDataset | None = None
+    """A queued job's data set file, read from the store when asked (its placement's
+    shape is kept by digest, so once) and as the job starts."""
 
 
 def ended(live: LiveJob, summary: dict[str, Any], max_job_s: float | None) -> tuple[str, str]:

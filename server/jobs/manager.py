@@ -56,8 +56,11 @@ from sidra.server.jobs.queue import TILES, JobQueue, Waiting
 from sidra.server.jobs.recorder import BehindRecorder
 from sidra.server.jobs.runner import (
     CHECKPOINT_FILE,
+    HeldDataset,
     JobRunner,
     RunnerLoader,
+    SentDataset,
+    StoredDataset,
     load_runner,
 )
 from sidra.server.jobs.submission import (
@@ -71,6 +74,7 @@ from sidra.server.recording import store_in_order
 from sidra.server.servicer import BoardServicer
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.state import StateStore
+from sidra.server.state.datasets import DatasetRecords
 from sidra.server.state.deployments import DeploymentRecords
 from sidra.server.state.jobs import (
     FINAL_STATES,
@@ -345,12 +349,14 @@ class JobManager:
                 state="queued", submitted_unix_s=self._clock(), tiles=job.tiles,
                 whole_board=job.whole_board, message="queued", priority=job.priority,
             )  # fmt: skip
+            held = None if job.dataset_file is None else HeldDataset(job.dataset_file)
             live = LiveJob(
-                row, "", options=job.options, resume=job.resume, dataset_file=job.dataset_file
-            )
+                row, "", options=job.options, resume=job.resume,
+                queued_file=None if held is None else self._stored_file(held.sha256),
+            )  # fmt: skip
             self._event(live, "state", state="queued")
             # under the lock: the queue never sees it unstored
-            records.add(row, job.resume, job.dataset_file)
+            records.add(row, job.resume, job.dataset_file, None if held is None else held.sha256)
             records.update(row, live.events)
             live.stored = len(live.events)
             self._live[row.id] = live
@@ -364,8 +370,14 @@ class JobManager:
     def _load_queue(self, records: JobRecords) -> None:
         """Takes back the jobs a previous server left queued (in submission order); one
         whose options this server no longer reads ends failed, saying why."""
-        for row, resume, dataset_file in records.queued():
-            live = LiveJob(row, "", resume=resume, dataset_file=dataset_file)
+        for queued in records.queued():
+            row, resume = queued.row, queued.resume_checkpoint
+            file: SentDataset | None = None
+            if queued.dataset_sha256 is not None:
+                file = self._stored_file(queued.dataset_sha256)
+            elif queued.dataset_file is not None:  # queued before schema 11: its own copy
+                file = HeldDataset(queued.dataset_file)
+            live = LiveJob(row, "", resume=resume, queued_file=file)
             live.events = records.events(row.id)  # its next event's index follows them
             live.stored = len(live.events)
             try:
@@ -465,6 +477,9 @@ class JobManager:
                     lease = self.keeper.acquire(
                         row.principal, session.id, row.tiles, row.whole_board, 0.0
                     )
+                    # read once it can start, not every pass it waits (the store lets go
+                    # of the bytes as it records the start)
+                    content = None if live.queued_file is None else live.queued_file.read()
                 except BaseException:
                     self._close_session(row.principal, session.id)
                     raise
@@ -477,6 +492,7 @@ class JobManager:
                         row.state, row.started_unix_s, row.message = "running", self._clock(), ""
                         row.tiles, row.whole_board = lease.tiles, lease.whole_board
                         live.session_id = session.id
+                        live.dataset_file, live.queued_file = content, None
                         live.started_s = live.last_flush_s = time.monotonic()
                         self._event(live, "state", state="running")
                         pending = live.events[live.stored :]
@@ -522,7 +538,7 @@ class JobManager:
         try:
             tiles, _ = self._runner_or_refuse().claim(
                 row.kind, live.options, row.dataset, info, self._tile_use(but=row.id),
-                live.resume, live.dataset_file,
+                live.resume, live.queued_file,
             )  # fmt: skip
         except (ValueError, SidraError) as exc:  # checked at submission; a runner since
             log.warning("job %s: not placed again while queued: %s", row.id, exc)
@@ -594,6 +610,20 @@ class JobManager:
                 self._starting[principal] -= 1
                 if not self._starting[principal]:
                     del self._starting[principal]
+
+    def _stored_file(self, sha256: str) -> StoredDataset:
+        """A queued job's data set file, read from the store when asked."""
+        assert self.records is not None
+        kept = DatasetRecords(self.records.store)
+
+        def load(digest: str) -> bytes:
+            content = kept.blob(digest)
+            if content is None:  # a queued job holds its bytes: a store edited by hand
+                raise FailedPrecondition(f"the data set file of SHA-256 {digest} is not in "
+                                         "the state store")  # fmt: skip
+            return content
+
+        return StoredDataset(sha256, load)
 
     def runner(self) -> JobRunner:
         """The runner the jobs run with; FailedPrecondition naming the ``training`` extra

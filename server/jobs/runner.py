@@ -11,9 +11,11 @@ extra; the rest of the service never needs it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
@@ -25,8 +27,11 @@ __all__ = [
     "STOPPED_AT",
     "TRAINING_EXTRA",
     "JobReporter",
+    "HeldDataset",
     "JobRunner",
     "RunnerLoader",
+    "SentDataset",
+    "StoredDataset",
     "load_runner",
 ]
 
@@ -64,6 +69,47 @@ class JobReporter(Protocol):
         ...
 
 
+class SentDataset(Protocol):
+    """A data set file a job was sent, known by its SHA-256 and read only when needed: a
+    queued job's placement asks for the shape of its data every pass of the queue, which
+    the runner keeps by digest, so the bytes (kept in the store) are read once."""
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the file's bytes, 64 lowercase hex digits."""
+        ...
+
+    def read(self) -> bytes:
+        """The file's bytes."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class HeldDataset:
+    """A sent file whose bytes are at hand (a submission's): hashed once."""
+
+    content: bytes
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.content).hexdigest())
+
+    def read(self) -> bytes:
+        return self.content
+
+
+@dataclass(frozen=True, eq=False)
+class StoredDataset:
+    """A sent file kept in the state store (a queued job's): read from it when asked."""
+
+    sha256: str
+    load: Callable[[str], bytes]
+    """Reads the bytes of a SHA-256 from the store."""
+
+    def read(self) -> bytes:
+        return self.load(self.sha256)
+
+
 class JobRunner(Protocol):
     """Runs training jobs on a board (``sidra.cli.job_runner.ServerJobs``)."""
 
@@ -92,14 +138,14 @@ class JobRunner(Protocol):
         info: BoardInfo,
         use: TileUse | None = None,
         resume: bytes | None = None,
-        dataset_file: bytes | None = None,
+        dataset_file: SentDataset | None = None,
     ) -> tuple[tuple[int, ...], bool]:
         """The tiles the job writes (its layers placed on a board described by ``info`` for
         ``dataset``), and whether it needs the whole board; ValueError when they do not
         fit. Given no tiles, a job going on from ``resume`` (a checkpoint, checked) takes
         the tiles it ran on first, any other those ``use`` says nobody else uses.
-        ``dataset_file``: the content of the file ``dataset`` names, sent with the job
-        (None: ``dataset`` is one of :attr:`datasets`)."""
+        ``dataset_file``: the file ``dataset`` names, sent with the job (None: ``dataset``
+        is one of :attr:`datasets`), read only when its shape is not known yet."""
         ...
 
     def check_dataset(self, dataset: str, content: bytes) -> None:

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from sidra.drivers import BoardInfo, InvalidArgument, OutOfRange, TileUse
-from sidra.server.jobs.runner import CHECKPOINT_FILE, JobRunner
+from sidra.server.jobs.runner import CHECKPOINT_FILE, HeldDataset, JobRunner
 from sidra.server.sessions.registry import WAIT_LIMIT_S
 
 __all__ = [
@@ -104,8 +104,9 @@ def checked_submission(
         _check_resume(runner, kind, options, dataset, resume_checkpoint, data)
     try:
         tiles, whole_board = runner.claim(
-            kind, options, dataset, info, use, resume_checkpoint or None, data
-        )
+            kind, options, dataset, info, use, resume_checkpoint or None,
+            None if data is None else HeldDataset(data),
+        )  # fmt: skip
     except ValueError as exc:  # the network does not fit the tiles it may use
         raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
     count = info.tile_count

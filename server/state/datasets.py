@@ -119,6 +119,14 @@ class DatasetRecords:
             ).fetchone()
         return row, bytes(content)
 
+    def blob(self, sha256: str) -> bytes | None:
+        """The bytes kept under ``sha256``, whoever holds them; None when none are."""
+        with self.store._reading("read data set bytes") as db:
+            row = db.execute(
+                "SELECT content FROM dataset_blobs WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def delete(self, principal: str, sha256: str) -> int | None:
         """Forgets ``principal``'s file of ``sha256``; returns the bytes the store gave
         back (0 while another principal or a queued job holds them), None when it keeps

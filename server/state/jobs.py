@@ -30,6 +30,7 @@ __all__ = [
     "JobEventRow",
     "JobRecords",
     "JobRow",
+    "QueuedJob",
 ]
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -114,6 +115,19 @@ class JobEventRow:
     state: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job waiting in the queue, with what it keeps in the store until it starts."""
+
+    row: JobRow
+    resume_checkpoint: bytes | None
+    """The checkpoint it is to go on from (None: none)."""
+    dataset_sha256: str | None
+    """The data set file it trains on, by SHA-256 (its bytes in ``dataset_blobs``)."""
+    dataset_file: bytes | None
+    """Its own copy of that file: jobs queued before schema 11 only."""
+
+
 class JobRecords:
     """The jobs kept in ``store``."""
 
@@ -125,11 +139,12 @@ class JobRecords:
         job: JobRow,
         resume_checkpoint: bytes | None = None,
         dataset_file: bytes | None = None,
+        dataset_sha256: str | None = None,
     ) -> None:
         """Stores a new job; a queued one with the checkpoint it is to go on from and the
         data set file it trains on (its bytes kept once whoever else holds them:
-        sidra.server.state.datasets)."""
-        digest = None if dataset_file is None else sha256_hex(dataset_file)
+        sidra.server.state.datasets; ``dataset_sha256``: their digest, if known)."""
+        digest = None if dataset_file is None else dataset_sha256 or sha256_hex(dataset_file)
         with self.store._writing("record job") as db:
             if dataset_file is not None and digest is not None:
                 hold_blob(db, digest, dataset_file)
@@ -149,20 +164,19 @@ class JobRecords:
             ).fetchall()
         return {str(principal): float(when) for principal, when in rows}
 
-    def queued(self) -> list[tuple[JobRow, bytes | None, bytes | None]]:
-        """The jobs waiting in the queue, in submission order, each with the checkpoint it
-        is to go on from and the data set file it trains on (None: none)."""
+    def queued(self) -> list[QueuedJob]:
+        """The jobs waiting in the queue, in submission order."""
         with self.store._reading("read queued jobs") as db:
-            rows = db.execute(  # a job queued before schema 11 keeps its own copy
-                f"SELECT {_COLUMNS}, resume_checkpoint, coalesce(dataset_file, (SELECT "
-                "content FROM dataset_blobs b WHERE b.sha256 = jobs.dataset_sha256)) "
-                "FROM jobs WHERE state = 'queued' ORDER BY submitted_unix_s, id"
+            rows = db.execute(
+                f"SELECT {_COLUMNS}, resume_checkpoint, dataset_sha256, dataset_file FROM jobs "
+                "WHERE state = 'queued' ORDER BY submitted_unix_s, id"
             ).fetchall()
             return [
-                (
+                QueuedJob(
                     _job(row, _event_count(db, str(row[0]))),
                     _blob_or_none(row[17]),
-                    _blob_or_none(row[18]),
+                    None if row[18] is None else str(row[18]),
+                    _blob_or_none(row[19]),
                 )
                 for row in rows
             ]

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -445,3 +446,34 @@ def test_an_upload_tells_its_progress_piece_by_piece(tmp_path: Path) -> None:
         min(k * DATASET_PIECE_BYTES, size) for k in range(1, pieces + 1)
     ]
     assert {total for _, total in told} == {size}
+
+
+def test_a_queued_job_s_file_is_read_from_the_store_once_as_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job waiting for tiles is placed again every pass of the queue; its file stays in
+    the store (its shape known by digest), and is read once, when the job starts."""
+    reads: list[str] = []
+    blob = DatasetRecords.blob
+
+    def counted(self: DatasetRecords, sha256: str) -> bytes | None:
+        reads.append(sha256)
+        return blob(self, sha256)
+
+    monkeypatch.setattr(DatasetRecords, "blob", counted)
+    sent = large_npz(tmp_path)
+    with (
+        serving(tmp_path / "s.sqlite3") as address,
+        connect(address) as client,
+        connect(address) as other,
+        other.session(label="bench", ttl_s=60) as bench,
+    ):
+        bench.lease([0, 1, 2, 3])
+        job = client.jobs.submit("mlp", ONE_EPOCH, dataset=sent, queue=True)
+        assert job.state == "queued"
+        time.sleep(2.5)  # the queue's passes: at least one a second
+        assert reads == []
+        bench.release(all_tiles=True)
+        done = client.jobs.wait(job.job_id)
+        assert done.state == "succeeded", done.error
+    assert reads == [hashlib.sha256(sent.read_bytes()).hexdigest()]

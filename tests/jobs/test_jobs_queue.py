@@ -5,6 +5,7 @@ while it waits, and survives the server stopping. Real server, store and board."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -31,7 +32,8 @@ from sidra.hil.v1 import jobs_pb2, jobs_pb2_grpc
 from sidra.server.security import Role, TokensFile
 from sidra.server.settings import LimitsSettings
 from sidra.server.state import StateStore
-from sidra.server.state.jobs import JobEventRow, JobRecords, JobRow
+from sidra.server.state.datasets import DatasetRecords
+from sidra.server.state.jobs import JobEventRow, JobRecords, JobRow, QueuedJob
 from sidra.server.stopping import ServerStop
 from tests.cli_support import run_sidra
 from tests.jobs.jobs_support import first_progress, serving
@@ -223,17 +225,24 @@ def test_a_queued_job_keeps_the_checkpoint_and_data_set_file_it_was_sent_until_i
     with StateStore(path) as store:
         records = JobRecords(store)
         row = JobRow("ab" * 8, "spsa", "local", "lab.csv", "{}", "queued", 1.0)
-        records.add(row, b'{"step": 3}', b"1,2,a\n3,4,b\n")
+        content = b"1,2,a\n3,4,b\n"
+        digest = hashlib.sha256(content).hexdigest()
+        records.add(row, b'{"step": 3}', content)
         other = JobRow("cd" * 8, "spsa", "local", "iris", "{}", "queued", 2.0)
         records.add(other)
-        assert records.queued() == [(row, b'{"step": 3}', b"1,2,a\n3,4,b\n"), (other, None, None)]
+        assert records.queued() == [
+            QueuedJob(row, b'{"step": 3}', digest, None),
+            QueuedJob(other, None, None, None),
+        ]
+        assert DatasetRecords(store).blob(digest) == content
         row.state = "running"
         records.update(row)
-        assert records.queued() == [(other, None, None)]
+        assert records.queued() == [QueuedJob(other, None, None, None)]
         assert records.delete(row.id) is None  # running: not deleted
+        assert DatasetRecords(store).blob(digest) is None  # nothing else held the bytes
     db = sqlite3.connect(path)
-    kept = "SELECT id, resume_checkpoint, dataset_file FROM jobs ORDER BY id"
-    assert db.execute(kept).fetchall() == [(row.id, None, None), (other.id, None, None)]
+    kept = "SELECT id, resume_checkpoint, dataset_file, dataset_sha256 FROM jobs ORDER BY id"
+    assert db.execute(kept).fetchall() == [(row.id, None, None, None), (other.id, None, None, None)]
     db.close()
 
 
