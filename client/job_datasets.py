@@ -75,11 +75,13 @@ class DatasetInfo:
     stored_unix_s: float
     queued_jobs: int
     """Queued jobs waiting to train on it."""
+    used_unix_s: float = 0.0
+    """When a job last named it (0: never)."""
 
     @classmethod
     def from_pb(cls, file: pb.DatasetFile) -> DatasetInfo:
         return cls(file.name, file.sha256, file.size_bytes, file.principal,
-                   file.stored_unix_s, file.queued_jobs)  # fmt: skip
+                   file.stored_unix_s, file.queued_jobs, file.used_unix_s)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def create_server(
     job_checkpoint_every_s: float = 60.0,
     job_retention_days: float | None = None,
     deployment_check_every_s: float = 0.0,
+    dataset_retention_days: float | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
 
@@ -126,7 +127,8 @@ def create_server(
     records go to ``store``, without which SubmitJob is refused); ``job_runner``
     loads the training code at the first SubmitJob, and a running job keeps its checkpoint
     in ``store`` every ``job_checkpoint_every_s``; jobs that ended more than
-    ``job_retention_days`` ago are deleted from it (None: kept); with ``stopping``,
+    ``job_retention_days`` ago are deleted from it (None: kept), as are data set files kept
+    for jobs and unused for ``dataset_retention_days``; with ``stopping``,
     running jobs stop at their next boundary when it runs, keeping their record and checkpoint
     (:class:`~sidra.server.stopping.ServerStop`, run before the server is stopped).
     Trained networks programmed into the tiles are kept by name in ``store`` through
@@ -235,7 +237,14 @@ def create_server(
                     jobs,
                     caller_of=_caller,
                     limits=per_principal,
-                    datasets=DatasetFiles(store, jobs.runner, job_limits.max_dataset_mb * MIB),
+                    datasets=DatasetFiles(
+                        store,
+                        jobs.runner,
+                        job_limits.max_dataset_mb * MIB,
+                        retention_s=None
+                        if dataset_retention_days is None
+                        else dataset_retention_days * 86_400.0,
+                    ),
                 )
             ),  # fmt: skip
             deployment_service_handler(deployments),
@@ -338,6 +347,7 @@ def create_configured_server(
         stopping=stopping,
         job_checkpoint_every_s=settings.state.job_checkpoint_every_s,
         job_retention_days=settings.state.job_retention_days,
+        dataset_retention_days=settings.state.dataset_retention_days,
         deployment_check_every_s=settings.metrics.deployment_check_every_s,
     )
 

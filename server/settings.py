@@ -229,6 +229,11 @@ class StateSettings(BaseModel):
     """How long an ended job (its row, events and record files) is kept, days; older ones
     are deleted when the server starts and, at most once an hour, when a job ends or jobs
     are listed. Unset: kept until deleted (DeleteJob, ``sidra jobs delete``)."""
+    dataset_retention_days: float | None = Field(None, gt=0.0, le=36_500.0)
+    """How long a data set file kept for jobs (UploadDataset) stays once it was last
+    uploaded or named by a job, days; older ones are deleted when the server starts and,
+    at most once an hour, when files are listed or uploaded (jobs queued on one keep it).
+    Unset: kept until deleted (DeleteDataset, ``sidra jobs datasets delete``)."""
 
 
 class MetricsSettings(BaseModel):

@@ -38,6 +38,10 @@ SHOWN_DIGITS = 16
 """Hex digits of a SHA-256 the table shows (``delete`` takes any unique start of 8 or more)."""
 
 
+def _when(unix_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_s)) if unix_s else ""
+
+
 def _as_dict(file: DatasetInfo) -> dict[str, object]:
     return dict(file.__dict__)
 
@@ -55,11 +59,11 @@ def list_datasets(server: Server, principal: Principal = "", as_json: AsJson = F
         typer.echo("no data set files kept")
         return
     table = Table(box=box.SIMPLE)
-    for column in ("sha256", "name", "size", "uploaded", "queued jobs"):
+    for column in ("sha256", "name", "size", "uploaded", "last used", "queued jobs"):
         table.add_column(column, no_wrap=column != "name")
     for f in files:
-        uploaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.stored_unix_s))
-        table.add_row(f.sha256[:SHOWN_DIGITS], f.name, size_text(f.size_bytes), uploaded,
+        table.add_row(f.sha256[:SHOWN_DIGITS], f.name, size_text(f.size_bytes),
+                      _when(f.stored_unix_s), _when(f.used_unix_s) or "never",
                       str(f.queued_jobs))  # fmt: skip
     Console().print(table)
     typer.echo(f"{len(files)} file(s), {size_text(room.stored_bytes)} of the "

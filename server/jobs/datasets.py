@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 
-from sidra.drivers import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from sidra.drivers import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    SidraError,
+)
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.jobs.runner import JobRunner
 from sidra.server.jobs.submission import check_dataset_file
@@ -32,6 +39,10 @@ DATASET_SHA256_FIELD = "dataset_sha256"
 """SubmitJob's field naming a stored data set file."""
 
 log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+"""How often, at most, the files past the retention (``[state] dataset_retention_days``)
+are deleted, s."""
 
 UPLOAD_FIELDS = ("name", "data")
 """What UploadDataset's refusals of a file's name and bytes name (DatasetChunk's fields)."""
@@ -58,11 +69,38 @@ class DatasetFiles:
         runner: Callable[[], JobRunner],
         max_bytes: int,
         clock: Callable[[], float] = time.time,
+        retention_s: float | None = None,
     ) -> None:
         self._records = None if store is None else DatasetRecords(store)
         self._runner = runner
         self.max_bytes = max_bytes
         self._clock = clock
+        self.retention_s = retention_s
+        """How long a file neither uploaded nor named by a job since is kept, s (None:
+        until deleted)."""
+        self._pruned_s = -math.inf
+        self._prune_if_due()
+
+    def prune(self) -> list[DatasetFileRow]:
+        """Deletes the files past the retention (none without one); returns them. Run when
+        the server starts and, at most every :data:`PRUNE_EVERY_S`, when files are listed
+        or uploaded."""
+        self._pruned_s = time.monotonic()
+        if self.retention_s is None or self._records is None:
+            return []
+        try:
+            gone = self._records.delete_unused_since(self._clock() - self.retention_s)
+        except SidraError as exc:  # kept for the next time
+            log.warning("data set files past their retention not deleted: %s", exc)
+            return []
+        for row in gone:
+            log.info("data set file %s (SHA-256 %s) of %s deleted: unused for %g days",
+                     row.name, row.sha256, row.principal, self.retention_s / 86_400)  # fmt: skip
+        return gone
+
+    def _prune_if_due(self) -> None:
+        if time.monotonic() - self._pruned_s >= PRUNE_EVERY_S:
+            self.prune()
 
     def upload(
         self, principal: str, chunks: Iterable[bytes], check_size: Callable[[int], None]
@@ -70,6 +108,7 @@ class DatasetFiles:
         """Receives an UploadDataset stream of ``principal`` (each piece's raw bytes, sized
         by ``check_size`` before it is parsed), checks the whole file and keeps it."""
         records = self._store()
+        self._prune_if_due()
         first: pb.DatasetChunk | None = None
         content = bytearray()
         size = 0
@@ -143,7 +182,9 @@ class DatasetFiles:
     def files(self, principal: str, sha256: str = "") -> list[DatasetFileRow]:
         """``principal``'s files, newest first (only that of ``sha256`` when given)."""
         digest = checked_sha256("sha256", sha256) if sha256 else ""
-        return self._store().files(principal, digest)
+        records = self._store()
+        self._prune_if_due()
+        return records.files(principal, digest)
 
     def stored_bytes(self, principal: str) -> int:
         """What ``principal``'s files take together, bytes."""
@@ -162,10 +203,12 @@ class DatasetFiles:
         """SubmitJob's data set name and file content for ``dataset_sha256`` = ``sha256``
         of ``principal``: the stored name, or ``dataset`` when given (the same suffix)."""
         digest = checked_sha256(DATASET_SHA256_FIELD, sha256)
-        found = self._store().content(principal, digest)
+        records = self._store()
+        found = records.content(principal, digest)
         if found is None:
             raise NotFound(_missing(principal, digest))
         row, content = found
+        records.used(principal, digest, self._clock())  # what the retention counts from
         if not dataset:
             return row.name, content
         stored, given = PurePosixPath(row.name).suffix.lower(), PurePosixPath(dataset).suffix

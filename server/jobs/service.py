@@ -211,6 +211,7 @@ def dataset_message(row: DatasetFileRow) -> pb.DatasetFile:
     return pb.DatasetFile(
         name=row.name, sha256=row.sha256, size_bytes=row.size_bytes, principal=row.principal,
         stored_unix_s=row.stored_unix_s, queued_jobs=row.queued_jobs,
+        used_unix_s=row.used_unix_s,
     )  # fmt: skip
 
 

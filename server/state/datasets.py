@@ -36,6 +36,8 @@ class DatasetFileRow:
     size_bytes: int
     stored_unix_s: float
     """When it was last uploaded, Unix s."""
+    used_unix_s: float
+    """When a job last named it, Unix s (0: never)."""
     queued_jobs: int
     """Queued jobs (of any principal) waiting to train on these bytes."""
 
@@ -48,7 +50,7 @@ def sha256_hex(content: bytes) -> str:
 log = logging.getLogger(__name__)
 
 _FILE_COLUMNS = (
-    "f.principal, f.sha256, f.name, b.size_bytes, f.stored_unix_s, "
+    "f.principal, f.sha256, f.name, b.size_bytes, f.stored_unix_s, f.used_unix_s, "
     "(SELECT count(*) FROM jobs j WHERE j.dataset_sha256 = f.sha256 AND j.state = 'queued')"
 )
 
@@ -77,8 +79,9 @@ class DatasetRecords:
                 return int(others)
             hold_blob(db, digest, content)
             db.execute(
-                "INSERT OR REPLACE INTO dataset_files (principal, sha256, name, stored_unix_s) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO dataset_files (principal, sha256, name, stored_unix_s) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (principal, sha256) DO UPDATE SET "
+                "name = excluded.name, stored_unix_s = excluded.stored_unix_s",
                 (principal, digest, name, now_unix_s),
             )
             row = _file(db, principal, digest)
@@ -119,6 +122,36 @@ class DatasetRecords:
             ).fetchone()
         return row, bytes(content)
 
+    def used(self, principal: str, sha256: str, now_unix_s: float) -> None:
+        """Notes that a job of ``principal`` named its file of ``sha256`` now."""
+        with self.store._writing("note data set file used") as db:
+            db.execute(
+                "UPDATE dataset_files SET used_unix_s = ? WHERE principal = ? AND sha256 = ?",
+                (now_unix_s, principal, sha256),
+            )
+
+    def delete_unused_since(self, unix_s: float) -> list[DatasetFileRow]:
+        """Deletes every file neither uploaded nor named by a job since ``unix_s`` (its
+        bytes with it when nothing else holds them); returns those deleted."""
+        with self.store._writing("delete unused data set files") as db:
+            rows = [
+                _row(r)
+                for r in db.execute(
+                    f"SELECT {_FILE_COLUMNS} FROM dataset_files f JOIN dataset_blobs b "
+                    "USING (sha256) WHERE max(f.stored_unix_s, f.used_unix_s) < ?",
+                    (unix_s,),
+                )
+            ]
+            for row in rows:
+                db.execute(
+                    "DELETE FROM dataset_files WHERE principal = ? AND sha256 = ?",
+                    (row.principal, row.sha256),
+                )
+                let_go_of_blob(db, row.sha256)
+        if rows:
+            self._give_back_space()
+        return rows
+
     def blob(self, sha256: str) -> bytes | None:
         """The bytes kept under ``sha256``, whoever holds them; None when none are."""
         with self.store._reading("read data set bytes") as db:
@@ -137,11 +170,16 @@ class DatasetRecords:
             ).rowcount
             freed = let_go_of_blob(db, sha256) if gone else None
         if freed:
-            try:  # the pages back to the file system, as for a deleted job's record
-                self.store.reclaim_free_space()
-            except StateStoreError as exc:
-                log.warning("free pages of the state store not given back: %s", exc)
+            self._give_back_space()
         return freed
+
+    def _give_back_space(self) -> None:
+        """The pages the deletion left, back to the file system, as for a deleted job's
+        record (the deletion itself is committed: a failure here only leaves them)."""
+        try:
+            self.store.reclaim_free_space()
+        except StateStoreError as exc:
+            log.warning("free pages of the state store not given back: %s", exc)
 
 
 def hold_blob(db: sqlite3.Connection, sha256: str, content: bytes) -> None:
@@ -181,7 +219,8 @@ def _file(db: sqlite3.Connection, principal: str, sha256: str) -> DatasetFileRow
 
 
 def _row(r: Sequence[Any]) -> DatasetFileRow:
-    principal, digest, name, size, stored, queued = r
+    principal, digest, name, size, stored, used, queued = r
     return DatasetFileRow(
-        str(principal), str(digest), str(name), int(size), float(stored), int(queued)
-    )
+        str(principal), str(digest), str(name), int(size), float(stored), float(used),
+        int(queued),
+    )  # fmt: skip

@@ -298,12 +298,14 @@ _V11 = Migration(
             size_bytes INTEGER NOT NULL CHECK (size_bytes > 0),
             content BLOB NOT NULL CHECK (length(content) = size_bytes)
         )""",
-        # The files a principal keeps (UploadDataset), under the name last sent.
+        # The files a principal keeps (UploadDataset), under the name last sent: when it
+        # was last uploaded, and when a job last named it (0: never).
         """CREATE TABLE dataset_files (
             principal TEXT NOT NULL,
             sha256 TEXT NOT NULL REFERENCES dataset_blobs (sha256),
             name TEXT NOT NULL,
             stored_unix_s REAL NOT NULL,
+            used_unix_s REAL NOT NULL DEFAULT 0,
             PRIMARY KEY (principal, sha256)
         )""",
         # A queued job's data set file by its SHA-256, in place of its own copy in

@@ -477,3 +477,46 @@ def test_a_queued_job_s_file_is_read_from_the_store_once_as_it_starts(
         done = client.jobs.wait(job.job_id)
         assert done.state == "succeeded", done.error
     assert reads == [hashlib.sha256(sent.read_bytes()).hexdigest()]
+
+
+DAY_S = 86_400.0
+
+
+def test_files_unused_past_the_retention_are_deleted_and_a_job_s_use_counts(
+    tmp_path: Path,
+) -> None:
+    """[state] dataset_retention_days: a file neither uploaded nor named by a job for that
+    long goes when the server starts; one a job named lately stays, and naming one by its
+    SHA-256 counts as a use."""
+    store = tmp_path / "s.sqlite3"
+    now = time.time()
+    with StateStore(store) as state:
+        records = DatasetRecords(state)
+        old = records.keep("local", "old.csv", CSV, now - 40 * DAY_S, max_bytes=MIB)
+        used = records.keep("local", "used.csv", CSV + b"9,9,x\n", now - 40 * DAY_S,
+                            max_bytes=MIB)  # fmt: skip
+        assert isinstance(old, DatasetFileRow) and isinstance(used, DatasetFileRow)
+        records.used("local", used.sha256, now - 2 * DAY_S)
+    with serving(store, dataset_retention_days=30.0) as address, connect(address) as client:
+        (kept,) = client.jobs.datasets()
+        assert kept.name == "used.csv" and kept.used_unix_s == pytest.approx(now - 2 * DAY_S)
+        fresh = client.jobs.upload_dataset(iris_csv(tmp_path, "lab.csv"))
+        assert fresh.used_unix_s == 0.0
+        client.jobs.wait(client.jobs.submit("mlp", MLP, dataset=fresh).job_id)
+        (named,) = [f for f in client.jobs.datasets() if f.name == "lab.csv"]
+        assert named.used_unix_s >= now
+    assert old.sha256 not in [d for d, _ in _blobs(store)]
+
+
+def test_the_store_deletes_files_by_their_last_upload_or_use(tmp_path: Path) -> None:
+    with StateStore(tmp_path / "s.sqlite3") as store:
+        records = DatasetRecords(store)
+        first = records.keep("alice", "a.csv", b"1" * 10, 10.0, max_bytes=MIB)
+        assert isinstance(first, DatasetFileRow)
+        records.used("alice", first.sha256, 50.0)
+        assert records.delete_unused_since(40.0) == []
+        again = records.keep("alice", "b.csv", b"1" * 10, 70.0, max_bytes=MIB)  # re-upload
+        assert isinstance(again, DatasetFileRow)
+        assert (again.name, again.used_unix_s) == ("b.csv", 50.0)  # its use kept
+        assert [r.name for r in records.delete_unused_since(80.0)] == ["b.csv"]
+        assert records.files("alice") == [] and records.blob(first.sha256) is None

@@ -228,20 +228,22 @@ class DatasetChunk(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class DatasetFile(_message.Message):
-    __slots__ = ("name", "sha256", "size_bytes", "principal", "stored_unix_s", "queued_jobs")
+    __slots__ = ("name", "sha256", "size_bytes", "principal", "stored_unix_s", "queued_jobs", "used_unix_s")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     STORED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    USED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     name: str
     sha256: str
     size_bytes: int
     principal: str
     stored_unix_s: float
     queued_jobs: int
-    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., principal: _Optional[str] = ..., stored_unix_s: _Optional[float] = ..., queued_jobs: _Optional[int] = ...) -> None: ...
+    used_unix_s: float
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., principal: _Optional[str] = ..., stored_unix_s: _Optional[float] = ..., queued_jobs: _Optional[int] = ..., used_unix_s: _Optional[float] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ("principal", "sha256")
