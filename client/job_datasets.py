@@ -174,7 +174,7 @@ def upload_pieces(
 def is_file_gone(error: NotFound) -> bool:
     """Whether SubmitJob's ``error`` says the kept file it names is not there (deleted
     between the client's look and its submission): the client then sends it again."""
-    return str(error).startswith("dataset_sha256:")
+    return "dataset_sha256: no data set file of SHA-256" in str(error)  # "NOT_FOUND: ..."
 
 
 def upload_timeout_s(sent: DatasetToSend, timeout_s: float) -> float:

@@ -196,7 +196,7 @@ class DatasetFiles:
         digest = checked_sha256("sha256", sha256)
         freed = self._store().delete(principal, digest)
         if freed is None:
-            raise NotFound(_missing(principal, digest))
+            raise NotFound(_missing("sha256", principal, digest))
         return freed
 
     def named(self, principal: str, sha256: str, dataset: str) -> tuple[str, bytes]:
@@ -206,7 +206,7 @@ class DatasetFiles:
         records = self._store()
         found = records.content(principal, digest)
         if found is None:
-            raise NotFound(_missing(principal, digest))
+            raise NotFound(_missing(DATASET_SHA256_FIELD, principal, digest))
         row, content = found
         records.used(principal, digest, self._clock())  # what the retention counts from
         if not dataset:
@@ -228,8 +228,8 @@ class DatasetFiles:
         return self._records
 
 
-def _missing(principal: str, digest: str) -> str:
+def _missing(field: str, principal: str, digest: str) -> str:
     return (
-        f"{DATASET_SHA256_FIELD}: no data set file of SHA-256 {digest} kept for principal "
+        f"{field}: no data set file of SHA-256 {digest} kept for principal "
         f"{principal!r} (upload it with UploadDataset; ListDatasets lists the files kept)"
     )

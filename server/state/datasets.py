@@ -12,13 +12,11 @@ it from a job waiting on it.
 from __future__ import annotations
 
 import hashlib
-import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sidra.server.state.errors import StateStoreError
 from sidra.server.state.store import StateStore
 
 __all__ = ["DatasetFileRow", "DatasetRecords", "hold_blob", "let_go_of_blob", "sha256_hex"]
@@ -46,8 +44,6 @@ def sha256_hex(content: bytes) -> str:
     """The digest a stored file goes by."""
     return hashlib.sha256(content).hexdigest()
 
-
-log = logging.getLogger(__name__)
 
 _FILE_COLUMNS = (
     "f.principal, f.sha256, f.name, b.size_bytes, f.stored_unix_s, f.used_unix_s, "
@@ -149,7 +145,7 @@ class DatasetRecords:
                 )
                 let_go_of_blob(db, row.sha256)
         if rows:
-            self._give_back_space()
+            self.store.give_back_space()
         return rows
 
     def blob(self, sha256: str) -> bytes | None:
@@ -170,16 +166,8 @@ class DatasetRecords:
             ).rowcount
             freed = let_go_of_blob(db, sha256) if gone else None
         if freed:
-            self._give_back_space()
+            self.store.give_back_space()
         return freed
-
-    def _give_back_space(self) -> None:
-        """The pages the deletion left, back to the file system, as for a deleted job's
-        record (the deletion itself is committed: a failure here only leaves them)."""
-        try:
-            self.store.reclaim_free_space()
-        except StateStoreError as exc:
-            log.warning("free pages of the state store not given back: %s", exc)
 
 
 def hold_blob(db: sqlite3.Connection, sha256: str, content: bytes) -> None:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sidra.server.state.datasets import hold_blob, let_go_of_blob, sha256_hex
-from sidra.server.state.errors import StateStoreError
 from sidra.server.state.store import StateStore
 
 __all__ = [
@@ -42,8 +40,6 @@ FINAL_STATES = frozenset(JOB_STATES[2:])
 KEPT_CHECKPOINT = "; its last checkpoint is kept (checkpoint.json), to go on from"
 """What the error of a job that ended without a record adds when it kept a checkpoint as
 it ran (jobs.proto, "Going on from a checkpoint")."""
-
-log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "id, kind, principal, dataset, options_json, state, submitted_unix_s, started_unix_s, "
@@ -339,7 +335,7 @@ class JobRecords:
         ended in a process whose store refused its end)."""
         with self.store._writing("delete job") as db:
             freed = _delete_ended(db, job_id, running_too)
-        self._give_back_space()
+        self.store.give_back_space()
         return freed
 
     def delete_ended_before(self, unix_s: float) -> dict[str, int]:
@@ -356,16 +352,8 @@ class JobRecords:
             ]
             gone = {job_id: _delete_ended(db, job_id) or 0 for job_id in ids}
         if gone:
-            self._give_back_space()
+            self.store.give_back_space()
         return gone
-
-    def _give_back_space(self) -> None:
-        """The pages the deletion left, back to the file system (the deletion itself is
-        committed: a failure here only leaves them for reuse)."""
-        try:
-            self.store.reclaim_free_space()
-        except StateStoreError as exc:
-            log.warning("free pages of the state store not given back: %s", exc)
 
 
 def _delete_ended(db: sqlite3.Connection, job_id: str, running_too: bool = False) -> int | None:

@@ -37,6 +37,7 @@ reuse until compacted.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -76,6 +77,8 @@ from sidra.server.state.rows import (
 )
 from sidra.server.state.schema import SCHEMA_VERSION, migrate, schema_version
 from sidra.server.state.upkeep import AUTO_VACUUM_INCREMENTAL, held_by_server
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BUSY_TIMEOUT_S", "FOLD_PATCHES", "RECLAIM_PAGES", "WAL_SIZE_LIMIT_BYTES", "StateStore"]
 
@@ -496,6 +499,14 @@ class StateStore:
             if left >= free:  # nothing moved: never loop
                 return returned
             returned += (free - left) * page_size
+
+    def give_back_space(self) -> None:
+        """:meth:`reclaim_free_space` after a deletion, a failure logged rather than raised:
+        the deletion itself is committed, and its pages are only left for reuse."""
+        try:
+            self.reclaim_free_space()
+        except StateStoreError as exc:
+            log.warning("free pages of the state store not given back: %s", exc)
 
     def disk_bytes(self) -> int:
         """The store's files on disk, bytes (sidra.server.state.paths.disk_bytes)."""

@@ -257,7 +257,7 @@ def test_another_principal_s_files_are_out_of_reach_but_an_admin_s(tmp_path: Pat
             assert bob.jobs.datasets() == []
             with pytest.raises(PermissionDenied, match="an admin's right"):
                 bob.jobs.datasets("alice")
-            with pytest.raises(NotFound):
+            with pytest.raises(NotFound, match="^NOT_FOUND: sha256: no data set file of "):
                 bob.jobs.delete_dataset(kept.sha256)
             request = pb.SubmitJobRequest(kind="mlp", dataset_sha256=kept.sha256)
             with pytest.raises(NotFound, match="kept for principal 'bob'"):
@@ -398,15 +398,19 @@ def test_a_file_deleted_between_the_client_s_look_and_its_submission_is_sent_aga
     deleted in between (another of the principal's clients) is uploaded again, once."""
     sent = large_npz(tmp_path)
     with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
-        keep = client.jobs._keep_in_server
+        jobs = client.jobs  # one Jobs: the property makes a new one each time
+        keep = jobs._keep_in_server
+        looked: list[str] = []
 
-        def kept_then_deleted(to_send: Any) -> None:
-            keep(to_send)
-            assert client.jobs.delete_dataset(to_send.sha256) == to_send.size_bytes
+        def kept_then_deleted(to_send: Any, on_progress: Any) -> None:
+            keep(to_send, on_progress)
+            assert jobs.delete_dataset(to_send.sha256) == to_send.size_bytes
+            looked.append(to_send.sha256)
 
-        monkeypatch.setattr(client.jobs, "_keep_in_server", kept_then_deleted)
-        job = client.jobs.submit("mlp", ONE_EPOCH, dataset=sent)
-        assert client.jobs.wait(job.job_id).state == "succeeded"
+        monkeypatch.setattr(jobs, "_keep_in_server", kept_then_deleted)
+        job = jobs.submit("mlp", ONE_EPOCH, dataset=sent)
+        assert looked == [hashlib.sha256(sent.read_bytes()).hexdigest()]
+        assert jobs.wait(job.job_id).state == "succeeded"
         assert [f.name for f in client.jobs.datasets()] == ["large.npz"]
 
 
