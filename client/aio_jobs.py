@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,11 +26,13 @@ import grpc.aio
 from sidra.client.errors import from_rpc_error
 from sidra.client.job_datasets import (
     UPLOAD_CODECS,
+    DatasetDownload,
     DatasetInfo,
     DatasetRoom,
     DatasetToSend,
     UploadProgress,
     dataset_to_send,
+    datasets_request,
     is_file_gone,
     to_upload,
     upload_pieces,
@@ -98,19 +101,38 @@ class AsyncJobs:
         (:meth:`Jobs.upload_dataset <sidra.client.jobs.Jobs.upload_dataset>`)."""
         return await self._upload(to_upload(path), on_progress)
 
-    async def datasets(self, principal: str = "") -> list[DatasetInfo]:
+    async def datasets(
+        self, principal: str = "", *, sha256: str = "", every_principal: bool = False
+    ) -> list[DatasetInfo]:
         """The data set files the server keeps for you (:meth:`Jobs.datasets
         <sidra.client.jobs.Jobs.datasets>`)."""
-        request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
+        request = datasets_request(principal, sha256, every_principal)
         reply = await self._call("ListDatasets", request, pb.ListDatasetsResponse)
         return [DatasetInfo.from_pb(file) for file in reply.files]
 
-    async def dataset_room(self, principal: str = "") -> DatasetRoom:
+    async def dataset_room(
+        self, principal: str = "", *, every_principal: bool = False
+    ) -> DatasetRoom:
         """What your kept data set files take in the server, and the most they may (or
-        ``principal``'s: an admin's right)."""
-        request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
+        ``principal``'s, or every principal's together: an admin's right)."""
+        request = datasets_request(principal, every_principal=every_principal)
         reply = await self._call("ListDatasets", request, pb.ListDatasetsResponse)
         return DatasetRoom(reply.stored_bytes, reply.max_bytes)
+
+    async def download_dataset(
+        self,
+        sha256: str,
+        path: str | os.PathLike[str],
+        principal: str = "",
+        on_progress: UploadProgress | None = None,
+    ) -> Path:
+        """Writes your kept file of ``sha256`` to ``path`` (:meth:`Jobs.download_dataset
+        <sidra.client.jobs.Jobs.download_dataset>`)."""
+        with DatasetDownload(sha256, path, principal, on_progress) as reading:
+            while not reading.done:
+                request = reading.request()
+                reading.add(await self._call("ReadDataset", request, pb.ReadDatasetResponse))
+            return reading.finish()
 
     async def delete_dataset(self, sha256: str, principal: str = "") -> int:
         """Forgets your kept file of ``sha256`` (:meth:`Jobs.delete_dataset
@@ -125,8 +147,7 @@ class AsyncJobs:
     async def _keep_in_server(
         self, sent: DatasetToSend, on_progress: UploadProgress | None
     ) -> None:
-        request = pb.ListDatasetsRequest(sha256=sent.sha256)
-        if not (await self._call("ListDatasets", request, pb.ListDatasetsResponse)).files:
+        if not await self.datasets(sha256=sent.sha256):
             await self._upload(sent, on_progress)
 
     async def _upload(

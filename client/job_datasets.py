@@ -16,9 +16,11 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
 
 from sidra.client.options import checked_text
-from sidra.drivers import InvalidArgument, NotFound
+from sidra.drivers import FailedPrecondition, InvalidArgument, NotFound
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = [
@@ -26,12 +28,15 @@ __all__ = [
     "DATASET_PIECE_BYTES",
     "INLINE_DATASET_BYTES",
     "UPLOAD_CODECS",
+    "DatasetDownload",
     "DatasetInfo",
     "DatasetRoom",
     "DatasetToSend",
     "UploadProgress",
     "dataset_to_send",
+    "file_sha256",
     "is_file_gone",
+    "datasets_request",
     "to_upload",
     "upload_pieces",
     "upload_timeout_s",
@@ -52,7 +57,8 @@ UPLOAD_SECONDS_PER_MIB = 1.0
 """Time an upload is allowed per MiB, on top of the call's timeout, s (a 1 MiB/s link)."""
 
 UploadProgress = Callable[[int, int], None]
-"""Told ``(bytes sent, file size)`` as an upload goes."""
+"""Told ``(bytes sent, file size)`` as an upload goes (or ``(bytes received, file size)``
+as a download does)."""
 
 UPLOAD_CODECS = {
     "request_serializer": pb.DatasetChunk.SerializeToString,
@@ -131,11 +137,17 @@ def dataset_to_send(dataset: str | os.PathLike[str] | DatasetInfo) -> DatasetToS
         size = path.stat().st_size
         if size <= INLINE_DATASET_BYTES:
             return DatasetToSend(path.name, path.read_bytes())
-        with path.open("rb") as file:
-            digest = hashlib.file_digest(file, "sha256").hexdigest()
+        digest = file_sha256(path)
     except OSError as exc:
         raise InvalidArgument("dataset", str(path), f"{files} ({exc.strerror})") from exc
     return DatasetToSend(path.name, path=path, size_bytes=size, sha256=digest)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, read a block at a time (OSError as reading
+    raises it)."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def to_upload(path: str | os.PathLike[str]) -> DatasetToSend:
@@ -169,6 +181,95 @@ def upload_pieces(
             done += len(data)
     if on_progress is not None:
         on_progress(done, sent.size_bytes)
+
+
+def datasets_request(
+    principal: str = "", sha256: str = "", every_principal: bool = False
+) -> pb.ListDatasetsRequest:
+    """ListDatasets of ``principal``'s files (empty: the caller's), of ``sha256`` only when
+    given, or of ``every_principal``'s (an admin's right)."""
+    return pb.ListDatasetsRequest(
+        principal=checked_text("principal", principal, ""),
+        sha256=checked_text("sha256", sha256, "a SHA-256"),
+        every_principal=bool(every_principal),
+    )
+
+
+class DatasetDownload:
+    """The reading of the kept file of ``sha256`` (``principal``'s; empty: the caller's)
+    into ``path``: in a ``with`` block, ask :meth:`request` and give each answer to
+    :meth:`add` until :attr:`done`, then :meth:`finish`. The pieces go into a partial file
+    beside ``path`` (a file of any size, never whole in memory), which becomes ``path`` only
+    once its SHA-256 is the one asked for; left early, the partial file is removed and
+    ``path`` is as it was."""
+
+    def __init__(
+        self,
+        sha256: str,
+        path: str | os.PathLike[str],
+        principal: str = "",
+        on_progress: UploadProgress | None = None,
+    ) -> None:
+        self.sha256 = checked_text("sha256", sha256, "a SHA-256").strip().lower()
+        self.principal = checked_text("principal", principal, "")
+        self.path = Path(path)
+        self.name = ""
+        """The file's name in the server, once the first piece is in."""
+        self.done = False
+        self._on_progress = on_progress
+        self._partial = self.path.with_name(f".{self.path.name}.{self.sha256[:12]}.part")
+        self._file: BinaryIO | None = None
+        self._digest = hashlib.sha256()
+        self._offset = 0
+
+    def __enter__(self) -> DatasetDownload:
+        try:
+            self._file = self._partial.open("wb")
+        except OSError as exc:
+            raise InvalidArgument(
+                "path", str(self.path), f"a file that can be written ({exc.strerror})"
+            ) from exc
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._partial.unlink(missing_ok=True)  # moved into place by finish(), or dropped
+
+    def request(self) -> pb.ReadDatasetRequest:
+        """The next piece's request."""
+        return pb.ReadDatasetRequest(
+            sha256=self.sha256, principal=self.principal, offset=self._offset
+        )
+
+    def add(self, reply: pb.ReadDatasetResponse) -> None:
+        """Takes one answer: the next piece."""
+        assert self._file is not None, "used outside its with block"
+        self._file.write(reply.content)
+        self._digest.update(reply.content)
+        self._offset += len(reply.content)
+        self.name = reply.name
+        if self._on_progress is not None:
+            self._on_progress(self._offset, reply.size_bytes)
+        self.done = self._offset >= reply.size_bytes or not reply.content
+
+    def finish(self) -> Path:
+        """The file, checked, moved into place at :attr:`path`."""
+        assert self._file is not None and self.done, "finished before the last piece"
+        self._file.close()
+        got = self._digest.hexdigest()
+        if got != self.sha256:  # a kept file never changes: the store is damaged
+            raise FailedPrecondition(
+                f"sha256: the server's file {self.name!r} read back has SHA-256 {got}, not "
+                f"{self.sha256} it is kept under (its store is damaged); {self.path} not written"
+            )
+        os.replace(self._partial, self.path)
+        return self.path
 
 
 def is_file_gone(error: NotFound) -> bool:

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,11 +29,13 @@ from sidra.client.errors import from_rpc_error
 from sidra.client.job_datasets import (
     DATASET_FILES,
     UPLOAD_CODECS,
+    DatasetDownload,
     DatasetInfo,
     DatasetRoom,
     DatasetToSend,
     UploadProgress,
     dataset_to_send,
+    datasets_request,
     is_file_gone,
     to_upload,
     upload_pieces,
@@ -232,19 +235,38 @@ class Jobs:
         :meth:`submit` does for a large file."""
         return self._upload(to_upload(path), on_progress)
 
-    def datasets(self, principal: str = "") -> list[DatasetInfo]:
-        """The data set files the server keeps for you (or for ``principal``: an admin's
-        right), newest first."""
-        request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
+    def datasets(
+        self, principal: str = "", *, sha256: str = "", every_principal: bool = False
+    ) -> list[DatasetInfo]:
+        """The data set files the server keeps for you (or for ``principal``, or for
+        ``every_principal``: an admin's right), newest first; only the one of ``sha256``
+        (64 hex digits) when given."""
+        request = datasets_request(principal, sha256, every_principal)
         reply = self._call("ListDatasets", request, pb.ListDatasetsResponse)
         return [DatasetInfo.from_pb(file) for file in reply.files]
 
-    def dataset_room(self, principal: str = "") -> DatasetRoom:
+    def dataset_room(self, principal: str = "", *, every_principal: bool = False) -> DatasetRoom:
         """What your kept data set files take in the server, and the most they may (or
-        ``principal``'s: an admin's right)."""
-        request = pb.ListDatasetsRequest(principal=checked_text("principal", principal, ""))
+        ``principal``'s, or every principal's together: an admin's right)."""
+        request = datasets_request(principal, every_principal=every_principal)
         reply = self._call("ListDatasets", request, pb.ListDatasetsResponse)
         return DatasetRoom(reply.stored_bytes, reply.max_bytes)
+
+    def download_dataset(
+        self,
+        sha256: str,
+        path: str | os.PathLike[str],
+        principal: str = "",
+        on_progress: UploadProgress | None = None,
+    ) -> Path:
+        """Writes your kept file of ``sha256`` (or ``principal``'s: an admin's right) to
+        ``path``, read with ReadDataset a piece at a time and checked against its SHA-256
+        before it takes ``path`` (written over if there); returns ``path``. ``on_progress``:
+        told ``(bytes received, size)``."""
+        with DatasetDownload(sha256, path, principal, on_progress) as reading:
+            while not reading.done:
+                reading.add(self._call("ReadDataset", reading.request(), pb.ReadDatasetResponse))
+            return reading.finish()
 
     def delete_dataset(self, sha256: str, principal: str = "") -> int:
         """Forgets your kept file of ``sha256`` (64 hex digits); returns the bytes the
@@ -257,8 +279,7 @@ class Jobs:
 
     def _keep_in_server(self, sent: DatasetToSend, on_progress: UploadProgress | None) -> None:
         """Uploads ``sent``'s file unless the server keeps its bytes for us already."""
-        request = pb.ListDatasetsRequest(sha256=sent.sha256)
-        if not self._call("ListDatasets", request, pb.ListDatasetsResponse).files:
+        if not self.datasets(sha256=sent.sha256):
             self._upload(sent, on_progress)
 
     def _upload(

@@ -244,6 +244,7 @@ def create_server(
                         retention_s=None
                         if dataset_retention_days is None
                         else dataset_retention_days * 86_400.0,
+                        on_refusal=metrics.count_limit_refusal,
                     ),
                 )
             ),  # fmt: skip

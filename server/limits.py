@@ -49,8 +49,10 @@ __all__ = ["LIMIT_NAMES", "MIB", "Admission", "PrincipalLimits", "RefusalListene
 
 MIB = 2**20
 
-LIMIT_NAMES = ("max_message_mb", "max_batch", "max_in_flight", "max_streams")
-"""The ``[limits]`` keys this module enforces (a refusal's ``field`` is ``limits.<name>``)."""
+LIMIT_NAMES = ("max_message_mb", "max_batch", "max_in_flight", "max_streams", "max_dataset_mb")
+"""The ``[limits]`` keys that refuse calls (a refusal's ``field`` is ``limits.<name>``): this
+module enforces the first four on every call, sidra.server.jobs.datasets the last on the
+data set files a principal keeps."""
 
 RefusalListener = Callable[[str], None]
 """Told the name of the limit (one of :data:`LIMIT_NAMES`) each time one refuses a call."""

@@ -1,9 +1,9 @@
 """``sidra jobs datasets``: the data set files a server keeps for your jobs (list, upload,
-delete; jobs.proto "Stored data set files").
+download, delete; jobs.proto "Stored data set files").
 
 ``sidra train ... --remote-job --dataset FILE`` keeps a file larger than 512 KiB in the
-server by itself; these commands show what is kept, send a file ahead of its jobs, and
-give the space back.
+server by itself; these commands show what is kept, send a file ahead of its jobs, read
+one back (a record names the file it trained on by its SHA-256), and give the space back.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sidra.cli.jobs import Server, jobs_server, upload_bar
+from sidra.cli.jobs import Server, jobs_server, transfer_bar
 from sidra.cli.options import AsJson, size_text
-from sidra.client.job_datasets import DatasetInfo
+from sidra.client.job_datasets import DatasetInfo, file_sha256
 from sidra.drivers import InvalidArgument, SidraError
 
 __all__ = ["datasets_app"]
@@ -47,11 +47,27 @@ def _as_dict(file: DatasetInfo) -> dict[str, object]:
 
 
 @datasets_app.command("list")
-def list_datasets(server: Server, principal: Principal = "", as_json: AsJson = False) -> None:
+def list_datasets(
+    server: Server,
+    principal: Principal = "",
+    every_principal: Annotated[
+        bool,
+        typer.Option(
+            "--every-principal",
+            help="Every principal's files, with whose each is (an admin's right).",
+        ),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
     """The files kept, newest first, with the queued jobs waiting on each."""
+    if every_principal and principal:
+        raise typer.BadParameter(
+            f"got --principal {principal}; --every-principal lists everyone's",
+            param_hint="'--every-principal'",
+        )
     with jobs_server(server, "datasets list") as board:
-        files = board.jobs.datasets(principal)
-        room = board.jobs.dataset_room(principal)
+        files = board.jobs.datasets(principal, every_principal=every_principal)
+        room = board.jobs.dataset_room(principal, every_principal=every_principal)
     if as_json:
         typer.echo(json.dumps([_as_dict(f) for f in files]))
         return
@@ -59,13 +75,20 @@ def list_datasets(server: Server, principal: Principal = "", as_json: AsJson = F
         typer.echo("no data set files kept")
         return
     table = Table(box=box.SIMPLE)
-    for column in ("sha256", "name", "size", "uploaded", "last used", "queued jobs"):
+    columns = ("sha256", "name", "size", "uploaded", "last used", "queued jobs")
+    for column in ("principal", *columns) if every_principal else columns:
         table.add_column(column, no_wrap=column != "name")
     for f in files:
-        table.add_row(f.sha256[:SHOWN_DIGITS], f.name, size_text(f.size_bytes),
-                      _when(f.stored_unix_s), _when(f.used_unix_s) or "never",
-                      str(f.queued_jobs))  # fmt: skip
+        row = (f.sha256[:SHOWN_DIGITS], f.name, size_text(f.size_bytes), _when(f.stored_unix_s),
+               _when(f.used_unix_s) or "never", str(f.queued_jobs))  # fmt: skip
+        table.add_row(*((f.principal, *row) if every_principal else row))
     Console().print(table)
+    if every_principal:
+        whose = len({f.principal for f in files})
+        typer.echo(f"{len(files)} file(s) of {whose} principal(s), {size_text(room.stored_bytes)} "
+                   f"in the store (bytes several keep counted once); each may keep "
+                   f"{size_text(room.max_bytes)} ([limits] max_dataset_mb)")  # fmt: skip
+        return
     typer.echo(f"{len(files)} file(s), {size_text(room.stored_bytes)} of the "
                f"{size_text(room.max_bytes)} allowed ([limits] max_dataset_mb)")  # fmt: skip
 
@@ -93,7 +116,7 @@ def upload(
     with jobs_server(server, "datasets upload") as board:
         for path in files:
             try:
-                with upload_bar(console) as on_progress:
+                with transfer_bar(console) as on_progress:
                     kept.append(board.jobs.upload_dataset(path, on_progress))
             except InvalidArgument as exc:
                 raise typer.BadParameter(
@@ -104,6 +127,61 @@ def upload(
                 typer.echo(f"{f.name}: kept, {size_text(f.size_bytes)}, SHA-256 {f.sha256}")
     if as_json:
         typer.echo(json.dumps([_as_dict(f) for f in kept]))
+
+
+@datasets_app.command("download")
+def download(
+    digest: Annotated[
+        str,
+        typer.Argument(
+            metavar="SHA256",
+            help="The file's SHA-256 (sidra jobs datasets list, or a record's settings.json "
+            "dataset_sha256), or its first hex digits (8 or more) when no other file's "
+            "starts so.",
+            show_default=False,
+        ),
+    ],
+    server: Server,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write it: a file, or a folder to write it into under its kept "
+            "name; default: its kept name here. A different file there is not written over.",
+            show_default=False,
+        ),
+    ] = None,
+    principal: Principal = "",
+) -> None:
+    """Read a kept file back, checked against its SHA-256."""
+    console = Console(stderr=True)
+    with jobs_server(server, "datasets download") as board:
+        try:
+            file = _named(board.jobs.datasets(principal), digest)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'SHA256'") from exc
+        path = _download_path(out, file)
+        if path.is_file() and file_sha256(path) == file.sha256:
+            typer.echo(f"{path}: already here ({size_text(file.size_bytes)}, SHA-256 "
+                       f"{file.sha256[:SHOWN_DIGITS]})")  # fmt: skip
+            return
+        with transfer_bar(console, download=True) as on_progress:
+            board.jobs.download_dataset(file.sha256, path, principal, on_progress)
+    typer.echo(f"{path}: {file.name}, {size_text(file.size_bytes)}, SHA-256 {file.sha256}")
+
+
+def _download_path(out: Path | None, file: DatasetInfo) -> Path:
+    """Where ``download`` writes ``file``: ``out``, or the kept name in ``out`` (a folder)
+    or here; BadParameter naming --out for a different file there."""
+    path = Path(file.name) if out is None else out / file.name if out.is_dir() else out
+    if path.exists() and not path.is_file():
+        raise typer.BadParameter(f"got {path}, which is not a file", param_hint="'--out'")
+    if path.is_file() and file_sha256(path) != file.sha256:
+        raise typer.BadParameter(
+            f"got {path}, which holds another file (SHA-256 {file_sha256(path)[:SHOWN_DIGITS]}, "
+            f"not {file.sha256[:SHOWN_DIGITS]}); name another or remove it",
+            param_hint="'--out'",
+        )
+    return path
 
 
 @datasets_app.command("delete")

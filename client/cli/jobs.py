@@ -38,7 +38,7 @@ from sidra.training.atomic_files import write_atomically
 from sidra.training.provenance import RUN_FILE, job_provenance, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE, earlier_record
 
-__all__ = ["Server", "event_line", "jobs_app", "jobs_server", "run_remote_job", "upload_bar"]
+__all__ = ["Server", "event_line", "jobs_app", "jobs_server", "run_remote_job", "transfer_bar"]
 
 jobs_app = typer.Typer(
     no_args_is_help=True, help="Training jobs running inside a server, next to the board."
@@ -438,7 +438,7 @@ def run_remote_job(
     not the job."""
     try:
         with connect_server(server) as board:
-            with upload_bar(console) as on_upload:
+            with transfer_bar(console) as on_upload:
                 job = board.jobs.submit(
                     kind, options, dataset=dataset, resume_checkpoint=resume_checkpoint,
                     queue=queue, priority=priority, on_upload=on_upload,
@@ -496,10 +496,10 @@ def run_remote_job(
 
 
 @contextmanager
-def upload_bar(console: Console) -> Iterator[UploadProgress]:
-    """A progress bar for a data set file kept in the server as it is sent (shown from
-    the first piece on, gone once sent): what a file of hundreds of MB over a slow link
-    needs to not look hung."""
+def transfer_bar(console: Console, download: bool = False) -> Iterator[UploadProgress]:
+    """A progress bar for a data set file sent to keep in the server (or read back from
+    it: ``download``) as it goes (shown from the first piece on, gone once done): what a
+    file of hundreds of MB over a slow link needs to not look hung."""
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -510,13 +510,17 @@ def upload_bar(console: Console) -> Iterator[UploadProgress]:
     with Progress(*columns, console=console, transient=True) as progress:
         task: TaskID | None = None
 
-        def told(sent: int, size: int) -> None:
+        def told(done: int, size: int) -> None:
             nonlocal task
             if task is None:
-                console.log(f"sending the data set file ({size_text(size)}) to keep in the "
-                            "server, in pieces")  # fmt: skip
-                task = progress.add_task("upload", total=size)
-            progress.update(task, completed=sent)
+                what = (
+                    "reading the data set file ({}) back from the server"
+                    if download
+                    else "sending the data set file ({}) to keep in the server"
+                )
+                console.log(what.format(size_text(size)) + ", in pieces")
+                task = progress.add_task("download" if download else "upload", total=size)
+            progress.update(task, completed=done)
 
         yield told
 

@@ -8,7 +8,7 @@ import math
 import zipfile
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ from sidra.cli.model_deployments import (
     undeploy,
 )
 from sidra.cli.options import AsJson, new_file
+from sidra.cli.recorded_dataset import fetched, not_here, recorded_file
 from sidra.cli.sample_files import answers_file, checked_answers_path, read_samples
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named, job_board
@@ -247,7 +248,9 @@ def evaluate(
     for url in boards:
         with job_board(url, server, "sidra model eval", holding="sidra model eval") as opened:
             target = target_of(opened, file, deployment)
-            data = _labelled(target.model, dataset, None if file is None else Path(file.label))
+            data = _labelled(
+                target.model, dataset, None if file is None else Path(file.label), opened
+            )
             x, y = _samples_of(data, split)
             deployed = _deployed(
                 target.model, opened, _tiles(target, tiles, opened, held), read_repeats, held,
@@ -551,21 +554,24 @@ def _tiles(target: Target, tiles: list[int], board: Board, held: bool) -> list[i
     return tiles if tiles or held else list(tile_order(board))
 
 
-def _labelled(model: TrainedModel, dataset: str | None, path: Path | None = None) -> Dataset:
+def _labelled(
+    model: TrainedModel, dataset: str | None, path: Path | None = None, board: Board | None = None
+) -> Dataset:
     """The labelled samples an evaluation runs, split as ``model`` was trained. Given no
     ``dataset``, the model's bundled set, or the file the run that trained it read, as its
-    record's settings.json (beside the model file at ``path``) names it."""
+    record's settings.json (beside the model file at ``path``) names it: here, or read
+    back from the server of ``board`` when it keeps that file (sidra.cli.recorded_dataset)."""
     name = dataset or model.inputs.dataset
-    recorded = None if dataset is not None else _recorded_file(path)
+    recorded = None if dataset is not None else recorded_file(path)
     if dataset is None and name not in BUNDLED:
-        if recorded is None or recorded.found is None:
-            named = "" if recorded is None else f" ({recorded.named}, its record says)"
+        found = None if recorded is None else recorded.found or fetched(recorded, board)
+        if found is None:
             raise typer.BadParameter(
-                f"the model was trained on {name}{named}, not a bundled data set, and no such "
-                "file is here: give its file (.npz or .csv)",
+                f"the model was trained on {name}{not_here(recorded, board)}: give its file "
+                "(.npz or .csv)",
                 param_hint="'--dataset'",
             )
-        name = str(recorded.found)
+        name = str(found)
     try:
         data = load_dataset(
             name, test_size=model.inputs.test_size, random_state=model.inputs.random_state
@@ -581,33 +587,6 @@ def _labelled(model: TrainedModel, dataset: str | None, path: Path | None = None
             param_hint="'--dataset'",
         )
     return data
-
-
-class _RecordedFile(NamedTuple):
-    named: str
-    """The data set file as the run's settings name it."""
-    sha256: str
-    """Its SHA-256 then ("" when the record kept none)."""
-    found: Path | None
-    """The file here: the path as named (relative to where the run was started), or in
-    the record's folder (a job's file saved beside its record); None when neither is."""
-
-
-def _recorded_file(path: Path | None) -> _RecordedFile | None:
-    """The data set file the training run read, as the settings.json of the record
-    holding the model file at ``path`` names it; None when the model is in no record, or
-    its run read a bundled set."""
-    if path is None:
-        return None
-    try:
-        settings = json.loads((path.parent / "settings.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    named, digest = settings.get("dataset"), settings.get("dataset_sha256", "")
-    if not isinstance(named, str) or named in BUNDLED or not isinstance(digest, str):
-        return None
-    here = [c for c in (Path(named), path.parent / Path(named).name) if c.is_file()]
-    return _RecordedFile(named, digest, here[0] if here else None)
 
 
 @model_app.command()

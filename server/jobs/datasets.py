@@ -22,13 +22,14 @@ from sidra.drivers import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     ResourceExhausted,
     SidraError,
 )
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.jobs.runner import JobRunner
 from sidra.server.jobs.submission import check_dataset_file
-from sidra.server.limits import MIB
+from sidra.server.limits import MIB, RefusalListener
 from sidra.server.parsing import parse_request
 from sidra.server.state.datasets import DatasetFileRow, DatasetRecords
 from sidra.server.state.store import StateStore
@@ -39,6 +40,10 @@ DATASET_SHA256_FIELD = "dataset_sha256"
 """SubmitJob's field naming a stored data set file."""
 
 log = logging.getLogger(__name__)
+
+PIECE_BYTES = 2**20
+"""What a ReadDataset asking for ``max_bytes`` 0 is answered, at most, bytes (as
+ReadJobFile: sidra.server.jobs.manager.FILE_PIECE_BYTES)."""
 
 PRUNE_EVERY_S = 3600.0
 """How often, at most, the files past the retention (``[state] dataset_retention_days``)
@@ -61,7 +66,8 @@ def checked_sha256(field: str, value: str) -> str:
 
 class DatasetFiles:
     """The data set files ``store`` keeps, at most ``max_bytes`` per principal, checked by
-    the runner ``runner()`` gives (refusing when it cannot load: the training extra)."""
+    the runner ``runner()`` gives (refusing when it cannot load: the training extra).
+    ``on_refusal`` hears "max_dataset_mb" each time that limit refuses an upload."""
 
     def __init__(
         self,
@@ -70,11 +76,13 @@ class DatasetFiles:
         max_bytes: int,
         clock: Callable[[], float] = time.time,
         retention_s: float | None = None,
+        on_refusal: RefusalListener | None = None,
     ) -> None:
         self._records = None if store is None else DatasetRecords(store)
         self._runner = runner
         self.max_bytes = max_bytes
         self._clock = clock
+        self._on_refusal = on_refusal
         self.retention_s = retention_s
         """How long a file neither uploaded nor named by a job since is kept, s (None:
         until deleted)."""
@@ -171,6 +179,8 @@ class DatasetFiles:
         return size
 
     def _over_quota(self, principal: str, size: int, kept: int) -> ResourceExhausted:
+        if self._on_refusal is not None:
+            self._on_refusal("max_dataset_mb")
         return ResourceExhausted(
             "limits.max_dataset_mb",
             f"a file of {size} bytes ({size / MIB:.1f} MiB) while principal {principal!r} "
@@ -179,16 +189,36 @@ class DatasetFiles:
             "per principal; delete some (sidra jobs datasets delete SHA256)",
         )
 
-    def files(self, principal: str, sha256: str = "") -> list[DatasetFileRow]:
-        """``principal``'s files, newest first (only that of ``sha256`` when given)."""
+    def files(self, principal: str | None, sha256: str = "") -> list[DatasetFileRow]:
+        """``principal``'s files (None: every principal's), newest first (only those of
+        ``sha256`` when given)."""
         digest = checked_sha256("sha256", sha256) if sha256 else ""
         records = self._store()
         self._prune_if_due()
         return records.files(principal, digest)
 
-    def stored_bytes(self, principal: str) -> int:
-        """What ``principal``'s files take together, bytes."""
+    def stored_bytes(self, principal: str | None) -> int:
+        """What ``principal``'s files take together (None: every principal's, bytes kept
+        by several counted once), bytes."""
         return self._store().stored_bytes(principal)
+
+    def read(
+        self, principal: str, sha256: str, offset: int, max_bytes: int, most: int
+    ) -> tuple[DatasetFileRow, bytes]:
+        """Up to ``max_bytes`` (0: :data:`PIECE_BYTES`; at most ``most``) bytes of
+        ``principal``'s file of ``sha256`` from ``offset`` on, with the file. NotFound when
+        it keeps no such file; OutOfRange naming ``offset`` or ``max_bytes``."""
+        digest = checked_sha256("sha256", sha256)
+        length = max_bytes or min(PIECE_BYTES, most)
+        if length > most:
+            raise OutOfRange("max_bytes", max_bytes, f"0 .. {most} (0: {PIECE_BYTES})")
+        found = self._store().piece(principal, digest, offset, length)
+        if found is None:
+            raise NotFound(_missing("sha256", principal, digest))
+        row, piece = found
+        if offset > row.size_bytes:
+            raise OutOfRange("offset", offset, f"0 .. {row.size_bytes} (the size of {row.name})")
+        return row, piece
 
     def delete(self, principal: str, sha256: str) -> int:
         """Forgets ``principal``'s file of ``sha256``; returns the bytes the store gave

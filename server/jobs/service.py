@@ -123,17 +123,44 @@ class JobServicer:
     def ListDatasets(
         self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext
     ) -> Message:
-        whose = self._whose(request.principal, context)
+        whose = self._whose_list(request, context)
         return pb.ListDatasetsResponse(
             files=[dataset_message(f) for f in self.datasets.files(whose, request.sha256)],
             stored_bytes=self.datasets.stored_bytes(whose), max_bytes=self.datasets.max_bytes,
         )  # fmt: skip
+
+    def ReadDataset(self, request: pb.ReadDatasetRequest, context: grpc.ServicerContext) -> Message:
+        whose = self._whose(request.principal, context)
+        most = min(MAX_FILE_PIECE_BYTES, self.limits.max_response_bytes - ANSWER_HEADROOM_BYTES)
+        row, piece = self.datasets.read(
+            whose, request.sha256, request.offset, request.max_bytes, most
+        )
+        return pb.ReadDatasetResponse(content=piece, size_bytes=row.size_bytes, name=row.name)
 
     def DeleteDataset(
         self, request: pb.DeleteDatasetRequest, context: grpc.ServicerContext
     ) -> Message:
         whose = self._whose(request.principal, context)
         return pb.DeleteDatasetResponse(freed_bytes=self.datasets.delete(whose, request.sha256))
+
+    def _whose_list(
+        self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> str | None:
+        """Whose files ListDatasets lists: as :meth:`_whose`, or every principal's (None)
+        for an admin asking so."""
+        if not request.every_principal:
+            return self._whose(request.principal, context)
+        principal, admin = self.caller_of(context)
+        if request.principal:
+            raise InvalidArgument(
+                "every_principal", True, f"false when principal is named ({request.principal!r})"
+            )
+        if not admin:
+            raise PermissionDenied(
+                f"every_principal: {principal!r} may not list every principal's data set files "
+                "(an admin's right); leave every_principal false for your own"
+            )
+        return None
 
     def _whose(self, named: str, context: grpc.ServicerContext) -> str:
         """The principal whose data set files a call names: the caller's own when it names

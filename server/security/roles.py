@@ -135,6 +135,7 @@ JOB_ROLES: Mapping[str, Role] = MappingProxyType(
         "DeleteJob": Role.PROGRAMMER,
         "SetJobPriority": Role.PROGRAMMER,
         "ListDatasets": Role.VIEWER,
+        "ReadDataset": Role.VIEWER,
         "UploadDataset": Role.PROGRAMMER,  # what SubmitJob takes, kept for it
         "DeleteDataset": Role.PROGRAMMER,
     }

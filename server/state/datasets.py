@@ -84,27 +84,40 @@ class DatasetRecords:
         assert row is not None  # written in this transaction
         return row
 
-    def files(self, principal: str, sha256: str = "") -> list[DatasetFileRow]:
-        """``principal``'s files, newest first (only that of ``sha256`` when given)."""
-        where, args = "f.principal = ?", [principal]
+    def files(self, principal: str | None, sha256: str = "") -> list[DatasetFileRow]:
+        """``principal``'s files (None: every principal's), newest first (only those of
+        ``sha256`` when given)."""
+        conditions, args = [], []
+        if principal is not None:
+            conditions.append("f.principal = ?")
+            args.append(principal)
         if sha256:
-            where, args = where + " AND f.sha256 = ?", [principal, sha256]
+            conditions.append("f.sha256 = ?")
+            args.append(sha256)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self.store._reading("list data set files") as db:
             rows = db.execute(
-                f"SELECT {_FILE_COLUMNS} FROM dataset_files f JOIN dataset_blobs b "
-                f"USING (sha256) WHERE {where} ORDER BY f.stored_unix_s DESC, f.sha256",
+                f"SELECT {_FILE_COLUMNS} FROM dataset_files f JOIN dataset_blobs b USING "
+                f"(sha256) {where} ORDER BY f.stored_unix_s DESC, f.sha256, f.principal",
                 args,
             ).fetchall()
         return [_row(r) for r in rows]
 
-    def stored_bytes(self, principal: str) -> int:
-        """What ``principal``'s files take together, bytes."""
-        with self.store._reading("size data set files") as db:
-            (total,) = db.execute(
+    def stored_bytes(self, principal: str | None) -> int:
+        """What ``principal``'s files take together, bytes; None: what every principal's
+        take in the store (bytes kept by several principals counted once)."""
+        if principal is None:
+            query, args = (
+                "SELECT coalesce(sum(size_bytes), 0) FROM dataset_blobs WHERE sha256 IN "
+                "(SELECT sha256 FROM dataset_files)", [],
+            )  # fmt: skip
+        else:
+            query, args = (
                 "SELECT coalesce(sum(b.size_bytes), 0) FROM dataset_files f "
-                "JOIN dataset_blobs b USING (sha256) WHERE f.principal = ?",
-                (principal,),
-            ).fetchone()
+                "JOIN dataset_blobs b USING (sha256) WHERE f.principal = ?", [principal],
+            )  # fmt: skip
+        with self.store._reading("size data set files") as db:
+            (total,) = db.execute(query, args).fetchone()
         return int(total)
 
     def content(self, principal: str, sha256: str) -> tuple[DatasetFileRow, bytes] | None:
@@ -117,6 +130,21 @@ class DatasetRecords:
                 "SELECT content FROM dataset_blobs WHERE sha256 = ?", (sha256,)
             ).fetchone()
         return row, bytes(content)
+
+    def piece(
+        self, principal: str, sha256: str, offset: int, length: int
+    ) -> tuple[DatasetFileRow, bytes] | None:
+        """Up to ``length`` bytes of ``principal``'s file of ``sha256`` from ``offset`` on,
+        with the file; None when it keeps none. Only the piece leaves the store."""
+        with self.store._reading("read data set file piece") as db:
+            row = _file(db, principal, sha256)
+            if row is None:
+                return None
+            (content,) = db.execute(  # substr of a BLOB counts bytes, from 1
+                "SELECT substr(content, ?, ?) FROM dataset_blobs WHERE sha256 = ?",
+                (offset + 1, length, sha256),
+            ).fetchone()
+        return row, bytes(content or b"")
 
     def used(self, principal: str, sha256: str, now_unix_s: float) -> None:
         """Notes that a job of ``principal`` named its file of ``sha256`` now."""

@@ -246,12 +246,14 @@ class DatasetFile(_message.Message):
     def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., principal: _Optional[str] = ..., stored_unix_s: _Optional[float] = ..., queued_jobs: _Optional[int] = ..., used_unix_s: _Optional[float] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
-    __slots__ = ("principal", "sha256")
+    __slots__ = ("principal", "sha256", "every_principal")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    EVERY_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     principal: str
     sha256: str
-    def __init__(self, principal: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+    every_principal: bool
+    def __init__(self, principal: _Optional[str] = ..., sha256: _Optional[str] = ..., every_principal: _Optional[bool] = ...) -> None: ...
 
 class ListDatasetsResponse(_message.Message):
     __slots__ = ("files", "stored_bytes", "max_bytes")
@@ -262,6 +264,28 @@ class ListDatasetsResponse(_message.Message):
     stored_bytes: int
     max_bytes: int
     def __init__(self, files: _Optional[_Iterable[_Union[DatasetFile, _Mapping]]] = ..., stored_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class ReadDatasetRequest(_message.Message):
+    __slots__ = ("sha256", "principal", "offset", "max_bytes")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    principal: str
+    offset: int
+    max_bytes: int
+    def __init__(self, sha256: _Optional[str] = ..., principal: _Optional[str] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class ReadDatasetResponse(_message.Message):
+    __slots__ = ("content", "size_bytes", "name")
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    content: bytes
+    size_bytes: int
+    name: str
+    def __init__(self, content: _Optional[bytes] = ..., size_bytes: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class DeleteDatasetRequest(_message.Message):
     __slots__ = ("sha256", "principal")

@@ -85,6 +85,11 @@ class JobServiceStub:
                 request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsRequest.SerializeToString,
                 response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsResponse.FromString,
                 _registered_method=True)
+        self.ReadDataset = channel.unary_unary(
+                '/sidra.hil.v1.JobService/ReadDataset',
+                request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadDatasetRequest.SerializeToString,
+                response_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadDatasetResponse.FromString,
+                _registered_method=True)
         self.DeleteDataset = channel.unary_unary(
                 '/sidra.hil.v1.JobService/DeleteDataset',
                 request_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.DeleteDatasetRequest.SerializeToString,
@@ -173,7 +178,16 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDatasets(self, request, context):
-        """The data set files kept for a principal, newest first (viewer).
+        """The data set files kept for a principal, or for every principal (admin),
+        newest first (viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadDataset(self, request, context):
+        """Part of a stored data set file (viewer; an admin may name another
+        principal's): a file of any size, piece by piece.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -239,6 +253,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListDatasets,
                     request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsRequest.FromString,
                     response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'ReadDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadDataset,
+                    request_deserializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadDatasetRequest.FromString,
+                    response_serializer=sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadDatasetResponse.SerializeToString,
             ),
             'DeleteDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteDataset,
@@ -517,6 +536,33 @@ class JobService:
             '/sidra.hil.v1.JobService/ListDatasets',
             sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsRequest.SerializeToString,
             sidra_dot_hil_dot_v1_dot_jobs__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sidra.hil.v1.JobService/ReadDataset',
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadDatasetRequest.SerializeToString,
+            sidra_dot_hil_dot_v1_dot_jobs__pb2.ReadDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,
