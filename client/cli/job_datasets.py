@@ -9,6 +9,7 @@ one back (a record names the file it trained on by its SHA-256), and give the sp
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from sidra.cli.jobs import Server, jobs_server, transfer_bar
 from sidra.cli.options import AsJson, size_text
+from sidra.cli.tables import columns_that_fit
 from sidra.client.job_datasets import DatasetInfo, file_sha256
 from sidra.drivers import InvalidArgument, SidraError
 
@@ -33,6 +35,10 @@ datasets_app = typer.Typer(
 Principal = Annotated[
     str, typer.Option(help="Another principal's files (an admin's right); default: yours.")
 ]
+
+LIST_DROPPED_FIRST = ("last used", "uploaded", "queued jobs")
+"""The columns ``list`` leaves out, in this order, on a terminal too narrow for them all
+(``--json`` keeps every one)."""
 
 SHOWN_DIGITS = 16
 """Hex digits of a SHA-256 the table shows (``delete`` takes any unique start of 8 or more)."""
@@ -74,23 +80,40 @@ def list_datasets(
     if not files:
         typer.echo("no data set files kept")
         return
+    cells = [
+        {
+            "principal": f.principal, "sha256": f.sha256[:SHOWN_DIGITS], "name": f.name,
+            "size": size_text(f.size_bytes), "uploaded": _when(f.stored_unix_s),
+            "last used": _when(f.used_unix_s) or "never", "queued jobs": str(f.queued_jobs),
+        }
+        for f in files
+    ]  # fmt: skip
+    console = Console()
+    columns = ["sha256", "name", "size", "uploaded", "last used", "queued jobs"]
+    if every_principal:
+        columns.insert(0, "principal")
+    shown = columns_that_fit(cells, columns, LIST_DROPPED_FIRST, console.width, ["name"])
     table = Table(box=box.SIMPLE)
-    columns = ("sha256", "name", "size", "uploaded", "last used", "queued jobs")
-    for column in ("principal", *columns) if every_principal else columns:
-        table.add_column(column, no_wrap=column != "name")
-    for f in files:
-        row = (f.sha256[:SHOWN_DIGITS], f.name, size_text(f.size_bytes), _when(f.stored_unix_s),
-               _when(f.used_unix_s) or "never", str(f.queued_jobs))  # fmt: skip
-        table.add_row(*((f.principal, *row) if every_principal else row))
-    Console().print(table)
+    for column in shown:
+        # A long name may take two lines where nothing else fits; the rest stay whole.
+        table.add_column(column, no_wrap=column != "name", overflow="fold")
+    for line in cells:
+        table.add_row(*(line[c] for c in shown))
+    console.print(table)
     if every_principal:
         whose = len({f.principal for f in files})
         typer.echo(f"{len(files)} file(s) of {whose} principal(s), {size_text(room.stored_bytes)} "
                    f"in the store (bytes several keep counted once); each may keep "
-                   f"{size_text(room.max_bytes)} ([limits] max_dataset_mb)")  # fmt: skip
+                   f"{_setting(room.max_bytes)}")  # fmt: skip
         return
     typer.echo(f"{len(files)} file(s), {size_text(room.stored_bytes)} of the "
-               f"{size_text(room.max_bytes)} allowed ([limits] max_dataset_mb)")  # fmt: skip
+               f"{_setting(room.max_bytes)} allowed")  # fmt: skip
+
+
+def _setting(max_bytes: int) -> str:
+    """The most a principal may keep as the server's setting says it: in MiB, as
+    ``[limits] max_dataset_mb`` is set."""
+    return f"{max_bytes / 2**20:g} MiB ([limits] max_dataset_mb)"
 
 
 @datasets_app.command("upload")
@@ -143,10 +166,11 @@ def download(
     ],
     server: Server,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Where to write it: a file, or a folder to write it into under its kept "
-            "name; default: its kept name here. A different file there is not written over.",
+            help="Where to write it: a file, or a folder (one there, or a path ending in /, "
+            "made if need be) to write it into under its kept name; default: its kept name "
+            "here. A different file there is not written over.",
             show_default=False,
         ),
     ] = None,
@@ -169,10 +193,16 @@ def download(
     typer.echo(f"{path}: {file.name}, {size_text(file.size_bytes)}, SHA-256 {file.sha256}")
 
 
-def _download_path(out: Path | None, file: DatasetInfo) -> Path:
-    """Where ``download`` writes ``file``: ``out``, or the kept name in ``out`` (a folder)
-    or here; BadParameter naming --out for a different file there."""
-    path = Path(file.name) if out is None else out / file.name if out.is_dir() else out
+def _download_path(out: str | None, file: DatasetInfo) -> Path:
+    """Where ``download`` writes ``file``: ``out``, or the kept name in ``out`` (a folder:
+    one there, or a path ending in a slash, made here) or here; BadParameter naming --out
+    for a different file there."""
+    folder = out is None or out.endswith(("/", os.sep)) or Path(out).is_dir()
+    path = Path(out or ".") / file.name if folder else Path(str(out))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(f"got {out}: {exc.strerror}", param_hint="'--out'") from exc
     if path.exists() and not path.is_file():
         raise typer.BadParameter(f"got {path}, which is not a file", param_hint="'--out'")
     if path.is_file() and file_sha256(path) != file.sha256:

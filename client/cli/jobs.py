@@ -285,7 +285,10 @@ def _kept_file(job: JobInfo, board: RemoteBoard) -> DatasetInfo | None:
     digest = settings.get("dataset_sha256") if isinstance(settings, dict) else None
     if not isinstance(digest, str) or not digest:
         return None
-    kept = [f for f in board.jobs.datasets() if f.sha256 == digest]
+    try:
+        kept = board.jobs.datasets(sha256=digest)
+    except InvalidArgument:  # a record whose digest no file has (edited): none kept
+        return None
     return kept[0] if kept else None
 
 

@@ -567,8 +567,7 @@ def _labelled(
         found = None if recorded is None else recorded.found or fetched(recorded, board)
         if found is None:
             raise typer.BadParameter(
-                f"the model was trained on {name}{not_here(recorded, board)}: give its file "
-                "(.npz or .csv)",
+                f"the model was trained on {name}{not_here(recorded, board)}",
                 param_hint="'--dataset'",
             )
         name = str(found)

@@ -74,15 +74,19 @@ def fetched(recorded: RecordedFile, board: Board | None) -> Path | None:
 
 
 def not_here(recorded: RecordedFile | None, board: Board | None) -> str:
-    """What follows "the model was trained on NAME" when its file was found nowhere."""
+    """Why "the model was trained on NAME" found no file, and where to get it."""
     if recorded is None:
-        return ", not a bundled data set, and no such file is here"
+        return ", not a bundled data set, and no such file is here: give its file (.npz or .csv)"
     said = f" ({recorded.named}, its record says), not a bundled data set, and no such file is here"
     if not recorded.sha256:
-        return said
+        return f"{said}: give its file (.npz or .csv)"
     if isinstance(board, RemoteBoard):
-        return f"{said} nor kept for you by the server (SHA-256 {recorded.sha256[:16]}…)"
+        return (
+            f"{said} nor kept for you by the server (SHA-256 {recorded.sha256[:16]}…): give "
+            "its file (.npz or .csv)"
+        )
     return (
-        f"{said}; if a server keeps it for you (a job's file), give --server to read it "
-        f"back, or run sidra jobs datasets download {recorded.sha256[:16]}"
+        f"{said}: give its file (.npz or .csv), or --server when a server keeps it for you "
+        f"(a job's file), to read it back from there (as sidra jobs datasets download "
+        f"{recorded.sha256[:16]} does)"
     )

@@ -231,14 +231,13 @@ class DatasetFiles:
 
     def named(self, principal: str, sha256: str, dataset: str) -> tuple[str, bytes]:
         """SubmitJob's data set name and file content for ``dataset_sha256`` = ``sha256``
-        of ``principal``: the stored name, or ``dataset`` when given (the same suffix)."""
+        of ``principal``: the stored name, or ``dataset`` when given (the same suffix).
+        The job, once taken, tells :meth:`used`."""
         digest = checked_sha256(DATASET_SHA256_FIELD, sha256)
-        records = self._store()
-        found = records.content(principal, digest)
+        found = self._store().content(principal, digest)
         if found is None:
             raise NotFound(_missing(DATASET_SHA256_FIELD, principal, digest))
         row, content = found
-        records.used(principal, digest, self._clock())  # what the retention counts from
         if not dataset:
             return row.name, content
         stored, given = PurePosixPath(row.name).suffix.lower(), PurePosixPath(dataset).suffix
@@ -248,6 +247,11 @@ class DatasetFiles:
                 f"name ending in {stored} as the stored file {sha256[:16]} is read as one",
             )  # fmt: skip
         return dataset, content
+
+    def used(self, principal: str, sha256: str) -> None:
+        """A job of ``principal`` was taken (started or queued) on its file of ``sha256``:
+        what the retention counts from (a refused submission is no use of the file)."""
+        self._store().used(principal, sha256.strip().lower(), self._clock())
 
     def _store(self) -> DatasetRecords:
         if self._records is None:

@@ -109,6 +109,8 @@ class JobServicer:
             request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
             priority=request.priority, dataset_file=content,
         )  # fmt: skip
+        if request.dataset_sha256:
+            self.datasets.used(principal, request.dataset_sha256)
         return job_message(job)
 
     def UploadDataset(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> Message:

@@ -221,8 +221,9 @@ def test_sidra_downloads_a_kept_file_and_model_eval_reads_it_back_from_the_serve
         offline = run_sidra("model", "eval", str(elsewhere))
         assert offline.returncode == 2
         assert unwrapped(
-            "if a server keeps it for you (a job's file), give --server to read it back, or "
-            f"run sidra jobs datasets download {digest[:16]}"
+            "give its file (.npz or .csv), or --server when a server keeps it for you (a job's "
+            f"file), to read it back from there (as sidra jobs datasets download {digest[:16]} "
+            "does)"
         ) in unwrapped(offline.stderr)
 
         served = run_sidra("model", "eval", str(elsewhere), "--server", address, "--json")
@@ -234,10 +235,9 @@ def test_sidra_downloads_a_kept_file_and_model_eval_reads_it_back_from_the_serve
         again = run_sidra("model", "eval", str(elsewhere), "--json")  # found beside it now
         assert again.returncode == 0, again.stderr
 
-        out = tmp_path / "dl"
-        out.mkdir()
+        out = tmp_path / "dl"  # a folder, made as its trailing slash asks
         got = run_sidra("jobs", "datasets", "download", digest[:8], "--server", address,
-                        "--out", str(out))  # fmt: skip
+                        "--out", f"{out}/")  # fmt: skip
         assert got.returncode == 0, got.stderr
         assert (out / "large.npz").read_bytes() == sent.read_bytes()
         here = run_sidra("jobs", "datasets", "download", digest, "--server", address,
@@ -268,6 +268,9 @@ def test_sidra_lists_every_principal_s_files_for_an_admin(tmp_path: Path) -> Non
         assert listed.returncode == 0, listed.stderr
         assert "alice" in listed.stdout and "lab.csv" in listed.stdout
         assert unwrapped("1 file(s) of 1 principal(s), 4.0 kB in the store") in unwrapped(
+            listed.stdout
+        )
+        assert unwrapped("each may keep 256 MiB ([limits] max_dataset_mb)") in unwrapped(
             listed.stdout
         )
         refused = run_sidra("jobs", "datasets", "list", "--every-principal", "--server", address,

@@ -343,7 +343,7 @@ def test_sidra_keeps_a_large_file_for_a_remote_job_and_lists_and_deletes_it(
         listed = run_sidra("jobs", "datasets", "list", "--server", address, columns=120)
         assert listed.returncode == 0, listed.stderr
         assert digest[:16] in listed.stdout and "large.npz" in listed.stdout
-        assert unwrapped("1 file(s), 1.4 MB of the 2.1 MB allowed ([limits] max_dataset_mb)") in (
+        assert unwrapped("1 file(s), 1.4 MB of the 2 MiB ([limits] max_dataset_mb) allowed") in (
             unwrapped(listed.stdout)
         )
 
@@ -491,7 +491,7 @@ def test_files_unused_past_the_retention_are_deleted_and_a_job_s_use_counts(
 ) -> None:
     """[state] dataset_retention_days: a file neither uploaded nor named by a job for that
     long goes when the server starts; one a job named lately stays, and naming one by its
-    SHA-256 counts as a use."""
+    SHA-256 counts as a use (a refused job does not)."""
     store = tmp_path / "s.sqlite3"
     now = time.time()
     with StateStore(store) as state:
@@ -506,6 +506,9 @@ def test_files_unused_past_the_retention_are_deleted_and_a_job_s_use_counts(
         assert kept.name == "used.csv" and kept.used_unix_s == pytest.approx(now - 2 * DAY_S)
         fresh = client.jobs.upload_dataset(iris_csv(tmp_path, "lab.csv"))
         assert fresh.used_unix_s == 0.0
+        with pytest.raises(InvalidArgument, match="epochs"):  # a refused job is no use
+            client.jobs.submit("mlp", {**MLP, "epochs": 0}, dataset=fresh)
+        assert client.jobs.datasets(sha256=fresh.sha256)[0].used_unix_s == 0.0
         client.jobs.wait(client.jobs.submit("mlp", MLP, dataset=fresh).job_id)
         (named,) = [f for f in client.jobs.datasets() if f.name == "lab.csv"]
         assert named.used_unix_s >= now
