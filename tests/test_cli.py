@@ -391,8 +391,7 @@ def test_an_invalid_option_names_the_flag_the_value_and_the_limit() -> None:
 
 def _parameters() -> list[tuple[tuple[str, ...], Any]]:
     """(command path, parameter) of every parameter of every ``sidra`` command."""
-    import typer
-
+    from sidra.cli.commands import whole_command
     from sidra.cli.main import app
 
     found = []
@@ -402,14 +401,13 @@ def _parameters() -> list[tuple[tuple[str, ...], Any]]:
             walk(sub, (*path, name))
         found.extend((path, param) for param in getattr(command, "params", ()))
 
-    walk(typer.main.get_command(app), ())
+    walk(whole_command(app), ())
     return found
 
 
 def _commands() -> list[tuple[tuple[str, ...], Any]]:
     """(path, command) of ``sidra`` and every command and group under it."""
-    import typer
-
+    from sidra.cli.commands import whole_command
     from sidra.cli.main import app
 
     found = []
@@ -419,7 +417,7 @@ def _commands() -> list[tuple[tuple[str, ...], Any]]:
         for name, sub in getattr(command, "commands", {}).items():
             walk(sub, (*path, name))
 
-    walk(typer.main.get_command(app), ("sidra",))
+    walk(whole_command(app), ("sidra",))
     return found
 
 
@@ -733,3 +731,47 @@ def test_train_spsa_that_loses_its_board_keeps_its_steps_and_resumes(tmp_path: P
     resumed = run_sidra(*again, "--resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["steps"] == 20
+
+
+_IMPORTS_AFTER_HELP = """
+import contextlib, io, json, sys
+sys.argv = ["sidra", *sys.argv[1:]]
+from sidra.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main()
+    except SystemExit:
+        pass
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["status", "whoami", "leases", "jobs list", "jobs datasets list", "runs list", "state show"],
+)
+def test_a_command_that_reads_a_server_or_a_record_imports_neither_the_service_nor_the_emulator(
+    command: str,
+) -> None:
+    """Each command group is imported when a command line names it (sidra.cli.commands):
+    these start without the service, the emulator and the training methods, which would
+    double their start (and every shell completion's)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_AFTER_HELP, *command.split(), "--help"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    imported = set(json.loads(run.stdout))
+    assert "sidra.cli.commands" in imported  # the lazy group did the loading
+    heavy = {"sidra.server.app", "sidra.emulator", "sidra.training.board_spsa", "sklearn"}
+    assert not heavy & imported, f"sidra {command} imports {sorted(heavy & imported)}"
+
+
+def test_the_whole_command_line_loads_every_group_when_listed() -> None:
+    from sidra.cli.commands import LAZY_COMMANDS, whole_command
+    from sidra.cli.main import app
+
+    group = whole_command(app)
+    assert set(LAZY_COMMANDS) | {"serve", "demo"} == set(group.commands)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.main import get_command
 
+from sidra.cli.commands import whole_command
 from sidra.cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def test_the_documents_show_commands() -> None:
 
 @pytest.mark.parametrize(("document", "line"), _cases())
 def test_a_documented_command_exists_with_its_options(document: str, line: str) -> None:
-    commands = _commands(get_command(app), line.split())
+    commands = _commands(whole_command(app), line.split())
     for option in OPTION.findall(line):
         if option == "--help":
             continue

@@ -380,3 +380,29 @@ def test_layer_spanning_rows_and_columns_of_tiles(mapping: str, reference: bool)
         np.testing.assert_allclose(layer.backward(delta), delta @ w[:-1].T, rtol=1e-4, atol=5e-3)
     outputs_per_tile = {"offset": 256 - reference, "differential": 128}[mapping]
     assert len(layer.blocks) == 2 * -(-300 // outputs_per_tile)
+
+
+def test_a_drift_recovery_record_names_its_file_as_every_run_s_record_does(
+    tmp_path: Any,
+) -> None:
+    """settings.json names a file as the run was told of it, with its SHA-256 (what
+    ``--like`` and ``sidra model eval`` find it again by); a bundled set by its name."""
+    import hashlib
+    import json
+
+    from sidra.training import RecoveryOptions
+    from sidra.training.recovery import recovery_files
+
+    path = tmp_path / "lab.csv"
+    rng = np.random.default_rng(0)
+    rows = [f"{a:.3f},{b:.3f},{int(a > b)}" for a, b in rng.normal(size=(60, 2))]
+    path.write_text("\n".join(rows) + "\n")
+    data = load_dataset(path)
+    options = RecoveryOptions(hidden=8, epochs=1)
+    named = json.loads(recovery_files(options, data, {}, "runs/lab.csv")["settings.json"])
+    assert (named["job"], named["dataset"]) == ("drift-recovery", "runs/lab.csv")
+    assert named["dataset_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    sent = json.loads(recovery_files(options, data, {})["settings.json"])
+    assert sent["dataset"] == str(path)  # Dataset.named_as: the file as it was read
+    bundled = json.loads(recovery_files(options, load_dataset("iris"), {})["settings.json"])
+    assert bundled["dataset"] == "iris" and "dataset_sha256" not in bundled

@@ -14,7 +14,8 @@ import typer
 
 from sidra.cli.bench_pcie import pcie_command
 from sidra.cli.bench_service import service_command
-from sidra.cli.options import AsJson, Preset
+from sidra.cli.options import AsJson
+from sidra.cli.presets import Preset
 from sidra.drivers import Region
 from sidra.emulator import EmulatedBoard, preset
 

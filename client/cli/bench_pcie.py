@@ -23,7 +23,8 @@ import typer
 
 from sidra.cli.bench_pcie_calls import call_counts
 from sidra.cli.bench_timing import BURST, SETTLE_S, burst_s, times_s
-from sidra.cli.options import AsJson, Preset
+from sidra.cli.options import AsJson
+from sidra.cli.presets import Preset
 from sidra.drivers import Board, open_board
 from sidra.emulator import preset
 from sidra.emulator.pcie import serve_virtual_pcie_board

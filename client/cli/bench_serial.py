@@ -21,7 +21,8 @@ import numpy as np
 import serial
 import typer
 
-from sidra.cli.options import AsJson, Preset
+from sidra.cli.options import AsJson
+from sidra.cli.presets import Preset
 from sidra.drivers import open_board
 from sidra.drivers.serial import SerialDriver
 

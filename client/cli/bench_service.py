@@ -63,7 +63,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidra.cli.bench_timing import BURST, SETTLE_S, burst_s, times_s
 from sidra.cli.delay_proxy import DelayProxy
-from sidra.cli.options import AsJson, Preset
+from sidra.cli.options import AsJson
+from sidra.cli.presets import Preset
 from sidra.client import RemoteBoard, connect
 from sidra.client.streams import DEFAULT_STREAM_DEPTH
 from sidra.drivers import Board, open_board

@@ -27,7 +27,8 @@ from sidra.cli.board_cells import (
     wear_cells,
 )
 from sidra.cli.board_scan import scan
-from sidra.cli.options import AsJson, BoardArg, Preset
+from sidra.cli.options import AsJson, BoardArg
+from sidra.cli.presets import Preset
 from sidra.drivers import SidraError
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
 from sidra.emulator import DEFAULT_PRESET, load_profile, preset

@@ -27,8 +27,9 @@ import typer
 from rich.console import Console
 
 from sidra.cli.options import AsJson, BoardArg, new_file
+from sidra.cli.totals import cost_values, totals
 from sidra.cli.train.running import job_board
-from sidra.drivers import BoardInfo, BoardStats, Cost, Region
+from sidra.drivers import BoardInfo, Cost, Region
 from sidra.training.atomic_files import write_atomically
 
 __all__ = [
@@ -133,7 +134,7 @@ def read_cells(
         "near_g_max_cells": int(np.sum(g >= info.g_max_us - NEAR_EDGE_SHARE * window)),
         "reads": repeats,
         "read_noise_us": noise,
-        **_cost(cost),
+        **cost_values(cost),
         "out": None if out is None else str(out),
     }
     if out is not None:
@@ -213,7 +214,7 @@ def program_cells(
         "max_error_us": report.max_error_us,
         "unconverged_cells": report.unconverged_cells,
         "cells_over_budget": report.cells_over_budget,
-        **_cost(report.cost),
+        **cost_values(report.cost),
     }
     if as_json:
         typer.echo(json.dumps(summary))
@@ -275,7 +276,7 @@ def mvm_cells(
         "min_ua": float(currents.min()),
         "max_ua": float(currents.max()),
         "saturated_outputs": int(result.saturated_outputs),
-        **_cost(result.cost),
+        **cost_values(result.cost),
         "out": None if out is None else str(out),
     }
     if out is not None:
@@ -323,21 +324,6 @@ def _head(info: BoardInfo, tile: int, where: Region) -> dict[str, Any]:
             "rows": where.rows, "cols": where.cols,
         },
     }  # fmt: skip
-
-
-def totals(stats: BoardStats) -> dict[str, Any]:
-    """A board's running totals as JSON values (clock s, counts, modeled ns and nJ)."""
-    return {
-        "clock_s": stats.clock_s,
-        "mvm_passes": stats.mvm_passes,
-        "cell_writes": stats.cell_writes,
-        "max_cell_writes": stats.max_cell_writes,
-        **_cost(stats.total_cost),
-    }
-
-
-def _cost(cost: Cost) -> dict[str, float]:
-    return {"time_ns": cost.time_ns, "energy_nj": cost.energy_nj}
 
 
 def _print_cost(console: Console, cost: Cost) -> None:
@@ -465,7 +451,7 @@ def calibrate_cells(url: BoardArg, tile: TileOption = 0, as_json: AsJson = False
         report = board.calibrate(tile)
     summary = {
         "board": f"{info.model} {info.serial_number}", "tile": tile, "gain": report.gain,
-        **_cost(report.cost),
+        **cost_values(report.cost),
     }  # fmt: skip
     if as_json:
         typer.echo(json.dumps(summary))

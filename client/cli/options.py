@@ -27,13 +27,11 @@ from pydantic import BaseModel, ValidationError
 from typer.core import TyperArgument, TyperGroup
 
 from sidra.cli.completion import board_urls
-from sidra.emulator import PRESETS
 
 __all__ = [
     "BOARD_ENV",
     "AsJson",
     "BoardArg",
-    "Preset",
     "Priority",
     "SERVER_ENV",
     "SERVER_HELP",
@@ -102,22 +100,6 @@ AsJson = Annotated[
     ),
 ]
 
-
-def _known_preset(name: str) -> str:
-    """``name`` if it is a preset; refused while parsing, before anything starts."""
-    if name not in PRESETS:
-        raise typer.BadParameter(f"got {name}; expected one of {', '.join(sorted(PRESETS))}")
-    return name
-
-
-Preset = Annotated[
-    str,
-    typer.Option(
-        "--preset",
-        help=f"Emulator board preset: {', '.join(sorted(PRESETS))}.",
-        callback=_known_preset,
-    ),
-]
 
 Priority = Annotated[
     int,

@@ -22,9 +22,9 @@ from typing import Annotated, Any
 import click
 import typer
 
-from sidra.cli.board_cells import totals
 from sidra.cli.leases import holders
 from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
+from sidra.cli.totals import totals
 from sidra.cli.whoami import caller_text, expiry_warning
 from sidra.client import Caller, RemoteBoard, TileLease
 from sidra.client.deployments import Deployment

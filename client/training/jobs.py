@@ -550,7 +550,7 @@ def _recovery(
     report = drift_recovery(board, data, options, stop=stop)
     summary = report.summary() | {"dataset": data.named_as}
     reporter.progress(1, 1, f"recovered {100 * report.recovered_accuracy:.2f} %")
-    return summary, recovery_files(options, data.named_as, summary)
+    return summary, recovery_files(options, data, summary)
 
 
 def refused_option(kind: str, model: type[BaseModel], exc: ValidationError) -> InvalidArgument:

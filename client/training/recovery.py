@@ -44,12 +44,15 @@ __all__ = ["RecoveryReport", "drift_recovery", "recovery_files"]
 
 
 def recovery_files(
-    options: RecoveryOptions, dataset: str, summary: dict[str, Any]
+    options: RecoveryOptions, data: Dataset, summary: dict[str, Any], named: str = ""
 ) -> dict[str, bytes]:
     """A drift-recovery run's record, by file name: ``settings.json`` (its options, job and
-    data set) and ``summary.json`` (``summary``), as a job keeps it in the server and
-    ``sidra train drift-recovery`` saves it in ``--out``: ``sidra runs`` lists either."""
-    settings = options.settings() | {"job": "drift-recovery", "dataset": dataset}
+    data set: as ``named`` (default: as the run was told of it, :attr:`Dataset.named_as`),
+    with a file's SHA-256, as every run's record names it) and ``summary.json``
+    (``summary``), as a job keeps it in the server and ``sidra train drift-recovery`` saves
+    it in ``--out``: ``sidra runs`` lists either, and ``--like`` takes its file again."""
+    named_as = {"dataset": named or data.named_as}
+    settings = options.settings() | {"job": "drift-recovery"} | data.settings() | named_as
     return {
         "settings.json": json.dumps(settings, indent=2).encode(),
         "summary.json": json.dumps(summary, indent=2).encode(),

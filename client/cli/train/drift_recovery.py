@@ -119,7 +119,7 @@ def drift_recovery_command(
                 run.on(target)
                 summary = drift_recovery(target, data, options, stop=stop).summary()
             summary |= {"dataset": data.name}
-            files = recovery_files(options, data.name, summary)
+            files = recovery_files(options, data, summary, dataset)
             folder = save_or_keep(functools.partial(_write, files), folder, JOB, run)
         summary |= {"record": str(folder)}
     if as_json:

@@ -1,0 +1,117 @@
+"""The ``sidra`` command groups, each imported when a command line first names it.
+
+Building every group at start made every ``sidra`` command, and every shell completion
+(each TAB runs ``sidra``), import the server, the emulator and the training package
+first: about a second before anything happened. The top group here knows its groups
+by name and loads one (its module, then typer's click group) only when it is asked for
+it: ``sidra jobs list`` imports the jobs commands and what they use, nothing else. A
+listing of every command (``sidra --help``) loads them all, as it must to show their
+help.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import typer
+import typer.main
+from typer.models import CommandInfo
+
+from sidra.cli.options import ValueNamingGroup, plain_help_where_cut, reflow_help
+
+__all__ = ["LAZY_COMMANDS", "LazyCommands", "whole_command"]
+
+
+_DEFAULTS = typer.Typer(add_completion=False)
+"""Where a command function gets the settings typer gives an app's commands by default
+(the ``sidra`` app sets none of its own)."""
+
+
+def _group(module: str, attribute: str, *extra: tuple[str, str, str]) -> Callable[[], Any]:
+    """A loader of the typer app ``attribute`` of ``module`` as a click group, given the
+    ``extra`` commands ``(name, module, attribute)`` it takes from other modules (a
+    typer app of its own, or a command function)."""
+
+    def load() -> Any:
+        sub_app: typer.Typer = getattr(importlib.import_module(module), attribute)
+        for name, where, what in extra:
+            found = getattr(importlib.import_module(where), what)
+            if isinstance(found, typer.Typer):
+                sub_app.add_typer(found, name=name)
+            else:
+                sub_app.command(name)(found)
+        return typer.main.get_group(sub_app)
+
+    return load
+
+
+def _command(module: str, attribute: str) -> Callable[[], Any]:
+    """A loader of the command function ``attribute`` of ``module`` as a click command."""
+
+    def load() -> Any:
+        function = getattr(importlib.import_module(module), attribute)
+        return typer.main.get_command_from_info(
+            CommandInfo(callback=function),
+            pretty_exceptions_short=_DEFAULTS.pretty_exceptions_short,
+            rich_markup_mode=_DEFAULTS.rich_markup_mode,
+        )
+
+    return load
+
+
+LAZY_COMMANDS: dict[str, Callable[[], Any]] = {
+    "leases": _command("sidra.cli.leases", "leases"),
+    "status": _command("sidra.cli.status", "status"),
+    "whoami": _command("sidra.cli.whoami", "whoami"),
+    "bench": _group("sidra.cli.bench", "bench_app",
+                    ("serial", "sidra.cli.bench_serial", "serial_command")),
+    "board": _group("sidra.cli.board", "board_app"),
+    "jobs": _group("sidra.cli.jobs", "jobs_app",
+                   ("datasets", "sidra.cli.job_datasets", "datasets_app")),
+    "model": _group("sidra.cli.model", "model_app"),
+    "runs": _group("sidra.cli.runs", "runs_app"),
+    "state": _group("sidra.cli.state", "state_app"),
+    "token": _group("sidra.cli.token", "token_app"),
+    "train": _group("sidra.cli.train", "train_app"),
+}  # fmt: skip
+"""The commands and groups after ``serve`` and ``demo`` (sidra.cli.main's own), in the
+order help lists them: each loaded once, by the first command line that names it."""
+
+_loaded: dict[str, Any] = {}
+
+
+class LazyCommands(ValueNamingGroup):
+    """The ``sidra`` group: its own commands, and :data:`LAZY_COMMANDS` loaded when named
+    (help reflowed and made plain where cut, as every command's)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        own = [name for name in super().list_commands(ctx) if name not in LAZY_COMMANDS]
+        return [*own, *LAZY_COMMANDS]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            self.add_command(_load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def _load(name: str) -> Any:
+    """The command ``name`` of :data:`LAZY_COMMANDS`, built once."""
+    if name not in _loaded:
+        command = LAZY_COMMANDS[name]()
+        command.name = name
+        reflow_help(command)
+        plain_help_where_cut(command)
+        _loaded[name] = command
+    return _loaded[name]
+
+
+def whole_command(app: typer.Typer) -> Any:
+    """``app`` as a click group with every command loaded, for what walks them all (the
+    tests that check every command's help and every documented command line)."""
+    group = typer.main.get_group(app)
+    context = typer.Context(group)
+    for name in group.list_commands(context):
+        group.get_command(context, name)
+    return group

@@ -1,0 +1,159 @@
+"""``sidra serve``'s work: the settings read and checked, the board and its state store
+opened, the service run until SIGINT or SIGTERM, then drained and stopped (the command's
+options are sidra.cli.main's; the server's modules are imported only by this command)."""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import signal
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from grpc_health.v1 import health
+
+from sidra.cli.serve_check import checked_settings
+from sidra.drivers import SidraError, open_board
+from sidra.server.app import create_configured_server
+from sidra.server.memory import configure_malloc
+from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
+from sidra.server.settings import ConfigError, ServerSettings, load_settings
+from sidra.server.state import StateStore, StateStoreError, restore
+from sidra.server.state.serving import serving_store
+from sidra.server.stopping import ServerStop
+
+__all__ = ["serve_until_stopped"]
+
+
+def serve_until_stopped(
+    config: Path | None, restore_state: bool, check: bool, **options: Any
+) -> None:
+    """``sidra serve``: the settings of ``config`` and ``options`` (the command's), checked
+    only (``check``) or served until a signal."""
+    if hasattr(signal, "SIGUSR1"):  # a server that seems stuck: `kill -USR1 PID` shows
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # where each thread is
+    settings = _settings_or_exit(config, **options)
+    if check:
+        _check_only(settings)
+    configure_logging(settings.logging.format, settings.logging.level)
+    configure_malloc()  # the service: large buffers go back when freed, threads share arenas
+    # The store before the board: a second server must not open (and so maybe reset) the
+    # board behind the first one's store.
+    with contextlib.ExitStack() as held:
+        try:
+            who = f"{settings.board} on {settings.listen}"
+            held.enter_context(serving_store(settings.state.path, who))
+        except StateStoreError as exc:
+            raise typer.BadParameter(str(exc), param_hint="state.path") from exc
+        _serve(settings, restore_state)
+
+
+def _serve(settings: ServerSettings, restore_state: bool) -> None:
+    """Opens the board and the store, serves until SIGINT or SIGTERM, then stops."""
+    try:
+        driver = open_board(settings.board)
+    except SidraError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        store = StateStore(settings.state.path)
+    except StateStoreError as exc:
+        driver.close()
+        raise typer.BadParameter(str(exc), param_hint="state.path") from exc
+    if restore_state:
+        try:
+            typer.echo(restore(driver, store).describe(), err=True)
+        except SidraError as exc:
+            driver.close()
+            store.close()
+            typer.echo(f"sidra serve --restore: {exc}", err=True)
+            raise typer.Exit(1) from None
+    health_servicer = health.HealthServicer()
+    metrics = ServiceMetrics()
+    stopping = ServerStop()
+    try:
+        server, port = create_configured_server(
+            driver, settings, health_servicer=health_servicer, metrics=metrics, store=store,
+            stopping=stopping,
+        )  # fmt: skip
+    except (OSError, SidraError) as exc:
+        driver.close()
+        store.close()
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        endpoint = _metrics_endpoint(metrics, settings)
+    except OSError as exc:
+        server.stop(grace=None)
+        driver.close()
+        store.close()
+        raise typer.BadParameter(str(exc)) from exc
+    server.start()
+    host = settings.listen.rsplit(":", 1)[0]
+    info = driver.info
+    typer.echo(
+        f"serving {info.model} ({info.serial_number}, {settings.board}) on {host}:{port}"
+        f" [{_protection(settings)}]{_metrics_note(settings, endpoint)}",
+        err=True,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(timeout=0.5):  # wake up regularly: signals are handled promptly
+        pass
+    # Tell health watchers first, then let running jobs reach a boundary (they keep their
+    # record and checkpoint), then let in-flight calls finish.
+    health_servicer.enter_graceful_shutdown()
+    stopping.run(settings.job_stop_wait_s)
+    server.stop(grace=2.0).wait()
+    if endpoint is not None:
+        endpoint.close()
+    driver.close()
+    store.close()
+
+
+def _settings_or_exit(config: Path | None, **options: Any) -> ServerSettings:
+    """The settings, or exit 2 after one line per key at fault (a traceback would bury them)."""
+    try:
+        return load_settings(config, **options)
+    except ConfigError as exc:
+        typer.echo("sidra serve: invalid configuration", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _check_only(settings: ServerSettings) -> NoReturn:
+    """``--check``: what a start would do, a line each; exit 2 with what would stop it."""
+    notes, problems = checked_settings(settings)
+    for note in notes:
+        typer.echo(note)
+    for problem in problems:
+        typer.echo(f"sidra serve --check: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
+    typer.echo("sidra serve --check: these settings would start", err=True)
+    raise typer.Exit(0)
+
+
+def _protection(settings: ServerSettings) -> str:
+    """How the service is protected, for its first line: TLS mode and authentication."""
+    tls = settings.tls
+    transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
+    auth = "no auth" if settings.auth is None else f"tokens {settings.auth.tokens_file}"
+    return f"{transport}, {auth}"
+
+
+def _metrics_endpoint(metrics: ServiceMetrics, settings: ServerSettings) -> MetricsEndpoint | None:
+    """The metrics endpoint ``[metrics] listen`` asks for, serving ``metrics``; None if unset."""
+    if settings.metrics.listen is None:
+        return None
+    return MetricsEndpoint.start(metrics.registry, settings.metrics.listen)
+
+
+def _metrics_note(settings: ServerSettings, endpoint: MetricsEndpoint | None) -> str:
+    """Where the metrics are, for the first line: the URL a scrape config names."""
+    if endpoint is None or settings.metrics.listen is None:
+        return ""
+    host = settings.metrics.listen.rsplit(":", 1)[0]
+    return f", metrics on http://{host}:{endpoint.port}/metrics"
