@@ -268,7 +268,12 @@ class DatasetDownload:
                 f"sha256: the server's file {self.name!r} read back has SHA-256 {got}, not "
                 f"{self.sha256} it is kept under (its store is damaged); {self.path} not written"
             )
-        os.replace(self._partial, self.path)
+        try:
+            os.replace(self._partial, self.path)
+        except OSError as exc:  # a folder of that name, a file system gone read-only
+            raise InvalidArgument(
+                "path", str(self.path), f"a file that can be written ({exc.strerror})"
+            ) from exc
         return self.path
 
 

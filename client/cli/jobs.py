@@ -35,6 +35,7 @@ from sidra.client.jobs import DATASET_FILES
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
 from sidra.training.atomic_files import write_atomically
+from sidra.training.datasets import BUNDLED
 from sidra.training.provenance import RUN_FILE, job_provenance, provenance_bytes
 from sidra.training.records import CHECKPOINT_FILE, earlier_record
 
@@ -60,6 +61,9 @@ JobId = Annotated[
     ),  # fmt: skip
 ]
 
+
+KEPT_PREFIX = "sha256:"
+"""How ``--dataset`` names a file the server keeps by its SHA-256 (``sha256:3f2a9c1e``)."""
 
 DATASET_FIELDS = ("dataset", "dataset_file", "name", "data", "chunks")
 """Fields of a job's refusal that are about the file ``--dataset`` names (SubmitJob's,
@@ -441,9 +445,10 @@ def run_remote_job(
     not the job."""
     try:
         with connect_server(server) as board:
+            sent = _kept_if_not_here(dataset, board, console)
             with transfer_bar(console) as on_upload:
                 job = board.jobs.submit(
-                    kind, options, dataset=dataset, resume_checkpoint=resume_checkpoint,
+                    kind, options, dataset=sent, resume_checkpoint=resume_checkpoint,
                     queue=queue, priority=priority, on_upload=on_upload,
                 )  # fmt: skip
             tiles = "all" if job.whole_board else list(job.tiles)
@@ -496,6 +501,43 @@ def run_remote_job(
             typer.echo(f"job {done.job_id} {done.state}: {done.error}", err=True)
         raise typer.Exit(1)
     return done
+
+
+def _kept_if_not_here(
+    dataset: str | Path, board: RemoteBoard, console: Console
+) -> str | Path | DatasetInfo:
+    """``dataset`` as the job is sent it: a bundled set's name or a local file as given; a
+    file's name that is no file here (or ``sha256:DIGITS``), the file the server keeps for
+    the caller under that name (or digest), if exactly one; BadParameter naming --dataset
+    otherwise."""
+    if isinstance(dataset, Path):
+        return dataset
+    by_digest = dataset.lower().startswith(KEPT_PREFIX)
+    if not by_digest and not dataset.lower().endswith(DATASET_FILES):
+        return dataset  # a bundled set's name (or a name the server refuses as none)
+    kept = board.jobs.datasets()
+    if by_digest:
+        start = dataset[len(KEPT_PREFIX) :].strip().lower()
+        found = [f for f in kept if len(start) >= 8 and f.sha256.startswith(start)]
+        what = f"whose SHA-256 starts with {start}" if len(start) >= 8 else "(8 hex digits or more)"
+    else:
+        found = [f for f in kept if f.name == Path(dataset).name]
+        what = f"named {Path(dataset).name}"
+    if len(found) != 1:
+        kept_too = "" if by_digest else ", nor does the server keep one of that name for you"
+        several = f" ({len(found)} kept files are {what}: name it sha256:DIGITS)" if found else ""
+        raise typer.BadParameter(
+            f"got {dataset}, which is no file here{kept_too}{several}: a --remote-job is sent "
+            f"the file named, trains on a file the server keeps for you (sidra jobs datasets "
+            f"list; sha256:DIGITS names one by its SHA-256), or on one of the server's "
+            f"bundled sets ({', '.join(BUNDLED)})",
+            param_hint="'--dataset'",
+        )
+    file = found[0]
+    console.log(f"{dataset} is not here: the job trains on the file the server keeps for you, "
+                f"{file.name} (SHA-256 {file.sha256[:16]}, "
+                f"{size_text(file.size_bytes)})")  # fmt: skip
+    return file
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import typer
 
 from sidra.client.remote import RemoteBoard
-from sidra.drivers import Board, SidraError
+from sidra.drivers import Board, InvalidArgument, NotFound, PermissionDenied, Unsupported
 from sidra.training import BUNDLED
 
 __all__ = ["RecordedFile", "fetched", "not_here", "recorded_file"]
@@ -55,16 +55,26 @@ def recorded_file(path: Path | None) -> RecordedFile | None:
 def fetched(recorded: RecordedFile, board: Board | None) -> Path | None:
     """``recorded``'s file read back from the server of ``board`` into the record's
     folder, when ``board`` is served and its server keeps that file for the caller; None
-    otherwise (or when it cannot be read: :func:`not_here` then says why)."""
+    otherwise (:func:`not_here` then says so). BadParameter naming --dataset when the
+    server keeps it but the record's folder cannot take it."""
     if not (recorded.sha256 and isinstance(board, RemoteBoard)):
         return None
+    path = recorded.folder / Path(recorded.named).name
     try:
         if not board.jobs.datasets(sha256=recorded.sha256):
             return None
-        path = recorded.folder / Path(recorded.named).name
         board.jobs.download_dataset(recorded.sha256, path)
-    except SidraError:  # no job service, no right to it, the file gone meanwhile
-        return None
+    except InvalidArgument as exc:
+        if exc.field != "path":  # a digest no file can have (the record edited)
+            return None
+        raise typer.BadParameter(
+            f"the server keeps the data set file the record names ({recorded.named}), but "
+            f"{recorded.folder} cannot take it ({exc.allowed}): read it back elsewhere (sidra "
+            f"jobs datasets download {recorded.sha256[:16]} --out DIR/) and give it",
+            param_hint="'--dataset'",
+        ) from exc
+    except (NotFound, PermissionDenied, Unsupported):  # not the caller's, gone meanwhile,
+        return None  # or a server that keeps no files
     typer.echo(
         f"read the data set file {recorded.named} (SHA-256 {recorded.sha256[:16]}…) back from "
         f"the server into {path}",

@@ -177,12 +177,18 @@ def load_dataset(
 
 def check_trained_on(settings: dict[str, Any], data: Dataset, source: str) -> None:
     """ValueError starting with ``source`` when ``settings`` (a checkpoint's) say its run
-    trained on another data set than ``data``: another name, or a file of that name with
-    other bytes (a data set file edited since: going on would not be that run)."""
+    trained on another data set than ``data``: another name, a file of that name with
+    other bytes (a data set file edited since: going on would not be that run), or a file
+    (``iris.csv``) where ``data`` is the bundled set of its name."""
     trained_on = settings.get("dataset")
     if trained_on is not None and trained_on != data.name:
         raise ValueError(f"{source}: a run on data set {trained_on!r}, not {data.name!r}")
     digest = settings.get("dataset_sha256")
+    if isinstance(digest, str) and digest and not data.sha256:  # a file named as a bundled set
+        raise ValueError(
+            f"{source}: a run on a data set file {data.name!r} (SHA-256 {digest[:16]}…), not "
+            f"the bundled data set {data.name!r}: give that file"
+        )
     if isinstance(digest, str) and data.sha256 and digest != data.sha256:
         raise ValueError(
             f"{source}: a run on another version of data set {data.name!r}: its file's "

@@ -226,6 +226,16 @@ def test_sidra_downloads_a_kept_file_and_model_eval_reads_it_back_from_the_serve
             "does)"
         ) in unwrapped(offline.stderr)
 
+        (elsewhere / "large.npz").mkdir()  # where the file would go: a folder there
+        blocked = run_sidra("model", "eval", str(elsewhere), "--server", address)
+        assert blocked.returncode == 2
+        assert unwrapped(
+            f"the server keeps the data set file the record names (large.npz), but {elsewhere} "
+            "cannot take it (a file that can be written (Is a directory))"
+        ) in unwrapped(blocked.stderr)
+        (elsewhere / "large.npz").rmdir()
+        assert sorted(p.name for p in elsewhere.iterdir() if p.name.startswith(".")) == []
+
         served = run_sidra("model", "eval", str(elsewhere), "--server", address, "--json")
         assert served.returncode == 0, served.stderr
         assert unwrapped(f"read the data set file large.npz (SHA-256 {digest[:16]}…) back from "
@@ -250,6 +260,22 @@ def test_sidra_downloads_a_kept_file_and_model_eval_reads_it_back_from_the_serve
         assert refused.returncode == 2
         assert unwrapped("'--out': got") in unwrapped(refused.stderr)
         assert other.read_bytes() == b"not it"
+        # Trained on again from a machine without the file: named as kept, or by its digest.
+        for named in ("large.npz", f"sha256:{digest[:10]}"):
+            rerun = tmp_path / f"run-{named.replace(':', '-')}"
+            again = run_sidra("train", "mlp", "--server", address, "--remote-job", "--dataset",
+                              named, "--epochs", "1", "--hidden", "8", "--out", str(rerun),
+                              "--json")  # fmt: skip
+            assert again.returncode == 0, again.stderr
+            said = unwrapped(again.stderr)  # a console.log line: wrapped beside its source
+            assert unwrapped(f"{named} is not here: the job trains on the file") in said
+            assert unwrapped(f"large.npz (SHA-256 {digest[:16]}") in said
+        missing = run_sidra("train", "mlp", "--server", address, "--remote-job", "--dataset",
+                            "missing.npz")  # fmt: skip
+        assert missing.returncode == 2
+        assert unwrapped("got missing.npz, which is no file here, nor does the server keep one "
+                         "of that name for you") in unwrapped(missing.stderr)  # fmt: skip
+
         unknown = run_sidra("jobs", "datasets", "download", "0123456789", "--server", address)
         assert unknown.returncode == 2
         assert unwrapped("'0123456789': no kept file's SHA-256 starts so") in unwrapped(

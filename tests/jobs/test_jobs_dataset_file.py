@@ -278,6 +278,21 @@ def test_a_checkpoint_goes_on_only_with_the_same_version_of_its_file(
         again = client.jobs.submit(kind, long_run, dataset=sent, resume_checkpoint=checkpoint)
         assert client.jobs.wait(again.job_id).state == "succeeded"
 
+        # A file named as a bundled set is not that set: its run goes on only with the file.
+        own_iris = iris_csv(tmp_path, "iris.csv")
+        job = client.jobs.submit(kind, long_run, dataset=own_iris)
+        first_progress(client, job.job_id)
+        client.jobs.cancel(job.job_id)
+        client.jobs.wait(job.job_id)
+        checkpoint = client.jobs.get(job.job_id, include_record=True).files["checkpoint.json"]
+        with pytest.raises(InvalidArgument) as refused:
+            client.jobs.submit(kind, long_run, dataset="iris", resume_checkpoint=checkpoint)
+        digest = hashlib.sha256(own_iris.read_bytes()).hexdigest()[:16]
+        assert (
+            f"a run on a data set file 'iris' (SHA-256 {digest}…), not the bundled data set "
+            "'iris': give that file"
+        ) in str(refused.value)
+
 
 def test_a_comparison_job_s_record_names_the_file_as_sent(tmp_path: Path) -> None:
     sent = iris_csv(tmp_path, "lab.csv")

@@ -35,7 +35,8 @@ Dataset = Annotated[
     str,
     typer.Option(
         help="digits, iris, wine, breast_cancer, an .npz with X and y, or a .csv of a "
-        "sample per line, its label last."
+        "sample per line, its label last. With --remote-job, also a file the server keeps "
+        "for you: its name (when no such file is here) or sha256:DIGITS."
     ),
 ]
 BoardUrl = Annotated[

@@ -497,18 +497,22 @@ def run_remote(
 
 
 def sent_dataset(dataset: str) -> str | Path:
-    """What a job is submitted with for ``--dataset``: a bundled set's name, or the local
-    file (a path ending in .npz or .csv), whose content is sent with the job."""
+    """What a job is submitted with for ``--dataset``: a bundled set's name, the local
+    file (a path ending in .npz or .csv), whose content is sent with the job, or a file's
+    name without a folder that is no file here (or ``sha256:DIGITS``), which the server may
+    keep for the caller (sidra.cli.jobs finds it there); a path to a file that is not
+    there is refused before any server is asked."""
     if dataset in BUNDLED or not dataset.lower().endswith(FILE_SUFFIXES):
         return dataset
     path = Path(dataset)
-    if not path.is_file():
-        raise typer.BadParameter(
-            f"got {dataset}, which is no file here: a --remote-job is sent the file named "
-            f"(or trains on one of the server's bundled sets: {', '.join(BUNDLED)})",
-            param_hint="'--dataset'",
-        )
-    return path
+    if path.is_file() or path.name == dataset:
+        return path if path.is_file() else dataset
+    raise typer.BadParameter(
+        f"got {dataset}, which is no file here: a --remote-job is sent the file named "
+        f"(or trains on a file the server keeps for you, named without a folder, or on one "
+        f"of the server's bundled sets: {', '.join(BUNDLED)})",
+        param_hint="'--dataset'",
+    )
 
 
 def submitted(
