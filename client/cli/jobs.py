@@ -517,26 +517,38 @@ def _kept_if_not_here(
         return dataset  # a bundled set's name (or a name the server refuses as none)
     kept = board.jobs.datasets()
     if by_digest:
-        start = dataset[len(KEPT_PREFIX) :].strip().lower()
-        found = [f for f in kept if len(start) >= 8 and f.sha256.startswith(start)]
-        what = f"whose SHA-256 starts with {start}" if len(start) >= 8 else "(8 hex digits or more)"
+        digits = dataset[len(KEPT_PREFIX) :].strip().lower()
+        found = [f for f in kept if len(digits) >= 8 and f.sha256.startswith(digits)]
+        if len(found) != 1:
+            why = (
+                "give 8 hex digits or more of" if len(digits) < 8
+                else f"{len(found)} files the server keeps for you have a SHA-256 starting so: "
+                "give more digits of" if found
+                else "no file the server keeps for you has a SHA-256 starting so: give"
+            )  # fmt: skip
+            raise typer.BadParameter(
+                f"got {dataset}: {why} the SHA-256 of one it keeps (sidra jobs datasets list)",
+                param_hint="'--dataset'",
+            )
+        how = f"{dataset}: the job trains on"
     else:
         found = [f for f in kept if f.name == Path(dataset).name]
-        what = f"named {Path(dataset).name}"
-    if len(found) != 1:
-        kept_too = "" if by_digest else ", nor does the server keep one of that name for you"
-        several = f" ({len(found)} kept files are {what}: name it sha256:DIGITS)" if found else ""
-        raise typer.BadParameter(
-            f"got {dataset}, which is no file here{kept_too}{several}: a --remote-job is sent "
-            f"the file named, trains on a file the server keeps for you (sidra jobs datasets "
-            f"list; sha256:DIGITS names one by its SHA-256), or on one of the server's "
-            f"bundled sets ({', '.join(BUNDLED)})",
-            param_hint="'--dataset'",
-        )
+        if len(found) != 1:
+            kept_too = (
+                f"; the server keeps {len(found)} files of that name for you: name one by "
+                "its SHA-256 (--dataset sha256:DIGITS; sidra jobs datasets list)" if found
+                else ", nor does the server keep one of that name for you: a --remote-job is "
+                "sent the file named, trains on a file the server keeps for you (sidra jobs "
+                "datasets list; sha256:DIGITS names one by its SHA-256), or on one of the "
+                f"server's bundled sets ({', '.join(BUNDLED)})"
+            )  # fmt: skip
+            raise typer.BadParameter(
+                f"got {dataset}, which is no file here{kept_too}", param_hint="'--dataset'"
+            )
+        how = f"{dataset} is not here: the job trains on"
     file = found[0]
-    console.log(f"{dataset} is not here: the job trains on the file the server keeps for you, "
-                f"{file.name} (SHA-256 {file.sha256[:16]}, "
-                f"{size_text(file.size_bytes)})")  # fmt: skip
+    console.log(f"{how} the file the server keeps for you, {file.name} (SHA-256 "
+                f"{file.sha256[:16]}, {size_text(file.size_bytes)})")  # fmt: skip
     return file
 
 

@@ -268,13 +268,18 @@ def test_sidra_downloads_a_kept_file_and_model_eval_reads_it_back_from_the_serve
                               "--json")  # fmt: skip
             assert again.returncode == 0, again.stderr
             said = unwrapped(again.stderr)  # a console.log line: wrapped beside its source
-            assert unwrapped(f"{named} is not here: the job trains on the file") in said
+            assert unwrapped("the job trains on the file") in said
             assert unwrapped(f"large.npz (SHA-256 {digest[:16]}") in said
         missing = run_sidra("train", "mlp", "--server", address, "--remote-job", "--dataset",
                             "missing.npz")  # fmt: skip
         assert missing.returncode == 2
         assert unwrapped("got missing.npz, which is no file here, nor does the server keep one "
                          "of that name for you") in unwrapped(missing.stderr)  # fmt: skip
+        short = run_sidra("train", "mlp", "--server", address, "--remote-job", "--dataset",
+                          f"sha256:{digest[:4]}")  # fmt: skip
+        assert short.returncode == 2
+        assert unwrapped(f"got sha256:{digest[:4]}: give 8 hex digits or more of the SHA-256 of "
+                         "one it keeps") in unwrapped(short.stderr)  # fmt: skip
 
         unknown = run_sidra("jobs", "datasets", "download", "0123456789", "--server", address)
         assert unknown.returncode == 2
