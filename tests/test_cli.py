@@ -775,3 +775,13 @@ def test_the_whole_command_line_loads_every_group_when_listed() -> None:
 
     group = whole_command(app)
     assert set(LAZY_COMMANDS) | {"serve", "demo"} == set(group.commands)
+
+
+def test_a_mistyped_command_is_told_the_nearest_one_loaded_or_not() -> None:
+    """The groups are imported when named, and a typo names none: the suggestion still
+    comes from every command."""
+    typo = run_sidra("statsu")
+    assert typo.returncode == 2
+    assert unwrapped("No such command 'statsu'. Did you mean 'status', 'state'?") in unwrapped(
+        typo.stderr
+    )

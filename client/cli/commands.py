@@ -95,6 +95,14 @@ class LazyCommands(ValueNamingGroup):
             self.add_command(_load(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and args[0] not in LAZY_COMMANDS:
+            # A name no command has: typer suggests the nearest of the commands the group
+            # holds ("Did you mean 'status'?"), so it holds them all first (a typo's cost).
+            for name in LAZY_COMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
 
 def _load(name: str) -> Any:
     """The command ``name`` of :data:`LAZY_COMMANDS`, built once."""
