@@ -27,6 +27,7 @@ __all__ = [
     "DATASET_FILES",
     "DATASET_PIECE_BYTES",
     "INLINE_DATASET_BYTES",
+    "MIN_DIGEST_DIGITS",
     "UPLOAD_CODECS",
     "DatasetDownload",
     "DatasetInfo",
@@ -36,6 +37,7 @@ __all__ = [
     "dataset_to_send",
     "file_sha256",
     "is_file_gone",
+    "kept_file",
     "datasets_request",
     "to_upload",
     "upload_pieces",
@@ -181,6 +183,25 @@ def upload_pieces(
             done += len(data)
     if on_progress is not None:
         on_progress(done, sent.size_bytes)
+
+
+MIN_DIGEST_DIGITS = 8
+"""The fewest leading hex digits of a SHA-256 that name a kept file (``kept_file``)."""
+
+
+def kept_file(files: list[DatasetInfo], given: str) -> DatasetInfo:
+    """The one of ``files`` whose SHA-256 starts with ``given`` (the whole digest, or its
+    first :data:`MIN_DIGEST_DIGITS` or more hex digits); ValueError saying why not."""
+    start = given.strip().lower()
+    if len(start) < MIN_DIGEST_DIGITS or any(c not in "0123456789abcdef" for c in start):
+        raise ValueError(
+            f"{given!r}: expected a SHA-256, or its first {MIN_DIGEST_DIGITS} or more hex digits"
+        )
+    found = [f for f in files if f.sha256.startswith(start)]
+    if len(found) != 1:
+        why = "no kept file's" if not found else f"{len(found)} kept files'"
+        raise ValueError(f"{given!r}: {why} SHA-256 starts so (sidra jobs datasets list)")
+    return found[0]
 
 
 def datasets_request(

@@ -22,7 +22,7 @@ from rich.table import Table
 from sidra.cli.jobs import Server, jobs_server, transfer_bar
 from sidra.cli.options import AsJson, size_text
 from sidra.cli.tables import columns_that_fit
-from sidra.client.job_datasets import DatasetInfo, file_sha256
+from sidra.client.job_datasets import DatasetInfo, file_sha256, kept_file
 from sidra.drivers import InvalidArgument, SidraError
 
 __all__ = ["datasets_app"]
@@ -180,7 +180,7 @@ def download(
     console = Console(stderr=True)
     with jobs_server(server, "datasets download") as board:
         try:
-            file = _named(board.jobs.datasets(principal), digest)
+            file = kept_file(board.jobs.datasets(principal), digest)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'SHA256'") from exc
         path = _download_path(out, file)
@@ -233,7 +233,7 @@ def delete(
         kept = board.jobs.datasets(principal)
         for given in digests:
             try:
-                file = _named(kept, given)
+                file = kept_file(kept, given)
                 freed = board.jobs.delete_dataset(file.sha256, principal)
             except (SidraError, ValueError) as exc:
                 typer.echo(f"sidra jobs datasets delete: {exc}", err=True)
@@ -244,15 +244,3 @@ def delete(
                        f"{size_text(freed)} given back{held}")  # fmt: skip
     if refused:
         raise typer.Exit(1)
-
-
-def _named(files: list[DatasetInfo], given: str) -> DatasetInfo:
-    """The kept file whose SHA-256 starts with ``given``; ValueError saying why not."""
-    start = given.strip().lower()
-    if len(start) < 8 or any(c not in "0123456789abcdef" for c in start):
-        raise ValueError(f"{given!r}: expected a SHA-256, or its first 8 or more hex digits")
-    found = [f for f in files if f.sha256.startswith(start)]
-    if len(found) != 1:
-        why = "no kept file's" if not found else f"{len(found)} kept files'"
-        raise ValueError(f"{given!r}: {why} SHA-256 starts so (sidra jobs datasets list)")
-    return found[0]

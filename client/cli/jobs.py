@@ -30,7 +30,7 @@ from rich.table import Table
 from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, Priority, size_text
 from sidra.cli.tables import columns_that_fit
 from sidra.client import DatasetInfo, JobEvent, JobInfo, RemoteBoard
-from sidra.client.job_datasets import UploadProgress
+from sidra.client.job_datasets import UploadProgress, kept_file
 from sidra.client.jobs import DATASET_FILES
 from sidra.client.remote import connect_server
 from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
@@ -269,7 +269,7 @@ def _dataset_again(job: JobInfo, file: Path | None, board: RemoteBoard) -> str |
                 param_hint="'--dataset'",
             )
         return job.dataset
-    if file is None and (kept := _kept_file(job, board)) is not None:
+    if file is None and (kept := _kept_file_of(job, board)) is not None:
         return dataclasses.replace(kept, name=job.dataset)
     if file is None or file.name != job.dataset:
         got = "nothing" if file is None else str(file)
@@ -282,7 +282,7 @@ def _dataset_again(job: JobInfo, file: Path | None, board: RemoteBoard) -> str |
     return file
 
 
-def _kept_file(job: JobInfo, board: RemoteBoard) -> DatasetInfo | None:
+def _kept_file_of(job: JobInfo, board: RemoteBoard) -> DatasetInfo | None:
     """The file the server keeps for the caller with the bytes ``job`` trained on (its
     record's ``dataset_sha256``), if any."""
     settings = json.loads(job.files.get("settings.json", b"{}"))
@@ -517,19 +517,10 @@ def _kept_if_not_here(
         return dataset  # a bundled set's name (or a name the server refuses as none)
     kept = board.jobs.datasets()
     if by_digest:
-        digits = dataset[len(KEPT_PREFIX) :].strip().lower()
-        found = [f for f in kept if len(digits) >= 8 and f.sha256.startswith(digits)]
-        if len(found) != 1:
-            why = (
-                "give 8 hex digits or more of" if len(digits) < 8
-                else f"{len(found)} files the server keeps for you have a SHA-256 starting so: "
-                "give more digits of" if found
-                else "no file the server keeps for you has a SHA-256 starting so: give"
-            )  # fmt: skip
-            raise typer.BadParameter(
-                f"got {dataset}: {why} the SHA-256 of one it keeps (sidra jobs datasets list)",
-                param_hint="'--dataset'",
-            )
+        try:
+            found = [kept_file(kept, dataset[len(KEPT_PREFIX) :])]
+        except ValueError as exc:
+            raise typer.BadParameter(f"got {dataset}: {exc}", param_hint="'--dataset'") from exc
         how = f"{dataset}: the job trains on"
     else:
         found = [f for f in kept if f.name == Path(dataset).name]

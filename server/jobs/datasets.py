@@ -27,6 +27,7 @@ from sidra.drivers import (
     SidraError,
 )
 from sidra.hil.v1 import jobs_pb2 as pb
+from sidra.server.jobs.pieces import piece_length
 from sidra.server.jobs.runner import JobRunner
 from sidra.server.jobs.submission import check_dataset_file
 from sidra.server.limits import MIB, RefusalListener
@@ -40,10 +41,6 @@ DATASET_SHA256_FIELD = "dataset_sha256"
 """SubmitJob's field naming a stored data set file."""
 
 log = logging.getLogger(__name__)
-
-PIECE_BYTES = 2**20
-"""What a ReadDataset asking for ``max_bytes`` 0 is answered, at most, bytes (as
-ReadJobFile: sidra.server.jobs.manager.FILE_PIECE_BYTES)."""
 
 PRUNE_EVERY_S = 3600.0
 """How often, at most, the files past the retention (``[state] dataset_retention_days``)
@@ -205,14 +202,11 @@ class DatasetFiles:
     def read(
         self, principal: str, sha256: str, offset: int, max_bytes: int, most: int
     ) -> tuple[DatasetFileRow, bytes]:
-        """Up to ``max_bytes`` (0: :data:`PIECE_BYTES`; at most ``most``) bytes of
+        """Up to ``max_bytes`` (at most ``most``: sidra.server.jobs.pieces) bytes of
         ``principal``'s file of ``sha256`` from ``offset`` on, with the file. NotFound when
         it keeps no such file; OutOfRange naming ``offset`` or ``max_bytes``."""
         digest = checked_sha256("sha256", sha256)
-        length = max_bytes or min(PIECE_BYTES, most)
-        if length > most:
-            raise OutOfRange("max_bytes", max_bytes, f"0 .. {most} (0: {PIECE_BYTES})")
-        found = self._store().piece(principal, digest, offset, length)
+        found = self._store().piece(principal, digest, offset, piece_length(max_bytes, most))
         if found is None:
             raise NotFound(_missing("sha256", principal, digest))
         row, piece = found
@@ -251,7 +245,8 @@ class DatasetFiles:
     def used(self, principal: str, sha256: str) -> None:
         """A job of ``principal`` was taken (started or queued) on its file of ``sha256``:
         what the retention counts from (a refused submission is no use of the file)."""
-        self._store().used(principal, sha256.strip().lower(), self._clock())
+        digest = checked_sha256(DATASET_SHA256_FIELD, sha256)
+        self._store().used(principal, digest, self._clock())
 
     def _store(self) -> DatasetRecords:
         if self._records is None:

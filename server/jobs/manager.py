@@ -52,6 +52,7 @@ from sidra.drivers.monitor import LinkMonitored
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.live import LiveJob, cancelled_text, ended, progress_interval_s
+from sidra.server.jobs.pieces import piece_length
 from sidra.server.jobs.queue import TILES, JobQueue, Waiting
 from sidra.server.jobs.recorder import BehindRecorder
 from sidra.server.jobs.runner import (
@@ -103,9 +104,6 @@ WATCH_POLL_S = 0.5
 LATE_STOP_WAIT_S = 5.0
 """How long :meth:`JobManager.stop_all` waits for jobs stopped at their next board call
 (after its ``wait_s``) to store their end, s."""
-
-FILE_PIECE_BYTES = 2**20
-"""What ReadJobFile reads when asked for no size (max_bytes 0), bytes."""
 
 PRUNE_EVERY_S = 3600.0
 """How often, at most, the jobs past the retention (``[state] job_retention_days``) are
@@ -302,7 +300,8 @@ class JobManager:
             raise
         live = LiveJob(
             row, session.id, last_flush_s=time.monotonic(), options=job.options,
-            resume=job.resume, dataset_file=job.dataset_file,
+            resume=job.resume,
+            dataset_file=None if job.dataset_file is None else job.dataset_file.content,
         )  # fmt: skip
         with self._changed:
             self._live[job_id] = live
@@ -349,14 +348,19 @@ class JobManager:
                 state="queued", submitted_unix_s=self._clock(), tiles=job.tiles,
                 whole_board=job.whole_board, message="queued", priority=job.priority,
             )  # fmt: skip
-            held = None if job.dataset_file is None else HeldDataset(job.dataset_file)
+            held = job.dataset_file
             live = LiveJob(
                 row, "", options=job.options, resume=job.resume,
                 queued_file=None if held is None else self._stored_file(held.sha256),
             )  # fmt: skip
             self._event(live, "state", state="queued")
             # under the lock: the queue never sees it unstored
-            records.add(row, job.resume, job.dataset_file, None if held is None else held.sha256)
+            records.add(
+                row,
+                job.resume,
+                None if held is None else held.content,
+                None if held is None else held.sha256,
+            )
             records.update(row, live.events)
             live.stored = len(live.events)
             self._live[row.id] = live
@@ -915,7 +919,7 @@ class JobManager:
     def read_file(
         self, job_id: str, name: str, offset: int, max_bytes: int, most: int
     ) -> FilePiece:
-        """Up to ``max_bytes`` (0: :data:`FILE_PIECE_BYTES`; at most ``most``) bytes of the
+        """Up to ``max_bytes`` (at most ``most``: sidra.server.jobs.pieces) bytes of the
         job's record file ``name`` from ``offset`` on, with the file's size and digest."""
         job_id = self.full_id(job_id)
         job = self.get(job_id)
@@ -924,9 +928,7 @@ class JobManager:
             raise _no_such_file(job_id, name, job.file_sizes)
         if offset > size:
             raise OutOfRange("offset", offset, f"0 .. {size} (the size of {name})")
-        length = max_bytes or min(FILE_PIECE_BYTES, most)
-        if length > most:
-            raise OutOfRange("max_bytes", max_bytes, f"0 .. {most} (0: {FILE_PIECE_BYTES})")
+        length = piece_length(max_bytes, most)
         assert self.records is not None  # get() found the job's record there
         try:  # the file may have gone since: a running job's files are replaced at its end
             return self.records.read_file(job_id, name, offset, length)

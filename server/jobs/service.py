@@ -29,6 +29,7 @@ from sidra.server.jobs.manager import (
     NotJobOwner,
     check_priority_allowed,
 )
+from sidra.server.jobs.pieces import ANSWER_HEADROOM_BYTES, most_piece_bytes
 from sidra.server.limits import MIB, PrincipalLimits, caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.routes import unary_handlers
@@ -62,13 +63,6 @@ EVENT_KINDS = {
 """Stored event kind -> JobEventKind."""
 
 DEFAULT_LIST_LIMIT = 100
-
-ANSWER_HEADROOM_BYTES = 64 * 1024
-"""What an answer carrying record files leaves of the message limit for the rest of the
-job (its options, summary and error), bytes."""
-
-MAX_FILE_PIECE_BYTES = 4 * 2**20
-"""Most bytes one ReadJobFile answers, bytes (jobs.proto)."""
 
 
 def _local_caller(context: grpc.ServicerContext) -> tuple[str, bool]:
@@ -133,7 +127,7 @@ class JobServicer:
 
     def ReadDataset(self, request: pb.ReadDatasetRequest, context: grpc.ServicerContext) -> Message:
         whose = self._whose(request.principal, context)
-        most = min(MAX_FILE_PIECE_BYTES, self.limits.max_response_bytes - ANSWER_HEADROOM_BYTES)
+        most = most_piece_bytes(self.limits.max_response_bytes)
         row, piece = self.datasets.read(
             whose, request.sha256, request.offset, request.max_bytes, most
         )
@@ -188,7 +182,7 @@ class JobServicer:
         return job_message(self.manager.get(request.job_id, with_files=request.include_record))
 
     def ReadJobFile(self, request: pb.ReadJobFileRequest, context: grpc.ServicerContext) -> Message:
-        most = min(MAX_FILE_PIECE_BYTES, self.limits.max_response_bytes - ANSWER_HEADROOM_BYTES)
+        most = most_piece_bytes(self.limits.max_response_bytes)
         piece = self.manager.read_file(
             request.job_id, request.name, request.offset, request.max_bytes, most
         )

@@ -58,8 +58,8 @@ class Submission:
     """The checkpoint it goes on from (None: none)."""
     priority: int = 0
     """Its place in the queue before turns, higher first."""
-    dataset_file: bytes | None = None
-    """The content of the data set file ``dataset`` names (None: a bundled set)."""
+    dataset_file: HeldDataset | None = None
+    """The data set file ``dataset`` names, hashed once here (None: a bundled set)."""
 
 
 def checked_submission(
@@ -91,7 +91,7 @@ def checked_submission(
                 "dataset", dataset, f"one of {', '.join(runner.datasets)} (bundled data sets), "
                 f"or a file's name ({_suffixes(runner)}) with its content in {DATASET_FILE_FIELD}",
             )  # fmt: skip
-    data = dataset_file or None
+    data = HeldDataset(dataset_file) if dataset_file else None
     if not (math.isfinite(lease_wait_s) and 0 <= lease_wait_s <= WAIT_LIMIT_S):
         raise OutOfRange("lease_wait_s", lease_wait_s, f"0 .. {WAIT_LIMIT_S:g} s")
     try:
@@ -101,12 +101,18 @@ def checked_submission(
     except ValueError as exc:
         raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
     if resume_checkpoint:
-        _check_resume(runner, kind, options, dataset, resume_checkpoint, data)
+        _check_resume(
+            runner,
+            kind,
+            options,
+            dataset,
+            resume_checkpoint,
+            None if data is None else data.content,
+        )
     try:
         tiles, whole_board = runner.claim(
-            kind, options, dataset, info, use, resume_checkpoint or None,
-            None if data is None else HeldDataset(data),
-        )  # fmt: skip
+            kind, options, dataset, info, use, resume_checkpoint or None, data
+        )
     except ValueError as exc:  # the network does not fit the tiles it may use
         raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
     count = info.tile_count

@@ -278,8 +278,8 @@ def test_sidra_downloads_a_kept_file_and_model_eval_reads_it_back_from_the_serve
         short = run_sidra("train", "mlp", "--server", address, "--remote-job", "--dataset",
                           f"sha256:{digest[:4]}")  # fmt: skip
         assert short.returncode == 2
-        assert unwrapped(f"got sha256:{digest[:4]}: give 8 hex digits or more of the SHA-256 of "
-                         "one it keeps") in unwrapped(short.stderr)  # fmt: skip
+        assert unwrapped(f"got sha256:{digest[:4]}: '{digest[:4]}': expected a SHA-256, or its "
+                         "first 8 or more hex digits") in unwrapped(short.stderr)  # fmt: skip
 
         unknown = run_sidra("jobs", "datasets", "download", "0123456789", "--server", address)
         assert unknown.returncode == 2
