@@ -7,7 +7,10 @@
 - :mod:`~sidra.server.jobs.datasets`: data set files kept for jobs, uploaded in pieces;
 - :mod:`~sidra.server.jobs.queue`: the queue's order (principals' turns, tiles kept) and passes;
 - :mod:`~sidra.server.jobs.live`: a job as held while it runs, its progress events, its end told;
-- :mod:`~sidra.server.jobs.manager`: submitting, running, watching, cancelling;
+- :mod:`~sidra.server.jobs.table`: the jobs held in memory, and the condition they change under;
+- :mod:`~sidra.server.jobs.starting`: a checked job started at once, or queued and started so;
+- :mod:`~sidra.server.jobs.running`: a started job's thread, its reports and its end;
+- :mod:`~sidra.server.jobs.manager`: submitting, reading, watching, cancelling, deleting;
 - :mod:`~sidra.server.jobs.service`: ``sidra.hil.v1.JobService`` over gRPC.
 """
 

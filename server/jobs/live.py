@@ -1,4 +1,4 @@
-"""A job as the jobs' manager holds it while it runs (or waits in the queue), how often
+"""A job as the server holds it while it runs (or waits in the queue), how often
 its progress becomes an event, and how its end is told (its state and error)."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def progress_interval_s(elapsed_s: float) -> float:
 
 @dataclass(eq=False)
 class LiveJob:
-    """A job this process started (the manager's condition guards it)."""
+    """A job this process holds (the condition of sidra.server.jobs.table guards it)."""
 
     row: JobRow
     session_id: str
