@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+from board_data import dyadic_g
 
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar
@@ -23,7 +24,10 @@ from sidra.emulator.pcie import VirtualPcieBoard, serve_virtual_pcie_board
 PROFILE = preset("ideal")
 FAST_S = 0.3
 """Margin on modeled time before a missing completion is late, s: short, tests wait it."""
-G = np.random.default_rng(4).uniform(1.0, 40.0, (256, 256)).astype(np.float32)
+G = dyadic_g(np.random.default_rng(4), (256, 256))
+"""Conductances on a 1/16 µS grid: with dyadic voltages every sum is exact in float32, so
+a batch cut into pieces gives the whole batch's currents bit for bit, in whatever order
+BLAS adds them (which depends on the batch's size and the threads)."""
 
 _WIDTH = {reg.offset: reg.bits for reg in r.REGISTERS}
 

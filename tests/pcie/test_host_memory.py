@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from board_data import dyadic_v
 from pcie_support import G, board, driver
 
 from sidra.drivers import open_board
@@ -35,7 +36,8 @@ from sidra.emulator.pcie import VirtualPcieBoard
 from sidra.emulator.pcie.device import PcieDevice, _Entry
 
 BATCH = 1024
-X = np.random.default_rng(9).uniform(-0.2, 0.2, (BATCH, 256)).astype(np.float32)
+X = dyadic_v(np.random.default_rng(9), (BATCH, 256))
+"""Dyadic (as pcie_support's G): a batch and its pieces sum exactly, in any order."""
 
 
 @pytest.fixture(scope="module")

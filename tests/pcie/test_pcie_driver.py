@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from board_data import dyadic_v
 from pcie_support import G, board, recorded
 
 from sidra.drivers import PerturbationPoint, open_board
@@ -169,8 +170,7 @@ def test_perturbed_mvm_whose_answer_outgrows_a_window_goes_as_pieces_by_its_poin
     pieces of 4 points), and one point's batch too large for a window in slices of it.
     The joined currents are the whole call's on the in-process emulator, bit for bit
     (ideal board); each piece restores the region once more."""
-    rng = np.random.default_rng(8)
-    v = rng.uniform(-0.2, 0.2, (1200, 256)).astype(np.float32)
+    v = dyadic_v(np.random.default_rng(8), (1200, 256))  # exact sums: any split, any order
     points = [PerturbationPoint(k, 1.0, 1 if k % 2 else -1) for k in range(8)]
     with open_board("emu://?preset=ideal&seed=1") as reference:
         reference.program(0, G)

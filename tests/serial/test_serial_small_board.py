@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import serial
+from board_data import dyadic_g, dyadic_v
 
 from sidra.drivers import (
     BoardUnavailable,
@@ -196,8 +197,8 @@ def test_a_perturbed_pass_larger_than_the_stage_goes_as_commands_by_its_points()
     joined currents are the in-process emulator's, bit for bit."""
     reference = EmulatorDriver(PROFILE, 3)
     rng = np.random.default_rng(4)
-    g = rng.uniform(2.0, 38.0, (32, 16)).astype(np.float32)
-    v = rng.uniform(-0.2, 0.2, (40, 32)).astype(np.float32)
+    g = dyadic_g(rng, (32, 16), 2.0, 38.0)  # dyadic: exact sums whatever the split
+    v = dyadic_v(rng, (40, 32))
     points = [PerturbationPoint(k, 1.0, 1 if k % 2 else -1) for k in range(5)]
     with (
         serve_virtual_board(PROFILE, 3, max_payload=256, stage_capacity=STAGE) as server,

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from board_data import dyadic_g, dyadic_v
 from cli_support import process, serving_line
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -45,6 +46,8 @@ from sidra.training import SPSAOptions, load_dataset, train_softmax_spsa
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
 ROWS = COLS = 256  # the ideal preset's tiles
+# Passes compared bit for bit across batch splits use dyadic data (board_data): every
+# float32 sum is exact, so the order BLAS adds in (batch size, threads) cannot show.
 MIB = 2**20
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -216,9 +219,9 @@ def test_a_client_told_the_limit_sends_a_larger_batch_in_parts() -> None:
     joined result is the whole batch's (bit for bit on the ideal board, both directions,
     sync and asyncio); a bad vector in the last part is refused before any part runs."""
     rng = np.random.default_rng(5)
-    v = rng.uniform(-0.2, 0.2, (21, ROWS)).astype(np.float32)
+    v = dyadic_v(rng, (21, ROWS))
     with serving(LimitsSettings(max_batch=8)) as served:
-        served.board.program(0, rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32))
+        served.board.program(0, dyadic_g(rng, (ROWS, COLS)))
         whole = served.board.mvm(0, v).currents
         back = served.board.transpose_mvm(0, v).currents
         with connect(served.address, max_batch=8) as board:
@@ -250,8 +253,8 @@ def test_a_perturbed_pass_over_max_batch_goes_in_parts_by_its_points() -> None:
     each part restores the region once more, which cells_written counts. None is
     refused."""
     rng = np.random.default_rng(6)
-    g = rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32)
-    v = rng.uniform(-0.2, 0.2, (12, ROWS)).astype(np.float32)
+    g = dyadic_g(rng, (ROWS, COLS))
+    v = dyadic_v(rng, (12, ROWS))
     points = [PerturbationPoint(seed, 2.0, sign) for seed, sign in ((1, 1), (1, -1), (7, 1))]
     region = Region(0, 0, 64, 10)
     with serving(LimitsSettings(max_batch=8)) as served:
@@ -318,7 +321,7 @@ def test_every_caller_is_told_the_limits_and_a_client_told_nothing_fits_its_call
     size; sizes a caller gives are kept as given."""
     limits = LimitsSettings(max_batch=8, max_message_mb=1, max_in_flight=3)
     rng = np.random.default_rng(6)
-    v = rng.uniform(-0.2, 0.2, (21, ROWS)).astype(np.float32)
+    v = dyadic_v(rng, (21, ROWS))
     with serving(limits) as served, grpc.insecure_channel(served.address) as channel:
         reply = pb_grpc.BoardServiceStub(channel).GetBoardInfo(pb.GetBoardInfoRequest())
         assert reply.limits == pb.ServiceLimits(
@@ -328,7 +331,7 @@ def test_every_caller_is_told_the_limits_and_a_client_told_nothing_fits_its_call
             max_streams=4,
             max_response_bytes=DEFAULT_MAX_MESSAGE_BYTES,
         )
-        served.board.program(0, rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32))
+        served.board.program(0, dyadic_g(rng, (ROWS, COLS)))
         whole = served.board.mvm(0, v).currents
         with connect(served.address) as board:
             assert (board.max_batch, board.message_limit_bytes) == (4096, 8 * MIB)  # not yet
@@ -367,9 +370,9 @@ def test_a_stream_sends_a_batch_over_the_limit_as_items_and_joins_their_results(
     refused before any of its items is sent."""
     rng = np.random.default_rng(8)
     sizes = (21, 3, 16)
-    vs = [rng.uniform(-0.2, 0.2, (n, ROWS)).astype(np.float32) for n in sizes]
+    vs = [dyadic_v(rng, (n, ROWS)) for n in sizes]
     with serving(LimitsSettings(max_batch=8)) as served:
-        served.board.program(0, rng.uniform(1.0, 40.0, (ROWS, COLS)).astype(np.float32))
+        served.board.program(0, dyadic_g(rng, (ROWS, COLS)))
         wholes = [served.board.mvm(0, v).currents for v in vs]
         with connect(served.address) as board:
             before = served.board.stats().mvm_passes
