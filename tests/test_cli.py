@@ -765,7 +765,8 @@ def test_a_command_that_reads_a_server_or_a_record_imports_neither_the_service_n
     )  # fmt: skip
     imported = set(json.loads(run.stdout))
     assert "sidra.cli.commands" in imported  # the lazy group did the loading
-    heavy = {"sidra.server.app", "sidra.emulator", "sidra.training.board_spsa", "sklearn"}
+    heavy = {"sidra.server.app", "sidra.emulator", "sidra.training.board_spsa", "sklearn",
+             "sidra.training.deployment"}  # fmt: skip
     assert not heavy & imported, f"sidra {command} imports {sorted(heavy & imported)}"
 
 

@@ -20,7 +20,7 @@ from sidra.client import RemoteBoard
 from sidra.client.deployments import CheckHistory, DeploymentCheck
 from sidra.drivers import SidraError
 from sidra.training.atomic_files import write_atomically
-from sidra.training.deployment import MIN_HELD_CORRELATION
+from sidra.training.held import MIN_HELD_CORRELATION, holds
 
 __all__ = ["check_deployment", "check_history"]
 
@@ -57,7 +57,7 @@ def check_deployment(
 
 
 def _held(checked: DeploymentCheck) -> bool:
-    return checked.correlation >= MIN_HELD_CORRELATION
+    return holds(checked.correlation)
 
 
 def _not_held(checked: DeploymentCheck) -> str:

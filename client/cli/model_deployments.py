@@ -24,7 +24,8 @@ from sidra.drivers import (
     Region,
 )
 from sidra.training.atomic_files import write_atomically
-from sidra.training.deployment import MIN_HELD_CORRELATION, DeployedModel
+from sidra.training.deployment import DeployedModel
+from sidra.training.held import holds
 from sidra.training.model import MODEL_FILE, ModelFileError, TrainedModel
 
 __all__ = [
@@ -265,7 +266,7 @@ def _check_text(check: DeploymentCheck | None) -> str:
     """A deployment's latest check in a few words: the correlation, and when."""
     if check is None:
         return "never checked (sidra model check)"
-    held = "" if check.correlation >= MIN_HELD_CORRELATION else ", NOT HELD"
+    held = "" if holds(check.correlation) else ", NOT HELD"
     return f"correlation {check.correlation:.2f}{held} at {when_text(check.checked_unix_s)}"
 
 

@@ -30,7 +30,7 @@ from sidra.client import Caller, RemoteBoard, TileLease
 from sidra.client.deployments import Deployment
 from sidra.client.jobs import JobInfo
 from sidra.drivers import SidraError, open_board
-from sidra.training.deployment import MIN_HELD_CORRELATION
+from sidra.training.held import holds
 
 __all__ = ["status"]
 
@@ -208,7 +208,7 @@ def _deployment(d: Deployment) -> dict[str, Any]:
         "intact": d.intact, "protected": d.protected,
         "correlation": None if check is None else check.correlation,
         "checked_unix_s": None if check is None else check.checked_unix_s,
-        "held": None if check is None else check.correlation >= MIN_HELD_CORRELATION,
+        "held": None if check is None else holds(check.correlation),
     }  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.eqprop import EquilibriumNetwork
 from sidra.training.forward_forward import goodness_by_label
+from sidra.training.held import MIN_HELD_CORRELATION, holds
 from sidra.training.model import GoodnessReadout, ModelLayer, SettleReadout, TrainedModel
 from sidra.training.placement import LayerShape, Placement
 
@@ -185,15 +186,6 @@ class ModelEvaluation:
         }
 
 
-MIN_HELD_CORRELATION = 0.5
-"""Least correlation between the conductances a layer's tiles hold and the model's targets
-for them for the tiles to count as holding the model (``held=True``). Drift, read noise
-and stuck cells move the cells but keep most of their order (0.92–0.98 on sidra-y1 right
-after programming and a year later, one read per cell); tiles holding another model or
-nothing correlate near 0 (within about 1/√cells: ±0.04 for the smallest layer here,
-65 × 10)."""
-
-
 class ModelNotHeld(ValueError):
     """The tiles do not hold the model (``held=True``): the message names the layer, its
     tiles and the correlation found."""
@@ -335,7 +327,7 @@ class DeployedModel:
             LayerHeld.read(shape.name, analog, layer.weights) for shape, analog, layer in named
         )
         for found in self.held:
-            if not found.correlation >= MIN_HELD_CORRELATION:
+            if not holds(found.correlation):
                 raise ModelNotHeld(
                     f"{found.layer} on tiles {list(found.tiles)}: what they hold correlates "
                     f"{found.correlation:.3f} with the model's conductances, expected >= "
