@@ -748,7 +748,19 @@ print(json.dumps(sorted(sys.modules)))
 
 @pytest.mark.parametrize(
     "command",
-    ["status", "whoami", "leases", "jobs list", "jobs datasets list", "runs list", "state show"],
+    [
+        "status",
+        "whoami",
+        "leases",
+        "jobs list",
+        "jobs datasets list",
+        "runs list",
+        "state show",
+        "model list",
+        "model check",
+        "model checks",
+        "model pull",
+    ],
 )
 def test_a_command_that_reads_a_server_or_a_record_imports_neither_the_service_nor_the_emulator(
     command: str,

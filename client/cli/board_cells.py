@@ -26,9 +26,9 @@ import numpy.typing as npt
 import typer
 from rich.console import Console
 
+from sidra.cli.job_board import job_board
 from sidra.cli.options import AsJson, BoardArg, new_file
 from sidra.cli.totals import cost_values, totals
-from sidra.cli.train.running import job_board
 from sidra.drivers import BoardInfo, Cost, Region
 from sidra.training.atomic_files import write_atomically
 

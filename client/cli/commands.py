@@ -12,8 +12,8 @@ help.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import typer
 import typer.main
@@ -21,7 +21,7 @@ from typer.models import CommandInfo
 
 from sidra.cli.options import ValueNamingGroup, plain_help_where_cut, reflow_help
 
-__all__ = ["LAZY_COMMANDS", "LazyCommands", "whole_command"]
+__all__ = ["LAZY_COMMANDS", "LazyCommands", "command_loader", "whole_command"]
 
 
 _DEFAULTS = typer.Typer(add_completion=False)
@@ -47,7 +47,7 @@ def _group(module: str, attribute: str, *extra: tuple[str, str, str]) -> Callabl
     return load
 
 
-def _command(module: str, attribute: str) -> Callable[[], Any]:
+def command_loader(module: str, attribute: str) -> Callable[[], Any]:
     """A loader of the command function ``attribute`` of ``module`` as a click command."""
 
     def load() -> Any:
@@ -62,15 +62,15 @@ def _command(module: str, attribute: str) -> Callable[[], Any]:
 
 
 LAZY_COMMANDS: dict[str, Callable[[], Any]] = {
-    "leases": _command("sidra.cli.leases", "leases"),
-    "status": _command("sidra.cli.status", "status"),
-    "whoami": _command("sidra.cli.whoami", "whoami"),
+    "leases": command_loader("sidra.cli.leases", "leases"),
+    "status": command_loader("sidra.cli.status", "status"),
+    "whoami": command_loader("sidra.cli.whoami", "whoami"),
     "bench": _group("sidra.cli.bench", "bench_app",
                     ("serial", "sidra.cli.bench_serial", "serial_command")),
     "board": _group("sidra.cli.board", "board_app"),
     "jobs": _group("sidra.cli.jobs", "jobs_app",
                    ("datasets", "sidra.cli.job_datasets", "datasets_app")),
-    "model": _group("sidra.cli.model", "model_app"),
+    "model": _group("sidra.cli.model_group", "model_app"),
     "runs": _group("sidra.cli.runs", "runs_app"),
     "state": _group("sidra.cli.state", "state_app"),
     "token": _group("sidra.cli.token", "token_app"),
@@ -79,47 +79,61 @@ LAZY_COMMANDS: dict[str, Callable[[], Any]] = {
 """The commands and groups after ``serve`` and ``demo`` (sidra.cli.main's own), in the
 order help lists them: each loaded once, by the first command line that names it."""
 
-_loaded: dict[str, Any] = {}
+_loaded: dict[tuple[int, str], Any] = {}
 
 
 class LazyCommands(ValueNamingGroup):
-    """The ``sidra`` group: its own commands, and :data:`LAZY_COMMANDS` loaded when named
-    (help reflowed and made plain where cut, as every command's)."""
+    """A group whose commands in :attr:`lazy` are each loaded when a command line names
+    it (help reflowed and made plain where cut, as every command's): the ``sidra`` group
+    (:data:`LAZY_COMMANDS`), and groups whose commands need very different imports
+    (``sidra model``: listing a server's deployments needs none of the training code that
+    evaluating a model does)."""
+
+    lazy: ClassVar[Mapping[str, Callable[[], Any]]] = LAZY_COMMANDS
+    """Each command's name and loader, in the order help lists them."""
 
     def list_commands(self, ctx: Any) -> list[str]:
-        own = [name for name in super().list_commands(ctx) if name not in LAZY_COMMANDS]
-        return [*own, *LAZY_COMMANDS]
+        own = [name for name in super().list_commands(ctx) if name not in self.lazy]
+        return [*own, *self.lazy]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
-            self.add_command(_load(cmd_name), cmd_name)
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            self.add_command(_load(self.lazy, cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] not in self.commands and args[0] not in LAZY_COMMANDS:
+        if args and args[0] not in self.commands and args[0] not in self.lazy:
             # A name no command has: typer suggests the nearest of the commands the group
             # holds ("Did you mean 'status'?"), so it holds them all first (a typo's cost).
-            for name in LAZY_COMMANDS:
+            for name in self.lazy:
                 self.get_command(ctx, name)
         return super().resolve_command(ctx, args)
 
 
-def _load(name: str) -> Any:
-    """The command ``name`` of :data:`LAZY_COMMANDS`, built once."""
-    if name not in _loaded:
-        command = LAZY_COMMANDS[name]()
+def _load(lazy: Mapping[str, Callable[[], Any]], name: str) -> Any:
+    """The command ``name`` of ``lazy``, built once."""
+    key = (id(lazy), name)
+    if key not in _loaded:
+        command = lazy[name]()
         command.name = name
         reflow_help(command)
         plain_help_where_cut(command)
-        _loaded[name] = command
-    return _loaded[name]
+        _loaded[key] = command
+    return _loaded[key]
 
 
 def whole_command(app: typer.Typer) -> Any:
-    """``app`` as a click group with every command loaded, for what walks them all (the
-    tests that check every command's help and every documented command line)."""
+    """``app`` as a click group with every command loaded, its groups' too, for what walks
+    them all (the tests that check every command's help and every documented command
+    line)."""
     group = typer.main.get_group(app)
+    _load_every(group)
+    return group
+
+
+def _load_every(group: Any) -> None:
     context = typer.Context(group)
     for name in group.list_commands(context):
-        group.get_command(context, name)
-    return group
+        command = group.get_command(context, name)
+        if hasattr(command, "list_commands"):
+            _load_every(command)

@@ -18,24 +18,21 @@ from rich.table import Table
 
 from sidra.cli.completion import board_urls
 from sidra.cli.eval_log import append_row, checked_log, log_row
-from sidra.cli.model_checks import check_deployment, check_history
+from sidra.cli.job_board import job_board
 from sidra.cli.model_deployments import (
     Target,
     check_regions,
     check_registration,
     file_target,
     leased,
-    list_deployments,
-    pull,
     register,
     target_of,
-    undeploy,
 )
 from sidra.cli.options import AsJson, new_file
 from sidra.cli.recorded_dataset import fetched, not_here, recorded_file
 from sidra.cli.sample_files import answers_file, checked_answers_path, read_samples
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
-from sidra.cli.train.running import dataset_named, job_board
+from sidra.cli.train.running import dataset_named
 from sidra.drivers import Board, InvalidArgument
 from sidra.drivers.validation import to_float32
 from sidra.training import BUNDLED, Dataset, load_dataset
@@ -46,13 +43,7 @@ from sidra.training.importing import model_from_weights
 from sidra.training.model import GoodnessReadout, SettleReadout, TrainedModel
 from sidra.training.placement import tile_order
 
-__all__ = ["model_app"]
-
-model_app = typer.Typer(
-    no_args_is_help=True,
-    help="Trained networks (model.npz in a run's record): show one, evaluate it on a board, "
-    "classify new samples there, keep it deployed on a served board by name.",
-)
+__all__ = ["deploy", "evaluate", "import_weights", "predict", "show"]
 
 
 class Split(StrEnum):
@@ -123,7 +114,6 @@ Tiles = Annotated[
 ]
 
 
-@model_app.command()
 def show(model: ModelPath, as_json: AsJson = False) -> None:
     """A model's layers, inputs, labels and where it was trained."""
     loaded = file_target(model).model
@@ -174,7 +164,6 @@ BOARD_DEFAULT: list[str] = ["emu://"]
 """--board not given: the default in-process emulator."""
 
 
-@model_app.command("eval")
 def evaluate(
     model: OptionalModelPath = None,
     deployment: DeploymentOption = None,
@@ -342,7 +331,6 @@ def _report_boards(reports: list[dict[str, Any]], as_json: bool) -> None:
     )
 
 
-@model_app.command()
 def deploy(
     model: ModelPath,
     board: BoardUrl = "emu://",
@@ -429,14 +417,6 @@ def deploy(
     console.print(f"run it as held: sidra model eval {model} --held {used} (and the same board)")
 
 
-model_app.command("list")(list_deployments)
-model_app.command("check")(check_deployment)
-model_app.command("checks")(check_history)
-model_app.command()(pull)
-model_app.command()(undeploy)
-
-
-@model_app.command("import")
 def import_weights(
     weights: Annotated[
         Path,
@@ -588,7 +568,6 @@ def _labelled(
     return data
 
 
-@model_app.command()
 def predict(
     inputs: Annotated[
         Path,

@@ -5,55 +5,32 @@ a served board under a name (deployments.proto)."""
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
 import typer
 
-from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, new_file
-from sidra.cli.train.running import job_board
-from sidra.client import RemoteBoard
-from sidra.client.deployments import DeployedRegion, Deployment, DeploymentCheck
+from sidra.cli.model_served import remote, when_text
+from sidra.client.deployments import DeployedRegion, Deployment
 from sidra.drivers import (
     Board,
     FailedPrecondition,
     Region,
 )
-from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import DeployedModel
-from sidra.training.held import holds
 from sidra.training.model import MODEL_FILE, ModelFileError, TrainedModel
 
 __all__ = [
-    "DeploymentName",
-    "RequiredServer",
     "Target",
     "check_registration",
     "describe",
     "file_target",
     "leased",
-    "list_deployments",
-    "pull",
     "register",
-    "server_board",
     "target_of",
-    "undeploy",
-    "when_text",
 ]
-
-RequiredServer = Annotated[
-    str,
-    typer.Option(
-        "--server",
-        help=f"The sidra serve keeping the deployments: HOST:PORT, or {TLS_URL_HELP}.",
-        envvar=SERVER_ENV,
-    ),
-]
-DeploymentName = Annotated[str, typer.Argument(help="The deployment's name (sidra model list).")]
 
 
 class Target(NamedTuple):
@@ -65,23 +42,6 @@ class Target(NamedTuple):
     data: bytes
     """The model file's bytes."""
     deployment: Deployment | None
-
-
-@contextmanager
-def server_board(address: str, what: str) -> Iterator[RemoteBoard]:
-    """The server, or a usage error (a malformed address) or exit 1 naming the command and
-    what went wrong."""
-    with job_board("emu://", address, f"sidra model {what}") as board:
-        yield remote(board, "'--server'")
-
-
-def remote(board: Board, option: str) -> RemoteBoard:
-    """``board`` as the server it must be for ``option``."""
-    if not isinstance(board, RemoteBoard):
-        raise typer.BadParameter(
-            "deployments are kept by a server: give --server", param_hint=option
-        )
-    return board
 
 
 def check_registration(
@@ -222,78 +182,3 @@ def _parsed(data: bytes, source: str, hint: str) -> TrainedModel:
         return TrainedModel.from_bytes(data, source)
     except ModelFileError as exc:
         raise typer.BadParameter(str(exc), param_hint=hint) from exc
-
-
-def when_text(unix_s: float) -> str:
-    """A time as a lab reads it: local date, hours and minutes."""
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_s))
-
-
-def _intact_text(deployment: Deployment) -> str:
-    if deployment.intact:
-        return "yes, protected" if deployment.protected else "yes"
-    rewritten = {(r.tile, r.rewritten_by): r for r in deployment.regions if not r.intact}
-    return "no: " + "; ".join(
-        f"tile {tile} rewritten" + (f" by {by}, {when_text(r.rewritten_unix_s)}" if by else "")
-        for (tile, by), r in sorted(rewritten.items())
-    )
-
-
-def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
-    """Models deployed on a server's board by name: where, by whom, whether intact.
-
-    Also what its cells read at its latest check (sidra model check, or the server's own
-    at a metrics scrape): their correlation with the targets, and when."""
-    with server_board(server, "list") as board:
-        found = board.deployments.list()
-    if as_json:
-        typer.echo(json.dumps([d.as_dict() for d in found]))
-        return
-    if not found:
-        typer.echo("no deployment (sidra model deploy --name NAME --server ... keeps one)")
-        return
-    # One block a deployment, not a table: eight fields do not fit 80 columns, and a
-    # description is free text of any length.
-    for d in found:
-        tiles = " ".join(map(str, d.tiles))
-        typer.echo(f"{d.name}: by {d.principal}, {when_text(d.created_unix_s)}, tiles {tiles}")
-        typer.echo(f"  intact: {_intact_text(d)}")
-        typer.echo(f"  cells read: {_check_text(d.last_check)}")
-        typer.echo(f"  model {d.model_sha256[:8]}: {d.description}")
-
-
-def _check_text(check: DeploymentCheck | None) -> str:
-    """A deployment's latest check in a few words: the correlation, and when."""
-    if check is None:
-        return "never checked (sidra model check)"
-    held = "" if holds(check.correlation) else ", NOT HELD"
-    return f"correlation {check.correlation:.2f}{held} at {when_text(check.checked_unix_s)}"
-
-
-def undeploy(name: DeploymentName, server: RequiredServer) -> None:
-    """Forget a deployment (yours, or as an admin anyone's); its tiles keep what they hold."""
-    with server_board(server, "undeploy") as board:
-        gone = board.deployments.delete(name)
-    typer.echo(
-        f"deployment {gone.name!r} forgotten; tiles {list(gone.tiles)} keep what they hold",
-        err=True,
-    )
-
-
-def pull(
-    name: DeploymentName,
-    server: RequiredServer,
-    out: Annotated[
-        Path, typer.Option(help="The model file to write; an existing file is not written over.")
-    ],
-) -> None:
-    """Fetch a deployment's model file from a server (to run elsewhere or keep)."""
-    new_file(out)
-    with server_board(server, "pull") as board:
-        found = board.deployments.get(name, include_model=True)
-    assert found.model is not None
-    if hashlib.sha256(found.model).hexdigest() != found.model_sha256:
-        typer.echo(f"sidra model pull: {name}: the model file arrived damaged", err=True)
-        raise typer.Exit(1)
-    write_atomically(out, found.model)
-    typer.echo(f"{out}: deployment {name!r} ({found.model_bytes} bytes)", err=True)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from cli_support import SIDRA, served
 
-from sidra.cli.train.running import HOLDING_TTL_S
+from sidra.cli.job_board import HOLDING_TTL_S
 from sidra.client import LeaseHeld, OutOfRange, RemoteBoard, connect
 from sidra.client.aio import connect as aio_connect
 from sidra.drivers import Region, open_board

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from sidra.cli.job_board import job_board
 from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
@@ -26,7 +27,6 @@ from sidra.cli.train.running import (
     StopRequest,
     dataset_named,
     exit_if_stopped,
-    job_board,
     record_folder,
     run_clock,
     run_remote,

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from sidra.cli.job_board import job_board
 from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
@@ -33,7 +34,6 @@ from sidra.cli.train.running import (
     epoch_status,
     exit_if_stopped,
     finish,
-    job_board,
     keeping_lost_epochs,
     progress_bar,
     record_folder,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from sidra.cli.job_board import job_board
 from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
@@ -30,7 +31,6 @@ from sidra.cli.train.running import (
     drop_finished_checkpoint,
     exit_if_stopped,
     finish,
-    job_board,
     progress_bar,
     record_folder,
     run_clock,
