@@ -760,6 +760,10 @@ print(json.dumps(sorted(sys.modules)))
         "model check",
         "model checks",
         "model pull",
+        "board probe",
+        "board scan",
+        "board read",
+        "board program",
     ],
 )
 def test_a_command_that_reads_a_server_or_a_record_imports_neither_the_service_nor_the_emulator(

@@ -8,7 +8,6 @@ board serves until SIGINT/SIGTERM (the PCIe board then removes its file).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -18,15 +17,6 @@ from typing import Annotated
 
 import typer
 
-from sidra.cli.board_cells import (
-    calibrate_cells,
-    clock,
-    mvm_cells,
-    program_cells,
-    read_cells,
-    wear_cells,
-)
-from sidra.cli.board_scan import scan
 from sidra.cli.options import AsJson, BoardArg
 from sidra.cli.presets import Preset
 from sidra.drivers import SidraError
@@ -39,13 +29,7 @@ from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, RESPONSE_CACHE
 from sidra.emulator.firmware.faults import FaultConfig
 from sidra.emulator.pcie import PcieFaults, run_device
 
-__all__ = ["board_app"]
-
-board_app = typer.Typer(
-    no_args_is_help=True,
-    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), find, probe; read, program, "
-    "drive, wear, calibrate, clock; characterize, compare.",
-)
+__all__ = ["characterize_board", "compare_board", "serve"]
 
 
 def _profile(preset_name: str, profile_path: str | None) -> BoardProfile:
@@ -66,7 +50,6 @@ def _tcp_address(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-@board_app.command("serve")
 def serve(
     pty: Annotated[bool, typer.Option("--pty", help="Serve on a new pseudo-terminal.")] = False,
     tcp: Annotated[
@@ -157,33 +140,6 @@ def serve(
             pass
 
 
-@board_app.command("probe")
-def probe(
-    url: BoardArg,
-    as_json: AsJson = False,
-) -> None:
-    """Print a board's identification, capabilities and link state (exit 1 if unreachable)."""
-    from sidra.cli.board_probe import format_probe
-    from sidra.cli.board_probe import probe as probe_board
-
-    try:
-        report = probe_board(url)
-    except SidraError as exc:  # the driver's message names what is wrong: no traceback
-        typer.echo(f"sidra board probe {url}: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(json.dumps(report) if as_json else format_probe(report))
-
-
-board_app.command("scan")(scan)
-board_app.command("read")(read_cells)
-board_app.command("program")(program_cells)
-board_app.command("mvm")(mvm_cells)
-board_app.command("wear")(wear_cells)
-board_app.command("calibrate")(calibrate_cells)
-board_app.command("clock")(clock)
-
-
-@board_app.command("characterize")
 def characterize_board(
     url: BoardArg,
     out: Annotated[Path, typer.Option(help="Where to write the profile (.toml).")],
@@ -225,7 +181,6 @@ def characterize_board(
         raise typer.Exit(1) from exc
 
 
-@board_app.command("compare")
 def compare_board(
     url: BoardArg,
     profile: Annotated[Path, typer.Option(help="The twin's profile (sidra board characterize).")],

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidra.drivers import Board, BoardInfo, LinkStats, open_board
+import typer
+
+from sidra.cli.options import AsJson, BoardArg
+from sidra.drivers import Board, BoardInfo, LinkStats, SidraError, open_board
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, MappedBar, SysfsBar
 
-__all__ = ["LINK_ATTRIBUTES", "format_probe", "probe"]
+__all__ = ["LINK_ATTRIBUTES", "format_probe", "probe", "probe_command"]
 
 LINK_ATTRIBUTES = (
     "link_up",
@@ -142,3 +146,13 @@ def format_probe(report: dict[str, Any]) -> str:
         )
         lines.append(f"  {name:<{width}} {shown}")
     return "\n".join(lines)
+
+
+def probe_command(url: BoardArg, as_json: AsJson = False) -> None:
+    """Print a board's identification, capabilities and link state (exit 1 if unreachable)."""
+    try:
+        report = probe(url)
+    except SidraError as exc:  # the driver's message names what is wrong: no traceback
+        typer.echo(f"sidra board probe {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(report) if as_json else format_probe(report))

@@ -67,7 +67,7 @@ LAZY_COMMANDS: dict[str, Callable[[], Any]] = {
     "whoami": command_loader("sidra.cli.whoami", "whoami"),
     "bench": _group("sidra.cli.bench", "bench_app",
                     ("serial", "sidra.cli.bench_serial", "serial_command")),
-    "board": _group("sidra.cli.board", "board_app"),
+    "board": _group("sidra.cli.board_group", "board_app"),
     "jobs": _group("sidra.cli.jobs", "jobs_app",
                    ("datasets", "sidra.cli.job_datasets", "datasets_app")),
     "model": _group("sidra.cli.model_group", "model_app"),

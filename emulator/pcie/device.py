@@ -85,7 +85,9 @@ _MSG = {int(msg): msg for msg in Msg}
 
 def _idle_sleep(idle_s: float) -> float:
     """Sleep of a device idle for ``idle_s``: 1 ms, then 5 ms after a second (an idle
-    board costs well under 1 % of a core; its first command waits at most that long)."""
+    board costs a few % of a core: 2.3 % measured on a Zen 3 vCPU, 200 wake-ups a
+    second; a host's doorbell kicks it at once, and the sleep only bounds a kick missed
+    in the race ``_park`` describes)."""
     return 1e-3 if idle_s < 1.0 else 5e-3
 
 
