@@ -8,12 +8,10 @@ board_cells), and a lab's everyday ``sidra board probe`` starts without the rest
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
-import typer
-
-from sidra.cli.commands import LazyCommands, command_loader
+from sidra.cli.commands import command_loader, lazy_app
 
 __all__ = ["BOARD_COMMANDS", "board_app"]
 
@@ -33,13 +31,8 @@ BOARD_COMMANDS: dict[str, Callable[[], Any]] = {
 """The commands of ``sidra board``, in the order help lists them."""
 
 
-class _BoardCommands(LazyCommands):
-    lazy: ClassVar[Mapping[str, Callable[[], Any]]] = BOARD_COMMANDS
-
-
-board_app = typer.Typer(
-    cls=_BoardCommands,
-    no_args_is_help=True,
-    help="Boards by URL: serve an emulated one (serial, TCP, PCIe), find, probe; read, program, "
+board_app = lazy_app(
+    BOARD_COMMANDS,
+    "Boards by URL: serve an emulated one (serial, TCP, PCIe), find, probe; read, program, "
     "drive, wear, calibrate, clock; characterize, compare.",
 )

@@ -21,7 +21,7 @@ from typer.models import CommandInfo
 
 from sidra.cli.options import ValueNamingGroup, plain_help_where_cut, reflow_help
 
-__all__ = ["LAZY_COMMANDS", "LazyCommands", "command_loader", "whole_command"]
+__all__ = ["LAZY_COMMANDS", "LazyCommands", "command_loader", "lazy_app", "whole_command"]
 
 
 _DEFAULTS = typer.Typer(add_completion=False)
@@ -108,6 +108,13 @@ class LazyCommands(ValueNamingGroup):
             for name in self.lazy:
                 self.get_command(ctx, name)
         return super().resolve_command(ctx, args)
+
+
+def lazy_app(commands: Mapping[str, Callable[[], Any]], help: str) -> typer.Typer:
+    """A command group (``sidra model``, ``sidra board``) of ``commands``, each loaded
+    when a command line names it, listed in their order."""
+    group = type("LazyGroup", (LazyCommands,), {"lazy": commands})
+    return typer.Typer(cls=group, no_args_is_help=True, help=help)
 
 
 def _load(lazy: Mapping[str, Callable[[], Any]], name: str) -> Any:

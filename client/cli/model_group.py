@@ -8,12 +8,10 @@ and start in about two thirds of the time without them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
-import typer
-
-from sidra.cli.commands import LazyCommands, command_loader
+from sidra.cli.commands import command_loader, lazy_app
 
 __all__ = ["MODEL_COMMANDS", "model_app"]
 
@@ -32,13 +30,8 @@ MODEL_COMMANDS: dict[str, Callable[[], Any]] = {
 """The commands of ``sidra model``, in the order help lists them."""
 
 
-class _ModelCommands(LazyCommands):
-    lazy: ClassVar[Mapping[str, Callable[[], Any]]] = MODEL_COMMANDS
-
-
-model_app = typer.Typer(
-    cls=_ModelCommands,
-    no_args_is_help=True,
-    help="Trained networks (model.npz in a run's record): show one, evaluate it on a board, "
+model_app = lazy_app(
+    MODEL_COMMANDS,
+    "Trained networks (model.npz in a run's record): show one, evaluate it on a board, "
     "classify new samples there, keep it deployed on a served board by name.",
 )
