@@ -58,7 +58,7 @@ other call then waits for. Raise it together with ``max_batch``."""
 
 NONE = type(None)
 
-SECTION = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+SECTION = ConfigDict(frozen=True, extra="forbid")
 
 
 class ConfigError(ValueError):
@@ -292,7 +292,6 @@ class ServerSettings(_OptionsEnvironmentFile):
         env_nested_delimiter="__",
         frozen=True,
         extra="forbid",
-        use_attribute_docstrings=True,
     )
 
     config: Path | None = None

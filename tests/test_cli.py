@@ -29,6 +29,7 @@ from rich.console import Console
 from sidra.cli.demo import run_demo
 from sidra.client import connect
 from sidra.drivers import OutOfRange
+from sidra.drivers.attribute_docs import attribute_doc
 
 
 def test_serve_answers_until_terminated() -> None:
@@ -372,11 +373,11 @@ def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> N
     assert "like" in params  # every training run may start from an earlier one's settings
     assert params.keys() - {"as_json", "like"} - _COMMAND_ONLY[command] == model.model_fields.keys()
     defaults = model()
-    for name, field in model.model_fields.items():
+    for name in model.model_fields:
         param = params[name]
         if (command, name) in _COMMAND_DEFAULTS:
             continue
-        assert param.help == help_text(field.description or ""), name
+        assert param.help and param.help == help_text(attribute_doc(model, name)), name
         flagged = model(**{name: param.default})
         assert getattr(flagged, name) == getattr(defaults, name), name
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from typer.core import TyperArgument, TyperGroup
 
 from sidra.cli.completion import board_urls
+from sidra.drivers.attribute_docs import attribute_doc
 
 __all__ = [
     "BOARD_ENV",
@@ -131,8 +132,7 @@ def help_text(docstring: str) -> str:
 def field_option(model: type[BaseModel], name: str, *flags: str, **option: Any) -> Any:
     """A typer option for field ``name`` of ``model``, its docstring as the help text
     (``option``: more of ``typer.Option``'s arguments)."""
-    description = model.model_fields[name].description or ""
-    return typer.Option(*flags, help=help_text(description), **option)
+    return typer.Option(*flags, help=help_text(attribute_doc(model, name)), **option)
 
 
 def job_options(model: type[Options], ctx: typer.Context, **changes: Any) -> Options:

@@ -43,9 +43,7 @@ class JobOptions(BaseModel):
     """What every job's options share: frozen, no unknown names, documented fields, finite
     numbers (a learning-rate gain or weight limit of inf ran a job of NaN weights)."""
 
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     def settings(self) -> dict[str, Any]:
         """The options as JSON values (what a run record and a checkpoint store)."""

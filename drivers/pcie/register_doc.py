@@ -6,18 +6,19 @@ the committed file differs from :func:`render`.
 
 The status and control bits are documented by attribute docstrings, which
 Python drops at run time, so they are read from the module's source (the
-same file that defines the values) rather than written a second time here.
+same file that defines the values; :mod:`sidra.drivers.attribute_docs`)
+rather than written a second time here.
 """
 
 from __future__ import annotations
 
-import ast
 import enum
 import inspect
 import re
 import struct
 from collections.abc import Iterable
 
+from sidra.drivers.attribute_docs import attribute_docs
 from sidra.drivers.pcie import registers as r
 
 __all__ = ["COMMAND", "render"]
@@ -105,7 +106,7 @@ def _registers() -> str:
 
 
 def _flags(title: str, flags: type[enum.IntFlag]) -> str:
-    notes = _attribute_docs(inspect.getsource(flags))
+    notes = attribute_docs(flags)
     rows = [(f"`{m.value:#x}`", f"`{m.name}`", notes.get(m.name or "", "")) for m in flags]
     return f"## {title}\n\n{_doc(flags)}\n\n" + _table(("Bit", "Name", "Meaning"), rows)
 
@@ -132,7 +133,7 @@ def _entry(title: str, name: str, fields: Iterable[tuple[str, str, str]]) -> str
         rows.append((f"`{_hex(offset, 2)}`", f"{size}", _type_name(code), f"`{field}`", meaning))
     return (
         f"## {title} ({layout.size} bytes, struct `{layout.format}`)\n\n"
-        + _attribute_docs(inspect.getsource(r))[name]
+        + attribute_docs(r)[name]
         + "\n\n"
         + _table(("Offset", "Bytes", "Type", "Field", "Meaning"), rows)
     )
@@ -167,26 +168,6 @@ def _about() -> str:
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _attribute_docs(source: str) -> dict[str, str]:
-    """``{name: docstring}`` of the assignments in ``source`` (a module or one class):
-    the string literal right after each assignment."""
-    tree = ast.parse(source)
-    body = tree.body
-    if len(body) == 1 and isinstance(body[0], ast.ClassDef):
-        body = body[0].body
-    docs = {}
-    for stmt, after in zip(body, body[1:], strict=False):
-        target = stmt.targets[0] if isinstance(stmt, ast.Assign) else getattr(stmt, "target", None)
-        if (
-            isinstance(target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            docs[target.id] = " ".join(after.value.value.split())
-    return docs
 
 
 def _doc(obj: object) -> str:
