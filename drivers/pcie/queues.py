@@ -242,6 +242,7 @@ class Queues:
                         f"{self.bar.name}: the device did not acknowledge a ring reset "
                         f"within {self.timeout_s:.3f} s (is the board's device loop running?)"
                     )
+                self._kick_if_parked()  # a kick lost to the race Queues._wait describes
                 waited.wait()
         finally:
             if host is not None:
@@ -521,6 +522,13 @@ class Queues:
                     if all(known(f.kind) for f in in_flight.values()):
                         self.spin_gate.spun(answered=False)
                     spin = False
+                # A board parked while a command is in flight missed its kick: the
+                # doorbell's store and its STATUS load, and the board's PARKED store
+                # and SQ_TAIL load, carry no fence, so each side may see the other's
+                # old value. Looking again before every sleep bounds that lost kick by
+                # the spin and CHECK_EVERY_S, not by the board's park (up to
+                # sidra.emulator.pcie.device.IDLE_PARK_S), and costs one read while it runs.
+                self._kick_if_parked()
                 # Arm, look once more, sleep: a completion posted in between either shows
                 # in the look or finds IRQ_ARM set and wakes us. (Both sides store, then
                 # load, without a fence; the timeout bounds that rare lost wake-up.)

@@ -47,7 +47,7 @@ from sidra.emulator.config import BoardProfile
 from sidra.emulator.driver import EmulatorDriver
 from sidra.emulator.pcie.faults import PcieFaults
 
-__all__ = ["PcieDevice"]
+__all__ = ["IDLE_PARK_S", "PcieDevice"]
 
 ERROR_LIMIT = 4096
 """Largest error payload the device writes, bytes."""
@@ -83,12 +83,20 @@ _MSG = {int(msg): msg for msg in Msg}
 """Opcode -> message id, without building an enum member per command."""
 
 
+IDLE_PARK_S = 0.25
+"""Longest park of a device idle for a second or more, s. A doorbell kicks a parked
+device at once, and a host whose kick was lost (the race ``_park`` describes) kicks
+again before each of its own sleeps, so nothing waits for this timeout; it only sets
+how often an idle board wakes for nothing: 4 times a second (with 5 ms parks, 200
+wake-ups a second took 1.8-2.3 % of a Zen 3 vCPU)."""
+
+
 def _idle_sleep(idle_s: float) -> float:
-    """Sleep of a device idle for ``idle_s``: 1 ms, then 5 ms after a second (an idle
-    board costs a few % of a core: 2.3 % measured on a Zen 3 vCPU, 200 wake-ups a
-    second; a host's doorbell kicks it at once, and the sleep only bounds a kick missed
-    in the race ``_park`` describes)."""
-    return 1e-3 if idle_s < 1.0 else 5e-3
+    """Park of a device idle for ``idle_s``: 1 ms for the first 50 ms (a burst's next
+    command), 5 ms up to a second, then :data:`IDLE_PARK_S`."""
+    if idle_s < 50e-3:
+        return 1e-3
+    return 5e-3 if idle_s < 1.0 else IDLE_PARK_S
 
 
 @dataclass(slots=True)
@@ -323,7 +331,7 @@ class PcieDevice:
                 continue
             idle = now - idle_since
             if idle > SPIN_S:
-                self._park(1e-3 if idle < 50e-3 else _idle_sleep(idle))
+                self._park(_idle_sleep(idle))
                 continue
             # Bare looks at the doorbell between the rounds of the loop: a command is
             # seen within a register read of its doorbell (a ring reset a round later).
@@ -335,8 +343,9 @@ class PcieDevice:
         """Sleeps until a doorbell kick or ``timeout_s``: STATUS says PARKED meanwhile,
         so a host that rings also kicks (sidra.drivers.pcie.futex). Without futexes, a
         plain sleep. (The host stores SQ_TAIL then loads STATUS; this stores STATUS then
-        loads SQ_TAIL; without a fence both may see the old value, and then the
-        timeout bounds the missed kick.)"""
+        loads SQ_TAIL; without a fence both may see the old value. The host then kicks
+        again before it sleeps itself, and the timeout bounds a kick missed by a host
+        that does not.)"""
         bar = self.bar
         if not bar.can_sleep:
             time.sleep(min(timeout_s, 50e-6))

@@ -13,12 +13,13 @@ import time
 import numpy as np
 import pytest
 from board_data import dyadic_v
-from pcie_support import G, board, recorded
+from pcie_support import FAST_S, G, RecordingBar, board, recorded
 
 from sidra.drivers import PerturbationPoint, open_board
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.pcie import registers as r
-from sidra.drivers.pcie.bar import BarError, BarSizeError
+from sidra.drivers.pcie.bar import BarError, BarSizeError, FileBar
+from sidra.drivers.pcie.driver import PcieDriver
 from sidra.drivers.pcie.queues import IncompatibleBoard
 from sidra.drivers.requests import MVMRequest, TransposeMVMRequest
 
@@ -162,6 +163,41 @@ def test_a_host_sleeps_on_the_interrupt_and_kicks_a_parked_board() -> None:
         log = bars[0].log
     assert ("write32", OFF["IRQ_ARM"], 1) in log, "the host never slept on the interrupt"
     assert kicked, "a parked board was never kicked"
+
+
+class _LosingBar(RecordingBar):
+    """Loses the next ``lose`` kicks, as the unfenced race between a doorbell and a
+    parking board can (docs/pcie.md, rule 9)."""
+
+    lose = 0
+
+    def kick(self, offset: int) -> None:
+        if self.lose:
+            self.lose -= 1
+            self.log.append(("kick lost", offset, 0))
+            return
+        super().kick(offset)
+
+
+def test_a_host_kicks_a_board_still_parked_again_before_it_sleeps() -> None:
+    """The doorbell's kick lost: the host, its spin run out, finds the board still PARKED
+    before it sleeps and kicks again, so the answer does not wait for the board's park to
+    time out (IDLE_PARK_S once it has been idle a second)."""
+    one = np.random.default_rng(5).uniform(-0.2, 0.2, (1, 256)).astype(np.float32)
+    bars: list[_LosingBar] = []
+
+    def opener() -> _LosingBar:
+        bars.append(_LosingBar(FileBar(served.path)))
+        return bars[-1]
+
+    with board() as served, PcieDriver(opener, FAST_S) as driver:
+        driver.program(0, G)
+        time.sleep(1.2)  # idle over a second: the board parks IDLE_PARK_S at a time
+        assert bars[0].read32(OFF["STATUS"]) & r.Status.PARKED
+        bars[0].lose, start = 1, len(bars[0].log)
+        assert np.allclose(driver.mvm(0, one).currents, one @ G, rtol=1e-5)
+        kicks = [entry[0] for entry in bars[0].log[start:] if entry[0].startswith("kick")]
+    assert kicks[:2] == ["kick lost", "kick"], kicks
 
 
 def test_perturbed_mvm_whose_answer_outgrows_a_window_goes_as_pieces_by_its_points() -> None:
