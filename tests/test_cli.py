@@ -795,6 +795,53 @@ def test_the_whole_command_line_loads_every_group_when_listed() -> None:
     assert set(LAZY_COMMANDS) | {"serve", "demo"} == set(group.commands)
 
 
+@pytest.mark.parametrize("group", ["", "model", "board"])
+def test_each_command_summary_is_the_first_paragraph_of_its_loaded_help(group: str) -> None:
+    """``sidra --help``, ``sidra model --help`` and ``sidra board --help`` show the
+    summaries declared with the loaders; the loaded commands' own help (their docstrings,
+    their apps' help) is what they must say."""
+    import inspect
+
+    from sidra.cli.board_group import BOARD_COMMANDS
+    from sidra.cli.commands import LAZY_COMMANDS
+    from sidra.cli.model_group import MODEL_COMMANDS
+
+    lazy = {"": LAZY_COMMANDS, "model": MODEL_COMMANDS, "board": BOARD_COMMANDS}[group]
+    for name, loader in lazy.items():
+        command = loader()
+        first = inspect.cleandoc(command.short_help or command.help or "").split("\n\n")[0]
+        assert loader.summary == " ".join(first.split()), f"sidra {group} {name}"
+
+
+@pytest.mark.parametrize("completing", [False, True])
+@pytest.mark.parametrize("group", ["", "model", "board"])
+def test_listing_the_commands_or_completing_one_loads_none_of_them(
+    group: str, completing: bool
+) -> None:
+    """``sidra [model|board] --help`` and ``sidra [model|board] <TAB>`` show every command
+    by its summary, importing none of them (each used to cost the imports of every
+    command listed: about a second)."""
+    import subprocess
+    import sys
+
+    words = [group] if group else []
+    env = os.environ | (
+        {"_SIDRA_COMPLETE": "complete_bash", "COMP_WORDS": " ".join(["sidra", *words, ""]),
+         "COMP_CWORD": str(len(words) + 1)}
+        if completing
+        else {}
+    )  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_AFTER_HELP, *words, *([] if completing else ["--help"])],
+        capture_output=True, text=True, check=True, timeout=60, env=env,
+    )  # fmt: skip
+    imported = set(json.loads(run.stdout.splitlines()[-1]))
+    own = {"sidra.cli", "sidra.cli.commands", "sidra.cli.completion", "sidra.cli.main",
+           "sidra.cli.options"} | ({f"sidra.cli.{group}_group"} if group else set())  # fmt: skip
+    assert {m for m in imported if m.startswith("sidra.cli")} == own
+    assert not {m for m in imported if m.startswith(("sidra.server", "sidra.client"))}
+
+
 def test_a_mistyped_command_is_told_the_nearest_one_loaded_or_not() -> None:
     """The groups are imported when named, and a typo names none: the suggestion still
     comes from every command."""

@@ -8,26 +8,45 @@ board_cells), and a lab's everyday ``sidra board probe`` starts without the rest
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from sidra.cli.commands import command_loader, lazy_app
+from sidra.cli.commands import Loader, command_loader, lazy_app
 
 __all__ = ["BOARD_COMMANDS", "board_app"]
 
-BOARD_COMMANDS: dict[str, Callable[[], Any]] = {
-    "serve": command_loader("sidra.cli.board", "serve"),
-    "probe": command_loader("sidra.cli.board_probe", "probe_command"),
-    "scan": command_loader("sidra.cli.board_scan", "scan"),
-    "read": command_loader("sidra.cli.board_cells", "read_cells"),
-    "program": command_loader("sidra.cli.board_cells", "program_cells"),
-    "mvm": command_loader("sidra.cli.board_cells", "mvm_cells"),
-    "wear": command_loader("sidra.cli.board_cells", "wear_cells"),
-    "calibrate": command_loader("sidra.cli.board_cells", "calibrate_cells"),
-    "clock": command_loader("sidra.cli.board_cells", "clock"),
-    "characterize": command_loader("sidra.cli.board", "characterize_board"),
-    "compare": command_loader("sidra.cli.board", "compare_board"),
-}
+BOARD_COMMANDS: dict[str, Loader] = {
+    "serve": command_loader(
+        "sidra.cli.board", "serve",
+        "Serve an emulated board over the SIDRA wire protocol or a PCIe BAR until interrupted."),
+    "probe": command_loader(
+        "sidra.cli.board_probe", "probe_command",
+        "Print a board's identification, capabilities and link state (exit 1 if unreachable)."),
+    "scan": command_loader(
+        "sidra.cli.board_scan", "scan",
+        "Find the SIDRA boards on this machine's serial ports and PCI bus, each with its URL."),
+    "read": command_loader(
+        "sidra.cli.board_cells", "read_cells",
+        "Read a tile's conductances (ReadConductance) and summarise them, µS."),
+    "program": command_loader(
+        "sidra.cli.board_cells", "program_cells",
+        "Write-verify target conductances into a tile (Program), from a file or one value."),
+    "mvm": command_loader(
+        "sidra.cli.board_cells", "mvm_cells",
+        "Drive a tile with input voltages (MVM; TransposeMVM with --transpose)."),
+    "wear": command_loader(
+        "sidra.cli.board_cells", "wear_cells",
+        "How often a tile's cells were written (ReadWriteCounts), against their budget."),
+    "calibrate": command_loader(
+        "sidra.cli.board_cells", "calibrate_cells",
+        "Calibrate a tile against drift (Calibrate): the output gain the board now applies."),
+    "clock": command_loader(
+        "sidra.cli.board_cells", "clock",
+        "A board's clock and running totals; --advance-s moves an emulated board's clock."),
+    "characterize": command_loader(
+        "sidra.cli.board", "characterize_board",
+        "Measure a board through its operations and write its emulator profile (its twin)."),
+    "compare": command_loader(
+        "sidra.cli.board", "compare_board",
+        "How far a board's outputs are from its twin's (emu://?profile=PROFILE), per column."),
+}  # fmt: skip
 """The commands of ``sidra board``, in the order help lists them."""
 
 

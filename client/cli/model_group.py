@@ -8,25 +8,42 @@ and start in about two thirds of the time without them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from sidra.cli.commands import command_loader, lazy_app
+from sidra.cli.commands import Loader, command_loader, lazy_app
 
 __all__ = ["MODEL_COMMANDS", "model_app"]
 
-MODEL_COMMANDS: dict[str, Callable[[], Any]] = {
-    "show": command_loader("sidra.cli.model", "show"),
-    "eval": command_loader("sidra.cli.model", "evaluate"),
-    "deploy": command_loader("sidra.cli.model", "deploy"),
-    "list": command_loader("sidra.cli.model_served", "list_deployments"),
-    "check": command_loader("sidra.cli.model_checks", "check_deployment"),
-    "checks": command_loader("sidra.cli.model_checks", "check_history"),
-    "pull": command_loader("sidra.cli.model_served", "pull"),
-    "undeploy": command_loader("sidra.cli.model_served", "undeploy"),
-    "import": command_loader("sidra.cli.model", "import_weights"),
-    "predict": command_loader("sidra.cli.model", "predict"),
-}
+MODEL_COMMANDS: dict[str, Loader] = {
+    "show": command_loader(
+        "sidra.cli.model", "show",
+        "A model's layers, inputs, labels and where it was trained."),
+    "eval": command_loader(
+        "sidra.cli.model", "evaluate",
+        "Program a model onto a board and measure it: accuracy, recall, cost per sample."),
+    "deploy": command_loader(
+        "sidra.cli.model", "deploy",
+        "Program a model onto a board and leave it there, to run later with --held."),
+    "list": command_loader(
+        "sidra.cli.model_served", "list_deployments",
+        "Models deployed on a server's board by name: where, by whom, whether intact."),
+    "check": command_loader(
+        "sidra.cli.model_checks", "check_deployment",
+        "Have the server read a deployment's cells now and compare them with its targets."),
+    "checks": command_loader(
+        "sidra.cli.model_checks", "check_history",
+        "The checks the server kept of a deployment, oldest first: how its cells aged."),
+    "pull": command_loader(
+        "sidra.cli.model_served", "pull",
+        "Fetch a deployment's model file from a server (to run elsewhere or keep)."),
+    "undeploy": command_loader(
+        "sidra.cli.model_served", "undeploy",
+        "Forget a deployment (yours, or as an admin anyone's); its tiles keep what they hold."),
+    "import": command_loader(
+        "sidra.cli.model", "import_weights",
+        "Make a model of a network trained in software, to deploy with sidra model."),
+    "predict": command_loader(
+        "sidra.cli.model", "predict",
+        "Program a model onto a board and classify new samples there."),
+}  # fmt: skip
 """The commands of ``sidra model``, in the order help lists them."""
 
 
