@@ -108,34 +108,35 @@ def float32_matrix(field: str, value: Any) -> FloatArray:
     return to_float32(field, array)
 
 
-# Where each part of a region comes from in the request, so an error names a real
-# field path: Read/Perturb/ReadWriteCounts carry a Region message; Program places
-# its conductance tensor at the top-level row_offset/col_offset and takes the
-# region's size from the tensor's shape.
-_REGION_PATHS: dict[str, dict[str, str]] = {
-    "region": {name: f"region.{name}" for name in ("row_offset", "col_offset", "rows", "cols")},
-    "conductances": {
-        "row_offset": "row_offset",
-        "col_offset": "col_offset",
-        "rows": "conductances.shape",
-        "cols": "conductances.shape",
-    },
+_REGION_FIELDS = ("row_offset", "col_offset", "rows", "cols")
+# Program places its conductance tensor at the top-level row_offset/col_offset and takes
+# the region's size from the tensor's shape; every other region is a Region message.
+_TENSOR_PATHS = {
+    "row_offset": "row_offset",
+    "col_offset": "col_offset",
+    "rows": "conductances.shape",
+    "cols": "conductances.shape",
 }
 
 
 def check_region(info: BoardInfo, region: Region, field: str = "region") -> Region:
     """The region with sizes resolved, if it lies inside a tile.
 
-    ``field`` says where the region came from: ``"region"`` (a Region message) or
-    ``"conductances"`` (Program: offsets plus the tensor's shape); errors name the
-    matching request paths (``region.rows``; ``row_offset``, ``conductances.shape``).
+    ``field`` says where the region came from: a Region message's path (``"region"``,
+    ``"regions[2].region"``) or ``"conductances"`` (Program: offsets plus the tensor's
+    shape); errors name the matching request paths (``region.rows``; ``row_offset``,
+    ``conductances.shape``).
     """
     if not isinstance(region, Region):  # a tuple, say: which number is which is not said
         raise InvalidArgument(
             field, repr(region)[:80], "a Region(row_offset, col_offset, rows, cols)"
         )
-    path = _REGION_PATHS[field]
-    for name in ("row_offset", "col_offset", "rows", "cols"):
+    path = (
+        _TENSOR_PATHS
+        if field == "conductances"
+        else {name: f"{field}.{name}" for name in _REGION_FIELDS}
+    )
+    for name in _REGION_FIELDS:
         value = getattr(region, name)
         if not is_integer(value):
             raise InvalidArgument(path[name], value, "an integer >= 0")
@@ -165,13 +166,13 @@ def check_region(info: BoardInfo, region: Region, field: str = "region") -> Regi
 
 def _size(field: str, region: Region, name: str) -> Any:
     # A Region field is one number; a tensor's shape is [rows, cols].
-    return getattr(region, name) if field == "region" else [region.rows, region.cols]
+    return [region.rows, region.cols] if field == "conductances" else getattr(region, name)
 
 
 def _size_allowed(field: str, name: str, room: int) -> str:
-    if field == "region":
-        return f"1 .. {room}"
-    return f"{name} in 1 .. {room}"
+    if field == "conductances":
+        return f"{name} in 1 .. {room}"
+    return f"1 .. {room}"
 
 
 def check_conductances(info: BoardInfo, g: FloatArray, field: str = "conductances") -> None:

@@ -32,6 +32,7 @@ from sidra.drivers import (
     Region,
     SidraError,
 )
+from sidra.drivers.validation import check_region
 from sidra.hil.convert import region_from_pb, region_to_pb
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.deployment_checks import DeploymentChecks
@@ -343,7 +344,11 @@ def checked_regions(
             raise OutOfRange(f"{field}.tile", given.tile, f"0 .. {info.tile_count - 1}")
         if not given.HasField("region"):
             raise InvalidArgument(f"{field}.region", "unset", "a Region with rows and cols given")
-        region = _inside(info, region_from_pb(given.region), f"{field}.region")
+        region = region_from_pb(given.region)
+        for name in ("rows", "cols"):  # given: 0, "to the tile's edge" elsewhere, is refused
+            if not getattr(region, name):
+                raise OutOfRange(f"{field}.region.{name}", 0, "1 or more: the region's size")
+        region = check_region(info, region, f"{field}.region")
         owner = taken.setdefault(given.tile, np.full((info.rows, info.cols), -1, np.int32))
         cells = owner[region.slices]
         other = int(cells.max())
@@ -355,22 +360,6 @@ def checked_regions(
         cells[...] = i
         checked.append(DeployedRegionRow(given.tile, region, ""))
     return tuple(checked)
-
-
-def _inside(info: BoardInfo, region: Region, field: str) -> Region:
-    limits = (("row_offset", info.rows), ("col_offset", info.cols))
-    for name, size in limits:
-        if getattr(region, name) >= size:
-            raise OutOfRange(f"{field}.{name}", getattr(region, name), f"0 .. {size - 1}")
-    for name, offset, size in (("rows", region.row_offset, info.rows),
-                               ("cols", region.col_offset, info.cols)):  # fmt: skip
-        room = size - offset
-        if not 1 <= getattr(region, name) <= room:
-            raise OutOfRange(
-                f"{field}.{name}", getattr(region, name),
-                f"1 .. {room} (the tile has {size} {name}; the region starts at {offset})",
-            )  # fmt: skip
-    return region
 
 
 def deployment_message(
