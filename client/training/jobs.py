@@ -225,9 +225,10 @@ class TrainingJobs:
     resumable: tuple[str, ...] = RESUMABLE
     """The kinds that keep a checkpoint and go on from one."""
 
-    def check_dataset(self, dataset: str, content: bytes) -> None:
+    def check_dataset(self, dataset: str, content: bytes | DigestedFile) -> None:
         """ValueError saying what is wrong with the data set file named ``dataset`` (a name,
-        no folder) of ``content``, as training would read it: refused at submission."""
+        no folder) of ``content``, as training would read it: refused at submission (a
+        file known by digest is read once, however often it is checked)."""
         placed_shape(dataset, content)
 
     def check_resume(

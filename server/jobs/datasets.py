@@ -5,7 +5,8 @@ SHA-256.
 
 A file sent in pieces may be larger than any one request; it is held in memory while it
 arrives (bounded by the principal's ``[limits] max_dataset_mb`` before the first byte is
-taken) since training reads it whole anyway.
+taken) since training reads it whole anyway, once, hashed as it arrives, and neither
+copied nor hashed again on its way to the store.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sidra.drivers import (
 )
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.jobs.pieces import piece_length
-from sidra.server.jobs.runner import JobRunner
+from sidra.server.jobs.runner import HeldDataset, JobRunner
 from sidra.server.jobs.submission import check_dataset_file
 from sidra.server.limits import MIB, RefusalListener
 from sidra.server.parsing import parse_request
@@ -116,6 +117,7 @@ class DatasetFiles:
         self._prune_if_due()
         first: pb.DatasetChunk | None = None
         content = bytearray()
+        hashed = hashlib.sha256()  # as the pieces arrive: the file is hashed once
         size = 0
         for k, data in enumerate(chunks):
             check_size(len(data))
@@ -134,20 +136,22 @@ class DatasetFiles:
                     f"{size} bytes in all, as the first piece's size_bytes says",
                 )  # fmt: skip
             content += chunk.data
+            hashed.update(chunk.data)
         if first is None:
             raise InvalidArgument("chunks", "no piece", "at least one DatasetChunk")
         if len(content) != size:
             raise InvalidArgument(
                 "chunks", f"{len(content)} bytes sent", f"{size} bytes, as size_bytes says"
             )
-        whole = bytes(content)
-        digest = hashlib.sha256(whole).hexdigest()
+        digest = hashed.hexdigest()
         if digest != first.sha256.lower():
             raise InvalidArgument(
                 "chunks", f"bytes of SHA-256 {digest}",
                 f"the SHA-256 the first piece names, {first.sha256.lower()} (a piece lost "
                 "or changed on the way, or the file changed while it was read)",
             )  # fmt: skip
+        # The bytearray itself (bytes-like for the parsers and sqlite): no second copy.
+        whole = HeldDataset(content, digest)  # type: ignore[arg-type]
         check_dataset_file(self._runner(), first.name, whole, UPLOAD_FIELDS)
         kept = records.keep(principal, first.name, whole, self._clock(), self.max_bytes)
         if isinstance(kept, int):  # another upload of the principal's was kept meanwhile

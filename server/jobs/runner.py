@@ -15,7 +15,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
@@ -86,13 +86,15 @@ class SentDataset(Protocol):
 
 @dataclass(frozen=True, eq=False)
 class HeldDataset:
-    """A sent file whose bytes are at hand (a submission's): hashed once."""
+    """A sent file whose bytes are at hand (a submission's, an upload's): hashed once,
+    here, or as it arrived (``sha256`` given: the caller's digest of ``content``)."""
 
     content: bytes
-    sha256: str = field(init=False)
+    sha256: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha256", hashlib.sha256(self.content).hexdigest())
+        if not self.sha256:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.content).hexdigest())
 
     def read(self) -> bytes:
         return self.content
@@ -148,9 +150,10 @@ class JobRunner(Protocol):
         is one of :attr:`datasets`), read only when its shape is not known yet."""
         ...
 
-    def check_dataset(self, dataset: str, content: bytes) -> None:
+    def check_dataset(self, dataset: str, content: SentDataset) -> None:
         """ValueError saying what is wrong with a data set file named ``dataset`` (a file
-        name ending in one of :attr:`dataset_files`) of ``content``, read as the job would."""
+        name ending in one of :attr:`dataset_files`) of ``content``, read as the job would
+        (a file of a digest checked before is not read again)."""
         ...
 
     def check_resume(

@@ -82,8 +82,9 @@ def checked_submission(
         raise OutOfRange("priority", priority, f"{MIN_PRIORITY} .. {MAX_PRIORITY}")
     if kind not in runner.kinds:
         raise InvalidArgument("kind", kind, f"one of {', '.join(runner.kinds)}")
-    if dataset_file:
-        check_dataset_file(runner, dataset, dataset_file)
+    data = HeldDataset(dataset_file) if dataset_file else None
+    if data is not None:
+        check_dataset_file(runner, dataset, data)
     else:
         dataset = dataset or DEFAULT_DATASET
         if dataset not in runner.datasets:
@@ -91,7 +92,6 @@ def checked_submission(
                 "dataset", dataset, f"one of {', '.join(runner.datasets)} (bundled data sets), "
                 f"or a file's name ({_suffixes(runner)}) with its content in {DATASET_FILE_FIELD}",
             )  # fmt: skip
-    data = HeldDataset(dataset_file) if dataset_file else None
     if not (math.isfinite(lease_wait_s) and 0 <= lease_wait_s <= WAIT_LIMIT_S):
         raise OutOfRange("lease_wait_s", lease_wait_s, f"0 .. {WAIT_LIMIT_S:g} s")
     try:
@@ -132,7 +132,7 @@ def _suffixes(runner: JobRunner) -> str:
 def check_dataset_file(
     runner: JobRunner,
     name: str,
-    content: bytes | None = None,
+    content: HeldDataset | None = None,
     fields: tuple[str, str] = ("dataset", DATASET_FILE_FIELD),
 ) -> None:
     """InvalidArgument naming ``fields[0]`` when ``name`` is not a plain file name of a
@@ -157,7 +157,7 @@ def check_dataset_file(
         runner.check_dataset(name, content)
     except ValueError as exc:
         raise InvalidArgument(
-            content_field, f"{len(content)} bytes", f"a data set file as training reads "
+            content_field, f"{len(content.content)} bytes", f"a data set file as training reads "
             f"it: {str(exc).removeprefix('dataset: ')}",
         ) from exc  # fmt: skip
 

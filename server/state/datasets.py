@@ -15,11 +15,26 @@ import hashlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sidra.server.state.store import StateStore
 
-__all__ = ["DatasetFileRow", "DatasetRecords", "hold_blob", "let_go_of_blob", "sha256_hex"]
+__all__ = [
+    "DatasetFileRow", "DatasetRecords", "HeldFile", "hold_blob", "let_go_of_blob", "sha256_hex",
+]  # fmt: skip
+
+
+class HeldFile(Protocol):
+    """A file's bytes at hand and their digest, computed once by whoever received them
+    (sidra.server.jobs.runner.HeldDataset)."""
+
+    @property
+    def content(self) -> bytes: ...
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of ``content``, 64 lowercase hex digits."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +73,13 @@ class DatasetRecords:
         self.store = store
 
     def keep(
-        self, principal: str, name: str, content: bytes, now_unix_s: float, max_bytes: int
+        self, principal: str, name: str, file: HeldFile, now_unix_s: float, max_bytes: int
     ) -> DatasetFileRow | int:
-        """Keeps ``content`` for ``principal`` under ``name`` (the same bytes kept before:
+        """Keeps ``file`` for ``principal`` under ``name`` (the same bytes kept before:
         renamed, one copy); returns the file as kept, or, keeping nothing, the bytes
-        ``principal``'s other files take when ``content`` would take them past
+        ``principal``'s other files take when ``file`` would take them past
         ``max_bytes`` (checked in the write, so two uploads at once cannot both pass)."""
-        digest = sha256_hex(content)
+        content, digest = file.content, file.sha256
         with self.store._writing("keep data set file") as db:
             (others,) = db.execute(
                 "SELECT coalesce(sum(b.size_bytes), 0) FROM dataset_files f JOIN dataset_blobs "

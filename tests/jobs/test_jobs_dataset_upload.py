@@ -25,6 +25,7 @@ from sidra.client.job_datasets import DATASET_PIECE_BYTES, INLINE_DATASET_BYTES,
 from sidra.client.jobs import JOB_SERVICE
 from sidra.drivers import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
+from sidra.server.jobs.runner import HeldDataset
 from sidra.server.security.roles import Role
 from sidra.server.security.tokens import TokensFile
 from sidra.server.settings import LimitsSettings
@@ -376,13 +377,13 @@ def test_the_store_keeps_a_principal_within_its_quota_in_the_write_itself(
     again. The store's usage counts each file's bytes once."""
     with StateStore(tmp_path / "s.sqlite3") as store:
         records = DatasetRecords(store)
-        first = records.keep("alice", "a.csv", b"1" * 600, 1.0, max_bytes=1000)
+        first = records.keep("alice", "a.csv", HeldDataset(b"1" * 600), 1.0, max_bytes=1000)
         assert isinstance(first, DatasetFileRow)
-        assert records.keep("alice", "b.csv", b"2" * 600, 2.0, max_bytes=1000) == 600
-        again = records.keep("alice", "a2.csv", b"1" * 600, 3.0, max_bytes=1000)
+        assert records.keep("alice", "b.csv", HeldDataset(b"2" * 600), 2.0, max_bytes=1000) == 600
+        again = records.keep("alice", "a2.csv", HeldDataset(b"1" * 600), 3.0, max_bytes=1000)
         assert isinstance(again, DatasetFileRow) and again.name == "a2.csv"  # renamed
-        assert isinstance(records.keep("bob", "a.csv", b"1" * 600, 4.0, max_bytes=1000),
-                          DatasetFileRow)  # fmt: skip
+        bobs = records.keep("bob", "a.csv", HeldDataset(b"1" * 600), 4.0, max_bytes=1000)
+        assert isinstance(bobs, DatasetFileRow)
         usage = store.usage()
         assert (usage.dataset_files, usage.dataset_file_bytes) == (1, 600)
         assert records.delete("alice", first.sha256) == 0  # bob keeps the bytes
@@ -496,8 +497,8 @@ def test_files_unused_past_the_retention_are_deleted_and_a_job_s_use_counts(
     now = time.time()
     with StateStore(store) as state:
         records = DatasetRecords(state)
-        old = records.keep("local", "old.csv", CSV, now - 40 * DAY_S, max_bytes=MIB)
-        used = records.keep("local", "used.csv", CSV + b"9,9,x\n", now - 40 * DAY_S,
+        old = records.keep("local", "old.csv", HeldDataset(CSV), now - 40 * DAY_S, max_bytes=MIB)
+        used = records.keep("local", "used.csv", HeldDataset(CSV + b"9,9,x\n"), now - 40 * DAY_S,
                             max_bytes=MIB)  # fmt: skip
         assert isinstance(old, DatasetFileRow) and isinstance(used, DatasetFileRow)
         records.used("local", used.sha256, now - 2 * DAY_S)
@@ -518,11 +519,12 @@ def test_files_unused_past_the_retention_are_deleted_and_a_job_s_use_counts(
 def test_the_store_deletes_files_by_their_last_upload_or_use(tmp_path: Path) -> None:
     with StateStore(tmp_path / "s.sqlite3") as store:
         records = DatasetRecords(store)
-        first = records.keep("alice", "a.csv", b"1" * 10, 10.0, max_bytes=MIB)
+        first = records.keep("alice", "a.csv", HeldDataset(b"1" * 10), 10.0, max_bytes=MIB)
         assert isinstance(first, DatasetFileRow)
         records.used("alice", first.sha256, 50.0)
         assert records.delete_unused_since(40.0) == []
-        again = records.keep("alice", "b.csv", b"1" * 10, 70.0, max_bytes=MIB)  # re-upload
+        # Uploaded again:
+        again = records.keep("alice", "b.csv", HeldDataset(b"1" * 10), 70.0, max_bytes=MIB)
         assert isinstance(again, DatasetFileRow)
         assert (again.name, again.used_unix_s) == ("b.csv", 50.0)  # its use kept
         assert [r.name for r in records.delete_unused_since(80.0)] == ["b.csv"]
