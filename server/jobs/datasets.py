@@ -227,24 +227,26 @@ class DatasetFiles:
             raise NotFound(_missing("sha256", principal, digest))
         return freed
 
-    def named(self, principal: str, sha256: str, dataset: str) -> tuple[str, bytes]:
-        """SubmitJob's data set name and file content for ``dataset_sha256`` = ``sha256``
-        of ``principal``: the stored name, or ``dataset`` when given (the same suffix).
-        The job, once taken, tells :meth:`used`."""
+    def named(self, principal: str, sha256: str, dataset: str) -> tuple[str, HeldDataset]:
+        """SubmitJob's data set name and file for ``dataset_sha256`` = ``sha256`` of
+        ``principal``: the stored name, or ``dataset`` when given (the same suffix), and
+        the bytes with the digest they are stored by (checked when they were uploaded:
+        not hashed again). The job, once taken, tells :meth:`used`."""
         digest = checked_sha256(DATASET_SHA256_FIELD, sha256)
         found = self._store().content(principal, digest)
         if found is None:
             raise NotFound(_missing(DATASET_SHA256_FIELD, principal, digest))
         row, content = found
+        held = HeldDataset(content, digest)
         if not dataset:
-            return row.name, content
+            return row.name, held
         stored, given = PurePosixPath(row.name).suffix.lower(), PurePosixPath(dataset).suffix
         if given.lower() != stored:
             raise InvalidArgument(
                 "dataset", dataset, f"empty (the stored file's name, {row.name!r}), or a file "
                 f"name ending in {stored} as the stored file {sha256[:16]} is read as one",
             )  # fmt: skip
-        return dataset, content
+        return dataset, held
 
     def used(self, principal: str, sha256: str) -> None:
         """A job of ``principal`` was taken (started or queued) on its file of ``sha256``:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from sidra.drivers import FailedPrecondition, InvalidArgument, NotFound, OutOfRange, SidraError
 from sidra.server.jobs.live import LiveJob
 from sidra.server.jobs.pieces import piece_length
-from sidra.server.jobs.runner import JobRunner, RunnerLoader, load_runner
+from sidra.server.jobs.runner import HeldDataset, JobRunner, RunnerLoader, load_runner
 from sidra.server.jobs.running import RunningJob, RunSettings
 from sidra.server.jobs.starting import JOB_ID_BYTES, JobStarter
 from sidra.server.jobs.submission import MAX_PRIORITY, MIN_PRIORITY, checked_submission
@@ -155,12 +155,13 @@ class JobManager:
         *,
         queue: bool = False,
         priority: int = 0,
-        dataset_file: bytes = b"",
+        dataset_file: bytes | HeldDataset = b"",
     ) -> JobRow:
         """Starts a job of ``principal``; returns it as stored (state running).
         ``resume_checkpoint``: the checkpoint it goes on from (empty: none).
         ``dataset_file``: the content of the data set file ``dataset`` names (empty: a
-        bundled set; kept in the store while the job is queued). ``queue``:
+        bundled set; a HeldDataset: with its digest, a stored file's; kept in the store
+        while the job is queued). ``queue``:
         a job that cannot start now waits in the queue instead of being refused
         (returned queued, or running if it could start at once). ``priority``: its place
         in the queue before turns (who may raise it is the caller's to check). A job on

@@ -30,6 +30,7 @@ from sidra.server.jobs.manager import (
     check_priority_allowed,
 )
 from sidra.server.jobs.pieces import ANSWER_HEADROOM_BYTES, most_piece_bytes
+from sidra.server.jobs.runner import HeldDataset
 from sidra.server.limits import MIB, PrincipalLimits, caller_key
 from sidra.server.parsing import parse_request
 from sidra.server.routes import unary_handlers
@@ -90,7 +91,8 @@ class JobServicer:
     def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> Message:
         principal, admin = self.caller_of(context)
         check_priority_allowed(request.priority, principal, admin)
-        dataset, content = request.dataset, request.dataset_file
+        dataset = request.dataset
+        content: bytes | HeldDataset = request.dataset_file
         if request.dataset_sha256:
             if content:
                 raise InvalidArgument(

@@ -72,17 +72,20 @@ def checked_submission(
     resume_checkpoint: bytes,
     priority: int = 0,
     use: TileUse | None = None,
-    dataset_file: bytes = b"",
+    dataset_file: bytes | HeldDataset = b"",
 ) -> Submission:
     """The submission, or InvalidArgument / OutOfRange naming the first field refused.
     ``use``: which tiles others use now (a job given no tiles takes the others first).
     ``dataset_file``: the content of the file ``dataset`` names (empty: ``dataset`` is a
-    bundled data set)."""
+    bundled data set; a HeldDataset when its digest is known already)."""
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise OutOfRange("priority", priority, f"{MIN_PRIORITY} .. {MAX_PRIORITY}")
     if kind not in runner.kinds:
         raise InvalidArgument("kind", kind, f"one of {', '.join(runner.kinds)}")
-    data = HeldDataset(dataset_file) if dataset_file else None
+    if isinstance(dataset_file, HeldDataset):
+        data: HeldDataset | None = dataset_file
+    else:
+        data = HeldDataset(dataset_file) if dataset_file else None
     if data is not None:
         check_dataset_file(runner, dataset, data)
     else:

@@ -25,10 +25,13 @@ from sidra.client.job_datasets import DATASET_PIECE_BYTES, INLINE_DATASET_BYTES,
 from sidra.client.jobs import JOB_SERVICE
 from sidra.drivers import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
+from sidra.server.jobs import datasets as jobs_datasets
+from sidra.server.jobs import runner as jobs_runner
 from sidra.server.jobs.runner import HeldDataset
 from sidra.server.security.roles import Role
 from sidra.server.security.tokens import TokensFile
 from sidra.server.settings import LimitsSettings
+from sidra.server.state import datasets as state_datasets
 from sidra.server.state.datasets import DatasetFileRow, DatasetRecords
 from sidra.server.state.store import StateStore
 from tests.cli_support import run_sidra, unwrapped
@@ -451,6 +454,31 @@ def test_an_upload_tells_its_progress_piece_by_piece(tmp_path: Path) -> None:
         min(k * DATASET_PIECE_BYTES, size) for k in range(1, pieces + 1)
     ]
     assert {total for _, total in told} == {size}
+
+
+def test_the_service_hashes_a_sent_file_once_and_a_kept_one_not_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload hashes its pieces as they arrive; the check, the store and a submission
+    naming the kept file take that digest (the store's, for the submission) instead of
+    hashing the bytes again, and the job trains on them."""
+    hashed: list[int] = []  # the bytes each SHA-256 the service's job modules start is given
+
+    class Counting:
+        @staticmethod
+        def sha256(data: bytes = b"") -> Any:
+            hashed.append(len(data))
+            return hashlib.sha256(data)
+
+    for module in (jobs_runner, jobs_datasets, state_datasets):
+        monkeypatch.setattr(module, "hashlib", Counting)
+    sent = iris_csv(tmp_path, "lab.csv")
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        kept = client.jobs.upload_dataset(sent)
+        assert hashed == [0]  # one hash, fed piece by piece
+        job = client.jobs.submit("mlp", MLP, dataset=kept)  # named by its digest
+        assert client.jobs.wait(job.job_id).state == "succeeded"
+    assert hashed == [0]
 
 
 def test_a_queued_job_s_file_is_read_from_the_store_once_as_it_starts(
