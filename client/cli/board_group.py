@@ -8,7 +8,7 @@ board_cells), and a lab's everyday ``sidra board probe`` starts without the rest
 
 from __future__ import annotations
 
-from sidra.cli.commands import Loader, command_loader, lazy_app
+from sidra.cli.commands import LAZY_COMMANDS, Loader, command_loader, lazy_app
 
 __all__ = ["BOARD_COMMANDS", "board_app"]
 
@@ -52,6 +52,5 @@ BOARD_COMMANDS: dict[str, Loader] = {
 
 board_app = lazy_app(
     BOARD_COMMANDS,
-    "Boards by URL: serve an emulated one (serial, TCP, PCIe), find, probe; read, program, "
-    "drive, wear, calibrate, clock; characterize, compare.",
+    LAZY_COMMANDS["board"].summary,  # what `sidra --help` says of the group, once
 )

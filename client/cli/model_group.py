@@ -8,7 +8,7 @@ and start in about two thirds of the time without them.
 
 from __future__ import annotations
 
-from sidra.cli.commands import Loader, command_loader, lazy_app
+from sidra.cli.commands import LAZY_COMMANDS, Loader, command_loader, lazy_app
 
 __all__ = ["MODEL_COMMANDS", "model_app"]
 
@@ -49,6 +49,5 @@ MODEL_COMMANDS: dict[str, Loader] = {
 
 model_app = lazy_app(
     MODEL_COMMANDS,
-    "Trained networks (model.npz in a run's record): show one, evaluate it on a board, "
-    "classify new samples there, keep it deployed on a served board by name.",
+    LAZY_COMMANDS["model"].summary,  # what `sidra --help` says of the group, once
 )
