@@ -24,14 +24,16 @@ from types import ModuleType
 __all__ = ["attribute_doc", "attribute_docs"]
 
 
+@functools.cache
 def attribute_docs(owner: type | ModuleType) -> dict[str, str]:
     """``{name: docstring}`` of the assignments in a class's or a module's own body,
-    each docstring on one line (its whitespace runs joined)."""
+    each docstring on one line (its whitespace runs joined). Kept per owner: the caller
+    must not change the dict."""
     if isinstance(owner, ModuleType):
         body = _bodies(owner.__name__)[""]
     else:
         body = _bodies(owner.__module__).get(owner.__qualname__, [])
-    return _docs(tuple(body))
+    return _docs(body)
 
 
 def attribute_doc(cls: type, name: str) -> str:
@@ -60,8 +62,7 @@ def _bodies(module: str) -> dict[str, list[ast.stmt]]:
     return bodies
 
 
-@functools.cache
-def _docs(body: tuple[ast.stmt, ...]) -> dict[str, str]:
+def _docs(body: list[ast.stmt]) -> dict[str, str]:
     docs = {}
     for stmt, after in zip(body, body[1:], strict=False):
         target = stmt.targets[0] if isinstance(stmt, ast.Assign) else getattr(stmt, "target", None)
