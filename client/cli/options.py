@@ -27,7 +27,6 @@ from pydantic import BaseModel, ValidationError
 from typer.core import TyperArgument, TyperGroup
 
 from sidra.cli.completion import board_urls
-from sidra.drivers.attribute_docs import attribute_doc
 
 __all__ = [
     "BOARD_ENV",
@@ -132,6 +131,10 @@ def help_text(docstring: str) -> str:
 def field_option(model: type[BaseModel], name: str, *flags: str, **option: Any) -> Any:
     """A typer option for field ``name`` of ``model``, its docstring as the help text
     (``option``: more of ``typer.Option``'s arguments)."""
+    # Imported here: importing any sidra.drivers module imports the drivers package, numpy
+    # and all (~120 ms), which `sidra --help` and completion, importing this module, skip.
+    from sidra.drivers.attribute_docs import attribute_doc  # noqa: PLC0415
+
     return typer.Option(*flags, help=help_text(attribute_doc(model, name)), **option)
 
 

@@ -13,26 +13,42 @@ is one the command keeps for itself.
 
 from __future__ import annotations
 
-import typer
+from sidra.cli.commands import LAZY_COMMANDS, Loader, command_loader, lazy_app
 
-from sidra.cli.train.compare import compare
-from sidra.cli.train.drift_recovery import drift_recovery_command
-from sidra.cli.train.epochs import eqprop, forward_forward, last_layer, mlp
-from sidra.cli.train.pat import pat
-from sidra.cli.train.spsa import spsa
+__all__ = ["TRAIN_COMMANDS", "train_app"]
 
-__all__ = ["train_app"]
+TRAIN_COMMANDS: dict[str, Loader] = {
+    "spsa": command_loader(
+        "sidra.cli.train.spsa", "spsa",
+        "SPSA training of a softmax layer (features → classes) on the board."),
+    "last-layer": command_loader(
+        "sidra.cli.train.epochs", "last_layer",
+        "Fixed random feature layer on the board, head trained with exact gradients."),
+    "mlp": command_loader(
+        "sidra.cli.train.epochs", "mlp",
+        "Every layer on the board: forward by MVM, backward by TransposeMVM."),
+    "pat": command_loader(
+        "sidra.cli.train.pat", "pat",
+        "Physics-aware training: forward on the board, backward through its twin."),
+    "ff": command_loader(
+        "sidra.cli.train.epochs", "forward_forward",
+        "Forward-forward: each layer trained on its own goodness, no backward pass."),
+    "eqprop": command_loader(
+        "sidra.cli.train.epochs", "eqprop",
+        "Equilibrium propagation: free and nudged phases settle on the same tiles."),
+    "compare": command_loader(
+        "sidra.cli.train.compare", "compare",
+        "Every estimator and training algorithm on one budget and one board, per seed."),
+    "drift-recovery": command_loader(
+        "sidra.cli.train.drift_recovery", "drift_recovery_command",
+        "Deploy a digitally trained 64→H→10 net, age the board, calibrate, retrain the "
+        "last layer."),
+}  # fmt: skip
+"""The commands of ``sidra train``, in the roadmap's order, as help lists them: each
+loaded when a command line names it (``sidra train spsa`` imports neither PAT's twin
+nor the comparison's estimators)."""
 
-train_app = typer.Typer(no_args_is_help=True, help="Train with the board in the loop.")
-# In the roadmap's order, as `sidra train --help` lists them.
-for _name, _command in (
-    ("spsa", spsa),
-    ("last-layer", last_layer),
-    ("mlp", mlp),
-    ("pat", pat),
-    ("ff", forward_forward),
-    ("eqprop", eqprop),
-    ("compare", compare),
-    ("drift-recovery", drift_recovery_command),
-):
-    train_app.command(_name)(_command)
+train_app = lazy_app(
+    TRAIN_COMMANDS,
+    LAZY_COMMANDS["train"].summary,  # what `sidra --help` says of the group, once
+)
