@@ -64,8 +64,8 @@ def test_status_shows_the_board_leases_jobs_and_deployments(tmp_path: Path) -> N
     assert "tile 1: local (bench)" in text and "tiles 2, 3 free" in text
     assert f"running {running.job_id[:8]} spsa on iris by local" in text
     assert f"queued  {queued.job_id[:8]} spsa on iris by local, priority -2" in text
-    assert "checked by local on tiles 2: intact; correlation 1.00" in text
-    assert "unchecked by local on tiles 3: intact, protected; never checked" in text
+    assert "checked by local on tile 2: intact; correlation 1.00" in text
+    assert "unchecked by local on tile 3: intact, protected; never checked" in text
 
     assert report["health"] == "SERVING" and report["board"]["info"]["tile_count"] == 4
     assert report["board"]["stats"]["cell_writes"] >= 64  # the deployments', the job's

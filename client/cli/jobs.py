@@ -27,7 +27,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, Priority, size_text
+from sidra.cli.options import (
+    SERVER_ENV,
+    TLS_URL_HELP,
+    AsJson,
+    Priority,
+    size_text,
+    tiles_text,
+)
 from sidra.cli.tables import columns_that_fit
 from sidra.client import DatasetInfo, JobEvent, JobInfo, RemoteBoard
 from sidra.client.job_datasets import UploadProgress, kept_file
@@ -451,12 +458,12 @@ def run_remote_job(
                     kind, options, dataset=sent, resume_checkpoint=resume_checkpoint,
                     queue=queue, priority=priority, on_upload=on_upload,
                 )  # fmt: skip
-            tiles = "all" if job.whole_board else list(job.tiles)
+            tiles = tiles_text(job.tiles, job.whole_board)
             if job.state == "queued":
-                console.log(f"job {job.job_id} queued on {server} for tiles {tiles}: "
+                console.log(f"job {job.job_id} queued on {server} for {tiles}: "
                             f"{job.message.removeprefix('queued, ')}")  # fmt: skip
             else:
-                console.log(f"job {job.job_id} running on {server} (tiles {tiles})")
+                console.log(f"job {job.job_id} running on {server} ({tiles})")
             try:
                 _follow(board, job, console)
             except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import typer
 
 from sidra.cli.model_served import remote, when_text
+from sidra.cli.options import tiles_text
 from sidra.client.deployments import DeployedRegion, Deployment
 from sidra.drivers import (
     Board,
@@ -160,7 +161,7 @@ def check_regions(target: Target, deployed: DeployedModel) -> None:
     registered = [(r.tile, r.region) for r in target.deployment.regions]
     if placed != registered:
         raise typer.BadParameter(
-            f"{target.label}: the model placed on tiles {list(target.deployment.tiles)} takes "
+            f"{target.label}: the model placed on {tiles_text(target.deployment.tiles)} takes "
             f"{_regions_text(placed)}, but the deployment names {_regions_text(registered)}",
             param_hint="'--deployment'",
         )

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from sidra.cli.job_board import job_board
-from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, new_file
+from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, new_file, tiles_text
 from sidra.client import RemoteBoard
 from sidra.client.deployments import Deployment, DeploymentCheck
 from sidra.drivers import Board
@@ -93,8 +93,9 @@ def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
     # One block a deployment, not a table: eight fields do not fit 80 columns, and a
     # description is free text of any length.
     for d in found:
-        tiles = " ".join(map(str, d.tiles))
-        typer.echo(f"{d.name}: by {d.principal}, {when_text(d.created_unix_s)}, tiles {tiles}")
+        typer.echo(
+            f"{d.name}: by {d.principal}, {when_text(d.created_unix_s)}, {tiles_text(d.tiles)}"
+        )
         typer.echo(f"  intact: {_intact_text(d)}")
         typer.echo(f"  cells read: {_check_text(d.last_check)}")
         typer.echo(f"  model {d.model_sha256[:8]}: {d.description}")
@@ -113,7 +114,8 @@ def undeploy(name: DeploymentName, server: RequiredServer) -> None:
     with server_board(server, "undeploy") as board:
         gone = board.deployments.delete(name)
     typer.echo(
-        f"deployment {gone.name!r} forgotten; tiles {list(gone.tiles)} keep what they hold",
+        f"deployment {gone.name!r} forgotten; its cells stay as they are on "
+        f"{tiles_text(gone.tiles)}",
         err=True,
     )
 

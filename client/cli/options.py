@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import io
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -45,6 +46,7 @@ __all__ = [
     "reflow_help",
     "server_url",
     "size_text",
+    "tiles_text",
 ]
 
 TLS_URL_HELP = (
@@ -250,3 +252,12 @@ def size_text(size_bytes: int) -> str:
         if size_bytes >= scale:
             return f"{size_bytes / scale:.1f} {unit}"
     return f"{size_bytes} B"
+
+
+def tiles_text(tiles: Iterable[int], whole_board: bool = False) -> str:
+    """Tiles as a sentence names them: ``tile 3``, ``tiles 0, 2``, ``the whole board``
+    (``whole_board``: a lease or a job of every tile, whatever ``tiles`` lists)."""
+    if whole_board:
+        return "the whole board"
+    listed = ", ".join(map(str, tiles))
+    return f"tiles {listed}" if "," in listed else f"tile {listed}" if listed else "no tile"

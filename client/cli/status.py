@@ -23,7 +23,7 @@ import click
 import typer
 
 from sidra.cli.leases import holders
-from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
+from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url, tiles_text
 from sidra.cli.totals import totals
 from sidra.cli.whoami import caller_text, expiry_warning
 from sidra.client import Caller, RemoteBoard, TileLease
@@ -277,10 +277,8 @@ def _lease_lines(leases: list[dict[str, Any]], tile_count: int | None) -> list[s
 
 def _holder_lines(leases: list[dict[str, Any]]) -> list[str]:
     return [
-        ("whole board" if h.whole_board
-         else ("tile " if len(h.tiles) == 1 else "tiles ") + ", ".join(map(str, h.tiles)))
-        + f": {h.principal}" + (f" ({h.label})" if h.label else "")
-        + f", {h.expires_in_s:.0f} s left unless renewed"
+        f"{tiles_text(h.tiles, h.whole_board)}: {h.principal}"
+        + (f" ({h.label})" if h.label else "") + f", {h.expires_in_s:.0f} s left unless renewed"
         for h in holders([TileLease(**lease) for lease in leases])
     ]  # fmt: skip
 
@@ -291,19 +289,16 @@ def _job_lines(part: Part) -> list[str]:
         return ["none running or queued"]
     lines = [
         f"running {j['job_id'][:8]} {j['kind']} on {j['dataset']} by {j['principal']}, "
-        f"step {j['step']:,} of {j['total']:,}, tiles {_tiles(j)}"
+        f"step {j['step']:,} of {j['total']:,}, {tiles_text(j['tiles'], j['whole_board'])}"
         for j in running
     ]
     lines += [
         f"queued  {j['job_id'][:8]} {j['kind']} on {j['dataset']} by {j['principal']}, "
-        f"priority {j['priority']}, waiting {_ago(j['submitted_unix_s'])}, tiles {_tiles(j)}"
+        f"priority {j['priority']}, waiting {_ago(j['submitted_unix_s'])}, "
+        f"{tiles_text(j['tiles'], j['whole_board'])}"
         for j in queued
     ]
     return lines
-
-
-def _tiles(job: dict[str, Any]) -> str:
-    return "all" if job["whole_board"] else " ".join(map(str, job["tiles"]))
 
 
 def _deployment_lines(deployments: list[dict[str, Any]]) -> list[str]:
@@ -319,8 +314,9 @@ def _deployment_lines(deployments: list[dict[str, Any]]) -> list[str]:
         else:
             held = "" if d["held"] else " NOT HELD"
             read = f"correlation {d['correlation']:.2f}{held} {_ago(d['checked_unix_s'])} ago"
-        tiles = " ".join(map(str, d["tiles"]))
-        lines.append(f"{d['name']} by {d['principal']} on tiles {tiles}: {state}; {read}")
+        lines.append(
+            f"{d['name']} by {d['principal']} on {tiles_text(d['tiles'])}: {state}; {read}"
+        )
     return lines
 
 

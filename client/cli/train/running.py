@@ -28,7 +28,7 @@ from rich.table import Table
 
 from sidra.cli.job_board import job_board
 from sidra.cli.jobs import run_remote_job
-from sidra.cli.options import SERVER_ENV
+from sidra.cli.options import SERVER_ENV, tiles_text
 from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
 from sidra.training import (
     BUNDLED,
@@ -349,7 +349,7 @@ def summary_text(key: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):  # the placement: layer -> tiles
-        return "; ".join(f"{k}: tiles {', '.join(map(str, v))}" for k, v in value.items())
+        return "; ".join(f"{k}: {tiles_text(v)}" for k, v in value.items())
     return str(value)
 
 
