@@ -31,6 +31,7 @@ from sidra.cli.options import AsJson, BoardArg, new_file
 from sidra.cli.totals import cost_values, totals
 from sidra.drivers import BoardInfo, Cost, Region
 from sidra.training.atomic_files import write_atomically
+from sidra.training.figures import figure_bytes, new_figure
 
 __all__ = [
     "calibrate_cells",
@@ -367,13 +368,9 @@ def _draw(
 ) -> None:
     """The conductances of ``where`` as a map, its axes the tile's own row and column
     numbers, its colours the board's whole window (µS)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows, cols = g.shape
-    fig, axes = plt.subplots(figsize=(min(12.0, 3.0 + cols / 24), min(12.0, 2.5 + rows / 24)))
+    fig = new_figure(figsize=(min(12.0, 3.0 + cols / 24), min(12.0, 2.5 + rows / 24)))
+    axes = fig.subplots()
     left, top = where.col_offset - 0.5, where.row_offset - 0.5
     image = axes.imshow(g, cmap="viridis", vmin=info.g_min_us, vmax=info.g_max_us,
                         interpolation="nearest", aspect="auto",
@@ -383,10 +380,7 @@ def _draw(
     axes.set_title(title)
     fig.colorbar(image, ax=axes, label="conductance (µS)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip("."))
-    plt.close(fig)
-    write_atomically(path, buffer.getvalue())
+    write_atomically(path, figure_bytes(fig, path.suffix.lstrip(".")))
 
 
 def wear_cells(

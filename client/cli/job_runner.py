@@ -211,5 +211,5 @@ def _outcome(record: TrainingRecord, data: Dataset, options: PATJobOptions, sour
     """A pat job's summary and files: its record and its twin's profile."""
     record.settings["dataset"] = data.named_as
     record.settings["twin_profile"] = f"twin.toml ({source})"
-    files = record.files() | {"twin.toml": options.twin_profile_toml.encode("utf-8")}
+    files = record.files(plot=True) | {"twin.toml": options.twin_profile_toml.encode("utf-8")}
     return record.summary(), files

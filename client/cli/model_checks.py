@@ -4,7 +4,6 @@ the targets it was registered with, now or as kept over time (deployments.proto
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from sidra.client import RemoteBoard
 from sidra.client.deployments import CheckHistory, DeploymentCheck
 from sidra.drivers import SidraError
 from sidra.training.atomic_files import write_atomically
+from sidra.training.figures import figure_bytes, new_figure
 from sidra.training.held import MIN_HELD_CORRELATION, holds
 
 __all__ = ["check_deployment", "check_history"]
@@ -193,13 +193,9 @@ def _plot_history(path: Path, name: str, history: CheckHistory) -> None:
     """Correlation (with the held check's least) and mean deviation against time."""
     import datetime
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     when = [datetime.datetime.fromtimestamp(c.checked_unix_s) for c in history.checks]
-    fig, (upper, lower) = plt.subplots(2, 1, sharex=True, figsize=(8.0, 5.5))
+    fig = new_figure(figsize=(8.0, 5.5))
+    upper, lower = fig.subplots(2, 1, sharex=True)
     upper.plot(when, [c.correlation for c in history.checks], marker=".")
     upper.axhline(MIN_HELD_CORRELATION, color="tab:red", linestyle="--", label="held above")
     upper.set_ylabel("correlation with targets")
@@ -212,7 +208,4 @@ def _plot_history(path: Path, name: str, history: CheckHistory) -> None:
     lower.legend(loc="upper left")
     fig.autofmt_xdate()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".").lower())
-    plt.close(fig)
-    write_atomically(path, buffer.getvalue())
+    write_atomically(path, figure_bytes(fig, path.suffix.lstrip(".").lower()))

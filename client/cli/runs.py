@@ -22,6 +22,7 @@ from rich.table import Table
 from sidra.cli.options import AsJson
 from sidra.cli.tables import columns_that_fit
 from sidra.training.atomic_files import write_atomically
+from sidra.training.figures import figure_bytes, new_figure
 from sidra.training.records import INTERRUPTED, STOPPED_AT
 from sidra.training.saved_runs import RecordUnreadable, SavedRun, find_runs, read_run
 
@@ -464,14 +465,8 @@ def _print_comparison(
 def _plot(runs: list[SavedRun], names: list[str], path: Path) -> None:
     """Test accuracy against steps and against device writes, and the loss per step
     (smoothed over a hundredth of the run), one line per run."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (by_step, by_writes, loss) = plt.subplots(1, 3, figsize=(15, 4))
+    fig = new_figure(figsize=(15, 4))
+    by_step, by_writes, loss = fig.subplots(1, 3)
     for run, name in zip(runs, names, strict=True):
         try:
             checkpoints = run.checkpoints()
@@ -497,11 +492,8 @@ def _plot(runs: list[SavedRun], names: list[str], path: Path) -> None:
         if axes.lines:
             axes.legend(fontsize="small")
     fig.tight_layout()
-    image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=100)
-    plt.close(fig)
     try:
-        write_atomically(path, image.getvalue())
+        write_atomically(path, figure_bytes(fig))
     except OSError as exc:
         raise typer.BadParameter(
             f"{path}: cannot be written ({exc})", param_hint="'--plot'"

@@ -7,11 +7,15 @@ import io
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sidra.training.records import STOPPED_AT
+from sidra.training.figures import figure_bytes, new_figure
+from sidra.training.records import PLOT_FILE, STOPPED_AT
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["PLANNED_RUNS", "Comparison", "MethodResult", "MethodSummary"]
 
@@ -115,38 +119,42 @@ class Comparison:
             "runs": [r.as_dict() for r in self.runs],
         } | {k: v for k, v in self.settings.items() if k.startswith(STOPPED_AT)}
 
-    def files(self) -> dict[str, bytes]:
-        """settings.json, summary.json (per method), runs.csv (per run); the plot apart."""
+    def files(self, *, plot: bool = False) -> dict[str, bytes]:
+        """settings.json, summary.json (per method), runs.csv (per run); with ``plot``,
+        plot.png (drawing it takes a good part of a second: a record rewritten after
+        every run, as ``sidra train compare`` keeps it, leaves it out)."""
         runs = io.StringIO(newline="")
         writer = csv.writer(runs)
         names = [f.name for f in fields(MethodResult)]
         writer.writerow(names)
         writer.writerows([getattr(r, n) for n in names] for r in self.runs)
-        return {
+        files = {
             "settings.json": json.dumps(self.settings, indent=2, default=str).encode(),
             "summary.json": json.dumps(self.summary(), indent=2).encode(),
             "runs.csv": runs.getvalue().encode(),
         }
+        if plot:
+            files[PLOT_FILE] = figure_bytes(self.figure())
+        return files
 
     def save(self, folder: str | Path) -> Path:
-        """Writes :meth:`files` and plot.png into ``folder``."""
+        """Writes :meth:`files` with the plot into ``folder``."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        for name, content in self.files().items():
+        for name, content in self.files(plot=True).items():
             (out / name).write_bytes(content)
-        self.plot(out / "plot.png")
         return out
 
     def plot(self, path: Path) -> None:
+        """Writes :meth:`figure` to ``path`` (PNG)."""
+        path.write_bytes(figure_bytes(self.figure()))
+
+    def figure(self) -> Figure:
         """Test accuracy per method (each seed a dot, mean ± standard deviation a bar),
         and mean accuracy against mean device writes."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         summaries = self.summaries()
-        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+        fig = new_figure(figsize=(12, 4.5))
+        left, right = fig.subplots(1, 2)
         for i, s in enumerate(summaries):
             seeds = [100 * r.test_accuracy for r in self.runs if r.name == s.name]
             left.plot([i] * len(seeds), seeds, "o", color="0.6", markersize=4)
@@ -166,5 +174,4 @@ class Comparison:
         fig.suptitle(f"methods on {dataset}, {budget:,} loss evaluations per run"
                      if isinstance(budget, int) else f"methods on {dataset}")  # fmt: skip
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        return fig

@@ -27,6 +27,7 @@ from sidra.drivers.matching import match_conductances
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.eqprop import EquilibriumNetwork
+from sidra.training.figures import new_figure
 from sidra.training.forward_forward import goodness_by_label
 from sidra.training.held import MIN_HELD_CORRELATION, holds
 from sidra.training.model import GoodnessReadout, ModelLayer, SettleReadout, TrainedModel
@@ -136,17 +137,13 @@ class ModelEvaluation:
         """The confusion matrix as a figure (PNG, SVG, PDF by ``path``'s suffix): each
         true class's row coloured by the share of its samples predicted as each class,
         the counts written in the cells, recall per class on the right."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         counts = self.confusion
         totals = counts.sum(axis=1, keepdims=True)
         shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
         classes = len(self.labels)
         side = min(12.0, 2.5 + 0.55 * classes)
-        fig, axes = plt.subplots(figsize=(side + 1.5, side))
+        fig = new_figure(figsize=(side + 1.5, side))
+        axes = fig.subplots()
         image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
         if classes <= 30:  # past that the numbers would not be legible
             for (row, col), n in np.ndenumerate(counts):
@@ -164,7 +161,6 @@ class ModelEvaluation:
         fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
-        plt.close(fig)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -439,7 +439,7 @@ def _run(
 
 def _record(record: TrainingRecord, dataset: str) -> Outcome:
     record.settings["dataset"] = dataset
-    return record.summary(), record.files()
+    return record.summary(), record.files(plot=True)  # saved by the client as it is
 
 
 def _spsa(
@@ -537,7 +537,7 @@ def _compare(
 
     comparison = compare_methods(board, data, options, on_result=on_result, stop=stop)
     comparison.settings["dataset"] = data.named_as  # as every job's record names it
-    return comparison.summary() | {"dataset": data.named_as}, comparison.files()
+    return comparison.summary() | {"dataset": data.named_as}, comparison.files(plot=True)
 
 
 def _recovery(

@@ -10,14 +10,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from sidra.training.accounting import JobCounts
 from sidra.training.atomic_files import write_atomically
+from sidra.training.figures import figure_bytes, new_figure
 from sidra.training.model import MODEL_FILE, TrainedModel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 STOPPED_AT = "stopped_at_"
 """Prefix of the setting (and summary key) saying where a stopped run ended:
@@ -48,6 +52,9 @@ CHECKPOINT_FILE = "checkpoint.json"
 """The file a run saves its checkpoint to, beside its record (``sidra train --out``, a
 job's record files), and goes on from: every trainer's but a comparison's and drift
 recovery's."""
+
+PLOT_FILE = "plot.png"
+"""A record's figure (:meth:`TrainingRecord.figure`, a comparison's too)."""
 
 RECORD_FILES = ("summary.json", "settings.json")
 """Files every run record has (this module's and a comparison's,
@@ -194,14 +201,14 @@ class TrainingRecord:
         model.npz (sidra.training.model), plot.png."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        for name, content in self.files().items():
+        for name, content in self.files(plot=True).items():
             (out / name).write_bytes(content)
-        self.plot(out / "plot.png")
         return out
 
-    def files(self) -> dict[str, bytes]:
-        """The record's files but the plot, by name: what :meth:`save` writes beside it
-        (and what a job run in the service keeps in its state store)."""
+    def files(self, *, plot: bool = False) -> dict[str, bytes]:
+        """The record's files by name, as :meth:`save` writes them and a job run in the
+        service keeps them in its state store; the plot (:data:`PLOT_FILE`) only with
+        ``plot``: drawing it takes a good part of a second."""
         files = {
             "settings.json": json.dumps(self.settings, indent=2, default=str).encode(),
             "summary.json": json.dumps(self.summary(), indent=2).encode(),
@@ -223,16 +230,18 @@ class TrainingRecord:
         if self.model is not None:
             figures = {"test_accuracy": self.test_accuracy, "steps": self.steps}
             files[MODEL_FILE] = self.model.with_figures(**figures).to_bytes()
+        if plot:
+            files[PLOT_FILE] = figure_bytes(self.figure())
         return files
 
     def plot(self, path: Path) -> None:
+        """Writes :meth:`figure` to ``path`` (PNG)."""
+        path.write_bytes(figure_bytes(self.figure()))
+
+    def figure(self) -> Figure:
         """Loss and accuracy against steps and against device writes."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        fig = new_figure(figsize=(11, 4))
+        left, right = fig.subplots(1, 2)
         if self.losses:
             steps = np.arange(1, len(self.losses) + 1)
             window = max(1, len(self.losses) // 100)
@@ -262,5 +271,4 @@ class TrainingRecord:
         job, dataset = self.settings.get("job", "training"), self.settings.get("dataset", "")
         fig.suptitle(f"{job} on {dataset}")
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        return fig

@@ -32,6 +32,8 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
             assert len(list(csv.reader(f))) == 9  # header + one row per step
         settings = json.loads((out / "settings.json").read_text())
         assert (settings["tiles"], settings["placement"]) == ([1], {"layer": [1]})
+        # The record as a local run saves it, its plot too (drawn in the server).
+        assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
 
         # The state store is the test session's: other tests' jobs may be listed too.
         listed = sidra_json("jobs", "list", "--server", server)

@@ -39,6 +39,7 @@ from sidra.cli.train.running import (
 from sidra.training import CompareOptions, Comparison, MethodName, MethodResult
 from sidra.training.atomic_files import write_atomically
 from sidra.training.compare_record import PLANNED_RUNS
+from sidra.training.records import PLOT_FILE
 
 __all__ = ["compare"]
 
@@ -95,7 +96,8 @@ def compare(
         )
         runs = [MethodResult(**r) for r in summary["runs"]]
         comparison = Comparison(settings, runs)
-        comparison.plot(folder / "plot.png")
+        if not (folder / PLOT_FILE).is_file():  # a server before records carried their plot
+            comparison.plot(folder / PLOT_FILE)
     else:
         data = dataset_named(dataset)
         # Every finished run is in the record at once (runs.csv, summary.json): a long
