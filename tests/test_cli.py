@@ -92,6 +92,9 @@ def test_demo_runs_end_to_end_and_reports_accuracy() -> None:
     deployed = re.search(r"Deployed the trained model on tile 2 .* test accuracy ([\d.]+) %",
                          " ".join(text.split()))  # fmt: skip
     assert deployed and abs(float(deployed.group(1)) - float(match.group(1))) < 10.0, text
+    # The project's units (ns, nJ), with thousands separated, as every other command says them.
+    assert re.search(r"modeled hardware time\W+\d{1,3}(,\d{3})* ns", text), text
+    assert re.search(r"modeled hardware energy\W+\d{1,3}(,\d{3})* nJ", text), text
 
 
 def test_serve_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -489,6 +492,22 @@ def test_on_80_columns_help_cuts_no_option_name_and_no_word(
     words = set(result.output.replace(",", " ").replace("/", " ").split())
     assert [n for n in names if n not in words] == [], result.output
     assert "\\[" not in result.output  # an escape meant for rich's markup only
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), _commands(), ids=[" ".join(path) for path, _ in _commands()]
+)
+def test_a_flag_is_listed_without_a_value(path: tuple[str, ...], command: Any) -> None:
+    """Typer's panels give a flag the type ``<bool>``, as if ``--json true`` were asked
+    for: every flag, ``--help`` and the completion options too, is listed alone."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    result = CliRunner().invoke(app, [*path[1:], "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "╭─ Options" in result.output  # the panels, where typer writes the types
+    assert "<bool>" not in result.output, result.output
 
 
 def test_help_keeps_its_panels_where_they_fit() -> None:

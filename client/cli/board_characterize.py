@@ -40,7 +40,7 @@ def format_tables(result: Characterization) -> list[Table]:
             str(b.calls),
             str(b.cell_writes),
             str(b.mvm_passes),
-            f"{b.modeled_time_ns / 1e3:.4g} µs",
+            f"{b.modeled_time_ns:,.0f} ns",
             f"{b.clock_advanced_s:g} s",
             f"{b.wall_s:.2f} s",
         )

@@ -22,7 +22,12 @@ import typer.main
 from typer.core import TyperCommand
 from typer.models import CommandInfo
 
-from sidra.cli.options import ValueNamingGroup, plain_help_where_cut, reflow_help
+from sidra.cli.options import (
+    ValueNamingGroup,
+    flags_show_no_value,
+    plain_help_where_cut,
+    reflow_help,
+)
 
 __all__ = [
     "LAZY_COMMANDS",
@@ -188,6 +193,7 @@ def _load(lazy: Mapping[str, Loader], name: str) -> Any:
         command = lazy[name]()
         command.name = name
         reflow_help(command)
+        flags_show_no_value(command)
         plain_help_where_cut(command)
         _loaded[key] = command
     return _loaded[key]

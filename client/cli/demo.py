@@ -154,13 +154,13 @@ def _train(console: Console, board: RemoteBoard, steps: int, seed: int) -> Train
     table = Table(title="SPSA training", show_header=False)
     table.add_row("test accuracy", f"[bold]{100 * result.test_accuracy:.2f} %[/]")
     table.add_row("train accuracy", f"{100 * result.train_accuracy:.2f} %")
-    table.add_row("loss evaluations", str(result.loss_evaluations))
+    table.add_row("loss evaluations", f"{result.loss_evaluations:,}")
     table.add_row(
-        "MVM calls (passes)", f"{result.mvm_calls} ({after.mvm_passes - before.mvm_passes})"
+        "MVM calls (passes)", f"{result.mvm_calls:,} ({after.mvm_passes - before.mvm_passes:,})"
     )
-    table.add_row("cell writes", str(after.cell_writes - before.cell_writes))
-    table.add_row("modeled hardware time", f"{result.modeled_time_ns / 1e3:.1f} µs")
-    table.add_row("modeled hardware energy", f"{result.modeled_energy_nj / 1e3:.1f} µJ")
+    table.add_row("cell writes", f"{after.cell_writes - before.cell_writes:,}")
+    table.add_row("modeled hardware time", f"{result.modeled_time_ns:,.0f} ns")
+    table.add_row("modeled hardware energy", f"{result.modeled_energy_nj:,.0f} nJ")
     table.add_row("wall time", f"{elapsed:.1f} s ({1e3 * elapsed / steps:.2f} ms/step over gRPC)")
     console.print(table)
     console.print(f"test accuracy: {100 * result.test_accuracy:.2f} %")

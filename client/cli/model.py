@@ -665,14 +665,14 @@ def _print_evaluation(
 def _print_held(deployed: DeployedModel, console: Console) -> None:
     table = Table(title="held by the tiles (read once, against the model's targets)")
     columns = ("layer", "tiles", "correlation", "rms deviation (µS)", "mean deviation (µS)",
-               "read (µs, µJ)")  # fmt: skip
+               "read (ns, nJ)")  # fmt: skip
     for column in columns:
         table.add_column(column)
     for h in deployed.held:
         table.add_row(
             h.layer, ", ".join(map(str, h.tiles)), f"{h.correlation:.3f}",
             f"{h.rms_deviation_us:.3f}", f"{h.mean_deviation_us:+.3f}",
-            f"{h.read_cost.time_ns / 1e3:.1f}, {h.read_cost.energy_nj / 1e3:.2f}",
+            f"{h.read_cost.time_ns:,.0f}, {h.read_cost.energy_nj:,.0f}",
         )  # fmt: skip
     console.print(table)
 

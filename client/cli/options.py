@@ -39,6 +39,7 @@ __all__ = [
     "TLS_URL_HELP",
     "ValueNamingGroup",
     "field_option",
+    "flags_show_no_value",
     "help_text",
     "job_options",
     "new_file",
@@ -176,6 +177,7 @@ class ValueNamingGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         reflow_help(self)
+        flags_show_no_value(self)
         plain_help_where_cut(self)
 
     def invoke(self, ctx: Any) -> Any:  # typer's Context (its base class is not public)
@@ -213,6 +215,26 @@ def reflow_help(command: Any) -> None:
         )
     for sub in getattr(command, "commands", {}).values():
         reflow_help(sub)
+
+
+def flags_show_no_value(command: Any) -> None:
+    """Lists ``command``'s flags and its subcommands' (``--json``, ``--help``) without a
+    value: typer's panels give each flag the type ``<bool>``, which reads as if ``--json
+    true`` were asked for (an empty metavar is typer's way to show none). Done as the
+    parameters are listed: ``--help`` is made then, and typer adds the top group's
+    ``--install-completion`` after the group is built."""
+    listed = command.get_params
+
+    def get_params(ctx: Any) -> Any:
+        params = listed(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+    command.get_params = get_params
+    for sub in getattr(command, "commands", {}).values():
+        flags_show_no_value(sub)
 
 
 def plain_help_where_cut(command: Any) -> None:
