@@ -33,7 +33,6 @@ from sidra.client.job_datasets import (
     UploadProgress,
     dataset_to_send,
     datasets_request,
-    is_file_gone,
     to_upload,
     upload_pieces,
     upload_timeout_s,
@@ -51,7 +50,7 @@ from sidra.client.jobs import (
     watch_retry,
 )
 from sidra.client.options import checked_count, checked_job_id, checked_text
-from sidra.drivers import NotFound, OutOfRange, ResourceExhausted
+from sidra.drivers import DatasetNotKept, NotFound, OutOfRange, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = ["AsyncJobs"]
@@ -88,8 +87,8 @@ class AsyncJobs:
         timeout = self.timeout_s + lease_wait_s
         try:
             return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
-        except NotFound as exc:
-            if not (sent.uploaded and is_file_gone(exc)):
+        except DatasetNotKept:  # the kept file it named: deleted since it was listed
+            if not sent.uploaded:
                 raise
         await self._upload(sent, on_upload)  # deleted since it was listed: sent again, once
         return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))

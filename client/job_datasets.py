@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from sidra.client.options import checked_text
-from sidra.drivers import FailedPrecondition, InvalidArgument, NotFound
+from sidra.drivers import FailedPrecondition, InvalidArgument
 from sidra.hil.v1 import jobs_pb2 as pb
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "UploadProgress",
     "dataset_to_send",
     "file_sha256",
-    "is_file_gone",
     "kept_file",
     "datasets_request",
     "to_upload",
@@ -296,12 +295,6 @@ class DatasetDownload:
                 "path", str(self.path), f"a file that can be written ({exc.strerror})"
             ) from exc
         return self.path
-
-
-def is_file_gone(error: NotFound) -> bool:
-    """Whether SubmitJob's ``error`` says the kept file it names is not there (deleted
-    between the client's look and its submission): the client then sends it again."""
-    return "dataset_sha256: no data set file of SHA-256" in str(error)  # "NOT_FOUND: ..."
 
 
 def upload_timeout_s(sent: DatasetToSend, timeout_s: float) -> float:

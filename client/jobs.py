@@ -36,7 +36,6 @@ from sidra.client.job_datasets import (
     UploadProgress,
     dataset_to_send,
     datasets_request,
-    is_file_gone,
     to_upload,
     upload_pieces,
     upload_timeout_s,
@@ -50,6 +49,7 @@ from sidra.client.options import (
 )
 from sidra.drivers import (
     BoardUnavailable,
+    DatasetNotKept,
     InvalidArgument,
     NotFound,
     OutOfRange,
@@ -220,8 +220,8 @@ class Jobs:
         timeout = self.timeout_s + lease_wait_s
         try:
             return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
-        except NotFound as exc:
-            if not (sent.uploaded and is_file_gone(exc)):
+        except DatasetNotKept:  # the kept file it named: deleted since it was listed
+            if not sent.uploaded:
                 raise
         self._upload(sent, on_upload)  # deleted since it was listed: sent again, once
         return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))

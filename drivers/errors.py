@@ -16,6 +16,7 @@ against a local driver and a remote board catches the same exceptions::
     ├── DeadlineExceeded (TimeoutError)   the call ran out of time
     ├── Unsupported                       this board cannot do that (e.g. a virtual clock)
     ├── NotFound (LookupError)            what the call names does not exist (a job id)
+    │   └── DatasetNotKept                a data set file named by its SHA-256 is not kept
     ├── AlreadyExists                     what the call would create exists (a name in use)
     ├── ResourceExhausted                 a per-caller limit of the service refused the call
     ├── Unauthenticated                   the service does not know the caller (no token)
@@ -49,6 +50,7 @@ __all__ = [
     "BoardFault",
     "BoardReset",
     "BoardUnavailable",
+    "DatasetNotKept",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
@@ -125,6 +127,11 @@ class NotFound(SidraError, LookupError):
     """What the call names does not exist on the service (a job id no job has)."""
 
 
+class DatasetNotKept(NotFound):
+    """The data set file a call names by its SHA-256 is not kept for the caller: never
+    uploaded, or deleted or expired since (a client that looked before sends it again)."""
+
+
 class AlreadyExists(SidraError):
     """What the call would create exists already (a deployment name in use)."""
 
@@ -184,7 +191,7 @@ GRPC_STATUS: ErrorTable = (
 )
 """Exception <-> gRPC status code name (``grpc.StatusCode[name]``)."""
 
-REFINED: tuple[type[SidraError], ...] = (LeaseHeld, SessionClosed)
+REFINED: tuple[type[SidraError], ...] = (LeaseHeld, SessionClosed, DatasetNotKept)
 """Classes that share their status code with their parent: the server names the class
 in ErrorInfo metadata "exception" and the client raises it (``sidra.client.errors``)."""
 

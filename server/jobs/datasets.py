@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 
 from sidra.drivers import (
+    DatasetNotKept,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     OutOfRange,
     ResourceExhausted,
     SidraError,
@@ -207,12 +207,12 @@ class DatasetFiles:
         self, principal: str, sha256: str, offset: int, max_bytes: int, most: int
     ) -> tuple[DatasetFileRow, bytes]:
         """Up to ``max_bytes`` (at most ``most``: sidra.server.jobs.pieces) bytes of
-        ``principal``'s file of ``sha256`` from ``offset`` on, with the file. NotFound when
+        ``principal``'s file of ``sha256`` from ``offset`` on, with the file. DatasetNotKept when
         it keeps no such file; OutOfRange naming ``offset`` or ``max_bytes``."""
         digest = checked_sha256("sha256", sha256)
         found = self._store().piece(principal, digest, offset, piece_length(max_bytes, most))
         if found is None:
-            raise NotFound(_missing("sha256", principal, digest))
+            raise DatasetNotKept(_missing("sha256", principal, digest))
         row, piece = found
         if offset > row.size_bytes:
             raise OutOfRange("offset", offset, f"0 .. {row.size_bytes} (the size of {row.name})")
@@ -220,11 +220,11 @@ class DatasetFiles:
 
     def delete(self, principal: str, sha256: str) -> int:
         """Forgets ``principal``'s file of ``sha256``; returns the bytes the store gave
-        back (0 while others hold them). NotFound when it keeps no such file."""
+        back (0 while others hold them). DatasetNotKept when it keeps no such file."""
         digest = checked_sha256("sha256", sha256)
         freed = self._store().delete(principal, digest)
         if freed is None:
-            raise NotFound(_missing("sha256", principal, digest))
+            raise DatasetNotKept(_missing("sha256", principal, digest))
         return freed
 
     def named(self, principal: str, sha256: str, dataset: str) -> tuple[str, HeldDataset]:
@@ -235,7 +235,7 @@ class DatasetFiles:
         digest = checked_sha256(DATASET_SHA256_FIELD, sha256)
         found = self._store().content(principal, digest)
         if found is None:
-            raise NotFound(_missing(DATASET_SHA256_FIELD, principal, digest))
+            raise DatasetNotKept(_missing(DATASET_SHA256_FIELD, principal, digest))
         row, content = found
         held = HeldDataset(content, digest)
         if not dataset:

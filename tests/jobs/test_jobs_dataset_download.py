@@ -19,8 +19,8 @@ from sidra.client.aio import connect as aio_connect
 from sidra.client.errors import from_rpc_error
 from sidra.client.jobs import JOB_SERVICE
 from sidra.drivers import (
+    DatasetNotKept,
     InvalidArgument,
-    NotFound,
     OutOfRange,
     PermissionDenied,
     ResourceExhausted,
@@ -93,7 +93,7 @@ def test_a_kept_file_is_read_back_in_pieces_as_it_was_sent(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("request_fields", "error", "field", "says"),
     [
-        ({"sha256": "ab" * 32}, NotFound, "sha256", "no data set file of SHA-256 " + "ab" * 32),
+        ({"sha256": "ab" * 32}, DatasetNotKept, "sha256", "no data set file of SHA-256 ab"),
         ({"sha256": "xyz"}, InvalidArgument, "sha256", "a SHA-256 as 64 hex digits"),
         ({"offset": 10**9}, OutOfRange, "offset", "0 .. 4012 (the size of lab.csv)"),
         ({"max_bytes": 5 * MIB}, OutOfRange, "max_bytes", "0 .. 4194304 (0: 1048576)"),
@@ -134,7 +134,7 @@ def test_a_download_that_fails_leaves_the_path_as_it_was(tmp_path: Path) -> None
             client.jobs.download_dataset(kept.sha256, target)
         assert target.read_text() == "mine\n" and _left_in(out) == ["lab.csv"]
         client.jobs.delete_dataset(kept.sha256)
-        with pytest.raises(NotFound, match="sha256: no data set file of SHA-256"):
+        with pytest.raises(DatasetNotKept, match="sha256: no data set file of SHA-256"):
             client.jobs.download_dataset(kept.sha256, target)
         assert target.read_text() == "mine\n" and _left_in(out) == ["lab.csv"]
 
@@ -159,7 +159,7 @@ def test_every_principal_s_files_are_listed_and_read_by_an_admin_only(tmp_path: 
                 bob.jobs.download_dataset(kept.sha256, tmp_path / "x.csv", "alice")
         with (
             connect(address, token=token["viewer"]) as viewer,
-            pytest.raises(NotFound, match="kept for principal 'viewer'"),
+            pytest.raises(DatasetNotKept, match="kept for principal 'viewer'"),
         ):
             viewer.jobs.download_dataset(kept.sha256, tmp_path / "x.csv")
         with connect(address, token=token["admin"]) as admin:

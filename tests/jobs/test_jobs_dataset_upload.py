@@ -23,7 +23,7 @@ from sidra.client import connect
 from sidra.client.errors import from_rpc_error
 from sidra.client.job_datasets import DATASET_PIECE_BYTES, INLINE_DATASET_BYTES, DatasetRoom
 from sidra.client.jobs import JOB_SERVICE
-from sidra.drivers import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from sidra.drivers import DatasetNotKept, InvalidArgument, PermissionDenied, ResourceExhausted
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.jobs import datasets as jobs_datasets
 from sidra.server.jobs import runner as jobs_runner
@@ -230,7 +230,7 @@ def test_a_stored_file_trains_a_job_named_by_its_digest(tmp_path: Path) -> None:
         with pytest.raises(InvalidArgument) as refused:
             submit(dataset_sha256=kept.sha256, dataset="lab.npz")
         assert refused.value.field == "dataset" and "ending in .csv" in str(refused.value)
-        with pytest.raises(NotFound, match="no data set file of SHA-256 0{64} kept for "):
+        with pytest.raises(DatasetNotKept, match="no data set file of SHA-256 0{64} kept for "):
             submit(dataset_sha256="0" * 64)
         with pytest.raises(InvalidArgument) as malformed:
             submit(dataset_sha256="lab.csv")
@@ -261,10 +261,10 @@ def test_another_principal_s_files_are_out_of_reach_but_an_admin_s(tmp_path: Pat
             assert bob.jobs.datasets() == []
             with pytest.raises(PermissionDenied, match="an admin's right"):
                 bob.jobs.datasets("alice")
-            with pytest.raises(NotFound, match="^NOT_FOUND: sha256: no data set file of "):
+            with pytest.raises(DatasetNotKept, match="^NOT_FOUND: sha256: no data set file of "):
                 bob.jobs.delete_dataset(kept.sha256)
             request = pb.SubmitJobRequest(kind="mlp", dataset_sha256=kept.sha256)
-            with pytest.raises(NotFound, match="kept for principal 'bob'"):
+            with pytest.raises(DatasetNotKept, match="kept for principal 'bob'"):
                 bob.jobs._call("SubmitJob", request, pb.Job, 30.0)
         with connect(address, token=token["admin"]) as admin:
             assert [f.sha256 for f in admin.jobs.datasets("alice")] == [kept.sha256]
