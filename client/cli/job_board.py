@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import typer
 
 from sidra.cli.options import SERVER_ENV
-from sidra.cli.whoami import expiry_warning
+from sidra.cli.whoami import expiry_warning, token_hint
 from sidra.client.remote import RemoteBoard, connect_server
 from sidra.client.session import Session
 from sidra.drivers import Board, InvalidArgument, OutOfRange, SidraError, open_board
@@ -57,7 +57,7 @@ def job_board(
     except SidraError as exc:
         if isinstance(exc, InvalidArgument):
             raise typer.BadParameter(str(exc)) from exc
-        typer.echo(f"{command}: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"{command}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
         raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc

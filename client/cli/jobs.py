@@ -36,6 +36,7 @@ from sidra.cli.options import (
     tiles_text,
 )
 from sidra.cli.tables import columns_that_fit
+from sidra.cli.whoami import token_hint
 from sidra.client import DatasetInfo, JobEvent, JobInfo, RemoteBoard
 from sidra.client.job_datasets import UploadProgress, kept_file
 from sidra.client.jobs import DATASET_FILES
@@ -88,7 +89,7 @@ def jobs_server(address: str, what: str) -> Iterator[RemoteBoard]:
         with connect_server(address) as board:
             yield board
     except SidraError as exc:
-        typer.echo(f"sidra jobs {what}: {exc}", err=True)
+        typer.echo(f"sidra jobs {what}: {exc}{token_hint(exc)}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -491,7 +492,7 @@ def run_remote_job(
                 f"{refused.allowed}; the server refused {refused.value}",
                 param_hint="'--dataset'",
             ) from exc
-        typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
         raise typer.Exit(1) from exc
     if done.state != "succeeded":
         if done.files:  # stopped early: what it did is a record all the same

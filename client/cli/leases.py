@@ -14,6 +14,7 @@ from rich.table import Table
 
 from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
 from sidra.cli.tables import columns_that_fit
+from sidra.cli.whoami import token_hint
 from sidra.client import RemoteBoard, TileLease
 from sidra.drivers import SidraError, open_board
 
@@ -102,7 +103,7 @@ def leases(
                 )
             held = board.leases()
     except SidraError as exc:
-        typer.echo(f"sidra leases {url}: {exc}", err=True)
+        typer.echo(f"sidra leases {url}: {exc}{token_hint(exc)}", err=True)
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps([asdict(lease) for lease in held]))

@@ -11,11 +11,22 @@ from typing import Annotated
 import typer
 
 from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
-from sidra.client import Caller, RemoteBoard
+from sidra.client import Caller, RemoteBoard, Unauthenticated
+from sidra.client.credentials import TOKEN_ENV, token_from_env
 from sidra.drivers import SidraError, open_board
 from sidra.server.security.tokens import EXPIRY_WARNING
 
-__all__ = ["caller_text", "expiry_warning", "whoami"]
+__all__ = ["caller_text", "expiry_warning", "token_hint", "whoami"]
+
+
+def token_hint(exc: BaseException) -> str:
+    """What a command adds to ``exc``'s message when a server refused it for want of a
+    token while ``SIDRA_TOKEN`` is unset: where every ``sidra`` command takes its token
+    from (the server's message speaks of gRPC metadata, which a command line never
+    sets itself); "" otherwise."""
+    if isinstance(exc, Unauthenticated) and token_from_env() is None:
+        return f" ({TOKEN_ENV} is not set: export {TOKEN_ENV}=TOKEN, as sidra token add printed it)"
+    return ""
 
 
 def _when(unix_s: float) -> str:
@@ -72,7 +83,7 @@ def whoami(
             assert isinstance(board, RemoteBoard)  # grpc:// and grpcs:// open one
             caller = board.caller()
     except SidraError as exc:
-        typer.echo(f"sidra whoami {url}: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"sidra whoami {url}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(caller.as_dict()))

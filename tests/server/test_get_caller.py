@@ -143,6 +143,9 @@ def test_whoami_prints_the_caller_and_warns_of_a_token_about_to_expire(tmp_path:
     assert local.returncode == 2
     assert unwrapped("is a board, not a server") in unwrapped(local.stderr)
     assert unwrapped("GetCaller needs a bearer token") in unwrapped(anonymous.stderr)
+    # Where a command line's token goes, said when none was set (not for a token refused).
+    hint = unwrapped("(SIDRA_TOKEN is not set: export SIDRA_TOKEN=TOKEN, as sidra token add")
+    assert hint in unwrapped(anonymous.stderr) and hint not in unwrapped(expired.stderr)
 
 
 def test_an_expired_token_is_refused_by_get_caller_too(tmp_path: Path) -> None:
