@@ -43,6 +43,7 @@ from sidra.drivers.types import (
     SequenceResult,
     TileUse,
     WriteCounts,
+    tiles_text,
 )
 from sidra.drivers.url import open_board, register_scheme, schemes
 
@@ -86,4 +87,5 @@ __all__ = [
     "rademacher",
     "register_scheme",
     "schemes",
+    "tiles_text",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "SequenceResult",
     "TileUse",
     "WriteCounts",
+    "tiles_text",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -95,6 +97,15 @@ class Region:
             f"rows {self.row_offset}..{self.row_offset + self.rows - 1} "
             f"cols {self.col_offset}..{self.col_offset + self.cols - 1}"
         )
+
+
+def tiles_text(tiles: Iterable[int], whole_board: bool = False) -> str:
+    """Tiles as messages and tables name them: ``tile 3``, ``tiles 0, 2``, ``the whole
+    board`` (``whole_board``: a lease or a job of every tile, whatever ``tiles`` lists)."""
+    if whole_board:
+        return "the whole board"
+    listed = ", ".join(map(str, tiles))
+    return f"tiles {listed}" if "," in listed else f"tile {listed}" if listed else "no tile"
 
 
 @dataclass(frozen=True, slots=True)

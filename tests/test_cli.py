@@ -276,30 +276,6 @@ def test_the_shell_completes_commands_options_and_board_urls() -> None:
     assert script.returncode == 0 and "_SIDRA_COMPLETE=complete_bash" in script.stdout
 
 
-def test_a_run_s_summary_reads_as_a_person_reads_figures() -> None:
-    from sidra.cli.train.running import summary_text
-
-    assert summary_text("test_accuracy", 0.953704) == "95.37 %"
-    assert summary_text("device_writes", 444240) == "444,240"
-    assert summary_text("modeled_time_ns", 9395470.0) == "9,395,470"
-    assert summary_text("final_loss", 0.87912345) == "0.8791"
-    assert summary_text("seed", 0) == "0" and summary_text("blocking", False) == "False"
-    assert summary_text("placement", {"layer0": [0, 1]}) == "layer0: tiles 0, 1"
-    assert summary_text("placement", {"layer": [0]}) == "layer: tile 0"
-    assert summary_text("gain", float("nan")) == "nan"
-
-
-def test_tiles_are_named_as_a_sentence_names_them() -> None:
-    """One wording everywhere a command names tiles (status, jobs, deployments, a run's
-    placement), where each used to print its own (``tiles 0``, ``tiles [0]``, ``all``)."""
-    from sidra.cli.options import tiles_text
-
-    assert tiles_text([3]) == "tile 3"
-    assert tiles_text((0, 2)) == "tiles 0, 2"
-    assert tiles_text([0, 1, 2, 3], whole_board=True) == "the whole board"
-    assert tiles_text([]) == "no tile"
-
-
 def test_train_drift_recovery_prints_every_stage_and_keeps_its_record(tmp_path: Path) -> None:
     out = tmp_path / "recovery"
     summary = sidra_json(

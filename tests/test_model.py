@@ -380,7 +380,7 @@ def test_a_model_its_tiles_hold_runs_without_a_write() -> None:
         held = model.deploy(board, tiles=[2, 0], held=True)
         again = held.evaluate(data.x_test, data.y_test)
         assert board.stats().cell_writes == writes
-        with pytest.raises(ModelNotHeld, match=r"^layer0 on tiles \[1\]: what they hold corr"):
+        with pytest.raises(ModelNotHeld, match=r"^layer0 on tile 1: what they hold corr"):
             model.deploy(board, tiles=[1, 3], held=True)  # never programmed there
         assert board.stats().cell_writes == writes
     assert again.accuracy == programmed.accuracy

@@ -203,7 +203,7 @@ def test_deployed_to_a_server_then_run_as_held_after_a_year(
     assert held["held"][0]["read_time_ns"] > 0 and held["held"][0]["read_energy_nj"] > 0
     assert held["accuracy"] > 0.3
     assert elsewhere.returncode == 2
-    assert unwrapped("'--held': layer0 on tiles [0]: what they hold correlates") in unwrapped(
+    assert unwrapped("'--held': layer0 on tile 0: what they hold correlates") in unwrapped(
         elsewhere.stderr
     )
     assert aged["held"][0]["mean_deviation_us"] < held["held"][0]["mean_deviation_us"]

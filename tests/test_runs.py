@@ -133,6 +133,10 @@ def test_show_prints_the_record_as_its_files_hold_it(runs: Path) -> None:
     assert '{"' not in table.stdout
     assert re.search(r"^\s+serial_number\s+EMU-5\s*$", table.stdout, re.MULTILINE)
     assert re.search(r"^\s+command\s+sidra train last-layer ", table.stdout, re.MULTILINE)
+    # The figures as the run's end printed them; a placement as the tiles it names.
+    accuracy = 100 * _json(folder / "summary.json")["test_accuracy"]
+    assert re.search(rf"^\s+test_accuracy\s+{accuracy:.2f} %\s*$", table.stdout, re.MULTILINE)
+    assert re.search(r"^\s+placement\s+features: tile 0; head: tile 1\s*$", table.stdout, re.M)
 
     nothing = run_sidra("runs", "show", str(runs))  # the folder of records, not one
     assert nothing.returncode == 2

@@ -20,8 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.jobs import Server, jobs_server, transfer_bar
-from sidra.cli.options import AsJson, size_text
+from sidra.cli.options import AsJson
 from sidra.cli.tables import columns_that_fit
+from sidra.cli.texts import size_text
 from sidra.client.job_datasets import DatasetInfo, file_sha256, kept_file
 from sidra.drivers import InvalidArgument, SidraError
 

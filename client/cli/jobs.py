@@ -32,10 +32,9 @@ from sidra.cli.options import (
     TLS_URL_HELP,
     AsJson,
     Priority,
-    size_text,
-    tiles_text,
 )
 from sidra.cli.tables import columns_that_fit
+from sidra.cli.texts import duration_text, figure_text, size_text, tiles_text
 from sidra.cli.whoami import token_hint
 from sidra.client import DatasetInfo, JobEvent, JobInfo, RemoteBoard
 from sidra.client.job_datasets import UploadProgress, kept_file
@@ -183,16 +182,65 @@ def show(
     if as_json:
         typer.echo(json.dumps(job.as_dict()))
         return
-    table = Table(title=f"job {job.job_id}", show_header=False, box=box.SIMPLE)
-    for key, value in job.as_dict().items():
-        if key.endswith("_unix_s"):
-            value = _when(value)
-        elif isinstance(value, dict):
-            value = json.dumps(value)
-        table.add_row(key, str(value))
-    if out is not None:
-        table.add_row("record", str(out))
-    Console().print(table)
+    Console().print(job_table(job, out))
+
+
+def job_table(job: JobInfo, out: Path | None = None, now_unix_s: float | None = None) -> Table:
+    """``sidra jobs show``'s view of ``job``: its state, times and tiles, then its options,
+    summary and record files, each figure as the run's end prints it (sidra.cli.texts).
+    ``out``: where its record was saved; ``now_unix_s``: the clock a running or queued
+    job's time so far is measured to (now)."""
+    now = time.time() if now_unix_s is None else now_unix_s
+    table = Table(title=f"job {job.job_id}: {job.kind} on {job.dataset}", show_header=False,
+                  box=box.SIMPLE)  # fmt: skip
+    table.add_column("key")
+    table.add_column("value", overflow="fold")
+    table.add_row("state", job.state)
+    if job.error:
+        table.add_row("error", job.error)
+    table.add_row("principal", job.principal)
+    if job.priority:
+        table.add_row("priority", f"{job.priority:+d}")
+    submitted, started, ended = job.submitted_unix_s, job.started_unix_s, job.ended_unix_s
+    table.add_row("submitted", _when(submitted))
+    if started:
+        table.add_row("started", f"{_when(started)} (queued {duration_text(started - submitted)})")
+    elif job.state == "queued":
+        table.add_row("started", f"not yet (queued for {duration_text(now - submitted)})")
+    if ended:
+        ran = f"ran {duration_text(ended - started)}" if started else "never started"
+        table.add_row("ended", f"{_when(ended)} ({ran})")
+    elif started:
+        table.add_row("ended", f"not yet (running for {duration_text(now - started)})")
+    progress = " ".join(part for part in (_progress_text(job), job.message) if part)
+    table.add_row("progress", progress or "none reported")
+    if job.tiles or job.whole_board:
+        table.add_row("tiles", tiles_text(job.tiles, job.whole_board))
+    elif job.state == "queued":
+        table.add_row("tiles", "placed when it starts")
+    table.add_row("events", f"{job.events} (sidra jobs logs {job.job_id})")
+    table.add_section()
+    table.add_row("[bold]options[/bold]", "")
+    for key, value in job.options.items():
+        table.add_row(key, _option_text(value))
+    if job.summary is not None:
+        table.add_section()
+        table.add_row("[bold]summary[/bold]", "")
+        for key, value in job.summary.items():
+            table.add_row(key, figure_text(key, value))
+    if job.record_files:
+        table.add_section()
+        total = size_text(sum(job.record_files.values()))
+        saved = f"in {out}" if out is not None else "--out DIR saves them"
+        table.add_row("[bold]record files[/bold]", f"{total} ({saved})")
+        for name, size_bytes in job.record_files.items():
+            table.add_row(name, size_text(size_bytes))
+    return table
+
+
+def _option_text(value: Any) -> str:
+    """An option as ``--json`` and settings.json give it: a list or a mapping as JSON."""
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 @jobs_app.command("resume")

@@ -16,7 +16,8 @@ from typing import Annotated
 import typer
 
 from sidra.cli.job_board import job_board
-from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, new_file, tiles_text
+from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, new_file
+from sidra.cli.texts import tiles_text
 from sidra.client import RemoteBoard
 from sidra.client.deployments import Deployment, DeploymentCheck
 from sidra.drivers import Board

@@ -19,7 +19,6 @@ import contextlib
 import inspect
 import io
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -46,8 +45,6 @@ __all__ = [
     "plain_help_where_cut",
     "reflow_help",
     "server_url",
-    "size_text",
-    "tiles_text",
 ]
 
 TLS_URL_HELP = (
@@ -266,20 +263,3 @@ def plain_help_where_cut(command: Any) -> None:
     command.format_help = format_help
     for sub in getattr(command, "commands", {}).values():
         plain_help_where_cut(sub)
-
-
-def size_text(size_bytes: int) -> str:
-    """A size as a person reads it: ``78.2 kB``, ``1.3 GB`` (decimal units), ``512 B``."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size_bytes >= scale:
-            return f"{size_bytes / scale:.1f} {unit}"
-    return f"{size_bytes} B"
-
-
-def tiles_text(tiles: Iterable[int], whole_board: bool = False) -> str:
-    """Tiles as a sentence names them: ``tile 3``, ``tiles 0, 2``, ``the whole board``
-    (``whole_board``: a lease or a job of every tile, whatever ``tiles`` lists)."""
-    if whole_board:
-        return "the whole board"
-    listed = ", ".join(map(str, tiles))
-    return f"tiles {listed}" if "," in listed else f"tile {listed}" if listed else "no tile"

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from sidra.cli.options import AsJson
 from sidra.cli.tables import columns_that_fit
+from sidra.cli.texts import duration_text, figure_text
 from sidra.training.atomic_files import write_atomically
 from sidra.training.figures import figure_bytes, new_figure
 from sidra.training.records import INTERRUPTED, STOPPED_AT
@@ -61,13 +62,7 @@ def _accuracy_text(accuracy: float | None) -> str:
 
 
 def _wall_text(wall_s: float | None) -> str:
-    if wall_s is None:
-        return ""
-    if wall_s < 120:
-        return f"{wall_s:.1f} s"
-    if wall_s < 7200:
-        return f"{wall_s / 60:.1f} min"
-    return f"{wall_s / 3600:.1f} h"
+    return "" if wall_s is None else duration_text(wall_s)
 
 
 def _listed(run: SavedRun, root: Path) -> dict[str, Any]:
@@ -321,14 +316,19 @@ def show_run(record: RecordArgument, as_json: AsJson = False) -> None:
     else:
         _add_rows(table, "[bold]run[/bold]", run.provenance)
     _add_rows(table, "[bold]settings[/bold]", run.settings)
-    _add_rows(table, "[bold]summary[/bold]", run.summary)
+    table.add_row("[bold]summary[/bold]", "")
+    for key, value in run.summary.items():  # as the run's end printed them
+        table.add_row(key, figure_text(key, value))
     console.print(table)
 
 
 def _add_rows(table: Table, key: str, value: Any, depth: int = 0) -> None:
     """``key`` and ``value`` as rows: a mapping as its keys indented under it (the board,
-    who saved it, a placement), the command line as typed, anything else as a value."""
-    if isinstance(value, dict) and (value or depth == 0):
+    who saved it), a placement as its tiles, the command line as typed, anything else as
+    a value."""
+    if key.strip() == "placement" and isinstance(value, dict):  # layer -> tiles
+        table.add_row(key, figure_text("placement", value))
+    elif isinstance(value, dict) and (value or depth == 0):
         table.add_row(key, "")
         for inner, held in value.items():
             _add_rows(table, f"{'  ' * depth}{inner}", held, depth + 1)

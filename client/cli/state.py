@@ -26,9 +26,10 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli import serve_files
-from sidra.cli.options import AsJson, size_text
+from sidra.cli.options import AsJson
 from sidra.cli.serve_files import ServeConfig
 from sidra.cli.tables import columns_that_fit
+from sidra.cli.texts import size_text
 from sidra.server.state import (
     BoardSummary,
     ProgramRecord,

@@ -23,7 +23,8 @@ import click
 import typer
 
 from sidra.cli.leases import holders
-from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url, tiles_text
+from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
+from sidra.cli.texts import tiles_text
 from sidra.cli.totals import totals
 from sidra.cli.whoami import caller_text, expiry_warning
 from sidra.client import Caller, RemoteBoard, TileLease

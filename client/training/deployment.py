@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Board, Cost, InvalidArgument, ProgramReport, Region
+from sidra.drivers import Board, Cost, InvalidArgument, ProgramReport, Region, tiles_text
 from sidra.drivers.matching import match_conductances
 from sidra.training.accounting import JobMeter
 from sidra.training.analog_layer import AnalogLinear
@@ -325,7 +325,7 @@ class DeployedModel:
         for found in self.held:
             if not holds(found.correlation):
                 raise ModelNotHeld(
-                    f"{found.layer} on tiles {list(found.tiles)}: what they hold correlates "
+                    f"{found.layer} on {tiles_text(found.tiles)}: what they hold correlates "
                     f"{found.correlation:.3f} with the model's conductances, expected >= "
                     f"{MIN_HELD_CORRELATION} (deployed there with the same tiles?); program "
                     "it again without held"

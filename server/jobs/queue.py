@@ -32,14 +32,26 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["BEHIND", "QUEUE_POLL_S", "TILES", "JobQueue", "Waiting", "queue_order", "queue_pass"]
+__all__ = [
+    "BEHIND",
+    "QUEUE_POLL_S",
+    "JobQueue",
+    "Waiting",
+    "WaitsForTiles",
+    "queue_order",
+    "queue_pass",
+]
 
 QUEUE_POLL_S = 1.0
 """How often, at most, the queue tries its waiting jobs when no job ends, s."""
 
-TILES = "tiles"
-"""How a reason ``try_start`` gives begins when the job waits for tiles (which it then
-keeps from later jobs)."""
+
+class WaitsForTiles(str):
+    """A reason ``try_start`` gives when the job waits for tiles (which it then keeps from
+    later jobs)."""
+
+    __slots__ = ()
+
 
 BEHIND = "a job ahead in the queue waits for its tiles"
 """The reason of a job that waits behind one ahead of it needing some of its tiles."""
@@ -107,7 +119,7 @@ def queue_pass(
             why = try_start(job)
             if not why:
                 continue
-        if why.startswith(TILES) or why == BEHIND:
+        if isinstance(why, WaitsForTiles) or why == BEHIND:
             kept |= job.tiles
         reasons[job.job_id] = f"queued, {ahead} ahead: {why}"
         ahead += 1

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sidra.drivers import BoardReset, SidraError
+from sidra.drivers import BoardReset, SidraError, tiles_text
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.live import LiveJob, cancelled_text, ended, progress_interval_s
@@ -88,8 +88,8 @@ class RunningJob:
     def start(self, runner: JobRunner) -> None:
         """Runs the job on a thread of its own."""
         row = self.live.row
-        log.info("job %s (%s on %s) of %s started on tiles %s", row.id, row.kind, row.dataset,
-                 row.principal, "all" if row.whole_board else list(row.tiles))  # fmt: skip
+        log.info("job %s (%s on %s) of %s started on %s", row.id, row.kind, row.dataset,
+                 row.principal, tiles_text(row.tiles, row.whole_board))  # fmt: skip
         threading.Thread(target=self.run, args=(runner,), name=f"sidra-job-{row.id}",
                          daemon=True).start()  # fmt: skip
 
@@ -281,7 +281,7 @@ class RunningJob:
         kept = narrowed.ended.session.tiles
         with self.table.changed:
             row.tiles, row.whole_board = kept, False
-        line = f"lease narrowed to tiles {list(kept)} (the others freed)"
+        line = f"lease narrowed to {tiles_text(kept)} (the others freed)"
         log.info("job %s: %s", row.id, line)
         self.log(line)
 

@@ -19,10 +19,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from sidra.drivers import FailedPrecondition, LeaseHeld, ResourceExhausted, SidraError, TileUse
+from sidra.drivers import (
+    FailedPrecondition,
+    LeaseHeld,
+    ResourceExhausted,
+    SidraError,
+    TileUse,
+    tiles_text,
+)
 from sidra.drivers.monitor import LinkMonitored
 from sidra.server.jobs.live import LiveJob
-from sidra.server.jobs.queue import TILES, JobQueue, Waiting
+from sidra.server.jobs.queue import JobQueue, Waiting, WaitsForTiles
 from sidra.server.jobs.runner import HeldDataset, JobRunner, SentDataset, StoredDataset
 from sidra.server.jobs.running import close_session
 from sidra.server.jobs.submission import Submission
@@ -288,8 +295,8 @@ class JobStarter:
                     live.row.message = message
 
     def try_start(self, waiting: Waiting) -> str:
-        """Starts the queued job if it can; else says what it waits for (beginning
-        "tiles" when it waits for tiles: sidra.server.jobs.queue.TILES)."""
+        """Starts the queued job if it can; else says what it waits for (a
+        :class:`~sidra.server.jobs.queue.WaitsForTiles` when it waits for tiles)."""
         table = self.table
         live = table.held(waiting.job_id)
         if live is None:
@@ -305,8 +312,8 @@ class JobStarter:
             waiting, held = moved, []
         if held:
             first = held[0]
-            return (
-                f"{TILES} {sorted({h.tile for h in held})} leased by session "
+            return WaitsForTiles(
+                f"{tiles_text(sorted({h.tile for h in held}))} leased by session "
                 f"{first.session_id[:8]}… of {first.principal} ({first.label})"
             )
         try:
@@ -339,7 +346,7 @@ class JobStarter:
                     close_session(self.keeper, row.principal, session.id)
                     return "not queued any more"
         except LeaseHeld as exc:
-            return f"{TILES} {sorted(waiting.tiles)}: {exc}"
+            return WaitsForTiles(str(exc))  # "cannot lease tile 0: held by ..."
         except ResourceExhausted as exc:  # max_jobs, or its principal's open sessions
             return str(exc)
         except SidraError as exc:
@@ -399,7 +406,7 @@ class JobStarter:
                 return None
             before, row.tiles = row.tiles, tuple(tiles)
             # Said in its events (stored as it starts): why it runs elsewhere than first said.
-            said = f"tiles {list(before)} held: placed again on tiles {list(tiles)}, free now"
+            said = f"{tiles_text(before)} held: placed again on {tiles_text(tiles)}, free now"
             self.table.event(live, "log", message=said)
         log.info("job %s of %s: tiles %s held, placed again on free tiles %s", row.id,
                  row.principal, list(before), list(tiles))  # fmt: skip

@@ -34,6 +34,7 @@ from sidra.drivers.errors import (
     ResourceExhausted,
     SessionClosed,
 )
+from sidra.drivers.types import tiles_text
 
 __all__ = [
     "LABEL_LIMIT",
@@ -328,7 +329,7 @@ class LeaseRegistry:
             kept = self._checked_tiles(list(tiles), whole_board=False)
             if not session.whole_board:
                 raise FailedPrecondition(
-                    f"{session.describe(self.clock())} leases tiles {sorted(session.tiles)}, "
+                    f"{session.describe(self.clock())} leases {tiles_text(sorted(session.tiles))}, "
                     "not the whole board: release the tiles it no longer needs"
                 )
             self._whole = None
@@ -435,7 +436,7 @@ class LeaseRegistry:
         return False
 
     def _held(self, blocker: Session | str, wanted: list[int], now: float) -> LeaseHeld:
-        asked = "the whole board" if not wanted else f"tiles {wanted}"
+        asked = tiles_text(wanted, whole_board=not wanted)
         who = blocker if isinstance(blocker, str) else blocker.describe(now)
         return LeaseHeld(f"cannot lease {asked}: held by {who}")
 

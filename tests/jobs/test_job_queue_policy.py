@@ -4,7 +4,8 @@ principal; each start tried exactly once per pass, and only where the policy all
 
 from __future__ import annotations
 
-from sidra.server.jobs.queue import BEHIND, Waiting, queue_order, queue_pass
+from sidra.drivers import tiles_text
+from sidra.server.jobs.queue import BEHIND, Waiting, WaitsForTiles, queue_order, queue_pass
 
 
 def _job(job_id: str, submitted: float, *tiles: int, principal: str = "alice") -> Waiting:
@@ -21,7 +22,7 @@ class Board:
     def try_start(self, job: Waiting) -> str:
         self.tried.append(job.job_id)
         if job.tiles & self.leased:
-            return f"tiles {sorted(job.tiles & self.leased)} leased"
+            return WaitsForTiles(f"{tiles_text(sorted(job.tiles & self.leased))} leased")
         if job.job_id in self.busy:
             return "limits.max_jobs"
         self.leased |= job.tiles  # started: it holds them now
@@ -33,7 +34,7 @@ def test_jobs_are_tried_in_submission_order_and_the_free_ones_start() -> None:
     waiting = [_job("c", 3.0, 2), _job("a", 1.0, 0), _job("b", 2.0, 1)]
     reasons = queue_pass(waiting, board.try_start)
     assert board.tried == ["a", "b", "c"]
-    assert reasons == {"a": "queued, 0 ahead: tiles [0] leased"}
+    assert reasons == {"a": "queued, 0 ahead: tile 0 leased"}
 
 
 def test_a_job_waiting_for_tiles_keeps_them_from_later_jobs() -> None:
@@ -44,7 +45,7 @@ def test_a_job_waiting_for_tiles_keeps_them_from_later_jobs() -> None:
     reasons = queue_pass([whole, small, other], board.try_start)
     assert board.tried == ["whole"]  # the others are never tried: their tiles are kept
     assert reasons == {
-        "whole": "queued, 0 ahead: tiles [0] leased",
+        "whole": "queued, 0 ahead: tile 0 leased",
         "small": f"queued, 1 ahead: {BEHIND}",
         "other": f"queued, 2 ahead: {BEHIND}",
     }
@@ -118,7 +119,7 @@ def test_a_higher_priority_goes_before_turns_and_submission() -> None:
     reasons = queue_pass([plain, polite, urgent], board.try_start, {"alice": 2})
     # The urgent job takes tile 0; Bob's plain one waits for it, the polite one starts.
     assert board.tried == ["urgent", "plain", "polite"]
-    assert reasons == {"plain": "queued, 0 ahead: tiles [0] leased"}
+    assert reasons == {"plain": "queued, 0 ahead: tile 0 leased"}
 
 
 def test_a_job_free_to_move_is_tried_on_the_tiles_placed_again_not_kept_behind() -> None:
@@ -140,7 +141,7 @@ def test_a_job_free_to_move_is_tried_on_the_tiles_placed_again_not_kept_behind()
     assert asked == ["B", "C", "D"]  # only those whose tiles a job ahead keeps
     assert board.tried == ["A", "B"] and board.leased == {0, 2}
     assert reasons == {
-        "A": "queued, 0 ahead: tiles [0] leased",
+        "A": "queued, 0 ahead: tile 0 leased",
         "C": f"queued, 1 ahead: {BEHIND}",
         "D": f"queued, 2 ahead: {BEHIND}",
     }

@@ -41,6 +41,10 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
         assert (listed[0]["state"], listed[0]["step"]) == ("succeeded", 8)
         shown = sidra_json("jobs", "show", job_id, "--server", server)
         assert shown["options"]["steps"] == 8 and shown["summary"]["steps"] == 8
+        plain = run_sidra("jobs", "show", job_id, "--server", server)  # as a person reads it
+        assert plain.returncode == 0, plain.stderr
+        assert re.search(r"^\s*tiles\s+tile 1\s*$", plain.stdout, re.M), plain.stdout
+        assert re.search(r"^\s*test_accuracy\s+\d+\.\d\d %\s*$", plain.stdout, re.M)
         # run.json: the job as the server ran it, on which board, for whom.
         run = json.loads((out / "run.json").read_text())
         assert (run["where"], run["job_id"], run["server"], run["principal"]) == (
@@ -163,7 +167,7 @@ def test_a_queued_remote_job_waits_for_its_tile_and_runs_when_it_is_free(
             proc.kill()
     assert proc.returncode == 0, stderr
     assert unwrapped(f"job {queued[0].job_id} queued on") in unwrapped(stderr)
-    assert unwrapped("0 ahead: tiles [2] leased by session") in unwrapped(stderr)
+    assert unwrapped("0 ahead: tile 2 leased by session") in unwrapped(stderr)
     summary = json.loads(stdout)
     assert summary["job_id"] == queued[0].job_id and summary["steps"] == 6
     assert (out / "steps.csv").is_file()

@@ -72,11 +72,11 @@ def test_a_queued_job_waits_for_its_tiles_and_starts_when_they_are_free(tmp_path
     limits = LimitsSettings(max_jobs=4)
     with serving(tmp_path / "s.sqlite3", limits=limits) as address, connect(address) as client:
         holder = _holding(client, [0])
-        with pytest.raises(FailedPrecondition, match=r"cannot lease tiles \[0\]: held by"):
+        with pytest.raises(FailedPrecondition, match=r"cannot lease tile 0: held by"):
             client.jobs.submit("spsa", _on([0]), dataset="iris")  # without queue: refused
         waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
         assert waiting.state == "queued" and waiting.started_unix_s == 0.0
-        assert waiting.message.startswith("queued, 0 ahead: tiles [0] leased by session ")
+        assert waiting.message.startswith("queued, 0 ahead: tile 0 leased by session ")
         assert f"of local (job {holder.job_id} spsa)" in waiting.message
         free = client.jobs.submit("spsa", _on([1]), dataset="iris", queue=True)
         assert free.state == "running"  # its tile is free: it starts at once
@@ -117,7 +117,7 @@ def test_a_queued_job_given_no_tiles_starts_on_the_first_tile_that_frees(
         assert ended.tiles == (2,)
         assert ended.summary is not None and ended.summary["placement"] == {"layer": [2]}
         said = [e.message for e in client.jobs.watch(anywhere.job_id) if e.kind == "log"]
-        assert "tiles [0] held: placed again on tiles [2], free now" in said
+        assert "tile 0 held: placed again on tile 2, free now" in said
         assert client.jobs.get(named.job_id).state == "queued"  # its own tile 0, still held
         assert client.jobs.get(named.job_id).tiles == (0,)
         client.jobs.cancel(named.job_id)
@@ -148,7 +148,7 @@ def test_a_job_of_several_tiles_waits_for_all_and_holds_them_all(tmp_path: Path)
         options = {"epochs": 2, "hidden": [16], "tiles": [0, 1]}
         wide = client.jobs.submit("mlp", options, dataset="iris", queue=True)
         assert wide.state == "queued" and wide.tiles == (0, 1)
-        assert "tiles [1] leased by session" in wide.message  # tile 0 is free: not named
+        assert "tile 1 leased by session" in wide.message  # tile 0 is free: not named
         client.jobs.cancel(holder.job_id)
         assert client.jobs.wait(wide.job_id).state == "succeeded"
 

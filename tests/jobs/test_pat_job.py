@@ -88,8 +88,8 @@ def test_a_pat_job_sent_without_a_twin_characterizes_the_board_first(tmp_path: P
     assert any(line.startswith("characterizing the board for its twin") for line in said)
     # The whole board while it characterizes (every tile programmed; narrowing refuses a
     # lease of tiles), then the tiles it trains on: the others are free for the training.
-    narrowed = [i for i, line in enumerate(said) if line.startswith("lease narrowed to tiles")]
-    assert narrowed and said[narrowed[0]].startswith("lease narrowed to tiles [0, 1]")
+    narrowed = [i for i, line in enumerate(said) if line.startswith("lease narrowed to tile")]
+    assert narrowed and said[narrowed[0]].startswith("lease narrowed to tiles 0, 1 ")
     assert not job.whole_board and job.tiles == (0, 1)
     assert summary["twin_epochs"] == 1 and summary["twin_steps"] > 0
     measured = parse_profile((out / "twin.toml").read_text(encoding="utf-8"))

@@ -155,7 +155,7 @@ def test_a_whole_board_lease_narrows_to_tiles_and_frees_the_rest() -> None:
     with pytest.raises(LeaseHeld, match="alice's session 'job 1 pat'"):
         registry.admit("Program", 1, "bob", bob.id, admin=False)
     registry.admit("Program", 2, "bob", bob.id, admin=False)
-    with pytest.raises(FailedPrecondition, match=r"leases tiles \[0, 1\], not the whole board"):
+    with pytest.raises(FailedPrecondition, match=r"leases tiles 0, 1, not the whole board"):
         registry.narrow("alice", alice.id, [0])
     assert registry.release("alice", alice.id, [], all_tiles=True).tiles == (0, 1)
 

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from sidra.cli.job_board import job_board
 from sidra.cli.options import AsJson, field_option, job_options
+from sidra.cli.texts import figure_text
 from sidra.cli.train.like import Like
 from sidra.cli.train.params import (
     BoardUrl,
@@ -33,7 +34,6 @@ from sidra.cli.train.running import (
     save_or_keep,
     saving_into,
     stop_on_interrupt,
-    summary_text,
 )
 from sidra.training import RecoveryOptions
 from sidra.training.atomic_files import write_atomically
@@ -129,7 +129,7 @@ def drift_recovery_command(
             if isinstance(value, list):
                 typer.echo(f"{key:28s} {' '.join(f'{g:.3f}' for g in value)}")
             else:
-                typer.echo(f"{key:28s} {summary_text(key, value)}")
+                typer.echo(f"{key:28s} {figure_text(key, value)}")
     if not remote_job:  # a remote job's cancel is reported by the job (run_remote_job)
         exit_if_stopped(
             summary, options.epochs, console,

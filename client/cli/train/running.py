@@ -28,7 +28,8 @@ from rich.table import Table
 
 from sidra.cli.job_board import job_board
 from sidra.cli.jobs import run_remote_job
-from sidra.cli.options import SERVER_ENV, tiles_text
+from sidra.cli.options import SERVER_ENV
+from sidra.cli.texts import figure_text
 from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
 from sidra.training import (
     BUNDLED,
@@ -63,7 +64,6 @@ __all__ = [
     "finish",
     "keeping_lost_epochs",
     "print_summary",
-    "summary_text",
     "progress_bar",
     "record_folder",
     "run_clock",
@@ -336,30 +336,13 @@ def save_or_keep(
         raise typer.Exit(1) from exc
 
 
-def summary_text(key: str, value: Any) -> str:
-    """A figure of a run's summary as a person reads it: an accuracy in per cent, counts
-    and modeled nanoseconds or nanojoules with thousands separated, other figures to four
-    significant digits (``--json`` and summary.json keep the numbers as they are)."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float) and key.endswith("accuracy"):
-        return f"{100 * value:.2f} %"
-    if isinstance(value, int) or (isinstance(value, float) and abs(value) >= 1e4):
-        return f"{value:,.0f}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):  # the placement: layer -> tiles
-        return "; ".join(f"{k}: {tiles_text(v)}" for k, v in value.items())
-    return str(value)
-
-
 def print_summary(summary: dict[str, Any], title: str, as_json: bool, console: Console) -> None:
     if as_json:
         typer.echo(json.dumps(summary))
         return
     table = Table(title=title, show_header=False)
     for key, value in summary.items():
-        table.add_row(key, summary_text(key, value))
+        table.add_row(key, figure_text(key, value))
     console.print(table)
 
 

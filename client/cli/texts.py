@@ -1,0 +1,47 @@
+"""How the command line's tables write a figure, a size, tiles and a time span, so that
+a run's end, ``sidra runs show``, ``sidra jobs show`` and ``sidra status`` say each
+the same way (``--json`` and the record's files keep the numbers as they are). Tiles are
+named as the service's messages name them (:func:`sidra.drivers.tiles_text`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidra.drivers.types import tiles_text
+
+__all__ = ["duration_text", "figure_text", "size_text", "tiles_text"]
+
+
+def figure_text(key: str, value: Any) -> str:
+    """A figure of a run's summary as a person reads it: an accuracy in per cent, counts
+    and modeled nanoseconds or nanojoules with thousands separated, other figures to four
+    significant digits, a placement (layer -> tiles) as its tiles."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float) and key.endswith("accuracy"):
+        return f"{100 * value:.2f} %"
+    if isinstance(value, int) or (isinstance(value, float) and abs(value) >= 1e4):
+        return f"{value:,.0f}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):  # the placement: layer -> tiles
+        return "; ".join(f"{k}: {tiles_text(v)}" for k, v in value.items())
+    return str(value)
+
+
+def size_text(size_bytes: int) -> str:
+    """A size as a person reads it: ``78.2 kB``, ``1.3 GB`` (decimal units), ``512 B``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} B"
+
+
+def duration_text(seconds: float) -> str:
+    """A span of wall time: ``42.0 s`` under two minutes, ``7.5 min`` under two hours,
+    then ``3.2 h``."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
