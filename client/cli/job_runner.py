@@ -35,6 +35,7 @@ from sidra.training.jobs import (
     TrainingJobs,
     claim_order,
     placed_shape,
+    with_plot,
 )
 from sidra.training.mlp import mlp_placement
 from sidra.training.options import JobOptions
@@ -211,5 +212,6 @@ def _outcome(record: TrainingRecord, data: Dataset, options: PATJobOptions, sour
     """A pat job's summary and files: its record and its twin's profile."""
     record.settings["dataset"] = data.named_as
     record.settings["twin_profile"] = f"twin.toml ({source})"
-    files = record.files(plot=True) | {"twin.toml": options.twin_profile_toml.encode("utf-8")}
+    files = with_plot(record.files(), record)
+    files["twin.toml"] = options.twin_profile_toml.encode("utf-8")
     return record.summary(), files

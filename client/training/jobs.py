@@ -18,8 +18,9 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sklearn  # noqa: F401  (the training extra: see the module docstring)
 from pydantic import BaseModel, ValidationError
@@ -31,6 +32,7 @@ from sidra.training.compare import compare_methods, compare_tiles
 from sidra.training.datasets import BUNDLED, FILE_SUFFIXES, Dataset, DataShape, load_dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.eqprop import eqprop_placement, train_eqprop
+from sidra.training.figures import figure_bytes
 from sidra.training.forward_forward import ff_placement, train_forward_forward
 from sidra.training.hybrid import last_layer_placement, train_last_layer
 from sidra.training.mlp import mlp_placement, train_mlp
@@ -45,9 +47,18 @@ from sidra.training.options import (
     SPSAOptions,
 )
 from sidra.training.placement import resumed_order
-from sidra.training.records import CHECKPOINT_FILE, INTERRUPTED, STOPPED_AT, TrainingRecord
+from sidra.training.records import (
+    CHECKPOINT_FILE,
+    INTERRUPTED,
+    PLOT_FILE,
+    STOPPED_AT,
+    TrainingRecord,
+)
 from sidra.training.recovery import drift_recovery, recovery_files
 from sidra.training.stopping import RunInterrupted
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "CHECKPOINT_EVERY_S",
@@ -55,11 +66,15 @@ __all__ = [
     "RESUMABLE",
     "RESUME_FIELD",
     "DigestedFile",
+    "Drawn",
     "JobReporter",
+    "Outcome",
+    "RecordFile",
     "RecordKept",
     "TrainingJobs",
     "claim_order",
     "placed_shape",
+    "with_plot",
 ]
 
 KINDS: dict[str, type[JobOptions]] = {
@@ -107,8 +122,24 @@ class JobReporter(Protocol):
         ...
 
 
-Outcome = tuple[dict[str, Any], dict[str, bytes]]
+RecordFile = bytes | Callable[[], bytes]
+"""A record file's bytes, or what draws them (its plot): the service calls it once the
+job has let go of its tiles (sidra.server.jobs.runner.RecordFile)."""
+
+Outcome = tuple[dict[str, Any], dict[str, RecordFile]]
 """A finished job's summary (what ``sidra train --json`` prints) and record files."""
+
+
+class Drawn(Protocol):
+    """A record with a plot (a run's, a comparison's)."""
+
+    def figure(self) -> Figure: ...
+
+
+def with_plot(files: dict[str, bytes], drawn: Drawn) -> dict[str, RecordFile]:
+    """``files`` and :data:`~sidra.training.records.PLOT_FILE`, drawn from ``drawn`` when
+    the service asks for it: drawing takes a good part of a second."""
+    return {**files, PLOT_FILE: lambda: figure_bytes(drawn.figure())}
 
 
 def claim_order(tile_count: int, use: TileUse | None, resume: bytes | None) -> tuple[int, ...]:
@@ -439,7 +470,7 @@ def _run(
 
 def _record(record: TrainingRecord, dataset: str) -> Outcome:
     record.settings["dataset"] = dataset
-    return record.summary(), record.files(plot=True)  # saved by the client as it is
+    return record.summary(), with_plot(record.files(), record)  # saved by the client as it is
 
 
 def _spsa(
@@ -537,7 +568,9 @@ def _compare(
 
     comparison = compare_methods(board, data, options, on_result=on_result, stop=stop)
     comparison.settings["dataset"] = data.named_as  # as every job's record names it
-    return comparison.summary() | {"dataset": data.named_as}, comparison.files(plot=True)
+    return comparison.summary() | {"dataset": data.named_as}, with_plot(
+        comparison.files(), comparison
+    )
 
 
 def _recovery(
@@ -551,7 +584,8 @@ def _recovery(
     report = drift_recovery(board, data, options, stop=stop)
     summary = report.summary() | {"dataset": data.named_as}
     reporter.progress(1, 1, f"recovered {100 * report.recovered_accuracy:.2f} %")
-    return summary, recovery_files(options, data, summary)
+    files: dict[str, RecordFile] = dict(recovery_files(options, data, summary))  # no plot
+    return summary, files
 
 
 def refused_option(kind: str, model: type[BaseModel], exc: ValidationError) -> InvalidArgument:

@@ -129,7 +129,7 @@ class JobManager:
         self._run_settings = RunSettings(
             servicer, keeper, max_job_s,
             CANCEL_GRACE_S if cancel_grace_s is None else cancel_grace_s,
-            checkpoint_every_s, self._ended,
+            checkpoint_every_s, self._ended, lambda: self._starter.queue.kick(),
         )  # fmt: skip
         self._starter = JobStarter(
             self._table, servicer, keeper, runner=self.runner, launch=self._launch,

@@ -27,6 +27,7 @@ __all__ = [
     "STOPPED_AT",
     "TRAINING_EXTRA",
     "JobReporter",
+    "RecordFile",
     "HeldDataset",
     "JobRunner",
     "RunnerLoader",
@@ -49,6 +50,11 @@ CHECKPOINT_FILE = "checkpoint.json"
 STOPPED_AT = "stopped_at_"
 """Prefix of the summary key by which a run stopped early says where it ended
 (``stopped_at_step``, ``stopped_at_epoch``, ``stopped_at_run``): sidra.training writes it."""
+
+
+RecordFile = bytes | Callable[[], bytes]
+"""A record file a job returns: its bytes, or what makes them (its plot), called once
+the job has let go of its tiles, so that drawing it keeps no tile from the next job."""
 
 
 class JobReporter(Protocol):
@@ -180,8 +186,9 @@ class JobRunner(Protocol):
         resume: bytes | None = None,
         checkpoint_every_s: float = 60.0,
         dataset_file: bytes | None = None,
-    ) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """Runs the job; returns its summary and its record files by name. Once ``stop`` is
+    ) -> tuple[dict[str, Any], dict[str, RecordFile]]:
+        """Runs the job; returns its summary and its record files by name (a file that
+        takes long to make, its plot, as what makes it). Once ``stop`` is
         set the job ends at its next step, epoch or run boundary and returns the record of
         what it did, its summary naming where (``stopped_at_step``, ``stopped_at_epoch`` or
         ``stopped_at_run``); a runner that does not is stopped at its next board call

@@ -14,8 +14,9 @@ A :class:`RunningJob`
   twice or still running the grace after the first cancel; past the server's time limit
   it is stopped as a first cancel stops it;
 - closes its session when it ends, however it ends (the lease is released and
-  perturbed cells restored before the final state is announced), then stores its final
-  state with its record in one transaction.
+  perturbed cells restored before the final state is announced), tells the queue its
+  tiles are free, then makes what its record left to make (the plot: drawing it holds
+  no tile) and stores its final state with its record in one transaction.
 
 The job's session is renewed from a thread of its own, so host work between board
 calls (loading the data, a digital pre-training) never lets the lease lapse.
@@ -37,7 +38,7 @@ from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.live import LiveJob, cancelled_text, ended, progress_interval_s
 from sidra.server.jobs.recorder import BehindRecorder
-from sidra.server.jobs.runner import CHECKPOINT_FILE, JobRunner
+from sidra.server.jobs.runner import CHECKPOINT_FILE, JobRunner, RecordFile
 from sidra.server.jobs.table import JobTable
 from sidra.server.limits import caller_key
 from sidra.server.recording import store_in_order
@@ -74,6 +75,8 @@ class RunSettings:
     """How often a running job keeps its checkpoint in the store, s."""
     on_ended: Callable[[str], object]
     """Told each job's final state once it is stored and announced."""
+    on_released: Callable[[], object]
+    """Told when a job has let go of its tiles (before its record is made and stored)."""
 
 
 class RunningJob:
@@ -113,7 +116,7 @@ class RunningJob:
         )
         keep_alive.start()
         summary: dict[str, Any] = {}
-        files: dict[str, bytes] = {}
+        files: dict[str, RecordFile] = {}
         try:
             try:
                 self._settle(board)
@@ -146,7 +149,25 @@ class RunningJob:
             live.done.set()
             keep_alive.join()
             close_session(settings.keeper, row.principal, live.session_id)
-        self._finish(state, error, summary, files)
+        ended_unix_s = self.table.clock()  # its board work is over: what follows is its record's
+        settings.on_released()  # a queued job may start on its tiles while its plot is drawn
+        self._finish(state, error, summary, self._made(files), ended_unix_s)
+
+    def _made(self, files: dict[str, RecordFile]) -> dict[str, bytes]:
+        """The record's files, each one the job left to make (its plot) made now; one that
+        fails is left out and said in the job's events (the record is kept)."""
+        made: dict[str, bytes] = {}
+        for name, content in files.items():
+            if isinstance(content, bytes):
+                made[name] = content
+                continue
+            try:
+                made[name] = content()
+            except Exception as exc:  # a figure that cannot be drawn costs the figure only
+                log.warning("job %s: %s not made", self.live.row.id, name, exc_info=True)
+                with self.table.changed:
+                    self.table.event(self.live, "log", message=f"{name} not made: {exc}")
+        return made
 
     def _settle(self, board: JobBoard) -> None:
         """Takes a restart of the board that its driver noticed before this job began.
@@ -208,16 +229,22 @@ class RunningJob:
                 return
 
     def _finish(
-        self, state: str, error: str, summary: dict[str, Any], files: dict[str, bytes]
+        self,
+        state: str,
+        error: str,
+        summary: dict[str, Any],
+        files: dict[str, bytes],
+        ended_unix_s: float,
     ) -> None:
-        """Ends the job: its final row, last events and record are stored first, and only
-        then does anyone see the final state (its watchers, GetJob), so a client told a job
-        ended finds its record in the store, even after the server stops. Only the job's
-        own thread adds its events, so the final event's index cannot be taken meanwhile."""
+        """Ends the job (``ended_unix_s``: when it let go of its tiles): its final row, last
+        events and record are stored first, and only then does anyone see the final state
+        (its watchers, GetJob), so a client told a job ended finds its record in the store,
+        even after the server stops. Only the job's own thread adds its events, so the
+        final event's index cannot be taken meanwhile."""
         live, table = self.live, self.table
         records = table.records
         assert records is not None  # a job is stored before it starts
-        now = table.clock()
+        now = ended_unix_s
         if not files and self._kept_checkpoint():
             error += KEPT_CHECKPOINT  # no record, but the checkpoint it kept as it ran
         with table.changed:

@@ -5,6 +5,7 @@ while it waits, and survives the server stopping. Real server, store and board."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -12,11 +13,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
-from sidra.client import RemoteBoard, connect
+from sidra.client import RemoteBoard, TileLease, connect
 from sidra.client.jobs import JobInfo
 from sidra.drivers import (
     FailedPrecondition,
@@ -35,6 +37,7 @@ from sidra.server.state import StateStore
 from sidra.server.state.datasets import DatasetRecords
 from sidra.server.state.jobs import JobEventRow, JobRecords, JobRow, QueuedJob
 from sidra.server.stopping import ServerStop
+from sidra.training.records import TrainingRecord
 from tests.cli_support import run_sidra
 from tests.jobs.jobs_support import first_progress, serving
 from tests.jobs.test_jobs_resume import assert_ends_as, finished
@@ -92,6 +95,45 @@ def test_a_queued_job_waits_for_its_tiles_and_starts_when_they_are_free(tmp_path
         states = [e.state for e in events if e.kind == "state"]
         assert states == ["queued", "running", "succeeded"]
         assert client.jobs.wait(free.job_id).state == "succeeded"
+
+
+def test_a_job_lets_go_of_its_tiles_before_its_plot_is_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawing a record's plot takes a good part of a second: the job has released its
+    lease by then, so a job queued for its tiles starts on them meanwhile, and the job's
+    end time is when it let go of them. A plot that cannot be drawn costs the plot only."""
+    drawn: list[tuple[list[TileLease], str]] = []
+    draw = TrainingRecord.figure
+
+    with serving(tmp_path / "s.sqlite3") as address, connect(address) as client:
+        first = client.jobs.submit("spsa", _on([0]), dataset="iris")
+        waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+
+        def figure(record: TrainingRecord) -> Any:
+            if drawn:  # the second job's plot
+                drawn.append(([], ""))
+                raise RuntimeError("no room to draw")
+            leases = client.leases()
+            with contextlib.suppress(AssertionError):  # still queued: said below
+                _until(lambda: client.jobs.get(waiting.job_id).state != "queued", 10.0)
+            drawn.append((leases, client.jobs.get(waiting.job_id).state))
+            return draw(record)
+
+        monkeypatch.setattr(TrainingRecord, "figure", figure)
+        done = client.jobs.wait(first.job_id)
+        second = client.jobs.wait(waiting.job_id)
+        said = [e.message for e in client.jobs.watch(second.job_id) if e.kind == "log"]
+    (leases, state), _ = drawn
+    # Drawn with the job's lease released: the queued job started on its tile meanwhile.
+    assert [lease.tile for lease in leases if first.job_id in lease.label] == []
+    assert state != "queued"
+    assert done.state == "succeeded" and "plot.png" in done.record_files
+    assert done.ended_unix_s <= second.started_unix_s
+    # The second plot failed: its record without it, and its events say why.
+    assert second.state == "succeeded" and "plot.png" not in second.record_files
+    assert "summary.json" in second.record_files
+    assert "plot.png not made: no room to draw" in said
 
 
 def test_a_queued_job_given_no_tiles_starts_on_the_first_tile_that_frees(
