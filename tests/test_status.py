@@ -85,6 +85,8 @@ def test_a_part_the_server_refuses_says_why_and_the_rest_is_shown(tmp_path: Path
         shown = sidra_status(address, token=tokens["eve"])
         expiring = sidra_status(address, token=soon)
         anonymous = sidra_status(address, "--json")
+        told = sidra_status(address)
+        unknown = sidra_status(address, token="not-a-token")
     assert shown.returncode == 0, shown.stderr
     assert "jobs         none running or queued" in shown.stdout
     assert "you          eve (viewer), token does not expire" in shown.stdout
@@ -100,6 +102,15 @@ def test_a_part_the_server_refuses_says_why_and_the_rest_is_shown(tmp_path: Path
     for part in ("caller", "board", "leases", "jobs", "deployments"):
         assert report[part]["error"].startswith("Unauthenticated"), report[part]
     assert "Unauthenticated" in anonymous.stderr
+    # Told once, with where a command takes its token from; the other parts refer to it.
+    lines = told.stdout.splitlines()
+    hint = "(SIDRA_TOKEN is not set: export SIDRA_TOKEN=TOKEN, as sidra token add printed it)"
+    assert lines[1].startswith("you          not shown: Unauthenticated: ") and hint in lines[1]
+    assert lines[2:] == [f"{part:<11}  not shown: refused as above"
+                         for part in ("board", "leases", "jobs", "deployments")]  # fmt: skip
+    assert told.returncode == 1 and hint in told.stderr
+    # A token that is set but refused: no hint about setting one.
+    assert "unknown bearer token" in unknown.stdout and "SIDRA_TOKEN" not in unknown.stdout
 
 
 def test_a_board_not_serving_exits_1_and_an_address_that_is_a_board_is_refused(

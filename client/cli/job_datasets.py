@@ -89,7 +89,7 @@ def list_datasets(
         }
         for f in files
     ]  # fmt: skip
-    console = Console()
+    console = Console(log_path=False)
     columns = ["sha256", "name", "size", "uploaded", "last used", "queued jobs"]
     if every_principal:
         columns.insert(0, "principal")
@@ -136,7 +136,7 @@ def upload(
     A job sent the same bytes later (--remote-job --dataset FILE) names them by their
     SHA-256 instead of sending them again."""
     kept: list[DatasetInfo] = []
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     with jobs_server(server, "datasets upload") as board:
         for path in files:
             try:
@@ -178,7 +178,7 @@ def download(
     principal: Principal = "",
 ) -> None:
     """Read a kept file back, checked against its SHA-256."""
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     with jobs_server(server, "datasets download") as board:
         try:
             file = kept_file(board.jobs.datasets(principal), digest)

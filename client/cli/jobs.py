@@ -611,22 +611,29 @@ def transfer_bar(console: Console, download: bool = False) -> Iterator[UploadPro
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task: TaskID | None = None
+    # Started at the first piece, drawn on a terminal only: a bar started and stopped
+    # writes an empty line where it cannot be redrawn (a log, a pipe).
+    progress = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+    task: TaskID | None = None
 
-        def told(done: int, size: int) -> None:
-            nonlocal task
-            if task is None:
-                what = (
-                    "reading the data set file ({}) back from the server"
-                    if download
-                    else "sending the data set file ({}) to keep in the server"
-                )
-                console.log(what.format(size_text(size)) + ", in pieces")
-                task = progress.add_task("download" if download else "upload", total=size)
-            progress.update(task, completed=done)
+    def told(done: int, size: int) -> None:
+        nonlocal task
+        if task is None:
+            what = (
+                "reading the data set file ({}) back from the server"
+                if download
+                else "sending the data set file ({}) to keep in the server"
+            )
+            console.log(what.format(size_text(size)) + ", in pieces")
+            progress.start()
+            task = progress.add_task("download" if download else "upload", total=size)
+        progress.update(task, completed=done)
 
+    try:
         yield told
+    finally:
+        if task is not None:
+            progress.stop()
 
 
 def _follow(board: RemoteBoard, job: JobInfo, console: Console) -> None:

@@ -26,11 +26,11 @@ from sidra.cli.leases import holders
 from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
 from sidra.cli.texts import tiles_text
 from sidra.cli.totals import totals
-from sidra.cli.whoami import caller_text, expiry_warning
+from sidra.cli.whoami import caller_text, expiry_warning, missing_token_hint
 from sidra.client import Caller, RemoteBoard, TileLease
 from sidra.client.deployments import Deployment
 from sidra.client.jobs import JobInfo
-from sidra.drivers import SidraError, open_board
+from sidra.drivers import SidraError, Unauthenticated, open_board
 from sidra.training.held import holds
 
 __all__ = ["status"]
@@ -156,8 +156,18 @@ def _problem(report: dict[str, Any]) -> str | None:
     if report["health"] != "SERVING":
         return f"the board is {report['health']}"
     if "error" in report["board"]:
-        return str(report["board"]["error"])
+        return _refusal(report["board"]["error"])
     return None
+
+
+def _refusal(error: str) -> str:
+    """A part's error as a person is told it: a refusal for want of a token says where a
+    command takes its token from (sidra.cli.whoami.token_hint)."""
+    return error + missing_token_hint() if error.startswith(UNAUTHENTICATED) else error
+
+
+UNAUTHENTICATED = f"{Unauthenticated.__name__}:"
+"""How a part's error begins when the server wants a (valid) token for it."""
 
 
 def _report(board: RemoteBoard, url: str, health: str) -> dict[str, Any]:
@@ -219,22 +229,38 @@ def _print(report: dict[str, Any]) -> None:
         return
     lines = [("server", f"{report['server']}: {report['health']}")]
     lines += _section("you", report["caller"], _caller_lines)
-    lines += _board_lines(report["board"])
+    said = _refused_for_token(report["caller"])
+    lines += _board_lines(report["board"], said)
     tile_count = report["board"].get("info", {}).get("tile_count")
-    lines += _section("leases", report["leases"], lambda p: _lease_lines(p["leases"], tile_count))
-    lines += _section("jobs", report["jobs"], _job_lines)
+    lines += _section("leases", report["leases"], lambda p: _lease_lines(p["leases"], tile_count),
+                      said)  # fmt: skip
+    lines += _section("jobs", report["jobs"], _job_lines, said)
     lines += _section("deployments", report["deployments"],
-                      lambda p: _deployment_lines(p["deployments"]))  # fmt: skip
+                      lambda p: _deployment_lines(p["deployments"]), said)  # fmt: skip
     width = max(len(label) for label, _ in lines)
     for label, text in lines:
         typer.echo(f"{label:<{width}}  {text}")
 
 
-def _section(label: str, part: Part, lines: Callable[[Part], list[str]]) -> list[tuple[str, str]]:
+def _section(
+    label: str, part: Part, lines: Callable[[Part], list[str]], said: bool = False
+) -> list[tuple[str, str]]:
     """``label`` beside the first of ``lines(part)`` (blank beside the rest), or beside
-    what refused the part."""
-    texts = [f"not shown: {part['error']}"] if "error" in part else lines(part)
+    what refused the part (``said``: a refusal for want of a token, said above once)."""
+    texts = [_not_shown(part["error"], said)] if "error" in part else lines(part)
     return [(label if k == 0 else "", text) for k, text in enumerate(texts)]
+
+
+def _not_shown(error: str, said: bool) -> str:
+    if said and error.startswith(UNAUTHENTICATED):
+        return "not shown: refused as above"
+    return f"not shown: {_refusal(error)}"
+
+
+def _refused_for_token(part: Part) -> bool:
+    """Whether ``part`` (the caller's, asked first) was refused for want of a token: every
+    other part then is too, and says so in a few words."""
+    return str(part.get("error", "")).startswith(UNAUTHENTICATED)
 
 
 def _caller_lines(part: Part) -> list[str]:
@@ -243,9 +269,9 @@ def _caller_lines(part: Part) -> list[str]:
     return [caller_text(caller, now)] + ([warning] if warning else [])
 
 
-def _board_lines(part: Part) -> list[tuple[str, str]]:
+def _board_lines(part: Part, said: bool) -> list[tuple[str, str]]:
     if "error" in part:
-        return [("board", f"not shown: {part['error']}")]
+        return [("board", _not_shown(part["error"], said))]
     info, stats = part["info"], part["stats"]
     return [
         ("board", f"{info['model']} {info['serial_number']} (firmware "

@@ -24,7 +24,13 @@ def token_hint(exc: BaseException) -> str:
     token while ``SIDRA_TOKEN`` is unset: where every ``sidra`` command takes its token
     from (the server's message speaks of gRPC metadata, which a command line never
     sets itself); "" otherwise."""
-    if isinstance(exc, Unauthenticated) and token_from_env() is None:
+    return missing_token_hint() if isinstance(exc, Unauthenticated) else ""
+
+
+def missing_token_hint() -> str:
+    """What :func:`token_hint` adds to a refusal for want of a token: where to set it
+    while ``SIDRA_TOKEN`` is unset; "" when it is set (the token itself was refused)."""
+    if token_from_env() is None:
         return f" ({TOKEN_ENV} is not set: export {TOKEN_ENV}=TOKEN, as sidra token add printed it)"
     return ""
 

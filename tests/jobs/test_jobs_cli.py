@@ -138,6 +138,15 @@ def test_remote_job_needs_a_server_and_takes_the_lab_s_from_sidra_server(
                         env={"SIDRA_SERVER": _address(board)})  # fmt: skip
         assert ran.returncode == 0, ran.stderr
         assert board.jobs.get(json.loads(ran.stdout)["job_id"]).state == "succeeded"  # its job
+        told = run_sidra("train", "spsa", "--remote-job", "--steps", "2", "--eval-every", "2",
+                         "--out", str(tmp_path / "told"),
+                         env={"SIDRA_SERVER": _address(board)})  # fmt: skip
+    assert told.returncode == 0, told.stderr
+    # As a person reads it in a log: the job's lines first (no empty line where an unused
+    # upload bar stopped), stamped with the time and naming none of our source files.
+    first = told.stdout.splitlines()[0]
+    assert re.match(r"\[\d\d:\d\d:\d\d\] job [0-9a-f]{16} running on ", first), told.stdout
+    assert ".py:" not in told.stdout
 
 
 def test_a_queued_remote_job_waits_for_its_tile_and_runs_when_it_is_free(

@@ -84,7 +84,7 @@ def compare(
     from sidra.training.compare import compare_methods
 
     options = job_options(CompareOptions, ctx)
-    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, log_path=False)  # lines stamped with the time only
     queue_needs_remote_job(queue, remote_job, priority)
     folder = record_folder(out, "compare")
     total = len(options.seeds) * len(options.methods)

@@ -88,7 +88,7 @@ def drift_recovery_command(
 
     options = job_options(RecoveryOptions, ctx)
     queue_needs_remote_job(queue, remote_job, priority)
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     stop: StopRequest | None = None  # a --remote-job is stopped by cancelling it
     if remote_job:
         summary = run_remote(

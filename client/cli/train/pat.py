@@ -111,7 +111,7 @@ def pat(
     is complete, keeping it for --profile. A second Ctrl-C stops at once. A board gone
     mid-way keeps them too (exit 1)."""
     options = job_options(PATOptions, ctx)
-    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, log_path=False)  # lines stamped with the time only
     check_resume(out, resume)
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
     queue_needs_remote_job(queue, remote_job, priority)

@@ -467,7 +467,7 @@ def by_epochs(
     ``resume`` not None: the job can go on from a checkpoint (``train(...,
     checkpoint=, resume=)``), saved in the record folder when it stops or its board
     goes away, and every ``every_s`` (--checkpoint-every-s); True goes on from it."""
-    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, log_path=False)  # lines stamped with the time only
     if resume is not None:
         check_resume(out, resume)
     saving_every_s = saving_interval_s(every_s, remote_job)

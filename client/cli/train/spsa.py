@@ -100,7 +100,7 @@ def spsa(
     )
     if out is not None and not resume:  # checked here: --out may come before --resume
         keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
-    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, log_path=False)  # lines stamped with the time only
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
