@@ -69,6 +69,8 @@ def test_show_lists_the_layers_and_where_the_model_was_trained(
     assert meta["trained"]["test_accuracy"] == summary["test_accuracy"]
     text = unwrapped(run_sidra("model", "show", str(model)).stdout)
     assert "64+1x10" in text and "labels:0,1,2,3,4,5,6,7,8,9" in text
+    accuracy = 100 * float(str(summary["test_accuracy"]))
+    assert f"trainedtest_accuracy:{accuracy:.2f}%" in text  # as the run's end said it
     # The record's folder, as sidra train prints it, names its model file.
     assert sidra_json("model", "show", str(model.parent)) == meta
 

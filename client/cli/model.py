@@ -31,6 +31,7 @@ from sidra.cli.model_deployments import (
 from sidra.cli.options import AsJson, new_file
 from sidra.cli.recorded_dataset import fetched, not_here, recorded_file
 from sidra.cli.sample_files import answers_file, checked_answers_path, read_samples
+from sidra.cli.texts import figure_text
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named
 from sidra.drivers import Board, InvalidArgument
@@ -157,7 +158,7 @@ def show(model: ModelPath, as_json: AsJson = False) -> None:
             f"{readout.tolerance:g}, damping {readout.damping:g}); the largest output wins"
         )
     for key, value in loaded.trained.items():
-        console.print(f"trained {key}: {value}")
+        console.print(f"trained {key}: {figure_text(key, value)}")  # as the run's end said it
 
 
 BOARD_DEFAULT: list[str] = ["emu://"]

@@ -199,8 +199,8 @@ def history(
     several = len(boards) > 1  # one board: named in the title, not on every row
     programs = sum(r.programs for r in records)
     title = (
-        f"program history of {', '.join(boards) or 'no board'} ({len(records)} records of "
-        f"{programs} Programs)"
+        f"program history of {', '.join(boards) or 'no board'} "
+        f"({_count(len(records), 'record')} of {programs:,} Programs)"
     )
     columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "region",
                "principal", "kind", "programs", "cells", "rms µS", "max µS", "unconv."]  # fmt: skip
@@ -250,7 +250,8 @@ def usage(
         f"{path}: {size_text(held.disk_bytes)} on disk ({size_text(held.free_bytes)} of it "
         f"free, {free})\n"
         f"  boards: {held.boards}\n"
-        f"  program history: {held.history_records:,} records of {held.programs:,} Programs\n"
+        f"  program history: {_count(held.history_records, 'record')} of "
+        f"{held.programs:,} Programs\n"
         f"  jobs: {held.jobs:,}, {held.job_events:,} events, "
         f"{size_text(held.job_file_bytes)} of record files\n"
         f"  deployments: {held.deployments:,}, {held.deployment_checks:,} checks of their cells\n"
@@ -455,3 +456,8 @@ def _program_json(record: ProgramRecord) -> dict[str, Any]:
         "unconverged_cells": record.unconverged_cells,
         "cells_over_budget": record.cells_over_budget,
     }
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 record``, ``2,400 records``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

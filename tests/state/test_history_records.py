@@ -227,4 +227,4 @@ def test_sidra_state_history_shows_the_count(store: StateStore, clock: Clock) ->
     assert record["time_utc"] == (START + timedelta(seconds=2)).isoformat()
     table = run_sidra("state", "history", "--store", str(store.path))
     assert table.returncode == 0
-    assert "(1 records of 3 Programs)" in table.stdout
+    assert "(1 record of 3 Programs)" in table.stdout

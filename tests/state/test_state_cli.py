@@ -202,7 +202,7 @@ def test_usage_counts_what_the_store_holds_and_the_space_deleted_jobs_leave(
     assert after["returns_free_space"] and after["free_bytes"] == 0  # given back
     assert after["disk_bytes"] <= held["disk_bytes"] - 90_000
     text = run_state("usage", "--store", str(path)).stdout
-    assert "program history: 1 records of 3 Programs" in text
+    assert "program history: 1 record of 3 Programs" in text
     assert "jobs: 0, 0 events, 0 B of record files" in text
     assert "deployments: 1, 2 checks of their cells" in text
     assert "0 B of it free, being given back to the file system" in text
