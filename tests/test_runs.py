@@ -210,7 +210,7 @@ def test_group_takes_runs_differing_only_by_seed_as_one(runs: Path, tmp_path: Pa
     ]  # fmt: skip
     table = run_sidra("runs", "group", str(lab))
     assert table.returncode == 0, table.stderr
-    assert "left out: 1 run(s) stopped or interrupted before the end" in table.stdout
+    assert "left out: 1 run stopped or interrupted before the end" in table.stdout
 
 
 def test_a_run_that_ended_without_its_record_is_listed_as_unfinished(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidra.cli.texts import duration_text, figure_text, size_text, tiles_text
+from sidra.cli.texts import count_text, duration_text, figure_text, size_text, tiles_text
 
 
 def test_a_run_s_figures_read_as_a_person_reads_them() -> None:
@@ -18,6 +18,8 @@ def test_a_run_s_figures_read_as_a_person_reads_them() -> None:
     assert figure_text("placement", {"layer": [0]}) == "layer: tile 0"
     assert figure_text("gain", float("nan")) == "nan"
     assert figure_text("stopped_by", None) == "None"
+    assert figure_text("gradient_cosine", [0.6852, 0.7301, 0.8169]) == "0.6852, 0.7301, 0.8169"
+    assert figure_text("layer_accuracy", [0.5, 0.975]) == "50.00 %, 97.50 %"
 
 
 def test_tiles_are_named_as_a_sentence_names_them() -> None:
@@ -45,3 +47,9 @@ def test_sizes_are_in_decimal_units(size_bytes: int, text: str) -> None:
 )  # fmt: skip
 def test_a_span_of_time_in_its_own_unit(seconds: float, text: str) -> None:
     assert duration_text(seconds) == text
+
+
+def test_a_count_and_what_it_counts() -> None:
+    assert count_text(1, "file") == "1 file"
+    assert count_text(0, "file") == "0 files"
+    assert count_text(23_726, "record") == "23,726 records"

@@ -22,7 +22,7 @@ from rich.table import Table
 from sidra.cli.jobs import Server, jobs_server, transfer_bar
 from sidra.cli.options import AsJson
 from sidra.cli.tables import columns_that_fit
-from sidra.cli.texts import size_text
+from sidra.cli.texts import count_text, size_text
 from sidra.client.job_datasets import DatasetInfo, file_sha256, kept_file
 from sidra.drivers import InvalidArgument, SidraError
 
@@ -103,18 +103,18 @@ def list_datasets(
     console.print(table)
     if every_principal:
         whose = len({f.principal for f in files})
-        typer.echo(f"{len(files)} file(s) of {whose} principal(s), {size_text(room.stored_bytes)} "
-                   f"in the store (bytes several keep counted once); each may keep "
-                   f"{_setting(room.max_bytes)}")  # fmt: skip
+        typer.echo(f"{count_text(len(files), 'file')} of {count_text(whose, 'principal')}, "
+                   f"{size_text(room.stored_bytes)} in the store (bytes several keep counted "
+                   f"once); each may keep {_setting(room.max_bytes)}")  # fmt: skip
         return
-    typer.echo(f"{len(files)} file(s), {size_text(room.stored_bytes)} of the "
+    typer.echo(f"{count_text(len(files), 'file')}, {size_text(room.stored_bytes)} of "
                f"{_setting(room.max_bytes)} allowed")  # fmt: skip
 
 
 def _setting(max_bytes: int) -> str:
-    """The most a principal may keep as the server's setting says it: in MiB, as
-    ``[limits] max_dataset_mb`` is set."""
-    return f"{max_bytes / 2**20:g} MiB ([limits] max_dataset_mb)"
+    """The most a principal may keep, in the units the sizes beside it are in, and the
+    server's setting that says it (``[limits] max_dataset_mb``, in MiB)."""
+    return f"{size_text(max_bytes)} ([limits] max_dataset_mb = {max_bytes / 2**20:g})"
 
 
 @datasets_app.command("upload")

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from sidra.cli.options import AsJson
 from sidra.cli.tables import columns_that_fit
-from sidra.cli.texts import duration_text, figure_text
+from sidra.cli.texts import count_text, duration_text, figure_text
 from sidra.training.atomic_files import write_atomically
 from sidra.training.figures import figure_bytes, new_figure
 from sidra.training.records import INTERRUPTED, STOPPED_AT
@@ -273,7 +273,8 @@ def _print_groups(rows: list[dict[str, Any]], folder: Path, left_out: int) -> No
             )  # fmt: skip
         console.print(table)
     if left_out:
-        console.print(f"left out: {left_out} run(s) stopped or interrupted before the end")
+        console.print(f"left out: {count_text(left_out, 'run')} stopped or interrupted before "
+                      "the end")  # fmt: skip
 
 
 RecordArgument = Annotated[

@@ -29,7 +29,7 @@ from sidra.cli import serve_files
 from sidra.cli.options import AsJson
 from sidra.cli.serve_files import ServeConfig
 from sidra.cli.tables import columns_that_fit
-from sidra.cli.texts import size_text
+from sidra.cli.texts import count_text, size_text
 from sidra.server.state import (
     BoardSummary,
     ProgramRecord,
@@ -200,7 +200,7 @@ def history(
     programs = sum(r.programs for r in records)
     title = (
         f"program history of {', '.join(boards) or 'no board'} "
-        f"({_count(len(records), 'record')} of {programs:,} Programs)"
+        f"({count_text(len(records), 'record')} of {programs:,} Programs)"
     )
     columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "region",
                "principal", "kind", "programs", "cells", "rms µS", "max µS", "unconv."]  # fmt: skip
@@ -250,7 +250,7 @@ def usage(
         f"{path}: {size_text(held.disk_bytes)} on disk ({size_text(held.free_bytes)} of it "
         f"free, {free})\n"
         f"  boards: {held.boards}\n"
-        f"  program history: {_count(held.history_records, 'record')} of "
+        f"  program history: {count_text(held.history_records, 'record')} of "
         f"{held.programs:,} Programs\n"
         f"  jobs: {held.jobs:,}, {held.job_events:,} events, "
         f"{size_text(held.job_file_bytes)} of record files\n"
@@ -456,8 +456,3 @@ def _program_json(record: ProgramRecord) -> dict[str, Any]:
         "unconverged_cells": record.unconverged_cells,
         "cells_over_budget": record.cells_over_budget,
     }
-
-
-def _count(number: int, noun: str) -> str:
-    """``1 record``, ``2,400 records``."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"

@@ -9,13 +9,14 @@ from typing import Any
 
 from sidra.drivers.types import tiles_text
 
-__all__ = ["duration_text", "figure_text", "size_text", "tiles_text"]
+__all__ = ["count_text", "duration_text", "figure_text", "size_text", "tiles_text"]
 
 
 def figure_text(key: str, value: Any) -> str:
     """A figure of a run's summary as a person reads it: an accuracy in per cent, counts
     and modeled nanoseconds or nanojoules with thousands separated, other figures to four
-    significant digits, a placement (layer -> tiles) as its tiles."""
+    significant digits, a placement (layer -> tiles) as its tiles, a figure per layer as
+    a list of them."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float) and key.endswith("accuracy"):
@@ -26,6 +27,8 @@ def figure_text(key: str, value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, dict):  # the placement: layer -> tiles
         return "; ".join(f"{k}: {tiles_text(v)}" for k, v in value.items())
+    if isinstance(value, list):  # a figure per layer (gradient_cosine)
+        return ", ".join(figure_text(key, v) for v in value)
     return str(value)
 
 
@@ -35,6 +38,12 @@ def size_text(size_bytes: int) -> str:
         if size_bytes >= scale:
             return f"{size_bytes / scale:.1f} {unit}"
     return f"{size_bytes} B"
+
+
+def count_text(number: int, noun: str) -> str:
+    """A count and what it counts: ``1 file``, ``2,400 records`` (``noun`` singular, its
+    plural made with an s)."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def duration_text(seconds: float) -> str:

@@ -298,10 +298,8 @@ def test_sidra_lists_every_principal_s_files_for_an_admin(tmp_path: Path) -> Non
                            env={"SIDRA_TOKEN": token["admin"]}, columns=200)  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert "alice" in listed.stdout and "lab.csv" in listed.stdout
-        assert unwrapped("1 file(s) of 1 principal(s), 4.0 kB in the store") in unwrapped(
-            listed.stdout
-        )
-        assert unwrapped("each may keep 256 MiB ([limits] max_dataset_mb)") in unwrapped(
+        assert unwrapped("1 file of 1 principal, 4.0 kB in the store") in unwrapped(listed.stdout)
+        assert unwrapped("each may keep 268.4 MB ([limits] max_dataset_mb = 256)") in unwrapped(
             listed.stdout
         )
         refused = run_sidra("jobs", "datasets", "list", "--every-principal", "--server", address,

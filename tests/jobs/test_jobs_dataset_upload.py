@@ -347,7 +347,7 @@ def test_sidra_keeps_a_large_file_for_a_remote_job_and_lists_and_deletes_it(
         listed = run_sidra("jobs", "datasets", "list", "--server", address, columns=120)
         assert listed.returncode == 0, listed.stderr
         assert digest[:16] in listed.stdout and "large.npz" in listed.stdout
-        assert unwrapped("1 file(s), 1.4 MB of the 2 MiB ([limits] max_dataset_mb) allowed") in (
+        assert unwrapped("1 file, 1.4 MB of 2.1 MB ([limits] max_dataset_mb = 2) allowed") in (
             unwrapped(listed.stdout)
         )
 
