@@ -568,9 +568,8 @@ def _compare(
 
     comparison = compare_methods(board, data, options, on_result=on_result, stop=stop)
     comparison.settings["dataset"] = data.named_as  # as every job's record names it
-    return comparison.summary() | {"dataset": data.named_as}, with_plot(
-        comparison.files(), comparison
-    )
+    summary = comparison.summary() | {"dataset": data.named_as}
+    return summary, with_plot(comparison.files(), comparison)
 
 
 def _recovery(
