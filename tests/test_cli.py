@@ -95,6 +95,7 @@ def test_demo_runs_end_to_end_and_reports_accuracy() -> None:
     # The project's units (ns, nJ), with thousands separated, as every other command says them.
     assert re.search(r"modeled hardware time\W+\d{1,3}(,\d{3})* ns", text), text
     assert re.search(r"modeled hardware energy\W+\d{1,3}(,\d{3})* nJ", text), text
+    assert "Program 65,536 cells: " in text, text
 
 
 def test_serve_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

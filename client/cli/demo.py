@@ -81,7 +81,7 @@ def _check_mvm(console: Console, board: RemoteBoard, seed: int) -> bool:
     g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols)).astype(np.float32)
     report = board.program(CHECK_TILE, g)
     console.print(
-        f"Program {report.cells_written} cells: {report.verify_iterations} verify iterations, "
+        f"Program {report.cells_written:,} cells: {report.verify_iterations} verify iterations, "
         f"rms error {report.rms_error_us:.3f} µS, max {report.max_error_us:.3f} µS, "
         f"{report.unconverged_cells} unconverged"
     )
