@@ -365,11 +365,13 @@ def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
         return
     if job.state != "running":
         typer.echo(f"job {job.job_id}: {job.state}")
-        return
-    typer.echo(
-        f"job {job.job_id}: stopping; cancel it again to stop it at its next board call, "
-        "without its record"
-    )
+    elif job.message.startswith("stopping at its next board call"):  # asked again
+        typer.echo(f"job {job.job_id}: {job.message}")
+    else:  # the first time (a server before 2026-12-06 says no more)
+        typer.echo(
+            f"job {job.job_id}: stopping at its next step, epoch or run boundary, with its "
+            "record; cancel it again to stop it at its next board call, without"
+        )
 
 
 @jobs_app.command("priority")

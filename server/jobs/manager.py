@@ -37,6 +37,8 @@ from sidra.server.state import StateStore
 from sidra.server.state.jobs import FINAL_STATES, FilePiece, JobEventRow, JobRecords, JobRow
 
 __all__ = [
+    "STOPS_AT_BOARD_CALL",
+    "STOPS_AT_BOUNDARY",
     "JobManager",
     "JobNotFound",
     "NotJobOwner",
@@ -303,18 +305,18 @@ class JobManager:
                 )
                 return snapshot(live)
             if live.cancel.is_set():
-                return snapshot(live)
+                return _stopping(live, STOPS_AT_BOARD_CALL)
             live.cancelled_by = principal
             if not live.stop.is_set():
                 live.stop_asked_s = time.monotonic()
                 live.stop.set()
                 log.info("job %s: cancel asked by %s; it stops at its next step, epoch or run "
                          "boundary", job_id, principal)  # fmt: skip
-            else:  # asked again: now
-                live.cancel.set()
-                log.info("job %s: cancel asked by %s; it stops at its next board call",
-                         job_id, principal)  # fmt: skip
-            return snapshot(live)
+                return _stopping(live, STOPS_AT_BOUNDARY)
+            live.cancel.set()  # asked again (or past the time limit): now
+            log.info("job %s: cancel asked by %s; it stops at its next board call",
+                     job_id, principal)  # fmt: skip
+            return _stopping(live, STOPS_AT_BOARD_CALL)
 
     def set_priority(self, job_id: str, priority: int, principal: str, *, admin: bool) -> JobRow:
         """Gives the queued job ``job_id`` of ``principal`` (an admin: anyone's) the new
@@ -483,3 +485,18 @@ class JobManager:
 def _no_such_file(job_id: str, name: str, sizes: dict[str, int]) -> JobNotFound:
     files = ", ".join(sizes) or "none yet"
     return JobNotFound(f"name: job {job_id} has no record file {name[:80]!r} (its files: {files})")
+
+
+STOPS_AT_BOUNDARY = "stopping at its next step, epoch or run boundary, with its record"
+"""CancelJob's message for a running job asked to stop the first time (jobs.proto)."""
+
+STOPS_AT_BOARD_CALL = "stopping at its next board call, without its record"
+"""CancelJob's message for a running job asked again, or past the server's time limit."""
+
+
+def _stopping(live: LiveJob, how: str) -> JobRow:
+    """The running job as CancelJob answers it: its message says how it stops (the row
+    kept keeps its last progress line)."""
+    row = snapshot(live)
+    row.message = how
+    return row

@@ -64,7 +64,10 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
         # A job left running is cancelled from another command.
         job = board.jobs.submit("spsa", {"steps": 1_000_000, "batch_size": 16})
         cancelled = run_sidra("jobs", "cancel", job.job_id, "--server", server)
-        assert cancelled.returncode == 0 and "stopping; cancel it again" in cancelled.stdout
+        assert cancelled.returncode == 0 and unwrapped(
+            "stopping at its next step, epoch or run boundary, with its record; cancel it "
+            "again to stop it at its next board call, without"
+        ) in unwrapped(cancelled.stdout)
         followed = run_sidra("jobs", "logs", job.job_id, "--server", server, "--follow")
         last = followed.stdout.splitlines()[-1].split(maxsplit=3)[3]
         assert re.fullmatch(r"cancelled: cancelled by local; stopped after step \d+, its "

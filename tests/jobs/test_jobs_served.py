@@ -299,8 +299,12 @@ def test_cancelling_twice_stops_at_the_next_board_call(port: int) -> None:
     and programs its layers first), and it ends with no record."""
     with _client(port) as board:
         job = board.jobs.submit("last-layer", {"epochs": 1000, "tiles": [0, 1]})
-        assert board.jobs.cancel(job.job_id).state == "running"  # stopping
-        board.jobs.cancel(job.job_id)
+        first = board.jobs.cancel(job.job_id)
+        assert first.state == "running" and first.message == (
+            "stopping at its next step, epoch or run boundary, with its record"
+        )
+        again = board.jobs.cancel(job.job_id)  # the answer says how it stops now
+        assert again.message == "stopping at its next board call, without its record"
         ended = board.jobs.wait(job.job_id)
         assert (ended.state, ended.error) == ("cancelled", "cancelled by local")
         assert ended.summary is None and ended.step == 0
