@@ -365,9 +365,9 @@ def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
         return
     if job.state != "running":
         typer.echo(f"job {job.job_id}: {job.state}")
-    elif job.message.startswith("stopping at its next board call"):  # asked again
+    elif job.message.startswith("stopping"):  # how it stops, as the server says it
         typer.echo(f"job {job.job_id}: {job.message}")
-    else:  # the first time (a server before 2026-12-06 says no more)
+    else:  # a server before 2026-12-06 says no more: as a first cancel stops it
         typer.echo(
             f"job {job.job_id}: stopping at its next step, epoch or run boundary, with its "
             "record; cancel it again to stop it at its next board call, without"

@@ -234,10 +234,6 @@ class TrainingRecord:
             files[PLOT_FILE] = figure_bytes(self.figure())
         return files
 
-    def plot(self, path: Path) -> None:
-        """Writes :meth:`figure` to ``path`` (PNG)."""
-        path.write_bytes(figure_bytes(self.figure()))
-
     def figure(self) -> Figure:
         """Loss and accuracy against steps and against device writes."""
         fig = new_figure(figsize=(11, 4))

@@ -487,7 +487,10 @@ def _no_such_file(job_id: str, name: str, sizes: dict[str, int]) -> JobNotFound:
     return JobNotFound(f"name: job {job_id} has no record file {name[:80]!r} (its files: {files})")
 
 
-STOPS_AT_BOUNDARY = "stopping at its next step, epoch or run boundary, with its record"
+STOPS_AT_BOUNDARY = (
+    "stopping at its next step, epoch or run boundary, with its record; cancel it again "
+    "to stop it at its next board call, without"
+)
 """CancelJob's message for a running job asked to stop the first time (jobs.proto)."""
 
 STOPS_AT_BOARD_CALL = "stopping at its next board call, without its record"

@@ -301,7 +301,8 @@ def test_cancelling_twice_stops_at_the_next_board_call(port: int) -> None:
         job = board.jobs.submit("last-layer", {"epochs": 1000, "tiles": [0, 1]})
         first = board.jobs.cancel(job.job_id)
         assert first.state == "running" and first.message == (
-            "stopping at its next step, epoch or run boundary, with its record"
+            "stopping at its next step, epoch or run boundary, with its record; cancel it "
+            "again to stop it at its next board call, without"
         )
         again = board.jobs.cancel(job.job_id)  # the answer says how it stops now
         assert again.message == "stopping at its next board call, without its record"
