@@ -11,7 +11,7 @@ import pytest
 from cli_support import run_sidra, sidra_json, unwrapped
 
 from sidra.drivers import InvalidArgument, open_board
-from sidra.training import load_dataset
+from sidra.training import Dataset, load_dataset
 from sidra.training.analog_layer import Mapping
 from sidra.training.importing import WEIGHT_MARGIN, digital_logits, model_from_weights
 from sidra.training.model import TrainedModel
@@ -117,4 +117,119 @@ def test_the_cli_imports_an_npz_of_layers(
                      "--out", str(tmp_path / "other.npz"), "--input-percentile", "0")  # fmt: skip
     assert zero.returncode == 2
     assert "'--input-percentile':input_percentile:got0.0" in unwrapped(zero.stderr)
+    assert not (tmp_path / "other.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def sixteenths() -> tuple[list[np.ndarray], float]:
+    """A 64 → 32 → 10 network trained by scikit-learn on digits' training part with raw
+    features divided by 16 (their range 0 .. 16 made 0 .. 1), not standardised."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    data = load_dataset("digits")
+    raw_train, raw_test = (_raw(data, x) for x in (data.x_train, data.x_test))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=0)
+        clf.fit(raw_train / 16, data.y_train)
+    weights = [np.vstack([w, b[None, :]]) for w, b in zip(clf.coefs_, clf.intercepts_, strict=True)]
+    return weights, float(clf.score(raw_test / 16, data.y_test))
+
+
+def _raw(data: Dataset, x: np.ndarray) -> np.ndarray:
+    """The raw features behind ``data``'s standardised samples ``x``."""
+    assert data.feature_mean is not None and data.feature_scale is not None
+    return np.rint(x * data.feature_scale + data.feature_mean)  # digits' pixels are integers
+
+
+def test_a_network_trained_on_features_scaled_its_own_way_keeps_that_scaling(
+    sixteenths: tuple[list[np.ndarray], float],
+) -> None:
+    weights, sklearn_accuracy = sixteenths
+    data = load_dataset("digits")
+    model = model_from_weights(weights, data, feature_scale=16)
+    assert np.array_equal(model.inputs.feature_scale, np.full(64, 16.0))
+    assert np.array_equal(model.inputs.feature_mean, np.zeros(64))
+    digital = model.trained["test_accuracy"]
+    assert abs(digital - sklearn_accuracy) <= 1 / len(data.y_test)
+    assert digital > 0.95
+    # The first layer's input range is calibrated on the inputs as the network takes them.
+    assert model.layers[0].input_clip == pytest.approx(
+        np.percentile(_raw(data, data.x_train) / 16, 99.9), rel=1e-5
+    )
+    x = model.inputs.take(data, data.x_test)
+    assert np.allclose(x, _raw(data, data.x_test) / 16, atol=1e-5)
+    assert np.allclose(model.standardize(_raw(data, data.x_test)), x, atol=1e-6)
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        ideal = model.deploy(board).evaluate(x, data.y_test).accuracy
+    assert ideal >= digital - 0.02
+    # Standardised on the data set instead, the same weights are another network.
+    assert model_from_weights(weights, data).trained["test_accuracy"] < digital - 0.02
+
+
+def test_a_scaling_that_does_not_fit_the_features_is_refused_naming_it(
+    sixteenths: tuple[list[np.ndarray], float],
+) -> None:
+    weights, _ = sixteenths
+    data = load_dataset("digits")
+    with pytest.raises(InvalidArgument, match=r"feature_scale: got 'float64 \[2\]', expected 64"):
+        model_from_weights(weights, data, feature_scale=[1.0, 2.0])
+    with pytest.raises(InvalidArgument, match=r"feature_scale: got 'min 0', .*each > 0"):
+        model_from_weights(weights, data, feature_scale=np.arange(64))
+    with pytest.raises(InvalidArgument, match=r"feature_mean: got 'NaN/Inf'"):
+        model_from_weights(weights, data, feature_mean=np.nan)
+    with pytest.raises(InvalidArgument, match=r"feature_mean: got '<U1 \[\]'"):
+        model_from_weights(weights, data, feature_mean="a")
+
+
+def test_a_model_takes_samples_of_another_data_file_with_its_own_scaling(
+    software: tuple[list[np.ndarray], float], tmp_path: Path
+) -> None:
+    """A file of the same features standardises otherwise (its own training part's
+    statistics); the model's inputs are those of the data it was trained on."""
+    from sklearn.datasets import load_digits
+
+    weights, _ = software
+    model = model_from_weights(weights, load_dataset("digits"))
+    x, y = load_digits(return_X_y=True)
+    np.savez(tmp_path / "first700.npz", X=x[:700], y=y[:700])
+    other = load_dataset(tmp_path / "first700.npz")
+    assert not np.allclose(other.feature_mean, model.inputs.feature_mean)  # type: ignore[arg-type]
+    taken = model.inputs.take(other, other.x_test)
+    assert np.allclose(taken, model.standardize(_raw(other, other.x_test)), atol=1e-5)
+    same = load_dataset("digits")
+    assert model.inputs.take(same, same.x_test) is same.x_test  # the same scaling: untouched
+
+
+def test_the_cli_keeps_a_weights_files_scaling_and_evaluates_other_files_with_it(
+    sixteenths: tuple[list[np.ndarray], float], tmp_path: Path
+) -> None:
+    from sklearn.datasets import load_digits
+
+    weights, _ = sixteenths
+    np.savez(tmp_path / "w.npz", layer0=weights[0], layer1=weights[1], feature_scale=16.0)
+    out = tmp_path / "model.npz"
+    made = run_sidra("model", "import", str(tmp_path / "w.npz"), "--dataset", "digits",
+                     "--out", str(out))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "(thefeaturesscaledwithw.npz'sfeature_scale)" in unwrapped(made.stderr)
+    model = TrainedModel.load(out)
+    assert np.array_equal(model.inputs.feature_scale, np.full(64, 16.0))
+    x, y = load_digits(return_X_y=True)
+    np.savez(tmp_path / "first700.npz", X=x[:700], y=y[:700])
+    report = sidra_json("model", "eval", str(out), "--dataset", str(tmp_path / "first700.npz"),
+                        "--board", "emu://?preset=ideal&seed=1")  # fmt: skip
+    other = load_dataset(tmp_path / "first700.npz")
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        expected = model.deploy(board).evaluate(_raw(other, other.x_test) / 16, other.y_test)
+    assert report["accuracy"] == pytest.approx(expected.accuracy)
+    assert report["accuracy"] > 0.9
+    np.savez(tmp_path / "bad.npz", layer0=weights[0], layer1=weights[1], feature_mean=[1.0, 2.0])
+    refused = run_sidra("model", "import", str(tmp_path / "bad.npz"), "--dataset", "digits",
+                        "--out", str(tmp_path / "other.npz"))  # fmt: skip
+    assert refused.returncode == 2
+    assert "bad.npz:feature_mean:got'float64[2]',expected64finitenumbers" in unwrapped(
+        refused.stderr
+    )
     assert not (tmp_path / "other.npz").exists()

@@ -40,7 +40,7 @@ from sidra.training import BUNDLED, Dataset, load_dataset
 from sidra.training.analog_layer import Mapping
 from sidra.training.atomic_files import write_atomically
 from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
-from sidra.training.importing import model_from_weights
+from sidra.training.importing import SCALING_ARRAYS, model_from_weights
 from sidra.training.model import GoodnessReadout, SettleReadout, TrainedModel
 from sidra.training.placement import tile_order
 
@@ -241,7 +241,7 @@ def evaluate(
             data = _labelled(
                 target.model, dataset, None if file is None else Path(file.label), opened
             )
-            x, y = _samples_of(data, split)
+            x, y = _samples_of(target.model, data, split)
             deployed = _deployed(
                 target.model, opened, _tiles(target, tiles, opened, held), read_repeats, held,
                 calibrate,
@@ -282,13 +282,19 @@ def evaluate(
     _print_evaluation(reports[0], result, deployed, Console())
 
 
-def _samples_of(data: Dataset, split: Split) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """The samples and labels of ``split``."""
+def _samples_of(
+    model: TrainedModel, data: Dataset, split: Split
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """The samples of ``split`` as ``model`` takes them (scaled with its own training
+    statistics, whatever file they come from), and their labels."""
     if split is Split.TEST:
-        return data.x_test, data.y_test
-    if split is Split.TRAIN:
-        return data.x_train, data.y_train
-    return np.vstack([data.x_train, data.x_test]), np.concatenate([data.y_train, data.y_test])
+        x, y = data.x_test, data.y_test
+    elif split is Split.TRAIN:
+        x, y = data.x_train, data.y_train
+    else:
+        x = np.vstack([data.x_train, data.x_test])
+        y = np.concatenate([data.y_train, data.y_test])
+    return model.inputs.take(data, x), y
 
 
 def _report_boards(reports: list[dict[str, Any]], as_json: bool) -> None:
@@ -423,7 +429,10 @@ def import_weights(
         Path,
         typer.Argument(
             help="An .npz of the software network's weights: layer0, layer1, ... each "
-            "\\[inputs + 1, outputs], the last row the bias, ReLU between layers.",
+            "\\[inputs + 1, outputs], the last row the bias, ReLU between layers; and, when "
+            "its training scaled the raw features other than by standardising them on the "
+            "training part, feature_mean and feature_scale ((raw - mean) / scale; one value "
+            "per feature or one for all).",
             show_default=False,
         ),
     ],
@@ -431,8 +440,9 @@ def import_weights(
         str,
         typer.Option(
             help="The data it was trained on (digits, iris, wine, breast_cancer or an .npz "
-            "with X and y): its feature scaling and labels go into the model, its training "
-            "part calibrates the input ranges."
+            "with X and y): its labels and split go into the model with the feature "
+            "scaling (its training part's mean and standard deviation, unless the weights "
+            "file has its own), its training part calibrates the input ranges."
         ),
     ],
     out: Annotated[
@@ -464,10 +474,14 @@ def import_weights(
         if isinstance(held, np.ndarray):
             raise ValueError("an .npy holds one array, expected an .npz of layer0, layer1, ...")
         with held:
-            names = sorted(held.files, key=lambda n: (len(n), n))
+            scaling = {key: held[key] for key in SCALING_ARRAYS if key in held.files}
+            names = sorted(set(held.files) - set(scaling), key=lambda n: (len(n), n))
             wanted = [f"layer{k}" for k in range(len(names))]
             if names != wanted:
-                raise ValueError(f"holds {names}, expected {wanted or ['layer0']}")
+                raise ValueError(
+                    f"holds {names}, expected {wanted or ['layer0']} (and, if its training "
+                    f"scaled the features its own way, {' and '.join(SCALING_ARRAYS)})"
+                )
             matrices = [held[name] for name in names]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise typer.BadParameter(f"{weights}: {exc}", param_hint="WEIGHTS") from exc
@@ -475,18 +489,26 @@ def import_weights(
     try:
         made = model_from_weights(
             matrices, data, mapping=mapping, digital_bias=digital_bias,
-            input_percentile=input_percentile,
+            input_percentile=input_percentile, feature_mean=scaling.get("feature_mean"),
+            feature_scale=scaling.get("feature_scale"),
         )  # fmt: skip
     except InvalidArgument as exc:
         hint = "'--input-percentile'" if exc.field == "input_percentile" else "WEIGHTS"
+        if exc.field in SCALING_ARRAYS:
+            raise typer.BadParameter(f"{weights}: {exc}", param_hint=hint) from exc
         raise typer.BadParameter(str(exc), param_hint=hint) from exc
     made.save(out)
     if as_json:
         typer.echo(json.dumps(made.meta()))
         return
     accuracy = made.trained["test_accuracy"]
+    scaled = (
+        f"the features scaled with {weights.name}'s {' and '.join(scaling)}"
+        if scaling
+        else f"the features standardised with the training part of {data.name}"
+    )
     typer.echo(f"{out}: {len(made.layers)} layers, digital test accuracy "
-               f"{100 * accuracy:.2f} % on {data.name}", err=True)  # fmt: skip
+               f"{100 * accuracy:.2f} % on {data.name} ({scaled})", err=True)  # fmt: skip
 
 
 def _deployed(

@@ -22,9 +22,12 @@ from sidra.training.analog_layer import Mapping
 from sidra.training.datasets import Dataset
 from sidra.training.model import ModelInputs, ModelLayer, TrainedModel
 
-__all__ = ["WEIGHT_MARGIN", "digital_logits", "model_from_weights"]
+__all__ = ["SCALING_ARRAYS", "WEIGHT_MARGIN", "digital_logits", "model_from_weights"]
 
 Array = npt.NDArray[np.float32]
+
+SCALING_ARRAYS = ("feature_mean", "feature_scale")
+"""A weights file's optional arrays: how the network's training scaled the raw features."""
 
 WEIGHT_MARGIN = 1.05
 """A layer's weight limit over its largest weight on the array: write-verify noise around
@@ -49,18 +52,31 @@ def model_from_weights(
     mapping: Mapping = Mapping.OFFSET,
     digital_bias: bool = False,
     input_percentile: float = 99.9,
+    feature_mean: npt.ArrayLike | None = None,
+    feature_scale: npt.ArrayLike | None = None,
 ) -> TrainedModel:
     """The model of a network trained in software on ``data``: ``weights`` one
     ``[inputs + 1, outputs]`` matrix per layer (the last row the bias), input side first,
-    ReLU between layers. InvalidArgument naming ``weights[k]`` for a matrix of another
-    shape or a value that is not finite, or ``input_percentile`` outside (0, 100]."""
+    ReLU between layers.
+
+    ``feature_mean`` and ``feature_scale``: how the network's training scaled the raw
+    features, ``(raw - mean) / scale`` (one value per feature, or one for all: raw
+    digits divided by 16 is ``feature_scale=16``); the one not given is 0 (mean) or 1
+    (scale). Neither given: the data set's standardisation, the training part's mean and
+    standard deviation (:func:`load_dataset`'s ``x_train``). The model keeps the scaling,
+    so it takes raw features wherever it runs.
+
+    InvalidArgument naming ``weights[k]`` for a matrix of another shape or a value that
+    is not finite, ``feature_mean`` / ``feature_scale`` for a wrong count or value, or
+    ``input_percentile`` outside (0, 100]."""
     if not 0.0 < input_percentile <= 100.0:
         raise InvalidArgument("input_percentile", input_percentile, "a percentile in (0, 100]")
     if not len(weights):
         raise InvalidArgument("weights", [], "one matrix per layer, at least one")
     mapping = Mapping(mapping)
     checked = _checked(weights, data)
-    h = data.x_train
+    inputs = ModelInputs.of(data, _scaling(feature_mean, feature_scale, data.features))
+    h = inputs.take(data, data.x_train)
     layers = []
     for k, w in enumerate(checked):
         on_array = w[:-1] if digital_bias else w
@@ -77,11 +93,34 @@ def model_from_weights(
         )
         if k < len(checked) - 1:
             h = np.maximum(h @ w[:-1] + w[-1], np.float32(0.0))
-    predicted = np.argmax(digital_logits(checked, data.x_test), axis=1)
+    predicted = np.argmax(digital_logits(checked, inputs.take(data, data.x_test)), axis=1)
     accuracy = float(np.mean(predicted == data.y_test))
     figures = {"trained_on": "software", "test_accuracy": accuracy,
                "input_percentile": input_percentile}  # fmt: skip
-    return TrainedModel(tuple(layers), ModelInputs.of(data), job, figures)
+    return TrainedModel(tuple(layers), inputs, job, figures)
+
+
+def _scaling(
+    mean: npt.ArrayLike | None, scale: npt.ArrayLike | None, features: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """The given feature scaling as two float64 ``[features]`` arrays (None: neither
+    given), or InvalidArgument naming the one that is not one finite value per feature
+    (or one for all; the scale's > 0)."""
+    if mean is None and scale is None:
+        return None
+    arrays = []
+    for name, given, default in (("feature_mean", mean, 0.0), ("feature_scale", scale, 1.0)):
+        a = np.asarray(default if given is None else given)
+        allowed = f"{features} finite numbers (one per feature) or one for all"
+        if a.dtype.kind not in "biuf" or a.ndim > 1 or a.size not in (1, features):
+            raise InvalidArgument(name, f"{a.dtype} {list(a.shape)}", allowed)
+        a = np.broadcast_to(a.astype(np.float64).reshape(-1), (features,)).copy()
+        if not np.isfinite(a).all():
+            raise InvalidArgument(name, "NaN/Inf", allowed)
+        if name == "feature_scale" and not (a > 0.0).all():
+            raise InvalidArgument(name, f"min {a.min():g}", f"{allowed}, each > 0")
+        arrays.append(a)
+    return arrays[0], arrays[1]
 
 
 def _checked(weights: Sequence[npt.ArrayLike], data: Dataset) -> list[Array]:

@@ -227,17 +227,39 @@ class ModelInputs:
         return len(self.feature_mean)
 
     @classmethod
-    def of(cls, data: Dataset) -> ModelInputs:
-        """The inputs of a network trained on ``data``."""
+    def of(
+        cls,
+        data: Dataset,
+        scaling: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+    ) -> ModelInputs:
+        """The inputs of a network trained on ``data``: behind its standardisation, or
+        behind ``scaling`` (mean, scale: one value per raw feature, checked by the
+        caller) for a network trained elsewhere on features scaled another way."""
         if data.feature_mean is None or data.feature_scale is None:
             raise ValueError(
                 f"dataset {data.name}: no feature scaling kept (load it with load_dataset)"
             )
         labels = data.labels or tuple(str(k) for k in range(data.classes))
-        return cls(
-            data.name, data.feature_mean.copy(), data.feature_scale.copy(), labels,
-            data.test_size, data.random_state,
-        )  # fmt: skip
+        mean, scale = scaling or (data.feature_mean, data.feature_scale)
+        return cls(data.name, mean.copy(), scale.copy(), labels, data.test_size, data.random_state)
+
+    def take(self, data: Dataset, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``x``, samples of ``data`` standardised as :func:`load_dataset` gives them, as
+        the network takes them: as they are when it was trained behind the same scaling
+        (bit for bit), else back to raw features and scaled with this model's statistics
+        (a data set file other than the one it was trained on, or a network imported with
+        its own scaling)."""
+        if data.feature_mean is None or data.feature_scale is None:
+            raise ValueError(
+                f"dataset {data.name}: no feature scaling kept (load it with load_dataset)"
+            )
+        same = np.array_equal(data.feature_mean, self.feature_mean) and np.array_equal(
+            data.feature_scale, self.feature_scale
+        )
+        if same:
+            return x
+        raw = x.astype(np.float64) * data.feature_scale + data.feature_mean
+        return ((raw - self.feature_mean) / self.feature_scale).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
