@@ -1,11 +1,13 @@
 """sidra.cli.texts: how every table of the command line writes a figure, a size, tiles
-and a time span."""
+a moment and a time span."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from sidra.cli.texts import count_text, duration_text, figure_text, size_text, tiles_text
+from sidra.cli.texts import count_text, duration_text, figure_text, size_text, tiles_text, when_text
 
 
 def test_a_run_s_figures_read_as_a_person_reads_them() -> None:
@@ -53,3 +55,12 @@ def test_a_count_and_what_it_counts() -> None:
     assert count_text(1, "file") == "1 file"
     assert count_text(0, "file") == "0 files"
     assert count_text(23_726, "record") == "23,726 records"
+
+
+def test_a_moment_is_local_time_to_the_minute_or_second_and_nothing_for_not_yet() -> None:
+    moment = 1_796_000_000.75  # 2026-11-30 00:53:20.75 UTC
+    local = time.localtime(moment)
+    assert when_text(moment) == time.strftime("%Y-%m-%d %H:%M", local)
+    assert when_text(moment, seconds=True) == time.strftime("%Y-%m-%d %H:%M:%S", local)
+    assert len(when_text(moment)) == 16 and len(when_text(moment, seconds=True)) == 19
+    assert when_text(0) == "" and when_text(0.0, seconds=True) == ""

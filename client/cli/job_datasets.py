@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +21,7 @@ from rich.table import Table
 from sidra.cli.jobs import Server, jobs_server, transfer_bar
 from sidra.cli.options import AsJson
 from sidra.cli.tables import columns_that_fit
-from sidra.cli.texts import count_text, size_text
+from sidra.cli.texts import count_text, size_text, when_text
 from sidra.client.job_datasets import DatasetInfo, file_sha256, kept_file
 from sidra.drivers import InvalidArgument, SidraError
 
@@ -43,10 +42,6 @@ LIST_DROPPED_FIRST = ("last used", "uploaded", "queued jobs")
 
 SHOWN_DIGITS = 16
 """Hex digits of a SHA-256 the table shows (``delete`` takes any unique start of 8 or more)."""
-
-
-def _when(unix_s: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_s)) if unix_s else ""
 
 
 def _as_dict(file: DatasetInfo) -> dict[str, object]:
@@ -84,8 +79,8 @@ def list_datasets(
     cells = [
         {
             "principal": f.principal, "sha256": f.sha256[:SHOWN_DIGITS], "name": f.name,
-            "size": size_text(f.size_bytes), "uploaded": _when(f.stored_unix_s),
-            "last used": _when(f.used_unix_s) or "never", "queued jobs": str(f.queued_jobs),
+            "size": size_text(f.size_bytes), "uploaded": when_text(f.stored_unix_s),
+            "last used": when_text(f.used_unix_s) or "never", "queued jobs": str(f.queued_jobs),
         }
         for f in files
     ]  # fmt: skip

@@ -34,7 +34,7 @@ from sidra.cli.options import (
     Priority,
 )
 from sidra.cli.tables import columns_that_fit
-from sidra.cli.texts import duration_text, figure_text, size_text, tiles_text
+from sidra.cli.texts import duration_text, figure_text, size_text, tiles_text, when_text
 from sidra.cli.whoami import token_hint
 from sidra.client import DatasetInfo, JobEvent, JobInfo, RemoteBoard
 from sidra.client.job_datasets import UploadProgress, kept_file
@@ -92,10 +92,6 @@ def jobs_server(address: str, what: str) -> Iterator[RemoteBoard]:
         raise typer.Exit(1) from None
 
 
-def _when(unix_s: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix_s)) if unix_s else ""
-
-
 def _progress_text(job: JobInfo) -> str:
     return f"{job.step}/{job.total}" if job.total else ""
 
@@ -149,7 +145,8 @@ def list_jobs(
         {
             "job": job.job_id, "kind": job.kind, "principal": job.principal,
             "state": job.state, "priority": f"{job.priority:+d}" if job.priority else "0",
-            "progress": _progress_text(job), "submitted": _when(job.submitted_unix_s),
+            "progress": _progress_text(job),
+            "submitted": when_text(job.submitted_unix_s, seconds=True),
             "last": job.error or job.message,
         }
         for job in jobs
@@ -202,14 +199,17 @@ def job_table(job: JobInfo, out: Path | None = None, now_unix_s: float | None = 
     if job.priority:
         table.add_row("priority", f"{job.priority:+d}")
     submitted, started, ended = job.submitted_unix_s, job.started_unix_s, job.ended_unix_s
-    table.add_row("submitted", _when(submitted))
+    table.add_row("submitted", when_text(submitted, seconds=True))
     if started:
-        table.add_row("started", f"{_when(started)} (queued {duration_text(started - submitted)})")
+        table.add_row(
+            "started",
+            f"{when_text(started, seconds=True)} (queued {duration_text(started - submitted)})",
+        )
     elif job.state == "queued":
         table.add_row("started", f"not yet (queued for {duration_text(now - submitted)})")
     if ended:
         ran = f"ran {duration_text(ended - started)}" if started else "never started"
-        table.add_row("ended", f"{_when(ended)} ({ran})")
+        table.add_row("ended", f"{when_text(ended, seconds=True)} ({ran})")
     elif started:
         table.add_row("ended", f"not yet (running for {duration_text(now - started)})")
     progress = " ".join(part for part in (_progress_text(job), job.message) if part)

@@ -13,8 +13,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sidra.cli.model_served import DeploymentName, RequiredServer, server_board, when_text
+from sidra.cli.model_served import DeploymentName, RequiredServer, server_board
 from sidra.cli.options import AsJson
+from sidra.cli.texts import when_text
 from sidra.client import RemoteBoard
 from sidra.client.deployments import CheckHistory, DeploymentCheck
 from sidra.drivers import SidraError

@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 import typer
 
-from sidra.cli.model_served import remote, when_text
-from sidra.cli.texts import tiles_text
+from sidra.cli.model_served import remote
+from sidra.cli.texts import tiles_text, when_text
 from sidra.client.deployments import DeployedRegion, Deployment
 from sidra.drivers import (
     Board,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ import typer
 
 from sidra.cli.job_board import job_board
 from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, new_file
-from sidra.cli.texts import tiles_text
+from sidra.cli.texts import tiles_text, when_text
 from sidra.client import RemoteBoard
 from sidra.client.deployments import Deployment, DeploymentCheck
 from sidra.drivers import Board
@@ -32,7 +31,6 @@ __all__ = [
     "remote",
     "server_board",
     "undeploy",
-    "when_text",
 ]
 
 RequiredServer = Annotated[
@@ -61,11 +59,6 @@ def remote(board: Board, option: str) -> RemoteBoard:
             "deployments are kept by a server: give --server", param_hint=option
         )
     return board
-
-
-def when_text(unix_s: float) -> str:
-    """A time as a lab reads it: local date, hours and minutes."""
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_s))
 
 
 def _intact_text(deployment: Deployment) -> str:

@@ -9,7 +9,6 @@ Every training command saves its record in a folder (``--out``, default
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +20,7 @@ from rich.table import Table
 
 from sidra.cli.options import AsJson
 from sidra.cli.tables import columns_that_fit
-from sidra.cli.texts import count_text, duration_text, figure_text
+from sidra.cli.texts import count_text, duration_text, figure_text, when_text
 from sidra.training.atomic_files import write_atomically
 from sidra.training.figures import figure_bytes, new_figure
 from sidra.training.records import INTERRUPTED, STOPPED_AT
@@ -51,10 +50,6 @@ SUMMARY_ROWS = (
 
 PROVENANCE_NOT_COMPARED = frozenset({"started_utc", "ended_utc", "submitted_utc", "wall_s"})
 """run.json keys every run has its own of: shown, never counted as a difference."""
-
-
-def _local_time(unix_s: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_s))
 
 
 def _accuracy_text(accuracy: float | None) -> str:
@@ -169,7 +164,7 @@ def _print_list(rows: list[dict[str, Any]], folder: Path) -> None:
         return
     cells = [
         {
-            "started": _local_time(row["started_unix_s"]), "record": row["name"],
+            "started": when_text(row["started_unix_s"]), "record": row["name"],
             "job": row["job"], "dataset": row["dataset"], "length": row["length"],
             "ended": row["ended"], "test": _accuracy_text(row["test_accuracy"]),
             "wall": _wall_text(row["wall_s"]), "board": row["board"],
@@ -313,7 +308,7 @@ def show_run(record: RecordArgument, as_json: AsJson = False) -> None:
     table.add_column("key")
     table.add_column("value", overflow="fold")
     if run.provenance is None:
-        table.add_row("[bold]run[/bold]", f"saved {_local_time(run.saved_unix_s)} (no run.json)")
+        table.add_row("[bold]run[/bold]", f"saved {when_text(run.saved_unix_s)} (no run.json)")
     else:
         _add_rows(table, "[bold]run[/bold]", run.provenance)
     _add_rows(table, "[bold]settings[/bold]", run.settings)
@@ -427,7 +422,7 @@ def _print_comparison(
     for name in names:
         table.add_column(name, overflow="fold")
     table.add_row("job", *(f"{r.job} on {r.dataset}" for r in runs))
-    table.add_row("started", *(_local_time(r.started_unix_s) for r in runs))
+    table.add_row("started", *(when_text(r.started_unix_s) for r in runs))
     table.add_row("board", *(r.board for r in runs))
     table.add_row("ended", *(r.ended for r in runs))
     table.add_section()

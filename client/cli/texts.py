@@ -1,15 +1,18 @@
-"""How the command line's tables write a figure, a size, tiles and a time span, so that
+"""How the command line's tables write a figure, a size, tiles, a moment and a time span, so that
 a run's end, ``sidra runs show``, ``sidra jobs show`` and ``sidra status`` say each
 the same way (``--json`` and the record's files keep the numbers as they are). Tiles are
 named as the service's messages name them (:func:`sidra.drivers.tiles_text`)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sidra.drivers.types import tiles_text
 
-__all__ = ["count_text", "duration_text", "figure_text", "size_text", "tiles_text"]
+__all__ = [
+    "count_text", "duration_text", "figure_text", "size_text", "tiles_text", "when_text",
+]  # fmt: skip
 
 
 def figure_text(key: str, value: Any) -> str:
@@ -54,3 +57,13 @@ def duration_text(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def when_text(unix_s: float, *, seconds: bool = False) -> str:
+    """A moment as a lab reads it: the local date and time to the minute (to the second
+    with ``seconds``: a job's start and end); "" for 0, the service's "not yet"."""
+    if not unix_s:
+        return ""
+    return time.strftime(
+        "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.localtime(unix_s)
+    )
