@@ -123,6 +123,12 @@ def test_predict_reads_and_writes_csv_as_a_spreadsheet_exports_and_reads_it(
         assert done.returncode == 0, done.stderr
     with (tmp_path / "y.csv").open(newline="") as handle:
         header, *rows = list(csv.reader(handle))
+    # Without --out, the same lines on standard output, the count on stderr.
+    printed = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / "x.npy"),
+                        "--board", IDEAL.format(4))  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == (tmp_path / "y.csv").read_text()
+    assert printed.stderr.strip() == "20 samples classified"
     assert header[:2] == ["label", "class"] and header[2:] == [f"logits_{k}" for k in range(10)]
     assert (tmp_path / "z.csv").read_text() == (tmp_path / "y.csv").read_text()
     with np.load(tmp_path / "y.npz") as held:
@@ -238,6 +244,15 @@ def test_deploy_refuses_an_in_process_emulator(trained: tuple[Path, dict[str, ob
     refused = run_sidra("model", "deploy", str(model))
     assert refused.returncode == 2
     assert "anin-processemulatorforgetswhatitholds" in unwrapped(refused.stderr)
+    assert "SIDRA_SERVER" not in refused.stderr
+    # The lab's server named by SIDRA_SERVER, which deploy does not read: its option said.
+    lab = {"SIDRA_SERVER": "lab-pc:50051"}
+    for args in ((), ("--name", "digits")):
+        named = run_sidra("model", "deploy", str(model), *args, env=lab)
+        assert named.returncode == 2
+        assert "give--server(SIDRA_SERVERisnotreadhere:--serverlab-pc:50051)" in unwrapped(
+            named.stderr
+        )
 
 
 def test_deployed_by_name_then_run_pulled_and_forgotten_by_anyone_using_the_server(

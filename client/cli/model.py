@@ -28,10 +28,10 @@ from sidra.cli.model_deployments import (
     register,
     target_of,
 )
-from sidra.cli.options import AsJson, new_file
+from sidra.cli.options import AsJson, give_server, new_file
 from sidra.cli.recorded_dataset import fetched, not_here, recorded_file
-from sidra.cli.sample_files import answers_file, checked_answers_path, read_samples
-from sidra.cli.texts import figure_text
+from sidra.cli.sample_files import answers_csv, answers_file, checked_answers_path, read_samples
+from sidra.cli.texts import count_text, figure_text
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named
 from sidra.drivers import Board, InvalidArgument
@@ -375,12 +375,12 @@ def deploy(
     loaded = target.model
     if name is not None and server is None:
         raise typer.BadParameter(
-            "a deployment is kept by a server: give --server", param_hint="'--name'"
+            f"a deployment is kept by a server: {give_server()}", param_hint="'--name'"
         )
     if server is None and board.startswith("emu://"):
         raise typer.BadParameter(
             f"got {board}: an in-process emulator forgets what it holds when this command "
-            "ends; give --server, or a board that keeps its tiles (serial://, pcie://)",
+            f"ends; {give_server()}, or a board that keeps its tiles (serial://, pcie://)",
             param_hint="'--board'",
         )
     if (replace or protect) and name is None:
@@ -538,7 +538,7 @@ def _held_options(
         return held, tiles
     if server is None:
         raise typer.BadParameter(
-            "a deployment is kept by a server: give --server", param_hint="'--deployment'"
+            f"a deployment is kept by a server: {give_server()}", param_hint="'--deployment'"
         )
     if tiles:
         raise typer.BadParameter(
@@ -597,31 +597,43 @@ def predict(
         typer.Option(
             help="Samples to classify: an .npy of \\[samples, features], an .npz with X, or "
             "a .csv of one sample per line (a header line is skipped); raw features "
-            "(standardised with the model's training statistics) unless --standardized.",
-        ),
-    ],
-    out: Annotated[
-        Path,
-        typer.Option(
-            help="The .npz to write: labels (text), classes (indices) and logits \\[samples, "
-            "classes] (goodness for a forward-forward model); or a .csv of a line per "
-            "sample: label, class, a score per class. An existing file is not written over."
+            "(scaled as the model was trained: its feature_mean and feature_scale) unless "
+            "--standardized.",
         ),
     ],
     model: OptionalModelPath = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="The .npz to write: labels (text), classes (indices) and logits \\[samples, "
+            "classes] (goodness for a forward-forward model); or a .csv of a line per "
+            "sample: label, class, a score per class. An existing file is not written over. "
+            "None: the .csv lines go to standard output.",
+            show_default=False,
+        ),
+    ] = None,
     deployment: DeploymentOption = None,
     board: BoardUrl = "emu://",
     server: ServerAddress = None,
     standardized: Annotated[
-        bool, typer.Option(help="The inputs are standardised already, as a record's data set.")
+        bool,
+        typer.Option(
+            help="The inputs are scaled already as the model takes them (a record's data "
+            "set, standardised)."
+        ),
     ] = False,
     read_repeats: ReadRepeats = 1,
     tiles: Tiles = ANY_TILE,
     held: Held = False,
     calibrate: Calibrate = False,
 ) -> None:
-    """Program a model onto a board and classify new samples there."""
-    checked_answers_path(out)
+    """Program a model onto a board and classify new samples there.
+
+    Without --out, the answers go to standard output as CSV (sidra model predict ... >
+    answers.csv, or read on the terminal); what was classified is said on stderr.
+    """
+    if out is not None:
+        checked_answers_path(out)
     held, tiles = _held_options(deployment, server, held, tiles)
     file = None if model is None else file_target(model)  # before any board is opened
     raw = read_samples(inputs)
@@ -642,8 +654,12 @@ def predict(
     classes = np.argmax(scores, axis=1)
     names = list(loaded.inputs.labels)
     labels = np.array(names)[classes]
+    if out is None:
+        typer.echo(answers_csv(labels, classes, scores, loaded.score_name, names), nl=False)
+        typer.echo(f"{count_text(len(classes), 'sample')} classified", err=True)
+        return
     write_atomically(out, answers_file(out, labels, classes, scores, loaded.score_name, names))
-    typer.echo(f"{len(classes)} samples classified: {out}", err=True)
+    typer.echo(f"{count_text(len(classes), 'sample')} classified: {out}", err=True)
 
 
 def _board_name(board: Board) -> str:
@@ -706,7 +722,7 @@ def _print_programming(deployed: DeployedModel, console: Console) -> None:
         written.add_column(column)
     for p in deployed.programming:
         written.add_row(
-            p.layer, ", ".join(map(str, p.tiles)), str(p.cells), f"{p.rms_error_us:.3f}",
-            f"{p.max_error_us:.3f}", str(p.unconverged_cells),
+            p.layer, ", ".join(map(str, p.tiles)), f"{p.cells:,}", f"{p.rms_error_us:.3f}",
+            f"{p.max_error_us:.3f}", f"{p.unconverged_cells:,}",
         )  # fmt: skip
     console.print(written)

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from sidra.cli.job_board import job_board
-from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, new_file
+from sidra.cli.options import SERVER_ENV, TLS_URL_HELP, AsJson, give_server, new_file
 from sidra.cli.texts import tiles_text, when_text
 from sidra.client import RemoteBoard
 from sidra.client.deployments import Deployment, DeploymentCheck
@@ -56,7 +56,7 @@ def remote(board: Board, option: str) -> RemoteBoard:
     """``board`` as the server it must be for ``option``."""
     if not isinstance(board, RemoteBoard):
         raise typer.BadParameter(
-            "deployments are kept by a server: give --server", param_hint=option
+            f"deployments are kept by a server: {give_server()}", param_hint=option
         )
     return board
 

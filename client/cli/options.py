@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -85,6 +86,16 @@ def new_file(path: Path | None, option: str = "'--out'") -> None:
     any board is opened: one that does is not written over."""
     if path is not None and path.exists():
         raise typer.BadParameter(f"got {path}, which exists; name a new file", param_hint=option)
+
+
+def give_server() -> str:
+    """What a command that needs a server and was given none asks for: ``give --server``,
+    with the address SIDRA_SERVER names when it is set (this command does not read it:
+    its board is named on purpose, but the lab's server is then one option away)."""
+    named = os.environ.get(SERVER_ENV, "").strip()
+    if not named:
+        return "give --server"
+    return f"give --server ({SERVER_ENV} is not read here: --server {named})"
 
 
 def server_url(address: str) -> str:

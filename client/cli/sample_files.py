@@ -24,7 +24,7 @@ import typer
 from sidra.cli.options import new_file
 from sidra.training.csv_tables import read_samples_csv
 
-__all__ = ["ANSWER_SUFFIXES", "answers_file", "checked_answers_path", "read_samples"]
+__all__ = ["ANSWER_SUFFIXES", "answers_csv", "answers_file", "checked_answers_path", "read_samples"]
 
 ANSWER_SUFFIXES = (".npz", ".csv")
 """The kinds of file ``--out`` may name."""
@@ -83,16 +83,28 @@ def answers_file(
     """The bytes of ``out`` (by its suffix): each sample's label, class index and its
     scores (``score_name``: logits, goodness, outputs) per class of ``class_labels``."""
     if out.suffix.lower() == ".csv":
-        text = io.StringIO(newline="")
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["label", "class", *(f"{score_name}_{c}" for c in class_labels)])
-        for label, index, row in zip(labels, classes, scores, strict=True):
-            # The shortest text that reads back as the same number of its own precision
-            # (2.5621932 for a float32 score, not its float64 widening's 17 digits).
-            shown = (np.format_float_positional(s, unique=True, trim="-") for s in row)
-            writer.writerow([str(label), int(index), *shown])
-        return text.getvalue().encode()
+        return answers_csv(labels, classes, scores, score_name, class_labels).encode()
     arrays = io.BytesIO()
     kept: dict[str, Any] = {"labels": labels, "classes": classes, score_name: scores}
     np.savez(arrays, **kept)
     return arrays.getvalue()
+
+
+def answers_csv(
+    labels: npt.NDArray[Any],
+    classes: npt.NDArray[Any],
+    scores: npt.NDArray[Any],
+    score_name: str,
+    class_labels: list[str],
+) -> str:
+    """The answers as CSV text: a header, then a line per sample (its label, class index
+    and a score per class)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["label", "class", *(f"{score_name}_{c}" for c in class_labels)])
+    for label, index, row in zip(labels, classes, scores, strict=True):
+        # The shortest text that reads back as the same number of its own precision
+        # (2.5621932 for a float32 score, not its float64 widening's 17 digits).
+        shown = (np.format_float_positional(s, unique=True, trim="-") for s in row)
+        writer.writerow([str(label), int(index), *shown])
+    return text.getvalue()
