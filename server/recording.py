@@ -119,9 +119,8 @@ def _not_recorded(programs: Sequence[Recording], exc: Exception) -> ProgramNotRe
     assert isinstance(request, ProgramRequest) and isinstance(report, ProgramReport)
     region = request.region
     what = (
-        f"tile {request.tile} was programmed on the board (rows {region.row_offset}.."
-        f"{region.row_offset + region.rows - 1}, cols {region.col_offset}.."
-        f"{region.col_offset + region.cols - 1}, rms error {report.rms_error_us:.4g} µS)"
+        f"tile {request.tile} was programmed on the board ({region.cells_text()}, "
+        f"rms error {report.rms_error_us:.4g} µS)"
     )
     if len(programs) == 1:
         return ProgramNotRecorded(

@@ -202,19 +202,20 @@ def history(
         f"program history of {', '.join(boards) or 'no board'} "
         f"({count_text(len(records), 'record')} of {programs:,} Programs)"
     )
-    columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "region",
+    columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "rows, cols",
                "principal", "kind", "programs", "cells", "rms µS", "max µS", "unconv."]  # fmt: skip
+    # The cells as messages name them (rows 0..64 cols 0..9, inclusive), kept short.
     cells = [
         {
             "#": str(r.id), "time (UTC)": _time(r.time_utc), "board": r.board_serial,
             "tile": str(r.tile),
-            "region": f"[{r.region.row_offset}:{r.region.row_offset + r.region.rows}, "
-            f"{r.region.col_offset}:{r.region.col_offset + r.region.cols}]",
+            "rows, cols": f"{rows.start}..{rows.stop - 1}, {cols.start}..{cols.stop - 1}",
             "principal": r.principal, "kind": r.kind.value, "programs": f"{r.programs:,}",
             "cells": f"{r.cells_written:,}", "rms µS": f"{r.rms_error_us:.3g}",
             "max µS": f"{r.max_error_us:.3g}", "unconv.": str(r.unconverged_cells),
         }
         for r in records
+        for rows, cols in [r.region.slices]
     ]  # fmt: skip
     console = Console()
     shown = columns_that_fit(cells, columns, HISTORY_DROPPED_FIRST, console.width)

@@ -84,7 +84,7 @@ def test_a_run_the_store_refuses_names_every_program_and_stores_none(
         store_in_order(run)
     message = str(caught.value)
     assert "2 Programs reached the board (tiles 0, 2; the first: tile 0" in message
-    assert "rows 0..2, cols 0..2" in message and "records were not stored" in message
+    assert "rows 0..2 cols 0..2" in message and "records were not stored" in message
 
 
 def test_a_recording_alone_is_stored_at_once(store: CountingStore) -> None:

@@ -64,7 +64,7 @@ def test_show_lists_boards_and_programmed_cells_per_tile(store_path: Path) -> No
 def test_history_as_a_table_and_as_json(store_path: Path) -> None:
     table = run_state("history", "--store", str(store_path))
     assert table.returncode == 0, table.stderr
-    assert "alice" in table.stdout and "bob" in table.stdout and "[3:8, 4:10]" in table.stdout
+    assert "alice" in table.stdout and "bob" in table.stdout and "3..7, 4..9" in table.stdout
 
     records = json.loads(run_state("history", "--store", str(store_path), "--json").stdout)
     assert [r["principal"] for r in records] == ["alice", "bob"]
@@ -75,7 +75,7 @@ def test_history_as_a_table_and_as_json(store_path: Path) -> None:
     # On 80 columns a line per record still, with who and where whole (not "…").
     narrow = run_state("history", "--store", str(store_path), columns=80)
     assert "…" not in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 80
-    assert "bob" in narrow.stdout and "[3:8, 4:10]" in narrow.stdout
+    assert "bob" in narrow.stdout and "3..7, 4..9" in narrow.stdout
     assert "time (UTC)" in narrow.stdout and " # " not in narrow.stdout  # the number left out
 
 

@@ -91,7 +91,7 @@ def test_a_program_whose_record_fails_is_an_error_that_says_the_board_was_progra
         on_board = client.read_conductance(1, Region(2, 3, 8, 8)).conductances
     message = str(caught.value)
     assert "tile 1 was programmed on the board" in message
-    assert "record was not stored" in message and "rows 2..9, cols 3..10" in message
+    assert "record was not stored" in message and "rows 2..9 cols 3..10" in message
     assert np.array_equal(on_board, g)  # what the message says is what happened
 
 
