@@ -134,6 +134,22 @@ def test_layer_rejects_a_non_positive_range(ideal_driver: BoardDriver) -> None:
         AnalogLinear(ideal_driver, 0, 4, 2, input_clip=-1.0)
 
 
+@pytest.mark.parametrize("mapping", ["offset", "differential"])
+def test_a_weight_at_the_limit_maps_inside_the_window(mapping: str) -> None:
+    """1 − 4.644377 × (39 / 2 / 4.644377) in float32 is 0.9999981 µS, below sidra-y1's
+    1 µS floor: a weight clipped to the limit by training must still be programmable."""
+    from sidra.drivers import open_board
+
+    limit = 4.6443772315979
+    with open_board("emu://?preset=sidra-y1&seed=3") as board:
+        layer = AnalogLinear(board, 0, 3, 2, weight_limit=limit, mapping=Mapping(mapping))
+        w = np.array([[-limit, limit], [0.0, -2 * limit], [limit, 0.5]], np.float32)
+        g = layer.conductances(w)
+        assert g.min() >= board.info.g_min_us and g.max() <= board.info.g_max_us
+        assert g.min() == np.float32(board.info.g_min_us)
+        layer.program(np.vstack([w, np.zeros((1, 2), np.float32)]))
+
+
 def test_threshold_skips_tiny_updates(ideal_driver: BoardDriver) -> None:
     layer = AnalogLinear(ideal_driver, 0, 4, 2)
     net = HybridNetwork([layer], [np.zeros(layer.shape, np.float32)], threshold=10.0)

@@ -158,6 +158,7 @@ class AnalogLinear:
         self.tile, self.region = self.blocks[0].tile, self.blocks[0].region
         self.weight_limit = weight_limit
         self.g_ref_us = (info.g_min_us + info.g_max_us) / 2.0
+        self._g_window = (np.float32(info.g_min_us), np.float32(info.g_max_us))
         # Conductance signal per unit weight: a full half-window at weight_limit
         # (split over the two cells of a differential pair).
         self.scale_us = (info.g_max_us - info.g_min_us) / 2.0 / weight_limit * self._pair
@@ -226,9 +227,12 @@ class AnalogLinear:
             g = self.g_ref_us + w * self.scale_us
             if self.reference_column:
                 g = np.hstack([g, np.full((len(g), 1), self.g_ref_us, np.float32)])
-            return g.astype(np.float32)
-        half = w * (self.scale_us / 2.0)
-        return np.hstack([self.g_ref_us + half, self.g_ref_us - half]).astype(np.float32)
+        else:
+            half = w * (self.scale_us / 2.0)
+            g = np.hstack([self.g_ref_us + half, self.g_ref_us - half])
+        # Clipped in µS too: a weight at ±weight_limit can map a float32 rounding step
+        # outside the window (0.249999 µS of a 0.25 µS floor), which Program refuses.
+        return np.clip(g.astype(np.float32), *self._g_window)
 
     def signal(self, currents: Array, volts: Array, width: int) -> Array:
         """The weight-carrying part of a block's column currents [batch, columns] (µA),
