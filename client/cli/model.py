@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,12 +40,33 @@ from sidra.drivers.validation import to_float32
 from sidra.training import BUNDLED, Dataset, load_dataset
 from sidra.training.analog_layer import Mapping
 from sidra.training.atomic_files import write_atomically
-from sidra.training.deployment import DeployedModel, ModelEvaluation, ModelNotHeld
+from sidra.training.deployment import (
+    DeployedModel,
+    LayerProgramming,
+    ModelEvaluation,
+    ModelNotHeld,
+)
 from sidra.training.importing import SCALING_ARRAYS, model_from_weights
 from sidra.training.model import GoodnessReadout, SettleReadout, TrainedModel
 from sidra.training.placement import tile_order
 
-__all__ = ["deploy", "evaluate", "import_weights", "predict", "show"]
+__all__ = [
+    "Calibrate",
+    "DeploymentOption",
+    "Held",
+    "OptionalModelPath",
+    "Tiles",
+    "board_name",
+    "deploy",
+    "evaluate",
+    "held_options",
+    "import_weights",
+    "labelled",
+    "predict",
+    "print_programming",
+    "show",
+    "tiles_for",
+]
 
 
 class Split(StrEnum):
@@ -231,23 +253,23 @@ def evaluate(
             )
     if plot is not None:
         new_file(plot, "'--plot'")
-    held, tiles = _held_options(deployment, server, held, tiles)
+    held, tiles = held_options(deployment, server, held, tiles)
     # Read and checked once, before any board is opened (every board runs the same file).
     file = None if model is None else file_target(model)
     runs = []
     for url in boards:
         with job_board(url, server, "sidra model eval", holding="sidra model eval") as opened:
             target = target_of(opened, file, deployment)
-            data = _labelled(
+            data = labelled(
                 target.model, dataset, None if file is None else Path(file.label), opened
             )
             x, y = _samples_of(target.model, data, split)
             deployed = _deployed(
-                target.model, opened, _tiles(target, tiles, opened, held), read_repeats, held,
+                target.model, opened, tiles_for(target, tiles, opened, held), read_repeats, held,
                 calibrate,
             )  # fmt: skip
             check_regions(target, deployed)
-            runs.append((_board_name(opened), deployed, deployed.evaluate(x, y), target, data))
+            runs.append((board_name(opened), deployed, deployed.evaluate(x, y), target, data))
     reports = [
         {
             "model": target.label,
@@ -398,7 +420,7 @@ def deploy(
             with leased(opened, name, planned):
                 deployed = loaded.deploy(opened, tiles=tiles)
                 registered = register(opened, name, target, deployed, replace, protect)
-        where = _board_name(opened)
+        where = board_name(opened)
     report = {
         "model": str(model),
         "board": where,
@@ -411,7 +433,7 @@ def deploy(
         return
     console = Console()
     console.print(f"{model} deployed on {where}")
-    _print_programming(deployed, console)
+    print_programming(deployed.programming, console)
     if registered is not None:
         console.print(
             f"kept as {registered.name!r}: sidra model eval --deployment {registered.name} "
@@ -529,7 +551,7 @@ def _deployed(
         raise typer.BadParameter(str(exc), param_hint="'--held'") from exc
 
 
-def _held_options(
+def held_options(
     deployment: str | None, server: str | None, held: bool, tiles: list[int]
 ) -> tuple[bool, list[int]]:
     """--held and --tiles as a command runs them: a --deployment is held on its own tiles
@@ -548,7 +570,7 @@ def _held_options(
     return True, tiles
 
 
-def _tiles(target: Target, tiles: list[int], board: Board, held: bool) -> list[int]:
+def tiles_for(target: Target, tiles: list[int], board: Board, held: bool) -> list[int]:
     """The tiles a model runs on: its deployment's, in placement order, or ``tiles``; none
     given, a model programmed now takes the tiles nobody else uses first (tile_order),
     one found ``held`` those a deployment given no tiles took (0 first)."""
@@ -557,7 +579,7 @@ def _tiles(target: Target, tiles: list[int], board: Board, held: bool) -> list[i
     return tiles if tiles or held else list(tile_order(board))
 
 
-def _labelled(
+def labelled(
     model: TrainedModel, dataset: str | None, path: Path | None = None, board: Board | None = None
 ) -> Dataset:
     """The labelled samples an evaluation runs, split as ``model`` was trained. Given no
@@ -634,7 +656,7 @@ def predict(
     """
     if out is not None:
         checked_answers_path(out)
-    held, tiles = _held_options(deployment, server, held, tiles)
+    held, tiles = held_options(deployment, server, held, tiles)
     file = None if model is None else file_target(model)  # before any board is opened
     raw = read_samples(inputs)
     with job_board(board, server, "sidra model predict", holding="sidra model predict") as opened:
@@ -647,7 +669,7 @@ def predict(
                 x = loaded.standardize(raw)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
-        placed = _tiles(target, tiles, opened, held)
+        placed = tiles_for(target, tiles, opened, held)
         deployed = _deployed(loaded, opened, placed, read_repeats, held, calibrate)
         check_regions(target, deployed)
         scores = deployed.scores(x)
@@ -662,7 +684,7 @@ def predict(
     typer.echo(f"{count_text(len(classes), 'sample')} classified: {out}", err=True)
 
 
-def _board_name(board: Board) -> str:
+def board_name(board: Board) -> str:
     info = board.info
     preset = f" ({info.emulator_preset})" if info.emulated else ""
     return f"{info.model} {info.serial_number}{preset}"
@@ -698,7 +720,7 @@ def _print_evaluation(
     if deployed.held:
         _print_held(deployed, console)
     else:
-        _print_programming(deployed, console)
+        print_programming(deployed.programming, console)
 
 
 def _print_held(deployed: DeployedModel, console: Console) -> None:
@@ -716,11 +738,12 @@ def _print_held(deployed: DeployedModel, console: Console) -> None:
     console.print(table)
 
 
-def _print_programming(deployed: DeployedModel, console: Console) -> None:
+def print_programming(programming: Sequence[LayerProgramming], console: Console) -> None:
+    """What write-verify reached on each layer, a line each."""
     written = Table(title="write-verify")
     for column in ("layer", "tiles", "cells", "rms error (µS)", "max error (µS)", "unconverged"):
         written.add_column(column)
-    for p in deployed.programming:
+    for p in programming:
         written.add_row(
             p.layer, ", ".join(map(str, p.tiles)), f"{p.cells:,}", f"{p.rms_error_us:.3f}",
             f"{p.max_error_us:.3f}", f"{p.unconverged_cells:,}",

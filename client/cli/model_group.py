@@ -43,6 +43,9 @@ MODEL_COMMANDS: dict[str, Loader] = {
     "predict": command_loader(
         "sidra.cli.model", "predict",
         "Program a model onto a board and classify new samples there."),
+    "tune": command_loader(
+        "sidra.cli.model_tune", "tune",
+        "Train a model's last layers again on the board it runs on, and write it out."),
 }  # fmt: skip
 """The commands of ``sidra model``, in the order help lists them."""
 

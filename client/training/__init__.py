@@ -69,6 +69,7 @@ if TYPE_CHECKING:
         PerturbationMode,
         RecoveryOptions,
         SPSAOptions,
+        TuneOptions,
     )
     from sidra.training.pat import TwinNetwork, train_pat
     from sidra.training.records import STOPPED_AT, Checkpoint, TrainingRecord
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
         run,
     )
     from sidra.training.stopping import RunInterrupted
+    from sidra.training.tuning import TuneResult, tune_model
     from sidra.training.twin import TwinLayer, TwinPhysics
 
 __all__ = [
@@ -186,9 +188,15 @@ __all__ = [
     "ModelLayer",
     "TrainedModel",
     "model_from_weights",
+    "TuneOptions",
+    "TuneResult",
+    "tune_model",
 ]
 
 _WHERE = {
+    "TuneOptions": "sidra.training.options",
+    "TuneResult": "sidra.training.tuning",
+    "tune_model": "sidra.training.tuning",
     "CostLedger": "sidra.training.accounting",
     "JobCounts": "sidra.training.accounting",
     "JobMeter": "sidra.training.accounting",

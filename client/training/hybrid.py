@@ -43,20 +43,26 @@ class HybridNetwork:
         weights: Sequence[Array],
         trainable: int = 1,
         *,
-        threshold: float = 0.0,
+        threshold: float | Sequence[float] = 0.0,
+        programmed: bool = False,
     ) -> None:
-        """Programs ``weights`` into ``layers``."""
+        """Programs ``weights`` into ``layers`` (not with ``programmed``: they hold them
+        already, a deployed model). ``threshold``: one for every layer, or one per layer
+        (weight units)."""
         if not 1 <= trainable <= len(layers):
             raise ValueError(f"trainable: got {trainable}, expected 1 .. {len(layers)}")
         self.layers = list(layers)
         self.weights = [np.array(w, dtype=np.float32) for w in weights]
         self.targets = [w.copy() for w in self.weights]
         self.trainable = trainable
-        self.threshold = threshold
+        given = [threshold] * len(layers) if isinstance(threshold, float | int) else threshold
+        self.thresholds = [float(t) for t in given]
+        """Per layer: the weight change below which a cell is not programmed again."""
         self.programs = 0
         """Program calls issued by training updates."""
-        for layer, w in zip(self.layers, self.weights, strict=True):
-            layer.program(w)
+        if not programmed:
+            for layer, w in zip(self.layers, self.weights, strict=True):
+                layer.program(w)
 
     def forward(
         self, x: Array, *, read_repeats: int | None = None
@@ -154,7 +160,7 @@ class HybridNetwork:
         return self.layers[i].backward(delta)
 
     def _program(self, i: int) -> None:
-        moved = np.abs(self.weights[i] - self.targets[i]) > self.threshold
+        moved = np.abs(self.weights[i] - self.targets[i]) > self.thresholds[i]
         if moved.any():
             self.targets[i][moved] = self.weights[i][moved]
             self.layers[i].program(self.targets[i])

@@ -34,6 +34,7 @@ __all__ = [
     "PerturbationMode",
     "RecoveryOptions",
     "SPSAOptions",
+    "TuneOptions",
 ]
 
 Tile = Annotated[int, Field(ge=0)]
@@ -476,6 +477,38 @@ class RecoveryOptions(JobOptions):
     """Offset mapping with a drifting reference column per tile (see AnalogLinear)."""
     seed: int = Field(0, ge=0)
     """Seed of the digital network and the retraining minibatch order."""
+
+
+class TuneOptions(JobOptions):
+    """A trained model's top layers trained again on the board it runs on (hardware-aware
+    fine-tuning): forward passes on the board, exact gradients on the host from its own
+    outputs, the error carried down by TransposeMVM; the layers below stay as they are."""
+
+    epochs: int = Field(10, ge=1)
+    """Passes over the training set."""
+    trainable: int = Field(1, ge=1)
+    """Layers trained, counted from the top (1: the output layer); at most the model's."""
+    batch_size: int = Field(32, ge=1)
+    """Training samples per minibatch (one exact-gradient step each)."""
+    learning_rate: float = Field(0.05, ge=0.0)
+    """Learning rate of the first epoch, weight units per unit gradient: a model already
+    trained needs smaller steps than one trained from scratch."""
+    final_learning_rate: float | None = Field(0.005, ge=0.0)
+    """Learning rate of the last epoch, reached by linear decay; None keeps it constant."""
+    threshold_share: float = Field(0.02, ge=0.0, le=1.0)
+    """Program a cell again only once its weight moved this share of its layer's weight
+    limit (the weight a half conductance window stands for): 0.02 is 0.4 µS on a 1–40 µS
+    window, about a write's own programming noise, so a write moves the cell by more than
+    it adds noise."""
+    read_repeats: int = Field(4, ge=1)
+    """Analog passes averaged per input vector in every forward pass (noise / √n)."""
+    eval_read_repeats: int = Field(16, ge=1)
+    """Analog passes averaged per input when measuring accuracy, before and after."""
+    seed: int = Field(0, ge=0)
+    """Seed of the minibatch order."""
+    tiles: tuple[Tile, ...] = ()
+    """Board tiles the model's layers may go on, in order (empty: any, as sidra model
+    deploy places it)."""
 
 
 class Nudging(StrEnum):

@@ -1,0 +1,166 @@
+"""``sidra model tune``: a trained model's last layers trained again on the board it runs
+on (sidra.training.tuning), written out as a new model file."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sidra.cli.job_board import job_board
+from sidra.cli.model import (
+    Calibrate,
+    DeploymentOption,
+    Held,
+    OptionalModelPath,
+    Tiles,
+    board_name,
+    held_options,
+    labelled,
+    print_programming,
+    tiles_for,
+)
+from sidra.cli.model_deployments import file_target, target_of
+from sidra.cli.options import AsJson, field_option, job_options, new_file
+from sidra.cli.texts import count_text, figure_text, tiles_text
+from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
+from sidra.cli.train.running import epoch_status, progress_bar
+from sidra.drivers import InvalidArgument
+from sidra.training.atomic_files import write_atomically
+from sidra.training.options import TuneOptions
+from sidra.training.tuning import TuneResult, tune_model
+
+__all__ = ["tune"]
+
+_TUNE = TuneOptions()
+_tune = functools.partial(field_option, TuneOptions)
+
+
+def tune(
+    ctx: typer.Context,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="The tuned model file to write (the same layout, the trained layers' new "
+            "weights); an existing file is not written over.",
+            show_default=False,
+        ),
+    ],
+    model: OptionalModelPath = None,
+    deployment: DeploymentOption = None,
+    board: BoardUrl = "emu://?preset=sidra-y1",
+    server: ServerAddress = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="The labelled data to train on: digits, iris, wine, breast_cancer or an .npz "
+            "with X and y, split as the model was trained (default: the model's own)."
+        ),
+    ] = None,
+    tiles: Tiles = ANY_TILE,
+    held: Held = False,
+    calibrate: Calibrate = False,
+    epochs: Annotated[int, _tune("epochs")] = _TUNE.epochs,
+    trainable: Annotated[int, _tune("trainable")] = _TUNE.trainable,
+    batch_size: Annotated[int, _tune("batch_size")] = _TUNE.batch_size,
+    learning_rate: Annotated[float, _tune("learning_rate")] = _TUNE.learning_rate,
+    final_learning_rate: Annotated[
+        float | None, _tune("final_learning_rate")
+    ] = _TUNE.final_learning_rate,
+    threshold_share: Annotated[float, _tune("threshold_share")] = _TUNE.threshold_share,
+    read_repeats: Annotated[int, _tune("read_repeats")] = _TUNE.read_repeats,
+    eval_read_repeats: Annotated[int, _tune("eval_read_repeats")] = _TUNE.eval_read_repeats,
+    seed: Annotated[int, _tune("seed")] = _TUNE.seed,
+    as_json: AsJson = False,
+) -> None:
+    """Train a model's last layers again on the board it runs on, and write it out.
+
+    Hardware-aware fine-tuning: the model is programmed (or, with --held, found on the
+    tiles that hold it, aged as they are), then its top --trainable layers learn from
+    the board's own forward passes with exact gradients on the host, the error carried
+    down by TransposeMVM; the layers below stay as the board holds them. Test accuracy
+    before and after (--eval-read-repeats passes per input). The tiles hold the tuned
+    model when it ends: sidra model eval --held with the same --tiles runs it there. A
+    ReLU network read out by its logits (sidra train mlp, last-layer, spsa, pat, sidra
+    model import); forward-forward and equilibrium-propagation models are trained by
+    their own commands.
+    """
+    new_file(out)
+    held, tiles = held_options(deployment, server, held, tiles)
+    file = None if model is None else file_target(model)  # before any board is opened
+    console = Console(stderr=True)
+    with job_board(board, server, "sidra model tune", holding="sidra model tune") as opened:
+        target = target_of(opened, file, deployment)
+        data = labelled(target.model, dataset, None if file is None else Path(file.label), opened)
+        placed = tiles_for(target, tiles, opened, held)
+        options = job_options(TuneOptions, ctx, tiles=tuple(placed))
+        with progress_bar(console) as progress:
+            task = progress.add_task("tune", total=options.epochs, status="")
+            try:
+                result = tune_model(
+                    target.model, opened, data, options, held=held, calibrate=calibrate,
+                    on_epoch=epoch_status(progress, task),
+                )  # fmt: skip
+            except InvalidArgument as exc:
+                hint = "'--trainable'" if exc.field == "trainable" else "MODEL"
+                raise typer.BadParameter(str(exc), param_hint=hint) from exc
+        where = board_name(opened)
+    write_atomically(out, result.model.to_bytes())
+    report = {
+        "model": target.label, "out": str(out), "board": where, "dataset": data.name,
+        "board_url": board, "server": server, "deployment": deployment, "held": held,
+        "calibrated": calibrate,
+        "options": options.settings(), **result.summary(),
+        "epoch_accuracies": result.epoch_accuracies,
+        "programming": [p.to_json() for p in result.programming],
+    }  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    _print_tuned(report, result, Console())
+
+
+def _print_tuned(report: dict[str, object], result: TuneResult, console: Console) -> None:
+    """The tuning's figures, what its first programming reached, and how to run it."""
+    if result.programming:
+        print_programming(result.programming, console)
+    table = Table(title=f"{report['model']} tuned on {report['board']}", show_header=False)
+    table.add_column()
+    table.add_column()
+    table.add_row("test_accuracy", f"{figure_text('accuracy', result.accuracy_before)} -> "
+                  f"{figure_text('accuracy', result.accuracy_after)}")  # fmt: skip
+    at = result.stopped_at_epoch
+    stopped = "" if at is None else f" (stopped after {at})"
+    table.add_row("epochs", f"{len(result.epoch_accuracies)}{stopped}, "
+                  f"{count_text(len(result.losses), 'step')}")  # fmt: skip
+    for key in ("placement", "programs", "device_writes", "mvm_calls", "modeled_time_ns",
+                "modeled_energy_nj"):  # fmt: skip
+        table.add_row(key, figure_text(key, report[key]))
+    console.print(table)
+    # In placement order: the same --tile list places every layer as here.
+    tiles = [t for layer in result.placement.values() for t in layer]
+    used = " ".join(f"--tile {t}" for t in tiles)
+    server = "" if report["server"] is None else f" --server {report['server']}"
+    if not server and str(report["board_url"]).startswith("emu:"):
+        console.print(f"{report['out']}: the tuned model (the emulator in this process, and "
+                      "what its tiles held, ended with the command)", highlight=False)  # fmt: skip
+        return
+    console.print(
+        f"{report['out']}: the tuned model; {tiles_text(tiles)} hold it now (sidra model "
+        f"eval {report['out']} --held {used}{server})",
+        highlight=False,
+    )
+    name = report["deployment"]
+    if name is not None:
+        # The server keeps the deployment's targets, which the tuning wrote over.
+        console.print(
+            f"deployment {name!r} no longer matches its tiles: sidra model deploy "
+            f"{report['out']}{server} --name {name} --replace {used} keeps the tuned model "
+            "under its name (write-verify finds its cells on target)",
+            highlight=False,
+        )

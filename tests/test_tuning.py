@@ -1,0 +1,149 @@
+"""sidra.training.tuning: a trained model's last layers trained again on the board it runs
+on, fresh or found held and aged; ``sidra model tune`` over a served board."""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_support import run_sidra, sidra_json, unwrapped
+
+from sidra.drivers import InvalidArgument, open_board
+from sidra.training import TuneOptions, load_dataset, tune_model
+from sidra.training.importing import model_from_weights
+from sidra.training.model import GoodnessReadout, ModelLayer, TrainedModel
+
+
+@pytest.fixture(scope="module")
+def software() -> TrainedModel:
+    """A 64 → 64 → 10 ReLU network trained by scikit-learn on digits, imported."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    data = load_dataset("digits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=0)
+        clf.fit(data.x_train, data.y_train)
+    weights = [np.vstack([w, b[None, :]]) for w, b in zip(clf.coefs_, clf.intercepts_, strict=True)]
+    return model_from_weights(weights, data)
+
+
+def test_a_model_held_on_an_aged_board_wins_its_accuracy_back(software: TrainedModel) -> None:
+    """A year of PCM drift on tiles holding the model: calibrated and tuned in place, both
+    layers, it gets back within a point of where it started; the model it gives keeps
+    the layout, and the tiles hold it."""
+    data = load_dataset("digits")
+    with open_board("emu://?preset=pcm&seed=3") as board:
+        fresh = software.deploy(board, tiles=[0, 1]).evaluate(data.x_test, data.y_test,
+                                                                read_repeats=16)  # fmt: skip
+        board.advance_clock(365 * 86_400.0)
+        options = TuneOptions(trainable=2, tiles=(0, 1))
+        result = tune_model(software, board, data, options, held=True, calibrate=True)
+        assert result.accuracy_before < fresh.accuracy - 0.02  # the year cost accuracy
+        assert result.accuracy_after >= fresh.accuracy - 0.01
+        assert result.placement == {"layer0": [0], "layer1": [1]}
+        assert result.programming == ()  # held: nothing programmed to start
+        tuned = result.model
+        tuned.deploy(board, tiles=[0, 1], held=True)  # they hold it: ModelNotHeld otherwise
+    assert tuned.job == "tuned" and tuned.inputs == software.inputs
+    assert [layer.weights.shape for layer in tuned.layers] == [(65, 64), (65, 10)]
+    assert tuned.trained["tuned_from"]["job"] == "imported"
+    assert tuned.trained["tuned_from"]["test_accuracy"] == software.trained["test_accuracy"]
+    assert tuned.trained["test_accuracy"] == result.accuracy_after
+    assert tuned.trained["accuracy_before"] == result.accuracy_before
+    assert tuned.trained["emulator_preset"] == "pcm" and tuned.trained["trainable"] == 2
+
+
+def test_only_the_trainable_layers_learn_and_every_step_is_counted(
+    software: TrainedModel,
+) -> None:
+    data = load_dataset("digits")
+    options = TuneOptions(epochs=3, batch_size=100, learning_rate=0.5, trainable=1)
+    with open_board("emu://?preset=sidra-y1&seed=4") as board:
+        result = tune_model(software, board, data, options)
+    per_epoch = math.ceil(len(data.y_train) / 100)  # 1,257 samples: 13 minibatches
+    assert len(result.losses) == 3 * per_epoch
+    assert len(result.epoch_accuracies) == 3 and result.stopped_at_epoch is None
+    first, top = result.model.layers
+    assert np.array_equal(first.weights, software.layers[0].weights)  # frozen
+    assert not np.array_equal(top.weights, software.layers[1].weights)
+    assert result.programs > 0 and result.counts.device_writes > 0
+    assert len(result.programming) == 2  # programmed fresh: what write-verify reached
+    summary = result.summary()
+    assert summary["steps"] == 3 * per_epoch and summary["epochs"] == 3
+    assert summary["loss_evaluations"] == 3 * per_epoch
+    assert summary["placement"] == result.placement
+
+
+def test_a_threshold_no_update_reaches_writes_nothing(software: TrainedModel) -> None:
+    data = load_dataset("digits")
+    options = TuneOptions(epochs=1, threshold_share=1.0, learning_rate=1e-4,
+                          final_learning_rate=None)  # fmt: skip
+    with open_board("emu://?preset=sidra-y1&seed=4") as board:
+        result = tune_model(software, board, data, options)
+    assert result.programs == 0 and result.counts.device_writes == 0
+    assert np.array_equal(result.model.layers[1].weights, software.layers[1].weights)
+
+
+def test_a_stop_ends_the_tuning_after_the_epoch_under_way(software: TrainedModel) -> None:
+    data = load_dataset("digits")
+    stop = threading.Event()
+    stop.set()
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        result = tune_model(software, board, data, TuneOptions(epochs=5), stop=stop)
+    assert result.stopped_at_epoch == 1 and len(result.epoch_accuracies) == 1
+    assert result.summary()["stopped_at_epoch"] == 1 and result.model.trained["epochs"] == 1
+
+
+def test_what_cannot_be_tuned_is_refused_before_the_board_is_touched(
+    software: TrainedModel,
+) -> None:
+    data = load_dataset("digits")
+    ff_layer = ModelLayer(np.zeros((64 + 10 + 1, 8), np.float32), weight_limit=1.0, input_clip=1.0)
+    goodness = TrainedModel((ff_layer,), software.inputs, "ff", {}, GoodnessReadout(1.0))
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        writes = board.stats().cell_writes
+        with pytest.raises(InvalidArgument, match=r"model.readout: got 'goodness'"):
+            tune_model(goodness, board, data)
+        with pytest.raises(InvalidArgument, match=r"trainable: got 3, expected 1 \.\. 2"):
+            tune_model(software, board, data, TuneOptions(trainable=3))
+        with pytest.raises(InvalidArgument, match=r"data: got 'iris'.*4 features"):
+            tune_model(software, board, load_dataset("iris"))
+        assert board.stats().cell_writes == writes
+
+
+def test_the_command_tunes_a_deployment_and_says_how_to_keep_it(
+    software: TrainedModel, tmp_path: Path
+) -> None:
+    """``sidra model tune --deployment`` over a served board: the tuned file written, its
+    tiles holding it (eval --held on them matches), and the deployment, now written over,
+    pointed to ``deploy --replace``."""
+    from tests.jobs.jobs_support import serving
+
+    model = tmp_path / "model.npz"
+    software.save(model)
+    out = tmp_path / "tuned.npz"
+    with serving(tmp_path / "state.sqlite3", "emu://?preset=sidra-y1&seed=3") as address:
+        sidra_json("model", "deploy", str(model), "--server", address, "--name", "digits",
+                   "--tile", "2", "--tile", "3")  # fmt: skip
+        shown = run_sidra("model", "tune", "--deployment", "digits", "--server", address,
+                          "--out", str(out), "--epochs", "2", columns=200)  # fmt: skip
+        report = sidra_json("model", "eval", str(out), "--held", "--tile", "2", "--tile", "3",
+                            "--server", address)  # fmt: skip
+        refused = run_sidra("model", "tune", str(model), "--out", str(out), "--server",
+                            address)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    text = unwrapped(shown.stdout)
+    assert f"{out.name}:thetunedmodel;tiles2,3holditnow" in text
+    assert f"--held--tile2--tile3--server{address}" in text
+    assert f"deployment'digits'nolongermatchesitstiles:sidramodeldeploy{out}--server{address}" \
+        "--namedigits--replace--tile2--tile3" in text  # fmt: skip
+    tuned = TrainedModel.load(out)
+    assert tuned.trained["epochs"] == 2 and report["held"]
+    assert report["accuracy"] >= tuned.trained["test_accuracy"] - 0.02
+    assert refused.returncode == 2 and "tuned.npz,whichexists" in unwrapped(refused.stderr)
