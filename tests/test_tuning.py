@@ -3,14 +3,16 @@ on, fresh or found held and aged; ``sidra model tune`` over a served board."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_support import run_sidra, sidra_json, unwrapped
+from cli_support import interrupted, run_sidra, sidra_json, unwrapped
 
 from sidra.drivers import InvalidArgument, open_board
 from sidra.training import TuneOptions, load_dataset, tune_model
@@ -147,3 +149,26 @@ def test_the_command_tunes_a_deployment_and_says_how_to_keep_it(
     assert tuned.trained["epochs"] == 2 and report["held"]
     assert report["accuracy"] >= tuned.trained["test_accuracy"] - 0.02
     assert refused.returncode == 2 and "tuned.npz,whichexists" in unwrapped(refused.stderr)
+
+
+def test_ctrl_c_stops_the_command_after_its_epoch_and_writes_the_model_so_far(
+    software: TrainedModel, tmp_path: Path
+) -> None:
+    def started(proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # printed once Ctrl-C is taken
+        assert "Ctrl-C stops after the epoch under way and writes the model so far" in line
+
+    model, out = tmp_path / "model.npz", tmp_path / "tuned.npz"
+    software.save(model)
+    status, stdout, stderr = interrupted(
+        "model", "tune", str(model), "--out", str(out), "--epochs", "100000", "--board",
+        "emu://?preset=ideal&seed=1", "--eval-read-repeats", "1", "--json", under_way=started,
+    )  # fmt: skip
+    assert status == 130, stderr
+    report = json.loads(stdout)
+    assert report["stopped_at_epoch"] == 1 and len(report["epoch_accuracies"]) == 1
+    assert TrainedModel.load(out).trained["epochs"] == 1
+    assert f"stopped after epoch 1 of 100000: {out} holds the epochs so far" in " ".join(
+        stderr.split()
+    )

@@ -29,7 +29,7 @@ from sidra.cli.model_deployments import file_target, target_of
 from sidra.cli.options import AsJson, field_option, job_options, new_file
 from sidra.cli.texts import count_text, figure_text, tiles_text
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
-from sidra.cli.train.running import epoch_status, progress_bar
+from sidra.cli.train.running import epoch_status, exit_if_stopped, progress_bar, stop_on_interrupt
 from sidra.drivers import InvalidArgument
 from sidra.training.atomic_files import write_atomically
 from sidra.training.options import TuneOptions
@@ -89,6 +89,9 @@ def tune(
     ReLU network read out by its logits (sidra train mlp, last-layer, spsa, pat, sidra
     model import); forward-forward and equilibrium-propagation models are trained by
     their own commands.
+
+    Ctrl-C stops after the epoch under way and writes the model so far (exit 130); a
+    second Ctrl-C stops at once, without a file.
     """
     new_file(out)
     held, tiles = held_options(deployment, server, held, tiles)
@@ -99,12 +102,19 @@ def tune(
         data = labelled(target.model, dataset, None if file is None else Path(file.label), opened)
         placed = tiles_for(target, tiles, opened, held)
         options = job_options(TuneOptions, ctx, tiles=tuple(placed))
-        with progress_bar(console) as progress:
+        with stop_on_interrupt(console, "epoch") as stop, progress_bar(console) as progress:
+            console.print(
+                f"tuning {target.label}: {options.epochs} epochs of {options.trainable} "
+                f"layer{'s' * (options.trainable > 1)} (Ctrl-C stops after the epoch under "
+                "way and writes the model so far)",
+                soft_wrap=True,  # one line, however wide the terminal
+                highlight=False,
+            )
             task = progress.add_task("tune", total=options.epochs, status="")
             try:
                 result = tune_model(
                     target.model, opened, data, options, held=held, calibrate=calibrate,
-                    on_epoch=epoch_status(progress, task),
+                    on_epoch=epoch_status(progress, task), stop=stop,
                 )  # fmt: skip
             except InvalidArgument as exc:
                 hint = "'--trainable'" if exc.field == "trainable" else "MODEL"
@@ -121,8 +131,10 @@ def tune(
     }  # fmt: skip
     if as_json:
         typer.echo(json.dumps(report))
-        return
-    _print_tuned(report, result, Console())
+    else:
+        _print_tuned(report, result, Console())
+    exit_if_stopped(report, options.epochs, console, kept=f"{out} holds the epochs so far",
+                    stop=stop)  # fmt: skip
 
 
 def _print_tuned(report: dict[str, object], result: TuneResult, console: Console) -> None:

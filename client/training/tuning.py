@@ -31,13 +31,12 @@ from sidra.training.deployment import DeployedModel, LayerProgramming
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.model import TrainedModel
 from sidra.training.options import TuneOptions
+from sidra.training.records import STOPPED_AT
 from sidra.training.softmax import accuracy
 
 __all__ = ["TuneResult", "tune_model"]
 
 Array = npt.NDArray[np.float32]
-
-STOPPED = "stopped_at_epoch"
 
 
 @dataclass(slots=True)
@@ -77,7 +76,11 @@ class TuneResult:
             "programs": self.programs,
             "placement": self.placement,
             **dataclasses.asdict(self.counts),
-            **({} if self.stopped_at_epoch is None else {STOPPED: self.stopped_at_epoch}),
+            **(
+                {}
+                if self.stopped_at_epoch is None
+                else {f"{STOPPED_AT}epoch": self.stopped_at_epoch}
+            ),
         }
 
 
@@ -94,8 +97,12 @@ def tune_model(
 ) -> TuneResult:
     """``model`` programmed on ``board`` (in ``options.tiles``) and its top
     ``options.trainable`` layers trained there on ``data``'s training part (taken as the
-    model takes its inputs: :meth:`ModelInputs.take`). ``on_epoch(epoch, test_accuracy)``
-    after each epoch; once ``stop`` is set it ends after the epoch under way.
+    model takes its inputs: :meth:`ModelInputs.take`). ``held``: nothing programmed to
+    start, the model found on the tiles that hold it (ModelNotHeld otherwise), aged as
+    they are; its trained layers are then written back to its weights before training.
+    ``calibrate``: its tiles calibrated first (the trained ones again after that
+    rewrite). ``on_epoch(epoch, test_accuracy)`` after each epoch; once ``stop`` is set it
+    ends after the epoch under way.
 
     InvalidArgument before any board call for a model that is not a ReLU network read
     out by its logits (a forward-forward or settling one trains otherwise), ``trainable``
