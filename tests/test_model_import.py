@@ -3,12 +3,12 @@ the board: inference first."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_support import run_sidra, sidra_json, unwrapped
+from software_networks import sklearn_mlp
 
 from sidra.drivers import InvalidArgument, open_board
 from sidra.training import Dataset, load_dataset
@@ -21,16 +21,8 @@ from sidra.training.model import TrainedModel
 def software() -> tuple[list[np.ndarray], float]:
     """A 64 → 64 → 10 ReLU network trained by scikit-learn on digits' training part: its
     weights as [inputs + 1, outputs] matrices and its own test accuracy."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
     data = load_dataset("digits")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=0)
-        clf.fit(data.x_train, data.y_train)
-    weights = [np.vstack([w, b[None, :]]) for w, b in zip(clf.coefs_, clf.intercepts_, strict=True)]
-    return weights, float(clf.score(data.x_test, data.y_test))
+    return sklearn_mlp(data.x_train, data.y_train, data.x_test, data.y_test, 64)
 
 
 def test_the_software_network_runs_on_the_board_as_well_as_in_software(
@@ -124,17 +116,9 @@ def test_the_cli_imports_an_npz_of_layers(
 def sixteenths() -> tuple[list[np.ndarray], float]:
     """A 64 → 32 → 10 network trained by scikit-learn on digits' training part with raw
     features divided by 16 (their range 0 .. 16 made 0 .. 1), not standardised."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
     data = load_dataset("digits")
     raw_train, raw_test = (_raw(data, x) for x in (data.x_train, data.x_test))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=0)
-        clf.fit(raw_train / 16, data.y_train)
-    weights = [np.vstack([w, b[None, :]]) for w, b in zip(clf.coefs_, clf.intercepts_, strict=True)]
-    return weights, float(clf.score(raw_test / 16, data.y_test))
+    return sklearn_mlp(raw_train / 16, data.y_train, raw_test / 16, data.y_test, 32)
 
 
 def _raw(data: Dataset, x: np.ndarray) -> np.ndarray:

@@ -7,12 +7,12 @@ import json
 import math
 import subprocess
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_support import interrupted, run_sidra, sidra_json, unwrapped
+from software_networks import sklearn_mlp
 
 from sidra.drivers import InvalidArgument, open_board
 from sidra.training import TuneOptions, load_dataset, tune_model
@@ -23,15 +23,8 @@ from sidra.training.model import GoodnessReadout, ModelLayer, TrainedModel
 @pytest.fixture(scope="module")
 def software() -> TrainedModel:
     """A 64 → 64 → 10 ReLU network trained by scikit-learn on digits, imported."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
     data = load_dataset("digits")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=0)
-        clf.fit(data.x_train, data.y_train)
-    weights = [np.vstack([w, b[None, :]]) for w, b in zip(clf.coefs_, clf.intercepts_, strict=True)]
+    weights, _ = sklearn_mlp(data.x_train, data.y_train, data.x_test, data.y_test, 64)
     return model_from_weights(weights, data)
 
 
