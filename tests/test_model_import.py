@@ -217,3 +217,28 @@ def test_the_cli_keeps_a_weights_files_scaling_and_evaluates_other_files_with_it
         refused.stderr
     )
     assert not (tmp_path / "other.npz").exists()
+
+
+def test_a_reference_column_is_kept_with_the_offset_mapping_only(
+    software: tuple[list[np.ndarray], float], tmp_path: Path
+) -> None:
+    weights, _ = software
+    data = load_dataset("digits")
+    model = model_from_weights(weights, data, reference_column=True)
+    assert all(layer.reference_column for layer in model.layers)
+    assert all(layer.reference_column for layer in TrainedModel.from_bytes(model.to_bytes()).layers)
+    with open_board("emu://?preset=sidra-y1&seed=3") as board:
+        deployed = model.deploy(board)
+        accuracy = deployed.evaluate(data.x_test, data.y_test).accuracy
+        # Each tile's last column of the layer's region is the reference.
+        assert [region.cols for _, region in deployed.regions()] == [65, 11]
+    assert accuracy >= model.trained["test_accuracy"] - 0.03
+    with pytest.raises(InvalidArgument, match=r"reference_column: got True, expected false"):
+        model_from_weights(weights, data, mapping=Mapping.DIFFERENTIAL, reference_column=True)
+    np.savez(tmp_path / "w.npz", layer0=weights[0], layer1=weights[1])
+    refused = run_sidra("model", "import", str(tmp_path / "w.npz"), "--dataset", "digits",
+                        "--out", str(tmp_path / "m.npz"), "--mapping", "differential",
+                        "--reference-column")  # fmt: skip
+    assert refused.returncode == 2
+    assert "'--mapping':reference_column:gotTrue" in unwrapped(refused.stderr)
+    assert not (tmp_path / "m.npz").exists()

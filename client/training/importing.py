@@ -51,13 +51,16 @@ def model_from_weights(
     job: str = "imported",
     mapping: Mapping = Mapping.OFFSET,
     digital_bias: bool = False,
+    reference_column: bool = False,
     input_percentile: float = 99.9,
     feature_mean: npt.ArrayLike | None = None,
     feature_scale: npt.ArrayLike | None = None,
 ) -> TrainedModel:
     """The model of a network trained in software on ``data``: ``weights`` one
     ``[inputs + 1, outputs]`` matrix per layer (the last row the bias), input side first,
-    ReLU between layers.
+    ReLU between layers. ``reference_column`` (offset mapping only): one column per tile
+    at the reference conductance, subtracted from the others in the analog domain, so
+    drift common to a tile's cells cancels (sidra.training.analog_layer).
 
     ``feature_mean`` and ``feature_scale``: how the network's training scaled the raw
     features, ``(raw - mean) / scale`` (one value per feature, or one for all: raw
@@ -74,6 +77,13 @@ def model_from_weights(
     if not len(weights):
         raise InvalidArgument("weights", [], "one matrix per layer, at least one")
     mapping = Mapping(mapping)
+    if reference_column and mapping is not Mapping.OFFSET:
+        raise InvalidArgument(
+            "reference_column",
+            True,
+            "false with the differential mapping (its pair of "
+            "columns cancels common drift already)",
+        )
     checked = _checked(weights, data)
     inputs = ModelInputs.of(data, _scaling(feature_mean, feature_scale, data.features))
     h = inputs.take(data, data.x_train)
@@ -88,6 +98,7 @@ def model_from_weights(
                 weight_limit=WEIGHT_MARGIN * largest if largest > 0.0 else 1.0,
                 input_clip=reach if reach > 0.0 else 1.0,
                 mapping=mapping,
+                reference_column=reference_column,
                 digital_bias=digital_bias,
             )
         )
