@@ -78,12 +78,8 @@ def model_from_weights(
         raise InvalidArgument("weights", [], "one matrix per layer, at least one")
     mapping = Mapping(mapping)
     if reference_column and mapping is not Mapping.OFFSET:
-        raise InvalidArgument(
-            "reference_column",
-            True,
-            "false with the differential mapping (its pair of "
-            "columns cancels common drift already)",
-        )
+        allowed = "false with the differential mapping (its pair of columns cancels common drift)"
+        raise InvalidArgument("reference_column", True, allowed)
     checked = _checked(weights, data)
     inputs = ModelInputs.of(data, _scaling(feature_mean, feature_scale, data.features))
     h = inputs.take(data, data.x_train)
