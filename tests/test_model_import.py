@@ -200,6 +200,10 @@ def test_the_cli_keeps_a_weights_files_scaling_and_evaluates_other_files_with_it
     assert "(thefeaturesscaledwithw.npz'sfeature_scale)" in unwrapped(made.stderr)
     model = TrainedModel.load(out)
     assert np.array_equal(model.inputs.feature_scale, np.full(64, 16.0))
+    shown = run_sidra("model", "show", str(out), columns=200)
+    assert "inputs: 64 features of digits, each (raw - mean) / scale: mean 0, scale 16" in (
+        shown.stdout
+    )
     x, y = load_digits(return_X_y=True)
     np.savez(tmp_path / "first700.npz", X=x[:700], y=y[:700])
     report = sidra_json("model", "eval", str(out), "--dataset", str(tmp_path / "first700.npz"),

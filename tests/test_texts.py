@@ -18,6 +18,8 @@ def test_a_run_s_figures_read_as_a_person_reads_them() -> None:
     assert figure_text("seed", 0) == "0" and figure_text("blocking", False) == "False"
     assert figure_text("placement", {"layer0": [0, 1]}) == "layer0: tiles 0, 1"
     assert figure_text("placement", {"layer": [0]}) == "layer: tile 0"
+    tuned_from = {"job": "mlp", "test_accuracy": 0.97, "steps": 1200}
+    assert figure_text("tuned_from", tuned_from) == "job mlp; test_accuracy 97.00 %; steps 1,200"
     assert figure_text("gain", float("nan")) == "nan"
     assert figure_text("stopped_by", None) == "None"
     assert figure_text("gradient_cosine", [0.6852, 0.7301, 0.8169]) == "0.6852, 0.7301, 0.8169"

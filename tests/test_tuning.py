@@ -50,7 +50,7 @@ def test_a_model_held_on_an_aged_board_wins_its_accuracy_back(software: TrainedM
     assert tuned.trained["tuned_from"]["job"] == "imported"
     assert tuned.trained["tuned_from"]["test_accuracy"] == software.trained["test_accuracy"]
     assert tuned.trained["test_accuracy"] == result.accuracy_after
-    assert tuned.trained["accuracy_before"] == result.accuracy_before
+    assert tuned.trained["untuned_test_accuracy"] == result.accuracy_before
     assert tuned.trained["emulator_preset"] == "pcm" and tuned.trained["trainable"] == 2
 
 
@@ -140,6 +140,11 @@ def test_the_command_tunes_a_deployment_and_says_how_to_keep_it(
         "--namedigits--replace--tile2--tile3" in text  # fmt: skip
     tuned = TrainedModel.load(out)
     assert tuned.trained["epochs"] == 2 and report["held"]
+    shown = run_sidra("model", "show", str(out), columns=200)
+    assert shown.returncode == 0, shown.stderr
+    assert "trained tuned_from: job imported; trained_on software; test_accuracy " in shown.stdout
+    untuned = tuned.trained["untuned_test_accuracy"]
+    assert f"trained untuned_test_accuracy: {100 * untuned:.2f} %" in shown.stdout
     assert report["accuracy"] >= tuned.trained["test_accuracy"] - 0.02
     assert refused.returncode == 2 and "tuned.npz,whichexists" in unwrapped(refused.stderr)
 

@@ -163,8 +163,12 @@ def show(model: ModelPath, as_json: AsJson = False) -> None:
             "digital" if layer.digital_bias else "on the array",
         )
     console.print(table)
-    console.print(f"inputs: {loaded.features} features, standardised with the training "
-                  f"statistics of {loaded.inputs.dataset}")  # fmt: skip
+    inputs = loaded.inputs
+    console.print(
+        f"inputs: {loaded.features} features of {inputs.dataset}, each (raw - mean) / scale: "
+        f"mean {_spread(inputs.feature_mean)}, scale {_spread(inputs.feature_scale)}",
+        highlight=False,
+    )
     console.print(f"labels: {', '.join(loaded.inputs.labels)}")
     readout = loaded.readout
     if isinstance(readout, GoodnessReadout):
@@ -181,6 +185,12 @@ def show(model: ModelPath, as_json: AsJson = False) -> None:
         )
     for key, value in loaded.trained.items():
         console.print(f"trained {key}: {figure_text(key, value)}")  # as the run's end said it
+
+
+def _spread(values: npt.NDArray[Any]) -> str:
+    """One value, or the least and the largest of several: ``0``, ``0 .. 16``."""
+    least, largest = float(values.min()), float(values.max())
+    return f"{least:.4g}" if least == largest else f"{least:.4g} .. {largest:.4g}"
 
 
 BOARD_DEFAULT: list[str] = ["emu://"]

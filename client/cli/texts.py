@@ -28,8 +28,10 @@ def figure_text(key: str, value: Any) -> str:
         return f"{value:,.0f}"
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, dict):  # the placement: layer -> tiles
-        return "; ".join(f"{k}: {tiles_text(v)}" for k, v in value.items())
+    if isinstance(value, dict) and all(_tile_list(v) for v in value.values()):
+        return "; ".join(f"{k}: {tiles_text(v)}" for k, v in value.items())  # a placement
+    if isinstance(value, dict):  # figures of their own (a tuned model's tuned_from)
+        return "; ".join(f"{k} {figure_text(k, v)}" for k, v in value.items())
     if isinstance(value, list):  # a figure per layer (gradient_cosine)
         return ", ".join(figure_text(key, v) for v in value)
     return str(value)
@@ -67,3 +69,8 @@ def when_text(unix_s: float, *, seconds: bool = False) -> str:
     return time.strftime(
         "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.localtime(unix_s)
     )
+
+
+def _tile_list(value: Any) -> bool:
+    """Whether ``value`` is a list of tile indices (a placement's entry)."""
+    return isinstance(value, list) and all(type(t) is int for t in value)

@@ -69,7 +69,7 @@ class TuneResult:
     def summary(self) -> dict[str, Any]:
         """The figures a run's summary shows (JSON values)."""
         return {
-            "accuracy_before": self.accuracy_before,
+            "untuned_test_accuracy": self.accuracy_before,
             "test_accuracy": self.accuracy_after,
             "epochs": len(self.epoch_accuracies),
             "steps": len(self.losses),
@@ -190,7 +190,7 @@ def _tuned(
         "tuned_from": {"job": model.job, **model.trained},
         "trainable": o.trainable,
         "epochs": len(result.epoch_accuracies),
-        "accuracy_before": result.accuracy_before,
+        "untuned_test_accuracy": result.accuracy_before,
         "test_accuracy": result.accuracy_after,
     }
     return TrainedModel(layers, model.inputs, "tuned", figures, model.readout)
