@@ -235,12 +235,8 @@ class ModelInputs:
         """The inputs of a network trained on ``data``: behind its standardisation, or
         behind ``scaling`` (mean, scale: one value per raw feature, checked by the
         caller) for a network trained elsewhere on features scaled another way."""
-        if data.feature_mean is None or data.feature_scale is None:
-            raise ValueError(
-                f"dataset {data.name}: no feature scaling kept (load it with load_dataset)"
-            )
         labels = data.labels or tuple(str(k) for k in range(data.classes))
-        mean, scale = scaling or (data.feature_mean, data.feature_scale)
+        mean, scale = scaling or _scaling_of(data)
         return cls(data.name, mean.copy(), scale.copy(), labels, data.test_size, data.random_state)
 
     def take(self, data: Dataset, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -249,17 +245,22 @@ class ModelInputs:
         (bit for bit), else back to raw features and scaled with this model's statistics
         (a data set file other than the one it was trained on, or a network imported with
         its own scaling)."""
-        if data.feature_mean is None or data.feature_scale is None:
-            raise ValueError(
-                f"dataset {data.name}: no feature scaling kept (load it with load_dataset)"
-            )
-        same = np.array_equal(data.feature_mean, self.feature_mean) and np.array_equal(
-            data.feature_scale, self.feature_scale
-        )
-        if same:
+        mean, scale = _scaling_of(data)
+        if np.array_equal(mean, self.feature_mean) and np.array_equal(scale, self.feature_scale):
             return x
-        raw = x.astype(np.float64) * data.feature_scale + data.feature_mean
+        raw = x.astype(np.float64) * scale + mean
         return ((raw - self.feature_mean) / self.feature_scale).astype(np.float32)
+
+
+def _scaling_of(
+    data: Dataset,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``data``'s standardisation (mean, scale), or ValueError for data loaded otherwise."""
+    if data.feature_mean is None or data.feature_scale is None:
+        raise ValueError(
+            f"dataset {data.name}: no feature scaling kept (load it with load_dataset)"
+        )
+    return data.feature_mean, data.feature_scale
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ __all__ = ["TuneResult", "tune_model"]
 Array = npt.NDArray[np.float32]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class TuneResult:
     """What a tuning reached and spent."""
 
@@ -135,9 +135,7 @@ def tune_model(
     thresholds = [o.threshold_share * layer.weight_limit for layer in model.layers]
     net = HybridNetwork(deployed.layers, weights, trainable=o.trainable, threshold=thresholds,
                         programmed=True)  # fmt: skip
-    result = TuneResult(model, test_accuracy(o.eval_read_repeats), 0.0,
-                        placement=deployed.placement.summary(),
-                        programming=deployed.programming)  # fmt: skip
+    before = test_accuracy(o.eval_read_repeats)
     if held:
         # The trained layers are written again before training (write-verify pulses only
         # the cells drift moved off target) and, calibrated, calibrated again: a gain
@@ -151,32 +149,35 @@ def tune_model(
     rng = np.random.default_rng(o.seed)
     final = o.learning_rate if o.final_learning_rate is None else o.final_learning_rate
     rates = np.linspace(o.learning_rate, final, o.epochs)
+    losses: list[float] = []
+    epoch_accuracies: list[float] = []
+    stopped_at = None
     for epoch in range(1, o.epochs + 1):
-        losses = net.epoch(x_train, data.y_train, float(rates[epoch - 1]), o.batch_size, rng)
-        result.losses += losses
-        meter.charge_losses(len(losses))
-        result.epoch_accuracies.append(test_accuracy(o.read_repeats))
+        taken = net.epoch(x_train, data.y_train, float(rates[epoch - 1]), o.batch_size, rng)
+        losses += taken
+        meter.charge_losses(len(taken))
+        epoch_accuracies.append(test_accuracy(o.read_repeats))
         if on_epoch is not None:
-            on_epoch(epoch, result.epoch_accuracies[-1])
+            on_epoch(epoch, epoch_accuracies[-1])
         if stop is not None and stop.is_set() and epoch < o.epochs:
-            result.stopped_at_epoch = epoch
+            stopped_at = epoch
             break
-    result.accuracy_after = test_accuracy(o.eval_read_repeats)
-    result.programs = net.programs
-    result.counts = meter.read()
-    result.model = _tuned(model, net.targets, board, result, o)
-    return result
+    after = test_accuracy(o.eval_read_repeats)
+    figures = {"trainable": o.trainable, "epochs": len(epoch_accuracies),
+               "untuned_test_accuracy": before, "test_accuracy": after}  # fmt: skip
+    return TuneResult(
+        _tuned(model, net.targets, board, figures), before, after, epoch_accuracies, losses,
+        deployed.placement.summary(), deployed.programming, net.programs, meter.read(),
+        stopped_at,
+    )  # fmt: skip
 
 
 def _tuned(
-    model: TrainedModel,
-    targets: Sequence[Array],
-    board: Board,
-    result: TuneResult,
-    o: TuneOptions,
+    model: TrainedModel, targets: Sequence[Array], board: Board, figures: dict[str, Any]
 ) -> TrainedModel:
-    """``model`` with the weights the board's cells were last programmed to, and where and
-    how it was tuned in its figures (what it was trained as kept under ``tuned_from``)."""
+    """``model`` with the weights the board's cells were last programmed to, the board it
+    was tuned on and ``figures`` in its figures (what it was trained as kept under
+    ``tuned_from``)."""
     layers = tuple(
         replace(layer, weights=np.array(w, np.float32))
         for layer, w in zip(model.layers, targets, strict=True)
@@ -185,12 +186,5 @@ def _tuned(
     where = {"board_model": info.model, "board_serial": info.serial_number}
     if info.emulated:
         where["emulator_preset"] = info.emulator_preset
-    figures = {
-        **where,
-        "tuned_from": {"job": model.job, **model.trained},
-        "trainable": o.trainable,
-        "epochs": len(result.epoch_accuracies),
-        "untuned_test_accuracy": result.accuracy_before,
-        "test_accuracy": result.accuracy_after,
-    }
-    return TrainedModel(layers, model.inputs, "tuned", figures, model.readout)
+    trained = {**where, "tuned_from": {"job": model.job, **model.trained}, **figures}
+    return TrainedModel(layers, model.inputs, "tuned", trained, model.readout)
