@@ -32,23 +32,30 @@ from sidra.client import RemoteBoard, connect
 from sidra.drivers import Board, BoardDriver, open_board
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
 from sidra.server import create_server
+from sidra.training.bundled_cache import CACHE_DIR_ENV
 
 IDEAL_URL = "emu://?preset=ideal&seed=1"
 HW_URL_ENV = "SIDRA_HW_URL"
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _state_store_of_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _folders_of_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every ``sidra serve`` the tests start keeps its state in this run's temporary
-    folder, never in the user's data folder (the variable reaches child processes)."""
-    key = "SIDRA_STATE__PATH"
-    before = os.environ.get(key)
-    os.environ[key] = str(tmp_path_factory.mktemp("state") / "state.sqlite3")
+    folder, never in the user's data folder, and every data set split is kept in its
+    own cache folder, never read from one an earlier version filled (the variables
+    reach child processes)."""
+    folders = {
+        "SIDRA_STATE__PATH": str(tmp_path_factory.mktemp("state") / "state.sqlite3"),
+        CACHE_DIR_ENV: str(tmp_path_factory.mktemp("cache")),
+    }
+    before = {key: os.environ.get(key) for key in folders}
+    os.environ.update(folders)
     yield
-    if before is None:
-        del os.environ[key]
-    else:
-        os.environ[key] = before
+    for key, value in before.items():
+        if value is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = value
 
 
 CONVERTER_PRESET = "sidra-y1"

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from sidra.training.bundled_cache import cached_split, keep_split
 from sidra.training.csv_tables import read_labelled_csv
 
 __all__ = [
@@ -121,16 +122,20 @@ def load_dataset(
     Split ``test_size`` for testing (stratified-free, ``random_state`` fixed:
     digits gives 1,257 / 540), then standardised with the training statistics.
     """
-    from sklearn import datasets
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    bundled = name in BUNDLED and content is None
+    if bundled and (kept := cached_split(str(name), test_size, random_state)) is not None:
+        return Dataset(name=str(name), test_size=test_size, random_state=random_state, **kept)
+
+    from sklearn import datasets  # about a second: only when a split is not kept
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    if isinstance(name, os.PathLike):
-        name = os.fspath(name)
     named = isinstance(name, str) and name != ""
     suffix = Path(name).suffix.lower() if named else ""
     readable = named and (content is not None or Path(name).is_file())
-    if name in BUNDLED and content is None:
+    if bundled:
         bunch = getattr(datasets, f"load_{name}")()
         x, y = bunch.data, bunch.target
         names: list[str] = [str(n) for n in bunch.target_names]
@@ -159,15 +164,20 @@ def load_dataset(
         x, labels, test_size=test_size, random_state=random_state
     )
     scaler = StandardScaler().fit(x_tr)
+    arrays: dict[str, Any] = {
+        "x_train": scaler.transform(x_tr).astype(np.float32),
+        "y_train": np.asarray(y_tr, np.int64),
+        "x_test": scaler.transform(x_te).astype(np.float32),
+        "y_test": np.asarray(y_te, np.int64),
+        "labels": tuple(label_names),
+        "feature_mean": np.asarray(scaler.mean_, np.float64),
+        "feature_scale": np.asarray(scaler.scale_, np.float64),
+    }
+    if bundled:
+        keep_split(name, test_size, random_state, arrays)
     return Dataset(
-        name=name if name in BUNDLED and content is None else Path(name).stem,
-        x_train=scaler.transform(x_tr).astype(np.float32),
-        y_train=y_tr,
-        x_test=scaler.transform(x_te).astype(np.float32),
-        y_test=y_te,
-        labels=tuple(label_names),
-        feature_mean=np.asarray(scaler.mean_, np.float64),
-        feature_scale=np.asarray(scaler.scale_, np.float64),
+        name=name if bundled else Path(name).stem,
+        **arrays,
         test_size=test_size,
         random_state=random_state,
         source="" if content is None else name,
