@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sidra.client import Region, RemoteBoard, connect
+from tests.forked_commands import run_forked
 
 SIDRA = [sys.executable, "-m", "sidra.cli"]
 
@@ -29,14 +30,15 @@ def run_sidra(
     *args: str,
     timeout: float = 120.0,
     columns: int | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``sidra ARGS...`` to completion, on a terminal ``columns`` wide when given, with
-    ``env`` added to the environment; the caller checks the exit code."""
-    env = os.environ | (env or {}) | ({} if columns is None else {"COLUMNS": str(columns)})
-    return subprocess.run(
-        [*SIDRA, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
-    )
+    ``env`` added to the environment (a variable given None taken out of it); the caller
+    checks the exit code. The process is forked from one that has imported what commands
+    import (:mod:`tests.forked_commands`)."""
+    changes = (env or {}) | ({} if columns is None else {"COLUMNS": str(columns)})
+    whole = {k: v for k, v in (os.environ | changes).items() if v is not None}
+    return run_forked(SIDRA, list(args), whole, timeout)
 
 
 def unwrapped(text: str) -> str:

@@ -256,11 +256,11 @@ def test_train_last_layer_over_a_remote_server(tmp_path: Path) -> None:
 
 def _completed(*words: str) -> list[str]:
     """What bash's Tab offers after ``sidra WORDS...`` (the last word being typed)."""
-    env = os.environ | {
+    env: dict[str, str | None] = {
         "_SIDRA_COMPLETE": "complete_bash", "COMP_WORDS": " ".join(("sidra", *words)),
         "COMP_CWORD": str(len(words)),
     }  # fmt: skip
-    done = subprocess.run(SIDRA, env=env, capture_output=True, text=True, timeout=60, check=False)
+    done = run_sidra(env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 

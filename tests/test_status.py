@@ -18,7 +18,7 @@ from sidra.client import connect
 from sidra.drivers import Region
 from sidra.drivers.requests import ProgramRequest
 from sidra.server.security import Role, TokensFile, add_principal
-from tests.cli_support import SIDRA, unwrapped
+from tests.cli_support import SIDRA, run_sidra, unwrapped
 from tests.jobs.jobs_support import first_progress, serving
 from tests.server.security_support import principals
 from tests.server.test_deployments import model_file
@@ -30,11 +30,7 @@ LAYER = Region(0, 0, 8, 4)
 
 def sidra_status(*args: str, token: str = "") -> subprocess.CompletedProcess[str]:
     """``sidra status ARGS`` with ``token`` as SIDRA_TOKEN (none when empty)."""
-    env = {k: v for k, v in os.environ.items() if k != "SIDRA_TOKEN"}
-    return subprocess.run(
-        [*SIDRA, "status", *args], capture_output=True, text=True, timeout=120, check=False,
-        env={**env, "SIDRA_TOKEN": token} if token else env,
-    )  # fmt: skip
+    return run_sidra("status", *args, env={"SIDRA_TOKEN": token or None})
 
 
 def test_status_shows_the_board_leases_jobs_and_deployments(tmp_path: Path) -> None:

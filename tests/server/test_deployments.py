@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import io
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.app import create_server
 from sidra.server.deployments import checked_regions
 from sidra.server.security import Role, TokensFile
-from tests.cli_support import SIDRA
+from tests.cli_support import run_sidra
 from tests.jobs.jobs_support import serving
 from tests.server.security_support import principals
 
@@ -54,10 +53,7 @@ LAYER = Region(0, 0, 65, 10)
 
 def run_sidra_env(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``sidra ARGS`` with ``env`` added to this process's environment."""
-    return subprocess.run(
-        [*SIDRA, *args], capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, **env},
-    )  # fmt: skip
+    return run_sidra(*args, env=dict(env))
 
 
 def model_file(seed: int = 0) -> bytes:

@@ -22,18 +22,14 @@ from sidra.server import create_server
 from sidra.server.security import Role, add_principal, read_tokens
 from sidra.server.security.tokens import write_tokens
 from sidra.server.settings import SharedMemorySettings
-from tests.cli_support import SIDRA, unwrapped
+from tests.cli_support import SIDRA, run_sidra, unwrapped
 
 IDEAL_URL = "emu://?preset=ideal"
 
 
 def whoami(address: str, *args: str, token: str = "") -> subprocess.CompletedProcess[str]:
     """``sidra whoami ADDRESS ARGS`` with ``token`` as SIDRA_TOKEN (none when empty)."""
-    env = {k: v for k, v in os.environ.items() if k != "SIDRA_TOKEN"}
-    return subprocess.run(
-        [*SIDRA, "whoami", address, *args], capture_output=True, text=True, timeout=120,
-        check=False, env={**env, "SIDRA_TOKEN": token} if token else env,
-    )  # fmt: skip
+    return run_sidra("whoami", address, *args, env={"SIDRA_TOKEN": token or None})
 
 
 def test_a_token_names_its_principal_role_dates_and_sessions(tmp_path: Path) -> None:
