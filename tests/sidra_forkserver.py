@@ -117,6 +117,7 @@ def _become_command(request: dict[str, object], fds: list[int]) -> None:
     os.environ.update(env)
     args = request["args"]
     assert isinstance(args, list)
+    sys.path[0] = os.getcwd()  # as `python -m` puts it first (here: this script's folder)
     package = os.path.dirname(sys.modules["sidra.cli"].__file__ or "")
     sys.argv = [os.path.join(package, "__main__.py"), *args]
     sys.orig_argv = [sys.executable, "-m", "sidra.cli", *args]
@@ -139,6 +140,13 @@ if __name__ == "__main__":
         else:
             print(end.code, file=sys.stderr)
             code = 1
+    except KeyboardInterrupt:
+        # As CPython ends on an uncaught Ctrl-C: the traceback, then killed by SIGINT.
+        traceback.print_exc()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 1
     except BaseException:
         traceback.print_exc()
         code = 1
