@@ -21,18 +21,17 @@ from sidra.cli.completion import board_urls
 from sidra.cli.eval_log import append_row, checked_log, log_row
 from sidra.cli.job_board import job_board
 from sidra.cli.model_deployments import (
-    Target,
     check_regions,
     check_registration,
-    file_target,
     leased,
     register,
     target_of,
 )
+from sidra.cli.model_files import ModelPath, OptionalModelPath, Target, file_target
 from sidra.cli.options import AsJson, give_server, new_file
 from sidra.cli.recorded_dataset import fetched, not_here, recorded_file
 from sidra.cli.sample_files import answers_csv, answers_file, checked_answers_path, read_samples
-from sidra.cli.texts import count_text, figure_text
+from sidra.cli.texts import count_text
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named
 from sidra.drivers import Board, InvalidArgument
@@ -47,14 +46,13 @@ from sidra.training.deployment import (
     ModelNotHeld,
 )
 from sidra.training.importing import SCALING_ARRAYS, model_from_weights
-from sidra.training.model import GoodnessReadout, SettleReadout, TrainedModel
+from sidra.training.model import TrainedModel
 from sidra.training.placement import tile_order
 
 __all__ = [
     "Calibrate",
     "DeploymentOption",
     "Held",
-    "OptionalModelPath",
     "Tiles",
     "board_name",
     "deploy",
@@ -64,36 +62,9 @@ __all__ = [
     "labelled",
     "predict",
     "print_programming",
-    "show",
     "tiles_for",
 ]
 
-
-class Split(StrEnum):
-    """Which samples of the data set an evaluation runs."""
-
-    TEST = "test"
-    TRAIN = "train"
-    ALL = "all"
-
-
-ModelPath = Annotated[
-    Path,
-    typer.Argument(
-        help="A model file: model.npz in a training run's record (sidra train spsa, "
-        "last-layer, mlp, pat; sidra jobs show --out), or the record's folder.",
-        show_default=False,
-    ),
-]
-OptionalModelPath = Annotated[
-    Path | None,
-    typer.Argument(
-        help="A model file: model.npz in a training run's record (sidra train spsa, "
-        "last-layer, mlp, pat; sidra jobs show --out), or the record's folder; none with "
-        "--deployment.",
-        show_default=False,
-    ),
-]
 DeploymentOption = Annotated[
     str | None,
     typer.Option(
@@ -137,60 +108,12 @@ Tiles = Annotated[
 ]
 
 
-def show(model: ModelPath, as_json: AsJson = False) -> None:
-    """A model's layers, inputs, labels and where it was trained."""
-    loaded = file_target(model).model
-    meta = loaded.meta()
-    shapes = loaded.shapes()
-    meta["layers"] = [
-        {"layer": shape.name, "shape": [layer.inputs + 1, layer.outputs], **layer.settings()}
-        for shape, layer in zip(shapes, loaded.layers, strict=True)
-    ]
-    if as_json:
-        typer.echo(json.dumps(meta))
-        return
-    console = Console()
-    table = Table(title=f"{model}: {loaded.job} on {loaded.inputs.dataset}")
-    for column in ("layer", "weights", "mapping", "weight limit", "input clip", "bias"):
-        table.add_column(column)
-    for shape, layer in zip(shapes, loaded.layers, strict=True):
-        table.add_row(
-            shape.name,
-            f"{layer.inputs}+1 x {layer.outputs}",
-            layer.mapping.value + (", reference column" if layer.reference_column else ""),
-            f"{layer.weight_limit:.4g}",
-            f"{layer.input_clip:.4g}",
-            "digital" if layer.digital_bias else "on the array",
-        )
-    console.print(table)
-    inputs = loaded.inputs
-    console.print(
-        f"inputs: {loaded.features} features of {inputs.dataset}, each (raw - mean) / scale: "
-        f"mean {_spread(inputs.feature_mean)}, scale {_spread(inputs.feature_scale)}",
-        highlight=False,
-    )
-    console.print(f"labels: {', '.join(loaded.inputs.labels)}")
-    readout = loaded.readout
-    if isinstance(readout, GoodnessReadout):
-        console.print(
-            f"readout: goodness; each sample run once per label, the label's one-hot "
-            f"(scaled {readout.label_scale:g}) after its features; the highest "
-            "goodness summed over the layers wins"
-        )
-    elif isinstance(readout, SettleReadout):
-        console.print(
-            "readout: settle; states in [0, 1] swept to equilibrium by MVM and "
-            f"TransposeMVM (at most {readout.max_iterations} sweeps, tolerance "
-            f"{readout.tolerance:g}, damping {readout.damping:g}); the largest output wins"
-        )
-    for key, value in loaded.trained.items():
-        console.print(f"trained {key}: {figure_text(key, value)}")  # as the run's end said it
+class Split(StrEnum):
+    """Which samples of the data set an evaluation runs."""
 
-
-def _spread(values: npt.NDArray[Any]) -> str:
-    """One value, or the least and the largest of several: ``0``, ``0 .. 16``."""
-    least, largest = float(values.min()), float(values.max())
-    return f"{least:.4g}" if least == largest else f"{least:.4g} .. {largest:.4g}"
+    TEST = "test"
+    TRAIN = "train"
+    ALL = "all"
 
 
 BOARD_DEFAULT: list[str] = ["emu://"]

@@ -8,10 +8,10 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import typer
 
+from sidra.cli.model_files import Target, parsed_model
 from sidra.cli.model_served import remote
 from sidra.cli.texts import tiles_text, when_text
 from sidra.client.deployments import DeployedRegion, Deployment
@@ -21,28 +21,14 @@ from sidra.drivers import (
     Region,
 )
 from sidra.training.deployment import DeployedModel
-from sidra.training.model import MODEL_FILE, ModelFileError, TrainedModel
 
 __all__ = [
-    "Target",
     "check_registration",
     "describe",
-    "file_target",
     "leased",
     "register",
     "target_of",
 ]
-
-
-class Target(NamedTuple):
-    """The model a command runs: from a file, or a server's deployment."""
-
-    model: TrainedModel
-    label: str
-    """The file, or ``deployment NAME``, as reports name it."""
-    data: bytes
-    """The model file's bytes."""
-    deployment: Deployment | None
 
 
 def check_registration(
@@ -94,29 +80,6 @@ def register(
     )  # fmt: skip
 
 
-def file_target(path: Path) -> Target:
-    """The model file at ``path`` (a run's record folder: its model.npz), read and checked
-    once; a usage error naming MODEL."""
-    path = model_file(path)
-    data = _read(path)
-    return Target(_parsed(data, str(path), "MODEL"), str(path), data, None)
-
-
-def model_file(path: Path) -> Path:
-    """``path``, or the model file a training run's record folder ``path`` keeps: the
-    folder ``sidra train`` prints and ``sidra runs list`` lists names its model too."""
-    if not path.is_dir():
-        return path
-    inside = path / MODEL_FILE
-    if inside.is_file():
-        return inside
-    raise typer.BadParameter(
-        f"{path} is a folder without a model file ({MODEL_FILE}): give a training run's "
-        f"record (sidra runs list) or the {MODEL_FILE} in one",
-        param_hint="MODEL",
-    )
-
-
 def target_of(board: Board, file: Target | None, name: str | None) -> Target:
     """The model a command runs: ``file`` (read before any board was opened), or
     deployment ``name`` of the server ``board`` (its model fetched, or checked to be
@@ -136,7 +99,7 @@ def target_of(board: Board, file: Target | None, name: str | None) -> Target:
     label = f"deployment {name}"
     if file is None:
         assert found.model is not None
-        return Target(_parsed(found.model, label, "'--deployment'"), label, found.model, found)
+        return Target(parsed_model(found.model, label, "'--deployment'"), label, found.model, found)
     if hashlib.sha256(file.data).hexdigest() != found.model_sha256:
         raise typer.BadParameter(
             f"{file.label} is not the model deployed as {name!r} (SHA-256 "
@@ -169,17 +132,3 @@ def check_regions(target: Target, deployed: DeployedModel) -> None:
 
 def _regions_text(regions: Sequence[tuple[int, Region]]) -> str:
     return ", ".join(f"tile {tile} {region.cells_text()}" for tile, region in regions)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="MODEL") from exc
-
-
-def _parsed(data: bytes, source: str, hint: str) -> TrainedModel:
-    try:
-        return TrainedModel.from_bytes(data, source)
-    except ModelFileError as exc:
-        raise typer.BadParameter(str(exc), param_hint=hint) from exc

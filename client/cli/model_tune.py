@@ -17,7 +17,6 @@ from sidra.cli.model import (
     Calibrate,
     DeploymentOption,
     Held,
-    OptionalModelPath,
     Tiles,
     board_name,
     held_options,
@@ -25,7 +24,8 @@ from sidra.cli.model import (
     print_programming,
     tiles_for,
 )
-from sidra.cli.model_deployments import file_target, target_of
+from sidra.cli.model_deployments import target_of
+from sidra.cli.model_files import OptionalModelPath, file_target
 from sidra.cli.options import AsJson, field_option, job_options, new_file
 from sidra.cli.texts import count_text, figure_text, tiles_text
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
