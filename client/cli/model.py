@@ -352,7 +352,7 @@ def deploy(
             planned = check_registration(opened, name, target, tiles, replace, protect)
             with leased(opened, name, planned):
                 deployed = loaded.deploy(opened, tiles=tiles)
-                registered = register(opened, name, target, deployed, replace, protect)
+                registered = register(opened, name, target, deployed.regions(), replace, protect)
         where = board_name(opened)
     report = {
         "model": str(model),

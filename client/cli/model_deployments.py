@@ -69,12 +69,14 @@ def describe(target: Target) -> str:
 
 
 def register(
-    board: Board, name: str, target: Target, deployed: DeployedModel, replace: bool,
-    protect: bool,
+    board: Board, name: str, target: Target, regions: Sequence[tuple[int, Region]],
+    replace: bool, protect: bool,
 ) -> Deployment:  # fmt: skip
-    """Registers ``deployed`` (programmed just now) under ``name`` on the server."""
+    """Registers ``target`` under ``name`` on the server, as ``regions`` hold it (programmed
+    just now: a deployed model's :meth:`~DeployedModel.regions`, or a tuned deployment's
+    own regions)."""
     return remote(board, "'--name'").deployments.add(
-        name, target.data, deployed.regions(),
+        name, target.data, list(regions),
         description=describe(target), replace=replace,
         protect=protect,
     )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,13 +24,13 @@ from sidra.cli.model import (
     print_programming,
     tiles_for,
 )
-from sidra.cli.model_deployments import target_of
-from sidra.cli.model_files import OptionalModelPath, file_target
+from sidra.cli.model_deployments import register, target_of
+from sidra.cli.model_files import OptionalModelPath, Target, file_target
 from sidra.cli.options import AsJson, field_option, job_options, new_file
 from sidra.cli.texts import count_text, figure_text, tiles_text
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import epoch_status, exit_if_stopped, progress_bar, stop_on_interrupt
-from sidra.drivers import InvalidArgument
+from sidra.drivers import Board, InvalidArgument, SidraError
 from sidra.training.atomic_files import write_atomically
 from sidra.training.options import TuneOptions
 from sidra.training.tuning import TuneResult, tune_model
@@ -85,7 +85,9 @@ def tune(
     the board's own forward passes with exact gradients on the host, the error carried
     down by TransposeMVM; the layers below stay as the board holds them. Test accuracy
     before and after (--eval-read-repeats passes per input). The tiles hold the tuned
-    model when it ends: sidra model eval --held with the same --tiles runs it there. A
+    model when it ends: sidra model eval --held with the same --tiles runs it there, and
+    a --deployment is registered again as its tiles hold it (the tuned model under its
+    name; not written again). A
     ReLU network read out by its logits (sidra train mlp, last-layer, spsa, pat, sidra
     model import); forward-forward and equilibrium-propagation models are trained by
     their own commands.
@@ -119,12 +121,15 @@ def tune(
             except InvalidArgument as exc:
                 hint = "'--trainable'" if exc.field == "trainable" else "MODEL"
                 raise typer.BadParameter(str(exc), param_hint=hint) from exc
+        tuned = Target(result.model, str(out), result.model.to_bytes(), None)
+        kept = _kept_under_name(opened, target, tuned)
         where = board_name(opened)
-    write_atomically(out, result.model.to_bytes())
+    write_atomically(out, tuned.data)
     report = {
         "model": target.label, "out": str(out), "board": where, "dataset": data.name,
         "board_url": board, "server": server, "deployment": deployment, "held": held,
-        "calibrated": calibrate,
+        "calibrated": calibrate, "registered": kept if isinstance(kept, dict) else None,
+        "not_registered": kept if isinstance(kept, str) else None,
         "options": options.settings(), **result.summary(),
         "epoch_accuracies": result.epoch_accuracies,
         "programming": [p.to_json() for p in result.programming],
@@ -135,6 +140,26 @@ def tune(
         _print_tuned(report, result, Console())
     exit_if_stopped(report, options.epochs, console, kept=f"{out} holds the epochs so far",
                     stop=stop)  # fmt: skip
+
+
+def _kept_under_name(board: Board, target: Target, tuned: Target) -> dict[str, Any] | str | None:
+    """A tuned deployment registered again, in place of itself, as its tiles hold it now:
+    the tuning wrote its trained layers there through the server (and left the others as
+    they were), so the server's targets of its regions are the tuned model's. Programming
+    it again instead (``deploy --replace``) would rewrite every cell write-verify finds
+    off target, and on a noisy board (pcm: most of them) undo what the tuning matched.
+    The deployment as registered (its JSON), the server's refusal (another principal's
+    deployment: deploying it again is then its owner's or an admin's), or None when the
+    model was not a deployment."""
+    found = target.deployment
+    if found is None:
+        return None
+    regions = [(r.tile, r.region) for r in found.regions]
+    try:
+        kept = register(board, found.name, tuned, regions, replace=True, protect=found.protected)
+    except SidraError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return kept.as_dict()
 
 
 def _print_tuned(report: dict[str, object], result: TuneResult, console: Console) -> None:
@@ -168,11 +193,15 @@ def _print_tuned(report: dict[str, object], result: TuneResult, console: Console
         highlight=False,
     )
     name = report["deployment"]
-    if name is not None:
-        # The server keeps the deployment's targets, which the tuning wrote over.
+    if report["registered"] is not None:
+        console.print(f"deployment {name!r}: the tuned model, as {tiles_text(tiles)} "
+                      "hold it (registered again in place of the model it was)",
+                      highlight=False)  # fmt: skip
+    elif name is not None:
         console.print(
-            f"deployment {name!r} no longer matches its tiles: sidra model deploy "
-            f"{report['out']}{server} --name {name} --replace {used} keeps the tuned model "
-            "under its name (write-verify finds its cells on target)",
+            f"deployment {name!r} no longer matches its tiles, and was not registered again "
+            f"({report['not_registered']}): its owner or an admin keeps the tuned model under "
+            f"its name with sidra model deploy {report['out']}{server} --name {name} "
+            f"--replace {used}",
             highlight=False,
         )
