@@ -85,7 +85,6 @@ class _ForkServer:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        self.log.close()
         for stream in (self.proc.stdin, self.proc.stdout):
             assert stream is not None
             stream.close()
