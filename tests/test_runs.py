@@ -93,7 +93,9 @@ def test_list_finds_every_record_newest_first_and_filters(runs: Path) -> None:
     assert " %" in table.stdout  # the accuracy whole: columns left out instead
 
 
-def test_list_reports_a_damaged_record_and_lists_the_others(runs: Path, tmp_path: Path) -> None:
+def test_list_reports_a_damaged_record_and_lists_the_others(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lab = tmp_path / "runs"
     for name in ("spsa-a", "spsa-b"):
         (lab / name).mkdir(parents=True)
@@ -115,6 +117,12 @@ def test_list_reports_a_damaged_record_and_lists_the_others(runs: Path, tmp_path
 
     missing = run_sidra("runs", "list", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and unwrapped("no such folder") in unwrapped(missing.stderr)
+    assert "thisfolderholdsrecords" not in unwrapped(missing.stderr)
+    monkeypatch.chdir(lab)  # records saved with --out NAME here, no runs/ folder
+    here = run_sidra("runs", "list")
+    assert here.returncode == 2
+    assert unwrapped("runs: no such folder (this folder holds records: spsa-a, spsa-b; sidra "
+                     "runs list .)") in unwrapped(here.stderr)  # fmt: skip
     bad_sort = run_sidra("runs", "list", str(lab), "--sort", "loss")
     assert bad_sort.returncode == 2
     assert unwrapped("got 'loss', expected one of time, accuracy") in unwrapped(bad_sort.stderr)

@@ -9,6 +9,7 @@ Every training command saves its record in a folder (``--out``, default
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from sidra.cli.texts import count_text, duration_text, figure_text, when_text
 from sidra.training.atomic_files import write_atomically
 from sidra.training.figures import figure_bytes, new_figure
 from sidra.training.records import INTERRUPTED, STOPPED_AT
-from sidra.training.saved_runs import RecordUnreadable, SavedRun, find_runs, read_run
+from sidra.training.saved_runs import RecordUnreadable, SavedRun, find_runs, is_record, read_run
 
 __all__ = ["runs_app"]
 
@@ -95,13 +96,28 @@ def _runs_under(
     """The records under ``folder`` of ``job`` on ``dataset`` (None: any), and a line for
     each that cannot be read; BadParameter naming FOLDER when it is none."""
     if not folder.is_dir():
-        raise typer.BadParameter(f"{folder}: no such folder", param_hint="'FOLDER'")
+        raise typer.BadParameter(
+            f"{folder}: no such folder{_records_here()}", param_hint="'FOLDER'"
+        )
     runs, unreadable = find_runs(folder)
     chosen = [
         r for r in runs
         if (job is None or r.job == job) and (dataset is None or r.dataset == dataset)
     ]  # fmt: skip
     return chosen, unreadable
+
+
+def _records_here() -> str:
+    """Where records are when the folder named is not there: the working folder's own
+    (runs saved with --out NAME), named so the user need not guess."""
+    try:
+        here = sorted(e.name for e in os.scandir(".") if e.is_dir() and is_record(Path(e.name)))
+    except OSError:
+        return ""
+    if not here:
+        return ""
+    shown = ", ".join(here[:3]) + (f" and {len(here) - 3} more" if len(here) > 3 else "")
+    return f" (this folder holds records: {shown}; sidra runs list .)"
 
 
 def _exit_if_unreadable(unreadable: list[str], command: str) -> None:
