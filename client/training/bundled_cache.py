@@ -19,13 +19,14 @@ import contextlib
 import importlib.metadata
 import io
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from platformdirs import user_cache_dir
+
+from sidra.training.atomic_files import write_atomically
 
 __all__ = ["CACHE_DIR_ENV", "CACHE_FORMAT", "SPLIT_ARRAYS", "cached_split", "keep_split",
            "split_path"]  # fmt: skip
@@ -90,9 +91,8 @@ def cached_split(name: str, test_size: float, random_state: int) -> dict[str, An
 
 def keep_split(name: str, test_size: float, random_state: int, arrays: dict[str, Any]) -> None:
     """Keeps ``arrays`` (:data:`SPLIT_ARRAYS`) for later loads of bundled set ``name``,
-    whole or not at all (several processes may write the same file at once: each writes
-    its own temporary file and renames it over). Nothing is kept when the cache folder
-    cannot be written."""
+    whole or not at all (:func:`write_atomically`: several processes may write the same
+    file at once). Nothing is kept when the cache folder cannot be written."""
     path = split_path(name, test_size, random_state)
     if path is None:
         return
@@ -100,14 +100,4 @@ def keep_split(name: str, test_size: float, random_state: int, arrays: dict[str,
     kept: dict[str, Any] = {key: np.asarray(arrays[key]) for key in SPLIT_ARRAYS}
     np.savez(buffer, allow_pickle=False, **kept)
     with contextlib.suppress(OSError):  # a read-only or full home: the next load makes it again
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staged = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
-        )
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(buffer.getvalue())
-            os.replace(staged, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(staged)
+        write_atomically(path, buffer.getvalue())
