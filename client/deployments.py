@@ -158,6 +158,11 @@ class DeploymentCheck:
     """Modeled board time (ns) and energy (nJ) of the reads."""
     checked_by: str = ""
     """Who asked for it: a principal, or "(server)" for the server's own check."""
+    read_repeats: int = 1
+    """How many reads of each cell the figures are the mean of."""
+    read_noise_us: float = 0.0
+    """Each cell's standard deviation from one read to the next, rms over the cells, µS;
+    0 from one read."""
 
     @classmethod
     def from_pb(cls, message: pb.DeploymentCheck) -> DeploymentCheck:
@@ -173,6 +178,7 @@ class DeploymentCheck:
             ),
             message.correlation, message.rms_deviation_us, message.mean_deviation_us,
             Cost(message.cost.time_ns, message.cost.energy_nj), message.checked_by,
+            message.read_repeats or 1, message.read_noise_us,
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,6 +190,8 @@ class DeploymentCheck:
             "correlation": self.correlation,
             "rms_deviation_us": self.rms_deviation_us,
             "mean_deviation_us": self.mean_deviation_us,
+            "read_repeats": self.read_repeats,
+            "read_noise_us": self.read_noise_us,
             "time_ns": self.cost.time_ns,
             "energy_nj": self.cost.energy_nj,
             "regions": [
@@ -254,10 +262,11 @@ class Deployments:
         request = pb.DeleteDeploymentRequest(name=name)
         return Deployment.from_pb(self._call("DeleteDeployment", request, pb.Deployment))
 
-    def check(self, name: str) -> DeploymentCheck:
-        """Has the server read the cells of deployment ``name`` now and compare them with
-        its registered targets (FailedPrecondition when it is not intact)."""
-        request = pb.CheckDeploymentRequest(name=name)
+    def check(self, name: str, *, read_repeats: int = 1) -> DeploymentCheck:
+        """Has the server read the cells of deployment ``name`` now, ``read_repeats``
+        times (1 to 100), and compare each cell's mean with its registered target
+        (FailedPrecondition when it is not intact)."""
+        request = pb.CheckDeploymentRequest(name=name, read_repeats=_read_repeats(read_repeats))
         return DeploymentCheck.from_pb(self._call("CheckDeployment", request, pb.DeploymentCheck))
 
     def checks(self, name: str, *, limit: int = 100, before_unix_s: float = 0.0) -> CheckHistory:
@@ -313,8 +322,8 @@ class AsyncDeployments:
         request = pb.DeleteDeploymentRequest(name=name)
         return Deployment.from_pb(await self._call("DeleteDeployment", request, pb.Deployment))
 
-    async def check(self, name: str) -> DeploymentCheck:
-        request = pb.CheckDeploymentRequest(name=name)
+    async def check(self, name: str, *, read_repeats: int = 1) -> DeploymentCheck:
+        request = pb.CheckDeploymentRequest(name=name, read_repeats=_read_repeats(read_repeats))
         reply = await self._call("CheckDeployment", request, pb.DeploymentCheck)
         return DeploymentCheck.from_pb(reply)
 
@@ -333,6 +342,18 @@ class AsyncDeployments:
             return await method(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
+
+
+def _read_repeats(read_repeats: int) -> int:
+    """``read_repeats`` for a CheckDeploymentRequest. What no uint32 carries, and 0 (the
+    field's 0 would mean 1), is refused here; the server refuses more than it reads."""
+    if (
+        isinstance(read_repeats, bool)
+        or not isinstance(read_repeats, int)
+        or not 1 <= read_repeats < 2**32
+    ):
+        raise InvalidArgument("read_repeats", read_repeats, "an integer, 1 to 100 reads")
+    return read_repeats
 
 
 def _place(tile: int, region: Region) -> dict[str, int]:

@@ -109,6 +109,7 @@ def create_server(
     job_checkpoint_every_s: float = 60.0,
     job_retention_days: float | None = None,
     deployment_check_every_s: float = 0.0,
+    deployment_check_read_repeats: int = 1,
     dataset_retention_days: float | None = None,
 ) -> tuple[grpc.Server, int]:
     """A ready-to-start server for ``board`` bound to ``address``, and its port.
@@ -134,7 +135,8 @@ def create_server(
     Trained networks programmed into the tiles are kept by name in ``store`` through
     ``sidra.hil.v1.DeploymentService`` (:mod:`sidra.server.deployments`; refused without
     a store); a metrics scrape first checks the cells of each one whose latest check is
-    older than ``deployment_check_every_s`` (0: never).
+    older than ``deployment_check_every_s`` (0: never), reading each cell
+    ``deployment_check_read_repeats`` times.
 
     Bind ``127.0.0.1:0`` to get a free port (tests do). With ``credentials``
     (:func:`~sidra.server.security.server_credentials`) the port speaks TLS;
@@ -219,6 +221,7 @@ def create_server(
         lambda: board.info, store, caller_of=_caller, limits=per_principal,
         protections=protections, turns=turns, holders=keeper.registry.holders,
         read_cells=servicer.read_cells, check_every_s=deployment_check_every_s,
+        check_read_repeats=deployment_check_read_repeats,
     )  # fmt: skip
     if store is not None:
         watch_store(metrics, store.disk_bytes)
@@ -350,6 +353,7 @@ def create_configured_server(
         job_retention_days=settings.state.job_retention_days,
         dataset_retention_days=settings.state.dataset_retention_days,
         deployment_check_every_s=settings.metrics.deployment_check_every_s,
+        deployment_check_read_repeats=settings.metrics.deployment_check_read_repeats,
     )
 
 

@@ -52,10 +52,12 @@ class DeploymentChecks:
         targets_of: TargetsOf,
         now_unix_s: float,
         checked_by: str,
+        read_repeats: int = 1,
     ) -> pb.DeploymentCheck:
-        """Reads every region of ``found``, compares it with its targets and keeps the
-        check; FailedPrecondition when it is not intact (its registered targets are no
-        longer in the store), before the reads or after them."""
+        """Reads every region of ``found`` ``read_repeats`` times, compares each cell's
+        mean with its target and keeps the check; FailedPrecondition when it is not intact
+        (its registered targets are no longer in the store), before the reads or after
+        them."""
         if not found.intact:
             raise FailedPrecondition(
                 f"deployment {found.name!r} is not intact: {rewritten_text(found)} since it "
@@ -63,21 +65,28 @@ class DeploymentChecks:
                 "against; deploy it again"
             )
         goldens: dict[int, npt.NDArray[np.float32]] = {}
-        regions, reads, targets, cost = [], [], [], Cost()
+        regions, means, targets, variances, cost = [], [], [], [], Cost()
         for r in found.regions:
-            result = read(r.tile, r.region)
+            cells = []
+            for _ in range(read_repeats):
+                result = read(r.tile, r.region)
+                cells.append(np.asarray(result.conductances, np.float64).ravel())
+                cost += result.cost
             if r.tile not in goldens:
                 goldens[r.tile] = targets_of(r.tile)
-            target = goldens[r.tile][r.region.slices]
-            match = match_conductances(result.conductances, target)
-            regions.append(_region_row(r.tile, r.region, match))
-            reads.append(np.asarray(result.conductances).ravel())
-            targets.append(target.ravel())
-            cost += result.cost
-        overall = match_conductances(np.concatenate(reads), np.concatenate(targets))
+            target = goldens[r.tile][r.region.slices].ravel()
+            mean = np.mean(cells, axis=0)
+            regions.append(_region_row(r.tile, r.region, match_conductances(mean, target)))
+            means.append(mean)
+            targets.append(target)
+            if read_repeats > 1:
+                variances.append(np.var(cells, axis=0, ddof=1))
+        overall = match_conductances(np.concatenate(means), np.concatenate(targets))
+        # Read to read: each cell's sample variance, its mean over the cells as an rms.
+        noise = float(np.sqrt(np.concatenate(variances).mean())) if variances else 0.0
         row = CheckRow(
             found.name, checked_by, now_unix_s, overall.correlation, overall.rms_deviation_us,
-            overall.mean_deviation_us, cost, tuple(regions),
+            overall.mean_deviation_us, cost, tuple(regions), read_repeats, noise,
         )  # fmt: skip
         self.records.add_check(found, row)
         return check_message(row)
@@ -125,7 +134,8 @@ def check_message(row: CheckRow) -> pb.DeploymentCheck:
     return pb.DeploymentCheck(
         name=row.name, checked_unix_s=row.checked_unix_s, checked_by=row.checked_by,
         correlation=row.correlation, rms_deviation_us=row.rms_deviation_us,
-        mean_deviation_us=row.mean_deviation_us,
+        mean_deviation_us=row.mean_deviation_us, read_repeats=row.read_repeats,
+        read_noise_us=row.read_noise_us,
         cost=board_pb2.OperationCost(time_ns=row.cost.time_ns, energy_nj=row.cost.energy_nj),
         regions=[
             pb.RegionCheck(

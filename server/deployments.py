@@ -46,6 +46,7 @@ from sidra.server.turns import BoardTurns
 
 __all__ = [
     "DEPLOYMENT_SERVICE_NAME",
+    "MAX_CHECK_READ_REPEATS",
     "MAX_DESCRIPTION_CHARS",
     "MAX_MODEL_BYTES",
     "MAX_REGIONS",
@@ -71,6 +72,8 @@ MAX_MODEL_BYTES = 16 * 2**20
 MAX_REGIONS = 4096
 """Most regions one deployment names."""
 MAX_DESCRIPTION_CHARS = 1024
+MAX_CHECK_READ_REPEATS = 100
+"""Most reads of each cell one check makes (CheckDeploymentRequest.read_repeats)."""
 MAX_CHECKS_LISTED = 10_000
 """Most checks one ListDeploymentChecks answers."""
 DEFAULT_CHECKS_LISTED = 100
@@ -107,6 +110,7 @@ class DeploymentServicer:
         holders: Callable[[], Sequence[TileHolder]] = tuple,
         read_cells: Callable[[str, bool, int, Region], ReadResult] | None = None,
         check_every_s: float = 0.0,
+        check_read_repeats: int = 1,
     ) -> None:
         """``protections``: where protected deployments' regions are kept for the board's
         calls to be checked against (:mod:`sidra.server.protections`), filled here with
@@ -116,7 +120,8 @@ class DeploymentServicer:
         ``read_cells(principal, admin, tile, region)``: a ReadConductance in the board's
         turn with that caller's rights (CheckDeployment; None: checks refused).
         ``check_every_s``: :meth:`latest_checks` has each intact deployment whose latest
-        check is older checked again, on a thread of its own (0: never)."""
+        check is older checked again, on a thread of its own (0: never), each cell read
+        ``check_read_repeats`` times."""
         self.info = info
         self.records = None if store is None else DeploymentRecords(store)
         self.caller_of = caller_of
@@ -129,6 +134,7 @@ class DeploymentServicer:
         self.checks = None if self.records is None else DeploymentChecks(self.records)
         """Each deployment's checks, kept in the store."""
         self.check_every_s = check_every_s
+        self.check_read_repeats = check_read_repeats
         self._checking = threading.Lock()  # guards _round: one round of due checks at a time
         self._round: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -214,8 +220,12 @@ class DeploymentServicer:
 
     def CheckDeployment(self, request: pb.CheckDeploymentRequest, context: Any) -> Message:
         principal, admin = self.caller_of(context)
+        if request.read_repeats > MAX_CHECK_READ_REPEATS:
+            raise OutOfRange(
+                "read_repeats", request.read_repeats, f"0 (1) or 1 .. {MAX_CHECK_READ_REPEATS}"
+            )
         found = self._records().get(self.info().serial_number, checked_name(request.name))
-        return self._check(found, principal, admin, self.clock())
+        return self._check(found, principal, admin, self.clock(), request.read_repeats or 1)
 
     def ListDeploymentChecks(
         self, request: pb.ListDeploymentChecksRequest, context: Any
@@ -276,7 +286,7 @@ class DeploymentServicer:
             ):
                 continue
             try:
-                self._check(deployment, SERVER_PRINCIPAL, False, now)
+                self._check(deployment, SERVER_PRINCIPAL, False, now, self.check_read_repeats)
             except SidraError as exc:
                 self.checks.refused(deployment.name, now)
                 log.info("deployment %s not checked: %s", deployment.name, exc)
@@ -293,10 +303,15 @@ class DeploymentServicer:
             round_.join(wait_s)
 
     def _check(
-        self, found: DeploymentRow, principal: str, admin: bool, now_unix_s: float
+        self,
+        found: DeploymentRow,
+        principal: str,
+        admin: bool,
+        now_unix_s: float,
+        read_repeats: int,
     ) -> pb.DeploymentCheck:
-        """``found``'s cells read with ``principal``'s rights and compared with its
-        targets (sidra.server.deployment_checks)."""
+        """``found``'s cells read ``read_repeats`` times with ``principal``'s rights and
+        their means compared with its targets (sidra.server.deployment_checks)."""
         read_cells, records = self.read_cells, self._records()
         if read_cells is None:
             raise FailedPrecondition("this server does not read its board for checks")
@@ -307,6 +322,7 @@ class DeploymentServicer:
             lambda tile: records.store.golden(serial, tile).targets_us,
             now_unix_s,
             principal,
+            read_repeats,
         )
 
     def _checks(self) -> DeploymentChecks:

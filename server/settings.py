@@ -248,6 +248,10 @@ class MetricsSettings(BaseModel):
     (CheckDeployment as the server: a ReadConductance of its regions) on a thread of its
     own, so that ``sidra_deployment_correlation`` stays fresh without a cron job and no
     scrape waits on the board, s; 0: only checks asked for (``sidra model check``)."""
+    deployment_check_read_repeats: int = Field(1, ge=1, le=100)
+    """How many times those checks read each cell, their figures of the mean (read noise
+    shrinks as one over the square root of it; each read is a ReadConductance of the
+    deployment's regions), reads."""
 
     @field_validator("listen")
     @classmethod

@@ -27,6 +27,8 @@ __all__ = ["check_deployment", "check_history"]
 
 MAX_LIMIT = 10_000
 """Most checks one answer holds (deployments.proto ListDeploymentChecksRequest.limit)."""
+MAX_REPEATS = 100
+"""Most reads of each cell one check makes (CheckDeploymentRequest.read_repeats)."""
 
 
 def check_deployment(
@@ -35,22 +37,32 @@ def check_deployment(
         str | None,
         typer.Argument(help="The deployment's name (sidra model list); every one when left out."),
     ] = None,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_REPEATS,
+            help="Have the cells read this many times and compared by their means; from 2 "
+            "on, also say the read noise (each cell's spread from read to read).",
+        ),
+    ] = 1,
     as_json: AsJson = False,
 ) -> None:
     """Have the server read a deployment's cells now and compare them with its targets.
 
     Per region and over all: the correlation of the conductances read with the targets
-    registered, and how far they moved (µS). Without NAME every deployment, one line
-    each (for cron). Exit 1 when a correlation is under the held check's least (the
-    tiles no longer hold the model: written around the server, another board, drift
-    past recall) or a deployment cannot be checked."""
+    registered, and how far they moved (µS). One read carries the read noise into the
+    deviations; --repeats 16 says how far the cells themselves moved. Without NAME
+    every deployment, one line each (for cron). Exit 1 when a correlation is under the
+    held check's least (the tiles no longer hold the model: written around the server,
+    another board, drift past recall) or a deployment cannot be checked."""
     with server_board(server, "check") as board:
         if name is not None:
-            checked = board.deployments.check(name)
+            checked = board.deployments.check(name, read_repeats=repeats)
             _print_check(checked, as_json)
             failed = [] if _held(checked) else [_not_held(checked)]
         else:
-            failed = _check_every(board, as_json)
+            failed = _check_every(board, repeats, as_json)
     for line in failed:
         typer.echo(f"sidra model check: {line}", err=True)
     if failed:
@@ -69,13 +81,14 @@ def _not_held(checked: DeploymentCheck) -> str:
     )
 
 
-def _check_every(board: RemoteBoard, as_json: bool) -> list[str]:
-    """Checks every deployment of the server; what failed, a line each."""
+def _check_every(board: RemoteBoard, repeats: int, as_json: bool) -> list[str]:
+    """Checks every deployment of the server, each cell read ``repeats`` times; what
+    failed, a line each."""
     failed: list[str] = []
     reports: list[dict[str, Any]] = []
     for deployment in board.deployments.list():
         try:
-            checked = board.deployments.check(deployment.name)
+            checked = board.deployments.check(deployment.name, read_repeats=repeats)
         except SidraError as exc:  # not intact, a lease: the others are still checked
             failed.append(f"deployment {deployment.name!r} not checked: {exc}")
             reports.append({"name": deployment.name, "error": str(exc)})
@@ -90,6 +103,7 @@ def _check_every(board: RemoteBoard, as_json: bool) -> list[str]:
                 f"{checked.name}: correlation {checked.correlation:.3f}"
                 f"{'' if _held(checked) else ' NOT HELD'}, rms deviation "
                 f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS"
+                f"{_noise_text(checked)}"
             )
     if as_json:
         typer.echo(json.dumps(reports))
@@ -103,8 +117,10 @@ def _print_check(checked: DeploymentCheck, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({**checked.as_dict(), "held": _held(checked)}))
         return
+    reads = "" if checked.read_repeats == 1 else f" (mean of {checked.read_repeats} reads)"
     table = Table(
-        box=box.SIMPLE, title=f"deployment {checked.name}, read {when_text(checked.checked_unix_s)}"
+        box=box.SIMPLE,
+        title=f"deployment {checked.name}, read {when_text(checked.checked_unix_s)}{reads}",
     )
     for column in ("tile", "cells", "correlation", "rms deviation", "mean deviation"):
         table.add_column(column, justify="left" if column == "cells" else "right")
@@ -116,9 +132,17 @@ def _print_check(checked: DeploymentCheck, as_json: bool) -> None:
     Console().print(table)
     typer.echo(
         f"over all: correlation {checked.correlation:.3f}, rms deviation "
-        f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS; "
-        f"reads {checked.cost.time_ns:,.0f} ns, {checked.cost.energy_nj:,.0f} nJ"
+        f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS"
+        f"{_noise_text(checked)}; reads {checked.cost.time_ns:,.0f} ns, "
+        f"{checked.cost.energy_nj:,.0f} nJ"
     )
+
+
+def _noise_text(checked: DeploymentCheck) -> str:
+    """The read noise a check of several reads measured, as the end of its line."""
+    if checked.read_repeats == 1:
+        return ""
+    return f", read noise {checked.read_noise_us:.2f} µS a read ({checked.read_repeats} reads)"
 
 
 def check_history(
@@ -170,23 +194,39 @@ def _print_history(name: str, history: CheckHistory) -> None:
     if not history.checks:
         typer.echo(f"deployment {name} was never checked (sidra model check {name})")
         return
-    table = Table(box=box.SIMPLE, title=f"deployment {name}: checks, oldest first")
-    for column in ("checked", "by", "correlation", "rms deviation", "mean deviation"):
-        table.add_column(column, justify="left" if column in ("checked", "by") else "right")
+    table = Table(box=box.SIMPLE, pad_edge=False, title=f"deployment {name}: checks, oldest first")
+    # The reads each check averaged, once any did more than one: their deviations hold
+    # less read noise than one read's, so checks of different reads compare only so.
+    repeated = any(c.read_repeats > 1 for c in history.checks)
+    columns: tuple[str, ...] = ("checked", "by", "correlation", "rms deviation", "mean deviation")
+    if repeated:  # two more columns in 80 characters
+        columns = ("checked", "by", "correlation", "rms dev", "mean dev", "reads", "noise")
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column in ("checked", "by") else "right",
+            no_wrap=column == "checked",
+        )  # fmt: skip
     for c in history.checks:
         held = "" if _held(c) else " NOT HELD"
+        noise = f"{c.read_noise_us:.2f} µS" if c.read_repeats > 1 else "-"
         table.add_row(
             when_text(c.checked_unix_s), c.checked_by, f"{c.correlation:.3f}{held}",
             f"{c.rms_deviation_us:.2f} µS", f"{c.mean_deviation_us:+.2f} µS",
+            *((str(c.read_repeats), noise) if repeated else ()),
         )  # fmt: skip
     Console().print(table)
     first, last = history.checks[0], history.checks[-1]
     shown = len(history.checks)
+    # Fewer reads carry more read noise: the two compare only with that said.
+    reads = (
+        "" if first.read_repeats == last.read_repeats
+        else f" (means of {first.read_repeats} and {last.read_repeats} reads)"
+    )  # fmt: skip
     typer.echo(
         f"{shown} of {history.kept} checks kept; from {when_text(first.checked_unix_s)} to "
         f"{when_text(last.checked_unix_s)} the correlation went {first.correlation:.3f} -> "
         f"{last.correlation:.3f}, the mean deviation {first.mean_deviation_us:+.2f} -> "
-        f"{last.mean_deviation_us:+.2f} µS"
+        f"{last.mean_deviation_us:+.2f} µS{reads}"
     )
 
 

@@ -100,7 +100,8 @@ def _check_text(check: DeploymentCheck | None) -> str:
     if check is None:
         return "never checked (sidra model check)"
     held = "" if holds(check.correlation) else ", NOT HELD"
-    return f"correlation {check.correlation:.2f}{held} at {when_text(check.checked_unix_s)}"
+    reads = "" if check.read_repeats == 1 else f" (mean of {check.read_repeats} reads)"
+    return f"correlation {check.correlation:.2f}{held}{reads} at {when_text(check.checked_unix_s)}"
 
 
 def undeploy(name: DeploymentName, server: RequiredServer) -> None:

@@ -38,7 +38,7 @@ REGIONS_KEPT = 100
 
 _COLUMNS = (
     "name, checked_by, checked_unix_s, correlation, rms_deviation_us, mean_deviation_us, "
-    "time_ns, energy_nj, regions_json"
+    "time_ns, energy_nj, regions_json, read_repeats, read_noise_us"
 )
 
 
@@ -68,6 +68,10 @@ class CheckRow:
     """Modeled time (ns) and energy (nJ) of the reads."""
     regions: tuple[RegionCheckRow, ...]
     """Empty for a check past the latest :data:`REGIONS_KEPT`."""
+    read_repeats: int = 1
+    """How many reads of each cell the figures are the mean of."""
+    read_noise_us: float = 0.0
+    """Each cell's read-to-read standard deviation, rms over the cells, µS (0: one read)."""
 
 
 def insert(db: sqlite3.Connection, board_serial: str, check: CheckRow) -> None:
@@ -76,11 +80,12 @@ def insert(db: sqlite3.Connection, board_serial: str, check: CheckRow) -> None:
     :data:`CHECKS_KEPT`)."""
     db.execute(
         f"INSERT INTO deployment_checks (board_serial, {_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             board_serial, check.name, check.checked_by, check.checked_unix_s,
             check.correlation, check.rms_deviation_us, check.mean_deviation_us,
             check.cost.time_ns, check.cost.energy_nj, _regions_json(check.regions),
+            check.read_repeats, check.read_noise_us,
         ),
     )  # fmt: skip
     for statement, past in (
@@ -142,7 +147,7 @@ def _check(row: Sequence[Any]) -> CheckRow:
     )
     return CheckRow(
         str(row[0]), str(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]),
-        Cost(float(row[6]), float(row[7])), regions,
+        Cost(float(row[6]), float(row[7])), regions, int(row[9]), float(row[10]),
     )  # fmt: skip
 
 

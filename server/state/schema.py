@@ -316,8 +316,22 @@ _V11 = Migration(
     ),
 )
 
+_V12 = Migration(
+    12,
+    (
+        # How many reads of each cell a check's figures are the mean of
+        # (CheckDeploymentRequest.read_repeats), and the read noise they showed (µS, each
+        # cell's read-to-read standard deviation, rms over the cells; 0 from one read).
+        # Checks before read once.
+        "ALTER TABLE deployment_checks ADD COLUMN read_repeats INTEGER NOT NULL DEFAULT 1 "
+        "CHECK (read_repeats >= 1)",
+        "ALTER TABLE deployment_checks ADD COLUMN read_noise_us REAL NOT NULL DEFAULT 0 "
+        "CHECK (read_noise_us >= 0)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11,
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
 )  # fmt: skip
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 

@@ -34,7 +34,8 @@ from sidra.server.settings import ConfigError, load_settings
         ),
         (
             {"metrics": {"port": 9464}},
-            "metrics.port: unknown key (allowed: listen, deployment_check_every_s)",
+            "metrics.port: unknown key (allowed: listen, deployment_check_every_s, "
+            "deployment_check_read_repeats)",
         ),
         (
             {"metrics": {"deployment_check_every_s": -1}},

@@ -92,10 +92,12 @@ class DeleteDeploymentRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class CheckDeploymentRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "read_repeats")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    READ_REPEATS_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    read_repeats: int
+    def __init__(self, name: _Optional[str] = ..., read_repeats: _Optional[int] = ...) -> None: ...
 
 class RegionCheck(_message.Message):
     __slots__ = ("tile", "region", "correlation", "rms_deviation_us", "mean_deviation_us")
@@ -112,7 +114,7 @@ class RegionCheck(_message.Message):
     def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[_board_pb2.Region, _Mapping]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ...) -> None: ...
 
 class DeploymentCheck(_message.Message):
-    __slots__ = ("name", "checked_unix_s", "regions", "correlation", "rms_deviation_us", "mean_deviation_us", "cost", "checked_by")
+    __slots__ = ("name", "checked_unix_s", "regions", "correlation", "rms_deviation_us", "mean_deviation_us", "cost", "checked_by", "read_repeats", "read_noise_us")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHECKED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +123,8 @@ class DeploymentCheck(_message.Message):
     MEAN_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
     CHECKED_BY_FIELD_NUMBER: _ClassVar[int]
+    READ_REPEATS_FIELD_NUMBER: _ClassVar[int]
+    READ_NOISE_US_FIELD_NUMBER: _ClassVar[int]
     name: str
     checked_unix_s: float
     regions: _containers.RepeatedCompositeFieldContainer[RegionCheck]
@@ -129,7 +133,9 @@ class DeploymentCheck(_message.Message):
     mean_deviation_us: float
     cost: _board_pb2.OperationCost
     checked_by: str
-    def __init__(self, name: _Optional[str] = ..., checked_unix_s: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionCheck, _Mapping]]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ..., cost: _Optional[_Union[_board_pb2.OperationCost, _Mapping]] = ..., checked_by: _Optional[str] = ...) -> None: ...
+    read_repeats: int
+    read_noise_us: float
+    def __init__(self, name: _Optional[str] = ..., checked_unix_s: _Optional[float] = ..., regions: _Optional[_Iterable[_Union[RegionCheck, _Mapping]]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ..., cost: _Optional[_Union[_board_pb2.OperationCost, _Mapping]] = ..., checked_by: _Optional[str] = ..., read_repeats: _Optional[int] = ..., read_noise_us: _Optional[float] = ...) -> None: ...
 
 class ListDeploymentChecksRequest(_message.Message):
     __slots__ = ("name", "limit", "before_unix_s")

@@ -1,0 +1,220 @@
+"""Checks of several reads (CheckDeploymentRequest.read_repeats): each cell's mean over
+the reads is compared with its target, the read noise is said, both are kept with the
+check; bad counts are refused naming the field; the server's own checks read as often as
+``[metrics] deployment_check_read_repeats`` says; checks kept before the field read once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sidra.client import connect
+from sidra.drivers import Cost, InvalidArgument, OutOfRange, ReadResult, Region, open_board
+from sidra.hil.v1 import deployments_pb2 as pb
+from sidra.server.deployment_checks import DeploymentChecks
+from sidra.server.deployments import DeploymentServicer
+from sidra.server.settings import ConfigError, load_settings
+from sidra.server.state import StateStore
+from sidra.server.state.deployments import DeploymentRecords
+from tests.jobs.jobs_support import serving
+from tests.server.test_deployment_checks import TARGETS, _stored_deployment, deploy
+from tests.server.test_deployments import run_sidra_env
+from tests.state.state_support import TEST_BOARD, store_of_schema
+
+ONE_READ = Cost(time_ns=40.0, energy_nj=120.0)
+
+
+def test_the_check_compares_each_cells_mean_over_the_reads_and_says_the_read_noise(
+    tmp_path: Path,
+) -> None:
+    """Reads that differ by known offsets: the figures are those of the exact mean, the
+    noise the rms over the cells of each cell's sample deviation, the cost every read's."""
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        records, found = _stored_deployment(store)
+        golden = store.golden(found.board_serial, 0).targets_us
+        region = found.regions[0].region
+        offsets = np.random.default_rng(5).normal(0.3, 1.0, (5, *region.shape))
+        served = iter(golden[region.slices] + offsets)
+
+        def read(tile: int, asked: Region) -> ReadResult:
+            assert (tile, asked) == (0, region)
+            return ReadResult(next(served).astype(np.float32), ONE_READ)
+
+        made = DeploymentChecks(records).check(
+            found, read, lambda tile: golden, 2.0e9, "bob", read_repeats=5
+        )
+        assert next(served, None) is None  # five reads, no more
+        reads = golden[region.slices].astype(np.float64) + offsets
+        mean = reads.mean(axis=0) - golden[region.slices]
+        assert made.read_repeats == 5
+        assert made.mean_deviation_us == pytest.approx(mean.mean(), rel=1e-5)
+        assert made.rms_deviation_us == pytest.approx(np.sqrt((mean**2).mean()), rel=1e-5)
+        noise = np.sqrt(reads.var(axis=0, ddof=1).mean())
+        assert made.read_noise_us == pytest.approx(noise, rel=1e-5) and 0.8 < noise < 1.2
+        assert (made.cost.time_ns, made.cost.energy_nj) == (200.0, 600.0)
+        assert made.regions[0].rms_deviation_us == pytest.approx(made.rms_deviation_us)
+        (kept,), _ = records.checks(found.board_serial, "demo", 10)
+        assert (kept.read_repeats, kept.read_noise_us) == (5, pytest.approx(noise, rel=1e-5))
+
+
+def test_one_read_says_no_read_noise_and_0_in_the_request_means_one(tmp_path: Path) -> None:
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        _, found = _stored_deployment(store)
+        golden = store.golden(found.board_serial, 0).targets_us
+        reads: list[Region] = []
+
+        def read_cells(principal: str, admin: bool, tile: int, region: Region) -> ReadResult:
+            reads.append(region)
+            return ReadResult(golden[region.slices] + np.float32(0.5), ONE_READ)
+
+        servicer = DeploymentServicer(lambda: TEST_BOARD, store, read_cells=read_cells)
+        made = servicer.CheckDeployment(pb.CheckDeploymentRequest(name="demo"), None)
+        assert len(reads) == 1 and made.read_repeats == 1 and made.read_noise_us == 0.0
+        assert made.mean_deviation_us == pytest.approx(0.5)
+        assert made.rms_deviation_us == pytest.approx(0.5)
+
+
+def test_a_served_check_of_16_reads_sees_the_cells_apart_from_the_read_noise(
+    tmp_path: Path,
+) -> None:
+    """On sidra-y1: the mean of 16 reads deviates less from the targets than one read;
+    the read noise the check says is the one the board's own reads show; the count and
+    the noise are kept and outlive the server."""
+    store = tmp_path / "state.sqlite3"
+    with open_board("emu://?preset=sidra-y1&seed=4") as board:
+        with serving(store, board) as address, connect(address) as client:
+            deploy(client)
+            one = client.deployments.check("demo")
+            many = client.deployments.check("demo", read_repeats=16)
+            reads = np.stack([
+                np.asarray(client.read_conductance(0, Region(0, 0, *TARGETS.shape)).conductances,
+                           np.float64)
+                for _ in range(16)
+            ])  # fmt: skip
+        assert (one.read_repeats, one.read_noise_us) == (1, 0.0)
+        assert many.read_repeats == 16
+        assert many.rms_deviation_us < 0.9 * one.rms_deviation_us
+        assert many.correlation > one.correlation
+        own = float(np.sqrt(reads.var(axis=0, ddof=1).mean()))
+        assert many.read_noise_us == pytest.approx(own, rel=0.15)
+        assert many.cost.time_ns == pytest.approx(16 * one.cost.time_ns)
+        with serving(store, board) as address, connect(address) as client:
+            assert client.deployments.checks("demo").checks == (one, many)
+            assert client.deployments.get("demo").last_check == many
+
+
+@pytest.mark.parametrize("repeats", [0, -1, 2**32, True, 2.0])
+def test_the_client_refuses_what_is_no_count_of_reads(tmp_path: Path, repeats: Any) -> None:
+    with serving(tmp_path / "state.sqlite3") as address, connect(address) as client:
+        deploy(client)
+        with pytest.raises(InvalidArgument) as refused:
+            client.deployments.check("demo", read_repeats=repeats)
+        assert refused.value.field == "read_repeats"
+        assert client.deployments.checks("demo").kept == 0
+
+
+@pytest.mark.parametrize("repeats", [101, 2**32 - 1])
+def test_the_server_refuses_more_reads_than_it_makes_and_keeps_nothing(
+    tmp_path: Path, repeats: int
+) -> None:
+    with serving(tmp_path / "state.sqlite3") as address, connect(address) as client:
+        deploy(client)
+        with pytest.raises(OutOfRange) as refused:
+            client.deployments.check("demo", read_repeats=repeats)
+        assert (refused.value.field, refused.value.value) == ("read_repeats", str(repeats))
+        assert "1 .. 100" in refused.value.allowed
+        assert client.deployments.checks("demo").kept == 0
+        assert client.deployments.check("demo", read_repeats=100).read_repeats == 100
+
+
+def test_the_servers_own_checks_read_as_often_as_configured(tmp_path: Path) -> None:
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        _, found = _stored_deployment(store)
+        golden = store.golden(found.board_serial, 0).targets_us
+        reads: list[str] = []
+
+        def read_cells(principal: str, admin: bool, tile: int, region: Region) -> ReadResult:
+            reads.append(principal)
+            return ReadResult(golden[region.slices])
+
+        servicer = DeploymentServicer(
+            lambda: TEST_BOARD, store, read_cells=read_cells, check_every_s=3600.0,
+            check_read_repeats=3,
+        )  # fmt: skip
+        servicer.latest_checks()  # starts the round
+        servicer.stop_checks(30)
+        assert reads == ["(server)"] * 3
+        (checked,) = servicer.latest_checks().values()
+        assert (checked.checked_by, checked.read_repeats) == ("(server)", 3)
+    assert load_settings().metrics.deployment_check_read_repeats == 1
+    configured = load_settings(metrics={"deployment_check_read_repeats": 16})
+    assert configured.metrics.deployment_check_read_repeats == 16
+    for bad in (0, 101):
+        with pytest.raises(ConfigError) as refused:
+            load_settings(metrics={"deployment_check_read_repeats": bad})
+        assert "metrics.deployment_check_read_repeats" in str(refused.value)
+
+
+def test_checks_kept_before_the_count_was_read_once(tmp_path: Path) -> None:
+    """A store of schema 11 (checks without read_repeats / read_noise_us) opens with its
+    checks as of one read each."""
+    path = tmp_path / "state.sqlite3"
+    with StateStore(tmp_path / "now.sqlite3") as now:
+        _, found = _stored_deployment(now)
+    db = store_of_schema(path, 11)
+    db.execute("ATTACH DATABASE ? AS now", (str(tmp_path / "now.sqlite3"),))
+    tables = db.execute(
+        "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT IN "
+        "('schema_version', 'jobs', 'sqlite_sequence', 'deployment_checks')"
+    ).fetchall()
+    for (table,) in tables:  # those of schema 11 have kept their columns since
+        db.execute(f"INSERT INTO main.{table} SELECT * FROM now.{table}")
+    db.execute(
+        "INSERT INTO deployment_checks (board_serial, name, checked_by, checked_unix_s, "
+        "correlation, rms_deviation_us, mean_deviation_us, time_ns, energy_nj, regions_json) "
+        "VALUES (?, 'demo', 'bob', 1.5e9, 0.97, 0.8, -0.1, 40.0, 120.0, '[]')",
+        (found.board_serial,),
+    )
+    db.commit()
+    db.close()
+    with StateStore(path) as store:
+        (kept,), count = DeploymentRecords(store).checks(found.board_serial, "demo", 10)
+    assert count == 1 and (kept.read_repeats, kept.read_noise_us) == (1, 0.0)
+    assert (kept.correlation, kept.checked_by) == (0.97, "bob")
+
+
+def test_sidra_model_check_repeats_reads_and_the_history_says_how_many(
+    tmp_path: Path,
+) -> None:
+    with (
+        open_board("emu://?preset=sidra-y1&seed=2") as board,
+        serving(tmp_path / "state.sqlite3", board) as address,
+        connect(address) as client,
+    ):
+        deploy(client)
+        plain = run_sidra_env({}, "model", "check", "demo", "--server", address)
+        assert plain.returncode == 0, plain.stderr
+        assert "read noise" not in plain.stdout and "reads)" not in plain.stdout
+        shown = run_sidra_env({}, "model", "check", "demo", "--server", address, "--repeats", "4")
+        assert shown.returncode == 0, shown.stderr
+        text = " ".join(shown.stdout.split())
+        assert "(mean of 4 reads)" in text and "µS a read (4 reads)" in text
+        every = run_sidra_env({}, "model", "check", "--server", address, "--repeats", "2", "--json")
+        (report,) = json.loads(every.stdout)
+        assert report["read_repeats"] == 2 and report["read_noise_us"] > 0.5
+        history = run_sidra_env({}, "model", "checks", "demo", "--server", address)
+        lines = " ".join(history.stdout.split())
+        assert "reads noise" in lines and "(means of 1 and 2 reads)" in lines
+        listed = run_sidra_env({}, "model", "list", "--server", address)
+        assert "(mean of 2 reads)" in listed.stdout
+        for bad in ("0", "101"):
+            refused = run_sidra_env(
+                {}, "model", "check", "demo", "--server", address, "--repeats", bad
+            )
+            assert refused.returncode == 2 and "--repeats" in refused.stderr, refused.stderr
+        assert client.deployments.checks("demo").kept == 3
