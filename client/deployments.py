@@ -265,9 +265,16 @@ class Deployments:
     def check(self, name: str, *, read_repeats: int = 1) -> DeploymentCheck:
         """Has the server read the cells of deployment ``name`` now, ``read_repeats``
         times (1 to 100), and compare each cell's mean with its registered target
-        (FailedPrecondition when it is not intact)."""
+        (FailedPrecondition when it is not intact). The call waits ``timeout_s`` for each
+        read (a serial board's line takes seconds for a tile)."""
         request = pb.CheckDeploymentRequest(name=name, read_repeats=_read_repeats(read_repeats))
-        return DeploymentCheck.from_pb(self._call("CheckDeployment", request, pb.DeploymentCheck))
+        reply = self._call(
+            "CheckDeployment",
+            request,
+            pb.DeploymentCheck,
+            _check_timeout_s(self.timeout_s, read_repeats),
+        )
+        return DeploymentCheck.from_pb(reply)
 
     def checks(self, name: str, *, limit: int = 100, before_unix_s: float = 0.0) -> CheckHistory:
         """The latest ``limit`` checks kept of deployment ``name`` (1 to 10000), made
@@ -278,10 +285,10 @@ class Deployments:
         reply = self._call("ListDeploymentChecks", request, pb.ListDeploymentChecksResponse)
         return CheckHistory.from_pb(reply)
 
-    def _call(self, rpc: str, request: Any, response: Any) -> Any:
+    def _call(self, rpc: str, request: Any, response: Any, timeout_s: float | None = None) -> Any:
         method = self.channel.unary_unary(**_method(rpc, request, response))
         try:
-            return method(request, timeout=self.timeout_s)
+            return method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
@@ -324,7 +331,12 @@ class AsyncDeployments:
 
     async def check(self, name: str, *, read_repeats: int = 1) -> DeploymentCheck:
         request = pb.CheckDeploymentRequest(name=name, read_repeats=_read_repeats(read_repeats))
-        reply = await self._call("CheckDeployment", request, pb.DeploymentCheck)
+        reply = await self._call(
+            "CheckDeployment",
+            request,
+            pb.DeploymentCheck,
+            _check_timeout_s(self.timeout_s, read_repeats),
+        )
         return DeploymentCheck.from_pb(reply)
 
     async def checks(
@@ -336,12 +348,21 @@ class AsyncDeployments:
         reply = await self._call("ListDeploymentChecks", request, pb.ListDeploymentChecksResponse)
         return CheckHistory.from_pb(reply)
 
-    async def _call(self, rpc: str, request: Any, response: Any) -> Any:
+    async def _call(
+        self, rpc: str, request: Any, response: Any, timeout_s: float | None = None
+    ) -> Any:
         method = self.channel.unary_unary(**_method(rpc, request, response))
         try:
-            return await method(request, timeout=self.timeout_s)
+            return await method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
+
+
+def _check_timeout_s(timeout_s: float, read_repeats: int) -> float:
+    """How long a check of ``read_repeats`` reads is waited for: ``timeout_s`` a read, up
+    to the 100 reads the server makes at most (it refuses more at once; gRPC takes a
+    deadline past its range for one already passed)."""
+    return timeout_s * min(read_repeats, 100)
 
 
 def _read_repeats(read_repeats: int) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Cost, FailedPrecondition, ReadResult, Region
+from sidra.drivers import Cost, DeadlineExceeded, FailedPrecondition, ReadResult, Region
 from sidra.drivers.matching import ConductanceMatch, match_conductances
 from sidra.hil.convert import region_to_pb
 from sidra.hil.v1 import board_pb2
@@ -53,11 +53,15 @@ class DeploymentChecks:
         now_unix_s: float,
         checked_by: str,
         read_repeats: int = 1,
+        wanted: Callable[[], bool] = lambda: True,
     ) -> pb.DeploymentCheck:
         """Reads every region of ``found`` ``read_repeats`` times, compares each cell's
         mean with its target and keeps the check; FailedPrecondition when it is not intact
         (its registered targets are no longer in the store), before the reads or after
-        them."""
+        them. ``wanted`` is asked before each read but the first: once it says no (the
+        caller gone, past its deadline; the server stopping) the check ends there,
+        DeadlineExceeded, kept nowhere; a hundred reads of a tile over a serial link
+        take minutes nobody would wait for."""
         if not found.intact:
             raise FailedPrecondition(
                 f"deployment {found.name!r} is not intact: {rewritten_text(found)} since it "
@@ -66,9 +70,16 @@ class DeploymentChecks:
             )
         goldens: dict[int, npt.NDArray[np.float32]] = {}
         regions, means, targets, variances, cost = [], [], [], [], Cost()
+        made, reads = 0, read_repeats * len(found.regions)
         for r in found.regions:
             cells = []
             for _ in range(read_repeats):
+                if made and not wanted():
+                    raise DeadlineExceeded(
+                        f"the check of deployment {found.name!r} ended after {made} of its "
+                        f"{reads} reads: its caller no longer waits for it; nothing is kept"
+                    )
+                made += 1
                 result = read(r.tile, r.region)
                 cells.append(np.asarray(result.conductances, np.float64).ravel())
                 cost += result.cost

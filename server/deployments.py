@@ -225,7 +225,10 @@ class DeploymentServicer:
                 "read_repeats", request.read_repeats, f"0 (1) or 1 .. {MAX_CHECK_READ_REPEATS}"
             )
         found = self._records().get(self.info().serial_number, checked_name(request.name))
-        return self._check(found, principal, admin, self.clock(), request.read_repeats or 1)
+        return self._check(
+            found, principal, admin, self.clock(), request.read_repeats or 1,
+            wanted=lambda: context is None or context.is_active(),
+        )  # fmt: skip
 
     def ListDeploymentChecks(
         self, request: pb.ListDeploymentChecksRequest, context: Any
@@ -286,7 +289,10 @@ class DeploymentServicer:
             ):
                 continue
             try:
-                self._check(deployment, SERVER_PRINCIPAL, False, now, self.check_read_repeats)
+                self._check(
+                    deployment, SERVER_PRINCIPAL, False, now, self.check_read_repeats,
+                    wanted=lambda: not self._stopping.is_set(),
+                )  # fmt: skip
             except SidraError as exc:
                 self.checks.refused(deployment.name, now)
                 log.info("deployment %s not checked: %s", deployment.name, exc)
@@ -309,9 +315,11 @@ class DeploymentServicer:
         admin: bool,
         now_unix_s: float,
         read_repeats: int,
+        wanted: Callable[[], bool],
     ) -> pb.DeploymentCheck:
         """``found``'s cells read ``read_repeats`` times with ``principal``'s rights and
-        their means compared with its targets (sidra.server.deployment_checks)."""
+        their means compared with its targets, while ``wanted`` says the check is still
+        waited for (sidra.server.deployment_checks)."""
         read_cells, records = self.read_cells, self._records()
         if read_cells is None:
             raise FailedPrecondition("this server does not read its board for checks")
@@ -323,6 +331,7 @@ class DeploymentServicer:
             now_unix_s,
             principal,
             read_repeats,
+            wanted,
         )
 
     def _checks(self) -> DeploymentChecks:

@@ -7,6 +7,8 @@ check; bad counts are refused naming the field; the server's own checks read as 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,20 @@ import numpy as np
 import pytest
 
 from sidra.client import connect
-from sidra.drivers import Cost, InvalidArgument, OutOfRange, ReadResult, Region, open_board
+from sidra.drivers import (
+    Cost,
+    DeadlineExceeded,
+    InvalidArgument,
+    OutOfRange,
+    ReadResult,
+    Region,
+    open_board,
+)
+from sidra.drivers.requests import ReadConductanceRequest
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.deployment_checks import DeploymentChecks
 from sidra.server.deployments import DeploymentServicer
+from sidra.server.observability.logs import RPC_LOGGER
 from sidra.server.settings import ConfigError, load_settings
 from sidra.server.state import StateStore
 from sidra.server.state.deployments import DeploymentRecords
@@ -146,7 +158,12 @@ def test_the_servers_own_checks_read_as_often_as_configured(tmp_path: Path) -> N
             lambda: TEST_BOARD, store, read_cells=read_cells, check_every_s=3600.0,
             check_read_repeats=3,
         )  # fmt: skip
-        servicer.latest_checks()  # starts the round
+        assert servicer.latest_checks() == {}  # starts the round
+        assert servicer.checks is not None
+        deadline = time.monotonic() + 30
+        while not servicer.checks.latest(TEST_BOARD.serial_number):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         servicer.stop_checks(30)
         assert reads == ["(server)"] * 3
         (checked,) = servicer.latest_checks().values()
@@ -218,3 +235,87 @@ def test_sidra_model_check_repeats_reads_and_the_history_says_how_many(
             )
             assert refused.returncode == 2 and "--repeats" in refused.stderr, refused.stderr
         assert client.deployments.checks("demo").kept == 3
+
+
+def test_a_check_ends_before_its_next_read_once_nobody_waits_for_it(tmp_path: Path) -> None:
+    with StateStore(tmp_path / "state.sqlite3") as store:
+        records, found = _stored_deployment(store)
+        golden = store.golden(found.board_serial, 0).targets_us
+        made: list[Region] = []
+
+        def read(tile: int, region: Region) -> ReadResult:
+            made.append(region)
+            return ReadResult(golden[region.slices])
+
+        with pytest.raises(DeadlineExceeded, match=r"ended after 3 of its 50 reads"):
+            DeploymentChecks(records).check(
+                found, read, lambda tile: golden, 2.0e9, "bob", read_repeats=50,
+                wanted=lambda: len(made) < 3,
+            )  # fmt: skip
+        assert len(made) == 3 and records.checks(found.board_serial, "demo", 10)[1] == 0
+
+
+def test_a_cancelled_check_stops_reading_the_board_and_keeps_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that gives up on a check of 100 reads (a serial board would take
+    minutes): the server stops reading once it hears of it (each read here takes 5 ms
+    from the third on, a slow link, so that 98 more would take half a second), keeps no
+    check, and its call ends; the board serves the next check."""
+    caplog.set_level("INFO", logger=RPC_LOGGER)
+    with open_board("emu://?preset=sidra-y1&seed=1") as board:
+        reads, second, release = [], threading.Event(), threading.Event()
+        run = board.run
+
+        def run_holding_the_second_read(request: Any) -> Any:
+            if isinstance(request, ReadConductanceRequest):
+                reads.append(request)
+                if len(reads) == 2:
+                    second.set()
+                    assert release.wait(30)
+                elif len(reads) > 2:
+                    time.sleep(0.005)
+            return run(request)
+
+        board.run = run_holding_the_second_read  # type: ignore[method-assign]
+        with serving(tmp_path / "state.sqlite3", board) as address, connect(address) as client:
+            deploy(client)
+            method = client.deployments.channel.unary_unary(
+                "/sidra.hil.v1.DeploymentService/CheckDeployment",
+                request_serializer=pb.CheckDeploymentRequest.SerializeToString,
+                response_deserializer=pb.DeploymentCheck.FromString,
+            )
+            call = method.future(pb.CheckDeploymentRequest(name="demo", read_repeats=100))
+            assert second.wait(30)
+            call.cancel()
+            release.set()
+            deadline = time.monotonic() + 30
+            while not any("DeploymentService/CheckDeployment" in m for m in caplog.messages):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            stopped = len(reads)
+            assert 2 <= stopped < 100
+            assert client.deployments.checks("demo").kept == 0
+            assert client.deployments.check("demo", read_repeats=3).read_repeats == 3
+            assert len(reads) == stopped + 3
+
+
+def test_a_client_waits_for_a_check_its_timeout_once_for_each_read(tmp_path: Path) -> None:
+    """20 reads of 20 ms each (a slow link) take longer than the client's 0.2 s
+    timeout of one call, not than 20 of them."""
+    with open_board("emu://?preset=sidra-y1&seed=1") as board:
+        run = board.run
+
+        def run_slowly(request: Any) -> Any:
+            if isinstance(request, ReadConductanceRequest):
+                time.sleep(0.02)
+            return run(request)
+
+        board.run = run_slowly  # type: ignore[method-assign]
+        with (
+            serving(tmp_path / "state.sqlite3", board) as address,
+            connect(address) as client,
+            connect(address, timeout_s=0.2) as hurried,
+        ):
+            deploy(client)
+            assert hurried.deployments.check("demo", read_repeats=20).read_repeats == 20

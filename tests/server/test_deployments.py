@@ -565,6 +565,10 @@ def test_the_asyncio_client_keeps_and_reads_deployments_as_the_synchronous_one(
                 made = await board.deployments.check("async")
                 kept = await board.deployments.checks("async", limit=1)
                 assert kept.checks == (made,) and kept.kept == 1
+                repeated = await board.deployments.check("async", read_repeats=3)
+                assert (repeated.read_repeats, repeated.read_noise_us) == (3, 0.0)  # ideal
+                with pytest.raises(InvalidArgument, match="read_repeats"):
+                    await board.deployments.check("async", read_repeats=0)
                 checked = made.rms_deviation_us
                 return names, fetched, checked, (await board.deployments.delete("async")).name
 
