@@ -215,6 +215,8 @@ def create_server(
         checkpoint_every_s=job_checkpoint_every_s,
         retention_s=None if job_retention_days is None else job_retention_days * 86_400.0,
         on_end=metrics.count_job_end, on_queue_wait=metrics.observe_queue_wait,
+        # A tune job registers its deployment again: the servicer made just below.
+        keep_deployment=lambda *job: deployments.register_again(*job),
     )  # fmt: skip
     watch_jobs(metrics, jobs.running, jobs.queued)
     deployments = DeploymentServicer(

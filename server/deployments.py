@@ -161,6 +161,33 @@ class DeploymentServicer:
 
     def AddDeployment(self, request: pb.AddDeploymentRequest, context: Any) -> Message:
         principal, admin = self.caller_of(context)
+        return self._add(request, principal, admin)
+
+    def register_again(
+        self, principal: str, name: str, model: bytes, description: str
+    ) -> dict[str, Any]:
+        """Deployment ``name`` registered again in place of itself with ``model``, its
+        regions and protection as they were, as ``principal`` (no admin's rights): what a
+        tune job does once its tiles hold the tuned model (sidra.server.jobs' reporter).
+        The deployment as JSON values; NotFound, PermissionDenied (another principal's)
+        and the rest of AddDeployment's refusals otherwise."""
+        found = self._records().get(self.info().serial_number, checked_name(name))
+        request = pb.AddDeploymentRequest(
+            name=found.name, model=model, description=description[:MAX_DESCRIPTION_CHARS],
+            replace=True, protect=found.protected,
+            regions=[pb.DeployedRegion(tile=r.tile, region=region_to_pb(r.region))
+                     for r in found.regions],
+        )  # fmt: skip
+        stored = self._add(request, principal, admin=False)
+        return {
+            "name": stored.name, "principal": stored.principal,
+            "tiles": sorted({r.tile for r in stored.regions}),
+            "model_sha256": stored.model_sha256.hex(), "intact": stored.intact,
+            "protected": stored.protected,
+        }  # fmt: skip
+
+    def _add(self, request: pb.AddDeploymentRequest, principal: str, admin: bool) -> pb.Deployment:
+        """AddDeployment of ``principal`` (an admin when ``admin``)."""
         info = self.info()
         name = checked_name(request.name)
         _check_model(request.model)

@@ -542,7 +542,8 @@ def run_remote_job(
                 f"{refused.allowed}; the server refused {refused.value}",
                 param_hint="'--dataset'",
             ) from exc
-        typer.echo(f"sidra train {kind}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
+        command = "sidra model tune" if kind == "tune" else f"sidra train {kind}"
+        typer.echo(f"{command}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
         raise typer.Exit(1) from exc
     if done.state != "succeeded":
         if done.files:  # stopped early: what it did is a record all the same

@@ -3,6 +3,7 @@ on (sidra.training.tuning), written out as a new model file."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from pathlib import Path
@@ -26,12 +27,29 @@ from sidra.cli.model import (
 )
 from sidra.cli.model_deployments import register, target_of
 from sidra.cli.model_files import OptionalModelPath, Target, file_target
+from sidra.cli.model_served import server_board
 from sidra.cli.options import AsJson, field_option, job_options, new_file
 from sidra.cli.texts import count_text, figure_text, tiles_text
-from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
-from sidra.cli.train.running import epoch_status, exit_if_stopped, progress_bar, stop_on_interrupt
+from sidra.cli.train.params import (
+    ANY_TILE,
+    BoardUrl,
+    Priority,
+    QueueJob,
+    RemoteJob,
+    ServerAddress,
+    queue_needs_remote_job,
+)
+from sidra.cli.train.running import (
+    epoch_status,
+    exit_if_stopped,
+    print_summary,
+    progress_bar,
+    run_remote,
+    stop_on_interrupt,
+)
 from sidra.drivers import Board, InvalidArgument, SidraError
 from sidra.training.atomic_files import write_atomically
+from sidra.training.model import MODEL_FILE
 from sidra.training.options import TuneOptions
 from sidra.training.tuning import TuneResult, tune_model
 
@@ -76,6 +94,9 @@ def tune(
     read_repeats: Annotated[int, _tune("read_repeats")] = _TUNE.read_repeats,
     eval_read_repeats: Annotated[int, _tune("eval_read_repeats")] = _TUNE.eval_read_repeats,
     seed: Annotated[int, _tune("seed")] = _TUNE.seed,
+    remote_job: RemoteJob = False,
+    queue: QueueJob = False,
+    priority: Priority = 0,
     as_json: AsJson = False,
 ) -> None:
     """Train a model's last layers again on the board it runs on, and write it out.
@@ -93,12 +114,20 @@ def tune(
     their own commands.
 
     Ctrl-C stops after the epoch under way and writes the model so far (exit 130); a
-    second Ctrl-C stops at once, without a file.
+    second Ctrl-C stops at once, without a file. With --remote-job the tuning runs inside
+    the server, next to the board (its record saved in runs/ when it ends, the model in
+    --out); a --deployment is registered again by the server even if this command stops
+    following it.
     """
     new_file(out)
+    queue_needs_remote_job(queue, remote_job, priority)
     held, tiles = held_options(deployment, server, held, tiles)
     file = None if model is None else file_target(model)  # before any board is opened
     console = Console(stderr=True)
+    if remote_job:
+        sent = _RemoteTune(ctx, out, file, deployment, server, dataset, tiles, held, calibrate)
+        sent.run(console, queue, priority, as_json)
+        return
     with job_board(board, server, "sidra model tune", holding="sidra model tune") as opened:
         target = target_of(opened, file, deployment)
         data = labelled(target.model, dataset, None if file is None else Path(file.label), opened)
@@ -139,6 +168,70 @@ def tune(
         _print_tuned(report, result, Console())
     exit_if_stopped(report, options.epochs, console, kept=f"{out} holds the epochs so far",
                     stop=stop)  # fmt: skip
+
+
+class _RemoteTune:
+    """``sidra model tune --remote-job``: the model (the file, or the deployment's as the
+    server keeps it) sent with a tune job's options; the record saved in runs/, the tuned
+    model in ``out``."""
+
+    def __init__(
+        self,
+        ctx: typer.Context,
+        out: Path,
+        file: Target | None,
+        deployment: str | None,
+        server: str | None,
+        dataset: str | None,
+        tiles: list[int],
+        held: bool,
+        calibrate: bool,
+    ) -> None:
+        self.out, self.server, self.deployment = out, server, deployment
+        target = file
+        if deployment is not None:  # its model and tiles, as the server keeps them
+            assert server is not None  # held_options asked for it
+            with server_board(server, "tune") as board:
+                target = target_of(board, file, deployment)
+                if target.deployment is not None:
+                    tiles = list(target.deployment.tiles)
+        if target is None:
+            raise typer.BadParameter("give a MODEL file, or --deployment NAME with --server")
+        self.target = target
+        self.dataset = dataset or target.model.inputs.dataset
+        self.options = job_options(TuneOptions, ctx, tiles=tuple(tiles))
+        self.sent = self.options.settings() | {
+            "model_file_base64": base64.b64encode(target.data).decode("ascii"),
+            "held": held, "calibrate": calibrate, "deployment": deployment or "",
+        }  # fmt: skip
+
+    def run(self, console: Console, queue: bool, priority: int, as_json: bool) -> None:
+        summary = run_remote(
+            self.server, "tune", self.options, self.dataset, None, console, sent=self.sent,
+            queue=queue, priority=priority,
+        )  # fmt: skip
+        record = Path(summary["record"])
+        write_atomically(self.out, (record / MODEL_FILE).read_bytes())
+        report = {"model": self.target.label, "out": str(self.out), **summary}
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        title = f"{self.target.label} tuned (job {summary['job_id']})"
+        print_summary(summary, title, False, console)
+        console.print(f"{self.out}: the tuned model; the job's record in {record}",
+                      highlight=False)  # fmt: skip
+        refused = summary.get("not_registered")
+        if refused is not None:
+            console.print(
+                f"deployment {self.deployment!r} no longer matches its tiles, and was not "
+                f"registered again ({refused}): its owner or an admin keeps the tuned model "
+                f"under its name with sidra model deploy {self.out} --server {self.server} "
+                f"--name {self.deployment} --replace",
+                highlight=False,
+            )
+        elif self.deployment is not None:
+            console.print(f"deployment {self.deployment!r}: the tuned model, registered "
+                          "again by the server as its tiles hold it", highlight=False)  # fmt: skip
 
 
 def _kept_under_name(

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
         PerturbationMode,
         RecoveryOptions,
         SPSAOptions,
+        TuneJobOptions,
         TuneOptions,
     )
     from sidra.training.pat import TwinNetwork, train_pat
@@ -188,12 +189,14 @@ __all__ = [
     "ModelLayer",
     "TrainedModel",
     "model_from_weights",
+    "TuneJobOptions",
     "TuneOptions",
     "TuneResult",
     "tune_model",
 ]
 
 _WHERE = {
+    "TuneJobOptions": "sidra.training.options",
     "TuneOptions": "sidra.training.options",
     "TuneResult": "sidra.training.tuning",
     "tune_model": "sidra.training.tuning",

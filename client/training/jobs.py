@@ -13,7 +13,12 @@ refuses the job with an error naming the extra, rather than failing mid-run.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import csv
+import functools
 import hashlib
+import io
 import json
 import tempfile
 import threading
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sklearn  # noqa: F401  (the training extra: see the module docstring)
 from pydantic import BaseModel, ValidationError
 
-from sidra.drivers import Board, BoardInfo, InvalidArgument, TileUse
+from sidra.drivers import Board, BoardInfo, InvalidArgument, SidraError, TileUse
 from sidra.drivers.errors import refused_argument
 from sidra.training.board_spsa import SPSACheckpoint, spsa_placement, train_softmax_spsa
 from sidra.training.compare import compare_methods, compare_tiles
@@ -36,6 +41,7 @@ from sidra.training.figures import figure_bytes
 from sidra.training.forward_forward import ff_placement, train_forward_forward
 from sidra.training.hybrid import last_layer_placement, train_last_layer
 from sidra.training.mlp import mlp_placement, train_mlp
+from sidra.training.model import MODEL_FILE, TrainedModel
 from sidra.training.options import (
     CompareOptions,
     EqPropOptions,
@@ -45,6 +51,7 @@ from sidra.training.options import (
     MLPOptions,
     RecoveryOptions,
     SPSAOptions,
+    TuneJobOptions,
 )
 from sidra.training.placement import resumed_order
 from sidra.training.records import (
@@ -56,6 +63,7 @@ from sidra.training.records import (
 )
 from sidra.training.recovery import drift_recovery, recovery_files
 from sidra.training.stopping import RunInterrupted
+from sidra.training.tuning import tune_model
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -85,8 +93,10 @@ KINDS: dict[str, type[JobOptions]] = {
     "mlp": MLPOptions,
     "ff": FFOptions,
     "eqprop": EqPropOptions,
+    "tune": TuneJobOptions,
 }
-"""Each job kind (the ``sidra train`` command's name) and its option model."""
+"""Each job kind (the ``sidra train`` command's name; ``tune``: ``sidra model tune``) and
+its option model."""
 
 RESUMABLE = ("spsa", "last-layer", "mlp", "ff", "eqprop")
 """The kinds that keep a checkpoint when they stop early (cancelled at a boundary, or their
@@ -119,6 +129,13 @@ class JobReporter(Protocol):
     def keep_file(self, name: str, content: bytes) -> None:
         """Stores one record file while the job runs (its latest checkpoint), at once: a
         server that dies mid-job leaves it for a new job to go on from."""
+        ...
+
+    def keep_deployment(self, name: str, model: bytes, description: str) -> dict[str, Any]:
+        """Registers ``model`` (a model file's bytes) under deployment ``name`` again, in
+        place of itself (its regions, its protection), as the job's principal: the tiles
+        hold it now. The deployment as JSON values; a SidraError saying why not (another
+        principal's deployment, no such deployment)."""
         ...
 
 
@@ -211,13 +228,22 @@ class TrainingJobs:
         if not isinstance(values, dict):
             raise ValueError(f"options_json: got {type(values).__name__}, expected a JSON object")
         try:
-            return model.model_validate(values)
+            options = model.model_validate(values)
         except ValidationError as exc:
             raise refused_option(kind, model, exc) from None
+        if isinstance(options, TuneJobOptions):
+            _check_tunable(_sent_model(options), options)  # refused now, not at its start
+        return options
 
     def options_json(self, options: JobOptions) -> str:
-        """Every option's value, defaults included, as JSON."""
+        """Every option's value, defaults included, as JSON (what a job's listing shows:
+        a twin profile's text or a model's bytes left out)."""
         return json.dumps(options.settings(), sort_keys=True)
+
+    def queued_options_json(self, options: JobOptions) -> str:
+        """The options whole, as JSON: what a queued job is read back from when the server
+        restarts."""
+        return json.dumps(options.model_dump(mode="json"), sort_keys=True)
 
     def claim(
         self,
@@ -251,6 +277,9 @@ class TrainingJobs:
             return ff_placement(info, data, options, order).used, False
         if isinstance(options, EqPropOptions):
             return eqprop_placement(info, data, options, order).used, False
+        if isinstance(options, TuneJobOptions):  # held: where it was deployed (0 first)
+            tiles = options.tiles or (() if options.held else order)
+            return _sent_model(options).placement(info, tiles).used, False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     resumable: tuple[str, ...] = RESUMABLE
@@ -313,11 +342,12 @@ class TrainingJobs:
         ``checkpoint_every_s`` while it runs (``reporter.keep_file``). ``resume``: a
         checkpoint's bytes (:meth:`check_resume`), which the job goes on from.
         ``dataset_file``: the content of the file ``dataset`` names, sent with the job."""
+        split = _split(options)
         if dataset_file is None:
             reporter.log(f"loading data set {dataset}")
-            data = load_dataset(dataset)
+            data = load_dataset(dataset, **split)
         else:  # its digest as the load computed it (the record's settings hold it whole)
-            data = load_dataset(dataset, content=dataset_file)
+            data = load_dataset(dataset, content=dataset_file, **split)
             reporter.log(f"loading data set {dataset} (sent with the job: "
                          f"{len(dataset_file):,} bytes, SHA-256 {data.sha256[:16]})")  # fmt: skip
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
@@ -395,6 +425,9 @@ class _KeepingCheckpoint:
     def keep_file(self, name: str, content: bytes) -> None:
         self.reporter.keep_file(name, content)
 
+    def keep_deployment(self, name: str, model: bytes, description: str) -> dict[str, Any]:
+        return self.reporter.keep_deployment(name, model, description)
+
 
 def _text(checkpoint: bytes) -> str:
     try:
@@ -464,6 +497,8 @@ def _run(
         return _forward_forward(board, data, options, reporter, stop, going_on)
     if isinstance(options, EqPropOptions):
         return _eqprop(board, data, options, reporter, stop, going_on)
+    if isinstance(options, TuneJobOptions):
+        return _tune(board, data, options, reporter, stop)
     assert isinstance(options, RecoveryOptions)
     return _recovery(board, data, options, reporter, stop)
 
@@ -584,6 +619,96 @@ def _recovery(
     summary = report.summary() | {"dataset": data.named_as}
     reporter.progress(1, 1, f"recovered {100 * report.recovered_accuracy:.2f} %")
     files: dict[str, RecordFile] = dict(recovery_files(options, data, summary))  # no plot
+    return summary, files
+
+
+def _sent_model(options: TuneJobOptions) -> TrainedModel:
+    """The model a tune job was sent; InvalidArgument naming the option otherwise."""
+    return _model_of(options.model_file_base64)
+
+
+@functools.lru_cache(maxsize=4)
+def _model_of(text: str) -> TrainedModel:
+    # Submission, every pass of the queue (its placement) and the run ask for the model
+    # of the same text: read once.
+    field = "options_json.model_file_base64"
+    try:
+        return TrainedModel.from_bytes(base64.b64decode(text, validate=True), "the model sent")
+    except (binascii.Error, ValueError) as exc:
+        what = "not base64" if isinstance(exc, binascii.Error) else str(exc)
+        raise InvalidArgument(
+            field, f"{len(text)} characters", f"a model file (model.npz) in base64: {what}"
+        ) from exc
+
+
+def _check_tunable(model: TrainedModel, options: TuneJobOptions) -> None:
+    """What tune_model refuses before any board call, refused when the job is submitted."""
+    if model.readout is not None:
+        raise InvalidArgument(
+            "options_json.model_file_base64", f"a {model.job} model",
+            "a ReLU network read out by its logits; a forward-forward or "
+            "equilibrium-propagation model is trained by its own command",
+        )  # fmt: skip
+    if options.trainable > len(model.layers):
+        raise InvalidArgument(
+            "options_json.trainable", options.trainable,
+            f"1 .. {len(model.layers)}, the model's layers",
+        )  # fmt: skip
+
+
+def _split(options: JobOptions) -> dict[str, Any]:
+    """How a job's data set is split: as its model was trained (a tune job), or as every
+    training run splits it."""
+    if isinstance(options, TuneJobOptions):
+        inputs = _sent_model(options).inputs
+        return {"test_size": inputs.test_size, "random_state": inputs.random_state}
+    return {}
+
+
+def _tune(
+    board: Board,
+    data: Dataset,
+    options: TuneJobOptions,
+    reporter: JobReporter,
+    stop: threading.Event,
+) -> Outcome:
+    """``sidra model tune``, next to the board; a deployment tuned is registered again in
+    place of itself once tuned, before the record is made (the tiles hold the tuned model
+    however the client fares)."""
+    model = _sent_model(options)
+
+    def on_epoch(epoch: int, test: float) -> None:
+        reporter.progress(epoch, options.epochs, f"test {100 * test:.2f} %")
+
+    result = tune_model(
+        model, board, data, options, on_epoch=on_epoch, stop=stop, held=options.held,
+        calibrate=options.calibrate,
+    )  # fmt: skip
+    tuned = result.model.to_bytes()
+    summary: dict[str, Any] = {**result.summary(), "dataset": data.named_as}
+    if options.deployment:
+        score = f", {100 * result.accuracy_after:.2f} % test accuracy"
+        description = f"tuned on {data.named_as}{score}, in a job next to the board"
+        try:
+            kept = reporter.keep_deployment(options.deployment, tuned, description)
+            summary |= {"registered": kept}
+            reporter.log(f"deployment {options.deployment!r} registered again: the tuned model")
+        except SidraError as exc:
+            refused = f"{type(exc).__name__}: {exc}"
+            summary |= {"not_registered": refused}
+            reporter.log(f"deployment {options.deployment!r} not registered again: {refused}")
+    settings = options.settings() | {"job": "tune"} | data.settings()
+    settings |= {"dataset": data.named_as, "tuned_from": {"job": model.job, **model.trained}}
+    steps = io.StringIO(newline="")
+    writer = csv.writer(steps)
+    writer.writerow(["step", "loss"])
+    writer.writerows((i + 1, loss) for i, loss in enumerate(result.losses))
+    files: dict[str, RecordFile] = {
+        "settings.json": json.dumps(settings, indent=2, default=str).encode(),
+        "summary.json": json.dumps(summary, indent=2, default=str).encode(),
+        "steps.csv": steps.getvalue().encode(),
+        MODEL_FILE: tuned,
+    }
     return summary, files
 
 

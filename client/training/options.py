@@ -511,6 +511,31 @@ class TuneOptions(JobOptions):
     deploy places it)."""
 
 
+class TuneJobOptions(TuneOptions):
+    """:class:`TuneOptions` of a job run inside a server (``sidra model tune
+    --remote-job``): the model travels with the options, as the server cannot read the
+    client's file, and a deployment tuned by name is registered again by the server when
+    the job ends, whether or not its client still follows it."""
+
+    model_file_base64: str = Field(min_length=1)
+    """The model to tune: the bytes of its model file (``model.npz``), base64."""
+    held: bool = False
+    """Find the model on ``tiles`` (aged as they are) instead of programming it."""
+    calibrate: bool = False
+    """Have the board rescale each of the model's tiles first (and its trained layers'
+    again once rewritten)."""
+    deployment: str = ""
+    """The deployment tuned (its tiles: ``tiles``, ``held``): registered again in place of
+    itself as its tiles hold the tuned model when the job ends, as the job's principal
+    (its principal's own deployment: another's is left as it was, saying why). Empty: no
+    deployment."""
+
+    def settings(self) -> dict[str, Any]:
+        """The options without the model's bytes (the record keeps the tuned model, which
+        names what it was tuned from)."""
+        return {k: v for k, v in super().settings().items() if k != "model_file_base64"}
+
+
 class Nudging(StrEnum):
     """Which nudged phases equilibrium propagation contrasts."""
 

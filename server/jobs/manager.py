@@ -27,7 +27,7 @@ from sidra.drivers import FailedPrecondition, InvalidArgument, NotFound, OutOfRa
 from sidra.server.jobs.live import LiveJob
 from sidra.server.jobs.pieces import piece_length
 from sidra.server.jobs.runner import HeldDataset, JobRunner, RunnerLoader, load_runner
-from sidra.server.jobs.running import RunningJob, RunSettings
+from sidra.server.jobs.running import KeepDeployment, RunningJob, RunSettings, no_deployments
 from sidra.server.jobs.starting import JOB_ID_BYTES, JobStarter
 from sidra.server.jobs.submission import MAX_PRIORITY, MIN_PRIORITY, checked_submission
 from sidra.server.jobs.table import JobTable, snapshot
@@ -99,7 +99,8 @@ class JobManager:
     ``load_runner`` finds the training code (tests swap it); a running job keeps its
     checkpoint in ``store`` every ``checkpoint_every_s``; jobs that ended more than
     ``retention_s`` ago are deleted (:meth:`prune`); ``on_end`` is told each job's final
-    state, ``on_queue_wait`` how long each queued job waited as it starts, s.
+    state, ``on_queue_wait`` how long each queued job waited as it starts, s;
+    ``keep_deployment`` registers a deployment again for a job (a tune job's).
     """
 
     def __init__(
@@ -118,6 +119,7 @@ class JobManager:
         retention_s: float | None = None,
         on_end: Callable[[str], object] = lambda state: None,
         on_queue_wait: Callable[[float], object] = lambda seconds: None,
+        keep_deployment: KeepDeployment = no_deployments,
     ) -> None:
         self.servicer = servicer
         self.records = JobRecords(store) if store is not None else None
@@ -132,6 +134,7 @@ class JobManager:
             servicer, keeper, max_job_s,
             CANCEL_GRACE_S if cancel_grace_s is None else cancel_grace_s,
             checkpoint_every_s, self._ended, lambda: self._starter.queue.kick(),
+            keep_deployment,
         )  # fmt: skip
         self._starter = JobStarter(
             self._table, servicer, keeper, runner=self.runner, launch=self._launch,

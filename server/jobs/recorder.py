@@ -10,8 +10,10 @@ everything queued meanwhile to its ``run`` at once (the service's stores each ru
 of Programs in one transaction: sidra.server.recording), so the thread is busy, and
 takes the GIL from the job, a few times a second rather than at every step. Every
 recording is done before the job's final state is announced
-(:meth:`BehindRecorder.drain`); a recording that fails fails the job at its next
-board call, with the store's error (``ProgramNotRecorded``).
+(:meth:`BehindRecorder.drain`), and before a job registers a deployment again
+(:meth:`BehindRecorder.flush`: its digests are of the targets the store holds); a
+recording that fails fails the job at its next board call, with the store's error
+(``ProgramNotRecorded``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ class BehindRecorder:
         """Raises the error of a recording that failed, if any."""
         if self._error is not None:
             raise self._error
+
+    def flush(self) -> None:
+        """Waits until every recording queued so far has run (the thread goes on);
+        raises the first recording error."""
+        done = threading.Event()
+        self.record(done.set)
+        # A recording that failed skips the rest, the marker with them: no wait for ever.
+        while not done.wait(self._gather_s):
+            if self._error is not None or not self._thread.is_alive():
+                break
+        self.check()
 
     def drain(self) -> None:
         """Runs every queued recording now, stops the thread; raises the first

@@ -74,6 +74,12 @@ class JobReporter(Protocol):
         server that dies mid-job leaves it for a new job to go on from."""
         ...
 
+    def keep_deployment(self, name: str, model: bytes, description: str) -> dict[str, Any]:
+        """Registers ``model`` under deployment ``name`` again, in place of itself (its
+        regions and protection), as the job's principal (a tune job: its tiles hold the
+        tuned model now). The deployment as JSON values; SidraError saying why not."""
+        ...
+
 
 class SentDataset(Protocol):
     """A data set file a job was sent, known by its SHA-256 and read only when needed: a
@@ -136,6 +142,12 @@ class JobRunner(Protocol):
 
     def options_json(self, options: Any) -> str:
         """Every option's value, defaults included, as JSON."""
+        ...
+
+    def queued_options_json(self, options: Any) -> str:
+        """The options whole, as JSON: what :meth:`options_json` leaves out (a pat job's
+        twin profile, a tune job's model) included; a queued job is read back from it
+        when the server restarts."""
         ...
 
     def claim(

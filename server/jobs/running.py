@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sidra.drivers import BoardReset, SidraError, tiles_text
+from sidra.drivers import BoardReset, FailedPrecondition, SidraError, tiles_text
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.live import LiveJob, cancelled_text, ended, progress_interval_s
@@ -46,7 +46,15 @@ from sidra.server.servicer import BoardServicer
 from sidra.server.sessions import LeaseKeeper
 from sidra.server.state.jobs import KEPT_CHECKPOINT, JobEventRow
 
-__all__ = ["FLUSH_INTERVAL_S", "JobCancelled", "RunSettings", "RunningJob", "close_session"]
+__all__ = [
+    "FLUSH_INTERVAL_S",
+    "JobCancelled",
+    "KeepDeployment",
+    "RunSettings",
+    "RunningJob",
+    "close_session",
+    "no_deployments",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,17 @@ FLUSH_INTERVAL_S = 1.0
 
 class JobCancelled(Exception):
     """Raised inside a job's thread to stop it; never leaves the job's thread."""
+
+
+KeepDeployment = Callable[[str, str, bytes, str], dict[str, Any]]
+"""``(principal, name, model, description)``: deployment ``name`` registered again in
+place of itself with ``model`` as ``principal`` (DeploymentServicer.register_again); its
+JSON values, or a SidraError saying why not."""
+
+
+def no_deployments(principal: str, name: str, model: bytes, description: str) -> dict[str, Any]:
+    """A server without a DeploymentService keeps no deployment a job could register."""
+    raise FailedPrecondition("this server keeps no deployments (they live in its state store)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +96,8 @@ class RunSettings:
     """Told each job's final state once it is stored and announced."""
     on_released: Callable[[], object]
     """Told when a job has let go of its tiles (before its record is made and stored)."""
+    keep_deployment: KeepDeployment = no_deployments
+    """Registers a deployment again for a job (a tune job's, once tuned)."""
 
 
 class RunningJob:
@@ -87,6 +108,8 @@ class RunningJob:
         self.live = live
         self.table = table
         self.settings = settings
+        self._recorder: BehindRecorder | None = None
+        """Records the job's board writes once it runs."""
 
     def start(self, runner: JobRunner) -> None:
         """Runs the job on a thread of its own."""
@@ -101,6 +124,7 @@ class RunningJob:
         live, settings = self.live, self.settings
         row = live.row
         recorder = BehindRecorder(f"sidra-job-{row.id}-recorder", run=store_in_order)
+        self._recorder = recorder
         board = JobBoard(
             settings.servicer,
             tiles=frozenset(row.tiles),
@@ -323,6 +347,18 @@ class RunningJob:
             records.put_file(self.live.row.id, name, content)
         except SidraError as exc:
             log.warning("job %s: %s not stored: %s", self.live.row.id, name, exc)
+
+    def keep_deployment(self, name: str, model: bytes, description: str) -> dict[str, Any]:
+        self.check()
+        # The registration takes its digests from the targets the store holds: every
+        # Program the job made is recorded first, or the last ones, recorded behind it,
+        # would find the deployment written over.
+        if self._recorder is not None:
+            self._recorder.flush()
+        row = self.live.row
+        kept = self.settings.keep_deployment(row.principal, name, model, description)
+        log.info("job %s registered deployment %s again", row.id, name)
+        return kept
 
     def _flush_if_due(self, now: float) -> None:
         """Writes the job's new events and progress to the store about once a second."""

@@ -206,6 +206,7 @@ class JobStarter:
                 job.resume,
                 None if held is None else held.content,
                 None if held is None else held.sha256,
+                runner.queued_options_json(job.options),
             )
             records.update(row, live.events)
             live.stored = len(live.events)
@@ -231,7 +232,9 @@ class JobStarter:
             live.events = records.events(row.id)  # its next event's index follows them
             live.stored = len(live.events)
             try:
-                live.options = self._runner().options(row.kind, row.options_json)
+                live.options = self._runner().options(
+                    row.kind, queued.options_json or row.options_json
+                )
             except (SidraError, ValueError) as exc:
                 self.end_unstarted(
                     live, "failed",

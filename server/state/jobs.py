@@ -122,6 +122,9 @@ class QueuedJob:
     """The data set file it trains on, by SHA-256 (its bytes in ``dataset_blobs``)."""
     dataset_file: bytes | None
     """Its own copy of that file: jobs queued before schema 11 only."""
+    options_json: str | None = None
+    """Its options whole (``row.options_json`` leaves parts out); None for jobs queued
+    before schema 13, whose row's are read back."""
 
 
 class JobRecords:
@@ -136,18 +139,20 @@ class JobRecords:
         resume_checkpoint: bytes | None = None,
         dataset_file: bytes | None = None,
         dataset_sha256: str | None = None,
+        queued_options_json: str | None = None,
     ) -> None:
-        """Stores a new job; a queued one with the checkpoint it is to go on from and the
+        """Stores a new job; a queued one with the checkpoint it is to go on from, the
         data set file it trains on (its bytes kept once whoever else holds them:
-        sidra.server.state.datasets; ``dataset_sha256``: their digest, if known)."""
+        sidra.server.state.datasets; ``dataset_sha256``: their digest, if known) and its
+        options whole (``queued_options_json``)."""
         digest = None if dataset_file is None else dataset_sha256 or sha256_hex(dataset_file)
         with self.store._writing("record job") as db:
             if dataset_file is not None and digest is not None:
                 hold_blob(db, digest, dataset_file)
             db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint, dataset_sha256) "
-                f"VALUES ({', '.join('?' * 19)})",
-                (*job.values(), resume_checkpoint, digest),
+                f"INSERT INTO jobs ({_COLUMNS}, resume_checkpoint, dataset_sha256, "
+                f"queued_options_json) VALUES ({', '.join('?' * 20)})",
+                (*job.values(), resume_checkpoint, digest, queued_options_json),
             )
 
     def last_starts(self) -> dict[str, float]:
@@ -164,8 +169,9 @@ class JobRecords:
         """The jobs waiting in the queue, in submission order."""
         with self.store._reading("read queued jobs") as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS}, resume_checkpoint, dataset_sha256, dataset_file FROM jobs "
-                "WHERE state = 'queued' ORDER BY submitted_unix_s, id"
+                f"SELECT {_COLUMNS}, resume_checkpoint, dataset_sha256, dataset_file, "
+                "queued_options_json FROM jobs WHERE state = 'queued' "
+                "ORDER BY submitted_unix_s, id"
             ).fetchall()
             return [
                 QueuedJob(
@@ -173,6 +179,7 @@ class JobRecords:
                     _blob_or_none(row[17]),
                     None if row[18] is None else str(row[18]),
                     _blob_or_none(row[19]),
+                    None if row[20] is None else str(row[20]),
                 )
                 for row in rows
             ]
@@ -197,8 +204,9 @@ class JobRecords:
                 ).fetchone()
                 db.execute(
                     "UPDATE jobs SET resume_checkpoint = NULL, dataset_file = NULL, "
-                    "dataset_sha256 = NULL WHERE id = ? AND (resume_checkpoint IS NOT NULL "
-                    "OR dataset_file IS NOT NULL OR dataset_sha256 IS NOT NULL)",
+                    "dataset_sha256 = NULL, queued_options_json = NULL WHERE id = ? AND "
+                    "(resume_checkpoint IS NOT NULL OR dataset_file IS NOT NULL OR "
+                    "dataset_sha256 IS NOT NULL OR queued_options_json IS NOT NULL)",
                     (job.id,),
                 )
                 if digest is not None:

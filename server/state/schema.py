@@ -330,8 +330,19 @@ _V12 = Migration(
     ),
 )
 
+_V13 = Migration(
+    13,
+    (
+        # A queued job's options whole (JobRunner.queued_options_json): what options_json
+        # leaves out of a listing (a pat job's twin profile, a tune job's model) included,
+        # read back when the server restarts; NULL once the job has started, and for jobs
+        # queued before (read back from options_json).
+        "ALTER TABLE jobs ADD COLUMN queued_options_json TEXT",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
 )  # fmt: skip
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 

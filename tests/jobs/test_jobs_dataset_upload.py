@@ -281,13 +281,13 @@ def test_a_job_queued_before_files_were_kept_once_starts_with_its_own_copy(
     sent = iris_csv(tmp_path, "lab.csv")
     with serving(store) as address, connect(address) as client:  # a store of this version
         done = client.jobs.wait(client.jobs.submit("mlp", MLP, dataset=sent).job_id)
-    with sqlite3.connect(store) as db:  # the same job, queued, as schema 10 kept it
-        columns = [r[1] for r in db.execute("PRAGMA table_info(jobs)")][:-1]
-        row = db.execute(
-            f"SELECT {', '.join(columns)} FROM jobs WHERE id = ?", (done.job_id,)
-        ).fetchone()
     old = tmp_path / "old.sqlite3"
     db = store_of_schema(old, 10)
+    columns = [r[1] for r in db.execute("PRAGMA table_info(jobs)")]  # those of schema 10
+    with sqlite3.connect(store) as now:  # the same job, queued, as schema 10 kept it
+        row = now.execute(
+            f"SELECT {', '.join(columns)} FROM jobs WHERE id = ?", (done.job_id,)
+        ).fetchone()
     values = dict(zip(columns, row, strict=True))
     values.update(state="queued", started_unix_s=0.0, ended_unix_s=0.0, summary_json="",
                   dataset_file=sent.read_bytes(), id="0123456789abcdef")  # fmt: skip
