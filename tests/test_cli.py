@@ -678,6 +678,23 @@ def test_every_training_command_takes_a_record_folder() -> None:
     assert len([p for p in _commands_with("--out") if p[0] == "train"]) == 8
 
 
+def test_runs_of_the_same_second_get_folders_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sidra.cli.train import running
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(running.time, "strftime", lambda form: "20261207-020000")
+    first = running.record_folder(None, "tune")
+    assert first == Path("runs/tune-20261207-020000")
+    first.mkdir(parents=True)
+    second = running.record_folder(None, "tune")
+    assert second == Path("runs/tune-20261207-020000-2")
+    second.mkdir()
+    assert running.record_folder(None, "tune") == Path("runs/tune-20261207-020000-3")
+    assert running.record_folder(tmp_path / "mine", "tune") == tmp_path / "mine"
+
+
 def test_a_record_that_cannot_be_saved_after_the_run_is_kept_elsewhere(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

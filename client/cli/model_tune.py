@@ -217,7 +217,9 @@ class _RemoteTune:
             typer.echo(json.dumps(report))
             return
         title = f"{self.target.label} tuned (job {summary['job_id']})"
-        print_summary(summary, title, False, console)
+        shown = {k: v for k, v in summary.items() if k not in ("registered", "not_registered")}
+        console = Console()  # the outcome on stdout, as a tuning run here prints it
+        print_summary(shown, title, False, console)
         console.print(f"{self.out}: the tuned model; the job's record in {record}",
                       highlight=False)  # fmt: skip
         refused = summary.get("not_registered")

@@ -69,6 +69,14 @@ def test_a_deployment_tuned_by_the_cli_as_a_job_is_kept_under_its_name(
             job = client.jobs.get(report["job_id"], include_record=True)
         by_name = run_sidra("model", "eval", "--deployment", "iris", "--server", address,
                             "--json")  # fmt: skip
+        again = run_sidra(
+            "model", "tune", "--deployment", "iris", "--server", address, "--remote-job",
+            "--out", str(tmp_path / "again.npz"), "--epochs", "1", columns=200,
+        )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    printed = unwrapped(again.stdout)
+    assert f"{tmp_path / 'again.npz'}:thetunedmodel;thejob'srecordinruns/tune-" in printed
+    assert "deployment'iris':thetunedmodel,registeredagainbytheserverasitstilesholdit" in (printed)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert kept.intact and kept.model_sha256 == digest
     assert report["registered"]["model_sha256"] == digest and report["registered"]["intact"]

@@ -146,8 +146,16 @@ def progress_bar(console: Console) -> Progress:
 
 
 def record_folder(out: Path | None, job: str) -> Path:
-    """The record folder: ``out``, or ``runs/<job>-<time>``."""
-    return out or Path("runs") / f"{job}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """The record folder: ``out``, or ``runs/<job>-<time>`` (``-2``, ``-3``... after it when
+    a run of the same second holds that one: a script's runs follow each other closely)."""
+    if out is not None:
+        return out
+    first = Path("runs") / f"{job}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, n = first, 1
+    while folder.exists():
+        n += 1
+        folder = first.with_name(f"{first.name}-{n}")
+    return folder
 
 
 def run_clock(board: str, server: str | None) -> RunClock:
