@@ -11,7 +11,8 @@
   since (deployments.proto "Intact"), read at each scrape: a lab's demonstration model
   written over raises an alert rather than a surprise;
 - ``sidra_deployment_correlation{deployment}``,
-  ``sidra_deployment_rms_deviation_microsiemens{deployment}`` and
+  ``sidra_deployment_rms_deviation_microsiemens{deployment}``,
+  ``sidra_deployment_read_noise_microsiemens{deployment}`` (a check of several reads) and
   ``sidra_deployment_checked_timestamp_seconds{deployment}``: the latest CheckDeployment
   of each deployment since the server started (deployments.proto "Checked"): what its
   cells read against its targets, and when.
@@ -87,12 +88,16 @@ class CheckFigures(Protocol):
     def rms_deviation_us(self) -> float: ...
     @property
     def checked_unix_s(self) -> float: ...
+    @property
+    def read_repeats(self) -> int: ...
+    @property
+    def read_noise_us(self) -> float: ...
 
 
 def watch_deployment_checks(
     metrics: ServiceMetrics, latest: Callable[[], Mapping[str, CheckFigures]]
 ) -> None:
-    """The three ``sidra_deployment_*{deployment}`` gauges of the latest checks, from
+    """The ``sidra_deployment_*{deployment}`` gauges of the latest checks, from
     ``latest()`` (by deployment name) at each scrape."""
     metrics.registry.register(_Checks(latest))
 
@@ -119,6 +124,18 @@ class _Checks(Collector):
             for deployment, check in sorted(checks.items()):
                 family.add_metric([deployment], float(getattr(check, field)))
             yield family
+        # Only a check of several reads measured the read noise: one of a single read
+        # says nothing of it (0 would read as a noiseless board).
+        noise = GaugeMetricFamily(
+            "sidra_deployment_read_noise_microsiemens",
+            "Read noise of a deployment's cells at its latest check of several reads: each "
+            "cell's standard deviation from read to read, RMS over the cells, µS.",
+            labels=["deployment"],
+        )
+        for deployment, check in sorted(checks.items()):
+            if check.read_repeats > 1:
+                noise.add_metric([deployment], float(check.read_noise_us))
+        yield noise
 
 
 class _Gauge(Collector):

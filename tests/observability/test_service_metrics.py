@@ -99,6 +99,11 @@ def test_deployments_and_those_written_over_are_counted(tmp_path: Path) -> None:
         after = served.scrape()
         assert (after[correlation], after[rms]) == (checked.correlation, checked.rms_deviation_us)
         assert after[when] == checked.checked_unix_s
+        noise = sample("sidra_deployment_read_noise_microsiemens", deployment="a")
+        assert noise not in after  # one read measures no read noise
+        board.program(1, np.full((8, 4), 20.0, np.float32))  # beside it: still intact
+        repeated = client.deployments.check("a", read_repeats=3)
+        assert served.scrape()[noise] == repeated.read_noise_us == 0.0  # the ideal board
         client.deployments.delete("a")
         assert correlation not in served.scrape()
 
