@@ -21,6 +21,12 @@ from sidra.training.importing import model_from_weights
 from sidra.training.model import GoodnessReadout, ModelLayer, TrainedModel
 
 
+@pytest.fixture(autouse=True)
+def _in_a_folder_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command keeps its record in runs/ of the folder it runs in."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def software() -> TrainedModel:
     """A 64 → 64 → 10 ReLU network trained by scikit-learn on digits, imported."""
@@ -153,6 +159,18 @@ def test_the_command_tunes_a_deployment_and_keeps_it_under_its_name(
     assert f"trained untuned_test_accuracy: {100 * untuned:.2f} %" in shown.stdout
     assert report["accuracy"] >= tuned.trained["test_accuracy"] - 0.02
     assert refused.returncode == 2 and "tuned.npz,whichexists" in unwrapped(refused.stderr)
+    # Its record, as a tune job keeps one: sidra runs lists it.
+    (record,) = (tmp_path / "runs").iterdir()
+    assert record.name.startswith("tune-") and f"recordruns/{record.name}" in text
+    assert (record / "model.npz").read_bytes() == out.read_bytes()
+    settings = json.loads((record / "settings.json").read_text())
+    assert (settings["job"], settings["deployment"], settings["held"]) == ("tune", "digits", True)
+    summary = json.loads((record / "summary.json").read_text())
+    assert summary["registered"]["name"] == "digits" and summary["epochs"] == 2
+    assert json.loads((record / "run.json").read_text())["server"] == address
+    listed = run_sidra("runs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert record.name in listed.stdout
 
 
 def test_another_principal_s_deployment_tuned_is_left_to_its_owner_to_keep(

@@ -44,14 +44,17 @@ from sidra.cli.train.running import (
     exit_if_stopped,
     print_summary,
     progress_bar,
+    record_folder,
+    run_clock,
     run_remote,
+    save_or_keep,
     stop_on_interrupt,
 )
 from sidra.drivers import Board, InvalidArgument, SidraError
 from sidra.training.atomic_files import write_atomically
 from sidra.training.model import MODEL_FILE
 from sidra.training.options import TuneOptions
-from sidra.training.tuning import TuneResult, tune_model
+from sidra.training.tuning import TuneResult, tune_model, tune_settings
 
 __all__ = ["tune"]
 
@@ -128,7 +131,9 @@ def tune(
         sent = _RemoteTune(ctx, out, file, deployment, server, dataset, tiles, held, calibrate)
         sent.run(console, queue, priority, as_json)
         return
+    run = run_clock(board, server)
     with job_board(board, server, "sidra model tune", holding="sidra model tune") as opened:
+        run.on(opened)
         target = target_of(opened, file, deployment)
         data = labelled(target.model, dataset, None if file is None else Path(file.label), opened)
         placed = tiles_for(target, tiles, opened, held)
@@ -154,13 +159,23 @@ def tune(
         registered, refused = _kept_under_name(opened, target, tuned)
         where = board_name(opened)
     write_atomically(out, tuned.data)
+    # Its record, as a tune job keeps it: sidra runs lists tunings from here and jobs alike.
+    kept: dict[str, Any] = {"registered": registered} if registered else {}
+    kept |= {"not_registered": refused} if refused else {}
+    settings = tune_settings(
+        options.settings() | {"held": held, "calibrate": calibrate, "deployment": deployment or ""},
+        data, target.model,
+    )  # fmt: skip
+    files = result.files(settings, result.summary() | {"dataset": data.named_as} | kept)
+    folder = save_or_keep(functools.partial(_save_files, files), record_folder(None, "tune"),
+                          "tune", run)  # fmt: skip
     report = {
         "model": target.label, "out": str(out), "board": where, "dataset": data.name,
         "board_url": board, "server": server, "deployment": deployment, "held": held,
         "calibrated": calibrate, "registered": registered, "not_registered": refused,
         "options": options.settings(), **result.summary(),
         "epoch_accuracies": result.epoch_accuracies,
-        "programming": [p.to_json() for p in result.programming],
+        "programming": [p.to_json() for p in result.programming], "record": str(folder),
     }  # fmt: skip
     if as_json:
         typer.echo(json.dumps(report))
@@ -168,6 +183,13 @@ def tune(
         _print_tuned(report, result, Console())
     exit_if_stopped(report, options.epochs, console, kept=f"{out} holds the epochs so far",
                     stop=stop)  # fmt: skip
+
+
+def _save_files(files: dict[str, bytes], folder: Path) -> None:
+    """A record's ``files`` in ``folder`` (made when missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        write_atomically(folder / name, content)
 
 
 class _RemoteTune:
@@ -273,7 +295,7 @@ def _print_tuned(report: dict[str, object], result: TuneResult, console: Console
     table.add_row("epochs", f"{len(result.epoch_accuracies)}{stopped}, "
                   f"{count_text(len(result.losses), 'step')}")  # fmt: skip
     for key in ("placement", "programs", "device_writes", "mvm_calls", "modeled_time_ns",
-                "modeled_energy_nj"):  # fmt: skip
+                "modeled_energy_nj", "record"):  # fmt: skip
         table.add_row(key, figure_text(key, report[key]))
     console.print(table)
     # In placement order: the same --tile list places every layer as here.

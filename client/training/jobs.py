@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import functools
 import hashlib
-import io
 import json
 import tempfile
 import threading
@@ -41,7 +39,7 @@ from sidra.training.figures import figure_bytes
 from sidra.training.forward_forward import ff_placement, train_forward_forward
 from sidra.training.hybrid import last_layer_placement, train_last_layer
 from sidra.training.mlp import mlp_placement, train_mlp
-from sidra.training.model import MODEL_FILE, TrainedModel
+from sidra.training.model import TrainedModel
 from sidra.training.options import (
     CompareOptions,
     EqPropOptions,
@@ -63,7 +61,7 @@ from sidra.training.records import (
 )
 from sidra.training.recovery import drift_recovery, recovery_files
 from sidra.training.stopping import RunInterrupted
-from sidra.training.tuning import tune_model
+from sidra.training.tuning import tune_model, tune_settings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -697,19 +695,8 @@ def _tune(
             refused = f"{type(exc).__name__}: {exc}"
             summary |= {"not_registered": refused}
             reporter.log(f"deployment {options.deployment!r} not registered again: {refused}")
-    settings = options.settings() | {"job": "tune"} | data.settings()
-    settings |= {"dataset": data.named_as, "tuned_from": {"job": model.job, **model.trained}}
-    steps = io.StringIO(newline="")
-    writer = csv.writer(steps)
-    writer.writerow(["step", "loss"])
-    writer.writerows((i + 1, loss) for i, loss in enumerate(result.losses))
-    files: dict[str, RecordFile] = {
-        "settings.json": json.dumps(settings, indent=2, default=str).encode(),
-        "summary.json": json.dumps(summary, indent=2, default=str).encode(),
-        "steps.csv": steps.getvalue().encode(),
-        MODEL_FILE: tuned,
-    }
-    return summary, files
+    settings = tune_settings(options.settings(), data, model)
+    return summary, dict(result.files(settings, summary))
 
 
 def refused_option(kind: str, model: type[BaseModel], exc: ValidationError) -> InvalidArgument:

@@ -15,7 +15,10 @@ passes per input, so read noise does not hide a difference of a few samples.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,12 +32,12 @@ from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.datasets import Dataset
 from sidra.training.deployment import DeployedModel, LayerProgramming
 from sidra.training.hybrid import HybridNetwork
-from sidra.training.model import TrainedModel
+from sidra.training.model import MODEL_FILE, TrainedModel
 from sidra.training.options import TuneOptions
 from sidra.training.records import STOPPED_AT
 from sidra.training.softmax import accuracy
 
-__all__ = ["TuneResult", "tune_model"]
+__all__ = ["TuneResult", "tune_model", "tune_settings"]
 
 Array = npt.NDArray[np.float32]
 
@@ -66,6 +69,22 @@ class TuneResult:
     stopped_at_epoch: int | None = None
     """The epoch after which a stop request ended it; None when it ran every epoch."""
 
+    def files(self, settings: dict[str, Any], summary: dict[str, Any]) -> dict[str, bytes]:
+        """The tuning's record by file name, as ``sidra model tune`` saves it in runs/ and
+        a tune job keeps it: ``settings.json`` (:func:`tune_settings`), ``summary.json``
+        (``summary``), ``steps.csv`` (every step's loss) and ``model.npz`` (the tuned
+        model); ``sidra runs`` lists it."""
+        steps = io.StringIO(newline="")
+        writer = csv.writer(steps)
+        writer.writerow(["step", "loss"])
+        writer.writerows((i + 1, loss) for i, loss in enumerate(self.losses))
+        return {
+            "settings.json": json.dumps(settings, indent=2, default=str).encode(),
+            "summary.json": json.dumps(summary, indent=2, default=str).encode(),
+            "steps.csv": steps.getvalue().encode(),
+            MODEL_FILE: self.model.to_bytes(),
+        }
+
     def summary(self) -> dict[str, Any]:
         """The figures a run's summary shows (JSON values)."""
         return {
@@ -82,6 +101,14 @@ class TuneResult:
                 else {f"{STOPPED_AT}epoch": self.stopped_at_epoch}
             ),
         }
+
+
+def tune_settings(options: dict[str, Any], data: Dataset, model: TrainedModel) -> dict[str, Any]:
+    """A tuning's ``settings.json``: its ``options`` (JSON values), the data set as every
+    run's record names it, and what the model was before (its job and trained figures)."""
+    return options | {"job": "tune"} | data.settings() | {
+        "dataset": data.named_as, "tuned_from": {"job": model.job, **model.trained},
+    }  # fmt: skip
 
 
 def tune_model(
