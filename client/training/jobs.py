@@ -276,8 +276,14 @@ class TrainingJobs:
         if isinstance(options, EqPropOptions):
             return eqprop_placement(info, data, options, order).used, False
         if isinstance(options, TuneJobOptions):  # held: where it was deployed (0 first)
+            model = _sent_model(options)
+            if (data.features, data.classes) != (model.features, model.classes):
+                raise InvalidArgument(
+                    "dataset", dataset, f"a data set of {model.features} features and "
+                    f"{model.classes} classes, as the model sent takes ({model.inputs.dataset})",
+                )  # fmt: skip
             tiles = options.tiles or (() if options.held else order)
-            return _sent_model(options).placement(info, tiles).used, False
+            return model.placement(info, tiles).used, False
         return (), True  # drift recovery ages the board: AdvanceClock acts on every tile
 
     resumable: tuple[str, ...] = RESUMABLE

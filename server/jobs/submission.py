@@ -116,6 +116,8 @@ def checked_submission(
         tiles, whole_board = runner.claim(
             kind, options, dataset, info, use, resume_checkpoint or None, data
         )
+    except InvalidArgument:
+        raise  # names its field already (a tune job's data set that its model does not take)
     except ValueError as exc:  # the network does not fit the tiles it may use
         raise InvalidArgument("options_json", options_json, f"{kind} options: {exc}") from exc
     count = info.tile_count

@@ -171,6 +171,17 @@ def test_what_cannot_be_tuned_is_refused_naming_the_option_and_nothing_is_kept(
         assert client.jobs.list() == []
 
 
+def test_a_data_set_the_model_does_not_take_is_refused_at_submission(
+    software: TrainedModel, tmp_path: Path
+) -> None:
+    with serving(tmp_path / "state.sqlite3", BOARD) as address, connect(address) as client:
+        with pytest.raises(InvalidArgument) as refused:
+            client.jobs.submit("tune", _sent(software, tiles=[0, 1]), dataset="digits")
+        assert (refused.value.field, refused.value.value) == ("dataset", "digits")
+        assert "4 features and 3 classes, as the model sent takes (iris)" in (refused.value.allowed)
+        assert client.jobs.list() == []
+
+
 def test_a_queued_tune_job_keeps_its_model_across_a_restart(
     software: TrainedModel, tmp_path: Path
 ) -> None:
