@@ -158,7 +158,7 @@ def test_the_servers_own_checks_read_as_often_as_configured(tmp_path: Path) -> N
             lambda: TEST_BOARD, store, read_cells=read_cells, check_every_s=3600.0,
             check_read_repeats=3,
         )  # fmt: skip
-        assert servicer.latest_checks() == {}  # starts the round
+        servicer.latest_checks()  # starts the round (on a thread: it may end before this)
         assert servicer.checks is not None
         deadline = time.monotonic() + 30
         while not servicer.checks.latest(TEST_BOARD.serial_number):
