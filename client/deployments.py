@@ -141,6 +141,9 @@ class RegionCheck:
     """Root mean square of read minus target, µS."""
     mean_deviation_us: float
     """Mean of read minus target, µS (drift's common decay)."""
+    read_noise_us: float = 0.0
+    """Each cell's standard deviation from read to read, rms over the region's cells, µS;
+    0 from one read."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ class DeploymentCheck:
                 RegionCheck(
                     r.tile,
                     region_from_pb(r.region),
-                    r.correlation, r.rms_deviation_us, r.mean_deviation_us,
+                    r.correlation, r.rms_deviation_us, r.mean_deviation_us, r.read_noise_us,
                 )
                 for r in message.regions
             ),
@@ -200,6 +203,7 @@ class DeploymentCheck:
                     "correlation": r.correlation,
                     "rms_deviation_us": r.rms_deviation_us,
                     "mean_deviation_us": r.mean_deviation_us,
+                    "read_noise_us": r.read_noise_us,
                 }
                 for r in self.regions
             ],

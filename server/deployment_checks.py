@@ -87,11 +87,14 @@ class DeploymentChecks:
                 goldens[r.tile] = targets_of(r.tile)
             target = goldens[r.tile][r.region.slices].ravel()
             mean = np.mean(cells, axis=0)
-            regions.append(_region_row(r.tile, r.region, match_conductances(mean, target)))
+            spread = np.var(cells, axis=0, ddof=1) if read_repeats > 1 else None
+            noise_us = 0.0 if spread is None else float(np.sqrt(spread.mean()))
+            match = match_conductances(mean, target)
+            regions.append(_region_row(r.tile, r.region, match, noise_us))
             means.append(mean)
             targets.append(target)
-            if read_repeats > 1:
-                variances.append(np.var(cells, axis=0, ddof=1))
+            if spread is not None:
+                variances.append(spread)
         overall = match_conductances(np.concatenate(means), np.concatenate(targets))
         # Read to read: each cell's sample variance, its mean over the cells as an rms.
         noise = float(np.sqrt(np.concatenate(variances).mean())) if variances else 0.0
@@ -152,13 +155,17 @@ def check_message(row: CheckRow) -> pb.DeploymentCheck:
             pb.RegionCheck(
                 tile=r.tile, region=region_to_pb(r.region), correlation=r.correlation,
                 rms_deviation_us=r.rms_deviation_us, mean_deviation_us=r.mean_deviation_us,
+                read_noise_us=r.read_noise_us,
             )
             for r in row.regions
         ],
     )  # fmt: skip
 
 
-def _region_row(tile: int, region: Region, match: ConductanceMatch) -> RegionCheckRow:
+def _region_row(
+    tile: int, region: Region, match: ConductanceMatch, read_noise_us: float
+) -> RegionCheckRow:
     return RegionCheckRow(
-        tile, region, match.correlation, match.rms_deviation_us, match.mean_deviation_us
-    )
+        tile, region, match.correlation, match.rms_deviation_us, match.mean_deviation_us,
+        read_noise_us,
+    )  # fmt: skip

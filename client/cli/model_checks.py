@@ -122,12 +122,19 @@ def _print_check(checked: DeploymentCheck, as_json: bool) -> None:
         box=box.SIMPLE,
         title=f"deployment {checked.name}, read {when_text(checked.checked_unix_s)}{reads}",
     )
-    for column in ("tile", "cells", "correlation", "rms deviation", "mean deviation"):
-        table.add_column(column, justify="left" if column == "cells" else "right")
+    repeated = checked.read_repeats > 1  # then each region's read noise too, in 80 columns
+    columns: tuple[str, ...] = ("tile", "cells", "correlation", "rms deviation", "mean deviation")
+    if repeated:
+        columns = ("tile", "cells", "correlation", "rms dev", "mean dev", "read noise")
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column == "cells" else "right", no_wrap=column == "cells"
+        )
     for r in checked.regions:
         table.add_row(
             str(r.tile), r.region.cells_text(), f"{r.correlation:.3f}",
             f"{r.rms_deviation_us:.2f} µS", f"{r.mean_deviation_us:+.2f} µS",
+            *((f"{r.read_noise_us:.2f} µS",) if repeated else ()),
         )  # fmt: skip
     Console().print(table)
     typer.echo(

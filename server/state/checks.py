@@ -51,6 +51,8 @@ class RegionCheckRow:
     correlation: float
     rms_deviation_us: float
     mean_deviation_us: float
+    read_noise_us: float = 0.0
+    """0 from one read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +143,9 @@ def count(db: sqlite3.Connection, board_serial: str, name: str) -> int:
 
 
 def _check(row: Sequence[Any]) -> CheckRow:
-    regions = tuple(
-        RegionCheckRow(int(tile), Region(r0, c0, rows, cols), corr, rms, mean)
-        for tile, r0, c0, rows, cols, corr, rms, mean in json.loads(str(row[8] or "[]"))
+    regions = tuple(  # a region's read noise is the 9th value since schema 12's checks
+        RegionCheckRow(int(tile), Region(r0, c0, rows, cols), corr, rms, mean, *noise)
+        for tile, r0, c0, rows, cols, corr, rms, mean, *noise in json.loads(str(row[8] or "[]"))
     )
     return CheckRow(
         str(row[0]), str(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5]),
@@ -154,7 +156,13 @@ def _check(row: Sequence[Any]) -> CheckRow:
 def _regions_json(regions: tuple[RegionCheckRow, ...]) -> str:
     return json.dumps(
         [
-            [*place(r.tile, r.region), r.correlation, r.rms_deviation_us, r.mean_deviation_us]
+            [
+                *place(r.tile, r.region),
+                r.correlation,
+                r.rms_deviation_us,
+                r.mean_deviation_us,
+                r.read_noise_us,
+            ]
             for r in regions
         ]
     )

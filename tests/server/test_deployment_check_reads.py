@@ -70,8 +70,10 @@ def test_the_check_compares_each_cells_mean_over_the_reads_and_says_the_read_noi
         assert made.read_noise_us == pytest.approx(noise, rel=1e-5) and 0.8 < noise < 1.2
         assert (made.cost.time_ns, made.cost.energy_nj) == (200.0, 600.0)
         assert made.regions[0].rms_deviation_us == pytest.approx(made.rms_deviation_us)
+        assert made.regions[0].read_noise_us == pytest.approx(noise, rel=1e-5)  # one region
         (kept,), _ = records.checks(found.board_serial, "demo", 10)
         assert (kept.read_repeats, kept.read_noise_us) == (5, pytest.approx(noise, rel=1e-5))
+        assert kept.regions[0].read_noise_us == pytest.approx(noise, rel=1e-5)
 
 
 def test_one_read_says_no_read_noise_and_0_in_the_request_means_one(tmp_path: Path) -> None:
@@ -109,7 +111,9 @@ def test_a_served_check_of_16_reads_sees_the_cells_apart_from_the_read_noise(
                 for _ in range(16)
             ])  # fmt: skip
         assert (one.read_repeats, one.read_noise_us) == (1, 0.0)
+        assert one.regions[0].read_noise_us == 0.0
         assert many.read_repeats == 16
+        assert many.regions[0].read_noise_us == pytest.approx(many.read_noise_us)
         assert many.rms_deviation_us < 0.9 * one.rms_deviation_us
         assert many.correlation > one.correlation
         own = float(np.sqrt(reads.var(axis=0, ddof=1).mean()))
@@ -194,7 +198,8 @@ def test_checks_kept_before_the_count_was_read_once(tmp_path: Path) -> None:
     db.execute(
         "INSERT INTO deployment_checks (board_serial, name, checked_by, checked_unix_s, "
         "correlation, rms_deviation_us, mean_deviation_us, time_ns, energy_nj, regions_json) "
-        "VALUES (?, 'demo', 'bob', 1.5e9, 0.97, 0.8, -0.1, 40.0, 120.0, '[]')",
+        "VALUES (?, 'demo', 'bob', 1.5e9, 0.97, 0.8, -0.1, 40.0, 120.0, "
+        "'[[0, 0, 0, 8, 4, 0.97, 0.8, -0.1]]')",
         (found.board_serial,),
     )
     db.commit()
@@ -202,6 +207,7 @@ def test_checks_kept_before_the_count_was_read_once(tmp_path: Path) -> None:
     with StateStore(path) as store:
         (kept,), count = DeploymentRecords(store).checks(found.board_serial, "demo", 10)
     assert count == 1 and (kept.read_repeats, kept.read_noise_us) == (1, 0.0)
+    assert kept.regions[0].read_noise_us == 0.0 and kept.regions[0].rms_deviation_us == 0.8
     assert (kept.correlation, kept.checked_by) == (0.97, "bob")
 
 
@@ -221,6 +227,7 @@ def test_sidra_model_check_repeats_reads_and_the_history_says_how_many(
         assert shown.returncode == 0, shown.stderr
         text = " ".join(shown.stdout.split())
         assert "(mean of 4 reads)" in text and "µS a read (4 reads)" in text
+        assert "rms dev mean dev read noise" in text  # each region's too
         every = run_sidra_env({}, "model", "check", "--server", address, "--repeats", "2", "--json")
         (report,) = json.loads(every.stdout)
         assert report["read_repeats"] == 2 and report["read_noise_us"] > 0.5

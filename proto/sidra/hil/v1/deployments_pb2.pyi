@@ -100,18 +100,20 @@ class CheckDeploymentRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., read_repeats: _Optional[int] = ...) -> None: ...
 
 class RegionCheck(_message.Message):
-    __slots__ = ("tile", "region", "correlation", "rms_deviation_us", "mean_deviation_us")
+    __slots__ = ("tile", "region", "correlation", "rms_deviation_us", "mean_deviation_us", "read_noise_us")
     TILE_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_FIELD_NUMBER: _ClassVar[int]
     RMS_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
     MEAN_DEVIATION_US_FIELD_NUMBER: _ClassVar[int]
+    READ_NOISE_US_FIELD_NUMBER: _ClassVar[int]
     tile: int
     region: _board_pb2.Region
     correlation: float
     rms_deviation_us: float
     mean_deviation_us: float
-    def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[_board_pb2.Region, _Mapping]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ...) -> None: ...
+    read_noise_us: float
+    def __init__(self, tile: _Optional[int] = ..., region: _Optional[_Union[_board_pb2.Region, _Mapping]] = ..., correlation: _Optional[float] = ..., rms_deviation_us: _Optional[float] = ..., mean_deviation_us: _Optional[float] = ..., read_noise_us: _Optional[float] = ...) -> None: ...
 
 class DeploymentCheck(_message.Message):
     __slots__ = ("name", "checked_unix_s", "regions", "correlation", "rms_deviation_us", "mean_deviation_us", "cost", "checked_by", "read_repeats", "read_noise_us")
