@@ -30,6 +30,7 @@ from sidra.hil.v1 import deployments_pb2 as pb
 
 __all__ = [
     "DEPLOYMENT_SERVICE",
+    "MAX_CHECK_READ_REPEATS",
     "AsyncDeployments",
     "CheckHistory",
     "DeployedRegion",
@@ -362,11 +363,15 @@ class AsyncDeployments:
             raise from_rpc_error(exc) from exc
 
 
+MAX_CHECK_READ_REPEATS = 100
+"""Most reads of each cell a check makes (deployments.proto CheckDeploymentRequest)."""
+
+
 def _check_timeout_s(timeout_s: float, read_repeats: int) -> float:
     """How long a check of ``read_repeats`` reads is waited for: ``timeout_s`` a read, up
-    to the 100 reads the server makes at most (it refuses more at once; gRPC takes a
-    deadline past its range for one already passed)."""
-    return timeout_s * min(read_repeats, 100)
+    to the reads the server makes at most (it refuses more at once; gRPC takes a deadline
+    past its range for one already passed)."""
+    return timeout_s * min(read_repeats, MAX_CHECK_READ_REPEATS)
 
 
 def _read_repeats(read_repeats: int) -> int:
@@ -377,7 +382,9 @@ def _read_repeats(read_repeats: int) -> int:
         or not isinstance(read_repeats, int)
         or not 1 <= read_repeats < 2**32
     ):
-        raise InvalidArgument("read_repeats", read_repeats, "an integer, 1 to 100 reads")
+        raise InvalidArgument(
+            "read_repeats", read_repeats, f"an integer, 1 to {MAX_CHECK_READ_REPEATS} reads"
+        )
     return read_repeats
 
 

@@ -17,7 +17,7 @@ from sidra.cli.model_served import DeploymentName, RequiredServer, server_board
 from sidra.cli.options import AsJson
 from sidra.cli.texts import when_text
 from sidra.client import RemoteBoard
-from sidra.client.deployments import CheckHistory, DeploymentCheck
+from sidra.client.deployments import MAX_CHECK_READ_REPEATS, CheckHistory, DeploymentCheck
 from sidra.drivers import SidraError
 from sidra.training.atomic_files import write_atomically
 from sidra.training.figures import figure_bytes, new_figure
@@ -27,8 +27,6 @@ __all__ = ["check_deployment", "check_history"]
 
 MAX_LIMIT = 10_000
 """Most checks one answer holds (deployments.proto ListDeploymentChecksRequest.limit)."""
-MAX_REPEATS = 100
-"""Most reads of each cell one check makes (CheckDeploymentRequest.read_repeats)."""
 
 
 def check_deployment(
@@ -41,7 +39,7 @@ def check_deployment(
         int,
         typer.Option(
             min=1,
-            max=MAX_REPEATS,
+            max=MAX_CHECK_READ_REPEATS,
             help="Have the cells read this many times and compared by their means; from 2 "
             "on, also say the read noise (each cell's spread from read to read).",
         ),

@@ -166,7 +166,7 @@ def tune(
         options.settings() | {"held": held, "calibrate": calibrate, "deployment": deployment or ""},
         data, target.model,
     )  # fmt: skip
-    files = result.files(settings, result.summary() | {"dataset": data.named_as} | kept)
+    files = result.files(settings, result.summary() | {"dataset": data.named_as} | kept, tuned.data)
     folder = save_or_keep(functools.partial(_save_files, files), record_folder(None, "tune"),
                           "tune", run)  # fmt: skip
     report = {

@@ -702,7 +702,7 @@ def _tune(
             summary |= {"not_registered": refused}
             reporter.log(f"deployment {options.deployment!r} not registered again: {refused}")
     settings = tune_settings(options.settings(), data, model)
-    return summary, dict(result.files(settings, summary))
+    return summary, dict(result.files(settings, summary, tuned))
 
 
 def refused_option(kind: str, model: type[BaseModel], exc: ValidationError) -> InvalidArgument:

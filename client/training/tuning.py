@@ -69,11 +69,14 @@ class TuneResult:
     stopped_at_epoch: int | None = None
     """The epoch after which a stop request ended it; None when it ran every epoch."""
 
-    def files(self, settings: dict[str, Any], summary: dict[str, Any]) -> dict[str, bytes]:
+    def files(
+        self, settings: dict[str, Any], summary: dict[str, Any], model_file: bytes
+    ) -> dict[str, bytes]:
         """The tuning's record by file name, as ``sidra model tune`` saves it in runs/ and
         a tune job keeps it: ``settings.json`` (:func:`tune_settings`), ``summary.json``
-        (``summary``), ``steps.csv`` (every step's loss) and ``model.npz`` (the tuned
-        model); ``sidra runs`` lists it."""
+        (``summary``), ``steps.csv`` (every step's loss) and ``model.npz`` (``model_file``,
+        the tuned model's bytes as the caller already made them); ``sidra runs`` lists
+        it."""
         steps = io.StringIO(newline="")
         writer = csv.writer(steps)
         writer.writerow(["step", "loss"])
@@ -82,7 +85,7 @@ class TuneResult:
             "settings.json": json.dumps(settings, indent=2, default=str).encode(),
             "summary.json": json.dumps(summary, indent=2, default=str).encode(),
             "steps.csv": steps.getvalue().encode(),
-            MODEL_FILE: self.model.to_bytes(),
+            MODEL_FILE: model_file,
         }
 
     def summary(self) -> dict[str, Any]:
