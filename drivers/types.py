@@ -210,6 +210,11 @@ class LinkStats:
     """Board restarts detected through the boot epoch."""
     reconnects: int = 0
     """Times the port was reopened after being lost."""
+    payload_limit: int = 0
+    """Largest frame payload the link uses now, bytes: negotiated in HELLO, lowered on a
+    line that damages long frames (docs/wire-protocol.md §4.6)."""
+    payload_changes: int = 0
+    """Times the link changed its payload limit for the line's damage (down or back up)."""
 
 
 @dataclass(frozen=True, slots=True)

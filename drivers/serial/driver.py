@@ -47,7 +47,7 @@ from sidra.drivers.requests import (
     TransposeMVMRequest,
 )
 from sidra.drivers.serial.finder import BoardFinder, SameBoard
-from sidra.drivers.serial.link import Link, LinkSettings, Port
+from sidra.drivers.serial.link import LineDamage, Link, LinkSettings, Port
 from sidra.drivers.types import BoardDescription, BoardInfo, LinkStats
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
@@ -55,6 +55,7 @@ from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
 from sidra.drivers.wire.messages import Feature, Hello, Msg, Status
 from sidra.drivers.wire.operations import (
     StagedData,
+    WireEntry,
     entry_of,
     padded_to_tile,
     perturbed_per_command,
@@ -67,6 +68,9 @@ __all__ = ["SerialDriver", "port_opener"]
 _OPTIONS = {"baud", "timeout", "retries", "max_payload", "switch_baud", "serial_number"}
 _SERIAL_ONLY = {"exclusive", "search_ptys"}
 _SERIAL_NUMBER_BYTES = 255  # a str8 in HELLO
+_TRIES_AT_ONE_SIZE = 3
+"""Exchanges the line damaged that a request writing nothing twice may go through at one
+frame size before the error is the caller's (§4.6)."""
 
 
 def port_opener(settings: LinkSettings, **extra: Any) -> Callable[[str], Port]:
@@ -218,8 +222,8 @@ class SerialDriver(BoardDriver):
 
     @property
     def max_payload(self) -> int:
-        hello = self._link.hello
-        return hello.max_payload if hello is not None else 256
+        """The largest payload a request may carry now, bytes (the link's limit, §4.6)."""
+        return self._link.payload_limit
 
     def close(self) -> None:
         self._link.close()
@@ -236,10 +240,18 @@ class SerialDriver(BoardDriver):
         """The op's result array: the inline part, then RESULT_READs for the rest."""
         total, crc = m.RESULT_HEAD.unpack_from(payload, head)
         data = bytearray(payload[head + m.RESULT_HEAD.size :])
+        failures = 0
         while len(data) < total:
             n = min(total - len(data), self.max_payload)
             request = m.RESULT_READ_REQ.pack(frame.req_id, 0, len(data), n)
-            _, part = self._call(Msg.RESULT_READ, request, expect=n)
+            try:
+                _, part = self._call(Msg.RESULT_READ, request, expect=n)
+            except LineDamage:
+                failures = self._damaged_in_a_row(n, failures)
+                if failures <= _TRIES_AT_ONE_SIZE:
+                    continue  # a read: once more, in smaller pieces if the link lowered them
+                raise
+            failures = 0
             if not part:
                 raise BoardFault(f"RESULT_READ returned nothing at byte {len(data)} of {total}")
             data += part
@@ -252,12 +264,21 @@ class SerialDriver(BoardDriver):
         crc = zlib.crc32(data)
         _, reply = self._call(Msg.STAGE_BEGIN, m.STAGE_BEGIN_REQ.pack(len(data)))
         stage_id = m.STAGE_BEGIN_RESP.unpack(reply)[0]
-        chunk = self.max_payload - m.STAGE_DATA_HEAD.size
         view = memoryview(data)
         for _ in range(2):  # a failed verify means a board memory fault: send once more
-            for offset in range(0, len(data), chunk):
+            offset = failures = 0
+            while offset < len(data):
+                size = self.max_payload
+                chunk = size - m.STAGE_DATA_HEAD.size
                 head = m.STAGE_DATA_HEAD.pack(stage_id, 0, offset)
-                self._call(Msg.STAGE_DATA, head + view[offset : offset + chunk])
+                try:
+                    self._call(Msg.STAGE_DATA, head + view[offset : offset + chunk])
+                except LineDamage:
+                    failures = self._damaged_in_a_row(size, failures)
+                    if failures <= _TRIES_AT_ONE_SIZE:
+                        continue  # offset-addressed: this part again, shorter if it may be
+                    raise
+                offset, failures = offset + chunk, 0
             frame = self._link.exchange(
                 Msg.STAGE_VERIFY, m.STAGE_VERIFY_REQ.pack(stage_id, 0, crc), expect=4,
                 device_s=len(data) / 200e6,
@@ -293,7 +314,26 @@ class SerialDriver(BoardDriver):
         return result
 
     def _exchange(self, request: Request) -> Any:
-        entry = entry_of(request)
+        """One command; a read or a pass whose long answer the line kept damaging runs
+        again once the link has lowered its frames (§4.6): it writes nothing, so running
+        it twice is only a second read. A write is never sent again as a new request."""
+        entry, failures = entry_of(request), 0
+        while True:
+            size = self.max_payload
+            try:
+                return self._exchange_once(request, entry)
+            except LineDamage:
+                failures = self._damaged_in_a_row(size, failures)
+                if not entry.writes_nothing or failures > _TRIES_AT_ONE_SIZE:
+                    raise
+
+    def _damaged_in_a_row(self, size: int, failures: int) -> int:
+        """Exchanges the line damaged in a row at the present frame size, counting one
+        more: 1 when the link has lowered its frames below ``size`` (what the request
+        was sized by) since, else ``failures + 1``."""
+        return 1 if self.max_payload < size else failures + 1
+
+    def _exchange_once(self, request: Request, entry: WireEntry[Any, Any]) -> Any:
         # Arrays travel inline when the whole payload fits one frame, else staged first.
         payload = None if entry.always_staged else entry.pack_request(request, None)
         if payload is None or len(payload) > self.max_payload:

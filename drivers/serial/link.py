@@ -12,6 +12,10 @@ reported). One request outstanding at a time is also what lets the smallest
 board work: it needs to keep only ``cache_depth`` ≥ 1 responses for replay
 (HELLO says how many it keeps).
 
+On a line that damages frames the link lowers the payload it negotiates (HELLO again,
+between exchanges) to the size that carries the most per byte sent, and raises it again
+once frames come through clean (:mod:`~sidra.drivers.serial.frame_size`, §4.6).
+
 Every HELLO answer passes the owner's identity check (``check_identity``) before
 the link uses it: a device that answers as another board is closed again before
 anything else is written to it.
@@ -37,6 +41,7 @@ from sidra.drivers.errors import (
     InvalidArgument,
     SidraError,
 )
+from sidra.drivers.serial.frame_size import FrameSizer
 from sidra.drivers.serial.port_hints import open_hint
 from sidra.drivers.types import LinkStats
 from sidra.drivers.wire.framing import (
@@ -59,10 +64,18 @@ from sidra.drivers.wire.messages import (
     unpack_hello,
 )
 
-__all__ = ["IdentityCheck", "Link", "LinkSettings", "Port", "check_hello"]
+__all__ = ["IdentityCheck", "LineDamage", "Link", "LinkSettings", "Port", "check_hello"]
 
 _TIMEOUT, _BAD = "timeout", "bad"
-_COUNTERS = [f.name for f in dataclasses.fields(LinkStats) if f.name != "up"]
+_NOT_COUNTED = {"up", "payload_limit", "payload_changes"}  # state, or the sizer's own count
+_COUNTERS = [f.name for f in dataclasses.fields(LinkStats) if f.name not in _NOT_COUNTED]
+
+
+class LineDamage(DeadlineExceeded):
+    """An exchange whose every attempt the line damaged (the board NAKed the request, or
+    its answer arrived corrupt): the board is there, the frames did not get through. A
+    request that writes nothing twice (a stage chunk, a result read, a read) may go again,
+    in smaller frames once the link has lowered them (§4.6)."""
 
 
 class Port(Protocol):
@@ -98,7 +111,8 @@ class LinkSettings:
     retries: int = 3
     """Retransmissions per round; after a round fails the link resyncs and tries once more."""
     max_payload: int = 0xFFFF
-    """Largest payload the host offers in HELLO, bytes; the board may lower it."""
+    """Largest payload the host offers in HELLO, bytes; the board may lower it, and so
+    may the link itself on a line that damages long frames (§4.6)."""
     want_baud: int = 0
     """Line rate to switch to after HELLO (0 keeps ``baud``)."""
 
@@ -127,6 +141,7 @@ class Link:
         self._lock = threading.RLock()
         self._listeners: list[Callable[[bool], None]] = []
         self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self._sizer = FrameSizer(settings.max_payload)
         self._up = True
         self._req_id = int.from_bytes(os.urandom(2), "little")  # no reuse across host restarts
         self.epoch = 0
@@ -149,8 +164,19 @@ class Link:
         hello = self.hello
         return hello.boot_counter if hello is not None else 0
 
+    @property
+    def payload_limit(self) -> int:
+        """The largest payload to put in a request now, bytes: the negotiated one, or less
+        while a HELLO that lowers it for a noisy line is due (before the next exchange)."""
+        return min(self._sizer.limit, self._negotiated())
+
     def stats(self) -> LinkStats:
-        return LinkStats(up=self._up, **self._counts)
+        return LinkStats(
+            up=self._up,
+            payload_limit=self.payload_limit,
+            payload_changes=self._sizer.changes,
+            **self._counts,
+        )
 
     def add_listener(self, listener: Callable[[bool], None]) -> None:
         """Calls ``listener(up)`` whenever the link goes down or comes back."""
@@ -173,6 +199,8 @@ class Link:
         """
         with self._lock:
             self._ensure_connected()
+            if self._sizer.limit != self._negotiated():
+                self._say_hello()  # the frame size moved for the line's damage (§4.6)
             if self._reset_notice is not None:
                 notice, self._reset_notice = self._reset_notice, None
                 raise BoardReset(notice)
@@ -226,8 +254,14 @@ class Link:
         if self._needs_hello:
             self._say_hello()
 
+    def _negotiated(self) -> int:
+        """The max_payload the last HELLO settled on (the sizer's limit once said)."""
+        hello = self.hello
+        return hello.max_payload if hello is not None else MIN_PAYLOAD
+
     def _say_hello(self) -> None:
-        payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, self.settings.max_payload, 0)
+        offered = self._sizer.limit
+        payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, offered, 0)
         reply = self._exchange(Msg.HELLO, payload, 256, 0.0, rounds=1, check_epoch=False)
         if reply.status != Status.OK:
             raise BoardUnavailable(
@@ -238,7 +272,7 @@ class Link:
             hello = unpack_hello(reply.payload)
         except (struct.error, UnicodeDecodeError) as exc:
             raise BoardUnavailable(f"{self.name} sent a malformed HELLO response: {exc}") from exc
-        check_hello(hello, self.settings.max_payload, self.name)
+        check_hello(hello, offered, self.name)
         if self._check_identity is not None:
             try:
                 self._check_identity(hello)
@@ -254,6 +288,7 @@ class Link:
             )
         self.hello, self.epoch, self._needs_hello = hello, hello.epoch, False
         self._known_boot = hello.boot_counter
+        self._sizer.fit(hello.board_max_payload, hello.max_payload)
         self._splitter = FrameSplitter(hello.max_payload)
         if self.settings.want_baud and self.settings.want_baud != self.settings.baud:
             self._switch_baud(self.settings.want_baud)
@@ -266,7 +301,7 @@ class Link:
             raise BoardUnavailable(
                 f"{self.name} cannot run at {baud} Bd (it offers {list(self.hello.bauds)})"
             )
-        payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, self.settings.max_payload, baud)
+        payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, self._negotiated(), baud)
         reply = self._exchange(Msg.HELLO, payload, 256, 0.0, rounds=1)
         if reply.status != Status.OK:  # refused: the board kept its rate, so must we
             raise BoardUnavailable(
@@ -303,8 +338,9 @@ class Link:
         # Retransmissions lead with a delimiter: it flushes whatever partial frame
         # the error left in the board's receiver.
         again = b"\x00" + encode_frame(dataclasses.replace(request, flags=Flag.RETRY))
+        wire_bytes = len(first) + max_wire_bytes(expect)
         timeout = self.settings.attempt_timeout(len(first), max_wire_bytes(expect), device_s)
-        attempts = 0
+        attempts = damaged = 0
         for round_ in range(rounds):
             if round_:
                 self._resync()
@@ -314,6 +350,9 @@ class Link:
                     self._count(retries=1)
                 attempts += 1
                 reply = self._await(request, timeout)
+                if reply != _TIMEOUT:  # a lost frame says nothing of the line's bit errors
+                    self._sizer.record(wire_bytes, damaged=reply == _BAD)
+                    damaged += reply == _BAD
                 if isinstance(reply, Frame):
                     self._count(exchanges=1)
                     self.last_exchange = time.monotonic()
@@ -321,10 +360,17 @@ class Link:
                     if check_epoch:
                         self._check_epoch(reply)
                     return reply
-        return self._give_up(msg, attempts, timeout)
+        return self._give_up(msg, attempts, damaged, timeout)
 
-    def _give_up(self, msg: Msg, attempts: int, timeout: float) -> Frame:
+    def _give_up(self, msg: Msg, attempts: int, damaged: int, timeout: float) -> Frame:
         what = f"{msg.name} to {self.name}: no valid response after {attempts} attempts"
+        if damaged and msg not in (Msg.HELLO, Msg.PING):
+            # NAKs or damaged answers: a board that spoke HELLO is there and the line
+            # corrupts long frames (a PING now may wait behind the board's backlog of them)
+            raise LineDamage(
+                f"{what}, {damaged} of them damaged on the line; frames are now at most "
+                f"{self._sizer.limit} bytes of payload (§4.6)"
+            )
         if self._ping_once():
             raise DeadlineExceeded(f"{what} ({timeout:.3f} s each); the board answers PING")
         self._set_up(False)

@@ -111,6 +111,10 @@ class WireEntry(ABC, Generic[Q, R]):
     result_at: ClassVar[int | None] = None
     """Offset of RESULT_HEAD in the response (the head before it), None when the
     response has no result buffer."""
+    writes_nothing: ClassVar[bool] = False
+    """True when running the command changes no cell and no setting (a read, a pass):
+    a host whose line kept damaging its long answer may send it again as a new request
+    once the frames are shorter (docs/wire-protocol.md §4.6). Never for a write."""
 
     def msg(self, request: Q) -> Msg:
         return self.messages[0]
@@ -221,6 +225,7 @@ class BoardInfoEntry(WireEntry[GetBoardInfoRequest, BoardDescription]):
 
     request_type = GetBoardInfoRequest
     messages = (Msg.GET_STATS,)
+    writes_nothing = True
 
     def pack_request(self, request: GetBoardInfoRequest, staged: StagedData | None) -> bytes:
         return b""
@@ -289,6 +294,7 @@ class ReadConductanceEntry(WireEntry[ReadConductanceRequest, ReadResult]):
     request_type = ReadConductanceRequest
     messages = (Msg.READ_CONDUCTANCE,)
     result_at = m.COST.size
+    writes_nothing = True
 
     def pack_request(self, request: ReadConductanceRequest, staged: StagedData | None) -> bytes:
         return m.REGION_REQ.pack(*_region_fields(request.tile, _resolved(request.region)))
@@ -321,6 +327,7 @@ class _PassEntry(WireEntry[Q, MVMResult]):
     (MVM_REGION, flagged in the head) when the pass does not span the whole tile."""
 
     result_at = m.MVM_RESP.size + m.COST.size
+    writes_nothing = True
 
     def data(self, request: Any) -> bytes:
         return np.asarray(request.voltages, "<f4").tobytes()
@@ -474,6 +481,7 @@ class ReadWriteCountsEntry(WireEntry[ReadWriteCountsRequest, WriteCounts]):
     request_type = ReadWriteCountsRequest
     messages = (Msg.READ_WRITE_COUNTS,)
     result_at = m.COUNTS_RESP.size
+    writes_nothing = True
 
     def pack_request(self, request: ReadWriteCountsRequest, staged: StagedData | None) -> bytes:
         return m.REGION_REQ.pack(*_region_fields(request.tile, _resolved(request.region)))

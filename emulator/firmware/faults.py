@@ -194,6 +194,12 @@ class FaultShim:
         with self._lock:
             self._unplugged_until = 0.0
 
+    def set_damage(self, config: FaultConfig) -> None:
+        """Damages both directions as ``config`` says from now on (a noisy spell that
+        starts or ends); the random streams and the reset/unplug schedule go on."""
+        with self._lock:
+            self._to_device.config = self._to_host.config = config
+
     def reset_board(self) -> None:
         self.events["resets"] += 1
         if self.on_reset is not None:

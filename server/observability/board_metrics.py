@@ -9,7 +9,10 @@
 - ``sidra_board_link_errors_total{kind}`` and ``sidra_board_resets_total``: the
   serial driver's own link counters (CRC and framing errors, timeouts, NAKs; board
   restarts detected by boot epoch), read at each scrape rather than copied on every
-  change, so the driver needs no knowledge of metrics.
+  change, so the driver needs no knowledge of metrics;
+- ``sidra_board_link_payload_bytes``: the frame payload the serial link uses now (it
+  comes down on a line that damages long frames, docs/wire-protocol.md §4.6: a
+  cable or a connector going bad shows here before calls fail).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from prometheus_client import Counter, Gauge
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sidra.drivers import Board
@@ -77,7 +80,7 @@ class LinkCounters(Collector):
     def __init__(self, board: LinkCounted) -> None:
         self.board = board
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         stats = self.board.link_stats()
         errors = CounterMetricFamily(
             "sidra_board_link_errors",
@@ -91,4 +94,9 @@ class LinkCounters(Collector):
             "sidra_board_resets",
             "Board restarts the host detected (the board's state was lost each time).",
             value=stats.resets,
+        )
+        yield GaugeMetricFamily(
+            "sidra_board_link_payload_bytes",
+            "Largest frame payload the serial link uses now, bytes (lowered on a noisy line).",
+            value=stats.payload_limit,
         )

@@ -71,3 +71,25 @@ def test_link_gauge_follows_unplug_and_replug_and_errors_are_counted() -> None:
             remote.mvm(0, v)
         after = served.scrape()
         assert after[RESETS] == 1 and after[LINK_UP] == 1
+
+
+def test_the_payload_gauge_shows_a_line_that_damages_long_frames() -> None:
+    """A clean line keeps the payload negotiated; once it flips one bit in 10⁵ a whole
+    tile programmed through the server still lands, and the gauge shows the frames the
+    link came down to (docs/wire-protocol.md §4.6)."""
+    payload = sample("sidra_board_link_payload_bytes")
+    g = np.random.default_rng(0).uniform(2.0, 38.0, (256, 256)).astype(np.float32)
+    with (
+        serve_virtual_board(preset("ideal"), 1, faults=FaultConfig(seed=1)) as board_server,
+        open_board(board_server.url) as driver,
+        served_with_metrics(driver) as served,
+        connect(f"127.0.0.1:{served.port}") as remote,
+    ):
+        shim = board_server.shim
+        assert shim is not None
+        remote.program(0, g)
+        assert served.scrape()[payload] == 65_535
+        shim.set_damage(FaultConfig(ber=1e-5, seed=1))
+        remote.program(1, g)
+        assert 256 <= served.scrape()[payload] <= 2048
+        np.testing.assert_array_equal(remote.read_conductance(1).conductances, g)
