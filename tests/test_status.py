@@ -17,6 +17,9 @@ from grpc_health.v1 import health, health_pb2
 from sidra.client import connect
 from sidra.drivers import Region
 from sidra.drivers.requests import ProgramRequest
+from sidra.emulator import preset
+from sidra.emulator.firmware import serve_virtual_board
+from sidra.emulator.firmware.faults import FaultConfig
 from sidra.server.security import Role, TokensFile, add_principal
 from tests.cli_support import SIDRA, run_sidra, unwrapped
 from tests.jobs.jobs_support import first_progress, serving
@@ -71,6 +74,36 @@ def test_status_shows_the_board_leases_jobs_and_deployments(tmp_path: Path) -> N
     assert leased[1] == "bench"
     by_name = {d["name"]: d for d in report["deployments"]["deployments"]}
     assert by_name["checked"]["held"] is True and by_name["unchecked"]["held"] is None
+
+
+def test_a_serial_board_s_link_shows_what_the_line_damaged_and_its_frames(
+    tmp_path: Path,
+) -> None:
+    """Behind a line that flips one bit in 10⁵ a whole tile programmed through the server
+    lands, and status says what the line damaged and the frames the link came down to;
+    an in-process board has no link line."""
+    g = np.random.default_rng(0).uniform(2.0, 38.0, (256, 256))
+    noisy = FaultConfig(ber=1e-5, seed=1)
+    with (
+        serve_virtual_board(preset("ideal"), 1, faults=noisy) as board_server,
+        serving(tmp_path / "state.sqlite3", board_server.url) as address,
+        connect(address) as client,
+    ):
+        client.run(ProgramRequest(0, g))
+        done = sidra_status(address)
+        report = json.loads(sidra_status(address, "--json").stdout)
+    assert done.returncode == 0, done.stderr
+    link = report["board"]["link"]
+    assert link["up"] and 256 <= link["payload_limit"] <= 2048 and link["payload_changes"] >= 1
+    damaged = link["crc_errors"] + link["framing_errors"] + link["naks"]
+    assert damaged > 0
+    line = next(line for line in done.stdout.splitlines() if line.startswith("link"))
+    # Each status asks the board (GET_STATS): the counts move from one to the next.
+    assert re.search(r"link +up; [\d,]+ exchanges, [1-9][\d,]* attempts damaged, \d+ lost; ", line)
+    assert f"frames up to {link['payload_limit']:,} B (moved " in line
+    with serving(tmp_path / "other.sqlite3") as address:
+        local = sidra_status(address)
+    assert not any(line.startswith("link") for line in local.stdout.splitlines())
 
 
 def test_a_part_the_server_refuses_says_why_and_the_rest_is_shown(tmp_path: Path) -> None:

@@ -173,7 +173,11 @@ UNAUTHENTICATED = f"{Unauthenticated.__name__}:"
 def _report(board: RemoteBoard, url: str, health: str) -> dict[str, Any]:
     def description() -> Part:
         info, stats = board.info, board.stats()
-        return {"info": asdict(info), "stats": totals(stats), "instance_id": board.instance_id}
+        link = None if stats.link is None else asdict(stats.link)
+        return {
+            "info": asdict(info), "stats": totals(stats), "link": link,
+            "instance_id": board.instance_id,
+        }  # fmt: skip
 
     def jobs() -> Part:
         found = board.jobs.list(states=("running", "queued"))
@@ -281,7 +285,22 @@ def _board_lines(part: Part, said: bool) -> list[tuple[str, str]]:
                    f"{stats['cell_writes']:,} cell writes (most on one cell "
                    f"{stats['max_cell_writes']:,}); modeled {stats['time_ns']:,.0f} ns, "
                    f"{stats['energy_nj']:,.0f} nJ"),
+        *([("link", _link_text(part["link"]))] if part.get("link") else []),
     ]  # fmt: skip
+
+
+def _link_text(link: dict[str, Any]) -> str:
+    """A serial board's link at a glance: up, traffic, what the line damaged or lost, and
+    the frame size (lowered on a line that damages long frames: a cable going bad)."""
+    damaged = link["crc_errors"] + link["framing_errors"] + link["naks"]
+    frames = f"frames up to {link['payload_limit']:,} B"
+    moves = link["payload_changes"]
+    if moves:
+        frames += f" (moved {'once' if moves == 1 else f'{moves:,} times'} for the line's damage)"
+    return (
+        f"{'up' if link['up'] else 'DOWN'}; {link['exchanges']:,} exchanges, {damaged:,} "
+        f"attempts damaged, {link['timeouts']:,} lost; {frames}"
+    )
 
 
 def _lease_lines(leases: list[dict[str, Any]], tile_count: int | None) -> list[str]:
