@@ -51,7 +51,7 @@ from sidra.drivers.serial.link import LineDamage, Link, LinkSettings, Port
 from sidra.drivers.types import BoardDescription, BoardInfo, LinkStats
 from sidra.drivers.url import query_options
 from sidra.drivers.wire import messages as m
-from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, Frame, max_wire_bytes
+from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD, Frame, max_wire_bytes
 from sidra.drivers.wire.messages import Feature, Hello, Msg, Status
 from sidra.drivers.wire.operations import (
     StagedData,
@@ -334,9 +334,14 @@ class SerialDriver(BoardDriver):
         return 1 if self.max_payload < size else failures + 1
 
     def _exchange_once(self, request: Request, entry: WireEntry[Any, Any]) -> Any:
-        # Arrays travel inline when the whole payload fits one frame, else staged first.
+        # Arrays travel inline when the whole payload fits one frame, else staged first;
+        # a write's only in a frame no longer than the line has carried intact: a write
+        # is never sent again as a new request, while a stage chunk is (§4.6).
         payload = None if entry.always_staged else entry.pack_request(request, None)
-        if payload is None or len(payload) > self.max_payload:
+        inline = self.max_payload
+        if not entry.writes_nothing:
+            inline = min(inline, max(self._link.carried_out, MIN_PAYLOAD))
+        if payload is None or len(payload) > inline:
             staged = StagedData(*self._stage(entry.data(request)))
             payload = entry.pack_request(request, staged)
         expect = min(entry.result_bytes(request, self.info), self.max_payload)

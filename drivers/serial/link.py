@@ -142,6 +142,9 @@ class Link:
         self._listeners: list[Callable[[bool], None]] = []
         self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self._sizer = FrameSizer(settings.max_payload)
+        # The longest request payload (bytes) that has crossed intact (its answer came
+        # back) since the link was made: a write stakes itself only on such frames (§4.6).
+        self.carried_out = 0
         self._up = True
         self._req_id = int.from_bytes(os.urandom(2), "little")  # no reuse across host restarts
         self.epoch = 0
@@ -354,6 +357,7 @@ class Link:
                     self._sizer.record(wire_bytes, damaged=reply == _BAD)
                     damaged += reply == _BAD
                 if isinstance(reply, Frame):
+                    self.carried_out = max(self.carried_out, len(payload))
                     self._count(exchanges=1)
                     self.last_exchange = time.monotonic()
                     self._set_up(True)

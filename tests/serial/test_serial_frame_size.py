@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sidra.drivers import BoardDriver, DeadlineExceeded, open_board
+from sidra.drivers import BoardDriver, DeadlineExceeded, Region, open_board
+from sidra.drivers.requests import PerturbationPoint, PerturbedMVMRequest
 from sidra.drivers.serial import SerialDriver
 from sidra.drivers.serial.frame_size import (
     CLEAN_TO_GROW,
@@ -192,6 +195,47 @@ def test_a_read_whose_long_answer_the_line_kept_damaging_runs_again() -> None:
 
 
 @pytest.mark.timeout(120)
+def test_a_write_s_data_go_staged_until_the_line_has_carried_such_frames() -> None:
+    """On-board SPSA's first steps on a fresh link: perturbed passes of 64 samples (16.7 KB
+    of inputs) on the noisy sidra-y1 board, over a line flipping 5 bits in 10⁵. Inline,
+    the first would stake a write on a frame that line all but never carries; staged, the
+    chunks go again in shorter frames and every result is the in-process board's to the
+    bit (nothing ran twice)."""
+    profile, seed = preset("sidra-y1"), 5
+    region = Region(0, 0, 65, 10)
+    rng = np.random.default_rng(2)
+    g = rng.uniform(5.0, 35.0, (65, 10)).astype(np.float32)
+    batches = [rng.uniform(-0.2, 0.2, (64, 65)).astype(np.float32) for _ in range(5)]
+
+    def steps(board: BoardDriver) -> list[Any]:
+        board.program(0, g)
+        return [
+            board.run(
+                PerturbedMVMRequest(
+                    0,
+                    v,
+                    (
+                        PerturbationPoint(seed=k, amplitude_us=0.5, sign=1),
+                        PerturbationPoint(seed=k, amplitude_us=0.5, sign=-1),
+                    ),
+                    region,
+                )
+            )  # fmt: skip
+            for k, v in enumerate(batches)
+        ]
+
+    want = steps(EmulatorDriver(profile, seed))
+    with (
+        serve_virtual_board(profile, seed, faults=FaultConfig(ber=5e-5, seed=3)) as server,
+        open_board(server.url) as board,
+    ):
+        got = steps(board)
+        link = board.link_stats()
+    assert all(same(x, y) for x, y in zip(got, want, strict=True))
+    assert link.naks + link.crc_errors > 0
+
+
+@pytest.mark.timeout(120)
 def test_a_clean_line_keeps_its_frames() -> None:
     with serve_virtual_board(PROFILE, SEED) as server, open_board(server.url) as board:
         assert isinstance(board, SerialDriver)
@@ -259,3 +303,22 @@ def test_a_write_the_line_kept_damaging_is_not_sent_again() -> None:
     failed(reference)
     after = reference.read_write_counts(0).counts
     assert np.array_equal(counts, before) or np.array_equal(counts, after)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ceiling=st.integers(256, CEILING),
+    attempts=st.lists(st.tuples(st.integers(1, 200_000), st.booleans()), max_size=600),
+)
+def test_the_limit_stays_a_payload_the_protocol_allows(
+    ceiling: int, attempts: list[tuple[int, bool]]
+) -> None:
+    """Whatever the attempts met, the limit is one a HELLO may offer: 256 .. the ceiling,
+    a multiple of 256 unless it is the ceiling; the estimate a finite rate per byte."""
+    sizer = FrameSizer(ceiling)
+    for size, damaged in attempts:
+        sizer.record(size, damaged)
+        assert 256 <= sizer.limit <= ceiling
+        assert sizer.limit == ceiling or sizer.limit % 256 == 0
+    rate = damage_rate(attempts)
+    assert rate >= 0.0 and math.isfinite(rate)  # a hazard per byte, not a probability
