@@ -3,6 +3,11 @@
 The virtual board runs in its own process (``sidra board serve --pty``), as a
 board is a separate machine: the numbers include the pty, both codecs and
 both Python ends, not GIL hand-offs inside one process.
+
+With ``--faults SPEC`` the board's line damages frames as ``sidra board serve
+--faults`` does, and the same Programs run on a clean line in the same run: the
+slowdown is what that line costs, with the frames the link came down to
+(docs/wire-protocol.md §4.6).
 """
 
 from __future__ import annotations
@@ -25,17 +30,18 @@ from sidra.cli.options import AsJson
 from sidra.cli.presets import Preset
 from sidra.drivers import open_board
 from sidra.drivers.serial import SerialDriver
+from sidra.emulator.firmware.faults import FaultConfig
 
 __all__ = ["serial_benchmark", "serial_command"]
 
 TILE_BYTES = 256 * 256 * 4
 
 
-def _virtual_board(preset_name: str) -> tuple[subprocess.Popen[str], str]:
+def _virtual_board(preset_name: str, faults: str = "") -> tuple[subprocess.Popen[str], str]:
     command = [sys.executable, "-m", "sidra.cli", "board", "serve", "--pty"]
+    command += ["--preset", preset_name, *(["--faults", faults] if faults else [])]
     proc = subprocess.Popen(
-        [*command, "--preset", preset_name], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True,
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )  # fmt: skip
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -72,28 +78,61 @@ def raw_pty_mb_s(total: int = 16 << 20, chunk: int = 1 << 16) -> float:
     return total / elapsed / 1e6
 
 
-def serial_benchmark(
-    preset_name: str = "ideal", programs: int = 5, mvms: int = 2000, seed: int = 0
-) -> dict[str, Any]:
-    """Full-tile Program and single-vector MVM over the pty, and raw pty throughput."""
+def _timed_programs(
+    board: SerialDriver, programs: int, seed: int
+) -> tuple[list[float], list[float]]:
+    """The time (s) and wire efficiency of ``programs`` full-tile Programs."""
+    rng = np.random.default_rng(seed)
+    info = board.info
+    times, efficiencies = [], []
+    for _ in range(programs):
+        g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols))
+        before = board.link_stats()
+        start = time.perf_counter()
+        board.program(0, g.astype(np.float32))
+        times.append(time.perf_counter() - start)
+        after = board.link_stats()
+        wire = (after.bytes_sent - before.bytes_sent) + (
+            after.bytes_received - before.bytes_received
+        )
+        efficiencies.append(info.rows * info.cols * 4 / wire)
+    return times, efficiencies
+
+
+def _clean_program_s(preset_name: str, programs: int, seed: int) -> float:
+    """The median full-tile Program on a clean line, s (the reference of a noisy one)."""
     proc, url = _virtual_board(preset_name)
     try:
         with open_board(url) as board:
             assert isinstance(board, SerialDriver)
-            rng = np.random.default_rng(seed)
+            return statistics.median(_timed_programs(board, programs, seed)[0])
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    proc.wait(10)
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+def serial_benchmark(
+    preset_name: str = "ideal",
+    programs: int = 5,
+    mvms: int = 2000,
+    seed: int = 0,
+    faults: str = "",
+) -> dict[str, Any]:
+    """Full-tile Program and single-vector MVM over the pty, and raw pty throughput; with
+    ``faults``, over a line that damages frames, and the Programs on a clean one too."""
+    proc, url = _virtual_board(preset_name, faults)
+    try:
+        with open_board(url) as board:
+            assert isinstance(board, SerialDriver)
             info = board.info
-            times, efficiencies = [], []
-            for _ in range(programs):
-                g = rng.uniform(info.g_min_us, info.g_max_us, (info.rows, info.cols))
-                before = board.link_stats()
-                start = time.perf_counter()
-                board.program(0, g.astype(np.float32))
-                times.append(time.perf_counter() - start)
-                after = board.link_stats()
-                wire = (after.bytes_sent - before.bytes_sent) + (
-                    after.bytes_received - before.bytes_received
-                )
-                efficiencies.append(info.rows * info.cols * 4 / wire)
+            times, efficiencies = _timed_programs(board, programs, seed)
+            rng = np.random.default_rng(seed + 1)
             v = rng.uniform(-0.1, 0.1, (1, info.rows)).astype(np.float32)
             for _ in range(50):  # warm-up
                 board.mvm(0, v)
@@ -102,14 +141,24 @@ def serial_benchmark(
                 start = time.perf_counter()
                 board.mvm(0, v)
                 round_trips.append(time.perf_counter() - start)
-            frames = board.link_stats().frames_sent
+            link = board.link_stats()
     finally:
-        proc.terminate()
-        proc.wait(10)
-        assert proc.stdout is not None
-        proc.stdout.close()
+        _stop(proc)
     program_s = statistics.median(times)
     payload = info.rows * info.cols * 4
+    noisy: dict[str, Any] = {}
+    if faults:
+        clean_s = _clean_program_s(preset_name, programs, seed)
+        noisy = {
+            "faults": faults,
+            "clean_program_s": round(clean_s, 6),
+            "program_slowdown": round(program_s / clean_s, 2),
+            "payload_limit": link.payload_limit,
+            "payload_changes": link.payload_changes,
+            "damaged_attempts": link.crc_errors + link.framing_errors + link.naks,
+            "lost_attempts": link.timeouts,
+            "exchanges": link.exchanges,
+        }
     return {
         "program_s": round(program_s, 6),
         "payload_mb_s": round(payload / program_s / 1e6, 2),
@@ -121,8 +170,9 @@ def serial_benchmark(
         "tile": [info.rows, info.cols],
         "programs": programs,
         "mvms": mvms,
-        "frames_sent": frames,
+        "frames_sent": link.frames_sent,
         "preset": preset_name,
+        **noisy,
     }
 
 
@@ -131,9 +181,23 @@ def serial_command(
     preset_name: Preset = "ideal",
     programs: Annotated[int, typer.Option(min=1, help="Full-tile Programs timed.")] = 5,
     mvms: Annotated[int, typer.Option(min=10, help="Single-vector MVMs timed.")] = 2000,
+    faults: Annotated[
+        str,
+        typer.Option(
+            metavar="SPEC",
+            help="Damage the line as sidra board serve --faults does (e.g. 'ber=1e-5'), and "
+            "time the same Programs on a clean line too: the slowdown, and the frames the "
+            "link came down to.",
+        ),
+    ] = "",
 ) -> None:
     """Full-tile Program (time, payload MB/s, wire efficiency), raw pty MB/s, MVM p50/p99."""
-    r = serial_benchmark(preset_name, programs, mvms)
+    if faults:
+        try:
+            FaultConfig.parse(faults)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--faults") from None
+    r = serial_benchmark(preset_name, programs, mvms, faults=faults)
     if as_json:
         typer.echo(json.dumps(r))
         return
@@ -146,3 +210,10 @@ def serial_command(
         f"raw pty throughput: {r['raw_pty_mb_s']:.1f} MB/s\n"
         f"MVM 1x{rows} round trip: p50 {r['mvm_p50_us']:.0f} us, p99 {r['mvm_p99_us']:.0f} us"
     )
+    if faults:
+        typer.echo(
+            f"line damaged by {faults}: Program {r['program_slowdown']:.2f} x its time on a "
+            f"clean line ({1e3 * r['clean_program_s']:.2f} ms); frames came down to "
+            f"{r['payload_limit']:,} B ({r['payload_changes']} moves), {r['damaged_attempts']:,} "
+            f"attempts damaged and {r['lost_attempts']:,} lost in {r['exchanges']:,} exchanges"
+        )

@@ -80,3 +80,23 @@ def test_bench_serial_json() -> None:
     assert keys <= report.keys()
     assert report["wire_efficiency"] >= 0.99
     assert report["program_s"] > 0 and report["mvm_p50_us"] <= report["mvm_p99_us"]
+
+
+def test_bench_serial_on_a_noisy_line_against_a_clean_one() -> None:
+    """--faults: the Programs go over a line that flips one bit in 10⁵ and over a clean one
+    in the same run; the report says what the link came down to and what it met; a spec
+    the board would refuse is refused first, naming it."""
+    report = sidra_json("bench", "serial", "--programs", "2", "--mvms", "20",
+                        "--faults", "ber=1e-5,seed=4")  # fmt: skip
+    assert report["faults"] == "ber=1e-5,seed=4"
+    assert report["clean_program_s"] > 0
+    assert report["program_slowdown"] == round(report["program_s"] / report["clean_program_s"], 2)
+    assert 256 <= report["payload_limit"] <= 2048 and report["payload_changes"] >= 1
+    assert report["damaged_attempts"] > 0 and report["exchanges"] > 0
+    assert (
+        sidra_json("bench", "serial", "--programs", "1", "--mvms", "10")
+        .keys()
+        .isdisjoint({"faults", "program_slowdown"})
+    )
+    refused = run_sidra("bench", "serial", "--faults", "ber=2")
+    assert refused.returncode == 2 and "fault ber: got 2.0, expected 0 .. 1" in refused.stderr
