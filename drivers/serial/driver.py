@@ -229,9 +229,20 @@ class SerialDriver(BoardDriver):
         self._link.close()
 
     def _call(
-        self, msg: Msg, payload: bytes, *, expect: int = 0, device_s: float = 0.0
+        self,
+        msg: Msg,
+        payload: bytes,
+        *,
+        expect: int = 0,
+        device_s: float = 0.0,
+        resendable: bool = False,
     ) -> tuple[Frame, bytes]:
-        frame = self._link.exchange(msg, payload, expect=expect, device_s=device_s)
+        """One exchange; ``resendable``: the caller sends it again as a new request when
+        the line damaged it (it writes nothing twice), so the link may give it up as soon
+        as it has lowered its frames below it (§4.6)."""
+        frame = self._link.exchange(
+            msg, payload, expect=expect, device_s=device_s, resendable=resendable
+        )
         if frame.status != Status.OK:
             raise _error(msg, frame)
         return frame, frame.payload
@@ -245,7 +256,7 @@ class SerialDriver(BoardDriver):
             n = min(total - len(data), self.max_payload)
             request = m.RESULT_READ_REQ.pack(frame.req_id, 0, len(data), n)
             try:
-                _, part = self._call(Msg.RESULT_READ, request, expect=n)
+                _, part = self._call(Msg.RESULT_READ, request, expect=n, resendable=True)
             except LineDamage:
                 failures = self._damaged_in_a_row(n, failures)
                 if failures <= _TRIES_AT_ONE_SIZE:
@@ -272,7 +283,9 @@ class SerialDriver(BoardDriver):
                 chunk = size - m.STAGE_DATA_HEAD.size
                 head = m.STAGE_DATA_HEAD.pack(stage_id, 0, offset)
                 try:
-                    self._call(Msg.STAGE_DATA, head + view[offset : offset + chunk])
+                    self._call(
+                        Msg.STAGE_DATA, head + view[offset : offset + chunk], resendable=True
+                    )
                 except LineDamage:
                     failures = self._damaged_in_a_row(size, failures)
                     if failures <= _TRIES_AT_ONE_SIZE:
@@ -346,7 +359,10 @@ class SerialDriver(BoardDriver):
             payload = entry.pack_request(request, staged)
         expect = min(entry.result_bytes(request, self.info), self.max_payload)
         device_s = entry.device_seconds(request, self.info)
-        frame, reply = self._call(entry.msg(request), payload, expect=expect, device_s=device_s)
+        frame, reply = self._call(
+            entry.msg(request), payload, expect=expect, device_s=device_s,
+            resendable=entry.writes_nothing,
+        )  # fmt: skip
         if entry.result_at is None:
             return entry.decode_result(request, reply, None, self.info)
         data = self._result(frame, reply, entry.result_at)

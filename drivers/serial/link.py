@@ -193,21 +193,33 @@ class Link:
             return self.hello
 
     def exchange(
-        self, msg: Msg, payload: bytes = b"", *, expect: int = 0, device_s: float = 0.0
+        self,
+        msg: Msg,
+        payload: bytes = b"",
+        *,
+        expect: int = 0,
+        device_s: float = 0.0,
+        resendable: bool = False,
     ) -> Frame:
         """Sends one request and returns its response (any status).
 
         ``expect`` is the size of the expected response payload and ``device_s``
-        the board's time for the command; both stretch the timeout.
+        the board's time for the command; both stretch the timeout. ``resendable``:
+        the caller sends the request again as a new one after a LineDamage (it writes
+        nothing twice), so once the line's damage has lowered the frames below this
+        request or its answer, the rest of its attempts are not spent (§4.6).
         """
         with self._lock:
             self._ensure_connected()
             if self._sizer.limit != self._negotiated():
-                self._say_hello()  # the frame size moved for the line's damage (§4.6)
+                # The frame size moved for the line's damage (§4.6). The board is there,
+                # but may still be replaying long answers the line damaged: a second
+                # round (a resync first) gives its backlog time to drain.
+                self._say_hello(rounds=2)
             if self._reset_notice is not None:
                 notice, self._reset_notice = self._reset_notice, None
                 raise BoardReset(notice)
-            return self._exchange(msg, payload, expect, device_s, rounds=2)
+            return self._exchange(msg, payload, expect, device_s, rounds=2, resendable=resendable)
 
     def probe(self, idle_s: float = 0.5) -> bool:
         """Health check for a watcher thread: reconnects a lost link, pings an idle one.
@@ -262,10 +274,10 @@ class Link:
         hello = self.hello
         return hello.max_payload if hello is not None else MIN_PAYLOAD
 
-    def _say_hello(self) -> None:
+    def _say_hello(self, rounds: int = 1) -> None:
         offered = self._sizer.limit
         payload = HELLO_REQ.pack(PROTOCOL_VERSION, 0, offered, 0)
-        reply = self._exchange(Msg.HELLO, payload, 256, 0.0, rounds=1, check_epoch=False)
+        reply = self._exchange(Msg.HELLO, payload, 256, 0.0, rounds=rounds, check_epoch=False)
         if reply.status != Status.OK:
             raise BoardUnavailable(
                 f"{self.name} refused HELLO (status {_status_name(reply.status)}): "
@@ -328,6 +340,7 @@ class Link:
         *,
         rounds: int,
         check_epoch: bool = True,
+        resendable: bool = False,
     ) -> Frame:
         limit = MIN_PAYLOAD if self._needs_hello or self.hello is None else self.hello.max_payload
         if len(payload) > limit:  # the board would drop it as damaged: a bug of the caller
@@ -356,6 +369,8 @@ class Link:
                 if reply != _TIMEOUT:  # a lost frame says nothing of the line's bit errors
                     self._sizer.record(wire_bytes, damaged=reply == _BAD)
                     damaged += reply == _BAD
+                if resendable and reply == _BAD and self._sizer.limit < max(len(payload), expect):
+                    return self._give_up(msg, attempts, damaged, timeout)  # go again, shorter
                 if isinstance(reply, Frame):
                     self.carried_out = max(self.carried_out, len(payload))
                     self._count(exchanges=1)

@@ -181,8 +181,9 @@ def test_a_line_that_damages_long_frames_gets_shorter_ones_and_exact_results() -
 @pytest.mark.timeout(120)
 def test_a_read_whose_long_answer_the_line_kept_damaging_runs_again() -> None:
     """A whole tile read first thing: its 65,535-byte answer arrives damaged every time
-    (3 bit errors in 10⁵: intact about once in 10⁷), so it runs again as a new request in
-    shorter frames; the board counts both reads."""
+    (3 bit errors in 10⁵: intact about once in 10⁷), so once the frames came down it runs
+    again as a new request in shorter ones, without spending the rest of its eight
+    attempts on the long answer; the board counts both reads."""
     reference = EmulatorDriver(PROFILE, SEED)
     want = reference.read_conductance(0)
     with (
@@ -191,8 +192,12 @@ def test_a_read_whose_long_answer_the_line_kept_damaging_runs_again() -> None:
     ):
         got = board.read_conductance(0)
         reads = board.stats().total_cost.time_ns / want.cost.time_ns
+        received = board.link_stats().bytes_received
     assert same(got, want)
     assert reads >= 2 and reads == int(reads)
+    # Once the frames came down the long answer's other attempts were not spent: the tile
+    # and its shorter frames' framing, and the long answer at most three times.
+    assert received < 256 * 256 * 4 + 3 * CEILING + 80_000
 
 
 @pytest.mark.timeout(120)
