@@ -51,7 +51,7 @@ from sidra.cli.train.running import (
     stop_on_interrupt,
 )
 from sidra.drivers import Board, InvalidArgument, SidraError
-from sidra.training.atomic_files import write_atomically
+from sidra.training.atomic_files import write_atomically, write_files_atomically
 from sidra.training.model import MODEL_FILE
 from sidra.training.options import TuneOptions
 from sidra.training.tuning import TuneResult, tune_model, tune_settings
@@ -167,8 +167,8 @@ def tune(
         data, target.model,
     )  # fmt: skip
     files = result.files(settings, result.summary() | {"dataset": data.named_as} | kept, tuned.data)
-    folder = save_or_keep(functools.partial(_save_files, files), record_folder(None, "tune"),
-                          "tune", run)  # fmt: skip
+    folder = save_or_keep(functools.partial(write_files_atomically, files),
+                          record_folder(None, "tune"), "tune", run)  # fmt: skip
     report = {
         "model": target.label, "out": str(out), "board": where, "dataset": data.name,
         "board_url": board, "server": server, "deployment": deployment, "held": held,
@@ -183,13 +183,6 @@ def tune(
         _print_tuned(report, result, Console())
     exit_if_stopped(report, options.epochs, console, kept=f"{out} holds the epochs so far",
                     stop=stop)  # fmt: skip
-
-
-def _save_files(files: dict[str, bytes], folder: Path) -> None:
-    """A record's ``files`` in ``folder`` (made when missing)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        write_atomically(folder / name, content)
 
 
 class _RemoteTune:

@@ -7,7 +7,7 @@ import contextlib
 import secrets
 from pathlib import Path
 
-__all__ = ["write_atomically"]
+__all__ = ["write_atomically", "write_files_atomically"]
 
 
 def write_atomically(path: str | Path, data: bytes) -> Path:
@@ -27,3 +27,11 @@ def write_atomically(path: str | Path, data: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             staged.unlink()
     return target
+
+
+def write_files_atomically(files: dict[str, bytes], folder: Path) -> None:
+    """Each of ``files`` (name -> content) written atomically in ``folder`` (made when
+    missing): a record as a command saves it (``functools.partial(..., files)`` is what
+    ``save_or_keep`` takes)."""
+    for name, content in files.items():
+        write_atomically(folder / name, content)

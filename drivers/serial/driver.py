@@ -31,7 +31,7 @@ import json
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
 import serial
@@ -69,8 +69,9 @@ _OPTIONS = {"baud", "timeout", "retries", "max_payload", "switch_baud", "serial_
 _SERIAL_ONLY = {"exclusive", "search_ptys"}
 _SERIAL_NUMBER_BYTES = 255  # a str8 in HELLO
 _TRIES_AT_ONE_SIZE = 3
-"""Exchanges the line damaged that a request writing nothing twice may go through at one
-frame size before the error is the caller's (§4.6)."""
+"""Times a request that writes nothing twice goes again at one frame size after the line
+damaged it, before the error is the caller's (§4.6)."""
+T = TypeVar("T")
 
 
 def port_opener(settings: LinkSettings, **extra: Any) -> Callable[[str], Port]:
@@ -251,18 +252,14 @@ class SerialDriver(BoardDriver):
         """The op's result array: the inline part, then RESULT_READs for the rest."""
         total, crc = m.RESULT_HEAD.unpack_from(payload, head)
         data = bytearray(payload[head + m.RESULT_HEAD.size :])
-        failures = 0
-        while len(data) < total:
-            n = min(total - len(data), self.max_payload)
+
+        def read(size: int) -> bytes:  # the next piece, as long as the link carries now
+            n = min(total - len(data), size)
             request = m.RESULT_READ_REQ.pack(frame.req_id, 0, len(data), n)
-            try:
-                _, part = self._call(Msg.RESULT_READ, request, expect=n, resendable=True)
-            except LineDamage:
-                failures = self._damaged_in_a_row(n, failures)
-                if failures <= _TRIES_AT_ONE_SIZE:
-                    continue  # a read: once more, in smaller pieces if the link lowered them
-                raise
-            failures = 0
+            return self._call(Msg.RESULT_READ, request, expect=n, resendable=True)[1]
+
+        while len(data) < total:
+            part = self._through(read)
             if not part:
                 raise BoardFault(f"RESULT_READ returned nothing at byte {len(data)} of {total}")
             data += part
@@ -276,22 +273,17 @@ class SerialDriver(BoardDriver):
         _, reply = self._call(Msg.STAGE_BEGIN, m.STAGE_BEGIN_REQ.pack(len(data)))
         stage_id = m.STAGE_BEGIN_RESP.unpack(reply)[0]
         view = memoryview(data)
+
+        def send(size: int) -> int:  # the next chunk, as long as the link carries now
+            chunk = size - m.STAGE_DATA_HEAD.size
+            head = m.STAGE_DATA_HEAD.pack(stage_id, 0, offset)
+            self._call(Msg.STAGE_DATA, head + view[offset : offset + chunk], resendable=True)
+            return chunk
+
         for _ in range(2):  # a failed verify means a board memory fault: send once more
-            offset = failures = 0
+            offset = 0
             while offset < len(data):
-                size = self.max_payload
-                chunk = size - m.STAGE_DATA_HEAD.size
-                head = m.STAGE_DATA_HEAD.pack(stage_id, 0, offset)
-                try:
-                    self._call(
-                        Msg.STAGE_DATA, head + view[offset : offset + chunk], resendable=True
-                    )
-                except LineDamage:
-                    failures = self._damaged_in_a_row(size, failures)
-                    if failures <= _TRIES_AT_ONE_SIZE:
-                        continue  # offset-addressed: this part again, shorter if it may be
-                    raise
-                offset, failures = offset + chunk, 0
+                offset += self._through(send)
             frame = self._link.exchange(
                 Msg.STAGE_VERIFY, m.STAGE_VERIFY_REQ.pack(stage_id, 0, crc), expect=4,
                 device_s=len(data) / 200e6,
@@ -330,21 +322,26 @@ class SerialDriver(BoardDriver):
         """One command; a read or a pass whose long answer the line kept damaging runs
         again once the link has lowered its frames (§4.6): it writes nothing, so running
         it twice is only a second read. A write is never sent again as a new request."""
-        entry, failures = entry_of(request), 0
+        entry = entry_of(request)
+        if not entry.writes_nothing:
+            return self._exchange_once(request, entry)
+        return self._through(lambda _: self._exchange_once(request, entry))
+
+    def _through(self, send: Callable[[int], T]) -> T:
+        """``send(size)`` (``size``: the payload the link carries now, bytes) until the line
+        lets it through. For requests that write nothing twice (a stage chunk, a result
+        read, a read or a pass): after a LineDamage it goes again, at once when the link
+        has lowered its frames below ``size`` since, else up to _TRIES_AT_ONE_SIZE more
+        times at that size (§4.6)."""
+        failures = 0
         while True:
             size = self.max_payload
             try:
-                return self._exchange_once(request, entry)
+                return send(size)
             except LineDamage:
-                failures = self._damaged_in_a_row(size, failures)
-                if not entry.writes_nothing or failures > _TRIES_AT_ONE_SIZE:
+                failures = 1 if self.max_payload < size else failures + 1
+                if failures > _TRIES_AT_ONE_SIZE:
                     raise
-
-    def _damaged_in_a_row(self, size: int, failures: int) -> int:
-        """Exchanges the line damaged in a row at the present frame size, counting one
-        more: 1 when the link has lowered its frames below ``size`` (what the request
-        was sized by) since, else ``failures + 1``."""
-        return 1 if self.max_payload < size else failures + 1
 
     def _exchange_once(self, request: Request, entry: WireEntry[Any, Any]) -> Any:
         # Arrays travel inline when the whole payload fits one frame, else staged first;

@@ -36,7 +36,7 @@ from sidra.cli.train.running import (
     stop_on_interrupt,
 )
 from sidra.training import RecoveryOptions
-from sidra.training.atomic_files import write_atomically
+from sidra.training.atomic_files import write_files_atomically
 from sidra.training.recovery import recovery_files
 
 __all__ = ["drift_recovery_command"]
@@ -120,7 +120,8 @@ def drift_recovery_command(
                 summary = drift_recovery(target, data, options, stop=stop).summary()
             summary |= {"dataset": data.name}
             files = recovery_files(options, data, summary, dataset)
-            folder = save_or_keep(functools.partial(_write, files), folder, JOB, run)
+            save = functools.partial(write_files_atomically, files)
+            folder = save_or_keep(save, folder, JOB, run)
         summary |= {"record": str(folder)}
     if as_json:
         typer.echo(json.dumps(summary))
@@ -136,8 +137,3 @@ def drift_recovery_command(
             kept=f"the figures above and the record in {summary['record']} are the run so far",
             stop=stop,
         )  # fmt: skip
-
-
-def _write(files: dict[str, bytes], folder: Path) -> None:
-    for name, content in files.items():
-        write_atomically(folder / name, content)
