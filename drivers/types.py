@@ -215,6 +215,10 @@ class LinkStats:
     line that damages long frames (docs/wire-protocol.md §4.6)."""
     payload_changes: int = 0
     """Times the link changed its payload limit for the line's damage (down or back up)."""
+    timeout_base_s: float = 0.0
+    """What the link's latest attempt waited for its answer besides the wire and board
+    time (T_base), s: learnt from the board's answers, at most the URL's ``timeout=``
+    (docs/wire-protocol.md §4.5)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2
 from sidra.client import connect
 from sidra.drivers import Region
 from sidra.drivers.requests import ProgramRequest
+from sidra.drivers.serial.retransmit import FLOOR_S
 from sidra.emulator import preset
 from sidra.emulator.firmware import serve_virtual_board
 from sidra.emulator.firmware.faults import FaultConfig
@@ -99,7 +100,13 @@ def test_a_serial_board_s_link_shows_what_the_line_damaged_and_its_frames(
     assert damaged > 0
     line = next(line for line in done.stdout.splitlines() if line.startswith("link"))
     # Each status asks the board (GET_STATS): the counts move from one to the next.
-    assert re.search(r"link +up; [\d,]+ exchanges, [1-9][\d,]* attempts damaged, \d+ lost; ", line)
+    assert re.search(
+        r"link +up; [\d,]+ exchanges, [1-9][\d,]* attempts damaged, \d+ lost "
+        r"\(resent after [1-9][\d,]* ms\); ",
+        line,
+    )
+    # Learnt from the answers (§4.5): below the URL's 0.25 s, at least the floor.
+    assert FLOOR_S <= link["timeout_base_s"] < 0.25
     assert f"frames up to {link['payload_limit']:,} B (moved " in line
     with serving(tmp_path / "other.sqlite3") as address:
         local = sidra_status(address)

@@ -299,7 +299,8 @@ def _link_text(link: dict[str, Any]) -> str:
         frames += f" (moved {'once' if moves == 1 else f'{moves:,} times'} for the line's damage)"
     return (
         f"{'up' if link['up'] else 'DOWN'}; {link['exchanges']:,} exchanges, {damaged:,} "
-        f"attempts damaged, {link['timeouts']:,} lost; {frames}"
+        f"attempts damaged, {link['timeouts']:,} lost (resent after "
+        f"{link.get('timeout_base_s', 0.0) * 1e3:,.0f} ms); {frames}"
     )
 
 

@@ -43,6 +43,7 @@ from sidra.drivers.errors import (
 )
 from sidra.drivers.serial.frame_size import FrameSizer
 from sidra.drivers.serial.port_hints import open_hint
+from sidra.drivers.serial.retransmit import RetransmitTimer
 from sidra.drivers.types import LinkStats
 from sidra.drivers.wire.framing import (
     MIN_PAYLOAD,
@@ -67,7 +68,8 @@ from sidra.drivers.wire.messages import (
 __all__ = ["IdentityCheck", "LineDamage", "Link", "LinkSettings", "Port", "check_hello"]
 
 _TIMEOUT, _BAD = "timeout", "bad"
-_NOT_COUNTED = {"up", "payload_limit", "payload_changes"}  # state, or the sizer's own count
+# State, or the sizer's and the timer's own figures: not counters.
+_NOT_COUNTED = {"up", "payload_limit", "payload_changes", "timeout_base_s"}
 _COUNTERS = [f.name for f in dataclasses.fields(LinkStats) if f.name not in _NOT_COUNTED]
 
 
@@ -107,7 +109,9 @@ class LinkSettings:
     """Line rate used to scale timeouts (10 bits per byte on the wire), Bd. A pty or TCP
     link has no line rate: the timeouts then assume this nominal one."""
     timeout_s: float = 0.25
-    """Fixed part of every attempt's timeout (host and board latency), s."""
+    """Most the fixed part of an attempt's timeout (host and board latency) may be, s: the
+    link learns it from the board's answers, starting here (§4.5, sidra.drivers.serial.
+    retransmit)."""
     retries: int = 3
     """Retransmissions per round; after a round fails the link resyncs and tries once more."""
     max_payload: int = 0xFFFF
@@ -116,9 +120,17 @@ class LinkSettings:
     want_baud: int = 0
     """Line rate to switch to after HELLO (0 keeps ``baud``)."""
 
-    def attempt_timeout(self, out_bytes: int, in_bytes: int, device_s: float = 0.0) -> float:
-        """base + twice the wire time both ways + the board's own time for the command."""
-        return self.timeout_s + 2 * 10 * (out_bytes + in_bytes) / self.baud + device_s
+    def attempt_timeout(
+        self, out_bytes: int, in_bytes: int, device_s: float = 0.0, base_s: float | None = None
+    ) -> float:
+        """base (``timeout_s`` unless given) + twice the wire time both ways + the board's
+        own time for the command."""
+        base = self.timeout_s if base_s is None else base_s
+        return base + 2 * self.wire_s(out_bytes + in_bytes) + device_s
+
+    def wire_s(self, wire_bytes: int) -> float:
+        """Time ``wire_bytes`` take on the line at ``baud`` (10 bits a byte), s."""
+        return 10 * wire_bytes / self.baud
 
 
 class Link:
@@ -142,6 +154,9 @@ class Link:
         self._listeners: list[Callable[[bool], None]] = []
         self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self._sizer = FrameSizer(settings.max_payload)
+        self._timer = RetransmitTimer(settings.timeout_s)
+        self.timeout_base_s = settings.timeout_s
+        """T_base of the latest attempt, s (§4.5): what it waited besides wire and board time."""
         # The longest request payload (bytes) that has crossed intact (its answer came
         # back) since the link was made: a write stakes itself only on such frames (§4.6).
         self.carried_out = 0
@@ -178,6 +193,7 @@ class Link:
             up=self._up,
             payload_limit=self.payload_limit,
             payload_changes=self._sizer.changes,
+            timeout_base_s=self.timeout_base_s,
             **self._counts,
         )
 
@@ -355,23 +371,34 @@ class Link:
         # the error left in the board's receiver.
         again = b"\x00" + encode_frame(dataclasses.replace(request, flags=Flag.RETRY))
         wire_bytes = len(first) + max_wire_bytes(expect)
-        timeout = self.settings.attempt_timeout(len(first), max_wire_bytes(expect), device_s)
         attempts = damaged = 0
+        timeout = 0.0  # each attempt's own, set as it is sent
         for round_ in range(rounds):
             if round_:
                 self._resync()
             for _ in range(1 + self.settings.retries):
+                sent = time.monotonic()
                 self._send(first if attempts == 0 else again)
                 if attempts:
                     self._count(retries=1)
                 attempts += 1
+                self.timeout_base_s = self._timer.base_s(msg)
+                timeout = self.settings.attempt_timeout(
+                    len(first), max_wire_bytes(expect), device_s, self.timeout_base_s
+                )
                 reply = self._await(request, timeout)
-                if reply != _TIMEOUT:  # a lost frame says nothing of the line's bit errors
+                if reply == _TIMEOUT:
+                    self._timer.timed_out(msg)
+                else:  # a lost frame says nothing of the line's bit errors
                     self._sizer.record(wire_bytes, damaged=reply == _BAD)
                     damaged += reply == _BAD
                 if resendable and reply == _BAD and self._sizer.limit < max(len(payload), expect):
                     return self._give_up(msg, attempts, damaged, timeout)  # go again, shorter
                 if isinstance(reply, Frame):
+                    if attempts == 1:  # Karn: a resent request's answer times no attempt
+                        took = time.monotonic() - sent
+                        wire = self.settings.wire_s(len(first) + max_wire_bytes(len(reply.payload)))
+                        self._timer.answered(msg, took - wire - device_s)
                     self.carried_out = max(self.carried_out, len(payload))
                     self._count(exchanges=1)
                     self.last_exchange = time.monotonic()
@@ -391,7 +418,9 @@ class Link:
                 f"{self._sizer.limit} bytes of payload (§4.6)"
             )
         if self._ping_once():
-            raise DeadlineExceeded(f"{what} ({timeout:.3f} s each); the board answers PING")
+            raise DeadlineExceeded(
+                f"{what} (the last waited {timeout:.3f} s); the board answers PING"
+            )
         self._set_up(False)
         raise BoardUnavailable(f"{what} and a resync; the link is down")
 

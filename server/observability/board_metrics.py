@@ -100,3 +100,9 @@ class LinkCounters(Collector):
             "Largest frame payload the serial link uses now, bytes (lowered on a noisy line).",
             value=stats.payload_limit,
         )
+        yield GaugeMetricFamily(
+            "sidra_board_link_timeout_base_seconds",
+            "What the serial link's latest attempt waited besides wire and board time, s "
+            "(learnt from the answers: about what a lost frame costs).",
+            value=stats.timeout_base_s,
+        )

@@ -174,7 +174,7 @@ class BoardStats(_message.Message):
     def __init__(self, total_cost: _Optional[_Union[OperationCost, _Mapping]] = ..., mvm_passes: _Optional[int] = ..., cell_writes: _Optional[int] = ..., clock_s: _Optional[float] = ..., max_cell_writes: _Optional[int] = ..., link: _Optional[_Union[LinkStats, _Mapping]] = ...) -> None: ...
 
 class LinkStats(_message.Message):
-    __slots__ = ("up", "exchanges", "frames_sent", "frames_received", "bytes_sent", "bytes_received", "crc_errors", "framing_errors", "timeouts", "retries", "naks", "duplicates", "resyncs", "resets", "reconnects", "payload_limit", "payload_changes")
+    __slots__ = ("up", "exchanges", "frames_sent", "frames_received", "bytes_sent", "bytes_received", "crc_errors", "framing_errors", "timeouts", "retries", "naks", "duplicates", "resyncs", "resets", "reconnects", "payload_limit", "payload_changes", "timeout_base_s")
     UP_FIELD_NUMBER: _ClassVar[int]
     EXCHANGES_FIELD_NUMBER: _ClassVar[int]
     FRAMES_SENT_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,7 @@ class LinkStats(_message.Message):
     RECONNECTS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_BASE_S_FIELD_NUMBER: _ClassVar[int]
     up: bool
     exchanges: int
     frames_sent: int
@@ -209,7 +210,8 @@ class LinkStats(_message.Message):
     reconnects: int
     payload_limit: int
     payload_changes: int
-    def __init__(self, up: _Optional[bool] = ..., exchanges: _Optional[int] = ..., frames_sent: _Optional[int] = ..., frames_received: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_received: _Optional[int] = ..., crc_errors: _Optional[int] = ..., framing_errors: _Optional[int] = ..., timeouts: _Optional[int] = ..., retries: _Optional[int] = ..., naks: _Optional[int] = ..., duplicates: _Optional[int] = ..., resyncs: _Optional[int] = ..., resets: _Optional[int] = ..., reconnects: _Optional[int] = ..., payload_limit: _Optional[int] = ..., payload_changes: _Optional[int] = ...) -> None: ...
+    timeout_base_s: float
+    def __init__(self, up: _Optional[bool] = ..., exchanges: _Optional[int] = ..., frames_sent: _Optional[int] = ..., frames_received: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_received: _Optional[int] = ..., crc_errors: _Optional[int] = ..., framing_errors: _Optional[int] = ..., timeouts: _Optional[int] = ..., retries: _Optional[int] = ..., naks: _Optional[int] = ..., duplicates: _Optional[int] = ..., resyncs: _Optional[int] = ..., resets: _Optional[int] = ..., reconnects: _Optional[int] = ..., payload_limit: _Optional[int] = ..., payload_changes: _Optional[int] = ..., timeout_base_s: _Optional[float] = ...) -> None: ...
 
 class ProgramRequest(_message.Message):
     __slots__ = ("tile", "row_offset", "col_offset", "conductances")
