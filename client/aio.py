@@ -83,6 +83,7 @@ from sidra.client.streams import (
 from sidra.drivers import (
     BoardInfo,
     BoardStats,
+    BoardUnavailable,
     CalibrationReport,
     FailedPrecondition,
     MVMResult,
@@ -217,8 +218,18 @@ class AsyncRemoteBoard(SizedCalls):
         """Held while the service's limits are asked (sidra.client.call_sizes)."""
         self._session: AsyncSession | None = None
         self._metadata: tuple[tuple[str, str], ...] = ()
+        self._closed = False
+
+    def _closed_error(self) -> BoardUnavailable:
+        return BoardUnavailable(
+            f"the client of {self.address or 'this server'} is closed (close() was called, "
+            "or its async with block ended): connect again"
+        )
 
     async def close(self) -> None:
+        """Ends this client's session (its leases) and its channel; a call after it raises
+        BoardUnavailable saying so."""
+        self._closed = True
         if self._session is not None:
             try:
                 await self._session.close()
@@ -254,12 +265,14 @@ class AsyncRemoteBoard(SizedCalls):
     async def health(self) -> str:
         """The server's health for its board service, as the sync client's
         :meth:`~sidra.client.RemoteBoard.health`."""
+        if self._closed:
+            raise self._closed_error()
         try:
             reply = await health_pb2_grpc.HealthStub(self.channel).Check(
                 HEALTH_REQUEST, timeout=self.timeout_s
             )
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise from_rpc_error(exc, f"health check of {self.address}", self.timeout_s) from exc
         return health_name(reply)
 
     async def leases(self) -> list[TileLease]:
@@ -334,6 +347,8 @@ class AsyncRemoteBoard(SizedCalls):
 
     async def run(self, request: Request) -> Any:
         """Sends ``request`` as its RPC; returns the result or raises the SIDRA exception."""
+        if self._closed:
+            raise self._closed_error()
         op = operation_of(request)
         request = representable(request)
         if self._session is not None and self._session.lease_as_used:  # not on every call
@@ -390,7 +405,7 @@ class AsyncRemoteBoard(SizedCalls):
                 reply = await call
                 trailers = await call.trailing_metadata()
             except grpc.RpcError as exc:
-                error = from_rpc_error(exc)
+                error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
                 named = instance_in(exc.trailing_metadata())
                 reported = self._instance.failed(named, error, op.rpc)
                 if reported is error:
@@ -458,7 +473,7 @@ class AsyncRemoteBoard(SizedCalls):
                     result = streams.read_from_chunks([chunk async for chunk in call])
                 trailers = await call.trailing_metadata()
             except grpc.RpcError as exc:
-                error = from_rpc_error(exc)
+                error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
                 reported = self._instance.failed(
                     instance_in(exc.trailing_metadata()), error, op.rpc
                 )

@@ -57,17 +57,25 @@ SERVER_ENDED = (
 """What a call the server cancelled says: this client never cancels a call it waits for."""
 
 
-def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
+def from_rpc_error(
+    exc: grpc.RpcError, call: str = "", timeout_s: float | None = None
+) -> errors.SidraError:
     """The SIDRA exception for a failed call (raise it ``from exc``).
 
     CANCELLED, which the service never answers on purpose, is what gRPC gives a call a
     stopping server cancels (one arriving after its stop, or still running at the end of
-    its grace): :class:`~sidra.drivers.errors.BoardUnavailable`, as a server gone is."""
+    its grace): :class:`~sidra.drivers.errors.BoardUnavailable`, as a server gone is.
+    UNAVAILABLE and DEADLINE_EXCEEDED that no server made (no ErrorInfo: the connection
+    failed, or the client's deadline passed) say so in the client's words, naming
+    ``call`` (e.g. "MVM to 127.0.0.1:50051") and ``timeout_s`` when given, gRPC's own
+    words after them."""
     code: grpc.StatusCode = exc.code()
     message: str = exc.details() or code.name
     if code == grpc.StatusCode.CANCELLED:
         detail = "" if message == code.name else f" ({message})"
         return errors.BoardUnavailable(f"CANCELLED: {SERVER_ENDED}{detail}")
+    if code in _TRANSPORT and _error_info(exc) is None:
+        return _TRANSPORT[code](call or "the call", timeout_s, message)
     cls = exception_class(code)
     if issubclass(cls, (errors.InvalidArgument, errors.ResourceExhausted)):
         info = _error_info(exc)
@@ -83,6 +91,29 @@ def from_rpc_error(exc: grpc.RpcError) -> errors.SidraError:
             return error
         return cls("request", message, "a valid request")
     return _refined(cls, exc)(f"{code.name}: {message}")
+
+
+def _unreachable(call: str, timeout_s: float | None, said: str) -> errors.SidraError:
+    return errors.BoardUnavailable(
+        f"UNAVAILABLE: {call}: the server cannot be reached, or the connection to it broke "
+        f"(is sidra serve running there? whether the call ran is not known) [gRPC: {said}]"
+    )
+
+
+def _too_late(call: str, timeout_s: float | None, said: str) -> errors.SidraError:
+    within = "the client's deadline" if timeout_s is None else f"{timeout_s:g} s"
+    return errors.DeadlineExceeded(
+        f"DEADLINE_EXCEEDED: {call}: no answer within {within} (the client's timeout_s: "
+        f"connect(..., timeout_s=...) sets it; whether the call ran is not known) "
+        f"[gRPC: {said}]"
+    )
+
+
+_TRANSPORT = {
+    grpc.StatusCode.UNAVAILABLE: _unreachable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: _too_late,
+}
+"""The client's own wording of the codes gRPC makes without a server's answer."""
 
 
 def _refined(cls: type[errors.SidraError], exc: grpc.RpcError) -> type[errors.SidraError]:

@@ -57,6 +57,7 @@ from sidra.client.shared_memory import new_name as new_shm_name
 from sidra.drivers import (
     Board,
     BoardInfo,
+    BoardUnavailable,
     FailedPrecondition,
     InvalidArgument,
     MVMResult,
@@ -161,6 +162,7 @@ class RemoteBoard(SizedCalls, Board):
         self._owns_channel = owns_channel
         self.timeout_s = timeout_s
         self._info: BoardInfo | None = None
+        self._closed = False
         self._calls = {op.request: _unary_call(channel, op) for op in OPERATIONS}
         self._instance = InstanceTracker()
         self._session: Session | None = None
@@ -229,12 +231,14 @@ class RemoteBoard(SizedCalls, Board):
     def health(self) -> str:
         """The server's health for its board service (grpc.health.v1): "SERVING", or
         "NOT_SERVING" while its board is unreachable (a serial link down)."""
+        if self._closed:
+            raise self._closed_error()
         try:
             reply = health_pb2_grpc.HealthStub(self._channel).Check(
                 HEALTH_REQUEST, timeout=self.timeout_s
             )
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise from_rpc_error(exc, f"health check of {self.address}", self.timeout_s) from exc
         return health_name(reply)
 
     def leases(self) -> list[TileLease]:
@@ -280,6 +284,9 @@ class RemoteBoard(SizedCalls, Board):
             self._metadata = ()
 
     def close(self) -> None:
+        """Ends this client's session (its leases) and its channel; a call after it raises
+        BoardUnavailable saying so."""
+        self._closed = True
         if self._session is not None:
             try:
                 self._session.close()
@@ -287,6 +294,12 @@ class RemoteBoard(SizedCalls, Board):
                 log.warning("closing session %s: %s", self._session.id[:8], exc)
         if self._owns_channel:
             self._channel.close()
+
+    def _closed_error(self) -> BoardUnavailable:
+        return BoardUnavailable(
+            f"the client of {self.address or 'this server'} is closed (close() was called, "
+            "or its with block ended): connect again"
+        )
 
     @property
     def info(self) -> BoardInfo:
@@ -309,6 +322,8 @@ class RemoteBoard(SizedCalls, Board):
         """Sends ``request`` as its RPC; returns the result, or raises the SIDRA exception
         (:class:`~sidra.client.errors.BoardInstanceChanged` when the response names another
         board instance than this client's previous one)."""
+        if self._closed:
+            raise self._closed_error()
         op = operation_of(request)
         request = representable(request)
         if self._session is not None and self._session.lease_as_used:  # not on every call
@@ -354,7 +369,7 @@ class RemoteBoard(SizedCalls, Board):
                     message, timeout=self.timeout_s, metadata=self._metadata
                 )
         except grpc.RpcError as exc:
-            error = from_rpc_error(exc)
+            error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
             reported = self._instance.failed(_instance_of(exc), error, op.rpc)
             if reported is error:
                 raise error from exc
@@ -486,7 +501,7 @@ class RemoteBoard(SizedCalls, Board):
                 call = self._read_chunked(message, timeout=self.timeout_s, metadata=self._metadata)
                 result = streams.read_from_chunks(call)
         except grpc.RpcError as exc:
-            error = from_rpc_error(exc)
+            error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
             reported = self._instance.failed(_instance_of(exc), error, op.rpc)
             if reported is error:
                 raise error from exc
@@ -533,12 +548,30 @@ def instance_in(metadata: Any) -> str | None:
     return None
 
 
+_GRPC_TARGET_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")
+"""gRPC name-resolver prefixes an address may carry instead of being HOST:PORT."""
+
+
 def check_address(address: Any) -> None:
-    """Refuses an address no channel can be opened to (empty, blank, spaces inside), before
-    gRPC would log its own errors and the client wait out its deadline."""
+    """Refuses an address no channel can be opened to (empty, blank, spaces inside, no
+    port or one outside 1 .. 65535, a ``grpc://`` URL), before gRPC would log its own
+    errors and the client wait out its deadline (gRPC takes a HOST alone for HOST:443)."""
+    allowed = "HOST:PORT of a sidra serve (or a gRPC target), e.g. 127.0.0.1:50051"
     if not isinstance(address, str) or not address.strip() or any(c.isspace() for c in address):
-        allowed = "HOST:PORT of a sidra serve (or a gRPC target), e.g. 127.0.0.1:50051"
         raise InvalidArgument("address", address, allowed)
+    if address.startswith(("grpc://", "grpcs://")):
+        raise InvalidArgument(
+            "address", address,
+            "HOST:PORT; a grpc:// or grpcs:// URL goes to sidra.client.connect_server(url) "
+            "or sidra.drivers.open_board(url), which read its TLS options",
+        )  # fmt: skip
+    if address.startswith(_GRPC_TARGET_SCHEMES):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InvalidArgument(
+            "address", address, "HOST:PORT with PORT in 1 .. 65535, e.g. 127.0.0.1:50051"
+        )
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from sidra.drivers.base import BoardDriver, run_instance_id
-from sidra.drivers.errors import InvalidArgument
+from sidra.drivers.errors import BoardUnavailable, InvalidArgument
 from sidra.drivers.requests import (
     AdvanceClockRequest,
     CalibrateRequest,
@@ -48,6 +48,7 @@ class EmulatorDriver(BoardDriver):
     def __init__(self, profile: BoardProfile, seed: int = 0) -> None:
         self.board = EmulatedBoard(profile, seed)
         self._instance_id = run_instance_id(self.board.info.serial_number)
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: SplitResult) -> EmulatorDriver:
@@ -82,9 +83,16 @@ class EmulatorDriver(BoardDriver):
         return self.board.info
 
     def close(self) -> None:
-        """Nothing to release: the emulator lives in this process."""
+        """The emulator lives in this process and holds nothing to release, but a call
+        after it is refused as on every other board (BoardUnavailable)."""
+        self._closed = True
 
     def _handle(self, request: Request) -> Any:
+        if self._closed:
+            raise BoardUnavailable(
+                f"the emulated board {self.board.info.serial_number} is closed (close() was "
+                "called, or its with block ended): open it again"
+            )
         board = self.board
         match request:  # the passes first: they are nearly every call
             case MVMRequest(tile=tile, voltages=voltages, region=region):

@@ -14,6 +14,7 @@ import pytest
 from sidra.drivers import (
     Board,
     BoardDriver,
+    BoardUnavailable,
     InvalidArgument,
     OutOfRange,
     Region,
@@ -85,13 +86,28 @@ def test_a_socket_url_needs_a_host_and_a_port(url: str) -> None:
     assert "socket://HOST:PORT" in caught.value.allowed
 
 
-@pytest.mark.parametrize("address", ["", "   ", "host :50051", None])
+@pytest.mark.parametrize(
+    "address",
+    # No port (gRPC would try HOST:443 for the whole wait), a port outside 1 .. 65535, and
+    # a URL that connect_server or open_board takes: refused at once, not after 10 s.
+    ["", "   ", "host :50051", None, "127.0.0.1", "127.0.0.1:99999", "host:0", "host:",
+     "grpc://127.0.0.1:50051", "grpcs://127.0.0.1:50051?ca=ca.pem"],
+)  # fmt: skip
 def test_connect_refuses_an_address_no_channel_can_reach(address: Any) -> None:
     from sidra.client import connect
 
     with pytest.raises(InvalidArgument) as caught:
         connect(address)
     assert caught.value.field == "address" and "HOST:PORT" in caught.value.allowed
+
+
+@pytest.mark.parametrize("address", ["[::1]:1", "localhost:1", "dns:///localhost:1", "unix:/x"])
+def test_connect_takes_hosts_ipv6_and_grpc_targets(address: str) -> None:
+    """Taken as addresses: nothing listens there, so the refusal is the connection's."""
+    from sidra.client import connect
+
+    with pytest.raises(BoardUnavailable):
+        connect(address, wait_ready_s=0.3)
 
 
 @pytest.mark.parametrize("option", ["baud", "retries", "max_payload"])
@@ -287,8 +303,8 @@ def test_same_seed_is_bit_identical() -> None:
         open_board("emu://?preset=sidra-y1&seed=42") as b,
     ):
         first, second = noisy_session(a), noisy_session(b)
+        assert a.stats() == b.stats()
     assert_same_session(first, second)
-    assert a.stats() == b.stats()
 
 
 def test_sidra_y1_is_noisy() -> None:

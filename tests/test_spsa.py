@@ -314,3 +314,34 @@ def test_an_optimizer_needs_a_point_a_generator_and_steps() -> None:
         SPSA(np.array([0.0, np.nan]), settings, rng, 5)
     with pytest.raises(TypeError, match="rng: got int, expected a np.random.Generator"):
         SPSA(np.zeros(3), settings, 7, 5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("losses", "says"),
+    [
+        ([1.0, float("nan")], "nan at [1]"),
+        ([1.0], "shape (1,)"),
+        ([1.0, 2.0, 3.0], "shape (3,)"),
+        (["x", "y"], "list ['x', 'y']"),
+        (4.0, "shape ()"),
+    ],
+)
+def test_losses_told_that_do_not_fit_the_ask_are_refused_and_change_nothing(
+    losses: Any, says: str
+) -> None:
+    """One finite loss per point asked, or InvalidArgument; the optimizer is as it was, so
+    the same ask can still be told (it used to step with NaN, or lose the ask)."""
+    from sidra.drivers import InvalidArgument
+
+    settings = SPSASettings(constant(0.1), constant(0.1))
+    told = SPSA(np.zeros(3), settings, np.random.default_rng(0), 5)
+    clean = SPSA(np.zeros(3), settings, np.random.default_rng(0), 5)
+    asked, expected = told.ask(), clean.ask()
+    with pytest.raises(InvalidArgument) as caught:
+        told.tell(losses)
+    assert caught.value.field == "losses" and says in str(caught.value.value)
+    assert caught.value.allowed == "2 finite numbers, one per point asked"
+    assert (told.step, told.nfev) == (0, 0) and asked.points == expected.points
+    told.tell([1.0, 2.0])
+    clean.tell([1.0, 2.0])
+    np.testing.assert_array_equal(told.x, clean.x)

@@ -87,7 +87,12 @@ def test_a_layer_refuses_arrays_of_another_shape_and_leaves_the_board_as_it_was(
             (lambda: layer.forward(np.zeros((2, 8)), program=w.T), "weights.shape", [3, 9]),
             (lambda: layer.backward(np.ones(3)), "delta.shape", [3]),
             (lambda: layer.perturbed_forward(np.zeros((2, 7)), [(1, 0.1, 1)]), "x.shape", [2, 7]),
-        ]
+            # Named as passed: the board would name the voltages they drive (and the rows).
+            (lambda: layer.forward(np.full((2, 8), np.nan)), "x",
+             "16 NaN/Inf values (first at [0, 0])"),
+            (lambda: layer.backward(np.array([[0.0, np.inf, 1.0]])), "delta",
+             "1 NaN/Inf values (first at [0, 1])"),
+        ]  # fmt: skip
         for call, field, shape in bad_calls:
             with pytest.raises(InvalidArgument) as caught:
                 call()

@@ -218,6 +218,14 @@ class AnalogLinear:
         a = to_float32(field, x)
         if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] != width:
             raise InvalidArgument(f"{field}.shape", list(a.shape), f"[batch >= 1, {width}]")
+        # Here, not at the board: there the voltages a value drives (and the rows it
+        # takes) would be named instead of what the caller passed.
+        if not np.isfinite(a).all():
+            bad = ~np.isfinite(a)
+            first = [int(i) for i in np.argwhere(bad)[0]]
+            raise InvalidArgument(
+                field, f"{int(bad.sum())} NaN/Inf values (first at {first})", "finite numbers"
+            )
         return a
 
     def conductances(self, weights: npt.ArrayLike) -> Array:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.rademacher import rademacher
 from sidra.training.schedules import Schedule
 
@@ -187,6 +188,7 @@ class SPSA:
         self._perts = settings.perturbation()
         self._pending: tuple[str, Any] | None = None
         self._queued: tuple[str, Any] | None = None
+        self._asked = 0  # points of the pending ask: the losses tell() takes
         self.callback: Callable[[SPSAStep], bool | None] | None = None
         self._stopped = False
 
@@ -219,8 +221,10 @@ class SPSA:
             raise RuntimeError("ask() called twice without tell()")
         if self._queued is not None:  # blocking: the candidate's unperturbed loss
             self._pending, self._queued = self._queued, None
+            self._asked = 1
             return Ask(self._pending[1][0], ((),))
         s = self._s
+        self._asked = 1
         if self.settings.blocking and s.fx is None:
             self._pending = ("initial", None)
             return Ask(s.x, ((),))
@@ -228,11 +232,16 @@ class SPSA:
         seeds = [int(v) for v in self.rng.integers(0, 2**63, size=self._seeds_per_step())]
         points = self._gradient_points(seeds, c_k)
         self._pending = ("gradient", (a_k, c_k, seeds))
+        self._asked = len(points)
         return Ask(s.x, points)
 
     def tell(self, losses: Sequence[float]) -> None:
+        """The losses of the last :meth:`ask`'s points: one finite number per point, in its
+        order. Anything else is refused (InvalidArgument) with the optimizer unchanged,
+        so the same ask may still be told."""
         if self._pending is None:
             raise RuntimeError("tell() without ask()")
+        losses = _checked_losses(losses, self._asked)
         kind, data = self._pending
         self._pending = None
         self._s.nfev += len(losses)
@@ -410,3 +419,19 @@ def minimize_spsa(
         return losses
 
     return run(optimizer, evaluate_points)
+
+
+def _checked_losses(losses: Sequence[float], asked: int) -> list[float]:
+    """``losses`` as floats, or InvalidArgument naming what is wrong with them: one finite
+    number per point asked."""
+    allowed = f"{asked} finite number{'s' if asked != 1 else ''}, one per point asked"
+    try:
+        values = np.asarray(losses, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidArgument("losses", f"{type(losses).__name__} {losses!r}", allowed) from None
+    if values.shape != (asked,):
+        raise InvalidArgument("losses", f"shape {values.shape}", allowed)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise InvalidArgument("losses", f"{values[bad[0]]} at [{bad[0]}]", allowed)
+    return [float(v) for v in values]

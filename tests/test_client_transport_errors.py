@@ -1,0 +1,78 @@
+"""What a client says when no server answered for it: a server gone, a deadline passed,
+a client already closed. In the client's words, naming the call, the server and the
+timeout; gRPC's own words follow in brackets. The same from the sync, asyncio and
+in-process boards."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from sidra.client import BoardUnavailable, connect
+from sidra.client.aio import connect as aio_connect
+from sidra.drivers import DeadlineExceeded, open_board
+from sidra.emulator import preset
+from sidra.emulator.driver import EmulatorDriver
+from sidra.server import create_server
+
+VOLTS = np.zeros((1, 256), np.float32)
+
+
+def test_a_server_gone_is_named_with_the_call_and_its_address() -> None:
+    server, port = create_server(EmulatorDriver(preset("ideal")), "127.0.0.1:0")
+    server.start()
+    address = f"127.0.0.1:{port}"
+    with connect(address) as board:
+        board.mvm(0, VOLTS)
+        server.stop(grace=None).wait()
+        with pytest.raises(BoardUnavailable) as caught:
+            board.mvm(0, VOLTS)
+    said = str(caught.value)
+    assert said.startswith(f"UNAVAILABLE: MVM to {address}: the server cannot be reached")
+    assert "is sidra serve running there?" in said and "[gRPC: " in said
+
+
+def test_a_deadline_passed_names_the_client_s_timeout() -> None:
+    server, port = create_server(EmulatorDriver(preset("sidra-y1")), "127.0.0.1:0")
+    server.start()
+    try:
+        with connect(f"127.0.0.1:{port}") as board:
+            board.mvm(0, VOLTS)  # (the sizes the service takes are learnt)
+            board.timeout_s = 0.001
+            with pytest.raises(DeadlineExceeded) as caught:
+                board.mvm(0, np.zeros((4096, 256), np.float32))
+    finally:
+        server.stop(grace=None)
+    said = str(caught.value)
+    assert said.startswith(f"DEADLINE_EXCEEDED: MVM to 127.0.0.1:{port}: no answer within")
+    assert "0.001 s (the client's timeout_s" in said
+
+
+def test_a_closed_client_says_so_on_every_board() -> None:
+    """It raised gRPC's ValueError (sync), UsageError (asyncio), or kept working (in
+    process)."""
+    server, port = create_server(EmulatorDriver(preset("ideal")), "127.0.0.1:0")
+    server.start()
+    try:
+        board = connect(f"127.0.0.1:{port}")
+        board.close()
+        with pytest.raises(BoardUnavailable, match=r"the client of 127\.0\.0\.1:\d+ is closed"):
+            board.mvm(0, VOLTS)
+        with pytest.raises(BoardUnavailable, match="is closed"):
+            board.health()
+
+        async def aio() -> None:
+            remote = await aio_connect(f"127.0.0.1:{port}")
+            await remote.close()
+            with pytest.raises(BoardUnavailable, match="is closed"):
+                await remote.mvm(0, VOLTS)
+
+        asyncio.run(aio())
+    finally:
+        server.stop(grace=None)
+    local = open_board("emu://?preset=ideal")
+    local.close()
+    with pytest.raises(BoardUnavailable, match="emulated board EMU-0 is closed"):
+        local.mvm(0, VOLTS)
