@@ -304,7 +304,14 @@ def _note_instance(store: StateStore, board: Board) -> None:
     programmed state the board no longer holds unless it was restored."""
     info, instance = board.info, board.instance_id
     before = store.note_board(info, instance)
-    if before is not None and before.last_boot_id != instance:
+    if before is not None and before.model != info.model:
+        log.warning(
+            "board %s answers as model %s, recorded under that serial number as model %s: "
+            "another board with the same serial number? The targets and history kept for "
+            "it are the other board's (sidra serve --restore refuses them)",
+            info.serial_number, info.model, before.model,
+        )  # fmt: skip
+    elif before is not None and before.last_boot_id != instance:
         log.warning(
             "board %s is instance %s, last recorded as %s: what was programmed then is not "
             "on the board unless restored (sidra serve --restore)",

@@ -115,6 +115,16 @@ def test_refusals_name_the_option_or_field_and_leave_the_board_unwritten(
         ("board", "mvm", url, "--inputs", str(tmp_path / "v64.npy"), "--transpose"):
             "takes 256, one per column it drives (--region 0,0,256,64 drives 64 columns)",
         ("board", "read", url, "--out", str(tmp_path / "taken.npy")): "which exists",
+        # A folder that is a file, or does not exist: refused before the board is read
+        # (a traceback after the board work, before).
+        ("board", "read", url, "--out", str(tmp_path / "taken.npy" / "g.npy")):
+            "is not a folder this user can write",
+        ("board", "mvm", url, "--inputs", str(tmp_path / "v64.npy"), "--region", "0,0,64,256",
+         "--out", str(tmp_path / "none" / "i.npy")): "is not a folder this user can write",
+        ("board", "read", url, "--plot", str(tmp_path / "none" / "g.png")):
+            "is not a folder this user can write",
+        ("train", "spsa", "--board", "emu://", "--steps", "5", "--out", "/proc/nope/run"):
+            "/proc/nope/run: cannot be made a record folder",
         ("board", "read", url, "--plot", str(tmp_path / "g.gif")): "expected a file ending",
         ("board", "read", url, "--tile", "99"): "tile",
     }  # fmt: skip

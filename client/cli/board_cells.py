@@ -360,7 +360,16 @@ def _array(path: Path, option: str, *dims: int) -> npt.NDArray[np.float32]:
 def _save(path: Path, values: npt.NDArray[Any]) -> None:
     buffer = io.BytesIO()
     np.save(buffer, values)
-    write_atomically(path, buffer.getvalue())
+    _written(path, buffer.getvalue(), "'--out'")
+
+
+def _written(path: Path, data: bytes, option: str) -> None:
+    """``data`` in ``path``, or a usage error naming ``option`` (the folder checked before
+    the board work may have gone since)."""
+    try:
+        write_atomically(path, data)
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: cannot be written ({exc})", param_hint=option) from exc
 
 
 def _draw(
@@ -380,7 +389,7 @@ def _draw(
     axes.set_title(title)
     fig.colorbar(image, ax=axes, label="conductance (µS)")
     fig.tight_layout()
-    write_atomically(path, figure_bytes(fig, path.suffix.lstrip(".")))
+    _written(path, figure_bytes(fig, path.suffix.lstrip(".")), "'--plot'")
 
 
 def wear_cells(

@@ -82,10 +82,18 @@ BoardArg = Annotated[
 
 
 def new_file(path: Path | None, option: str = "'--out'") -> None:
-    """``option`` names a file that does not exist yet (None: not given), checked before
-    any board is opened: one that does is not written over."""
-    if path is not None and path.exists():
+    """``option`` names a file that does not exist yet (None: not given), in a folder this
+    user can write, checked before any board is opened: one that exists is not written
+    over, and a result is not computed to be lost for want of a place."""
+    if path is None:
+        return
+    if path.exists():
         raise typer.BadParameter(f"got {path}, which exists; name a new file", param_hint=option)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise typer.BadParameter(
+            f"got {path}; {folder} is not a folder this user can write", param_hint=option
+        )
 
 
 def give_server() -> str:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health
 
 from sidra.cli.serve_check import checked_settings
 from sidra.drivers import SidraError, open_board
+from sidra.server.address import bind_problem
 from sidra.server.app import create_configured_server
 from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
@@ -52,6 +53,11 @@ def serve_until_stopped(
 
 def _serve(settings: ServerSettings, restore_state: bool) -> None:
     """Opens the board and the store, serves until SIGINT or SIGTERM, then stops."""
+    # A port another process listens on is refused before the board is opened and the
+    # store records it (a start that fails touches neither); gRPC's own bind comes later.
+    in_use = bind_problem(settings.listen)
+    if in_use is not None:
+        raise typer.BadParameter(f"listen: cannot bind {settings.listen!r}: {in_use}")
     try:
         driver = open_board(settings.board)
     except SidraError as exc:

@@ -168,6 +168,11 @@ class MappedBar:
         self._base: ctypes.c_char | None = None
         """The mapping's first byte as ctypes sees it: futex addresses count from it."""
 
+    @property
+    def fd(self) -> int:
+        """The open BAR file's descriptor (-1 once closed)."""
+        return self._fd
+
     def _sleep_on_words(self) -> None:
         """Lets :meth:`wait_word` and :meth:`kick` use futexes on this mapping."""
         if futex.AVAILABLE:
@@ -256,8 +261,9 @@ def hold_as_host(fd: int, name: str) -> None:
     """Takes the host's exclusive lock on the open BAR ``fd`` (``flock``), or closes it
     and raises BarError: two hosts driving one board's rings would take each other's
     completions and overwrite each other's windows. The lock is the open file's: it ends
-    when the mapping is closed or the process dies. Advisory: a board itself, or a
-    reader of its registers (``sidra board probe``), takes none."""
+    when the mapping is closed or the process dies. Advisory: a reader of its registers
+    (``sidra board probe``) takes none, and a virtual board holds a POSIX record lock of
+    its own (``lockf``, which Linux keeps apart from ``flock``)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

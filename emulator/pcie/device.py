@@ -20,6 +20,8 @@ An idle board busy-polls briefly, then sleeps between polls (50 µs, later up to
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import mmap
 import os
@@ -293,8 +295,38 @@ class PcieDevice:
         known without reading the register back on every poll."""
 
     def publish(self) -> None:
-        """Moves the initialised file to ``path``: hosts see a whole board or none."""
+        """Moves the initialised file to ``path``: hosts see a whole board or none.
+
+        A board holds a POSIX record lock on its file's first byte for its life (the
+        host's lock is a ``flock``, which Linux keeps apart), so a second board started
+        on a path a running board serves is refused (EBUSY) instead of replacing it under
+        its host; a file left by a board that died holds no lock and is replaced."""
+        fcntl.lockf(self.bar.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        try:
+            held = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            pass
+        else:
+            try:
+                fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            except OSError as exc:  # EAGAIN or EACCES: a running board holds it
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.bar.path)  # this board's file, never published
+                raise OSError(
+                    errno.EBUSY,
+                    f"{self.path}: a running virtual board serves this BAR file (stop it, "
+                    "or give another path)",
+                ) from exc
+            finally:
+                os.close(held)  # (the lock taken, if any, goes with it)
         os.replace(self.bar.path, self.path)
+
+    def owns_path(self) -> bool:
+        """Whether ``path`` is still this board's file (not one a later board published)."""
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self.bar.fd).st_ino
+        except OSError:
+            return False
 
     def reset(self) -> None:
         """Power-cycles the board: array state and rings lost, BOOT_COUNT + 1."""

@@ -100,7 +100,7 @@ def run_device(
         out.flush()
         device.serve(stop)
     finally:
-        if not device.removed:
+        if not device.removed and device.owns_path():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         device.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sidra.drivers import Board, FailedPrecondition, ProgramReport
+from sidra.drivers import Board, BoardInfo, FailedPrecondition, ProgramReport
 from sidra.server.state.errors import StateStoreError
 from sidra.server.state.maps import rectangles
 from sidra.server.state.records import BoardRecord, ProgramKind
@@ -88,9 +88,11 @@ def restore(
 
     ``boot_id`` is recorded with each Program; default: the board's instance
     (``board.instance_id``), the one the restored state now lives in.
-    A board whose geometry differs from the store's record raises
-    FailedPrecondition before anything is written. A failing Program raises;
-    the tiles before it are restored and recorded.
+    A board that is not the one the store recorded under its serial number (another
+    model, geometry or conductance window: emulated boards of every preset answer
+    ``EMU-<seed>``, and a lab may reuse a serial) raises FailedPrecondition before
+    anything is written. A failing Program raises; the tiles before it are restored and
+    recorded.
     """
     info = board.info
     boot_id = boot_id or board.instance_id
@@ -98,7 +100,7 @@ def restore(
         record = store.board(info.serial_number)
     except StateStoreError:
         return RestoreReport(info.serial_number, known=False, boot_id=boot_id)
-    _check_geometry(record, (info.tile_count, info.rows, info.cols))
+    _check_same_board(record, info)
     restored, untouched = [], []
     for tile in range(info.tile_count):
         targets, programmed = store.golden(info.serial_number, tile)
@@ -122,13 +124,23 @@ def restore(
     return RestoreReport(info.serial_number, True, boot_id, tuple(restored), tuple(untouched))
 
 
-def _check_geometry(record: BoardRecord, found: tuple[int, int, int]) -> None:
-    stored = (record.tile_count, record.rows, record.cols)
-    if found != stored:
-        raise FailedPrecondition(
-            f"board {record.serial_number}: geometry (tiles, rows, cols): got {found}, "
-            f"expected {stored} as the state store recorded it; nothing restored"
-        )
+def _check_same_board(record: BoardRecord, info: BoardInfo) -> None:
+    """FailedPrecondition naming the first of model, geometry and conductance window in
+    which ``info`` differs from the board the store recorded under its serial number."""
+    checks = [
+        ("model", info.model, record.model),
+        ("geometry (tiles, rows, cols)", (info.tile_count, info.rows, info.cols),
+         (record.tile_count, record.rows, record.cols)),
+        ("conductance window (g_min_us, g_max_us)", (info.g_min_us, info.g_max_us),
+         (record.g_min_us, record.g_max_us)),
+    ]  # fmt: skip
+    for what, found, stored in checks:
+        if found != stored:
+            raise FailedPrecondition(
+                f"board {record.serial_number}: {what}: got {found!r}, expected {stored!r} "
+                "as the state store recorded it (another board with the same serial "
+                "number?); nothing restored"
+            )
 
 
 def _tile_restore(tile: int, reports: list[tuple[int, ProgramReport]]) -> TileRestore:

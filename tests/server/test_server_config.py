@@ -352,3 +352,7 @@ def test_a_port_another_server_listens_on_stops_the_start(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "Address already in use" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+    # Refused before the board was opened: gRPC logged no bind error, the state store
+    # recorded no board (it used to, and the next start warned of an instance change).
+    assert "add_port" not in result.stderr and "E1" not in result.stderr
+    assert not (tmp_path / "state.sqlite3").exists()

@@ -160,9 +160,26 @@ def test_restore_of_a_board_the_store_never_saw_writes_nothing(tmp_path: Path) -
     assert "not in the state store" in report.describe()
 
 
-def test_restore_refuses_a_board_whose_geometry_differs_from_the_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("recorded", "says"),
+    [
+        ({"rows": 128}, r"geometry \(tiles, rows, cols\): got \(4, 256, 256\), expected \(4, 128"),
+        # Emulated boards of every preset answer EMU-<seed>: a store that kept an ideal
+        # board's targets must not write them to a sidra-y1 board served in its place.
+        ({"model": "SIDRA-Y1"}, r"model: got 'SIDRA-IDEAL', expected 'SIDRA-Y1'"),
+        ({"g_max_us": 25.0}, r"conductance window \(g_min_us, g_max_us\): got \(1\.0, 40\.0\)"),
+    ],
+)
+def test_restore_refuses_a_board_that_is_not_the_one_recorded(
+    tmp_path: Path, recorded: dict[str, object], says: str
+) -> None:
     with open_board(IDEAL_URL) as board, StateStore(tmp_path / "state.sqlite3") as store:
-        store.note_board(dataclasses.replace(board.info, rows=128), "boot-a")
-        with pytest.raises(FailedPrecondition, match=r"got \(4, 256, 256\), expected \(4, 128"):
+        store.note_board(dataclasses.replace(board.info, **recorded), "boot-a")
+        store.record_program(
+            board.info.serial_number, 0, 0, 0, np.full((2, 2), 5.0, np.float32),
+            board.program(0, np.full((2, 2), 5.0, np.float32)), "local", "boot-a",
+        )  # fmt: skip
+        writes = board.stats().cell_writes
+        with pytest.raises(FailedPrecondition, match=says):
             restore(board, store)
-        assert board.stats().cell_writes == 0
+        assert board.stats().cell_writes == writes

@@ -184,10 +184,18 @@ def saving_into(folder: Path) -> Iterator[None]:
     """``folder`` held for a run saving into it (sidra.training.run_lock): ``sidra runs``
     then shows it running, and another run given it is refused as ``--out``."""
     try:
-        with running_in(folder):
-            yield
+        lock = running_in(folder)
+        lock.__enter__()
     except FolderInUse as exc:
         raise typer.BadParameter(str(exc), param_hint="'--out'") from exc
+    except OSError as exc:  # not made or not locked: before any board was opened
+        raise typer.BadParameter(
+            f"{folder}: cannot be made a record folder ({exc.strerror or exc})",
+            param_hint="'--out'",
+        ) from exc
+    with contextlib.ExitStack() as held:
+        held.push(lock)
+        yield
 
 
 @contextlib.contextmanager
