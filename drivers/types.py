@@ -73,14 +73,28 @@ class Region:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(rows, cols) of a resolved region; a region still sized "to the tile edge"
+        (rows or cols 0) raises ValueError: only the board's size says what that is
+        (:meth:`resolve`), and (0, n) made an empty Δ of ``rademacher(seed, shape)``."""
+        self._check_resolved("shape")
         return (self.rows, self.cols)
 
     @property
     def slices(self) -> tuple[slice, slice]:
+        """Index slices of a resolved region into a tile's array (as :attr:`shape`)."""
+        self._check_resolved("slices")
         return (
             slice(self.row_offset, self.row_offset + self.rows),
             slice(self.col_offset, self.col_offset + self.cols),
         )
+
+    def _check_resolved(self, what: str) -> None:
+        if not (self.rows and self.cols):
+            raise ValueError(
+                f"{self}.{what}: rows or cols 0 means 'to the tile edge', which only the "
+                "board's size says: region.resolve(tile_rows, tile_cols)."
+                f"{what} (a board's info has rows and cols)"
+            )
 
     def overlaps(self, other: Region) -> bool:
         """Whether the two (resolved) regions share a cell."""

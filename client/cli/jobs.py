@@ -40,7 +40,13 @@ from sidra.client import DatasetInfo, JobEvent, JobInfo, RemoteBoard
 from sidra.client.job_datasets import UploadProgress, kept_file
 from sidra.client.jobs import DATASET_FILES
 from sidra.client.remote import connect_server
-from sidra.drivers import InvalidArgument, ResourceExhausted, SidraError
+from sidra.drivers import (
+    BoardUnavailable,
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    SidraError,
+)
 from sidra.training.atomic_files import write_atomically
 from sidra.training.datasets import BUNDLED
 from sidra.training.provenance import RUN_FILE, job_provenance, provenance_bytes
@@ -517,13 +523,16 @@ def run_remote_job(
                 console.log(f"job {job.job_id} running on {server} ({tiles})")
             try:
                 _follow(board, job, console)
+                done = board.jobs.get(job.job_id, include_record=True)
             except KeyboardInterrupt:
                 console.log(
                     f"job {job.job_id} keeps running in the server: sidra jobs logs "
                     f"{job.job_id} --follow --server {server}"
                 )
                 raise typer.Exit(130) from None
-            done = board.jobs.get(job.job_id, include_record=True)
+            except (BoardUnavailable, DeadlineExceeded) as exc:  # the server, not the job
+                typer.echo(_lost_while_following(kind, job.job_id, server, exc), err=True)
+                raise typer.Exit(1) from exc
             if done.files:  # saved while the connection is open: its board is named
                 _save(done, out, server, board)
     except InvalidArgument as exc:
@@ -560,6 +569,19 @@ def run_remote_job(
             typer.echo(f"job {done.job_id} {done.state}: {done.error}", err=True)
         raise typer.Exit(1)
     return done
+
+
+def _lost_while_following(kind: str, job_id: str, server: str, exc: SidraError) -> str:
+    """What to do when the server went away (or stopped answering) while a job was
+    followed: the job is the server's, and so is what became of it."""
+    command = "sidra model tune" if kind == "tune" else f"sidra train {kind}"
+    return (
+        f"{command}: lost {server} while following job {job_id} ({type(exc).__name__}: "
+        f"{exc}). A server that stops ends its jobs interrupted, with their record and "
+        f"checkpoint: once it answers again, sidra jobs show {job_id} --server {server} "
+        f"says where the job stands, and sidra jobs resume {job_id} --server {server} goes "
+        "on from its checkpoint."
+    )
 
 
 def _kept_if_not_here(

@@ -270,3 +270,37 @@ def test_sidra_jobs_resume_goes_on_from_where_a_job_stopped(tmp_path: Path) -> N
     assert refused.returncode == 1
     said = unwrapped(f"job {short.job_id} (succeeded) kept no checkpoint.json to go on from")
     assert said in unwrapped(refused.stderr)
+
+
+def test_a_remote_job_s_command_that_loses_its_server_says_how_to_find_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server killed while ``--remote-job`` follows: the command said gRPC's
+    'failed to connect to all addresses' and nothing of its job. Now it names the job
+    and the commands that find it once the server is back (the watch's wait for a
+    server to come back shortened to 1 s here)."""
+    import typer
+    from rich.console import Console
+
+    from sidra.cli.jobs import run_remote_job
+    from sidra.client import jobs as client_jobs
+
+    monkeypatch.setattr(client_jobs, "RECONNECT_LIMIT_S", 1.0)
+    env = {**os.environ, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")}
+    proc, address = _serve(env)
+    killer = threading.Timer(2.0, proc.kill)
+    try:
+        killer.start()
+        with pytest.raises(typer.Exit) as ended:
+            run_remote_job(address, "mlp", LONG_MLP, "iris", tmp_path / "out",
+                           Console(stderr=True, quiet=True))  # fmt: skip
+    finally:
+        killer.cancel()
+        _ended(proc)
+    assert ended.value.exit_code == 1
+    said = " ".join(capsys.readouterr().err.split())
+    job = re.search(rf"sidra train mlp: lost {re.escape(address)} while following job (\w+) ", said)
+    assert job, said
+    assert "(BoardUnavailable: UNAVAILABLE: " in said
+    assert f"sidra jobs show {job.group(1)} --server {address} says where the job" in said
+    assert f"sidra jobs resume {job.group(1)} --server {address} goes on" in said
