@@ -45,7 +45,7 @@ from sidra.drivers.types import (
     WriteCounts,
     tiles_text,
 )
-from sidra.drivers.url import open_board, register_scheme, schemes
+from sidra.drivers.url import check_board_url, open_board, register_scheme, schemes
 
 __all__ = [
     "AlreadyExists",
@@ -83,6 +83,7 @@ __all__ = [
     "Unauthenticated",
     "Unsupported",
     "WriteCounts",
+    "check_board_url",
     "open_board",
     "rademacher",
     "register_scheme",

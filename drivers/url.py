@@ -20,7 +20,14 @@ from sidra.drivers.errors import InvalidArgument
 if TYPE_CHECKING:
     from sidra.drivers.base import Board
 
-__all__ = ["ENTRY_POINT_GROUP", "open_board", "query_options", "register_scheme", "schemes"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "check_board_url",
+    "open_board",
+    "query_options",
+    "register_scheme",
+    "schemes",
+]
 
 ENTRY_POINT_GROUP = "sidra.boards"
 """Entry-point group of board transports: name = URL scheme, value = factory(SplitResult)."""
@@ -53,6 +60,24 @@ def open_board(url: str) -> Board:
     if factory is None:
         raise InvalidArgument("board url", url, f"a URL starting with one of {_known()}")
     return factory(parts)
+
+
+def check_board_url(url: str) -> bool:
+    """Refuses (InvalidArgument) a URL :func:`open_board` would refuse for its scheme,
+    shape or options, opening nothing; True when its transport checked it so (a factory
+    that is a ``from_url`` of a class with ``check_url``), False when only the scheme
+    could be."""
+    if not isinstance(url, str):
+        raise InvalidArgument("board url", url, f"a URL (str) starting with one of {_known()}")
+    parts = urlsplit(url)
+    factory = _FACTORIES.get(parts.scheme) or _installed_factory(parts.scheme)
+    if factory is None or parts.fragment or url.endswith("#"):
+        raise InvalidArgument("board url", url, f"a URL starting with one of {_known()}")
+    check = getattr(getattr(factory, "__self__", None), "check_url", None)
+    if check is None:
+        return False
+    check(parts)
+    return True
 
 
 def _known() -> str:

@@ -51,7 +51,18 @@ class EmulatorDriver(BoardDriver):
         self._closed = False
 
     @classmethod
+    def check_url(cls, url: SplitResult) -> None:
+        """Refuses (InvalidArgument) a URL :meth:`from_url` would refuse, making no board."""
+        cls._parsed(url)
+
+    @classmethod
     def from_url(cls, url: SplitResult) -> EmulatorDriver:
+        profile, seed = cls._parsed(url)
+        return cls(profile, seed)
+
+    @staticmethod
+    def _parsed(url: SplitResult) -> tuple[BoardProfile, int]:
+        """The URL's board profile (a preset or a profile file) and seed."""
         if url.netloc or url.path not in ("", "/"):
             # emu://sidra-y1 would otherwise open the default preset without a word.
             raise InvalidArgument(
@@ -76,7 +87,7 @@ class EmulatorDriver(BoardDriver):
             if name not in PRESETS:
                 raise InvalidArgument("url preset", name, f"one of {', '.join(sorted(PRESETS))}")
             profile = preset(name)
-        return cls(profile, int(seed_text))
+        return profile, int(seed_text)
 
     @property
     def info(self) -> BoardInfo:

@@ -93,7 +93,10 @@ def test_refusals_name_the_option_or_field_and_leave_the_board_unwritten(
     np.savez(tmp_path / "z.npz", X=np.zeros(3))
     np.save(tmp_path / "v64.npy", np.full((4, 64), 0.1, np.float32))
     (tmp_path / "taken.npy").write_bytes(b"")
+    (tmp_path / "text.npy").write_text("0.1 0.2\n")  # np.load took it for a pickle
     cases = {
+        ("board", "mvm", url, "--inputs", str(tmp_path / "text.npy")):
+            "not a NumPy file: it does not begin as an .npy or an .npz does",
         ("board", "program", url): "give one of --targets FILE and --fill-us VALUE",
         ("board", "program", url, "--fill-us", "20", "--targets", str(tmp_path / "t.npy")):
             "give one of --targets FILE and --fill-us VALUE",

@@ -358,3 +358,19 @@ def test_tiles_do_not_share_a_random_stream() -> None:
         busy.read_conductance(1)
         assert np.array_equal(busy.mvm(0, v).currents, first_tile0)
         assert np.array_equal(busy.mvm(0, v).currents, alone.mvm(0, v).currents)
+
+
+def test_a_board_url_is_checked_by_its_driver_without_opening_anything(tmp_path: Any) -> None:
+    """What ``sidra serve --check`` asks: the options and shape a driver reads at start."""
+    from sidra.drivers import check_board_url
+
+    assert check_board_url("emu://?preset=ideal&seed=3")
+    assert check_board_url(f"serial://{tmp_path}/nowhere?baud=115200")  # no such device: fine
+    assert check_board_url(f"pcie+file://{tmp_path}/bar?timeout=2")
+    assert not check_board_url("grpc://127.0.0.1:1")  # the scheme only
+    refused = [("emu://?seed=-1", "url seed"), ("serial:///dev/x?retries=99", "url retries"),
+               ("pcie://0000:01:00", "url"), ("tape://x", "board url")]  # fmt: skip
+    for url, field in refused:
+        with pytest.raises(InvalidArgument) as caught:
+            check_board_url(url)
+        assert caught.value.field == field

@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 
 from sidra.cli.job_board import job_board
+from sidra.cli.numpy_files import load_numpy
 from sidra.cli.options import AsJson, BoardArg, new_file
 from sidra.cli.totals import cost_values, totals
 from sidra.drivers import BoardInfo, Cost, Region
@@ -335,7 +336,7 @@ def _array(path: Path, option: str, *dims: int) -> npt.NDArray[np.float32]:
     """The real numbers an .npy file holds, with one of ``dims`` dimensions (the board
     checks their values); a usage error naming ``option`` otherwise."""
     try:
-        held = np.load(path, allow_pickle=False)
+        held = load_numpy(path)
     except (OSError, ValueError, EOFError) as exc:
         raise typer.BadParameter(
             f"{path}: not an .npy of numbers ({exc})", param_hint=option

@@ -28,6 +28,7 @@ from sidra.cli.model_deployments import (
     target_of,
 )
 from sidra.cli.model_files import ModelPath, OptionalModelPath, Target, file_target
+from sidra.cli.numpy_files import load_numpy
 from sidra.cli.options import AsJson, give_server, new_file
 from sidra.cli.recorded_dataset import fetched, not_here, recorded_file
 from sidra.cli.sample_files import answers_csv, answers_file, checked_answers_path, read_samples
@@ -434,7 +435,7 @@ def import_weights(
     """
     new_file(out)
     try:
-        held = np.load(weights, allow_pickle=False)
+        held = load_numpy(weights)
         if isinstance(held, np.ndarray):
             raise ValueError("an .npy holds one array, expected an .npz of layer0, layer1, ...")
         with held:

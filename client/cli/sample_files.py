@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import typer
 
+from sidra.cli.numpy_files import load_numpy
 from sidra.cli.options import new_file
 from sidra.training.csv_tables import read_samples_csv
 
@@ -38,7 +39,7 @@ def read_samples(path: Path) -> npt.NDArray[Any]:
     if path.suffix.lower() == ".csv":
         return _csv_samples(path)
     try:
-        held = np.load(path, allow_pickle=False)
+        held = load_numpy(path)
         if isinstance(held, np.ndarray):
             return held
         with held:

@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.pcie.bar import SYSFS_DEVICES
-from sidra.drivers.url import schemes
+from sidra.drivers.url import check_board_url, schemes
 from sidra.server.address import bind_problem
 from sidra.server.security.tokens import expiry_note, read_tokens
 from sidra.server.settings import ServerSettings
@@ -69,6 +70,10 @@ def _board(url: str) -> tuple[str, str]:
             f"board: {url!r} has no scheme SIDRA HIL opens; expected one of "
             + ", ".join(f"{s}://" for s in schemes())
         )
+    try:  # its options and shape, as the driver reads them at start (nothing opened)
+        check_board_url(url)
+    except InvalidArgument as exc:
+        return "", f"board: {url}: {exc}"
     missing, checked = "", True
     if parts.scheme == "serial" and parts.netloc + parts.path:
         device = parts.netloc + parts.path

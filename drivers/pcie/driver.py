@@ -103,7 +103,21 @@ class PcieDriver(BoardDriver):
         self._pass_paths = _pass_paths(self._info)
 
     @classmethod
+    def check_url(cls, url: SplitResult) -> None:
+        """Refuses (InvalidArgument) a URL :meth:`from_url` would refuse, mapping nothing
+        (``sidra serve --check`` asks while a running service holds the board)."""
+        cls._parsed(url)
+
+    @classmethod
     def from_url(cls, url: SplitResult) -> PcieDriver:
+        where, timeout_s = cls._parsed(url)
+        if url.scheme == "pcie":
+            return cls(lambda: SysfsBar(where, host=True), timeout_s)
+        return cls(lambda: FileBar(where, host=True), timeout_s)
+
+    @staticmethod
+    def _parsed(url: SplitResult) -> tuple[str, float]:
+        """The URL's PCI address (pcie://) or file (pcie+file://), and its timeout, s."""
         options = query_options(url, {"timeout"})
         timeout_s = _float_option(options, "timeout", DEFAULT_TIMEOUT_S)
         if url.scheme == "pcie":
@@ -112,13 +126,13 @@ class PcieDriver(BoardDriver):
                 raise InvalidArgument(
                     "url", url.geturl(), "pcie://DDDD:BB:DD.F, e.g. pcie://0000:01:00.0"
                 )
-            return cls(lambda: SysfsBar(bdf, host=True), timeout_s)
+            return bdf, timeout_s
         path = url.netloc + url.path
         if not path:
             raise InvalidArgument(
                 "url", url.geturl(), "pcie+file://<path>, e.g. pcie+file:///tmp/b"
             )
-        return cls(lambda: FileBar(path, host=True), timeout_s)
+        return path, timeout_s
 
     @property
     def info(self) -> BoardInfo:

@@ -139,8 +139,12 @@ class SerialDriver(BoardDriver):
             adc_full_scale_ua=_adc_full_scale_ua(profile, hello.adc_bits),
         )
 
-    @classmethod
-    def from_url(cls, url: SplitResult) -> SerialDriver:
+    @staticmethod
+    def _parsed(
+        url: SplitResult,
+    ) -> tuple[LinkSettings, str | None, bool, str, dict[str, Any], str]:
+        """The URL's link settings, serial number, search_ptys, device, port options and
+        name; InvalidArgument for an option or a shape the driver does not take."""
         options = query_options(
             url, _OPTIONS | _SERIAL_ONLY if url.scheme == "serial" else _OPTIONS
         )
@@ -172,6 +176,17 @@ class SerialDriver(BoardDriver):
             _check_socket_address(url)
             device, extra = f"{url.scheme}://{url.netloc}", {}
             name = device
+        return settings, serial_number, search_ptys, device, extra, name
+
+    @classmethod
+    def check_url(cls, url: SplitResult) -> None:
+        """Refuses (InvalidArgument) a URL :meth:`from_url` would refuse, opening nothing
+        (``sidra serve --check`` asks while a running service holds the port)."""
+        cls._parsed(url)
+
+    @classmethod
+    def from_url(cls, url: SplitResult) -> SerialDriver:
+        settings, serial_number, search_ptys, device, extra, name = cls._parsed(url)
         open_port = port_opener(settings, **extra)
         finder = BoardFinder(
             device, serial_number, open_port, settings,

@@ -77,7 +77,7 @@ def test_a_store_yet_to_be_made_is_said_so(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "what",
     ["newer schema", "not a store", "unknown scheme", "no such serial device", "no such PCI "
-     "device", "no BAR file"],
+     "device", "no BAR file", "emu option", "serial option", "socket shape", "pcie option"],
 )  # fmt: skip
 def test_what_would_stop_a_start_exits_2_naming_it(tmp_path: Path, what: str) -> None:
     store, board = tmp_path / "state.sqlite3", "emu://?preset=ideal"
@@ -98,6 +98,18 @@ def test_what_would_stop_a_start_exits_2_naming_it(tmp_path: Path, what: str) ->
     elif what == "no such PCI device":
         board = "pcie://0000:7f:1f.7"
         expected = f"board: {board}: no PCI device 0000:7f:1f.7 (lspci -D lists the addresses)"
+    # A URL its driver refuses at start (an option or a shape), as the driver says it:
+    # the check passed them, and the start then exited 2 with the driver's words.
+    elif what == "emu option":
+        board, expected = "emu://?preset=bogus", "url preset: got 'bogus', expected one of"
+    elif what == "serial option":
+        board = f"serial://{tmp_path}/ttyUSB7?baud=abc"
+        expected = "url baud: got 'abc', expected an integer in 50 .. 100000000"
+    elif what == "socket shape":
+        board, expected = "socket://localhost", "expected socket://HOST:PORT"
+    elif what == "pcie option":
+        board = f"pcie+file://{tmp_path}/sidra.bar?timeout=-1"
+        expected = "url timeout: got '-1', expected seconds in (0, 600]"
     else:
         board = f"pcie+file://{tmp_path}/sidra.bar"
         expected = f"{tmp_path}/sidra.bar does not exist (sidra board serve --pcie-file makes it)"
