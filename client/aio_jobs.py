@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from pydantic import BaseModel
 
 from sidra.client.errors import from_rpc_error
 from sidra.client.job_datasets import (
@@ -67,7 +68,7 @@ class AsyncJobs:
     async def submit(
         self,
         kind: str,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | BaseModel | None = None,
         *,
         dataset: str | os.PathLike[str] | DatasetInfo = "digits",
         lease_wait_s: float = 0.0,

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
+from pydantic import BaseModel
 
 from sidra.client.errors import from_rpc_error
 from sidra.client.job_datasets import (
@@ -185,7 +187,7 @@ class Jobs:
     def submit(
         self,
         kind: str,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | BaseModel | None = None,
         *,
         dataset: str | os.PathLike[str] | DatasetInfo = "digits",
         lease_wait_s: float = 0.0,
@@ -196,7 +198,8 @@ class Jobs:
     ) -> JobInfo:
         """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
-        (the fields of its option model; missing ones take defaults). ``dataset``: a data
+        (the fields of its option model, as a mapping or the model itself, e.g.
+        ``SPSAOptions(steps=50)``; missing ones take defaults). ``dataset``: a data
         set bundled with the server (digits, iris, wine, breast_cancer), or a ``Path`` to
         an .npz or .csv file here, which is sent with the job (jobs.proto, "Data sets"):
         in the request, or, when larger than 512 KiB, kept in the server first
@@ -429,9 +432,38 @@ def list_request(principal: str, limit: int, states: Sequence[str]) -> pb.ListJo
     return pb.ListJobsRequest(principal=principal, limit=limit, states=names)
 
 
+def _options_json(options: Mapping[str, Any] | BaseModel | None) -> str:
+    """``options`` as SubmitJob's ``options_json``: a mapping of option names to values,
+    or an option model (``SPSAOptions(steps=50)``: the fields set on it). NumPy numbers
+    and arrays go as their Python values; a value JSON cannot carry is refused naming
+    its option."""
+    if isinstance(options, BaseModel):
+        options = options.model_dump(mode="json", exclude_unset=True)
+    if options is not None and not isinstance(options, Mapping):
+        allowed = "a mapping of option names to values, e.g. {'steps': 1000}, or an option model"
+        raise InvalidArgument("options", type(options).__name__, allowed)
+    values = dict(options or {})
+    for name, value in values.items():
+        try:
+            json.dumps(value, default=_plain, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(
+                f"options[{name!r}]", f"{type(value).__name__} {value!r}",
+                "a number, string, bool, None, or a list or mapping of them (finite numbers)",
+            ) from exc  # fmt: skip
+    return json.dumps(values, default=_plain, allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy number or array as the Python value JSON carries (json.dumps' default)."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def submit_request(
     kind: str,
-    options: Mapping[str, Any] | None,
+    options: Mapping[str, Any] | BaseModel | None,
     dataset: str | os.PathLike[str] | DatasetInfo | DatasetToSend,
     lease_wait_s: float,
     resume_checkpoint: bytes | None = None,
@@ -448,13 +480,7 @@ def submit_request(
     if not isinstance(queue, bool):
         raise InvalidArgument("queue", type(queue).__name__, "True or False")
     checked_priority(priority)
-    if options is not None and not isinstance(options, Mapping):
-        allowed = "a mapping of option names to values, e.g. {'steps': 1000}"
-        raise InvalidArgument("options", type(options).__name__, allowed)
-    try:
-        options_json = json.dumps(dict(options or {}))
-    except (TypeError, ValueError) as exc:  # a value JSON cannot carry (a numpy array)
-        raise InvalidArgument("options", str(exc), "option values JSON can carry") from exc
+    options_json = _options_json(options)
     sent = dataset if isinstance(dataset, DatasetToSend) else dataset_to_send(dataset)
     return pb.SubmitJobRequest(
         kind=checked_text("kind", kind, "spsa"),

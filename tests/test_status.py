@@ -160,7 +160,8 @@ def test_a_board_not_serving_exits_1_and_an_address_that_is_a_board_is_refused(
     assert f"{address}: NOT_SERVING" in down.stdout
     assert "the board is NOT_SERVING" in down.stderr
     nobody = sidra_status("127.0.0.1:1")
-    assert nobody.returncode == 1 and "no SIDRA server answered" in nobody.stderr
+    assert nobody.returncode == 1 and "no SIDRA server answered" in nobody.stdout
+    assert nobody.stderr.strip() == "sidra status 127.0.0.1:1: not reached (above)"
     local = sidra_status("emu://?preset=ideal")
     assert local.returncode == 2 and "is a board, not a server" in " ".join(local.stderr.split())
 
@@ -253,6 +254,8 @@ def test_watch_asks_again_every_period_until_its_rounds_are_done(tmp_path: Path)
     assert screen.count("\x1b[2J") == 2 and screen.count("every 0.1 s (Ctrl-C stops)") == 2
     gone = run_sidra("status", address, "--watch", "0.1", "--rounds", "2")  # server stopped
     assert gone.returncode == 1 and gone.stdout.count("not reached") == 2
+    # Why is in each round's block; the exit's line points at it rather than repeat it.
+    assert gone.stderr.strip() == f"sidra status {address}: not reached (above)"
 
 
 def _on_a_terminal(*args: str) -> str:

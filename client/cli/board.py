@@ -27,7 +27,7 @@ from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware import serve_virtual_board
 from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, RESPONSE_CACHE
 from sidra.emulator.firmware.faults import FaultConfig
-from sidra.emulator.pcie import PcieFaults, run_device
+from sidra.emulator.pcie import PcieDevice, PcieFaults, run_device
 
 __all__ = ["characterize_board", "compare_board", "serve"]
 
@@ -225,8 +225,17 @@ def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None)
     if not os.path.isdir(folder):
         raise typer.BadParameter(f"--pcie-file {path}: the folder {folder} does not exist")
     stop = _stop_on_signals()
+
+    def published(device: PcieDevice) -> None:  # as the pty and TCP boards say it
+        info = device.driver.info
+        typer.echo(
+            f"virtual board {info.model} ({info.serial_number}, boot count "
+            f"{device.boot_count}) on pcie+file://{os.path.abspath(path)}",
+            err=True,
+        )
+
     try:
-        run_device(path, profile, seed, fault_config, stop, sys.stdout)
+        run_device(path, profile, seed, fault_config, stop, sys.stdout, published)
     except OSError as exc:
         raise typer.BadParameter(f"--pcie-file {path}: {exc}") from exc
 

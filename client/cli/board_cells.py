@@ -289,7 +289,8 @@ def mvm_cells(
     console = Console()
     console.print(
         f"{summary['board']}: {summary['operation']} of tile {tile} {where.cells_text()}, "
-        f"{currents.shape[0]} vectors -> {currents.shape[1]} outputs each"
+        f"{currents.shape[0]} vector{'' if currents.shape[0] == 1 else 's'} -> "
+        f"{currents.shape[1]} outputs each"
     )
     console.print(
         f"currents (µA): min {currents.min():.3f}, max {currents.max():.3f}; "

@@ -102,7 +102,10 @@ def _round(urls: list[str], as_json: bool) -> list[str]:
             _print(report)
         problem = _problem(report)
         if problem:
-            problems.append(f"sidra status {url}: {problem}")
+            # The block just printed says why a server was not reached: said once. The
+            # JSON lines are for a program, and the reason is repeated here for a person.
+            brief = "not reached (above)" if "error" in report and not as_json else problem
+            problems.append(f"sidra status {url}: {brief}")
     return problems
 
 

@@ -121,8 +121,9 @@ class SPSAStep:
 
     step: int
     """1-based step number."""
-    x: Array
-    """Parameters after the step (unchanged if it was rejected)."""
+    x: Array = field(repr=False)
+    """Parameters after the step (unchanged if it was rejected); left out of the repr,
+    which a progress callback prints every step."""
     loss: float
     """Mean loss of the step's perturbed evaluations."""
     learning_rate: float

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from sidra.emulator.config import BoardProfile
@@ -83,9 +83,11 @@ def run_device(
     faults: PcieFaults | None,
     stop: threading.Event,
     out: IO[str],
+    published: Callable[[PcieDevice], None] | None = None,
 ) -> PcieDevice:
-    """Creates the board at ``path``, announces its URL on ``out`` and serves until
-    ``stop`` is set or the board is removed (a fault); the file is removed after."""
+    """Creates the board at ``path``, announces its URL on ``out`` (then calls
+    ``published`` with it) and serves until ``stop`` is set or the board is removed (a
+    fault); the file is removed after."""
     kind = filesystem_of(path)
     if kind and kind not in MEMORY_FILESYSTEMS:
         log.warning(
@@ -98,6 +100,8 @@ def run_device(
         device.publish()
         out.write(f"pcie+file://{os.path.abspath(path)}\n")
         out.flush()
+        if published is not None:
+            published(device)
         device.serve(stop)
     finally:
         if not device.removed and device.owns_path():

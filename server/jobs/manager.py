@@ -455,8 +455,10 @@ class JobManager:
                     live.stop_asked_s = time.monotonic()
                     live.stop.set()
             if running:
-                log.info("stopping: %d running jobs stop at their next boundary (up to "
-                         "%g s)", len(running), wait_s)  # fmt: skip
+                log.info("stopping: %d running job%s stop%s at %s next boundary (up to %g s)",
+                         len(running), "" if len(running) == 1 else "s",
+                         "s" if len(running) == 1 else "",
+                         "its" if len(running) == 1 else "their", wait_s)  # fmt: skip
 
             def ended() -> bool:
                 return all(j.row.state in FINAL_STATES for j in running)

@@ -358,6 +358,12 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
         assert refused.value.allowed.startswith("one of the spsa options (steps, seed, ")
         with pytest.raises(InvalidArgument, match="options: got 'list'"):
             board.jobs.submit("spsa", [("steps", 5)])  # type: ignore[arg-type]
+        # A value JSON cannot carry is named by its option (it said only "Object of type
+        # ... is not JSON serializable"); NaN would have gone as non-standard JSON.
+        for value in (object(), float("nan")):
+            with pytest.raises(InvalidArgument) as refused:
+                board.jobs.submit("spsa", {"learning_rate": value})
+            assert refused.value.field == "options['learning_rate']"
         with pytest.raises(InvalidArgument, match=r"got tile 99, expected tiles in 0 \.\. 3"):
             board.jobs.submit("spsa", {"tiles": [99]})
         with pytest.raises(InvalidArgument, match="dataset: got '/etc/passwd'"):
@@ -367,6 +373,19 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
         with pytest.raises(NotFound, match="NOT_FOUND"):
             board.jobs.get("0123456789abcdef")
         assert board.jobs.list() == [] and board.leases() == []
+
+
+def test_options_go_as_an_option_model_or_with_numpy_numbers(port: int) -> None:
+    """``SPSAOptions(steps=12)`` was refused ("expected a mapping"), ``np.int64(12)`` was
+    'not JSON serializable': the library's own models and NumPy numbers are options."""
+    from sidra.training import SPSAOptions
+
+    with _client(port) as board:
+        model = board.jobs.submit("spsa", SPSAOptions(steps=12, eval_every=6, batch_size=16))
+        assert board.jobs.wait(model.job_id).state == "succeeded"
+        numbers = board.jobs.submit("spsa", {k: np.int64(v) for k, v in SHORT.items()})
+        assert board.jobs.wait(numbers.job_id).state == "succeeded"
+    assert model.options["steps"] == numbers.options["steps"] == 12
 
 
 def test_roles_who_may_submit_and_cancel(store_path: Path, tmp_path: Path) -> None:

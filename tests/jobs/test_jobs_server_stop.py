@@ -136,7 +136,7 @@ def test_sidra_serve_stopped_keeps_its_running_job_s_record(tmp_path: Path) -> N
         assert proc.wait(timeout=60) == 0
     finally:
         _ended(proc)
-    assert any("stop at their next boundary (up to 45 s)" in line for line in log), log
+    assert any("1 running job stops at its next boundary (up to 45 s)" in line for line in log)
     proc, address = _serve(env)
     try:
         with connect(address) as client:
