@@ -76,7 +76,7 @@ def to_float32(field: str, value: Any) -> FloatArray:
     Casting them would silently turn a finite number into Inf.
     """
     array = as_array(field, value)
-    if array.dtype.kind not in "fiub":  # strings, objects (None): no float32 for them
+    if array.dtype.kind not in "fiu":  # strings, objects (None), booleans: no voltages
         raise InvalidArgument(f"{field}.dtype", array.dtype, "a real numeric array (float32)")
     if array.dtype.kind == "f" and array.dtype.itemsize > 4:
         big = np.isfinite(array) & (np.abs(array) > FLOAT32_MAX)

@@ -76,3 +76,23 @@ def test_a_closed_client_says_so_on_every_board() -> None:
     local.close()
     with pytest.raises(BoardUnavailable, match="emulated board EMU-0 is closed"):
         local.mvm(0, VOLTS)
+
+
+def test_boolean_voltages_are_refused_alike_here_and_through_a_server() -> None:
+    """In process a dtype refusal; through a server the client made them 1.0 V, and the
+    server refused them as out of range."""
+    from sidra.drivers import InvalidArgument
+
+    bools = np.ones((2, 256), bool)
+    server, port = create_server(EmulatorDriver(preset("ideal")), "127.0.0.1:0")
+    server.start()
+    try:
+        with connect(f"127.0.0.1:{port}") as remote, open_board("emu://?preset=ideal") as local:
+            refusals = []
+            for board in (local, remote):
+                with pytest.raises(InvalidArgument) as caught:
+                    board.mvm(0, bools)
+                refusals.append((type(caught.value), caught.value.field))
+    finally:
+        server.stop(grace=None)
+    assert refusals[0] == refusals[1] and refusals[0][1] == "voltages.dtype"

@@ -226,5 +226,6 @@ def _too_big(
         f"layer {layer.describe()} needs {need} tile(s) of {info.rows} x {info.cols}; "
         f"the board has {info.tile_count}, {len(free)} left for it ({free})"
         + (f" after {before}" if before else "")
-        + ": use fewer inputs or outputs, or allow more tiles (--tiles)"
+        + ": use fewer inputs or outputs, or allow more tiles (the tiles= option, or "
+        "--tiles of sidra train)"
     )

@@ -369,7 +369,8 @@ def _check_replace(name: str, owner: str, caller: str, replace_existing: bool, a
     if not replace_existing:
         raise AlreadyExists(
             f"name: deployment {name!r} exists (registered by {owner!r}); choose another "
-            "name, or replace it (sidra model deploy --replace)"
+            "name, or replace it (Deployments.add(..., replace=True), or sidra model "
+            "deploy --replace)"
         )
     if owner != caller and not admin:
         raise PermissionDenied(
