@@ -301,25 +301,31 @@ class PcieDevice:
         host's lock is a ``flock``, which Linux keeps apart), so a second board started
         on a path a running board serves is refused (EBUSY) instead of replacing it under
         its host; a file left by a board that died holds no lock and is replaced."""
-        fcntl.lockf(self.bar.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        try:
+            fcntl.lockf(self.bar.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            self._refuse_if_served()
+            os.replace(self.bar.path, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.bar.path)  # this board's file, never published
+            raise
+
+    def _refuse_if_served(self) -> None:
+        """OSError (EBUSY) when a running board holds the file at ``path``."""
         try:
             held = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
-            pass
-        else:
-            try:
-                fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
-            except OSError as exc:  # EAGAIN or EACCES: a running board holds it
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.bar.path)  # this board's file, never published
-                raise OSError(
-                    errno.EBUSY,
-                    f"{self.path}: a running virtual board serves this BAR file (stop it, "
-                    "or give another path)",
-                ) from exc
-            finally:
-                os.close(held)  # (the lock taken, if any, goes with it)
-        os.replace(self.bar.path, self.path)
+            return
+        try:
+            fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        except OSError as exc:  # EAGAIN or EACCES: a running board holds it
+            raise OSError(
+                errno.EBUSY,
+                f"{self.path}: a running virtual board serves this BAR file (stop it, or "
+                "give another path)",
+            ) from exc
+        finally:
+            os.close(held)  # (the lock taken, if any, goes with it)
 
     def owns_path(self) -> bool:
         """Whether ``path`` is still this board's file (not one a later board published)."""

@@ -127,12 +127,15 @@ def restore(
 def _check_same_board(record: BoardRecord, info: BoardInfo) -> None:
     """FailedPrecondition naming the first of model, geometry and conductance window in
     which ``info`` differs from the board the store recorded under its serial number."""
+    window, kept = (info.g_min_us, info.g_max_us), (record.g_min_us, record.g_max_us)
+    # The window to float32's precision: a transport may carry it as float32 (HELLO),
+    # another as float64, and one board must not be taken for another for that.
+    same_window = all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(window, kept, strict=True))
     checks = [
         ("model", info.model, record.model),
         ("geometry (tiles, rows, cols)", (info.tile_count, info.rows, info.cols),
          (record.tile_count, record.rows, record.cols)),
-        ("conductance window (g_min_us, g_max_us)", (info.g_min_us, info.g_max_us),
-         (record.g_min_us, record.g_max_us)),
+        ("conductance window (g_min_us, g_max_us)", window, window if same_window else kept),
     ]  # fmt: skip
     for what, found, stored in checks:
         if found != stored:

@@ -183,3 +183,13 @@ def test_restore_refuses_a_board_that_is_not_the_one_recorded(
         with pytest.raises(FailedPrecondition, match=says):
             restore(board, store)
         assert board.stats().cell_writes == writes
+
+
+def test_restore_takes_a_window_recorded_at_float32_precision(tmp_path: Path) -> None:
+    """A serial board's HELLO carries its window as float32, a PCIe board's registers as
+    float64: the same board reached both ways is restored."""
+    with open_board(IDEAL_URL) as board, StateStore(tmp_path / "state.sqlite3") as store:
+        g_max = board.info.g_max_us + 1e-6  # 40.000001 µS: float32 holds it as 40.0
+        assert float(np.float32(g_max)) == board.info.g_max_us
+        store.note_board(dataclasses.replace(board.info, g_max_us=g_max), "boot-a")
+        assert restore(board, store).known
