@@ -46,6 +46,7 @@ from sidra.client.jobs import (
     JobInfo,
     job_method,
     list_request,
+    options_named_as_given,
     priority_request,
     submit_request,
     watch_retry,
@@ -86,13 +87,14 @@ class AsyncJobs:
         if sent.uploaded:
             await self._keep_in_server(sent, on_upload)
         timeout = self.timeout_s + lease_wait_s
-        try:
+        with options_named_as_given():
+            try:
+                return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
+            except DatasetNotKept:  # the kept file it named: deleted since it was listed
+                if not sent.uploaded:
+                    raise
+            await self._upload(sent, on_upload)  # deleted since it was listed: sent again
             return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
-        except DatasetNotKept:  # the kept file it named: deleted since it was listed
-            if not sent.uploaded:
-                raise
-        await self._upload(sent, on_upload)  # deleted since it was listed: sent again, once
-        return JobInfo.from_pb(await self._call("SubmitJob", request, pb.Job, timeout))
 
     async def upload_dataset(
         self, path: str | os.PathLike[str], on_progress: UploadProgress | None = None

@@ -13,6 +13,7 @@ from the next event index, so a watcher misses no event.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -72,6 +73,7 @@ __all__ = [
     "checked_priority",
     "job_method",
     "priority_request",
+    "options_named_as_given",
     "submit_request",
     "watch_retry",
 ]
@@ -199,7 +201,8 @@ class Jobs:
         """Starts a ``kind`` job (a ``sidra train`` command's name: spsa, last-layer,
         mlp, pat, ff, eqprop, compare, drift-recovery) on ``dataset`` with ``options``
         (the fields of its option model, as a mapping or the model itself, e.g.
-        ``SPSAOptions(steps=50)``; missing ones take defaults). ``dataset``: a data
+        ``SPSAOptions(steps=50)``; missing ones take defaults; one the server refuses is
+        named ``options.NAME``, what the wire calls ``options_json.NAME``). ``dataset``: a data
         set bundled with the server (digits, iris, wine, breast_cancer), or a ``Path`` to
         an .npz or .csv file here, which is sent with the job (jobs.proto, "Data sets"):
         in the request, or, when larger than 512 KiB, kept in the server first
@@ -221,13 +224,14 @@ class Jobs:
         if sent.uploaded:
             self._keep_in_server(sent, on_upload)
         timeout = self.timeout_s + lease_wait_s
-        try:
+        with options_named_as_given():
+            try:
+                return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
+            except DatasetNotKept:  # the kept file it named: deleted since it was listed
+                if not sent.uploaded:
+                    raise
+            self._upload(sent, on_upload)  # deleted since it was listed: sent again, once
             return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
-        except DatasetNotKept:  # the kept file it named: deleted since it was listed
-            if not sent.uploaded:
-                raise
-        self._upload(sent, on_upload)  # deleted since it was listed: sent again, once
-        return JobInfo.from_pb(self._call("SubmitJob", request, pb.Job, timeout))
 
     def upload_dataset(
         self, path: str | os.PathLike[str], on_progress: UploadProgress | None = None
@@ -430,6 +434,19 @@ def list_request(principal: str, limit: int, states: Sequence[str]) -> pb.ListJo
             raise InvalidArgument("states", state, f"names among {', '.join(known)}")
     names = [f"JOB_STATE_{state.upper()}" for state in states]  # the enum takes its names
     return pb.ListJobsRequest(principal=principal, limit=limit, states=names)
+
+
+@contextlib.contextmanager
+def options_named_as_given() -> Iterator[None]:
+    """A refusal of SubmitJob's ``options_json`` (or one of its options) named as the
+    caller gave it, ``options`` (``options.steps``): the JSON is the client's own."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        if exc.field != "options_json" and not exc.field.startswith("options_json."):
+            raise
+        field = "options" + exc.field.removeprefix("options_json")
+        raise type(exc)(field, exc.value, exc.allowed) from exc
 
 
 def _options_json(options: Mapping[str, Any] | BaseModel | None) -> str:

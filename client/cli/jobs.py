@@ -536,7 +536,7 @@ def run_remote_job(
             if done.files:  # saved while the connection is open: its board is named
                 _save(done, out, server, board)
     except InvalidArgument as exc:
-        if exc.field == "options_json":  # what it names is an option: the JSON sent is ours
+        if exc.field == "options":  # what it names is an option: the JSON sent is ours
             raise typer.BadParameter(f"the server refused the job: {exc.allowed}") from exc
         if exc.field in DATASET_FIELDS and isinstance(dataset, Path):
             raise typer.BadParameter(

@@ -348,13 +348,13 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
     with _client(port) as board:
         with pytest.raises(InvalidArgument, match="kind: got 'sgd'"):
             board.jobs.submit("sgd")
-        with pytest.raises(InvalidArgument, match="options_json.*steps") as refused:
+        with pytest.raises(InvalidArgument, match="options.*steps") as refused:
             board.jobs.submit("spsa", {"steps": 0})
-        assert (refused.value.field, refused.value.value) == ("options_json.steps", "0")
+        assert (refused.value.field, refused.value.value) == ("options.steps", "0")
         assert refused.value.allowed == "greater than or equal to 1"
-        with pytest.raises(InvalidArgument, match="options_json.*no_such_option") as refused:
+        with pytest.raises(InvalidArgument, match="options.*no_such_option") as refused:
             board.jobs.submit("spsa", {"no_such_option": 1})
-        assert refused.value.field == "options_json.no_such_option"
+        assert refused.value.field == "options.no_such_option"
         assert refused.value.allowed.startswith("one of the spsa options (steps, seed, ")
         with pytest.raises(InvalidArgument, match="options: got 'list'"):
             board.jobs.submit("spsa", [("steps", 5)])  # type: ignore[arg-type]

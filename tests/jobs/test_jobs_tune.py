@@ -146,12 +146,12 @@ def test_another_principal_s_deployment_is_tuned_but_left_to_its_owner(
 @pytest.mark.parametrize(
     ("change", "field", "allowed"),
     [
-        ({"model_file_base64": "not base64!"}, "options_json.model_file_base64", "not base64"),
+        ({"model_file_base64": "not base64!"}, "options.model_file_base64", "not base64"),
         ({"model_file_base64": base64.b64encode(b"PK\x03\x04 torn").decode()},
-         "options_json.model_file_base64", "not a model file"),
-        ({"trainable": 3}, "options_json.trainable", "1 .. 2, the model's layers"),
-        ({"model_file_base64": None}, "options_json.model_file_base64", ""),
-        ({"goodness": True}, "options_json.model_file_base64", "a ReLU network"),
+         "options.model_file_base64", "not a model file"),
+        ({"trainable": 3}, "options.trainable", "1 .. 2, the model's layers"),
+        ({"model_file_base64": None}, "options.model_file_base64", ""),
+        ({"goodness": True}, "options.model_file_base64", "a ReLU network"),
     ],
 )  # fmt: skip
 def test_what_cannot_be_tuned_is_refused_naming_the_option_and_nothing_is_kept(

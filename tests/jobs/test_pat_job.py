@@ -57,7 +57,7 @@ def test_a_pat_job_is_refused_with_a_twin_it_cannot_read(tmp_path: Path) -> None
         before = len(board.jobs.list())
         with pytest.raises(InvalidArgument) as caught:
             board.jobs.submit("pat", {"epochs": 1, "twin_profile_toml": "[geometry]\ntiles = -1\n"})
-        assert caught.value.field == "options_json"
+        assert caught.value.field == "options"
         assert "twin_profile_toml" in str(caught.value) and "tiles" in str(caught.value)
         small = preset("ideal").model_copy(
             update={"geometry": Geometry(tiles=1, rows=32, cols=32)}
