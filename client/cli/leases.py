@@ -12,7 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
+from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_address, server_url
 from sidra.cli.tables import columns_that_fit
 from sidra.cli.whoami import token_hint
 from sidra.client import RemoteBoard, TileLease
@@ -87,14 +87,11 @@ def leases(
     as_json: AsJson = False,
 ) -> None:
     """List the tile leases on the board behind a server (exit 1 if it cannot be asked)."""
+    server_address(url)  # a board's URL refused before it is opened
     try:
         # HOST:PORT as every --server takes it; a URL names the scheme itself.
         with open_board(server_url(url)) as board:
-            if not isinstance(board, RemoteBoard):
-                raise typer.BadParameter(
-                    f"{url} is a board, not a server: leases live in `sidra serve`",
-                    param_hint="URL",
-                )
+            assert isinstance(board, RemoteBoard)  # grpc:// and grpcs:// open one
             if close is not None:
                 session_id = _session_named(board, close)
                 restored = board.close_session(session_id)

@@ -106,6 +106,22 @@ def give_server() -> str:
     return f"give --server ({SERVER_ENV} is not read here: --server {named})"
 
 
+def server_address(url: str) -> str:
+    """``url`` when it names a server (HOST:PORT, ``grpc://``, ``grpcs://``); a usage error
+    naming URL before anything is opened otherwise: a board's URL is a board, not a
+    server (``sidra leases socket://...`` used to open the board, and say so after its
+    HELLO), and any other scheme is no server address."""
+    if "://" not in url or url.startswith(("grpc://", "grpcs://")):
+        return url
+    from sidra.drivers.url import schemes  # (a board's schemes: read on a refusal only)
+
+    if url.split("://", 1)[0] in schemes():
+        why = f"{url} is a board, not a server: give the address sidra serve listens on"
+    else:
+        why = f"{url} is no server address: give HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT"
+    raise typer.BadParameter(why, param_hint="URL")
+
+
 def server_url(address: str) -> str:
     """The board URL of a server named as :data:`SERVER_HELP` allows: HOST:PORT is
     ``grpc://HOST:PORT``, a URL stays as given."""

@@ -23,7 +23,7 @@ import click
 import typer
 
 from sidra.cli.leases import holders
-from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
+from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_address, server_url
 from sidra.cli.texts import tiles_text
 from sidra.cli.totals import totals
 from sidra.cli.whoami import caller_text, expiry_warning, missing_token_hint
@@ -75,11 +75,7 @@ def status(
     link down) or it does not describe its board to the caller (no token, say); the
     others are still shown. With --watch, when that is so at the last round."""
     for url in urls:  # a local board is refused before any server is asked
-        if "://" in url and not url.startswith(("grpc://", "grpcs://")):
-            raise typer.BadParameter(
-                f"{url} is a board, not a server: give the address sidra serve listens on",
-                param_hint="URL",
-            )
+        server_address(url)
     problems = _round(urls, as_json) if watch_s is None else _watch(urls, as_json, watch_s, rounds)
     for line in problems:
         typer.echo(line, err=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_url
+from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_address, server_url
 from sidra.client import Caller, RemoteBoard, Unauthenticated
 from sidra.client.credentials import TOKEN_ENV, token_from_env
 from sidra.drivers import SidraError, open_board
@@ -78,11 +78,7 @@ def whoami(
     the server refuses the call (no token, an unknown or expired one: the error says
     which) or cannot be reached; a token expiring within 14 days is warned of on
     stderr."""
-    if "://" in url and not url.startswith(("grpc://", "grpcs://")):
-        raise typer.BadParameter(
-            f"{url} is a board, not a server: give the address sidra serve listens on",
-            param_hint="URL",
-        )
+    server_address(url)
     now = time.time()
     try:
         with open_board(server_url(url)) as board:
