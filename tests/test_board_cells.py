@@ -129,7 +129,12 @@ def test_refusals_name_the_option_or_field_and_leave_the_board_unwritten(
         ("train", "spsa", "--board", "emu://", "--steps", "5", "--out", "/proc/nope/run"):
             "/proc/nope/run: cannot be made a record folder",
         ("board", "read", url, "--plot", str(tmp_path / "g.gif")): "expected a file ending",
-        ("board", "read", url, "--tile", "99"): "tile",
+        # A refusal names the command's option, not only the request's field.
+        ("board", "read", url, "--tile", "99"): "Invalid value for '--tile': tile: got 99",
+        ("board", "program", url, "--fill-us", "nan"):
+            "Invalid value for '--fill-us': conductances: got",
+        ("board", "program", url, "--fill-us", "20", "--region", "0,0,300,4"):
+            "Invalid value for '--region': conductances.shape: got [300, 4]",
     }  # fmt: skip
     for args, message in cases.items():
         done = run_sidra(*args)

@@ -64,6 +64,11 @@ NEAR_EDGE_SHARE = 0.01
 in ``read``'s summary: where stuck cells and cells never programmed sit."""
 
 
+_AT = {"tile": "'--tile'", "region": "'--region'"}
+"""The options of a request's place on the board, by the field a refusal names."""
+_INPUTS = {"voltages": "'--inputs'", "input_codes": "'--inputs'"}
+
+
 def parse_region(text: str | None) -> Region | None:
     """``--region`` as a Region (None when not given); a usage error naming it otherwise.
     Whether it fits the tile is the board's to check."""
@@ -114,7 +119,7 @@ def read_cells(
         raise typer.BadParameter(
             f"got {plot}, expected a file ending {', '.join(PLOT_SUFFIXES)}", param_hint="'--plot'"
         )
-    with job_board(url, None, "sidra board read") as board:
+    with job_board(url, None, "sidra board read", options=_AT) as board:
         info = board.info
         reads = [board.read_conductance(tile, cells) for _ in range(repeats)]
     each = np.stack([np.asarray(r.conductances, np.float64) for r in reads])
@@ -198,7 +203,16 @@ def program_cells(
     if url.startswith("emu://"):
         typer.echo(f"note: {url} is emulated in this process and forgets these cells when "
                    "the command ends (sidra serve keeps a board)", err=True)  # fmt: skip
-    with job_board(url, None, "sidra board program") as board:
+    with job_board(
+        url,
+        None,
+        "sidra board program",
+        options=_AT
+        | {
+            "conductances": "'--targets'" if fill_us is None else "'--fill-us'",
+            "conductances.shape": "'--region'",  # its size, or its place past the edge
+        },
+    ) as board:
         info = board.info
         if values is None:
             shape = cells.resolve(info.rows, info.cols).shape
@@ -263,7 +277,7 @@ def mvm_cells(
     new_file(out, "'--out'")
     volts = _array(inputs, "'--inputs'", 1, 2)
     batch = volts if volts.ndim == 2 else volts[None, :]
-    with job_board(url, None, "sidra board mvm") as board:
+    with job_board(url, None, "sidra board mvm", options=_AT | _INPUTS) as board:
         info = board.info
         _check_inputs(inputs, batch, (cells or Region()).resolve(info.rows, info.cols), transpose)
         run = board.transpose_mvm if transpose else board.mvm
@@ -410,7 +424,7 @@ def wear_cells(
     the cells past it and the most-written cell's share of it; --out keeps the counts."""
     cells = parse_region(region)
     new_file(out, "'--out'")
-    with job_board(url, None, "sidra board wear") as board:
+    with job_board(url, None, "sidra board wear", options=_AT) as board:
         info = board.info
         counts = board.read_write_counts(tile, cells)
     n = np.asarray(counts.counts, np.uint32)
@@ -451,7 +465,7 @@ def calibrate_cells(url: BoardArg, tile: TileOption = 0, as_json: AsJson = False
 
     The board rescales the tile's outputs so that its probe reads as when the cells were
     programmed: a drift common to the tile cancels. A write (a programmer's right)."""
-    with job_board(url, None, "sidra board calibrate") as board:
+    with job_board(url, None, "sidra board calibrate", options=_AT) as board:
         info = board.info
         report = board.calibrate(tile)
     summary = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import typer
 
@@ -28,7 +28,12 @@ __all__ = ["HOLDING_TTL_S", "job_board"]
 
 @contextlib.contextmanager
 def job_board(
-    url: str, server: str | None, command: str = "sidra train", *, holding: str | None = None
+    url: str,
+    server: str | None,
+    command: str = "sidra train",
+    *,
+    holding: str | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Iterator[Board]:
     """The board a job runs on. A value the board or the job refuses (an argument error,
     a checkpoint it cannot read) is a usage error (exit 2); a refusal for who or when (a
@@ -40,7 +45,11 @@ def job_board(
     session of that label which leases each tile the first time the job uses it (nobody
     else writes them until the job ends; what a job that dies leaves perturbed is
     restored when its session expires); a tile another session leases stops the job
-    naming the holder."""
+    naming the holder.
+
+    ``options``: the command's option for a request field the board may refuse (the
+    whole field, else its first part: ``{"voltages": "'--inputs'"}``), named as the usage
+    error's option: the command line says ``--inputs``, not the request's ``voltages``."""
     if holding is not None and server is None:  # a run (training, evaluation), not a bench op
         _note_server_not_used(url, command)
     try:
@@ -56,7 +65,9 @@ def job_board(
                     _close_quietly(session, command)
     except SidraError as exc:
         if isinstance(exc, InvalidArgument):
-            raise typer.BadParameter(str(exc)) from exc
+            named = options or {}
+            hint = named.get(exc.field, named.get(exc.field.split(".", 1)[0].split("[", 1)[0]))
+            raise typer.BadParameter(str(exc), param_hint=hint) from exc
         typer.echo(f"{command}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
         raise typer.Exit(1) from exc
     except (ValueError, OSError) as exc:
