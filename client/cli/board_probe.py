@@ -82,6 +82,8 @@ def link_state(board: Board) -> dict[str, Any]:
     if stats is not None:
         state.update(dataclasses.asdict(stats))
     for name in LINK_ATTRIBUTES:
+        if name == "link_up" and "up" in state:  # the counters' own "up" says it already
+            continue
         value = getattr(board, name, None)
         if isinstance(value, enum.Flag):
             state[name] = value.name or "none"
