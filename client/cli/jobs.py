@@ -551,8 +551,7 @@ def run_remote_job(
                 f"{refused.allowed}; the server refused {refused.value}",
                 param_hint="'--dataset'",
             ) from exc
-        command = "sidra model tune" if kind == "tune" else f"sidra train {kind}"
-        typer.echo(f"{command}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
+        typer.echo(f"{_command(kind)}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
         raise typer.Exit(1) from exc
     if done.state != "succeeded":
         if done.files:  # stopped early: what it did is a record all the same
@@ -571,12 +570,16 @@ def run_remote_job(
     return done
 
 
+def _command(kind: str) -> str:
+    """The command that submits a job of ``kind``, as its messages name it."""
+    return "sidra model tune" if kind == "tune" else f"sidra train {kind}"
+
+
 def _lost_while_following(kind: str, job_id: str, server: str, exc: SidraError) -> str:
     """What to do when the server went away (or stopped answering) while a job was
     followed: the job is the server's, and so is what became of it."""
-    command = "sidra model tune" if kind == "tune" else f"sidra train {kind}"
     return (
-        f"{command}: lost {server} while following job {job_id} ({type(exc).__name__}: "
+        f"{_command(kind)}: lost {server} while following job {job_id} ({type(exc).__name__}: "
         f"{exc}). A server that stops ends its jobs interrupted, with their record and "
         f"checkpoint: once it answers again, sidra jobs show {job_id} --server {server} "
         f"says where the job stands, and sidra jobs resume {job_id} --server {server} goes "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -54,24 +55,6 @@ def test_a_bar_file_on_a_disk_file_system_is_warned_about(
     assert not (tmp_path / "bar0").exists()  # a stopped board removes its file
 
 
-def _published(out: list[str]) -> bool:
-    return bool(out) and out[0].startswith("pcie+file://")
-
-
-class _Lines:
-    """A stdout for run_device that keeps its lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.lines += text.splitlines()
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
 def test_a_second_board_on_a_served_path_is_refused_and_a_dead_board_s_file_is_taken() -> None:
     """It replaced the running board under its host, and removed the file when it
     stopped; a file a board left when it was killed holds no lock and is taken over."""
@@ -85,28 +68,29 @@ def test_a_second_board_on_a_served_path_is_refused_and_a_dead_board_s_file_is_t
     with serve_virtual_pcie_board(preset("ideal"), seed=1) as first:
         with open_board(first.url) as host:
             before = host.instance_id
-            second = _Lines()
+            second = io.StringIO()
             with pytest.raises(OSError) as caught:
                 run_device(first.path, preset("ideal"), 2, None, threading.Event(), second)
             assert caught.value.errno == errno.EBUSY
             assert "a running virtual board serves this BAR file" in str(caught.value)
-            assert second.lines == [] and os.path.exists(first.path)
+            assert second.getvalue() == "" and os.path.exists(first.path)
             host.mvm(0, volts)  # the first board, untouched
             assert host.instance_id == before
             assert not [p for p in os.listdir(os.path.dirname(first.path)) if p.endswith("tmp")]
         first.kill()  # SIGKILL: its file stays behind, unlocked
         inode = os.stat(first.path).st_ino
-        stop, third = threading.Event(), _Lines()
+        stop, third = threading.Event(), io.StringIO()
         runner = threading.Thread(
             target=run_device, args=(first.path, preset("ideal"), 3, None, stop, third)
         )
         runner.start()
         try:
             for _ in range(500):
-                if _published(third.lines):
+                if third.getvalue().startswith("pcie+file://"):
                     break
                 threading.Event().wait(0.01)
-            assert _published(third.lines) and os.stat(first.path).st_ino != inode
+            assert third.getvalue().startswith("pcie+file://")
+            assert os.stat(first.path).st_ino != inode
         finally:
             stop.set()
             runner.join(10)

@@ -183,9 +183,9 @@ def finish(
 def saving_into(folder: Path) -> Iterator[None]:
     """``folder`` held for a run saving into it (sidra.training.run_lock): ``sidra runs``
     then shows it running, and another run given it is refused as ``--out``."""
-    try:
-        lock = running_in(folder)
-        lock.__enter__()
+    held = contextlib.ExitStack()
+    try:  # the lock taken here, so that its errors are told apart from the run's
+        held.enter_context(running_in(folder))
     except FolderInUse as exc:
         raise typer.BadParameter(str(exc), param_hint="'--out'") from exc
     except OSError as exc:  # not made or not locked: before any board was opened
@@ -193,8 +193,7 @@ def saving_into(folder: Path) -> Iterator[None]:
             f"{folder}: cannot be made a record folder ({exc.strerror or exc})",
             param_hint="'--out'",
         ) from exc
-    with contextlib.ExitStack() as held:
-        held.push(lock)
+    with held:
         yield
 
 
