@@ -41,6 +41,7 @@ __all__ = [
     "EmulatedBoard",
     "available_memory_bytes",
     "check_fits_in_memory",
+    "emulated_serial_number",
     "firmware_version",
 ]
 
@@ -95,6 +96,14 @@ def check_fits_in_memory(profile: BoardProfile) -> None:
         )  # fmt: skip
 
 
+def emulated_serial_number(model: str, seed: int) -> str:
+    """The serial number of the emulated board of ``model`` made from ``seed``:
+    ``EMU-<model without "SIDRA-">-<seed>`` (``EMU-Y1-5``). The same model and seed
+    make the same board (its cells are drawn from the seed), so they answer the same
+    serial; another model is another board, and a store keeps each one's state apart."""
+    return f"EMU-{model.removeprefix('SIDRA-')}-{seed}"
+
+
 class EmulatedBoard:
     """A SIDRA board in software."""
 
@@ -112,7 +121,7 @@ class EmulatedBoard:
         self._mvm_passes = 0
         self.info = BoardInfo(
             model=profile.model,
-            serial_number=f"EMU-{seed}",
+            serial_number=emulated_serial_number(profile.model, seed),
             firmware_version=firmware_version(profile.firmware_version),
             tile_count=profile.geometry.tiles,
             rows=profile.geometry.rows,

@@ -44,7 +44,7 @@ def test_serve_answers_until_terminated() -> None:
         match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
         assert match, line
         with connect(f"127.0.0.1:{match.group(1)}") as board:
-            assert board.info.serial_number == "EMU-4"
+            assert board.info.serial_number == "EMU-IDEAL-4"
             g = np.full((2, 2), 5.0, np.float32)
             board.program(3, g, row_offset=10, col_offset=20)
             assert board.mvm(3, np.zeros((1, 256), np.float32)).currents.shape == (1, 256)

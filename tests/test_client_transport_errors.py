@@ -74,7 +74,7 @@ def test_a_closed_client_says_so_on_every_board() -> None:
         server.stop(grace=None)
     local = open_board("emu://?preset=ideal")
     local.close()
-    with pytest.raises(BoardUnavailable, match="emulated board EMU-0 is closed"):
+    with pytest.raises(BoardUnavailable, match="emulated board EMU-IDEAL-0 is closed"):
         local.mvm(0, VOLTS)
 
 

@@ -43,7 +43,7 @@ def test_default_url_opens_default_preset() -> None:
         assert isinstance(board, BoardDriver)
         assert isinstance(board, Board)
         assert board.info.emulator_preset == "sidra-y1"
-        assert board.info.serial_number == "EMU-0"
+        assert board.info.serial_number == "EMU-Y1-0"
         assert board.info.emulated is True
 
 
@@ -52,7 +52,7 @@ def test_url_with_preset_and_seed() -> None:
     with open_board("emu://?preset=ideal&seed=3") as board:
         info = board.info
         assert info.emulator_preset == "ideal"
-        assert info.serial_number == "EMU-3"
+        assert info.serial_number == "EMU-IDEAL-3"
         assert (info.tile_count, info.rows, info.cols) == (4, ROWS, COLS)
         assert (info.g_min_us, info.g_max_us, info.read_voltage_max_v) == (1.0, 40.0, 0.2)
 
@@ -60,7 +60,7 @@ def test_url_with_preset_and_seed() -> None:
 def test_largest_seed_accepted() -> None:
     """Any unsigned 64-bit seed is accepted, 2**64 - 1 included."""
     with open_board(f"emu://?preset=ideal&seed={2**64 - 1}") as board:
-        assert board.info.serial_number == f"EMU-{2**64 - 1}"
+        assert board.info.serial_number == f"EMU-IDEAL-{2**64 - 1}"
 
 
 @pytest.mark.parametrize("url", ["tcp://127.0.0.1:50051", "emulator://", "127.0.0.1:50051", ""])
@@ -207,7 +207,7 @@ def test_profile_toml_with_custom_geometry(tmp_path: Path) -> None:
         assert (info.g_min_us, info.g_max_us) == (0.5, 25.0)
         assert info.model == "SIDRA-LAB-A"
         assert info.emulator_preset == "custom"
-        assert info.serial_number == "EMU-5"
+        assert info.serial_number == "EMU-LAB-A-5"
         assert info.profile["geometry"] == {"tiles": 2, "rows": 32, "cols": 24}
 
         rng = np.random.default_rng(55)

@@ -34,7 +34,7 @@ def test_eval_on_another_ideal_board_scores_what_the_run_measured(
     assert report["accuracy"] == summary["test_accuracy"]
     assert report["trained_test_accuracy"] == summary["test_accuracy"]
     assert report["samples"] == 540 and report["split"] == "test"
-    assert report["board"] == "SIDRA-IDEAL EMU-5 (ideal)"
+    assert report["board"] == "SIDRA-IDEAL EMU-IDEAL-5 (ideal)"
     assert report["placement"] == {"layer0": [0]}
     [layer] = report["programming"]
     assert layer["cells"] == 65 * 10 and layer["unconverged_cells"] == 0
@@ -224,7 +224,7 @@ def test_deployed_to_a_server_then_run_as_held_after_a_year(
     assert [(row["held"], row["calibrated"]) for row in rows] == [("1", "0"), ("1", "1")]
     assert float(rows[1]["mean_deviation_us"]) < float(rows[0]["mean_deviation_us"])
     assert rows[0]["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()[:16]
-    assert rows[0]["board"] == "SIDRA-Y1 EMU-3 (sidra-y1)"
+    assert rows[0]["board"] == "SIDRA-Y1 EMU-Y1-3 (sidra-y1)"
 
 
 def test_a_log_of_another_layout_is_refused_before_the_board_is_touched(
@@ -351,8 +351,8 @@ def test_eval_on_several_boards_reports_each_and_the_spread(
     alone = sidra_json("model", "eval", str(model), "--board", y1.format(4))
     accuracies = [r["accuracy"] for r in report["boards"]]
     assert [r["board"] for r in report["boards"]] == [
-        "SIDRA-Y1 EMU-3 (sidra-y1)", "SIDRA-Y1 EMU-4 (sidra-y1)", "SIDRA-Y1 EMU-5 (sidra-y1)",
-        "SIDRA-IDEAL EMU-6 (ideal)",
+        "SIDRA-Y1 EMU-Y1-3 (sidra-y1)", "SIDRA-Y1 EMU-Y1-4 (sidra-y1)",
+        "SIDRA-Y1 EMU-Y1-5 (sidra-y1)", "SIDRA-IDEAL EMU-IDEAL-6 (ideal)",
     ]  # fmt: skip
     assert accuracies[1] == alone["accuracy"]  # each board as if it were alone
     assert accuracies[3] == summary["test_accuracy"]  # the ideal board scores the run's figure

@@ -231,7 +231,7 @@ def test_in_silico_trains_on_the_twin_and_programs_the_board_once(tmp_path: Path
     assert record.test_accuracy > 0.8  # measured on the board
     # The model kept is the one deployed: the board's, not the twin's emulator.
     assert record.model is not None and record.model.job == "pat-in-silico"
-    assert record.model.trained["board_serial"] == "EMU-2"
+    assert record.model.trained["board_serial"] == "EMU-Y1-2"
 
 
 def test_the_twin_runs_the_schedule_s_first_epochs_and_the_board_the_rest(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_a_run_from_here_says_where_when_and_by_what_it_ran(runs: Path) -> None:
     assert run["where"] == "here" and run["server"] is None
     assert run["board_url"] == BOARD
     assert run["board"] == {
-        "model": "SIDRA-Y1", "serial_number": "EMU-5",
+        "model": "SIDRA-Y1", "serial_number": "EMU-Y1-5",
         "firmware_version": run["board"]["firmware_version"], "emulated": True,
         "emulator_preset": "sidra-y1",
     }  # fmt: skip
@@ -71,7 +71,7 @@ def test_list_finds_every_record_newest_first_and_filters(runs: Path) -> None:
         # A comparison's accuracy is its best method's mean.
         best = max(m["test_accuracy"] for m in summary.get("methods", [summary]))
         assert row["test_accuracy"] == best
-        assert (row["ended"], row["board"]) == ("finished", "EMU-5 (sidra-y1)")
+        assert (row["ended"], row["board"]) == ("finished", "EMU-Y1-5 (sidra-y1)")
     assert (by_name["study/methods"]["job"], by_name["study/methods"]["length"]) == (
         "compare", "2 runs",
     )  # fmt: skip
@@ -136,10 +136,10 @@ def test_show_prints_the_record_as_its_files_hold_it(runs: Path) -> None:
     assert shown["provenance"] == _json(folder / "run.json")
     table = run_sidra("runs", "show", str(folder))
     assert table.returncode == 0, table.stderr
-    assert "last-layer on digits" in table.stdout and "EMU-5" in table.stdout
+    assert "last-layer on digits" in table.stdout and "EMU-Y1-5" in table.stdout
     # Nested records read as indented rows, the command line as it was typed.
     assert '{"' not in table.stdout
-    assert re.search(r"^\s+serial_number\s+EMU-5\s*$", table.stdout, re.MULTILINE)
+    assert re.search(r"^\s+serial_number\s+EMU-Y1-5\s*$", table.stdout, re.MULTILINE)
     assert re.search(r"^\s+command\s+sidra train last-layer ", table.stdout, re.MULTILINE)
     # The figures as the run's end printed them; a placement as the tiles it names.
     accuracy = 100 * _json(folder / "summary.json")["test_accuracy"]
@@ -195,7 +195,7 @@ def test_group_takes_runs_differing_only_by_seed_as_one(runs: Path, tmp_path: Pa
     grouped = sidra_json("runs", "group", str(runs), "--job", "spsa", "--json")
     (row,) = grouped  # spsa-b is spsa-a with another seed: one experiment, two runs
     accuracies = [_json(runs / n / "summary.json")["test_accuracy"] for n in ("spsa-a", "spsa-b")]
-    assert (row["runs"], row["seeds"], row["boards"]) == (2, [0, 7], ["EMU-5 (sidra-y1)"])
+    assert (row["runs"], row["seeds"], row["boards"]) == (2, [0, 7], ["EMU-Y1-5 (sidra-y1)"])
     assert row["test_accuracy_mean"] == pytest.approx(statistics.mean(accuracies))
     assert row["test_accuracy_sd"] == pytest.approx(statistics.stdev(accuracies))
     assert (row["test_accuracy_min"], row["test_accuracy_max"]) == (

@@ -179,7 +179,7 @@ def test_several_servers_a_block_each_and_one_unreachable_exits_1(tmp_path: Path
         f"server       {first}: SERVING",
         f"server       {second}: SERVING",
     ]
-    assert "EMU-1" in blocks[0] and "Y1" in blocks[1].upper()
+    assert "EMU-IDEAL-1" in blocks[0] and "Y1" in blocks[1].upper()
     assert lines.returncode == 1
     reports = [json.loads(line) for line in lines.stdout.splitlines()]
     assert [r["server"] for r in reports] == [first, "127.0.0.1:1", second]

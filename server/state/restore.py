@@ -89,10 +89,9 @@ def restore(
     ``boot_id`` is recorded with each Program; default: the board's instance
     (``board.instance_id``), the one the restored state now lives in.
     A board that is not the one the store recorded under its serial number (another
-    model, geometry or conductance window: emulated boards of every preset answer
-    ``EMU-<seed>``, and a lab may reuse a serial) raises FailedPrecondition before
-    anything is written. A failing Program raises; the tiles before it are restored and
-    recorded.
+    model, geometry or conductance window: a lab may give a serial number again) raises
+    FailedPrecondition before anything is written. A failing Program raises; the tiles
+    before it are restored and recorded.
     """
     info = board.info
     boot_id = boot_id or board.instance_id

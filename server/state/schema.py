@@ -35,8 +35,9 @@ class Migration:
     statements: tuple[str, ...]
     rebuilds_tables: bool = False
     """Whether it rebuilds a table others refer to (SQLite's way to change a column's
-    constraint: a new table, the rows copied, the old one dropped, the new one renamed):
-    foreign keys are then off while it runs and checked whole before it commits."""
+    constraint: a new table, the rows copied, the old one dropped, the new one renamed)
+    or changes keys others refer to: foreign keys are then off while it runs and
+    checked whole before it commits."""
 
 
 _V1 = Migration(
@@ -341,8 +342,45 @@ _V13 = Migration(
     ),
 )
 
+# Emulated boards answered EMU-<seed> whatever their model until they answered
+# EMU-<model without "SIDRA-">-<seed> (sidra.emulator.board.emulated_serial_number), so
+# that boards of two presets made from one seed are two boards to a store. A board
+# recorded under an old emulator serial is renamed by the model it was last recorded
+# as, with every row naming it; other serials are left as they are.
+_EMULATED_SERIALS = "_emulated_serials"
+_V14 = Migration(
+    14,
+    (
+        f"""CREATE TEMP TABLE {_EMULATED_SERIALS} AS
+            SELECT serial_number AS old,
+                   'EMU-' || (CASE WHEN substr(model, 1, 6) = 'SIDRA-' THEN substr(model, 7)
+                                   ELSE model END) || '-' || substr(serial_number, 5) AS new
+            FROM boards
+            WHERE serial_number GLOB 'EMU-[0-9]*' AND substr(serial_number, 5) NOT GLOB '*[^0-9]*'
+        """,
+        *(
+            f"UPDATE {table} SET board_serial = (SELECT new FROM {_EMULATED_SERIALS} "
+            f"WHERE old = {table}.board_serial) "
+            f"WHERE board_serial IN (SELECT old FROM {_EMULATED_SERIALS})"
+            for table in (
+                "golden",
+                "programs",
+                "write_counts",
+                "golden_patches",
+                "deployments",
+                "deployment_checks",
+            )
+        ),
+        f"UPDATE boards SET serial_number = (SELECT new FROM {_EMULATED_SERIALS} "
+        f"WHERE old = boards.serial_number) "
+        f"WHERE serial_number IN (SELECT old FROM {_EMULATED_SERIALS})",
+        f"DROP TABLE {_EMULATED_SERIALS}",
+    ),
+    rebuilds_tables=True,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14,
 )  # fmt: skip
 """Every migration, oldest first; versions run 1, 2, ... without gaps."""
 

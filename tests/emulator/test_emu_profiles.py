@@ -97,7 +97,7 @@ def test_profile_file_loads_and_is_reported(tmp_path: Path, suffix: str) -> None
         assert (info.tile_count, info.rows, info.cols) == (3, 16, 8)
         assert (info.g_min_us, info.g_max_us) == (2.0, 30.0)
         assert (info.dac_bits, info.adc_bits, info.read_voltage_max_v) == (6, 9, 0.25)
-        assert info.model == "SIDRA-LAB-A" and info.serial_number == "EMU-9"
+        assert info.model == "SIDRA-LAB-A" and info.serial_number == "EMU-LAB-A-9"
         assert info.firmware_version.endswith("lab-7")
         # The board really runs the profile: a 0.25 V input is legal, 16 rows drive 8 columns.
         out = board.mvm(2, np.full((1, 16), 0.25, np.float32))

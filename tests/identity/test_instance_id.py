@@ -44,9 +44,9 @@ def test_two_emulators_with_one_seed_are_two_instances() -> None:
         open_board("emu://?preset=ideal&seed=5") as a,
         open_board("emu://?preset=ideal&seed=5") as b,
     ):
-        assert a.info.serial_number == b.info.serial_number == "EMU-5"
+        assert a.info.serial_number == b.info.serial_number == "EMU-IDEAL-5"
         assert a.instance_id != b.instance_id
-        assert a.instance_id.startswith("EMU-5/run-") and PRINTABLE.fullmatch(a.instance_id)
+        assert a.instance_id.startswith("EMU-IDEAL-5/run-") and PRINTABLE.fullmatch(a.instance_id)
 
 
 def test_emulators_in_two_processes_with_one_seed_are_two_instances() -> None:
@@ -59,7 +59,7 @@ def test_emulators_in_two_processes_with_one_seed_are_two_instances() -> None:
         ).stdout.strip()
         for _ in range(2)
     }
-    assert len(ids) == 2 and all(i.startswith("EMU-5/run-") for i in ids)
+    assert len(ids) == 2 and all(i.startswith("EMU-Y1-5/run-") for i in ids)
 
 
 def test_the_instance_stays_put_across_calls_and_get_board_info_names_it() -> None:
@@ -80,7 +80,7 @@ def test_a_serial_board_names_its_boot_and_a_restart_changes_it() -> None:
         with open_board(server.url + "?timeout=0.05") as driver:
             assert isinstance(driver, SerialDriver)
             first = driver.instance_id
-            assert first == f"EMU-11/boot-{server.board.boot_counter}"
+            assert first == f"EMU-IDEAL-11/boot-{server.board.boot_counter}"
             calls(driver)
             assert driver.instance_id == first
         with open_board(server.url + "?timeout=0.05") as driver:
@@ -89,7 +89,7 @@ def test_a_serial_board_names_its_boot_and_a_restart_changes_it() -> None:
             with pytest.raises(BoardReset, match="restarted"):
                 driver.mvm(0, V)
             second = driver.instance_id
-            assert second == f"EMU-11/boot-{server.board.boot_counter}" != first
+            assert second == f"EMU-IDEAL-11/boot-{server.board.boot_counter}" != first
             assert driver.run(GetBoardInfoRequest()).instance_id == second
             calls(driver)
             assert driver.instance_id == second
@@ -104,12 +104,12 @@ def test_a_pcie_reset_changes_the_instance_once() -> None:
     ):
         assert isinstance(driver, PcieDriver)
         first = driver.instance_id
-        assert first == f"EMU-12/boot-{driver.boot_count}"
+        assert first == f"EMU-IDEAL-12/boot-{driver.boot_count}"
         driver.program(0, G)
         with pytest.raises(BoardReset):
             driver.mvm(0, V)
         second = driver.instance_id
-        assert second == f"EMU-12/boot-{driver.boot_count}" != first
+        assert second == f"EMU-IDEAL-12/boot-{driver.boot_count}" != first
         calls(driver)
         assert driver.instance_id == second
 

@@ -3,7 +3,7 @@
 The virtual board firmware on real pseudo-terminals, driven by the real serial
 driver: a driver opened by path refuses another board that turns up at that
 path (one HELLO, then nothing), and a driver opened by serial number finds its
-board again on a new pty. Serial numbers are random per run (``EMU-<seed>``),
+board again on a new pty. Serial numbers are random per run (``EMU-<model>-<seed>``),
 so a board another test process serves is never taken for ours.
 """
 

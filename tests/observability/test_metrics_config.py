@@ -102,7 +102,7 @@ def test_sidra_serve_serves_metrics_and_logs_json() -> None:
         with connect(f"127.0.0.1:{port}", token="") as board:
             board.advance_clock(2.0)
         samples = scrape(metrics_port)
-        described = {"model": "SIDRA-IDEAL", "serial": "EMU-4"}
+        described = {"model": "SIDRA-IDEAL", "serial": "EMU-IDEAL-4"}
         assert [key for key, value in samples.items() if key[0] == "sidra_board_info"
                 and described.items() <= dict(key[1]).items() and value == 1]  # fmt: skip
         assert samples[board_rpc("AdvanceClock", "OK")] == 1

@@ -316,7 +316,7 @@ tokens_file = "{tokens}"
         url = f"grpcs://127.0.0.1:{port}?ca={pki.ca}&cert={pki.client_cert}&key={pki.client_key}"
         probe = probe_with_token(url, token)
         assert probe.returncode == 0, probe.stderr
-        assert '"serial_number": "EMU-5"' in probe.stdout
+        assert '"serial_number": "EMU-IDEAL-5"' in probe.stdout
         refused = probe_with_token(url, "wrong")
         assert refused.returncode != 0 and "UNAUTHENTICATED" in refused.stderr
 

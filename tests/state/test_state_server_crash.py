@@ -21,7 +21,7 @@ from sidra.server.state import ProgramKind, StateStore, restore
 SERVER = Path(__file__).with_name("crash_server.py")
 KILLS = 20
 TILES = 2  # the tiles program_of writes
-BOARD_SERIAL = "EMU-1"  # the ideal emulator with seed 1
+BOARD_SERIAL = "EMU-IDEAL-1"  # the ideal emulator with seed 1
 
 
 def _start(path: Path) -> tuple[subprocess.Popen[str], int]:

@@ -51,7 +51,7 @@ def test_records_carry_the_board_instance_and_a_new_instance_is_reported(
         (record,) = store.history()
         first = board.instance_id
         assert store.board(board.info.serial_number).last_boot_id == first
-    assert record.boot_id == first and first.startswith("EMU-1/run-")
+    assert record.boot_id == first and first.startswith("EMU-IDEAL-1/run-")
     assert "is instance" not in caplog.text  # a board new to the store: nothing lost
 
     # The same serial number, a new instance (a restarted emulator): the store says
@@ -164,7 +164,7 @@ def test_restore_of_a_board_the_store_never_saw_writes_nothing(tmp_path: Path) -
     ("recorded", "says"),
     [
         ({"rows": 128}, r"geometry \(tiles, rows, cols\): got \(4, 256, 256\), expected \(4, 128"),
-        # Emulated boards of every preset answer EMU-<seed>: a store that kept an ideal
+        # Emulated boards of every preset answered EMU-<seed>: a store that kept an ideal
         # board's targets must not write them to a sidra-y1 board served in its place.
         ({"model": "SIDRA-Y1"}, r"model: got 'SIDRA-IDEAL', expected 'SIDRA-Y1'"),
         ({"g_max_us": 25.0}, r"conductance window \(g_min_us, g_max_us\): got \(1\.0, 40\.0\)"),

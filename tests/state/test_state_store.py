@@ -360,6 +360,75 @@ def test_a_store_of_schema_5_keeps_its_jobs_through_the_rebuild_of_their_table(
     db.close()
 
 
+def test_schema_14_renames_emulated_boards_by_their_model_with_every_row_naming_them(
+    tmp_path: Path,
+) -> None:
+    """Emulated boards of every preset answered EMU-<seed>: a store of schema 13 keeps
+    an ideal board's EMU-7 and a sidra-y1 board's EMU-8, renamed EMU-IDEAL-7 and
+    EMU-Y1-8 (what those boards answer now) with their golden maps, history, write
+    counts, deployments and checks; a lab's own serials, even EMU-like ones, are kept."""
+    from sidra.server.state.deployments import DeploymentRecords
+
+    path = tmp_path / "v13.sqlite3"
+    db = store_of_schema(path, 13)
+    when = "2026-12-01T09:00:00+00:00"
+    boards = [("EMU-7", "SIDRA-IDEAL"), ("EMU-8", "SIDRA-Y1"), ("EMU-X1", "SIDRA-Y1"),
+              ("LAB-0042", "SIDRA-Y1"), ("EMU-9", "LAB-BOARD")]  # fmt: skip
+    for serial, model in boards:
+        db.execute(
+            "INSERT INTO boards VALUES (?, ?, 1, 2, 3, 1.0, 40.0, ?, ?, ?)",
+            (serial, model, when, when, f"{serial}/run-1"),
+        )
+        targets_us = np.full((2, 3), 5.0, np.float32).tobytes()
+        db.execute(
+            "INSERT INTO golden VALUES (?, 0, 2, 3, ?, ?, 6, ?)",
+            (serial, targets_us, b"\x01" * 6, when),
+        )
+        db.execute(
+            "INSERT INTO programs (board_serial, tile, row_offset, col_offset, rows, cols, "
+            "principal, time_utc, boot_id, kind, cells_written, verify_iterations, pulses, "
+            "rms_error_us, max_error_us, unconverged_cells, cells_over_budget) VALUES "
+            "(?, 0, 0, 0, 2, 3, 'alice', ?, 'b', 'program', 6, 3, 40, 0.1, 0.5, 0, 0)",
+            (serial, when),
+        )
+        db.execute(
+            "INSERT INTO write_counts VALUES (?, 0, 2, 3, ?, ?, ?)",
+            (serial, np.ones((2, 3), np.uint32).tobytes(), b"\x01" * 6, when),
+        )
+        db.execute(
+            "INSERT INTO deployments VALUES (?, 'net', 'alice', 1.0, '', x'00', ?, '[]', 0)",
+            (serial, bytes(32)),
+        )
+        db.execute(
+            "INSERT INTO deployment_checks (board_serial, name, checked_by, checked_unix_s, "
+            "correlation, rms_deviation_us, mean_deviation_us, time_ns, energy_nj) VALUES "
+            "(?, 'net', 'alice', 2.0, 1.0, 0.0, 0.0, 1.0, 1.0)",
+            (serial,),
+        )
+    db.commit()
+    db.close()
+    renamed = {"EMU-7": "EMU-IDEAL-7", "EMU-8": "EMU-Y1-8", "EMU-9": "EMU-LAB-BOARD-9"}
+    with StateStore(path) as store:
+        assert sorted(b.serial_number for b in store.boards()) == sorted(
+            renamed.get(serial, serial) for serial, _ in boards
+        )
+        for serial, model in boards:
+            now = renamed.get(serial, serial)
+            assert store.board(now).model == model
+            assert store.golden(now, 0).targets_us.tolist() == [[5.0] * 3] * 2
+            assert store.write_counts(now, 0).counts.sum() == 6
+            assert [r.programs for r in store.history() if r.board_serial == now] == [1]
+            (deployment,) = DeploymentRecords(store).of_board(now)
+            assert len(DeploymentRecords(store).latest_checks(now)) == 1
+            assert deployment.name == "net"
+        with pytest.raises(StateStoreError):
+            store.board("EMU-7")
+        assert store.integrity_check() == "ok"
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    db.close()
+
+
 @pytest.mark.parametrize("read_only", [False, True])
 def test_a_folder_is_refused_as_no_store_file(tmp_path: Path, read_only: bool) -> None:
     """sqlite says only "unable to open database file" of a folder."""
