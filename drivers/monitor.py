@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["LinkMonitored"]
+__all__ = ["LinkMonitored", "take_reset_notice"]
 
 
 @runtime_checkable
@@ -33,3 +33,14 @@ class LinkMonitored(Protocol):
     def probe_link(self) -> bool:
         """Reconnects a lost link or pings an idle one; returns :attr:`link_up`."""
         ...
+
+
+def take_reset_notice(board: object) -> str | None:
+    """A restart of the board its driver noticed and has not reported yet, taken: the
+    next call that uses the array no longer raises it as BoardReset. None when there is
+    none, and for boards whose state cannot be lost under them (no link: the in-process
+    emulator). For a caller that programs whatever it uses next (a job starting), which
+    the restart cost nothing; GetBoardInfo (the totals) never takes it."""
+    take = getattr(board, "take_reset_notice", None)
+    notice = take() if callable(take) else None
+    return notice if isinstance(notice, str) else None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -181,6 +182,37 @@ class BoardInfo:
     adc_full_scale_ua: float = 0.0
     """Output bound of the ADC, µA: one ADC code is adc_full_scale_ua / (2^(adc_bits-1) - 1)
     (before calibration gain). 0 when the ADC is ideal or the board does not report it."""
+
+    def impossible(self) -> list[str]:
+        """What the board says of itself that no board can be (blank flash, a firmware
+        bug, another device at the address), one ``field: got V, expected ...`` each;
+        empty when nothing is. A driver refuses such a board when it opens it, instead of
+        every call failing later (``tile: got 0, expected an integer in 0 .. -1``)."""
+        found = []
+        if not self.serial_number.strip():
+            found.append("serial_number: got '', expected a board's own, non-empty")
+        for name in ("tile_count", "rows", "cols"):
+            if getattr(self, name) < 1:
+                found.append(f"{name}: got {getattr(self, name)}, expected >= 1")
+        for name in ("dac_bits", "adc_bits"):
+            if not 0 <= getattr(self, name) <= 32:
+                found.append(f"{name}: got {getattr(self, name)}, expected 0 (ideal) .. 32")
+        g_min, g_max = self.g_min_us, self.g_max_us
+        if not (math.isfinite(g_min) and g_min >= 0):
+            found.append(f"g_min_us: got {g_min}, expected a finite conductance >= 0 µS")
+        if not (math.isfinite(g_max) and g_max > g_min):
+            found.append(f"g_max_us: got {g_max}, expected a finite conductance above "
+                         f"g_min_us ({g_min} µS)")  # fmt: skip
+        if not (math.isfinite(self.read_voltage_max_v) and self.read_voltage_max_v > 0):
+            found.append(
+                f"read_voltage_max_v: got {self.read_voltage_max_v}, expected a finite "
+                "voltage > 0 V"
+            )
+        costs = [(f"timing.{f.name}", getattr(self.timing, f.name)) for f in fields(BoardTiming)]
+        for name, value in [*costs, ("adc_full_scale_ua", self.adc_full_scale_ua)]:
+            if not (math.isfinite(value) and value >= 0):
+                found.append(f"{name}: got {value}, expected a finite number >= 0")
+        return found
 
     def identity(self) -> dict[str, Any]:
         """What tells this board from another, as JSON values: model, serial number,

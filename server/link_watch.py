@@ -9,6 +9,7 @@ client is calling.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -17,6 +18,8 @@ from grpc_health.v1 import health, health_pb2
 from sidra.drivers.monitor import LinkMonitored
 
 __all__ = ["PROBE_INTERVAL_S", "LinkWatcher"]
+
+log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 0.5
 """How often an idle link is pinged and a lost one retried."""
@@ -38,6 +41,8 @@ class LinkWatcher:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="link-watch", daemon=True)
+        self._up: bool | None = None
+        """The link state last published (None: none yet), so each change is logged once."""
         board.add_link_listener(self._publish)
         self._publish(board.link_up)
 
@@ -51,6 +56,13 @@ class LinkWatcher:
             self._thread.join(timeout=5)
 
     def _publish(self, up: bool) -> None:
+        if self._up is not None and up != self._up:  # the server log says what health says
+            name = getattr(self.board, "name", "the board")
+            if up:
+                log.warning("board link up: %s answers again; health SERVING", name)
+            else:
+                log.warning("board link down: %s; health NOT_SERVING", name)
+        self._up = up
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if up

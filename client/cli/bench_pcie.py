@@ -58,6 +58,7 @@ def pcie_benchmark(
         v_max = pcie.info.read_voltage_max_v
         one = rng.uniform(-v_max / 4, v_max / 4, (1, rows)).astype(np.float32)
         batch = rng.uniform(-v_max / 4, v_max / 4, (BATCH, rows)).astype(np.float32)
+        load_start = os.getloadavg()[0]
         for _ in range(50):  # warm-up: page faults in the windows, kernel caches, BLAS threads
             pcie.mvm(0, one)
             local.mvm(0, one)
@@ -93,6 +94,9 @@ def pcie_benchmark(
         "batches": batches,
         "preset": preset_name,
         "machine": _machine(),
+        # Other work on the machine moves every figure: runs are comparable only at a
+        # like load (the 1-minute load average when the timing began and ended).
+        "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -154,5 +158,7 @@ def pcie_command(
         f"MVM 1x{rows} @ {rows}x{cols} round trip: PCIe p50 {res['mvm1_p50_us']:.1f} us, "
         f"p99 {res['mvm1_p99_us']:.1f} us; in process {res['inproc_mvm1_us']:.1f} us median\n"
         f"MVM {batch}x{rows} throughput: PCIe {res['batch1024_pcie_vps']} vectors/s, in process "
-        f"{res['batch1024_inproc_vps']} vectors/s, ratio {res['batch1024_ratio']:.3f}"
+        f"{res['batch1024_inproc_vps']} vectors/s, ratio {res['batch1024_ratio']:.3f}\n"
+        f"machine load (1-minute average) {res['load_1min'][0]:.2f} at the start, "
+        f"{res['load_1min'][1]:.2f} at the end, on {os.cpu_count()} CPUs"
     )

@@ -99,18 +99,24 @@ def serve(
     if [pty, tcp is not None, pcie_file is not None].count(True) != 1:
         raise typer.BadParameter("give exactly one of --pty or --tcp HOST:PORT or --pcie-file PATH")
     if pcie_file is not None:
-        if not report_profile:  # the virtual PCIe board always reports its profile
-            raise typer.BadParameter(
-                "got --no-report-profile with --pcie-file; it applies to --pty and --tcp "
-                "boards only",
-                param_hint="'--no-report-profile'",
-            )
+        line_only = {  # what the wire protocol's boards take and a PCIe board has not
+            "--no-report-profile": not report_profile,
+            "--max-payload": max_payload != DEVICE_MAX_PAYLOAD,
+            "--cache-depth": cache_depth != RESPONSE_CACHE,
+            "--stage-capacity": stage_capacity is not None,
+        }
+        for option, given in line_only.items():
+            if given:  # the virtual PCIe board always reports its profile; no frames
+                raise typer.BadParameter(
+                    f"got {option} with --pcie-file; it applies to --pty and --tcp boards only",
+                    param_hint=f"'{option}'",
+                )
         _serve_pcie(pcie_file, _profile(preset_name, profile), seed, faults)
         return
     try:
         fault_config = FaultConfig.parse(faults) if faults else None
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise typer.BadParameter(str(exc), param_hint="'--faults'") from exc
     running = serve_virtual_board(
         _profile(preset_name, profile),
         seed,
@@ -220,10 +226,12 @@ def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None)
     try:
         fault_config = PcieFaults.parse(faults) if faults else None
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise typer.BadParameter(str(exc), param_hint="'--faults'") from exc
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise typer.BadParameter(f"--pcie-file {path}: the folder {folder} does not exist")
+        raise typer.BadParameter(
+            f"{path}: the folder {folder} does not exist", param_hint="'--pcie-file'"
+        )
     stop = _stop_on_signals()
 
     def published(device: PcieDevice) -> None:  # as the pty and TCP boards say it
@@ -235,9 +243,23 @@ def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None)
         )
 
     try:
-        run_device(path, profile, seed, fault_config, stop, sys.stdout, published)
+        device = run_device(path, profile, seed, fault_config, stop, sys.stdout, published)
     except OSError as exc:
-        raise typer.BadParameter(f"--pcie-file {path}: {exc}") from exc
+        raise typer.BadParameter(_os_error_text(exc), param_hint="'--pcie-file'") from exc
+    if device.removed:  # the fault's surprise removal, as a host saw it
+        typer.echo(
+            f"virtual board removed after {device.executed} commands (--faults "
+            f"remove_after): its registers read all ones and {path} is gone",
+            err=True,
+        )
+
+
+def _os_error_text(exc: OSError) -> str:
+    """An OSError as a sentence: ours carry their own (with the path), the system's say
+    what failed on which file, without "[Errno N]"."""
+    if exc.filename is None:
+        return str(exc.strerror or exc)
+    return f"{exc.filename}: {exc.strerror or exc}"
 
 
 def _stop_on_signals() -> threading.Event:

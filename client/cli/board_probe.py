@@ -70,6 +70,7 @@ def _capabilities(info: BoardInfo) -> dict[str, Any]:
         "read_voltage_max_v": info.read_voltage_max_v,
         "dac_bits": info.dac_bits,
         "adc_bits": info.adc_bits,
+        "adc_full_scale_ua": info.adc_full_scale_ua,
         "timing": dataclasses.asdict(info.timing),
     }
 
@@ -95,9 +96,12 @@ def link_state(board: Board) -> dict[str, Any]:
     return state
 
 
-BAR_REGISTERS = ("BOOT_COUNT", "STATUS", "ERROR_CODE", "QUEUE_DEPTH", "SQ_HEAD")
-"""Read-only BAR0 registers a probe reports: the epoch, the state and the rings'
-progress. Reading them has no side effect on the board."""
+BAR_REGISTERS = (
+    "VERSION", "BOARD_ID", "BOOT_COUNT", "STATUS", "ERROR_CODE", "QUEUE_DEPTH", "SQ_HEAD",
+)  # fmt: skip
+"""Read-only BAR0 registers a probe reports: which register map and board, the epoch,
+the state and the rings' progress (FEATURES: the driver's ``features``, by name).
+Reading them has no side effect on the board."""
 
 
 def bar_registers(url: str) -> dict[str, Any]:
@@ -107,9 +111,9 @@ def bar_registers(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     bar: MappedBar
     if parts.scheme == "pcie":
-        bar = SysfsBar(parts.netloc)
+        bar = SysfsBar(parts.netloc.lower())
     elif parts.scheme == "pcie+file":
-        bar = FileBar(parts.netloc + parts.path)
+        bar = FileBar(parts.path)
     else:
         return {}
     try:
@@ -117,6 +121,7 @@ def bar_registers(url: str) -> dict[str, Any]:
     finally:
         bar.close()
     values["status_bits"] = r.Status(values["status"]).name or "none"
+    values["register_map"] = f"{values['version'] >> 16}.{values['version'] & 0xFFFF}"
     return values
 
 
@@ -134,7 +139,12 @@ def format_probe(report: dict[str, Any]) -> str:
         f"array         {caps['tiles']} tiles x {caps['rows']} rows x {caps['cols']} cols",
         f"conductance   {caps['g_min_us']:g} .. {caps['g_max_us']:g} µS",
         f"read voltage  ± {caps['read_voltage_max_v']:g} V",
-        f"converters    DAC {caps['dac_bits']} bits, ADC {caps['adc_bits']} bits (0 = ideal)",
+        f"converters    DAC {caps['dac_bits']} bits, ADC {caps['adc_bits']} bits (0 = ideal)"
+        + (
+            f", ADC full scale ± {caps['adc_full_scale_ua']:g} µA"
+            if caps["adc_full_scale_ua"]
+            else ""
+        ),
         f"timing        MVM pass {timing['mvm_pass_ns']:g} ns, write pass "
         f"{timing['write_pass_ns']:g} ns, verify read {timing['verify_read_ns']:g} ns, "
         f"host loss {timing['host_loss_ns']:g} ns, power {timing['board_power_w']:g} W",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from sidra.cli.options import AsJson
-from sidra.drivers.pcie.scan import PcieCandidate, pcie_candidates
+from sidra.drivers.pcie.scan import PcieCandidate, sidra_sized_devices
 from sidra.drivers.serial.link import LinkSettings
 from sidra.drivers.serial.scan import PortFound, scan_serial_ports
 
@@ -41,7 +41,9 @@ def _found(port: PortFound) -> dict[str, Any]:
 def _pcie(candidate: PcieCandidate) -> dict[str, Any]:
     return {
         "device": candidate.bdf,
-        "state": "pcie-candidate",
+        # pcie-bound: a kernel driver holds it (vfio-pci, or another vendor's device of
+        # the same BAR size): user space cannot map it as it is bound
+        "state": "pcie-candidate" if candidate.mappable else "pcie-bound",
         "url": candidate.url,
         "vendor": candidate.vendor,
         "pci_device": candidate.device,
@@ -70,9 +72,10 @@ def scan(
     it wherever its port moves (serial://?serial_number=...); ports held by another
     process are not opened. PCI devices are read from sysfs only (nothing mapped): those
     whose BAR0 has the SIDRA size and that user space may map are listed for sidra board
-    probe pcie://BDF to identify. Exit 1 when nothing is found."""
+    probe pcie://BDF to identify, those a kernel driver holds with the driver to unbind.
+    Exit 1 when no board answered and no device can be probed."""
     found = scan_serial_ports(LinkSettings(baud=baud), ptys=ptys)
-    pcie = [_pcie(c) for c in pcie_candidates()]
+    pcie = [_pcie(c) for c in sidra_sized_devices()]
     rows = [_found(p) for p in found]
     for row in rows:  # emulated boards of one seed share their serial number
         row["same_serial_as"] = [
@@ -85,12 +88,23 @@ def scan(
     else:
         _print(rows, ptys)
         for c in pcie:
+            what = (
+                f"{c['device']}: PCI device {c['vendor']}:{c['pci_device']} with a BAR0 of "
+                "the SIDRA size"
+            )
+            if c["state"] == "pcie-bound":
+                typer.echo(
+                    f"{what}, bound to kernel driver {c['driver']}: if it is a SIDRA board, "
+                    "unbind it and bind uio_pci_generic (docs/pcie.md, 'Giving a process "
+                    "the BAR')"
+                )
+                continue
             typer.echo(
-                f"{c['device']}: PCI device {c['vendor']}:{c['pci_device']} with a BAR0 of the "
-                f"SIDRA size, {c['driver'] or 'no driver'}: sidra board probe {c['url']} says "
+                f"{what}, {c['driver'] or 'no driver'}: sidra board probe {c['url']} says "
                 "whether it is a SIDRA board"
             )
-    if not any(p.state == "board" for p in found) and not pcie:
+    probeable = [c for c in pcie if c["state"] == "pcie-candidate"]
+    if not any(p.state == "board" for p in found) and not probeable:
         raise typer.Exit(1)
 
 

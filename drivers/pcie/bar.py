@@ -25,6 +25,7 @@ import fcntl
 import gc
 import mmap
 import os
+import stat
 import struct
 import time
 from pathlib import Path
@@ -46,10 +47,13 @@ __all__ = [
     "MappedBar",
     "RegisterIO",
     "SysfsBar",
+    "bound_driver",
     "f64_bits",
     "f64_of",
     "hold_as_host",
     "host_memory_path",
+    "sysfs_bar0_bytes",
+    "sysfs_text",
 ]
 
 ALL_ONES = 0xFFFF_FFFF
@@ -68,15 +72,25 @@ class BarError(BoardUnavailable):
 class BarSizeError(BarError):
     """The BAR (or emulation file) is not the size of a SIDRA BAR0."""
 
-    def __init__(self, path: str, size: int, required: int = BAR_SIZE) -> None:
-        self.path, self.size, self.required = path, size, required
+    def __init__(self, path: str, size: int, required: int = BAR_SIZE, why: str = "") -> None:
+        self.path, self.size, self.required, self.why = path, size, required, why
         super().__init__(
-            f"{path}: BAR of {size} bytes, a SIDRA BAR0 is {required} bytes "
-            f"(for emulation: sidra board serve --pcie-file {path})"
+            f"{path}: BAR of {size} bytes, a SIDRA BAR0 is {required} bytes"
+            + (f" ({why})" if why else "")
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.path, self.size, self.required))
+        return (type(self), (self.path, self.size, self.required, self.why))
+
+
+NOT_A_BAR_FILE = (
+    "not a virtual board's file: sidra board serve --pcie-file PATH makes one, at a path "
+    "that does not exist yet"
+)
+FIRMWARE_MISMATCH = (
+    "the board's firmware and this software disagree on the register map: check the "
+    "firmware's release notes, or the address (sidra board scan lists SIDRA-sized BARs)"
+)
 
 
 def f64_bits(value: float) -> int:
@@ -293,13 +307,22 @@ class FileBar(MappedBar):
                 f"sidra board serve --pcie-file {self.path})"
             ) from exc
         except PermissionError as exc:
-            raise BarError(f"{self.path}: no read/write permission for this user") from exc
+            raise BarError(
+                f"{self.path}: no read/write permission for this user (a virtual board "
+                "makes its file 0600: run the host as the board's user)"
+            ) from exc
+        except IsADirectoryError as exc:
+            raise BarError(f"{self.path}: a folder, {NOT_A_BAR_FILE}") from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise BarError(f"{self.path}: not a regular file, {NOT_A_BAR_FILE}")
         if host:
             hold_as_host(fd, f"pcie+file://{self.path}")
-        actual = os.fstat(fd).st_size
+        actual = st.st_size
         if actual != size:
             os.close(fd)
-            raise BarSizeError(self.path, actual, size)
+            raise BarSizeError(self.path, actual, size, NOT_A_BAR_FILE)
         super().__init__(f"pcie+file://{self.path}", fd, size)
         self._sleep_on_words()  # both ends are processes sharing this file's pages
 
@@ -315,6 +338,31 @@ class FileBar(MappedBar):
             return False
 
 
+def sysfs_text(path: Path) -> str:
+    """A sysfs attribute's text (``0x1234``), "" when it cannot be read."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def sysfs_bar0_bytes(device: Path) -> int:
+    """BAR0's size from sysfs ``resource`` (its first line: start, end, flags); 0 when
+    there is none. Read from sysfs alone: nothing is mapped."""
+    first = sysfs_text(device / "resource").splitlines()[:1]
+    try:
+        start, end, _ = (int(field, 16) for field in first[0].split())
+    except (IndexError, ValueError):
+        return 0
+    return end - start + 1 if end > start else 0
+
+
+def bound_driver(device: Path) -> str | None:
+    """The kernel driver ``device`` (a sysfs PCI device folder) is bound to; None: none."""
+    bound = device / "driver"
+    return os.path.basename(os.readlink(bound)) if bound.is_symlink() else None
+
+
 class SysfsBar(MappedBar):
     """BAR0 of PCI device ``bdf`` (``0000:01:00.0``) through sysfs ``resource0``.
     ``host``: this process drives the board (:func:`hold_as_host`)."""
@@ -328,15 +376,21 @@ class SysfsBar(MappedBar):
                 f"no PCI device {bdf} (lspci -D lists the addresses; is the board "
                 f"powered and enumerated?)"
             )
-        bound = self.device / "driver"
-        if bound.exists():
-            owner = os.path.basename(os.readlink(bound))
-            if owner not in ("uio_pci_generic", "pci-stub"):
+        owner = bound_driver(self.device)
+        if owner is not None and owner not in ("uio_pci_generic", "pci-stub"):
+            bar0 = sysfs_bar0_bytes(self.device)
+            if bar0 != size:  # another device: never advise unbinding its driver
+                ids = ":".join(sysfs_text(self.device / n) for n in ("vendor", "device"))
                 raise BarError(
-                    f"PCI device {bdf}: BAR0 is owned by kernel driver {owner!r}; unbind it "
-                    f"(echo {bdf} > /sys/bus/pci/drivers/{owner}/unbind) or bind the device "
-                    f"to uio_pci_generic (docs/pcie.md)"
+                    f"PCI device {bdf} ({ids}, driver {owner!r}) has a BAR0 of {bar0:,} "
+                    f"bytes, a SIDRA board's is {size:,}: not a SIDRA board; check the "
+                    "address (sidra board scan lists the devices of the SIDRA size)"
                 )
+            raise BarError(
+                f"PCI device {bdf}: BAR0 is owned by kernel driver {owner!r}; unbind it "
+                f"(echo {bdf} | sudo tee /sys/bus/pci/drivers/{owner}/unbind) and bind the "
+                "device to uio_pci_generic (docs/pcie.md, 'Giving a process the BAR')"
+            )
         resource = self.device / "resource0"
         try:
             fd = os.open(resource, os.O_RDWR | os.O_SYNC)
@@ -349,7 +403,7 @@ class SysfsBar(MappedBar):
         actual = os.fstat(fd).st_size
         if actual != size:
             os.close(fd)
-            raise BarSizeError(str(resource), actual, size)
+            raise BarSizeError(str(resource), actual, size, FIRMWARE_MISMATCH)
         try:
             super().__init__(f"pcie://{bdf}", fd, size)
         except OSError as exc:  # CONFIG_IO_STRICT_DEVMEM, kernel lockdown

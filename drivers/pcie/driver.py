@@ -89,6 +89,7 @@ class PcieDriver(BoardDriver):
         self._up = False
         self._closed = False
         self._reset_notice: str | None = None
+        self._last_name = "PCIe board"
         self._known_boot: int | None = None
         self._bar: RegisterIO | None = None
         self._queues: Queues | None = None
@@ -126,13 +127,14 @@ class PcieDriver(BoardDriver):
                 raise InvalidArgument(
                     "url", url.geturl(), "pcie://DDDD:BB:DD.F, e.g. pcie://0000:01:00.0"
                 )
-            return bdf, timeout_s
-        path = url.netloc + url.path
-        if not path:
+            return bdf.lower(), timeout_s  # sysfs names devices in lower-case hex
+        if url.netloc or not url.path:  # pcie+file://dev/shm/b: "dev" would be a host
             raise InvalidArgument(
-                "url", url.geturl(), "pcie+file://<path>, e.g. pcie+file:///tmp/b"
-            )
-        return path, timeout_s
+                "url", url.geturl(),
+                "pcie+file:// and an absolute path (three slashes), e.g. "
+                "pcie+file:///dev/shm/sidra.bar",
+            )  # fmt: skip
+        return url.path, timeout_s
 
     @property
     def info(self) -> BoardInfo:
@@ -140,7 +142,8 @@ class PcieDriver(BoardDriver):
 
     @property
     def name(self) -> str:
-        return self._bar.name if self._bar is not None else "PCIe board"
+        """The BAR's URL; while it is not mapped (the link down), the one last mapped."""
+        return self._bar.name if self._bar is not None else self._last_name
 
     # -- link ------------------------------------------------------------------------------
 
@@ -227,6 +230,7 @@ class PcieDriver(BoardDriver):
             self._set_up(False)
             raise
         self._bar = bar
+        self._last_name = bar.name
         if known is not None and boot != known:
             self._reset_notice = (
                 f"board at {bar.name} restarted while the link was down (boot count {known} "
@@ -311,7 +315,31 @@ class PcieDriver(BoardDriver):
 
     def _handle(self, request: Request) -> Any:
         with self._lock:
+            if isinstance(request, GetBoardInfoRequest):
+                return self._keeping_reset_notice(request)
             return self._execute([request])[0]
+
+    def take_reset_notice(self) -> str | None:
+        with self._lock:
+            notice, self._reset_notice = self._reset_notice, None
+            return notice
+
+    def _keeping_reset_notice(self, request: Request) -> Any:
+        """``request``, whose answer depends on no cell (GET_STATS, the board's totals),
+        without spending a reset notice on it: a reset found before or on the way is kept
+        for the next command that depends on the array. A viewer's ``sidra status`` must
+        not take the notice from whoever's tiles were lost."""
+        kept, self._reset_notice = self._reset_notice, None
+        try:
+            try:
+                return self._execute([request])[0]
+            except BoardReset as exc:  # found on the way: the rings run the new boot now
+                kept = kept or str(exc)
+                self._reset_notice = None
+                return self._execute([request])[0]
+        finally:
+            if kept is not None and self._reset_notice is None:
+                self._reset_notice = kept
 
     # -- the pass path: one MVM or TransposeMVM, nearly every call of a training loop -------
 

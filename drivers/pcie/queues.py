@@ -151,10 +151,17 @@ def identify(bar: RegisterIO) -> tuple[BoardInfo, int, Feature]:
             f"{r.SLOT_WINDOW_BYTES} B"
         )
     raw = bar.read_bytes(r.IDENTITY_OFFSET, len(r.IDENTITY_STRINGS) * r.IDENTITY_BYTES)
-    names = [
-        raw[i * r.IDENTITY_BYTES : (i + 1) * r.IDENTITY_BYTES].rstrip(b"\0").decode("utf-8")
-        for i in range(len(r.IDENTITY_STRINGS))
-    ]
+    names = []
+    for i, name in enumerate(r.IDENTITY_STRINGS):
+        field = raw[i * r.IDENTITY_BYTES : (i + 1) * r.IDENTITY_BYTES].rstrip(b"\0")
+        try:
+            names.append(field.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise IncompatibleBoard(
+                f"{bar.name}: IDENTITY {name} at 0x{r.IDENTITY_OFFSET + i * r.IDENTITY_BYTES:04x}"
+                f" is not UTF-8 text ({field[:16].hex(' ')} ...): blank or unwritten "
+                "identity flash? program the board's identity, or update its firmware"
+            ) from None
     features = Feature(bar.read32(reg["FEATURES"]) & 0xFFFF)
     f64 = {name: f64_of(bar.read64(reg[name])) for name in _F64}
     info = BoardInfo(
@@ -174,7 +181,24 @@ def identify(bar: RegisterIO) -> tuple[BoardInfo, int, Feature]:
         timing=BoardTiming(*(f64[name] for name in _TIMING)),
         adc_full_scale_ua=f64["ADC_FULL_SCALE_UA"],
     )
+    impossible = info.impossible()
+    if impossible:  # named as the registers are (TILES, G_MIN_US, MVM_PASS_NS)
+        registers = [_register_named(problem) for problem in impossible]
+        raise IncompatibleBoard(
+            f"{bar.name}: capabilities no board can have: {'; '.join(registers)} (blank "
+            "or wrong firmware, or a register map mismatch)"
+        )
     return info, bar.read32(reg["BOOT_COUNT"]), features
+
+
+def _register_named(problem: str) -> str:
+    """``tile_count: got 0, ...`` as the register map names it: ``TILES: got 0, ...``."""
+    field, _, rest = problem.partition(":")
+    field = field.removeprefix("timing.")
+    register = {"tile_count": "TILES", "serial_number": "IDENTITY serial_number"}.get(
+        field, field.upper()
+    )
+    return f"{register}:{rest}"
 
 
 _TIMING = ("MVM_PASS_NS", "WRITE_PASS_NS", "VERIFY_READ_NS", "HOST_LOSS_NS", "BOARD_POWER_W")

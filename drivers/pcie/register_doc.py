@@ -70,8 +70,9 @@ def _summary() -> str:
          "another major)"),
         ("BOARD_ID", f"`{r.BOARD_ID:#06x}` ({_ascii(r.BOARD_ID, 2)!r} as little-endian bytes; "
          "SIDRA analog crossbar boards)"),
-        ("Queue depth", f"{r.QUEUE_DEPTH} entries per ring (virtual board; a board "
-         "reports its own in QUEUE_DEPTH)"),
+        ("Queue depth", f"{r.QUEUE_DEPTH} entries per ring laid out; a board reports the "
+         f"entries it uses in QUEUE_DEPTH, 1 .. {r.QUEUE_DEPTH} (a SIDRA board: "
+         f"{r.QUEUE_DEPTH})"),
         ("Slot window", f"{r.SLOT_WINDOW_BYTES} bytes ({_size(r.SLOT_WINDOW_BYTES)}) "
          "per input and per output window"),
     ]  # fmt: skip

@@ -75,7 +75,8 @@ every result from the output window, as before)."""
 BOARD_ID = 0x3153
 """Board family id, ``'S1'`` read as a little-endian u32: SIDRA analog crossbar boards."""
 QUEUE_DEPTH = 8
-"""Entries per ring of the virtual board (a board reports its own in QUEUE_DEPTH)."""
+"""Entries per ring the map lays out (rings and slot windows at fixed offsets): a board
+reports 1 .. 8 in QUEUE_DEPTH, and a SIDRA board 8, the virtual board's."""
 SLOT_WINDOW_BYTES = (1 << 20) + (64 << 10)
 """Input and output window of each slot: a 1024-vector batch of 256 float32
 inputs (1 MiB) or a full 256 × 256 tile, plus room for the payload head."""
@@ -141,7 +142,8 @@ _REGISTERS = [
     ("FEATURES", 32, "RO", "u32", "", "bit 0: emulated (virtual clock); bit 1: profile; "
      "bit 2: region passes (MVM flags bit 0); bit 3: pass results into host memory "
      "(HOST_MEM_BASE)"),
-    ("QUEUE_DEPTH", 32, "RO", "u32", "entries", "entries per ring (>= 8)"),
+    ("QUEUE_DEPTH", 32, "RO", "u32", "entries",
+     "entries per ring in use: 1 .. 8 (the map has room for 8; a SIDRA board reports 8)"),
     ("SLOT_WINDOW_BYTES", 32, "RO", "u32", "bytes", "size of each slot's input and output "
      "window"),
     ("G_MIN_US", 64, "RO", "f64", "µS", "lowest programmable conductance"),

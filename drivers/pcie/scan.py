@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidra.drivers.pcie.bar import SYSFS_DEVICES
+from sidra.drivers.pcie.bar import SYSFS_DEVICES, bound_driver, sysfs_bar0_bytes, sysfs_text
 from sidra.drivers.pcie.registers import BAR_SIZE
 
-__all__ = ["MAPPABLE_BY", "PcieCandidate", "pcie_candidates"]
+__all__ = ["MAPPABLE_BY", "PcieCandidate", "pcie_candidates", "sidra_sized_devices"]
 
 MAPPABLE_BY = ("uio_pci_generic", "pci-stub")
 """Kernel drivers under which a user-space host maps a device's BAR0 (as SysfsBar
@@ -38,28 +38,21 @@ class PcieCandidate:
     def url(self) -> str:
         return f"pcie://{self.bdf}"
 
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
-def _bar0_bytes(device: Path) -> int:
-    """BAR0's size from sysfs ``resource`` (its first line: start, end, flags); 0 when
-    there is none."""
-    first = _read(device / "resource").splitlines()[:1]
-    try:
-        start, end, _ = (int(field, 16) for field in first[0].split())
-    except (IndexError, ValueError):
-        return 0
-    return end - start + 1 if end > start else 0
+    @property
+    def mappable(self) -> bool:
+        """Whether a user-space host may map its BAR0 as it is bound."""
+        return self.driver is None or self.driver in MAPPABLE_BY
 
 
 def pcie_candidates(root: Path = SYSFS_DEVICES) -> list[PcieCandidate]:
     """The devices under ``root`` (sysfs' PCI devices) whose BAR0 has the SIDRA size
     and that are bound to a driver user space maps through, or to none; by address."""
+    return [c for c in sidra_sized_devices(root) if c.mappable]
+
+
+def sidra_sized_devices(root: Path = SYSFS_DEVICES) -> list[PcieCandidate]:
+    """Every device under ``root`` whose BAR0 has the SIDRA size, whatever it is bound
+    to (a board bound to vfio-pci, or another vendor's device of that size); by address."""
     found = []
     try:
         devices = sorted(os.listdir(root))
@@ -67,11 +60,10 @@ def pcie_candidates(root: Path = SYSFS_DEVICES) -> list[PcieCandidate]:
         return []
     for bdf in devices:
         device = root / bdf
-        if _bar0_bytes(device) != BAR_SIZE:
+        if sysfs_bar0_bytes(device) != BAR_SIZE:
             continue
-        bound = device / "driver"
-        driver = os.path.basename(os.readlink(bound)) if bound.is_symlink() else None
-        if driver is not None and driver not in MAPPABLE_BY:
-            continue  # another vendor's device with its own driver
-        found.append(PcieCandidate(bdf, _read(device / "vendor"), _read(device / "device"), driver))
+        found.append(
+            PcieCandidate(bdf, sysfs_text(device / "vendor"), sysfs_text(device / "device"),
+                          bound_driver(device))
+        )  # fmt: skip
     return found

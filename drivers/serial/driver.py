@@ -38,7 +38,7 @@ import serial
 
 from sidra.drivers.base import BoardDriver, boot_instance_id
 from sidra.drivers.batches import cut, cut_points, joined
-from sidra.drivers.errors import BoardFault, InvalidArgument
+from sidra.drivers.errors import BoardFault, BoardUnavailable, InvalidArgument
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
     MVMRequest,
@@ -138,6 +138,13 @@ class SerialDriver(BoardDriver):
             timing=hello.timing,  # from HELLO: a real board reports it without a profile
             adc_full_scale_ua=_adc_full_scale_ua(profile, hello.adc_bits),
         )
+        impossible = self._info.impossible()
+        if impossible:  # HELLO's own field names (wire-protocol.md §3.1)
+            self._link.close()
+            raise BoardUnavailable(
+                f"{name} answered HELLO with capabilities no board can have: "
+                f"{'; '.join(impossible)} (blank or wrong firmware?)"
+            )
 
     @staticmethod
     def _parsed(
@@ -263,6 +270,9 @@ class SerialDriver(BoardDriver):
             raise _error(msg, frame)
         return frame, frame.payload
 
+    def take_reset_notice(self) -> str | None:
+        return self._link.take_reset_notice()
+
     def _result(self, frame: Frame, payload: bytes, head: int) -> bytes:
         """The op's result array: the inline part, then RESULT_READs for the rest."""
         total, crc = m.RESULT_HEAD.unpack_from(payload, head)
@@ -328,10 +338,10 @@ class SerialDriver(BoardDriver):
             )
             if len(pieces.parts) > 1:
                 return pieces.joined([self._exchange(part) for part in pieces.parts])
-        result = self._exchange(request)
         if isinstance(request, GetBoardInfoRequest):  # GET_STATS: the totals, plus our link
-            return BoardDescription(self.info, replace(result, link=self.link_stats()))
-        return result
+            totals = self._link.keeping_reset_notice(lambda: self._exchange(request))
+            return BoardDescription(self.info, replace(totals, link=self.link_stats()))
+        return self._exchange(request)
 
     def _exchange(self, request: Request) -> Any:
         """One command; a read or a pass whose long answer the line kept damaging runs

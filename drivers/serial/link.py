@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sidra.drivers.errors import (
     BoardReset,
@@ -66,6 +66,8 @@ from sidra.drivers.wire.messages import (
 )
 
 __all__ = ["IdentityCheck", "LineDamage", "Link", "LinkSettings", "Port", "check_hello"]
+
+T = TypeVar("T")
 
 _TIMEOUT, _BAD = "timeout", "bad"
 # State, or the sizer's and the timer's own figures: not counters.
@@ -236,6 +238,30 @@ class Link:
                 notice, self._reset_notice = self._reset_notice, None
                 raise BoardReset(notice)
             return self._exchange(msg, payload, expect, device_s, rounds=2, resendable=resendable)
+
+    def take_reset_notice(self) -> str | None:
+        """The reset found and not reported yet, taken (the next exchange runs)."""
+        with self._lock:
+            notice, self._reset_notice = self._reset_notice, None
+            return notice
+
+    def keeping_reset_notice(self, call: Callable[[], T]) -> T:
+        """Runs ``call``, exchanges whose answers depend on no cell (GET_STATS, the
+        board's totals), without spending a reset notice on them: a reset found before
+        or on the way is kept for the next exchange that depends on the array. A viewer's
+        ``sidra status`` must not take the notice from whoever's tiles were lost."""
+        with self._lock:
+            kept, self._reset_notice = self._reset_notice, None
+            try:
+                try:
+                    return call()
+                except BoardReset as exc:  # found on the way: the link knows the new boot
+                    kept = kept or str(exc)
+                    self._reset_notice = None
+                    return call()
+            finally:
+                if kept is not None and self._reset_notice is None:
+                    self._reset_notice = kept
 
     def probe(self, idle_s: float = 0.5) -> bool:
         """Health check for a watcher thread: reconnects a lost link, pings an idle one.

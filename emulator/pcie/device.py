@@ -25,6 +25,7 @@ import fcntl
 import json
 import mmap
 import os
+import stat
 import struct
 import threading
 import time
@@ -233,6 +234,7 @@ class PcieDevice:
         self.boot_count = boot_count or int.from_bytes(os.urandom(4), "little") % 0xFFFF_FFFE + 1
         self.executed = 0
         self.removed = False
+        self._refuse_if_taken()  # before a 32 MiB file is made (publish checks again)
         self.bar = _create(path)
         self._windows = [
             (
@@ -303,27 +305,51 @@ class PcieDevice:
         its host; a file left by a board that died holds no lock and is replaced."""
         try:
             fcntl.lockf(self.bar.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
-            self._refuse_if_served()
+            self._refuse_if_taken()
             os.replace(self.bar.path, self.path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.bar.path)  # this board's file, never published
             raise
 
-    def _refuse_if_served(self) -> None:
-        """OSError (EBUSY) when a running board holds the file at ``path``."""
+    def _refuse_if_taken(self) -> None:
+        """OSError when ``path`` holds anything but an empty file or a BAR file no board
+        serves: EBUSY for a running board's, EEXIST for anything else (a user's file, a
+        folder, a device node): the board replaces its path and removes it when it stops,
+        so it must never take a file that is not a board's."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(
+                errno.EEXIST,
+                f"{self.path}: {_kind(st.st_mode)}, not a BAR file; give a path that does "
+                "not exist yet (the board makes the file and removes it when it stops)",
+            )
+        if st.st_size == 0:  # an empty placeholder (mktemp): nothing in it to lose
+            return
         try:
             held = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
             return
         try:
-            fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
-        except OSError as exc:  # EAGAIN or EACCES: a running board holds it
-            raise OSError(
-                errno.EBUSY,
-                f"{self.path}: a running virtual board serves this BAR file (stop it, or "
-                "give another path)",
-            ) from exc
+            magic = int.from_bytes(os.pread(held, 4, r.OFFSET["MAGIC"]), "little")
+            if st.st_size != r.BAR_SIZE or magic != r.MAGIC:
+                raise OSError(
+                    errno.EEXIST,
+                    f"{self.path}: a file of {st.st_size:,} bytes that is not a virtual "
+                    "board's BAR file (no SIDRA MAGIC); give a path that does not exist "
+                    "yet (the board makes the file and removes it when it stops)",
+                )
+            try:
+                fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            except OSError as exc:  # EAGAIN or EACCES: a running board holds it
+                raise OSError(
+                    errno.EBUSY,
+                    f"{self.path}: a running virtual board serves this BAR file (stop it, "
+                    "or give another path)",
+                ) from exc
         finally:
             os.close(held)  # (the lock taken, if any, goes with it)
 
@@ -640,6 +666,15 @@ class PcieDevice:
         if bar.read32(_IRQ_ARM):  # the host sleeps: raise the interrupt
             bar.write32(_IRQ_ARM, 0)
             bar.kick(_IRQ_ARM)
+
+
+def _kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device node"
+    return "not a regular file"
 
 
 def _create(path: str) -> FileBar:

@@ -39,6 +39,17 @@ class PcieFaults:
                 raise ValueError(f"fault {f.name}: got {getattr(self, f.name)}, expected >= 0")
         if self.reverse not in (0, 1):
             raise ValueError(f"fault reverse: got {self.reverse}, expected 0 or 1")
+        # A command meets one fault: a hung one is never answered, an errored one is
+        # answered, a reset loses it. Two on one command would leave a test unsure which.
+        hits = {"hang": self.hang, "error": self.error, "reset_after": self.reset_after}
+        named = [name for name, at in hits.items() if at]
+        for i, first in enumerate(named):
+            for second in named[i + 1 :]:
+                if hits[first] == hits[second]:
+                    raise ValueError(
+                        f"faults {first} and {second}: both got command {hits[first]}, "
+                        "expected one fault per command"
+                    )
 
     @classmethod
     def parse(cls, spec: str) -> PcieFaults:

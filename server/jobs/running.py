@@ -33,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sidra.drivers import BoardReset, FailedPrecondition, SidraError, tiles_text
+from sidra.drivers import FailedPrecondition, SidraError, tiles_text
+from sidra.drivers.monitor import take_reset_notice
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.live import LiveJob, cancelled_text, ended, progress_interval_s
@@ -196,14 +197,16 @@ class RunningJob:
     def _settle(self, board: JobBoard) -> None:
         """Takes a restart of the board that its driver noticed before this job began.
 
-        The driver reports such a restart to the next call, whoever makes it. What the
-        restart lost was not this job's (a job programs whatever it uses), so the job
-        says so and goes on; clients learn of the restart from the board instance id
-        every answer names (a new boot, a new id)."""
-        try:
-            board.run(GetBoardInfoRequest())
-        except BoardReset as exc:
-            self.log(f"the board restarted before this job began; going on ({exc})")
+        The driver reports such a restart to the next call that uses the array,
+        whoever makes it. What the restart lost was not this job's (a job programs
+        whatever it uses), so the job takes the notice, says so and goes on; clients
+        learn of the restart from the board instance id every answer names (a new boot,
+        a new id). GetBoardInfo first: a restart is found on the way (the link
+        re-attached, a stale epoch), and kept."""
+        board.run(GetBoardInfoRequest())
+        notice = take_reset_notice(board.servicer.board)
+        if notice is not None:
+            self.log(f"the board restarted before this job began; going on ({notice})")
 
     def _cancelled_text(self) -> str:
         return cancelled_text(self.live, self.settings.cancel_grace_s, self.settings.max_job_s)

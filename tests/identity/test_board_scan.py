@@ -38,7 +38,7 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
     monkeypatch.setattr(
         finder, "pseudo_terminals", lambda: [p for p in everything() if p in mine["ptys"]]
     )
-    monkeypatch.setattr(board_scan, "pcie_candidates", list)  # the machine's PCI bus: none
+    monkeypatch.setattr(board_scan, "sidra_sized_devices", list)  # the machine's PCI bus: none
     yield mine
 
 

@@ -95,3 +95,33 @@ def test_a_second_board_on_a_served_path_is_refused_and_a_dead_board_s_file_is_t
             stop.set()
             runner.join(10)
         assert not os.path.exists(first.path)  # its own file, removed as it stopped
+
+
+def test_a_board_never_takes_a_path_that_holds_something_else(tmp_path: Path) -> None:
+    """It replaces its path and removes it when it stops: a user's file, a folder or a
+    device node at the path would be lost, so each is refused (EEXIST) and left as it
+    was; an empty file (mktemp's) holds nothing to lose and is taken."""
+    import errno
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious\n", encoding="utf-8")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for path, says in [
+        (notes, "a file of 9 bytes that is not a virtual board's BAR file"),
+        (folder, "a folder, not a BAR file"),
+        (Path("/dev/null"), "a device node, not a BAR file"),
+    ]:
+        with pytest.raises(OSError) as caught:
+            run_device(str(path), preset("ideal"), 1, None, threading.Event(), io.StringIO())
+        assert caught.value.errno == errno.EEXIST and says in str(caught.value)
+        assert "give a path that does not exist yet" in str(caught.value)
+    assert notes.read_text(encoding="utf-8") == "precious\n" and folder.is_dir()
+    assert os.path.exists("/dev/null")
+    assert sorted(os.listdir(tmp_path)) == ["folder", "notes.txt"]  # no tmp file left
+    empty = tmp_path / "empty.bar"
+    empty.touch()
+    stop, out = threading.Event(), io.StringIO()
+    stop.set()  # published, then stopped at once
+    run_device(str(empty), preset("ideal"), 1, None, stop, out)
+    assert out.getvalue() == f"pcie+file://{empty}\n" and not empty.exists()

@@ -35,6 +35,7 @@ def test_bench_pcie_json_keys_and_types() -> None:
     assert report["shape"] == [1024, 256, 256]
     assert (report["mvms"], report["batches"]) == (10, 3)
     assert isinstance(report["machine"], str) and report["machine"]
+    assert len(report["load_1min"]) == 2 and all(load >= 0 for load in report["load_1min"])
 
 
 def test_bench_pcie_calls_counts_each_end() -> None:

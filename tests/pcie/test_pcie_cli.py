@@ -68,3 +68,25 @@ def test_a_device_that_cannot_make_its_board_leaves_no_file(tmp_path: Path) -> N
     with pytest.raises(OutOfRange, match="geometry"):
         PcieDevice(str(tmp_path / "bar0"), huge)
     assert os.listdir(tmp_path) == []
+
+
+def test_board_serve_refusals_name_the_option_and_leave_files_alone(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious\n", encoding="utf-8")
+    bar = str(tmp_path / "bar0")
+    for args, says in [
+        (("--pcie-file", str(notes)), "'--pcie-file'"),
+        (("--pcie-file", bar, "--faults", "hang=2,error=2"), "'--faults'"),
+        (("--pcie-file", bar, "--max-payload", "1024"), "'--max-payload'"),
+        (("--pcie-file", bar, "--stage-capacity", "4096"), "'--stage-capacity'"),
+    ]:
+        result = run_sidra("board", "serve", *args, timeout=60)
+        message = " ".join(result.stderr.replace("│", " ").split())  # the box unwrapped
+        assert result.returncode == 2 and says in message, message
+        assert "Traceback" not in result.stderr and "[Errno" not in message
+    faults = run_sidra("board", "serve", "--pcie-file", bar, "--faults", "hang=2,error=2")
+    assert "faults hang and error: both got command 2" in " ".join(
+        faults.stderr.replace("│", " ").split()
+    )
+    assert notes.read_text(encoding="utf-8") == "precious\n"
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]

@@ -139,6 +139,90 @@ def test_a_file_that_is_not_a_sidra_board_is_named(tmp_path: os.PathLike[str]) -
         open_board(f"pcie+file://{path}")
 
 
+def test_what_is_not_a_bar_file_is_named_without_a_traceback(tmp_path: os.PathLike[str]) -> None:
+    """A folder (IsADirectoryError) and a device node (fstat size 0) are not BAR files;
+    the hint is a new path, never serving a board over what is there."""
+    with pytest.raises(BarError, match="a folder, not a virtual board's file"):
+        open_board(f"pcie+file://{tmp_path}")
+    with pytest.raises(BarError, match="/dev/null: not a regular file") as caught:
+        open_board("pcie+file:///dev/null")
+    assert "at a path that does not exist yet" in str(caught.value)
+
+
+def test_urls_lower_case_the_address_and_want_an_absolute_file() -> None:
+    """sysfs names devices in lower-case hex; ``pcie+file://dev/shm/b`` read "dev" as a
+    host and the rest relative to wherever the command ran."""
+    from urllib.parse import urlsplit
+
+    assert PcieDriver._parsed(urlsplit("pcie://0000:0A:00.0"))[0] == "0000:0a:00.0"
+    with pytest.raises(InvalidArgument, match="three slashes"):
+        open_board("pcie+file://dev/shm/sidra.bar")
+
+
+def test_a_foreign_device_is_not_advised_to_be_unbound(tmp_path: os.PathLike[str]) -> None:
+    """A mistyped address naming the root disk's controller: its BAR0 is not the SIDRA
+    size, so the driver says it is not a board instead of how to unbind its driver."""
+    from pathlib import Path
+
+    from sidra.drivers.pcie.bar import SysfsBar
+
+    root = Path(tmp_path)
+    device = root / "0000:00:02.0"
+    device.mkdir()
+    (device / "resource").write_text("0x00000000fe000000 0x00000000fe003fff 0x40200\n")
+    (device / "vendor").write_text("0x1af4\n")
+    (device / "device").write_text("0x1001\n")
+    (root / "virtio-pci").mkdir()
+    (device / "driver").symlink_to(root / "virtio-pci")
+    with pytest.raises(BarError) as caught:
+        SysfsBar("0000:00:02.0", root=root)
+    message = str(caught.value)
+    assert "0x1af4:0x1001, driver 'virtio-pci') has a BAR0 of 16,384 bytes" in message
+    assert "not a SIDRA board; check the address" in message and "unbind" not in message
+
+
+@pytest.mark.parametrize(
+    ("register", "value", "says"),
+    [
+        ("TILES", 0, "TILES: got 0, expected >= 1"),
+        ("G_MIN_US", 50.0, "G_MAX_US: got 40.0, expected a finite conductance above g_min_us"),
+        ("READ_VOLTAGE_MAX_V", float("nan"), "READ_VOLTAGE_MAX_V: got nan"),
+        ("MVM_PASS_NS", -5.0, "MVM_PASS_NS: got -5.0, expected a finite number >= 0"),
+    ],
+)
+def test_capabilities_no_board_can_have_are_refused_at_open(
+    register: str, value: float, says: str
+) -> None:
+    """Blank or wrong firmware: refused naming the register when the board is opened,
+    not as ``tile: got 0, expected an integer in 0 .. -1`` at every call."""
+    from sidra.drivers.pcie.bar import f64_bits
+
+    with board() as served:
+        bar = FileBar(served.path)
+        try:
+            if register == "TILES":
+                bar.write32(OFF[register], int(value))
+            else:
+                bar.write64(OFF[register], f64_bits(value))
+        finally:
+            bar.close()
+        with pytest.raises(IncompatibleBoard, match="capabilities no board can have") as caught:
+            open_board(served.url)
+        assert says in str(caught.value)
+
+
+def test_identity_that_is_not_text_is_named_as_such() -> None:
+    """Blank identity flash reads 0xFF: named by its field and offset, no UnicodeDecodeError."""
+    with board() as served:
+        bar = FileBar(served.path)
+        try:
+            bar.write_bytes(r.IDENTITY_OFFSET, b"\xff" * r.IDENTITY_BYTES)
+        finally:
+            bar.close()
+        with pytest.raises(IncompatibleBoard, match="IDENTITY model at 0x0100 is not UTF-8"):
+            open_board(served.url)
+
+
 def test_a_host_sleeps_on_the_interrupt_and_kicks_a_parked_board() -> None:
     """A batch MVM outlasts the host's spin: it arms IRQ_ARM and sleeps, and the board's
     interrupt wakes it with the right result. A board idle long enough parks (STATUS

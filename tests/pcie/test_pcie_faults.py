@@ -8,6 +8,7 @@ follows the board: NOT_SERVING while it is gone, SERVING when it is back.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -72,6 +73,18 @@ def test_a_board_reset_is_reported_once_and_the_state_is_lost() -> None:
         g = d.read_conductance(0).conductances
         assert np.all(g == d.info.g_min_us)
         _mvm_ok(d)
+
+
+def test_a_reset_notice_is_kept_past_the_board_s_totals_for_the_next_array_call() -> None:
+    """Command 3, a viewer's GET_STATS (``sidra status``), power-cycles the board: the
+    totals are the new boot's and the notice waits for the next call that uses the array
+    (it read the fresh board's currents as if nothing had happened)."""
+    with board("reset_after=3") as served, driver(served) as d:
+        d.program(0, G)
+        assert d.stats().cell_writes == 0  # the fresh board's totals, not an error
+        with pytest.raises(BoardReset, match="restarted .boot count"):
+            d.mvm(0, V)
+        assert np.all(d.read_conductance(0).conductances == d.info.g_min_us)
 
 
 def test_the_board_process_killed_mid_command() -> None:
@@ -163,10 +176,14 @@ def _driver_of(path: str) -> PcieDriver:
     return PcieDriver.from_url(urlsplit(f"pcie+file://{path}?timeout={FAST_S}"))
 
 
-def test_grpc_server_stays_up_health_follows_the_board(tmp_path: os.PathLike[str]) -> None:
+def test_grpc_server_stays_up_health_follows_the_board(
+    tmp_path: os.PathLike[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """Board killed: the server answers UNAVAILABLE, health NOT_SERVING; a new board at
-    the same path: health SERVING, the first call says the board was reset, then calls
-    work again. The server process never stops."""
+    the same path: health SERVING, a viewer's totals (``sidra status``) work, the first
+    call that uses the array says the board was reset, then calls work again. The
+    server process never stops, and its log says when the link went and came back."""
+    caplog.set_level(logging.WARNING, logger="sidra.server.link_watch")
     path = os.path.join(tmp_path, "bar0")
     with (
         _device(path) as first,
@@ -182,9 +199,16 @@ def test_grpc_server_stays_up_health_follows_the_board(tmp_path: os.PathLike[str
             remote.mvm(0, V)
         with _device(path):
             _wait_for(health, SERVING)
-            with pytest.raises(BoardReset, match="restarted while the link was down"):
-                remote.mvm(0, V)
+            with connect(address) as viewer:
+                assert viewer.stats().cell_writes == 0  # the new boot's totals, no error
+                with pytest.raises(BoardReset, match="restarted while the link was down"):
+                    viewer.mvm(0, V)  # not the old instance's client: the server says so
+            with pytest.raises(BoardReset, match="board instance changed"):
+                remote.mvm(0, V)  # the client that saw the old boot learns it by the id
             assert remote.mvm(0, V).currents.shape == (2, 256)
+    said = [r.getMessage() for r in caplog.records if r.name == "sidra.server.link_watch"]
+    assert any(m.startswith("board link down: pcie+file://") for m in said), said
+    assert any(m.startswith("board link up: pcie+file://") for m in said), said
 
 
 def test_a_job_whose_board_is_pulled_mid_run_fails_naming_it_and_frees_its_tiles(

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from sidra.cli import app, board_scan
 from sidra.drivers.pcie.registers import BAR_SIZE
-from sidra.drivers.pcie.scan import pcie_candidates
+from sidra.drivers.pcie.scan import pcie_candidates, sidra_sized_devices
 from sidra.drivers.serial import finder
 
 
@@ -61,7 +61,7 @@ def test_the_command_lists_a_candidate_to_probe(
     device(tmp_path, "0000:01:00.0", BAR_SIZE, "uio_pci_generic")
     monkeypatch.setattr(finder.list_ports, "comports", list)  # no serial port asked
     monkeypatch.setattr(
-        board_scan, "pcie_candidates", lambda: pcie_candidates(tmp_path / "devices")
+        board_scan, "sidra_sized_devices", lambda: sidra_sized_devices(tmp_path / "devices")
     )
     shown = CliRunner().invoke(app, ["board", "scan"])
     assert shown.exit_code == 0, shown.output  # something found: a candidate
@@ -75,3 +75,25 @@ def test_the_command_lists_a_candidate_to_probe(
         {"device": "0000:01:00.0", "state": "pcie-candidate", "url": "pcie://0000:01:00.0",
          "vendor": "0x1234", "pci_device": "0x5678", "driver": "uio_pci_generic"},
     ]  # fmt: skip
+
+
+def test_a_device_of_the_size_a_kernel_driver_holds_is_shown_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A board bound to vfio-pci (or another vendor's device of the size) is not silently
+    skipped: listed with its driver, not counted as something found to probe."""
+    device(tmp_path, "0000:03:00.0", BAR_SIZE, "vfio-pci")
+    monkeypatch.setattr(finder.list_ports, "comports", list)
+    monkeypatch.setattr(
+        board_scan, "sidra_sized_devices", lambda: sidra_sized_devices(tmp_path / "devices")
+    )
+    shown = CliRunner().invoke(app, ["board", "scan"])
+    assert shown.exit_code == 1, shown.output  # nothing a host can map as it is bound
+    assert (
+        "0000:03:00.0: PCI device 0x1234:0x5678 with a BAR0 of the SIDRA size, bound to "
+        "kernel driver vfio-pci: if it is a SIDRA board, unbind it and bind uio_pci_generic"
+    ) in " ".join(shown.output.split())
+    listed = CliRunner().invoke(app, ["board", "scan", "--json"])
+    assert [(row["state"], row["driver"]) for row in json.loads(listed.output)] == [
+        ("pcie-bound", "vfio-pci")
+    ]

@@ -147,6 +147,22 @@ def test_reset_while_idle_is_reported_on_the_next_call(pty_rig: Rig) -> None:
     assert r.remote.mvm(0, np.zeros((1, 32), np.float32)).currents.shape == (1, 16)
 
 
+def test_a_reset_notice_is_kept_past_the_board_s_totals_for_the_next_array_call(
+    pty_rig: Rig,
+) -> None:
+    """A viewer's totals (GET_STATS: ``sidra status``) depend on no cell: they neither
+    fail nor take the notice, so the next call that uses the array still learns its
+    state is lost (it read the fresh board's currents as if nothing had happened)."""
+    r = pty_rig
+    r.driver.program(0, G)
+    r.server.reset_board()
+    assert r.driver.stats().cell_writes == 0  # the fresh board's totals
+    assert r.driver.stats().cell_writes == 0
+    with pytest.raises(BoardReset, match=r"restarted \(boot counter .*are lost"):
+        r.driver.mvm(0, np.zeros((1, 32), np.float32))
+    assert r.driver.mvm(0, np.zeros((1, 32), np.float32)).currents.shape == (1, 16)
+
+
 def test_pty_hangup_is_unavailable_and_not_serving(linked_pty_rig: Rig) -> None:
     """The pty disappears (USB adapter pulled, its by-id link with it): UNAVAILABLE, health
     NOT_SERVING for good. Opened through a link of its own: the kernel hands a freed
