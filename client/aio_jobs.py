@@ -44,6 +44,7 @@ from sidra.client.jobs import (
     WATCH_CODECS,
     JobEvent,
     JobInfo,
+    WatchPlace,
     job_method,
     list_request,
     options_named_as_given,
@@ -225,21 +226,23 @@ class AsyncJobs:
         """The job's events from ``from_index`` until its final state; a broken stream
         is asked for again as :meth:`Jobs.watch <sidra.client.jobs.Jobs.watch>` does."""
         method = self.channel.unary_stream(f"/{JOB_SERVICE}/WatchJob", **WATCH_CODECS)
-        index = checked_count("from_index", from_index, 0, "events")
+        place = WatchPlace(checked_count("from_index", from_index, 0, "events"))
         job_id = checked_job_id(job_id)
         broken_since: float | None = None
         while True:
-            stream = method(pb.WatchJobRequest(job_id=job_id, from_index=index))
+            stream = method(pb.WatchJobRequest(job_id=job_id, from_index=place.index))
             try:
                 async for message in stream:
                     broken_since = None
                     event = JobEvent.from_pb(message)
-                    index = event.index + 1
-                    yield event
+                    if place.takes(event):
+                        yield event
                 return
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
-                retry = watch_retry(error, job_id, index, broken_since)
+                if place.lost_at_restart(error, job_id, broken_since):
+                    continue
+                retry = watch_retry(error, job_id, place.index, broken_since)
                 if retry is None:
                     raise error from exc
                 delay_s, broken_since = retry

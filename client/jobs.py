@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -75,6 +76,7 @@ __all__ = [
     "priority_request",
     "options_named_as_given",
     "submit_request",
+    "WatchPlace",
     "watch_retry",
 ]
 
@@ -373,21 +375,23 @@ class Jobs:
         :data:`STREAM_RETRY_S` until one frees, however long (the events wait in the
         server's store); other errors raise the SIDRA exception."""
         method = self.channel.unary_stream(f"/{JOB_SERVICE}/WatchJob", **WATCH_CODECS)
-        index = checked_count("from_index", from_index, 0, "events")
+        place = WatchPlace(checked_count("from_index", from_index, 0, "events"))
         job_id = checked_job_id(job_id)
         broken_since: float | None = None
         while True:
-            stream = method(pb.WatchJobRequest(job_id=job_id, from_index=index))
+            stream = method(pb.WatchJobRequest(job_id=job_id, from_index=place.index))
             try:
                 for message in stream:
                     broken_since = None
                     event = JobEvent.from_pb(message)
-                    index = event.index + 1
-                    yield event
+                    if place.takes(event):
+                        yield event
                 return
             except grpc.RpcError as exc:
                 error = from_rpc_error(exc)
-                retry = watch_retry(error, job_id, index, broken_since)
+                if place.lost_at_restart(error, job_id, broken_since):
+                    continue
+                retry = watch_retry(error, job_id, place.index, broken_since)
                 if retry is None:
                     raise error from exc
                 delay_s, broken_since = retry
@@ -510,6 +514,45 @@ def submit_request(
         queue=queue,
         priority=int(priority),
     )
+
+
+@dataclass
+class WatchPlace:
+    """Where a watch is in a job's events: the next index to ask for, and the time of the
+    last event given. A server killed while a job ran keeps only the events it had stored
+    (it stores them behind the job), and marks the job interrupted when it starts again:
+    a watch that had gone further is read again from event 0, giving only events newer
+    than those given, so the watcher still sees how the job ended."""
+
+    index: int
+    given_unix_s: float = -math.inf
+    replaying: bool = False
+
+    def takes(self, event: JobEvent) -> bool:
+        """Whether ``event`` is to be given (not one given before the server restarted)."""
+        self.index = event.index + 1
+        if self.replaying:
+            if event.unix_s <= self.given_unix_s:
+                return False
+            self.replaying = False
+        self.given_unix_s = max(self.given_unix_s, event.unix_s)
+        return True
+
+    def lost_at_restart(self, error: Exception, job_id: str, broken_since: float | None) -> bool:
+        """Whether ``error`` refuses a watch resumed after a break for an index past the
+        server's events (it restarted without some it had sent); if so the watch goes on
+        from event 0, skipping what it gave."""
+        if broken_since is None or not isinstance(error, OutOfRange):
+            return False
+        if error.field != "from_index":
+            return False
+        log.warning(
+            "job %s: the server restarted without the events from %s on, which it had sent "
+            "but not yet stored; going on with the events it has now",
+            job_id, error.value,
+        )  # fmt: skip
+        self.index, self.replaying = 0, True
+        return True
 
 
 def watch_retry(

@@ -112,7 +112,7 @@ def _without(
 
 def _refusal(entry: Protected, what: str) -> str:
     return (
-        f"tile {entry.tile} {entry.region.cells_text()} hold deployment {entry.deployment!r} "
-        f"of {entry.principal!r}, protected: {what} there is {entry.principal!r}'s or an "
-        "admin's (sidra model list; its owner lifts it with sidra model undeploy)"
+        f"tile {entry.tile} {entry.region.cells_text()} holds deployment {entry.deployment!r} "
+        f"of {entry.principal!r}, protected: {what} there is for {entry.principal!r} or an "
+        "admin only (sidra model list; its owner lifts it with sidra model undeploy)"
     )

@@ -883,3 +883,24 @@ def test_a_mistyped_command_is_told_the_nearest_one_loaded_or_not() -> None:
     assert unwrapped("No such command 'statsu'. Did you mean 'status', 'state'?") in unwrapped(
         typo.stderr
     )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _commands_with("--remote-job") if p in _commands_with("--board")],
+    ids=" ".join,
+)
+def test_a_board_typed_with_remote_job_is_refused_not_ignored(path: tuple[str, ...]) -> None:
+    """A job runs on its server's board: --board with --remote-job named a board the job
+    never used (nothing listens at the server given; refused before it is asked)."""
+    from typer.testing import CliRunner
+
+    from sidra.cli.main import app
+
+    needed = ["--out", "tuned.npz"] if path == ("model", "tune") else []  # a required option
+    result = CliRunner().invoke(
+        app, [*path, *needed, "--remote-job", "--server", "127.0.0.1:1", "--board", "emu://"]
+    )
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "'--board': got emu:// with --remote-job" in text

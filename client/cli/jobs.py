@@ -376,7 +376,7 @@ def cancel(job_id: JobId, server: Server, as_json: AsJson = False) -> None:
     else:  # a server before 2026-12-06 says no more: as a first cancel stops it
         typer.echo(
             f"job {job.job_id}: stopping at its next step, epoch or run boundary, with its "
-            "record; cancel it again to stop it at its next board call, without"
+            "record; cancel it again to stop it at its next board call, without its record"
         )
 
 
@@ -476,6 +476,11 @@ def _save(job: JobInfo, folder: Path, server: str, board: RemoteBoard) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in job.files.items():
         (folder / name).write_bytes(content)
+    stale = folder / CHECKPOINT_FILE
+    if job.state == "succeeded" and CHECKPOINT_FILE not in job.files and stale.exists():
+        # The checkpoint a resumed run went on from: the run reached its end, and a
+        # --resume from it again would train the same steps twice over this record.
+        stale.unlink()
     if not job.files:  # no record (yet): nothing to say where it ran
         return folder
     try:

@@ -123,7 +123,7 @@ def tune(
     following it.
     """
     new_file(out)
-    queue_needs_remote_job(queue, remote_job, priority)
+    queue_needs_remote_job(queue, remote_job, priority, ctx)
     held, tiles = held_options(deployment, server, held, tiles)
     file = None if model is None else file_target(model)  # before any board is opened
     console = Console(stderr=True)

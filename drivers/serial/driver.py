@@ -139,6 +139,12 @@ class SerialDriver(BoardDriver):
             adc_full_scale_ua=_adc_full_scale_ua(profile, hello.adc_bits),
         )
         impossible = self._info.impossible()
+        image = 4 * hello.rows * hello.cols  # a Program image is staged whole (§11.1)
+        if hello.stage_capacity < image:
+            impossible.append(
+                f"stage_capacity: got {hello.stage_capacity} B, expected at least one tile's "
+                f"Program image, 4 x {hello.rows} x {hello.cols} = {image} B"
+            )
         if impossible:  # HELLO's own field names (wire-protocol.md §3.1)
             self._link.close()
             raise BoardUnavailable(

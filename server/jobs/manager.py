@@ -494,7 +494,7 @@ def _no_such_file(job_id: str, name: str, sizes: dict[str, int]) -> JobNotFound:
 
 STOPS_AT_BOUNDARY = (
     "stopping at its next step, epoch or run boundary, with its record; cancel it again "
-    "to stop it at its next board call, without"
+    "to stop it at its next board call, without its record"
 )
 """CancelJob's message for a running job asked to stop the first time (jobs.proto)."""
 

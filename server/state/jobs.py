@@ -324,10 +324,21 @@ class JobRecords:
                 if kept:
                     why += KEPT_CHECKPOINT
                 index = _event_count(db, job_id)
+                # It ended when it was last heard of (its last stored event, or its start),
+                # not when this server found it: its time ran does not count the downtime.
+                (last,) = db.execute(
+                    "SELECT max(unix_s) FROM job_events WHERE job_id = ?", (job_id,)
+                ).fetchone()
+                (started,) = db.execute(
+                    "SELECT started_unix_s FROM jobs WHERE id = ?", (job_id,)
+                ).fetchone()
+                ended = min(
+                    now_unix_s, max(float(last or 0.0), float(started or 0.0)) or now_unix_s
+                )
                 db.execute(
                     "UPDATE jobs SET state = 'interrupted', ended_unix_s = ?, error = ? "
                     "WHERE id = ?",
-                    (now_unix_s, why, job_id),
+                    (ended, why, job_id),
                 )
                 db.execute(
                     f"INSERT INTO job_events (job_id, {_EVENT_COLUMNS}) "

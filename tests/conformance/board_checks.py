@@ -45,7 +45,14 @@ DRIVEN_ROWS = 8
 
 
 def is_ideal(info: BoardInfo) -> bool:
-    return info.emulator_preset == "ideal"
+    """The SIDRA emulator's ideal preset, as the exact ("ideal-only") checks know it: exact
+    arithmetic on 4 tiles of 256 x 256 (their data are sized for it). Any other board,
+    however exact, takes the tolerance checks (a board's own firmware saying "ideal" too)."""
+    return (
+        info.emulator_preset == "ideal"
+        and info.emulated
+        and (info.tile_count, info.rows, info.cols) == (4, 256, 256)
+    )
 
 
 def span(info: BoardInfo) -> float:

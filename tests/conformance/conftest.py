@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 import pytest
+from board_checks import is_ideal
 
 from sidra.client import RemoteBoard, connect
 from sidra.drivers import Board
@@ -109,6 +110,9 @@ def _skip_ideal_only_checks(request: pytest.FixtureRequest) -> None:
     if "board_target" not in request.fixturenames:
         return
     info = request.getfixturevalue("shared_board").info
-    if info.emulator_preset != "ideal":
+    if not is_ideal(info):
         preset = info.emulator_preset or "none: not an emulator"
-        pytest.skip(f"ideal-only: exact arithmetic needs an ideal board (preset {preset})")
+        pytest.skip(
+            "ideal-only: exact arithmetic needs the emulator's ideal board, 4 tiles of "
+            f"256 x 256 (preset {preset}, {info.tile_count} x {info.rows} x {info.cols})"
+        )

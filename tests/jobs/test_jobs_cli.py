@@ -66,7 +66,7 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
         cancelled = run_sidra("jobs", "cancel", job.job_id, "--server", server)
         assert cancelled.returncode == 0 and unwrapped(
             "stopping at its next step, epoch or run boundary, with its record; cancel it "
-            "again to stop it at its next board call, without"
+            "again to stop it at its next board call, without its record"
         ) in unwrapped(cancelled.stdout)
         followed = run_sidra("jobs", "logs", job.job_id, "--server", server, "--follow")
         last = followed.stdout.splitlines()[-1].split(maxsplit=3)[3]

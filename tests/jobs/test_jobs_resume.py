@@ -370,6 +370,9 @@ def test_sidra_train_goes_on_as_a_job_from_a_job_that_lost_its_board(tmp_path: P
     assert whole.returncode == 0, whole.stderr
     assert np.array_equal(np.load(out / "weights.npy"), np.load(whole_out / "weights.npy"))
     assert (out / "steps.csv").read_bytes() == (whole_out / "steps.csv").read_bytes()
+    # Run to its end: the checkpoint it went on from is gone, so a second --resume cannot
+    # train the same steps again over the finished record.
+    assert not (out / "checkpoint.json").exists()
 
 
 def test_a_run_from_here_goes_on_as_a_job(tmp_path: Path) -> None:

@@ -302,7 +302,7 @@ def test_cancelling_twice_stops_at_the_next_board_call(port: int) -> None:
         first = board.jobs.cancel(job.job_id)
         assert first.state == "running" and first.message == (
             "stopping at its next step, epoch or run boundary, with its record; cancel it "
-            "again to stop it at its next board call, without"
+            "again to stop it at its next board call, without its record"
         )
         again = board.jobs.cancel(job.job_id)  # the answer says how it stops now
         assert again.message == "stopping at its next board call, without its record"

@@ -88,11 +88,13 @@ def test_a_job_that_reaches_no_boundary_in_time_is_stopped_at_its_next_board_cal
         assert "checkpoint.json" in done.files
 
 
-def _serve(env: dict[str, str], log: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    """``sidra serve`` of the ideal board on a free loopback port, with ``env``; its log
-    lines after the first go to ``log`` as they come."""
+def _serve(
+    env: dict[str, str], log: list[str] | None = None, listen: str = "127.0.0.1:0"
+) -> tuple[subprocess.Popen[str], str]:
+    """``sidra serve`` of the ideal board on ``listen`` (a free loopback port), with
+    ``env``; its log lines after the first go to ``log`` as they come."""
     proc = subprocess.Popen(
-        [*SIDRA, "serve", "--board", IDEAL_URL, "--listen", "127.0.0.1:0"],
+        [*SIDRA, "serve", "--board", IDEAL_URL, "--listen", listen],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     stderr = proc.stderr
@@ -304,3 +306,54 @@ def test_a_remote_job_s_command_that_loses_its_server_says_how_to_find_the_job(
     assert "(BoardUnavailable: UNAVAILABLE: " in said
     assert f"sidra jobs show {job.group(1)} --server {address} says where the job" in said
     assert f"sidra jobs resume {job.group(1)} --server {address} goes on" in said
+
+
+def test_a_watch_across_a_killed_server_ends_with_how_the_job_ended(tmp_path: Path) -> None:
+    """``kill -9`` while a client watches a job: the server started again at the same
+    address has only the events it had stored (its checkpoints an hour apart: hardly
+    any), and marks the job interrupted. The watch, resumed, was refused for an index
+    past them; now it goes on from the events the server has and ends with that state."""
+    env = {
+        **os.environ,
+        "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3"),
+        "SIDRA_STATE__JOB_CHECKPOINT_EVERY_S": "3600",
+    }
+    proc, address = _serve(env)
+    given: list[Any] = []
+    failed: list[BaseException] = []
+
+    def follow(job_id: str) -> None:
+        try:
+            with connect(address) as watcher:
+                given.extend(watcher.jobs.watch(job_id))
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            failed.append(exc)
+
+    try:
+        with connect(address) as client:
+            job = client.jobs.submit("mlp", {"epochs": 100_000, "hidden": [16]}, dataset="iris")
+        follower = threading.Thread(target=follow, args=(job.job_id,), daemon=True)
+        follower.start()
+        deadline = time.monotonic() + 60
+        while sum(e.kind == "progress" for e in given) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen_before = len(given)
+        proc.kill()  # SIGKILL: the events since the last checkpoint were never stored
+        proc.wait(timeout=60)
+    finally:
+        _ended(proc)
+    proc, _ = _serve(env, listen=address)  # the same address: the watcher resumes there
+    try:
+        follower.join(timeout=90)
+        with connect(address) as client:
+            stored = client.jobs.get(job.job_id)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        _ended(proc)
+    assert not follower.is_alive() and not failed, failed
+    assert stored.state == "interrupted" and stored.events < seen_before  # events were lost
+    last = given[-1]
+    assert (last.kind, last.state) == ("state", "interrupted")
+    times = [e.unix_s for e in given]
+    assert times == sorted(times)  # nothing given twice, nothing older given after

@@ -155,6 +155,19 @@ def test_host_refuses_a_hello_it_cannot_keep_to() -> None:
         VirtualBoard(PROFILE, 1, cache_depth=0)
 
 
+def test_a_stage_smaller_than_one_tile_image_is_refused_when_opened() -> None:
+    """A Program image is staged whole (wire-protocol.md §11.1): a board whose stage
+    cannot hold one is refused naming stage_capacity, not failed at every Program."""
+    with (
+        serve_virtual_board(PROFILE, 1, stage_capacity=STAGE - 4) as server,
+        pytest.raises(BoardUnavailable) as caught,
+    ):
+        open_board(server.url)
+    message = str(caught.value)
+    assert f"stage_capacity: got {STAGE - 4} B, expected at least one tile's Program" in message
+    assert f"4 x 32 x 16 = {STAGE} B" in message
+
+
 def test_host_keeps_to_the_negotiated_payload() -> None:
     """A payload over the negotiated max_payload is refused before it is sent."""
     with (

@@ -85,7 +85,7 @@ def compare(
 
     options = job_options(CompareOptions, ctx)
     console = Console(stderr=as_json, log_path=False)  # lines stamped with the time only
-    queue_needs_remote_job(queue, remote_job, priority)
+    queue_needs_remote_job(queue, remote_job, priority, ctx)
     folder = record_folder(out, "compare")
     total = len(options.seeds) * len(options.methods)
     settings = options.settings() | {"job": "compare", "dataset": dataset, PLANNED_RUNS: total}

@@ -87,7 +87,7 @@ def drift_recovery_command(
     from sidra.training.recovery import drift_recovery
 
     options = job_options(RecoveryOptions, ctx)
-    queue_needs_remote_job(queue, remote_job, priority)
+    queue_needs_remote_job(queue, remote_job, priority, ctx)
     console = Console(stderr=True, log_path=False)
     stop: StopRequest | None = None  # a --remote-job is stopped by cancelling it
     if remote_job:

@@ -92,7 +92,7 @@ def last_layer(
     options = job_options(LastLayerOptions, ctx, head_tiles=head_tiles or None)
     by_epochs(
         "last-layer", train_last_layer, options, dataset, board, server, out, remote_job,
-        as_json, resume, every_s=checkpoint_every_s, queue=queue, priority=priority,
+        as_json, resume, every_s=checkpoint_every_s, queue=queue, priority=priority, ctx=ctx,
     )  # fmt: skip
 
 
@@ -136,7 +136,7 @@ def mlp(
     options = job_options(MLPOptions, ctx)
     by_epochs(
         "mlp", train_mlp, options, dataset, board, server, out, remote_job, as_json, resume,
-        every_s=checkpoint_every_s, queue=queue, priority=priority,
+        every_s=checkpoint_every_s, queue=queue, priority=priority, ctx=ctx,
     )  # fmt: skip
 
 
@@ -185,7 +185,7 @@ def forward_forward(
     options = job_options(FFOptions, ctx)
     by_epochs(
         "ff", train_forward_forward, options, dataset, board, server, out, remote_job,
-        as_json, resume, every_s=checkpoint_every_s, queue=queue, priority=priority,
+        as_json, resume, every_s=checkpoint_every_s, queue=queue, priority=priority, ctx=ctx,
     )  # fmt: skip
 
 
@@ -234,5 +234,5 @@ def eqprop(
     options = job_options(EqPropOptions, ctx)
     by_epochs(
         "eqprop", train_eqprop, options, dataset, board, server, out, remote_job, as_json,
-        resume, every_s=checkpoint_every_s, queue=queue, priority=priority,
+        resume, every_s=checkpoint_every_s, queue=queue, priority=priority, ctx=ctx,
     )  # fmt: skip

@@ -111,9 +111,21 @@ QueueJob = Annotated[
 ]
 
 
-def queue_needs_remote_job(queue: bool, remote_job: bool, priority: int = 0) -> None:
+def queue_needs_remote_job(
+    queue: bool, remote_job: bool, priority: int = 0, ctx: typer.Context | None = None
+) -> None:
     """--queue is refused without --remote-job: only a job in a server waits in its queue;
-    --priority without --queue: only a queued job has a place to take."""
+    --priority without --queue: only a queued job has a place to take; --board typed with
+    --remote-job (``ctx``, the command's): the job runs on the server's board, and the
+    one named would be ignored."""
+    if remote_job and ctx is not None and "board" in ctx.params:
+        source = ctx.get_parameter_source("board")
+        if source is not None and source.name == "COMMANDLINE":
+            raise typer.BadParameter(
+                f"got {ctx.params['board']} with --remote-job; a job runs on the board of "
+                "the server it is sent to (--server), so --board is for runs from here",
+                param_hint="'--board'",
+            )
     if queue and not remote_job:
         raise typer.BadParameter(
             "a run from here has no queue; with --remote-job the job waits in the server's",

@@ -114,7 +114,7 @@ def pat(
     console = Console(stderr=as_json, log_path=False)  # lines stamped with the time only
     check_resume(out, resume)
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
-    queue_needs_remote_job(queue, remote_job, priority)
+    queue_needs_remote_job(queue, remote_job, priority, ctx)
     folder = record_folder(out, "pat")
     if resume and profile is None:  # the twin the run measured, not a new one
         profile = folder / "twin.toml"

@@ -476,6 +476,7 @@ def by_epochs(
     every_s: float | None = None,
     queue: bool = False,
     priority: int = 0,
+    ctx: typer.Context | None = None,
 ) -> None:
     """A job trained in epochs (``train(board, data, options, on_epoch=...)``): run here
     with a progress bar and its record saved, or inside ``server`` (``remote_job``).
@@ -486,7 +487,7 @@ def by_epochs(
     if resume is not None:
         check_resume(out, resume)
     saving_every_s = saving_interval_s(every_s, remote_job)
-    queue_needs_remote_job(queue, remote_job, priority)
+    queue_needs_remote_job(queue, remote_job, priority, ctx)
     if remote_job:
         submitted(
             server, job, options, dataset, out, as_json, console, resume=bool(resume),

@@ -104,7 +104,7 @@ def spsa(
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
-    queue_needs_remote_job(queue, remote_job, priority)
+    queue_needs_remote_job(queue, remote_job, priority, ctx)
     if remote_job:
         if checkpoint_every:
             raise typer.BadParameter(

@@ -129,8 +129,8 @@ class JobServiceServicer:
         already ended is not an error: the job is returned as it is. A running
         job is returned with its message saying how it stops, beginning
         "stopping": "stopping at its next step, epoch or run boundary, with its
-        record; cancel it again to stop it at its next board call, without" the
-        first time, "stopping at its next board call, without its record" when
+        record; cancel it again to stop it at its next board call, without its
+        record" the first time, "stopping at its next board call, without its record" when
         asked again (or past the server's time limit); GetJob goes on giving its
         last progress line.
         """
