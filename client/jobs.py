@@ -8,7 +8,8 @@
 
 A job runs next to the board whatever becomes of this client: closing the channel
 or losing the network does not stop it. :meth:`Jobs.watch` resumes a broken stream
-from the next event index, so a watcher misses no event.
+from the next event index, so a watcher misses no event (across a server killed
+mid-job, it goes on from the events the server kept: :class:`WatchPlace`).
 """
 
 from __future__ import annotations
