@@ -451,7 +451,11 @@ def options_named_as_given() -> Iterator[None]:
         if exc.field != "options_json" and not exc.field.startswith("options_json."):
             raise
         field = "options" + exc.field.removeprefix("options_json")
-        raise type(exc)(field, exc.value, exc.allowed) from exc
+        renamed = type(exc)(field, exc.value, exc.allowed)
+        # The server's own words, its value shown as it saw it (True, not the 'True' its
+        # details carry as text): only the field's name changes.
+        renamed.args = (str(exc).replace(exc.field, field, 1),)
+        raise renamed from exc
 
 
 def _options_json(options: Mapping[str, Any] | BaseModel | None) -> str:
@@ -501,7 +505,10 @@ def submit_request(
         raise InvalidArgument("resume_checkpoint", type(resume_checkpoint).__name__, allowed)
     if not isinstance(queue, bool):
         raise InvalidArgument("queue", type(queue).__name__, "True or False")
-    checked_priority(priority)
+    if checked_priority(priority) and not queue:  # as the command line refuses it
+        raise InvalidArgument(
+            "priority", priority, "0 without queue=True: a priority orders the server's queue"
+        )
     options_json = _options_json(options)
     sent = dataset if isinstance(dataset, DatasetToSend) else dataset_to_send(dataset)
     return pb.SubmitJobRequest(

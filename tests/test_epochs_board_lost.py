@@ -346,7 +346,7 @@ def test_a_checkpoint_of_another_run_is_refused_naming_it(tmp_path: Path) -> Non
                 board, data, options.model_copy(update={"learning_rate": 0.5}),
                 checkpoint=path, resume=True,
             )  # fmt: skip
-        with pytest.raises(ValueError, match="a mlp run, not last-layer"):
+        with pytest.raises(ValueError, match="a checkpoint of a mlp run, not of last-layer"):
             train_last_layer(board, data, LastLayerOptions(), checkpoint=path, resume=True)
         with pytest.raises(ValueError, match="cannot be read"):
             train_mlp(board, data, options, checkpoint=tmp_path / "none.json", resume=True)

@@ -177,12 +177,13 @@ def test_the_command_tunes_a_deployment_and_keeps_it_under_its_name(
     assert record.name in listed.stdout
 
 
-def test_another_principal_s_deployment_tuned_is_left_to_its_owner_to_keep(
+def test_another_principal_s_deployment_is_not_tuned_from_the_command_line(
     software: TrainedModel, tmp_path: Path
 ) -> None:
-    """Tuned by a principal that may write its tiles but not register in its owner's
-    place: the tuned file is written, and the command says why the name was not kept
-    and what its owner runs to keep it."""
+    """bob may write alice's (unprotected) tiles but not register in her place: tuning
+    her deployment rewrote its tiles and left it registered as what they no longer held.
+    Refused before any tile is written, here and as a job, naming how to tune a copy."""
+    from sidra.client import connect
     from sidra.server.security import Role, TokensFile
     from tests.jobs.jobs_support import serving
     from tests.server.security_support import principals
@@ -196,21 +197,33 @@ def test_another_principal_s_deployment_tuned_is_left_to_its_owner_to_keep(
         deployed = run_sidra("model", "deploy", str(model), "--server", address, "--name",
                              "digits", env={"SIDRA_TOKEN": tokens["alice"]})  # fmt: skip
         assert deployed.returncode == 0, deployed.stderr
-        shown = run_sidra("model", "tune", "--deployment", "digits", "--server", address,
-                          "--out", str(out), "--epochs", "1", "--json",
-                          env={"SIDRA_TOKEN": tokens["bob"]})  # fmt: skip
-        printed = run_sidra("model", "tune", "--deployment", "digits", "--server", address,
-                            "--out", str(tmp_path / "again.npz"), "--epochs", "1",
-                            columns=200, env={"SIDRA_TOKEN": tokens["bob"]})  # fmt: skip
-    assert shown.returncode == 0, shown.stderr
-    report = json.loads(shown.stdout)
-    assert report["registered"] is None and out.is_file()
-    assert report["not_registered"].startswith("PermissionDenied: ")
-    text = unwrapped(printed.stdout)
-    assert "deployment'digits'nolongermatchesitstiles,andwasnotregisteredagain(PermissionDenied" \
-        in text  # fmt: skip
-    assert "itsowneroranadminkeepsthetunedmodelunderitsnamewithsidramodeldeploy" in text
-    assert "--namedigits--replace--tile0--tile1" in text
+        refused = [
+            run_sidra(
+                "model",
+                "tune",
+                "--deployment",
+                "digits",
+                "--server",
+                address,
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                *remote,
+                env={"SIDRA_TOKEN": tokens["bob"]},
+            )  # fmt: skip
+            for remote in ((), ("--remote-job",))
+        ]
+        with connect(address, token=tokens["alice"]) as alice:
+            kept = alice.deployments.get("digits")
+    for result in refused:
+        assert result.returncode == 2, result.stderr
+        text = unwrapped(result.stderr)
+        assert "'--deployment':" in text and "PermissionDenied" not in text
+        assert "onlytheyoranadminmayreplaceit:tuningitwouldrewriteitstiles" in text
+        assert "sidramodelpulldigits--server" in text
+    assert kept.intact and kept.principal == "alice"  # nothing written to its tiles
+    assert not out.exists()
 
 
 def test_ctrl_c_stops_the_command_after_its_epoch_and_writes_the_model_so_far(

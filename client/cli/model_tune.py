@@ -25,9 +25,9 @@ from sidra.cli.model import (
     print_programming,
     tiles_for,
 )
-from sidra.cli.model_deployments import register, target_of
+from sidra.cli.model_deployments import describe, register, target_of
 from sidra.cli.model_files import OptionalModelPath, Target, file_target
-from sidra.cli.model_served import server_board
+from sidra.cli.model_served import remote, server_board
 from sidra.cli.options import AsJson, field_option, job_options, new_file
 from sidra.cli.texts import count_text, figure_text, tiles_text
 from sidra.cli.train.params import (
@@ -50,7 +50,7 @@ from sidra.cli.train.running import (
     save_or_keep,
     stop_on_interrupt,
 )
-from sidra.drivers import Board, InvalidArgument, SidraError
+from sidra.drivers import Board, InvalidArgument, PermissionDenied, SidraError
 from sidra.training.atomic_files import write_atomically, write_files_atomically
 from sidra.training.model import MODEL_FILE
 from sidra.training.options import TuneOptions
@@ -135,12 +135,14 @@ def tune(
     with job_board(board, server, "sidra model tune", holding="sidra model tune") as opened:
         run.on(opened)
         target = target_of(opened, file, deployment)
+        _check_may_keep_name(opened, target, server)
         data = labelled(target.model, dataset, None if file is None else Path(file.label), opened)
         placed = tiles_for(target, tiles, opened, held)
         options = job_options(TuneOptions, ctx, tiles=tuple(placed))
         with stop_on_interrupt(console, "epoch") as stop, progress_bar(console) as progress:
             console.print(
-                f"tuning {target.label}: {options.epochs} epochs of {options.trainable} "
+                f"tuning {target.label}: {count_text(options.epochs, 'epoch')} of "
+                f"{options.trainable} "
                 f"layer{'s' * (options.trainable > 1)} (Ctrl-C stops after the epoch under "
                 "way and writes the model so far)",
                 soft_wrap=True,  # one line, however wide the terminal
@@ -208,6 +210,7 @@ class _RemoteTune:
             assert server is not None  # held_options asked for it
             with server_board(server, "tune") as board:
                 target = target_of(board, file, deployment)
+                _check_may_keep_name(board, target, server)
                 if target.deployment is not None:
                     tiles = list(target.deployment.tiles)
         if target is None:
@@ -249,6 +252,29 @@ class _RemoteTune:
         elif self.deployment is not None:
             console.print(f"deployment {self.deployment!r}: the tuned model, registered "
                           "again by the server as its tiles hold it", highlight=False)  # fmt: skip
+
+
+def _check_may_keep_name(board: Board, target: Target, server: str | None) -> None:
+    """Before any tile is written: a tuned deployment is registered again under its name
+    (:func:`_kept_under_name`), which only its owner or an admin may. Tuning another's
+    rewrote its tiles and then left it registered as what they no longer hold; refused
+    instead, naming the way to tune a copy."""
+    found = target.deployment
+    if found is None:
+        return
+    regions = [(r.tile, r.region) for r in found.regions]
+    try:
+        remote(board, "'--deployment'").deployments.add(
+            found.name, target.data, regions, description=describe(target), replace=True,
+            validate_only=True, protect=found.protected,
+        )  # fmt: skip
+    except PermissionDenied as exc:
+        raise typer.BadParameter(
+            f"{exc}: tuning it would rewrite its tiles and could not keep the tuned model "
+            f"under its name. Tune a copy on tiles of your own: sidra model pull "
+            f"{found.name} --server {server} --out FILE, then sidra model tune FILE --tile N",
+            param_hint="'--deployment'",
+        ) from exc
 
 
 def _kept_under_name(
@@ -300,14 +326,14 @@ def _print_tuned(report: dict[str, object], result: TuneResult, console: Console
                       "what its tiles held, ended with the command)", highlight=False)  # fmt: skip
         return
     console.print(
-        f"{report['out']}: the tuned model; {tiles_text(tiles)} hold it now (sidra model "
+        f"{report['out']}: the tuned model; {tiles_text(tiles)} {_hold(tiles)} it now (sidra model "
         f"eval {report['out']} --held {used}{server})",
         highlight=False,
     )
     name = report["deployment"]
     if report["registered"] is not None:
         console.print(f"deployment {name!r}: the tuned model, as {tiles_text(tiles)} "
-                      "hold it (registered again in place of the model it was)",
+                      f"{_hold(tiles)} it (registered again in place of the model it was)",
                       highlight=False)  # fmt: skip
     elif name is not None:
         console.print(
@@ -317,3 +343,8 @@ def _print_tuned(report: dict[str, object], result: TuneResult, console: Console
             f"--replace {used}",
             highlight=False,
         )
+
+
+def _hold(tiles: list[int]) -> str:
+    """The verb after :func:`tiles_text` of ``tiles``: "tile 2 holds", "tiles 2, 3 hold"."""
+    return "holds" if len(set(tiles)) == 1 else "hold"

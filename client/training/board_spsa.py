@@ -409,16 +409,18 @@ class SPSACheckpoint:
         not finite, a step beyond the run, a generator state no generator takes): before
         anything is programmed."""
         saved = checkpoint_json(text, source)
+        settings = saved.get("settings") if isinstance(saved, dict) else None
+        kind = settings.get("job", "spsa") if isinstance(settings, dict) else None
+        if isinstance(kind, str) and kind != "spsa":  # said first: its version is another's
+            raise ValueError(f"{source}: a checkpoint of a {kind} run, not of spsa")
         version = saved.get("version") if isinstance(saved, dict) else None
         if version not in (1, 2, 3, CHECKPOINT_VERSION) or "optimizer" not in saved:
             raise ValueError(
                 f"{source}: version {version}, expected an SPSA checkpoint of version 1 to "
                 f"{CHECKPOINT_VERSION}"
             )
-        settings = saved.get("settings")
-        if not isinstance(settings, dict) or settings.get("job", "spsa") != "spsa":
-            kind = settings.get("job") if isinstance(settings, dict) else None
-            raise ValueError(f"{source}: a {kind} run, not spsa")
+        if not isinstance(settings, dict):
+            raise ValueError(f"{source}: no settings, expected those of an spsa run")
         mismatched = [
             name
             for name, value in options.settings().items()

@@ -150,6 +150,10 @@ class EpochCheckpoint:
         ``dataset``: the run's data set (:func:`check_trained_on`; checkpoints that name
         none are taken)."""
         saved = checkpoint_json(text, source)
+        settings = saved.get("settings") if isinstance(saved, dict) else None
+        kind = settings.get("job") if isinstance(settings, dict) else None
+        if isinstance(kind, str) and kind != job:  # said first: its version is another's
+            raise ValueError(f"{source}: a checkpoint of a {kind} run, not of {job}")
         version = saved.get("version") if isinstance(saved, dict) else None
         if version not in (1, EPOCH_CHECKPOINT_VERSION) or "epoch" not in saved:
             raise ValueError(

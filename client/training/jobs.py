@@ -225,8 +225,8 @@ class TrainingJobs:
         values = json.loads(options_json or "{}")
         if not isinstance(values, dict):
             raise ValueError(f"options_json: got {type(values).__name__}, expected a JSON object")
-        try:
-            options = model.model_validate(values)
+        try:  # strict: JSON true is no step count, nor "10" a number (as JSON means them)
+            options = model.model_validate_json(options_json or "{}", strict=True)
         except ValidationError as exc:
             raise refused_option(kind, model, exc) from None
         if isinstance(options, TuneJobOptions):

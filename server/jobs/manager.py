@@ -255,7 +255,7 @@ class JobManager:
             else None
         )
         if stored is None:
-            raise JobNotFound(f"job_id: no job {job_id[:40]!r} on this server (ListJobs)")
+            raise JobNotFound(_no_such_job(job_id))
         return stored
 
     def read_file(
@@ -378,7 +378,7 @@ class JobManager:
         with self._table.changed:
             self._table.live.pop(job_id, None)
         if freed is None:
-            raise JobNotFound(f"job_id: no job {job_id[:40]!r} on this server (ListJobs)")
+            raise JobNotFound(_no_such_job(job_id))
         log.info("job %s deleted by %s (%d bytes of record files)", job_id, principal, freed)
         return freed
 
@@ -508,3 +508,14 @@ def _stopping(live: LiveJob, how: str) -> JobRow:
     row = snapshot(live)
     row.message = how
     return row
+
+
+def _no_such_job(job_id: str) -> str:
+    """NotFound's text for ``job_id``: a start of an id shorter than MIN_ID_PREFIX is
+    never looked up, and says so (it may well start a job's id)."""
+    if len(job_id) < MIN_ID_PREFIX:
+        return (
+            f"job_id: no job {job_id!r} on this server: give a job's whole id, or its first "
+            f"{MIN_ID_PREFIX} digits or more (ListJobs)"
+        )
+    return f"job_id: no job {job_id[:40]!r} on this server (ListJobs)"

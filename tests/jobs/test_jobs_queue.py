@@ -495,6 +495,10 @@ def test_an_admin_s_urgent_job_goes_first_and_only_an_admin_may_raise_one(
             bob.jobs.submit("spsa", _on([0]), dataset="iris", queue=True, priority=1)
         with pytest.raises(InvalidArgument, match=r"priority: got 11, expected an integer"):
             root.jobs.submit("spsa", _on([0]), dataset="iris", queue=True, priority=11)
+        with pytest.raises(InvalidArgument, match=r"priority: got 2, expected 0 without queue"):
+            root.jobs.submit("spsa", _on([0]), dataset="iris", priority=2)  # as the CLI
+        with pytest.raises(SidraError, match=r"job_id: no job 'ab'.*first 4 digits or more"):
+            root.jobs.get("ab")
         stub = jobs_pb2_grpc.JobServiceStub(grpc.insecure_channel(address))
         with pytest.raises(grpc.RpcError) as raw:
             stub.SubmitJob(

@@ -352,6 +352,10 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
             board.jobs.submit("spsa", {"steps": 0})
         assert (refused.value.field, refused.value.value) == ("options.steps", "0")
         assert refused.value.allowed == "greater than or equal to 1"
+        # JSON's true is no step count, nor a string a number: nothing is coerced.
+        for loose, shown in ((True, "True"), ("10", "'10'"), (10.5, "10.5")):
+            with pytest.raises(InvalidArgument, match=f"options.steps: got {shown}"):
+                board.jobs.submit("spsa", {"steps": loose})
         with pytest.raises(InvalidArgument, match="options.*no_such_option") as refused:
             board.jobs.submit("spsa", {"no_such_option": 1})
         assert refused.value.field == "options.no_such_option"
