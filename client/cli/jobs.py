@@ -530,9 +530,13 @@ def run_remote_job(
                 _follow(board, job, console)
                 done = board.jobs.get(job.job_id, include_record=True)
             except KeyboardInterrupt:
+                where = (
+                    "keeps its place in the server's queue" if job.state == "queued"
+                    else "keeps running in the server"
+                )  # fmt: skip
                 console.log(
-                    f"job {job.job_id} keeps running in the server: sidra jobs logs "
-                    f"{job.job_id} --follow --server {server}"
+                    f"job {job.job_id} {where}: sidra jobs logs {job.job_id} --follow "
+                    f"--server {server}"
                 )
                 raise typer.Exit(130) from None
             except (BoardUnavailable, DeadlineExceeded) as exc:  # the server, not the job

@@ -126,7 +126,7 @@ def tune(
     queue_needs_remote_job(queue, remote_job, priority, ctx)
     held, tiles = held_options(deployment, server, held, tiles)
     file = None if model is None else file_target(model)  # before any board is opened
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)  # lines stamped with the time only
     if remote_job:
         sent = _RemoteTune(ctx, out, file, deployment, server, dataset, tiles, held, calibrate)
         sent.run(console, queue, priority, as_json)

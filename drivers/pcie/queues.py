@@ -130,7 +130,9 @@ def identify(bar: RegisterIO) -> tuple[BoardInfo, int, Feature]:
         raise BoardUnavailable(f"{bar.name}: every register reads 0xFFFFFFFF (device removed)")
     if magic != r.MAGIC:
         raise IncompatibleBoard(
-            f"{bar.name}: MAGIC 0x{magic:08x}, a SIDRA board reads 0x{r.MAGIC:08x} ('SDRA')"
+            f"{bar.name}: MAGIC 0x{magic:08x}, a SIDRA board reads 0x{r.MAGIC:08x} ('SDRA'): "
+            "another device at that address, or a board whose firmware is not running "
+            "(docs/pcie.md, Pitfalls)"
         )
     version = bar.read32(reg["VERSION"])
     if version >> 16 != r.VERSION >> 16:
@@ -264,7 +266,9 @@ class Queues:
                 if time.monotonic() > deadline:
                     raise DeviceSilent(
                         f"{self.bar.name}: the device did not acknowledge a ring reset "
-                        f"within {self.timeout_s:.3f} s (is the board's device loop running?)"
+                        f"within {self.timeout_s:.3f} s: nothing services the rings (a virtual "
+                        "board: is its process running? a board: its firmware hung; reset or "
+                        "power-cycle it)"
                     )
                 self._kick_if_parked()  # a kick lost to the race Queues._wait describes
                 waited.wait()
@@ -602,4 +606,7 @@ class Queues:
             self.reset_rings()
         except DeviceSilent as exc:
             raise DeviceSilent(f"{what}; the device does not answer at all") from exc
-        raise DeadlineExceeded(f"{what}; the device answered a ring reset, commands aborted")
+        raise DeadlineExceeded(
+            f"{what}; the device answered a ring reset, commands aborted (a board that hangs "
+            "on a command: its firmware's log; a slow one: a longer ?timeout= in its URL)"
+        )
