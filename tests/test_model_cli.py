@@ -87,6 +87,7 @@ def test_predict_classifies_raw_samples_as_the_model_does_in_process(
     done = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / "x.npy"),
                      "--out", str(out), "--board", IDEAL.format(4))  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr  # the data set's own samples: within range
     loaded = TrainedModel.load(model)
     with open_board(IDEAL.format(4)) as board:
         expected = loaded.deploy(board).classify(loaded.standardize(raw))
@@ -97,6 +98,16 @@ def test_predict_classifies_raw_samples_as_the_model_does_in_process(
     again = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / "x.npy"),
                       "--out", str(out))  # fmt: skip
     assert again.returncode == 2 and "whichexists;nameanewfile" in unwrapped(again.stderr)
+    # Samples past the model's input range are clipped by the DACs: said, not hidden.
+    far = raw[:3].copy()
+    far[1, 5] = 1e30
+    np.save(tmp_path / "far.npy", far)
+    clipped = run_sidra("model", "predict", str(model), "--inputs", str(tmp_path / "far.npy"),
+                        "--board", IDEAL.format(4))  # fmt: skip
+    assert clipped.returncode == 0, clipped.stderr
+    said = unwrapped(clipped.stderr)
+    assert "warning:1sampleof3withfeaturesfarpastthemodel'sinputrange" in said
+    assert "first:sample1,feature5=" in said
 
 
 def test_predict_reads_and_writes_csv_as_a_spreadsheet_exports_and_reads_it(

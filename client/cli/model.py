@@ -613,6 +613,7 @@ def predict(
                 x = loaded.standardize(raw)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
+        _say_clipped(x, loaded.layers[0].input_clip)
         placed = tiles_for(target, tiles, opened, held)
         deployed = _deployed(loaded, opened, placed, read_repeats, held, calibrate)
         check_regions(target, deployed)
@@ -626,6 +627,32 @@ def predict(
         return
     write_atomically(out, answers_file(out, labels, classes, scores, loaded.score_name, names))
     typer.echo(f"{count_text(len(classes), 'sample')} classified: {out}", err=True)
+
+
+FAR_PAST_CLIP = 100.0
+"""A feature this many times the first layer's input range (after the model's scaling)
+is far outside anything a data set gives (the digits' rarest pixels reach 42 standard
+deviations, ten times the usual range of 4): worth a warning, which the many ordinary
+samples just past the range are not."""
+
+
+def _say_clipped(x: np.ndarray, clip: float) -> None:
+    """Warns (stderr) of samples with a feature far past the first layer's input range:
+    the board's DACs clip it to the full read voltage, so the answer is that of a sample
+    at the edge, not of the one given (1e30 was classified as confidently as any)."""
+    outside = np.abs(x) > FAR_PAST_CLIP * clip
+    rows = np.flatnonzero(outside.any(axis=1))
+    if rows.size == 0:
+        return
+    first = int(rows[0])
+    feature = int(np.flatnonzero(outside[first])[0])
+    typer.echo(
+        f"warning: {count_text(rows.size, 'sample')} of {len(x)} with features far past the "
+        f"model's input range (±{clip:g} after its scaling, the DACs' full scale: they are "
+        f"clipped, and their answers are those of samples at the edge); first: sample "
+        f"{first}, feature {feature} = {float(x[first, feature]):.4g}",
+        err=True,
+    )
 
 
 def board_name(board: Board) -> str:
