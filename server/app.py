@@ -217,6 +217,7 @@ def create_server(
         on_end=metrics.count_job_end, on_queue_wait=metrics.observe_queue_wait,
         # A tune job registers its deployment again: the servicer made just below.
         keep_deployment=lambda *job: deployments.register_again(*job),
+        may_keep_deployment=lambda *job: deployments.may_register_again(*job),
     )  # fmt: skip
     watch_jobs(metrics, jobs.running, jobs.queued)
     deployments = DeploymentServicer(

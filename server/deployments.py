@@ -28,6 +28,7 @@ from sidra.drivers import (
     FailedPrecondition,
     InvalidArgument,
     OutOfRange,
+    PermissionDenied,
     ReadResult,
     Region,
     SidraError,
@@ -162,6 +163,20 @@ class DeploymentServicer:
     def AddDeployment(self, request: pb.AddDeploymentRequest, context: Any) -> Message:
         principal, admin = self.caller_of(context)
         return self._add(request, principal, admin)
+
+    def may_register_again(self, principal: str, name: str) -> None:
+        """Returns if ``principal``'s job could register deployment ``name`` again in place
+        of itself (:meth:`register_again`: it is ``principal``'s own; a job's calls carry
+        no admin rights); NotFound or PermissionDenied naming ``options.deployment``
+        otherwise, before a tune job of another principal writes its tiles."""
+        found = self._records().get(self.info().serial_number, checked_name(name))
+        if found.principal != principal:
+            raise PermissionDenied(
+                f"options.deployment: deployment {name!r} is {found.principal!r}'s: a job "
+                "tunes only its own principal's by name (its tiles would be rewritten and "
+                "the tuned model could not be kept under the name); tune a copy on tiles "
+                "of your own (its model: GetDeployment include_model)"
+            )
 
     def register_again(
         self, principal: str, name: str, model: bytes, description: str

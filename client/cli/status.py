@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Annotated, Any
 
-import click
 import typer
 
 from sidra.cli.leases import holders
@@ -118,8 +117,8 @@ def _watch(urls: list[str], as_json: bool, every_s: float, rounds: int) -> list[
             drawn = io.StringIO()
             with contextlib.redirect_stdout(drawn):
                 problems = _round(urls, as_json)
-            if redraw:
-                click.clear()
+            if redraw:  # the terminal cleared, as watch(1) does (ANSI: home, erase screen)
+                typer.echo("\x1b[H\x1b[2J", nl=False)
             if not as_json:
                 clock = time.strftime("%H:%M:%S")
                 typer.echo(f"{clock}, every {every_s:g} s (Ctrl-C stops)" if redraw

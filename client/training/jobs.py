@@ -295,6 +295,10 @@ class TrainingJobs:
         file known by digest is read once, however often it is checked)."""
         placed_shape(dataset, content)
 
+    def deployment_kept(self, kind: str, options: JobOptions) -> str:
+        """The deployment the job registers again when it ends: a tune job's, if given."""
+        return options.deployment if isinstance(options, TuneJobOptions) else ""
+
     def check_resume(
         self,
         kind: str,

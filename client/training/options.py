@@ -527,8 +527,8 @@ class TuneJobOptions(TuneOptions):
     deployment: str = ""
     """The deployment tuned (its tiles: ``tiles``, ``held``): registered again in place of
     itself as its tiles hold the tuned model when the job ends, as the job's principal
-    (its principal's own deployment: another's is left as it was, saying why). Empty: no
-    deployment."""
+    (its principal's own deployment: another's is refused when the job is submitted).
+    Empty: no deployment."""
 
     def settings(self) -> dict[str, Any]:
         """The options without the model's bytes (the record keeps the tuned model, which

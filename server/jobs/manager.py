@@ -27,7 +27,14 @@ from sidra.drivers import FailedPrecondition, InvalidArgument, NotFound, OutOfRa
 from sidra.server.jobs.live import LiveJob
 from sidra.server.jobs.pieces import piece_length
 from sidra.server.jobs.runner import HeldDataset, JobRunner, RunnerLoader, load_runner
-from sidra.server.jobs.running import KeepDeployment, RunningJob, RunSettings, no_deployments
+from sidra.server.jobs.running import (
+    KeepDeployment,
+    MayKeepDeployment,
+    RunningJob,
+    RunSettings,
+    no_deployment_to_keep,
+    no_deployments,
+)
 from sidra.server.jobs.starting import JOB_ID_BYTES, JobStarter
 from sidra.server.jobs.submission import MAX_PRIORITY, MIN_PRIORITY, checked_submission
 from sidra.server.jobs.table import JobTable, snapshot
@@ -100,7 +107,9 @@ class JobManager:
     checkpoint in ``store`` every ``checkpoint_every_s``; jobs that ended more than
     ``retention_s`` ago are deleted (:meth:`prune`); ``on_end`` is told each job's final
     state, ``on_queue_wait`` how long each queued job waited as it starts, s;
-    ``keep_deployment`` registers a deployment again for a job (a tune job's).
+    ``keep_deployment`` registers a deployment again for a job (a tune job's), and
+    ``may_keep_deployment`` says at its submission whether it could (another principal's
+    deployment is refused then, before its tiles are written).
     """
 
     def __init__(
@@ -120,8 +129,10 @@ class JobManager:
         on_end: Callable[[str], object] = lambda state: None,
         on_queue_wait: Callable[[float], object] = lambda seconds: None,
         keep_deployment: KeepDeployment = no_deployments,
+        may_keep_deployment: MayKeepDeployment = no_deployment_to_keep,
     ) -> None:
         self.servicer = servicer
+        self._may_keep_deployment = may_keep_deployment
         self.records = JobRecords(store) if store is not None else None
         self.retention_s = retention_s
         """How long an ended job is kept, s (None: for ever): :meth:`prune`."""
@@ -190,6 +201,9 @@ class JobManager:
             count = self.servicer.board.info.tile_count
             tiles = range(count) if job.whole_board else job.tiles
             protections.check_tiles(tiles, principal, admin=False)
+        kept = runner.deployment_kept(job.kind, job.options)
+        if kept:  # refused now, before its tiles are written, not once it is tuned
+            self._may_keep_deployment(principal, kept)
         if queue:
             return self._starter.enqueue(records, runner, principal, job)
         return self._starter.start(records, runner, principal, job, lease_wait_s)

@@ -168,6 +168,11 @@ class JobRunner(Protocol):
         is one of :attr:`datasets`), read only when its shape is not known yet."""
         ...
 
+    def deployment_kept(self, kind: str, options: Any) -> str:
+        """The deployment a ``kind`` job of ``options`` registers again in place of
+        itself when it ends (a tune job given one); empty: none."""
+        ...
+
     def check_dataset(self, dataset: str, content: SentDataset) -> None:
         """ValueError saying what is wrong with a data set file named ``dataset`` (a file
         name ending in one of :attr:`dataset_files`) of ``content``, read as the job would

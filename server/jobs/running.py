@@ -51,9 +51,11 @@ __all__ = [
     "FLUSH_INTERVAL_S",
     "JobCancelled",
     "KeepDeployment",
+    "MayKeepDeployment",
     "RunSettings",
     "RunningJob",
     "close_session",
+    "no_deployment_to_keep",
     "no_deployments",
 ]
 
@@ -76,6 +78,19 @@ JSON values, or a SidraError saying why not."""
 def no_deployments(principal: str, name: str, model: bytes, description: str) -> dict[str, Any]:
     """A server without a DeploymentService keeps no deployment a job could register."""
     raise FailedPrecondition("this server keeps no deployments (they live in its state store)")
+
+
+MayKeepDeployment = Callable[[str, str], None]
+"""``(principal, name)``: returns if ``principal``'s job could register deployment ``name``
+again in place of itself (it is theirs); NotFound, PermissionDenied otherwise."""
+
+
+def no_deployment_to_keep(principal: str, name: str) -> None:
+    """A server without a DeploymentService has no deployment for a job to keep."""
+    raise FailedPrecondition(
+        f"options.deployment: got {name!r}, but this server keeps no deployments (they live "
+        "in its state store)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

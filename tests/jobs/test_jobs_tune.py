@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from sidra.client import connect
-from sidra.drivers import InvalidArgument
+from sidra.drivers import InvalidArgument, PermissionDenied
 from sidra.server.security import Role, TokensFile
 from sidra.server.stopping import ServerStop
 from sidra.training import load_dataset
@@ -119,9 +119,12 @@ def test_the_server_keeps_the_deployment_when_nobody_follows_the_job(
     assert done.summary["registered"]["name"] == "iris"
 
 
-def test_another_principal_s_deployment_is_tuned_but_left_to_its_owner(
+def test_another_principal_s_deployment_is_refused_before_its_tiles_are_written(
     software: TrainedModel, tmp_path: Path
 ) -> None:
+    """bob may write alice's unprotected tiles but not register in her place: his tune
+    job of her deployment rewrote its tiles and left it registered as what they no longer
+    held. Refused at submission now, naming options.deployment; nothing is kept."""
     tokens = principals(tmp_path / "tokens.toml", alice=Role.PROGRAMMER, bob=Role.PROGRAMMER)
     with serving(tmp_path / "state.sqlite3", BOARD,
                  tokens=TokensFile(tmp_path / "tokens.toml")) as address:  # fmt: skip
@@ -129,17 +132,14 @@ def test_another_principal_s_deployment_is_tuned_but_left_to_its_owner(
             deployed = software.deploy(alice, tiles=[0, 1])
             alice.deployments.add("iris", software.to_bytes(), deployed.regions())
         with connect(address, token=tokens["bob"]) as bob:
-            done = bob.jobs.wait(
+            with pytest.raises(PermissionDenied, match=r"options.deployment: deployment 'iris'"):
                 bob.jobs.submit(
                     "tune", _sent(software, held=True, tiles=[0, 1], deployment="iris"),
                     dataset="iris",
-                ).job_id
-            )  # fmt: skip
+                )  # fmt: skip
+            assert bob.jobs.list() == []
             kept = bob.deployments.get("iris")
-    assert done.state == "succeeded", done.error
-    assert done.summary["not_registered"].startswith("PermissionDenied: ")
-    assert "registered" not in done.summary
-    assert kept.principal == "alice" and not kept.intact  # bob's tuning wrote its cells
+    assert kept.principal == "alice" and kept.intact  # nothing written to its cells
     assert kept.model_sha256 == hashlib.sha256(software.to_bytes()).hexdigest()
 
 
