@@ -170,7 +170,9 @@ class EmulatedBoard:
     def perturb(
         self, tile: int, region: Region, seed: int, amplitude_us: float, sign: int
     ) -> PerturbReport:
-        self._write_budget(tile, region, writes_needed=1)
+        # The restore that takes it back is budgeted too: a perturbation its cells could
+        # not afford to undo would leave them off their targets for good.
+        self._write_budget(tile, region, writes_needed=2)
         clipped = self.tiles[tile].perturb(region, seed, amplitude_us, sign, self.clock_s)
         return self._write_pass(tile, region, clipped)
 

@@ -222,7 +222,13 @@ class TrainingJobs:
         """The validated options of a ``kind`` job; ValueError naming the option, the
         value and what is allowed."""
         model = self.models[kind]
-        values = json.loads(options_json or "{}")
+        try:
+            values = json.loads(options_json or "{}")
+        except RecursionError:  # nested deeper than the parser's stack: no options are
+            raise ValueError(
+                "options_json: nested deeper than any options go, expected a JSON object "
+                "of option names to values"
+            ) from None
         if not isinstance(values, dict):
             raise ValueError(f"options_json: got {type(values).__name__}, expected a JSON object")
         try:  # strict: JSON true is no step count, nor "10" a number (as JSON means them)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "ESTIMATOR_METHODS",
@@ -45,6 +45,18 @@ class JobOptions(BaseModel):
     numbers (a learning-rate gain or weight limit of inf ran a job of NaN weights)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _whole_numbers_fit_64_bits(cls, value: Any) -> Any:
+        """Every whole number fits a signed 64-bit integer, as the state store keeps a
+        job's progress (2^63 steps left a job its store could not record, running for
+        ever)."""
+        for number in value if isinstance(value, tuple | list) else (value,):
+            whole = isinstance(number, int) and not isinstance(number, bool)
+            if whole and not -(2**63) <= number < 2**63:
+                raise ValueError(f"a whole number of at most {2**63 - 1} (64 bits)")
+        return value
 
     def settings(self) -> dict[str, Any]:
         """The options as JSON values (what a run record and a checkpoint store)."""

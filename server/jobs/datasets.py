@@ -210,7 +210,10 @@ class DatasetFiles:
         ``principal``'s file of ``sha256`` from ``offset`` on, with the file. DatasetNotKept when
         it keeps no such file; OutOfRange naming ``offset`` or ``max_bytes``."""
         digest = checked_sha256("sha256", sha256)
-        found = self._store().piece(principal, digest, offset, piece_length(max_bytes, most))
+        # SQLite's integers stop at 2^63 - 1: an offset past every file is cut to one that
+        # is still past every file (refused below), not an OverflowError (INTERNAL).
+        within = min(offset, 2**62)
+        found = self._store().piece(principal, digest, within, piece_length(max_bytes, most))
         if found is None:
             raise DatasetNotKept(_missing("sha256", principal, digest))
         row, piece = found

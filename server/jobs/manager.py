@@ -172,6 +172,7 @@ class JobManager:
         queue: bool = False,
         priority: int = 0,
         dataset_file: bytes | HeldDataset = b"",
+        wanted: Callable[[], bool] | None = None,
     ) -> JobRow:
         """Starts a job of ``principal``; returns it as stored (state running).
         ``resume_checkpoint``: the checkpoint it goes on from (empty: none).
@@ -206,7 +207,7 @@ class JobManager:
             self._may_keep_deployment(principal, kept)
         if queue:
             return self._starter.enqueue(records, runner, principal, job)
-        return self._starter.start(records, runner, principal, job, lease_wait_s)
+        return self._starter.start(records, runner, principal, job, lease_wait_s, wanted)
 
     def runner(self) -> JobRunner:
         """The runner the jobs run with; FailedPrecondition naming the ``training`` extra

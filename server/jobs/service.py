@@ -104,6 +104,7 @@ class JobServicer:
             principal, request.kind, request.options_json, dataset,
             request.lease_wait_s, request.resume_checkpoint, queue=request.queue,
             priority=request.priority, dataset_file=content,
+            wanted=context.is_active,  # a caller past its deadline gets no job
         )  # fmt: skip
         if request.dataset_sha256:
             self.datasets.used(principal, request.dataset_sha256)

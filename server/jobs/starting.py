@@ -101,14 +101,16 @@ class JobStarter:
         principal: str,
         job: Submission,
         lease_wait_s: float,
+        wanted: Callable[[], bool] | None = None,
     ) -> JobRow:
-        """Leases the job's tiles (waiting ``lease_wait_s``), stores it running, runs it."""
+        """Leases the job's tiles (waiting ``lease_wait_s`` while ``wanted`` says the
+        caller still waits: one that gave up gets no job), stores it running, runs it."""
         with self._reserved(principal):
             job_id = secrets.token_hex(JOB_ID_BYTES)
             session = self.keeper.open(principal, 0.0, f"job {job_id} {job.kind}")
             try:
                 held = self.keeper.acquire(
-                    principal, session.id, job.tiles, job.whole_board, lease_wait_s
+                    principal, session.id, job.tiles, job.whole_board, lease_wait_s, wanted
                 )
                 now = self.table.clock()
                 row = JobRow(

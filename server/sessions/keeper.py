@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sidra.drivers import Board, Region, SidraError
+from sidra.drivers import Board, OutOfRange, Region, SidraError
 from sidra.drivers.requests import PerturbMode, PerturbRequest, Request
 from sidra.server.sessions.perturbed import PerturbedCells
 from sidra.server.sessions.registry import (
@@ -133,9 +133,12 @@ class LeaseKeeper:
         tiles: Iterable[int],
         whole_board: bool,
         wait_s: float,
+        wanted: Callable[[], bool] | None = None,
     ) -> SessionView:
+        """Leases ``tiles`` (LeaseRegistry.acquire; ``wanted``: whether the caller still
+        waits for the answer)."""
         try:
-            view = self.registry.acquire(principal, session_id, tiles, whole_board, wait_s)
+            view = self.registry.acquire(principal, session_id, tiles, whole_board, wait_s, wanted)
         except SidraError:
             self.on_event("refused")
             raise
@@ -248,6 +251,8 @@ class LeaseKeeper:
             try:
                 if self._restore_tile(tile):
                     restored.append(tile)
+            except OutOfRange as exc:  # no write left (endurance): no retry would succeed
+                self._give_up(tile, exc)
             except SidraError as exc:
                 self._pending.add(tile)
                 self.on_event("restore_failed")
@@ -260,8 +265,25 @@ class LeaseKeeper:
 
     def _retry_pending(self, tiles: Iterable[int]) -> None:
         for tile in sorted(tiles):
-            self._restore_tile(tile)  # raises the board's error: the call fails with it
+            try:
+                self._restore_tile(tile)  # raises the board's error: the call fails with it
+            except OutOfRange as exc:
+                self._give_up(tile, exc)
             self._pending.discard(tile)
+
+    def _give_up(self, tile: int, exc: OutOfRange) -> None:
+        """A restore the board refuses for good (its cells have no write left): retried
+        before every call on the tile, it made the tile unusable for everyone. The cells
+        stay as they are, said once; programming the tile again is what mends them."""
+        self._pending.discard(tile)
+        region = self.perturbed.region(tile)
+        if region is not None:
+            self.perturbed.restored(tile, region)  # nothing more to take back
+        self.on_event("restore_failed")
+        log.error(
+            "tile %d left perturbed for good: the board refuses its restore (%s); program "
+            "the tile again to put its cells back on targets", tile, exc,
+        )  # fmt: skip
 
     def _restore_tile(self, tile: int) -> bool:
         region: Region | None = self.perturbed.region(tile)

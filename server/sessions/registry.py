@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from sidra.drivers.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     LeaseHeld,
@@ -37,6 +38,7 @@ from sidra.drivers.errors import (
 from sidra.drivers.types import tiles_text
 
 __all__ = [
+    "CALLER_CHECK_S",
     "LABEL_LIMIT",
     "LEASE_ACCESS",
     "MIN_TTL_S",
@@ -57,6 +59,9 @@ MIN_TTL_S = 1.0
 
 WAIT_LIMIT_S = 60.0
 """Longest AcquireLease wait for held tiles, s (a gRPC deadline bounds it too)."""
+
+CALLER_CHECK_S = 0.1
+"""How often a waiting AcquireLease looks whether its caller still waits, s."""
 
 
 class Access(enum.Enum):
@@ -267,15 +272,23 @@ class LeaseRegistry:
         tiles: Iterable[int],
         whole_board: bool,
         wait_s: float = 0.0,
+        wanted: Callable[[], bool] | None = None,
     ) -> SessionView:
         """Leases ``tiles`` (or the whole board) to the session: all or none.
 
         Waits up to ``wait_s`` for tiles held by others, in the order callers asked;
-        then raises :class:`LeaseHeld` naming the holder.
+        then raises :class:`LeaseHeld` naming the holder. ``wanted``: whether the caller
+        still waits for the answer (its RPC active), asked while waiting and before the
+        grant: a caller that gave up (its deadline passed) is granted nothing, and
+        :class:`DeadlineExceeded` is raised instead.
         """
-        wanted = self._checked_tiles(list(tiles), whole_board)
+        tiles_wanted = self._checked_tiles(list(tiles), whole_board)
         wait = _checked_wait(wait_s)
-        want = _Waiter(set(range(self.tile_count)) if whole_board else set(wanted))
+        want = _Waiter(set(range(self.tile_count)) if whole_board else set(tiles_wanted))
+
+        def caller_gone() -> bool:
+            return wanted is not None and not wanted()
+
         with self._changed:
             start = self.clock()
             self._waiters.append(want)
@@ -283,21 +296,29 @@ class LeaseRegistry:
                 while True:
                     now = self.clock()
                     session = self._renewed(principal, session_id, now)
-                    blocker = self._blocker(session, wanted, whole_board)
+                    blocker = self._blocker(session, tiles_wanted, whole_board)
+                    if caller_gone():
+                        raise DeadlineExceeded(
+                            "AcquireLease: the caller stopped waiting for the answer (its "
+                            "deadline passed, or it was cancelled): nothing was leased"
+                        )
                     if blocker is None and not self._queued_before(want):
                         break
                     if now >= start + wait:
-                        raise self._held(blocker or "an earlier AcquireLease", wanted, now)
-                    # A blocker's expiry frees its tiles without a notify: wake by then.
+                        raise self._held(blocker or "an earlier AcquireLease", tiles_wanted, now)
+                    # A blocker's expiry frees its tiles without a notify: wake by then
+                    # (and now and then to see whether the caller still waits).
                     until = start + wait
                     if blocker is not None:
                         until = min(until, blocker.deadline)
+                    if wanted is not None:
+                        until = min(until, now + CALLER_CHECK_S)
                     self._changed.wait(max(until - now, 0.001))
                 if whole_board:
                     session.whole_board = True
                     session.tiles = set(want.tiles)
                     self._whole = session
-                for tile in wanted:
+                for tile in tiles_wanted:
                     session.tiles.add(tile)
                     self._holder[tile] = session
                 return _view(session, now)

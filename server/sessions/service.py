@@ -75,8 +75,9 @@ class SessionServicer:
     ) -> Message:
         principal, _ = self.caller_of(context)
         view = self.keeper.acquire(
-            principal, request.session_id, request.tiles, request.whole_board, request.wait_s
-        )
+            principal, request.session_id, request.tiles, request.whole_board, request.wait_s,
+            wanted=context.is_active,  # a caller past its deadline is granted nothing
+        )  # fmt: skip
         return _state(view)
 
     def ReleaseLease(

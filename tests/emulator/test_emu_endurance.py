@@ -91,7 +91,10 @@ def test_refuse_policy_refuses_and_leaves_the_board_unchanged() -> None:
     board.perturb(0, seed=1, amplitude_us=1.0)  # 2
     exhausted = Region(0, 0, 8, 8)
     board.restore(0, exhausted)  # 3 in the corner, 2 elsewhere
-    board.perturb(0, seed=2, amplitude_us=1.0, region=Region(8, 0, 8, 8))  # 3 there too
+    # An APPLY needs room for its RESTORE too: at 2 of 3 writes a cell takes no new one.
+    with pytest.raises(OutOfRange, match="endurance"):
+        board.perturb(0, seed=2, amplitude_us=1.0, region=Region(8, 0, 8, 8))
+    board.restore(0, Region(8, 0, 8, 8))  # 3 there too
 
     def snapshot() -> tuple[np.ndarray, np.ndarray]:
         return read64(board), board.read_write_counts(0).counts.copy()
@@ -131,12 +134,14 @@ def test_refuse_policy_refuses_and_leaves_the_board_unchanged() -> None:
         np.testing.assert_array_equal(remote.read_write_counts(0).counts, before[1])
         assert remote.read_write_counts(0).write_budget == 3
 
-    # Cells with budget left can still be written (2 → 3), then they are exhausted too.
+    # Cells with budget left can still be written (2 → 3: the perturbation of the whole
+    # tile taken back there), then they are exhausted too. A perturbation there had been
+    # allowed at 2 and its restore refused at 3: cells left off their targets for good.
     free = Region(32, 16, 8, 8)
-    board.perturb(0, seed=8, amplitude_us=1.0, region=free)
+    board.restore(0, free)
     np.testing.assert_array_equal(board.read_write_counts(0, free).counts, 3)
     with pytest.raises(OutOfRange):
-        board.restore(0, free)
+        board.perturb(0, seed=8, amplitude_us=1.0, region=free)
 
 
 def test_refuse_policy_caps_programming_pulses_at_the_budget() -> None:

@@ -96,9 +96,10 @@ def test_a_kept_file_is_read_back_in_pieces_as_it_was_sent(tmp_path: Path) -> No
         ({"sha256": "ab" * 32}, DatasetNotKept, "sha256", "no data set file of SHA-256 ab"),
         ({"sha256": "xyz"}, InvalidArgument, "sha256", "a SHA-256 as 64 hex digits"),
         ({"offset": 10**9}, OutOfRange, "offset", "0 .. 4012 (the size of lab.csv)"),
+        ({"offset": 2**64 - 1}, OutOfRange, "offset", "0 .. 4012 (the size of lab.csv)"),
         ({"max_bytes": 5 * MIB}, OutOfRange, "max_bytes", "0 .. 4194304 (0: 1048576)"),
     ],
-    ids=["unknown", "not-hex", "offset", "max-bytes"],
+    ids=["unknown", "not-hex", "offset", "offset-past-sqlite", "max-bytes"],
 )
 def test_a_refused_read_names_its_field(
     request_fields: dict[str, object], error: type[Exception], field: str, says: str,

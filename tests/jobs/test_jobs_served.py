@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
@@ -29,6 +30,7 @@ from sidra.drivers import (
     open_board,
 )
 from sidra.drivers.errors import LeaseHeld
+from sidra.hil.v1 import jobs_pb2, jobs_pb2_grpc
 from sidra.server.app import create_server
 from sidra.server.jobs.live import (
     PROGRESS_INTERVAL_MAX_S,
@@ -352,6 +354,18 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
             board.jobs.submit("spsa", {"steps": 0})
         assert (refused.value.field, refused.value.value) == ("options.steps", "0")
         assert refused.value.allowed == "greater than or equal to 1"
+        # Past 64 bits no store keeps it (the job stayed running for ever), and JSON
+        # nested past the parser's stack is no options (it was an INTERNAL error).
+        with pytest.raises(InvalidArgument, match=r"options.steps: got 18446744073709551616"):
+            board.jobs.submit("spsa", {"steps": 2**64, "tiles": [3]})
+        nested = jobs_pb2.SubmitJobRequest(kind="spsa", options_json="[" * 10**5 + "]" * 10**5)
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            pytest.raises(grpc.RpcError) as raw,
+        ):
+            jobs_pb2_grpc.JobServiceStub(channel).SubmitJob(nested)
+        assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "nested deeper than any options go" in (raw.value.details() or "")
         # JSON's true is no step count, nor a string a number: nothing is coerced.
         for loose, shown in ((True, "True"), ("10", "'10'"), (10.5, "10.5")):
             with pytest.raises(InvalidArgument, match=f"options.steps: got {shown}"):

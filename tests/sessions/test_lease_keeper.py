@@ -160,3 +160,64 @@ def test_a_grant_waits_for_calls_admitted_before_it(emulator: Board) -> None:
             keeper.registry.admit("Program", 0, "bob", None, admin=False)
     thread.join(timeout=10)
     assert granted.is_set()
+
+
+def test_a_restore_refused_for_endurance_is_given_up_not_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A restore the board refuses for good (cells of the perturbed region reprogrammed
+    to their write budget meanwhile) was retried before every call on the tile, which
+    then failed for everyone until the server restarted. Given up once, said once: the
+    tile works for the next caller."""
+    from sidra.emulator.config import Endurance, EndurancePolicy
+    from sidra.emulator.driver import EmulatorDriver
+
+    budget = Endurance(write_budget=3, policy=EndurancePolicy.REFUSE)
+    board = EmulatorDriver(preset("ideal").model_copy(update={"endurance": budget}), 5)
+    keeper = keeper_of(board, Clock())
+    session = keeper.open("alice", 0, "").id
+    keeper.acquire("alice", session, [0], whole_board=False, wait_s=0)
+    run(keeper, ProgramRequest(0, np.full((8, 8), 10.0, np.float32)), "alice", session)
+    perturbed = Region(0, 0, 8, 8)
+    run(keeper, PerturbRequest(0, PerturbMode.APPLY, 3, 1.0, 1, perturbed), "alice", session)
+    corner = np.full((4, 4), 12.0, np.float32)
+    run(keeper, ProgramRequest(0, corner, 4, 4), "alice", session)  # 3 writes there now
+    end = keeper.release("alice", session, [], all_tiles=True)
+    assert end.restored == () and keeper.perturbed.region(0) is None
+    assert "tile 0 left perturbed for good" in caplog.text
+    currents = run(keeper, MVMRequest(0, np.zeros((1, 256), np.float32)), "bob", None)
+    assert currents.currents.shape == (1, 256)  # not refused "endurance" for bob
+
+
+def test_a_caller_that_stopped_waiting_is_granted_nothing() -> None:
+    """AcquireLease with wait_s past the caller's deadline: the client had its
+    DEADLINE_EXCEEDED, and the tile freed later went to no one (it was leased to the
+    session whose caller had left, refusing everyone else's calls on it)."""
+    import grpc
+
+    from sidra.hil.v1 import session_pb2 as spb
+    from sidra.hil.v1 import session_pb2_grpc as spb_grpc
+    from sidra.server import create_server
+
+    with open_board("emu://?preset=ideal&seed=5") as board:
+        server, port = create_server(board, "127.0.0.1:0")
+        server.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = spb_grpc.SessionServiceStub(channel)
+                first = stub.OpenSession(spb.OpenSessionRequest(ttl_s=60)).session_id
+                second = stub.OpenSession(spb.OpenSessionRequest(ttl_s=60)).session_id
+                stub.AcquireLease(spb.AcquireLeaseRequest(session_id=first, tiles=[3]))
+                waiting = spb.AcquireLeaseRequest(session_id=second, tiles=[3], wait_s=30)
+                with pytest.raises(grpc.RpcError) as gave_up:
+                    stub.AcquireLease(waiting, timeout=0.5)
+                assert gave_up.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                import time
+
+                time.sleep(0.3)  # the server sees the caller gone at its next look
+                stub.ReleaseLease(spb.ReleaseLeaseRequest(session_id=first, all=True))
+                time.sleep(0.3)
+                leases = stub.ListLeases(spb.ListLeasesRequest())
+                assert [lease.tile for lease in leases.leases] == []  # nobody holds tile 3
+        finally:
+            server.stop(grace=None)

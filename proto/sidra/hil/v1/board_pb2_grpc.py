@@ -167,7 +167,9 @@ class BoardServiceServicer:
         amplitude_us         OUT_OF_RANGE      not in (0, g_max_us - g_min_us]
         (APPLY only)
         Every seed is valid. OUT_OF_RANGE field "endurance" (ErrorInfo only): a
-        cell of the region at its write budget.
+        cell of the region at its write budget; an APPLY needs room for the
+        RESTORE that takes it back as well (two writes), so a perturbation is never
+        left on cells that could not be restored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

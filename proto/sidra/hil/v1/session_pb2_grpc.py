@@ -110,7 +110,9 @@ class SessionServiceServicer:
 
     def AcquireLease(self, request, context):
         """Leases tiles, or the whole board, to a session: all or none. Tiles the
-        session already holds are kept; asking again is not an error.
+        session already holds are kept; asking again is not an error. A caller
+        whose call ends while it waits (wait_s past its deadline, or cancelled) is
+        granted nothing: the server looks every 0.1 s.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
