@@ -167,6 +167,11 @@ def map_errors(method: F) -> F:
         except Exception as exc:
             if _aborted(context):
                 raise  # the method aborted with a status of its own: gRPC sends it as is
+            if isinstance(exc, grpc.RpcError) and not context.is_active():
+                # The client cancelled a request stream mid-way (reading it raised): no
+                # fault of the service, and nobody left to answer.
+                log.info("%s: the client cancelled the call", _name(self, method))
+                context.abort(grpc.StatusCode.CANCELLED, "the client cancelled the call")
             log.exception("%s failed", _name(self, method))
             fault = errors.BoardFault(f"internal error in {_name(self, method)}: {exc!r}")
             context.abort_with_status(to_status(fault))

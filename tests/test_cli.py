@@ -50,6 +50,8 @@ def test_serve_answers_until_terminated() -> None:
             assert board.mvm(3, np.zeros((1, 256), np.float32)).currents.shape == (1, 256)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+        said = proc.stderr.read()  # an admin's log says why and when it stopped
+        assert "stopping: SIGTERM received" in said and said.rstrip().endswith("stopped")
     finally:
         proc.kill()
         proc.wait()

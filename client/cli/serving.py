@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -26,6 +27,8 @@ from sidra.server.state.serving import serving_store
 from sidra.server.stopping import ServerStop
 
 __all__ = ["serve_until_stopped"]
+
+log = logging.getLogger("sidra.server")
 
 
 def serve_until_stopped(
@@ -103,10 +106,17 @@ def _serve(settings: ServerSettings, restore_state: bool) -> None:
         err=True,
     )
     stop = threading.Event()
+    received: list[str] = []
+
+    def stop_on(number: int, _frame: object) -> None:
+        received.append(signal.Signals(number).name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop_on)
     while not stop.wait(timeout=0.5):  # wake up regularly: signals are handled promptly
         pass
+    log.warning("stopping: %s received", received[0] if received else "asked to stop")
     # Tell health watchers first, then let running jobs reach a boundary (they keep their
     # record and checkpoint), then let in-flight calls finish.
     health_servicer.enter_graceful_shutdown()
@@ -116,6 +126,7 @@ def _serve(settings: ServerSettings, restore_state: bool) -> None:
         endpoint.close()
     driver.close()
     store.close()
+    log.warning("stopped")
 
 
 def _settings_or_exit(config: Path | None, **options: Any) -> ServerSettings:

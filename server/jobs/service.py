@@ -25,7 +25,6 @@ from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.jobs.datasets import DATASET_SHA256_FIELD, DatasetFiles
 from sidra.server.jobs.manager import (
     JobManager,
-    JobNotFound,
     NotJobOwner,
     check_priority_allowed,
 )
@@ -269,8 +268,7 @@ def event_message(event: JobEventRow) -> pb.JobEvent:
 def _abort_for(exc: Exception, context: grpc.ServicerContext) -> None:
     """NOT_FOUND / PERMISSION_DENIED for the job service's own refusals (JobNotFound,
     NotJobOwner, PriorityNotAllowed); any other exception is left alone."""
-    if isinstance(exc, JobNotFound):
-        context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    # JobNotFound is a NotFound: map_errors sends it with its ErrorInfo, as every error.
     if isinstance(exc, PermissionError):  # NotJobOwner, PriorityNotAllowed
         context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
 
@@ -304,9 +302,9 @@ class _StreamRoute:
             request = parse_request(pb.WatchJobRequest, data)
             with self.servicer.limits.stream("WatchJob"):
                 yield from self.servicer.WatchJob(request, context)
-        except (JobNotFound, NotJobOwner) as exc:
+        except NotJobOwner as exc:
             _abort_for(exc, context)
-        except SidraError as exc:
+        except SidraError as exc:  # JobNotFound too: NOT_FOUND with its ErrorInfo
             context.abort_with_status(to_status(exc))
 
 

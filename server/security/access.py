@@ -134,37 +134,40 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
         # The clock is read only for a token that can expire: most calls skip it.
         if entry is not None and entry.expires_utc and entry.expired(datetime.now(UTC)):
             expired = f"{entry.expires_utc:%Y-%m-%d %H:%M} UTC"
-            log.warning("refused %s: %s's token expired at %s", details.method,
-                        entry.principal.name, expired)  # fmt: skip
             return self._refusal(
                 handler,
                 "expired_token",
                 entry.principal,
-                f"{rpc}: principal {entry.principal.name!r}'s bearer token expired at "
+                f"{rpc}: the bearer token of principal {entry.principal.name!r} expired at "
                 f"{expired}; ask the server's admin for a new one (sidra token add "
                 f"{entry.principal.name} --replace)",
+                f"refused {details.method}: {entry.principal.name}'s token expired at {expired}",
             )
         principal = None if entry is None else entry.principal
         if principal is None:
             why = "carries no bearer token" if not token else "carries an unknown bearer token"
-            log.warning("refused %s: the call %s", details.method, why)
+            unreadable = self.tokens.problem if token else None
+            if unreadable is not None:  # not the caller's fault: say so, not "unknown"
+                why = (
+                    "carries a token the server cannot check now: its tokens file is "
+                    "unusable (the server's log says why); ask the server's admin"
+                )
             return self._refusal(
                 handler,
                 "unknown_token" if token else "missing_token",
                 None,
-                f"{rpc} needs a bearer token of role {needed.label} or above; the call {why} "
-                f"(send metadata '{AUTHORIZATION}: Bearer <token>')",
+                f"{rpc} needs a bearer token of role {needed.label} or above; the call {why}"
+                + ("" if unreadable else f" (send metadata '{AUTHORIZATION}: Bearer <token>')"),
+                f"refused {details.method}: the call {why}",
             )
         if principal.role < needed:
-            log.warning(
-                "refused %s to %s (%s)", details.method, principal.name, principal.role.label
-            )
             return self._refusal(
                 handler,
                 "insufficient_role",
                 principal,
                 f"{rpc} needs role {needed.label} or above; principal {principal.name!r} "
                 f"has {principal.role.label}",
+                f"refused {details.method} to {principal.name} ({principal.role.label})",
             )
         return self._bound(handler, principal)
 
@@ -192,11 +195,14 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
         reason: str,
         principal: Principal | None,
         message: str,
+        logged: str,
     ) -> grpc.RpcMethodHandler:
         code = REFUSAL_REASONS[reason]
         listener = self.on_refusal
 
         def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+            # Where the call came from: an admin traces a guessing or misconfigured client.
+            log.warning("%s (from %s)", logged, context.peer())
             if listener is not None:
                 listener(code, reason, principal)
             context.abort(code, message)

@@ -254,6 +254,7 @@ class TokensFile:
         self.path = path
         self._lock = threading.Lock()
         self._stamp = self._stamp_now()
+        self._problem: str | None = None
         self._entries: tuple[TokenEntry, ...] = tuple(read_tokens(path).values())
         _log_expiry(self._entries)
 
@@ -286,12 +287,21 @@ class TokensFile:
                 self._entries = self._reread()
             return self._entries
 
+    @property
+    def problem(self) -> str | None:
+        """Why the tokens file cannot be read now (every token is refused meanwhile);
+        None while it can."""
+        self._current()
+        return self._problem
+
     def _reread(self) -> tuple[TokenEntry, ...]:
         try:
             entries = tuple(read_tokens(self.path).values())
         except (OSError, ValueError) as exc:
             log.error("tokens file unusable, every token refused until it is mended: %s", exc)
+            self._problem = str(exc)
             return ()
+        self._problem = None
         log.info("tokens file %s re-read: %d principals", self.path, len(entries))
         _log_expiry(entries)
         return entries

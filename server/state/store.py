@@ -190,10 +190,13 @@ class StateStore:
             )
         db.execute("PRAGMA synchronous = FULL")
         db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+        before = schema_version(db)
         try:
-            migrate(db)
+            after = migrate(db)
         except ValueError as exc:
             raise StateStoreError(f"state store {self.path}: {exc}") from exc
+        if before and after != before:  # a new store (0) is no upgrade
+            log.warning("state store %s migrated from schema %d to %d", self.path, before, after)
 
     # -- life cycle ------------------------------------------------------------------------
 

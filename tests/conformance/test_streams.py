@@ -281,3 +281,33 @@ def test_a_chunked_read_has_one_reads_cost(
     assert [c.row_start for c in chunks] == list(range(0, rows, band))
     assert list(chunks[0].shape) == [rows, info.cols]
     assert chunks[0].cost.time_ns == pytest.approx(unary.cost.time_ns)
+
+
+def test_a_chunked_program_the_client_cancels_is_no_service_fault(
+    tile: int, small_messages: int, shared_board: Board, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client gives up mid-stream: nothing is written, and the server logs no
+    failure with a traceback (it counted an INTERNAL error for every such cancel)."""
+    import threading
+
+    g = np.full((2, 8), 20.0, np.float32)
+    first = spb.ProgramChunk(tile=tile, shape=[4, 8])
+    tensors.encode_into(first.conductances, g)
+    sent = threading.Event()
+
+    def chunks() -> Iterator[spb.ProgramChunk]:
+        yield first
+        sent.set()
+        threading.Event().wait(5)  # the second band never comes: the client cancels
+        yield first
+
+    before = shared_board.read_write_counts(tile).counts.copy()
+    with grpc.insecure_channel(f"127.0.0.1:{small_messages}") as channel:
+        call = stream_pb2_grpc.StreamServiceStub(channel).ProgramChunked.future(chunks())
+        assert sent.wait(5)
+        threading.Event().wait(0.2)  # the server reads the first band and waits
+        call.cancel()
+        threading.Event().wait(0.5)  # the server sees the stream end
+    np.testing.assert_array_equal(shared_board.read_write_counts(tile).counts, before)
+    failed = [r for r in caplog.records if "ProgramChunked failed" in r.getMessage()]
+    assert failed == [], [r.getMessage() for r in failed]

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_status import rpc_status
 
 from sidra.client import RemoteBoard, TileLease, connect
 from sidra.client.jobs import JobInfo
@@ -499,6 +500,14 @@ def test_an_admin_s_urgent_job_goes_first_and_only_an_admin_may_raise_one(
             root.jobs.submit("spsa", _on([0]), dataset="iris", priority=2)  # as the CLI
         with pytest.raises(SidraError, match=r"job_id: no job 'ab'.*first 4 digits or more"):
             root.jobs.get("ab")
+        with pytest.raises(grpc.RpcError) as missing:  # NOT_FOUND with its ErrorInfo
+            jobs_pb2_grpc.JobServiceStub(grpc.insecure_channel(address)).GetJob(
+                jobs_pb2.GetJobRequest(job_id="ffff"),
+                metadata=[("authorization", f"Bearer {token['root']}")],
+            )
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        details = rpc_status.from_call(missing.value)
+        assert details is not None and details.details  # an ErrorInfo, as every error
         stub = jobs_pb2_grpc.JobServiceStub(grpc.insecure_channel(address))
         with pytest.raises(grpc.RpcError) as raw:
             stub.SubmitJob(

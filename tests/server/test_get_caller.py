@@ -131,9 +131,9 @@ def test_whoami_prints_the_caller_and_warns_of_a_token_about_to_expire(tmp_path:
     assert (report["principal"], report["role"]) == ("dan", "admin")
     assert abs(report["token_expires_unix_s"] - (time.time() + 60 * 86_400)) < 120
     assert expired.returncode == 1
-    assert unwrapped("'erin''s bearer token expired at 2026-01-02 00:00 UTC") in unwrapped(
-        expired.stderr
-    )
+    assert unwrapped(
+        "the bearer token of principal 'erin' expired at 2026-01-02 00:00 UTC"
+    ) in unwrapped(expired.stderr)
     assert anonymous.returncode == 1
     local = whoami("emu://?preset=ideal")
     assert local.returncode == 2
@@ -153,7 +153,7 @@ def test_an_expired_token_is_refused_by_get_caller_too(tmp_path: Path) -> None:
     with (
         served(tokens_file=tokens_file) as port,
         connect(f"127.0.0.1:{port}", token=token, wait_ready_s=None) as board,
-        pytest.raises(Unauthenticated, match="GetCaller: principal 'late''s bearer token"),
+        pytest.raises(Unauthenticated, match="GetCaller: the bearer token of principal 'late' expired"),
     ):
         board.caller()
 

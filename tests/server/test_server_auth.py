@@ -215,6 +215,28 @@ def test_tokens_file_changes_apply_without_restart(tmp_path: Path) -> None:
         assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", first) == grpc.StatusCode.OK
         tokens_file.write_text("not toml [", encoding="utf-8")  # broken: nobody gets in
         assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", first) == grpc.StatusCode.UNAUTHENTICATED
+        # ... and is told it is the server's file, not the caller's token, at fault.
+        with pytest.raises(grpc.RpcError) as refused:
+            ch.unary_unary(f"/{SERVICE_NAME}/GetBoardInfo")(
+                b"", metadata=[("authorization", f"Bearer {first}")], timeout=5
+            )
+        said = refused.value.details() or ""
+        assert "the server cannot check now: its tokens file is unusable" in said
+        assert "ask the server's admin" in said and "unknown bearer token" not in said
+
+
+def test_refusals_are_logged_with_where_the_call_came_from(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens_file = tmp_path / "tokens.toml"
+    add_principal(tokens_file, "first", Role.VIEWER)
+    with served(tokens_file=tokens_file) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        assert call(ch, f"/{SERVICE_NAME}/GetBoardInfo", "guessed") == (
+            grpc.StatusCode.UNAUTHENTICATED
+        )
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert refused and "carries an unknown bearer token (from ipv4:127.0.0.1:" in refused[0]
+    assert "guessed" not in caplog.text  # the token itself never reaches the log
 
 
 def test_an_expired_token_is_refused_naming_its_principal_and_when(tmp_path: Path) -> None:
@@ -234,7 +256,8 @@ def test_an_expired_token_is_refused_naming_its_principal_and_when(tmp_path: Pat
             ch.unary_unary(info)(b"", timeout=10, metadata=(("authorization", f"Bearer {token}"),))
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert refused.value.details() == (
-            "GetBoardInfo: principal 'student''s bearer token expired at 2026-01-02 03:04 UTC; "
+            "GetBoardInfo: the bearer token of principal 'student' expired at "
+            "2026-01-02 03:04 UTC; "
             "ask the server's admin for a new one (sidra token add student --replace)"
         )
         with (

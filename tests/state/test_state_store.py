@@ -361,7 +361,7 @@ def test_a_store_of_schema_5_keeps_its_jobs_through_the_rebuild_of_their_table(
 
 
 def test_schema_14_renames_emulated_boards_by_their_model_with_every_row_naming_them(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Emulated boards of every preset answered EMU-<seed>: a store of schema 13 keeps
     an ideal board's EMU-7 and a sidra-y1 board's EMU-8, renamed EMU-IDEAL-7 and
@@ -424,6 +424,7 @@ def test_schema_14_renames_emulated_boards_by_their_model_with_every_row_naming_
         with pytest.raises(StateStoreError):
             store.board("EMU-7")
         assert store.integrity_check() == "ok"
+    assert f"state store {path} migrated from schema 13 to {SCHEMA_VERSION}" in caplog.text
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
     db.close()
