@@ -81,6 +81,22 @@ def _pem(path: Path, kind: str) -> Path:
     return path
 
 
+def exposure(path: Path, what: str) -> str | None:
+    """A warning when the secret file ``path`` is readable beyond its owner (its group or
+    everyone); None when it is not (or cannot be looked at)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    whom = "everyone" if mode & 0o004 else "its group"
+    return (
+        f"{what}: {path} is readable by {whom} (mode {mode:o}): whoever reads it can pose "
+        f"as this server; chmod 600 {path}"
+    )
+
+
 class TlsSettings(BaseModel):
     """``[tls]``: the server's certificate, and the CA of client certificates for mutual TLS."""
 

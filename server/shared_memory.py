@@ -233,10 +233,10 @@ class SharedMemoryStore:
         self.check_caller(peer)
         if not _NAME.match(name):
             raise InvalidArgument("name", name[:120], "1 to 100 of A-Z a-z 0-9 _ . -")
-        if not _KEY.match(key):
+        if not _KEY.match(key) or key.lstrip("/") in (".", ".."):  # those name folders
             raise InvalidArgument(
                 "key", key[:220], "a POSIX shared-memory name: optional '/', then 1 to 200 "
-                "of A-Z a-z 0-9 _ . -"
+                "of A-Z a-z 0-9 _ . - (not . or ..)"
             )  # fmt: skip
         if not 1 <= size_bytes <= self.max_bytes:
             raise OutOfRange("size_bytes", size_bytes, f"1 .. {self.max_bytes} bytes")

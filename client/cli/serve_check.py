@@ -26,7 +26,7 @@ from sidra.drivers.pcie.bar import SYSFS_DEVICES
 from sidra.drivers.url import check_board_url, schemes
 from sidra.server.address import bind_problem
 from sidra.server.security.tokens import expiry_note, read_tokens
-from sidra.server.settings import ServerSettings
+from sidra.server.settings import ServerSettings, exposure
 from sidra.server.state.schema import SCHEMA_VERSION, schema_version
 from sidra.server.state.serving import store_served_by
 
@@ -42,6 +42,9 @@ def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
     (problems if board_problem else notes).append(board_problem or board_note)
     tls = settings.tls
     transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
+    exposed = None if tls is None else exposure(tls.key, "tls.key")
+    if exposed:
+        notes.append(f"warning: {exposed}")
     notes.append(f"listen: {settings.listen} ({transport}){_in_use(settings.listen)}")
     if settings.auth is None:
         notes.append("auth: none (every call is the local admin's)")

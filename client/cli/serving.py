@@ -21,7 +21,7 @@ from sidra.server.address import bind_problem
 from sidra.server.app import create_configured_server
 from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
-from sidra.server.settings import ConfigError, ServerSettings, load_settings
+from sidra.server.settings import ConfigError, ServerSettings, exposure, load_settings
 from sidra.server.state import StateStore, StateStoreError, restore
 from sidra.server.state.serving import serving_store
 from sidra.server.stopping import ServerStop
@@ -42,6 +42,9 @@ def serve_until_stopped(
     if check:
         _check_only(settings)
     configure_logging(settings.logging.format, settings.logging.level)
+    exposed = None if settings.tls is None else exposure(settings.tls.key, "tls.key")
+    if exposed:
+        log.warning("%s", exposed)
     configure_malloc()  # the service: large buffers go back when freed, threads share arenas
     # The store before the board: a second server must not open (and so maybe reset) the
     # board behind the first one's store.

@@ -58,6 +58,14 @@ class JobOptions(BaseModel):
                 raise ValueError(f"a whole number of at most {2**63 - 1} (64 bits)")
         return value
 
+    @field_validator("tiles", "head_tiles", mode="after", check_fields=False)
+    @classmethod
+    def _each_tile_once(cls, tiles: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """A tile named twice is a typo (AcquireLease refuses it too)."""
+        if tiles is not None and len(set(tiles)) != len(tiles):
+            raise ValueError("each tile once")
+        return tiles
+
     def settings(self) -> dict[str, Any]:
         """The options as JSON values (what a run record and a checkpoint store)."""
         return self.model_dump(mode="json")

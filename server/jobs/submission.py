@@ -95,7 +95,9 @@ def checked_submission(
                 "dataset", dataset, f"one of {', '.join(runner.datasets)} (bundled data sets), "
                 f"or a file's name ({_suffixes(runner)}) with its content in {DATASET_FILE_FIELD}",
             )  # fmt: skip
-    if not (math.isfinite(lease_wait_s) and 0 <= lease_wait_s <= WAIT_LIMIT_S):
+    if not math.isfinite(lease_wait_s):  # as AcquireLease's wait_s: no number at all
+        raise InvalidArgument("lease_wait_s", lease_wait_s, f"0 .. {WAIT_LIMIT_S:g} s")
+    if not 0 <= lease_wait_s <= WAIT_LIMIT_S:
         raise OutOfRange("lease_wait_s", lease_wait_s, f"0 .. {WAIT_LIMIT_S:g} s")
     try:
         options = runner.options(kind, options_json)

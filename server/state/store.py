@@ -56,7 +56,7 @@ from sidra.drivers.validation import float32_matrix
 from sidra.server.state import maps
 from sidra.server.state.errors import StateStoreError
 from sidra.server.state.history import HistoryRecord, HistoryWriter
-from sidra.server.state.paths import disk_bytes
+from sidra.server.state.paths import disk_bytes, made_private
 from sidra.server.state.records import (
     BoardRecord,
     BoardSummary,
@@ -159,6 +159,7 @@ class StateStore:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
+            made_private(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._configure(db)

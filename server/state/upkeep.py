@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sidra.server.state.errors import StateStoreError
-from sidra.server.state.paths import disk_bytes
+from sidra.server.state.paths import disk_bytes, made_private
 from sidra.server.state.schema import SCHEMA_VERSION, schema_version
 from sidra.server.state.serving import store_served_by
 
@@ -121,6 +121,7 @@ def backup_store(store: Path, out: Path) -> BackupReport:
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     taken = datetime.now(UTC)
     try:
+        made_private(partial)  # VACUUM INTO fills an empty file, keeping its mode
         with closing(_read_only(store)) as db:
             db.execute("VACUUM INTO ?", (str(partial),))
         _checked(partial, "backup")

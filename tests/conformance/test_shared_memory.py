@@ -440,6 +440,8 @@ def test_registration_refusals(client: RemoteBoard, shm_port: int) -> None:
                     SC.OUT_OF_RANGE,
                 ),
                 "a path": (dict(key="../etc/passwd", size_bytes=16), SC.INVALID_ARGUMENT),
+                "a folder": (dict(key="..", size_bytes=16), SC.INVALID_ARGUMENT),
+                "this folder": (dict(key="/.", size_bytes=16), SC.INVALID_ARGUMENT),
                 "no session": (
                     dict(key=memory.name, size_bytes=16, session_id="0" * 32),
                     SC.FAILED_PRECONDITION,

@@ -9,6 +9,7 @@ import asyncio
 import csv
 import io
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -384,10 +385,19 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
             assert refused.value.field == "options['learning_rate']"
         with pytest.raises(InvalidArgument, match=r"got tile 99, expected tiles in 0 \.\. 3"):
             board.jobs.submit("spsa", {"tiles": [99]})
+        with pytest.raises(InvalidArgument, match=r"options.tiles: got \[0, 0\], expected each"):
+            board.jobs.submit("spsa", {"tiles": [0, 0]})
         with pytest.raises(InvalidArgument, match="dataset: got '/etc/passwd'"):
             board.jobs.submit("spsa", dataset="/etc/passwd")
         with pytest.raises(OutOfRange, match="lease_wait_s"):
             board.jobs.submit("spsa", lease_wait_s=61)
+        no_number = jobs_pb2.SubmitJobRequest(kind="spsa", lease_wait_s=math.nan)
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            pytest.raises(grpc.RpcError) as raw,
+        ):  # NaN is no wait at all: INVALID_ARGUMENT, as AcquireLease's wait_s
+            jobs_pb2_grpc.JobServiceStub(channel).SubmitJob(no_number)
+        assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(NotFound, match="NOT_FOUND"):
             board.jobs.get("0123456789abcdef")
         assert board.jobs.list() == [] and board.leases() == []

@@ -143,3 +143,23 @@ def test_a_device_that_is_there_and_a_port_in_use_are_noted(tmp_path: Path) -> N
         f"listen: 127.0.0.1:{port} (plaintext); cannot be bound now: Address already in use "
         "(another process listens there: a sidra serve already running?)"
     )
+
+
+def test_a_tls_key_others_can_read_is_warned_of(tmp_path: Path) -> None:
+    """trustme and many copy commands leave a key 0644: whoever reads it can pose as the
+    server. --check (and a start) says so with the chmod that mends it; 0600 is quiet."""
+    from tests.server.security_support import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    path = config(tmp_path, tmp_path / "state.sqlite3")
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f'[tls]\ncert = "{pki.server_cert}"\nkey = "{pki.server_key}"\n')
+    os.chmod(pki.server_key, 0o644)
+    loose = check(path)
+    assert loose.returncode == 0, loose.stderr
+    assert f"warning: tls.key: {pki.server_key} is readable by everyone (mode 644)" in (
+        loose.stdout
+    )
+    assert f"chmod 600 {pki.server_key}" in loose.stdout
+    os.chmod(pki.server_key, 0o600)
+    assert "warning: tls.key" not in check(path).stdout

@@ -275,3 +275,22 @@ def test_check_finds_damage_and_rows_naming_rows_that_are_not_there(tmp_path: Pa
     )
     with pytest.raises(StateStoreError, match="backup: .*foreign_key_check: "):
         restore_backup(path, tmp_path / "other.sqlite3")  # not a whole store: refused
+
+
+def test_a_new_store_and_its_backups_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """A store holds every principal's models, data sets and job records: made 0600 (its
+    write-ahead log and index take the same mode), and so is a backup of it; a store that
+    exists keeps the mode its owner gave it."""
+    path = tmp_path / "state.sqlite3"
+    with StateStore(path) as store:
+        store.note_board(TEST_BOARD, "boot-a")
+        for made in (path, path.with_name(path.name + "-wal")):
+            assert made.stat().st_mode & 0o777 == 0o600, made
+    out = tmp_path / "backup.sqlite3"
+    backup_store(path, out)
+    assert out.stat().st_mode & 0o777 == 0o600
+    shared = tmp_path / "shared.sqlite3"
+    shared.touch(mode=0o640)
+    os.chmod(shared, 0o640)
+    StateStore(shared).close()
+    assert shared.stat().st_mode & 0o777 == 0o640
