@@ -139,6 +139,8 @@ class BoardServicer:
         caller = caller_key(principal, context.peer())
         with self.limits.admitted(caller, len(data)):
             message = _parse(op, data)
+            if op.rpc == "RunSequence":
+                _refuse_shared_steps(message)
             self.limits.check_batch(caller, message)  # before the tensor becomes an array
             request = convert.request_from_pb(message, op)
             outputs = None
@@ -365,3 +367,19 @@ def _parse(op: Operation, data: bytes) -> Message:
 
 _REQUEST_TYPES: dict[str, type[Message]] = {}
 """``<rpc>Request`` by RPC name, looked up once each."""
+
+
+def _refuse_shared_steps(message: Message) -> None:
+    """InvalidArgument naming ``steps[k].mvm.shared_inputs`` (or ``shared_outputs``): a
+    sequence carries its tensors, and its steps' shared-memory fields were read as no
+    inputs (refused naming ``voltages.dtype``) or left unwritten (outputs)."""
+    for k, step in enumerate(message.steps):  # type: ignore[attr-defined]
+        member = step.WhichOneof("operation")
+        inner = getattr(step, member) if member in ("mvm", "transpose_mvm") else None
+        for field in ("shared_inputs", "shared_outputs"):
+            if inner is not None and inner.HasField(field):
+                raise InvalidArgument(
+                    f"steps[{k}].{member}.{field}", "set",
+                    "tensors inline in a RunSequence (shared memory is for MVM, "
+                    "TransposeMVM and MVMStream calls of their own)",
+                )  # fmt: skip

@@ -9,6 +9,8 @@ steps.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from board_checks import (
@@ -151,3 +153,23 @@ def test_board_wide_calls_are_not_steps(board: Board, step: object) -> None:
     assert caught.value.field == "steps[1]"
     assert "perturbed_mvm" in str(caught.value)  # the steps allowed are listed
     assert board.stats().clock_s == stats.clock_s
+
+
+def test_shared_memory_in_a_step_is_refused_naming_it(stub: Any) -> None:
+    """A sequence carries its tensors: a step naming shared memory was read as no inputs
+    (refused as ``voltages.dtype``, a field not sent) or its outputs left unwritten."""
+    import grpc
+
+    from sidra.hil.v1 import board_pb2 as pb
+
+    shared = pb.SharedTensor(region="r", dtype=pb.DTYPE_FLOAT32, shape=[1, 256])
+    for step, field in (
+        (pb.SequenceStep(mvm=pb.MVMRequest(tile=0, shared_inputs=shared)),
+         "steps[0].mvm.shared_inputs"),
+        (pb.SequenceStep(transpose_mvm=pb.TransposeMVMRequest(tile=0, shared_outputs=shared)),
+         "steps[0].transpose_mvm.shared_outputs"),
+    ):  # fmt: skip
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.RunSequence(pb.RunSequenceRequest(steps=[step]))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith(f"{field}: got 'set'")

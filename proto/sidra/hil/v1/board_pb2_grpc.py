@@ -253,6 +253,8 @@ class BoardServiceServicer:
         e.g. steps[1].perturbed_mvm.points[0].sign; its codes are the step's RPC's.
         steps      INVALID_ARGUMENT  fewer than 1 or more than 16 steps, or a step
         with no operation set ("steps[k]")
+        steps[k].mvm.shared_inputs, .shared_outputs (transpose_mvm too)
+        INVALID_ARGUMENT  set: a sequence carries its tensors inline
         PERMISSION_DENIED: a step needs a role the caller lacks (the message names
         the step and the role); FAILED_PRECONDITION (LeaseHeld): a step's tile is
         leased by another session; RESOURCE_EXHAUSTED limits.max_batch: a pass
