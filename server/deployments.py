@@ -211,6 +211,13 @@ class DeploymentServicer:
                 "description", f"{len(request.description)} characters",
                 f"at most {MAX_DESCRIPTION_CHARS} characters",
             )  # fmt: skip
+        shown = request.description.replace("\n", "").replace("\t", "")
+        if not shown.isprintable():  # a NUL or an escape sequence reaches every terminal
+            bad = next(ch for ch in shown if not ch.isprintable())
+            raise InvalidArgument(
+                "description", f"a character {bad!r}",
+                "printable characters, new lines and tabs",
+            )  # fmt: skip
         regions = checked_regions(info, request.regions)
         row = DeploymentRow(
             info.serial_number, name, principal, self.clock(), request.description, b"", 0,

@@ -161,10 +161,15 @@ class StreamServicer:
             band = tensors.decode(chunk.conductances, "conductances")
             rows, cols = targets.shape
             if band.shape[1] != cols or filled + band.shape[0] > rows:
+                allowed = (
+                    f"[1 .. {rows - filled}, {cols}]: the next rows, full width"
+                    if filled < rows
+                    else f"no more chunks: the {rows} rows declared are all sent"
+                )
                 raise InvalidArgument(
                     "chunks",
                     f"chunk {k} of shape {list(band.shape)} after {filled} of {rows} rows",
-                    f"[1 .. {rows - filled}, {cols}]: the next rows, full width",
+                    allowed,
                 )
             targets[filled : filled + band.shape[0]] = band
             filled += band.shape[0]

@@ -244,6 +244,11 @@ def test_bands_that_do_not_make_up_the_declared_shape_are_refused(
             stub.ProgramChunked(iter([first, second]))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "3 rows sent" in (caught.value.details() or "")
+        whole = spb.ProgramChunk(tile=tile, shape=[2, 8])
+        tensors.encode_into(whole.conductances, g)
+        with pytest.raises(grpc.RpcError) as past:  # a band after the last row
+            stub.ProgramChunked(iter([whole, second]))
+        assert "no more chunks: the 2 rows declared are all sent" in (past.value.details() or "")
 
 
 def test_a_chunked_read_names_its_fields_under_read(tile: int, small_messages: int) -> None:

@@ -93,6 +93,10 @@ def test_a_deployment_is_kept_with_its_model_and_intact_until_written_over(
     assert added.model_sha256 == hashlib.sha256(model).hexdigest()
     assert added.model_bytes == len(model) and added.model is None
     assert added.board_serial == board.info.serial_number and added.description == "mlp"
+    with pytest.raises(InvalidArgument, match="description: got .*expected printable characters"):
+        board.deployments.add(  # an escape sequence would reach every terminal listing it
+            "painted", model, [(2, LAYER)], description="\x1b[31mred"
+        )
     assert before <= added.created_unix_s <= time.time()
     assert added.tiles == (2, 3)
     assert [(r.tile, r.region, r.intact) for r in added.regions] == [
