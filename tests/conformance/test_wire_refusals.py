@@ -15,10 +15,8 @@ Run it alone against a board of your own, so that no driver holds its port meanw
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
-import struct
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,29 +30,10 @@ import serial
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import Flag, Frame, decode_frame, encode_frame
 from sidra.drivers.wire.messages import Msg, Status
+from tests.conformance.wire_payloads import error_parts, strict_json
 
 OFFER = 65535
 """host_max_payload offered in HELLO: the board's own limit then decides."""
-
-
-def strict_json(raw: bytes) -> Any:
-    """``raw`` as RFC 8259 JSON: NaN and Infinity literals are refused (§8.2)."""
-
-    def refuse(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    return json.loads(raw, parse_constant=refuse)
-
-
-def error_parts(payload: bytes) -> tuple[bytes, bytes, bytes]:
-    """field, value, text of an error payload, raw (§8.2: three str16, nothing after)."""
-    parts, offset = [], 0
-    for _ in range(3):
-        (n,) = struct.unpack_from("<H", payload, offset)
-        parts.append(payload[offset + 2 : offset + 2 + n])
-        offset += 2 + n
-    assert offset == len(payload), "bytes after the three str16"
-    return parts[0], parts[1], parts[2]
 
 
 @dataclass

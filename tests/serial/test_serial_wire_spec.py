@@ -8,10 +8,8 @@ a happy-path session.
 
 from __future__ import annotations
 
-import json
 import os
 import select
-import struct
 import tty
 import zlib
 from collections.abc import Iterator
@@ -25,28 +23,9 @@ from sidra.drivers.wire.messages import Msg, Status
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
 from sidra.emulator.firmware import PtyServer, VirtualBoard
+from tests.conformance.wire_payloads import error_parts, strict_json
 
 PROFILE = preset("ideal").model_copy(update={"geometry": Geometry(tiles=2, rows=32, cols=16)})
-
-
-def strict_json(text: bytes) -> object:
-    """JSON as RFC 8259 has it: NaN / Infinity literals are refused."""
-
-    def refuse(name: str) -> object:
-        raise ValueError(f"{name} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def error_parts(payload: bytes) -> tuple[bytes, bytes, bytes]:
-    """field, value, text of an error payload, as raw bytes (§8: three str16)."""
-    parts, offset = [], 0
-    for _ in range(3):
-        (n,) = struct.unpack_from("<H", payload, offset)
-        parts.append(payload[offset + 2 : offset + 2 + n])
-        offset += 2 + n
-    assert offset == len(payload)
-    return parts[0], parts[1], parts[2]
 
 
 class RawHost:
