@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,20 +113,28 @@ def test_a_job_lets_go_of_its_tiles_before_its_plot_is_drawn(
         waiting = client.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
 
         def figure(record: TrainingRecord) -> Any:
-            if drawn:  # the second job's plot
-                drawn.append(([], ""))
+            # Whose plot: the job's thread is named after it (which plot comes first, or
+            # whether both are drawn at once, is the machine's load's to say).
+            if not threading.current_thread().name.endswith(first.job_id):
+                drawn.append(([], "second"))
                 raise RuntimeError("no room to draw")
-            leases = client.leases()
-            with contextlib.suppress(AssertionError):  # still queued: said below
-                _until(lambda: client.jobs.get(waiting.job_id).state != "queued", 10.0)
-            drawn.append((leases, client.jobs.get(waiting.job_id).state))
+            try:
+                leases = client.leases()
+                with contextlib.suppress(AssertionError):  # still queued: said below
+                    _until(lambda: client.jobs.get(waiting.job_id).state != "queued", 10.0)
+                drawn.append((leases, client.jobs.get(waiting.job_id).state))
+            except Exception as exc:  # said by the assertions below, not lost in the log
+                drawn.append(([], f"the first plot's checks failed: {exc!r}"))
+                raise
             return draw(record)
 
         monkeypatch.setattr(TrainingRecord, "figure", figure)
         done = client.jobs.wait(first.job_id)
         second = client.jobs.wait(waiting.job_id)
         said = [e.message for e in client.jobs.watch(second.job_id) if e.kind == "log"]
-    (leases, state), _ = drawn
+    assert sorted(state == "second" for _, state in drawn) == [False, True], drawn
+    ((leases, state),) = [(lease, s) for lease, s in drawn if s != "second"]
+    assert not state.startswith("the first plot's checks failed"), state
     # Drawn with the job's lease released: the queued job started on its tile meanwhile.
     assert [lease.tile for lease in leases if first.job_id in lease.label] == []
     assert state != "queued"
