@@ -70,15 +70,16 @@ def describe(target: Target) -> str:
 
 def register(
     board: Board, name: str, target: Target, regions: Sequence[tuple[int, Region]],
-    replace: bool, protect: bool,
+    replace: bool, protect: bool, *, validate_only: bool = False,
 ) -> Deployment:  # fmt: skip
     """Registers ``target`` under ``name`` on the server, as ``regions`` hold it (programmed
     just now: a deployed model's :meth:`~DeployedModel.regions`, or a tuned deployment's
-    own regions)."""
+    own regions); ``validate_only``: checks it all, keeping nothing (before the tiles are
+    written)."""
     return remote(board, "'--name'").deployments.add(
         name, target.data, list(regions),
         description=describe(target), replace=replace,
-        protect=protect,
+        validate_only=validate_only, protect=protect,
     )  # fmt: skip
 
 

@@ -25,9 +25,9 @@ from sidra.cli.model import (
     print_programming,
     tiles_for,
 )
-from sidra.cli.model_deployments import describe, register, target_of
+from sidra.cli.model_deployments import register, target_of
 from sidra.cli.model_files import OptionalModelPath, Target, file_target
-from sidra.cli.model_served import remote, server_board
+from sidra.cli.model_served import server_board
 from sidra.cli.options import AsJson, field_option, job_options, new_file
 from sidra.cli.texts import count_text, figure_text, tiles_text
 from sidra.cli.train.params import (
@@ -263,11 +263,9 @@ def _check_may_keep_name(board: Board, target: Target, server: str | None) -> No
     if found is None:
         return
     regions = [(r.tile, r.region) for r in found.regions]
-    try:
-        remote(board, "'--deployment'").deployments.add(
-            found.name, target.data, regions, description=describe(target), replace=True,
-            validate_only=True, protect=found.protected,
-        )  # fmt: skip
+    try:  # as _kept_under_name registers it, kept nowhere
+        register(board, found.name, target, regions, replace=True, protect=found.protected,
+                 validate_only=True)  # fmt: skip
     except PermissionDenied as exc:
         raise typer.BadParameter(
             f"{exc}: tuning it would rewrite its tiles and could not keep the tuned model "

@@ -332,9 +332,8 @@ class JobRecords:
                 (started,) = db.execute(
                     "SELECT started_unix_s FROM jobs WHERE id = ?", (job_id,)
                 ).fetchone()
-                ended = min(
-                    now_unix_s, max(float(last or 0.0), float(started or 0.0)) or now_unix_s
-                )
+                heard = max(float(last or 0.0), float(started or 0.0))
+                ended = min(heard, now_unix_s) if heard else now_unix_s
                 db.execute(
                     "UPDATE jobs SET state = 'interrupted', ended_unix_s = ?, error = ? "
                     "WHERE id = ?",
