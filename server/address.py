@@ -7,7 +7,7 @@ import errno
 import ipaddress
 import socket
 
-__all__ = ["bind_problem", "is_loopback", "split_address"]
+__all__ = ["bind_problem", "is_loopback", "metrics_exposure", "split_address"]
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 """Host names that resolve to loopback on every system the service runs on."""
@@ -35,6 +35,24 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def metrics_exposure(address: str) -> str | None:
+    """A warning when the metrics endpoint's ``address`` listens on every interface
+    (``0.0.0.0``, ``[::]``): its plain HTTP answers anyone who reaches the host. None for
+    loopback or one interface's address, which the admin picked for the monitoring host."""
+    host = address.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    try:
+        every = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return None
+    if not every:
+        return None
+    return (
+        f"metrics.listen: {address} listens on every interface: its plain HTTP, with no "
+        "token, tells whoever reaches this host the board's identity, deployment names and "
+        "call counts; bind it to 127.0.0.1 or to the monitoring network's address"
+    )
 
 
 def bind_problem(address: str) -> str | None:

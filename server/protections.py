@@ -11,11 +11,14 @@ the state store and taken back when the server starts.
 Every board call passes :meth:`Protections.admit` (``sidra.server.servicer``): with no
 protected deployment, or for a read, it returns at once. A protection is not put on a
 tile another principal's session leases (:func:`check_unleased`): it would refuse the
-writes that lease was granted for.
+writes that lease was granted for. An admin's write goes through; the first of each
+admin into each deployment is logged as a warning (the deployment no longer holds its
+model there, and its owner will want to know who wrote it).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from sidra.drivers.requests import Request
 from sidra.server.sessions.registry import LEASE_ACCESS, Access, TileHolder
 
 __all__ = ["Protected", "Protections", "check_unleased"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,7 @@ class Protections:
         self._info = info
         self._lock = threading.Lock()
         self._by_tile: dict[int, tuple[Protected, ...]] = {}
+        self._admins_warned_of: set[tuple[str, str]] = set()  # (admin, deployment)
 
     def keep(self, deployment: str, principal: str, regions: Iterable[tuple[int, Region]]) -> None:
         """``deployment``'s regions protected from now on (in place of any it had)."""
@@ -53,6 +59,7 @@ class Protections:
                 entry = Protected(deployment, principal, tile, region)
                 by_tile[tile] = (*by_tile.get(tile, ()), entry)
             self._by_tile = by_tile
+            self._admins_warned_of = {w for w in self._admins_warned_of if w[1] != deployment}
 
     def drop(self, deployment: str) -> None:
         """``deployment`` no longer protected (deleted, or registered again without)."""
@@ -61,9 +68,10 @@ class Protections:
 
     def admit(self, rpc: str, request: Request, principal: str, *, admin: bool) -> None:
         """Raises FailedPrecondition when ``request`` (of ``rpc``) would write cells of
-        another principal's protected deployment and the caller is not an admin."""
+        another principal's protected deployment and the caller is not an admin (an
+        admin's first such write into each deployment is logged)."""
         by_tile = self._by_tile  # replaced whole under the lock: read without it
-        if not by_tile or admin or LEASE_ACCESS.get(rpc) is not Access.WRITE:
+        if not by_tile or LEASE_ACCESS.get(rpc) is not Access.WRITE:
             return
         tile = getattr(request, "tile", None)
         entries = by_tile.get(tile) if isinstance(tile, int) else None
@@ -73,7 +81,22 @@ class Protections:
         region = (written or Region()).resolve(self._info.rows, self._info.cols)
         for entry in entries:
             if entry.principal != principal and region.overlaps(entry.region):
-                raise FailedPrecondition(_refusal(entry, rpc))
+                if not admin:
+                    raise FailedPrecondition(_refusal(entry, rpc))
+                self._warn_of_admin(entry, rpc, principal)
+
+    def _warn_of_admin(self, entry: Protected, rpc: str, admin: str) -> None:
+        """Logs once per admin and deployment (an admin's training run writes a tile
+        thousands of times) that the admin wrote the protected deployment's cells."""
+        with self._lock:
+            if (admin, entry.deployment) in self._admins_warned_of:
+                return
+            self._admins_warned_of.add((admin, entry.deployment))
+        log.warning(
+            "admin %r wrote deployment %r of %r, protected (%s on tile %d %s): its cells no "
+            "longer hold what was deployed (sidra model check; the owner deploys it again)",
+            admin, entry.deployment, entry.principal, rpc, entry.tile, entry.region.cells_text(),
+        )  # fmt: skip
 
     def check_tiles(self, tiles: Sequence[int], principal: str, *, admin: bool) -> None:
         """Raises FailedPrecondition when one of ``tiles`` holds a region of another

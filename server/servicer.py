@@ -313,12 +313,20 @@ def _note_instance(store: StateStore, board: Board) -> None:
             "it are the other board's (sidra serve --restore refuses them)",
             info.serial_number, info.model, before.model,
         )  # fmt: skip
-    elif before is not None and before.last_boot_id != instance:
+    elif before is not None and _writes_lost(store, info.serial_number, instance):
         log.warning(
             "board %s is instance %s, last recorded as %s: what was programmed then is not "
             "on the board unless restored (sidra serve --restore)",
             info.serial_number, instance, before.last_boot_id,
         )  # fmt: skip
+
+
+def _writes_lost(store: StateStore, serial_number: str, instance: str) -> bool:
+    """Whether the last write the store holds for the board was made in another of its
+    instances than ``instance``: with none ever made, or the last a restore into this
+    instance (``sidra serve --restore``), nothing is lost and a warning would be noise."""
+    last = store.history(serial_number, limit=1)
+    return bool(last) and last[0].boot_id != instance
 
 
 class _Route:

@@ -189,11 +189,14 @@ def _drain(stream: IO[str], tail: collections.deque[str]) -> None:
 
 def serving_line(stream: IO[str]) -> str:
     """Reads ``sidra serve``'s stderr up to its "serving ... on HOST:PORT" line and
-    returns it; warnings may come first (a state store that last saw another
-    instance of the board says so before the server starts)."""
+    returns it (in JSON logs, the start object's message); warnings may come first (a
+    state store that last saw another instance of the board says so before the server
+    starts)."""
     seen = []
     for line in stream:
         seen.append(line)
+        if line.startswith("{"):
+            line = json.loads(line)["message"]
         if re.match(r"serving .* on \S+:\d+", line):
             return line.strip()
         if len(seen) > 50:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.pcie.bar import SYSFS_DEVICES
 from sidra.drivers.url import check_board_url, schemes
-from sidra.server.address import bind_problem
+from sidra.server.address import bind_problem, metrics_exposure
 from sidra.server.security.tokens import expiry_note, read_tokens
 from sidra.server.settings import ServerSettings, exposure
 from sidra.server.state.schema import SCHEMA_VERSION, schema_version
@@ -60,6 +60,9 @@ def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
     if settings.metrics.listen is not None:
         metrics = settings.metrics.listen
         notes.append(f"metrics: http://{metrics}/metrics{_in_use(metrics)}")
+        exposed = metrics_exposure(metrics)
+        if exposed:
+            notes.append(f"warning: {exposed}")
     return notes, problems
 
 

@@ -17,7 +17,7 @@ from grpc_health.v1 import health
 
 from sidra.cli.serve_check import checked_settings
 from sidra.drivers import SidraError, open_board
-from sidra.server.address import bind_problem
+from sidra.server.address import bind_problem, metrics_exposure
 from sidra.server.app import create_configured_server
 from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
@@ -41,7 +41,7 @@ def serve_until_stopped(
     settings = _settings_or_exit(config, **options)
     if check:
         _check_only(settings)
-    configure_logging(settings.logging.format, settings.logging.level)
+    handler = configure_logging(settings.logging.format, settings.logging.level)
     exposed = None if settings.tls is None else exposure(settings.tls.key, "tls.key")
     if exposed:
         log.warning("%s", exposed)
@@ -54,10 +54,10 @@ def serve_until_stopped(
             held.enter_context(serving_store(settings.state.path, who))
         except StateStoreError as exc:
             raise typer.BadParameter(str(exc), param_hint="state.path") from exc
-        _serve(settings, restore_state)
+        _serve(settings, restore_state, handler)
 
 
-def _serve(settings: ServerSettings, restore_state: bool) -> None:
+def _serve(settings: ServerSettings, restore_state: bool, handler: logging.Handler) -> None:
     """Opens the board and the store, serves until SIGINT or SIGTERM, then stops."""
     # A port another process listens on is refused before the board is opened and the
     # store records it (a start that fails touches neither); gRPC's own bind comes later.
@@ -75,11 +75,11 @@ def _serve(settings: ServerSettings, restore_state: bool) -> None:
         raise typer.BadParameter(str(exc), param_hint="state.path") from exc
     if restore_state:
         try:
-            typer.echo(restore(driver, store).describe(), err=True)
+            _announce(handler, settings, restore(driver, store).describe())
         except SidraError as exc:
             driver.close()
             store.close()
-            typer.echo(f"sidra serve --restore: {exc}", err=True)
+            _announce(handler, settings, f"sidra serve --restore: {exc}", logging.ERROR)
             raise typer.Exit(1) from None
     health_servicer = health.HealthServicer()
     metrics = ServiceMetrics()
@@ -103,10 +103,19 @@ def _serve(settings: ServerSettings, restore_state: bool) -> None:
     server.start()
     host = settings.listen.rsplit(":", 1)[0]
     info = driver.info
-    typer.echo(
+    metrics_url = _metrics_url(settings, endpoint)
+    _announce(
+        handler,
+        settings,
         f"serving {info.model} ({info.serial_number}, {settings.board}) on {host}:{port}"
-        f" [{_protection(settings)}]{_metrics_note(settings, endpoint)}",
-        err=True,
+        f" [{_protection(settings)}]{f', metrics on {metrics_url}' if metrics_url else ''}",
+        listen=f"{host}:{port}",
+        port=port,
+        board=settings.board,
+        model=info.model,
+        serial_number=info.serial_number,
+        protection=_protection(settings),
+        metrics_url=metrics_url,
     )
     stop = threading.Event()
     received: list[str] = []
@@ -168,12 +177,33 @@ def _metrics_endpoint(metrics: ServiceMetrics, settings: ServerSettings) -> Metr
     """The metrics endpoint ``[metrics] listen`` asks for, serving ``metrics``; None if unset."""
     if settings.metrics.listen is None:
         return None
+    exposed = metrics_exposure(settings.metrics.listen)
+    if exposed:
+        log.warning("%s", exposed)
     return MetricsEndpoint.start(metrics.registry, settings.metrics.listen)
 
 
-def _metrics_note(settings: ServerSettings, endpoint: MetricsEndpoint | None) -> str:
+def _metrics_url(settings: ServerSettings, endpoint: MetricsEndpoint | None) -> str | None:
     """Where the metrics are, for the first line: the URL a scrape config names."""
     if endpoint is None or settings.metrics.listen is None:
-        return ""
+        return None
     host = settings.metrics.listen.rsplit(":", 1)[0]
-    return f", metrics on http://{host}:{endpoint.port}/metrics"
+    return f"http://{host}:{endpoint.port}/metrics"
+
+
+def _announce(
+    handler: logging.Handler,
+    settings: ServerSettings,
+    text: str,
+    level: int = logging.INFO,
+    **details: object,
+) -> None:
+    """A line ``sidra serve`` always writes, whatever ``[logging] level`` says (the start
+    line names the port a ``listen = "...:0"`` got): as it is in text logs, one object
+    with ``details`` beside its message in JSON logs, so a collector reads every line."""
+    if settings.logging.format != "json":
+        typer.echo(text, err=True)
+        return
+    record = log.makeRecord(log.name, level, __file__, 0, text, (), None)
+    record.details = details
+    handler.handle(record)  # the handler, not the logger: the level must not hide it

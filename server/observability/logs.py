@@ -121,8 +121,9 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
-    ``message``, ``request_id`` under an RPC, an RPC line's fields at the top level and
-    ``exception`` (the traceback, as text) when one was logged."""
+    ``message``, ``request_id`` under an RPC, an RPC line's fields (or a record's
+    ``details``, as ``sidra serve``'s start line has) at the top level and ``exception``
+    (the traceback, as text) when one was logged."""
 
     def format(self, record: logging.LogRecord) -> str:
         rpc: dict[str, Any] | None = getattr(record, "rpc", None)
@@ -137,6 +138,9 @@ class JsonFormatter(logging.Formatter):
             line["request_id"] = request_id
         if rpc is not None:
             line.update(rpc)
+        details: dict[str, Any] | None = getattr(record, "details", None)
+        if details:
+            line.update(details)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:

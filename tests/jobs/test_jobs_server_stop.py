@@ -290,14 +290,26 @@ def test_a_remote_job_s_command_that_loses_its_server_says_how_to_find_the_job(
     monkeypatch.setattr(client_jobs, "RECONNECT_LIMIT_S", 1.0)
     env = {**os.environ, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")}
     proc, address = _serve(env)
-    killer = threading.Timer(2.0, proc.kill)
+    gone = threading.Event()
+
+    def kill_once_the_job_runs() -> None:  # not on a timer: a loaded machine submits late
+        with connect(address) as watcher:
+            deadline = time.monotonic() + 60.0
+            while not gone.is_set() and time.monotonic() < deadline:
+                if watcher.jobs.list():
+                    break
+                time.sleep(0.05)
+        proc.kill()
+
+    killer = threading.Thread(target=kill_once_the_job_runs, daemon=True)
     try:
         killer.start()
         with pytest.raises(typer.Exit) as ended:
             run_remote_job(address, "mlp", LONG_MLP, "iris", tmp_path / "out",
                            Console(stderr=True, quiet=True))  # fmt: skip
     finally:
-        killer.cancel()
+        gone.set()
+        killer.join(timeout=70)
         _ended(proc)
     assert ended.value.exit_code == 1
     said = " ".join(capsys.readouterr().err.split())

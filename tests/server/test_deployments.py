@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 import subprocess
 import time
 from collections.abc import Iterator
@@ -236,12 +237,14 @@ def test_validate_only_checks_all_but_the_cells_and_keeps_nothing(board: RemoteB
 
 
 def test_a_protected_deployment_keeps_other_principals_writes_off_its_cells(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Alice protects her model on tile 1: Bob's writes that touch its cells are refused
     naming it (Program, Perturb, Calibrate, a sequence's step, a job), and change
-    nothing; his reads, his writes beside it, Alice's own and an admin's go through; the
-    protection outlives the server and ends with the deployment."""
+    nothing; his reads, his writes beside it, Alice's own and an admin's go through, the
+    admin's first logged as a warning; the protection outlives the server and ends with
+    the deployment."""
+    caplog.set_level(logging.WARNING, logger="sidra.server.protections")
     tokens_file = tmp_path / "tokens.toml"
     tokens = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER, root=Role.ADMIN)
     store = tmp_path / "s.sqlite3"
@@ -277,7 +280,14 @@ def test_a_protected_deployment_keeps_other_principals_writes_off_its_cells(
             program(bob, 1, beside, 20.0)  # cells beside it
             program(bob, 2, LAYER, 20.0)  # another tile
             program(alice, 1, LAYER, 30.0)  # its owner's
-            program(root, 1, LAYER, 30.0)  # an admin's
+            assert "admin" not in caplog.text
+            program(root, 1, LAYER, 30.0)  # an admin's, logged once
+            root.perturb(1, 3, 1.0)
+            root.restore(1)
+            (warning,) = [r for r in caplog.records if r.name == "sidra.server.protections"]
+            assert warning.getMessage().startswith(
+                "admin 'root' wrote deployment 'demo' of 'alice', protected (Program on tile 1"
+            )
             # An admin's job too: its board calls would carry no admin rights.
             with pytest.raises(FailedPrecondition, match="protected: a job there"):
                 root.jobs.submit("spsa", {"steps": 4, "tiles": [1]}, dataset="iris")

@@ -163,3 +163,17 @@ def test_a_tls_key_others_can_read_is_warned_of(tmp_path: Path) -> None:
     assert f"chmod 600 {pki.server_key}" in loose.stdout
     os.chmod(pki.server_key, 0o600)
     assert "warning: tls.key" not in check(path).stdout
+
+
+def test_metrics_on_every_interface_are_warned_of(tmp_path: Path) -> None:
+    """The metrics endpoint is plain HTTP with no token: on 0.0.0.0 it answers whoever
+    reaches the host. --check says so; loopback and one interface's address are quiet."""
+    path = config(tmp_path, tmp_path / "state.sqlite3")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('listen = "127.0.0.1:9464"', 'listen = "0.0.0.0:0"'))
+    wide = check(path)
+    assert wide.returncode == 0, wide.stderr
+    assert "warning: metrics.listen: 0.0.0.0:0 listens on every interface" in wide.stdout
+    assert "bind it to 127.0.0.1" in wide.stdout
+    path.write_text(text)
+    assert "warning: metrics" not in check(path).stdout

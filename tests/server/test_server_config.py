@@ -3,6 +3,7 @@ strength; every refusal names its key; the network needs TLS and tokens."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -291,6 +292,27 @@ def test_allow_insecure_serves_and_warns() -> None:
     assert "WARNING" in text and "serving without TLS on 0.0.0.0:0" in text
     assert "serving without [auth] on 0.0.0.0:0" in text
     assert "[plaintext, no auth]" in lines[-1]
+
+
+def test_json_logs_carry_the_start_line_as_an_object_naming_the_port() -> None:
+    """With ``[logging] format = "json"`` a collector reads every line ``sidra serve``
+    writes, the start line too (its port and board as fields), even at level warning."""
+    env = {"SIDRA_LOGGING__FORMAT": "json", "SIDRA_LOGGING__LEVEL": "warning"}
+    with sidra_serve("--listen", "127.0.0.1:0", "--restore", **env) as proc:
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stderr:
+            lines.append(json.loads(line))  # every line, or this fails naming it
+            if "port" in lines[-1]:
+                break
+        start = lines[-1]
+        with grpc.insecure_channel(f"127.0.0.1:{start['port']}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=10)
+    assert start["message"].startswith("serving ") and start["listen"].startswith("127.0.0.1:")
+    assert start["protection"] == "plaintext, no auth" and start["board"].startswith("emu://")
+    assert start["serial_number"] in start["message"] and start["metrics_url"] is None
+    restored = [line for line in lines if line["message"].startswith("restore ")]
+    assert len(restored) == 1 and restored[0]["level"] == "INFO"
 
 
 def test_serve_with_tls_and_tokens_from_a_config_file(tmp_path: Path, pki: Pki) -> None:

@@ -61,6 +61,30 @@ def test_records_carry_the_board_instance_and_a_new_instance_is_reported(
     assert f"last recorded as {first}" in caplog.text and "sidra serve --restore" in caplog.text
 
 
+def test_a_new_instance_is_not_warned_of_when_nothing_was_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    with open_board(IDEAL_URL) as board, StateStore(path) as store, served_with_store(board, store):
+        pass  # served, nothing written
+    with open_board(IDEAL_URL) as again, StateStore(path) as store, served_with_store(again, store):
+        pass
+    assert "is instance" not in caplog.text  # nothing was programmed: nothing to restore
+
+    with (
+        open_board(IDEAL_URL) as board,
+        StateStore(path) as store,
+        served_with_store(board, store) as port,
+        connect(f"127.0.0.1:{port}") as client,
+    ):
+        client.program(1, targets(np.random.default_rng(6), (3, 3)))
+    with open_board(IDEAL_URL) as again, StateStore(path) as store:
+        restore(again, store)  # as `sidra serve --restore` does before it serves
+        with served_with_store(again, store):
+            pass
+    assert "is instance" not in caplog.text  # restored into the instance it serves
+
+
 def test_write_counts_read_through_the_service_are_kept(tmp_path: Path) -> None:
     with (
         open_board(IDEAL_URL) as board,
