@@ -51,6 +51,7 @@ from sidra.client.errors import from_rpc_error
 from sidra.client.instance import InstanceTracker
 from sidra.client.options import check_connect_options, checked_count
 from sidra.client.reachability import wait_for_server_async
+from sidra.client.refused_places import PlaceWaits
 from sidra.client.remote import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TIMEOUT_S,
@@ -255,7 +256,7 @@ class AsyncRemoteBoard(SizedCalls):
                 "first or connect again for a second session"
             )
         request = session_pb2.OpenSessionRequest(ttl_s=ttl_s, label=label)
-        reply = await call_session(self.channel, "OpenSession", request, self.timeout_s)
+        reply = await call_session(self._open_channel, "OpenSession", request, self.timeout_s)
         self._session = AsyncSession(
             self, session_state(reply), heartbeat=heartbeat, lease_as_used=lease_as_used
         )
@@ -277,7 +278,7 @@ class AsyncRemoteBoard(SizedCalls):
 
     async def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""
-        return await list_leases(self.channel, self.timeout_s)
+        return await list_leases(self._open_channel, self.timeout_s)
 
     async def tile_use(self) -> TileUse:
         """Which tiles others use now, as the sync client's
@@ -298,14 +299,23 @@ class AsyncRemoteBoard(SizedCalls):
         """Who the server takes this client for, as the sync client's
         :meth:`~sidra.client.RemoteBoard.caller`."""
         request = session_pb2.GetCallerRequest()
-        return caller_of(await call_session(self.channel, "GetCaller", request, self.timeout_s))
+        return caller_of(
+            await call_session(self._open_channel, "GetCaller", request, self.timeout_s)
+        )
 
     async def close_session(self, session_id: str) -> tuple[int, ...]:
         """Ends the session ``session_id`` and its leases, as the sync client's
         :meth:`~sidra.client.RemoteBoard.close_session`; the tiles restored."""
         request = session_pb2.CloseSessionRequest(session_id=session_id)
-        reply = await call_session(self.channel, "CloseSession", request, self.timeout_s)
+        reply = await call_session(self._open_channel, "CloseSession", request, self.timeout_s)
         return tuple(reply.restored_tiles)
+
+    @property
+    def _open_channel(self) -> grpc.aio.Channel:
+        """The channel, or BoardUnavailable saying so once :meth:`close` was called."""
+        if self._closed:
+            raise self._closed_error()
+        return self.channel
 
     def _left_session(self, session: AsyncSession) -> None:
         if self._session is session:
@@ -400,28 +410,35 @@ class AsyncRemoteBoard(SizedCalls):
         """``message`` sent as ``op``'s RPC: the reply and the board instance its trailer
         names; a failure raised as the SIDRA exception (a changed instance reported)."""
         async with self._slots:
-            call = self._calls[op.request](message, timeout=self.timeout_s, metadata=self._metadata)
-            try:
-                reply = await call
-                trailers = await call.trailing_metadata()
-            except grpc.RpcError as exc:
-                error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
-                named = instance_in(exc.trailing_metadata())
-                reported = self._instance.failed(named, error, op.rpc)
-                if reported is error:
-                    raise error from exc
-                raise reported from error
-        return reply, instance_in(trailers)
+            timeout_s, waits = self.timeout_s, None
+            while True:
+                call = self._calls[op.request](message, timeout=timeout_s, metadata=self._metadata)
+                try:
+                    reply = await call
+                    trailers = await call.trailing_metadata()
+                    return reply, instance_in(trailers)
+                except grpc.RpcError as exc:
+                    error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
+                    waits = waits or PlaceWaits(self.timeout_s)
+                    wait_s = waits.wait_s(error)  # places this client does not see
+                    if wait_s is None:
+                        named = instance_in(exc.trailing_metadata())
+                        reported = self._instance.failed(named, error, op.rpc)
+                        if reported is error:
+                            raise error from exc
+                        raise reported from error
+                await asyncio.sleep(wait_s)
+                timeout_s = waits.left_s()
 
     @property
     def jobs(self) -> AsyncJobs:
         """Training jobs run inside the server, next to the board (jobs.proto)."""
-        return AsyncJobs(self.channel, self.timeout_s)
+        return AsyncJobs(self._open_channel, self.timeout_s)
 
     @property
     def deployments(self) -> AsyncDeployments:
         """Trained networks on the board's tiles, by name (deployments.proto)."""
-        return AsyncDeployments(self.channel, self.timeout_s)
+        return AsyncDeployments(self._open_channel, self.timeout_s)
 
     async def shared_memory(self, size_bytes: int, name: str = "") -> AsyncSharedRegion:
         """:meth:`RemoteBoard.shared_memory <sidra.client.RemoteBoard.shared_memory>`:
@@ -431,9 +448,11 @@ class AsyncRemoteBoard(SizedCalls):
             raise FailedPrecondition(
                 "shared memory lives in a session: open one first (await board.session())"
             )
-        return await AsyncSharedRegion.open(
+        region = await AsyncSharedRegion.open(
             self, self._session.id, size_bytes, name or new_shm_name()
         )
+        self._session.at_close.append(region.unlink)  # not left in /dev/shm by a session
+        return region
 
     async def mvm_shared(
         self,

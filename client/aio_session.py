@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from sidra.client.session import (
     HEARTBEATS_PER_TTL,
     SessionState,
     TileLease,
+    run_at_close,
     session_method,
     session_state,
     tile_leases,
@@ -73,6 +74,8 @@ class AsyncSession:
         self._leasing = asyncio.Lock()
         self.lost: SidraError | None = None
         """Why the session ended on the server, once a heartbeat learnt it did."""
+        self.at_close: list[Callable[[], None]] = []
+        """As :attr:`Session.at_close <sidra.client.session.Session.at_close>`."""
         self._beat = asyncio.create_task(self._heartbeats()) if heartbeat else None
 
     async def lease(
@@ -124,6 +127,8 @@ class AsyncSession:
             reply = await self._call("CloseSession", pb.CloseSessionRequest(session_id=self.id))
         except SessionClosed:
             return ()
+        finally:
+            run_at_close(self.at_close)
         return tuple(reply.restored_tiles)
 
     async def __aenter__(self) -> AsyncSession:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,6 +42,7 @@ from sidra.client.jobs import Jobs
 from sidra.client.options import check_connect_options
 from sidra.client.places import Places
 from sidra.client.reachability import wait_for_server
+from sidra.client.refused_places import PlaceWaits
 from sidra.client.session import (
     Caller,
     Session,
@@ -210,7 +212,7 @@ class RemoteBoard(SizedCalls, Board):
                 "first or connect again for a second session"
             )
         request = session_pb2.OpenSessionRequest(ttl_s=ttl_s, label=label)
-        reply = session_call(self._channel, "OpenSession", request, self.timeout_s)
+        reply = session_call(self._open_channel, "OpenSession", request, self.timeout_s)
         session = Session(
             self, session_state(reply), heartbeat=heartbeat, lease_as_used=lease_as_used
         )
@@ -221,12 +223,12 @@ class RemoteBoard(SizedCalls, Board):
     @property
     def jobs(self) -> Jobs:
         """Training jobs run inside the server, next to the board (jobs.proto)."""
-        return Jobs(self._channel, self.timeout_s)
+        return Jobs(self._open_channel, self.timeout_s)
 
     @property
     def deployments(self) -> Deployments:
         """Trained networks on the board's tiles, by name (deployments.proto)."""
-        return Deployments(self._channel, self.timeout_s)
+        return Deployments(self._open_channel, self.timeout_s)
 
     def health(self) -> str:
         """The server's health for its board service (grpc.health.v1): "SERVING", or
@@ -243,7 +245,7 @@ class RemoteBoard(SizedCalls, Board):
 
     def leases(self) -> list[TileLease]:
         """Every lease on the board now, ascending by tile."""
-        return list_leases(self._channel, self.timeout_s)
+        return list_leases(self._open_channel, self.timeout_s)
 
     def tile_use(self) -> TileUse:
         """Which tiles others use now: those another session leases (this board's own
@@ -268,15 +270,22 @@ class RemoteBoard(SizedCalls, Board):
         """Who the server takes this client for: principal, role, its token's dates, its
         connection and sessions (GetCaller)."""
         request = session_pb2.GetCallerRequest()
-        return caller_of(session_call(self._channel, "GetCaller", request, self.timeout_s))
+        return caller_of(session_call(self._open_channel, "GetCaller", request, self.timeout_s))
 
     def close_session(self, session_id: str) -> tuple[int, ...]:
         """Ends the session ``session_id`` (:attr:`TileLease.session_id`) and its leases:
         one of the caller's own, or as an admin anyone's. Returns the tiles whose cells
         were restored."""
         request = session_pb2.CloseSessionRequest(session_id=session_id)
-        reply = session_call(self._channel, "CloseSession", request, self.timeout_s)
+        reply = session_call(self._open_channel, "CloseSession", request, self.timeout_s)
         return tuple(reply.restored_tiles)
+
+    @property
+    def _open_channel(self) -> grpc.Channel:
+        """The channel, or BoardUnavailable saying so once :meth:`close` was called."""
+        if self._closed:
+            raise self._closed_error()
+        return self._channel
 
     def _left_session(self, session: Session) -> None:
         if self._session is session:
@@ -363,18 +372,27 @@ class RemoteBoard(SizedCalls, Board):
 
     def _send(self, op: Operation, message: Any) -> tuple[Any, Any]:
         """``message`` sent as ``op``'s RPC: (reply, call), or the SIDRA exception."""
-        try:
-            with self._slots:  # a place: past max_in_flight the service would refuse
-                reply, call = self._calls[op.request].with_call(
-                    message, timeout=self.timeout_s, metadata=self._metadata
-                )
-        except grpc.RpcError as exc:
-            error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
-            reported = self._instance.failed(_instance_of(exc), error, op.rpc)
-            if reported is error:
-                raise error from exc
-            raise reported from error  # the reset is the news; the call's own error its cause
-        return reply, call
+        with self._slots:  # a place: past max_in_flight the service would refuse
+            timeout_s, waits = self.timeout_s, None
+            while True:
+                try:
+                    return self._calls[op.request].with_call(  # type: ignore[no-any-return]
+                        message, timeout=timeout_s, metadata=self._metadata
+                    )
+                except grpc.RpcError as exc:
+                    error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
+                    waits = waits or PlaceWaits(self.timeout_s)
+                    wait_s = waits.wait_s(error)  # places this client does not see
+                    if wait_s is None:
+                        self._raise(error, exc, op)
+                    time.sleep(wait_s)
+                    timeout_s = waits.left_s()
+
+    def _raise(self, error: SidraError, exc: grpc.RpcError, op: Operation) -> NoReturn:
+        reported = self._instance.failed(_instance_of(exc), error, op.rpc)
+        if reported is error:
+            raise error from exc
+        raise reported from error  # the reset is the news; the call's own error its cause
 
     def shared_memory(self, size_bytes: int, name: str = "") -> SharedRegion:
         """A POSIX shared-memory region of ``size_bytes``, registered in this board's
@@ -384,7 +402,9 @@ class RemoteBoard(SizedCalls, Board):
             raise FailedPrecondition(
                 "shared memory lives in a session: open one first (board.session())"
             )
-        return SharedRegion(self, self._session.id, size_bytes, name or new_shm_name())
+        region = SharedRegion(self, self._session.id, size_bytes, name or new_shm_name())
+        self._session.at_close.append(region.unlink)  # not left in /dev/shm by a session
+        return region
 
     def mvm_shared(
         self,
@@ -562,8 +582,8 @@ def check_address(address: Any) -> None:
     if address.startswith(("grpc://", "grpcs://")):
         raise InvalidArgument(
             "address", address,
-            "HOST:PORT; a grpc:// or grpcs:// URL goes to sidra.client.connect_server(url) "
-            "or sidra.drivers.open_board(url), which read its TLS options",
+            "HOST:PORT, its TLS options as tls=TlsCredentials(...); a grpc:// or grpcs:// "
+            "URL is opened by sidra.drivers.open_board(url), which reads them from it",
         )  # fmt: skip
     if address.startswith(_GRPC_TARGET_SCHEMES):
         return
@@ -575,10 +595,15 @@ def check_address(address: Any) -> None:
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """gRPC channel options of a SIDRA client: messages up to ``max_message_bytes`` each way."""
+    """gRPC channel options of a SIDRA client: messages up to ``max_message_bytes`` each
+    way, and a connection of its own. gRPC would otherwise share one connection among
+    the channels of a process to one address with the same options, and a server
+    without ``[auth]`` counts ``max_in_flight`` per connection: two clients in one
+    program would share one allowance while each kept only its own calls under it."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.use_local_subchannel_pool", 1),
     ]
 
 

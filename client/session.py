@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import numbers
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ __all__ = [
     "session_call",
     "session_method",
     "session_state",
+    "run_at_close",
     "tile_leases",
     "tile_use_of",
 ]
@@ -208,6 +209,13 @@ def tile_leases(reply: pb.ListLeasesResponse) -> list[TileLease]:
     ]
 
 
+def run_at_close(actions: list[Callable[[], None]]) -> None:
+    """Runs (and forgets) what a closing session was to do: each once, even if closing
+    it again."""
+    while actions:
+        actions.pop()()
+
+
 class Session:
     """An open session of a :class:`RemoteBoard` (made by :meth:`RemoteBoard.session`).
 
@@ -230,6 +238,9 @@ class Session:
         self._leasing = threading.Lock()
         self.lost: SidraError | None = None
         """Why the session ended on the server, once a heartbeat learnt it did."""
+        self.at_close: list[Callable[[], None]] = []
+        """Run once the session is closed, whatever the server answered: the unlinking
+        of the shared-memory objects registered in it (the registrations end with it)."""
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         if heartbeat:
@@ -285,6 +296,8 @@ class Session:
             reply = self._call("CloseSession", pb.CloseSessionRequest(session_id=self.id))
         except SessionClosed:
             return ()
+        finally:
+            run_at_close(self.at_close)
         return tuple(reply.restored_tiles)
 
     def __enter__(self) -> Session:

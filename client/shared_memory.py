@@ -185,6 +185,12 @@ class SharedObject:
         finally:
             self._release()
 
+    def unlink(self) -> None:
+        """Unlinks the object without a word to the server: its session has ended, and
+        the registration with it. Nothing after the first call; views of it must not
+        be used after."""
+        self._release()
+
     def _release(self) -> None:
         memory, self._memory, self._map = self._memory, None, None
         if memory is not None:

@@ -62,12 +62,26 @@ def test_a_closed_client_says_so_on_every_board() -> None:
             board.mvm(0, VOLTS)
         with pytest.raises(BoardUnavailable, match="is closed"):
             board.health()
+        for call in (
+            board.session, board.leases, board.caller, board.tile_use,
+            lambda: board.close_session("0" * 32), lambda: board.jobs.list(),
+            lambda: board.deployments.list(),
+        ):  # fmt: skip
+            with pytest.raises(BoardUnavailable, match="is closed"):
+                call()
 
         async def aio() -> None:
             remote = await aio_connect(f"127.0.0.1:{port}")
             await remote.close()
             with pytest.raises(BoardUnavailable, match="is closed"):
                 await remote.mvm(0, VOLTS)
+            for call in (
+                remote.session, remote.leases, remote.caller, remote.tile_use,
+                lambda: remote.close_session("0" * 32), lambda: remote.jobs.list(),
+                lambda: remote.deployments.list(),
+            ):  # fmt: skip
+                with pytest.raises(BoardUnavailable, match="is closed"):
+                    await call()
 
         asyncio.run(aio())
     finally:

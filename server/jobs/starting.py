@@ -105,7 +105,7 @@ class JobStarter:
     ) -> JobRow:
         """Leases the job's tiles (waiting ``lease_wait_s`` while ``wanted`` says the
         caller still waits: one that gave up gets no job), stores it running, runs it."""
-        with self._reserved(principal):
+        with self._reserved(principal) as placed:
             job_id = secrets.token_hex(JOB_ID_BYTES)
             session = self.keeper.open(principal, 0.0, f"job {job_id} {job.kind}")
             try:
@@ -130,6 +130,7 @@ class JobStarter:
             )  # fmt: skip
             with self.table.changed:
                 self.table.live[job_id] = live
+                placed()  # running now counts it: the reservation must not count it twice
                 self.table.event(live, "state", state="running")
             self._launch(live, runner)
             return snapshot(live)
@@ -140,8 +141,10 @@ class JobStarter:
         self._launch_thread(live, runner)
 
     @contextlib.contextmanager
-    def _reserved(self, principal: str) -> Iterator[None]:
-        """Holds one of ``principal``'s ``max_jobs`` places while its job starts."""
+    def _reserved(self, principal: str) -> Iterator[Callable[[], None]]:
+        """Holds one of ``principal``'s ``max_jobs`` places while its job starts; yields
+        what gives the place back early, under ``table.changed``, as the job is counted
+        running (else a second SubmitJob would see it twice until the block ends)."""
         with self.table.changed:
             running = self.table.count(principal, "running") + self._starting[principal]
             if running >= self.max_jobs:
@@ -152,13 +155,20 @@ class JobStarter:
                     "or cancel one",
                 )
             self._starting[principal] += 1
-        try:
-            yield
-        finally:
-            with self.table.changed:
+        held = [True]
+
+        def give_back() -> None:
+            if held:
+                held.clear()
                 self._starting[principal] -= 1
                 if not self._starting[principal]:
                     del self._starting[principal]
+
+        try:
+            yield give_back
+        finally:
+            with self.table.changed:
+                give_back()
 
     def tile_use(self, but: str = "") -> TileUse:
         """Which tiles others use now, for a job given none to take the others first: the

@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Iterator
 from multiprocessing import shared_memory
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -250,10 +251,12 @@ def test_unregistered_or_ended_registrations_are_refused(
             request = pb.MVMRequest(shared_inputs=inputs.to_pb(), shared_outputs=outputs.to_pb())
             stub.MVM(request, metadata=metadata, timeout=10)
         assert rpc.value.code() == SC.FAILED_PRECONDITION
-    # A registration ends with its session.
+    # A registration ends with its session, and the client unlinks the object then.
     with connect(f"127.0.0.1:{shm_port}") as board:
         session = board.session()
         region = board.shared_memory(BATCH * info.rows * 8)
+        path = Path("/dev/shm") / region.key.lstrip("/")
+        assert path.exists()
         a, b = (
             region.array((BATCH, info.rows)),
             region.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
@@ -269,7 +272,11 @@ def test_unregistered_or_ended_registrations_are_refused(
                     metadata=((SESSION_ID_KEY, session_id),), timeout=10,
                 )  # fmt: skip
             assert rpc.value.code() == SC.FAILED_PRECONDITION
-        region._release()  # noqa: SLF001 - the session that held it is gone
+        assert not path.exists()  # not left behind (it was until the process ended)
+        board.session()
+        kept = board.shared_memory(4096)
+        path = Path("/dev/shm") / kept.key.lstrip("/")
+    assert not path.exists()  # the client closed: its session, and the object with it
 
 
 def _bad(info: Any, name: str) -> dict[str, tuple[pb.MVMRequest, grpc.StatusCode, str]]:

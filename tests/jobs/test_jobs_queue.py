@@ -631,3 +631,38 @@ def test_sidra_jobs_priority_reorders_the_queue(tmp_path: Path) -> None:
     assert shown.priority == -3
     assert refused.returncode == 1 and "is running, not queued" in refused.stderr
     assert out_of_range.returncode == 2
+
+
+def test_a_job_starting_is_counted_once_against_max_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_jobs = 2, nothing running: a SubmitJob made while the first job is being
+    launched (running, its start's reservation not yet given back) is the principal's
+    second job, admitted; it was refused as a third for the moment both counted."""
+    from sidra.server.jobs.starting import JobStarter
+
+    launch = JobStarter._launch
+    second: list[Any] = []
+
+    def launching(self: JobStarter, live: Any, runner: Any) -> None:
+        if not second:  # the first job's launch: submit the second meanwhile
+            second.append(None)
+            with connect(address) as other:
+                try:
+                    second[0] = other.jobs.submit("spsa", _on([2], ENDLESS), dataset="iris")
+                except SidraError as exc:
+                    second[0] = exc
+        launch(self, live, runner)
+
+    monkeypatch.setattr(JobStarter, "_launch", launching)
+    with (
+        serving(tmp_path / "s.sqlite3", limits=LimitsSettings(max_jobs=2)) as address,
+        connect(address) as client,
+    ):
+        first = client.jobs.submit("spsa", _on([1], ENDLESS), dataset="iris")
+        assert isinstance(second[0], JobInfo), second[0]
+        assert {first.state, second[0].state} == {"running"}
+        with pytest.raises(ResourceExhausted, match="limits.max_jobs"):
+            client.jobs.submit("spsa", _on([3], ENDLESS), dataset="iris")  # a third
+        for job in (first, second[0]):
+            client.jobs.cancel(job.job_id)

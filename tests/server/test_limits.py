@@ -709,3 +709,111 @@ def test_the_sync_client_keeps_its_threads_calls_within_max_in_flight(
                 thread.join(timeout=30)
         assert answers == [(1, COLS)] * 5
         assert served.refusals("max_in_flight") == 0
+
+
+def test_two_clients_of_one_program_each_have_a_connection_and_its_places(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No [auth], max_in_flight = 1: gRPC shares one connection among a program's
+    channels to one address with the same options, and the server would count two
+    clients' calls as one connection's. Each client has a connection of its own: the
+    second client's call is admitted beside the first's, no refusal sent again."""
+    with (
+        serving(LimitsSettings(max_in_flight=1)) as served,
+        connect(served.address) as first,
+        connect(served.address) as other,
+    ):
+        assert first.caller().peer != other.caller().peer
+        first.mvm(0, voltages(1))
+        other.mvm(0, voltages(1))  # both learnt the limit
+        gate = BoardGate(served.board, monkeypatch)
+        answers: list[tuple[int, ...]] = []
+
+        def call(board: Any) -> None:
+            answers.append(board.mvm(0, voltages(1)).currents.shape)
+
+        threads = [threading.Thread(target=call, args=(b,)) for b in (first, other)]
+        try:
+            for thread in threads:
+                thread.start()
+            assert gate.on_board.wait(timeout=30)
+            in_flight = (
+                "sidra_rpc_in_flight",
+                {"service": "sidra.hil.v1.BoardService", "method": "MVM"},
+            )
+            deadline = time.monotonic() + 30
+            while served.metrics.registry.get_sample_value(*in_flight) != 2:
+                assert time.monotonic() < deadline, "the other client's call never arrived"
+                time.sleep(0.01)
+        finally:
+            gate.open()
+            for thread in threads:
+                thread.join(timeout=30)
+        assert answers == [(1, COLS)] * 2
+        assert served.refusals("max_in_flight") == 0
+
+
+@pytest.mark.parametrize("client", ["sync", "asyncio"])
+def test_a_call_refused_for_places_this_client_cannot_see_waits_for_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """alice's two programs under max_in_flight = 1 (counted per principal): while one
+    holds the board, the other's MVM is refused for max_in_flight (a place it cannot
+    see), sent again until a place frees, and answered; one whose timeout passes first
+    raises the refusal, not a timeout. Nothing refused reached the board."""
+    tokens = tmp_path / "tokens.toml"
+    alice = add_principal(tokens, "alice", Role.OPERATOR)
+    with (
+        serving(LimitsSettings(max_in_flight=1), tokens_file=tokens) as served,
+        connect(served.address, token=alice) as holder,
+    ):
+        holder.mvm(0, voltages(1))
+        gate = BoardGate(served.board, monkeypatch)
+        held = threading.Thread(target=lambda: holder.mvm(0, voltages(1)))
+
+        async def asyncio_calls() -> tuple[Any, BaseException | None]:
+            async with (
+                await aio_connect(served.address, token=alice) as waiting,
+                await aio_connect(served.address, token=alice, timeout_s=0.3) as hasty,
+            ):
+                answer = asyncio.ensure_future(waiting.mvm(0, voltages(1)))
+                try:
+                    await hasty.mvm(0, voltages(1))
+                    raised = None
+                except SidraError as exc:
+                    raised = exc
+                gate.open()
+                return (await answer).currents.shape, raised
+
+        def sync_calls() -> tuple[Any, BaseException | None]:
+            with (
+                connect(served.address, token=alice) as waiting,
+                connect(served.address, token=alice, timeout_s=0.3) as hasty,
+            ):
+                shapes: list[Any] = []
+                answer = threading.Thread(
+                    target=lambda: shapes.append(waiting.mvm(0, voltages(1)).currents.shape)
+                )
+                answer.start()
+                try:
+                    hasty.mvm(0, voltages(1))
+                    raised = None
+                except SidraError as exc:
+                    raised = exc
+                while served.refusals("max_in_flight") < 2:  # the waiting one was refused too
+                    time.sleep(0.01)
+                gate.open()
+                answer.join(timeout=30)
+                return shapes[0], raised
+
+        try:
+            held.start()
+            assert gate.on_board.wait(timeout=30)
+            shape, raised = asyncio.run(asyncio_calls()) if client == "asyncio" else sync_calls()
+        finally:
+            gate.open()
+            held.join(timeout=30)
+        assert shape == (1, COLS)
+        assert isinstance(raised, ResourceExhausted) and raised.field == "limits.max_in_flight"
+        assert served.refusals("max_in_flight") >= 3  # each sent again, then answered
+        assert served.calls("MVM") == 3  # the holder's two, the waiting one's: once each
