@@ -311,6 +311,11 @@ class AsyncRemoteBoard(SizedCalls):
         return tuple(reply.restored_tiles)
 
     @property
+    def current_session(self) -> AsyncSession | None:
+        """The session :meth:`session` opened and not yet closed; None without one."""
+        return self._session
+
+    @property
     def _open_channel(self) -> grpc.aio.Channel:
         """The channel, or BoardUnavailable saying so once :meth:`close` was called."""
         if self._closed:

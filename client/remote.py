@@ -221,6 +221,11 @@ class RemoteBoard(SizedCalls, Board):
         return session
 
     @property
+    def current_session(self) -> Session | None:
+        """The session :meth:`session` opened and not yet closed; None without one."""
+        return self._session
+
+    @property
     def jobs(self) -> Jobs:
         """Training jobs run inside the server, next to the board (jobs.proto)."""
         return Jobs(self._open_channel, self.timeout_s)

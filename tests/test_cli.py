@@ -635,9 +635,9 @@ def test_a_record_folder_that_cannot_be_one_is_refused_before_training(
 def test_a_folder_holding_an_earlier_record_is_not_written_over(
     path: tuple[str, ...], kept: str, tmp_path: Path
 ) -> None:
-    """Refused before the run, the earlier run's files as they were; only a command that
-    can go on from that record (``--resume``: every training command but compare and
-    drift-recovery) offers to."""
+    """Refused before the run, the earlier run's files as they were; a command that can
+    go on from a record (``--resume``: every training command but compare and
+    drift-recovery) offers to when it holds a checkpoint, else to run it again (--like)."""
     from typer.testing import CliRunner
 
     from sidra.cli.main import app
@@ -649,9 +649,16 @@ def test_a_folder_holding_an_earlier_record_is_not_written_over(
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.replace("│", " ").split())
     assert f"which holds an earlier run's record ({kept}); name another folder" in text
-    assert ("--resume" in text) == (path[1] not in ("compare", "drift-recovery"))
+    goes_on = path[1] not in ("compare", "drift-recovery")
+    assert "--resume" not in text
+    assert (unwrapped(f"or --like {earlier} to run it again") in unwrapped(text)) == goes_on
     assert [p.name for p in earlier.iterdir()] == [kept]
     assert (earlier / kept).read_text() == '{"test_accuracy": 0.97}'
+    (earlier / "checkpoint.json").write_text("{}")  # stopped early: it may go on
+    result = CliRunner().invoke(app, [*path, "--out", str(earlier)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert ("or --resume to go on from it" in text) == goes_on
 
 
 @pytest.mark.parametrize(
@@ -723,6 +730,42 @@ def test_a_record_that_cannot_be_saved_after_the_run_is_kept_elsewhere(
     shutil.rmtree(kept)
     message = capsys.readouterr().err
     assert f"could not be saved in {wanted}" in message and f"it is saved in {kept}" in message
+
+
+def test_a_stop_signal_while_the_record_is_saved_waits_for_the_whole_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C (here SIGINT sent to this process) in the half second the record takes to
+    save, after the run's own handler has ended: it was a bare KeyboardInterrupt, the
+    record never written and nothing said. Now the save ends first, then the command
+    stops with 130 saying where the record is; the signal handlers are as before."""
+    import os
+    import signal
+
+    import typer
+
+    from sidra.cli.train.running import save_or_keep
+
+    before = signal.getsignal(signal.SIGINT)
+    wanted = tmp_path / "run"
+
+    def save(folder: Path) -> Path:
+        folder.mkdir()
+        (folder / "steps.csv").write_text("step\n")
+        os.kill(os.getpid(), signal.SIGINT)  # between two of the record's files
+        (folder / "summary.json").write_text("{}")
+        return folder
+
+    with pytest.raises(typer.Exit) as stopped:
+        save_or_keep(save, wanted, "spsa")
+    assert stopped.value.exit_code == 130
+    assert (wanted / "summary.json").exists()
+    message = " ".join(capsys.readouterr().err.split())
+    assert "sidra train spsa: saving the record first (Ctrl-C again to stop at once" in message
+    assert f"sidra train spsa: stopped while saving the record; it is complete in {wanted}" in (
+        message
+    )
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_options_that_do_not_fit_together_are_refused_before_training() -> None:
@@ -906,3 +949,13 @@ def test_a_board_typed_with_remote_job_is_refused_not_ignored(path: tuple[str, .
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.replace("│", " ").split())
     assert "'--board': got emu:// with --remote-job" in text
+
+
+def test_a_run_off_a_terminal_writes_its_progress_as_lines(tmp_path: Path) -> None:
+    """Rich draws only the last bar where stdout is no terminal (a log under nohup): a
+    line with the same figures is written as the run goes (the first at the first update, then every
+    LOG_EVERY_S), so the log says how far it is."""
+    done = run_sidra("train", "spsa", "--board", "emu://?preset=ideal", "--steps", "20",
+                     "--out", str(tmp_path / "run"), timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^spsa \d+/20 loss \d+\.\d{3}$", done.stdout, re.MULTILINE), done.stdout

@@ -358,7 +358,7 @@ def test_a_checkpoint_of_another_run_is_refused_naming_it(tmp_path: Path) -> Non
         (("--resume",), "--resume needs --out"),
         (
             ("--resume", "--remote-job", "--server", "127.0.0.1:1", "--out", "/nonexistent/run"),
-            "--resume: cannot read /nonexistent/run/checkpoint.json",
+            "'--out': got /nonexistent/run: no checkpoint.json there to go on from",
         ),
     ],
 )

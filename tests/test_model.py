@@ -269,6 +269,12 @@ def test_a_goodness_readout_that_cannot_run_is_refused_naming_the_field(case: st
 def test_bytes_that_are_no_archive_and_a_missing_file_are_refused(tmp_path: Any) -> None:
     with pytest.raises(ModelFileError, match="not a model file"):
         TrainedModel.from_bytes(b"PK\x03\x04 half a zip", "m.npz")
+    one_array = io.BytesIO()
+    np.save(one_array, np.zeros((3, 4), np.float32))  # a record's weights.npy beside it
+    with pytest.raises(ModelFileError, match=r"^weights.npy: one NumPy array \(.npy\), not a"):
+        TrainedModel.from_bytes(one_array.getvalue(), "weights.npy")
+    with pytest.raises(ModelFileError, match=r"^iris.csv: not a model file \(an .npz archive"):
+        TrainedModel.from_bytes(b"5.1,3.5,1.4,0.2,0\n", "iris.csv")  # not numpy's pickle words
     with pytest.raises(ModelFileError, match=r"model .*absent.npz: cannot be read"):
         TrainedModel.load(tmp_path / "absent.npz")
 

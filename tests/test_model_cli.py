@@ -406,6 +406,26 @@ def test_deploy_protect_is_kept_with_the_name(
     assert "\n  intact: yes, protected\n" in text
 
 
+def test_eval_takes_the_file_its_record_names_even_under_a_bundled_sets_name(
+    tmp_path: Path,
+) -> None:
+    """A model trained on iris.csv (iris's samples, its labels as names) was evaluated on
+    the bundled iris, which bears its name: refused for labels 0, 1, 2. The file its
+    record names goes first."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    lines = [",".join([*(repr(float(v)) for v in row), str(iris.target_names[t])])
+             for row, t in zip(iris.data, iris.target, strict=True)]  # fmt: skip
+    data = tmp_path / "iris.csv"
+    data.write_text("\n".join(lines) + "\n")
+    run, board = str(tmp_path / "run"), IDEAL.format(0)
+    sidra_json("train", "spsa", "--dataset", str(data), "--steps", "3", "--eval-every", "3",
+               "--out", run, "--board", board)  # fmt: skip
+    by_record = sidra_json("model", "eval", run, "--board", board)
+    assert by_record["samples"] == 45
+
+
 def test_eval_takes_the_data_set_file_its_record_names_and_refuses_it_edited(
     tmp_path: Path,
 ) -> None:

@@ -282,6 +282,22 @@ def test_the_cli_characterizes_the_board_when_no_profile_is_given(tmp_path: Path
     assert settings["twin_profile"] == str(tmp_path / "run" / "twin.toml")
     twin = tomllib.loads((tmp_path / "run" / "twin.toml").read_text())
     assert BoardProfile.model_validate(twin).variation.stuck_maps
+    # That run again (--like) trains with its twin: the board is not measured anew, and
+    # the new record keeps its own copy of the twin that trained it.
+    board = "emu://?preset=sidra-y1&seed=3"
+    again = run_sidra("train", "pat", "--like", str(tmp_path / "run"), "--board", board,
+                      "--json", "--out", str(tmp_path / "again"))  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "characterizing" not in again.stdout + again.stderr
+    settings = json.loads((tmp_path / "again" / "settings.json").read_text())
+    assert settings["twin_profile"] == str(tmp_path / "again" / "twin.toml")
+    assert (tmp_path / "again" / "twin.toml").read_text() == (
+        tmp_path / "run" / "twin.toml"
+    ).read_text()
+    (tmp_path / "run" / "twin.toml").unlink()
+    lost = run_sidra("train", "pat", "--like", str(tmp_path / "run"), "--out",
+                     str(tmp_path / "lost"))  # fmt: skip
+    assert lost.returncode == 2 and "give--profile" in unwrapped(lost.stderr)
     # Refused before any board is opened: this one does not exist.
     refused = run_sidra(
         "train", "pat", "--profile", str(tmp_path / "missing.toml"),

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sidra.characterize import Characterization, characterize
 from sidra.characterize.toml import dumps
+from sidra.cli.twin import holding_every_tile
 from sidra.drivers import open_board
 
 __all__ = ["format_tables", "run_characterize"]
@@ -65,7 +66,7 @@ def run_characterize(
 ) -> Characterization:
     """Characterizes the board at ``url``, prints the tables, writes the profile to ``out``."""
     start = time.perf_counter()
-    with open_board(url) as board:
+    with open_board(url) as board, holding_every_tile(board, "sidra board characterize"):
         result = characterize(
             board, tile=tile, block_size=block, seed=seed, drift=drift, gain_maps=gain_maps
         )

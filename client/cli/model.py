@@ -532,7 +532,8 @@ def labelled(
     back from the server of ``board`` when it keeps that file (sidra.cli.recorded_dataset)."""
     name = dataset or model.inputs.dataset
     recorded = None if dataset is not None else recorded_file(path)
-    if dataset is None and name not in BUNDLED:
+    # A file its record names goes first: it may bear a bundled set's name (iris.csv).
+    if dataset is None and (recorded is not None or name not in BUNDLED):
         found = None if recorded is None else recorded.found or fetched(recorded, board)
         if found is None:
             raise typer.BadParameter(

@@ -7,6 +7,7 @@ characterizes the board itself; training sees only the plain
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,13 +18,16 @@ from rich.console import Console
 
 from sidra.characterize import characterize
 from sidra.characterize.toml import dumps
-from sidra.drivers import Board, open_board
+from sidra.cli.job_board import HOLDING_TTL_S
+from sidra.client.remote import RemoteBoard
+from sidra.drivers import Board, FailedPrecondition, Unsupported, open_board
 from sidra.emulator.config import BoardProfile, load_profile
 from sidra.training import PATOptions
 from sidra.training.twin import TwinPhysics
 
 __all__ = [
     "characterize_twin",
+    "holding_every_tile",
     "load_twin",
     "measured_twin",
     "twin_emulator",
@@ -54,6 +58,45 @@ def load_twin(path: Path) -> TwinPhysics:
         return twin_physics(load_profile(path))
     except (ValueError, OSError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+@contextmanager
+def holding_every_tile(board: Board, label: str) -> Iterator[None]:
+    """Every tile of a served ``board`` leased to a session of ``label`` for the block:
+    characterizing programs every tile, so a tile another session leases, or a deployment
+    another principal protects, refuses it here, before the first write (it was refused
+    at that tile's first Program, the tiles before it overwritten). A board in this
+    process is used as it is; a served board's open session (a run's) leases them."""
+    if not isinstance(board, RemoteBoard):
+        yield
+        return
+    refuse_protected(board)
+    held = board.current_session
+    with contextlib.ExitStack() as stack:
+        if held is None:
+            held = stack.enter_context(board.session(HOLDING_TTL_S, label=label))
+        # LeaseHeld naming the holder, nothing written; given back after (a run's session
+        # then leases the tiles it uses, as before)
+        stack.enter_context(held.lease(whole_board=True))
+        yield
+
+
+def refuse_protected(board: RemoteBoard) -> None:
+    """FailedPrecondition naming the first deployment another principal protects on the
+    served board: a write to its cells would be refused, after the tiles before it."""
+    try:
+        deployments = board.deployments.list()
+    except (FailedPrecondition, Unsupported):  # no state store: nothing is protected
+        return
+    caller = board.caller().principal
+    for found in deployments:
+        if found.protected and found.principal != caller:
+            tiles = sorted({r.tile for r in found.regions})
+            raise FailedPrecondition(
+                f"tiles {', '.join(map(str, tiles))} hold deployment {found.name!r} of "
+                f"{found.principal!r}, protected: characterizing writes every tile (ask "
+                f"{found.principal!r} to undeploy it, or characterize another board)"
+            )
 
 
 def measured_twin(board: Board) -> tuple[str, float]:

@@ -447,6 +447,17 @@ class TrainedModel:
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "model") -> TrainedModel:
         """The model a file's bytes hold; ModelFileError starting with ``source``."""
+        # Told apart by their first bytes: np.load would return a .npy's array (no
+        # archive) and take any other file for a pickle it refuses to read.
+        if data.startswith(b"\x93NUMPY"):
+            raise ModelFileError(
+                f"{source}: one NumPy array (.npy), not a model file: a run's model is the "
+                "model.npz of its record"
+            )
+        if not data.startswith(b"PK"):
+            raise ModelFileError(
+                f"{source}: not a model file (an .npz archive, as the model.npz of a run's record)"
+            )
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}

@@ -137,3 +137,31 @@ def test_a_profile_that_cannot_be_written_is_kept_elsewhere_and_said_so(tmp_path
         assert load_profile(kept).converters == preset("ideal").converters
     finally:
         kept.unlink()
+
+
+def test_a_served_board_another_session_leases_is_refused_before_the_first_write(
+    tmp_path: Path,
+) -> None:
+    """Characterizing programs every tile: over a server it leases them all first, so a
+    tile another session holds refuses it naming the holder with nothing written (it was
+    refused at that tile's first Program, the tiles before it overwritten)."""
+    from sidra.client import connect
+    from sidra.server import create_server
+
+    with open_board("emu://?preset=ideal&seed=3") as board:
+        server, port = create_server(board, "127.0.0.1:0")
+        server.start()
+        try:
+            with connect(f"127.0.0.1:{port}") as other, other.session(label="bench") as bench:
+                bench.lease([2])
+                writes = other.stats().cell_writes
+                out = tmp_path / "p.toml"
+                result = run_sidra("board", "characterize", f"grpc://127.0.0.1:{port}",
+                                   "--out", str(out), "--no-drift", timeout=120)  # fmt: skip
+                assert result.returncode == 1, result.stderr
+                said = " ".join(result.stderr.split())
+                assert "cannot lease the whole board: held by local's session 'bench'" in said
+                assert other.stats().cell_writes == writes and not out.exists()
+                assert [lease.tile for lease in other.leases()] == [2]  # its own lease went
+        finally:
+            server.stop(grace=None)

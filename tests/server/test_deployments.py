@@ -337,6 +337,35 @@ def test_only_cells_the_caller_programmed_last_may_be_protected(tmp_path: Path) 
                 client.close()
 
 
+def test_characterizing_a_board_with_another_principals_protected_deployment_is_refused_first(
+    tmp_path: Path,
+) -> None:
+    """Alice protects her model on tile 1; Bob's characterization (which programs every
+    tile) is refused naming it before it writes anything. Alice's own goes ahead."""
+    from sidra.cli.twin import holding_every_tile
+
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER)
+    with serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file)) as address:
+        with connect(address, token=tokens["alice"]) as alice:
+            program(alice, 1, LAYER, 30.0)
+            alice.deployments.add("demo", model_file(), [(1, LAYER)], protect=True)
+            with holding_every_tile(alice, "characterize"):
+                assert alice.current_session is not None
+                assert alice.current_session.state.whole_board
+            assert alice.current_session is None  # the session it opened is closed
+        with connect(address, token=tokens["bob"]) as bob:
+            writes = bob.stats().cell_writes
+            with (
+                pytest.raises(
+                    FailedPrecondition, match=r"tiles 1 hold deployment 'demo' of 'alice'"
+                ),
+                holding_every_tile(bob, "characterize"),
+            ):
+                pytest.fail("not refused")
+            assert bob.stats().cell_writes == writes and bob.leases() == []
+
+
 def test_a_protection_is_not_put_on_another_principals_leased_tile_and_a_job_queued_there_fails(
     tmp_path: Path,
 ) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from sidra.cli.job_board import job_board
 from sidra.cli.options import AsJson, field_option, job_options
-from sidra.cli.train.like import Like
+from sidra.cli.train.like import Like, settings_of
 from sidra.cli.train.params import (
     ANY_TILE,
     BoardUrl,
@@ -43,9 +43,16 @@ from sidra.cli.train.running import (
     stop_on_interrupt,
     submitted,
 )
-from sidra.cli.twin import characterize_twin, load_twin, twin_emulator, twin_url
+from sidra.cli.twin import (
+    characterize_twin,
+    holding_every_tile,
+    load_twin,
+    twin_emulator,
+    twin_url,
+)
 from sidra.drivers import Board
 from sidra.training import PATOptions, TrainingRecord, TwinPhysics, train_pat
+from sidra.training.atomic_files import write_atomically
 from sidra.training.stopping import RunInterrupted
 
 __all__ = ["pat"]
@@ -116,6 +123,8 @@ def pat(
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
     queue_needs_remote_job(queue, remote_job, priority, ctx)
     folder = record_folder(out, "pat")
+    if like is not None and profile is None and not resume:
+        profile = _recorded_twin(like)  # that run again: its twin, not the board measured anew
     if resume and profile is None:  # the twin the run measured, not a new one
         profile = folder / "twin.toml"
         if not profile.is_file():
@@ -145,9 +154,9 @@ def pat(
         ):
             run.on(target)
             if profile is None:
-                source = _characterized(target, folder / "twin.toml", console)
+                source = _characterized(target, folder / TWIN_FILE, console)
             else:
-                source = profile
+                source = _kept_in_record(profile, folder)
             twin = twin or _twin_from(source)
             with (
                 twin_emulator(source, options) as on_twin,
@@ -180,6 +189,38 @@ def pat(
     exit_if_stopped(record.settings, options.epochs, console, resume=going_on, stop=stop)
 
 
+TWIN_FILE = "twin.toml"
+"""The twin's profile in a pat run's record: measured there, or a copy of --profile."""
+
+
+def _recorded_twin(record: Path) -> Path:
+    """The twin a pat run's record names (``--like``): its own copy, else the profile
+    its settings name; BadParameter when neither is there (measuring the board again
+    would overwrite every tile, which ``--like`` must not do unasked)."""
+    folder = record if record.is_dir() else record.parent
+    kept = folder / TWIN_FILE
+    if kept.is_file():
+        return kept
+    named = settings_of(record).get("twin_profile")
+    if isinstance(named, str) and Path(named).is_file():
+        return Path(named)
+    raise typer.BadParameter(
+        f"got {record}: its twin ({named or TWIN_FILE}) is not there; give --profile (a "
+        "profile of this board) to train as that run did",
+        param_hint="'--like'",
+    )
+
+
+def _kept_in_record(profile: Path, folder: Path) -> Path:
+    """``profile`` copied into the record ``folder`` (the twin that trained the run stays
+    with it when the file given changes); the copy, which the run then uses."""
+    kept = folder / TWIN_FILE
+    if kept.exists() and kept.resolve() == profile.resolve():
+        return kept
+    write_atomically(kept, profile.read_bytes())
+    return kept
+
+
 def _name_twin(record: TrainingRecord, source: Path, options: PATOptions) -> None:
     """Names in ``record``'s settings the twin's profile and the emulator it ran on."""
     record.settings["twin_profile"] = str(source)
@@ -191,7 +232,10 @@ def _characterized(board: Board, out: Path, console: Console) -> Path:
     """The board's twin profile, measured into ``out``. Ctrl-C ends the command once the
     profile is complete (exit 130), nothing trained: the board time it cost is kept, and
     --profile trains from it without measuring again."""
-    with stop_on_interrupt(console, "characterization") as stop:
+    with (
+        stop_on_interrupt(console, "characterization") as stop,
+        holding_every_tile(board, "sidra train pat"),
+    ):
         source = characterize_twin(board, out, console)
     if stop.is_set():
         console.print(

@@ -87,9 +87,25 @@ def check_resume(out: Path | None, resume: bool) -> None:
     goes on from it, which needs that folder. Checked once every option is parsed, not
     in ``--out``'s callback: --out may come before --resume."""
     if out is not None and not resume:
-        keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
+        going_on = (out / CHECKPOINT).is_file()
+        hint = (
+            ", or --resume to go on from it" if going_on else f", or --like {out} to run it again"
+        )
+        keeps_no_record(out, hint, also=(CHECKPOINT,))
     if resume and out is None:
         raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
+    if resume and out is not None and not (out / CHECKPOINT).is_file():
+        finished = (out / "summary.json").is_file()
+        raise typer.BadParameter(
+            f"got {out}: "
+            + (
+                f"its run went to the end (no {CHECKPOINT}: nothing to go on from); "
+                f"--like {out} runs it again into another --out"
+                if finished
+                else f"no {CHECKPOINT} there to go on from"
+            ),
+            param_hint="'--out'",
+        )
 
 
 def saving_interval_s(value: float | None, remote_job: bool) -> float:
@@ -134,8 +150,33 @@ def dataset_named(name: str) -> TrainingData:
         raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
 
 
+LOG_EVERY_S = 10.0
+"""How often a run's progress is written as a line where no bar is drawn, s."""
+
+
+class LoggedProgress(Progress):
+    """Rich's bar on a terminal. Elsewhere (a log file under nohup or a batch system)
+    Rich draws only the last bar, at the end: there a line with the same figures is
+    written every :data:`LOG_EVERY_S`, so a log says how far a run is while it runs."""
+
+    _logged_s = 0.0
+
+    def update(self, task_id: TaskID, **fields: Any) -> None:
+        super().update(task_id, **fields)
+        if self.console.is_terminal or self.console.quiet:
+            return
+        now = time.monotonic()
+        if now - self._logged_s < LOG_EVERY_S:
+            return
+        self._logged_s = now
+        task = self._tasks[task_id]
+        total = "" if task.total is None else f"/{task.total:g}"
+        status = str(task.fields.get("status", ""))
+        self.console.print(f"{task.description} {task.completed:g}{total} {status}".rstrip())
+
+
 def progress_bar(console: Console) -> Progress:
-    return Progress(
+    return LoggedProgress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -335,8 +376,8 @@ def save_or_keep(
             write_atomically(where / RUN_FILE, provenance)
 
     try:
-        with_provenance(folder)
-        return folder
+        with signals_after_saving(job) as stop:
+            with_provenance(folder)
     except OSError as exc:
         kept = Path(tempfile.mkdtemp(prefix=f"sidra-{job}-"))
         try:
@@ -349,6 +390,50 @@ def save_or_keep(
             err=True,
         )
         raise typer.Exit(1) from exc
+    if stop.is_set():  # asked while saving: the record is whole, then the command stops
+        typer.echo(
+            f"sidra train {job}: stopped{stop.asked_by} while saving the record; it is "
+            f"complete in {folder}",
+            err=True,
+        )
+        raise typer.Exit(stop.exit_status)
+    return folder
+
+
+@contextlib.contextmanager
+def signals_after_saving(job: str) -> Iterator[StopRequest]:
+    """A stop signal (:data:`STOP_SIGNALS`) that comes while a record is saved is held
+    until it is whole (the plot alone takes half a second; the run's Ctrl-C handler has
+    ended by then, and a bare KeyboardInterrupt lost the record without a word); the
+    request it sets says so. A second one stops at once, as without this."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach the main thread only
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def first(signum: int, frame: Any) -> None:
+        stop.signum = signum
+        stop.set()
+        restore()
+        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        with contextlib.suppress(OSError):
+            typer.echo(
+                f"sidra train {job}: saving the record first ({again} again to stop at once "
+                "and lose it)",
+                err=True,
+            )
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, first)
+    try:
+        yield stop
+    finally:
+        restore()
 
 
 def print_summary(summary: dict[str, Any], title: str, as_json: bool, console: Console) -> None:

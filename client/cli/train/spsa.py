@@ -22,11 +22,11 @@ from sidra.cli.train.params import (
     RemoteJob,
     Resume,
     ServerAddress,
-    keeps_no_record,
     queue_needs_remote_job,
 )
 from sidra.cli.train.running import (
     CHECKPOINT,
+    check_resume,
     dataset_named,
     drop_finished_checkpoint,
     exit_if_stopped,
@@ -98,11 +98,8 @@ def spsa(
         c=None if calibrate else c,
         eval_every=max(1, steps // 20) if eval_every is None else eval_every,
     )
-    if out is not None and not resume:  # checked here: --out may come before --resume
-        keeps_no_record(out, ", or --resume to go on from it", also=(CHECKPOINT,))
+    check_resume(out, resume)  # here, not in a callback: --out may come before --resume
     console = Console(stderr=as_json, log_path=False)  # lines stamped with the time only
-    if resume and out is None:
-        raise typer.BadParameter(f"--resume needs --out, the folder holding {CHECKPOINT}")
     saving_every_s = saving_interval_s(checkpoint_every_s, remote_job)
     queue_needs_remote_job(queue, remote_job, priority, ctx)
     if remote_job:
