@@ -263,4 +263,4 @@ class AsyncJobs:
         try:
             return await method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise from_rpc_error(exc, rpc, timeout_s or self.timeout_s) from exc

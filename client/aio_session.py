@@ -46,7 +46,7 @@ async def call_session(channel: grpc.aio.Channel, rpc: str, request: Any, timeou
     try:
         return await session_method(channel, rpc)(request, timeout=timeout_s)
     except grpc.RpcError as exc:
-        raise from_rpc_error(exc) from exc
+        raise from_rpc_error(exc, rpc, timeout_s) from exc
 
 
 async def list_leases(channel: grpc.aio.Channel, timeout_s: float) -> list[TileLease]:

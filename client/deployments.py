@@ -295,7 +295,7 @@ class Deployments:
         try:
             return method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise from_rpc_error(exc, rpc, timeout_s or self.timeout_s) from exc
 
 
 class AsyncDeployments:
@@ -360,7 +360,7 @@ class AsyncDeployments:
         try:
             return await method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise from_rpc_error(exc, rpc, timeout_s or self.timeout_s) from exc
 
 
 MAX_CHECK_READ_REPEATS = 100

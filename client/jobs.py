@@ -411,7 +411,7 @@ class Jobs:
         try:
             return method(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise from_rpc_error(exc, rpc, timeout_s or self.timeout_s) from exc
 
 
 def priority_request(job_id: str, priority: int) -> pb.SetJobPriorityRequest:

@@ -166,7 +166,7 @@ def session_call(channel: grpc.Channel, rpc: str, request: Any, timeout_s: float
     try:
         return session_method(channel, rpc)(request, timeout=timeout_s)
     except grpc.RpcError as exc:
-        raise from_rpc_error(exc) from exc
+        raise from_rpc_error(exc, rpc, timeout_s) from exc
 
 
 def session_state(message: pb.SessionState) -> SessionState:

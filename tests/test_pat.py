@@ -19,7 +19,7 @@ from sidra.characterize.toml import dumps
 from sidra.cli.twin import twin_physics
 from sidra.drivers import Board, open_board
 from sidra.emulator import preset
-from sidra.emulator.config import BoardProfile, GainMap
+from sidra.emulator.config import BoardProfile, GainMap, Geometry
 from sidra.training import (
     AnalogLinear,
     Mapping,
@@ -306,6 +306,21 @@ def test_the_cli_characterizes_the_board_when_no_profile_is_given(tmp_path: Path
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--profile" in refused.stderr and "missing.toml" in unwrapped(refused.stderr)
     assert "no-such-tty" not in refused.stderr
+
+
+def test_a_profile_of_another_board_is_refused_before_training(tmp_path: Path) -> None:
+    """A twin of another geometry trained a whole schedule on the twin and then failed
+    placing its layers; one of another conductance window trained on without a word."""
+    narrow = BoardProfile(geometry=Geometry(tiles=1, rows=32, cols=32))
+    profile = tmp_path / "small.toml"
+    profile.write_text(dumps(narrow.model_dump(mode="json")), encoding="utf-8")
+    refused = run_sidra("train", "pat", "--board", "emu://?preset=sidra-y1&seed=3",
+                        "--profile", str(profile), "--out", str(tmp_path / "run"))  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    said = unwrapped(refused.stderr)
+    assert "'--profile'" in refused.stderr and unwrapped("a profile of another board") in said
+    assert unwrapped("tiles: the twin's 1, the board's 4") in said
+    assert not (tmp_path / "run" / "summary.json").exists()
 
 
 @pytest.mark.parametrize("at", [1, 2])

@@ -235,8 +235,10 @@ def test_a_csv_data_set_is_the_same_data_as_its_npz(tmp_path: Path) -> None:
         ("1,2,x\n3,4,x\n", "got one class ('x'), expected at least two"),
         ("1,nan,x\n3,4,y\n", "1 NaN/Inf values"),
         ("a,b,label\n\n", "got no samples, expected one per line"),
+        # the label put first: the last column is a measurement
+        ("0,5.1,0.2\n1,6.3,1.5\n2,6.9,2.25\n", "got labels that are fractional numbers (0.2, "),
     ],
-    ids=["text", "ragged", "no-features", "one-class", "nan", "empty"],
+    ids=["text", "ragged", "no-features", "one-class", "nan", "empty", "label-first"],
 )
 def test_a_csv_data_set_that_cannot_train_is_refused_naming_line_and_column(
     text: str, says: str, tmp_path: Path

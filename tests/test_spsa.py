@@ -345,3 +345,25 @@ def test_losses_told_that_do_not_fit_the_ask_are_refused_and_change_nothing(
     told.tell([1.0, 2.0])
     clean.tell([1.0, 2.0])
     np.testing.assert_array_equal(told.x, clean.x)
+
+
+def test_a_resumed_run_given_other_gains_is_refused_naming_them(tmp_path: Any) -> None:
+    """A run goes on with the gains its checkpoint holds; ``--a 1.0`` on --resume of a run
+    of a = 0.5 was ignored without a word (settings said 0.5, the command line 1.0)."""
+    import threading
+
+    from sidra.drivers import open_board
+    from sidra.training import SPSAOptions, load_dataset, train_softmax_spsa
+
+    data = load_dataset("iris")
+    options = SPSAOptions(steps=6, a=0.5, eval_every=6, batch_size=8)
+    stop = threading.Event()
+    stop.set()  # stops at its first step, its checkpoint saved
+    checkpoint = tmp_path / "checkpoint.json"
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        train_softmax_spsa(board, data, options, checkpoint=checkpoint, stop=stop)
+        with pytest.raises(ValueError, match=r"a 1.0 given, the run's is 0.5: a resumed run"):
+            train_softmax_spsa(board, data, options.model_copy(update={"a": 1.0}),
+                               checkpoint=checkpoint, resume=True)  # fmt: skip
+        same = train_softmax_spsa(board, data, options, checkpoint=checkpoint, resume=True)
+    assert same.settings["a"] == 0.5

@@ -18,15 +18,36 @@ Sampling alone gives a spread distance of about 1/√(2·inputs·repeats) per si
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from sidra.characterize.blocks import block_of, program_block
-from sidra.drivers import Board, PerturbationPoint, Region
+from sidra.drivers import Board, BoardInfo, PerturbationPoint, Region
 
-__all__ = ["Comparison", "Distance", "compare"]
+__all__ = ["Comparison", "Distance", "compare", "twin_differences"]
+
+_SHARED = (
+    ("tile_count", "tiles", ""), ("rows", "rows", ""), ("cols", "cols", ""),
+    ("g_min_us", "g_min_us", " µS"), ("g_max_us", "g_max_us", " µS"),
+    ("read_voltage_max_v", "read_voltage_max_v", " V"),
+)  # fmt: skip
+"""What a twin must share with its board: geometry, conductance window, read range."""
+
+
+def twin_differences(board: BoardInfo, twin: BoardInfo) -> list[str]:
+    """Each of geometry, conductance window and read range in which ``twin`` is not
+    ``board``, as ``rows: the twin's 32, the board's 256`` (with its unit); [] when
+    none. The window to float32's precision: a profile keeps it as text."""
+    found = []
+    for attribute, name, unit in _SHARED:
+        mine, theirs = getattr(twin, attribute), getattr(board, attribute)
+        if not math.isclose(mine, theirs, rel_tol=1e-6):
+            found.append(f"{name}: the twin's {mine:g}{unit}, the board's {theirs:g}{unit}")
+    return found
+
 
 F64 = npt.NDArray[np.float64]
 
@@ -92,13 +113,10 @@ def compare(
 ) -> Comparison:
     """Runs the workload of the module docstring on ``board`` and ``twin``; returns the
     distances. Both must have the same geometry, window and read range."""
-    a, b = board.info, twin.info
-    same = (a.tile_count, a.rows, a.cols, a.g_min_us, a.g_max_us, a.read_voltage_max_v)
-    other = (b.tile_count, b.rows, b.cols, b.g_min_us, b.g_max_us, b.read_voltage_max_v)
-    if same != other:
-        raise ValueError(
-            f"twin: got geometry/window/read range {other}, expected the board's {same}"
-        )
+    a = board.info
+    differences = twin_differences(a, twin.info)
+    if differences:
+        raise ValueError(f"twin: not this board's ({'; '.join(differences)})")
     block = block_of(board, block_size, block_size)
     rng = np.random.default_rng(seed)
     span = a.g_max_us - a.g_min_us

@@ -180,11 +180,22 @@ def characterize_board(
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         what = "does not exist" if not folder.is_dir() else "cannot be written by this user"
         raise typer.BadParameter(f"--out {str(out)!r}: the folder {str(folder)!r} {what}")
+    if out.is_file():  # a profile CI or a twin relies on is not written over unasked
+        raise typer.BadParameter(
+            f"--out {str(out)!r}: exists; name another file, or remove that one first"
+        )
     try:
         run_characterize(url, out, tile, block, seed, drift, Console(), gain_maps=gain_maps)
     except (SidraError, ValueError, OSError) as exc:
         typer.echo(f"sidra board characterize {url}: {exc}", err=True)
         raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        typer.echo(
+            f"sidra board characterize {url}: stopped; no profile written, and the board "
+            "is left with some of its tiles programmed with test patterns",
+            err=True,
+        )
+        raise typer.Exit(130) from None
 
 
 def compare_board(
@@ -193,7 +204,15 @@ def compare_board(
     tile: Annotated[int, typer.Option(min=0, help="Tile the workload runs on.")] = 0,
     block: Annotated[int, typer.Option(min=1, max=256, help="Rows and columns used.")] = 32,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the workload.")] = 0,
-    twin_seed: Annotated[int, typer.Option(min=0, help="Seed of the emulated twin.")] = 1,
+    twin_seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Seed of the emulated twin's own per-cell draws. The default is no seed an "
+            "emulated board of the docs has: one of the same seed would share the twin's "
+            "draws and look closer to it than a real board can.",
+        ),
+    ] = 1_000_000,
     inputs: Annotated[int, typer.Option(min=1, max=256, help="Distinct input vectors.")] = 8,
     repeats: Annotated[int, typer.Option(min=2, max=4096, help="Passes per input.")] = 256,
     cycles: Annotated[

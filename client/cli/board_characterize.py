@@ -32,7 +32,9 @@ def format_tables(result: Characterization) -> list[Table]:
             mark = "" if e.measured else " *"
             params.add_row(e.name + mark, _number(e.value), _number(e.uncertainty), e.unit, e.note)
     budget = Table(title="Budget spent")
-    for column in ("measurement", "calls", "cell writes", "MVM passes", "modeled", "clock", "wall"):
+    # "in calls": the wall time the board's calls took; the command's analysis is on top
+    columns = ("measurement", "calls", "cell writes", "MVM passes", "modeled", "clock", "in calls")
+    for column in columns:
         budget.add_column(column, justify="right" if column != "measurement" else "left")
     rows = [(part.name, part.budget) for part in result.parts] + [("total", result.budget)]
     for name, b in rows:
@@ -67,6 +69,7 @@ def run_characterize(
     """Characterizes the board at ``url``, prints the tables, writes the profile to ``out``."""
     start = time.perf_counter()
     with open_board(url) as board, holding_every_tile(board, "sidra board characterize"):
+        info = board.info
         result = characterize(
             board, tile=tile, block_size=block, seed=seed, drift=drift, gain_maps=gain_maps
         )
@@ -82,10 +85,13 @@ def run_characterize(
     )
     for line in result.not_measured:
         console.print(f"* {line}")
+    shape = f"{min(block, info.rows)}x{min(block, info.cols)}"  # as measured on a small tile
     header = (
         f"Board profile measured by `sidra board characterize {url}`\n"
-        f"(seed {seed}, tile {tile}, {block}x{block} block, {elapsed:.1f} s). Load it with\n"
-        f"emu://?profile={out.name} or `sidra board serve --profile {out.name}`."
+        f"of {info.model} {info.serial_number} (seed {seed}, tile {tile}, {shape} block, "
+        f"drift {'measured' if drift else 'not measured (--no-drift)'}, gain maps "
+        f"{'measured' if gain_maps else 'not measured'}, {elapsed:.1f} s).\n"
+        f"Load it with emu://?profile={out.name} or `sidra board serve --profile {out.name}`."
     )
     text = dumps(result.profile.model_dump(mode="json"), header)
     try:

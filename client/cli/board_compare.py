@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -56,6 +57,15 @@ def comparison_table(result: Comparison) -> Table:
     return table
 
 
+def board_seed(url: str) -> int | None:
+    """The seed of an emulated board's URL (``emu://...&seed=N``); None for another board."""
+    parts = urlsplit(url)
+    if parts.scheme != "emu":
+        return None
+    seeds = parse_qs(parts.query).get("seed", [])
+    return int(seeds[0]) if seeds and seeds[0].isdecimal() else None
+
+
 def run_compare(
     url: str,
     profile: Path,
@@ -66,9 +76,17 @@ def run_compare(
 ) -> Comparison:
     """Opens the board and ``emu://?profile=PROFILE``, runs the comparison, prints it."""
     with open_board(url) as board, open_board(f"emu://?profile={profile}&seed={twin_seed}") as twin:
+        if board_seed(url) == twin_seed:
+            Console(stderr=True).print(
+                f"note: the board and the twin are emulated from one seed ({twin_seed}): "
+                "they share their per-cell draws, which no real board and its twin do "
+                "(--twin-seed another)",
+                style="yellow",
+            )
         result = compare(board, twin, **options)
     if as_json:
-        print(json.dumps(comparison_json(result)))
+        made = {"board": url, "profile": str(profile), "twin_seed": twin_seed, **options}
+        print(json.dumps(made | comparison_json(result)))
     else:
         console.print(comparison_table(result))
     return result

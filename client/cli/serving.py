@@ -30,6 +30,10 @@ __all__ = ["serve_until_stopped"]
 
 log = logging.getLogger("sidra.server")
 
+STOP_WAIT_S = 5.0
+"""How long a start that fails lets the service's threads end (a deployment check ends
+after its current read), s."""
+
 
 def serve_until_stopped(
     config: Path | None, restore_state: bool, check: bool, **options: Any
@@ -96,6 +100,9 @@ def _serve(settings: ServerSettings, restore_state: bool, handler: logging.Handl
     try:
         endpoint = _metrics_endpoint(metrics, settings)
     except OSError as exc:
+        # The service's own threads first (a round of deployment checks that registering
+        # the metrics began reads the store): then the store may close under nobody.
+        stopping.run(STOP_WAIT_S)
         server.stop(grace=None)
         driver.close()
         store.close()

@@ -290,7 +290,8 @@ keeps, s: a checkpoint saved when the board goes away may count that much fewer 
 writes than were made (the step's other counts are exact)."""
 
 _MEASUREMENT_ONLY = ("a", "c", "eval_every", "eval_read_repeats")
-"""Settings a resumed run may change: the gains (stored in the checkpoint) and how
+"""Settings left out of the comparison with a resumed run's: the gains (stored in the
+checkpoint, which it goes on with: one given otherwise is refused on its own) and how
 accuracy is measured, which leaves the optimizer's path unchanged."""
 
 CHECKPOINT_VERSION = 4
@@ -438,6 +439,13 @@ class SPSACheckpoint:
             raise ValueError(
                 f"{source}: not a whole SPSA checkpoint ({type(exc).__name__}: {exc})"
             ) from exc
+        for gain in ("a", "c"):  # the checkpoint's gains go on; one given otherwise is refused
+            given = getattr(options, gain)
+            if given is not None and settings.get(gain) != given:
+                raise ValueError(
+                    f"{source}: {gain} {given!r} given, the run's is {settings.get(gain)!r}: "
+                    "a resumed run goes on with its own gains (leave it out, or give that)"
+                )
         return checkpoint
 
     @classmethod

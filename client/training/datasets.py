@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -246,6 +247,22 @@ def _npz_arrays(
     return x, y
 
 
+def _fractional_labels(classes: npt.NDArray[Any]) -> list[str]:
+    """The labels among ``classes`` that are numbers with a fraction (``0.5``, ``"2.25"``):
+    a measurement, not a class (a label column mistaken). Integral ones (``2.0``) and
+    names pass."""
+    found = []
+    for value in classes:
+        item = value.item() if isinstance(value, np.generic) else value
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            continue  # a name
+        if math.isfinite(number) and not number.is_integer():
+            found.append(str(item))
+    return found
+
+
 def _check_arrays(name: str, x: npt.NDArray[Any], y: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     """``x`` as float64, or a ValueError naming what is wrong with ``x`` or ``y``: refused
     before any board call, not as a bad voltage halfway through."""
@@ -267,6 +284,14 @@ def _check_arrays(name: str, x: npt.NDArray[Any], y: npt.NDArray[Any]) -> npt.ND
             "expected finite numbers"
         )
     classes = np.unique(y)
+    fractional = _fractional_labels(classes)
+    if fractional:
+        shown = ", ".join(fractional[:4]) + (", ..." if len(fractional) > 4 else "")
+        raise ValueError(
+            f"dataset: y of {name}: got labels that are fractional numbers ({shown}; "
+            f"{len(classes)} classes), expected classes: integers or names (is the label "
+            "in another column than the last, or a measurement?)"
+        )
     if len(classes) < 2:
         raise ValueError(
             f"dataset: y of {name}: got one class ({classes[0].item()!r}), expected at least two"

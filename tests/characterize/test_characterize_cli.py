@@ -76,8 +76,9 @@ def test_a_board_reporting_no_profile_is_characterized_into_a_loadable_twin(
     # The file is what emu:// and sidra board serve --profile load.
     with open_board(f"emu://?profile={out}&seed=1") as emulated:
         assert emulated.info.emulator_preset == "characterized"
-    header = out.read_text(encoding="utf-8").splitlines()[0]
-    assert header.startswith("# Board profile measured by `sidra board characterize")
+    header = out.read_text(encoding="utf-8").splitlines()[:3]
+    assert header[0].startswith("# Board profile measured by `sidra board characterize")
+    assert ", drift measured, gain maps not measured, " in header[1]  # how it was made
     assert tomllib.loads(out.read_text(encoding="utf-8"))["schema_version"] == 2
 
 
@@ -123,6 +124,16 @@ def test_an_out_folder_that_does_not_exist_is_refused_before_measuring(tmp_path:
     message = " ".join(result.stderr.replace("│", " ").split())  # the box unwrapped
     assert "Invalid value: --out" in message and "does not exist" in message
     assert "Characterized" not in result.stdout  # nothing was measured
+
+
+def test_an_existing_profile_is_not_written_over(tmp_path: Path) -> None:
+    out = tmp_path / "y1-twin.toml"
+    out.write_text("# the twin CI relies on\n")
+    result = run_sidra("board", "characterize", "emu://?preset=ideal", "--out", str(out))
+    assert result.returncode == 2
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert "exists; name another file, or remove that one first" in message
+    assert out.read_text() == "# the twin CI relies on\n"
 
 
 def test_a_profile_that_cannot_be_written_is_kept_elsewhere_and_said_so(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 from cli_support import SIDRA, serving_line
@@ -59,7 +60,7 @@ def test_metrics_and_logging_defaults() -> None:
     assert ports_of_their_own.metrics.listen == "127.0.0.1:0"
 
 
-def test_a_port_in_use_is_refused_naming_the_key() -> None:
+def test_a_port_in_use_is_refused_naming_the_key(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -72,7 +73,11 @@ def test_a_port_in_use_is_refused_naming_the_key() -> None:
             text=True,
             timeout=60,
             check=False,
-            env={**os.environ, "SIDRA_METRICS__LISTEN": address},
+            env={
+                **os.environ,
+                "SIDRA_METRICS__LISTEN": address,
+                "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3"),  # not the user's
+            },
         )
     assert result.returncode != 0
     assert "metrics.listen: cannot bind" in result.stderr and "Traceback" not in result.stderr

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from sidra.characterize.compare import twin_differences
 from sidra.cli.job_board import job_board
 from sidra.cli.options import AsJson, field_option, job_options
 from sidra.cli.train.like import Like, settings_of
@@ -50,7 +51,7 @@ from sidra.cli.twin import (
     twin_emulator,
     twin_url,
 )
-from sidra.drivers import Board
+from sidra.drivers import Board, open_board
 from sidra.training import PATOptions, TrainingRecord, TwinPhysics, train_pat
 from sidra.training.atomic_files import write_atomically
 from sidra.training.stopping import RunInterrupted
@@ -158,6 +159,7 @@ def pat(
             else:
                 source = _kept_in_record(profile, folder)
             twin = twin or _twin_from(source)
+            _check_fits(source, target, options)
             with (
                 twin_emulator(source, options) as on_twin,
                 progress_bar(console) as progress,
@@ -187,6 +189,19 @@ def pat(
     # Stopped on the twin or in silico, the run was deployed: nothing to go on from.
     going_on = folder if (folder / CHECKPOINT).is_file() else None
     exit_if_stopped(record.settings, options.epochs, console, resume=going_on, stop=stop)
+
+
+def _check_fits(profile: Path, board: Board, options: PATOptions) -> None:
+    """BadParameter naming --profile when its twin is not ``board``'s (another geometry,
+    conductance window or read range): it trained a whole schedule on the twin and then
+    failed, or trained on against the wrong window without a word."""
+    with open_board(twin_url(profile, options.twin_device_seed)) as twin:
+        differences = twin_differences(board.info, twin.info)
+    if differences:
+        raise typer.BadParameter(
+            f"{profile}: a profile of another board ({'; '.join(differences)})",
+            param_hint="'--profile'",
+        )
 
 
 TWIN_FILE = "twin.toml"
