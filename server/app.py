@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -48,6 +50,7 @@ from sidra.server.security import (
     principal_of,
     server_credentials,
 )
+from sidra.server.security.roles import JOB_ROLES
 from sidra.server.servicer import SERVICE_NAME, BoardServicer, board_service_handler
 from sidra.server.sessions import (
     SESSION_SERVICE_NAME,
@@ -218,6 +221,7 @@ def create_server(
         # A tune job registers its deployment again: the servicer made just below.
         keep_deployment=lambda *job: deployments.register_again(*job),
         may_keep_deployment=lambda *job: deployments.may_register_again(*job),
+        no_longer_allowed=_job_rights(tokens),
     )  # fmt: skip
     watch_jobs(metrics, jobs.running, jobs.queued)
     deployments = DeploymentServicer(
@@ -289,6 +293,16 @@ def create_server(
         if tokens is None:
             log.warning("serving without [auth] on %s: every client may do everything", address)
     return server, port
+
+
+def _job_rights(tokens: TokensFile | None) -> Callable[[str], str | None]:
+    """Why a principal may no longer submit jobs, as the tokens file says now (a queued
+    job of one removed, expired or demoted since fails at its turn); without [auth],
+    never."""
+    if tokens is None:
+        return lambda principal: None
+    needed = JOB_ROLES["SubmitJob"]
+    return lambda principal: tokens.no_longer_allowed(principal, needed, datetime.now(UTC))
 
 
 def lease_registry(board: Board, settings: LeaseSettings) -> LeaseRegistry:

@@ -29,3 +29,27 @@ def test_a_record_s_plot_leaves_the_caller_s_matplotlib_as_it_was() -> None:
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["svg", "False"]  # backend kept, pyplot never imported
+
+
+def test_the_run_plot_names_every_line_once_outside_the_curves() -> None:
+    """The legend sat on the accuracy curve and left it out; a one-step mean was drawn
+    as a line of its own ("mean of 1"); device writes read in 1e6 offset notation."""
+    from sidra.training import Checkpoint, TrainingRecord
+
+    checkpoints = [Checkpoint(k, 0.1 * k, 250_000 * k) for k in (1, 2, 3)]
+    few = TrainingRecord({"job": "last-layer", "dataset": "iris"}, losses=[1.2, 0.9, 0.7],
+                         checkpoints=checkpoints, test_accuracy=0.3)  # fmt: skip
+    left, right, _twin = few.figure().axes  # the twin axis is made after both
+    labels = [text.get_text() for text in left.get_legend().get_texts()]
+    assert labels == ["loss per step", "test accuracy"]  # no "mean of 1"
+    assert left.get_legend().get_bbox_to_anchor().y0 > left.get_window_extent().y1 - 1
+    many = TrainingRecord({"job": "spsa", "dataset": "digits"}, losses=[1.0] * 400,
+                          checkpoints=checkpoints, test_accuracy=0.3)  # fmt: skip
+    left, right, _twin = many.figure().axes
+    labels = [text.get_text() for text in left.get_legend().get_texts()]
+    assert labels == ["loss per step", "mean of 4 steps", "test accuracy"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(right.figure).draw()
+    assert any("00,000" in tick.get_text() for tick in right.get_xticklabels())
+    assert right.xaxis.get_offset_text().get_text() == ""

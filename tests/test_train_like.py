@@ -42,6 +42,22 @@ def test_a_run_like_another_takes_its_settings_and_the_options_given_win(
     assert changed["dataset"] == "iris" and changed["eval_every"] == 8
 
 
+def test_an_accuracy_interval_made_from_steps_is_made_again_from_this_runs(
+    tmp_path: Path,
+) -> None:
+    """eval_every not given is 5 % of --steps; taken as a setting, a --like run of fewer
+    steps than it measured no accuracy (an empty checkpoints.csv, a blank plot)."""
+    first = tmp_path / "first"
+    trained(first, "spsa", "--dataset", "iris", "--steps", "200", "--batch-size", "16")
+    assert settings(first)["eval_every"] == 10
+    trained(tmp_path / "short", "spsa", "--like", str(first), "--steps", "40")
+    assert settings(tmp_path / "short")["eval_every"] == 2
+    rows = (tmp_path / "short" / "checkpoints.csv").read_text().splitlines()
+    assert len(rows) == 1 + 20  # a header, then one a checkpoint
+    trained(tmp_path / "same", "spsa", "--like", str(first))
+    assert settings(tmp_path / "same") == settings(first)
+
+
 def test_an_epoch_run_like_another(tmp_path: Path) -> None:
     first = tmp_path / "first"
     trained(first, "mlp", "--dataset", "iris", "--epochs", "2", "--hidden", "6")

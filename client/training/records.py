@@ -236,6 +236,8 @@ class TrainingRecord:
 
     def figure(self) -> Figure:
         """Loss and accuracy against steps and against device writes."""
+        from matplotlib.ticker import FuncFormatter  # matplotlib only where a plot is drawn
+
         fig = new_figure(figsize=(11, 4))
         left, right = fig.subplots(1, 2)
         if self.losses:
@@ -243,7 +245,8 @@ class TrainingRecord:
             window = max(1, len(self.losses) // 100)
             smooth = np.convolve(self.losses, np.ones(window) / window, mode="valid")
             left.plot(steps, self.losses, alpha=0.25, label="loss per step")
-            left.plot(steps[window - 1 :], smooth, label=f"mean of {window}")
+            if window > 1:  # a mean of one step is the loss itself
+                left.plot(steps[window - 1 :], smooth, label=f"mean of {window} steps")
         left.set_xlabel("step")
         left.set_ylabel(self.loss_label)
         twin = left.twinx()
@@ -260,10 +263,16 @@ class TrainingRecord:
                 "k.-",
             )
         twin.set_ylabel("test accuracy (%)")
-        left.legend(loc="upper right")
+        # Both axes' lines in one legend, above the plot: the loss falls and the accuracy
+        # rises across it, so any corner inside covers one of them.
+        handles = [h for axis in (left, twin) for h in axis.get_legend_handles_labels()[0]]
+        if handles:
+            left.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01),
+                        ncol=len(handles), frameon=False, fontsize="small")  # fmt: skip
         right.set_xlabel("device writes (cells)")
+        right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         right.set_ylabel("test accuracy (%)")
-        right.set_title(f"final {100 * self.test_accuracy:.2f} %")
+        right.set_title(f"final test accuracy {100 * self.test_accuracy:.2f} %")
         job, dataset = self.settings.get("job", "training"), self.settings.get("dataset", "")
         fig.suptitle(f"{job} on {dataset}")
         fig.tight_layout()

@@ -130,6 +130,7 @@ class JobManager:
         on_queue_wait: Callable[[float], object] = lambda seconds: None,
         keep_deployment: KeepDeployment = no_deployments,
         may_keep_deployment: MayKeepDeployment = no_deployment_to_keep,
+        no_longer_allowed: Callable[[str], str | None] = lambda principal: None,
     ) -> None:
         self.servicer = servicer
         self._may_keep_deployment = may_keep_deployment
@@ -150,7 +151,7 @@ class JobManager:
         self._starter = JobStarter(
             self._table, servicer, keeper, runner=self.runner, launch=self._launch,
             max_jobs=max_jobs, max_queued_jobs=max_queued_jobs, on_end=on_end,
-            on_queue_wait=on_queue_wait,
+            on_queue_wait=on_queue_wait, no_longer_allowed=no_longer_allowed,
         )  # fmt: skip
         if self.records is not None:
             for job_id in self.records.interrupt_running(clock()):

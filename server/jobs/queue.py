@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -76,16 +75,19 @@ def queue_order(
     last_start: Mapping[str, float] | None = None,
 ) -> list[Waiting]:
     """``waiting`` in the order their turns come: higher priority first; then by the jobs
-    their principal runs (``running``, by principal) plus its own queued before them, then
-    by when their principal last started a job (``last_start``, any one clock; absent:
-    never), then by submission."""
+    their principal runs (``running``, by principal) plus its own queued before them that
+    go first (of a priority no lower: one it gave way with comes after it anyway, and
+    must not cost it a turn), then by when their principal last started a job
+    (``last_start``, any one clock; absent: never), then by submission."""
     started = last_start or {}
     by_time = sorted(waiting, key=lambda job: (job.submitted_unix_s, job.job_id))
-    seen: Counter[str] = Counter()
+    before: dict[str, list[int]] = {}  # principal -> priorities of its jobs so far
     turns = {}
     for job in by_time:
-        turns[job.job_id] = running.get(job.principal, 0) + seen[job.principal]
-        seen[job.principal] += 1
+        own = before.setdefault(job.principal, [])
+        ahead_of_it = sum(1 for priority in own if priority >= job.priority)
+        turns[job.job_id] = running.get(job.principal, 0) + ahead_of_it
+        own.append(job.priority)
     return sorted(  # stable: submission breaks the remaining ties
         by_time,
         key=lambda job: (-job.priority, turns[job.job_id], started.get(job.principal, -math.inf)),

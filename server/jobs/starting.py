@@ -70,8 +70,12 @@ class JobStarter:
         max_queued_jobs: int,
         on_end: Callable[[str], object],
         on_queue_wait: Callable[[float], object],
+        no_longer_allowed: Callable[[str], str | None] = lambda principal: None,
     ) -> None:
         self.table = table
+        self._no_longer_allowed = no_longer_allowed
+        """Why a principal may no longer submit jobs (its token removed, expired, its role
+        lowered), None while it may: a queued job of one that may not ends at its turn."""
         self.servicer = servicer
         self.keeper = keeper
         self.max_jobs = max_jobs
@@ -320,7 +324,7 @@ class JobStarter:
         board = self.servicer.board
         if isinstance(board, LinkMonitored) and not board.link_up:
             return "the board is unavailable (its link is down); it starts once it is back"
-        if self._protected_since_queued(live, waiting):
+        if self._protected_since_queued(live, waiting) or self._revoked_since_queued(live):
             return "not queued any more"
         held = [h for h in self.keeper.registry.holders() if h.tile in waiting.tiles]
         if held and (moved := self._placed_again(live, waiting)) is not None:
@@ -445,6 +449,21 @@ class JobStarter:
                     )  # fmt: skip
             return True
         return False
+
+    def _revoked_since_queued(self, live: LiveJob) -> bool:
+        """Ends ``live`` failed, before anything ran, when its principal may no longer
+        submit jobs (SubmitJob would refuse it now; a queued job must not run with rights
+        taken away since); True when it did."""
+        why = self._no_longer_allowed(live.row.principal)
+        if why is None:
+            return False
+        with self.table.changed:  # (reentrant) as cancel: the queue starts no job it holds
+            if live.row.state == "queued":
+                self.end_unstarted(
+                    live, "failed", f"not started: {why} since it was queued"
+                )  # fmt: skip
+        log.warning("job %s of %s not started: %s", live.row.id, live.row.principal, why)
+        return True
 
     def _stored_file(self, sha256: str) -> StoredDataset:
         """A queued job's data set file, read from the store when asked."""

@@ -287,6 +287,23 @@ class TokensFile:
                 self._entries = self._reread()
             return self._entries
 
+    def no_longer_allowed(self, name: str, needed: Role, now: datetime) -> str | None:
+        """Why principal ``name`` may no longer do what needs role ``needed`` (its token
+        removed, expired, or its role lowered since), in words; None while it may, and
+        while the file cannot be read (a file mid-edit must not fail what it admitted)."""
+        entries = [e for e in self._current() if e.principal.name == name]
+        if self._problem is not None:
+            return None
+        if not entries:
+            return f"principal {name!r} is no longer in the tokens file"
+        live = [e for e in entries if not e.expired(now)]
+        if not live:
+            return f"the token of {name!r} has expired"
+        best = max(e.principal.role for e in live)
+        if best < needed:
+            return f"{name!r} has role {best.label} now, and this needs {needed.label} or above"
+        return None
+
     @property
     def problem(self) -> str | None:
         """Why the tokens file cannot be read now (every token is refused meanwhile);

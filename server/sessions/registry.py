@@ -224,7 +224,12 @@ class LeaseRegistry:
         with self._changed:
             session = self._sessions.get(session_id) if admin else None
             if session is None:
-                session = self._renewed(principal, session_id, self.clock())
+                try:
+                    session = self._renewed(principal, session_id, self.clock())
+                except SessionClosed as exc:  # whose it is, if anyone's, is not told
+                    raise SessionClosed(
+                        f"{exc}; closing another principal's session needs the admin role"
+                    ) from None
             ended = self._end(session, all_tiles=True)
             del self._sessions[session.id]
             return ended

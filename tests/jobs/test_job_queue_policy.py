@@ -145,3 +145,18 @@ def test_a_job_free_to_move_is_tried_on_the_tiles_placed_again_not_kept_behind()
         "C": f"queued, 1 ahead: {BEHIND}",
         "D": f"queued, 2 ahead: {BEHIND}",
     }
+
+
+def test_a_job_given_way_with_costs_its_principal_no_turn() -> None:
+    """Alice runs one job; queued: root's of priority 3, Alice's J2, Bob's of -5 (giving
+    way) then Bob's B. Bob's -5 job goes last anyway: counted ahead of B, it put B after
+    Alice's J2 though Bob ran nothing. His own job of a priority no lower still counts."""
+    root = Waiting("root", "root", 1.0, frozenset({0}), priority=3)
+    j2 = Waiting("J2", "alice", 2.0, frozenset({0}))
+    low = Waiting("Blow", "bob", 3.0, frozenset({0}), priority=-5)
+    b = Waiting("B", "bob", 4.0, frozenset({0}))
+    order = queue_order([root, j2, low, b], {"alice": 1})
+    assert [job.job_id for job in order] == ["root", "B", "J2", "Blow"]
+    b_first = Waiting("B0", "bob", 3.5, frozenset({0}))  # one of his own of the same priority
+    order = queue_order([root, j2, low, b_first, b], {"alice": 1})
+    assert [job.job_id for job in order] == ["root", "B0", "J2", "B", "Blow"]

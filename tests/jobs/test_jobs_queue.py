@@ -666,3 +666,40 @@ def test_a_job_starting_is_counted_once_against_max_jobs(
             client.jobs.submit("spsa", _on([3], ENDLESS), dataset="iris")  # a third
         for job in (first, second[0]):
             client.jobs.cancel(job.job_id)
+
+
+@pytest.mark.parametrize("taken_away", ["removed", "demoted"])
+def test_a_queued_job_of_a_principal_whose_rights_went_since_fails_at_its_turn(
+    tmp_path: Path, taken_away: str
+) -> None:
+    """Mallory queued a job while a programmer; her token is then removed (or her role
+    lowered to viewer): the job ran at its turn with the rights taken away. It ends
+    failed at its turn, before any board call, saying why; others' jobs run on."""
+    from sidra.server.security import add_principal, remove_principal
+
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, alice=Role.PROGRAMMER, mallory=Role.PROGRAMMER)
+    limits = LimitsSettings(max_jobs=1)
+    with (
+        serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file), limits=limits) as address,
+        connect(address, token=tokens["alice"]) as alice,
+        connect(address, token=tokens["mallory"]) as mallory,
+    ):
+        holder = alice.jobs.submit("spsa", _on([0], ENDLESS), dataset="iris")
+        queued = mallory.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        assert queued.state == "queued"
+        writes = alice.stats().cell_writes
+        if taken_away == "removed":
+            remove_principal(tokens_file, "mallory")
+            why = "principal 'mallory' is no longer in the tokens file"
+        else:
+            add_principal(tokens_file, "mallory", Role.VIEWER, replace=True)
+            why = "'mallory' has role viewer now, and this needs programmer or above"
+        alice.jobs.cancel(holder.job_id)
+        ended = alice.jobs.wait(queued.job_id)
+        assert ended.state == "failed" and not ended.started_unix_s  # never started
+        assert ended.error == f"not started: {why} since it was queued"
+        assert alice.jobs.wait(holder.job_id).state == "cancelled"
+        after = alice.jobs.submit("spsa", _on([0]), dataset="iris", queue=True)
+        assert alice.jobs.wait(after.job_id).state == "succeeded"  # the queue goes on
+        assert alice.stats().cell_writes > writes

@@ -78,6 +78,8 @@ def _take(ctx: typer.Context, value: Path | None) -> Path | None:
     params = {param.name for param in ctx.command.params}
     names = params - NOT_TAKEN
     taken = {name: settings[name] for name in names if name in settings}
+    if command == "spsa" and _derived_eval_every(settings):
+        del taken["eval_every"]  # made from --steps: made again from this run's
     ctx.default_map = {**(ctx.default_map or {}), **taken}
     unknown = sorted(
         key for key in settings
@@ -92,6 +94,15 @@ def _take(ctx: typer.Context, value: Path | None) -> Path | None:
             err=True,
         )
     return value
+
+
+def _derived_eval_every(settings: dict[str, Any]) -> bool:
+    """Whether an spsa record's ``eval_every`` is the default its ``steps`` made (5 % of
+    them): taken as it is, a --like run of fewer steps measured no accuracy at all."""
+    from sidra.cli.train.spsa import default_eval_every  # (that module imports this one)
+
+    steps, every = settings.get("steps"), settings.get("eval_every")
+    return type(steps) is int and steps > 0 and every == default_eval_every(steps)
 
 
 Like = Annotated[

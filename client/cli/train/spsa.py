@@ -42,7 +42,13 @@ from sidra.cli.train.running import (
 from sidra.training import PerturbationMode, SPSAOptions, SPSAStep, train_softmax_spsa
 from sidra.training.stopping import RunInterrupted
 
-__all__ = ["spsa"]
+__all__ = ["default_eval_every", "spsa"]
+
+
+def default_eval_every(steps: int) -> int:
+    """Steps between test-accuracy checkpoints when --eval-every is not given: 5 % of
+    ``steps`` (twenty points on the plot), at least 1."""
+    return max(1, steps // 20)
 
 
 _SPSA = SPSAOptions()
@@ -96,7 +102,7 @@ def spsa(
         ctx,
         a=None if calibrate else a,
         c=None if calibrate else c,
-        eval_every=max(1, steps // 20) if eval_every is None else eval_every,
+        eval_every=default_eval_every(steps) if eval_every is None else eval_every,
     )
     check_resume(out, resume)  # here, not in a callback: --out may come before --resume
     console = Console(stderr=as_json, log_path=False)  # lines stamped with the time only
