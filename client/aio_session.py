@@ -25,6 +25,7 @@ from sidra.client.session import (
     HEARTBEATS_PER_TTL,
     SessionState,
     TileLease,
+    heartbeat_failed,
     run_at_close,
     session_method,
     session_state,
@@ -154,16 +155,18 @@ class AsyncSession:
 
     async def _heartbeats(self) -> None:
         period = self.state.ttl_s / HEARTBEATS_PER_TTL
+        said = ""
         while True:
             await asyncio.sleep(period)
             try:
                 await self.heartbeat()
+                said = ""
             except SessionClosed as exc:
                 self.lost = exc
                 log.warning("session %s ended on the server: %s", self.id[:8], exc)
                 return
             except SidraError as exc:  # unreachable for now: the next beat tries again
-                log.warning("heartbeat of session %s failed: %s", self.id[:8], exc)
+                said = heartbeat_failed(self.id, exc, said)
 
 
 class AsyncLease:

@@ -47,6 +47,7 @@ __all__ = [
     "session_call",
     "session_method",
     "session_state",
+    "heartbeat_failed",
     "run_at_close",
     "tile_leases",
     "tile_use_of",
@@ -209,6 +210,17 @@ def tile_leases(reply: pb.ListLeasesResponse) -> list[TileLease]:
     ]
 
 
+def heartbeat_failed(session_id: str, error: SidraError, said: str) -> str:
+    """Logs a failed heartbeat as a warning when its error is not the one ``said`` last
+    (a revoked token failed every beat, a warning each for as long as the program ran;
+    the same failure again goes to DEBUG); returns what is said now."""
+    text = f"{type(error).__name__}: {error}"
+    level = logging.DEBUG if text == said else logging.WARNING
+    log.log(level, "heartbeat of session %s failed (tried again until it answers): %s",
+            session_id[:8], text)  # fmt: skip
+    return text
+
+
 def run_at_close(actions: list[Callable[[], None]]) -> None:
     """Runs (and forgets) what a closing session was to do: each once, even if closing
     it again."""
@@ -325,15 +337,17 @@ class Session:
 
     def _heartbeats(self) -> None:
         period = self.state.ttl_s / HEARTBEATS_PER_TTL
+        said = ""
         while not self._stop.wait(period):
             try:
                 self.heartbeat()
+                said = ""
             except SessionClosed as exc:
                 self.lost = exc
                 log.warning("session %s ended on the server: %s", self.id[:8], exc)
                 return
             except SidraError as exc:  # unreachable for now: the next beat tries again
-                log.warning("heartbeat of session %s failed: %s", self.id[:8], exc)
+                said = heartbeat_failed(self.id, exc, said)
 
 
 class Lease:

@@ -120,6 +120,8 @@ def _store(path: Path) -> tuple[str, str]:
 def _store_file(path: Path) -> tuple[str, str]:
     if not path.exists():
         parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir():
+            return "", f"state.path: {path} cannot be made: {parent} is a file, not a folder"
         if not os.access(parent, os.W_OK | os.X_OK):
             return "", f"state.path: {path} does not exist and {parent} cannot be written"
         return f"state: {path} (made at start)", ""

@@ -17,6 +17,7 @@ import typer
 from sidra.cli import serve_files
 from sidra.cli.options import AsJson
 from sidra.cli.serve_files import ServeConfig
+from sidra.cli.texts import duration_text
 from sidra.server.security import Role, add_principal, read_tokens, remove_principal
 from sidra.server.security.tokens import TokenEntry
 
@@ -131,8 +132,9 @@ def _expiry(entry: TokenEntry, now: datetime) -> str:
         return "expires never"
     if entry.expired(now):
         return f"EXPIRED {_utc(entry.expires_utc)}"
-    days = (entry.expires_utc - now) / timedelta(days=1)
-    return f"expires {_utc(entry.expires_utc)} (in {days:.1f} days)"
+    left_s = (entry.expires_utc - now).total_seconds()
+    left = duration_text(left_s) if left_s < 86_400 else f"{left_s / 86_400:.1f} days"
+    return f"expires {_utc(entry.expires_utc)} (in {left})"
 
 
 def _as_dict(entry: TokenEntry, now: datetime) -> dict[str, object]:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_address, server_url
+from sidra.cli.texts import duration_text
 from sidra.client import Caller, RemoteBoard, Unauthenticated
 from sidra.client.credentials import TOKEN_ENV, token_from_env
 from sidra.drivers import SidraError, open_board
@@ -40,7 +41,11 @@ def _when(unix_s: float) -> str:
 
 
 def _days(seconds: float) -> str:
+    """A token's time left: in days from a day on, in h, min or s before (a token 40 s
+    from expiry read "0.0 days")."""
     days = seconds / 86_400
+    if days < 1:
+        return duration_text(seconds)
     return f"{days:.1f} days" if days < 10 else f"{days:.0f} days"
 
 

@@ -64,6 +64,10 @@ CALLER_CHECK_S = 0.1
 """How often a waiting AcquireLease looks whether its caller still waits, s."""
 
 
+CLOSED_KEPT = 1024
+"""How many sessions an admin closed the registry remembers, to tell their owners."""
+
+
 class Access(enum.Enum):
     """What an RPC does to the tile it names, as far as leases go."""
 
@@ -187,6 +191,9 @@ class LeaseRegistry:
         self.clock = clock
         self._changed = threading.Condition()
         self._sessions: dict[str, Session] = {}
+        self._closed_by_admin: dict[str, tuple[str, str]] = {}
+        """Sessions an admin closed, the latest :data:`CLOSED_KEPT`: id -> (owner, admin),
+        so that the owner's next call says who ended it rather than "expired"."""
         self._holder: dict[int, Session] = {}  # tile -> session holding it
         self._whole: Session | None = None  # the session holding the whole board
         # Tiles each waiting AcquireLease asks for, oldest first: it goes before any
@@ -232,6 +239,10 @@ class LeaseRegistry:
                     ) from None
             ended = self._end(session, all_tiles=True)
             del self._sessions[session.id]
+            if session.principal != principal:  # an admin's close of another's session
+                self._closed_by_admin[session.id] = (session.principal, principal)
+                while len(self._closed_by_admin) > CLOSED_KEPT:
+                    del self._closed_by_admin[next(iter(self._closed_by_admin))]
             return ended
 
     def expire(self) -> list[Ended]:
@@ -434,6 +445,12 @@ class LeaseRegistry:
     def _renewed(self, principal: str, session_id: str | None, now: float) -> Session:
         session = self._sessions.get(session_id or "")
         if session is None or session.principal != principal or session.deadline <= now:
+            owner, admin = self._closed_by_admin.get(session_id or "", ("", ""))
+            if owner == principal:  # told to its owner only
+                raise SessionClosed(
+                    f"session {str(session_id)[:40]!r} of {principal!r} was closed by admin "
+                    f"{admin!r} (its leases ended with it): open a new one"
+                )
             raise SessionClosed(
                 f"session {str(session_id)[:40]!r} is not an open session of {principal!r} "
                 "(it expired, was closed, or the server restarted): open a new one"

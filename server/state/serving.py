@@ -7,6 +7,8 @@ jobs onto its own board and mark its running ones interrupted, so it is refused 
 it opens its board (opening a serial port may reset the board behind it): a lab
 computer serving several boards gives each server a store of its own.
 
+The file is named after the store's real path (a symbolic link names the same one); a
+store with several hard links is refused, as their names would hold locks of their own.
 The server holding the store writes who it is into the file (process id, board,
 address, start time) for the refusal to name it. The ``flock`` goes with the process,
 a killed server's too, so a crashed server never leaves the store locked.
@@ -27,15 +29,35 @@ __all__ = ["serving_path", "serving_store", "store_served_by"]
 
 
 def serving_path(store: Path) -> Path:
-    """The file the serving server holds: ``<store>.serving``."""
-    return store.with_name(store.name + ".serving")
+    """The file the serving server holds: ``<store>.serving`` beside the store's real
+    file (a symbolic link to a served store names the same one)."""
+    real = Path(os.path.realpath(store))
+    return real.with_name(real.name + ".serving")
 
 
 @contextmanager
 def serving_store(store: Path, who: str) -> Iterator[None]:
     """Holds ``store`` for the server ``who`` describes (its board and address) until the
     block ends; StateStoreError naming the server that holds it otherwise."""
-    store.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, a folder it may not write
+        found = next((p for p in store.parents if p.exists()), None)
+        why = (
+            f"{found} is a file, not a folder"
+            if found is not None and not found.is_dir()
+            else exc.strerror or str(exc)
+        )
+        raise StateStoreError(f"state store {store}: its folder cannot be made: {why}") from exc
+    try:
+        links = store.stat().st_nlink
+    except OSError:
+        links = 1  # none yet: the server makes it
+    if links > 1:  # another name would hold another lock, and SQLite another log
+        raise StateStoreError(
+            f"state store {store}: the file has {links} hard links; one server per store "
+            "is kept by the store's name: give it one (a symbolic link is fine)"
+        )
     path = serving_path(store)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -63,7 +85,7 @@ def store_served_by(store: Path) -> str | None:
     path = serving_path(store)
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no store there: nobody serves it
         return None
     try:
         try:

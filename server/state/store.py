@@ -37,6 +37,7 @@ reuse until compacted.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -522,21 +523,32 @@ class StateStore:
         Arrays, one slice per tile: ``targets_us`` float32 [tiles, rows, cols]
         (0 where not programmed), ``programmed`` bool, ``write_counts`` uint32 (0
         where never read), ``counts_read`` bool; and ``board_serial`` (a string).
+        Compressed (tiles mostly never programmed are mostly zeros); written whole or
+        not at all, never over an existing file (FileExistsError).
         """
         board = self.board(board_serial)
         tiles = range(board.tile_count)
         golden = [self.golden(board_serial, t) for t in tiles]
         counts = [self.write_counts(board_serial, t) for t in tiles]
         target = Path(path)
-        with target.open("wb") as file:
-            np.savez(
-                file,
-                board_serial=np.array(board_serial),
-                targets_us=np.stack([g.targets_us for g in golden]),
-                programmed=np.stack([g.programmed for g in golden]),
-                write_counts=np.stack([c.counts for c in counts]),
-                counts_read=np.stack([c.read for c in counts]),
-            )
+        if target.exists():  # checked first too: a refusal costs no compression
+            raise FileExistsError(errno.EEXIST, "exists; an export does not overwrite", target)
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        try:
+            with partial.open("wb") as file:
+                np.savez_compressed(
+                    file,
+                    board_serial=np.array(board_serial),
+                    targets_us=np.stack([g.targets_us for g in golden]),
+                    programmed=np.stack([g.programmed for g in golden]),
+                    write_counts=np.stack([c.counts for c in counts]),
+                    counts_read=np.stack([c.read for c in counts]),
+                )
+                file.flush()
+                os.fsync(file.fileno())
+            os.link(partial, target)  # unlike a rename, never replaces a file made meanwhile
+        finally:
+            partial.unlink(missing_ok=True)
         return target
 
     # -- internals -------------------------------------------------------------------------

@@ -201,20 +201,22 @@ def restore_backup(backup: Path, store: Path) -> BackupRestored:
         copy = store.with_name(f".{store.name}.restoring-{os.getpid()}")
         replaced = None
         try:
+            made_private(copy)  # the store holds every principal's models and data sets
             with closing(_read_only(backup)) as db:  # a copy, so the backup stays as it is
                 db.execute("VACUUM INTO ?", (str(copy),))
             _fsync(copy)
             if store.exists():
-                # Opening and closing the last connection merges the WAL into the file
-                # and deletes it: the file kept aside is the whole store.
-                with closing(sqlite3.connect(store, isolation_level=None)) as db:
-                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                merged = _wal_merged(store)
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
                 replaced = store.with_name(f"{store.name}.replaced-{stamp}")
                 os.rename(store, replaced)
                 for sidecar in ("-wal", "-shm"):
+                    side = store.with_name(store.name + sidecar)
                     with suppress(FileNotFoundError):
-                        store.with_name(store.name + sidecar).unlink()
+                        if merged:
+                            side.unlink()
+                        else:  # kept beside the damaged file, as they were
+                            os.rename(side, replaced.with_name(replaced.name + sidecar))
             os.rename(copy, store)
             _fsync(store.parent)
         except sqlite3.Error as exc:
@@ -227,6 +229,19 @@ def restore_backup(backup: Path, store: Path) -> BackupRestored:
             with suppress(FileNotFoundError):
                 copy.unlink()
     return BackupRestored(store, backup, replaced, version)
+
+
+def _wal_merged(store: Path) -> bool:
+    """Merges ``store``'s write-ahead log into its file (opening and closing the last
+    connection does, and deletes the log): the file kept aside is then the whole store.
+    False when the store cannot be opened as one (damaged: the very case a restore is
+    for), its log then kept beside it as it is."""
+    try:
+        with closing(sqlite3.connect(store, isolation_level=None)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
@@ -252,8 +267,9 @@ class StoreCheck:
 def check_store(path: Path) -> StoreCheck:
     """Reads the whole store file ``path`` (read-only, safe while servers run) and says
     what is damaged: pages and indexes (``integrity_check``), references between rows
-    (``foreign_key_check``), the schema version. StateStoreError when it is no SQLite
-    file at all."""
+    (``foreign_key_check``), the schema version. A file SQLite cannot read at all (its
+    header or schema damaged, or no store) is one problem, as the rest are: the damage
+    a check is for. StateStoreError when there is no such file."""
     if not path.is_file():
         raise StateStoreError(f"store: {path}: no such file")
     try:
@@ -262,7 +278,7 @@ def check_store(path: Path) -> StoreCheck:
             dangling = db.execute("PRAGMA foreign_key_check").fetchall()
             version = schema_version(db)
     except sqlite3.Error as exc:
-        raise StateStoreError(f"store: {path}: not a readable state store ({exc})") from exc
+        return StoreCheck(path, 0, (f"not a readable state store ({exc})",))
     problems = [f"integrity_check: {line}" for line in damage if line != "ok"]
     problems += [
         f"foreign_key_check: {table} row {rowid} names a row of {parent} that is not there"

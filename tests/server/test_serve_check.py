@@ -177,3 +177,22 @@ def test_metrics_on_every_interface_are_warned_of(tmp_path: Path) -> None:
     assert "bind it to 127.0.0.1" in wide.stdout
     path.write_text(text)
     assert "warning: metrics" not in check(path).stdout
+
+
+def test_a_store_path_through_a_file_is_said_so_without_a_traceback(tmp_path: Path) -> None:
+    """A file where the store's folder should be: --check said it would start (and a
+    start printed a FileExistsError traceback)."""
+    (tmp_path / "afile").write_text("")
+    store = tmp_path / "afile" / "state.sqlite3"
+    checked = check(config(tmp_path, store))
+    assert checked.returncode == 2
+    assert f"state.path: {store} cannot be made: {tmp_path / 'afile'} is a file" in " ".join(
+        checked.stderr.split()
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
+    started = subprocess.run(
+        [*SIDRA, "serve", "--listen", "127.0.0.1:0"], capture_output=True, text=True,
+        timeout=60, check=False, env={**env, "SIDRA_STATE__PATH": str(store)},
+    )  # fmt: skip
+    assert started.returncode == 2 and "Traceback" not in started.stderr
+    assert "is a file, not a folder" in " ".join(started.stderr.replace("│", " ").split())

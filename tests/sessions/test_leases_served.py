@@ -147,9 +147,9 @@ def test_an_admin_may_close_anyones_session(tmp_path: Path) -> None:
         assert [x.session_id for x in operator.leases()] == [""]
         (listed,) = admin.leases()
         assert listed.session_id == session.id
-        with pytest.raises(SessionClosed):  # not the operator's session
-            operator.close_session(session.id)
+        with pytest.raises(SessionClosed, match="another principal's session needs the admin"):
+            operator.close_session(session.id)  # not the operator's session
         assert admin.close_session(listed.session_id) == ()
         assert admin.leases() == []
-        with pytest.raises(SessionClosed):
-            programmer.program(0, _targets(programmer, 4))
+        with pytest.raises(SessionClosed, match=r"of 'programmer' was closed by admin 'admin'"):
+            programmer.program(0, _targets(programmer, 4))  # who ended it, not "expired"

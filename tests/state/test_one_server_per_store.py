@@ -97,3 +97,22 @@ def test_the_lock_names_its_holder_and_is_let_go_at_the_end(tmp_path: Path) -> N
         assert held in str(refused.value) and "second holder" not in str(refused.value)
     assert store_served_by(store) is None
     assert serving_path(store).read_text() == ""  # nobody named once it is let go
+
+
+def test_another_name_of_a_served_store_is_the_same_store(tmp_path: Path) -> None:
+    """A symbolic link to a served store started a second server on it (the lock was
+    named after the path given); a hard link too, with a write-ahead log of its own.
+    The link is the same store; a store with several hard links is refused."""
+    real = tmp_path / "real" / "state.sqlite3"
+    real.parent.mkdir()
+    real.write_bytes(b"")
+    linked = tmp_path / "linked.sqlite3"
+    linked.symlink_to(real)
+    with serving_store(real, "emu:// on 127.0.0.1:1"):
+        assert store_served_by(linked) is not None
+        with pytest.raises(StateStoreError, match="pid "), serving_store(linked, "second"):
+            pass
+    hard = tmp_path / "hard.sqlite3"
+    os.link(real, hard)
+    with pytest.raises(StateStoreError, match="has 2 hard links"), serving_store(real, "x"):
+        pass

@@ -462,6 +462,11 @@ def test_export_npz_holds_every_tile_with_its_masks(store: StateStore, tmp_path:
         assert int(saved["programmed"].sum()) == g.size
         assert saved["write_counts"][2, 0, :3].tolist() == [4, 4, 4]
         assert int(saved["counts_read"].sum()) == 3
+    before = (tmp_path / "golden.npz").read_bytes()
+    with pytest.raises(FileExistsError):  # a kept export is not written over
+        store.export_npz(SERIAL, tmp_path / "golden.npz")
+    assert (tmp_path / "golden.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_rectangles_cover_exactly_the_programmed_cells() -> None:

@@ -275,6 +275,9 @@ def test_check_finds_damage_and_rows_naming_rows_that_are_not_there(tmp_path: Pa
     )
     with pytest.raises(StateStoreError, match="backup: .*foreign_key_check: "):
         restore_backup(path, tmp_path / "other.sqlite3")  # not a whole store: refused
+    os.truncate(path, path.stat().st_size // 3)  # SQLite cannot read it at all now
+    found = check_store(path)  # a finding as the others are (it raised, a usage error)
+    assert not found.whole and found.problems[0].startswith("not a readable state store (")
 
 
 def test_a_new_store_and_its_backups_are_readable_by_their_owner_only(tmp_path: Path) -> None:
@@ -294,3 +297,27 @@ def test_a_new_store_and_its_backups_are_readable_by_their_owner_only(tmp_path: 
     os.chmod(shared, 0o640)
     StateStore(shared).close()
     assert shared.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_a_damaged_store_is_replaced_by_its_backup_and_kept_aside(
+    tmp_path: Path, damage: str
+) -> None:
+    """``sidra state check`` sends a damaged store to its backup; the restore refused it
+    (merging its log into the damaged file failed). The damaged file is kept aside as it
+    is, with its log, and the backup is in its place, readable by its owner only."""
+    path, out = tmp_path / "s.sqlite3", tmp_path / "b.sqlite3"
+    with StateStore(path) as store:
+        _add_job(JobRecords(store), f"{5:016x}", MIB, 1000.0)
+    backup_store(path, out)
+    size = path.stat().st_size
+    if damage == "truncated":
+        os.truncate(path, size // 2)
+    else:
+        path.write_bytes(os.urandom(size))
+    damaged = path.read_bytes()
+    os.chmod(out, 0o644)  # a backup copied about with a looser mode
+    done = restore_backup(out, path)
+    assert done.replaced is not None and done.replaced.read_bytes() == damaged
+    assert _jobs(path) == _jobs(out)
+    assert path.stat().st_mode & 0o777 == 0o600
