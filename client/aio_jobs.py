@@ -242,7 +242,7 @@ class AsyncJobs:
                 error = from_rpc_error(exc)
                 if place.lost_at_restart(error, job_id, broken_since):
                     continue
-                retry = watch_retry(error, job_id, place.index, broken_since)
+                retry = watch_retry(error, job_id, place.index, broken_since, place)
                 if retry is None:
                     raise error from exc
                 delay_s, broken_since = retry

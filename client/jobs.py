@@ -392,7 +392,7 @@ class Jobs:
                 error = from_rpc_error(exc)
                 if place.lost_at_restart(error, job_id, broken_since):
                     continue
-                retry = watch_retry(error, job_id, place.index, broken_since)
+                retry = watch_retry(error, job_id, place.index, broken_since, place)
                 if retry is None:
                     raise error from exc
                 delay_s, broken_since = retry
@@ -535,6 +535,8 @@ class WatchPlace:
     index: int
     given_unix_s: float = -math.inf
     replaying: bool = False
+    told_streams_full: bool = False
+    """Whether this watch said (once, as a warning) that it waits for a stream place."""
 
     def takes(self, event: JobEvent) -> bool:
         """Whether ``event`` is to be given (not one given before the server restarted)."""
@@ -564,13 +566,21 @@ class WatchPlace:
 
 
 def watch_retry(
-    error: Exception, job_id: str, index: int, broken_since: float | None
+    error: Exception,
+    job_id: str,
+    index: int,
+    broken_since: float | None,
+    place: WatchPlace | None = None,
 ) -> tuple[float, float | None] | None:
     """Whether a WatchJob stream that failed with ``error`` is asked for again: the wait
     before asking, s, and since when the network has broken it (None: it did not);
     None when ``error`` is to be raised (:meth:`Jobs.watch` says which are retried)."""
     if isinstance(error, ResourceExhausted) and error.field == "limits.max_streams":
-        log.info("job %s: %s; asking again in %g s", job_id, error, STREAM_RETRY_S)
+        level = logging.INFO
+        if place is not None and not place.told_streams_full:  # said once, then quietly
+            place.told_streams_full, level = True, logging.WARNING
+        log.log(level, "job %s: %s; waiting for a place, asking every %g s (watches this "
+                "program keeps open hold places too)", job_id, error, STREAM_RETRY_S)  # fmt: skip
         return STREAM_RETRY_S, broken_since
     if not isinstance(error, BoardUnavailable):
         return None

@@ -236,7 +236,15 @@ class StateSettings(BaseModel):
     model_config = SECTION
 
     path: Path = Field(default_factory=default_state_path)
-    """SQLite file of the board's durable state; default: :func:`default_state_path`."""
+    """SQLite file of the board's durable state; default: :func:`default_state_path`.
+    ``~`` is the user's home; a relative path is taken from the folder the command
+    starts in (a service's configuration gives an absolute one)."""
+
+    @field_validator("path")
+    @classmethod
+    def _home_expanded(cls, value: Path) -> Path:
+        return value.expanduser()  # "~/x" made a folder named "~" where the command ran
+
     job_checkpoint_every_s: float = Field(60.0, ge=1.0, le=86_400.0)
     """How often a running training job keeps its checkpoint in the store, s (at its next
     step or epoch boundary after that long): what a server that dies mid-job leaves for a

@@ -959,3 +959,13 @@ def test_a_run_off_a_terminal_writes_its_progress_as_lines(tmp_path: Path) -> No
                      "--out", str(tmp_path / "run"), timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert re.search(r"^spsa \d+/20 loss \d+\.\d{3}$", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_board_serve_refuses_a_preset_beside_a_profile(tmp_path: Path) -> None:
+    """The profile is the whole board: a --preset beside it was ignored without a word."""
+    profile = tmp_path / "p.toml"
+    profile.write_text("schema_version = 2\n")
+    refused = run_sidra("board", "serve", "--tcp", "127.0.0.1:0", "--profile", str(profile),
+                        "--preset", "stress", timeout=60)  # fmt: skip
+    assert refused.returncode == 2
+    assert unwrapped("got --preset stress with --profile") in unwrapped(refused.stderr)

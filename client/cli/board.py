@@ -51,6 +51,7 @@ def _tcp_address(text: str) -> tuple[str, int]:
 
 
 def serve(
+    ctx: typer.Context,
     pty: Annotated[bool, typer.Option("--pty", help="Serve on a new pseudo-terminal.")] = False,
     tcp: Annotated[
         str | None, typer.Option(help="Serve on HOST:PORT (socket:// URLs) instead.")
@@ -98,6 +99,12 @@ def serve(
     """Serve an emulated board over the SIDRA wire protocol or a PCIe BAR until interrupted."""
     if [pty, tcp is not None, pcie_file is not None].count(True) != 1:
         raise typer.BadParameter("give exactly one of --pty or --tcp HOST:PORT or --pcie-file PATH")
+    preset_source = ctx.get_parameter_source("preset_name")
+    if profile is not None and preset_source is not None and preset_source.name == "COMMANDLINE":
+        raise typer.BadParameter(  # the profile is the whole board: the preset was ignored
+            f"got --preset {preset_name} with --profile {profile}; give one of them",
+            param_hint="'--preset'",
+        )
     if pcie_file is not None:
         line_only = {  # what the wire protocol's boards take and a PCIe board has not
             "--no-report-profile": not report_profile,

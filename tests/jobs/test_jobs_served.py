@@ -11,6 +11,7 @@ import io
 import json
 import math
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -493,11 +494,12 @@ def test_without_a_state_store_jobs_are_refused() -> None:
 
 
 def test_open_streams_never_take_every_worker_and_a_refused_watcher_waits_for_a_place(
-    store_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A server of 4 worker threads keeps at most 2 streams open (half); more watchers
     are refused RESOURCE_EXHAUSTED naming limits.max_streams while unary calls still
-    answer at once, and the client's watch asks again until a place frees."""
+    answer at once, and the client's watch asks again until a place frees, saying once
+    (a warning) that it waits."""
     import threading
 
     import grpc
@@ -536,11 +538,18 @@ def test_open_streams_never_take_every_worker_and_a_refused_watcher_waits_for_a_
                     target=lambda: seen.extend(e.state for e in client.jobs.watch(job.job_id))
                 )
                 watcher.start()  # refused, asking again
+                deadline = time.monotonic() + 30
+                while not any("waiting for a place" in r.getMessage() for r in caplog.records):
+                    assert time.monotonic() < deadline, "the watcher never said it waits"
+                    time.sleep(0.05)
+                time.sleep(0.3)  # several more refusals, each asked again
                 client.jobs.cancel(job.job_id)
                 for stream in held:
                     stream.cancel()  # places free: the watcher gets one
                 watcher.join(timeout=60)
                 assert not watcher.is_alive() and seen[-1] == "cancelled"
+                waits = [r for r in caplog.records if "waiting for a place" in r.getMessage()]
+                assert [r.levelname for r in waits if r.levelname == "WARNING"] == ["WARNING"]
         finally:
             server.stop(grace=None).wait()
 

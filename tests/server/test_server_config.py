@@ -378,3 +378,10 @@ def test_a_port_another_server_listens_on_stops_the_start(tmp_path: Path) -> Non
     # recorded no board (it used to, and the next start warned of an instance change).
     assert "add_port" not in result.stderr and "E1" not in result.stderr
     assert not (tmp_path / "state.sqlite3").exists()
+
+
+def test_a_state_path_from_home_is_the_users_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``path = "~/lab/state.sqlite3"`` made a folder named "~" where sidra serve ran."""
+    monkeypatch.delenv("SIDRA_STATE__PATH", raising=False)
+    settings = load_settings(None, state={"path": "~/lab/state.sqlite3"})
+    assert settings.state.path == Path.home() / "lab" / "state.sqlite3"

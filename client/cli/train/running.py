@@ -319,9 +319,7 @@ def stop_on_interrupt(console: Console, unit: str) -> Iterator[StopRequest]:
         again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         # SIGHUP: the terminal may be gone; the run still stops and keeps its record.
         with contextlib.suppress(OSError):
-            console.print(
-                f"stopping after this {unit}{stop.asked_by} ({again} again to stop at once)"
-            )
+            console.print(f"stopping after this {unit}{stop.asked_by}; {again} again stops at once")
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, first)
