@@ -6,7 +6,8 @@ Loading the settings already checks every key, the TLS files (PEM, the key the
 certificate's) and the tokens file. This adds what a start would find later, as far as it
 can be found without disturbing a service already running: the board URL's scheme and
 whether its device is there, the state store (read only: its schema, whether a start
-would migrate it, and which server serves from it now), whose tokens have expired or
+would migrate it, whether SQLite's quick_check finds it damaged, and which server serves
+from it now), whose tokens have expired or
 expire soon, and whether the ports can be bound now. It does not open the board or hold
 the ports or the store: a running service holds them (a port or store in use is noted,
 not counted a problem: the service being replaced holds it until it stops).
@@ -128,8 +129,16 @@ def _store_file(path: Path) -> tuple[str, str]:
     try:  # read only: checking must not migrate, lock or write anything
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             version = schema_version(db)
+            # Pages and records, not indexes (quick_check): a damaged store started and
+            # acknowledged Programs, and only a --restore found the damage.
+            found = db.execute("PRAGMA quick_check(1)").fetchone()[0]
     except sqlite3.Error as exc:
         return "", f"state.path: {path} cannot be read as a state store ({exc})"
+    if found != "ok":
+        return "", (
+            f"state.path: {path} is damaged ({found}); sidra state check lists what is, "
+            "sidra state restore BACKUP puts a backup in its place"
+        )
     if version > SCHEMA_VERSION:
         return "", (
             f"state.path: {path} has schema {version}, written by a newer SIDRA HIL (this "

@@ -118,6 +118,7 @@ def backup_store(store: Path, out: Path) -> BackupReport:
         raise StateStoreError(f"out: {out} exists; a backup does not overwrite (name a new file)")
     if not out.parent.is_dir():
         raise StateStoreError(f"out: {out.parent} is not a folder")
+    _drop_leftovers(out)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     taken = datetime.now(UTC)
     try:
@@ -229,6 +230,25 @@ def restore_backup(backup: Path, store: Path) -> BackupRestored:
             with suppress(FileNotFoundError):
                 copy.unlink()
     return BackupRestored(store, backup, replaced, version)
+
+
+def _drop_leftovers(out: Path) -> None:
+    """Deletes what a killed backup into ``out`` left beside it (``.NAME.partial-PID``
+    and its ``-journal``, tens of MB each) when that process is gone."""
+    for left in out.parent.glob(f".{out.name}.partial-*"):
+        pid = left.name.split(".partial-", 1)[1].split("-", 1)[0]
+        if pid.isdecimal() and not _alive(int(pid)):
+            left.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _wal_merged(store: Path) -> bool:

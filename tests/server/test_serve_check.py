@@ -196,3 +196,28 @@ def test_a_store_path_through_a_file_is_said_so_without_a_traceback(tmp_path: Pa
     )  # fmt: skip
     assert started.returncode == 2 and "Traceback" not in started.stderr
     assert "is a file, not a folder" in " ".join(started.stderr.replace("│", " ").split())
+
+
+def test_a_damaged_store_stops_the_check(tmp_path: Path) -> None:
+    """A store with garbage in its middle: --check said it would start, and so it did,
+    acknowledging Programs; only a --restore found the damage."""
+    import numpy as np
+
+    from sidra.server.state import StateStore
+    from tests.state.state_support import REPORT, TEST_BOARD, targets
+
+    store = tmp_path / "state.sqlite3"
+    with StateStore(store) as kept:
+        kept.note_board(TEST_BOARD, "boot-a")
+        for tile in range(TEST_BOARD.tile_count):
+            kept.record_program(TEST_BOARD.serial_number, tile, 0, 0,
+                                targets(np.random.default_rng(tile), (32, 48)), REPORT,
+                                "alice", "boot-a")  # fmt: skip
+    size = store.stat().st_size
+    with store.open("r+b") as file:  # pages in the middle, not the header
+        file.seek(size // 2)
+        file.write(bytes(range(256)) * 16)
+    checked = check(config(tmp_path, store))
+    assert checked.returncode == 2, checked.stdout
+    said = " ".join(checked.stderr.split())
+    assert f"state.path: {store} is damaged (" in said and "sidra state restore BACKUP" in said

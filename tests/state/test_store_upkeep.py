@@ -321,3 +321,21 @@ def test_a_damaged_store_is_replaced_by_its_backup_and_kept_aside(
     assert done.replaced is not None and done.replaced.read_bytes() == damaged
     assert _jobs(path) == _jobs(out)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_backup_drops_what_a_killed_backup_left(tmp_path: Path) -> None:
+    """kill -9 during a backup left .NAME.partial-PID (tens of MB) and its -journal,
+    which no later backup removed; those of a process still alive are not touched."""
+    path, out = tmp_path / "s.sqlite3", tmp_path / "b.sqlite3"
+    StateStore(path).close()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    left = [
+        tmp_path / f".b.sqlite3.partial-{gone}",
+        tmp_path / f".b.sqlite3.partial-{gone}-journal",
+    ]
+    alive = tmp_path / f".b.sqlite3.partial-{os.getppid()}"
+    for file in (*left, alive):
+        file.write_bytes(b"half a backup")
+    backup_store(path, out)
+    assert [file.exists() for file in left] == [False, False] and alive.exists()
