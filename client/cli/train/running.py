@@ -305,6 +305,21 @@ def stop_on_interrupt(console: Console, unit: str) -> Iterator[StopRequest]:
     """An event the first Ctrl-C (SIGINT), SIGTERM or SIGHUP sets, for a run to stop after
     the ``unit`` (step, epoch) under way and keep what it did (sidra.training.stopping);
     a second of them interrupts at once, as without this."""
+
+    def say(stop: StopRequest, again: str) -> None:
+        # SIGHUP: the terminal may be gone; the run still stops and keeps its record.
+        console.print(f"stopping after this {unit}{stop.asked_by}; {again} again stops at once")
+
+    with _first_signal_sets(say) as stop:
+        yield stop
+
+
+@contextlib.contextmanager
+def _first_signal_sets(say: Callable[[StopRequest, str], object]) -> Iterator[StopRequest]:
+    """A request the first of :data:`STOP_SIGNALS` sets, then ``say(request, again)`` is
+    told (``again``: "Ctrl-C" or the signal's name; a terminal gone is no error); the
+    handlers before are back from then on, so a second signal interrupts as without
+    this, and at the end of the block."""
     stop = StopRequest()
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
 
@@ -316,10 +331,8 @@ def stop_on_interrupt(console: Console, unit: str) -> Iterator[StopRequest]:
         stop.signum = signum
         stop.set()
         restore()
-        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        # SIGHUP: the terminal may be gone; the run still stops and keeps its record.
         with contextlib.suppress(OSError):
-            console.print(f"stopping after this {unit}{stop.asked_by}; {again} again stops at once")
+            say(stop, "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, first)
@@ -404,34 +417,19 @@ def signals_after_saving(job: str) -> Iterator[StopRequest]:
     until it is whole (the plot alone takes half a second; the run's Ctrl-C handler has
     ended by then, and a bare KeyboardInterrupt lost the record without a word); the
     request it sets says so. A second one stops at once, as without this."""
-    stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield stop  # signals reach the main thread only
+        yield StopRequest()  # signals reach the main thread only
         return
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
 
-    def restore() -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    def say(stop: StopRequest, again: str) -> None:
+        typer.echo(
+            f"sidra train {job}: saving the record first ({again} again to stop at once "
+            "and lose it)",
+            err=True,
+        )
 
-    def first(signum: int, frame: Any) -> None:
-        stop.signum = signum
-        stop.set()
-        restore()
-        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        with contextlib.suppress(OSError):
-            typer.echo(
-                f"sidra train {job}: saving the record first ({again} again to stop at once "
-                "and lose it)",
-                err=True,
-            )
-
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, first)
-    try:
+    with _first_signal_sets(say) as stop:
         yield stop
-    finally:
-        restore()
 
 
 def print_summary(summary: dict[str, Any], title: str, as_json: bool, console: Console) -> None:
