@@ -969,3 +969,19 @@ def test_board_serve_refuses_a_preset_beside_a_profile(tmp_path: Path) -> None:
                         "--preset", "stress", timeout=60)  # fmt: skip
     assert refused.returncode == 2
     assert unwrapped("got --preset stress with --profile") in unwrapped(refused.stderr)
+
+
+def test_resume_of_a_run_that_went_to_the_end_says_so(tmp_path: Path) -> None:
+    """--resume on a finished record (the --out refusal offered it) ran "0/5000" and then
+    failed reading a checkpoint.json that a finished run never keeps."""
+    run = tmp_path / "run"
+    done = run_sidra("train", "spsa", "--board", "emu://?preset=ideal", "--steps", "6",
+                     "--out", str(run), timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    refused = run_sidra("train", "spsa", "--board", "emu://?preset=ideal", "--steps", "6",
+                        "--out", str(run), "--resume", timeout=120)  # fmt: skip
+    assert refused.returncode == 2
+    said = unwrapped(refused.stderr)
+    assert unwrapped("keeps no checkpoint.json to go on from") in said
+    assert unwrapped(f"--like {run} runs it again") in said
+    assert "0/6" not in refused.stdout  # refused before any step

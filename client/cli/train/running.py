@@ -99,8 +99,9 @@ def check_resume(out: Path | None, resume: bool) -> None:
         raise typer.BadParameter(
             f"got {out}: "
             + (
-                f"its run went to the end (no {CHECKPOINT}: nothing to go on from); "
-                f"--like {out} runs it again into another --out"
+                f"its record keeps no {CHECKPOINT} to go on from (a run that went to the "
+                f"end keeps none, nor a pat run deployed from its twin); --like {out} runs "
+                "it again into another --out"
                 if finished
                 else f"no {CHECKPOINT} there to go on from"
             ),
