@@ -67,8 +67,12 @@ def checked_lease_wait(value: Any, field: str = "wait_s") -> float:
 
 
 def checked_job_id(value: Any) -> str:
-    """A job id as a request takes it (protobuf would send None as "", no job's id)."""
-    return checked_text("job_id", value, "3f2a9c0d1e4b5a6c")
+    """A job id as a request takes it (protobuf would send None as "", no job's id); an
+    empty or blank one is refused here, not asked of the server."""
+    job_id = checked_text("job_id", value, "3f2a9c0d1e4b5a6c")
+    if not job_id.strip():
+        raise InvalidArgument("job_id", value, "a job's id, e.g. '3f2a9c0d1e4b5a6c'")
+    return job_id
 
 
 def checked_text(field: str, value: Any, example: str) -> str:

@@ -136,6 +136,7 @@ JOB_CALLS = [
     ("dataset", None, lambda jobs: jobs.submit("spsa", {}, dataset=None)),
     ("job_id", None, lambda jobs: jobs.get(None)),
     ("job_id", 7, lambda jobs: jobs.cancel(7)),
+    ("job_id", "", lambda jobs: jobs.get("")),  # asked of the server: NotFound "no job ''"
 ]
 
 

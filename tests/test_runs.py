@@ -165,6 +165,10 @@ def test_compare_names_what_differs_and_sets_the_figures_side_by_side(
     for key in ("test_accuracy", "device_writes", "modeled_energy_nj"):
         assert compared["summary"][key] == [_json(f / "summary.json")[key] for f in (a, b)]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = plot.stat().st_mtime_ns
+    again = run_sidra("runs", "compare", str(a), str(b), "--plot", str(plot))
+    assert again.returncode == 2 and "'--plot'" in again.stderr  # not drawn over
+    assert plot.stat().st_mtime_ns == drawn
 
     every = sidra_json("runs", "compare", str(a), str(b), "--all", "--json")
     assert list(every["settings"]) == list(_json(a / "settings.json"))

@@ -118,7 +118,7 @@ LAZY_COMMANDS: dict[str, Loader] = {
     "state": _group(
         "sidra.cli.state", "state_app",
         "The service's durable board state: show, history, usage, export, check, backup, "
-        "restore."),
+        "restore, compact."),
     "token": _group("sidra.cli.token", "token_app", "Principals and bearer tokens of sidra serve."),
     "train": _group("sidra.cli.train", "train_app", "Train with the board in the loop."),
 }  # fmt: skip

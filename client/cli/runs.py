@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sidra.cli.options import AsJson
+from sidra.cli.options import AsJson, new_file
 from sidra.cli.tables import columns_that_fit
 from sidra.cli.texts import count_text, duration_text, figure_text, when_text
 from sidra.training.atomic_files import write_atomically
@@ -395,6 +395,7 @@ def compare_runs(
         raise typer.BadParameter(
             f"got {len(records)} record, expected two or more", param_hint="'RECORDS'"
         )
+    new_file(plot, "'--plot'")  # a plot kept from before is not drawn over
     runs = [_read(r, "'RECORDS'") for r in records]
     names = _names(runs)
     settings = [r.settings for r in runs]

@@ -43,7 +43,8 @@ __all__ = ["state_app"]
 
 state_app = typer.Typer(
     no_args_is_help=True,
-    help="The service's durable board state: show, history, usage, export, check, backup, restore.",
+    help="The service's durable board state: show, history, usage, export, check, backup, "
+    "restore, compact.",
 )
 
 StorePath = Annotated[

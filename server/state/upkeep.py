@@ -117,7 +117,8 @@ def backup_store(store: Path, out: Path) -> BackupReport:
     if out.exists() or out.is_symlink():
         raise StateStoreError(f"out: {out} exists; a backup does not overwrite (name a new file)")
     if not out.parent.is_dir():
-        raise StateStoreError(f"out: {out.parent} is not a folder")
+        what = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        raise StateStoreError(f"out: {out.parent} {what} (a backup makes no folder)")
     _drop_leftovers(out)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     taken = datetime.now(UTC)

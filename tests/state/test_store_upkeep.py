@@ -126,7 +126,7 @@ def test_a_backup_holds_what_was_committed_when_it_began(tmp_path: Path) -> None
     ("out", "message"),
     [
         ("taken.sqlite3", "out: .*taken.sqlite3 exists; a backup does not overwrite"),
-        ("no/such/folder/b.sqlite3", "out: .*no/such/folder is not a folder"),
+        ("no/such/folder/b.sqlite3", "out: .*no/such/folder does not exist"),
     ],
 )
 def test_a_backup_is_refused_before_it_writes(tmp_path: Path, out: str, message: str) -> None:
