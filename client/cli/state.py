@@ -37,6 +37,7 @@ from sidra.server.state import (
     StateStoreError,
 )
 from sidra.server.state.deployments import DeploymentRecords, DeploymentRow
+from sidra.server.state.serving import store_served_by
 from sidra.server.state.upkeep import backup_store, check_store, compact_store, restore_backup
 
 __all__ = ["state_app"]
@@ -352,8 +353,15 @@ def restore(
     targets back onto it. Refused, with nothing changed, while a server has the store
     open or when the backup is not a whole store."""
     path = serve_files.store_path(store_path, config)
+    holder = store_served_by(path)
+    if holder is not None:  # refused anyway below: said before asking, not after
+        raise typer.BadParameter(
+            f"{path} is served now by sidra serve ({holder}): stop that server first",
+            param_hint="--store",
+        )
     if not yes:
-        typer.confirm(f"replace {path} with {backup_path}?", abort=True)
+        asked = f"replace {path} with" if path.exists() else f"make {path} (no store there) from"
+        typer.confirm(f"{asked} {backup_path}?", abort=True)
     try:
         done = restore_backup(backup_path, path)
     except StateStoreError as exc:

@@ -241,12 +241,23 @@ def test_backup_restore_and_compact_as_a_user_runs_them(store_path: Path, tmp_pa
         # One that serves from it is named: it holds the store's serving lock too.
         with serving_store(live, "emu:// on 127.0.0.1:50051"):
             named = run_state("restore", str(backup), "--store", str(live), "--yes")
+            unasked = subprocess.run(  # refused before the question, not after a "y"
+                [*STATE, "restore", str(backup), "--store", str(live)],
+                input="", capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
     assert refused.returncode == 2
     assert unwrapped("a server has it open; stop it first") in unwrapped(refused.stderr)
     assert named.returncode == 2
     assert unwrapped(
         f"sidra serve (pid {os.getpid()}, emu:// on 127.0.0.1:50051, since "
     ) in unwrapped(named.stderr)
+    assert unasked.returncode == 2 and "replace" not in unasked.stdout
+    assert unwrapped("stop that server first") in unwrapped(unasked.stderr)
+    fresh = subprocess.run(  # no store there yet: made, not "replaced"
+        [*STATE, "restore", str(backup), "--store", str(tmp_path / "new.sqlite3")],
+        input="n\n", capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "make " in fresh.stdout and "(no store there) from" in fresh.stdout
 
 
 def test_check_says_whole_or_lists_what_is_damaged(store_path: Path, tmp_path: Path) -> None:
