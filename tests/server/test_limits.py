@@ -68,6 +68,18 @@ class Served:
         value = self.metrics.registry.get_sample_value("sidra_rpc_requests_total", labels)
         return value or 0.0
 
+    def mvms_in_flight(self) -> float | None:
+        """BoardService MVM calls the service is serving now (on the board or waiting)."""
+        labels = {"service": "sidra.hil.v1.BoardService", "method": "MVM"}
+        return self.metrics.registry.get_sample_value("sidra_rpc_in_flight", labels)
+
+    def await_mvms_in_flight(self, count: int, missing: str) -> None:
+        """Waits (30 s at most, then fails saying ``missing``) for ``count`` MVMs in flight."""
+        deadline = time.monotonic() + 30
+        while self.mvms_in_flight() != count:
+            assert time.monotonic() < deadline, missing
+            time.sleep(0.01)
+
     def refusals(self, limit: str) -> float:
         value = self.metrics.registry.get_sample_value(
             "sidra_limit_refusals_total", {"limit": limit}
@@ -692,16 +704,9 @@ def test_the_sync_client_keeps_its_threads_calls_within_max_in_flight(
                 thread.start()
             asked.wait(timeout=30)
             assert gate.on_board.wait(timeout=30)
-            in_flight = (
-                "sidra_rpc_in_flight",
-                {"service": "sidra.hil.v1.BoardService", "method": "MVM"},
-            )
-            deadline = time.monotonic() + 30
-            while served.metrics.registry.get_sample_value(*in_flight) != 2:
-                assert time.monotonic() < deadline, "the second call never reached the service"
-                time.sleep(0.01)
+            served.await_mvms_in_flight(2, "the second call never reached the service")
             time.sleep(0.3)  # a call past the limit would be refused at once
-            assert served.metrics.registry.get_sample_value(*in_flight) == 2
+            assert served.mvms_in_flight() == 2
             assert served.refusals("max_in_flight") == 0
         finally:
             gate.open()
@@ -737,14 +742,7 @@ def test_two_clients_of_one_program_each_have_a_connection_and_its_places(
             for thread in threads:
                 thread.start()
             assert gate.on_board.wait(timeout=30)
-            in_flight = (
-                "sidra_rpc_in_flight",
-                {"service": "sidra.hil.v1.BoardService", "method": "MVM"},
-            )
-            deadline = time.monotonic() + 30
-            while served.metrics.registry.get_sample_value(*in_flight) != 2:
-                assert time.monotonic() < deadline, "the other client's call never arrived"
-                time.sleep(0.01)
+            served.await_mvms_in_flight(2, "the other client's call never arrived")
         finally:
             gate.open()
             for thread in threads:
