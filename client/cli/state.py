@@ -193,6 +193,8 @@ def history(
     with _opened(serve_files.store_path(store_path, config)) as store:
         if board is not None:
             _known_board(store, board)  # a misspelt serial is no empty history
+        if tile is not None:
+            _known_tile(store, board, tile)
         records = store.history(board, tile, limit)
     if as_json:
         typer.echo(json.dumps([_program_json(r) for r in records]))
@@ -412,6 +414,16 @@ def _known_board(store: StateStore, serial: str) -> None:
         raise typer.BadParameter(
             f"got {serial!r}, expected a board the store has seen ({seen})", param_hint="--board"
         )
+
+
+def _known_tile(store: StateStore, serial: str | None, tile: int) -> None:
+    """Refuses a tile none of the boards (or board ``serial``) has: not an empty history."""
+    boards = [store.board(serial)] if serial is not None else store.boards()
+    tiles = max((board.tile_count for board in boards), default=0)
+    if tile >= tiles:
+        which = f"board {serial}" if serial is not None else "the boards in the store"
+        allowed = f"a tile in [0, {tiles - 1}] ({which})" if tiles else "no tile: no board yet"
+        raise typer.BadParameter(f"got {tile}, expected {allowed}", param_hint="--tile")
 
 
 def _summary_json(summary: BoardSummary) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 
 from sidra.server.security import Role, add_principal
 from sidra.server.state.schema import SCHEMA_VERSION
-from tests.cli_support import SIDRA
+from tests.cli_support import SIDRA, unwrapped
 from tests.state.state_support import store_of_schema
 
 
@@ -200,7 +200,7 @@ def test_a_store_path_through_a_file_is_said_so_without_a_traceback(tmp_path: Pa
 
 def test_a_damaged_store_stops_the_check(tmp_path: Path) -> None:
     """A store with garbage in its middle: --check said it would start, and so it did,
-    acknowledging Programs; only a --restore found the damage."""
+    acknowledging Programs; only a --restore found the damage. Both refuse it now."""
     import numpy as np
 
     from sidra.server.state import StateStore
@@ -221,3 +221,11 @@ def test_a_damaged_store_stops_the_check(tmp_path: Path) -> None:
     assert checked.returncode == 2, checked.stdout
     said = " ".join(checked.stderr.split())
     assert f"state.path: {store} is damaged (" in said and "sidra state restore BACKUP" in said
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
+    started = subprocess.run(
+        [*SIDRA, "serve", "--listen", "127.0.0.1:0"], capture_output=True, text=True,
+        timeout=60, check=False, env={**env, "SIDRA_STATE__PATH": str(store)},
+    )  # fmt: skip
+    assert started.returncode == 2 and "Traceback" not in started.stderr
+    said = unwrapped(started.stderr)  # the path may be wrapped in rich's box
+    assert f"{store}isdamaged(" in said and "sidrastaterestoreBACKUP" in said

@@ -145,6 +145,17 @@ def test_history_of_a_board_the_store_never_saw_is_refused_not_empty(store_path:
     assert run_state("history", "--store", str(store_path), "--board", SERIAL).returncode == 0
 
 
+def test_history_of_a_tile_no_board_has_is_refused_not_empty(store_path: Path) -> None:
+    """--tile 99 on a 3-tile board printed an empty history, as for a tile never written."""
+    for board in ([], ["--board", SERIAL]):
+        refused = run_state("history", "--store", str(store_path), "--tile", "3", *board)
+        assert refused.returncode == 2
+        said = " ".join(refused.stderr.replace("│", " ").split())
+        assert "--tile" in said and "got 3, expected a tile in [0, 2]" in said
+    one = run_state("history", "--store", str(store_path), "--tile", "2", "--json")
+    assert [r["tile"] for r in json.loads(one.stdout)] == [2]
+
+
 def test_exporting_a_store_that_holds_no_board_says_so(tmp_path: Path) -> None:
     empty = tmp_path / "empty.sqlite3"
     StateStore(empty).close()
