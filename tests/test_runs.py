@@ -377,3 +377,59 @@ def test_how_a_run_ended_reads_running_first_then_its_stop_then_what_is_missing(
     assert ended(compare, {"runs": [{}] * 2}, running=False) == "unfinished at run 2"
     assert ended(compare | {"stopped_at_run": 2}, {"runs": [{}] * 2}, False) == ("stopped at run 2")
     assert ended(compare, {"runs": [{}] * 4}, running=False) == "finished"
+
+
+def test_a_run_gone_on_on_another_board_keeps_each_part_of_its_run(tmp_path: Path) -> None:
+    """A run stopped (Ctrl-C) on one board and gone on with --resume on another: run.json
+    named the second board alone, as if the whole run had been made there. Each part is
+    kept (its board, command, times); the run started with its first part and took their
+    wall times together; the list names both boards in order."""
+    from tests.cli_support import file_written, interrupted
+
+    out = tmp_path / "runs" / "moved"
+    first_board, second_board = "emu://?preset=ideal&seed=1", "emu://?preset=sidra-y1&seed=2"
+    status, _, stderr = interrupted(
+        "train", "spsa", "--board", first_board, "--dataset", "iris", "--steps", "400",
+        "--checkpoint-every", "5", "--out", str(out),
+        under_way=file_written(out / "checkpoint.json"),
+    )  # fmt: skip
+    assert status == 130, stderr
+    stopped = _json(out / "run.json")
+    assert "parts" not in stopped
+    sidra_json("train", "spsa", "--board", second_board, "--dataset", "iris", "--steps", "400",
+               "--out", str(out), "--resume", "--json")  # fmt: skip
+    run = _json(out / "run.json")
+    first, second = run["parts"]
+    assert first == stopped
+    assert first["board_url"] == first_board and second["board_url"] == second_board
+    assert run["board_url"] == second_board and "--resume" in second["command"]
+    assert run["started_utc"] == first["started_utc"] <= second["started_utc"]
+    assert run["wall_s"] == pytest.approx(first["wall_s"] + second["wall_s"], abs=0.002)
+    (listed,) = sidra_json("runs", "list", str(tmp_path / "runs"))
+    serials = [p["board"]["serial_number"] for p in run["parts"]]
+    assert serials[0] != serials[1]
+    assert listed["board"] == f"{serials[0]} (ideal) → {serials[1]} (sidra-y1)"
+    assert listed["ended"] == "finished"
+    shown = unwrapped(run_sidra("runs", "show", str(out)).stdout)
+    assert "part1" in shown and "part2" in shown
+
+
+def test_a_part_saved_again_replaces_itself_and_parts_follow_in_order() -> None:
+    """A comparison saves its record run by run and a job's record may be fetched again:
+    the same part saved again is no second part."""
+    from sidra.training.provenance import going_on_from
+
+    here = {"where": "here", "started_utc": "2026-12-07T10:00:00+00:00", "host": "h",
+            "command": ["sidra", "train", "compare"], "wall_s": 1.0}  # fmt: skip
+    assert going_on_from(None, here) == here
+    assert going_on_from(here, here | {"wall_s": 2.0}) == here | {"wall_s": 2.0}
+    job = {"where": "job", "job_id": "a" * 16, "started_utc": "2026-12-07T11:00:00+00:00",
+           "wall_s": 3.0}  # fmt: skip
+    both = going_on_from(here, job)
+    assert both["parts"] == [here, job] and both["wall_s"] == 4.0
+    assert both["started_utc"] == here["started_utc"] and both["job_id"] == job["job_id"]
+    again = going_on_from(both, job | {"wall_s": 5.0, "ended_utc": "later"})
+    assert again["parts"] == [here, job | {"wall_s": 5.0, "ended_utc": "later"}]
+    assert again["wall_s"] == 6.0
+    unknown = going_on_from(both, job | {"job_id": "b" * 16, "wall_s": None})
+    assert len(unknown["parts"]) == 3 and unknown["wall_s"] is None

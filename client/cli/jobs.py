@@ -49,7 +49,13 @@ from sidra.drivers import (
 )
 from sidra.training.atomic_files import write_atomically
 from sidra.training.datasets import BUNDLED
-from sidra.training.provenance import RUN_FILE, job_provenance, provenance_bytes
+from sidra.training.provenance import (
+    RUN_FILE,
+    going_on_from,
+    job_provenance,
+    provenance_bytes,
+    read_provenance,
+)
 from sidra.training.records import CHECKPOINT_FILE, earlier_record
 
 __all__ = ["Server", "event_line", "jobs_app", "jobs_server", "run_remote_job", "transfer_bar"]
@@ -492,6 +498,8 @@ def _save(job: JobInfo, folder: Path, server: str, board: RemoteBoard) -> Path:
         submitted_unix_s=job.submitted_unix_s, started_unix_s=job.started_unix_s,
         ended_unix_s=job.ended_unix_s, board=identity,
     )  # fmt: skip
+    # A job gone on (--resume) from a run whose record is here: its parts kept.
+    provenance = going_on_from(read_provenance(folder), provenance)
     write_atomically(folder / RUN_FILE, provenance_bytes(provenance))
     return folder
 

@@ -49,7 +49,9 @@ SUMMARY_ROWS = (
 )
 """The figures ``compare`` sets side by side, with their names and units."""
 
-PROVENANCE_NOT_COMPARED = frozenset({"started_utc", "ended_utc", "submitted_utc", "wall_s"})
+PROVENANCE_NOT_COMPARED = frozenset(
+    {"started_utc", "ended_utc", "submitted_utc", "wall_s", "parts"}
+)
 """run.json keys every run has its own of: shown, never counted as a difference."""
 
 
@@ -344,6 +346,10 @@ def _add_rows(table: Table, key: str, value: Any, depth: int = 0) -> None:
         table.add_row(key, "")
         for inner, held in value.items():
             _add_rows(table, f"{'  ' * depth}{inner}", held, depth + 1)
+    elif key.strip() == "parts" and isinstance(value, list):  # a run gone on: each part
+        table.add_row(key, "")
+        for number, part in enumerate(value, 1):
+            _add_rows(table, f"{'  ' * depth}part {number}", part, depth + 1)
     elif key.strip() == "command" and isinstance(value, list):
         table.add_row(key, " ".join(map(str, value)))
     else:

@@ -35,6 +35,7 @@ from sidra.drivers import Board
 __all__ = [
     "RUN_FILE",
     "RunClock",
+    "going_on_from",
     "job_provenance",
     "provenance_bytes",
     "read_provenance",
@@ -140,6 +141,44 @@ def job_provenance(
             "host": socket.gethostname(), "user": _user(), "command": _command(),
         } | _software(),
     }  # fmt: skip
+
+
+def going_on_from(earlier: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
+    """``run.json`` of a run in parts: ``part`` (what the part saving now says of itself)
+    with ``parts``, every part in order (a run stopped, then gone on with ``--resume``,
+    perhaps on another board or in a server), ``started_utc`` the first's start and
+    ``wall_s`` their sum. ``earlier``: the folder's ``run.json`` before this save; when
+    its last part is this same part (a comparison saved run by run, a job's record
+    fetched again) it is replaced, and a run of one part is ``part`` alone."""
+    before = _parts(earlier)
+    if before and _same_part(before[-1], part):
+        before = before[:-1]
+    if not before:
+        return part
+    parts = [*before, part]
+    walls = [p.get("wall_s") for p in parts]
+    known = [float(w) for w in walls if isinstance(w, int | float)]
+    wall = round(sum(known), 3) if len(known) == len(walls) else None
+    started = parts[0].get("started_utc") or part["started_utc"]
+    return part | {"started_utc": started, "wall_s": wall, "parts": parts}
+
+
+def _parts(provenance: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if provenance is None:
+        return []
+    parts = provenance.get("parts")
+    if isinstance(parts, list) and all(isinstance(p, dict) for p in parts):
+        return parts
+    return [provenance]
+
+
+def _same_part(saved: dict[str, Any], part: dict[str, Any]) -> bool:
+    """Whether ``saved`` is ``part`` saved before: the same job, or the same run from here
+    (its start to the second on the same host)."""
+    if part.get("where") == "job":
+        return bool(saved.get("job_id")) and saved.get("job_id") == part.get("job_id")
+    keys = ("where", "started_utc", "host", "command")
+    return all(saved.get(k) == part.get(k) for k in keys)
 
 
 def provenance_bytes(provenance: dict[str, Any]) -> bytes:

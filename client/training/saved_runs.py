@@ -159,13 +159,14 @@ class SavedRun:
     @property
     def board(self) -> str:
         """The board in a few words: serial number and preset, or the URL; ``?`` when the
-        record does not say."""
+        record does not say. A run gone on (--resume) on another board names each, in
+        order: ``SIDRA-A (sidra-y1) → SIDRA-B``."""
         provenance = self.provenance or {}
-        identity = provenance.get("board")
-        if isinstance(identity, dict) and identity.get("serial_number"):
-            preset = identity.get("emulator_preset")
-            return f"{identity['serial_number']}" + (f" ({preset})" if preset else "")
-        return str(provenance.get("board_url") or provenance.get("server") or "?")
+        parts = provenance.get("parts")
+        if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+            parts = [provenance]
+        boards = list(dict.fromkeys(_board_text(part) for part in parts))
+        return " → ".join(boards)
 
     def checkpoints(self) -> list[Checkpoint]:
         """The test accuracy after each checkpointed step (checkpoints.csv); none for a
@@ -183,6 +184,14 @@ class SavedRun:
             return np.array([float(row["loss"]) for row in rows], np.float64)
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordUnreadable(f"{self.folder / 'steps.csv'}: {exc}") from exc
+
+
+def _board_text(provenance: dict[str, Any]) -> str:
+    identity = provenance.get("board")
+    if isinstance(identity, dict) and identity.get("serial_number"):
+        preset = identity.get("emulator_preset")
+        return f"{identity['serial_number']}" + (f" ({preset})" if preset else "")
+    return str(provenance.get("board_url") or provenance.get("server") or "?")
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:

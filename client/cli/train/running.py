@@ -45,7 +45,13 @@ from sidra.training import (
 )
 from sidra.training import Dataset as TrainingData
 from sidra.training.atomic_files import write_atomically
-from sidra.training.provenance import RUN_FILE, RunClock, provenance_bytes
+from sidra.training.provenance import (
+    RUN_FILE,
+    RunClock,
+    going_on_from,
+    provenance_bytes,
+    read_provenance,
+)
 from sidra.training.records import CHECKPOINT_FILE
 from sidra.training.run_lock import FolderInUse, running_in
 from sidra.training.stopping import RunInterrupted
@@ -380,7 +386,9 @@ def save_or_keep(
     that fails once the run is over (a full disk, a folder removed meanwhile), the record
     saved in a temporary folder and the command failed naming both: a finished run is not
     lost."""
-    provenance = None if run is None else provenance_bytes(run.provenance())
+    provenance = None
+    if run is not None:  # a run gone on from a stopped one's record: its parts kept
+        provenance = provenance_bytes(going_on_from(read_provenance(folder), run.provenance()))
 
     def with_provenance(where: Path) -> None:
         save(where)
