@@ -152,7 +152,7 @@ def test_predict_reads_and_writes_csv_as_a_spreadsheet_exports_and_reads_it(
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,x\n")
     (tmp_path / "ragged.csv").write_text("1,2,3\n4,5\n")
     cases = {
-        ("--inputs", "bad.csv", "--out", "p.csv"): "bad.csvline3,column2:got'x',expectedanumber",
+        ("--inputs", "bad.csv", "--out", "p.csv"): "bad.csvline3,column2(b):got'x',expectedanumber",
         ("--inputs", "ragged.csv", "--out", "p.csv"): "line2:got2values,expected3",
         ("--inputs", "x.csv", "--out", "p.txt"): "'--out':got",
     }

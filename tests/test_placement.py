@@ -229,16 +229,17 @@ def test_a_csv_data_set_is_the_same_data_as_its_npz(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("a,b,label\n1,2,x\n3,oops,y\n", "line 3, column 2: got 'oops', expected a number"),
+        ("a,b,label\n1,2,x\n3,oops,y\n", "line 3, column 2 (b): got 'oops', expected a number"),
         ("1,2,x\n3,y\n", "line 2: got 2 values, expected 3 as on the lines before"),
         ("label\nx\ny\n", "line 1: got 1 value, expected the features then the label"),
         ("1,2,x\n3,4,x\n", "got one class ('x'), expected at least two"),
-        ("1,nan,x\n3,4,y\n", "1 NaN/Inf values"),
+        ("1,nan,x\n3,4,y\n", "line 1, column 2: got 'nan', expected a finite number"),
+        ("a,b,label\n1,2,x\n-inf,4,y\n", "line 3, column 1 (a): got '-inf', expected a finite"),
         ("a,b,label\n\n", "got no samples, expected one per line"),
         # the label put first: the last column is a measurement
         ("0,5.1,0.2\n1,6.3,1.5\n2,6.9,2.25\n", "got labels that are fractional numbers (0.2, "),
     ],
-    ids=["text", "ragged", "no-features", "one-class", "nan", "empty", "label-first"],
+    ids=["text", "ragged", "no-features", "one-class", "nan", "inf", "empty", "label-first"],
 )
 def test_a_csv_data_set_that_cannot_train_is_refused_naming_line_and_column(
     text: str, says: str, tmp_path: Path

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def _numeric_lines(
     delimiter = _delimiter(text)
     decimal_comma = delimiter != ","
     width, samples = 0, 0
+    header: list[str] = []
     for number, fields in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1):
         fields = [f.strip() for f in fields]
         if not any(fields):
@@ -69,11 +71,20 @@ def _numeric_lines(
         values = [_number(f) for f in fields]
         if any(v is None for v in values):
             if samples == 0 and number == 1:
-                continue  # the header
+                header = fields
+                continue
             bad = next(i for i, v in enumerate(values, 1) if v is None)
             raise ValueError(
-                f"{path} line {number}, column {bad}: got {fields[bad - 1]!r}, expected a "
-                "number" + (" (the label is the last column)" if labelled else "")
+                f"{path} line {number}, {_column(bad, header)}: got {fields[bad - 1]!r}, "
+                "expected a number" + (" (the label is the last column)" if labelled else "")
+            )
+        # float() reads "nan" and "inf" (a spreadsheet's empty result, a failed sensor):
+        # told here by line and column, not later as an index into the samples.
+        if not all(math.isfinite(v) for v in values if v is not None):
+            bad = next(i for i, v in enumerate(values, 1) if v is None or not math.isfinite(v))
+            raise ValueError(
+                f"{path} line {number}, {_column(bad, header)}: got {fields[bad - 1]!r}, "
+                "expected a finite number"
             )
         if samples and len(values) != width:
             raise ValueError(
@@ -84,6 +95,12 @@ def _numeric_lines(
         yield label, [v for v in values if v is not None]
     if samples == 0:
         raise ValueError(f"{path}: got no samples, expected one per line")
+
+
+def _column(number: int, header: list[str]) -> str:
+    """``column 2``, or ``column 2 (petal width)`` when the file's header names it."""
+    name = header[number - 1] if number <= len(header) else ""
+    return f"column {number}" + (f" ({name})" if name else "")
 
 
 def _delimiter(text: str) -> str:

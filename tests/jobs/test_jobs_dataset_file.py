@@ -88,7 +88,7 @@ GOOD_CSV = b"1,2,x\n3,4,y\n5,6,x\n7,8,y\n"
         ("lab.txt", GOOD_CSV, "dataset", "ending in .npz or .csv (the file types"),
         ("", GOOD_CSV, "dataset", "the sent file's name without its folder"),
         ("lab.csv", b"a,b,c\n1,2,x\n3,zz,y\n", "dataset_file",
-         "lab.csv line 3, column 2: got 'zz', expected a number"),
+         "lab.csv line 3, column 2 (b): got 'zz', expected a number"),
         ("lab.csv", b"1,2,x\n3,4,x\n", "dataset_file", "got one class ('x')"),
         ("lab.csv", b"\xff\xfe1,2\n", "dataset_file", "lab.csv: cannot be read as text"),
         ("lab.npz", b"PK not a zip", "dataset_file", "lab.npz is not an .npz archive"),

@@ -141,7 +141,7 @@ CSV = b"1,2,x\n3,4,y\n5,6,x\n7,8,y\n" * 300
         (_pieces("runs/lab.csv", CSV), "name", "the sent file's name without its folder"),
         (_pieces("lab.txt", CSV), "name", "ending in .npz or .csv"),
         (_pieces("lab.csv", b"a,b,c\n1,2,x\n3,zz,y\n"), "data",
-         "lab.csv line 3, column 2: got 'zz', expected a number"),
+         "lab.csv line 3, column 2 (b): got 'zz', expected a number"),
     ],
     ids=["none", "no-header", "header-again", "too-many", "too-few", "digest", "bad-digest",
          "folder", "suffix", "content"],
