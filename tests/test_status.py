@@ -261,20 +261,44 @@ def test_watch_asks_again_every_period_until_its_rounds_are_done(tmp_path: Path)
 def _on_a_terminal(*args: str) -> str:
     """What ``sidra status ARGS`` writes to a real pseudo-terminal."""
     import pty
+    import select
+    import signal
+    import time
 
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([*SIDRA, "status", *args], stdout=follower, stderr=subprocess.PIPE)
+    # A process that hangs is aborted with every thread's stack on its stderr.
+    proc = subprocess.Popen(
+        [*SIDRA, "status", *args], stdout=follower, stderr=subprocess.PIPE,
+        env=os.environ | {"PYTHONFAULTHANDLER": "1"},
+    )  # fmt: skip
     os.close(follower)
     out = bytearray()
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the last writer closed its end
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(leader)
+    deadline = time.monotonic() + 60.0
+    try:
+        while True:
+            # Read until the process has ended and its output is drained: once, under load,
+            # the terminal's end never closed after the process exited 0 (another process
+            # of the test's held it) and a read with no timeout waited out the test's.
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    proc.send_signal(signal.SIGABRT)
+                    _, errors = proc.communicate(timeout=30)
+                    raise AssertionError(
+                        f"sidra status {' '.join(args)} hung; its stderr:\n{errors.decode()}"
+                    )
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the last writer closed its end
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(leader)
     _, errors = proc.communicate(timeout=60)
     assert proc.returncode == 0, errors
     return out.decode()

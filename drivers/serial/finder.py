@@ -7,7 +7,9 @@ device can take the old one. :class:`BoardFinder` is the link's opener and its
 identity check (docs/wire-protocol.md §3.5):
 
 - opened by path (``serial:///dev/ttyUSB0``, ``serial:///dev/serial/by-id/...``),
-  it opens that path, and the first board that answers HELLO there is the board;
+  it opens that path, and the first board that answers HELLO there is the board (a path
+  naming a pseudo-terminal only while its node is the one first opened: a pty number
+  freed goes to the next pty opened, see :meth:`BoardFinder._refuse_other_terminal`);
 - opened by serial number (``serial://?serial_number=SIDRA-Y1-0007``), whenever
   the link is made it asks the path given first (if any), then the serial ports
   (``serial.tools.list_ports``; with ``search_ptys`` also the pseudo-terminals
@@ -160,14 +162,49 @@ class BoardFinder:
         self._open_port = open_port
         self._settings = settings
         self._verdicts: dict[str, _Verdict] = {}
+        self._pty_stamp: DeviceStamp | None = None
+        """The node of the pty ``path`` names, as the link first opened it."""
 
     def open(self) -> Port:
         """The board's port, open: the link's opener."""
         if not self.search:
             self._refuse_known(self.path)
+            self._refuse_other_terminal(self.path)
             self.device = self.path
-            return self._open_port(self.path)
+            port = self._open_port(self.path)
+            if is_pseudo_terminal(self.path):
+                self._pty_stamp = device_stamp(self.path)
+            return port
         return self._find()
+
+    def _refuse_other_terminal(self, path: str) -> None:
+        """Refuses, before a byte is written, a pseudo-terminal that is not the board's.
+
+        A virtual board's pty goes with its process, and the kernel gives its number to
+        the next pty opened: a link reopening ``/dev/pts/N`` by name wrote HELLO frames
+        into whatever took it (another board, a program's terminal, an ssh session). A
+        path that names the pty itself is the board's only while its node is the one
+        first opened; a link (``/dev/serial/by-id``-like, pointed anew by whoever
+        started the board) is followed. Nobody's controlling terminal is ever written."""
+        if not is_pseudo_terminal(path):
+            return
+        stamp = device_stamp(path)
+        if stamp is None:
+            return  # gone: opening it says so
+        named = os.path.realpath(path) == os.path.abspath(path)
+        if named and self._pty_stamp is not None and stamp != self._pty_stamp:
+            raise BoardUnavailable(
+                f"{path} is another pseudo-terminal now: the board's was closed (its "
+                "process ended) and the kernel gave the number to a new one, which is not "
+                "written to; a virtual board started again has a pty of its own (sidra "
+                "board serve prints its URL), and ?serial_number=...&search_ptys=1 finds "
+                "it wherever it is"
+            )
+        if stamp[0] in terminal_use()[0]:
+            raise BoardUnavailable(
+                f"{path} is a terminal (a shell's or an ssh session's), not a board: "
+                "nothing was written to it"
+            )
 
     def check(self, hello: Hello) -> None:
         """The link's identity check; a refused device is remembered until it changes."""

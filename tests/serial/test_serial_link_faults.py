@@ -196,3 +196,67 @@ def test_tcp_disconnect_is_noticed_and_reconnected_while_idle(tcp_rig: Rig) -> N
     assert r.driver.link_stats().reconnects == 1
     r.wait_for(SERVING)
     assert np.array_equal(r.remote.read_conductance(0).conductances, G)
+
+
+def test_a_pty_number_another_pty_took_is_not_written_to() -> None:
+    """The virtual board's process ends and the kernel gives its /dev/pts number to the
+    next pty opened: the link, reopening the path, wrote HELLO frames into that one (once
+    another test's terminal, which then never saw its end). It is refused, naming why, and
+    nothing is written to it."""
+    import os
+
+    for _ in range(5):  # another process may take the freed number first: staged again
+        with serve_virtual_board(PROFILE, 1) as server:
+            assert isinstance(server, PtyServer)
+            path = server.path
+            driver = open_board(f"{server.url}?{FAST}")
+        # The call meets the hang-up and the link lets go of the pty: its number is free.
+        with pytest.raises(BoardUnavailable):
+            driver.mvm(0, np.zeros((1, 32), np.float32))
+        time.sleep(0.05)  # a node made a clock tick later: another pty, as in use
+        leader, follower = os.openpty()
+        if os.ttyname(follower) == path:
+            break
+        driver.close()
+        os.close(leader)
+        os.close(follower)
+    else:
+        raise AssertionError(f"{path} was taken by another process five times over")
+    try:
+        os.set_blocking(leader, False)
+        with pytest.raises(BoardUnavailable, match=f"{path} is another pseudo-terminal now"):
+            driver.mvm(0, np.zeros((1, 32), np.float32))
+        with pytest.raises(BlockingIOError):  # not a byte written to it
+            os.read(leader, 4096)
+    finally:
+        driver.close()
+        os.close(leader)
+        os.close(follower)
+
+
+def test_a_terminal_is_never_opened_as_a_board() -> None:
+    """A serial URL naming a pty that is a session's controlling terminal (a shell's, an
+    ssh login's: a typo in the number) is refused before a byte is written to it."""
+    import os
+    import subprocess
+    import sys
+
+    leader, follower = os.openpty()
+    path = os.ttyname(follower)
+    # A new session whose leader opens the pty without O_NOCTTY: its controlling terminal.
+    shell = subprocess.Popen(
+        [sys.executable, "-c", f"import os, sys; os.open({path!r}, os.O_RDWR); "
+         "print('ready', flush=True); sys.stdin.read()"],
+        start_new_session=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert shell.stdout is not None and shell.stdout.readline().strip() == "ready"
+        os.set_blocking(leader, False)
+        with pytest.raises(BoardUnavailable, match=f"{path} is a terminal"):
+            open_board(f"serial://{path}?{FAST}")
+        with pytest.raises(BlockingIOError):
+            os.read(leader, 4096)
+    finally:
+        shell.communicate("")
+        os.close(leader)
+        os.close(follower)
