@@ -30,6 +30,7 @@ from sidra.drivers.operations import BoardMethods, operation_of
 from sidra.drivers.requests import (
     CalibrateRequest,
     MVMRequest,
+    ProgramRequest,
     Request,
     SequenceRequest,
     TransposeMVMRequest,
@@ -184,6 +185,8 @@ class BoardDriver(Board):
             return replace(result, instance_id=self.instance_id)
         if isinstance(result, CalibrationReport) and isinstance(checked, CalibrateRequest):
             self._gain_table()[checked.tile] = (self.instance_id, result.gain)
+        elif isinstance(checked, ProgramRequest):  # the board set the tile's gain back to 1
+            self._gain_table().pop(checked.tile, None)
         return result
 
     def _run_codes(self, request: MVMRequest | TransposeMVMRequest) -> MVMResult:
@@ -209,7 +212,8 @@ class BoardDriver(Board):
 
     def _gain(self, tile: int) -> float:
         """The calibration gain ``tile`` applies now: the last Calibrate's on this board
-        instance, 1 before any (a reset board starts uncalibrated)."""
+        instance, 1 before any and after a Program into the tile (a reset board starts
+        uncalibrated)."""
         instance, gain = self._gain_table().get(tile, ("", 1.0))
         return gain if instance == self.instance_id else 1.0
 

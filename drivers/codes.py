@@ -4,7 +4,8 @@ A board with an N-bit signed converter has codes -L .. +L with L = 2^(N-1) - 1
 (L = 1 for N = 1). An input (DAC) code k drives k · dac_step_v volts, with
 dac_step_v = read_voltage_max_v / L; an output (ADC) code m stands for
 m · adc_step_ua microamperes, with adc_step_ua = adc_full_scale_ua / L times the
-tile's calibration gain (Calibrate; 1 until the tile is calibrated). These are
+tile's calibration gain (Calibrate; 1 until the tile is calibrated, and again after a
+Program into it). These are
 exactly the numbers the converters see and produce: the board rounds each
 voltage to a DAC code, and each current it reports is an ADC code times the
 LSB and the gain, so a pass given codes equals the pass given their voltages,

@@ -257,7 +257,8 @@ class CrossbarTile:
     def program(
         self, region: Region, targets: FloatArray, now_s: float, pulse_budget: npt.NDArray[np.int64]
     ) -> WriteVerifyOutcome:
-        """Write-verify the region towards ``targets`` (µS); clears its perturbation.
+        """Write-verify the region towards ``targets`` (µS); clears its perturbation and
+        sets the tile's calibration gain back to 1.
 
         ``pulse_budget`` caps the pulses each cell may take (endurance).
         """
@@ -306,6 +307,10 @@ class CrossbarTile:
         self.written_at_s[sl] = np.where(written, now_s, self.written_at_s[sl])
         self.writes[sl] += pulses.astype(np.uint32)
         self._kernel.mark_dirty(region)
+        # A Calibrate's gain was measured for the state this Program replaced: kept, it
+        # scales fresh cells by the old cells' drift (a model deployed over a calibrated
+        # one read at 23 % instead of 85 %). aihwkit's program_weights resets it alike.
+        self.compensation = 1.0
         residual = np.where(stuck, stuck_value, np.where(written, g, present)) - targets
         return WriteVerifyOutcome(
             iterations=iterations,

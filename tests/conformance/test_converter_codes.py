@@ -195,6 +195,10 @@ def test_adc_step_includes_the_calibration_gain(codes_board: Board) -> None:
     np.testing.assert_array_equal(
         after.currents, after.output_codes.astype(np.float32) * np.float32(after.adc_step_ua)
     )
+    # A Program into the tile sets its gain back to 1: the step is the ADC's own again.
+    fresh_board.program(1, mid_range_g(info, np.random.default_rng(8), (2, 2)))
+    again = fresh_board.mvm(1, input_codes=k, output_codes=True)
+    assert again.adc_step_ua == pytest.approx(lsb, rel=1e-9)
 
 
 @pytest.mark.parametrize("which", ["target", "converters"])

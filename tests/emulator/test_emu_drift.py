@@ -203,6 +203,23 @@ def test_calibrate_after_drift_restores_mean_output() -> None:
         assert after[k] == pytest.approx(before[k], rel=0.02), k
 
 
+def test_a_program_sets_the_calibration_gain_back_to_one() -> None:
+    """A gain measured for drifted cells scaled the cells a later Program wrote fresh by
+    the old cells' drift (a model deployed over a calibrated one read at 23 % instead of
+    85 %): the Program sets the tile's gain back to 1, its outputs are the fresh cells'."""
+    board = _drift_board()
+    rng = np.random.default_rng(23)
+    g = uniform_g(rng, (64, 32))
+    v = rng.uniform(0, V_MAX, (16, 64)).astype(np.float32)
+    board.program(0, g)
+    fresh = board.mvm(0, v).currents
+    board.advance_clock(1e5)
+    assert board.calibrate(0).gain > 1.3
+    board.program(0, g)  # the same targets again: every drifted cell pulsed back
+    np.testing.assert_allclose(board.mvm(0, v).currents, fresh, rtol=1e-5, atol=1e-4)
+    assert board.calibrate(0).gain == pytest.approx(1.0, abs=1e-3)  # nothing to compensate
+
+
 CALIBRATE_UNDRIFTED = {
     # Undrifted board, so by board.proto "1 = no drift". Each case has one converter on.
     "dac-8": (Converters(dac_bits=8), 20.0),

@@ -111,7 +111,8 @@ class BoardServiceServicer:
         """Write-verify programming of a whole tile or a rectangular region of it.
         Each cell is pulsed and read back until it is within the board's
         programming tolerance of its target or the pulse budget is spent.
-        Programming also clears any perturbation (see Perturb) in the region.
+        Programming also clears any perturbation (see Perturb) in the region and
+        sets the tile's calibration gain (see Calibrate) back to 1.
         BadRequest paths and codes: tile and T = conductances (see Errors), and
         conductances         OUT_OF_RANGE      a value outside [g_min_us, g_max_us]
         row_offset           OUT_OF_RANGE      >= BoardInfo.rows
@@ -186,7 +187,9 @@ class BoardServiceServicer:
     def Calibrate(self, request, context):
         """Global drift compensation of one tile: the board measures a probe input
         against the response of its programmed state and rescales the tile's
-        outputs from then on (the gain is returned).
+        outputs from then on (the gain is returned), until the next Calibrate or
+        a Program into the tile, which sets the gain back to 1 (the gain was
+        measured for the state the Program replaced).
         BadRequest paths and codes: tile (see Errors).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
