@@ -217,17 +217,20 @@ class BoardFinder:
     # -- by path ---------------------------------------------------------------------------
 
     def _refuse_known(self, device: str) -> None:
-        """Refuses, without writing to it, a device that already answered as another board."""
+        """Refuses, without writing to it, a device that already answered as another board
+        (an address, which has no node to change: for :data:`SILENT_RETRY_S`)."""
         verdict = self._verdicts.get(device)
         if verdict is None or verdict.serial_number is None:
             return
-        if verdict.stamp == device_stamp(device) and self.same.serial_number is not None:
+        if verdict.stamp == NO_NODE and time.monotonic() - verdict.at >= SILENT_RETRY_S:
+            return  # another board may have taken the address: asked again
+        if verdict.stamp == _stamp(device) and self.same.serial_number is not None:
             raise IdentityMismatch(
                 device, self.same.serial_number, verdict.serial_number, self.same.source
             )
 
     def _remember(self, device: str, serial_number: str | None) -> None:
-        stamp = device_stamp(device)
+        stamp = _stamp(device)
         if stamp is not None:
             self._verdicts[device] = _Verdict(stamp, serial_number, time.monotonic())
 
@@ -352,6 +355,15 @@ def _hello_answer(raw: bytes, req_id: int) -> Hello | None:
         return unpack_hello(frame.payload)
     except (struct.error, UnicodeDecodeError):
         return None
+
+
+NO_NODE: DeviceStamp = (-1, -1, -1)
+"""The stamp of an address (``socket://``): no device node says when another board took it."""
+
+
+def _stamp(device: str) -> DeviceStamp | None:
+    """:func:`device_stamp` of a path; :data:`NO_NODE` for an address."""
+    return NO_NODE if "://" in device else device_stamp(device)
 
 
 def device_stamp(path: str) -> DeviceStamp | None:

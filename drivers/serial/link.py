@@ -428,7 +428,8 @@ class Link:
                     self.carried_out = max(self.carried_out, len(payload))
                     self._count(exchanges=1)
                     self.last_exchange = time.monotonic()
-                    self._set_up(True)
+                    if msg is not Msg.HELLO:  # up once the answer passes its checks
+                        self._set_up(True)
                     if check_epoch:
                         self._check_epoch(reply)
                     return reply

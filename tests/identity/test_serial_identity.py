@@ -31,7 +31,7 @@ from sidra.drivers.serial import SerialDriver, finder
 from sidra.drivers.serial.finder import IdentityMismatch, pseudo_terminals
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
-from sidra.emulator.firmware import PtyServer, VirtualBoard
+from sidra.emulator.firmware import PtyServer, TcpServer, VirtualBoard
 from sidra.server import SERVICE_NAME, create_server
 
 PROFILE = preset("ideal").model_copy(update={"geometry": Geometry(tiles=2, rows=32, cols=16)})
@@ -133,6 +133,38 @@ def test_another_board_at_the_old_path_is_refused_then_ours_is_back(tmp_path: Pa
         os.close(guard)
         squatter.stop()
         back.stop()
+    finally:
+        driver.close()
+
+
+def test_another_board_at_a_socket_address_is_refused_and_the_link_stays_down() -> None:
+    """A board on a TCP address gives way to another on the same address: health went
+    SERVING and NOT_SERVING every 0.8 s, for the link went up on the HELLO answer before
+    its identity check, and an address (no device node) kept no verdict, so every probe
+    said HELLO again. The link stays down, and the other board hears HELLO once in
+    SILENT_RETRY_S however often it is probed."""
+    ours, other = fresh_board(), fresh_board()
+    first = TcpServer(ours).start()
+    driver = open_serial(f"{first.url}?{OPTIONS}")
+    changes: list[bool] = []
+    driver.add_link_listener(changes.append)
+    try:
+        driver.program(0, G)
+        port = first.port
+        first.stop()
+        squatter = TcpServer(other, port=port).start()
+        lose_the_port(driver)
+        with pytest.raises(IdentityMismatch):
+            driver.mvm(0, V)
+        heard = dict(other.counters)
+        assert heard["rx_frames"] == 1 and heard["executed"] == 0  # one HELLO, no command
+        for _ in range(5):  # a link watcher's probes, and calls
+            assert driver.probe_link() is False
+            with pytest.raises(IdentityMismatch):
+                driver.read_conductance(0)
+        assert other.counters == heard
+        assert True not in changes  # never up in between: health never SERVING
+        squatter.stop()
     finally:
         driver.close()
 
