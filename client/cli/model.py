@@ -35,7 +35,8 @@ from sidra.cli.sample_files import answers_csv, answers_file, checked_answers_pa
 from sidra.cli.texts import count_text
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named
-from sidra.drivers import Board, InvalidArgument
+from sidra.client import RemoteBoard
+from sidra.drivers import Board, InvalidArgument, NotFound
 from sidra.drivers.validation import to_float32
 from sidra.training import BUNDLED, Dataset, load_dataset
 from sidra.training.analog_layer import Mapping
@@ -48,7 +49,7 @@ from sidra.training.deployment import (
 )
 from sidra.training.importing import SCALING_ARRAYS, model_from_weights
 from sidra.training.model import TrainedModel
-from sidra.training.placement import tile_order
+from sidra.training.placement import refuse_deployed
 
 __all__ = [
     "Calibrate",
@@ -346,7 +347,12 @@ def deploy(
     registered = None
     with job_board(board, server, "sidra model deploy") as opened:
         # Asked once: the registration checked first is of the placement programmed next.
-        tiles = tiles or list(tile_order(opened))
+        if not tiles:
+            use = opened.tile_use()
+            tiles = list(use.order(opened.info.tile_count))
+            planned = DeployedModel.planned_regions(loaded, opened, tiles)
+            # No deployment written over unasked, but the one --replace replaces.
+            refuse_deployed(use, [t for t, _ in planned], _replaced_tiles(opened, name, replace))
         if name is None:
             deployed = loaded.deploy(opened, tiles=tiles)
         else:  # every refusal of the registration before anything is written
@@ -514,13 +520,30 @@ def held_options(
     return True, tiles
 
 
+def _replaced_tiles(board: Board, name: str | None, replace: bool) -> tuple[int, ...]:
+    """The tiles of the deployment ``--name NAME --replace`` replaces (none without one)."""
+    if name is None or not replace or not isinstance(board, RemoteBoard):
+        return ()
+    try:
+        return board.deployments.get(name).tiles
+    except NotFound:
+        return ()
+
+
 def tiles_for(target: Target, tiles: list[int], board: Board, held: bool) -> list[int]:
     """The tiles a model runs on: its deployment's, in placement order, or ``tiles``; none
     given, a model programmed now takes the tiles nobody else uses first (tile_order),
     one found ``held`` those a deployment given no tiles took (0 first)."""
     if target.deployment is not None:
         return list(target.deployment.tiles)
-    return tiles if tiles or held else list(tile_order(board))
+    if tiles or held:
+        return tiles
+    use = board.tile_use()
+    order = list(use.order(board.info.tile_count))
+    # A colleague's deployment is not written over by a model given no tiles.
+    planned = DeployedModel.planned_regions(target.model, board, order)
+    refuse_deployed(use, [t for t, _ in planned])
+    return order
 
 
 def labelled(

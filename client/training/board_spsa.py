@@ -32,7 +32,7 @@ from sidra.training.datasets import Dataset, Shaped, check_trained_on
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.model import TrainedModel
 from sidra.training.options import PerturbationMode, SPSAOptions
-from sidra.training.placement import LayerShape, Placement, claimed, place
+from sidra.training.placement import LayerShape, Placement, claimed, named_tiles, place
 from sidra.training.records import (
     Checkpoint,
     TrainingRecord,
@@ -134,8 +134,9 @@ class SPSAJob:
         self.rng = np.random.default_rng(options.seed)
         earlier = None if going_on_from is None else going_on_from.settings
         self.placement = claimed(
-            board, lambda order: spsa_placement(board.info, data, options, order), earlier
-        )
+            board, lambda order: spsa_placement(board.info, data, options, order), earlier,
+            named=named_tiles(options),
+        )  # fmt: skip
         self.layer = AnalogLinear(
             board,
             self.placement.of("layer"),

@@ -191,7 +191,9 @@ def _estimator_run(
         """One estimator's run: as many steps as the budget buys, from zero weights."""
         shape = LayerShape("layer", data.features, data.classes)
         tiles = claimed(
-            board, lambda order: place(board.info, [shape], allowed=o.tiles, order=order)
+            board,
+            lambda order: place(board.info, [shape], allowed=o.tiles, order=order),
+            named=o.tiles,
         )
         layer = AnalogLinear(board, tiles.of("layer"), data.features, data.classes)
         rng = np.random.default_rng(seed)

@@ -64,7 +64,7 @@ from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.model import SettleReadout, TrainedModel
 from sidra.training.options import EqPropOptions, Nudging
-from sidra.training.placement import Placement, chain, claimed, place
+from sidra.training.placement import Placement, chain, claimed, named_tiles, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy
 from sidra.training.stopping import EpochsKept, stopped
@@ -298,7 +298,10 @@ def train_eqprop(
     saved = EpochCheckpoint.load(checkpoint, o, "eqprop", dataset=data) if resume else None
     rng = np.random.default_rng(o.seed)
     earlier = None if saved is None else saved.settings
-    placement = claimed(board, lambda order: eqprop_placement(board.info, data, o, order), earlier)
+    placement = claimed(
+        board, lambda order: eqprop_placement(board.info, data, o, order), earlier,
+        named=named_tiles(o),
+    )  # fmt: skip
     widths = [data.features, *o.hidden, data.classes]
     layers, weights = [], []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):

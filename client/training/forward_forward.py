@@ -53,7 +53,7 @@ from sidra.training.hybrid import HybridNetwork
 from sidra.training.mlp import HIDDEN_INPUT_CLIP
 from sidra.training.model import GoodnessReadout, TrainedModel
 from sidra.training.options import FFEstimator, FFOptions
-from sidra.training.placement import Placement, chain, claimed, place
+from sidra.training.placement import Placement, chain, claimed, named_tiles, place
 from sidra.training.records import Checkpoint, TrainingRecord, array_from_json, array_to_json
 from sidra.training.schedules import spall_gains
 from sidra.training.stopping import EpochsKept, stopped
@@ -274,7 +274,10 @@ def train_forward_forward(
     saved = EpochCheckpoint.load(checkpoint, o, "ff", dataset=data) if resume else None
     rng = np.random.default_rng(o.seed)
     earlier = None if saved is None else saved.settings
-    placement = claimed(board, lambda order: ff_placement(board.info, data, o, order), earlier)
+    placement = claimed(
+        board, lambda order: ff_placement(board.info, data, o, order), earlier,
+        named=named_tiles(o),
+    )  # fmt: skip
     record = TrainingRecord(
         settings=o.settings() | {"job": "ff"} | data.settings() | {"placement": placement.summary()}
     )

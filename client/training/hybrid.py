@@ -24,7 +24,7 @@ from sidra.training.datasets import Dataset
 from sidra.training.epoch_checkpoint import EpochCheckpoint
 from sidra.training.model import TrainedModel
 from sidra.training.options import LastLayerOptions
-from sidra.training.placement import LayerShape, Placement, claimed, place
+from sidra.training.placement import LayerShape, Placement, claimed, named_tiles, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, cross_entropy, softmax
 from sidra.training.stopping import EpochsKept, stopped
@@ -193,6 +193,7 @@ def train_last_layer(
         board,
         lambda order: last_layer_placement(board.info, data.features, data.classes, o, order),
         None if saved is None else saved.settings,
+        named=named_tiles(o),
     )
     features, head, w1 = _last_layer_tiles(board, data, o, rng, tiles)
     placed = {"features": [b.tile for b in features.blocks], "head": [b.tile for b in head.blocks]}

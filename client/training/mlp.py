@@ -34,7 +34,7 @@ from sidra.training.gradients import cosine, cosine_measures
 from sidra.training.hybrid import HybridNetwork
 from sidra.training.model import TrainedModel
 from sidra.training.options import MLPOptions
-from sidra.training.placement import Placement, chain, claimed, place
+from sidra.training.placement import Placement, chain, claimed, named_tiles, place
 from sidra.training.records import Checkpoint, TrainingRecord
 from sidra.training.softmax import accuracy, softmax
 from sidra.training.stopping import EpochsKept, stopped
@@ -72,7 +72,10 @@ def mlp_layers(
     """The perceptron's analog layers on ``board``, input side first, and where they sit
     (``going_on_from``: a checkpoint whose tiles it takes first, :func:`tile_order`)."""
     earlier = None if going_on_from is None else going_on_from.settings
-    placement = claimed(board, lambda order: mlp_placement(board.info, data, o, order), earlier)
+    placement = claimed(
+        board, lambda order: mlp_placement(board.info, data, o, order), earlier,
+        named=named_tiles(o),
+    )  # fmt: skip
     widths = [data.features, *o.hidden, data.classes]
     layers = [
         AnalogLinear(

@@ -126,7 +126,7 @@ class SPSAOptions(JobOptions):
     come within 0.1 point of it."""
     tiles: tuple[Tile, ...] = ()
     """Board tiles the layer may be placed on, in this order (empty: any tile, 0 first; a
-    served board's tiles leased by another session or holding a deployed model last); a
+    served board's tiles another session leases last, and none holding a deployed model); a
     layer with more rows than a tile spans several."""
     weight_limit: float = Field(1.5, gt=0.0)
     """Weight at the edge of the conductance window, weight units; SPSA's bounds. A
@@ -221,7 +221,7 @@ class MLPOptions(JobOptions):
     """Seed of the initial weights and the minibatch order."""
     tiles: tuple[Tile, ...] = ()
     """Board tiles the layers may be placed on, in this order (empty: any tile, 0 first; a
-    served board's tiles leased by another session or holding a deployed model last): the
+    served board's tiles another session leases last, and none holding a deployed model): the
     input layer first."""
     trainable: int | None = Field(None, ge=1)
     """Layers trained, counted from the output (None: every layer). 1 trains the output
@@ -359,7 +359,7 @@ class FFOptions(JobOptions):
     """Seed of the initial weights, the minibatch order, the wrong labels and Δ."""
     tiles: tuple[Tile, ...] = ()
     """Board tiles the layers may be placed on, in this order (empty: any tile, 0 first; a
-    served board's tiles leased by another session or holding a deployed model last): the
+    served board's tiles another session leases last, and none holding a deployed model): the
     input layer first."""
 
     @model_validator(mode="after")
@@ -455,7 +455,7 @@ class CompareOptions(JobOptions):
     """Steps between two Programs of the estimators' host-held weights."""
     tiles: tuple[Tile, ...] = ()
     """Board tiles the layers may be placed on, in this order (empty: any tile, 0 first; a
-    served board's tiles leased by another session or holding a deployed model last); a
+    served board's tiles another session leases last, and none holding a deployed model); a
     layer with more rows than a tile spans several."""
     methods: tuple[MethodName, ...] = Field(tuple(MethodName), min_length=1)
     """Methods to run, in this order for each seed (the board's state carries from one
@@ -620,5 +620,5 @@ class EqPropOptions(JobOptions):
     """Seed of the initial weights and the minibatch order."""
     tiles: tuple[Tile, ...] = ()
     """Board tiles the couplings may be placed on, in this order (empty: any tile, 0 first;
-    a served board's tiles leased by another session or holding a deployed model last): the
+    a served board's tiles another session leases last, and none holding a deployed model): the
     input coupling first."""

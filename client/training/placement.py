@@ -18,11 +18,11 @@ of them since the board was asked makes it ask and place again.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidra.drivers import Board, BoardInfo, LeaseHeld
+from sidra.drivers import Board, BoardInfo, LeaseHeld, TileUse
 
 __all__ = [
     "LayerShape",
@@ -30,7 +30,9 @@ __all__ = [
     "PlacementError",
     "chain",
     "claimed",
+    "named_tiles",
     "place",
+    "refuse_deployed",
     "resumed_order",
     "tile_order",
 ]
@@ -112,8 +114,9 @@ def tile_order(board: Board, going_on_from: Mapping[str, Any] | None = None) -> 
     A run going on from a checkpoint (``going_on_from``: the settings it keeps) takes the
     tiles it ran on first, in its placement's order: its weights were trained on those
     devices (:func:`resumed_order`). Any other run: those nobody else uses first, then
-    those holding a deployed model, then those another session leases
-    (``Board.tile_use``; a board this process alone uses: 0 first)."""
+    those holding a deployed model (a run takes them only when it names them:
+    :func:`refuse_deployed`), then those another session leases (``Board.tile_use``; a
+    board this process alone uses: 0 first)."""
     count = board.info.tile_count
     return resumed_order(going_on_from, count) or board.tile_use().order(count)
 
@@ -126,9 +129,13 @@ def claimed(
     board: Board,
     place_in: Callable[[tuple[int, ...]], Placement],
     going_on_from: Mapping[str, Any] | None = None,
+    *,
+    named: Iterable[int] = (),
 ) -> Placement:
     """A run's layers placed by ``place_in`` given the board's :func:`tile_order`, their
     tiles taken at once (``Board.claim_tiles``: a served board's session leases them).
+    A tile holding a deployed model is taken only when ``named`` (the tiles the run's
+    options name) holds it (:func:`refuse_deployed`).
 
     The tiles in use are asked before the lease, so another client may lease one of
     them in between: the board is then asked again and the layers placed anew, up to
@@ -137,7 +144,10 @@ def claimed(
     refused: Placement | None = None
     tries = 0
     while True:
-        placement = place_in(tile_order(board, going_on_from))
+        use = board.tile_use()  # asked once a try: leases and deployments
+        order = resumed_order(going_on_from, board.info.tile_count)
+        placement = place_in(order or use.order(board.info.tile_count))
+        refuse_deployed(use, placement.used, named)
         tries += 1
         try:
             board.claim_tiles(placement.used)
@@ -147,6 +157,38 @@ def claimed(
             refused = placement
         else:
             return placement
+
+
+def named_tiles(options: Any) -> frozenset[int]:
+    """The tiles a run's ``options`` name (``tiles``, ``head_tiles``, ``feature_tile``):
+    those it may write over a deployed model on."""
+    named: set[int] = set()
+    for name in ("tiles", "head_tiles"):
+        named.update(getattr(options, name, None) or ())
+    feature = getattr(options, "feature_tile", None)
+    if feature is not None:
+        named.add(feature)
+    return frozenset(named)
+
+
+def refuse_deployed(use: TileUse, used: Iterable[int], named: Iterable[int] = ()) -> None:
+    """PlacementError when tiles of ``used`` the user did not name (``named``) hold an
+    intact deployed model (``use``: ``Board.tile_use``). A run or an evaluation free to
+    choose its tiles took them once the free ones were too few, and a colleague's
+    deployment was written over without a word. Named, they are written over (as the user
+    asked); a board with no server (no deployments) never refuses."""
+    over = sorted(set(used) & use.deployed - set(named))
+    if over:
+        raise PlacementError(
+            f"{_tiles_text(over)} {'holds' if len(over) == 1 else 'hold'} a deployed model "
+            "(sidra model list names it) and no other tile is free for this: a run given "
+            "no tiles does not write over one; name the tiles with --tile to write over "
+            "it, or free them (sidra model undeploy)"
+        )
+
+
+def _tiles_text(tiles: Sequence[int]) -> str:
+    return f"tile {tiles[0]}" if len(tiles) == 1 else f"tiles {', '.join(map(str, tiles))}"
 
 
 def resumed_order(settings: Mapping[str, Any] | None, tile_count: int) -> tuple[int, ...]:
@@ -226,6 +268,6 @@ def _too_big(
         f"layer {layer.describe()} needs {need} tile(s) of {info.rows} x {info.cols}; "
         f"the board has {info.tile_count}, {len(free)} left for it ({free})"
         + (f" after {before}" if before else "")
-        + ": use fewer inputs or outputs, or allow more tiles (the tiles= option, or "
-        "--tiles of sidra train)"
+        + ": use fewer inputs or outputs, or allow more tiles (--tile, or the tiles= "
+        "option)"
     )

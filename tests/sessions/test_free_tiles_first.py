@@ -221,3 +221,59 @@ def test_a_model_programmed_over_a_server_takes_free_tiles_and_held_ones_are_nam
         # Found held where deploy put it: named, as deploy's report says to.
         found = sidra_model("eval", "--held", "--tile", "1")
         assert found["placement"] == {"layer0": [1]} and found["held"]
+
+
+def test_a_run_or_a_model_given_no_tiles_does_not_write_over_a_deployment(
+    tmp_path: Path,
+) -> None:
+    """Free tiles too few, a run or a model given no tiles took tiles holding a deployed
+    model, a colleague's, which was no longer intact without a word. It is refused, naming
+    the tiles; named with --tile they are written over as asked, and --replace takes the
+    tiles of the deployment it replaces."""
+    from tests.cli_support import unwrapped
+
+    out = tmp_path / "run"
+    trained = subprocess.run(
+        [*SIDRA, "train", "spsa", "--dataset", "iris", "--steps", "20",
+         "--board", "emu://?preset=ideal&seed=1", "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    model = io.BytesIO()
+    np.savez(model, layer0=np.zeros((65, 10)))
+    with (
+        served("emu://?preset=ideal&seed=4") as holder,
+        holder.session(label="overnight", ttl_s=60) as held,
+        held.lease([0, 1]),
+    ):
+        for tile, name in ((2, "alice"), (3, "bob")):
+            holder.run(ProgramRequest(tile, np.full(LAYER.shape, 20.0, np.float32)))
+            holder.deployments.add(name, model.getvalue(), [(tile, LAYER)])
+
+        def sidra(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*SIDRA, *args, "--server", holder.address], capture_output=True, text=True,
+                timeout=120, check=False,
+            )  # fmt: skip
+
+        for command in (
+            ("model", "eval", str(out)),
+            ("model", "deploy", str(out)),
+            ("train", "spsa", "--dataset", "iris", "--steps", "3", "--out", str(tmp_path / "r")),
+        ):
+            refused = sidra(*command)
+            assert refused.returncode == 2, (command, refused.stderr)
+            said = unwrapped(refused.stderr)
+            assert "tile2holdsadeployedmodel" in said and "with--tile" in said, said
+        assert {d.name: d.intact for d in holder.deployments.list()} == {
+            "alice": True, "bob": True,
+        }  # fmt: skip
+        replaced = sidra("model", "deploy", str(out), "--name", "alice", "--replace", "--json")
+        assert replaced.returncode == 0, replaced.stderr
+        assert json.loads(replaced.stdout)["placement"] == {"layer0": [2]}
+        named = sidra("model", "eval", str(out), "--tile", "3", "--json")
+        assert named.returncode == 0, named.stderr
+        assert json.loads(named.stdout)["placement"] == {"layer0": [3]}
+        assert {d.name: d.intact for d in holder.deployments.list()} == {
+            "alice": True, "bob": False,
+        }  # fmt: skip
