@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from sidra.cli.bench_machine import machine
 from sidra.cli.bench_pcie import pcie_command
 from sidra.cli.bench_service import service_command
 from sidra.cli.options import AsJson
@@ -63,6 +63,7 @@ def emulator_benchmark(
         "preset": preset_name,
         "shape": [batch, rows, cols],
         "repeats": repeats,
+        "machine": machine(),
     }
 
 
@@ -70,7 +71,9 @@ def emulator_benchmark(
 def emulator_command(
     as_json: AsJson = False,
     preset_name: Preset = "sidra-y1",
-    batch: Annotated[int, typer.Option(min=1, help="Input vectors per MVM.")] = 1024,
+    batch: Annotated[
+        int, typer.Option(min=1, max=65536, help="Input vectors per MVM (64 MiB at most).")
+    ] = 1024,
     repeats: Annotated[int, typer.Option(min=3, help="Timed repetitions.")] = 21,
 ) -> None:
     """Emulator MVM with every effect of the preset on vs a plain float32 matmul."""
@@ -79,7 +82,7 @@ def emulator_command(
         typer.echo(json.dumps(result))
         return
     typer.echo(
-        f"{platform.processor() or platform.machine()}, numpy {np.__version__}\n"
+        f"{result['machine']}, numpy {np.__version__}\n"
         f"emulator MVM ({preset_name}, {batch}x{result['shape'][1]} @ "
         f"{result['shape'][1]}x{result['shape'][2]}): {result['emulator_ms']:.3f} ms median\n"
         f"plain float32 numpy matmul:            {result['numpy_ms']:.3f} ms median\n"

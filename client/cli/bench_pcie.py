@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
-import sys
 import time
 from typing import Annotated, Any
 
 import numpy as np
 import typer
 
+from sidra.cli.bench_machine import machine
 from sidra.cli.bench_pcie_calls import call_counts
 from sidra.cli.bench_timing import BURST, SETTLE_S, burst_s, times_s
 from sidra.cli.options import AsJson
@@ -93,25 +92,15 @@ def pcie_benchmark(
         "mvms": mvms,
         "batches": batches,
         "preset": preset_name,
-        "machine": _machine(),
+        "machine": machine(),
         # Other work on the machine moves every figure: runs are comparable only at a
         # like load (the 1-minute load average when the timing began and ended).
         "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:  # platform.processor() is often empty on Linux; the kernel knows the model
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = models[0] if models else cpu
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {sys.platform}"
-
-
 def pcie_command(
+    ctx: typer.Context,
     as_json: AsJson = False,
     preset_name: Preset = "ideal",
     mvms: Annotated[int, typer.Option(min=10, help="Single-vector MVMs timed.")] = 2000,
@@ -129,6 +118,13 @@ def pcie_command(
 ) -> None:
     """Single-vector MVM round trip and batch-1024 throughput: virtual PCIe board vs emu://."""
     if calls:
+        for name in ("mvms", "batches"):  # counted once, not timed: taken by the timings only
+            source = ctx.get_parameter_source(name)
+            if source is not None and source.name == "COMMANDLINE":
+                raise typer.BadParameter(
+                    f"--{name} sets the timings; --calls counts 20 MVMs, deterministic",
+                    param_hint=f"--{name}",
+                )
         counts = call_counts(preset_name)
         if as_json:
             typer.echo(json.dumps(counts))

@@ -42,6 +42,7 @@ Every key issue 13 names is measured.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -61,6 +62,7 @@ import numpy as np
 import typer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sidra.cli.bench_machine import load_1min, machine
 from sidra.cli.bench_timing import BURST, SETTLE_S, burst_s, times_s
 from sidra.cli.delay_proxy import DelayProxy
 from sidra.cli.options import AsJson
@@ -68,6 +70,7 @@ from sidra.cli.presets import Preset
 from sidra.client import RemoteBoard, connect
 from sidra.client.streams import DEFAULT_STREAM_DEPTH
 from sidra.drivers import Board, open_board
+from sidra.server.jobs import TRAINING_EXTRA
 from sidra.training.board_spsa import train_softmax_spsa
 from sidra.training.datasets import load_dataset
 from sidra.training.options import PerturbationMode, SPSAOptions
@@ -93,15 +96,21 @@ def _served(board_url: str) -> Iterator[str]:
     # A state store of its own: the benchmark's thousands of Programs stay out of the
     # user's store (and every run starts from the same empty file).
     with tempfile.TemporaryDirectory(prefix="sidra-bench-") as folder:
-        env = {
-            **os.environ,
+        # A server of the defaults, not of the user's settings (a lab's config logging
+        # JSON, limits, TLS): the figures are the service's, and its start line is read.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")} | {
             "SIDRA_SHARED_MEMORY__ENABLED": "true",  # for batch1024_shm_ratio
             "SIDRA_STATE__PATH": str(Path(folder) / "state.sqlite3"),
         }
+        if "SIDRA_CACHE_DIR" in os.environ:  # the data sets a job reads, downloaded once
+            env["SIDRA_CACHE_DIR"] = os.environ["SIDRA_CACHE_DIR"]
         proc = subprocess.Popen(
             [*command, "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
+        # A server that never says it serves is stopped, and the loop below ends.
+        timer = threading.Timer(START_TIMEOUT_S, proc.terminate)
+        timer.start()
         try:
             stderr = proc.stderr
             assert stderr is not None
@@ -110,15 +119,24 @@ def _served(board_url: str) -> Iterator[str]:
                 seen.append(line)
                 match = re.search(r"^serving .* on (127\.0\.0\.1:\d+)", line)
                 if match:
+                    timer.cancel()
                     # It logs the calls it answers: keep reading, or a full pipe would
                     # stall it.
                     threading.Thread(target=stderr.read, daemon=True).start()
                     yield match.group(1)
                     return
-            raise RuntimeError("sidra serve stopped before serving: " + "".join(seen[-5:]))
+            raise RuntimeError(
+                f"sidra serve did not start serving within {START_TIMEOUT_S:g} s: "
+                + "".join(seen[-5:])
+            )
         finally:
+            timer.cancel()
             proc.terminate()
             proc.wait(timeout=30)
+
+
+START_TIMEOUT_S = 60.0
+"""How long the benchmark's server may take to say it serves, s."""
 
 
 def _alternating_times_s(
@@ -329,7 +347,11 @@ def service_command(
     preset_name: Preset = "sidra-y1",
     repeats: Annotated[
         int,
-        typer.Option(min=3, help="Timed repetitions per batch size (batch 1024: bursts of calls)."),
+        typer.Option(
+            min=3,
+            help="Timed repetitions per batch size (batch 1024: bursts of calls); 10x as many "
+            "empty-RPC / 1-vector MVM pairs.",
+        ),
     ] = 21,
     spsa_steps: Annotated[
         int,
@@ -347,10 +369,25 @@ def service_command(
 ) -> None:
     """The gRPC service against the same board in process; ratios from one run.
 
-    MVM throughput, a round trip over an empty RPC, SPSA step time."""
+    MVM throughput, a round trip over an empty RPC, SPSA step time, and an SPSA job through
+    a proxy that adds 20 ms each way. It starts a `sidra serve` of its own (the defaults,
+    a state store in a temporary folder) and needs the training extra (the SPSA figures
+    train on the digits data set); about 2.5 minutes at the defaults on 2 CPUs. A step
+    time is the difference of an n-step and a 2n-step run: at small --spsa-steps or
+    --job-steps the machine's noise can exceed it (named under "unmeasured")."""
+    if importlib.util.find_spec("sklearn") is None:  # before two minutes of measuring
+        raise typer.BadParameter(
+            f"the SPSA figures train on scikit-learn's digits: {TRAINING_EXTRA}"
+        )
+    load_start = load_1min()
     result = service_benchmark(preset_name, repeats, spsa_steps, rounds=rounds, job_steps=job_steps)
+    result |= {
+        "spsa_steps": spsa_steps, "rounds": rounds, "job_steps": job_steps,
+        "machine": machine(), "load_1min": [load_start, load_1min()],
+        "unmeasured": [k for k, v in result.items() if k.endswith("_ms") and v <= 0],
+    }  # fmt: skip
     if as_json:
         typer.echo(json.dumps(result))
         return
     for key, value in result.items():
-        typer.echo(f"{key:38} {'not offered yet' if value is None else value}")
+        typer.echo(f"{key:38} {'not offered by this preset' if value is None else value}")

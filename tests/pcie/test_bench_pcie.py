@@ -54,3 +54,9 @@ def test_bench_pcie_calls_counts_each_end() -> None:
     assert report["host_before_doorbell_calls"] > 0 and report["host_after_answer_calls"] > 0
     assert set(report["top_calls"]) == {"host_before", "host_while", "host_after", "board"}
     assert report["lockstep_min_us"] > 0 and report["inproc_min_us"] > 0
+    # The bench's own wrapper of each MVM is not one of the MVM's calls.
+    counted = [name for names in report["top_calls"].values() for name in names]
+    assert not [name for name in counted if name.startswith("call_counts.")]
+    ignored = subprocess.run([*command, "--mvms", "50"], capture_output=True, text=True,
+                             timeout=60, check=False)  # fmt: skip
+    assert ignored.returncode == 2 and "--calls counts 20 MVMs" in ignored.stderr
