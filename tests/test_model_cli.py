@@ -331,7 +331,7 @@ def test_deployed_by_name_then_run_pulled_and_forgotten_by_anyone_using_the_serv
     assert overwritten.returncode == 1
     assert "tile1rows0..64cols0..9programmedbylocalat" in unwrapped(overwritten.stderr)
     assert shown.startswith("digits: by local, ") and "\n  intact: no: tile 1 rewritten" in shown
-    assert "cells read: never checked" in shown
+    assert "cells read: not checked: written over" in shown
     assert not listed_after["intact"] and listed_after["regions"][0]["rewritten_by"] == "local"
     assert pulled.read_bytes() == model.read_bytes()
     assert forgotten.returncode == 0 and after == []

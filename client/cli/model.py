@@ -3,6 +3,7 @@ board, or run on new samples there."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import zipfile
@@ -354,12 +355,29 @@ def deploy(
             # No deployment written over unasked, but the one --replace replaces.
             refuse_deployed(use, [t for t, _ in planned], _replaced_tiles(opened, name, replace))
         if name is None:
-            deployed = loaded.deploy(opened, tiles=tiles)
+            planned = DeployedModel.planned_regions(loaded, opened, tiles)
         else:  # every refusal of the registration before anything is written
             planned = check_registration(opened, name, target, tiles, replace, protect)
-            with leased(opened, name, planned):
+        # Every tile leased before the first Program (a served board): a tile another
+        # session holds refuses the deploy before any tile is written, not halfway.
+        holding = leased(opened, name, planned) if isinstance(opened, RemoteBoard) else None
+        try:
+            with holding or contextlib.nullcontext():
                 deployed = loaded.deploy(opened, tiles=tiles)
-                registered = register(opened, name, target, deployed.regions(), replace, protect)
+                if name is not None:
+                    registered = register(
+                        opened, name, target, deployed.regions(), replace, protect
+                    )
+        except KeyboardInterrupt:
+            written = ", ".join(str(t) for t in sorted({t for t, _ in planned}))
+            typer.echo(
+                f"sidra model deploy: interrupted while programming: tiles {written} may hold "
+                "part of the model"
+                + (f", and nothing was registered as {name!r}" if name is not None else "")
+                + "; deploy it again to finish",
+                err=True,
+            )
+            raise typer.Exit(130) from None
         where = board_name(opened)
     report = {
         "model": str(model),

@@ -49,18 +49,24 @@ def check_deployment(
     """Have the server read a deployment's cells now and compare them with its targets.
 
     Per region and over all: the correlation of the conductances read with the targets
-    registered, and how far they moved (µS). One read carries the read noise into the
-    deviations; --repeats 16 says how far the cells themselves moved. Without NAME
+    registered, and how far they moved (µS); a mean move past 2 % of the board's
+    conductance window is named as drift on stderr (--json: drifted), with what to do.
+    One read carries the read noise into the deviations; --repeats 16 says how far the
+    cells themselves moved. Without NAME
     every deployment, one line each (for cron). Exit 1 when a correlation is under the
     held check's least (the tiles no longer hold the model: written around the server,
     another board, drift past recall) or a deployment cannot be checked."""
     with server_board(server, "check") as board:
+        window_us = board.info.g_max_us - board.info.g_min_us
         if name is not None:
             checked = board.deployments.check(name, read_repeats=repeats)
-            _print_check(checked, as_json)
+            _print_check(checked, as_json, window_us)
             failed = [] if _held(checked) else [_not_held(checked)]
+            notes = [_drift_note(checked, window_us)]
         else:
-            failed = _check_every(board, repeats, as_json)
+            failed, notes = _check_every(board, repeats, as_json, window_us)
+    for note in filter(None, notes):  # held, but not as programmed: said, exit 0
+        typer.echo(f"sidra model check: {note}", err=True)
     for line in failed:
         typer.echo(f"sidra model check: {line}", err=True)
     if failed:
@@ -71,6 +77,31 @@ def _held(checked: DeploymentCheck) -> bool:
     return holds(checked.correlation)
 
 
+DRIFT_SHARE = 0.02
+"""A deployment whose cells read, on average, more than this share of the board's
+conductance window off their targets has drifted (sidra-y1, 1–40 µS: 0.8 µS; right after
+programming the mean is within ±0.1 µS, a year on -1.5 µS): its correlation stays high, as
+drift keeps the cells' order, while its outputs shrink."""
+
+
+def _drifted(checked: DeploymentCheck, window_us: float) -> bool:
+    return abs(checked.mean_deviation_us) > DRIFT_SHARE * window_us
+
+
+def _drift_note(checked: DeploymentCheck, window_us: float) -> str:
+    """What to do about a deployment held but drifted ("" when it has not drifted)."""
+    if not _held(checked) or not _drifted(checked, window_us):
+        return ""
+    mean = checked.mean_deviation_us
+    return (
+        f"deployment {checked.name!r} reads {abs(mean):.2f} µS {'below' if mean < 0 else 'above'} "
+        f"its targets on average (more than {DRIFT_SHARE:.0%} of the board's "
+        f"{window_us:g} µS window: drift); its outputs are off by as much: sidra model eval "
+        f"--deployment {checked.name} --calibrate rescales them, sidra model tune "
+        f"--deployment {checked.name} trains them back, deploying it again rewrites them"
+    )
+
+
 def _not_held(checked: DeploymentCheck) -> str:
     return (
         f"deployment {checked.name!r} correlates {checked.correlation:.3f} with its targets, "
@@ -79,10 +110,13 @@ def _not_held(checked: DeploymentCheck) -> str:
     )
 
 
-def _check_every(board: RemoteBoard, repeats: int, as_json: bool) -> list[str]:
+def _check_every(
+    board: RemoteBoard, repeats: int, as_json: bool, window_us: float
+) -> tuple[list[str], list[str]]:
     """Checks every deployment of the server, each cell read ``repeats`` times; what
-    failed, a line each."""
+    failed, a line each, and the notes of those drifted."""
     failed: list[str] = []
+    notes: list[str] = []
     reports: list[dict[str, Any]] = []
     for deployment in board.deployments.list():
         try:
@@ -93,9 +127,12 @@ def _check_every(board: RemoteBoard, repeats: int, as_json: bool) -> list[str]:
             if not as_json:
                 typer.echo(f"{deployment.name}: not checked ({type(exc).__name__})")
             continue
-        reports.append({**checked.as_dict(), "held": _held(checked)})
+        reports.append(
+            {**checked.as_dict(), "held": _held(checked), "drifted": _drifted(checked, window_us)}
+        )
         if not _held(checked):
             failed.append(_not_held(checked))
+        notes.append(_drift_note(checked, window_us))
         if not as_json:
             typer.echo(
                 f"{checked.name}: correlation {checked.correlation:.3f}"
@@ -107,13 +144,14 @@ def _check_every(board: RemoteBoard, repeats: int, as_json: bool) -> list[str]:
         typer.echo(json.dumps(reports))
     elif not reports:
         typer.echo("no deployment (sidra model deploy --name NAME --server ... keeps one)")
-    return failed
+    return failed, notes
 
 
-def _print_check(checked: DeploymentCheck, as_json: bool) -> None:
+def _print_check(checked: DeploymentCheck, as_json: bool, window_us: float) -> None:
     """One deployment's check: a row per region, then over all."""
     if as_json:
-        typer.echo(json.dumps({**checked.as_dict(), "held": _held(checked)}))
+        drifted = _drifted(checked, window_us)
+        typer.echo(json.dumps({**checked.as_dict(), "held": _held(checked), "drifted": drifted}))
         return
     reads = "" if checked.read_repeats == 1 else f" (mean of {checked.read_repeats} reads)"
     table = Table(

@@ -47,14 +47,16 @@ def check_registration(
 
 
 @contextmanager
-def leased(board: Board, name: str, regions: Sequence[tuple[int, Region]]) -> Iterator[None]:
+def leased(board: Board, name: str | None, regions: Sequence[tuple[int, Region]]) -> Iterator[None]:
     """The tiles of ``regions`` leased to a session of this command while it programs
-    and registers deployment ``name``: no other session writes them between the
-    Programs and the registration, whose digests are then of this model's targets. A
-    tile another session holds refuses the command at once, naming the holder."""
+    and registers deployment ``name`` (None: a model deployed unnamed): no other session
+    writes them between the Programs and the registration, whose digests are then of this
+    model's targets. A tile another session holds refuses the command at once, before
+    any tile is written, naming the holder."""
     server = remote(board, "'--name'")
     tiles = sorted({tile for tile, _ in regions})
-    with server.session(label=f"sidra model deploy {name}") as session, session.lease(tiles):
+    label = "sidra model deploy" + (f" {name}" if name is not None else "")
+    with server.session(label=label) as session, session.lease(tiles):
         yield
 
 

@@ -91,14 +91,15 @@ def list_deployments(server: RequiredServer, as_json: AsJson = False) -> None:
             f"{d.name}: by {d.principal}, {when_text(d.created_unix_s)}, {tiles_text(d.tiles)}"
         )
         typer.echo(f"  intact: {_intact_text(d)}")
-        typer.echo(f"  cells read: {_check_text(d.last_check)}")
+        typer.echo(f"  cells read: {_check_text(d.last_check, d.intact)}")
         typer.echo(f"  model {d.model_sha256[:8]}: {d.description}")
 
 
-def _check_text(check: DeploymentCheck | None) -> str:
-    """A deployment's latest check in a few words: the correlation, and when."""
+def _check_text(check: DeploymentCheck | None, intact: bool = True) -> str:
+    """A deployment's latest check in a few words: the correlation, and when. (The server
+    keeps no check of a deployment written over: what was read is another model now.)"""
     if check is None:
-        return "never checked (sidra model check)"
+        return "never checked (sidra model check)" if intact else "not checked: written over"
     held = "" if holds(check.correlation) else ", NOT HELD"
     reads = "" if check.read_repeats == 1 else f" (mean of {check.read_repeats} reads)"
     return f"correlation {check.correlation:.2f}{held}{reads} at {when_text(check.checked_unix_s)}"

@@ -355,7 +355,7 @@ def _deployment_lines(deployments: list[dict[str, Any]]) -> list[str]:
         if d["protected"]:
             state += ", protected"
         if d["correlation"] is None:
-            read = "never checked"
+            read = "never checked" if d["intact"] else "not checked since"
         else:
             held = "" if d["held"] else " NOT HELD"
             read = f"correlation {d['correlation']:.2f}{held} {_ago(d['checked_unix_s'])} ago"

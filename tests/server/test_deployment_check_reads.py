@@ -25,7 +25,7 @@ from sidra.drivers import (
     Region,
     open_board,
 )
-from sidra.drivers.requests import ReadConductanceRequest
+from sidra.drivers.requests import ProgramRequest, ReadConductanceRequest
 from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.deployment_checks import DeploymentChecks
 from sidra.server.deployments import DeploymentServicer
@@ -326,3 +326,37 @@ def test_a_client_waits_for_a_check_its_timeout_once_for_each_read(tmp_path: Pat
         ):
             deploy(client)
             assert hurried.deployments.check("demo", read_repeats=20).read_repeats == 20
+
+
+def test_a_drifted_deployment_is_named_as_such_and_one_written_over_is_not_never_checked(
+    tmp_path: Path,
+) -> None:
+    """A year of drift left the correlation at 0.90 (held) while the outputs shrank: the
+    check said nothing. It names the drift and what to do (exit 0: still held). And a
+    deployment written over after its checks was listed as "never checked"."""
+    from tests.cli_support import unwrapped
+
+    with (
+        open_board("emu://?preset=sidra-y1&seed=2") as board,
+        serving(tmp_path / "state.sqlite3", board) as address,
+        connect(address) as client,
+    ):
+        deploy(client)
+        fresh = run_sidra_env({}, "model", "check", "demo", "--server", address, "--json")
+        assert fresh.returncode == 0 and fresh.stderr == "", fresh.stderr
+        assert json.loads(fresh.stdout)["drifted"] is False
+        board.advance_clock(365 * 86_400.0)
+        aged = run_sidra_env({}, "model", "check", "demo", "--server", address, "--json")
+        assert aged.returncode == 0, aged.stderr
+        report = json.loads(aged.stdout)
+        assert report["held"] is True and report["drifted"] is True
+        said = unwrapped(aged.stderr)
+        assert "deployment'demo'reads" in said and "belowitstargetsonaverage" in said
+        assert "--calibrate" in said
+        every = run_sidra_env({}, "model", "check", "--server", address, "--json")
+        assert json.loads(every.stdout)[0]["drifted"] is True and "drift" in every.stderr
+        client.run(ProgramRequest(0, TARGETS[::-1].copy()))  # written over, unregistered
+        listed = run_sidra_env({}, "model", "list", "--server", address)
+        assert "cells read: not checked: written over" in listed.stdout, listed.stdout
+        status = run_sidra_env({}, "status", address)
+        assert "NOT INTACT (written over); not checked since" in " ".join(status.stdout.split())

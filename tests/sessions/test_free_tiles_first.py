@@ -277,3 +277,31 @@ def test_a_run_or_a_model_given_no_tiles_does_not_write_over_a_deployment(
         assert {d.name: d.intact for d in holder.deployments.list()} == {
             "alice": True, "bob": False,
         }  # fmt: skip
+
+
+def test_a_deploy_leases_every_tile_before_it_writes_one(tmp_path: Path) -> None:
+    """A two-layer model deployed unnamed onto tiles 0 and 1, tile 1 held by another
+    session: tile 0 was programmed, then the deploy failed on tile 1, leaving a model
+    half on the board. Every tile is leased first: refused naming the holder, tile 0
+    untouched."""
+    out = tmp_path / "mlp"
+    trained = subprocess.run(
+        [*SIDRA, "train", "mlp", "--dataset", "iris", "--epochs", "1", "--hidden", "8",
+         "--board", "emu://?preset=ideal&seed=1", "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    with (
+        served("emu://?preset=ideal&seed=4") as holder,
+        holder.session(label="overnight", ttl_s=60) as held,
+        held.lease([1]),
+    ):
+        before = holder.read_conductance(0).conductances
+        refused = subprocess.run(
+            [*SIDRA, "model", "deploy", str(out), "--server", holder.address, "--tile", "0",
+             "--tile", "1"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert refused.returncode == 1, refused.stderr
+        assert "held by local's session 'overnight'" in " ".join(refused.stderr.split())
+        assert np.array_equal(holder.read_conductance(0).conductances, before)
