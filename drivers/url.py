@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "as_typed",
     "check_board_url",
     "open_board",
     "query_options",
@@ -93,6 +94,15 @@ def _installed_factory(scheme: str) -> BoardFactory | None:
     factory: BoardFactory = next(iter(found)).load()
     _FACTORIES[scheme] = factory
     return factory
+
+
+def as_typed(url: SplitResult) -> str:
+    """``url`` as it was written, for a message: ``geturl()`` drops an empty host, so
+    ``pcie:///dev/shm/b`` came back as ``pcie:/dev/shm/b``, which nobody typed."""
+    text = f"{url.scheme}://{url.netloc}{url.path}"
+    return (
+        text + (f"?{url.query}" if url.query else "") + (f"#{url.fragment}" if url.fragment else "")
+    )
 
 
 def query_options(url: SplitResult, known: set[str]) -> dict[str, str]:

@@ -83,6 +83,24 @@ def test_serve_rejects_unknown_scheme_with_the_known_ones() -> None:
     assert "emu://" in result.stderr and "nope://x" in result.stderr
 
 
+def test_serve_with_a_board_that_is_not_there_fails_as_probe_does(tmp_path: Path) -> None:
+    """A board not there is no usage error: exit 1 naming the board and why, as ``sidra
+    board probe`` says it (it was exit 2 with the usage line and --help)."""
+    import os
+
+    missing = tmp_path / "gone.bar"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
+    result = subprocess.run(
+        [*SIDRA, "serve", "--board", f"pcie+file://{missing}", "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=env | {"SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Usage:" not in result.stderr and "--help" not in result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"sidra serve: board pcie+file://{missing}: BarError: " in said  # a BoardUnavailable
+
+
 def test_demo_runs_end_to_end_and_reports_accuracy() -> None:
     console = Console(record=True, width=120)
     code = run_demo("emu://?preset=sidra-y1&seed=3", steps=100, seed=3, console=console)

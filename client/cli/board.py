@@ -278,6 +278,13 @@ def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None)
             f"remove_after): its registers read all ones and {path} is gone",
             err=True,
         )
+    if device.orphaned:
+        typer.echo(
+            f"virtual board stopped: {path} was removed or is another board's file now, "
+            "so no host could reach this one",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _os_error_text(exc: OSError) -> str:

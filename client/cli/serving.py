@@ -16,7 +16,7 @@ import typer
 from grpc_health.v1 import health
 
 from sidra.cli.serve_check import checked_settings
-from sidra.drivers import SidraError, open_board
+from sidra.drivers import InvalidArgument, SidraError, open_board
 from sidra.server.address import bind_problem, metrics_exposure
 from sidra.server.app import create_configured_server
 from sidra.server.memory import configure_malloc
@@ -70,8 +70,11 @@ def _serve(settings: ServerSettings, restore_state: bool, handler: logging.Handl
         raise typer.BadParameter(f"listen: cannot bind {settings.listen!r}: {in_use}")
     try:
         driver = open_board(settings.board)
-    except SidraError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    except InvalidArgument as exc:  # the URL itself: a usage error
+        raise typer.BadParameter(str(exc), param_hint="board") from exc
+    except SidraError as exc:  # the board is not there or not answering: as probe says it
+        typer.echo(f"sidra serve: board {settings.board}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
     try:
         store = StateStore(settings.state.path)
     except StateStoreError as exc:

@@ -27,6 +27,7 @@ back; a completion that never comes a :class:`DeadlineExceeded`.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import struct
 import threading
@@ -60,7 +61,7 @@ from sidra.drivers.requests import (
 )
 from sidra.drivers.serial.driver import _float_option
 from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult, Region
-from sidra.drivers.url import query_options
+from sidra.drivers.url import as_typed, query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.messages import Feature, Msg, Status
 from sidra.drivers.wire.operations import (
@@ -70,6 +71,8 @@ from sidra.drivers.wire.operations import (
     pass_head,
     region_outputs,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TIMEOUT_S", "PcieDriver"]
 
@@ -87,6 +90,7 @@ class PcieDriver(BoardDriver):
         self._lock = threading.Lock()
         self._listeners: list[Callable[[bool], None]] = []
         self._up = False
+        self._probe_told = ""
         self._closed = False
         self._reset_notice: str | None = None
         self._last_name = "PCIe board"
@@ -124,13 +128,14 @@ class PcieDriver(BoardDriver):
         if url.scheme == "pcie":
             bdf = url.netloc
             if not _BDF.match(bdf) or url.path:
+                file = " (a BAR file: pcie+file:///path)" if url.path and not bdf else ""
                 raise InvalidArgument(
-                    "url", url.geturl(), "pcie://DDDD:BB:DD.F, e.g. pcie://0000:01:00.0"
+                    "url", as_typed(url), f"pcie://DDDD:BB:DD.F, e.g. pcie://0000:01:00.0{file}"
                 )
             return bdf.lower(), timeout_s  # sysfs names devices in lower-case hex
         if url.netloc or not url.path:  # pcie+file://dev/shm/b: "dev" would be a host
             raise InvalidArgument(
-                "url", url.geturl(),
+                "url", as_typed(url),
                 "pcie+file:// and an absolute path (three slashes), e.g. "
                 "pcie+file:///dev/shm/sidra.bar",
             )  # fmt: skip
@@ -168,12 +173,18 @@ class PcieDriver(BoardDriver):
                 self._attach()
             else:
                 self._run([Command(Msg.GET_STATS, [])])
+            self._probe_told = ""
         except BoardReset as exc:
             self._reset_notice = str(exc)  # the next call reports it
         except BoardUnavailable:
-            pass
-        except Exception:  # noqa: BLE001 - a probe only reports; the next call raises
-            pass
+            pass  # the link is down: its watcher says so
+        except Exception as exc:  # noqa: BLE001 - a probe only reports; the next call raises
+            # A hung or failed health check left no trace while later calls worked: told
+            # once per distinct error (a probe runs every half second while idle).
+            told = f"{type(exc).__name__}: {exc}"
+            if told != self._probe_told:
+                log.warning("board health check (GET_STATS) failed: %s", told)
+                self._probe_told = told
         finally:
             self._lock.release()
         return self._up

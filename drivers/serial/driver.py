@@ -28,6 +28,7 @@ from HELLO; it changes when the driver detects that the board restarted.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import replace
@@ -49,7 +50,7 @@ from sidra.drivers.requests import (
 from sidra.drivers.serial.finder import BoardFinder, SameBoard
 from sidra.drivers.serial.link import LineDamage, Link, LinkSettings, Port
 from sidra.drivers.types import BoardDescription, BoardInfo, LinkStats
-from sidra.drivers.url import query_options
+from sidra.drivers.url import as_typed, query_options
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD, Frame, max_wire_bytes
 from sidra.drivers.wire.messages import Feature, Hello, Msg, Status
@@ -176,6 +177,13 @@ class SerialDriver(BoardDriver):
             raise InvalidArgument("url search_ptys", "1", "search_ptys=1 only with serial_number=")
         if url.scheme == "serial":
             device = url.netloc + url.path
+            # serial://dev/ttyUSB0 would open dev/ttyUSB0 in this folder (COM3: Windows').
+            if url.netloc and not re.fullmatch(r"COM\d+", url.netloc, re.IGNORECASE):
+                raise InvalidArgument(
+                    "url", as_typed(url),
+                    "serial:// and an absolute device path (three slashes), e.g. "
+                    "serial:///dev/ttyUSB0",
+                )  # fmt: skip
             if not device and serial_number is None:
                 raise InvalidArgument(
                     "url", url.geturl(),

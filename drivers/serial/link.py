@@ -449,7 +449,19 @@ class Link:
                 f"{what} (the last waited {timeout:.3f} s); the board answers PING"
             )
         self._set_up(False)
-        raise BoardUnavailable(f"{what} and a resync; the link is down")
+        # Answers that came but damaged say something is there: on a UART, a line rate
+        # other than the board's looks like this (a silent line is a board not there).
+        heard = (
+            f", {damaged} of them answered but damaged on the line (another line rate than "
+            "the board's, ?baud=...; or a noisy line)"
+            if damaged
+            else ""
+        )
+        if not damaged and self.name.startswith("socket://"):
+            # The connection is taken but waits, unanswered, behind the host being served.
+            heard = " (a board on TCP answers one host at a time: is another host, a sidra "
+            heard += "serve, connected to it?)"
+        raise BoardUnavailable(f"{what}{heard} and a resync; the link is down")
 
     def _ping_once(self) -> bool:
         self._req_id = (self._req_id + 1) & 0xFFFF

@@ -234,6 +234,8 @@ class PcieDevice:
         self.boot_count = boot_count or int.from_bytes(os.urandom(4), "little") % 0xFFFF_FFFE + 1
         self.executed = 0
         self.removed = False
+        self.orphaned = False
+        """Its BAR file was removed or another board's took the path: it stopped serving."""
         self._refuse_if_taken()  # before a 32 MiB file is made (publish checks again)
         self.bar = _create(path)
         self._windows = [
@@ -383,7 +385,9 @@ class PcieDevice:
     # -- the device loop -------------------------------------------------------------------
 
     def serve(self, stop: threading.Event) -> None:
-        """Services the rings until ``stop`` is set or the board is removed."""
+        """Services the rings until ``stop`` is set, the board is removed (a fault), or
+        its path no longer names its file (:attr:`orphaned`, seen within a second or so
+        of idling)."""
         bar = self.bar
         idle_since = time.perf_counter()
         while not stop.is_set() and not self.removed:
@@ -395,7 +399,14 @@ class PcieDevice:
                 continue
             idle = now - idle_since
             if idle > SPIN_S:
-                self._park(_idle_sleep(idle))
+                park = _idle_sleep(idle)
+                # A long park, four times a second: its file removed (rm, a cleanup) or
+                # another board's now, nobody can reach this board, which served on
+                # unseen while a second board could start at the same path.
+                if park == IDLE_PARK_S and not self.owns_path():
+                    self.orphaned = True
+                    return
+                self._park(park)
                 continue
             # Bare looks at the doorbell between the rounds of the loop: a command is
             # seen within a register read of its doorbell (a ring reset a round later).

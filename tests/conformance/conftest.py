@@ -22,6 +22,7 @@ Nothing here imports the emulator: the default boards are built in tests/conftes
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,8 +46,21 @@ serve``, grpc://, passes them too). The limits themselves are tests/server/test_
 
 @pytest.fixture(scope="session")
 def shared_board(board_target: Any) -> Iterator[Board]:
-    """The target's board as ``open_board`` gives it, opened once for the session."""
-    with board_target.open() as board:
+    """The target's board as ``open_board`` gives it, opened once for the session. A board
+    named by --board-url that cannot be opened (a typo, a board not answering, one another
+    host drives) ends the run with its error, once: each of the 400-odd tests printed it
+    again, 20-80 s and tens of thousands of lines."""
+    with contextlib.ExitStack() as held:
+        try:
+            board: Board = held.enter_context(board_target.open())
+        except Exception as exc:
+            if not board_target.url:
+                raise
+            pytest.exit(
+                f"conformance: cannot open --board-url {board_target.url}: "
+                f"{type(exc).__name__}: {exc}",
+                returncode=1,
+            )
         yield board
 
 

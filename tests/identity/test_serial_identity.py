@@ -278,12 +278,15 @@ def test_the_search_never_touches_a_terminal_or_a_pty_a_host_holds() -> None:
         ("serial://?serial_number=", "url serial_number"),
         ("serial://?serial_number=" + "x" * 256, "url serial_number"),
         ("socket://127.0.0.1:1?search_ptys=1", "board url option"),
+        ("serial://dev/pts/1", "url"),  # two slashes: opened dev/pts/1 in this folder
     ],
 )
 def test_url_mistakes_name_the_option(url: str, field: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
         open_board(url)
     assert caught.value.field == field
+    if url.startswith("serial://dev"):
+        assert caught.value.value == url and "three slashes" in str(caught.value)
 
 
 # -- a shell's terminal --------------------------------------------------------------------

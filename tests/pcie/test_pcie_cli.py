@@ -90,3 +90,28 @@ def test_board_serve_refusals_name_the_option_and_leave_files_alone(tmp_path: Pa
     )
     assert notes.read_text(encoding="utf-8") == "precious\n"
     assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+def test_a_board_whose_file_is_removed_stops_saying_why() -> None:
+    """``rm`` of a running board's BAR file left its process serving a file nobody could
+    reach, while a second board could start at the same path: it stops, saying why."""
+    import subprocess
+
+    from cli_support import SIDRA
+
+    with tempfile.TemporaryDirectory(dir=memory_dir()) as folder:
+        path = os.path.join(folder, "bar0")
+        board = subprocess.Popen(
+            [*SIDRA, "board", "serve", "--pcie-file", path, "--preset", "ideal"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert board.stdout is not None
+            assert board.stdout.readline().strip() == f"pcie+file://{path}"
+            os.unlink(path)
+            _, stderr = board.communicate(timeout=30)
+        finally:
+            board.kill()
+            board.communicate()
+        assert board.returncode == 1
+        assert f"virtual board stopped: {path} was removed" in " ".join(stderr.split())

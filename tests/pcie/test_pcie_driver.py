@@ -157,6 +157,11 @@ def test_urls_lower_case_the_address_and_want_an_absolute_file() -> None:
     assert PcieDriver._parsed(urlsplit("pcie://0000:0A:00.0"))[0] == "0000:0a:00.0"
     with pytest.raises(InvalidArgument, match="three slashes"):
         open_board("pcie+file://dev/shm/sidra.bar")
+    # A file given to pcie://: named as typed (was "pcie:/dev/shm/x.bar"), pcie+file:// told.
+    with pytest.raises(InvalidArgument) as caught:
+        open_board("pcie:///dev/shm/x.bar")
+    assert caught.value.value == "pcie:///dev/shm/x.bar"
+    assert "a BAR file: pcie+file:///path" in str(caught.value)
 
 
 def test_a_foreign_device_is_not_advised_to_be_unbound(tmp_path: os.PathLike[str]) -> None:

@@ -245,3 +245,15 @@ def test_a_job_whose_board_is_pulled_mid_run_fails_naming_it_and_frees_its_tiles
             assert done.state == "succeeded", done.error
             said = [e.message for e in remote.jobs.watch(again.job_id)]
             assert any("restarted before this job began" in m for m in said)
+
+
+def test_a_health_check_that_fails_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A server's idle GET_STATS met the injected hang and left no trace while later calls
+    worked: the failure is logged, once per distinct error, and the board still works."""
+    with board("hang=2") as served, driver(served) as d:
+        with caplog.at_level(logging.WARNING, logger="sidra.drivers.pcie.driver"):
+            d.probe_link()  # command 2: never answered
+            d.probe_link()  # answered
+        failed = [r for r in caplog.records if "health check (GET_STATS) failed" in r.message]
+        assert len(failed) == 1 and "DeadlineExceeded" in failed[0].message
+        _mvm_ok(d)

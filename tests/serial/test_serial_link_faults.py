@@ -260,3 +260,25 @@ def test_a_terminal_is_never_opened_as_a_board() -> None:
         shell.communicate("")
         os.close(leader)
         os.close(follower)
+
+
+def test_a_line_that_damages_every_answer_is_told_from_a_silent_one() -> None:
+    """A board behind a line that damages every frame (on a UART: another line rate) gave
+    the same error as a board that is not there; the answers that came damaged are
+    counted in it, with the line rate to check."""
+    with serve_virtual_board(PROFILE, 1, faults=FaultConfig(ber=0.05)) as server:
+        with pytest.raises(BoardUnavailable, match="answered but damaged on the line") as e:
+            open_board(f"{server.url}?timeout=0.05&retries=2")
+        assert "?baud=" in str(e.value)
+
+
+def test_a_tcp_board_another_host_holds_says_so() -> None:
+    """A second host on a TCP board that serves one at a time waits unanswered behind the
+    first: it said only that the link was down, as for a board not there."""
+    with serve_virtual_board(PROFILE, 1, tcp=("127.0.0.1", 0)) as server:
+        first = open_board(f"{server.url}?{FAST}")
+        try:
+            with pytest.raises(BoardUnavailable, match="answers one host at a time"):
+                open_board(f"{server.url}?timeout=0.05&retries=1")
+        finally:
+            first.close()
