@@ -202,7 +202,7 @@ def evaluate(
             x, y = _samples_of(target.model, data, split)
             deployed = _deployed(
                 target.model, opened, tiles_for(target, tiles, opened, held), read_repeats, held,
-                calibrate,
+                calibrate, deployment,
             )  # fmt: skip
             check_regions(target, deployed)
             runs.append((board_name(opened), deployed, deployed.evaluate(x, y), target, data))
@@ -508,15 +508,25 @@ def _deployed(
     read_repeats: int,
     held: bool,
     calibrate: bool,
+    deployment: str | None = None,
 ) -> DeployedModel:
     """``model`` on ``board``, programmed or (``held``) found there, then calibrated if
-    asked; tiles that do not hold it are a usage error naming --held."""
+    asked; tiles that do not hold it are a usage error naming --held, or for a
+    ``deployment`` (held without --held) why a deployment's tiles may not hold it."""
     try:
         return model.deploy(
             board, tiles=tiles, read_repeats=read_repeats, held=held, calibrate=calibrate
         )
     except ModelNotHeld as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--held'") from exc
+        if deployment is None:
+            raise typer.BadParameter(str(exc), param_hint="'--held'") from exc
+        raise typer.BadParameter(
+            f"deployment {deployment!r} is not on the board now: {exc}. The board may have "
+            "restarted under a server started without --restore (sidra serve --restore "
+            "programs the store's targets back), or its cells were written around the "
+            "server; deploying it again rewrites them",
+            param_hint="'--deployment'",
+        ) from exc
 
 
 def held_options(
@@ -657,7 +667,7 @@ def predict(
             raise typer.BadParameter(str(exc), param_hint="'--inputs'") from exc
         _say_clipped(x, loaded.layers[0].input_clip)
         placed = tiles_for(target, tiles, opened, held)
-        deployed = _deployed(loaded, opened, placed, read_repeats, held, calibrate)
+        deployed = _deployed(loaded, opened, placed, read_repeats, held, calibrate, deployment)
         check_regions(target, deployed)
         scores = deployed.scores(x)
     classes = np.argmax(scores, axis=1)

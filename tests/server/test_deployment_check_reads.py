@@ -360,3 +360,30 @@ def test_a_drifted_deployment_is_named_as_such_and_one_written_over_is_not_never
         assert "cells read: not checked: written over" in listed.stdout, listed.stdout
         status = run_sidra_env({}, "status", address)
         assert "NOT INTACT (written over); not checked since" in " ".join(status.stdout.split())
+
+
+def test_eval_of_a_deployment_the_board_no_longer_holds_says_why_not_held(
+    tmp_path: Path,
+) -> None:
+    """Cells written around the server (or a board restarted without --restore): model
+    eval --deployment was refused naming --held, an option the user never gave."""
+    from tests.cli_support import unwrapped
+
+    trained = run_sidra_env({}, "train", "spsa", "--dataset", "iris", "--steps", "5",
+                            "--board", "emu://?preset=ideal&seed=1", "--out",
+                            str(tmp_path / "run"))  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    model = tmp_path / "run"
+    with (
+        open_board("emu://?preset=ideal&seed=2") as board,
+        serving(tmp_path / "state.sqlite3", board) as address,
+    ):
+        deployed = run_sidra_env({}, "model", "deploy", str(model), "--server", address,
+                                 "--name", "iris", "--tile", "1")  # fmt: skip
+        assert deployed.returncode == 0, deployed.stderr
+        board.program(1, np.full((board.info.rows, board.info.cols), 1.0, np.float32))
+        refused = run_sidra_env({}, "model", "eval", "--deployment", "iris", "--server", address)
+        assert refused.returncode == 2
+        said = unwrapped(refused.stderr)
+        assert "'--deployment'" in refused.stderr and "'--held'" not in refused.stderr
+        assert "deployment'iris'isnotontheboardnow" in said and "--restore" in said
