@@ -222,6 +222,8 @@ def test_another_principal_s_deployment_is_not_tuned_from_the_command_line(
         assert "'--deployment':" in text and "PermissionDenied" not in text
         assert "onlytheyoranadminmayreplaceit:tuningitwouldrewriteitstiles" in text
         assert "sidramodelpulldigits--server" in text
+        tiles = "".join(f"--tile{chr(ord('A') + i)}" for i in range(len(kept.tiles)))
+        assert f"sidramodeltuneFILE{tiles}" in text  # as many as it takes (not --tile N)
     assert kept.intact and kept.principal == "alice"  # nothing written to its tiles
     assert not out.exists()
 

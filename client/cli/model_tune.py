@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,7 @@ from sidra.cli.model import (
 from sidra.cli.model_deployments import register, target_of
 from sidra.cli.model_files import OptionalModelPath, Target, file_target
 from sidra.cli.model_served import server_board
-from sidra.cli.options import AsJson, field_option, job_options, new_file
+from sidra.cli.options import SERVER_ENV, AsJson, field_option, job_options, new_file
 from sidra.cli.texts import count_text, figure_text, tiles_text
 from sidra.cli.train.params import (
     ANY_TILE,
@@ -124,6 +125,8 @@ def tune(
     """
     new_file(out)
     queue_needs_remote_job(queue, remote_job, priority, ctx)
+    if remote_job and server is None:  # a job names only a server: the lab's, as submitted
+        server = os.environ.get(SERVER_ENV, "").strip() or None  # jobs take it (a FILE's did)
     held, tiles = held_options(deployment, server, held, tiles)
     file = None if model is None else file_target(model)  # before any board is opened
     console = Console(stderr=True, log_path=False)  # lines stamped with the time only
@@ -267,10 +270,14 @@ def _check_may_keep_name(board: Board, target: Target, server: str | None) -> No
         register(board, found.name, target, regions, replace=True, protect=found.protected,
                  validate_only=True)  # fmt: skip
     except PermissionDenied as exc:
+        # As many tiles as the deployment takes: "--tile N" did not fit a 3-layer model.
+        count = len(found.tiles)
+        tiles = " ".join(f"--tile {chr(ord('A') + i)}" for i in range(count))
         raise typer.BadParameter(
             f"{exc}: tuning it would rewrite its tiles and could not keep the tuned model "
             f"under its name. Tune a copy on tiles of your own: sidra model pull "
-            f"{found.name} --server {server} --out FILE, then sidra model tune FILE --tile N",
+            f"{found.name} --server {server} --out FILE, then sidra model tune FILE {tiles} "
+            f"({count} free tile{'s' * (count > 1)} of yours, as many as it takes)",
             param_hint="'--deployment'",
         ) from exc
 

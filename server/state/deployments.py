@@ -367,10 +367,17 @@ def _regions_json(regions: Sequence[DeployedRegionRow]) -> str:
 
 def _check_replace(name: str, owner: str, caller: str, replace_existing: bool, admin: bool) -> None:
     if not replace_existing:
+        # Replacing is offered only to whom it would be granted (the owner, an admin).
+        may = owner == caller or admin
         raise AlreadyExists(
             f"name: deployment {name!r} exists (registered by {owner!r}); choose another "
-            "name, or replace it (Deployments.add(..., replace=True), or sidra model "
-            "deploy --replace)"
+            "name"
+            + (
+                ", or replace it (Deployments.add(..., replace=True), or sidra model "
+                "deploy --replace)"
+                if may
+                else f" (only {owner!r} or an admin may replace it)"
+            )
         )
     if owner != caller and not admin:
         raise PermissionDenied(

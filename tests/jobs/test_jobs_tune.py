@@ -69,8 +69,11 @@ def test_a_deployment_tuned_by_the_cli_as_a_job_is_kept_under_its_name(
             job = client.jobs.get(report["job_id"], include_record=True)
         by_name = run_sidra("model", "eval", "--deployment", "iris", "--server", address,
                             "--json")  # fmt: skip
+        # The lab's server from SIDRA_SERVER, as every --remote-job takes it (a --deployment's
+        # tune refused it: "SIDRA_SERVER is not read here").
+        monkeypatch.setenv("SIDRA_SERVER", address)
         again = run_sidra(
-            "model", "tune", "--deployment", "iris", "--server", address, "--remote-job",
+            "model", "tune", "--deployment", "iris", "--remote-job",
             "--out", str(tmp_path / "again.npz"), "--epochs", "1", columns=200,
         )  # fmt: skip
     assert again.returncode == 0, again.stderr

@@ -187,8 +187,13 @@ def test_a_name_is_taken_until_its_owner_or_an_admin_replaces_or_deletes_it(
             program(alice, 1, LAYER, 30.0)
             first = alice.deployments.add("shared", model_file(1), [(1, LAYER)])
             assert first.principal == "alice"
-            with pytest.raises(AlreadyExists, match="registered by 'alice'"):
+            with pytest.raises(AlreadyExists, match="registered by 'alice'") as taken:
                 bob.deployments.add("shared", model_file(2), [(1, LAYER)])
+            # Not offered a --replace he would be refused.
+            assert "replace=True" not in str(taken.value)
+            assert "only 'alice' or an admin may replace it" in str(taken.value)
+            with pytest.raises(AlreadyExists, match="or replace it"):  # to its owner, yes
+                alice.deployments.add("shared", model_file(2), [(1, LAYER)])
             with pytest.raises(
                 PermissionDenied, match="registered by 'alice'; only they or an admin"
             ):
