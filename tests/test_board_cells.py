@@ -5,6 +5,7 @@ commands; the arrays they write are checked against the board's own answers."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +203,31 @@ def test_wear_counts_the_writes_calibrate_sets_a_gain_and_clock_ages_a_served_bo
     missing = run_sidra("board", "read", env={"SIDRA_BOARD": ""})
     assert missing.returncode == 2
     assert "Missingargument'url'.Nameit,orsetSIDRA_BOARD." in unwrapped(missing.stderr)
+
+
+def test_a_programmer_advances_a_served_board_s_clock_under_a_whole_board_lease(
+    tmp_path: Path,
+) -> None:
+    """AdvanceClock acts on every tile: a programmer needs a whole-board lease, which no
+    command took, so board clock --advance-s was refused with no way to do it from the
+    command line. The command leases the whole board for the call; while another session
+    holds a tile it is refused naming that session."""
+    from sidra.server.security import Role, TokensFile
+    from tests.server.security_support import principals
+
+    tokens = principals(tmp_path / "tokens.toml", alice=Role.PROGRAMMER, bob=Role.PROGRAMMER)
+    with serving(tmp_path / "s.sqlite3", tokens=TokensFile(tmp_path / "tokens.toml")) as address:
+        url = f"grpc://{address}"
+        aged = run_sidra("board", "clock", url, "--advance-s", "3600", "--json",
+                         env={"SIDRA_TOKEN": tokens["alice"]})  # fmt: skip
+        assert aged.returncode == 0, aged.stderr
+        assert json.loads(aged.stdout)["clock_s"] == pytest.approx(3600.0)
+        with (
+            connect(address, token=tokens["bob"]) as bob,
+            bob.session(label="bench") as session,
+            session.lease([1]),
+        ):
+            refused = run_sidra("board", "clock", url, "--advance-s", "60",
+                                env={"SIDRA_TOKEN": tokens["alice"]})  # fmt: skip
+        assert refused.returncode == 1
+        assert "bob's session 'bench'" in " ".join(refused.stderr.split())

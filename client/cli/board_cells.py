@@ -30,6 +30,7 @@ from sidra.cli.job_board import job_board
 from sidra.cli.numpy_files import load_numpy
 from sidra.cli.options import AsJson, BoardArg, new_file
 from sidra.cli.totals import cost_values, totals
+from sidra.client import RemoteBoard
 from sidra.drivers import BoardInfo, Cost, Region
 from sidra.training.atomic_files import write_atomically
 from sidra.training.figures import figure_bytes, new_figure
@@ -494,15 +495,23 @@ def clock(
 ) -> None:
     """A board's clock and running totals; --advance-s moves an emulated board's clock.
 
-    Advancing acts on every tile: through a server it needs a lease of the whole board
-    or the admin role."""
+    Advancing acts on every tile: through a server the command leases the whole board
+    for the call (refused, naming them, while other sessions hold tiles)."""
     if advance_s is not None and not 0.0 <= advance_s < float("inf"):
         raise typer.BadParameter(f"got {advance_s:g}; expected seconds >= 0",
                                  param_hint="'--advance-s'")  # fmt: skip
     with job_board(url, None, "sidra board clock") as board:
         info = board.info
         if advance_s is not None:
-            board.advance_clock(advance_s)
+            if isinstance(board, RemoteBoard):
+                # A programmer had no command to take the whole-board lease it needs.
+                with (
+                    board.session(label="sidra board clock") as session,
+                    session.lease(whole_board=True),
+                ):
+                    board.advance_clock(advance_s)
+            else:
+                board.advance_clock(advance_s)
         stats = board.stats()
     summary = {"board": f"{info.model} {info.serial_number}", **totals(stats)}
     if as_json:

@@ -203,9 +203,13 @@ def history(
     several = len(boards) > 1  # one board: named in the title, not on every row
     programs = sum(r.programs for r in records)
     title = (
-        f"program history of {', '.join(boards) or 'no board'} "
+        f"program history of {', '.join(boards)} "
         f"({count_text(len(records), 'record')} of {programs:,} Programs)"
     )
+    if not records:  # what was asked for, not "of no board"
+        asked = [f"board {board}"] * (board is not None) + [f"tile {tile}"] * (tile is not None)
+        typer.echo(f"no Programs recorded{' on ' + ', '.join(asked) if asked else ''}")
+        return
     columns = ["#", "time (UTC)", *(["board"] if several else []), "tile", "rows, cols",
                "principal", "kind", "programs", "cells", "rms µS", "max µS", "unconv."]  # fmt: skip
     # The cells as messages name them (rows 0..64 cols 0..9, inclusive), kept short.

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidra.drivers import Board, BoardInfo, LeaseHeld, TileUse
+from sidra.drivers import Board, BoardInfo, LeaseHeld, TileUse, tiles_text
 
 __all__ = [
     "LayerShape",
@@ -180,15 +180,11 @@ def refuse_deployed(use: TileUse, used: Iterable[int], named: Iterable[int] = ()
     over = sorted(set(used) & use.deployed - set(named))
     if over:
         raise PlacementError(
-            f"{_tiles_text(over)} {'holds' if len(over) == 1 else 'hold'} a deployed model "
+            f"{tiles_text(over)} {'holds' if len(over) == 1 else 'hold'} a deployed model "
             "(sidra model list names it) and no other tile is free for this: a run given "
             "no tiles does not write over one; name the tiles with --tile to write over "
             "it, or free them (sidra model undeploy)"
         )
-
-
-def _tiles_text(tiles: Sequence[int]) -> str:
-    return f"tile {tiles[0]}" if len(tiles) == 1 else f"tiles {', '.join(map(str, tiles))}"
 
 
 def resumed_order(settings: Mapping[str, Any] | None, tile_count: int) -> tuple[int, ...]:

@@ -481,6 +481,12 @@ class LeaseRegistry:
     def _held(self, blocker: Session | str, wanted: list[int], now: float) -> LeaseHeld:
         asked = tiles_text(wanted, whole_board=not wanted)
         who = blocker if isinstance(blocker, str) else blocker.describe(now)
+        if isinstance(blocker, Session) and wanted and blocker is not self._whole:
+            # Which of them: "cannot lease tiles 0, 2, 3: held by carol's session" sent
+            # its reader to look for carol on three tiles when she held one.
+            taken = [t for t in wanted if self._holder.get(t) is blocker]
+            if 0 < len(taken) < len(wanted):
+                return LeaseHeld(f"cannot lease {asked}: {tiles_text(taken)} held by {who}")
         return LeaseHeld(f"cannot lease {asked}: held by {who}")
 
     def _end(self, session: Session, *, all_tiles: bool, tiles: Iterable[int] = ()) -> Ended:

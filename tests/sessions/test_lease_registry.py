@@ -189,8 +189,8 @@ def test_acquire_is_all_or_nothing(registry: LeaseRegistry) -> None:
     alice = registry.open("alice", 0, "")
     bob = registry.open("bob", 0, "")
     registry.acquire("bob", bob.id, [2], whole_board=False)
-    with pytest.raises(LeaseHeld):
-        registry.acquire("alice", alice.id, [1, 2], whole_board=False)
+    with pytest.raises(LeaseHeld, match=r"cannot lease tiles 1, 2, 3: tile 2 held by bob's"):
+        registry.acquire("alice", alice.id, [1, 2, 3], whole_board=False)
     assert [held.tile for held in registry.holders()] == [2]
 
 

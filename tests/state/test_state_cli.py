@@ -154,6 +154,11 @@ def test_history_of_a_tile_no_board_has_is_refused_not_empty(store_path: Path) -
         assert "--tile" in said and "got 3, expected a tile in [0, 2]" in said
     one = run_state("history", "--store", str(store_path), "--tile", "2", "--json")
     assert [r["tile"] for r in json.loads(one.stdout)] == [2]
+    # A tile never programmed: said so, not "program history of no board".
+    never = run_state("history", "--store", str(store_path), "--tile", "1", "--board", SERIAL)
+    assert never.returncode == 0 and never.stdout.strip() == (
+        f"no Programs recorded on board {SERIAL}, tile 1"
+    )
 
 
 def test_exporting_a_store_that_holds_no_board_says_so(tmp_path: Path) -> None:
