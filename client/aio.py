@@ -230,12 +230,13 @@ class AsyncRemoteBoard(SizedCalls):
     async def close(self) -> None:
         """Ends this client's session (its leases) and its channel; a call after it raises
         BoardUnavailable saying so."""
-        self._closed = True
-        if self._session is not None:
+        session = self._session  # its close lets go of it: named from here
+        if session is not None:  # before the client is closed: its CloseSession goes out
             try:
-                await self._session.close()
+                await session.close()
             except SidraError as exc:  # the server is gone: its sessions with it
-                log.warning("closing session %s: %s", self._session.id[:8], exc)
+                log.warning("closing session %s: %s", session.id[:8], exc)
+        self._closed = True
         await self.channel.close()
 
     async def session(

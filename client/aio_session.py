@@ -78,6 +78,7 @@ class AsyncSession:
         self.at_close: list[Callable[[], None]] = []
         """As :attr:`Session.at_close <sidra.client.session.Session.at_close>`."""
         self._beat = asyncio.create_task(self._heartbeats()) if heartbeat else None
+        self._closed = False
 
     async def lease(
         self, tiles: Iterable[int] = (), *, whole_board: bool = False, wait_s: float = 0.0
@@ -118,7 +119,11 @@ class AsyncSession:
 
     async def close(self) -> tuple[int, ...]:
         """Ends the session and its leases; returns the tiles whose cells were restored.
-        Closing a session the server already ended is not an error."""
+        Closing a session the server already ended, or one closed already (its board's
+        close() closes it), is not an error."""
+        if self._closed:
+            return ()
+        self._closed = True
         if self._beat is not None:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -150,8 +155,8 @@ class AsyncSession:
             log.warning("session %s not closed: %s", self.id[:8], closing)
 
     async def _call(self, rpc: str, request: Any, wait_s: float = 0.0) -> Any:
-        board = self.board
-        return await call_session(board.channel, rpc, request, board.timeout_s + wait_s)
+        board = self.board  # a closed board's: BoardUnavailable saying so, not gRPC's words
+        return await call_session(board._open_channel, rpc, request, board.timeout_s + wait_s)
 
     async def _heartbeats(self) -> None:
         period = self.state.ttl_s / HEARTBEATS_PER_TTL

@@ -40,12 +40,13 @@ TOKEN_ENV = "SIDRA_TOKEN"
 class TlsCredentials:
     """TLS to the server; with ``cert`` and ``key`` also a client certificate (mutual TLS)."""
 
-    root_ca: Path | None = None
-    """PEM CA certificate(s) that signed the server's certificate; None: the system's roots."""
-    cert: Path | None = None
-    """PEM client certificate, for a server with ``[tls] client_ca``."""
-    key: Path | None = None
-    """PEM private key of ``cert``."""
+    root_ca: str | os.PathLike[str] | None = None
+    """PEM CA certificate(s) that signed the server's certificate (a path); None: the
+    system's roots."""
+    cert: str | os.PathLike[str] | None = None
+    """PEM client certificate (a path), for a server with ``[tls] client_ca``."""
+    key: str | os.PathLike[str] | None = None
+    """PEM private key of ``cert`` (a path)."""
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """gRPC channel credentials; InvalidArgument naming a file that cannot be read."""
@@ -59,11 +60,11 @@ class TlsCredentials:
         )
 
 
-def _pem(field: str, path: Path | None) -> bytes | None:
+def _pem(field: str, path: str | os.PathLike[str] | None) -> bytes | None:
     if path is None:
         return None
     try:
-        return path.read_bytes()
+        return Path(path).read_bytes()  # a str too: a notebook's habit
     except OSError as exc:
         raise InvalidArgument(field, str(path), f"a readable PEM file ({exc.strerror})") from exc
 

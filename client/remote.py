@@ -23,7 +23,6 @@ from typing import Any, NoReturn
 from urllib.parse import SplitResult, urlsplit
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidra.client import batches, streams
@@ -63,13 +62,12 @@ from sidra.drivers import (
     FailedPrecondition,
     InvalidArgument,
     MVMResult,
-    OutOfRange,
     Region,
     SidraError,
     TileUse,
     Unsupported,
 )
-from sidra.drivers.codes import CODE_DTYPES
+from sidra.drivers.codes import narrowest_codes
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
@@ -300,14 +298,20 @@ class RemoteBoard(SizedCalls, Board):
     def close(self) -> None:
         """Ends this client's session (its leases) and its channel; a call after it raises
         BoardUnavailable saying so."""
-        self._closed = True
-        if self._session is not None:
+        session = self._session  # its close lets go of it: named from here
+        if session is not None:  # before the client is closed: its CloseSession goes out
             try:
-                self._session.close()
+                session.close()
             except SidraError as exc:  # the server is gone: its sessions with it
-                log.warning("closing session %s: %s", self._session.id[:8], exc)
+                log.warning("closing session %s: %s", session.id[:8], exc)
+        self._closed = True
         if self._owns_channel:
             self._channel.close()
+
+    def _stream_error(self, exc: grpc.RpcError) -> SidraError:
+        """A stream's failure: this client's own close() (the channel closed under it,
+        which gRPC reports as a call the server ended), or the server's error."""
+        return self._closed_error() if self._closed else from_rpc_error(exc)
 
     def _closed_error(self) -> BoardUnavailable:
         return BoardUnavailable(
@@ -465,7 +469,7 @@ class RemoteBoard(SizedCalls, Board):
                     call, feed, lambda reply, outputs: pass_result(reply, outputs, output_codes)
                 )
             except grpc.RpcError as exc:
-                raise from_rpc_error(exc) from exc
+                raise self._stream_error(exc) from exc
         self._instance.succeeded(_instance_of(call), "MVMStream")
 
     def mvm_stream(
@@ -500,7 +504,7 @@ class RemoteBoard(SizedCalls, Board):
                     if whole is not None:
                         yield whole
             except grpc.RpcError as exc:
-                raise from_rpc_error(exc) from exc
+                raise self._stream_error(exc) from exc
         self._instance.succeeded(_instance_of(call), "MVMStream")
 
     def _too_large(self, request: Request) -> bool:
@@ -629,7 +633,7 @@ def representable(request: Request) -> Request:
         same = g is request.conductances
         return request if same else dataclasses.replace(request, conductances=g)
     if isinstance(request, MVMRequest | TransposeMVMRequest) and request.input_codes is not None:
-        codes = _wire_codes(request.input_codes)
+        codes = narrowest_codes(request.input_codes)
         if request.voltages is None:  # both set: sent as they are, for the server to refuse
             return dataclasses.replace(request, input_codes=codes)
         voltages = to_float32("voltages", request.voltages)
@@ -649,26 +653,6 @@ def _steps_representable(steps: Any) -> Iterator[Any]:
         except InvalidArgument as exc:  # named as a path into the sequence
             path = f"steps[{k}].{step_member(type(step))}.{exc.field}"
             raise type(exc)(path, exc.value, exc.allowed) from exc
-
-
-def _wire_codes(value: Any) -> Any:
-    """Converter codes as an integer type the wire carries (int8, int16, int32: the
-    narrowest that holds them, so codes of a small DAC take a byte each whatever array
-    type they came in); their range is the server's to judge."""
-    array = np.asarray(value)
-    if array.dtype in CODE_DTYPES:
-        return array
-    if array.dtype.kind not in "iu":
-        allowed = "a signed integer type: int8, int16 or int32"
-        raise InvalidArgument("input_codes.dtype", array.dtype, allowed)
-    if array.size == 0:
-        return array.astype(np.int8)
-    low, high = int(array.min()), int(array.max())
-    for dtype in CODE_DTYPES:
-        info = np.iinfo(dtype)
-        if info.min <= low and high <= info.max:
-            return array.astype(dtype)
-    raise OutOfRange("input_codes", f"{high if high > -low else low}", "codes within int32")
 
 
 GRPCS_OPTIONS = {"ca", "cert", "key"}

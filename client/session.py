@@ -254,6 +254,7 @@ class Session:
         """Run once the session is closed, whatever the server answered: the unlinking
         of the shared-memory objects registered in it (the registrations end with it)."""
         self._stop = threading.Event()
+        self._closed = False
         self._beat: threading.Thread | None = None
         if heartbeat:
             self._beat = threading.Thread(
@@ -299,7 +300,11 @@ class Session:
 
     def close(self) -> tuple[int, ...]:
         """Ends the session and its leases; returns the tiles whose cells were restored.
-        Closing a session the server already ended is not an error."""
+        Closing a session the server already ended, or one closed already (its board's
+        close() closes it), is not an error."""
+        if self._closed:
+            return ()
+        self._closed = True
         self._stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join(timeout=5)
@@ -332,8 +337,8 @@ class Session:
             log.warning("session %s not closed: %s", self.id[:8], closing)
 
     def _call(self, rpc: str, request: Any, wait_s: float = 0.0) -> Any:
-        board = self.board
-        return session_call(board.channel, rpc, request, board.timeout_s + wait_s)
+        board = self.board  # a closed board's: BoardUnavailable saying so, not gRPC's words
+        return session_call(board._open_channel, rpc, request, board.timeout_s + wait_s)
 
     def _heartbeats(self) -> None:
         period = self.state.ttl_s / HEARTBEATS_PER_TTL

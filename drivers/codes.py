@@ -35,6 +35,7 @@ __all__ = [
     "dac_step_v",
     "input_codes",
     "levels",
+    "narrowest_codes",
     "voltages_of",
 ]
 
@@ -118,3 +119,25 @@ def currents_to_codes(currents: npt.NDArray[np.float32], step_ua: float, bits: i
     scaled = currents * np.float32(1.0 / step_ua)
     np.rint(scaled, out=scaled)
     return scaled.astype(code_dtype(bits))
+
+
+def narrowest_codes(value: Any) -> Any:
+    """Converter codes as an integer type the wire carries (int8, int16, int32: the
+    narrowest that holds them, so codes of a small DAC take a byte each whatever array
+    type they came in: numpy's int64 of ``np.arange``, unsigned codes); their range is the
+    board's to judge. What a client (local or remote) does with the codes it is given;
+    the wire itself takes int8, int16 and int32 only."""
+    array = np.asarray(value)
+    if array.dtype in CODE_DTYPES:
+        return array
+    if array.dtype.kind not in "iu":
+        allowed = "a signed integer type: int8, int16 or int32"
+        raise InvalidArgument("input_codes.dtype", array.dtype, allowed)
+    if array.size == 0:
+        return array.astype(np.int8)
+    low, high = int(array.min()), int(array.max())
+    for dtype in CODE_DTYPES:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return array.astype(dtype)
+    raise OutOfRange("input_codes", f"{high if high > -low else low}", "codes within int32")

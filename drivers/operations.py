@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sidra.drivers import codes
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.requests import (
     SEQUENCE_STEPS,
@@ -174,9 +175,13 @@ class BoardMethods(ABC):
         """Row voltages [batch, region rows] (V) -> column currents [batch, region cols]
         (µA); ``region`` None: the whole tile, [batch, rows] -> [batch, cols].
 
-        Converter codes (sidra.drivers.codes): ``input_codes`` (int8/int16/int32 DAC codes,
-        instead of ``voltages``) drive code · dac_step_v volts; ``output_codes``: the
+        Converter codes (sidra.drivers.codes): ``input_codes`` (DAC codes, instead of
+        ``voltages``: int8/int16/int32, or any integer array, sent in the narrowest of those
+        that holds them) drive code · dac_step_v volts; ``output_codes``: the
         result carries the ADC codes too (``output_codes``, with ``adc_step_ua``)."""
+        _given_inputs(voltages, input_codes)
+        if input_codes is not None:  # any integer array, as a remote client takes it
+            input_codes = codes.narrowest_codes(input_codes)
         request = MVMRequest(tile, voltages, region, input_codes, output_codes)
         result: MVMResult = self.run(request)
         return result
@@ -193,6 +198,9 @@ class BoardMethods(ABC):
         """Column voltages [batch, region cols] (V) -> row currents [batch, region rows]
         (µA); ``region`` None: the whole tile, [batch, cols] -> [batch, rows]. Codes as
         :meth:`mvm`."""
+        _given_inputs(voltages, input_codes)
+        if input_codes is not None:
+            input_codes = codes.narrowest_codes(input_codes)
         request = TransposeMVMRequest(tile, voltages, region, input_codes, output_codes)
         result: MVMResult = self.run(request)
         return result
@@ -270,3 +278,12 @@ class BoardMethods(ABC):
         """Advance an emulated board's virtual clock; returns the new time, s."""
         reading: ClockReading = self.run(AdvanceClockRequest(seconds))
         return reading.clock_s
+
+
+def _given_inputs(voltages: Any, input_codes: Any) -> None:
+    """InvalidArgument for a pass given neither voltages nor codes (any board: a remote
+    client would turn the missing array into "voltages.dtype: got object")."""
+    if voltages is None and input_codes is None:
+        raise InvalidArgument(
+            "voltages", "none", "voltages (V, float32) or input_codes, one of them"
+        )

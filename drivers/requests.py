@@ -161,6 +161,10 @@ class _PassRequest:
         if self.output_codes:
             codes.adc_step_ua(info)  # an ideal ADC has no codes
         if self.input_codes is None:
+            if self.voltages is None:  # was "voltages.dtype: got object"
+                raise InvalidArgument(
+                    "voltages", "none", "voltages (V, float32) or input_codes, one of them"
+                )
             v = check.pass_voltages(info, self.voltages, width, what)
             if not self.output_codes:
                 return type(self)(self.tile, v, region)

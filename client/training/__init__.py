@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         TuneOptions,
     )
     from sidra.training.pat import TwinNetwork, train_pat
+    from sidra.training.placement import PlacementError
     from sidra.training.records import STOPPED_AT, Checkpoint, TrainingRecord
     from sidra.training.recovery import RecoveryReport, drift_recovery
     from sidra.training.schedules import constant, powerseries, spall_gains
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
     from sidra.training.twin import TwinLayer, TwinPhysics
 
 __all__ = [
+    "PlacementError",
     "FFEstimator",
     "FFOptions",
     "ForwardForwardNetwork",
@@ -251,6 +253,7 @@ _WHERE = {
     "model_from_weights": "sidra.training.importing",
     "exact_gradients": "sidra.training.mlp",
     "train_mlp": "sidra.training.mlp",
+    "PlacementError": "sidra.training.placement",
     "MODEL_FILE": "sidra.training.model",
     "GoodnessReadout": "sidra.training.model",
     "ModelFileError": "sidra.training.model",

@@ -30,7 +30,7 @@ from sidra.training.analog_layer import AnalogLinear
 from sidra.training.calibration import calibrate
 from sidra.training.datasets import Dataset, Shaped, check_trained_on
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
-from sidra.training.model import TrainedModel
+from sidra.training.model import ModelInputs, TrainedModel
 from sidra.training.options import PerturbationMode, SPSAOptions
 from sidra.training.placement import LayerShape, Placement, claimed, named_tiles, place
 from sidra.training.records import (
@@ -83,6 +83,8 @@ def train_softmax_spsa(
     save, so that a crash leaves a checkpoint.
     """
     opts = options or SPSAOptions()
+    # Its model needs the data's scaling: checked now, not after every step was trained.
+    ModelInputs.of(data)
     if checkpoint_every < 0:
         raise ValueError(f"checkpoint_every: got {checkpoint_every}, expected >= 0 (0: never)")
     saved = SPSACheckpoint.load(checkpoint, opts, dataset=data) if resume else None

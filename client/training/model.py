@@ -258,7 +258,10 @@ def _scaling_of(
     """``data``'s standardisation (mean, scale), or ValueError for data loaded otherwise."""
     if data.feature_mean is None or data.feature_scale is None:
         raise ValueError(
-            f"dataset {data.name}: no feature scaling kept (load it with load_dataset)"
+            f"dataset {data.name}: no feature scaling kept, which its model needs to take "
+            "raw samples: load it with load_dataset, or give Dataset(..., feature_mean=..., "
+            "feature_scale=...) the standardisation your features went through (zeros and "
+            "ones when none)"
         )
     return data.feature_mean, data.feature_scale
 

@@ -1,0 +1,153 @@
+"""The Python library as a notebook uses it: mistakes and ends a newcomer met (a review
+of the client library), each with a clear error and nothing left half done."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sidra.client import RemoteBoard, TlsCredentials, connect
+from sidra.drivers import InvalidArgument, open_board
+from sidra.training import Dataset, PlacementError, SPSAOptions, train_softmax_spsa
+from tests.jobs.jobs_support import serving
+
+
+def test_closing_a_client_whose_server_went_away_keeps_the_real_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session opened without a with block, the server gone: close() raised
+    AttributeError ('NoneType' has no attribute 'id') over the BoardUnavailable, which
+    an ``except SidraError`` did not catch, and the channel stayed open."""
+    with serving(tmp_path / "state.sqlite3") as address:
+        board = connect(address, timeout_s=5)
+        board.session(label="notebook")
+    with caplog.at_level(logging.WARNING, logger="sidra.client.remote"):
+        board.close()  # the server is gone: logged, not raised
+    assert any("closing session" in r.message for r in caplog.records)
+
+
+def test_tls_files_may_be_named_by_str(tmp_path: Path) -> None:
+    """TlsCredentials(root_ca="tls/ca.pem") raised AttributeError (no read_bytes)."""
+    with pytest.raises(InvalidArgument) as caught:
+        TlsCredentials(root_ca=str(tmp_path / "missing.pem")).channel_credentials()
+    assert caught.value.field == "tls.root_ca"
+    pem = tmp_path / "ca.pem"
+    pem.write_bytes(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    assert TlsCredentials(root_ca=str(pem)).channel_credentials() is not None
+
+
+def test_spsa_on_arrays_without_their_scaling_is_refused_before_any_step() -> None:
+    """A Dataset built from one's own arrays (no feature scaling) trained every step, then
+    failed saving the model: refused before the board is touched, saying what to give."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    data = Dataset("mine", x[:30], y[:30], x[30:], y[30:])
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        with pytest.raises(ValueError, match=r"feature_mean=\.\.\., feature_scale=\.\.\."):
+            train_softmax_spsa(board, data, SPSAOptions(steps=50))
+        assert board.stats().mvm_passes == 0  # nothing ran
+    scaled = Dataset("mine", x[:30], y[:30], x[30:], y[30:],
+                     feature_mean=np.zeros(4), feature_scale=np.ones(4))  # fmt: skip
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        assert train_softmax_spsa(board, scaled, SPSAOptions(steps=5)).steps == 5
+
+
+def test_an_mvm_given_no_inputs_says_which_it_needs(tmp_path: Path) -> None:
+    """board.mvm(0) said 'voltages.dtype: got object'."""
+    with (
+        open_board("emu://?preset=ideal&seed=1") as local,
+        pytest.raises(InvalidArgument, match="voltages .V, float32. or input_codes"),
+    ):
+        local.mvm(0)
+    with serving(tmp_path / "state.sqlite3") as address, connect(address) as remote:
+        assert isinstance(remote, RemoteBoard)
+        with pytest.raises(InvalidArgument, match="or input_codes"):
+            remote.mvm(0)
+
+
+def test_the_placement_error_a_training_run_raises_is_exported() -> None:
+    with open_board("emu://?preset=ideal&seed=1") as board:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((20, 4)).astype(np.float32)
+        y = (x[:, 0] > 0).astype(np.int64)
+        data = Dataset("mine", x[:15], y[:15], x[15:], y[15:],
+                       feature_mean=np.zeros(4), feature_scale=np.ones(4))  # fmt: skip
+        with pytest.raises(PlacementError, match="tiles: got tile 9"):
+            train_softmax_spsa(board, data, SPSAOptions(steps=5, tiles=(9,)))
+
+
+def test_a_session_after_its_client_closed_is_closed_too(tmp_path: Path) -> None:
+    """A session taken from a client used after the client's close(): its close raised
+    gRPC's 'Cannot invoke RPC on closed channel!' though closing a closed session is no
+    error, and a lease the same raw ValueError."""
+    from sidra.drivers import BoardUnavailable
+
+    with serving(tmp_path / "state.sqlite3") as address:
+        board = connect(address)
+        session = board.session(label="notebook")
+        session.lease([0])
+        board.close()  # closes the session on the server too
+        assert session.close() == ()
+        with pytest.raises(BoardUnavailable, match="is closed"):
+            session.lease([0])
+        with connect(address) as other:
+            assert other.leases() == []  # the session and its lease ended on the server
+
+
+def test_the_asyncio_client_alike(tmp_path: Path) -> None:
+    import asyncio
+
+    from sidra.client import aio
+    from sidra.drivers import BoardUnavailable
+
+    async def scenario(address: str) -> None:
+        board = await aio.connect(address)
+        session = await board.session(label="notebook")
+        await board.close()
+        assert await session.close() == ()
+        with pytest.raises(BoardUnavailable, match="is closed"):
+            await session.lease([0])
+
+    with serving(tmp_path / "state.sqlite3") as address:
+        asyncio.run(scenario(address))
+
+
+def test_a_stream_used_after_its_client_closed_says_so(tmp_path: Path) -> None:
+    """It blamed the server ('CANCELLED: the server ended the call unanswered: it is
+    stopping or restarting')."""
+    from sidra.drivers import BoardUnavailable
+
+    v = np.zeros((1, 256), np.float32)
+    with serving(tmp_path / "state.sqlite3") as address:
+        board = connect(address)
+        results = board.mvm_stream(0, itertools.repeat(v))  # endless: it cannot just end
+        next(results)
+        board.close()
+        with pytest.raises(BoardUnavailable, match=r"is closed \(close\(\) was called"):
+            for _ in results:  # those already answered, then the error
+                pass
+
+
+def test_codes_of_any_integer_type_work_alike_on_a_local_and_a_served_board(
+    tmp_path: Path,
+) -> None:
+    """int64 codes (np.arange's, np.rint(...).astype(int)'s) worked over a server and were
+    refused by the same board opened here: both take them, narrowed as the wire carries
+    them; floats stay refused."""
+    url = "emu://?preset=sidra-y1&seed=3"
+    codes = (np.arange(256) % 7 - 3).reshape(1, 256)  # int64
+    with open_board(url) as local:
+        here = local.mvm(1, input_codes=codes, output_codes=True)
+        same = local.mvm(1, input_codes=codes.astype(np.int8), output_codes=True)
+        assert here.output_codes is not None and same.output_codes is not None
+        with pytest.raises(InvalidArgument, match="input_codes.dtype"):
+            local.mvm(1, input_codes=codes.astype(np.float32))
+    with serving(tmp_path / "state.sqlite3", url) as address, connect(address) as remote:
+        there = remote.mvm(1, input_codes=codes, output_codes=True)
+        assert there.output_codes is not None
+        assert there.output_codes.shape == here.output_codes.shape == (1, 256)
