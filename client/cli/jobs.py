@@ -88,9 +88,12 @@ DATASET_FIELDS = ("dataset", "dataset_file", "name", "data", "chunks")
 """Fields of a job's refusal that are about the file ``--dataset`` names (SubmitJob's,
 and UploadDataset's for a file kept in the server first)."""
 
-LIST_DROPPED_FIRST = ("submitted", "principal", "kind", "priority")
+LIST_DROPPED_FIRST = ("submitted", "kind", "priority", "principal")
 """The columns of ``sidra jobs list`` a terminal too narrow for all leaves out, first to
-last (``sidra jobs show`` and ``--json`` have every one)."""
+last (``sidra jobs show`` and ``--json`` have every one): whose job it is goes last, and
+the last message wraps narrower (LAST_WIDTH) so that it stays on 80 columns."""
+LAST_WIDTH = 16
+"""Characters counted for the last message's column, which wraps over lines."""
 
 
 @contextmanager
@@ -164,7 +167,9 @@ def list_jobs(
         for job in jobs
     ]  # fmt: skip
     console = Console()
-    shown = columns_that_fit(cells, columns, LIST_DROPPED_FIRST, console.width, ["last"])
+    shown = columns_that_fit(
+        cells, columns, LIST_DROPPED_FIRST, console.width, ["last"], wrapped_width=LAST_WIDTH
+    )
     table = Table(box=box.SIMPLE)
     for column in shown:  # the id whole, to be copied; the last message wraps
         table.add_column(column, no_wrap=column != "last")

@@ -26,16 +26,17 @@ def columns_that_fit(
     dropped_first: Sequence[str],
     width: int,
     wrapped: Sequence[str] = (),
+    wrapped_width: int = WRAPPED_WIDTH,
 ) -> list[str]:
     """``columns`` less as few of ``dropped_first``, taken in that order, as leave every
     row on one line of ``width`` characters (a ``wrapped`` column's cells may take
-    several lines: it counts :data:`WRAPPED_WIDTH` at most). Columns not in
+    several lines: it counts ``wrapped_width`` at most). Columns not in
     ``dropped_first`` always stay."""
     widths = {
         c: max([len(c), *(len(row.get(c, "")) for row in rows)]) + CELL_PADDING for c in columns
     }
     for c in wrapped:
-        widths[c] = min(widths[c], WRAPPED_WIDTH + CELL_PADDING)
+        widths[c] = min(widths[c], wrapped_width + CELL_PADDING)
     kept = list(columns)
     for dropped in dropped_first:
         if sum(widths[c] for c in kept) + TABLE_EDGES <= width:

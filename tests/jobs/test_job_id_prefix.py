@@ -80,3 +80,21 @@ def test_sidra_jobs_takes_the_start_of_an_id(tmp_path: Path) -> None:
         lines = listed.stdout.splitlines()
         assert all(len(line) <= 80 for line in lines) and "…" not in listed.stdout
         assert {line.split()[0] for line in lines if "succeeded" in line} == set(TWINS)
+
+
+def test_on_80_columns_a_job_list_keeps_whose_job_it_is() -> None:
+    """A lab's list on a laptop left out the principal before the job's kind: whose job
+    is the last thing a shared board's list should lose."""
+    from sidra.cli.jobs import LAST_WIDTH, LIST_DROPPED_FIRST
+    from sidra.cli.tables import columns_that_fit
+
+    row = {
+        "job": "0123456789abcdef", "kind": "drift-recovery", "principal": "alice",
+        "state": "succeeded", "priority": "+2", "progress": "1000/1000",
+        "submitted": "2026-12-07 17:20:01",
+        "last": "stopped by bob: the board's clock was advanced under it",
+    }  # fmt: skip
+    shown = columns_that_fit(
+        [row], list(row), LIST_DROPPED_FIRST, 80, ["last"], wrapped_width=LAST_WIDTH
+    )
+    assert shown == ["job", "principal", "state", "progress", "last"]
