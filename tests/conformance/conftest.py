@@ -44,8 +44,13 @@ tests may send more than a default server takes (a board behind a default ``sidr
 serve``, grpc://, passes them too). The limits themselves are tests/server/test_limits.py's."""
 
 
+OPENED_URLS = "sidra_opened_board_urls"
+"""The attribute of the pytest session naming the --board-url boards this run holds open
+(its shared driver): a second host of theirs (test_wire_refusals) would share the line."""
+
+
 @pytest.fixture(scope="session")
-def shared_board(board_target: Any) -> Iterator[Board]:
+def shared_board(request: pytest.FixtureRequest, board_target: Any) -> Iterator[Board]:
     """The target's board as ``open_board`` gives it, opened once for the session. A board
     named by --board-url that cannot be opened (a typo, a board not answering, one another
     host drives) ends the run with its error, once: each of the 400-odd tests printed it
@@ -61,6 +66,8 @@ def shared_board(board_target: Any) -> Iterator[Board]:
                 f"{type(exc).__name__}: {exc}",
                 returncode=1,
             )
+        if board_target.url:
+            request.session.__dict__.setdefault(OPENED_URLS, set()).add(board_target.url)
         yield board
 
 

@@ -126,7 +126,7 @@ def _raw_port(url: str) -> serial.SerialBase:
 
 
 @pytest.fixture
-def host(board_target: Any) -> Iterator[RawHost]:
+def host(request: pytest.FixtureRequest, board_target: Any) -> Iterator[RawHost]:
     """A raw host on the target's wire link, after HELLO; a fresh virtual board on a pty
     for the default target."""
     with ExitStack() as stack:
@@ -142,10 +142,13 @@ def host(board_target: Any) -> Iterator[RawHost]:
         else:
             pytest.skip(f"no wire link: {board_target.id} is not a serial or socket board")
         busy = (
-            f"{url} does not answer a second host while this run's driver holds it: run "
-            f"this file alone (pytest {__file__} --board-url {url})"
+            f"{url} serves one host at a time and this run's driver (or another host) holds "
+            f"it: run this file alone (pytest {__file__} --board-url {url})"
         )
-        if url in _UNANSWERED:
+        # The run's driver holds the board (conftest's shared_board): on a pty both would
+        # read the line (its link watcher's pings between these frames), on TCP the board
+        # would not answer a second host.
+        if url in _UNANSWERED or url in getattr(request.session, "sidra_opened_board_urls", ()):
             pytest.skip(busy)
         port = _raw_port(url)
         stack.callback(port.close)
@@ -155,8 +158,8 @@ def host(board_target: Any) -> Iterator[RawHost]:
         except AssertionError:
             if not board_target.url:
                 raise
-            # A TCP board serves one host at a time (a serial port, one opener): the run's
-            # driver holds it when other tests ran first. Asked once a run.
+            # A TCP board serves one host at a time: another process's driver may hold it.
+            # Asked once a run.
             _UNANSWERED.add(url)
             pytest.skip(busy)
         yield raw
