@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import numbers
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -257,9 +258,15 @@ class Session:
         self._closed = False
         self._beat: threading.Thread | None = None
         if heartbeat:
+            # The thread holds the session weakly: one dropped unclosed with its board (a
+            # notebook's cell run again) stopped beating never, and its principal ran out of
+            # sessions; now it is collected, stops beating, and the server lets it expire.
+            period = self.state.ttl_s / HEARTBEATS_PER_TTL
             self._beat = threading.Thread(
-                target=self._heartbeats, name=f"sidra-session-{self.id[:8]}", daemon=True
-            )
+                target=_heartbeats, args=(weakref.ref(self), self._stop, period, self.id),
+                name=f"sidra-session-{self.id[:8]}", daemon=True,
+            )  # fmt: skip
+            weakref.finalize(self, self._stop.set)
             self._beat.start()
 
     def lease(
@@ -340,19 +347,28 @@ class Session:
         board = self.board  # a closed board's: BoardUnavailable saying so, not gRPC's words
         return session_call(board._open_channel, rpc, request, board.timeout_s + wait_s)
 
-    def _heartbeats(self) -> None:
-        period = self.state.ttl_s / HEARTBEATS_PER_TTL
-        said = ""
-        while not self._stop.wait(period):
-            try:
-                self.heartbeat()
-                said = ""
-            except SessionClosed as exc:
-                self.lost = exc
-                log.warning("session %s ended on the server: %s", self.id[:8], exc)
-                return
-            except SidraError as exc:  # unreachable for now: the next beat tries again
-                said = heartbeat_failed(self.id, exc, said)
+
+def _heartbeats(
+    ref: weakref.ref[Session], stop: threading.Event, period: float, session_id: str
+) -> None:
+    """A session's heartbeats every ``period`` s until ``stop``, it ends on the server, or
+    it is collected (``ref`` dead: dropped unclosed, it then expires on the server)."""
+    said = ""
+    while not stop.wait(period):
+        session = ref()
+        if session is None:
+            return
+        try:
+            session.heartbeat()
+            said = ""
+        except SessionClosed as exc:
+            session.lost = exc
+            log.warning("session %s ended on the server: %s", session_id[:8], exc)
+            return
+        except SidraError as exc:  # unreachable for now: the next beat tries again
+            said = heartbeat_failed(session_id, exc, said)
+        finally:
+            del session  # not held while waiting
 
 
 class Lease:

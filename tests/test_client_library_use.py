@@ -151,3 +151,32 @@ def test_codes_of_any_integer_type_work_alike_on_a_local_and_a_served_board(
         there = remote.mvm(1, input_codes=codes, output_codes=True)
         assert there.output_codes is not None
         assert there.output_codes.shape == here.output_codes.shape == (1, 256)
+
+
+def test_a_session_dropped_unclosed_stops_beating_and_expires(tmp_path: Path) -> None:
+    """A notebook cell run again: connect() and session() without close, the old board
+    dropped. Its heartbeat thread kept the session alive for the life of the process, and
+    the ninth run was refused (sessions per principal). Collected, it stops beating and
+    the server lets it expire after its TTL."""
+    import gc
+    import threading
+    import time
+
+    def cell(address: str) -> str:
+        board = connect(address)
+        session = board.session(label="cell", ttl_s=1.0)
+        session.lease([0])
+        return session.id
+
+    with serving(tmp_path / "state.sqlite3") as address:
+        sid = cell(address)
+        gc.collect()
+        beats = [t for t in threading.enumerate() if t.name == f"sidra-session-{sid[:8]}"]
+        deadline = time.monotonic() + 10.0
+        while any(t.is_alive() for t in beats) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.is_alive() for t in beats)
+        with connect(address) as other:
+            while other.leases() and time.monotonic() < deadline:
+                time.sleep(0.1)  # the TTL runs out on the server
+            assert other.leases() == []
