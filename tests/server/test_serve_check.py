@@ -189,13 +189,19 @@ def test_a_store_path_through_a_file_is_said_so_without_a_traceback(tmp_path: Pa
     assert f"state.path: {store} cannot be made: {tmp_path / 'afile'} is a file" in " ".join(
         checked.stderr.split()
     )
+    started = _started_on(store)
+    assert started.returncode == 2 and "Traceback" not in started.stderr
+    assert "is a file, not a folder" in " ".join(started.stderr.replace("│", " ").split())
+
+
+def _started_on(store: Path) -> subprocess.CompletedProcess[str]:
+    """``sidra serve`` started on the state store ``store`` with none of this environment's
+    SIDRA_* settings, as a start that fails ends."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
-    started = subprocess.run(
+    return subprocess.run(
         [*SIDRA, "serve", "--listen", "127.0.0.1:0"], capture_output=True, text=True,
         timeout=60, check=False, env={**env, "SIDRA_STATE__PATH": str(store)},
     )  # fmt: skip
-    assert started.returncode == 2 and "Traceback" not in started.stderr
-    assert "is a file, not a folder" in " ".join(started.stderr.replace("│", " ").split())
 
 
 def test_a_damaged_store_stops_the_check(tmp_path: Path) -> None:
@@ -221,11 +227,7 @@ def test_a_damaged_store_stops_the_check(tmp_path: Path) -> None:
     assert checked.returncode == 2, checked.stdout
     said = " ".join(checked.stderr.split())
     assert f"state.path: {store} is damaged (" in said and "sidra state restore BACKUP" in said
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
-    started = subprocess.run(
-        [*SIDRA, "serve", "--listen", "127.0.0.1:0"], capture_output=True, text=True,
-        timeout=60, check=False, env={**env, "SIDRA_STATE__PATH": str(store)},
-    )  # fmt: skip
+    started = _started_on(store)
     assert started.returncode == 2 and "Traceback" not in started.stderr
     said = unwrapped(started.stderr)  # the path may be wrapped in rich's box
     assert f"{store}isdamaged(" in said and "sidrastaterestoreBACKUP" in said

@@ -191,16 +191,23 @@ def test_a_run_going_on_from_a_checkpoint_takes_the_tiles_it_ran_on(tmp_path: Pa
         assert again.settings["placement"] == {"layer": [2]}
 
 
-def test_a_model_programmed_over_a_server_takes_free_tiles_and_held_ones_are_named(
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def iris_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The record of a short SPSA run on iris (a one-layer model), made once."""
+    out = tmp_path_factory.mktemp("spsa") / "run"
     trained = subprocess.run(
         [*SIDRA, "train", "spsa", "--dataset", "iris", "--steps", "20",
          "--board", "emu://?preset=ideal&seed=1", "--out", str(out), "--json"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
+    return out
+
+
+def test_a_model_programmed_over_a_server_takes_free_tiles_and_held_ones_are_named(
+    iris_record: Path,
+) -> None:
+    out = iris_record
     with (
         served("emu://?preset=ideal&seed=4") as holder,
         holder.session(label="overnight", ttl_s=60) as held,
@@ -224,7 +231,7 @@ def test_a_model_programmed_over_a_server_takes_free_tiles_and_held_ones_are_nam
 
 
 def test_a_run_or_a_model_given_no_tiles_does_not_write_over_a_deployment(
-    tmp_path: Path,
+    iris_record: Path, tmp_path: Path
 ) -> None:
     """Free tiles too few, a run or a model given no tiles took tiles holding a deployed
     model, a colleague's, which was no longer intact without a word. It is refused, naming
@@ -232,13 +239,7 @@ def test_a_run_or_a_model_given_no_tiles_does_not_write_over_a_deployment(
     tiles of the deployment it replaces."""
     from tests.cli_support import unwrapped
 
-    out = tmp_path / "run"
-    trained = subprocess.run(
-        [*SIDRA, "train", "spsa", "--dataset", "iris", "--steps", "20",
-         "--board", "emu://?preset=ideal&seed=1", "--out", str(out), "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr
+    out = iris_record
     model = io.BytesIO()
     np.savez(model, layer0=np.zeros((65, 10)))
     with (
