@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -77,7 +78,14 @@ class AsyncSession:
         """Why the session ended on the server, once a heartbeat learnt it did."""
         self.at_close: list[Callable[[], None]] = []
         """As :attr:`Session.at_close <sidra.client.session.Session.at_close>`."""
-        self._beat = asyncio.create_task(self._heartbeats()) if heartbeat else None
+        # The task holds the session weakly, as the sync client's thread: one dropped
+        # unclosed with its board is collected, stops beating and expires on the server.
+        period = state.ttl_s / HEARTBEATS_PER_TTL
+        self._beat = (
+            asyncio.create_task(_heartbeats(weakref.ref(self), period, self.id))
+            if heartbeat
+            else None
+        )
         self._closed = False
 
     async def lease(
@@ -158,20 +166,27 @@ class AsyncSession:
         board = self.board  # a closed board's: BoardUnavailable saying so, not gRPC's words
         return await call_session(board._open_channel, rpc, request, board.timeout_s + wait_s)
 
-    async def _heartbeats(self) -> None:
-        period = self.state.ttl_s / HEARTBEATS_PER_TTL
-        said = ""
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.heartbeat()
-                said = ""
-            except SessionClosed as exc:
-                self.lost = exc
-                log.warning("session %s ended on the server: %s", self.id[:8], exc)
-                return
-            except SidraError as exc:  # unreachable for now: the next beat tries again
-                said = heartbeat_failed(self.id, exc, said)
+
+async def _heartbeats(ref: weakref.ref[AsyncSession], period: float, session_id: str) -> None:
+    """A session's heartbeats every ``period`` s until cancelled (its close), it ends on
+    the server, or it is collected (``ref`` dead: dropped unclosed, it then expires)."""
+    said = ""
+    while True:
+        await asyncio.sleep(period)
+        session = ref()
+        if session is None:
+            return
+        try:
+            await session.heartbeat()
+            said = ""
+        except SessionClosed as exc:
+            session.lost = exc
+            log.warning("session %s ended on the server: %s", session_id[:8], exc)
+            return
+        except SidraError as exc:  # unreachable for now: the next beat tries again
+            said = heartbeat_failed(session_id, exc, said)
+        finally:
+            del session  # not held while waiting
 
 
 class AsyncLease:

@@ -180,3 +180,36 @@ def test_a_session_dropped_unclosed_stops_beating_and_expires(tmp_path: Path) ->
             while other.leases() and time.monotonic() < deadline:
                 time.sleep(0.1)  # the TTL runs out on the server
             assert other.leases() == []
+
+
+def test_an_asyncio_session_dropped_unclosed_expires_too(tmp_path: Path) -> None:
+    import asyncio
+    import gc
+    import time
+
+    from sidra.client import aio
+
+    async def cell(address: str) -> asyncio.Task[None] | None:
+        board = await aio.connect(address)
+        session = await board.session(label="cell", ttl_s=1.0)
+        await session.lease([0])
+        return session._beat
+
+    async def scenario(address: str) -> None:
+        beat = await cell(address)
+        assert beat is not None
+        gc.collect()
+        deadline = time.monotonic() + 10.0
+        while not beat.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert beat.done()  # it found its session gone and ended
+        other = await aio.connect(address)
+        try:
+            while await other.leases() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # the TTL runs out on the server
+            assert await other.leases() == []
+        finally:
+            await other.close()
+
+    with serving(tmp_path / "state.sqlite3") as address:
+        asyncio.run(scenario(address))
