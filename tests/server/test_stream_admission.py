@@ -141,8 +141,12 @@ def test_an_open_stream_is_one_call_in_flight_and_a_cancelled_one_gives_it_back(
     with (
         serving(LimitsSettings(max_in_flight=1), tokens_file=tokens_file) as server,
         grpc.insecure_channel(server.address) as channel,
-        connect(server.address, token=tokens[Role.OPERATOR]) as client,
+        # A refusal for max_in_flight is sent again within the client's timeout (places
+        # it cannot see): a short one, or the refusal below waits 30 s, and the board's
+        # description asked first, not behind the stream.
+        connect(server.address, token=tokens[Role.OPERATOR], timeout_s=3.0) as client,
     ):
+        assert client.info.rows == ROWS
         stub = stream_pb2_grpc.StreamServiceStub(channel)
         auth = [("authorization", f"Bearer {tokens[Role.OPERATOR]}")]
 
