@@ -348,16 +348,15 @@ def deploy(
     registered = None
     with job_board(board, server, "sidra model deploy") as opened:
         # Asked once: the registration checked first is of the placement programmed next.
-        if not tiles:
-            use = opened.tile_use()
+        use = None if tiles else opened.tile_use()  # given no tiles: free ones first
+        if use is not None:
             tiles = list(use.order(opened.info.tile_count))
-            planned = DeployedModel.planned_regions(loaded, opened, tiles)
-            # No deployment written over unasked, but the one --replace replaces.
-            refuse_deployed(use, [t for t, _ in planned], _replaced_tiles(opened, name, replace))
         if name is None:
             planned = DeployedModel.planned_regions(loaded, opened, tiles)
         else:  # every refusal of the registration before anything is written
             planned = check_registration(opened, name, target, tiles, replace, protect)
+        if use is not None:  # no deployment written over unasked, but the one replaced
+            refuse_deployed(use, [t for t, _ in planned], _replaced_tiles(opened, name, replace))
         # Every tile leased before the first Program (a served board): a tile another
         # session holds refuses the deploy before any tile is written, not halfway.
         holding = leased(opened, name, planned) if isinstance(opened, RemoteBoard) else None
