@@ -439,12 +439,12 @@ class AsyncRemoteBoard(SizedCalls):
     @property
     def jobs(self) -> AsyncJobs:
         """Training jobs run inside the server, next to the board (jobs.proto)."""
-        return AsyncJobs(self._open_channel, self.timeout_s)
+        return AsyncJobs(lambda: self._open_channel, self.timeout_s)
 
     @property
     def deployments(self) -> AsyncDeployments:
         """Trained networks on the board's tiles, by name (deployments.proto)."""
-        return AsyncDeployments(self._open_channel, self.timeout_s)
+        return AsyncDeployments(lambda: self._open_channel, self.timeout_s)
 
     async def shared_memory(self, size_bytes: int, name: str = "") -> AsyncSharedRegion:
         """:meth:`RemoteBoard.shared_memory <sidra.client.RemoteBoard.shared_memory>`:

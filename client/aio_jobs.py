@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import grpc
 import grpc.aio
 from pydantic import BaseModel
 
+from sidra.client.channel_source import ChannelSource
 from sidra.client.errors import from_rpc_error
 from sidra.client.job_datasets import (
     UPLOAD_CODECS,
@@ -63,9 +64,16 @@ class AsyncJobs:
     """JobService of the server behind an asyncio ``channel``; every unary call has
     ``timeout_s``. The methods are :class:`~sidra.client.jobs.Jobs`' as coroutines."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 30.0) -> None:
-        self.channel = channel
+    def __init__(
+        self, channel: grpc.aio.Channel | Callable[[], grpc.aio.Channel], timeout_s: float = 30.0
+    ) -> None:
+        self._channel = ChannelSource(channel)
         self.timeout_s = timeout_s
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel of the next call (its client's closed error once it is closed)."""
+        return self._channel.get()
 
     async def submit(
         self,

@@ -16,13 +16,14 @@ name.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
 
+from sidra.client.channel_source import ChannelSource
 from sidra.client.errors import from_rpc_error
 from sidra.drivers import Cost, InvalidArgument, Region
 from sidra.hil.convert import region_from_pb, region_to_pb
@@ -227,9 +228,16 @@ class CheckHistory:
 class Deployments:
     """DeploymentService of the server behind ``channel``; every call has ``timeout_s``."""
 
-    def __init__(self, channel: grpc.Channel, timeout_s: float = 30.0) -> None:
-        self.channel = channel
+    def __init__(
+        self, channel: grpc.Channel | Callable[[], grpc.Channel], timeout_s: float = 30.0
+    ) -> None:
+        self._channel = ChannelSource(channel)
         self.timeout_s = timeout_s
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel of the next call (its client's closed error once it is closed)."""
+        return self._channel.get()
 
     def add(
         self,
@@ -302,9 +310,16 @@ class AsyncDeployments:
     """DeploymentService of the server behind an asyncio ``channel``: the methods of
     :class:`Deployments` as coroutines."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 30.0) -> None:
-        self.channel = channel
+    def __init__(
+        self, channel: grpc.aio.Channel | Callable[[], grpc.aio.Channel], timeout_s: float = 30.0
+    ) -> None:
+        self._channel = ChannelSource(channel)
         self.timeout_s = timeout_s
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel of the next call (its client's closed error once it is closed)."""
+        return self._channel.get()
 
     async def add(
         self,

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import grpc
 import numpy as np
 from pydantic import BaseModel
 
+from sidra.client.channel_source import ChannelSource
 from sidra.client.errors import from_rpc_error
 from sidra.client.job_datasets import (
     DATASET_FILES,
@@ -183,11 +184,19 @@ class JobEvent:
 
 
 class Jobs:
-    """JobService of the server behind ``channel``; every unary call has ``timeout_s``."""
+    """JobService of the server behind ``channel`` (or the function returning it, asked
+    before each call); every unary call has ``timeout_s``."""
 
-    def __init__(self, channel: grpc.Channel, timeout_s: float = 30.0) -> None:
-        self.channel = channel
+    def __init__(
+        self, channel: grpc.Channel | Callable[[], grpc.Channel], timeout_s: float = 30.0
+    ) -> None:
+        self._channel = ChannelSource(channel)
         self.timeout_s = timeout_s
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel of the next call (its client's closed error once it is closed)."""
+        return self._channel.get()
 
     def submit(
         self,

@@ -226,12 +226,12 @@ class RemoteBoard(SizedCalls, Board):
     @property
     def jobs(self) -> Jobs:
         """Training jobs run inside the server, next to the board (jobs.proto)."""
-        return Jobs(self._open_channel, self.timeout_s)
+        return Jobs(lambda: self._open_channel, self.timeout_s)
 
     @property
     def deployments(self) -> Deployments:
         """Trained networks on the board's tiles, by name (deployments.proto)."""
-        return Deployments(self._open_channel, self.timeout_s)
+        return Deployments(lambda: self._open_channel, self.timeout_s)
 
     def health(self) -> str:
         """The server's health for its board service (grpc.health.v1): "SERVING", or

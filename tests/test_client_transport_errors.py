@@ -92,6 +92,34 @@ def test_a_closed_client_says_so_on_every_board() -> None:
         local.mvm(0, VOLTS)
 
 
+def test_jobs_and_deployments_kept_past_close_say_the_client_is_closed() -> None:
+    """A ``board.jobs`` taken before ``close()`` held the channel itself: its next call
+    raised gRPC's "Cannot invoke RPC on closed channel!" (ValueError; asyncio: UsageError)."""
+    server, port = create_server(EmulatorDriver(preset("ideal")), "127.0.0.1:0")
+    server.start()
+    try:
+        board = connect(f"127.0.0.1:{port}")
+        jobs, deployments = board.jobs, board.deployments
+        assert jobs.list() == []  # working before close (deployments need a state store)
+        board.close()
+        for call in (jobs.list, deployments.list, lambda: jobs.get("0" * 32)):
+            with pytest.raises(BoardUnavailable, match=r"127\.0\.0\.1:\d+ is closed"):
+                call()
+
+        async def aio() -> None:
+            remote = await aio_connect(f"127.0.0.1:{port}")
+            jobs, deployments = remote.jobs, remote.deployments
+            assert await jobs.list() == []
+            await remote.close()
+            for call in (jobs.list, deployments.list):
+                with pytest.raises(BoardUnavailable, match="is closed"):
+                    await call()
+
+        asyncio.run(aio())
+    finally:
+        server.stop(grace=None)
+
+
 def test_boolean_voltages_are_refused_alike_here_and_through_a_server() -> None:
     """In process a dtype refusal; through a server the client made them 1.0 V, and the
     server refused them as out of range."""
