@@ -22,6 +22,11 @@ from sidra.drivers import Board, BoardInfo, Region
 
 F32 = npt.NDArray[np.float32]
 
+OPENED_URLS = "sidra_opened_board_urls"
+"""The attribute of the pytest session naming the --board-url boards this run holds open
+(conftest's shared driver): a second host of theirs (test_wire_refusals) would share the
+line."""
+
 READ_RMS_OF_SPAN = 0.05
 """Programmed cells read back within 5 % of (g_max - g_min) rms. sidra-y1: read noise
 σ = 2.5 % of g_max = 1.0 µS per read (2.6 % of its 39 µS span) on top of the 0.2 µS

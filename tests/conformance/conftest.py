@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 import pytest
-from board_checks import is_ideal
+from board_checks import OPENED_URLS, is_ideal
 
 from sidra.client import RemoteBoard, connect
 from sidra.drivers import Board
@@ -42,11 +42,6 @@ SUITE_MAX_MESSAGE_BYTES = 64 * 2**20
 one principal (no [auth]: every caller is "local"), and the batch and message
 tests may send more than a default server takes (a board behind a default ``sidra
 serve``, grpc://, passes them too). The limits themselves are tests/server/test_limits.py's."""
-
-
-OPENED_URLS = "sidra_opened_board_urls"
-"""The attribute of the pytest session naming the --board-url boards this run holds open
-(its shared driver): a second host of theirs (test_wire_refusals) would share the line."""
 
 
 @pytest.fixture(scope="session")

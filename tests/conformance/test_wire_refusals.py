@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import serial
+from board_checks import OPENED_URLS
 
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.framing import Flag, Frame, FrameError, decode_frame, encode_frame
@@ -148,7 +149,7 @@ def host(request: pytest.FixtureRequest, board_target: Any) -> Iterator[RawHost]
         # The run's driver holds the board (conftest's shared_board): on a pty both would
         # read the line (its link watcher's pings between these frames), on TCP the board
         # would not answer a second host.
-        if url in _UNANSWERED or url in getattr(request.session, "sidra_opened_board_urls", ()):
+        if url in _UNANSWERED or url in getattr(request.session, OPENED_URLS, ()):
             pytest.skip(busy)
         port = _raw_port(url)
         stack.callback(port.close)
