@@ -274,7 +274,8 @@ def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None)
         raise typer.BadParameter(_os_error_text(exc), param_hint="'--pcie-file'") from exc
     if device.removed:  # the fault's surprise removal, as a host saw it
         typer.echo(
-            f"virtual board removed after {device.executed} commands (--faults "
+            # the command past remove_after found it gone, unanswered: not counted
+            f"virtual board removed after {device.executed - 1} commands (--faults "
             f"remove_after): its registers read all ones and {path} is gone",
             err=True,
         )

@@ -115,3 +115,35 @@ def test_a_board_whose_file_is_removed_stops_saying_why() -> None:
             board.communicate()
         assert board.returncode == 1
         assert f"virtual board stopped: {path} was removed" in " ".join(stderr.split())
+
+
+def test_a_surprise_removal_names_the_commands_answered() -> None:
+    """``--faults remove_after=2``: the host's GET_PROFILE and one MVM answered, the next
+    command finds the board gone. The board said "after 3 commands", counting the one it
+    never answered."""
+    import subprocess
+
+    from cli_support import SIDRA
+
+    from sidra.drivers import BoardUnavailable, open_board
+
+    with tempfile.TemporaryDirectory(dir=memory_dir()) as folder:
+        path = os.path.join(folder, "bar0")
+        board = subprocess.Popen(
+            [*SIDRA, "board", "serve", "--pcie-file", path, "--preset", "ideal",
+             "--faults", "remove_after=2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert board.stdout is not None
+            url = board.stdout.readline().strip()
+            with open_board(url + "?timeout=2") as driver:  # command 1: GET_PROFILE
+                driver.mvm(0, np.zeros((1, 256), np.float32))  # command 2
+                with pytest.raises(BoardUnavailable):
+                    driver.mvm(0, np.zeros((1, 256), np.float32))
+            _, stderr = board.communicate(timeout=30)
+        finally:
+            board.kill()
+            board.communicate()
+        said = " ".join(stderr.split())
+        assert "virtual board removed after 2 commands (--faults remove_after)" in said, said

@@ -100,7 +100,7 @@ def test_the_board_process_killed_mid_command() -> None:
 
 
 def test_surprise_removal_mid_session() -> None:
-    """After 2 commands the board is removed (registers read 0xFFFFFFFF, file gone): the
+    """After 3 commands the board is removed (registers read 0xFFFFFFFF, file gone): the
     command in flight ends in BoardUnavailable, and so does every call after it."""
     with board("remove_after=3") as served, driver(served) as d:
         _mvm_ok(d)
