@@ -13,12 +13,20 @@ ageing, and the metrics' figures outlive a restart.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from sidra.drivers import Cost, DeadlineExceeded, FailedPrecondition, ReadResult, Region
+from sidra.drivers import (
+    Board,
+    Cost,
+    DeadlineExceeded,
+    FailedPrecondition,
+    ReadResult,
+    Region,
+    SidraError,
+)
 from sidra.drivers.matching import ConductanceMatch, match_conductances
 from sidra.hil.convert import region_to_pb
 from sidra.hil.v1 import board_pb2
@@ -26,7 +34,13 @@ from sidra.hil.v1 import deployments_pb2 as pb
 from sidra.server.state.checks import CheckRow, RegionCheckRow
 from sidra.server.state.deployments import DeploymentRecords, DeploymentRow, rewritten_text
 
-__all__ = ["DeploymentChecks", "ReadCells", "TargetsOf", "check_message"]
+__all__ = [
+    "DeploymentChecks",
+    "ReadCells",
+    "TargetsOf",
+    "check_message",
+    "check_restored",
+]
 
 ReadCells = Callable[[int, Region], ReadResult]
 """Reads ``region`` of ``tile`` in the board's turn, with the caller's rights."""
@@ -169,3 +183,40 @@ def _region_row(
         tile, region, match.correlation, match.rms_deviation_us, match.mean_deviation_us,
         read_noise_us,
     )  # fmt: skip
+
+
+def check_restored(
+    board: Board,
+    records: DeploymentRecords,
+    tiles: Sequence[int],
+    now_unix_s: float,
+    checked_by: str,
+) -> list[str]:
+    """Checks each intact deployment of ``board`` on any of ``tiles`` (those ``sidra
+    serve --restore`` programmed back) and keeps the checks; one line each for the log.
+
+    A deployment's latest check was otherwise the one before the restart, often made of a
+    board that had lost its cells ("NOT HELD"), and ``model list`` and ``sidra status``
+    showed it until someone checked again. The board is read directly: the server does
+    not serve yet, so no lease or turn stands in the way."""
+    serial = board.info.serial_number
+    checks, lines = DeploymentChecks(records), []
+    for found in records.of_board(serial):
+        if not found.intact or not {r.tile for r in found.regions} & set(tiles):
+            continue
+        try:
+            made = checks.check(
+                found,
+                lambda tile, region: board.read_conductance(tile, region),
+                lambda tile: records.store.golden(serial, tile).targets_us,
+                now_unix_s,
+                checked_by,
+            )
+        except SidraError as exc:  # the restore stands; the listing keeps its older check
+            lines.append(f"  deployment {found.name!r} not checked after the restore: {exc}")
+            continue
+        lines.append(
+            f"  deployment {found.name!r} checked after the restore: correlation "
+            f"{made.correlation:.3f}, rms deviation {made.rms_deviation_us:.3g} µS"
+        )
+    return lines

@@ -9,6 +9,7 @@ import faulthandler
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,10 +20,13 @@ from sidra.cli.serve_check import checked_settings
 from sidra.drivers import InvalidArgument, SidraError, open_board
 from sidra.server.address import bind_problem, metrics_exposure
 from sidra.server.app import create_configured_server
+from sidra.server.deployment_checks import check_restored
+from sidra.server.deployments import SERVER_PRINCIPAL
 from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
 from sidra.server.settings import ConfigError, ServerSettings, exposure, load_settings
 from sidra.server.state import StateStore, StateStoreError, restore
+from sidra.server.state.deployments import DeploymentRecords
 from sidra.server.state.serving import serving_store
 from sidra.server.stopping import ServerStop
 
@@ -82,7 +86,13 @@ def _serve(settings: ServerSettings, restore_state: bool, handler: logging.Handl
         raise typer.BadParameter(str(exc), param_hint="state.path") from exc
     if restore_state:
         try:
-            _announce(handler, settings, restore(driver, store).describe())
+            restored = restore(driver, store)
+            lines = [restored.describe()]
+            lines += check_restored(
+                driver, DeploymentRecords(store), [t.tile for t in restored.tiles],
+                time.time(), SERVER_PRINCIPAL,
+            )  # fmt: skip
+            _announce(handler, settings, "\n".join(lines))
         except SidraError as exc:
             driver.close()
             store.close()

@@ -7,6 +7,7 @@ check; bad counts are refused naming the field; the server's own checks read as 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -387,3 +388,31 @@ def test_eval_of_a_deployment_the_board_no_longer_holds_says_why_not_held(
         said = unwrapped(refused.stderr)
         assert "'--deployment'" in refused.stderr and "'--held'" not in refused.stderr
         assert "deployment'iris'isnotontheboardnow" in said and "--restore" in said
+
+
+def test_serve_restore_checks_the_deployments_it_programmed_back(tmp_path: Path) -> None:
+    """A check made while the board had lost its cells (NOT HELD) stayed each deployment's
+    latest after ``sidra serve --restore`` had programmed them back: ``model list`` and
+    ``sidra status`` said NOT HELD until someone checked again. The restore checks them."""
+    from tests.server.test_server_config import _serving_process, read_until_serving
+
+    env = {**os.environ, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")}
+    args = ("--board", "emu://?preset=ideal&seed=3", "--listen", "127.0.0.1:0")
+    with _serving_process(args, env) as proc:
+        _, port = read_until_serving(proc)
+        with connect(f"127.0.0.1:{port}") as client:
+            deploy(client)
+    with _serving_process(args, env) as proc:  # a fresh board: its cells are lost
+        _, port = read_until_serving(proc)
+        with connect(f"127.0.0.1:{port}") as client:
+            assert client.deployments.check("demo").correlation < 0.5
+    with _serving_process((*args, "--restore"), env) as proc:
+        lines, port = read_until_serving(proc)
+        said = "".join(lines)
+        assert "deployment 'demo' checked after the restore: correlation 1.000" in said, said
+        listed = run_sidra_env({}, "model", "list", "--server", f"127.0.0.1:{port}")
+        with connect(f"127.0.0.1:{port}") as client:
+            latest = client.deployments.get("demo").last_check
+    assert listed.returncode == 0 and "NOT HELD" not in listed.stdout, listed.stdout
+    assert latest is not None and latest.checked_by == "(server)"
+    assert latest.correlation == pytest.approx(1.0)
