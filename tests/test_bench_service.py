@@ -41,8 +41,17 @@ def test_bench_service_json_keys_and_types(tmp_path: Path) -> None:
     # The benchmark's server keeps its Programs and jobs in a store of its own.
     assert not users_store.exists()
     report = json.loads(result.stdout)
-    for key in RATIOS:  # a step time is a difference of two runs: its sign is not checked
-        assert isinstance(report[key], float), key
+    # A step time is a difference of two runs: at 5 steps noise may swamp it, and then
+    # its ratio is null and both are named under "unmeasured".
+    steps = {
+        f"spsa_{k}_step_ratio{wan}": (f"spsa_{k}_step_inprocess_ms", f"spsa_{k}_step_{there}_ms")
+        for k, there, wan in (("board", "grpc", ""), ("host", "grpc", ""), ("job", "wan", "_wan"))
+    }
+    for key in RATIOS:
+        if key in steps and min(report[k] for k in steps[key]) <= 0:
+            assert report[key] is None and key in report["unmeasured"], key
+        else:
+            assert isinstance(report[key], float) and report[key] > 0, key
     for key in (*RATIOS[:4], "batch1024_codes_ratio", "batch1024_shm_ratio",
                 "batch1024_shm_stream_ratio"):  # fmt: skip
         assert report[key] > 0, key
@@ -54,4 +63,4 @@ def test_bench_service_json_keys_and_types(tmp_path: Path) -> None:
     assert "CPUs, Python" in report["machine"] and len(report["load_1min"]) == 2
     assert report["unmeasured"] == [
         k for k, v in report.items() if k.endswith("_ms") and isinstance(v, float) and v <= 0
-    ]
+    ] + [k for k in steps if report[k] is None]

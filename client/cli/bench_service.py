@@ -325,7 +325,7 @@ def service_benchmark(
             )
             result[f"spsa_{key}_step_inprocess_ms"] = round(1e3 * here, 3)
             result[f"spsa_{key}_step_grpc_ms"] = round(1e3 * there, 3)
-            result[f"spsa_{key}_step_ratio"] = round(there / here, 3)
+            result[f"spsa_{key}_step_ratio"] = _step_ratio(there, here)
 
         with (
             DelayProxy(address, WAN_DELAY_S) as wan,
@@ -337,9 +337,16 @@ def service_benchmark(
         result["wan_delay_ms_each_way"] = round(1e3 * WAN_DELAY_S, 1)
         result["spsa_job_step_wan_ms"] = round(1e3 * job_s, 3)
         result["spsa_job_step_inprocess_ms"] = round(1e3 * here_s, 3)
-        result["spsa_job_step_ratio_wan"] = round(job_s / here_s, 3)
+        result["spsa_job_step_ratio_wan"] = _step_ratio(job_s, here_s)
     result.setdefault("batch1024_codes_ratio", None)
     return result
+
+
+def _step_ratio(there_s: float, here_s: float) -> float | None:
+    """Step time over gRPC over in process; None (named under "unmeasured") when either
+    is at or below zero: a difference of two runs that noise swamped is no figure, and
+    their quotient (negative, or huge) would read as one."""
+    return round(there_s / here_s, 3) if there_s > 0 and here_s > 0 else None
 
 
 def service_command(
@@ -384,10 +391,24 @@ def service_command(
     result |= {
         "spsa_steps": spsa_steps, "rounds": rounds, "job_steps": job_steps,
         "machine": machine(), "load_1min": [load_start, load_1min()],
-        "unmeasured": [k for k, v in result.items() if k.endswith("_ms") and v <= 0],
+        "unmeasured": _unmeasured(result),
     }  # fmt: skip
     if as_json:
         typer.echo(json.dumps(result))
         return
+    unmeasured = result["unmeasured"]
     for key, value in result.items():
-        typer.echo(f"{key:38} {'not offered by this preset' if value is None else value}")
+        if value is None:
+            value = (
+                "unmeasured: noise over too few steps"
+                if key in unmeasured
+                else ("not offered by this preset")
+            )
+        typer.echo(f"{key:38} {value}")
+
+
+def _unmeasured(result: dict[str, Any]) -> list[str]:
+    """The step times at or below zero, and the ratios left out for them."""
+    times = [k for k, v in result.items() if k.endswith("_ms") and v <= 0]
+    ratios = [k for k, v in result.items() if "step_ratio" in k and v is None]
+    return times + ratios
