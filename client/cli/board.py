@@ -20,6 +20,7 @@ import typer
 from sidra.cli.options import AsJson, BoardArg
 from sidra.cli.presets import Preset
 from sidra.drivers import SidraError
+from sidra.drivers.wire.device_times import CommandTimes
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
 from sidra.emulator import DEFAULT_PRESET, load_profile, preset
 from sidra.emulator.board import check_fits_in_memory
@@ -95,6 +96,30 @@ def serve(
             "physical board, with no profile and no preset name (serial and TCP)."
         ),
     ] = True,
+    program_cell_us: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=4_000_000,
+            help="The board takes this long over each cell a Program writes, µs, as a "
+            "slow firmware's write-verify may (declared in HELLO; serial and TCP).",
+        ),
+    ] = 0,
+    command_us: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=2**32 - 1,
+            help="The board takes this long over every command, µs (declared in HELLO).",
+        ),
+    ] = 0,
+    declare_times: Annotated[
+        bool,
+        typer.Option(
+            help="Declare --program-cell-us and --command-us in HELLO; "
+            "--no-declare-times keeps them quiet, as a firmware that declares none.",
+        ),
+    ] = True,
 ) -> None:
     """Serve an emulated board over the SIDRA wire protocol or a PCIe BAR until interrupted."""
     if [pty, tcp is not None, pcie_file is not None].count(True) != 1:
@@ -111,6 +136,9 @@ def serve(
             "--max-payload": max_payload != DEVICE_MAX_PAYLOAD,
             "--cache-depth": cache_depth != RESPONSE_CACHE,
             "--stage-capacity": stage_capacity is not None,
+            "--program-cell-us": program_cell_us > 0,
+            "--command-us": command_us > 0,
+            "--no-declare-times": not declare_times,
         }
         for option, given in line_only.items():
             if given:  # the virtual PCIe board always reports its profile; no frames
@@ -133,6 +161,8 @@ def serve(
         cache_depth=cache_depth,
         stage_capacity=stage_capacity,
         report_profile=report_profile,
+        slow=CommandTimes(program_cell_ns=1000 * program_cell_us, command_us=command_us),
+        declare_times=declare_times,
     )
     stop = _stop_on_signals()
     with contextlib.ExitStack() as stack:

@@ -52,6 +52,7 @@ from sidra.drivers.serial.link import LineDamage, Link, LinkSettings, Port
 from sidra.drivers.types import BoardDescription, BoardInfo, LinkStats
 from sidra.drivers.url import as_typed, query_options
 from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.device_times import STAGE_S_PER_BYTE
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD, Frame, max_wire_bytes
 from sidra.drivers.wire.messages import Feature, Hello, Msg, Status
 from sidra.drivers.wire.operations import (
@@ -325,7 +326,7 @@ class SerialDriver(BoardDriver):
                 offset += self._through(send)
             frame = self._link.exchange(
                 Msg.STAGE_VERIFY, m.STAGE_VERIFY_REQ.pack(stage_id, 0, crc), expect=4,
-                device_s=len(data) / 200e6,
+                device_s=len(data) * STAGE_S_PER_BYTE,
             )  # fmt: skip
             if frame.status == Status.OK:
                 return stage_id, crc
@@ -394,7 +395,7 @@ class SerialDriver(BoardDriver):
             staged = StagedData(*self._stage(entry.data(request)))
             payload = entry.pack_request(request, staged)
         expect = min(entry.result_bytes(request, self.info), self.max_payload)
-        device_s = entry.device_seconds(request, self.info)
+        device_s = entry.device_seconds(request, self.info, self._link.device_times)
         frame, reply = self._call(
             entry.msg(request), payload, expect=expect, device_s=device_s,
             resendable=entry.writes_nothing,

@@ -45,6 +45,7 @@ from sidra.drivers.serial.frame_size import FrameSizer
 from sidra.drivers.serial.port_hints import open_hint
 from sidra.drivers.serial.retransmit import RetransmitTimer
 from sidra.drivers.types import LinkStats
+from sidra.drivers.wire.device_times import REFERENCE_TIMES, DeviceTimes
 from sidra.drivers.wire.framing import (
     MIN_PAYLOAD,
     PROTOCOL_VERSION,
@@ -183,6 +184,13 @@ class Link:
         """The boot counter of the board's last accepted HELLO (0 before the first)."""
         hello = self.hello
         return hello.boot_counter if hello is not None else 0
+
+    @property
+    def device_times(self) -> DeviceTimes:
+        """The times the board may take over its commands: the reference figures, or the
+        longer ones its last HELLO declared (§3.1; a firmware update may change them)."""
+        hello = self.hello
+        return REFERENCE_TIMES if hello is None else REFERENCE_TIMES.declared(hello.command_times)
 
     @property
     def payload_limit(self) -> int:
@@ -397,6 +405,7 @@ class Link:
         # the error left in the board's receiver.
         again = b"\x00" + encode_frame(dataclasses.replace(request, flags=Flag.RETRY))
         wire_bytes = len(first) + max_wire_bytes(expect)
+        device_s += self.device_times.command_s  # the firmware's own handling, declared
         attempts = damaged = 0
         timeout = 0.0  # each attempt's own, set as it is sent
         for round_ in range(rounds):

@@ -25,6 +25,7 @@ from sidra.drivers.errors import (
     status_for,
 )
 from sidra.drivers.types import BoardTiming, Cost, Region
+from sidra.drivers.wire.device_times import CommandTimes
 from sidra.drivers.wire.framing import MIN_PAYLOAD
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ERROR_FIELD_LIMIT",
     "ERROR_TEXT_LIMIT",
     "ERROR_VALUE_LIMIT",
+    "HELLO_COMMAND_TIMES",
     "HELLO_LIMITS",
     "HELLO_REQ",
     "MVM_REGION",
@@ -170,6 +172,11 @@ HELLO_LIMITS = struct.Struct("<IHH5d")
 """board_max_payload, cache_depth, reserved, then the timing model: mvm_pass_ns,
 write_pass_ns, verify_read_ns, host_loss_ns, board_power_w. Appended after the
 strings so that a host reading only the older fields still parses the response."""
+HELLO_COMMAND_TIMES = struct.Struct("<IIII")
+"""The board's worst-case times (:class:`~sidra.drivers.wire.device_times.CommandTimes`):
+program_cell_ns, cell_ns, pass_vector_ns, command_us. Appended after
+:data:`HELLO_LIMITS`; a board that ends before it declares none (0 is "not declared"
+too)."""
 DEFAULT_CACHE_DEPTH = 16
 """Cache depth assumed of a board whose HELLO response ends before HELLO_LIMITS."""
 LINK_STATS_FIELDS = (
@@ -258,6 +265,8 @@ class Hello:
     outstanding than this."""
     timing: BoardTiming = BoardTiming()
     """The board's timing and power model (zeros: not reported)."""
+    command_times: CommandTimes = CommandTimes()
+    """How long the board may take over each command (zeros: the host's own figures)."""
 
     @property
     def epoch(self) -> int:
@@ -283,7 +292,9 @@ def pack_hello(h: Hello) -> bytes:
         h.board_max_payload, h.cache_depth, 0,
         t.mvm_pass_ns, t.write_pass_ns, t.verify_read_ns, t.host_loss_ns, t.board_power_w,
     )  # fmt: skip
-    return fixed + bauds + b"".join(pack_str(s) for s in names) + limits
+    c = h.command_times
+    times = HELLO_COMMAND_TIMES.pack(c.program_cell_ns, c.cell_ns, c.pass_vector_ns, c.command_us)
+    return fixed + bauds + b"".join(pack_str(s) for s in names) + limits + times
 
 
 def unpack_hello(data: bytes) -> Hello:
@@ -304,11 +315,15 @@ def unpack_hello(data: bytes) -> Hello:
     if len(data) - offset >= HELLO_LIMITS.size:
         board_max, depth, _, *times = HELLO_LIMITS.unpack_from(data, offset)
         timing = BoardTiming(*times)
+        offset += HELLO_LIMITS.size
+    command_times = CommandTimes()  # a board written before the block: none declared
+    if len(data) - offset >= HELLO_COMMAND_TIMES.size:
+        command_times = CommandTimes(*HELLO_COMMAND_TIMES.unpack_from(data, offset))
     model, serial_number, firmware, preset = names
     return Hello(
         version, Feature(features), boot, max_payload, capacity, uptime, tiles, rows, cols,
         dac, adc, g_min, g_max, v_max, bauds, model, serial_number, firmware, preset,
-        board_max, depth, timing,
+        board_max, depth, timing, command_times,
     )  # fmt: skip
 
 

@@ -56,6 +56,7 @@ from sidra.drivers.types import (
     WriteCounts,
 )
 from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.device_times import CALIBRATE_PASSES, REFERENCE_TIMES, DeviceTimes
 from sidra.drivers.wire.messages import Msg
 
 __all__ = [
@@ -70,16 +71,6 @@ __all__ = [
 
 Q = TypeVar("Q")
 R = TypeVar("R")
-
-# The board's own time per command, added to each attempt's timeout. Generous
-# upper bounds (the emulator on a slow CI core): a late answer costs a retry,
-# a too-short bound a failed call.
-PROGRAM_S_PER_CELL = 20e-6
-"""Write-verify of one cell (several pulse/verify rounds)."""
-PASS_S_PER_CELL = 100e-9
-"""One cell of one analog pass (MVM, calibration probe)."""
-CELL_S = 1e-6
-"""Reading or rewriting one cell (ReadConductance, Perturb, Restore)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +160,11 @@ class WireEntry(ABC, Generic[Q, R]):
         """Response size to expect, bytes (scales the attempt timeout)."""
         return 64
 
-    def device_seconds(self, request: Q, info: BoardInfo) -> float:
-        """Upper bound of the board's own time for the request, s."""
+    def device_seconds(
+        self, request: Q, info: BoardInfo, times: DeviceTimes = REFERENCE_TIMES
+    ) -> float:
+        """Upper bound of the board's own time for the request, s, with ``times`` (the
+        reference figures, or the board's longer declared ones)."""
         return 0.0
 
 
@@ -283,9 +277,11 @@ class ProgramEntry(WireEntry[ProgramRequest, ProgramReport]):
         cost = _unpack_cost(head, m.PROGRAM_RESP.size)
         return ProgramReport(cells, iterations, pulses, rms, peak, unconverged, over, cost)
 
-    def device_seconds(self, request: ProgramRequest, info: BoardInfo) -> float:
+    def device_seconds(
+        self, request: ProgramRequest, info: BoardInfo, times: DeviceTimes = REFERENCE_TIMES
+    ) -> float:
         cells: int = request.conductances.size
-        return PROGRAM_S_PER_CELL * cells
+        return times.program_cell_s * cells
 
 
 class ReadConductanceEntry(WireEntry[ReadConductanceRequest, ReadResult]):
@@ -317,9 +313,14 @@ class ReadConductanceEntry(WireEntry[ReadConductanceRequest, ReadResult]):
         rows, cols = _resolved(request.region).shape
         return 4 * rows * cols
 
-    def device_seconds(self, request: ReadConductanceRequest, info: BoardInfo) -> float:
+    def device_seconds(
+        self,
+        request: ReadConductanceRequest,
+        info: BoardInfo,
+        times: DeviceTimes = REFERENCE_TIMES,
+    ) -> float:
         rows, cols = _resolved(request.region).shape
-        return CELL_S * rows * cols
+        return times.cell_s * rows * cols
 
 
 class _PassEntry(WireEntry[Q, MVMResult]):
@@ -345,8 +346,12 @@ class _PassEntry(WireEntry[Q, MVMResult]):
     def unpack_request(self, msg: Msg, payload: Buffer, stage: StageReader) -> Q:
         tile, source, flags, batch, stage_id, _, crc = m.MVM_REQ.unpack_from(payload)
         at, region = m.MVM_REQ.size, None
+        _check_source(source)
         if flags & ~m.PASS_REGION_FLAG:
             raise InlineSizeError(f"flags 0x{flags:02x}: only bit 0 (a region follows) is known")
+        # The head, then tile, region and the inputs' size, in that order (§6), with a
+        # region or without: one bad request is refused the same way on every board.
+        check.check_tile(stage.info, tile)
         if flags:
             region = self._region(stage.info, tile, payload, at)
             at += m.MVM_REGION.size
@@ -407,9 +412,11 @@ class _PassEntry(WireEntry[Q, MVMResult]):
         batch: int = request.voltages.shape[0]
         return 4 * batch * self.outputs(info, request.region) + 40
 
-    def device_seconds(self, request: Any, info: BoardInfo) -> float:
+    def device_seconds(
+        self, request: Any, info: BoardInfo, times: DeviceTimes = REFERENCE_TIMES
+    ) -> float:
         batch: int = request.voltages.shape[0]
-        return PASS_S_PER_CELL * batch * info.rows * info.cols
+        return batch * times.pass_s(info)
 
 
 def pass_head(
@@ -470,9 +477,11 @@ class PerturbEntry(WireEntry[PerturbRequest, PerturbReport]):
     def result_bytes(self, request: PerturbRequest, info: BoardInfo) -> int:
         return m.PERTURB_RESP.size + m.COST.size
 
-    def device_seconds(self, request: PerturbRequest, info: BoardInfo) -> float:
+    def device_seconds(
+        self, request: PerturbRequest, info: BoardInfo, times: DeviceTimes = REFERENCE_TIMES
+    ) -> float:
         rows, cols = _resolved(request.region).shape
-        return CELL_S * rows * cols
+        return times.cell_s * rows * cols
 
 
 class ReadWriteCountsEntry(WireEntry[ReadWriteCountsRequest, WriteCounts]):
@@ -524,8 +533,10 @@ class CalibrateEntry(WireEntry[CalibrateRequest, CalibrationReport]):
         gain = m.CALIBRATE_RESP.unpack_from(head)[0]
         return CalibrationReport(gain, _unpack_cost(head, m.CALIBRATE_RESP.size))
 
-    def device_seconds(self, request: CalibrateRequest, info: BoardInfo) -> float:
-        return 64 * PASS_S_PER_CELL * info.rows * info.cols
+    def device_seconds(
+        self, request: CalibrateRequest, info: BoardInfo, times: DeviceTimes = REFERENCE_TIMES
+    ) -> float:
+        return CALIBRATE_PASSES * times.pass_s(info)
 
 
 class AdvanceClockEntry(WireEntry[AdvanceClockRequest, ClockReading]):
@@ -585,6 +596,8 @@ class PerturbedMVMEntry(WireEntry[PerturbedMVMRequest, PerturbedMVMResult]):
         fields = m.PERTURBED_MVM_REQ.unpack_from(payload)
         tile, region = _region(fields)
         source, _, count, batch, stage_id, _, crc = fields[5:]
+        _check_source(source)
+        check.check_tile(stage.info, tile)
         # The region as sent (0 = to the tile edge) sets the input width; a region
         # outside the tile has none, and the board's check names its field.
         info = stage.info
@@ -626,15 +639,27 @@ class PerturbedMVMEntry(WireEntry[PerturbedMVMRequest, PerturbedMVMResult]):
         points, batch = len(request.points), int(request.voltages.shape[0])
         return 4 * points * batch * _resolved(request.region).cols + m.PERTURBED_MVM_RESP.size + 16
 
-    def device_seconds(self, request: PerturbedMVMRequest, info: BoardInfo) -> float:
+    def device_seconds(
+        self,
+        request: PerturbedMVMRequest,
+        info: BoardInfo,
+        times: DeviceTimes = REFERENCE_TIMES,
+    ) -> float:
         rows, cols = _resolved(request.region).shape
         points, batch = len(request.points), int(request.voltages.shape[0])
-        return (points + 1) * CELL_S * rows * cols + points * PASS_S_PER_CELL * batch * rows * cols
+        return (points + 1) * times.cell_s * rows * cols + points * batch * times.pass_s(info)
 
 
 class InlineSizeError(ValueError):
     """An inline array whose length does not match the head, or a head flag the board
     does not know (BAD_PAYLOAD)."""
+
+
+def _check_source(source: int) -> None:
+    """A pass's ``source``: 0 (inputs inline) or 1 (staged); anything else is a head the
+    board cannot read (BAD_PAYLOAD), not a stage to look for."""
+    if source not in (0, 1):
+        raise InlineSizeError(f"source {source}: 0 (inputs inline) or 1 (from the stage)")
 
 
 PassRequest = MVMRequest | TransposeMVMRequest

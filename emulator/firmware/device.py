@@ -19,6 +19,7 @@ from collections import OrderedDict
 
 from sidra.drivers.errors import SidraError
 from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.device_times import NONE_DECLARED, CommandTimes
 from sidra.drivers.wire.framing import (
     MAX_PAYLOAD_LIMIT,
     MIN_PAYLOAD,
@@ -58,10 +59,15 @@ class VirtualBoard:
         cache_depth: int = RESPONSE_CACHE,
         bauds: tuple[int, ...] = DEFAULT_BAUDS,
         report_profile: bool = True,
+        slow: CommandTimes = NONE_DECLARED,
+        declare_times: bool = True,
     ) -> None:
         """``report_profile`` False: the board answers like a physical one, with no
         profile (no PROFILE feature, no GET_PROFILE) and no preset name; its virtual
-        clock stays (EMULATED)."""
+        clock stays (EMULATED). ``slow``: the board takes that long over its commands, as
+        a small microcontroller's firmware may (``command_us`` each, ``program_cell_ns``
+        each cell a PROGRAM_COMMIT writes; the others are not slowed), and declares it in
+        HELLO unless ``declare_times`` is False."""
         if cache_depth < 1:
             raise ValueError(f"cache_depth: got {cache_depth}, expected >= 1 (at-most-once)")
         self.profile, self.seed = profile, seed
@@ -73,6 +79,7 @@ class VirtualBoard:
         self.bauds = bauds
         self.baud = bauds[0]
         self.report_profile = report_profile
+        self.slow, self.declare_times = slow, declare_times
         # A random first boot counter stands in for one kept in NVM: a restarted
         # emulator process must not look like the board the host knew.
         self.boot_counter = boot_counter or int.from_bytes(os.urandom(4), "little") or 1
@@ -84,6 +91,8 @@ class VirtualBoard:
     def _boot(self) -> None:
         self.commands = Commands(EmulatorDriver(self.profile, self.seed), self.stage_capacity)
         self.commands.max_payload = MIN_PAYLOAD  # what every host handles, until HELLO
+        if not self.report_profile:  # as a physical board: no profile to give (§6)
+            del self.commands.handlers[Msg.GET_PROFILE]
         self.cache: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
         self.newest: int | None = None  # id of the newest request run since boot
         self.booted_at = time.monotonic()
@@ -150,7 +159,18 @@ class VirtualBoard:
             return self._reply(frame, Status.STALE_REQUEST, self._text(text), False)
         self.newest = frame.req_id
         status, payload = self._execute(frame)
+        self._take_time(frame.msg, status, payload)
         return self._reply(frame, status, payload, digest=digest)
+
+    def _take_time(self, msg: int, status: Status, payload: bytes) -> None:
+        """Busy as long as ``slow`` says the command takes (the lock held: a slow
+        firmware answers nothing meanwhile, PING included)."""
+        seconds = 1e-6 * self.slow.command_us
+        if status == Status.OK and msg == Msg.PROGRAM_COMMIT and self.slow.program_cell_ns:
+            cells = m.PROGRAM_RESP.unpack_from(payload)[0]
+            seconds += 1e-9 * self.slow.program_cell_ns * cells
+        if seconds:
+            time.sleep(seconds)
 
     def _control(self, frame: Frame, digest: int) -> bytes:
         """HELLO and PING work in any epoch: they are how a host (re)learns it. A refused
@@ -203,6 +223,7 @@ class VirtualBoard:
             board_max_payload=self.device_max_payload,
             cache_depth=self.cache_depth,
             timing=info.timing,
+            command_times=self.slow if self.declare_times else NONE_DECLARED,
         )
 
     def _execute(self, frame: Frame) -> tuple[Status, bytes]:

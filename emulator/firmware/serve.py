@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
+from sidra.drivers.wire.device_times import NONE_DECLARED, CommandTimes
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, RESPONSE_CACHE, VirtualBoard
 from sidra.emulator.firmware.faults import FaultConfig, FaultShim
@@ -241,6 +242,8 @@ def serve_virtual_board(
     cache_depth: int = RESPONSE_CACHE,
     stage_capacity: int | None = None,
     report_profile: bool = True,
+    slow: CommandTimes = NONE_DECLARED,
+    declare_times: bool = True,
 ) -> Iterator[LinkServer]:
     """A virtual board served on a fresh pty (or TCP) in a background thread::
 
@@ -250,10 +253,13 @@ def serve_virtual_board(
     ``max_payload`` (bytes), ``cache_depth`` (responses) and ``stage_capacity`` (bytes)
     size the board's buffers, down to those of a small microcontroller.
     ``report_profile`` False: the board reports no profile, as a physical board.
+    ``slow``: the times a slow firmware takes over its commands, declared in HELLO unless
+    ``declare_times`` is False (:class:`~sidra.emulator.firmware.device.VirtualBoard`).
     """
     board = VirtualBoard(
         profile, seed, max_payload=max_payload or DEVICE_MAX_PAYLOAD,
         cache_depth=cache_depth, stage_capacity=stage_capacity, report_profile=report_profile,
+        slow=slow, declare_times=declare_times,
     )  # fmt: skip
     server: LinkServer = TcpServer(board, *tcp, faults=faults) if tcp else PtyServer(board, faults)
     with server:

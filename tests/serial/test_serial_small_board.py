@@ -8,6 +8,7 @@ tile image still runs the whole operation set, bit-identical to emu://.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -127,14 +128,21 @@ def test_timing_model_comes_from_hello() -> None:
 def test_hello_without_the_limits_block_gets_spec_defaults() -> None:
     """A HELLO response that ends after the strings (a board built to the earlier
     layout) reads as: buffers = negotiated max_payload, cache depth 16, no timing."""
-    with serve_virtual_board(PROFILE, 1) as server:
+    from sidra.drivers.wire.device_times import CommandTimes
+
+    with serve_virtual_board(PROFILE, 1, slow=CommandTimes(5, 6, 7, 8)) as server:
         full = server.board.hello()
+    assert full.command_times == CommandTimes(5, 6, 7, 8)
     payload = m.pack_hello(full)
     assert len(payload) <= MIN_PAYLOAD  # fits before anything is negotiated
-    short = m.unpack_hello(payload[: -m.HELLO_LIMITS.size])
+    short = m.unpack_hello(payload[: -m.HELLO_LIMITS.size - m.HELLO_COMMAND_TIMES.size])
     assert (short.board_max_payload, short.cache_depth) == (full.max_payload, 16)
     assert short.timing == type(full.timing)()
     assert m.unpack_hello(payload) == full
+    # One that ends after the timing block (the revision before command times) declares
+    # none: the host's own figures apply.
+    without = m.unpack_hello(payload[: -m.HELLO_COMMAND_TIMES.size])
+    assert without == dataclasses.replace(full, command_times=type(full.command_times)())
 
 
 def test_host_refuses_a_hello_it_cannot_keep_to() -> None:
@@ -225,3 +233,34 @@ def test_a_perturbed_pass_larger_than_the_stage_goes_as_commands_by_its_points()
         assert got.cells_written > whole.cells_written  # each command restores once more
         small = board.perturbed_mvm(0, v[:4], points[:2])  # fits: one command
         assert small.cells_written == whole.cells_written * 3 // 6
+
+
+def test_a_slow_firmware_declares_its_times_and_is_waited_for() -> None:
+    """A firmware that takes 0.3 ms over each cell it programs (1.2 s for a 64 × 64
+    Program, 15 times the host's own figure) says so in HELLO: the host waits for it,
+    sending nothing twice. Undeclared, the host took it for lost frames and sent the
+    command again while the board was still at work (and, slower still, gave up)."""
+    from sidra.drivers import DeadlineExceeded
+    from sidra.drivers.wire.device_times import CommandTimes
+
+    slow = CommandTimes(program_cell_ns=300_000, command_us=2_000)
+    g = np.random.default_rng(2).uniform(2.0, 38.0, (64, 64)).astype(np.float32)
+    ideal = preset("ideal")
+    with serve_virtual_board(ideal, 1, slow=slow) as server, open_board(server.url) as board:
+        assert isinstance(board, SerialDriver) and board._link.hello is not None
+        assert board._link.hello.command_times == slow
+        start = time.monotonic()
+        assert board.program(0, g).cells_written == g.size
+        assert time.monotonic() - start >= 1.2  # the board did take that long
+        assert np.array_equal(board.read_conductance(0, Region(0, 0, 64, 64)).conductances, g)
+        assert board.link_stats().retries == 0
+    with (
+        serve_virtual_board(ideal, 1, slow=slow, declare_times=False) as server,
+        open_board(server.url) as board,
+    ):
+        assert board._link.hello is not None
+        assert board._link.hello.command_times == CommandTimes()
+        # Given up before the board answered, maybe: what declaring avoids.
+        with contextlib.suppress(BoardUnavailable, DeadlineExceeded):
+            board.program(0, g)
+        assert board.link_stats().retries > 0

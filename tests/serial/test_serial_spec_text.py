@@ -173,8 +173,9 @@ def test_header_region_and_cost_formats_are_the_codecs() -> None:
 
 
 def test_hello_response_offsets_and_types_match_the_codec() -> None:
-    """Every row of the HELLO response table: offset and type as HELLO_FIXED and
-    HELLO_LIMITS lay them out (the bauds array and the strings between them)."""
+    """Every row of the HELLO response table: offset and type as HELLO_FIXED,
+    HELLO_LIMITS and HELLO_COMMAND_TIMES lay them out (the bauds array and the strings
+    between them)."""
     section = SPEC.split("### 3.1")[1].split("### 3.2")[0]
     table = section.split("Response payload")[1]
     fixed, limits = [], []
@@ -186,7 +187,9 @@ def test_hello_response_offsets_and_types_match_the_codec() -> None:
             fixed.append((int(cells[0]), _CODE[cells[2]]))
         elif match := re.fullmatch(r"… \+ (\d+)", cells[0]):
             limits.append((int(match[1]), _CODE[cells[2]]))
-    for rows_, codec in ((fixed, m.HELLO_FIXED), (limits, m.HELLO_LIMITS)):
+    # The command-times block follows the limits and timing block: one run of offsets.
+    after = struct.Struct("<" + _codes(m.HELLO_LIMITS) + _codes(m.HELLO_COMMAND_TIMES))
+    for rows_, codec in ((fixed, m.HELLO_FIXED), (limits, after)):
         offset, expected = 0, []
         for code in re.findall(r"\d*[A-Za-z]", _codes(codec)):
             count = int(code[:-1] or 1)
@@ -220,16 +223,19 @@ def test_error_payload_caps_are_the_codec_limits() -> None:
 
 def test_timeout_constants_are_the_reference_host_values() -> None:
     from sidra.drivers.serial.link import LinkSettings
-    from sidra.drivers.wire import operations as ops
+    from sidra.drivers.wire.device_times import CALIBRATE_PASSES, REFERENCE_TIMES, STAGE_S_PER_BYTE
     from sidra.server.link_watch import PROBE_INTERVAL_S
 
     settings = LinkSettings()
     assert f"`T_base = {settings.timeout_s:g} s`" in SPEC
     assert f"`retries = {settings.retries}`" in SPEC
     assert f"default {settings.baud:,} Bd".replace(",", " ") in SPEC
-    assert f"{ops.PROGRAM_S_PER_CELL * 1e6:g} µs per programmed cell" in SPEC
-    assert f"{ops.PASS_S_PER_CELL * 1e9:g} ns per\ncell per analog pass" in SPEC
-    assert f"{ops.CELL_S * 1e6:g} µs per cell for" in SPEC
+    t = REFERENCE_TIMES
+    assert f"{t.program_cell_s * 1e6:g} µs per programmed cell" in SPEC
+    assert f"{t.pass_cell_s * 1e9:g} ns per\ncell per analog pass" in SPEC
+    assert f"{t.cell_s * 1e6:g} µs per cell for" in SPEC
+    assert f"{CALIBRATE_PASSES} passes for CALIBRATE" in SPEC
+    assert f"{STAGE_S_PER_BYTE * 1e9:g} ns per staged byte" in SPEC
     assert f"probes the board every {PROBE_INTERVAL_S:g} s" in SPEC
 
 

@@ -292,3 +292,39 @@ def test_bad_region_passes_are_refused(board: tuple[PtyServer, RawHost]) -> None
     wide = head + m.MVM_REGION.pack(0, 0, 4, 2) + bytes(4 * 32)  # 32 inputs for 4 rows
     assert host.call(Msg.MVM, wide).status == Status.BAD_PAYLOAD
     assert m.STATS_RESP.unpack(host.call(Msg.GET_STATS).payload)[2] == passes
+
+
+def test_a_pass_head_is_checked_in_one_order_with_a_region_or_without(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    """§6: source, then tile, then the inputs' size. A bad tile with short inputs was
+    BAD_PAYLOAD without a region and OUT_OF_RANGE `tile` with one; a `source` of 2 was
+    looked for as a stage (NO_STAGE) instead of refused as a head the board cannot read."""
+    _, host = board
+    tiles = m.unpack_hello(host.hello().payload).tile_count
+    for flags, region in ((0, b""), (m.PASS_REGION_FLAG, m.MVM_REGION.pack(0, 0, 4, 2))):
+        short = m.MVM_REQ.pack(tiles, 0, flags, 1, 0, 0, 0) + region + bytes(4)
+        refused = host.call(Msg.MVM, short)
+        assert refused.status == Status.OUT_OF_RANGE, (flags, refused.status)
+        assert error_parts(refused.payload)[:2] == (b"tile", str(tiles).encode())
+        staged_2 = m.MVM_REQ.pack(0, 2, flags, 1, 0, 0, 0) + region
+        bad_source = host.call(Msg.MVM, staged_2)
+        assert bad_source.status == Status.BAD_PAYLOAD and b"source 2" in bad_source.payload
+    point = m.POINT.pack(1, 0.5, 1)
+    perturbed = m.PERTURBED_MVM_REQ.pack(0, 0, 0, 4, 2, 3, 0, 1, 1, 0, 0, 0) + point
+    assert host.call(Msg.PERTURBED_MVM, perturbed + bytes(16)).status == Status.BAD_PAYLOAD
+
+
+def test_a_board_without_a_profile_does_not_answer_get_profile() -> None:
+    """§6: GET_PROFILE is the PROFILE feature's. A virtual board answering as a physical
+    one (report_profile=False) left the feature out of HELLO and still gave its whole
+    profile to whoever asked."""
+    server = PtyServer(VirtualBoard(PROFILE, 1, report_profile=False))
+    with server:
+        host = RawHost(server.path)
+        try:
+            hello = m.unpack_hello(host.hello().payload)
+            assert not hello.features & m.Feature.PROFILE
+            assert host.call(Msg.GET_PROFILE).status == Status.UNKNOWN_MESSAGE
+        finally:
+            os.close(host.fd)

@@ -112,7 +112,8 @@ class BoardServiceServicer:
         Each cell is pulsed and read back until it is within the board's
         programming tolerance of its target or the pulse budget is spent.
         Programming also clears any perturbation (see Perturb) in the region and
-        sets the tile's calibration gain (see Calibrate) back to 1.
+        sets the tile's calibration gain (see Calibrate) back to 1; a Program refused
+        (any error below) leaves both, as every rejected request leaves the board.
         BadRequest paths and codes: tile and T = conductances (see Errors), and
         conductances         OUT_OF_RANGE      a value outside [g_min_us, g_max_us]
         row_offset           OUT_OF_RANGE      >= BoardInfo.rows
