@@ -15,6 +15,7 @@ service is open to whoever can connect, which by the first rule is loopback only
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,11 @@ from pydantic_settings import (
 
 from sidra.drivers.errors import refused_setting
 from sidra.server.address import is_loopback, split_address
+from sidra.server.security.certificates import (
+    client_ca_problem,
+    expiry_warning,
+    server_certificate_problem,
+)
 from sidra.server.security.tls import key_pair_problem, pem_problem
 from sidra.server.security.tokens import read_tokens
 from sidra.server.state.paths import default_store_path
@@ -103,17 +109,33 @@ class TlsSettings(BaseModel):
     model_config = SECTION
 
     cert: Path
-    """PEM file: the certificate chain the server presents, its own certificate first."""
+    """PEM file: the certificate chain the server presents, its own certificate first;
+    refused expired, not yet valid or made for clients only (extendedKeyUsage without
+    serverAuth), warned of within 30 days of its expiry."""
     key: Path
     """PEM file: the private key of ``cert`` (readable by the service's user only)."""
     client_ca: Path | None = None
-    """PEM file: CA certificate(s) that sign client certificates. Set: every client must
+    """PEM file: CA certificate(s) that sign client certificates (CA certificates only, as
+    basicConstraints says). Set: every client must
     present one (mutual TLS), others fail the handshake. Unset: any client may connect."""
 
-    @field_validator("cert", "client_ca")
+    @field_validator("cert")
     @classmethod
-    def _certificate(cls, path: Path | None) -> Path | None:
-        return None if path is None else _pem(path, "CERTIFICATE")
+    def _server_certificate(cls, path: Path) -> Path:
+        problem = server_certificate_problem(_pem(path, "CERTIFICATE"), datetime.now(UTC))
+        if problem:
+            raise ValueError(problem)
+        return path
+
+    @field_validator("client_ca")
+    @classmethod
+    def _client_ca(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        problem = client_ca_problem(_pem(path, "CERTIFICATE"))
+        if problem:
+            raise ValueError(problem)
+        return path
 
     @field_validator("key")
     @classmethod
@@ -126,6 +148,14 @@ class TlsSettings(BaseModel):
         if problem:
             raise ValueError(f"tls.key: {problem}")
         return self
+
+    def warnings(self, now: datetime) -> list[str]:
+        """What a start with these files warns of, and ``--check`` with it: a key others
+        can read, a certificate that expires soon (each line starts with its key)."""
+        found = [exposure(self.key, "tls.key")]
+        expiring = expiry_warning(self.cert, now)
+        found.append(None if expiring is None else f"tls.cert: {expiring}")
+        return [warning for warning in found if warning]
 
 
 class AuthSettings(BaseModel):

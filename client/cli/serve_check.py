@@ -3,7 +3,8 @@ starting: what an admin runs after editing the configuration and before restarti
 service (as ``nginx -t`` does).
 
 Loading the settings already checks every key, the TLS files (PEM, the key the
-certificate's) and the tokens file. This adds what a start would find later, as far as it
+certificate's, the certificate valid now and for a server, the client CA a CA) and the
+tokens file. This adds what a start would find later, as far as it
 can be found without disturbing a service already running: the board URL's scheme and
 whether its device is there, the state store (read only: its schema, whether a start
 would migrate it, whether SQLite's quick_check finds it damaged, and which server serves
@@ -27,7 +28,7 @@ from sidra.drivers.pcie.bar import SYSFS_DEVICES
 from sidra.drivers.url import check_board_url, schemes
 from sidra.server.address import bind_problem, metrics_exposure
 from sidra.server.security.tokens import expiry_note, read_tokens
-from sidra.server.settings import ServerSettings, exposure
+from sidra.server.settings import ServerSettings
 from sidra.server.state.schema import SCHEMA_VERSION, schema_version
 from sidra.server.state.serving import store_served_by
 
@@ -43,9 +44,7 @@ def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
     (problems if board_problem else notes).append(board_problem or board_note)
     tls = settings.tls
     transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
-    exposed = None if tls is None else exposure(tls.key, "tls.key")
-    if exposed:
-        notes.append(f"warning: {exposed}")
+    notes += [f"warning: {w}" for w in ([] if tls is None else tls.warnings(datetime.now(UTC)))]
     notes.append(f"listen: {settings.listen} ({transport}){_in_use(settings.listen)}")
     if settings.auth is None:
         notes.append("auth: none (every call is the local admin's)")

@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,7 +25,7 @@ from sidra.server.deployment_checks import check_restored
 from sidra.server.deployments import SERVER_PRINCIPAL
 from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
-from sidra.server.settings import ConfigError, ServerSettings, exposure, load_settings
+from sidra.server.settings import ConfigError, ServerSettings, load_settings
 from sidra.server.state import StateStore, StateStoreError, restore
 from sidra.server.state.deployments import DeploymentRecords
 from sidra.server.state.serving import serving_store
@@ -50,9 +51,8 @@ def serve_until_stopped(
     if check:
         _check_only(settings)
     handler = configure_logging(settings.logging.format, settings.logging.level)
-    exposed = None if settings.tls is None else exposure(settings.tls.key, "tls.key")
-    if exposed:
-        log.warning("%s", exposed)
+    for warning in [] if settings.tls is None else settings.tls.warnings(datetime.now(UTC)):
+        log.warning("%s", warning)
     configure_malloc()  # the service: large buffers go back when freed, threads share arenas
     # The store before the board: a second server must not open (and so maybe reset) the
     # board behind the first one's store.

@@ -4,7 +4,9 @@
 - :mod:`~sidra.server.security.tokens`: principals and hashed tokens in a TOML file;
 - :mod:`~sidra.server.security.access`: the interceptor that checks them, and
   :func:`current_principal` for code running under an RPC;
-- :mod:`~sidra.server.security.tls`: server TLS and mutual-TLS credentials.
+- :mod:`~sidra.server.security.tls`: server TLS and mutual-TLS credentials;
+- :mod:`~sidra.server.security.certificates`: what their certificates say (dates,
+  purpose, a client CA a CA), checked at start.
 """
 
 from sidra.server.security.access import (
