@@ -35,7 +35,7 @@ from sidra.server.security.certificates import (
     server_certificate_problem,
 )
 from sidra.server.security.tls import key_pair_problem, pem_problem
-from sidra.server.security.tokens import read_tokens
+from sidra.server.security.tokens import read_tokens, tokens_file_problem, tokens_file_warning
 from sidra.server.state.paths import default_store_path
 from sidra.server.stopping import JOB_STOP_WAIT_S
 
@@ -178,7 +178,16 @@ class AuthSettings(BaseModel):
             raise ValueError(f"cannot read {str(path)!r} ({exc.strerror})") from None
         if not principals:
             raise ValueError(f"{str(path)!r} holds no principals (sidra token add adds one)")
+        writable = tokens_file_problem(path)
+        if writable:
+            raise ValueError(writable)
         return path
+
+    def warnings(self) -> list[str]:
+        """What a start with this tokens file warns of, and ``--check`` with it: a file
+        everyone may read (each line starts with its key)."""
+        readable = tokens_file_warning(self.tokens_file)
+        return [] if readable is None else [f"auth.tokens_file: {readable}"]
 
 
 class LimitsSettings(BaseModel):

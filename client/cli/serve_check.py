@@ -55,6 +55,7 @@ def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
             f"auth: {len(entries)} principals in {settings.auth.tokens_file}"
             + (f"; tokens {note}" if note else "")
         )
+        notes += [f"warning: {w}" for w in settings.auth.warnings()]
     store_note, store_problem = _store(settings.state.path)
     (problems if store_problem else notes).append(store_problem or store_note)
     if settings.metrics.listen is not None:

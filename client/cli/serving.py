@@ -51,7 +51,8 @@ def serve_until_stopped(
     if check:
         _check_only(settings)
     handler = configure_logging(settings.logging.format, settings.logging.level)
-    for warning in [] if settings.tls is None else settings.tls.warnings(datetime.now(UTC)):
+    warnings = [] if settings.tls is None else settings.tls.warnings(datetime.now(UTC))
+    for warning in warnings + ([] if settings.auth is None else settings.auth.warnings()):
         log.warning("%s", warning)
     configure_malloc()  # the service: large buffers go back when freed, threads share arenas
     # The store before the board: a second server must not open (and so maybe reset) the

@@ -17,8 +17,10 @@ slow salted hashes defend guessable passwords, which these are not.
 
 :class:`TokensFile` re-reads the file when it changes, so a token added,
 rotated or removed takes effect without restarting the service. A file that
-stops parsing refuses every token until it is mended (logged): a revoked token
-must never come back because the file holding its revocation is broken.
+stops parsing, or that others than its owner may write, refuses every token until it
+is mended (logged): a revoked token must never come back because the file holding
+its revocation is broken, and a principal another local user wrote in must not
+get in.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ __all__ = [
     "new_token",
     "read_tokens",
     "remove_principal",
+    "tokens_file_problem",
+    "tokens_file_warning",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,7 +64,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 """Principal names: what appears in logs and history, so short and printable."""
 NAME_ALLOWED = "1-64 of A-Z a-z 0-9 _ . @ -, starting with a letter or digit"
 
-MISSING = (-1, -1, -1)
+MISSING = (-1, -1, -1, -1)
 """The change stamp of a tokens file that cannot be found."""
 
 TOKEN_BYTES = 32
@@ -108,6 +112,40 @@ def new_token() -> str:
 def hash_token(token: str) -> str:
     """The SHA-256 of ``token`` as 64 lowercase hex digits: what a tokens file stores."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def tokens_file_problem(path: Path) -> str | None:
+    """Why the tokens file ``path`` cannot be trusted: others (its group, everyone) may
+    write it, so any local user could have added a principal of any role; None when
+    only its owner may (or it cannot be looked at: reading it says why)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o022:
+        return None
+    whom = "everyone" if mode & 0o002 else "its group"
+    return (
+        f"{path} is writable by {whom} (mode {mode:o}): whoever can write it can add a "
+        f"principal of any role, admin included; chmod 600 {path}, and check that it names "
+        "only the principals it should (sidra token list)"
+    )
+
+
+def tokens_file_warning(path: Path) -> str | None:
+    """A warning when everyone may read the tokens file ``path``; None otherwise. It holds
+    only SHA-256 digests of random 256-bit tokens, which give no token back, so this
+    is no hole: but it shows every principal's name, role and expiry."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o004:
+        return None
+    return (
+        f"{path} is readable by everyone (mode {mode:o}): its token digests give no token "
+        f"back, but it shows every principal's name, role and expiry; chmod 600 {path}"
+    )
 
 
 def read_tokens(path: Path) -> dict[str, TokenEntry]:
@@ -255,7 +293,7 @@ class TokensFile:
         self._lock = threading.Lock()
         self._stamp = self._stamp_now()
         self._problem: str | None = None
-        self._entries: tuple[TokenEntry, ...] = tuple(read_tokens(path).values())
+        self._entries: tuple[TokenEntry, ...] = tuple(_trusted_tokens(path).values())
         _log_expiry(self._entries)
 
     def __len__(self) -> int:
@@ -272,12 +310,13 @@ class TokensFile:
                 found = entry
         return found
 
-    def _stamp_now(self) -> tuple[int, int, int]:
+    def _stamp_now(self) -> tuple[int, int, int, int]:
         try:
             stat = self.path.stat()
         except OSError:
             return MISSING
-        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+        # The mode too: a chmod that lets others write the file changes nothing else.
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_mode
 
     def _current(self) -> tuple[TokenEntry, ...]:
         with self._lock:
@@ -313,15 +352,27 @@ class TokensFile:
 
     def _reread(self) -> tuple[TokenEntry, ...]:
         try:
-            entries = tuple(read_tokens(self.path).values())
+            entries = tuple(_trusted_tokens(self.path).values())
         except (OSError, ValueError) as exc:
             log.error("tokens file unusable, every token refused until it is mended: %s", exc)
             self._problem = str(exc)
             return ()
         self._problem = None
         log.info("tokens file %s re-read: %d principals", self.path, len(entries))
+        readable = tokens_file_warning(self.path)
+        if readable:
+            log.warning("tokens file %s", readable)
         _log_expiry(entries)
         return entries
+
+
+def _trusted_tokens(path: Path) -> dict[str, TokenEntry]:
+    """:func:`read_tokens`, refusing (ValueError) a file others may write: what it says
+    cannot be told from what another local user wrote into it."""
+    problem = tokens_file_problem(path)
+    if problem:
+        raise ValueError(problem)
+    return read_tokens(path)
 
 
 EXPIRY_WARNING = timedelta(days=14)
