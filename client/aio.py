@@ -42,8 +42,8 @@ from sidra.client.call_sizes import DEFAULT_MAX_IN_FLIGHT, CallSizes, SizedCalls
 from sidra.client.credentials import (
     TlsCredentials,
     aio_bearer_token,
+    bearer_token,
     check_token_transport,
-    token_from_env,
     unanswered,
 )
 from sidra.client.deployments import AsyncDeployments
@@ -755,7 +755,7 @@ async def connect(
         max_in_flight=max_in_flight,
     )  # fmt: skip
     options = channel_options(max_message_bytes)
-    token = token if token is not None else token_from_env()
+    token = bearer_token(token)
     interceptors = []
     if token:
         check_token_transport(address, tls)

@@ -27,6 +27,7 @@ __all__ = [
     "BearerToken",
     "TlsCredentials",
     "aio_bearer_token",
+    "bearer_token",
     "check_token_transport",
     "token_from_env",
     "unanswered",
@@ -70,8 +71,44 @@ def _pem(field: str, path: str | os.PathLike[str] | None) -> bytes | None:
 
 
 def token_from_env() -> str | None:
-    """The token in ``SIDRA_TOKEN``; None when unset or empty."""
-    return os.environ.get(TOKEN_ENV) or None
+    """The token in ``SIDRA_TOKEN``, without surrounding whitespace; None when unset or
+    blank."""
+    return (os.environ.get(TOKEN_ENV) or "").strip() or None
+
+
+TOKEN_ALLOWED = "printable ASCII without spaces"
+"""What a bearer token may hold: what gRPC metadata carries after ``Bearer ``, and what
+``sidra token add`` makes (URL-safe base64)."""
+
+
+def bearer_token(given: str | None) -> str | None:
+    """The token to send: ``given``, else ``SIDRA_TOKEN``, without surrounding whitespace
+    (``Path(f).read_text()`` and many ways of setting a variable keep a trailing newline,
+    which gRPC refused at the first call as "Invalid metadata"); None when there is none.
+    InvalidArgument for any other character metadata cannot carry, describing it without
+    the token itself."""
+    token = token_from_env() if given is None else given.strip()
+    if not token:
+        return None
+    for place, character in enumerate(token):
+        if not "!" <= character <= "~":
+            where = "" if given is not None else f" (from {TOKEN_ENV})"
+            raise InvalidArgument(
+                "token",
+                f"a token of {len(token)} characters{where} with {_named(character)} at "
+                f"position {place + 1}",
+                TOKEN_ALLOWED,
+            )
+    return token
+
+
+def _named(character: str) -> str:
+    """A character a token may not hold, named without showing the token around it."""
+    if character == " ":
+        return "a space"
+    if character.isspace():
+        return f"whitespace (U+{ord(character):04X})"
+    return f"U+{ord(character):04X}" + (" (not ASCII)" if ord(character) > 0x7E else "")
 
 
 def unanswered(address: str, wait_s: float, tls: TlsCredentials | None) -> BoardUnavailable:

@@ -30,8 +30,8 @@ from sidra.client.call_sizes import DEFAULT_SERVER_MESSAGE_BYTES, CallSizes, Siz
 from sidra.client.credentials import (
     BearerToken,
     TlsCredentials,
+    bearer_token,
     check_token_transport,
-    token_from_env,
     unanswered,
 )
 from sidra.client.deployments import Deployments
@@ -724,7 +724,7 @@ def connect(
         server_max_message_bytes=server_max_message_bytes, max_batch=max_batch,
         max_in_flight=max_in_flight,
     )  # fmt: skip
-    token = token if token is not None else token_from_env()
+    token = bearer_token(token)
     if token:
         check_token_transport(address, tls)
     options = channel_options(max_message_bytes)
