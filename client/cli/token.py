@@ -89,11 +89,18 @@ def remove(
     """Remove a principal: its token stops working at the service's next call."""
     tokens_file = serve_files.tokens_file(tokens_file, config)
     try:
-        remove_principal(tokens_file, name)
+        left = remove_principal(tokens_file, name)
     except (OSError, ValueError) as exc:
         typer.echo(f"sidra token remove: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{name} removed from {tokens_file}", err=True)
+    if not left:
+        typer.echo(
+            f"warning: {tokens_file} names no principal now: a sidra serve using it refuses "
+            "every call that needs a token (and will not start with it) until one is added "
+            "(sidra token add NAME --role ROLE)",
+            err=True,
+        )
 
 
 @token_app.command("list")

@@ -275,14 +275,16 @@ def add_principal(
     return token
 
 
-def remove_principal(path: Path, name: str) -> None:
-    """Removes ``name`` from the tokens file; its token stops working at once."""
+def remove_principal(path: Path, name: str) -> int:
+    """Removes ``name`` from the tokens file; its token stops working at once. Returns
+    how many principals the file holds now (0: a running server refuses every call)."""
     entries = read_tokens(path)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
         raise ValueError(f"principal: {name!r} is not in {str(path)!r} (it has: {known})")
     del entries[name]
     write_tokens(path, entries)
+    return len(entries)
 
 
 class TokensFile:
@@ -358,7 +360,16 @@ class TokensFile:
             self._problem = str(exc)
             return ()
         self._problem = None
-        log.info("tokens file %s re-read: %d principals", self.path, len(entries))
+        if entries:
+            log.info("tokens file %s re-read: %d principals", self.path, len(entries))
+        else:  # as a start refuses it; a removed token must not come back meanwhile
+            log.error(
+                "tokens file %s re-read: it names no principal now, so every call that "
+                "needs a token is refused until one is added (sidra token add NAME --role "
+                "ROLE --tokens-file %s)",
+                self.path,
+                self.path,
+            )
         readable = tokens_file_warning(self.path)
         if readable:
             log.warning("tokens file %s", readable)

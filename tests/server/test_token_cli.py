@@ -78,8 +78,15 @@ def test_list_and_remove(tmp_path: Path) -> None:
     removed = run_sidra("token", "remove", "dave", "--tokens-file", str(tokens_file))
     assert removed.returncode == 0
     assert set(read_tokens(tokens_file)) == {"carol"}
+    assert "warning" not in removed.stderr
     missing = run_sidra("token", "remove", "dave", "--tokens-file", str(tokens_file))
     assert missing.returncode == 1 and "'dave' is not in" in missing.stderr
+    # The last one: a server on this file now refuses everyone, which the admin is told.
+    last = run_sidra("token", "remove", "carol", "--tokens-file", str(tokens_file))
+    assert last.returncode == 0 and read_tokens(tokens_file) == {}
+    said = " ".join(last.stderr.split())
+    assert f"warning: {tokens_file} names no principal now" in said
+    assert "refuses every call that needs a token" in said
 
 
 def test_a_token_may_expire_and_the_list_says_when(tmp_path: Path) -> None:

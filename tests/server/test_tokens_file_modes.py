@@ -1,7 +1,8 @@
 """A tokens file others may write is refused: at start and by ``--check`` (a configuration
 error naming ``auth.tokens_file``, the mode and the chmod that mends it), and while
 serving, where it refuses every token as a broken file does until it is mended. One
-everyone may read is only warned of: it holds digests, not tokens."""
+everyone may read is only warned of: it holds digests, not tokens. One emptied while
+serving refuses everyone, said at ERROR."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import grpc
 import pytest
 from security_support import served
 
-from sidra.server.security import Role, add_principal
+from sidra.server.security import Role, add_principal, remove_principal
 from sidra.server.servicer import SERVICE_NAME
 from sidra.server.settings import ConfigError, load_settings
 from tests.cli_support import SIDRA
@@ -95,3 +96,24 @@ def test_a_file_made_writable_while_serving_refuses_every_token(
         assert any(f"{tokens} is writable by everyone (mode 666)" in e for e in errors), errors
         tokens.chmod(0o600)
         ch.unary_unary(INFO)(b"", timeout=10, metadata=metadata)
+
+
+def test_a_file_emptied_while_serving_refuses_everyone_and_says_so_at_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A start refuses a file that names no principal; a running server that sees its last
+    principal removed refuses every call (a removed token must not come back) and logs it
+    at ERROR, not as a routine "re-read: 0 principals"."""
+    tokens = tmp_path / "tokens.toml"
+    token = add_principal(tokens, "alice", Role.VIEWER)
+    metadata = (("authorization", f"Bearer {token}"),)
+    with served(tokens_file=tokens) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        ch.unary_unary(INFO)(b"", timeout=10, metadata=metadata)
+        remove_principal(tokens, "alice")
+        with caplog.at_level(logging.INFO), pytest.raises(grpc.RpcError) as refused:
+            ch.unary_unary(INFO)(b"", timeout=10, metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        "names no principal now, so every call that needs a token is refused" in e for e in errors
+    ), caplog.text
