@@ -145,19 +145,15 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
             )
         principal = None if entry is None else entry.principal
         if principal is None:
-            why = "carries no bearer token" if not token else "carries an unknown bearer token"
-            unreadable = self.tokens.problem if token else None
-            if unreadable is not None:  # not the caller's fault: say so, not "unknown"
-                why = (
-                    "carries a token the server cannot check now: its tokens file is "
-                    "unusable (the server's log says why); ask the server's admin"
-                )
+            why, advice = _unknown_caller(
+                token, self.tokens.problem if token else None, needed, details
+            )
             return self._refusal(
                 handler,
                 "unknown_token" if token else "missing_token",
                 None,
                 f"{rpc} needs a bearer token of role {needed.label} or above; the call {why}"
-                + ("" if unreadable else f" (send metadata '{AUTHORIZATION}: Bearer <token>')"),
+                + advice,
                 f"refused {details.method}: the call {why}",
             )
         if principal.role < needed:
@@ -212,6 +208,32 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
 
 _ANONYMOUS = Principal("anonymous", Role.VIEWER)
 """Who calls an open method (health) on a service with auth: no token was asked for."""
+
+
+def _unknown_caller(
+    token: str | None, unreadable: str | None, needed: Role, details: grpc.HandlerCallDetails
+) -> tuple[str, str]:
+    """Why a call names no principal, and what its caller can do about it. The metadata
+    hint helps only a call that sent no token (or not as ``Bearer <token>``): a token
+    sent but unknown was most likely rotated or removed, which only an admin mends."""
+    if unreadable is not None:  # not the caller's fault: say so, not "unknown"
+        why = (
+            "carries a token the server cannot check now: its tokens file is unusable "
+            "(the server's log says why); ask the server's admin"
+        )
+        return why, ""
+    if token:
+        return "carries an unknown bearer token", (
+            ": it is not in the server's tokens file (rotated or removed?); ask the "
+            f"server's admin for a token (sidra token add NAME --role {needed.label})"
+        )
+    sent = any(key == AUTHORIZATION for key, _ in details.invocation_metadata or ())
+    why = (
+        f"carries an '{AUTHORIZATION}' header that is not 'Bearer <token>'"
+        if sent
+        else "carries no bearer token"
+    )
+    return why, f" (send metadata '{AUTHORIZATION}: Bearer <token>')"
 
 
 def _bearer_token(metadata: Any) -> str | None:

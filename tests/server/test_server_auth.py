@@ -146,6 +146,31 @@ def test_malformed_authorization_is_unauthenticated(
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+def refusal_of(channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]) -> str:
+    with pytest.raises(grpc.RpcError) as caught:
+        channel.unary_unary(f"/{SERVICE_NAME}/GetBoardInfo")(b"", timeout=10, metadata=metadata)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    return caught.value.details() or ""
+
+
+def test_each_refusal_says_what_its_caller_can_do(channel: grpc.Channel) -> None:
+    """A token sent but unknown (rotated, removed) is the admin's to mend: no metadata
+    hint, which sent the caller looking at how it sends the token; no token, or a header
+    not of the form 'Bearer <token>', gets the hint."""
+    unknown = refusal_of(channel, (("authorization", "Bearer rotated-long-ago"),))
+    assert unknown == (
+        "GetBoardInfo needs a bearer token of role viewer or above; the call carries an "
+        "unknown bearer token: it is not in the server's tokens file (rotated or removed?); "
+        "ask the server's admin for a token (sidra token add NAME --role viewer)"
+    )
+    hint = " (send metadata 'authorization: Bearer <token>')"
+    assert refusal_of(channel, ()).endswith("the call carries no bearer token" + hint)
+    malformed = refusal_of(channel, (("authorization", "Basic dmlld2VyOnB3"),))
+    assert malformed.endswith(
+        "carries an 'authorization' header that is not 'Bearer <token>'" + hint
+    )
+
+
 def test_health_needs_no_token(channel: grpc.Channel) -> None:
     reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
