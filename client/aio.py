@@ -778,7 +778,8 @@ async def connect(
         waited = await wait_for_server_async(ready, address, wait_ready_s)
         if waited is not None:
             await channel.close()
-            raise unanswered(address, round(waited, 1), tls)
+            # Its probes (a TCP connection, a TLS handshake) block: not on the event loop.
+            raise await asyncio.to_thread(unanswered, address, round(waited, 1), tls)
     return AsyncRemoteBoard(
         channel, timeout_s=timeout_s, address=address, max_in_flight=max_in_flight,
         message_limit_bytes=server_max_message_bytes, max_batch=max_batch,

@@ -13,13 +13,14 @@ import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.aio
 
 from sidra.client.reachability import tcp_refusal
+from sidra.client.tls_diagnosis import handshake_problem
+from sidra.client.tls_files import checked_tls_files
 from sidra.drivers import BoardUnavailable, InvalidArgument
 
 __all__ = [
@@ -50,24 +51,15 @@ class TlsCredentials:
     """PEM private key of ``cert`` (a path)."""
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
-        """gRPC channel credentials; InvalidArgument naming a file that cannot be read."""
+        """gRPC channel credentials; InvalidArgument naming a file that cannot be read, is
+        not PEM of its kind, or (the key) is not the certificate's (sidra.client.tls_files)."""
         if (self.cert is None) != (self.key is None):
             given = "cert" if self.cert is not None else "key"
             raise InvalidArgument(f"tls.{given}", "without its pair", "cert and key together")
+        root_ca, cert, key = checked_tls_files(self.root_ca, self.cert, self.key)
         return grpc.ssl_channel_credentials(
-            root_certificates=_pem("tls.root_ca", self.root_ca),
-            private_key=_pem("tls.key", self.key),
-            certificate_chain=_pem("tls.cert", self.cert),
+            root_certificates=root_ca, private_key=key, certificate_chain=cert
         )
-
-
-def _pem(field: str, path: str | os.PathLike[str] | None) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()  # a str too: a notebook's habit
-    except OSError as exc:
-        raise InvalidArgument(field, str(path), f"a readable PEM file ({exc.strerror})") from exc
 
 
 def token_from_env() -> str | None:
@@ -119,13 +111,18 @@ def unanswered(address: str, wait_s: float, tls: TlsCredentials | None) -> Board
     refusal = tcp_refusal(address)
     if refusal is not None:
         return BoardUnavailable(f"{head}: {refusal}")
-    why = (
-        "or the TLS handshake failed: check the CA and client certificate"
-        if tls
-        else "or it serves TLS, which a plaintext client cannot reach: give "
-        "tls=TlsCredentials(root_ca=...), or a grpcs:// URL"
+    if tls is None:
+        return BoardUnavailable(
+            f"{head} (or it serves TLS, which a plaintext client cannot reach: give "
+            "tls=TlsCredentials(root_ca=...), or a grpcs:// URL)"
+        )
+    found = handshake_problem(address, tls.root_ca, tls.cert, tls.key)
+    if found is not None:
+        return BoardUnavailable(f"{head}: a TLS handshake there finds {found}")
+    return BoardUnavailable(
+        f"{head} (a TLS handshake with these files succeeds there: something past it "
+        "failed; the server's log may say what)"
     )
-    return BoardUnavailable(f"{head} ({why})")
 
 
 def check_token_transport(address: str, tls: TlsCredentials | None) -> None:

@@ -1,0 +1,138 @@
+"""A TLS client says what is wrong, not only that the handshake may have failed: its own
+files checked before connecting (each PEM of its kind, the key the certificate's), and,
+when a server accepts the connection but the channel never becomes ready, what one TLS
+handshake with the same files finds there. Real servers: gRPC with trustme
+certificates, a plaintext gRPC server, an HTTP server."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trustme
+from security_support import Pki, make_pki, served, tls_credentials
+
+from sidra.client import BoardUnavailable, InvalidArgument, TlsCredentials, connect
+from sidra.server.security import server_credentials
+
+WAIT_S = 2.0
+"""How long a client waits for a handshake that must fail, s."""
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.mark.parametrize(
+    ("given", "field", "said"),
+    [
+        ({"root_ca": "server_key"}, "tls.root_ca", "server_key.pem (a private key)"),
+        ({"cert": "client_key", "key": "client_key"}, "tls.cert", "client_key.pem (a private key)"),
+        (
+            {"cert": "client_cert", "key": "client_cert"},
+            "tls.key",
+            "client_cert.pem (a certificate)",
+        ),
+        ({"cert": "client_cert", "key": "server_key"}, "tls.key", "(this key is another's)"),
+    ],
+    ids=["ca-is-a-key", "cert-is-a-key", "key-is-a-cert", "key-of-another"],
+)
+def test_client_files_are_checked_before_connecting(
+    pki: Pki, given: dict[str, str], field: str, said: str
+) -> None:
+    files = {name: getattr(pki, attribute) for name, attribute in given.items()}
+    # Nothing listens on port 9: the refusal comes before any connection.
+    with pytest.raises(InvalidArgument) as refused:
+        connect("127.0.0.1:9", tls=TlsCredentials(**files), wait_ready_s=None)
+    assert refused.value.field == field
+    assert said in str(refused.value)
+
+
+def refusal(port: int, tls: TlsCredentials) -> str:
+    with pytest.raises(BoardUnavailable) as caught:
+        connect(f"127.0.0.1:{port}", tls=tls, wait_ready_s=WAIT_S)
+    said = str(caught.value)
+    assert "a TLS handshake there finds" in said, said
+    return said
+
+
+def test_mutual_tls_without_a_client_certificate(pki: Pki) -> None:
+    with served(credentials=tls_credentials(pki, mutual=True)) as port:
+        said = refusal(port, TlsCredentials(root_ca=pki.ca))
+    assert "the server asked for a client certificate (mutual TLS)" in said
+    assert "this client sent none" in said
+
+
+def test_mutual_tls_with_a_certificate_of_another_ca(pki: Pki) -> None:
+    tls = TlsCredentials(root_ca=pki.ca, cert=pki.stranger_cert, key=pki.stranger_key)
+    with served(credentials=tls_credentials(pki, mutual=True)) as port:
+        said = refusal(port, tls)
+    assert "the server refused this client's certificate" in said
+    assert "client_ca" in said
+
+
+def test_a_server_certificate_of_another_ca(pki: Pki) -> None:
+    with served(credentials=tls_credentials(pki, mutual=False)) as port:
+        said = refusal(port, TlsCredentials(root_ca=pki.other_ca))
+    assert "the server's certificate is not signed by the CA in root_ca" in said
+    assert "unknown issuer" in said
+
+
+def test_an_expired_server_certificate(tmp_path: Path) -> None:
+    """The server here is made without the settings check, which would refuse it."""
+    ca, now = trustme.CA(), datetime.now(UTC)
+    leaf = ca.issue_cert("127.0.0.1", not_before=now - timedelta(days=30),
+                         not_after=now - timedelta(days=1))  # fmt: skip
+    for name, blob in (("ca", ca.cert_pem), ("cert", leaf.cert_chain_pems[0]),
+                       ("key", leaf.private_key_pem)):  # fmt: skip
+        blob.write_to_path(str(tmp_path / f"{name}.pem"))
+    credentials = server_credentials(tmp_path / "cert.pem", tmp_path / "key.pem", None)
+    with served(credentials=credentials) as port:
+        said = refusal(port, TlsCredentials(root_ca=tmp_path / "ca.pem"))
+    assert "the server's certificate has expired" in said
+
+
+def test_a_plaintext_server(pki: Pki) -> None:
+    with served() as port:
+        said = refusal(port, TlsCredentials(root_ca=pki.ca))
+    assert "the server answered in plaintext, not TLS" in said
+
+
+@contextmanager
+def http_server() -> Iterator[int]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_http_server(pki: Pki) -> None:
+    with http_server() as port:
+        said = refusal(port, TlsCredentials(root_ca=pki.ca))
+    assert "an HTTP server answered, not a SIDRA server" in said
+
+
+def test_a_handshake_that_succeeds_says_so(pki: Pki) -> None:
+    """A server that completes the handshake but never serves gRPC (here: TLS with the
+    right files, nothing wrong with them) is not blamed on the files."""
+    from sidra.client.tls_diagnosis import handshake_problem
+
+    with served(credentials=tls_credentials(pki, mutual=True)) as port:
+        address = f"127.0.0.1:{port}"
+        assert handshake_problem(address, pki.ca, pki.client_cert, pki.client_key) is None
