@@ -59,7 +59,10 @@ def handshake_problem(
         ):
             # TLS 1.3 ends the client's handshake before the server has judged its
             # certificate: the server's verdict is in what it sends next.
-            answered = tls.recv(1)
+            try:
+                answered = tls.recv(1)
+            except TimeoutError:  # the handshake went through; silence after it is
+                return None  # no TLS matter
     except ssl.SSLCertVerificationError as exc:
         return _server_certificate(exc, host, root_ca is not None)
     except ssl.SSLError as exc:

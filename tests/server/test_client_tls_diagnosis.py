@@ -136,3 +136,31 @@ def test_a_handshake_that_succeeds_says_so(pki: Pki) -> None:
     with served(credentials=tls_credentials(pki, mutual=True)) as port:
         address = f"127.0.0.1:{port}"
         assert handshake_problem(address, pki.ca, pki.client_cert, pki.client_key) is None
+
+
+def test_silence_after_a_completed_handshake_is_not_blamed_on_tls(pki: Pki) -> None:
+    """A TLS server that completes the handshake and then says nothing for longer than the
+    probe waits: the handshake is not said to have failed."""
+    import socket
+    import ssl
+
+    from sidra.client.tls_diagnosis import HANDSHAKE_S, handshake_problem
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve_silently() -> None:
+            accepted, _ = listener.accept()
+            with context.wrap_socket(accepted, server_side=True):
+                done.wait(HANDSHAKE_S + 3)
+
+        thread = threading.Thread(target=serve_silently, daemon=True)
+        thread.start()
+        try:
+            address = f"127.0.0.1:{listener.getsockname()[1]}"
+            assert handshake_problem(address, pki.ca, None, None) is None
+        finally:
+            done.set()
+            thread.join(timeout=10)
