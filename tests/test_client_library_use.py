@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trustme
 
 from sidra.client import RemoteBoard, TlsCredentials, connect
 from sidra.drivers import InvalidArgument, open_board
@@ -36,7 +37,7 @@ def test_tls_files_may_be_named_by_str(tmp_path: Path) -> None:
         TlsCredentials(root_ca=str(tmp_path / "missing.pem")).channel_credentials()
     assert caught.value.field == "tls.root_ca"
     pem = tmp_path / "ca.pem"
-    pem.write_bytes(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    trustme.CA().cert_pem.write_to_path(str(pem))  # read as X.509 before connecting
     assert TlsCredentials(root_ca=str(pem)).channel_credentials() is not None
 
 
