@@ -37,6 +37,7 @@ from sidra.server.observability.calls import (
 )
 from sidra.server.observability.logs import log_rpc
 from sidra.server.observability.metrics import WRITING_RPCS, MethodSeries, ServiceMetrics
+from sidra.server.observability.repeats import RepeatedRefusals
 from sidra.server.security import Principal, current_principal
 from sidra.server.servicer import SERVICE_NAME
 from sidra.server.streams import STREAM_SERVICE_NAME
@@ -54,6 +55,7 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
         self.principal_tag = PrincipalTag()
+        self.repeats = RepeatedRefusals()  # a retrying client's refusals: once a burst
 
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -194,7 +196,7 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
             if carried is not None:
                 written = getattr(response, "cells_written", None) if response else None
                 self.metrics.count_operation(carried, written)
-        log_rpc(call)
+        log_rpc(call, self.repeats)
 
 
 _STEP_RPCS = {member: op.rpc for member, op in STEP_OPERATIONS.items()}

@@ -10,6 +10,9 @@ Levels: INFO for a call answered OK or refused for the caller's own fault
 client was told); WARNING when the board was unavailable, restarted or too
 slow; ERROR for the service's own faults (INTERNAL, UNKNOWN, DATA_LOSS), whose
 traceback :func:`sidra.server.status.map_errors` logs once beside this line.
+A refusal of the caller's own fault repeated within 10 s (same method, code and
+principal: a client retrying past its limits) is logged once, the next line of it
+saying how many it stood for (:mod:`sidra.server.observability.repeats`).
 The board's hot-loop calls answered OK (:data:`ROUTINE_METHODS`: MVM,
 TransposeMVM, Perturb, PerturbedMVM, health checks) log at DEBUG: an SPSA run makes tens of
 thousands of them, which at INFO would bury everything else; their counts and
@@ -31,6 +34,7 @@ from typing import Any, Literal
 import grpc
 
 from sidra.server.observability.calls import CallRecord, current_request_id
+from sidra.server.observability.repeats import RepeatedRefusals
 from sidra.server.status import CALLER_CODES, SERVICE_FAULT_CODES
 
 __all__ = [
@@ -77,12 +81,20 @@ def level_of(method: str, code: grpc.StatusCode) -> int:
     return logging.WARNING  # the board or the network: UNAVAILABLE, ABORTED, DEADLINE...
 
 
-def log_rpc(call: CallRecord) -> None:
-    """The one line of a finished call (no traceback: the status says what happened)."""
+def log_rpc(call: CallRecord, repeats: RepeatedRefusals | None = None) -> None:
+    """The one line of a finished call (no traceback: the status says what happened).
+    With ``repeats``, a refusal of the caller's own fault repeated within its window is
+    held back, and the next line of its kind says how many it stands for (``held_back``)."""
     level = level_of(call.method, call.code)
     if not log.isEnabledFor(level):
         return
-    fields = {
+    held = 0
+    if repeats is not None and call.code in CALLER_CODES:
+        kind = repeats.to_log((call.method, call.code, call.principal))
+        if kind is None:
+            return
+        held = kind
+    fields: dict[str, object] = {
         "method": call.method,
         "code": call.code.name,
         "duration_ms": round(call.elapsed_s * 1e3, 3),
@@ -91,6 +103,8 @@ def log_rpc(call: CallRecord) -> None:
         "request_bytes": call.request_bytes,
         "response_bytes": call.response_bytes,
     }
+    if held:
+        fields["held_back"] = held  # the same refusals since the last line of it
     text = " ".join(f"{key}={value}" for key, value in fields.items())
     log.log(level, "rpc %s", text, extra={"rpc": fields, "request_id": call.request_id})
 

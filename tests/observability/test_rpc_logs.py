@@ -225,3 +225,47 @@ def test_json_lines() -> None:
     assert first["request_id"] == "json-1" and first["principal"] == "local"
     assert first["method"] == f"/{SERVICE_NAME}/GetBoardInfo" and first["level"] == "INFO"
     assert isinstance(first["duration_ms"], float) and first["time"].endswith("+00:00")
+
+
+def test_a_retried_refusal_logs_once_a_burst(
+    channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client retrying past its limits made one INFO line a retry (304 in seconds):
+    the same refusal within the window is logged once; another code is its own."""
+    caplog.set_level(logging.DEBUG)
+    for _ in range(5):
+        call(channel, f"/{SERVICE_NAME}/MVM", bad_mvm())
+    call(channel, f"/{SERVICE_NAME}/MVM", b"\xff\xff\xff")
+    mvms = [r.rpc for r in rpc_records(caplog) if r.rpc["method"].endswith("/MVM")]  # type: ignore[attr-defined]
+    assert [fields["code"] for fields in mvms] == ["OUT_OF_RANGE", "INVALID_ARGUMENT"]
+
+
+def test_the_next_line_of_a_refusal_says_how_many_it_stands_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sidra.server.observability.calls import CallRecord
+    from sidra.server.observability.logs import log_rpc
+    from sidra.server.observability.repeats import RepeatedRefusals
+
+    now = [100.0]
+    repeats = RepeatedRefusals(window_s=10.0, clock=lambda: now[0])
+    caplog.set_level(logging.DEBUG)
+
+    def refused(principal: str = "alice") -> None:
+        record = CallRecord(f"/{SERVICE_NAME}/MVM", "0" * 32, principal=principal)
+        record.code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        log_rpc(record, repeats)
+
+    for second in (0.0, 1.0, 2.0, 9.9):
+        now[0] = 100.0 + second
+        refused()
+    refused("bob")  # another principal's: its own line
+    now[0] = 110.0  # the window of the first line is over
+    refused()
+    lines = [(r.rpc["principal"], r.rpc.get("held_back")) for r in rpc_records(caplog)]  # type: ignore[attr-defined]
+    assert lines == [("alice", None), ("bob", None), ("alice", 3)]
+    assert rpc_records(caplog)[-1].getMessage().endswith(" held_back=3")
+    ok = CallRecord(f"/{SERVICE_NAME}/Program", "1" * 32)
+    for _ in range(3):  # answered calls are never held back
+        log_rpc(ok, repeats)
+    assert len(rpc_records(caplog)) == 6
