@@ -55,6 +55,7 @@ def serve_until_stopped(
     for warning in warnings + ([] if settings.auth is None else settings.auth.warnings()):
         log.warning("%s", warning)
     configure_malloc()  # the service: large buffers go back when freed, threads share arenas
+    _refuse_ports_in_use(settings)
     # The store before the board: a second server must not open (and so maybe reset) the
     # board behind the first one's store.
     with contextlib.ExitStack() as held:
@@ -68,11 +69,6 @@ def serve_until_stopped(
 
 def _serve(settings: ServerSettings, restore_state: bool, handler: logging.Handler) -> None:
     """Opens the board and the store, serves until SIGINT or SIGTERM, then stops."""
-    # A port another process listens on is refused before the board is opened and the
-    # store records it (a start that fails touches neither); gRPC's own bind comes later.
-    in_use = bind_problem(settings.listen)
-    if in_use is not None:
-        raise typer.BadParameter(f"listen: cannot bind {settings.listen!r}: {in_use}")
     try:
         driver = open_board(settings.board)
     except InvalidArgument as exc:  # the URL itself: a usage error
@@ -192,6 +188,19 @@ def _protection(settings: ServerSettings) -> str:
     transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
     auth = "no auth" if settings.auth is None else f"tokens {settings.auth.tokens_file}"
     return f"{transport}, {auth}"
+
+
+def _refuse_ports_in_use(settings: ServerSettings) -> None:
+    """Refuses a port another process listens on, the service's or the metrics', before
+    the store is opened (its lock and serving files made) or the board: a start that fails
+    leaves neither touched. gRPC's and the endpoint's own binds come later."""
+    for field, address in (
+        ("listen", settings.listen),
+        ("metrics.listen", settings.metrics.listen),
+    ):
+        in_use = None if address is None else bind_problem(address)
+        if in_use is not None:
+            raise typer.BadParameter(f"{field}: cannot bind {address!r}: {in_use}")
 
 
 def _metrics_endpoint(metrics: ServiceMetrics, settings: ServerSettings) -> MetricsEndpoint | None:

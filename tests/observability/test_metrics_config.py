@@ -79,8 +79,12 @@ def test_a_port_in_use_is_refused_naming_the_key(tmp_path: Path) -> None:
                 "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3"),  # not the user's
             },
         )
-    assert result.returncode != 0
-    assert "metrics.listen: cannot bind" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    said = " ".join(result.stderr.split())
+    assert "metrics.listen: cannot bind" in said and "Traceback" not in result.stderr
+    assert "another process listens there" in said
+    # Refused before the store was opened: no store, lock or serving file left behind.
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 def test_sidra_serve_serves_metrics_and_logs_json() -> None:

@@ -377,7 +377,7 @@ def test_a_port_another_server_listens_on_stops_the_start(tmp_path: Path) -> Non
     # Refused before the board was opened: gRPC logged no bind error, the state store
     # recorded no board (it used to, and the next start warned of an instance change).
     assert "add_port" not in result.stderr and "E1" not in result.stderr
-    assert not (tmp_path / "state.sqlite3").exists()
+    assert not (tmp_path / "state.sqlite3").exists() and os.listdir(tmp_path) == []
 
 
 def test_a_state_path_from_home_is_the_users_home(monkeypatch: pytest.MonkeyPatch) -> None:
