@@ -56,8 +56,14 @@ def _session_named(board: RemoteBoard, given: str) -> str:
     :data:`MIN_ID_PREFIX` characters) of exactly one id the caller may close that holds a
     lease; the start of several is refused naming them. Anything else goes to the server
     as given (which refuses an unknown id)."""
+    if len(given) < MIN_ID_PREFIX:  # no id is that short: it went to the server as one
+        raise typer.BadParameter(
+            f"got {given!r}: give a session's id, or its first {MIN_ID_PREFIX} characters "
+            "or more (sidra leases lists the sessions holding leases)",
+            param_hint="'--close'",
+        )
     ids = sorted({lease.session_id for lease in board.leases() if lease.session_id})
-    if given in ids or len(given) < MIN_ID_PREFIX:
+    if given in ids:
         return given
     matches = [i for i in ids if i.startswith(given)]
     if len(matches) > 1:

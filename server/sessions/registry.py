@@ -234,6 +234,8 @@ class LeaseRegistry:
                 try:
                     session = self._renewed(principal, session_id, self.clock())
                 except SessionClosed as exc:  # whose it is, if anyone's, is not told
+                    if admin:  # an admin may close any: this id names none open
+                        raise
                     raise SessionClosed(
                         f"{exc}; closing another principal's session needs the admin role"
                     ) from None

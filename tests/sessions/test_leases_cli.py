@@ -29,9 +29,15 @@ def test_sidra_leases_lists_who_holds_what() -> None:
             assert [(x["tile"], x["session_id"]) for x in by_address] == [
                 (x["tile"], x["session_id"]) for x in listed
             ]
-            # Too short a start is no id: the server is asked for it as given, and refuses.
+            # Too short a start is no id: refused saying how long a start must be (it
+            # went to the server, whose refusal told the admin they needed the admin role).
             short = run_sidra("leases", url, "--close", session.id[:3])
-            assert short.returncode == 1 and len(sidra_json("leases", url)) == 2
+            said = " ".join(short.stderr.replace("│", " ").split())
+            assert short.returncode == 2 and "first 4 characters or more" in said, said
+            assert "admin role" not in said and len(sidra_json("leases", url)) == 2
+            unknown = run_sidra("leases", url, "--close", "f" * 32)  # "local" is an admin
+            said = " ".join(unknown.stderr.replace("│", " ").split())
+            assert unknown.returncode == 1 and "admin role" not in said, said
             # The start of one listed id closes that session, named whole.
             closed = run_sidra("leases", url, "--close", session.id[:6], "--json")
             assert closed.returncode == 0, closed.stderr
