@@ -314,7 +314,7 @@ def check(
         typer.echo(f"{found.path}: whole (schema {found.schema_version}; integrity and "
                    "references checked)")  # fmt: skip
     else:
-        typer.echo(f"{found.path}: {len(found.problems)} problems", err=True)
+        typer.echo(f"{found.path}: {count_text(len(found.problems), 'problem')}", err=True)
         for problem in found.problems:
             typer.echo(f"  {problem}", err=True)
     if not found.whole:

@@ -63,7 +63,8 @@ class RestoreReport:
         """One line per tile, for the log of ``sidra serve --restore``."""
         if not self.known:
             return f"restore {self.board_serial}: not in the state store, nothing restored"
-        lines = [f"restore {self.board_serial}: {self.cells} cells on {len(self.tiles)} tiles"]
+        tiles = f"{len(self.tiles)} tile{'' if len(self.tiles) == 1 else 's'}"
+        lines = [f"restore {self.board_serial}: {self.cells} cells on {tiles}"]
         lines += [
             f"  tile {t.tile}: {t.cells} cells in {t.programs} Program "
             f"call{'' if t.programs == 1 else 's'} (one per rectangle of programmed cells), "
@@ -73,7 +74,8 @@ class RestoreReport:
         ]
         if self.untouched_tiles:
             untouched = ", ".join(map(str, self.untouched_tiles))
-            lines.append(f"  never programmed, left as they are: tiles {untouched}")
+            noun = "tile" if len(self.untouched_tiles) == 1 else "tiles"
+            lines.append(f"  never programmed, left as they are: {noun} {untouched}")
         return "\n".join(lines)
 
 
