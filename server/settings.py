@@ -14,6 +14,8 @@ service is open to whoever can connect, which by the first rule is loopback only
 
 from __future__ import annotations
 
+import difflib
+import os
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from pydantic_settings import (
 
 from sidra.drivers.errors import refused_setting
 from sidra.server.address import is_loopback, split_address
+from sidra.server.relative_paths import path_text
 from sidra.server.security.certificates import (
     client_ca_problem,
     expiry_warning,
@@ -171,7 +174,7 @@ class AuthSettings(BaseModel):
     @classmethod
     def _readable_tokens(cls, path: Path) -> Path:
         if not path.is_file():
-            raise ValueError(f"file not found {str(path)!r} (sidra token add creates it)")
+            raise ValueError(f"file not found {path_text(path)} (sidra token add creates it)")
         try:
             principals = read_tokens(path)
         except OSError as exc:
@@ -463,7 +466,7 @@ class TomlFileSource(PydanticBaseSettingsSource):
         try:
             values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError([f"config: file not found {str(path)!r}"]) from None
+            raise ConfigError([f"config: file not found {path_text(Path(path))}"]) from None
         except OSError as exc:
             raise ConfigError([f"config: cannot read {str(path)!r} ({exc.strerror})"]) from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -484,7 +487,44 @@ def load_settings(config: Path | None = None, **options: Any) -> ServerSettings:
     try:
         return ServerSettings(**given)
     except ValidationError as exc:
-        raise ConfigError([refused_setting(e, _allowed_keys) for e in exc.errors()]) from None
+        raise ConfigError(
+            [refused_setting(e, _allowed_keys) + _from_environment(e["loc"]) for e in exc.errors()]
+        ) from None
+
+
+def _from_environment(location: tuple[Any, ...]) -> str:
+    """Where a refused value came from when a SIDRA_* variable gave it (it overrides the
+    file: an admin looking for ``max_batch = 0`` in sidra.toml found 64 there)."""
+    name = "SIDRA_" + "__".join(str(part) for part in location).upper()
+    given = next((key for key in os.environ if key.upper() == name), None)
+    return "" if given is None else f" (from the environment variable {given})"
+
+
+CLIENT_VARIABLES = frozenset({"SIDRA_TOKEN", "SIDRA_SERVER", "SIDRA_CACHE_DIR", "SIDRA_HW_URL"})
+"""SIDRA_* variables of the client, the command line and the conformance suite, not of
+``sidra serve``."""
+
+
+def unread_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """A warning for each SIDRA_* variable that names no setting of ``sidra serve`` (a
+    typo: ``SIDRA_LIMIT__MAX_BATCH``, ``SIDRA_WROKERS``), which the settings would
+    otherwise pass over in silence; the closest setting's variable suggested."""
+    sections = [name.upper() for name in ServerSettings.model_fields]
+    warnings = []
+    for key in sorted(os.environ if environ is None else environ):
+        upper = key.upper()
+        if not upper.startswith("SIDRA_") or upper in CLIENT_VARIABLES:
+            continue
+        head, _, rest = upper.removeprefix("SIDRA_").partition("__")
+        if head in sections:
+            continue
+        close = difflib.get_close_matches(head, sections, n=1)
+        hint = f" (SIDRA_{close[0]}{'__' + rest if rest else ''}?)" if close else ""
+        warnings.append(
+            f"{key} is set and names no setting of sidra serve{hint}; the settings: "
+            + ", ".join(f"SIDRA_{name}" for name in sections)
+        )
+    return warnings
 
 
 def _allowed_keys(location: tuple[Any, ...]) -> str:

@@ -27,8 +27,9 @@ from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.pcie.bar import SYSFS_DEVICES
 from sidra.drivers.url import check_board_url, schemes
 from sidra.server.address import bind_problem, metrics_exposure
+from sidra.server.relative_paths import path_text
 from sidra.server.security.tokens import expiry_note, read_tokens
-from sidra.server.settings import ServerSettings
+from sidra.server.settings import ServerSettings, unread_variables
 from sidra.server.state.schema import SCHEMA_VERSION, schema_version
 from sidra.server.state.serving import store_served_by
 
@@ -38,7 +39,7 @@ __all__ = ["checked_settings"]
 def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
     """What a start with ``settings`` would do, a line each, and the problems that would
     stop it (empty: it would start)."""
-    notes: list[str] = []
+    notes: list[str] = [f"warning: {w}" for w in unread_variables()]
     problems: list[str] = []
     board_note, board_problem = _board(settings.board)
     (problems if board_problem else notes).append(board_problem or board_note)
@@ -125,7 +126,7 @@ def _store_file(path: Path) -> tuple[str, str]:
             return "", f"state.path: {path} cannot be made: {parent} is a file, not a folder"
         if not os.access(parent, os.W_OK | os.X_OK):
             return "", f"state.path: {path} does not exist and {parent} cannot be written"
-        return f"state: {path} (made at start)", ""
+        return f"state: {path_text(path, quoted=False)} (made at start)", ""
     try:  # read only: checking must not migrate, lock or write anything
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             version = schema_version(db)

@@ -25,7 +25,12 @@ from sidra.server.deployment_checks import check_restored
 from sidra.server.deployments import SERVER_PRINCIPAL
 from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
-from sidra.server.settings import ConfigError, ServerSettings, load_settings
+from sidra.server.settings import (
+    ConfigError,
+    ServerSettings,
+    load_settings,
+    unread_variables,
+)
 from sidra.server.state import StateStore, StateStoreError, restore
 from sidra.server.state.deployments import DeploymentRecords
 from sidra.server.state.serving import serving_store
@@ -51,6 +56,8 @@ def serve_until_stopped(
     if check:
         _check_only(settings)
     handler = configure_logging(settings.logging.format, settings.logging.level)
+    for unread in unread_variables():
+        log.warning("%s", unread)
     warnings = [] if settings.tls is None else settings.tls.warnings(datetime.now(UTC))
     for warning in warnings + ([] if settings.auth is None else settings.auth.warnings()):
         log.warning("%s", warning)
@@ -178,6 +185,14 @@ def _check_only(settings: ServerSettings) -> NoReturn:
         typer.echo(f"sidra serve --check: {problem}", err=True)
     if problems:
         raise typer.Exit(2)
+    held = [n for n in notes if "cannot be bound now" in n or "in use now by" in n]
+    if held:  # noted, not problems: the server being replaced holds them until it stops
+        typer.echo(
+            "sidra serve --check: these settings would start once what holds their port or "
+            "store now (above) stops",
+            err=True,
+        )
+        raise typer.Exit(0)
     typer.echo("sidra serve --check: these settings would start", err=True)
     raise typer.Exit(0)
 

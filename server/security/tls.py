@@ -7,6 +7,8 @@ from pathlib import Path
 
 import grpc
 
+from sidra.server.relative_paths import path_text
+
 __all__ = ["key_pair_problem", "pem_problem", "server_credentials"]
 
 
@@ -19,7 +21,7 @@ def pem_problem(path: Path, kind: str) -> str | None:
     try:
         text = path.read_bytes()
     except FileNotFoundError:
-        return f"file not found {str(path)!r}"
+        return f"file not found {path_text(path)}"
     except OSError as exc:
         return f"cannot read {str(path)!r} ({exc.strerror})"
     if b"-----BEGIN " not in text or kind.encode() not in text:

@@ -231,3 +231,67 @@ def test_a_damaged_store_stops_the_check(tmp_path: Path) -> None:
     assert started.returncode == 2 and "Traceback" not in started.stderr
     said = unwrapped(started.stderr)  # the path may be wrapped in rich's box
     assert f"{store}isdamaged(" in said and "sidrastaterestoreBACKUP" in said
+
+
+def test_a_port_in_use_makes_the_last_line_say_when_it_would_start(tmp_path: Path) -> None:
+    """ "a start is refused until that server stops", then "these settings would start"."""
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        path = config(tmp_path, tmp_path / "state.sqlite3")
+        path.write_text(path.read_text().replace('listen = "127.0.0.1:0"',
+                                                 f'listen = "127.0.0.1:{port}"'))  # fmt: skip
+        done = check(path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "sidra serve --check: these settings would start once what holds their port or "
+        "store now (above) stops"
+    )
+
+
+def test_relative_paths_are_named_as_the_server_would_look_for_them(tmp_path: Path) -> None:
+    """A relative path is taken from the folder the server starts in, not the config's:
+    "file not found 'tls/server.pem'" sent the admin to look beside the config."""
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "sidra.toml"
+    path.write_text('listen = "127.0.0.1:0"\n[tls]\ncert = "tls/server.pem"\nkey = "tls/k.pem"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
+    done = subprocess.run(
+        [*SIDRA, "serve", "--config", str(path), "--check"],
+        capture_output=True, text=True, timeout=60, check=False, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    said = unwrapped(done.stderr)
+    assert done.returncode == 2
+    assert unwrapped(f"that is {tmp_path / 'tls/server.pem'}") in said, done.stderr
+    assert unwrapped(f"taken from the folder the server starts in, {tmp_path}") in said
+
+
+def test_a_sidra_variable_that_names_no_setting_is_warned_of(tmp_path: Path) -> None:
+    """SIDRA_LIMITS__MAX_BACH was refused, SIDRA_LIMIT__MAX_BATCH passed over in silence."""
+    from sidra.server.settings import unread_variables
+
+    warned = unread_variables({"SIDRA_LIMIT__MAX_BATCH": "4", "SIDRA_WROKERS": "2",
+                               "SIDRA_TOKEN": "t", "SIDRA_LIMITS__MAX_BATCH": "4",
+                               "PATH": "/bin"})  # fmt: skip
+    assert [w.split(" is set")[0] for w in warned] == ["SIDRA_LIMIT__MAX_BATCH", "SIDRA_WROKERS"]
+    assert "(SIDRA_LIMITS__MAX_BATCH?)" in warned[0] and "(SIDRA_WORKERS?)" in warned[1]
+    store = tmp_path / "state.sqlite3"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDRA_")}
+    done = subprocess.run(
+        [*SIDRA, "serve", "--config", str(config(tmp_path, store)), "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**env, "SIDRA_LIMIT__MAX_BATCH": "4"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("warning: SIDRA_LIMIT__MAX_BATCH is set")
+
+
+def test_a_value_from_the_environment_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file said 64, SIDRA_LIMITS__MAX_BATCH 0: the error named only the key, and the
+    admin searched sidra.toml for it."""
+    from sidra.server.settings import ConfigError, load_settings
+
+    monkeypatch.setenv("SIDRA_LIMITS__MAX_BATCH", "0")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert "(from the environment variable SIDRA_LIMITS__MAX_BATCH)" in str(refused.value)
+    assert str(refused.value).startswith("limits.max_batch")
