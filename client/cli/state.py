@@ -335,8 +335,8 @@ def backup(
     Put a backup back with sidra state restore."""
     try:
         made = backup_store(serve_files.store_path(store_path, config), out)
-    except StateStoreError as exc:
-        raise typer.BadParameter(str(exc), param_hint="OUT / --store") from exc
+    except StateStoreError as exc:  # "backup:" is the file being written: OUT
+        raise _named(exc, {"out": "OUT", "backup": "OUT", "store": "--store"}) from exc
     typer.echo(
         f"wrote {made.path}: {size_text(made.bytes)}, schema {made.schema_version}, "
         f"integrity ok, as committed at {made.taken_utc:%Y-%m-%d %H:%M:%S} UTC"
@@ -371,7 +371,7 @@ def restore(
     try:
         done = restore_backup(backup_path, path)
     except StateStoreError as exc:
-        raise typer.BadParameter(str(exc), param_hint="BACKUP / --store") from exc
+        raise _named(exc, {"backup": "BACKUP", "store": "--store"}) from exc
     kept = f"; the store it replaced is {done.replaced}" if done.replaced else ""
     typer.echo(f"{path} is now {backup_path} (schema {done.schema_version}){kept}")
 
@@ -391,6 +391,15 @@ def compact(store_path: StorePath = None, config: ServeConfig = None) -> None:
         f"{done.path}: {size_text(done.bytes_before)} → {size_text(done.bytes_after)} on disk"
         + ("" if done.was_returning_space else "; it now gives free space back as it goes")
     )
+
+
+def _named(exc: StateStoreError, arguments: dict[str, str]) -> typer.BadParameter:
+    """A store error under the argument it is about: one starting ``out: `` is OUT's
+    (``Invalid value for OUT / --store`` left the admin to guess which)."""
+    head, sep, rest = str(exc).partition(": ")
+    if sep and head in arguments:
+        return typer.BadParameter(rest, param_hint=arguments[head])
+    return typer.BadParameter(str(exc), param_hint="--store")
 
 
 def _serials(store: StateStore) -> list[str]:

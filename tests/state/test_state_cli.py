@@ -231,6 +231,12 @@ def test_backup_restore_and_compact_as_a_user_runs_them(store_path: Path, tmp_pa
     assert made.stdout.startswith(f"wrote {backup}: ") and "integrity ok" in made.stdout
     again = run_state("backup", str(backup), "--store", str(store_path))
     assert again.returncode == 2 and "exists; a backup does not overwrite" in again.stderr
+    said = " ".join(again.stderr.replace("│", " ").split())
+    assert "Invalid value for OUT:" in said and "--store" not in said  # the one at fault
+    not_one = run_state("restore", str(tmp_path / "none.sqlite3"), "--store",
+                        str(tmp_path / "x.sqlite3"), "--yes")  # fmt: skip
+    said = " ".join(not_one.stderr.replace("│", " ").split())
+    assert not_one.returncode == 2 and "Invalid value for BACKUP:" in said, said
 
     live = tmp_path / "live.sqlite3"
     StateStore(live).close()  # an empty store, to be replaced by the backup
