@@ -233,13 +233,20 @@ def apply(**kw: Any) -> pb.PerturbRequest:
     return pb.PerturbRequest(**fields)
 
 
+def pmvm_rows(info: BoardInfo) -> int:
+    """Rows of :func:`perturbed`'s region: 8, fewer on a tile of fewer than 10 rows."""
+    return min(8, info.rows - 2)
+
+
 def perturbed(info: BoardInfo, **kw: Any) -> pb.PerturbedMVMRequest:
-    """A valid PerturbedMVM on an 8 x 4 region (two points) but for ``kw``."""
+    """A valid PerturbedMVM on an 8 x 4 region from row 2, column 3 (two points) but for
+    ``kw``; on a smaller tile the region is cut to fit (:func:`pmvm_rows`, cols - 3)."""
     point = {"seed": 7, "amplitude_us": 1.0, "sign": 1}
+    rows, cols = pmvm_rows(info), min(4, info.cols - 3)
     fields = {
         "tile": 0,
-        "region": pb.Region(row_offset=2, col_offset=3, rows=8, cols=4),
-        "voltages": f32(np.zeros((2, 8), np.float32)),
+        "region": pb.Region(row_offset=2, col_offset=3, rows=rows, cols=cols),
+        "voltages": f32(np.zeros((2, rows), np.float32)),
         "points": [pb.PerturbationPoint(**point), pb.PerturbationPoint(**point | {"sign": -1})],
     } | kw
     return pb.PerturbedMVMRequest(**fields)
@@ -254,6 +261,12 @@ def read_step() -> pb.SequenceStep:
 
 def point(**kw: Any) -> pb.PerturbationPoint:
     return pb.PerturbationPoint(**{"seed": 7, "amplitude_us": 1.0, "sign": 1} | kw)
+
+
+def half_at_most(n: int, k: int) -> int:
+    """``k`` lines, or half of a tile of ``n`` lines if that is fewer: an offset (or the
+    lines left before the edge) a case takes on a 256-line tile, kept inside a small one."""
+    return min(k, n // 2)
 
 
 def other_width(n: int) -> int:
@@ -480,7 +493,8 @@ CASES: dict[str, Bad] = {
     "mvm-region-over-voltage": Bad(  # 0.25 V inside a region pass
         "MVM",
         lambda i: pb.MVMRequest(
-            voltages=f32(vrow(i, over_v(i, 1.25), width=10)), region=pb.Region(rows=10, cols=3)
+            voltages=f32(vrow(i, over_v(i, 1.25), width=min(10, i.rows))),
+            region=pb.Region(rows=min(10, i.rows), cols=3),
         ),
         RANGE,
         "voltages",
@@ -574,15 +588,16 @@ CASES: dict[str, Bad] = {
         lambda i: f"got {i.rows + 44}",
         lambda i: f"0 .. {i.rows - 1}",
     ),
-    "tmvm-region-width": Bad(  # 9 voltages for a 10-column region
+    "tmvm-region-width": Bad(  # 9 voltages for a 10-column region (fewer on narrow tiles)
         "TransposeMVM",
         lambda i: pb.TransposeMVMRequest(
-            voltages=f32(np.zeros((3, 9))), region=pb.Region(row_offset=2, rows=5, cols=10)
+            voltages=f32(np.zeros((3, min(10, i.cols) - 1))),
+            region=pb.Region(row_offset=2, rows=5, cols=min(10, i.cols)),
         ),
         INVALID,
         "voltages.shape",
-        "[3, 9]",
-        "[batch >= 1, 10] (region columns)",
+        lambda i: f"[3, {min(10, i.cols) - 1}]",
+        lambda i: f"[batch >= 1, {min(10, i.cols)}] (region columns)",
     ),
     # Program -------------------------------------------------------------------------------
     "program-float64": Bad(
@@ -740,19 +755,27 @@ CASES: dict[str, Bad] = {
     ),
     "read-rows": Bad(  # 57 rows from row 200 of 256
         "ReadConductance",
-        lambda i: pb.ReadConductanceRequest(region=pb.Region(row_offset=i.rows - 56, rows=57)),
+        lambda i: pb.ReadConductanceRequest(
+            region=pb.Region(
+                row_offset=i.rows - half_at_most(i.rows, 56), rows=half_at_most(i.rows, 56) + 1
+            )
+        ),
         RANGE,
         "region.rows",
-        "got 57",
-        "1 .. 56",
+        lambda i: f"got {half_at_most(i.rows, 56) + 1}",
+        lambda i: f"1 .. {half_at_most(i.rows, 56)}",
     ),
     "read-cols": Bad(  # 247 columns from column 10 of 256
         "ReadConductance",
-        lambda i: pb.ReadConductanceRequest(region=pb.Region(col_offset=10, cols=i.cols - 9)),
+        lambda i: pb.ReadConductanceRequest(
+            region=pb.Region(
+                col_offset=half_at_most(i.cols, 10), cols=i.cols - half_at_most(i.cols, 10) + 1
+            )
+        ),
         RANGE,
         "region.cols",
-        lambda i: f"got {i.cols - 9}",
-        lambda i: f"1 .. {i.cols - 10}",
+        lambda i: f"got {i.cols - half_at_most(i.cols, 10) + 1}",
+        lambda i: f"1 .. {i.cols - half_at_most(i.cols, 10)}",
     ),
     # Perturb -------------------------------------------------------------------------------
     "perturb-mode-unspecified": Bad(
@@ -952,11 +975,11 @@ CASES: dict[str, Bad] = {
         INVALID,
         "voltages.shape",
         lambda i: f"[2, {i.rows}]",
-        "[batch >= 1, 8] (the region's rows)",
+        lambda i: f"[batch >= 1, {pmvm_rows(i)}] (the region's rows)",
     ),
     "pmvm-over-voltage": Bad(  # 0.5 V
         "PerturbedMVM",
-        lambda i: perturbed(i, voltages=f32(vrow(i, over_v(i, 2.5), width=8))),
+        lambda i: perturbed(i, voltages=f32(vrow(i, over_v(i, 2.5), width=pmvm_rows(i)))),
         RANGE,
         "voltages",
         lambda i: f"{as_float32(over_v(i, 2.5))} V",
@@ -964,7 +987,11 @@ CASES: dict[str, Bad] = {
     ),
     "pmvm-region-past-edge": Bad(  # 8 rows from row 252 of 256
         "PerturbedMVM",
-        lambda i: perturbed(i, region=pb.Region(row_offset=i.rows - 4, rows=8, cols=4)),
+        lambda i: perturbed(
+            i,
+            region=pb.Region(row_offset=i.rows - 4, rows=8, cols=4),
+            voltages=f32(np.zeros((2, 8), np.float32)),
+        ),
         RANGE,
         "region.rows",
         "got 8",
