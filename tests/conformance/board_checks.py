@@ -123,11 +123,13 @@ def assert_currents_close(got: F32, v: F32, g: npt.ArrayLike, info: BoardInfo) -
 def sparse_voltages(
     info: BoardInfo, rng: np.random.Generator, batch: int, width: int, start: int
 ) -> F32:
-    """``batch`` vectors driving DRIVEN_ROWS inputs from ``start`` with 0 .. v_max/2."""
+    """``batch`` vectors driving DRIVEN_ROWS inputs from ``start`` with 0 .. v_max/2. On
+    inputs narrower than ``start + DRIVEN_ROWS`` the driven block moves back to end at the
+    last input (every input, on fewer than DRIVEN_ROWS)."""
+    driven = min(DRIVEN_ROWS, width)
+    start = min(start, width - driven)
     v = np.zeros((batch, width), np.float32)
-    v[:, start : start + DRIVEN_ROWS] = rng.uniform(
-        0.0, info.read_voltage_max_v / 2, (batch, DRIVEN_ROWS)
-    )
+    v[:, start : start + driven] = rng.uniform(0.0, info.read_voltage_max_v / 2, (batch, driven))
     return v
 
 
@@ -141,6 +143,16 @@ def region_of(info: BoardInfo, rows: int, cols: int) -> Region:
     """A rows × cols region in the middle of a tile (clamped to the tile)."""
     rows, cols = min(rows, info.rows), min(cols, info.cols)
     return Region((info.rows - rows) // 2, (info.cols - cols) // 2, rows, cols)
+
+
+def within(info: BoardInfo, region: Region) -> Region:
+    """``region`` (sizes given, not 0) inside ``info``'s tiles: each size cut to the tile's,
+    then the offset moved back as far as the size needs. A region that fits is unchanged;
+    a tile too small for it gets a region as large as it holds, not a thinner one."""
+    rows, cols = min(region.rows, info.rows), min(region.cols, info.cols)
+    r0 = min(region.row_offset, info.rows - rows)
+    c0 = min(region.col_offset, info.cols - cols)
+    return Region(r0, c0, rows, cols)
 
 
 def write_counts(board: Board, tile: int, region: Region) -> npt.NDArray[np.int64]:

@@ -24,6 +24,7 @@ from board_checks import (
     mid_range_g,
     sparse_voltages,
     tile_of,
+    within,
 )
 from board_data import F32, dyadic_g, dyadic_v, uniform_g, uniform_v
 
@@ -36,16 +37,8 @@ REGIONS = {
     "full-height-strip": Region(0, 40, 0, 17),
     "full-width-strip": Region(90, 0, 3, 0),
 }
-"""Regions of a 256 × 256 tile (each clamped to smaller tiles by :func:`fit`)."""
-
-
-def fit(info: BoardInfo, region: Region) -> Region:
-    """``region`` moved and cut to lie inside ``info``'s tiles, sizes resolved."""
-    r0 = min(region.row_offset, info.rows - 1)
-    c0 = min(region.col_offset, info.cols - 1)
-    rows = min(region.rows or info.rows - r0, info.rows - r0)
-    cols = min(region.cols or info.cols - c0, info.cols - c0)
-    return Region(r0, c0, rows, cols)
+"""Regions of a 256 × 256 tile (those of given size moved and cut to smaller tiles by
+board_checks.within, open extents resolved)."""
 
 
 def padded(v: F32, width: int, start: int) -> F32:
@@ -60,7 +53,7 @@ def region_args(info: BoardInfo, name: str) -> tuple[Region, Region]:
     sent = REGIONS[name]
     if sent.rows == 0 or sent.cols == 0:
         return sent, sent.resolve(info.rows, info.cols)
-    resolved = fit(info, sent)
+    resolved = within(info, sent)
     return resolved, resolved
 
 
@@ -106,7 +99,7 @@ def test_region_pass_matches_the_whole_tile_within_float32_rounding(
     """Continuous G and V: the region result and the whole-tile slice agree within float32
     accumulation error (they sum their terms in different orders), both directions."""
     info = board.info
-    region = fit(info, REGIONS["65x10-layer"])
+    region = within(info, REGIONS["65x10-layer"])
     rows, cols = region.slices
     rng = np.random.default_rng(910 + batch)
     g = uniform_g(rng, (info.rows, info.cols))
@@ -134,7 +127,7 @@ def test_a_region_pass_costs_one_pass_per_vector(board: Board) -> None:
     """A small region is one analog pass per vector like the whole tile (the hardware drives
     a pass either way): mvm_passes and the modeled time count vectors, not cells."""
     info = board.info
-    region = fit(info, REGIONS["one-cell"])
+    region = within(info, REGIONS["one-cell"])
     before = board.stats()
     forward = board.mvm(0, np.zeros((5, 1), np.float32), region)
     backward = board.transpose_mvm(0, np.zeros((3, 1), np.float32), region)
@@ -153,7 +146,7 @@ def test_region_mvm_follows_v_times_g(board: Board, batch: int) -> None:
     (G as read back) within the MVM contract; shape [batch, region cols], nothing saturated,
     one pass per vector."""
     info = board.info
-    region = fit(info, Region(info.rows // 4, info.cols // 3, 3 * DRIVEN_ROWS, 12))
+    region = within(info, Region(info.rows // 4, info.cols // 3, 3 * DRIVEN_ROWS, 12))
     rng = np.random.default_rng(920 + batch)
     board.program(tile_of(info, 2), mid_range_g(info, rng, region.shape), **_at(region))
     g = board.read_conductance(tile_of(info, 2), region).conductances
@@ -171,7 +164,7 @@ def test_region_transpose_mvm_follows_v_times_g_transposed(board: Board, batch: 
     """Region TransposeMVM currents[b, i] = Σ_j V[b, j]·G[i, j]: region columns in, region
     rows out (a region that is not square tells the directions apart)."""
     info = board.info
-    region = fit(info, Region(info.rows // 3, info.cols // 4, 12, 3 * DRIVEN_ROWS))
+    region = within(info, Region(info.rows // 3, info.cols // 4, 12, 3 * DRIVEN_ROWS))
     rng = np.random.default_rng(930 + batch)
     board.program(tile_of(info, 3), mid_range_g(info, rng, region.shape), **_at(region))
     g = board.read_conductance(tile_of(info, 3), region).conductances
