@@ -26,11 +26,18 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from board_checks import assert_currents_close, is_ideal, mid_range_g
+from board_checks import assert_currents_close, is_ideal, mid_range_g, within
 from grpc import StatusCode as SC
 
 from sidra.client import RemoteBoard, connect
-from sidra.drivers import Board, FailedPrecondition, InvalidArgument, Region, SidraError
+from sidra.drivers import (
+    Board,
+    BoardInfo,
+    FailedPrecondition,
+    InvalidArgument,
+    Region,
+    SidraError,
+)
 from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import board_pb2_grpc as pb_grpc
@@ -40,6 +47,19 @@ from sidra.server.settings import SharedMemorySettings
 
 TILE = 3
 BATCH = 64
+DRIVEN = 8
+"""Inputs a pass drives (2 .. 10, moved back on a narrower input: :func:`voltages`)."""
+
+
+def region(info: BoardInfo) -> Region:
+    """The region of the TransposeMVM tests: 20 x 12 from row 4, column 6 (board_checks.within
+    on a smaller tile)."""
+    return within(info, Region(4, 6, 20, 12))
+
+
+def pair_bytes(info: BoardInfo) -> int:
+    """A batch of float32 inputs and its outputs: BATCH x (rows + cols) x 4 bytes."""
+    return BATCH * (info.rows + info.cols) * 4
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +88,17 @@ def g(shared_board: Board) -> Any:
     return shared_board.read_conductance(TILE % info.tile_count).conductances
 
 
+def driven(width: int) -> slice:
+    """The DRIVEN inputs of a pass: 2 .. 10, moved back to end at the last of ``width``."""
+    start = max(min(2, width - DRIVEN), 0)
+    return slice(start, min(start + DRIVEN, width))
+
+
 def voltages(board: Board, width: int, seed: int) -> Any:
     v = np.zeros((BATCH, width), np.float32)
-    v[:, 2:10] = np.random.default_rng(seed).uniform(
-        0, board.info.read_voltage_max_v / 2, (BATCH, 8)
+    lines = driven(width)
+    v[:, lines] = np.random.default_rng(seed).uniform(
+        0, board.info.read_voltage_max_v / 2, (BATCH, lines.stop - lines.start)
     )
     return v
 
@@ -83,7 +110,8 @@ def passes(board: Board) -> int:
 def test_a_pass_through_shared_memory_is_the_pass(client: RemoteBoard, g: Any) -> None:
     info, tile = client.info, TILE % client.info.tile_count
     v = voltages(client, info.rows, 1)
-    with client.shared_memory(2 * v.nbytes + 8192) as shm:
+    end = pair_bytes(info)  # the inputs, then the outputs
+    with client.shared_memory(end + 8192) as shm:
         inputs = shm.array(v.shape)
         outputs = shm.array((BATCH, info.cols), offset_bytes=v.nbytes)
         inputs.array[:] = v
@@ -94,13 +122,13 @@ def test_a_pass_through_shared_memory_is_the_pass(client: RemoteBoard, g: Any) -
             np.testing.assert_array_equal(outputs.array, client.mvm(tile, v).currents)
         assert_currents_close(outputs.array, v, g, info)
         # TransposeMVM and a region, at offsets further in.
-        region = Region(4, 6, 20, 12)
-        vt = voltages(client, region.cols, 2)
-        back_in = shm.array(vt.shape, offset_bytes=2 * v.nbytes - vt.nbytes)
-        back_out = shm.array((BATCH, region.rows), offset_bytes=2 * v.nbytes)
+        part = region(info)
+        vt = voltages(client, part.cols, 2)
+        back_in = shm.array(vt.shape, offset_bytes=end - vt.nbytes)
+        back_out = shm.array((BATCH, part.rows), offset_bytes=end)
         back_in.array[:] = vt
-        client.mvm_shared(tile, back_in, back_out, region, transpose=True)
-        assert_currents_close(back_out.array, vt, np.asarray(g)[region.slices].T, info)
+        client.mvm_shared(tile, back_in, back_out, part, transpose=True)
+        assert_currents_close(back_out.array, vt, np.asarray(g)[part.slices].T, info)
 
 
 def test_codes_through_shared_memory(client: RemoteBoard, g: Any) -> None:
@@ -108,7 +136,10 @@ def test_codes_through_shared_memory(client: RemoteBoard, g: Any) -> None:
     with client.shared_memory(BATCH * (info.rows + 4 * info.cols)) as shm:
         k = shm.array((BATCH, info.rows), np.int8)
         k.array[:] = 0
-        k.array[:, 2:10] = np.random.default_rng(3).integers(0, 20, (BATCH, 8))
+        lines = driven(info.rows)
+        k.array[:, lines] = np.random.default_rng(3).integers(
+            0, 20, (BATCH, lines.stop - lines.start)
+        )
         out = shm.array((BATCH, info.cols), np.float32, offset_bytes=BATCH * info.rows)
         if info.dac_bits == 0:
             with pytest.raises(InvalidArgument) as err:
@@ -152,13 +183,13 @@ def test_a_stream_of_shared_memory_passes_is_the_passes(client: RemoteBoard, g: 
                 np.testing.assert_array_equal(result.currents, client.mvm(tile, v[k]).currents)
             assert_currents_close(result.currents, v[k], g, info)
         assert drawn == list(range(7))
-        region = Region(4, 6, 20, 12)
-        vt = voltages(client, region.cols, 30)
-        back_in, back_out = shm.array(vt.shape), shm.array((BATCH, region.rows), offset_bytes=slot)
+        part = region(info)
+        vt = voltages(client, part.cols, 30)
+        back_in, back_out = shm.array(vt.shape), shm.array((BATCH, part.rows), offset_bytes=slot)
         back_in.array[:] = vt
-        (back,) = client.mvm_shared_stream(tile, [(back_in, back_out)], region, transpose=True)
+        (back,) = client.mvm_shared_stream(tile, [(back_in, back_out)], part, transpose=True)
         assert back.currents is back_out.array
-        assert_currents_close(back.currents, vt, np.asarray(g)[region.slices].T, info)
+        assert_currents_close(back.currents, vt, np.asarray(g)[part.slices].T, info)
         if info.dac_bits and info.adc_bits:
             codes_in = shm.array((BATCH, info.rows), np.int8, offset_bytes=2 * slot)
             codes_out = shm.array(
@@ -208,7 +239,7 @@ def test_another_sessions_registration_is_refused(
     client: RemoteBoard, shm_port: int, shared_board: Board
 ) -> None:
     info = client.info
-    with client.shared_memory(BATCH * info.rows * 8, name="mine") as shm:
+    with client.shared_memory(pair_bytes(info), name="mine") as shm:
         inputs, outputs = (
             shm.array((BATCH, info.rows)),
             shm.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
@@ -232,7 +263,7 @@ def test_unregistered_or_ended_registrations_are_refused(
     client: RemoteBoard, shm_port: int
 ) -> None:
     info = client.info
-    shm = client.shared_memory(BATCH * info.rows * 8)
+    shm = client.shared_memory(pair_bytes(info))
     inputs, outputs = (
         shm.array((BATCH, info.rows)),
         shm.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
@@ -254,12 +285,12 @@ def test_unregistered_or_ended_registrations_are_refused(
     # A registration ends with its session, and the client unlinks the object then.
     with connect(f"127.0.0.1:{shm_port}") as board:
         session = board.session()
-        region = board.shared_memory(BATCH * info.rows * 8)
-        path = Path("/dev/shm") / region.key.lstrip("/")
+        memory = board.shared_memory(pair_bytes(info))
+        path = Path("/dev/shm") / memory.key.lstrip("/")
         assert path.exists()
         a, b = (
-            region.array((BATCH, info.rows)),
-            region.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
+            memory.array((BATCH, info.rows)),
+            memory.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
         )
         board.mvm_shared(0, a, b)
         session_id = session.id
@@ -279,9 +310,16 @@ def test_unregistered_or_ended_registrations_are_refused(
     assert not path.exists()  # the client closed: its session, and the object with it
 
 
+def _bad_room(info: BoardInfo) -> int:
+    """Bytes registered past a pair in test_bad_shared_tensors: 4 KiB, less than the
+    inputs (half of them on a tile of fewer than 32 rows), so inputs placed after the pair
+    pass the end."""
+    return min(4096, BATCH * info.rows * 2)
+
+
 def _bad(info: Any, name: str) -> dict[str, tuple[pb.MVMRequest, grpc.StatusCode, str]]:
     rows, cols = info.rows, info.cols
-    size = BATCH * rows * 4
+    size = BATCH * rows * 4  # the inputs; the outputs follow them
 
     def t(
         offset: int = 0, dtype: int = pb.DTYPE_FLOAT32, shape: tuple[int, ...] = (BATCH, rows)
@@ -291,7 +329,7 @@ def _bad(info: Any, name: str) -> dict[str, tuple[pb.MVMRequest, grpc.StatusCode
     out = t(size, shape=(BATCH, cols))
     return {
         "past-the-end": (
-            pb.MVMRequest(shared_inputs=t(2 * size), shared_outputs=out),
+            pb.MVMRequest(shared_inputs=t(pair_bytes(info)), shared_outputs=out),
             SC.OUT_OF_RANGE,
             "shared_inputs.offset_bytes",
         ),
@@ -348,7 +386,7 @@ def test_bad_shared_tensors(
     case: str, client: RemoteBoard, shm_port: int, shared_board: Board
 ) -> None:
     info = client.info
-    with client.shared_memory(2 * BATCH * info.rows * 4 + 4096, name="bad") as shm:
+    with client.shared_memory(pair_bytes(info) + _bad_room(info), name="bad") as shm:
         request, code, field = _bad(info, shm.name)[case]
         before = passes(shared_board)
         with grpc.insecure_channel(f"127.0.0.1:{shm_port}") as channel:
@@ -362,14 +400,14 @@ def test_bad_shared_tensors(
 
 def test_a_truncated_object_is_refused(client: RemoteBoard, shared_board: Board) -> None:
     info = client.info
-    with client.shared_memory(BATCH * info.rows * 8) as shm:
+    with client.shared_memory(pair_bytes(info)) as shm:
         inputs, outputs = (
             shm.array((BATCH, info.rows)),
             shm.array((BATCH, info.cols), offset_bytes=BATCH * info.rows * 4),
         )
         fd = os.open(f"/dev/shm/{shm.key.lstrip('/')}", os.O_RDWR)
-        try:
-            os.ftruncate(fd, 4096)
+        try:  # into the inputs (4 KiB of their 64 KiB on a 256-row tile): the read comes short
+            os.ftruncate(fd, min(4096, inputs.array.nbytes // 2))
         finally:
             os.close(fd)
         before = passes(shared_board)
