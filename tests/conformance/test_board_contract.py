@@ -23,6 +23,7 @@ from board_checks import (
     span,
     sparse_voltages,
     tile_of,
+    within,
     write_counts,
 )
 
@@ -65,7 +66,7 @@ def test_program_reads_back_within_tolerance(board: Board) -> None:
     """Programmed targets read back within the read-back contract; the report is consistent:
     every cell written, pulses are the write counters' increase, errors non-negative."""
     info = board.info
-    region = Region(1, 2, 8, 12)
+    region = within(info, Region(1, 2, 8, 12))
     g = mid_range_g(info, np.random.default_rng(7), region.shape)
     # Start from another state: a cell already on target may take no pulse at all.
     program_block(board, 0, region, np.full(region.shape, info.g_min_us, np.float32))
@@ -110,8 +111,9 @@ def test_conductance_window_bounds_are_programmable(board: Board) -> None:
     """g_min_us and g_max_us themselves are accepted and read back."""
     info = board.info
     g = np.array([[info.g_min_us, info.g_max_us], [info.g_max_us, info.g_min_us]], np.float32)
-    board.program(0, g, row_offset=10, col_offset=10)
-    assert_reads_back(board.read_conductance(0, Region(10, 10, 2, 2)).conductances, g, info)
+    at = within(info, Region(10, 10, 2, 2))
+    board.program(0, g, row_offset=at.row_offset, col_offset=at.col_offset)
+    assert_reads_back(board.read_conductance(0, at).conductances, g, info)
 
 
 def test_read_regions_with_open_extent(board: Board) -> None:
@@ -288,13 +290,17 @@ def test_perturb_region_writes_only_the_region(board: Board) -> None:
     """A region APPLY/RESTORE writes each cell of the region once and nothing around it."""
     info = board.info
     outer = region_of(info, 12, 12)
-    inner = Region(outer.row_offset + 3, outer.col_offset + 4, 4, 5)
+    # 4 x 5 from (3, 4) of the 12 x 12 block; on a smaller block, cut to leave a line of it
+    # unwritten on each side.
+    rows, cols = min(4, outer.rows - 2), min(5, outer.cols - 2)
+    r0, c0 = min(3, outer.rows - rows - 1), min(4, outer.cols - cols - 1)
+    inner = Region(outer.row_offset + r0, outer.col_offset + c0, rows, cols)
     before = write_counts(board, 0, outer)
-    assert board.perturb(0, seed=3, amplitude_us=0.5, region=inner).cells_written == 20
-    assert board.restore(0, inner).cells_written == 20
+    assert board.perturb(0, seed=3, amplitude_us=0.5, region=inner).cells_written == rows * cols
+    assert board.restore(0, inner).cells_written == rows * cols
     grown = write_counts(board, 0, outer) - before
     expected = np.zeros(outer.shape, np.int64)
-    expected[3:7, 4:9] = 2
+    expected[r0 : r0 + rows, c0 : c0 + cols] = 2
     assert np.array_equal(grown, expected)
 
 
@@ -317,7 +323,10 @@ def test_stats_count_passes_and_writes(board: Board) -> None:
     board.read_conductance(tile_of(info, 2), region)
     board.read_write_counts(tile_of(info, 2), region)
     s2 = board.stats()
-    assert (s2.mvm_passes, s2.cell_writes - s1.cell_writes) == (s1.mvm_passes, 30)
+    assert (s2.mvm_passes, s2.cell_writes - s1.cell_writes) == (
+        s1.mvm_passes,
+        2 * region.rows * region.cols,
+    )
     assert s2.max_cell_writes >= 2
     assert s2.total_cost.energy_nj >= s1.total_cost.energy_nj
 

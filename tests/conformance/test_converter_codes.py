@@ -52,10 +52,13 @@ def code_type(bits: int) -> np.dtype[np.signedinteger[object]]:
 
 
 def sparse_codes(info: BoardInfo, rng: np.random.Generator, batch: int, width: int) -> I8:
-    """Codes 0 .. L/2 on DRIVEN_ROWS inputs (as sparse_voltages: no output saturates)."""
+    """Codes 0 .. L/2 on DRIVEN_ROWS inputs from input 3 (as sparse_voltages: no output
+    saturates; moved back on a narrower input, every input on fewer than DRIVEN_ROWS)."""
     k = np.zeros((batch, width), code_type(info.dac_bits))
     top = max(levels(info.dac_bits) // 2, 1)
-    k[:, 3 : 3 + DRIVEN_ROWS] = rng.integers(0, top + 1, (batch, DRIVEN_ROWS))
+    driven = min(DRIVEN_ROWS, width)
+    start = min(3, width - driven)
+    k[:, start : start + driven] = rng.integers(0, top + 1, (batch, driven))
     return k
 
 

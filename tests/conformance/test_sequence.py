@@ -77,7 +77,7 @@ def test_steps_run_in_order_and_each_answers_as_its_own_call(board: Board) -> No
         ]
     )
     program, read, perturbed, mvm = result.results
-    assert isinstance(program, ProgramReport) and program.cells_written == region.rows * 5
+    assert isinstance(program, ProgramReport) and program.cells_written == region.rows * region.cols
     assert isinstance(read, ReadResult)
     assert_reads_back(read.conductances, g, info)
     assert isinstance(perturbed, PerturbedMVMResult)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from board_checks import tile_of
+from board_checks import tile_of, within
 
 from sidra.drivers import Board, BoardInfo, InvalidArgument, OutOfRange, Region
 
@@ -53,6 +53,18 @@ def amplitude(info: BoardInfo) -> str:
 
 def const(text: str) -> Callable[[BoardInfo], str]:
     return lambda _: text
+
+
+def half_at_most(n: int, k: int) -> int:
+    """``k`` lines, or half of a tile of ``n`` lines if that is fewer: an offset (or the
+    lines left before the edge) a case takes on a 256-line tile, kept inside a small one."""
+    return min(k, n // 2)
+
+
+def short_region(info: BoardInfo) -> Region:
+    """10 x 4 from row 3, column 5, inside the tile and fewer rows than it has (9 .. 7 on
+    a tile of 10 .. 8 rows): whole-tile voltages do not fit it."""
+    return within(info, Region(3, 5, min(10, info.rows - 1), 4))
 
 
 CASES: dict[str, Bad] = {
@@ -116,18 +128,25 @@ CASES: dict[str, Bad] = {
         const("finite"),
     ),
     "mvm-region-width": Bad(
-        lambda b, i: b.mvm(0, np.zeros((2, i.rows)), Region(3, 5, 10, 4)),
+        lambda b, i: b.mvm(0, np.zeros((2, i.rows)), short_region(i)),
         InvalidArgument,
         "voltages.shape",
         lambda i: f"[2, {i.rows}]",
-        const("[batch >= 1, 10] (region rows)"),
+        lambda i: f"[batch >= 1, {short_region(i).rows}] (region rows)",
     ),
-    "mvm-region-rows": Bad(  # 20 rows from 10 before the last
-        lambda b, i: b.mvm(0, np.zeros((1, 20)), Region(i.rows - 10, 0, 20, 4)),
+    "mvm-region-rows": Bad(  # 20 rows from 10 before the last (half the tile, if less)
+        lambda b, i: b.mvm(
+            0,
+            np.zeros((1, 2 * half_at_most(i.rows, 10))),
+            Region(i.rows - half_at_most(i.rows, 10), 0, 2 * half_at_most(i.rows, 10), 4),
+        ),
         OutOfRange,
         "region.rows",
-        const("20"),
-        lambda i: f"1 .. 10 (tile has {i.rows} rows, region starts at row {i.rows - 10})",
+        lambda i: str(2 * half_at_most(i.rows, 10)),
+        lambda i: (
+            f"1 .. {half_at_most(i.rows, 10)} (tile has {i.rows} rows, region starts at row "
+            f"{i.rows - half_at_most(i.rows, 10)})"
+        ),
     ),
     "tmvm-region-width": Bad(
         lambda b, i: b.transpose_mvm(0, np.zeros((1, 5)), Region(0, 0, 3, 4)),
@@ -171,12 +190,14 @@ CASES: dict[str, Bad] = {
         const("[0, 2]"),
         const(">= 1"),
     ),
-    "read-region-rows": Bad(
-        lambda b, i: b.read_conductance(0, Region(10, 0, i.rows - 6, 0)),
+    "read-region-rows": Bad(  # 250 rows from row 10 of 256: 4 past the edge
+        lambda b, i: b.read_conductance(
+            0, Region(half_at_most(i.rows, 10), 0, i.rows - half_at_most(i.rows, 10) + 4, 0)
+        ),
         OutOfRange,
         "region.rows",
-        lambda i: str(i.rows - 6),
-        lambda i: f"1 .. {i.rows - 10}",
+        lambda i: str(i.rows - half_at_most(i.rows, 10) + 4),
+        lambda i: f"1 .. {i.rows - half_at_most(i.rows, 10)}",
     ),
     "read-region-col-offset": Bad(
         lambda b, i: b.read_conductance(0, Region(0, i.cols)),
