@@ -48,6 +48,22 @@ DRIVEN_ROWS = 8
 """Rows (or columns) a tolerance test drives, at most v_max/2 each: outputs stay below
 8 · v_max/2 · g_max (32 µA on a 0.2 V, 40 µS board), which any ADC full scale must hold."""
 
+SMALLEST_TILE = (DRIVEN_ROWS, DRIVEN_ROWS)
+"""Rows and columns of the smallest tile the suite runs on (docs/conformance.md): its tests
+drive DRIVEN_ROWS inputs and place regions of up to 8 lines inside a tile. On a board of
+smaller tiles every test of the shared board skips, naming this size and the board's."""
+
+
+def too_small(info: BoardInfo) -> str | None:
+    """Why the suite cannot run on ``info``'s tiles (None: it can)."""
+    rows, cols = SMALLEST_TILE
+    if info.rows >= rows and info.cols >= cols:
+        return None
+    return (
+        f"the suite needs tiles of {rows} x {cols} or more ({DRIVEN_ROWS} driven inputs, "
+        f"regions of up to 8 lines); the board's are {info.rows} x {info.cols}"
+    )
+
 
 def is_ideal(info: BoardInfo) -> bool:
     """The SIDRA emulator's ideal preset, as the exact ("ideal-only") checks know it: exact
@@ -127,7 +143,7 @@ def sparse_voltages(
     inputs narrower than ``start + DRIVEN_ROWS`` the driven block moves back to end at the
     last input (every input, on fewer than DRIVEN_ROWS)."""
     driven = min(DRIVEN_ROWS, width)
-    start = min(start, width - driven)
+    start = max(min(start, width - driven), 0)
     v = np.zeros((batch, width), np.float32)
     v[:, start : start + driven] = rng.uniform(0.0, info.read_voltage_max_v / 2, (batch, driven))
     return v

@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 import pytest
-from board_checks import OPENED_URLS, is_ideal
+from board_checks import OPENED_URLS, is_ideal, too_small
 
 from sidra.client import RemoteBoard, connect
 from sidra.drivers import Board
@@ -117,6 +117,23 @@ def fresh_board(request: pytest.FixtureRequest, board_target: Any) -> Iterator[B
                 yield client
         finally:
             server.stop(grace=None)
+
+
+BOARD_FIXTURES = {"shared_board", "board", "fresh_board", "converter_served"}
+"""The fixtures a test of a board asks for (``board`` and ``fresh_board`` name the shared or
+fresh board only when run; test_converter_codes.py's boards come from converter_served)."""
+
+
+@pytest.fixture(autouse=True)
+def _skip_below_the_smallest_tile(request: pytest.FixtureRequest) -> None:
+    """Every test of a board skips on tiles below board_checks.SMALLEST_TILE (the shared
+    board's info tells: a fresh or converter board has the target's geometry). A test of no
+    such board (the wire refusals, on their own link) opens nothing here."""
+    if not BOARD_FIXTURES & set(request.fixturenames):
+        return
+    reason = too_small(request.getfixturevalue("shared_board").info)
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)

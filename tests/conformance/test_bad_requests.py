@@ -191,7 +191,10 @@ def test_request_larger_than_grpc_default_4_mib(remote: RemoteBoard, baseline: B
     info = remote.info
     batch = -(-(4 << 20) // (4 * info.rows))
     if batch > DEFAULT_MAX_BATCH:
-        pytest.skip(f"{info.rows} rows: 4 MiB takes more than {DEFAULT_MAX_BATCH} vectors")
+        pytest.skip(
+            f"4 MiB of inputs in {DEFAULT_MAX_BATCH} vectors at most needs a tile of "
+            f"{(4 << 20) // (4 * DEFAULT_MAX_BATCH)} rows or more; the board's has {info.rows}"
+        )
     rng = np.random.default_rng(64)
     if is_ideal(info):
         vmax = info.read_voltage_max_v
