@@ -4,8 +4,10 @@ Board URLs (pyserial's ``PORT``): ``--board-url URL`` (repeatable) and the
 ``SIDRA_HW_URL`` environment variable name the boards the conformance suite
 (``tests/conformance/``, ``pytest -m conformance``) runs on. Without them it runs
 on the default boards: the in-process emulator (``emu://?preset=ideal&seed=1``),
-the virtual board firmware on a real pseudo-terminal and the virtual PCIe board
-in its own process behind a mapped BAR file (both ideal preset, seed 1).
+the virtual board firmware on a real pseudo-terminal, the virtual PCIe board
+in its own process behind a mapped BAR file (both ideal preset, seed 1), and a
+small board in process (SMALL_GEOMETRY: 2 tiles of 32 x 16, ideal, seed 1), so that
+every geometry the suite derives from the board's info is run small too.
 A test asks for a board through the ``board_target`` fixture (directly or through
 the conformance fixtures); it is then parametrised over every target, marked
 ``conformance``, and, if marked ``fresh_board``, kept only for targets this run
@@ -58,6 +60,12 @@ def _folders_of_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
             os.environ[key] = value
 
 
+SMALL_GEOMETRY = (2, 32, 16)
+"""Tiles, rows and columns of the small default target (the serial small board's,
+tests/serial/test_serial_faults.py): not square, so that rows and columns taken the one
+for the other show, and fewer tiles than the suite's four, so that tests share them
+(board_checks.tile_of)."""
+
 CONVERTER_PRESET = "sidra-y1"
 """The preset of the boards with converters (8-bit DAC, 12-bit ADC) the converter-code
 tests open beside an ideal target (BoardTarget.open_with_converters)."""
@@ -75,6 +83,20 @@ def ideal_board_on_a_pty(preset_name: str = "ideal") -> Iterator[BoardDriver]:
         open_board(server.url) as driver,
     ):
         assert isinstance(driver, BoardDriver)
+        yield driver
+
+
+@contextmanager
+def small_board(preset_name: str = "ideal") -> Iterator[BoardDriver]:
+    """The emulator in process with the preset's physics on SMALL_GEOMETRY tiles, seed 1."""
+    from sidra.emulator import preset
+    from sidra.emulator.config import Geometry
+    from sidra.emulator.driver import EmulatorDriver
+
+    tiles, rows, cols = SMALL_GEOMETRY
+    geometry = Geometry(tiles=tiles, rows=rows, cols=cols)
+    profile = preset(preset_name).model_copy(update={"geometry": geometry})
+    with EmulatorDriver(profile, seed=1) as driver:
         yield driver
 
 
@@ -102,7 +124,8 @@ class BoardTarget:
     url: str
     """Board URL for ``open_board``; empty for a default virtual board (``virtual``)."""
     virtual: str = "pty"
-    """Which default virtual board an empty URL means: "pty" (serial) or "pcie"."""
+    """Which default virtual board an empty URL means: "pty" (serial), "pcie", or "small"
+    (in process, SMALL_GEOMETRY)."""
 
     @property
     def opens_fresh(self) -> bool:
@@ -110,7 +133,7 @@ class BoardTarget:
 
     def open(self) -> AbstractContextManager[Board]:
         if not self.url:
-            return ideal_board_on_pcie() if self.virtual == "pcie" else ideal_board_on_a_pty()
+            return VIRTUAL_BOARDS[self.virtual]()
         return open_board(self.url)
 
     def open_with_converters(self) -> AbstractContextManager[Board]:
@@ -119,18 +142,20 @@ class BoardTarget:
         the ideal one; an emu:// URL's own board (the ideal one's with CONVERTER_PRESET)."""
         assert self.opens_fresh, "a board named by URL is opened once (shared_board)"
         if not self.url:
-            if self.virtual == "pcie":
-                return ideal_board_on_pcie(CONVERTER_PRESET)
-            return ideal_board_on_a_pty(CONVERTER_PRESET)
+            return VIRTUAL_BOARDS[self.virtual](CONVERTER_PRESET)
         if self.url == IDEAL_URL:
             return open_board(f"emu://?preset={CONVERTER_PRESET}&seed=1")
         return open_board(self.url)
 
 
+VIRTUAL_BOARDS = {"pty": ideal_board_on_a_pty, "pcie": ideal_board_on_pcie, "small": small_board}
+"""The default virtual boards by BoardTarget.virtual: each takes the preset's name."""
+
 DEFAULT_TARGETS = (
     BoardTarget("emu", IDEAL_URL),
     BoardTarget("pty", ""),
     BoardTarget("pcie", "", "pcie"),
+    BoardTarget("small", "", "small"),
 )
 
 _TARGETS = pytest.StashKey[list[BoardTarget]]()
@@ -146,8 +171,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "run the conformance suite on the board at URL (repeatable; e.g. "
             "serial:///dev/ttyUSB0, socket://host:port, grpc://host:port, "
             f"emu://?preset=sidra-y1&seed=3); {HW_URL_ENV} is honoured too. "
-            "Default: emu://, the virtual board on a pty and the virtual PCIe board, "
-            "ideal preset, seed 1."
+            "Default: emu://, the virtual board on a pty, the virtual PCIe board and a "
+            "2 x 32 x 16 board in process, ideal preset, seed 1."
         ),
     )
 
@@ -167,7 +192,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     targets = config.stash[_TARGETS]
-    names = {"pty": "virtual board on a pty", "pcie": "virtual PCIe board"}
+    names = {
+        "pty": "virtual board on a pty",
+        "pcie": "virtual PCIe board",
+        "small": "a {} x {} x {} board in process".format(*SMALL_GEOMETRY),
+    }
     return "conformance boards: " + ", ".join(t.url or names[t.virtual] for t in targets)
 
 
