@@ -5,9 +5,10 @@ Board URLs (pyserial's ``PORT``): ``--board-url URL`` (repeatable) and the
 (``tests/conformance/``, ``pytest -m conformance``) runs on. Without them it runs
 on the default boards: the in-process emulator (``emu://?preset=ideal&seed=1``),
 the virtual board firmware on a real pseudo-terminal, the virtual PCIe board
-in its own process behind a mapped BAR file (both ideal preset, seed 1), and a
-small board in process (SMALL_GEOMETRY: 2 tiles of 32 x 16, ideal, seed 1), so that
-every geometry the suite derives from the board's info is run small too.
+in its own process behind a mapped BAR file (both ideal preset, seed 1), and two
+small boards in process (SMALL_GEOMETRY, 2 tiles of 32 x 16, and SMALLEST_GEOMETRY,
+1 tile of 8 x 8; ideal, seed 1), so that every geometry the suite derives from the
+board's info is run small too.
 A test asks for a board through the ``board_target`` fixture (directly or through
 the conformance fixtures); it is then parametrised over every target, marked
 ``conformance``, and, if marked ``fresh_board``, kept only for targets this run
@@ -25,6 +26,7 @@ import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 import grpc
@@ -66,6 +68,10 @@ tests/serial/test_serial_faults.py): not square, so that rows and columns taken 
 for the other show, and fewer tiles than the suite's four, so that tests share them
 (board_checks.tile_of)."""
 
+SMALLEST_GEOMETRY = (1, 8, 8)
+"""The smallest board the suite runs on fully (board_checks.SMALLEST_TILE), one tile: the
+default target that keeps it so."""
+
 CONVERTER_PRESET = "sidra-y1"
 """The preset of the boards with converters (8-bit DAC, 12-bit ADC) the converter-code
 tests open beside an ideal target (BoardTarget.open_with_converters)."""
@@ -87,13 +93,16 @@ def ideal_board_on_a_pty(preset_name: str = "ideal") -> Iterator[BoardDriver]:
 
 
 @contextmanager
-def small_board(preset_name: str = "ideal") -> Iterator[BoardDriver]:
-    """The emulator in process with the preset's physics on SMALL_GEOMETRY tiles, seed 1."""
+def small_board(
+    preset_name: str = "ideal", size: tuple[int, int, int] = SMALL_GEOMETRY
+) -> Iterator[BoardDriver]:
+    """The emulator in process with the preset's physics on ``size`` (tiles, rows,
+    columns), seed 1."""
     from sidra.emulator import preset
     from sidra.emulator.config import Geometry
     from sidra.emulator.driver import EmulatorDriver
 
-    tiles, rows, cols = SMALL_GEOMETRY
+    tiles, rows, cols = size
     geometry = Geometry(tiles=tiles, rows=rows, cols=cols)
     profile = preset(preset_name).model_copy(update={"geometry": geometry})
     with EmulatorDriver(profile, seed=1) as driver:
@@ -124,8 +133,8 @@ class BoardTarget:
     url: str
     """Board URL for ``open_board``; empty for a default virtual board (``virtual``)."""
     virtual: str = "pty"
-    """Which default virtual board an empty URL means: "pty" (serial), "pcie", or "small"
-    (in process, SMALL_GEOMETRY)."""
+    """Which default virtual board an empty URL means: "pty" (serial), "pcie", "small" or
+    "smallest" (in process, SMALL_GEOMETRY or SMALLEST_GEOMETRY)."""
 
     @property
     def opens_fresh(self) -> bool:
@@ -148,7 +157,12 @@ class BoardTarget:
         return open_board(self.url)
 
 
-VIRTUAL_BOARDS = {"pty": ideal_board_on_a_pty, "pcie": ideal_board_on_pcie, "small": small_board}
+VIRTUAL_BOARDS = {
+    "pty": ideal_board_on_a_pty,
+    "pcie": ideal_board_on_pcie,
+    "small": small_board,
+    "smallest": partial(small_board, size=SMALLEST_GEOMETRY),
+}
 """The default virtual boards by BoardTarget.virtual: each takes the preset's name."""
 
 DEFAULT_TARGETS = (
@@ -156,6 +170,7 @@ DEFAULT_TARGETS = (
     BoardTarget("pty", ""),
     BoardTarget("pcie", "", "pcie"),
     BoardTarget("small", "", "small"),
+    BoardTarget("smallest", "", "smallest"),
 )
 
 _TARGETS = pytest.StashKey[list[BoardTarget]]()
@@ -171,8 +186,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "run the conformance suite on the board at URL (repeatable; e.g. "
             "serial:///dev/ttyUSB0, socket://host:port, grpc://host:port, "
             f"emu://?preset=sidra-y1&seed=3); {HW_URL_ENV} is honoured too. "
-            "Default: emu://, the virtual board on a pty, the virtual PCIe board and a "
-            "2 x 32 x 16 board in process, ideal preset, seed 1."
+            "Default: emu://, the virtual board on a pty, the virtual PCIe board and "
+            "boards of 2 x 32 x 16 and 1 x 8 x 8 in process, ideal preset, seed 1."
         ),
     )
 
@@ -196,6 +211,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         "pty": "virtual board on a pty",
         "pcie": "virtual PCIe board",
         "small": "a {} x {} x {} board in process".format(*SMALL_GEOMETRY),
+        "smallest": "a {} x {} x {} board in process".format(*SMALLEST_GEOMETRY),
     }
     return "conformance boards: " + ", ".join(t.url or names[t.virtual] for t in targets)
 
