@@ -1,9 +1,18 @@
 """The ``sidra`` command line."""
 
 import importlib
+import os
 from typing import Any
 
 __all__ = ["app", "main"]
+
+# gRPC's C core logs each failed TLS handshake of a connection attempt at INFO on stderr
+# (five lines of OpenSSL's words over one `sidra whoami`), between the command's own
+# lines and, under `sidra serve` with JSON logs, in no format a collector reads. The
+# client says what the handshake found itself (sidra.client.tls_diagnosis). Read when
+# gRPC is first imported, so set here, before any command module; a GRPC_VERBOSITY the
+# user set is kept.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 def __getattr__(name: str) -> Any:

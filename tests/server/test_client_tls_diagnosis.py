@@ -164,3 +164,26 @@ def test_silence_after_a_completed_handshake_is_not_blamed_on_tls(pki: Pki) -> N
         finally:
             done.set()
             thread.join(timeout=10)
+
+
+def test_the_command_line_says_it_once_without_grpc_s_handshake_lines(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """gRPC's C core printed each failed handshake (``ssl_transport_security.cc ...
+    Handshake failed``, five times over one command) before the command's own line."""
+    import os
+    import subprocess
+
+    from tests.cli_support import SIDRA
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDRA_", "GRPC_"))}
+    with served(credentials=tls_credentials(pki, mutual=False)) as port:
+        result = subprocess.run(
+            [*SIDRA, "whoami", f"grpcs://127.0.0.1:{port}?ca={pki.other_ca}"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**env, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")},
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "not signed by the CA in root_ca" in result.stderr
+    assert "Handshake failed" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
