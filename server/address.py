@@ -7,7 +7,13 @@ import errno
 import ipaddress
 import socket
 
-__all__ = ["bind_problem", "is_loopback", "metrics_exposure", "split_address"]
+__all__ = [
+    "bind_problem",
+    "insecure_exposure",
+    "is_loopback",
+    "metrics_exposure",
+    "split_address",
+]
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 """Host names that resolve to loopback on every system the service runs on."""
@@ -53,6 +59,20 @@ def metrics_exposure(address: str) -> str | None:
         "token, tells whoever reaches this host the board's identity, deployment names and "
         "call counts; bind it to 127.0.0.1 or to the monitoring network's address"
     )
+
+
+def insecure_exposure(address: str, tls: bool, auth: bool) -> list[str]:
+    """What serving on ``address`` without TLS or without [auth] lays open (nothing on
+    loopback, where a start needs neither): the warnings a start logs and --check
+    prints for ``allow_insecure``."""
+    if is_loopback(address):
+        return []
+    warnings = []
+    if not tls:
+        warnings.append(f"serving without TLS on {address}: traffic and tokens travel in clear")
+    if not auth:
+        warnings.append(f"serving without [auth] on {address}: every client may do everything")
+    return warnings
 
 
 def bind_problem(address: str) -> str | None:

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
-from sidra.server.address import bind_problem, is_loopback
+from sidra.server.address import bind_problem, insecure_exposure, is_loopback
 from sidra.server.deployments import (
     DEPLOYMENT_SERVICE_NAME,
     DeploymentServicer,
@@ -287,11 +287,9 @@ def create_server(
     except RuntimeError as exc:  # gRPC says only that it failed; the system says why
         why = bind_problem(address) or str(exc)
         raise OSError(f"listen: cannot bind {address!r}: {why}") from exc
-    if not is_loopback(address):  # sidra serve gets here only with allow_insecure
-        if credentials is None:
-            log.warning("serving without TLS on %s: traffic and tokens travel in clear", address)
-        if tokens is None:
-            log.warning("serving without [auth] on %s: every client may do everything", address)
+    # sidra serve gets past loopback without TLS or [auth] only with allow_insecure
+    for exposed in insecure_exposure(address, credentials is not None, tokens is not None):
+        log.warning("%s", exposed)
     return server, port
 
 

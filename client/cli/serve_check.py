@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.pcie.bar import SYSFS_DEVICES
 from sidra.drivers.url import check_board_url, schemes
-from sidra.server.address import bind_problem, metrics_exposure
+from sidra.server.address import bind_problem, insecure_exposure, metrics_exposure
 from sidra.server.relative_paths import path_text
 from sidra.server.security.tokens import expiry_note, read_tokens
 from sidra.server.settings import ServerSettings, unread_variables
@@ -47,6 +47,8 @@ def checked_settings(settings: ServerSettings) -> tuple[list[str], list[str]]:
     transport = "plaintext" if tls is None else "mutual TLS" if tls.client_ca else "TLS"
     notes += [f"warning: {w}" for w in ([] if tls is None else tls.warnings(datetime.now(UTC)))]
     notes.append(f"listen: {settings.listen} ({transport}){_in_use(settings.listen)}")
+    insecure = insecure_exposure(settings.listen, tls is not None, settings.auth is not None)
+    notes += [f"warning: {w} (allow_insecure)" for w in insecure]
     if settings.auth is None:
         notes.append("auth: none (every call is the local admin's)")
     else:

@@ -295,3 +295,20 @@ def test_a_value_from_the_environment_says_so(monkeypatch: pytest.MonkeyPatch) -
         load_settings()
     assert "(from the environment variable SIDRA_LIMITS__MAX_BATCH)" in str(refused.value)
     assert str(refused.value).startswith("limits.max_batch")
+
+
+def test_allow_insecure_is_warned_of_as_a_start_warns(tmp_path: Path) -> None:
+    """A start beyond loopback without TLS or [auth] logs a warning for each; --check
+    printed none of them."""
+    path = tmp_path / "sidra.toml"
+    path.write_text(
+        f'listen = "0.0.0.0:0"\nallow_insecure = true\n[state]\npath = "{tmp_path / "s.db"}"\n'
+    )
+    done = check(path)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: serving without TLS on 0.0.0.0:0: traffic and tokens travel in clear "
+        "(allow_insecure)"
+    ) in done.stdout.splitlines()
+    assert any(line.startswith("warning: serving without [auth] on 0.0.0.0:0")
+               for line in done.stdout.splitlines())  # fmt: skip
