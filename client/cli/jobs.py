@@ -528,11 +528,15 @@ def run_remote_job(
     try:
         with connect_server(server) as board:
             sent = _kept_if_not_here(dataset, board, console)
-            with transfer_bar(console) as on_upload:
-                job = board.jobs.submit(
-                    kind, options, dataset=sent, resume_checkpoint=resume_checkpoint,
-                    queue=queue, priority=priority, on_upload=on_upload,
-                )  # fmt: skip
+            try:
+                with transfer_bar(console) as on_upload:
+                    job = board.jobs.submit(
+                        kind, options, dataset=sent, resume_checkpoint=resume_checkpoint,
+                        queue=queue, priority=priority, on_upload=on_upload,
+                    )  # fmt: skip
+            except (BoardUnavailable, DeadlineExceeded) as exc:  # its answer never came
+                typer.echo(_lost_while_submitting(kind, server, exc), err=True)
+                raise typer.Exit(1) from exc
             tiles = tiles_text(job.tiles, job.whole_board)
             if job.state == "queued":
                 console.log(f"job {job.job_id} queued on {server} for {tiles}: "
@@ -595,6 +599,18 @@ def run_remote_job(
 def _command(kind: str) -> str:
     """The command that submits a job of ``kind``, as its messages name it."""
     return "sidra model tune" if kind == "tune" else f"sidra train {kind}"
+
+
+def _lost_while_submitting(kind: str, server: str, exc: SidraError) -> str:
+    """What to do when the server went away before it answered the submission: the job
+    may have been taken (and may be running) or not, and only the server knows."""
+    return (
+        f"{_command(kind)}: lost {server} before it answered the job's submission "
+        f"({type(exc).__name__}: {exc}). Whether it took the job is not known: once it "
+        f"answers again, sidra jobs list --server {server} shows your jobs (sidra jobs "
+        "resume JOB goes on with one it ended interrupted); submit again only if none is "
+        "there."
+    )
 
 
 def _lost_while_following(kind: str, job_id: str, server: str, exc: SidraError) -> str:

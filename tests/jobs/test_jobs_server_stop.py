@@ -284,21 +284,26 @@ def test_a_remote_job_s_command_that_loses_its_server_says_how_to_find_the_job(
     import typer
     from rich.console import Console
 
+    from sidra.cli import jobs as cli_jobs
     from sidra.cli.jobs import run_remote_job
     from sidra.client import jobs as client_jobs
 
     monkeypatch.setattr(client_jobs, "RECONNECT_LIMIT_S", 1.0)
     env = {**os.environ, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")}
     proc, address = _serve(env)
-    gone = threading.Event()
+    gone, following = threading.Event(), threading.Event()
+    follow = cli_jobs._follow
+
+    def followed(*args: Any, **kwargs: Any) -> None:  # the submission answered
+        following.set()
+        follow(*args, **kwargs)
+
+    monkeypatch.setattr(cli_jobs, "_follow", followed)
 
     def kill_once_the_job_runs() -> None:  # not on a timer: a loaded machine submits late
-        with connect(address) as watcher:
-            deadline = time.monotonic() + 60.0
-            while not gone.is_set() and time.monotonic() < deadline:
-                if watcher.jobs.list():
-                    break
-                time.sleep(0.05)
+        # Once the command follows the job: a job listed may still have its SubmitJob
+        # answer on the way (that loss is the next test's).
+        following.wait(timeout=60.0)
         proc.kill()
 
     killer = threading.Thread(target=kill_once_the_job_runs, daemon=True)
@@ -318,6 +323,46 @@ def test_a_remote_job_s_command_that_loses_its_server_says_how_to_find_the_job(
     assert "(BoardUnavailable: UNAVAILABLE: " in said
     assert f"sidra jobs show {job.group(1)} --server {address} says where the job" in said
     assert f"sidra jobs resume {job.group(1)} --server {address} goes on" in said
+
+
+def test_a_remote_job_whose_submission_goes_unanswered_says_how_to_find_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The connection lost after the server took the job, before its answer came back
+    (behind a proxy adding 1 s each way, closed once the job is listed): the command
+    said only that the server could not be reached, and the user could submit it twice."""
+    import typer
+    from rich.console import Console
+
+    from sidra.cli.delay_proxy import DelayProxy
+    from sidra.cli.jobs import run_remote_job
+
+    env = {**os.environ, "SIDRA_STATE__PATH": str(tmp_path / "state.sqlite3")}
+    proc, address = _serve(env)
+    try:
+        with DelayProxy(address, 1.0) as proxy:
+
+            def cut_once_the_job_is_taken() -> None:
+                with connect(address) as watcher:  # directly: no delay on this path
+                    deadline = time.monotonic() + 60.0
+                    while not watcher.jobs.list() and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                proxy.close()
+
+            cutter = threading.Thread(target=cut_once_the_job_is_taken, daemon=True)
+            cutter.start()
+            with pytest.raises(typer.Exit) as ended:
+                run_remote_job(proxy.address, "mlp", LONG_MLP, "iris", tmp_path / "out",
+                               Console(stderr=True, quiet=True))  # fmt: skip
+            cutter.join(timeout=70)
+        with connect(address) as client:
+            assert len(client.jobs.list()) == 1  # taken, though its answer was lost
+    finally:
+        _ended(proc)
+    assert ended.value.exit_code == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"lost {proxy.address} before it answered the job's submission" in said, said
+    assert f"sidra jobs list --server {proxy.address} shows your jobs" in said
 
 
 def test_a_watch_across_a_killed_server_ends_with_how_the_job_ended(tmp_path: Path) -> None:
