@@ -44,6 +44,7 @@ from sidra.client.credentials import (
     aio_bearer_token,
     bearer_token,
     check_token_transport,
+    tls_hopeless,
     unanswered,
 )
 from sidra.client.deployments import AsyncDeployments
@@ -775,7 +776,8 @@ async def connect(
                 return False
             return True
 
-        waited = await wait_for_server_async(ready, address, wait_ready_s)
+        hopeless = None if tls is None else tls_hopeless(tls)
+        waited = await wait_for_server_async(ready, address, wait_ready_s, hopeless)
         if waited is not None:
             await channel.close()
             # Its probes (a TCP connection, a TLS handshake) block: not on the event loop.

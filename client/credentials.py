@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from sidra.client.reachability import tcp_refusal
+from sidra.client.reachability import Hopeless, tcp_hopeless, tcp_refusal
 from sidra.client.tls_diagnosis import handshake_problem
 from sidra.client.tls_files import checked_tls_files
 from sidra.drivers import BoardUnavailable, InvalidArgument
@@ -27,6 +27,7 @@ __all__ = [
     "TOKEN_ENV",
     "BearerToken",
     "TlsCredentials",
+    "tls_hopeless",
     "aio_bearer_token",
     "bearer_token",
     "check_token_transport",
@@ -101,6 +102,20 @@ def _named(character: str) -> str:
     if character.isspace():
         return f"whitespace (U+{ord(character):04X})"
     return f"U+{ord(character):04X}" + (" (not ASCII)" if ord(character) > 0x7E else "")
+
+
+def tls_hopeless(tls: TlsCredentials) -> Hopeless:
+    """For a TLS client's wait: no server can answer at an address whose port refuses,
+    whose host is unknown, or where one handshake with ``tls``'s files finds something
+    wrong (an expired or unknown certificate, a plaintext server): no wait mends those,
+    and the error came after the whole wait (10 s by default)."""
+
+    def hopeless(address: str, within_s: float) -> bool:
+        if tcp_hopeless(address, within_s):
+            return True
+        return handshake_problem(address, tls.root_ca, tls.cert, tls.key) is not None
+
+    return hopeless
 
 
 def unanswered(address: str, wait_s: float, tls: TlsCredentials | None) -> BoardUnavailable:

@@ -13,7 +13,9 @@ A wait need not run its whole length when nothing can come of it: past
 known ends it (:func:`wait_for_server`); a server started a moment before the client has
 bound its port by then, and a typo in the address is said in seconds, not after the
 whole wait. A host that does not answer at all keeps the whole wait (it may be a
-network on its way up).
+network on its way up). A TLS client also ends it when a handshake of its own finds what
+no wait mends (sidra.client.credentials.tls_hopeless): an expired or unknown
+certificate, a plaintext server.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from collections.abc import Awaitable, Callable
 __all__ = [
     "GIVE_UP_AFTER_S",
     "PROBE_S",
+    "Hopeless",
     "host_port",
+    "tcp_hopeless",
     "tcp_refusal",
     "wait_for_server",
     "wait_for_server_async",
@@ -61,7 +65,7 @@ def tcp_refusal(address: str, timeout_s: float = PROBE_S) -> str | None:
     return _probe(address, timeout_s)[0]
 
 
-def _hopeless(address: str, within_s: float = PROBE_S) -> bool:
+def tcp_hopeless(address: str, within_s: float = PROBE_S) -> bool:
     """Whether no server can be at ``address`` now: its port refuses, or its host is not
     known (a host that does not answer may still). The probe waits at most ``within_s``
     (and :data:`PROBE_S`): a wait's probe does not outlast the wait."""
@@ -91,16 +95,24 @@ def _probe(address: str, timeout_s: float) -> tuple[str | None, bool]:
         return f"no connection to port {port} of {host} ({exc.strerror or exc})", False
 
 
-def wait_for_server(ready: Callable[[float], bool], address: str, wait_s: float) -> float | None:
+Hopeless = Callable[[str, float], bool]
+"""Whether no server can answer at an address now, finding out within the seconds given."""
+
+
+def wait_for_server(
+    ready: Callable[[float], bool], address: str, wait_s: float, hopeless: Hopeless | None = None
+) -> float | None:
     """Waits up to ``wait_s`` for ``ready(timeout_s)`` (True once the channel is ready);
     None when it is, else how long was waited before giving up: the whole ``wait_s``, or
-    less once :data:`GIVE_UP_AFTER_S` has passed and :func:`_hopeless` says so."""
+    less once :data:`GIVE_UP_AFTER_S` has passed and ``hopeless`` (default: a refused
+    port or an unknown host, :func:`tcp_hopeless`) says so."""
+    hopeless = hopeless or tcp_hopeless
     start = time.monotonic()
     if ready(min(wait_s, GIVE_UP_AFTER_S)):
         return None
     waited = time.monotonic() - start
     while waited < wait_s:
-        if _hopeless(address, wait_s - waited):
+        if hopeless(address, wait_s - waited):
             return time.monotonic() - start
         waited = time.monotonic() - start  # a silent host took the probe's whole timeout
         if waited >= wait_s:
@@ -112,15 +124,19 @@ def wait_for_server(ready: Callable[[float], bool], address: str, wait_s: float)
 
 
 async def wait_for_server_async(
-    ready: Callable[[float], Awaitable[bool]], address: str, wait_s: float
+    ready: Callable[[float], Awaitable[bool]],
+    address: str,
+    wait_s: float,
+    hopeless: Hopeless | None = None,
 ) -> float | None:
     """:func:`wait_for_server` for an asyncio channel (the probe runs in a thread)."""
+    hopeless = hopeless or tcp_hopeless
     start = time.monotonic()
     if await ready(min(wait_s, GIVE_UP_AFTER_S)):
         return None
     waited = time.monotonic() - start
     while waited < wait_s:
-        if await asyncio.to_thread(_hopeless, address, wait_s - waited):
+        if await asyncio.to_thread(hopeless, address, wait_s - waited):
             return time.monotonic() - start
         waited = time.monotonic() - start
         if waited >= wait_s:

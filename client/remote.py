@@ -32,6 +32,7 @@ from sidra.client.credentials import (
     TlsCredentials,
     bearer_token,
     check_token_transport,
+    tls_hopeless,
     unanswered,
 )
 from sidra.client.deployments import Deployments
@@ -708,8 +709,9 @@ def connect(
     A token goes in clear only to a loopback address: elsewhere it needs ``tls``.
     Waits up to ``wait_ready_s`` seconds for the server (``None``: don't wait) and
     raises :class:`~sidra.drivers.BoardUnavailable` if it does not answer; a port that
-    refuses connections or an unknown host ends the wait after 2 s
-    (sidra.client.reachability).
+    refuses connections, an unknown host, or (with ``tls``) a handshake that finds what
+    no wait mends (an expired or unknown certificate, a plaintext server) ends the wait
+    after 2 s, saying which (sidra.client.reachability, sidra.client.tls_diagnosis).
     ``server_max_message_bytes``: the server's message size (``sidra serve``
     max_message_mb, and the caller's ``[limits]``); a Program or read larger than it (or
     than ``max_message_bytes``) travels in row bands. ``max_batch``: vectors per MVM
@@ -742,7 +744,8 @@ def connect(
                 return False
             return True
 
-        waited = wait_for_server(ready, address, wait_ready_s)
+        hopeless = None if tls is None else tls_hopeless(tls)
+        waited = wait_for_server(ready, address, wait_ready_s, hopeless)
         if waited is not None:
             future.cancel()
             channel.close()

@@ -187,3 +187,27 @@ def test_the_command_line_says_it_once_without_grpc_s_handshake_lines(
     assert "not signed by the CA in root_ca" in result.stderr
     assert "Handshake failed" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_handshake_that_cannot_succeed_ends_the_wait_early(pki: Pki) -> None:
+    """A server certificate of another CA: no wait mends it, and the client waited the
+    whole wait_ready_s (10 s by default) before saying so; sync and asyncio alike."""
+    import asyncio
+    import re
+
+    from sidra.client.aio import connect as aio_connect
+
+    tls = TlsCredentials(root_ca=pki.other_ca)
+    with served(credentials=tls_credentials(pki, mutual=False)) as port:
+        with pytest.raises(BoardUnavailable) as caught:
+            connect(f"127.0.0.1:{port}", tls=tls, wait_ready_s=30.0)
+
+        async def aio() -> None:
+            await aio_connect(f"127.0.0.1:{port}", tls=tls, wait_ready_s=30.0)
+
+        with pytest.raises(BoardUnavailable) as caught_aio:
+            asyncio.run(aio())
+    for said in (str(caught.value), str(caught_aio.value)):
+        waited = re.search(r"answered at 127\.0\.0\.1:\d+ within ([\d.]+) s", said)
+        assert waited is not None and float(waited[1]) < 30.0, said
+        assert "not signed by the CA in root_ca" in said
