@@ -225,3 +225,21 @@ def test_ctrl_c_stops_a_comparison_after_its_run_and_keeps_the_record(tmp_path) 
     assert f"stopped after run {done} of 20" in " ".join(stderr.split())
     assert len((out / "runs.csv").read_text().splitlines()) == done + 1
     assert (out / "plot.png").stat().st_size > 0
+
+
+def test_runs_compare_plots_no_empty_axes_for_compare_records(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A compare record keeps its methods' results, not figures per step: ``runs compare
+    --plot`` of two wrote three empty axes and printed the plot's path."""
+    from cli_support import run_sidra, unwrapped
+
+    records = []
+    for seed in (0, 1):
+        records.append(tmp_path / f"cmp{seed}")
+        sidra_json("train", "compare", "--dataset", "iris", "--budget", "20", "--seeds",
+                   str(seed), "--method", "spsa", "--out", str(records[-1]))  # fmt: skip
+    plot = tmp_path / "both.png"
+    refused = run_sidra("runs", "compare", *map(str, records), "--plot", str(plot))
+    assert refused.returncode == 2 and not plot.exists()
+    said = unwrapped(refused.stderr)
+    assert unwrapped("none of the runs keeps figures per step") in said, said
+    assert "cmp0" in said and "cmp1" in said

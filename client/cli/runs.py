@@ -484,14 +484,24 @@ def _print_comparison(
 def _plot(runs: list[SavedRun], names: list[str], path: Path) -> None:
     """Test accuracy against steps and against device writes, and the loss per step
     (smoothed over a hundredth of the run), one line per run."""
+    try:
+        figures = [(run.checkpoints(), run.losses()) for run in runs]
+    except RecordUnreadable as exc:
+        raise typer.BadParameter(str(exc), param_hint="'RECORDS'") from exc
+    # A compare or estimators record keeps its methods' results, not steps: three empty
+    # axes were written and their path printed as if plotted.
+    bare = [n for n, (c, lo) in zip(names, figures, strict=True) if not c and not lo.size]
+    if len(bare) == len(runs):
+        raise typer.BadParameter(
+            f"none of the runs keeps figures per step (checkpoints, losses) to plot: "
+            f"{', '.join(bare)}; a compare or estimators run's own plot.png shows its methods",
+            param_hint="'--plot'",
+        )
+    if bare:
+        typer.echo(f"not in the plot (no figures per step): {', '.join(bare)}", err=True)
     fig = new_figure(figsize=(15, 4))
     by_step, by_writes, loss = fig.subplots(1, 3)
-    for run, name in zip(runs, names, strict=True):
-        try:
-            checkpoints = run.checkpoints()
-            losses = run.losses()
-        except RecordUnreadable as exc:
-            raise typer.BadParameter(str(exc), param_hint="'RECORDS'") from exc
+    for (checkpoints, losses), name in zip(figures, names, strict=True):
         if checkpoints:
             steps = [c.step for c in checkpoints]
             accuracy = [100 * c.test_accuracy for c in checkpoints]
