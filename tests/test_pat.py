@@ -224,6 +224,8 @@ def test_in_silico_trains_on_the_twin_and_programs_the_board_once(tmp_path: Path
         calls = _counting(board)
         record = train_pat(board, twin, data, options, twin_board=twin_board)
     assert calls["ProgramRequest"] == 2  # each layer programmed once, with the trained weights
+    assert record.programs == 2  # the board's, not the twin's (reported as the board's)
+    assert record.measures["twin_programs"] > 2
     assert "TransposeMVMRequest" not in calls
     assert record.settings["job"] == "pat-in-silico"
     assert record.loss_evaluations == record.steps > 0  # on the twin

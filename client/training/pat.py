@@ -301,6 +301,7 @@ def _twin_measures(record: TrainingRecord) -> dict[str, Any]:
         "twin_test_accuracy": record.test_accuracy,
         "twin_train_accuracy": record.train_accuracy,
         "twin_device_writes": record.device_writes,
+        "twin_programs": record.programs,
     }
 
 
@@ -323,3 +324,6 @@ def _deployed(
     trained_losses = record.loss_evaluations  # on the twin; the board ran none
     record.count(meter.read())
     record.loss_evaluations = trained_losses
+    # The board's: one Program of each layer, the deployment (the twin's, thousands, were
+    # reported beside the board's 9 MVM calls as if the board had made them).
+    record.programs = len(layers)
