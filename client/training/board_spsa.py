@@ -29,6 +29,7 @@ from sidra.training.accounting import JobCounts, JobMeter
 from sidra.training.analog_layer import AnalogLinear
 from sidra.training.calibration import calibrate
 from sidra.training.datasets import Dataset, Shaped, check_trained_on
+from sidra.training.epoch_checkpoint import options_differing
 from sidra.training.evaluators import HostHeldEvaluator, OnBoardEvaluator
 from sidra.training.model import ModelInputs, TrainedModel
 from sidra.training.options import PerturbationMode, SPSAOptions
@@ -425,13 +426,9 @@ class SPSACheckpoint:
             )
         if not isinstance(settings, dict):
             raise ValueError(f"{source}: no settings, expected those of an spsa run")
-        mismatched = [
-            name
-            for name, value in options.settings().items()
-            if name not in _MEASUREMENT_ONLY and settings.get(name) != value
-        ]
-        if mismatched:
-            raise ValueError(f"{source}: options differ from the run's: {mismatched}")
+        differing = options_differing(settings, options.settings(), _MEASUREMENT_ONLY)
+        if differing:
+            raise ValueError(f"{source}: {differing}")
         if dataset is not None:
             check_trained_on(settings, dataset, source)
         try:

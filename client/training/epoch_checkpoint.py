@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from sidra.training.records import (
 if TYPE_CHECKING:  # the trainers import this module
     from sidra.training.hybrid import HybridNetwork
 
-__all__ = ["EPOCH_CHECKPOINT_VERSION", "EXTRAS", "EpochCheckpoint"]
+__all__ = ["EPOCH_CHECKPOINT_VERSION", "EXTRAS", "EpochCheckpoint", "options_differing"]
 
 EPOCH_CHECKPOINT_VERSION = 2
 """2: arrays as base64 float32 (records.array_to_json); version 1 files (arrays as
@@ -164,11 +165,9 @@ class EpochCheckpoint:
         if not isinstance(settings, dict) or settings.get("job") != job:
             kind = settings.get("job") if isinstance(settings, dict) else None
             raise ValueError(f"{source}: a {kind} run, not {job}")
-        mismatched = [
-            name for name, value in options.settings().items() if settings.get(name) != value
-        ]
-        if mismatched:
-            raise ValueError(f"{source}: options differ from the run's: {mismatched}")
+        differing = options_differing(settings, options.settings())
+        if differing:
+            raise ValueError(f"{source}: {differing}")
         if dataset is not None:
             check_trained_on(settings, dataset, source)
         try:
@@ -247,6 +246,25 @@ def _finite(values: Any, dtype: type = np.float32) -> npt.NDArray[Any]:
     if not np.isfinite(array).all():
         raise ValueError("values that are not finite")
     return array
+
+
+def options_differing(
+    saved: dict[str, Any], given: dict[str, Any], ignored: Collection[str] = ()
+) -> str | None:
+    """What keeps a run saved with ``saved`` settings from going on with ``given`` (each
+    differing option with both values, and the way to go on); None when nothing does.
+    "options differ from the run's: ['epochs']" said neither value nor what to do."""
+    differ = [
+        f"{name}: the run's {saved.get(name)!r}, given {value!r}"
+        for name, value in given.items()
+        if name not in ignored and saved.get(name) != value
+    ]
+    if not differ:
+        return None
+    return (
+        f"options differ from the run's: {'; '.join(differ)} (go on with the run's own: "
+        "the same options, or --like FOLDER --resume on the command line)"
+    )
 
 
 def _check_extras(saved: EpochCheckpoint) -> None:
