@@ -1003,3 +1003,24 @@ def test_resume_of_a_run_that_went_to_the_end_says_so(tmp_path: Path) -> None:
     assert unwrapped("keeps no checkpoint.json to go on from") in said
     assert unwrapped(f"--like {run} runs it again") in said
     assert "0/6" not in refused.stdout  # refused before any step
+
+
+def test_none_on_the_command_line_is_what_the_help_says_it_is(tmp_path: Path) -> None:
+    """The help said "None keeps it constant" and "None = calibrate", and the command
+    line refused None as no number; --calibrate --a 3.0 dropped the 3.0 without a word."""
+    constant = tmp_path / "constant"
+    sidra_json("train", "last-layer", "--dataset", "iris", "--epochs", "2",
+               "--final-learning-rate", "none", "--board", "emu://?preset=ideal",
+               "--out", str(constant))  # fmt: skip
+    settings = json.loads((constant / "settings.json").read_text())
+    assert settings["final_learning_rate"] is None
+    refused = run_sidra("train", "last-layer", "--final-learning-rate", "fast")
+    assert refused.returncode == 2
+    assert unwrapped("'--final-learning-rate': got 'fast', expected a number or none") in (
+        unwrapped(refused.stderr)
+    )
+    calibrated = tmp_path / "calibrated"
+    sidra_json("train", "spsa", "--dataset", "iris", "--steps", "20", "--calibrate", "--a",
+               "3.0", "--board", "emu://?preset=ideal", "--out", str(calibrated))  # fmt: skip
+    gains = json.loads((calibrated / "settings.json").read_text())
+    assert gains["a"] == 3.0 and gains["c"] != 0.2  # a kept as given, c calibrated

@@ -170,7 +170,23 @@ def field_option(model: type[BaseModel], name: str, *flags: str, **option: Any) 
     # and all (~120 ms), which `sidra --help` and completion, importing this module, skip.
     from sidra.drivers.attribute_docs import attribute_doc  # noqa: PLC0415
 
+    if model.model_fields[name].annotation == float | None:  # its docstring says what None does
+        option.setdefault("parser", float_or_none)
     return typer.Option(*flags, help=help_text(attribute_doc(model, name)), **option)
+
+
+def float_or_none(given: str | float | None) -> float | None:
+    """An option's number, or ``none`` for a setting whose None means something (a
+    learning rate kept constant, a gain calibrated): the help said "None keeps it
+    constant" and the command line refused None as no number."""
+    if not isinstance(given, str):
+        return given  # the default, as declared
+    if given.strip().lower() == "none":
+        return None
+    try:
+        return float(given)
+    except ValueError:
+        raise typer.BadParameter(f"got {given!r}, expected a number or none") from None
 
 
 def job_options(model: type[Options], ctx: typer.Context, **changes: Any) -> Options:

@@ -66,7 +66,11 @@ def spsa(
     a: Annotated[float | None, _spsa("a")] = _SPSA.a,
     c: Annotated[float | None, _spsa("c")] = _SPSA.c,
     calibrate: Annotated[
-        bool, typer.Option(help="Calibrate a and c on the board by Spall's rules 3 and 4.")
+        bool,
+        typer.Option(
+            help="Calibrate a and c on the board by Spall's rules 3 and 4 (a gain given "
+            "with it, --a or --c, is kept; the other is calibrated)."
+        ),
     ] = False,
     resamplings: Annotated[int, _spsa("resamplings")] = _SPSA.resamplings,
     mode: Annotated[PerturbationMode, _spsa("mode")] = _SPSA.mode,
@@ -100,8 +104,8 @@ def spsa(
     options = job_options(
         SPSAOptions,
         ctx,
-        a=None if calibrate else a,
-        c=None if calibrate else c,
+        a=_gain(ctx, calibrate, "a", a),
+        c=_gain(ctx, calibrate, "c", c),
         eval_every=default_eval_every(steps) if eval_every is None else eval_every,
     )
     check_resume(out, resume)  # here, not in a callback: --out may come before --resume
@@ -165,3 +169,11 @@ def spsa(
         finish(record, dataset, "spsa", out, as_json, console, run)
         drop_finished_checkpoint(record.settings, out)
         exit_if_stopped(record.settings, options.steps, console, resume=out, stop=stop)
+
+
+def _gain(ctx: typer.Context, calibrate: bool, name: str, value: float | None) -> float | None:
+    """Gain ``name`` as the run takes it: None (calibrated) with --calibrate unless given
+    on the command line too (``--calibrate --a 3.0`` dropped the 3.0 without a word)."""
+    source = ctx.get_parameter_source(name)
+    given = source is not None and source.name == "COMMANDLINE"
+    return None if calibrate and not given else value
