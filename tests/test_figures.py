@@ -53,3 +53,19 @@ def test_the_run_plot_names_every_line_once_outside_the_curves() -> None:
     FigureCanvasAgg(right.figure).draw()
     assert any("00,000" in tick.get_text() for tick in right.get_xticklabels())
     assert right.xaxis.get_offset_text().get_text() == ""
+
+
+def test_device_writes_ticks_leave_room_for_their_labels() -> None:
+    """Writes from 15,000 to 23,000 at matplotlib's default tick count printed as
+    "15,00016,00017,000..." on the run plot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from sidra.training import Checkpoint, TrainingRecord
+
+    checkpoints = [Checkpoint(k, 0.5, 15_000 + 1_000 * k) for k in range(9)]
+    record = TrainingRecord({"job": "last-layer", "dataset": "wine"}, losses=[0.5] * 9,
+                            checkpoints=checkpoints, test_accuracy=0.5)  # fmt: skip
+    _left, right, _twin = record.figure().axes
+    FigureCanvasAgg(right.figure).draw()
+    shown = [t for t in right.get_xticklabels() if t.get_text()]
+    assert 2 <= len(shown) <= 6, [t.get_text() for t in shown]

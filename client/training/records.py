@@ -236,7 +236,7 @@ class TrainingRecord:
 
     def figure(self) -> Figure:
         """Loss and accuracy against steps and against device writes."""
-        from matplotlib.ticker import FuncFormatter  # matplotlib only where a plot is drawn
+        from matplotlib.ticker import FuncFormatter, MaxNLocator  # only where a plot is drawn
 
         fig = new_figure(figsize=(11, 4))
         left, right = fig.subplots(1, 2)
@@ -271,6 +271,8 @@ class TrainingRecord:
                         ncol=len(handles), frameon=False, fontsize="small")  # fmt: skip
         right.set_xlabel("device writes (cells)")
         right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+        # Five ticks at most: "15,000" labels at matplotlib's default count ran together.
+        right.xaxis.set_major_locator(MaxNLocator(5))
         right.set_ylabel("test accuracy (%)")
         right.set_title(f"final test accuracy {100 * self.test_accuracy:.2f} %")
         job, dataset = self.settings.get("job", "training"), self.settings.get("dataset", "")
