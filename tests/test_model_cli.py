@@ -301,6 +301,11 @@ def test_deployed_by_name_then_run_pulled_and_forgotten_by_anyone_using_the_serv
             assert board.stats().cell_writes == writes  # run as held: nothing written
         sidra_json("model", "deploy", str(model), "--server", address, "--tile", "1")  # same
         intact = sidra_json("model", "list", "--server", address)[0]["intact"]
+        # A model run on a deployment's tile writes over it as asked, and says so now
+        # (it surfaced only at the deployment's next use).
+        over = run_sidra("model", "eval", str(model), "--server", address, "--tile", "1")
+        assert over.returncode == 0, over.stderr
+        assert unwrapped("note: tile 1 holds a deployed model") in unwrapped(over.stderr)
         other = tmp_path / "other.npz"
         loaded = TrainedModel.load(model)
         loaded.layers[0].weights[0, 0] = -loaded.layers[0].weights[0, 0] or 0.5

@@ -33,7 +33,7 @@ from sidra.cli.numpy_files import load_numpy
 from sidra.cli.options import AsJson, give_server, new_file
 from sidra.cli.recorded_dataset import fetched, not_here, recorded_file
 from sidra.cli.sample_files import answers_csv, answers_file, checked_answers_path, read_samples
-from sidra.cli.texts import count_text
+from sidra.cli.texts import count_text, tiles_text
 from sidra.cli.train.params import ANY_TILE, BoardUrl, ServerAddress
 from sidra.cli.train.running import dataset_named
 from sidra.client import RemoteBoard
@@ -563,9 +563,19 @@ def tiles_for(target: Target, tiles: list[int], board: Board, held: bool) -> lis
     one found ``held`` those a deployment given no tiles took (0 first)."""
     if target.deployment is not None:
         return list(target.deployment.tiles)
-    if tiles or held:
+    if held:
         return tiles
     use = board.tile_use()
+    if tiles:  # written over as asked; said now, not at the deployment's next check
+        over = sorted(set(tiles) & use.deployed)
+        if over:
+            typer.echo(
+                f"note: {tiles_text(over)} {'holds' if len(over) == 1 else 'hold'} a deployed "
+                "model (sidra model list names it), written over now as --tile asks; "
+                "--deployment NAME runs a deployment where it is",
+                err=True,
+            )
+        return tiles
     order = list(use.order(board.info.tile_count))
     # A colleague's deployment is not written over by a model given no tiles.
     planned = DeployedModel.planned_regions(target.model, board, order)
