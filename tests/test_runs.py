@@ -55,6 +55,16 @@ def test_a_run_from_here_says_where_when_and_by_what_it_ran(runs: Path) -> None:
     assert started.utcoffset() is not None and started <= ended
     assert 0 < run["wall_s"] <= (ended - started).total_seconds() + 1
     assert run["sidra_hil"] == importlib.metadata.version("sidra-hil")
+    # The code and machine the figures came from (a noisy run repeats only on the same):
+    # this checkout's commit, the CPU by name, family and model, numpy's BLAS.
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    assert run["commit"].removesuffix("+changes") == head
+    from sidra.drivers.host_machine import cpu_name
+
+    assert run["cpu"] == cpu_name() and run["cpus"] >= 1 and run["blas"] != "unknown"
     # The settings stay what a run needs (--like takes them): nothing of where it ran.
     assert not set(run) & set(_json(runs / "spsa-b" / "settings.json"))
 

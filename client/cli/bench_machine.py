@@ -11,24 +11,16 @@ import os
 import platform
 import sys
 
+from sidra.drivers.host_machine import cpu_name
+
 __all__ = ["load_1min", "machine"]
 
 
 def machine() -> str:
     """``AMD EPYC (family 25, model 17), 2 CPUs, Python 3.11.7, linux``."""
-    cpu = platform.processor() or platform.machine()
-    fields: dict[str, str] = {}
-    try:  # platform.processor() is often empty on Linux; the kernel knows the model
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    cpu = fields.get("model name", cpu)
-    if "cpu family" in fields and "model" in fields:
-        cpu += f" (family {fields['cpu family']}, model {fields['model']})"
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {sys.platform}"
+    return (
+        f"{cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {sys.platform}"
+    )
 
 
 def load_1min() -> float:

@@ -19,8 +19,10 @@ from __future__ import annotations
 import getpass
 import importlib.metadata
 import json
+import os
 import platform
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sidra.drivers import Board
+from sidra.drivers.host_machine import cpu_name
 
 __all__ = [
     "RUN_FILE",
@@ -53,16 +56,51 @@ def utc_text(unix_s: float) -> str:
     return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="seconds")
 
 
-def _software() -> dict[str, str]:
+def _software() -> dict[str, Any]:
+    """The code and machine a run's figures came from: a noisy emulated run repeats
+    exactly only on the same commit, CPU and BLAS (docs/training-results.md), and a
+    record that named none of them could not say why two runs differed."""
     try:
         version = importlib.metadata.version(PACKAGE)
     except importlib.metadata.PackageNotFoundError:  # run from a tree not installed
         version = "unknown"
     return {
         "sidra_hil": version,
+        "commit": _commit(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "blas": _blas(),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
     }
+
+
+def _commit() -> str | None:
+    """The git commit of the checkout this package runs from (``+changes`` when its
+    tracked files differ from it); None for a package installed from a wheel, or no git."""
+    source = Path(os.path.realpath(__file__)).parent  # an editable install links here
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+        changed = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if changed else "") if head else None
+
+
+def _blas() -> str:
+    """numpy's BLAS, named and versioned (``scipy-openblas 0.3.31``): its kernels set the
+    last bits of every float32 sum."""
+    try:
+        found = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except (KeyError, TypeError, ValueError):
+        return "unknown"
+    return f"{found.get('name', 'unknown')} {found.get('version', '')}".strip()
 
 
 def _command() -> list[str]:
