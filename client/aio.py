@@ -228,9 +228,22 @@ class AsyncRemoteBoard(SizedCalls):
             "or its async with block ended): connect again"
         )
 
+    def _closed_instead(self, exc: BaseException) -> BoardUnavailable | None:
+        """The client's closed error in place of what its own :meth:`close` made of a call
+        under way in another task: gRPC's UsageError ("Channel is closed."), a CANCELLED
+        status, or a CancelledError nobody asked for (the channel's close cancels its
+        calls; a TaskGroup then took the call for cancelled). None when the client is
+        open, or when the task itself is being cancelled (that stays a cancellation)."""
+        if not self._closed:
+            return None
+        if isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            return None if task is None or task.cancelling() else self._closed_error()
+        return self._closed_error()
+
     async def close(self) -> None:
         """Ends this client's session (its leases) and its channel; a call after it raises
-        BoardUnavailable saying so."""
+        BoardUnavailable saying so, and so does a call under way in another task."""
         session = self._session  # its close lets go of it: named from here
         if session is not None:  # before the client is closed: its CloseSession goes out
             try:
@@ -419,12 +432,23 @@ class AsyncRemoteBoard(SizedCalls):
         async with self._slots:
             timeout_s, waits = self.timeout_s, None
             while True:
-                call = self._calls[op.request](message, timeout=timeout_s, metadata=self._metadata)
+                if self._closed:  # closed while this call waited for its place
+                    raise self._closed_error()
                 try:
+                    call = self._calls[op.request](
+                        message, timeout=timeout_s, metadata=self._metadata
+                    )
                     reply = await call
                     trailers = await call.trailing_metadata()
                     return reply, instance_in(trailers)
+                except (grpc.aio.UsageError, asyncio.CancelledError) as exc:
+                    instead = self._closed_instead(exc)
+                    if instead is None:
+                        raise
+                    raise instead from None
                 except grpc.RpcError as exc:
+                    if self._closed:
+                        raise self._closed_error() from exc
                     error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
                     waits = waits or PlaceWaits(self.timeout_s)
                     wait_s = waits.wait_s(error)  # places this client does not see
@@ -483,6 +507,8 @@ class AsyncRemoteBoard(SizedCalls):
     async def _chunked(self, request: Request, op: Any) -> ProgramReport | ReadResult:
         """``request`` (a large Program or ReadConductance) as row bands over StreamService."""
         async with self._slots:
+            if self._closed:  # closed while this call waited for its place
+                raise self._closed_error()
             try:
                 if isinstance(request, ProgramRequest):
                     chunks = streams.program_chunks(request, self._sizes.chunk_bytes)
@@ -498,7 +524,14 @@ class AsyncRemoteBoard(SizedCalls):
                     )
                     result = streams.read_from_chunks([chunk async for chunk in call])
                 trailers = await call.trailing_metadata()
+            except (grpc.aio.UsageError, asyncio.CancelledError) as exc:
+                instead = self._closed_instead(exc)
+                if instead is None:
+                    raise
+                raise instead from None
             except grpc.RpcError as exc:
+                if self._closed:
+                    raise self._closed_error() from exc
                 error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
                 reported = self._instance.failed(
                     instance_in(exc.trailing_metadata()), error, op.rpc
@@ -668,8 +701,11 @@ class AsyncRemoteBoard(SizedCalls):
 
         slots = self._slots  # (the one released below, should the limits be learnt meanwhile)
         await slots.acquire()  # the stream is one call in flight for the server
-        call = self._mvm_stream(items(), metadata=self._metadata)
+        call: Any = None
         try:
+            if self._closed:  # closed while the stream waited for its place
+                raise self._closed_error()
+            call = self._mvm_stream(items(), metadata=self._metadata)
             async for response in call:
                 if response.WhichOneof("result") == "error":
                     raise from_item_error(response.error)  # no item is sent after it
@@ -678,10 +714,18 @@ class AsyncRemoteBoard(SizedCalls):
             if failure:
                 raise failure[0]
             self._instance.succeeded(instance_in(await call.trailing_metadata()), "MVMStream")
+        except (grpc.aio.UsageError, asyncio.CancelledError) as exc:
+            instead = self._closed_instead(exc)
+            if instead is None:
+                raise
+            raise instead from None
         except grpc.RpcError as exc:
+            if self._closed:
+                raise self._closed_error() from exc
             raise from_rpc_error(exc) from exc
         finally:
-            call.cancel()
+            if call is not None:
+                call.cancel()
             slots.release()
 
     async def perturb(

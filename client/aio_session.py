@@ -11,7 +11,6 @@ errors; the heartbeat is a task on the running loop rather than a thread::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -87,6 +86,7 @@ class AsyncSession:
             else None
         )
         self._closed = False
+        self._undoing: set[asyncio.Task[Any]] = set()  # releases of leases nobody took
 
     async def lease(
         self, tiles: Iterable[int] = (), *, whole_board: bool = False, wait_s: float = 0.0
@@ -97,8 +97,39 @@ class AsyncSession:
         request = pb.AcquireLeaseRequest(
             session_id=self.id, tiles=wanted, whole_board=whole_board, wait_s=wait_s
         )
-        self.state = session_state(await self._call("AcquireLease", request, wait_s))
+        held, held_whole = set(self.state.tiles), self.state.whole_board
+        # Shielded: a caller cancelled (asyncio.wait_for's timeout) after the server had
+        # granted the lease never got its AsyncLease to release, and the tiles stayed
+        # leased while the heartbeat kept the session alive. What was granted then is
+        # released, once the answer comes.
+        acquiring = asyncio.ensure_future(self._call("AcquireLease", request, wait_s))
+        try:
+            self.state = session_state(await asyncio.shield(acquiring))
+        except asyncio.CancelledError:
+            acquiring.add_done_callback(
+                lambda done: self._undo(done, [t for t in wanted if t not in held],
+                                        whole_board and not held_whole and not held)
+            )  # fmt: skip
+            raise
         return AsyncLease(self, wanted, whole_board)
+
+    def _undo(self, acquired: asyncio.Future[Any], tiles: list[int], whole: bool) -> None:
+        """Releases what a lease whose caller was cancelled was granted: the ``tiles`` it
+        added, or with ``whole`` the whole board (the session held nothing before)."""
+        if acquired.cancelled() or acquired.exception() is not None or self._closed:
+            return  # not granted, or the session's close ends it anyway
+        self.state = session_state(acquired.result())
+        if not tiles and not whole:
+            return
+        undo = asyncio.ensure_future(self.release(tiles, all_tiles=whole))
+        self._undoing.add(undo)
+        undo.add_done_callback(self._undone)
+
+    def _undone(self, release: asyncio.Task[Any]) -> None:
+        self._undoing.discard(release)
+        if not release.cancelled() and release.exception() is not None:
+            log.warning("session %s: a lease nobody took not released: %s", self.id[:8],
+                        release.exception())  # fmt: skip
 
     async def lease_used(self, tiles: Sequence[int]) -> None:
         """Leases those of ``tiles`` the session does not hold yet, all or none, as the
@@ -134,8 +165,9 @@ class AsyncSession:
         self._closed = True
         if self._beat is not None:
             self._beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat
+            # Waited for, not awaited: its CancelledError is the beat's; one that reaches
+            # this task is its caller's and goes on (a suppress swallowed both).
+            await asyncio.wait([self._beat])
         self.board._left_session(self)
         try:
             reply = await self._call("CloseSession", pb.CloseSessionRequest(session_id=self.id))

@@ -385,11 +385,19 @@ class RemoteBoard(SizedCalls, Board):
         with self._slots:  # a place: past max_in_flight the service would refuse
             timeout_s, waits = self.timeout_s, None
             while True:
+                if self._closed:  # closed by another thread while this one waited
+                    raise self._closed_error()
                 try:
                     return self._calls[op.request].with_call(  # type: ignore[no-any-return]
                         message, timeout=timeout_s, metadata=self._metadata
                     )
+                except ValueError as exc:  # gRPC's "Cannot invoke RPC on closed channel!"
+                    if self._closed:
+                        raise self._closed_error() from exc
+                    raise
                 except grpc.RpcError as exc:
+                    if self._closed:  # its own close() ended the call, not the server
+                        raise self._closed_error() from exc
                     error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
                     waits = waits or PlaceWaits(self.timeout_s)
                     wait_s = waits.wait_s(error)  # places this client does not see
@@ -531,6 +539,8 @@ class RemoteBoard(SizedCalls, Board):
                 call = self._read_chunked(message, timeout=self.timeout_s, metadata=self._metadata)
                 result = streams.read_from_chunks(call)
         except grpc.RpcError as exc:
+            if self._closed:  # its own close() ended the call, not the server
+                raise self._closed_error() from exc
             error = from_rpc_error(exc, f"{op.rpc} to {self.address}", self.timeout_s)
             reported = self._instance.failed(_instance_of(exc), error, op.rpc)
             if reported is error:

@@ -443,3 +443,81 @@ def test_shared_memory_passes_and_streams_as_the_synchronous_client() -> None:
         asyncio.run(run())
     finally:
         server.stop(None)
+
+
+def test_calls_under_way_when_the_client_closes_say_it_is_closed(
+    served: tuple[BoardDriver, int],
+) -> None:
+    """close() with calls in flight in other tasks: those sent raised a bare
+    CancelledError (a TaskGroup then took them for cancelled), those waiting for a place
+    and a stream gRPC's UsageError ("Channel is closed.")."""
+    address = f"127.0.0.1:{served[1]}"
+
+    async def run() -> list[BaseException | Any]:
+        board = await aio_connect(address, max_in_flight=2)
+        v = np.full((256, 256), 0.05, np.float32)
+        await board.mvm(0, v)  # (the sizes the service takes are learnt)
+
+        async def stream() -> int:
+            return len([r async for r in board.mvm_stream(0, (v[:8] for _ in range(10_000)))])
+
+        tasks = [asyncio.create_task(board.mvm(0, v)) for _ in range(8)]
+        tasks.append(asyncio.create_task(stream()))
+        await asyncio.sleep(0.02)
+        await board.close()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(run())
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert failed, "every call ended before the close: nothing was checked"
+    for outcome in failed:
+        assert isinstance(outcome, BoardUnavailable), repr(outcome)
+        assert "is closed (close() was called" in str(outcome)
+
+
+def test_a_lease_whose_caller_gave_up_is_released_once_granted(
+    served: tuple[BoardDriver, int],
+) -> None:
+    """asyncio.wait_for(session.lease(...)) timed out after the server had granted it:
+    the caller had no AsyncLease to release, and the tile stayed leased."""
+    address = f"127.0.0.1:{served[1]}"
+
+    async def run() -> tuple[int, list[int]]:
+        async with await aio_connect(address) as board:
+            session = await board.session(label="impatient", ttl_s=30)
+            gave_up = 0
+            for _ in range(20):
+                try:
+                    await asyncio.wait_for(session.lease([3]), 0.0005)
+                except TimeoutError:
+                    gave_up += 1
+                    for _ in range(200):  # the grant's answer, then its release
+                        if not [t.tile for t in await board.leases()]:
+                            break
+                        await asyncio.sleep(0.01)
+                else:
+                    await session.release(all_tiles=True)
+            left = [t.tile for t in await board.leases()]
+            await session.close()
+            return gave_up, left
+
+    gave_up, left = asyncio.run(run())
+    assert gave_up > 0 and left == []
+
+
+def test_a_session_close_cancelled_stays_cancelled(served: tuple[BoardDriver, int]) -> None:
+    """close() waits for its heartbeat task; a cancellation of the caller meanwhile was
+    swallowed with the heartbeat's own, and close() returned () as if done."""
+    address = f"127.0.0.1:{served[1]}"
+
+    async def run() -> bool:
+        async with await aio_connect(address) as board:
+            session = await board.session(ttl_s=30)
+            closing = asyncio.create_task(session.close())
+            await asyncio.sleep(0)  # in close(), waiting for the heartbeat task
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            return closing.cancelled()
+
+    assert asyncio.run(run())

@@ -6,6 +6,7 @@ in-process boards."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -138,3 +139,38 @@ def test_boolean_voltages_are_refused_alike_here_and_through_a_server() -> None:
     finally:
         server.stop(grace=None)
     assert refusals[0] == refusals[1] and refusals[0][1] == "voltages.dtype"
+
+
+def test_calls_of_other_threads_when_the_client_closes_say_it_is_closed() -> None:
+    """They said "the server ended the call unanswered: it is stopping or restarting"
+    (CANCELLED), blaming a server that was fine: the client had closed itself."""
+    import threading
+
+    server, port = create_server(EmulatorDriver(preset("sidra-y1")), "127.0.0.1:0")
+    server.start()
+    try:
+        board = connect(f"127.0.0.1:{port}", max_in_flight=2)
+        v = np.full((1024, 256), 0.05, np.float32)
+        board.mvm(0, v[:1])  # (the sizes the service takes are learnt)
+        errors: list[BaseException] = []
+
+        def calls() -> None:
+            try:
+                for _ in range(50):
+                    board.mvm(0, v)
+            except BaseException as exc:  # noqa: BLE001 - what each thread met, checked below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=calls) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.1)
+        board.close()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        server.stop(grace=None)
+    assert len(errors) == 4
+    for error in errors:
+        assert isinstance(error, BoardUnavailable), repr(error)
+        assert "is closed (close() was called" in str(error), str(error)
