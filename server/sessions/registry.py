@@ -117,12 +117,22 @@ class Session:
         return self.whole_board or tile in self.tiles
 
     def describe(self, now: float) -> str:
-        """ "alice's session 'spsa run' (expires in 8.2 s unless renewed)"."""
+        """ "alice's session 'spsa run' 3f9c01aa (expires in 8.2 s unless renewed)": the
+        id's start tells apart one principal's unlabelled sessions (every local client is
+        "local"), and is what ``sidra leases --close`` takes."""
         label = f" {self.label!r}" if self.label else ""
         return (
-            f"{self.principal}'s session{label} "
+            f"{self.principal}'s session{label} {self.id[:8]} "
             f"(expires in {max(self.deadline - now, 0.0):.1f} s unless renewed)"
         )
+
+
+LEASES_HINT = "sidra leases, or a client's leases(), shows every lease"
+WAIT_HINT = (
+    "lease with wait_s to wait for it, or ask its holder to release it (an admin may "
+    f"close the session: sidra leases --close ID); {LEASES_HINT}"
+)
+"""What a refused lease can do next, beside who holds it."""
 
 
 @dataclass(frozen=True)
@@ -424,7 +434,7 @@ class LeaseRegistry:
                 raise LeaseHeld(
                     f"{rpc} {what} tile {tile}, which is leased to {holder.describe(now)}; "
                     f"{'this call carries no session' if own is None else 'not to this session'}"
-                    " (ListLeases shows every lease)"
+                    f" ({LEASES_HINT})"
                 )
 
     def _admit_board_wide(self, rpc: str, own: Session | None, admin: bool, now: float) -> None:
@@ -488,8 +498,10 @@ class LeaseRegistry:
             # its reader to look for carol on three tiles when she held one.
             taken = [t for t in wanted if self._holder.get(t) is blocker]
             if 0 < len(taken) < len(wanted):
-                return LeaseHeld(f"cannot lease {asked}: {tiles_text(taken)} held by {who}")
-        return LeaseHeld(f"cannot lease {asked}: held by {who}")
+                return LeaseHeld(
+                    f"cannot lease {asked}: {tiles_text(taken)} held by {who}; {WAIT_HINT}"
+                )
+        return LeaseHeld(f"cannot lease {asked}: held by {who}; {WAIT_HINT}")
 
     def _end(self, session: Session, *, all_tiles: bool, tiles: Iterable[int] = ()) -> Ended:
         now = self.clock()

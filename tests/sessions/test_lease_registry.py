@@ -189,9 +189,17 @@ def test_acquire_is_all_or_nothing(registry: LeaseRegistry) -> None:
     alice = registry.open("alice", 0, "")
     bob = registry.open("bob", 0, "")
     registry.acquire("bob", bob.id, [2], whole_board=False)
-    with pytest.raises(LeaseHeld, match=r"cannot lease tiles 1, 2, 3: tile 2 held by bob's"):
+    with pytest.raises(
+        LeaseHeld, match=r"cannot lease tiles 1, 2, 3: tile 2 held by bob's"
+    ) as refused:
         registry.acquire("alice", alice.id, [1, 2, 3], whole_board=False)
     assert [held.tile for held in registry.holders()] == [2]
+    # Which of bob's sessions (the id's start, what --close takes), and what to do next.
+    said = str(refused.value)
+    assert f"bob's session {bob.id[:8]} (expires in" in said
+    assert "lease with wait_s to wait for it" in said and "sidra leases --close ID" in said
+    with pytest.raises(LeaseHeld, match="sidra leases, or a client's leases"):
+        registry.admit("Program", 2, "alice", alice.id, admin=False)
 
 
 def test_a_waiting_acquire_gets_the_tile_when_it_comes_free() -> None:
