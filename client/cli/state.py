@@ -374,6 +374,13 @@ def restore(
         raise _named(exc, {"backup": "BACKUP", "store": "--store"}) from exc
     kept = f"; the store it replaced is {done.replaced}" if done.replaced else ""
     typer.echo(f"{path} is now {backup_path} (schema {done.schema_version}){kept}")
+    with _opened(path) as store:  # which boards: the serve --restore that programs them back
+        serials = _serials(store)
+    typer.echo(
+        f"it holds {count_text(len(serials), 'board')}: "
+        + (", ".join(serials) + "; sidra serve --restore on each programs its targets back"
+           if serials else "none")
+    )  # fmt: skip
 
 
 @state_app.command("compact")

@@ -252,6 +252,8 @@ def test_backup_restore_and_compact_as_a_user_runs_them(store_path: Path, tmp_pa
         f"{live} is now {backup} (schema " in done.stdout
         and "live.sqlite3.replaced-" in done.stdout
     )
+    # Which boards it holds: the servers to start with --restore (it named none).
+    assert f"it holds 1 board: {SERIAL}; sidra serve --restore on each" in done.stdout
     shown = json.loads(run_state("show", "--store", str(live), "--json").stdout)
     assert [board["serial_number"] for board in shown] == [SERIAL]
 
