@@ -87,6 +87,9 @@ class AsyncSession:
         )
         self._closed = False
         self._undoing: set[asyncio.Task[Any]] = set()  # releases of leases nobody took
+        self._handed: set[int] = set()
+        """Tiles (-1: the whole board) a lease() handed to its caller and not released
+        since: a lease given up on is not undone over one of them."""
 
     async def lease(
         self, tiles: Iterable[int] = (), *, whole_board: bool = False, wait_s: float = 0.0
@@ -97,7 +100,6 @@ class AsyncSession:
         request = pb.AcquireLeaseRequest(
             session_id=self.id, tiles=wanted, whole_board=whole_board, wait_s=wait_s
         )
-        held, held_whole = set(self.state.tiles), self.state.whole_board
         # Shielded: a caller cancelled (asyncio.wait_for's timeout) after the server had
         # granted the lease never got its AsyncLease to release, and the tiles stayed
         # leased while the heartbeat kept the session alive. What was granted then is
@@ -107,18 +109,21 @@ class AsyncSession:
             self.state = session_state(await asyncio.shield(acquiring))
         except asyncio.CancelledError:
             acquiring.add_done_callback(
-                lambda done: self._undo(done, [t for t in wanted if t not in held],
-                                        whole_board and not held_whole and not held)
+                lambda done: self._undo(done, list(wanted), whole_board)
             )  # fmt: skip
             raise
+        self._handed.update(wanted or (-1,))
         return AsyncLease(self, wanted, whole_board)
 
     def _undo(self, acquired: asyncio.Future[Any], tiles: list[int], whole: bool) -> None:
-        """Releases what a lease whose caller was cancelled was granted: the ``tiles`` it
-        added, or with ``whole`` the whole board (the session held nothing before)."""
+        """Releases what a lease whose caller was cancelled was granted: its ``tiles``, or
+        with ``whole`` the whole board, but none another lease() has handed to its caller
+        (before it or since) and not released."""
         if acquired.cancelled() or acquired.exception() is not None or self._closed:
             return  # not granted, or the session's close ends it anyway
         self.state = session_state(acquired.result())
+        tiles = [t for t in tiles if t not in self._handed and -1 not in self._handed]
+        whole = whole and not self._handed
         if not tiles and not whole:
             return
         undo = asyncio.ensure_future(self.release(tiles, all_tiles=whole))
@@ -151,8 +156,13 @@ class AsyncSession:
         self, tiles: Iterable[int] = (), *, all_tiles: bool = False
     ) -> tuple[int, ...]:
         """Releases ``tiles`` (or every lease); returns the tiles whose cells were restored."""
-        request = pb.ReleaseLeaseRequest(session_id=self.id, tiles=list(tiles), all=all_tiles)
+        tiles = list(tiles)
+        request = pb.ReleaseLeaseRequest(session_id=self.id, tiles=tiles, all=all_tiles)
         reply = await self._call("ReleaseLease", request)
+        if all_tiles:
+            self._handed.clear()
+        else:
+            self._handed.difference_update(tiles)
         self.state = session_state(reply.session)
         return tuple(reply.restored_tiles)
 
