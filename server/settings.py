@@ -38,7 +38,12 @@ from sidra.server.security.certificates import (
     server_certificate_problem,
 )
 from sidra.server.security.tls import key_pair_problem, pem_problem
-from sidra.server.security.tokens import read_tokens, tokens_file_problem, tokens_file_warning
+from sidra.server.security.tokens import (
+    file_mode,
+    read_tokens,
+    tokens_file_problem,
+    tokens_file_warning,
+)
 from sidra.server.state.paths import default_store_path
 from sidra.server.stopping import JOB_STOP_WAIT_S
 
@@ -93,11 +98,8 @@ def _pem(path: Path, kind: str) -> Path:
 def exposure(path: Path, what: str) -> str | None:
     """A warning when the secret file ``path`` is readable beyond its owner (its group or
     everyone); None when it is not (or cannot be looked at)."""
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError:
-        return None
-    if not mode & 0o077:
+    mode = file_mode(path)
+    if mode is None or not mode & 0o077:
         return None
     whom = "everyone" if mode & 0o004 else "its group"
     return (

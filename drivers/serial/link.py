@@ -167,6 +167,10 @@ class Link:
         self._req_id = int.from_bytes(os.urandom(2), "little")  # no reuse across host restarts
         self.epoch = 0
         self.hello: Hello | None = None
+        self.device_times: DeviceTimes = REFERENCE_TIMES
+        """The times the board may take over its commands: the reference figures, or the
+        longer ones its last HELLO declared (§3.1; a firmware update may change them).
+        Worked out once a HELLO, not at every exchange."""
         self._known_boot: int | None = None  # None: no board yet, or its reset was reported
         self._needs_hello = True
         self._reset_notice: str | None = None
@@ -184,13 +188,6 @@ class Link:
         """The boot counter of the board's last accepted HELLO (0 before the first)."""
         hello = self.hello
         return hello.boot_counter if hello is not None else 0
-
-    @property
-    def device_times(self) -> DeviceTimes:
-        """The times the board may take over its commands: the reference figures, or the
-        longer ones its last HELLO declared (§3.1; a firmware update may change them)."""
-        hello = self.hello
-        return REFERENCE_TIMES if hello is None else REFERENCE_TIMES.declared(hello.command_times)
 
     @property
     def payload_limit(self) -> int:
@@ -352,6 +349,7 @@ class Link:
                 f"{self._known_boot} -> {hello.boot_counter}); its state is lost"
             )
         self.hello, self.epoch, self._needs_hello = hello, hello.epoch, False
+        self.device_times = REFERENCE_TIMES.declared(hello.command_times)
         self._known_boot = hello.boot_counter
         self._sizer.fit(hello.board_max_payload, hello.max_payload)
         self._splitter = FrameSplitter(hello.max_payload)

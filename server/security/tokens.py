@@ -114,15 +114,22 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def file_mode(path: Path) -> int | None:
+    """``path``'s permission bits; None when it cannot be looked at (reading it says
+    why). What the checks of secret and trusted files below and in sidra.server.settings
+    start from."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return None
+
+
 def tokens_file_problem(path: Path) -> str | None:
     """Why the tokens file ``path`` cannot be trusted: others (its group, everyone) may
     write it, so any local user could have added a principal of any role; None when
     only its owner may (or it cannot be looked at: reading it says why)."""
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError:
-        return None
-    if not mode & 0o022:
+    mode = file_mode(path)
+    if mode is None or not mode & 0o022:
         return None
     whom = "everyone" if mode & 0o002 else "its group"
     return (
@@ -136,11 +143,8 @@ def tokens_file_warning(path: Path) -> str | None:
     """A warning when everyone may read the tokens file ``path``; None otherwise. It holds
     only SHA-256 digests of random 256-bit tokens, which give no token back, so this
     is no hole: but it shows every principal's name, role and expiry."""
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError:
-        return None
-    if not mode & 0o004:
+    mode = file_mode(path)
+    if mode is None or not mode & 0o004:
         return None
     return (
         f"{path} is readable by everyone (mode {mode:o}): its token digests give no token "
