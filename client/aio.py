@@ -44,6 +44,7 @@ from sidra.client.credentials import (
     aio_bearer_token,
     bearer_token,
     check_token_transport,
+    plaintext_hopeless,
     tls_hopeless,
     unanswered,
 )
@@ -820,7 +821,7 @@ async def connect(
                 return False
             return True
 
-        hopeless = None if tls is None else tls_hopeless(tls)
+        hopeless = plaintext_hopeless if tls is None else tls_hopeless(tls)
         waited = await wait_for_server_async(ready, address, wait_ready_s, hopeless)
         if waited is not None:
             await channel.close()

@@ -19,7 +19,7 @@ import grpc
 import grpc.aio
 
 from sidra.client.reachability import Hopeless, tcp_hopeless, tcp_refusal
-from sidra.client.tls_diagnosis import handshake_problem
+from sidra.client.tls_diagnosis import handshake_problem, plaintext_problem
 from sidra.client.tls_files import checked_tls_files
 from sidra.drivers import BoardUnavailable, InvalidArgument
 
@@ -27,6 +27,7 @@ __all__ = [
     "TOKEN_ENV",
     "BearerToken",
     "TlsCredentials",
+    "plaintext_hopeless",
     "tls_hopeless",
     "aio_bearer_token",
     "bearer_token",
@@ -104,6 +105,13 @@ def _named(character: str) -> str:
     return f"U+{ord(character):04X}" + (" (not ASCII)" if ord(character) > 0x7E else "")
 
 
+def plaintext_hopeless(address: str, within_s: float) -> bool:
+    """For a plaintext client's wait: no server can answer at an address whose port
+    refuses, whose host is unknown, or where a TLS or an HTTP server answers
+    (sidra.client.tls_diagnosis.plaintext_problem): no wait mends those either."""
+    return tcp_hopeless(address, within_s) or plaintext_problem(address, within_s) is not None
+
+
 def tls_hopeless(tls: TlsCredentials) -> Hopeless:
     """For a TLS client's wait: no server can answer at an address whose port refuses,
     whose host is unknown, or where one handshake with ``tls``'s files finds something
@@ -127,6 +135,9 @@ def unanswered(address: str, wait_s: float, tls: TlsCredentials | None) -> Board
     if refusal is not None:
         return BoardUnavailable(f"{head}: {refusal}")
     if tls is None:
+        found = plaintext_problem(address)
+        if found is not None:
+            return BoardUnavailable(f"{head}: {found}")
         return BoardUnavailable(
             f"{head} (or it serves TLS, which a plaintext client cannot reach: give "
             "tls=TlsCredentials(root_ca=...), or a grpcs:// URL)"

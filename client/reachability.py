@@ -15,7 +15,8 @@ bound its port by then, and a typo in the address is said in seconds, not after 
 whole wait. A host that does not answer at all keeps the whole wait (it may be a
 network on its way up). A TLS client also ends it when a handshake of its own finds what
 no wait mends (sidra.client.credentials.tls_hopeless): an expired or unknown
-certificate, a plaintext server.
+certificate, a plaintext server; a plaintext client when a TLS or an HTTP server
+answers (sidra.client.credentials.plaintext_hopeless).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from sidra.client.credentials import (
     TlsCredentials,
     bearer_token,
     check_token_transport,
+    plaintext_hopeless,
     tls_hopeless,
     unanswered,
 )
@@ -754,7 +755,7 @@ def connect(
                 return False
             return True
 
-        hopeless = None if tls is None else tls_hopeless(tls)
+        hopeless = plaintext_hopeless if tls is None else tls_hopeless(tls)
         waited = wait_for_server(ready, address, wait_ready_s, hopeless)
         if waited is not None:
             future.cancel()

@@ -5,7 +5,9 @@ gRPC reports every failed handshake alike: the channel just never becomes ready.
 causes differ in who must act: the server's certificate expired or signed by another
 CA (the server's admin, or the client's CA file), the server asking for a client
 certificate this client lacks or does not accept the one it has, or a server that
-does not speak TLS at all (a plaintext sidra serve, an HTTP server).
+does not speak TLS at all (a plaintext sidra serve, an HTTP server). The reverse
+mistake, a plaintext client at a TLS server, looks the same from gRPC and is found the
+same way (:func:`plaintext_problem`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import ssl
 
 from sidra.client.reachability import host_port
 
-__all__ = ["HANDSHAKE_S", "handshake_problem"]
+__all__ = ["HANDSHAKE_S", "handshake_problem", "plaintext_problem"]
 
 HANDSHAKE_S = 2.0
 """How long the diagnosing handshake, and the plaintext probe after it, may take, s."""
@@ -78,6 +80,69 @@ def handshake_problem(
     return None if answered else _client_certificate(cert is not None, None)
 
 
+def plaintext_problem(address: str, within_s: float = HANDSHAKE_S) -> str | None:
+    """What a plaintext client finds wrong at ``address``, in words for an error message:
+    a server that speaks TLS, or an HTTP server; None when a plaintext gRPC server
+    answers there (the trouble is elsewhere), or nothing can be said. Each of its two
+    connections may take ``within_s`` (at most :data:`HANDSHAKE_S`)."""
+    target = host_port(address)
+    if target is None:
+        return None
+    timeout_s = max(min(within_s, HANDSHAKE_S), 0.01)
+    first = _first_answer(target, timeout_s)
+    if first is None or _is_settings(first):
+        return None
+    if _is_http1(first):
+        return _HTTP_SERVER
+    # Not gRPC in plaintext: a TLS server closes on the preface without a word. One
+    # handshake that trusts any certificate tells it from anything else.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection(target, timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=target[0]),
+        ):
+            pass
+    except ssl.SSLError as exc:
+        # A server that asks for a client certificate may end the handshake with an
+        # alert: still a TLS server. Anything else answered with no TLS at all.
+        if "ALERT" not in (exc.reason or ""):
+            return None
+    except OSError:
+        return None
+    return (
+        "the server there speaks TLS, which this plaintext client cannot reach: give "
+        "tls=TlsCredentials(root_ca=...) (the CA that signed the server's certificate), "
+        "or a grpcs://HOST:PORT?ca=PATH URL"
+    )
+
+
+def _first_answer(target: tuple[str, int], timeout_s: float = HANDSHAKE_S) -> bytes | None:
+    """The first bytes a server at ``target`` sends an HTTP/2 client's preface (empty
+    when it closes the connection); None when no connection opens or nothing comes."""
+    try:
+        with socket.create_connection(target, timeout=timeout_s) as raw:
+            raw.sendall(_H2_PREFACE)
+            return raw.recv(64)
+    except OSError:
+        return None
+
+
+def _is_settings(first: bytes) -> bool:
+    """Whether ``first`` opens with an HTTP/2 SETTINGS frame: gRPC in plaintext."""
+    return len(first) >= 9 and first[3] == 4
+
+
+def _is_http1(first: bytes) -> bool:
+    return first.startswith(b"HTTP/") or b"<html" in first.lower()
+
+
+_HTTP_SERVER = "an HTTP server answered, not a SIDRA server: check the port"
+
+
 def _server_certificate(exc: ssl.SSLCertVerificationError, host: str, own_ca: bool) -> str:
     said = exc.verify_message
     if exc.verify_code == 10:
@@ -113,17 +178,12 @@ def _client_certificate(sent: bool, reason: str | None) -> str:
 def _not_tls(target: tuple[str, int], reason: str | None) -> str:
     """What answered a TLS handshake with something else: the first bytes it sends an
     HTTP/2 client tell a plaintext gRPC server from an HTTP/1 server."""
-    try:
-        with socket.create_connection(target, timeout=HANDSHAKE_S) as raw:
-            raw.sendall(_H2_PREFACE)
-            first = raw.recv(64)
-    except OSError:
-        first = b""
-    if len(first) >= 9 and first[3] == 4:  # an HTTP/2 SETTINGS frame: gRPC in plaintext
+    first = _first_answer(target) or b""
+    if _is_settings(first):
         return (
             "the server answered in plaintext, not TLS (a sidra serve without [tls]?): "
             "connect without tls (a grpc:// URL), or give the server a [tls] section"
         )
-    if first.startswith(b"HTTP/") or b"<html" in first.lower():
-        return "an HTTP server answered, not a SIDRA server: check the port"
+    if _is_http1(first):
+        return _HTTP_SERVER
     return f"the server does not speak TLS ({reason or 'no TLS answer'}): check the port"

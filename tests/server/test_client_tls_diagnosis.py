@@ -128,6 +128,46 @@ def test_an_http_server(pki: Pki) -> None:
     assert "an HTTP server answered, not a SIDRA server" in said
 
 
+@pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mutual-tls"])
+def test_a_plaintext_client_at_a_tls_server(pki: Pki, mutual: bool) -> None:
+    """The reverse mistake: a client without TLS at a TLS server is told the server speaks
+    TLS and what to give, within the grace (it waited the whole 30 s before and said only
+    that the server might serve TLS); sync and asyncio alike."""
+    import asyncio
+    import re
+
+    from sidra.client.aio import connect as aio_connect
+
+    with served(credentials=tls_credentials(pki, mutual=mutual)) as port:
+        with pytest.raises(BoardUnavailable) as caught:
+            connect(f"127.0.0.1:{port}", wait_ready_s=30.0)
+
+        async def aio() -> None:
+            await aio_connect(f"127.0.0.1:{port}", wait_ready_s=30.0)
+
+        with pytest.raises(BoardUnavailable) as caught_aio:
+            asyncio.run(aio())
+    for said in (str(caught.value), str(caught_aio.value)):
+        assert "the server there speaks TLS, which this plaintext client cannot reach" in said
+        assert "grpcs://HOST:PORT?ca=PATH" in said
+        waited = re.search(r"answered at 127\.0\.0\.1:\d+ within ([\d.]+) s", said)
+        assert waited is not None and float(waited[1]) < 30.0, said
+
+
+def test_a_plaintext_client_at_an_http_server() -> None:
+    with http_server() as port, pytest.raises(BoardUnavailable) as caught:
+        connect(f"127.0.0.1:{port}", wait_ready_s=WAIT_S)
+    assert "an HTTP server answered, not a SIDRA server" in str(caught.value)
+
+
+def test_a_plaintext_server_is_no_problem_for_a_plaintext_client() -> None:
+    from sidra.client.tls_diagnosis import plaintext_problem
+
+    with served() as port:
+        assert plaintext_problem(f"127.0.0.1:{port}") is None
+    assert plaintext_problem("unix:/run/sidra.sock") is None
+
+
 def test_a_handshake_that_succeeds_says_so(pki: Pki) -> None:
     """A server that completes the handshake but never serves gRPC (here: TLS with the
     right files, nothing wrong with them) is not blamed on the files."""
