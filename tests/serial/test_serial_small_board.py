@@ -84,7 +84,11 @@ def test_small_board_runs_every_operation() -> None:
             got, want = check(board), check(reference)
             assert _same(got, want), (got, want)
         assert len(server.board.cache) <= 4
-        assert board.link_stats().retries == 0
+        # Every frame fitted the board's 256 B: none damaged or refused. (A retry is
+        # timing, not the protocol: a loaded machine stalls past the learned T_base of
+        # 20 ms now and then, and the board answers it from its cache.)
+        stats = board.link_stats()
+        assert (stats.crc_errors, stats.naks, stats.resyncs) == (0, 0, 0), stats
 
 
 def in_passes(
