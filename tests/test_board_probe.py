@@ -152,3 +152,25 @@ def test_a_served_board_shows_the_call_sizes_its_service_announces() -> None:
     assert report["link"]["max_batch"] == 64
     assert report["link"]["message_limit_bytes"] == 2 * 2**20
     assert "max_batch           64" in format_probe(report)
+
+
+@pytest.mark.parametrize("transport", ["serial", "pcie"])
+def test_a_probe_shows_the_times_the_host_allows(transport: str) -> None:
+    """A board slower than the host's reference times declares them (HELLO, or the PCIe
+    registers PROGRAM_CELL_NS ...): the probe shows what the host took from it, which is
+    what a lab engineer bringing up a slow firmware checks first."""
+    from sidra.drivers.wire.device_times import CommandTimes
+    from sidra.emulator.pcie import serve_virtual_pcie_board
+
+    slow = CommandTimes(program_cell_ns=300_000, command_us=2_000)
+    serve = serve_virtual_board if transport == "serial" else serve_virtual_pcie_board
+    with serve(preset("ideal"), 1, slow=slow) as board:
+        report = sidra_json("board", "probe", board.url)
+        text = run_sidra("board", "probe", board.url).stdout
+    assert report["allowed_times"]["program_cell_us"] == pytest.approx(300)
+    assert report["allowed_times"]["command_us"] == pytest.approx(2000)
+    assert report["allowed_times"]["cell_us"] == pytest.approx(1)  # not declared: the host's
+    assert "allowed       Program 300 µs/cell" in text
+    assert "+ 2000 µs/command" in text
+    plain = probe("emu://?preset=ideal")
+    assert "allowed_times" not in plain  # an in-process board has no link to time

@@ -102,7 +102,8 @@ def serve(
             min=0,
             max=4_000_000,
             help="The board takes this long over each cell a Program writes, µs, as a "
-            "slow firmware's write-verify may (declared in HELLO; serial and TCP).",
+            "slow firmware's write-verify may (declared in HELLO, or in PROGRAM_CELL_NS "
+            "on a --pcie-file board).",
         ),
     ] = 0,
     command_us: Annotated[
@@ -110,14 +111,15 @@ def serve(
         typer.Option(
             min=0,
             max=2**32 - 1,
-            help="The board takes this long over every command, µs (declared in HELLO).",
+            help="The board takes this long over every command, µs (declared in HELLO, or "
+            "in COMMAND_US).",
         ),
     ] = 0,
     declare_times: Annotated[
         bool,
         typer.Option(
-            help="Declare --program-cell-us and --command-us in HELLO; "
-            "--no-declare-times keeps them quiet, as a firmware that declares none.",
+            help="Declare --program-cell-us and --command-us (in HELLO, or in the PCIe "
+            "registers); --no-declare-times keeps them quiet, as a firmware that declares none.",
         ),
     ] = True,
 ) -> None:
@@ -136,9 +138,6 @@ def serve(
             "--max-payload": max_payload != DEVICE_MAX_PAYLOAD,
             "--cache-depth": cache_depth != RESPONSE_CACHE,
             "--stage-capacity": stage_capacity is not None,
-            "--program-cell-us": program_cell_us > 0,
-            "--command-us": command_us > 0,
-            "--no-declare-times": not declare_times,
         }
         for option, given in line_only.items():
             if given:  # the virtual PCIe board always reports its profile; no frames
@@ -146,7 +145,8 @@ def serve(
                     f"got {option} with --pcie-file; it applies to --pty and --tcp boards only",
                     param_hint=f"'{option}'",
                 )
-        _serve_pcie(pcie_file, _profile(preset_name, profile), seed, faults)
+        slow = CommandTimes(program_cell_ns=1000 * program_cell_us, command_us=command_us)
+        _serve_pcie(pcie_file, _profile(preset_name, profile), seed, faults, slow, declare_times)
         return
     try:
         fault_config = FaultConfig.parse(faults) if faults else None
@@ -277,7 +277,14 @@ def compare_board(
         raise typer.Exit(1) from exc
 
 
-def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None) -> None:
+def _serve_pcie(
+    path: str,
+    profile: BoardProfile,
+    seed: int,
+    faults: str | None,
+    slow: CommandTimes,
+    declare_times: bool,
+) -> None:
     """The virtual PCIe board in this process until SIGINT/SIGTERM."""
     try:
         fault_config = PcieFaults.parse(faults) if faults else None
@@ -299,7 +306,10 @@ def _serve_pcie(path: str, profile: BoardProfile, seed: int, faults: str | None)
         )
 
     try:
-        device = run_device(path, profile, seed, fault_config, stop, sys.stdout, published)
+        device = run_device(
+            path, profile, seed, fault_config, stop, sys.stdout, published,
+            slow=slow, declare_times=declare_times,
+        )  # fmt: skip
     except OSError as exc:
         raise typer.BadParameter(_os_error_text(exc), param_hint="'--pcie-file'") from exc
     if device.removed:  # the fault's surprise removal, as a host saw it

@@ -20,8 +20,9 @@ from sidra.cli.options import AsJson, BoardArg
 from sidra.drivers import Board, BoardInfo, LinkStats, SidraError, open_board
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, MappedBar, SysfsBar
+from sidra.drivers.wire.device_times import DeviceTimes
 
-__all__ = ["LINK_ATTRIBUTES", "format_probe", "probe", "probe_command"]
+__all__ = ["LINK_ATTRIBUTES", "allowed_times", "format_probe", "probe", "probe_command"]
 
 LINK_ATTRIBUTES = (
     "link_up",
@@ -51,13 +52,29 @@ def probe(url: str) -> dict[str, Any]:
         info = board.info
         link = link_state(board)
         link.update(bar_registers(url))
-        return {
+        report = {
             "url": url,
             "transport": type(board).__name__,
             "identification": info.identity(),
             "capabilities": _capabilities(info),
             "link": link,
         }
+        times = getattr(board, "device_times", None)
+        if isinstance(times, DeviceTimes):
+            report["allowed_times"] = allowed_times(times, info)
+        return report
+
+
+def allowed_times(times: DeviceTimes, info: BoardInfo) -> dict[str, float]:
+    """What the host allows the board over a command before it is late (the reference
+    times, raised to what the board declares), µs: a board slower than that must
+    declare its own (docs/wire-protocol.md §4.5, the PCIe map's PROGRAM_CELL_NS ...)."""
+    return {
+        "program_cell_us": 1e6 * times.program_cell_s,
+        "cell_us": 1e6 * times.cell_s,
+        "pass_vector_us": 1e6 * times.pass_s(info),
+        "command_us": 1e6 * times.command_s,
+    }
 
 
 def _capabilities(info: BoardInfo) -> dict[str, Any]:
@@ -149,6 +166,14 @@ def format_probe(report: dict[str, Any]) -> str:
         f"{timing['write_pass_ns']:g} ns, verify read {timing['verify_read_ns']:g} ns, "
         f"host loss {timing['host_loss_ns']:g} ns, power {timing['board_power_w']:g} W",
     ]
+    allowed = report.get("allowed_times")
+    if allowed is not None:
+        lines.append(
+            f"allowed       Program {allowed['program_cell_us']:g} µs/cell, read or rewrite "
+            f"{allowed['cell_us']:g} µs/cell, pass {allowed['pass_vector_us']:g} µs/vector, "
+            f"+ {allowed['command_us']:g} µs/command (the host's or the board's declared, "
+            "whichever longer)"
+        )
     link = report["link"]
     lines.append("link" + ("" if link else "          none (in-process board)"))
     width = max([16, *(len(name) for name in link)])

@@ -7,7 +7,8 @@ URLs (options in the query string)::
     pcie+file:///dev/shm/sidra.bar?timeout=0.2
 
 Option: ``timeout`` (s, default 1.0): the margin added to each command's modeled
-time (its wire entry's ``device_seconds``) before a missing completion is a
+time (its wire entry's ``device_seconds``, at the reference times or the longer ones
+the board declares in PROGRAM_CELL_NS .. COMMAND_US) before a missing completion is a
 DeadlineExceeded, and the wait for a ring-reset acknowledgement.
 
 Each command's payload is exactly the wire payload of its operation
@@ -51,7 +52,14 @@ from sidra.drivers.errors import (
 from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, RegisterIO, SysfsBar
 from sidra.drivers.pcie.host_memory import MIN_RESULT_BYTES, Span
-from sidra.drivers.pcie.queues import Command, Completion, DeviceSilent, Queues, identify
+from sidra.drivers.pcie.queues import (
+    Command,
+    Completion,
+    DeviceSilent,
+    Queues,
+    declared_times,
+    identify,
+)
 from sidra.drivers.requests import (
     GetBoardInfoRequest,
     MVMRequest,
@@ -63,6 +71,7 @@ from sidra.drivers.serial.driver import _float_option
 from sidra.drivers.types import BoardDescription, BoardInfo, Cost, MVMResult, Region
 from sidra.drivers.url import as_typed, query_options
 from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.device_times import REFERENCE_TIMES, DeviceTimes
 from sidra.drivers.wire.messages import Feature, Msg, Status
 from sidra.drivers.wire.operations import (
     StagedData,
@@ -99,13 +108,17 @@ class PcieDriver(BoardDriver):
         self._queues: Queues | None = None
         self.features = Feature(0)
         """FEATURES as the board said when last attached."""
+        self.device_times: DeviceTimes = REFERENCE_TIMES
+        """How long this host allows the board over each command: the reference times,
+        raised to what the board declares (PROGRAM_CELL_NS ..., read at every attach)."""
+        self._pass_paths: dict[type[Any], _PassPath] = {}
         info, _ = self._attach()
         profile: dict[str, object] = {}
         if self.features & Feature.PROFILE:
             done = self._run([Command(Msg.GET_PROFILE, [])])[0]
             profile = json.loads(self._checked(Msg.GET_PROFILE, done).data.tobytes())
         self._info = replace(info, profile=profile)
-        self._pass_paths = _pass_paths(self._info)
+        self._pass_paths = _pass_paths(self._info, self.device_times)
 
     @classmethod
     def check_url(cls, url: SplitResult) -> None:
@@ -249,6 +262,11 @@ class PcieDriver(BoardDriver):
             )
         self._known_boot = boot
         self.features = features  # read again on every attach: firmware may have changed
+        times = REFERENCE_TIMES.declared(declared_times(bar))
+        if times != self.device_times:
+            self.device_times = times
+            if self._pass_paths:  # the board came back with other firmware
+                self._pass_paths = _pass_paths(self._info, times)
         self._set_up(True)
         return info, features
 
@@ -521,7 +539,7 @@ class PcieDriver(BoardDriver):
 
     def _command(self, request: Request) -> Command:
         entry = entry_of(request)
-        device_s = entry.device_seconds(request, self.info)
+        device_s = entry.device_seconds(request, self.info, self.device_times)
         if not entry.always_staged:
             parts = entry.request_parts(request)
             return Command(
@@ -586,7 +604,7 @@ class _PassPath:
         )
 
 
-def _pass_paths(info: BoardInfo) -> dict[type[Any], _PassPath]:
+def _pass_paths(info: BoardInfo, times: DeviceTimes) -> dict[type[Any], _PassPath]:
     paths = {}
     for request, inputs, outputs in (
         (MVMRequest, info.rows, info.cols),
@@ -597,7 +615,7 @@ def _pass_paths(info: BoardInfo) -> dict[type[Any], _PassPath]:
         msg = entry.msg(one)
         paths[request] = _PassPath(
             request, msg.name, int(msg), inputs, outputs, request.driven,
-            _vectors_per_window(inputs, outputs), entry.device_seconds(one, info),
+            _vectors_per_window(inputs, outputs), entry.device_seconds(one, info, times),
         )  # fmt: skip
     return paths
 

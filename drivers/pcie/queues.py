@@ -52,6 +52,7 @@ from sidra.drivers.pcie.bar import ALL_ONES, RegisterIO, f64_of
 from sidra.drivers.pcie.host_memory import MIN_RESULT_BYTES, HostMemory, Lent
 from sidra.drivers.pcie.waiting import HYBRID_MARGIN_S, SPIN_S, Backoff, ServiceTimes, SpinGate
 from sidra.drivers.types import BoardInfo, BoardTiming, Buffer
+from sidra.drivers.wire.device_times import NONE_DECLARED, CommandTimes
 from sidra.drivers.wire.messages import Feature
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "DeviceSilent",
     "IncompatibleBoard",
     "Queues",
+    "declared_times",
     "identify",
 ]
 
@@ -191,6 +193,18 @@ def identify(bar: RegisterIO) -> tuple[BoardInfo, int, Feature]:
             "or wrong firmware, or a register map mismatch)"
         )
     return info, bar.read32(reg["BOOT_COUNT"]), features
+
+
+_TIMES = ("PROGRAM_CELL_NS", "CELL_NS", "PASS_VECTOR_NS", "COMMAND_US")
+"""The command-time registers, in :class:`CommandTimes`' order."""
+
+
+def declared_times(bar: RegisterIO) -> CommandTimes:
+    """The command times the board declares (register map 1.3); none from a board of an
+    earlier map, whose registers there are not these."""
+    if bar.read32(r.OFFSET["VERSION"]) & 0xFFFF < 3:
+        return NONE_DECLARED
+    return CommandTimes(*(bar.read32(r.OFFSET[name]) for name in _TIMES))
 
 
 def _register_named(problem: str) -> str:

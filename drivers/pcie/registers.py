@@ -66,12 +66,15 @@ __all__ = [
 
 MAGIC = 0x41524453
 """``'SDRA'`` read as a little-endian u32: the first thing a host checks."""
-VERSION = 0x0001_0002
+VERSION = 0x0001_0003
 """Register-map version, major << 16 | minor. A host refuses another major.
 1.1 added IRQ_ARM and STATUS.PARKED (a host of 1.0 polls, and still works); 1.2 added
 results written into host memory (HOST_MEM_BASE, HOST_MEM_BYTES, the submission's
 result_room and result_addr, FEATURES bit 3; a host of 1.1 leaves them 0 and reads
-every result from the output window, as before)."""
+every result from the output window, as before); 1.3 added the board's command times
+(PROGRAM_CELL_NS, CELL_NS, PASS_VECTOR_NS, COMMAND_US, as the serial HELLO declares
+them: a host allows a command the longer of its reference time and the board's; it
+reads them from a board of 1.3 or later only, and a host of 1.2 ignores them)."""
 BOARD_ID = 0x3153
 """Board family id, ``'S1'`` read as a little-endian u32: SIDRA analog crossbar boards."""
 QUEUE_DEPTH = 8
@@ -169,6 +172,14 @@ _REGISTERS = [
     ("HOST_MEM_BYTES", 64, "RW", "u64", "bytes", "size of that region, 0 = none; taken at "
      "the ring reset, where the device writes 0 here when it cannot reach the region; 0 at "
      "every boot"),
+    ("PROGRAM_CELL_NS", 32, "RO", "u32", "ns", "worst-case write-verify of one cell: a "
+     "Program may take its cells × this (0 = not declared: the host allows 20 µs a cell)"),
+    ("CELL_NS", 32, "RO", "u32", "ns", "worst-case read or rewrite of one cell "
+     "(ReadConductance, Perturb, Restore, a PerturbedMVM's writes; 0: 1 µs)"),
+    ("PASS_VECTOR_NS", 32, "RO", "u32", "ns", "worst-case pass of one input vector through "
+     "a whole tile, conversions included (0: 100 ns × rows × cols)"),
+    ("COMMAND_US", 32, "RO", "u32", "µs", "worst-case fixed time of any command, on top of "
+     "the above (the firmware's own handling; 0: none)"),
 ]  # fmt: skip
 
 

@@ -52,7 +52,7 @@ from sidra.drivers.serial.link import LineDamage, Link, LinkSettings, Port
 from sidra.drivers.types import BoardDescription, BoardInfo, LinkStats
 from sidra.drivers.url import as_typed, query_options
 from sidra.drivers.wire import messages as m
-from sidra.drivers.wire.device_times import STAGE_S_PER_BYTE
+from sidra.drivers.wire.device_times import STAGE_S_PER_BYTE, DeviceTimes
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD, Frame, max_wire_bytes
 from sidra.drivers.wire.messages import Feature, Hello, Msg, Status
 from sidra.drivers.wire.operations import (
@@ -237,6 +237,12 @@ class SerialDriver(BoardDriver):
     @property
     def link_up(self) -> bool:
         return self._link.up
+
+    @property
+    def device_times(self) -> DeviceTimes:
+        """How long this host allows the board over each command: the reference times,
+        raised to what the board declared in its last HELLO."""
+        return self._link.device_times
 
     @property
     def closed(self) -> bool:

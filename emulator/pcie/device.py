@@ -43,6 +43,7 @@ from sidra.drivers.pcie.bar import ALL_ONES, FileBar, f64_bits, host_memory_path
 from sidra.drivers.requests import MVMRequest, PerturbedMVMRequest, TransposeMVMRequest
 from sidra.drivers.types import BoardInfo, Buffer, MVMResult, Region
 from sidra.drivers.wire import messages as m
+from sidra.drivers.wire.device_times import NONE_DECLARED, CommandTimes
 from sidra.drivers.wire.messages import Feature, Msg, Status
 from sidra.drivers.wire.operations import InlineSizeError, entry_for_message
 from sidra.emulator.board import EmulatedBoard
@@ -227,8 +228,15 @@ class PcieDevice:
         seed: int = 0,
         faults: PcieFaults | None = None,
         boot_count: int | None = None,
+        slow: CommandTimes = NONE_DECLARED,
+        declare_times: bool = True,
     ) -> None:
+        """``slow``: the board takes that long over its commands, as a slow firmware may
+        (``command_us`` each, ``program_cell_ns`` each cell a Program writes; the others
+        are not slowed), and declares it in PROGRAM_CELL_NS .. COMMAND_US unless
+        ``declare_times`` is False."""
         self.path, self.profile, self.seed = path, profile, seed
+        self.slow, self.declare_times = slow, declare_times
         self.faults = faults or PcieFaults()
         # A random first boot count stands in for one kept in NVM (as the serial board's).
         self.boot_count = boot_count or int.from_bytes(os.urandom(4), "little") % 0xFFFF_FFFE + 1
@@ -290,6 +298,13 @@ class PcieDevice:
             bar.write64(reg[name], f64_bits(number))
         for name in ("HOST_MEM_BASE", "HOST_MEM_BYTES"):  # power-up: no host memory
             bar.write64(reg[name], 0)
+        declared = self.slow if self.declare_times else NONE_DECLARED
+        times = {
+            "PROGRAM_CELL_NS": declared.program_cell_ns, "CELL_NS": declared.cell_ns,
+            "PASS_VECTOR_NS": declared.pass_vector_ns, "COMMAND_US": declared.command_us,
+        }  # fmt: skip
+        for name, value in times.items():
+            bar.write32(reg[name], value)
         self._release_host_memory()
         bar.write32(reg["BOOT_COUNT"], self.boot_count)
         # Until the host restarts the rings nothing runs: it must learn this boot first.
@@ -451,7 +466,8 @@ class PcieDevice:
         bar.write32(_STATUS, _READY | _BUSY)
         # Each answer is posted as soon as it is ready: the host copies one result out
         # while the next command runs. (The reverse fault answers the burst backwards.)
-        answers: Iterable[_Answer | None] = map(self._run, entries)
+        run = self._run_slowly if self.slow != NONE_DECLARED else self._run
+        answers: Iterable[_Answer | None] = map(run, entries)
         if self.faults.reverse:
             answers = reversed(list(answers))
         for answer in answers:
@@ -530,6 +546,20 @@ class PcieDevice:
             self.sq_head = (self.sq_head + 1) & 0xFFFF_FFFF
         self.bar.write32(_SQ_HEAD, self.sq_head)
         return entries
+
+    def _run_slowly(self, entry: _Entry) -> _Answer | None:
+        """:meth:`_run`, then busy as long as ``slow`` says the command takes (the device
+        loop held: a slow firmware takes nothing else meanwhile)."""
+        answer = self._run(entry)
+        seconds = 1e-6 * self.slow.command_us
+        programmed = answer is not None and answer.status == Status.OK
+        if programmed and entry.opcode == Msg.PROGRAM_COMMIT and self.slow.program_cell_ns:
+            assert answer is not None
+            cells = m.PROGRAM_RESP.unpack_from(answer.head)[0]
+            seconds += 1e-9 * self.slow.program_cell_ns * cells
+        if seconds:
+            time.sleep(seconds)
+        return answer
 
     def _run(self, entry: _Entry) -> _Answer | None:
         """Executes one submission; None when it is never to be answered."""

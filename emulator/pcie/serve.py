@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import IO
 
+from sidra.drivers.wire.device_times import NONE_DECLARED, CommandTimes
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.pcie.device import PcieDevice
 from sidra.emulator.pcie.faults import PcieFaults
@@ -84,10 +85,13 @@ def run_device(
     stop: threading.Event,
     out: IO[str],
     published: Callable[[PcieDevice], None] | None = None,
+    slow: CommandTimes = NONE_DECLARED,
+    declare_times: bool = True,
 ) -> PcieDevice:
     """Creates the board at ``path``, announces its URL on ``out`` (then calls
     ``published`` with it) and serves until ``stop`` is set or the board is removed (a
-    fault); the file is removed after."""
+    fault); the file is removed after. ``slow``, ``declare_times``: as
+    :class:`~sidra.emulator.pcie.device.PcieDevice` takes them."""
     kind = filesystem_of(path)
     if kind and kind not in MEMORY_FILESYSTEMS:
         log.warning(
@@ -95,7 +99,7 @@ def run_device(
             "doorbells can stall for milliseconds; put it in %s (a memory filesystem)",
             path, kind, SHM_DIR,
         )  # fmt: skip
-    device = PcieDevice(path, profile, seed, faults)
+    device = PcieDevice(path, profile, seed, faults, slow=slow, declare_times=declare_times)
     try:
         device.publish()
         out.write(f"pcie+file://{os.path.abspath(path)}\n")
@@ -140,9 +144,12 @@ def serve_virtual_pcie_board(
     seed: int = 0,
     path: str | None = None,
     faults: str = "",
+    slow: CommandTimes = NONE_DECLARED,
+    declare_times: bool = True,
 ) -> Iterator[VirtualPcieBoard]:
     """A virtual PCIe board in a separate process, its BAR in ``path`` (default: a
-    fresh temporary file)::
+    fresh temporary file); ``slow`` and ``declare_times`` as
+    :class:`~sidra.emulator.pcie.device.PcieDevice` takes them::
 
         with serve_virtual_pcie_board(preset("ideal"), seed=1) as board:
             driver = open_board(board.url)
@@ -154,6 +161,11 @@ def serve_virtual_pcie_board(
             f.write(profile.model_dump_json())
         argv = [sys.executable, "-m", "sidra.emulator.pcie", path, "--profile", profile_file]
         argv += ["--seed", str(seed)] + (["--faults", faults] if faults else [])
+        if slow != NONE_DECLARED:
+            argv += ["--program-cell-ns", str(slow.program_cell_ns)]
+            argv += ["--command-us", str(slow.command_us)]
+        if not declare_times:
+            argv.append("--no-declare-times")
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         board = VirtualPcieBoard(process, _first_line(process, path))
         try:

@@ -79,7 +79,7 @@ def test_board_serve_refusals_name_the_option_and_leave_files_alone(tmp_path: Pa
         (("--pcie-file", bar, "--faults", "hang=2,error=2"), "'--faults'"),
         (("--pcie-file", bar, "--max-payload", "1024"), "'--max-payload'"),
         (("--pcie-file", bar, "--stage-capacity", "4096"), "'--stage-capacity'"),
-        (("--pcie-file", bar, "--program-cell-us", "300"), "'--program-cell-us'"),
+        (("--pcie-file", bar, "--cache-depth", "4"), "'--cache-depth'"),
     ]:
         result = run_sidra("board", "serve", *args, timeout=60)
         message = " ".join(result.stderr.replace("│", " ").split())  # the box unwrapped
