@@ -6,11 +6,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from sidra.characterize import Characterization, characterize
+from sidra.characterize import Characterization, Estimate, characterize
 from sidra.characterize.toml import dumps
 from sidra.cli.twin import holding_every_tile
 from sidra.drivers import open_board
@@ -22,15 +23,41 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _written(profile: dict[str, Any], name: str) -> float | None:
+    """The number the profile holds at the dotted ``name``; None where it holds none."""
+    value: Any = profile
+    for key in name.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _profile_note(estimate: Estimate, profile: dict[str, Any]) -> str:
+    """What the row adds when the profile holds another value than the estimate (an
+    IR-drop resistance within two standard errors of 0, drift within its noise, the
+    declared window, a value clipped to its field's range): the table must not
+    disagree with the file in silence."""
+    written = _written(profile, estimate.name)
+    if written is None or _number(written) == _number(estimate.value):
+        return ""
+    unit = f" {estimate.unit}" if estimate.unit else ""
+    why = " (not told apart from 0)" if written == 0 else ""
+    return f"; the profile gets {_number(written)}{unit}{why}"
+
+
 def format_tables(result: Characterization) -> list[Table]:
-    """The parameters (value ± SE, unit, how) and the budget of each measurement."""
+    """The parameters (value ± SE, unit, how, and what the profile gets when it is not
+    the value) and the budget of each measurement."""
     params = Table(title="Characterized parameters (± one standard error)")
     for column in ("parameter", "value", "±", "unit", "how / why not"):
         params.add_column(column, overflow="fold")
+    profile = result.profile.model_dump(mode="json")
     for part in result.parts:
         for e in part.estimates:
             mark = "" if e.measured else " *"
-            params.add_row(e.name + mark, _number(e.value), _number(e.uncertainty), e.unit, e.note)
+            note = e.note + _profile_note(e, profile)
+            params.add_row(e.name + mark, _number(e.value), _number(e.uncertainty), e.unit, note)
     budget = Table(title="Budget spent")
     # "in calls": the wall time the board's calls took; the command's analysis is on top
     columns = ("measurement", "calls", "cell writes", "MVM passes", "modeled", "clock", "in calls")
