@@ -13,7 +13,13 @@ inputs; the spreads as |s_twin − s_board| / max(s_board, s_twin) with s the ou
 standard deviation pooled over the inputs (√ of the mean variance): symmetric and at most
 1, so an output whose noise the ADC rounds away on one board (s = 0) counts as 100 %.
 Each phase and direction reports the mean of these over the outputs and the worst one.
-Sampling alone gives a spread distance of about 1/√(2·inputs·repeats) per side.
+
+Beside them, what sampling alone gives, the distances a twin identical to the board would
+score with these inputs and repeats: per output and input, E|m_twin − m_board| =
+√(2/π)·√((s_board² + s_twin²)/repeats) over |m_board|, averaged over the inputs; for the
+spreads √(2/(π·n)), n = inputs·(repeats − 1) the pooled degrees of freedom (a sample
+std's relative standard error is 1/√(2n) per side). A distance near its sampling figure
+is noise; one well above it is what the twin does not know.
 """
 
 from __future__ import annotations
@@ -64,6 +70,10 @@ class Distance:
     """Per output: |m_twin − m_board| / |m_board|, averaged over the inputs."""
     spread_distance: F64
     """Per output: |s_twin − s_board| / max(s_board, s_twin), s pooled over the inputs."""
+    mean_sampling: F64
+    """Per output: the mean distance sampling alone gives (module docstring)."""
+    spread_sampling: float
+    """The spread distance sampling alone gives (module docstring), every output's."""
 
     @property
     def mean_of_means(self) -> float:
@@ -73,6 +83,10 @@ class Distance:
     def mean_of_spreads(self) -> float:
         return float(self.spread_distance.mean())
 
+    @property
+    def mean_of_mean_sampling(self) -> float:
+        return float(self.mean_sampling.mean())
+
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
@@ -80,6 +94,9 @@ class Comparison:
     inputs: int
     repeats: int
     cycles: int
+    tile: int
+    block: Region
+    """The block the workload ran on: ``block_size`` square, cut to the tile's size."""
 
 
 def _passes(board: Board, tile: int, block: Region, x: F64, repeats: int, transpose: bool) -> F64:
@@ -91,13 +108,17 @@ def _passes(board: Board, tile: int, block: Region, x: F64, repeats: int, transp
 
 
 def _distance(phase: str, direction: str, board: F64, twin: F64) -> Distance:
+    inputs, repeats = board.shape[:2]
     m_b, m_t = board.mean(axis=1), twin.mean(axis=1)  # [inputs, outputs]
     scale = np.maximum(np.abs(m_b), 1e-9)
     means = (np.abs(m_t - m_b) / scale).mean(axis=0)
-    s_b = np.sqrt(board.var(axis=1, ddof=1).mean(axis=0))
-    s_t = np.sqrt(twin.var(axis=1, ddof=1).mean(axis=0))
+    v_b, v_t = board.var(axis=1, ddof=1), twin.var(axis=1, ddof=1)  # [inputs, outputs]
+    s_b, s_t = np.sqrt(v_b.mean(axis=0)), np.sqrt(v_t.mean(axis=0))
     spreads = np.abs(s_t - s_b) / np.maximum(np.maximum(s_b, s_t), 1e-12)
-    return Distance(phase, direction, means, spreads)
+    half_normal = math.sqrt(2 / math.pi)  # E|x| of x ~ N(0, 1)
+    mean_sampling = (half_normal * np.sqrt((v_b + v_t) / repeats) / scale).mean(axis=0)
+    spread_sampling = half_normal / math.sqrt(inputs * (repeats - 1))
+    return Distance(phase, direction, means, spreads, mean_sampling, spread_sampling)
 
 
 def compare(
@@ -141,4 +162,4 @@ def compare(
             outputs["TransposeMVM"].append(_passes(target, tile, block, x_cols, repeats, True))
         for direction, (on_board, on_twin) in outputs.items():
             distances.append(_distance(phase, direction, on_board, on_twin))
-    return Comparison(tuple(distances), inputs, repeats, cycles)
+    return Comparison(tuple(distances), inputs, repeats, cycles, tile, block)

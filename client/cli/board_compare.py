@@ -13,7 +13,7 @@ from rich.table import Table
 from sidra.characterize.compare import Comparison, compare
 from sidra.drivers import open_board
 
-__all__ = ["comparison_json", "comparison_table", "run_compare"]
+__all__ = ["comparison_json", "comparison_table", "run_compare", "sampling_caption"]
 
 
 def comparison_json(result: Comparison) -> dict[str, Any]:
@@ -28,8 +28,10 @@ def comparison_json(result: Comparison) -> dict[str, Any]:
                 "direction": d.direction,
                 "mean_distance": d.mean_of_means,
                 "mean_distance_max": float(d.mean_distance.max()),
+                "mean_distance_sampling": d.mean_of_mean_sampling,
                 "spread_distance": d.mean_of_spreads,
                 "spread_distance_max": float(d.spread_distance.max()),
+                "spread_distance_sampling": d.spread_sampling,
                 "per_output_mean_distance": [round(float(v), 6) for v in d.mean_distance],
                 "per_output_spread_distance": [round(float(v), 6) for v in d.spread_distance],
             }
@@ -39,9 +41,12 @@ def comparison_json(result: Comparison) -> dict[str, Any]:
 
 
 def comparison_table(result: Comparison) -> Table:
+    """The averages and the worst output per phase and direction; each distance's
+    sampling figure (what a twin identical to the board would score) in the caption."""
     table = Table(
         title=f"Board vs twin ({result.inputs} inputs × {result.repeats} repeats; "
-        f"'after' = {result.cycles} program + perturb cycles)"
+        f"'after' = {result.cycles} program + perturb cycles)",
+        caption=sampling_caption(result),
     )
     for column in ("phase", "direction", "mean dist. avg", "max", "spread dist. avg", "max"):
         table.add_column(column, justify="left" if column in ("phase", "direction") else "right")
@@ -55,6 +60,22 @@ def comparison_table(result: Comparison) -> Table:
             f"{float(d.spread_distance.max()):.2%}",
         )
     return table
+
+
+def sampling_caption(result: Comparison) -> str:
+    """What sampling alone gives on average, as a range over the table's rows."""
+
+    def span(values: list[float]) -> str:
+        low, high = f"{min(values):.2%}", f"{max(values):.2%}"
+        return low if low == high else f"{low}–{high}"
+
+    means = span([d.mean_of_mean_sampling for d in result.distances])
+    spreads = span([d.spread_sampling for d in result.distances])
+    return (
+        f"Sampling alone (a twin identical to the board, these inputs and repeats): "
+        f"mean distance {means}, spread distance {spreads} on average. Distances near "
+        "these are noise; well above them, what the twin does not know."
+    )
 
 
 def board_seed(url: str) -> int | None:

@@ -9,6 +9,7 @@ from the wrong profile (no read noise) must be told apart.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -68,9 +69,32 @@ def test_compare_command_prints_json_and_refuses_a_twin_of_another_geometry(
     report = json.loads(done.stdout)
     assert report["repeats"] == 64 and len(report["distances"]) == 4
     assert all(len(d["per_output_mean_distance"]) == 32 for d in report["distances"])
+    # What sampling alone gives, beside each distance: 8 inputs × 64 repeats.
+    assert all(d["mean_distance_sampling"] > 0 for d in report["distances"])
+    assert report["distances"][0]["spread_distance_sampling"] == pytest.approx(0.0355, abs=1e-4)
     narrower = BoardProfile(geometry=Geometry(tiles=1, rows=32, cols=16))
     twin_file.write_text(dumps(narrower.model_dump(mode="json")), encoding="utf-8")
     refused = run_sidra("board", "compare", url, "--profile", str(twin_file))
     assert refused.returncode == 1
     said = " ".join(refused.stderr.split())
     assert "twin: not this board's (" in said and "cols: the twin's 16, the board's 32" in said
+
+
+def test_a_twin_identical_to_the_board_scores_its_sampling_figures() -> None:
+    """Two emulated boards that differ in their read noise only (exact programming, no
+    per-cell draws): the distances are sampling alone, which the figures predict."""
+    noisy = preset("ideal").model_copy(
+        update={
+            "geometry": SMALL,
+            "read_noise": preset("ideal").read_noise.model_copy(
+                update={"output_noise_ua": 0.5, "sigma_g_fraction": 0.02}
+            ),
+        }
+    )
+    result = compare(EmulatorDriver(noisy, seed=3), EmulatorDriver(noisy, seed=4), repeats=64)
+    for d in result.distances:
+        assert d.mean_sampling.shape == (32,)
+        assert 0.7 < d.mean_of_means / d.mean_of_mean_sampling < 1.3, d
+        assert d.spread_sampling == pytest.approx((2 / math.pi / (8 * 63)) ** 0.5)
+        assert 0.6 < d.mean_of_spreads / d.spread_sampling < 1.4, d
+    assert (result.tile, result.block.shape) == (0, (32, 32))
