@@ -16,7 +16,7 @@ from sidra.characterize.toml import dumps
 from sidra.cli.twin import holding_every_tile
 from sidra.drivers import open_board
 
-__all__ = ["format_tables", "run_characterize"]
+__all__ = ["block_cut", "format_tables", "run_characterize"]
 
 
 def _number(value: float) -> str:
@@ -77,6 +77,17 @@ def format_tables(result: Characterization) -> list[Table]:
     return [params, budget]
 
 
+def block_cut(block: int, rows: int, cols: int) -> str:
+    """The note a ``--block`` wider or taller than the tile gets (the block is cut to the
+    tile's size); "" when it fits."""
+    if block <= rows and block <= cols:
+        return ""
+    return (
+        f"--block {block}: the tile is {rows} × {cols}, so the block used is "
+        f"{min(block, rows)} × {min(block, cols)}"
+    )
+
+
 def _operations(result: Characterization) -> str:
     ops = result.budget.operations
     return ", ".join(f"{name} {count}" for name, count in sorted(ops.items()))
@@ -101,6 +112,9 @@ def run_characterize(
             board, tile=tile, block_size=block, seed=seed, drift=drift, gain_maps=gain_maps
         )
     elapsed = time.perf_counter() - start
+    cut = block_cut(block, info.rows, info.cols)
+    if cut:
+        console.print(f"note: {cut}")
     for table in format_tables(result):
         console.print(table)
     console.print(f"operations: {_operations(result)}")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.characterize.compare import Comparison, compare
+from sidra.cli.board_characterize import block_cut
 from sidra.drivers import open_board
 
 __all__ = ["comparison_json", "comparison_table", "run_compare", "sampling_caption"]
@@ -19,6 +20,8 @@ __all__ = ["comparison_json", "comparison_table", "run_compare", "sampling_capti
 def comparison_json(result: Comparison) -> dict[str, Any]:
     """Per phase and direction: the averages, the worst output and every output's distance."""
     return {
+        "block_rows": result.block.rows,
+        "block_cols": result.block.cols,
         "inputs": result.inputs,
         "repeats": result.repeats,
         "cycles": result.cycles,
@@ -44,7 +47,8 @@ def comparison_table(result: Comparison) -> Table:
     """The averages and the worst output per phase and direction; each distance's
     sampling figure (what a twin identical to the board would score) in the caption."""
     table = Table(
-        title=f"Board vs twin ({result.inputs} inputs × {result.repeats} repeats; "
+        title=f"Board vs twin (tile {result.tile}, block {result.block.rows} × "
+        f"{result.block.cols}; {result.inputs} inputs × {result.repeats} repeats; "
         f"'after' = {result.cycles} program + perturb cycles)",
         caption=sampling_caption(result),
     )
@@ -105,6 +109,9 @@ def run_compare(
                 style="yellow",
             )
         result = compare(board, twin, **options)
+        cut = block_cut(options["block_size"], board.info.rows, board.info.cols)
+        if cut:
+            Console(stderr=True).print(f"note: {cut}", style="yellow")
     if as_json:
         made = {"board": url, "profile": str(profile), "twin_seed": twin_seed, **options}
         print(json.dumps(made | comparison_json(result)))

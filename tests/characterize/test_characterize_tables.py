@@ -8,7 +8,7 @@ from rich.console import Console
 from sidra.characterize import Budget, Characterization, Estimate
 from sidra.characterize.run import Part
 from sidra.characterize.variation import StuckFinding
-from sidra.cli.board_characterize import format_tables
+from sidra.cli.board_characterize import block_cut, format_tables
 from sidra.emulator import BoardProfile
 from sidra.emulator.config import IRDrop
 
@@ -42,3 +42,10 @@ def test_a_value_the_profile_does_not_hold_is_named_with_what_it_holds() -> None
         "fitted; the profile gets 0 Ω (not told apart from 0)"
     )
     assert rows["ir_drop.bitline_segment_ohm"].endswith("|fitted")  # as written: nothing added
+
+
+def test_a_block_larger_than_the_tile_is_said_to_be_cut_to_it() -> None:
+    assert block_cut(32, 256, 256) == "" and block_cut(64, 64, 64) == ""
+    assert block_cut(128, 64, 32) == (
+        "--block 128: the tile is 64 × 32, so the block used is 64 × 32"
+    )

@@ -63,10 +63,13 @@ def test_compare_command_prints_json_and_refuses_a_twin_of_another_geometry(
     url = f"emu://?profile={board_file}&seed=6"
     done = run_sidra(
         "board", "compare", url, "--profile", str(twin_file), "--repeats", "64", "--cycles", "2",
-        "--json",
+        "--block", "48", "--json",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
+    # A block larger than the 32 × 32 tile is cut to it, and the command says so.
+    assert (report["block_size"], report["block_rows"], report["block_cols"]) == (48, 32, 32)
+    assert "--block 48: the tile is 32 × 32, so the block used is 32 × 32" in done.stderr
     assert report["repeats"] == 64 and len(report["distances"]) == 4
     assert all(len(d["per_output_mean_distance"]) == 32 for d in report["distances"])
     # What sampling alone gives, beside each distance: 8 inputs × 64 repeats.
