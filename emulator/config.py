@@ -493,4 +493,21 @@ def parse_profile(text: str, suffix: str = ".toml") -> BoardProfile:
     try:
         return BoardProfile.model_validate(data)
     except ValidationError as exc:  # one short line per refused value, not pydantic's report
-        raise ValueError("; ".join(refused_setting(e) for e in exc.errors())) from None
+        raise ValueError(
+            "; ".join(refused_setting(e, _allowed_keys) for e in exc.errors())
+        ) from None
+
+
+def _allowed_keys(location: tuple[Any, ...]) -> str:
+    """The keys of the section (or list item: ``variation.stuck_maps.0``) an unknown key
+    at ``location`` stands in, as a profile file spells them."""
+    model: Any = BoardProfile
+    for part in location[:-1]:
+        if isinstance(part, int):  # an item of a list of tables: its element type
+            continue
+        annotation = model.model_fields[str(part)].annotation
+        model = next(
+            (a for a in getattr(annotation, "__args__", (annotation,)) if a is not Ellipsis),
+            annotation,
+        )
+    return ", ".join(getattr(model, "model_fields", ()))

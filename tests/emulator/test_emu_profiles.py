@@ -146,8 +146,16 @@ def _gain_map_toml(tile: int, gains: list[float] | str) -> str:
 
 
 REFUSED = {
-    "unknown top-level field": ("speed_ghz = 3\n", "speed_ghz"),
-    "unknown nested field": ("[read_noise]\nflicker_db = 1.0\n", "flicker_db"),
+    "unknown top-level field": ("speed_ghz = 3\n", "speed_ghz: unknown key (allowed: schema_v"),
+    "unknown nested field": (
+        "[drift]\nnu_sd = 0.002\n",
+        "drift.nu_sd: unknown key (allowed: model, nu_mean, nu_std, t0_s)",
+    ),
+    "unknown field of a listed table": (
+        "[geometry]\ntiles = 1\nrows = 4\ncols = 4\n"
+        "[[variation.stuck_maps]]\ntile = 0\ncells = []\n",
+        "variation.stuck_maps.0.cells: unknown key (allowed: tile, at_min, at_max)",
+    ),
     "newer schema": (f"schema_version = {SCHEMA_VERSION + 1}\n", "schema_version"),
     "bad value": ("[geometry]\nrows = 0\n", "rows"),
     "bad enum": ('[drift]\nmodel = "linear"\n', "model"),
