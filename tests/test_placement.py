@@ -4,6 +4,7 @@ blocks, and the CLI on a data set wider than a tile."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ def test_a_network_that_does_not_fit_names_the_layer_its_size_and_what_is_left()
     text = str(caught.value)
     assert "layer head: 700+1 x 10 needs 3 tile(s) of 256 x 256" in text
     assert "the board has 4, 2 left for it ([2, 3]) after features on [0, 1]" in text
+    assert "; its 701 rows alone take 3 tile(s), 2 tile(s) are left:" in text
+    # The width that would fit: a first hidden layer of 128 on two 64 x 64 tiles.
+    small = dataclasses.replace(INFO, tile_count=2, rows=64, cols=64)
+    with pytest.raises(PlacementError) as caught:
+        place(small, [LayerShape("layer0", 64, 256, digital_bias=True)])
+    assert "with its 64 rows, 2 tile(s) hold at most 128 outputs: use fewer" in str(caught.value)
     with pytest.raises(PlacementError, match="needs 2 tile"):
         place(INFO, [LayerShape("layer", 300, 12)], allowed=(2,))
     with pytest.raises(PlacementError, match="tiles: got tile 7, expected tiles in 0 .. 3"):

@@ -264,6 +264,17 @@ def _too_big(
         f"layer {layer.describe()} needs {need} tile(s) of {info.rows} x {info.cols}; "
         f"the board has {info.tile_count}, {len(free)} left for it ({free})"
         + (f" after {before}" if before else "")
-        + ": use fewer inputs or outputs, or allow more tiles (--tile, or the tiles= "
-        "option)"
+        + f"; {_what_fits(info, layer, len(free))}: use fewer inputs or outputs (a "
+        "narrower hidden layer), or allow more tiles (--tile, or the tiles= option)"
     )
+
+
+def _what_fits(info: BoardInfo, layer: LayerShape, free: int) -> str:
+    """The most outputs ``free`` tiles hold for the layer's inputs, as a refusal says it:
+    the width a hidden layer could have there."""
+    row_blocks = math.ceil(layer.rows / info.rows)
+    most = free // row_blocks * layer.outputs_per_tile(info)
+    tiles = f"{free} tile(s)"
+    if most == 0:
+        return f"its {layer.rows} rows alone take {row_blocks} tile(s), {tiles} are left"
+    return f"with its {layer.rows} rows, {tiles} hold at most {most} outputs"
