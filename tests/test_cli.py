@@ -786,6 +786,35 @@ def test_a_stop_signal_while_the_record_is_saved_waits_for_the_whole_record(
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
+def test_a_run_refused_before_its_first_step_leaves_no_empty_bar(terminal: bool) -> None:
+    """A refusal raised inside the bar (a checkpoint of other options to resume, a layer
+    that does not fit) printed ``spsa 0/3000`` above the error; a run that failed after
+    steps keeps its bar, which says how far it went."""
+    import io
+
+    from rich.console import Console
+
+    from sidra.cli.train.running import progress_bar
+
+    def drawn(steps: int) -> str:
+        out = io.StringIO()
+        console = Console(file=out, force_terminal=terminal, width=80)
+        with pytest.raises(ValueError), progress_bar(console) as progress:
+            task = progress.add_task("spsa", total=3000, status="")
+            if steps:  # the run's own callback, after each step
+                progress.update(task, completed=steps)
+            raise ValueError("a 0.3 given, the run's is 0.5")
+        return out.getvalue()
+
+    refused, stopped = drawn(0), drawn(12)
+    assert "12/3000" in stopped and not stopped.endswith("\x1b[2K")
+    if terminal:  # drawn as the bar started, then erased as it stopped
+        assert refused.endswith("\x1b[1A\x1b[2K"), repr(refused[-40:])
+    else:  # a log file gets the last bar only, and none here
+        assert "0/3000" not in refused
+
+
 def test_options_that_do_not_fit_together_are_refused_before_training() -> None:
     result = run_sidra("train", "spsa", "--second-order", "--mode", "board", timeout=60)
     assert result.returncode == 2

@@ -164,9 +164,18 @@ LOG_EVERY_S = 10.0
 class LoggedProgress(Progress):
     """Rich's bar on a terminal. Elsewhere (a log file under nohup or a batch system)
     Rich draws only the last bar, at the end: there a line with the same figures is
-    written every :data:`LOG_EVERY_S`, so a log says how far a run is while it runs."""
+    written every :data:`LOG_EVERY_S`, so a log says how far a run is while it runs.
+
+    A run that fails before its first step (a checkpoint of other options to go on
+    from, a layer no tile holds) takes its empty bar away with it: the error is then
+    what the command printed, not a ``0/3000`` above it."""
 
     _logged_s = 0.0
+
+    def __exit__(self, *failed: Any) -> None:
+        if failed[0] is not None and all(task.completed == 0 for task in self.tasks):
+            self.live.transient = True  # erased as the display stops (a log: never drawn)
+        super().__exit__(*failed)
 
     def update(self, task_id: TaskID, **fields: Any) -> None:
         super().update(task_id, **fields)
