@@ -325,6 +325,26 @@ def test_a_profile_of_another_board_is_refused_before_training(tmp_path: Path) -
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.mark.parametrize("given", [True, False], ids=["profile", "characterized"])
+def test_a_network_no_tiles_hold_is_refused_before_the_twin(given: bool, tmp_path: Path) -> None:
+    """Its hidden layer needs three tiles, --tile allows one: refused before the board is
+    characterized (minutes, for nothing) or the profile is copied into --out (a folder
+    holding only twin.toml was left behind), with what would fit."""
+    board = "emu://?preset=sidra-y1&seed=3"
+    profile = tmp_path / "twin.toml"
+    if given:
+        profile.write_text(dumps(preset("sidra-y1").model_dump(mode="json")), encoding="utf-8")
+    refused = run_sidra(
+        "train", "pat", "--board", board, "--tile", "0", "--out", str(tmp_path / "run"),
+        *(("--profile", str(profile)) if given else ()),
+    )  # fmt: skip
+    said = unwrapped(refused.stderr)
+    assert refused.returncode == 2 and "Traceback" not in said, said
+    assert unwrapped("0 tile(s) are left") in said and unwrapped("narrower hidden layer") in said
+    assert "characteriz" not in refused.stdout + said
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("at", [1, 2])
 def test_stopped_on_the_twin_the_weights_it_reached_are_deployed_to_the_board(
     at: int, tmp_path: Path

@@ -54,6 +54,7 @@ from sidra.cli.twin import (
 from sidra.drivers import Board, open_board
 from sidra.training import PATOptions, TrainingRecord, TwinPhysics, train_pat
 from sidra.training.atomic_files import write_atomically
+from sidra.training.mlp import mlp_placement
 from sidra.training.stopping import RunInterrupted
 
 __all__ = ["pat"]
@@ -154,6 +155,9 @@ def pat(
             job_board(board, server, holding="sidra train pat") as target,
         ):
             run.on(target)
+            # A network no tiles hold is refused before the board is characterized (minutes)
+            # or a profile is copied into the record: nothing left behind for nothing.
+            mlp_placement(target.info, data, options)
             if profile is None:
                 source = _characterized(target, folder / TWIN_FILE, console)
             else:
