@@ -29,10 +29,11 @@ def test_tls_without_client_certificates_works(pki: Pki) -> None:
 
 
 def test_tls_refuses_a_plaintext_client(pki: Pki) -> None:
-    """The client cannot tell a TLS server from silence: its error says it may be one."""
+    """The handshake fails, and the client's error says the server speaks TLS (one
+    handshake of its own finds it: sidra.client.tls_diagnosis.plaintext_problem)."""
     with (
         served(credentials=tls_credentials(pki, mutual=False)) as port,
-        pytest.raises(BoardUnavailable, match="or it serves TLS, which a plaintext client"),
+        pytest.raises(BoardUnavailable, match="speaks TLS, which this plaintext client"),
     ):
         connect(f"127.0.0.1:{port}", wait_ready_s=REFUSED_WITHIN_S)
 
