@@ -13,6 +13,7 @@ from rich.table import Table
 
 from sidra.characterize import Characterization, Estimate, characterize
 from sidra.characterize.toml import dumps
+from sidra.cli.options import tile_on_board
 from sidra.cli.twin import holding_every_tile
 from sidra.drivers import open_board
 
@@ -106,11 +107,13 @@ def run_characterize(
 ) -> Characterization:
     """Characterizes the board at ``url``, prints the tables, writes the profile to ``out``."""
     start = time.perf_counter()
-    with open_board(url) as board, holding_every_tile(board, "sidra board characterize"):
+    with open_board(url) as board:
         info = board.info
-        result = characterize(
-            board, tile=tile, block_size=block, seed=seed, drift=drift, gain_maps=gain_maps
-        )
+        tile_on_board(tile, info.tile_count)
+        with holding_every_tile(board, "sidra board characterize"):
+            result = characterize(
+                board, tile=tile, block_size=block, seed=seed, drift=drift, gain_maps=gain_maps
+            )
     elapsed = time.perf_counter() - start
     cut = block_cut(block, info.rows, info.cols)
     if cut:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sidra.characterize.compare import Comparison, compare
 from sidra.cli.board_characterize import block_cut
+from sidra.cli.options import tile_on_board
 from sidra.drivers import open_board
 
 __all__ = ["comparison_json", "comparison_table", "run_compare", "sampling_caption"]
@@ -101,6 +102,7 @@ def run_compare(
 ) -> Comparison:
     """Opens the board and ``emu://?profile=PROFILE``, runs the comparison, prints it."""
     with open_board(url) as board, open_board(f"emu://?profile={profile}&seed={twin_seed}") as twin:
+        tile_on_board(options["tile"], board.info.tile_count)
         if board_seed(url) == twin_seed:
             Console(stderr=True).print(
                 f"note: the board and the twin are emulated from one seed ({twin_seed}): "

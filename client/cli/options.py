@@ -30,6 +30,7 @@ from typer.core import TyperArgument, TyperGroup
 from sidra.cli.completion import board_urls
 
 __all__ = [
+    "tile_on_board",
     "BOARD_ENV",
     "AsJson",
     "BoardArg",
@@ -79,6 +80,18 @@ BoardArg = Annotated[
     ),
 ]
 """A ``sidra board`` command's board: its URL, or SIDRA_BOARD's."""
+
+
+def tile_on_board(tile: int, tile_count: int, option: str = "'--tile'") -> int:
+    """``tile`` when a board of ``tile_count`` tiles has it; else BadParameter naming the
+    option, the value and the board's tiles (checked once the board is open, before any
+    work: the board's own refusal came after the command had begun, as a runtime error)."""
+    if not 0 <= tile < tile_count:
+        raise typer.BadParameter(
+            f"got {tile}; the board has {tile_count} tile(s), 0 .. {tile_count - 1}",
+            param_hint=option,
+        )
+    return tile
 
 
 def new_file(path: Path | None, option: str = "'--out'") -> None:

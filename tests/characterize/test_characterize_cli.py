@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from cli_support import process, run_sidra
 
 from sidra.characterize import characterize
+from sidra.characterize.toml import dumps
 from sidra.drivers import Unsupported, open_board
 from sidra.drivers.requests import AdvanceClockRequest, Request
 from sidra.emulator import BoardProfile, load_profile, preset
@@ -124,6 +126,21 @@ def test_an_out_folder_that_does_not_exist_is_refused_before_measuring(tmp_path:
     message = " ".join(result.stderr.replace("│", " ").split())  # the box unwrapped
     assert "Invalid value: --out" in message and "does not exist" in message
     assert "Characterized" not in result.stdout  # nothing was measured
+
+
+@pytest.mark.parametrize("command", ["characterize", "compare"])
+def test_a_tile_the_board_lacks_is_refused_naming_the_option(command: str, tmp_path: Path) -> None:
+    """Both said it as a runtime error in two wordings ("expected 0 <= tile < 4", "an
+    integer in 0 .. 3 (tile_count)"), neither naming --tile; now one usage error."""
+    profile = tmp_path / "twin.toml"
+    profile.write_text(dumps(preset("ideal").model_dump(mode="json")), encoding="utf-8")
+    out = tmp_path / "x.toml"
+    given = ("--out", str(out)) if command == "characterize" else ("--profile", str(profile))
+    result = run_sidra("board", command, "emu://?preset=ideal", *given, "--tile", "9")
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert "Invalid value for '--tile': got 9; the board has 4 tile(s), 0 .. 3" in message
+    assert not out.exists()
 
 
 def test_an_existing_profile_is_not_written_over(tmp_path: Path) -> None:
