@@ -22,8 +22,10 @@ def test_a_run_s_figures_read_as_a_person_reads_them() -> None:
     assert figure_text("tuned_from", tuned_from) == "job mlp; test_accuracy 97.00 %; steps 1,200"
     assert figure_text("gain", float("nan")) == "nan"
     assert figure_text("stopped_by", None) == "None"
-    assert figure_text("gradient_cosine", [0.6852, 0.7301, 0.8169]) == "0.6852, 0.7301, 0.8169"
-    assert figure_text("layer_accuracy", [0.5, 0.975]) == "50.00 %, 97.50 %"
+    assert figure_text("gradient_cosine", [0.6852, 0.7301, 0.8169]) == (
+        "layer0 0.6852, layer1 0.7301, layer2 0.8169"
+    )
+    assert figure_text("layer_accuracy", [0.5, 0.975]) == "layer0 50.00 %, layer1 97.50 %"
 
 
 def test_tiles_are_named_as_a_sentence_names_them() -> None:

@@ -19,7 +19,7 @@ def figure_text(key: str, value: Any) -> str:
     """A figure of a run's summary as a person reads it: an accuracy in per cent, counts
     and modeled nanoseconds or nanojoules with thousands separated, other figures to four
     significant digits, a placement (layer -> tiles) as its tiles, a figure per layer as
-    a list of them."""
+    a list of them, each named by its layer (``layer0``, as a placement names it)."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float) and key.endswith("accuracy"):
@@ -32,8 +32,8 @@ def figure_text(key: str, value: Any) -> str:
         return "; ".join(f"{k}: {tiles_text(v)}" for k, v in value.items())  # a placement
     if isinstance(value, dict):  # figures of their own (a tuned model's tuned_from)
         return "; ".join(f"{k} {figure_text(k, v)}" for k, v in value.items())
-    if isinstance(value, list):  # a figure per layer (gradient_cosine)
-        return ", ".join(figure_text(key, v) for v in value)
+    if isinstance(value, list):  # a figure per layer (gradient_cosine), named as placed
+        return ", ".join(f"layer{i} {figure_text(key, v)}" for i, v in enumerate(value))
     return str(value)
 
 
