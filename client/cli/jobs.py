@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -33,6 +32,7 @@ from sidra.cli.options import (
     AsJson,
     Priority,
 )
+from sidra.cli.progress import progress_bar
 from sidra.cli.tables import columns_that_fit
 from sidra.cli.texts import duration_text, figure_text, size_text, tiles_text, when_text
 from sidra.cli.whoami import token_hint
@@ -703,14 +703,10 @@ def transfer_bar(console: Console, download: bool = False) -> Iterator[UploadPro
 
 
 def _follow(board: RemoteBoard, job: JobInfo, console: Console) -> None:
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    """Shows ``job``'s progress and log lines as the server reports them, until it ends:
+    a bar on a terminal, elsewhere (a log under nohup or a batch system) a line every
+    LOG_EVERY_S, as a run from here shows its own."""
+    with progress_bar(console) as progress:
         task = progress.add_task(job.kind, total=None, status="")
         for event in board.jobs.watch(job.job_id):
             if event.kind == "progress":

@@ -230,3 +230,17 @@ def test_a_priority_needs_the_queue() -> None:
         refused = run_sidra(*args)
         assert refused.returncode == 2, args
         assert unwrapped("Invalid value for --priority") in unwrapped(refused.stderr)
+
+
+def test_a_remote_job_followed_off_a_terminal_writes_its_progress_as_lines(
+    tmp_path: Path,
+) -> None:
+    """A --remote-job followed where stdout is no terminal (a log under nohup, a batch
+    system) wrote nothing between its start and its summary, however long the job ran:
+    its progress is written as lines, as a run from here writes its own."""
+    with served("emu://?preset=ideal&seed=4") as board:
+        done = run_sidra("train", "spsa", "--server", _address(board), "--remote-job",
+                         "--steps", "12", "--batch-size", "16",
+                         "--out", str(tmp_path / "record"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^spsa \d+/12 loss \d+\.\d{3}$", done.stdout, re.MULTILINE), done.stdout

@@ -16,19 +16,13 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from sidra.cli.job_board import job_board
 from sidra.cli.jobs import run_remote_job
 from sidra.cli.options import SERVER_ENV
+from sidra.cli.progress import progress_bar
 from sidra.cli.texts import figure_text
 from sidra.cli.train.params import CHECKPOINT_EVERY_S, keeps_no_record, queue_needs_remote_job
 from sidra.training import (
@@ -155,51 +149,6 @@ def dataset_named(name: str) -> TrainingData:
         return load_dataset(name)
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
-
-
-LOG_EVERY_S = 10.0
-"""How often a run's progress is written as a line where no bar is drawn, s."""
-
-
-class LoggedProgress(Progress):
-    """Rich's bar on a terminal. Elsewhere (a log file under nohup or a batch system)
-    Rich draws only the last bar, at the end: there a line with the same figures is
-    written every :data:`LOG_EVERY_S`, so a log says how far a run is while it runs.
-
-    A run that fails before its first step (a checkpoint of other options to go on
-    from, a layer no tile holds) takes its empty bar away with it: the error is then
-    what the command printed, not a ``0/3000`` above it."""
-
-    _logged_s = 0.0
-
-    def __exit__(self, *failed: Any) -> None:
-        if failed[0] is not None and all(task.completed == 0 for task in self.tasks):
-            self.live.transient = True  # erased as the display stops (a log: never drawn)
-        super().__exit__(*failed)
-
-    def update(self, task_id: TaskID, **fields: Any) -> None:
-        super().update(task_id, **fields)
-        if self.console.is_terminal or self.console.quiet:
-            return
-        now = time.monotonic()
-        if now - self._logged_s < LOG_EVERY_S:
-            return
-        self._logged_s = now
-        task = self._tasks[task_id]
-        total = "" if task.total is None else f"/{task.total:g}"
-        status = str(task.fields.get("status", ""))
-        self.console.print(f"{task.description} {task.completed:g}{total} {status}".rstrip())
-
-
-def progress_bar(console: Console) -> Progress:
-    return LoggedProgress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def record_folder(out: Path | None, job: str) -> Path:
