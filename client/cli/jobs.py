@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -547,14 +548,8 @@ def run_remote_job(
                 _follow(board, job, console)
                 done = board.jobs.get(job.job_id, include_record=True)
             except KeyboardInterrupt:
-                where = (
-                    "keeps its place in the server's queue" if job.state == "queued"
-                    else "keeps running in the server"
-                )  # fmt: skip
-                console.log(
-                    f"job {job.job_id} {where}: sidra jobs logs {job.job_id} --follow "
-                    f"--server {server}"
-                )
+                with suppress(OSError):  # a terminal gone: the job goes on all the same
+                    typer.echo(_left_running(job, server, out), err=True)
                 raise typer.Exit(130) from None
             except (BoardUnavailable, DeadlineExceeded) as exc:  # the server, not the job
                 typer.echo(_lost_while_following(kind, job.job_id, server, exc), err=True)
@@ -601,26 +596,45 @@ def _command(kind: str) -> str:
     return "sidra model tune" if kind == "tune" else f"sidra train {kind}"
 
 
+def _left_running(job: JobInfo, server: str, out: Path) -> str:
+    """What a command that stopped following ``job`` (Ctrl-C) says: the job goes on in
+    the server, and the commands, ready to paste (the server's URL quoted: a grpcs://
+    one holds ``&``), that follow it again and, once it has ended, save its record into
+    ``out``, which this command no longer does."""
+    where = (
+        "keeps its place in the server's queue" if job.state == "queued"
+        else "keeps running in the server"
+    )  # fmt: skip
+    at = shlex.quote(server)
+    return (
+        f"job {job.job_id} {where}; its record is not saved in {out} by this command. "
+        f"Follow it again: sidra jobs logs {job.job_id} --follow --server {at}; once it has "
+        f"ended, save its record: sidra jobs show {job.job_id} --out "
+        f"{shlex.quote(str(out))} --server {at}"
+    )
+
+
 def _lost_while_submitting(kind: str, server: str, exc: SidraError) -> str:
     """What to do when the server went away before it answered the submission: the job
     may have been taken (and may be running) or not, and only the server knows."""
     return (
         f"{_command(kind)}: lost {server} before it answered the job's submission "
         f"({type(exc).__name__}: {exc}). Whether it took the job is not known: once it "
-        f"answers again, sidra jobs list --server {server} shows your jobs (sidra jobs "
-        "resume JOB goes on with one it ended interrupted); submit again only if none is "
-        "there."
+        f"answers again, sidra jobs list --server {shlex.quote(server)} shows your jobs "
+        "(sidra jobs resume JOB goes on with one it ended interrupted); submit again only "
+        "if none is there."
     )
 
 
 def _lost_while_following(kind: str, job_id: str, server: str, exc: SidraError) -> str:
     """What to do when the server went away (or stopped answering) while a job was
     followed: the job is the server's, and so is what became of it."""
+    at = shlex.quote(server)
     return (
         f"{_command(kind)}: lost {server} while following job {job_id} ({type(exc).__name__}: "
         f"{exc}). A server that stops ends its jobs interrupted, with their record and "
-        f"checkpoint: once it answers again, sidra jobs show {job_id} --server {server} "
-        f"says where the job stands, and sidra jobs resume {job_id} --server {server} goes "
+        f"checkpoint: once it answers again, sidra jobs show {job_id} --server {at} says "
+        f"where the job stands, and sidra jobs resume {job_id} --server {at} goes "
         "on from its checkpoint."
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -244,3 +246,41 @@ def test_a_remote_job_followed_off_a_terminal_writes_its_progress_as_lines(
                          "--out", str(tmp_path / "record"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert re.search(r"^spsa \d+/12 loss \d+\.\d{3}$", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_a_remote_job_left_with_ctrl_c_says_how_to_follow_it_and_save_its_record(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C stops following, not the job, and leaves --out without the record: the
+    command says so and names the commands that follow the job again and save its record
+    there, ready to paste (quoted: a grpcs:// server's URL holds '&', an --out a space)."""
+    with served("emu://?preset=ideal&seed=6") as board:
+        server = _address(board)
+        out = tmp_path / "my record"
+        proc = subprocess.Popen(
+            [*SIDRA, "train", "spsa", "--server", server, "--remote-job",
+             "--steps", "1000000", "--batch-size", "16", "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # the job's log lines: the command follows it
+                if "training samples" in line:
+                    break
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        assert proc.returncode == 130, stderr
+        job_id = _running_job(board)
+        assert f"job {job_id} keeps running in the server" in stderr
+        follow = re.search(r"Follow it again: (sidra jobs logs .*?); once", stderr)
+        save = re.search(r"save its record: (sidra jobs show .*)$", stderr, re.M)
+        assert follow and save, stderr
+        followed = shlex.split(follow[1])[1:]
+        assert followed == ["jobs", "logs", job_id, "--follow", "--server", server]
+        board.jobs.cancel(job_id)
+        assert board.jobs.wait(job_id).state == "cancelled"
+        saved = run_sidra(*shlex.split(save[1])[1:])
+    assert saved.returncode == 0, saved.stderr
+    assert json.loads((out / "summary.json").read_text())["stopped_at_step"] >= 1
