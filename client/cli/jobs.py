@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -545,12 +547,14 @@ def run_remote_job(
             else:
                 console.log(f"job {job.job_id} running on {server} ({tiles})")
             try:
-                _follow(board, job, console)
-                done = board.jobs.get(job.job_id, include_record=True)
-            except KeyboardInterrupt:
+                with _leaving_on_signals():
+                    _follow(board, job, console)
+                    done = board.jobs.get(job.job_id, include_record=True)
+            except (KeyboardInterrupt, _Left) as left:
                 with suppress(OSError):  # a terminal gone: the job goes on all the same
                     typer.echo(_left_running(job, server, out), err=True)
-                raise typer.Exit(130) from None
+                # As a command that signal ends exits (Ctrl-C: 130).
+                raise typer.Exit(128 + getattr(left, "signum", signal.SIGINT)) from None
             except (BoardUnavailable, DeadlineExceeded) as exc:  # the server, not the job
                 typer.echo(_lost_while_following(kind, job.job_id, server, exc), err=True)
                 raise typer.Exit(1) from exc
@@ -596,11 +600,47 @@ def _command(kind: str) -> str:
     return "sidra model tune" if kind == "tune" else f"sidra train {kind}"
 
 
+class _Left(Exception):
+    """A signal other than Ctrl-C's (:data:`LEAVING_SIGNALS`) that stopped following a
+    job."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+LEAVING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""What stops following a job as Ctrl-C does (the job goes on): a batch system's time
+limit, ``timeout``, the terminal closed (an ssh connection lost)."""
+
+
+@contextmanager
+def _leaving_on_signals() -> Iterator[None]:
+    """:data:`LEAVING_SIGNALS` raise :class:`_Left` in the block, as Ctrl-C raises
+    KeyboardInterrupt: the command says where the job is before it exits, instead of
+    being ended without a word. The handlers before are back after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+
+    def leave(signum: int, frame: Any) -> None:
+        raise _Left(signum)
+
+    previous = {signum: signal.getsignal(signum) for signum in LEAVING_SIGNALS}
+    for signum in LEAVING_SIGNALS:
+        signal.signal(signum, leave)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _left_running(job: JobInfo, server: str, out: Path) -> str:
-    """What a command that stopped following ``job`` (Ctrl-C) says: the job goes on in
-    the server, and the commands, ready to paste (the server's URL quoted: a grpcs://
-    one holds ``&``), that follow it again and, once it has ended, save its record into
-    ``out``, which this command no longer does."""
+    """What a command that stopped following ``job`` (Ctrl-C, SIGTERM, SIGHUP) says: the
+    job goes on in the server, and the commands, ready to paste (the server's URL quoted:
+    a grpcs:// one holds ``&``), that follow it again and, once it has ended, save its
+    record into ``out``, which this command no longer does."""
     where = (
         "keeps its place in the server's queue" if job.state == "queued"
         else "keeps running in the server"

@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from sidra.client import RemoteBoard
 from tests.cli_support import SIDRA, run_sidra, served, sidra_json, unwrapped
 
@@ -248,12 +250,15 @@ def test_a_remote_job_followed_off_a_terminal_writes_its_progress_as_lines(
     assert re.search(r"^spsa \d+/12 loss \d+\.\d{3}$", done.stdout, re.MULTILINE), done.stdout
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_remote_job_left_with_ctrl_c_says_how_to_follow_it_and_save_its_record(
-    tmp_path: Path,
+    tmp_path: Path, signum: signal.Signals
 ) -> None:
     """Ctrl-C stops following, not the job, and leaves --out without the record: the
     command says so and names the commands that follow the job again and save its record
-    there, ready to paste (quoted: a grpcs:// server's URL holds '&', an --out a space)."""
+    there, ready to paste (quoted: a grpcs:// server's URL holds '&', an --out a space).
+    SIGTERM (a batch system's limit) and SIGHUP (the terminal closed) do as Ctrl-C does,
+    exit status 128 + the signal's number: they ended the command without a word."""
     with served("emu://?preset=ideal&seed=6") as board:
         server = _address(board)
         out = tmp_path / "my record"
@@ -267,11 +272,11 @@ def test_a_remote_job_left_with_ctrl_c_says_how_to_follow_it_and_save_its_record
             for line in proc.stdout:  # the job's log lines: the command follows it
                 if "training samples" in line:
                     break
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             _, stderr = proc.communicate(timeout=120)
         finally:
             proc.kill()
-        assert proc.returncode == 130, stderr
+        assert proc.returncode == 128 + signum, stderr
         job_id = _running_job(board)
         assert f"job {job_id} keeps running in the server" in stderr
         follow = re.search(r"Follow it again: (sidra jobs logs .*?); once", stderr)
