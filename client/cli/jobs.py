@@ -488,7 +488,10 @@ def _save(job: JobInfo, folder: Path, server: str, board: RemoteBoard) -> Path:
     """``job``'s record files in ``folder``, and with them its ``run.json`` (where, when,
     by whom)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, content in job.files.items():
+    earlier = read_provenance(folder)  # a run gone on (--resume) from the record here
+    files = dict(job.files)
+    ran_on = _json_object(files.pop(RUN_FILE, None))  # the server's: completed below
+    for name, content in files.items():
         (folder / name).write_bytes(content)
     stale = folder / CHECKPOINT_FILE
     if job.state == "succeeded" and CHECKPOINT_FILE not in job.files and stale.exists():
@@ -504,12 +507,23 @@ def _save(job: JobInfo, folder: Path, server: str, board: RemoteBoard) -> Path:
     provenance = job_provenance(
         server=server, job_id=job.job_id, principal=job.principal,
         submitted_unix_s=job.submitted_unix_s, started_unix_s=job.started_unix_s,
-        ended_unix_s=job.ended_unix_s, board=identity,
+        ended_unix_s=job.ended_unix_s, board=identity, ran_on=ran_on,
     )  # fmt: skip
     # A job gone on (--resume) from a run whose record is here: its parts kept.
-    provenance = going_on_from(read_provenance(folder), provenance)
+    provenance = going_on_from(earlier, provenance)
     write_atomically(folder / RUN_FILE, provenance_bytes(provenance))
     return folder
+
+
+def _json_object(content: bytes | None) -> dict[str, Any] | None:
+    """``content`` read as a JSON object; None when there is none or it is not one."""
+    if content is None:
+        return None
+    try:
+        read = json.loads(content)
+    except ValueError:
+        return None
+    return read if isinstance(read, dict) else None
 
 
 def run_remote_job(

@@ -9,20 +9,17 @@ needs and nothing else.
 
 A run from here writes it when its record is saved (:class:`RunClock`); a job run in a
 server gets it when its record is saved on the client (:func:`job_provenance`), from
-what the server says of the job (the software that saved it is named apart: the
-server does not report its own). Records saved before this file existed have none:
-readers take the folder's time instead (``sidra runs``).
+what the server says of the job and of the machine and software that ran it (a
+``run.json`` among the job's record files); the software that saved it is named apart.
+Records saved before this file existed have none: readers take the folder's time
+instead (``sidra runs``).
 """
 
 from __future__ import annotations
 
 import getpass
-import importlib.metadata
 import json
-import os
-import platform
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,12 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sidra.drivers import Board
-from sidra.drivers.host_machine import cpu_name
+from sidra.drivers.host_machine import software
 
 __all__ = [
+    "MACHINE_KEYS",
     "RUN_FILE",
     "RunClock",
     "going_on_from",
@@ -48,59 +44,10 @@ __all__ = [
 RUN_FILE = "run.json"
 """The file of a run's record that says where, when and by what it ran."""
 
-PACKAGE = "sidra-hil"
-
 
 def utc_text(unix_s: float) -> str:
     """``unix_s`` as an ISO 8601 date-time in UTC with its offset, to the second."""
     return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="seconds")
-
-
-def _software() -> dict[str, Any]:
-    """The code and machine a run's figures came from: a noisy emulated run repeats
-    exactly only on the same commit, CPU and BLAS (docs/training-results.md), and a
-    record that named none of them could not say why two runs differed."""
-    try:
-        version = importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:  # run from a tree not installed
-        version = "unknown"
-    return {
-        "sidra_hil": version,
-        "commit": _commit(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "blas": _blas(),
-        "cpu": cpu_name(),
-        "cpus": os.cpu_count(),
-    }
-
-
-def _commit() -> str | None:
-    """The git commit of the checkout this package runs from (``+changes`` when its
-    tracked files differ from it); None for a package installed from a wheel, or no git."""
-    source = Path(os.path.realpath(__file__)).parent  # an editable install links here
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
-        changed = subprocess.run(
-            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+changes" if changed else "") if head else None
-
-
-def _blas() -> str:
-    """numpy's BLAS, named and versioned (``scipy-openblas 0.3.31``): its kernels set the
-    last bits of every float32 sum."""
-    try:
-        found = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    except (KeyError, TypeError, ValueError):
-        return "unknown"
-    return f"{found.get('name', 'unknown')} {found.get('version', '')}".strip()
 
 
 def _command() -> list[str]:
@@ -146,7 +93,13 @@ class RunClock:
             "host": socket.gethostname(),
             "user": _user(),
             "command": self.command,
-        } | _software()
+        } | software()
+
+
+MACHINE_KEYS = ("host", "sidra_hil", "commit", "python", "numpy", "blas", "cpu", "cpus")
+"""What a server says of the machine and software that ran a job (the ``run.json`` among
+the job's record files), kept in the ``run.json`` the client saves as a run from here
+keeps its own."""
 
 
 def job_provenance(
@@ -158,12 +111,16 @@ def job_provenance(
     started_unix_s: float,
     ended_unix_s: float,
     board: dict[str, Any] | None,
+    ran_on: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``run.json`` holds for a job run inside ``server``: the server's times of the
-    job, who submitted it, on which board. The host, user, command and software under
-    ``saved_by`` are those of the client that saved the record (the server does not
-    report its own)."""
+    job, who submitted it, on which board, and (``ran_on``: the ``run.json`` the server
+    keeps with the job's record) the server's host, SIDRA HIL, commit, Python, numpy,
+    BLAS and CPU, as a run from here names its own; a server that names none (an earlier
+    SIDRA HIL) leaves them out. The host, user, command and software under ``saved_by``
+    are those of the client that saved the record."""
     ran = bool(ended_unix_s and started_unix_s)
+    machine = {} if ran_on is None else {k: ran_on[k] for k in MACHINE_KEYS if k in ran_on}
     return {
         "started_utc": utc_text(started_unix_s or submitted_unix_s),
         "ended_utc": utc_text(ended_unix_s) if ended_unix_s else None,
@@ -175,9 +132,10 @@ def job_provenance(
         "job_id": job_id,
         "principal": principal,
         "submitted_utc": utc_text(submitted_unix_s),
+        **machine,
         "saved_by": {
             "host": socket.gethostname(), "user": _user(), "command": _command(),
-        } | _software(),
+        } | software(),
     }  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from sidra.drivers import Board, BoardInfo, FailedPrecondition, TileUse
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "RUN_FILE",
     "ENTRY_POINT_GROUP",
     "STOPPED_AT",
     "TRAINING_EXTRA",
@@ -46,6 +47,10 @@ TRAINING_EXTRA = "pip install 'sidra-hil[training]'"
 
 CHECKPOINT_FILE = "checkpoint.json"
 """The record file a job that stopped early keeps its checkpoint in (jobs.proto)."""
+
+RUN_FILE = "run.json"
+"""The record file in which the server names the machine and software that ran a job
+(jobs.proto, Job.files); the client completes it when it saves the record."""
 
 STOPPED_AT = "stopped_at_"
 """Prefix of the summary key by which a run stopped early says where it ended

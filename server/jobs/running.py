@@ -25,8 +25,10 @@ calls (loading the data, a digital pre-training) never lets the lease lapse.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,12 +36,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidra.drivers import FailedPrecondition, SidraError, tiles_text
+from sidra.drivers.host_machine import software
 from sidra.drivers.monitor import take_reset_notice
 from sidra.drivers.requests import GetBoardInfoRequest
 from sidra.server.jobs.board import JobBoard
 from sidra.server.jobs.live import LiveJob, cancelled_text, ended, progress_interval_s
 from sidra.server.jobs.recorder import BehindRecorder
-from sidra.server.jobs.runner import CHECKPOINT_FILE, JobRunner, RecordFile
+from sidra.server.jobs.runner import CHECKPOINT_FILE, RUN_FILE, JobRunner, RecordFile
 from sidra.server.jobs.table import JobTable
 from sidra.server.limits import caller_key
 from sidra.server.recording import store_in_order
@@ -93,6 +96,13 @@ def no_deployment_to_keep(principal: str, name: str) -> None:
     )
 
 
+@functools.cache
+def server_software() -> dict[str, Any]:
+    """The software and machine of this server (sidra.drivers.host_machine.software),
+    found at its first job: a job's record names them as a run from a client does."""
+    return software()
+
+
 @dataclass(frozen=True, slots=True)
 class RunSettings:
     """How the server runs every job."""
@@ -129,6 +139,7 @@ class RunningJob:
 
     def start(self, runner: JobRunner) -> None:
         """Runs the job on a thread of its own."""
+        server_software()  # found once, while the code the server loaded is checked out
         row = self.live.row
         log.info("job %s (%s on %s) of %s started on %s", row.id, row.kind, row.dataset,
                  row.principal, tiles_text(row.tiles, row.whole_board))  # fmt: skip
@@ -191,7 +202,17 @@ class RunningJob:
             close_session(settings.keeper, row.principal, live.session_id)
         ended_unix_s = self.table.clock()  # its board work is over: what follows is its record's
         settings.on_released()  # a queued job may start on its tiles while its plot is drawn
-        self._finish(state, error, summary, self._made(files), ended_unix_s)
+        made = self._made(files)
+        if made:  # a record: where it ran, as a run from a client names its machine
+            made[RUN_FILE] = self._ran_here()
+        self._finish(state, error, summary, made, ended_unix_s)
+
+    def _ran_here(self) -> bytes:
+        """The record's ``run.json`` as the server knows it: the job, and the host,
+        SIDRA HIL, git commit, Python, numpy, BLAS and CPU that ran it. The client
+        saving the record adds when, on which board and who saved it."""
+        ran = {"where": "job", "job_id": self.live.row.id, "host": socket.gethostname()}
+        return json.dumps(ran | server_software(), indent=2).encode()
 
     def _made(self, files: dict[str, RecordFile]) -> dict[str, bytes]:
         """The record's files, each one the job left to make (its plot) made now; one that

@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from sidra.client import RemoteBoard
+from sidra.drivers.host_machine import software
+from sidra.training.provenance import MACHINE_KEYS
 from tests.cli_support import SIDRA, run_sidra, served, sidra_json, unwrapped
 
 
@@ -55,8 +58,20 @@ def test_train_remote_job_then_jobs_list_show_logs_cancel(tmp_path: Path) -> Non
             "job", job_id, server, shown["principal"],
         )  # fmt: skip
         assert run["board"]["serial_number"] == board.info.serial_number
-        # The software named is the saving client's, apart: the server reports none.
-        assert "sidra_hil" not in run and run["saved_by"]["command"][:2] == ["sidra", "train"]
+        # The machine and software that ran it, the server's (its record's run.json), as a
+        # run from here names its own; the saving client's apart. The server here runs
+        # from this checkout, on this machine.
+        ran_here = software()
+        for key in MACHINE_KEYS:
+            assert key in run, key
+        assert (run["host"], run["cpu"], run["cpus"], run["blas"]) == (
+            socket.gethostname(), ran_here["cpu"], ran_here["cpus"], ran_here["blas"],
+        )  # fmt: skip
+        assert run["commit"] is not None
+        assert run["commit"].split("+")[0] == ran_here["commit"].split("+")[0]
+        assert run["saved_by"]["command"][:2] == ["sidra", "train"]
+        kept = json.loads(board.jobs.get(job_id, include_record=True).files["run.json"])
+        assert (kept["where"], kept["job_id"], kept["cpu"]) == ("job", job_id, run["cpu"])
         assert run["wall_s"] == round(shown["ended_unix_s"] - shown["started_unix_s"], 3)
 
         logs = run_sidra("jobs", "logs", job_id, "--server", server)

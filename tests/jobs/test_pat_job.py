@@ -117,7 +117,7 @@ def test_a_pat_job_cancelled_while_it_characterizes_keeps_the_profile(tmp_path: 
     assert done.error.endswith("stopped after epoch 0, its record kept")
     assert done.summary is not None and done.summary["stopped_at_epoch"] == 0
     assert done.summary["twin_profile"] == "twin.toml (characterized in the job)"
-    assert set(done.files) == {"twin.toml"}
+    assert set(done.files) == {"twin.toml", "run.json"}  # and what ran it
     parse_profile(done.files["twin.toml"].decode("utf-8"))  # a whole profile
     assert "stopped before training: the record holds the twin's profile" in said
     assert not any(line.startswith("twin:") for line in said)  # no training began
