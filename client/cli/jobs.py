@@ -581,6 +581,15 @@ def run_remote_job(
             raise typer.BadParameter(
                 f"got {dataset}, expected {exc.allowed}", param_hint="'--dataset'"
             ) from exc
+        if exc.field == "dataset" and isinstance(dataset, str):
+            # A name no bundled set has: the server's words are its API's (dataset_file).
+            raise typer.BadParameter(
+                f"got {dataset!r}, which the server has no bundled data set of; expected "
+                f"one of {', '.join(BUNDLED)}, an .npz or .csv file here (sent with the "
+                "job), or a file the server keeps for you (sidra jobs datasets list; "
+                "sha256:DIGITS names one by its SHA-256)",
+                param_hint="'--dataset'",
+            ) from exc
         raise typer.BadParameter(str(exc)) from exc
     except SidraError as exc:  # who or when (a lease, a role, no store), not what: exit 1
         refused = exc if isinstance(exc, ResourceExhausted) else None

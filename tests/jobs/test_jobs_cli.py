@@ -304,3 +304,20 @@ def test_a_remote_job_left_with_ctrl_c_says_how_to_follow_it_and_save_its_record
         saved = run_sidra(*shlex.split(save[1])[1:])
     assert saved.returncode == 0, saved.stderr
     assert json.loads((out / "summary.json").read_text())["stopped_at_step"] >= 1
+
+
+def test_a_remote_job_on_a_data_set_the_server_has_not_says_what_the_command_takes() -> None:
+    """--dataset mnist (no bundled set, no file here) was refused in the server's API
+    words: "a file's name (.npz or .csv) with its content in dataset_file", a proto field
+    the command line has no option for."""
+    with served("emu://?preset=ideal&seed=2") as board:
+        refused = run_sidra("train", "mlp", "--server", _address(board), "--remote-job",
+                            "--dataset", "mnist", "--epochs", "1")  # fmt: skip
+        # The state store is the test session's: other tests' jobs may be listed too.
+        assert [job for job in board.jobs.list() if job.dataset == "mnist"] == []
+    assert refused.returncode == 2, refused.stderr
+    said = unwrapped(refused.stderr)
+    assert unwrapped("'--dataset': got 'mnist', which the server has no bundled data set of; "
+                     "expected one of digits, iris, wine, breast_cancer, an .npz or .csv file "
+                     "here") in said, refused.stderr  # fmt: skip
+    assert "dataset_file" not in said
