@@ -542,6 +542,9 @@ def run_remote_job(
     ``queue``, waiting in the server's queue if it cannot start now), follows it with a
     progress bar, saves its record into ``out`` and returns it. Ctrl-C stops following,
     not the job."""
+    # Said at once: over a long link the connection (TCP, TLS, a first call) and the
+    # submission take round trips of seconds before the job has an id to show.
+    console.log(f"submitting the {kind} job on {dataset} to {server}")
     try:
         with connect_server(server) as board:
             sent = _kept_if_not_here(dataset, board, console)

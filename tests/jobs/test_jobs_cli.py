@@ -166,8 +166,9 @@ def test_remote_job_needs_a_server_and_takes_the_lab_s_from_sidra_server(
     assert told.returncode == 0, told.stderr
     # As a person reads it in a log: the job's lines first (no empty line where an unused
     # upload bar stopped), stamped with the time and naming none of our source files.
-    first = told.stdout.splitlines()[0]
-    assert re.match(r"\[\d\d:\d\d:\d\d\] job [0-9a-f]{16} running on ", first), told.stdout
+    first, second = told.stdout.splitlines()[:2]
+    assert re.match(r"\[\d\d:\d\d:\d\d\] submitting the spsa job on digits to ", first), first
+    assert re.match(r"(\[\d\d:\d\d:\d\d\]| {10}) job [0-9a-f]{16} running on ", second), second
     assert ".py:" not in told.stdout
 
 
@@ -263,6 +264,10 @@ def test_a_remote_job_followed_off_a_terminal_writes_its_progress_as_lines(
                          "--out", str(tmp_path / "record"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert re.search(r"^spsa \d+/12 loss \d+\.\d{3}$", done.stdout, re.MULTILINE), done.stdout
+    # Said before connecting: over a long link that and the submission take seconds.
+    said = unwrapped(done.stdout)
+    submitting = said.find(unwrapped("submitting the spsa job on digits to 127.0.0.1:"))
+    assert 0 <= submitting < said.find(unwrapped("running on")), done.stdout
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
