@@ -47,6 +47,7 @@ from sidra.drivers import (
     BoardUnavailable,
     DeadlineExceeded,
     InvalidArgument,
+    LeaseHeld,
     ResourceExhausted,
     SidraError,
 )
@@ -602,7 +603,14 @@ def run_remote_job(
                 f"{refused.allowed}; the server refused {refused.value}",
                 param_hint="'--dataset'",
             ) from exc
-        typer.echo(f"{_command(kind)}: {type(exc).__name__}: {exc}{token_hint(exc)}", err=True)
+        hint = token_hint(exc)
+        if isinstance(exc, LeaseHeld) and not queue:  # its words are the API's (wait_s)
+            hint += (
+                f". The job was not submitted: {_command(kind)} ... --remote-job --queue "
+                "waits in the server's queue until those tiles are free (sidra jobs list "
+                "shows what it waits for), or --tile names others"
+            )
+        typer.echo(f"{_command(kind)}: {type(exc).__name__}: {exc}{hint}", err=True)
         raise typer.Exit(1) from exc
     if done.state != "succeeded":
         if done.files:  # stopped early: what it did is a record all the same

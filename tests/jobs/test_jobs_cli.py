@@ -326,3 +326,21 @@ def test_a_remote_job_on_a_data_set_the_server_has_not_says_what_the_command_tak
                      "expected one of digits, iris, wine, breast_cancer, an .npz or .csv file "
                      "here") in said, refused.stderr  # fmt: skip
     assert "dataset_file" not in said
+
+
+def test_a_remote_job_refused_its_tiles_names_queue() -> None:
+    """A job whose tiles another holds is refused in the lease's API words ("lease with
+    wait_s to wait for it"), which no option of the command sets: the refusal says the
+    job was not submitted and that --queue waits for the tiles."""
+    with served("emu://?preset=ideal&seed=8") as board:
+        holder = board.jobs.submit("spsa", {"steps": 1_000_000, "batch_size": 16, "tiles": [3]})
+        try:
+            refused = run_sidra("train", "spsa", "--server", _address(board), "--remote-job",
+                                "--steps", "6", "--tile", "3")  # fmt: skip
+        finally:
+            board.jobs.cancel(holder.job_id)
+    assert refused.returncode == 1, refused.stderr
+    said = unwrapped(refused.stderr)
+    assert unwrapped("sidra train spsa: LeaseHeld: FAILED_PRECONDITION:") in said
+    assert unwrapped("The job was not submitted: sidra train spsa ... --remote-job --queue "
+                     "waits in the server's queue until those tiles are free") in said  # fmt: skip
