@@ -574,7 +574,7 @@ def run_remote_job(
                 # As a command that signal ends exits (Ctrl-C: 130).
                 raise typer.Exit(128 + getattr(left, "signum", signal.SIGINT)) from None
             except (BoardUnavailable, DeadlineExceeded) as exc:  # the server, not the job
-                typer.echo(_lost_while_following(kind, job.job_id, server, exc), err=True)
+                typer.echo(_lost_while_following(kind, job.job_id, server, out, exc), err=True)
                 raise typer.Exit(1) from exc
             if done.files:  # saved while the connection is open: its board is named
                 _save(done, out, server, board)
@@ -700,16 +700,18 @@ def _lost_while_submitting(kind: str, server: str, exc: SidraError) -> str:
     )
 
 
-def _lost_while_following(kind: str, job_id: str, server: str, exc: SidraError) -> str:
+def _lost_while_following(kind: str, job_id: str, server: str, out: Path, exc: SidraError) -> str:
     """What to do when the server went away (or stopped answering) while a job was
-    followed: the job is the server's, and so is what became of it."""
+    followed: the job is the server's, and so is what became of it; the record it kept
+    was not saved into ``out``, which the command to see where it stands also does."""
     at = shlex.quote(server)
     return (
         f"{_command(kind)}: lost {server} while following job {job_id} ({type(exc).__name__}: "
         f"{exc}). A server that stops ends its jobs interrupted, with their record and "
-        f"checkpoint: once it answers again, sidra jobs show {job_id} --server {at} says "
-        f"where the job stands, and sidra jobs resume {job_id} --server {at} goes "
-        "on from its checkpoint."
+        f"checkpoint, which this command did not save: once it answers again, sidra jobs "
+        f"show {job_id} --out {shlex.quote(str(out))} --server {at} says where the job "
+        f"stands and saves its record there, and sidra jobs resume {job_id} --server {at} "
+        "goes on from its checkpoint."
     )
 
 

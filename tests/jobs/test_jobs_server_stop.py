@@ -321,7 +321,9 @@ def test_a_remote_job_s_command_that_loses_its_server_says_how_to_find_the_job(
     job = re.search(rf"sidra train mlp: lost {re.escape(address)} while following job (\w+) ", said)
     assert job, said
     assert "(BoardUnavailable: UNAVAILABLE: " in said
-    assert f"sidra jobs show {job.group(1)} --server {address} says where the job" in said
+    # The record it kept is not in --out: the command that says where it is saves it.
+    out = tmp_path / "out"
+    assert f"sidra jobs show {job.group(1)} --out {out} --server {address} says where" in said
     assert f"sidra jobs resume {job.group(1)} --server {address} goes on" in said
 
 
