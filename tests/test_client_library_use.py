@@ -214,3 +214,20 @@ def test_an_asyncio_session_dropped_unclosed_expires_too(tmp_path: Path) -> None
 
     with serving(tmp_path / "state.sqlite3") as address:
         asyncio.run(scenario(address))
+
+
+def test_an_spsa_evaluator_can_be_written_from_sidra_training_alone() -> None:
+    """Evaluator's signature names Point, and turning a point into weights needs
+    perturbation_matrix: neither was importable from sidra.training, only from the
+    private-looking sidra.training.spsa."""
+    from sidra.training import SPSA, Point, SPSASettings, constant, perturbation_matrix, run
+
+    target = np.arange(6, dtype=np.float32).reshape(2, 3) / 6
+
+    def evaluate(x: np.ndarray, points: list[Point]) -> list[float]:
+        return [float(np.sum((x + perturbation_matrix(p, x.shape) - target) ** 2)) for p in points]
+
+    settings = SPSASettings(learning_rate=constant(0.05), perturbation=constant(0.05))
+    optimizer = SPSA(np.zeros((2, 3)), settings, np.random.default_rng(0), steps=200)
+    result = run(optimizer, evaluate)
+    assert np.sum((result.x - target) ** 2) < 0.01 * np.sum(target**2)

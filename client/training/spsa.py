@@ -57,7 +57,17 @@ def perturbation_matrix(point: Point, shape: tuple[int, ...]) -> Array:
 
 
 class Evaluator(Protocol):
-    """Losses at ``x`` plus each point's perturbation, all on one minibatch."""
+    """Losses at ``x`` plus each point's perturbation, all on one minibatch.
+
+    A point is the weights' offset from ``x`` as seeded terms (:data:`Point`);
+    ``x + perturbation_matrix(point, x.shape)`` is where to evaluate it on the host (a
+    board-held layer applies the same terms by Perturb instead: ``OnBoardEvaluator``)::
+
+        from sidra.training import SPSA, perturbation_matrix, run
+
+        def evaluate(x, points):
+            return [loss(x + perturbation_matrix(p, x.shape)) for p in points]
+    """
 
     def __call__(self, x: Array, points: Sequence[Point]) -> list[float]: ...
 
