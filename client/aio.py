@@ -70,6 +70,7 @@ from sidra.client.remote import (
 from sidra.client.session import (
     Caller,
     TileLease,
+    board_repr,
     caller_of,
     session_state,
     tile_use_of,
@@ -241,6 +242,10 @@ class AsyncRemoteBoard(SizedCalls):
             task = asyncio.current_task()
             return None if task is None or task.cancelling() else self._closed_error()
         return self._closed_error()
+
+    def __repr__(self) -> str:
+        session = self._session.id if self._session is not None else None
+        return board_repr("AsyncRemoteBoard", self.address, session, self._closed)
 
     async def close(self) -> None:
         """Ends this client's session (its leases) and its channel; a call after it raises

@@ -26,8 +26,10 @@ from sidra.client.session import (
     SessionState,
     TileLease,
     heartbeat_failed,
+    lease_repr,
     run_at_close,
     session_method,
+    session_repr,
     session_state,
     tile_leases,
 )
@@ -90,6 +92,9 @@ class AsyncSession:
         self._handed: set[int] = set()
         """Tiles (-1: the whole board) a lease() handed to its caller and not released
         since: a lease given up on is not undone over one of them."""
+
+    def __repr__(self) -> str:
+        return session_repr("AsyncSession", self.state, self._closed, self.lost is not None)
 
     async def lease(
         self, tiles: Iterable[int] = (), *, whole_board: bool = False, wait_s: float = 0.0
@@ -240,6 +245,9 @@ class AsyncLease:
         self.whole_board = whole_board
         self.restored: tuple[int, ...] = ()
         """Tiles whose perturbed cells the server restored when this lease was released."""
+
+    def __repr__(self) -> str:
+        return lease_repr("AsyncLease", self.tiles, self.whole_board, self.session.id)
 
     async def release(self) -> tuple[int, ...]:
         """Ends the lease; returns the tiles whose perturbed cells were restored."""

@@ -48,6 +48,7 @@ from sidra.client.session import (
     Caller,
     Session,
     TileLease,
+    board_repr,
     caller_of,
     list_leases,
     session_call,
@@ -296,6 +297,10 @@ class RemoteBoard(SizedCalls, Board):
         if self._session is session:
             self._session = None
             self._metadata = ()
+
+    def __repr__(self) -> str:
+        session = self._session.id if self._session is not None else None
+        return board_repr("RemoteBoard", self.address, session, self._closed)
 
     def close(self) -> None:
         """Ends this client's session (its leases) and its channel; a call after it raises

@@ -222,6 +222,33 @@ def heartbeat_failed(session_id: str, error: SidraError, said: str) -> str:
     return text
 
 
+def session_repr(kind: str, state: SessionState, closed: bool, lost: bool) -> str:
+    """What a session says of itself in a REPL or a log: ``<Session 3f9c01aa 'spsa digits'
+    of alice: tiles [0, 1], ttl 30 s, open>`` (the server's last report)."""
+    held = "the whole board" if state.whole_board else f"tiles {list(state.tiles)}"
+    status = "closed" if closed else "ended on the server" if lost else "open"
+    return (
+        f"<{kind} {state.session_id[:8]} {state.label!r} of {state.principal}: {held}, "
+        f"ttl {state.ttl_s:g} s, {status}>"
+    )
+
+
+def lease_repr(kind: str, tiles: Sequence[int], whole_board: bool, session_id: str) -> str:
+    """``<Lease tiles [1] of session 3f9c01aa>``."""
+    held = "the whole board" if whole_board else f"tiles {list(tiles)}"
+    return f"<{kind} {held} of session {session_id[:8]}>"
+
+
+def board_repr(kind: str, address: str | None, session_id: str | None, closed: bool) -> str:
+    """``<RemoteBoard 127.0.0.1:50051, session 3f9c01aa>`` (or ``no session``, ``closed``)."""
+    address = address or "over a given channel"
+    if closed:
+        return f"<{kind} {address}, closed>"
+    return f"<{kind} {address}, " + (
+        f"session {session_id[:8]}>" if session_id is not None else "no session>"
+    )
+
+
 def run_at_close(actions: list[Callable[[], None]]) -> None:
     """Runs (and forgets) what a closing session was to do: each once, even if closing
     it again."""
@@ -281,6 +308,9 @@ class Session:
         )
         self.state = session_state(self._call("AcquireLease", request, wait_s))
         return Lease(self, wanted, whole_board)
+
+    def __repr__(self) -> str:
+        return session_repr("Session", self.state, self._closed, self.lost is not None)
 
     def lease_used(self, tiles: Sequence[int]) -> None:
         """Leases those of ``tiles`` the session does not hold yet, all or none; a tile
@@ -380,6 +410,9 @@ class Lease:
         self.whole_board = whole_board
         self.restored: tuple[int, ...] = ()
         """Tiles whose perturbed cells the server restored when this lease was released."""
+
+    def __repr__(self) -> str:
+        return lease_repr("Lease", self.tiles, self.whole_board, self.session.id)
 
     def release(self) -> tuple[int, ...]:
         """Ends the lease; returns the tiles whose perturbed cells were restored."""

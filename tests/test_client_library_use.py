@@ -231,3 +231,40 @@ def test_an_spsa_evaluator_can_be_written_from_sidra_training_alone() -> None:
     optimizer = SPSA(np.zeros((2, 3)), settings, np.random.default_rng(0), steps=200)
     result = run(optimizer, evaluate)
     assert np.sum((result.x - target) ** 2) < 0.01 * np.sum(target**2)
+
+
+def test_boards_sessions_and_leases_say_what_they_are_when_printed(tmp_path: Path) -> None:
+    """A REPL showed <sidra.client.session.Session object at 0x7f...>: which session,
+    which tiles, open or not had to be dug out of .state."""
+    import asyncio
+
+    from sidra.client import aio
+
+    with serving(tmp_path / "state.sqlite3") as address:
+        board = connect(address)
+        assert repr(board) == f"<RemoteBoard {address}, no session>"
+        with board.session(label="spsa run") as session, session.lease([1]) as lease:
+            short = session.id[:8]
+            assert repr(board) == f"<RemoteBoard {address}, session {short}>"
+            assert repr(session) == (
+                f"<Session {short} 'spsa run' of local: tiles [1], ttl 30 s, open>"
+            )
+            assert repr(lease) == f"<Lease tiles [1] of session {short}>"
+        assert repr(session).endswith("tiles [], ttl 30 s, closed>")  # lease released first
+        board.close()
+        assert repr(board) == f"<RemoteBoard {address}, closed>"
+
+        async def scenario() -> None:
+            async with (
+                await aio.connect(address) as board,
+                await board.session(label="aio") as session,
+                await session.lease(whole_board=True) as lease,
+            ):
+                short = session.id[:8]
+                assert repr(board) == f"<AsyncRemoteBoard {address}, session {short}>"
+                assert repr(session) == (
+                    f"<AsyncSession {short} 'aio' of local: the whole board, ttl 30 s, open>"
+                )
+                assert repr(lease) == f"<AsyncLease the whole board of session {short}>"
+
+        asyncio.run(scenario())
