@@ -32,6 +32,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 import grpc.aio
+import numpy.typing as npt
 from grpc_health.v1 import health_pb2_grpc
 
 from sidra.client import batches, streams
@@ -565,7 +566,7 @@ class AsyncRemoteBoard(SizedCalls):
         return await self._via(BoardMethods.stats)
 
     async def program(
-        self, tile: int, conductances: Any, *, row_offset: int = 0, col_offset: int = 0
+        self, tile: int, conductances: npt.ArrayLike, *, row_offset: int = 0, col_offset: int = 0
     ) -> ProgramReport:
         """Write-verify ``conductances`` (µS, [rows, cols]) at (row_offset, col_offset)."""
         return await self._via(
@@ -579,10 +580,10 @@ class AsyncRemoteBoard(SizedCalls):
     async def mvm(
         self,
         tile: int,
-        voltages: Any = None,
+        voltages: npt.ArrayLike | None = None,
         region: Region | None = None,
         *,
-        input_codes: Any = None,
+        input_codes: npt.ArrayLike | None = None,
         output_codes: bool = False,
     ) -> MVMResult:
         """Row voltages [batch, region rows] (V) -> column currents [batch, region cols]
@@ -596,10 +597,10 @@ class AsyncRemoteBoard(SizedCalls):
     async def transpose_mvm(
         self,
         tile: int,
-        voltages: Any = None,
+        voltages: npt.ArrayLike | None = None,
         region: Region | None = None,
         *,
-        input_codes: Any = None,
+        input_codes: npt.ArrayLike | None = None,
         output_codes: bool = False,
     ) -> MVMResult:
         """Column voltages [batch, region cols] (V) -> row currents [batch, region rows]
@@ -613,7 +614,7 @@ class AsyncRemoteBoard(SizedCalls):
     async def mvm_stream(
         self,
         tile: int,
-        batches: Iterable[Any] | AsyncIterable[Any],
+        batches: Iterable[npt.ArrayLike] | AsyncIterable[npt.ArrayLike],
         region: Region | None = None,
         *,
         transpose: bool = False,
@@ -752,7 +753,7 @@ class AsyncRemoteBoard(SizedCalls):
     async def perturbed_mvm(
         self,
         tile: int,
-        voltages: Any,
+        voltages: npt.ArrayLike,
         points: Sequence[PerturbationPoint],
         region: Region | None = None,
     ) -> PerturbedMVMResult:

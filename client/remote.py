@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from urllib.parse import SplitResult, urlsplit
 
 import grpc
+import numpy.typing as npt
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidra.client import batches, streams
@@ -490,7 +491,7 @@ class RemoteBoard(SizedCalls, Board):
     def mvm_stream(
         self,
         tile: int,
-        batches: Iterable[Any],
+        batches: Iterable[npt.ArrayLike],
         region: Region | None = None,
         *,
         transpose: bool = False,

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy.typing as npt
+
 from sidra.drivers import codes
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.requests import (
@@ -132,7 +134,10 @@ def operation_of(request: Request) -> Operation:
 class BoardMethods(ABC):
     """The public board methods, written once: each builds a request and runs it.
 
-    Conductances in µS, voltages in V, currents in µA. A subclass implements
+    Conductances in µS, voltages in V, currents in µA. Array arguments are
+    ``npt.ArrayLike`` (an array, a nested list: what ``np.asarray`` takes), 2-D, sent and
+    computed as float32 (another dtype is converted, a copy; the caller's array is never
+    changed); arrays returned are float32 arrays of their own. A subclass implements
     :meth:`run` (a local driver: validate and execute; the gRPC client: send)
     and :attr:`info`.
     """
@@ -152,7 +157,7 @@ class BoardMethods(ABC):
         return description.stats
 
     def program(
-        self, tile: int, conductances: Any, *, row_offset: int = 0, col_offset: int = 0
+        self, tile: int, conductances: npt.ArrayLike, *, row_offset: int = 0, col_offset: int = 0
     ) -> ProgramReport:
         """Write-verify ``conductances`` (µS, [rows, cols]) at (row_offset, col_offset)."""
         report: ProgramReport = self.run(ProgramRequest(tile, conductances, row_offset, col_offset))
@@ -166,10 +171,10 @@ class BoardMethods(ABC):
     def mvm(
         self,
         tile: int,
-        voltages: Any = None,
+        voltages: npt.ArrayLike | None = None,
         region: Region | None = None,
         *,
-        input_codes: Any = None,
+        input_codes: npt.ArrayLike | None = None,
         output_codes: bool = False,
     ) -> MVMResult:
         """Row voltages [batch, region rows] (V) -> column currents [batch, region cols]
@@ -189,10 +194,10 @@ class BoardMethods(ABC):
     def transpose_mvm(
         self,
         tile: int,
-        voltages: Any = None,
+        voltages: npt.ArrayLike | None = None,
         region: Region | None = None,
         *,
-        input_codes: Any = None,
+        input_codes: npt.ArrayLike | None = None,
         output_codes: bool = False,
     ) -> MVMResult:
         """Column voltages [batch, region cols] (V) -> row currents [batch, region rows]
@@ -208,7 +213,7 @@ class BoardMethods(ABC):
     def mvm_stream(
         self,
         tile: int,
-        batches: Iterable[Any],
+        batches: Iterable[npt.ArrayLike],
         region: Region | None = None,
         *,
         transpose: bool = False,
@@ -245,7 +250,7 @@ class BoardMethods(ABC):
     def perturbed_mvm(
         self,
         tile: int,
-        voltages: Any,
+        voltages: npt.ArrayLike,
         points: Sequence[PerturbationPoint],
         region: Region | None = None,
     ) -> PerturbedMVMResult:

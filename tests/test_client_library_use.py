@@ -268,3 +268,36 @@ def test_boards_sessions_and_leases_say_what_they_are_when_printed(tmp_path: Pat
                 assert repr(lease) == f"<AsyncLease the whole board of session {short}>"
 
         asyncio.run(scenario())
+
+
+def test_array_parameters_are_typed_as_arrays_not_any() -> None:
+    """board.mvm(0, voltages) was typed ``voltages: Any``: an IDE showed nothing, and mypy
+    let ``board.mvm(0, region)`` through. Every board's array parameters take
+    ``npt.ArrayLike`` (what np.asarray takes), on every client alike."""
+    import typing
+    from collections.abc import AsyncIterable, Iterable
+
+    import numpy.typing as npt
+
+    from sidra.client.aio import AsyncRemoteBoard
+    from sidra.drivers import Board
+    from sidra.drivers.pcie.driver import PcieDriver
+
+    expected = {
+        "voltages": {npt.ArrayLike, npt.ArrayLike | None},
+        "input_codes": {npt.ArrayLike | None},
+        "conductances": {npt.ArrayLike},
+        "batches": {
+            Iterable[npt.ArrayLike],
+            Iterable[npt.ArrayLike] | AsyncIterable[npt.ArrayLike],
+        },
+    }
+    checked = 0
+    for cls in (Board, RemoteBoard, AsyncRemoteBoard, PcieDriver):
+        for name in ("program", "mvm", "transpose_mvm", "mvm_stream", "perturbed_mvm"):
+            hints = typing.get_type_hints(getattr(cls, name))
+            for parameter, allowed in expected.items():
+                if parameter in hints:
+                    assert hints[parameter] in allowed, (cls.__name__, name, parameter)
+                    checked += 1
+    assert checked == 4 * 7  # program 1, mvm and transpose_mvm 2 each, stream 1, perturbed 1

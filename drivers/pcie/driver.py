@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import SplitResult
 
 import numpy as np
+import numpy.typing as npt
 
 from sidra.drivers import validation as check
 from sidra.drivers.base import BoardDriver, boot_instance_id
@@ -388,10 +389,10 @@ class PcieDriver(BoardDriver):
     def mvm(
         self,
         tile: int,
-        voltages: Any = None,
+        voltages: npt.ArrayLike | None = None,
         region: Region | None = None,
         *,
-        input_codes: Any = None,
+        input_codes: npt.ArrayLike | None = None,
         output_codes: bool = False,
     ) -> MVMResult:
         if input_codes is not None or output_codes:  # converter codes: run's path
@@ -403,10 +404,10 @@ class PcieDriver(BoardDriver):
     def transpose_mvm(
         self,
         tile: int,
-        voltages: Any = None,
+        voltages: npt.ArrayLike | None = None,
         region: Region | None = None,
         *,
-        input_codes: Any = None,
+        input_codes: npt.ArrayLike | None = None,
         output_codes: bool = False,
     ) -> MVMResult:
         if input_codes is not None or output_codes:  # converter codes: run's path
