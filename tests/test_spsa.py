@@ -367,3 +367,21 @@ def test_a_resumed_run_given_other_gains_is_refused_naming_them(tmp_path: Any) -
                                checkpoint=checkpoint, resume=True)  # fmt: skip
         same = train_softmax_spsa(board, data, options, checkpoint=checkpoint, resume=True)
     assert same.settings["a"] == 0.5
+
+
+def test_what_a_hand_written_loop_reads_is_documented() -> None:
+    """help(SPSAResult) showed only its generated signature: what x is (averaged?), what
+    rejected counts, had to be read in the source; SPSA.x, nfev, done, ask and result
+    had no docstring at all."""
+    import dataclasses
+
+    from sidra.drivers.attribute_docs import attribute_docs
+    from sidra.training.spsa import SPSA, SPSAResult, SPSAStep
+
+    for cls in (SPSAResult, SPSAStep):
+        assert cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(")
+        documented = attribute_docs(cls)
+        undocumented = [f.name for f in dataclasses.fields(cls) if not documented.get(f.name)]
+        assert not undocumented, (cls.__name__, undocumented)
+    for name in ("x", "nfev", "step", "done", "ask", "tell", "result"):
+        assert getattr(SPSA, name).__doc__, name

@@ -137,22 +137,31 @@ class SPSAStep:
     loss: float
     """Mean loss of the step's perturbed evaluations."""
     learning_rate: float
+    """The step's gain a_k (the learning-rate schedule's value)."""
     perturbation: float
+    """The step's perturbation size c_k, in the units of x."""
     step_norm: float
     """‖x_k − x_(k−1)‖₂ of the proposed update."""
     accepted: bool
+    """False when blocking rejected the update (``x`` then is the previous one)."""
     nfev: int
     """Evaluations so far."""
 
 
 @dataclass(frozen=True, slots=True)
 class SPSAResult:
+    """What :meth:`SPSA.result`, :func:`run` and :func:`minimize_spsa` return (the names
+    of ``scipy.optimize.OptimizeResult``)."""
+
     x: Array
+    """The parameters found (float32, the shape of x0): the mean of the last
+    ``SPSASettings.last_avg`` accepted iterates (1: the last one)."""
     nit: int
     """Steps taken."""
     nfev: int
     """Evaluations requested (calibration excluded unless passed in)."""
     rejected: int = 0
+    """Steps whose update blocking rejected (``SPSASettings.blocking``; else 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +184,11 @@ class _State:
 
 
 class SPSA:
-    """Ask/tell SPSA. ``ask()`` returns what to evaluate, ``tell(losses)`` consumes it."""
+    """Ask/tell SPSA. ``ask()`` returns what to evaluate, ``tell(losses)`` consumes it.
+
+    ``x0`` is copied as float32 (the dtype of :attr:`x`, of every ask and of the
+    result); ``rng`` (a generator of the caller's, never a seed or numpy's global state)
+    draws the perturbation seeds; ``steps`` is how many steps until :attr:`done`."""
 
     def __init__(
         self,
@@ -207,10 +220,12 @@ class SPSA:
 
     @property
     def x(self) -> Array:
+        """The current parameters (float32, the shape of x0): read, do not change."""
         return self._s.x
 
     @property
     def nfev(self) -> int:
+        """Evaluations requested so far (each point of each ask counts one)."""
         return self._s.nfev
 
     @property
@@ -225,9 +240,12 @@ class SPSA:
 
     @property
     def done(self) -> bool:
+        """True once ``steps`` steps are taken or a callback stopped the run."""
         return self._queued is None and (self._stopped or self._s.k >= self.steps)
 
     def ask(self) -> Ask:
+        """The next points to evaluate (:class:`Ask`); :meth:`tell` their losses before
+        asking again."""
         if self._pending is not None:
             raise RuntimeError("ask() called twice without tell()")
         if self._queued is not None:  # blocking: the candidate's unperturbed loss
@@ -356,6 +374,7 @@ class SPSA:
                 self._stopped = True
 
     def result(self) -> SPSAResult:
+        """What the run reached so far (:class:`SPSAResult`)."""
         s = self._s
         x = np.mean(s.history, axis=0).astype(np.float32) if s.history else s.x
         return SPSAResult(x, s.k, s.nfev, s.rejected)
