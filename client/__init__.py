@@ -47,7 +47,7 @@ from sidra.drivers.errors import (
     Unsupported,
 )
 from sidra.drivers.rademacher import rademacher
-from sidra.drivers.types import Region
+from sidra.drivers.types import PerturbationPoint, Region
 
 __all__ = [
     "AlreadyExists",
@@ -76,6 +76,7 @@ __all__ = [
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
+    "PerturbationPoint",
     "Region",
     "RemoteBoard",
     "ResourceExhausted",

@@ -14,7 +14,8 @@ answered (both runs only build dataclasses). Errors are the same SIDRA exception
 the ``sidra-instance-id`` trailer is followed the same way
 (:class:`~sidra.client.BoardInstanceChanged`), and the board is described by
 ``await board.info()`` rather than a property, since asking may need the network.
-Sessions and leases: ``await board.session()`` (:mod:`sidra.client.aio_session`);
+Sessions and leases: ``await board.session()``, an :class:`AsyncSession` whose
+``await session.lease(tiles)`` is an :class:`AsyncLease` (both importable from here);
 shared memory in a session: ``async with await board.shared_memory(size) as shm``,
 then ``mvm_shared`` and ``mvm_shared_stream`` (:mod:`sidra.client.shared_memory`);
 training jobs inside the server: ``board.jobs`` (:mod:`sidra.client.aio_jobs`).
@@ -37,7 +38,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from sidra.client import batches, streams
 from sidra.client.aio_jobs import AsyncJobs
-from sidra.client.aio_session import AsyncSession, call_session, list_leases
+from sidra.client.aio_session import AsyncLease, AsyncSession, call_session, list_leases
 from sidra.client.batches import parts as batches_of  # (mvm_stream has a parameter "batches")
 from sidra.client.call_sizes import DEFAULT_MAX_IN_FLIGHT, CallSizes, SizedCalls
 from sidra.client.credentials import (
@@ -122,7 +123,13 @@ from sidra.hil.metadata import SESSION_ID_KEY
 from sidra.hil.v1 import board_pb2 as pb
 from sidra.hil.v1 import session_pb2, stream_pb2
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "AsyncRemoteBoard", "connect"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "AsyncLease",
+    "AsyncRemoteBoard",
+    "AsyncSession",
+    "connect",
+]
 
 
 T = TypeVar("T")

@@ -301,3 +301,40 @@ def test_array_parameters_are_typed_as_arrays_not_any() -> None:
                     assert hints[parameter] in allowed, (cls.__name__, name, parameter)
                     checked += 1
     assert checked == 4 * 7  # program 1, mvm and transpose_mvm 2 each, stream 1, perturbed 1
+
+
+def test_what_a_client_script_names_is_importable_from_the_client_packages(
+    tmp_path: Path,
+) -> None:
+    """perturbed_mvm takes PerturbationPoints, which only sidra.drivers exported (Region and
+    rademacher, its neighbours, are in sidra.client); the asyncio session and lease types
+    a script annotates with were only in sidra.client.aio_session."""
+    import asyncio
+
+    import sidra.client
+    import sidra.client.aio
+    from sidra.client import PerturbationPoint, Region, rademacher
+    from sidra.client.aio import AsyncLease, AsyncSession
+
+    assert {"PerturbationPoint"} <= set(sidra.client.__all__)
+    assert {"AsyncSession", "AsyncLease"} <= set(sidra.client.aio.__all__)
+    region = Region(0, 0, 8, 4)
+    g = np.full((8, 4), 10.0, np.float32)
+    v = np.full((3, 8), 0.1, np.float32)
+    points = [PerturbationPoint(42, 0.5, +1), PerturbationPoint(42, 0.5, -1)]
+    with serving(tmp_path / "state.sqlite3") as address:
+        with connect(address) as board:
+            board.program(0, g)
+            currents = board.perturbed_mvm(0, v, points, region).currents
+        delta = rademacher(42, region.shape)
+        np.testing.assert_allclose(currents[0], v @ (g + 0.5 * delta), rtol=1e-5)
+        np.testing.assert_allclose(currents[1], v @ (g - 0.5 * delta), rtol=1e-5)
+
+        async def scenario() -> None:
+            async with await sidra.client.aio.connect(address) as board:
+                session = await board.session(label="typed")
+                assert isinstance(session, AsyncSession)
+                assert isinstance(await session.lease([0]), AsyncLease)
+                await session.close()
+
+        asyncio.run(scenario())
