@@ -288,14 +288,21 @@ class ProgramReport:
     """What write-verify programming achieved."""
 
     cells_written: int
+    """Cells in the programmed region."""
     verify_iterations: int
+    """Most program-and-verify iterations any cell needed."""
     pulses: int
+    """Programming pulses applied over all cells."""
     rms_error_us: float
+    """Root-mean-square of (achieved - target) over the region, µS."""
     max_error_us: float
+    """Largest |achieved - target| over the region, µS."""
     unconverged_cells: int
+    """Cells still outside the programming tolerance when the pulse budget ran out."""
     cells_over_budget: int = 0
     """Cells past their endurance write budget after this call (WARN policy)."""
     cost: Cost = Cost()
+    """Modeled hardware cost of the programming (ns, nJ)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +310,9 @@ class ReadResult:
     """Measured conductances (µS) of a region."""
 
     conductances: FloatArray
+    """[region rows, region cols], µS, float32."""
     cost: Cost = Cost()
+    """Modeled hardware cost of the read (ns, nJ)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,8 +320,11 @@ class MVMResult:
     """Output currents (µA) of a batch of analog passes."""
 
     currents: FloatArray
+    """[batch, region cols] (MVM) or [batch, region rows] (TransposeMVM), µA, float32."""
     saturated_outputs: int = 0
+    """Output values that hit the ADC's full scale (0 on a board with an ideal ADC)."""
     cost: Cost = Cost()
+    """Modeled hardware cost of the passes (ns, nJ)."""
     output_codes: npt.NDArray[np.signedinteger[Any]] | None = None
     """The ADC codes behind ``currents`` (currents = output_codes · adc_step_ua), when the
     request asked for them (sidra.drivers.codes)."""
@@ -328,9 +340,15 @@ class PerturbReport:
     """What a Perturb APPLY or RESTORE wrote."""
 
     cells_written: int
+    """Cells written: every cell of the region, for APPLY and RESTORE."""
     clipped_cells: int = 0
+    """Cells whose perturbed conductance fell outside [g_min_us, g_max_us] and was
+    clipped to the nearest bound (APPLY only): there G_prog ± amplitude_us·Δ does not
+    hold."""
     cells_over_budget: int = 0
+    """Cells of the region past their endurance write budget after this call."""
     cost: Cost = Cost()
+    """Modeled hardware cost of the writes (ns, nJ)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +379,7 @@ class PerturbedMVMResult:
     cells_over_budget: int = 0
     """Cells of the region past their endurance write budget after the call."""
     cost: Cost = Cost()
+    """Modeled hardware cost of the writes and passes (ns, nJ)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -338,3 +338,24 @@ def test_what_a_client_script_names_is_importable_from_the_client_packages(
                 await session.close()
 
         asyncio.run(scenario())
+
+
+def test_every_field_of_an_operation_result_says_what_it_is() -> None:
+    """ProgramReport's verify_iterations and unconverged_cells, MVMResult's
+    saturated_outputs, PerturbReport's clipped_cells (the cells where G ± cΔ does not
+    hold) were bare names: what they meant was in board.proto only."""
+    import dataclasses
+
+    from sidra.drivers import (
+        MVMResult,
+        PerturbedMVMResult,
+        PerturbReport,
+        ProgramReport,
+        ReadResult,
+    )
+    from sidra.drivers.attribute_docs import attribute_docs
+
+    for cls in (ProgramReport, ReadResult, MVMResult, PerturbReport, PerturbedMVMResult):
+        documented = attribute_docs(cls)
+        bare = [f.name for f in dataclasses.fields(cls) if not documented.get(f.name)]
+        assert not bare, (cls.__name__, bare)
