@@ -473,6 +473,51 @@ def logs(
                 break
 
 
+@jobs_app.command("follow")
+def follow(
+    job_id: JobId,
+    server: Server,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Save the job's record into this folder once it has ended."),
+    ] = None,
+) -> None:
+    """Follow a job with a progress bar until it ends, as the command that submitted it
+    did, and with --out save its record there (what that command did not, once left).
+
+    Ctrl-C, SIGTERM and SIGHUP stop following, not the job. Exit 0 when the job
+    succeeded, 1 otherwise (its record is saved all the same)."""
+    console = Console(log_path=False)  # lines stamped with the time only, as a run's
+    with jobs_server(server, "follow") as board:
+        job = board.jobs.get(job_id)
+        if out is not None:  # before following: a folder of another run is not written over
+            _refuse_another_record(out, job)
+        try:
+            with _leaving_on_signals():
+                _follow(board, job, console)
+                done = board.jobs.get(job.job_id, include_record=out is not None)
+        except (KeyboardInterrupt, _Left) as left:
+            with suppress(OSError):
+                again = _follow_command(job.job_id, server, out)
+                typer.echo(f"job {job.job_id} goes on in the server; follow it again: {again}",
+                           err=True)  # fmt: skip
+            raise typer.Exit(128 + getattr(left, "signum", signal.SIGINT)) from None
+        if out is not None and done.files:
+            _save(done, out, server, board)
+    kept = f"; record in {out}" if out is not None and done.files else ""
+    if done.state != "succeeded":
+        typer.echo(f"job {done.job_id} {done.state}: {done.error}{kept}", err=True)
+        raise typer.Exit(1)
+    console.log(f"job {done.job_id} succeeded{kept}")
+
+
+def _follow_command(job_id: str, server: str, out: Path | None) -> str:
+    """``sidra jobs follow`` of ``job_id``, ready to paste (the server's URL quoted: a
+    grpcs:// one holds ``&``, a folder may hold a space)."""
+    saving = "" if out is None else f" --out {shlex.quote(str(out))}"
+    return f"sidra jobs follow {job_id}{saving} --server {shlex.quote(server)}"
+
+
 def _refuse_another_record(folder: Path, job: JobInfo) -> None:
     """BadParameter when ``folder`` holds the record of another run: written over, it
     would be lost. The same job's record, saved before, is saved again."""
@@ -673,18 +718,16 @@ def _leaving_on_signals() -> Iterator[None]:
 def _left_running(job: JobInfo, server: str, out: Path) -> str:
     """What a command that stopped following ``job`` (Ctrl-C, SIGTERM, SIGHUP) says: the
     job goes on in the server, and the commands, ready to paste (the server's URL quoted:
-    a grpcs:// one holds ``&``), that follow it again and, once it has ended, save its
+    a grpcs:// one holds ``&``), that follows it again and, once it has ended, saves its
     record into ``out``, which this command no longer does."""
     where = (
         "keeps its place in the server's queue" if job.state == "queued"
         else "keeps running in the server"
     )  # fmt: skip
-    at = shlex.quote(server)
     return (
         f"job {job.job_id} {where}; its record is not saved in {out} by this command. "
-        f"Follow it again: sidra jobs logs {job.job_id} --follow --server {at}; once it has "
-        f"ended, save its record: sidra jobs show {job.job_id} --out "
-        f"{shlex.quote(str(out))} --server {at}"
+        "Follow it again, its record saved there once it has ended: "
+        f"{_follow_command(job.job_id, server, out)}"
     )
 
 

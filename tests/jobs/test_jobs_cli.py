@@ -299,16 +299,44 @@ def test_a_remote_job_left_with_ctrl_c_says_how_to_follow_it_and_save_its_record
         assert proc.returncode == 128 + signum, stderr
         job_id = _running_job(board)
         assert f"job {job_id} keeps running in the server" in stderr
-        follow = re.search(r"Follow it again: (sidra jobs logs .*?); once", stderr)
-        save = re.search(r"save its record: (sidra jobs show .*)$", stderr, re.M)
-        assert follow and save, stderr
+        follow = re.search(r"once it has ended: (sidra jobs follow .*)$", stderr, re.M)
+        assert follow, stderr
         followed = shlex.split(follow[1])[1:]
-        assert followed == ["jobs", "logs", job_id, "--follow", "--server", server]
+        assert followed == ["jobs", "follow", job_id, "--out", str(out), "--server", server]
         board.jobs.cancel(job_id)
         assert board.jobs.wait(job_id).state == "cancelled"
-        saved = run_sidra(*shlex.split(save[1])[1:])
-    assert saved.returncode == 0, saved.stderr
+        saved = run_sidra(*followed)
+    assert saved.returncode == 1, saved.stderr  # followed to its end: cancelled
+    assert f"job {job_id} cancelled" in saved.stderr and f"record in {out}" in saved.stderr
     assert json.loads((out / "summary.json").read_text())["stopped_at_step"] >= 1
+
+
+def test_jobs_follow_shows_a_running_job_to_its_end_and_saves_its_record(
+    tmp_path: Path,
+) -> None:
+    """Left once, a job is followed again as its submitting command followed it (the
+    progress as lines off a terminal, its log lines) and its record saved into --out when
+    it ends, with the run.json naming where it ran; a folder holding another run's
+    record is refused before anything is followed."""
+    with served("emu://?preset=ideal&seed=7") as board:
+        server = _address(board)
+        job = board.jobs.submit("spsa", {"steps": 400, "batch_size": 16}, dataset="digits")
+        out = tmp_path / "followed"
+        done = run_sidra("jobs", "follow", job.job_id[:6], "--out", str(out),
+                         "--server", server, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"^spsa \d+/400 loss \d+\.\d{3}$", done.stdout, re.M), done.stdout
+        said = unwrapped(f"job {job.job_id} succeeded; record in {out}")
+        assert said in unwrapped(done.stdout), done.stdout
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["steps"] == 400
+        assert json.loads((out / "run.json").read_text())["job_id"] == job.job_id
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "summary.json").write_text("{}")
+        refused = run_sidra("jobs", "follow", job.job_id, "--out", str(other), "--server", server)
+    assert refused.returncode == 2, refused.stderr
+    assert unwrapped("holds another run's record") in unwrapped(refused.stderr)
 
 
 def test_a_remote_job_on_a_data_set_the_server_has_not_says_what_the_command_takes() -> None:
