@@ -49,7 +49,8 @@ def test_a_network_that_does_not_fit_names_the_layer_its_size_and_what_is_left()
     assert "with its 64 rows, 2 tile(s) hold at most 128 outputs: use fewer" in str(caught.value)
     with pytest.raises(PlacementError, match="needs 2 tile"):
         place(INFO, [LayerShape("layer", 300, 12)], allowed=(2,))
-    with pytest.raises(PlacementError, match="tiles: got tile 7, expected tiles in 0 .. 3"):
+    with pytest.raises(PlacementError, match=r"tiles: got tile 7, expected tiles in 0 \.\. 3 "
+                       r"\(the board's 4; --tile, or the tiles= option\)"):  # fmt: skip
         place(INFO, [LayerShape("layer", 10, 2)], allowed=(7,))
     with pytest.raises(PlacementError, match=r"given tiles \[1\]"):
         place(INFO, [LayerShape("layer", 300, 12)], fixed={"layer": (1,)})

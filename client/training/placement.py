@@ -216,7 +216,10 @@ def place(
     count = info.tile_count
     for tile in [*allowed, *(t for tiles in fixed.values() for t in tiles)]:
         if not 0 <= tile < count:
-            raise PlacementError(f"tiles: got tile {tile}, expected tiles in 0 .. {count - 1}")
+            raise PlacementError(
+                f"tiles: got tile {tile}, expected tiles in 0 .. {count - 1} (the board's "
+                f"{count}; --tile, or the tiles= option)"
+            )
     if order and sorted(order) != list(range(count)):
         raise PlacementError(f"order: got {list(order)}, expected each of 0 .. {count - 1} once")
     anywhere = order or range(count)

@@ -220,7 +220,8 @@ def test_options_the_server_refuses_are_named_without_the_json_sent() -> None:
     message = " ".join(result.stderr.replace("│", " ").split())  # the box unwrapped
     assert result.returncode == 2
     assert "the server refused the job: spsa options: tiles: got tile 7" in message
-    assert "expected tiles in 0 .. 3" in message and '"steps"' not in message
+    assert "expected tiles in 0 .. 3 (the board's 4; --tile" in message
+    assert '"steps"' not in message
 
 
 def test_a_comparison_runs_as_a_remote_job_and_its_record_gets_the_plot(tmp_path: Path) -> None:
