@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sidra.drivers import errors
+from sidra.hil.error_values import value_from
 
 __all__ = ["BoardInstanceChanged", "exception_class", "from_rpc_error"]
 
@@ -81,7 +82,7 @@ def from_rpc_error(
         info = _error_info(exc)
         if info is not None and {"field", "value", "allowed"} <= info.metadata.keys():
             meta = info.metadata
-            error = cls(meta["field"], meta["value"], meta["allowed"])
+            error = cls(meta["field"], value_from(meta), meta["allowed"])
             error.args = (message,)  # the server's wording, verbatim
             return error
         if issubclass(cls, errors.ResourceExhausted):

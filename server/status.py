@@ -36,6 +36,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sidra.drivers import errors
+from sidra.hil.error_values import VALUE_JSON_KEY, value_json
 
 __all__ = [
     "CALLER_CODES",
@@ -122,6 +123,9 @@ def to_status(exc: errors.SidraError, request_type: Descriptor | None = None) ->
     if isinstance(exc, (errors.InvalidArgument, errors.ResourceExhausted)):
         value, allowed = errors.capped(str(exc.value)), errors.capped(exc.allowed)
         metadata |= {"field": exc.field, "value": value, "allowed": allowed}
+        typed = value_json(exc.value)
+        if typed is not None:  # the value as the check raised it, for a client to compare
+            metadata[VALUE_JSON_KEY] = typed
     # A limit's field (limits.max_batch) is the service's, not a path into the request.
     if isinstance(exc, errors.InvalidArgument) and (
         request_type is None or is_request_path(request_type, exc.field)

@@ -18,6 +18,7 @@ Not a test module: nothing is collected here. Imports nothing from the emulator.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,7 @@ from sidra.drivers import (
 )
 from sidra.drivers.validation import CLOCK_LIMIT_S
 from sidra.hil import tensors
+from sidra.hil.error_values import value_json
 from sidra.hil.v1 import board_pb2 as pb
 
 F32 = npt.NDArray[np.float32]
@@ -1279,8 +1281,13 @@ def assert_same_typed_error(case: Typed, remote: Board, local: Board) -> None:
         assert exc.allowed
         assert str(exc).startswith(f"{case.field}: got ")
     if case.field not in WIRE_SHAPE_CHECKED:
-        # Same check on both sides: the server's message reaches the caller verbatim.
+        # Same check on both sides: the server's message reaches the caller verbatim,
+        # and the value typed (ErrorInfo "value_json"; a tuple as a list, what JSON cannot
+        # write as text).
         assert str(remote_caught.value) == str(local_caught.value)
         assert remote_caught.value.allowed == local_caught.value.allowed
+        typed = value_json(local_caught.value.value)
+        expected = str(local_caught.value.value) if typed is None else json.loads(typed)
+        assert remote_caught.value.value == expected
     assert stats_equal(remote.stats(), stats_before)
     assert_unchanged(remote, before)
