@@ -815,6 +815,21 @@ def test_a_run_refused_before_its_first_step_leaves_no_empty_bar(terminal: bool)
         assert "0/3000" not in refused
 
 
+@pytest.mark.parametrize("job", ["spsa", "mlp"])
+def test_a_batch_larger_than_the_data_set_is_said(job: str, tmp_path: Path) -> None:
+    """--batch-size 5000 on digits' 1,257 training samples ran on them all without a word:
+    the record's settings say 5000, the batches were 1,257."""
+    length = ("--steps", "2") if job == "spsa" else ("--epochs", "1")
+    done = run_sidra("train", job, *length, "--batch-size", "5000",
+                     "--out", str(tmp_path / "run"), timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = unwrapped(done.stdout + done.stderr)
+    assert unwrapped("note: --batch-size 5000 is more than the 1,257 training samples") in said
+    fitting = run_sidra("train", job, *length, "--batch-size", "64",
+                        "--out", str(tmp_path / "fits"), timeout=180)  # fmt: skip
+    assert fitting.returncode == 0 and "note: --batch-size" not in fitting.stdout + fitting.stderr
+
+
 def test_options_that_do_not_fit_together_are_refused_before_training() -> None:
     result = run_sidra("train", "spsa", "--second-order", "--mode", "board", timeout=60)
     assert result.returncode == 2

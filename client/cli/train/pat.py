@@ -145,7 +145,7 @@ def pat(
             queue=queue, priority=priority,
         )  # fmt: skip
         return
-    data = dataset_named(dataset)
+    data = dataset_named(dataset, options, console)
     # A profile given is read before the board is opened: a bad one touches no board.
     twin = None if profile is None else _twin_from(profile)
     with saving_into(folder):  # runs list shows it running; another run is refused it

@@ -143,12 +143,23 @@ def checkpoint_to_send(out: Path | None, resume: bool) -> bytes | None:
         ) from exc
 
 
-def dataset_named(name: str) -> TrainingData:
-    """The data set ``--dataset`` names; one it cannot load is a usage error naming it."""
+def dataset_named(name: str, options: Any = None, console: Console | None = None) -> TrainingData:
+    """The data set ``--dataset`` names; one it cannot load is a usage error naming it.
+    With ``options`` and ``console``: a note when their ``batch_size`` is more than its
+    training samples (each batch then takes them all: the run goes on, as asked of it,
+    but not with the batches the command line seems to say)."""
     try:
-        return load_dataset(name)
+        data = load_dataset(name)
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="'--dataset'") from exc
+    wanted, samples = getattr(options, "batch_size", None), len(data.x_train)
+    if console is not None and isinstance(wanted, int) and wanted > samples:
+        console.print(
+            f"note: --batch-size {wanted} is more than the {samples:,} training samples of "
+            f"{data.name}: each batch takes all {samples:,}",
+            style="yellow",
+        )
+    return data
 
 
 def record_folder(out: Path | None, job: str) -> Path:
@@ -552,7 +563,7 @@ def by_epochs(
     # Held while a run going on from checkpoints saves into its folder (runs list shows it
     # running; another run is refused it).
     with saving_into(out) if going_on and out is not None else contextlib.nullcontext():
-        data = dataset_named(dataset)
+        data = dataset_named(dataset, options, console)
         run = run_clock(board, server)
         with (
             keeping_lost_epochs(dataset, job, out, options.epochs, as_json, console, run),

@@ -132,7 +132,7 @@ def spsa(
         )
         return
     out = record_folder(out, "spsa")
-    data = dataset_named(dataset)
+    data = dataset_named(dataset, options, console)
     run = run_clock(board, server)
     with saving_into(out):  # runs list shows it running; another run is refused it
         try:
