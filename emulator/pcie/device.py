@@ -237,6 +237,8 @@ class PcieDevice:
         ``declare_times`` is False."""
         self.path, self.profile, self.seed = path, profile, seed
         self.slow, self.declare_times = slow, declare_times
+        # Decided once: every doorbell's step picks its loop by it.
+        self._run_one = self._run_slowly if slow != NONE_DECLARED else self._run
         self.faults = faults or PcieFaults()
         # A random first boot count stands in for one kept in NVM (as the serial board's).
         self.boot_count = boot_count or int.from_bytes(os.urandom(4), "little") % 0xFFFF_FFFE + 1
@@ -466,8 +468,7 @@ class PcieDevice:
         bar.write32(_STATUS, _READY | _BUSY)
         # Each answer is posted as soon as it is ready: the host copies one result out
         # while the next command runs. (The reverse fault answers the burst backwards.)
-        run = self._run_slowly if self.slow != NONE_DECLARED else self._run
-        answers: Iterable[_Answer | None] = map(run, entries)
+        answers: Iterable[_Answer | None] = map(self._run_one, entries)
         if self.faults.reverse:
             answers = reversed(list(answers))
         for answer in answers:
