@@ -354,7 +354,7 @@ def test_bad_submissions_are_refused_naming_the_field(port: int) -> None:
             board.jobs.submit("sgd")
         with pytest.raises(InvalidArgument, match="options.*steps") as refused:
             board.jobs.submit("spsa", {"steps": 0})
-        assert (refused.value.field, refused.value.value) == ("options.steps", "0")
+        assert (refused.value.field, refused.value.value) == ("options.steps", 0)
         assert refused.value.allowed == "greater than or equal to 1"
         # Past 64 bits no store keeps it (the job stayed running for ever), and JSON
         # nested past the parser's stack is no options (it was an INTERNAL error).

@@ -143,7 +143,7 @@ def test_the_server_refuses_more_reads_than_it_makes_and_keeps_nothing(
         deploy(client)
         with pytest.raises(OutOfRange) as refused:
             client.deployments.check("demo", read_repeats=repeats)
-        assert (refused.value.field, refused.value.value) == ("read_repeats", str(repeats))
+        assert (refused.value.field, refused.value.value) == ("read_repeats", repeats)
         assert "1 .. 100" in refused.value.allowed
         assert client.deployments.checks("demo").kept == 0
         assert client.deployments.check("demo", read_repeats=100).read_repeats == 100

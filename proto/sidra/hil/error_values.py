@@ -1,7 +1,8 @@
 """An argument error's value as ErrorInfo carries it (board.proto, "Errors"): metadata
-``value`` is its text for people; ``value_json``, when the value is plain data (a
-number, a string, a boolean, a list of them), is its JSON, so that a client gets the
-value typed, as the board's own check raised it (``exc.value == 9``, not ``"9"``).
+``value`` is its text for people; ``value_json``, when the value is plain data other
+than a string (a number, a boolean, null, a list of them), is its JSON, so that a client
+gets the value typed, as the board's own check raised it (``exc.value == 9``, not
+``"9"``); a string's text is the string itself.
 
 A tuple comes back as a list, and a value JSON cannot write exactly (NaN, infinity, an
 object, a text longer than :data:`JSON_LIMIT`) travels as text only.
@@ -29,7 +30,10 @@ class _NotPlain(Exception):
 
 
 def value_json(value: Any) -> str | None:
-    """``value`` as JSON text when it is plain data and short; None otherwise."""
+    """``value`` as JSON text when it is plain data other than text, and short; None
+    otherwise (a string's ``value`` text is the string itself: nothing to add)."""
+    if isinstance(value, str):
+        return None
     try:
         text = json.dumps(_plain(value), allow_nan=False, ensure_ascii=False)
     except (_NotPlain, ValueError):
