@@ -61,6 +61,24 @@ class LeaseEnd:
     restored: tuple[int, ...]
 
 
+def _describe_session(session: SessionView) -> str:
+    """``session 'spsa digits' 3f9c01aa of alice``: its label (quoted: it may hold spaces),
+    the start of its id (what ``sidra leases --close`` takes) and its principal."""
+    label = f"{session.label!r} " if session.label else ""
+    return f"session {label}{session.id[:8]} of {session.principal}"
+
+
+def _what_ended(end: LeaseEnd) -> str:
+    """The tiles an ended session freed, and those whose perturbed cells were restored."""
+    if not end.ended.tiles:
+        return "it leased no tile"
+    restored = ", ".join(map(str, end.restored)) if end.restored else "none"
+    return (
+        f"tiles {', '.join(map(str, end.ended.tiles))} released; perturbed cells restored "
+        f"on tiles: {restored}"
+    )
+
+
 class LeaseKeeper:
     """Sessions and leases of ``board``, whose calls take ``turns``."""
 
@@ -167,7 +185,13 @@ class LeaseKeeper:
         end = self._restoring(
             principal, lambda: self.registry.close(principal, session_id, admin=admin)
         )
-        self._ended(end.ended.session.id)
+        session = end.ended.session
+        if session.principal != principal:  # an admin's close of another's: say who did
+            log.warning(
+                "%s closed by %s (admin); %s", _describe_session(session), principal,
+                _what_ended(end),
+            )  # fmt: skip
+        self._ended(session.id)
         self.on_event("closed")
         return end
 
@@ -219,12 +243,13 @@ class LeaseKeeper:
         ends = []
         for ended in self.registry.expire():
             session = ended.session
-            log.info(
-                "session %s of %s expired; tiles %s released",
-                session.label or session.id[:8], session.principal, list(ended.tiles),
-            )  # fmt: skip
             self.on_event("expired")
-            ends.append(LeaseEnd(ended, self._restore(ended.tiles)))
+            end = LeaseEnd(ended, self._restore(ended.tiles))
+            log.info(
+                "%s expired (no sign of life for its ttl %g s); %s",
+                _describe_session(session), session.ttl_s, _what_ended(end),
+            )  # fmt: skip
+            ends.append(end)
             self._ended(session.id)
         return ends
 

@@ -221,3 +221,38 @@ def test_a_caller_that_stopped_waiting_is_granted_nothing() -> None:
                 assert [lease.tile for lease in leases.leases] == []  # nobody holds tile 3
         finally:
             server.stop(grace=None)
+
+
+def test_a_session_ended_for_its_holder_is_logged_naming_it_whom_and_what(
+    emulator: Board, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admin reading the log after a run died or was closed by another: the line
+    said `session alice holder of alice expired` (a label unquoted, no id to match
+    `sidra leases`, nothing of the cells put back), and an admin's close of someone's
+    session wrote no line at all beyond the CloseSession RPC's."""
+    caplog.set_level("INFO", logger="sidra.server.sessions.keeper")
+    clock = Clock()
+    keeper = keeper_of(emulator, clock)
+    region = Region(0, 0, 4, 4)
+    expiring = keeper.open("alice", 5.0, "spsa run 3").id
+    keeper.acquire("alice", expiring, [0], whole_board=False, wait_s=0)
+    run(keeper, ProgramRequest(0, targets(emulator, 1)), "alice", expiring)
+    run(keeper, PerturbRequest(0, PerturbMode.APPLY, 9, 2.0, 1, region), "alice", expiring)
+    closed = keeper.open("bob", 30.0, "").id
+    keeper.acquire("bob", closed, [1], whole_board=False, wait_s=0)
+
+    clock.now += 5.0
+    keeper.expire()
+    expired = [r.getMessage() for r in caplog.records if "expired" in r.getMessage()]
+    assert expired == [
+        f"session 'spsa run 3' {expiring[:8]} of alice expired (no sign of life for its "
+        "ttl 5 s); tiles 0 released; perturbed cells restored on tiles: 0"
+    ]
+
+    keeper.close("root", closed, admin=True)
+    [line] = [r for r in caplog.records if "closed by" in r.getMessage()]
+    assert line.levelname == "WARNING"
+    assert line.getMessage() == (
+        f"session {closed[:8]} of bob closed by root (admin); tiles 1 released; perturbed "
+        "cells restored on tiles: none"
+    )
