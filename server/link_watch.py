@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from grpc_health.v1 import health, health_pb2
 
+from sidra.drivers import Board
 from sidra.drivers.monitor import LinkMonitored
 
 __all__ = ["PROBE_INTERVAL_S", "LinkWatcher"]
@@ -43,6 +44,9 @@ class LinkWatcher:
         self._thread = threading.Thread(target=self._run, name="link-watch", daemon=True)
         self._up: bool | None = None
         """The link state last published (None: none yet), so each change is logged once."""
+        self._instance = board.instance_id if isinstance(board, Board) else None
+        """The board instance the link last reached: one it comes back with otherwise
+        restarted and lost its cells."""
         board.add_link_listener(self._publish)
         self._publish(board.link_up)
 
@@ -57,11 +61,14 @@ class LinkWatcher:
 
     def _publish(self, up: bool) -> None:
         if self._up is not None and up != self._up:  # the server log says what health says
-            name = getattr(self.board, "name", "the board")
             if up:
-                log.warning("board link up: %s answers again; health SERVING", name)
+                log.warning("board link up: %s", self._came_back())
             else:
-                log.warning("board link down: %s; health NOT_SERVING", name)
+                reason = getattr(self.board, "link_down_reason", None)
+                log.warning(
+                    "board link down: %s%s; health NOT_SERVING until it answers again",
+                    self._named(), f": {reason}" if reason else "",
+                )  # fmt: skip
         self._up = up
         status = (
             health_pb2.HealthCheckResponse.SERVING
@@ -70,6 +77,27 @@ class LinkWatcher:
         )
         for name in self.services:
             self.health.set(name, status)
+
+    def _named(self) -> str:
+        """``serial:///dev/ttyUSB0 (serial number Y1-0042)``: where, and which board."""
+        name = getattr(self.board, "name", None) or "the board"
+        if isinstance(self.board, Board):
+            return f"{name} (serial number {self.board.info.serial_number})"
+        return str(name)
+
+    def _came_back(self) -> str:
+        """The board that answers again, and whether it restarted meanwhile."""
+        said = f"{self._named()} answers again; health SERVING"
+        if not isinstance(self.board, Board):
+            return said
+        before, self._instance = self._instance, self.board.instance_id
+        if before is None or before == self._instance:
+            return f"{said}; the same instance {self._instance}, its cells as they were"
+        return (
+            f"{said}; it restarted meanwhile (instance {before} -> {self._instance}) and "
+            "lost its programmed cells: program them again, or restart the server with "
+            "sidra serve --restore to program back what the state store holds"
+        )
 
     def _run(self) -> None:
         # The probe takes the link only when no call holds it, so RPCs never wait on it.

@@ -235,8 +235,18 @@ class SerialDriver(BoardDriver):
         return self._finder.device if self._finder is not None else self._link.name
 
     @property
+    def name(self) -> str:
+        """The board's URL as given (``serial:///dev/ttyUSB0``, ``socket://host:port``)."""
+        return self._link.name
+
+    @property
     def link_up(self) -> bool:
         return self._link.up
+
+    @property
+    def link_down_reason(self) -> str | None:
+        """Why the link went down (the error its calls got); None while it is up."""
+        return self._link.down_reason
 
     @property
     def device_times(self) -> DeviceTimes:

@@ -174,6 +174,8 @@ class Link:
         self._known_boot: int | None = None  # None: no board yet, or its reset was reported
         self._needs_hello = True
         self._reset_notice: str | None = None
+        self.down_reason: str | None = None
+        """Why the link went down (the error its calls got), None while it is up."""
         self.closed = False
         self.last_exchange = 0.0
 
@@ -301,12 +303,12 @@ class Link:
         if self._port is None:
             try:
                 self._port = self._opener()
-            except SidraError:  # the opener's own verdict (no such board, a refused device)
-                self._set_up(False)
+            except SidraError as exc:  # the opener's own verdict (no such board, a refused device)
+                self._set_up(False, str(exc))
                 raise
             except (OSError, ValueError) as exc:  # SerialException is an OSError
-                self._set_up(False)
                 hint = open_hint(self.name, exc)
+                self._set_up(False, f"cannot open {self.name}: {exc}{hint}")
                 raise BoardUnavailable(f"cannot open {self.name}: {exc}{hint}") from exc
             self._splitter.clear()
             self._inbox.clear()
@@ -338,9 +340,9 @@ class Link:
         if self._check_identity is not None:
             try:
                 self._check_identity(hello)
-            except SidraError:
+            except SidraError as exc:
                 self._close_port()  # refused: not one more byte to that device
-                self._set_up(False)
+                self._set_up(False, str(exc))
                 raise
         if self._known_boot is not None and hello.boot_counter != self._known_boot:
             self._count(resets=1)
@@ -455,7 +457,6 @@ class Link:
             raise DeadlineExceeded(
                 f"{what} (the last waited {timeout:.3f} s); the board answers PING"
             )
-        self._set_up(False)
         # Answers that came but damaged say something is there: on a UART, a line rate
         # other than the board's looks like this (a silent line is a board not there).
         heard = (
@@ -468,7 +469,9 @@ class Link:
             # The connection is taken but waits, unanswered, behind the host being served.
             heard = " (a board on TCP answers one host at a time: is another host, a sidra "
             heard += "serve, connected to it?)"
-        raise BoardUnavailable(f"{what}{heard} and a resync; the link is down")
+        lost = f"{what}{heard} and a resync; the link is down"
+        self._set_up(False, lost)
+        raise BoardUnavailable(lost)
 
     def _ping_once(self) -> bool:
         self._req_id = (self._req_id + 1) & 0xFFFF
@@ -589,8 +592,9 @@ class Link:
     def _lost(self, exc: Exception) -> BoardUnavailable:
         """The port failed (unplugged, closed by the far end): drop it, report the link down."""
         self._close_port()
-        self._set_up(False)
-        return BoardUnavailable(f"serial link to {self.name} lost: {exc}")
+        lost = f"serial link to {self.name} lost: {exc}"
+        self._set_up(False, lost)
+        return BoardUnavailable(lost)
 
     def _close_port(self) -> None:
         port, self._port = self._port, None
@@ -610,12 +614,13 @@ class Link:
         for key, delta in deltas.items():
             self._counts[key] += delta
 
-    def _set_up(self, up: bool) -> None:
+    def _set_up(self, up: bool, reason: str | None = None) -> None:
         if not up:
             self._needs_hello = True  # whoever talks next must re-establish the link
         if up == self._up:
             return
         self._up = up
+        self.down_reason = None if up else reason
         for listener in list(self._listeners):
             listener(up)
 

@@ -282,3 +282,54 @@ def test_a_tcp_board_another_host_holds_says_so() -> None:
                 open_board(f"{server.url}?timeout=0.05&retries=1")
         finally:
             first.close()
+
+
+def _link_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "sidra.server.link_watch"]
+
+
+def _wait_for_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[str]:
+    deadline = time.monotonic() + 5
+    while len(_link_lines(caplog)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _link_lines(caplog)
+
+
+def test_the_log_names_the_board_why_its_link_went_and_whether_it_came_back_restarted(
+    pty_rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The admin reading the log after a board was pulled saw `board link down: the
+    board; health NOT_SERVING` and `board link up: the board answers again`: no URL, no
+    serial number, no cause, and nothing of a board that came back restarted with its
+    cells lost (what `--restore` is for)."""
+    caplog.set_level("WARNING", logger="sidra.server.link_watch")
+    r = pty_rig
+    r.remote.program(0, G)
+    url, serial = r.server.url, r.driver.info.serial_number
+    shim = r.server.shim
+    assert shim is not None
+    shim.arm(unplug_in=1, unplug_s=float("inf"))
+    with pytest.raises(BoardUnavailable):
+        r.remote.program(1, G)
+    r.wait_for(NOT_SERVING)
+    shim.replug()
+    r.wait_for(SERVING)
+    down, up = _wait_for_lines(caplog, 2)
+    assert down.startswith(f"board link down: {url} (serial number {serial}): ")
+    assert "no valid response" in down and down.endswith(
+        "health NOT_SERVING until it answers again"
+    )
+    assert up.startswith(f"board link up: {url} (serial number {serial}) answers again")
+    assert up.endswith(f"the same instance {r.driver.instance_id}, its cells as they were")
+
+    before = r.driver.instance_id
+    shim.arm(unplug_in=1, unplug_s=float("inf"))
+    with pytest.raises(BoardUnavailable):
+        r.remote.program(1, G)
+    r.wait_for(NOT_SERVING)
+    r.server.reset_board()  # power-cycled while its cable was out
+    shim.replug()
+    r.wait_for(SERVING)
+    *_, again = _wait_for_lines(caplog, 4)
+    assert f"it restarted meanwhile (instance {before} -> {r.driver.instance_id})" in again
+    assert "sidra serve --restore" in again
