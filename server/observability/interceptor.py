@@ -35,7 +35,7 @@ from sidra.server.observability.calls import (
     request_id_from,
     unbind,
 )
-from sidra.server.observability.logs import log_rpc
+from sidra.server.observability.logs import log_held_back, log_rpc
 from sidra.server.observability.metrics import WRITING_RPCS, MethodSeries, ServiceMetrics
 from sidra.server.observability.repeats import RepeatedRefusals
 from sidra.server.security import Principal, current_principal
@@ -55,7 +55,8 @@ class CallObserver(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
         self.principal_tag = PrincipalTag()
-        self.repeats = RepeatedRefusals()  # a retrying client's refusals: once a burst
+        # a retrying client's refusals: once a burst, and how many when it is over
+        self.repeats = RepeatedRefusals(on_window_end=log_held_back)
 
     def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails

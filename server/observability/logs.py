@@ -12,7 +12,8 @@ slow; ERROR for the service's own faults (INTERNAL, UNKNOWN, DATA_LOSS), whose
 traceback :func:`sidra.server.status.map_errors` logs once beside this line.
 A refusal of the caller's own fault repeated within 10 s (same method, code and
 principal: a client retrying past its limits) is logged once, the next line of it
-saying how many it stood for (:mod:`sidra.server.observability.repeats`).
+saying how many it stood for, or, when the burst ends first, a line of its own at the
+window's end (:mod:`sidra.server.observability.repeats`).
 The board's hot-loop calls answered OK (:data:`ROUTINE_METHODS`: MVM,
 TransposeMVM, Perturb, PerturbedMVM, health checks) log at DEBUG: an SPSA run makes tens of
 thousands of them, which at INFO would bury everything else; their counts and
@@ -28,13 +29,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Hashable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import grpc
 
 from sidra.server.observability.calls import CallRecord, current_request_id
-from sidra.server.observability.repeats import RepeatedRefusals
+from sidra.server.observability.repeats import WINDOW_S, RepeatedRefusals
 from sidra.server.status import CALLER_CODES, SERVICE_FAULT_CODES
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "TextFormatter",
     "configure_logging",
     "level_of",
+    "log_held_back",
     "log_rpc",
 ]
 
@@ -107,6 +110,25 @@ def log_rpc(call: CallRecord, repeats: RepeatedRefusals | None = None) -> None:
         fields["held_back"] = held  # the same refusals since the last line of it
     text = " ".join(f"{key}={value}" for key, value in fields.items())
     log.log(level, "rpc %s", text, extra={"rpc": fields, "request_id": call.request_id})
+
+
+def log_held_back(kind: Hashable, held: int, window_s: float = WINDOW_S) -> None:
+    """The line of refusals held back in a window no later line of theirs closed (a burst
+    that ended): ``rpc method=... code=... principal=... held_back=N window_s=10.0``.
+    ``kind`` is the (method, code, principal) :func:`log_rpc` counts them by."""
+    method, code, principal = cast(tuple[str, grpc.StatusCode, str], kind)
+    level = level_of(method, code)
+    if not log.isEnabledFor(level):
+        return
+    fields: dict[str, object] = {
+        "method": method,
+        "code": code.name,
+        "principal": principal,
+        "held_back": held,
+        "window_s": window_s,
+    }
+    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    log.log(level, "rpc %s", text, extra={"rpc": fields})
 
 
 class CallContextFilter(logging.Filter):

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -269,3 +270,33 @@ def test_the_next_line_of_a_refusal_says_how_many_it_stands_for(
     for _ in range(3):  # answered calls are never held back
         log_rpc(ok, repeats)
     assert len(rpc_records(caplog)) == 6
+
+
+def test_a_burst_of_refusals_that_ends_inside_its_window_is_still_counted_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """16 threads against max_in_flight made 331 refusals in a second, then the client
+    stopped: the log showed one line, and the 330 held back were never said (only a
+    later refusal of the same kind would have carried held_back=)."""
+    from sidra.server.observability.calls import CallRecord
+    from sidra.server.observability.logs import log_held_back, log_rpc
+    from sidra.server.observability.repeats import RepeatedRefusals
+
+    repeats = RepeatedRefusals(window_s=0.5, on_window_end=log_held_back)
+    caplog.set_level(logging.DEBUG)
+    for _ in range(6):
+        record = CallRecord(f"/{SERVICE_NAME}/MVM", "0" * 32, principal="alice")
+        record.code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        log_rpc(record, repeats)
+    deadline = time.monotonic() + 10
+    while len(rpc_records(caplog)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lines = [r.rpc for r in rpc_records(caplog)]  # type: ignore[attr-defined]
+    assert len(lines) >= 2
+    assert 1 + sum(int(fields.get("held_back", 0)) for fields in lines) == 6  # every one
+    last = rpc_records(caplog)[-1]
+    assert last.levelname == "INFO"
+    assert last.getMessage() == (
+        f"rpc method=/{SERVICE_NAME}/MVM code=RESOURCE_EXHAUSTED principal=alice "
+        f"held_back={last.rpc['held_back']} window_s=0.5"  # type: ignore[attr-defined]
+    )
