@@ -30,7 +30,7 @@ from sidra.server.address import bind_problem, insecure_exposure, metrics_exposu
 from sidra.server.relative_paths import path_text
 from sidra.server.security.tokens import expiry_note, read_tokens
 from sidra.server.settings import ServerSettings, unread_variables
-from sidra.server.state.schema import SCHEMA_VERSION, schema_version
+from sidra.server.state.schema import SCHEMA_VERSION, schema_version, version_problem
 from sidra.server.state.serving import store_served_by
 
 __all__ = ["checked_settings"]
@@ -143,10 +143,7 @@ def _store_file(path: Path) -> tuple[str, str]:
             "sidra state restore BACKUP puts a backup in its place"
         )
     if version > SCHEMA_VERSION:
-        return "", (
-            f"state.path: {path} has schema {version}, written by a newer SIDRA HIL (this "
-            f"one reads up to {SCHEMA_VERSION})"
-        )
+        return "", f"state.path: {path}: {version_problem(version)}"
     if version < SCHEMA_VERSION:
         return (
             f"state: {path}, schema {version}: a start migrates it to {SCHEMA_VERSION} "

@@ -24,7 +24,14 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "migrate", "schema_version"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "migrate",
+    "schema_version",
+    "version_problem",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +411,21 @@ def schema_version(db: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def version_problem(version: int) -> str | None:
+    """What is wrong with a store of schema ``version`` for this code, naming the field,
+    the value, what is allowed and what to do; None when this code reads it."""
+    if 1 <= version <= SCHEMA_VERSION:
+        return None
+    head = f"schema_version: got {version}, expected 1 .. {SCHEMA_VERSION}"
+    if version > SCHEMA_VERSION:
+        return (
+            f"{head}: the store was written by a newer SIDRA HIL, which this one cannot "
+            "read; run that version again, or `sidra state restore` a backup of it taken "
+            "before that version migrated it"
+        )
+    return f"{head}: no SIDRA HIL state store there (no schema_version rows: an empty file?)"
+
+
 def migrate(db: sqlite3.Connection) -> int:
     """Applies the migrations ``db`` lacks (``db`` in autocommit mode); returns its version.
 
@@ -411,10 +433,7 @@ def migrate(db: sqlite3.Connection) -> int:
     """
     current = schema_version(db)
     if current > SCHEMA_VERSION:
-        raise ValueError(
-            f"schema_version: got {current}, expected at most {SCHEMA_VERSION} "
-            "(the store was written by a newer SIDRA HIL)"
-        )
+        raise ValueError(version_problem(current))
     for migration in MIGRATIONS[current:]:
         keys_on = bool(db.execute("PRAGMA foreign_keys").fetchone()[0])
         if migration.rebuilds_tables:  # outside a transaction: SQLite ignores it within one

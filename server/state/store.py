@@ -76,7 +76,7 @@ from sidra.server.state.rows import (
     history_filter,
     program_record,
 )
-from sidra.server.state.schema import SCHEMA_VERSION, migrate, schema_version
+from sidra.server.state.schema import SCHEMA_VERSION, migrate, schema_version, version_problem
 from sidra.server.state.upkeep import AUTO_VACUUM_INCREMENTAL, held_by_server
 
 log = logging.getLogger(__name__)
@@ -175,12 +175,9 @@ class StateStore:
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         db.execute("PRAGMA foreign_keys = ON")
         if self.read_only:
-            version = schema_version(db)
-            if version > SCHEMA_VERSION or version < 1:
-                raise StateStoreError(
-                    f"state store {self.path}: schema_version: got {version}, expected "
-                    f"1 .. {SCHEMA_VERSION} (a store written by a newer SIDRA HIL, or no store)"
-                )
+            problem = version_problem(schema_version(db))
+            if problem is not None:
+                raise StateStoreError(f"state store {self.path}: {problem}")
             return
         if db.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: before any table
             db.execute(f"PRAGMA auto_vacuum = {AUTO_VACUUM_INCREMENTAL}")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from sidra.server.state.errors import StateStoreError
 from sidra.server.state.paths import disk_bytes, made_private
-from sidra.server.state.schema import SCHEMA_VERSION, schema_version
+from sidra.server.state.schema import schema_version, version_problem
 from sidra.server.state.serving import store_served_by
 
 __all__ = [
@@ -305,11 +305,9 @@ def check_store(path: Path) -> StoreCheck:
         f"foreign_key_check: {table} row {rowid} names a row of {parent} that is not there"
         for table, rowid, parent, _ in dangling
     ]
-    if not 1 <= version <= SCHEMA_VERSION:
-        problems.append(
-            f"schema_version: got {version}, expected 1 .. {SCHEMA_VERSION} (a store "
-            "written by a newer SIDRA HIL, or no store)"
-        )
+    version_wrong = version_problem(version)
+    if version_wrong is not None:
+        problems.append(version_wrong)
     return StoreCheck(path, version, tuple(problems))
 
 

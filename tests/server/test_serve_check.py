@@ -86,7 +86,10 @@ def test_what_would_stop_a_start_exits_2_naming_it(tmp_path: Path, what: str) ->
         db.execute("INSERT INTO schema_version VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
         db.commit()
         db.close()
-        expected = f"has schema {SCHEMA_VERSION + 1}, written by a newer SIDRA HIL"
+        expected = (
+            f"state.path: {store}: schema_version: got {SCHEMA_VERSION + 1}, expected 1 .. "
+            f"{SCHEMA_VERSION}: the store was written by a newer SIDRA HIL"
+        )
     elif what == "not a store":
         store.write_bytes(b"not a database at all, " * 100)
         expected = "cannot be read as a state store"

@@ -287,6 +287,38 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         StateStore(path)
 
 
+def test_a_store_of_a_schema_this_version_cannot_read_says_what_to_do(tmp_path: Path) -> None:
+    """An admin who rolled SIDRA HIL back over a store the newer one migrated was told
+    `(a store written by a newer SIDRA HIL, or no store)` by `sidra state`, and nothing
+    of what to do; a server, `state check` and `state restore` each worded it otherwise."""
+    from sidra.server.state.upkeep import check_store
+
+    newer = tmp_path / "state.sqlite3"
+    StateStore(newer).close()
+    with sqlite3.connect(newer) as db:
+        db.execute("INSERT INTO schema_version VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
+    said = (
+        f"schema_version: got {SCHEMA_VERSION + 1}, expected 1 .. {SCHEMA_VERSION}: the store "
+        "was written by a newer SIDRA HIL, which this one cannot read; run that version "
+        "again, or `sidra state restore` a backup of it taken before that version migrated it"
+    )
+    for read_only in (False, True):  # a server opening it, and `sidra state show`
+        with pytest.raises(StateStoreError) as refused:
+            StateStore(newer, read_only=read_only)
+        assert str(refused.value).endswith(said)
+    assert check_store(newer).problems == (said,)
+    empty = tmp_path / "other.sqlite3"
+    with sqlite3.connect(empty) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(StateStoreError) as refused:
+        StateStore(empty, read_only=True)
+    assert "newer" not in str(refused.value)
+    assert str(refused.value).endswith(
+        f"schema_version: got 0, expected 1 .. {SCHEMA_VERSION}: no SIDRA HIL state store "
+        "there (no schema_version rows: an empty file?)"
+    )
+
+
 def test_a_reader_reads_an_older_store_through_a_migrated_copy_and_leaves_it(
     tmp_path: Path,
 ) -> None:
