@@ -376,11 +376,20 @@ def restore(
     typer.echo(f"{path} is now {backup_path} (schema {done.schema_version}){kept}")
     with _opened(path) as store:  # which boards: the serve --restore that programs them back
         serials = _serials(store)
+        held = store.usage()
     typer.echo(
         f"it holds {count_text(len(serials), 'board')}: "
         + (", ".join(serials) + "; sidra serve --restore on each programs its targets back"
            if serials else "none")
     )  # fmt: skip
+    # What comes back, so a restore that lost something (an old backup) is seen at once.
+    typer.echo(
+        f"  program history: {count_text(held.history_records, 'record')} of "
+        f"{held.programs:,} Programs; deployments: {held.deployments:,}; jobs: "
+        f"{held.jobs:,}; data set files for jobs: {held.dataset_files:,}\n"
+        "  not in a store, so not restored: the tokens file ([auth] tokens_file), the "
+        "configuration file and the TLS files; restore those from their own copies"
+    )
 
 
 @state_app.command("compact")

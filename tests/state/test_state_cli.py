@@ -254,6 +254,12 @@ def test_backup_restore_and_compact_as_a_user_runs_them(store_path: Path, tmp_pa
     )
     # Which boards it holds: the servers to start with --restore (it named none).
     assert f"it holds 1 board: {SERIAL}; sidra serve --restore on each" in done.stdout
+    # What came back, and what a store never holds (the admin looked for the tokens).
+    assert (
+        "  program history: 2 records of 2 Programs; deployments: 0; jobs: 0; data set "
+        "files for jobs: 0\n" in done.stdout
+    )
+    assert "not restored: the tokens file ([auth] tokens_file)" in done.stdout
     shown = json.loads(run_state("show", "--store", str(live), "--json").stdout)
     assert [board["serial_number"] for board in shown] == [SERIAL]
 
