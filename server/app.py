@@ -191,7 +191,7 @@ def create_server(
     turns = BoardTurns()
     keeper = LeaseKeeper(
         board, turns, lease_registry(board, leases or LeaseSettings()),
-        on_event=metrics.count_lease_event,
+        on_event=metrics.count_lease_event, on_wait=metrics.observe_lease_wait,
     )  # fmt: skip
     shm = shared_memory or SharedMemorySettings()
     shared = SharedMemoryStore(

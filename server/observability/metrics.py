@@ -35,6 +35,8 @@ __all__ = [
     "DURATION_BUCKETS_S",
     "QUEUE_WAIT_BUCKETS_S",
     "JOB_END_STATES",
+    "LEASE_WAIT_BUCKETS_S",
+    "LEASE_WAIT_OUTCOMES",
     "MethodSeries",
     "SIZE_BUCKETS_BYTES",
     "WRITING_RPCS",
@@ -51,6 +53,14 @@ tile or a 64 MiB batch takes seconds."""
 QUEUE_WAIT_BUCKETS_S = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0,
                         86_400.0, 3 * 86_400.0)  # fmt: skip
 """Buckets of a job's wait in the queue, s: a second (the queue's pass) to three days."""
+
+LEASE_WAIT_BUCKETS_S = (0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
+"""Buckets of an AcquireLease's wait for tiles others hold, s: at once (under 1 ms) to
+the 60 s a call may wait at most."""
+
+LEASE_WAIT_OUTCOMES = ("granted", "refused")
+"""How an AcquireLease's wait ended: the tiles were leased, or the call was refused (the
+tiles still held when its wait_s ran out, or at once with wait_s 0)."""
 
 SIZE_BUCKETS_BYTES = tuple(float(4**power) for power in range(3, 15))
 """Message size buckets, bytes: 64 B (an empty reply) to 256 MiB by factors of 4
@@ -129,6 +139,12 @@ class ServiceMetrics:
             "How long training jobs waited in the queue before they started, s.",
             buckets=QUEUE_WAIT_BUCKETS_S, registry=registry,
         )  # fmt: skip
+        self.lease_wait = Histogram(
+            "sidra_lease_wait_seconds",
+            "How long each AcquireLease waited for tiles other sessions held before it was "
+            "granted or refused, s.",
+            ("outcome",), buckets=LEASE_WAIT_BUCKETS_S, registry=registry,
+        )  # fmt: skip
         self.board = Info("sidra_board", "The board this server serves.", registry=registry)
         # Every operation's series exists from the start, so rate() and absent-series
         # alerts see 0 rather than nothing before the first call.
@@ -139,6 +155,7 @@ class ServiceMetrics:
         self._limit_refusals = {name: self.limit_refusals.labels(name) for name in LIMIT_NAMES}
         self._lease_events = {event: self.lease_events.labels(event) for event in LEASE_EVENTS}
         self._jobs_ended = {state: self.jobs_ended.labels(state) for state in JOB_END_STATES}
+        self._lease_wait = {end: self.lease_wait.labels(end) for end in LEASE_WAIT_OUTCOMES}
         self._series: dict[str, MethodSeries] = {}
 
     def series(self, method: str) -> MethodSeries:
@@ -165,6 +182,11 @@ class ServiceMetrics:
     def count_lease_event(self, event: str) -> None:
         """A session or lease event (:data:`~sidra.server.sessions.keeper.LEASE_EVENTS`)."""
         self._lease_events[event].inc()
+
+    def observe_lease_wait(self, outcome: str, seconds: float) -> None:
+        """An AcquireLease ended ``outcome`` (:data:`LEASE_WAIT_OUTCOMES`) after waiting
+        ``seconds`` for its tiles."""
+        self._lease_wait[outcome].observe(seconds)
 
     def observe_queue_wait(self, seconds: float) -> None:
         """A queued training job started after waiting ``seconds`` in the queue."""

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sidra.drivers import Board, OutOfRange, Region, SidraError
+from sidra.drivers.errors import LeaseHeld
 from sidra.drivers.requests import PerturbMode, PerturbRequest, Request
 from sidra.server.sessions.perturbed import PerturbedCells
 from sidra.server.sessions.registry import (
@@ -51,6 +52,9 @@ LEASE_EVENTS = (
 """What the keeper reports to its ``on_event`` listener (the metrics count them)."""
 
 EventListener = Callable[[str], None]
+
+WaitListener = Callable[[str, float], None]
+"""Told how each AcquireLease ended ("granted" or "refused") and how long it waited, s."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,14 @@ class LeaseKeeper:
         registry: LeaseRegistry,
         *,
         on_event: EventListener | None = None,
+        on_wait: WaitListener | None = None,
     ) -> None:
         self.board = board
         self.turns = turns
         self.registry = registry
         self.perturbed = PerturbedCells(board.info)
         self.on_event = on_event or (lambda event: None)
+        self.on_wait = on_wait or (lambda outcome, seconds: None)
         self.session_ended: list[Callable[[str], None]] = []
         """Called with the id of every session that ends (closed or expired): what lives
         as long as a session (shared-memory registrations) ends with it."""
@@ -155,11 +161,15 @@ class LeaseKeeper:
     ) -> SessionView:
         """Leases ``tiles`` (LeaseRegistry.acquire; ``wanted``: whether the caller still
         waits for the answer)."""
+        asked = time.monotonic()
         try:
             view = self.registry.acquire(principal, session_id, tiles, whole_board, wait_s, wanted)
-        except SidraError:
+        except SidraError as exc:
             self.on_event("refused")
+            if isinstance(exc, LeaseHeld):  # refused for others' tiles, not a bad request
+                self.on_wait("refused", time.monotonic() - asked)
             raise
+        self.on_wait("granted", time.monotonic() - asked)
         with self.turns.turn(principal):
             pass  # every call admitted before the grant has now finished
         self.on_event("granted")

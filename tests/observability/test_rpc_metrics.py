@@ -257,3 +257,42 @@ def test_each_step_of_a_sequence_counts_as_the_operation_it_is(
     assert only(changes, "sidra_board_cell_writes_total") == {
         sample("sidra_board_cell_writes_total", operation="Program"): written
     }
+
+
+def test_lease_waits_are_counted_by_how_they_ended(rig: tuple[Served, RemoteBoard]) -> None:
+    """A lab alerting on runs that wait for tiles (or give up on them) had no series of
+    it: sidra_lease_events_total counts a refusal, not a wait, and nothing counted the
+    AcquireLease that waited for a tile another session held and got it."""
+    import threading
+
+    from sidra.client import LeaseHeld
+
+    served, holder = rig
+    address = f"127.0.0.1:{served.port}"
+    before = served.scrape()
+    with (
+        connect(address) as impatient,
+        connect(address) as patient,
+        holder.session(label="holder") as held,
+    ):
+        lease = held.lease([0])
+        with impatient.session() as session, pytest.raises(LeaseHeld):
+            session.lease([0])  # refused at once: wait_s 0
+        with impatient.session() as session, pytest.raises(OutOfRange):
+            session.lease([99])  # a bad request: waited for no one
+        granted: list[object] = []
+        with patient.session() as session:
+            waiter = threading.Thread(target=lambda: granted.append(session.lease([0], wait_s=30)))
+            waiter.start()
+            lease.release()  # the waiter gets the tile, now or once it asks
+            waiter.join(timeout=35)
+            assert len(granted) == 1
+    changes = moved(before, served.scrape())
+    counts = {
+        dict(labels)["outcome"]: value
+        for (name, labels), value in changes.items()
+        if name == "sidra_lease_wait_seconds_count"
+    }
+    assert counts == {"granted": 2.0, "refused": 1.0}  # the holder's own lease, the waiter's
+    every = sample("sidra_lease_wait_seconds_bucket", outcome="granted", le="60.0")
+    assert changes[every] == 2.0  # under the longest wait a call may ask for
