@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cpu_name", "software"]
+__all__ = ["code_version", "cpu_name", "software"]
 
 PACKAGE = "sidra-hil"
 
@@ -41,17 +41,22 @@ def cpu_name() -> str:
     return cpu
 
 
-def software() -> dict[str, Any]:
-    """The code and machine a run's figures came from: a noisy emulated run repeats
-    exactly only on the same commit, CPU and BLAS (docs/training-results.md), and a
-    record that named none of them could not say why two runs differed."""
+def code_version() -> dict[str, str | None]:
+    """The SIDRA HIL version this process runs (``sidra_hil``) and its git ``commit``
+    (None: installed from a wheel, or no git)."""
     try:
         version = importlib.metadata.version(PACKAGE)
     except importlib.metadata.PackageNotFoundError:  # run from a tree not installed
         version = "unknown"
+    return {"sidra_hil": version, "commit": _commit()}
+
+
+def software() -> dict[str, Any]:
+    """The code and machine a run's figures came from: a noisy emulated run repeats
+    exactly only on the same commit, CPU and BLAS (docs/training-results.md), and a
+    record that named none of them could not say why two runs differed."""
     return {
-        "sidra_hil": version,
-        "commit": _commit(),
+        **code_version(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": _blas(),

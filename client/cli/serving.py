@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
+import os
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from grpc_health.v1 import health
 
 from sidra.cli.serve_check import checked_settings
 from sidra.drivers import InvalidArgument, SidraError, open_board
+from sidra.drivers.host_machine import code_version
 from sidra.server.address import bind_problem, metrics_exposure
 from sidra.server.app import create_configured_server
 from sidra.server.deployment_checks import check_restored
@@ -128,6 +130,11 @@ def _serve(settings: ServerSettings, restore_state: bool, handler: logging.Handl
     host = settings.listen.rsplit(":", 1)[0]
     info = driver.info
     metrics_url = _metrics_url(settings, endpoint)
+    running = _running_code()
+    if settings.logging.format != "json":  # the start line has no time of its own there
+        commit = f" (commit {running['commit']})" if running["commit"] else ""
+        code = f"SIDRA HIL {running['sidra_hil']}{commit}"
+        _logged(handler, f"sidra serve started: pid {running['pid']}, {code}")
     _announce(
         handler,
         settings,
@@ -140,6 +147,9 @@ def _serve(settings: ServerSettings, restore_state: bool, handler: logging.Handl
         serial_number=info.serial_number,
         protection=_protection(settings),
         metrics_url=metrics_url,
+        pid=running["pid"],
+        sidra_hil=running["sidra_hil"],
+        commit=running["commit"],
     )
     stop = threading.Event()
     received: list[str] = []
@@ -234,6 +244,18 @@ def _metrics_url(settings: ServerSettings, endpoint: MetricsEndpoint | None) -> 
         return None
     host = settings.metrics.listen.rsplit(":", 1)[0]
     return f"http://{host}:{endpoint.port}/metrics"
+
+
+def _running_code() -> dict[str, object]:
+    """This process and the code it runs, as the start line names them: after an upgrade
+    or a restart an admin reads from the log which version served when."""
+    return {"pid": os.getpid(), **code_version()}
+
+
+def _logged(handler: logging.Handler, text: str) -> None:
+    """``text`` as an INFO line of the text log, its time first, whatever ``[logging]
+    level`` says (as :func:`_announce`)."""
+    handler.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, text, (), None))
 
 
 def _announce(
