@@ -4,6 +4,7 @@ the virtual PCIe board, and URLs that cannot be opened."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 
@@ -67,7 +68,7 @@ def test_format_lists_every_link_counter() -> None:
     assert "\nlink\n" in text
     assert "\n  up               True" in text
     assert "\n  crc_errors       2" in text
-    assert "\n  device           rx_frames 7" in text
+    assert "\n  device           the board's own, every host's: rx_frames 7" in text
 
 
 def test_serial_board_reports_link_counters() -> None:
@@ -82,6 +83,25 @@ def test_serial_board_reports_link_counters() -> None:
     assert link["bytes_received"] > 0 and link["crc_errors"] == 0
     assert link["device"]["rx_frames"] >= 1  # the board's own counters of the same link
     assert link["max_payload"] >= 256
+
+
+def test_serial_link_figures_say_their_units() -> None:
+    """A bench reads the probe's link section: bytes say B, times s, and the board's own
+    counters say whose they are (they were bare numbers: 'payload_limit 65535', and
+    'device rx_frames ...' read as this host's)."""
+    with serve_virtual_board(preset("ideal"), seed=1) as server:
+        result = run_sidra("board", "probe", server.url)
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split()[0]: line.split(None, 1)[1]
+        for line in result.stdout.split("\nlink\n", 1)[1].splitlines()
+    }
+    assert rows["payload_limit"] == "65535 B" and rows["max_payload"] == "65535 B"
+    assert rows["bytes_sent"].endswith(" B") and rows["bytes_received"].endswith(" B")
+    assert rows["timeout_base_s"].endswith(" s")
+    assert rows["up"] == "True" and rows["exchanges"].isdigit()  # counts stay bare
+    assert rows["device"].startswith("the board's own, every host's: rx_frames ")
+    assert re.search(r", rx_bytes \d+ B, tx_bytes \d+ B,", rows["device"]), rows["device"]
 
 
 def _closed_port() -> int:

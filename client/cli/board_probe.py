@@ -22,7 +22,14 @@ from sidra.drivers.pcie import registers as r
 from sidra.drivers.pcie.bar import FileBar, MappedBar, SysfsBar
 from sidra.drivers.wire.device_times import DeviceTimes
 
-__all__ = ["LINK_ATTRIBUTES", "allowed_times", "format_probe", "probe", "probe_command"]
+__all__ = [
+    "LINK_ATTRIBUTES",
+    "LINK_UNITS",
+    "allowed_times",
+    "format_probe",
+    "probe",
+    "probe_command",
+]
 
 LINK_ATTRIBUTES = (
     "link_up",
@@ -178,11 +185,28 @@ def format_probe(report: dict[str, Any]) -> str:
     lines.append("link" + ("" if link else "          none (in-process board)"))
     width = max([16, *(len(name) for name in link)])
     for name, value in link.items():
-        shown = (
-            ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
-        )
+        if isinstance(value, dict):  # the board's own counters (serial: GET_LINK_STATS)
+            shown = "the board's own, every host's: " + ", ".join(
+                f"{k} {_with_unit(k, v)}" for k, v in value.items()
+            )
+        else:
+            shown = _with_unit(name, value)
         lines.append(f"  {name:<{width}} {shown}")
     return "\n".join(lines)
+
+
+LINK_UNITS = {
+    "bytes_sent": "B", "bytes_received": "B", "rx_bytes": "B", "tx_bytes": "B",
+    "payload_limit": "B", "max_payload": "B", "slot_window_bytes": "B", "bar_size": "B",
+    "host_memory_bytes": "B", "message_limit_bytes": "B", "max_batch": "vectors",
+    "timeout_base_s": "s", "timeout_s": "s",
+}  # fmt: skip
+"""The unit a link figure is counted in, shown after it (the rest are counts or flags)."""
+
+
+def _with_unit(name: str, value: Any) -> str:
+    unit = LINK_UNITS.get(name)
+    return f"{value} {unit}" if unit is not None and not isinstance(value, bool) else str(value)
 
 
 def probe_command(url: BoardArg, as_json: AsJson = False) -> None:
