@@ -264,7 +264,7 @@ class BoardFinder:
         raise BoardUnavailable(
             f"no serial port answers HELLO as serial number {wanted!r} (asked: "
             f"{', '.join(asked) or 'none'}; other boards: {', '.join(others) or 'none'}"
-            f"{'' if self.search_ptys else '; pseudo-terminals not searched'})"
+            f"{'' if self.search_ptys else PTYS_NOT_SEARCHED})"
         )
 
     def _candidates(self) -> list[str]:
@@ -373,6 +373,13 @@ def device_stamp(path: str) -> DeviceStamp | None:
     except OSError:
         return None
     return (st.st_rdev, st.st_ino, st.st_ctime_ns)
+
+
+PTYS_NOT_SEARCHED = (
+    "; pseudo-terminals not searched: add search_ptys=1 to the URL for a virtual board's "
+    "(sidra board serve --pty)"
+)
+"""How a search that found nothing says what it left out, and how to have it."""
 
 
 def candidate_ports(*, ptys: bool) -> list[str]:

@@ -234,6 +234,26 @@ def test_no_board_with_that_serial_number_names_what_it_found() -> None:
         server.stop()
 
 
+def test_a_search_that_left_ptys_out_says_how_to_have_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the bench, ``serial://?serial_number=`` of a virtual board finds nothing unless
+    ptys are searched: the error says so and names the option (it said 'pseudo-terminals
+    not searched', and not how). pyserial's port list is emptied: no HELLO goes to this
+    machine's real serial ports."""
+    monkeypatch.setattr(finder.list_ports, "comports", list)
+    other = fresh_board()
+    server = serve(other)
+    try:
+        wanted = f"EMU-missing-{secrets.token_hex(4)}"
+        with pytest.raises(BoardUnavailable) as e:
+            open_board(f"serial://{server.path}?serial_number={wanted}&timeout=0.2&retries=0")
+        assert f"{server.path} is '{serial_of(other)}'" in str(e.value)
+        assert "pseudo-terminals not searched: add search_ptys=1 to the URL" in str(e.value)
+    finally:
+        server.stop()
+
+
 def test_a_pty_a_host_opened_after_the_listing_is_not_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
