@@ -27,6 +27,22 @@ Chunk = tuple[float, bytes]
 """Seconds to wait before sending, then the bytes."""
 
 
+_UNITS = {
+    "ber": "a probability per bit on the wire",
+    "byte_drop": "a probability per byte",
+    "drop": "a probability per frame",
+    "dup": "a probability per frame",
+    "delay": "a probability per frame",
+    "delay_s": "seconds a delayed frame is held back",
+    "reset_after": "host frames before a power cycle, 0: never",
+    "unplug_after": "host frames before an unplug, 0: never",
+    "unplug_s": "seconds an unplug lasts, inf: until replugged",
+    "seed": "the fault pattern's seed",
+}
+"""What each --faults key counts, said with the value a refusal names."""
+_RATES = ("ber", "byte_drop", "drop", "dup", "delay")
+
+
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
     """What the shim does to each direction of the link.
@@ -60,12 +76,16 @@ class FaultConfig:
     """Seed of the fault pattern (an integer ≥ 0), so a failing run can be replayed."""
 
     def __post_init__(self) -> None:
-        for name in ("ber", "byte_drop", "drop", "dup", "delay"):
+        for name in _RATES:
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"fault {name}: got {getattr(self, name)}, expected 0 .. 1")
+                raise ValueError(
+                    f"fault {name}: got {getattr(self, name)}, expected 0 .. 1 ({_UNITS[name]})"
+                )
         for name in ("delay_s", "unplug_s", "reset_after", "unplug_after", "seed"):
             if getattr(self, name) < 0:
-                raise ValueError(f"fault {name}: got {getattr(self, name)}, expected >= 0")
+                raise ValueError(
+                    f"fault {name}: got {getattr(self, name)}, expected >= 0 ({_UNITS[name]})"
+                )
 
     @classmethod
     def parse(cls, spec: str) -> FaultConfig:
@@ -81,11 +101,14 @@ class FaultConfig:
                 )
             if key in values:  # as board URL options: "ber=1e-4,ber=1e-3" is ambiguous
                 raise ValueError(f"fault spec {key}: given twice, expected each key once")
-            kind = "an integer" if fields[key] == "int" else "a number"
             try:
                 values[key] = int(text) if fields[key] == "int" else float(text)
             except ValueError as exc:
-                raise ValueError(f"fault spec {key}: {text!r} is not {kind}") from exc
+                kind = "an integer" if fields[key] == "int" else "a number"
+                bounds = "0 .. 1" if key in _RATES else ">= 0"
+                raise ValueError(
+                    f"fault spec {key}: got {text!r}, expected {kind} {bounds} ({_UNITS[key]})"
+                ) from exc
         return cls(**values)  # type: ignore[arg-type]
 
     @property

@@ -93,3 +93,22 @@ def test_ten_thousand_exchanges_through_a_faulty_link_stay_exact() -> None:
     assert device["replays"] > 0  # retried requests were answered from the cache
     assert link.exchanges >= EXCHANGES
     print(f"\n{step} steps, {link}\nshim {shim.counts}\nboard {device}")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("drop=abc", "fault spec drop: got 'abc', expected a number 0 .. 1 (a probability per"),
+        ("reset_after=1.5", "fault spec reset_after: got '1.5', expected an integer >= 0 (host"),
+        ("ber=2", "fault ber: got 2.0, expected 0 .. 1 (a probability per bit on the wire)"),
+        ("unplug_s=-1", "fault unplug_s: got -1.0, expected >= 0 (seconds an unplug lasts"),
+    ],
+)  # fmt: skip
+def test_a_bad_fault_value_names_the_key_the_value_and_what_is_allowed(
+    spec: str, message: str
+) -> None:
+    """At the bench, ``--faults 'drop=abc'`` said only "'abc' is not a number": no range,
+    no unit. Every refusal names the key, the value, the range and what the key counts."""
+    with pytest.raises(ValueError) as refused:
+        FaultConfig.parse(spec)
+    assert str(refused.value).startswith(message), str(refused.value)
