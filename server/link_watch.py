@@ -86,8 +86,12 @@ class LinkWatcher:
         return str(name)
 
     def _came_back(self) -> str:
-        """The board that answers again, and whether it restarted meanwhile."""
-        said = f"{self._named()} answers again; health SERVING"
+        """The board that answers again, where when its URL does not say (a board searched
+        by serial number, found on a new device), and whether it restarted meanwhile."""
+        name = str(getattr(self.board, "name", None) or "")
+        device = getattr(self.board, "device", None)
+        at = f" at {device}" if isinstance(device, str) and device not in name else ""
+        said = f"{self._named()} answers again{at}; health SERVING"
         if not isinstance(self.board, Board):
             return said
         before, self._instance = self._instance, self.board.instance_id

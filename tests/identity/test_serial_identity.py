@@ -9,6 +9,7 @@ so a board another test process serves is never taken for ours.
 
 from __future__ import annotations
 
+import logging
 import os
 import pty
 import secrets
@@ -337,10 +338,15 @@ def read_line(fd: int, timeout_s: float = 10.0) -> str:
     return data.decode().splitlines()[0].strip()
 
 
-def test_a_served_board_found_again_by_serial_number_needs_no_restart() -> None:
+def test_a_served_board_found_again_by_serial_number_needs_no_restart(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """``sidra serve --board serial://?serial_number=...``: the board's pty vanishes and
     health turns NOT_SERVING; the board comes back on a new pty and, with no client
-    calling, the server's link watcher finds it: SERVING again, state intact."""
+    calling, the server's link watcher finds it: SERVING again, state intact. The
+    server's log says why the link went down and where the board was found again (its
+    URL names a serial number, not the new pty)."""
+    caplog.set_level(logging.WARNING, logger="sidra.server.link_watch")
     ours = fresh_board()
     first = serve(ours)
     driver = open_serial(f"serial://?serial_number={serial_of(ours)}&search_ptys=1&{OPTIONS}")
@@ -363,6 +369,11 @@ def test_a_served_board_found_again_by_serial_number_needs_no_restart() -> None:
     finally:
         server.stop(grace=None)
         driver.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "sidra.server.link_watch"]
+    down = [m for m in said if m.startswith("board link down: serial://?serial_number=")]
+    assert down and "lost" in down[0] and "health NOT_SERVING" in down[0], said
+    up = [m for m in said if m.startswith("board link up: serial://?serial_number=")]
+    assert up and f"answers again at {second.path}; health SERVING" in up[0], said
 
 
 def wait_for_health(health: health_pb2_grpc.HealthStub, status: int, within_s: float = 10) -> None:
