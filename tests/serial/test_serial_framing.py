@@ -74,7 +74,7 @@ def test_fault_spec_parsing() -> None:
     )  # fmt: skip
     for bad, message in [
         ("ber=2", "0 .. 1"), ("wobble=1", "key one of"), ("drop=x", "number"),
-        ("ber=1e-4,ber=1e-3", "ber: given twice"), ("reset_after=1.5", "not an integer"),
+        ("ber=1e-4,ber=1e-3", "ber: given twice"), ("reset_after=1.5", "expected an integer >= 0"),
     ]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
             FaultConfig.parse(bad)
