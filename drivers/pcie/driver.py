@@ -100,6 +100,8 @@ class PcieDriver(BoardDriver):
         self._lock = threading.Lock()
         self._listeners: list[Callable[[bool], None]] = []
         self._up = False
+        self.link_down_reason: str | None = None
+        """Why the link last went down (the error its call got); None while it is up."""
         self._probe_told = ""
         self._closed = False
         self._reset_notice: str | None = None
@@ -208,8 +210,11 @@ class PcieDriver(BoardDriver):
             self._closed = True
             self._detach()
 
-    def _set_up(self, up: bool) -> None:
+    def _set_up(self, up: bool, reason: str | None = None) -> None:
+        """``up``; going down, ``reason`` is why (the error its call got), which
+        :attr:`link_down_reason` keeps for the listeners (a server's log line)."""
         if up != self._up:
+            self.link_down_reason = None if up else reason
             self._up = up
             for listener in self._listeners:
                 listener(up)
@@ -242,17 +247,17 @@ class PcieDriver(BoardDriver):
         self._detach()
         try:
             bar = self._opener()
-        except BoardUnavailable:
-            self._set_up(False)
+        except BoardUnavailable as exc:
+            self._set_up(False, str(exc))
             raise
         try:
             info, boot, features = identify(bar)
             known = self._known_boot
             host_results = bool(features & Feature.HOST_RESULTS) and _WIRE_F32.isnative
             self._queues = Queues(bar, boot, self.timeout_s, host_results)
-        except BaseException:
+        except BaseException as exc:
             bar.close()
-            self._set_up(False)
+            self._set_up(False, f"{type(exc).__name__}: {exc}")
             raise
         self._bar = bar
         self._last_name = bar.name
@@ -313,7 +318,7 @@ class PcieDriver(BoardDriver):
             self._restart(queues)
         else:  # removed, or a hung command whose device then ignored a ring reset
             self._detach()
-            self._set_up(False)
+            self._set_up(False, f"{type(exc).__name__}: {exc}")
 
     def _stale(self, queues: Queues) -> None:
         """The board refused a command of the old boot: adopt the new one, raise."""
@@ -330,9 +335,9 @@ class PcieDriver(BoardDriver):
         self._known_boot = queues.boot_count = self._bar.read32(r.OFFSET["BOOT_COUNT"])
         try:
             queues.reset_rings()
-        except Exception:
+        except Exception as exc:
             self._detach()
-            self._set_up(False)
+            self._set_up(False, f"{type(exc).__name__}: {exc}")
             raise
 
     @staticmethod
