@@ -467,7 +467,11 @@ class PcieDriver(BoardDriver):
                 queues = self._ready_queues()
             try:
                 status, head_len, response, lent = queues.run_one(
-                    path.opcode, head, data, path.device_s_per_vector * batch, result_bytes
+                    path.opcode,
+                    head,
+                    data,
+                    path.device_s_fixed + path.device_s_per_vector * batch,
+                    result_bytes,
                 )
             except (BoardReset, BoardUnavailable, DeviceSilent) as exc:
                 self._failed(queues, exc)
@@ -545,7 +549,8 @@ class PcieDriver(BoardDriver):
 
     def _command(self, request: Request) -> Command:
         entry = entry_of(request)
-        device_s = entry.device_seconds(request, self.info, self.device_times)
+        times = self.device_times  # COMMAND_US once a command, on top (as a serial link)
+        device_s = entry.device_seconds(request, self.info, times) + times.command_s
         if not entry.always_staged:
             parts = entry.request_parts(request)
             return Command(
@@ -592,6 +597,9 @@ class _PassPath:
     """Most vectors one command carries (more: chunks, the generic path)."""
     device_s_per_vector: float
     """The wire entry's upper bound of the board's time per vector, s."""
+    device_s_fixed: float
+    """What the board may take over any command besides its vectors (COMMAND_US), s:
+    once a command, not once a vector."""
     padded: bool = False
     """A region pass on a board that takes none: padded to the whole tile (generic path)."""
 
@@ -621,7 +629,8 @@ def _pass_paths(info: BoardInfo, times: DeviceTimes) -> dict[type[Any], _PassPat
         msg = entry.msg(one)
         paths[request] = _PassPath(
             request, msg.name, int(msg), inputs, outputs, request.driven,
-            _vectors_per_window(inputs, outputs), entry.device_seconds(one, info, times),
+            _vectors_per_window(inputs, outputs),
+            entry.device_seconds(one, info, times), times.command_s,
         )  # fmt: skip
     return paths
 

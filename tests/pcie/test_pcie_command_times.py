@@ -34,6 +34,12 @@ def test_a_slow_board_declares_its_times_and_is_waited_for() -> None:
         assert isinstance(board, PcieDriver)
         assert board.device_times == REFERENCE_TIMES.declared(SLOW)
         assert board.device_times.program_cell_s == pytest.approx(300e-6)
+        # A pass's COMMAND_US is allowed once a command, not once a vector of its batch.
+        from sidra.drivers.requests import MVMRequest
+
+        path = board._pass_paths[MVMRequest]
+        assert path.device_s_fixed == pytest.approx(2e-3)
+        assert path.device_s_per_vector == pytest.approx(board.device_times.pass_s(board.info))
         start = time.monotonic()
         assert board.program(0, g).cells_written == g.size
         assert time.monotonic() - start >= 1.2  # the board did take that long

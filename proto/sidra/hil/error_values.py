@@ -1,6 +1,6 @@
 """An argument error's value as ErrorInfo carries it (board.proto, "Errors"): metadata
-``value`` is its text for people; ``value_json``, when the value is plain data other
-than a string (a number, a boolean, null, a list of them), is its JSON, so that a client
+``value`` is its text for people; ``value_json``, when the value is a number, a
+boolean or null, or a list (nested too) of those and strings, is its JSON, so that a client
 gets the value typed, as the board's own check raised it (``exc.value == 9``, not
 ``"9"``); a string's text is the string itself.
 
