@@ -15,6 +15,7 @@ service is open to whoever can connect, which by the first rule is loopback only
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
 from datetime import UTC, datetime
@@ -497,9 +498,14 @@ def load_settings(config: Path | None = None, **options: Any) -> ServerSettings:
 def _from_environment(location: tuple[Any, ...]) -> str:
     """Where a refused value came from when a SIDRA_* variable gave it (it overrides the
     file: an admin looking for ``max_batch = 0`` in sidra.toml found 64 there)."""
-    name = "SIDRA_" + "__".join(str(part) for part in location).upper()
-    given = next((key for key in os.environ if key.upper() == name), None)
+    given = _variable_set("SIDRA_" + "__".join(str(part) for part in location))
     return "" if given is None else f" (from the environment variable {given})"
+
+
+def _variable_set(name: str) -> str | None:
+    """The environment variable ``name`` as it is spelt where set (the settings read
+    ``sidra_state__path`` as ``SIDRA_STATE__PATH``); None when unset."""
+    return next((key for key in os.environ if key.upper() == name.upper()), None)
 
 
 CLIENT_VARIABLES = frozenset({"SIDRA_TOKEN", "SIDRA_SERVER", "SIDRA_CACHE_DIR", "SIDRA_HW_URL"})
@@ -577,6 +583,31 @@ class ServedFiles(_OptionsEnvironmentFile):
     def tokens_file(self) -> Path | None:
         """The tokens file (``[auth] tokens_file``); None when no setting names one."""
         return None if self.auth is None else self.auth.tokens_file
+
+    @property
+    def store_path_setting(self) -> str | None:
+        """The setting that named :attr:`store_path`, as an error about the store names it:
+        the environment variable (``SIDRA_STATE__PATH``, or ``SIDRA_STATE`` holding JSON
+        with a ``path``), else ``[state] path of FILE``; None for the default. The
+        variable wins over the file, as it does for ``sidra serve``."""
+        if "path" not in self.state.model_fields_set:
+            return None
+        variable = _variable_set("SIDRA_STATE__PATH")
+        if variable is not None:
+            return variable
+        section = _variable_set("SIDRA_STATE")
+        if section is not None and "path" in _json_keys(os.environ[section]):
+            return section
+        return f"[state] path of {self.config}"
+
+
+def _json_keys(text: str) -> set[str]:
+    """The keys of the JSON object ``text`` (none when it is not one)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return set()
+    return set(value) if isinstance(value, dict) else set()
 
 
 def served_files(config: Path | None = None) -> ServedFiles:

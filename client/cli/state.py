@@ -27,7 +27,7 @@ from rich.table import Table
 
 from sidra.cli import serve_files
 from sidra.cli.options import AsJson
-from sidra.cli.serve_files import ServeConfig
+from sidra.cli.serve_files import ServeConfig, StorePlace
 from sidra.cli.tables import columns_that_fit
 from sidra.cli.texts import count_text, size_text
 from sidra.server.state import (
@@ -63,13 +63,13 @@ BoardSerial = Annotated[
 
 
 @contextmanager
-def _opened(path: Path) -> Iterator[StateStore]:
-    """The store at ``path``, read-only; errors as BadParameter."""
+def _opened(place: StorePlace) -> Iterator[StateStore]:
+    """The store at ``place``, read-only; errors as BadParameter under what named it."""
     try:
-        with StateStore(path, read_only=True) as store:
+        with StateStore(place.path, read_only=True) as store:
             yield store
     except StateStoreError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--store") from exc
+        raise place.refused(str(exc)) from exc
 
 
 def _time(moment: datetime | None) -> str:
@@ -82,8 +82,8 @@ def show(store_path: StorePath = None, config: ServeConfig = None, as_json: AsJs
 
     Per tile: cells programmed, Programs counted and the last one's time; per board, the
     trained models deployed on it by name and whether each is still intact."""
-    path = serve_files.store_path(store_path, config)
-    with _opened(path) as store:
+    place = serve_files.store_place(store_path, config)
+    with _opened(place) as store:
         summaries = store.summary()
         records = DeploymentRecords(store)
         deployed = {
@@ -106,7 +106,7 @@ def show(store_path: StorePath = None, config: ServeConfig = None, as_json: AsJs
         return
     console = Console()
     # Which store: a server's --config may name another than this user's default.
-    console.print(f"store {path}", highlight=False)
+    console.print(f"store {place.path}", highlight=False)
     if not summaries:
         console.print("the state store holds no board yet")
     for summary in summaries:
@@ -190,7 +190,7 @@ def history(
     how many, the last's time (--json: the first's too), their cells written, the worst
     errors. A terminal too narrow for every column leaves out the record's number, then
     the cells written, unconverged cells, rms error and kind (--json has them all)."""
-    with _opened(serve_files.store_path(store_path, config)) as store:
+    with _opened(serve_files.store_place(store_path, config)) as store:
         if board is not None:
             _known_board(store, board)  # a misspelt serial is no empty history
         if tile is not None:
@@ -244,11 +244,11 @@ def usage(
     Jobs stay until deleted (sidra jobs delete, \[state] job_retention_days); the space
     they leave goes back to the file system (a store made before SIDRA HIL did that
     keeps it for reuse until sidra state compact)."""
-    path = serve_files.store_path(store_path, config)
-    with _opened(path) as store:
+    place = serve_files.store_place(store_path, config)
+    with _opened(place) as store:
         held = store.usage()
     if as_json:
-        typer.echo(json.dumps({"store": str(path), **dataclasses.asdict(held)}))
+        typer.echo(json.dumps({"store": str(place.path), **dataclasses.asdict(held)}))
         return
     free = (
         "being given back to the file system"
@@ -256,7 +256,7 @@ def usage(
         else "reused; sidra state compact, with the server stopped, gives it back"
     )
     typer.echo(
-        f"{path}: {size_text(held.disk_bytes)} on disk ({size_text(held.free_bytes)} of it "
+        f"{place.path}: {size_text(held.disk_bytes)} on disk ({size_text(held.free_bytes)} of it "
         f"free, {free})\n"
         f"  boards: {held.boards}\n"
         f"  program history: {count_text(held.history_records, 'record')} of "
@@ -282,8 +282,9 @@ def export(
     programmed bool, write_counts uint32 (as last read; 0 where never read),
     counts_read bool, board_serial.
     """
-    with _opened(serve_files.store_path(store_path, config)) as store:
-        serial = board if board is not None else _only_board(store)
+    place = serve_files.store_place(store_path, config)
+    with _opened(place) as store:
+        serial = board if board is not None else _only_board(store, place)
         try:
             written = store.export_npz(serial, out)
         except StateStoreError as exc:
@@ -302,10 +303,11 @@ def check(
     SQLite's integrity_check (pages, indexes), foreign_key_check (rows naming rows that
     are not there) and the schema version: after a power cut, a full disk or a copy
     made with cp. A damaged store: restore a backup (sidra state restore)."""
+    place = serve_files.store_place(store_path, config)
     try:
-        found = check_store(serve_files.store_path(store_path, config))
+        found = check_store(place.path)
     except StateStoreError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--store") from exc
+        raise _named(exc, {}, place) from exc
     if as_json:
         result = {"store": str(found.path), "schema_version": found.schema_version,
                   "whole": found.whole, "problems": list(found.problems)}  # fmt: skip
@@ -333,10 +335,11 @@ def backup(
     integrity_check and fsynced before it takes its name. A file copied with cp while a
     server writes can mix pages of different moments and leave out the write-ahead log.
     Put a backup back with sidra state restore."""
+    place = serve_files.store_place(store_path, config)
     try:
-        made = backup_store(serve_files.store_path(store_path, config), out)
+        made = backup_store(place.path, out)
     except StateStoreError as exc:  # "backup:" is the file being written: OUT
-        raise _named(exc, {"out": "OUT", "backup": "OUT", "store": "--store"}) from exc
+        raise _named(exc, {"out": "OUT", "backup": "OUT"}, place) from exc
     typer.echo(
         f"wrote {made.path}: {size_text(made.bytes)}, schema {made.schema_version}, "
         f"integrity ok, as committed at {made.taken_utc:%Y-%m-%d %H:%M:%S} UTC"
@@ -358,12 +361,12 @@ def restore(
     board is not touched: start the server with --restore to program the backup's golden
     targets back onto it. Refused, with nothing changed, while a server has the store
     open or when the backup is not a whole store."""
-    path = serve_files.store_path(store_path, config)
+    place = serve_files.store_place(store_path, config)
+    path = place.path
     holder = store_served_by(path)
     if holder is not None:  # refused anyway below: said before asking, not after
-        raise typer.BadParameter(
-            f"{path} is served now by sidra serve ({holder}): stop that server first",
-            param_hint="--store",
+        raise place.refused(
+            f"{path} is served now by sidra serve ({holder}): stop that server first"
         )
     if not yes:
         asked = f"replace {path} with" if path.exists() else f"make {path} (no store there) from"
@@ -371,10 +374,10 @@ def restore(
     try:
         done = restore_backup(backup_path, path)
     except StateStoreError as exc:
-        raise _named(exc, {"backup": "BACKUP", "store": "--store"}) from exc
+        raise _named(exc, {"backup": "BACKUP"}, place) from exc
     kept = f"; the store it replaced is {done.replaced}" if done.replaced else ""
     typer.echo(f"{path} is now {backup_path} (schema {done.schema_version}){kept}")
-    with _opened(path) as store:  # which boards: the serve --restore that programs them back
+    with _opened(place) as store:  # which boards: the serve --restore that programs them back
         serials = _serials(store)
         held = store.usage()
     typer.echo(
@@ -399,35 +402,37 @@ def compact(store_path: StorePath = None, config: ServeConfig = None) -> None:
     A store made by this version gives the space deleted jobs leave back as it goes;
     one made before keeps it for reuse: compact returns it once and switches the store
     to giving it back from then on. All or nothing, like every store write."""
+    place = serve_files.store_place(store_path, config)
     try:
-        done = compact_store(serve_files.store_path(store_path, config))
+        done = compact_store(place.path)
     except StateStoreError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--store") from exc
+        raise _named(exc, {}, place) from exc
     typer.echo(
         f"{done.path}: {size_text(done.bytes_before)} → {size_text(done.bytes_after)} on disk"
         + ("" if done.was_returning_space else "; it now gives free space back as it goes")
     )
 
 
-def _named(exc: StateStoreError, arguments: dict[str, str]) -> typer.BadParameter:
+def _named(
+    exc: StateStoreError, arguments: dict[str, str], place: StorePlace
+) -> typer.BadParameter:
     """A store error under the argument it is about: one starting ``out: `` is OUT's
-    (``Invalid value for OUT / --store`` left the admin to guess which)."""
+    (``Invalid value for OUT / --store`` left the admin to guess which); any other is
+    the store's, under what named it (``store: `` dropped: the hint says which)."""
     head, sep, rest = str(exc).partition(": ")
     if sep and head in arguments:
         return typer.BadParameter(rest, param_hint=arguments[head])
-    return typer.BadParameter(str(exc), param_hint="--store")
+    return place.refused(rest if sep and head == "store" else str(exc))
 
 
 def _serials(store: StateStore) -> list[str]:
     return [board.serial_number for board in store.boards()]
 
 
-def _only_board(store: StateStore) -> str:
+def _only_board(store: StateStore, place: StorePlace) -> str:
     serials = _serials(store)
     if not serials:
-        raise typer.BadParameter(
-            "the store holds no board yet: nothing to export", param_hint="--store"
-        )
+        raise place.refused("the store holds no board yet: nothing to export")
     if len(serials) > 1:
         raise typer.BadParameter(
             f"not given; the store holds {len(serials)} boards ({', '.join(serials)}): name one",

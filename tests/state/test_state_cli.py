@@ -127,6 +127,61 @@ def test_the_store_is_the_one_the_servers_settings_name(store_path: Path, tmp_pa
     assert f"--config / SIDRA_CONFIG: config: file not found '{tmp_path / 'none.toml'}'" in said
 
 
+def said_plainly(result: subprocess.CompletedProcess[str]) -> str:
+    """A usage error's text out of its box, on one line."""
+    return " ".join(result.stderr.replace("│", " ").split())
+
+
+def test_an_error_about_the_store_names_the_setting_that_chose_it(
+    store_path: Path, tmp_path: Path
+) -> None:
+    """A store named by SIDRA_STATE__PATH or a settings file was blamed on --store, which
+    the admin had not given: each error names the option, the variable or the file and
+    its key, and the store's path."""
+    missing = tmp_path / "none.sqlite3"
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[state]\npath = "{missing}"\n')
+    data = tmp_path / "data"  # the default store: the user data folder, here an empty one
+    bare = {k: v for k, v in os.environ.items() if k not in ("SIDRA_STATE__PATH", "SIDRA_CONFIG")}
+    bare |= {"XDG_DATA_HOME": str(data)}
+    ways = {
+        "--store": (("--store", str(missing)), bare),
+        "SIDRA_STATE__PATH": ((), bare | {"SIDRA_STATE__PATH": str(missing)}),
+        f"[state] path of {config} (--config)": (("--config", str(config)), bare),
+        f"[state] path of {config} (SIDRA_CONFIG)": ((), bare | {"SIDRA_CONFIG": str(config)}),
+    }
+    for named_by, (args, environ) in ways.items():
+        for command in ("show", "history", "usage", "check", "compact"):
+            refused = run_state(command, *args, environ=environ, columns=400)
+            assert refused.returncode == 2, (named_by, command, refused.stderr)
+            said = said_plainly(refused)
+            assert f"Invalid value for {named_by}: " in said, (command, said)
+            assert f"{missing}: no such file" in said, (command, said)
+    default = run_state("show", environ=bare, columns=400)
+    assert (
+        "Invalid value for the default store (no --store, SIDRA_STATE__PATH or [state] path "
+        f"names one): state store {data / 'sidra-hil' / 'state.sqlite3'}: no such file"
+    ) in said_plainly(default)
+
+    # Not a store, and a store a server holds: the variable named it, not --store.
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_text("not a database")
+    with_garbage = bare | {"SIDRA_STATE__PATH": str(garbage)}
+    for command in ("backup", "compact"):
+        out = ("backup", str(tmp_path / "out.sqlite3")) if command == "backup" else (command,)
+        said = said_plainly(run_state(*out, environ=with_garbage, columns=400))
+        assert f"Invalid value for SIDRA_STATE__PATH: {garbage}: not a readable" in said, said
+    held = tmp_path / "held.sqlite3"
+    held.write_bytes(store_path.read_bytes())
+    config.write_text(f'[state]\npath = "{held}"\n')
+    with StateStore(held):  # a server has it open
+        refused = run_state("compact", environ=bare | {"SIDRA_CONFIG": str(config)}, columns=400)
+    assert (
+        f"Invalid value for [state] path of {config} (SIDRA_CONFIG): state store {held}: "
+        "compact: a server has it open"
+    ) in said_plainly(refused)
+
+
 def test_a_missing_store_or_board_is_a_clear_error(store_path: Path, tmp_path: Path) -> None:
     missing = run_state("show", "--store", str(tmp_path / "none.sqlite3"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
