@@ -348,6 +348,7 @@ class TrainingJobs:
         resume: bytes | None = None,
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
         dataset_file: bytes | None = None,
+        dataset_origin: str = "sent with the job",
     ) -> Outcome:
         """Runs the job on ``board``; returns its summary and record files. Once ``stop`` is
         set it ends at its next step, epoch (drift-recovery: of its retraining) or run
@@ -355,14 +356,16 @@ class TrainingJobs:
         :attr:`resumable`) its ``checkpoint.json``, which it also hands the service every
         ``checkpoint_every_s`` while it runs (``reporter.keep_file``). ``resume``: a
         checkpoint's bytes (:meth:`check_resume`), which the job goes on from.
-        ``dataset_file``: the content of the file ``dataset`` names, sent with the job."""
+        ``dataset_file``: the content of the file ``dataset`` names; ``dataset_origin``: how
+        it reached the server, as the log says it (sent with the job, or kept on the
+        server: sidra.server.jobs.runner.DATASET_SENT and the others)."""
         split = _split(options)
         if dataset_file is None:
             reporter.log(f"loading data set {dataset}")
             data = load_dataset(dataset, **split)
         else:  # its digest as the load computed it (the record's settings hold it whole)
             data = load_dataset(dataset, content=dataset_file, **split)
-            reporter.log(f"loading data set {dataset} (sent with the job: "
+            reporter.log(f"loading data set {dataset} ({dataset_origin}: "
                          f"{len(dataset_file):,} bytes, SHA-256 {data.sha256[:16]})")  # fmt: skip
         reporter.log(f"{kind} on {data.name}: {len(data.x_train)} training samples")
         with tempfile.TemporaryDirectory(prefix="sidra-job-") as folder:

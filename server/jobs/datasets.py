@@ -29,7 +29,7 @@ from sidra.drivers import (
 )
 from sidra.hil.v1 import jobs_pb2 as pb
 from sidra.server.jobs.pieces import piece_length
-from sidra.server.jobs.runner import HeldDataset, JobRunner
+from sidra.server.jobs.runner import DATASET_KEPT, HeldDataset, JobRunner
 from sidra.server.jobs.submission import check_dataset_file
 from sidra.server.limits import MIB, RefusalListener
 from sidra.server.parsing import parse_request
@@ -240,7 +240,7 @@ class DatasetFiles:
         if found is None:
             raise DatasetNotKept(_missing(DATASET_SHA256_FIELD, principal, digest))
         row, content = found
-        held = HeldDataset(content, digest)
+        held = HeldDataset(content, digest, DATASET_KEPT)
         if not dataset:
             return row.name, held
         stored, given = PurePosixPath(row.name).suffix.lower(), PurePosixPath(dataset).suffix

@@ -80,6 +80,9 @@ class LiveJob:
     dataset_file: bytes | None = None
     """The content of the data set file the job was sent, while it runs (None: a bundled
     set, or a queued job's, which the store keeps: :attr:`queued_file`)."""
+    dataset_origin: str = ""
+    """How the data set file reached the server (runner.DATASET_SENT, ...), for the
+    job's log; empty: a bundled set."""
     queued_file: SentDataset | None = None
     """A queued job's data set file, read from the store when asked (its placement's
     shape is kept by digest, so once) and as the job starts."""

@@ -23,6 +23,9 @@ from sidra.drivers import Board, BoardInfo, FailedPrecondition, TileUse
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "DATASET_KEPT",
+    "DATASET_QUEUED",
+    "DATASET_SENT",
     "RUN_FILE",
     "ENTRY_POINT_GROUP",
     "STOPPED_AT",
@@ -86,6 +89,19 @@ class JobReporter(Protocol):
         ...
 
 
+DATASET_SENT = "sent with the job"
+"""How a job's log says its data set file came: in the SubmitJob request
+(``dataset_file``)."""
+
+DATASET_KEPT = "kept on the server, uploaded before the job"
+"""How a job's log says its data set file came: a file the principal uploaded
+(UploadDataset) and the job named by SHA-256 (``dataset_sha256``), not sent with it."""
+
+DATASET_QUEUED = "kept on the server while the job was queued"
+"""How a job's log says its data set file came when it was queued before the server
+restarted: the store keeps the file, sent or named alike, and not which."""
+
+
 class SentDataset(Protocol):
     """A data set file a job was sent, known by its SHA-256 and read only when needed: a
     queued job's placement asks for the shape of its data every pass of the queue, which
@@ -94,6 +110,12 @@ class SentDataset(Protocol):
     @property
     def sha256(self) -> str:
         """SHA-256 of the file's bytes, 64 lowercase hex digits."""
+        ...
+
+    @property
+    def origin(self) -> str:
+        """How the file reached the server, as the job's log says it (:data:`DATASET_SENT`,
+        :data:`DATASET_KEPT`, :data:`DATASET_QUEUED`)."""
         ...
 
     def read(self) -> bytes:
@@ -108,6 +130,8 @@ class HeldDataset:
 
     content: bytes
     sha256: str = ""
+    origin: str = DATASET_SENT
+    """How it reached the server: in the request, unless a stored file was named."""
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -124,6 +148,8 @@ class StoredDataset:
     sha256: str
     load: Callable[[str], bytes]
     """Reads the bytes of a SHA-256 from the store."""
+    origin: str
+    """How it reached the server (the submission's, or :data:`DATASET_QUEUED`)."""
 
     def read(self) -> bytes:
         return self.load(self.sha256)
@@ -169,8 +195,9 @@ class JobRunner(Protocol):
         ``dataset``), and whether it needs the whole board; ValueError when they do not
         fit. Given no tiles, a job going on from ``resume`` (a checkpoint, checked) takes
         the tiles it ran on first, any other those ``use`` says nobody else uses.
-        ``dataset_file``: the file ``dataset`` names, sent with the job (None: ``dataset``
-        is one of :attr:`datasets`), read only when its shape is not known yet."""
+        ``dataset_file``: the file ``dataset`` names, sent with the job or kept on the
+        server (None: ``dataset`` is one of :attr:`datasets`), read only when its shape is
+        not known yet."""
         ...
 
     def deployment_kept(self, kind: str, options: Any) -> str:
@@ -208,6 +235,7 @@ class JobRunner(Protocol):
         resume: bytes | None = None,
         checkpoint_every_s: float = 60.0,
         dataset_file: bytes | None = None,
+        dataset_origin: str = DATASET_SENT,
     ) -> tuple[dict[str, Any], dict[str, RecordFile]]:
         """Runs the job; returns its summary and its record files by name (a file that
         takes long to make, its plot, as what makes it). Once ``stop`` is
@@ -218,7 +246,9 @@ class JobRunner(Protocol):
         ``checkpoint.json`` among its files; ``resume``, such a file's bytes (checked by
         :meth:`check_resume`), is where the job goes on from. While it runs, such a job
         hands its latest checkpoint to ``reporter.keep_file`` every ``checkpoint_every_s``.
-        ``dataset_file``: the content of the file ``dataset`` names, sent with the job.
+        ``dataset_file``: the content of the file ``dataset`` names, sent with the job or
+        kept on the server; ``dataset_origin`` says which, as the job's log is to say it
+        (:data:`DATASET_SENT`, :data:`DATASET_KEPT`, :data:`DATASET_QUEUED`).
 
         A job that fails after doing part of its work (its board gone mid-way) may keep
         the record of that part: the exception it raises has an ``outcome`` attribute,

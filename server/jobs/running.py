@@ -174,6 +174,7 @@ class RunningJob:
                 summary, files = runner.run(
                     row.kind, live.options, row.dataset, board, self, live.stop, live.resume,
                     settings.checkpoint_every_s, live.dataset_file,
+                    dataset_origin=live.dataset_origin,
                 )  # fmt: skip
             finally:
                 recorder.drain()  # every write the job made is in the store before it ends

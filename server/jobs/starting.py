@@ -30,7 +30,13 @@ from sidra.drivers import (
 from sidra.drivers.monitor import LinkMonitored
 from sidra.server.jobs.live import LiveJob
 from sidra.server.jobs.queue import JobQueue, Waiting, WaitsForTiles
-from sidra.server.jobs.runner import HeldDataset, JobRunner, SentDataset, StoredDataset
+from sidra.server.jobs.runner import (
+    DATASET_QUEUED,
+    HeldDataset,
+    JobRunner,
+    SentDataset,
+    StoredDataset,
+)
 from sidra.server.jobs.running import close_session
 from sidra.server.jobs.submission import Submission
 from sidra.server.jobs.table import JobTable, snapshot
@@ -131,6 +137,7 @@ class JobStarter:
                 row, session.id, last_flush_s=time.monotonic(), options=job.options,
                 resume=job.resume,
                 dataset_file=None if job.dataset_file is None else job.dataset_file.content,
+                dataset_origin="" if job.dataset_file is None else job.dataset_file.origin,
             )  # fmt: skip
             with self.table.changed:
                 self.table.live[job_id] = live
@@ -213,7 +220,7 @@ class JobStarter:
             held = job.dataset_file
             live = LiveJob(
                 row, "", options=job.options, resume=job.resume,
-                queued_file=None if held is None else self._stored_file(held.sha256),
+                queued_file=None if held is None else self._stored_file(held.sha256, held.origin),
             )  # fmt: skip
             table.event(live, "state", state="queued")
             # under the lock: the queue never sees it unstored
@@ -240,10 +247,11 @@ class JobStarter:
         for queued in records.queued():
             row, resume = queued.row, queued.resume_checkpoint
             file: SentDataset | None = None
+            # How the file came is not in the store: said as what is known.
             if queued.dataset_sha256 is not None:
-                file = self._stored_file(queued.dataset_sha256)
+                file = self._stored_file(queued.dataset_sha256, DATASET_QUEUED)
             elif queued.dataset_file is not None:  # queued before schema 11: its own copy
-                file = HeldDataset(queued.dataset_file)
+                file = HeldDataset(queued.dataset_file, origin=DATASET_QUEUED)
             live = LiveJob(row, "", resume=resume, queued_file=file)
             live.events = records.events(row.id)  # its next event's index follows them
             live.stored = len(live.events)
@@ -357,6 +365,8 @@ class JobStarter:
                         row.state, row.started_unix_s, row.message = "running", table.clock(), ""
                         row.tiles, row.whole_board = lease.tiles, lease.whole_board
                         live.session_id = session.id
+                        if live.queued_file is not None:
+                            live.dataset_origin = live.queued_file.origin
                         live.dataset_file, live.queued_file = content, None
                         live.started_s = live.last_flush_s = time.monotonic()
                         table.event(live, "state", state="running")
@@ -465,8 +475,9 @@ class JobStarter:
         log.warning("job %s of %s not started: %s", live.row.id, live.row.principal, why)
         return True
 
-    def _stored_file(self, sha256: str) -> StoredDataset:
-        """A queued job's data set file, read from the store when asked."""
+    def _stored_file(self, sha256: str, origin: str) -> StoredDataset:
+        """A queued job's data set file, read from the store when asked; ``origin``: how
+        it reached the server."""
         assert self.table.records is not None
         kept = DatasetRecords(self.table.records.store)
 
@@ -477,4 +488,4 @@ class JobStarter:
                                          "the state store")  # fmt: skip
             return content
 
-        return StoredDataset(sha256, load)
+        return StoredDataset(sha256, load, origin)

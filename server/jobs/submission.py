@@ -1,7 +1,7 @@
 """A SubmitJob checked whole before anything happens: kind, data set (a bundled one's
-name, or a file sent with the job), the lease wait, the options, the checkpoint it goes on
-from, and the tiles it needs on this board. A refused submission raises the typed error
-naming its field and leaves no trace."""
+name, or a file sent with the job or kept on the server), the lease wait, the options,
+the checkpoint it goes on from, and the tiles it needs on this board. A refused
+submission raises the typed error naming its field and leaves no trace."""
 
 from __future__ import annotations
 

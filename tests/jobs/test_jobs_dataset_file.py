@@ -165,6 +165,11 @@ def test_a_queued_job_s_file_outlives_the_server_and_is_dropped_once_it_starts(
         done = client.jobs.wait(waiting.job_id)
         assert done.state == "succeeded", done.error
         assert done.dataset == "iris.csv" and done.summary["test_accuracy"] > 0.5
+        lines = [e.message for e in client.jobs.watch(waiting.job_id) if e.kind == "log"]
+    # The store kept the file, and not whether it was sent or named: said as known.
+    assert lines[0].startswith(
+        "loading data set iris.csv (kept on the server while the job was queued: "
+    )
     with sqlite3.connect(store) as db:
         assert db.execute(kept_file, (waiting.job_id,)).fetchall() == []
         assert db.execute("SELECT count(*) FROM dataset_blobs").fetchone() == (0,)

@@ -104,9 +104,12 @@ def test_a_file_larger_than_a_request_is_uploaded_in_pieces_and_trains(tmp_path:
         lines = [e.message for e in client.jobs.watch(job.job_id) if e.kind == "log"]
     settings = json.loads(record.files["settings.json"])
     assert (settings["dataset"], settings["dataset_sha256"]) == ("large.npz", digest)
-    assert lines[0] == (
-        f"loading data set large.npz (sent with the job: {len(content):,} bytes, SHA-256 "
-        f"{digest[:16]})"
+    assert (
+        lines[0]
+        == (  # uploaded first and named: not in the job's request
+            f"loading data set large.npz (kept on the server, uploaded before the job: "
+            f"{len(content):,} bytes, SHA-256 {digest[:16]})"
+        )
     )
     assert _blobs(store) == [(digest, len(content))]
 
@@ -208,7 +211,10 @@ def test_a_file_s_bytes_are_kept_once_and_go_when_the_last_holder_lets_go(
         for job in queued:
             done = client.jobs.wait(job.job_id)
             assert done.state == "succeeded", done.error
+        lines = [e.message for e in client.jobs.watch(queued[0].job_id) if e.kind == "log"]
     assert _blobs(store) == []
+    # Sent with the job, then kept while it queued: still what the log says of it.
+    assert lines[0].startswith("loading data set lab.csv (sent with the job: ")
 
 
 def test_a_stored_file_trains_a_job_named_by_its_digest(tmp_path: Path) -> None:
@@ -509,7 +515,11 @@ def test_a_queued_job_s_file_is_read_from_the_store_once_as_it_starts(
         bench.release(all_tiles=True)
         done = client.jobs.wait(job.job_id)
         assert done.state == "succeeded", done.error
+        lines = [e.message for e in client.jobs.watch(job.job_id) if e.kind == "log"]
     assert reads == [hashlib.sha256(sent.read_bytes()).hexdigest()]
+    # Queued, read from the store: still the file it named, uploaded before it.
+    assert lines[0].startswith("loading data set large.npz (kept on the server, uploaded "
+                               "before the job: ")  # fmt: skip
 
 
 DAY_S = 86_400.0
