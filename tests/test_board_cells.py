@@ -71,6 +71,12 @@ def test_one_value_fills_a_region_and_the_text_report_says_what_write_verify_rea
     assert "36cellswritten" in text and "0unconverged" in text
     held = board.read_conductance(0, Region(250, 250, 6, 6)).conductances
     np.testing.assert_allclose(held, 25.0, atol=0.5)
+    # Through a pipe, no COLUMNS: the report's lines whole, not folded at 80 columns.
+    piped = run_sidra("board", "program", url, "--fill-us", "20", "--region", "0,0,2,2",
+                      env={"COLUMNS": None})  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    written = piped.stdout.splitlines()[1]
+    assert written.startswith("4 cells written in ") and written.endswith(" 0 unconverged")
 
 
 def test_read_draws_a_map_and_a_plain_emulator_is_named_as_forgetful(tmp_path: Path) -> None:

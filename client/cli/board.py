@@ -206,9 +206,8 @@ def characterize_board(
 
     The board is left programmed with test patterns and, with --drift, its clock
     advanced by 65 536 s: characterize a board before putting work on it."""
-    from rich.console import Console
-
     from sidra.cli.board_characterize import run_characterize
+    from sidra.cli.consoles import output_console
 
     if out.suffix != ".toml":
         raise typer.BadParameter(f"--out {str(out)!r}: expected a .toml file")
@@ -222,7 +221,7 @@ def characterize_board(
             f"--out {str(out)!r}: exists; name another file, or remove that one first"
         )
     try:
-        run_characterize(url, out, tile, block, seed, drift, Console(), gain_maps=gain_maps)
+        run_characterize(url, out, tile, block, seed, drift, output_console(), gain_maps=gain_maps)
     except (SidraError, ValueError, OSError) as exc:
         typer.echo(f"sidra board characterize {url}: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -262,16 +261,15 @@ def compare_board(
     The same workload runs on both; the distance of their outputs' mean and spread per
     column is printed for MVM and TransposeMVM, at the start and after a
     programmed-and-perturbed workload."""
-    from rich.console import Console
-
     from sidra.cli.board_compare import run_compare
+    from sidra.cli.consoles import output_console
 
     options = {
         "tile": tile, "block_size": block, "seed": seed, "inputs": inputs,
         "repeats": repeats, "cycles": cycles,
     }  # fmt: skip
     try:
-        run_compare(url, profile, twin_seed, options, as_json, Console())
+        run_compare(url, profile, twin_seed, options, as_json, output_console())
     except (SidraError, ValueError) as exc:
         typer.echo(f"sidra board compare {url}: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -26,6 +26,7 @@ import numpy.typing as npt
 import typer
 from rich.console import Console
 
+from sidra.cli.consoles import output_console
 from sidra.cli.job_board import job_board
 from sidra.cli.numpy_files import load_numpy
 from sidra.cli.options import AsJson, BoardArg, new_file
@@ -152,7 +153,7 @@ def read_cells(
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    console = Console()
+    console = output_console()
     console.print(f"{summary['board']}: tile {tile} {where.cells_text()}, {g.size:,} cells")
     console.print(
         f"conductance (µS): min {g.min():.3f}, mean {g.mean():.3f}, max {g.max():.3f}, "
@@ -236,7 +237,7 @@ def program_cells(
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    console = Console()
+    console = output_console()
     console.print(f"{summary['board']}: tile {tile} {where.cells_text()} programmed")
     console.print(
         f"{report.cells_written:,} cells written in {report.verify_iterations} verify "
@@ -301,7 +302,7 @@ def mvm_cells(
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    console = Console()
+    console = output_console()
     console.print(
         f"{summary['board']}: {summary['operation']} of tile {tile} {where.cells_text()}, "
         f"{currents.shape[0]} vector{'' if currents.shape[0] == 1 else 's'} -> "
@@ -446,7 +447,7 @@ def wear_cells(
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    console = Console()
+    console = output_console()
     console.print(f"{summary['board']}: tile {tile} {where.cells_text()}, {n.size:,} cells")
     console.print(
         f"writes per cell: most {summary['max_writes']:,}, mean {summary['mean_writes']:.1f}; "
@@ -476,7 +477,7 @@ def calibrate_cells(url: BoardArg, tile: TileOption = 0, as_json: AsJson = False
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    console = Console()
+    console = output_console()
     console.print(f"{summary['board']}: tile {tile} calibrated, output gain {report.gain:.4f}")
     _print_cost(console, report.cost)
 
@@ -517,7 +518,7 @@ def clock(
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    console = Console()
+    console = output_console()
     console.print(
         f"{summary['board']}: clock {stats.clock_s:,.1f} s ({stats.clock_s / 86_400:,.2f} days)"
     )

@@ -12,10 +12,17 @@ from rich.table import Table
 
 from sidra.characterize.compare import Comparison, compare
 from sidra.cli.board_characterize import block_cut
+from sidra.cli.consoles import output_console
 from sidra.cli.options import tile_on_board
 from sidra.drivers import open_board
 
-__all__ = ["comparison_json", "comparison_table", "run_compare", "sampling_caption"]
+__all__ = [
+    "comparison_json",
+    "comparison_table",
+    "comparison_title",
+    "run_compare",
+    "sampling_caption",
+]
 
 
 def comparison_json(result: Comparison) -> dict[str, Any]:
@@ -44,15 +51,21 @@ def comparison_json(result: Comparison) -> dict[str, Any]:
     }
 
 
-def comparison_table(result: Comparison) -> Table:
-    """The averages and the worst output per phase and direction; each distance's
-    sampling figure (what a twin identical to the board would score) in the caption."""
-    table = Table(
-        title=f"Board vs twin (tile {result.tile}, block {result.block.rows} × "
+def comparison_title(result: Comparison) -> str:
+    """What was compared: the tile, the block, the workload."""
+    return (
+        f"Board vs twin (tile {result.tile}, block {result.block.rows} × "
         f"{result.block.cols}; {result.inputs} inputs × {result.repeats} repeats; "
-        f"'after' = {result.cycles} program + perturb cycles)",
-        caption=sampling_caption(result),
+        f"'after' = {result.cycles} program + perturb cycles)"
     )
+
+
+def comparison_table(result: Comparison) -> Table:
+    """The averages and the worst output per phase and direction. Its title
+    (:func:`comparison_title`) and what sampling alone scores (:func:`sampling_caption`)
+    are lines of their own: as the table's title and caption they wrapped to its width,
+    some 76 characters, however wide the terminal or a log."""
+    table = Table()
     for column in ("phase", "direction", "mean dist. avg", "max", "spread dist. avg", "max"):
         table.add_column(column, justify="left" if column in ("phase", "direction") else "right")
     for d in result.distances:
@@ -104,7 +117,7 @@ def run_compare(
     with open_board(url) as board, open_board(f"emu://?profile={profile}&seed={twin_seed}") as twin:
         tile_on_board(options["tile"], board.info.tile_count)
         if board_seed(url) == twin_seed:
-            Console(stderr=True).print(
+            output_console(stderr=True).print(
                 f"note: the board and the twin are emulated from one seed ({twin_seed}): "
                 "they share their per-cell draws, which no real board and its twin do "
                 "(--twin-seed another)",
@@ -113,10 +126,12 @@ def run_compare(
         result = compare(board, twin, **options)
         cut = block_cut(options["block_size"], board.info.rows, board.info.cols)
         if cut:
-            Console(stderr=True).print(f"note: {cut}", style="yellow")
+            output_console(stderr=True).print(f"note: {cut}", style="yellow")
     if as_json:
         made = {"board": url, "profile": str(profile), "twin_seed": twin_seed, **options}
         print(json.dumps(made | comparison_json(result)))
     else:
+        console.print(comparison_title(result), highlight=False)
         console.print(comparison_table(result))
+        console.print(sampling_caption(result), highlight=False)
     return result

@@ -17,6 +17,7 @@ from cli_support import process, run_sidra
 
 from sidra.characterize import characterize
 from sidra.characterize.toml import dumps
+from sidra.cli.consoles import PIPED_WIDTH
 from sidra.drivers import Unsupported, open_board
 from sidra.drivers.requests import AdvanceClockRequest, Request
 from sidra.emulator import BoardProfile, load_profile, preset
@@ -193,3 +194,49 @@ def test_a_served_board_another_session_leases_is_refused_before_the_first_write
                 assert [lease.tile for lease in other.leases()] == [2]  # its own lease went
         finally:
             server.stop(grace=None)
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The cells of each body line of the tables in ``text`` (lines between │ edges)."""
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
+def test_piped_tables_keep_a_row_a_line(tmp_path: Path) -> None:
+    """Through a pipe (a log, | less) rich folded the tables at 80 columns: a parameter's
+    note over five lines. Now a row is a line, as wide as its cells, and so are the
+    comparison's title and what sampling alone scores."""
+    url = "emu://?preset=ideal&seed=1"
+    out = tmp_path / "twin.toml"
+    piped = {"COLUMNS": None}  # no terminal, and no width asked for
+    made = run_sidra("board", "characterize", url, "--out", str(out), "--block", "8",
+                     "--no-drift", env=piped)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    rows = _table_rows(made.stdout)
+    # A folded row goes on in a line whose value cell (never long) is empty.
+    assert rows and all(cells[1] for cells in rows), made.stdout
+    parameters = {cells[0] for cells in rows}
+    assert {"conductance.g_max_us", "ir_drop.wordline_segment_ohm", "total"} <= parameters
+    assert any(
+        cells[4].startswith("256 rows, then 256 columns, driven at 50 mV") and "fitted" in cells[4]
+        for cells in rows
+    )
+    assert all(len(line) < PIPED_WIDTH for line in made.stdout.splitlines())  # not padded
+    assert "\nstuck cells: 0 at g_min, 0 at g_max over 4 tiles (healthy cells " in made.stdout
+
+    compared = run_sidra("board", "compare", url, "--profile", str(out), "--block", "8",
+                         "--inputs", "2", "--repeats", "4", "--cycles", "1", env=piped)  # fmt: skip
+    assert compared.returncode == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    assert lines[0] == (
+        "Board vs twin (tile 0, block 8 × 8; 2 inputs × 4 repeats; 'after' = 1 program + "
+        "perturb cycles)"
+    )
+    assert [cells[:2] for cells in _table_rows(compared.stdout)] == [
+        ["start", "MVM"], ["start", "TransposeMVM"], ["after", "MVM"], ["after", "TransposeMVM"],
+    ]  # fmt: skip
+    assert lines[-1].startswith("Sampling alone (a twin identical to the board, these inputs")
+    assert lines[-1].endswith("well above them, what the twin does not know.")
