@@ -181,11 +181,15 @@ def test_pat_keeps_the_twin_s_epochs_and_the_board_s(
         assert record.measures["twin_epochs"] == options.twin_epochs
         assert record.steps == done * steps_per_epoch
         assert record.checkpoints[0].step == (options.twin_epochs + 1) * steps_per_epoch
+        board_steps = (done - options.twin_epochs) * steps_per_epoch
     else:
         assert done == kept_epoch
         assert record.steps == kept_epoch * steps_per_epoch
         assert record.test_accuracy == 0.0 and record.device_writes == 0  # none on the board
         assert record.measures["twin_test_accuracy"] > 0.3
+        board_steps = 0
+    assert record.measures["board_steps"] == board_steps  # each arm's steps, kept too
+    assert record.measures["twin_steps"] == record.steps - board_steps
 
 
 def test_sidra_train_saves_the_epochs_made_and_exits_1(tmp_path: Path) -> None:

@@ -211,6 +211,8 @@ def test_pat_learns_with_the_board_forward_and_no_transpose_mvm() -> None:
     assert summary["placement"] == {"layer0": [0], "layer1": [1]}
     assert record.settings["job"] == "pat" and record.settings["twin_stuck_cells"] > 0
     assert all(0.0 < c <= 1.0 for c in summary["gradient_cosine"])
+    # Every step on the board (3 epochs, board_epochs 10): said per arm all the same.
+    assert summary["board_steps"] == summary["steps"] > 0 and summary["twin_steps"] == 0
 
 
 def test_in_silico_trains_on_the_twin_and_programs_the_board_once(tmp_path: Path) -> None:
@@ -229,6 +231,8 @@ def test_in_silico_trains_on_the_twin_and_programs_the_board_once(tmp_path: Path
     assert "TransposeMVMRequest" not in calls
     assert record.settings["job"] == "pat-in-silico"
     assert record.loss_evaluations == record.steps > 0  # on the twin
+    summary = record.summary()  # the board trained no step: the twin made them all
+    assert (summary["twin_steps"], summary["board_steps"]) == (record.steps, 0)
     assert record.measures["twin_test_accuracy"] > 0.8
     assert record.test_accuracy > 0.8  # measured on the board
     # The model kept is the one deployed: the board's, not the twin's emulator.
@@ -259,7 +263,11 @@ def test_the_twin_runs_the_schedule_s_first_epochs_and_the_board_the_rest(tmp_pa
     assert record.loss_evaluations == steps_per_epoch
     assert [c.step for c in record.checkpoints] == [record.steps]
     assert record.measures["twin_epochs"] == 2
-    assert record.measures["twin_steps"] == 2 * steps_per_epoch
+    # The summary's steps count both arms (steps.csv's rows); each arm's, labelled, beside.
+    summary = record.summary()
+    assert summary["steps"] == 3 * steps_per_epoch
+    assert summary["twin_steps"] == 2 * steps_per_epoch
+    assert summary["board_steps"] == steps_per_epoch
     assert record.measures["twin_test_accuracy"] > 0.8
     assert on_twin["MVMRequest"] > on_board["MVMRequest"] > 0  # two epochs against one
     assert "TransposeMVMRequest" not in on_board | on_twin
@@ -369,3 +377,4 @@ def test_stopped_on_the_twin_the_weights_it_reached_are_deployed_to_the_board(
     assert record.settings["stopped_at_epoch"] == at
     assert calls["ProgramRequest"] == 2 and "TransposeMVMRequest" not in calls  # deployed once
     assert record.test_accuracy > 0.5 and "twin_test_accuracy" in record.measures
+    assert (record.measures["twin_steps"], record.measures["board_steps"]) == (record.steps, 0)

@@ -117,7 +117,8 @@ def train_pat(
     The first ``options.twin_epochs`` of the schedule run on ``twin_board`` (an
     emulator with the board's profile), the rest on ``board`` from the weights the
     twin reached: the record's checkpoints, accuracies and board counts are the
-    board's; the twin's epochs are in its losses and ``measures``.
+    board's; the twin's epochs are in its losses and ``measures``, which say each arm's
+    steps (``twin_steps``, ``board_steps``: ``steps`` counts both).
     ``options.in_silico``: every epoch on ``twin_board``, then the trained weights
     programmed into ``board`` and evaluated there. Once ``stop`` is set the run ends
     after the epoch under way (its record's ``stopped_at_epoch``); stopped on the twin,
@@ -178,9 +179,20 @@ def train_pat(
     except RunInterrupted as lost:  # the board went away: what was made is kept
         assert lost.record is not None
         lost.record.settings["twin_stuck_cells"] = twin.stuck_cells
+        _steps_per_arm(lost.record)
         raise
     record.settings["twin_stuck_cells"] = twin.stuck_cells
+    _steps_per_arm(record)
     return record
+
+
+def _steps_per_arm(record: TrainingRecord) -> None:
+    """Says in ``record``'s measures how many of its steps ran on each arm: ``twin_steps``
+    on the twin emulator, ``board_steps`` on the board. Its ``steps`` counts both (the
+    rows of steps.csv, the twin's first), which the summary showed alone, beside the
+    board's MVM calls and cell writes, as if the board had made them all."""
+    twin = int(record.measures.pop("twin_steps", 0))  # none: every step on the board
+    record.measures |= {"twin_steps": twin, "board_steps": record.steps - twin}
 
 
 def _board_epochs(
@@ -297,7 +309,10 @@ def _twin_only(record: TrainingRecord, cause: SidraError) -> RunInterrupted:
 
 
 def _twin_measures(record: TrainingRecord) -> dict[str, Any]:
+    """The figures of a run on the twin alone, kept as the twin's when the board's
+    replace them (every step the twin's: the board trained none)."""
     return {
+        "twin_steps": record.steps,
         "twin_test_accuracy": record.test_accuracy,
         "twin_train_accuracy": record.train_accuracy,
         "twin_device_writes": record.device_writes,

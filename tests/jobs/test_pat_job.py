@@ -46,6 +46,8 @@ def test_a_pat_job_trains_with_the_twin_it_was_sent(tmp_path: Path) -> None:
     assert "twin_profile_toml" not in job.options  # the text is kept as a record file
     assert summary["steps"] > 0 and 0.0 <= summary["test_accuracy"] <= 1.0
     assert summary["twin_epochs"] == 1 and summary["twin_steps"] > 0
+    # One epoch on each arm: as many steps on the board as on the twin, each labelled.
+    assert summary["board_steps"] == summary["twin_steps"] == summary["steps"] // 2
     assert (out / "twin.toml").read_text(encoding="utf-8") == profile.read_text(encoding="utf-8")
     settings = json.loads((out / "settings.json").read_text())
     assert settings["twin_profile"] == "twin.toml (sent with the job)"
