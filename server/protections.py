@@ -77,7 +77,11 @@ class Protections:
         entries = by_tile.get(tile) if isinstance(tile, int) else None
         if not entries:
             return
-        written = getattr(request, "region", None)
+        # The request's own checks first: a Program writes the region its tensor's shape
+        # spans, which only a valid request has (the server decodes a request's tensors in
+        # any shape, for those checks to judge). An invalid write is refused for what is
+        # wrong with it, as on a tile without protection.
+        written = getattr(request.checked(self._info), "region", None)
         region = (written or Region()).resolve(self._info.rows, self._info.cols)
         for entry in entries:
             if entry.principal != principal and region.overlaps(entry.region):

@@ -237,6 +237,14 @@ def test_typed_code_errors(codes_board: Board) -> None:
     with pytest.raises(InvalidArgument) as err:
         board.mvm(0, input_codes=np.zeros((2, info.rows + 1), np.int8))
     assert err.value.field == "input_codes.shape"
+    # A shape of the wrong rank or with a size 0: the same words locally and over gRPC,
+    # whose server leaves the shape to the request's checks.
+    expected = f"[batch >= 1, {info.rows}] (tile rows)"
+    for wrong in ((info.rows,), (0, info.rows), (2, 0), (1, 1, info.rows)):
+        with pytest.raises(InvalidArgument) as err:
+            board.mvm(0, input_codes=np.zeros(wrong, np.int8))
+        assert str(err.value) == f"input_codes.shape: got {list(wrong)}, expected {expected}"
+        assert (err.value.value, err.value.allowed) == (list(wrong), expected)
     with pytest.raises(InvalidArgument) as err:
         board.mvm(0, input_codes=np.zeros((2, info.rows), np.float32))
     assert err.value.field == "input_codes.dtype"
@@ -268,6 +276,10 @@ def _raw_cases(info: BoardInfo) -> dict[str, tuple[pb.MVMRequest, grpc.StatusCod
             pb.MVMRequest(input_codes=raw(pb.DTYPE_INT8, [1, rows + 1], rows + 1)),
             grpc.StatusCode.INVALID_ARGUMENT, "input_codes.shape",
         ),
+        "codes-1d": (
+            pb.MVMRequest(input_codes=raw(pb.DTYPE_INT8, [rows], rows)),
+            grpc.StatusCode.INVALID_ARGUMENT, "input_codes.shape",
+        ),
         "codes-and-voltages": (
             pb.MVMRequest(
                 voltages=f32(np.zeros((1, rows))),
@@ -286,8 +298,8 @@ def _raw_cases(info: BoardInfo) -> dict[str, tuple[pb.MVMRequest, grpc.StatusCod
 
 @pytest.mark.parametrize(
     "case",
-    ["float-codes", "uint8-codes", "short-codes", "codes-width", "codes-and-voltages",
-     "code-over-range"],
+    ["float-codes", "uint8-codes", "short-codes", "codes-width", "codes-1d",
+     "codes-and-voltages", "code-over-range"],
 )  # fmt: skip
 def test_bad_code_requests_over_grpc(
     case: str, converter_stub: pb_grpc.BoardServiceStub, converter_remote: Board

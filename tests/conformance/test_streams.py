@@ -20,7 +20,7 @@ import pytest
 from board_checks import assert_currents_close, is_ideal, mid_range_g, tile_of, within
 
 from sidra.client import connect
-from sidra.drivers import Board, BoardInfo, OutOfRange, Region
+from sidra.drivers import Board, BoardInfo, InvalidArgument, OutOfRange, Region
 from sidra.drivers.operations import OPERATIONS
 from sidra.drivers.requests import ReadConductanceRequest
 from sidra.hil import convert, tensors
@@ -104,6 +104,21 @@ def test_a_refused_batch_raises_at_its_place_after_the_results_before_it(
     assert caught.value.field == "voltages"
 
 
+def test_a_batch_of_the_wrong_shape_is_refused_as_its_unary_pass_is(
+    tile: int, board: Board
+) -> None:
+    """A batch of one dimension, of no vector or of vectors of no input: refused naming
+    voltages.shape with the words of the local driver, through gRPC as locally (the
+    server leaves a tensor's shape to the request's checks)."""
+    rows = board.info.rows
+    width = f"[batch >= 1, {rows}] (tile rows)"
+    for wrong, allowed in (((rows,), "a 2-D array"), ((0, rows), width), ((2, 0), width)):
+        with pytest.raises(InvalidArgument) as caught:
+            list(board.mvm_stream(tile, [_volts(board, 1, rows, 353), np.zeros(wrong)]))
+        assert type(caught.value) is InvalidArgument
+        assert str(caught.value) == f"voltages.shape: got {list(wrong)}, expected {allowed}"
+
+
 def test_an_empty_stream_answers_nothing(tile: int, board: Board) -> None:
     assert list(board.mvm_stream(tile, [])) == []
 
@@ -143,6 +158,38 @@ def test_an_error_item_answers_that_item_and_the_stream_goes_on(
     assert (error.code, error.field, error.exception) == ("OUT_OF_RANGE", "tile", "OutOfRange")
     assert error.value == str(board.info.tile_count) and error.allowed
     assert "tile" in error.message
+    assert answers[3].mvm.currents.shape == [1, board.info.cols]
+
+
+def test_an_item_of_a_malformed_tensor_is_answered_with_its_request_s_error(
+    tile: int, served: tuple[Board, int], streams: stream_pb2_grpc.StreamServiceStub
+) -> None:
+    """Raw items the client never sends: voltages of one dimension and of an empty batch
+    are answered with the error of the request's checks (a local driver's words), bytes
+    that do not make up the shape with the decoder's, naming the numbers; the stream goes
+    on and its last item is answered with its currents."""
+    board = served[0]
+    rows = board.info.rows
+    shapes = [([rows], 4 * rows), ([0, rows], 0), ([1, rows], 4 * rows - 4)]
+    items = []
+    for k, (shape, nbytes) in enumerate(shapes):
+        item = spb.MVMStreamRequest(sequence=k)
+        item.mvm.tile = tile
+        item.mvm.voltages.dtype = pb.DTYPE_FLOAT32
+        item.mvm.voltages.shape.extend(shape)
+        item.mvm.voltages.data = bytes(nbytes)
+        items.append(item)
+    items.append(_item(3, tile, _volts(board, 1, rows, 354)))
+    answers = list(streams.MVMStream(iter(items)))
+    errors = [(a.error.code, a.error.field, a.error.value, a.error.allowed) for a in answers[:3]]
+    assert errors == [
+        ("INVALID_ARGUMENT", "voltages.shape", f"[{rows}]", "a 2-D array"),
+        ("INVALID_ARGUMENT", "voltages.shape", f"[0, {rows}]", f"[batch >= 1, {rows}] (tile rows)"),
+        (
+            "INVALID_ARGUMENT", "voltages.data", f"{4 * rows - 4} bytes",
+            f"{4 * rows} bytes (shape [1, {rows}] x 4 bytes per element)",
+        ),
+    ]  # fmt: skip
     assert answers[3].mvm.currents.shape == [1, board.info.cols]
 
 

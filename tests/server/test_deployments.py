@@ -311,6 +311,41 @@ def test_a_protected_deployment_keeps_other_principals_writes_off_its_cells(
             )
 
 
+def test_a_malformed_write_to_a_protected_tile_is_refused_for_its_shape(tmp_path: Path) -> None:
+    """A Program whose targets are not a 2-D array, or a Perturb past the tile's edge, on a
+    protected tile is refused for what is wrong with it, as on any other tile (the server
+    leaves a tensor's shape to the request's checks): from the deployment's owner and from
+    another principal, never an internal error or a protection refusal; nothing written."""
+    tokens_file = tmp_path / "tokens.toml"
+    tokens = principals(tokens_file, alice=Role.PROGRAMMER, bob=Role.PROGRAMMER)
+    with serving(tmp_path / "s.sqlite3", tokens=TokensFile(tokens_file)) as address:
+        alice, bob = (connect(address, token=tokens[n]) for n in ("alice", "bob"))
+        try:
+            program(alice, 1, LAYER, 30.0)
+            alice.deployments.add("demo", model_file(), [(1, LAYER)], protect=True)
+            writes = alice.stats().cell_writes
+            for client in (alice, bob):
+                for targets, shape in ((np.full(4, 20.0), "[4]"),
+                                       (np.full((2, 2, 2), 20.0), "[2, 2, 2]")):  # fmt: skip
+                    with pytest.raises(InvalidArgument) as caught:
+                        client.program(1, targets)
+                    assert type(caught.value) is InvalidArgument
+                    assert str(caught.value) == (
+                        f"conductances.shape: got {shape}, expected a 2-D array"
+                    )
+                with pytest.raises(InvalidArgument) as caught:
+                    client.program(1, np.zeros((0, 3), np.float32))
+                assert caught.value.field == "conductances.shape"
+                with pytest.raises(OutOfRange) as out:
+                    client.perturb(1, 7, 1.0, region=Region(0, 0, IDEAL_INFO.rows + 1, 1))
+                assert out.value.field == "region.rows"
+            assert alice.stats().cell_writes == writes
+            assert alice.deployments.get("demo").intact
+        finally:
+            for client in (alice, bob):
+                client.close()
+
+
 def test_only_cells_the_caller_programmed_last_may_be_protected(tmp_path: Path) -> None:
     """Protecting cells another principal programmed would lock that one out of them:
     Bob may register Alice's programmed region, not protect it; once he programs it whole

@@ -24,7 +24,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from sidra.drivers.errors import InvalidArgument
-from sidra.drivers.operations import STEP_OPERATIONS, Operation
+from sidra.drivers.operations import OPERATIONS, STEP_OPERATIONS, Operation
 from sidra.drivers.requests import (
     MAX_STEPS,
     STEP_NAMES,
@@ -89,6 +89,10 @@ _ENUMS: dict[str, Callable[[int], Any]] = {"mode": perturb_mode}
 _TENSOR_DTYPES: dict[tuple[type[Any], str], int] = {(WriteCounts, "counts"): pb.DTYPE_UINT32}
 # Tensor fields that are not 2-D.
 _TENSOR_NDIMS: dict[tuple[type[Any], str], int] = {(PerturbedMVMResult, "currents"): 3}
+# Types whose tensors are decoded in any shape: requests, whose own checks judge the shape
+# (``checked(info)``, on the board) in the words a local driver gives the same array. A
+# result's shape is the decoder's to check: a client checks what a server answers.
+_SHAPE_CHECKED_BY_OWNER = frozenset(op.request for op in OPERATIONS)
 # Tensor fields of converter codes: INT8, INT16 or INT32, the array's own type.
 _CODE_TENSORS = {
     (MVMRequest, "input_codes"),
@@ -431,11 +435,13 @@ def _field_reader(owner: type[Any], name: str, source: Any, copy: bool) -> Read:
         element = _NESTED_BY_NAME[source.message_type.full_name]
         read_one = _reader(element, _NESTED[element], copy)
         return lambda message: tuple(read_one(item) for item in getattr(message, name))
+    ndim = None if owner in _SHAPE_CHECKED_BY_OWNER else _TENSOR_NDIMS.get((owner, name), 2)
     if source.message_type is pb.Tensor.DESCRIPTOR and (owner, name) in _CODE_TENSORS:
-        return lambda message: tensors.decode_codes(getattr(message, name), name, copy=copy)
+        return lambda message: tensors.decode_codes(
+            getattr(message, name), name, ndim=ndim, copy=copy
+        )
     if source.message_type is pb.Tensor.DESCRIPTOR:
         dtype = _TENSOR_DTYPES.get((owner, name), pb.DTYPE_FLOAT32)
-        ndim = _TENSOR_NDIMS.get((owner, name), 2)
         return lambda message: tensors.decode(
             getattr(message, name), name, dtype=dtype, ndim=ndim, copy=copy
         )
