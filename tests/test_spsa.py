@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
+import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 
-from sidra.drivers import rademacher
+from sidra.drivers import InvalidArgument, rademacher
 from sidra.training import (
     SPSA,
     SPSASettings,
@@ -285,35 +285,126 @@ def test_calibration_follows_spall_rules_and_counts_its_evaluations() -> None:
 
 
 @pytest.mark.parametrize(
-    ("setting", "says"),
+    ("setting", "value", "allowed"),
     [
-        ({"resamplings": 0}, "resamplings: got 0, expected >= 1"),
-        ({"last_avg": 0}, "last_avg: got 0, expected >= 1"),
-        ({"allowed_increase": -0.1}, "allowed_increase: got -0.1, expected >= 0"),
-        ({"regularization": float("nan")}, "regularization: got nan, expected >= 0"),
-        ({"hessian_delay": -1}, "hessian_delay: got -1, expected >= 0"),
-        ({"trust_radius": 0.0}, "trust_radius: got 0.0, expected > 0 or None"),
-        ({"bounds": (1.0, -1.0)}, "bounds: got (1.0, -1.0), expected (low, high)"),
-        ({"bounds": (-math.inf, 1.0)}, "bounds: got (-inf, 1.0), expected (low, high)"),
+        ({"resamplings": 0}, 0, "an integer >= 1"),
+        ({"resamplings": 1.5}, 1.5, "an integer >= 1"),
+        ({"last_avg": 0}, 0, "an integer >= 1"),
+        ({"hessian_delay": -1}, -1, "an integer >= 0"),
+        ({"blocking": "yes"}, "yes", "True or False"),
+        ({"second_order": 1}, 1, "True or False"),
+        ({"allowed_increase": -0.1}, -0.1, "a finite number >= 0 (nats)"),
+        ({"regularization": float("nan")}, "nan", "a finite number >= 0"),
+        ({"regularization": math.inf}, "inf", "a finite number >= 0"),
+        ({"trust_radius": 0.0}, 0.0, "a finite number > 0 (weight units), or None"),
+        ({"bounds": (1.0, -1.0)}, (1.0, -1.0), "(low, high), finite, low < high"),
+        ({"bounds": (-math.inf, 1.0)}, (-math.inf, 1.0), "(low, high), finite, low < high"),
+        ({"bounds": (-1.0, 0.0, 1.0)}, (-1.0, 0.0, 1.0), "(low, high), finite, low < high"),
     ],
 )
-def test_settings_out_of_range_are_refused_when_made(setting: dict[str, Any], says: str) -> None:
+def test_settings_out_of_range_are_refused_when_made(
+    setting: dict[str, Any], value: Any, allowed: str
+) -> None:
     """They were taken, and surfaced steps later (bounds the wrong way round: every
-    iterate clipped to one value) or never."""
-    with pytest.raises(ValueError, match=re.escape(says)):
+    iterate clipped to one value) or never; refused as InvalidArgument (a ValueError, as
+    before) naming the setting, the value and what is allowed."""
+    with pytest.raises(InvalidArgument) as caught:
         SPSASettings(constant(0.1), constant(0.1), **setting)
+    (name,) = setting
+    assert type(caught.value) is InvalidArgument and isinstance(caught.value, ValueError)
+    assert caught.value.field == name
+    assert str(caught.value.value) == str(value)
+    assert caught.value.allowed.startswith(allowed)
+    assert str(caught.value).startswith(f"{name}: got ")
 
 
-def test_an_optimizer_needs_a_point_a_generator_and_steps() -> None:
-    settings, rng = SPSASettings(constant(0.1), constant(0.1)), np.random.default_rng(0)
-    with pytest.raises(ValueError, match="steps: got 0, expected >= 1"):
-        SPSA(np.zeros(3), settings, rng, 0)
-    with pytest.raises(ValueError, match="x0: got 0 values, expected one or more"):
-        SPSA(np.zeros(0), settings, rng, 5)
-    with pytest.raises(ValueError, match="all finite"):
-        SPSA(np.array([0.0, np.nan]), settings, rng, 5)
-    with pytest.raises(TypeError, match="rng: got int, expected a np.random.Generator"):
-        SPSA(np.zeros(3), settings, 7, 5)  # type: ignore[arg-type]
+def _takes_a_gain(gain: float) -> Any:  # a schedule factory passed for the schedule itself
+    return constant(gain)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "value", "allowed"),
+    [
+        (constant(-0.1), "-0.1 at step 1", "finite gains > 0 at every step"),
+        (powerseries(-0.5, 0.602), "-0.5 at step 1", "finite gains > 0 at every step"),
+        (constant(0.0), "0.0 at step 1", "finite gains > 0 at every step"),
+        (constant(math.nan), "nan at step 1", "finite gains > 0 at every step"),
+        (constant(math.inf), "inf at step 1", "finite gains > 0 at every step"),
+        (lambda: iter(()), "no value at step 1", "a schedule: a callable of no arguments"),
+        (0.1, 0.1, "a schedule: a callable of no arguments"),
+        (_takes_a_gain, "_takes_a_gain, which takes arguments", "a schedule: a callable"),
+        (powerseries, "powerseries, which takes arguments", "a schedule: a callable"),
+        (lambda: 0.1, "returns float", "a schedule: a callable of no arguments"),
+        (lambda: [0.1, 0.1], "returns list", "a schedule: a callable of no arguments"),
+    ],
+)
+@pytest.mark.parametrize("name", ["learning_rate", "perturbation"])
+def test_a_schedule_that_is_none_or_yields_no_gain_is_refused_when_made(
+    name: str, schedule: Any, value: Any, allowed: str
+) -> None:
+    """A negative learning rate climbed the loss, a perturbation of 0 divided by zero,
+    and a number or a factory given for a schedule failed on the first step with a
+    TypeError of Python's: each is refused as the settings are made, naming the gain."""
+    with pytest.raises(InvalidArgument) as caught:
+        SPSASettings(**{"learning_rate": constant(0.1), "perturbation": constant(0.1)}
+                     | {name: schedule})  # fmt: skip
+    assert caught.value.field == name
+    assert str(value) in str(caught.value.value)
+    assert caught.value.allowed.startswith(allowed)
+
+
+def test_a_gain_a_schedule_yields_at_a_later_step_is_refused_at_that_step() -> None:
+    """A schedule whose third gain is negative runs two steps, then ask() refuses naming
+    the step; the optimizer has taken no third step."""
+
+    def turns_negative() -> Any:
+        return iter([0.1, 0.1, -0.1])
+
+    settings = SPSASettings(turns_negative, constant(0.1))
+    optimizer = SPSA(np.zeros(3), settings, np.random.default_rng(0), 5)
+    for _ in range(2):
+        ask = optimizer.ask()
+        optimizer.tell([1.0] * len(ask.points))
+    with pytest.raises(InvalidArgument) as caught:
+        optimizer.ask()
+    assert (caught.value.field, caught.value.value) == ("learning_rate", "-0.1 at step 3")
+    assert (optimizer.step, optimizer.nfev) == (2, 4)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field", "value", "allowed"),
+    [
+        ({"steps": 0}, "steps", 0, "an integer >= 1"),
+        ({"steps": 2.5}, "steps", 2.5, "an integer >= 1"),
+        ({"steps": "5"}, "steps", "5", "an integer >= 1"),
+        ({"x0": np.zeros(0)}, "x0", "shape [0]", "one or more finite numbers"),
+        ({"x0": np.array([0.0, np.nan])}, "x0", "nan at [1]", "one or more finite numbers"),
+        ({"x0": [[0.0], [1e39]]}, "x0", "inf at [1, 0]", "one or more finite numbers"),
+        ({"x0": ["a"]}, "x0", "list ['a']", "one or more finite numbers"),
+        ({"rng": 7}, "rng", "int", "a np.random.Generator"),
+        ({"rng": np.random.RandomState(0)}, "rng", "RandomState", "a np.random.Generator"),
+        ({"settings": {"learning_rate": constant(0.1)}}, "settings", "dict", "an SPSASettings"),
+    ],
+)
+def test_an_optimizer_needs_a_point_a_generator_and_steps(
+    arguments: dict[str, Any], field: str, value: Any, allowed: str
+) -> None:
+    """Each refused as InvalidArgument (a ValueError) naming the argument, the value and
+    what is allowed; a seed given for the generator was a TypeError, a dict for the
+    settings an AttributeError, 2.5 steps ran."""
+    given: dict[str, Any] = {
+        "x0": np.zeros(3),
+        "settings": SPSASettings(constant(0.1), constant(0.1)),
+        "rng": np.random.default_rng(0),
+        "steps": 5,
+    }
+    with warnings.catch_warnings():  # 1e39 overflows float32 with numpy's warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(InvalidArgument) as caught:
+            SPSA(**given | arguments)
+    assert type(caught.value) is InvalidArgument
+    assert (caught.value.field, caught.value.value) == (field, value)
+    assert caught.value.allowed.startswith(allowed)
 
 
 @pytest.mark.parametrize(
@@ -331,8 +422,6 @@ def test_losses_told_that_do_not_fit_the_ask_are_refused_and_change_nothing(
 ) -> None:
     """One finite loss per point asked, or InvalidArgument; the optimizer is as it was, so
     the same ask can still be told (it used to step with NaN, or lose the ask)."""
-    from sidra.drivers import InvalidArgument
-
     settings = SPSASettings(constant(0.1), constant(0.1))
     told = SPSA(np.zeros(3), settings, np.random.default_rng(0), 5)
     clean = SPSA(np.zeros(3), settings, np.random.default_rng(0), 5)

@@ -17,7 +17,9 @@ Perturb RPC, or host-held weights. Every requested evaluation is counted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +28,7 @@ import numpy.typing as npt
 
 from sidra.drivers.errors import InvalidArgument
 from sidra.drivers.rademacher import rademacher
+from sidra.drivers.validation import is_integer, is_real
 from sidra.training.schedules import Schedule
 
 __all__ = [
@@ -80,7 +83,12 @@ class PairEvaluator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SPSASettings:
-    """How SPSA steps. Gains are schedules (see ``schedules``)."""
+    """How SPSA steps. Gains are schedules (see ``schedules``).
+
+    A value that is not allowed is refused when the settings are made, with
+    :class:`~sidra.drivers.errors.InvalidArgument` (a ``ValueError``) naming the setting,
+    the value and what is allowed; so is a gain a schedule yields at a later step (by
+    :meth:`SPSA.ask`)."""
 
     learning_rate: Schedule
     """a_k, k = 1, 2, ... (weight units per unit gradient)."""
@@ -107,22 +115,105 @@ class SPSASettings:
     """Clip x to [low, high] after every update."""
 
     def __post_init__(self) -> None:
-        # Refused when made, naming the setting: a resampling count of 0 or bounds the
-        # wrong way round would otherwise surface steps later, or never.
-        for name in ("resamplings", "last_avg"):
-            if not getattr(self, name) >= 1:
-                raise ValueError(f"{name}: got {getattr(self, name)}, expected >= 1")
-        for name in ("allowed_increase", "regularization", "hessian_delay"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name}: got {getattr(self, name)}, expected >= 0")
-        if self.trust_radius is not None and not self.trust_radius > 0:
-            raise ValueError(f"trust_radius: got {self.trust_radius}, expected > 0 or None")
+        # Refused when made, naming the setting: a resampling count of 0, bounds the wrong
+        # way round or a negative gain would otherwise surface steps later (every iterate
+        # clipped to one value, a loss climbed instead of descended), or never.
+        for name in ("learning_rate", "perturbation"):
+            _check_schedule(name, getattr(self, name))
+        _check_count("resamplings", self.resamplings, least=1)
+        _check_count("last_avg", self.last_avg, least=1)
+        _check_count("hessian_delay", self.hessian_delay, least=0)
+        for name in ("blocking", "second_order"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise InvalidArgument(name, getattr(self, name), "True or False")
+        _check_finite("allowed_increase", self.allowed_increase, "a finite number >= 0 (nats)")
+        _check_finite("regularization", self.regularization, "a finite number >= 0")
+        if self.trust_radius is not None:
+            allowed = "a finite number > 0 (weight units), or None"
+            _check_finite("trust_radius", self.trust_radius, allowed, positive=True)
         if self.bounds is not None:
-            low, high = self.bounds
-            if not (np.isfinite(low) and np.isfinite(high) and low < high):
-                raise ValueError(
-                    f"bounds: got {self.bounds}, expected (low, high), finite, low < high"
-                )
+            _check_bounds(self.bounds)
+
+
+_SCHEDULE_ALLOWED = (
+    "a schedule: a callable of no arguments returning an endless iterator of gains "
+    "(sidra.training.schedules: constant, powerseries, spall_gains)"
+)
+"""What :attr:`SPSASettings.learning_rate` and :attr:`SPSASettings.perturbation` are."""
+_GAINS_ALLOWED = {
+    "learning_rate": "finite gains > 0 at every step (weight units per unit gradient)",
+    "perturbation": "finite gains > 0 at every step (weight units)",
+}
+"""What each schedule's values may be: a gain of 0 divides by zero (perturbation) or
+stops the run, a negative one climbs the loss instead of descending it."""
+
+
+def _check_schedule(name: str, schedule: Any) -> None:
+    """``schedule`` is a zero-argument callable whose first value is a gain: the common
+    mistakes (a number for a schedule, ``powerseries`` itself for ``powerseries(a, p)``,
+    a negative gain) are refused when the settings are made, not at the first step."""
+    if not callable(schedule) or not _takes_no_arguments(schedule):
+        value = schedule if not callable(schedule) else f"{_named(schedule)}, which takes arguments"
+        raise InvalidArgument(name, value, _SCHEDULE_ALLOWED)
+    values = schedule()
+    if not isinstance(values, Iterator):
+        raise InvalidArgument(
+            name, f"{_named(schedule)}, which returns {type(values).__name__}", _SCHEDULE_ALLOWED
+        )
+    _next_gain(name, values, 1)
+
+
+def _takes_no_arguments(schedule: Callable[..., Any]) -> bool:
+    try:
+        inspect.signature(schedule).bind()
+    except TypeError:
+        return False
+    except ValueError:  # a callable without a signature (some builtins): called, as before
+        return True
+    return True
+
+
+def _named(value: Any) -> str:
+    return str(getattr(value, "__qualname__", type(value).__name__))
+
+
+_NO_VALUE = object()
+"""What a schedule's iterator gives once it has ended."""
+
+
+def _next_gain(name: str, values: Iterator[Any], step: int) -> float:
+    """The gain of step ``step`` a schedule's iterator yields next, or InvalidArgument
+    naming the schedule, the value and the step: a finite number > 0."""
+    value: Any = next(values, _NO_VALUE)
+    if value is _NO_VALUE:
+        raise InvalidArgument(name, f"no value at step {step}", _SCHEDULE_ALLOWED)
+    if not (is_real(value) and math.isfinite(value) and value > 0):
+        raise InvalidArgument(name, f"{value!r} at step {step}", _GAINS_ALLOWED[name])
+    return float(value)
+
+
+def _check_count(name: str, value: Any, *, least: int) -> None:
+    if not is_integer(value) or value < least:
+        raise InvalidArgument(name, value, f"an integer >= {least}")
+
+
+def _check_finite(name: str, value: Any, allowed: str, *, positive: bool = False) -> None:
+    """``value`` is a finite real number >= 0 (> 0 when ``positive``)."""
+    if not (is_real(value) and math.isfinite(value)):
+        raise InvalidArgument(name, value, allowed)
+    if value < 0 or (positive and value == 0):
+        raise InvalidArgument(name, value, allowed)
+
+
+def _check_bounds(bounds: Any) -> None:
+    allowed = "(low, high), finite, low < high (weight units), or None"
+    try:
+        low, high = bounds
+    except (TypeError, ValueError):  # not a pair
+        raise InvalidArgument("bounds", bounds, allowed) from None
+    finite = all(is_real(v) and math.isfinite(v) for v in (low, high))
+    if not (finite and low < high):
+        raise InvalidArgument("bounds", bounds, allowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +279,10 @@ class SPSA:
 
     ``x0`` is copied as float32 (the dtype of :attr:`x`, of every ask and of the
     result); ``rng`` (a generator of the caller's, never a seed or numpy's global state)
-    draws the perturbation seeds; ``steps`` is how many steps until :attr:`done`."""
+    draws the perturbation seeds; ``steps`` is how many steps until :attr:`done`. An
+    argument that is not allowed is refused with
+    :class:`~sidra.drivers.errors.InvalidArgument` (a ``ValueError``) naming it, the
+    value and what is allowed, as :class:`SPSASettings` refuses its values."""
 
     def __init__(
         self,
@@ -197,13 +291,12 @@ class SPSA:
         rng: np.random.Generator,
         steps: int,
     ) -> None:
-        if steps < 1:
-            raise ValueError(f"steps: got {steps}, expected >= 1")
+        if not isinstance(settings, SPSASettings):
+            raise InvalidArgument("settings", type(settings).__name__, "an SPSASettings")
         if not isinstance(rng, np.random.Generator):  # never a seed or the global state
-            raise TypeError(f"rng: got {type(rng).__name__}, expected a np.random.Generator")
-        x = np.array(x0, dtype=np.float32)
-        if x.size == 0 or not np.isfinite(x).all():
-            raise ValueError(f"x0: got {x.size} values, expected one or more, all finite")
+            raise InvalidArgument("rng", type(rng).__name__, _RNG_ALLOWED)
+        _check_count("steps", steps, least=1)
+        x = _checked_x0(x0)
         self.settings = settings
         self.steps = steps
         self.rng = rng
@@ -257,7 +350,10 @@ class SPSA:
         if self.settings.blocking and s.fx is None:
             self._pending = ("initial", None)
             return Ask(s.x, ((),))
-        a_k, c_k = next(self._rates), next(self._perts)
+        # Checked as drawn, before anything else: a schedule yielding a negative gain at a
+        # later step is refused there (that step's gains are spent; nothing else moved).
+        a_k = _next_gain("learning_rate", self._rates, s.k + 1)
+        c_k = _next_gain("perturbation", self._perts, s.k + 1)
         seeds = [int(v) for v in self.rng.integers(0, 2**63, size=self._seeds_per_step())]
         points = self._gradient_points(seeds, c_k)
         self._pending = ("gradient", (a_k, c_k, seeds))
@@ -449,6 +545,27 @@ def minimize_spsa(
         return losses
 
     return run(optimizer, evaluate_points)
+
+
+_RNG_ALLOWED = "a np.random.Generator (np.random.default_rng(seed)), never a seed"
+"""What SPSA's ``rng`` allows: draws the caller can reproduce and checkpoint."""
+
+
+def _checked_x0(x0: Any) -> Array:
+    """``x0`` as float32, or InvalidArgument naming what is wrong with it: one or more
+    finite numbers (a float64 beyond float32's range is no finite float32)."""
+    allowed = "one or more finite numbers (float32)"
+    try:
+        x = np.array(x0, dtype=np.float32)
+    except (TypeError, ValueError):  # text, None, rows of different lengths
+        raise InvalidArgument("x0", f"{type(x0).__name__} {x0!r}", allowed) from None
+    if x.size == 0:
+        raise InvalidArgument("x0", f"shape {list(x.shape)}", allowed)
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        where = [int(i) for i in np.unravel_index(int(bad[0]), x.shape)]
+        raise InvalidArgument("x0", f"{x.flat[bad[0]]} at {where}", allowed)
+    return x
 
 
 def _checked_losses(losses: Sequence[float], asked: int) -> list[float]:
