@@ -4,7 +4,9 @@ The class comes from :data:`sidra.drivers.errors.GRPC_STATUS`, the table the
 server reads the other way round. The server packs an ErrorInfo (and, for
 argument errors, a BadRequest) into the status details; they are read back here
 so a remote ``OutOfRange`` (or ``ResourceExhausted``) carries the same ``field``,
-``value`` and ``allowed`` as a local one. A trailer that is missing, garbled or
+``value`` and ``allowed`` as a local one, and a ``BoardUnavailable`` from a server whose
+board link is down the server's account of it (``link_down``: since when, why, what it
+does about it). A trailer that is missing, garbled or
 disagrees with the call's own code and message is ignored: the code and message
 alone still give the class.
 
@@ -21,7 +23,10 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sidra.drivers import errors
+from sidra.drivers.types import LinkDown
+from sidra.hil.convert import link_down_from_pb
 from sidra.hil.error_values import value_from
+from sidra.hil.v1 import board_pb2 as pb
 
 __all__ = ["BoardInstanceChanged", "exception_class", "from_rpc_error"]
 
@@ -91,7 +96,10 @@ def from_rpc_error(
             error.args = (f"{code.name}: {message}",)
             return error
         return cls("request", message, "a valid request")
-    return _refined(cls, exc)(f"{code.name}: {message}")
+    failure = _refined(cls, exc)(f"{code.name}: {message}")
+    if isinstance(failure, errors.BoardUnavailable):
+        failure.link_down = _link_down(exc)
+    return failure
 
 
 def _unreachable(call: str, timeout_s: float | None, said: str) -> errors.SidraError:
@@ -146,4 +154,16 @@ def _error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             return info
+    return None
+
+
+def _link_down(exc: grpc.RpcError) -> LinkDown | None:
+    """The server's account of its board's link being down (board.proto LinkDown), when
+    the status carries one."""
+    status = _rich_status(exc)
+    for detail in status.details if status is not None else ():
+        if detail.Is(pb.LinkDown.DESCRIPTOR):
+            down = pb.LinkDown()
+            detail.Unpack(down)
+            return link_down_from_pb(down)
     return None

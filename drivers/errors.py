@@ -40,7 +40,10 @@ of docs/wire-protocol.md, used by the serial driver and the board firmware).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the value types import nothing of this module, but keep it a leaf
+    from sidra.drivers.types import LinkDown
 
 __all__ = [
     "ECHO_LIMIT",
@@ -109,6 +112,11 @@ class SessionClosed(FailedPrecondition):
 
 class BoardUnavailable(SidraError, ConnectionError):
     """The board or the server cannot be reached."""
+
+    link_down: LinkDown | None = None
+    """Set when a server's board link is down: since when, why and what the server does
+    to get it back (the server sets it on the error, and a client reads it back from the
+    status details; None otherwise)."""
 
 
 class BoardReset(SidraError):

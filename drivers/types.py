@@ -19,6 +19,7 @@ __all__ = [
     "CalibrationReport",
     "ClockReading",
     "Cost",
+    "LinkDown",
     "LinkStats",
     "MVMResult",
     "PerturbReport",
@@ -265,6 +266,23 @@ class LinkStats:
     """What the link's latest attempt waited for its answer besides the wire and board
     time (T_base), s: learnt from the board's answers, at most the URL's ``timeout=``
     (docs/wire-protocol.md §4.5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDown:
+    """A board link that is down, as the server serving the board accounts for it: since
+    when, why, and what it does to get the board back (board.proto LinkDown). A server
+    sends it with the UNAVAILABLE of a call its board's link refused, so a client that
+    cannot reach the board still learns what the server's log says."""
+
+    since_unix_s: float
+    """When the link went down, s since the Unix epoch (the server's clock)."""
+    reason: str
+    """Why: the error the call that lost the link got."""
+    recovery: str
+    """What the server does about it: ``retrying /dev/ttyUSB0 every 0.5 s``."""
+    link: LinkStats | None = None
+    """The host end's counters of the link meanwhile (None for a driver that keeps none)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,10 +200,17 @@ def create_server(
     )  # fmt: skip
     keeper.session_ended.append(shared.session_ended)
     protections = Protections(board.info)
+    health_servicer = health_servicer or health.HealthServicer()
+    for name in HEALTH_NAMES:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    link: LinkWatcher | None = None
+    if isinstance(board, LinkMonitored):  # a serial board: health follows its link
+        link = LinkWatcher(board, health_servicer, HEALTH_NAMES).start()
     servicer = BoardServicer(
         board, store, principal_of=principal_name, limits=per_principal,
         turns=turns, leases=keeper, admin_of=_is_admin, refusal_of=_refusal_of,
         shared_memory=shared, protections=protections,
+        link_down=link.link_down if link is not None else lambda: None,
     )  # fmt: skip
     sessions = SessionServicer(
         keeper, caller_of=_caller, limits=per_principal, shared_memory=shared,
@@ -262,12 +269,7 @@ def create_server(
         )
     )
 
-    health_servicer = health_servicer or health.HealthServicer()
-    for name in HEALTH_NAMES:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if isinstance(board, LinkMonitored):  # a serial board: health follows its link
-        LinkWatcher(board, health_servicer, HEALTH_NAMES).start()
 
     if reflection_enabled:
         _enable_reflection(

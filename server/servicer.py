@@ -24,7 +24,15 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from sidra.drivers import Board, InvalidArgument, ReadResult, Region, SequenceResult
+from sidra.drivers import (
+    Board,
+    BoardUnavailable,
+    InvalidArgument,
+    LinkDown,
+    ReadResult,
+    Region,
+    SequenceResult,
+)
 from sidra.drivers.operations import OPERATIONS, Operation, operation_of
 from sidra.drivers.requests import ReadConductanceRequest, Request, SequenceRequest, step_member
 from sidra.hil import convert
@@ -72,6 +80,9 @@ RefusalOf = Callable[[grpc.ServicerContext, str], str | None]
 """Why a call's principal may not run an RPC (a sequence step), None when it may: the
 authentication layer checks the RPC a call names, not the steps inside it."""
 
+LinkDownNow = Callable[[], LinkDown | None]
+"""The board link's outage now, None while it is up (sidra.server.link_watch)."""
+
 LOCAL_PRINCIPAL = "local"
 """The principal of every call while the service has no authentication."""
 
@@ -92,6 +103,8 @@ class BoardServicer:
     ``leases`` (:class:`~sidra.server.sessions.LeaseKeeper`, over the same
     ``turns``) admits each call, in its turn, only if no other session's lease
     forbids it (session.proto, "Leases"); ``admin_of`` tells it who is an admin.
+    ``link_down`` (a board behind a link) says why a call the board could not be reached
+    for failed: its BoardUnavailable carries it to the client (board.proto LinkDown).
     """
 
     def __init__(
@@ -107,8 +120,10 @@ class BoardServicer:
         refusal_of: RefusalOf = lambda context, rpc: None,
         shared_memory: SharedMemoryStore | None = None,
         protections: Protections | None = None,
+        link_down: LinkDownNow = lambda: None,
     ) -> None:
         self.board = board
+        self.link_down = link_down
         self.protections = protections
         """Protected deployments' regions, kept from other principals' writes
         (sidra.server.protections; None: none)."""
@@ -222,6 +237,29 @@ class BoardServicer:
         handed the recording instead, to run it in order behind the call (a job's
         writer thread: no one is answered, and the job's next step need not wait for
         the store's fsync)."""
+        try:
+            return self._run_in_turn(
+                rpc, request, principal, caller, session_id, admin=admin,
+                record_later=record_later, checked=checked,
+            )  # fmt: skip
+        except BoardUnavailable as exc:
+            # The board's link is down: the caller learns what the server's log says
+            # (since when, why, what is retried), not only this call's own failure.
+            exc.link_down = exc.link_down or self.link_down()
+            raise
+
+    def _run_in_turn(
+        self,
+        rpc: str,
+        request: Request,
+        principal: str,
+        caller: str,
+        session_id: str | None,
+        *,
+        admin: bool,
+        record_later: Callable[[Callable[[], None]], None] | None,
+        checked: bool,
+    ) -> Any:
         leases = self.leases
         with self.turns.turn(caller):
             if isinstance(request, SequenceRequest):

@@ -36,6 +36,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from sidra.drivers import errors
+from sidra.hil.convert import link_down_to_pb
 from sidra.hil.error_values import VALUE_JSON_KEY, value_json
 
 __all__ = [
@@ -109,7 +110,8 @@ def _pack(message: Any) -> any_pb2.Any:
 
 
 def to_status(exc: errors.SidraError, request_type: Descriptor | None = None) -> grpc.Status:
-    """``exc`` as a gRPC status with ErrorInfo and, where it applies, BadRequest.
+    """``exc`` as a gRPC status with ErrorInfo and, where it applies, BadRequest; a
+    BoardUnavailable that met the board's link down also carries its LinkDown.
 
     With ``request_type`` (the request message's descriptor) a BadRequest is sent
     only for a field of that message; an argument error about something else (a
@@ -137,6 +139,8 @@ def to_status(exc: errors.SidraError, request_type: Descriptor | None = None) ->
     details.append(
         _pack(error_details_pb2.ErrorInfo(reason=code.name, domain=DOMAIN, metadata=metadata))
     )
+    if isinstance(exc, errors.BoardUnavailable) and exc.link_down is not None:
+        details.append(_pack(link_down_to_pb(exc.link_down)))
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
     return rpc_status.to_status(status)
 

@@ -8,14 +8,16 @@ import json
 import os
 import re
 import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from grpc_health.v1 import health, health_pb2
 
 from sidra.client import connect
-from sidra.drivers import Region
+from sidra.drivers import BoardUnavailable, Region
 from sidra.drivers.requests import ProgramRequest
 from sidra.drivers.serial.retransmit import FLOOR_S
 from sidra.emulator import preset
@@ -111,6 +113,44 @@ def test_a_serial_board_s_link_shows_what_the_line_damaged_and_its_frames(
     with serving(tmp_path / "other.sqlite3") as address:
         local = sidra_status(address)
     assert not any(line.startswith("link") for line in local.stdout.splitlines())
+
+
+def test_a_board_whose_link_is_down_shows_since_when_why_and_what_the_server_retries(
+    tmp_path: Path,
+) -> None:
+    """A served serial board unplugged: the board is out of reach, so its totals are not
+    shown, but the link is, as the server's log says it: DOWN since when, why, and what
+    the server retries (a lab engineer looking at a server whose board is gone)."""
+    with (
+        serve_virtual_board(preset("ideal"), 1, faults=FaultConfig()) as board_server,
+        serving(tmp_path / "state.sqlite3", f"{board_server.url}?timeout=0.05&retries=2")
+        as address,
+        connect(address) as client,
+    ):  # fmt: skip
+        assert board_server.shim is not None
+        client.stats()
+        unplugged_unix_s = time.time()
+        board_server.shim.unplug(float("inf"))
+        with pytest.raises(BoardUnavailable):
+            client.stats()
+        asked_unix_s = time.time()
+        done = sidra_status(address)
+        report = json.loads(sidra_status(address, "--json").stdout)
+    device = board_server.url.removeprefix("serial://")
+    assert done.returncode == 1 and "the board is NOT_SERVING" in done.stderr
+    down = report["board"]["link_down"]
+    assert report["board"]["error"].startswith("BoardUnavailable: UNAVAILABLE")
+    assert unplugged_unix_s <= down["since_unix_s"] <= asked_unix_s
+    assert "no valid response" in down["reason"]
+    assert down["recovery"] == f"retrying {device} every 0.5 s"
+    assert not down["link"]["up"] and down["link"]["timeouts"] > 0
+    lines = done.stdout.splitlines()
+    at = next(k for k, line in enumerate(lines) if line.startswith("link"))
+    assert re.fullmatch(r"link +DOWN since \S+ \S+ \(\d+ s ago\): GET_STATS to .*"
+                        r"no valid response .*", lines[at]), lines[at]  # fmt: skip
+    assert lines[at + 1].split() == f"the server is retrying {device} every 0.5 s".split()
+    assert re.search(r"^ +[\d,]+ exchanges, \d+ attempts damaged, [1-9][\d,]* lost ",
+                     lines[at + 2]), lines[at + 2]  # fmt: skip
 
 
 def test_a_part_the_server_refuses_says_why_and_the_rest_is_shown(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ tiles, the jobs running and queued, and the deployments with their latest checks
 
 Every part is asked with a viewer's calls (grpc.health.v1 Check, GetCaller,
 GetBoardInfo, ListLeases, ListJobs, ListDeployments), each on its own: a part the server refuses
-(a role, a server without a state store) says why and the others are still shown.
+(a role, a server without a state store) says why and the others are still shown. A board
+whose link is down cannot answer GetBoardInfo; the UNAVAILABLE it gets then carries the
+server's account of the link (board.proto LinkDown), shown in the board's place.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sidra.cli.whoami import caller_text, expiry_warning, missing_token_hint
 from sidra.client import Caller, RemoteBoard, TileLease
 from sidra.client.deployments import Deployment
 from sidra.client.jobs import JobInfo
-from sidra.drivers import SidraError, Unauthenticated, open_board
+from sidra.drivers import BoardUnavailable, SidraError, Unauthenticated, open_board
 from sidra.training.held import holds
 
 __all__ = ["status"]
@@ -170,7 +172,13 @@ UNAUTHENTICATED = f"{Unauthenticated.__name__}:"
 
 def _report(board: RemoteBoard, url: str, health: str) -> dict[str, Any]:
     def description() -> Part:
-        info, stats = board.info, board.stats()
+        try:
+            info, stats = board.info, board.stats()
+        except BoardUnavailable as exc:
+            if exc.link_down is None:
+                raise
+            # The board is out of reach, but the server says what became of its link.
+            return {"error": f"{type(exc).__name__}: {exc}", "link_down": asdict(exc.link_down)}
         link = None if stats.link is None else asdict(stats.link)
         return {
             "info": asdict(info), "stats": totals(stats), "link": link,
@@ -273,7 +281,10 @@ def _caller_lines(part: Part) -> list[str]:
 
 def _board_lines(part: Part, said: bool) -> list[tuple[str, str]]:
     if "error" in part:
-        return [("board", _not_shown(part["error"], said))]
+        down = part.get("link_down")
+        texts = _link_down_lines(down) if down else []
+        return [("board", _not_shown(part["error"], said)),
+                *[("link" if k == 0 else "", text) for k, text in enumerate(texts)]]  # fmt: skip
     info, stats = part["info"], part["stats"]
     return [
         ("board", f"{info['model']} {info['serial_number']} (firmware "
@@ -290,16 +301,35 @@ def _board_lines(part: Part, said: bool) -> list[tuple[str, str]]:
 def _link_text(link: dict[str, Any]) -> str:
     """A serial board's link at a glance: up, traffic, what the line damaged or lost, and
     the frame size (lowered on a line that damages long frames: a cable going bad)."""
+    return f"{'up' if link['up'] else 'DOWN'}; {_link_counts(link)}"
+
+
+def _link_counts(link: dict[str, Any]) -> str:
     damaged = link["crc_errors"] + link["framing_errors"] + link["naks"]
     frames = f"frames up to {link['payload_limit']:,} B"
     moves = link["payload_changes"]
     if moves:
         frames += f" (moved {'once' if moves == 1 else f'{moves:,} times'} for the line's damage)"
     return (
-        f"{'up' if link['up'] else 'DOWN'}; {link['exchanges']:,} exchanges, {damaged:,} "
-        f"attempts damaged, {link['timeouts']:,} lost (resent after "
+        f"{link['exchanges']:,} exchanges, {damaged:,} attempts damaged, "
+        f"{link['timeouts']:,} lost (resent after "
         f"{link.get('timeout_base_s', 0.0) * 1e3:,.0f} ms); {frames}"
     )
+
+
+def _link_down_lines(down: dict[str, Any]) -> list[str]:
+    """A board link that is down, as its server accounts for it (board.proto LinkDown):
+    since when and why, what the server does to get the board back, and the link's
+    counters when the driver keeps them."""
+    since_unix_s = down["since_unix_s"]
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since_unix_s))
+    lines = [
+        f"DOWN since {since} ({_ago(since_unix_s)} ago): {down['reason']}",
+        f"the server is {down['recovery']}",
+    ]
+    if down["link"] is not None:
+        lines.append(_link_counts(down["link"]))
+    return lines
 
 
 def _lease_lines(leases: list[dict[str, Any]], tile_count: int | None) -> list[str]:

@@ -240,6 +240,17 @@ class SerialDriver(BoardDriver):
         return self._link.name
 
     @property
+    def reconnects_at(self) -> str:
+        """Where a lost link is made again: the device (``/dev/ttyUSB0``, a socket://
+        URL); for a URL naming a serial number, the device the board was last found at,
+        then the ports searched for it."""
+        finder = self._finder
+        if finder is None or not finder.search:
+            return self.device
+        ports = "serial ports and pseudo-terminals" if finder.search_ptys else "serial ports"
+        return f"{finder.device}, then the {ports}, for serial number {self._info.serial_number}"
+
+    @property
     def link_up(self) -> bool:
         return self._link.up
 

@@ -316,8 +316,9 @@ def test_the_log_names_the_board_why_its_link_went_and_whether_it_came_back_rest
     r.wait_for(SERVING)
     down, up = _wait_for_lines(caplog, 2)
     assert down.startswith(f"board link down: {url} (serial number {serial}): ")
+    device = url.removeprefix("serial://")
     assert "no valid response" in down and down.endswith(
-        "health NOT_SERVING until it answers again"
+        f"health NOT_SERVING until it answers again; retrying {device} every 0.5 s"
     )
     assert up.startswith(f"board link up: {url} (serial number {serial}) answers again")
     assert up.endswith(f"the same instance {r.driver.instance_id}, its cells as they were")

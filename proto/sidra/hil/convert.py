@@ -40,6 +40,7 @@ from sidra.drivers.types import (
     BoardStats,
     BoardTiming,
     Cost,
+    LinkDown,
     LinkStats,
     MVMResult,
     PerturbationPoint,
@@ -56,6 +57,8 @@ __all__ = [
     "SERVICE_ADDED_FIELDS",
     "info_from_pb",
     "info_to_pb",
+    "link_down_from_pb",
+    "link_down_to_pb",
     "region_from_pb",
     "region_to_pb",
     "request_from_pb",
@@ -228,6 +231,19 @@ def region_to_pb(region: Region) -> pb.Region:
 def region_from_pb(message: pb.Region) -> Region:
     """A Region message as the driver type."""
     return Region(message.row_offset, message.col_offset, message.rows, message.cols)
+
+
+def link_down_to_pb(down: LinkDown) -> pb.LinkDown:
+    """``down`` as board.proto's LinkDown (the details of an UNAVAILABLE status)."""
+    message = _writer(LinkDown, pb.LinkDown)(down)
+    assert isinstance(message, pb.LinkDown)
+    return message
+
+
+def link_down_from_pb(message: pb.LinkDown) -> LinkDown:
+    """A LinkDown message as the driver type (its counters None when unset)."""
+    down: LinkDown = _reader(LinkDown, pb.LinkDown, False)(message)
+    return down
 
 
 def info_to_pb(info: BoardInfo) -> pb.BoardInfo:

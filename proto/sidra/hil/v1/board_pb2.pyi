@@ -173,6 +173,18 @@ class BoardStats(_message.Message):
     link: LinkStats
     def __init__(self, total_cost: _Optional[_Union[OperationCost, _Mapping]] = ..., mvm_passes: _Optional[int] = ..., cell_writes: _Optional[int] = ..., clock_s: _Optional[float] = ..., max_cell_writes: _Optional[int] = ..., link: _Optional[_Union[LinkStats, _Mapping]] = ...) -> None: ...
 
+class LinkDown(_message.Message):
+    __slots__ = ("since_unix_s", "reason", "recovery", "link")
+    SINCE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    since_unix_s: float
+    reason: str
+    recovery: str
+    link: LinkStats
+    def __init__(self, since_unix_s: _Optional[float] = ..., reason: _Optional[str] = ..., recovery: _Optional[str] = ..., link: _Optional[_Union[LinkStats, _Mapping]] = ...) -> None: ...
+
 class LinkStats(_message.Message):
     __slots__ = ("up", "exchanges", "frames_sent", "frames_received", "bytes_sent", "bytes_received", "crc_errors", "framing_errors", "timeouts", "retries", "naks", "duplicates", "resyncs", "resets", "reconnects", "payload_limit", "payload_changes", "timeout_base_s")
     UP_FIELD_NUMBER: _ClassVar[int]
