@@ -14,7 +14,9 @@ inside a board turn, where no call is running:
 
 A restore the board refuses (link down) is kept pending and retried before the
 next call that touches the tile, which fails with the board's error meanwhile:
-a tile is never handed on perturbed.
+a tile is never handed on perturbed. A board that restarted since its cells were
+perturbed has nothing left to restore (the restart reset them with the rest of its
+state): no restore is made, pending or not, and none is counted as failed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sidra.drivers import Board, OutOfRange, Region, SidraError
+from sidra.drivers import Board, BoardReset, OutOfRange, Region, SidraError
 from sidra.drivers.errors import LeaseHeld
 from sidra.drivers.requests import PerturbMode, PerturbRequest, Request
 from sidra.server.sessions.perturbed import PerturbedCells
@@ -98,7 +100,7 @@ class LeaseKeeper:
         self.board = board
         self.turns = turns
         self.registry = registry
-        self.perturbed = PerturbedCells(board.info)
+        self.perturbed = PerturbedCells(board.info, lambda: board.instance_id)
         self.on_event = on_event or (lambda event: None)
         self.on_wait = on_wait or (lambda outcome, seconds: None)
         self.session_ended: list[Callable[[str], None]] = []
@@ -289,6 +291,12 @@ class LeaseKeeper:
             except OutOfRange as exc:  # no write left (endurance): no retry would succeed
                 self._give_up(tile, exc)
             except SidraError as exc:
+                if self._lost_in_restart(tile, exc):
+                    log.info(
+                        "tile %d: nothing to restore: the board restarted since its cells "
+                        "were perturbed (%s)", tile, exc,
+                    )  # fmt: skip
+                    continue
                 self._pending.add(tile)
                 self.on_event("restore_failed")
                 log.warning(
@@ -304,7 +312,18 @@ class LeaseKeeper:
                 self._restore_tile(tile)  # raises the board's error: the call fails with it
             except OutOfRange as exc:
                 self._give_up(tile, exc)
+            except BoardReset as exc:
+                # The call fails with the reset it would have met itself, had the restore
+                # not taken its notice; the perturbation went with the restart.
+                if self._lost_in_restart(tile, exc):
+                    self._pending.discard(tile)
+                raise
             self._pending.discard(tile)
+
+    def _lost_in_restart(self, tile: int, exc: SidraError) -> bool:
+        """Whether ``exc``, a restore's failure, is a restart of the board that took the
+        tile's perturbation with it (the board answers as another instance now)."""
+        return isinstance(exc, BoardReset) and self.perturbed.region(tile) is None
 
     def _give_up(self, tile: int, exc: OutOfRange) -> None:
         """A restore the board refuses for good (its cells have no write left): retried
@@ -321,6 +340,8 @@ class LeaseKeeper:
         )  # fmt: skip
 
     def _restore_tile(self, tile: int) -> bool:
+        """Restores ``tile``'s perturbed cells: True when it did, False when none is
+        perturbed (on the board's instance now: a restart known already made none)."""
         region: Region | None = self.perturbed.region(tile)
         if region is None:
             return False

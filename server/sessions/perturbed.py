@@ -5,11 +5,16 @@ perturbation (session.proto, "End of a lease"). The board knows G_prog but does
 not say which cells sit away from it, so the service keeps a mask per tile:
 Perturb APPLY sets the region's cells, Perturb RESTORE, PerturbedMVM and Program
 clear them (each leaves a cell at its programmed conductance).
+
+A board that restarts loses its perturbation with the rest of its cells' state, so the
+masks belong to the board instance (``Board.instance_id``) they were noted on: once the
+board answers as another instance they are dropped, and nothing is left to restore.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,11 +31,15 @@ __all__ = ["PerturbedCells"]
 
 
 class PerturbedCells:
-    """Perturbed-cell masks of a board's tiles (made at a tile's first Perturb)."""
+    """Perturbed-cell masks of a board's tiles (made at a tile's first Perturb);
+    ``instance()``: the board instance now (``board.instance_id``)."""
 
-    def __init__(self, info: BoardInfo) -> None:
+    def __init__(self, info: BoardInfo, instance: Callable[[], str]) -> None:
         self.info = info
+        self.instance = instance
         self._masks: dict[int, np.ndarray] = {}
+        self._masks_instance: str | None = None
+        """The board instance the masks were noted on (None: no mask yet)."""
         self._lock = threading.Lock()
 
     def ran(self, request: Request) -> None:
@@ -47,8 +56,10 @@ class PerturbedCells:
             )
 
     def region(self, tile: int) -> Region | None:
-        """The smallest region holding every perturbed cell of ``tile``; None when none is."""
+        """The smallest region holding every perturbed cell of ``tile``; None when none is
+        (none was perturbed, or the board restarted since)."""
         with self._lock:
+            self._drop_other_instance()
             mask = self._masks.get(tile)
             if mask is None or not mask.any():
                 return None
@@ -67,9 +78,18 @@ class PerturbedCells:
         info = self.info
         resolved = region.resolve(info.rows, info.cols)
         with self._lock:
+            self._drop_other_instance()
             mask = self._masks.get(tile)
             if mask is None:
                 if not perturbed:
                     return
                 mask = self._masks[tile] = np.zeros((info.rows, info.cols), dtype=bool)
             mask[resolved.slices] = perturbed
+
+    def _drop_other_instance(self) -> None:
+        """Drops the masks of an earlier board instance (lock held): the restart that
+        ended it took their perturbation with the rest of the cells' state."""
+        instance = self.instance()
+        if instance != self._masks_instance:
+            self._masks.clear()
+            self._masks_instance = instance

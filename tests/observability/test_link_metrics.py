@@ -13,6 +13,7 @@ from observability_support import sample, served_with_metrics
 
 from sidra.client import BoardReset, BoardUnavailable, connect
 from sidra.drivers import open_board
+from sidra.drivers.requests import PerturbMode, PerturbRequest
 from sidra.drivers.serial import SerialDriver
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
@@ -71,6 +72,28 @@ def test_link_gauge_follows_unplug_and_replug_and_errors_are_counted() -> None:
             remote.mvm(0, v)
         after = served.scrape()
         assert after[RESETS] == 1 and after[LINK_UP] == 1
+
+
+def test_a_lease_ended_after_the_board_restarted_counts_no_failed_restore() -> None:
+    """The board power-cycled under a session that had perturbed its tile: the restart
+    reset those cells, and ending the lease counted restore_failed, the event the alert
+    "a tile could not be restored when its lease ended" watches."""
+    restored = sample("sidra_lease_events_total", event="restored")
+    failed = sample("sidra_lease_events_total", event="restore_failed")
+    with (
+        serve_virtual_board(PROFILE, 1, faults=FaultConfig()) as board_server,
+        open_board(f"{board_server.url}?{FAST}") as driver,
+        served_with_metrics(driver) as served,
+        connect(f"127.0.0.1:{served.port}") as remote,
+        remote.session(label="bench") as session,
+    ):
+        session.lease([1])
+        remote.program(1, np.full((32, 16), 20.0, np.float32))
+        remote.run(PerturbRequest(1, PerturbMode.APPLY, 4, 1.0, 1))
+        board_server.reset_board()
+        assert session.release([1]) == ()  # nothing restored: the restart reset the cells
+        after = served.scrape()
+        assert after[failed] == 0 and after[restored] == 0 and after[RESETS] == 1
 
 
 def test_the_payload_gauge_shows_a_line_that_damages_long_frames() -> None:

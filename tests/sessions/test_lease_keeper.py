@@ -12,9 +12,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from sidra.drivers import Board, BoardUnavailable, Region, open_board
+from sidra.drivers import Board, BoardReset, BoardUnavailable, Region, open_board
 from sidra.drivers.errors import LeaseHeld
-from sidra.drivers.requests import MVMRequest, PerturbMode, PerturbRequest, ProgramRequest
+from sidra.drivers.requests import (
+    MVMRequest,
+    PerturbMode,
+    PerturbRequest,
+    ProgramRequest,
+    ReadWriteCountsRequest,
+)
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry
 from sidra.emulator.firmware import serve_virtual_board
@@ -140,6 +146,83 @@ def test_a_restore_the_board_refuses_is_retried_before_the_next_call() -> None:
         shim.replug()
         run(keeper, MVMRequest(1, voltages), "bob", None)  # restores first, then runs
         np.testing.assert_array_equal(board.read_conductance(1).conductances, g)
+
+
+def keeper_counting(board: Board, clock: Clock, events: list[str]) -> LeaseKeeper:
+    """A keeper whose lease events (what the metrics count) go to ``events``."""
+    registry = LeaseRegistry(board.info.tile_count, clock=clock)
+    return LeaseKeeper(board, BoardTurns(), registry, on_event=events.append)
+
+
+@pytest.mark.parametrize("restart_known", [False, True], ids=["found-by-restore", "known"])
+def test_a_lease_ended_after_the_board_restarted_has_nothing_to_restore(
+    restart_known: bool,
+) -> None:
+    """The board power-cycled after its holder perturbed a tile: the restart reset the
+    cells with the rest of the board's state. Ending the lease counted restore_failed
+    (the alert "a tile could not be restored") and left the tile pending, so the next
+    caller's call wrote a restore over the new boot's cells. Now nothing is restored or
+    counted; when the driver knew of the restart already (the server's link watcher
+    pings an idle link) no call is made and the next caller still hears of the reset."""
+    with (
+        serve_virtual_board(PROFILE, 1, faults=FaultConfig()) as server,
+        open_board(f"{server.url}?timeout=0.05&retries=2") as board,
+    ):
+        events: list[str] = []
+        keeper = keeper_counting(board, Clock(), events)
+        session = keeper.open("alice", 60.0, "").id
+        keeper.acquire("alice", session, [1], whole_board=False, wait_s=0)
+        run(keeper, ProgramRequest(1, targets(board, 3)), "alice", session)
+        run(keeper, PerturbRequest(1, PerturbMode.APPLY, 4, 1.0, 1), "alice", session)
+        before = board.instance_id
+
+        server.reset_board()
+        if restart_known:  # the link finds the new boot epoch, as the watcher's ping does
+            with pytest.raises(BoardReset):
+                board.run(ReadWriteCountsRequest(0, Region(0, 0, 1, 1)))
+            assert board.instance_id != before
+        events.clear()
+        end = keeper.release("alice", session, [], all_tiles=True)
+        assert end.ended.tiles == (1,) and end.restored == ()
+        assert events == ["released"]  # neither restored nor restore_failed
+        assert keeper.perturbed.region(1) is None
+        voltages = np.zeros((1, board.info.rows), np.float32)
+        run(keeper, MVMRequest(1, voltages), "bob", None)  # no restore made before it
+        assert events == ["released"]
+        assert board.stats().cell_writes == 0  # the new boot's cells: nothing wrote them
+
+
+def test_a_pending_restore_of_a_board_that_restarted_meanwhile_is_dropped() -> None:
+    """The link was down when the lease ended (restore_failed, rightly: the tile may be
+    left perturbed) and the board came back restarted: the next call on the tile fails
+    with the reset, as it would have met it itself, and no restore is written after."""
+    with (
+        serve_virtual_board(PROFILE, 1, faults=FaultConfig()) as server,
+        open_board(f"{server.url}?timeout=0.05&retries=2") as board,
+    ):
+        shim = server.shim
+        assert shim is not None
+        events: list[str] = []
+        clock = Clock()
+        keeper = keeper_counting(board, clock, events)
+        session = keeper.open("alice", 2.0, "").id
+        keeper.acquire("alice", session, [1], whole_board=False, wait_s=0)
+        run(keeper, ProgramRequest(1, targets(board, 3)), "alice", session)
+        run(keeper, PerturbRequest(1, PerturbMode.APPLY, 4, 1.0, 1), "alice", session)
+
+        shim.unplug(float("inf"))
+        clock.now += 2.0
+        [end] = keeper.expire()
+        assert end.restored == () and "restore_failed" in events
+        server.reset_board()  # power-cycled while its cable was out
+        shim.replug()
+        events.clear()
+        voltages = np.zeros((1, board.info.rows), np.float32)
+        with pytest.raises(BoardReset):
+            run(keeper, MVMRequest(1, voltages), "bob", None)
+        run(keeper, MVMRequest(1, voltages), "bob", None)
+        assert events == [] and keeper.perturbed.region(1) is None
+        assert board.stats().cell_writes == 0
 
 
 def test_a_grant_waits_for_calls_admitted_before_it(emulator: Board) -> None:
