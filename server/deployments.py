@@ -41,7 +41,7 @@ from sidra.server.limits import PrincipalLimits
 from sidra.server.protections import Protections, check_unleased
 from sidra.server.routes import unary_service_handler
 from sidra.server.sessions.registry import TileHolder
-from sidra.server.state import StateStore
+from sidra.server.state import SERVER_PRINCIPAL, StateStore
 from sidra.server.state.deployments import DeployedRegionRow, DeploymentRecords, DeploymentRow
 from sidra.server.turns import BoardTurns
 
@@ -57,10 +57,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SERVER_PRINCIPAL = "(server)"
-"""Whose reads a check the server makes itself (at a metrics scrape) is: no token names it,
-and it holds no session."""
 
 DEPLOYMENT_SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["DeploymentService"].full_name
 

@@ -24,7 +24,6 @@ from sidra.drivers.host_machine import code_version
 from sidra.server.address import bind_problem, metrics_exposure
 from sidra.server.app import create_configured_server
 from sidra.server.deployment_checks import check_restored
-from sidra.server.deployments import SERVER_PRINCIPAL
 from sidra.server.memory import configure_malloc
 from sidra.server.observability import MetricsEndpoint, ServiceMetrics, configure_logging
 from sidra.server.settings import (
@@ -33,7 +32,7 @@ from sidra.server.settings import (
     load_settings,
     unread_variables,
 )
-from sidra.server.state import StateStore, StateStoreError, restore
+from sidra.server.state import SERVER_PRINCIPAL, StateStore, StateStoreError, restore
 from sidra.server.state.deployments import DeploymentRecords
 from sidra.server.state.serving import serving_store
 from sidra.server.stopping import ServerStop

@@ -8,6 +8,7 @@ answering, and :func:`restore` writes the golden targets back onto a board.
 from sidra.server.state.errors import ProgramNotRecorded, StateStoreError
 from sidra.server.state.paths import default_store_path
 from sidra.server.state.records import (
+    SERVER_PRINCIPAL,
     BoardRecord,
     BoardSummary,
     GoldenMap,
@@ -24,6 +25,7 @@ from sidra.server.state.store import StateStore
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SERVER_PRINCIPAL",
     "BoardRecord",
     "BoardSummary",
     "GoldenMap",

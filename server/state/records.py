@@ -13,6 +13,7 @@ import numpy.typing as npt
 from sidra.drivers import ProgramReport, Region
 
 __all__ = [
+    "SERVER_PRINCIPAL",
     "BoardRecord",
     "BoardSummary",
     "GoldenMap",
@@ -25,13 +26,23 @@ __all__ = [
 ]
 
 
+SERVER_PRINCIPAL = "(server)"
+"""The principal of what the server does of its own accord, on no caller's behalf: the
+Programs of ``sidra serve --restore`` (kind ``restore``) and its own checks of
+deployments. No token can be named so (parentheses), and it is not ``local``, every
+caller's principal on a server without [auth]: a restore is never taken for a user's
+Program. Whose targets a restore wrote back is what the records of the Programs that
+set them say."""
+
+
 class ProgramKind(StrEnum):
     """Why a Program was written to the board."""
 
     PROGRAM = "program"
-    """A client's Program RPC (or a direct ``record_program`` call)."""
+    """A client's Program RPC (or a direct ``record_program`` call), by its principal."""
     RESTORE = "restore"
-    """The golden targets written back by ``restore`` after a crash or a board reset."""
+    """The golden targets written back by ``restore`` after a crash or a board reset, by
+    :data:`SERVER_PRINCIPAL` (stores written before it was: ``local``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +114,8 @@ class ProgramRecord:
     region: Region
     """The cells written (offsets and size of the targets)."""
     principal: str
-    """Who asked for it (the authenticated principal; "local" without authentication)."""
+    """Who asked for it: the authenticated principal, "local" without authentication,
+    :data:`SERVER_PRINCIPAL` for the server's own restore (kind ``restore``)."""
     time_utc: datetime
     """When the (last) Program was stored."""
     boot_id: str

@@ -3,7 +3,9 @@
 ``restore(board, store)`` looks the board up by serial number and, tile by
 tile, programs the cells the store says were programmed, with the targets it
 holds; cells never programmed are left alone. Each Program is recorded in the
-history as a restore, so the record of writes to the board stays complete.
+history as a restore (kind ``restore``, by :data:`RESTORE_PRINCIPAL`: the server
+itself, on no caller's behalf), so the record of writes to the board stays complete
+and a restore is never taken for a caller's Program.
 
 Call it before the board is served (``sidra serve --restore``), or with the
 servicer's board lock held: it issues ordinary Programs.
@@ -17,13 +19,14 @@ from dataclasses import dataclass
 from sidra.drivers import Board, BoardInfo, FailedPrecondition, ProgramReport
 from sidra.server.state.errors import StateStoreError
 from sidra.server.state.maps import rectangles
-from sidra.server.state.records import BoardRecord, ProgramKind
+from sidra.server.state.records import SERVER_PRINCIPAL, BoardRecord, ProgramKind
 from sidra.server.state.store import StateStore
 
 __all__ = ["RESTORE_PRINCIPAL", "RestoreReport", "TileRestore", "restore"]
 
-RESTORE_PRINCIPAL = "local"
-"""Who a restore is attributed to unless the caller says: the operator at the server."""
+RESTORE_PRINCIPAL = SERVER_PRINCIPAL
+"""Who a restore is attributed to unless the caller says: the server, writing back on
+no caller's behalf (not ``local``, every caller's principal without [auth])."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,35 @@ def test_history_as_a_table_and_as_json(store_path: Path) -> None:
     assert "time (UTC)" in narrow.stdout and " # " not in narrow.stdout  # the number left out
 
 
+def test_the_history_tells_the_servers_restore_from_a_callers_program(tmp_path: Path) -> None:
+    """An auditor reading the history of a server without [auth]: the Programs of
+    ``sidra serve --restore`` were recorded as by ``local``, the principal of every
+    caller there, so only the kind column (the first a narrow table leaves out) told
+    them from a user's. They are the server's own now, ``(server)``. A lease's restore
+    of the cells its holder perturbed is no Program: no record."""
+    from sidra.client import connect
+    from sidra.drivers import open_board
+    from sidra.drivers.requests import PerturbMode, PerturbRequest
+    from sidra.server.state import restore
+    from tests.jobs.jobs_support import IDEAL_URL, serving
+
+    path = tmp_path / "state.sqlite3"
+    with serving(path) as address, connect(address) as client, client.session() as session:
+        session.lease([0])
+        client.program(0, np.full((4, 6), 20.0, np.float32))
+        client.run(PerturbRequest(0, PerturbMode.APPLY, 3, 1.0, 1))
+        assert session.release([0]) == (0,)  # restored by the lease's end
+    with open_board(IDEAL_URL) as fresh, StateStore(path) as store:  # the board lost it all
+        restore(fresh, store)
+    records = json.loads(run_state("history", "--store", str(path), "--json").stdout)
+    assert [(r["principal"], r["kind"]) for r in records] == [
+        ("local", "program"),
+        ("(server)", "restore"),
+    ]
+    narrow = run_state("history", "--store", str(path), columns=80)
+    assert "(server)" in narrow.stdout  # the kind column is the first a narrow table drops
+
+
 def test_export_writes_the_golden_targets_and_masks(store_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "golden.npz"
     result = run_state("export", str(out), "--store", str(store_path))
