@@ -35,6 +35,7 @@ from sidra.server.observability import (
     CallObserver,
     ServiceMetrics,
     watch_board,
+    watch_board_calls,
     watch_deployment_checks,
     watch_deployments,
     watch_jobs,
@@ -188,7 +189,8 @@ def create_server(
         workers=max_workers,
         on_refusal=metrics.count_limit_refusal,
     )
-    turns = BoardTurns()
+    turns = BoardTurns(on_wait=metrics.observe_board_wait)
+    watch_board_calls(metrics, turns.waiting)
     keeper = LeaseKeeper(
         board, turns, lease_registry(board, leases or LeaseSettings()),
         on_event=metrics.count_lease_event, on_wait=metrics.observe_lease_wait,

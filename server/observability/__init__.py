@@ -3,7 +3,8 @@
 - :mod:`~sidra.server.observability.metrics`: every metric of one server, in its own
   registry (:class:`ServiceMetrics`);
 - :mod:`~sidra.server.observability.board_metrics`: the board's identity and link;
-- :mod:`~sidra.server.observability.service_metrics`: running jobs, the store's size;
+- :mod:`~sidra.server.observability.service_metrics`: calls queued for the board, running
+  jobs, the store's size;
 - :mod:`~sidra.server.observability.interceptor`: the interceptor that times, counts and
   logs each call and returns its request id;
 - :mod:`~sidra.server.observability.calls`: the record of the call being served;
@@ -18,6 +19,7 @@ from sidra.server.observability.interceptor import CallObserver
 from sidra.server.observability.logs import RPC_LOGGER, configure_logging
 from sidra.server.observability.metrics import ServiceMetrics
 from sidra.server.observability.service_metrics import (
+    watch_board_calls,
     watch_deployment_checks,
     watch_deployments,
     watch_jobs,
@@ -33,6 +35,7 @@ __all__ = [
     "configure_logging",
     "current_request_id",
     "watch_board",
+    "watch_board_calls",
     "watch_deployment_checks",
     "watch_deployments",
     "watch_jobs",

@@ -11,6 +11,11 @@ which would make a new time series per caller or per request.
 docs/operations.md ("Metrics and alerts") lists every metric with its labels;
 ``tests/observability`` checks that list against this registry.
 
+Calls waiting for the board: ``sidra_board_calls_waiting`` (now, read at each scrape:
+:func:`~sidra.server.observability.service_metrics.watch_board_calls`) and
+``sidra_board_wait_seconds`` (each queued call's wait for its turn, in the buckets of
+``sidra_rpc_duration_seconds`` so the two read side by side).
+
 Lease events (``sidra_lease_events_total{event}``, the events of
 :data:`~sidra.server.sessions.keeper.LEASE_EVENTS`) and job ends
 (``sidra_jobs_ended_total{state}``) are pre-set to 0 per event or state like the
@@ -139,6 +144,11 @@ class ServiceMetrics:
             "How long training jobs waited in the queue before they started, s.",
             buckets=QUEUE_WAIT_BUCKETS_S, registry=registry,
         )  # fmt: skip
+        self.board_wait = Histogram(
+            "sidra_board_wait_seconds",
+            "How long each call that found the board busy waited for its turn on it, s.",
+            buckets=DURATION_BUCKETS_S, registry=registry,
+        )  # fmt: skip
         self.lease_wait = Histogram(
             "sidra_lease_wait_seconds",
             "How long each AcquireLease waited for tiles other sessions held before it was "
@@ -187,6 +197,11 @@ class ServiceMetrics:
         """An AcquireLease ended ``outcome`` (:data:`LEASE_WAIT_OUTCOMES`) after waiting
         ``seconds`` for its tiles."""
         self._lease_wait[outcome].observe(seconds)
+
+    def observe_board_wait(self, seconds: float) -> None:
+        """A call that found the board busy had its turn after waiting ``seconds``
+        (sidra.server.turns; a call that found it free is not observed)."""
+        self.board_wait.observe(seconds)
 
     def observe_queue_wait(self, seconds: float) -> None:
         """A queued training job started after waiting ``seconds`` in the queue."""

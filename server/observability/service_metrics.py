@@ -1,5 +1,10 @@
-"""Metrics of what the service runs and keeps: its training jobs and its state store.
+"""Metrics of what the service runs and keeps: calls queued for the board, its training
+jobs and its state store.
 
+- ``sidra_board_calls_waiting``: calls queued behind the board now (every call takes a
+  turn on it, sidra.server.turns: clients' RPCs, jobs' calls, deployment checks), read
+  at each scrape; how long each waited is ``sidra_board_wait_seconds``
+  (:meth:`ServiceMetrics.observe_board_wait`);
 - ``sidra_jobs_running`` and ``sidra_jobs_queued``: training jobs running in the server
   now, and waiting in its queue, read at each scrape from the jobs' manager;
 - ``sidra_jobs_ended_total{state}``: jobs that ended, by final state (succeeded, failed,
@@ -28,8 +33,16 @@ from prometheus_client.registry import Collector
 
 from sidra.server.observability.metrics import ServiceMetrics
 
-__all__ = ["CheckFigures", "watch_deployment_checks", "watch_deployments", "watch_jobs",
-           "watch_store"]  # fmt: skip
+__all__ = ["CheckFigures", "watch_board_calls", "watch_deployment_checks", "watch_deployments",
+           "watch_jobs", "watch_store"]  # fmt: skip
+
+
+def watch_board_calls(metrics: ServiceMetrics, waiting: Callable[[], int]) -> None:
+    """``sidra_board_calls_waiting`` from ``waiting()`` (BoardTurns.waiting)."""
+    metrics.registry.register(
+        _Gauge("sidra_board_calls_waiting", "Calls queued for their turn on the board now.",
+               waiting)
+    )  # fmt: skip
 
 
 def watch_jobs(

@@ -1,10 +1,11 @@
-"""Metrics of what the service runs and keeps, scraped over HTTP: running and queued
-training jobs and how long the queued ones waited, jobs ended by final state, and the
-state store's size on disk."""
+"""Metrics of what the service runs and keeps, scraped over HTTP: calls queued for the
+board and how long they waited, running and queued training jobs and how long the
+queued ones waited, jobs ended by final state, and the state store's size on disk."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ from observability_support import IDEAL_URL, sample, served_with_metrics
 
 from sidra.client import connect
 from sidra.drivers import open_board
+from sidra.emulator import preset
+from sidra.emulator.config import Geometry
+from sidra.emulator.firmware import serve_virtual_board
+from sidra.emulator.firmware.faults import FaultConfig
 from sidra.server.state import StateStore
 
 # On tile 0 both: the short job queues for the endless one's tile.
@@ -24,6 +29,43 @@ STATES = ("succeeded", "failed", "cancelled", "interrupted")
 def _on_disk(path: Path) -> int:
     files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
     return sum(file.stat().st_size for file in files if file.exists())
+
+
+def test_calls_queued_behind_a_busy_board_raise_the_gauge_and_their_waits_are_observed() -> None:
+    """The board is held by a call it does not answer (a serial board whose cable is out:
+    the call retries, its turn held, for as long as the URL lets it), and two more calls
+    queue behind it: the gauge shows them while they wait, and once the cable is back
+    and they have run, each one's wait is in the histogram."""
+    waiting = sample("sidra_board_calls_waiting")
+    waits, waited_s = (
+        sample("sidra_board_wait_seconds_count"),
+        sample("sidra_board_wait_seconds_sum"),
+    )
+    profile = preset("ideal").model_copy(update={"geometry": Geometry(tiles=1, rows=8, cols=8)})
+    voltages = np.zeros((1, 8), np.float32)
+    # Up to 51 attempts of two rounds, each waiting at most 0.5 s: the board stays held
+    # until the cable is back, and is answered at most 0.5 s after.
+    with (
+        serve_virtual_board(profile, 1, faults=FaultConfig()) as board_server,
+        open_board(f"{board_server.url}?timeout=0.5&retries=50") as driver,
+        served_with_metrics(driver) as served,
+        connect(f"127.0.0.1:{served.port}") as client,
+    ):
+        shim = board_server.shim
+        assert shim is not None
+        client.mvm(0, voltages)
+        first = served.scrape()
+        assert first[waiting] == 0 and first[waits] == 0  # a free board: nobody queued
+        shim.unplug(float("inf"))
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            calls = [pool.submit(client.mvm, 0, voltages) for _ in range(3)]
+            served.wait_for(waiting, 2)  # one call holds the board, two wait for it
+            shim.replug()
+            for call in calls:
+                assert call.result(timeout=60).currents.shape == (1, 8)
+        after = served.scrape()
+    assert after[waiting] == 0
+    assert after[waits] == 2 and after[waited_s] > 0
 
 
 def test_jobs_are_counted_as_they_run_and_end(tmp_path: Path) -> None:

@@ -71,3 +71,45 @@ def test_an_error_inside_a_turn_gives_the_board_back() -> None:
     thread.start()
     assert done.wait(timeout=10), "the board stayed locked after a failed call"
     thread.join(timeout=10)
+
+
+def test_only_calls_that_queued_are_told_how_long_they_waited() -> None:
+    """``on_wait`` (the metrics' histogram) hears each call that found the board busy,
+    once it has its turn; a call that found it free is not timed. A listener that fails
+    leaves the board to the next call, not held by a call that never ran."""
+    waits: list[float] = []
+    turns, order = BoardTurns(on_wait=waits.append), []
+    with turns.turn("A"):  # free: not timed
+        pass
+    assert waits == []
+    with turns.turn("holder"):
+        threads = _queue_up(turns, ["A1", "B1"], order)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert order == ["A1", "B1"] and len(waits) == 2 and min(waits) > 0
+
+    def failing(seconds: float) -> None:
+        raise RuntimeError("a listener's fault")
+
+    turns.on_wait = failing
+    failed: list[BaseException] = []
+
+    def queued_call() -> None:
+        try:
+            with turns.turn("C"):
+                order.append("C1")
+        except RuntimeError as exc:
+            failed.append(exc)
+
+    with turns.turn("holder"):
+        thread = threading.Thread(target=queued_call)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while turns.waiting() == 0:  # queued behind the holder
+            assert time.monotonic() < deadline, "C1 never queued"
+            time.sleep(0.001)
+    thread.join(timeout=10)
+    assert len(failed) == 1 and order[-1] == "B1"  # the call did not run
+    with turns.turn("D"):  # and the board is free
+        order.append("D1")
+    assert order[-1] == "D1"
