@@ -1068,3 +1068,29 @@ def test_none_on_the_command_line_is_what_the_help_says_it_is(tmp_path: Path) ->
                "3.0", "--board", "emu://?preset=ideal", "--out", str(calibrated))  # fmt: skip
     gains = json.loads((calibrated / "settings.json").read_text())
     assert gains["a"] == 3.0 and gains["c"] != 0.2  # a kept as given, c calibrated
+
+
+def test_none_is_taken_for_a_whole_number_whose_help_says_what_none_does(
+    tmp_path: Path,
+) -> None:
+    """--trainable's help said "None: every layer" and the command line refused none as
+    no integer: a run --like a record of --trainable 1 could not train every layer."""
+    head = tmp_path / "head"
+    sidra_json("train", "mlp", "--dataset", "iris", "--epochs", "1", "--hidden", "8",
+               "--trainable", "1", "--board", "emu://?preset=ideal",
+               "--out", str(head))  # fmt: skip
+    every = tmp_path / "every"
+    sidra_json("train", "mlp", "--like", str(head), "--trainable", "none",
+               "--board", "emu://?preset=ideal", "--out", str(every))  # fmt: skip
+    settings = json.loads((every / "settings.json").read_text())
+    assert settings["trainable"] is None and settings["hidden"] == [8]
+    refused = run_sidra("train", "mlp", "--trainable", "two")
+    assert refused.returncode == 2
+    assert unwrapped("'--trainable': got 'two', expected a whole number or none") in (
+        unwrapped(refused.stderr)
+    )
+    bounded = run_sidra("train", "last-layer", "--feature-tile", "-1")
+    assert bounded.returncode == 2  # the field's own bound still holds
+    assert unwrapped("--feature-tile: got -1; input should be greater than or equal to 0") in (
+        unwrapped(bounded.stderr)
+    )

@@ -20,6 +20,8 @@ import inspect
 import io
 import os
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -183,9 +185,22 @@ def field_option(model: type[BaseModel], name: str, *flags: str, **option: Any) 
     # and all (~120 ms), which `sidra --help` and completion, importing this module, skip.
     from sidra.drivers.attribute_docs import attribute_doc  # noqa: PLC0415
 
-    if model.model_fields[name].annotation == float | None:  # its docstring says what None does
-        option.setdefault("parser", float_or_none)
+    number = _number_or_none(model.model_fields[name].annotation)
+    if number is not None:  # its docstring says what None does
+        option.setdefault("parser", float_or_none if number is float else int_or_none)
     return typer.Option(*flags, help=help_text(attribute_doc(model, name)), **option)
+
+
+def _number_or_none(annotation: Any) -> type | None:
+    """``float`` or ``int`` for a field that is that number or None (a bound on the
+    number, ``Annotated[int, Field(ge=0)]``, included), else None."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    given = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(given) != 1 or len(given) == len(typing.get_args(annotation)):
+        return None
+    number = typing.get_args(given[0])[0] if typing.get_origin(given[0]) is Annotated else given[0]
+    return number if number in (float, int) else None
 
 
 def float_or_none(given: str | float | None) -> float | None:
@@ -200,6 +215,21 @@ def float_or_none(given: str | float | None) -> float | None:
         return float(given)
     except ValueError:
         raise typer.BadParameter(f"got {given!r}, expected a number or none") from None
+
+
+def int_or_none(given: str | int | None) -> int | None:
+    """An option's whole number, or ``none`` for a setting whose None means something
+    (every layer trained, the read repeats of training, a tile placed by the job): the
+    help said "None: every layer" and the command line refused none as no integer, so a
+    run started ``--like`` a record of ``--trainable 1`` could not train every layer."""
+    if not isinstance(given, str):
+        return given  # the default, as declared
+    if given.strip().lower() == "none":
+        return None
+    try:
+        return int(given)
+    except ValueError:
+        raise typer.BadParameter(f"got {given!r}, expected a whole number or none") from None
 
 
 def job_options(model: type[Options], ctx: typer.Context, **changes: Any) -> Options:
