@@ -1094,3 +1094,17 @@ def test_none_is_taken_for_a_whole_number_whose_help_says_what_none_does(
     assert unwrapped("--feature-tile: got -1; input should be greater than or equal to 0") in (
         unwrapped(bounded.stderr)
     )
+
+
+def test_several_values_given_in_one_are_told_to_be_given_once_each() -> None:
+    """``--hidden 32,16`` was refused as no integer, without a word of how an option that
+    takes a list is given several values."""
+    refused = run_sidra("train", "mlp", "--hidden", "32,16")
+    assert refused.returncode == 2
+    said = unwrapped(refused.stderr)
+    assert unwrapped("got 32,16; input should be a valid integer") in said
+    assert unwrapped("give --hidden once per value: --hidden 32 --hidden 16") in said
+    spaced = unwrapped(run_sidra("model", "eval", "--tile", "1 2").stderr)
+    assert unwrapped("give --tiles once per value: --tiles 1 --tiles 2") in spaced
+    one = unwrapped(run_sidra("train", "mlp", "--hidden", "wide").stderr)
+    assert "gotwide;" in one and "onceper" not in one  # one value: nothing to split

@@ -290,7 +290,19 @@ class ValueNamingGroup(TyperGroup):
                 given = given if isinstance(given, str) else repr(given)
                 message = str(error["msg"]).removeprefix("Value error, ")
                 exc.message = f"got {given}; {message[:1].lower()}{message[1:]}"
+                exc.message += _once_per_value(param, given)
             raise
+
+
+def _once_per_value(param: Any, given: str) -> str:
+    """How to give several values to an option that takes a list (``--hidden``,
+    ``--tiles``) when they came in one, separated by commas or spaces: the refusal said
+    only that ``32,16`` is no integer, not that the option is given once per value."""
+    values = [v for v in re.split(r"[,\s]+", given) if v]
+    if not getattr(param, "multiple", False) or len(values) < 2 or not param.opts:
+        return ""
+    flag = max(param.opts, key=len)  # --tiles rather than its alias --tile
+    return f"; give {flag} once per value: " + " ".join(f"{flag} {v}" for v in values)
 
 
 def reflow_help(command: Any) -> None:
