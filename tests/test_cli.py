@@ -356,7 +356,7 @@ _COMMAND_DEFAULTS = {("spsa", "eval_every")}
 @pytest.mark.parametrize("command", list(_COMMAND_ONLY))
 def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> None:
     from sidra.cli.commands import whole_command
-    from sidra.cli.options import help_text
+    from sidra.cli.options import field_help
     from sidra.cli.train import train_app
     from sidra.training import (
         CompareOptions,
@@ -388,7 +388,7 @@ def test_every_option_field_has_a_flag_and_every_flag_a_field(command: str) -> N
         param = params[name]
         if (command, name) in _COMMAND_DEFAULTS:
             continue
-        assert param.help and param.help == help_text(attribute_doc(model, name)), name
+        assert param.help and param.help == field_help(model, name), name
         flagged = model(**{name: param.default})
         assert getattr(flagged, name) == getattr(defaults, name), name
 
@@ -558,6 +558,21 @@ def test_no_help_text_shows_docstring_markup() -> None:
         "wider than the MLPOptions default"
     )
     assert help_text(":class:`~sidra.training.PATOptions` of ``x``") == "PATOptions of x"
+
+
+def test_a_help_naming_another_setting_names_its_flag() -> None:
+    """The help said "(None: read_repeats)" and "None: placed (see tiles)": names of the
+    Python options, which the command line has not."""
+    from sidra.cli.options import field_help
+    from sidra.training import LastLayerOptions, MLPOptions, PATOptions
+
+    assert "read_repeats" in attribute_doc(MLPOptions, "eval_read_repeats")
+    assert field_help(MLPOptions, "eval_read_repeats").endswith("(None: --read-repeats).")
+    assert field_help(LastLayerOptions, "feature_tile").endswith("None: placed (see --tiles).")
+    assert "whatever --board-epochs)" in field_help(PATOptions, "in_silico")
+    shown = run_sidra("train", "mlp", "--help", columns=200)
+    assert unwrapped("(None: --read-repeats)") in unwrapped(shown.stdout)
+    assert "sidra board compare" in field_help(PATOptions, "board_epochs")  # not a field
 
 
 @pytest.mark.parametrize(

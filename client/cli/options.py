@@ -41,6 +41,7 @@ __all__ = [
     "SERVER_HELP",
     "TLS_URL_HELP",
     "ValueNamingGroup",
+    "field_help",
     "field_option",
     "flags_show_no_value",
     "help_text",
@@ -181,14 +182,34 @@ def help_text(docstring: str) -> str:
 def field_option(model: type[BaseModel], name: str, *flags: str, **option: Any) -> Any:
     """A typer option for field ``name`` of ``model``, its docstring as the help text
     (``option``: more of ``typer.Option``'s arguments)."""
+    number = _number_or_none(model.model_fields[name].annotation)
+    if number is not None:  # its docstring says what None does
+        option.setdefault("parser", float_or_none if number is float else int_or_none)
+    return typer.Option(*flags, help=field_help(model, name), **option)
+
+
+def field_help(model: type[BaseModel], name: str) -> str:
+    """The help of field ``name``'s flag: its docstring as :func:`help_text` shows it,
+    another field it names as that field's flag."""
     # Imported here: importing any sidra.drivers module imports the drivers package, numpy
     # and all (~120 ms), which `sidra --help` and completion, importing this module, skip.
     from sidra.drivers.attribute_docs import attribute_doc  # noqa: PLC0415
 
-    number = _number_or_none(model.model_fields[name].annotation)
-    if number is not None:  # its docstring says what None does
-        option.setdefault("parser", float_or_none if number is float else int_or_none)
-    return typer.Option(*flags, help=help_text(attribute_doc(model, name)), **option)
+    doc = _FIELD_LITERAL.sub(lambda m: _as_flag(model, m), attribute_doc(model, name))
+    return help_text(doc)
+
+
+_FIELD_LITERAL = re.compile(r"``(\w+)``")
+"""A name in a docstring's literal (``read_repeats``): another field of the option
+model, perhaps."""
+
+
+def _as_flag(model: type[BaseModel], literal: re.Match[str]) -> str:
+    """A field of ``model`` named in another's docstring, as the flag a person types
+    (``read_repeats`` -> ``--read-repeats``): the help said "None: read_repeats" and
+    "see tiles", names the command line has not. Any other literal is left as it is."""
+    name = literal[1]
+    return f"--{name.replace('_', '-')}" if name in model.model_fields else literal[0]
 
 
 def _number_or_none(annotation: Any) -> type | None:

@@ -246,11 +246,12 @@ class PATOptions(MLPOptions):
     whole training on the twin and the weights deployed to the board at the end."""
 
     hidden: tuple[Annotated[int, Field(ge=1)], ...] = Field((256, 128), min_length=1)
-    """Hidden ReLU layer widths, input side first (wider than the :class:`MLPOptions`
-    default: each layer still fits one 256 × 256 tile)."""
+    """Hidden ReLU layer widths, input side first (wider than the default of ``sidra
+    train mlp``, :class:`MLPOptions`: each layer still fits one 256 × 256 tile)."""
     read_repeats: int = Field(4, ge=1)
     """Analog passes averaged per vector in the forward pass (noise / √n): no pass goes
-    to a TransposeMVM, so twice the :class:`MLPOptions` default on the same budget."""
+    to a TransposeMVM, so twice the default of ``sidra train mlp`` (:class:`MLPOptions`)
+    on the same budget."""
     eval_read_repeats: int | None = Field(16, ge=1)
     """Analog passes averaged per vector when the test and training accuracies are
     measured (None: ``read_repeats``)."""
