@@ -235,6 +235,36 @@ def test_group_takes_runs_differing_only_by_seed_as_one(runs: Path, tmp_path: Pa
     assert "left out: 1 run stopped or interrupted before the end" in table.stdout
 
 
+def test_a_setting_left_to_its_default_reads_none_and_a_lone_run_shows_no_spread(
+    runs: Path, tmp_path: Path
+) -> None:
+    """A None setting showed as nothing ("final_learning_rate=", an empty feature_tile),
+    and a group of one run as "± 0.00 %", which reads as runs that agreed."""
+    record = runs / "study" / "ll"
+    assert _json(record / "settings.json")["feature_tile"] is None  # placed by the job
+    shown = run_sidra("runs", "show", str(record))
+    assert re.search(r"^\s+feature_tile\s+none\s*$", shown.stdout, re.MULTILINE), shown.stdout
+    lab = tmp_path / "runs"
+    for name, changes in (
+        ("a", {}),
+        ("b", {"seed": 7}),
+        ("constant", {"final_learning_rate": None}),
+    ):
+        (lab / name).mkdir(parents=True)
+        for file in record.iterdir():
+            (lab / name / file.name).write_bytes(file.read_bytes())
+        settings = _json(record / "settings.json") | changes
+        (lab / name / "settings.json").write_text(json.dumps(settings))
+    table = run_sidra("runs", "group", str(lab), columns=200)
+    assert table.returncode == 0, table.stderr
+    lines = {line.split()[2]: line for line in table.stdout.splitlines() if "last-layer" in line}
+    accuracy = 100 * _json(record / "summary.json")["test_accuracy"]
+    assert set(lines) == {"final_learning_rate=none", "final_learning_rate=0.02"}
+    assert f"{accuracy:.2f} ± 0.00 %" in lines["final_learning_rate=0.02"]  # two runs
+    lone = lines["final_learning_rate=none"]
+    assert f"{accuracy:.2f} %" in lone and "±" not in lone and lone.rstrip().endswith("—")
+
+
 def test_a_run_that_ended_without_its_record_is_listed_as_unfinished(tmp_path: Path) -> None:
     """A folder holding a checkpoint and no record: a run still going, or one killed or
     whose board went away. Listed with where it last saved, to be found and gone on from;

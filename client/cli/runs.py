@@ -271,23 +271,37 @@ def _print_groups(rows: list[dict[str, Any]], folder: Path, left_out: int) -> No
         console.print(f"no finished run records under {folder}")
     else:
         table = Table(box=box.SIMPLE, title=f"runs under {folder}, by what they ran")
+        # A setting, a board a line, the header in two: rich narrows the widest columns
+        # first, and a line of several settings cut them mid-name (final_learni / ng_rate).
         for column in ("job", "dataset", "settings", "runs", "seeds", "boards",
-                       "test accuracy (mean ± sd)", "min – max"):  # fmt: skip
+                       "test accuracy\n(mean ± sd)", "min – max"):  # fmt: skip
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(
                 row["job"], row["dataset"],
-                " ".join(f"{k}={_value_text(v)}" for k, v in row["settings"].items()) or "—",
+                "\n".join(f"{k}={_value_text(v)}" for k, v in row["settings"].items()) or "—",
                 str(row["runs"]),
                 " ".join(str(seed) for seed in row["seeds"] if seed is not None) or "—",
-                ", ".join(row["boards"]),
-                f"{100 * row['test_accuracy_mean']:.2f} ± {100 * row['test_accuracy_sd']:.2f} %",
-                f"{100 * row['test_accuracy_min']:.2f} – {100 * row['test_accuracy_max']:.2f} %",
+                "\n".join(row["boards"]),
+                *_accuracy_spread(row),
             )  # fmt: skip
         console.print(table)
     if left_out:
         console.print(f"left out: {count_text(left_out, 'run')} stopped or interrupted before "
                       "the end")  # fmt: skip
+
+
+def _accuracy_spread(row: dict[str, Any]) -> tuple[str, str]:
+    """A group's test accuracy, mean ± sd, and its range; a group of one run has neither
+    spread nor range, and shows its accuracy alone (not ± 0.00, which reads as runs
+    that agreed)."""
+    mean = f"{100 * row['test_accuracy_mean']:.2f}"
+    if row["runs"] == 1:
+        return f"{mean} %", "—"
+    return (
+        f"{mean} ± {100 * row['test_accuracy_sd']:.2f} %",
+        f"{100 * row['test_accuracy_min']:.2f} – {100 * row['test_accuracy_max']:.2f} %",
+    )
 
 
 RecordArgument = Annotated[
@@ -307,7 +321,7 @@ def _value_text(value: Any) -> str:
         return f"{value:.6g}"
     if isinstance(value, dict | list):
         return json.dumps(value)
-    return "" if value is None else str(value)
+    return "none" if value is None else str(value)  # as --trainable none gives it
 
 
 @runs_app.command("show")
