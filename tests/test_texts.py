@@ -26,6 +26,8 @@ def test_a_run_s_figures_read_as_a_person_reads_them() -> None:
         "layer0 0.6852, layer1 0.7301, layer2 0.8169"
     )
     assert figure_text("layer_accuracy", [0.5, 0.975]) == "layer0 50.00 %, layer1 97.50 %"
+    # A layer --trainable left frozen has no gradient to measure: it read "layer0 None".
+    assert figure_text("gradient_cosine", [None, 0.9596]) == "layer0 not measured, layer1 0.9596"
 
 
 def test_tiles_are_named_as_a_sentence_names_them() -> None:

@@ -33,8 +33,14 @@ def figure_text(key: str, value: Any) -> str:
     if isinstance(value, dict):  # figures of their own (a tuned model's tuned_from)
         return "; ".join(f"{k} {figure_text(k, v)}" for k, v in value.items())
     if isinstance(value, list):  # a figure per layer (gradient_cosine), named as placed
-        return ", ".join(f"layer{i} {figure_text(key, v)}" for i, v in enumerate(value))
+        return ", ".join(f"layer{i} {_layer_figure(key, v)}" for i, v in enumerate(value))
     return str(value)
+
+
+def _layer_figure(key: str, value: Any) -> str:
+    """One layer's figure; None where the run measured none for it (a layer left frozen
+    by --trainable has no gradient to compare): it read "layer0 None"."""
+    return "not measured" if value is None else figure_text(key, value)
 
 
 def size_text(size_bytes: int) -> str:
