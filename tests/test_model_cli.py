@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,30 @@ def test_deployed_to_a_server_then_run_as_held_after_a_year(
     assert float(rows[1]["mean_deviation_us"]) < float(rows[0]["mean_deviation_us"])
     assert rows[0]["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()[:16]
     assert rows[0]["board"] == "SIDRA-Y1 EMU-Y1-3 (sidra-y1)"
+
+
+def test_deploy_prints_the_held_command_whole_and_it_runs_as_printed(
+    trained: tuple[Path, dict[str, object]],
+) -> None:
+    """The hint after an unnamed deploy ended "(and the same board)": the server it was
+    deployed through, which the command needs, was left for the reader to add."""
+    from sidra.server import create_server
+
+    model, _ = trained
+    server, port = create_server(open_board("emu://?preset=ideal&seed=2"), "127.0.0.1:0")
+    server.start()
+    address = f"127.0.0.1:{port}"
+    try:
+        deployed = run_sidra("model", "deploy", str(model), "--server", address, "--tile", "2",
+                             columns=400)  # fmt: skip
+        assert deployed.returncode == 0, deployed.stderr
+        [hint] = [line for line in deployed.stdout.splitlines() if "run it as held:" in line]
+        command = shlex.split(hint.split("run it as held:", 1)[1])
+        assert command[:2] == ["sidra", "model"] and command[-2:] == ["--server", address]
+        ran = sidra_json(*command[1:])
+    finally:
+        server.stop(grace=None)
+    assert ran["programming"] == [] and ran["held"][0]["tiles"] == [2]
 
 
 def test_a_log_of_another_layout_is_refused_before_the_board_is_touched(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shlex
 import zipfile
 from collections.abc import Sequence
 from enum import StrEnum
@@ -400,7 +401,13 @@ def deploy(
     # In placement order: the same --tile list places every layer as here.
     order = [t for tiles in deployed.placement.tiles.values() for t in tiles]
     used = " ".join(f"--tile {t}" for t in order)
-    console.print(f"run it as held: sidra model eval {model} --held {used} (and the same board)")
+    # The whole command, to be run as printed: it said "(and the same board)".
+    place = ("--server", server) if server is not None else ("--board", board)
+    same_board = f"{place[0]} {shlex.quote(place[1])}"
+    console.print(
+        f"run it as held: sidra model eval {shlex.quote(str(model))} --held {used} {same_board}",
+        markup=False, highlight=False,
+    )  # fmt: skip
 
 
 def import_weights(
