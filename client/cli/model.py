@@ -141,8 +141,9 @@ def evaluate(
     dataset: Annotated[
         str | None,
         typer.Option(
-            help="The labelled data: digits, iris, wine, breast_cancer or an .npz with X "
-            "and y, split as the model was trained (default: the model's own data set)."
+            help="The labelled data: digits, iris, wine, breast_cancer, an .npz with X and "
+            "y, or a .csv of a sample per line, its label last; split as the model was "
+            "trained (default: the model's own data set)."
         ),
     ] = None,
     split: Annotated[Split, typer.Option(help="Which samples to run.")] = Split.TEST,
@@ -425,10 +426,11 @@ def import_weights(
     dataset: Annotated[
         str,
         typer.Option(
-            help="The data it was trained on (digits, iris, wine, breast_cancer or an .npz "
-            "with X and y): its labels and split go into the model with the feature "
-            "scaling (its training part's mean and standard deviation, unless the weights "
-            "file has its own), its training part calibrates the input ranges."
+            help="The data it was trained on (digits, iris, wine, breast_cancer, an .npz "
+            "with X and y, or a .csv of a sample per line, its label last): its labels "
+            "and split go into the model with the feature scaling (its training part's mean "
+            "and standard deviation, unless the weights file has its own), its training "
+            "part calibrates the input ranges."
         ),
     ],
     out: Annotated[

@@ -19,7 +19,8 @@ ModelPath = Annotated[
     Path,
     typer.Argument(
         help="A model file: model.npz in a training run's record (sidra train spsa, "
-        "last-layer, mlp, pat; sidra jobs show --out), or the record's folder.",
+        "last-layer, mlp, pat, ff, eqprop; sidra jobs show --out), or the record's folder; "
+        "or the --out of sidra model import or tune.",
         show_default=False,
     ),
 ]
@@ -27,8 +28,8 @@ OptionalModelPath = Annotated[
     Path | None,
     typer.Argument(
         help="A model file: model.npz in a training run's record (sidra train spsa, "
-        "last-layer, mlp, pat; sidra jobs show --out), or the record's folder; none with "
-        "--deployment.",
+        "last-layer, mlp, pat, ff, eqprop; sidra jobs show --out), or the record's folder; "
+        "or the --out of sidra model import or tune; none with --deployment.",
         show_default=False,
     ),
 ]

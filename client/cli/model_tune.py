@@ -80,8 +80,9 @@ def tune(
     dataset: Annotated[
         str | None,
         typer.Option(
-            help="The labelled data to train on: digits, iris, wine, breast_cancer or an .npz "
-            "with X and y, split as the model was trained (default: the model's own)."
+            help="The labelled data to train on: digits, iris, wine, breast_cancer, an .npz "
+            "with X and y, or a .csv of a sample per line, its label last; split as the "
+            "model was trained (default: the model's own)."
         ),
     ] = None,
     tiles: Tiles = ANY_TILE,
