@@ -165,7 +165,8 @@ class LastLayerOptions(JobOptions):
     feature_tile: Tile | None = None
     """Board tile of the feature layer's first block; None: placed (see ``tiles``)."""
     head_tiles: tuple[Tile, ...] | None = Field(None, min_length=1)
-    """Board tiles of the head (a 256 + 1 row head spans two); None: placed."""
+    """Board tiles of the head (one for 256 features; two with its bias as a row on the
+    array, 256 + 1 rows); None: placed."""
     tiles: tuple[Tile, ...] = ()
     """Board tiles the layers not given tiles above may be placed on, in this order (empty:
     any tile, 0 first; a served board's tiles leased by another session or holding a
