@@ -248,3 +248,30 @@ def test_ctrl_c_stops_the_command_after_its_epoch_and_writes_the_model_so_far(
     assert TrainedModel.load(out).trained["epochs"] == 1
     said = unwrapped(f"stopped after epoch 1 of 100000: {out} holds the epochs so far")
     assert said in unwrapped(stderr)  # a long path wraps anywhere
+
+
+def test_the_command_keeps_its_record_in_the_folder_named_to_compare_tunings(
+    software: TrainedModel, tmp_path: Path
+) -> None:
+    """The record went to runs/tune-<time> only: two tunings to set side by side with
+    ``sidra runs compare`` had to be found by time. ``--record`` names the folder, and a
+    folder holding a record is refused before anything runs, naming --record."""
+    model = tmp_path / "model.npz"
+    software.save(model)
+    common = ("--board", "emu://?preset=ideal&seed=1", "--eval-read-repeats", "1")
+    for name, epochs in (("short", "1"), ("long", "2")):
+        sidra_json("model", "tune", str(model), "--out", str(tmp_path / f"{name}.npz"),
+                   "--epochs", epochs, "--record", str(tmp_path / "lab" / name),
+                   *common)  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+    short, long = tmp_path / "lab" / "short", tmp_path / "lab" / "long"
+    assert (short / "model.npz").read_bytes() == (tmp_path / "short.npz").read_bytes()
+    compared = sidra_json("runs", "compare", str(short), str(long))
+    assert compared["settings"]["epochs"] == [1, 2]
+    again = run_sidra("model", "tune", str(model), "--out", str(tmp_path / "again.npz"),
+                      "--record", str(short), *common)  # fmt: skip
+    assert again.returncode == 2
+    assert unwrapped(f"'--record': got {short}, which holds an earlier run's record") in (
+        unwrapped(again.stderr)
+    )
+    assert not (tmp_path / "again.npz").exists()

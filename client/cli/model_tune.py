@@ -39,6 +39,7 @@ from sidra.cli.train.params import (
     RemoteJob,
     ServerAddress,
     queue_needs_remote_job,
+    record_folder_usable,
 )
 from sidra.cli.train.running import (
     epoch_status,
@@ -61,6 +62,12 @@ __all__ = ["tune"]
 
 _TUNE = TuneOptions()
 _tune = functools.partial(field_option, TuneOptions)
+
+
+def _usable_record(folder: Path | None) -> Path | None:
+    """--record, refused while parsing when no record can be saved there (before the
+    board is touched, not after the tuning)."""
+    return record_folder_usable(folder, "--record")
 
 
 def tune(
@@ -99,6 +106,15 @@ def tune(
     read_repeats: Annotated[int, _tune("read_repeats")] = _TUNE.read_repeats,
     eval_read_repeats: Annotated[int, _tune("eval_read_repeats")] = _TUNE.eval_read_repeats,
     seed: Annotated[int, _tune("seed")] = _TUNE.seed,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="The tuning's record folder (settings, every step's loss, the model, "
+            "run.json: what sidra runs list, show and compare read), as a training run's "
+            "--out; one holding an earlier record is refused. Default runs/tune-<time>.",
+            callback=_usable_record,
+        ),
+    ] = None,
     remote_job: RemoteJob = False,
     queue: QueueJob = False,
     priority: Priority = 0,
@@ -120,9 +136,9 @@ def tune(
 
     Ctrl-C stops after the epoch under way and writes the model so far (exit 130); a
     second Ctrl-C stops at once, without a file. With --remote-job the tuning runs inside
-    the server, next to the board (its record saved in runs/ when it ends, the model in
-    --out); a --deployment is registered again by the server even if this command stops
-    following it.
+    the server, next to the board (its record saved in --record when it ends, the model
+    in --out); a --deployment is registered again by the server even if this command
+    stops following it.
     """
     new_file(out)
     queue_needs_remote_job(queue, remote_job, priority, ctx)
@@ -132,7 +148,9 @@ def tune(
     file = None if model is None else file_target(model)  # before any board is opened
     console = Console(stderr=True, log_path=False)  # lines stamped with the time only
     if remote_job:
-        sent = _RemoteTune(ctx, out, file, deployment, server, dataset, tiles, held, calibrate)
+        sent = _RemoteTune(
+            ctx, out, record, file, deployment, server, dataset, tiles, held, calibrate
+        )
         sent.run(console, queue, priority, as_json)
         return
     run = run_clock(board, server)
@@ -174,7 +192,7 @@ def tune(
     )  # fmt: skip
     files = result.files(settings, result.summary() | {"dataset": data.named_as} | kept, tuned.data)
     folder = save_or_keep(functools.partial(write_files_atomically, files),
-                          record_folder(None, "tune"), "tune", run)  # fmt: skip
+                          record_folder(record, "tune"), "tune", run)  # fmt: skip
     report = {
         "model": target.label, "out": str(out), "board": where, "dataset": data.name,
         "board_url": board, "server": server, "deployment": deployment, "held": held,
@@ -193,13 +211,14 @@ def tune(
 
 class _RemoteTune:
     """``sidra model tune --remote-job``: the model (the file, or the deployment's as the
-    server keeps it) sent with a tune job's options; the record saved in runs/, the tuned
-    model in ``out``."""
+    server keeps it) sent with a tune job's options; the record saved in ``record``
+    (None: runs/), the tuned model in ``out``."""
 
     def __init__(
         self,
         ctx: typer.Context,
         out: Path,
+        record: Path | None,
         file: Target | None,
         deployment: str | None,
         server: str | None,
@@ -208,7 +227,7 @@ class _RemoteTune:
         held: bool,
         calibrate: bool,
     ) -> None:
-        self.out, self.server, self.deployment = out, server, deployment
+        self.out, self.record, self.server, self.deployment = out, record, server, deployment
         target = file
         if deployment is not None:  # its model and tiles, as the server keeps them
             assert server is not None  # held_options asked for it
@@ -229,7 +248,7 @@ class _RemoteTune:
 
     def run(self, console: Console, queue: bool, priority: int, as_json: bool) -> None:
         summary = run_remote(
-            self.server, "tune", self.options, self.dataset, None, console, sent=self.sent,
+            self.server, "tune", self.options, self.dataset, self.record, console, sent=self.sent,
             queue=queue, priority=priority,
         )  # fmt: skip
         record = Path(summary["record"])

@@ -49,8 +49,8 @@ def test_a_deployment_tuned_by_the_cli_as_a_job_is_kept_under_its_name(
     software: TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``sidra model tune --deployment NAME --remote-job``: the job tunes the tiles as they
-    hold the deployment, the tuned file comes back into --out and the record into runs/,
-    and the deployment is the tuned model, intact, run by name."""
+    hold the deployment, the tuned file comes back into --out and the record into --record
+    (runs/ by default), and the deployment is the tuned model, intact, run by name."""
     model, out = tmp_path / "model.npz", tmp_path / "tuned.npz"
     software.save(model)
     monkeypatch.chdir(tmp_path)  # the record goes into runs/ here
@@ -61,6 +61,7 @@ def test_a_deployment_tuned_by_the_cli_as_a_job_is_kept_under_its_name(
         tuned = run_sidra(
             "model", "tune", "--deployment", "iris", "--server", address, "--remote-job",
             "--out", str(out), "--epochs", "2", "--eval-read-repeats", "2", "--json",
+            "--record", str(tmp_path / "lab" / "tuned"),
         )  # fmt: skip
         assert tuned.returncode == 0, tuned.stderr
         report = json.loads(tuned.stdout)
@@ -88,7 +89,7 @@ def test_a_deployment_tuned_by_the_cli_as_a_job_is_kept_under_its_name(
     assert "model_file_base64" not in job.options and job.options["deployment"] == "iris"
     assert job.options["held"] is True
     record = Path(report["record"])
-    record = record if record.is_absolute() else tmp_path / record
+    assert record == tmp_path / "lab" / "tuned"  # --record: the job's record saved there
     assert (record / "model.npz").read_bytes() == out.read_bytes()
     settings = json.loads((record / "settings.json").read_text())
     assert settings["job"] == "tune" and settings["tuned_from"]["job"] == "imported"

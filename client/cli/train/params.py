@@ -27,6 +27,7 @@ __all__ = [
     "CheckpointEveryS",
     "ServerAddress",
     "keeps_no_record",
+    "record_folder_usable",
     "usable_folder",
 ]
 
@@ -56,35 +57,45 @@ def usable_folder(ctx: typer.Context, out: Path | None) -> Path | None:
     """``out`` if a record can be saved there: refused while parsing, not after the run.
     A folder holding an earlier run's record is not written over (a command that can go
     on from it, ``--resume``, checks that itself with :func:`keeps_no_record`)."""
-    if out is None:
+    resumes = any(param.name == "resume" for param in ctx.command.params)
+    return record_folder_usable(out, "--out", resumes)
+
+
+def record_folder_usable(folder: Path | None, flag: str, resumes: bool = False) -> Path | None:
+    """``folder``, given as ``flag``, if a record can be saved there: a folder that can be
+    written, holding no earlier run's record unless the command ``resumes`` from one."""
+    if folder is None:
         return None
-    existing = next(p for p in (out, *out.parents) if p.exists())  # "/" at the least
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # "/" at the least
     if not existing.is_dir():
-        raise typer.BadParameter(f"got {out}; {existing} is a file, expected a folder")
+        raise typer.BadParameter(f"got {folder}; {existing} is a file, expected a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise typer.BadParameter(f"got {out}; {existing} cannot be written by this user")
-    if not any(param.name == "resume" for param in ctx.command.params):
-        keeps_no_record(out)
-    return out
+        raise typer.BadParameter(f"got {folder}; {existing} cannot be written by this user")
+    if not resumes:
+        keeps_no_record(folder, flag=flag)
+    return folder
 
 
-def keeps_no_record(out: Path, hint: str = "", also: tuple[str, ...] = ()) -> None:
+def keeps_no_record(
+    out: Path, hint: str = "", also: tuple[str, ...] = (), flag: str = "--out"
+) -> None:
     """BadParameter when ``out`` holds an earlier run's record (or one of the files
     ``also`` names: a checkpoint): written over, it would be lost. ``hint``: what else
-    the command offers (``or --resume to go on from it``). A folder another run is
-    saving into now is said so first: going on from it would write over that run."""
+    the command offers (``or --resume to go on from it``); ``flag``: the option that
+    named the folder. A folder another run is saving into now is said so first: going
+    on from it would write over that run."""
     if is_running(out):
         raise typer.BadParameter(
             f"got {out}: another run is saving into it now ({RUN_LOCK} held); name "
             f"another folder, or wait for that run to end",
-            param_hint="'--out'",
+            param_hint=f"'{flag}'",
         )
     held = earlier_record(out, also)
     if held is not None:
         raise typer.BadParameter(
             f"got {out}, which holds an earlier run's record ({held}); name another "
             f"folder or remove that one{hint}",
-            param_hint="'--out'",
+            param_hint=f"'{flag}'",
         )
 
 
