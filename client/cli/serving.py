@@ -137,9 +137,13 @@ def _serve(settings: ServerSettings, restore_state: bool, handler: logging.Handl
     _announce(
         handler,
         settings,
+        # The store named: deployments, jobs and what --restore writes back are kept there
+        # (by default in the user's data folder, which a first serve never said).
         f"serving {info.model} ({info.serial_number}, {settings.board}) on {host}:{port}"
-        f" [{_protection(settings)}]{f', metrics on {metrics_url}' if metrics_url else ''}",
+        f" [{_protection(settings)}], state store {settings.state.path}"
+        f"{f', metrics on {metrics_url}' if metrics_url else ''}",
         listen=f"{host}:{port}",
+        state_path=str(settings.state.path),
         port=port,
         board=settings.board,
         model=info.model,

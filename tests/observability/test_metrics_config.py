@@ -103,7 +103,8 @@ def test_sidra_serve_serves_metrics_and_logs_json() -> None:
         assert proc.stderr is not None
         line = serving_line(proc.stderr)
         match = re.search(
-            r"on 127\.0\.0\.1:(\d+) \[.*\], metrics on http://127\.0\.0\.1:(\d+)/metrics$",
+            r"on 127\.0\.0\.1:(\d+) \[.*\], state store \S+, "
+            r"metrics on http://127\.0\.0\.1:(\d+)/metrics$",
             line.strip(),
         )
         assert match, line

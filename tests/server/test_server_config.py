@@ -291,7 +291,9 @@ def test_allow_insecure_serves_and_warns() -> None:
     text = "".join(lines)
     assert "WARNING" in text and "serving without TLS on 0.0.0.0:0" in text
     assert "serving without [auth] on 0.0.0.0:0" in text
-    assert "[plaintext, no auth]" in lines[-1]
+    assert "[plaintext, no auth], state store " in lines[-1]
+    # Where the deployments and jobs are kept: this run's own store, as sidra_serve set it.
+    assert lines[-1].rstrip().endswith("/state.sqlite3"), lines[-1]
     # Just before it, when, which process and which code (the serving line has no time).
     assert re.match(
         rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO \S+: sidra serve started: pid "
@@ -318,6 +320,7 @@ def test_json_logs_carry_the_start_line_as_an_object_naming_the_port() -> None:
     assert start["protection"] == "plaintext, no auth" and start["board"].startswith("emu://")
     assert start["serial_number"] in start["message"] and start["metrics_url"] is None
     assert start["pid"] == proc.pid and start["sidra_hil"]  # which process, which code
+    assert start["state_path"].endswith("state.sqlite3") and start["state_path"] in start["message"]
     restored = [line for line in lines if line["message"].startswith("restore ")]
     assert len(restored) == 1 and restored[0]["level"] == "INFO"
 
