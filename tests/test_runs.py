@@ -194,6 +194,16 @@ def test_compare_names_what_differs_and_sets_the_figures_side_by_side(
     )
 
 
+def test_compare_writes_a_setting_of_several_parts_as_the_run_s_end_did(runs: Path) -> None:
+    """A setting that is a mapping (a placement, a tuned model's origin) was set beside
+    the others as JSON: {"features": [0], "head": [1]}, an accuracy as 0.9203703703703704."""
+    ll = runs / "study" / "ll"
+    table = run_sidra("runs", "compare", str(runs / "spsa-a"), str(ll), columns=300)
+    assert table.returncode == 0, table.stderr
+    [placement] = [line for line in table.stdout.splitlines() if line.split()[:1] == ["placement"]]
+    assert "features: tile 0; head: tile 1" in placement and '{"' not in placement
+
+
 def test_a_folder_with_a_summary_but_no_settings_is_no_record(tmp_path: Path) -> None:
     # A record being saved: its summary written, its settings not yet. Not a record yet,
     # and not an error.

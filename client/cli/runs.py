@@ -316,10 +316,12 @@ def _read(folder: Path, hint: str = "'RECORD'") -> SavedRun:
         raise typer.BadParameter(str(exc), param_hint=hint) from exc
 
 
-def _value_text(value: Any) -> str:
+def _value_text(value: Any, key: str = "") -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
-    if isinstance(value, dict | list):
+    if isinstance(value, dict):  # a placement's tiles, a tuned model's origin: as figures
+        return figure_text(key, value)  # (it was JSON: "test_accuracy": 0.9203703703703704)
+    if isinstance(value, list):
         return json.dumps(value)
     return "none" if value is None else str(value)  # as --trainable none gives it
 
@@ -468,7 +470,7 @@ def _print_comparison(
     if not shown_settings:
         table.add_row("(none)", *("" for _ in runs))
     for key in shown_settings:
-        table.add_row(key, *(_value_text(r.settings.get(key, "—")) for r in runs))
+        table.add_row(key, *(_value_text(r.settings.get(key, "—"), key) for r in runs))
     for key in shown_provenance:
         if key not in ("board", "board_url", "server"):  # shown above, as the board
             table.add_row(
