@@ -161,31 +161,47 @@ def said_plainly(result: subprocess.CompletedProcess[str]) -> str:
     return " ".join(result.stderr.replace("│", " ").split())
 
 
-def test_an_error_about_the_store_names_the_setting_that_chose_it(
-    store_path: Path, tmp_path: Path
-) -> None:
-    """A store named by SIDRA_STATE__PATH or a settings file was blamed on --store, which
-    the admin had not given: each error names the option, the variable or the file and
-    its key, and the store's path."""
-    missing = tmp_path / "none.sqlite3"
+def _ways_of_naming(tmp_path: Path, store: Path) -> tuple[dict[str, Any], Path]:
+    """Each way a state command is told its store (the option, the variable, a settings
+    file by option or variable), with no other way set; and the settings file."""
     config = tmp_path / "serve.toml"
-    config.write_text(f'[state]\npath = "{missing}"\n')
-    data = tmp_path / "data"  # the default store: the user data folder, here an empty one
+    config.write_text(f'[state]\npath = "{store}"\n')
     bare = {k: v for k, v in os.environ.items() if k not in ("SIDRA_STATE__PATH", "SIDRA_CONFIG")}
-    bare |= {"XDG_DATA_HOME": str(data)}
+    bare |= {"XDG_DATA_HOME": str(tmp_path / "data")}  # the default store: an empty folder
     ways = {
-        "--store": (("--store", str(missing)), bare),
-        "SIDRA_STATE__PATH": ((), bare | {"SIDRA_STATE__PATH": str(missing)}),
+        "--store": (("--store", str(store)), bare),
+        "SIDRA_STATE__PATH": ((), bare | {"SIDRA_STATE__PATH": str(store)}),
         f"[state] path of {config} (--config)": (("--config", str(config)), bare),
         f"[state] path of {config} (SIDRA_CONFIG)": ((), bare | {"SIDRA_CONFIG": str(config)}),
     }
-    for named_by, (args, environ) in ways.items():
-        for command in ("show", "history", "usage", "check", "compact"):
-            refused = run_state(command, *args, environ=environ, columns=400)
-            assert refused.returncode == 2, (named_by, command, refused.stderr)
-            said = said_plainly(refused)
-            assert f"Invalid value for {named_by}: " in said, (command, said)
-            assert f"{missing}: no such file" in said, (command, said)
+    return ways, config
+
+
+@pytest.mark.parametrize("way", range(4))
+def test_an_error_about_the_store_names_the_setting_that_chose_it(tmp_path: Path, way: int) -> None:
+    """A store named by SIDRA_STATE__PATH or a settings file was blamed on --store, which
+    the admin had not given: each error names the option, the variable or the file and
+    its key, and the store's path (a command that reads the store and one that writes it:
+    all of them take the path from one place)."""
+    missing = tmp_path / "none.sqlite3"
+    ways, _ = _ways_of_naming(tmp_path, missing)
+    named_by, (args, environ) = list(ways.items())[way]
+    for command in ("show", "compact"):
+        refused = run_state(command, *args, environ=environ, columns=400)
+        assert refused.returncode == 2, (named_by, command, refused.stderr)
+        said = said_plainly(refused)
+        assert f"Invalid value for {named_by}: " in said, (command, said)
+        assert f"{missing}: no such file" in said, (command, said)
+
+
+def test_an_error_about_the_default_store_or_a_bad_one_names_where_it_came_from(
+    store_path: Path, tmp_path: Path
+) -> None:
+    """The default store, a file that is not a store, and a store a server holds: the
+    error names the default, or the variable or file that named it, not --store."""
+    ways, config = _ways_of_naming(tmp_path, tmp_path / "none.sqlite3")
+    bare = ways["--store"][1]
+    data = tmp_path / "data"
     default = run_state("show", environ=bare, columns=400)
     assert (
         "Invalid value for the default store (no --store, SIDRA_STATE__PATH or [state] path "
