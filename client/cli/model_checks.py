@@ -265,8 +265,11 @@ def _print_history(name: str, history: CheckHistory) -> None:
         "" if first.read_repeats == last.read_repeats
         else f" (means of {first.read_repeats} and {last.read_repeats} reads)"
     )  # fmt: skip
+    kept = f"{shown} check{'' if shown == 1 else 's'} kept"
+    if shown < history.kept:  # --limit, or a page of a longer history
+        kept = f"the latest {shown} of the {history.kept} checks kept"
     typer.echo(
-        f"{shown} of {history.kept} checks kept; from {when_text(first.checked_unix_s)} to "
+        f"{kept}; from {when_text(first.checked_unix_s)} to "
         f"{when_text(last.checked_unix_s)} the correlation went {first.correlation:.3f} -> "
         f"{last.correlation:.3f}, the mean deviation {first.mean_deviation_us:+.2f} -> "
         f"{last.mean_deviation_us:+.2f} µS{reads}"

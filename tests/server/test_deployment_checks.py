@@ -121,8 +121,10 @@ def test_sidra_model_checks_prints_tables_json_and_a_plot_and_exits_1_when_not_h
             {}, "model", "checks", "demo", "--server", address, "--plot", str(plot)
         )
         assert shown.returncode == 0, shown.stderr
-        assert "3 of 3 checks kept" in " ".join(shown.stdout.split())
+        assert "3 checks kept; from" in " ".join(shown.stdout.split())
         assert shown.stdout.count(" local ") == 3
+        page = run_sidra_env({}, "model", "checks", "demo", "--server", address, "--limit", "2")
+        assert "the latest 2 of the 3 checks kept; from" in " ".join(page.stdout.split())
         assert plot.read_bytes().startswith(b"\x89PNG")
         listed = run_sidra_env(
             {}, "model", "checks", "demo", "--server", address, "--json", "--limit", "2"
