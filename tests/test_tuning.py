@@ -148,6 +148,8 @@ def test_the_command_tunes_a_deployment_and_keeps_it_under_its_name(
     assert shown.returncode == 0, shown.stderr
     text = unwrapped(shown.stdout)
     assert f"{out.name}:thetunedmodel;tiles2,3holditnow" in text
+    # The figures before and after are read otherwise than the bar's epochs, and say so.
+    assert "%(16readpassesaninput;theepochs'figures4readpasses)" in text
     assert f"--held--tile2--tile3--server{address}" in text
     assert "deployment'digits':thetunedmodel,astiles2,3holdit(registeredagain" in text
     [kept] = listed

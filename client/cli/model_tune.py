@@ -332,8 +332,14 @@ def _print_tuned(report: dict[str, object], result: TuneResult, console: Console
     table = Table(title=f"{report['model']} tuned on {report['board']}", show_header=False)
     table.add_column()
     table.add_column()
+    # Before and after are read with --eval-read-repeats, the bar's epochs with
+    # --read-repeats: two figures apart by the read noise alone, unless said.
+    options = report["options"]
+    assert isinstance(options, dict)
     table.add_row("test_accuracy", f"{figure_text('accuracy', result.accuracy_before)} -> "
-                  f"{figure_text('accuracy', result.accuracy_after)}")  # fmt: skip
+                  f"{figure_text('accuracy', result.accuracy_after)} "
+                  f"({_passes(options['eval_read_repeats'])} an input; the epochs' figures "
+                  f"{_passes(options['read_repeats'])})")  # fmt: skip
     at = result.stopped_at_epoch
     stopped = "" if at is None else f" (stopped after {at})"
     table.add_row("epochs", f"{len(result.epoch_accuracies)}{stopped}, "
@@ -368,6 +374,10 @@ def _print_tuned(report: dict[str, object], result: TuneResult, console: Console
             f"--replace {used}",
             highlight=False,
         )
+
+
+def _passes(repeats: int) -> str:
+    return f"{repeats} read pass{'' if repeats == 1 else 'es'}"
 
 
 def _hold(tiles: list[int]) -> str:
