@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sidra.characterize.toml import dumps
-from sidra.client import RemoteBoard
+from sidra.client import JobInfo, RemoteBoard
 from sidra.drivers import InvalidArgument
 from sidra.emulator import preset
 from sidra.emulator.config import Geometry, parse_profile
@@ -105,6 +105,27 @@ def test_a_pat_job_cancelled_while_it_characterizes_keeps_the_profile(tmp_path: 
     """Cancelled during the characterization, the job ends once the profile is complete,
     before any training, with the profile as its record: sent with a new job, it trains
     without the board being measured again."""
+    # The cancel must land within the second or so the profile takes; on a loaded machine
+    # the line that starts it may reach this client after that, and the job then runs to
+    # its end (succeeded: a cancel after the end changes nothing). Such a miss is tried
+    # again on a new server; a cancel that lands and ends otherwise fails the test.
+    for _ in range(3):
+        done, said = _cancelled_while_characterizing()
+        if done.state != "succeeded":
+            break
+    assert done.state == "cancelled"
+    assert done.error.endswith("stopped after epoch 0, its record kept")
+    assert done.summary is not None and done.summary["stopped_at_epoch"] == 0
+    assert done.summary["twin_profile"] == "twin.toml (characterized in the job)"
+    assert set(done.files) == {"twin.toml", "run.json"}  # and what ran it
+    parse_profile(done.files["twin.toml"].decode("utf-8"))  # a whole profile
+    assert "stopped before training: the record holds the twin's profile" in said
+    assert not any(line.startswith("twin:") for line in said)  # no training began
+
+
+def _cancelled_while_characterizing() -> tuple[JobInfo, list[str]]:
+    """A pat job with no profile, cancelled when it says it characterizes the board: the
+    job as it ended, with its record, and its log lines."""
     with served(URL) as board:
         job = board.jobs.submit("pat", {"hidden": [16], "epochs": 2, "board_epochs": 1})
         for event in board.jobs.watch(job.job_id):
@@ -115,11 +136,4 @@ def test_a_pat_job_cancelled_while_it_characterizes_keeps_the_profile(tmp_path: 
             pass  # to its end
         done = board.jobs.get(job.job_id, include_record=True)
         said = [e.message for e in board.jobs.watch(job.job_id) if e.kind == "log"]
-    assert done.state == "cancelled"
-    assert done.error.endswith("stopped after epoch 0, its record kept")
-    assert done.summary is not None and done.summary["stopped_at_epoch"] == 0
-    assert done.summary["twin_profile"] == "twin.toml (characterized in the job)"
-    assert set(done.files) == {"twin.toml", "run.json"}  # and what ran it
-    parse_profile(done.files["twin.toml"].decode("utf-8"))  # a whole profile
-    assert "stopped before training: the record holds the twin's profile" in said
-    assert not any(line.startswith("twin:") for line in said)  # no training began
+    return done, said
