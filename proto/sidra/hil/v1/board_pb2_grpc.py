@@ -127,7 +127,8 @@ class BoardServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReadConductance(self, request, context):
-        """Measures the conductances of a tile or a region of it.
+        """Measures the conductances of a tile or a region of it (see "What a read and a
+        pass see" for what a measurement includes).
         BadRequest paths and codes: tile and region.* (see Errors; all OUT_OF_RANGE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -137,6 +138,8 @@ class BoardServiceServicer:
     def MVM(self, request, context):
         """Forward analog MVM: drive the rows, read the columns.
         currents[b, j] = sum_i voltages[b, i] * G[i, j]   (uA = V x uS)
+        exactly on an ideal board; on a real one up to the converters, read noise,
+        IR drop and the Calibrate gain (see "What a read and a pass see").
         BadRequest paths and codes: tile and T = voltages (see Errors), and
         voltages.shape   INVALID_ARGUMENT  not [batch >= 1, BoardInfo.rows]
         voltages         OUT_OF_RANGE      |value| > read_voltage_max_v
