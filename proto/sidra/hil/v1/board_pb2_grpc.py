@@ -193,7 +193,11 @@ class BoardServiceServicer:
         against the response of its programmed state and rescales the tile's
         outputs from then on (the gain is returned), until the next Calibrate or
         a Program into the tile, which sets the gain back to 1 (the gain was
-        measured for the state the Program replaced).
+        measured for the state the Program replaced). The probe sees the tile as it
+        is, any active perturbation included: calibrate with none applied. A
+        Perturb write keeps the gain but undoes the drift of the cells it writes
+        (see PerturbMode), so after perturbing a drifted tile, calibrate again:
+        the old gain over-corrects those cells.
         BadRequest paths and codes: tile (see Errors).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
