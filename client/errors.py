@@ -97,6 +97,9 @@ def from_rpc_error(
             return error
         return cls("request", message, "a valid request")
     failure = _refined(cls, exc)(f"{code.name}: {message}")
+    if isinstance(failure, errors.Unauthenticated | errors.PermissionDenied):
+        info = _error_info(exc)  # why the token or the role was refused, to act on
+        failure.refusal = info.metadata.get("refusal") if info is not None else None
     if isinstance(failure, errors.BoardUnavailable):
         failure.link_down = _link_down(exc)
     return failure

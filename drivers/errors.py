@@ -164,14 +164,24 @@ class ResourceExhausted(SidraError):
 
 
 class Unauthenticated(SidraError):
-    """The service does not know the caller: no bearer token, an unknown one, or a
-    malformed ``authorization`` header (``[auth]`` of ``sidra serve``)."""
+    """The service does not know the caller: no bearer token, an unknown one, an expired
+    one, or a malformed ``authorization`` header (``[auth]`` of ``sidra serve``)."""
+
+    refusal: str | None = None
+    """Why, as the service says it (board.proto "Errors"): ``missing_token``,
+    ``unknown_token`` or ``expired_token``; None from a service that does not say. A
+    client acts on this (e.g. fetches a new token when expired), never on the message."""
 
 
 class PermissionDenied(SidraError):
     """The service knows the caller, and its role does not allow the call (the message
     names the role needed), or the caller may not use what it named (another session's
     shared memory, a region registered from another host)."""
+
+    refusal: str | None = None
+    """``insufficient_role`` when the caller's role does not allow the call (or a step
+    of its RunSequence); None for what it named (shared memory) or from a service that
+    does not say."""
 
 
 class BoardFault(SidraError):

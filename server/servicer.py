@@ -53,7 +53,7 @@ from sidra.server.shared_memory import (
     written,
 )
 from sidra.server.state import StateStore
-from sidra.server.status import map_errors
+from sidra.server.status import map_errors, refusal_status
 from sidra.server.turns import BoardTurns
 
 __all__ = [
@@ -200,9 +200,13 @@ class BoardServicer:
         for k, step in enumerate(request.steps):
             refusal = self.refusal_of(context, operation_of(step).rpc)
             if refusal is not None:
-                context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"steps[{k}] ({step_member(type(step))}): {refusal}; no step ran",
+                context.abort_with_status(
+                    refusal_status(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        f"steps[{k}] ({step_member(type(step))}): {refusal}; no step ran",
+                        "insufficient_role",
+                        self.principal_of(context),
+                    )
                 )
 
     def read_cells(self, principal: str, admin: bool, tile: int, region: Region) -> ReadResult:

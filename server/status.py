@@ -47,6 +47,7 @@ __all__ = [
     "code_for",
     "is_request_path",
     "map_errors",
+    "refusal_status",
     "to_status",
 ]
 
@@ -142,6 +143,31 @@ def to_status(exc: errors.SidraError, request_type: Descriptor | None = None) ->
     if isinstance(exc, errors.BoardUnavailable) and exc.link_down is not None:
         details.append(_pack(link_down_to_pb(exc.link_down)))
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+    return rpc_status.to_status(status)
+
+
+def refusal_status(
+    code: grpc.StatusCode,
+    message: str,
+    refusal: str,
+    principal: str | None = None,
+    role: str | None = None,
+) -> grpc.Status:
+    """An access refusal (the token or the role; sidra.server.security.access) as a
+    status with ErrorInfo: metadata "exception" (Unauthenticated, PermissionDenied),
+    "refusal" (why: missing_token, unknown_token, expired_token, insufficient_role) and,
+    when the call named a principal, "principal" and "role". A client tells an expired
+    token from an unknown one by it, not by the message."""
+    exception = "Unauthenticated" if code is grpc.StatusCode.UNAUTHENTICATED else "PermissionDenied"
+    metadata = {"exception": exception, "refusal": refusal}
+    metadata |= {"principal": principal} if principal is not None else {}
+    metadata |= {"role": role} if role is not None else {}
+    info = error_details_pb2.ErrorInfo(reason=code.name, domain=DOMAIN, metadata=metadata)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, code.name),
+        message=errors.capped(message, MESSAGE_LIMIT),
+        details=[_pack(info)],
+    )
     return rpc_status.to_status(status)
 
 

@@ -31,6 +31,7 @@ import grpc
 
 from sidra.server.security.roles import Role, required_role
 from sidra.server.security.tokens import LOCAL, Principal, TokenEntry, TokensFile
+from sidra.server.status import refusal_status
 from sidra.server.wrapped import WrappedHandlers
 
 __all__ = [
@@ -195,13 +196,14 @@ class AccessControl(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships
     ) -> grpc.RpcMethodHandler:
         code = REFUSAL_REASONS[reason]
         listener = self.on_refusal
+        named = () if principal is None else (principal.name, principal.role.label)
 
         def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
             # Where the call came from: an admin traces a guessing or misconfigured client.
             log.warning("%s (from %s)", logged, context.peer())
             if listener is not None:
                 listener(code, reason, principal)
-            context.abort(code, message)
+            context.abort_with_status(refusal_status(code, message, reason, *named))
 
         return _refusal(handler, refuse)
 

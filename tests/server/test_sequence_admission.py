@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sidra.client import connect
-from sidra.drivers.errors import LeaseHeld, SidraError
+from sidra.drivers.errors import LeaseHeld, PermissionDenied
 from sidra.drivers.requests import MVMRequest, ProgramRequest, ReadConductanceRequest
 from sidra.drivers.types import Region
 from sidra.server.security import Role
@@ -31,8 +31,9 @@ def test_a_step_above_the_callers_role_refuses_the_whole_sequence(tmp_path: Path
         with connect(f"127.0.0.1:{port}", token=tokens[Role.OPERATOR]) as operator:
             before = operator.stats().mvm_passes
             steps = [ReadConductanceRequest(0, REGION), ProgramRequest(0, _g())]
-            with pytest.raises(SidraError) as caught:  # as every refusal by role
+            with pytest.raises(PermissionDenied) as caught:  # as every refusal by role
                 operator.run_sequence(steps)
+            assert caught.value.refusal == "insufficient_role"
             text = str(caught.value)
             assert text.startswith("PERMISSION_DENIED: steps[1] (program): Program needs role")
             assert "no step ran" in text

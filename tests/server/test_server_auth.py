@@ -13,8 +13,10 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 from security_support import served, tokens_for_every_role
 
 from sidra.client import InvalidArgument, PermissionDenied, Unauthenticated, connect
@@ -171,6 +173,37 @@ def test_each_refusal_says_what_its_caller_can_do(channel: grpc.Channel) -> None
     )
 
 
+def _refusal_info(channel: grpc.Channel, rpc: str, token: str | None) -> dict[str, str]:
+    """The ErrorInfo metadata of ``rpc`` refused to ``token``, as a client reads it."""
+    metadata = () if token is None else (("authorization", f"Bearer {token}"),)
+    with pytest.raises(grpc.RpcError) as caught:
+        channel.unary_unary(f"/{SERVICE_NAME}/{rpc}")(b"", timeout=10, metadata=metadata)
+    status = rpc_status.from_call(caught.value)
+    assert status is not None, caught.value.code()
+    [detail] = status.details
+    info = error_details_pb2.ErrorInfo()
+    assert detail.Unpack(info) and info.domain == "sidra.hil"
+    assert info.reason == caught.value.code().name
+    return dict(info.metadata)
+
+
+def test_each_refusal_says_why_in_its_error_info(
+    channel: grpc.Channel, tokens: dict[Role, str]
+) -> None:
+    """A client tells a missing, an unknown and a too-low token apart by the ErrorInfo's
+    "refusal" (board.proto "Errors"), not by the message; a known caller is named."""
+    assert _refusal_info(channel, "GetBoardInfo", None) == {
+        "exception": "Unauthenticated", "refusal": "missing_token",
+    }  # fmt: skip
+    assert _refusal_info(channel, "GetBoardInfo", "rotated-long-ago") == {
+        "exception": "Unauthenticated", "refusal": "unknown_token",
+    }  # fmt: skip
+    assert _refusal_info(channel, "Program", tokens[Role.VIEWER]) == {
+        "exception": "PermissionDenied", "refusal": "insufficient_role",
+        "principal": "viewer", "role": "viewer",
+    }  # fmt: skip
+
+
 def test_health_needs_no_token(channel: grpc.Channel) -> None:
     reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -197,8 +230,9 @@ def test_client_library_sends_the_token(tmp_path: Path, monkeypatch: pytest.Monk
         with connect(f"127.0.0.1:{port}", token=operator) as b:
             v = np.zeros((1, b.info.rows), np.float32)
             assert b.mvm(0, v).currents.shape == (1, b.info.cols)
-            with pytest.raises(PermissionDenied, match="Program needs role programmer"):
+            with pytest.raises(PermissionDenied, match="Program needs role programmer") as low:
                 b.program(0, np.full((2, 2), 5.0, np.float32))
+            assert low.value.refusal == "insufficient_role"
         for token in (None, "not-a-token"):
             with (
                 connect(f"127.0.0.1:{port}", token=token, wait_ready_s=None) as b,
@@ -287,9 +321,10 @@ def test_an_expired_token_is_refused_naming_its_principal_and_when(tmp_path: Pat
         )
         with (
             connect(f"127.0.0.1:{port}", token=token) as client,
-            pytest.raises(Unauthenticated, match="expired at 2026-01-02"),
+            pytest.raises(Unauthenticated, match="expired at 2026-01-02") as expired,
         ):
             client.info  # noqa: B018 (the property makes the call)
+        assert expired.value.refusal == "expired_token"  # to act on: fetch a new token
 
 
 def _whoami_handler() -> grpc.GenericRpcHandler:
