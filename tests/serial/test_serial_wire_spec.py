@@ -143,6 +143,19 @@ def test_unsupported_version_echoes_msg_and_id_and_is_not_cached(
     assert 0x4242 not in board[0].board.cache
 
 
+def test_a_response_frame_is_never_answered_whatever_its_version(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    """§2.4 steps 4 and 5: RESP is looked at before the version, so a looped-back frame of
+    another version is dropped too, not answered UNSUPPORTED_VERSION."""
+    _, host = board
+    host.hello()
+    for version in (1, 2):
+        looped = Frame(Msg.PING, 0x4343, b"", Flag.RESP, version=version, epoch=host.epoch)
+        host.send(encode_frame(looped))
+        assert host.quiet(), f"version {version}: answered {host.stray.hex()}"
+
+
 def test_refused_hello_keeps_the_id_window(board: tuple[PtyServer, RawHost]) -> None:
     """§3.1: a refused HELLO is not cached and moves nothing: had it set the window to its
     id (newest + 1000), the next ordinary request (newest + 1) would be STALE_REQUEST."""
