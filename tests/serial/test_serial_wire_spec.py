@@ -229,6 +229,52 @@ def test_refused_staged_mvm_keeps_its_stage(board: tuple[PtyServer, RawHost]) ->
     assert again.status == Status.NO_STAGE  # consumed by the successful one
 
 
+def _staged(host: RawHost, data: bytes) -> tuple[int, int]:
+    """``data`` staged and verified; its stage id and CRC-32."""
+    begin = host.call(Msg.STAGE_BEGIN, m.STAGE_BEGIN_REQ.pack(len(data)))
+    sid = m.STAGE_BEGIN_RESP.unpack(begin.payload)[0]
+    if data:
+        host.call(Msg.STAGE_DATA, m.STAGE_DATA_HEAD.pack(sid, 0, 0) + data)
+    crc = zlib.crc32(data)
+    assert host.call(Msg.STAGE_VERIFY, m.STAGE_VERIFY_REQ.pack(sid, 0, crc)).status == Status.OK
+    return sid, crc
+
+
+def test_program_commit_checks_its_stage_then_tile_then_targets_then_region(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    """§6: PROGRAM_COMMIT's order is stage, tile, the targets' values, the region; a
+    refused one keeps its stage and writes nothing."""
+    _, host = board
+    tiles = m.unpack_hello(host.hello().payload).tile_count
+
+    def commit(tile: int, row_offset: int, sid: int, crc: int, rows: int = 4) -> Frame:
+        return host.call(
+            Msg.PROGRAM_COMMIT, m.PROGRAM_REQ.pack(tile, row_offset, 0, rows, 4, sid, crc)
+        )
+
+    assert commit(tiles, 30, 999, 0).status == Status.NO_STAGE
+    nan = np.full((4, 4), 5.0, "<f4")
+    nan[1, 2] = np.nan
+    sid, crc = _staged(host, nan.tobytes())
+    bad_tile = commit(tiles, 30, sid, crc)
+    assert bad_tile.status == Status.OUT_OF_RANGE
+    assert error_parts(bad_tile.payload)[:2] == (b"tile", str(tiles).encode())
+    past_edge = commit(0, 30, sid, crc)  # rows 30..33 of 32, and a NaN target
+    assert past_edge.status == Status.INVALID_ARGUMENT
+    assert error_parts(past_edge.payload)[0] == b"conductances"
+    sid, crc = _staged(host, np.full((4, 4), 5.0, "<f4").tobytes())
+    shape = commit(0, 30, sid, crc)
+    assert shape.status == Status.OUT_OF_RANGE
+    assert error_parts(shape.payload)[:2] == (b"conductances.shape", b"[4,4]")
+    sid, crc = _staged(host, b"")
+    empty = commit(0, 0, sid, crc, rows=0)
+    assert empty.status == Status.INVALID_ARGUMENT
+    assert error_parts(empty.payload)[:2] == (b"conductances.shape", b"[0,4]")
+    writes = m.STATS_RESP.unpack(host.call(Msg.GET_STATS).payload)[3]
+    assert writes == 0
+
+
 def test_boot_notice_has_its_own_message_id(board: tuple[PtyServer, RawHost]) -> None:
     """§3.3: msg BOOT (0x07), flags RESP|BOOT, req_id 0, the new epoch, a HELLO payload
     with nothing negotiated (max_payload 256)."""
