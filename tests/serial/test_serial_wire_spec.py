@@ -374,6 +374,44 @@ def test_a_pass_head_is_checked_in_one_order_with_a_region_or_without(
     assert host.call(Msg.PERTURBED_MVM, perturbed + bytes(16)).status == Status.BAD_PAYLOAD
 
 
+def test_after_the_inputs_size_come_the_points_then_the_voltages(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    """§6 and §6.2: the inputs' size before `points`, each point's sign before its
+    amplitude, point by point, then the voltages (a batch of 0 is `voltages.shape`)."""
+    _, host = board
+    host.hello()
+    passes = m.STATS_RESP.unpack(host.call(Msg.GET_STATS).payload)[2]
+
+    def perturbed(points: list[bytes], voltages: list[float], count: int | None = None) -> Frame:
+        n = len(points) if count is None else count
+        head = m.PERTURBED_MVM_REQ.pack(0, 0, 0, 2, 2, 0, 0, n, len(voltages) // 2, 0, 0, 0)
+        body = b"".join(points) + np.asarray(voltages, "<f4").tobytes()
+        return host.call(Msg.PERTURBED_MVM, head + body)
+
+    def refusal(reply: Frame) -> tuple[int, bytes, bytes]:
+        return (reply.status, *error_parts(reply.payload)[:2])
+
+    good, v = m.POINT.pack(1, 0.5, 1), [0.1, 0.1]
+    assert perturbed([], v[:1], count=0).status == Status.BAD_PAYLOAD  # size, not points
+    assert refusal(perturbed([], v, count=0)) == (Status.INVALID_ARGUMENT, b"points", b"0")
+    bad_amplitude, bad_sign = m.POINT.pack(1, -1.0, 1), m.POINT.pack(1, float("nan"), 3)
+    assert refusal(perturbed([bad_amplitude, bad_sign], [9.0, 0.0]))[:2] == (
+        Status.OUT_OF_RANGE,
+        b"points[0].amplitude_us",
+    )
+    assert refusal(perturbed([good, bad_sign], [9.0, 0.0])) == (
+        Status.INVALID_ARGUMENT,
+        b"points[1].sign",
+        b"3",
+    )
+    assert refusal(perturbed([good], [9.0, 0.0]))[:2] == (Status.OUT_OF_RANGE, b"voltages")
+    assert refusal(perturbed([good], [])) == (Status.INVALID_ARGUMENT, b"voltages.shape", b"[0,2]")
+    empty_batch = host.call(Msg.MVM, m.MVM_REQ.pack(0, 0, 0, 0, 0, 0, 0))
+    assert refusal(empty_batch) == (Status.INVALID_ARGUMENT, b"voltages.shape", b"[0,32]")
+    assert m.STATS_RESP.unpack(host.call(Msg.GET_STATS).payload)[2] == passes
+
+
 def test_a_board_without_a_profile_does_not_answer_get_profile() -> None:
     """§6: GET_PROFILE is the PROFILE feature's. A virtual board answering as a physical
     one (report_profile=False) left the feature out of HELLO and still gave its whole
