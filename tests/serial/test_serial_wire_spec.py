@@ -156,6 +156,26 @@ def test_a_response_frame_is_never_answered_whatever_its_version(
         assert host.quiet(), f"version {version}: answered {host.stray.hex()}"
 
 
+def test_executed_counts_the_requests_run_not_hello_ping_or_replays(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    """§6 GET_LINK_STATS: `executed` counts what reached §4.2 step 5, a refusal too."""
+    _, host = board
+    host.hello()
+
+    def executed() -> int:
+        stats = m.LINK_STATS_RESP.unpack(host.call(Msg.GET_LINK_STATS).payload)
+        return int(stats[m.LINK_STATS_FIELDS.index("executed")])
+
+    before = executed()  # counts itself
+    host.hello()
+    host.call(Msg.PING)
+    unknown = host.call(0x7E)
+    host.send(encode_frame(Frame(0x7E, host.req_id, b"", Flag.RETRY, epoch=host.epoch)))
+    assert host.receive() == unknown  # replayed
+    assert executed() == before + 2  # the unknown message and this GET_LINK_STATS
+
+
 def test_refused_hello_keeps_the_id_window(board: tuple[PtyServer, RawHost]) -> None:
     """§3.1: a refused HELLO is not cached and moves nothing: had it set the window to its
     id (newest + 1000), the next ordinary request (newest + 1) would be STALE_REQUEST."""
