@@ -176,6 +176,25 @@ def test_executed_counts_the_requests_run_not_hello_ping_or_replays(
     assert executed() == before + 2  # the unknown message and this GET_LINK_STATS
 
 
+def test_a_hello_replayed_from_the_cache_moves_no_window(
+    board: tuple[PtyServer, RawHost],
+) -> None:
+    """§3.1: a host restarting with the id and payload of a cached HELLO gets the cached
+    answer; the window stays at the newest request run, so the ids it reuses are
+    answered from the cache (the previous run's answers) or refused STALE_REQUEST."""
+    _, host = board
+    first = host.hello()
+    start = host.req_id
+    stats = [host.call(Msg.GET_STATS) for _ in range(3)]
+    one_pass = host.call(Msg.MVM, m.MVM_REQ.pack(0, 0, 0, 1, 0, 0, 0) + bytes(4 * 32))
+    assert one_pass.status == Status.OK  # the totals move on: mvm_passes + 1
+    again = host.hello(req_id=start)  # a restarted host with a fixed first id
+    assert again == first
+    assert host.call(Msg.GET_STATS, req_id=start + 1) == stats[0]  # an old answer
+    refused = host.call(Msg.GET_LINK_STATS, req_id=start + 2)
+    assert refused.status == Status.STALE_REQUEST
+
+
 def test_refused_hello_keeps_the_id_window(board: tuple[PtyServer, RawHost]) -> None:
     """§3.1: a refused HELLO is not cached and moves nothing: had it set the window to its
     id (newest + 1000), the next ordinary request (newest + 1) would be STALE_REQUEST."""
