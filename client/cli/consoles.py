@@ -3,7 +3,9 @@ terminal, and lines as long as their content when the output goes to a file or a
 
 Off a terminal rich folds every line at 80 columns (or at the width of the terminal a
 pipe was started from): ``sidra board characterize ... > log`` or ``| less`` got each
-table row over several lines, which grep and diff then see as several rows.
+table row over several lines, which grep and diff then see as several rows, and the
+listings (``sidra state history``, ``jobs list``, ``runs list``, ...) left out the
+columns 80 could not hold.
 """
 
 from __future__ import annotations

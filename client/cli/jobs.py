@@ -29,6 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from sidra.cli.consoles import output_console
 from sidra.cli.options import (
     SERVER_ENV,
     TLS_URL_HELP,
@@ -170,7 +171,7 @@ def list_jobs(
         }
         for job in jobs
     ]  # fmt: skip
-    console = Console()
+    console = output_console()
     shown = columns_that_fit(
         cells, columns, LIST_DROPPED_FIRST, console.width, ["last"], wrapped_width=LAST_WIDTH
     )
@@ -200,7 +201,7 @@ def show(
     if as_json:
         typer.echo(json.dumps(job.as_dict()))
         return
-    Console().print(job_table(job, out))
+    output_console().print(job_table(job, out))
 
 
 def job_table(job: JobInfo, out: Path | None = None, now_unix_s: float | None = None) -> Table:

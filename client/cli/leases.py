@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
+from sidra.cli.consoles import output_console
 from sidra.cli.options import SERVER_ENV, SERVER_HELP, AsJson, server_address, server_url
 from sidra.cli.tables import columns_that_fit
 from sidra.cli.whoami import token_hint
@@ -124,7 +124,7 @@ def leases(
     ]  # fmt: skip
     ids = any(lease.session_id for lease in held)  # only those the caller may close
     columns = ("tiles", "principal", "session label", "expires in, s", *(("session",) * ids))
-    console = Console()
+    console = output_console()
     shown = columns_that_fit(cells, columns, ("expires in, s",), console.width,
                              ["session label", "tiles"])  # fmt: skip
     table = Table(box=box.SIMPLE)

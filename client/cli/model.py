@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sidra.cli.completion import board_urls
+from sidra.cli.consoles import output_console
 from sidra.cli.eval_log import append_row, checked_log, log_row
 from sidra.cli.job_board import job_board
 from sidra.cli.model_deployments import (
@@ -239,7 +240,7 @@ def evaluate(
         typer.echo(json.dumps(reports[0]))
         return
     [(_, deployed, result, _, _)] = runs
-    _print_evaluation(reports[0], result, deployed, Console())
+    _print_evaluation(reports[0], result, deployed, output_console())
 
 
 def _samples_of(
@@ -287,7 +288,7 @@ def _report_boards(reports: list[dict[str, Any]], as_json: bool) -> None:
             str(unconverged) if r["programming"] else "-",
             f"{r['time_per_sample_ns']:.1f} ns", f"{r['energy_per_sample_nj']:.1f} nJ",
         )  # fmt: skip
-    console = Console()
+    console = output_console()
     console.print(table)
     trained = first["trained_test_accuracy"]
     when = f"; {100 * trained:.2f} % when trained (test)" if isinstance(trained, float) else ""
@@ -390,7 +391,7 @@ def deploy(
     if as_json:
         typer.echo(json.dumps(report))
         return
-    console = Console()
+    console = output_console()
     console.print(f"{model} deployed on {where}")
     print_programming(deployed.programming, console)
     if registered is not None:

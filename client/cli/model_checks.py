@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
+from sidra.cli.consoles import output_console
 from sidra.cli.model_served import DeploymentName, RequiredServer, server_board
 from sidra.cli.options import AsJson
 from sidra.cli.texts import when_text
@@ -172,7 +172,7 @@ def _print_check(checked: DeploymentCheck, as_json: bool, window_us: float) -> N
             f"{r.rms_deviation_us:.2f} µS", f"{r.mean_deviation_us:+.2f} µS",
             *((f"{r.read_noise_us:.2f} µS",) if repeated else ()),
         )  # fmt: skip
-    Console().print(table)
+    output_console().print(table)
     typer.echo(
         f"over all: correlation {checked.correlation:.3f}, rms deviation "
         f"{checked.rms_deviation_us:.2f} µS, mean {checked.mean_deviation_us:+.2f} µS"
@@ -257,7 +257,7 @@ def _print_history(name: str, history: CheckHistory) -> None:
             f"{c.rms_deviation_us:.2f} µS", f"{c.mean_deviation_us:+.2f} µS",
             *((str(c.read_repeats), noise) if repeated else ()),
         )  # fmt: skip
-    Console().print(table)
+    output_console().print(table)
     first, last = history.checks[0], history.checks[-1]
     shown = len(history.checks)
     # Fewer reads carry more read noise: the two compare only with that said.

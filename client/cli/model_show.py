@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy.typing as npt
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from sidra.cli.consoles import output_console
 from sidra.cli.model_files import ModelPath, file_target
 from sidra.cli.options import AsJson
 from sidra.cli.texts import figure_text
@@ -31,7 +31,7 @@ def show(model: ModelPath, as_json: AsJson = False) -> None:
     if as_json:
         typer.echo(json.dumps(meta))
         return
-    console = Console()
+    console = output_console()
     table = Table(title=f"{model}: {loaded.job} on {loaded.inputs.dataset}")
     for column in ("layer", "weights", "mapping", "weight limit", "input clip", "bias"):
         table.add_column(column)

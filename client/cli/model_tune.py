@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sidra.cli.consoles import output_console
 from sidra.cli.job_board import job_board
 from sidra.cli.model import (
     Calibrate,
@@ -204,7 +205,7 @@ def tune(
     if as_json:
         typer.echo(json.dumps(report))
     else:
-        _print_tuned(report, result, Console())
+        _print_tuned(report, result, output_console())
     exit_if_stopped(report, options.epochs, console, kept=f"{out} holds the epochs so far",
                     stop=stop)  # fmt: skip
 
@@ -259,7 +260,7 @@ class _RemoteTune:
             return
         title = f"{self.target.label} tuned (job {summary['job_id']})"
         shown = {k: v for k, v in summary.items() if k not in ("registered", "not_registered")}
-        console = Console()  # the outcome on stdout, as a tuning run here prints it
+        console = output_console()  # the outcome on stdout, as a tuning run here prints it
         print_summary(shown, title, False, console)
         console.print(f"{self.out}: the tuned model; the job's record in {record}",
                       highlight=False)  # fmt: skip

@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
+from sidra.cli.consoles import output_console
 from sidra.cli.options import AsJson, new_file
 from sidra.cli.tables import columns_that_fit
 from sidra.cli.texts import count_text, duration_text, figure_text, when_text
@@ -176,7 +176,7 @@ and ``--json`` have every one)."""
 
 
 def _print_list(rows: list[dict[str, Any]], folder: Path) -> None:
-    console = Console()
+    console = output_console()
     if not rows:
         console.print(f"no run records under {folder}")
         return
@@ -266,7 +266,7 @@ def _group_row(members: list[SavedRun], telling: list[str]) -> dict[str, Any]:
 
 
 def _print_groups(rows: list[dict[str, Any]], folder: Path, left_out: int) -> None:
-    console = Console()
+    console = output_console()
     if not rows:
         console.print(f"no finished run records under {folder}")
     else:
@@ -336,7 +336,7 @@ def show_run(record: RecordArgument, as_json: AsJson = False) -> None:
             "settings": run.settings, "summary": run.summary,
         }))  # fmt: skip
         return
-    console = Console()
+    console = output_console()
     title = f"{run.job} on {run.dataset}: {run.folder} ({run.ended})"
     table = Table(title=title, show_header=False, box=box.SIMPLE)
     table.add_column("key")
@@ -445,7 +445,7 @@ def compare_runs(
         return
     _print_comparison(runs, names, shown_settings, shown_provenance, figures, every_setting)
     if plot is not None:
-        Console().print(f"plot: {plot}")
+        output_console().print(f"plot: {plot}")
 
 
 def _print_comparison(
@@ -494,7 +494,7 @@ def _print_comparison(
                 cells.append(f"{float(value):,.0f}")
         table.add_row(label[key], *cells)
     table.add_row("wall time", *(_wall_text(r.wall_s) or "—" for r in runs))
-    Console().print(table)
+    output_console().print(table)
 
 
 def _plot(runs: list[SavedRun], names: list[str], path: Path) -> None:

@@ -22,10 +22,10 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from sidra.cli import serve_files
+from sidra.cli.consoles import output_console
 from sidra.cli.options import AsJson
 from sidra.cli.serve_files import ServeConfig, StorePlace
 from sidra.cli.tables import columns_that_fit
@@ -104,7 +104,7 @@ def show(store_path: StorePath = None, config: ServeConfig = None, as_json: AsJs
             )
         )
         return
-    console = Console()
+    console = output_console()
     # Which store: a server's --config may name another than this user's default.
     console.print(f"store {place.path}", highlight=False)
     if not summaries:
@@ -225,7 +225,7 @@ def history(
         for r in records
         for rows, cols in [r.region.slices]
     ]  # fmt: skip
-    console = Console()
+    console = output_console()
     shown = columns_that_fit(cells, columns, HISTORY_DROPPED_FIRST, console.width)
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for column in shown:

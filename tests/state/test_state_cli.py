@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from state_support import REPORT, TEST_BOARD, targets
 
+from sidra.cli.state import HISTORY_DROPPED_FIRST
 from sidra.server.state import StateStore
 from sidra.server.state.serving import serving_store
 from tests.cli_support import unwrapped
@@ -77,6 +78,13 @@ def test_history_as_a_table_and_as_json(store_path: Path) -> None:
     assert "…" not in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 80
     assert "bob" in narrow.stdout and "3..7, 4..9" in narrow.stdout
     assert "time (UTC)" in narrow.stdout and " # " not in narrow.stdout  # the number left out
+    # Piped with no COLUMNS (into a log, grep): every column, a line per record.
+    bare = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = subprocess.run([*STATE, "history", "--store", str(store_path)], capture_output=True,
+                           text=True, timeout=120, check=False, env=bare)  # fmt: skip
+    header = next(line for line in piped.stdout.splitlines() if "time (UTC)" in line)
+    assert all(f" {name} " in f" {header} " for name in HISTORY_DROPPED_FIRST), header
+    assert sum("alice" in line for line in piped.stdout.splitlines()) == 1
 
 
 def test_the_history_tells_the_servers_restore_from_a_callers_program(tmp_path: Path) -> None:
