@@ -10,6 +10,8 @@ bit-identical results and tiles never share random numbers.
 from __future__ import annotations
 
 import os
+import secrets
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,11 +40,14 @@ from sidra.emulator.tile import CrossbarTile, FloatArray
 __all__ = [
     "BYTES_PER_CELL",
     "EMULATOR_VERSION",
+    "SERIAL_NUMBER_BYTES",
     "EmulatedBoard",
     "available_memory_bytes",
     "check_fits_in_memory",
+    "checked_serial_number",
     "emulated_serial_number",
     "firmware_version",
+    "started_serial_number",
 ]
 
 EMULATOR_VERSION = "sidra-emulator-0.2"
@@ -100,14 +105,61 @@ def emulated_serial_number(model: str, seed: int) -> str:
     """The serial number of the emulated board of ``model`` made from ``seed``:
     ``EMU-<model without "SIDRA-">-<seed>`` (``EMU-Y1-5``). The same model and seed
     make the same board (its cells are drawn from the seed), so they answer the same
-    serial; another model is another board, and a store keeps each one's state apart."""
+    serial; another model is another board, and a store keeps each one's state apart.
+    What ``emu://`` boards and virtual boards made in a program answer; one started with
+    ``sidra board serve`` answers :func:`started_serial_number` unless given one."""
     return f"EMU-{model.removeprefix('SIDRA-')}-{seed}"
+
+
+SERIAL_NUMBER_BYTES = 64
+"""Longest serial number a virtual board is given, bytes of UTF-8: what the PCIe identity
+register holds (HELLO's string holds 255), so a serial board and a PCIe board take the same."""
+
+
+def started_serial_number(model: str, seed: int) -> str:
+    """The serial number of a virtual board started as a device of its own (``sidra board
+    serve``) and given none: ``EMU-<model>-<seed>-<8 random hex digits>``
+    (``EMU-Y1-5-9f0c3a1e``), new at each start. Two boards served from one seed hold state
+    of their own: a state store keys programmed targets and deployments by the serial
+    number, and ``serial://?serial_number=`` finds a board by it, so each must answer its
+    own."""
+    return f"{emulated_serial_number(model, seed)}-{secrets.token_hex(4)}"
+
+
+def checked_serial_number(text: str) -> str:
+    """``text`` as a virtual board's serial number, or ValueError saying what is allowed:
+    1 to :data:`SERIAL_NUMBER_BYTES` bytes of UTF-8, not blank, no control characters (the
+    PCIe identity register ends a string at its first NUL)."""
+    if not text.strip():
+        raise ValueError(f"serial number {text!r}: blank, expected the board's own")
+    size = len(text.encode())
+    if size > SERIAL_NUMBER_BYTES:
+        raise ValueError(
+            f"serial number {text!r}: got {size} bytes of UTF-8, expected 1 to "
+            f"{SERIAL_NUMBER_BYTES}"
+        )
+    control = [ch for ch in text if unicodedata.category(ch) == "Cc"]
+    if control:
+        raise ValueError(
+            f"serial number {text!r}: got the control character {control[0]!r}, expected "
+            "printable text"
+        )
+    return text
 
 
 class EmulatedBoard:
     """A SIDRA board in software."""
 
-    def __init__(self, profile: BoardProfile, seed: int = 0) -> None:
+    def __init__(
+        self, profile: BoardProfile, seed: int = 0, serial_number: str | None = None
+    ) -> None:
+        """``serial_number``: what the board answers as its serial (checked by
+        :func:`checked_serial_number`); None: :func:`emulated_serial_number`, the same
+        for the same model and seed."""
+        if serial_number is None:
+            serial_number = emulated_serial_number(profile.model, seed)
+        else:
+            serial_number = checked_serial_number(serial_number)
         check_fits_in_memory(profile)
         self.profile = profile
         self.seed = seed
@@ -121,7 +173,7 @@ class EmulatedBoard:
         self._mvm_passes = 0
         self.info = BoardInfo(
             model=profile.model,
-            serial_number=emulated_serial_number(profile.model, seed),
+            serial_number=serial_number,
             firmware_version=firmware_version(profile.firmware_version),
             tile_count=profile.geometry.tiles,
             rows=profile.geometry.rows,

@@ -45,8 +45,11 @@ class EmulatorDriver(BoardDriver):
     drivers with the same seed, in one process or two, hold separate state.
     """
 
-    def __init__(self, profile: BoardProfile, seed: int = 0) -> None:
-        self.board = EmulatedBoard(profile, seed)
+    def __init__(
+        self, profile: BoardProfile, seed: int = 0, serial_number: str | None = None
+    ) -> None:
+        """``serial_number``: as :class:`EmulatedBoard` takes it (None: ``EMU-<model>-<seed>``)."""
+        self.board = EmulatedBoard(profile, seed, serial_number)
         self._instance_id = run_instance_id(self.board.info.serial_number)
         self._closed = False
 

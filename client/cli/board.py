@@ -23,7 +23,11 @@ from sidra.drivers import SidraError
 from sidra.drivers.wire.device_times import CommandTimes
 from sidra.drivers.wire.framing import MAX_PAYLOAD_LIMIT, MIN_PAYLOAD
 from sidra.emulator import DEFAULT_PRESET, load_profile, preset
-from sidra.emulator.board import check_fits_in_memory
+from sidra.emulator.board import (
+    check_fits_in_memory,
+    checked_serial_number,
+    started_serial_number,
+)
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.firmware import serve_virtual_board
 from sidra.emulator.firmware.device import DEVICE_MAX_PAYLOAD, RESPONSE_CACHE
@@ -42,6 +46,18 @@ def _profile(preset_name: str, profile_path: str | None) -> BoardProfile:
     except (OSError, ValueError) as exc:  # parse_profile's one-line-per-value ValueError
         raise typer.BadParameter(f"profile {profile_path!r}: {exc}") from exc
     return profile
+
+
+def _serial_number(given: str | None, profile: BoardProfile, seed: int) -> str:
+    """The serial number the served board answers: ``--serial`` as given, else one of
+    its own for this start (two boards served from one seed must not share one: a store
+    would restore one's targets onto the other, and list its deployments as the other's)."""
+    if given is None:
+        return started_serial_number(profile.model, seed)
+    try:
+        return checked_serial_number(given)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--serial'") from exc
 
 
 def _tcp_address(text: str) -> tuple[str, int]:
@@ -66,6 +82,16 @@ def serve(
         str | None, typer.Option(help="Board profile file (.toml/.json) instead of a preset.")
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the emulated board.")] = 0,
+    serial: Annotated[
+        str | None,
+        typer.Option(
+            help="The board's serial number (HELLO, the PCIe identity), 1 to 64 bytes. "
+            "Default: EMU-<model>-<seed>-<8 random hex digits>, new at each start, so two "
+            "boards served from one seed are two boards to a state store and to "
+            "serial://?serial_number=. Give the same one again to serve the board a store "
+            "knows (sidra serve --restore) or a search should find after a restart."
+        ),
+    ] = None,
     faults: Annotated[
         str | None,
         typer.Option(
@@ -145,16 +171,20 @@ def serve(
                     f"got {option} with --pcie-file; it applies to --pty and --tcp boards only",
                     param_hint=f"'{option}'",
                 )
+    board_profile = _profile(preset_name, profile)
+    serial_number = _serial_number(serial, board_profile, seed)
+    if pcie_file is not None:
         slow = CommandTimes(program_cell_ns=1000 * program_cell_us, command_us=command_us)
-        _serve_pcie(pcie_file, _profile(preset_name, profile), seed, faults, slow, declare_times)
+        _serve_pcie(pcie_file, board_profile, seed, serial_number, faults, slow, declare_times)
         return
     try:
         fault_config = FaultConfig.parse(faults) if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--faults'") from exc
     running = serve_virtual_board(
-        _profile(preset_name, profile),
+        board_profile,
         seed,
+        serial_number=serial_number,
         faults=fault_config,
         tcp=None if tcp is None else _tcp_address(tcp),
         max_payload=max_payload,
@@ -279,6 +309,7 @@ def _serve_pcie(
     path: str,
     profile: BoardProfile,
     seed: int,
+    serial_number: str,
     faults: str | None,
     slow: CommandTimes,
     declare_times: bool,
@@ -306,7 +337,7 @@ def _serve_pcie(
     try:
         device = run_device(
             path, profile, seed, fault_config, stop, sys.stdout, published,
-            slow=slow, declare_times=declare_times,
+            slow=slow, declare_times=declare_times, serial_number=serial_number,
         )  # fmt: skip
     except OSError as exc:
         raise typer.BadParameter(_os_error_text(exc), param_hint="'--pcie-file'") from exc

@@ -61,8 +61,11 @@ class VirtualBoard:
         report_profile: bool = True,
         slow: CommandTimes = NONE_DECLARED,
         declare_times: bool = True,
+        serial_number: str | None = None,
     ) -> None:
-        """``report_profile`` False: the board answers like a physical one, with no
+        """``serial_number``: what HELLO says, the same across resets (None:
+        ``EMU-<model>-<seed>``, :func:`~sidra.emulator.board.emulated_serial_number`).
+        ``report_profile`` False: the board answers like a physical one, with no
         profile (no PROFILE feature, no GET_PROFILE) and no preset name; its virtual
         clock stays (EMULATED). ``slow``: the board takes that long over its commands, as
         a small microcontroller's firmware may (``command_us`` each, ``program_cell_ns``
@@ -70,7 +73,7 @@ class VirtualBoard:
         HELLO unless ``declare_times`` is False."""
         if cache_depth < 1:
             raise ValueError(f"cache_depth: got {cache_depth}, expected >= 1 (at-most-once)")
-        self.profile, self.seed = profile, seed
+        self.profile, self.seed, self.serial_number = profile, seed, serial_number
         self.device_max_payload = max(MIN_PAYLOAD, min(max_payload, MAX_PAYLOAD_LIMIT))
         self.cache_depth = cache_depth
         geometry = profile.geometry
@@ -89,7 +92,8 @@ class VirtualBoard:
         self._boot()
 
     def _boot(self) -> None:
-        self.commands = Commands(EmulatorDriver(self.profile, self.seed), self.stage_capacity)
+        driver = EmulatorDriver(self.profile, self.seed, self.serial_number)
+        self.commands = Commands(driver, self.stage_capacity)
         self.commands.max_payload = MIN_PAYLOAD  # what every host handles, until HELLO
         if not self.report_profile:  # as a physical board: no profile to give (§6)
             del self.commands.handlers[Msg.GET_PROFILE]

@@ -244,6 +244,7 @@ def serve_virtual_board(
     report_profile: bool = True,
     slow: CommandTimes = NONE_DECLARED,
     declare_times: bool = True,
+    serial_number: str | None = None,
 ) -> Iterator[LinkServer]:
     """A virtual board served on a fresh pty (or TCP) in a background thread::
 
@@ -255,11 +256,13 @@ def serve_virtual_board(
     ``report_profile`` False: the board reports no profile, as a physical board.
     ``slow``: the times a slow firmware takes over its commands, declared in HELLO unless
     ``declare_times`` is False (:class:`~sidra.emulator.firmware.device.VirtualBoard`).
+    ``serial_number``: what the board answers (None: ``EMU-<model>-<seed>``, the same for
+    every board of that seed; ``sidra board serve`` gives each start its own).
     """
     board = VirtualBoard(
         profile, seed, max_payload=max_payload or DEVICE_MAX_PAYLOAD,
         cache_depth=cache_depth, stage_capacity=stage_capacity, report_profile=report_profile,
-        slow=slow, declare_times=declare_times,
+        slow=slow, declare_times=declare_times, serial_number=serial_number,
     )  # fmt: skip
     server: LinkServer = TcpServer(board, *tcp, faults=faults) if tcp else PtyServer(board, faults)
     with server:

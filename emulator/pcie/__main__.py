@@ -1,5 +1,5 @@
-"""``python -m sidra.emulator.pcie PATH [--preset P | --profile FILE] [--seed N] [--faults S]
-[--program-cell-ns N] [--command-us N] [--no-declare-times]``:
+"""``python -m sidra.emulator.pcie PATH [--preset P | --profile FILE] [--seed N] [--serial S]
+[--faults S] [--program-cell-ns N] [--command-us N] [--no-declare-times]``:
 the virtual PCIe board as its own process (what ``serve_virtual_pcie_board`` starts).
 ``sidra board serve --pcie-file PATH`` is the same board from the command line."""
 
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default=DEFAULT_PRESET)
     parser.add_argument("--profile", help="board profile file (.toml/.json) instead")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--serial", help="serial number (default: EMU-<model>-<seed>)")
     parser.add_argument("--faults", default="", help="e.g. hang=3,reverse=1")
     parser.add_argument("--program-cell-ns", type=int, default=0, help="each cell a Program writes")
     parser.add_argument("--command-us", type=int, default=0, help="each command")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     faults = PcieFaults.parse(args.faults)
     run_device(
         args.path, profile, args.seed, faults, stop, sys.stdout,
-        slow=slow, declare_times=not args.no_declare_times,
+        slow=slow, declare_times=not args.no_declare_times, serial_number=args.serial,
     )  # fmt: skip
 
 

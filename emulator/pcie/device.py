@@ -230,12 +230,15 @@ class PcieDevice:
         boot_count: int | None = None,
         slow: CommandTimes = NONE_DECLARED,
         declare_times: bool = True,
+        serial_number: str | None = None,
     ) -> None:
-        """``slow``: the board takes that long over its commands, as a slow firmware may
-        (``command_us`` each, ``program_cell_ns`` each cell a Program writes; the others
-        are not slowed), and declares it in PROGRAM_CELL_NS .. COMMAND_US unless
-        ``declare_times`` is False."""
+        """``serial_number``: what the identity registers say, the same across resets
+        (None: ``EMU-<model>-<seed>``). ``slow``: the board takes that long over its
+        commands, as a slow firmware may (``command_us`` each, ``program_cell_ns`` each
+        cell a Program writes; the others are not slowed), and declares it in
+        PROGRAM_CELL_NS .. COMMAND_US unless ``declare_times`` is False."""
         self.path, self.profile, self.seed = path, profile, seed
+        self.serial_number = serial_number
         self.slow, self.declare_times = slow, declare_times
         # Decided once: every doorbell's step picks its loop by it.
         self._run_one = self._run_slowly if slow != NONE_DECLARED else self._run
@@ -270,7 +273,7 @@ class PcieDevice:
     # -- power-up --------------------------------------------------------------------------
 
     def _boot(self) -> None:
-        self.driver = EmulatorDriver(self.profile, self.seed)
+        self.driver = EmulatorDriver(self.profile, self.seed, self.serial_number)
         self._passes = _pass_paths(self.driver.board)
         self.sq_head = self.cq_tail = 0
         info, bar, reg = self.driver.info, self.bar, r.OFFSET

@@ -87,10 +87,11 @@ def run_device(
     published: Callable[[PcieDevice], None] | None = None,
     slow: CommandTimes = NONE_DECLARED,
     declare_times: bool = True,
+    serial_number: str | None = None,
 ) -> PcieDevice:
     """Creates the board at ``path``, announces its URL on ``out`` (then calls
     ``published`` with it) and serves until ``stop`` is set or the board is removed (a
-    fault); the file is removed after. ``slow``, ``declare_times``: as
+    fault); the file is removed after. ``slow``, ``declare_times``, ``serial_number``: as
     :class:`~sidra.emulator.pcie.device.PcieDevice` takes them."""
     kind = filesystem_of(path)
     if kind and kind not in MEMORY_FILESYSTEMS:
@@ -99,7 +100,10 @@ def run_device(
             "doorbells can stall for milliseconds; put it in %s (a memory filesystem)",
             path, kind, SHM_DIR,
         )  # fmt: skip
-    device = PcieDevice(path, profile, seed, faults, slow=slow, declare_times=declare_times)
+    device = PcieDevice(
+        path, profile, seed, faults, slow=slow, declare_times=declare_times,
+        serial_number=serial_number,
+    )  # fmt: skip
     try:
         device.publish()
         out.write(f"pcie+file://{os.path.abspath(path)}\n")
@@ -146,9 +150,10 @@ def serve_virtual_pcie_board(
     faults: str = "",
     slow: CommandTimes = NONE_DECLARED,
     declare_times: bool = True,
+    serial_number: str | None = None,
 ) -> Iterator[VirtualPcieBoard]:
     """A virtual PCIe board in a separate process, its BAR in ``path`` (default: a
-    fresh temporary file); ``slow`` and ``declare_times`` as
+    fresh temporary file); ``slow``, ``declare_times`` and ``serial_number`` as
     :class:`~sidra.emulator.pcie.device.PcieDevice` takes them::
 
         with serve_virtual_pcie_board(preset("ideal"), seed=1) as board:
@@ -161,6 +166,8 @@ def serve_virtual_pcie_board(
             f.write(profile.model_dump_json())
         argv = [sys.executable, "-m", "sidra.emulator.pcie", path, "--profile", profile_file]
         argv += ["--seed", str(seed)] + (["--faults", faults] if faults else [])
+        if serial_number is not None:
+            argv += ["--serial", serial_number]
         if slow != NONE_DECLARED:
             argv += ["--program-cell-ns", str(slow.program_cell_ns)]
             argv += ["--command-us", str(slow.command_us)]

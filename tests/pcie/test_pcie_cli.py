@@ -24,7 +24,9 @@ from sidra.emulator.pcie.serve import memory_dir
 def test_sidra_serve_on_a_virtual_pcie_board_matches_emu() -> None:
     with tempfile.TemporaryDirectory(dir=memory_dir()) as folder:
         path = os.path.join(folder, "bar0")
-        board_args = ("--pcie-file", path, "--preset", "sidra-y1", "--seed", "6")
+        # --serial: named as emu:// names the board of that seed, so GetBoardInfo compares too.
+        board_args = ("--pcie-file", path, "--preset", "sidra-y1", "--seed", "6",
+                      "--serial", "EMU-Y1-6")  # fmt: skip
         with process("board", "serve", *board_args) as (url, _):
             assert url == f"pcie+file://{path}"
             with served(url) as board:

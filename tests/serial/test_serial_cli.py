@@ -17,7 +17,9 @@ from cli_support import process, run_sidra, served, session, sidra_json
 def test_sidra_serve_on_a_serial_pty_matches_emu() -> None:
     """Every RPC through sidra serve -> serial:///dev/pts/N -> sidra board serve --pty equals
     the same calls through sidra serve -> emu:// (same preset, same seed), bit for bit."""
-    with process("board", "serve", "--pty", "--preset", "sidra-y1", "--seed", "6") as (url, _):
+    # --serial: named as emu:// names the board of that seed, so GetBoardInfo compares too.
+    board_args = ("--pty", "--preset", "sidra-y1", "--seed", "6", "--serial", "EMU-Y1-6")
+    with process("board", "serve", *board_args) as (url, _):
         assert re.fullmatch(r"serial:///dev/pts/\d+", url), url
         with served(url) as board:
             over_serial = session(board, 400)

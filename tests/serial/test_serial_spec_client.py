@@ -9,6 +9,7 @@ on its pty. If this test passes, the spec is complete enough to interoperate.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import struct
@@ -191,7 +192,8 @@ def test_independent_host_talks_to_the_virtual_board(host: SpecHost) -> None:
     for _ in range(4):
         names.append(hello[offset + 1 : offset + 1 + hello[offset]].decode())
         offset += 1 + hello[offset]
-    assert names[1] == "EMU-IDEAL-3" and names[3] == "ideal"
+    # A board served from seed 3 answers a serial of its own: EMU-IDEAL-3-<8 hex digits>
+    assert re.fullmatch(r"EMU-IDEAL-3-[0-9a-f]{8}", names[1]) and names[3] == "ideal"
 
     # §5.1 Program a 20 x 30 region at (5, 7) of tile 2, in chunks of 1016 bytes.
     g = (np.random.default_rng(2).integers(24, 624, (20, 30)) / 16).astype("<f4")  # 1.5..39
