@@ -2,12 +2,15 @@
 
 The first line on stdout is what to give ``sidra serve --board``: the pty's
 ``serial:///dev/pts/N`` URL, ``socket://host:port`` or ``pcie+file://PATH``. The
-board serves until SIGINT/SIGTERM (the PCIe board then removes its file).
+board serves until SIGINT/SIGTERM (the PCIe board then removes its file). Its console
+(stderr) has lines as ``sidra serve`` prints them, ``time LEVEL logger: message``: the
+board it serves, and one line for each fault ``--faults`` injects, as it fires.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -36,6 +39,8 @@ from sidra.emulator.pcie import PcieDevice, PcieFaults, run_device
 
 __all__ = ["characterize_board", "compare_board", "serve"]
 
+log = logging.getLogger(__name__)
+
 
 def _profile(preset_name: str, profile_path: str | None) -> BoardProfile:
     if profile_path is None:
@@ -58,6 +63,15 @@ def _serial_number(given: str | None, profile: BoardProfile, seed: int) -> str:
         return checked_serial_number(given)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--serial'") from exc
+
+
+def _log_to_console() -> None:
+    """The board's lines on stderr as ``sidra serve`` prints its own (``time LEVEL
+    logger: message``, at INFO): the board served, and the line of each injected fault as
+    it fires (``sidra.emulator.faults``), so whoever watches sees when each one did."""
+    from sidra.server.observability.logs import configure_logging
+
+    configure_logging("text", logging.INFO)
 
 
 def _tcp_address(text: str) -> tuple[str, int]:
@@ -96,7 +110,9 @@ def serve(
         str | None,
         typer.Option(
             help="Fault shim on the line, e.g. 'ber=1e-4,drop=0.01,dup=0.01'; with "
-            "--pcie-file: 'hang=N', 'error=N', 'remove_after=N', 'reset_after=N', 'reverse=1'."
+            "--pcie-file: 'hang=N', 'error=N', 'remove_after=N', 'reset_after=N', 'reverse=1'. "
+            "Each fault that fires prints a timestamped line on stderr: which, on what "
+            "command, and the counted faults still to come."
         ),
     ] = None,
     max_payload: Annotated[
@@ -173,6 +189,7 @@ def serve(
                 )
     board_profile = _profile(preset_name, profile)
     serial_number = _serial_number(serial, board_profile, seed)
+    _log_to_console()
     if pcie_file is not None:
         slow = CommandTimes(program_cell_ns=1000 * program_cell_us, command_us=command_us)
         _serve_pcie(pcie_file, board_profile, seed, serial_number, faults, slow, declare_times)
@@ -204,11 +221,11 @@ def serve(
         sys.stdout.write(server.url + "\n")
         sys.stdout.flush()
         info = server.board.driver.info
-        typer.echo(
-            f"virtual board {info.model} ({info.serial_number}, boot counter "
-            f"{server.board.boot_counter}) on {server.url}",
-            err=True,
-        )
+        log.info(
+            "virtual board %s (%s, boot counter %d) on %s%s",
+            info.model, info.serial_number, server.board.boot_counter, server.url,
+            f", faults {faults}" if faults else "",
+        )  # fmt: skip
         while not stop.wait(timeout=0.5):  # wake up regularly: signals are handled promptly
             pass
 
@@ -328,11 +345,11 @@ def _serve_pcie(
 
     def published(device: PcieDevice) -> None:  # as the pty and TCP boards say it
         info = device.driver.info
-        typer.echo(
-            f"virtual board {info.model} ({info.serial_number}, boot count "
-            f"{device.boot_count}) on pcie+file://{os.path.abspath(path)}",
-            err=True,
-        )
+        log.info(
+            "virtual board %s (%s, boot count %d) on pcie+file://%s%s",
+            info.model, info.serial_number, device.boot_count, os.path.abspath(path),
+            f", faults {faults}" if faults else "",
+        )  # fmt: skip
 
     try:
         device = run_device(
@@ -342,17 +359,16 @@ def _serve_pcie(
     except OSError as exc:
         raise typer.BadParameter(_os_error_text(exc), param_hint="'--pcie-file'") from exc
     if device.removed:  # the fault's surprise removal, as a host saw it
-        typer.echo(
-            # the command past remove_after found it gone, unanswered: not counted
-            f"virtual board removed after {device.executed - 1} commands (--faults "
-            f"remove_after): its registers read all ones and {path} is gone",
-            err=True,
-        )
+        log.info(  # the command past remove_after found it gone, unanswered: not counted
+            "virtual board removed after %d commands (--faults remove_after): its "
+            "registers read all ones and %s is gone",
+            device.executed - 1, path,
+        )  # fmt: skip
     if device.orphaned:
-        typer.echo(
-            f"virtual board stopped: {path} was removed or is another board's file now, "
-            "so no host could reach this one",
-            err=True,
+        log.error(
+            "virtual board stopped: %s was removed or is another board's file now, so no "
+            "host could reach this one",
+            path,
         )
         raise typer.Exit(1)
 

@@ -9,11 +9,23 @@ frame-aware only through the 0x00 delimiter, as a real line fault is not.
 Configure it with a spec string, as on the command line::
 
     FaultConfig.parse("ber=1e-4,drop=0.01,dup=0.01,seed=7")
+
+Every fault that fires logs one INFO line on :data:`FAULT_LOGGER` (``sidra board serve``
+prints them, timestamped): which fault, on which frame (its message id and request id,
+read from the frame before it is damaged), what it did, and how many of its kind fired
+so far or, for the counted ones (``reset_after``, ``unplug_after``), which are still to
+come::
+
+    fault drop fired on MVM (msg 0x22) request 42 to the board: lost whole (3 so far)
+    fault reset_after fired on frame 50 to the board, PING (msg 0x02) request 7: the \
+board power-cycled, the frame lost with its state; counted faults left: unplug_after \
+at frame 80
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FaultConfig", "FaultShim"]
+from sidra.drivers.wire.framing import Flag, FrameError, decode_frame
+from sidra.drivers.wire.messages import Msg
+
+__all__ = ["FAULT_LOGGER", "FaultConfig", "FaultShim", "describe_frame", "left_text"]
+
+FAULT_LOGGER = "sidra.emulator.faults"
+"""The logger of the line each injected fault logs as it fires (INFO), on every virtual
+board (serial, TCP, PCIe)."""
+log = logging.getLogger(FAULT_LOGGER)
 
 Chunk = tuple[float, bytes]
 """Seconds to wait before sending, then the bytes."""
@@ -116,12 +136,65 @@ class FaultConfig:
         return self != FaultConfig(seed=self.seed)
 
 
+def message_name(msg: int) -> str:
+    """``MVM (msg 0x22)``: a message id by name and number (the number alone when unknown)."""
+    try:
+        return f"{Msg(msg).name} (msg 0x{msg:02x})"
+    except ValueError:
+        return f"msg 0x{msg:02x}"
+
+
+def describe_frame(wire: bytes, toward: str) -> str:
+    """Which command a frame on the wire carries, as a fault line names it: ``MVM (msg
+    0x22) request 42 to the board``, ``the answer to MVM (msg 0x22) request 42`` (to the
+    host), ``the board's NAK``, ``the board's BOOT notice``, ``a lone 0x00`` (the
+    delimiter a host sends to flush a receiver), or ``an undecodable frame of N bytes``
+    when it is no frame (a line fault before the shim)."""
+    encoded = wire.rstrip(b"\x00")
+    if not encoded:
+        return f"a lone 0x00 {toward}"
+    try:
+        frame = decode_frame(encoded)
+    except FrameError:
+        return f"an undecodable frame of {len(wire)} bytes {toward}"
+    if frame.flags & Flag.NAK:
+        return "the board's NAK"
+    if frame.flags & Flag.BOOT:
+        return "the board's BOOT notice"
+    command = f"{message_name(frame.msg)} request {frame.req_id}"
+    return f"the answer to {command}" if frame.is_response else f"{command} {toward}"
+
+
+def left_text(pending: list[str]) -> str:
+    """``counted faults left: error at command 5, remove_after 8`` (or ``none``): what a
+    line of a counted fault ends with, so the console says what is still to come."""
+    return f"counted faults left: {', '.join(pending) if pending else 'none'}"
+
+
 class _Direction:
     """Frame-level then bit-level damage for one direction of the stream."""
 
-    def __init__(self, config: FaultConfig, rng: np.random.Generator, counts: dict[str, int]):
+    def __init__(
+        self,
+        config: FaultConfig,
+        rng: np.random.Generator,
+        counts: dict[str, int],
+        fired: dict[str, int],
+        toward: str,
+    ) -> None:
+        """``fired``: faults fired so far by name, shared by both directions; ``toward``:
+        where this direction's frames go (``to the board``, ``to the host``)."""
         self.config, self.rng, self.counts = config, rng, counts
+        self.fired, self.toward = fired, toward
         self._partial = bytearray()
+
+    def _fired(self, name: str, wire: bytes, what: str) -> None:
+        """Counts a fault that fired on ``wire`` and logs its line (the frame is decoded
+        only when the line is printed: a quiet shim spends nothing on it)."""
+        self.fired[name] += 1
+        if log.isEnabledFor(logging.INFO):
+            frame = describe_frame(wire, self.toward)
+            log.info("fault %s fired on %s: %s (%d so far)", name, frame, what, self.fired[name])
 
     def process(self, data: bytes) -> list[tuple[float, bytes]]:
         self._partial += data
@@ -136,11 +209,16 @@ class _Direction:
             self.counts["frames"] += 1
             if c.drop and rng.random() < c.drop:
                 self.counts["dropped"] += 1
+                self._fired("drop", wire, "lost whole")
                 continue
             wait = c.delay_s if c.delay and rng.random() < c.delay else 0.0
             self.counts["delayed"] += wait > 0
+            if wait:
+                self._fired("delay", wire, f"held back {wait:g} s")
             copies = 2 if c.dup and rng.random() < c.dup else 1
             self.counts["duplicated"] += copies - 1
+            if copies > 1:
+                self._fired("dup", wire, "sent twice")
             for _ in range(copies):
                 out.append((wait, self._damage(wire)))
                 wait = 0.0
@@ -156,10 +234,12 @@ class _Direction:
             bits = rng.integers(0, 8 * len(buf), flips)
             np.bitwise_xor.at(buf, bits // 8, (1 << (bits % 8)).astype(np.uint8))
             self.counts["bits_flipped"] += int(flips)
+            self._fired("ber", wire, f"{flips} bit{'s' if flips > 1 else ''} flipped")
         lost = rng.binomial(len(buf), c.byte_drop) if c.byte_drop else 0
         if lost:
             buf = np.delete(buf, rng.choice(len(buf), lost, replace=False))
             self.counts["bytes_dropped"] += int(lost)
+            self._fired("byte_drop", wire, f"{lost} byte{'s' if lost > 1 else ''} lost")
         return buf.tobytes()
 
 
@@ -177,10 +257,15 @@ class FaultShim:
             ("frames", "dropped", "duplicated", "delayed", "bits_flipped", "bytes_dropped"), 0
         )
         self.events: dict[str, int] = {"resets": 0, "unplugs": 0}
+        self.fired: dict[str, int] = dict.fromkeys(
+            ("ber", "byte_drop", "drop", "dup", "delay", "reset_after", "unplug_after"), 0
+        )
+        """Faults fired so far, by the --faults key that makes them (bit flips and lost
+        bytes: frames they hit); :attr:`counts` has the frames, bits and bytes."""
         rng = np.random.Generator(np.random.PCG64(config.seed))
         up_rng, down_rng = rng.spawn(2)
-        self._to_device = _Direction(config, up_rng, self.counts)
-        self._to_host = _Direction(config, down_rng, self.counts)
+        self._to_device = _Direction(config, up_rng, self.counts, self.fired, "to the board")
+        self._to_host = _Direction(config, down_rng, self.counts, self.fired, "to the host")
         self._frames_in = 0
         self._reset_at = config.reset_after or None
         self._unplug_at = config.unplug_after or None
@@ -239,13 +324,40 @@ class FaultShim:
             self._frames_in += 1
             if self._frames_in == self._reset_at:
                 self.reset_board()  # the frame in flight dies with the board
+                self._counted_fired(
+                    "reset_after", wire, "the board power-cycled, the frame lost with its state"
+                )
                 continue
             if self._frames_in == self._unplug_at:
                 self.unplug(self._unplug_for)
+                self._counted_fired("unplug_after", wire, self._unplug_text(self._unplug_for))
             if self.unplugged:
                 continue
             kept.append((wait, wire))
         return kept
+
+    def _counted_fired(self, name: str, wire: bytes, what: str) -> None:
+        """Logs the line of a counted fault (``reset_after``, ``unplug_after``) that fired
+        on ``wire``, the ``_frames_in``-th host frame to reach the board."""
+        self.fired[name] += 1
+        if log.isEnabledFor(logging.INFO):
+            frame = describe_frame(wire, "to the board")
+            log.info(
+                "fault %s fired on frame %d to the board, %s: %s; %s",
+                name, self._frames_in, frame.removesuffix(" to the board"), what,
+                left_text(self._pending()),
+            )  # fmt: skip
+
+    def _pending(self) -> list[str]:
+        """The counted faults still to fire: ``reset_after at frame 50``, ..."""
+        at = {"reset_after": self._reset_at, "unplug_after": self._unplug_at}
+        coming = [(frame, name) for name, frame in at.items() if (frame or 0) > self._frames_in]
+        return [f"{name} at frame {frame}" for frame, name in sorted(coming)]
+
+    @staticmethod
+    def _unplug_text(seconds: float) -> str:
+        lasting = "until replugged" if seconds == float("inf") else f"for {seconds:g} s"
+        return f"the board unplugged {lasting}"
 
     def to_host(self, data: bytes) -> list[Chunk]:
         """What reaches the host of ``data`` sent by the board."""

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import mmap
 import os
 import stat
@@ -49,9 +50,12 @@ from sidra.drivers.wire.operations import InlineSizeError, entry_for_message
 from sidra.emulator.board import EmulatedBoard
 from sidra.emulator.config import BoardProfile
 from sidra.emulator.driver import EmulatorDriver
+from sidra.emulator.firmware.faults import FAULT_LOGGER, left_text
 from sidra.emulator.pcie.faults import PcieFaults
 
 __all__ = ["IDLE_PARK_S", "PcieDevice"]
+
+fault_log = logging.getLogger(FAULT_LOGGER)
 
 ERROR_LIMIT = 4096
 """Largest error payload the device writes, bytes."""
@@ -246,6 +250,8 @@ class PcieDevice:
         # A random first boot count stands in for one kept in NVM (as the serial board's).
         self.boot_count = boot_count or int.from_bytes(os.urandom(4), "little") % 0xFFFF_FFFE + 1
         self.executed = 0
+        self.bursts_reversed = 0
+        """Bursts of two or more commands the reverse fault answered backwards."""
         self.removed = False
         self.orphaned = False
         """Its BAR file was removed or another board's took the path: it stopped serving."""
@@ -473,7 +479,10 @@ class PcieDevice:
         # while the next command runs. (The reverse fault answers the burst backwards.)
         answers: Iterable[_Answer | None] = map(self._run_one, entries)
         if self.faults.reverse:
-            answers = reversed(list(answers))
+            answers = list(answers)
+            if len(entries) > 1:
+                self._burst_reversed(entries)
+            answers = reversed(answers)
         for answer in answers:
             if self.removed or self.needs_init:
                 return True  # removed or reset mid-batch: the rest is lost
@@ -571,13 +580,19 @@ class PcieDevice:
         n, faults = self.executed, self.faults
         if faults.remove_after and n > faults.remove_after:
             self.remove()
+            gone = f"registers read all ones, {self.path} gone"
+            self._fault_fired("remove_after", entry, f"the board removed ({gone})")
             return None
         if n == faults.reset_after:
             self.reset()  # the command is lost with the board's state
+            what = f"the board power-cycled (boot count {self.boot_count}), the command lost"
+            self._fault_fired("reset_after", entry, what)
             return None
         if n == faults.hang:
+            self._fault_fired("hang", entry, "taken off the ring, never completed")
             return None
         if n == faults.error:
+            self._fault_fired("error", entry, "answered INTERNAL")
             return _Answer(entry, Status.INTERNAL, m.encode_error("injected fault: error status"))
         if entry.epoch != self.boot_count:
             text = f"command for boot {entry.epoch}; this board booted as {self.boot_count}"
@@ -603,6 +618,28 @@ class PcieDevice:
         except ValueError as exc:  # a fault of this firmware, not of the request
             status, body = Status.INTERNAL, m.encode_error(f"{type(exc).__name__}: {exc}")
         return _Answer(entry, status, body)
+
+    def _fault_fired(self, name: str, entry: _Entry, what: str) -> None:
+        """The line of a counted fault that fired on ``entry``, the :attr:`executed`-th
+        command: which, on what, and the counted faults still to come."""
+        if fault_log.isEnabledFor(logging.INFO):
+            fault_log.info(
+                "fault %s fired on command %d, %s: %s; %s",
+                name, self.executed, _command(entry), what,
+                left_text(self.faults.still_to_come(self.executed)),
+            )  # fmt: skip
+
+    def _burst_reversed(self, entries: list[_Entry]) -> None:
+        """The line of a burst the reverse fault answers backwards (run in order: the
+        last ``len(entries)`` commands)."""
+        self.bursts_reversed += 1
+        if fault_log.isEnabledFor(logging.INFO):
+            first = self.executed - len(entries) + 1
+            fault_log.info(
+                "fault reverse fired on commands %d .. %d, %s: completed in reverse order "
+                "(%d so far)",
+                first, self.executed, ", ".join(map(_command, entries)), self.bursts_reversed,
+            )  # fmt: skip
 
     def _execute(self, entry: _Entry, payload: memoryview) -> _Answer:
         if entry.opcode == Msg.GET_PROFILE:
@@ -711,6 +748,13 @@ class PcieDevice:
         if bar.read32(_IRQ_ARM):  # the host sleeps: raise the interrupt
             bar.write32(_IRQ_ARM, 0)
             bar.kick(_IRQ_ARM)
+
+
+def _command(entry: _Entry) -> str:
+    """``MVM (opcode 0x22, cid 7)``: a submission as a fault line names it."""
+    msg = _MSG.get(entry.opcode)
+    name = "unknown" if msg is None else msg.name
+    return f"{name} (opcode 0x{entry.opcode:02x}, cid {entry.cid})"
 
 
 def _kind(mode: int) -> str:

@@ -8,6 +8,14 @@ Commands are counted from 1 at device start, every command the rings carry
     PcieFaults.parse("remove_after=4")   after 4 commands: registers read 0xFFFFFFFF, file gone
     PcieFaults.parse("reset_after=3")    command 3 power-cycles the board (BOOT_COUNT + 1)
     PcieFaults.parse("reverse=1")        each burst of submissions completes in reverse order
+
+Each fault that fires logs one INFO line on ``sidra.emulator.faults``
+(:data:`~sidra.emulator.firmware.faults.FAULT_LOGGER`; ``sidra board serve`` prints them,
+timestamped): which fault, on which command (its count since device start, opcode and
+command id), what it did, and the counted faults still to come::
+
+    fault hang fired on command 3, MVM (opcode 0x22, cid 2): taken off the ring, never \
+completed; counted faults left: error at command 5, remove_after 8 (at command 9)
 """
 
 from __future__ import annotations
@@ -67,3 +75,16 @@ class PcieFaults:
                 raise ValueError(f"PCIe fault spec {key}: given twice, expected each key once")
             values[key] = int(text)
         return cls(**values)
+
+    def still_to_come(self, executed: int) -> list[str]:
+        """The counted faults that have not fired once ``executed`` commands ran, in the
+        order they will: ``error at command 5``, ``remove_after 8 (at command 9)``."""
+        at = {"hang": self.hang, "error": self.error, "reset_after": self.reset_after}
+        coming = [(command, f"{name} at command {command}") for name, command in at.items()
+                  if command > executed]  # fmt: skip
+        removed_at = self.remove_after + 1  # the command after the last one answered
+        if self.remove_after and removed_at > executed:
+            coming.append(
+                (removed_at, f"remove_after {self.remove_after} (at command {removed_at})")
+            )
+        return [text for _, text in sorted(coming)]
