@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pytest
 
 from sidra.client import RemoteBoard, connect, rademacher
-from sidra.drivers import Board
+from sidra.drivers import Board, LinkStats
 
 # Exact equality with one whole state needs exact arithmetic; gRPC only (many clients), and
 # kept off the local driver: it is the costliest conformance test.
@@ -73,7 +73,8 @@ def test_perturb_and_mvm_never_interleave_across_tiles(
     """8 clients: per tile one APPLY/MVM/RESTORE loop and one reader sweeping all tiles.
     Every MVM equals V·G or V·(G + cΔ) of its tile exactly; the writer's own MVM right after
     its APPLY equals the perturbed state; afterwards every tile is back to G and the pass
-    counter saw every vector exactly once."""
+    counter saw every vector exactly once (once more for an MVM a damaged line made the
+    host send again)."""
     _, port = served
     gs, vs = setup_tiles(remote, seed=1)
     seeds = [1000 + t for t in range(TILES)]
@@ -84,7 +85,7 @@ def test_perturb_and_mvm_never_interleave_across_tiles(
     ]
     for t in range(TILES):  # the two states are distinguishable
         assert not np.array_equal(programmed[t], perturbed[t])
-    passes_before = remote.stats().mvm_passes
+    before = remote.stats()
     failures: list[str] = []
 
     def writer(tile: int) -> Callable[[], None]:
@@ -117,7 +118,23 @@ def test_perturb_and_mvm_never_interleave_across_tiles(
     assert failures == []
     for tile in range(TILES):
         assert np.array_equal(remote.read_conductance(tile).conductances, gs[tile])
-    assert remote.stats().mvm_passes == passes_before + 2 * TILES * ITERATIONS * BATCH
+    after = remote.stats()
+    extra = after.mvm_passes - before.mvm_passes - 2 * TILES * ITERATIONS * BATCH
+    if _line_damage(before.link, after.link):
+        # An MVM whose answer the line damaged is sent again as a new request and runs
+        # again (docs/wire-protocol.md §4.6, step 5): whole MVMs more, never fewer.
+        assert extra >= 0 and extra % BATCH == 0, extra
+    else:
+        assert extra == 0
+
+
+def _line_damage(before: LinkStats | None, after: LinkStats | None) -> int:
+    """Frames the board's link damaged, lost or answered twice between two readings (0 in
+    process, where there is no link)."""
+    if before is None or after is None:
+        return 0
+    names = ("crc_errors", "framing_errors", "timeouts", "naks", "duplicates", "resyncs")
+    return sum(getattr(after, n) - getattr(before, n) for n in names)
 
 
 def test_competing_writers_on_one_tile(served: tuple[Board, int], remote: RemoteBoard) -> None:
