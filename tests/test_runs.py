@@ -187,6 +187,9 @@ def test_compare_names_what_differs_and_sets_the_figures_side_by_side(
     assert table.returncode == 0, table.stderr
     best = max(_json(f / "summary.json")["test_accuracy"] for f in (a, b, runs / "study/ll"))
     assert f"{100 * best:.2f} % (best)" in table.stdout
+    # The kind of run and its data set differ, and are said once, in the first row.
+    labels = [line.split()[0] for line in table.stdout.splitlines() if line.split()]
+    assert labels.count("job") == 1 and "dataset" not in labels
 
     one = run_sidra("runs", "compare", str(a))
     assert one.returncode == 2 and unwrapped("got 1 record, expected two or more") in unwrapped(

@@ -55,6 +55,11 @@ PROVENANCE_NOT_COMPARED = frozenset(
 """run.json keys every run has its own of: shown, never counted as a difference."""
 
 
+SHOWN_ABOVE = frozenset({"job", "dataset"})
+"""Settings the comparison's first row shows for every run ("mlp on digits"): not listed
+again among the settings that differ."""
+
+
 def _accuracy_text(accuracy: float | None) -> str:
     return "" if accuracy is None else f"{100 * accuracy:.2f} %"
 
@@ -470,6 +475,8 @@ def _print_comparison(
     if not shown_settings:
         table.add_row("(none)", *("" for _ in runs))
     for key in shown_settings:
+        if key in SHOWN_ABOVE and not every_setting:
+            continue  # in the job row already ("mlp on digits")
         table.add_row(key, *(_value_text(r.settings.get(key, "—"), key) for r in runs))
     for key in shown_provenance:
         if key not in ("board", "board_url", "server"):  # shown above, as the board
