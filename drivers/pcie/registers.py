@@ -5,6 +5,11 @@ from this module, checked fresh by a test) all read these tables. Everything is
 little-endian. Registers are accessed only as single aligned 32- or 64-bit
 loads and stores; rings and data windows are plain memory, bulk-copied.
 
+Ring positions (SQ_TAIL, SQ_HEAD, CQ_HEAD and the device's own completion count) are
+free-running u32 counts since the last ring reset, never indices: entry n of a ring lies
+at index n mod D, so all D entries may be in flight and a full ring is told from an
+empty one by the difference of the counts.
+
 Layout (queue depth D, slot window W bytes)::
 
     0x0000  registers
@@ -157,9 +162,15 @@ _REGISTERS = [
     ("VERIFY_READ_NS", 64, "RO", "f64", "ns", "one verify read pass"),
     ("HOST_LOSS_NS", 64, "RO", "f64", "ns", "one loss computation next to the array"),
     ("BOARD_POWER_W", 64, "RO", "f64", "W", "board power while operating"),
-    ("SQ_TAIL", 32, "WO", "u32", "entry", "submission-ring tail doorbell: written last"),
-    ("CQ_HEAD", 32, "WO", "u32", "entry", "completion-ring head doorbell: entries consumed"),
-    ("SQ_HEAD", 32, "RO", "u32", "entry", "submission entries the device has taken"),
+    ("SQ_TAIL", 32, "WO", "u32", "entries", "submission-ring tail doorbell, written last: "
+     "the entries the host has submitted since the ring reset, a free-running count that "
+     "wraps at 2^32 (not an index); entry n lies at SQ index n mod QUEUE_DEPTH"),
+    ("CQ_HEAD", 32, "WO", "u32", "entries", "completion-ring head doorbell: the completions "
+     "the host has consumed since the ring reset, a free-running count (wraps at 2^32); "
+     "the device posts its completion n only while n - CQ_HEAD < QUEUE_DEPTH"),
+    ("SQ_HEAD", 32, "RO", "u32", "entries", "the submissions the device has taken since the "
+     "ring reset, a free-running count (wraps at 2^32); the device takes entries while "
+     "SQ_HEAD != SQ_TAIL (all QUEUE_DEPTH entries may be in flight at once)"),
     ("IRQ_ARM", 32, "RW", "u32", "", "host writes 1 before it sleeps for a completion; the "
      "device clears it to 0 after its next completion entry and raises the interrupt "
      "(a virtual board: a futex wake on this register)"),
@@ -235,7 +246,9 @@ CQ_OFFSET = SQ_OFFSET + QUEUE_DEPTH * SUBMISSION.size
 COMPLETION_FIELDS = (
     ("command_id", "H", "command_id of the submission entry answered"),
     ("status", "H", "wire status (0 = success)"),
-    ("phase_and_slot", "I", "bit 0: phase (flips on every pass around the ring); bit 1: "
+    ("phase_and_slot", "I", "bit 0: phase, 1 ^ ((n div QUEUE_DEPTH) & 1) for the device's "
+     "completion n (counted from 0 at the ring reset, at CQ index n mod QUEUE_DEPTH): 1 on "
+     "the first pass around the ring, flipping on every pass; bit 1: "
      "the result array lies at the submission's result_addr, not after the head (never on "
      "an error); bits 2-7: 0; bits 8..: slot"),
     ("head_len", "I", "bytes of response head at the start of the slot's output window"),
