@@ -94,13 +94,16 @@ class Status(IntFlag):
     """STATUS register bits."""
 
     READY = 0x1
-    """The device services the rings."""
+    """The device services the rings (set from boot on; until the first ring reset only
+    that reset, with NEEDS_INIT)."""
     BUSY = 0x2
-    """At least one command is executing."""
+    """At least one command is executing (informational: the host does not wait on it)."""
     ERROR = 0x4
-    """A device fault; ERROR_CODE says which."""
+    """A device fault; ERROR_CODE says which (informational: the host shows it in ``sidra
+    board probe`` and acts on completions' statuses only)."""
     NEEDS_INIT = 0x8
-    """After a reset: the host must re-read the identity and restart its rings."""
+    """Set at every (re)boot, with READY: the device services nothing but a ring reset
+    until the host restarts its rings (CONTROL.RESET), which clears it."""
     PARKED = 0x10
     """Virtual boards only: the device loop sleeps, and a host that writes a doorbell
     also kicks it (a futex wake on SQ_TAIL). Hardware sees doorbells itself and never
@@ -111,9 +114,15 @@ class Control(IntFlag):
     """CONTROL register bits (host writes)."""
 
     ENABLE = 0x1
-    """Start servicing the rings (cleared by reset)."""
+    """Service the rings: the host writes it with every RESET (RESET | ENABLE), and the
+    device acknowledges the reset by writing CONTROL = ENABLE (RESET cleared, ENABLE
+    kept)."""
     RESET = 0x2
-    """Reset the rings (not the array): heads and tails to 0, phase to 1."""
+    """Reset the rings (not the array): the device zeroes SQ_TAIL, CQ_HEAD, SQ_HEAD,
+    IRQ_ARM and the completion ring, restarts its counts at 0 (phase 1), drops any
+    command it holds, takes the host-memory region, sets STATUS to READY (NEEDS_INIT
+    cleared), and clears RESET last: the acknowledgement, which a host awaits for its
+    URL's timeout (1 s by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +145,9 @@ _REGISTERS = [
     ("MAGIC", 32, "RO", "u32", "", "0x41524453 ('SDRA'); anything else is not a SIDRA board"),
     ("VERSION", 32, "RO", "u32", "", "register-map version, major << 16 | minor"),
     ("BOARD_ID", 32, "RO", "u32", "", f"board family id, {BOARD_ID:#06x} ('S1')"),
-    ("BOOT_COUNT", 32, "RO", "u32", "boots", "increments at every device (re)boot: the epoch"),
+    ("BOOT_COUNT", 32, "RO", "u32", "boots", "changes at every device (re)boot: the epoch "
+     "(the reference device starts at a random value and adds 1); never 0 (a host's 'not "
+     "attached yet') nor 0xFFFFFFFF (reads as a removed device)"),
     ("STATUS", 32, "RO", "u32", "", "READY 0x1, BUSY 0x2, ERROR 0x4, NEEDS_INIT 0x8, "
      "PARKED 0x10; a read flushes the host's posted writes"),
     ("ERROR_CODE", 32, "RO", "u32", "", "wire status of the last device fault (0 = none)"),
