@@ -120,7 +120,10 @@ def _identity() -> str:
     ]  # fmt: skip
     return (
         "## Identity strings\n\nUTF-8, NUL-padded, read by the host after MAGIC, "
-        "VERSION and BOARD_ID check out.\n\n" + _table(("Offset", "String", "Bytes"), rows)
+        "VERSION and BOARD_ID check out. `serial_number` MUST be non-empty, unique among "
+        "boards and the same across boots and firmware updates (docs/wire-protocol.md "
+        "§3.5): a host refuses a board without one. `emulator_preset` is empty on "
+        "hardware.\n\n" + _table(("Offset", "String", "Bytes"), rows)
     )
 
 

@@ -153,22 +153,28 @@ _REGISTERS = [
     ("ERROR_CODE", 32, "RO", "u32", "", "wire status of the last device fault (0 = none)"),
     ("CONTROL", 32, "RW", "u32", "", "ENABLE 0x1, RESET 0x2 (rings only)"),
     ("SCRATCH", 32, "RW", "u32", "", "free for the host: a write-then-read link check"),
-    ("TILES", 32, "RO", "u32", "tiles", "number of crossbar tiles"),
-    ("ROWS", 32, "RO", "u32", "rows", "rows per tile (MVM inputs)"),
-    ("COLS", 32, "RO", "u32", "columns", "columns per tile (MVM outputs)"),
-    ("DAC_BITS", 32, "RO", "u32", "bits", "input resolution, 0 = ideal"),
-    ("ADC_BITS", 32, "RO", "u32", "bits", "output resolution, 0 = ideal"),
+    ("TILES", 32, "RO", "u32", "tiles", "number of crossbar tiles, >= 1"),
+    ("ROWS", 32, "RO", "u32", "rows", "rows per tile (MVM inputs), >= 1 (and <= 65535: "
+     "the wire's region fields are u16)"),
+    ("COLS", 32, "RO", "u32", "columns", "columns per tile (MVM outputs), >= 1 (and "
+     "<= 65535)"),
+    ("DAC_BITS", 32, "RO", "u32", "bits", "input resolution, 0 = ideal; 0 .. 32"),
+    ("ADC_BITS", 32, "RO", "u32", "bits", "output resolution, 0 = ideal; 0 .. 32"),
     ("FEATURES", 32, "RO", "u32", "", "bit 0: emulated (virtual clock); bit 1: profile; "
      "bit 2: region passes (MVM flags bit 0); bit 3: pass results into host memory "
-     "(HOST_MEM_BASE)"),
+     "(HOST_MEM_BASE); a host reads bits 0-15 only (the others: 0). A board without "
+     "bit 0 answers ADVANCE_CLOCK UNSUPPORTED; without bit 1 it is never sent GET_PROFILE "
+     "(pcie.md, \"Commands on the rings\")"),
     ("QUEUE_DEPTH", 32, "RO", "u32", "entries",
      "entries per ring in use: 1 .. 8 (the map has room for 8; a SIDRA board reports 8)"),
     ("SLOT_WINDOW_BYTES", 32, "RO", "u32", "bytes", "size of each slot's input and output "
-     "window"),
-    ("G_MIN_US", 64, "RO", "f64", "µS", "lowest programmable conductance"),
-    ("G_MAX_US", 64, "RO", "f64", "µS", "highest programmable conductance"),
-    ("READ_VOLTAGE_MAX_V", 64, "RO", "f64", "V", "read voltages lie in ± this"),
-    ("MVM_PASS_NS", 64, "RO", "f64", "ns", "one analog pass (timing model)"),
+     f"window: exactly {SLOT_WINDOW_BYTES} in this map (a host refuses another value)"),
+    ("G_MIN_US", 64, "RO", "f64", "µS", "lowest programmable conductance: finite, >= 0"),
+    ("G_MAX_US", 64, "RO", "f64", "µS", "highest programmable conductance: finite, "
+     "above G_MIN_US"),
+    ("READ_VOLTAGE_MAX_V", 64, "RO", "f64", "V", "read voltages lie in ± this: finite, > 0"),
+    ("MVM_PASS_NS", 64, "RO", "f64", "ns", "one analog pass (timing model); this and "
+     "the four below: finite, >= 0 (0 = not reported)"),
     ("WRITE_PASS_NS", 64, "RO", "f64", "ns", "one parallel write pass"),
     ("VERIFY_READ_NS", 64, "RO", "f64", "ns", "one verify read pass"),
     ("HOST_LOSS_NS", 64, "RO", "f64", "ns", "one loss computation next to the array"),
