@@ -33,6 +33,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +46,7 @@ from sidra.drivers.requests import MVMRequest, PerturbedMVMRequest, TransposeMVM
 from sidra.drivers.types import BoardInfo, Buffer, MVMResult, Region
 from sidra.drivers.wire import messages as m
 from sidra.drivers.wire.device_times import NONE_DECLARED, CommandTimes
-from sidra.drivers.wire.messages import Feature, Msg, Status
+from sidra.drivers.wire.messages import NO_VALUE, Feature, Msg, Status
 from sidra.drivers.wire.operations import InlineSizeError, entry_for_message
 from sidra.emulator.board import EmulatedBoard
 from sidra.emulator.config import BoardProfile
@@ -217,9 +218,14 @@ class _Window:
 
 
 class _Refused(Exception):
-    def __init__(self, status: Status, text: str) -> None:
+    """A submission the device refuses with ``status``: ``text`` says why, ``field`` and
+    ``value`` name what was wrong when a field was (wire-protocol §8.2)."""
+
+    def __init__(self, status: Status, text: str, field: str = "", value: Any = NO_VALUE) -> None:
         super().__init__(text)
         self.status = status
+        self.field = field
+        self.value = value
 
 
 class PcieDevice:
@@ -610,7 +616,7 @@ class PcieDevice:
             answer = None if path is None else self._pass(entry, payload, path)
             return answer or self._execute(entry, payload)
         except _Refused as exc:
-            status, body = exc.status, m.encode_error(str(exc))
+            status, body = exc.status, m.encode_error(str(exc), exc.field, exc.value)
         except (struct.error, InlineSizeError) as exc:
             status, body = Status.BAD_PAYLOAD, m.encode_error(f"malformed payload: {exc}")
         except SidraError as exc:
@@ -647,7 +653,9 @@ class PcieDevice:
             return _Answer(entry, Status.OK, b"", text)
         wire = entry_for_message(entry.opcode)
         if wire is None:
-            raise _Refused(Status.UNKNOWN_MESSAGE, f"opcode 0x{entry.opcode:02x} unknown")
+            # As the serial board names it (wire-protocol §8.2): field msg, the opcode.
+            why = f"opcode 0x{entry.opcode:02x} unknown"
+            raise _Refused(Status.UNKNOWN_MESSAGE, why, "msg", entry.opcode)
         head_len = entry.head_len or len(payload)
         reader = _Window(self, payload[head_len:])
         request = wire.unpack_request(_MSG[entry.opcode], payload[:head_len], reader)

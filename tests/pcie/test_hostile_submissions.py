@@ -78,6 +78,8 @@ def test_a_submission_the_map_does_not_allow_is_refused_and_the_board_serves_on(
             assert done[3:] == (0, 0)
         if says:
             assert says in m.decode_error(head)[2]
+        if status == Status.UNKNOWN_MESSAGE:  # named as the serial board names it (§8.2)
+            assert m.decode_error(head)[:2] == ("msg", entry["opcode"])
         assert device.is_alive()
         v = np.full((2, 256), 0.1, np.float32)
         assert board.mvm(0, v).currents.shape == (2, 256)  # the next host call is answered
