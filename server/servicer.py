@@ -241,43 +241,26 @@ class BoardServicer:
         handed the recording instead, to run it in order behind the call (a job's
         writer thread: no one is answered, and the job's next step need not wait for
         the store's fsync)."""
+        leases = self.leases
         try:
-            return self._run_in_turn(
-                rpc, request, principal, caller, session_id, admin=admin,
-                record_later=record_later, checked=checked,
-            )  # fmt: skip
+            with self.turns.turn(caller):
+                if isinstance(request, SequenceRequest):
+                    return self._run_sequence(
+                        request, principal, session_id, admin=admin, record_later=record_later
+                    )
+                if leases is not None:
+                    leases.admit(rpc, request, principal, session_id, admin=admin)
+                if self.protections is not None:
+                    self.protections.admit(rpc, request, principal, admin=admin)
+                result = self.board.run_step(request) if checked else self.board.run(request)
+                if leases is not None:
+                    leases.ran(request)
+                self._keep(request, result, principal, record_later)
         except BoardUnavailable as exc:
             # The board's link is down: the caller learns what the server's log says
             # (since when, why, what is retried), not only this call's own failure.
             exc.link_down = exc.link_down or self.link_down()
             raise
-
-    def _run_in_turn(
-        self,
-        rpc: str,
-        request: Request,
-        principal: str,
-        caller: str,
-        session_id: str | None,
-        *,
-        admin: bool,
-        record_later: Callable[[Callable[[], None]], None] | None,
-        checked: bool,
-    ) -> Any:
-        leases = self.leases
-        with self.turns.turn(caller):
-            if isinstance(request, SequenceRequest):
-                return self._run_sequence(
-                    request, principal, session_id, admin=admin, record_later=record_later
-                )
-            if leases is not None:
-                leases.admit(rpc, request, principal, session_id, admin=admin)
-            if self.protections is not None:
-                self.protections.admit(rpc, request, principal, admin=admin)
-            result = self.board.run_step(request) if checked else self.board.run(request)
-            if leases is not None:
-                leases.ran(request)
-            self._keep(request, result, principal, record_later)
         return result
 
     def _run_sequence(
