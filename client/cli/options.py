@@ -22,6 +22,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -166,6 +167,8 @@ Priority = Annotated[
 sidra jobs resume --queue)."""
 
 Options = TypeVar("Options", bound=BaseModel)
+N = TypeVar("N", int, float)
+"""The number an option takes: int or float."""
 
 
 _ROLE = re.compile(r":(?:class|func|meth|attr|data|mod):`~?(?:[\w.]+\.)?([\w]+)`")
@@ -228,14 +231,7 @@ def float_or_none(given: str | float | None) -> float | None:
     """An option's number, or ``none`` for a setting whose None means something (a
     learning rate kept constant, a gain calibrated): the help said "None keeps it
     constant" and the command line refused None as no number."""
-    if not isinstance(given, str):
-        return given  # the default, as declared
-    if given.strip().lower() == "none":
-        return None
-    try:
-        return float(given)
-    except ValueError:
-        raise typer.BadParameter(f"got {given!r}, expected a number or none") from None
+    return given if not isinstance(given, str) else _or_none(given, float, "a number")
 
 
 def int_or_none(given: str | int | None) -> int | None:
@@ -243,14 +239,18 @@ def int_or_none(given: str | int | None) -> int | None:
     (every layer trained, the read repeats of training, a tile placed by the job): the
     help said "None: every layer" and the command line refused none as no integer, so a
     run started ``--like`` a record of ``--trainable 1`` could not train every layer."""
-    if not isinstance(given, str):
-        return given  # the default, as declared
+    return given if not isinstance(given, str) else _or_none(given, int, "a whole number")
+
+
+def _or_none(given: str, parse: Callable[[str], N], expected: str) -> N | None:
+    """``given`` as typed on the command line (a default, as declared, is not parsed):
+    ``none`` (any case) is None, anything else ``parse``'s number or a usage error."""
     if given.strip().lower() == "none":
         return None
     try:
-        return int(given)
+        return parse(given)
     except ValueError:
-        raise typer.BadParameter(f"got {given!r}, expected a whole number or none") from None
+        raise typer.BadParameter(f"got {given!r}, expected {expected} or none") from None
 
 
 def job_options(model: type[Options], ctx: typer.Context, **changes: Any) -> Options:
