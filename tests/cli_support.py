@@ -218,3 +218,36 @@ def session(board: RemoteBoard, batch: int) -> list[Any]:
     out += [board.read_conductance(0).conductances, board.restore(0), board.advance_clock(60.0)]
     out += [board.calibrate(0), board.read_write_counts(0).counts, board.stats()]
     return out
+
+
+@contextmanager
+def board_console(*args: str, stops_itself: bool = False) -> Iterator[tuple[str, list[str]]]:
+    """``sidra board serve ARGS``: its URL (its first stdout line) and its console's
+    lines, read as they come (a busy console never fills its pipe) and complete once the
+    block has left and the board has stopped: on SIGTERM, or by itself when the block
+    made it stop (``stops_itself``: a removal fault; a SIGTERM then could meet a process
+    already past its handler)."""
+    proc = subprocess.Popen(
+        [*SIDRA, "board", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        yield proc.stdout.readline().strip(), lines
+        if not stops_itself:
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        reader.join(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def fault_lines(lines: list[str]) -> list[str]:
+    """The lines of a virtual board's console that say a fault fired."""
+    return [line.rstrip("\n") for line in lines if " sidra.emulator.faults: " in line]

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 import numpy as np
-from cli_support import SIDRA
+from cli_support import board_console, fault_lines
 from pcie_support import FAST_S, G
 
 from sidra.drivers.errors import BoardFault, BoardReset, BoardUnavailable, DeadlineExceeded
@@ -37,34 +34,14 @@ V = np.full((1, 256), 0.125, np.float32)
 @contextmanager
 def pcie_console(faults: str, removed: bool = False) -> Iterator[tuple[str, list[str]]]:
     """``sidra board serve --pcie-file`` with ``faults``: its BAR file's path, and its
-    console's lines, complete once the block has left and the board has stopped: on
-    SIGTERM, or by itself when the block ``removed`` it (a fault; a SIGTERM then could
-    meet a process already past its handler)."""
+    console's lines (cli_support.board_console; ``removed``: the block removed the board,
+    which then stops by itself)."""
     with tempfile.TemporaryDirectory(dir=memory_dir()) as folder:
         path = os.path.join(folder, "bar0")
-        argv = [*SIDRA, "board", "serve", "--pcie-file", path, "--preset", "ideal"]
-        proc = subprocess.Popen([*argv, "--faults", faults], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-        assert proc.stdout is not None and proc.stderr is not None
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-        reader.start()
-        try:
-            assert proc.stdout.readline().strip() == f"pcie+file://{path}"
+        args = ("--pcie-file", path, "--preset", "ideal", "--faults", faults)
+        with board_console(*args, stops_itself=removed) as (url, lines):
+            assert url == f"pcie+file://{path}"
             yield path, lines
-            if not removed:
-                proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=60) == 0
-            reader.join(timeout=10)
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
-
-
-def fault_lines(lines: list[str]) -> list[str]:
-    return [line.rstrip("\n") for line in lines if " sidra.emulator.faults: " in line]
 
 
 def test_each_counted_fault_prints_one_timestamped_line_as_it_fires() -> None:

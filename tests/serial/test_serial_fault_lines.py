@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
-import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 import numpy as np
 import pytest
-from cli_support import SIDRA
+from cli_support import board_console
 
 from sidra.drivers import BoardReset, open_board
 from sidra.emulator import preset
@@ -32,31 +28,6 @@ TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
 COMMAND = r"[A-Z_]+ \(msg 0x[0-9a-f]{2}\) request \d+"
 """A frame's command as a fault line names it: ``MVM (msg 0x22) request 42``."""
 V = np.zeros((1, 32), np.float32)
-
-
-@contextmanager
-def board_console(*args: str) -> Iterator[tuple[str, list[str]]]:
-    """``sidra board serve ARGS``: its URL, and its console's lines (read as they come, so
-    a busy console never fills its pipe), complete once the block has left and the
-    board has stopped on SIGTERM."""
-    proc = subprocess.Popen(
-        [*SIDRA, "board", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None and proc.stderr is not None
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-    reader.start()
-    try:
-        yield proc.stdout.readline().strip(), lines
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        reader.join(timeout=10)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 @pytest.mark.parametrize("link", [("--pty",), ("--tcp", "127.0.0.1:0")])
